@@ -1,0 +1,55 @@
+"""The one exception hierarchy of musicstore.
+
+Every error names what was wrong and what to do about it. Nothing is half-done after one is raised:
+the transaction is rolled back, no file is left at a final path.
+"""
+
+from __future__ import annotations
+
+
+class MusicstoreError(Exception):
+    """Base class of every error musicstore raises on purpose."""
+
+
+class InvalidInput(MusicstoreError, ValueError):
+    """An argument is out of its documented range (prompt, sample rate, metadata, status...)."""
+
+
+class NotFound(MusicstoreError, LookupError):
+    """No generation (or prompt) with that id exists."""
+
+
+class InvalidTransition(MusicstoreError):
+    """The status machine does not allow this change from the row's current status."""
+
+    def __init__(self, message: str, *, current: str | None = None) -> None:
+        super().__init__(message)
+        self.current = current
+
+
+class LeaseLost(InvalidTransition):
+    """The worker no longer owns the generation (its lease expired and it was requeued or claimed)."""
+
+
+class ConfirmationRequired(MusicstoreError):
+    """A destructive operation was called without its explicit confirmation argument."""
+
+
+class DatabaseError(MusicstoreError):
+    """The database refused or failed an operation (constraint, lock timeout, connection)."""
+
+
+class DatabaseBusy(DatabaseError):
+    """The database stayed locked by other writers for longer than the busy timeout."""
+
+
+class MigrationError(DatabaseError):
+    """The schema is missing, older than this library needs, or a migration failed."""
+
+
+class InvalidAudio(MusicstoreError, ValueError):
+    """Audio data cannot be exported as given (NaN/Inf, empty, wrong rank or dtype, bad rate...)."""
+
+
+class StorageError(MusicstoreError, OSError):
+    """Writing, renaming or removing a file under the output root failed."""
