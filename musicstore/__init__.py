@@ -1,1 +1,97 @@
-"""musicstore: the job store and audio export layer of an AI music generation service."""
+"""musicstore: the job store and audio export layer of an AI music generation service.
+
+>>> from musicstore import Store, migrate               # doctest: +SKIP
+>>> migrate("sqlite:///data/generations.db")
+>>> store = Store("sqlite:///data/generations.db")
+>>> job = store.create_generation("lofi hip hop at 90 BPM", model_name="musicgen", duration_seconds=30)
+>>> claimed = store.claim_next("gpu-0")
+"""
+
+from .errors import (
+    ConfirmationRequired,
+    DatabaseBusy,
+    DatabaseError,
+    InvalidAudio,
+    InvalidInput,
+    InvalidTransition,
+    LeaseLost,
+    MigrationError,
+    MusicstoreError,
+    NotFound,
+    StorageError,
+)
+from .migrate import init_db, migrate
+from .models import Generation, Page, Prompt, Requeued, Stats, Status
+from .ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, RESET_CONFIRMATION
+from .session import (
+    cancel,
+    claim_batch,
+    claim_next,
+    complete_generation,
+    count_generations,
+    create_generation,
+    delete_generation,
+    fail,
+    get_all_generations,
+    get_database_stats,
+    get_generation,
+    get_most_used_prompts,
+    get_pending_generations,
+    get_prompt_by_text,
+    get_session,
+    heartbeat,
+    list_generations,
+    requeue_expired,
+    reset_database,
+    track_prompt_usage,
+    update_generation_status,
+)
+from .store import Store, Transaction
+
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "DEFAULT_MAX_ATTEMPTS",
+    "RESET_CONFIRMATION",
+    "ConfirmationRequired",
+    "DatabaseBusy",
+    "DatabaseError",
+    "Generation",
+    "InvalidAudio",
+    "InvalidInput",
+    "InvalidTransition",
+    "LeaseLost",
+    "MigrationError",
+    "MusicstoreError",
+    "NotFound",
+    "Page",
+    "Prompt",
+    "Requeued",
+    "Stats",
+    "Status",
+    "StorageError",
+    "Store",
+    "Transaction",
+    "cancel",
+    "claim_batch",
+    "claim_next",
+    "complete_generation",
+    "count_generations",
+    "create_generation",
+    "delete_generation",
+    "fail",
+    "get_all_generations",
+    "get_database_stats",
+    "get_generation",
+    "get_most_used_prompts",
+    "get_pending_generations",
+    "get_prompt_by_text",
+    "get_session",
+    "heartbeat",
+    "init_db",
+    "list_generations",
+    "migrate",
+    "requeue_expired",
+    "reset_database",
+    "track_prompt_usage",
+    "update_generation_status",
+]

@@ -1,0 +1,4 @@
+DROP TABLE prompt_totals;
+DROP TABLE generation_totals;
+DROP TABLE generations;
+DROP TABLE prompts;

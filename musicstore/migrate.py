@@ -1,0 +1,48 @@
+"""Schema migrations with yoyo: the same ``migrations/`` that ``yoyo apply`` runs, shipped in the wheel."""
+
+from __future__ import annotations
+
+from .errors import MigrationError
+from .queries import data_dir
+from .urls import resolve
+
+
+def shipped_migrations() -> list[str]:
+    """The ids of the migrations this version of musicstore ships, in order."""
+    return sorted(
+        path.stem
+        for path in data_dir("migrations").iterdir()
+        if path.suffix in {".sql", ".py"} and not path.name.endswith(".rollback.sql")
+    )
+
+
+def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
+    """Apply every pending migration to the database at ``url``; returns the ids applied.
+
+    Concurrent callers (several processes starting at once) are safe: yoyo's lock serialises them and the
+    later ones find nothing left to apply. Raises MigrationError if the lock is not had in ``lock_timeout``.
+    """
+    from yoyo import get_backend, read_migrations
+    from yoyo.exceptions import LockTimeout
+
+    target = resolve(url)
+    if target.path is not None:
+        target.path.parent.mkdir(parents=True, exist_ok=True)
+    backend = get_backend(target.yoyo_url)
+    try:
+        migrations = read_migrations(str(data_dir("migrations")))
+        with backend.lock(timeout=lock_timeout):
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+    except LockTimeout as exc:
+        raise MigrationError(
+            f"{target.url}: another process held the migration lock for {lock_timeout}s"
+        ) from exc
+    finally:
+        backend.connection.close()
+    return [migration.id for migration in pending]
+
+
+def init_db(url: str | None = None) -> list[str]:
+    """The seed's name for ``migrate``: create or upgrade the schema."""
+    return migrate(url)
