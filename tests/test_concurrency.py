@@ -1,0 +1,92 @@
+"""Several processes on one SQLite file: no double claims, no lost jobs, exact prompt counts, no lock errors."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import Counter
+
+import pytest
+
+from musicstore import Status, Store, migrate
+
+PROCESSES = 8
+PROMPTS = [f"shared prompt {i}" for i in range(5)]
+
+pytestmark = pytest.mark.slow
+
+
+def _claim_until_empty(url: str, worker: str) -> tuple[list[str], list[str]]:
+    """Claim and complete until the queue is empty; returns (claimed ids, errors)."""
+    claimed, errors = [], []
+    with Store(url, busy_timeout=30) as store:
+        while True:
+            try:
+                job = store.claim_next(worker)
+                if job is None:
+                    return claimed, errors
+                claimed.append(job.id)
+                store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=1, worker_id=worker)
+            except Exception as exc:  # reported to the parent, which fails the test
+                errors.append(f"{type(exc).__name__}: {exc}")
+                return claimed, errors
+
+
+def _create_many(url: str, seed: int, count: int) -> tuple[Counter[str], list[str]]:
+    """Create ``count`` generations cycling through the shared prompts; returns (uses per prompt, errors)."""
+    uses: Counter[str] = Counter()
+    errors: list[str] = []
+    with Store(url, busy_timeout=30) as store:
+        for i in range(count):
+            prompt = PROMPTS[(seed + i) % len(PROMPTS)]
+            try:
+                store.create_generation(prompt, model_name="m", duration_seconds=5)
+                uses[prompt] += 1
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+    return uses, errors
+
+
+def _pool() -> multiprocessing.pool.Pool:
+    return multiprocessing.get_context("spawn").Pool(PROCESSES)
+
+
+def test_parallel_claims_never_double_claim_or_lose_a_job(db_url: str) -> None:
+    with Store(db_url) as store, store.transaction():
+        created = {store.create_generation(f"job {i}", model_name="m", duration_seconds=5).id for i in range(1500)}
+    with _pool() as pool:
+        results = pool.starmap(_claim_until_empty, [(db_url, f"worker-{n}") for n in range(PROCESSES)])
+    claimed = [gid for ids, _ in results for gid in ids]
+    errors = [e for _, errs in results for e in errs]
+    assert errors == []
+    assert len(claimed) == len(set(claimed)), "a job was claimed twice"
+    assert set(claimed) == created, "a job was lost"
+    assert sum(1 for ids, _ in results if ids) > 1, "only one worker got work: the test proves nothing"
+    with Store(db_url) as store:
+        stats = store.get_database_stats()
+        assert stats.by_status[Status.COMPLETED] == len(created) and stats.total == len(created)
+        done = store.list_generations(limit=10, status="completed").items
+        assert all(g.attempts == 1 for g in done)
+
+
+def test_parallel_creates_count_prompts_exactly(db_url: str) -> None:
+    with _pool() as pool:
+        results = pool.starmap(_create_many, [(db_url, n, 150) for n in range(PROCESSES)])
+    errors = [e for _, errs in results for e in errs]
+    assert errors == []
+    expected = sum((uses for uses, _ in results), Counter())
+    with Store(db_url) as store:
+        for prompt in PROMPTS:
+            tracked = store.get_prompt_by_text(prompt)
+            assert tracked is not None and tracked.used_count == expected[prompt]
+        stats = store.get_database_stats()
+        assert stats.total == PROCESSES * 150 and stats.prompt_uses == PROCESSES * 150
+        assert stats.unique_prompts == len(PROMPTS)
+
+
+def test_concurrent_migrate_is_safe(tmp_path: object) -> None:
+    url = f"sqlite:///{tmp_path}/fresh.db"
+    with _pool() as pool:
+        applied = pool.map(migrate, [url] * PROCESSES)
+    assert sorted(len(ids) for ids in applied)[-1] == 2 and sum(len(ids) for ids in applied) == 2
+    with Store(url) as store:
+        assert store.count_generations() == 0
