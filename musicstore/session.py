@@ -11,12 +11,17 @@ from contextlib import contextmanager
 from functools import cache
 
 from .store import Operations, Store, Transaction
+from .urls import resolve
+
+
+def default_store(url: str | None = None) -> Store:
+    """One shared ``Store`` per database in this process (None: ``$MUSICSTORE_DATABASE_URL`` or the default)."""
+    return _store(resolve(url).absolute_url)
 
 
 @cache
-def default_store(url: str | None = None) -> Store:
-    """One shared ``Store`` per URL in this process (None: ``$MUSICSTORE_DATABASE_URL`` or the default)."""
-    return Store(url)
+def _store(absolute_url: str) -> Store:
+    return Store(absolute_url)
 
 
 @contextmanager

@@ -21,6 +21,12 @@ class DatabaseURL:
     url: str
     dialect: str
     path: Path | None = None
+    """SQLite: the file, made absolute against the working directory when the URL was resolved."""
+
+    @property
+    def absolute_url(self) -> str:
+        """The URL with a SQLite path made absolute: the same database from any working directory."""
+        return self.url if self.path is None else f"sqlite:///{self.path}"
 
     @property
     def yoyo_url(self) -> str:
@@ -44,7 +50,7 @@ def resolve(url: str | None = None) -> DatabaseURL:
             raise InvalidInput(
                 "an in-memory SQLite database is private to one connection; use a file (a temp dir in tests)"
             )
-        return DatabaseURL(text, "sqlite", Path(path))
+        return DatabaseURL(text, "sqlite", Path(path).absolute())
     if scheme in {"postgresql", "postgres", "postgresql+psycopg"}:
         return DatabaseURL("postgresql://" + text.split("://", 1)[1], "postgres")
     raise InvalidInput(f"unsupported database URL {text!r}: use sqlite:///path.db or postgresql://...")

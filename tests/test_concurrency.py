@@ -25,7 +25,9 @@ def _claim_until_empty(url: str, worker: str) -> tuple[list[str], list[str]]:
                 if job is None:
                     return claimed, errors
                 claimed.append(job.id)
-                store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=1, worker_id=worker)
+                store.complete_generation(
+                    job.id, file_path=f"{job.id}.wav", file_size_bytes=1, worker_id=worker
+                )
             except Exception as exc:  # reported to the parent, which fails the test
                 errors.append(f"{type(exc).__name__}: {exc}")
                 return claimed, errors
@@ -52,7 +54,9 @@ def _pool() -> multiprocessing.pool.Pool:
 
 def test_parallel_claims_never_double_claim_or_lose_a_job(db_url: str) -> None:
     with Store(db_url) as store, store.transaction():
-        created = {store.create_generation(f"job {i}", model_name="m", duration_seconds=5).id for i in range(1500)}
+        created = {
+            store.create_generation(f"job {i}", model_name="m", duration_seconds=5).id for i in range(1500)
+        }
     with _pool() as pool:
         results = pool.starmap(_claim_until_empty, [(db_url, f"worker-{n}") for n in range(PROCESSES)])
     claimed = [gid for ids, _ in results for gid in ids]

@@ -126,15 +126,21 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
 metadata_objects = st.dictionaries(st.text(max_size=20), json_values, max_size=8)
 prompts = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=300
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=300,
 ).filter(lambda text: text.strip() != "")
 
-_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @_SETTINGS
@@ -147,7 +153,9 @@ def test_metadata_round_trips_exactly(store: Store, metadata: dict[str, Any]) ->
 
 @_SETTINGS
 @given(created=metadata_objects, merged=metadata_objects)
-def test_completion_merges_metadata_shallowly(store: Store, created: dict[str, Any], merged: dict[str, Any]) -> None:
+def test_completion_merges_metadata_shallowly(
+    store: Store, created: dict[str, Any], merged: dict[str, Any]
+) -> None:
     job = new_job(store, metadata=created)
     claimed = store.claim_next("w")
     assert claimed is not None and claimed.id == job.id

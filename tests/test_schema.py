@@ -70,7 +70,9 @@ def test_rollback_removes_the_schema(tmp_path: Path) -> None:
     migrations = read_migrations(str(ROOT / "migrations"))
     with backend.lock():
         backend.rollback_migrations(backend.to_rollback(migrations))
-    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = {
+        r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
     assert not tables & {"generations", "prompts", "generation_totals", "prompt_totals"}
     assert migrate(f"sqlite:///{path}") == shipped_migrations()
 
@@ -126,7 +128,9 @@ def test_schema_constraints_hold_without_python(db_url: str, change: dict[str, o
 
 def test_indexes_serve_the_real_queries_and_none_is_redundant(db_url: str) -> None:
     conn = _raw(db_url)
-    indexes = {r[0]: r[1] for r in conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'")}
+    indexes = {
+        r[0]: r[1] for r in conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'")
+    }
     named = {name for name in indexes if not name.startswith("sqlite_autoindex")}
     assert named == {"generations_status_created_at", "generations_created_at", "prompts_used_count"}
     columns = {name: [r[2] for r in conn.execute(f"PRAGMA index_info({name})")] for name in indexes}
@@ -149,7 +153,17 @@ def test_built_wheel_carries_sql_and_migrations_and_works_installed(tmp_path: Pa
     """Build the wheel, install it alone into a folder, and migrate + use a database from there."""
     dist = tmp_path / "dist"
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -100,12 +100,16 @@ class StoreMachine(RuleBasedStateMachine):
         job = self.jobs[gid]
         worker = job.worker if by_owner else "someone-else"
         if job.status is Status.PROCESSING and job.worker == worker:
-            done = self.store.complete_generation(gid, file_path=f"{gid}.wav", file_size_bytes=100, worker_id=worker)
+            done = self.store.complete_generation(
+                gid, file_path=f"{gid}.wav", file_size_bytes=100, worker_id=worker
+            )
             assert done.status is Status.COMPLETED
             job.status, job.lease_expires_at = Status.COMPLETED, None
         else:
             try:
-                self.store.complete_generation(gid, file_path=f"{gid}.wav", file_size_bytes=100, worker_id=worker)
+                self.store.complete_generation(
+                    gid, file_path=f"{gid}.wav", file_size_bytes=100, worker_id=worker
+                )
             except InvalidTransition:
                 return
             raise AssertionError(f"completing a {job.status} job by {worker} succeeded")
@@ -154,7 +158,11 @@ class StoreMachine(RuleBasedStateMachine):
         failed = [i for i in expired if self.jobs[i].attempts >= MAX_ATTEMPTS]
         assert result.requeued == requeued and result.failed == failed
         for i in requeued:
-            self.jobs[i].status, self.jobs[i].worker, self.jobs[i].lease_expires_at = Status.PENDING, None, None
+            self.jobs[i].status, self.jobs[i].worker, self.jobs[i].lease_expires_at = (
+                Status.PENDING,
+                None,
+                None,
+            )
         for i in failed:
             self.jobs[i].status, self.jobs[i].lease_expires_at = Status.FAILED, None
 

@@ -1,0 +1,7 @@
+"""``python -m musicstore``: the same as the ``musicstore`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
