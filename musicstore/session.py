@@ -15,7 +15,7 @@ from .urls import resolve
 
 
 def default_store(url: str | None = None) -> Store:
-    """One shared ``Store`` per database in this process (None: ``$MUSICSTORE_DATABASE_URL`` or the default)."""
+    """One ``Store`` per database in this process (None: ``$MUSICSTORE_DATABASE_URL`` or the default)."""
     return _store(resolve(url).absolute_url)
 
 

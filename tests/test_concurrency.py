@@ -1,4 +1,4 @@
-"""Several processes on one SQLite file: no double claims, no lost jobs, exact prompt counts, no lock errors."""
+"""Many processes on one SQLite file: no double claims, no lost jobs, exact prompt counts, no lock error."""
 
 from __future__ import annotations
 

@@ -142,7 +142,7 @@ def test_indexes_serve_the_real_queries_and_none_is_redundant(db_url: str) -> No
     plan = " ".join(
         r[3]
         for r in conn.execute(
-            "EXPLAIN QUERY PLAN SELECT * FROM generations WHERE status = 'pending' ORDER BY created_at LIMIT 1"
+            "EXPLAIN QUERY PLAN SELECT id FROM generations WHERE status = 'pending' ORDER BY created_at"
         )
     )
     assert "generations_status_created_at" in plan
