@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 from .errors import MigrationError
 from .queries import data_dir
 from .urls import resolve
@@ -14,6 +18,39 @@ def shipped_migrations() -> list[str]:
         for path in data_dir("migrations").iterdir()
         if path.suffix in {".sql", ".py"} and not path.name.endswith(".rollback.sql")
     )
+
+
+def _dialect_of(conn: Any) -> str:
+    return "sqlite" if type(conn).__module__.startswith("sqlite3") else "postgres"
+
+
+def dialect_sql_step(migration_file: str) -> None:
+    """In a Python migration: add a yoyo step that runs ``<dialect>/<id>.sql`` beside it (and its rollback).
+
+    Where SQLite and PostgreSQL DDL must differ (types, JSON checks, triggers), each dialect keeps a plain SQL
+    file of its own; the migration picks by the connection it is given.
+    """
+    import sqlparse
+    from yoyo import step
+
+    here = Path(migration_file)
+
+    def runner(suffix: str) -> Callable[[Any], None]:
+        def run(conn: Any) -> None:
+            script = (here.parent / _dialect_of(conn) / f"{here.stem}{suffix}.sql").read_text(
+                encoding="utf-8"
+            )
+            cursor = conn.cursor()
+            try:
+                for statement in sqlparse.split(sqlparse.format(script, strip_comments=True)):
+                    if statement.strip():
+                        cursor.execute(statement)
+            finally:
+                cursor.close()
+
+        return run
+
+    step(runner(""), runner(".rollback"))
 
 
 def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:

@@ -421,6 +421,13 @@ def reset_database(*, confirm: str) -> Steps[None]:
     yield Call("delete_all_prompts", {})
 
 
+@reader
+def applied_migrations() -> Steps[set[str]]:
+    """The ids of the yoyo migrations applied to this database."""
+    rows = yield Call("applied_migrations", {})
+    return {row["migration_id"] for row in rows}
+
+
 # --- prompts -------------------------------------------------------------------------------------------
 
 

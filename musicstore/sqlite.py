@@ -1,10 +1,16 @@
-"""The embedded SQLite backend: connections, their PRAGMAs, parameter encoding and error translation."""
+"""The embedded SQLite backend: connections and their PRAGMAs, transactions, parameter encoding, errors.
+
+Sync (sqlite3, one connection per thread) and async (aiosqlite, one connection per event loop task group)
+connectors share everything here but the connection calls.
+"""
 
 from __future__ import annotations
 
+import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,33 +19,9 @@ from .errors import DatabaseBusy, DatabaseError, MigrationError, MusicstoreError
 from .models import to_micros
 
 DIALECT = "sqlite"
-DRIVER = "sqlite3"
 BEGIN_WRITE = "BEGIN IMMEDIATE"
 BEGIN_READ = "BEGIN"
-
-
-def connect(path: Path, *, busy_timeout: float) -> sqlite3.Connection:
-    """Open ``path`` in WAL mode with explicit transactions (``isolation_level=None``)."""
-    if path.parent != Path() and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(
-        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False, cached_statements=256
-    )
-    try:
-        conn.row_factory = sqlite3.Row
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode != "wal":
-            raise DatabaseError(f"{path}: SQLite refused WAL mode (journal_mode is {mode!r})")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-    except sqlite3.Error as exc:
-        conn.close()
-        raise translate(exc, path) from exc
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+PRAGMAS = ("PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON")
 
 
 def encode(params: dict[str, Any]) -> dict[str, Any]:
@@ -47,8 +29,10 @@ def encode(params: dict[str, Any]) -> dict[str, Any]:
     return {k: to_micros(v) if isinstance(v, datetime) else v for k, v in params.items()}
 
 
-def translate(exc: sqlite3.Error, where: object) -> MusicstoreError:
-    """The musicstore error for a sqlite3 error."""
+def translate(exc: BaseException, where: object) -> MusicstoreError | None:
+    """The musicstore error for a sqlite3 error (None for anything else)."""
+    if not isinstance(exc, sqlite3.Error):
+        return None
     message = str(exc)
     if isinstance(exc, sqlite3.OperationalError):
         if "locked" in message or "busy" in message:
@@ -65,10 +49,136 @@ def translate(exc: sqlite3.Error, where: object) -> MusicstoreError:
     return DatabaseError(f"{where}: {message}")
 
 
-@contextmanager
-def errors_translated(where: object) -> Iterator[None]:
-    """Re-raise sqlite3 errors as musicstore errors."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise translate(exc, where) from exc
+def _prepare(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _check_wal(mode: str, path: Path) -> None:
+    if mode != "wal":
+        raise DatabaseError(f"{path}: SQLite refused WAL mode (journal_mode is {mode!r})")
+
+
+class SQLiteConnector:
+    """sqlite3 connections, one per thread (and per process after a fork), opened in WAL mode."""
+
+    dialect = DIALECT
+    driver = "sqlite3"
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    encode = staticmethod(encode)
+
+    def __init__(self, path: Path, *, busy_timeout: float) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def translate(self, exc: BaseException) -> MusicstoreError | None:
+        return translate(exc, self.path)
+
+    def _open(self) -> sqlite3.Connection:
+        _prepare(self.path)
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=256,
+        )
+        try:
+            conn.row_factory = sqlite3.Row
+            _check_wal(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0], self.path)
+            for pragma in PRAGMAS:
+                conn.execute(pragma)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def acquire(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():  # a forked child opens its own
+            conn = self._open()
+            local.conn, local.pid = conn, os.getpid()
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
+    def release(self, conn: sqlite3.Connection) -> None:
+        """Nothing to do: the connection stays with its thread."""
+
+    @contextmanager
+    def transaction(self, conn: sqlite3.Connection, *, write: bool) -> Iterator[None]:
+        """BEGIN IMMEDIATE (write: the writer lock up front) or BEGIN; COMMIT, or ROLLBACK on an exception."""
+        conn.execute(BEGIN_WRITE if write else BEGIN_READ)
+        try:
+            yield
+            conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
+        self._local = threading.local()
+
+
+class AsyncSQLiteConnector:
+    """aiosqlite connections (each runs sqlite3 on its own thread), kept in an idle list between uses."""
+
+    dialect = DIALECT
+    driver = "aiosqlite"
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    encode = staticmethod(encode)
+
+    def __init__(self, path: Path, *, busy_timeout: float) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._idle: list[Any] = []
+
+    def translate(self, exc: BaseException) -> MusicstoreError | None:
+        return translate(exc, self.path)
+
+    async def _open(self) -> Any:
+        import aiosqlite
+
+        _prepare(self.path)
+        conn = await aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            async with conn.execute("PRAGMA journal_mode = WAL") as cursor:
+                row = await cursor.fetchone()
+            _check_wal(row[0] if row else "", self.path)
+            for pragma in PRAGMAS:
+                await conn.execute(pragma)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def acquire(self) -> Any:
+        """An idle connection, or a new one."""
+        return self._idle.pop() if self._idle else await self._open()
+
+    async def release(self, conn: Any) -> None:
+        self._idle.append(conn)
+
+    @asynccontextmanager
+    async def transaction(self, conn: Any, *, write: bool) -> AsyncIterator[None]:
+        await conn.execute(BEGIN_WRITE if write else BEGIN_READ)
+        try:
+            yield
+            await conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()

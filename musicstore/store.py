@@ -1,22 +1,22 @@
 """``Store``: the job store opened from a URL, its transactions, and the operations bound to both.
 
 Each operation in ``musicstore.ops`` is a generator of query calls; ``Store`` and ``Transaction`` only drive
-them. A write operation runs in its own ``BEGIN IMMEDIATE`` transaction, or inside the caller's
-``store.transaction()``; a read runs as a single statement (autocommit, a WAL snapshot) or inside it.
+them through a backend connector (``musicstore.sqlite``, ``musicstore.postgres``). A write operation runs in
+its own transaction (``BEGIN IMMEDIATE`` on SQLite), or inside the caller's ``store.transaction()``; a read
+runs as a single autocommit statement, or inside it. ``musicstore.aio.AsyncStore`` drives the same operations
+with ``await``.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from . import ops, sqlite
+from . import ops
 from .errors import InvalidInput, MigrationError
 from .migrate import shipped_migrations
 from .ops import NOW, Operation, Steps
@@ -71,6 +71,7 @@ class Operations:
     create_generation = _Bound(ops.create_generation)
     get_generation = _Bound(ops.get_generation)
     list_generations = _Bound(ops.list_generations)
+    get_all_generations = _Bound(ops.get_all_generations)
     get_pending_generations = _Bound(ops.get_pending_generations)
     count_generations = _Bound(ops.count_generations)
     get_database_stats = _Bound(ops.get_database_stats)
@@ -88,18 +89,49 @@ class Operations:
     get_prompt_by_text = _Bound(ops.get_prompt_by_text)
     get_most_used_prompts = _Bound(ops.get_most_used_prompts)
 
-    get_all_generations = _Bound(ops.get_all_generations)
-
     def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``op`` with these arguments; each subclass decides where."""
         raise NotImplementedError
 
 
+def start(op: Operation[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[Steps[T], Any]:
+    """Create the operation's steps and run its argument checks, up to its first database step.
+
+    Returns the steps and their first request, or raises ``StopIteration`` carrying the result when the
+    operation needs no database at all.
+    """
+    steps = op.steps(*args, **kwargs)
+    return steps, next(steps)
+
+
+def check_schema(url: str, applied: set[str]) -> None:
+    """Raise MigrationError unless every migration this version ships has been applied."""
+    missing = sorted(set(shipped_migrations()) - applied)
+    if missing:
+        raise MigrationError(
+            f"{url} lacks migrations {', '.join(missing)}; run `musicstore migrate` "
+            "(or `yoyo apply`, or musicstore.migrate(url)), or open the store with migrate=True"
+        )
+
+
+def sync_connector(target: DatabaseURL, *, busy_timeout: float, pool_size: int) -> Any:
+    """The sync connector for a URL's backend."""
+    if target.dialect == "postgres":
+        from .postgres import PostgresConnector
+
+        return PostgresConnector(target.url, pool_size=pool_size, timeout=busy_timeout)
+    from .sqlite import SQLiteConnector
+
+    assert target.path is not None
+    return SQLiteConnector(target.path, busy_timeout=busy_timeout)
+
+
 class Store(Operations):
     """The job store behind one database URL. Thread-safe: each thread uses its own connection.
 
-    >>> store = Store("sqlite:///data/generations.db")          # doctest: +SKIP
-    >>> job = store.create_generation("lofi hip hop at 90 BPM", model_name="musicgen", duration_seconds=30)
+    ``busy_timeout``: how long a write waits for another writer's lock (SQLite) or for a pooled connection
+    (PostgreSQL) before ``DatabaseBusy``. ``clock``: a callable returning the current aware datetime.
+    ``pool_size``: the most PostgreSQL connections kept open.
     """
 
     def __init__(
@@ -109,21 +141,22 @@ class Store(Operations):
         busy_timeout: float = 5.0,
         clock: Clock = utcnow,
         migrate: bool = False,
+        pool_size: int = 10,
     ) -> None:
         self.url: DatabaseURL = resolve(url)
-        if self.url.dialect != sqlite.DIALECT:
-            raise InvalidInput(f"{self.url.url}: this version of musicstore opens SQLite URLs only")
         if migrate:
             from .migrate import migrate as apply_migrations
 
             apply_migrations(self.url.url)
-        self.busy_timeout = busy_timeout
         self.clock = clock
-        self._queries: dict[str, Query] = load(sqlite.DIALECT, sqlite.DRIVER)
+        self._connector = sync_connector(self.url, busy_timeout=busy_timeout, pool_size=pool_size)
+        self._queries: dict[str, Query] = load(self._connector.dialect, self._connector.driver)
         self._local = threading.local()
-        self._opened: list[sqlite3.Connection] = []
-        self._opened_lock = threading.Lock()
-        self._check_schema()
+        try:
+            check_schema(self.url.url, self.run(ops.applied_migrations))
+        except BaseException:
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return f"Store({self.url.url!r})"
@@ -136,36 +169,11 @@ class Store(Operations):
 
     def close(self) -> None:
         """Close every connection this store opened, in any thread."""
-        with self._opened_lock:
-            for conn in self._opened:
-                conn.close()
-            self._opened.clear()
-        self._local = threading.local()
+        self._connector.close()
 
-    def _connection(self) -> sqlite3.Connection:
-        local = self._local
-        conn: sqlite3.Connection | None = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():  # a forked child opens its own
-            conn = sqlite.connect(self.url.path, busy_timeout=self.busy_timeout)  # type: ignore[arg-type]
-            local.conn, local.pid, local.tx = conn, os.getpid(), None
-            with self._opened_lock:
-                self._opened.append(conn)
-        return conn
-
-    def _check_schema(self) -> None:
-        with sqlite.errors_translated(self.url.url):
-            rows = self._queries["applied_migrations"].fn(self._connection())
-            applied = {row["migration_id"] for row in rows}
-        missing = sorted(set(shipped_migrations()) - applied)
-        if missing:
-            raise MigrationError(
-                f"{self.url.url} lacks migrations {', '.join(missing)}; run `musicstore migrate` "
-                "(or `yoyo apply`, or musicstore.migrate(url)), or open the store with migrate=True"
-            )
-
-    def _drive(self, conn: sqlite3.Connection, steps: Steps[T], step: Any) -> T:
+    def _drive(self, conn: Any, steps: Steps[T], step: Any) -> T:
         """Answer the operation's steps until it returns; ``step`` is its first."""
-        queries, clock, encode = self._queries, self.clock, sqlite.encode
+        queries, clock, encode = self._queries, self.clock, self._connector.encode
         try:
             while True:
                 if step is NOW:
@@ -178,55 +186,64 @@ class Store(Operations):
                 step = steps.send(value)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
-        except sqlite3.Error as exc:
-            raise sqlite.translate(exc, self.url.url) from exc
+        except self._connector.errors as exc:
+            raise self._connector.translate(exc) from exc
 
     def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``op`` in this thread's open transaction, else on its own (a write in BEGIN IMMEDIATE)."""
-        conn = self._connection()
-        tx: Transaction | None = self._local.tx
+        """Run ``op`` in this thread's open transaction, else on its own (a write in its own transaction)."""
+        tx: Transaction | None = getattr(self._local, "tx", None)
         if tx is not None:
             return tx.run(op, *args, **kwargs)
-        steps = op.steps(*args, **kwargs)
         try:
-            first = next(steps)  # argument checks run here, before any lock is taken
+            steps, first = start(op, *args, **kwargs)  # argument checks run before any lock is taken
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
-        if not op.writes:
-            return self._drive(conn, steps, first)
-        with self.transaction(write=True):
-            return self._drive(conn, steps, first)
+        connector = self._connector
+        conn = connector.acquire()
+        try:
+            if not op.writes:
+                return self._drive(conn, steps, first)
+            with self._translated(), connector.transaction(conn, write=True):
+                return self._drive(conn, steps, first)
+        finally:
+            connector.release(conn)
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except self._connector.errors as exc:
+            raise self._connector.translate(exc) from exc
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Transaction]:
-        """A transaction on this thread's connection: commit on success, roll back on any exception.
+        """A transaction: committed when the block ends, rolled back if it raises.
 
-        ``write=True`` starts with ``BEGIN IMMEDIATE`` (the writer lock is taken up front, so it cannot fail
-        half-way for contention); ``write=False`` is a read snapshot and refuses write operations. Store
-        operations called on this thread meanwhile take part in it.
+        ``write=True`` takes the writer lock up front on SQLite (``BEGIN IMMEDIATE``), so it waits for other
+        writers instead of failing half-way; ``write=False`` is a consistent read snapshot that refuses write
+        operations. Store operations called on this thread meanwhile take part in it.
         """
-        conn = self._connection()
-        if self._local.tx is not None:
+        if getattr(self._local, "tx", None) is not None:
             raise InvalidInput(
                 "a transaction is already open on this thread; nested transactions are not supported"
             )
-        with sqlite.errors_translated(self.url.url):
-            conn.execute(sqlite.BEGIN_WRITE if write else sqlite.BEGIN_READ)
-        tx = self._local.tx = Transaction(self, conn, write=write)
+        connector = self._connector
+        conn = connector.acquire()
         try:
-            yield tx
-            with sqlite.errors_translated(self.url.url):
-                conn.execute("COMMIT")
+            with self._translated(), connector.transaction(conn, write=write):
+                tx = self._local.tx = Transaction(self, conn, write=write)
+                try:
+                    yield tx
+                finally:
+                    self._local.tx = None
         finally:
-            self._local.tx = None
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            connector.release(conn)
 
 
 class Transaction(Operations):
     """One open transaction; the same operations as ``Store``, all inside it."""
 
-    def __init__(self, store: Store, conn: sqlite3.Connection, *, write: bool) -> None:
+    def __init__(self, store: Store, conn: Any, *, write: bool) -> None:
         self.store = store
         self.write = write
         self._conn = conn
@@ -234,9 +251,8 @@ class Transaction(Operations):
     def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         if op.writes and not self.write:
             raise InvalidInput(f"{op.__name__} writes; open the transaction with write=True")
-        steps = op.steps(*args, **kwargs)
         try:
-            first = next(steps)
+            steps, first = start(op, *args, **kwargs)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         return self.store._drive(self._conn, steps, first)

@@ -116,8 +116,8 @@ GOOD_ROW = {
         {"sample_rate": "fast"},
     ],
 )
-def test_schema_constraints_hold_without_python(db_url: str, change: dict[str, object]) -> None:
-    conn = _raw(db_url)
+def test_schema_constraints_hold_without_python(sqlite_url: str, change: dict[str, object]) -> None:
+    conn = _raw(sqlite_url)
     row = {**GOOD_ROW, **change}
     columns = ", ".join(row)
     marks = ", ".join(f":{k}" for k in row)
@@ -126,8 +126,8 @@ def test_schema_constraints_hold_without_python(db_url: str, change: dict[str, o
     conn.execute(f"INSERT INTO generations ({columns}) VALUES ({marks})", GOOD_ROW)  # the good row passes
 
 
-def test_indexes_serve_the_real_queries_and_none_is_redundant(db_url: str) -> None:
-    conn = _raw(db_url)
+def test_indexes_serve_the_real_queries_and_none_is_redundant(sqlite_url: str) -> None:
+    conn = _raw(sqlite_url)
     indexes = {
         r[0]: r[1] for r in conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'")
     }
@@ -179,7 +179,9 @@ def test_built_wheel_carries_sql_and_migrations_and_works_installed(tmp_path: Pa
     (wheel,) = dist.glob("musicstore-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "musicstore/sql/common/generations.sql" in names
-    assert "musicstore/migrations/0002.initial-schema.sql" in names
+    assert "musicstore/migrations/0002.initial-schema.py" in names
+    assert "musicstore/migrations/sqlite/0002.initial-schema.sql" in names
+    assert "musicstore/migrations/postgres/0002.initial-schema.sql" in names
     assert "musicstore/py.typed" in names
     site = tmp_path / "site"
     subprocess.run(

@@ -314,8 +314,8 @@ def test_unmigrated_database_is_a_clear_error(tmp_path: Path) -> None:
     opened.close()
 
 
-def test_store_sets_wal_and_pragmas(store: Store) -> None:
-    conn = store._connection()
+def test_store_sets_wal_and_pragmas(sqlite_url: str) -> None:
+    conn = Store(sqlite_url)._connector.acquire()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
@@ -328,14 +328,14 @@ def test_unsupported_urls_are_refused() -> None:
             Store(url)
 
 
-def test_busy_database_is_a_typed_error(db_url: str) -> None:
+def test_busy_database_is_a_typed_error(sqlite_url: str) -> None:
     from musicstore import DatabaseBusy
 
-    path = db_url.removeprefix("sqlite:///")
+    path = sqlite_url.removeprefix("sqlite:///")
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
-        with Store(db_url, busy_timeout=0.05) as store, pytest.raises(DatabaseBusy, match="busy timeout"):
+        with Store(sqlite_url, busy_timeout=0.05) as store, pytest.raises(DatabaseBusy, match="busy timeout"):
             new_job(store)
     finally:
         blocker.execute("ROLLBACK")

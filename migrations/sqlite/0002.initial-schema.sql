@@ -1,6 +1,5 @@
 -- The job store: generations, the prompts they used, and running totals kept by triggers so that
 -- statistics never scan a table. Timestamps are integer microseconds since the Unix epoch, UTC.
--- depends: 0001.journal-mode
 
 CREATE TABLE prompts (
     id            INTEGER PRIMARY KEY,

@@ -1,0 +1,134 @@
+"""Turn torch tensors and numpy arrays into validated float32 numpy audio.
+
+Layouts are never guessed from sizes: ``(S,)`` is mono, ``(C, S)`` is channels × samples and
+``(B, C, S)`` a batch. Everything is checked before any file is touched.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from musicstore.errors import InvalidAudio, InvalidInput
+
+MAX_CHANNELS = 8
+MIN_SAMPLE_RATE = 8_000
+MAX_SAMPLE_RATE = 384_000
+
+Audio = NDArray[np.float32]
+_FLOAT_KINDS = frozenset({"f"})
+_INT_KINDS = frozenset({"i", "u"})
+
+
+def check_sample_rate(sample_rate: object) -> int:
+    """Return ``sample_rate`` as an int after checking it is a whole number in 8 kHz–384 kHz."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral):
+        raise InvalidInput(f"sample_rate must be an integer number of Hz, got {sample_rate!r}")
+    rate = int(sample_rate)
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise InvalidInput(
+            f"sample_rate {rate} Hz is outside {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz; pass the real rate"
+        )
+    return rate
+
+
+def as_audio(audio: Any, *, scale: float | None = None) -> Audio:
+    """Validate one clip, ``(S,)`` or ``(C, S)``, and return it as a float32 ``(C, S)`` array."""
+    data = _to_float32(audio, scale)
+    if data.ndim == 3:
+        raise InvalidAudio(f"got a batch of shape {data.shape}; export it with export_batch")
+    return _checked(data)
+
+
+def as_audio_batch(audio: Any, *, scale: float | None = None) -> NDArray[np.float32]:
+    """Validate a batch ``(B, C, S)`` and return it as one float32 array (one device transfer)."""
+    data = _to_float32(audio, scale)
+    if data.ndim != 3:
+        raise InvalidAudio(f"a batch must have shape (B, C, S), got {data.shape}")
+    return _checked(data)
+
+
+def _to_float32(audio: Any, scale: float | None) -> NDArray[np.float32]:
+    if type(audio).__module__.startswith("torch"):
+        array = _tensor_to_numpy(audio, scale)
+    elif isinstance(audio, np.ndarray):
+        array = _numpy_to_float32(audio, scale)
+    else:
+        raise InvalidAudio(f"audio must be a torch tensor or a numpy array, got {type(audio).__name__}")
+    if array.ndim not in (1, 2, 3):
+        raise InvalidAudio(f"audio must have shape (S,), (C, S) or (B, C, S); got {array.ndim} dimensions")
+    return array
+
+
+def _check_scale(kind: str, scale: float | None, dtype: object) -> float | None:
+    if kind in _INT_KINDS:
+        if scale is None:
+            raise InvalidAudio(
+                f"integer audio ({dtype}) needs scale= (its full-scale value, e.g. 32768 for int16)"
+            )
+        if not np.isfinite(scale) or scale <= 0:
+            raise InvalidInput(f"scale must be a positive finite number, got {scale!r}")
+        return float(scale)
+    if scale is not None:
+        raise InvalidInput(f"scale= applies to integer audio only; this audio is {dtype}")
+    return None
+
+
+def _numpy_to_float32(array: NDArray[Any], scale: float | None) -> NDArray[np.float32]:
+    kind = array.dtype.kind
+    if kind not in _FLOAT_KINDS | _INT_KINDS:
+        raise InvalidAudio(f"audio dtype {array.dtype} is not supported; use float16/32/64")
+    factor = _check_scale(kind, scale, array.dtype)
+    data = np.ascontiguousarray(array, dtype=np.float32)
+    if factor is not None:
+        data = data * np.float32(1.0 / factor)
+    return data
+
+
+def _tensor_to_numpy(tensor: Any, scale: float | None) -> NDArray[np.float32]:
+    import torch  # torch is optional: imported only when given a tensor
+
+    dtype = tensor.dtype
+    if dtype.is_complex or dtype == torch.bool:
+        raise InvalidAudio(f"audio dtype {dtype} is not supported; use a float tensor")
+    kind = "f" if dtype.is_floating_point else "i"
+    factor = _check_scale(kind, scale, dtype)
+    # Cast on the device, then copy to the host once (a whole batch in one transfer).
+    host = tensor.detach().to(dtype=torch.float32).cpu()
+    data = np.ascontiguousarray(host.numpy())
+    if factor is not None:
+        data = data * np.float32(1.0 / factor)
+    return data
+
+
+def _checked(data: NDArray[np.float32]) -> NDArray[np.float32]:
+    if data.ndim == 1:
+        data = data[np.newaxis, :]
+    channels = data.shape[-2]
+    if data.size == 0:
+        raise InvalidAudio(f"audio is empty (shape {data.shape})")
+    if channels > MAX_CHANNELS:
+        raise InvalidAudio(
+            f"audio has {channels} channels (shape {data.shape}); at most {MAX_CHANNELS} are supported. "
+            "Layouts are not guessed: pass (C, S), not (S, C)"
+        )
+    if not np.isfinite(np.sum(data, dtype=np.float64)):
+        _raise_non_finite(data)
+    return data
+
+
+def _raise_non_finite(data: NDArray[np.float32]) -> None:
+    finite = np.isfinite(data)  # a float64 sum of float32 values cannot overflow: something is NaN/Inf
+    bad = data.size - int(np.count_nonzero(finite))
+    nans = int(np.count_nonzero(np.isnan(data)))
+    first = np.unravel_index(int(np.argmin(finite)), data.shape)
+    where = ", ".join(
+        f"{name} {int(i)}" for name, i in zip(("item", "channel", "sample")[-data.ndim :], first, strict=True)
+    )
+    raise InvalidAudio(
+        f"audio has {bad} non-finite values ({nans} NaN, {bad - nans} Inf); the first is at {where}. "
+        "Check the model output"
+    )

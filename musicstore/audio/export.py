@@ -1,0 +1,323 @@
+"""Export model output as a loudness-normalized, true-peak-safe WAV/FLAC file.
+
+``export_audio`` takes one clip, ``export_batch`` a ``(B, C, S)`` batch on a thread pool (numpy,
+scipy and libsndfile release the GIL, so both cores work). Nothing touches the disk until the audio
+and the options have been checked.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from musicstore.audio.arrays import as_audio, as_audio_batch, check_sample_rate
+from musicstore.audio.files import format_for, write_atomic
+from musicstore.audio.limiter import Leveled, LimiterSettings, level
+from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, gated_loudness
+from musicstore.audio.quantize import SUBTYPES, clipped_samples, to_frames
+from musicstore.audio.truepeak import to_db, true_peak
+from musicstore.errors import InvalidInput, MusicstoreError
+
+log = logging.getLogger("musicstore.audio")
+
+Status = Literal["normalized", "limited", "target_missed", "silent", "too_quiet", "as_is"]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export. Loudness in LUFS, levels in dB; see docs/export.md for the choices."""
+
+    target_lufs: float = -16.0
+    ceiling_dbtp: float = -1.0
+    normalize: bool = True
+    limiter: bool = True
+    max_limiting_db: float = 6.0  # the limiter's depth cap
+    max_gain_db: float = 30.0  # quieter clips are written unchanged, never amplified further
+    tolerance_lu: float = 0.1  # |loudness after − target| that counts as reached
+    subtype: str = "PCM_16"
+    dither_seed: int | None = None  # fixed seed: reproducible PCM_16 files
+
+    def __post_init__(self) -> None:
+        checks = (
+            (-70.0 < self.target_lufs <= 0.0, "target_lufs must be in (−70, 0] LUFS"),
+            (-20.0 <= self.ceiling_dbtp <= 0.0, "ceiling_dbtp must be in [−20, 0] dBTP"),
+            (0.0 < self.max_limiting_db <= 24.0, "max_limiting_db must be in (0, 24] dB"),
+            (0.0 <= self.max_gain_db <= 60.0, "max_gain_db must be in [0, 60] dB"),
+            (0.0 < self.tolerance_lu <= 1.0, "tolerance_lu must be in (0, 1] LU"),
+            (self.subtype in SUBTYPES["WAV"], f"subtype must be one of {SUBTYPES['WAV']}"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise InvalidInput(message)
+
+
+@dataclass(frozen=True)
+class StageTimings:
+    """Seconds spent in each stage of one export."""
+
+    measure: float = 0.0
+    limit: float = 0.0
+    quantize: float = 0.0
+    write: float = 0.0
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What was written, measured and done. Levels: LUFS, dBTP, dBFS, dB (``-inf`` for silence)."""
+
+    path: Path
+    bytes: int
+    frames: int
+    duration: float
+    sample_rate: int
+    channels: int
+    format: str
+    subtype: str
+    loudness_before: float
+    loudness_after: float
+    true_peak_after: float
+    sample_peak: float
+    gain_db: float
+    limiter_max_reduction_db: float
+    limiter_fraction: float  # share of samples the limiter turned down (by more than 0.01 dB)
+    target_reached: bool
+    status: Status
+    short_clip: bool  # under 400 ms: measured over the whole clip
+    clipped_samples: int  # sample values beyond full scale (clipped in PCM files)
+    elapsed: float
+    timings: StageTimings = field(default_factory=StageTimings)
+
+    def as_metadata(self) -> dict[str, Any]:
+        """JSON-ready audio figures (non-finite levels become None)."""
+
+        def num(value: float) -> float | None:
+            return round(value, 3) if math.isfinite(value) else None
+
+        return {
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "frames": self.frames,
+            "duration_seconds": round(self.duration, 6),
+            "format": self.format,
+            "subtype": self.subtype,
+            "loudness_before_lufs": num(self.loudness_before),
+            "loudness_lufs": num(self.loudness_after),
+            "true_peak_dbtp": num(self.true_peak_after),
+            "sample_peak_dbfs": num(self.sample_peak),
+            "gain_db": num(self.gain_db),
+            "limiter_max_reduction_db": num(self.limiter_max_reduction_db),
+            "limiter_fraction": round(self.limiter_fraction, 6),
+            "target_reached": self.target_reached,
+            "loudness_status": self.status,
+            "short_clip": self.short_clip,
+            "clipped_samples": self.clipped_samples,
+        }
+
+
+@dataclass(frozen=True)
+class _Processed:
+    audio: NDArray[np.float32]
+    before: float
+    leveled: Leveled | None  # None: written unchanged
+    status: Status
+    short: bool
+    true_peak: float  # linear, Annex 2 4x
+
+
+def _check_target(path: str | Path, subtype: str) -> tuple[Path, str]:
+    target = Path(path)
+    fmt = format_for(target)
+    if subtype not in SUBTYPES[fmt]:
+        raise InvalidInput(f"{fmt} files take subtypes {SUBTYPES[fmt]}, not {subtype}")
+    return target, fmt
+
+
+def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple[_Processed, float, float]:
+    start = time.perf_counter()
+    blocks = BlockPower.measure(x, rate)
+    before = gated_loudness(blocks.block_means())
+    loudness_done = time.perf_counter()
+    unchanged: Status | None = None
+    if not options.normalize:
+        unchanged = "as_is"
+    elif not before > ABSOLUTE_GATE_LUFS:
+        unchanged = "silent"
+    elif options.target_lufs - before > options.max_gain_db:
+        unchanged = "too_quiet"
+    if unchanged is not None:
+        as_given = _Processed(x, before, None, unchanged, blocks.short, true_peak(x))
+        return as_given, time.perf_counter() - start, 0.0
+    leveled = level(
+        x,
+        blocks,
+        target_lufs=options.target_lufs,
+        ceiling_dbtp=options.ceiling_dbtp,
+        limiter=options.limiter,
+        settings=LimiterSettings(max_depth_db=options.max_limiting_db),
+    )
+    reached = abs(leveled.loudness - options.target_lufs) <= options.tolerance_lu
+    status: Status = ("limited" if leveled.limited else "normalized") if reached else "target_missed"
+    processed = _Processed(leveled.audio, before, leveled, status, blocks.short, leveled.true_peak)
+    done = time.perf_counter()
+    return (
+        processed,
+        loudness_done - start + leveled.measure_seconds,
+        done - loudness_done - leveled.measure_seconds,
+    )
+
+
+def _export_one(
+    x: NDArray[np.float32], rate: int, path: Path, fmt: str, *, options: ExportOptions, started: float
+) -> ExportResult:
+    done, measure_s, limit_s = _process(x, rate, options)
+    out = done.audio
+    stamp = time.perf_counter()
+    sample_peak = max(float(out.max()), -float(out.min()))
+    clipped = clipped_samples(out, sample_peak)
+    frames = to_frames(out, options.subtype, np.random.default_rng(options.dither_seed))
+    quantized = time.perf_counter()
+    size = write_atomic(path, frames, rate, fmt, options.subtype)
+    written = time.perf_counter()
+    result = _result(
+        done, path, size, rate=rate, fmt=fmt, options=options, sample_peak=sample_peak, clipped=clipped
+    )
+    result = _with_times(
+        result, started, StageTimings(measure_s, limit_s, quantized - stamp, written - quantized)
+    )
+    if done.status == "target_missed":
+        log.warning(
+            "%s: loudness %.2f LUFS misses the target %.2f LUFS "
+            "(ceiling %.1f dBTP kept, limiter %s, depth cap %.1f dB)",
+            path, result.loudness_after, options.target_lufs, options.ceiling_dbtp,
+            "on" if options.limiter else "off", options.max_limiting_db,
+        )  # fmt: skip
+    elif clipped:
+        log.warning("%s: %d sample values beyond full scale were written as is (clipped)", path, clipped)
+    return result
+
+
+def _result(
+    done: _Processed,
+    path: Path,
+    size: int,
+    *,
+    rate: int,
+    fmt: str,
+    options: ExportOptions,
+    sample_peak: float,
+    clipped: int,
+) -> ExportResult:
+    leveled = done.leveled
+    if leveled is None:
+        after, gain, reduction, fraction = done.before, 0.0, 0.0, 0.0
+    else:
+        after, gain = leveled.loudness, leveled.gain_db
+        reduction, fraction = leveled.max_reduction_db, leveled.reduced_fraction
+    channels, samples = done.audio.shape
+    return ExportResult(
+        path=path,
+        bytes=size,
+        frames=samples,
+        duration=samples / rate,
+        sample_rate=rate,
+        channels=channels,
+        format=fmt,
+        subtype=options.subtype,
+        loudness_before=done.before,
+        loudness_after=after,
+        true_peak_after=to_db(done.true_peak),
+        sample_peak=to_db(sample_peak),
+        gain_db=gain,
+        limiter_max_reduction_db=reduction,
+        limiter_fraction=fraction,
+        target_reached=done.status in ("normalized", "limited"),
+        status=done.status,
+        short_clip=done.short,
+        clipped_samples=clipped,
+        elapsed=0.0,
+    )
+
+
+def _with_times(result: ExportResult, started: float, timings: StageTimings) -> ExportResult:
+    return replace(result, elapsed=time.perf_counter() - started, timings=timings)
+
+
+def export_audio(
+    audio: Any,
+    sample_rate: int,
+    path: str | Path,
+    options: ExportOptions | None = None,
+    *,
+    scale: float | None = None,
+) -> ExportResult:
+    """Normalize one clip (tensor or array, ``(S,)`` or ``(C, S)``) and write it atomically to ``path``.
+
+    The format comes from the extension (``.wav``/``.flac``). ``scale`` is the full-scale value of
+    integer input. Raises InvalidAudio/InvalidInput before writing anything, StorageError if the write
+    fails (nothing is left at ``path``).
+    """
+    started = time.perf_counter()
+    opts = options or ExportOptions()
+    rate = check_sample_rate(sample_rate)
+    target, fmt = _check_target(path, opts.subtype)
+    x = as_audio(audio, scale=scale)
+    return _export_one(x, rate, target, fmt, options=opts, started=started)
+
+
+def export_batch(
+    audio: Any,
+    sample_rate: int,
+    paths: Sequence[str | Path],
+    options: ExportOptions | None = None,
+    *,
+    scale: float | None = None,
+    workers: int | None = None,
+) -> list[ExportResult]:
+    """Export a ``(B, C, S)`` batch (one device transfer) to ``paths`` on a thread pool.
+
+    All or nothing: if any item fails, the files this call already wrote are removed and the first
+    error is raised (with a note naming the item).
+    """
+    started = time.perf_counter()
+    opts = options or ExportOptions()
+    rate = check_sample_rate(sample_rate)
+    targets = [_check_target(p, opts.subtype) for p in paths]
+    batch = as_audio_batch(audio, scale=scale)
+    if len(targets) != batch.shape[0]:
+        raise InvalidInput(f"{len(targets)} paths for a batch of {batch.shape[0]}; give one path per item")
+    if len({t for t, _ in targets}) != len(targets):
+        raise InvalidInput("the batch's paths must be distinct")
+    pool_size = workers or min(len(targets), os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=pool_size) as pool:
+        futures = [
+            pool.submit(_export_one, batch[i], rate, target, fmt, options=opts, started=started)
+            for i, (target, fmt) in enumerate(targets)
+        ]
+        outcomes = [_outcome(f) for f in futures]
+    errors = [(i, e) for i, e in enumerate(outcomes) if isinstance(e, BaseException)]
+    if errors:
+        for result in outcomes:
+            if isinstance(result, ExportResult):
+                result.path.unlink(missing_ok=True)
+        index, first = errors[0]
+        first.add_note(f"batch item {index} of {len(targets)}; no file of this batch was kept")
+        raise first
+    return [r for r in outcomes if isinstance(r, ExportResult)]
+
+
+def _outcome(future: Any) -> ExportResult | BaseException:
+    try:
+        result: ExportResult = future.result()
+    except (MusicstoreError, OSError, ValueError) as exc:
+        return exc
+    return result

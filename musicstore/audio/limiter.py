@@ -1,0 +1,263 @@
+"""Gain to a loudness target under a true-peak ceiling, with an offline look-ahead limiter.
+
+The limiter works on the per-sample peak need ``s`` (largest |sample| or detector value next to it):
+the required gain ``min(1, ceiling / (G * s))`` goes through a minimum filter (hold + ramp) and two box
+smoothings (the ramps), so the smooth curve never exceeds the requirement. One curve is applied to all
+channels. Only the neighbourhoods of hot samples are processed. Loudness after limiting is predicted
+from the K-weighted power and re-gated; the static gain is iterated because gating moves with the
+peaks, the best candidate is kept, then the output is verified and measured exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+from musicstore.audio.loudness import BlockPower, gated_loudness, integrated_loudness
+from musicstore.audio.truepeak import PeakMap, Rows, detector, from_db, peak_map, to_db
+
+log = logging.getLogger("musicstore.audio")
+
+CEILING_MARGIN_DB = 0.01  # below the ceiling, for dither and float rounding
+AIM_LU = 0.005  # how close the prediction is driven to the target
+EXACT_TOLERANCE_LU = 0.02  # beyond this the exact measurement triggers a corrected search
+_UNDER_READ = from_db(0.7)  # a 4x grid can under-read a band-limited peak by up to 0.69 dB
+_REDUCTION_EPS = from_db(-0.01)
+_VERIFY = 0.9  # outputs are re-checked where the gained need exceeds this share of the ceiling
+
+
+@dataclass(frozen=True)
+class LimiterSettings:
+    """Look-ahead limiter shape: depth cap, hold and ramp lengths."""
+
+    max_depth_db: float = 6.0
+    hold_ms: float = 4.0
+    ramp_ms: float = 2.0
+
+
+@dataclass(frozen=True)
+class Leveled:
+    """Audio after gain and limiting, with what was done and measured."""
+
+    audio: NDArray[np.float32]
+    gain_db: float
+    loudness: float
+    true_peak: float  # linear, Annex 2 4x
+    max_reduction_db: float
+    reduced_fraction: float
+    limited: bool
+    measure_seconds: float = 0.0  # of the time taken, spent measuring true peaks
+
+
+@dataclass(frozen=True)
+class _Region:
+    """Samples within reach of a hot sample (sorted) and their peak need."""
+
+    index: NDArray[np.intp]
+    need: NDArray[np.float32]
+
+
+def map_floor(target_lufs: float, ceiling_dbtp: float, before_lufs: float, max_depth_db: float) -> float:
+    """The level down to which a clip's peak map must hold 4x values for :func:`level`."""
+    reach = from_db(target_lufs - before_lufs + max_depth_db)
+    return from_db(ceiling_dbtp - CEILING_MARGIN_DB) / (reach * _UNDER_READ)
+
+
+def _need(x: NDArray[np.float32], peaks: PeakMap, gain: float, ceiling: float) -> NDArray[np.float32]:
+    """Per-sample peak need: |sample| and the detector values on both sides wherever ``gain`` may
+    push a 4x value within the grid's under-read of ``ceiling`` (elsewhere the sample envelope)."""
+    hot = peaks.rows[peaks.values * (gain * _UNDER_READ) > ceiling]
+    rows = np.zeros(x.shape[1] + 1, dtype=np.float32)
+    if hot.size:
+        rows[hot] = detector().peaks(x, hot).max(axis=1)
+    need = np.maximum(rows[:-1], rows[1:])
+    return np.maximum(need, peaks.envelope, out=need)
+
+
+def _region(need: NDArray[np.float32], gain: float, ceiling: float, reach: int) -> _Region:
+    samples = need.shape[0]
+    hot = np.flatnonzero(need * gain > ceiling)
+    if hot.size == 0:
+        return _Region(hot, need[hot])
+    breaks = np.flatnonzero(np.diff(hot) > 2 * reach)  # merge overlapping neighbourhoods
+    first = np.clip(np.concatenate([hot[:1], hot[breaks + 1]]) - reach, 0, samples)
+    last = np.clip(np.concatenate([hot[breaks], hot[-1:]]) + reach + 1, 0, samples)
+    lengths = last - first
+    offsets = np.cumsum(lengths) - lengths
+    index = np.arange(int(lengths.sum())) + np.repeat(first - offsets, lengths)
+    return _Region(index, need[index])
+
+
+class _Shape:
+    def __init__(self, settings: LimiterSettings, sample_rate: int) -> None:
+        self.ramp = max(1, round(settings.ramp_ms * 1e-3 * sample_rate)) | 1  # odd box length
+        self.half = round(settings.hold_ms * 1e-3 * sample_rate / 2) + self.ramp - 1
+        self.reach = self.half + self.ramp + 16  # + interpolation reach, so region edges stay at 1
+
+    def curve(self, need: NDArray[np.float32], gain: float, ceiling: float) -> NDArray[np.float32]:
+        with np.errstate(divide="ignore"):
+            required = np.minimum(np.float32(1.0), np.float32(ceiling / gain) / need).astype(np.float32)
+        held = minimum_filter1d(required, 2 * self.half + 1, mode="nearest")
+        smooth = uniform_filter1d(
+            uniform_filter1d(held, self.ramp, mode="nearest"), self.ramp, mode="nearest"
+        )
+        curve: NDArray[np.float32] = np.minimum(smooth, required)  # guards the smoothing's float rounding
+        return curve
+
+
+def _predict(
+    blocks: BlockPower, base: NDArray[np.float64], region: _Region, gain: float, g: NDArray[np.float32]
+) -> float:
+    lost = blocks.block_sums_at(
+        region.index, (1.0 - np.square(g, dtype=np.float64)) * blocks.power_at(region.index)
+    )
+    return gated_loudness(gain * gain * np.maximum(base - lost, 0.0))
+
+
+def _search(
+    blocks: BlockPower,
+    base: NDArray[np.float64],
+    region: _Region,
+    shape: _Shape,
+    *,
+    target: float,
+    start: float,
+    upper: float,
+    ceiling: float,
+) -> tuple[float, NDArray[np.float32]]:
+    """Static gain whose limited loudness is predicted closest to ``target`` (gain ≤ ``upper``)."""
+    gain = min(start, upper)
+    best: tuple[float, float, NDArray[np.float32]] | None = None
+    for _ in range(12):
+        g = shape.curve(region.need, gain, ceiling)
+        error = target - _predict(blocks, base, region, gain, g)
+        if best is None or abs(error) < best[0]:
+            best = (abs(error), gain, g)
+        if abs(error) < AIM_LU:
+            break
+        following = min(gain * from_db(error), upper)
+        if following == gain:
+            break
+        gain = following
+    assert best is not None
+    return best[1], best[2]
+
+
+def level(
+    x: NDArray[np.float32],
+    blocks: BlockPower,
+    *,
+    target_lufs: float,
+    ceiling_dbtp: float,
+    limiter: bool,
+    settings: LimiterSettings,
+) -> Leveled:
+    """Gain ``x`` to ``target_lufs`` keeping its true peak under ``ceiling_dbtp``.
+
+    The ceiling always wins: when the limiter is off or its depth cap is reached, the result lands as
+    close to the target as the ceiling allows (the caller compares the returned loudness).
+    """
+    started = time.perf_counter()
+    base = blocks.block_means()
+    before = gated_loudness(base)
+    ceiling = from_db(ceiling_dbtp - CEILING_MARGIN_DB)
+    gain = from_db(target_lufs - before)
+    depth_db = settings.max_depth_db if limiter else 0.0
+    peaks = peak_map(x, map_floor(target_lufs, ceiling_dbtp, before, depth_db))
+    measured = time.perf_counter() - started
+    if gain * peaks.true_peak * _UNDER_READ <= ceiling:
+        return _static(x, base, peaks.true_peak, gain, measured)  # no detector value can reach the ceiling
+    need = _need(x, peaks, gain * from_db(depth_db), ceiling)
+    peak_need = float(need.max())
+    if gain * peak_need <= ceiling:
+        return _static(x, base, peaks.true_peak, gain, measured)
+    if not limiter:
+        return _static(x, base, peaks.true_peak, ceiling / peak_need, measured)
+    shape = _Shape(settings, blocks.sample_rate)
+    upper = min(gain * from_db(depth_db), ceiling * from_db(depth_db) / peak_need)
+    region = _region(need, upper, ceiling, shape.reach)
+    outside = _outside_peak(peaks, region)
+    del peaks, need  # keep memory near four clips
+    leveled = _Limiter(x, blocks, ceiling, shape).run(region, target_lufs, gain, upper, outside)
+    return replace(leveled, measure_seconds=measured)
+
+
+def _outside_peak(peaks: PeakMap, region: _Region) -> float:
+    """Largest mapped 4x value on rows the limiter leaves alone (all their window samples keep g = 1)."""
+    touched = np.zeros(peaks.envelope.shape[0] + 1, dtype=bool)
+    touched[region.index] = True
+    touched[region.index + 1] = True
+    return float(peaks.values[~touched[peaks.rows]].max(initial=0.0))
+
+
+def _static(
+    x: NDArray[np.float32], base: NDArray[np.float64], true_peak: float, gain: float, measured: float
+) -> Leveled:
+    """Plain gain: loudness re-gated from the block powers, true peak scaled (both exact)."""
+    loudness = gated_loudness(gain * gain * base)
+    return Leveled(x * np.float32(gain), to_db(gain), loudness, gain * true_peak, 0.0, 0.0, False, measured)
+
+
+class _Limiter:
+    """Limits one clip: the curve over its region, the checks on the output, the exact measurement."""
+
+    def __init__(self, x: NDArray[np.float32], blocks: BlockPower, ceiling: float, shape: _Shape) -> None:
+        self.x, self.blocks, self.ceiling, self.shape = x, blocks, ceiling, shape
+
+    def run(self, region: _Region, target: float, gain: float, upper: float, outside: float) -> Leveled:
+        """Search the gain, apply and verify the curve, measure exactly; correct the aim if needed.
+
+        ``outside`` is the largest 4x value of ``x`` on rows the region leaves alone.
+        """
+        base = self.blocks.block_means()
+        aim = target
+        for _ in range(3):
+            chosen, _ = _search(
+                self.blocks,
+                base,
+                region,
+                self.shape,
+                target=aim,
+                start=gain,
+                upper=upper,
+                ceiling=self.ceiling,
+            )
+            out, g, checked_peak = self._apply_checked(chosen, region)
+            measured = integrated_loudness(out, self.blocks.sample_rate).lufs
+            if abs(measured - target) <= EXACT_TOLERANCE_LU or (chosen >= upper and measured < target):
+                break
+            aim += target - measured
+            gain = chosen
+        true_peak = max(checked_peak, chosen * outside, float(out.max()), -float(out.min()))
+        deepest = float(g.min()) if g.size else 1.0
+        reduced = float(np.count_nonzero(g < _REDUCTION_EPS)) / self.x.shape[1]
+        return Leveled(out, to_db(chosen), measured, true_peak, -to_db(deepest), reduced, True)
+
+    def _apply_checked(
+        self, gain: float, region: _Region
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], float]:
+        """Apply the curve, check the output with the detector and deepen where it is still over.
+
+        Returns the output, the curve over the region and the largest 4x value on the checked rows.
+        """
+        x, ceiling, samples = self.x, self.ceiling, self.x.shape[1]
+        out = x * np.float32(gain)
+        scaled = out[:, region.index]
+        near = region.index[region.need * gain > _VERIFY * ceiling]
+        rows: Rows = np.union1d(near, near + 1).astype(np.int32)
+        for _ in range(8):
+            g = self.shape.curve(region.need, gain, ceiling)
+            out[:, region.index] = scaled * g
+            values = detector().peaks(out, rows)
+            over = values.max(axis=1) > ceiling
+            if not over.any():
+                return out, g, float(values[:, 0].max(initial=0.0))
+            excess = np.ones(samples + 1, dtype=np.float32)
+            excess[rows[over]] = values[over].max(axis=1) / ceiling * from_db(0.002)
+            region.need[:] = region.need * np.maximum(excess[:-1], excess[1:])[region.index]
+        raise AssertionError(f"the limiter did not converge under {to_db(ceiling):.2f} dBTP")

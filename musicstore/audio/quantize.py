@@ -1,0 +1,59 @@
+"""Float audio to the sample format of the file, in numpy, ready for soundfile ``(frames, channels)``.
+
+PCM_16 gets TPDF dither (±1 LSB triangular); PCM_24 and PCM_32 are rounded; FLOAT is written as is.
+Integers are clipped to full scale here, so libsndfile never wraps an out-of-range value around.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+_CHUNK = 1 << 16
+SUBTYPES = {"WAV": ("PCM_16", "PCM_24", "PCM_32", "FLOAT"), "FLAC": ("PCM_16", "PCM_24")}
+
+# full-scale factor, integer dtype, largest float32 that converts without overflow, left shift
+_PCM = {
+    "PCM_16": (2.0**15, np.int16, 2.0**15 - 1, 0),
+    "PCM_24": (2.0**23, np.int32, 2.0**23 - 1, 8),  # libsndfile keeps the top 24 bits of an int32
+    "PCM_32": (2.0**31, np.int32, 2.0**31 - 128, 0),  # 2**31 - 1 is not a float32
+}
+
+
+def tpdf_dither(shape: tuple[int, ...], rng: np.random.Generator) -> NDArray[np.float32]:
+    """Triangular dither in LSB, in (−1, 1): the difference of two uniform 16-bit draws."""
+    count = int(np.prod(shape))
+    raw = np.frombuffer(rng.bytes(4 * count), dtype=np.int16)
+    dither = raw[:count].astype(np.float32)
+    dither -= raw[count:]
+    dither *= np.float32(1.0 / 65536.0)
+    return dither.reshape(shape)
+
+
+def clipped_samples(audio: NDArray[np.float32], sample_peak: float) -> int:
+    """How many sample values are beyond full scale (|x| > 1)."""
+    return 0 if sample_peak <= 1.0 else int(np.count_nonzero(np.abs(audio) > 1.0))
+
+
+def to_frames(audio: NDArray[np.float32], subtype: str, rng: np.random.Generator) -> NDArray[np.generic]:
+    """Quantize ``(C, S)`` float32 audio for ``subtype`` and return C-contiguous ``(S, C)`` frames.
+
+    Works in chunks of samples, so the only full-size allocation is the result.
+    """
+    if subtype == "FLOAT":
+        return np.ascontiguousarray(audio.T)
+    scale, dtype, top, shift = _PCM[subtype]
+    channels, samples = audio.shape
+    frames = np.empty((samples, channels), dtype=dtype)
+    for start in range(0, samples, _CHUNK):
+        part = audio[:, start : start + _CHUNK]
+        scaled = part * np.float32(scale)
+        if subtype == "PCM_16":
+            scaled += tpdf_dither(part.shape, rng)
+        np.rint(scaled, out=scaled)
+        np.clip(scaled, -scale, top, out=scaled)
+        ints = scaled.astype(dtype)
+        if shift:
+            ints <<= shift
+        frames[start : start + _CHUNK] = ints.T
+    return frames

@@ -1,0 +1,166 @@
+"""The PostgreSQL backend (psycopg 3): pooled ``autocommit=True`` connections, work in ``conn.transaction()``.
+
+For several GPU hosts sharing one job store. The same named queries as SQLite, with PostgreSQL's own versions
+under ``sql/postgres/`` where it must differ (the claim's ``FOR UPDATE SKIP LOCKED``). Needs the ``postgres``
+extra: ``pip install 'musicstore[postgres]'``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+from .errors import DatabaseBusy, DatabaseError, InvalidInput, MigrationError, MusicstoreError
+
+DIALECT = "postgres"
+# A read-only transaction is a snapshot: the connection setting, like SQLite's PRAGMAs.
+READ_ONLY_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+
+def _modules() -> tuple[Any, Any, Any]:
+    try:
+        import psycopg
+        import psycopg_pool
+        from psycopg.rows import dict_row
+    except ImportError as exc:
+        raise InvalidInput(
+            f"PostgreSQL URLs need psycopg 3 and psycopg_pool: pip install 'musicstore[postgres]' ({exc})"
+        ) from None
+    return psycopg, psycopg_pool, dict_row
+
+
+def encode(params: dict[str, Any]) -> dict[str, Any]:
+    """psycopg binds aware datetimes as timestamptz: nothing to convert."""
+    return params
+
+
+def translate(exc: BaseException, where: object) -> MusicstoreError | None:
+    """The musicstore error for a psycopg or pool error (None for anything else)."""
+    psycopg, psycopg_pool, _ = _modules()
+    errors = psycopg.errors
+    if isinstance(exc, psycopg_pool.PoolTimeout):
+        return DatabaseBusy(f"{where}: no pooled connection came free in time ({exc}); raise pool_size")
+    if not isinstance(exc, psycopg.Error):
+        return None
+    if isinstance(exc, errors.UndefinedTable):
+        return MigrationError(f"{where}: {exc}: the schema is missing; run `musicstore migrate`")
+    if isinstance(exc, errors.LockNotAvailable | errors.DeadlockDetected | errors.SerializationFailure):
+        return DatabaseBusy(f"{where}: concurrent writers conflicted ({exc}); retry")
+    if isinstance(exc, psycopg.IntegrityError):
+        return DatabaseError(f"{where}: a schema constraint refused the change ({exc})")
+    return DatabaseError(f"{where}: {exc}")
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    scheme, _, rest = url.partition("://")
+    if "@" in rest:
+        credentials, _, host = rest.rpartition("@")
+        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+class PostgresConnector:
+    """A psycopg_pool ``ConnectionPool`` (per process: a forked child opens its own)."""
+
+    dialect = DIALECT
+    driver = "psycopg"
+    encode = staticmethod(encode)
+
+    def __init__(self, url: str, *, pool_size: int, timeout: float) -> None:
+        psycopg, _, _ = _modules()
+        self.url = url
+        self.where = _safe_url(url)
+        self.pool_size = pool_size
+        self.timeout = timeout
+        self.errors: tuple[type[BaseException], ...] = (psycopg.Error, _modules()[1].PoolTimeout)
+        self._pid = -1
+        self._pool: Any = None
+
+    def translate(self, exc: BaseException) -> MusicstoreError | None:
+        return translate(exc, self.where)
+
+    @property
+    def pool(self) -> Any:
+        if self._pid != os.getpid():
+            _, psycopg_pool, dict_row = _modules()
+            self._pool = psycopg_pool.ConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.timeout,
+                kwargs={"autocommit": True, "row_factory": dict_row},
+                open=True,
+            )
+            self._pid = os.getpid()
+        return self._pool
+
+    def acquire(self) -> Any:
+        return self.pool.getconn()
+
+    def release(self, conn: Any) -> None:
+        self.pool.putconn(conn)
+
+    @contextmanager
+    def transaction(self, conn: Any, *, write: bool) -> Iterator[None]:
+        with conn.transaction():
+            if not write:
+                conn.execute(READ_ONLY_SNAPSHOT)
+            yield
+
+    def close(self) -> None:
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.close()
+        self._pool, self._pid = None, -1
+
+
+class AsyncPostgresConnector:
+    """A psycopg_pool ``AsyncConnectionPool``, opened on first use."""
+
+    dialect = DIALECT
+    driver = "apsycopg"
+    encode = staticmethod(encode)
+
+    def __init__(self, url: str, *, pool_size: int, timeout: float) -> None:
+        psycopg, psycopg_pool, _ = _modules()
+        self.url = url
+        self.where = _safe_url(url)
+        self.pool_size = pool_size
+        self.timeout = timeout
+        self.errors: tuple[type[BaseException], ...] = (psycopg.Error, psycopg_pool.PoolTimeout)
+        self._pool: Any = None
+
+    def translate(self, exc: BaseException) -> MusicstoreError | None:
+        return translate(exc, self.where)
+
+    async def acquire(self) -> Any:
+        if self._pool is None:
+            _, psycopg_pool, dict_row = _modules()
+            pool = psycopg_pool.AsyncConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.timeout,
+                kwargs={"autocommit": True, "row_factory": dict_row},
+                open=False,
+            )
+            await pool.open()
+            self._pool = pool
+        return await self._pool.getconn()
+
+    async def release(self, conn: Any) -> None:
+        await self._pool.putconn(conn)
+
+    @asynccontextmanager
+    async def transaction(self, conn: Any, *, write: bool) -> AsyncIterator[None]:
+        async with conn.transaction():
+            if not write:
+                await conn.execute(READ_ONLY_SNAPSHOT)
+            yield
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

@@ -1,0 +1,11 @@
+-- name: totals()
+-- The running totals summed over their shards.
+SELECT g.status,
+       CAST(sum(g.generations) AS BIGINT) AS generations,
+       CAST(sum(g.file_bytes) AS BIGINT) AS file_bytes,
+       sum(g.generation_seconds) AS generation_seconds,
+       sum(g.audio_seconds) AS audio_seconds,
+       min(p.prompts) AS prompts,
+       min(p.uses) AS uses
+FROM generation_totals AS g CROSS JOIN prompt_totals AS p
+GROUP BY g.status;

@@ -1,0 +1,105 @@
+"""Loudness per BS.1770-4 / EBU Tech 3341 and loudness range per EBU Tech 3342, on synthesised signals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyloudnorm
+import pytest
+from numpy.typing import NDArray
+
+from musicstore.audio.loudness import BlockPower, integrated_loudness, loudness_range
+
+RATE = 48_000
+
+
+def tone(segments: list[tuple[float, float]], channels: int = 2, rate: int = RATE) -> NDArray[np.float32]:
+    """1 kHz sine in consecutive (dBFS peak, seconds) segments, on every channel."""
+    parts = []
+    for level_db, seconds in segments:
+        t = np.arange(round(seconds * rate)) / rate
+        parts.append(10 ** (level_db / 20) * np.sin(2 * np.pi * 1000.0 * t))
+    mono = np.concatenate(parts)
+    return np.tile(mono, (channels, 1)).astype(np.float32)
+
+
+TECH_3341 = {
+    "case 1": ([(-23.0, 20.0)], -23.0),
+    "case 2": ([(-33.0, 20.0)], -33.0),
+    "case 3": ([(-36.0, 10.0), (-23.0, 60.0), (-36.0, 10.0)], -23.0),
+    "case 4": ([(-72.0, 10.0), (-36.0, 10.0), (-23.0, 60.0), (-36.0, 10.0), (-72.0, 10.0)], -23.0),
+    "case 5": ([(-26.0, 20.0), (-20.0, 20.1), (-26.0, 20.0)], -23.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TECH_3341))
+def test_tech_3341_integrated_loudness(case: str) -> None:
+    segments, expected = TECH_3341[case]
+    assert integrated_loudness(tone(segments), RATE).lufs == pytest.approx(expected, abs=0.1)
+
+
+def test_tech_3341_case_6_five_channels() -> None:
+    # L, R at -28 dBFS, C at -24, Ls, Rs at -30 (channel order L, R, C, Ls, Rs)
+    levels = (-28.0, -28.0, -24.0, -30.0, -30.0)
+    audio = np.concatenate([tone([(level, 20.0)], channels=1) for level in levels])
+    assert integrated_loudness(audio, RATE).lufs == pytest.approx(-23.0, abs=0.1)
+
+
+TECH_3342 = {
+    "case 1": ([(-20.0, 20.0), (-30.0, 20.0)], 10.0),
+    "case 2": ([(-20.0, 20.0), (-15.0, 20.0)], 5.0),
+    "case 3": ([(-40.0, 20.0), (-20.0, 20.0)], 20.0),
+    "case 4": ([(-50.0, 20.0), (-35.0, 20.0), (-20.0, 20.0), (-35.0, 20.0), (-50.0, 20.0)], 15.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TECH_3342))
+def test_tech_3342_loudness_range(case: str) -> None:
+    segments, expected = TECH_3342[case]
+    blocks = BlockPower.measure(tone(segments), RATE)
+    measured = loudness_range(blocks)
+    assert measured is not None
+    assert measured == pytest.approx(expected, abs=1.0)
+
+
+@pytest.mark.parametrize("rate", [8_000, 44_100, 96_000])
+@pytest.mark.parametrize("channels", [1, 2, 5])
+def test_matches_pyloudnorm(rate: int, channels: int) -> None:
+    rng = np.random.default_rng(rate + channels)
+    audio = (rng.standard_normal((channels, rate * 3)) * 0.1).astype(np.float32)
+    audio[:, : rate // 2] *= 0.001  # a quiet start exercises both gates
+    expected = pyloudnorm.Meter(rate).integrated_loudness(audio.T.astype(np.float64))
+    assert integrated_loudness(audio, rate).lufs == pytest.approx(expected, abs=1e-6)
+
+
+def test_mono_is_measured_as_one_channel() -> None:
+    mono = tone([(-20.0, 5.0)], channels=1)
+    stereo = tone([(-20.0, 5.0)], channels=2)
+    difference = integrated_loudness(stereo, RATE).lufs - integrated_loudness(mono, RATE).lufs
+    assert difference == pytest.approx(10 * np.log10(2), abs=0.01)
+
+
+def test_short_clip_is_measured_whole_and_flagged() -> None:
+    clip = tone([(-20.0, 0.25)])
+    result = integrated_loudness(clip, RATE)
+    assert result.short
+    # a 1 kHz sine at -20 dBFS on two channels is -20 LUFS; one block over the whole clip
+    assert result.lufs == pytest.approx(-20.0, abs=0.1)
+    assert not integrated_loudness(tone([(-20.0, 0.5)]), RATE).short
+
+
+def test_eight_channels_are_weighted_equally() -> None:
+    one = tone([(-30.0, 5.0)], channels=1)
+    eight = np.repeat(one, 8, axis=0)
+    gain = integrated_loudness(eight, RATE).lufs - integrated_loudness(one, RATE).lufs
+    assert gain == pytest.approx(10 * np.log10(8), abs=0.01)
+
+
+def test_silence_is_minus_infinity_and_has_no_range() -> None:
+    silence = np.zeros((2, RATE * 4), dtype=np.float32)
+    assert integrated_loudness(silence, RATE).lufs == float("-inf")
+    assert loudness_range(BlockPower.measure(silence, RATE)) is None
+
+
+def test_range_needs_three_seconds() -> None:
+    blocks = BlockPower.measure(tone([(-20.0, 2.0)]), RATE)
+    assert loudness_range(blocks) is None

@@ -1,0 +1,102 @@
+"""True peak per BS.1770-4 Annex 2 (EBU Tech 3341 cases 15–19) and the interpolation shortcuts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+from scipy.signal import resample_poly, upfirdn
+
+from musicstore.audio.truepeak import (
+    _ANNEX2_PHASES,
+    annex2,
+    candidate_rows,
+    detector,
+    peak_map,
+    sample_envelope,
+    to_db,
+    true_peak,
+)
+
+RATE = 48_000
+
+
+def sine(freq: float, amplitude: float, phase_deg: float, seconds: float = 3.0) -> NDArray[np.float32]:
+    """A stereo sine with 20 ms raised-cosine fades (an abrupt full-level start is itself an overshoot)."""
+    t = np.arange(round(seconds * RATE)) / RATE
+    signal = amplitude * np.sin(2 * np.pi * freq * t + np.deg2rad(phase_deg))
+    fade = round(0.02 * RATE)
+    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(fade) / fade)
+    signal[:fade] *= ramp
+    signal[-fade:] *= ramp[::-1]
+    return np.tile(signal, (2, 1)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("case", "freq", "amplitude", "phase", "expected"),
+    [
+        (15, RATE / 4, 0.50, 0.0, -6.0),
+        (16, RATE / 4, 0.50, 45.0, -6.0),
+        (17, RATE / 6, 0.50, 60.0, -6.0),
+        (18, RATE / 8, 0.50, 67.5, -6.0),
+        (19, RATE / 4, 1.41, 45.0, 3.0),
+    ],
+)
+def test_tech_3341_true_peak(case: int, freq: float, amplitude: float, phase: float, expected: float) -> None:
+    measured = to_db(true_peak(sine(freq, amplitude, phase)))
+    assert expected - 0.4 <= measured <= expected + 0.2, f"case {case}: {measured:.3f} dBTP"
+
+
+def test_matches_full_upfirdn() -> None:
+    rng = np.random.default_rng(3)
+    audio = (rng.standard_normal((2, 20_000)) * 0.2).astype(np.float32)
+    h = np.asarray(_ANNEX2_PHASES).T.ravel()  # the 48-tap prototype
+    full = float(np.abs(upfirdn(h, audio.astype(np.float64), 4, axis=-1)).max())
+    assert true_peak(audio) == pytest.approx(max(full, float(np.abs(audio).max())), rel=1e-5)
+
+
+def test_shortcut_skips_rows_safely() -> None:
+    rng = np.random.default_rng(4)
+    audio = (rng.standard_normal((1, 50_000)) * 0.01).astype(np.float32)
+    audio[0, 25_000] = 0.9  # one loud sample: only its neighbourhood can hold the true peak
+    rows = candidate_rows(sample_envelope(audio), 0.9, annex2().bound)
+    assert 0 < rows.size < 200
+    everything = annex2().peaks(audio, np.arange(audio.shape[1] + 1)).max()
+    assert true_peak(audio) == pytest.approx(max(float(everything), 0.9), rel=1e-6)
+
+
+def test_peak_map_below_floor_is_bounded() -> None:
+    rng = np.random.default_rng(5)
+    audio = (rng.standard_normal((2, 30_000)) * 0.1).astype(np.float32)
+    floor = 0.2
+    mapped = peak_map(audio, floor)
+    all_rows = np.arange(audio.shape[1] + 1)
+    values = annex2().peaks(audio, all_rows)[:, 0]
+    outside = np.setdiff1d(all_rows, mapped.rows)
+    assert values[outside].max(initial=0.0) <= floor
+    np.testing.assert_allclose(mapped.values, values[mapped.rows], rtol=1e-6)
+
+
+def test_detector_reads_close_to_a_16x_reference() -> None:
+    rng = np.random.default_rng(6)
+    audio = (rng.standard_normal((2, 8_000)) * 0.2).astype(np.float32)  # white: content up to Nyquist
+    rows = np.arange(audio.shape[1] + 1)
+    fine = float(detector().peaks(audio, rows).max())
+    reference = float(np.abs(resample_poly(audio.astype(np.float64), 16, 1, axis=-1)).max())
+    assert to_db(reference) - to_db(fine) < 0.2
+
+
+@pytest.mark.parametrize("where", ["start", "end", "both"])
+def test_peaks_at_the_clip_edges(where: str) -> None:
+    """Interpolated values beyond the first and last samples are measured with zero padding."""
+    audio = np.zeros((2, 400), dtype=np.float32)
+    if where in ("start", "both"):
+        audio[:, :3] = [[0.9, -0.9, 0.9], [0.5, 0.5, 0.5]]
+    if where in ("end", "both"):
+        audio[1, -3:] = [-0.8, 0.8, -0.8]
+    h = np.asarray(_ANNEX2_PHASES).T.ravel()
+    full = float(np.abs(upfirdn(h, audio.astype(np.float64), 4, axis=-1)).max())
+    assert true_peak(audio) == pytest.approx(max(full, 0.9 if where != "end" else 0.8), rel=1e-5)
+    rows = np.arange(0, audio.shape[1] + 1, 7)  # scattered rows, some at the edges
+    every = annex2().peaks(audio, np.arange(audio.shape[1] + 1))
+    np.testing.assert_allclose(annex2().peaks(audio, rows), every[rows], rtol=1e-6)
