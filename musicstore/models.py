@@ -33,6 +33,7 @@ class Status(StrEnum):
 
 
 _TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+_STATUS = {status.value: status for status in Status}
 
 TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.PROCESSING, Status.CANCELLED}),
@@ -54,7 +55,7 @@ def to_micros(moment: datetime) -> int:
 def to_datetime(value: int | datetime) -> datetime:
     """Decode a stored timestamp (integer microseconds, or a driver's aware datetime) as aware UTC."""
     if isinstance(value, int):
-        return EPOCH + timedelta(microseconds=value)
+        return EPOCH + timedelta(0, 0, value)
     return value.astimezone(UTC)
 
 
@@ -68,9 +69,9 @@ def _metadata(value: str | dict[str, Any]) -> dict[str, Any]:
     return dict(value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Generation:
-    """One requested piece of audio and everything recorded about it."""
+    """One requested piece of audio and everything recorded about it: a snapshot of its row when read."""
 
     id: str
     prompt: str
@@ -103,7 +104,7 @@ class Generation:
             duration_seconds=row["duration_seconds"],
             sample_rate=row["sample_rate"],
             channels=row["channels"],
-            status=Status(row["status"]),
+            status=_STATUS[row["status"]],
             created_at=to_datetime(row["created_at"]),
             file_path=row["file_path"],
             file_size_bytes=row["file_size_bytes"],

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import time
 from collections import Counter
+from typing import Any
 
 import pytest
 
 from musicstore import Status, Store, migrate
+from tests import pgserver
+from tests.conftest import admin
 
 PROCESSES = 8
 PROMPTS = [f"shared prompt {i}" for i in range(5)]
@@ -94,3 +100,45 @@ def test_concurrent_migrate_is_safe(tmp_path: object) -> None:
     assert sorted(len(ids) for ids in applied)[-1] == 2 and sum(len(ids) for ids in applied) == 2
     with Store(url) as store:
         assert store.count_generations() == 0
+
+
+def test_concurrent_migrate_is_safe_on_postgres(pg_server: pgserver.Server) -> None:
+    admin(pg_server, "CREATE DATABASE fresh_for_migrate")
+    url = pg_server.url("fresh_for_migrate")
+    with _pool() as pool:
+        applied = pool.map(migrate, [url] * PROCESSES)
+    assert sum(len(ids) for ids in applied) == 2
+    with Store(url) as store:
+        assert store.count_generations() == 0
+
+
+def _claim_and_hang(url: str, claimed: Any) -> None:
+    """A worker that claims a job and then hangs until it is killed."""
+    with Store(url) as store:
+        job = store.claim_next("doomed-worker", lease_seconds=1.0)
+        claimed.put(job.id if job else None)
+        time.sleep(600)
+
+
+def test_killed_worker_job_is_requeued_after_its_lease_and_completed_by_another(db_url: str) -> None:
+    with Store(db_url) as store:
+        job = store.create_generation("survives a SIGKILL", model_name="m", duration_seconds=5)
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    worker = context.Process(target=_claim_and_hang, args=(db_url, queue))
+    worker.start()
+    try:
+        assert queue.get(timeout=60) == job.id
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        worker.join()
+    assert worker.exitcode == -signal.SIGKILL
+    with Store(db_url) as store:
+        assert store.get_generation(job.id).worker_id == "doomed-worker"  # type: ignore[union-attr]
+        assert store.requeue_expired().requeued == []  # the lease has not run out yet
+        time.sleep(1.2)
+        assert store.requeue_expired().requeued == [job.id]
+        rescued = store.claim_next("rescuer")
+        assert rescued is not None and rescued.id == job.id and rescued.attempts == 2
+        done = store.complete_generation(job.id, file_path="x.wav", file_size_bytes=1, worker_id="rescuer")
+        assert done.is_completed and done.worker_id == "rescuer"

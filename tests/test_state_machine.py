@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from musicstore import InvalidTransition, LeaseLost, NotFound, Status, Store, migrate
+from musicstore import RESET_CONFIRMATION, InvalidTransition, LeaseLost, NotFound, Status, Store
 from tests.conftest import FakeClock
 
 PROMPTS = ["lofi hip hop at 90 BPM", "ambient drone", "synthwave 120 BPM", "'; DROP TABLE prompts; --"]
 WORKERS = ["gpu-0", "gpu-1", "gpu-2"]
 MAX_ATTEMPTS = 2
 LEASE = 30.0
-
-_template_dir = Path(tempfile.mkdtemp(prefix="musicstore-sm-"))
-_TEMPLATE = _template_dir / "template.db"
-migrate(f"sqlite:///{_TEMPLATE}")
 
 
 @dataclass
@@ -36,18 +29,20 @@ class Job:
 
 
 class StoreMachine(RuleBasedStateMachine):
+    """Each run starts from an emptied database at ``url`` (set per backend by the test)."""
+
+    url = ""
+
     def __init__(self) -> None:
         super().__init__()
-        self.dir = Path(tempfile.mkdtemp(prefix="musicstore-sm-", dir=_template_dir))
-        shutil.copyfile(_TEMPLATE, self.dir / "store.db")
         self.clock = FakeClock()
-        self.store = Store(f"sqlite:///{self.dir / 'store.db'}", clock=self.clock)
+        self.store = Store(self.url, clock=self.clock)
+        self.store.reset_database(confirm=RESET_CONFIRMATION)
         self.jobs: dict[str, Job] = {}
         self.prompt_uses: Counter[str] = Counter()
 
     def teardown(self) -> None:
         self.store.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def ids(self, *statuses: Status) -> list[str]:
         return sorted(i for i, job in self.jobs.items() if job.status in statuses)
@@ -223,5 +218,6 @@ class StoreMachine(RuleBasedStateMachine):
                 assert row.lease_expires_at is None
 
 
-TestStoreMachine = StoreMachine.TestCase
-TestStoreMachine.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+def test_lifecycle_state_machine(db_url: str) -> None:
+    machine = type("Machine", (StoreMachine,), {"url": db_url})
+    run_state_machine_as_test(machine, settings=settings(max_examples=60, stateful_step_count=40, deadline=None))
