@@ -450,3 +450,42 @@ def get_most_used_prompts(limit: int = 10) -> Steps[list[Prompt]]:
     """The most used prompts, most used first."""
     rows = yield Call("most_used_prompts", {"limit": validate.integer(limit, "limit", 1, validate.MAX_PAGE)})
     return [Prompt.from_row(row) for row in rows]
+
+
+# --- moving rows between stores --------------------------------------------------------------------------
+
+
+@reader
+def prompts_after(after_id: int, limit: int) -> Steps[list[Prompt]]:
+    """Prompts with ids above ``after_id``, in id order (for paging through a whole store)."""
+    rows = yield Call("prompts_after", {"after_id": after_id, "limit": limit})
+    return [Prompt.from_row(row) for row in rows]
+
+
+@reader
+def generations_after(after_id: str, limit: int) -> Steps[list[Generation]]:
+    """Generations with ids above ``after_id``, in id order."""
+    rows = yield Call("generations_after", {"after_id": after_id, "limit": limit})
+    return [Generation.from_row(row) for row in rows]
+
+
+@writer
+def import_rows(prompts: list[Prompt], generations: list[Generation]) -> Steps[int]:
+    """Insert rows read from another store as they are (idempotent); returns how many generations were new."""
+    for prompt in prompts:
+        yield Call(
+            "import_prompt",
+            {
+                "text": prompt.text,
+                "used_count": prompt.used_count,
+                "first_used_at": prompt.first_used_at,
+                "last_used_at": prompt.last_used_at,
+            },
+        )
+    inserted = 0
+    for generation in generations:
+        fields = {name: getattr(generation, name) for name in Generation.__dataclass_fields__}
+        fields["status"] = generation.status.value
+        fields["metadata"] = validate.metadata(generation.metadata)
+        inserted += yield Call("import_generation", fields)
+    return inserted

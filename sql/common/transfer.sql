@@ -1,0 +1,33 @@
+-- Moving rows between stores (e.g. SQLite -> PostgreSQL), in id order, idempotently.
+
+-- name: prompts_after(after_id, limit)
+SELECT id, text, used_count, first_used_at, last_used_at
+FROM prompts WHERE id > :after_id ORDER BY id LIMIT :limit;
+
+-- name: import_prompt(text, used_count, first_used_at, last_used_at)!
+-- Insert a prompt with its usage; a prompt already there keeps the larger count and the wider time span.
+INSERT INTO prompts (text, used_count, first_used_at, last_used_at)
+VALUES (:text, :used_count, :first_used_at, :last_used_at)
+ON CONFLICT (text) DO UPDATE
+SET used_count = CASE WHEN excluded.used_count > prompts.used_count
+                      THEN excluded.used_count ELSE prompts.used_count END,
+    first_used_at = CASE WHEN excluded.first_used_at < prompts.first_used_at
+                         THEN excluded.first_used_at ELSE prompts.first_used_at END,
+    last_used_at = CASE WHEN excluded.last_used_at > prompts.last_used_at
+                        THEN excluded.last_used_at ELSE prompts.last_used_at END;
+
+-- name: generations_after(after_id, limit)
+SELECT * FROM generations WHERE id > :after_id ORDER BY id LIMIT :limit;
+
+-- name: import_generation(id, prompt, model_name, model_version, duration_seconds, sample_rate, channels, status, file_path, file_size_bytes, created_at, started_at, completed_at, generation_time_seconds, error_message, attempts, worker_id, lease_expires_at, metadata)!
+-- Insert a generation exactly as it was; one already there (same id) is left alone.
+INSERT INTO generations (
+    id, prompt, model_name, model_version, duration_seconds, sample_rate, channels, status, file_path,
+    file_size_bytes, created_at, started_at, completed_at, generation_time_seconds, error_message, attempts,
+    worker_id, lease_expires_at, metadata
+) VALUES (
+    :id, :prompt, :model_name, :model_version, :duration_seconds, :sample_rate, :channels, :status, :file_path,
+    :file_size_bytes, :created_at, :started_at, :completed_at, :generation_time_seconds, :error_message, :attempts,
+    :worker_id, :lease_expires_at, :metadata
+)
+ON CONFLICT (id) DO NOTHING;
