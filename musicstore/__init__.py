@@ -21,7 +21,7 @@ from .errors import (
     StorageError,
 )
 from .migrate import init_db, migrate
-from .models import Generation, Page, Prompt, Requeued, Stats, Status
+from .models import TRANSITIONS, Generation, Page, Prompt, Requeued, Stats, Status
 from .ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, RESET_CONFIRMATION
 from .session import (
     cancel,
@@ -52,6 +52,7 @@ __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "DEFAULT_MAX_ATTEMPTS",
     "RESET_CONFIRMATION",
+    "TRANSITIONS",
     "ConfirmationRequired",
     "DatabaseBusy",
     "DatabaseError",

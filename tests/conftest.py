@@ -7,97 +7,30 @@ where they fail instead: there they must run.
 
 from __future__ import annotations
 
-import itertools
 import os
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from musicstore import Generation, Store, migrate
-from tests import pgserver
+from musicstore import Generation
+from musicstore.testing import FakeClock
 
-ON_CI = os.environ.get("CI") == "true"
-TEMPLATE_DB = "musicstore_template"
+# musicstore's own suite is the first user of its pytest plugin (musicstore.testing.plugin): these fixtures
+# are thin names over it. On CI the PostgreSQL half must run, never skip.
+if os.environ.get("CI") == "true":
+    os.environ.setdefault("MUSICSTORE_TEST_POSTGRES", "required")
 
-
-class FakeClock:
-    """A clock that only moves when told to."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-def postgres_missing() -> str | None:
-    """Why PostgreSQL tests cannot run here, or None."""
-    if pgserver.find_bindir() is None:
-        return "PostgreSQL server binaries not found (apt-get install postgresql)"
-    try:
-        import psycopg  # noqa: F401
-        import psycopg_pool  # noqa: F401
-    except ImportError:
-        return "psycopg/psycopg_pool not installed (pip install -e '.[postgres]')"
-    return None
-
-
-def admin(server: pgserver.Server, *statements: str) -> None:
-    import psycopg
-
-    with psycopg.connect(server.url(), autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement)
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[pgserver.Server]:
-    reason = postgres_missing()
-    if reason:
-        if ON_CI:
-            pytest.fail(f"PostgreSQL tests must run on CI: {reason}")
-        pytest.skip(reason)
-    server = pgserver.start()
-    try:
-        admin(server, f"CREATE DATABASE {TEMPLATE_DB}")
-        migrate(server.url(TEMPLATE_DB))
-        yield server
-    finally:
-        server.stop()
-
-
-_databases = itertools.count()
+__all__ = ["FakeClock", "new_job"]
 
 
 @pytest.fixture
-def postgres_url(pg_server: pgserver.Server) -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database (a copy of the migrated template)."""
-    name = f"test_{os.getpid()}_{next(_databases)}"
-    admin(pg_server, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-    yield pg_server.url(name)
-    admin(pg_server, f"DROP DATABASE {name} WITH (FORCE)")
-
-
-@pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite file, migrated once per session and copied for each test."""
-    path = tmp_path_factory.mktemp("template") / "template.db"
-    migrate(f"sqlite:///{path}")
-    return path
+def sqlite_url(musicstore_sqlite_url: str) -> str:
+    return musicstore_sqlite_url
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path, migrated_template: Path) -> str:
-    """The URL of a fresh, migrated SQLite database in this test's temp dir."""
-    path = tmp_path / "store.db"
-    path.write_bytes(migrated_template.read_bytes())
-    return f"sqlite:///{path}"
+def postgres_url(musicstore_postgres_url: str) -> str:
+    return musicstore_postgres_url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -107,12 +40,14 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock(musicstore_clock: FakeClock) -> FakeClock:
+    return musicstore_clock
 
 
 @pytest.fixture
-def store(db_url: str, clock: FakeClock) -> Iterator[Store]:
+def store(db_url: str, clock: FakeClock) -> Any:
+    from musicstore import Store
+
     with Store(db_url, clock=clock) as opened:
         yield opened
 

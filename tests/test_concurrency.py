@@ -12,8 +12,6 @@ from typing import Any
 import pytest
 
 from musicstore import Status, Store, migrate
-from tests import pgserver
-from tests.conftest import admin
 
 PROCESSES = 8
 PROMPTS = [f"shared prompt {i}" for i in range(5)]
@@ -102,9 +100,10 @@ def test_concurrent_migrate_is_safe(tmp_path: object) -> None:
         assert store.count_generations() == 0
 
 
-def test_concurrent_migrate_is_safe_on_postgres(pg_server: pgserver.Server) -> None:
-    admin(pg_server, "CREATE DATABASE fresh_for_migrate")
-    url = pg_server.url("fresh_for_migrate")
+def test_concurrent_migrate_is_safe_on_postgres(musicstore_postgres_server: Any) -> None:
+    name = f"fresh_for_migrate_{os.getpid()}"
+    musicstore_postgres_server.admin(f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}")
+    url = musicstore_postgres_server.url(name)
     with _pool() as pool:
         applied = pool.map(migrate, [url] * PROCESSES)
     assert sum(len(ids) for ids in applied) == 2

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from musicstore import InvalidInput, Store
+from musicstore.testing import strategies as ms
 from musicstore.validate import MAX_PROMPT_CHARS
 from tests.conftest import new_job
 
@@ -120,23 +120,8 @@ def test_odd_prompts_round_trip_verbatim(store: Store, prompt: str) -> None:
     assert tracked is not None and tracked.text == prompt and tracked.used_count == 1
 
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
-    max_leaves=20,
-)
-metadata_objects = st.dictionaries(st.text(max_size=20), json_values, max_size=8)
-prompts = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-    min_size=1,
-    max_size=300,
-).filter(lambda text: text.strip() != "")
+metadata_objects = ms.metadata()
+prompts = ms.prompts(max_size=300)
 
 _SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

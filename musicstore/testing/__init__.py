@@ -1,0 +1,34 @@
+"""Testing support for code built on musicstore: a fake clock, hypothesis strategies, pytest fixtures.
+
+- ``FakeClock``: pass it as ``Store(url, clock=clock)`` and move time with ``clock.advance(seconds)`` to test
+  lease expiry and retention without sleeping.
+- ``musicstore.testing.strategies``: hypothesis strategies for generation requests, whole rows in any status,
+  and audio arrays/tensors (needs hypothesis).
+- The pytest plugin (``musicstore.testing.plugin``, registered as a ``pytest11`` entry point, so installing
+  musicstore makes its fixtures available): ``musicstore_sqlite_url``, ``musicstore_postgres_url``,
+  ``musicstore_store``, ``musicstore_output_root``, ``musicstore_clock``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+
+class FakeClock:
+    """A clock that only moves when told to: ``clock()`` returns ``clock.now``."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+        if self.now.tzinfo is None:
+            raise ValueError("FakeClock needs an aware datetime (UTC)")
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        """Move the clock forward by ``seconds``; returns the new time."""
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+__all__ = ["FakeClock"]

@@ -1,0 +1,110 @@
+"""pytest fixtures for code built on musicstore (loaded through the ``pytest11`` entry point).
+
+- ``musicstore_clock``: a ``FakeClock``.
+- ``musicstore_sqlite_url``: a fresh, migrated SQLite file in the test's temp dir.
+- ``musicstore_postgres_url``: a fresh, migrated database on PostgreSQL: on the server named by
+  ``$MUSICSTORE_TEST_POSTGRES_URL`` (an admin URL), else on a throwaway server started from the ``postgresql``
+  binaries for the session. Skips when neither is possible, unless ``MUSICSTORE_TEST_POSTGRES=required``.
+- ``musicstore_store``: a ``Store`` on ``musicstore_sqlite_url`` with ``musicstore_clock``.
+- ``musicstore_output_root``: an empty folder for exported audio.
+
+Every fixture removes what it made.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import FakeClock
+
+_TEMPLATE = "musicstore_template"
+_databases = itertools.count()
+
+
+def _postgres_missing() -> str | None:
+    from .pgserver import find_bindir
+
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        return "psycopg/psycopg_pool not installed (pip install 'musicstore[postgres]')"
+    if not os.environ.get("MUSICSTORE_TEST_POSTGRES_URL") and find_bindir() is None:
+        return "no PostgreSQL: set MUSICSTORE_TEST_POSTGRES_URL or apt-get install postgresql"
+    return None
+
+
+@pytest.fixture
+def musicstore_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def _musicstore_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ..migrate import migrate
+
+    path = tmp_path_factory.mktemp("musicstore-template") / "template.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def musicstore_sqlite_url(tmp_path: Path, _musicstore_sqlite_template: Path) -> str:
+    path = tmp_path / "musicstore.db"
+    path.write_bytes(_musicstore_sqlite_template.read_bytes())
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def musicstore_postgres_server() -> Iterator[Any]:
+    """The PostgreSQL server the fixtures create databases on, with a migrated template database."""
+    from ..migrate import migrate
+    from .pgserver import External, start
+
+    reason = _postgres_missing()
+    if reason:
+        if os.environ.get("MUSICSTORE_TEST_POSTGRES") == "required":
+            pytest.fail(f"PostgreSQL tests are required here: {reason}")
+        pytest.skip(reason)
+    admin_url = os.environ.get("MUSICSTORE_TEST_POSTGRES_URL")
+    server: Any = External(admin_url) if admin_url else start()
+    template = f"{_TEMPLATE}_{os.getpid()}"
+    try:
+        server.admin(f"DROP DATABASE IF EXISTS {template}", f"CREATE DATABASE {template}")
+        migrate(server.url(template))
+        server.template = template
+        yield server
+    finally:
+        if admin_url:
+            server.admin(f"DROP DATABASE IF EXISTS {template} WITH (FORCE)")
+        server.stop()
+
+
+@pytest.fixture
+def musicstore_postgres_url(musicstore_postgres_server: Any) -> Iterator[str]:
+    server = musicstore_postgres_server
+    name = f"musicstore_test_{os.getpid()}_{next(_databases)}"
+    server.admin(f"CREATE DATABASE {name} TEMPLATE {server.template}")
+    yield server.url(name)
+    server.admin(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def musicstore_store(musicstore_sqlite_url: str, musicstore_clock: FakeClock) -> Iterator[Any]:
+    from ..store import Store
+
+    with Store(musicstore_sqlite_url, clock=musicstore_clock) as store:
+        yield store
+
+
+@pytest.fixture
+def musicstore_output_root(tmp_path: Path) -> Path:
+    root = tmp_path / "audio"
+    root.mkdir()
+    return root

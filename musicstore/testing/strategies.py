@@ -1,0 +1,201 @@
+"""Hypothesis strategies for code built on musicstore. Each takes arguments that narrow what it draws.
+
+>>> from hypothesis import given
+>>> from musicstore.testing import strategies as ms
+>>> @given(request=ms.generation_requests(max_seconds=30))
+... def test_enqueue(store, request):
+...     store.create_generation(**request)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from ..ids import new_id
+from ..models import Generation, Status
+from ..validate import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+SAMPLE_RATES = (16_000, 22_050, 24_000, 32_000, 44_100, 48_000)
+"""The rates text-to-music models produce."""
+MODEL_NAMES = ("musicgen-small", "musicgen-medium", "musicgen-large", "stable-audio-open", "audioldm2")
+
+_text_alphabet = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
+
+
+def prompts(*, min_size: int = 1, max_size: int = 500) -> st.SearchStrategy[str]:
+    """Prompt text a store accepts: any script, emoji, quotes, SQL; not blank; no NUL or lone surrogates."""
+    return st.text(alphabet=_text_alphabet, min_size=min_size, max_size=max_size).filter(
+        lambda t: t.strip() != ""
+    )
+
+
+def json_values(*, max_leaves: int = 20) -> st.SearchStrategy[Any]:
+    """Any JSON value that reads back equal (finite floats, 64-bit ints, str keys)."""
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(alphabet=_text_alphabet, max_size=40)
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+        max_leaves=max_leaves,
+    )
+
+
+def metadata(*, max_keys: int = 8) -> st.SearchStrategy[dict[str, Any]]:
+    """A metadata object: a JSON object of any shape."""
+    return st.dictionaries(st.text(max_size=20), json_values(), max_size=max_keys)
+
+
+def generation_requests(
+    *,
+    min_seconds: float = 1.0,
+    max_seconds: float = 300.0,
+    sample_rates: Iterable[int] = SAMPLE_RATES,
+    channels: Iterable[int] = (1, 2),
+    model_names: Iterable[str] = MODEL_NAMES,
+    prompt: st.SearchStrategy[str] | None = None,
+) -> st.SearchStrategy[dict[str, Any]]:
+    """Keyword arguments for ``store.create_generation(**request)``: a valid, realistic request."""
+    rates = sorted(set(sample_rates))
+    counts = sorted(set(channels))
+    if not rates or not all(MIN_SAMPLE_RATE <= r <= MAX_SAMPLE_RATE for r in rates):
+        raise ValueError(f"sample_rates must lie within {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
+    if not counts or not all(1 <= c <= MAX_CHANNELS for c in counts):
+        raise ValueError(f"channels must lie within 1-{MAX_CHANNELS}")
+    return st.fixed_dictionaries(
+        {
+            "prompt": prompt if prompt is not None else prompts(max_size=300),
+            "model_name": st.sampled_from(sorted(set(model_names))),
+            "duration_seconds": st.floats(min_value=min_seconds, max_value=max_seconds),
+            "sample_rate": st.sampled_from(rates),
+            "channels": st.sampled_from(counts),
+            "metadata": metadata(max_keys=5),
+        }
+    )
+
+
+_EPOCH_2025 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@st.composite
+def _generation(draw: st.DrawFn, statuses: tuple[Status, ...], max_attempts: int) -> Generation:
+    request = draw(generation_requests())
+    status = draw(st.sampled_from(statuses))
+    created = _EPOCH_2025 + timedelta(microseconds=draw(st.integers(0, 2 * 365 * 86_400 * 10**6)))
+    later = st.integers(1, 3_600 * 10**6).map(lambda us: timedelta(microseconds=us))
+    fields: dict[str, Any] = {"attempts": 0}
+    if status is not Status.PENDING and not (status is Status.CANCELLED and draw(st.booleans())):
+        fields["attempts"] = draw(st.integers(1, max_attempts))
+        fields["started_at"] = created + draw(later)
+        fields["worker_id"] = draw(st.sampled_from(["gpu-0", "gpu-1", "gpu-2", "worker-a"]))
+    if status is Status.PROCESSING:
+        fields["lease_expires_at"] = fields["started_at"] + timedelta(seconds=300)
+    if status in (Status.COMPLETED, Status.FAILED, Status.CANCELLED):
+        fields["completed_at"] = fields.get("started_at", created) + draw(later)
+    if status is Status.COMPLETED:
+        fields["file_path"] = f"{created:%Y/%m/%d}/{{id}}.wav"
+        fields["file_size_bytes"] = draw(st.integers(44, 500_000_000))
+        fields["generation_time_seconds"] = (fields["completed_at"] - fields["started_at"]).total_seconds()
+    if status is Status.FAILED or (status is Status.PENDING and draw(st.booleans())):
+        fields["error_message"] = draw(st.text(max_size=80))
+    generation_id = new_id()
+    if "file_path" in fields:
+        fields["file_path"] = fields["file_path"].replace("{id}", generation_id)
+    return Generation(
+        id=generation_id,
+        prompt=request["prompt"],
+        model_name=request["model_name"],
+        model_version=draw(st.none() | st.sampled_from(["1.0", "2.1-beta"])),
+        duration_seconds=request["duration_seconds"],
+        sample_rate=request["sample_rate"],
+        channels=request["channels"],
+        status=status,
+        created_at=created,
+        metadata=request["metadata"],
+        **fields,
+    )
+
+
+def generations(
+    *, statuses: Iterable[Status | str] = tuple(Status), max_attempts: int = 3
+) -> st.SearchStrategy[Generation]:
+    """Whole rows in any of ``statuses``, consistent with the status machine (a processing row has a worker
+    and lease, a completed one a file, timestamps in order); for testing code that reads rows."""
+    chosen = tuple(Status(s) for s in statuses)
+    if not chosen:
+        raise ValueError("statuses must name at least one status")
+    return _generation(chosen, max_attempts)
+
+
+@st.composite
+def _audio(
+    draw: st.DrawFn,
+    *,
+    channels: tuple[int, ...],
+    sample_rate: int,
+    min_seconds: float,
+    max_seconds: float,
+    batch: int | None,
+    transients: bool | None,
+    loudness_db: tuple[float, float],
+) -> np.ndarray[Any, np.dtype[np.float32]]:
+    count = draw(st.sampled_from(channels))
+    frames = max(1, round(draw(st.floats(min_seconds, max_seconds)) * sample_rate))
+    seed = draw(st.integers(0, 2**32 - 1))
+    level = 10 ** (draw(st.floats(*loudness_db)) / 20)
+    with_transients = draw(st.booleans()) if transients is None else transients
+    rng = np.random.default_rng(seed)
+    shape = (batch or 1, count, frames)
+    t = np.arange(frames, dtype=np.float64) / sample_rate
+    tones = sum(
+        np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) / (k + 1)
+        for k, f in enumerate(rng.uniform(55, 2_000, size=3))
+    )
+    signal = np.broadcast_to(tones, shape) + 0.05 * rng.standard_normal(shape)
+    signal *= level / max(float(np.sqrt(np.mean(np.square(signal)))), 1e-12)
+    if with_transients:
+        for position in rng.integers(0, frames, size=max(1, frames // max(1, sample_rate // 4))):
+            signal[..., position] = np.clip(signal[..., position] * 8, -0.99, 0.99)
+    audio = np.clip(signal, -0.99, 0.99).astype(np.float32)
+    return audio if batch is not None else audio[0]
+
+
+def audio(
+    *,
+    channels: Iterable[int] = (1, 2),
+    sample_rate: int = 32_000,
+    min_seconds: float = 0.5,
+    max_seconds: float = 5.0,
+    batch: int | None = None,
+    transients: bool | None = None,
+    loudness_db: tuple[float, float] = (-40.0, -12.0),
+    as_tensor: bool = False,
+) -> st.SearchStrategy[Any]:
+    """Music-like float32 audio: ``(C, S)``, or ``(B, C, S)`` with ``batch``; RMS level within ``loudness_db``
+    dBFS, optional loud transients, never clipping. ``as_tensor=True`` yields a torch tensor (needs torch)."""
+    counts = tuple(sorted(set(channels)))
+    if not counts or min(counts) < 1 or max(counts) > MAX_CHANNELS:
+        raise ValueError(f"channels must lie within 1-{MAX_CHANNELS}")
+    arrays = _audio(
+        channels=counts,
+        sample_rate=sample_rate,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+        batch=batch,
+        transients=transients,
+        loudness_db=loudness_db,
+    )
+    if not as_tensor:
+        return arrays
+    import torch
+
+    return arrays.map(torch.from_numpy)
