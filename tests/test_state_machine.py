@@ -8,7 +8,13 @@ from datetime import datetime, timedelta
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from musicstore import RESET_CONFIRMATION, InvalidTransition, LeaseLost, NotFound, Status, Store
 from tests.conftest import FakeClock
@@ -220,4 +226,6 @@ class StoreMachine(RuleBasedStateMachine):
 
 def test_lifecycle_state_machine(db_url: str) -> None:
     machine = type("Machine", (StoreMachine,), {"url": db_url})
-    run_state_machine_as_test(machine, settings=settings(max_examples=60, stateful_step_count=40, deadline=None))
+    run_state_machine_as_test(
+        machine, settings=settings(max_examples=60, stateful_step_count=40, deadline=None)
+    )
