@@ -66,7 +66,7 @@ def _show_stats(stats: Stats, *, as_json: bool) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    _show_stats(run_demo(args.database, count=args.count), as_json=False)
+    _show_stats(run_demo(args.database, count=args.count, output_root=args.output_root), as_json=False)
     return EXIT_OK
 
 
@@ -89,8 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     stats = command("stats", "counts by status, bytes, prompt usage")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
     stats.set_defaults(func=cmd_stats)
-    demo = command("demo", "end-to-end demo: enqueue, claim, complete, show stats")
+    demo = command("demo", "end-to-end demo: enqueue, claim, export audio, complete, show stats")
     demo.add_argument("--count", type=int, default=5, help="how many generations (default 5)")
+    demo.add_argument(
+        "--output-root",
+        metavar="DIR",
+        default="data/audio",
+        help="where the WAV files go (default data/audio)",
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 

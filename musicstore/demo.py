@@ -1,20 +1,71 @@
-"""The README's main job: a generation worker's life on the embedded SQLite default, end to end."""
+"""The README's main job: a generation worker's life on the embedded SQLite default, end to end.
+
+Generations are enqueued, a worker claims each one, "generates" music-like audio (a torch tensor when
+torch is installed, else a numpy array), exports it as a loudness-normalized WAV under the output root
+and completes it; the loudness figures of every file are printed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
+from .audio import synthesize_music
 from .migrate import migrate
 from .models import Stats
+from .record import export_generation
 from .store import Store
 
+DEFAULT_OUTPUT_ROOT = "data/audio"
+
+# prompt, bpm, drum level (0: none; higher: more dynamic, so the limiter has work to do)
 PROMPTS = [
-    "lofi hip hop at 90 BPM with warm vinyl crackle",
-    "ambient drone in D minor, slow evolving pads",
-    "upbeat synthwave at 118 BPM",
-    "solo piano ballad, gentle and sparse",
-    "lofi hip hop at 90 BPM with warm vinyl crackle",
+    ("lofi hip hop at 90 BPM with warm vinyl crackle", 90, 0.6),
+    ("ambient drone in D minor, slow evolving pads", 70, 0.0),
+    ("upbeat synthwave at 118 BPM", 118, 1.2),
+    ("solo piano ballad, gentle and sparse", 76, 0.2),
+    ("drum and bass at 174 BPM, heavy breaks", 174, 3.0),
 ]
+
+
+def _model(seconds: float, sample_rate: int, channels: int, metadata: dict[str, Any]) -> Any:
+    """Stand-in for the text-to-music model: a torch tensor if torch is installed, else numpy."""
+    audio = synthesize_music(
+        seconds,
+        sample_rate,
+        bpm=float(metadata.get("bpm", 120)),
+        channels=channels,
+        seed=int(metadata.get("seed", 0)),
+        drums=float(metadata.get("drums", 1.0)),
+    )
+    try:
+        import torch
+    except ImportError:
+        return audio
+    return torch.from_numpy(audio)
+
+
+def _numeric(cell: str) -> bool:
+    return cell.replace(",", "").replace("inf", "0").lstrip("-").replace(".", "", 1).isdigit()
+
+
+def _table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> list[str]:
+    """Aligned text: numeric columns to the right, others to the left."""
+    columns = range(len(headers))
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in columns]
+    right = [bool(rows) and all(_numeric(row[i]) for row in rows) for i in columns]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)
+        )
+
+    return [line(headers).rstrip(), "  ".join("-" * w for w in widths)] + [line(r).rstrip() for r in rows]
+
+
+def _db(value: float | None) -> str:
+    return "-inf" if value is None else f"{value:.2f}"
 
 
 def run_demo(
@@ -22,21 +73,51 @@ def run_demo(
     *,
     count: int = 5,
     worker_id: str = "demo-worker",
+    output_root: str | Path = DEFAULT_OUTPUT_ROOT,
+    seconds: float = 8.0,
     echo: Callable[[str], None] = print,
 ) -> Stats:
-    """Migrate, enqueue ``count`` generations, claim and complete each as a worker would; return the stats."""
+    """Migrate, enqueue ``count`` generations, then claim, synthesise, export and complete each."""
     applied = migrate(url)
+    root = Path(output_root)
+    rows: list[list[str]] = []
     with Store(url) as store:
         echo(f"database: {store.url.url} ({len(applied)} migration(s) applied)")
+        echo(f"audio:    {root}")
         for i in range(count):
-            prompt = PROMPTS[i % len(PROMPTS)]
-            job = store.create_generation(prompt, model_name="musicgen-small", duration_seconds=8.0)
+            prompt, bpm, drums = PROMPTS[i % len(PROMPTS)]
+            job = store.create_generation(
+                prompt,
+                model_name="musicgen-small",
+                duration_seconds=seconds,
+                sample_rate=32_000,
+                channels=2,
+                metadata={"bpm": bpm, "seed": i, "drums": drums},
+            )
             echo(f"enqueued  {job.id}  {prompt!r}")
         while (claimed := store.claim_next(worker_id, lease_seconds=60)) is not None:
-            path = f"{claimed.created_at:%Y/%m/%d}/{claimed.id}.wav"
-            done = store.complete_generation(
-                claimed.id, file_path=path, file_size_bytes=0, worker_id=worker_id, metadata={"demo": True}
-            )
-            echo(f"completed {done.id}  attempt {done.attempts}  -> {done.file_path}")
+            store.heartbeat(
+                claimed.id, worker_id, lease_seconds=60
+            )  # a real worker beats while the model runs
+            audio = _model(claimed.duration_seconds, claimed.sample_rate, claimed.channels, claimed.metadata)
+            done = export_generation(store, claimed, audio, root=root, worker_id=worker_id)
+            m = done.generation.metadata
+            rows.append([
+                str(done.generation.file_path),
+                str(m["bpm"]),
+                _db(m["loudness_before_lufs"]),
+                _db(m["loudness_lufs"]),
+                _db(m["true_peak_dbtp"]),
+                _db(m["gain_db"]),
+                _db(m["limiter_max_reduction_db"]),
+                f"{100 * m['limiter_fraction']:.1f}",
+                str(m["loudness_status"]),
+                f"{done.generation.file_size_bytes:,}",
+            ])  # fmt: skip
+        echo("")
+        headers = ["file", "bpm", "LUFS in", "LUFS out", "dBTP", "gain dB", "limit dB", "limited %",
+                   "status", "bytes"]  # fmt: skip
+        for line in _table(rows, headers):
+            echo(line)
         echo("")
         return store.get_database_stats()
