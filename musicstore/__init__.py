@@ -7,6 +7,7 @@
 >>> claimed = store.claim_next("gpu-0")
 """
 
+from .aio import AsyncStore, AsyncTransaction
 from .errors import (
     ConfirmationRequired,
     DatabaseBusy,
@@ -53,6 +54,8 @@ __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "RESET_CONFIRMATION",
     "TRANSITIONS",
+    "AsyncStore",
+    "AsyncTransaction",
     "ConfirmationRequired",
     "DatabaseBusy",
     "DatabaseError",

@@ -7,6 +7,7 @@ extra: ``pip install 'musicstore[postgres]'``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -131,6 +132,7 @@ class AsyncPostgresConnector:
         self.timeout = timeout
         self.errors: tuple[type[BaseException], ...] = (psycopg.Error, psycopg_pool.PoolTimeout)
         self._pool: Any = None
+        self._returning: set[asyncio.Future[None]] = set()
 
     def translate(self, exc: BaseException) -> MusicstoreError | None:
         return translate(exc, self.where)
@@ -148,7 +150,20 @@ class AsyncPostgresConnector:
             )
             await pool.open()
             self._pool = pool
-        return await self._pool.getconn()
+        # psycopg_pool's getconn can swallow a cancellation and return a connection (psycopg#1345): wait in
+        # a task of its own, so the caller's cancellation always lands, and hand back what arrives too late.
+        pool, getting = self._pool, asyncio.ensure_future(self._pool.getconn())
+        try:
+            return await asyncio.shield(getting)
+        except asyncio.CancelledError:
+            getting.add_done_callback(lambda done: self._give_back(pool, done))
+            raise
+
+    def _give_back(self, pool: Any, done: asyncio.Future[Any]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            returning = asyncio.ensure_future(pool.putconn(done.result()))
+            self._returning.add(returning)
+            returning.add_done_callback(self._returning.discard)
 
     async def release(self, conn: Any) -> None:
         await self._pool.putconn(conn)

@@ -6,11 +6,12 @@ connectors share everything here but the connection calls.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -166,17 +167,23 @@ class AsyncSQLiteConnector:
         return self._idle.pop() if self._idle else await self._open()
 
     async def release(self, conn: Any) -> None:
-        self._idle.append(conn)
+        if conn.in_transaction:  # its rollback failed: never hand it out again
+            await conn.close()
+        else:
+            self._idle.append(conn)
 
     @asynccontextmanager
     async def transaction(self, conn: Any, *, write: bool) -> AsyncIterator[None]:
-        await conn.execute(BEGIN_WRITE if write else BEGIN_READ)
         try:
+            await conn.execute(BEGIN_WRITE if write else BEGIN_READ)
             yield
             await conn.execute("COMMIT")
-        finally:
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
+        except BaseException:
+            # A cancelled BEGIN or COMMIT still runs on the connection's thread; this rollback is queued
+            # behind it, so the connection leaves any transaction before its next use.
+            with suppress(sqlite3.Error):
+                await asyncio.shield(conn.rollback())
+            raise
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []

@@ -1,0 +1,310 @@
+"""``AsyncStore``: the job store for asyncio code, driving the same operations as ``Store`` with ``await``.
+
+Each operation in ``musicstore.ops`` is a generator of query calls, written once; ``Store`` answers its steps
+with blocking calls and ``AsyncStore`` with awaited ones (aiosqlite for SQLite, psycopg's async pool for
+PostgreSQL), so the two cannot drift apart. Needs the ``async`` extra for SQLite
+(``pip install 'musicstore[async]'``) and the ``postgres`` extra for PostgreSQL.
+
+>>> async with AsyncStore.open("sqlite:///data/generations.db") as store:   # doctest: +SKIP
+...     job = await store.create_generation("lofi", model_name="musicgen", duration_seconds=30)
+...     claimed = await store.claim_next("gpu-0")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+
+from . import ops
+from .errors import InvalidInput
+from .ops import NOW, Operation, Steps
+from .queries import Query, load
+from .store import Clock, Operations, check_schema, start, utcnow
+from .urls import DatabaseURL, resolve
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+__all__ = ["AsyncStore", "AsyncTransaction"]
+
+_open_transactions: ContextVar[tuple[AsyncTransaction, ...]] = ContextVar(
+    "musicstore_async_transactions", default=()
+)
+"""The transactions open in the current context; each is joined only by the task that opened it."""
+
+
+class AsyncRunner(Protocol):
+    async def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+
+
+class _AsyncBound(Generic[P, T]):
+    """An operation as a coroutine method of ``AsyncStore`` and ``AsyncTransaction`` (like ``_Bound``)."""
+
+    def __init__(self, op: Operation[P, T]) -> None:
+        self.op = op
+        self.__doc__ = op.__doc__
+        self.name = op.__name__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(
+        self, obj: None, owner: type
+    ) -> Callable[Concatenate[AsyncRunner, P], Coroutine[Any, Any, T]]: ...
+    @overload
+    def __get__(self, obj: AsyncRunner, owner: type) -> Callable[P, Coroutine[Any, Any, T]]: ...
+    def __get__(self, obj: AsyncRunner | None, owner: type) -> Callable[..., Coroutine[Any, Any, T]]:
+        if obj is None:
+            return functools.partial(_run_on, self.op)
+        bound = functools.partial(obj.run, self.op)
+        obj.__dict__[self.name] = bound  # later look-ups skip this descriptor
+        return bound
+
+
+def _run_on(
+    op: Operation[P, T], runner: AsyncRunner, /, *args: P.args, **kwargs: P.kwargs
+) -> Coroutine[Any, Any, T]:
+    return runner.run(op, *args, **kwargs)
+
+
+class AsyncOperations:
+    """The store's vocabulary as coroutines; ``AsyncStore`` and ``AsyncTransaction`` provide ``run``.
+
+    The same names as ``musicstore.store.Operations`` (a test keeps the two lists equal).
+    """
+
+    create_generation = _AsyncBound(ops.create_generation)
+    get_generation = _AsyncBound(ops.get_generation)
+    list_generations = _AsyncBound(ops.list_generations)
+    get_all_generations = _AsyncBound(ops.get_all_generations)
+    get_pending_generations = _AsyncBound(ops.get_pending_generations)
+    count_generations = _AsyncBound(ops.count_generations)
+    get_database_stats = _AsyncBound(ops.get_database_stats)
+    claim_next = _AsyncBound(ops.claim_next)
+    claim_batch = _AsyncBound(ops.claim_batch)
+    heartbeat = _AsyncBound(ops.heartbeat)
+    complete_generation = _AsyncBound(ops.complete_generation)
+    fail = _AsyncBound(ops.fail)
+    cancel = _AsyncBound(ops.cancel)
+    requeue_expired = _AsyncBound(ops.requeue_expired)
+    update_generation_status = _AsyncBound(ops.update_generation_status)
+    delete_generation = _AsyncBound(ops.delete_generation)
+    reset_database = _AsyncBound(ops.reset_database)
+    track_prompt_usage = _AsyncBound(ops.track_prompt_usage)
+    get_prompt_by_text = _AsyncBound(ops.get_prompt_by_text)
+    get_most_used_prompts = _AsyncBound(ops.get_most_used_prompts)
+
+    async def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``op`` with these arguments; each subclass decides where."""
+        raise NotImplementedError
+
+
+OPERATION_NAMES = frozenset(name for name, value in vars(Operations).items() if hasattr(value, "op"))
+
+
+def async_connector(target: DatabaseURL, *, busy_timeout: float, pool_size: int) -> Any:
+    """The async connector for a URL's backend (no I/O: connections open on first use)."""
+    if target.dialect == "postgres":
+        from .postgres import AsyncPostgresConnector
+
+        return AsyncPostgresConnector(target.url, pool_size=pool_size, timeout=busy_timeout)
+    from .sqlite import AsyncSQLiteConnector
+
+    assert target.path is not None
+    return AsyncSQLiteConnector(target.path, busy_timeout=busy_timeout)
+
+
+class _Opening:
+    """What ``AsyncStore.open`` returns: await it for the store, or use it as ``async with``."""
+
+    def __init__(self, store: AsyncStore, *, migrate: bool) -> None:
+        self._store = store
+        self._migrate = migrate
+
+    def __await__(self) -> Generator[Any, None, AsyncStore]:
+        return self._open().__await__()
+
+    async def _open(self) -> AsyncStore:
+        await self._store._start(migrate=self._migrate)
+        return self._store
+
+    async def __aenter__(self) -> AsyncStore:
+        return await self._open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._store.close()
+
+
+class AsyncStore(AsyncOperations):
+    """The job store behind one database URL, for asyncio. Safe to share between the tasks of one event loop:
+    each operation borrows a connection of its own (aiosqlite: an idle one or a new one; PostgreSQL: from an
+    ``AsyncConnectionPool`` of at most ``pool_size``).
+
+    Open it with ``AsyncStore.open(url, ...)``, which checks the schema (``migrate=True`` applies pending
+    migrations first); the constructor alone does no I/O and no check. ``busy_timeout``, ``clock`` and
+    ``pool_size`` mean what they mean for ``Store``.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        busy_timeout: float = 5.0,
+        clock: Clock = utcnow,
+        pool_size: int = 10,
+    ) -> None:
+        self.url: DatabaseURL = resolve(url)
+        self.clock = clock
+        self._connector = async_connector(self.url, busy_timeout=busy_timeout, pool_size=pool_size)
+        self._queries: dict[str, Query] = load(self._connector.dialect, self._connector.driver)
+
+    @classmethod
+    def open(
+        cls,
+        url: str | None = None,
+        *,
+        migrate: bool = False,
+        busy_timeout: float = 5.0,
+        clock: Clock = utcnow,
+        pool_size: int = 10,
+    ) -> _Opening:
+        """``store = await AsyncStore.open(url)`` (then ``await store.close()``) or ``async with
+        AsyncStore.open(url) as store``. Raises ``MigrationError`` for a database that lacks migrations,
+        unless ``migrate=True``, which applies them first (in a worker thread).
+        """
+        store = cls(url, busy_timeout=busy_timeout, clock=clock, pool_size=pool_size)
+        return _Opening(store, migrate=migrate)
+
+    async def _start(self, *, migrate: bool) -> None:
+        try:
+            if migrate:
+                from .migrate import migrate as apply_migrations
+
+                await asyncio.to_thread(apply_migrations, self.url.url)
+            check_schema(self.url.url, await self.run(ops.applied_migrations))
+        except BaseException:
+            await self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"AsyncStore({self.url.url!r})"
+
+    async def __aenter__(self) -> AsyncStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the store's connections (idle ones; a connection in use is closed by ``close`` later)."""
+        await self._connector.close()
+
+    async def _drive(self, conn: Any, steps: Steps[T], step: Any) -> T:
+        """Answer the operation's steps until it returns; ``step`` is its first."""
+        queries, clock, encode = self._queries, self.clock, self._connector.encode
+        try:
+            while True:
+                if step is NOW:
+                    value: Any = clock()
+                else:
+                    query = queries[step.name]
+                    if query.returns_rows:  # an async generator: materialise it inside the transaction
+                        value = [row async for row in query.fn(conn, **encode(step.params))]
+                    else:
+                        value = await query.fn(conn, **encode(step.params))
+                step = steps.send(value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        except self._connector.errors as exc:
+            raise self._connector.translate(exc) from exc
+
+    def _joined(self) -> AsyncTransaction | None:
+        """The transaction this task opened on this store, if one is open."""
+        task = asyncio.current_task()
+        for tx in _open_transactions.get():
+            if tx.store is self and tx.task is task:
+                return tx
+        return None
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except self._connector.errors as exc:
+            raise self._connector.translate(exc) from exc
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        connector = self._connector
+        with self._translated():
+            conn = await connector.acquire()
+        try:
+            yield conn
+        finally:
+            await connector.release(conn)
+
+    async def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``op`` in this task's open transaction, else on its own (a write in its own transaction)."""
+        tx = self._joined()
+        if tx is not None:
+            return await tx.run(op, *args, **kwargs)
+        try:
+            steps, first = start(op, *args, **kwargs)  # argument checks run before any connection is taken
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        async with self._connection() as conn:
+            if not op.writes:
+                return await self._drive(conn, steps, first)
+            with self._translated():
+                async with self._connector.transaction(conn, write=True):
+                    return await self._drive(conn, steps, first)
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncTransaction]:
+        """``async with store.transaction() as tx``: committed when the block ends, rolled back if it raises.
+
+        As ``Store.transaction``: ``write=True`` takes SQLite's writer lock up front; ``write=False`` is a
+        read snapshot that refuses write operations. Operations awaited on this store by the same task
+        meanwhile take part in it; other tasks (even ones it starts) run outside it, like other threads.
+        """
+        if self._joined() is not None:
+            raise InvalidInput(
+                "a transaction is already open in this task; nested transactions are not supported"
+            )
+        async with self._connection() as conn:
+            with self._translated():
+                async with self._connector.transaction(conn, write=write):
+                    tx = AsyncTransaction(self, conn, write=write)
+                    token = _open_transactions.set((*_open_transactions.get(), tx))
+                    try:
+                        yield tx
+                    finally:
+                        tx.closed = True
+                        _open_transactions.reset(token)
+
+
+class AsyncTransaction(AsyncOperations):
+    """One open transaction; the same coroutine operations as ``AsyncStore``, all inside it."""
+
+    def __init__(self, store: AsyncStore, conn: Any, *, write: bool) -> None:
+        self.store = store
+        self.write = write
+        self.task = asyncio.current_task()
+        self.closed = False
+        self._conn = conn
+
+    async def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if self.closed:
+            raise InvalidInput(f"{op.__name__}: this transaction has ended; open a new one")
+        if op.writes and not self.write:
+            raise InvalidInput(f"{op.__name__} writes; open the transaction with write=True")
+        try:
+            steps, first = start(op, *args, **kwargs)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        return await self.store._drive(self._conn, steps, first)
