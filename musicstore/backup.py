@@ -1,0 +1,248 @@
+"""Online backup of a live SQLite store, and restore; PostgreSQL is pg_dump's job (docs/maintenance.md).
+
+``backup`` copies with the sqlite3 backup API in steps of ``pages`` pages, inside one read transaction on the
+source: in WAL mode that transaction is a fixed snapshot that writers never wait for, so the copy is the
+database exactly as it was when the backup began (every transaction committed before that, none after) while
+workers go on writing, and the steps never restart. The copy is written beside the destination under a
+temp name, checked with ``PRAGMA integrity_check``, fsynced and renamed into place.
+
+``restore`` refuses while any other process has the target database open (the probe SQLite itself uses: the
+lock every connection holds on byte 128 of the ``-shm`` file), checks the backup, and replaces the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InvalidInput, StorageError
+from .urls import resolve
+
+PGDUMP_HINT = (
+    "online backup here is for SQLite; for PostgreSQL use pg_dump, e.g. "
+    "`pg_dump --format=custom --file=musicstore.dump DBNAME`, and restore with "
+    "`pg_restore --dbname=NEWDB musicstore.dump` (see docs/maintenance.md)"
+)
+_SHM_DMS_BYTE = 128
+"""SQLite's unix VFS: every connection to a WAL database holds a shared lock on this byte of ``-shm``."""
+
+
+@dataclass(slots=True)
+class BackupReport:
+    """A finished backup or restore: where from and to, how many pages and bytes, how long it took."""
+
+    source: str
+    destination: str
+    pages: int
+    bytes: int
+    integrity: str
+    seconds: float
+
+
+def _sqlite_path(url: str | None) -> Path:
+    target = resolve(url)
+    if target.dialect != "sqlite":
+        raise InvalidInput(f"{target.url}: {PGDUMP_HINT}")
+    assert target.path is not None
+    return target.path
+
+
+def integrity(path: str | Path) -> str:
+    """``PRAGMA integrity_check`` of a database file: "ok", or SQLite's list of problems."""
+    conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("PRAGMA integrity_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return f"not a SQLite database: {exc}"
+    finally:
+        conn.close()
+    return "\n".join(str(row[0]) for row in rows)
+
+
+def _fsync(path: Path, *, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy(
+    source: sqlite3.Connection,
+    temp: Path,
+    pages: int,
+    progress: Callable[[int], None] | None,
+) -> int:
+    """Copy ``source`` (already in its read transaction) to ``temp``; returns the page count."""
+    total = 0
+
+    def step(status: int, remaining: int, count: int) -> None:
+        nonlocal total
+        total = count
+        if progress is not None:
+            progress(count - remaining)
+
+    target = sqlite3.connect(temp)
+    try:
+        source.backup(target, pages=pages, progress=step, sleep=0)
+        target.execute("PRAGMA journal_mode = DELETE")  # a single self-contained file
+    finally:
+        target.close()
+    if progress is not None and total == 0:
+        progress(0)
+    return total
+
+
+def _finish(temp: Path, destination: Path, started: float, source: str, pages: int) -> BackupReport:
+    checked = integrity(temp)
+    if checked != "ok":
+        raise StorageError(
+            f"the copy at {temp} failed PRAGMA integrity_check: {checked}; nothing was replaced"
+        )
+    _fsync(temp)
+    os.replace(temp, destination)
+    _fsync(destination.parent, directory=True)
+    return BackupReport(
+        source=source,
+        destination=str(destination),
+        pages=pages,
+        bytes=destination.stat().st_size,
+        integrity=checked,
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _temp_beside(destination: Path) -> Path:
+    return destination.with_name(f".{destination.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+
+
+def backup(
+    url: str | None,
+    destination: str | Path,
+    *,
+    pages: int = 1024,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> BackupReport:
+    """Copy the live SQLite database at ``url`` to the file ``destination``, consistently, while it is in use.
+
+    The copy is a snapshot taken when the backup begins. ``pages`` pages are copied per step (``-1``: all in
+    one); ``progress`` is called after each step with the number of pages copied. An existing
+    ``destination`` is replaced only with ``overwrite=True``. PostgreSQL URLs raise InvalidInput pointing
+    to pg_dump.
+    """
+    started = time.monotonic()
+    path = _sqlite_path(url)
+    if not path.is_file():
+        raise InvalidInput(f"{path} does not exist: nothing to back up")
+    if pages == 0 or pages < -1:
+        raise InvalidInput(f"pages must be a positive number of pages per step, or -1 for all, got {pages}")
+    dest = Path(destination).absolute()
+    if dest == path or dest in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        raise InvalidInput(f"the destination {dest} is the database itself; choose another file")
+    if dest.exists() and not overwrite:
+        raise InvalidInput(f"{dest} exists; pass overwrite=True to replace it")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temp_beside(dest)
+    source = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    try:
+        source.execute("BEGIN")
+        source.execute("PRAGMA schema_version").fetchone()  # opens the read transaction: the snapshot
+        try:
+            count = _copy(source, temp, pages, progress)
+            return _finish(temp, dest, started, str(path), count)
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                source.execute("ROLLBACK")
+            temp.unlink(missing_ok=True)
+    except sqlite3.Error as exc:
+        raise StorageError(f"backing up {path} to {dest} failed: {exc}") from exc
+    finally:
+        source.close()
+
+
+def in_use(path: str | Path) -> bool:
+    """Whether another process has the SQLite database at ``path`` open (WAL mode: its ``-shm`` is locked).
+
+    Call it from a process that does not itself have the database open.
+    """
+    shm = Path(f"{path}-shm")
+    try:
+        fd = os.open(shm, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SHM_DMS_BYTE, os.SEEK_SET)
+        except OSError:
+            return True
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, _SHM_DMS_BYTE, os.SEEK_SET)
+        return False
+    finally:
+        os.close(fd)
+
+
+def restore(
+    backup_path: str | Path,
+    url: str | None,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> BackupReport:
+    """Put the backup at ``backup_path`` in place as the SQLite database at ``url``.
+
+    Refuses (InvalidInput) while another process has that database open (stop the workers and servers
+    first), when the backup fails ``PRAGMA integrity_check``, and when the database exists unless
+    ``overwrite=True``. The backup is copied (it stays as it is) to a temp file beside the target; stale
+    ``-wal``/``-shm`` files of the old database are removed; then the copy is renamed into place.
+    """
+    started = time.monotonic()
+    path = _sqlite_path(url)
+    source_path = Path(backup_path)
+    if not source_path.is_file():
+        raise InvalidInput(f"backup {source_path} does not exist")
+    checked = integrity(source_path)
+    if checked != "ok":
+        raise InvalidInput(f"backup {source_path} failed PRAGMA integrity_check: {checked}")
+    if in_use(path):
+        raise InvalidInput(
+            f"{path} is open in another process (its -shm file is locked): stop every worker and server "
+            "using it, then restore"
+        )
+    if path.exists() and not overwrite:
+        raise InvalidInput(f"{path} exists; pass overwrite=True to replace it with the backup")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temp_beside(path)
+    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        count = _copy(source, temp, -1, progress)
+        checked = integrity(temp)
+        if checked != "ok":
+            raise StorageError(f"the copy at {temp} failed PRAGMA integrity_check: {checked}")
+        _fsync(temp)
+        for stale in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+            stale.unlink(missing_ok=True)  # the old database's log must not be replayed onto the backup
+        os.replace(temp, path)
+        _fsync(path.parent, directory=True)
+    except sqlite3.Error as exc:
+        raise StorageError(f"restoring {source_path} to {path} failed: {exc}") from exc
+    finally:
+        source.close()
+        temp.unlink(missing_ok=True)
+    return BackupReport(
+        source=str(source_path),
+        destination=str(path),
+        pages=count,
+        bytes=path.stat().st_size,
+        integrity=checked,
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+__all__ = ["PGDUMP_HINT", "BackupReport", "backup", "in_use", "integrity", "restore"]

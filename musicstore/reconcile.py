@@ -1,0 +1,528 @@
+"""Database ⇄ disk consistency: find (and on request repair) what the rows and the output root disagree on.
+
+``reconcile(store, root)`` makes two streaming passes, neither holding the tree or the table in memory:
+
+1. The rows: completed generations, paged by id (``maintenance_completed_files_after``), each file checked
+   with one ``stat``. A file that is missing, or whose size differs from ``file_size_bytes``, makes the row
+   *dangling*.
+2. The disk: ``os.scandir`` recursion over the root (a stack of directories, a generator of files). Audio
+   files (``.wav``/``.flac``) are looked up in batches by the id their name carries (``<id>.<ext>``, the
+   layout of ``musicstore.audio.layout_path``), and what is not found that way by path. A file no row
+   records is an *orphan*, unless its name is the id of a pending or processing generation: a worker may
+   have placed it and not yet committed (it is *in progress* and left alone). Temp files of the atomic
+   writer (``.<name>.<random>.tmp``) and the recorder's staged files (``.<id>.<12 hex>.<ext>``) are
+   *stale* when older than ``stale_after_seconds``.
+
+Symlinks are never followed nor touched, files of other types are never touched. See docs/maintenance.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidInput
+from .models import Status
+from .ops import Call, Steps, reader, writer
+from .store import Store
+
+Progress = Callable[[int], None]
+
+AUDIO_SUFFIXES = frozenset({".wav", ".flac"})
+"""The file types musicstore writes; reconcile and cleanup touch no other."""
+
+BATCH = 1000
+DEFAULT_MAX_ITEMS = 10_000
+"""How many items of each kind a report lists (its counts are always complete)."""
+
+_WRITER_TEMP = re.compile(r"\..+\.(?:wav|flac)\.[A-Za-z0-9_]+\.tmp", re.IGNORECASE)
+"""``musicstore.audio.files.write_atomic``: ``tempfile.mkstemp(prefix=".<name>.", suffix=".tmp")``."""
+_STAGED = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9_-]*\.[0-9a-f]{12}\.(?:wav|flac)", re.IGNORECASE)
+"""``musicstore.record``: the exported file before it is renamed onto ``<id>.<ext>``."""
+_LIVE = frozenset({Status.PENDING.value, Status.PROCESSING.value})
+
+
+def is_temp_name(name: str) -> bool:
+    """A temp or staged file name of an export in flight (or interrupted)."""
+    return bool(_WRITER_TEMP.fullmatch(name) or _STAGED.fullmatch(name))
+
+
+def is_audio_name(name: str) -> bool:
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in AUDIO_SUFFIXES
+
+
+# --- report -------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class OrphanFile:
+    """A file under the root that no generation records. ``action``: reported, quarantined, deleted, gone."""
+
+    path: str
+    size_bytes: int
+    action: str = "reported"
+    moved_to: str | None = None
+
+
+@dataclass(slots=True)
+class DanglingRow:
+    """A completed generation whose file is missing (``actual_bytes`` None) or has another size.
+
+    ``action``: reported, marked_failed, or changed (the row changed before the repair; left alone).
+    """
+
+    id: str
+    file_path: str
+    problem: str
+    expected_bytes: int
+    actual_bytes: int | None
+    action: str = "reported"
+
+
+@dataclass(slots=True)
+class TempFile:
+    """A temp or staged file of an export older than ``stale_after_seconds``. ``action``: reported, removed,
+    gone."""
+
+    path: str
+    size_bytes: int
+    age_seconds: float
+    action: str = "reported"
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    """What reconcile found and did; ``json.dumps(dataclasses.asdict(report))`` works as is.
+
+    Lists hold at most ``max_items`` entries each (``truncated`` says when more were found); the counts
+    (``*_count``) are complete, and a repair acts on every item, listed or not.
+    """
+
+    root: str
+    repair: bool
+    quarantine: str | None
+    rows_checked: int = 0
+    files_scanned: int = 0
+    referenced_files: int = 0
+    in_progress_files: int = 0
+    orphan_count: int = 0
+    orphan_bytes: int = 0
+    dangling_count: int = 0
+    stale_temp_count: int = 0
+    fresh_temp_files: int = 0
+    unknown_files: int = 0
+    symlinks: int = 0
+    orphans: list[OrphanFile] = field(default_factory=list)
+    dangling: list[DanglingRow] = field(default_factory=list)
+    stale_temp_files: list[TempFile] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    truncated: bool = False
+    consistent: bool = False
+    """True when nothing was found: no orphan, no dangling row, no stale temp file, no error."""
+    seconds: float = 0.0
+
+
+# --- queries as operations ---------------------------------------------------------------------------
+
+
+@reader
+def completed_files_after(after_id: str, limit: int) -> Steps[list[tuple[str, str, int]]]:
+    """Completed generations' (id, file_path, file_size_bytes) with ids above ``after_id``, in id order."""
+    rows = yield Call("maintenance_completed_files_after", {"after_id": after_id, "limit": limit})
+    return [(r["id"], r["file_path"], r["file_size_bytes"]) for r in rows]
+
+
+@reader
+def rows_by_ids(ids: list[str]) -> Steps[dict[str, tuple[str, str | None]]]:
+    """id → (status, file_path) for those of ``ids`` that exist."""
+    rows = yield Call("maintenance_generations_by_ids", {"ids": json.dumps(ids)})
+    return {r["id"]: (r["status"], r["file_path"]) for r in rows}
+
+
+@reader
+def referenced_paths(paths: list[str]) -> Steps[set[str]]:
+    """Those of ``paths`` (relative to the root) that some generation, of any status, records."""
+    rows = yield Call("maintenance_generations_by_file_paths", {"paths": json.dumps(paths)})
+    return {r["file_path"] for r in rows}
+
+
+@reader
+def rows_by_file_paths(paths: list[str]) -> Steps[list[tuple[str, str]]]:
+    """(id, file_path) of every generation that records one of ``paths``."""
+    rows = yield Call("maintenance_generations_by_file_paths", {"paths": json.dumps(paths)})
+    return [(r["id"], r["file_path"]) for r in rows]
+
+
+@writer
+def mark_dangling_failed(items: list[DanglingRow]) -> Steps[set[str]]:
+    """completed → failed for each dangling row still exactly as read; returns the ids changed.
+
+    An operator repair outside the worker status machine (completed is otherwise final), one conditional
+    UPDATE per row whose row count decides.
+    """
+    changed: set[str] = set()
+    for item in items:
+        if item.actual_bytes is None:
+            reason = f"reconcile: file {item.file_path} is missing (recorded {item.expected_bytes} bytes)"
+        else:
+            reason = (
+                f"reconcile: file {item.file_path} has {item.actual_bytes} bytes, "
+                f"the row recorded {item.expected_bytes}"
+            )
+        count = yield Call(
+            "maintenance_mark_dangling_failed",
+            {
+                "id": item.id,
+                "file_path": item.file_path,
+                "expected_bytes": item.expected_bytes,
+                "actual_bytes": item.actual_bytes,
+                "reason": reason,
+            },
+        )
+        if count == 1:
+            changed.add(item.id)
+    return changed
+
+
+# --- the disk walk ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Entry:
+    """One non-directory entry under the root: its path relative to the root (POSIX), size and mtime."""
+
+    rel: str
+    name: str
+    size: int
+    mtime: float
+    kind: str
+    """audio, temp, unknown or symlink."""
+    stem: str = ""
+    """An audio file's name without its extension: the generation id in the layout."""
+
+
+def check_root(root: str | Path) -> Path:
+    path = Path(root)
+    if not path.is_dir():
+        raise InvalidInput(f"output root {path} is not a directory; pass the folder exports are written to")
+    return path
+
+
+def walk(root: Path, errors: list[str] | None = None) -> Iterator[Entry]:
+    """Every entry under ``root`` except directories, streamed (only the pending directories are held).
+
+    Symlinks (to files or folders) are reported as kind ``symlink`` and never followed.
+    """
+    stack: list[tuple[str, str]] = [(str(root), "")]
+    while stack:
+        directory, prefix = stack.pop()
+        try:
+            scanner = os.scandir(directory)
+        except OSError as exc:
+            if errors is not None:
+                errors.append(f"cannot list {directory}: {exc}")
+            continue
+        with scanner:
+            for entry in scanner:
+                rel = prefix + entry.name
+                try:
+                    if entry.is_symlink():
+                        yield Entry(rel, entry.name, 0, 0.0, "symlink")
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append((entry.path, rel + "/"))
+                        continue
+                    info = entry.stat(follow_symlinks=False)
+                except OSError as exc:  # removed while we looked, or unreadable
+                    if errors is not None and not isinstance(exc, FileNotFoundError):
+                        errors.append(f"cannot stat {entry.path}: {exc}")
+                    continue
+                name = entry.name
+                kind, stem = "unknown", ""
+                if stat.S_ISREG(info.st_mode):
+                    if name[0] == "." and is_temp_name(name):
+                        kind = "temp"
+                    elif is_audio_name(name):
+                        kind, stem = "audio", name[: name.rfind(".")]
+                yield Entry(rel, name, info.st_size, info.st_mtime, kind, stem)
+
+
+@dataclass(slots=True)
+class Classified:
+    """An audio file and what the database says of it: referenced, in_progress or orphan."""
+
+    entry: Entry
+    state: str
+
+
+def classify_audio(store: Store, entries: list[Entry]) -> tuple[list[Classified], list[Classified]]:
+    """Sort a batch of audio files by the row their name carries: (decided, orphan candidates).
+
+    A candidate may still be recorded by a row whose path does not follow the ``<id>.<ext>`` layout:
+    ``confirm_orphans`` decides, for many candidates at once.
+    """
+    rows = store.run(rows_by_ids, sorted({e.stem for e in entries}))
+    decided: list[Classified] = []
+    candidates: list[Classified] = []
+    for entry in entries:
+        row = rows.get(entry.stem)
+        if row is not None and row[1] == entry.rel:
+            decided.append(Classified(entry, "referenced"))
+        elif row is not None and row[0] in _LIVE:
+            decided.append(Classified(entry, "in_progress"))
+        else:
+            candidates.append(Classified(entry, "orphan"))
+    return decided, candidates
+
+
+def confirm_orphans(store: Store, candidates: list[Classified]) -> list[Classified]:
+    """Mark as referenced the candidates some row records by path; the rest stay orphans."""
+    known = store.run(referenced_paths, [c.entry.rel for c in candidates])
+    for item in candidates:
+        if item.entry.rel in known:
+            item.state = "referenced"
+    return candidates
+
+
+def classified(
+    store: Store, root: Path, errors: list[str] | None = None, batch: int = BATCH
+) -> Iterator[Classified | Entry]:
+    """The walk with every audio file classified (in batches); other entries pass through as they are.
+
+    Orphan candidates are confirmed by path (a scan of the table, as ``file_path`` has no index) once
+    ``batch`` of them have gathered, not once per batch of files: a store with few orphans pays one scan.
+    """
+    pending: list[Entry] = []
+    candidates: list[Classified] = []
+    for entry in walk(root, errors):
+        if entry.kind != "audio":
+            yield entry
+            continue
+        pending.append(entry)
+        if len(pending) >= batch:
+            decided, found = classify_audio(store, pending)
+            pending = []
+            yield from decided
+            candidates += found
+            if len(candidates) >= batch:
+                yield from confirm_orphans(store, candidates)
+                candidates = []
+    if pending:
+        decided, found = classify_audio(store, pending)
+        yield from decided
+        candidates += found
+    if candidates:
+        yield from confirm_orphans(store, candidates)
+
+
+# --- reconcile ----------------------------------------------------------------------------------------
+
+
+def default_quarantine(root: Path) -> Path:
+    """``<root>.quarantine`` beside the root: outside the scanned tree, on the same filesystem as a rule."""
+    resolved = root.resolve()
+    return resolved.parent / f"{resolved.name}.quarantine"
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def _free_name(target: Path) -> Path:
+    candidate, n = target, 1
+    while candidate.exists() or candidate.is_symlink():
+        candidate = target.with_name(f"{target.name}.{n}")
+        n += 1
+    return candidate
+
+
+def _quarantine(source: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target = _free_name(target)
+    try:
+        os.rename(source, target)
+    except OSError as exc:
+        if exc.errno != 18:  # EXDEV: another filesystem, copy then remove
+            raise
+        shutil.move(source, target)
+    return target
+
+
+def reconcile(
+    store: Store,
+    root: str | Path,
+    *,
+    repair: bool = False,
+    quarantine: Path | None = None,
+    delete_orphans: bool = False,
+    stale_after_seconds: float = 3600,
+    max_items: int = DEFAULT_MAX_ITEMS,
+    batch: int = BATCH,
+    progress: Progress | None = None,
+) -> ReconcileReport:
+    """Compare the generations with the files under ``root``; with ``repair=True``, fix what differs.
+
+    Repairs: orphan files are moved to ``quarantine`` (default ``<root>.quarantine`` beside the root, keeping
+    their relative path) or deleted (``delete_orphans=True``); dangling rows go completed → failed with the
+    reason in ``error_message``; stale temp files are removed. Files referenced by any row (of any status),
+    files of pending/processing generations, fresh temp files, files of other types and symlinks are never
+    touched. ``progress`` is called with the number of rows and files examined so far, once per batch.
+    """
+    started = time.monotonic()
+    base = check_root(root)
+    if stale_after_seconds < 0:
+        raise InvalidInput(f"stale_after_seconds must be >= 0, got {stale_after_seconds}")
+    if batch < 1:
+        raise InvalidInput(f"batch must be >= 1, got {batch}")
+    target: Path | None = None
+    if repair and not delete_orphans:
+        target = Path(quarantine) if quarantine is not None else default_quarantine(base)
+        if _inside(target, base):
+            raise InvalidInput(
+                f"quarantine folder {target} is inside the output root {base}: reconcile would scan it; "
+                "choose a folder outside the root"
+            )
+    report = ReconcileReport(
+        root=str(base), repair=repair, quarantine=None if target is None else str(target)
+    )
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done)
+
+    def listed(items: list[Any], item: Any) -> None:
+        if len(items) < max_items:
+            items.append(item)
+        else:
+            report.truncated = True
+
+    # 1. rows: completed generations whose file is missing or of another size
+    prefix = str(base) + os.sep
+    after = ""
+    while True:
+        page = store.run(completed_files_after, after, batch)
+        if not page:
+            break
+        after = page[-1][0]
+        found: list[DanglingRow] = []
+        for gid, rel, expected in page:
+            try:
+                info = os.stat(prefix + rel)
+                actual: int | None = info.st_size if stat.S_ISREG(info.st_mode) else None
+            except FileNotFoundError:
+                actual = None
+            except OSError as exc:
+                report.errors.append(f"cannot stat {rel} of generation {gid}: {exc}")
+                continue
+            if actual != expected:
+                problem = "missing" if actual is None else "size_mismatch"
+                found.append(DanglingRow(gid, rel, problem, expected, actual))
+        report.rows_checked += len(page)
+        report.dangling_count += len(found)
+        if found and repair:
+            changed = store.run(mark_dangling_failed, found)
+            for row in found:
+                row.action = "marked_failed" if row.id in changed else "changed"
+        for row in found:
+            listed(report.dangling, row)
+        tick(len(page))
+
+    # 2. disk: orphans and temp files
+    now = time.time()
+    seen = 0
+    for item in classified(store, base, report.errors, batch):
+        seen += 1
+        if seen % batch == 0:
+            tick(batch)
+        if isinstance(item, Entry):
+            if item.kind == "symlink":
+                report.symlinks += 1
+            elif item.kind == "unknown":
+                report.unknown_files += 1
+            elif item.kind == "temp":
+                report.files_scanned += 1
+                age = now - item.mtime
+                if age < stale_after_seconds:
+                    report.fresh_temp_files += 1
+                    continue
+                temp = TempFile(item.rel, item.size, round(age, 3))
+                report.stale_temp_count += 1
+                if repair:
+                    temp.action = _remove(base / item.rel, report.errors)
+                listed(report.stale_temp_files, temp)
+            continue
+        report.files_scanned += 1
+        if item.state == "referenced":
+            report.referenced_files += 1
+        elif item.state == "in_progress":
+            report.in_progress_files += 1
+        else:
+            orphan = OrphanFile(item.entry.rel, item.entry.size)
+            report.orphan_count += 1
+            report.orphan_bytes += item.entry.size
+            if repair:
+                _repair_orphan(base, orphan, target, report.errors)
+            listed(report.orphans, orphan)
+    tick(seen % batch)
+    report.consistent = not (
+        report.orphan_count or report.dangling_count or report.stale_temp_count or report.errors
+    )
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def _remove(path: Path, errors: list[str]) -> str:
+    try:
+        if path.is_symlink():
+            return "reported"
+        path.unlink()
+    except FileNotFoundError:
+        return "gone"
+    except OSError as exc:
+        errors.append(f"cannot remove {path}: {exc}")
+        return "reported"
+    return "removed"
+
+
+def _repair_orphan(base: Path, orphan: OrphanFile, target: Path | None, errors: list[str]) -> None:
+    source = base / orphan.path
+    if target is None:
+        result = _remove(source, errors)
+        orphan.action = {"removed": "deleted", "gone": "gone"}.get(result, "reported")
+        return
+    try:
+        if source.is_symlink() or not source.is_file():
+            orphan.action = "gone"
+            return
+        moved = _quarantine(source, target / orphan.path)
+    except FileNotFoundError:
+        orphan.action = "gone"
+    except OSError as exc:
+        errors.append(f"cannot move {source} to the quarantine {target}: {exc}")
+    else:
+        orphan.action, orphan.moved_to = "quarantined", str(moved)
+
+
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "DanglingRow",
+    "OrphanFile",
+    "ReconcileReport",
+    "TempFile",
+    "default_quarantine",
+    "is_temp_name",
+    "reconcile",
+    "walk",
+]

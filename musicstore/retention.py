@@ -1,0 +1,379 @@
+"""Retention: delete generations and their files by age, status, model, or to keep under a size budget.
+
+Order of operations, chosen so that a crash at any point leaves only what ``reconcile`` repairs: each batch of
+rows is deleted first, in one transaction (one conditional ``DELETE`` per row: only if its status is still the
+one read, never a processing row), and only then are their files removed. A crash between the two leaves
+orphan files (no row records them), which ``reconcile(repair=True)`` quarantines or deletes; it never leaves a
+row pointing at a file that is gone. See docs/maintenance.md.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from . import validate
+from .errors import InvalidInput
+from .models import Status, to_datetime
+from .ops import NOW, Call, Steps, get_database_stats, reader, writer
+from .reconcile import (
+    AUDIO_SUFFIXES,
+    DEFAULT_MAX_ITEMS,
+    Progress,
+    check_root,
+    referenced_paths,
+    rows_by_file_paths,
+)
+from .store import Store
+
+DEFAULT_STATUSES: tuple[Status, ...] = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+"""What ``cleanup`` deletes unless told otherwise: finished generations."""
+_DELETABLE = (Status.PENDING, Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class CleanupItem:
+    """A generation cleanup deleted (or would delete, in a dry run).
+
+    ``file_action``: deleted, would_delete, missing (the row named a file that was not there), kept_shared
+    (another row records the same file, so it stays), none (the row had no file).
+    """
+
+    id: str
+    status: str
+    model_name: str
+    created_at: str
+    file_path: str | None
+    file_size_bytes: int | None
+    file_action: str
+
+
+@dataclass(slots=True)
+class SkippedItem:
+    """A generation cleanup selected but left, row and file, with the reason."""
+
+    id: str
+    file_path: str | None
+    reason: str
+
+
+@dataclass(slots=True)
+class CleanupReport:
+    """What cleanup did (or, with ``dry_run``, would do); ``json.dumps(dataclasses.asdict(report))`` works.
+
+    Lists hold at most ``max_items`` entries (``truncated``); counts are complete. ``total_bytes_*`` are the
+    store's recorded file bytes (all generations); in a dry run ``total_bytes_after`` is the estimate.
+    ``budget_met`` is None without ``max_total_bytes``.
+    """
+
+    dry_run: bool
+    root: str
+    statuses: list[str]
+    older_than_seconds: float | None
+    cutoff: str | None
+    model_name: str | None
+    max_total_bytes: int | None
+    rows_deleted: int = 0
+    files_deleted: int = 0
+    bytes_freed: int = 0
+    rows_changed: int = 0
+    """Selected rows another process changed or deleted first: left alone."""
+    skipped_count: int = 0
+    total_bytes_before: int = 0
+    total_bytes_after: int = 0
+    budget_met: bool | None = None
+    deleted: list[CleanupItem] = field(default_factory=list)
+    skipped: list[SkippedItem] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    truncated: bool = False
+    seconds: float = 0.0
+
+
+@reader
+def current_time() -> Steps[datetime]:
+    """The store clock's now (tests pass a FakeClock)."""
+    now: datetime = yield NOW
+    return now
+
+
+@reader
+def cleanup_candidates(
+    statuses: list[str],
+    model_name: str | None,
+    before: datetime,
+    after: tuple[datetime, str],
+    limit: int,
+) -> Steps[list[dict[str, Any]]]:
+    """Up to ``limit`` generations retention may delete, oldest first, after the keyset cursor ``after``."""
+    slots = [*statuses, None, None, None, None][:4]
+    rows = yield Call(
+        "maintenance_cleanup_candidates",
+        {
+            "status_1": slots[0],
+            "status_2": slots[1],
+            "status_3": slots[2],
+            "status_4": slots[3],
+            "model_name": model_name,
+            "before": before,
+            "after_created_at": after[0],
+            "after_id": after[1],
+            "limit": limit,
+        },
+    )
+    return [
+        {
+            "id": r["id"],
+            "status": r["status"],
+            "model_name": r["model_name"],
+            "created_at": to_datetime(r["created_at"]),
+            "file_path": r["file_path"],
+            "file_size_bytes": r["file_size_bytes"],
+        }
+        for r in rows
+    ]
+
+
+@writer
+def delete_rows(rows: list[tuple[str, str]]) -> Steps[set[str]]:
+    """Delete each (id, status) whose status is still that one (never processing); returns the ids deleted."""
+    deleted: set[str] = set()
+    for gid, status in rows:
+        count = yield Call("maintenance_delete_generation", {"id": gid, "status": status})
+        if count == 1:
+            deleted.add(gid)
+    return deleted
+
+
+def _statuses(statuses: Iterable[Status | str] | None) -> list[str]:
+    if statuses is None:
+        return [s.value for s in DEFAULT_STATUSES]
+    if isinstance(statuses, str):
+        statuses = [statuses]
+    chosen: list[str] = []
+    for value in statuses:
+        status = validate.status(value)
+        if status is Status.PROCESSING:
+            raise InvalidInput(
+                "cleanup never deletes processing generations (a worker holds them); cancel them first"
+            )
+        if status.value not in chosen:
+            chosen.append(status.value)
+    if not chosen:
+        raise InvalidInput(f"statuses must name at least one of {[s.value for s in _DELETABLE]}")
+    return chosen
+
+
+class _Paths:
+    """Where a recorded file really is: each folder resolved once (``realpath``), each file ``lstat``-ed."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.prefix = str(base) + os.sep
+        self.real_root = os.path.realpath(base)
+        self._folders: dict[str, str] = {}
+
+    def _real_folder(self, folder: str) -> str:
+        real = self._folders.get(folder)
+        if real is None:
+            if len(self._folders) > 10_000:
+                self._folders.clear()
+            real = self._folders[folder] = os.path.realpath(self.prefix + folder)
+        return real
+
+    def problem(self, rel: str) -> tuple[str | None, int | None]:
+        """Why the file cannot be deleted (None if it can), and its size (None when it is missing)."""
+        if os.path.splitext(rel)[1].lower() not in AUDIO_SUFFIXES:
+            kinds = "/".join(sorted(AUDIO_SUFFIXES))
+            return f"{rel} is not a {kinds} file; cleanup touches no other type", None
+        folder = os.path.dirname(rel)
+        real = self._real_folder(folder) if folder else self.real_root
+        if real != self.real_root and not real.startswith(self.real_root + os.sep):
+            return f"{rel} resolves to {real}, outside the output root", None
+        try:
+            info = os.lstat(self.prefix + rel)
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            return f"cannot stat {rel}: {exc}", None
+        if stat.S_ISLNK(info.st_mode):
+            return f"{rel} is a symlink; cleanup deletes only regular files", None
+        if not stat.S_ISREG(info.st_mode):
+            return f"{rel} is not a regular file", None
+        return None, info.st_size
+
+
+def cleanup(
+    store: Store,
+    root: str | Path,
+    *,
+    older_than: timedelta | None = None,
+    statuses: Iterable[Status | str] | None = None,
+    model_name: str | None = None,
+    max_total_bytes: int | None = None,
+    dry_run: bool = True,
+    batch: int = 1000,
+    max_items: int = DEFAULT_MAX_ITEMS,
+    progress: Progress | None = None,
+) -> CleanupReport:
+    """Delete generations and their files; by default only report what would go (``dry_run=True``).
+
+    Candidates: generations in ``statuses`` (default completed, failed, cancelled; pending only when named;
+    processing never), of ``model_name`` if given, created more than ``older_than`` ago by the store's clock.
+    Without ``max_total_bytes`` every candidate goes; with it, candidates go oldest first only until the
+    store's recorded file bytes are at most ``max_total_bytes``. At least one criterion must be given
+    (``statuses`` counts when passed explicitly).
+
+    A row is kept, with its file, when its file is outside the root (symlinks included), not a .wav/.flac, or
+    not a regular file. A file another kept row still records is not deleted. ``progress`` is called with
+    the number of generations processed so far.
+    """
+    started = time.monotonic()
+    base = check_root(root)
+    if older_than is None and statuses is None and model_name is None and max_total_bytes is None:
+        raise InvalidInput(
+            "cleanup needs a criterion (older_than, statuses, model_name or max_total_bytes); to delete "
+            "every finished generation, pass statuses=('completed', 'failed', 'cancelled') explicitly"
+        )
+    chosen = _statuses(statuses)
+    model = validate.name(model_name, "model_name", optional=True)
+    if older_than is not None and (not isinstance(older_than, timedelta) or older_than < timedelta(0)):
+        raise InvalidInput(f"older_than must be a non-negative timedelta, got {older_than!r}")
+    budget = None if max_total_bytes is None else validate.integer(max_total_bytes, "max_total_bytes", 0)
+    size = validate.integer(batch, "batch", 1, validate.MAX_PAGE)
+    cutoff = _LAST if older_than is None else store.run(current_time) - older_than
+    where = _Paths(base)
+
+    report = CleanupReport(
+        dry_run=dry_run,
+        root=str(base),
+        statuses=chosen,
+        older_than_seconds=None if older_than is None else older_than.total_seconds(),
+        cutoff=None if older_than is None else cutoff.isoformat(),
+        model_name=model,
+        max_total_bytes=budget,
+    )
+    total = report.total_bytes_before = store.run(get_database_stats).total_file_bytes
+    processed = 0
+
+    def listed(items: list[Any], item: Any) -> None:
+        if len(items) < max_items:
+            items.append(item)
+        else:
+            report.truncated = True
+
+    def skip(row: dict[str, Any], reason: str) -> None:
+        report.skipped_count += 1
+        listed(report.skipped, SkippedItem(row["id"], row["file_path"], reason))
+
+    after: tuple[datetime, str] = (_FIRST, "")
+    finished = budget is not None and total <= budget
+    while not finished:
+        page = store.run(cleanup_candidates, chosen, model, cutoff, after, size)
+        if not page:
+            break
+        after = (page[-1]["created_at"], page[-1]["id"])
+        selected: list[tuple[dict[str, Any], int | None]] = []
+        for row in page:
+            if budget is not None and total <= budget:
+                finished = True
+                break
+            on_disk: int | None = None
+            if row["file_path"] is not None:
+                problem, on_disk = where.problem(row["file_path"])
+                if problem is not None:
+                    skip(row, problem)
+                    continue
+            selected.append((row, on_disk))
+            total -= row["file_size_bytes"] or 0
+        if not selected:
+            continue
+        if dry_run:
+            deleted = {row["id"] for row, _ in selected}
+        else:
+            deleted = store.run(delete_rows, [(row["id"], row["status"]) for row, _ in selected])
+        # rows deleted first (committed above), files after: a crash from here on leaves orphan files only
+        paths = [row["file_path"] for row, _ in selected if row["id"] in deleted and row["file_path"]]
+        shared = _still_referenced(store, paths, deleted, dry_run)
+        for row, on_disk in selected:
+            processed += 1
+            if row["id"] not in deleted:
+                report.rows_changed += 1
+                total += row["file_size_bytes"] or 0
+                if progress is not None:
+                    progress(processed)
+                continue
+            action = _file_action(
+                base,
+                rel=row["file_path"],
+                on_disk=on_disk,
+                shared=shared,
+                dry_run=dry_run,
+                errors=report.errors,
+            )
+            report.rows_deleted += 1
+            if action in ("deleted", "would_delete"):
+                report.files_deleted += 1
+                report.bytes_freed += on_disk or 0
+            listed(
+                report.deleted,
+                CleanupItem(
+                    id=row["id"],
+                    status=row["status"],
+                    model_name=row["model_name"],
+                    created_at=row["created_at"].isoformat(),
+                    file_path=row["file_path"],
+                    file_size_bytes=row["file_size_bytes"],
+                    file_action=action,
+                ),
+            )
+            if progress is not None:
+                progress(processed)
+
+    report.total_bytes_after = total if dry_run else store.run(get_database_stats).total_file_bytes
+    if budget is not None:
+        report.budget_met = report.total_bytes_after <= budget
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def _still_referenced(store: Store, paths: list[str], deleted: set[str], dry_run: bool) -> set[str]:
+    """Those of ``paths`` a row that stays still records."""
+    if not paths:
+        return set()
+    if not dry_run:
+        return store.run(referenced_paths, paths)
+    return {path for gid, path in store.run(rows_by_file_paths, paths) if gid not in deleted}
+
+
+def _file_action(
+    base: Path, *, rel: str | None, on_disk: int | None, shared: set[str], dry_run: bool, errors: list[str]
+) -> str:
+    if rel is None:
+        return "none"
+    if rel in shared:
+        return "kept_shared"
+    if on_disk is None:
+        return "missing"
+    if dry_run:
+        return "would_delete"
+    try:
+        (base / rel).unlink()
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        errors.append(
+            f"cannot remove {rel}: {exc}; its row is deleted, so reconcile will report it as an orphan"
+        )
+        return "error"
+    return "deleted"
+
+
+__all__ = ["DEFAULT_STATUSES", "CleanupItem", "CleanupReport", "SkippedItem", "cleanup"]

@@ -1,0 +1,154 @@
+"""Storage statistics: what the database records (no disk walk), and what the disk holds that it does not.
+
+``storage_stats(store)`` reads counts and recorded file bytes by status, model and UTC day of creation,
+and the oldest/newest creation time, in one read transaction (the figures add up).
+``disk_usage(store, root)`` walks the output root (the walk of ``musicstore.reconcile``) and sorts every file
+into what the database records, what belongs to generations in progress, orphans, export temp files, other
+files and symlinks. See docs/maintenance.md.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .models import Status, to_datetime
+from .ops import Call, Steps, get_database_stats, reader
+from .reconcile import BATCH, Entry, Progress, check_root, classified
+from .store import Store
+
+
+@dataclass(slots=True)
+class Bucket:
+    """How many generations, and the file bytes they record."""
+
+    generations: int = 0
+    file_bytes: int = 0
+
+
+@dataclass(slots=True)
+class StorageStats:
+    """Recorded storage by status, model and UTC day (``YYYY-MM-DD``); timestamps as ISO 8601 strings.
+
+    ``json.dumps(dataclasses.asdict(stats))`` works as is.
+    """
+
+    generations: int
+    file_bytes: int
+    oldest_created_at: str | None
+    newest_created_at: str | None
+    by_status: dict[str, Bucket] = field(default_factory=dict)
+    by_model: dict[str, Bucket] = field(default_factory=dict)
+    by_day: dict[str, Bucket] = field(default_factory=dict)
+
+
+@reader
+def storage_stats_op() -> Steps[StorageStats]:
+    """The figures of ``storage_stats``; run it in a read transaction for one consistent snapshot."""
+    span = yield Call("maintenance_storage_span", {})
+    by_status = {status.value: Bucket() for status in Status}
+    for row in (yield Call("maintenance_storage_by_status", {})):
+        by_status[row["status"]] = Bucket(int(row["generations"]), int(row["file_bytes"]))
+    by_model = {
+        row["model_name"]: Bucket(int(row["generations"]), int(row["file_bytes"]))
+        for row in (yield Call("maintenance_storage_by_model", {}))
+    }
+    by_day = {
+        str(row["day"]): Bucket(int(row["generations"]), int(row["file_bytes"]))
+        for row in (yield Call("maintenance_storage_by_day", {}))
+    }
+    oldest, newest = span["oldest"], span["newest"]
+    return StorageStats(
+        generations=int(span["generations"]),
+        file_bytes=int(span["file_bytes"]),
+        oldest_created_at=None if oldest is None else to_datetime(oldest).isoformat(),
+        newest_created_at=None if newest is None else to_datetime(newest).isoformat(),
+        by_status=by_status,
+        by_model=by_model,
+        by_day=by_day,
+    )
+
+
+def storage_stats(store: Store) -> StorageStats:
+    """Counts and recorded bytes by status, model and UTC day, oldest/newest creation: database only.
+
+    A grouped scan of ``generations`` (for constant-time totals by status use ``store.get_database_stats()``).
+    """
+    with store.transaction(write=False) as tx:
+        return tx.run(storage_stats_op)
+
+
+@dataclass(slots=True)
+class FileBucket:
+    """How many files, and their bytes on disk."""
+
+    files: int = 0
+    bytes: int = 0
+
+    def add(self, size: int) -> None:
+        self.files += 1
+        self.bytes += size
+
+
+@dataclass(slots=True)
+class DiskUsage:
+    """What the output root holds, by what the database knows of it.
+
+    ``recorded``: files a generation records; ``in_progress``: named after a pending/processing generation
+    (an export not yet committed); ``orphans``: no generation records them (``reconcile`` repairs);
+    ``temp``: export temp/staged files; ``other``: files of other types (never touched); ``symlinks``: not
+    followed. ``database_file_bytes`` is the bytes the database records over all generations.
+    """
+
+    root: str
+    files: int = 0
+    bytes: int = 0
+    recorded: FileBucket = field(default_factory=FileBucket)
+    in_progress: FileBucket = field(default_factory=FileBucket)
+    orphans: FileBucket = field(default_factory=FileBucket)
+    temp: FileBucket = field(default_factory=FileBucket)
+    other: FileBucket = field(default_factory=FileBucket)
+    symlinks: int = 0
+    database_file_bytes: int = 0
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def disk_usage(
+    store: Store, root: str | Path, *, batch: int = BATCH, progress: Progress | None = None
+) -> DiskUsage:
+    """Walk ``root`` (streaming) and sum its files by what the database knows of them; changes nothing.
+
+    ``progress`` is called with the number of entries seen so far, once per ``batch``.
+    """
+    started = time.monotonic()
+    base = check_root(root)
+    usage = DiskUsage(root=str(base))
+    seen = 0
+    for item in classified(store, base, usage.errors, batch):
+        seen += 1
+        if progress is not None and seen % batch == 0:
+            progress(seen)
+        if isinstance(item, Entry):
+            if item.kind == "symlink":
+                usage.symlinks += 1
+                continue
+            (usage.temp if item.kind == "temp" else usage.other).add(item.size)
+            usage.files += 1
+            usage.bytes += item.size
+            continue
+        bucket = {"referenced": usage.recorded, "in_progress": usage.in_progress}.get(
+            item.state, usage.orphans
+        )
+        bucket.add(item.entry.size)
+        usage.files += 1
+        usage.bytes += item.entry.size
+    if progress is not None:
+        progress(seen)
+    usage.database_file_bytes = store.run(get_database_stats).total_file_bytes
+    usage.seconds = round(time.monotonic() - started, 3)
+    return usage
+
+
+__all__ = ["Bucket", "DiskUsage", "FileBucket", "StorageStats", "disk_usage", "storage_stats"]

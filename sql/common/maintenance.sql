@@ -1,0 +1,35 @@
+-- Maintenance: reconcile (database <-> disk), retention cleanup and storage statistics.
+-- See docs/maintenance.md. Lookups by lists of ids or paths, day bucketing and the two paging queries (whose
+-- index choice SQLite needs told) differ by dialect and live in sql/sqlite/ and sql/postgres/maintenance.sql.
+
+-- name: maintenance_mark_dangling_failed(id, file_path, expected_bytes, actual_bytes, reason)!
+-- Operator repair outside the worker status machine: completed -> failed for a generation whose file is
+-- missing or has another size than recorded. Matches only the row exactly as reconcile read it; the row
+-- keeps its file_path (what was lost), file_size_bytes becomes what is on disk (NULL when missing).
+UPDATE generations
+SET status = 'failed',
+    error_message = :reason,
+    file_size_bytes = :actual_bytes,
+    lease_expires_at = NULL
+WHERE id = :id AND status = 'completed' AND file_path = :file_path AND file_size_bytes = :expected_bytes;
+
+-- name: maintenance_delete_generation(id, status)!
+-- Delete a generation retention selected, only if its status is still the one read (never a processing one).
+DELETE FROM generations WHERE id = :id AND status = :status AND status <> 'processing';
+
+-- name: maintenance_storage_by_status()
+SELECT status, count(*) AS generations, CAST(coalesce(sum(file_size_bytes), 0) AS BIGINT) AS file_bytes
+FROM generations
+GROUP BY status
+ORDER BY status;
+
+-- name: maintenance_storage_by_model()
+SELECT model_name, count(*) AS generations, CAST(coalesce(sum(file_size_bytes), 0) AS BIGINT) AS file_bytes
+FROM generations
+GROUP BY model_name
+ORDER BY model_name;
+
+-- name: maintenance_storage_span()^
+SELECT count(*) AS generations, CAST(coalesce(sum(file_size_bytes), 0) AS BIGINT) AS file_bytes,
+       min(created_at) AS oldest, max(created_at) AS newest
+FROM generations;

@@ -1,0 +1,41 @@
+-- PostgreSQL's versions of the maintenance queries: lists arrive as JSON arrays, timestamps are timestamptz.
+
+-- name: maintenance_generations_by_ids(ids)
+-- The rows with these ids (a JSON array of strings).
+SELECT id, status, file_path FROM generations
+WHERE id IN (SELECT json_array_elements_text(CAST(:ids AS json)));
+
+-- name: maintenance_generations_by_file_paths(paths)
+-- The rows that record one of these files (a JSON array of paths relative to the output root).
+SELECT id, status, file_path FROM generations
+WHERE file_path IN (SELECT json_array_elements_text(CAST(:paths AS json)));
+
+-- name: maintenance_storage_by_day()
+-- Counts and bytes by UTC day of creation.
+SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
+       count(*) AS generations,
+       CAST(coalesce(sum(file_size_bytes), 0) AS BIGINT) AS file_bytes
+FROM generations
+GROUP BY day
+ORDER BY day;
+
+-- name: maintenance_completed_files_after(after_id, limit)
+-- Completed generations and their recorded files, in id order (keyset paging over the primary key).
+SELECT id, file_path, file_size_bytes
+FROM generations
+WHERE status = 'completed' AND id > :after_id
+ORDER BY id
+LIMIT :limit;
+
+-- name: maintenance_cleanup_candidates(status_1, status_2, status_3, status_4, model_name, before, after_created_at, after_id, limit)
+-- Generations retention may delete, oldest first: one of up to four statuses (unused ones NULL), optionally
+-- one model, created before `before`; (after_created_at, after_id) is the keyset cursor.
+SELECT id, status, model_name, created_at, file_path, file_size_bytes
+FROM generations
+WHERE status IN (:status_1, :status_2, :status_3, :status_4)
+  AND status <> 'processing'
+  AND (CAST(:model_name AS TEXT) IS NULL OR model_name = :model_name)
+  AND created_at < :before
+  AND (created_at, id) > (:after_created_at, :after_id)
+ORDER BY created_at, id
+LIMIT :limit;
