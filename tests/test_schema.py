@@ -13,6 +13,7 @@ import pytest
 
 from musicstore import Store, migrate
 from musicstore.migrate import shipped_migrations
+from musicstore.urls import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 YOYO = Path(sys.executable).parent / "yoyo"
@@ -61,20 +62,29 @@ def test_migrate_is_idempotent_and_sets_wal(tmp_path: Path) -> None:
     assert _journal_mode(tmp_path / "sub" / "dir" / "x.db") == "wal"
 
 
-def test_rollback_removes_the_schema(tmp_path: Path) -> None:
+def _tables(db_url: str) -> set[str]:
+    if db_url.startswith("sqlite"):
+        with sqlite3.connect(resolve(db_url).path) as conn:
+            return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    return {r[0] for r in rows}
+
+
+def test_rollback_removes_the_schema_and_it_applies_again(db_url: str) -> None:
     from yoyo import get_backend, read_migrations
 
-    path = tmp_path / "r.db"
-    migrate(f"sqlite:///{path}")
-    backend = get_backend(f"sqlite:///{path}")
+    backend = get_backend(resolve(db_url).yoyo_url)
     migrations = read_migrations(str(ROOT / "migrations"))
     with backend.lock():
         backend.rollback_migrations(backend.to_rollback(migrations))
-    tables = {
-        r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-    }
-    assert not tables & {"generations", "prompts", "generation_totals", "prompt_totals"}
-    assert migrate(f"sqlite:///{path}") == shipped_migrations()
+    assert not _tables(db_url) & {"generations", "prompts", "generation_totals", "prompt_totals"}
+    assert migrate(db_url) == shipped_migrations()
+    with Store(db_url) as store:
+        store.create_generation("after a full rollback", model_name="m", duration_seconds=1)
+        assert store.count_generations() == 1
 
 
 def _raw(db_url: str) -> sqlite3.Connection:
@@ -126,26 +136,67 @@ def test_schema_constraints_hold_without_python(sqlite_url: str, change: dict[st
     conn.execute(f"INSERT INTO generations ({columns}) VALUES ({marks})", GOOD_ROW)  # the good row passes
 
 
+INDEXES = {
+    "generations_status_created_at_id": ["status", "created_at", "id"],
+    "generations_created_at_id": ["created_at", "id"],
+    "generations_file_path": ["file_path"],
+    "prompts_used_count": ["used_count"],
+}
+# The statements behind claim_next, status lists, unfiltered lists and reconcile's lookups by file.
+PLANS = {
+    "SELECT id FROM generations WHERE status = 'pending' ORDER BY created_at, id LIMIT 1": (
+        "status_created_at_id"
+    ),
+    "SELECT * FROM generations WHERE status = 'completed' AND (created_at, id) < (1, 'z')"
+    " ORDER BY created_at DESC, id DESC LIMIT 50": "status_created_at_id",
+    "SELECT * FROM generations WHERE (created_at, id) < (1, 'z')"
+    " ORDER BY created_at DESC, id DESC LIMIT 50": "created_at_id",
+    "SELECT id FROM generations WHERE file_path IN ('a.wav', 'b.wav')": "file_path",
+}
+
+
 def test_indexes_serve_the_real_queries_and_none_is_redundant(sqlite_url: str) -> None:
     conn = _raw(sqlite_url)
     indexes = {
         r[0]: r[1] for r in conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'")
     }
     named = {name for name in indexes if not name.startswith("sqlite_autoindex")}
-    assert named == {"generations_status_created_at", "generations_created_at", "prompts_used_count"}
+    assert named == set(INDEXES)
     columns = {name: [r[2] for r in conn.execute(f"PRAGMA index_info({name})")] for name in indexes}
-    assert columns["generations_status_created_at"] == ["status", "created_at"]
+    assert {name: columns[name] for name in named} == INDEXES
     for name, cols in columns.items():  # no index is a prefix of another on the same table
         for other, other_cols in columns.items():
             if name != other and indexes[name] == indexes[other]:
                 assert other_cols[: len(cols)] != cols, f"{name} is redundant with {other}"
-    plan = " ".join(
-        r[3]
-        for r in conn.execute(
-            "EXPLAIN QUERY PLAN SELECT id FROM generations WHERE status = 'pending' ORDER BY created_at"
+    for query, index in PLANS.items():
+        plan = " ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {query}"))
+        assert (
+            f"USING INDEX generations_{index}" in plan or f"USING COVERING INDEX generations_{index}" in plan
         )
-    )
-    assert "generations_status_created_at" in plan
+        assert "TEMP B-TREE" not in plan, (query, plan)
+
+
+def test_postgres_has_the_same_indexes_and_plans_sort_free(postgres_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT i.relname, array_agg(a.attname ORDER BY k.n) FROM pg_index x"
+            " JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid"
+            " CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, n)"
+            " JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum"
+            " WHERE t.relname IN ('generations', 'prompts') AND NOT x.indisprimary AND NOT x.indisunique"
+            " GROUP BY i.relname"
+        ).fetchall()
+        assert dict(rows) == INDEXES
+        # Empty tables: forbid the scans a planner prefers on tiny tables, then ask for the index path.
+        conn.execute("SET enable_seqscan = off")
+        conn.execute("SET enable_bitmapscan = off")
+        for sqlite_query, index in PLANS.items():
+            query = sqlite_query.replace("(1, 'z')", "(now(), 'z')")
+            plan = " ".join(r[0] for r in conn.execute(f"EXPLAIN {query}"))
+            assert f"generations_{index}" in plan, (query, plan)
+            assert "Sort" not in plan, (query, plan)
 
 
 @pytest.mark.slow
