@@ -24,7 +24,6 @@ from musicstore.audio import (
     synthesize_music,
     true_peak,
 )
-from musicstore.audio import files as files_module
 from musicstore.audio.truepeak import to_db
 from musicstore.errors import InvalidInput, StorageError
 
@@ -222,7 +221,7 @@ def test_failed_write_leaves_nothing(
         raise OSError(5, f"{where} failed")
 
     if where == "write":
-        monkeypatch.setattr(files_module.sf, "write", failing_write(sf.write))
+        monkeypatch.setattr(sf, "write", failing_write(sf.write))
     elif where == "fsync":  # the directory fsync runs after the rename: the file must go again
         real_fsync = os.fsync
         calls: list[int] = []
@@ -233,9 +232,9 @@ def test_failed_write_leaves_nothing(
                 raise OSError(5, "fsync failed")
             real_fsync(fd)
 
-        monkeypatch.setattr(files_module.os, "fsync", fsync)
+        monkeypatch.setattr(os, "fsync", fsync)
     else:
-        monkeypatch.setattr(files_module.os, where, broken)
+        monkeypatch.setattr(os, where, broken)
     target = tmp_path / "d" / "x.wav"
     with pytest.raises(StorageError):
         export_audio(music, RATE, target)
@@ -291,7 +290,7 @@ def test_batch_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             raise OSError(28, "No space left on device")
         real(path, data, *args, **kwargs)
 
-    monkeypatch.setattr(files_module.sf, "write", write)
+    monkeypatch.setattr(sf, "write", write)
     with pytest.raises(StorageError) as caught:
         export_batch(batch, RATE, [tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "c.wav"])
     assert "batch item 1" in "".join(caught.value.__notes__)

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 
 def _claim_until_empty(url: str, worker: str) -> tuple[list[str], list[str]]:
     """Claim and complete until the queue is empty; returns (claimed ids, errors)."""
-    claimed, errors = [], []
+    claimed: list[str] = []
+    errors: list[str] = []
     with Store(url, busy_timeout=30) as store:
         while True:
             try:

@@ -64,7 +64,7 @@ def test_migrate_is_idempotent_and_sets_wal(tmp_path: Path) -> None:
 
 def _tables(db_url: str) -> set[str]:
     if db_url.startswith("sqlite"):
-        with sqlite3.connect(resolve(db_url).path) as conn:
+        with sqlite3.connect(str(resolve(db_url).path)) as conn:
             return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     import psycopg
 

@@ -265,7 +265,7 @@ def test_reset_needs_exact_confirmation(store: Store) -> None:
 
 def test_transaction_commits_together(store: Store) -> None:
     with store.transaction() as tx:
-        a = new_job(tx, "a")  # type: ignore[arg-type]
+        a = new_job(tx, "a")
         b = store.create_generation("b", model_name="m", duration_seconds=1)  # joins the open transaction
     assert store.get_generation(a.id) is not None and store.get_generation(b.id) is not None
 
@@ -273,7 +273,7 @@ def test_transaction_commits_together(store: Store) -> None:
 def test_exception_in_transaction_leaves_no_trace(store: Store, db_url: str) -> None:
     before = store.get_database_stats()
     with pytest.raises(RuntimeError, match="abort"), store.transaction() as tx:
-        job = new_job(tx, "never stored")  # type: ignore[arg-type]
+        job = new_job(tx, "never stored")
         tx.track_prompt_usage("never stored either")
         raise RuntimeError("abort")
     assert store.get_generation(job.id) is None
@@ -287,7 +287,7 @@ def test_read_only_transaction_refuses_writes(store: Store) -> None:
     with store.transaction(write=False) as tx:
         assert tx.count_generations() == 0
         with pytest.raises(InvalidInput, match="write=True"):
-            new_job(tx)  # type: ignore[arg-type]
+            new_job(tx)
 
 
 def test_nested_transaction_is_refused(store: Store) -> None:

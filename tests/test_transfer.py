@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from musicstore import Store
+from musicstore import Generation, Prompt, Stats, Store
 from musicstore.transfer import copy_store
 from tests.conftest import FakeClock, new_job
 
 
-def _everything(store: Store) -> tuple[list[object], object, list[object]]:
+def _everything(store: Store) -> tuple[list[Generation], Stats, list[Prompt]]:
     generations = store.list_generations(limit=1000).items
     return (
         sorted(generations, key=lambda g: g.id),
