@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from . import validate
 from .audio import ExportOptions, ExportResult, as_audio, as_audio_batch, export_audio, layout_path
+from .audio.files import fsync_directory
 from .errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, StorageError
 from .models import Generation, Status
 from .ops import DEFAULT_MAX_ATTEMPTS
@@ -215,7 +216,7 @@ def _complete(
             try:  # the claim is checked and the row locked: only now may the file take its place
                 os.replace(staged, final)
                 placed = True
-                _fsync_directory(final.parent)
+                fsync_directory(final.parent)
             except OSError as exc:
                 raise StorageError(f"moving {staged} to {final} failed: {exc}") from exc
     except BaseException as exc:
@@ -227,11 +228,3 @@ def _complete(
         exc.add_note(f"generation {generation.id} was not recorded; its file was removed")
         raise
     return Recorded(done, replace(result, path=final))
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

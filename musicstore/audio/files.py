@@ -61,7 +61,7 @@ def layout_path(root: str | Path, generation_id: str, ext: str = "wav", when: da
     return path
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -105,7 +105,7 @@ def write_atomic(path: Path, frames: NDArray[np.generic], sample_rate: int, fmt:
         size = temp.stat().st_size
         os.replace(temp, path)
         placed = True
-        _fsync_directory(directory)
+        fsync_directory(directory)
     except BaseException as exc:
         _remove(temp, exc)
         if placed:
