@@ -76,8 +76,12 @@ def run_demo(
     output_root: str | Path = DEFAULT_OUTPUT_ROOT,
     seconds: float = 8.0,
     echo: Callable[[str], None] = print,
+    progress: Callable[[int], None] | None = None,
 ) -> Stats:
-    """Migrate, enqueue ``count`` generations, then claim, synthesise, export and complete each."""
+    """Migrate, enqueue ``count`` generations, then claim, synthesise, export and complete each.
+
+    ``progress(done)`` is called after each export (the CLI draws its progress bar with it).
+    """
     applied = migrate(url)
     root = Path(output_root)
     rows: list[list[str]] = []
@@ -114,6 +118,8 @@ def run_demo(
                 str(m["loudness_status"]),
                 f"{done.generation.file_size_bytes:,}",
             ])  # fmt: skip
+            if progress is not None:
+                progress(len(rows))
         echo("")
         headers = ["file", "bpm", "LUFS in", "LUFS out", "dBTP", "gain dB", "limit dB", "limited %",
                    "status", "bytes"]  # fmt: skip
