@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar
 
@@ -313,22 +313,15 @@ def complete_generation(
             "file_path": path,
             "file_size_bytes": size,
             "generation_time_seconds": seconds,
-            "metadata": validate.metadata(merged),
+            "metadata": validate.metadata(merged, checked=True),  # both halves are checked already
         },
     )
     if changed != 1:
         raise (yield from _explain(gid, "completed", worker))
-    return replace(
-        current,
-        status=Status.COMPLETED,
-        completed_at=now,
-        file_path=path,
-        file_size_bytes=size,
-        generation_time_seconds=seconds,
-        metadata=merged,
-        error_message=None,
-        lease_expires_at=None,
-    )
+    current.status, current.completed_at, current.lease_expires_at = Status.COMPLETED, now, None
+    current.file_path, current.file_size_bytes, current.generation_time_seconds = path, size, seconds
+    current.metadata, current.error_message = merged, None
+    return current  # the row as updated: this snapshot was read in the same transaction
 
 
 @writer
