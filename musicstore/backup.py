@@ -106,8 +106,11 @@ def _finish(temp: Path, destination: Path, started: float, source: str, pages: i
             f"the copy at {temp} failed PRAGMA integrity_check: {checked}; nothing was replaced"
         )
     _fsync(temp)
-    os.replace(temp, destination)
-    _fsync(destination.parent, directory=True)
+    try:
+        os.replace(temp, destination)
+        _fsync(destination.parent, directory=True)
+    except OSError as exc:
+        raise StorageError(f"putting the backup at {destination} failed: {exc}") from exc
     return BackupReport(
         source=source,
         destination=str(destination),
@@ -116,6 +119,28 @@ def _finish(temp: Path, destination: Path, started: float, source: str, pages: i
         integrity=checked,
         seconds=round(time.monotonic() - started, 3),
     )
+
+
+def _replace_database(temp: Path, path: Path) -> None:
+    """Rename ``temp`` onto ``path``; the old database's -wal/-shm must not be replayed onto it.
+
+    They are moved aside first and put back if the rename fails, so a failed restore loses nothing.
+    """
+    aside: list[tuple[Path, Path]] = []
+    try:
+        for log in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if log.exists():
+                kept = log.with_name(f"{log.name}.before-restore")
+                os.replace(log, kept)
+                aside.append((kept, log))
+        os.replace(temp, path)
+    except BaseException:
+        for kept, log in reversed(aside):
+            os.replace(kept, log)
+        raise
+    _fsync(path.parent, directory=True)
+    for kept, _ in aside:
+        kept.unlink(missing_ok=True)
 
 
 def _temp_beside(destination: Path) -> Path:
@@ -144,7 +169,8 @@ def backup(
     if pages == 0 or pages < -1:
         raise InvalidInput(f"pages must be a positive number of pages per step, or -1 for all, got {pages}")
     dest = Path(destination).absolute()
-    if dest == path or dest in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+    real, real_db = dest.resolve(), path.resolve()  # however it is spelled: .., symlinks
+    if real == real_db or real in (Path(f"{real_db}-wal"), Path(f"{real_db}-shm")):
         raise InvalidInput(f"the destination {dest} is the database itself; choose another file")
     if dest.exists() and not overwrite:
         raise InvalidInput(f"{dest} exists; pass overwrite=True to replace it")
@@ -226,11 +252,8 @@ def restore(
         if checked != "ok":
             raise StorageError(f"the copy at {temp} failed PRAGMA integrity_check: {checked}")
         _fsync(temp)
-        for stale in (Path(f"{path}-wal"), Path(f"{path}-shm")):
-            stale.unlink(missing_ok=True)  # the old database's log must not be replayed onto the backup
-        os.replace(temp, path)
-        _fsync(path.parent, directory=True)
-    except sqlite3.Error as exc:
+        _replace_database(temp, path)
+    except (sqlite3.Error, OSError) as exc:
         raise StorageError(f"restoring {source_path} to {path} failed: {exc}") from exc
     finally:
         source.close()

@@ -136,7 +136,10 @@ def parse_duration(text: str) -> timedelta:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text.strip().lower())
     if match is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration; use e.g. 30d, 12h, 90m, 45s or 2w")
-    return timedelta(seconds=float(match[1]) * _DURATION_UNITS[match[2]])
+    try:
+        return timedelta(seconds=float(match[1]) * _DURATION_UNITS[match[2]])
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is too long a duration") from None
 
 
 def parse_size(text: str) -> int:
@@ -145,7 +148,10 @@ def parse_size(text: str) -> int:
     if match is None or (match[3] and not match[2]):
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; use e.g. 5000, 500MB, 50GB or 2GiB")
     unit = 1024 ** "kmgt".index(match[2]) * 1024 if match[3] else _SIZE_UNITS[match[2]]
-    return round(float(match[1]) * unit)
+    try:
+        return round(float(match[1]) * unit)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large a size") from None
 
 
 def positive_int(text: str) -> int:

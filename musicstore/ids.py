@@ -28,7 +28,7 @@ def new_id() -> str:
 
 def check_id(value: object) -> str:
     """Return ``value`` if it is a UUID in canonical lowercase text, else raise InvalidInput."""
-    if isinstance(value, str) and _CANONICAL.match(value):
+    if isinstance(value, str) and _CANONICAL.fullmatch(value):
         return value
     raise InvalidInput(
         f"generation id must be a UUID in canonical lowercase form "

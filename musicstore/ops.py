@@ -480,5 +480,7 @@ def import_rows(prompts: list[Prompt], generations: list[Generation]) -> Steps[i
         fields = {name: getattr(generation, name) for name in Generation.__dataclass_fields__}
         fields["status"] = generation.status.value
         fields["metadata"] = validate.metadata(generation.metadata)
+        if generation.file_path is not None:
+            validate.relative_path(generation.file_path)  # a file must stay under the output root
         inserted += yield Call("import_generation", fields)
     return inserted

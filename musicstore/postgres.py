@@ -133,6 +133,7 @@ class AsyncPostgresConnector:
         self.errors: tuple[type[BaseException], ...] = (psycopg.Error, psycopg_pool.PoolTimeout)
         self._pool: Any = None
         self._returning: set[asyncio.Future[None]] = set()
+        self._owners: dict[int, Any] = {}  # id(connection) -> the pool it came from
 
     def translate(self, exc: BaseException) -> MusicstoreError | None:
         return translate(exc, self.where)
@@ -154,10 +155,12 @@ class AsyncPostgresConnector:
         # a task of its own, so the caller's cancellation always lands, and hand back what arrives too late.
         pool, getting = self._pool, asyncio.ensure_future(self._pool.getconn())
         try:
-            return await asyncio.shield(getting)
+            conn = await asyncio.shield(getting)
         except asyncio.CancelledError:
             getting.add_done_callback(lambda done: self._give_back(pool, done))
             raise
+        self._owners[id(conn)] = pool  # returned to this pool even if the store is closed meanwhile
+        return conn
 
     def _give_back(self, pool: Any, done: asyncio.Future[Any]) -> None:
         if not done.cancelled() and done.exception() is None:
@@ -166,7 +169,7 @@ class AsyncPostgresConnector:
             returning.add_done_callback(self._returning.discard)
 
     async def release(self, conn: Any) -> None:
-        await self._pool.putconn(conn)
+        await self._owners.pop(id(conn)).putconn(conn)  # a closed pool closes the connection
 
     @asynccontextmanager
     async def transaction(self, conn: Any, *, write: bool) -> AsyncIterator[None]:

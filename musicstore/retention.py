@@ -190,6 +190,10 @@ class _Paths:
 
     def problem(self, rel: str) -> tuple[str | None, int | None]:
         """Why the file cannot be deleted (None if it can), and its size (None when it is missing)."""
+        try:
+            validate.relative_path(rel)  # rows imported or edited by hand may hold any text
+        except InvalidInput:
+            return f"{rel!r} is not a path relative to the output root; cleanup leaves it alone", None
         if os.path.splitext(rel)[1].lower() not in AUDIO_SUFFIXES:
             kinds = "/".join(sorted(AUDIO_SUFFIXES))
             return f"{rel} is not a {kinds} file; cleanup touches no other type", None
@@ -248,7 +252,10 @@ def cleanup(
         raise InvalidInput(f"older_than must be a non-negative timedelta, got {older_than!r}")
     budget = None if max_total_bytes is None else validate.integer(max_total_bytes, "max_total_bytes", 0)
     size = validate.integer(batch, "batch", 1, validate.MAX_PAGE)
-    cutoff = _LAST if older_than is None else store.run(current_time) - older_than
+    try:
+        cutoff = _LAST if older_than is None else store.run(current_time) - older_than
+    except OverflowError:
+        raise InvalidInput(f"older_than={older_than!r} reaches before the year 1") from None
     where = _Paths(base)
 
     report = CleanupReport(
@@ -311,7 +318,7 @@ def cleanup(
                     progress(processed)
                 continue
             action = _file_action(
-                base,
+                where,
                 rel=row["file_path"],
                 on_disk=on_disk,
                 shared=shared,
@@ -354,7 +361,7 @@ def _still_referenced(store: Store, paths: list[str], deleted: set[str], dry_run
 
 
 def _file_action(
-    base: Path, *, rel: str | None, on_disk: int | None, shared: set[str], dry_run: bool, errors: list[str]
+    where: _Paths, *, rel: str | None, on_disk: int | None, shared: set[str], dry_run: bool, errors: list[str]
 ) -> str:
     if rel is None:
         return "none"
@@ -365,7 +372,7 @@ def _file_action(
     if dry_run:
         return "would_delete"
     try:
-        (base / rel).unlink()
+        os.unlink(where.prefix + rel)  # the very path ``problem`` checked
     except FileNotFoundError:
         return "missing"
     except OSError as exc:

@@ -71,7 +71,7 @@ class SQLiteConnector:
         self.path = path
         self.busy_timeout = busy_timeout
         self._local = threading.local()
-        self._opened: list[sqlite3.Connection] = []
+        self._opened: dict[tuple[threading.Thread, int], sqlite3.Connection] = {}
         self._lock = threading.Lock()
 
     def translate(self, exc: BaseException) -> MusicstoreError | None:
@@ -102,10 +102,17 @@ class SQLiteConnector:
         conn: sqlite3.Connection | None = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():  # a forked child opens its own
             conn = self._open()
-            local.conn, local.pid = conn, os.getpid()
+            pid = os.getpid()
+            local.conn, local.pid = conn, pid
             with self._lock:
-                self._opened.append(conn)
+                self._close_finished_threads(pid)
+                self._opened[threading.current_thread(), pid] = conn
         return conn
+
+    def _close_finished_threads(self, pid: int) -> None:
+        """Close what threads of this process that have ended opened (a thread pool's threads come and go)."""
+        for key in [key for key in self._opened if key[1] == pid and not key[0].is_alive()]:
+            self._opened.pop(key).close()
 
     def release(self, conn: sqlite3.Connection) -> None:
         """Nothing to do: the connection stays with its thread."""
@@ -123,7 +130,7 @@ class SQLiteConnector:
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._opened:
+            for conn in self._opened.values():
                 conn.close()
             self._opened.clear()
         self._local = threading.local()

@@ -428,3 +428,29 @@ def test_concurrent_creates_count_prompts_exactly(db_url: str) -> None:
             assert (await store.get_database_stats()).prompt_uses == TASKS * 6
 
     run(main())
+
+
+def test_closing_the_store_while_a_task_holds_a_connection(db_url: str) -> None:
+    """The holder finishes its transaction normally; its connection goes back to (or closes with) its pool."""
+
+    async def main() -> None:
+        store = await AsyncStore.open(db_url)
+        inside, go_on = asyncio.Event(), asyncio.Event()
+
+        async def holder() -> str:
+            async with store.transaction() as tx:
+                job = await anew_job(tx, "held")
+                inside.set()
+                await go_on.wait()
+            return job.id
+
+        task = asyncio.create_task(holder())
+        await inside.wait()
+        closing = asyncio.create_task(store.close())
+        await asyncio.sleep(0.1)
+        go_on.set()
+        outcome = await asyncio.gather(task, return_exceptions=True)
+        await asyncio.wait_for(closing, 10)
+        assert isinstance(outcome[0], str), repr(outcome[0])
+
+    run(main())

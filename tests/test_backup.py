@@ -143,3 +143,16 @@ def test_backup_and_restore_round_trip_and_refusals(sqlite_url: str, tmp_path: P
     broken.write_bytes(b"not a database" * 100)
     with pytest.raises(InvalidInput, match="integrity_check"):
         restore(broken, f"sqlite:///{tmp_path / 'other.db'}")
+
+
+def test_backup_refuses_the_database_itself_however_spelled(sqlite_url: str) -> None:
+    db = Path(sqlite_url.removeprefix("sqlite:///"))
+    (db.parent / "sub").mkdir()
+    (db.parent / "link.db").symlink_to(db)
+    with Store(sqlite_url) as store:
+        store.create_generation("x", model_name="m", duration_seconds=1)
+        inode = db.stat().st_ino
+        for spelled in (db.parent / "sub" / ".." / db.name, db.parent / "link.db", Path(f"{db}-wal")):
+            with pytest.raises(InvalidInput, match="the database itself"):
+                backup(sqlite_url, spelled, overwrite=True)
+        assert db.stat().st_ino == inode and store.count_generations() == 1

@@ -141,6 +141,8 @@ def test_errors_are_one_line_exit_1(world: World, tmp_path: Path) -> None:
     bad_url = run("stats", "--database", "mysql://localhost/x")
     assert bad_url.returncode == 1
     one_line_error(bad_url, "unsupported database URL")
+    huge = world.args("cleanup", "--older-than", "1000000w", "--output-root", str(world.root))
+    one_line_error(run(*huge), "older_than")
 
 
 def test_migrate_and_stats_read_the_url_from_the_environment(tmp_path: Path) -> None:

@@ -316,3 +316,31 @@ def test_cli_demo_output_root(sqlite_url: str, root: Path, capsys: pytest.Captur
     out = capsys.readouterr().out
     assert "completed" in out and "LUFS out" in out
     assert len(files_under(root)) == 1
+
+
+def test_batches_on_short_lived_threads_do_not_leak_connections(sqlite_url: str, tmp_path: Path) -> None:
+    """Each batch runs on a fresh thread pool; the connections of its finished threads get closed."""
+
+    database = sqlite_url.removeprefix("sqlite:///")
+
+    def open_fds() -> int:  # descriptors on this database's files (-wal, -shm too)
+        fds = [os.path.join("/proc/self/fd", fd) for fd in os.listdir("/proc/self/fd")]
+        return sum(1 for fd in fds if os.path.exists(fd) and os.readlink(fd).startswith(database))
+
+    with Store(sqlite_url) as store:
+
+        def one_batch() -> None:
+            jobs = [claimed(store) for _ in range(4)]
+            audio = np.zeros((4, 2, RATE // 10), dtype=np.float32)
+            outcomes = export_batch_generations(
+                store, jobs, audio, root=tmp_path / "audio", options=OPTIONS, workers=4
+            )
+            assert not [o for o in outcomes if isinstance(o, Exception)]
+
+        one_batch()
+        before = open_fds()
+        for _ in range(10):
+            one_batch()
+        # 40 threads came and went (a leak keeps ~80 more descriptors); SQLite may hold a few closed ones
+        # for reuse while other connections hold locks on the file
+        assert before > 0 and open_fds() <= before + 8

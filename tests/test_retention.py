@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -209,21 +210,40 @@ def test_cleanup_with_failing_file_removal_is_repaired_by_reconcile(
 ) -> None:
     for _ in range(6):
         completed(store, root)
-    real_unlink = Path.unlink
+    real_unlink = os.unlink
     calls = {"n": 0}
 
-    def flaky(self: Path, missing_ok: bool = False) -> None:
+    def flaky(path: str, **kwargs: Any) -> None:
         calls["n"] += 1
         if calls["n"] > 2:
-            raise PermissionError(13, "denied", str(self))
-        real_unlink(self, missing_ok=missing_ok)
+            raise PermissionError(13, "denied", path)
+        real_unlink(path, **kwargs)
 
-    monkeypatch.setattr(Path, "unlink", flaky)
+    monkeypatch.setattr(os, "unlink", flaky)
     report = cleanup(store, root, statuses=["completed"], dry_run=False)
-    monkeypatch.setattr(Path, "unlink", real_unlink)
+    monkeypatch.setattr(os, "unlink", real_unlink)
     assert report.rows_deleted == 6 and report.files_deleted == 2 and len(report.errors) == 4
     assert ids(store) == set() and len(files(root)) == 4
     found = reconcile(store, root, repair=True, delete_orphans=True)
     assert found.orphan_count == 4 and found.dangling_count == 0
     assert files(root) == set() and reconcile(store, root).consistent
     assert os.listdir(root)  # the date folders stay; only files are removed
+
+
+def test_a_row_naming_a_path_outside_the_root_is_skipped_not_followed(sqlite_url: str, root: Path) -> None:
+    """A row edited by hand to an absolute path: cleanup must not delete that file (nor its twin in root)."""
+    victim = put(root.parent / "elsewhere", "victim.wav", 8)
+    twin = put(Path(str(root) + str(victim)).parent, "victim.wav", 8)  # root/<absolute path>, same size
+    with Store(sqlite_url) as store:
+        job = completed(store, root, size=8)
+        with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
+            conn.execute("UPDATE generations SET file_path = ? WHERE id = ?", (str(victim), job.id))
+        report = cleanup(store, root, statuses=["completed"], dry_run=False)
+        assert victim.exists() and twin.exists()
+        assert report.skipped_count == 1 and report.rows_deleted == 0
+        assert store.get_generation(job.id) is not None
+
+
+def test_an_age_beyond_the_calendar_is_invalid_input(store: Any, root: Path) -> None:
+    with pytest.raises(InvalidInput, match="older_than"):
+        cleanup(store, root, older_than=timedelta(days=10**6))

@@ -44,9 +44,10 @@ def test_unknown_id_reads_as_none_and_mutations_raise_not_found(store: Store) ->
             call()
 
 
-def test_malformed_id_is_invalid_input(store: Store) -> None:
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "01a2285e-9c52-7f03-b1dc-9c09af26b69d\n", "", 7])
+def test_malformed_id_is_invalid_input(store: Store, bad: object) -> None:
     with pytest.raises(InvalidInput, match="UUID"):
-        store.get_generation("../../etc/passwd")
+        store.get_generation(bad)  # type: ignore[arg-type]
 
 
 def test_claim_takes_oldest_first_and_sets_lease(store: Store, clock: FakeClock) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from musicstore import Generation, Prompt, Stats, Store
+import pytest
+
+from musicstore import Generation, InvalidInput, Prompt, Stats, Store
+from musicstore.ops import import_rows, prompts_after
 from musicstore.transfer import copy_store
 from tests.conftest import FakeClock, new_job
 
@@ -36,3 +39,18 @@ def test_copy_sqlite_to_postgres_keeps_rows_and_totals(sqlite_url: str, postgres
             assert _everything(target) == expected
             assert copy_store(source, target, batch=5) == 0  # rerun: nothing new, nothing doubled
             assert _everything(target) == expected
+
+
+def test_import_refuses_a_file_path_outside_the_root(sqlite_url: str, clock: FakeClock) -> None:
+    with (
+        Store(sqlite_url, clock=clock) as source,
+        Store(sqlite_url.replace(".db", "-target.db"), migrate=True, clock=clock) as target,
+    ):
+        job = new_job(source)
+        source.claim_next("w")
+        done = source.complete_generation(job.id, file_path="a.wav", file_size_bytes=8)
+        done.file_path = "/etc/passwd.wav"
+        target.run(import_rows, source.run(prompts_after, 0, 10), [])
+        with pytest.raises(InvalidInput, match="file_path"):
+            target.run(import_rows, [], [done])
+        assert target.count_generations() == 0
