@@ -305,7 +305,8 @@ def test_sync_and_async_see_each_others_writes(db_url: str) -> None:
 
 
 def test_cancelled_tasks_roll_back_and_leave_connections_usable(db_url: str) -> None:
-    """A task cancelled mid-write (even mid-BEGIN or mid-COMMIT) rolls back and leaves no poisoned connection.
+    """A task cancelled mid-write rolls back (mid-COMMIT: it may have committed, counted once) and leaves no
+    poisoned connection.
 
     Also guards against psycopg_pool swallowing a cancellation in getconn (psycopg#1345), which left a
     cancelled task running forever.
