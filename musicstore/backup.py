@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InvalidInput, StorageError
+from .fsync import fsync
 from .urls import resolve
 
 PGDUMP_HINT = (
@@ -65,14 +66,6 @@ def integrity(path: str | Path) -> str:
     return "\n".join(str(row[0]) for row in rows)
 
 
-def _fsync(path: Path, *, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _copy(
     source: sqlite3.Connection,
     temp: Path,
@@ -105,10 +98,10 @@ def _finish(temp: Path, destination: Path, started: float, source: str, pages: i
         raise StorageError(
             f"the copy at {temp} failed PRAGMA integrity_check: {checked}; nothing was replaced"
         )
-    _fsync(temp)
+    fsync(temp)
     try:
         os.replace(temp, destination)
-        _fsync(destination.parent, directory=True)
+        fsync(destination.parent, directory=True)
     except OSError as exc:
         raise StorageError(f"putting the backup at {destination} failed: {exc}") from exc
     return BackupReport(
@@ -138,7 +131,7 @@ def _replace_database(temp: Path, path: Path) -> None:
         for kept, log in reversed(aside):
             os.replace(kept, log)
         raise
-    _fsync(path.parent, directory=True)
+    fsync(path.parent, directory=True)
     for kept, _ in aside:
         kept.unlink(missing_ok=True)
 
@@ -251,7 +244,7 @@ def restore(
         checked = integrity(temp)
         if checked != "ok":
             raise StorageError(f"the copy at {temp} failed PRAGMA integrity_check: {checked}")
-        _fsync(temp)
+        fsync(temp)
         _replace_database(temp, path)
     except (sqlite3.Error, OSError) as exc:
         raise StorageError(f"restoring {source_path} to {path} failed: {exc}") from exc

@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from . import validate
 from .audio import ExportOptions, ExportResult, as_audio, as_audio_batch, export_audio, layout_path
-from .audio.files import fsync_directory
 from .errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, StorageError
+from .fsync import fsync
 from .models import Generation, Status
 from .ops import DEFAULT_MAX_ATTEMPTS
 from .store import Store
@@ -216,7 +216,7 @@ def _complete(
             try:  # the claim is checked and the row locked: only now may the file take its place
                 os.replace(staged, final)
                 placed = True
-                fsync_directory(final.parent)
+                fsync(final.parent, directory=True)
             except OSError as exc:
                 raise StorageError(f"moving {staged} to {final} failed: {exc}") from exc
     except BaseException as exc:

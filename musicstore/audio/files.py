@@ -18,6 +18,7 @@ import soundfile as sf
 from numpy.typing import NDArray
 
 from musicstore.errors import InvalidInput, StorageError
+from musicstore.fsync import fsync
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 EXTENSIONS = {"wav": "WAV", "flac": "FLAC"}
@@ -61,22 +62,6 @@ def layout_path(root: str | Path, generation_id: str, ext: str = "wav", when: da
     return path
 
 
-def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _remove(path: Path, error: BaseException) -> None:
     try:
         path.unlink(missing_ok=True)
@@ -100,12 +85,12 @@ def write_atomic(path: Path, frames: NDArray[np.generic], sample_rate: int, fmt:
     placed = False
     try:
         sf.write(temp, frames, sample_rate, subtype=subtype, format=fmt)
-        _fsync_file(temp)
+        fsync(temp)
         os.chmod(temp, _FILE_MODE)
         size = temp.stat().st_size
         os.replace(temp, path)
         placed = True
-        fsync_directory(directory)
+        fsync(directory, directory=True)
     except BaseException as exc:
         _remove(temp, exc)
         if placed:
