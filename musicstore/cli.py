@@ -29,6 +29,7 @@ from .reconcile import reconcile
 from .retention import DEFAULT_STATUSES, cleanup
 from .storage import disk_usage, storage_stats
 from .store import Store
+from .table import table
 from .urls import DEFAULT_URL, URL_ENV, resolve
 
 EXIT_OK = 0
@@ -68,22 +69,8 @@ Every read command takes --json for scripts. See docs/cli.md.
 # --- output -------------------------------------------------------------------------------------------
 
 
-def _numeric(cell: str) -> bool:
-    return cell.replace(",", "").replace(".", "", 1).removeprefix("-").isdigit()
-
-
 def _print_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:
-    """Aligned columns under a dashed rule; numbers to the right."""
-    cells = [[str(c) for c in row] for row in [headers, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for n, row in enumerate(cells):
-        print(
-            "  ".join(
-                c.rjust(w) if n and _numeric(c) else c.ljust(w) for c, w in zip(row, widths, strict=True)
-            ).rstrip()
-        )
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
+    print("\n".join(table(rows, headers)))
 
 
 def _print_section(title: str, rows: Sequence[Sequence[object]], headers: Sequence[str], count: int) -> None:

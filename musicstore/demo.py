@@ -7,7 +7,7 @@ and completes it; the loudness figures of every file are printed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from .migrate import migrate
 from .models import Stats
 from .record import export_generation
 from .store import Store
+from .table import table
 
 DEFAULT_OUTPUT_ROOT = "data/audio"
 
@@ -44,24 +45,6 @@ def _model(seconds: float, sample_rate: int, channels: int, metadata: dict[str, 
     except ImportError:
         return audio
     return torch.from_numpy(audio)
-
-
-def _numeric(cell: str) -> bool:
-    return cell.replace(",", "").replace("inf", "0").lstrip("-").replace(".", "", 1).isdigit()
-
-
-def _table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> list[str]:
-    """Aligned text: numeric columns to the right, others to the left."""
-    columns = range(len(headers))
-    widths = [max(len(row[i]) for row in [headers, *rows]) for i in columns]
-    right = [bool(rows) and all(_numeric(row[i]) for row in rows) for i in columns]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)
-        )
-
-    return [line(headers).rstrip(), "  ".join("-" * w for w in widths)] + [line(r).rstrip() for r in rows]
 
 
 def _db(value: float | None) -> str:
@@ -123,7 +106,7 @@ def run_demo(
         echo("")
         headers = ["file", "bpm", "LUFS in", "LUFS out", "dBTP", "gain dB", "limit dB", "limited %",
                    "status", "bytes"]  # fmt: skip
-        for line in _table(rows, headers):
+        for line in table(rows, headers):
             echo(line)
         echo("")
         return store.get_database_stats()

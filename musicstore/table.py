@@ -1,0 +1,24 @@
+"""Aligned text tables for the CLI and the demo: headers over a dashed rule, numbers to the right."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def numeric(cell: str) -> bool:
+    """``1,234``, ``-0.5``, ``-inf``: a cell to align right."""
+    return cell.replace(",", "").replace("inf", "0").removeprefix("-").replace(".", "", 1).isdigit()
+
+
+def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> list[str]:
+    """The lines of the table; a header is right-aligned over a column whose every cell is a number."""
+    cells = [[str(c) for c in row] for row in rows]
+    columns = range(len(headers))
+    widths = [max(len(row[i]) for row in [list(headers), *cells]) for i in columns]
+    right = [bool(cells) and all(numeric(row[i]) for row in cells) for i in columns]
+    head = "  ".join(h.rjust(w) if r else h.ljust(w) for h, w, r in zip(headers, widths, right, strict=True))
+    body = [
+        "  ".join(c.rjust(w) if numeric(c) else c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    ]
+    return [head.rstrip(), "  ".join("-" * w for w in widths), *body]
