@@ -2,12 +2,17 @@
 
     .venv/bin/python benchmarks/bench_export.py            # 30 s stereo 32 kHz clips, 7 repeats
     .venv/bin/python benchmarks/bench_export.py --quick    # a fast smoke run (shorter clips, fewer repeats)
+    python benchmarks/bench_export.py --device cuda --dtype bfloat16   # clips handed over as GPU tensors
 
 Floor: pyloudnorm's integrated loudness plus a soundfile PCM_16 write of the same clip (no true peak,
 no gain, no fsync). Cases: a clip that needs no limiting, one that needs limiting, and a batch of 16
 through export_batch (two threads). Times are medians; each export's stages (measure, limit, quantize,
 write) come from its ExportResult. Peak memory is traced with tracemalloc for one export and compared
 with the clip's float32 size.
+
+With ``--device``, every clip and the batch are torch tensors on that device, as a model hands them
+over. The floor then includes a bare ``.float().cpu()`` copy; "to host" is that copy alone, and
+"as_audio" is musicstore's checked hand-off of the same tensor.
 """
 
 from __future__ import annotations
@@ -20,13 +25,21 @@ import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyloudnorm
 import soundfile as sf
 from numpy.typing import NDArray
 
-from musicstore.audio import ExportResult, export_audio, export_batch, synthesize_music
+from musicstore.audio import (
+    ExportResult,
+    as_audio,
+    as_audio_batch,
+    export_audio,
+    export_batch,
+    synthesize_music,
+)
 
 RATE = 32_000
 TARGETS_MS = {"no limiting": 100.0, "limiting": 250.0, "batch of 16": 1200.0}
@@ -39,6 +52,8 @@ class Row:
     total_ms: float
     floor_ms: float
     memory_ratio: float
+    host_ms: float = float("nan")
+    convert_ms: float = float("nan")
 
 
 def median_ms(run: Callable[[], object], repeats: int) -> float:
@@ -50,41 +65,56 @@ def median_ms(run: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def floor_once(clip: NDArray[np.float32], path: Path) -> None:
-    frames = clip.T
+def to_host(audio: Any) -> NDArray[np.float32]:
+    """The bare device-to-host copy a caller would write (the floor's share of a tensor hand-off)."""
+    if isinstance(audio, np.ndarray):
+        return audio
+    return np.asarray(audio.float().cpu().numpy())
+
+
+def floor_once(audio: Any, path: Path) -> None:
+    frames = to_host(audio).T
     pyloudnorm.Meter(RATE).integrated_loudness(frames)
     sf.write(path, frames, RATE, subtype="PCM_16", format="WAV")
 
 
-def peak_memory_ratio(clip: NDArray[np.float32], path: Path) -> float:
-    tracemalloc.start()
+def peak_memory_ratio(clip: Any, path: Path) -> float:
+    tracemalloc.start()  # numpy's allocations only: torch's own host buffers are not traced
     export_audio(clip, RATE, path)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return peak / clip.nbytes
+    return peak / to_host(clip).nbytes
 
 
-def single_case(name: str, clip: NDArray[np.float32], root: Path, repeats: int) -> Row:
+def host_ms(audio: Any, repeats: int) -> tuple[float, float]:
+    """The bare copy beside musicstore's own hand-off (checks and a pinned buffer for CUDA included)."""
+    if isinstance(audio, np.ndarray):
+        return float("nan"), float("nan")
+    convert = as_audio_batch if audio.ndim == 3 else as_audio
+    return median_ms(lambda: to_host(audio), repeats), median_ms(lambda: convert(audio), repeats)
+
+
+def single_case(name: str, clip: Any, root: Path, repeats: int) -> Row:
     path = root / f"{name.replace(' ', '_')}.wav"
     export_audio(clip, RATE, path)  # warm-up: caches, page cache
     results: list[ExportResult] = []
     total = median_ms(lambda: results.append(export_audio(clip, RATE, path)), repeats)
     floor = median_ms(lambda: floor_once(clip, root / "floor.wav"), repeats)
-    return Row(name, results, total, floor, peak_memory_ratio(clip, path))
+    return Row(name, results, total, floor, peak_memory_ratio(clip, path), *host_ms(clip, repeats))
 
 
-def batch_case(clips: NDArray[np.float32], root: Path, repeats: int) -> Row:
+def batch_case(clips: Any, root: Path, repeats: int) -> Row:
     paths = [root / f"batch_{i}.wav" for i in range(clips.shape[0])]
     export_batch(clips, RATE, paths)
     results: list[ExportResult] = []
     total = median_ms(lambda: results.extend(export_batch(clips, RATE, paths)), repeats)
 
     def floor_all() -> None:
-        for i, clip in enumerate(clips):
+        for i, clip in enumerate(to_host(clips)):
             floor_once(clip, root / f"floor_{i}.wav")
 
     floor = median_ms(floor_all, repeats)
-    return Row(f"batch of {clips.shape[0]}", results, total, floor, float("nan"))
+    return Row(f"batch of {clips.shape[0]}", results, total, floor, float("nan"), *host_ms(clips, repeats))
 
 
 def stage_medians(results: list[ExportResult]) -> dict[str, float]:
@@ -94,10 +124,12 @@ def stage_medians(results: list[ExportResult]) -> dict[str, float]:
     }
 
 
-def report(rows: list[Row], seconds: float) -> None:
-    print(f"\nexport of {seconds:g} s stereo {RATE // 1000} kHz float32 clips, PCM_16 WAV (medians, ms)\n")
+def report(rows: list[Row], seconds: float, source: str) -> None:
+    print(f"\nexport of {seconds:g} s stereo {RATE // 1000} kHz {source} clips, PCM_16 WAV (medians, ms)\n")
     columns = [
         "case",
+        "to host",
+        "as_audio",
         "measure",
         "limit",
         "quantize",
@@ -118,6 +150,8 @@ def report(rows: list[Row], seconds: float) -> None:
         memory = "" if np.isnan(row.memory_ratio) else f"{row.memory_ratio:.2f}x"
         cells = [
             row.case,
+            "-" if np.isnan(row.host_ms) else f"{row.host_ms:.1f}",
+            "-" if np.isnan(row.convert_ms) else f"{row.convert_ms:.1f}",
             *(f"{stages[s]:.1f}" for s in ("measure", "limit", "quantize", "write")),
             f"{row.total_ms:.1f}",
             f"{row.floor_ms:.1f}",
@@ -136,6 +170,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 s clips, batch of 4, 2 repeats")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--device", help="hand clips over as torch tensors on this device (cpu, cuda)")
+    parser.add_argument("--dtype", default="float32", help="tensor dtype with --device")
     args = parser.parse_args()
     seconds = 5.0 if args.quick else 30.0
     repeats = args.repeats or (2 if args.quick else 7)
@@ -145,6 +181,13 @@ def main() -> None:
     batch = np.stack(
         [synthesize_music(seconds, RATE, seed=10 + i, drums=(i % 4) / 2) for i in range(batch_size)]
     )
+    source = "float32 numpy"
+    if args.device:
+        import torch
+
+        dtype = getattr(torch, args.dtype)
+        calm, drums, batch = (torch.from_numpy(a).to(args.device, dtype) for a in (calm, drums, batch))
+        source = f"{args.dtype} tensor ({args.device})"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         rows = [
@@ -152,7 +195,7 @@ def main() -> None:
             single_case("limiting", drums, root, repeats),
             batch_case(batch, root, repeats),
         ]
-    report(rows, seconds)
+    report(rows, seconds, source)
 
 
 if __name__ == "__main__":

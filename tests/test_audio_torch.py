@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musicstore.audio import as_audio, export_audio, export_batch
+from musicstore.audio import as_audio, as_audio_batch, export_audio, export_batch
 from musicstore.errors import InvalidAudio
 
 torch = pytest.importorskip("torch")
@@ -73,3 +73,16 @@ def test_cuda_batch_nan_rejected_before_writing(tmp_path: Path) -> None:
     with pytest.raises(InvalidAudio, match="item 2, channel 0, sample 5"):
         export_batch(batch, RATE, [tmp_path / f"{i}.wav" for i in range(3)])
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_cuda
+def test_cuda_handoffs_keep_their_own_host_buffers() -> None:
+    """Pinned host buffers are reused only once freed: a live array never changes under a later hand-off."""
+    first = torch.rand(4, 2, 48_000, device="cuda", dtype=torch.bfloat16) - 0.5
+    second = torch.rand(4, 2, 48_000, device="cuda", dtype=torch.bfloat16) - 0.5
+    a = as_audio_batch(first)
+    b = as_audio_batch(second.transpose(1, 2).contiguous().transpose(1, 2))  # strided on the device
+    del second
+    c = as_audio_batch(torch.zeros(4, 2, 48_000, device="cuda"))
+    np.testing.assert_array_equal(a, first.float().cpu().numpy())
+    assert not np.shares_memory(a, b) and not np.shares_memory(b, c) and not c.any()
