@@ -25,7 +25,7 @@ import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pyloudnorm
@@ -41,7 +41,12 @@ from musicstore.audio import (
     synthesize_music,
 )
 
+if TYPE_CHECKING:
+    import torch  # imported at run time only with --device
+
 RATE = 32_000
+Clip: TypeAlias = "NDArray[np.float32] | torch.Tensor"
+"""Audio as the benchmark hands it over: float32 numpy, or with ``--device`` a torch tensor."""
 TARGETS_MS = {"no limiting": 100.0, "limiting": 250.0, "batch of 16": 1200.0}
 
 
@@ -176,9 +181,9 @@ def main() -> None:
     seconds = 5.0 if args.quick else 30.0
     repeats = args.repeats or (2 if args.quick else 7)
     batch_size = 4 if args.quick else 16
-    calm = synthesize_music(seconds, RATE, drums=0.0, seed=1)  # pads and bass: gain only
-    drums = synthesize_music(seconds, RATE, seed=2)  # drum transients: needs the limiter
-    batch = np.stack(
+    calm: Clip = synthesize_music(seconds, RATE, drums=0.0, seed=1)  # pads and bass: gain only
+    drums: Clip = synthesize_music(seconds, RATE, seed=2)  # drum transients: needs the limiter
+    batch: Clip = np.stack(
         [synthesize_music(seconds, RATE, seed=10 + i, drums=(i % 4) / 2) for i in range(batch_size)]
     )
     source = "float32 numpy"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import multiprocessing as mp
 import os
 import platform
@@ -70,7 +71,8 @@ def sql(name: str) -> str:
     """The SQL text musicstore runs for the named query on PostgreSQL: aiosql's psycopg adapter has already
     turned ``:name`` into ``%(name)s`` (converting it again must change nothing)."""
     text = QUERIES[name].sql
-    assert PyFormatAdapter().process_sql(name, None, text) == text, f"{name}: not converted"
+    # aiosql's adapters are unannotated (no-untyped-call: the constructor and process_sql)
+    assert PyFormatAdapter().process_sql(name, None, text) == text, f"{name}: not converted"  # type: ignore[no-untyped-call]
     return text
 
 
@@ -113,7 +115,7 @@ def bulk_build(server: pgserver.Server, dbname: str, n: int, *, pending: int, se
                     copy.write_row((text, 1, _ts(first), _ts(last)))
             with cur.copy(f"COPY generations ({GEN_COLUMNS}) FROM STDIN") as copy:
                 for row in gens:
-                    values = list(row)
+                    values: list[Any] = list(row)
                     for i in TIME_COLUMNS:
                         values[i] = _ts(values[i])
                     copy.write_row(values)
@@ -141,7 +143,9 @@ def bulk_build(server: pgserver.Server, dbname: str, n: int, *, pending: int, se
         conn.execute("VACUUM (ANALYZE) generations")
         conn.execute("VACUUM (ANALYZE) prompts")
         conn.execute("CHECKPOINT")
-        counted = dict(conn.execute("SELECT status, count(*) FROM generations GROUP BY status").fetchall())
+        counted: dict[str, int] = dict(
+            conn.execute("SELECT status, count(*) FROM generations GROUP BY status").fetchall()
+        )
     with Store(url) as store:
         stats = store.get_database_stats()
     got = {status.value: count for status, count in stats.by_status.items()}
@@ -159,7 +163,7 @@ def database_bytes(server: pgserver.Server, dbname: str) -> int:
 # --- operations --------------------------------------------------------------------------------------------
 
 
-class PgOpBench(bs.OpBench):
+class PgOpBench(bs.OpBench[psycopg.Connection[Any]]):
     """bench_store's library side unchanged; the floor through one bare psycopg connection."""
 
     def floor_create(self, k: int) -> bs.Timed:
@@ -177,7 +181,7 @@ class PgOpBench(bs.OpBench):
                     "sample_rate": 32000,
                     "channels": 2,
                     "created_at": now,
-                    "metadata": bs.json.dumps(meta, separators=(",", ":")),
+                    "metadata": json.dumps(meta, separators=(",", ":")),
                 },
             )
             for prompt, meta in self._creates(k, "f")
@@ -243,7 +247,7 @@ class PgOpBench(bs.OpBench):
     def floor_complete(self, k: int) -> bs.Timed:
         conn, read, update = self.conn, sql("get_generation_for_update"), sql("complete_generation")
         now = datetime.now(UTC)
-        merged = bs.json.dumps(
+        merged = json.dumps(
             {**bs.create_metadata(self.rng), **bs.done_metadata(self.rng)}, separators=(",", ":")
         )
         jobs = [
@@ -292,7 +296,7 @@ def bench_size(
     ids = [
         r["id"] for r in conn.execute("SELECT id FROM generations ORDER BY random() LIMIT 2000").fetchall()
     ]
-    bench = PgOpBench(store, conn, ids, random.Random(n))  # type: ignore[arg-type]
+    bench = PgOpBench(store, conn, ids, random.Random(n))
     results, profiles = [], []
     for op in bs.OPS:
         batch = plan.sizes[op]

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if importlib.util.find_spec("musicstore") is None:  # run from a source checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -190,10 +190,33 @@ INSERT_ROW = (
 )
 INSERT_PROMPT = "INSERT INTO prompts (text, used_count, first_used_at, last_used_at) VALUES (?, 1, ?, ?)"
 
+PromptRow = tuple[str, int, int]
+"""An ``INSERT_PROMPT`` row: text, first_used_at, last_used_at (µs)."""
+GenerationRow = tuple[
+    str,  # id
+    str,  # prompt
+    str,  # model_name
+    str | None,  # model_version
+    float,  # duration_seconds
+    int,  # sample_rate
+    int,  # channels
+    str,  # status
+    str | None,  # file_path
+    int | None,  # file_size_bytes
+    int,  # created_at (µs)
+    int | None,  # started_at (µs)
+    int | None,  # completed_at (µs)
+    float | None,  # generation_time_seconds
+    str | None,  # error_message
+    int,  # attempts
+    str | None,  # worker_id
+    int | None,  # lease_expires_at (µs)
+    str,  # metadata (JSON)
+]
+"""An ``INSERT_ROW`` row, its columns in that statement's order."""
 
-def rows_for(
-    n: int, pending: int, seed: int
-) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+
+def rows_for(n: int, pending: int, seed: int) -> Iterator[tuple[list[PromptRow], list[GenerationRow]]]:
     """Chunks of (prompt rows, generation rows): created_at increasing over the past year; the newest
     ``pending`` rows pending, the rest ~90 % completed, 6 % failed, 4 % cancelled."""
     rng = random.Random(seed)
@@ -202,7 +225,8 @@ def rows_for(
     start = end - step * n
     chunk = 20_000
     for base in range(0, n, chunk):
-        prompts, gens = [], []
+        prompts: list[PromptRow] = []
+        gens: list[GenerationRow] = []
         for i in range(base, min(n, base + chunk)):
             created = start + i * step + rng.randrange(step)
             gid = uuid7(created // 1000, rng)
@@ -211,6 +235,7 @@ def rows_for(
             meta = create_metadata(rng)
             model = rng.choice(MODELS)
             prompts.append((prompt, created, created))
+            row: GenerationRow
             if i >= n - pending:
                 row = (
                     gid,
@@ -433,13 +458,17 @@ def time_pair(lib: Prepare, floor: Prepare, batch: int, plan: Plan) -> tuple[lis
     return lib_us, floor_us
 
 
+ConnT = TypeVar("ConnT")
+
+
 @dataclass
-class OpBench:
+class OpBench(Generic[ConnT]):
     """For each operation, the library call and the floor, on one database: ``lib_<op>(k)`` and
-    ``floor_<op>(k)`` build the inputs of k operations and return the loop to time."""
+    ``floor_<op>(k)`` build the inputs of k operations and return the loop to time. ``conn`` is the floor's
+    bare connection: sqlite3 for the ``floor_<op>`` here (bench_postgres overrides them for psycopg)."""
 
     store: Store
-    conn: sqlite3.Connection
+    conn: ConnT
     ids: list[str]
     rng: random.Random
     claimed: list[str] = field(default_factory=list)
@@ -468,7 +497,7 @@ class OpBench:
 
         return timed
 
-    def floor_create(self, k: int) -> Timed:
+    def floor_create(self: OpBench[sqlite3.Connection], k: int) -> Timed:
         ex, track, insert = self.conn.execute, sql("track_prompt"), sql("insert_generation")
         prepared = [
             (
@@ -510,7 +539,7 @@ class OpBench:
 
         return timed
 
-    def floor_get(self, k: int) -> Timed:
+    def floor_get(self: OpBench[sqlite3.Connection], k: int) -> Timed:
         ex, text = self.conn.execute, sql("get_generation")
         ids = [self.ids[i % len(self.ids)] for i in range(k)]
 
@@ -530,7 +559,7 @@ class OpBench:
 
         return timed
 
-    def floor_list(self, k: int) -> Timed:
+    def floor_list(self: OpBench[sqlite3.Connection], k: int) -> Timed:
         ex, text = self.conn.execute, sql("list_generations_by_status")
         params = {
             "status": "pending",
@@ -556,7 +585,7 @@ class OpBench:
 
         return timed
 
-    def floor_stats(self, k: int) -> Timed:
+    def floor_stats(self: OpBench[sqlite3.Connection], k: int) -> Timed:
         ex, text = self.conn.execute, sql("totals")
 
         def timed() -> None:
@@ -577,7 +606,7 @@ class OpBench:
 
         return timed
 
-    def floor_claim(self, k: int) -> Timed:
+    def floor_claim(self: OpBench[sqlite3.Connection], k: int) -> Timed:
         ex, text, claimed = self.conn.execute, sql("claim_next"), self.claimed
         now = to_micros(datetime.now(UTC))
         params = {"worker_id": "bench-floor", "now": now, "lease_expires_at": now + 300_000_000}
@@ -603,7 +632,7 @@ class OpBench:
 
         return timed
 
-    def floor_complete(self, k: int) -> Timed:
+    def floor_complete(self: OpBench[sqlite3.Connection], k: int) -> Timed:
         ex, read, update = self.conn.execute, sql("get_generation_for_update"), sql("complete_generation")
         now = to_micros(datetime.now(UTC))
         merged = json.dumps({**create_metadata(self.rng), **done_metadata(self.rng)}, separators=(",", ":"))
@@ -680,7 +709,7 @@ def bench_size(n: int, plan: Plan, workdir: Path, profile: bool) -> tuple[list[R
     return results, profiles
 
 
-def _profile(n: int, op: str, bench: OpBench, batch: int) -> str:
+def _profile(n: int, op: str, bench: OpBench[Any], batch: int) -> str:
     if op == "complete":
         bench.lib_claim(batch)()
     timed = getattr(bench, f"lib_{op}")(batch)
@@ -988,7 +1017,7 @@ def breakdown(source: Path, workdir: Path, results: list[Result], rounds: int) -
     return text
 
 
-def create_in_situ(bench: OpBench, batches: int, batch: int) -> str:
+def create_in_situ(bench: OpBench[sqlite3.Connection], batches: int, batch: int) -> str:
     """create_generation split in situ: the library, the floor, the runner alone (library transaction and
     aiosql calls with parameters prepared ahead), and the operation's logic alone (its generator, driven
     straight onto the floor's SQL). Variants run in shuffled order each round; median µs per create."""
@@ -1037,10 +1066,14 @@ def create_in_situ(bench: OpBench, batches: int, batch: int) -> str:
                     while True:
                         if step is NOW:
                             value: Any = datetime.now(UTC)
-                        elif step.name == "track_prompt":
-                            value = ex(track, encode(step.params)).fetchone()
                         else:
-                            value = ex(insert, encode(step.params)).rowcount
+                            # Not NOW, so a Call; narrowed for mypy only, to keep isinstance out of the loop.
+                            if TYPE_CHECKING:
+                                assert isinstance(step, Call)
+                            if step.name == "track_prompt":
+                                value = ex(track, encode(step.params)).fetchone()
+                            else:
+                                value = ex(insert, encode(step.params)).rowcount
                         step = steps.send(value)
                 except StopIteration:
                     pass
