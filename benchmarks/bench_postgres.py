@@ -54,7 +54,7 @@ from musicstore.errors import DatabaseBusy  # noqa: E402
 from musicstore.ids import new_id  # noqa: E402
 from musicstore.models import EPOCH, Generation  # noqa: E402
 from musicstore.ops import Call  # noqa: E402
-from musicstore.queries import load  # noqa: E402
+from musicstore.queries import execute, load  # noqa: E402
 from musicstore.testing import pgserver  # noqa: E402
 
 QUERIES = load("postgres", "psycopg")
@@ -367,7 +367,7 @@ def breakdown(server: pgserver.Server) -> str:
     gid = bare.execute("SELECT id FROM generations WHERE status = 'completed' LIMIT 1").fetchone()["id"]  # type: ignore[index]
     get_text, totals_text = sql("get_generation"), sql("totals")
     pool = store._connector.pool
-    fn_get = QUERIES["get_generation"].fn
+    get_query = QUERIES["get_generation"]
     row = bare.execute(get_text, {"id": gid}).fetchone()
     read_totals = ops.reader(_only("totals"))
     write_totals = ops.writer(_only("totals"))
@@ -385,7 +385,7 @@ def breakdown(server: pgserver.Server) -> str:
 
     def pooled_get() -> None:
         c = pool.getconn()
-        fn_get(c, id=gid)
+        execute(c, get_query, {"id": gid})
         pool.putconn(c)
 
     n = 2000
@@ -394,9 +394,12 @@ def breakdown(server: pgserver.Server) -> str:
             "bare psycopg `execute(get_generation).fetchone()`, dict_row (the floor)",
             lambda: bare.execute(get_text, {"id": gid}).fetchone(),
         ),
-        ("aiosql `get_generation(conn, id=…)` on the bare connection", lambda: fn_get(bare, id=gid)),
+        (
+            "`musicstore.queries.execute(conn, get_generation, …)` on the bare connection",
+            lambda: execute(bare, get_query, {"id": gid}),
+        ),
         ("pool `getconn()` + `putconn()` alone", pooled),
-        ("pool getconn + aiosql get + putconn", pooled_get),
+        ("pool getconn + `execute` get + putconn", pooled_get),
         ("`Generation.from_row(row)`, a completed row (no database)", lambda: Generation.from_row(row)),  # type: ignore[arg-type]
         ("`store.get_generation(id)`", lambda: store.get_generation(gid)),
         ("bare `execute(totals).fetchall()`", lambda: bare.execute(totals_text).fetchall()),

@@ -53,7 +53,7 @@ from musicstore.errors import DatabaseBusy
 from musicstore.ids import check_id, new_id
 from musicstore.models import to_datetime, to_micros
 from musicstore.ops import NOW, Call
-from musicstore.queries import data_dir, load
+from musicstore.queries import data_dir, execute, load
 from musicstore.sqlite import encode
 
 BUILD_VERSION = 1
@@ -890,7 +890,10 @@ def breakdown(source: Path, workdir: Path, results: list[Result], rounds: int) -
             "the same on the library's connection (sqlite3.Row rows)",
             lambda: lconn.execute(get_sql, {"id": gid}).fetchone(),
         ),
-        ("aiosql query function, `fn(conn, id=...)`", lambda: QUERIES["get_generation"].fn(lconn, id=gid)),
+        (
+            "`musicstore.queries.execute(conn, get_generation, …)`",
+            lambda: execute(lconn, QUERIES["get_generation"], {"id": gid}),
+        ),
         ("`Generation.from_row(row)`, a completed row", lambda: Generation.from_row(row)),
         ('· 19 × `row["column"]`', lambda: [row[name] for name in fields]),
         ("· `json.loads` of its metadata", lambda: json.loads(row["metadata"])),
@@ -934,7 +937,7 @@ def breakdown(source: Path, workdir: Path, results: list[Result], rounds: int) -
     ]
     lines += [
         "",
-        "#### the runner (Store.run, _drive, aiosql, encode, transaction) around one query",
+        "#### the runner (Store.run, _drive, queries.execute, encode, transaction) around one query",
         "",
         "| call | µs |",
         "| --- | ---: |",
@@ -1019,7 +1022,7 @@ def breakdown(source: Path, workdir: Path, results: list[Result], rounds: int) -
 
 def create_in_situ(bench: OpBench[sqlite3.Connection], batches: int, batch: int) -> str:
     """create_generation split in situ: the library, the floor, the runner alone (library transaction and
-    aiosql calls with parameters prepared ahead), and the operation's logic alone (its generator, driven
+    query calls with parameters prepared ahead), and the operation's logic alone (its generator, driven
     straight onto the floor's SQL). Variants run in shuffled order each round; median µs per create."""
     ex, track, insert = bench.conn.execute, sql("track_prompt"), sql("insert_generation")
     two_calls = ops.writer(_track_and_insert)

@@ -22,7 +22,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, over
 from . import ops
 from .errors import InvalidInput
 from .ops import NOW, Operation, Steps
-from .queries import Query, load
+from .queries import Query, execute_async, load
 from .store import Clock, Operations, check_schema, start, utcnow
 from .urls import DatabaseURL, resolve
 
@@ -212,11 +212,7 @@ class AsyncStore(AsyncOperations):
                 if step is NOW:
                     value: Any = clock()
                 else:
-                    query = queries[step.name]
-                    if query.returns_rows:  # an async generator: materialise it inside the transaction
-                        value = [row async for row in query.fn(conn, **encode(step.params))]
-                    else:
-                        value = await query.fn(conn, **encode(step.params))
+                    value = await execute_async(conn, queries[step.name], encode(step.params))
                 step = steps.send(value)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]

@@ -20,7 +20,7 @@ from . import ops
 from .errors import InvalidInput, MigrationError
 from .migrate import shipped_migrations
 from .ops import NOW, Operation, Steps
-from .queries import Query, load
+from .queries import Query, execute, load
 from .urls import DatabaseURL, resolve
 
 P = ParamSpec("P")
@@ -179,10 +179,7 @@ class Store(Operations):
                 if step is NOW:
                     value: Any = clock()
                 else:
-                    query = queries[step.name]
-                    value = query.fn(conn, **encode(step.params))
-                    if query.returns_rows:
-                        value = list(value)
+                    value = execute(conn, queries[step.name], encode(step.params))
                 step = steps.send(value)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
