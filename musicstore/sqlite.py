@@ -66,6 +66,12 @@ class SQLiteConnector:
     driver = "sqlite3"
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
     encode = staticmethod(encode)
+    forks = 0
+    """How many forks led to this process: a connection opened before a fork is never used after it."""
+
+    @classmethod
+    def _forked(cls) -> None:
+        cls.forks += 1
 
     def __init__(self, path: Path, *, busy_timeout: float) -> None:
         self.path = path
@@ -100,10 +106,10 @@ class SQLiteConnector:
         """This thread's connection, opened on first use."""
         local = self._local
         conn: sqlite3.Connection | None = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():  # a forked child opens its own
+        if conn is None or local.forks != self.forks:  # a forked child opens its own
             conn = self._open()
             pid = os.getpid()
-            local.conn, local.pid = conn, pid
+            local.conn, local.forks = conn, self.forks
             with self._lock:
                 self._close_finished_threads(pid)
                 self._opened[threading.current_thread(), pid] = conn
@@ -134,6 +140,9 @@ class SQLiteConnector:
                 conn.close()
             self._opened.clear()
         self._local = threading.local()
+
+
+os.register_at_fork(after_in_child=SQLiteConnector._forked)
 
 
 class AsyncSQLiteConnector:

@@ -144,3 +144,26 @@ def test_killed_worker_job_is_requeued_after_its_lease_and_completed_by_another(
         assert rescued is not None and rescued.id == job.id and rescued.attempts == 2
         done = store.complete_generation(job.id, file_path="x.wav", file_size_bytes=1, worker_id="rescuer")
         assert done.is_completed and done.worker_id == "rescuer"
+
+
+def _forked_child_uses_its_own_connection(store: Store, parent_conn: object, done: Any) -> None:
+    conn = store._connector.acquire()
+    job = store.create_generation("made in a forked child", model_name="m", duration_seconds=1.0)
+    done.put((conn is not parent_conn, job.id))
+
+
+def test_a_forked_child_opens_its_own_sqlite_connection(sqlite_url: str) -> None:
+    """A connection opened before a fork is never used after it: SQLite forbids sharing one."""
+    fork = multiprocessing.get_context("fork")
+    with Store(sqlite_url) as store:
+        parent_conn = store._connector.acquire()
+        assert store.count_generations() == 0  # the parent's connection is open and used
+        done = fork.Queue()
+        child = fork.Process(target=_forked_child_uses_its_own_connection, args=(store, parent_conn, done))
+        child.start()
+        own_connection, job_id = done.get(timeout=30)
+        child.join(30)
+        assert child.exitcode == 0 and own_connection
+        assert store._connector.acquire() is parent_conn  # the parent keeps its own
+        found = store.get_generation(job_id)
+        assert found is not None and found.prompt == "made in a forked child"
