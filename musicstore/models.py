@@ -202,7 +202,7 @@ class Stats:
         by_status = {status: 0 for status in Status}
         file_bytes, generation_seconds, audio_seconds = 0, 0.0, 0.0
         for row in rows:
-            status = Status(row["status"])
+            status = _STATUS[row["status"]]
             by_status[status] = row["generations"]
             file_bytes += row["file_bytes"]
             if status is Status.COMPLETED:
