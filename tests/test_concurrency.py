@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -146,24 +148,41 @@ def test_killed_worker_job_is_requeued_after_its_lease_and_completed_by_another(
         assert done.is_completed and done.worker_id == "rescuer"
 
 
-def _forked_child_uses_its_own_connection(store: Store, parent_conn: object, done: Any) -> None:
-    conn = store._connector.acquire()
-    job = store.create_generation("made in a forked child", model_name="m", duration_seconds=1.0)
-    done.put((conn is not parent_conn, job.id))
+FORK_SCRIPT = """
+import os, sys
+from musicstore import Store
+
+with Store(sys.argv[1]) as store:
+    parent_conn = store._connector.acquire()
+    store.count_generations()  # the parent's connection is open and used
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        own = store._connector.acquire() is not parent_conn
+        job = store.create_generation("made in a forked child", model_name="m", duration_seconds=1.0)
+        os.write(write, f"{own} {job.id}".encode())
+        os._exit(0)
+    os.close(write)
+    own, job_id = os.read(read, 200).decode().split()
+    _, status = os.waitpid(pid, 0)
+    found = store.get_generation(job_id)
+    keeps = store._connector.acquire() is parent_conn
+    print(own, keeps, os.waitstatus_to_exitcode(status), found.prompt if found else None)
+"""
 
 
 def test_a_forked_child_opens_its_own_sqlite_connection(sqlite_url: str) -> None:
-    """A connection opened before a fork is never used after it: SQLite forbids sharing one."""
-    fork = multiprocessing.get_context("fork")
-    with Store(sqlite_url) as store:
-        parent_conn = store._connector.acquire()
-        assert store.count_generations() == 0  # the parent's connection is open and used
-        done = fork.Queue()
-        child = fork.Process(target=_forked_child_uses_its_own_connection, args=(store, parent_conn, done))
-        child.start()
-        own_connection, job_id = done.get(timeout=30)
-        child.join(30)
-        assert child.exitcode == 0 and own_connection
-        assert store._connector.acquire() is parent_conn  # the parent keeps its own
-        found = store.get_generation(job_id)
-        assert found is not None and found.prompt == "made in a forked child"
+    """A connection opened before a fork is never used after it: SQLite forbids sharing one.
+
+    The fork happens in a fresh single-threaded interpreter: forking pytest's process, which has threads,
+    could deadlock the child.
+    """
+    ran = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, sqlite_url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip().split(maxsplit=3) == ["True", "True", "0", "made in a forked child"]
