@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from . import validate
 from .audio import ExportOptions, ExportResult, as_audio, as_audio_batch, export_audio, layout_path
+from .audio.export import check_target
 from .errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, StorageError
 from .fsync import fsync
 from .models import Generation, Status
@@ -69,6 +70,7 @@ def export_generation(
     if generation_time_seconds is not None:
         validate.number(generation_time_seconds, "generation_time_seconds", positive=False)
     final = layout_path(root, generation.id, ext, when=generation.created_at)
+    _check_format(ext, options)
     worker = generation.worker_id if worker_id is None else worker_id
     staged = _staging_path(final)
     try:
@@ -114,6 +116,7 @@ def export_batch_generations(
         raise InvalidInput(f"a batch for {count} generations must have shape ({count}, C, S), got {shape}")
     if len(extras) != count or len({g.id for g in generations}) != count:
         raise InvalidInput("give one metadata entry per generation, and each generation once")
+    _check_format(ext, options)
     for generation, extra in zip(generations, extras, strict=True):
         _check_call(generation, on_error, max_attempts, extra)
     try:
@@ -133,6 +136,11 @@ def export_batch_generations(
 
     with ThreadPoolExecutor(max_workers=workers or min(count, os.cpu_count() or 1) or 1) as pool:
         return list(pool.map(one, range(count)))
+
+
+def _check_format(ext: str, options: ExportOptions | None) -> None:
+    """An extension, or a subtype its format cannot hold, is a caller mistake: it would fail every job."""
+    check_target(Path(f"generation.{ext}"), (options or ExportOptions()).subtype)
 
 
 def _check_call(

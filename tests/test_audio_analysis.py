@@ -34,6 +34,14 @@ def test_no_tempo_in_silence_or_steady_tone() -> None:
     assert estimate_tempo(tone, RATE) is None
 
 
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("samples", [1, 80, 159])  # under two 2.5 ms hops at 32 kHz
+def test_no_tempo_and_no_warning_in_a_few_samples(samples: int) -> None:
+    clip = np.random.default_rng(1).standard_normal((2, samples)).astype(np.float32) * np.float32(0.1)
+    assert estimate_tempo(clip, RATE) is None
+    assert analyze_audio(clip, RATE, tempo=True).bpm is None
+
+
 def test_full_scale_sine_figures() -> None:
     t = np.arange(RATE * 4) / RATE
     sine = np.tile(np.sin(2 * np.pi * 1000 * t), (2, 1)).astype(np.float32) * np.float32(0.5)

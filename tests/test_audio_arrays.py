@@ -78,6 +78,8 @@ def test_bad_arguments_raise_and_write_nothing(
         {"max_limiting_db": 0.0},
         {"max_gain_db": -1.0},
         {"subtype": "PCM_8"},
+        {"dither_seed": -1},  # numpy's ValueError, after the checks, before this was checked here
+        {"dither_seed": 1.5},
     ],
 )
 def test_bad_options_raise(kwargs: dict[str, Any]) -> None:

@@ -295,3 +295,31 @@ def test_batch_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         export_batch(batch, RATE, [tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "c.wav"])
     assert "batch item 1" in "".join(caught.value.__notes__)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("error", [MemoryError("out of memory"), AssertionError("did not converge")])
+def test_batch_is_all_or_nothing_whatever_the_error(
+    error: Exception, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = np.stack([synthesize_music(2.0, RATE, seed=s) for s in range(3)])
+    real = sf.write
+
+    def write(path: Any, data: Any, *args: Any, **kwargs: Any) -> None:
+        if ".a.wav." in str(path):
+            raise error
+        real(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(sf, "write", write)
+    with pytest.raises(type(error)) as caught:
+        export_batch(batch, RATE, [tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "c.wav"], workers=1)
+    assert list(tmp_path.iterdir()) == []  # b.wav and c.wav, written after a.wav failed, are removed too
+    assert "batch item 0" in "".join(caught.value.__notes__)
+
+
+@pytest.mark.parametrize("stem", ["é" * 120, "x" * 250])
+def test_longest_file_names_can_be_written(stem: str, music: NDArray[np.float32], tmp_path: Path) -> None:
+    target = tmp_path / f"{stem}.wav"  # 244 and 254 bytes: valid names (the limit is 255)
+    assert len(os.fsencode(target.name)) <= 255
+    result = export_audio(music, RATE, target)
+    assert result.bytes == target.stat().st_size
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]

@@ -215,6 +215,29 @@ def test_caller_mistakes_raise_before_anything(store: Store, root: Path) -> None
     assert row is not None and row.status is Status.PROCESSING and row.error_message is None
 
 
+@pytest.mark.parametrize("subtype", ["FLOAT", "PCM_32"])
+def test_subtype_the_format_cannot_hold_is_a_caller_mistake(store: Store, root: Path, subtype: str) -> None:
+    # a worker configured with FLAC and a WAV-only subtype must not fail every generation it claims
+    job = claimed(store)
+    with pytest.raises(InvalidInput, match="FLAC"):
+        export_generation(store, job, music(), root=root, ext="flac", options=ExportOptions(subtype=subtype))
+    assert files_under(root) == []
+    row = store.get_generation(job.id)
+    assert row is not None and row.status is Status.PROCESSING and row.error_message is None
+    batch = [job, claimed(store)]
+    with pytest.raises(InvalidInput, match="FLAC"):  # a batch raises at once instead of failing each item
+        export_batch_generations(
+            store,
+            batch,
+            np.stack([music(), music()]),
+            root=root,
+            ext="flac",
+            options=ExportOptions(subtype=subtype),
+        )
+    assert files_under(root) == []
+    assert all(store.get_generation(g.id).status is Status.PROCESSING for g in batch)  # type: ignore[union-attr]
+
+
 def test_nothing_escapes_the_root(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     root = Path("out") / "audio"  # a relative root, as the demo's data/audio

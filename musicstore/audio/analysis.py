@@ -90,6 +90,8 @@ def _onset_envelope(x: NDArray[np.float32], rate: int) -> tuple[NDArray[np.float
     hop = max(1, round(_HOP_SECONDS * rate))
     mono = x.mean(axis=0, dtype=np.float64)
     frames = mono.shape[0] // hop
+    if frames < 2:  # no energy flux at all: an empty envelope (estimate_tempo returns None)
+        return np.zeros(0), hop / rate
     energy = np.square(mono[: frames * hop]).reshape(frames, hop).sum(axis=1)
     flux = gaussian_filter1d(
         np.maximum(np.diff(np.log10(energy + 1e-10)), 0.0), 2.0

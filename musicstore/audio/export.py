@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
 import time
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ from musicstore.audio.limiter import Leveled, LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, gated_loudness
 from musicstore.audio.quantize import SUBTYPES, clipped_samples, to_frames
 from musicstore.audio.truepeak import to_db, true_peak
-from musicstore.errors import InvalidInput, MusicstoreError
+from musicstore.errors import InvalidInput
 
 log = logging.getLogger("musicstore.audio")
 
@@ -55,6 +56,15 @@ class ExportOptions:
             (0.0 <= self.max_gain_db <= 60.0, "max_gain_db must be in [0, 60] dB"),
             (0.0 < self.tolerance_lu <= 1.0, "tolerance_lu must be in (0, 1] LU"),
             (self.subtype in SUBTYPES["WAV"], f"subtype must be one of {SUBTYPES['WAV']}"),
+            (
+                self.dither_seed is None
+                or (
+                    isinstance(self.dither_seed, numbers.Integral)
+                    and not isinstance(self.dither_seed, bool)
+                    and self.dither_seed >= 0
+                ),
+                f"dither_seed must be None or an integer >= 0, got {self.dither_seed!r}",
+            ),
         )
         for ok, message in checks:
             if not ok:
@@ -134,7 +144,8 @@ class _Processed:
     true_peak: float  # linear, Annex 2 4x
 
 
-def _check_target(path: str | Path, subtype: str) -> tuple[Path, str]:
+def check_target(path: str | Path, subtype: str) -> tuple[Path, str]:
+    """The target path and its format, after checking the extension and that the format holds ``subtype``."""
     target = Path(path)
     fmt = format_for(target)
     if subtype not in SUBTYPES[fmt]:
@@ -269,7 +280,7 @@ def export_audio(
     started = time.perf_counter()
     opts = options or ExportOptions()
     rate = check_sample_rate(sample_rate)
-    target, fmt = _check_target(path, opts.subtype)
+    target, fmt = check_target(path, opts.subtype)
     x = as_audio(audio, scale=scale)
     return _export_one(x, rate, target, fmt, options=opts, started=started)
 
@@ -291,7 +302,7 @@ def export_batch(
     started = time.perf_counter()
     opts = options or ExportOptions()
     rate = check_sample_rate(sample_rate)
-    targets = [_check_target(p, opts.subtype) for p in paths]
+    targets = [check_target(p, opts.subtype) for p in paths]
     batch = as_audio_batch(audio, scale=scale)
     if len(targets) != batch.shape[0]:
         raise InvalidInput(f"{len(targets)} paths for a batch of {batch.shape[0]}; give one path per item")
@@ -304,20 +315,23 @@ def export_batch(
             for i, (target, fmt) in enumerate(targets)
         ]
         outcomes = [_outcome(f) for f in futures]
-    errors = [(i, e) for i, e in enumerate(outcomes) if isinstance(e, BaseException)]
+    errors = [(i, e) for i, e in enumerate(outcomes) if isinstance(e, Exception)]
     if errors:
+        index, first = errors[0]
         for result in outcomes:
             if isinstance(result, ExportResult):
-                result.path.unlink(missing_ok=True)
-        index, first = errors[0]
+                try:
+                    result.path.unlink(missing_ok=True)
+                except OSError as cleanup:
+                    first.add_note(f"and removing {result.path} failed: {cleanup}")
         first.add_note(f"batch item {index} of {len(targets)}; no file of this batch was kept")
         raise first
     return [r for r in outcomes if isinstance(r, ExportResult)]
 
 
-def _outcome(future: Any) -> ExportResult | BaseException:
+def _outcome(future: Any) -> ExportResult | Exception:
     try:
         result: ExportResult = future.result()
-    except (MusicstoreError, OSError, ValueError) as exc:
+    except Exception as exc:  # any failure (MemoryError too): the other items' files must still go
         return exc
     return result

@@ -22,6 +22,7 @@ from musicstore.fsync import fsync
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 EXTENSIONS = {"wav": "WAV", "flac": "FLAC"}
+_TEMP_STEM_BYTES = 200  # + ".", ".flac", "." + 8 random + ".tmp" stays under the usual 255-byte limit
 
 
 def _default_file_mode() -> int:
@@ -69,6 +70,14 @@ def _remove(path: Path, error: BaseException) -> None:
         error.add_note(f"and removing {path} failed too: {cleanup}")
 
 
+def _temp_prefix(path: Path) -> str:
+    """``.<name>.``, the stem shortened so that the temp name fits where ``path``'s own name does."""
+    stem = path.stem
+    while len(os.fsencode(stem)) > _TEMP_STEM_BYTES:
+        stem = stem[:-1]
+    return f".{stem}{path.suffix}."
+
+
 def write_atomic(path: Path, frames: NDArray[np.generic], sample_rate: int, fmt: str, subtype: str) -> int:
     """Write ``(S, C)`` frames to ``path`` atomically and durably; return the file size in bytes.
 
@@ -77,7 +86,7 @@ def write_atomic(path: Path, frames: NDArray[np.generic], sample_rate: int, fmt:
     directory = path.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=directory)
         os.close(fd)
     except OSError as exc:
         raise StorageError(f"cannot create a file in {directory}: {exc}; check the output root") from exc
