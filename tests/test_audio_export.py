@@ -323,3 +323,29 @@ def test_longest_file_names_can_be_written(stem: str, music: NDArray[np.float32]
     result = export_audio(music, RATE, target)
     assert result.bytes == target.stat().st_size
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_new_date_folders_are_flushed_into_their_parents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a crash, a committed row's file must not vanish with a YYYY/MM/DD folder made for it."""
+    from musicstore.audio import files
+    from musicstore.fsync import fsync as real
+
+    flushed: list[Path] = []
+
+    def recording(path: Path, *, directory: bool = False) -> None:
+        if directory:
+            flushed.append(Path(path))
+        real(path, directory=directory)
+
+    monkeypatch.setattr(files, "fsync", recording)
+    root = tmp_path / "audio"
+    root.mkdir()
+    first = layout_path(root, "first", "wav", when=datetime(2026, 11, 29, tzinfo=UTC))
+    export_audio(synthesize_music(1.0, RATE, seed=1), RATE, first)
+    day = first.parent
+    assert flushed == [root, day.parent.parent, day.parent, day]  # each new folder's parent, then the rename
+    flushed.clear()
+    export_audio(synthesize_music(1.0, RATE, seed=2), RATE, day / "second.wav")
+    assert flushed == [day]  # nothing new to create: only the rename is flushed

@@ -78,6 +78,18 @@ def _temp_prefix(path: Path) -> str:
     return f".{stem}{path.suffix}."
 
 
+def _make_directories(directory: Path) -> None:
+    """``mkdir -p``, durably: each new folder's entry in its parent is flushed, so that after a crash a file
+    whose row was committed is not lost with a ``YYYY/MM/DD`` folder created for it."""
+    missing: list[Path] = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True)
+        fsync(folder.parent, directory=True)
+
+
 def write_atomic(path: Path, frames: NDArray[np.generic], sample_rate: int, fmt: str, subtype: str) -> int:
     """Write ``(S, C)`` frames to ``path`` atomically and durably; return the file size in bytes.
 
@@ -85,7 +97,7 @@ def write_atomic(path: Path, frames: NDArray[np.generic], sample_rate: int, fmt:
     """
     directory = path.parent
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        _make_directories(directory)
         fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=directory)
         os.close(fd)
     except OSError as exc:
