@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .errors import MigrationError
 from .queries import data_dir
-from .urls import resolve
+from .urls import resolve, without_password
 
 
 def shipped_migrations() -> list[str]:
@@ -63,21 +64,39 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
     from yoyo.exceptions import LockTimeout
 
     target = resolve(url)
-    if target.path is not None:
-        target.path.parent.mkdir(parents=True, exist_ok=True)
-    backend = get_backend(target.yoyo_url)
+    where = without_password(target.url)
+    failures = _database_errors(target.dialect)
+    try:
+        if target.path is not None:
+            target.path.parent.mkdir(parents=True, exist_ok=True)
+        backend = get_backend(target.yoyo_url)
+    except failures as exc:
+        raise MigrationError(
+            f"{where}: cannot open the database to migrate it ({exc}); check the URL"
+        ) from exc
     try:
         migrations = read_migrations(str(data_dir("migrations")))
         with backend.lock(timeout=lock_timeout):
             pending = backend.to_apply(migrations)
             backend.apply_migrations(pending)
     except LockTimeout as exc:
-        raise MigrationError(
-            f"{target.url}: another process held the migration lock for {lock_timeout}s"
-        ) from exc
+        raise MigrationError(f"{where}: another process held the migration lock for {lock_timeout}s") from exc
+    except failures as exc:
+        raise MigrationError(f"{where}: a migration failed ({exc})") from exc
     finally:
         backend.connection.close()
     return [migration.id for migration in pending]
+
+
+def _database_errors(dialect: str) -> tuple[type[BaseException], ...]:
+    """What opening or migrating a database raises: OS errors and its driver's errors."""
+    if dialect != "postgres":
+        return (OSError, sqlite3.Error)
+    try:
+        import psycopg
+    except ImportError:  # yoyo's get_backend says what is missing
+        return (OSError,)
+    return (OSError, psycopg.Error)
 
 
 def init_db(url: str | None = None) -> list[str]:

@@ -8,12 +8,15 @@ extra: ``pip install 'musicstore[postgres]'``.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from .errors import DatabaseBusy, DatabaseError, InvalidInput, MigrationError, MusicstoreError
+from .urls import without_password
 
 DIALECT = "postgres"
 # A read-only transaction is a snapshot: the connection setting, like SQLite's PRAGMAs.
@@ -54,13 +57,16 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
     return DatabaseError(f"{where}: {exc}")
 
 
-def _safe_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    scheme, _, rest = url.partition("://")
-    if "@" in rest:
-        credentials, _, host = rest.rpartition("@")
-        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
-    return url
+def _unreachable(where: str, exc: BaseException) -> DatabaseError:
+    return DatabaseError(
+        f"{where}: cannot connect to the database ({exc}); "
+        "check the URL, the credentials and that the server is running"
+    )
+
+
+def _connect_timeout(timeout: float) -> int:
+    """libpq's connect_timeout: whole seconds, at least 2 (it treats smaller values as 2)."""
+    return max(2, math.ceil(timeout))
 
 
 class PostgresConnector:
@@ -73,12 +79,15 @@ class PostgresConnector:
     def __init__(self, url: str, *, pool_size: int, timeout: float) -> None:
         psycopg, _, _ = _modules()
         self.url = url
-        self.where = _safe_url(url)
+        self.where = without_password(url)
         self.pool_size = pool_size
         self.timeout = timeout
         self.errors: tuple[type[BaseException], ...] = (psycopg.Error, _modules()[1].PoolTimeout)
         self._pid = -1
         self._pool: Any = None
+        self._owners: dict[int, Any] = {}  # id(connection) -> the pool it came from, while it is lent out
+        self._owners_pid = os.getpid()
+        self._owners_lock = threading.Lock()
 
     def translate(self, exc: BaseException) -> MusicstoreError | None:
         return translate(exc, self.where)
@@ -96,13 +105,34 @@ class PostgresConnector:
                 open=True,
             )
             self._pid = os.getpid()
+            if self._owners_pid != self._pid:  # a forked child: its parent's connections are not its own
+                self._owners, self._owners_pid = {}, self._pid
         return self._pool
 
     def acquire(self) -> Any:
-        return self.pool.getconn()
+        pool = self.pool
+        try:
+            conn = pool.getconn()
+        except _modules()[1].PoolTimeout:
+            if len(self._owners) < self.pool_size:  # not all lent out: the pool could not connect
+                self._check_reachable()
+            raise
+        with self._owners_lock:
+            self._owners[id(conn)] = pool  # returned to this pool even if the store is closed meanwhile
+        return conn
+
+    def _check_reachable(self) -> None:
+        """Raise DatabaseError with the reason if a fresh connection to the database fails."""
+        psycopg = _modules()[0]
+        try:
+            psycopg.connect(self.url, connect_timeout=_connect_timeout(self.timeout)).close()
+        except psycopg.Error as exc:
+            raise _unreachable(self.where, exc) from exc
 
     def release(self, conn: Any) -> None:
-        self.pool.putconn(conn)
+        with self._owners_lock:
+            pool = self._owners.pop(id(conn))
+        pool.putconn(conn)  # a closed pool closes the connection
 
     @contextmanager
     def transaction(self, conn: Any, *, write: bool) -> Iterator[None]:
@@ -127,10 +157,11 @@ class AsyncPostgresConnector:
     def __init__(self, url: str, *, pool_size: int, timeout: float) -> None:
         psycopg, psycopg_pool, _ = _modules()
         self.url = url
-        self.where = _safe_url(url)
+        self.where = without_password(url)
         self.pool_size = pool_size
         self.timeout = timeout
         self.errors: tuple[type[BaseException], ...] = (psycopg.Error, psycopg_pool.PoolTimeout)
+        self._pool_timeout: type[BaseException] = psycopg_pool.PoolTimeout
         self._pool: Any = None
         self._returning: set[asyncio.Future[None]] = set()
         self._owners: dict[int, Any] = {}  # id(connection) -> the pool it came from
@@ -159,8 +190,23 @@ class AsyncPostgresConnector:
         except asyncio.CancelledError:
             getting.add_done_callback(lambda done: self._give_back(pool, done))
             raise
+        except self._pool_timeout:
+            if len(self._owners) < self.pool_size:  # not all lent out: the pool could not connect
+                await self._check_reachable()
+            raise
         self._owners[id(conn)] = pool  # returned to this pool even if the store is closed meanwhile
         return conn
+
+    async def _check_reachable(self) -> None:
+        """Raise DatabaseError with the reason if a fresh connection to the database fails."""
+        psycopg = _modules()[0]
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.url, connect_timeout=_connect_timeout(self.timeout)
+            )
+        except psycopg.Error as exc:
+            raise _unreachable(self.where, exc) from exc
+        await conn.close()
 
     def _give_back(self, pool: Any, done: asyncio.Future[Any]) -> None:
         if not done.cancelled() and done.exception() is None:

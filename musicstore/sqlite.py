@@ -51,7 +51,10 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
 
 
 def _prepare(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseError(f"{path}: cannot create the database's folder ({exc}); check the URL") from exc
 
 
 def _check_wal(mode: str, path: Path) -> None:
@@ -157,6 +160,7 @@ class AsyncSQLiteConnector:
         self.path = path
         self.busy_timeout = busy_timeout
         self._idle: list[Any] = []
+        self._lent: set[Any] = set()  # in use; one lent before close() is closed when it comes back
 
     def translate(self, exc: BaseException) -> MusicstoreError | None:
         return translate(exc, self.path)
@@ -180,13 +184,17 @@ class AsyncSQLiteConnector:
 
     async def acquire(self) -> Any:
         """An idle connection, or a new one."""
-        return self._idle.pop() if self._idle else await self._open()
+        conn = self._idle.pop() if self._idle else await self._open()
+        self._lent.add(conn)
+        return conn
 
     async def release(self, conn: Any) -> None:
-        if conn.in_transaction:  # its rollback failed: never hand it out again
-            await conn.close()
-        else:
+        if conn in self._lent and not conn.in_transaction:
+            self._lent.remove(conn)
             self._idle.append(conn)
+        else:  # lent before close(), or its rollback failed: never hand it out again
+            self._lent.discard(conn)
+            await conn.close()
 
     @asynccontextmanager
     async def transaction(self, conn: Any, *, write: bool) -> AsyncIterator[None]:
@@ -202,6 +210,6 @@ class AsyncSQLiteConnector:
             raise
 
     async def close(self) -> None:
-        idle, self._idle = self._idle, []
+        idle, self._idle, self._lent = self._idle, [], set()
         for conn in idle:
             await conn.close()

@@ -196,7 +196,10 @@ class Store(Operations):
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         connector = self._connector
-        conn = connector.acquire()
+        try:
+            conn = connector.acquire()
+        except connector.errors as exc:  # no pooled connection in time, or the database cannot be opened
+            raise connector.translate(exc) from exc
         try:
             if not op.writes:
                 return self._drive(conn, steps, first)
@@ -225,13 +228,17 @@ class Store(Operations):
                 "a transaction is already open on this thread; nested transactions are not supported"
             )
         connector = self._connector
-        conn = connector.acquire()
+        try:
+            conn = connector.acquire()
+        except connector.errors as exc:
+            raise connector.translate(exc) from exc
         try:
             with self._translated(), connector.transaction(conn, write=write):
                 tx = self._local.tx = Transaction(self, conn, write=write)
                 try:
                     yield tx
                 finally:
+                    tx.closed = True  # its connection goes back: refuse to run outside the transaction
                     self._local.tx = None
         finally:
             connector.release(conn)
@@ -243,9 +250,12 @@ class Transaction(Operations):
     def __init__(self, store: Store, conn: Any, *, write: bool) -> None:
         self.store = store
         self.write = write
+        self.closed = False
         self._conn = conn
 
     def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if self.closed:
+            raise InvalidInput(f"{op.__name__}: this transaction has ended; open a new one")
         if op.writes and not self.write:
             raise InvalidInput(f"{op.__name__} writes; open the transaction with write=True")
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import ops
+from . import ops, validate
 from .store import Store
 
 
@@ -17,6 +17,7 @@ def copy_store(
     idempotent: rerun after an interruption, rows already copied are skipped (a prompt keeps the larger usage
     count). Stop the workers first, or generations that change meanwhile are copied as they were when read.
     """
+    batch = validate.integer(batch, "batch", 1)  # 0 would copy nothing and report success
     after_prompt = 0
     while prompts := source.run(ops.prompts_after, after_prompt, batch):
         target.run(ops.import_rows, prompts, [])

@@ -36,6 +36,15 @@ class DatabaseURL:
         return self.url
 
 
+def without_password(url: str) -> str:
+    """The URL with its password masked, for messages."""
+    scheme, _, rest = url.partition("://")
+    if "@" in rest:
+        credentials, _, host = rest.rpartition("@")
+        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+    return url
+
+
 def resolve(url: str | None = None) -> DatabaseURL:
     """Parse ``url``, or ``$MUSICSTORE_DATABASE_URL``, or the SQLite default."""
     text = url or os.environ.get(URL_ENV) or DEFAULT_URL

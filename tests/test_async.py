@@ -455,3 +455,55 @@ def test_closing_the_store_while_a_task_holds_a_connection(db_url: str) -> None:
         assert isinstance(outcome[0], str), repr(outcome[0])
 
     run(main())
+
+
+def test_a_database_that_cannot_be_opened_is_a_clear_error(tmp_path: Path, postgres_url: str) -> None:
+    """As Store: a DatabaseError naming the failure, not an OSError, nor DatabaseBusy ('raise pool_size')."""
+    from musicstore import DatabaseError
+
+    from .test_store import _unopenable_urls
+
+    async def main() -> None:
+        for url in _unopenable_urls(tmp_path, postgres_url):
+            for migrate in (False, True):
+                with pytest.raises(DatabaseError) as caught:
+                    await AsyncStore.open(url, busy_timeout=0.5, migrate=migrate)
+                assert not isinstance(caught.value, DatabaseBusy), (url, caught.value)
+
+    run(main())
+
+
+def test_a_connection_in_use_when_the_store_closes_is_closed_when_released(db_url: str) -> None:
+    """close() cannot close a connection a task is using; it must close it when the task is done with it,
+    not keep it in the closed store (on SQLite an aiosqlite thread, which keeps the process from exiting)."""
+
+    async def main() -> None:
+        store = await AsyncStore.open(db_url)
+        inside, go_on = asyncio.Event(), asyncio.Event()
+        held: list[Any] = []
+
+        async def holder() -> None:
+            async with store.transaction() as tx:
+                await anew_job(tx, "held")
+                held.append(tx._conn)
+                inside.set()
+                await go_on.wait()
+
+        task = asyncio.create_task(holder())
+        await inside.wait()
+        await store.close()
+        go_on.set()
+        await task
+        if db_url.startswith("sqlite"):
+            assert held[0]._connection is None, "the connection was kept open after close()"
+            held[0]._thread.join(5)
+            assert not held[0]._thread.is_alive()
+        else:
+            assert held[0].closed
+        reopened = await AsyncStore.open(db_url)
+        try:
+            assert await reopened.count_generations() == 1  # the holder's transaction committed
+        finally:
+            await reopened.close()
+
+    run(main())

@@ -262,3 +262,17 @@ def test_built_wheel_carries_sql_and_migrations_and_works_installed(tmp_path: Pa
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [str(shipped_migrations()), "ok"]
+
+
+def test_migrate_on_a_database_that_cannot_be_opened_is_a_migration_error(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    from musicstore import MigrationError
+
+    (tmp_path / "a-file").write_text("not a folder")
+    bad_db = postgres_url.rsplit("/", 1)[0] + "/no_such_database"
+    for url in (f"sqlite:///{tmp_path / 'a-file' / 'x.db'}", f"sqlite:///{tmp_path}", bad_db):
+        with pytest.raises(MigrationError, match="migrate"):
+            migrate(url)
+        with pytest.raises(MigrationError):
+            Store(url, migrate=True)

@@ -341,3 +341,85 @@ def test_busy_database_is_a_typed_error(sqlite_url: str) -> None:
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
+
+
+def test_pool_exhaustion_is_database_busy(postgres_url: str) -> None:
+    """Another thread waiting past busy_timeout for the only pooled connection gets DatabaseBusy, not
+    psycopg_pool's own PoolTimeout."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from musicstore import DatabaseBusy
+
+    with Store(postgres_url, busy_timeout=0.2, pool_size=1) as store:
+        with store.transaction(), ThreadPoolExecutor(1) as other:  # holds the only connection
+            waiting = other.submit(store.count_generations)
+            with pytest.raises(DatabaseBusy, match="pool"):
+                waiting.result()
+        assert store.count_generations() == 0
+
+
+def _unopenable_urls(tmp_path: Path, postgres_url: str) -> list[str]:
+    (tmp_path / "a-file").write_text("not a folder")
+    return [
+        f"sqlite:///{tmp_path / 'a-file' / 'x.db'}",  # its folder cannot be made: a file is in the way
+        f"sqlite:///{tmp_path}",  # a folder, not a database file
+        postgres_url.rsplit("/", 1)[0] + "/no_such_database",
+    ]
+
+
+def test_a_database_that_cannot_be_opened_is_a_clear_error(tmp_path: Path, postgres_url: str) -> None:
+    """A bad URL is a DatabaseError saying so (not a raw OSError, sqlite3 or psycopg error, and not
+    DatabaseBusy telling the caller to raise pool_size)."""
+    from musicstore import DatabaseBusy, DatabaseError
+
+    for url in _unopenable_urls(tmp_path, postgres_url):
+        with pytest.raises(DatabaseError) as caught:
+            Store(url, busy_timeout=0.5)
+        assert not isinstance(caught.value, DatabaseBusy), (url, caught.value)
+        if "no_such_database" in url:
+            assert "no_such_database" in str(caught.value) and "connect" in str(caught.value)
+
+
+def test_a_transaction_refuses_use_after_it_ended(store: Store) -> None:
+    """Its connection is back with the store (or the pool, perhaps lent to another thread): an operation on
+    it would run outside any transaction."""
+    with store.transaction() as tx:
+        pass
+    with pytest.raises(InvalidInput, match="ended"):
+        new_job(tx)
+    with pytest.raises(InvalidInput, match="ended"):
+        tx.count_generations()
+    assert store.count_generations() == 0
+
+
+def test_closing_the_store_while_another_thread_is_in_a_transaction(postgres_url: str) -> None:
+    """The holder's transaction commits and ends normally (it used to commit and then raise a raw ValueError
+    from returning its connection to a new pool); the connection closes with the pool it came from."""
+    import threading
+
+    store = Store(postgres_url)
+    inside, go_on = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def holder() -> None:
+        try:
+            with store.transaction() as tx:
+                new_job(tx, "held")
+                outcome.append(tx._conn)
+                inside.set()
+                go_on.wait()
+            outcome.append("committed")
+        except BaseException as exc:
+            outcome.append(exc)
+            inside.set()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    inside.wait()
+    store.close()
+    go_on.set()
+    thread.join()
+    assert outcome[1:] == ["committed"]
+    assert getattr(outcome[0], "closed", False), "the connection outlived its closed pool"
+    with Store(postgres_url) as reopened:
+        assert reopened.count_generations() == 1

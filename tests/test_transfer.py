@@ -54,3 +54,19 @@ def test_import_refuses_a_file_path_outside_the_root(sqlite_url: str, clock: Fak
         with pytest.raises(InvalidInput, match="file_path"):
             target.run(import_rows, [], [done])
         assert target.count_generations() == 0
+
+
+@pytest.mark.parametrize("batch", [0, -1, True, 2.5])
+def test_a_batch_size_that_is_not_a_positive_integer_is_refused(
+    sqlite_url: str, clock: FakeClock, batch: object
+) -> None:
+    """batch=0 used to copy nothing and return 0, as if the source were empty."""
+    with (
+        Store(sqlite_url, clock=clock) as source,
+        Store(sqlite_url.replace(".db", "-target.db"), migrate=True, clock=clock) as target,
+    ):
+        new_job(source)
+        with pytest.raises(InvalidInput, match="batch"):
+            copy_store(source, target, batch=batch)  # type: ignore[arg-type]
+        assert target.count_generations() == 0
+        assert copy_store(source, target, batch=1) == 1
