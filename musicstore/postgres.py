@@ -210,12 +210,18 @@ class AsyncPostgresConnector:
 
     def _give_back(self, pool: Any, done: asyncio.Future[Any]) -> None:
         if not done.cancelled() and done.exception() is None:
-            returning = asyncio.ensure_future(pool.putconn(done.result()))
-            self._returning.add(returning)
-            returning.add_done_callback(self._returning.discard)
+            self._put_back(pool, done.result())
+
+    def _put_back(self, pool: Any, conn: Any) -> asyncio.Future[None]:
+        """Return ``conn`` to ``pool`` (a closed pool closes it) in a task of its own, kept until done."""
+        returning: asyncio.Future[None] = asyncio.ensure_future(pool.putconn(conn))
+        self._returning.add(returning)
+        returning.add_done_callback(self._returning.discard)
+        return returning
 
     async def release(self, conn: Any) -> None:
-        await self._owners.pop(id(conn)).putconn(conn)  # a closed pool closes the connection
+        # Shielded: a task cancelled while its connection is being reset must not take it from the pool.
+        await asyncio.shield(self._put_back(self._owners.pop(id(conn)), conn))
 
     @asynccontextmanager
     async def transaction(self, conn: Any, *, write: bool) -> AsyncIterator[None]:

@@ -507,3 +507,31 @@ def test_a_connection_in_use_when_the_store_closes_is_closed_when_released(db_ur
             await reopened.close()
 
     run(main())
+
+
+def test_a_task_cancelled_while_its_connection_goes_back_does_not_shrink_the_pool(postgres_url: str) -> None:
+    """Giving a connection back (a rollback, a reset) finishes even if the task is cancelled meanwhile."""
+
+    async def main() -> None:
+        async with AsyncStore.open(postgres_url, busy_timeout=2, pool_size=1) as store:
+            job = await anew_job(store)
+            connector: Any = store._connector
+            returning = asyncio.Event()
+
+            async def slow_putconn(conn: Any, real: Any) -> None:
+                returning.set()
+                await asyncio.sleep(0.3)
+                await real(conn)
+
+            pool = connector._pool
+            real_putconn = pool.putconn
+            pool.putconn = lambda conn: slow_putconn(conn, real_putconn)
+            reader = asyncio.create_task(store.get_generation(job.id))
+            await returning.wait()
+            reader.cancel()  # lands while the connection is on its way back
+            with pytest.raises(asyncio.CancelledError):
+                await reader
+            pool.putconn = real_putconn
+            assert (await store.get_generation(job.id)) is not None  # the only connection came back
+
+    run(main())
