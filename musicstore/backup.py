@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .errors import InvalidInput, StorageError
 from .fsync import fsync
-from .urls import resolve
+from .urls import resolve, without_password
 
 PGDUMP_HINT = (
     "online backup here is for SQLite; for PostgreSQL use pg_dump, e.g. "
@@ -49,7 +49,7 @@ class BackupReport:
 def _sqlite_path(url: str | None) -> Path:
     target = resolve(url)
     if target.dialect != "sqlite":
-        raise InvalidInput(f"{target.url}: {PGDUMP_HINT}")
+        raise InvalidInput(f"{without_password(target.url)}: {PGDUMP_HINT}")
     assert target.path is not None
     return target.path
 

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import enum
 import json
+import logging
 import os
 import re
 import sys
@@ -30,7 +31,8 @@ from .retention import DEFAULT_STATUSES, cleanup
 from .storage import disk_usage, storage_stats
 from .store import Store
 from .table import table
-from .urls import DEFAULT_URL, URL_ENV, resolve
+from .urls import DEFAULT_URL, URL_ENV, resolve, without_password
+from .validate import MAX_PAGE
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -151,6 +153,21 @@ def positive_int(text: str) -> int:
     return value
 
 
+def page_size(text: str) -> int:
+    """A ``--limit``: 1 to the library's largest page (a bad value is a usage error, like 0)."""
+    value = positive_int(text)
+    if value > MAX_PAGE:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than the largest page, {MAX_PAGE}")
+    return value
+
+
+def not_empty(text: str) -> str:
+    """``--database ""`` (an unset shell variable) is a mistake, not a request for the default."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty (leave the option out for the default)")
+    return text
+
+
 # --- shared -------------------------------------------------------------------------------------------
 
 
@@ -189,7 +206,7 @@ def _generation_fields(generation: Generation) -> list[tuple[str, str]]:
 def cmd_migrate(args: argparse.Namespace) -> int:
     applied = migrate(args.database)
     if args.json:
-        _print_json({"database": resolve(args.database).url, "applied": applied})
+        _print_json({"database": without_password(resolve(args.database).url), "applied": applied})
     else:
         print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
     return EXIT_OK
@@ -524,13 +541,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     database = argparse.ArgumentParser(add_help=False)
     database.add_argument(
-        "--database", "-d", metavar="URL", help=f"database URL (default: ${URL_ENV}, else {DEFAULT_URL})"
+        "--database",
+        "-d",
+        metavar="URL",
+        type=not_empty,
+        help=f"database URL (default: ${URL_ENV}, else {DEFAULT_URL})",
     )
     root = argparse.ArgumentParser(add_help=False)
     root.add_argument(
         "--output-root",
         "-o",
         metavar="DIR",
+        type=not_empty,
         help=f"folder the audio files are under (default: ${ROOT_ENV}, else {DEFAULT_ROOT})",
     )
     as_json = argparse.ArgumentParser(add_help=False)
@@ -569,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--status", choices=[s.value for s in Status], help="only this status")
     listing.add_argument("--model", metavar="NAME", help="only this model")
     listing.add_argument(
-        "--limit", type=positive_int, default=20, help="page size (default 20, at most 10000)"
+        "--limit", type=page_size, default=20, help=f"page size (default 20, at most {MAX_PAGE})"
     )
     listing.add_argument("--cursor", help="continue after the previous page (its next_cursor)")
 
@@ -577,7 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id", help="the generation id (a UUID)")
 
     prompts = command("prompts", "the most used prompts", cmd_prompts, as_json)
-    prompts.add_argument("--limit", type=positive_int, default=10, help="how many (default 10)")
+    prompts.add_argument(
+        "--limit", type=page_size, default=10, help=f"how many (default 10, at most {MAX_PAGE})"
+    )
 
     recon = command(
         "reconcile", "compare rows and files; exit code 4 if they disagree", cmd_reconcile, root, as_json
@@ -660,6 +684,11 @@ def _error(exc: BaseException) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    # psycopg's pool logs each failed connection attempt as a warning; with no logging configured Python
+    # would print them all on stderr, around the one-line error the command reports
+    psycopg = logging.getLogger("psycopg")
+    if not psycopg.handlers:
+        psycopg.addHandler(logging.NullHandler())
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args))

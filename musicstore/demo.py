@@ -17,6 +17,7 @@ from .models import Stats
 from .record import export_generation
 from .store import Store
 from .table import table
+from .urls import without_password
 
 DEFAULT_OUTPUT_ROOT = "data/audio"
 
@@ -69,7 +70,7 @@ def run_demo(
     root = Path(output_root)
     rows: list[list[str]] = []
     with Store(url) as store:
-        echo(f"database: {store.url.url} ({len(applied)} migration(s) applied)")
+        echo(f"database: {without_password(store.url.url)} ({len(applied)} migration(s) applied)")
         echo(f"audio:    {root}")
         for i in range(count):
             prompt, bpm, drums = PROMPTS[i % len(PROMPTS)]

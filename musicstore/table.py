@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\n``, ``\\x1b``): a cell stays on its line and
+    cannot send the terminal escape sequences (prompts, error messages and file names come from outside)."""
+    return _CONTROL.sub(lambda match: repr(match[0])[1:-1], text)
 
 
 def numeric(cell: str) -> bool:
@@ -12,7 +21,7 @@ def numeric(cell: str) -> bool:
 
 def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> list[str]:
     """The lines of the table; a header is right-aligned over a column whose every cell is a number."""
-    cells = [[str(c) for c in row] for row in rows]
+    cells = [[printable(str(c)) for c in row] for row in rows]
     columns = range(len(headers))
     widths = [max(len(row[i]) for row in [list(headers), *cells]) for i in columns]
     right = [bool(cells) and all(numeric(row[i]) for row in cells) for i in columns]

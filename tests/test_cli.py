@@ -111,6 +111,8 @@ def test_help_names_the_environment_and_exit_codes() -> None:
         [],
         ["no-such-command"],
         ["list", "--limit", "0"],
+        ["list", "--limit", "10001"],  # the help's "at most 10000": a usage error like 0, not exit 1
+        ["prompts", "--limit", "10001"],
         ["list", "--status", "done"],
         ["cleanup", "--older-than", "3 fortnights"],
         ["cleanup", "--max-bytes", "lots"],
@@ -408,3 +410,64 @@ def test_duration_and_size_arguments() -> None:
     for bad in ("lots", "1iB", "5 PB", "-5"):
         with pytest.raises(Exception, match="not a size"):
             parse_size(bad)
+
+
+def test_unreachable_postgres_is_one_line_without_the_password() -> None:
+    # psycopg's pool logged every failed attempt on stderr (13 lines around the error)
+    url = "postgresql://musicstore:s3cret@127.0.0.1:1/musicstore"
+    result = run("stats", "--database", url)
+    assert result.returncode == 1 and not result.stdout
+    one_line_error(result, "cannot connect")
+    assert "s3cret" not in result.stderr
+
+
+def test_backup_restore_and_migrate_never_print_the_postgres_password(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    unreachable = "postgresql://musicstore:s3cret@127.0.0.1:1/musicstore"
+    for args in (["backup", str(tmp_path / "b.db")], ["restore", str(tmp_path / "b.db")]):
+        result = run(*args, "--database", unreachable)
+        assert result.returncode == 1
+        one_line_error(result, "pg_dump", "musicstore:***@127.0.0.1")
+        assert "s3cret" not in result.stderr
+    with_password = postgres_url.replace("://musicstore@", "://musicstore:s3cret@")
+    assert with_password != postgres_url
+    migrated = run("migrate", "--json", "--database", with_password)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "s3cret" not in migrated.stdout
+    assert json.loads(migrated.stdout)["database"].startswith("postgresql://musicstore:***@")
+
+
+def test_tables_escape_control_characters(world: World) -> None:
+    with world.store() as store:
+        odd = store.create_generation(
+            "two\nlines \x1b]0;pwned\x07\x1b[2J", model_name="musicgen-small", duration_seconds=5
+        )
+        claimed = store.claim_next("gpu-9")
+        assert claimed is not None and claimed.id == world.pending.id
+        store.fail(claimed.id, "Traceback (most recent call last):\n  File x\nRuntimeError: \x1b[31mboom")
+    for args in (["list"], ["prompts"], ["show", odd.id], ["show", world.pending.id]):
+        result = run(*world.args(*args))
+        assert result.returncode == 0, result.stderr
+        assert "\x1b" not in result.stdout and "\x07" not in result.stdout, args
+    for gid in (odd.id, world.pending.id):  # one field a line, even for multi-line values
+        lines = run(*world.args("show", gid)).stdout.splitlines()[2:]
+        assert [line.split()[0] for line in lines] == list(Generation.__dataclass_fields__)
+    shown = run(*world.args("show", world.pending.id)).stdout
+    assert "Traceback (most recent call last):\\n  File x\\nRuntimeError: \\x1b[31mboom" in shown
+    assert json.loads(run(*world.args("show", odd.id, "--json")).stdout)["prompt"] == odd.prompt
+
+
+def test_an_empty_database_or_output_root_is_a_usage_error(world: World, tmp_path: Path) -> None:
+    # `-d "$UNSET"` used to fall back to $MUSICSTORE_DATABASE_URL or data/generations.db
+    made = run("migrate", "--database", "", cwd=tmp_path)
+    assert made.returncode == 2 and "--database" in made.stderr and not made.stdout
+    assert not (tmp_path / "data").exists()
+    restored = run("restore", "backup.db", "-d", " ", "--overwrite", env={URL_ENV: world.url})
+    assert restored.returncode == 2 and "usage: musicstore" in restored.stderr
+    cleaned = run(
+        *world.args("cleanup", "--older-than", "1s", "--apply", "-o", ""), env={ROOT_ENV: str(world.root)}
+    )
+    assert cleaned.returncode == 2 and "--output-root" in cleaned.stderr
+    with world.store() as store:
+        assert store.count_generations() == 6
