@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -51,7 +50,6 @@ from psycopg.rows import dict_row  # noqa: E402
 
 from musicstore import Store, migrate, ops  # noqa: E402
 from musicstore.errors import DatabaseBusy  # noqa: E402
-from musicstore.ids import new_id  # noqa: E402
 from musicstore.models import EPOCH, Generation  # noqa: E402
 from musicstore.ops import Call  # noqa: E402
 from musicstore.queries import execute, load  # noqa: E402
@@ -168,24 +166,7 @@ class PgOpBench(bs.OpBench[psycopg.Connection[Any]]):
 
     def floor_create(self, k: int) -> bs.Timed:
         conn, track, insert = self.conn, sql("track_prompt"), sql("insert_generation")
-        now = datetime.now(UTC)
-        prepared = [
-            (
-                {"text": prompt, "now": now},
-                {
-                    "id": new_id(),
-                    "prompt": prompt,
-                    "model_name": "musicgen-small",
-                    "model_version": None,
-                    "duration_seconds": 30.0,
-                    "sample_rate": 32000,
-                    "channels": 2,
-                    "created_at": now,
-                    "metadata": json.dumps(meta, separators=(",", ":")),
-                },
-            )
-            for prompt, meta in self._creates(k, "f")
-        ]
+        prepared = self.floor_create_params(k, datetime.now(UTC))
 
         def timed() -> None:
             for prompt_params, row_params in prepared:
@@ -246,25 +227,7 @@ class PgOpBench(bs.OpBench[psycopg.Connection[Any]]):
 
     def floor_complete(self, k: int) -> bs.Timed:
         conn, read, update = self.conn, sql("get_generation_for_update"), sql("complete_generation")
-        now = datetime.now(UTC)
-        merged = json.dumps(
-            {**bs.create_metadata(self.rng), **bs.done_metadata(self.rng)}, separators=(",", ":")
-        )
-        jobs = [
-            (
-                {"id": gid},
-                {
-                    "id": gid,
-                    "worker_id": None,
-                    "now": now,
-                    "file_path": f"2026/11/22/{gid}.wav",
-                    "file_size_bytes": 3_840_044,
-                    "generation_time_seconds": 42.0,
-                    "metadata": merged,
-                },
-            )
-            for gid in self._take_claimed(k)
-        ]
+        jobs = self.floor_complete_params(k, datetime.now(UTC))
 
         def timed() -> None:
             for read_params, update_params in jobs:

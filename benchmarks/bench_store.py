@@ -497,11 +497,12 @@ class OpBench(Generic[ConnT]):
 
         return timed
 
-    def floor_create(self: OpBench[sqlite3.Connection], k: int) -> Timed:
-        ex, track, insert = self.conn.execute, sql("track_prompt"), sql("insert_generation")
-        prepared = [
+    def floor_create_params(self, k: int, now: object) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """The floor's (track_prompt, insert_generation) parameters for k creates; ``now`` is encoded as the
+        backend binds timestamps."""
+        return [
             (
-                {"text": prompt, "now": 0},
+                {"text": prompt, "now": now},
                 {
                     "id": new_id(),
                     "prompt": prompt,
@@ -510,15 +511,16 @@ class OpBench(Generic[ConnT]):
                     "duration_seconds": 30.0,
                     "sample_rate": 32000,
                     "channels": 2,
-                    "created_at": 0,
+                    "created_at": now,
                     "metadata": json.dumps(meta, separators=(",", ":")),
                 },
             )
             for prompt, meta in self._creates(k, "f")
         ]
-        now = to_micros(datetime.now(UTC))
-        for prompt_params, row_params in prepared:
-            prompt_params["now"] = row_params["created_at"] = now
+
+    def floor_create(self: OpBench[sqlite3.Connection], k: int) -> Timed:
+        ex, track, insert = self.conn.execute, sql("track_prompt"), sql("insert_generation")
+        prepared = self.floor_create_params(k, to_micros(datetime.now(UTC)))
 
         def timed() -> None:
             for prompt_params, row_params in prepared:
@@ -632,11 +634,11 @@ class OpBench(Generic[ConnT]):
 
         return timed
 
-    def floor_complete(self: OpBench[sqlite3.Connection], k: int) -> Timed:
-        ex, read, update = self.conn.execute, sql("get_generation_for_update"), sql("complete_generation")
-        now = to_micros(datetime.now(UTC))
+    def floor_complete_params(self, k: int, now: object) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """The floor's (get_generation_for_update, complete_generation) parameters for k claimed generations;
+        ``now`` is encoded as the backend binds timestamps."""
         merged = json.dumps({**create_metadata(self.rng), **done_metadata(self.rng)}, separators=(",", ":"))
-        jobs = [
+        return [
             (
                 {"id": gid},
                 {
@@ -651,6 +653,10 @@ class OpBench(Generic[ConnT]):
             )
             for gid in self._take_claimed(k)
         ]
+
+    def floor_complete(self: OpBench[sqlite3.Connection], k: int) -> Timed:
+        ex, read, update = self.conn.execute, sql("get_generation_for_update"), sql("complete_generation")
+        jobs = self.floor_complete_params(k, to_micros(datetime.now(UTC)))
 
         def timed() -> None:
             for read_params, update_params in jobs:
