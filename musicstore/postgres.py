@@ -161,7 +161,6 @@ class AsyncPostgresConnector:
         self.pool_size = pool_size
         self.timeout = timeout
         self.errors: tuple[type[BaseException], ...] = (psycopg.Error, psycopg_pool.PoolTimeout)
-        self._pool_timeout: type[BaseException] = psycopg_pool.PoolTimeout
         self._pool: Any = None
         self._returning: set[asyncio.Future[None]] = set()
         self._owners: dict[int, Any] = {}  # id(connection) -> the pool it came from
@@ -190,7 +189,7 @@ class AsyncPostgresConnector:
         except asyncio.CancelledError:
             getting.add_done_callback(lambda done: self._give_back(pool, done))
             raise
-        except self._pool_timeout:
+        except _modules()[1].PoolTimeout:
             if len(self._owners) < self.pool_size:  # not all lent out: the pool could not connect
                 await self._check_reachable()
             raise

@@ -186,6 +186,13 @@ class Store(Operations):
         except self._connector.errors as exc:
             raise self._connector.translate(exc) from exc
 
+    def _acquire(self) -> Any:
+        """A connection, with a pool timeout or a database that cannot be opened translated."""
+        try:
+            return self._connector.acquire()
+        except self._connector.errors as exc:
+            raise self._connector.translate(exc) from exc
+
     def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``op`` in this thread's open transaction, else on its own (a write in its own transaction)."""
         tx: Transaction | None = getattr(self._local, "tx", None)
@@ -196,10 +203,7 @@ class Store(Operations):
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         connector = self._connector
-        try:
-            conn = connector.acquire()
-        except connector.errors as exc:  # no pooled connection in time, or the database cannot be opened
-            raise connector.translate(exc) from exc
+        conn = self._acquire()
         try:
             if not op.writes:
                 return self._drive(conn, steps, first)
@@ -228,10 +232,7 @@ class Store(Operations):
                 "a transaction is already open on this thread; nested transactions are not supported"
             )
         connector = self._connector
-        try:
-            conn = connector.acquire()
-        except connector.errors as exc:
-            raise connector.translate(exc) from exc
+        conn = self._acquire()
         try:
             with self._translated(), connector.transaction(conn, write=write):
                 tx = self._local.tx = Transaction(self, conn, write=write)
