@@ -22,6 +22,11 @@ _B_BITS = 62  # of the 74, the ones after the variant; the other 12 sit after th
 _clock_ns = time.time_ns
 
 
+def _fresh_random() -> int:
+    """74 random bits with the top one 0: room for the increments of ids later in the same millisecond."""
+    return int.from_bytes(os.urandom(10), "big") >> (80 - _RANDOM_BITS + 1)
+
+
 class _Sequence:
     """The last id's millisecond and random bits, so the next one sorts after it."""
 
@@ -34,12 +39,12 @@ class _Sequence:
         millis = _clock_ns() // 1_000_000
         with self.lock:
             if millis > self.millis:
-                random = int.from_bytes(os.urandom(10), "big") >> (80 - _RANDOM_BITS + 1)  # top bit 0: room
+                random = _fresh_random()
             else:
                 millis = self.millis
                 random = self.random + 1 + (int.from_bytes(os.urandom(4), "big") >> 1)
                 if random >> _RANDOM_BITS:  # 2^42 ids in one millisecond: borrow the next one
-                    millis, random = millis + 1, int.from_bytes(os.urandom(10), "big") >> 7
+                    millis, random = millis + 1, _fresh_random()
             self.millis, self.random = millis, random
         return millis, random
 
