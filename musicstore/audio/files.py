@@ -1,17 +1,25 @@
 """Output layout and atomic, durable file writes.
 
 A file is written to a temp file in its target directory, fsynced, given normal permissions, renamed
-into place with ``os.replace`` and the directory is fsynced. On any failure the temp file is removed
-and nothing is left at the final path.
+into place with ``os.replace`` and the directory is fsynced. On any failure the temp file is removed; a file
+already at the final path stays as it was, unless the failure came after the rename (the directory fsync),
+in which case the new file is removed too and nothing is left there.
+
+libsndfile reports every failed write as "System error.", so soundfile writes through a file object of ours
+(``_Sink``) that keeps the ``OSError`` of the failed write: a full disk raises ``StorageError`` naming
+ENOSPC, a file over the size limit EFBIG, a quota EDQUOT.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import re
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -90,25 +98,84 @@ def _make_directories(directory: Path) -> None:
         fsync(folder.parent, directory=True)
 
 
+_HINTS = {
+    errno.ENOSPC: "free space on that filesystem, or export to another root",
+    errno.EDQUOT: "free space under the quota, or raise it",
+    errno.EFBIG: "the file exceeds the size limit of this process (ulimit -f) or of the filesystem",
+}
+
+
+class _Sink(io.FileIO):
+    """The temp file as soundfile sees it: a failed write is kept in ``error`` (with its errno) and reported
+    as a short write, since an exception cannot cross libsndfile's callback."""
+
+    error: OSError | None = None
+
+    def write(self, data: Any, /) -> int:
+        if self.error is not None:
+            return 0
+        view, done = memoryview(data).cast("B"), 0
+        while done < len(view):
+            try:
+                done += super().write(view[done:]) or 0
+            except OSError as exc:
+                self.error = exc
+                break
+        return done
+
+
+def _write_frames(
+    fd: int, name: str, frames: NDArray[np.generic], *, rate: int, fmt: str, subtype: str
+) -> None:
+    """Encode ``frames`` into the open file ``fd`` (named ``name``); a failed write raises its ``OSError``."""
+    sink = _Sink(fd, "r+", closefd=False)
+    sink.name = name  # for messages: the path, not the descriptor
+    try:
+        sf.write(sink, frames, rate, subtype=subtype, format=fmt)
+    except (AssertionError, sf.SoundFileError):  # soundfile asserts on a short write
+        if sink.error is None:
+            raise
+    if sink.error is not None:
+        raise sink.error
+
+
+def _failure(path: Path, exc: OSError | sf.SoundFileError, placed: bool) -> StorageError:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        code = errno.errorcode.get(exc.errno, str(exc.errno))
+        hint = _HINTS.get(exc.errno)
+        cause = f"{os.strerror(exc.errno)} ({code})" + (f": {hint}" if hint else "")
+    else:
+        cause = str(exc)
+    after = (
+        "it had been renamed into place and was removed again: nothing is left at that path"
+        if placed
+        else "the temp file was removed and that path was not changed"
+    )
+    return StorageError(f"writing {path} failed: {cause}; {after}")
+
+
 def write_atomic(path: Path, frames: NDArray[np.generic], sample_rate: int, fmt: str, subtype: str) -> int:
     """Write ``(S, C)`` frames to ``path`` atomically and durably; return the file size in bytes.
 
-    An existing file at ``path`` is replaced (a retried export overwrites its earlier file).
+    An existing file at ``path`` is replaced (a retried export overwrites its earlier file). A failed write
+    raises ``StorageError`` naming the cause (e.g. "No space left on device (ENOSPC)").
     """
     directory = path.parent
     try:
         _make_directories(directory)
         fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=directory)
-        os.close(fd)
     except OSError as exc:
         raise StorageError(f"cannot create a file in {directory}: {exc}; check the output root") from exc
     temp = Path(name)
     placed = False
     try:
-        sf.write(temp, frames, sample_rate, subtype=subtype, format=fmt)
-        fsync(temp)
+        try:
+            _write_frames(fd, name, frames, rate=sample_rate, fmt=fmt, subtype=subtype)
+            os.fsync(fd)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
         os.chmod(temp, _FILE_MODE)
-        size = temp.stat().st_size
         os.replace(temp, path)
         placed = True
         fsync(directory, directory=True)
@@ -117,6 +184,6 @@ def write_atomic(path: Path, frames: NDArray[np.generic], sample_rate: int, fmt:
         if placed:
             _remove(path, exc)
         if isinstance(exc, OSError | sf.SoundFileError):
-            raise StorageError(f"writing {path} failed: {exc}; nothing was left at that path") from exc
+            raise _failure(path, exc, placed) from exc
         raise
     return size
