@@ -22,7 +22,7 @@ from typing import Any
 
 from .backup import backup, restore
 from .errors import InvalidInput, MigrationError, MusicstoreError, NotFound
-from .migrate import migrate
+from .migrate import migrate, migrations_path, yoyo_url
 from .models import Generation, Stats, Status
 from .ops import DEFAULT_MAX_ATTEMPTS
 from .progress import ProgressBar
@@ -209,6 +209,19 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         _print_json({"database": without_password(resolve(args.database).url), "applied": applied})
     else:
         print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+    return EXIT_OK
+
+
+def cmd_yoyo(args: argparse.Namespace) -> int:
+    """``migrations-path`` and ``yoyo-url``: what ``yoyo apply`` needs, printed for ``$(...)``."""
+    if args.command == "migrations-path":
+        print(migrations_path())
+        return EXIT_OK
+    url, password_left_out = yoyo_url(args.database)
+    if password_left_out:
+        note = "the password is left out: give yoyo PGPASSWORD, ~/.pgpass or --prompt-password"
+        print(f"musicstore: note: {note}", file=sys.stderr)
+    print(url)
     return EXIT_OK
 
 
@@ -574,6 +587,9 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     command("migrate", "create or upgrade the schema", cmd_migrate, as_json)
+    command("yoyo-url", "print the database URL as yoyo apply spells it, without a password", cmd_yoyo)
+    source = "print the folder of the migrations installed with musicstore (yoyo apply's source)"
+    commands.add_parser("migrations-path", help=source, description=source).set_defaults(func=cmd_yoyo)
 
     stats = command(
         "stats", "counts by status, bytes, generation time, prompt usage", cmd_stats, root, as_json

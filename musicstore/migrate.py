@@ -1,4 +1,8 @@
-"""Schema migrations with yoyo: the same ``migrations/`` that ``yoyo apply`` runs, shipped in the wheel."""
+"""Schema migrations with yoyo: the same ``migrations/`` that ``yoyo apply`` runs, shipped in the wheel.
+
+The migrations import this module (``dialect_sql_step``), so ``yoyo apply`` must run where musicstore is
+installed. ``migrations_path`` and ``yoyo_url`` give ``yoyo apply`` its source folder and database.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,39 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import MigrationError
 from .queries import data_dir
 from .urls import resolve, without_password
+
+SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+"""The libpq connection parameters that hold a secret (the password, the client key's passphrase)."""
+
+
+def migrations_path() -> Path:
+    """The folder of the migrations this musicstore ships: ``yoyo apply``'s source for a wheel's user."""
+    return data_dir("migrations")
+
+
+def yoyo_url(url: str | None = None) -> tuple[str, bool]:
+    """``url`` (default ``$MUSICSTORE_DATABASE_URL``, else the SQLite default) spelled for ``yoyo apply``.
+
+    PostgreSQL becomes ``postgresql+psycopg://`` (yoyo's name for psycopg 3) and a SQLite path absolute. A
+    password (in the userinfo or a ``password=``/``sslpassword=`` parameter) is left out, so that printing the
+    URL never shows it: yoyo's driver reads it from ``PGPASSWORD`` or ``~/.pgpass``, or ``yoyo apply
+    --prompt-password`` asks for it. Returns the URL and whether a password was left out.
+    """
+    target = resolve(url)
+    if target.path is not None:
+        return target.absolute_url, False
+    scheme, netloc, path, query, _ = urlsplit(target.yoyo_url)
+    userinfo, at, host = netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    parameters = [part for part in query.split("&") if part]
+    kept = [part for part in parameters if unquote(part.partition("=")[0]) not in SECRET_PARAMETERS]
+    removed = bool(password) or len(kept) < len(parameters)
+    return urlunsplit((scheme, f"{user}{at}{host}", path, "&".join(kept), "")), removed
 
 
 def shipped_migrations() -> list[str]:
@@ -31,7 +64,7 @@ def dialect_sql_step(migration_file: str) -> None:
     Where SQLite and PostgreSQL DDL must differ (types, JSON checks, triggers), each dialect keeps a plain SQL
     file of its own; the migration picks by the connection it is given.
     """
-    import sqlparse
+    import sqlparse  # a dependency of musicstore (yoyo's SQL splitter too)
     from yoyo import step
 
     here = Path(migration_file)
@@ -75,7 +108,7 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
             f"{where}: cannot open the database to migrate it ({exc}); check the URL"
         ) from exc
     try:
-        migrations = read_migrations(str(data_dir("migrations")))
+        migrations = read_migrations(str(migrations_path()))
         with backend.lock(timeout=lock_timeout):
             pending = backend.to_apply(migrations)
             backend.apply_migrations(pending)
