@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -154,6 +155,15 @@ class Generation:
         return self.lease_expires_at is not None and self.is_processing and self.lease_expires_at <= now
 
 
+def prompt_digest(text: str) -> bytes:
+    """The key prompts are unique by: SHA-256 of the text's UTF-8 bytes (32 bytes; texts are compared too)."""
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+MICROS_PER_SECOND = 1_000_000
+"""Totals of seconds are kept as integer microseconds (each row's value rounded), so they never drift."""
+
+
 @dataclass(frozen=True, slots=True)
 class Prompt:
     """A distinct prompt text and its usage."""
@@ -177,7 +187,11 @@ class Prompt:
 
 @dataclass(frozen=True, slots=True)
 class Stats:
-    """Store-wide figures, read from running totals (constant time at any size)."""
+    """Store-wide figures, read from running totals (constant time at any size).
+
+    Each total equals a recount of the rows. Seconds are sums of each row's value rounded to the microsecond
+    (the totals are integer microseconds), converted to float seconds here.
+    """
 
     by_status: dict[Status, int]
     total_file_bytes: int
@@ -200,19 +214,19 @@ class Stats:
     def from_rows(cls, rows: list[Row]) -> Stats:
         """Build from the ``totals`` query: one row per status, prompt totals repeated on each."""
         by_status = {status: 0 for status in Status}
-        file_bytes, generation_seconds, audio_seconds = 0, 0.0, 0.0
+        file_bytes, generation_micros, audio_micros = 0, 0, 0
         for row in rows:
             status = _STATUS[row["status"]]
             by_status[status] = row["generations"]
             file_bytes += row["file_bytes"]
             if status is Status.COMPLETED:
-                generation_seconds = row["generation_seconds"]
-                audio_seconds = row["audio_seconds"]
+                generation_micros = row["generation_micros"]
+                audio_micros = row["audio_micros"]
         return cls(
             by_status=by_status,
             total_file_bytes=file_bytes,
-            total_generation_seconds=max(generation_seconds, 0.0),
-            completed_audio_seconds=max(audio_seconds, 0.0),
+            total_generation_seconds=generation_micros / MICROS_PER_SECOND,
+            completed_audio_seconds=audio_micros / MICROS_PER_SECOND,
             unique_prompts=rows[0]["prompts"] if rows else 0,
             prompt_uses=rows[0]["uses"] if rows else 0,
         )

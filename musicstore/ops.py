@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from . import validate
-from .errors import ConfirmationRequired, InvalidInput, InvalidTransition, LeaseLost, NotFound
+from .errors import ConfirmationRequired, DatabaseError, InvalidInput, InvalidTransition, LeaseLost, NotFound
 from .ids import check_id, new_id
-from .models import Generation, Page, Prompt, Requeued, Stats, Status, to_datetime, to_micros
+from .models import Generation, Page, Prompt, Requeued, Stats, Status, prompt_digest, to_datetime, to_micros
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -100,8 +100,8 @@ def create_generation(
         "created_at": (yield NOW),
     }
     row = Generation(**fields, status=Status.PENDING, metadata=dict(metadata or {}))
-    yield Call("track_prompt", {"text": row.prompt, "now": row.created_at})
-    yield Call("insert_generation", {**fields, "metadata": encoded})
+    digest, _ = yield from _track_prompt(row.prompt, row.created_at)
+    yield Call("insert_generation", {**fields, "metadata": encoded, "prompt_digest": digest})
     return row
 
 
@@ -427,14 +427,31 @@ def applied_migrations() -> Steps[set[str]]:
 @writer
 def track_prompt_usage(prompt: str) -> Steps[Prompt]:
     """Count one use of a prompt (inserting it on first use); ``create_generation`` does this itself."""
-    row = yield Call("track_prompt", {"text": validate.prompt(prompt), "now": (yield NOW)})
+    _, row = yield from _track_prompt(validate.prompt(prompt), (yield NOW))
     return Prompt.from_row(row)
+
+
+def _digest_taken() -> DatabaseError:
+    return DatabaseError(
+        "the prompts table holds another text under this prompt's SHA-256 digest: a row was written "
+        "outside musicstore with a wrong digest; fix or delete that row"
+    )
+
+
+def _track_prompt(text: str, now: datetime) -> Steps[tuple[bytes, Any]]:
+    """Count one use of a validated prompt text: its digest (what generations reference) and its row."""
+    digest = prompt_digest(text)
+    row = yield Call("track_prompt", {"digest": digest, "text": text, "now": now})
+    if row is None:  # the upsert updates only a row with the same text
+        raise _digest_taken()
+    return digest, row
 
 
 @reader
 def get_prompt_by_text(prompt: str) -> Steps[Prompt | None]:
     """The prompt with exactly this text, or None."""
-    row = yield Call("get_prompt_by_text", {"text": validate.prompt(prompt)})
+    text = validate.prompt(prompt)
+    row = yield Call("get_prompt_by_text", {"digest": prompt_digest(text), "text": text})
     return None if row is None else Prompt.from_row(row)
 
 
@@ -466,20 +483,24 @@ def generations_after(after_id: str, limit: int) -> Steps[list[Generation]]:
 def import_rows(prompts: list[Prompt], generations: list[Generation]) -> Steps[int]:
     """Insert rows read from another store as they are (idempotent); returns how many generations were new."""
     for prompt in prompts:
-        yield Call(
+        changed = yield Call(
             "import_prompt",
             {
+                "digest": prompt_digest(prompt.text),
                 "text": prompt.text,
                 "used_count": prompt.used_count,
                 "first_used_at": prompt.first_used_at,
                 "last_used_at": prompt.last_used_at,
             },
         )
+        if changed != 1:
+            raise _digest_taken()
     inserted = 0
     for generation in generations:
         fields = {name: getattr(generation, name) for name in Generation.__dataclass_fields__}
         fields["status"] = generation.status.value
         fields["metadata"] = validate.metadata(generation.metadata)
+        fields["prompt_digest"] = prompt_digest(generation.prompt)
         if generation.file_path is not None:
             validate.relative_path(generation.file_path)  # a file must stay under the output root
         inserted += yield Call("import_generation", fields)

@@ -14,6 +14,7 @@ import pytest
 
 from musicstore import Store, migrate
 from musicstore.migrate import shipped_migrations
+from musicstore.models import prompt_digest
 from musicstore.urls import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +92,11 @@ def test_rollback_removes_the_schema_and_it_applies_again(db_url: str) -> None:
 def _raw(db_url: str) -> sqlite3.Connection:
     conn = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
     conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("INSERT INTO prompts (text, used_count, first_used_at, last_used_at) VALUES ('p', 1, 0, 0)")
+    conn.execute(
+        "INSERT INTO prompts (text, used_count, first_used_at, last_used_at, digest)"
+        " VALUES ('p', 1, 0, 0, ?)",
+        (prompt_digest("p"),),
+    )
     return conn
 
 
@@ -105,6 +110,7 @@ GOOD_ROW = {
     "status": "pending",
     "created_at": 0,
     "metadata": "{}",
+    "prompt_digest": prompt_digest("p"),
 }
 
 
@@ -121,6 +127,9 @@ GOOD_ROW = {
         {"metadata": "[1, 2]"},
         {"metadata": "not json"},
         {"prompt": "not a known prompt"},
+        {"prompt_digest": prompt_digest("not a known prompt")},
+        {"prompt": "not a known prompt", "prompt_digest": prompt_digest("not a known prompt")},
+        {"prompt_digest": b"short"},
         {"id": "short"},
         {"status": "processing"},
         {"status": "completed"},
@@ -141,7 +150,7 @@ INDEXES = {
     "generations_status_created_at_id": ["status", "created_at", "id"],
     "generations_created_at": ["created_at"],
     "generations_file_path": ["file_path"],
-    "prompts_used_count": ["used_count"],
+    "prompts_used_count_id": ["used_count", "id"],
 }
 # The statements behind claim_next, status lists, unfiltered lists and reconcile's lookups by file.
 PLANS = {

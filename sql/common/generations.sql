@@ -1,14 +1,14 @@
 -- Generations: one row per requested piece of audio. Status changes are single conditional UPDATEs
 -- whose row count decides them. Timestamps are bound by the connector in the backend's encoding.
 
--- name: insert_generation(id, prompt, model_name, model_version, duration_seconds, sample_rate, channels, created_at, metadata)!
--- Insert a pending generation.
+-- name: insert_generation(id, prompt, model_name, model_version, duration_seconds, sample_rate, channels, created_at, metadata, prompt_digest)!
+-- Insert a pending generation; prompt_digest names its prompt (track_prompt ran first, same transaction).
 INSERT INTO generations (
     id, prompt, model_name, model_version, duration_seconds, sample_rate, channels,
-    status, created_at, attempts, metadata
+    status, created_at, attempts, metadata, prompt_digest
 ) VALUES (
     :id, :prompt, :model_name, :model_version, :duration_seconds, :sample_rate, :channels,
-    'pending', :created_at, 0, :metadata
+    'pending', :created_at, 0, :metadata, :prompt_digest
 );
 
 -- name: get_generation(id)^

@@ -4,30 +4,32 @@
 SELECT id, text, used_count, first_used_at, last_used_at
 FROM prompts WHERE id > :after_id ORDER BY id LIMIT :limit;
 
--- name: import_prompt(text, used_count, first_used_at, last_used_at)!
+-- name: import_prompt(digest, text, used_count, first_used_at, last_used_at)!
 -- Insert a prompt with its usage; a prompt already there keeps the larger count and the wider time span.
-INSERT INTO prompts (text, used_count, first_used_at, last_used_at)
-VALUES (:text, :used_count, :first_used_at, :last_used_at)
-ON CONFLICT (text) DO UPDATE
+-- Changes no row (count 0) if another text has the digest.
+INSERT INTO prompts (digest, text, used_count, first_used_at, last_used_at)
+VALUES (:digest, :text, :used_count, :first_used_at, :last_used_at)
+ON CONFLICT (digest) DO UPDATE
 SET used_count = CASE WHEN excluded.used_count > prompts.used_count
                       THEN excluded.used_count ELSE prompts.used_count END,
     first_used_at = CASE WHEN excluded.first_used_at < prompts.first_used_at
                          THEN excluded.first_used_at ELSE prompts.first_used_at END,
     last_used_at = CASE WHEN excluded.last_used_at > prompts.last_used_at
-                        THEN excluded.last_used_at ELSE prompts.last_used_at END;
+                        THEN excluded.last_used_at ELSE prompts.last_used_at END
+WHERE prompts.text = excluded.text;
 
 -- name: generations_after(after_id, limit)
 SELECT * FROM generations WHERE id > :after_id ORDER BY id LIMIT :limit;
 
--- name: import_generation(id, prompt, model_name, model_version, duration_seconds, sample_rate, channels, status, file_path, file_size_bytes, created_at, started_at, completed_at, generation_time_seconds, error_message, attempts, worker_id, lease_expires_at, metadata)!
+-- name: import_generation(id, prompt, model_name, model_version, duration_seconds, sample_rate, channels, status, file_path, file_size_bytes, created_at, started_at, completed_at, generation_time_seconds, error_message, attempts, worker_id, lease_expires_at, metadata, prompt_digest)!
 -- Insert a generation exactly as it was; one already there (same id) is left alone.
 INSERT INTO generations (
     id, prompt, model_name, model_version, duration_seconds, sample_rate, channels, status, file_path,
     file_size_bytes, created_at, started_at, completed_at, generation_time_seconds, error_message, attempts,
-    worker_id, lease_expires_at, metadata
+    worker_id, lease_expires_at, metadata, prompt_digest
 ) VALUES (
     :id, :prompt, :model_name, :model_version, :duration_seconds, :sample_rate, :channels, :status, :file_path,
     :file_size_bytes, :created_at, :started_at, :completed_at, :generation_time_seconds, :error_message, :attempts,
-    :worker_id, :lease_expires_at, :metadata
+    :worker_id, :lease_expires_at, :metadata, :prompt_digest
 )
 ON CONFLICT (id) DO NOTHING;

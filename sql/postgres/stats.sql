@@ -3,8 +3,8 @@
 SELECT g.status,
        CAST(sum(g.generations) AS BIGINT) AS generations,
        CAST(sum(g.file_bytes) AS BIGINT) AS file_bytes,
-       sum(g.generation_seconds) AS generation_seconds,
-       sum(g.audio_seconds) AS audio_seconds,
+       CAST(sum(g.generation_micros) AS BIGINT) AS generation_micros,
+       CAST(sum(g.audio_micros) AS BIGINT) AS audio_micros,
        min(p.prompts) AS prompts,
        min(p.uses) AS uses
 FROM generation_totals AS g CROSS JOIN prompt_totals AS p
