@@ -285,3 +285,87 @@ def test_migrate_on_a_database_that_cannot_be_opened_is_a_migration_error(
             migrate(url)
         with pytest.raises(MigrationError):
             Store(url, migrate=True)
+
+
+def _rollback_0004(db_url: str) -> None:
+    from yoyo import get_backend, read_migrations
+
+    backend = get_backend(resolve(db_url).yoyo_url)
+    try:
+        with backend.lock():
+            newest = list(backend.to_rollback(read_migrations(str(ROOT / "migrations"))))
+            assert newest[0].id.startswith("0004.")
+            backend.rollback_migrations(newest[:1])
+    finally:
+        backend.connection.close()
+
+
+def _sql(db_url: str, statement: str) -> list[tuple[object, ...]]:
+    """Run one statement outside the library (results, if any, as tuples)."""
+    if db_url.startswith("sqlite"):
+        with sqlite3.connect(str(resolve(db_url).path)) as conn:
+            return list(conn.execute(statement).fetchall())
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        cursor = conn.execute(statement)
+        return list(cursor.fetchall()) if cursor.description else []
+
+
+def test_0004_migrates_data_up_and_back(db_url: str) -> None:
+    """Rows, prompt counts and totals survive 0004's rollback and reapplication; drifted totals recounted."""
+    from tests.test_totals import assert_totals_are_a_recount, every_generation
+
+    texts = ["lofi", "雨の日の ピアノ 🎹", "x" * 500]
+    with Store(db_url) as store:
+        jobs = [
+            store.create_generation(t, model_name="m", duration_seconds=1.1 + i)
+            for i, t in enumerate(texts * 2)
+        ]
+        for i, seconds in enumerate([0.1, 0.2, 1 / 3]):
+            store.claim_next("w")
+            store.complete_generation(
+                jobs[i].id, file_path=f"{i}.wav", file_size_bytes=10 + i, generation_time_seconds=seconds
+            )
+        store.claim_next("w")
+        store.fail(jobs[3].id, "boom", retry=False)
+        store.cancel(jobs[4].id)
+        store.track_prompt_usage("lofi")
+        rows, prompts = every_generation(store), store.get_most_used_prompts(100)
+        stats = assert_totals_are_a_recount(store)
+
+    _rollback_0004(db_url)
+    assert sorted(_sql(db_url, "SELECT text, used_count FROM prompts")) == sorted(
+        (p.text, p.used_count) for p in prompts
+    )
+    assert sorted(_sql(db_url, "SELECT id, prompt, status FROM generations")) == sorted(
+        (g.id, g.prompt, g.status.value) for g in rows
+    )
+    counted = _sql(db_url, "SELECT status, sum(generations) FROM generation_totals GROUP BY status")
+    assert {str(s): int(str(n)) for s, n in counted} == {s.value: n for s, n in stats.by_status.items()}
+    # The state the issue reported: float totals that drifted away from the rows.
+    _sql(db_url, "UPDATE generation_totals SET generation_seconds = generation_seconds + 2.8e-17")
+
+    assert migrate(db_url) == [m for m in shipped_migrations() if m.startswith("0004.")]
+    with Store(db_url) as store:
+        assert every_generation(store) == rows
+        assert store.get_most_used_prompts(100) == prompts
+        assert assert_totals_are_a_recount(store) == stats
+        for text in texts:  # the digests the migration filled are the library's
+            before = store.get_prompt_by_text(text)
+            assert before is not None
+            assert store.track_prompt_usage(text).used_count == before.used_count + 1
+        assert store.get_database_stats().unique_prompts == len(texts)
+
+
+def test_0004_rollback_on_postgres_refuses_a_prompt_0003_cannot_hold(postgres_url: str) -> None:
+    import psycopg
+
+    long_prompt = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(1000))
+    with Store(postgres_url) as store:
+        store.create_generation(long_prompt, model_name="m", duration_seconds=1)
+    with pytest.raises(psycopg.errors.ProgramLimitExceeded, match="index row"):
+        _rollback_0004(postgres_url)
+    with Store(postgres_url) as store:  # nothing changed: still at 0004, the row intact
+        prompt = store.get_prompt_by_text(long_prompt)
+        assert prompt is not None and prompt.used_count == 1
