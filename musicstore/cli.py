@@ -388,6 +388,12 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         report.dangling_count,
     )
     _print_section(
+        "rows outside the output root (never followed; left as they are: fix or delete them by hand)",
+        [(o.id, o.file_path, o.reason) for o in report.outside_root],
+        ["id", "file", "reason"],
+        report.outside_root_count,
+    )
+    _print_section(
         "stale temp files",
         [(t.path, _bytes(t.size_bytes), f"{t.age_seconds:.0f}", t.action) for t in report.stale_temp_files],
         ["path", "bytes", "age s", "action"],
@@ -401,13 +407,19 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         print(
             f"\nfound {report.orphan_count:,} orphans, {report.dangling_count:,} dangling rows, "
             f"{report.stale_temp_count:,} stale temp files: repaired (see action)"
+            + _outside_note(report.outside_root_count)
         )
     else:
         print(
             f"\nfound {report.orphan_count:,} orphans, {report.dangling_count:,} dangling rows, "
             f"{report.stale_temp_count:,} stale temp files; `musicstore reconcile --repair` fixes them"
+            + _outside_note(report.outside_root_count)
         )
     return code
+
+
+def _outside_note(count: int) -> str:
+    return f"; {count:,} rows outside the output root, left alone" if count else ""
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:

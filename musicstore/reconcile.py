@@ -13,7 +13,10 @@
    writer (``.<name>.<random>.tmp``) and the recorder's staged files (``.<id>.<12 hex>.<ext>``) are
    *stale* when older than ``stale_after_seconds``.
 
-Symlinks are never followed nor touched, files of other types are never touched. See docs/maintenance.md.
+A completed row whose ``file_path`` leads outside the root (absolute, ``..``, a symlink on the way: see
+``musicstore.rootdir``) is reported as *outside_root*, never followed, judged consistent, changed or deleted.
+Every file is reached through ``musicstore.rootdir.RootDir`` (folder by folder, ``O_NOFOLLOW``): symlinks are
+never followed nor touched, files of other types are never touched. See docs/maintenance.md.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +34,7 @@ from typing import Any
 from .errors import InvalidInput
 from .models import Status
 from .ops import Call, Steps, reader, writer
+from .rootdir import Outside, RootDir
 from .store import Store
 
 Progress = Callable[[int], None]
@@ -89,6 +92,16 @@ class DanglingRow:
 
 
 @dataclass(slots=True)
+class OutsideRow:
+    """A completed generation whose ``file_path`` leads outside the root (``reason`` says how): nothing
+    there is read or touched, and the row is left as it is (fix or delete it by hand)."""
+
+    id: str
+    file_path: str
+    reason: str
+
+
+@dataclass(slots=True)
 class TempFile:
     """A temp or staged file of an export older than ``stale_after_seconds``. ``action``: reported, removed,
     gone."""
@@ -117,17 +130,20 @@ class ReconcileReport:
     orphan_count: int = 0
     orphan_bytes: int = 0
     dangling_count: int = 0
+    outside_root_count: int = 0
     stale_temp_count: int = 0
     fresh_temp_files: int = 0
     unknown_files: int = 0
     symlinks: int = 0
     orphans: list[OrphanFile] = field(default_factory=list)
     dangling: list[DanglingRow] = field(default_factory=list)
+    outside_root: list[OutsideRow] = field(default_factory=list)
     stale_temp_files: list[TempFile] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     truncated: bool = False
     consistent: bool = False
-    """True when nothing was found: no orphan, no dangling row, no stale temp file, no error."""
+    """True when nothing was found: no orphan, no dangling row, no row outside the root, no stale temp file,
+    no error."""
     seconds: float = 0.0
 
 
@@ -220,40 +236,57 @@ def check_root(root: str | Path) -> Path:
 def walk(root: Path, errors: list[str] | None = None) -> Iterator[Entry]:
     """Every entry under ``root`` except directories, streamed (only the pending directories are held).
 
-    Symlinks (to files or folders) are reported as kind ``symlink`` and never followed.
+    Symlinks (to files or folders) are reported as kind ``symlink`` and never followed: each folder is
+    opened relative to its parent with ``O_NOFOLLOW`` (``RootDir``), so one swapped for a symlink after it
+    was listed is not entered either.
     """
-    stack: list[tuple[str, str]] = [(str(root), "")]
-    while stack:
-        directory, prefix = stack.pop()
-        try:
-            scanner = os.scandir(directory)
-        except OSError as exc:
-            if errors is not None:
-                errors.append(f"cannot list {directory}: {exc}")
-            continue
-        with scanner:
-            for entry in scanner:
-                rel = prefix + entry.name
-                try:
-                    if entry.is_symlink():
-                        yield Entry(rel, entry.name, 0, 0.0, "symlink")
-                        continue
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append((entry.path, rel + "/"))
-                        continue
-                    info = entry.stat(follow_symlinks=False)
-                except OSError as exc:  # removed while we looked, or unreadable
-                    if errors is not None and not isinstance(exc, FileNotFoundError):
-                        errors.append(f"cannot stat {entry.path}: {exc}")
+    with RootDir(root) as where:
+        stack: list[str] = [""]
+        while stack:
+            prefix = stack.pop()
+            try:
+                fd = where.folder(prefix.split("/")[:-1])
+                if fd is None:  # removed since it was listed
                     continue
-                name = entry.name
-                kind, stem = "unknown", ""
-                if stat.S_ISREG(info.st_mode):
-                    if name[0] == "." and is_temp_name(name):
-                        kind = "temp"
-                    elif is_audio_name(name):
-                        kind, stem = "audio", name[: name.rfind(".")]
-                yield Entry(rel, name, info.st_size, info.st_mtime, kind, stem)
+                scanner = os.scandir(fd)
+            except Outside:  # became a symlink since it was listed
+                yield Entry(prefix[:-1], prefix[:-1].rpartition("/")[2], 0, 0.0, "symlink")
+                continue
+            except OSError as exc:
+                if errors is not None:
+                    errors.append(f"cannot list {root / prefix}: {exc}")
+                continue
+            with scanner:
+                for entry in scanner:
+                    found = _entry(entry, prefix, root, errors)
+                    if found is None:
+                        continue
+                    if found.kind == "folder":
+                        stack.append(found.rel + "/")
+                    else:
+                        yield found
+
+
+def _entry(entry: os.DirEntry[str], prefix: str, root: Path, errors: list[str] | None) -> Entry | None:
+    rel = prefix + entry.name
+    try:
+        if entry.is_symlink():
+            return Entry(rel, entry.name, 0, 0.0, "symlink")
+        if entry.is_dir(follow_symlinks=False):
+            return Entry(rel, entry.name, 0, 0.0, "folder")
+        info = entry.stat(follow_symlinks=False)
+    except OSError as exc:  # removed while we looked, or unreadable
+        if errors is not None and not isinstance(exc, FileNotFoundError):
+            errors.append(f"cannot stat {root / rel}: {exc}")
+        return None
+    name = entry.name
+    kind, stem = "unknown", ""
+    if stat.S_ISREG(info.st_mode):
+        if name[0] == "." and is_temp_name(name):
+            kind = "temp"
+        elif is_audio_name(name):
+            kind, stem = "audio", name[: name.rfind(".")]
+    return Entry(rel, name, info.st_size, info.st_mtime, kind, stem)
 
 
 @dataclass(slots=True)
@@ -345,18 +378,6 @@ def _free_name(target: Path) -> Path:
     return candidate
 
 
-def _quarantine(source: Path, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target = _free_name(target)
-    try:
-        os.rename(source, target)
-    except OSError as exc:
-        if exc.errno != 18:  # EXDEV: another filesystem, copy then remove
-            raise
-        shutil.move(source, target)
-    return target
-
-
 def reconcile(
     store: Store,
     root: str | Path,
@@ -375,7 +396,8 @@ def reconcile(
     their relative path) or deleted (``delete_orphans=True``); dangling rows go completed → failed with the
     reason in ``error_message``; stale temp files are removed. Files referenced by any row (of any status),
     files of pending/processing generations, fresh temp files, files of other types and symlinks are never
-    touched. ``progress`` is called with the number of rows and files examined so far, once per batch.
+    touched. Completed rows whose ``file_path`` leads outside the root are reported (``outside_root``) and
+    left alone, repair or not. ``progress`` is called with the number of rows and files examined so far.
     """
     started = time.monotonic()
     base = check_root(root)
@@ -408,8 +430,31 @@ def reconcile(
         else:
             report.truncated = True
 
-    # 1. rows: completed generations whose file is missing or of another size
-    prefix = str(base) + os.sep
+    with RootDir(base) as where:
+        _check_rows(store, where, report, repair=repair, batch=batch, listed=listed, tick=tick)
+        _check_files(store, where, report, target, stale_after_seconds, batch=batch, listed=listed, tick=tick)
+    report.consistent = not (
+        report.orphan_count
+        or report.dangling_count
+        or report.outside_root_count
+        or report.stale_temp_count
+        or report.errors
+    )
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def _check_rows(
+    store: Store,
+    where: RootDir,
+    report: ReconcileReport,
+    *,
+    repair: bool,
+    batch: int,
+    listed: Callable[[list[Any], Any], None],
+    tick: Callable[[int], None],
+) -> None:
+    """Pass 1: completed generations whose file is missing, of another size, or outside the root."""
     after = ""
     while True:
         page = store.run(completed_files_after, after, batch)
@@ -419,13 +464,15 @@ def reconcile(
         found: list[DanglingRow] = []
         for gid, rel, expected in page:
             try:
-                info = os.stat(prefix + rel)
-                actual: int | None = info.st_size if stat.S_ISREG(info.st_mode) else None
-            except FileNotFoundError:
-                actual = None
+                info = where.lstat(rel)
+            except Outside as exc:
+                report.outside_root_count += 1
+                listed(report.outside_root, OutsideRow(gid, rel, str(exc)))
+                continue
             except OSError as exc:
                 report.errors.append(f"cannot stat {rel} of generation {gid}: {exc}")
                 continue
+            actual = info.st_size if info is not None and stat.S_ISREG(info.st_mode) else None
             if actual != expected:
                 problem = "missing" if actual is None else "size_mismatch"
                 found.append(DanglingRow(gid, rel, problem, expected, actual))
@@ -439,7 +486,20 @@ def reconcile(
             listed(report.dangling, row)
         tick(len(page))
 
-    # 2. disk: orphans and temp files
+
+def _check_files(
+    store: Store,
+    where: RootDir,
+    report: ReconcileReport,
+    target: Path | None,
+    stale_after_seconds: float,
+    *,
+    batch: int,
+    listed: Callable[[list[Any], Any], None],
+    tick: Callable[[int], None],
+) -> None:
+    """Pass 2: the walk of the root: orphans and stale temp files (repaired with ``report.repair``)."""
+    repair, base = report.repair, where.path
     now = time.time()
     seen = 0
     for item in classified(store, base, report.errors, batch):
@@ -460,7 +520,7 @@ def reconcile(
                 temp = TempFile(item.rel, item.size, round(age, 3))
                 report.stale_temp_count += 1
                 if repair:
-                    temp.action = _remove(base / item.rel, report.errors)
+                    temp.action = _remove(where, item.rel, report.errors)
                 listed(report.stale_temp_files, temp)
             continue
         report.files_scanned += 1
@@ -473,52 +533,48 @@ def reconcile(
             report.orphan_count += 1
             report.orphan_bytes += item.entry.size
             if repair:
-                _repair_orphan(base, orphan, target, report.errors)
+                _repair_orphan(where, orphan, target, report.errors)
             listed(report.orphans, orphan)
     tick(seen % batch)
-    report.consistent = not (
-        report.orphan_count or report.dangling_count or report.stale_temp_count or report.errors
-    )
-    report.seconds = round(time.monotonic() - started, 3)
-    return report
 
 
-def _remove(path: Path, errors: list[str]) -> str:
+def _remove(where: RootDir, rel: str, errors: list[str]) -> str:
     try:
-        if path.is_symlink():
-            return "reported"
-        path.unlink()
-    except FileNotFoundError:
-        return "gone"
-    except OSError as exc:
-        errors.append(f"cannot remove {path}: {exc}")
+        removed = where.unlink(rel)
+    except Outside:  # became a symlink since the walk saw it: not touched
         return "reported"
-    return "removed"
+    except OSError as exc:
+        errors.append(f"cannot remove {where.path / rel}: {exc}")
+        return "reported"
+    return "removed" if removed else "gone"
 
 
-def _repair_orphan(base: Path, orphan: OrphanFile, target: Path | None, errors: list[str]) -> None:
-    source = base / orphan.path
+def _repair_orphan(where: RootDir, orphan: OrphanFile, target: Path | None, errors: list[str]) -> None:
     if target is None:
-        result = _remove(source, errors)
+        result = _remove(where, orphan.path, errors)
         orphan.action = {"removed": "deleted", "gone": "gone"}.get(result, "reported")
         return
     try:
-        if source.is_symlink() or not source.is_file():
-            orphan.action = "gone"
-            return
-        moved = _quarantine(source, target / orphan.path)
-    except FileNotFoundError:
-        orphan.action = "gone"
+        destination = target / orphan.path
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination = _free_name(destination)
+        moved = where.move_out(orphan.path, destination)
+    except Outside:  # became a symlink since the walk saw it: not touched
+        return
     except OSError as exc:
-        errors.append(f"cannot move {source} to the quarantine {target}: {exc}")
+        errors.append(f"cannot move {where.path / orphan.path} to the quarantine {target}: {exc}")
+        return
+    if moved:
+        orphan.action, orphan.moved_to = "quarantined", str(destination)
     else:
-        orphan.action, orphan.moved_to = "quarantined", str(moved)
+        orphan.action = "gone"
 
 
 __all__ = [
     "AUDIO_SUFFIXES",
     "DanglingRow",
     "OrphanFile",
+    "OutsideRow",
     "ReconcileReport",
     "TempFile",
     "default_quarantine",

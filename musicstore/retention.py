@@ -30,6 +30,7 @@ from .reconcile import (
     referenced_paths,
     rows_by_file_paths,
 )
+from .rootdir import Outside, RootDir, parts
 from .store import Store
 
 DEFAULT_STATUSES: tuple[Status, ...] = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
@@ -87,6 +88,8 @@ class CleanupReport:
     rows_changed: int = 0
     """Selected rows another process changed or deleted first: left alone."""
     skipped_count: int = 0
+    outside_root_count: int = 0
+    """Of the skipped rows, those whose file path leads outside the root (never followed nor touched)."""
     total_bytes_before: int = 0
     total_bytes_after: int = 0
     budget_met: bool | None = None
@@ -171,47 +174,22 @@ def _statuses(statuses: Iterable[Status | str] | None) -> list[str]:
     return chosen
 
 
-class _Paths:
-    """Where a recorded file really is: each folder resolved once (``realpath``), each file ``lstat``-ed."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.prefix = str(base) + os.sep
-        self.real_root = os.path.realpath(base)
-        self._folders: dict[str, str] = {}
-
-    def _real_folder(self, folder: str) -> str:
-        real = self._folders.get(folder)
-        if real is None:
-            if len(self._folders) > 10_000:
-                self._folders.clear()
-            real = self._folders[folder] = os.path.realpath(self.prefix + folder)
-        return real
-
-    def problem(self, rel: str) -> tuple[str | None, int | None]:
-        """Why the file cannot be deleted (None if it can), and its size (None when it is missing)."""
-        try:
-            validate.relative_path(rel)  # rows imported or edited by hand may hold any text
-        except InvalidInput:
-            return f"{rel!r} is not a path relative to the output root; cleanup leaves it alone", None
-        if os.path.splitext(rel)[1].lower() not in AUDIO_SUFFIXES:
+def _problem(where: RootDir, rel: str) -> tuple[str | None, int | None]:
+    """Why the file at ``rel`` cannot be deleted (None if it can), and its size (None when it is missing)."""
+    try:
+        if os.path.splitext(parts(rel)[-1])[1].lower() not in AUDIO_SUFFIXES:
             kinds = "/".join(sorted(AUDIO_SUFFIXES))
             return f"{rel} is not a {kinds} file; cleanup touches no other type", None
-        folder = os.path.dirname(rel)
-        real = self._real_folder(folder) if folder else self.real_root
-        if real != self.real_root and not real.startswith(self.real_root + os.sep):
-            return f"{rel} resolves to {real}, outside the output root", None
-        try:
-            info = os.lstat(self.prefix + rel)
-        except FileNotFoundError:
-            return None, None
-        except OSError as exc:
-            return f"cannot stat {rel}: {exc}", None
-        if stat.S_ISLNK(info.st_mode):
-            return f"{rel} is a symlink; cleanup deletes only regular files", None
-        if not stat.S_ISREG(info.st_mode):
-            return f"{rel} is not a regular file", None
-        return None, info.st_size
+        info = where.lstat(rel)
+    except Outside as exc:  # rows imported or edited by hand may hold any text
+        return f"outside the output root: {exc}; cleanup leaves row and file alone", None
+    except OSError as exc:
+        return f"cannot stat {rel}: {exc}", None
+    if info is None:
+        return None, None
+    if not stat.S_ISREG(info.st_mode):
+        return f"{rel} is not a regular file", None
+    return None, info.st_size
 
 
 def cleanup(
@@ -235,9 +213,9 @@ def cleanup(
     store's recorded file bytes are at most ``max_total_bytes``. At least one criterion must be given
     (``statuses`` counts when passed explicitly).
 
-    A row is kept, with its file, when its file is outside the root (symlinks included), not a .wav/.flac, or
-    not a regular file. A file another kept row still records is not deleted. ``progress`` is called with
-    the number of generations processed so far.
+    A row is kept, with its file, when its path leads outside the root (absolute, ``..``, through or to a
+    symlink: ``outside_root_count``), is not a .wav/.flac, or not a regular file. A file another kept row
+    still records is not deleted. ``progress`` is called with the number of generations processed so far.
     """
     started = time.monotonic()
     base = check_root(root)
@@ -256,11 +234,32 @@ def cleanup(
         cutoff = _LAST if older_than is None else store.run(current_time) - older_than
     except OverflowError:
         raise InvalidInput(f"older_than={older_than!r} reaches before the year 1") from None
-    where = _Paths(base)
+    with RootDir(base) as where:
+        return _cleanup(
+            store, where, chosen=chosen, model=model, cutoff=cutoff, budget=budget, older_than=older_than,
+            dry_run=dry_run, size=size, max_items=max_items, progress=progress, started=started,
+        )  # fmt: skip
 
+
+def _cleanup(
+    store: Store,
+    where: RootDir,
+    *,
+    chosen: list[str],
+    model: str | None,
+    cutoff: datetime,
+    budget: int | None,
+    older_than: timedelta | None,
+    dry_run: bool,
+    size: int,
+    max_items: int,
+    progress: Progress | None,
+    started: float,
+) -> CleanupReport:
+    """``cleanup`` once its arguments are checked; every file is reached through ``where``."""
     report = CleanupReport(
         dry_run=dry_run,
-        root=str(base),
+        root=str(where.path),
         statuses=chosen,
         older_than_seconds=None if older_than is None else older_than.total_seconds(),
         cutoff=None if older_than is None else cutoff.isoformat(),
@@ -278,6 +277,7 @@ def cleanup(
 
     def skip(row: dict[str, Any], reason: str) -> None:
         report.skipped_count += 1
+        report.outside_root_count += reason.startswith("outside the output root")
         listed(report.skipped, SkippedItem(row["id"], row["file_path"], reason))
 
     after: tuple[datetime, str] = (_FIRST, "")
@@ -294,7 +294,7 @@ def cleanup(
                 break
             on_disk: int | None = None
             if row["file_path"] is not None:
-                problem, on_disk = where.problem(row["file_path"])
+                problem, on_disk = _problem(where, row["file_path"])
                 if problem is not None:
                     skip(row, problem)
                     continue
@@ -361,7 +361,13 @@ def _still_referenced(store: Store, paths: list[str], deleted: set[str], dry_run
 
 
 def _file_action(
-    where: _Paths, *, rel: str | None, on_disk: int | None, shared: set[str], dry_run: bool, errors: list[str]
+    where: RootDir,
+    *,
+    rel: str | None,
+    on_disk: int | None,
+    shared: set[str],
+    dry_run: bool,
+    errors: list[str],
 ) -> str:
     if rel is None:
         return "none"
@@ -372,8 +378,9 @@ def _file_action(
     if dry_run:
         return "would_delete"
     try:
-        os.unlink(where.prefix + rel)  # the very path ``problem`` checked
-    except FileNotFoundError:
+        if not where.unlink(rel):  # reached as ``_problem`` reached it: folder by folder, no symlink
+            return "missing"
+    except Outside:  # became a symlink since it was checked: not touched
         return "missing"
     except OSError as exc:
         errors.append(

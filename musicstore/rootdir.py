@@ -1,0 +1,198 @@
+"""Containment: the one way maintenance reaches a file under the output root, and never one outside it.
+
+A row's ``file_path`` is untrusted text (rows can be imported or edited by hand). ``RootDir`` opens the root
+once and reaches ``a/b/c.wav`` the way ``openat`` does: each folder is opened relative to the one above it
+with ``O_NOFOLLOW | O_DIRECTORY``, and the file itself is looked at with ``lstat`` relative to its folder's
+descriptor. Nothing is resolved by a path string, so no symlink is ever followed below the root (the root
+itself may be a symlink: it is the operator's choice). A path is *outside* (``Outside``, with the reason)
+when it is absolute, has a ``..`` segment, holds a NUL or a backslash, starts with a drive letter, cannot be
+encoded as a file name, or passes through or ends at a symlink (even one that points back inside the root:
+it is not followed to find out). ``.`` and empty segments are dropped.
+
+What it does not close: a folder that another process *moves* out of the root while a run holds it open is
+still acted on where it now is (the descriptor follows the folder). Maintenance holds at most
+``MAX_OPEN_FOLDERS`` folders open at a time; anyone able to rename folders inside the root can do that.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import stat
+from collections import OrderedDict
+from pathlib import Path
+from types import TracebackType
+
+MAX_OPEN_FOLDERS = 64
+"""Folder descriptors kept open (least recently used first out): rows in a few date folders cost one lstat."""
+OUTSIDE_ROOT = "outside_root"
+"""The category reports use for a path that leads outside the root or through a symlink."""
+
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_DRIVE = re.compile(r"[A-Za-z]:")
+
+
+class Outside(ValueError):
+    """A path that does not name a place inside the root; ``str()`` is the reason."""
+
+
+def parts(rel: object) -> list[str]:
+    """The segments of ``rel`` as a path under the root (lexical checks only); raises ``Outside``."""
+    if not isinstance(rel, str) or not rel:
+        raise Outside(f"{rel!r} is not a path")
+    if "\x00" in rel:
+        raise Outside(f"{rel!r} holds a NUL character")
+    if "\\" in rel or _DRIVE.match(rel):
+        raise Outside(f"{rel!r} is a Windows-style path")
+    if rel.startswith("/"):
+        raise Outside(f"{rel!r} is an absolute path")
+    try:
+        os.fsencode(rel)
+    except UnicodeError:
+        raise Outside(f"{rel!r} cannot be encoded as a file name") from None
+    segments = [s for s in rel.split("/") if s not in ("", ".")]
+    if ".." in segments:
+        raise Outside(f"{rel!r} has a '..' segment")
+    if not segments:
+        raise Outside(f"{rel!r} names the root itself, not a file under it")
+    return segments
+
+
+class RootDir:
+    """The output root, opened once; use as a context manager (``close()`` releases the descriptors)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.path = Path(root)
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._folders: OrderedDict[tuple[str, ...], int] = OrderedDict()
+
+    def __enter__(self) -> RootDir:
+        return self
+
+    def __exit__(self, *exc: object | TracebackType) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for fd in self._folders.values():
+            os.close(fd)
+        self._folders.clear()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def folder(self, segments: list[str] | tuple[str, ...]) -> int | None:
+        """A descriptor of the folder ``segments`` below the root (None if it is missing or a file).
+
+        Raises ``Outside`` if one of them is a symlink. The descriptor stays owned by this object.
+        """
+        key = tuple(segments)
+        fd = self._fd
+        for depth in range(len(key), 0, -1):  # the deepest folder already open
+            cached = self._folders.get(key[:depth])
+            if cached is not None:
+                self._folders.move_to_end(key[:depth])
+                fd, start = cached, depth
+                break
+        else:
+            start = 0
+        for depth in range(start, len(key)):
+            name = key[depth]
+            try:
+                fd = os.open(name, _FOLDER_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+                    raise
+                self._refuse_symlink(fd, name, key[: depth + 1])
+                return None
+            self._folders[key[: depth + 1]] = fd
+            if len(self._folders) > MAX_OPEN_FOLDERS:
+                os.close(self._folders.popitem(last=False)[1])
+        return fd
+
+    @staticmethod
+    def _refuse_symlink(fd: int, name: str, segments: tuple[str, ...]) -> None:
+        try:
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(info.st_mode):
+            raise Outside(f"{'/'.join(segments)} is a symlink (not followed)")
+
+    def lstat(self, rel: object) -> os.stat_result | None:
+        """The entry ``rel`` names, itself (None when it is missing); raises ``Outside`` as ``parts`` does and
+        when a folder on the way, or the entry, is a symlink."""
+        *folders, name = parts(rel)
+        fd = self.folder(folders)
+        if fd is None:
+            return None
+        try:
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if stat.S_ISLNK(info.st_mode):
+            raise Outside(f"{rel} is a symlink (not followed)")
+        return info
+
+    def _place(self, rel: str) -> tuple[int, str] | None:
+        """(folder descriptor, name) of a regular file at ``rel``, or None when there is none."""
+        *folders, name = parts(rel)
+        fd = self.folder(folders)
+        if fd is None:
+            return None
+        try:
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if stat.S_ISLNK(info.st_mode):
+            raise Outside(f"{rel} is a symlink (not followed)")
+        return (fd, name) if stat.S_ISREG(info.st_mode) else None
+
+    def unlink(self, rel: str) -> bool:
+        """Remove the regular file at ``rel``; False when there is none (missing, or not a regular file)."""
+        place = self._place(rel)
+        if place is None:
+            return False
+        try:
+            os.unlink(place[1], dir_fd=place[0])
+        except FileNotFoundError:
+            return False
+        return True
+
+    def move_out(self, rel: str, target: Path) -> bool:
+        """Move the regular file at ``rel`` to ``target`` (outside the root; a rename, or copy and remove
+        across filesystems); False when there is none."""
+        place = self._place(rel)
+        if place is None:
+            return False
+        fd, name = place
+        try:
+            os.rename(name, target, src_dir_fd=fd)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            self._copy_out(fd, name, target)
+        return True
+
+    @staticmethod
+    def _copy_out(fd: int, name: str, target: Path) -> None:
+        source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        try:
+            dst = open(target, "xb")  # noqa: SIM115  # never over an existing file
+            try:
+                with dst, open(source, "rb", closefd=False) as src:
+                    shutil.copyfileobj(src, dst)
+                info = os.fstat(source)
+                os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+            except BaseException:
+                target.unlink(missing_ok=True)  # the copy this made, never another file
+                raise
+        finally:
+            os.close(source)
+        os.unlink(name, dir_fd=fd)
+
+
+__all__ = ["MAX_OPEN_FOLDERS", "OUTSIDE_ROOT", "Outside", "RootDir", "parts"]
