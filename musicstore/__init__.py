@@ -7,6 +7,7 @@
 >>> claimed = store.claim_next("gpu-0")
 """
 
+from . import interrupt  # noqa: F401  first: the command's Ctrl-C handling while the rest imports
 from .aio import AsyncStore, AsyncTransaction
 from .errors import (
     ConfirmationRequired,

@@ -186,13 +186,13 @@ class AsyncStore(AsyncOperations):
                 from .migrate import migrate as apply_migrations
 
                 await asyncio.to_thread(apply_migrations, self.url.url)
-            check_schema(self.url.url, await self.run(ops.applied_migrations))
+            check_schema(self.url.masked, await self.run(ops.applied_migrations))
         except BaseException:
             await self.close()
             raise
 
     def __repr__(self) -> str:
-        return f"AsyncStore({self.url.url!r})"
+        return f"AsyncStore({self.url.masked!r})"
 
     async def __aenter__(self) -> AsyncStore:
         return self

@@ -22,6 +22,10 @@ from typing import Any
 
 from .backup import backup, restore
 from .errors import InvalidInput, MigrationError, MusicstoreError, NotFound
+from .interrupt import EXIT_INTERRUPTED
+from .interrupt import message as interrupted_message
+from .interrupt import restore as restore_interrupt
+from .masking import redact
 from .migrate import migrate, migrations_path, yoyo_url
 from .models import Generation, Stats, Status
 from .ops import DEFAULT_MAX_ATTEMPTS
@@ -43,8 +47,6 @@ EXIT_NOT_FOUND = 3
 """``show``: no generation has that id."""
 EXIT_INCONSISTENT = 4
 """``reconcile``: database and output root disagree (found, and with ``--repair`` repaired)."""
-EXIT_INTERRUPTED = 130
-"""Ctrl-C (SIGINT)."""
 
 ROOT_ENV = "MUSICSTORE_OUTPUT_ROOT"
 DEFAULT_ROOT = "data/audio"
@@ -706,8 +708,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _error(exc: BaseException) -> None:
-    message = " ".join(str(exc).split()) or type(exc).__name__
+    message = " ".join(redact(str(exc)).split()) or type(exc).__name__
     print(f"musicstore: error: {message}", file=sys.stderr)
+
+
+OPTIONAL_MODULES = {"psycopg": "postgres", "psycopg_pool": "postgres", "aiosqlite": "async", "torch": "torch"}
+"""The modules of musicstore's extras: one missing is a hint to install the extra, not a traceback."""
+
+
+def _missing_extra(exc: ImportError) -> str | None:
+    """The hint for an optional module that is not installed, or None (an ImportError that is a bug)."""
+    extra = OPTIONAL_MODULES.get((exc.name or "").partition(".")[0])
+    if extra is None:
+        return None
+    return f"{exc.name} is not installed; this needs the {extra} extra: pip install 'musicstore[{extra}]'"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -718,8 +732,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not psycopg.handlers:
         psycopg.addHandler(logging.NullHandler())
     try:
+        restore_interrupt()  # the imports are done: Ctrl-C is KeyboardInterrupt again, handled below
         args = build_parser().parse_args(argv)
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe (`| head`) raises here, not at exit
+        return code
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except NotFound as exc:
@@ -734,6 +751,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         _error(exc)
         return EXIT_ERROR
+    except ImportError as exc:
+        hint = _missing_extra(exc)
+        if hint is None:
+            raise
+        print(f"musicstore: error: {hint}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
-        print("\nmusicstore: interrupted", file=sys.stderr)
+        print(interrupted_message(), end="", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -6,9 +6,21 @@ the transaction is rolled back, no file is left at a final path.
 
 from __future__ import annotations
 
+import sys
+
+from .masking import redact, scrub
+
 
 class MusicstoreError(Exception):
-    """Base class of every error musicstore raises on purpose."""
+    """Base class of every error musicstore raises on purpose.
+
+    Its message never holds a secret (``musicstore.masking``): database passwords are masked in it, and in the
+    exception being handled when it is made (the driver error it wraps, which becomes its cause or context).
+    """
+
+    def __init__(self, *args: object) -> None:
+        scrub(sys.exc_info()[1])
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class InvalidInput(MusicstoreError, ValueError):

@@ -153,13 +153,13 @@ class Store(Operations):
         self._queries: dict[str, Query] = load(self._connector.dialect, self._connector.driver)
         self._local = threading.local()
         try:
-            check_schema(self.url.url, self.run(ops.applied_migrations))
+            check_schema(self.url.masked, self.run(ops.applied_migrations))
         except BaseException:
             self.close()
             raise
 
     def __repr__(self) -> str:
-        return f"Store({self.url.url!r})"
+        return f"Store({self.url.masked!r})"
 
     def __enter__(self) -> Store:
         return self

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from .errors import InvalidInput
+from .masking import MASK, SECRET_PARAMETER, redact, register
 
 URL_ENV = "MUSICSTORE_DATABASE_URL"
 DEFAULT_URL = "sqlite:///data/generations.db"
@@ -18,10 +19,18 @@ DEFAULT_URL = "sqlite:///data/generations.db"
 class DatabaseURL:
     """A parsed database URL: ``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``postgresql://...``."""
 
-    url: str
+    url: str = field(repr=False)
     dialect: str
     path: Path | None = None
     """SQLite: the file, made absolute against the working directory when the URL was resolved."""
+
+    def __repr__(self) -> str:
+        return f"DatabaseURL({self.masked!r}, dialect={self.dialect!r})"
+
+    @property
+    def masked(self) -> str:
+        """The URL with its password masked: for messages and output."""
+        return without_password(self.url)
 
     @property
     def absolute_url(self) -> str:
@@ -37,22 +46,46 @@ class DatabaseURL:
 
 
 def without_password(url: str) -> str:
-    """The URL with its password masked, for messages."""
-    scheme, _, rest = url.partition("://")
-    if "@" in rest:
-        credentials, _, host = rest.rpartition("@")
-        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
-    return url
+    """The URL (or any text naming one) with its password masked, for messages and output."""
+    register(url)
+    text = SECRET_PARAMETER.sub(lambda match: match[1] + MASK, url)
+    scheme, separator, rest = text.partition("://")
+    userinfo, _, host = rest.rpartition("@")
+    if separator and ":" in userinfo:
+        text = f"{scheme}://{userinfo.partition(':')[0]}:{MASK}@{host}"
+    return redact(text)
+
+
+def _postgres(text: str) -> str:
+    """A PostgreSQL URL with its userinfo percent-encoded: libpq, which ends the userinfo at its first ``@``,
+    and yoyo, which ends it at the last, then read the same user and password."""
+    rest = text.split("://", 1)[1]
+    netloc = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    try:
+        urlsplit("postgresql://" + rest).port  # noqa: B018  what yoyo reads; raises if a / ? # cut it short
+    except ValueError:
+        raise InvalidInput(
+            f"{without_password(text)} is not a valid URL: percent-encode / ? # [ ] in a user name or "
+            "password (%2F %3F %23 %5B %5D)"
+        ) from None
+    userinfo, at, host = netloc.rpartition("@")
+    if at:
+        user, colon, password = userinfo.partition(":")
+        userinfo = quote(unquote(user), safe="") + colon + quote(unquote(password), safe="")
+        rest = f"{userinfo}@{host}{rest[len(netloc) :]}"
+    return "postgresql://" + rest
 
 
 def resolve(url: str | None = None) -> DatabaseURL:
     """Parse ``url``, or ``$MUSICSTORE_DATABASE_URL``, or the SQLite default."""
     text = url or os.environ.get(URL_ENV) or DEFAULT_URL
-    scheme = urlsplit(text).scheme
+    register(text)
+    scheme = text.partition(":")[0].lower()
     if scheme == "sqlite":
         if not text.startswith("sqlite:///") or len(text) == len("sqlite:///"):
             raise InvalidInput(
-                f"SQLite URLs look like sqlite:///relative/path.db or sqlite:////abs.db, got {text!r}"
+                "SQLite URLs look like sqlite:///relative/path.db or sqlite:////abs.db, "
+                f"got {without_password(text)!r}"
             )
         path = text[len("sqlite:///") :].split("?", 1)[0]
         if path == ":memory:":
@@ -60,6 +93,8 @@ def resolve(url: str | None = None) -> DatabaseURL:
                 "an in-memory SQLite database is private to one connection; use a file (a temp dir in tests)"
             )
         return DatabaseURL(text, "sqlite", Path(path).absolute())
-    if scheme in {"postgresql", "postgres", "postgresql+psycopg"}:
-        return DatabaseURL("postgresql://" + text.split("://", 1)[1], "postgres")
-    raise InvalidInput(f"unsupported database URL {text!r}: use sqlite:///path.db or postgresql://...")
+    if scheme in {"postgresql", "postgres", "postgresql+psycopg"} and "://" in text:
+        return DatabaseURL(_postgres(text), "postgres")
+    secret = "://" not in text and SECRET_PARAMETER.search(text)  # key=value: a quote can hide where it ends
+    shown = "(not shown: it holds a password)" if secret else repr(without_password(text))
+    raise InvalidInput(f"unsupported database URL {shown}: use sqlite:///path.db or postgresql://...")

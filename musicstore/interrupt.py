@@ -1,0 +1,54 @@
+"""Ctrl-C while the ``musicstore`` command starts: one line on stderr and exit code 130, never a traceback.
+
+The package imports this module before anything else. Only when this process is the command (``python -m
+musicstore``, or the ``musicstore`` console script) does it install a SIGINT handler that ends the process at
+once; ``musicstore.cli.main`` gives SIGINT back to Python (``KeyboardInterrupt``, which it handles) as soon as
+the imports are done. Importing musicstore as a library changes nothing. A SIGINT ignored by the parent
+(``nohup``, a background job) stays ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from types import FrameType
+
+EXIT_INTERRUPTED = 130
+COMMAND = "musicstore"
+
+
+def message() -> str:
+    """The line an interrupted command prints (after a newline on a terminal, where ``^C`` was echoed)."""
+    return ("\n" if os.isatty(2) else "") + f"{COMMAND}: interrupted\n"
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    os.write(2, message().encode())
+    os._exit(EXIT_INTERRUPTED)  # nothing to clean up yet: only imports have run
+
+
+def _is_command() -> bool:
+    """Whether this process is the command (checked while the package is being imported)."""
+    first = sys.argv[0] if sys.argv else ""
+    if first == "-m":  # ``python -m NAME``: runpy is importing NAME's package; find NAME
+        for i, arg in enumerate(sys.orig_argv[1:], start=1):
+            if arg.startswith("-m"):
+                return (arg[2:] or "".join(sys.orig_argv[i + 1 : i + 2])) == COMMAND
+        return False
+    return os.path.basename(first) in {COMMAND, f"{COMMAND}.exe"}
+
+
+def install() -> None:
+    """In the command's process, end it quietly on SIGINT until ``restore``."""
+    if _is_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupted)
+
+
+def restore() -> None:
+    """Give SIGINT back to Python (``KeyboardInterrupt``) if ``install`` took it."""
+    if signal.getsignal(signal.SIGINT) is _interrupted:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+install()

@@ -1,0 +1,123 @@
+"""Secrets out of every message: the passwords of the database URLs this process was given, masked.
+
+``musicstore.urls.resolve`` registers each URL's password (every way a parser may read it: its userinfo as
+libpq, ``urllib`` and a reader that takes everything up to the last ``@`` see it, and ``password=`` or
+``sslpassword=`` parameters), and ``$PGPASSWORD`` is read at each call. ``redact`` replaces each of them in a
+text, in its raw, percent-decoded and percent-encoded forms, and each piece of it between the characters that
+URL parsers split on (a driver that split the URL elsewhere quotes a piece). Every ``MusicstoreError`` message
+goes through it, as does the exception being handled when one is raised (the driver error it wraps), and
+psycopg's and yoyo's log records. Pieces shorter than ``MIN_SECRET`` characters are not masked in free text:
+they would mask ordinary words.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from urllib.parse import quote, unquote
+
+MASK = "***"
+MIN_SECRET = 3
+PASSWORD_ENV = "PGPASSWORD"
+SECRET_PARAMETER = re.compile(
+    r"""(?ix) (\b\w*password \s*=\s*) ( '(?:[^'\\]|\\.)*' | "(?:[^"\\]|\\.)*" | [^\s&#;]* )"""
+)
+"""``password=...`` in a URL query or a libpq ``key=value`` string: group 1 the name, group 2 the value."""
+_PIECES = re.compile(r"[@:/?#&=%\s'\"\\;]+")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?://)?")
+_LOGGERS = ("psycopg", "psycopg.pool", "psycopg_pool.sched", "yoyo", "yoyo.migrations")
+
+_secrets: set[str] = set()
+_lock = threading.Lock()
+
+
+def passwords(text: str) -> list[str]:
+    """Every reading of the password in a database URL (or libpq ``key=value`` string), raw."""
+    found = [value.strip("'\"") for _, value in SECRET_PARAMETER.findall(text)]
+    scheme = _SCHEME.match(text)
+    rest = text[scheme.end() :] if scheme else text
+    libpq = re.match(r"[^@/]*(?=@)", rest)  # libpq: the userinfo ends at the first @ (before any /)
+    netloc = re.match(r"[^/?#]*", rest)  # urllib: the authority ends at / ? #, the userinfo at its last @
+    readings = [
+        libpq[0] if libpq else "",
+        netloc[0].rpartition("@")[0] if netloc else "",
+        rest.rpartition("@")[0],  # what a password with an unescaped / ? # @ meant
+    ]
+    found += [userinfo.partition(":")[2] for userinfo in readings if ":" in userinfo]
+    return [password for password in found if password]
+
+
+def _forms(secret: str) -> set[str]:
+    """A secret as it may appear in a message: raw, decoded, encoded, escaped, and its pieces."""
+    forms = {secret, unquote(secret), quote(secret, safe=""), quote(unquote(secret), safe="")}
+    forms |= {json.dumps(form, ensure_ascii=False)[1:-1] for form in list(forms)}
+    forms |= {repr(form)[1:-1] for form in list(forms)}
+    for form in list(forms):
+        forms.update(_PIECES.split(form))
+    return {form for form in forms if len(form) >= MIN_SECRET}
+
+
+def register(text: str) -> None:
+    """Remember the password(s) in a database URL, so that ``redact`` masks them from now on."""
+    found = passwords(text)
+    if found:
+        forms = set().union(*(_forms(password) for password in found))
+        with _lock:
+            _secrets.update(forms)
+
+
+def redact(text: str) -> str:
+    """``text`` with every known secret masked (URL passwords registered so far, ``$PGPASSWORD``)."""
+    with _lock:
+        secrets = set(_secrets)
+    environ = os.environ.get(PASSWORD_ENV)
+    if environ:
+        secrets |= _forms(environ)
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def scrub(exc: BaseException | None) -> None:
+    """Mask secrets in the messages of ``exc`` and of the exceptions it chains to, in place."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        pending += [exc.__cause__, exc.__context__]
+        try:
+            exc.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in exc.args)
+            notes = getattr(exc, "__notes__", None)
+            if isinstance(notes, list):
+                notes[:] = [redact(note) if isinstance(note, str) else note for note in notes]
+            if isinstance(exc, OSError):  # its str() is made of these, not of args
+                for name in ("strerror", "filename", "filename2"):
+                    if isinstance(value := getattr(exc, name), str):
+                        setattr(exc, name, redact(value))
+        except (AttributeError, TypeError):  # an exception type with read-only args
+            pass
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in the log records of the loggers it is added to (psycopg's pool quotes libpq)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and record.exc_info[1] is not None:
+            scrub(record.exc_info[1])
+            record.exc_text = None
+        return True
+
+
+for _name in _LOGGERS:
+    logging.getLogger(_name).addFilter(RedactingFilter())
