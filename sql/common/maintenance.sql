@@ -1,6 +1,7 @@
 -- Maintenance: reconcile (database <-> disk), retention cleanup and storage statistics.
 -- See docs/maintenance.md. Lookups by lists of ids or paths, day bucketing and the two paging queries (whose
 -- index choice SQLite needs told) differ by dialect and live in sql/sqlite/ and sql/postgres/maintenance.sql.
+-- Counts and bytes by status come from the trigger-kept totals; by model and by day are grouped scans.
 
 -- name: maintenance_mark_dangling_failed(id, file_path, expected_bytes, actual_bytes, reason)!
 -- Operator repair outside the worker status machine: completed -> failed for a generation whose file is
@@ -18,8 +19,9 @@ WHERE id = :id AND status = 'completed' AND file_path = :file_path AND file_size
 DELETE FROM generations WHERE id = :id AND status = :status AND status <> 'processing';
 
 -- name: maintenance_storage_by_status()
-SELECT status, count(*) AS generations, CAST(coalesce(sum(file_size_bytes), 0) AS BIGINT) AS file_bytes
-FROM generations
+-- From the running totals (summed over PostgreSQL's shards): constant time at any size.
+SELECT status, CAST(sum(generations) AS BIGINT) AS generations, CAST(sum(file_bytes) AS BIGINT) AS file_bytes
+FROM generation_totals
 GROUP BY status
 ORDER BY status;
 
@@ -30,6 +32,8 @@ GROUP BY model_name
 ORDER BY model_name;
 
 -- name: maintenance_storage_span()^
-SELECT count(*) AS generations, CAST(coalesce(sum(file_size_bytes), 0) AS BIGINT) AS file_bytes,
-       min(created_at) AS oldest, max(created_at) AS newest
-FROM generations;
+-- Count and bytes from the running totals; oldest and newest from the ends of the created_at index.
+SELECT (SELECT CAST(sum(generations) AS BIGINT) FROM generation_totals) AS generations,
+       (SELECT CAST(sum(file_bytes) AS BIGINT) FROM generation_totals) AS file_bytes,
+       (SELECT min(created_at) FROM generations) AS oldest,
+       (SELECT max(created_at) FROM generations) AS newest;

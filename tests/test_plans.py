@@ -1,0 +1,174 @@
+"""Every read query in sql/ is served by an index, in its order, on both backends: no sort, no table scan.
+
+The plans are asked of the databases themselves, for the very SQL text the library loads
+(``musicstore.queries.load``), with EXPLAIN built here. Three maintenance/report queries are grouped counts
+over rows by model or day: they read every matching row by nature and are listed, and documented, as such.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from musicstore.models import prompt_digest
+from musicstore.queries import load
+from musicstore.urls import resolve
+
+WHEN = datetime.max.replace(tzinfo=UTC)  # first pages: the cursor starts after every row
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ID = "01a20180-5e48-7dc6-afbf-cdf54fb09fcb"
+
+# A status list of a status most rows have may walk the time index instead, newest first, skipping the others.
+EITHER_TIME_INDEX = "generations_status_created_at_id|generations_created_at"
+# query name -> (parameters, the index that must serve it; None: reads only the few rows of the totals tables)
+INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
+    "most_used_prompts": ({"limit": 10}, "prompts_used_count_id"),
+    "get_prompt_by_text": ({"digest": prompt_digest("p"), "text": "p"}, "digest"),
+    "prompts_after": ({"after_id": 0, "limit": 10}, "prompts pk"),
+    "totals": ({}, None),
+    "get_generation": ({"id": ID}, "generations pk"),
+    "get_generation_for_update": ({"id": ID}, "generations pk"),
+    "generations_after": ({"after_id": ID, "limit": 10}, "generations pk"),
+    "list_pending": ({"limit": 50}, "generations_status_created_at_id"),
+    "list_generations": (
+        {"before_created_at": WHEN, "before_id": ID, "limit": 50, "offset": 0},
+        "generations_created_at",
+    ),
+    "list_generations_by_status": (
+        {"status": "completed", "before_created_at": WHEN, "before_id": ID, "limit": 50, "offset": 0},
+        EITHER_TIME_INDEX,
+    ),
+    "list_generations_by_model": (
+        {"model_name": "m1", "before_created_at": WHEN, "before_id": ID, "limit": 50, "offset": 0},
+        "generations_created_at",
+    ),
+    "list_generations_by_status_and_model": (
+        {
+            "status": "failed",
+            "model_name": "m1",
+            "before_created_at": WHEN,
+            "before_id": ID,
+            "limit": 50,
+            "offset": 0,
+        },
+        "generations_status_created_at_id",
+    ),
+    "count_by_status_and_model": (
+        {"status": "failed", "model_name": "m1"},
+        "generations_status_created_at_id",
+    ),
+    "maintenance_storage_by_status": ({}, None),
+    "maintenance_storage_span": ({}, "generations_created_at"),
+    "maintenance_completed_files_after": ({"after_id": ID, "limit": 100}, "generations pk"),
+    "maintenance_cleanup_candidates": (
+        {
+            "status_1": "completed",
+            "status_2": "failed",
+            "status_3": None,
+            "status_4": None,
+            "model_name": None,
+            "before": WHEN,
+            "after_created_at": EPOCH,
+            "after_id": "",
+            "limit": 100,
+        },
+        "generations_created_at",
+    ),
+    "maintenance_generations_by_ids": ({"ids": f'["{ID}"]'}, "generations pk"),
+    "maintenance_generations_by_file_paths": ({"paths": '["a.wav"]'}, "generations_file_path"),
+}
+# Newest-first lists over the unfiltered time index sort only the rows that share one created_at, by id.
+TIES_SORTED = {"list_generations", "list_generations_by_model", "maintenance_cleanup_candidates"}
+# Grouped counts over every row of a model or day: they scan by nature (docs/schema.md says so).
+SCANS = {"count_by_model", "maintenance_storage_by_model", "maintenance_storage_by_day"}
+OTHER = {"applied_migrations"}  # yoyo's own small table
+INDEX_NAMES = {
+    "sqlite": {
+        "prompts pk": "INTEGER PRIMARY KEY",
+        "generations pk": "sqlite_autoindex_generations_1",
+        "digest": "sqlite_autoindex_prompts_1",
+    },
+    "postgres": {
+        "prompts pk": "prompts_pkey",
+        "generations pk": "generations_pkey",
+        "digest": "prompts_digest_key",
+    },
+}
+
+
+def _sqlite_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: int(v.timestamp() * 1_000_000) if isinstance(v, datetime) else v for k, v in params.items()}
+
+
+def _is_write(sql: str) -> bool:
+    return sql.lstrip().split(None, 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}
+
+
+@pytest.mark.parametrize("dialect,driver", [("sqlite", "sqlite3"), ("postgres", "psycopg")])
+def test_every_read_query_is_classified(dialect: str, driver: str) -> None:
+    """A new read query must be added above (and its plan checked) or named as a scan."""
+    reads = {name for name, query in load(dialect, driver).items() if not _is_write(query.sql)}
+    assert reads == set(INDEXED) | SCANS | OTHER
+
+
+def test_sqlite_plans_are_index_ordered(sqlite_url: str) -> None:
+    queries = load("sqlite", "sqlite3")
+    conn = sqlite3.connect(str(resolve(sqlite_url).path))
+    try:
+        for name, (params, index) in INDEXED.items():
+            rows = conn.execute(f"EXPLAIN QUERY PLAN {queries[name].sql}", _sqlite_params(params)).fetchall()
+            plan = "\n".join(row[3] for row in rows)
+            assert "USE TEMP B-TREE FOR ORDER BY" not in plan, (name, plan)
+            if name not in TIES_SORTED:
+                assert "TEMP B-TREE" not in plan, (name, plan)
+            # "SCAN t USING INDEX" walks an index in order (up to the LIMIT); a bare "SCAN t" reads the table
+            assert not re.search(r"\bSCAN (generations|prompts)\b(?! USING)", plan), (name, plan)
+            if index is not None:
+                assert any(INDEX_NAMES["sqlite"].get(i, i) in plan for i in index.split("|")), (name, plan)
+    finally:
+        conn.close()
+
+
+# 20,000 prompts and generations (the newest 1 % pending, 10 % failed, the rest completed; three models; one a
+# second), so that the planner's estimates are those of a store in use: on empty tables it sorts "the one row"
+# it expects rather than walk an index.
+LOAD_POSTGRES = (
+    "INSERT INTO prompts (text, used_count, first_used_at, last_used_at, digest)"
+    " SELECT 'p' || i, i % 50, now(), now(), sha256(convert_to('p' || i, 'UTF8'))"
+    " FROM generate_series(1, 20000) AS i",
+    "INSERT INTO generations (id, prompt, prompt_digest, model_name, duration_seconds, sample_rate, channels,"
+    " status, created_at, file_path, file_size_bytes)"
+    " SELECT lpad(i::text, 36, '0'), 'p' || i, sha256(convert_to('p' || i, 'UTF8')), 'm' || (i % 3),"
+    " 10, 32000, 2, CASE WHEN i <= 200 THEN 'pending' WHEN i % 10 = 1 THEN 'failed' ELSE 'completed' END,"
+    " now() - i * interval '1 second', i || '.wav', 100"
+    " FROM generate_series(1, 20000) AS i",
+    "ANALYZE",
+)
+
+
+def test_postgres_plans_are_index_ordered(postgres_url: str) -> None:
+    import psycopg
+
+    queries = load("postgres", "psycopg")
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        for statement in LOAD_POSTGRES:
+            conn.execute(statement)
+        # Forbid sequential and bitmap scans, then see what remains: an index path, or a scan that must be.
+        conn.execute("SET enable_seqscan = off")
+        conn.execute("SET enable_bitmapscan = off")
+        for name, (params, index) in INDEXED.items():
+            rows = conn.execute(f"EXPLAIN {queries[name].sql}", params).fetchall()
+            plan = "\n".join(row[0] for row in rows)
+            # An index walk in created_at order may sort the rows of one microsecond by id (Incremental
+            # Sort, presorted by created_at); any other sort would sort a whole table or a whole tie group.
+            sorts = re.findall(r"(?:^|->  )((?:Incremental )?Sort)  \(", plan, re.MULTILINE)
+            assert set(sorts) <= {"Incremental Sort"}, (name, plan)
+            presorted = re.findall(r"Presorted Key: (.*)", plan)
+            assert len(presorted) == len(sorts) and set(presorted) <= {"created_at"}, (name, plan)
+            assert not re.search(r"Seq Scan on (generations|prompts)\b", plan), (name, plan)
+            if index is not None:
+                assert any(INDEX_NAMES["postgres"].get(i, i) in plan for i in index.split("|")), (name, plan)
