@@ -50,7 +50,7 @@ from psycopg.rows import dict_row  # noqa: E402
 
 from musicstore import Store, migrate, ops  # noqa: E402
 from musicstore.errors import DatabaseBusy  # noqa: E402
-from musicstore.models import EPOCH, Generation  # noqa: E402
+from musicstore.models import EPOCH, Generation, prompt_digest  # noqa: E402
 from musicstore.ops import Call  # noqa: E402
 from musicstore.queries import execute, load  # noqa: E402
 from musicstore.testing import pgserver  # noqa: E402
@@ -60,7 +60,7 @@ FAR_FUTURE = datetime.max.replace(tzinfo=UTC)  # the library's "no cursor" bound
 GEN_COLUMNS = (
     "id, prompt, model_name, model_version, duration_seconds, sample_rate, channels, status, file_path, "
     "file_size_bytes, created_at, started_at, completed_at, generation_time_seconds, error_message, "
-    "attempts, worker_id, lease_expires_at, metadata"
+    "attempts, worker_id, lease_expires_at, metadata, prompt_digest"
 )
 TIME_COLUMNS = (10, 11, 12, 17)  # created_at, started_at, completed_at, lease_expires_at in bs.rows_for rows
 
@@ -108,12 +108,14 @@ def bulk_build(server: pgserver.Server, dbname: str, n: int, *, pending: int, se
         conn.execute("ALTER TABLE prompts DISABLE TRIGGER ALL")
         cur = conn.cursor()
         for prompts, gens in bs.rows_for(n, pending, seed):
-            with cur.copy("COPY prompts (text, used_count, first_used_at, last_used_at) FROM STDIN") as copy:
+            with cur.copy(
+                "COPY prompts (text, used_count, first_used_at, last_used_at, digest) FROM STDIN"
+            ) as copy:
                 for text, first, last in prompts:
-                    copy.write_row((text, 1, _ts(first), _ts(last)))
+                    copy.write_row((text, 1, _ts(first), _ts(last), prompt_digest(text)))
             with cur.copy(f"COPY generations ({GEN_COLUMNS}) FROM STDIN") as copy:
                 for row in gens:
-                    values: list[Any] = list(row)
+                    values: list[Any] = [*row, prompt_digest(row[1])]
                     for i in TIME_COLUMNS:
                         values[i] = _ts(values[i])
                     copy.write_row(values)
@@ -121,16 +123,17 @@ def bulk_build(server: pgserver.Server, dbname: str, n: int, *, pending: int, se
         conn.execute("ALTER TABLE prompts ENABLE TRIGGER ALL")
         orphans = conn.execute(
             "SELECT count(*) FROM generations g "
-            "WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.text = g.prompt)"
+            "WHERE NOT EXISTS "
+            "(SELECT 1 FROM prompts p WHERE p.digest = g.prompt_digest AND p.text = g.prompt)"
         ).fetchone()
         if orphans is None or orphans[0]:
             raise SystemExit(f"bulk build of {dbname}: {orphans} generations without their prompt")
         conn.execute(
             "UPDATE generation_totals t SET generations = a.generations, file_bytes = a.file_bytes, "
-            "generation_seconds = a.generation_seconds, audio_seconds = a.audio_seconds "
+            "generation_micros = a.generation_micros, audio_micros = a.audio_micros "
             "FROM (SELECT status, count(*) AS generations, coalesce(sum(file_size_bytes), 0) AS file_bytes, "
-            "coalesce(sum(generation_time_seconds), 0) AS generation_seconds, "
-            "sum(duration_seconds) AS audio_seconds FROM generations GROUP BY status) a "
+            "coalesce(sum(musicstore_micros(generation_time_seconds)), 0) AS generation_micros, "
+            "sum(musicstore_micros(duration_seconds)) AS audio_micros FROM generations GROUP BY status) a "
             "WHERE t.status = a.status AND t.shard = 0"
         )
         conn.execute(
@@ -152,6 +155,34 @@ def bulk_build(server: pgserver.Server, dbname: str, n: int, *, pending: int, se
     if sum(counted.values()) != n:
         raise SystemExit(f"bulk build of {dbname}: {sum(counted.values())} rows, wanted {n}")
     return time.perf_counter() - t0
+
+
+def bench_analytics(server: pgserver.Server, n: int, rounds: int) -> list[bs.AnalyticsRow]:
+    """bench_store's analytics reads on the n-row database (built here unless ``ops`` built it)."""
+    dbname = f"rows_{n}"
+    if not admin(server, f"SELECT 1 FROM pg_database WHERE datname = '{dbname}'")[0]:
+        print(f"building {dbname} ({n:,} generations) ...", flush=True)
+        print(f"  built in {bulk_build(server, dbname, n, pending=min(3000, n // 4)):.1f} s", flush=True)
+    url = url_of(server, dbname)
+    conn = floor_connect(url)
+    text = conn.execute(
+        "SELECT text FROM prompts WHERE id = %s", (random.Random(n).randint(1, n),)
+    ).fetchone()
+    assert text is not None
+    most, by_text = sql("most_used_prompts"), sql("get_prompt_by_text")
+    params = {"digest": prompt_digest(text["text"]), "text": text["text"]}
+    with Store(url) as store:
+        lib: dict[str, Any] = {
+            bs.ANALYTICS[0]: lambda: store.get_most_used_prompts(10),
+            bs.ANALYTICS[1]: lambda: store.get_prompt_by_text(text["text"]),
+        }
+        floor: dict[str, Any] = {
+            bs.ANALYTICS[0]: lambda: conn.execute(most, {"limit": 10}).fetchall(),
+            bs.ANALYTICS[1]: lambda: conn.execute(by_text, params).fetchone(),
+        }
+        rows = bs.time_analytics(n, lib, floor, per_batch=50, rounds=rounds)
+    conn.close()
+    return rows
 
 
 def database_bytes(server: pgserver.Server, dbname: str) -> int:
@@ -578,7 +609,9 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated row counts")
     parser.add_argument("--quick", action="store_true", help="fewer, smaller batches; 5,000 claim jobs")
-    parser.add_argument("--parts", default="ops,breakdown,claims", help="any of ops,breakdown,claims")
+    parser.add_argument(
+        "--parts", default="ops,breakdown,claims,analytics", help="any of ops,breakdown,claims,analytics"
+    )
     parser.add_argument("--claim-jobs", type=int, default=None, help="pending jobs for the claim race")
     parser.add_argument(
         "--synchronous-commit", choices=("on", "off"), default="on", help="the server's synchronous_commit"
@@ -606,6 +639,10 @@ def main(argv: Iterable[str] | None = None) -> None:
                 profiles += prof
                 builds.append(extra)
         components = breakdown(server) if "breakdown" in parts else ""
+        analytics: list[bs.AnalyticsRow] = []
+        if "analytics" in parts:
+            for n in (int(s) for s in args.sizes.split(",")):
+                analytics += bench_analytics(server, n, plan.batches)
         claims: list[bs.ClaimRun] = []
         if "claims" in parts:
             jobs = args.claim_jobs or (5000 if args.quick else 20_000)
@@ -629,6 +666,10 @@ def main(argv: Iterable[str] | None = None) -> None:
         components=components,
         profiles=profiles,
     )
+    if analytics:
+        text += "\nAnalytics reads (50 calls a batch, µs per call):\n\n" + bs.analytics_table(
+            analytics, "psycopg"
+        )
     print("\n" + text)
     if args.output:
         args.output.write_text(text + "\n")

@@ -51,7 +51,7 @@ if importlib.util.find_spec("musicstore") is None:  # run from a source checkout
 from musicstore import Generation, Stats, Status, Store, migrate, ops
 from musicstore.errors import DatabaseBusy
 from musicstore.ids import check_id, new_id
-from musicstore.models import to_datetime, to_micros
+from musicstore.models import prompt_digest, to_datetime, to_micros
 from musicstore.ops import NOW, Call
 from musicstore.queries import data_dir, execute, load
 from musicstore.sqlite import encode
@@ -185,10 +185,12 @@ def done_metadata(rng: random.Random) -> dict[str, Any]:
 INSERT_ROW = (
     "INSERT INTO generations (id, prompt, model_name, model_version, duration_seconds, sample_rate, "
     "channels, status, file_path, file_size_bytes, created_at, started_at, completed_at, "
-    "generation_time_seconds, error_message, attempts, worker_id, lease_expires_at, metadata) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "generation_time_seconds, error_message, attempts, worker_id, lease_expires_at, metadata, prompt_digest) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-INSERT_PROMPT = "INSERT INTO prompts (text, used_count, first_used_at, last_used_at) VALUES (?, 1, ?, ?)"
+INSERT_PROMPT = (
+    "INSERT INTO prompts (text, used_count, first_used_at, last_used_at, digest) VALUES (?, 1, ?, ?, ?)"
+)
 
 PromptRow = tuple[str, int, int]
 """An ``INSERT_PROMPT`` row: text, first_used_at, last_used_at (µs)."""
@@ -358,8 +360,8 @@ def bulk_build(path: Path, n: int, *, pending: int, seed: int = 1) -> None:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("BEGIN")
     for prompts, gens in rows_for(n, pending, seed):
-        conn.executemany(INSERT_PROMPT, prompts)
-        conn.executemany(INSERT_ROW, gens)
+        conn.executemany(INSERT_PROMPT, [(*p, prompt_digest(p[0])) for p in prompts])
+        conn.executemany(INSERT_ROW, [(*g, prompt_digest(g[1])) for g in gens])
     conn.execute("COMMIT")
     counted = dict(conn.execute("SELECT status, count(*) FROM generations GROUP BY status").fetchall())
     totals = dict(conn.execute("SELECT status, generations FROM generation_totals").fetchall())
@@ -502,8 +504,9 @@ class OpBench(Generic[ConnT]):
         backend binds timestamps."""
         return [
             (
-                {"text": prompt, "now": now},
+                {"digest": prompt_digest(prompt), "text": prompt, "now": now},
                 {
+                    "prompt_digest": prompt_digest(prompt),
                     "id": new_id(),
                     "prompt": prompt,
                     "model_name": "musicgen-small",
@@ -1038,6 +1041,7 @@ def create_in_situ(bench: OpBench[sqlite3.Connection], batches: int, batch: int)
         for prompt, meta in bench._creates(k, "r"):
             now = to_micros(datetime.now(UTC))
             row = {
+                "prompt_digest": prompt_digest(prompt),
                 "id": new_id(),
                 "prompt": prompt,
                 "model_name": "musicgen-small",
@@ -1048,7 +1052,7 @@ def create_in_situ(bench: OpBench[sqlite3.Connection], batches: int, batch: int)
                 "created_at": now,
                 "metadata": json.dumps(meta, separators=(",", ":")),
             }
-            prepared.append(({"text": prompt, "now": now}, row))
+            prepared.append(({"digest": prompt_digest(prompt), "text": prompt, "now": now}, row))
 
         def timed() -> None:
             for prompt_params, row_params in prepared:
@@ -1126,6 +1130,78 @@ def _track_and_insert(prompt_params: dict[str, Any], row_params: dict[str, Any])
 
 def _totals_only() -> Any:
     return (yield Call("totals", {}))
+
+
+# --- analytics: most used prompts, prompt by text ----------------------------------------------------------
+
+ANALYTICS = ("most used prompts (10)", "prompt by text")
+AnalyticsRow = tuple[int, str, list[float], list[float]]
+"""rows, query, library µs per call (one per batch), floor µs per call (one per batch)."""
+
+
+def time_analytics(
+    n: int,
+    lib: dict[str, Callable[[], object]],
+    floor: dict[str, Callable[[], object]],
+    per_batch: int,
+    rounds: int,
+) -> list[AnalyticsRow]:
+    """Each query's library and floor batches, alternately; µs per call of each batch."""
+    rows: list[AnalyticsRow] = []
+    for name in ANALYTICS:
+        times: tuple[list[float], list[float]] = ([], [])
+        for _ in range(rounds):
+            for side, fn in enumerate((lib[name], floor[name])):
+                start = time.perf_counter()
+                for _ in range(per_batch):
+                    fn()
+                times[side].append((time.perf_counter() - start) / per_batch * 1e6)
+        rows.append((n, name, *times))
+        print(
+            f"  {n:>9,} {name:<22} musicstore median {statistics.median(times[0]):8.1f} "
+            f"min {min(times[0]):8.1f} µs   floor median {statistics.median(times[1]):8.1f} "
+            f"min {min(times[1]):8.1f} µs",
+            flush=True,
+        )
+    return rows
+
+
+def analytics_table(rows: list[AnalyticsRow], floor: str) -> str:
+    lines = [
+        f"| rows | query | musicstore median µs | min µs | floor ({floor}) median µs | min µs |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for n, name, lib_us, floor_us in rows:
+        lines.append(
+            f"| {n:,} | {name} | {statistics.median(lib_us):.1f} | {min(lib_us):.1f} | "
+            f"{statistics.median(floor_us):.1f} | {min(floor_us):.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def bench_analytics(n: int, workdir: Path, rounds: int) -> list[AnalyticsRow]:
+    """get_most_used_prompts(10) and get_prompt_by_text (a random existing prompt) on the n-row file."""
+    source = cached_database(workdir, n, pending=min(3000, n // 4))
+    path = working_copy(source, workdir / f"analytics-{n}.db")
+    conn = floor_connect(path)
+    rng = random.Random(n)
+    texts = [conn.execute("SELECT text FROM prompts WHERE id = ?", (rng.randint(1, n),)).fetchone()[0]]
+    most, by_text = sql("most_used_prompts"), sql("get_prompt_by_text")
+    params = {"digest": prompt_digest(texts[0]), "text": texts[0]}
+    with Store(f"sqlite:///{path}") as store:
+        lib: dict[str, Callable[[], object]] = {
+            ANALYTICS[0]: functools.partial(store.get_most_used_prompts, 10),
+            ANALYTICS[1]: functools.partial(store.get_prompt_by_text, texts[0]),
+        }
+        floor: dict[str, Callable[[], object]] = {
+            ANALYTICS[0]: lambda: conn.execute(most, {"limit": 10}).fetchall(),
+            ANALYTICS[1]: lambda: conn.execute(by_text, params).fetchone(),
+        }
+        rows = time_analytics(n, lib, floor, per_batch=50, rounds=rounds)
+    conn.close()
+    for old in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        old.unlink(missing_ok=True)
+    return rows
 
 
 # --- size ------------------------------------------------------------------------------------------------
@@ -1290,7 +1366,9 @@ def main(argv: list[str] | None = None) -> None:
         help="where built databases are cached (keyed by size and schema)",
     )
     parser.add_argument(
-        "--parts", default="ops,breakdown,claims,size", help="any of ops,breakdown,claims,size"
+        "--parts",
+        default="ops,breakdown,claims,size,analytics",
+        help="any of ops,breakdown,claims,size,analytics",
     )
     parser.add_argument("--claim-jobs", type=int, default=None, help="pending jobs for the claim race")
     parser.add_argument("--profile", action="store_true", help="cProfile one library batch of each op")
@@ -1334,6 +1412,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{size[1]['total'] / 1000:.0f} KB after completing them",
             flush=True,
         )
+    analytics: list[AnalyticsRow] = []
+    if "analytics" in parts:
+        for n in (int(s) for s in args.sizes.split(",")):
+            analytics += bench_analytics(n, args.workdir, plan.batches)
     text = report(
         results=results,
         claims=claims,
@@ -1343,6 +1425,10 @@ def main(argv: list[str] | None = None) -> None:
         profiles=profiles,
         components=components,
     )
+    if analytics:
+        text += "\nAnalytics reads (50 calls a batch, µs per call):\n\n" + analytics_table(
+            analytics, "sqlite3"
+        )
     print("\n" + text)
     if args.output:
         args.output.write_text(text + "\n")
