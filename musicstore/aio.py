@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from . import ops
+from . import ops, validate
 from .errors import InvalidInput
 from .ops import NOW, Operation, Steps
 from .queries import Query, execute_async, load
@@ -158,6 +158,7 @@ class AsyncStore(AsyncOperations):
         clock: Clock = utcnow,
         pool_size: int = 10,
     ) -> None:
+        validate.store_options(url, busy_timeout, pool_size, clock)
         self.url: DatabaseURL = resolve(url)
         self.clock = clock
         self._connector = async_connector(self.url, busy_timeout=busy_timeout, pool_size=pool_size)
@@ -210,7 +211,7 @@ class AsyncStore(AsyncOperations):
         try:
             while True:
                 if step is NOW:
-                    value: Any = clock()
+                    value: Any = validate.moment(clock(), "the store's clock")
                 else:
                     value = await execute_async(conn, queries[step.name], encode(step.params))
                 step = steps.send(value)

@@ -120,6 +120,10 @@ def _encode_cursor(item: Generation) -> str:
 def _decode_cursor(cursor: str | None) -> tuple[datetime, str]:
     if cursor is None:
         return _CURSOR_END
+    if not isinstance(cursor, str) or len(cursor) > 200:
+        raise InvalidInput(
+            f"cursor must be None or a str this store handed out (Page.next_cursor), got {cursor!r:.80}"
+        )
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         micros, generation_id = raw.split(":", 1)
@@ -218,7 +222,7 @@ def get_database_stats() -> Steps[Stats]:
 def claim_next(worker_id: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> Steps[Generation | None]:
     """Take the oldest pending generation for ``worker_id`` (pending → processing), or None if none waits."""
     worker = validate.name(worker_id, "worker_id")
-    lease = _seconds(validate.number(lease_seconds, "lease_seconds", positive=True))
+    lease = _seconds(validate.seconds(lease_seconds, "lease_seconds"))
     now = yield NOW
     row = yield Call("claim_next", {"worker_id": worker, "now": now, "lease_expires_at": now + lease})
     return None if row is None else Generation.from_row(row)
@@ -231,7 +235,7 @@ def claim_batch(
     """Take up to ``count`` of the oldest pending generations at once, oldest first."""
     worker = validate.name(worker_id, "worker_id")
     limit = validate.integer(count, "count", 1, validate.MAX_PAGE)
-    lease = _seconds(validate.number(lease_seconds, "lease_seconds", positive=True))
+    lease = _seconds(validate.seconds(lease_seconds, "lease_seconds"))
     now = yield NOW
     rows = yield Call(
         "claim_batch", {"worker_id": worker, "now": now, "lease_expires_at": now + lease, "limit": limit}
@@ -264,7 +268,7 @@ def heartbeat(
     """Extend the lease of a generation ``worker_id`` is processing; returns the new expiry."""
     gid = check_id(generation_id)
     worker = validate.name(worker_id, "worker_id")
-    lease = _seconds(validate.number(lease_seconds, "lease_seconds", positive=True))
+    lease = _seconds(validate.seconds(lease_seconds, "lease_seconds"))
     expires: datetime = (yield NOW) + lease
     changed = yield Call("heartbeat", {"id": gid, "worker_id": worker, "lease_expires_at": expires})
     if changed != 1:
@@ -289,10 +293,14 @@ def complete_generation(
     """
     gid = check_id(generation_id)
     path = validate.relative_path(file_path)
-    size = validate.integer(file_size_bytes, "file_size_bytes", 0)
+    size = validate.file_size(file_size_bytes)
     worker = validate.name(worker_id, "worker_id", optional=True)
     if metadata is not None:
         validate.metadata(metadata)
+    if generation_time_seconds is not None:
+        generation_time_seconds = validate.seconds(
+            generation_time_seconds, "generation_time_seconds", positive=False
+        )
     now: datetime = yield NOW
     row = yield Call("get_generation_for_update", {"id": gid})
     current = None if row is None else Generation.from_row(row)
@@ -302,7 +310,7 @@ def complete_generation(
         started = current.started_at or now
         seconds = max((now - started).total_seconds(), 0.0)
     else:
-        seconds = validate.number(generation_time_seconds, "generation_time_seconds", positive=False)
+        seconds = generation_time_seconds
     merged = {**current.metadata, **(metadata or {})}
     changed = yield Call(
         "complete_generation",
@@ -338,11 +346,11 @@ def fail(
     Returns the new status. The error message is kept on the row either way.
     """
     gid = check_id(generation_id)
-    if not isinstance(error_message, str):
-        raise InvalidInput(f"error_message must be a str, got {type(error_message).__name__}")
+    message = validate.message(error_message, "error_message")
+    retry = validate.flag(retry, "retry")
     attempts = validate.integer(max_attempts, "max_attempts", 1)
     worker = validate.name(worker_id, "worker_id", optional=True)
-    params = {"id": gid, "worker_id": worker, "error_message": error_message}
+    params = {"id": gid, "worker_id": worker, "error_message": message}
     if retry:
         changed = yield Call("retry_generation", {**params, "max_attempts": attempts})
         if changed == 1:
@@ -357,7 +365,8 @@ def fail(
 def cancel(generation_id: str, reason: str | None = None) -> Steps[None]:
     """pending|processing → cancelled. A worker still running it finds out at its next heartbeat."""
     gid = check_id(generation_id)
-    changed = yield Call("cancel_generation", {"id": gid, "now": (yield NOW), "reason": reason})
+    why = validate.message(reason, "reason", optional=True)
+    changed = yield Call("cancel_generation", {"id": gid, "now": (yield NOW), "reason": why})
     if changed != 1:
         raise (yield from _explain(gid, "cancelled"))
 
@@ -381,6 +390,7 @@ def update_generation_status(
     so this accepts cancelled, failed (no retry) and pending (a processing generation put back).
     """
     target = validate.status(status)
+    validate.message(error_message, "error_message", optional=True)
     if target is Status.CANCELLED:
         yield from cancel.steps(generation_id, error_message)
     elif target is Status.FAILED:

@@ -67,10 +67,10 @@ def export_generation(
     InvalidTransition, DatabaseError), the file is removed, the row is left as it is and the error raised.
     """
     _check_call(generation, on_error, max_attempts, metadata)
+    _check_format(ext, options, root=root, worker_id=worker_id, scale=scale)
     if generation_time_seconds is not None:
-        validate.number(generation_time_seconds, "generation_time_seconds", positive=False)
+        validate.seconds(generation_time_seconds, "generation_time_seconds", positive=False)
     final = layout_path(root, generation.id, ext, when=generation.created_at)
-    _check_format(ext, options)
     worker = generation.worker_id if worker_id is None else worker_id
     staged = _staging_path(final)
     try:
@@ -116,7 +116,9 @@ def export_batch_generations(
         raise InvalidInput(f"a batch for {count} generations must have shape ({count}, C, S), got {shape}")
     if len(extras) != count or len({g.id for g in generations}) != count:
         raise InvalidInput("give one metadata entry per generation, and each generation once")
-    _check_format(ext, options)
+    _check_format(ext, options, root=root, worker_id=worker_id, scale=scale)
+    if workers is not None:
+        validate.integer(workers, "workers", 1, 1_024)
     for generation, extra in zip(generations, extras, strict=True):
         _check_call(generation, on_error, max_attempts, extra)
     try:
@@ -138,8 +140,19 @@ def export_batch_generations(
         return list(pool.map(one, range(count)))
 
 
-def _check_format(ext: str, options: ExportOptions | None) -> None:
+def _check_format(
+    ext: str, options: ExportOptions | None, *, root: object, worker_id: object, scale: object
+) -> None:
     """An extension, or a subtype its format cannot hold, is a caller mistake: it would fail every job."""
+    if not isinstance(ext, str):
+        raise InvalidInput(f"ext must be a str such as 'wav' or 'flac', got {type(ext).__name__}")
+    if options is not None and not isinstance(options, ExportOptions):
+        raise InvalidInput(f"options must be an ExportOptions or None, got {type(options).__name__}")
+    if not isinstance(root, str | os.PathLike) or "\x00" in str(root):
+        raise InvalidInput(f"root must be a path (str or Path) without NUL, got {type(root).__name__}")
+    validate.name(worker_id, "worker_id", optional=True)
+    if scale is not None:
+        validate.number(scale, "scale", positive=True)
     check_target(Path(f"generation.{ext}"), (options or ExportOptions()).subtype)
 
 
@@ -147,11 +160,15 @@ def _check_call(
     generation: Generation, on_error: str, max_attempts: int, metadata: Mapping[str, Any] | None
 ) -> None:
     """Caller mistakes: raised before anything is written, and the row is not touched."""
+    if not isinstance(generation, Generation):
+        raise InvalidInput(
+            f"generation must be a Generation (from claim_next), got {type(generation).__name__}"
+        )
     if on_error not in _ON_ERROR:
         raise InvalidInput(f"on_error must be one of {_ON_ERROR}, got {on_error!r}")
     validate.integer(max_attempts, "max_attempts", 1)
     if metadata is not None:
-        validate.metadata(dict(metadata))
+        validate.metadata(dict(metadata) if isinstance(metadata, Mapping) else metadata)
     if generation.status is not Status.PROCESSING:
         raise InvalidTransition(
             f"generation {generation.id} is {generation.status}; claim it (claim_next) before exporting it",

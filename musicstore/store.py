@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from . import ops
+from . import ops, validate
 from .errors import InvalidInput, MigrationError
 from .migrate import shipped_migrations
 from .ops import NOW, Operation, Steps
@@ -143,6 +143,7 @@ class Store(Operations):
         migrate: bool = False,
         pool_size: int = 10,
     ) -> None:
+        validate.store_options(url, busy_timeout, pool_size, clock)
         self.url: DatabaseURL = resolve(url)
         if migrate:
             from .migrate import migrate as apply_migrations
@@ -177,7 +178,7 @@ class Store(Operations):
         try:
             while True:
                 if step is NOW:
-                    value: Any = clock()
+                    value: Any = validate.moment(clock(), "the store's clock")
                 else:
                     value = execute(conn, queries[step.name], encode(step.params))
                 step = steps.send(value)

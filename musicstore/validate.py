@@ -1,9 +1,16 @@
-"""Argument checks shared by every operation: a clear InvalidInput before anything reaches the database."""
+"""Argument checks shared by every operation: a clear InvalidInput before anything reaches the database.
+
+One checker per kind of value (text, name, integer, number, flag, metadata, path, moment...), each
+refusing the wrong type as well as the wrong range, so no value reaches a driver that could raise its own
+error or store it coerced. ``bool`` is not accepted where an int or a number is expected, nor is an int
+where a bool is.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from pathlib import PurePosixPath
 
 from .errors import InvalidInput
@@ -13,63 +20,115 @@ MAX_PROMPT_CHARS = 20_000
 """Longest prompt accepted, in characters (a 10 kB prompt is well inside)."""
 MAX_NAME_CHARS = 200
 """Longest model name, model version or worker id."""
+MAX_MESSAGE_CHARS = 20_000
+"""Longest error message (``fail``) or cancel reason, in characters."""
+MAX_PATH_CHARS = 4_096
+"""Longest ``file_path``, in characters."""
 MAX_METADATA_BYTES = 1 << 20
-"""Largest metadata object, as UTF-8 JSON."""
+"""Largest metadata object: the UTF-8 bytes of its compact JSON text (``json.dumps(..., ensure_ascii=False,
+separators=(",", ":"))``, as stored)."""
+MAX_METADATA_DEPTH = 64
+"""Deepest nesting of objects and arrays in metadata (the object itself is depth 1)."""
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+"""Every integer the store keeps, metadata's included, fits in a signed 64-bit integer."""
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 384_000
 MAX_CHANNELS = 8
 MAX_DURATION_SECONDS = 86_400.0
+MAX_SECONDS = 30 * 86_400.0
+"""Longest lease or generation time accepted: 30 days."""
+MAX_BUSY_TIMEOUT = 86_400.0
+"""Longest ``busy_timeout``: a day."""
+MAX_FILE_BYTES = 1 << 40
+"""Largest ``file_size_bytes`` (1 TiB: a day of 8-channel 384 kHz float audio fits)."""
+MAX_POOL_SIZE = 1_000
 MAX_PAGE = 10_000
 """Largest page a list returns at once."""
 
 
+def _show(value: object) -> str:
+    """A short repr of a refused value for a message (a huge one is cut)."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+
+
+def text(value: object, what: str, *, max_chars: int, blank: bool = True) -> str:
+    """A str the databases store verbatim: no NUL, no lone surrogate, at most ``max_chars`` characters."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a str, got {type(value).__name__}")
+    if not blank and not value.strip():
+        raise InvalidInput(f"{what} must be a non-empty str, got {_show(value)}")
+    if len(value) > max_chars:
+        raise InvalidInput(f"{what} has {len(value)} characters; the maximum is {max_chars}")
+    if "\x00" in value:
+        raise InvalidInput(f"{what} contains a NUL character, which databases cannot store in text")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInput(f"{what} is not valid Unicode text (lone surrogate at {exc.start})") from None
+    return value
+
+
 def prompt(value: object) -> str:
     """A prompt is stored verbatim: any script, quotes, emoji; not blank, no NUL, valid UTF-8."""
-    if not isinstance(value, str):
-        raise InvalidInput(f"prompt must be a str, got {type(value).__name__}")
-    if not value.strip():
+    if isinstance(value, str) and not value.strip():
         raise InvalidInput("prompt is empty or only whitespace; describe the music to generate")
-    if len(value) > MAX_PROMPT_CHARS:
-        raise InvalidInput(f"prompt has {len(value)} characters; the maximum is {MAX_PROMPT_CHARS}")
-    if "\x00" in value:
-        raise InvalidInput("prompt contains a NUL character, which databases cannot store in text")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInput(f"prompt is not valid Unicode text (lone surrogate at {exc.start})") from None
-    return value
+    return text(value, "prompt", max_chars=MAX_PROMPT_CHARS)
 
 
 def name(value: object, what: str, *, optional: bool = False) -> str | None:
     """A short identifier such as a model name, model version or worker id."""
     if value is None and optional:
         return None
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(f"{what} must be a non-empty str, got {value!r}")
-    if len(value) > MAX_NAME_CHARS or "\x00" in value:
-        raise InvalidInput(f"{what} must be at most {MAX_NAME_CHARS} characters without NUL")
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a non-empty str, got {type(value).__name__}")
+    return text(value, what, max_chars=MAX_NAME_CHARS, blank=False)
+
+
+def message(value: object, what: str, *, optional: bool = False) -> str | None:
+    """An error message or cancel reason: any text (blank too) up to ``MAX_MESSAGE_CHARS``."""
+    if value is None and optional:
+        return None
+    return text(value, what, max_chars=MAX_MESSAGE_CHARS)
+
+
+def flag(value: object, what: str) -> bool:
+    """A bool (not 0/1, not a truthy object)."""
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{what} must be True or False, got {_show(value)}")
     return value
 
 
-def integer(value: object, what: str, low: int, high: int | None = None) -> int:
-    """An int (not a bool, not a float) within [low, high]."""
+def integer(value: object, what: str, low: int, high: int = INT64_MAX) -> int:
+    """An int (not a bool, not a float) within [low, high]; ``high`` is at most a 64-bit integer's."""
     if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidInput(f"{what} must be an integer, got {value!r}")
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise InvalidInput(f"{what} must be {bounds}, got {value}")
-    return value
+        raise InvalidInput(f"{what} must be an integer, got {_show(value)}")
+    if value < low or value > high:
+        raise InvalidInput(f"{what} must be between {low} and {high}, got {_show(value)}")
+    return int(value)
 
 
 def number(value: object, what: str, *, positive: bool, high: float | None = None) -> float:
-    """A finite real number, > 0 (``positive``) or >= 0, at most ``high``."""
+    """A finite real number (int or float, not bool), > 0 (``positive``) or >= 0, at most ``high``."""
     if not isinstance(value, int | float) or isinstance(value, bool):
-        raise InvalidInput(f"{what} must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number) or number < 0 or (positive and number == 0):
-        raise InvalidInput(f"{what} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
-    if high is not None and number > high:
-        raise InvalidInput(f"{what} must be at most {high}, got {value!r}")
-    return number
+        raise InvalidInput(f"{what} must be a number, got {_show(value)}")
+    try:
+        real = float(value)
+    except OverflowError:
+        real = math.inf
+    if not math.isfinite(real) or real < 0 or (positive and real == 0):
+        raise InvalidInput(
+            f"{what} must be a finite number {'> 0' if positive else '>= 0'}, got {_show(value)}"
+        )
+    if high is not None and real > high:
+        limit = int(high) if high.is_integer() else high
+        raise InvalidInput(f"{what} must be at most {limit:,}, got {_show(value)}")
+    return real
+
+
+def seconds(value: object, what: str, *, positive: bool = True) -> float:
+    """A span of seconds such as a lease or a generation time: finite, at most ``MAX_SECONDS`` (30 days)."""
+    return number(value, what, positive=positive, high=MAX_SECONDS)
 
 
 def sample_rate(value: object) -> int:
@@ -84,13 +143,60 @@ def duration(value: object) -> float:
     return number(value, "duration_seconds", positive=True, high=MAX_DURATION_SECONDS)
 
 
+def file_size(value: object) -> int:
+    return integer(value, "file_size_bytes", 0, MAX_FILE_BYTES)
+
+
 def status(value: object) -> Status:
     """A Status, or its string value."""
     try:
         return Status(value)  # type: ignore[arg-type]
     except ValueError:
         valid = ", ".join(s.value for s in Status)
-        raise InvalidInput(f"unknown status {value!r}; valid statuses are {valid}") from None
+        raise InvalidInput(f"unknown status {_show(value)}; valid statuses are {valid}") from None
+
+
+def moment(value: object, what: str) -> datetime:
+    """A timezone-aware datetime (the store keeps UTC; a naive one would be read in some local zone)."""
+    if not isinstance(value, datetime):
+        raise InvalidInput(f"{what} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(f"{what} must be timezone-aware (UTC), got the naive {value!r}")
+    return value
+
+
+def _json_value(value: object, where: str, depth: int) -> None:
+    """Raise InvalidInput unless ``value`` is JSON that reads back equal, within the depth limit."""
+    if isinstance(value, str):
+        text(value, f"metadata{where}", max_chars=MAX_METADATA_BYTES)
+    elif value is None or isinstance(value, bool):
+        pass
+    elif isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise InvalidInput(f"metadata{where} is an integer beyond 64 bits; store it as a string")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(f"metadata{where} is {value!r}; JSON holds only finite numbers")
+    elif isinstance(value, dict | list):
+        if depth >= MAX_METADATA_DEPTH:
+            raise InvalidInput(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                _json_value(item, f"{where}[{index}]", depth + 1)
+            return
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInput(
+                    f"metadata{where} has the key {_show(key)}; keys must be str "
+                    "(JSON would read back a str key)"
+                )
+            text(key, f"a metadata{where} key", max_chars=MAX_METADATA_BYTES)
+            _json_value(item, f"{where}[{key[:40]!r}]", depth + 1)
+    else:
+        raise InvalidInput(
+            f"metadata{where} is a {type(value).__name__}; use JSON types only (dict with str keys, list, "
+            "str, int, finite float, bool, None): a tuple, set, bytes or object would not read back unchanged"
+        )
 
 
 def metadata(value: object, *, checked: bool = False) -> str:
@@ -100,29 +206,37 @@ def metadata(value: object, *, checked: bool = False) -> str:
     """
     if not isinstance(value, dict):
         raise InvalidInput(f"metadata must be a dict (a JSON object), got {type(value).__name__}")
-    try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"metadata is not JSON-serialisable: {exc}") from None
-    if len(text) > MAX_METADATA_BYTES:
-        raise InvalidInput(f"metadata is {len(text)} characters as JSON; the maximum is {MAX_METADATA_BYTES}")
-    if value and not checked and json.loads(text) != value:
-        raise InvalidInput(
-            "metadata would not read back unchanged: use str keys, lists rather than tuples, "
-            "and JSON types only"
-        )
-    return text
+    if not checked:
+        _json_value(value, "", 1)
+    encoded = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    size = len(encoded) if encoded.isascii() else len(encoded.encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        raise InvalidInput(f"metadata is {size} bytes as UTF-8 JSON; the maximum is {MAX_METADATA_BYTES}")
+    return encoded
 
 
 def relative_path(value: object) -> str:
     """A file path relative to the output root that cannot leave it."""
-    if not isinstance(value, str) or not value or "\x00" in value:
-        raise InvalidInput(f"file_path must be a non-empty str, got {value!r}")
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"file_path must be a non-empty str, got {_show(value)}")
+    text(value, "file_path", max_chars=MAX_PATH_CHARS)
     path = PurePosixPath(value)
     if path.is_absolute() or ".." in path.parts or "\\" in value:
-        raise InvalidInput(f"file_path must be relative to the output root without '..', got {value!r}")
+        raise InvalidInput(f"file_path must be relative to the output root without '..', got {_show(value)}")
     return value
 
 
 def page(limit: object, offset: object) -> tuple[int, int]:
     return integer(limit, "limit", 1, MAX_PAGE), integer(offset, "offset", 0)
+
+
+def store_options(url: object, busy_timeout: object, pool_size: object, clock: object) -> None:
+    """The arguments of ``Store`` and ``AsyncStore``; the URL is never echoed (it may hold a password)."""
+    if url is not None and (not isinstance(url, str) or "\x00" in url):
+        raise InvalidInput(f"the database URL must be a str without NUL, got a {type(url).__name__}")
+    number(busy_timeout, "busy_timeout", positive=False, high=MAX_BUSY_TIMEOUT)
+    integer(pool_size, "pool_size", 1, MAX_POOL_SIZE)
+    if not callable(clock):
+        raise InvalidInput(
+            f"clock must be a callable returning an aware datetime, got {type(clock).__name__}"
+        )

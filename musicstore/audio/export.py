@@ -49,6 +49,12 @@ class ExportOptions:
     dither_seed: int | None = None  # fixed seed: reproducible PCM_16 files
 
     def __post_init__(self) -> None:
+        for name in ("target_lufs", "ceiling_dbtp", "max_limiting_db", "max_gain_db", "tolerance_lu"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise InvalidInput(f"{name} must be a number, got {type(value).__name__}")
+        if not isinstance(self.normalize, bool) or not isinstance(self.limiter, bool):
+            raise InvalidInput("normalize and limiter must be True or False")
         checks = (
             (-70.0 < self.target_lufs <= 0.0, "target_lufs must be in (−70, 0] LUFS"),
             (-20.0 <= self.ceiling_dbtp <= 0.0, "ceiling_dbtp must be in [−20, 0] dBTP"),

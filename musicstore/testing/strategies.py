@@ -34,8 +34,13 @@ def prompts(*, min_size: int = 1, max_size: int = 500) -> st.SearchStrategy[str]
     )
 
 
+def _keys(max_size: int) -> st.SearchStrategy[str]:
+    return st.text(alphabet=_text_alphabet, max_size=max_size)
+
+
 def json_values(*, max_leaves: int = 20) -> st.SearchStrategy[Any]:
-    """Any JSON value that reads back equal (finite floats, 64-bit ints, str keys)."""
+    """Any JSON value a store accepts: finite floats, 64-bit ints, str keys, text without NUL or lone
+    surrogates."""
     scalars = (
         st.none()
         | st.booleans()
@@ -45,14 +50,14 @@ def json_values(*, max_leaves: int = 20) -> st.SearchStrategy[Any]:
     )
     return st.recursive(
         scalars,
-        lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+        lambda inner: st.lists(inner, max_size=5) | st.dictionaries(_keys(12), inner, max_size=5),
         max_leaves=max_leaves,
     )
 
 
 def metadata(*, max_keys: int = 8) -> st.SearchStrategy[dict[str, Any]]:
     """A metadata object: a JSON object of any shape."""
-    return st.dictionaries(st.text(max_size=20), json_values(), max_size=max_keys)
+    return st.dictionaries(_keys(20), json_values(), max_size=max_keys)
 
 
 def generation_requests(
