@@ -30,7 +30,7 @@ from .reconcile import (
     referenced_paths,
     rows_by_file_paths,
 )
-from .rootdir import Outside, RootDir, parts
+from .rootdir import Outside, RootDir
 from .store import Store
 
 DEFAULT_STATUSES: tuple[Status, ...] = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
@@ -177,14 +177,14 @@ def _statuses(statuses: Iterable[Status | str] | None) -> list[str]:
 def _problem(where: RootDir, rel: str) -> tuple[str | None, int | None]:
     """Why the file at ``rel`` cannot be deleted (None if it can), and its size (None when it is missing)."""
     try:
-        if os.path.splitext(parts(rel)[-1])[1].lower() not in AUDIO_SUFFIXES:
-            kinds = "/".join(sorted(AUDIO_SUFFIXES))
-            return f"{rel} is not a {kinds} file; cleanup touches no other type", None
         info = where.lstat(rel)
     except Outside as exc:  # rows imported or edited by hand may hold any text
         return f"outside the output root: {exc}; cleanup leaves row and file alone", None
     except OSError as exc:
         return f"cannot stat {rel}: {exc}", None
+    if os.path.splitext(rel)[1].lower() not in AUDIO_SUFFIXES:
+        kinds = "/".join(sorted(AUDIO_SUFFIXES))
+        return f"{rel} is not a {kinds} file; cleanup touches no other type", None
     if info is None:
         return None, None
     if not stat.S_ISREG(info.st_mode):

@@ -21,17 +21,18 @@ import os
 import re
 import shutil
 import stat
-from collections import OrderedDict
 from pathlib import Path
 from types import TracebackType
 
 MAX_OPEN_FOLDERS = 64
-"""Folder descriptors kept open (least recently used first out): rows in a few date folders cost one lstat."""
+"""Folder descriptors kept open (oldest opened first out): a row in an open folder costs one lstat."""
 OUTSIDE_ROOT = "outside_root"
 """The category reports use for a path that leads outside the root or through a symlink."""
 
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _DRIVE = re.compile(r"[A-Za-z]:")
+_PLAIN = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/)*[A-Za-z0-9_][A-Za-z0-9_.-]*")
+"""The layout's paths (``2026/01/31/<id>.wav``): nothing to check further, no segment to drop."""
 
 
 class Outside(ValueError):
@@ -40,6 +41,8 @@ class Outside(ValueError):
 
 def parts(rel: object) -> list[str]:
     """The segments of ``rel`` as a path under the root (lexical checks only); raises ``Outside``."""
+    if isinstance(rel, str) and _PLAIN.fullmatch(rel):
+        return rel.split("/")
     if not isinstance(rel, str) or not rel:
         raise Outside(f"{rel!r} is not a path")
     if "\x00" in rel:
@@ -66,7 +69,8 @@ class RootDir:
     def __init__(self, root: str | Path) -> None:
         self.path = Path(root)
         self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self._folders: OrderedDict[tuple[str, ...], int] = OrderedDict()
+        self._folders: dict[str, int] = {}
+        """Open folders by their path below the root; the oldest opened is closed first beyond the limit."""
 
     def __enter__(self) -> RootDir:
         return self
@@ -82,37 +86,36 @@ class RootDir:
             os.close(self._fd)
             self._fd = -1
 
-    def folder(self, segments: list[str] | tuple[str, ...]) -> int | None:
+    def folder(self, segments: list[str]) -> int | None:
         """A descriptor of the folder ``segments`` below the root (None if it is missing or a file).
 
         Raises ``Outside`` if one of them is a symlink. The descriptor stays owned by this object.
         """
-        key = tuple(segments)
-        fd = self._fd
-        for depth in range(len(key), 0, -1):  # the deepest folder already open
-            cached = self._folders.get(key[:depth])
+        fd = self._folders.get("/".join(segments), self._fd if not segments else -1)
+        if fd >= 0:
+            return fd
+        start, fd = 0, self._fd
+        for depth in range(len(segments) - 1, 0, -1):  # the deepest folder already open
+            cached = self._folders.get("/".join(segments[:depth]))
             if cached is not None:
-                self._folders.move_to_end(key[:depth])
-                fd, start = cached, depth
+                start, fd = depth, cached
                 break
-        else:
-            start = 0
-        for depth in range(start, len(key)):
-            name = key[depth]
+        for depth in range(start, len(segments)):
+            name = segments[depth]
             try:
                 fd = os.open(name, _FOLDER_FLAGS, dir_fd=fd)
             except OSError as exc:
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
                     raise
-                self._refuse_symlink(fd, name, key[: depth + 1])
+                self._refuse_symlink(fd, name, segments[: depth + 1])
                 return None
-            self._folders[key[: depth + 1]] = fd
-            if len(self._folders) > MAX_OPEN_FOLDERS:
-                os.close(self._folders.popitem(last=False)[1])
+            if len(self._folders) >= MAX_OPEN_FOLDERS:
+                os.close(self._folders.pop(next(iter(self._folders))))
+            self._folders["/".join(segments[: depth + 1])] = fd
         return fd
 
     @staticmethod
-    def _refuse_symlink(fd: int, name: str, segments: tuple[str, ...]) -> None:
+    def _refuse_symlink(fd: int, name: str, segments: list[str]) -> None:
         try:
             info = os.stat(name, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
