@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from musicstore import InvalidInput, Store
+from musicstore import InvalidInput, Store, validate
 from musicstore.testing import strategies as ms
-from musicstore.validate import MAX_PROMPT_CHARS
+from musicstore.validate import MAX_METADATA_BYTES, MAX_PROMPT_CHARS
 from tests.conftest import new_job
 
 BAD_FIELDS: list[tuple[str, dict[str, Any], str]] = [
@@ -155,3 +155,53 @@ def test_prompt_text_round_trips_exactly(store: Store, prompt: str) -> None:
     job = new_job(store, prompt)
     assert store.get_generation(job.id).prompt == prompt  # type: ignore[union-attr]
     assert store.get_prompt_by_text(prompt).text == prompt  # type: ignore[union-attr]
+
+
+def _metadata_of_bytes(size: int) -> dict[str, str]:
+    """A metadata object whose stored JSON text is exactly ``size`` UTF-8 bytes, mostly 3-byte characters."""
+    overhead = len('{"k":""}')
+    wide = (size - overhead) // 3 - 10
+    return {"k": "€" * wide + "a" * (size - overhead - 3 * wide)}
+
+
+def test_the_metadata_limit_counts_utf8_bytes(store: Store) -> None:
+    largest = _metadata_of_bytes(MAX_METADATA_BYTES)
+    assert len(validate.metadata(largest).encode()) == MAX_METADATA_BYTES
+    assert len(validate.metadata(largest)) < MAX_METADATA_BYTES / 2  # far fewer characters than bytes
+    job = new_job(store, metadata=largest)
+    assert store.get_generation(job.id).metadata == largest  # type: ignore[union-attr]
+    with pytest.raises(InvalidInput, match=f"{MAX_METADATA_BYTES + 1} bytes as UTF-8 JSON"):
+        new_job(store, metadata=_metadata_of_bytes(MAX_METADATA_BYTES + 1))
+    assert store.get_database_stats().total == 1
+
+
+ISSUE_CASES: list[tuple[str, Any, str]] = [
+    ("deep metadata", lambda s, j: new_job(s, metadata=_deep(5_000)), "nested deeper than 64"),
+    ("surrogate key", lambda s, j: new_job(s, metadata={"\ud800": 1}), "lone surrogate"),
+    ("surrogate value", lambda s, j: new_job(s, metadata={"a": ["\udfff"]}), "lone surrogate"),
+    ("surrogate model", lambda s, j: new_job(s, model_name="m\ud800"), "model_name"),
+    ("surrogate worker", lambda s, j: s.claim_next("w\ud800"), "worker_id"),
+    ("huge lease", lambda s, j: s.claim_next("w", lease_seconds=1e300), "lease_seconds"),
+    ("list reason", lambda s, j: s.cancel(j.id, ["x", "y"]), "reason must be a str"),
+    ("NUL reason", lambda s, j: s.cancel(j.id, "a\x00b"), "NUL"),
+    ("NUL message", lambda s, j: s.update_generation_status(j.id, "failed", error_message="\x00"), "NUL"),
+    ("huge offset", lambda s, j: s.list_generations(offset=2**64), "offset"),
+    ("int cursor", lambda s, j: s.list_generations(cursor=7), "cursor"),
+    ("int metadata value", lambda s, j: new_job(s, metadata={"n": 2**64}), "64 bits"),
+]
+
+
+def _deep(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(("case", "call", "message"), ISSUE_CASES, ids=[c[0] for c in ISSUE_CASES])
+def test_the_reported_cases_are_invalid_input(store: Store, case: str, call: Any, message: str) -> None:
+    job = new_job(store)
+    before = store.get_generation(job.id), store.get_database_stats()
+    with pytest.raises(InvalidInput, match=message):
+        call(store, job)
+    assert (store.get_generation(job.id), store.get_database_stats()) == before
