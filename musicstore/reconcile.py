@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import validate
 from .errors import InvalidInput
 from .models import Status
 from .ops import Call, Steps, reader, writer
@@ -401,10 +402,9 @@ def reconcile(
     """
     started = time.monotonic()
     base = check_root(root)
-    if stale_after_seconds < 0:
-        raise InvalidInput(f"stale_after_seconds must be >= 0, got {stale_after_seconds}")
-    if batch < 1:
-        raise InvalidInput(f"batch must be >= 1, got {batch}")
+    validate.number(stale_after_seconds, "stale_after_seconds", positive=False)
+    validate.integer(batch, "batch", 1, validate.MAX_PAGE)
+    validate.integer(max_items, "max_items", 0)
     target: Path | None = None
     if repair and not delete_orphans:
         target = Path(quarantine) if quarantine is not None else default_quarantine(base)

@@ -553,3 +553,49 @@ def test_export_options_refuse_bad_values(data: st.DataObject) -> None:
     name = data.draw(st.sampled_from(sorted(OPTION_VALUES)))
     with pytest.raises(InvalidInput):
         ExportOptions(**{name: data.draw(OPTION_VALUES[name])})
+
+
+# --- maintenance and the testing kit ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"stale_after_seconds": "1"},
+        {"stale_after_seconds": math.nan},
+        {"stale_after_seconds": -1},
+        {"batch": 0},
+        {"batch": 2.0},
+        {"batch": 10**30},
+        {"max_items": -1},
+        {"max_items": None},
+    ],
+    ids=repr,
+)
+def test_reconcile_refuses_bad_arguments(
+    seeded_store: tuple[Store, Seeded], tmp_path: Path, arguments: dict[str, Any]
+) -> None:
+    from musicstore.reconcile import reconcile
+
+    store, _ = seeded_store
+    root = tmp_path / "root"
+    root.mkdir()
+    before = snapshot(store)
+    with pytest.raises(InvalidInput):
+        reconcile(store, root, repair=True, **arguments)
+    assert snapshot(store) == before
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: FakeClock(datetime(2026, 1, 1)),
+        lambda: FakeClock().advance(math.nan),
+        lambda: FakeClock().advance("1"),  # type: ignore[arg-type]
+        lambda: FakeClock().advance(1e300),
+    ],
+    ids=["naive start", "advance NaN", "advance str", "advance huge"],
+)
+def test_the_fake_clock_refuses_bad_values(call: Callable[[], object]) -> None:
+    with pytest.raises(InvalidInput):
+        call()

@@ -13,21 +13,26 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from .. import validate
+from ..errors import InvalidInput
+
 
 class FakeClock:
     """A clock that only moves when told to: ``clock()`` returns ``clock.now``."""
 
     def __init__(self, start: datetime | None = None) -> None:
         self.now = start or datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-        if self.now.tzinfo is None:
-            raise ValueError("FakeClock needs an aware datetime (UTC)")
+        validate.moment(self.now, "FakeClock's start")
 
     def __call__(self) -> datetime:
         return self.now
 
     def advance(self, seconds: float) -> datetime:
         """Move the clock forward by ``seconds``; returns the new time."""
-        self.now += timedelta(seconds=seconds)
+        try:
+            self.now += timedelta(seconds=validate.number(seconds, "seconds", positive=False))
+        except OverflowError:
+            raise InvalidInput(f"advancing by {seconds!r} s leaves datetime's range") from None
         return self.now
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from ..errors import InvalidInput
 from ..ids import new_id
 from ..models import Generation, Status
 from ..validate import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
@@ -73,9 +74,9 @@ def generation_requests(
     rates = sorted(set(sample_rates))
     counts = sorted(set(channels))
     if not rates or not all(MIN_SAMPLE_RATE <= r <= MAX_SAMPLE_RATE for r in rates):
-        raise ValueError(f"sample_rates must lie within {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
+        raise InvalidInput(f"sample_rates must lie within {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
     if not counts or not all(1 <= c <= MAX_CHANNELS for c in counts):
-        raise ValueError(f"channels must lie within 1-{MAX_CHANNELS}")
+        raise InvalidInput(f"channels must lie within 1-{MAX_CHANNELS}")
     return st.fixed_dictionaries(
         {
             "prompt": prompt if prompt is not None else prompts(max_size=300),
@@ -137,7 +138,7 @@ def generations(
     and lease, a completed one a file, timestamps in order); for testing code that reads rows."""
     chosen = tuple(Status(s) for s in statuses)
     if not chosen:
-        raise ValueError("statuses must name at least one status")
+        raise InvalidInput("statuses must name at least one status")
     return _generation(chosen, max_attempts)
 
 
@@ -189,7 +190,7 @@ def audio(
     dBFS, optional loud transients, never clipping. ``as_tensor=True`` yields a torch tensor (needs torch)."""
     counts = tuple(sorted(set(channels)))
     if not counts or min(counts) < 1 or max(counts) > MAX_CHANNELS:
-        raise ValueError(f"channels must lie within 1-{MAX_CHANNELS}")
+        raise InvalidInput(f"channels must lie within 1-{MAX_CHANNELS}")
     arrays = _audio(
         channels=counts,
         sample_rate=sample_rate,
