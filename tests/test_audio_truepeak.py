@@ -1,22 +1,26 @@
-"""True peak per BS.1770-4 Annex 2 (EBU Tech 3341 cases 15–19) and the interpolation shortcuts."""
+"""True peak per BS.1770-4 Annex 2 (EBU Tech 3341 cases 15–19), the accurate meter, and the shortcuts."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
-from scipy.signal import resample_poly, upfirdn
+from scipy.signal import upfirdn
 
 from musicstore.audio.truepeak import (
     _ANNEX2_PHASES,
     annex2,
+    annex2_true_peak,
     candidate_rows,
-    detector,
+    detect,
     peak_map,
     sample_envelope,
     to_db,
     true_peak,
 )
+from tests.reference_meter import reference_true_peak
 
 RATE = 48_000
 
@@ -42,8 +46,11 @@ def sine(freq: float, amplitude: float, phase_deg: float, seconds: float = 3.0) 
         (19, RATE / 4, 1.41, 45.0, 3.0),
     ],
 )
-def test_tech_3341_true_peak(case: int, freq: float, amplitude: float, phase: float, expected: float) -> None:
-    measured = to_db(true_peak(sine(freq, amplitude, phase)))
+@pytest.mark.parametrize("meter", [true_peak, annex2_true_peak])
+def test_tech_3341_true_peak(  # noqa: PLR0917 (parametrized)
+    case: int, freq: float, amplitude: float, phase: float, expected: float, meter: Callable[..., float]
+) -> None:
+    measured = to_db(meter(sine(freq, amplitude, phase)))
     assert expected - 0.4 <= measured <= expected + 0.2, f"case {case}: {measured:.3f} dBTP"
 
 
@@ -52,7 +59,7 @@ def test_matches_full_upfirdn() -> None:
     audio = (rng.standard_normal((2, 20_000)) * 0.2).astype(np.float32)
     h = np.asarray(_ANNEX2_PHASES).T.ravel()  # the 48-tap prototype
     full = float(np.abs(upfirdn(h, audio.astype(np.float64), 4, axis=-1)).max())
-    assert true_peak(audio) == pytest.approx(max(full, float(np.abs(audio).max())), rel=1e-5)
+    assert annex2_true_peak(audio) == pytest.approx(max(full, float(np.abs(audio).max())), rel=1e-5)
 
 
 def test_shortcut_skips_rows_safely() -> None:
@@ -62,7 +69,7 @@ def test_shortcut_skips_rows_safely() -> None:
     rows = candidate_rows(sample_envelope(audio), 0.9, annex2().bound)
     assert 0 < rows.size < 200
     everything = annex2().peaks(audio, np.arange(audio.shape[1] + 1)).max()
-    assert true_peak(audio) == pytest.approx(max(float(everything), 0.9), rel=1e-6)
+    assert annex2_true_peak(audio) == pytest.approx(max(float(everything), 0.9), rel=1e-6)
 
 
 def test_peak_map_below_floor_is_bounded() -> None:
@@ -71,19 +78,16 @@ def test_peak_map_below_floor_is_bounded() -> None:
     floor = 0.2
     mapped = peak_map(audio, floor)
     all_rows = np.arange(audio.shape[1] + 1)
-    values = annex2().peaks(audio, all_rows)[:, 0]
+    values, _ = detect(audio, all_rows, mapped.far)
     outside = np.setdiff1d(all_rows, mapped.rows)
     assert values[outside].max(initial=0.0) <= floor
     np.testing.assert_allclose(mapped.values, values[mapped.rows], rtol=1e-6)
 
 
-def test_detector_reads_close_to_a_16x_reference() -> None:
+def test_accurate_meter_reads_the_ideal_reconstruction() -> None:
     rng = np.random.default_rng(6)
     audio = (rng.standard_normal((2, 8_000)) * 0.2).astype(np.float32)  # white: content up to Nyquist
-    rows = np.arange(audio.shape[1] + 1)
-    fine = float(detector().peaks(audio, rows).max())
-    reference = float(np.abs(resample_poly(audio.astype(np.float64), 16, 1, axis=-1)).max())
-    assert to_db(reference) - to_db(fine) < 0.2
+    assert abs(to_db(true_peak(audio)) - to_db(reference_true_peak(audio))) < 0.05
 
 
 @pytest.mark.parametrize("where", ["start", "end", "both"])
@@ -96,7 +100,7 @@ def test_peaks_at_the_clip_edges(where: str) -> None:
         audio[1, -3:] = [-0.8, 0.8, -0.8]
     h = np.asarray(_ANNEX2_PHASES).T.ravel()
     full = float(np.abs(upfirdn(h, audio.astype(np.float64), 4, axis=-1)).max())
-    assert true_peak(audio) == pytest.approx(max(full, 0.9 if where != "end" else 0.8), rel=1e-5)
+    assert annex2_true_peak(audio) == pytest.approx(max(full, 0.9 if where != "end" else 0.8), rel=1e-5)
     rows = np.arange(0, audio.shape[1] + 1, 7)  # scattered rows, some at the edges
     every = annex2().peaks(audio, np.arange(audio.shape[1] + 1))
     np.testing.assert_allclose(annex2().peaks(audio, rows), every[rows], rtol=1e-6)

@@ -147,7 +147,7 @@ class _Processed:
     leveled: Leveled | None  # None: written unchanged
     status: Status
     short: bool
-    true_peak: float  # linear, Annex 2 4x
+    true_peak: float  # linear, by the accurate meter (ideal reconstruction)
 
 
 def check_target(path: str | Path, subtype: str) -> tuple[Path, str]:

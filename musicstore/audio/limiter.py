@@ -1,11 +1,15 @@
 """Gain to a loudness target under a true-peak ceiling, with an offline look-ahead limiter.
 
-The limiter works on the per-sample peak need ``s`` (largest |sample| or detector value next to it):
+Peaks are read by the accurate meter of :mod:`musicstore.audio.truepeak` (the ideal reconstruction on a
+grid of 8 positions per sample, with the Annex 2 4x values folded in), held ``GRID_FACTOR`` (0.17 dB)
+below the ceiling so that no peak between grid points can exceed it. The limiter works on the
+per-sample peak need ``s`` (largest |sample| or detector value next to it):
 the required gain ``min(1, ceiling / (G * s))`` goes through a minimum filter (hold + ramp) and two box
 smoothings (the ramps), so the smooth curve never exceeds the requirement. One curve is applied to all
 channels. Only the neighbourhoods of hot samples are processed. Loudness after limiting is predicted
 from the K-weighted power and re-gated; the static gain is iterated because gating moves with the
-peaks, the best candidate is kept, then the output is verified and measured exactly.
+peaks, the best candidate is kept. The whole output is then verified by the accurate meter, deepened
+where it is still over (a last resort trims the whole clip), and its true peak measured exactly.
 """
 
 from __future__ import annotations
@@ -19,16 +23,14 @@ from numpy.typing import NDArray
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from musicstore.audio.loudness import BlockPower, gated_loudness, integrated_loudness
-from musicstore.audio.truepeak import PeakMap, Rows, detector, from_db, peak_map, to_db
+from musicstore.audio.truepeak import GRID_FACTOR, PeakMap, from_db, peak_map, refined_peak, to_db
 
 log = logging.getLogger("musicstore.audio")
 
 CEILING_MARGIN_DB = 0.01  # below the ceiling, for dither and float rounding
 AIM_LU = 0.005  # how close the prediction is driven to the target
 EXACT_TOLERANCE_LU = 0.02  # beyond this the exact measurement triggers a corrected search
-_UNDER_READ = from_db(0.7)  # a 4x grid can under-read a band-limited peak by up to 0.69 dB
 _REDUCTION_EPS = from_db(-0.01)
-_VERIFY = 0.9  # outputs are re-checked where the gained need exceeds this share of the ceiling
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class Leveled:
     audio: NDArray[np.float32]
     gain_db: float
     loudness: float
-    true_peak: float  # linear, Annex 2 4x
+    true_peak: float  # linear, by the accurate meter (ideal reconstruction)
     max_reduction_db: float
     reduced_fraction: float
     limited: bool
@@ -62,19 +64,22 @@ class _Region:
     need: NDArray[np.float32]
 
 
+def detector_ceiling(ceiling_dbtp: float) -> float:
+    """The level (linear) no detector value may exceed so that the true peak stays under the ceiling."""
+    return from_db(ceiling_dbtp - CEILING_MARGIN_DB) * GRID_FACTOR
+
+
 def map_floor(target_lufs: float, ceiling_dbtp: float, before_lufs: float, max_depth_db: float) -> float:
-    """The level down to which a clip's peak map must hold 4x values for :func:`level`."""
+    """The level down to which a clip's peak map must hold detector values for :func:`level`."""
     reach = from_db(target_lufs - before_lufs + max_depth_db)
-    return from_db(ceiling_dbtp - CEILING_MARGIN_DB) / (reach * _UNDER_READ)
+    return detector_ceiling(ceiling_dbtp) / reach
 
 
-def _need(x: NDArray[np.float32], peaks: PeakMap, gain: float, ceiling: float) -> NDArray[np.float32]:
-    """Per-sample peak need: |sample| and the detector values on both sides wherever ``gain`` may
-    push a 4x value within the grid's under-read of ``ceiling`` (elsewhere the sample envelope)."""
-    hot = peaks.rows[peaks.values * (gain * _UNDER_READ) > ceiling]
-    rows = np.zeros(x.shape[1] + 1, dtype=np.float32)
-    if hot.size:
-        rows[hot] = detector().peaks(x, hot).max(axis=1)
+def _need(peaks: PeakMap) -> NDArray[np.float32]:
+    """Per-sample peak need: |sample| and the mapped detector values on both sides (unmapped values
+    are below the map's floor, which no allowed gain can lift to the ceiling)."""
+    rows = np.zeros(peaks.envelope.shape[0] + 1, dtype=np.float32)
+    rows[peaks.rows] = peaks.values
     need = np.maximum(rows[:-1], rows[1:])
     return np.maximum(need, peaks.envelope, out=need)
 
@@ -165,42 +170,33 @@ def level(
     started = time.perf_counter()
     base = blocks.block_means()
     before = gated_loudness(base)
-    ceiling = from_db(ceiling_dbtp - CEILING_MARGIN_DB)
+    ceiling = detector_ceiling(ceiling_dbtp)
     gain = from_db(target_lufs - before)
     depth_db = settings.max_depth_db if limiter else 0.0
     peaks = peak_map(x, map_floor(target_lufs, ceiling_dbtp, before, depth_db))
     measured = time.perf_counter() - started
-    if gain * peaks.true_peak * _UNDER_READ <= ceiling:
-        return _static(x, base, peaks.true_peak, gain, measured)  # no detector value can reach the ceiling
-    need = _need(x, peaks, gain * from_db(depth_db), ceiling)
-    peak_need = float(need.max())
-    if gain * peak_need <= ceiling:
-        return _static(x, base, peaks.true_peak, gain, measured)
+    if gain * peaks.grid_peak <= ceiling:
+        return _static(x, base, peaks, gain, started)  # no detector value can reach the ceiling
     if not limiter:
-        return _static(x, base, peaks.true_peak, ceiling / peak_need, measured)
+        return _static(x, base, peaks, ceiling / peaks.grid_peak, started)
+    need = _need(peaks)
+    peak_need = float(need.max())
     shape = _Shape(settings, blocks.sample_rate)
     upper = min(gain * from_db(depth_db), ceiling * from_db(depth_db) / peak_need)
     region = _region(need, upper, ceiling, shape.reach)
-    outside = _outside_peak(peaks, region)
-    del peaks, need  # keep memory near four clips
-    leveled = _Limiter(x, blocks, ceiling, shape).run(region, target_lufs, gain, upper, outside)
-    return replace(leveled, measure_seconds=measured)
-
-
-def _outside_peak(peaks: PeakMap, region: _Region) -> float:
-    """Largest mapped 4x value on rows the limiter leaves alone (all their window samples keep g = 1)."""
-    touched = np.zeros(peaks.envelope.shape[0] + 1, dtype=bool)
-    touched[region.index] = True
-    touched[region.index + 1] = True
-    return float(peaks.values[~touched[peaks.rows]].max(initial=0.0))
+    del peaks, need  # keep memory low
+    leveled = _Limiter(x, blocks, ceiling, shape).run(region, target_lufs, gain, upper)
+    return replace(leveled, measure_seconds=measured + leveled.measure_seconds)
 
 
 def _static(
-    x: NDArray[np.float32], base: NDArray[np.float64], true_peak: float, gain: float, measured: float
+    x: NDArray[np.float32], base: NDArray[np.float64], peaks: PeakMap, gain: float, started: float
 ) -> Leveled:
     """Plain gain: loudness re-gated from the block powers, true peak scaled (both exact)."""
     loudness = gated_loudness(gain * gain * base)
-    return Leveled(x * np.float32(gain), to_db(gain), loudness, gain * true_peak, 0.0, 0.0, False, measured)
+    true_peak = gain * refined_peak(x, peaks)
+    measured = time.perf_counter() - started
+    return Leveled(x * np.float32(gain), to_db(gain), loudness, true_peak, 0.0, 0.0, False, measured)
 
 
 class _Limiter:
@@ -209,11 +205,8 @@ class _Limiter:
     def __init__(self, x: NDArray[np.float32], blocks: BlockPower, ceiling: float, shape: _Shape) -> None:
         self.x, self.blocks, self.ceiling, self.shape = x, blocks, ceiling, shape
 
-    def run(self, region: _Region, target: float, gain: float, upper: float, outside: float) -> Leveled:
-        """Search the gain, apply and verify the curve, measure exactly; correct the aim if needed.
-
-        ``outside`` is the largest 4x value of ``x`` on rows the region leaves alone.
-        """
+    def run(self, region: _Region, target: float, gain: float, upper: float) -> Leveled:
+        """Search the gain, apply and verify the curve, measure exactly; correct the aim if needed."""
         base = self.blocks.block_means()
         aim = target
         for _ in range(3):
@@ -227,37 +220,46 @@ class _Limiter:
                 upper=upper,
                 ceiling=self.ceiling,
             )
-            out, g, checked_peak = self._apply_checked(chosen, region)
+            out, g, checked = self._apply_checked(chosen, region)
             measured = integrated_loudness(out, self.blocks.sample_rate).lufs
             if abs(measured - target) <= EXACT_TOLERANCE_LU or (chosen >= upper and measured < target):
                 break
             aim += target - measured
             gain = chosen
-        true_peak = max(checked_peak, chosen * outside, float(out.max()), -float(out.min()))
+        started = time.perf_counter()
+        true_peak = refined_peak(out, checked)
         deepest = float(g.min()) if g.size else 1.0
         reduced = float(np.count_nonzero(g < _REDUCTION_EPS)) / self.x.shape[1]
-        return Leveled(out, to_db(chosen), measured, true_peak, -to_db(deepest), reduced, True)
+        spent = time.perf_counter() - started
+        return Leveled(out, to_db(chosen), measured, true_peak, -to_db(deepest), reduced, True, spent)
 
     def _apply_checked(
         self, gain: float, region: _Region
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32], float]:
-        """Apply the curve, check the output with the detector and deepen where it is still over.
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], PeakMap]:
+        """Apply the curve, verify the whole output with the accurate meter and deepen where it is over.
 
-        Returns the output, the curve over the region and the largest 4x value on the checked rows.
+        Returns the output, the curve over the region and the output's peak map. If deepening cannot
+        bring the output under (a value beyond the region), the whole output is trimmed by the excess.
         """
         x, ceiling, samples = self.x, self.ceiling, self.x.shape[1]
         out = x * np.float32(gain)
         scaled = out[:, region.index]
-        near = region.index[region.need * gain > _VERIFY * ceiling]
-        rows: Rows = np.union1d(near, near + 1).astype(np.int32)
+        inside = np.zeros(samples + 1, dtype=bool)
+        inside[region.index] = True
+        inside[region.index + 1] = True
         for _ in range(8):
             g = self.shape.curve(region.need, gain, ceiling)
             out[:, region.index] = scaled * g
-            values = detector().peaks(out, rows)
-            over = values.max(axis=1) > ceiling
+            checked = peak_map(out, ceiling)
+            over = checked.values > ceiling
             if not over.any():
-                return out, g, float(values[:, 0].max(initial=0.0))
+                return out, g, checked
+            rows = checked.rows[over]
+            if not inside[rows].all():
+                break
             excess = np.ones(samples + 1, dtype=np.float32)
-            excess[rows[over]] = values[over].max(axis=1) / ceiling * from_db(0.002)
+            excess[rows] = checked.values[over] / ceiling * from_db(0.002)
             region.need[:] = region.need * np.maximum(excess[:-1], excess[1:])[region.index]
-        raise AssertionError(f"the limiter did not converge under {to_db(ceiling):.2f} dBTP")
+        out *= np.float32(ceiling / float(checked.values.max()) * from_db(-0.002))
+        log.debug("limiter: whole output trimmed to stay under the ceiling")
+        return out, g, peak_map(out, ceiling)
