@@ -20,11 +20,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import interrupt
 from .backup import backup, restore
 from .errors import InvalidInput, MigrationError, MusicstoreError, NotFound
-from .interrupt import EXIT_INTERRUPTED
-from .interrupt import message as interrupted_message
-from .interrupt import restore as restore_interrupt
 from .masking import redact
 from .migrate import migrate, migrations_path, yoyo_url
 from .models import Generation, Stats, Status
@@ -47,6 +45,8 @@ EXIT_NOT_FOUND = 3
 """``show``: no generation has that id."""
 EXIT_INCONSISTENT = 4
 """``reconcile``: database and output root disagree (found, and with ``--repair`` repaired)."""
+EXIT_INTERRUPTED = interrupt.EXIT_INTERRUPTED
+"""Ctrl-C (SIGINT), from musicstore's first import on (``musicstore.interrupt``)."""
 
 ROOT_ENV = "MUSICSTORE_OUTPUT_ROOT"
 DEFAULT_ROOT = "data/audio"
@@ -732,7 +732,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not psycopg.handlers:
         psycopg.addHandler(logging.NullHandler())
     try:
-        restore_interrupt()  # the imports are done: Ctrl-C is KeyboardInterrupt again, handled below
+        interrupt.restore()  # the imports are done: Ctrl-C is KeyboardInterrupt again, handled below
         args = build_parser().parse_args(argv)
         code = int(args.func(args))
         sys.stdout.flush()  # a closed pipe (`| head`) raises here, not at exit
@@ -758,5 +758,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"musicstore: error: {hint}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print(interrupted_message(), end="", file=sys.stderr)
+        print(interrupt.message(), end="", file=sys.stderr)
         return EXIT_INTERRUPTED

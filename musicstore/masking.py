@@ -1,13 +1,13 @@
 """Secrets out of every message: the passwords of the database URLs this process was given, masked.
 
-``musicstore.urls.resolve`` registers each URL's password (every way a parser may read it: its userinfo as
-libpq, ``urllib`` and a reader that takes everything up to the last ``@`` see it, and ``password=`` or
-``sslpassword=`` parameters), and ``$PGPASSWORD`` is read at each call. ``redact`` replaces each of them in a
-text, in its raw, percent-decoded and percent-encoded forms, and each piece of it between the characters that
-URL parsers split on (a driver that split the URL elsewhere quotes a piece). Every ``MusicstoreError`` message
-goes through it, as does the exception being handled when one is raised (the driver error it wraps), and
-psycopg's and yoyo's log records. Pieces shorter than ``MIN_SECRET`` characters are not masked in free text:
-they would mask ordinary words.
+``musicstore.urls.resolve`` registers each URL's password, every way a parser may read it (the userinfo as
+libpq, ``urllib`` and a reader up to the last ``@`` before the query see it; ``password=``, ``sslpassword=``,
+``oauth_client_secret=``... parameters, also read on through an unescaped ``&``); ``$PGPASSWORD`` is read at
+each call. ``redact`` replaces each in a text, raw, percent-decoded and percent-encoded, and each piece of it
+between the characters URL parsers split on (a driver that split the URL elsewhere quotes a piece). Every
+``MusicstoreError`` message goes through it, as does the exception being handled when one is made (the driver
+error it wraps), and psycopg's and yoyo's log records. Pieces shorter than ``MIN_SECRET`` characters are not
+masked in free text: they would mask ordinary words.
 """
 
 from __future__ import annotations
@@ -22,10 +22,26 @@ from urllib.parse import quote, unquote
 MASK = "***"
 MIN_SECRET = 3
 PASSWORD_ENV = "PGPASSWORD"
+_NAME = r"\b(?:\w*password|\w*secret|scram_\w+_key)"
 SECRET_PARAMETER = re.compile(
-    r"""(?ix) (\b\w*password \s*=\s*) ( '(?:[^'\\]|\\.)*' | "(?:[^"\\]|\\.)*" | [^\s&#;]* )"""
+    rf"""(?ix) ({_NAME} \s*=\s*) ( '(?:[^'\\]|\\.)*' | "(?:[^"\\]|\\.)*" | [^\s&;]* )"""
 )
 """``password=...`` in a URL query or a libpq ``key=value`` string: group 1 the name, group 2 the value."""
+_KEYWORDS = " ".join(
+    [
+        "application_name channel_binding client_encoding connect_timeout dbname fallback_application_name",
+        "gssdelegation gssencmode gsslib host hostaddr keepalives keepalives_count keepalives_idle",
+        "keepalives_interval krbsrvname load_balance_hosts max_protocol_version min_protocol_version",
+        "oauth_client_id oauth_client_secret oauth_issuer oauth_scope options passfile password port",
+        "replication require_auth requirepeer scram_client_key scram_server_key service sslcert sslcertmode",
+        "ssl_max_protocol_version ssl_min_protocol_version sslcompression sslcrl sslcrldir sslkey sslmode",
+        "sslkeylogfile sslnegotiation sslpassword sslrootcert sslsni target_session_attrs tcp_user_timeout user",
+    ]
+).split()
+"""libpq's connection parameters (``psycopg.pq.Conninfo.get_defaults()``, libpq 17)."""
+_UNESCAPED_PARAMETER = re.compile(rf"(?i){_NAME}=([^&\s]*(?:&(?!(?:{'|'.join(_KEYWORDS)})=)[^&\s]*)*)")
+"""A secret parameter read on through each ``&`` not followed by a libpq ``keyword=``: libpq quotes the text
+after an unescaped ``&`` in its error."""
 _PIECES = re.compile(r"[@:/?#&=%\s'\"\\;]+")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?://)?")
 _LOGGERS = ("psycopg", "psycopg.pool", "psycopg_pool.sched", "yoyo", "yoyo.migrations")
@@ -37,6 +53,7 @@ _lock = threading.Lock()
 def passwords(text: str) -> list[str]:
     """Every reading of the password in a database URL (or libpq ``key=value`` string), raw."""
     found = [value.strip("'\"") for _, value in SECRET_PARAMETER.findall(text)]
+    found += _UNESCAPED_PARAMETER.findall(text)
     scheme = _SCHEME.match(text)
     rest = text[scheme.end() :] if scheme else text
     libpq = re.match(r"[^@/]*(?=@)", rest)  # libpq: the userinfo ends at the first @ (before any /)
@@ -44,7 +61,7 @@ def passwords(text: str) -> list[str]:
     readings = [
         libpq[0] if libpq else "",
         netloc[0].rpartition("@")[0] if netloc else "",
-        rest.rpartition("@")[0],  # what a password with an unescaped / ? # @ meant
+        rest.partition("?")[0].rpartition("@")[0],  # what a password with an unescaped / or @ meant
     ]
     found += [userinfo.partition(":")[2] for userinfo in readings if ":" in userinfo]
     return [password for password in found if password]

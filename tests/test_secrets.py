@@ -260,6 +260,14 @@ class Seen:
     """What one call showed: its outputs, the exception it raised, its log records and warnings."""
 
     texts: list[str]
+    code: int = 0
+    """The CLI's exit code (-1: an exception left ``main``, which would print a traceback)."""
+    stderr: str = ""
+
+    def assert_told(self) -> None:
+        """Done (show: no such id; reconcile: found a difference), or one line on stderr; no traceback."""
+        assert self.code != -1, self.texts
+        assert self.code in {0, 3, 4} or self.stderr.count("\n") == 1, self.stderr
 
     def assert_hidden(self, secret: Secret, what: object) -> None:
         found = leaks(secret, *self.texts)
@@ -312,7 +320,7 @@ def run_command(
         except BaseException as exc:  # a traceback: shown too
             raised, code = exc, -1
     out, err = capsys.readouterr()
-    return Seen([out, err, str(code), *texts, *exception_texts(raised)])
+    return Seen([out, err, *texts, *exception_texts(raised)], code, err)
 
 
 # --- the library ----------------------------------------------------------------------------------------
@@ -410,9 +418,9 @@ def test_every_command_hides_the_password(
         _prepare(target, NASTY, server)
         url, env = url_for(form, NASTY, target, server)
         for argv in command_lines(tmp_path, backup_file)[name]:
-            run_command(
-                argv, url, env=env, monkeypatch=monkeypatch, capsys=capsys, caplog=caplog
-            ).assert_hidden(NASTY, (target, argv))
+            seen = run_command(argv, url, env=env, monkeypatch=monkeypatch, capsys=capsys, caplog=caplog)
+            seen.assert_hidden(NASTY, (target, argv))
+            seen.assert_told()
 
 
 @settings(
@@ -480,6 +488,7 @@ def test_a_wrong_password_is_refused_and_not_shown(
         "postgresql://u:zqAbc1k/zqDef2k@127.0.0.1:1/db",
         "postgresql://u:zqAbc1k%zqDef2k@127.0.0.1:1/db",  # libpq quoted an invalid percent token
         "postgresql://u@127.0.0.1:1/db?password=zqAbc1k&sslpassword=zqDef2k",
+        "postgresql://u@127.0.0.1:1/db?password=zqAbc1k&zqDef2k",  # libpq quoted the text after a raw &
         "postgressql://u:zqAbc1k:zqDef2k@127.0.0.1:1/db",
         "host=127.0.0.1 port=1 password='zqAbc1k zqDef2k'",
     ],
