@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
+from scipy import fft as sp_fft
 from scipy.ndimage import maximum_filter1d
-from scipy.signal import fftconvolve, firwin, upfirdn
+from scipy.signal import firwin
 
 # BS.1770-4 Annex 2, 4x oversampling, 48 taps as 4 phases of 12: phase p, tap k is h[4k + p].
 _ANNEX2_PHASES = (
@@ -65,17 +66,18 @@ class FarField:
     def measure(cls, audio: NDArray[np.float32]) -> FarField:
         """``G`` of ``(C, S)`` audio: ``z`` low-passed and decimated, convolved with the far kernel by FFT."""
         step = _DECIMATION
-        samples = audio.shape[1]
-        lowpass = firwin(2 * _LOWPASS_TAPS * step + 1, 1.0 / step)
-        sign = np.ones(samples, dtype=np.float32)
-        sign[1::2] = -1.0
+        channels, samples = audio.shape
         count = -(-samples // step)  # points of z's decimated low band, at 0, step, 2 step, ...
-        decimated = upfirdn(lowpass, audio * sign, 1, step, axis=-1)[:, _LOWPASS_TAPS : _LOWPASS_TAPS + count]
         start = -(_NEAR_REACH // step) - 4
         stop = (samples + _NEAR_REACH) // step + 4
-        lags = np.arange(start - count + 1, stop + 1)
-        kernel = step * far_kernel((lags * step).astype(np.float64))
-        grid = fftconvolve(decimated, kernel[None, :], axes=-1)[:, count - 1 : count + stop - start]
+        first_lag = start - count + 1  # the kernel covers lags first_lag..stop (in grid steps)
+        size = sp_fft.next_fast_len(count + stop - first_lag, real=True)
+        kernel = sp_fft.rfft(_far_taps(first_lag, stop, step), size)
+        grid = np.empty((channels, stop - start + 1))
+        for c in range(channels):  # one channel at a time, in float32: each FFT buffer is a quarter clip
+            spectrum = sp_fft.rfft(_decimated_low_band(audio[c], count, step), size)
+            spectrum *= kernel
+            grid[c] = sp_fft.irfft(spectrum, size)[count - 1 : count + stop - start]
         return cls(grid, start, step)
 
     def at(self, channel: int, t: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -106,6 +108,36 @@ def far_kernel(d: NDArray[np.float64]) -> NDArray[np.float64]:
     with np.errstate(divide="ignore", invalid="ignore"):
         kernel: NDArray[np.float64] = np.where(np.abs(d) <= _NEAR_FLAT, 0.0, (1.0 - split_window(d)) / d)
     return kernel
+
+
+def _far_taps(first: int, last: int, step: int) -> NDArray[np.float32]:
+    """``step * far_kernel(lag * step)`` for lags ``first..last``, in one float32 array."""
+    lags = np.arange(first, last + 1, dtype=np.float32)
+    with np.errstate(divide="ignore"):
+        taps = np.float32(1.0) / lags  # step * 1 / (lag * step); the taper's few lags are set below
+    taper = np.arange(-(_NEAR_REACH // step), _NEAR_REACH // step + 1)
+    inside = taper - first
+    keep = (inside >= 0) & (inside < taps.shape[0])
+    taps[inside[keep]] = step * far_kernel((taper[keep] * step).astype(np.float64))
+    return taps
+
+
+def _decimated_low_band(x: NDArray[np.float32], count: int, step: int) -> NDArray[np.float32]:
+    """``z = (-1)^n x`` low-passed (cut-off at the grid's Nyquist) at every ``step``-th sample, in chunks.
+
+    The sign is folded into the filter (``step`` is even), so no modulated copy of the clip is made.
+    """
+    half = _LOWPASS_TAPS * step
+    taps = firwin(2 * half + 1, 1.0 / step) * np.where(np.arange(2 * half + 1) % 2, -1.0, 1.0)
+    taps = taps[::-1].astype(np.float32)  # the window runs forward in time
+    out = np.empty(count, dtype=np.float32)
+    chunk = 1 << 14
+    for k0 in range(0, count, chunk):
+        k1 = min(count, k0 + chunk)
+        lo, hi = step * k0 - half, step * (k1 - 1) + half + 1
+        part = np.pad(x[max(lo, 0) : min(hi, x.shape[0])], (max(0, -lo), max(0, hi - x.shape[0])))
+        out[k0:k1] = sliding_window_view(part, 2 * half + 1)[::step] @ taps
+    return out
 
 
 def split_window(d: NDArray[np.float64]) -> NDArray[np.float64]:
