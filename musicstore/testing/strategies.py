@@ -112,7 +112,7 @@ def _generation(draw: st.DrawFn, statuses: tuple[Status, ...], max_attempts: int
         fields["file_size_bytes"] = draw(st.integers(44, 500_000_000))
         fields["generation_time_seconds"] = (fields["completed_at"] - fields["started_at"]).total_seconds()
     if status is Status.FAILED or (status is Status.PENDING and draw(st.booleans())):
-        fields["error_message"] = draw(st.text(max_size=80))
+        fields["error_message"] = draw(st.text(alphabet=_text_alphabet, max_size=80))
     generation_id = new_id()
     if "file_path" in fields:
         fields["file_path"] = fields["file_path"].replace("{id}", generation_id)
