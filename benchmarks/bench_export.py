@@ -206,6 +206,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--device", help="hand clips over as torch tensors on this device (cpu, cuda)")
     parser.add_argument("--dtype", default="float32", help="tensor dtype with --device")
+    parser.add_argument("--no-batch", action="store_true", help="single clips only")
     args = parser.parse_args()
     seconds = 5.0 if args.quick else 30.0
     repeats = args.repeats or (2 if args.quick else 7)
@@ -227,8 +228,9 @@ def main() -> None:
         rows = [
             single_case("no limiting", calm, root, repeats),
             single_case("limiting", drums, root, repeats),
-            batch_case(batch, root, repeats),
         ]
+        if not args.no_batch:
+            rows.append(batch_case(batch, root, repeats))
     report(rows, seconds, source)
 
 

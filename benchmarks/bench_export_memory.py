@@ -1,0 +1,75 @@
+"""Peak memory of one export over the clip's size, one fresh process per clip length.
+
+    .venv/bin/python benchmarks/bench_export_memory.py                 # 0.5, 2.5, 5 and 10 min, 48 kHz stereo
+    .venv/bin/python benchmarks/bench_export_memory.py --minutes 1 10
+
+Each child process loads the clip (float32, written by the parent), exports a short clip first so that
+libraries and caches are in place, reads its resident memory, exports the clip (PCM_16 WAV, the
+default options: the synthesised drums need the limiter) and reads its peak resident memory
+(``ru_maxrss``). The figure is (peak - resident before the export) / the clip's float32 size: what the
+export itself adds on top of the caller's copy of the clip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+RATE = 48_000
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+def child(clip_path: str, out_dir: str) -> None:
+    from musicstore.audio import export_audio, synthesize_music
+
+    export_audio(synthesize_music(2.0, RATE, seed=1), RATE, Path(out_dir) / "warm.wav")
+    clip = np.load(clip_path)
+    before = resident_bytes()
+    result = export_audio(clip, RATE, Path(out_dir) / "clip.wav")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"before": before, "peak": peak, "clip": clip.nbytes, "status": result.status}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, nargs="*", default=[0.5, 2.5, 5.0, 10.0])
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    from musicstore.audio import synthesize_music
+
+    piece = synthesize_music(30.0, RATE, seed=2)  # drums, bass and pads, tiled to each length
+    print("| clip | clip size (MB) | export's peak (MB) | peak / clip | status |")
+    print("|---|---:|---:|---:|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for minutes in args.minutes:
+            frames = round(minutes * 60 * RATE)
+            clip = np.ascontiguousarray(np.tile(piece, (1, -(-frames // piece.shape[1])))[:, :frames])
+            clip_path = Path(tmp) / "clip.npy"
+            np.save(clip_path, clip)
+            del clip
+            run = subprocess.run(
+                [sys.executable, __file__, "--child", str(clip_path), tmp],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            m = json.loads(run.stdout)
+            added = m["peak"] - m["before"]
+            print(f"| {minutes:g} min | {m['clip'] / 1e6:.0f} | {added / 1e6:.0f} | {added / m['clip']:.2f}x | "
+                  f"{m['status']} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
