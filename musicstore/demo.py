@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .audio import synthesize_music
+from .errors import InvalidInput
 from .migrate import migrate
 from .models import Stats
 from .record import export_generation
@@ -64,14 +65,23 @@ def run_demo(
 ) -> Stats:
     """Migrate, enqueue ``count`` generations, then claim, synthesise, export and complete each.
 
+    The demo works only on its own jobs: it refuses a database that already holds pending jobs (it would claim
+    them), and if it claims a job another process enqueued while it ran, it hands that job back and stops.
     ``progress(done)`` is called after each export (the CLI draws its progress bar with it).
     """
     applied = migrate(url)
     root = Path(output_root)
     rows: list[list[str]] = []
     with Store(url) as store:
+        waiting = store.count_generations(status="pending")
+        if waiting:
+            raise InvalidInput(
+                f"{without_password(store.url.url)} holds {waiting} pending job(s) the demo did not enqueue "
+                "and would claim; run the demo on a database of its own (--database)"
+            )
         echo(f"database: {without_password(store.url.url)} ({len(applied)} migration(s) applied)")
         echo(f"audio:    {root}")
+        ours: set[str] = set()
         for i in range(count):
             prompt, bpm, drums = PROMPTS[i % len(PROMPTS)]
             job = store.create_generation(
@@ -83,7 +93,19 @@ def run_demo(
                 metadata={"bpm": bpm, "seed": i, "drums": drums},
             )
             echo(f"enqueued  {job.id}  {prompt!r}")
+            ours.add(job.id)
         while (claimed := store.claim_next(worker_id, lease_seconds=60)) is not None:
+            if claimed.id not in ours:  # enqueued by someone else meanwhile: hand it back and stop
+                store.fail(
+                    claimed.id,
+                    "claimed by the demo by mistake; handed back",
+                    max_attempts=claimed.attempts + 1,  # always back to pending, never failed
+                    worker_id=worker_id,
+                )
+                raise InvalidInput(
+                    f"another process enqueued job {claimed.id} while the demo ran; the demo handed it back "
+                    "and stopped: run the demo on a database of its own (--database)"
+                )
             store.heartbeat(
                 claimed.id, worker_id, lease_seconds=60
             )  # a real worker beats while the model runs
