@@ -102,7 +102,13 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
     try:
         if target.path is not None:
             target.path.parent.mkdir(parents=True, exist_ok=True)
+            _check_sqlite_file(target.path)
         backend = get_backend(target.yoyo_url)
+    except ImportError as exc:
+        raise MigrationError(
+            f"{where}: {exc.name or 'a driver'} is not installed; PostgreSQL needs the postgres extra: "
+            "pip install 'musicstore[postgres]'"
+        ) from None
     except failures as exc:
         raise MigrationError(
             f"{where}: cannot open the database to migrate it ({exc}); check the URL"
@@ -121,13 +127,24 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
     return [migration.id for migration in pending]
 
 
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse at once a file that is not a SQLite database (yoyo's lock loop would retry it until timeout)."""
+    if not path.exists():
+        return
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+    finally:
+        conn.close()
+
+
 def _database_errors(dialect: str) -> tuple[type[BaseException], ...]:
     """What opening or migrating a database raises: OS errors and its driver's errors."""
     if dialect != "postgres":
         return (OSError, sqlite3.Error)
     try:
         import psycopg
-    except ImportError:  # yoyo's get_backend says what is missing
+    except ImportError:  # migrate() names the missing extra
         return (OSError,)
     return (OSError, psycopg.Error)
 
