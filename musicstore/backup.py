@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import validate
 from .errors import InvalidInput, StorageError
 from .fsync import fsync
 from .urls import resolve, without_password
@@ -159,7 +160,9 @@ def backup(
     path = _sqlite_path(url)
     if not path.is_file():
         raise InvalidInput(f"{path} does not exist: nothing to back up")
-    if pages == 0 or pages < -1:
+    pages = validate.integer(pages, "pages", -1)
+    overwrite = validate.flag(overwrite, "overwrite")
+    if pages == 0:
         raise InvalidInput(f"pages must be a positive number of pages per step, or -1 for all, got {pages}")
     dest = Path(destination).absolute()
     real, real_db = dest.resolve(), path.resolve()  # however it is spelled: .., symlinks
@@ -222,6 +225,7 @@ def restore(
     ``-wal``/``-shm`` files of the old database are removed; then the copy is renamed into place.
     """
     started = time.monotonic()
+    overwrite = validate.flag(overwrite, "overwrite")
     path = _sqlite_path(url)
     source_path = Path(backup_path)
     if not source_path.is_file():

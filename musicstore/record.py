@@ -109,6 +109,12 @@ def export_batch_generations(
     processing) raises before anything is written and no row changes. A clean batch leaves a CUDA
     device in one transfer; one with a bad item falls back to converting item by item.
     """
+    if not isinstance(generations, Sequence) or isinstance(generations, str):
+        raise InvalidInput(f"generations must be a sequence of Generation, got {type(generations).__name__}")
+    if metadata is not None and (not isinstance(metadata, Sequence) or isinstance(metadata, str)):
+        raise InvalidInput(
+            f"metadata must be a sequence (one entry per generation), got {type(metadata).__name__}"
+        )
     count = len(generations)
     extras = list(metadata) if metadata is not None else [None] * count
     shape = tuple(getattr(audio_batch, "shape", ()))

@@ -230,6 +230,10 @@ def cleanup(
         raise InvalidInput(f"older_than must be a non-negative timedelta, got {older_than!r}")
     budget = None if max_total_bytes is None else validate.integer(max_total_bytes, "max_total_bytes", 0)
     size = validate.integer(batch, "batch", 1, validate.MAX_PAGE)
+    dry_run = validate.flag(dry_run, "dry_run")  # dry_run=0 must not delete
+    max_items = validate.integer(max_items, "max_items", 0)
+    if progress is not None and not callable(progress):
+        raise InvalidInput(f"progress must be callable or None, got {type(progress).__name__}")
     try:
         cutoff = _LAST if older_than is None else store.run(current_time) - older_than
     except OverflowError:

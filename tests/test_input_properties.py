@@ -587,6 +587,80 @@ def test_reconcile_refuses_bad_arguments(
 
 
 @pytest.mark.parametrize(
+    "arguments",
+    [
+        {"dry_run": 0},
+        {"dry_run": "no"},
+        {"dry_run": None},
+        {"max_items": -1},
+        {"max_items": "5"},
+        {"max_items": 1.5},
+        {"progress": "print"},
+    ],
+    ids=repr,
+)
+def test_cleanup_refuses_bad_arguments_and_deletes_nothing(
+    seeded_store: tuple[Store, Seeded], tmp_path: Path, arguments: dict[str, Any]
+) -> None:
+    from musicstore.retention import cleanup
+
+    store, _ = seeded_store
+    root = tmp_path / "root"
+    root.mkdir()
+    before = snapshot(store)
+    with pytest.raises(InvalidInput):
+        cleanup(store, root, statuses=("completed", "failed", "cancelled", "pending"), **arguments)
+    assert snapshot(store) == before
+
+
+@pytest.mark.parametrize(
+    "arguments", [{"pages": "x"}, {"pages": 1.5}, {"pages": True}, {"overwrite": "yes"}], ids=repr
+)
+def test_backup_refuses_bad_arguments_and_writes_nothing(tmp_path: Path, arguments: dict[str, Any]) -> None:
+    from musicstore import migrate
+    from musicstore.backup import backup
+
+    url = f"sqlite:///{tmp_path}/live.db"
+    migrate(url)
+    with pytest.raises(InvalidInput):
+        backup(url, tmp_path / "copy.db", **arguments)
+    assert not (tmp_path / "copy.db").exists()
+
+
+def test_restore_refuses_a_non_bool_overwrite(tmp_path: Path) -> None:
+    from musicstore import migrate
+    from musicstore.backup import backup, restore
+
+    url = f"sqlite:///{tmp_path}/live.db"
+    migrate(url)
+    backup(url, tmp_path / "copy.db")
+    with pytest.raises(InvalidInput, match="overwrite"):
+        restore(tmp_path / "copy.db", f"sqlite:///{tmp_path}/other.db", overwrite="yes")  # type: ignore[arg-type]
+    assert not (tmp_path / "other.db").exists()
+
+
+@pytest.mark.parametrize("field", ["generations", "metadata"])
+def test_export_batch_refuses_a_non_sequence(
+    seeded_store: tuple[Store, Seeded], tmp_path: Path, field: str
+) -> None:
+    import numpy as np
+
+    from musicstore.record import export_batch_generations
+
+    store, seeded = seeded_store
+    generation = store.get_generation(seeded.processing)
+    assert generation is not None
+    arguments: dict[str, Any] = {"generations": [generation], "metadata": None}
+    arguments[field] = {generation.id: generation} if field == "generations" else iter([{}])
+    before = snapshot(store)
+    with pytest.raises(InvalidInput, match=field):
+        export_batch_generations(
+            store, audio_batch=np.zeros((1, 2, 3_200), dtype=np.float32), root=tmp_path, **arguments
+        )
+    assert snapshot(store) == before and not list(tmp_path.rglob("*.wav"))
+
+
+@pytest.mark.parametrize(
     "call",
     [
         lambda: FakeClock(datetime(2026, 1, 1)),
