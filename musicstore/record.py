@@ -60,10 +60,10 @@ def export_generation(
     The row's metadata gains the export's figures (``ExportResult.as_metadata()``) and ``metadata``
     (whose keys win). ``generation_time_seconds`` defaults to the time since the claim.
 
-    If the export fails (bad audio, channel mismatch, write error) nothing is left on disk, the row is
-    failed for good (``on_error="fail"``, the default), failed with retry while attempts remain
-    (``"retry"``, up to ``max_attempts``) or left processing (``"raise"``), and the export error is
-    re-raised with a note saying what happened to the row. If recording fails (LeaseLost, NotFound,
+    If the export fails (bad audio, channel mismatch, write error) no file of it is left on disk (a file
+    already at the final path is untouched), the row is failed for good (``on_error="fail"``, the default),
+    failed with retry while attempts remain (``"retry"``, up to ``max_attempts``) or left processing
+    (``"raise"``), and the export error is re-raised with a note saying what happened to the row. If recording fails (LeaseLost, NotFound,
     InvalidTransition, DatabaseError), the file is removed, the row is left as it is and the error raised.
     """
     _check_call(generation, on_error, max_attempts, metadata)
