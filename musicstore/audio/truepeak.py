@@ -80,16 +80,27 @@ class FarField:
             grid[c] = sp_fft.irfft(spectrum, size)[count - 1 : count + stop - start]
         return cls(grid, start, step)
 
-    def at(self, channel: int, t: NDArray[np.float64]) -> NDArray[np.float64]:
-        """The far part of the reconstruction at positions ``t`` (in samples): ``sin(pi t)/pi * G(t)``."""
-        s = t / self.step - self.start
-        i = np.floor(s).astype(np.intp)
-        a = s - i
+    def at(self, channel: int, samples: Rows, fractions: NDArray[np.float64]) -> NDArray[np.float32]:
+        """The far part of the reconstruction ``sin(pi t)/pi * G(t)`` at ``t = samples + fractions``:
+        ``(F, N)``. Catmull-Rom on ``G``, whose weights depend on ``samples % step`` only, so positions
+        are taken a phase at a time: four multiply-adds of ``G`` gathered at consecutive grid points."""
+        weights = _far_weights(self.step, tuple(fractions.tolist()))  # (step, 4, F)
+        base, phase = np.divmod(samples, self.step)
+        base -= self.start + 1
         g = self.grid[channel]
-        p0, p1, p2, p3 = g[i - 1], g[i], g[i + 1], g[i + 2]  # Catmull-Rom between p1 and p2
-        value = p1 + 0.5 * a * (p2 - p0 + a * (2 * p0 - 5 * p1 + 4 * p2 - p3 + a * (3 * (p1 - p2) + p3 - p0)))
-        result: NDArray[np.float64] = np.sin(np.pi * t) / np.pi * value
-        return result
+        out = np.empty((fractions.shape[0], samples.shape[0]), dtype=np.float32)
+        count = samples.shape[0]
+        regular = count > 0 and bool(np.all((samples - np.arange(count)) % self.step == phase[0]))
+        for p in range(self.step):
+            picked: slice | NDArray[np.intp]
+            picked = slice((p - int(phase[0])) % self.step, None, self.step) if regular else phase == p
+            at = base[picked]
+            w = weights[p]
+            acc = w[0][:, None] * g[at].astype(np.float32)
+            for k in range(1, 4):
+                acc += w[k][:, None] * g[at + k].astype(np.float32)
+            out[:, picked] = acc
+        return out
 
     def block_bound(self, blocks: int) -> NDArray[np.float32]:
         """An upper bound of |far part| at the rows of each 32-sample block: ``(blocks,)``."""
@@ -108,6 +119,22 @@ def far_kernel(d: NDArray[np.float64]) -> NDArray[np.float64]:
     with np.errstate(divide="ignore", invalid="ignore"):
         kernel: NDArray[np.float64] = np.where(np.abs(d) <= _NEAR_FLAT, 0.0, (1.0 - split_window(d)) / d)
     return kernel
+
+
+@functools.cache
+def _far_weights(step: int, fractions: tuple[float, ...]) -> NDArray[np.float32]:
+    """``(step, 4, F)``: the Catmull-Rom weights on ``G`` at ``n + f`` times ``sin(pi (n + f)) / pi``,
+    for each ``n % step`` and fraction ``f`` (``step`` is even: the sign ``(-1)^n`` follows ``n % step``)."""
+    f = np.asarray(fractions)[None, :]
+    r = np.arange(step)[:, None]
+    a = (r + f) / step  # position between grid points i and i + 1
+    weights = np.stack(
+        [0.5 * (-a + 2 * a**2 - a**3), 1 + 0.5 * (-5 * a**2 + 3 * a**3), 0.5 * (a + 4 * a**2 - 3 * a**3),
+         0.5 * (a**3 - a**2)],
+        axis=1,
+    )  # fmt: skip
+    weights *= (np.where(r % 2, -1.0, 1.0) * np.sin(np.pi * f) / np.pi)[:, None, :]
+    return weights.astype(np.float32)
 
 
 def _far_taps(first: int, last: int, step: int) -> NDArray[np.float32]:
@@ -216,11 +243,11 @@ class Interpolator:
 
     def _far(
         self, far: FarField | None, channel: int, rows: Rows, shift: Rows | int = 0
-    ) -> NDArray[np.float64] | float:
+    ) -> NDArray[np.float32] | float:
         """The far part at each column's position after sample ``rows - 1``, moved by ``shift`` samples."""
         if far is None or self.fractions is None:
             return 0.0
-        return far.at(channel, (rows - 1 + shift).astype(np.float64)[None, :] + self.fractions[:, None])
+        return far.at(channel, np.asarray(rows - 1 + shift, dtype=np.intp), self.fractions)
 
     def _fill(
         self, audio: NDArray[np.float32], rows: Rows, out: NDArray[np.float32], far: FarField | None
