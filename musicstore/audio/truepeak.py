@@ -51,6 +51,7 @@ _LOWPASS_TAPS = 8  # per grid step, each side, of the far part's anti-alias filt
 _SUPPORT = BLOCK // 2 // _DECIMATION + 3  # grid points either side of a block's centre that reach its rows
 _FINE = 64  # positions per sample when refining a peak
 _CHUNK_ROWS = 8192
+_BLAS_SINGLE_THREAD = 262_144  # OpenBLAS runs a product of m * n * k under this on one thread
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,13 @@ class FarField:
 
     def at(self, channel: int, samples: Rows, fractions: NDArray[np.float64]) -> NDArray[np.float32]:
         """The far part of the reconstruction ``sin(pi t)/pi * G(t)`` at ``t = samples + fractions``:
-        ``(F, N)``. Catmull-Rom on ``G``, whose weights depend on ``samples % step`` only, so positions
+        ``(N, F)``. Catmull-Rom on ``G``, whose weights depend on ``samples % step`` only, so positions
         are taken a phase at a time: four multiply-adds of ``G`` gathered at consecutive grid points."""
         weights = _far_weights(self.step, tuple(fractions.tolist()))  # (step, 4, F)
         base, phase = np.divmod(samples, self.step)
         base -= self.start + 1
         g = self.grid[channel]
-        out = np.empty((fractions.shape[0], samples.shape[0]), dtype=np.float32)
+        out = np.empty((samples.shape[0], fractions.shape[0]), dtype=np.float32)
         count = samples.shape[0]
         regular = count > 0 and bool(np.all((samples - np.arange(count)) % self.step == phase[0]))
         for p in range(self.step):
@@ -96,10 +97,10 @@ class FarField:
             picked = slice((p - int(phase[0])) % self.step, None, self.step) if regular else phase == p
             at = base[picked]
             w = weights[p]
-            acc = w[0][:, None] * g[at].astype(np.float32)
+            acc = g[at].astype(np.float32)[:, None] * w[0]
             for k in range(1, 4):
-                acc += w[k][:, None] * g[at + k].astype(np.float32)
-            out[:, picked] = acc
+                acc += g[at + k].astype(np.float32)[:, None] * w[k]
+            out[picked] = acc
         return out
 
     def block_bound(self, blocks: int) -> NDArray[np.float32]:
@@ -252,24 +253,35 @@ class Interpolator:
     def _fill(
         self, audio: NDArray[np.float32], rows: Rows, out: NDArray[np.float32], far: FarField | None
     ) -> None:
-        """Windows fully inside the clip, gathered in chunks into one BLAS product per channel."""
+        """Windows fully inside the clip, gathered in chunks, each a few BLAS products per channel (kept
+        small enough that OpenBLAS runs them on the calling thread: its threads cost more than they save
+        on such thin products, many times more on a busy machine)."""
         if rows.size == 0:
             return
         starts = rows - (1 - self.first_offset)
-        windows = sliding_window_view(audio, self.matrix.shape[0], axis=-1)
-        taps = np.ascontiguousarray(self.matrix.T)  # (columns, window)
+        width, columns = self.matrix.shape
+        windows = sliding_window_view(audio, width, axis=-1)
         contiguous = int(starts[-1]) - int(starts[0]) + 1 == starts.size
+        step = max(16, _BLAS_SINGLE_THREAD // (width * columns))
+        values = np.empty((min(_CHUNK_ROWS, starts.shape[0]), columns), dtype=np.float32)
         for begin in range(0, starts.shape[0], _CHUNK_ROWS):
             end = min(begin + _CHUNK_ROWS, starts.shape[0])
             target = out[:, begin:end]
+            part = values[: end - begin]
             for c, channel in enumerate(windows):
-                if contiguous:
-                    block = channel[int(starts[begin]) : int(starts[begin]) + end - begin]
-                else:
-                    block = channel[starts[begin:end]]
-                values = np.abs(taps @ block.T + self._far(far, c, rows[begin:end]))  # (columns, rows)
+                first = int(starts[begin])
+                block = (
+                    np.ascontiguousarray(channel[first : first + end - begin])
+                    if contiguous
+                    else channel[starts[begin:end]]
+                )
+                for k in range(0, end - begin, step):
+                    np.matmul(block[k : k + step], self.matrix, out=part[k : k + step])
+                part += self._far(far, c, rows[begin:end])
+                np.abs(part, out=part)
                 for g, cols in enumerate(self.groups):
-                    np.maximum(target[g], values[cols].max(axis=0), out=target[g])
+                    for j in range(cols.start, cols.stop):
+                        np.maximum(target[g], part[:, j], out=target[g])
 
     def _edges(self, audio: NDArray[np.float32], rows: Rows, far: FarField | None) -> NDArray[np.float32]:
         """The few windows that run past either end: zero-padded there, and also as a periodic meter
@@ -287,9 +299,9 @@ class Interpolator:
                 (channel[wrapped], far_part + self._far(far, c, rows, copy)),
             )
             for windows, far_values in readings:
-                values = np.abs(self.matrix.T @ windows.T + far_values)  # (columns, rows)
+                values = np.abs(windows @ self.matrix + far_values)  # (rows, columns)
                 for g, cols in enumerate(self.groups):
-                    np.maximum(edges[g], values[cols].max(axis=0), out=edges[g])
+                    np.maximum(edges[g], values[:, cols].max(axis=1), out=edges[g])
         return edges
 
 
