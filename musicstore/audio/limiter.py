@@ -23,7 +23,15 @@ from numpy.typing import NDArray
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from musicstore.audio.loudness import BlockPower, gated_loudness, integrated_loudness
-from musicstore.audio.truepeak import GRID_FACTOR, PeakMap, from_db, peak_map, refined_peak, to_db
+from musicstore.audio.truepeak import (
+    GRID_FACTOR,
+    PeakMap,
+    from_db,
+    peak_map,
+    refined_peak,
+    sample_envelope,
+    to_db,
+)
 
 log = logging.getLogger("musicstore.audio")
 
@@ -173,7 +181,13 @@ def level(
     ceiling = detector_ceiling(ceiling_dbtp)
     gain = from_db(target_lufs - before)
     depth_db = settings.max_depth_db if limiter else 0.0
-    peaks = peak_map(x, map_floor(target_lufs, ceiling_dbtp, before, depth_db))
+    floor = map_floor(target_lufs, ceiling_dbtp, before, depth_db)
+    if limiter and gain * float(sample_envelope(x).max()) > ceiling:
+        peaks = peak_map(x, floor)  # the limiter will run: map down to its floor at once
+    else:  # most likely plain gain, for which the map down to the sample peak suffices
+        peaks = peak_map(x)
+        if limiter and gain * peaks.grid_peak > ceiling and floor < peaks.floor:
+            peaks = peak_map(x, floor, peaks.far)
     measured = time.perf_counter() - started
     if gain * peaks.grid_peak <= ceiling:
         return _static(x, base, peaks, gain, started)  # no detector value can reach the ceiling

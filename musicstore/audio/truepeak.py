@@ -59,7 +59,7 @@ class FarField:
     """The far part ``G`` of a clip's ideal reconstruction (see the module docstring), per channel,
     on the grid ``t = (start + j) * step``."""
 
-    grid: NDArray[np.float64]  # (C, J)
+    grid: NDArray[np.float32]  # (C, J)
     start: int
     step: int
 
@@ -73,8 +73,8 @@ class FarField:
         stop = (samples + _NEAR_REACH) // step + 4
         first_lag = start - count + 1  # the kernel covers lags first_lag..stop (in grid steps)
         size = sp_fft.next_fast_len(count + stop - first_lag, real=True)
-        kernel = sp_fft.rfft(_far_taps(first_lag, stop, step), size)
-        grid = np.empty((channels, stop - start + 1))
+        kernel = _far_spectrum(first_lag, stop, step, size)
+        grid = np.empty((channels, stop - start + 1), dtype=np.float32)
         for c in range(channels):  # one channel at a time, in float32: each FFT buffer is a quarter clip
             spectrum = sp_fft.rfft(_decimated_low_band(audio[c], count, step), size)
             spectrum *= kernel
@@ -84,23 +84,18 @@ class FarField:
     def at(self, channel: int, samples: Rows, fractions: NDArray[np.float64]) -> NDArray[np.float32]:
         """The far part of the reconstruction ``sin(pi t)/pi * G(t)`` at ``t = samples + fractions``:
         ``(N, F)``. Catmull-Rom on ``G``, whose weights depend on ``samples % step`` only, so positions
-        are taken a phase at a time: four multiply-adds of ``G`` gathered at consecutive grid points."""
+        are taken a phase at a time: ``G`` gathered at four consecutive grid points times the weights."""
         weights = _far_weights(self.step, tuple(fractions.tolist()))  # (step, 4, F)
         base, phase = np.divmod(samples, self.step)
         base -= self.start + 1
-        g = self.grid[channel]
+        points = sliding_window_view(self.grid[channel], 4)
         out = np.empty((samples.shape[0], fractions.shape[0]), dtype=np.float32)
         count = samples.shape[0]
         regular = count > 0 and bool(np.all((samples - np.arange(count)) % self.step == phase[0]))
         for p in range(self.step):
             picked: slice | NDArray[np.intp]
             picked = slice((p - int(phase[0])) % self.step, None, self.step) if regular else phase == p
-            at = base[picked]
-            w = weights[p]
-            acc = g[at].astype(np.float32)[:, None] * w[0]
-            for k in range(1, 4):
-                acc += g[at + k].astype(np.float32)[:, None] * w[k]
-            out[picked] = acc
+            out[picked] = points[base[picked]] @ weights[p]
         return out
 
     def block_bound(self, blocks: int) -> NDArray[np.float32]:
@@ -136,6 +131,14 @@ def _far_weights(step: int, fractions: tuple[float, ...]) -> NDArray[np.float32]
     )  # fmt: skip
     weights *= (np.where(r % 2, -1.0, 1.0) * np.sin(np.pi * f) / np.pi)[:, None, :]
     return weights.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _far_spectrum(first: int, last: int, step: int, size: int) -> NDArray[np.complex64]:
+    """The FFT of :func:`_far_taps`, kept for the next clip of the same length (and its re-checks)."""
+    spectrum: NDArray[np.complex64] = sp_fft.rfft(_far_taps(first, last, step), size)
+    spectrum.flags.writeable = False
+    return spectrum
 
 
 def _far_taps(first: int, last: int, step: int) -> NDArray[np.float32]:
@@ -382,10 +385,11 @@ def detect(
     return np.maximum(ideal, annex2().peaks(audio, rows)[:, 0]), ideal
 
 
-def peak_map(audio: NDArray[np.float32], floor: float | None = None) -> PeakMap:
+def peak_map(audio: NDArray[np.float32], floor: float | None = None, far: FarField | None = None) -> PeakMap:
     """Measure ``(C, S)`` audio with the detector, interpolating only where it can matter:
-    where a value may exceed the sample peak, or ``floor`` when that is lower."""
-    far = FarField.measure(audio)
+    where a value may exceed the sample peak, or ``floor`` when that is lower. ``far``: the clip's
+    far part when already measured."""
+    far = FarField.measure(audio) if far is None else far
     envelope = sample_envelope(audio)
     level = float(envelope.max()) if floor is None else min(float(envelope.max()), floor)
     bound = max(near_sinc().bound, annex2().bound)
