@@ -26,7 +26,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 from scipy import fft as sp_fft
 from scipy.ndimage import maximum_filter1d
-from scipy.signal import firwin
+from scipy.signal import firwin, oaconvolve
 
 # BS.1770-4 Annex 2, 4x oversampling, 48 taps as 4 phases of 12: phase p, tap k is h[4k + p].
 _ANNEX2_PHASES = (
@@ -50,6 +50,11 @@ _DECIMATION = 4  # grid step of the far part, in samples
 _LOWPASS_TAPS = 8  # per grid step, each side, of the far part's anti-alias filter
 _SUPPORT = BLOCK // 2 // _DECIMATION + 3  # grid points either side of a block's centre that reach its rows
 _FINE = 64  # positions per sample when refining a peak
+_SCREEN = 4  # positions per sample of the second screen
+_SCREEN_BERNSTEIN = (math.pi / (2 * _SCREEN)) ** 2 / 2
+# a quarter-grid reading below the level by this share of the quarter grid's peak cannot hide a value
+# above it; 1e-3 more for the float32 arithmetic and the far part's interpolation
+_SCREEN_SLACK = _SCREEN_BERNSTEIN / (1 - _SCREEN_BERNSTEIN) + 1e-3
 _CHUNK_ROWS = 8192
 _BLAS_SINGLE_THREAD = 262_144  # OpenBLAS runs a product of m * n * k under this on one thread
 
@@ -385,16 +390,68 @@ def detect(
     return np.maximum(ideal, annex2().peaks(audio, rows)[:, 0]), ideal
 
 
+@functools.cache
+def _tap_bounds() -> tuple[NDArray[np.float32], int]:
+    """Largest |tap| at each offset over every column of the near part and the Annex 2 meter, and the
+    first offset (from sample ``m - 1``)."""
+    meters = (near_sinc(), annex2())
+    first = min(m.first_offset for m in meters)
+    last = max(m.first_offset + m.matrix.shape[0] for m in meters)
+    taps = np.zeros(last - first, dtype=np.float32)
+    for m in meters:
+        part = taps[m.first_offset - first : m.first_offset - first + m.matrix.shape[0]]
+        np.maximum(part, np.abs(m.matrix).max(axis=1), out=part)
+    return taps, first
+
+
+def _row_bounds(envelope: NDArray[np.float32], rows: Rows, far: FarField) -> NDArray[np.float32]:
+    """An upper bound of every detector value at ``rows``: ``sum_o max|h_o| |x[m - 1 + o]|`` (one
+    FFT correlation of the sample envelope) plus the far part's block bound, with room for rounding."""
+    taps, first = _tap_bounds()
+    samples = envelope.shape[0]
+    full = oaconvolve(envelope, taps[::-1], mode="full")  # full[n] = sum_i taps[i] env[n - len + 1 + i]
+    index = rows - 1 + first + taps.shape[0] - 1
+    near = np.zeros(rows.shape[0], dtype=np.float32)
+    inside = (index >= 0) & (index < full.shape[0])
+    near[inside] = full[index[inside]]
+    blocks = -(-(samples + 1) // BLOCK)
+    slack = np.float32(1e-4 * float(envelope.max(initial=0.0)))
+    bound: NDArray[np.float32] = near + far.block_bound(blocks)[rows // BLOCK] + slack
+    return bound
+
+
 def peak_map(audio: NDArray[np.float32], floor: float | None = None, far: FarField | None = None) -> PeakMap:
     """Measure ``(C, S)`` audio with the detector, interpolating only where it can matter:
     where a value may exceed the sample peak, or ``floor`` when that is lower. ``far``: the clip's
-    far part when already measured."""
+    far part when already measured.
+
+    Screens, cheapest first: the filter bound per block (see :func:`candidate_rows`), a bound per row
+    (:func:`_row_bounds`), then on the rows left the ideal reconstruction at quarter samples (3 of the
+    7 grid columns) and the Annex 2 values. Between a
+    sample pair, the reconstruction's largest |value| is a sample or a turning point within 1/8
+    sample of a quarter point, so it exceeds that point by at most ``(pi / 8)^2 / 2`` of the clip's
+    true peak (Bernstein), itself at most the quarter grid's peak over ``1 - (pi / 8)^2 / 2``.
+    Only rows where this can exceed the level get the full grid.
+    """
     far = FarField.measure(audio) if far is None else far
     envelope = sample_envelope(audio)
     level = float(envelope.max()) if floor is None else min(float(envelope.max()), floor)
     bound = max(near_sinc().bound, annex2().bound)
     rows = candidate_rows(envelope, level, bound, far)
-    return PeakMap(envelope, rows, *detect(audio, rows, far), level, far)
+    rows = rows[_row_bounds(envelope, rows, far) > level]
+    quarter = near_sinc(_SCREEN).peaks(audio, rows, far)[:, 0]
+    annex = annex2().peaks(audio, rows)[:, 0]
+    samples = envelope.shape[0]
+    padded = np.zeros(samples + 2, dtype=np.float32)
+    padded[1:-1] = envelope
+    local = np.maximum(quarter, np.maximum(padded[rows], padded[rows + 1]))  # samples m - 1 and m
+    grid_peak = max(float(envelope.max()), float(quarter.max(initial=0.0)))
+    threshold = level - _SCREEN_SLACK * grid_peak
+    edge = (rows < 2 * BLOCK) | (rows > samples - 2 * BLOCK)  # looped readings there: always measured
+    keep = (local > threshold) | (annex > level) | edge
+    rows, annex = rows[keep], annex[keep]
+    ideal = near_sinc().peaks(audio, rows, far)[:, 0]
+    return PeakMap(envelope, rows, np.maximum(ideal, annex), ideal, level, far)
 
 
 def refined_peak(audio: NDArray[np.float32], peaks: PeakMap) -> float:
