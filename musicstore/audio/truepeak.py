@@ -26,7 +26,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 from scipy import fft as sp_fft
 from scipy.ndimage import maximum_filter1d
-from scipy.signal import firwin, oaconvolve
+from scipy.signal import firwin, oaconvolve, upfirdn
 
 # BS.1770-4 Annex 2, 4x oversampling, 48 taps as 4 phases of 12: phase p, tap k is h[4k + p].
 _ANNEX2_PHASES = (
@@ -159,21 +159,17 @@ def _far_taps(first: int, last: int, step: int) -> NDArray[np.float32]:
 
 
 def _decimated_low_band(x: NDArray[np.float32], count: int, step: int) -> NDArray[np.float32]:
-    """``z = (-1)^n x`` low-passed (cut-off at the grid's Nyquist) at every ``step``-th sample, in chunks.
+    """``z = (-1)^n x`` low-passed (cut-off at the grid's Nyquist) at every ``step``-th sample.
 
-    The sign is folded into the filter (``step`` is even), so no modulated copy of the clip is made.
+    The sign is folded into the filter (``step`` is even), so no modulated copy of the clip is made;
+    ``upfirdn`` computes only the kept outputs.
     """
     half = _LOWPASS_TAPS * step
     taps = firwin(2 * half + 1, 1.0 / step) * np.where(np.arange(2 * half + 1) % 2, -1.0, 1.0)
-    taps = taps[::-1].astype(np.float32)  # the window runs forward in time
-    out = np.empty(count, dtype=np.float32)
-    chunk = 1 << 14
-    for k0 in range(0, count, chunk):
-        k1 = min(count, k0 + chunk)
-        lo, hi = step * k0 - half, step * (k1 - 1) + half + 1
-        part = np.pad(x[max(lo, 0) : min(hi, x.shape[0])], (max(0, -lo), max(0, hi - x.shape[0])))
-        out[k0:k1] = sliding_window_view(part, 2 * half + 1)[::step] @ taps
-    return out
+    low: NDArray[np.float32] = upfirdn(taps.astype(np.float32), x, 1, step)[
+        half // step : half // step + count
+    ]
+    return low
 
 
 def split_window(d: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -404,19 +400,16 @@ def _tap_bounds() -> tuple[NDArray[np.float32], int]:
     return taps, first
 
 
-def _row_bounds(envelope: NDArray[np.float32], rows: Rows, far: FarField) -> NDArray[np.float32]:
-    """An upper bound of every detector value at ``rows``: ``sum_o max|h_o| |x[m - 1 + o]|`` (one
-    FFT correlation of the sample envelope) plus the far part's block bound, with room for rounding."""
+def _near_bounds(envelope: NDArray[np.float32], rows: Rows) -> NDArray[np.float32]:
+    """An upper bound of the near part and the Annex 2 values at ``rows``: ``sum_o max|h_o| |x[m - 1 + o]|``
+    (one FFT correlation of the sample envelope), with room for its rounding."""
     taps, first = _tap_bounds()
-    samples = envelope.shape[0]
     full = oaconvolve(envelope, taps[::-1], mode="full")  # full[n] = sum_i taps[i] env[n - len + 1 + i]
     index = rows - 1 + first + taps.shape[0] - 1
-    near = np.zeros(rows.shape[0], dtype=np.float32)
+    bound = np.zeros(rows.shape[0], dtype=np.float32)
     inside = (index >= 0) & (index < full.shape[0])
-    near[inside] = full[index[inside]]
-    blocks = -(-(samples + 1) // BLOCK)
-    slack = np.float32(1e-4 * float(envelope.max(initial=0.0)))
-    bound: NDArray[np.float32] = near + far.block_bound(blocks)[rows // BLOCK] + slack
+    bound[inside] = full[index[inside]]
+    bound += np.float32(1e-4 * float(envelope.max(initial=0.0)))
     return bound
 
 
@@ -426,11 +419,11 @@ def peak_map(audio: NDArray[np.float32], floor: float | None = None, far: FarFie
     far part when already measured.
 
     Screens, cheapest first: the filter bound per block (see :func:`candidate_rows`), a bound per row
-    (:func:`_row_bounds`), then on the rows left the ideal reconstruction at quarter samples (3 of the
-    7 grid columns) and the Annex 2 values. Between a
-    sample pair, the reconstruction's largest |value| is a sample or a turning point within 1/8
-    sample of a quarter point, so it exceeds that point by at most ``(pi / 8)^2 / 2`` of the clip's
-    true peak (Bernstein), itself at most the quarter grid's peak over ``1 - (pi / 8)^2 / 2``.
+    (:func:`_near_bounds` plus the far part's), then on the rows left the Annex 2 values and a bound of
+    the reconstruction at quarter samples (its near part, 3 of the 7 grid columns, plus the far part's
+    bound). Between a sample pair, the reconstruction's largest |value| is a sample or a turning point
+    within 1/8 sample of a quarter point, so it exceeds that point by at most ``(pi / 8)^2 / 2`` of the
+    clip's true peak (Bernstein), itself at most the quarter grid's peak over ``1 - (pi / 8)^2 / 2``.
     Only rows where this can exceed the level get the full grid.
     """
     far = FarField.measure(audio) if far is None else far
@@ -438,8 +431,10 @@ def peak_map(audio: NDArray[np.float32], floor: float | None = None, far: FarFie
     level = float(envelope.max()) if floor is None else min(float(envelope.max()), floor)
     bound = max(near_sinc().bound, annex2().bound)
     rows = candidate_rows(envelope, level, bound, far)
-    rows = rows[_row_bounds(envelope, rows, far) > level]
-    quarter = near_sinc(_SCREEN).peaks(audio, rows, far)[:, 0]
+    far_bound = far.block_bound(-(-(envelope.shape[0] + 1) // BLOCK))[rows // BLOCK]
+    keep = _near_bounds(envelope, rows) + far_bound > level
+    rows, far_bound = rows[keep], far_bound[keep]
+    quarter = near_sinc(_SCREEN).peaks(audio, rows)[:, 0] + far_bound  # ≥ |reconstruction| there
     annex = annex2().peaks(audio, rows)[:, 0]
     samples = envelope.shape[0]
     padded = np.zeros(samples + 2, dtype=np.float32)
