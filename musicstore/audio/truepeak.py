@@ -387,6 +387,18 @@ def detect(
 
 
 @functools.cache
+def _screen() -> Interpolator:
+    """The near part at quarter samples and the Annex 2 meter in one matrix (one gather per row)."""
+    quarter, meter = near_sinc(_SCREEN), annex2()
+    matrix = np.zeros((quarter.matrix.shape[0], quarter.matrix.shape[1] + meter.matrix.shape[1]), np.float32)
+    matrix[:, : quarter.matrix.shape[1]] = quarter.matrix
+    at = meter.first_offset - quarter.first_offset
+    matrix[at : at + meter.matrix.shape[0], quarter.matrix.shape[1] :] = meter.matrix
+    groups = (slice(0, quarter.matrix.shape[1]), slice(quarter.matrix.shape[1], matrix.shape[1]))
+    return Interpolator(matrix, quarter.first_offset, groups, max(quarter.bound, meter.bound))
+
+
+@functools.cache
 def _tap_bounds() -> tuple[NDArray[np.float32], int]:
     """Largest |tap| at each offset over every column of the near part and the Annex 2 meter, and the
     first offset (from sample ``m - 1``)."""
@@ -434,8 +446,9 @@ def peak_map(audio: NDArray[np.float32], floor: float | None = None, far: FarFie
     far_bound = far.block_bound(-(-(envelope.shape[0] + 1) // BLOCK))[rows // BLOCK]
     keep = _near_bounds(envelope, rows) + far_bound > level
     rows, far_bound = rows[keep], far_bound[keep]
-    quarter = near_sinc(_SCREEN).peaks(audio, rows)[:, 0] + far_bound  # ≥ |reconstruction| there
-    annex = annex2().peaks(audio, rows)[:, 0]
+    screened = _screen().peaks(audio, rows)
+    quarter = screened[:, 0] + far_bound  # ≥ |reconstruction| there
+    annex = screened[:, 1]
     samples = envelope.shape[0]
     padded = np.zeros(samples + 2, dtype=np.float32)
     padded[1:-1] = envelope
