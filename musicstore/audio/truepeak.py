@@ -10,8 +10,8 @@ peak between grid points exceeds the grid by at most ``(pi / 16)^2 / 2`` of itse
 callers add as a margin or remove by refining.
 
 Every interpolated near value is a short FIR of its neighbours, so ``|y| <= max|x| * max_p sum|h_p|``.
-Interpolation is skipped wherever that bound (plus the far part) stays below the level of interest;
-elsewhere it runs on 32-sample blocks gathered into one matrix product.
+Interpolation is skipped wherever that bound (plus the far part) stays below the level of interest, then
+where finer bounds do (see :func:`peak_map`); the rows left are gathered into small matrix products.
 """
 
 from __future__ import annotations
