@@ -67,8 +67,8 @@ def main() -> None:
             )  # fmt: skip
             m = json.loads(run.stdout)
             added = m["peak"] - m["before"]
-            print(f"| {minutes:g} min | {m['clip'] / 1e6:.0f} | {added / 1e6:.0f} | {added / m['clip']:.2f}x | "
-                  f"{m['status']} |")  # fmt: skip
+            ratio = added / m["clip"]
+            print(f"| {minutes:g} min | {m['clip'] / 1e6:.0f} | {added / 1e6:.0f} | {ratio:.2f}x | {m['status']} |")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ _KEYWORDS = " ".join(
         "oauth_client_id oauth_client_secret oauth_issuer oauth_scope options passfile password port",
         "replication require_auth requirepeer scram_client_key scram_server_key service sslcert sslcertmode",
         "ssl_max_protocol_version ssl_min_protocol_version sslcompression sslcrl sslcrldir sslkey sslmode",
-        "sslkeylogfile sslnegotiation sslpassword sslrootcert sslsni target_session_attrs tcp_user_timeout user",
+        "sslkeylogfile sslnegotiation sslpassword sslrootcert sslsni target_session_attrs tcp_user_timeout",
+        "user",
     ]
 ).split()
 """libpq's connection parameters (``psycopg.pq.Conninfo.get_defaults()``, libpq 17)."""
@@ -54,6 +55,10 @@ def passwords(text: str) -> list[str]:
     """Every reading of the password in a database URL (or libpq ``key=value`` string), raw."""
     found = [value.strip("'\"") for _, value in SECRET_PARAMETER.findall(text)]
     found += _UNESCAPED_PARAMETER.findall(text)
+    for part in text.partition("?")[2].split("&"):  # a query value up to its &, spaces and all
+        key, equals, value = part.partition("=")
+        if equals and re.fullmatch(rf"(?i)\s*{_NAME}\s*", key):
+            found += [value, value.strip()]
     scheme = _SCHEME.match(text)
     rest = text[scheme.end() :] if scheme else text
     libpq = re.match(r"[^@/]*(?=@)", rest)  # libpq: the userinfo ends at the first @ (before any /)

@@ -63,8 +63,9 @@ def export_generation(
     If the export fails (bad audio, channel mismatch, write error) no file of it is left on disk (a file
     already at the final path is untouched), the row is failed for good (``on_error="fail"``, the default),
     failed with retry while attempts remain (``"retry"``, up to ``max_attempts``) or left processing
-    (``"raise"``), and the export error is re-raised with a note saying what happened to the row. If recording fails (LeaseLost, NotFound,
-    InvalidTransition, DatabaseError), the file is removed, the row is left as it is and the error raised.
+    (``"raise"``), and the export error is re-raised with a note saying what happened to the row. If
+    recording fails (LeaseLost, NotFound, InvalidTransition, DatabaseError), the file is removed, the row is
+    left as it is and the error raised.
     """
     _check_call(generation, on_error, max_attempts, metadata)
     _check_format(ext, options, root=root, worker_id=worker_id, scale=scale)

@@ -84,8 +84,7 @@ def resolve(url: str | None = None) -> DatabaseURL:
     if scheme == "sqlite":
         if not text.startswith("sqlite:///") or len(text) == len("sqlite:///"):
             raise InvalidInput(
-                "SQLite URLs look like sqlite:///relative/path.db or sqlite:////abs.db, "
-                f"got {without_password(text)!r}"
+                f"SQLite URLs look like sqlite:///relative/path.db or sqlite:////abs.db, got {_shown(text)}"
             )
         path = text[len("sqlite:///") :].split("?", 1)[0]
         if path == ":memory:":
@@ -95,6 +94,15 @@ def resolve(url: str | None = None) -> DatabaseURL:
         return DatabaseURL(text, "sqlite", Path(path).absolute())
     if scheme in {"postgresql", "postgres", "postgresql+psycopg"} and "://" in text:
         return DatabaseURL(_postgres(text), "postgres")
-    secret = "://" not in text and SECRET_PARAMETER.search(text)  # key=value: a quote can hide where it ends
-    shown = "(not shown: it holds a password)" if secret else repr(without_password(text))
-    raise InvalidInput(f"unsupported database URL {shown}: use sqlite:///path.db or postgresql://...")
+    raise InvalidInput(f"unsupported database URL {_shown(text)}: use sqlite:///path.db or postgresql://...")
+
+
+def _shown(text: str) -> str:
+    """A URL that could not be parsed, for a message: not shown at all where it may hold a password.
+
+    Without a parse, where a password ends is a guess (an unescaped ``?``, ``#`` or ``@`` in it, a quoted
+    ``key=value``), so a URL with userinfo or a secret parameter is named but never echoed.
+    """
+    if "@" in text or SECRET_PARAMETER.search(text):
+        return "(not shown: it may hold a password)"
+    return repr(without_password(text))
