@@ -68,7 +68,8 @@ def main() -> None:
             m = json.loads(run.stdout)
             added = m["peak"] - m["before"]
             ratio = added / m["clip"]
-            print(f"| {minutes:g} min | {m['clip'] / 1e6:.0f} | {added / 1e6:.0f} | {ratio:.2f}x | {m['status']} |")
+            clip_mb, added_mb = m["clip"] / 1e6, added / 1e6
+            print(f"| {minutes:g} min | {clip_mb:.0f} | {added_mb:.0f} | {ratio:.2f}x | {m['status']} |")
 
 
 if __name__ == "__main__":
