@@ -126,20 +126,16 @@ class RootDir:
     def lstat(self, rel: object) -> os.stat_result | None:
         """The entry ``rel`` names, itself (None when it is missing); raises ``Outside`` as ``parts`` does and
         when a folder on the way, or the entry, is a symlink."""
-        *folders, name = parts(rel)
-        fd = self.folder(folders)
-        if fd is None:
-            return None
-        try:
-            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        if stat.S_ISLNK(info.st_mode):
-            raise Outside(f"{rel} is a symlink (not followed)")
-        return info
+        entry = self._entry(rel)
+        return None if entry is None else entry[2]
 
     def _place(self, rel: str) -> tuple[int, str] | None:
         """(folder descriptor, name) of a regular file at ``rel``, or None when there is none."""
+        entry = self._entry(rel)
+        return (entry[0], entry[1]) if entry is not None and stat.S_ISREG(entry[2].st_mode) else None
+
+    def _entry(self, rel: object) -> tuple[int, str, os.stat_result] | None:
+        """(folder descriptor, name, lstat) of the entry ``rel`` names; None when it is missing."""
         *folders, name = parts(rel)
         fd = self.folder(folders)
         if fd is None:
@@ -150,7 +146,7 @@ class RootDir:
             return None
         if stat.S_ISLNK(info.st_mode):
             raise Outside(f"{rel} is a symlink (not followed)")
-        return (fd, name) if stat.S_ISREG(info.st_mode) else None
+        return fd, name, info
 
     def unlink(self, rel: str) -> bool:
         """Remove the regular file at ``rel``; False when there is none (missing, or not a regular file)."""
