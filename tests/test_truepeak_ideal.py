@@ -23,7 +23,8 @@ from tests.reference_meter import reference_true_peak
 RATES = (8_000, 16_000, 22_050, 32_000, 44_100, 48_000, 96_000)
 KINDS = ("bursts", "nyquist_sine", "chirp", "bed", "square", "saw", "clipped")
 SLACK_DB = 0.2  # the property: the ideal reconstruction reads at most ceiling + 0.2 dB
-REPORT_DB = 0.05  # the reported true peak is within this of the reference
+REPORT_DB = 0.05  # the reported true peak is at most this under the reference...
+REPORT_OVER_DB = 0.1  # ...and at most this over it (short clips' looped ends: one neighbouring copy counted)
 
 
 def corpus(kind: str, rate: int, seconds: float, seed: int) -> NDArray[np.float32]:
@@ -63,13 +64,13 @@ def decoded(path: Path) -> NDArray[np.float32]:
 
 def check_export(audio: NDArray[np.float32], rate: int, path: Path, options: ExportOptions) -> None:
     """The file's true peak on both reconstructions is under the ceiling (+ 0.2 dB), and the reported
-    figure is the ideal reconstruction's (at the ends it may be the looped reading, if higher)."""
+    figure is the ideal reconstruction's: at most 0.05 dB under it, at most 0.1 dB over the higher reading."""
     result = export_audio(audio, rate, path, options)
     written = decoded(path)
     ideal = to_db(reference_true_peak(written))
     looped = to_db(reference_true_peak(written, periodic=True))
     assert max(ideal, looped) <= options.ceiling_dbtp + SLACK_DB, (result.status, ideal, looped)
-    assert ideal - REPORT_DB <= result.true_peak_after <= max(ideal, looped) + REPORT_DB, (
+    assert ideal - REPORT_DB <= result.true_peak_after <= max(ideal, looped) + REPORT_OVER_DB, (
         result.true_peak_after,
         ideal,
         looped,
