@@ -43,6 +43,7 @@ _KEYWORDS = " ".join(
 _UNESCAPED_PARAMETER = re.compile(rf"(?i){_NAME}=([^&\s]*(?:&(?!(?:{'|'.join(_KEYWORDS)})=)[^&\s]*)*)")
 """A secret parameter read on through each ``&`` not followed by a libpq ``keyword=``: libpq quotes the text
 after an unescaped ``&`` in its error."""
+_SECRET_NAME = re.compile(f"(?i){_NAME}")
 _PIECES = re.compile(r"[@:/?#&=%\s'\"\\;]+")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?://)?")
 _LOGGERS = ("psycopg", "psycopg.pool", "psycopg_pool.sched", "yoyo", "yoyo.migrations")
@@ -51,13 +52,19 @@ _secrets: set[str] = set()
 _lock = threading.Lock()
 
 
+def is_secret_parameter(name: str) -> bool:
+    """Whether a connection parameter of this name holds a secret (``password``, ``sslpassword``,
+    ``oauth_client_secret``, ``scram_client_key``...)."""
+    return _SECRET_NAME.fullmatch(name.strip()) is not None
+
+
 def passwords(text: str) -> list[str]:
     """Every reading of the password in a database URL (or libpq ``key=value`` string), raw."""
     found = [value.strip("'\"") for _, value in SECRET_PARAMETER.findall(text)]
     found += _UNESCAPED_PARAMETER.findall(text)
     for part in text.partition("?")[2].split("&"):  # a query value up to its &, spaces and all
         key, equals, value = part.partition("=")
-        if equals and re.fullmatch(rf"(?i)\s*{_NAME}\s*", key):
+        if equals and is_secret_parameter(key):
             found += [value, value.strip()]
     scheme = _SCHEME.match(text)
     rest = text[scheme.end() :] if scheme else text

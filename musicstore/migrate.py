@@ -13,11 +13,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import MigrationError
+from .masking import is_secret_parameter
 from .queries import data_dir
 from .urls import resolve, without_password
-
-SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
-"""The libpq connection parameters that hold a secret (the password, the client key's passphrase)."""
 
 
 def migrations_path() -> Path:
@@ -29,7 +27,7 @@ def yoyo_url(url: str | None = None) -> tuple[str, bool]:
     """``url`` (default ``$MUSICSTORE_DATABASE_URL``, else the SQLite default) spelled for ``yoyo apply``.
 
     PostgreSQL becomes ``postgresql+psycopg://`` (yoyo's name for psycopg 3) and a SQLite path absolute. A
-    password (in the userinfo or a ``password=``/``sslpassword=`` parameter) is left out, so that printing the
+    password (in the userinfo or a secret parameter such as ``password=``) is left out, so that printing the
     URL never shows it: yoyo's driver reads it from ``PGPASSWORD`` or ``~/.pgpass``, or ``yoyo apply
     --prompt-password`` asks for it. Returns the URL and whether a password was left out.
     """
@@ -40,7 +38,7 @@ def yoyo_url(url: str | None = None) -> tuple[str, bool]:
     userinfo, at, host = netloc.rpartition("@")
     user, _, password = userinfo.partition(":")
     parameters = [part for part in query.split("&") if part]
-    kept = [part for part in parameters if unquote(part.partition("=")[0]) not in SECRET_PARAMETERS]
+    kept = [part for part in parameters if not is_secret_parameter(unquote(part.partition("=")[0]))]
     removed = bool(password) or len(kept) < len(parameters)
     return urlunsplit((scheme, f"{user}{at}{host}", path, "&".join(kept), "")), removed
 

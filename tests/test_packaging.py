@@ -147,7 +147,10 @@ def _cli(*argv: str) -> tuple[int, str, str]:
 SECRET = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=4, max_size=24)
 
 
-@given(password=SECRET, where=st.sampled_from(["userinfo", "password", "sslpassword"]))
+@given(
+    password=SECRET,
+    where=st.sampled_from(["userinfo", "password", "sslpassword", "oauth_client_secret", "PassWord"]),
+)
 def test_yoyo_url_spells_postgresql_for_yoyo_and_never_prints_the_password(password: str, where: str) -> None:
     base = "postgresql://musician@db.example:5433/music"
     url = (
