@@ -760,3 +760,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(interrupt.message(), end="", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        interrupt.finish()  # done: a Ctrl-C from here to the exit changes nothing

@@ -3,7 +3,9 @@
 The package imports this module before anything else. Only when this process is the command (``python -m
 musicstore``, or the ``musicstore`` console script) does it install a SIGINT handler that ends the process at
 once; ``musicstore.cli.main`` gives SIGINT back to Python (``KeyboardInterrupt``, which it handles) as soon as
-the imports are done. Importing musicstore as a library changes nothing. A SIGINT ignored by the parent
+the imports are done, and ``finish`` ignores it once the command's work is done (its exit code stands; a
+Ctrl-C while the interpreter shuts down would otherwise kill it by the signal, exit status -2). Importing
+musicstore as a library changes nothing. A SIGINT ignored by the parent
 (``nohup``, a background job) stays ignored.
 """
 
@@ -39,10 +41,12 @@ def _is_command() -> bool:
     return os.path.basename(first) in {COMMAND, f"{COMMAND}.exe"}
 
 
-def install() -> None:
-    """In the command's process, end it quietly on SIGINT until ``restore``."""
+def install() -> bool:
+    """In the command's process, end it quietly on SIGINT until ``restore``; whether it did."""
     if _is_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _interrupted)
+        return True
+    return False
 
 
 def restore() -> None:
@@ -51,4 +55,11 @@ def restore() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-install()
+def finish() -> None:
+    """The command's work is done: ignore SIGINT from here to the exit (only in the command's process)."""
+    if INSTALLED and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+INSTALLED = install()
+"""Whether this process is the command and ``install`` took SIGINT."""

@@ -202,6 +202,30 @@ def test_ctrl_c_while_the_command_starts_is_one_line_and_exit_130(tmp_path: Path
         assert result.stderr.strip() == "musicstore: interrupted", result.stderr
 
 
+def test_ctrl_c_as_the_command_exits_changes_nothing(tmp_path: Path) -> None:
+    """SIGINT once the command has printed its result, while the interpreter shuts down: the process was
+    killed by the signal (exit status -2) in most tries, and printed a KeyboardInterrupt traceback in some."""
+    url = f"sqlite:///{tmp_path}/store.db"
+    Store(url, migrate=True).close()
+    for _ in range(12):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "musicstore", "stats", "--database", url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(PYTHONUNBUFFERED="1"),
+            cwd=tmp_path,
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("files:"):  # the last line of the result
+                break
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=300)
+        assert "Traceback" not in err, err
+        assert process.returncode in {0, EXIT_INTERRUPTED}, (process.returncode, err)
+
+
 def test_ctrl_c_during_a_command_is_one_line_and_exit_130(tmp_path: Path) -> None:
     """SIGINT while ``demo`` works (after its first line of output): KeyboardInterrupt, handled by main."""
     url = f"sqlite:///{tmp_path}/store.db"
