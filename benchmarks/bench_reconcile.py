@@ -100,7 +100,7 @@ def measure(url: str, root: str, mode: str) -> dict[str, Any]:
     """Run in a fresh process: one reconcile (or the floor), its time and peak memory."""
     import tracemalloc
 
-    from musicstore.reconcile import reconcile
+    from musicstore.maintenance.reconcile import reconcile
 
     before = peak_rss_mb()
     if mode == "tracemalloc":

@@ -7,8 +7,9 @@
 Per operation (create, get by id, list 50 pending, claim, complete, stats) it times batches of the library
 call and batches of the floor, alternately, and reports the median batch's time per operation. The floor runs
 the very SQL text musicstore loads (``musicstore.queries.load``) on a connection opened like
-``musicstore.sqlite.connect`` (WAL, synchronous=NORMAL, foreign_keys=ON, isolation_level=None), with the
-same ``BEGIN IMMEDIATE``/``COMMIT`` around writes, parameters prepared ahead and rows fetched as tuples.
+``musicstore.backends.sqlite.connect`` (WAL, synchronous=NORMAL, foreign_keys=ON, isolation_level=None),
+with the same ``BEGIN IMMEDIATE``/``COMMIT`` around writes, parameters prepared ahead and rows fetched as
+tuples.
 
 Also: claims per second with 8 processes draining one SQLite file (double claims and lost jobs counted from
 the final rows), and database bytes per 1,000 generations created through the library.
@@ -49,12 +50,12 @@ if importlib.util.find_spec("musicstore") is None:  # run from a source checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from musicstore import Generation, Stats, Status, Store, migrate, ops
+from musicstore.backends.sqlite import encode
 from musicstore.errors import DatabaseBusy
 from musicstore.ids import check_id, new_id
 from musicstore.models import prompt_digest, to_datetime, to_micros
 from musicstore.ops import NOW, Call
 from musicstore.queries import data_dir, execute, load
-from musicstore.sqlite import encode
 
 BUILD_VERSION = 1
 QUERIES = load("sqlite", "sqlite3")
@@ -391,7 +392,7 @@ def working_copy(source: Path, target: Path) -> Path:
 
 
 def floor_connect(path: Path) -> sqlite3.Connection:
-    """A bare connection set up like ``musicstore.sqlite.connect`` (but rows are plain tuples)."""
+    """A bare connection set up like ``musicstore.backends.sqlite.connect`` (but rows are plain tuples)."""
     conn = sqlite3.connect(
         path, timeout=5.0, isolation_level=None, check_same_thread=False, cached_statements=256
     )

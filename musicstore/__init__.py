@@ -9,23 +9,7 @@
 
 from . import interrupt  # noqa: F401  first: the command's Ctrl-C handling while the rest imports
 from .aio import AsyncStore, AsyncTransaction
-from .errors import (
-    ConfirmationRequired,
-    DatabaseBusy,
-    DatabaseError,
-    InvalidAudio,
-    InvalidInput,
-    InvalidTransition,
-    LeaseLost,
-    MigrationError,
-    MusicstoreError,
-    NotFound,
-    StorageError,
-)
-from .migrate import init_db, migrate
-from .models import TRANSITIONS, Generation, Page, Prompt, Requeued, Stats, Status
-from .ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, RESET_CONFIRMATION
-from .session import (
+from .compat import (
     cancel,
     claim_batch,
     claim_next,
@@ -48,6 +32,22 @@ from .session import (
     track_prompt_usage,
     update_generation_status,
 )
+from .errors import (
+    ConfirmationRequired,
+    DatabaseBusy,
+    DatabaseError,
+    InvalidAudio,
+    InvalidInput,
+    InvalidTransition,
+    LeaseLost,
+    MigrationError,
+    MusicstoreError,
+    NotFound,
+    StorageError,
+)
+from .migrate import init_db, migrate
+from .models import TRANSITIONS, Generation, Page, Prompt, Requeued, Stats, Status
+from .ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, RESET_CONFIRMATION
 from .store import Store, Transaction
 
 __all__ = [

@@ -110,10 +110,10 @@ OPERATION_NAMES = frozenset(name for name, value in vars(Operations).items() if 
 def async_connector(target: DatabaseURL, *, busy_timeout: float, pool_size: int) -> Any:
     """The async connector for a URL's backend (no I/O: connections open on first use)."""
     if target.dialect == "postgres":
-        from .postgres import AsyncPostgresConnector
+        from .backends.postgres import AsyncPostgresConnector
 
         return AsyncPostgresConnector(target.url, pool_size=pool_size, timeout=busy_timeout)
-    from .sqlite import AsyncSQLiteConnector
+    from .backends.sqlite import AsyncSQLiteConnector
 
     assert target.path is not None
     return AsyncSQLiteConnector(target.path, busy_timeout=busy_timeout)

@@ -1,10 +1,10 @@
 """``Store``: the job store opened from a URL, its transactions, and the operations bound to both.
 
 Each operation in ``musicstore.ops`` is a generator of query calls; ``Store`` and ``Transaction`` only drive
-them through a backend connector (``musicstore.sqlite``, ``musicstore.postgres``). A write operation runs in
-its own transaction (``BEGIN IMMEDIATE`` on SQLite), or inside the caller's ``store.transaction()``; a read
-runs as a single autocommit statement, or inside it. ``musicstore.aio.AsyncStore`` drives the same operations
-with ``await``.
+them through a backend connector (``musicstore.backends.sqlite``, ``musicstore.backends.postgres``). A write
+operation runs in its own transaction (``BEGIN IMMEDIATE`` on SQLite), or inside the caller's
+``store.transaction()``; a read runs as a single autocommit statement, or inside it.
+``musicstore.aio.AsyncStore`` drives the same operations with ``await``.
 """
 
 from __future__ import annotations
@@ -117,10 +117,10 @@ def check_schema(url: str, applied: set[str]) -> None:
 def sync_connector(target: DatabaseURL, *, busy_timeout: float, pool_size: int) -> Any:
     """The sync connector for a URL's backend."""
     if target.dialect == "postgres":
-        from .postgres import PostgresConnector
+        from .backends.postgres import PostgresConnector
 
         return PostgresConnector(target.url, pool_size=pool_size, timeout=busy_timeout)
-    from .sqlite import SQLiteConnector
+    from .backends.sqlite import SQLiteConnector
 
     assert target.path is not None
     return SQLiteConnector(target.path, busy_timeout=busy_timeout)

@@ -332,7 +332,7 @@ def test_new_date_folders_are_flushed_into_their_parents(
 ) -> None:
     """After a crash, a committed row's file must not vanish with a YYYY/MM/DD folder made for it."""
     from musicstore.audio import files
-    from musicstore.fsync import fsync as real
+    from musicstore.filestore.fsync import fsync as real
 
     flushed: list[Path] = []
 

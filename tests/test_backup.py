@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from musicstore import InvalidInput, Store
-from musicstore.backup import backup, in_use, integrity, restore
+from musicstore.maintenance.backup import backup, in_use, integrity, restore
 from musicstore.ops import generations_after
 
 WRITER = textwrap.dedent(

@@ -7,7 +7,7 @@ backends): after reconcile (report, repair with deletion, repair with quarantine
 - the folder outside the root is exactly as it was: names, sizes, contents, mtimes (a snapshot), and no
   file or folder in it was opened, read, written, created, moved or deleted (inotify; Linux has no event for
   a bare ``stat``);
-- every row whose path leads outside the root (by an oracle independent of ``musicstore.rootdir``) is
+- every row whose path leads outside the root (by an oracle independent of ``musicstore.filestore.local``) is
   reported as ``outside_root`` by reconcile and skipped as outside by cleanup, and no other row is.
 """
 
@@ -36,10 +36,10 @@ from hypothesis import strategies as st
 
 from musicstore import RESET_CONFIRMATION, Generation
 from musicstore.cli import EXIT_INCONSISTENT
-from musicstore.reconcile import reconcile
-from musicstore.retention import cleanup
-from musicstore.rootdir import Outside, RootDir, parts
-from musicstore.storage import disk_usage
+from musicstore.filestore.local import Outside, RootDir, parts
+from musicstore.maintenance.reconcile import reconcile
+from musicstore.maintenance.retention import cleanup
+from musicstore.maintenance.usage import disk_usage
 from musicstore.urls import URL_ENV
 from tests.conftest import new_job
 

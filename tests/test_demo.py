@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from musicstore import InvalidInput, Status, Store, migrate
-from musicstore.demo import run_demo
+from musicstore.cli.demo import run_demo
 
 
 def _foreign(store: Store) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from musicstore.record import OnError
+from musicstore.recording import OnError
 
 REPO = Path(__file__).resolve().parent.parent
 FORMATS = [("wav", "PCM_16"), ("wav", "PCM_24"), ("wav", "FLOAT"), ("flac", "PCM_16"), ("flac", "PCM_24")]
@@ -60,7 +60,7 @@ def _case(
 ) -> dict[str, Any]:
     """Run one entry point into ``base``; what it raised, the rows it touched, and the files left."""
     from musicstore.audio import ExportOptions, export_audio, export_batch
-    from musicstore.record import export_batch_generations, export_generation
+    from musicstore.recording import export_batch_generations, export_generation
 
     root = base / f"{entry}-{ext}-{subtype}-{on_error}"
     root.mkdir()

@@ -472,7 +472,7 @@ EXPORT_ARGUMENTS: dict[str, st.SearchStrategy[Any]] = {
 
 
 def test_the_export_catalogue_names_every_parameter() -> None:
-    from musicstore.record import export_generation
+    from musicstore.recording import export_generation
 
     params = set(inspect.signature(export_generation).parameters) - {"store", "audio"}
     assert set(EXPORT_ARGUMENTS) == params
@@ -485,7 +485,7 @@ def test_export_generation_refuses_bad_arguments_and_changes_nothing(
 ) -> None:
     import numpy as np
 
-    from musicstore.record import export_generation
+    from musicstore.recording import export_generation
 
     store, seeded = seeded_store
     generation = store.get_generation(seeded.processing)
@@ -506,7 +506,7 @@ def test_export_batch_refuses_a_bad_worker_count(
 ) -> None:
     import numpy as np
 
-    from musicstore.record import export_batch_generations
+    from musicstore.recording import export_batch_generations
 
     store, seeded = seeded_store
     generation = store.get_generation(seeded.processing)
@@ -575,7 +575,7 @@ def test_export_options_refuse_bad_values(data: st.DataObject) -> None:
 def test_reconcile_refuses_bad_arguments(
     seeded_store: tuple[Store, Seeded], tmp_path: Path, arguments: dict[str, Any]
 ) -> None:
-    from musicstore.reconcile import reconcile
+    from musicstore.maintenance.reconcile import reconcile
 
     store, _ = seeded_store
     root = tmp_path / "root"
@@ -602,7 +602,7 @@ def test_reconcile_refuses_bad_arguments(
 def test_cleanup_refuses_bad_arguments_and_deletes_nothing(
     seeded_store: tuple[Store, Seeded], tmp_path: Path, arguments: dict[str, Any]
 ) -> None:
-    from musicstore.retention import cleanup
+    from musicstore.maintenance.retention import cleanup
 
     store, _ = seeded_store
     root = tmp_path / "root"
@@ -618,7 +618,7 @@ def test_cleanup_refuses_bad_arguments_and_deletes_nothing(
 )
 def test_backup_refuses_bad_arguments_and_writes_nothing(tmp_path: Path, arguments: dict[str, Any]) -> None:
     from musicstore import migrate
-    from musicstore.backup import backup
+    from musicstore.maintenance.backup import backup
 
     url = f"sqlite:///{tmp_path}/live.db"
     migrate(url)
@@ -629,7 +629,7 @@ def test_backup_refuses_bad_arguments_and_writes_nothing(tmp_path: Path, argumen
 
 def test_restore_refuses_a_non_bool_overwrite(tmp_path: Path) -> None:
     from musicstore import migrate
-    from musicstore.backup import backup, restore
+    from musicstore.maintenance.backup import backup, restore
 
     url = f"sqlite:///{tmp_path}/live.db"
     migrate(url)
@@ -645,7 +645,7 @@ def test_export_batch_refuses_a_non_sequence(
 ) -> None:
     import numpy as np
 
-    from musicstore.record import export_batch_generations
+    from musicstore.recording import export_batch_generations
 
     store, seeded = seeded_store
     generation = store.get_generation(seeded.processing)

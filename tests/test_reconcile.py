@@ -14,7 +14,7 @@ import pytest
 
 from musicstore import Generation, InvalidInput, Status
 from musicstore.audio import layout_path
-from musicstore.reconcile import default_quarantine, is_temp_name, reconcile
+from musicstore.maintenance.reconcile import default_quarantine, is_temp_name, reconcile
 from tests.conftest import new_job
 
 OLD = time.time() - 7200  # older than the default stale_after_seconds (3600)

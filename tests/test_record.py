@@ -23,7 +23,7 @@ from musicstore import (
     Store,
 )
 from musicstore.audio import ExportOptions, layout_path, synthesize_music
-from musicstore.record import Recorded, export_batch_generations, export_generation
+from musicstore.recording import Recorded, export_batch_generations, export_generation
 from tests.conftest import FakeClock, new_job
 
 RATE = 16_000
@@ -319,7 +319,7 @@ def test_torch_tensors_single_and_batch(store: Store, root: Path, device: str) -
 
 
 def test_demo_exports_real_audio(sqlite_url: str, root: Path) -> None:
-    from musicstore.demo import run_demo
+    from musicstore.cli.demo import run_demo
 
     lines: list[str] = []
     stats = run_demo(sqlite_url, count=3, output_root=root, seconds=2.0, echo=lines.append)

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from musicstore import InvalidInput, Status, Store
-from musicstore.reconcile import reconcile
-from musicstore.retention import cleanup
+from musicstore.maintenance.reconcile import reconcile
+from musicstore.maintenance.retention import cleanup
 from tests.conftest import FakeClock, new_job
 from tests.test_reconcile import completed, put
 
@@ -159,7 +159,7 @@ KILLER = textwrap.dedent(
     """
     import os, signal, sys
     from musicstore import Store
-    from musicstore.retention import cleanup
+    from musicstore.maintenance.retention import cleanup
 
     url, root, after = sys.argv[1], sys.argv[2], int(sys.argv[3])
 

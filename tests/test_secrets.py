@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from musicstore import AsyncStore, DatabaseError, MusicstoreError, Store, cli, migrate
-from musicstore.backup import backup, restore
-from musicstore.transfer import copy_store
+from musicstore.maintenance.backup import backup, restore
+from musicstore.maintenance.transfer import copy_store
 from musicstore.urls import URL_ENV, resolve, without_password
 
 ROLE = "musicstore_secret"

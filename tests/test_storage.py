@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from musicstore.storage import Bucket, FileBucket, disk_usage, storage_stats
+from musicstore.maintenance.usage import Bucket, FileBucket, disk_usage, storage_stats
 from tests.conftest import FakeClock, new_job
 from tests.test_reconcile import OLD, completed, put
 

@@ -300,7 +300,7 @@ def test_seed_vocabulary_is_the_same_operation(db_url: str) -> None:
     with musicstore.get_session(db_url) as session:
         job = musicstore.create_generation(session, "seed prompt", model_name="m", duration_seconds=5)
         assert musicstore.get_generation(session, job.id) == job
-    store = musicstore.session.default_store(db_url)
+    store = musicstore.compat.default_store(db_url)
     assert musicstore.count_generations(store) == 1
     assert musicstore.get_all_generations(store)[0].id == job.id
     assert musicstore.get_pending_generations(store)[0].id == job.id

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from musicstore import Generation, Stats, Status
+from musicstore.maintenance.retention import cleanup
 from musicstore.ops import RESET_CONFIRMATION
-from musicstore.retention import cleanup
 from musicstore.validate import MAX_PAGE
 from tests.conftest import FakeClock, new_job
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from musicstore import Generation, InvalidInput, Prompt, Stats, Store
+from musicstore.maintenance.transfer import copy_store
 from musicstore.ops import import_rows, prompts_after
-from musicstore.transfer import copy_store
 from tests.conftest import FakeClock, new_job
 
 

@@ -26,7 +26,7 @@ import soundfile as sf
 from numpy.typing import NDArray
 
 from musicstore.errors import InvalidInput, StorageError
-from musicstore.fsync import fsync
+from musicstore.filestore.fsync import fsync
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 EXTENSIONS = {"wav": "WAV", "flac": "FLAC"}

@@ -28,7 +28,7 @@ _databases = itertools.count()
 
 
 def _postgres_missing() -> str | None:
-    from .pgserver import find_bindir
+    from ._pgserver import find_bindir
 
     try:
         import psycopg  # noqa: F401
@@ -65,7 +65,7 @@ def musicstore_sqlite_url(tmp_path: Path, _musicstore_sqlite_template: Path) -> 
 def musicstore_postgres_server() -> Iterator[Any]:
     """The PostgreSQL server the fixtures create databases on, with a migrated template database."""
     from ..migrate import migrate
-    from .pgserver import External, start
+    from ._pgserver import External, start
 
     reason = _postgres_missing()
     if reason:

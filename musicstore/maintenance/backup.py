@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import validate
-from .errors import InvalidInput, StorageError
-from .fsync import fsync
-from .urls import resolve, without_password
+from .. import validate
+from ..errors import InvalidInput, StorageError
+from ..filestore.fsync import fsync
+from ..urls import resolve, without_password
 
 PGDUMP_HINT = (
     "online backup here is for SQLite; for PostgreSQL use pg_dump, e.g. "

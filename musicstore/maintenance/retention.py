@@ -18,10 +18,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import validate
-from .errors import InvalidInput
-from .models import Status, to_datetime
-from .ops import NOW, Call, Steps, get_database_stats, reader, writer
+from .. import validate
+from ..errors import InvalidInput
+from ..filestore.local import Outside, RootDir
+from ..models import Status, to_datetime
+from ..ops import NOW, Call, Steps, get_database_stats, reader, writer
+from ..store import Store
 from .reconcile import (
     AUDIO_SUFFIXES,
     DEFAULT_MAX_ITEMS,
@@ -30,8 +32,6 @@ from .reconcile import (
     referenced_paths,
     rows_by_file_paths,
 )
-from .rootdir import Outside, RootDir
-from .store import Store
 
 DEFAULT_STATUSES: tuple[Status, ...] = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 """What ``cleanup`` deletes unless told otherwise: finished generations."""

@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import DatabaseBusy, DatabaseError, MigrationError, MusicstoreError
-from .models import to_micros
+from ..errors import DatabaseBusy, DatabaseError, MigrationError, MusicstoreError
+from ..models import to_micros
 
 DIALECT = "sqlite"
 BEGIN_WRITE = "BEGIN IMMEDIATE"

@@ -20,21 +20,21 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import interrupt
-from .backup import backup, restore
-from .errors import InvalidInput, MigrationError, MusicstoreError, NotFound
-from .masking import redact
-from .migrate import migrate, migrations_path, yoyo_url
-from .models import Generation, Stats, Status
-from .ops import DEFAULT_MAX_ATTEMPTS
+from .. import interrupt
+from ..errors import InvalidInput, MigrationError, MusicstoreError, NotFound
+from ..maintenance.backup import backup, restore
+from ..maintenance.reconcile import reconcile
+from ..maintenance.retention import DEFAULT_STATUSES, cleanup
+from ..maintenance.usage import disk_usage, storage_stats
+from ..masking import redact
+from ..migrate import migrate, migrations_path, yoyo_url
+from ..models import Generation, Stats, Status
+from ..ops import DEFAULT_MAX_ATTEMPTS
+from ..store import Store
+from ..urls import DEFAULT_URL, URL_ENV, resolve, without_password
+from ..validate import MAX_PAGE
 from .progress import ProgressBar
-from .reconcile import reconcile
-from .retention import DEFAULT_STATUSES, cleanup
-from .storage import disk_usage, storage_stats
-from .store import Store
 from .table import table
-from .urls import DEFAULT_URL, URL_ENV, resolve, without_password
-from .validate import MAX_PAGE
 
 EXIT_OK = 0
 EXIT_ERROR = 1

@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-from .errors import DatabaseBusy, DatabaseError, InvalidInput, MigrationError, MusicstoreError
-from .urls import without_password
+from ..errors import DatabaseBusy, DatabaseError, InvalidInput, MigrationError, MusicstoreError
+from ..urls import without_password
 
 DIALECT = "postgres"
 # A read-only transaction is a snapshot: the connection setting, like SQLite's PRAGMAs.

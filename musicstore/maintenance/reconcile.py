@@ -14,9 +14,10 @@
    *stale* when older than ``stale_after_seconds``.
 
 A completed row whose ``file_path`` leads outside the root (absolute, ``..``, a symlink on the way: see
-``musicstore.rootdir``) is reported as *outside_root*, never followed, judged consistent, changed or deleted.
-Every file is reached through ``musicstore.rootdir.RootDir`` (folder by folder, ``O_NOFOLLOW``): symlinks are
-never followed nor touched, files of other types are never touched. See docs/maintenance.md.
+``musicstore.filestore.local``) is reported as *outside_root*, never followed, judged consistent, changed or
+deleted. Every file is reached through ``musicstore.filestore.local.RootDir`` (folder by folder,
+``O_NOFOLLOW``): symlinks are never followed nor touched, files of other types are never touched. See
+docs/maintenance.md.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import validate
-from .errors import InvalidInput
-from .models import Status
-from .ops import Call, Steps, reader, writer
-from .rootdir import Outside, RootDir
-from .store import Store
+from .. import validate
+from ..errors import InvalidInput
+from ..filestore.local import Outside, RootDir
+from ..models import Status
+from ..ops import Call, Steps, reader, writer
+from ..store import Store
 
 Progress = Callable[[int], None]
 
@@ -50,7 +51,7 @@ DEFAULT_MAX_ITEMS = 10_000
 _WRITER_TEMP = re.compile(r"\..+\.(?:wav|flac)\.[A-Za-z0-9_]+\.tmp", re.IGNORECASE)
 """``musicstore.audio.files.write_atomic``: ``tempfile.mkstemp(prefix=".<name>.", suffix=".tmp")``."""
 _STAGED = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9_-]*\.[0-9a-f]{12}\.(?:wav|flac)", re.IGNORECASE)
-"""``musicstore.record``: the exported file before it is renamed onto ``<id>.<ext>``."""
+"""``musicstore.recording``: the exported file before it is renamed onto ``<id>.<ext>``."""
 _LIVE = frozenset({Status.PENDING.value, Status.PROCESSING.value})
 
 

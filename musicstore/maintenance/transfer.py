@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import ops, validate
-from .store import Store
+from .. import ops, validate
+from ..store import Store
 
 
 def copy_store(

@@ -2,9 +2,9 @@
 
 ``storage_stats(store)`` reads counts and recorded file bytes by status, model and UTC day of creation,
 and the oldest/newest creation time, in one read transaction (the figures add up).
-``disk_usage(store, root)`` walks the output root (the walk of ``musicstore.reconcile``) and sorts every file
-into what the database records, what belongs to generations in progress, orphans, export temp files, other
-files and symlinks. See docs/maintenance.md.
+``disk_usage(store, root)`` walks the output root (the walk of ``musicstore.maintenance.reconcile``) and
+sorts every file into what the database records, what belongs to generations in progress, orphans, export
+temp files, other files and symlinks. See docs/maintenance.md.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .models import Status, to_datetime
-from .ops import Call, Steps, get_database_stats, reader
+from ..models import Status, to_datetime
+from ..ops import Call, Steps, get_database_stats, reader
+from ..store import Store
 from .reconcile import BATCH, Entry, Progress, check_root, classified
-from .store import Store
 
 
 @dataclass(slots=True)

@@ -11,14 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .audio import synthesize_music
-from .errors import InvalidInput
-from .migrate import migrate
-from .models import Stats
-from .record import export_generation
-from .store import Store
+from ..audio import synthesize_music
+from ..errors import InvalidInput
+from ..migrate import migrate
+from ..models import Stats
+from ..recording import export_generation
+from ..store import Store
+from ..urls import without_password
 from .table import table
-from .urls import without_password
 
 DEFAULT_OUTPUT_ROOT = "data/audio"
 

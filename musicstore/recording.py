@@ -21,7 +21,7 @@ from . import validate
 from .audio import ExportOptions, ExportResult, as_audio, as_audio_batch, export_audio, layout_path
 from .audio.export import check_target
 from .errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, StorageError
-from .fsync import fsync
+from .filestore.fsync import fsync
 from .models import Generation, Status
 from .ops import DEFAULT_MAX_ATTEMPTS
 from .store import Store

@@ -1,0 +1,1 @@
+"""Database backends: a connector per database (SQLite, PostgreSQL), sync and async."""

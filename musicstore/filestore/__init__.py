@@ -1,0 +1,1 @@
+"""Where audio files live: the local output root (contained, ``O_NOFOLLOW``) and durable writes."""
