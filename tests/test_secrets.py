@@ -309,7 +309,7 @@ def run_command(
         patch.delenv("PGPASSWORD", raising=False)
         for name, value in env.items():
             patch.setenv(name, value)
-        patch.setattr(cli, "Store", functools.partial(Store, busy_timeout=0.3))
+        patch.setattr(cli.common, "Store", functools.partial(Store, busy_timeout=0.3))
         if url is not None:
             if _takes_database(argv[0]):
                 argv = [*argv, "--database", url]

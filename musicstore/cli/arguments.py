@@ -1,0 +1,63 @@
+"""The types of the command's arguments: durations, sizes, positive counts, page sizes, non-empty text.
+
+Each raises ``argparse.ArgumentTypeError``, which argparse turns into a usage error (exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from datetime import timedelta
+
+from ..validate import MAX_PAGE
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` (one number, one unit)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; use e.g. 30d, 12h, 90m, 45s or 2w")
+    try:
+        return timedelta(seconds=float(match[1]) * _DURATION_UNITS[match[2]])
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is too long a duration") from None
+
+
+def parse_size(text: str) -> int:
+    """Bytes: ``5000``, ``500MB``, ``50GB``, ``1.5TB`` (powers of 1000) or ``2GiB`` (powers of 1024)."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)", text.strip().lower())
+    if match is None or (match[3] and not match[2]):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; use e.g. 5000, 500MB, 50GB or 2GiB")
+    unit = 1024 ** "kmgt".index(match[2]) * 1024 if match[3] else _SIZE_UNITS[match[2]]
+    try:
+        return round(float(match[1]) * unit)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large a size") from None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def page_size(text: str) -> int:
+    """A ``--limit``: 1 to the library's largest page (a bad value is a usage error, like 0)."""
+    value = positive_int(text)
+    if value > MAX_PAGE:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than the largest page, {MAX_PAGE}")
+    return value
+
+
+def not_empty(text: str) -> str:
+    """``--database ""`` (an unset shell variable) is a mistake, not a request for the default."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty (leave the option out for the default)")
+    return text

@@ -1,0 +1,211 @@
+"""The commands that read and feed the store: migrate, yoyo-url, migrations-path, stats, list, show, prompts,
+requeue-expired and demo. Each takes the parsed arguments and returns an exit code (``EXIT_*``)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from ..errors import NotFound
+from ..maintenance.usage import disk_usage, storage_stats
+from ..migrate import migrate, migrations_path, yoyo_url
+from ..models import Generation, Stats
+from ..urls import resolve, without_password
+from .common import EXIT_OK, open_store, output_root
+from .output import bytes_text, moment_text, print_json, print_section, print_table, short_text
+from .progress import ProgressBar
+
+
+def _generation_fields(generation: Generation) -> list[tuple[str, str]]:
+    rows = []
+    for name, value in dataclasses.asdict(generation).items():
+        if isinstance(value, datetime):
+            text = value.isoformat()
+        elif name == "metadata":
+            text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+        elif value is None:
+            text = "-"
+        else:
+            text = str(value.value if isinstance(value, enum.Enum) else value)
+        rows.append((name, text))
+    return rows
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    applied = migrate(args.database)
+    if args.json:
+        print_json({"database": without_password(resolve(args.database).url), "applied": applied})
+    else:
+        print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+    return EXIT_OK
+
+
+def cmd_yoyo(args: argparse.Namespace) -> int:
+    """``migrations-path`` and ``yoyo-url``: what ``yoyo apply`` needs, printed for ``$(...)``."""
+    if args.command == "migrations-path":
+        print(migrations_path())
+        return EXIT_OK
+    url, password_left_out = yoyo_url(args.database)
+    if password_left_out:
+        note = "the password is left out: give yoyo PGPASSWORD, ~/.pgpass or --prompt-password"
+        print(f"musicstore: note: {note}", file=sys.stderr)
+    print(url)
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        stats = store.get_database_stats()
+        storage = storage_stats(store) if args.storage else None
+        usage = None
+        if args.disk:
+            with ProgressBar("scanning", unit="files") as bar:
+                usage = disk_usage(store, output_root(args), progress=bar)
+    if args.json:
+        figures = _stats_figures(stats)
+        if storage is not None:
+            figures["storage"] = storage
+        if usage is not None:
+            figures["disk"] = usage
+        print_json(figures)
+        return EXIT_OK
+    _show_stats(stats, as_json=False)
+    if storage is not None:
+        print(
+            f"\nrecorded: {storage.generations:,} generations, {storage.file_bytes:,} bytes, created "
+            f"{storage.oldest_created_at or '-'} .. {storage.newest_created_at or '-'}"
+        )
+        for title, buckets in (
+            ("status", storage.by_status),
+            ("model", storage.by_model),
+            ("day", storage.by_day),
+        ):
+            rows = [(key, b.generations, bytes_text(b.file_bytes)) for key, b in buckets.items()]
+            print_section(f"by {title}", rows, [title, "generations", "bytes"], len(rows))
+    if usage is not None:
+        print(
+            f"\ndisk under {usage.root}: {usage.files:,} files, {usage.bytes:,} bytes "
+            f"(the database records {usage.database_file_bytes:,} bytes)"
+        )
+        kinds = ("recorded", "in_progress", "orphans", "temp", "other")
+        rows = [(kind, getattr(usage, kind).files, bytes_text(getattr(usage, kind).bytes)) for kind in kinds]
+        print_table([*rows, ("symlinks", usage.symlinks, "-")], ["kind", "files", "bytes"])
+        for error in usage.errors:
+            print(f"musicstore: warning: {error}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _stats_figures(stats: Stats) -> dict[str, Any]:
+    figures: dict[str, Any] = dataclasses.asdict(stats)
+    figures["by_status"] = {status.value: n for status, n in stats.by_status.items()}
+    figures["total"] = stats.total
+    figures["average_generation_seconds"] = stats.average_generation_seconds
+    return figures
+
+
+def _show_stats(stats: Stats, *, as_json: bool) -> None:
+    if as_json:
+        print_json(_stats_figures(stats))
+        return
+    rows = [(status.value, n) for status, n in stats.by_status.items()]
+    rows += [("total", stats.total)]
+    print_table(rows, ["status", "generations"])
+    average = stats.average_generation_seconds
+    print(
+        f"\nfiles: {stats.total_file_bytes:,} bytes  audio: {stats.completed_audio_seconds:.1f} s  "
+        f"mean generation time: {'-' if average is None else f'{average:.3f} s'}  "
+        f"prompts: {stats.unique_prompts} unique, {stats.prompt_uses} uses"
+    )
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        page = store.list_generations(
+            status=args.status, model_name=args.model, limit=args.limit, cursor=args.cursor
+        )
+    if args.json:
+        print_json({"items": page.items, "count": len(page.items), "next_cursor": page.next_cursor})
+        return EXIT_OK
+    if not page.items:
+        print("no generations")
+        return EXIT_OK
+    rows = [
+        (
+            g.id,
+            g.status.value,
+            g.model_name,
+            moment_text(g.created_at),
+            f"{g.duration_seconds:g}",
+            bytes_text(g.file_size_bytes),
+            short_text(g.prompt),
+        )
+        for g in page.items
+    ]
+    print_table(rows, ["id", "status", "model", "created (UTC)", "seconds", "bytes", "prompt"])
+    if page.next_cursor is not None:
+        print(f"\nmore: musicstore list --cursor {page.next_cursor}  (same filters)")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        generation = store.get_generation(args.id)
+    if generation is None:
+        raise NotFound(f"no generation with id {args.id}")
+    if args.json:
+        print_json(generation)
+    else:
+        print_table(_generation_fields(generation), ["field", "value"])
+    return EXIT_OK
+
+
+def cmd_prompts(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        prompts = store.get_most_used_prompts(args.limit)
+    if args.json:
+        print_json({"prompts": prompts})
+        return EXIT_OK
+    if not prompts:
+        print("no prompts")
+        return EXIT_OK
+    rows = [
+        (p.used_count, moment_text(p.first_used_at), moment_text(p.last_used_at), short_text(p.text, 60))
+        for p in prompts
+    ]
+    print_table(rows, ["uses", "first used (UTC)", "last used (UTC)", "prompt"])
+    return EXIT_OK
+
+
+def cmd_requeue_expired(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        result = store.requeue_expired(max_attempts=args.max_attempts)
+    if args.json:
+        print_json(result)
+        return EXIT_OK
+    print(f"requeued {len(result.requeued)}, failed {len(result.failed)} (attempts used up)")
+    rows = [(gid, "pending") for gid in result.requeued] + [(gid, "failed") for gid in result.failed]
+    if rows:
+        print()
+        print_table(rows, ["id", "now"])
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    with ProgressBar("exporting", args.count, unit="generations") as bar:
+
+        def echo(line: str) -> None:
+            bar.close()  # erase the bar (if drawn) before a line of results
+            print(line)
+
+        stats = run_demo(
+            args.database, count=args.count, output_root=output_root(args), echo=echo, progress=bar
+        )
+    _show_stats(stats, as_json=False)
+    return EXIT_OK

@@ -1,0 +1,40 @@
+"""What every command shares: the exit codes, the output root and opening the store."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from .. import interrupt
+from ..errors import MigrationError
+from ..store import Store
+from ..urls import resolve
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+"""An error (bad value, database or file problem); one line on stderr says what."""
+EXIT_USAGE = 2
+"""Bad command-line arguments (argparse's usage error)."""
+EXIT_NOT_FOUND = 3
+"""``show``: no generation has that id."""
+EXIT_INCONSISTENT = 4
+"""``reconcile``: database and output root disagree (found, and with ``--repair`` repaired)."""
+EXIT_INTERRUPTED = interrupt.EXIT_INTERRUPTED
+"""Ctrl-C (SIGINT), from musicstore's first import on (``musicstore.interrupt``)."""
+
+ROOT_ENV = "MUSICSTORE_OUTPUT_ROOT"
+DEFAULT_ROOT = "data/audio"
+
+
+def open_store(args: argparse.Namespace) -> Store:
+    """The store at ``--database``; a SQLite file that does not exist is an error, not a new empty file."""
+    target = resolve(args.database)
+    if target.path is not None and not target.path.exists():
+        raise MigrationError(
+            f"no database at {target.path}; create it with `musicstore migrate --database {target.url}`"
+        )
+    return Store(target.url)
+
+
+def output_root(args: argparse.Namespace) -> str:
+    return str(args.output_root or os.environ.get(ROOT_ENV) or DEFAULT_ROOT)

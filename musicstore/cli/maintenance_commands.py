@@ -1,0 +1,197 @@
+"""The maintenance commands: reconcile, cleanup, backup and restore (musicstore.maintenance from a shell)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import InvalidInput
+from ..maintenance.backup import backup, restore
+from ..maintenance.reconcile import reconcile
+from ..maintenance.retention import DEFAULT_STATUSES, cleanup
+from ..urls import resolve
+from .common import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, open_store, output_root
+from .output import bytes_text, print_json, print_section
+from .progress import ProgressBar
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    with open_store(args) as store, ProgressBar("reconcile", unit="rows and files") as bar:
+        report = reconcile(
+            store,
+            output_root(args),
+            repair=args.repair,
+            quarantine=args.quarantine,
+            delete_orphans=args.orphans == "delete",
+            stale_after_seconds=args.stale_after.total_seconds(),
+            progress=bar,
+        )
+    code = EXIT_OK if report.consistent else EXIT_INCONSISTENT
+    if args.json:
+        print_json(report)
+        return code
+    mode = "repair" if report.repair else "report only"
+    if report.repair:
+        mode += f", orphans {'deleted' if report.quarantine is None else 'to ' + report.quarantine}"
+    print(f"root: {report.root} ({mode})")
+    print(
+        f"checked {report.rows_checked:,} completed rows and {report.files_scanned:,} files "
+        f"({report.referenced_files:,} recorded, {report.in_progress_files:,} in progress, "
+        f"{report.fresh_temp_files:,} fresh temp, {report.unknown_files:,} other, {report.symlinks:,} "
+        f"symlinks) in {report.seconds:.2f} s"
+    )
+    print_section(
+        "orphan files",
+        [(o.path, bytes_text(o.size_bytes), o.action) for o in report.orphans],
+        ["path", "bytes", "action"],
+        report.orphan_count,
+    )
+    print_section(
+        "dangling rows",
+        [
+            (d.id, d.file_path, d.problem, bytes_text(d.expected_bytes), bytes_text(d.actual_bytes), d.action)
+            for d in report.dangling
+        ],
+        ["id", "file", "problem", "recorded", "on disk", "action"],
+        report.dangling_count,
+    )
+    print_section(
+        "rows outside the output root (never followed; left as they are: fix or delete them by hand)",
+        [(o.id, o.file_path, o.reason) for o in report.outside_root],
+        ["id", "file", "reason"],
+        report.outside_root_count,
+    )
+    print_section(
+        "stale temp files",
+        [
+            (t.path, bytes_text(t.size_bytes), f"{t.age_seconds:.0f}", t.action)
+            for t in report.stale_temp_files
+        ],
+        ["path", "bytes", "age s", "action"],
+        report.stale_temp_count,
+    )
+    for error in report.errors:
+        print(f"musicstore: error: {error}", file=sys.stderr)
+    if report.consistent:
+        print("\nconsistent: every completed row has its file, every file has its row")
+    elif report.repair:
+        print(
+            f"\nfound {report.orphan_count:,} orphans, {report.dangling_count:,} dangling rows, "
+            f"{report.stale_temp_count:,} stale temp files: repaired (see action)"
+            + _outside_note(report.outside_root_count)
+        )
+    else:
+        print(
+            f"\nfound {report.orphan_count:,} orphans, {report.dangling_count:,} dangling rows, "
+            f"{report.stale_temp_count:,} stale temp files; `musicstore reconcile --repair` fixes them"
+            + _outside_note(report.outside_root_count)
+        )
+    return code
+
+
+def _outside_note(count: int) -> str:
+    return f"; {count:,} rows outside the output root, left alone" if count else ""
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    if args.older_than is None and args.status is None and args.model is None and args.max_bytes is None:
+        every = " ".join(f"--status {s.value}" for s in DEFAULT_STATUSES)
+        args.parser.error(
+            "give at least one criterion: --older-than, --status, --model or --max-bytes "
+            f"(for every finished generation: {every})"
+        )
+    with open_store(args) as store, ProgressBar("cleanup", unit="generations") as bar:
+        report = cleanup(
+            store,
+            output_root(args),
+            older_than=args.older_than,
+            statuses=args.status,
+            model_name=args.model,
+            max_total_bytes=args.max_bytes,
+            dry_run=not args.apply,
+            progress=bar,
+        )
+    if args.json:
+        print_json(report)
+    else:
+        criteria = [f"status {', '.join(report.statuses)}"]
+        if report.cutoff is not None:
+            criteria.append(f"created before {report.cutoff}")
+        if report.model_name is not None:
+            criteria.append(f"model {report.model_name}")
+        if report.max_total_bytes is not None:
+            criteria.append(f"down to {report.max_total_bytes:,} recorded bytes")
+        print(
+            ("dry run, nothing deleted (--apply deletes): " if report.dry_run else "deleted: ")
+            + "; ".join(criteria)
+        )
+        print_section(
+            "generations" + (" that would be deleted" if report.dry_run else " deleted"),
+            [
+                (
+                    d.id,
+                    d.status,
+                    d.model_name,
+                    d.created_at[:19].replace("T", " "),
+                    bytes_text(d.file_size_bytes),
+                    d.file_action,
+                )
+                for d in report.deleted
+            ],
+            ["id", "status", "model", "created (UTC)", "bytes", "file"],
+            report.rows_deleted,
+        )
+        print_section(
+            "skipped (row and file kept)",
+            [(s.id, s.reason) for s in report.skipped],
+            ["id", "reason"],
+            report.skipped_count,
+        )
+        verb = "would free" if report.dry_run else "freed"
+        print(
+            f"\n{report.rows_deleted:,} generations, {report.files_deleted:,} files, {verb} "
+            f"{report.bytes_freed:,} bytes; recorded bytes {report.total_bytes_before:,} -> "
+            f"{report.total_bytes_after:,}"
+            + ("" if report.budget_met is None else f" (budget {'met' if report.budget_met else 'NOT met'})")
+        )
+        if report.rows_changed:
+            print(f"{report.rows_changed:,} generations changed meanwhile and were left alone")
+    for error in report.errors:
+        print(f"musicstore: error: {error}", file=sys.stderr)
+    return EXIT_ERROR if report.errors else EXIT_OK
+
+
+def _refuse_overwrite(path: Path | None, overwrite: bool) -> None:
+    if path is not None and path.exists() and not overwrite:
+        raise InvalidInput(f"{path} exists; pass --overwrite to replace it")
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    if resolve(args.database).dialect == "sqlite":
+        _refuse_overwrite(Path(args.destination), args.overwrite)
+    with ProgressBar("backup", unit="pages") as bar:
+        report = backup(args.database, args.destination, overwrite=args.overwrite, progress=bar)
+    if args.json:
+        print_json(report)
+    else:
+        print(
+            f"backed up {report.source} to {report.destination}: {report.pages:,} pages, "
+            f"{report.bytes:,} bytes, integrity {report.integrity}, {report.seconds:.2f} s"
+        )
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    if Path(args.backup).is_file():
+        _refuse_overwrite(resolve(args.database).path, args.overwrite)
+    with ProgressBar("restore", unit="pages") as bar:
+        report = restore(args.backup, args.database, overwrite=args.overwrite, progress=bar)
+    if args.json:
+        print_json(report)
+    else:
+        print(
+            f"restored {report.source} as {report.destination}: {report.pages:,} pages, "
+            f"{report.bytes:,} bytes, integrity {report.integrity}; reconcile the output root next"
+        )
+    return EXIT_OK

@@ -1,0 +1,191 @@
+"""The command line's grammar: every subcommand, its options and help texts (``build_parser``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from ..models import Status
+from ..ops import DEFAULT_MAX_ATTEMPTS
+from ..urls import DEFAULT_URL, URL_ENV
+from ..validate import MAX_PAGE
+from .arguments import not_empty, page_size, parse_duration, parse_size, positive_int
+from .commands import (
+    cmd_demo,
+    cmd_list,
+    cmd_migrate,
+    cmd_prompts,
+    cmd_requeue_expired,
+    cmd_show,
+    cmd_stats,
+    cmd_yoyo,
+)
+from .common import DEFAULT_ROOT, ROOT_ENV
+from .maintenance_commands import cmd_backup, cmd_cleanup, cmd_reconcile, cmd_restore
+
+EPILOG = f"""\
+environment:
+  {URL_ENV}   database URL when --database is not given (default {DEFAULT_URL})
+  {ROOT_ENV}    output root when --output-root is not given (default {DEFAULT_ROOT})
+
+exit codes:
+  0    success
+  1    error (one line on stderr: musicstore: error: ...)
+  2    bad arguments (usage)
+  3    show: no generation with that id
+  4    reconcile: database and files disagree (found, or found and repaired)
+  130  interrupted (Ctrl-C)
+
+Every read command takes --json for scripts. See docs/cli.md.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="musicstore",
+        description="Job store and audio export for AI music generation: the Python API from a shell.",
+        epilog=EPILOG,
+        formatter_class=formatter,
+    )
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
+        "--database",
+        "-d",
+        metavar="URL",
+        type=not_empty,
+        help=f"database URL (default: ${URL_ENV}, else {DEFAULT_URL})",
+    )
+    root = argparse.ArgumentParser(add_help=False)
+    root.add_argument(
+        "--output-root",
+        "-o",
+        metavar="DIR",
+        type=not_empty,
+        help=f"folder the audio files are under (default: ${ROOT_ENV}, else {DEFAULT_ROOT})",
+    )
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, help: str, func: Callable[[argparse.Namespace], int], *parents: argparse.ArgumentParser
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help,
+            description=help,
+            parents=[database, *parents],
+            epilog=EPILOG,
+            formatter_class=formatter,
+        )
+        sub.set_defaults(func=func, parser=sub)
+        return sub
+
+    command("migrate", "create or upgrade the schema", cmd_migrate, as_json)
+    command("yoyo-url", "print the database URL as yoyo apply spells it, without a password", cmd_yoyo)
+    source = "print the folder of the migrations installed with musicstore (yoyo apply's source)"
+    commands.add_parser("migrations-path", help=source, description=source).set_defaults(func=cmd_yoyo)
+
+    stats = command(
+        "stats", "counts by status, bytes, generation time, prompt usage", cmd_stats, root, as_json
+    )
+    stats.add_argument(
+        "--storage", action="store_true", help="add recorded bytes by status, model and UTC day"
+    )
+    stats.add_argument(
+        "--disk",
+        action="store_true",
+        help="add what the output root holds (walks it), by what the rows record",
+    )
+
+    listing = command("list", "generations, newest first, a page at a time", cmd_list, as_json)
+    listing.add_argument("--status", choices=[s.value for s in Status], help="only this status")
+    listing.add_argument("--model", metavar="NAME", help="only this model")
+    listing.add_argument(
+        "--limit", type=page_size, default=20, help=f"page size (default 20, at most {MAX_PAGE})"
+    )
+    listing.add_argument("--cursor", help="continue after the previous page (its next_cursor)")
+
+    show = command("show", "every field of one generation (exit code 3 if there is none)", cmd_show, as_json)
+    show.add_argument("id", help="the generation id (a UUID)")
+
+    prompts = command("prompts", "the most used prompts", cmd_prompts, as_json)
+    prompts.add_argument(
+        "--limit", type=page_size, default=10, help=f"how many (default 10, at most {MAX_PAGE})"
+    )
+
+    recon = command(
+        "reconcile", "compare rows and files; exit code 4 if they disagree", cmd_reconcile, root, as_json
+    )
+    recon.add_argument("--repair", action="store_true", help="fix what differs (default: only report)")
+    recon.add_argument(
+        "--orphans",
+        choices=["quarantine", "delete"],
+        default="quarantine",
+        help="with --repair: move orphan files to the quarantine folder (default) or delete them",
+    )
+    recon.add_argument(
+        "--quarantine", metavar="DIR", type=Path, help="quarantine folder (default: <output root>.quarantine)"
+    )
+    recon.add_argument(
+        "--stale-after",
+        metavar="AGE",
+        type=parse_duration,
+        default=timedelta(hours=1),
+        help="export temp files older than this are stale (default 1h)",
+    )
+
+    clean = command(
+        "cleanup", "delete generations and their files (a dry run unless --apply)", cmd_cleanup, root, as_json
+    )
+    clean.add_argument(
+        "--older-than", metavar="AGE", type=parse_duration, help="created before now - AGE (30d, 12h)"
+    )
+    clean.add_argument(
+        "--status",
+        action="append",
+        choices=[s.value for s in Status if s is not Status.PROCESSING],
+        help="only this status; repeat for several (default: completed, failed, cancelled)",
+    )
+    clean.add_argument("--model", metavar="NAME", help="only this model's generations")
+    clean.add_argument(
+        "--max-bytes",
+        metavar="SIZE",
+        type=parse_size,
+        help="delete oldest first until the recorded bytes are at most SIZE (50GB, 500MB, 2GiB)",
+    )
+    clean.add_argument("--apply", "--yes", action="store_true", help="really delete (default: dry run)")
+
+    back = command(
+        "backup", "online backup of a live SQLite database (PostgreSQL: pg_dump)", cmd_backup, as_json
+    )
+    back.add_argument("destination", metavar="DEST", help="the backup file to write")
+    back.add_argument("--overwrite", action="store_true", help="replace DEST if it exists")
+
+    rest = command(
+        "restore", "put a backup in place as the database (stop workers first)", cmd_restore, as_json
+    )
+    rest.add_argument("backup", metavar="BACKUP", help="the backup file")
+    rest.add_argument("--overwrite", action="store_true", help="replace the database if it exists")
+
+    requeue = command(
+        "requeue-expired",
+        "put generations whose lease expired back in the queue",
+        cmd_requeue_expired,
+        as_json,
+    )
+    requeue.add_argument(
+        "--max-attempts",
+        type=positive_int,
+        default=DEFAULT_MAX_ATTEMPTS,
+        help=f"fail for good once a generation had this many claims (default {DEFAULT_MAX_ATTEMPTS})",
+    )
+
+    demo = command(
+        "demo", "end-to-end demo: enqueue, claim, export audio, complete, show stats", cmd_demo, root
+    )
+    demo.add_argument("--count", type=positive_int, default=5, help="how many generations (default 5)")
+    return parser
