@@ -351,3 +351,13 @@ def test_new_date_folders_are_flushed_into_their_parents(
     flushed.clear()
     export_audio(synthesize_music(1.0, RATE, seed=2), RATE, day / "second.wav")
     assert flushed == [day]  # nothing new to create: only the rename is flushed
+
+
+def test_status_is_a_deprecated_alias_of_loudness_status() -> None:
+    """The export's ``Status`` clashed with ``musicstore.models.Status``; the old name still imports."""
+    from musicstore.audio import LoudnessStatus, export
+
+    with pytest.warns(DeprecationWarning, match="LoudnessStatus"):
+        assert export.Status is LoudnessStatus
+    with pytest.raises(AttributeError):
+        _ = export.NoSuchName  # type: ignore[attr-defined]

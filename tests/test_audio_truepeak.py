@@ -9,9 +9,8 @@ import pytest
 from numpy.typing import NDArray
 from scipy.signal import upfirdn
 
+from musicstore.audio.interpolation import _ANNEX2_PHASES, annex2
 from musicstore.audio.truepeak import (
-    _ANNEX2_PHASES,
-    annex2,
     annex2_true_peak,
     candidate_rows,
     detect,

@@ -5,7 +5,14 @@ No database code here; torch is imported only when a tensor is given.
 
 from musicstore.audio.analysis import AudioInfo, analyze_audio, analyze_file, estimate_tempo
 from musicstore.audio.arrays import as_audio, as_audio_batch, check_sample_rate
-from musicstore.audio.export import ExportOptions, ExportResult, StageTimings, export_audio, export_batch
+from musicstore.audio.export import (
+    ExportOptions,
+    ExportResult,
+    LoudnessStatus,
+    StageTimings,
+    export_audio,
+    export_batch,
+)
 from musicstore.audio.files import layout_path
 from musicstore.audio.loudness import Loudness, integrated_loudness
 from musicstore.audio.synth import click_track, synthesize_music
@@ -16,6 +23,7 @@ __all__ = [
     "ExportOptions",
     "ExportResult",
     "Loudness",
+    "LoudnessStatus",
     "StageTimings",
     "analyze_audio",
     "analyze_file",

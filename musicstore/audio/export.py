@@ -12,6 +12,7 @@ import math
 import numbers
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -31,7 +32,8 @@ from musicstore.errors import InvalidInput
 
 log = logging.getLogger("musicstore.audio")
 
-Status = Literal["normalized", "limited", "target_missed", "silent", "too_quiet", "as_is"]
+LoudnessStatus = Literal["normalized", "limited", "target_missed", "silent", "too_quiet", "as_is"]
+"""What the export did to the loudness (``ExportResult.status``; the metadata's ``loudness_status``)."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class ExportResult:
     limiter_max_reduction_db: float
     limiter_fraction: float  # share of samples the limiter turned down (by more than 0.01 dB)
     target_reached: bool
-    status: Status
+    status: LoudnessStatus
     short_clip: bool  # under 400 ms: measured over the whole clip
     clipped_samples: int  # sample values beyond full scale (clipped in PCM files)
     elapsed: float
@@ -145,7 +147,7 @@ class _Processed:
     audio: NDArray[np.float32]
     before: float
     leveled: Leveled | None  # None: written unchanged
-    status: Status
+    status: LoudnessStatus
     short: bool
     true_peak: float  # linear, by the accurate meter (ideal reconstruction)
 
@@ -164,7 +166,7 @@ def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple
     blocks = BlockPower.measure(x, rate)
     before = gated_loudness(blocks.block_means())
     loudness_done = time.perf_counter()
-    unchanged: Status | None = None
+    unchanged: LoudnessStatus | None = None
     if not options.normalize:
         unchanged = "as_is"
     elif not before > ABSOLUTE_GATE_LUFS:
@@ -183,7 +185,7 @@ def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple
         settings=LimiterSettings(max_depth_db=options.max_limiting_db),
     )
     reached = abs(leveled.loudness - options.target_lufs) <= options.tolerance_lu
-    status: Status = ("limited" if leveled.limited else "normalized") if reached else "target_missed"
+    status: LoudnessStatus = ("limited" if leveled.limited else "normalized") if reached else "target_missed"
     processed = _Processed(leveled.audio, before, leveled, status, blocks.short, leveled.true_peak)
     done = time.perf_counter()
     return (
@@ -333,6 +335,16 @@ def export_batch(
         first.add_note(f"batch item {index} of {len(targets)}; no file of this batch was kept")
         raise first
     return [r for r in outcomes if isinstance(r, ExportResult)]
+
+
+def __getattr__(name: str) -> object:
+    """``Status``: the former name of :data:`LoudnessStatus` (it clashed with ``models.Status``)."""
+    if name == "Status":
+        warnings.warn(
+            "musicstore.audio.export.Status is renamed LoudnessStatus", DeprecationWarning, stacklevel=2
+        )
+        return LoudnessStatus
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _outcome(future: Any) -> ExportResult | Exception:

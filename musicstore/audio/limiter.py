@@ -199,7 +199,7 @@ def level(
     upper = min(gain * from_db(depth_db), ceiling * from_db(depth_db) / peak_need)
     region = _region(need, upper, ceiling, shape.reach)
     del peaks, need  # keep memory low
-    leveled = _Limiter(x, blocks, ceiling, shape).run(region, target_lufs, gain, upper)
+    leveled = _Limiter(x, blocks, ceiling, shape).limit(region, target_lufs, gain, upper)
     return replace(leveled, measure_seconds=measured + leveled.measure_seconds)
 
 
@@ -219,7 +219,7 @@ class _Limiter:
     def __init__(self, x: NDArray[np.float32], blocks: BlockPower, ceiling: float, shape: _Shape) -> None:
         self.x, self.blocks, self.ceiling, self.shape = x, blocks, ceiling, shape
 
-    def run(self, region: _Region, target: float, gain: float, upper: float) -> Leveled:
+    def limit(self, region: _Region, target: float, gain: float, upper: float) -> Leveled:
         """Search the gain, apply and verify the curve, measure exactly; correct the aim if needed."""
         base = self.blocks.block_means()
         aim = target

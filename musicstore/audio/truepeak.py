@@ -1,16 +1,12 @@
 """True-peak metering: the BS.1770-4 Annex 2 4x meter, and an accurate one for the export.
 
-The accurate meter evaluates the ideal (sinc) reconstruction of the clip, zero outside it, exactly split
-in two: ``sinc = sinc * w + sinc * (1 - w)`` with ``w`` a window flat over 8 samples that tapers to 0
-at 24. The near part is a 48-tap FIR per position. The far part is ``sin(pi t) / pi * G(t)`` with
-``G = z * (1 - w(d)) / d`` and ``z[n] = (-1)^n x[n]``: a smooth, low-pass function of ``t`` (it carries
-the content next to Nyquist, whose reconstruction reaches far), computed once per clip on a grid of 4
-samples by FFT and interpolated. Values are taken on a grid of 8 positions per sample; a band-limited
-peak between grid points exceeds the grid by at most ``(pi / 16)^2 / 2`` of itself (Bernstein), which
-callers add as a margin or remove by refining.
+The accurate meter evaluates the ideal (sinc) reconstruction of the clip, zero outside it: a near part, a
+48-tap FIR per position (:mod:`musicstore.audio.interpolation`), plus a far part computed once per clip by
+FFT (:mod:`musicstore.audio.farfield`). Values are taken on a grid of 8 positions per sample; a
+band-limited peak between grid points exceeds the grid by at most ``(pi / 16)^2 / 2`` of itself
+(Bernstein), which callers add as a margin or remove by refining.
 
-Every interpolated near value is a short FIR of its neighbours, so ``|y| <= max|x| * max_p sum|h_p|``.
-Interpolation is skipped wherever that bound (plus the far part) stays below the level of interest, then
+Interpolation is skipped wherever a bound (plus the far part's) stays below the level of interest, then
 where finer bounds do (see :func:`peak_map`); the rows left are gathered into small matrix products.
 """
 
@@ -19,306 +15,21 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
-from scipy import fft as sp_fft
-from scipy.ndimage import maximum_filter1d
-from scipy.signal import firwin, oaconvolve, upfirdn
+from scipy.signal import oaconvolve
 
-# BS.1770-4 Annex 2, 4x oversampling, 48 taps as 4 phases of 12: phase p, tap k is h[4k + p].
-_ANNEX2_PHASES = (
-    (0.0017089843750, 0.0109863281250, -0.0196533203125, 0.0332031250000, -0.0594482421875, 0.1373291015625,
-     0.9721679687500, -0.1022949218750, 0.0476074218750, -0.0266113281250, 0.0148925781250, -0.0083007812500),
-    (-0.0291748046875, 0.0292968750000, -0.0517578125000, 0.0891113281250, -0.1665039062500, 0.4650878906250,
-     0.7797851562500, -0.2003173828125, 0.1015625000000, -0.0582275390625, 0.0330810546875, -0.0189208984375),
-    (-0.0189208984375, 0.0330810546875, -0.0582275390625, 0.1015625000000, -0.2003173828125, 0.7797851562500,
-     0.4650878906250, -0.1665039062500, 0.0891113281250, -0.0517578125000, 0.0292968750000, -0.0291748046875),
-    (-0.0083007812500, 0.0148925781250, -0.0266113281250, 0.0476074218750, -0.1022949218750, 0.9721679687500,
-     0.1373291015625, -0.0594482421875, 0.0332031250000, -0.0196533203125, 0.0109863281250, 0.0017089843750),
-)  # fmt: skip
+from musicstore.audio.farfield import BLOCK, FarField, Rows
+from musicstore.audio.interpolation import GRID, Interpolator, annex2, near_sinc
 
-Rows = NDArray[np.integer[Any]]  # row indices, int32 or int64
-BLOCK = 32  # samples per block when deciding where to interpolate (≥ the reach of every filter)
-GRID = 8  # positions per sample of the accurate meter
 GRID_FACTOR = 1.0 - (math.pi / (2 * GRID)) ** 2 / 2  # grid reading ≥ this share of a peak (Bernstein)
-_NEAR_FLAT = 8  # the split window w is 1 up to here (samples) ...
-_NEAR_REACH = 24  # ... and 0 from here
-_DECIMATION = 4  # grid step of the far part, in samples
-_LOWPASS_TAPS = 8  # per grid step, each side, of the far part's anti-alias filter
-_SUPPORT = BLOCK // 2 // _DECIMATION + 3  # grid points either side of a block's centre that reach its rows
 _FINE = 64  # positions per sample when refining a peak
 _SCREEN = 4  # positions per sample of the second screen
 _SCREEN_BERNSTEIN = (math.pi / (2 * _SCREEN)) ** 2 / 2
 # a quarter-grid reading below the level by this share of the quarter grid's peak cannot hide a value
 # above it; 1e-3 more for the float32 arithmetic and the far part's interpolation
 _SCREEN_SLACK = _SCREEN_BERNSTEIN / (1 - _SCREEN_BERNSTEIN) + 1e-3
-_CHUNK_ROWS = 8192
-_BLAS_SINGLE_THREAD = 262_144  # OpenBLAS runs a product of m * n * k under this on one thread
-
-
-@dataclass(frozen=True)
-class FarField:
-    """The far part ``G`` of a clip's ideal reconstruction (see the module docstring), per channel,
-    on the grid ``t = (start + j) * step``."""
-
-    grid: NDArray[np.float32]  # (C, J)
-    start: int
-    step: int
-
-    @classmethod
-    def measure(cls, audio: NDArray[np.float32]) -> FarField:
-        """``G`` of ``(C, S)`` audio: ``z`` low-passed and decimated, convolved with the far kernel by FFT."""
-        step = _DECIMATION
-        channels, samples = audio.shape
-        count = -(-samples // step)  # points of z's decimated low band, at 0, step, 2 step, ...
-        start = -(_NEAR_REACH // step) - 4
-        stop = (samples + _NEAR_REACH) // step + 4
-        first_lag = start - count + 1  # the kernel covers lags first_lag..stop (in grid steps)
-        size = sp_fft.next_fast_len(count + stop - first_lag, real=True)
-        kernel = _far_spectrum(first_lag, stop, step, size)
-        grid = np.empty((channels, stop - start + 1), dtype=np.float32)
-        for c in range(channels):  # one channel at a time, in float32: each FFT buffer is a quarter clip
-            spectrum = sp_fft.rfft(_decimated_low_band(audio[c], count, step), size)
-            spectrum *= kernel
-            grid[c] = sp_fft.irfft(spectrum, size)[count - 1 : count + stop - start]
-        return cls(grid, start, step)
-
-    def at(self, channel: int, samples: Rows, fractions: NDArray[np.float64]) -> NDArray[np.float32]:
-        """The far part of the reconstruction ``sin(pi t)/pi * G(t)`` at ``t = samples + fractions``:
-        ``(N, F)``. Catmull-Rom on ``G``, whose weights depend on ``samples % step`` only, so positions
-        are taken a phase at a time: ``G`` gathered at four consecutive grid points times the weights."""
-        weights = _far_weights(self.step, tuple(fractions.tolist()))  # (step, 4, F)
-        base, phase = np.divmod(samples, self.step)
-        base -= self.start + 1
-        points = sliding_window_view(self.grid[channel], 4)
-        out = np.empty((samples.shape[0], fractions.shape[0]), dtype=np.float32)
-        count = samples.shape[0]
-        regular = count > 0 and bool(np.all((samples - np.arange(count)) % self.step == phase[0]))
-        for p in range(self.step):
-            picked: slice | NDArray[np.intp]
-            picked = slice((p - int(phase[0])) % self.step, None, self.step) if regular else phase == p
-            out[picked] = points[base[picked]] @ weights[p]
-        return out
-
-    def block_bound(self, blocks: int) -> NDArray[np.float32]:
-        """An upper bound of |far part| at the rows of each 32-sample block: ``(blocks,)``."""
-        magnitude = maximum_filter1d(np.abs(self.grid).max(axis=0), 2 * _SUPPORT + 1, mode="nearest")
-        centres = np.arange(blocks) * (BLOCK // self.step) + (BLOCK // self.step) // 2 - self.start
-        bound: NDArray[np.float32] = (
-            magnitude[np.clip(centres, 0, magnitude.shape[0] - 1)] * (1.25 / np.pi)
-        ).astype(np.float32)  # Catmull-Rom stays within 1.25x its points
-        ends = [0, max(blocks - 2, 0), blocks - 1]  # the looped reading adds the other end's far part
-        bound[ends] = 2 * bound[ends].max()
-        return bound
-
-
-def far_kernel(d: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``(1 - w(d)) / d``: the far kernel acting on ``z`` (zero within the flat part of ``w``)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kernel: NDArray[np.float64] = np.where(np.abs(d) <= _NEAR_FLAT, 0.0, (1.0 - split_window(d)) / d)
-    return kernel
-
-
-@functools.cache
-def _far_weights(step: int, fractions: tuple[float, ...]) -> NDArray[np.float32]:
-    """``(step, 4, F)``: the Catmull-Rom weights on ``G`` at ``n + f`` times ``sin(pi (n + f)) / pi``,
-    for each ``n % step`` and fraction ``f`` (``step`` is even: the sign ``(-1)^n`` follows ``n % step``)."""
-    f = np.asarray(fractions)[None, :]
-    r = np.arange(step)[:, None]
-    a = (r + f) / step  # position between grid points i and i + 1
-    weights = np.stack(
-        [0.5 * (-a + 2 * a**2 - a**3), 1 + 0.5 * (-5 * a**2 + 3 * a**3), 0.5 * (a + 4 * a**2 - 3 * a**3),
-         0.5 * (a**3 - a**2)],
-        axis=1,
-    )  # fmt: skip
-    weights *= (np.where(r % 2, -1.0, 1.0) * np.sin(np.pi * f) / np.pi)[:, None, :]
-    return weights.astype(np.float32)
-
-
-@functools.lru_cache(maxsize=4)
-def _far_spectrum(first: int, last: int, step: int, size: int) -> NDArray[np.complex64]:
-    """The FFT of :func:`_far_taps`, kept for the next clip of the same length (and its re-checks)."""
-    spectrum: NDArray[np.complex64] = sp_fft.rfft(_far_taps(first, last, step), size)
-    spectrum.flags.writeable = False
-    return spectrum
-
-
-def _far_taps(first: int, last: int, step: int) -> NDArray[np.float32]:
-    """``step * far_kernel(lag * step)`` for lags ``first..last``, in one float32 array."""
-    lags = np.arange(first, last + 1, dtype=np.float32)
-    with np.errstate(divide="ignore"):
-        taps = np.float32(1.0) / lags  # step * 1 / (lag * step); the taper's few lags are set below
-    taper = np.arange(-(_NEAR_REACH // step), _NEAR_REACH // step + 1)
-    inside = taper - first
-    keep = (inside >= 0) & (inside < taps.shape[0])
-    taps[inside[keep]] = step * far_kernel((taper[keep] * step).astype(np.float64))
-    return taps
-
-
-def _decimated_low_band(x: NDArray[np.float32], count: int, step: int) -> NDArray[np.float32]:
-    """``z = (-1)^n x`` low-passed (cut-off at the grid's Nyquist) at every ``step``-th sample.
-
-    The sign is folded into the filter (``step`` is even), so no modulated copy of the clip is made;
-    ``upfirdn`` computes only the kept outputs.
-    """
-    half = _LOWPASS_TAPS * step
-    taps = firwin(2 * half + 1, 1.0 / step) * np.where(np.arange(2 * half + 1) % 2, -1.0, 1.0)
-    low: NDArray[np.float32] = upfirdn(taps.astype(np.float32), x, 1, step)[
-        half // step : half // step + count
-    ]
-    return low
-
-
-def split_window(d: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``w``: 1 up to 8 samples, a raised-cosine taper, 0 from 24."""
-    a = np.abs(d)
-    taper = 0.5 + 0.5 * np.cos(
-        np.pi * (np.clip(a, _NEAR_FLAT, _NEAR_REACH) - _NEAR_FLAT) / (_NEAR_REACH - _NEAR_FLAT)
-    )
-    window: NDArray[np.float64] = np.where(a <= _NEAR_FLAT, 1.0, taper)
-    return window
-
-
-@dataclass(frozen=True)
-class Interpolator:
-    """Polyphase interpolators as one matrix: row ``m`` of the output holds the values between
-    samples ``m - 1`` and ``m`` of the input (``m`` runs over ``0..S``)."""
-
-    matrix: NDArray[np.float32]  # (window, columns)
-    first_offset: int  # offset of the window's first tap from sample m - 1
-    groups: tuple[slice, ...]  # columns of each filter
-    bound: float  # max over columns of sum |taps|: |y| <= bound * max |x| over the window
-    fractions: NDArray[np.float64] | None = None  # position of each column after sample m - 1 (far part)
-
-    @classmethod
-    def from_phases(cls, filters: tuple[NDArray[np.float64], ...]) -> Interpolator:
-        """Build from filters given as ``(up, taps)`` phase arrays (phase p, tap k = h[up * k + p])."""
-        placed: list[dict[int, float]] = []
-        groups = []
-        for phases in filters:
-            up, taps = phases.shape
-            delay = (up * taps - 1) / 2
-            start = len(placed)
-            for p in range(up):
-                lead = math.ceil((delay - p) / up)  # y_p[m + lead] lies between samples m and m + 1
-                placed.append({lead - k: float(phases[p, k]) for k in range(taps)})
-            groups.append(slice(start, len(placed)))
-        lo = min(min(col) for col in placed)
-        hi = max(max(col) for col in placed)
-        matrix = np.zeros((hi - lo + 1, len(placed)), dtype=np.float32)
-        for j, col in enumerate(placed):
-            for offset, value in col.items():
-                matrix[offset - lo, j] = value
-        bound = float(np.abs(matrix).sum(axis=0).max())
-        return cls(matrix, lo, tuple(groups), bound)
-
-    @classmethod
-    def near_sinc(cls, positions: int) -> Interpolator:
-        """The near part of the ideal reconstruction at ``k / positions`` after each sample (k ≥ 1)."""
-        fractions = np.arange(1, positions) / positions
-        offsets = np.arange(1 - _NEAR_REACH, _NEAR_REACH + 1)  # sample m - 1 + o; |f - o| < 24
-        d = fractions[None, :] - offsets[:, None]
-        matrix = (np.sinc(d) * split_window(d)).astype(np.float32)
-        bound = float(np.abs(matrix).sum(axis=0).max())
-        return cls(matrix, int(offsets[0]), (slice(0, fractions.shape[0]),), bound, fractions)
-
-    def peaks(
-        self, audio: NDArray[np.float32], rows: Rows, far: FarField | None = None
-    ) -> NDArray[np.float32]:
-        """Largest |interpolated value| over channels for each filter group at each row: ``(R, groups)``.
-
-        With ``far`` (and ``fractions``), the far part is added before taking magnitudes.
-        """
-        window = self.matrix.shape[0]
-        left = 1 - self.first_offset  # row m's window starts at sample m - left
-        samples = audio.shape[1]
-        out = np.zeros((len(self.groups), rows.shape[0]), dtype=np.float32)
-        inner = (rows >= left) & (rows - left + window <= samples)
-        if inner.all():
-            self._fill(audio, rows, out, far)
-            return out.T
-        inside = np.zeros((len(self.groups), int(inner.sum())), dtype=np.float32)
-        self._fill(audio, rows[inner], inside, far)
-        out[:, inner] = inside
-        out[:, ~inner] = self._edges(audio, rows[~inner], far)
-        return out.T
-
-    def _far(
-        self, far: FarField | None, channel: int, rows: Rows, shift: Rows | int = 0
-    ) -> NDArray[np.float32] | float:
-        """The far part at each column's position after sample ``rows - 1``, moved by ``shift`` samples."""
-        if far is None or self.fractions is None:
-            return 0.0
-        return far.at(channel, np.asarray(rows - 1 + shift, dtype=np.intp), self.fractions)
-
-    def _fill(
-        self, audio: NDArray[np.float32], rows: Rows, out: NDArray[np.float32], far: FarField | None
-    ) -> None:
-        """Windows fully inside the clip, gathered in chunks, each a few BLAS products per channel (kept
-        small enough that OpenBLAS runs them on the calling thread: its threads cost more than they save
-        on such thin products, many times more on a busy machine)."""
-        if rows.size == 0:
-            return
-        starts = rows - (1 - self.first_offset)
-        width, columns = self.matrix.shape
-        windows = sliding_window_view(audio, width, axis=-1)
-        contiguous = int(starts[-1]) - int(starts[0]) + 1 == starts.size
-        step = max(16, _BLAS_SINGLE_THREAD // (width * columns))
-        values = np.empty((min(_CHUNK_ROWS, starts.shape[0]), columns), dtype=np.float32)
-        for begin in range(0, starts.shape[0], _CHUNK_ROWS):
-            end = min(begin + _CHUNK_ROWS, starts.shape[0])
-            target = out[:, begin:end]
-            part = values[: end - begin]
-            for c, channel in enumerate(windows):
-                first = int(starts[begin])
-                block = (
-                    np.ascontiguousarray(channel[first : first + end - begin])
-                    if contiguous
-                    else channel[starts[begin:end]]
-                )
-                for k in range(0, end - begin, step):
-                    np.matmul(block[k : k + step], self.matrix, out=part[k : k + step])
-                part += self._far(far, c, rows[begin:end])
-                np.abs(part, out=part)
-                for g, cols in enumerate(self.groups):
-                    for j in range(cols.start, cols.stop):
-                        np.maximum(target[g], part[:, j], out=target[g])
-
-    def _edges(self, audio: NDArray[np.float32], rows: Rows, far: FarField | None) -> NDArray[np.float32]:
-        """The few windows that run past either end: zero-padded there, and also as a periodic meter
-        reads them (the clip looped: its copy one length away added), the larger reading kept."""
-        samples = audio.shape[1]
-        index = rows[:, None] - (1 - self.first_offset) + np.arange(self.matrix.shape[0])
-        valid = (index >= 0) & (index < samples)
-        wrapped = index % samples
-        copy = np.where(rows < samples // 2, samples, -samples)  # where the neighbouring copy's far part is
-        edges = np.zeros((len(self.groups), rows.shape[0]), dtype=np.float32)
-        for c, channel in enumerate(audio):
-            far_part = self._far(far, c, rows)
-            readings = (
-                (np.where(valid, channel[wrapped], np.float32(0.0)), far_part),
-                (channel[wrapped], far_part + self._far(far, c, rows, copy)),
-            )
-            for windows, far_values in readings:
-                values = np.abs(windows @ self.matrix + far_values)  # (rows, columns)
-                for g, cols in enumerate(self.groups):
-                    np.maximum(edges[g], values[:, cols].max(axis=1), out=edges[g])
-        return edges
-
-
-@functools.cache
-def annex2() -> Interpolator:
-    """The BS.1770-4 Annex 2 4x meter."""
-    return Interpolator.from_phases((np.asarray(_ANNEX2_PHASES),))
-
-
-@functools.cache
-def near_sinc(positions: int = GRID) -> Interpolator:
-    """The accurate meter's near part on a grid of ``positions`` per sample (see the module docstring)."""
-    return Interpolator.near_sinc(positions)
 
 
 def sample_envelope(audio: NDArray[np.float32]) -> NDArray[np.float32]:

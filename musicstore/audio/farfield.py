@@ -1,0 +1,153 @@
+"""The far part of a clip's ideal (sinc) reconstruction, zero outside the clip.
+
+The sinc is split exactly in two, ``sinc = sinc * w + sinc * (1 - w)``, with ``w`` a window flat over 8
+samples that tapers to 0 at 24 (:func:`split_window`). The near part is a short FIR per position
+(:mod:`musicstore.audio.interpolation`). The far part is ``sin(pi t) / pi * G(t)`` with
+``G = z * (1 - w(d)) / d`` and ``z[n] = (-1)^n x[n]``: a smooth, low-pass function of ``t`` (it carries
+the content next to Nyquist, whose reconstruction reaches far), computed once per clip on a grid of 4
+samples by FFT and interpolated (:class:`FarField`).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import NDArray
+from scipy import fft as sp_fft
+from scipy.ndimage import maximum_filter1d
+from scipy.signal import firwin, upfirdn
+
+Rows = NDArray[np.integer[Any]]  # row indices, int32 or int64
+BLOCK = 32  # samples per block when deciding where to interpolate (≥ the reach of every filter)
+NEAR_FLAT = 8  # the split window w is 1 up to here (samples) ...
+NEAR_REACH = 24  # ... and 0 from here
+_DECIMATION = 4  # grid step of the far part, in samples
+_LOWPASS_TAPS = 8  # per grid step, each side, of the far part's anti-alias filter
+_SUPPORT = BLOCK // 2 // _DECIMATION + 3  # grid points either side of a block's centre that reach its rows
+
+
+@dataclass(frozen=True)
+class FarField:
+    """The far part ``G`` of a clip's ideal reconstruction (see the module docstring), per channel,
+    on the grid ``t = (start + j) * step``."""
+
+    grid: NDArray[np.float32]  # (C, J)
+    start: int
+    step: int
+
+    @classmethod
+    def measure(cls, audio: NDArray[np.float32]) -> FarField:
+        """``G`` of ``(C, S)`` audio: ``z`` low-passed and decimated, convolved with the far kernel by FFT."""
+        step = _DECIMATION
+        channels, samples = audio.shape
+        count = -(-samples // step)  # points of z's decimated low band, at 0, step, 2 step, ...
+        start = -(NEAR_REACH // step) - 4
+        stop = (samples + NEAR_REACH) // step + 4
+        first_lag = start - count + 1  # the kernel covers lags first_lag..stop (in grid steps)
+        size = sp_fft.next_fast_len(count + stop - first_lag, real=True)
+        kernel = _far_spectrum(first_lag, stop, step, size)
+        grid = np.empty((channels, stop - start + 1), dtype=np.float32)
+        for c in range(channels):  # one channel at a time, in float32: each FFT buffer is a quarter clip
+            spectrum = sp_fft.rfft(_decimated_low_band(audio[c], count, step), size)
+            spectrum *= kernel
+            grid[c] = sp_fft.irfft(spectrum, size)[count - 1 : count + stop - start]
+        return cls(grid, start, step)
+
+    def at(self, channel: int, samples: Rows, fractions: NDArray[np.float64]) -> NDArray[np.float32]:
+        """The far part of the reconstruction ``sin(pi t)/pi * G(t)`` at ``t = samples + fractions``:
+        ``(N, F)``. Catmull-Rom on ``G``, whose weights depend on ``samples % step`` only, so positions
+        are taken a phase at a time: ``G`` gathered at four consecutive grid points times the weights."""
+        weights = _far_weights(self.step, tuple(fractions.tolist()))  # (step, 4, F)
+        base, phase = np.divmod(samples, self.step)
+        base -= self.start + 1
+        points = sliding_window_view(self.grid[channel], 4)
+        out = np.empty((samples.shape[0], fractions.shape[0]), dtype=np.float32)
+        count = samples.shape[0]
+        regular = count > 0 and bool(np.all((samples - np.arange(count)) % self.step == phase[0]))
+        for p in range(self.step):
+            picked: slice | NDArray[np.intp]
+            picked = slice((p - int(phase[0])) % self.step, None, self.step) if regular else phase == p
+            out[picked] = points[base[picked]] @ weights[p]
+        return out
+
+    def block_bound(self, blocks: int) -> NDArray[np.float32]:
+        """An upper bound of |far part| at the rows of each 32-sample block: ``(blocks,)``."""
+        magnitude = maximum_filter1d(np.abs(self.grid).max(axis=0), 2 * _SUPPORT + 1, mode="nearest")
+        centres = np.arange(blocks) * (BLOCK // self.step) + (BLOCK // self.step) // 2 - self.start
+        bound: NDArray[np.float32] = (
+            magnitude[np.clip(centres, 0, magnitude.shape[0] - 1)] * (1.25 / np.pi)
+        ).astype(np.float32)  # Catmull-Rom stays within 1.25x its points
+        ends = [0, max(blocks - 2, 0), blocks - 1]  # the looped reading adds the other end's far part
+        bound[ends] = 2 * bound[ends].max()
+        return bound
+
+
+def far_kernel(d: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``(1 - w(d)) / d``: the far kernel acting on ``z`` (zero within the flat part of ``w``)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kernel: NDArray[np.float64] = np.where(np.abs(d) <= NEAR_FLAT, 0.0, (1.0 - split_window(d)) / d)
+    return kernel
+
+
+@functools.cache
+def _far_weights(step: int, fractions: tuple[float, ...]) -> NDArray[np.float32]:
+    """``(step, 4, F)``: the Catmull-Rom weights on ``G`` at ``n + f`` times ``sin(pi (n + f)) / pi``,
+    for each ``n % step`` and fraction ``f`` (``step`` is even: the sign ``(-1)^n`` follows ``n % step``)."""
+    f = np.asarray(fractions)[None, :]
+    r = np.arange(step)[:, None]
+    a = (r + f) / step  # position between grid points i and i + 1
+    weights = np.stack(
+        [0.5 * (-a + 2 * a**2 - a**3), 1 + 0.5 * (-5 * a**2 + 3 * a**3), 0.5 * (a + 4 * a**2 - 3 * a**3),
+         0.5 * (a**3 - a**2)],
+        axis=1,
+    )  # fmt: skip
+    weights *= (np.where(r % 2, -1.0, 1.0) * np.sin(np.pi * f) / np.pi)[:, None, :]
+    return weights.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _far_spectrum(first: int, last: int, step: int, size: int) -> NDArray[np.complex64]:
+    """The FFT of :func:`_far_taps`, kept for the next clip of the same length (and its re-checks)."""
+    spectrum: NDArray[np.complex64] = sp_fft.rfft(_far_taps(first, last, step), size)
+    spectrum.flags.writeable = False
+    return spectrum
+
+
+def _far_taps(first: int, last: int, step: int) -> NDArray[np.float32]:
+    """``step * far_kernel(lag * step)`` for lags ``first..last``, in one float32 array."""
+    lags = np.arange(first, last + 1, dtype=np.float32)
+    with np.errstate(divide="ignore"):
+        taps = np.float32(1.0) / lags  # step * 1 / (lag * step); the taper's few lags are set below
+    taper = np.arange(-(NEAR_REACH // step), NEAR_REACH // step + 1)
+    inside = taper - first
+    keep = (inside >= 0) & (inside < taps.shape[0])
+    taps[inside[keep]] = step * far_kernel((taper[keep] * step).astype(np.float64))
+    return taps
+
+
+def _decimated_low_band(x: NDArray[np.float32], count: int, step: int) -> NDArray[np.float32]:
+    """``z = (-1)^n x`` low-passed (cut-off at the grid's Nyquist) at every ``step``-th sample.
+
+    The sign is folded into the filter (``step`` is even), so no modulated copy of the clip is made;
+    ``upfirdn`` computes only the kept outputs.
+    """
+    half = _LOWPASS_TAPS * step
+    taps = firwin(2 * half + 1, 1.0 / step) * np.where(np.arange(2 * half + 1) % 2, -1.0, 1.0)
+    low: NDArray[np.float32] = upfirdn(taps.astype(np.float32), x, 1, step)[
+        half // step : half // step + count
+    ]
+    return low
+
+
+def split_window(d: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``w``: 1 up to 8 samples, a raised-cosine taper, 0 from 24."""
+    a = np.abs(d)
+    taper = 0.5 + 0.5 * np.cos(
+        np.pi * (np.clip(a, NEAR_FLAT, NEAR_REACH) - NEAR_FLAT) / (NEAR_REACH - NEAR_FLAT)
+    )
+    window: NDArray[np.float64] = np.where(a <= NEAR_FLAT, 1.0, taper)
+    return window
