@@ -216,14 +216,19 @@ def metadata(value: object, *, checked: bool = False) -> str:
 
 
 def relative_path(value: object) -> str:
-    """A file path relative to the output root that cannot leave it."""
+    """A file path relative to the output root that cannot leave it, in canonical form: ``.`` and empty
+    segments dropped (``./a//b.wav`` is stored as ``a/b.wav``, the form maintenance compares)."""
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"file_path must be a non-empty str, got {_show(value)}")
     text(value, "file_path", max_chars=MAX_PATH_CHARS)
     path = PurePosixPath(value)
     if path.is_absolute() or ".." in path.parts or "\\" in value:
         raise InvalidInput(f"file_path must be relative to the output root without '..', got {_show(value)}")
-    return value
+    if not path.parts:
+        raise InvalidInput(
+            f"file_path must name a file under the output root, not the root, got {_show(value)}"
+        )
+    return path.as_posix()
 
 
 def page(limit: object, offset: object) -> tuple[int, int]:

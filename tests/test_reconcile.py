@@ -242,3 +242,51 @@ def test_lists_are_capped_counts_are_not_and_progress_is_reported(store: Any, tm
     repaired = reconcile(store, root, repair=True, delete_orphans=True, max_items=2, batch=2)
     assert repaired.orphan_count == 5  # a repair acts on every item, listed or not
     assert reconcile(store, root).consistent
+
+
+SPELLINGS = ["./{layout}", "./loose.wav", "mix/./take.wav", "mix//take2.wav", "beds/pad.wav/"]
+"""Ways to write a file_path that name the same file as its canonical form (``.``/empty segments dropped)."""
+
+
+def test_a_file_path_spelled_with_dot_or_empty_segments_names_its_file(store: Any, tmp_path: Path) -> None:
+    """A row recording ``./x.wav`` (or ``a//b.wav``) owns ``x.wav``: its file is neither orphan nor missing."""
+    root = tmp_path / "audio"
+    for spelling in SPELLINGS:
+        job = new_job(store)
+        assert store.claim_next("w") is not None
+        layout = layout_path(root, job.id, when=job.created_at).relative_to(root).as_posix()
+        rel = spelling.format(layout=layout)
+        put(root, rel.rstrip("/"), 8)
+        store.complete_generation(job.id, file_path=rel, file_size_bytes=8)
+    report = reconcile(store, root)
+    assert (report.orphan_count, report.dangling_count, report.referenced_files) == (0, 0, len(SPELLINGS))
+    assert report.consistent
+    repaired = reconcile(store, root, repair=True, delete_orphans=True)
+    assert repaired.consistent and len(tree_snapshot(root)) == len(SPELLINGS)
+
+
+def test_a_row_written_with_a_dot_segment_before_paths_were_canonical(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Rows stored as ``./<path>`` (as complete_generation kept them before): still recognised by id and by path,
+    and cleanup keeps a file another row records in another spelling."""
+    import sqlite3
+
+    from musicstore import Store
+    from musicstore.maintenance.retention import cleanup
+
+    root = tmp_path / "audio"
+    with Store(sqlite_url) as store:
+        by_id = completed(store, root, size=8)
+        by_path = completed(store, root, size=8, file_path="loose.wav", model_name="kept")
+        twin = completed(store, root, size=8, file_path="loose.wav", model_name="dropped")
+        with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
+            for job in (by_id, by_path):
+                conn.execute(
+                    "UPDATE generations SET file_path = ? WHERE id = ?", (f"./{job.file_path}", job.id)
+                )
+        report = reconcile(store, root)
+        assert (report.orphan_count, report.referenced_files, report.consistent) == (0, 2, True)
+        cleaned = cleanup(store, root, model_name="dropped", dry_run=False)
+        assert [(d.id, d.file_action) for d in cleaned.deleted] == [(twin.id, "kept_shared")]
+        assert (root / "loose.wav").exists() and reconcile(store, root).consistent

@@ -5,7 +5,7 @@
 1. The rows: completed generations, paged by id (``maintenance_completed_files_after``), each file checked
    with one ``stat``. A file that is missing, or whose size differs from ``file_size_bytes``, makes the row
    *dangling*.
-2. The disk: ``os.scandir`` recursion over the root (a stack of directories, a generator of files). Audio
+2. The disk: the walk of ``musicstore.maintenance.scan`` (a stack of directories, a generator of files). Audio
    files (``.wav``/``.flac``) are looked up in batches by the id their name carries (``<id>.<ext>``, the
    layout of ``musicstore.audio.layout_path``), and what is not found that way by path. A file no row
    records is an *orphan*, unless its name is the id of a pending or processing generation: a worker may
@@ -22,12 +22,9 @@ docs/maintenance.md.
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,35 +32,19 @@ from typing import Any
 from .. import validate
 from ..errors import InvalidInput
 from ..filestore.local import Outside, RootDir
-from ..models import Status
 from ..ops import Call, Steps, reader, writer
 from ..store import Store
-
-Progress = Callable[[int], None]
-
-AUDIO_SUFFIXES = frozenset({".wav", ".flac"})
-"""The file types musicstore writes; reconcile and cleanup touch no other."""
-
-BATCH = 1000
-DEFAULT_MAX_ITEMS = 10_000
-"""How many items of each kind a report lists (its counts are always complete)."""
-
-_WRITER_TEMP = re.compile(r"\..+\.(?:wav|flac)\.[A-Za-z0-9_]+\.tmp", re.IGNORECASE)
-"""``musicstore.audio.files.write_atomic``: ``tempfile.mkstemp(prefix=".<name>.", suffix=".tmp")``."""
-_STAGED = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9_-]*\.[0-9a-f]{12}\.(?:wav|flac)", re.IGNORECASE)
-"""``musicstore.recording``: the exported file before it is renamed onto ``<id>.<ext>``."""
-_LIVE = frozenset({Status.PENDING.value, Status.PROCESSING.value})
-
-
-def is_temp_name(name: str) -> bool:
-    """A temp or staged file name of an export in flight (or interrupted)."""
-    return bool(_WRITER_TEMP.fullmatch(name) or _STAGED.fullmatch(name))
-
-
-def is_audio_name(name: str) -> bool:
-    dot = name.rfind(".")
-    return dot > 0 and name[dot:].lower() in AUDIO_SUFFIXES
-
+from .scan import (
+    AUDIO_SUFFIXES,
+    BATCH,
+    DEFAULT_MAX_ITEMS,
+    Entry,
+    Progress,
+    check_root,
+    classified,
+    is_temp_name,
+    walk,
+)
 
 # --- report -------------------------------------------------------------------------------------------
 
@@ -159,27 +140,6 @@ def completed_files_after(after_id: str, limit: int) -> Steps[list[tuple[str, st
     return [(r["id"], r["file_path"], r["file_size_bytes"]) for r in rows]
 
 
-@reader
-def rows_by_ids(ids: list[str]) -> Steps[dict[str, tuple[str, str | None]]]:
-    """id → (status, file_path) for those of ``ids`` that exist."""
-    rows = yield Call("maintenance_generations_by_ids", {"ids": json.dumps(ids)})
-    return {r["id"]: (r["status"], r["file_path"]) for r in rows}
-
-
-@reader
-def referenced_paths(paths: list[str]) -> Steps[set[str]]:
-    """Those of ``paths`` (relative to the root) that some generation, of any status, records."""
-    rows = yield Call("maintenance_generations_by_file_paths", {"paths": json.dumps(paths)})
-    return {r["file_path"] for r in rows}
-
-
-@reader
-def rows_by_file_paths(paths: list[str]) -> Steps[list[tuple[str, str]]]:
-    """(id, file_path) of every generation that records one of ``paths``."""
-    rows = yield Call("maintenance_generations_by_file_paths", {"paths": json.dumps(paths)})
-    return [(r["id"], r["file_path"]) for r in rows]
-
-
 @writer
 def mark_dangling_failed(items: list[DanglingRow]) -> Steps[set[str]]:
     """completed → failed for each dangling row still exactly as read; returns the ids changed.
@@ -209,154 +169,6 @@ def mark_dangling_failed(items: list[DanglingRow]) -> Steps[set[str]]:
         if count == 1:
             changed.add(item.id)
     return changed
-
-
-# --- the disk walk ------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Entry:
-    """One non-directory entry under the root: its path relative to the root (POSIX), size and mtime."""
-
-    rel: str
-    name: str
-    size: int
-    mtime: float
-    kind: str
-    """audio, temp, unknown or symlink."""
-    stem: str = ""
-    """An audio file's name without its extension: the generation id in the layout."""
-
-
-def check_root(root: str | Path) -> Path:
-    path = Path(root)
-    if not path.is_dir():
-        raise InvalidInput(f"output root {path} is not a directory; pass the folder exports are written to")
-    return path
-
-
-def walk(root: Path, errors: list[str] | None = None) -> Iterator[Entry]:
-    """Every entry under ``root`` except directories, streamed (only the pending directories are held).
-
-    Symlinks (to files or folders) are reported as kind ``symlink`` and never followed: each folder is
-    opened relative to its parent with ``O_NOFOLLOW`` (``RootDir``), so one swapped for a symlink after it
-    was listed is not entered either.
-    """
-    with RootDir(root) as where:
-        stack: list[str] = [""]
-        while stack:
-            prefix = stack.pop()
-            try:
-                fd = where.folder(prefix.split("/")[:-1])
-                if fd is None:  # removed since it was listed
-                    continue
-                scanner = os.scandir(fd)
-            except Outside:  # became a symlink since it was listed
-                yield Entry(prefix[:-1], prefix[:-1].rpartition("/")[2], 0, 0.0, "symlink")
-                continue
-            except OSError as exc:
-                if errors is not None:
-                    errors.append(f"cannot list {root / prefix}: {exc}")
-                continue
-            with scanner:
-                for entry in scanner:
-                    found = _entry(entry, prefix, root, errors)
-                    if found is None:
-                        continue
-                    if found.kind == "folder":
-                        stack.append(found.rel + "/")
-                    else:
-                        yield found
-
-
-def _entry(entry: os.DirEntry[str], prefix: str, root: Path, errors: list[str] | None) -> Entry | None:
-    rel = prefix + entry.name
-    try:
-        if entry.is_symlink():
-            return Entry(rel, entry.name, 0, 0.0, "symlink")
-        if entry.is_dir(follow_symlinks=False):
-            return Entry(rel, entry.name, 0, 0.0, "folder")
-        info = entry.stat(follow_symlinks=False)
-    except OSError as exc:  # removed while we looked, or unreadable
-        if errors is not None and not isinstance(exc, FileNotFoundError):
-            errors.append(f"cannot stat {root / rel}: {exc}")
-        return None
-    name = entry.name
-    kind, stem = "unknown", ""
-    if stat.S_ISREG(info.st_mode):
-        if name[0] == "." and is_temp_name(name):
-            kind = "temp"
-        elif is_audio_name(name):
-            kind, stem = "audio", name[: name.rfind(".")]
-    return Entry(rel, name, info.st_size, info.st_mtime, kind, stem)
-
-
-@dataclass(slots=True)
-class Classified:
-    """An audio file and what the database says of it: referenced, in_progress or orphan."""
-
-    entry: Entry
-    state: str
-
-
-def classify_audio(store: Store, entries: list[Entry]) -> tuple[list[Classified], list[Classified]]:
-    """Sort a batch of audio files by the row their name carries: (decided, orphan candidates).
-
-    A candidate may still be recorded by a row whose path does not follow the ``<id>.<ext>`` layout:
-    ``confirm_orphans`` decides, for many candidates at once.
-    """
-    rows = store.run(rows_by_ids, sorted({e.stem for e in entries}))
-    decided: list[Classified] = []
-    candidates: list[Classified] = []
-    for entry in entries:
-        row = rows.get(entry.stem)
-        if row is not None and row[1] == entry.rel:
-            decided.append(Classified(entry, "referenced"))
-        elif row is not None and row[0] in _LIVE:
-            decided.append(Classified(entry, "in_progress"))
-        else:
-            candidates.append(Classified(entry, "orphan"))
-    return decided, candidates
-
-
-def confirm_orphans(store: Store, candidates: list[Classified]) -> list[Classified]:
-    """Mark as referenced the candidates some row records by path; the rest stay orphans."""
-    known = store.run(referenced_paths, [c.entry.rel for c in candidates])
-    for item in candidates:
-        if item.entry.rel in known:
-            item.state = "referenced"
-    return candidates
-
-
-def classified(
-    store: Store, root: Path, errors: list[str] | None = None, batch: int = BATCH
-) -> Iterator[Classified | Entry]:
-    """The walk with every audio file classified (in batches); other entries pass through as they are.
-
-    Orphan candidates are confirmed by path (a scan of the table, as ``file_path`` has no index) once
-    ``batch`` of them have gathered, not once per batch of files: a store with few orphans pays one scan.
-    """
-    pending: list[Entry] = []
-    candidates: list[Classified] = []
-    for entry in walk(root, errors):
-        if entry.kind != "audio":
-            yield entry
-            continue
-        pending.append(entry)
-        if len(pending) >= batch:
-            decided, found = classify_audio(store, pending)
-            pending = []
-            yield from decided
-            candidates += found
-            if len(candidates) >= batch:
-                yield from confirm_orphans(store, candidates)
-                candidates = []
-    if pending:
-        decided, found = classify_audio(store, pending)
-        yield from decided
-        candidates += found
-    if candidates:
-        yield from confirm_orphans(store, candidates)
 
 
 # --- reconcile ----------------------------------------------------------------------------------------
@@ -571,13 +383,19 @@ def _repair_orphan(where: RootDir, orphan: OrphanFile, target: Path | None, erro
         orphan.action = "gone"
 
 
-__all__ = [
+__all__ = [  # the walk's names too: musicstore.maintenance.usage imports them from here
     "AUDIO_SUFFIXES",
+    "BATCH",
+    "DEFAULT_MAX_ITEMS",
     "DanglingRow",
+    "Entry",
     "OrphanFile",
     "OutsideRow",
+    "Progress",
     "ReconcileReport",
     "TempFile",
+    "check_root",
+    "classified",
     "default_quarantine",
     "is_temp_name",
     "reconcile",

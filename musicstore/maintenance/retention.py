@@ -22,12 +22,13 @@ from .. import validate
 from ..errors import InvalidInput
 from ..filestore.local import Outside, RootDir
 from ..models import Status, to_datetime
-from ..ops import NOW, Call, Steps, get_database_stats, reader, writer
+from ..ops import Call, Steps, get_database_stats, reader, writer
 from ..store import Store
-from .reconcile import (
+from .scan import (
     AUDIO_SUFFIXES,
     DEFAULT_MAX_ITEMS,
     Progress,
+    canonical_path,
     check_root,
     referenced_paths,
     rows_by_file_paths,
@@ -98,13 +99,6 @@ class CleanupReport:
     errors: list[str] = field(default_factory=list)
     truncated: bool = False
     seconds: float = 0.0
-
-
-@reader
-def current_time() -> Steps[datetime]:
-    """The store clock's now (tests pass a FakeClock)."""
-    now: datetime = yield NOW
-    return now
 
 
 @reader
@@ -235,7 +229,7 @@ def cleanup(
     if progress is not None and not callable(progress):
         raise InvalidInput(f"progress must be callable or None, got {type(progress).__name__}")
     try:
-        cutoff = _LAST if older_than is None else store.run(current_time) - older_than
+        cutoff = _LAST if older_than is None else _now(store) - older_than
     except OverflowError:
         raise InvalidInput(f"older_than={older_than!r} reaches before the year 1") from None
     with RootDir(base) as where:
@@ -355,8 +349,13 @@ def _cleanup(
     return report
 
 
+def _now(store: Store) -> datetime:
+    """The store's clock (tests pass a FakeClock), checked as the store checks it: no query to read it."""
+    return validate.moment(store.clock(), "the store's clock")
+
+
 def _still_referenced(store: Store, paths: list[str], deleted: set[str], dry_run: bool) -> set[str]:
-    """Those of ``paths`` a row that stays still records."""
+    """The canonical forms of those of ``paths`` a row that stays still records (in any spelling)."""
     if not paths:
         return set()
     if not dry_run:
@@ -375,7 +374,7 @@ def _file_action(
 ) -> str:
     if rel is None:
         return "none"
-    if rel in shared:
+    if canonical_path(rel) in shared:
         return "kept_shared"
     if on_disk is None:
         return "missing"
