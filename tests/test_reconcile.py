@@ -249,7 +249,7 @@ SPELLINGS = ["./{layout}", "./loose.wav", "mix/./take.wav", "mix//take2.wav", "b
 
 
 def test_a_file_path_spelled_with_dot_or_empty_segments_names_its_file(store: Any, tmp_path: Path) -> None:
-    """A row recording ``./x.wav`` (or ``a//b.wav``) owns ``x.wav``: its file is neither orphan nor missing."""
+    """A row recording ``./x.wav`` (or ``a//b.wav``) owns ``x.wav``: it is neither orphan nor missing."""
     root = tmp_path / "audio"
     for spelling in SPELLINGS:
         job = new_job(store)
@@ -268,8 +268,8 @@ def test_a_file_path_spelled_with_dot_or_empty_segments_names_its_file(store: An
 def test_a_row_written_with_a_dot_segment_before_paths_were_canonical(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    """Rows stored as ``./<path>`` (as complete_generation kept them before): still recognised by id and by path,
-    and cleanup keeps a file another row records in another spelling."""
+    """Rows stored as ``./<path>`` (complete_generation kept them so before): still recognised by id and by
+    path, and cleanup keeps a file another row records in another spelling."""
     import sqlite3
 
     from musicstore import Store
