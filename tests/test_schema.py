@@ -287,17 +287,23 @@ def test_migrate_on_a_database_that_cannot_be_opened_is_a_migration_error(
             Store(url, migrate=True)
 
 
-def _rollback_0004(db_url: str) -> None:
+def _rollback(db_url: str, *ids: str) -> None:
+    """Roll back the newest migrations, which must be those of ``ids`` (prefixes), newest first."""
     from yoyo import get_backend, read_migrations
 
     backend = get_backend(resolve(db_url).yoyo_url)
     try:
         with backend.lock():
-            newest = list(backend.to_rollback(read_migrations(str(ROOT / "migrations"))))
-            assert newest[0].id.startswith("0004.")
-            backend.rollback_migrations(newest[:1])
+            newest = list(backend.to_rollback(read_migrations(str(ROOT / "migrations"))))[: len(ids)]
+            assert [m.id[:5] for m in newest] == [f"{i}." for i in ids]
+            backend.rollback_migrations(newest)
     finally:
         backend.connection.close()
+
+
+def _rollback_0004(db_url: str) -> None:
+    _rollback(db_url, "0005")
+    _rollback(db_url, "0004")
 
 
 def _sql(db_url: str, statement: str) -> list[tuple[object, ...]]:
@@ -346,7 +352,7 @@ def test_0004_migrates_data_up_and_back(db_url: str) -> None:
     # The state the issue reported: float totals that drifted away from the rows.
     _sql(db_url, "UPDATE generation_totals SET generation_seconds = generation_seconds + 2.8e-17")
 
-    assert migrate(db_url) == [m for m in shipped_migrations() if m.startswith("0004.")]
+    assert migrate(db_url) == [m for m in shipped_migrations() if m.startswith(("0004.", "0005."))]
     with Store(db_url) as store:
         assert every_generation(store) == rows
         assert store.get_most_used_prompts(100) == prompts
@@ -364,8 +370,48 @@ def test_0004_rollback_on_postgres_refuses_a_prompt_0003_cannot_hold(postgres_ur
     long_prompt = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(1000))
     with Store(postgres_url) as store:
         store.create_generation(long_prompt, model_name="m", duration_seconds=1)
+    _rollback(postgres_url, "0005")
     with pytest.raises(psycopg.errors.ProgramLimitExceeded, match="index row"):
-        _rollback_0004(postgres_url)
+        _rollback(postgres_url, "0004")
+    assert migrate(postgres_url) == [m for m in shipped_migrations() if m.startswith("0005.")]
     with Store(postgres_url) as store:  # nothing changed: still at 0004, the row intact
         prompt = store.get_prompt_by_text(long_prompt)
         assert prompt is not None and prompt.used_count == 1
+
+
+GROUPED_TOTALS = {"generation_model_totals", "generation_day_totals"}
+
+
+def test_0005_fills_the_grouped_totals_from_the_rows_and_rolls_back(db_url: str) -> None:
+    """0005's rollback drops the totals by model and by day; applied again, it recounts them from the rows,
+    including rows changed while no trigger kept them."""
+    from musicstore.testing import FakeClock
+    from tests.test_totals import assert_totals_are_a_recount
+
+    clock = FakeClock()
+    with Store(db_url, clock=clock) as store:
+        jobs = []
+        for i in range(9):
+            jobs.append(store.create_generation(f"p{i % 2}", model_name=f"m{i % 3}", duration_seconds=1))
+            clock.advance(86_400 * (i % 2) + 0.5)
+        for i in range(4):
+            claimed = store.claim_next("w")
+            assert claimed is not None
+            store.complete_generation(claimed.id, file_path=f"{i}.wav", file_size_bytes=100 + i)
+        store.cancel(jobs[5].id)
+        assert_totals_are_a_recount(store)
+
+    _rollback(db_url, "0005")
+    assert not _tables(db_url) & GROUPED_TOTALS
+    # Changed while no trigger keeps the totals by model and day: the reapplied migration must see it.
+    _sql(db_url, f"DELETE FROM generations WHERE id = '{jobs[6].id}'")
+    _sql(db_url, f"UPDATE generations SET model_name = 'm9' WHERE id = '{jobs[7].id}'")
+    _sql(db_url, f"UPDATE generations SET file_size_bytes = 7 WHERE id = '{jobs[0].id}'")
+
+    assert migrate(db_url) == [m for m in shipped_migrations() if m.startswith("0005.")]
+    assert _tables(db_url) >= GROUPED_TOTALS
+    with Store(db_url, clock=clock) as store:
+        assert_totals_are_a_recount(store)
+        assert store.count_generations(model_name="m9") == 1
+        store.create_generation("after 0005", model_name="m9", duration_seconds=1)
+        assert_totals_are_a_recount(store)

@@ -2,12 +2,17 @@
 
 Seconds are kept as integer microseconds: a total of seconds is the sum of each row's value rounded to the
 microsecond (half up), so after completing jobs with fractional times and deleting them all it reads 0.0.
+The totals by model (and status) and by UTC day (migration 0005) behind ``count_generations(model_name=…)``
+and ``storage_stats()`` are checked the same way, also under concurrent writers (PostgreSQL's shards).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from datetime import timedelta
+import threading
+from collections import Counter
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +21,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from musicstore import Generation, Stats, Status
+from musicstore import Generation, InvalidTransition, NotFound, Stats, Status
 from musicstore.maintenance.retention import cleanup
+from musicstore.maintenance.usage import Bucket, storage_stats
 from musicstore.ops import RESET_CONFIRMATION
 from musicstore.validate import MAX_PAGE
 from tests.conftest import FakeClock, new_job
@@ -25,6 +31,7 @@ from tests.conftest import FakeClock, new_job
 SECONDS = st.floats(min_value=0.0, max_value=30 * 86_400.0, allow_nan=False, allow_infinity=False)
 DURATIONS = st.floats(min_value=1e-6, max_value=86_400.0, allow_nan=False, allow_infinity=False)
 PROMPTS = st.sampled_from(["a", "b", "lofi at 0.1 BPM", "雨の日の ピアノ 🎹"])
+MODELS = st.sampled_from(["musicgen-small", "musicgen-large", "模型 🎹"])
 
 
 def micros(seconds: float) -> int:
@@ -57,7 +64,34 @@ def assert_totals_are_a_recount(store: Any) -> Stats:
     assert stats.completed_audio_seconds == sum(micros(g.duration_seconds) for g in done) / 1_000_000
     assert stats.unique_prompts == len(prompts)
     assert stats.prompt_uses == sum(p.used_count for p in prompts)
+    assert_grouped_totals_are_a_recount(store, rows)
     return stats
+
+
+def _buckets(rows: list[Generation], key: Any) -> dict[str, Bucket]:
+    buckets: dict[str, Bucket] = {}
+    for g in rows:
+        bucket = buckets.setdefault(key(g), Bucket())
+        bucket.generations += 1
+        bucket.file_bytes += g.file_size_bytes or 0
+    return dict(sorted(buckets.items()))
+
+
+def assert_grouped_totals_are_a_recount(store: Any, rows: list[Generation]) -> None:
+    """Counts by model (and status) and storage by model and by UTC day against a recount of ``rows``."""
+    report = storage_stats(store)
+    assert report.by_model == _buckets(rows, lambda g: g.model_name)
+    assert list(report.by_model) == sorted(report.by_model)
+    assert report.by_day == _buckets(rows, lambda g: g.created_at.astimezone(UTC).date().isoformat())
+    assert list(report.by_day) == sorted(report.by_day)
+    assert report.by_status == {
+        s.value: _buckets(rows, lambda g: g.status.value).get(s.value, Bucket()) for s in Status
+    }
+    counted = Counter((g.model_name, g.status) for g in rows)
+    for model in {g.model_name for g in rows} | {"never used"}:
+        assert store.count_generations(model_name=model) == sum(g.model_name == model for g in rows)
+        for status in Status:
+            assert store.count_generations(status=status, model_name=model) == counted[model, status]
 
 
 def test_fractional_times_completed_then_deleted_leave_exact_zeros(store: Any) -> None:
@@ -87,9 +121,13 @@ def test_totals_equal_a_recount_after_any_sequence(store: Any, clock: FakeClock,
             store.reset_database(confirm=RESET_CONFIRMATION)
             assert_totals_are_a_recount(store)
 
-        @rule(prompt=PROMPTS, duration=DURATIONS)
-        def create(self, prompt: str, duration: float) -> None:
-            new_job(store, prompt, duration_seconds=duration)
+        @rule(prompt=PROMPTS, model=MODELS, duration=DURATIONS)
+        def create(self, prompt: str, model: str, duration: float) -> None:
+            new_job(store, prompt, model_name=model, duration_seconds=duration)
+
+        @rule()
+        def reset(self) -> None:
+            store.reset_database(confirm=RESET_CONFIRMATION)
 
         @rule(count=st.integers(1, 3))
         def claim(self, count: int) -> None:
@@ -154,3 +192,48 @@ def test_rounding_is_half_up_to_the_microsecond(store: Any, seconds: float) -> N
     store.claim_next("w")
     store.complete_generation(job.id, file_path="a.wav", file_size_bytes=1, generation_time_seconds=seconds)
     assert store.get_database_stats().total_generation_seconds == micros(seconds) / 1_000_000
+
+
+def test_grouped_totals_equal_a_recount_under_concurrent_writers(db_url: str) -> None:
+    """Four writers (on PostgreSQL four sessions, so several shards of each key) create, claim, complete,
+    fail, cancel and delete generations of three models at once; afterwards every total is a recount."""
+    from musicstore import Store
+
+    threads, rounds = 4, 12
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def attempt(operation: Any, *args: Any, **kwargs: Any) -> None:
+        with contextlib.suppress(InvalidTransition, NotFound):  # another writer took, ended or deleted it
+            operation(*args, **kwargs)
+
+    def work(n: int) -> None:
+        try:
+            with Store(db_url, busy_timeout=30) as store:
+                barrier.wait()
+                for i in range(rounds):
+                    job = new_job(store, f"p{i % 3}", model_name=f"m{(n + i) % 3}")
+                    claimed = store.claim_next(f"w{n}", lease_seconds=60)
+                    if claimed is None:
+                        continue
+                    if i % 4 == 0:
+                        attempt(store.fail, claimed.id, "boom", retry=i % 8 == 0)
+                    else:
+                        path = f"{claimed.id}.wav"
+                        attempt(store.complete_generation, claimed.id, file_path=path, file_size_bytes=i + n)
+                    if i % 3 == 0:
+                        attempt(store.cancel, job.id)
+                    if i % 5 == 0:
+                        attempt(store.delete_generation, claimed.id)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not errors, errors
+    with Store(db_url) as store:
+        stats = assert_totals_are_a_recount(store)
+        assert stats.total > 0 and len(storage_stats(store).by_model) == 3

@@ -1,7 +1,8 @@
 """Storage statistics: what the database records (no disk walk), and what the disk holds that it does not.
 
 ``storage_stats(store)`` reads counts and recorded file bytes by status, model and UTC day of creation,
-and the oldest/newest creation time, in one read transaction (the figures add up).
+and the oldest/newest creation time, in one read transaction (the figures add up), all from running totals
+that triggers keep and the ends of the time index: no scan of ``generations``.
 ``disk_usage(store, root)`` walks the output root (the walk of ``musicstore.maintenance.reconcile``) and
 sorts every file into what the database records, what belongs to generations in progress, orphans, export
 temp files, other files and symlinks. See docs/maintenance.md.
@@ -73,7 +74,8 @@ def storage_stats_op() -> Steps[StorageStats]:
 def storage_stats(store: Store) -> StorageStats:
     """Counts and recorded bytes by status, model and UTC day, oldest/newest creation: database only.
 
-    A grouped scan of ``generations`` (for constant-time totals by status use ``store.get_database_stats()``).
+    Reads the running totals by status, by (model, status) and by day (one row per key; per shard on
+    PostgreSQL), so its time grows with the number of models and days, not of generations.
     """
     with store.transaction(write=False) as tx:
         return tx.run(storage_stats_op)

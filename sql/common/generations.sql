@@ -131,7 +131,12 @@ ORDER BY created_at DESC, id DESC
 LIMIT :limit OFFSET :offset;
 
 -- name: count_by_model(model_name)^
-SELECT count(*) AS n FROM generations WHERE model_name = :model_name;
+-- From the running totals by (model, status) that triggers keep (migration 0005): a few rows at any size.
+SELECT CAST(coalesce(sum(generations), 0) AS BIGINT) AS n
+FROM generation_model_totals
+WHERE model_name = :model_name;
 
 -- name: count_by_status_and_model(status, model_name)^
-SELECT count(*) AS n FROM generations WHERE status = :status AND model_name = :model_name;
+SELECT CAST(coalesce(sum(generations), 0) AS BIGINT) AS n
+FROM generation_model_totals
+WHERE model_name = :model_name AND status = :status;

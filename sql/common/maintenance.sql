@@ -1,7 +1,7 @@
 -- Maintenance: reconcile (database <-> disk), retention cleanup and storage statistics.
 -- See docs/maintenance.md. Lookups by lists of ids or paths, day bucketing and the two paging queries (whose
 -- index choice SQLite needs told) differ by dialect and live in sql/sqlite/ and sql/postgres/maintenance.sql.
--- Counts and bytes by status come from the trigger-kept totals; by model and by day are grouped scans.
+-- Counts and bytes by status, by model and by day come from the trigger-kept totals (no scan of generations).
 
 -- name: maintenance_mark_dangling_failed(id, file_path, expected_bytes, actual_bytes, reason)!
 -- Operator repair outside the worker status machine: completed -> failed for a generation whose file is
@@ -26,9 +26,14 @@ GROUP BY status
 ORDER BY status;
 
 -- name: maintenance_storage_by_model()
-SELECT model_name, count(*) AS generations, CAST(coalesce(sum(file_size_bytes), 0) AS BIGINT) AS file_bytes
-FROM generations
+-- From the running totals by (model, status) (migration 0005), in their primary key's order; models whose
+-- generations are all gone (rows at zero) are left out.
+SELECT model_name,
+       CAST(sum(generations) AS BIGINT) AS generations,
+       CAST(sum(file_bytes) AS BIGINT) AS file_bytes
+FROM generation_model_totals
 GROUP BY model_name
+HAVING sum(generations) > 0
 ORDER BY model_name;
 
 -- name: maintenance_storage_span()^

@@ -11,13 +11,15 @@ SELECT id, status, file_path FROM generations
 WHERE file_path IN (SELECT json_array_elements_text(CAST(:paths AS json)));
 
 -- name: maintenance_storage_by_day()
--- Counts and bytes by UTC day of creation.
-SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
-       count(*) AS generations,
-       CAST(coalesce(sum(file_size_bytes), 0) AS BIGINT) AS file_bytes
-FROM generations
-GROUP BY day
-ORDER BY day;
+-- Counts and bytes by UTC day of creation, from the running totals by day (migration 0005), summed over
+-- their shards in the primary key's order; days whose generations are all gone (sums at zero) are left out.
+SELECT to_char(t.day, 'YYYY-MM-DD') AS day,
+       CAST(sum(t.generations) AS BIGINT) AS generations,
+       CAST(sum(t.file_bytes) AS BIGINT) AS file_bytes
+FROM generation_day_totals AS t
+GROUP BY t.day
+HAVING sum(t.generations) > 0
+ORDER BY t.day;
 
 -- name: maintenance_completed_files_after(after_id, limit)
 -- Completed generations and their recorded files, in id order (keyset paging over the primary key).

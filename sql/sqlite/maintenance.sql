@@ -10,12 +10,11 @@ SELECT id, status, file_path FROM generations WHERE id IN (SELECT value FROM jso
 SELECT id, status, file_path FROM generations WHERE file_path IN (SELECT value FROM json_each(:paths));
 
 -- name: maintenance_storage_by_day()
--- Counts and bytes by UTC day of creation.
-SELECT date(created_at / 1000000, 'unixepoch') AS day,
-       count(*) AS generations,
-       coalesce(sum(file_size_bytes), 0) AS file_bytes
-FROM generations
-GROUP BY day
+-- Counts and bytes by UTC day of creation, from the running totals by day (migration 0005); days whose
+-- generations are all gone (rows at zero) are left out.
+SELECT day, generations, file_bytes
+FROM generation_day_totals
+WHERE generations > 0
 ORDER BY day;
 
 -- name: maintenance_completed_files_after(after_id, limit)
