@@ -98,6 +98,14 @@ def register(text: str) -> None:
             _secrets.update(forms)
 
 
+def register_secret(secret: str) -> None:
+    """Remember a secret given as is (an S3 secret access key, a session token), so ``redact`` masks it."""
+    if secret:
+        forms = _forms(secret)
+        with _lock:
+            _secrets.update(forms)
+
+
 def redact(text: str) -> str:
     """``text`` with every known secret masked (URL passwords registered so far, ``$PGPASSWORD``)."""
     with _lock:

