@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 
 from .errors import InvalidInput
-from .models import Status
+from .models import Generation, Prompt, Status
 
 MAX_PROMPT_CHARS = 20_000
 """Longest prompt accepted, in characters (a 10 kB prompt is well inside)."""
@@ -229,6 +229,32 @@ def relative_path(value: object) -> str:
             f"file_path must name a file under the output root, not the root, got {_show(value)}"
         )
     return path.as_posix()
+
+
+def imported_prompt(row: Prompt) -> str:
+    """A prompt's text read from another store (``copy_store``, ``import_rows``), checked as
+    ``create_generation`` checks it; the message names the row."""
+    try:
+        return prompt(row.text)
+    except InvalidInput as exc:
+        raise InvalidInput(f"prompt {_show(row.id)}: {exc}") from None
+
+
+def imported_generation(row: Generation) -> str | None:
+    """The text fields of a generation read from another store, checked as the operations that write them
+    check them (create, claim, fail, cancel, complete); the message names the row and the field (an old
+    SQLite row may hold a NUL, which PostgreSQL cannot store in text). Returns the canonical ``file_path``."""
+    try:
+        text(row.id, "id", max_chars=MAX_NAME_CHARS, blank=False)
+        prompt(row.prompt)
+        name(row.model_name, "model_name")
+        name(row.model_version, "model_version", optional=True)
+        name(row.worker_id, "worker_id", optional=True)
+        message(row.error_message, "error_message", optional=True)
+        metadata(row.metadata)
+        return None if row.file_path is None else relative_path(row.file_path)
+    except InvalidInput as exc:
+        raise InvalidInput(f"generation {_show(row.id)}: {exc}") from None
 
 
 def page(limit: object, offset: object) -> tuple[int, int]:

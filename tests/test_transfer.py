@@ -70,3 +70,50 @@ def test_a_batch_size_that_is_not_a_positive_integer_is_refused(
             copy_store(source, target, batch=batch)  # type: ignore[arg-type]
         assert target.count_generations() == 0
         assert copy_store(source, target, batch=1) == 1
+
+
+BAD_TEXT = [
+    ("prompts", "text", "lofi\x00 hip hop", "prompt"),
+    ("generations", "model_name", "musicgen\x00", "model_name"),
+    ("generations", "model_version", "v1\x00", "model_version"),
+    ("generations", "error_message", "boom\x00", "error_message"),
+    ("generations", "worker_id", "gpu\x00", "worker_id"),
+    ("generations", "file_path", "a/b\x00.wav", "file_path"),
+    ("generations", "metadata", '{"genre": "jazz\\u0000"}', "metadata"),
+]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def target_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """An empty migrated store on each backend, beside the SQLite source."""
+    if request.param == "sqlite":
+        url = sqlite_url.replace(".db", "-target.db")
+        Store(url, migrate=True).close()
+        return url
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.mark.parametrize("case", BAD_TEXT, ids=[f"{t}.{c}" for t, c, *_ in BAD_TEXT])
+def test_a_row_the_target_cannot_store_is_named_and_nothing_is_copied(
+    sqlite_url: str, target_url: str, clock: FakeClock, case: tuple[str, str, str, str]
+) -> None:
+    """An old SQLite row whose text holds a NUL: PostgreSQL raised DatabaseError and
+    SQLite stored it; now InvalidInput names the row and the field, and the target stays empty."""
+    import sqlite3
+
+    table, column, value, field = case
+    with Store(sqlite_url, clock=clock) as source:
+        for i in range(5):
+            new_job(source, f"prompt {i}")
+        job = source.claim_next("w")
+        assert job is not None
+        source.complete_generation(job.id, file_path="a/b.wav", file_size_bytes=8)
+        prompt_id = source.get_prompt_by_text(job.prompt).id  # type: ignore[union-attr]
+        row_id = prompt_id if table == "prompts" else job.id
+        with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
+            conn.execute(f"UPDATE {table} SET {column} = ? WHERE id = ?", (value, row_id))
+        with Store(target_url) as target:
+            with pytest.raises(InvalidInput, match=rf"{table[:-1]} '?{row_id}'?: .*{field}") as raised:
+                copy_store(source, target, batch=2)
+            assert "DatabaseError" not in type(raised.value).__name__
+            assert target.count_generations() == 0 and target.get_most_used_prompts(10) == []

@@ -16,8 +16,13 @@ def copy_store(
     Rows keep their ids, statuses, timestamps and metadata; each batch is one transaction on the target. It is
     idempotent: rerun after an interruption, rows already copied are skipped (a prompt keeps the larger usage
     count). Stop the workers first, or generations that change meanwhile are copied as they were when read.
+
+    Every row is checked first, as the operations that write it check it (``check_rows``): a row the target
+    could not store as it is (a NUL character in an old SQLite row's text, which PostgreSQL refuses) raises
+    ``InvalidInput`` naming the row and the field, and nothing is copied.
     """
     batch = validate.integer(batch, "batch", 1)  # 0 would copy nothing and report success
+    check_rows(source, batch=batch)
     after_prompt = 0
     while prompts := source.run(ops.prompts_after, after_prompt, batch):
         target.run(ops.import_rows, prompts, [])
@@ -29,3 +34,24 @@ def copy_store(
         if progress is not None:
             progress(copied)
     return copied
+
+
+def check_rows(source: Store, *, batch: int = 1000) -> int:
+    """Check every prompt and generation of ``source`` as ``create_generation`` and the other writing
+    operations check their values (``validate.imported_prompt``, ``validate.imported_generation``); raises
+    ``InvalidInput`` naming the first bad row and field. Returns the rows checked, read ``batch`` at a time.
+    """
+    batch = validate.integer(batch, "batch", 1)
+    checked, after_prompt = 0, 0
+    while prompts := source.run(ops.prompts_after, after_prompt, batch):
+        for prompt in prompts:
+            validate.imported_prompt(prompt)
+        checked += len(prompts)
+        after_prompt = prompts[-1].id
+    after_id = ""
+    while generations := source.run(ops.generations_after, after_id, batch):
+        for generation in generations:
+            validate.imported_generation(generation)
+        checked += len(generations)
+        after_id = generations[-1].id
+    return checked
