@@ -88,11 +88,12 @@ def _local_path(url: str) -> Path:
 
 
 def _s3_location(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    if "@" in parts.netloc:  # not echoed: it may hold a secret
+    if "@" in url:  # not echoed: it may hold a secret (one with a '/' ends urllib's netloc early)
         raise InvalidInput(
-            "an s3:// URL takes no credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or pass them"
+            "an s3:// URL takes no credentials (and no '@'); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "or pass them"
         )
+    parts = urlsplit(url)
     if parts.query or parts.fragment:
         raise InvalidInput("an s3:// URL is s3://BUCKET/PREFIX, without a query or fragment")
     bucket = parts.netloc

