@@ -1,7 +1,7 @@
 """Reconcile benchmark: 100k files / 100k rows on SQLite, time and peak memory, beside a floor.
 
-    .venv/bin/python benchmarks/bench_reconcile.py                      # 100,000 rows and files
-    .venv/bin/python benchmarks/bench_reconcile.py --rows 10000         # a quick run
+    .venv/bin/python -m benchmarks.reconcile                      # 100,000 rows and files
+    .venv/bin/python -m benchmarks.reconcile --rows 10000         # a quick run
 
 Builds (once per size, cached under ``--workdir``) a migrated SQLite store with N completed generations
 (bulk-imported with ``import_rows``) and their N files in the ``YYYY/MM/DD/<id>.wav`` layout over ~100 days,
@@ -15,7 +15,6 @@ done bare (one ``os.scandir`` walk with a stat per entry, one ``sqlite3`` read o
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -29,9 +28,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-if importlib.util.find_spec("musicstore") is None:  # run from a source checkout without an install
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from musicstore import Generation, Prompt, Status, Store, ops
 
@@ -199,8 +195,8 @@ def main() -> None:
 
 def run(url: str, root: Path, mode: str) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, __file__, "--measure", url, str(root), mode],
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-m", "benchmarks.reconcile", "--measure", url, str(root), mode],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent,
     )  # fmt: skip
     result: dict[str, Any] = json.loads(out.stdout)
     return result

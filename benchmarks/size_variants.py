@@ -1,13 +1,13 @@
 """Database size per 1,000 generations for the shipped SQLite schema and for alternatives to it.
 
-    .venv/bin/python benchmarks/bench_size_variants.py            # 10,000 generations per variant
-    .venv/bin/python benchmarks/bench_size_variants.py --count 2000
+    .venv/bin/python -m benchmarks.size_variants                  # 10,000 generations per variant
+    .venv/bin/python -m benchmarks.size_variants --count 2000
 
-A design study behind the size target (≤ 450 KB per 1,000 generations with unique 60-character prompts), not
+A design study behind the size target (≤ 520 KB per 1,000 generations with unique 60-character prompts), not
 a benchmark of the library: each variant migrates a fresh file, rewrites ``generations`` as the variant says
 (same columns, constraints, indexes and triggers otherwise), then inserts the rows ``create_generation``
-writes (the prompt upsert and the row, one transaction each, the metadata bench_store.py uses) with bare
-sqlite3. The first variant is the shipped schema, and its figure matches bench_store.py's library-made one.
+writes (the prompt upsert and the row, one transaction each, the metadata ``benchmarks.data`` makes) with bare
+sqlite3. The first variant is the shipped schema; its figure matches ``benchmarks.size``'s library-made one.
 Sizes are dbstat page bytes after a WAL checkpoint, per 1,000 generations, just created (all pending).
 
 Then what each alternative costs a read (fastest of 5 repeats, bare sqlite3): a get and a page of 50 with and
@@ -21,7 +21,6 @@ import argparse
 import json
 import random
 import sqlite3
-import sys
 import tempfile
 import timeit
 import uuid
@@ -29,16 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_store import create_metadata, make_prompt
-
 from musicstore import migrate
 from musicstore.ids import new_id
+from musicstore.models import prompt_digest
+
+from .data import create_metadata, make_prompt
 
 ID_COLUMN = "id                      TEXT    PRIMARY KEY CHECK (length(id) = 36)"
-PROMPT_COLUMN = "prompt                  TEXT    NOT NULL REFERENCES prompts (text)"
 QUEUE_INDEX = "generations_status_created_at_id"
 
 
@@ -46,20 +42,16 @@ QUEUE_INDEX = "generations_status_created_at_id"
 class Variant:
     name: str
     blob_ids: bool = False
-    prompt_id: bool = False
     queue_without_id: bool = False
     without_rowid: bool = False
 
 
 VARIANTS = (
-    Variant("shipped schema (migrations up to 0003)"),
+    Variant("shipped schema"),
     Variant("queue index (status, created_at), no id", queue_without_id=True),
     Variant("generations WITHOUT ROWID", without_rowid=True),
     Variant("ids as 16-byte BLOBs", blob_ids=True),
     Variant("16-byte ids + queue index without id", blob_ids=True, queue_without_id=True),
-    Variant("prompt by integer id (prompt_id)", prompt_id=True),
-    Variant("prompt_id + queue index without id", prompt_id=True, queue_without_id=True),
-    Variant("prompt_id + 16-byte ids", prompt_id=True, blob_ids=True),
 )
 
 
@@ -71,8 +63,6 @@ def rebuild(conn: sqlite3.Connection, variant: Variant) -> None:
     table = next(sql for kind, _, sql in objects if kind == "table")
     if variant.blob_ids:
         table = table.replace(ID_COLUMN, "id BLOB PRIMARY KEY CHECK (length(id) = 16)")
-    if variant.prompt_id:
-        table = table.replace(PROMPT_COLUMN, "prompt_id INTEGER NOT NULL REFERENCES prompts (id)")
     if variant.without_rowid:
         table = table.rstrip().removesuffix(";") + ", WITHOUT ROWID"
     conn.execute("DROP TABLE generations")
@@ -99,22 +89,24 @@ def measure(variant: Variant, path: Path, count: int) -> dict[str, float]:
     rebuild(conn, variant)
     before = page_bytes(conn)
     rng, now = random.Random(7), 1_764_000_000_000_000
-    column = "prompt_id" if variant.prompt_id else "prompt"
     insert = (
-        f"INSERT INTO generations (id, {column}, model_name, model_version, duration_seconds, sample_rate, "
-        "channels, created_at, metadata) VALUES (?, ?, 'musicgen-small', NULL, 30.0, 32000, 2, ?, ?)"
+        "INSERT INTO generations (id, prompt, prompt_digest, model_name, model_version, duration_seconds, "
+        "sample_rate, channels, created_at, metadata) "
+        "VALUES (?, ?, ?, 'musicgen-small', NULL, 30.0, 32000, 2, ?, ?)"
     )
     for i in range(count):
         text, now = make_prompt(rng, f"s{i}"), now + 1000
         metadata = json.dumps(create_metadata(rng), separators=(",", ":"))
         generation_id: str | bytes = uuid.UUID(new_id()).bytes if variant.blob_ids else new_id()
         conn.execute("BEGIN IMMEDIATE")
-        prompt_id = conn.execute(
-            "INSERT INTO prompts (text, used_count, first_used_at, last_used_at) VALUES (?, 1, ?, ?) "
-            "ON CONFLICT (text) DO UPDATE SET used_count = used_count + 1 RETURNING id",
-            (text, now, now),
-        ).fetchone()[0]
-        conn.execute(insert, (generation_id, prompt_id if variant.prompt_id else text, now, metadata))
+        digest = prompt_digest(text)
+        conn.execute(
+            "INSERT INTO prompts (digest, text, used_count, first_used_at, last_used_at) "
+            "VALUES (?, ?, 1, ?, ?) "
+            "ON CONFLICT (digest) DO UPDATE SET used_count = used_count + 1 RETURNING id",
+            (digest, text, now, now),
+        ).fetchone()
+        conn.execute(insert, (generation_id, text, digest, now, metadata))
         conn.execute("COMMIT")
     after = page_bytes(conn)
     conn.close()
@@ -126,32 +118,9 @@ def best_us(fn: Callable[[], object], number: int) -> float:
     return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
 
 
-def read_costs(root: Path, count: int) -> None:
-    """What the prompts join, 16-byte ids and a queue index without id cost a read."""
-    shipped, joined = root / "shipped.db", root / "prompt_id.db"
-    measure(VARIANTS[0], shipped, count)
-    measure(Variant("prompt_id", prompt_id=True), joined, count)
-    plain, join = sqlite3.connect(shipped), sqlite3.connect(joined)
-    some_id = plain.execute(
-        "SELECT id FROM generations ORDER BY id LIMIT 1 OFFSET ?", (count // 3,)
-    ).fetchone()
-    join_id = join.execute(
-        "SELECT id FROM generations ORDER BY id LIMIT 1 OFFSET ?", (count // 3,)
-    ).fetchone()
-    select = "SELECT g.*, p.text AS prompt FROM generations g JOIN prompts p ON p.id = g.prompt_id"
-    page = " WHERE {}status = 'pending' ORDER BY {}created_at DESC, {}id DESC LIMIT 50"
-    costs = [
-        ("get, prompt text in the row", best_us(lambda: plain.execute(
-            "SELECT * FROM generations WHERE id = ?", some_id).fetchone(), 50_000)),
-        ("get, prompt_id joined", best_us(lambda: join.execute(
-            f"{select} WHERE g.id = ?", join_id).fetchone(), 50_000)),
-        ("page of 50, prompt text in the row", best_us(lambda: plain.execute(
-            "SELECT * FROM generations" + page.format("", "", "")).fetchall(), 1000)),
-        ("page of 50, prompt_id joined", best_us(lambda: join.execute(
-            select + page.format("g.", "g.", "g.")).fetchall(), 1000)),
-    ]  # fmt: skip
-    plain.close()
-    join.close()
+def read_costs(root: Path) -> None:
+    """What 16-byte ids and a queue index without id cost a read."""
+    costs: list[tuple[str, float]] = []
     text_id = new_id()
     raw = uuid.UUID(text_id).bytes
 
@@ -175,7 +144,7 @@ def read_costs(root: Path, count: int) -> None:
     costs.append(("claim, 10,000 tied jobs, index (status, created_at, id)", best_us(
         lambda: ties.execute(claim).fetchone(), 2000)))  # fmt: skip
     ties.close()
-    print(f"\nread costs ({count:,} rows, bare sqlite3, fastest of 5)\n")
+    print("\nread costs (bare sqlite3, fastest of 5)\n")
     print("| what | µs |\n| --- | ---: |")
     for label, us in costs:
         print(f"| {label} | {us:.2f} |")
@@ -186,7 +155,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10_000, help="generations per variant")
     args = parser.parse_args()
     print(f"KB per 1,000 generations ({args.count:,} created, unique 60-character prompts), just created\n")
-    columns = ("total", "generations", "prompts", "prompts.text UNIQUE", "queue index", "id index", "other")
+    columns = ("total", "generations", "prompts", "prompts.digest UNIQUE", "queue index", "id index", "other")
     print("| variant | " + " | ".join(columns) + " |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory() as tmp:
@@ -203,7 +172,7 @@ def main() -> None:
             other = sum(sizes.values())
             cells = [f"{v:.0f}" if v else "–" for v in (*main_parts.values(), other)]
             print(f"| {variant.name} | **{total:.0f}** | " + " | ".join(cells) + " |", flush=True)
-        read_costs(Path(tmp), 2 * args.count)
+        read_costs(Path(tmp))
 
 
 if __name__ == "__main__":

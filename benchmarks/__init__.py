@@ -1,0 +1,9 @@
+"""musicstore's benchmarks, each beside a floor measured in the same run; run from the repository root.
+
+    .venv/bin/python -m benchmarks.store_sqlite --sizes 100000        # the store's reads and writes on SQLite
+    .venv/bin/python -m benchmarks.store_postgres --sizes 100000      # the same on a durable PostgreSQL
+
+``harness`` (plans, alternating timing, medians and minimums, markdown) and ``data`` (rows, bulk-built
+databases) serve every benchmark; ``fair`` decodes the fair floors' rows; ``store_ops`` defines the store's
+operations and their floors for both backends. benchmarks/README.md describes each benchmark.
+"""

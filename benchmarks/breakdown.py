@@ -1,0 +1,217 @@
+"""Where the library's time goes: component costs around one read, in isolation (fastest of 7 repeats).
+
+    .venv/bin/python -m benchmarks.breakdown                       # SQLite, a 10k-row database
+    .venv/bin/python -m benchmarks.breakdown --backend postgres    # a durable PostgreSQL server
+
+Three tables: ``get_generation`` step by step (the bare query, the library's row type, ``queries.execute``,
+decoding, the runner); the runner alone around the cheapest query (``totals``) as a read and as a write; and
+each operation's own logic driven with canned query results (no database, no runner), beside the cost of
+building its result objects. For whole operations against their floors see ``benchmarks.store_sqlite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from musicstore import Generation, Stats, Status, Store, ops
+from musicstore.ids import check_id
+from musicstore.ops import NOW, Call
+from musicstore.queries import execute, load
+
+from .data import (
+    create_metadata,
+    done_metadata,
+    make_prompt,
+    postgres_database,
+    remove_database,
+    sqlite_database,
+)
+from .harness import best_us, command, finish, machine
+from .store_ops import FAR_FUTURE, Bare, postgres_bare, sqlite_bare
+
+
+def _only(name: str) -> Any:
+    def steps() -> Any:
+        return (yield Call(name, {}))
+
+    return steps
+
+
+def canned(store: Store, op: Any, answers: dict[str, Any], *args: Any, **kwargs: Any) -> Callable[[], None]:
+    """Run an operation's own logic with canned query results: no database, no runner."""
+    clock = store.clock
+
+    def once() -> None:
+        steps = op.steps(*args, **kwargs)
+        try:
+            step = next(steps)
+            while True:
+                step = steps.send(clock() if step is NOW else answers[step.name])
+        except StopIteration:
+            pass
+
+    return once
+
+
+def table(title: str, rows: list[tuple[str, Callable[[], object], int]]) -> str:
+    lines = [f"#### {title}", "", "| step | µs |", "| --- | ---: |"]
+    for label, fn, number in rows:
+        us = best_us(fn, number)
+        print(f"  {label:<78} {us:9.2f} µs", flush=True)
+        lines.append(f"| {label} | {us:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def breakdown(store: Store, bare: Bare, named: Any, quick: bool) -> list[str]:
+    """``named``: a connection of the library's own kind (named rows), for what the library gets back."""
+    n = 2000 if quick else 20_000
+    w = n // 10
+    queries = load(bare.dialect, "sqlite3" if bare.dialect == "sqlite" else "psycopg")
+    get_sql, totals_sql = bare.sql("get_generation"), bare.sql("totals")
+    some = store.list_generations(status="completed", limit=1).items[0].id
+    row = named.execute(get_sql, {"id": some}).fetchone()
+    plain = bare.conn.execute(get_sql, {"id": some}).fetchone()
+    encode = store._connector.encode
+    ex = bare.conn.execute
+    get = [
+        (
+            "bare execute + fetchone, tuple row (the bare floor)",
+            lambda: ex(get_sql, {"id": some}).fetchone(),
+            n,
+        ),
+        (
+            "the same, and the fair floor's decoding (the fair floor)",
+            lambda: bare.generation(ex(get_sql, {"id": some}).fetchone()),
+            n,
+        ),
+        ("· the fair floor's decoding alone", lambda: bare.generation(plain), n),
+        (
+            "execute + fetchone on the library's kind of connection (named rows)",
+            lambda: named.execute(get_sql, {"id": some}).fetchone(),
+            n,
+        ),
+        (
+            "`musicstore.queries.execute(conn, get_generation, …)`",
+            lambda: execute(named, queries["get_generation"], {"id": some}),
+            n,
+        ),
+        ("`Generation.from_row(row)`, a completed row", lambda: Generation.from_row(row), n),
+        ("· `json.loads` of its metadata", lambda: json.loads(row["metadata"]), n),
+        ("`check_id` + the connector's `encode`", lambda: encode({"id": check_id(some)}), n),
+        ("`store.run(ops.get_generation, id)`", lambda: store.run(ops.get_generation, some), n),
+        ("`store.get_generation(id)`", lambda: store.get_generation(some), n),
+    ]
+    read_only, write_only = ops.reader(_only("totals")), ops.writer(_only("totals"))
+    bare_write = bare.writer(lambda _: ex(totals_sql).fetchall())
+    runner = [
+        ("bare `execute(totals).fetchall()`", lambda: bare.conn.execute(totals_sql).fetchall(), n),
+        ("`store.run(op)`, op = a reader yielding only that query", lambda: store.run(read_only), n),
+        ("bare write transaction around the same query", lambda: bare_write(None), w),
+        ("`store.run(op)`, op = a writer yielding only that query", lambda: store.run(write_only), w),
+    ]
+    job = store.claim_next("breakdown")
+    assert job is not None
+    processing = named.execute(get_sql, {"id": job.id}).fetchone()
+    params = {
+        "status": "pending",
+        "before_created_at": bare.stamp(FAR_FUTURE),
+        "before_id": "~",
+        "limit": 50,
+        "offset": 0,
+    }
+    pending = named.execute(bare.sql("list_generations_by_status"), params).fetchall()
+    totals = named.execute(totals_sql).fetchall()
+    prompt = named.execute(bare.sql("most_used_prompts"), {"limit": 1}).fetchone()
+    rng = random.Random(3)
+    meta, done = create_metadata(rng), done_metadata(rng)
+    answers = {"get_generation_for_update": processing, "complete_generation": 1}
+    fields = [f.name for f in dataclasses.fields(Generation)]
+    logic = [
+        (
+            "create",
+            canned(store, ops.create_generation, {"track_prompt": prompt, "insert_generation": 1},
+                   make_prompt(rng, "x"), model_name="m", duration_seconds=30.0, metadata=meta),
+            lambda: Generation(**{name: getattr(job, name) for name in fields}),
+            w,
+        ),
+        ("get by id", canned(store, ops.get_generation, {"get_generation": row}, some),
+         lambda: Generation.from_row(row), n),
+        ("list 50 pending", canned(store, ops.list_generations, {"list_generations_by_status": pending},
+                                   status="pending", limit=50),
+         lambda: [Generation.from_row(r) for r in pending], w // 10),
+        ("claim_next", canned(store, ops.claim_next, {"claim_next": processing}, "w"),
+         lambda: Generation.from_row(processing), n),
+        (
+            "complete",
+            canned(store, ops.complete_generation, answers, job.id, file_path="a/b.wav", file_size_bytes=1,
+                   metadata=done),
+            lambda: dataclasses.replace(Generation.from_row(processing), status=Status.COMPLETED),
+            w,
+        ),
+        ("stats", canned(store, ops.get_database_stats, {"totals": totals}),
+         lambda: Stats.from_rows(totals), n),
+    ]  # fmt: skip
+    lines = [
+        "| operation | its logic alone | of which building the result objects |",
+        "| --- | ---: | ---: |",
+    ]
+    for label, fn, objects, number in logic:
+        lines.append(f"| {label} | {best_us(fn, number):.1f} | {best_us(objects, number):.1f} |")
+    return [
+        table(f"get by id, step by step (µs per call, fastest of 7 × {n:,})", get),
+        table("the runner around one query", runner),
+        "#### each operation's own logic (canned query results: no database, no runner; µs)\n\n"
+        + "\n".join(lines)
+        + "\n",
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    p.add_argument("--rows", type=int, default=10_000)
+    p.add_argument("--quick", action="store_true", help="a tenth of the calls")
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/musicstore-bench"), help="cached SQLite files")
+    p.add_argument("--output", type=Path, help="also write the markdown report here")
+    args = p.parse_args(argv)
+    server = None
+    if args.backend == "sqlite":
+        path = sqlite_database(args.workdir, args.rows, pending=args.rows // 4)
+        url, bare = f"sqlite:///{path}", sqlite_bare(path)
+        named = sqlite_bare(path).conn
+        named.row_factory = sqlite3.Row
+    else:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        from musicstore.testing import _pgserver
+
+        server = _pgserver.start(durable=True)
+        url = postgres_database(server, "breakdown", args.rows, pending=args.rows // 4)
+        bare, named = postgres_bare(url), psycopg.connect(url, autocommit=True, row_factory=dict_row)
+    try:
+        with Store(url) as store:
+            sections = breakdown(store, bare, named, args.quick)
+    finally:
+        bare.conn.close()
+        named.close()
+        if server is not None:
+            server.stop()
+        else:
+            remove_database(path)
+    head = (
+        f"### Where the library's time goes ({args.backend}, {args.rows:,} rows)\n\nMachine: {machine()}.\n"
+    )
+    head += f"\n    {command()}\n"
+    finish("\n".join([head, *sections]), args.output)
+
+
+if __name__ == "__main__":
+    main()
