@@ -72,6 +72,8 @@ class Server:
     secret_access_key: str = field(repr=False)
     bucket: str = BUCKET
     region: str = REGION
+    sockets: list[Path] = field(default_factory=list)
+    """Unix sockets it makes outside ``base`` (removed by ``stop``)."""
 
     @property
     def options(self) -> dict[str, str]:
@@ -117,6 +119,8 @@ class Server:
                 self.process.wait()
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
+            for socket_path in self.sockets:
+                socket_path.unlink(missing_ok=True)
 
 
 def _command(weed: Path, base: Path, ports: dict[str, int]) -> list[str]:
@@ -130,6 +134,8 @@ def _command(weed: Path, base: Path, ports: dict[str, int]) -> list[str]:
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
         "-webdav=false",
+        f"-filer.localSocket={base / 'filer.sock'}",
+        f"-s3.localSocket={base / 's3.sock'}",
         "-admin.ui=false",
         f"-s3.config={base / 's3.json'}",
         f"-bucket={BUCKET}",
@@ -181,6 +187,11 @@ def start(tries: int = 3) -> Server:
                 start_new_session=True,  # a Ctrl-C in the terminal reaches pytest, which stops it in order
             )
         server = Server(base, process, f"http://127.0.0.1:{ports['s3.port']}", access, secret)
+        server.sockets = [  # weed puts these in /tmp whatever $TMPDIR says, and leaves them there
+            Path(f"/tmp/seaweedfs-{name.partition('.')[0]}-grpc-{port}.sock")
+            for name, port in ports.items()
+            if name.endswith(".grpc")
+        ]
         try:
             _wait(server, time.monotonic() + START_TIMEOUT)
             return server
