@@ -1,9 +1,9 @@
 """``AsyncStore``: the job store for asyncio code, driving the same operations as ``Store`` with ``await``.
 
 Each operation in ``musicstore.ops`` is a generator of query calls, written once; ``Store`` answers its steps
-with blocking calls and ``AsyncStore`` with awaited ones (aiosqlite for SQLite, psycopg's async pool for
-PostgreSQL), so the two cannot drift apart. Needs the ``async`` extra for SQLite
-(``pip install 'musicstore[async]'``) and the ``postgres`` extra for PostgreSQL.
+with blocking calls and ``AsyncStore`` with awaited ones (``musicstore.runner.drive_async``: aiosqlite for
+SQLite, psycopg's async pool for PostgreSQL), so the two cannot drift apart. Needs the ``async`` extra for
+SQLite (``pip install 'musicstore[async]'``) and the ``postgres`` extra for PostgreSQL.
 
 >>> async with AsyncStore.open("sqlite:///data/generations.db") as store:   # doctest: +SKIP
 ...     job = await store.create_generation("lofi", model_name="musicgen", duration_seconds=30)
@@ -13,17 +13,15 @@ PostgreSQL), so the two cannot drift apart. Needs the ``async`` extra for SQLite
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Generator
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar
 
 from . import ops, validate
 from .errors import InvalidInput
-from .ops import NOW, Operation, Steps
-from .queries import Query, execute_async, load
-from .store import Clock, Operations, check_schema, start, utcnow
+from .ops import Operation
+from .runner import Clock, Driver, check_schema, coroutine_method, drive_async, utcnow
 from .urls import DatabaseURL, resolve
 
 P = ParamSpec("P")
@@ -37,74 +35,40 @@ _open_transactions: ContextVar[tuple[AsyncTransaction, ...]] = ContextVar(
 """The transactions open in the current context; each is joined only by the task that opened it."""
 
 
-class AsyncRunner(Protocol):
-    async def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
-
-
-class _AsyncBound(Generic[P, T]):
-    """An operation as a coroutine method of ``AsyncStore`` and ``AsyncTransaction`` (like ``_Bound``)."""
-
-    def __init__(self, op: Operation[P, T]) -> None:
-        self.op = op
-        self.__doc__ = op.__doc__
-        self.name = op.__name__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    @overload
-    def __get__(
-        self, obj: None, owner: type
-    ) -> Callable[Concatenate[AsyncRunner, P], Coroutine[Any, Any, T]]: ...
-    @overload
-    def __get__(self, obj: AsyncRunner, owner: type) -> Callable[P, Coroutine[Any, Any, T]]: ...
-    def __get__(self, obj: AsyncRunner | None, owner: type) -> Callable[..., Coroutine[Any, Any, T]]:
-        if obj is None:
-            return functools.partial(_run_on, self.op)
-        bound = functools.partial(obj.run, self.op)
-        obj.__dict__[self.name] = bound  # later look-ups skip this descriptor
-        return bound
-
-
-def _run_on(
-    op: Operation[P, T], runner: AsyncRunner, /, *args: P.args, **kwargs: P.kwargs
-) -> Coroutine[Any, Any, T]:
-    return runner.run(op, *args, **kwargs)
-
-
 class AsyncOperations:
     """The store's vocabulary as coroutines; ``AsyncStore`` and ``AsyncTransaction`` provide ``run``.
 
     The same names as ``musicstore.store.Operations`` (a test keeps the two lists equal).
     """
 
-    create_generation = _AsyncBound(ops.create_generation)
-    get_generation = _AsyncBound(ops.get_generation)
-    list_generations = _AsyncBound(ops.list_generations)
-    get_all_generations = _AsyncBound(ops.get_all_generations)
-    get_pending_generations = _AsyncBound(ops.get_pending_generations)
-    count_generations = _AsyncBound(ops.count_generations)
-    get_database_stats = _AsyncBound(ops.get_database_stats)
-    claim_next = _AsyncBound(ops.claim_next)
-    claim_batch = _AsyncBound(ops.claim_batch)
-    heartbeat = _AsyncBound(ops.heartbeat)
-    complete_generation = _AsyncBound(ops.complete_generation)
-    fail = _AsyncBound(ops.fail)
-    cancel = _AsyncBound(ops.cancel)
-    requeue_expired = _AsyncBound(ops.requeue_expired)
-    update_generation_status = _AsyncBound(ops.update_generation_status)
-    delete_generation = _AsyncBound(ops.delete_generation)
-    reset_database = _AsyncBound(ops.reset_database)
-    track_prompt_usage = _AsyncBound(ops.track_prompt_usage)
-    get_prompt_by_text = _AsyncBound(ops.get_prompt_by_text)
-    get_most_used_prompts = _AsyncBound(ops.get_most_used_prompts)
+    create_generation = coroutine_method(ops.create_generation)
+    get_generation = coroutine_method(ops.get_generation)
+    list_generations = coroutine_method(ops.list_generations)
+    get_all_generations = coroutine_method(ops.get_all_generations)
+    get_pending_generations = coroutine_method(ops.get_pending_generations)
+    count_generations = coroutine_method(ops.count_generations)
+    get_database_stats = coroutine_method(ops.get_database_stats)
+    claim_next = coroutine_method(ops.claim_next)
+    claim_batch = coroutine_method(ops.claim_batch)
+    heartbeat = coroutine_method(ops.heartbeat)
+    complete_generation = coroutine_method(ops.complete_generation)
+    fail = coroutine_method(ops.fail)
+    cancel = coroutine_method(ops.cancel)
+    requeue_expired = coroutine_method(ops.requeue_expired)
+    update_generation_status = coroutine_method(ops.update_generation_status)
+    delete_generation = coroutine_method(ops.delete_generation)
+    reset_database = coroutine_method(ops.reset_database)
+    track_prompt_usage = coroutine_method(ops.track_prompt_usage)
+    get_prompt_by_text = coroutine_method(ops.get_prompt_by_text)
+    get_most_used_prompts = coroutine_method(ops.get_most_used_prompts)
 
     async def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``op`` with these arguments; each subclass decides where."""
         raise NotImplementedError
 
 
-OPERATION_NAMES = frozenset(name for name, value in vars(Operations).items() if hasattr(value, "op"))
+OPERATION_NAMES = frozenset(name for name, value in vars(AsyncOperations).items() if hasattr(value, "op"))
+"""The names of the store's operations (the same on ``Store`` and ``AsyncStore``)."""
 
 
 def async_connector(target: DatabaseURL, *, busy_timeout: float, pool_size: int) -> Any:
@@ -140,7 +104,7 @@ class _Opening:
         await self._store.close()
 
 
-class AsyncStore(AsyncOperations):
+class AsyncStore(Driver, AsyncOperations):
     """The job store behind one database URL, for asyncio. Safe to share between the tasks of one event loop:
     each operation borrows a connection of its own (aiosqlite: an idle one or a new one; PostgreSQL: from an
     ``AsyncConnectionPool`` of at most ``pool_size``).
@@ -160,9 +124,7 @@ class AsyncStore(AsyncOperations):
     ) -> None:
         validate.store_options(url, busy_timeout, pool_size, clock)
         self.url: DatabaseURL = resolve(url)
-        self.clock = clock
-        self._connector = async_connector(self.url, busy_timeout=busy_timeout, pool_size=pool_size)
-        self._queries: dict[str, Query] = load(self._connector.dialect, self._connector.driver)
+        self._connect(async_connector(self.url, busy_timeout=busy_timeout, pool_size=pool_size), clock)
 
     @classmethod
     def open(
@@ -205,21 +167,6 @@ class AsyncStore(AsyncOperations):
         """Close the store's connections (idle ones; a connection in use is closed by ``close`` later)."""
         await self._connector.close()
 
-    async def _drive(self, conn: Any, steps: Steps[T], step: Any) -> T:
-        """Answer the operation's steps until it returns; ``step`` is its first."""
-        queries, clock, encode = self._queries, self.clock, self._connector.encode
-        try:
-            while True:
-                if step is NOW:
-                    value: Any = validate.moment(clock(), "the store's clock")
-                else:
-                    value = await execute_async(conn, queries[step.name], encode(step.params))
-                step = steps.send(value)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        except self._connector.errors as exc:
-            raise self._connector.translate(exc) from exc
-
     def _joined(self) -> AsyncTransaction | None:
         """The transaction this task opened on this store, if one is open."""
         task = asyncio.current_task()
@@ -228,17 +175,10 @@ class AsyncStore(AsyncOperations):
                 return tx
         return None
 
-    @contextmanager
-    def _translated(self) -> Iterator[None]:
-        try:
-            yield
-        except self._connector.errors as exc:
-            raise self._connector.translate(exc) from exc
-
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
         connector = self._connector
-        with self._translated():
+        with self._translating:
             conn = await connector.acquire()
         try:
             yield conn
@@ -250,16 +190,18 @@ class AsyncStore(AsyncOperations):
         tx = self._joined()
         if tx is not None:
             return await tx.run(op, *args, **kwargs)
+        steps = op.steps(*args, **kwargs)
         try:
-            steps, first = start(op, *args, **kwargs)  # argument checks run before any connection is taken
+            step = next(steps)  # argument checks run before any connection is taken
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+        connector = self._connector
         async with self._connection() as conn:
-            if not op.writes:
-                return await self._drive(conn, steps, first)
-            with self._translated():
-                async with self._connector.transaction(conn, write=True):
-                    return await self._drive(conn, steps, first)
+            with self._translating:
+                if not op.writes:
+                    return await drive_async(self, conn, steps, step)
+                async with connector.transaction(conn, write=True):
+                    return await drive_async(self, conn, steps, step)
 
     @asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncTransaction]:
@@ -274,7 +216,7 @@ class AsyncStore(AsyncOperations):
                 "a transaction is already open in this task; nested transactions are not supported"
             )
         async with self._connection() as conn:
-            with self._translated():
+            with self._translating:
                 async with self._connector.transaction(conn, write=write):
                     tx = AsyncTransaction(self, conn, write=write)
                     token = _open_transactions.set((*_open_transactions.get(), tx))
@@ -300,8 +242,10 @@ class AsyncTransaction(AsyncOperations):
             raise InvalidInput(f"{op.__name__}: this transaction has ended; open a new one")
         if op.writes and not self.write:
             raise InvalidInput(f"{op.__name__} writes; open the transaction with write=True")
+        steps = op.steps(*args, **kwargs)
         try:
-            steps, first = start(op, *args, **kwargs)
+            step = next(steps)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
-        return await self.store._drive(self._conn, steps, first)
+        with self.store._translating:
+            return await drive_async(self.store, self._conn, steps, step)

@@ -1,20 +1,49 @@
-"""Plain dataclasses for rows, built from named columns; the status machine's vocabulary."""
+"""Plain dataclasses for rows and how to build them from a query's columns; the status machine's vocabulary.
+
+A query's rows arrive as tuples. A *row reader* (``RowReader``) is given the query's column names once (its
+cursor description) and returns the function that builds one object from one tuple by position:
+``Generation.reader``, ``Prompt.reader``, ``columns(...)`` (chosen columns as a tuple) and ``as_dict`` (a
+dict by column name, for queries an operation reads by name).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from operator import itemgetter
 from typing import Any
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 Row = Mapping[str, Any]
-"""A database row addressed by column name (sqlite3.Row, psycopg dict_row)."""
+"""A database row addressed by column name."""
+RowReader = Callable[[Sequence[str]], Callable[[Sequence[Any]], Any]]
+"""Given a query's column names, the function that builds one object from one of its rows (a tuple)."""
+
+
+def as_dict(names: Sequence[str]) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """Rows as dicts by column name."""
+    keys = tuple(names)
+    return lambda row: dict(zip(keys, row, strict=True))
+
+
+def columns(*wanted: str) -> RowReader:
+    """A row reader that picks these columns, in this order, as a tuple."""
+
+    def reader(names: Sequence[str]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+        where = [list(names).index(name) for name in wanted]
+        if where == list(range(len(names))):
+            return tuple
+        if len(where) == 1:
+            return lambda row: (row[where[0]],)
+        return itemgetter(*where)
+
+    return reader
 
 
 class Status(StrEnum):
@@ -101,29 +130,14 @@ class Generation:
 
     @classmethod
     def from_row(cls, row: Row) -> Generation:
-        """Build from a row of ``generations`` by column name."""
-        started_at, completed_at, lease = row["started_at"], row["completed_at"], row["lease_expires_at"]
-        return cls(  # positional, in field order: the hottest constructor of every read
-            row["id"],
-            row["prompt"],
-            row["model_name"],
-            row["model_version"],
-            row["duration_seconds"],
-            row["sample_rate"],
-            row["channels"],
-            _STATUS[row["status"]],
-            to_datetime(row["created_at"]),
-            row["file_path"],
-            row["file_size_bytes"],
-            None if started_at is None else to_datetime(started_at),
-            None if completed_at is None else to_datetime(completed_at),
-            row["generation_time_seconds"],
-            row["error_message"],
-            row["attempts"],
-            row["worker_id"],
-            None if lease is None else to_datetime(lease),
-            _metadata(row["metadata"]),
-        )
+        """Build from a row of ``generations`` addressed by column name."""
+        return _generation(tuple(row[name] for name in _GENERATION_FIELDS))
+
+    @staticmethod
+    def reader(names: Sequence[str]) -> Callable[[Sequence[Any]], Generation]:
+        """The row reader of ``generations`` rows with these columns (``SELECT *``, ``RETURNING *``)."""
+        pick = itemgetter(*[list(names).index(name) for name in _GENERATION_FIELDS])
+        return lambda row: _generation(pick(row))
 
     @property
     def is_pending(self) -> bool:
@@ -155,6 +169,39 @@ class Generation:
         return self.lease_expires_at is not None and self.is_processing and self.lease_expires_at <= now
 
 
+_GENERATION_FIELDS = tuple(Generation.__dataclass_fields__)
+
+
+def _generation(values: tuple[Any, ...]) -> Generation:
+    """A ``Generation`` from its stored column values in field order (the hot constructor of every read)."""
+    (
+        id_, prompt, model_name, model_version, duration, sample_rate, channels, status, created_at,
+        file_path, file_size, started_at, completed_at, generation_time, error, attempts, worker, lease,
+        metadata,
+    ) = values  # fmt: skip
+    return Generation(
+        id_,
+        prompt,
+        model_name,
+        model_version,
+        duration,
+        sample_rate,
+        channels,
+        _STATUS[status],
+        to_datetime(created_at),
+        file_path,
+        file_size,
+        None if started_at is None else to_datetime(started_at),
+        None if completed_at is None else to_datetime(completed_at),
+        generation_time,
+        error,
+        attempts,
+        worker,
+        None if lease is None else to_datetime(lease),
+        _metadata(metadata),
+    )
+
+
 def prompt_digest(text: str) -> bytes:
     """The key prompts are unique by: SHA-256 of the text's UTF-8 bytes (32 bytes; texts are compared too)."""
     return hashlib.sha256(text.encode("utf-8")).digest()
@@ -176,13 +223,25 @@ class Prompt:
 
     @classmethod
     def from_row(cls, row: Row) -> Prompt:
-        return cls(
-            id=row["id"],
-            text=row["text"],
-            used_count=row["used_count"],
-            first_used_at=to_datetime(row["first_used_at"]),
-            last_used_at=to_datetime(row["last_used_at"]),
-        )
+        """Build from a row of ``prompts`` addressed by column name."""
+        return _prompt(tuple(row[name] for name in _PROMPT_FIELDS))
+
+    @staticmethod
+    def reader(names: Sequence[str]) -> Callable[[Sequence[Any]], Prompt]:
+        """The row reader of ``prompts`` rows with these columns."""
+        where = [list(names).index(name) for name in _PROMPT_FIELDS]
+        if where == list(range(len(names))):  # the columns of the prompts queries, in field order
+            return _prompt
+        pick = itemgetter(*where)
+        return lambda row: _prompt(pick(row))
+
+
+_PROMPT_FIELDS = ("id", "text", "used_count", "first_used_at", "last_used_at")
+
+
+def _prompt(values: Sequence[Any]) -> Prompt:
+    id_, text, used_count, first_used_at, last_used_at = values
+    return Prompt(id_, text, used_count, to_datetime(first_used_at), to_datetime(last_used_at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,25 +270,36 @@ class Stats:
         return self.total_generation_seconds / done if done else None
 
     @classmethod
-    def from_rows(cls, rows: list[Row]) -> Stats:
-        """Build from the ``totals`` query: one row per status, prompt totals repeated on each."""
-        by_status = {status: 0 for status in Status}
+    def from_rows(cls, rows: Sequence[Row]) -> Stats:
+        """Build from the ``totals`` query's rows addressed by column name."""
+        return cls.from_totals([tuple(row[name] for name in TOTALS_COLUMNS) for row in rows])
+
+    @classmethod
+    def from_totals(cls, rows: Sequence[Sequence[Any]]) -> Stats:
+        """Build from ``totals`` rows (``TOTALS_COLUMNS``): one per status, the prompt totals on each."""
+        by_status = dict.fromkeys(Status, 0)
         file_bytes, generation_micros, audio_micros = 0, 0, 0
-        for row in rows:
-            status = _STATUS[row["status"]]
-            by_status[status] = row["generations"]
-            file_bytes += row["file_bytes"]
+        for status_value, generations, status_bytes, status_generation, status_audio, _, _ in rows:
+            status = _STATUS[status_value]
+            by_status[status] = generations
+            file_bytes += status_bytes
             if status is Status.COMPLETED:
-                generation_micros = row["generation_micros"]
-                audio_micros = row["audio_micros"]
+                generation_micros, audio_micros = status_generation, status_audio
         return cls(
-            by_status=by_status,
-            total_file_bytes=file_bytes,
-            total_generation_seconds=generation_micros / MICROS_PER_SECOND,
-            completed_audio_seconds=audio_micros / MICROS_PER_SECOND,
-            unique_prompts=rows[0]["prompts"] if rows else 0,
-            prompt_uses=rows[0]["uses"] if rows else 0,
+            by_status,
+            file_bytes,
+            generation_micros / MICROS_PER_SECOND,
+            audio_micros / MICROS_PER_SECOND,
+            rows[0][5] if rows else 0,
+            rows[0][6] if rows else 0,
         )
+
+
+TOTALS_COLUMNS = (
+    *("status", "generations", "file_bytes", "generation_micros", "audio_micros"),
+    *("prompts", "uses"),
+)
+"""The ``totals`` query's columns, in the order ``Stats.from_totals`` reads them."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,16 +7,21 @@ aiosql parses the files: each query's name, its SQL in the driver's parameter st
 (its suffix: none for rows, ``^`` for one row or None, ``!`` for the row count). ``execute`` and
 ``execute_async`` then run it on a connection as one ``execute`` and one fetch, like the procrastinate
 connector: aiosql's own query functions yield rows one by one through a generator, about 1 µs a row.
+Rows arrive as tuples and are built by position: a query keeps, per row reader, the function built from
+its columns the first time it ran.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import aiosql
 from aiosql.types import SQLOperationType
+
+from .models import RowReader, as_dict
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -40,7 +45,7 @@ _RETURNS = {
 class Query:
     """One loaded query: its name, its SQL for the driver and what running it returns (ROWS, ONE, COUNT)."""
 
-    __slots__ = ("name", "returns", "sql")
+    __slots__ = ("builders", "name", "returns", "sql")
 
     def __init__(self, fn: Any) -> None:
         self.name: str = fn.__name__
@@ -49,30 +54,47 @@ class Query:
         if returns is None:
             raise ValueError(f"query {self.name}: use no suffix, ^ or ! (musicstore runs no other kind)")
         self.returns: str = returns
+        self.builders: dict[RowReader | None, Callable[[Sequence[Any]], Any]] = {}
+        """Per row reader (None: ``as_dict``), what builds one row, made from this query's columns once."""
+
+    def builder(self, rows: RowReader | None, description: Sequence[Sequence[Any]]) -> Any:
+        """What builds one row for ``rows`` from a cursor's ``description`` (made on the first run)."""
+        build = self.builders.get(rows)
+        if build is None:
+            names = [column[0] for column in description]
+            build = self.builders[rows] = (rows or as_dict)(names)
+        return build
 
 
-def execute(conn: Any, query: Query, params: dict[str, Any]) -> Any:
-    """Run ``query`` on a sqlite3 or psycopg connection: its rows, one row or None, or the row count."""
+def execute(conn: Any, query: Query, params: dict[str, Any], rows: RowReader | None = None) -> Any:
+    """Run ``query`` on a sqlite3 or psycopg connection: its rows built by ``rows`` (a list, or one or None
+    for a ``^`` query), or the row count."""
     cursor = conn.execute(query.sql, params)
-    try:
-        if query.returns is ROWS:
-            return cursor.fetchall()
-        if query.returns is ONE:
-            return cursor.fetchone()
+    returns = query.returns
+    if returns is COUNT:
         return cursor.rowcount
-    finally:
+    build = query.builders.get(rows) or query.builder(rows, cursor.description)
+    if returns is ONE:
+        row = cursor.fetchone()
         cursor.close()
+        return None if row is None else build(row)
+    return list(map(build, cursor.fetchall()))
 
 
-async def execute_async(conn: Any, query: Query, params: dict[str, Any]) -> Any:
+async def execute_async(
+    conn: Any, query: Query, params: dict[str, Any], rows: RowReader | None = None
+) -> Any:
     """``execute`` on an aiosqlite or psycopg async connection."""
     cursor = await conn.execute(query.sql, params)
     try:
-        if query.returns is ROWS:
-            return await cursor.fetchall()
-        if query.returns is ONE:
-            return await cursor.fetchone()
-        return cursor.rowcount
+        returns = query.returns
+        if returns is COUNT:
+            return cursor.rowcount
+        build = query.builders.get(rows) or query.builder(rows, cursor.description)
+        if returns is ONE:
+            row = await cursor.fetchone()
+            return None if row is None else build(row)
+        return list(map(build, await cursor.fetchall()))
     finally:
         await cursor.close()
 

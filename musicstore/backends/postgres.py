@@ -11,8 +11,8 @@ import asyncio
 import math
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from ..errors import DatabaseBusy, DatabaseError, InvalidInput, MigrationError, MusicstoreError
@@ -21,18 +21,21 @@ from ..urls import without_password
 DIALECT = "postgres"
 # A read-only transaction is a snapshot: the connection setting, like SQLite's PRAGMAs.
 READ_ONLY_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+BEGIN_WRITE = "BEGIN"
+BEGIN_READ_ONLY_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+_OPEN = (2, 3)
+"""libpq's PQTRANS_INTRANS and PQTRANS_INERROR: a transaction to roll back."""
 
 
-def _modules() -> tuple[Any, Any, Any]:
+def _modules() -> tuple[Any, Any]:
     try:
         import psycopg
         import psycopg_pool
-        from psycopg.rows import dict_row
     except ImportError as exc:
         raise InvalidInput(
             f"PostgreSQL URLs need psycopg 3 and psycopg_pool: pip install 'musicstore[postgres]' ({exc})"
         ) from None
-    return psycopg, psycopg_pool, dict_row
+    return psycopg, psycopg_pool
 
 
 def encode(params: dict[str, Any]) -> dict[str, Any]:
@@ -42,7 +45,7 @@ def encode(params: dict[str, Any]) -> dict[str, Any]:
 
 def translate(exc: BaseException, where: object) -> MusicstoreError | None:
     """The musicstore error for a psycopg or pool error (None for anything else)."""
-    psycopg, psycopg_pool, _ = _modules()
+    psycopg, psycopg_pool = _modules()
     errors = psycopg.errors
     if isinstance(exc, psycopg_pool.PoolTimeout):
         return DatabaseBusy(f"{where}: no pooled connection came free in time ({exc}); raise pool_size")
@@ -77,7 +80,7 @@ class PostgresConnector:
     encode = staticmethod(encode)
 
     def __init__(self, url: str, *, pool_size: int, timeout: float) -> None:
-        psycopg, _, _ = _modules()
+        psycopg, _ = _modules()
         self.url = url
         self.where = without_password(url)
         self.pool_size = pool_size
@@ -95,13 +98,13 @@ class PostgresConnector:
     @property
     def pool(self) -> Any:
         if self._pid != os.getpid():
-            _, psycopg_pool, dict_row = _modules()
+            _, psycopg_pool = _modules()
             self._pool = psycopg_pool.ConnectionPool(
                 self.url,
                 min_size=1,
                 max_size=self.pool_size,
                 timeout=self.timeout,
-                kwargs={"autocommit": True, "row_factory": dict_row},
+                kwargs={"autocommit": True},  # rows as tuples, built by position
                 open=True,
             )
             self._pid = os.getpid()
@@ -134,12 +137,20 @@ class PostgresConnector:
             pool = self._owners.pop(id(conn))
         pool.putconn(conn)  # a closed pool closes the connection
 
-    @contextmanager
-    def transaction(self, conn: Any, *, write: bool) -> Iterator[None]:
-        with conn.transaction():
-            if not write:
-                conn.execute(READ_ONLY_SNAPSHOT)
-            yield
+    @staticmethod
+    def begin(conn: Any, *, write: bool) -> None:
+        """BEGIN, or a read-only snapshot (one statement either way, on the ``autocommit`` connection)."""
+        conn.execute(BEGIN_WRITE if write else BEGIN_READ_ONLY_SNAPSHOT)
+
+    @staticmethod
+    def commit(conn: Any) -> None:
+        conn.execute("COMMIT")
+
+    @staticmethod
+    def rollback(conn: Any) -> None:
+        """ROLLBACK, if a transaction is open (or failed) on a connection that still works."""
+        if conn.pgconn.transaction_status in _OPEN:
+            conn.execute("ROLLBACK")
 
     def close(self) -> None:
         if self._pool is not None and self._pid == os.getpid():
@@ -155,7 +166,7 @@ class AsyncPostgresConnector:
     encode = staticmethod(encode)
 
     def __init__(self, url: str, *, pool_size: int, timeout: float) -> None:
-        psycopg, psycopg_pool, _ = _modules()
+        psycopg, psycopg_pool = _modules()
         self.url = url
         self.where = without_password(url)
         self.pool_size = pool_size
@@ -170,13 +181,13 @@ class AsyncPostgresConnector:
 
     async def acquire(self) -> Any:
         if self._pool is None:
-            _, psycopg_pool, dict_row = _modules()
+            _, psycopg_pool = _modules()
             pool = psycopg_pool.AsyncConnectionPool(
                 self.url,
                 min_size=1,
                 max_size=self.pool_size,
                 timeout=self.timeout,
-                kwargs={"autocommit": True, "row_factory": dict_row},
+                kwargs={"autocommit": True},  # rows as tuples, built by position
                 open=False,
             )
             await pool.open()

@@ -10,8 +10,8 @@ import asyncio
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,10 @@ PRAGMAS = ("PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON")
 
 def encode(params: dict[str, Any]) -> dict[str, Any]:
     """Bind datetimes as integer microseconds since the epoch, the schema's timestamp encoding."""
-    return {k: to_micros(v) if isinstance(v, datetime) else v for k, v in params.items()}
+    for value in params.values():
+        if isinstance(value, datetime):
+            return {k: to_micros(v) if isinstance(v, datetime) else v for k, v in params.items()}
+    return params  # nothing to convert (most reads): no copy
 
 
 def translate(exc: BaseException, where: object) -> MusicstoreError | None:
@@ -62,8 +65,18 @@ def _check_wal(mode: str, path: Path) -> None:
         raise DatabaseError(f"{path}: SQLite refused WAL mode (journal_mode is {mode!r})")
 
 
+class _Thread(threading.local):
+    conn: sqlite3.Connection | None = None
+    """This thread's connection (class defaults: reading an unset one raises nothing)."""
+    forks = -1
+    """``SQLiteConnector.forks`` when it was opened."""
+
+
 class SQLiteConnector:
-    """sqlite3 connections, one per thread (and per process after a fork), opened in WAL mode."""
+    """sqlite3 connections, one per thread (and per process after a fork), opened in WAL mode.
+
+    Rows come back as tuples (no row factory): operations build them by position (``musicstore.queries``).
+    """
 
     dialect = DIALECT
     driver = "sqlite3"
@@ -79,7 +92,7 @@ class SQLiteConnector:
     def __init__(self, path: Path, *, busy_timeout: float) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
-        self._local = threading.local()
+        self._local = _Thread()
         self._opened: dict[tuple[threading.Thread, int], sqlite3.Connection] = {}
         self._lock = threading.Lock()
 
@@ -96,7 +109,6 @@ class SQLiteConnector:
             cached_statements=256,
         )
         try:
-            conn.row_factory = sqlite3.Row
             _check_wal(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0], self.path)
             for pragma in PRAGMAS:
                 conn.execute(pragma)
@@ -108,7 +120,7 @@ class SQLiteConnector:
     def acquire(self) -> sqlite3.Connection:
         """This thread's connection, opened on first use."""
         local = self._local
-        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        conn = local.conn
         if conn is None or local.forks != self.forks:  # a forked child opens its own
             conn = self._open()
             pid = os.getpid()
@@ -126,23 +138,27 @@ class SQLiteConnector:
     def release(self, conn: sqlite3.Connection) -> None:
         """Nothing to do: the connection stays with its thread."""
 
-    @contextmanager
-    def transaction(self, conn: sqlite3.Connection, *, write: bool) -> Iterator[None]:
-        """BEGIN IMMEDIATE (write: the writer lock up front) or BEGIN; COMMIT, or ROLLBACK on an exception."""
+    @staticmethod
+    def begin(conn: sqlite3.Connection, *, write: bool) -> None:
+        """BEGIN IMMEDIATE (write: the writer lock up front) or BEGIN."""
         conn.execute(BEGIN_WRITE if write else BEGIN_READ)
-        try:
-            yield
-            conn.execute("COMMIT")
-        finally:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+
+    @staticmethod
+    def commit(conn: sqlite3.Connection) -> None:
+        conn.execute("COMMIT")
+
+    @staticmethod
+    def rollback(conn: sqlite3.Connection) -> None:
+        """ROLLBACK, if a transaction is still open (a failed COMMIT leaves it open)."""
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
 
     def close(self) -> None:
         with self._lock:
             for conn in self._opened.values():
                 conn.close()
             self._opened.clear()
-        self._local = threading.local()
+        self._local = _Thread()
 
 
 os.register_at_fork(after_in_child=SQLiteConnector._forked)
@@ -171,7 +187,6 @@ class AsyncSQLiteConnector:
         _prepare(self.path)
         conn = await aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         try:
-            conn.row_factory = sqlite3.Row
             async with conn.execute("PRAGMA journal_mode = WAL") as cursor:
                 row = await cursor.fetchone()
             _check_wal(row[0] if row else "", self.path)

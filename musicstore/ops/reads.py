@@ -1,0 +1,135 @@
+"""The reading operations on generations: one by id, pages, the queue, counts and statistics."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+
+from .. import validate
+from ..errors import InvalidInput
+from ..ids import check_id
+from ..models import TOTALS_COLUMNS, Generation, Page, Stats, Status, columns, to_datetime, to_micros
+from .steps import Call, Steps, reader
+
+GENERATION = Generation.reader
+"""Rows of ``generations`` as ``Generation`` objects."""
+TOTALS = columns(*TOTALS_COLUMNS)
+"""Rows of the ``totals`` query as the tuples ``Stats.from_totals`` reads."""
+
+_CURSOR_END = (datetime.max.replace(tzinfo=UTC), "~")
+
+
+@reader
+def get_generation(generation_id: str) -> Steps[Generation | None]:
+    """The generation with this id, or None if there is none."""
+    found: Generation | None = yield Call("get_generation", {"id": check_id(generation_id)}, GENERATION)
+    return found
+
+
+def _encode_cursor(item: Generation) -> str:
+    raw = f"{to_micros(item.created_at)}:{item.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, str]:
+    if cursor is None:
+        return _CURSOR_END
+    if not isinstance(cursor, str) or len(cursor) > 200:
+        raise InvalidInput(
+            f"cursor must be None or a str this store handed out (Page.next_cursor), got {cursor!r:.80}"
+        )
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        micros, generation_id = raw.split(":", 1)
+        return to_datetime(int(micros)), check_id(generation_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError):
+        raise InvalidInput(
+            f"cursor {cursor!r} is not one this store handed out (use Page.next_cursor)"
+        ) from None
+
+
+@reader
+def list_generations(
+    *,
+    status: Status | str | None = None,
+    model_name: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    cursor: str | None = None,
+) -> Steps[Page]:
+    """A page of generations, newest first, optionally of one status and/or model.
+
+    Pass the previous page's ``next_cursor`` to continue (keyset paging: constant time at any depth);
+    ``offset`` skips rows after the cursor and costs time proportional to its size.
+    """
+    limit, offset = validate.page(limit, offset)
+    before_created_at, before_id = _decode_cursor(cursor)
+    params = {"before_created_at": before_created_at, "before_id": before_id, "limit": limit}
+    params["offset"] = offset
+    name = "list_generations"
+    if status is not None:
+        params["status"] = validate.status(status).value
+        name += "_by_status"
+    if model_name is not None:
+        params["model_name"] = validate.name(model_name, "model_name")
+        name += "_and_model" if status is not None else "_by_model"
+    items: list[Generation] = yield Call(name, params, GENERATION)
+    return Page(items, _encode_cursor(items[-1]) if len(items) == limit else None)
+
+
+@reader
+def get_all_generations(
+    *,
+    status: Status | str | None = None,
+    model_name: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    cursor: str | None = None,
+) -> Steps[list[Generation]]:
+    """``list_generations``'s page items alone (the 0.1 compatibility spelling), newest first."""
+    page = yield from list_generations.steps(
+        status=status, model_name=model_name, limit=limit, offset=offset, cursor=cursor
+    )
+    return page.items
+
+
+@reader
+def get_pending_generations(limit: int = 10) -> Steps[list[Generation]]:
+    """The queue, oldest first: the generations ``claim_next`` would take, in its order."""
+    limit = validate.integer(limit, "limit", 1, validate.MAX_PAGE)
+    pending: list[Generation] = yield Call("list_pending", {"limit": limit}, GENERATION)
+    return pending
+
+
+@reader
+def count_generations(*, status: Status | str | None = None, model_name: str | None = None) -> Steps[int]:
+    """How many generations there are, optionally of one status and/or model."""
+    if model_name is None:
+        if status is None:
+            stats = yield from get_database_stats.steps()
+            return stats.total
+        wanted = validate.status(status).value
+        totals: list[tuple[str, int]] = yield Call("totals", {}, TOTALS)
+        return next((int(row[1]) for row in totals if row[0] == wanted), 0)
+    model = validate.name(model_name, "model_name")
+    if status is None:
+        row = yield Call("count_by_model", {"model_name": model})
+    else:
+        row = yield Call(
+            "count_by_status_and_model", {"status": validate.status(status).value, "model_name": model}
+        )
+    return int(row["n"])
+
+
+@reader
+def get_database_stats() -> Steps[Stats]:
+    """Counts by status, bytes, generation time and prompt usage, from running totals."""
+    return Stats.from_totals((yield Call("totals", {}, TOTALS)))
+
+
+@reader
+def applied_migrations() -> Steps[set[str]]:
+    """The ids of the yoyo migrations applied to this database."""
+    rows = yield Call("applied_migrations", {})
+    return {row["migration_id"] for row in rows}

@@ -1,0 +1,53 @@
+"""Moving rows between stores: reading either table in id order, and importing rows as they are."""
+
+from __future__ import annotations
+
+from .. import validate
+from ..models import Generation, Prompt, prompt_digest
+from .prompts import PROMPT, digest_taken
+from .reads import GENERATION
+from .steps import Call, Steps, reader, writer
+
+
+@reader
+def prompts_after(after_id: int, limit: int) -> Steps[list[Prompt]]:
+    """Prompts with ids above ``after_id``, in id order (for paging through a whole store)."""
+    prompts: list[Prompt] = yield Call("prompts_after", {"after_id": after_id, "limit": limit}, PROMPT)
+    return prompts
+
+
+@reader
+def generations_after(after_id: str, limit: int) -> Steps[list[Generation]]:
+    """Generations with ids above ``after_id``, in id order."""
+    found: list[Generation] = yield Call(
+        "generations_after", {"after_id": after_id, "limit": limit}, GENERATION
+    )
+    return found
+
+
+@writer
+def import_rows(prompts: list[Prompt], generations: list[Generation]) -> Steps[int]:
+    """Insert rows read from another store as they are (idempotent); returns how many generations were new."""
+    for prompt in prompts:
+        changed = yield Call(
+            "import_prompt",
+            {
+                "digest": prompt_digest(prompt.text),
+                "text": prompt.text,
+                "used_count": prompt.used_count,
+                "first_used_at": prompt.first_used_at,
+                "last_used_at": prompt.last_used_at,
+            },
+        )
+        if changed != 1:
+            raise digest_taken()
+    inserted = 0
+    for generation in generations:
+        fields = {name: getattr(generation, name) for name in Generation.__dataclass_fields__}
+        fields["status"] = generation.status.value
+        fields["metadata"] = validate.metadata(generation.metadata)
+        fields["prompt_digest"] = prompt_digest(generation.prompt)
+        if generation.file_path is not None:
+            validate.relative_path(generation.file_path)  # a file must stay under the output root
+        inserted += yield Call("import_generation", fields)
+    return inserted

@@ -1,0 +1,162 @@
+"""What the sync and async drivers share: the clock, the schema check, the one error translation, the
+operations as methods, and the loop that answers an operation's steps.
+
+``musicstore.store`` (blocking calls) and ``musicstore.aio`` (awaited calls) drive the generators of
+``musicstore.ops`` with these pieces; neither imports the other.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+from . import validate
+from .errors import MigrationError
+from .migrate import shipped_migrations
+from .ops import NOW, Operation, Step, Steps
+from .queries import Query, execute, execute_async, load
+
+P = ParamSpec("P")
+T = TypeVar("T")
+R = TypeVar("R")
+
+Clock = Callable[[], datetime]
+CLOCK = "the store's clock"
+
+
+def utcnow() -> datetime:
+    """The default clock: the current time, UTC, timezone-aware."""
+    return datetime.now(UTC)
+
+
+def check_schema(url: str, applied: set[str]) -> None:
+    """Raise MigrationError unless every migration this version ships has been applied."""
+    missing = sorted(set(shipped_migrations()) - applied)
+    if missing:
+        raise MigrationError(
+            f"{url} lacks migrations {', '.join(missing)}; run `musicstore migrate` "
+            "(or `yoyo apply`, or musicstore.migrate(url)), or open the store with migrate=True"
+        )
+
+
+class Translating:
+    """A context manager (reusable, no state per use): a backend's error leaving the block (sqlite3, psycopg,
+    a pool timeout) is raised as its ``musicstore.errors`` counterpart, the original as its cause."""
+
+    __slots__ = ("errors", "translate")
+
+    def __init__(self, connector: Any) -> None:
+        self.errors: tuple[type[BaseException], ...] = connector.errors
+        self.translate: Callable[[BaseException], BaseException | None] = connector.translate
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is not None and isinstance(exc, self.errors):
+            translated = self.translate(exc)
+            if translated is not None:
+                raise translated from exc
+
+
+class Driver:
+    """What a driver (``Store``, ``AsyncStore``) answers an operation's steps with: its queries, its clock,
+    its connector (its parameter encoding), and the translation of the connector's errors."""
+
+    clock: Clock
+    _connector: Any
+    _queries: dict[str, Query]
+    _translating: Translating
+
+    def _connect(self, connector: Any, clock: Clock) -> None:
+        self.clock = clock
+        self._connector = connector
+        self._translating = Translating(connector)
+        self._queries = load(connector.dialect, connector.driver)
+
+
+def drive(driver: Driver, conn: Any, steps: Steps[T], step: Step) -> T:
+    """Answer an operation's steps with blocking calls until it returns; ``step`` is its first."""
+    queries, clock, encode = driver._queries, driver.clock, driver._connector.encode
+    try:
+        while True:
+            if step is NOW:
+                value: Any = validate.moment(clock(), CLOCK)
+            else:
+                name, params, rows = step  # type: ignore[misc]
+                value = execute(conn, queries[name], encode(params), rows)
+            step = steps.send(value)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def drive_async(driver: Driver, conn: Any, steps: Steps[T], step: Step) -> T:
+    """``drive`` with awaited calls (the same loop; only the query is awaited)."""
+    queries, clock, encode = driver._queries, driver.clock, driver._connector.encode
+    try:
+        while True:
+            if step is NOW:
+                value: Any = validate.moment(clock(), CLOCK)
+            else:
+                name, params, rows = step  # type: ignore[misc]
+                value = await execute_async(conn, queries[name], encode(params), rows)
+            step = steps.send(value)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+class Bound(Generic[P, R]):
+    """An operation as a method of a driver (``Store``, ``Transaction``, their async twins), and as a function
+    taking the driver first. The method is the driver's ``run`` with the operation bound."""
+
+    def __init__(self, op: Operation[P, Any]) -> None:
+        self.op = op
+        self.__doc__ = op.__doc__
+        self.name = op.__name__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Callable[Concatenate[Any, P], R]: ...
+    @overload
+    def __get__(self, obj: object, owner: type) -> Callable[P, R]: ...
+    def __get__(self, obj: Any, owner: type) -> Callable[..., R]:
+        if obj is None:
+            return functools.partial(_run_on, self.op)
+        bound = functools.partial(obj.run, self.op)
+        obj.__dict__[self.name] = bound  # later look-ups skip this descriptor
+        return bound
+
+
+def _run_on(op: Operation[P, Any], runner: Any, /, *args: P.args, **kwargs: P.kwargs) -> Any:
+    return runner.run(op, *args, **kwargs)
+
+
+def method(op: Operation[P, T]) -> Bound[P, T]:
+    """``op`` as a method of a sync driver."""
+    return Bound(op)
+
+
+def coroutine_method(op: Operation[P, T]) -> Bound[P, Coroutine[Any, Any, T]]:
+    """``op`` as a coroutine method of an async driver."""
+    return Bound(op)
+
+
+__all__ = [
+    "Bound",
+    "Clock",
+    "Driver",
+    "Translating",
+    "check_schema",
+    "coroutine_method",
+    "drive",
+    "drive_async",
+    "method",
+    "utcnow",
+]
