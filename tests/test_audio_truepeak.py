@@ -6,16 +6,19 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.typing import NDArray
 from scipy.signal import upfirdn
 
-from musicstore.audio.interpolation import _ANNEX2_PHASES, annex2
+from musicstore.audio.interpolation import _ANNEX2_PHASES, annex2, near_sinc
 from musicstore.audio.truepeak import (
     annex2_true_peak,
     candidate_rows,
     detect,
     peak_map,
     sample_envelope,
+    span_bounds,
     to_db,
     true_peak,
 )
@@ -103,3 +106,33 @@ def test_peaks_at_the_clip_edges(where: str) -> None:
     rows = np.arange(0, audio.shape[1] + 1, 7)  # scattered rows, some at the edges
     every = annex2().peaks(audio, np.arange(audio.shape[1] + 1))
     np.testing.assert_allclose(annex2().peaks(audio, rows), every[rows], rtol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    kind=st.sampled_from(["noise", "sparse", "sine", "square"]),
+    frequency=st.floats(0.001, 0.5),
+    samples=st.integers(200, 40_000),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_span_bounds_hold_every_near_and_annex2_value(
+    kind: str, frequency: float, samples: int, seed: int
+) -> None:
+    """The screen's bound per span of 8 rows is at least every near-part and Annex 2 value in the span
+    (away from the ends, which are always measured)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples)
+    if kind == "noise":
+        x = rng.standard_normal((2, samples))
+    elif kind == "sparse":
+        x = rng.standard_normal((2, samples)) * (rng.random(samples) < 0.01)
+    elif kind == "sine":
+        x = np.stack([np.sin(2 * np.pi * frequency * t + p) for p in rng.uniform(0, 6.3, 2)])
+    else:
+        x = np.tile(np.sign(np.sin(2 * np.pi * frequency * t / 8 + 0.1)), (2, 1))
+    audio = x.astype(np.float32)
+    rows = np.arange(samples + 1)
+    values = np.maximum(near_sinc().peaks(audio, rows)[:, 0], annex2().peaks(audio, rows)[:, 0])
+    bound = np.repeat(span_bounds(audio, sample_envelope(audio)), 8)[: samples + 1]
+    inner = slice(64, samples - 63)
+    assert np.all(values[inner] <= bound[inner])

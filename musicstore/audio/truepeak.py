@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.signal import oaconvolve
 
 from musicstore.audio.farfield import BLOCK, FarField, Rows
 from musicstore.audio.interpolation import GRID, Interpolator, annex2, near_sinc
@@ -110,30 +109,104 @@ def _screen() -> Interpolator:
 
 
 @functools.cache
-def _tap_bounds() -> tuple[NDArray[np.float32], int]:
-    """Largest |tap| at each offset over every column of the near part and the Annex 2 meter, and the
-    first offset (from sample ``m - 1``)."""
+def _curvature_split() -> tuple[float, NDArray[np.float32], int]:
+    """Each column ``h`` of the near part and of the Annex 2 meter, written exactly as
+    ``c0 x[m - 1] + c1 x[m] + sum_o q[o] D[m - 1 + o]`` with ``D[n] = x[n - 1] - 2 x[n] + x[n + 1]``
+    (``h`` less ``c0`` and ``c1`` at offsets 0 and 1 has no sum and no first moment, so it is a second
+    difference of some ``q``). Returns the largest ``|c0| + |c1|``, the largest ``|q|`` at each offset and
+    the first offset (from sample ``m - 1``)."""
     meters = (near_sinc(), annex2())
     first = min(m.first_offset for m in meters)
-    last = max(m.first_offset + m.matrix.shape[0] for m in meters)
-    taps = np.zeros(last - first, dtype=np.float32)
+    width = max(m.first_offset + m.matrix.shape[0] for m in meters) - first + 1
+    offsets = np.arange(first, first + width)
+    gain = 0.0
+    curvature = np.zeros(width, dtype=np.float64)
     for m in meters:
-        part = taps[m.first_offset - first : m.first_offset - first + m.matrix.shape[0]]
-        np.maximum(part, np.abs(m.matrix).max(axis=1), out=part)
-    return taps, first
+        for column in m.matrix.T:
+            h = np.zeros(width)
+            h[m.first_offset - first : m.first_offset - first + column.shape[0]] = column
+            c1 = float((offsets * h).sum())  # the weight on x[m]: the first moment of h
+            c0 = float(h.sum()) - c1  # on x[m - 1]: what is left of the sum
+            r = h.copy()
+            r[offsets == 0] -= c0
+            r[offsets == 1] -= c1
+            q = np.zeros(width)
+            q[1:] = np.cumsum(np.cumsum(r))[:-1]  # q[o] = sum_{p < o} sum_{k <= p} r[k]
+            gain = max(gain, abs(c0) + abs(c1))
+            np.maximum(curvature, np.abs(q), out=curvature)
+    return gain, curvature.astype(np.float32), first
 
 
-def _near_bounds(envelope: NDArray[np.float32], rows: Rows) -> NDArray[np.float32]:
-    """An upper bound of the near part and the Annex 2 values at ``rows``: ``sum_o max|h_o| |x[m - 1 + o]|``
-    (one FFT correlation of the sample envelope), with room for its rounding."""
-    taps, first = _tap_bounds()
-    full = oaconvolve(envelope, taps[::-1], mode="full")  # full[n] = sum_i taps[i] env[n - len + 1 + i]
-    index = rows - 1 + first + taps.shape[0] - 1
-    bound = np.zeros(rows.shape[0], dtype=np.float32)
-    inside = (index >= 0) & (index < full.shape[0])
-    bound[inside] = full[index[inside]]
-    bound += np.float32(1e-4 * float(envelope.max(initial=0.0)))
-    return bound
+_SPAN = 8  # rows per span of the coarse bound
+_CHUNK = 1 << 15  # samples at a time (a multiple of the span)
+
+
+@functools.cache
+def _span_weights() -> tuple[float, NDArray[np.float32], int]:
+    """The curvature weights of :func:`_curvature_split` summed per span of 8 samples: for a row in span
+    ``J``, ``sum_o |q[o]| |D[m - 1 + o]| <= sum_d W[d] max |D| over span J + d``. Returns the gain, ``W``
+    (the largest over the 8 rows of a span) and the first ``d``."""
+    gain, curvature, first = _curvature_split()
+    lo = (first - 1) // _SPAN
+    hi = (_SPAN - 1 - 1 + first + curvature.shape[0] - 1) // _SPAN
+    weights = np.zeros(hi - lo + 1)
+    for r in range(_SPAN):
+        spans = (r - 1 + first + np.arange(curvature.shape[0])) // _SPAN - lo
+        np.maximum(weights, np.bincount(spans, curvature, minlength=weights.shape[0]), out=weights)
+    return gain, weights.astype(np.float32), lo
+
+
+def _span_max(values: NDArray[np.float32], start: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
+    """The largest of each span of 8 (and of ``start``), a column at a time (numpy's reduction along a
+    short axis is several times slower)."""
+    spans = values.reshape(-1, _SPAN)
+    out = spans[:, 0].copy() if start is None else np.maximum(spans[:, 0], start)
+    for k in range(1, _SPAN):
+        np.maximum(out, spans[:, k], out=out)
+    return out
+
+
+def span_bounds(audio: NDArray[np.float32], envelope: NDArray[np.float32]) -> NDArray[np.float32]:
+    """An upper bound of the near part and the Annex 2 values (zero outside the clip) over each span of 8
+    rows (rows ``8 J .. 8 J + 7``; row ``m`` lies between samples ``m - 1`` and ``m``, ``m = 0..S``):
+    ``(|c0| + |c1|)`` times the span's largest ``|x|`` (and the sample before it), plus the curvature
+    weights over the largest ``|D|`` of each span around it (see :func:`_curvature_split`), with room
+    for the float32 rounding. Tight where the audio is smooth (``D`` small)."""
+    gain, weights, lo = _span_weights()
+    samples = audio.shape[1]
+    spans = samples // _SPAN + 1  # row S is in the last
+    reach = np.empty(spans, dtype=np.float32)
+    span_bend = np.zeros(spans + weights.shape[0], dtype=np.float32)  # span J at J - lo
+    size = min(_CHUNK, spans * _SPAN)
+    window = np.empty(size + 2, dtype=np.float32)  # one channel's samples start - 1 .. stop, zero outside
+    part = np.empty(size, dtype=np.float32)
+    bend = np.empty(size, dtype=np.float32)  # max over channels of |D|, zero from sample S on
+    peak = np.empty(size + 1, dtype=np.float32)  # the envelope from sample start - 1
+    for start in range(0, spans * _SPAN, _CHUNK):  # in chunks: no full-length temporaries
+        stop = min(start + _CHUNK, spans * _SPAN)
+        n, inside = stop - start, max(0, min(stop, samples) - start)
+        bend[:n] = 0.0
+        for x in audio:
+            window[: n + 2] = 0.0
+            first = max(start - 1, 0)
+            window[first - start + 1 : min(stop + 1, samples) - start + 1] = x[first : stop + 1]
+            np.multiply(window[1 : n + 1], np.float32(-2.0), out=part[:n])
+            part[:n] += window[:n]
+            part[:n] += window[2 : n + 2]
+            np.abs(part[:n], out=part[:n])
+            np.maximum(bend[:n], part[:n], out=bend[:n])
+        bend[inside:n] = 0.0
+        span_bend[start // _SPAN - lo : stop // _SPAN - lo] = _span_max(bend[:n])
+        peak[: n + 1] = 0.0
+        peak[0] = envelope[start - 1] if start > 0 else 0.0
+        peak[1 : inside + 1] = envelope[start : start + inside]
+        reach[start // _SPAN : stop // _SPAN] = _span_max(peak[1 : n + 1], peak[:n:_SPAN])
+    reach *= np.float32(gain)
+    curved: NDArray[np.float32] = np.correlate(span_bend, weights, mode="valid")[:spans]
+    reach += curved
+    rounding = float(envelope.max(initial=0.0)) + float(weights.sum()) * float(span_bend.max())
+    reach += np.float32(1e-5 * rounding)
+    return reach
 
 
 def peak_map(audio: NDArray[np.float32], floor: float | None = None, far: FarField | None = None) -> PeakMap:
@@ -152,15 +225,20 @@ def peak_map(audio: NDArray[np.float32], floor: float | None = None, far: FarFie
     far = FarField.measure(audio) if far is None else far
     envelope = sample_envelope(audio)
     level = float(envelope.max()) if floor is None else min(float(envelope.max()), floor)
-    bound = max(near_sinc().bound, annex2().bound)
-    rows = candidate_rows(envelope, level, bound, far)
-    far_bound = far.block_bound(-(-(envelope.shape[0] + 1) // BLOCK))[rows // BLOCK]
-    keep = _near_bounds(envelope, rows) + far_bound > level
-    rows, far_bound = rows[keep], far_bound[keep]
+    samples = envelope.shape[0]
+    blocks = -(-(samples + 1) // BLOCK)
+    far_blocks = far.block_bound(blocks)
+    bound = span_bounds(audio, envelope)
+    bound += far_blocks[np.arange(bound.shape[0]) * _SPAN // BLOCK]
+    spans = np.flatnonzero(bound > level)
+    rows: Rows = (spans[:, None] * _SPAN + np.arange(_SPAN)).ravel()
+    ends = np.concatenate([np.arange(2 * BLOCK), np.arange(samples + 1 - 2 * BLOCK, samples + 1)])
+    rows = np.union1d(rows[rows <= samples], ends[(ends >= 0) & (ends <= samples)])  # looped readings
+    rows = rows.astype(np.int32 if samples < 2**31 - 1 else np.int64)
+    far_bound = far_blocks[rows // BLOCK]
     screened = _screen().peaks(audio, rows)
     quarter = screened[:, 0] + far_bound  # ≥ |reconstruction| there
     annex = screened[:, 1]
-    samples = envelope.shape[0]
     padded = np.zeros(samples + 2, dtype=np.float32)
     padded[1:-1] = envelope
     local = np.maximum(quarter, np.maximum(padded[rows], padded[rows + 1]))  # samples m - 1 and m
