@@ -17,6 +17,7 @@ import io
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,27 @@ def write_atomic(path: Path, frames: NDArray[np.generic], sample_rate: int, fmt:
     An existing file at ``path`` is replaced (a retried export overwrites its earlier file). A failed write
     raises ``StorageError`` naming the cause (e.g. "No space left on device (ENOSPC)").
     """
+
+    def write(fd: int, name: str) -> None:
+        _write_frames(fd, name, frames, rate=sample_rate, fmt=fmt, subtype=subtype)
+
+    return place_atomic(path, write)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> int:
+    """Write ``data`` (an encoded file, e.g. a tagged rendition) to ``path`` as ``write_atomic`` does."""
+
+    def write(fd: int, _name: str) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    return place_atomic(path, write)
+
+
+def place_atomic(path: Path, write: Callable[[int, str], None]) -> int:
+    """Create a temp file beside ``path``, let ``write(fd, temp_name)`` fill it, fsync, chmod, rename into
+    place and fsync the folder; return the size. Failures as in ``write_atomic``."""
     directory = path.parent
     try:
         _make_directories(directory)
@@ -170,7 +192,7 @@ def write_atomic(path: Path, frames: NDArray[np.generic], sample_rate: int, fmt:
     placed = False
     try:
         try:
-            _write_frames(fd, name, frames, rate=sample_rate, fmt=fmt, subtype=subtype)
+            write(fd, name)
             os.fsync(fd)
             size = os.fstat(fd).st_size
         finally:

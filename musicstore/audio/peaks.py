@@ -1,0 +1,170 @@
+"""Waveform peaks for web players: the minimum and maximum of each bucket of ``samples_per_pixel`` frames.
+
+The document is audiowaveform's JSON format, version 2 (``version``, ``channels``, ``sample_rate``,
+``samples_per_pixel``, ``bits``, ``length``, ``data``: for each bucket, for each channel, min then max, as
+integers of ``bits`` bits), which peaks.js reads as is; :meth:`WaveformPeaks.normalized` gives the same
+buckets as floats in [−1, 1] per channel (wavesurfer.js's ``peaks``). A file is read in blocks, so the memory
+used is one block plus the result, whatever the length of the clip.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from numpy.typing import NDArray
+
+from musicstore.audio.arrays import as_audio, check_sample_rate
+from musicstore.audio.files import write_bytes_atomic
+from musicstore.errors import InvalidAudio, InvalidInput
+
+BITS = (8, 16)
+MAX_SAMPLES_PER_PIXEL = 1 << 20
+DEFAULT_BLOCK_FRAMES = 1 << 16
+
+
+@dataclass(frozen=True)
+class WaveformPeaks:
+    """Per bucket and channel, the minimum and maximum sample (floats, ``(length, channels, 2)``)."""
+
+    sample_rate: int
+    samples_per_pixel: int
+    bits: int
+    frames: int
+    extremes: NDArray[np.float32]
+
+    @property
+    def channels(self) -> int:
+        return int(self.extremes.shape[1])
+
+    @property
+    def length(self) -> int:
+        """Buckets (pixels); the last holds the remaining frames when they do not fill one."""
+        return int(self.extremes.shape[0])
+
+    def quantized(self) -> NDArray[np.int32]:
+        """``extremes`` as ``bits``-bit integers: ``round(x · 2^(bits−1))`` clipped to the signed range."""
+        scale = float(1 << (self.bits - 1))
+        return np.clip(np.rint(self.extremes.astype(np.float64) * scale), -scale, scale - 1).astype(np.int32)
+
+    def as_json_dict(self) -> dict[str, Any]:
+        """The audiowaveform (version 2) document."""
+        return {
+            "version": 2,
+            "channels": self.channels,
+            "sample_rate": self.sample_rate,
+            "samples_per_pixel": self.samples_per_pixel,
+            "bits": self.bits,
+            "length": self.length,
+            "data": self.quantized().reshape(-1).tolist(),
+        }
+
+    def to_json(self) -> str:
+        """The audiowaveform document as compact JSON text."""
+        return json.dumps(self.as_json_dict(), separators=(",", ":"))
+
+    def normalized(self, digits: int = 4) -> list[list[float]]:
+        """Per channel, ``[min, max, min, max, ...]`` in [−1, 1] (rounded to ``digits``)."""
+        values = np.clip(self.extremes, -1.0, 1.0).round(digits)
+        return [values[:, c, :].reshape(-1).tolist() for c in range(self.channels)]
+
+    def write(self, path: str | Path) -> int:
+        """Write the audiowaveform JSON atomically (temp file, fsync, rename); return its size in bytes."""
+        target = Path(path)
+        if target.suffix.lower() != ".json":
+            raise InvalidInput(f"{target.name}: a peaks file must end in .json")
+        return write_bytes_atomic(target, self.to_json().encode())
+
+
+def _check(samples_per_pixel: object, bits: object) -> tuple[int, int]:
+    if (
+        isinstance(samples_per_pixel, bool)
+        or not isinstance(samples_per_pixel, numbers.Integral)
+        or not 1 <= int(samples_per_pixel) <= MAX_SAMPLES_PER_PIXEL
+    ):
+        raise InvalidInput(f"samples_per_pixel must be an integer in 1–{MAX_SAMPLES_PER_PIXEL}")
+    if bits not in BITS or isinstance(bits, bool):
+        raise InvalidInput(f"bits must be 8 or 16, got {bits!r}")
+    return int(samples_per_pixel), int(bits)
+
+
+def _reduce(
+    blocks: Iterable[NDArray[np.float32]], spp: int, split: bool, channels: int
+) -> NDArray[np.float32]:
+    """Min/max per bucket over ``(C, n)`` blocks whose lengths are multiples of ``spp`` (but the last)."""
+    parts: list[NDArray[np.float32]] = []
+    for block in blocks:
+        x = block if split else block.mean(axis=0, keepdims=True, dtype=np.float32)
+        n = x.shape[1]
+        full = n - n % spp
+        rows = []
+        if full:
+            buckets = x[:, :full].reshape(x.shape[0], full // spp, spp)
+            rows.append(np.stack([buckets.min(axis=2), buckets.max(axis=2)], axis=-1))
+        if full < n:
+            tail = x[:, full:]
+            rows.append(np.stack([tail.min(axis=1), tail.max(axis=1)], axis=-1)[:, np.newaxis, :])
+        for row in rows:
+            parts.append(np.ascontiguousarray(row.transpose(1, 0, 2), dtype=np.float32))
+    out_channels = channels if split else 1
+    if not parts:
+        return np.zeros((0, out_channels, 2), dtype=np.float32)
+    return np.concatenate(parts, axis=0)
+
+
+def compute_peaks(
+    audio: Any,
+    sample_rate: int,
+    samples_per_pixel: int = 256,
+    *,
+    bits: int = 8,
+    split_channels: bool = False,
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+) -> WaveformPeaks:
+    """Peaks of a clip (tensor or array, ``(S,)`` or ``(C, S)``): channels mixed to one (their mean) unless
+    ``split_channels``; computed block by block."""
+    spp, nbits = _check(samples_per_pixel, bits)
+    rate = check_sample_rate(sample_rate)
+    x = as_audio(audio)
+    step = spp * max(1, block_frames // spp)
+    blocks = (x[:, start : start + step] for start in range(0, x.shape[1], step))
+    extremes = _reduce(blocks, spp, split_channels, x.shape[0])
+    return WaveformPeaks(rate, spp, nbits, int(x.shape[1]), extremes)
+
+
+def file_peaks(
+    path: str | Path,
+    samples_per_pixel: int = 256,
+    *,
+    bits: int = 8,
+    split_channels: bool = False,
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+) -> WaveformPeaks:
+    """Peaks of an audio file read in blocks of about ``block_frames`` frames (memory: one block)."""
+    spp, nbits = _check(samples_per_pixel, bits)
+    source = Path(path)
+    if not source.is_file():
+        raise InvalidInput(f"{source} does not exist or is not a file")
+    try:
+        with sf.SoundFile(source) as f:
+            step = spp * max(1, block_frames // spp)
+            counted = [0]
+
+            def blocks() -> Iterable[NDArray[np.float32]]:
+                for block in f.blocks(blocksize=step, dtype="float32", always_2d=True):
+                    counted[0] += block.shape[0]
+                    yield block.T
+
+            extremes = _reduce(blocks(), spp, split_channels, f.channels)
+            rate = f.samplerate
+    except sf.LibsndfileError as exc:
+        raise InvalidAudio(f"{source.name}: cannot read it as audio ({exc})") from exc
+    if not np.isfinite(extremes).all():
+        raise InvalidAudio(f"{source.name} holds NaN or infinite samples; it has no waveform to draw")
+    return WaveformPeaks(rate, spp, nbits, counted[0], extremes)

@@ -1,0 +1,122 @@
+"""Waveform peaks (musicstore.audio.peaks): the audiowaveform JSON matches a direct numpy computation, a file
+is read in bounded memory, bad input is refused before anything is written."""
+
+from __future__ import annotations
+
+import json
+import math
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from musicstore.audio import synthesize_music
+from musicstore.audio.peaks import compute_peaks, file_peaks
+from musicstore.errors import InvalidAudio, InvalidInput
+
+
+def brute_force(x: np.ndarray, spp: int, bits: int, split: bool) -> list[int]:
+    """Bucket by bucket, channel by channel, min then max, quantized as documented."""
+    signal = x if split else x.mean(axis=0, keepdims=True, dtype=np.float32)
+    scale = 2 ** (bits - 1)
+    out: list[int] = []
+    for start in range(0, signal.shape[1], spp):
+        for channel in signal:
+            bucket = channel[start : start + spp].astype(np.float64)
+            for value in (bucket.min(), bucket.max()):
+                out.append(int(min(max(round(value * scale), -scale), scale - 1)))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    frames=st.integers(1, 3000),
+    channels=st.integers(1, 3),
+    spp=st.integers(1, 700),
+    bits=st.sampled_from([8, 16]),
+    split=st.booleans(),
+    block=st.integers(1, 2000),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_peaks_match_a_direct_numpy_computation(
+    *, frames: int, channels: int, spp: int, bits: int, split: bool, block: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    x = (rng.uniform(-1.0, 1.0, (channels, frames)) * rng.uniform(0.01, 1.0)).astype(np.float32)
+    peaks = compute_peaks(x, 16_000, spp, bits=bits, split_channels=split, block_frames=block)
+    doc = json.loads(peaks.to_json())
+    assert doc["version"] == 2 and doc["bits"] == bits and doc["sample_rate"] == 16_000
+    assert doc["samples_per_pixel"] == spp and doc["length"] == math.ceil(frames / spp)
+    assert doc["channels"] == (channels if split else 1)
+    assert doc["data"] == brute_force(x, spp, bits, split)
+    normalized = peaks.normalized()
+    assert len(normalized) == doc["channels"] and all(len(c) == 2 * doc["length"] for c in normalized)
+    assert all(-1.0 <= v <= 1.0 for c in normalized for v in c)
+
+
+def test_a_file_gives_the_same_peaks_as_its_samples(tmp_path: Path) -> None:
+    audio = synthesize_music(2.0, 22_050, seed=4)
+    path = tmp_path / "clip.wav"
+    sf.write(path, audio.T, 22_050, subtype="FLOAT")
+    from_file = file_peaks(path, 300, bits=16, split_channels=True, block_frames=1000)
+    direct = compute_peaks(audio, 22_050, 300, bits=16, split_channels=True)
+    assert from_file.frames == audio.shape[1] and from_file.as_json_dict() == direct.as_json_dict()
+    out = tmp_path / "peaks" / "clip.json"
+    assert from_file.write(out) == out.stat().st_size
+    assert json.loads(out.read_text()) == direct.as_json_dict()
+
+
+def test_a_file_is_read_in_memory_bounded_by_the_block(tmp_path: Path) -> None:
+    """A 40 s clip (7.7 MB as float32) in blocks of 16,384 frames: the traced peak stays far under it."""
+    rate, seconds = 48_000, 40
+    path = tmp_path / "long.wav"
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(path, "w", rate, 1, subtype="FLOAT") as f:
+        for _ in range(seconds):
+            f.write(rng.uniform(-0.5, 0.5, rate).astype(np.float32))
+    tracemalloc.start()
+    try:
+        peaks = file_peaks(path, 512, block_frames=16_384)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    clip_bytes = rate * seconds * 4
+    assert peaks.length == math.ceil(rate * seconds / 512)
+    assert peak < 1_000_000 < clip_bytes / 7, peak
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"samples_per_pixel": 0}, InvalidInput),
+        ({"samples_per_pixel": 2.5}, InvalidInput),
+        ({"samples_per_pixel": True}, InvalidInput),
+        ({"bits": 12}, InvalidInput),
+        ({"bits": True}, InvalidInput),
+    ],
+)
+def test_bad_settings_are_refused(kwargs: dict[str, object], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        compute_peaks(np.zeros(100, dtype=np.float32), 16_000, **kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_audio_and_paths_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidAudio):
+        compute_peaks(np.array([0.0, np.nan], dtype=np.float32), 16_000)
+    with pytest.raises(InvalidInput):
+        file_peaks(tmp_path / "missing.wav")
+    (tmp_path / "junk.wav").write_bytes(b"not audio at all")
+    with pytest.raises(InvalidAudio):
+        file_peaks(tmp_path / "junk.wav")
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.array([0.0, np.nan, 0.1], dtype=np.float32), 16_000, subtype="FLOAT")
+    with pytest.raises(InvalidAudio):
+        file_peaks(nan)
+    peaks = compute_peaks(np.zeros(10, dtype=np.float32), 16_000)
+    with pytest.raises(InvalidInput):
+        peaks.write(tmp_path / "peaks.txt")
+    assert not (tmp_path / "peaks.txt").exists()
