@@ -107,8 +107,12 @@ def test_put_then_get_returns_the_bytes_checksum_and_metadata(
     assert read(filestore, key, checksum=put.checksum) == data
 
 
+@pytest.mark.parametrize("overwrite", [False, True], ids=["create", "overwrite"])
 @pytest.mark.parametrize("source", ["bytes", "file", "chunks"])
-def test_a_large_object_goes_up_in_parts_and_comes_back_whole(filestore: FileStore, source: str) -> None:
+def test_a_large_object_goes_up_and_comes_back_whole(
+    filestore: FileStore, source: str, overwrite: bool
+) -> None:
+    """Over the multipart threshold: S3 streams a conditional create in one PUT, an overwrite in parts."""
     data = hashlib.sha256(b"seed").digest() * ((2 * MIN_PART + 12345) // 32)
     given_data: Any = {
         "bytes": data,
@@ -116,7 +120,7 @@ def test_a_large_object_goes_up_in_parts_and_comes_back_whole(filestore: FileSto
         "chunks": (data[i : i + 100_000] for i in range(0, len(data), 100_000)),  # cannot seek back
     }[source]
     key = fresh_key("flac")
-    put = filestore.put(key, given_data, content_type="audio/flac")
+    put = filestore.put(key, given_data, content_type="audio/flac", overwrite=overwrite)
     assert put.checksum == filestore.head(key).checksum == hashlib.sha256(data).hexdigest()
     pieces = list(filestore.get(key))
     assert b"".join(pieces) == data and max(map(len, pieces)) <= 1 << 20
@@ -198,19 +202,25 @@ def test_a_conditional_create_refuses_an_existing_key_and_leaves_it_unchanged(fi
     assert read(filestore, key) == b"second take"
 
 
-def test_two_hosts_racing_for_one_key_exactly_one_wins(filestore: FileStore) -> None:
-    racers = 6
+@pytest.mark.parametrize(("racers", "size"), [(6, 6000), (3, MIN_PART + 1)], ids=["small", "large"])
+def test_two_hosts_racing_for_one_key_exactly_one_wins(filestore: FileStore, racers: int, size: int) -> None:
+    """Writers of different bytes start together: one wins, the others get ObjectExists, the object is the
+    winner's. Large: over the multipart threshold (S3 still sends a conditional create in one PUT, since
+    SeaweedFS checks a multipart completion's condition outside its write lock)."""
     for _ in range(2):
         key = fresh_key()
         barrier = threading.Barrier(racers)
         outcomes: list[object] = [None] * racers
+
+        def body(i: int) -> bytes:
+            return f"take {i} ".encode().ljust(size, b".")
 
         def race(
             i: int, key: str = key, barrier: threading.Barrier = barrier, outcomes: list[object] = outcomes
         ) -> None:
             barrier.wait()
             try:
-                outcomes[i] = filestore.put(key, f"take {i}".encode() * 1000).checksum
+                outcomes[i] = filestore.put(key, body(i)).checksum
             except ObjectExists as exc:
                 outcomes[i] = exc
 
@@ -222,7 +232,8 @@ def test_two_hosts_racing_for_one_key_exactly_one_wins(filestore: FileStore) -> 
         winners = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, str)]
         assert len(winners) == 1, outcomes
         assert all(isinstance(o, ObjectExists) for i, o in enumerate(outcomes) if i != winners[0])
-        assert read(filestore, key) == f"take {winners[0]}".encode() * 1000
+        assert read(filestore, key) == body(winners[0])
+    assert list(filestore.uploads()) == []
 
 
 def test_a_checksum_mismatch_is_detected_on_read(
@@ -377,6 +388,19 @@ def test_local_lists_an_interrupted_write_as_an_upload_and_aborts_it(tmp_path: P
     assert list(store.uploads()) == [] and sorted(p.name for p in (tmp_path / "2026/01/01").iterdir()) == [
         "a.wav"
     ]
+
+
+def test_local_errors_are_storage_errors(tmp_path: Path) -> None:
+    store = LocalFileStore(tmp_path / "root")
+    (store.root / "2026").write_bytes(b"a file where a folder goes")
+    with pytest.raises(StorageError, match="a symlink or a file"):
+        store.put("2026/01/x.wav", b"x")
+    store.root.joinpath("2026").unlink()
+    store.root.rmdir()
+    with pytest.raises(StorageError, match="listing"):
+        list(store.list())
+    with pytest.raises(ObjectNotFound):
+        store.head("x.wav")
 
 
 def test_open_filestore_reads_paths_and_file_urls(tmp_path: Path) -> None:

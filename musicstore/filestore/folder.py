@@ -316,8 +316,13 @@ class LocalFileStore:
     def _walk(self, prefix: str, *, temps: bool) -> Iterator[tuple[str, os.stat_result]]:
         """(key, stat) of each regular file (or each temp file) whose key starts with ``prefix``, in the
         order S3 lists keys (bytewise); one folder's names are held at a time."""
-        root = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        yield from self._walk_folder(root, "", prefix, temps)
+        try:
+            root = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            yield from self._walk_folder(root, "", prefix, temps)
+        except OSError as exc:
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(f"listing {self.url} failed: {exc.strerror or exc}") from exc
 
     def _walk_folder(
         self, fd: int, base: str, prefix: str, temps: bool
