@@ -289,6 +289,7 @@ BAD_KEYS = [
     "line\nbreak.wav",
     "del\x7f.wav",
     "x" * 1025,
+    "2026/01/.a.wav.0a1b2c3d.tmp",
 ]
 
 

@@ -33,6 +33,9 @@ _META_VALUE = re.compile(r"[\x20-\x7e]*")
 _META_TEXT = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 """A metadata value: printable ASCII, not empty, no space at either end (HTTP headers drop those)."""
 _CHECKSUM = re.compile(r"[0-9a-f]{64}")
+TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp")
+"""A write's temp file (``.<name>.<8 random>.tmp``; ``musicstore.audio.files`` makes the same): no key's
+last segment (the local backend lists them as unfinished uploads, reconcile as exports in flight)."""
 
 Source = bytes | bytearray | memoryview | IO[bytes] | Iterable[bytes]
 """What a put takes: the bytes, a binary file open for reading (read from where it stands), or chunks."""
@@ -149,6 +152,8 @@ def check_key(key: object, what: str = "key") -> str:
     for segment in key.split("/"):
         if segment in ("", ".", ".."):
             raise InvalidInput(f"{what} {key!r} has an empty, '.' or '..' segment")
+    if what == "key" and TEMP_NAME.fullmatch(key.rpartition("/")[2]):
+        raise InvalidInput(f"{what} {key!r} has the form of a write's temp file (.<name>.<8 chars>.tmp)")
     return key
 
 

@@ -17,7 +17,6 @@ import errno
 import hashlib
 import json
 import os
-import re
 import secrets
 import stat
 from collections.abc import Iterator, Mapping
@@ -27,6 +26,7 @@ from pathlib import Path
 from ..errors import InvalidInput, StorageError
 from .base import (
     CHUNK_SIZE,
+    TEMP_NAME,
     ObjectExists,
     ObjectInfo,
     ObjectNotFound,
@@ -47,8 +47,6 @@ XATTR_CHECKSUM = "user.musicstore.sha256"
 XATTR_CONTENT_TYPE = "user.mime_type"
 XATTR_METADATA = "user.musicstore.metadata"
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_TEMP = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp")
-"""A put's temp file (and ``musicstore.audio.files``' ``mkstemp`` one): ``.<name>.<8 random>.tmp``."""
 _TEMP_NAME_BYTES = 200
 _NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
 
@@ -292,7 +290,10 @@ class LocalFileStore:
             os.close(fd)
 
     def delete(self, key: str) -> bool:
-        *folders, name = check_key(key).split("/")
+        return self._remove(check_key(key))
+
+    def _remove(self, key: str) -> bool:
+        *folders, name = key.split("/")
         try:
             folder = self._folder(folders, key, create=False)
             if folder is None:
@@ -346,7 +347,7 @@ class LocalFileStore:
                         continue  # gone, or swapped for a symlink, since the scan
                     yield from self._walk_folder(child, f"{base}{name}/", prefix, temps)
                     continue
-                match = _TEMP.fullmatch(name)
+                match = TEMP_NAME.fullmatch(name)
                 if temps:
                     if not match:
                         continue
@@ -375,7 +376,7 @@ class LocalFileStore:
         """Temp files of writes that never finished (a put killed midway); ``upload_id``: the temp's path."""
         for path, info in self._walk("", temps=True):
             folder, _, name = path.rpartition("/")
-            match = _TEMP.fullmatch(name)
+            match = TEMP_NAME.fullmatch(name)
             assert match is not None
             key = f"{folder}/{match['name']}" if folder else match["name"]
             yield Upload(key, path, _when(info.st_mtime))
@@ -383,9 +384,9 @@ class LocalFileStore:
     def abort(self, upload: Upload) -> None:
         """Remove the temp file of an unfinished write."""
         path = check_key(upload.upload_id, "upload id")
-        if not _TEMP.fullmatch(path.rpartition("/")[2]):
+        if not TEMP_NAME.fullmatch(path.rpartition("/")[2]):
             raise InvalidInput(f"{path!r} is not the temp file of a write")
-        self.delete(path)
+        self._remove(path)
 
     def presigned_url(self, key: str, *, expires: int = 3600) -> str:
         """The ``file://`` URL of the file (no request is made; a file URL does not expire)."""
