@@ -1,0 +1,129 @@
+"""S3 file storage against the bare boto3 client, on a throwaway SeaweedFS server (``weed mini``, 127.0.0.1).
+
+    .venv/bin/python -m benchmarks.filestore_s3              # 21 batches per side
+    .venv/bin/python -m benchmarks.filestore_s3 --quick      # 5 batches: a smoke run
+
+The payload is a 30 s stereo 32 kHz PCM_16 clip's size (3,840,044 bytes). ``put``: ``S3FileStore.put``
+(SHA-256 first, then one conditional PUT carrying it, as metadata and as the request's checksum) against
+``put_object`` of the same bytes by the same boto3 client, to a fresh key each. ``get``: the store's
+verified stream (chunks hashed, compared at the end) against ``get_object`` read whole and hashed (the fair
+floor) and read whole (bare). Library and floor
+batches alternate; µs per operation, median batch (fastest batch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+
+from benchmarks.harness import (
+    BARE,
+    FAIR,
+    LIBRARY,
+    Plan,
+    Timed,
+    Timing,
+    alternate,
+    command,
+    load,
+    machine,
+    parser,
+    plan_of,
+)
+from musicstore.filestore import open_filestore
+from musicstore.filestore.s3 import S3FileStore
+from musicstore.testing._seaweed import start
+
+CLIP = 30 * 32_000 * 2 * 2 + 44
+BATCH = 4
+
+
+def main() -> None:
+    args = parser(__doc__, sizes=str(CLIP)).parse_args()
+    plan: Plan = plan_of(args)
+    started = load()
+    server = start()
+    try:
+        store = open_filestore(
+            f"s3://{server.bucket}/bench/",
+            endpoint_url=server.endpoint_url,
+            access_key_id=server.access_key_id,
+            secret_access_key=server.secret_access_key,
+        )
+        assert isinstance(store, S3FileStore)
+        client = store._client  # the very client the store uses: the floor is the bare call
+        payload = os.urandom(CLIP)
+        keys = itertools.count()
+
+        def put_library(k: int) -> Timed:
+            names = [f"lib/{next(keys)}.wav" for _ in range(k)]
+            return lambda: [store.put(name, payload, content_type="audio/wav") for name in names]
+
+        def put_bare(k: int) -> Timed:
+            names = [f"bench/bare/{next(keys)}.wav" for _ in range(k)]
+            return lambda: [
+                client.put_object(Bucket=store.bucket, Key=name, Body=payload, ContentType="audio/wav")
+                for name in names
+            ]
+
+        store.put("read.wav", payload, content_type="audio/wav")
+
+        def get_library(k: int) -> Timed:
+            return lambda: [b"".join(store.get("read.wav")) for _ in range(k)]
+
+        def get_fair(k: int) -> Timed:  # the bare read, hashed and compared as the store's is
+            expected = hashlib.sha256(payload).hexdigest()
+
+            def run() -> None:
+                for _ in range(k):
+                    body = client.get_object(Bucket=store.bucket, Key="bench/read.wav")["Body"].read()
+                    assert hashlib.sha256(body).hexdigest() == expected
+
+            return run
+
+        def get_bare(k: int) -> Timed:
+            return lambda: [
+                client.get_object(Bucket=store.bucket, Key="bench/read.wav")["Body"].read() for _ in range(k)
+            ]
+
+        warm = Plan(plan.batches, 2, plan.scale)
+        put = Timing(
+            CLIP, "put 30 s clip", "write", alternate({LIBRARY: put_library, BARE: put_bare}, BATCH, warm)
+        )
+        print(put.line(), flush=True)
+        get = Timing(
+            CLIP,
+            "get 30 s clip",
+            "read",
+            alternate({LIBRARY: get_library, FAIR: get_fair, BARE: get_bare}, BATCH, warm),
+        )
+        print(get.line(), flush=True)
+        timings = [put, get]
+    finally:
+        server.stop()
+    lines = [
+        f"Machine: {machine()}; SeaweedFS weed mini on 127.0.0.1.",
+        f"Load: {started} at the start, {load()} at the end.",
+        "",
+        f"    {command()}",
+        "",
+        "| operation | musicstore ms median (min) | fair floor ms | × fair | bare boto3 ms | × bare |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for t in timings:
+        cells = [t.op]
+        for side in (LIBRARY, FAIR, BARE):
+            if side not in t.times:
+                cells += ["–", "–"]
+                continue
+            cells.append(f"{t.median(side) / 1000:.1f} ({t.minimum(side) / 1000:.1f})")
+            if side != LIBRARY:
+                median, fastest = t.ratio(side)
+                cells.append(f"{median:.2f}× ({fastest:.2f}×)")
+        lines.append("| " + " | ".join(cells) + " |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
