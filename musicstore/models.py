@@ -15,15 +15,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 Row = Mapping[str, Any]
 """A database row addressed by column name."""
-RowReader = Callable[[Sequence[str]], Callable[[Sequence[Any]], Any]]
-"""Given a query's column names, the function that builds one object from one of its rows (a tuple)."""
+R = TypeVar("R")
+RowReader = Callable[[Sequence[str]], Callable[[Sequence[Any]], R]]
+"""Given a query's column names, the function that builds one object (an ``R``) from one of its rows."""
 
 
 def as_dict(names: Sequence[str]) -> Callable[[Sequence[Any]], dict[str, Any]]:
@@ -32,7 +33,7 @@ def as_dict(names: Sequence[str]) -> Callable[[Sequence[Any]], dict[str, Any]]:
     return lambda row: dict(zip(keys, row, strict=True))
 
 
-def columns(*wanted: str) -> RowReader:
+def columns(*wanted: str) -> RowReader[tuple[Any, ...]]:
     """A row reader that picks these columns, in this order, as a tuple."""
 
     def reader(names: Sequence[str]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:

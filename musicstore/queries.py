@@ -54,10 +54,10 @@ class Query:
         if returns is None:
             raise ValueError(f"query {self.name}: use no suffix, ^ or ! (musicstore runs no other kind)")
         self.returns: str = returns
-        self.builders: dict[RowReader | None, Callable[[Sequence[Any]], Any]] = {}
+        self.builders: dict[RowReader[Any] | None, Callable[[Sequence[Any]], Any]] = {}
         """Per row reader (None: ``as_dict``), what builds one row, made from this query's columns once."""
 
-    def builder(self, rows: RowReader | None, description: Sequence[Sequence[Any]]) -> Any:
+    def builder(self, rows: RowReader[Any] | None, description: Sequence[Sequence[Any]]) -> Any:
         """What builds one row for ``rows`` from a cursor's ``description`` (made on the first run)."""
         build = self.builders.get(rows)
         if build is None:
@@ -66,7 +66,7 @@ class Query:
         return build
 
 
-def execute(conn: Any, query: Query, params: dict[str, Any], rows: RowReader | None = None) -> Any:
+def execute(conn: Any, query: Query, params: dict[str, Any], rows: RowReader[Any] | None = None) -> Any:
     """Run ``query`` on a sqlite3 or psycopg connection: its rows built by ``rows`` (a list, or one or None
     for a ``^`` query), or the row count."""
     cursor = conn.execute(query.sql, params)
@@ -82,7 +82,7 @@ def execute(conn: Any, query: Query, params: dict[str, Any], rows: RowReader | N
 
 
 async def execute_async(
-    conn: Any, query: Query, params: dict[str, Any], rows: RowReader | None = None
+    conn: Any, query: Query, params: dict[str, Any], rows: RowReader[Any] | None = None
 ) -> Any:
     """``execute`` on an aiosqlite or psycopg async connection."""
     cursor = await conn.execute(query.sql, params)

@@ -35,7 +35,7 @@ from .reads import (
     get_pending_generations,
     list_generations,
 )
-from .steps import NOW, Call, Operation, Step, Steps, reader, writer
+from .steps import NOW, Call, Operation, Params, Query, Step, Steps, reader, reads_all, reads_one, writer
 from .transfer import generations_after, import_rows, prompts_after
 
 __all__ = [
@@ -48,6 +48,8 @@ __all__ = [
     "TOTALS",
     "Call",
     "Operation",
+    "Params",
+    "Query",
     "Step",
     "Steps",
     "applied_migrations",
@@ -71,6 +73,8 @@ __all__ = [
     "list_generations",
     "prompts_after",
     "reader",
+    "reads_all",
+    "reads_one",
     "requeue_expired",
     "reset_database",
     "track_prompt_usage",

@@ -7,7 +7,7 @@ from datetime import datetime
 from .. import validate
 from ..errors import DatabaseError
 from ..models import Prompt, prompt_digest
-from .steps import NOW, Call, Steps, reader, writer
+from .steps import NOW, Call, Params, Steps, reads_all, reads_one, writer
 
 PROMPT = Prompt.reader
 """Rows of ``prompts`` as ``Prompt`` objects."""
@@ -37,19 +37,14 @@ def track_prompt(text: str, now: datetime) -> Steps[tuple[bytes, Prompt]]:
     return digest, tracked
 
 
-@reader
-def get_prompt_by_text(prompt: str) -> Steps[Prompt | None]:
+@reads_one("get_prompt_by_text", PROMPT)
+def get_prompt_by_text(prompt: str) -> Params:
     """The prompt with exactly this text, or None."""
     text = validate.prompt(prompt)
-    found: Prompt | None = yield Call(
-        "get_prompt_by_text", {"digest": prompt_digest(text), "text": text}, PROMPT
-    )
-    return found
+    return {"digest": prompt_digest(text), "text": text}
 
 
-@reader
-def get_most_used_prompts(limit: int = 10) -> Steps[list[Prompt]]:
+@reads_all("most_used_prompts", PROMPT)
+def get_most_used_prompts(limit: int = 10) -> Params:
     """The most used prompts, most used first."""
-    limit = validate.integer(limit, "limit", 1, validate.MAX_PAGE)
-    prompts: list[Prompt] = yield Call("most_used_prompts", {"limit": limit}, PROMPT)
-    return prompts
+    return {"limit": validate.integer(limit, "limit", 1, validate.MAX_PAGE)}

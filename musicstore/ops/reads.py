@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
+from typing import Any
 
 from .. import validate
 from ..errors import InvalidInput
 from ..ids import check_id
 from ..models import TOTALS_COLUMNS, Generation, Page, Stats, Status, columns, to_datetime, to_micros
-from .steps import Call, Steps, reader
+from .steps import Call, Params, Steps, reader, reads_all, reads_one
 
 GENERATION = Generation.reader
 """Rows of ``generations`` as ``Generation`` objects."""
@@ -20,11 +21,10 @@ TOTALS = columns(*TOTALS_COLUMNS)
 _CURSOR_END = (datetime.max.replace(tzinfo=UTC), "~")
 
 
-@reader
-def get_generation(generation_id: str) -> Steps[Generation | None]:
+@reads_one("get_generation", GENERATION)
+def get_generation(generation_id: str) -> Params:
     """The generation with this id, or None if there is none."""
-    found: Generation | None = yield Call("get_generation", {"id": check_id(generation_id)}, GENERATION)
-    return found
+    return {"id": check_id(generation_id)}
 
 
 def _encode_cursor(item: Generation) -> str:
@@ -94,12 +94,10 @@ def get_all_generations(
     return page.items
 
 
-@reader
-def get_pending_generations(limit: int = 10) -> Steps[list[Generation]]:
+@reads_all("list_pending", GENERATION)
+def get_pending_generations(limit: int = 10) -> Params:
     """The queue, oldest first: the generations ``claim_next`` would take, in its order."""
-    limit = validate.integer(limit, "limit", 1, validate.MAX_PAGE)
-    pending: list[Generation] = yield Call("list_pending", {"limit": limit}, GENERATION)
-    return pending
+    return {"limit": validate.integer(limit, "limit", 1, validate.MAX_PAGE)}
 
 
 @reader
@@ -122,14 +120,17 @@ def count_generations(*, status: Status | str | None = None, model_name: str | N
     return int(row["n"])
 
 
-@reader
-def get_database_stats() -> Steps[Stats]:
+@reads_all("totals", TOTALS, Stats.from_totals)
+def get_database_stats() -> Params:
     """Counts by status, bytes, generation time and prompt usage, from running totals."""
-    return Stats.from_totals((yield Call("totals", {}, TOTALS)))
+    return {}
 
 
-@reader
-def applied_migrations() -> Steps[set[str]]:
+def _ids(rows: list[tuple[Any, ...]]) -> set[str]:
+    return {row[0] for row in rows}
+
+
+@reads_all("applied_migrations", columns("migration_id"), _ids)
+def applied_migrations() -> Params:
     """The ids of the yoyo migrations applied to this database."""
-    rows = yield Call("applied_migrations", {})
-    return {row["migration_id"] for row in rows}
+    return {}

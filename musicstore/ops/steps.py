@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Generator
-from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar
+from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar, overload
 
 from ..models import RowReader
 
 P = ParamSpec("P")
 T = TypeVar("T")
+R = TypeVar("R")
+Params = dict[str, Any]
 
 
 class Call(NamedTuple):
@@ -20,7 +23,7 @@ class Call(NamedTuple):
 
     name: str
     params: dict[str, Any]
-    rows: RowReader | None = None
+    rows: RowReader[Any] | None = None
 
 
 class _Now:
@@ -34,12 +37,27 @@ Step = Call | _Now
 Steps = Generator[Step, Any, T]
 
 
-class Operation(Generic[P, T]):
-    """A store operation: its steps, and whether it writes (a write runs in ``BEGIN IMMEDIATE``)."""
+class Query(NamedTuple):
+    """A read that is one named query: the query, its row reader, the function of the operation's arguments
+    that checks them and returns the parameters, and what makes the result of the rows (None: the rows)."""
 
-    def __init__(self, steps: Callable[P, Steps[T]], *, writes: bool) -> None:
+    name: str
+    rows: RowReader[Any]
+    params: Callable[..., Params]
+    finish: Callable[[Any], Any] | None
+
+
+class Operation(Generic[P, T]):
+    """A store operation: its steps, and whether it writes (a write runs in ``BEGIN IMMEDIATE``).
+
+    ``query`` is set on a read that is one named query (``reads_one``, ``reads_all``): its steps are derived
+    from it, and a driver may run it without a generator.
+    """
+
+    def __init__(self, steps: Callable[P, Steps[T]], *, writes: bool, query: Query | None = None) -> None:
         self.steps = steps
         self.writes = writes
+        self.query = query
         self.__name__ = steps.__name__
         self.__doc__ = steps.__doc__
 
@@ -52,3 +70,33 @@ def writer(steps: Callable[P, Steps[T]]) -> Operation[P, T]:
 def reader(steps: Callable[P, Steps[T]]) -> Operation[P, T]:
     """Make a generator function a reading operation (autocommit, or in the caller's transaction)."""
     return Operation(steps, writes=False)
+
+
+def _single(query: Query, params: Callable[P, Params]) -> Operation[P, Any]:
+    name, rows, finish = query.name, query.rows, query.finish
+
+    @functools.wraps(params)
+    def steps(*args: P.args, **kwargs: P.kwargs) -> Steps[Any]:
+        found = yield Call(name, params(*args, **kwargs), rows)
+        return found if finish is None else finish(found)
+
+    return Operation(steps, writes=False, query=query)
+
+
+def reads_one(name: str, rows: RowReader[R]) -> Callable[[Callable[P, Params]], Operation[P, R | None]]:
+    """Make a function of the arguments that returns the parameters a read of one row (a ``^`` query)."""
+    return lambda params: _single(Query(name, rows, params, None), params)
+
+
+@overload
+def reads_all(name: str, rows: RowReader[R]) -> Callable[[Callable[P, Params]], Operation[P, list[R]]]: ...
+@overload
+def reads_all(
+    name: str, rows: RowReader[R], finish: Callable[[list[R]], T]
+) -> Callable[[Callable[P, Params]], Operation[P, T]]: ...
+def reads_all(
+    name: str, rows: RowReader[Any], finish: Callable[[list[Any]], Any] | None = None
+) -> Callable[[Callable[P, Params]], Operation[P, Any]]:
+    """Make a function of the arguments that returns the parameters a read of a query's rows, made into the
+    operation's result by ``finish`` (default: the list of rows)."""
+    return lambda params: _single(Query(name, rows, params, finish), params)

@@ -6,23 +6,19 @@ from .. import validate
 from ..models import Generation, Prompt, prompt_digest
 from .prompts import PROMPT, digest_taken
 from .reads import GENERATION
-from .steps import Call, Steps, reader, writer
+from .steps import Call, Params, Steps, reads_all, writer
 
 
-@reader
-def prompts_after(after_id: int, limit: int) -> Steps[list[Prompt]]:
+@reads_all("prompts_after", PROMPT)
+def prompts_after(after_id: int, limit: int) -> Params:
     """Prompts with ids above ``after_id``, in id order (for paging through a whole store)."""
-    prompts: list[Prompt] = yield Call("prompts_after", {"after_id": after_id, "limit": limit}, PROMPT)
-    return prompts
+    return {"after_id": after_id, "limit": limit}
 
 
-@reader
-def generations_after(after_id: str, limit: int) -> Steps[list[Generation]]:
+@reads_all("generations_after", GENERATION)
+def generations_after(after_id: str, limit: int) -> Params:
     """Generations with ids above ``after_id``, in id order."""
-    found: list[Generation] = yield Call(
-        "generations_after", {"after_id": after_id, "limit": limit}, GENERATION
-    )
-    return found
+    return {"after_id": after_id, "limit": limit}
 
 
 @writer
