@@ -65,3 +65,7 @@ class InvalidAudio(MusicstoreError, ValueError):
 
 class StorageError(MusicstoreError, OSError):
     """Writing, renaming or removing a file under the output root failed."""
+
+
+class RenditionFailed(MusicstoreError):
+    """No encode of a rendition kept its loudness profile's true-peak ceiling; nothing was written."""

@@ -1,0 +1,82 @@
+"""How far lossy encoders push the true peak over the ceiling, before the renditions' headroom loop.
+
+    .venv/bin/python -m benchmarks.rendition_overshoot [--seconds 3]
+
+For each signal (synthesised music at two drum levels, a click track, and the true-peak test corpus: noise
+bursts, hard-edged near-Nyquist sines, chirps to Nyquist, a dynamic bed, square and sawtooth waves, clipped
+noise) at 44.1 kHz (Opus: resampled to 48 kHz), levelled to −14 LUFS under −1 dBTP exactly as a rendition's
+first attempt with no headroom, each codec encodes it; the decoded file's true peak minus the ceiling and
+its loudness minus the levelled input's are printed, then each codec's largest overshoot and loudness change.
+Not a timing benchmark: the figures are the codecs', and docs/renditions.md quotes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from musicstore.audio import click_track, synthesize_music
+from musicstore.audio.limiter import LimiterSettings, level
+from musicstore.audio.loudness import BlockPower
+from musicstore.audio.renditions import RenditionSpec, _encode, _measure, _resample
+from musicstore.audio.truepeak import to_db
+from tests.test_truepeak_ideal import KINDS, corpus
+
+CODECS = {
+    "mp3 CBR 128": RenditionSpec("mp3", 128),
+    "mp3 CBR 320": RenditionSpec("mp3", 320),
+    "mp3 VBR V2": RenditionSpec("mp3", bitrate_mode="variable", quality=2),
+    "opus 64": RenditionSpec("opus", 64),
+    "opus 128": RenditionSpec("opus", 128),
+    "vorbis q3": RenditionSpec("vorbis", quality=3),
+    "vorbis q6": RenditionSpec("vorbis", quality=6),
+    "flac 16": RenditionSpec("flac"),
+}
+
+
+def signals(seconds: float, rate: int) -> dict[str, np.ndarray]:
+    out = {
+        "music": synthesize_music(seconds, rate, seed=1),
+        "music, loud drums": synthesize_music(seconds, rate, seed=2, drums=2.0),
+        "click track": np.repeat(click_track(150.0, seconds, rate), 2, axis=0),
+    }
+    for kind in KINDS:
+        out[kind] = corpus(kind, rate, seconds, seed=7) * np.float32(0.5)
+    return out
+
+
+def main() -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    rate, target, ceiling = 44_100, -14.0, -1.0
+    worst: dict[str, list[float]] = {name: [] for name in CODECS}
+    misses: dict[str, list[float]] = {name: [] for name in CODECS}
+    print("| signal | " + " | ".join(CODECS) + " |")
+    print("|---|" + "---:|" * len(CODECS))
+    rng = np.random.default_rng(0)
+    for name, audio in signals(args.seconds, rate).items():
+        cells = []
+        for codec_name, spec in CODECS.items():
+            codec = spec.settings(rate, audio.shape[0])
+            x = _resample(audio, rate, codec.sample_rate)
+            leveled = level(
+                x, BlockPower.measure(x, codec.sample_rate), target_lufs=target, ceiling_dbtp=ceiling,
+                limiter=True, settings=LimiterSettings(),
+            )  # fmt: skip
+            loudness, peak, _ = _measure(_encode(leveled.audio, codec, rng))
+            over, miss = to_db(peak) - ceiling, loudness - leveled.loudness
+            worst[codec_name].append(over)
+            misses[codec_name].append(miss)
+            cells.append(f"{over:+.2f} / {miss:+.2f}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\ncodec: largest true-peak overshoot (dB), loudness change range (LU)")
+    for codec_name in CODECS:
+        low, high = min(misses[codec_name]), max(misses[codec_name])
+        print(f"- {codec_name}: {max(worst[codec_name]):+.2f} dB; {low:+.2f} to {high:+.2f} LU")
+
+
+if __name__ == "__main__":
+    main()

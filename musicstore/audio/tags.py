@@ -1,0 +1,198 @@
+"""Provenance and loudness tags embedded in an encoded file (in memory, before it is written), with mutagen.
+
+- Vorbis comments (Ogg Vorbis, Ogg Opus, FLAC): ``TITLE`` and ``COMMENT`` (the prompt), ``MODEL``,
+  ``MODEL_VERSION``, ``SEED``, ``GENERATION_ID``, ``CREATION_TIME`` (ISO 8601, UTC), ``DATE``; loudness:
+  ``REPLAYGAIN_TRACK_GAIN``/``REPLAYGAIN_TRACK_PEAK``, or for Opus ``R128_TRACK_GAIN`` only.
+- ID3v2.4 (MP3, and WAV's ``id3 `` chunk): ``TIT2`` and ``COMM`` (the prompt), ``TDRC``, and ``TXXX`` frames
+  with the names above (loudness: ``REPLAYGAIN_TRACK_GAIN``/``_PEAK``).
+- WAV ``LIST/INFO`` (besides the ``id3 `` chunk): ``INAM`` and ``ICMT`` (the prompt), ``ISFT``, ``ICRD``.
+
+ReplayGain 2.0: the track gain is −18 LUFS minus the measured loudness ("-4.02 dB"), the peak the linear
+true peak ("0.891251"). Opus (RFC 7845 §5.2.1): ``R128_TRACK_GAIN`` is the gain to −23 LUFS in Q7.8 (an
+integer, 1/256 dB), and ReplayGain tags are left out. Every text is stored exactly (quotes, newlines, any
+script, 20,000 characters); INFO strings are UTF-8.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import math
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from musicstore import validate
+from musicstore.errors import InvalidInput
+
+REPLAYGAIN_REFERENCE_LUFS = -18.0
+R128_REFERENCE_LUFS = -23.0
+SEED_RANGE = (-(1 << 63), (1 << 64) - 1)
+INSTALL_HINT = "install musicstore's renditions extra: pip install 'musicstore[renditions]'"
+_FIELDS = (("MODEL", "model_name"), ("MODEL_VERSION", "model_version"), ("GENERATION_ID", "generation_id"))
+
+
+def _mutagen(module: str) -> Any:
+    """A mutagen module (an optional dependency, untyped: used through ``Any``)."""
+    try:
+        return importlib.import_module(f"mutagen.{module}")
+    except ImportError as exc:
+        raise ImportError(f"tags need mutagen: {INSTALL_HINT}") from exc
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a clip came from; checked when made (``InvalidInput``)."""
+
+    prompt: str
+    model_name: str | None = None
+    model_version: str | None = None
+    seed: int | None = None
+    generation_id: str | None = None
+    created_at: datetime | None = None  # timezone-aware; stored in UTC
+
+    def __post_init__(self) -> None:
+        validate.prompt(self.prompt)
+        validate.name(self.model_name, "model_name", optional=True)
+        validate.name(self.model_version, "model_version", optional=True)
+        validate.name(self.generation_id, "generation_id", optional=True)
+        if self.seed is not None:
+            validate.integer(self.seed, "seed", *SEED_RANGE)
+        if self.created_at is not None:
+            if not isinstance(self.created_at, datetime) or self.created_at.tzinfo is None:
+                raise InvalidInput("created_at must be a timezone-aware datetime")
+            object.__setattr__(self, "created_at", self.created_at.astimezone(UTC))
+
+    def fields(self) -> dict[str, str]:
+        """The custom text fields, by their tag names (absent values left out)."""
+        out = {key: getattr(self, attr) for key, attr in _FIELDS if getattr(self, attr) is not None}
+        if self.seed is not None:
+            out["SEED"] = str(self.seed)
+        if self.created_at is not None:
+            out["CREATION_TIME"] = self.created_at.isoformat()
+        return out
+
+
+@dataclass(frozen=True)
+class LoudnessTags:
+    """Measured loudness (LUFS) and true peak (linear) of the file as decoded."""
+
+    loudness_lufs: float
+    true_peak: float
+
+    def replaygain(self) -> dict[str, str]:
+        if not math.isfinite(self.loudness_lufs):
+            return {}
+        return {
+            "REPLAYGAIN_TRACK_GAIN": f"{REPLAYGAIN_REFERENCE_LUFS - self.loudness_lufs:.2f} dB",
+            "REPLAYGAIN_TRACK_PEAK": f"{self.true_peak:.6f}",
+        }
+
+    def r128(self) -> dict[str, str]:
+        if not math.isfinite(self.loudness_lufs):
+            return {}
+        q78 = round(256.0 * (R128_REFERENCE_LUFS - self.loudness_lufs))
+        return {"R128_TRACK_GAIN": str(max(-32768, min(32767, q78)))}
+
+
+def vorbis_comments(
+    provenance: Provenance | None, loudness: LoudnessTags | None, *, opus: bool
+) -> dict[str, str]:
+    """The Vorbis comments written for Ogg Vorbis, FLAC (``opus=False``) or Ogg Opus."""
+    out: dict[str, str] = {}
+    if provenance is not None:
+        out |= {"TITLE": provenance.prompt, "COMMENT": provenance.prompt, **provenance.fields()}
+        if provenance.created_at is not None:
+            out["DATE"] = provenance.created_at.date().isoformat()
+    if loudness is not None:
+        out |= loudness.r128() if opus else loudness.replaygain()
+    return out
+
+
+def _id3(provenance: Provenance | None, loudness: LoudnessTags | None) -> Any:
+    m = _mutagen("id3")
+    tags = m.ID3()
+    if provenance is not None:
+        tags.add(m.TIT2(encoding=3, text=[provenance.prompt]))
+        tags.add(m.COMM(encoding=3, lang="eng", desc="", text=[provenance.prompt]))
+        if provenance.created_at is not None:
+            stamp = provenance.created_at.strftime("%Y-%m-%dT%H:%M:%S")
+            tags.add(m.TDRC(encoding=3, text=[m.ID3TimeStamp(stamp)]))
+    fields = provenance.fields() if provenance is not None else {}
+    for key, value in (fields | (loudness.replaygain() if loudness is not None else {})).items():
+        tags.add(m.TXXX(encoding=3, desc=key, text=[value]))
+    return tags
+
+
+def _info_chunk(provenance: Provenance) -> bytes:
+    """A RIFF ``LIST`` chunk of type ``INFO``: NUL-terminated UTF-8 strings, each padded to an even size."""
+    entries = [(b"INAM", provenance.prompt), (b"ICMT", provenance.prompt), (b"ISFT", "musicstore")]
+    if provenance.created_at is not None:
+        entries.append((b"ICRD", provenance.created_at.date().isoformat()))
+    body = b"INFO"
+    for key, value in entries:
+        data = value.encode() + b"\x00"
+        body += key + struct.pack("<I", len(data)) + data + (b"\x00" if len(data) % 2 else b"")
+    return b"LIST" + struct.pack("<I", len(body)) + body
+
+
+def _append_chunk(wav: bytes, chunk: bytes) -> bytes:
+    if wav[:4] != b"RIFF" or wav[8:12] != b"WAVE":
+        raise InvalidInput("not a RIFF/WAVE file: cannot add an INFO chunk")
+    riff = wav[: 8 + struct.unpack("<I", wav[4:8])[0]]
+    riff += b"\x00" if len(riff) % 2 else b""
+    out = riff + chunk
+    return out[:4] + struct.pack("<I", len(out) - 8) + out[8:]
+
+
+def embed(data: bytes, fmt: str, provenance: Provenance | None, loudness: LoudnessTags | None) -> bytes:
+    """``data`` (an encoded ``mp3``, ``opus``, ``vorbis``, ``flac`` or ``wav`` file) with the tags added."""
+    buffer = io.BytesIO(data)
+    if fmt in ("opus", "vorbis", "flac"):
+        module, name = {
+            "opus": ("oggopus", "OggOpus"),
+            "vorbis": ("oggvorbis", "OggVorbis"),
+            "flac": ("flac", "FLAC"),
+        }[fmt]
+        handler = getattr(_mutagen(module), name)(buffer)
+        if handler.tags is None:
+            handler.add_tags()
+        for key, value in vorbis_comments(provenance, loudness, opus=fmt == "opus").items():
+            handler.tags[key] = [value]
+        buffer.seek(0)
+        handler.save(buffer)
+        return buffer.getvalue()
+    if fmt == "mp3":
+        _id3(provenance, loudness).save(buffer, v2_version=4, v1=0)
+        return buffer.getvalue()
+    if fmt == "wav":
+        if provenance is not None:
+            buffer = io.BytesIO(_append_chunk(data, _info_chunk(provenance)))
+        wave = _mutagen("wave").WAVE(buffer)
+        wave.add_tags()
+        for frame in _id3(provenance, loudness).values():
+            wave.tags.add(frame)
+        buffer.seek(0)
+        wave.save(buffer, v2_version=4)
+        return buffer.getvalue()
+    raise InvalidInput(f"cannot tag format {fmt!r}")
+
+
+def read_wav_info(path: str | Path) -> dict[str, str]:
+    """The ``LIST/INFO`` strings of a WAV file (UTF-8), by their four-letter ids."""
+    data = Path(path).read_bytes()
+    out: dict[str, str] = {}
+    position = 12
+    while position + 8 <= len(data):
+        key, size = data[position : position + 4], struct.unpack("<I", data[position + 4 : position + 8])[0]
+        body = data[position + 8 : position + 8 + size]
+        if key == b"LIST" and body[:4] == b"INFO":
+            inner = 4
+            while inner + 8 <= len(body):
+                sub, length = body[inner : inner + 4], struct.unpack("<I", body[inner + 4 : inner + 8])[0]
+                out[sub.decode("ascii")] = body[inner + 8 : inner + 8 + length].rstrip(b"\x00").decode()
+                inner += 8 + length + length % 2
+        position += 8 + size + size % 2
+    return out
