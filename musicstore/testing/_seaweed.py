@@ -74,6 +74,7 @@ class Server:
     region: str = REGION
     sockets: list[Path] = field(default_factory=list)
     """Unix sockets it makes outside ``base`` (removed by ``stop``)."""
+    command: list[str] = field(default_factory=list)
 
     @property
     def options(self) -> dict[str, str]:
@@ -112,6 +113,18 @@ class Server:
         path = self.base / "weed.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
+    def kill(self) -> None:
+        """End the server at once (SIGKILL), as a crash would; its data stays for ``restart``."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def restart(self) -> None:
+        """Start it again on the same folder and ports (after ``kill``), and wait until it answers."""
+        self.kill()
+        self.process = _launch(self.command, self.base)
+        _wait(self, time.monotonic() + START_TIMEOUT)
+
     def stop(self) -> None:
         try:
             if self.process.poll() is None:
@@ -140,6 +153,18 @@ def _command(weed: Path, base: Path, ports: dict[str, int]) -> list[str]:
         f"-s3.config={base / 's3.json'}",
         f"-bucket={BUCKET}",
     ]
+
+
+def _launch(command: list[str], base: Path) -> subprocess.Popen[bytes]:
+    with open(base / "weed.log", "ab") as log:
+        return subprocess.Popen(
+            command,
+            cwd=base,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C in the terminal reaches pytest, which stops it in order
+        )
 
 
 def _wait(server: Server, deadline: float) -> None:
@@ -177,16 +202,10 @@ def start(tries: int = 3) -> Server:
         }
         (base / "s3.json").write_text(json.dumps({"identities": [identity]}))
         ports = dict(zip(_PORTS, _free_ports(len(_PORTS)), strict=True))
-        with open(base / "weed.log", "wb") as log:
-            process = subprocess.Popen(
-                _command(weed, base, ports),
-                cwd=base,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a Ctrl-C in the terminal reaches pytest, which stops it in order
-            )
+        command = _command(weed, base, ports)
+        process = _launch(command, base)
         server = Server(base, process, f"http://127.0.0.1:{ports['s3.port']}", access, secret)
+        server.command = command
         server.sockets = [  # weed puts these in /tmp whatever $TMPDIR says, and leaves them there
             Path(f"/tmp/seaweedfs-{name.partition('.')[0]}-grpc-{port}.sock")
             for name, port in ports.items()
