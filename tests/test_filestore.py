@@ -6,6 +6,7 @@ Each test runs once per backend through ``filestore``; the S3 half uses musicsto
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import itertools
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from musicstore.errors import InvalidInput, StorageError
 from musicstore.filestore import (
+    AsyncFileStore,
     ChecksumMismatch,
     FileStore,
     LocalFileStore,
@@ -358,6 +360,35 @@ def test_a_missing_object_is_object_not_found(filestore: FileStore) -> None:
             call("2026/01/01/missing.wav")
         assert isinstance(caught.value, StorageError) and isinstance(caught.value, FileNotFoundError)
     assert filestore.delete("2026/01/01/missing.wav") is False
+
+
+def test_the_async_face_runs_the_same_operations(
+    filestore: FileStore, request: pytest.FixtureRequest
+) -> None:
+    async def main() -> None:
+        async with AsyncFileStore(filestore) as store:
+            put = await store.put("a/b.wav", b"x" * 10_000, metadata={"bpm": "90"})
+            assert (await store.head("a/b.wav")).checksum == put.checksum
+            assert [chunk async for chunk in await store.get("a/b.wav", chunk_size=4096)] == [
+                b"x" * 4096,
+                b"x" * 4096,
+                b"x" * 1808,
+            ]
+            assert await store.read("a/b.wav", checksum=put.checksum) == b"x" * 10_000
+            await asyncio.gather(*(store.put(f"a/{n}.wav", b"y") for n in range(5)))
+            assert len([info async for info in store.list("a/", page_size=2)]) == 6
+            with pytest.raises(ObjectNotFound):
+                await store.get("a/missing.wav")  # raised at the call, before any chunk
+            with pytest.raises(ObjectExists):
+                await store.put("a/b.wav", b"z")
+            tamper(request, filestore, "a/b.wav", b"X" * 10_000)
+            with pytest.raises(ChecksumMismatch):
+                async for _ in await store.get("a/b.wav"):
+                    pass
+            assert "a/b.wav" in await store.presigned_url("a/b.wav")
+            assert await store.delete("a/b.wav") and [u async for u in store.uploads()] == []
+
+    asyncio.run(main())
 
 
 # --- local only --------------------------------------------------------------------------------------------

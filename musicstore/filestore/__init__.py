@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from ..errors import InvalidInput
+from .aio import AsyncFileStore
 from .base import (
     ChecksumMismatch,
     FileStore,
@@ -107,6 +108,7 @@ def _s3_location(url: str) -> tuple[str, str]:
 
 
 __all__ = [
+    "AsyncFileStore",
     "ChecksumMismatch",
     "FileStore",
     "LocalFileStore",
