@@ -119,7 +119,7 @@ def _far_spectrum(first: int, last: int, step: int, size: int) -> NDArray[np.com
     """The FFT of :func:`_far_taps` over the anti-alias filter's response (undoing its passband), kept for
     the next clip of the same length (and its re-checks)."""
     spectrum: NDArray[np.complex64] = sp_fft.rfft(_far_taps(first, last, step), size)
-    spectrum /= _lowpass_response(step, size).astype(np.float32)
+    spectrum /= _lowpass_response(step, size)
     spectrum.flags.writeable = False
     return spectrum
 
@@ -144,14 +144,20 @@ def _lowpass(step: int) -> NDArray[np.float64]:
     return taps
 
 
-def _lowpass_response(step: int, size: int) -> NDArray[np.float64]:
-    """The filter's (real, zero-phase) response at the ``size // 2 + 1`` bins of the decimated grid."""
+def _lowpass_response(step: int, size: int) -> NDArray[np.float32]:
+    """The filter's (real, zero-phase) response at the ``size // 2 + 1`` bins of the decimated grid:
+    ``h[half] + 2 sum_k h[half + k] cos(k theta)``, the cosines by Chebyshev's recurrence (one array
+    of each at a time, not a bins-by-taps matrix)."""
     taps = _lowpass(step)
     half = taps.shape[0] // 2
-    f = np.arange(size // 2 + 1) / (size * step)  # z's frequency, cycles per sample
-    cosines = np.cos(2 * np.pi * f[:, None] * np.arange(1, half + 1))
-    response: NDArray[np.float64] = taps[half] + 2 * cosines @ taps[half + 1 :]
-    return response
+    theta = np.arange(size // 2 + 1) * (2 * np.pi / (size * step))  # z's frequency, radians per sample
+    one = np.cos(theta)
+    response = np.full(theta.shape[0], taps[half])
+    previous, current = np.ones_like(one), one.copy()
+    for k in range(1, half + 1):
+        response += 2 * taps[half + k] * current
+        previous, current = current, 2 * one * current - previous
+    return response.astype(np.float32)
 
 
 def _decimated_low_band(x: NDArray[np.float32], count: int, step: int) -> NDArray[np.float32]:
@@ -163,15 +169,18 @@ def _decimated_low_band(x: NDArray[np.float32], count: int, step: int) -> NDArra
     taps = _lowpass(step)
     half = taps.shape[0] // 2
     width = -(-taps.shape[0] // step) * step
-    reversed_taps = np.zeros(width, dtype=np.float32)  # low[j] = sum_u T[u] padded[step j + u]
+    reversed_taps = np.zeros(width, dtype=np.float32)  # low[j] = sum_u T[u] x[step j + u - half]
     reversed_taps[: taps.shape[0]] = (taps * np.where(np.arange(taps.shape[0]) % 2, -1.0, 1.0))[::-1]
-    padded = np.zeros(step * count + width, dtype=np.float32)  # x[n] at n + half
-    padded[half : half + x.shape[0]] = x
-    windows = sliding_window_view(padded, width)[::step]
     low = np.empty(count, dtype=np.float32)
-    for begin in range(0, count, _LOWPASS_CHUNK):
+    part = np.zeros(step * _LOWPASS_CHUNK + width, dtype=np.float32)  # x from step begin - half on
+    for begin in range(0, count, _LOWPASS_CHUNK):  # a chunk at a time: no padded copy of the clip
         end = min(begin + _LOWPASS_CHUNK, count)
-        np.matmul(np.ascontiguousarray(windows[begin:end]), reversed_taps, out=low[begin:end])
+        first, last = step * begin - half, step * (end - 1) + width - half  # samples first..last - 1
+        used = last - first
+        part[:used] = 0.0
+        part[max(0, -first) : min(used, x.shape[0] - first)] = x[max(0, first) : min(last, x.shape[0])]
+        windows = sliding_window_view(part[:used], width)[::step]
+        np.matmul(windows, reversed_taps, out=low[begin:end])
     return low
 
 

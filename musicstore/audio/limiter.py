@@ -36,6 +36,7 @@ from musicstore.audio.truepeak import (
 log = logging.getLogger("musicstore.audio")
 
 CEILING_MARGIN_DB = 0.01  # below the ceiling, for dither and float rounding
+CURVE_MARGIN_DB = 0.02  # the curve aims this far under the detector ceiling: its first check then passes
 AIM_LU = 0.005  # how close the prediction is driven to the target
 EXACT_TOLERANCE_LU = 0.02  # beyond this the exact measurement triggers a corrected search
 _REDUCTION_EPS = from_db(-0.01)
@@ -197,9 +198,10 @@ def level(
     peak_need = float(need.max())
     shape = _Shape(settings, blocks.sample_rate)
     upper = min(gain * from_db(depth_db), ceiling * from_db(depth_db) / peak_need)
-    region = _region(need, upper, ceiling, shape.reach)
+    aim = ceiling * from_db(-CURVE_MARGIN_DB)
+    region = _region(need, upper, aim, shape.reach)
     del peaks, need  # keep memory low
-    leveled = _Limiter(x, blocks, ceiling, shape).limit(region, target_lufs, gain, upper)
+    leveled = _Limiter(x, blocks, ceiling, aim, shape).limit(region, target_lufs, gain, upper)
     return replace(leveled, measure_seconds=measured + leveled.measure_seconds)
 
 
@@ -216,8 +218,10 @@ def _static(
 class _Limiter:
     """Limits one clip: the curve over its region, the checks on the output, the exact measurement."""
 
-    def __init__(self, x: NDArray[np.float32], blocks: BlockPower, ceiling: float, shape: _Shape) -> None:
-        self.x, self.blocks, self.ceiling, self.shape = x, blocks, ceiling, shape
+    def __init__(
+        self, x: NDArray[np.float32], blocks: BlockPower, ceiling: float, aim: float, shape: _Shape
+    ) -> None:
+        self.x, self.blocks, self.ceiling, self.aim, self.shape = x, blocks, ceiling, aim, shape
 
     def limit(self, region: _Region, target: float, gain: float, upper: float) -> Leveled:
         """Search the gain, apply and verify the curve, measure exactly; correct the aim if needed."""
@@ -232,7 +236,7 @@ class _Limiter:
                 target=aim,
                 start=gain,
                 upper=upper,
-                ceiling=self.ceiling,
+                ceiling=self.aim,
             )
             out, g, checked = self._apply_checked(chosen, region)
             measured = integrated_loudness(out, self.blocks.sample_rate).lufs
@@ -262,7 +266,7 @@ class _Limiter:
         inside[region.index] = True
         inside[region.index + 1] = True
         for _ in range(8):
-            g = self.shape.curve(region.need, gain, ceiling)
+            g = self.shape.curve(region.need, gain, self.aim)
             out[:, region.index] = scaled * g
             checked = peak_map(out, ceiling)
             over = checked.values > ceiling

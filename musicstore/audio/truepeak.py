@@ -230,18 +230,18 @@ def peak_map(audio: NDArray[np.float32], floor: float | None = None, far: FarFie
     far_blocks = far.block_bound(blocks)
     bound = span_bounds(audio, envelope)
     bound += far_blocks[np.arange(bound.shape[0]) * _SPAN // BLOCK]
-    spans = np.flatnonzero(bound > level)
-    rows: Rows = (spans[:, None] * _SPAN + np.arange(_SPAN)).ravel()
-    ends = np.concatenate([np.arange(2 * BLOCK), np.arange(samples + 1 - 2 * BLOCK, samples + 1)])
-    rows = np.union1d(rows[rows <= samples], ends[(ends >= 0) & (ends <= samples)])  # looped readings
-    rows = rows.astype(np.int32 if samples < 2**31 - 1 else np.int64)
+    bound[: 2 * BLOCK // _SPAN] = np.inf  # the looped readings at the ends: always measured
+    bound[max(0, samples + 1 - 2 * BLOCK) // _SPAN :] = np.inf
+    spans = np.flatnonzero(bound > level).astype(np.int32 if samples < 2**31 - _SPAN else np.int64)
+    every = (spans[:, None] * _SPAN + np.arange(_SPAN, dtype=spans.dtype)).ravel()
+    rows: Rows = every[every <= samples]
     far_bound = far_blocks[rows // BLOCK]
     screened = _screen().peaks(audio, rows)
     quarter = screened[:, 0] + far_bound  # ≥ |reconstruction| there
     annex = screened[:, 1]
-    padded = np.zeros(samples + 2, dtype=np.float32)
-    padded[1:-1] = envelope
-    local = np.maximum(quarter, np.maximum(padded[rows], padded[rows + 1]))  # samples m - 1 and m
+    before = np.where(rows > 0, envelope[np.maximum(rows - 1, 0)], np.float32(0.0))  # sample m - 1
+    after = np.where(rows < samples, envelope[np.minimum(rows, samples - 1)], np.float32(0.0))  # m
+    local = np.maximum(quarter, np.maximum(before, after))
     grid_peak = max(float(envelope.max()), float(quarter.max(initial=0.0)))
     threshold = level - _SCREEN_SLACK * grid_peak
     edge = (rows < 2 * BLOCK) | (rows > samples - 2 * BLOCK)  # looped readings there: always measured
