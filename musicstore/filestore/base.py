@@ -27,7 +27,8 @@ MAX_URL_SECONDS = 7 * 24 * 3600
 CHECKSUM_FIELD = "sha256"
 """The metadata name the checksum is kept under (reserved: user metadata may not use it)."""
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""Unicode's control characters (category Cc: C0, DEL, C1)."""
 _META_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _META_VALUE = re.compile(r"[\x20-\x7e]*")
 _META_TEXT = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
