@@ -8,19 +8,25 @@ noise) at 44.1 kHz (Opus: resampled to 48 kHz), levelled to −14 LUFS under −
 first attempt with no headroom, each codec encodes it; the decoded file's true peak minus the ceiling and
 its loudness minus the levelled input's are printed, then each codec's largest overshoot and loudness change.
 Not a timing benchmark: the figures are the codecs', and docs/renditions.md quotes them.
+
+With ``--loop``, each cell is a whole ``render_audio`` at the ``streaming`` profile with the default options
+instead: encodes used, the decoded true peak minus the ceiling, the loudness minus the target, and the status.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
 from musicstore.audio import click_track, synthesize_music
 from musicstore.audio.limiter import LimiterSettings, level
 from musicstore.audio.loudness import BlockPower
-from musicstore.audio.renditions import RenditionSpec, _encode, _measure, _resample
+from musicstore.audio.renditions import RenditionSpec, _encode, _measure, _resample, render_audio
 from musicstore.audio.truepeak import to_db
+from musicstore.errors import RenditionFailed
 from tests.test_truepeak_ideal import KINDS, corpus
 
 CODECS = {
@@ -50,7 +56,11 @@ def main() -> None:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--loop", action="store_true", help="whole renditions, with the headroom loop")
     args = parser.parse_args()
+    if args.loop:
+        loop(args.seconds)
+        return
     rate, target, ceiling = 44_100, -14.0, -1.0
     worst: dict[str, list[float]] = {name: [] for name in CODECS}
     misses: dict[str, list[float]] = {name: [] for name in CODECS}
@@ -76,6 +86,33 @@ def main() -> None:
     for codec_name in CODECS:
         low, high = min(misses[codec_name]), max(misses[codec_name])
         print(f"- {codec_name}: {max(worst[codec_name]):+.2f} dB; {low:+.2f} to {high:+.2f} LU")
+
+
+def loop(seconds: float) -> None:
+    rate, target, ceiling = 44_100, -14.0, -1.0
+    print("| signal | " + " | ".join(CODECS) + " |")
+    print("|---|" + "---:|" * len(CODECS))
+    worst, attempts = -99.0, [0] * 11
+    statuses: dict[str, int] = {}
+    root = Path(tempfile.mkdtemp())
+    for name, audio in signals(seconds, rate).items():
+        cells = []
+        for spec in CODECS.values():
+            ext = {"mp3": "mp3", "opus": "opus", "vorbis": "ogg", "flac": "flac"}[spec.format]
+            try:
+                r = render_audio(audio, rate, root / f"x.{ext}", spec, "streaming")
+            except RenditionFailed:
+                cells.append("RenditionFailed")
+                statuses["failed"] = statuses.get("failed", 0) + 1
+                continue
+            over = r.true_peak - ceiling
+            worst = max(worst, over)
+            attempts[len(r.attempts)] += 1
+            statuses[r.status] = statuses.get(r.status, 0) + 1
+            cells.append(f"{len(r.attempts)}: {over:+.2f} / {r.loudness - target:+.2f} {r.status}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"\nlargest final true peak minus the ceiling: {worst:+.2f} dB")
+    print("encodes used:", {n: c for n, c in enumerate(attempts) if c}, "statuses:", statuses)
 
 
 if __name__ == "__main__":

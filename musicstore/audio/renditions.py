@@ -477,12 +477,18 @@ def _attempts(
         if over <= 0.0 and done:
             break
         stuck = levelled < aim - profile.tolerance_lu / 2  # the limiter's depth cap: more gain cannot help
-        if over <= 0.0 and stuck:
-            break
+        previous = (headroom, offset)
         if over > 0.0:
             headroom = min(MAX_HEADROOM_DB, headroom + over + opts.margin_db)
-        if math.isfinite(miss) and abs(miss) > profile.tolerance_lu / 2 and unchanged is None:
+        elif stuck:  # too quiet under a ceiling it keeps: give back the headroom it did not need, if any
+            unused = -over - opts.margin_db
+            if miss <= 0.0 or unused <= 0.0 or headroom <= 0.0:
+                break
+            headroom = max(0.0, headroom - unused)
+        if not stuck and math.isfinite(miss) and abs(miss) > profile.tolerance_lu / 2 and unchanged is None:
             offset = min(MAX_CORRECTION_DB, max(-MAX_CORRECTION_DB, offset + miss))
+        if (headroom, offset) == previous:
+            break  # nothing left to change (the correction is at its bound)
     if best is None:
         last = attempts[-1]
         raise RenditionFailed(
