@@ -137,9 +137,9 @@ def test_the_weed_binary_is_found_where_pip_puts_it() -> None:
 # --- the server killed mid-upload --------------------------------------------------------------------------
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def own_server(musicstore_s3_server: Any) -> Iterator[Any]:
-    """A server of the test's own (it gets killed), started only where the session's could start."""
+    """A server of this module's own (the tests kill it), started only where the session's could start."""
     from musicstore.testing._seaweed import start
 
     server = start()
@@ -186,8 +186,8 @@ def test_the_server_killed_mid_upload_leaves_no_object(own_server: Any, overwrit
     StorageError, and once the server is back there is no object at the key. A multipart upload the
     client could not abort is listed by uploads() and aborted."""
     store = S3FileStore(
-        own_server.bucket, "p/", multipart_threshold=MIN_PART, part_size=MIN_PART, max_attempts=2,
-        **own_server.options,
+        own_server.bucket, f"killed-{overwrite}/", multipart_threshold=MIN_PART, part_size=MIN_PART,
+        max_attempts=2, **own_server.options,
     )  # fmt: skip
     data = bytes(range(256)) * ((2 * MIN_PART + 4096) // 256)
     with pytest.raises(StorageError, match=r"cannot reach|failed") as caught:
