@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 from numpy.typing import NDArray
 from scipy import fft as sp_fft
 from scipy.ndimage import maximum_filter1d
@@ -179,8 +179,8 @@ def _decimated_low_band(x: NDArray[np.float32], count: int, step: int) -> NDArra
         used = last - first
         part[:used] = 0.0
         part[max(0, -first) : min(used, x.shape[0] - first)] = x[max(0, first) : min(last, x.shape[0])]
-        windows = sliding_window_view(part[:used], width)[::step]
-        np.matmul(windows, reversed_taps, out=low[begin:end])
+        windows = as_strided(part, (end - begin, width), (step * part.strides[0], part.strides[0]))
+        np.matmul(np.ascontiguousarray(windows), reversed_taps, out=low[begin:end])  # BLAS: contiguous
     return low
 
 
