@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from musicstore import Generation, InvalidInput, Prompt, Stats, Store
+from musicstore import Generation, InvalidInput, Prompt, Stats, Status, Store
 from musicstore.maintenance.transfer import copy_store
 from musicstore.ops import import_rows, prompts_after
 from tests.conftest import FakeClock, new_job
@@ -117,3 +117,23 @@ def test_a_row_the_target_cannot_store_is_named_and_nothing_is_copied(
                 copy_store(source, target, batch=2)
             assert "DatabaseError" not in type(raised.value).__name__
             assert target.count_generations() == 0 and target.get_most_used_prompts(10) == []
+
+
+def test_import_rows_checks_every_row_before_it_writes(store: Store, clock: FakeClock) -> None:
+    """A direct import_rows: the bad row is named, the good row before it is not written either, and a
+    file_path spelled ``./x.wav`` is stored as ``x.wav``."""
+    import dataclasses
+    import uuid
+
+    job = new_job(store)
+    prompts = store.run(prompts_after, 0, 10)
+    good = dataclasses.replace(job, id=str(uuid.uuid4()))
+    bad = dataclasses.replace(job, id=str(uuid.uuid4()), error_message="boom\x00")
+    with pytest.raises(InvalidInput, match=rf"generation '{bad.id}': error_message contains a NUL"):
+        store.run(import_rows, prompts, [good, bad])
+    assert store.count_generations() == 1
+    done = dataclasses.replace(
+        job, id=str(uuid.uuid4()), status=Status.COMPLETED, file_path="./x.wav", file_size_bytes=8
+    )
+    assert store.run(import_rows, [], [done]) == 1
+    assert store.get_generation(done.id).file_path == "x.wav"  # type: ignore[union-attr]

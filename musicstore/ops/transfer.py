@@ -23,7 +23,15 @@ def generations_after(after_id: str, limit: int) -> Params:
 
 @writer
 def import_rows(prompts: list[Prompt], generations: list[Generation]) -> Steps[int]:
-    """Insert rows read from another store as they are (idempotent); returns how many generations were new."""
+    """Insert rows read from another store as they are (idempotent); returns how many generations were new.
+
+    Every row is checked first, as the writing operations check their values (``validate.imported_prompt``,
+    ``validate.imported_generation``: a NUL in an old SQLite row's text is InvalidInput naming the row and
+    the field, before anything is written); a ``file_path`` is stored in canonical form.
+    """
+    for prompt in prompts:
+        validate.imported_prompt(prompt)
+    paths = [validate.imported_generation(generation) for generation in generations]
     for prompt in prompts:
         changed = yield Call(
             "import_prompt",
@@ -38,12 +46,11 @@ def import_rows(prompts: list[Prompt], generations: list[Generation]) -> Steps[i
         if changed != 1:
             raise digest_taken()
     inserted = 0
-    for generation in generations:
+    for generation, path in zip(generations, paths, strict=True):
         fields = {name: getattr(generation, name) for name in Generation.__dataclass_fields__}
         fields["status"] = generation.status.value
-        fields["metadata"] = validate.metadata(generation.metadata)
+        fields["metadata"] = validate.metadata(generation.metadata, checked=True)
         fields["prompt_digest"] = prompt_digest(generation.prompt)
-        if generation.file_path is not None:
-            validate.relative_path(generation.file_path)  # a file must stay under the output root
+        fields["file_path"] = path  # checked above: it stays under the output root
         inserted += yield Call("import_generation", fields)
     return inserted
