@@ -296,9 +296,9 @@ def test_nested_transaction_is_refused(store: Store) -> None:
         pass
 
 
-def test_seed_vocabulary_is_the_same_operation(db_url: str) -> None:
+def test_compatibility_functions_run_the_same_operations(db_url: str) -> None:
     with musicstore.get_session(db_url) as session:
-        job = musicstore.create_generation(session, "seed prompt", model_name="m", duration_seconds=5)
+        job = musicstore.create_generation(session, "compat prompt", model_name="m", duration_seconds=5)
         assert musicstore.get_generation(session, job.id) == job
     store = musicstore.compat.default_store(db_url)
     assert musicstore.count_generations(store) == 1

@@ -27,10 +27,13 @@ PRAGMAS = ("PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON")
 
 def encode(params: dict[str, Any]) -> dict[str, Any]:
     """Bind datetimes as integer microseconds since the epoch, the schema's timestamp encoding."""
-    for value in params.values():
+    encoded = params
+    for key, value in params.items():
         if isinstance(value, datetime):
-            return {k: to_micros(v) if isinstance(v, datetime) else v for k, v in params.items()}
-    return params  # nothing to convert (most reads): no copy
+            if encoded is params:
+                encoded = dict(params)  # copied once, and only when there is something to convert
+            encoded[key] = to_micros(value)
+    return encoded
 
 
 def translate(exc: BaseException, where: object) -> MusicstoreError | None:

@@ -12,7 +12,7 @@ from typing import Any
 from .. import validate
 from ..errors import ConfirmationRequired, InvalidTransition, LeaseLost, NotFound
 from ..ids import check_id, new_id
-from ..models import Generation, Requeued, Status
+from ..models import Generation, Requeued, Status, columns
 from .prompts import track_prompt
 from .reads import GENERATION
 from .steps import NOW, Call, Steps, writer
@@ -23,10 +23,8 @@ DEFAULT_MAX_ATTEMPTS = 3
 """How many claims a generation gets before a failure (or expired lease) is final."""
 RESET_CONFIRMATION = "delete everything"
 """The exact ``confirm=`` argument ``reset_database`` requires."""
-
-
-def _seconds(value: float) -> timedelta:
-    return timedelta(seconds=value)
+TRACKED = columns("id")
+"""What ``create_generation`` reads of the prompt row it counted a use of: that there is one."""
 
 
 @writer
@@ -41,7 +39,7 @@ def create_generation(
     metadata: dict[str, Any] | None = None,
 ) -> Steps[Generation]:
     """Enqueue a pending generation and count its prompt's use, in one transaction."""
-    encoded = validate.metadata({} if metadata is None else metadata)
+    encoded = "{}" if metadata is None else validate.metadata(metadata)
     fields: dict[str, Any] = {
         "id": new_id(),
         "prompt": validate.prompt(prompt),
@@ -53,7 +51,7 @@ def create_generation(
         "created_at": (yield NOW),
     }
     row = Generation(**fields, status=Status.PENDING, metadata=dict(metadata or {}))
-    digest, _ = yield from track_prompt(row.prompt, row.created_at)
+    digest, _ = yield from track_prompt(row.prompt, row.created_at, TRACKED)
     yield Call("insert_generation", {**fields, "metadata": encoded, "prompt_digest": digest})
     return row
 
@@ -62,7 +60,7 @@ def create_generation(
 def claim_next(worker_id: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> Steps[Generation | None]:
     """Take the oldest pending generation for ``worker_id`` (pending → processing), or None if none waits."""
     worker = validate.name(worker_id, "worker_id")
-    lease = _seconds(validate.seconds(lease_seconds, "lease_seconds"))
+    lease = timedelta(0, validate.seconds(lease_seconds, "lease_seconds"))
     now = yield NOW
     params = {"worker_id": worker, "now": now, "lease_expires_at": now + lease}
     claimed: Generation | None = yield Call("claim_next", params, GENERATION)
@@ -76,7 +74,7 @@ def claim_batch(
     """Take up to ``count`` of the oldest pending generations at once, oldest first."""
     worker = validate.name(worker_id, "worker_id")
     limit = validate.integer(count, "count", 1, validate.MAX_PAGE)
-    lease = _seconds(validate.seconds(lease_seconds, "lease_seconds"))
+    lease = timedelta(0, validate.seconds(lease_seconds, "lease_seconds"))
     now = yield NOW
     params = {"worker_id": worker, "now": now, "lease_expires_at": now + lease, "limit": limit}
     claimed: list[Generation] = yield Call("claim_batch", params, GENERATION)
@@ -108,7 +106,7 @@ def heartbeat(
     """Extend the lease of a generation ``worker_id`` is processing; returns the new expiry."""
     gid = check_id(generation_id)
     worker = validate.name(worker_id, "worker_id")
-    lease = _seconds(validate.seconds(lease_seconds, "lease_seconds"))
+    lease = timedelta(0, validate.seconds(lease_seconds, "lease_seconds"))
     expires: datetime = (yield NOW) + lease
     changed = yield Call("heartbeat", {"id": gid, "worker_id": worker, "lease_expires_at": expires})
     if changed != 1:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypeVar
 
 from .. import validate
 from ..errors import DatabaseError
-from ..models import Prompt, prompt_digest
+from ..models import Prompt, RowReader, prompt_digest
 from .steps import NOW, Call, Params, Steps, reads_all, reads_one, writer
+
+R = TypeVar("R")
 
 PROMPT = Prompt.reader
 """Rows of ``prompts`` as ``Prompt`` objects."""
@@ -16,7 +19,7 @@ PROMPT = Prompt.reader
 @writer
 def track_prompt_usage(prompt: str) -> Steps[Prompt]:
     """Count one use of a prompt (inserting it on first use); ``create_generation`` does this itself."""
-    _, tracked = yield from track_prompt(validate.prompt(prompt), (yield NOW))
+    _, tracked = yield from track_prompt(validate.prompt(prompt), (yield NOW), PROMPT)
     return tracked
 
 
@@ -28,10 +31,11 @@ def digest_taken() -> DatabaseError:
     )
 
 
-def track_prompt(text: str, now: datetime) -> Steps[tuple[bytes, Prompt]]:
-    """Count one use of a validated prompt text: its digest (what generations reference) and its row."""
+def track_prompt(text: str, now: datetime, rows: RowReader[R]) -> Steps[tuple[bytes, R]]:
+    """Count one use of a validated prompt text: its digest (what generations reference) and its row, as
+    ``rows`` reads it."""
     digest = prompt_digest(text)
-    tracked = yield Call("track_prompt", {"digest": digest, "text": text, "now": now}, PROMPT)
+    tracked = yield Call("track_prompt", {"digest": digest, "text": text, "now": now}, rows)
     if tracked is None:  # the upsert updates only a row with the same text
         raise digest_taken()
     return digest, tracked

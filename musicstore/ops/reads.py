@@ -104,12 +104,14 @@ def get_pending_generations(limit: int = 10) -> Params:
 def count_generations(*, status: Status | str | None = None, model_name: str | None = None) -> Steps[int]:
     """How many generations there are, optionally of one status and/or model."""
     if model_name is None:
-        if status is None:
-            stats = yield from get_database_stats.steps()
-            return stats.total
-        wanted = validate.status(status).value
+        wanted = None if status is None else validate.status(status)
         totals: list[tuple[str, int]] = yield Call("totals", {}, TOTALS)
-        return next((int(row[1]) for row in totals if row[0] == wanted), 0)
+        if wanted is None:
+            return sum(row[1] for row in totals)
+        for row in totals:
+            if row[0] == wanted:
+                return row[1]
+        return 0
     model = validate.name(model_name, "model_name")
     if status is None:
         row = yield Call("count_by_model", {"model_name": model})
