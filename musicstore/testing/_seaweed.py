@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -216,6 +217,17 @@ def _command(weed: Path, base: Path, ports: dict[str, int]) -> list[str]:
     ]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL it when the process that started it dies, however it dies
+    (Linux ``PR_SET_PDEATHSIG``), so that a killed test run leaves no server behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
 def _launch(command: list[str], base: Path) -> subprocess.Popen[bytes]:
     with open(base / "weed.log", "ab") as log:
         return subprocess.Popen(
@@ -224,7 +236,7 @@ def _launch(command: list[str], base: Path) -> subprocess.Popen[bytes]:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # a Ctrl-C in the terminal reaches pytest, which stops it in order
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
         )
 
 
