@@ -56,10 +56,14 @@ class FarField:
         size = sp_fft.next_fast_len(stop - first_lag + 1, real=True)
         kernel = _far_spectrum(first_lag, stop, step, size)
         grid = np.empty((channels, stop - start + 1), dtype=np.float32)
-        for c in range(channels):  # one channel at a time, in float32: each FFT buffer is a quarter clip
-            spectrum = sp_fft.rfft(_decimated_low_band(audio[c], count, step), size)
+        padded = np.zeros(size, dtype=np.float32)
+        for c in range(channels):  # a channel at a time, in float32, no copies: each buffer ≤ a quarter clip
+            padded[:count] = _decimated_low_band(audio[c], count, step)
+            padded[count:] = 0.0
+            spectrum = sp_fft.rfft(padded, overwrite_x=True)
             spectrum *= kernel
-            grid[c] = sp_fft.irfft(spectrum, size)[count - 1 : count + stop - start]
+            grid[c] = sp_fft.irfft(spectrum, size, overwrite_x=True)[count - 1 : count + stop - start]
+            del spectrum
         return cls(grid, start, step)
 
     def at(self, channel: int, samples: Rows, fractions: NDArray[np.float64]) -> NDArray[np.float32]:
@@ -146,18 +150,22 @@ def _lowpass(step: int) -> NDArray[np.float64]:
 
 def _lowpass_response(step: int, size: int) -> NDArray[np.float32]:
     """The filter's (real, zero-phase) response at the ``size // 2 + 1`` bins of the decimated grid:
-    ``h[half] + 2 sum_k h[half + k] cos(k theta)``, the cosines by Chebyshev's recurrence (one array
-    of each at a time, not a bins-by-taps matrix)."""
+    ``h[half] + 2 sum_k h[half + k] cos(k theta)``, the cosines by Chebyshev's recurrence, a chunk of bins
+    at a time (no bins-by-taps matrix, no full-length float64 temporaries)."""
     taps = _lowpass(step)
     half = taps.shape[0] // 2
-    theta = np.arange(size // 2 + 1) * (2 * np.pi / (size * step))  # z's frequency, radians per sample
-    one = np.cos(theta)
-    response = np.full(theta.shape[0], taps[half])
-    previous, current = np.ones_like(one), one.copy()
-    for k in range(1, half + 1):
-        response += 2 * taps[half + k] * current
-        previous, current = current, 2 * one * current - previous
-    return response.astype(np.float32)
+    bins = size // 2 + 1
+    response = np.empty(bins, dtype=np.float32)
+    for begin in range(0, bins, _LOWPASS_CHUNK):
+        theta = np.arange(begin, min(begin + _LOWPASS_CHUNK, bins)) * (2 * np.pi / (size * step))
+        one = np.cos(theta)  # z's frequency theta, radians per sample
+        part = np.full(theta.shape[0], taps[half])
+        previous, current = np.ones_like(one), one.copy()
+        for k in range(1, half + 1):
+            part += 2 * taps[half + k] * current
+            previous, current = current, 2 * one * current - previous
+        response[begin : begin + part.shape[0]] = part
+    return response
 
 
 def _decimated_low_band(x: NDArray[np.float32], count: int, step: int) -> NDArray[np.float32]:
