@@ -1,0 +1,62 @@
+"""The benchmarks' fair floors (``benchmarks.fair``) build exactly the library's objects, for any row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from benchmarks import fair
+from benchmarks.store_ops import FAR_FUTURE, Bare, sqlite_bare
+from musicstore import Generation, Prompt, Store
+from musicstore.ops import import_rows
+from musicstore.testing.strategies import generations
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, Bare]]:
+    path: Path = tmp_path_factory.mktemp("fair") / "store.db"
+    store = Store(f"sqlite:///{path}", migrate=True)
+    bare = sqlite_bare(path)
+    yield store, bare
+    bare.conn.close()
+    store.close()
+
+
+def same(library: object, floor: object) -> None:
+    assert library == floor
+    assert repr(library) == repr(floor)  # a naive or non-UTC datetime, a str for a Status, would differ
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(generations(), min_size=1, max_size=4, unique_by=lambda g: g.id))
+def test_fair_floor_returns_the_librarys_objects(stores: tuple[Store, Bare], rows: list[Generation]) -> None:
+    store, bare = stores
+    prompts = [Prompt(0, g.prompt, 1, g.created_at, g.created_at) for g in rows]
+    store.run(import_rows, prompts, rows)
+    ex = bare.conn.execute
+    get = bare.sql("get_generation")
+    fair.check_columns(ex(get, {"id": rows[0].id}).description, fair.GENERATION_COLUMNS)
+    for row in rows:
+        same(store.get_generation(row.id), fair.generation_sqlite(ex(get, {"id": row.id}).fetchone()))
+    totals = ex(bare.sql("totals"))
+    fair.check_columns(totals.description, fair.TOTALS_COLUMNS)
+    totals_rows = totals.fetchall()
+    same(store.get_database_stats(), fair.stats(totals_rows))
+    same(store.count_generations(status=rows[0].status), fair.count(totals_rows, rows[0].status.value))
+    page = store.list_generations(limit=2)
+    params = {"before_created_at": bare.stamp(FAR_FUTURE), "before_id": "~", "limit": 2, "offset": 0}
+    same(page, fair.page([fair.generation_sqlite(r) for r in ex(bare.sql("list_generations"), params)], 2))
+    if page.next_cursor is not None:
+        at, gid = fair.cursor_bounds(page.next_cursor)
+        params = {"before_created_at": at, "before_id": gid, "limit": 2, "offset": 0}
+        rows_after = ex(bare.sql("list_generations"), params).fetchall()
+        same(
+            store.list_generations(limit=2, cursor=page.next_cursor),
+            fair.page([fair.generation_sqlite(r) for r in rows_after], 2),
+        )
+    most = ex(bare.sql("most_used_prompts"), {"limit": 5}).fetchall()
+    same(store.get_most_used_prompts(5), [fair.prompt_sqlite(r) for r in most])
