@@ -402,8 +402,8 @@ def render_audio(
     x = as_audio(audio, scale=scale)
     codec = spec.settings(rate, x.shape[0])
     x = _resample(x, rate, codec.sample_rate)
-    data, status, attempts, before = _attempts(x, codec, chosen, opts)
-    loudness, peak, frames = _measure(data)
+    encoded, status, attempts, before = _attempts(x, codec, chosen, opts)
+    data, loudness, peak, frames = encoded.data, encoded.loudness, encoded.peak, encoded.frames
     reached = status in ("normalized", "limited")
     loudness_tags = LoudnessTags(loudness, peak)
     tagged = embed(data, spec.format, provenance, loudness_tags)
@@ -437,9 +437,19 @@ def render_audio(
     )
 
 
+@dataclass(frozen=True)
+class _Encoded:
+    """An encoded file and what its decoded audio measured (loudness LUFS, true peak linear, frames)."""
+
+    data: bytes
+    loudness: float
+    peak: float
+    frames: int
+
+
 def _attempts(
     x: NDArray[np.float32], codec: Codec, profile: LoudnessProfile, opts: RenditionOptions
-) -> tuple[bytes, RenditionStatus, tuple[RenditionAttempt, ...], float]:
+) -> tuple[_Encoded, RenditionStatus, tuple[RenditionAttempt, ...], float]:
     """Encode until the ceiling holds and the loudness is within tolerance, or the attempts run out."""
     blocks = BlockPower.measure(x, codec.sample_rate)
     before = gated_loudness(blocks.block_means())
@@ -456,7 +466,7 @@ def _attempts(
     settings = LimiterSettings(max_depth_db=opts.max_limiting_db)
     offset = 0.0
     attempts: list[RenditionAttempt] = []
-    best: tuple[float, bytes, bool] | None = None  # (|miss|, data, limited)
+    best: tuple[float, _Encoded, bool] | None = None  # (|miss|, the encode, limited)
     for _ in range(opts.max_attempts):
         aim = goal + offset
         if unchanged == "silent":
@@ -467,12 +477,12 @@ def _attempts(
             )
             audio, limited, levelled = leveled.audio, leveled.limited, leveled.loudness
         data = _encode(audio, codec, rng)
-        loudness, peak, _ = _measure(data)
+        loudness, peak, frames = _measure(data)
         attempts.append(RenditionAttempt(headroom, aim, loudness, to_db(peak), len(data)))
         over = to_db(peak) - ceiling
         miss = goal - loudness if math.isfinite(loudness) else math.inf  # the codec removed it all
         if over <= 0.0 and (best is None or abs(miss) < best[0]):
-            best = (abs(miss), data, limited)
+            best = (abs(miss), _Encoded(data, loudness, peak, frames), limited)
         done = abs(miss) <= profile.tolerance_lu or unchanged is not None or not math.isfinite(miss)
         if over <= 0.0 and done:
             break
@@ -496,7 +506,7 @@ def _attempts(
             f"{profile.name} profile: the last read {last.true_peak:.2f} dBTP with {last.headroom_db:.2f} dB "
             "of headroom; nothing was written. Raise max_attempts, headroom_db or the bitrate"
         )
-    miss_abs, data, limited = best
+    miss_abs, encoded, limited = best
     status: RenditionStatus
     if unchanged is not None:
         status = unchanged
@@ -504,7 +514,7 @@ def _attempts(
         status = "limited" if limited else "normalized"
     else:
         status = "target_missed"
-    return data, status, tuple(attempts), before
+    return encoded, status, tuple(attempts), before
 
 
 def render_file(
