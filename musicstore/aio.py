@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, TypeVar
 from . import ops, validate
 from .errors import InvalidInput
 from .ops import Operation
-from .runner import Clock, Driver, check_schema, coroutine_method, drive_async, utcnow
+from .runner import Clock, Driver, check_schema, coroutine_method, drive_async, start, start_in, utcnow
 from .urls import DatabaseURL, resolve
 
 P = ParamSpec("P")
@@ -190,9 +190,8 @@ class AsyncStore(Driver, AsyncOperations):
         tx = self._joined()
         if tx is not None:
             return await tx.run(op, *args, **kwargs)
-        steps = op.steps(*args, **kwargs)
         try:
-            step = next(steps)  # argument checks run before any connection is taken
+            steps, step = start(op, *args, **kwargs)  # argument checks run before any connection is taken
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         connector = self._connector
@@ -238,13 +237,8 @@ class AsyncTransaction(AsyncOperations):
         self._conn = conn
 
     async def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        if self.closed:
-            raise InvalidInput(f"{op.__name__}: this transaction has ended; open a new one")
-        if op.writes and not self.write:
-            raise InvalidInput(f"{op.__name__} writes; open the transaction with write=True")
-        steps = op.steps(*args, **kwargs)
         try:
-            step = next(steps)
+            steps, step = start_in(self, op, *args, **kwargs)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         with self.store._translating:

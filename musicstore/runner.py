@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from . import validate
-from .errors import MigrationError
+from .errors import InvalidInput, MigrationError
 from .migrate import shipped_migrations
 from .ops import NOW, Operation, Step, Steps
 from .queries import Query, execute, execute_async, load
@@ -68,6 +68,23 @@ class Translating:
                 raise translated from exc
 
 
+def start(op: Operation[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[Steps[T], Step]:
+    """The operation's steps and their first request: its argument checks run here, before any connection is
+    taken. Raises ``StopIteration`` carrying the result when the operation needs no database at all."""
+    steps = op.steps(*args, **kwargs)
+    return steps, next(steps)
+
+
+def start_in(tx: Any, op: Operation[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[Steps[T], Step]:
+    """``start`` in an open transaction ``tx`` (``Transaction``, ``AsyncTransaction``), which must still be
+    open, and open for writing if ``op`` writes."""
+    if tx.closed:
+        raise InvalidInput(f"{op.__name__}: this transaction has ended; open a new one")
+    if op.writes and not tx.write:
+        raise InvalidInput(f"{op.__name__} writes; open the transaction with write=True")
+    return start(op, *args, **kwargs)
+
+
 class Driver:
     """What a driver (``Store``, ``AsyncStore``) answers an operation's steps with: its queries, its clock,
     its connector (its parameter encoding), and the translation of the connector's errors."""
@@ -100,7 +117,8 @@ def drive(driver: Driver, conn: Any, steps: Steps[T], step: Step) -> T:
 
 
 async def drive_async(driver: Driver, conn: Any, steps: Steps[T], step: Step) -> T:
-    """``drive`` with awaited calls (the same loop; only the query is awaited)."""
+    """``drive`` with awaited calls: the same loop, written twice on purpose (only the query is awaited; one
+    loop shared through another generator would add a layer to every step of the sync driver's hot path)."""
     queries, clock, encode = driver._queries, driver.clock, driver._connector.encode
     try:
         while True:
@@ -162,5 +180,7 @@ __all__ = [
     "drive",
     "drive_async",
     "method",
+    "start",
+    "start_in",
     "utcnow",
 ]

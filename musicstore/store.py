@@ -18,7 +18,7 @@ from . import ops, validate
 from .errors import InvalidInput
 from .ops import Operation
 from .queries import execute
-from .runner import Clock, Driver, check_schema, drive, method, utcnow
+from .runner import Clock, Driver, check_schema, drive, method, start, start_in, utcnow
 from .urls import DatabaseURL, resolve
 
 P = ParamSpec("P")
@@ -138,9 +138,8 @@ class Store(Driver, Operations):
                 finally:
                     connector.release(conn)
             return found if finish is None else finish(found)  # type: ignore[no-any-return]
-        steps = op.steps(*args, **kwargs)
         try:
-            step = next(steps)  # argument checks run before any connection or lock is taken
+            steps, step = start(op, *args, **kwargs)  # argument checks run before any connection is taken
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         with self._translating:
@@ -200,13 +199,8 @@ class Transaction(Operations):
         self._conn = conn
 
     def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        if self.closed:
-            raise InvalidInput(f"{op.__name__}: this transaction has ended; open a new one")
-        if op.writes and not self.write:
-            raise InvalidInput(f"{op.__name__} writes; open the transaction with write=True")
-        steps = op.steps(*args, **kwargs)
         try:
-            step = next(steps)
+            steps, step = start_in(self, op, *args, **kwargs)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         with self.store._translating:
