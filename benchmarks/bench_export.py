@@ -6,10 +6,13 @@
 
 Floor: pyloudnorm's integrated loudness plus a soundfile PCM_16 write of the same clip (no true peak,
 no gain, no fsync). Cases: a clip that needs no limiting, one that needs limiting, and a batch of 16
-through export_batch (two threads). The library and the floor run in turn, one round each at a
-time; the table gives medians and minima. Each export's stages (measure, limit, quantize,
-write) come from its ExportResult. Peak memory is traced with tracemalloc for one export and compared
-with the clip's float32 size.
+through export_batch (two threads), also compared with the same 16 clips through export_audio one at a
+time (batch, floor and singles in turn). The library and the floor run in turn, one round each at a
+time; the table gives medians and minima, and beside the wall-clock ratios the median CPU time of the
+process (all threads) over the floor's: steadier than wall-clock on a machine shared with other jobs,
+blind to waits (the export's fsyncs). Each export's stages (measure, limit, quantize, write) come from
+its ExportResult. Peak memory is traced with tracemalloc for one export and compared with the clip's
+float32 size.
 
 With ``--device``, every clip and the batch are torch tensors on that device, as a model hands them
 over. The floor then includes a bare ``.float().cpu()`` copy; "to host" is that copy alone, and
@@ -58,20 +61,27 @@ class Row:
     totals: list[float]  # ms, one per round, alternated with the floor's
     floors: list[float]
     memory_ratio: float
+    cpu_ratio: float = float("nan")  # median CPU time (all threads) over the floor's
     host_ms: float = float("nan")
     convert_ms: float = float("nan")
+    singles: list[float] | None = None  # batch rows: the same clips through export_audio one at a time
 
 
 def median_ms(run: Callable[[], object], repeats: int) -> float:
     return statistics.median(times_ms(run, repeats))
 
 
+CPU_MS: dict[int, list[float]] = {}  # the process's CPU time of each timed call, by the run's id
+
+
 def times_ms(run: Callable[[], object], repeats: int) -> list[float]:
+    """Wall-clock ms of each call (and its CPU ms, all threads, kept in ``CPU_MS``)."""
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         run()
         times.append((time.perf_counter() - start) * 1e3)
+        CPU_MS.setdefault(id(run), []).append((time.process_time() - cpu) * 1e3)
     return times
 
 
@@ -85,6 +95,11 @@ def alternated_ms(
         ours += times_ms(run, 1)
         theirs += times_ms(floor, 1)
     return ours, theirs
+
+
+def cpu_ratio(run: Callable[[], object], floor: Callable[[], object]) -> float:
+    """Median CPU time of ``run``'s timed calls over the floor's (steadier than wall-clock under load)."""
+    return statistics.median(CPU_MS[id(run)]) / statistics.median(CPU_MS[id(floor)])
 
 
 def to_host(audio: Any) -> NDArray[np.float32]:
@@ -121,12 +136,17 @@ def single_case(name: str, clip: Any, root: Path, repeats: int) -> Row:
     export_audio(clip, RATE, path)  # warm-up: caches, page cache
     floor_once(clip, root / "floor.wav")
     results: list[ExportResult] = []
-    totals, floors = alternated_ms(
-        lambda: results.append(export_audio(clip, RATE, path)),
-        lambda: floor_once(clip, root / "floor.wav"),
-        repeats,
-    )
-    return Row(name, results, totals, floors, peak_memory_ratio(clip, path), *host_ms(clip, repeats))
+
+    def run() -> None:
+        results.append(export_audio(clip, RATE, path))
+
+    def floor() -> None:
+        floor_once(clip, root / "floor.wav")
+
+    totals, floors = alternated_ms(run, floor, repeats)
+    row = Row(name, results, totals, floors, peak_memory_ratio(clip, path), *host_ms(clip, repeats))
+    row.cpu_ratio = cpu_ratio(run, floor)
+    return row
 
 
 def batch_case(clips: Any, root: Path, repeats: int) -> Row:
@@ -138,10 +158,21 @@ def batch_case(clips: Any, root: Path, repeats: int) -> Row:
         for i, clip in enumerate(to_host(clips)):
             floor_once(clip, root / f"floor_{i}.wav")
 
-    totals, floors = alternated_ms(
-        lambda: results.extend(export_batch(clips, RATE, paths)), floor_all, repeats
-    )
-    return Row(f"batch of {clips.shape[0]}", results, totals, floors, float("nan"), *host_ms(clips, repeats))
+    def singles_all() -> None:
+        for clip, path in zip(clips, paths, strict=True):
+            export_audio(clip, RATE, path)
+
+    def batch() -> None:
+        results.extend(export_batch(clips, RATE, paths))
+
+    totals, floors, singles = [], [], []
+    for _ in range(repeats):  # batch, floor and sixteen single exports in turn
+        totals += times_ms(batch, 1)
+        floors += times_ms(floor_all, 1)
+        singles += times_ms(singles_all, 1)
+    row = Row(f"batch of {clips.shape[0]}", results, totals, floors, float("nan"), *host_ms(clips, repeats))
+    row.singles, row.cpu_ratio = singles, cpu_ratio(batch, floor_all)
+    return row
 
 
 def stage_medians(results: list[ExportResult]) -> dict[str, float]:
@@ -175,6 +206,7 @@ def report(rows: list[Row], seconds: float, source: str) -> None:
         "target",
         "status",
         "memory/clip",
+        "CPU/floor CPU (median)",
     ]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
@@ -193,8 +225,16 @@ def report(rows: list[Row], seconds: float, source: str) -> None:
             f"≤ {target:g}" if target else "-",
             "/".join(statuses),
             memory,
+            f"{row.cpu_ratio:.2f}",
         ]
         print("| " + " | ".join(cells) + " |")
+    for row in rows:
+        if row.singles:
+            median = statistics.median(row.totals) / statistics.median(row.singles)
+            low = min(row.totals) / min(row.singles)
+            print(f"\n{row.case} over the same clips exported one at a time: {median:.2f} (median), "
+                  f"{low:.2f} (min); singles {statistics.median(row.singles):.0f} ms median, "
+                  f"{min(row.singles):.0f} ms min; target ≤ 0.6")  # fmt: skip
     loud = [r for row in rows for r in row.results if r.target_reached]
     print(f"\n{len(loud)} of {sum(len(r.results) for r in rows)} exports reached −16 LUFS; max true peak "
           f"{max(r.true_peak_after for row in rows for r in row.results):.2f} dBTP")  # fmt: skip
