@@ -495,7 +495,7 @@ def _attempts(
             if miss <= 0.0 or unused <= 0.0 or headroom <= 0.0:
                 break
             headroom = max(0.0, headroom - unused)
-        if not stuck and math.isfinite(miss) and abs(miss) > profile.tolerance_lu / 2 and unchanged is None:
+        if not stuck and math.isfinite(miss) and abs(miss) > profile.tolerance_lu and unchanged is None:
             offset = min(MAX_CORRECTION_DB, max(-MAX_CORRECTION_DB, offset + miss))
         if (headroom, offset) == previous:
             break  # nothing left to change (the correction is at its bound)
