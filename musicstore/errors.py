@@ -68,4 +68,5 @@ class StorageError(MusicstoreError, OSError):
 
 
 class RenditionFailed(MusicstoreError):
-    """No encode of a rendition kept its loudness profile's true-peak ceiling; nothing was written."""
+    """A rendition could not be made (no encode kept its profile's true-peak ceiling, or the encoder failed);
+    nothing was written."""

@@ -315,3 +315,15 @@ def test_silence_is_written_as_silence(tmp_path: Path) -> None:
     result = render_audio(np.zeros((2, 24_000), np.float32), 48_000, tmp_path / "s.mp3", RenditionSpec("mp3"))
     assert result.status == "silent" and not result.target_reached and result.tags == {}
     check(result)
+
+
+def test_an_encoder_failure_is_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from musicstore.audio import renditions
+
+    def broken(*_: object) -> bytes:
+        raise sf.LibsndfileError(1, "encoding: ")
+
+    monkeypatch.setattr(renditions, "_encode", broken)
+    with pytest.raises(RenditionFailed, match="encoder failed"):
+        render_audio(synthesize_music(0.5, 48_000), 48_000, tmp_path / "x.mp3", RenditionSpec("mp3"))
+    assert list(tmp_path.iterdir()) == []

@@ -476,8 +476,14 @@ def _attempts(
                 x, blocks, target_lufs=aim, ceiling_dbtp=ceiling - headroom, limiter=True, settings=settings
             )
             audio, limited, levelled = leveled.audio, leveled.limited, leveled.loudness
-        data = _encode(audio, codec, rng)
-        loudness, peak, frames = _measure(data)
+        try:
+            data = _encode(audio, codec, rng)
+            loudness, peak, frames = _measure(data)
+        except sf.LibsndfileError as exc:
+            raise RenditionFailed(
+                f"the {codec.format} encoder failed ({codec.sample_rate} Hz, {codec.channels} channels): "
+                f"{exc}; nothing was written"
+            ) from exc
         attempts.append(RenditionAttempt(headroom, aim, loudness, to_db(peak), len(data)))
         over = to_db(peak) - ceiling
         miss = goal - loudness if math.isfinite(loudness) else math.inf  # the codec removed it all
