@@ -12,6 +12,7 @@ building its result objects. For whole operations against their floors see ``ben
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import random
@@ -20,11 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from musicstore import Generation, Stats, Status, Store, ops
+from musicstore import Generation, Store, ops
 from musicstore.ids import check_id
 from musicstore.ops import NOW, Call
 from musicstore.queries import execute, load
 
+from . import fair
 from .data import (
     create_metadata,
     done_metadata,
@@ -44,28 +46,60 @@ def _only(name: str) -> Any:
     return steps
 
 
-def canned(store: Store, op: Any, answers: dict[str, Any], *args: Any, **kwargs: Any) -> Callable[[], None]:
-    """Run an operation's own logic with canned query results: no database, no runner."""
-    clock = store.clock
+def recorded(store: Store, op: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """What the library's runner answers each of the operation's queries, recorded from one real run."""
+    answers: dict[str, Any] = {}
+
+    def steps() -> Any:
+        inner = op.steps(*args, **kwargs)
+        try:
+            step = next(inner)
+            while True:
+                value = yield step
+                if step is not NOW:  # a copy: the operation may update the object it gets
+                    answers[step.name] = copy.copy(value) if type(value) is Generation else value
+                step = inner.send(value)
+        except StopIteration as done:
+            return done.value
+
+    store.run((ops.writer if op.writes else ops.reader)(steps))
+    return answers
+
+
+def canned(store: Store, op: Any, *args: Any, **kwargs: Any) -> Callable[[], None]:
+    """Run an operation's own logic with the answers the runner gave it once: no database, no runner."""
+    clock, answers = store.clock, recorded(store, op, *args, **kwargs)
+
+    def answer(step: Any) -> Any:
+        value = answers[step.name]
+        return copy.copy(value) if type(value) is Generation else value  # an operation may update it
 
     def once() -> None:
         steps = op.steps(*args, **kwargs)
         try:
             step = next(steps)
             while True:
-                step = steps.send(clock() if step is NOW else answers[step.name])
+                step = steps.send(clock() if step is NOW else answer(step))
         except StopIteration:
             pass
 
     return once
 
 
+def timed(fn: Callable[[], object], number: int) -> str:
+    """µs per call, or why it cannot be timed (a step of the library's internals that has changed)."""
+    try:
+        return f"{best_us(fn, number):.2f}"
+    except Exception as exc:  # the library's internals moved: say so, time the rest
+        return f"n/a ({type(exc).__name__}: {exc})"[:80]
+
+
 def table(title: str, rows: list[tuple[str, Callable[[], object], int]]) -> str:
     lines = [f"#### {title}", "", "| step | µs |", "| --- | ---: |"]
     for label, fn, number in rows:
-        us = best_us(fn, number)
-        print(f"  {label:<78} {us:9.2f} µs", flush=True)
-        lines.append(f"| {label} | {us:.2f} |")
+        us = timed(fn, number)
+        print(f"  {label:<78} {us:>9} µs", flush=True)
+        lines.append(f"| {label} | {us} |")
     return "\n".join(lines) + "\n"
 
 
@@ -78,7 +112,6 @@ def breakdown(store: Store, bare: Bare, named: Any, quick: bool) -> list[str]:
     some = store.list_generations(status="completed", limit=1).items[0].id
     row = named.execute(get_sql, {"id": some}).fetchone()
     plain = bare.conn.execute(get_sql, {"id": some}).fetchone()
-    encode = store._connector.encode
     ex = bare.conn.execute
     get = [
         (
@@ -104,7 +137,7 @@ def breakdown(store: Store, bare: Bare, named: Any, quick: bool) -> list[str]:
         ),
         ("`Generation.from_row(row)`, a completed row", lambda: Generation.from_row(row), n),
         ("· `json.loads` of its metadata", lambda: json.loads(row["metadata"]), n),
-        ("`check_id` + the connector's `encode`", lambda: encode({"id": check_id(some)}), n),
+        ("`check_id` + the connector's `encode`", lambda: store._connector.encode({"id": check_id(some)}), n),
         ("`store.run(ops.get_generation, id)`", lambda: store.run(ops.get_generation, some), n),
         ("`store.get_generation(id)`", lambda: store.get_generation(some), n),
     ]
@@ -116,58 +149,36 @@ def breakdown(store: Store, bare: Bare, named: Any, quick: bool) -> list[str]:
         ("bare write transaction around the same query", lambda: bare_write(None), w),
         ("`store.run(op)`, op = a writer yielding only that query", lambda: store.run(write_only), w),
     ]
+    rng = random.Random(3)
     job = store.claim_next("breakdown")
     assert job is not None
-    processing = named.execute(get_sql, {"id": job.id}).fetchone()
-    params = {
-        "status": "pending",
-        "before_created_at": bare.stamp(FAR_FUTURE),
-        "before_id": "~",
-        "limit": 50,
-        "offset": 0,
-    }
-    pending = named.execute(bare.sql("list_generations_by_status"), params).fetchall()
-    totals = named.execute(totals_sql).fetchall()
-    prompt = named.execute(bare.sql("most_used_prompts"), {"limit": 1}).fetchone()
-    rng = random.Random(3)
-    meta, done = create_metadata(rng), done_metadata(rng)
-    answers = {"get_generation_for_update": processing, "complete_generation": 1}
-    fields = [f.name for f in dataclasses.fields(Generation)]
+    some_row = bare.conn.execute(get_sql, {"id": some}).fetchone()
+    page = bare.conn.execute(bare.sql("list_generations"), {"before_created_at": bare.stamp(FAR_FUTURE),
+                             "before_id": "~", "limit": 50, "offset": 0}).fetchall()  # fmt: skip
+    totals = bare.conn.execute(totals_sql).fetchall()
+    decode = bare.generation
     logic = [
-        (
-            "create",
-            canned(store, ops.create_generation, {"track_prompt": prompt, "insert_generation": 1},
-                   make_prompt(rng, "x"), model_name="m", duration_seconds=30.0, metadata=meta),
-            lambda: Generation(**{name: getattr(job, name) for name in fields}),
-            w,
-        ),
-        ("get by id", canned(store, ops.get_generation, {"get_generation": row}, some),
-         lambda: Generation.from_row(row), n),
-        ("list 50 pending", canned(store, ops.list_generations, {"list_generations_by_status": pending},
-                                   status="pending", limit=50),
-         lambda: [Generation.from_row(r) for r in pending], w // 10),
-        ("claim_next", canned(store, ops.claim_next, {"claim_next": processing}, "w"),
-         lambda: Generation.from_row(processing), n),
-        (
-            "complete",
-            canned(store, ops.complete_generation, answers, job.id, file_path="a/b.wav", file_size_bytes=1,
-                   metadata=done),
-            lambda: dataclasses.replace(Generation.from_row(processing), status=Status.COMPLETED),
-            w,
-        ),
-        ("stats", canned(store, ops.get_database_stats, {"totals": totals}),
-         lambda: Stats.from_rows(totals), n),
+        ("create", canned(store, ops.create_generation, make_prompt(rng, "x"), model_name="m",
+                          duration_seconds=30.0, metadata=create_metadata(rng)),
+         lambda: dataclasses.replace(job), w),
+        ("get by id", canned(store, ops.get_generation, some), lambda: decode(some_row), n),
+        ("list newest 50", canned(store, ops.list_generations, limit=50),
+         lambda: [decode(r) for r in page], w // 10),
+        ("claim_next", canned(store, ops.claim_next, "w"), lambda: decode(some_row), n),
+        ("complete", canned(store, ops.complete_generation, job.id, file_path="a/b.wav", file_size_bytes=1,
+                            metadata=done_metadata(rng)), lambda: decode(some_row), w),
+        ("stats", canned(store, ops.get_database_stats), lambda: fair.stats(totals), n),
     ]  # fmt: skip
     lines = [
-        "| operation | its logic alone | of which building the result objects |",
+        "| operation | its logic alone | building its result objects by hand (the fair floor's decoding) |",
         "| --- | ---: | ---: |",
     ]
     for label, fn, objects, number in logic:
-        lines.append(f"| {label} | {best_us(fn, number):.1f} | {best_us(objects, number):.1f} |")
+        lines.append(f"| {label} | {timed(fn, number)} | {timed(objects, number)} |")
     return [
         table(f"get by id, step by step (µs per call, fastest of 7 × {n:,})", get),
         table("the runner around one query", runner),
-        "#### each operation's own logic (canned query results: no database, no runner; µs)\n\n"
+        "#### each operation's own logic (the runner's answers replayed: no database, no runner; µs)\n\n"
         + "\n".join(lines)
         + "\n",
     ]
