@@ -5,8 +5,9 @@
 
 Three tables: ``get_generation`` step by step (the bare query, the library's row type, ``queries.execute``,
 decoding, the runner); the runner alone around the cheapest query (``totals``) as a read and as a write; and
-each operation's own logic driven with canned query results (no database, no runner), beside the cost of
-building its result objects. For whole operations against their floors see ``benchmarks.store_sqlite``.
+each operation's own logic replaying the answers the runner gave it in one real run (no database, no runner),
+beside the cost of building its result objects by hand. For whole operations against their floors see
+``benchmarks.store_sqlite``.
 """
 
 from __future__ import annotations
