@@ -71,7 +71,7 @@ def median_ms(run: Callable[[], object], repeats: int) -> float:
     return statistics.median(times_ms(run, repeats))
 
 
-CPU_MS: dict[int, list[float]] = {}  # the process's CPU time of each timed call, by the run's id
+CPU_MS: dict[Callable[[], object], list[float]] = {}  # CPU ms of each timed call, by the run (kept alive)
 
 
 def times_ms(run: Callable[[], object], repeats: int) -> list[float]:
@@ -81,7 +81,7 @@ def times_ms(run: Callable[[], object], repeats: int) -> list[float]:
         start, cpu = time.perf_counter(), time.process_time()
         run()
         times.append((time.perf_counter() - start) * 1e3)
-        CPU_MS.setdefault(id(run), []).append((time.process_time() - cpu) * 1e3)
+        CPU_MS.setdefault(run, []).append((time.process_time() - cpu) * 1e3)
     return times
 
 
@@ -99,7 +99,7 @@ def alternated_ms(
 
 def cpu_ratio(run: Callable[[], object], floor: Callable[[], object]) -> float:
     """Median CPU time of ``run``'s timed calls over the floor's (steadier than wall-clock under load)."""
-    return statistics.median(CPU_MS[id(run)]) / statistics.median(CPU_MS[id(floor)])
+    return statistics.median(CPU_MS[run]) / statistics.median(CPU_MS[floor])
 
 
 def to_host(audio: Any) -> NDArray[np.float32]:
