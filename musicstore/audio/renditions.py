@@ -496,11 +496,11 @@ def _attempts(
         previous = (headroom, offset)
         if over > 0.0:
             headroom = min(MAX_HEADROOM_DB, headroom + over + opts.margin_db)
-        elif stuck:  # too quiet under a ceiling it keeps: give back the headroom it did not need, if any
-            unused = -over - opts.margin_db
-            if miss <= 0.0 or unused <= 0.0 or headroom <= 0.0:
+        elif stuck:  # too quiet under a ceiling it keeps: give back the headroom it did not need, if that
+            regain = min(-over - opts.margin_db, headroom)  # can bring it within the tolerance
+            if miss <= 0.0 or regain <= 0.0 or miss - regain > profile.tolerance_lu:
                 break
-            headroom = max(0.0, headroom - unused)
+            headroom -= regain
         if not stuck and math.isfinite(miss) and abs(miss) > profile.tolerance_lu and unchanged is None:
             offset = min(MAX_CORRECTION_DB, max(-MAX_CORRECTION_DB, offset + miss))
         if (headroom, offset) == previous:
