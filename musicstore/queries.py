@@ -43,19 +43,29 @@ _RETURNS = {
 
 
 class Query:
-    """One loaded query: its name, its SQL for the driver and what running it returns (ROWS, ONE, COUNT)."""
+    """One loaded query: its name, its SQL for the driver and what running it returns (ROWS, ONE, COUNT).
+
+    ``builders``: per row reader (None: ``as_dict``), what builds one row, made from the query's columns the
+    first time it runs. Columns are positions, and ``SELECT *`` lists them in the order of the database's own
+    table (a migrated database may differ from a new one), so a ``Query`` serves one database: ``load``
+    hands out fresh ones each call.
+    """
 
     __slots__ = ("builders", "name", "returns", "sql")
 
-    def __init__(self, fn: Any) -> None:
-        self.name: str = fn.__name__
-        self.sql: str = fn.sql
+    def __init__(self, name: str, sql: str, returns: str) -> None:
+        self.name = name
+        self.sql = sql
+        self.returns = returns
+        self.builders: dict[RowReader[Any] | None, Callable[[Sequence[Any]], Any]] = {}
+
+    @classmethod
+    def parsed(cls, fn: Any) -> Query:
+        """The query aiosql parsed as ``fn``."""
         returns = _RETURNS.get(fn.operation)
         if returns is None:
-            raise ValueError(f"query {self.name}: use no suffix, ^ or ! (musicstore runs no other kind)")
-        self.returns: str = returns
-        self.builders: dict[RowReader[Any] | None, Callable[[Sequence[Any]], Any]] = {}
-        """Per row reader (None: ``as_dict``), what builds one row, made from this query's columns once."""
+            raise ValueError(f"query {fn.__name__}: use no suffix, ^ or ! (musicstore runs no other kind)")
+        return cls(fn.__name__, fn.sql, returns)
 
     def builder(self, rows: RowReader[Any] | None, description: Sequence[Sequence[Any]]) -> Any:
         """What builds one row for ``rows`` from a cursor's ``description`` (made on the first run)."""
@@ -99,9 +109,14 @@ async def execute_async(
         await cursor.close()
 
 
-@cache
 def load(dialect: str, driver: str) -> dict[str, Query]:
-    """Every query name mapped to its query for ``dialect`` ("sqlite", "postgres") via aiosql ``driver``."""
+    """Every query name mapped to its query for ``dialect`` ("sqlite", "postgres") via aiosql ``driver``:
+    fresh ``Query`` objects, for one database (the files are parsed once per process)."""
+    return {name: Query(q.name, q.sql, q.returns) for name, q in _parsed(dialect, driver).items()}
+
+
+@cache
+def _parsed(dialect: str, driver: str) -> dict[str, Query]:
     root = data_dir("sql")
     found: dict[str, Query] = {}
     for folder in (root / "common", root / dialect):
@@ -110,5 +125,5 @@ def load(dialect: str, driver: str) -> dict[str, Query]:
         loaded = aiosql.from_path(folder, driver)
         for name in loaded.available_queries:
             if not name.endswith("_cursor") and "." not in name:
-                found[name] = Query(getattr(loaded, name))
+                found[name] = Query.parsed(getattr(loaded, name))
     return found

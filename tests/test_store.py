@@ -20,6 +20,8 @@ from musicstore import (
     Status,
     Store,
 )
+from musicstore.models import Generation
+from musicstore.queries import execute, load
 from tests.conftest import FakeClock, new_job
 
 
@@ -423,3 +425,40 @@ def test_closing_the_store_while_another_thread_is_in_a_transaction(postgres_url
     assert getattr(outcome[0], "closed", False), "the connection outlived its closed pool"
     with Store(postgres_url) as reopened:
         assert reopened.count_generations() == 1
+
+
+def test_rows_are_built_by_each_databases_own_column_order(tmp_path: Path) -> None:
+    """``SELECT *`` lists columns in each database's own table order (a migrated table may differ from a new
+    one), so a query's row builder, made from its columns on first use, serves one database only."""
+    stored = {
+        "id": "01a20180-5e48-7dc6-afbf-cdf54fb09fcb",
+        "prompt": "p",
+        "model_name": "m",
+        "model_version": None,
+        "duration_seconds": 8.0,
+        "sample_rate": 32_000,
+        "channels": 2,
+        "status": "completed",
+        "created_at": 1_700_000_000_000_000,
+        "file_path": "a.wav",
+        "file_size_bytes": 10,
+        "started_at": 1_700_000_001_000_000,
+        "completed_at": 1_700_000_002_000_000,
+        "generation_time_seconds": 1.5,
+        "error_message": None,
+        "attempts": 1,
+        "worker_id": "w",
+        "lease_expires_at": None,
+        "metadata": '{"bpm":90}',
+    }
+    read = []
+    for order in (list(stored), list(stored)[::-1]):
+        conn = sqlite3.connect(tmp_path / f"{order[0]}.db")
+        conn.execute(f"CREATE TABLE generations ({', '.join(order)})")
+        marks = ", ".join("?" * len(order))
+        values = [stored[name] for name in order]
+        conn.execute(f"INSERT INTO generations ({', '.join(order)}) VALUES ({marks})", values)
+        query = load("sqlite", "sqlite3")["get_generation"]
+        read.append(execute(conn, query, {"id": stored["id"]}, Generation.reader))
+        conn.close()
+    assert read[0] == read[1] == Generation.from_row(stored)
