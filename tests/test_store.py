@@ -7,6 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import musicstore
 from musicstore import (
@@ -427,30 +429,34 @@ def test_closing_the_store_while_another_thread_is_in_a_transaction(postgres_url
         assert reopened.count_generations() == 1
 
 
+STORED = {
+    "id": "01a20180-5e48-7dc6-afbf-cdf54fb09fcb",
+    "prompt": "p",
+    "model_name": "m",
+    "model_version": None,
+    "duration_seconds": 8.0,
+    "sample_rate": 32_000,
+    "channels": 2,
+    "status": "completed",
+    "created_at": 1_700_000_000_000_000,
+    "file_path": "a.wav",
+    "file_size_bytes": 10,
+    "started_at": 1_700_000_001_000_000,
+    "completed_at": 1_700_000_002_000_000,
+    "generation_time_seconds": 1.5,
+    "error_message": None,
+    "attempts": 1,
+    "worker_id": "w",
+    "lease_expires_at": None,
+    "metadata": '{"bpm":90}',
+}
+"""A completed generation as SQLite stores it, column by column."""
+
+
 def test_rows_are_built_by_each_databases_own_column_order(tmp_path: Path) -> None:
     """``SELECT *`` lists columns in each database's own table order (a migrated table may differ from a new
     one), so a query's row builder, made from its columns on first use, serves one database only."""
-    stored = {
-        "id": "01a20180-5e48-7dc6-afbf-cdf54fb09fcb",
-        "prompt": "p",
-        "model_name": "m",
-        "model_version": None,
-        "duration_seconds": 8.0,
-        "sample_rate": 32_000,
-        "channels": 2,
-        "status": "completed",
-        "created_at": 1_700_000_000_000_000,
-        "file_path": "a.wav",
-        "file_size_bytes": 10,
-        "started_at": 1_700_000_001_000_000,
-        "completed_at": 1_700_000_002_000_000,
-        "generation_time_seconds": 1.5,
-        "error_message": None,
-        "attempts": 1,
-        "worker_id": "w",
-        "lease_expires_at": None,
-        "metadata": '{"bpm":90}',
-    }
+    stored = STORED
     read = []
     for order in (list(stored), list(stored)[::-1]):
         conn = sqlite3.connect(tmp_path / f"{order[0]}.db")
@@ -462,3 +468,9 @@ def test_rows_are_built_by_each_databases_own_column_order(tmp_path: Path) -> No
         read.append(execute(conn, query, {"id": stored["id"]}, Generation.reader))
         conn.close()
     assert read[0] == read[1] == Generation.from_row(stored)
+
+
+@given(order=st.permutations([*STORED, "prompt_digest"]))
+def test_a_row_reader_builds_the_same_generation_in_any_column_order(order: list[str]) -> None:
+    row = tuple(b"digest" if name == "prompt_digest" else STORED[name] for name in order)
+    assert Generation.reader(order)(row) == Generation.from_row(STORED)
