@@ -456,18 +456,17 @@ STORED = {
 def test_rows_are_built_by_each_databases_own_column_order(tmp_path: Path) -> None:
     """``SELECT *`` lists columns in each database's own table order (a migrated table may differ from a new
     one), so a query's row builder, made from its columns on first use, serves one database only."""
-    stored = STORED
     read = []
-    for order in (list(stored), list(stored)[::-1]):
+    for order in (list(STORED), list(STORED)[::-1]):
         conn = sqlite3.connect(tmp_path / f"{order[0]}.db")
         conn.execute(f"CREATE TABLE generations ({', '.join(order)})")
         marks = ", ".join("?" * len(order))
-        values = [stored[name] for name in order]
+        values = [STORED[name] for name in order]
         conn.execute(f"INSERT INTO generations ({', '.join(order)}) VALUES ({marks})", values)
         query = load("sqlite", "sqlite3")["get_generation"]
-        read.append(execute(conn, query, {"id": stored["id"]}, Generation.reader))
+        read.append(execute(conn, query, {"id": STORED["id"]}, Generation.reader))
         conn.close()
-    assert read[0] == read[1] == Generation.from_row(stored)
+    assert read[0] == read[1] == Generation.from_row(STORED)
 
 
 @given(order=st.permutations([*STORED, "prompt_digest"]))
