@@ -35,7 +35,8 @@ INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     "get_generation": ({"id": ID}, "generations pk"),
     "get_generation_for_update": ({"id": ID}, "generations pk"),
     "generations_after": ({"after_id": ID, "limit": 10}, "generations pk"),
-    "list_pending": ({"limit": 50}, "generations_status_created_at_id"),
+    # the queue: on PostgreSQL its own partial index of pending rows (migration 0005), SQLite has none
+    "list_pending": ({"limit": 50}, "generations_pending|generations_status_created_at_id"),
     "list_generations": (
         {"before_created_at": WHEN, "before_id": ID, "limit": 50, "offset": 0},
         "generations_created_at",
@@ -184,3 +185,48 @@ def test_postgres_plans_are_index_ordered(postgres_url: str) -> None:
                 assert any(INDEX_NAMES["postgres"].get(i, i) in plan for i in index.split("|")), (name, plan)
             if name in TOTALS_ONLY:
                 assert not READS_ROWS.search(plan), (name, plan)
+
+
+# 20,000 generations, the newest 10 % pending (a queue that has grown), the rest completed.
+LOAD_QUEUE = (
+    "INSERT INTO prompts (text, used_count, first_used_at, last_used_at, digest)"
+    " VALUES ('p', 20000, now(), now(), sha256(convert_to('p', 'UTF8')))",
+    "INSERT INTO generations (id, prompt, prompt_digest, model_name, duration_seconds, sample_rate, channels,"
+    " status, created_at, file_path, file_size_bytes)"
+    " SELECT lpad(i::text, 36, '0'), 'p', sha256(convert_to('p', 'UTF8')), 'm', 10, 32000, 2,"
+    " CASE WHEN i <= 2000 THEN 'pending' ELSE 'completed' END,"
+    " now() - i * interval '1 second', i || '.wav', 100"
+    " FROM generate_series(1, 20000) AS i",
+    "ANALYZE",
+)
+QUEUE = {
+    "list_pending": {"limit": 50},
+    "claim_next": {"worker_id": "w", "now": WHEN, "lease_expires_at": WHEN},
+    "claim_batch": {"worker_id": "w", "now": WHEN, "lease_expires_at": WHEN, "limit": 10},
+}
+
+
+def test_postgres_queue_reads_only_pending_rows_when_many_are_not(postgres_url: str) -> None:
+    """With 10 % of rows pending, the queue's reads and claims walk the pending index and filter out no row.
+
+    With the (status, created_at, id) index alone, the planner walked the time index instead and filtered out
+    every row older than the queue's head (18,000 here) on each list and batch claim. Actually run (EXPLAIN
+    ANALYZE, rolled back), default planner settings.
+    """
+    import psycopg
+
+    queries = load("postgres", "psycopg")
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        for statement in LOAD_QUEUE:
+            conn.execute(statement)
+        for name, params in QUEUE.items():
+            with pytest.raises(_RolledBack), conn.transaction():
+                rows = conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF) {queries[name].sql}", params).fetchall()
+                raise _RolledBack
+            plan = "\n".join(row[0] for row in rows)
+            assert "generations_pending" in plan, (name, plan)
+            assert "Rows Removed by Filter" not in plan and "Sort" not in plan, (name, plan)
+
+
+class _RolledBack(Exception):
+    """Leaves a transaction by rolling it back."""

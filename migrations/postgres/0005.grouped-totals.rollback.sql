@@ -1,4 +1,6 @@
--- Back to 0004: no totals by model or by day (those figures group the rows again).
+-- Back to 0004: no totals by model or by day (those figures group the rows again), no pending index.
+
+DROP INDEX generations_pending;
 
 DROP TRIGGER generations_day_totals_update ON generations;
 DROP TRIGGER generations_day_totals ON generations;
