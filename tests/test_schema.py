@@ -291,18 +291,24 @@ def test_migrate_on_a_database_that_cannot_be_opened_is_a_migration_error(
             Store(url, migrate=True)
 
 
-def _rollback(db_url: str, *ids: str) -> None:
-    """Roll back the newest migrations, which must be those of ``ids`` (prefixes), newest first."""
+def _rollback(db_url: str, number: str) -> None:
+    """Roll back migration ``number`` (e.g. "0005") and every later one, newest first."""
     from yoyo import get_backend, read_migrations
 
     backend = get_backend(resolve(db_url).yoyo_url)
     try:
         with backend.lock():
-            newest = list(backend.to_rollback(read_migrations(str(ROOT / "migrations"))))[: len(ids)]
-            assert [m.id[:5] for m in newest] == [f"{i}." for i in ids]
+            applied = list(backend.to_rollback(read_migrations(str(ROOT / "migrations"))))
+            newest = [m for m in applied if m.id >= number]
+            assert newest and newest[-1].id.startswith(f"{number}."), [m.id for m in applied]
             backend.rollback_migrations(newest)
     finally:
         backend.connection.close()
+
+
+def _from(number: str) -> list[str]:
+    """The shipped migrations from ``number`` on: what ``migrate`` applies again after ``_rollback``."""
+    return [m for m in shipped_migrations() if m >= number]
 
 
 def _rollback_0004(db_url: str) -> None:
@@ -356,7 +362,7 @@ def test_0004_migrates_data_up_and_back(db_url: str) -> None:
     # The state the issue reported: float totals that drifted away from the rows.
     _sql(db_url, "UPDATE generation_totals SET generation_seconds = generation_seconds + 2.8e-17")
 
-    assert migrate(db_url) == [m for m in shipped_migrations() if m.startswith(("0004.", "0005."))]
+    assert migrate(db_url) == _from("0004")
     with Store(db_url) as store:
         assert every_generation(store) == rows
         assert store.get_most_used_prompts(100) == prompts
@@ -377,7 +383,7 @@ def test_0004_rollback_on_postgres_refuses_a_prompt_0003_cannot_hold(postgres_ur
     _rollback(postgres_url, "0005")
     with pytest.raises(psycopg.errors.ProgramLimitExceeded, match="index row"):
         _rollback(postgres_url, "0004")
-    assert migrate(postgres_url) == [m for m in shipped_migrations() if m.startswith("0005.")]
+    assert migrate(postgres_url) == _from("0005")
     with Store(postgres_url) as store:  # nothing changed: still at 0004, the row intact
         prompt = store.get_prompt_by_text(long_prompt)
         assert prompt is not None and prompt.used_count == 1
@@ -412,7 +418,7 @@ def test_0005_fills_the_grouped_totals_from_the_rows_and_rolls_back(db_url: str)
     _sql(db_url, f"UPDATE generations SET model_name = 'm9' WHERE id = '{jobs[7].id}'")
     _sql(db_url, f"UPDATE generations SET file_size_bytes = 7 WHERE id = '{jobs[0].id}'")
 
-    assert migrate(db_url) == [m for m in shipped_migrations() if m.startswith("0005.")]
+    assert migrate(db_url) == _from("0005")
     assert _tables(db_url) >= GROUPED_TOTALS
     with Store(db_url, clock=clock) as store:
         assert_totals_are_a_recount(store)
