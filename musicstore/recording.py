@@ -1,16 +1,20 @@
 """Export a claimed generation's audio and record it in the store: the one module that uses both.
 
 ``export_generation`` writes the clip to ``<root>/YYYY/MM/DD/<id>.<ext>`` and completes the generation;
-``export_batch_generations`` does the same for a ``(B, C, S)`` batch on a thread pool, item by item.
-The file reaches its final path only inside the transaction that completes the row, after the worker's
-claim has been checked under the row lock, so a worker that lost its lease can never replace or remove
-the file of the worker that took over. See docs/recording.md.
+``export_batch_generations`` does the same for a ``(B, C, S)`` batch on a thread pool, item by item. The root
+is a local folder (a path, ``file://``) or an object store (``s3://BUCKET/PREFIX``, or any ``FileStore``).
+The file reaches its final path (or key) only inside the transaction that completes the row, after the
+worker's claim has been checked under the row lock, so a worker that lost its lease can never replace or
+remove the file of the worker that took over. The row records the storage URL, key and SHA-256 of the file
+(``musicstore.ops.storage``). See docs/recording.md.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -21,21 +25,30 @@ from . import validate
 from .audio import ExportOptions, ExportResult, as_audio, as_audio_batch, export_audio, layout_path
 from .audio.export import check_target
 from .errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, StorageError
+from .filestore import FileStore, LocalFileStore, open_filestore
 from .filestore.fsync import fsync
 from .models import Generation, Status
 from .ops import DEFAULT_MAX_ATTEMPTS
+from .ops.storage import record_storage
 from .store import Store
 
 OnError = Literal["fail", "retry", "raise"]
 _ON_ERROR = ("fail", "retry", "raise")
+Root = str | os.PathLike[str] | FileStore
+"""Where files go: a folder path, ``file:///PATH``, ``s3://BUCKET/PREFIX`` or an open ``FileStore``."""
 
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """A completed generation and what its export wrote (``result.path`` is the final path)."""
+    """A completed generation and what its export wrote (``result.path``: the final path; for an object
+    store, the temp file the object was put from, since removed). ``storage_url``/``key``/``checksum``: where
+    the file lives, as the row records it."""
 
     generation: Generation
     result: ExportResult
+    storage_url: str | None = None
+    key: str | None = None
+    checksum: str | None = None
 
 
 def export_generation(
@@ -43,7 +56,7 @@ def export_generation(
     generation: Generation,
     audio: Any,
     *,
-    root: str | Path,
+    root: Root,
     worker_id: str | None = None,
     ext: str = "wav",
     options: ExportOptions | None = None,
@@ -60,31 +73,43 @@ def export_generation(
     The row's metadata gains the export's figures (``ExportResult.as_metadata()``) and ``metadata``
     (whose keys win). ``generation_time_seconds`` defaults to the time since the claim.
 
-    If the export fails (bad audio, channel mismatch, write error) no file of it is left on disk (a file
-    already at the final path is untouched), the row is failed for good (``on_error="fail"``, the default),
+    ``root`` as an ``s3://`` URL opens a client for this call: pass an open ``FileStore``
+    (``open_filestore``) to reuse one. On an object store the clip is encoded to a temp file, then put at
+    ``<prefix>/YYYY/MM/DD/<id>.<ext>`` with a conditional create, its content type and the audio figures as
+    object metadata; the row records the store's URL, the key and the SHA-256.
+
+    If the export fails (bad audio, channel mismatch, write error) or the file cannot take its place (the
+    final rename or the put fails, another object holds the key), no file of it is left at the final path or
+    key (one already there is untouched), the row is failed for good (``on_error="fail"``, the default),
     failed with retry while attempts remain (``"retry"``, up to ``max_attempts``) or left processing
-    (``"raise"``), and the export error is re-raised with a note saying what happened to the row. If
-    recording fails (LeaseLost, NotFound, InvalidTransition, DatabaseError), the file is removed, the row is
-    left as it is and the error raised.
+    (``"raise"``), and the error is re-raised with a note saying what happened to the row. If recording
+    fails (LeaseLost, NotFound, InvalidTransition, DatabaseError), the file is removed, the row is left as it
+    is and the error raised.
     """
     _check_call(generation, on_error, max_attempts, metadata)
     _check_format(ext, options, root=root, worker_id=worker_id, scale=scale)
     if generation_time_seconds is not None:
         validate.seconds(generation_time_seconds, "generation_time_seconds", positive=False)
-    final = layout_path(root, generation.id, ext, when=generation.created_at)
     worker = generation.worker_id if worker_id is None else worker_id
-    staged = _staging_path(final)
-    try:
-        result = _export(audio, generation, staged, options, scale)
-    except Exception as exc:
-        _record_failure(
-            store, generation.id, exc, on_error=on_error, max_attempts=max_attempts, worker=worker
-        )
-        raise
-    return _complete(
-        store, generation, result, root=Path(root), final=final, worker=worker,
+    place = _Placing(
+        store=store, generation=generation, worker=worker, on_error=on_error, max_attempts=max_attempts,
         generation_time_seconds=generation_time_seconds, metadata=metadata or {},
     )  # fmt: skip
+    folder, objects, opened = _target(root)
+    if objects is None:
+        assert folder is not None
+        final = layout_path(folder, generation.id, ext, when=generation.created_at)
+        staged = _staging_path(final)
+        result = place.export(audio, staged, options, scale)
+        return place.into_folder(result, folder, final)
+    try:
+        key = layout_path(".", generation.id, ext, when=generation.created_at).as_posix()
+        with tempfile.TemporaryDirectory(prefix="musicstore-export-") as temp:
+            result = place.export(audio, Path(temp) / f"{generation.id}.{ext}", options, scale)
+            return place.into_objects(result, objects, key)
+    finally:
+        if opened:
+            objects.close()
 
 
 def export_batch_generations(
@@ -92,7 +117,7 @@ def export_batch_generations(
     generations: Sequence[Generation],
     audio_batch: Any,
     *,
-    root: str | Path,
+    root: Root,
     worker_id: str | None = None,
     ext: str = "wav",
     options: ExportOptions | None = None,
@@ -108,7 +133,8 @@ def export_batch_generations(
     the list holds, in order, a ``Recorded`` or the exception that item raised. A batch that cannot be
     split into one clip per generation (not 3-D, wrong length, repeated ids, a generation not
     processing) raises before anything is written and no row changes. A clean batch leaves a CUDA
-    device in one transfer; one with a bad item falls back to converting item by item.
+    device in one transfer; one with a bad item falls back to converting item by item. An ``s3://`` root
+    is opened once for the batch.
     """
     if not isinstance(generations, Sequence) or isinstance(generations, str):
         raise InvalidInput(f"generations must be a sequence of Generation, got {type(generations).__name__}")
@@ -133,18 +159,39 @@ def export_batch_generations(
         scale = None  # the items are float32 now
     except InvalidAudio:
         items = audio_batch  # some item is bad: let each item find out for itself
+    folder, objects, opened = _target(root)
+    target: Root = objects if objects is not None else folder  # type: ignore[assignment]
 
     def one(i: int) -> Recorded | Exception:
         try:
             return export_generation(
-                store, generations[i], items[i], root=root, worker_id=worker_id, ext=ext, options=options,
+                store, generations[i], items[i], root=target, worker_id=worker_id, ext=ext, options=options,
                 scale=scale, on_error=on_error, max_attempts=max_attempts, metadata=extras[i],
             )  # fmt: skip
         except Exception as exc:
             return exc
 
-    with ThreadPoolExecutor(max_workers=workers or min(count, os.cpu_count() or 1) or 1) as pool:
-        return list(pool.map(one, range(count)))
+    try:
+        with ThreadPoolExecutor(max_workers=workers or min(count, os.cpu_count() or 1) or 1) as pool:
+            return list(pool.map(one, range(count)))
+    finally:
+        if opened and objects is not None:
+            objects.close()
+
+
+def _target(root: Root) -> tuple[Path | None, FileStore | None, bool]:
+    """A local root folder, or an object store (and whether it was opened here, to be closed)."""
+    if isinstance(root, LocalFileStore):
+        return root.root, None, False
+    if isinstance(root, FileStore):
+        return None, root, False
+    text = os.fspath(root)
+    if "://" not in text:
+        return Path(text), None, False
+    store = open_filestore(text)
+    if isinstance(store, LocalFileStore):
+        return store.root, None, False
+    return None, store, True
 
 
 def _check_format(
@@ -155,8 +202,10 @@ def _check_format(
         raise InvalidInput(f"ext must be a str such as 'wav' or 'flac', got {type(ext).__name__}")
     if options is not None and not isinstance(options, ExportOptions):
         raise InvalidInput(f"options must be an ExportOptions or None, got {type(options).__name__}")
-    if not isinstance(root, str | os.PathLike) or "\x00" in str(root):
-        raise InvalidInput(f"root must be a path (str or Path) without NUL, got {type(root).__name__}")
+    if not isinstance(root, FileStore) and (not isinstance(root, str | os.PathLike) or "\x00" in str(root)):
+        raise InvalidInput(
+            f"root must be a path, file:// or s3:// URL, or a FileStore (no NUL), got {type(root).__name__}"
+        )
     validate.name(worker_id, "worker_id", optional=True)
     if scale is not None:
         validate.number(scale, "scale", positive=True)
@@ -188,75 +237,151 @@ def _staging_path(final: Path) -> Path:
     return final.with_name(f".{final.stem}.{secrets.token_hex(6)}{final.suffix}")
 
 
-def _export(
-    audio: Any, generation: Generation, staged: Path, options: ExportOptions | None, scale: float | None
-) -> ExportResult:
-    clip = as_audio(audio, scale=scale)  # (C, S) float32: checked once, the device left once
-    if clip.shape[0] != generation.channels:
-        raise InvalidAudio(
-            f"audio has {clip.shape[0]} channel(s) (shape {clip.shape}) but generation {generation.id} "
-            f"requested {generation.channels}; pass (C, S) audio with C = {generation.channels}"
-        )
-    return export_audio(clip, generation.sample_rate, staged, options)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Placing:
+    """One generation's export and recording: the audio encoded, then placed and recorded, or the row failed
+    per ``on_error``."""
 
+    store: Store
+    generation: Generation
+    worker: str | None
+    on_error: str
+    max_attempts: int
+    generation_time_seconds: float | None
+    metadata: Mapping[str, Any]
 
-def _record_failure(
-    store: Store,
-    generation_id: str,
-    error: Exception,
-    *,
-    on_error: str,
-    max_attempts: int,
-    worker: str | None,
-) -> None:
-    if on_error == "raise":
-        error.add_note(f"generation {generation_id} was left processing (on_error='raise')")
-        return
-    message = f"export failed: {type(error).__name__}: {error}"
-    try:
-        status = store.fail(
-            generation_id, message, retry=on_error == "retry", max_attempts=max_attempts, worker_id=worker
-        )
-    except MusicstoreError as db_error:
-        error.add_note(f"marking generation {generation_id} failed did not work either: {db_error!r}")
-        return
-    error.add_note(f"generation {generation_id} is now {status} (on_error={on_error!r})")
+    def export(
+        self, audio: Any, staged: Path, options: ExportOptions | None, scale: float | None
+    ) -> ExportResult:
+        """The clip encoded at ``staged``; if that fails, the row is failed per ``on_error`` and it raises."""
+        generation = self.generation
+        try:
+            clip = as_audio(audio, scale=scale)  # (C, S) float32: checked once, the device left once
+            if clip.shape[0] != generation.channels:
+                raise InvalidAudio(
+                    f"audio has {clip.shape[0]} channel(s) (shape {clip.shape}) but generation "
+                    f"{generation.id} requested {generation.channels}; pass (C, S) audio with "
+                    f"C = {generation.channels}"
+                )
+            return export_audio(clip, generation.sample_rate, staged, options)
+        except Exception as exc:
+            self.failed(exc)
+            raise
 
-
-def _complete(
-    store: Store,
-    generation: Generation,
-    result: ExportResult,
-    *,
-    root: Path,
-    final: Path,
-    worker: str | None,
-    generation_time_seconds: float | None,
-    metadata: Mapping[str, Any],
-) -> Recorded:
-    staged, placed = result.path, False
-    try:
-        with store.transaction() as tx:
-            done = tx.complete_generation(
-                generation.id,
-                file_path=final.relative_to(root).as_posix(),
-                file_size_bytes=result.bytes,
-                generation_time_seconds=generation_time_seconds,
-                metadata={**result.as_metadata(), **metadata},
-                worker_id=worker,
+    def failed(self, error: Exception) -> None:
+        """The row failed, retried or left processing per ``on_error``; a note on ``error`` says which."""
+        generation_id = self.generation.id
+        if self.on_error == "raise":
+            error.add_note(f"generation {generation_id} was left processing (on_error='raise')")
+            return
+        message = f"export failed: {type(error).__name__}: {error}"
+        try:
+            status = self.store.fail(
+                generation_id,
+                message,
+                retry=self.on_error == "retry",
+                max_attempts=self.max_attempts,
+                worker_id=self.worker,
             )
-            try:  # the claim is checked and the row locked: only now may the file take its place
-                os.replace(staged, final)
-                placed = True
-                fsync(final.parent, directory=True)
-            except OSError as exc:
-                raise StorageError(f"moving {staged} to {final} failed: {exc}") from exc
-    except BaseException as exc:
-        for path in (staged, final) if placed else (staged,):
-            try:
-                path.unlink(missing_ok=True)
-            except OSError as cleanup:
-                exc.add_note(f"and removing {path} failed: {cleanup}")
-        exc.add_note(f"generation {generation.id} was not recorded; its file was removed")
-        raise
-    return Recorded(done, replace(result, path=final))
+        except MusicstoreError as db_error:
+            error.add_note(f"marking generation {generation_id} failed did not work either: {db_error!r}")
+            return
+        error.add_note(f"generation {generation_id} is now {status} (on_error={self.on_error!r})")
+
+    def complete(self, tx: Any, result: ExportResult, key: str) -> Generation:
+        """The row completed in ``tx``: its claim checked and the row locked (raises LeaseLost...)."""
+        done: Generation = tx.complete_generation(
+            self.generation.id,
+            file_path=key,
+            file_size_bytes=result.bytes,
+            generation_time_seconds=self.generation_time_seconds,
+            metadata={**result.as_metadata(), **self.metadata},
+            worker_id=self.worker,
+        )
+        return done
+
+    def into_folder(self, result: ExportResult, root: Path, final: Path) -> Recorded:
+        """The staged file renamed onto ``final`` inside the transaction that completes the row."""
+        staged, placed, placing = result.path, False, False
+        key, url = final.relative_to(root).as_posix(), root.absolute().as_uri()
+        try:
+            checksum = _sha256(staged)
+            with self.store.transaction() as tx:
+                done = self.complete(tx, result, key)
+                placing = True
+                try:  # the claim is checked and the row locked: only now may the file take its place
+                    os.replace(staged, final)
+                    placed = True
+                    fsync(final.parent, directory=True)
+                except OSError as exc:
+                    raise StorageError(f"moving {staged} to {final} failed: {exc}") from exc
+                placing = False
+                tx.run(record_storage, self.generation.id, storage_url=url, key=key, checksum=checksum)
+        except BaseException as exc:
+            for path in (staged, final) if placed else (staged,):
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as cleanup:
+                    exc.add_note(f"and removing {path} failed: {cleanup}")
+            self._not_recorded(exc, placing)
+            raise
+        return Recorded(done, replace(result, path=final), url, key, checksum)
+
+    def into_objects(self, result: ExportResult, objects: FileStore, key: str) -> Recorded:
+        """The encoded file put at ``key`` (conditional create) in the transaction completing the row."""
+        placed, placing = False, False
+        try:
+            with self.store.transaction() as tx:
+                done = self.complete(tx, result, key)
+                placing = True
+                with open(result.path, "rb") as source:
+                    info = objects.put(
+                        key, source, content_type=_CONTENT_TYPES.get(result.format.lower()),
+                        metadata=_object_metadata(result),
+                    )  # fmt: skip
+                placed, placing = True, False
+                assert info.checksum is not None  # a put always reports the SHA-256 it computed
+                tx.run(
+                    record_storage,
+                    self.generation.id,
+                    storage_url=objects.url,
+                    key=key,
+                    checksum=info.checksum,
+                )
+        except BaseException as exc:
+            if placed:
+                try:
+                    objects.delete(key)
+                except Exception as cleanup:
+                    exc.add_note(f"and removing {key} from {objects.url} failed: {cleanup}")
+            self._not_recorded(exc, placing)
+            raise
+        return Recorded(done, result, objects.url, key, info.checksum)
+
+    def _not_recorded(self, exc: BaseException, placing: bool) -> None:
+        exc.add_note(f"generation {self.generation.id} was not recorded; its file was removed")
+        if placing and isinstance(exc, StorageError):  # the file could not take its place: the job's fault
+            self.failed(exc)
+
+
+_CONTENT_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
+
+
+def _object_metadata(result: ExportResult) -> dict[str, str]:
+    """The audio figures as S3 user metadata (printable ASCII values; levels that are -inf left out)."""
+    figures: dict[str, str] = {}
+    for name, value in result.as_metadata().items():
+        if value is None or value == "":
+            continue
+        figures[name.replace("_", "-")] = (
+            ("true" if value else "false") if isinstance(value, bool) else str(value)
+        )
+    return figures
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        while piece := source.read(1 << 20):
+            digest.update(piece)
+    return digest.hexdigest()

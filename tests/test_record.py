@@ -180,9 +180,12 @@ def test_cancelled_meanwhile_without_worker_check(store: Store, root: Path) -> N
     assert row is not None and row.status is Status.CANCELLED
 
 
-def test_failed_final_rename_rolls_the_completion_back(
-    store: Store, root: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("on_error", "status"), [("raise", Status.PROCESSING), ("fail", Status.FAILED)])
+def test_failed_final_rename_rolls_the_completion_back_then_follows_on_error(
+    store: Store, root: Path, monkeypatch: pytest.MonkeyPatch, on_error: str, status: Status
 ) -> None:
+    """The file could not take its place: the completion is rolled back, then the row goes as ``on_error``
+    says (the same as a failed put to an object store: tests/test_record_s3.py)."""
     job = claimed(store)
     real_replace = os.replace
 
@@ -193,10 +196,14 @@ def test_failed_final_rename_rolls_the_completion_back(
 
     monkeypatch.setattr(os, "replace", replace_but_not_onto_final)
     with pytest.raises(StorageError, match="No space left"):
-        export_generation(store, job, music(), root=root)
+        export_generation(store, job, music(), root=root, on_error=on_error)  # type: ignore[arg-type]
     assert files_under(root) == []
     row = store.get_generation(job.id)
-    assert row is not None and row == job  # the completion was rolled back with the transaction
+    if status is Status.PROCESSING:
+        assert row is not None and row == job  # the completion was rolled back with the transaction
+    else:
+        assert row is not None and row.status is status and row.file_path is None
+        assert row.error_message is not None and "No space left" in row.error_message
 
 
 def test_caller_mistakes_raise_before_anything(store: Store, root: Path) -> None:

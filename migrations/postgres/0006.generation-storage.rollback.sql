@@ -1,0 +1,3 @@
+-- Back to 0005: the file's place is file_path under the output root again.
+
+ALTER TABLE generations DROP COLUMN checksum, DROP COLUMN storage_key, DROP COLUMN storage_url;

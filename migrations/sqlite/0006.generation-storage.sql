@@ -1,0 +1,9 @@
+-- Where a generation's file lives: the root's storage URL (NULL: a local root the reader knows), the key below
+-- it and the SHA-256 of its bytes (lower-case hex). Rows completed before: key = file_path, no checksum.
+
+ALTER TABLE generations ADD COLUMN storage_url TEXT CHECK (length(storage_url) BETWEEN 1 AND 2048);
+ALTER TABLE generations ADD COLUMN storage_key TEXT CHECK (length(storage_key) BETWEEN 1 AND 1024);
+ALTER TABLE generations ADD COLUMN checksum TEXT
+    CHECK (length(checksum) = 64 AND checksum NOT GLOB '*[^0-9a-f]*');
+
+UPDATE generations SET storage_key = file_path WHERE file_path IS NOT NULL;

@@ -1,0 +1,53 @@
+"""Where a generation's file lives (migration 0006): recorded on completion, read for delivery.
+
+``record_storage`` runs in the transaction that completed the row (``musicstore.recording``);
+``get_storage`` reads it back (``musicstore.delivery``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import validate
+from ..errors import NotFound
+from ..ids import check_id
+from ..models import Status, columns
+from .steps import Call, Steps, reader, writer
+
+STORAGE = columns("id", "status", "file_path", "file_size_bytes", "storage_url", "storage_key", "checksum")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A generation's file: the root's storage URL (None: a local root the reader knows), its key below it,
+    its size and SHA-256 (None for files recorded before musicstore kept one)."""
+
+    generation_id: str
+    status: Status
+    storage_url: str | None
+    key: str | None
+    size: int | None
+    checksum: str | None
+
+
+@writer
+def record_storage(generation_id: str, *, storage_url: str, key: str, checksum: str) -> Steps[None]:
+    """Record where a completed generation's file is; NotFound unless the row is completed."""
+    gid = check_id(generation_id)
+    validate.relative_path(key)
+    changed = yield Call(
+        "record_storage", {"id": gid, "storage_url": storage_url, "storage_key": key, "checksum": checksum}
+    )
+    if changed != 1:
+        raise NotFound(f"generation {gid} is not completed; its file cannot be recorded")
+
+
+@reader
+def get_storage(generation_id: str) -> Steps[StoredFile]:
+    """Where generation ``generation_id``'s file lives; NotFound if there is no such generation."""
+    gid = check_id(generation_id)
+    row = yield Call("get_storage", {"id": gid}, STORAGE)
+    if row is None:
+        raise NotFound(f"generation {gid} not found")
+    _, status, file_path, size, url, key, checksum = row
+    return StoredFile(gid, Status(status), url, key or file_path, size, checksum)

@@ -1,0 +1,159 @@
+"""Recording through a ``FileStore``: export to S3 (a real SeaweedFS) and the row's storage columns (0006),
+on both database backends."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import soundfile as sf
+
+from musicstore import LeaseLost, Status, StorageError, Store
+from musicstore.filestore import FileStore, ObjectExists, ObjectNotFound, open_filestore
+from musicstore.ops.storage import get_storage
+from musicstore.recording import Recorded, export_batch_generations, export_generation
+from tests.conftest import FakeClock, new_job
+from tests.test_record import OPTIONS, RATE, claimed, files_under, music
+from tests.test_schema import _from, _rollback, _sql
+
+
+@pytest.fixture
+def objects(musicstore_s3_url: str) -> Any:
+    with open_filestore(musicstore_s3_url) as opened:
+        yield opened
+
+
+def _key(job: Any) -> str:
+    return f"{job.created_at:%Y/%m/%d}/{job.id}.wav"
+
+
+def _read(objects: FileStore, key: str, tmp_path: Path) -> Path:
+    copy = tmp_path / Path(key).name
+    copy.write_bytes(b"".join(objects.get(key)))
+    return copy
+
+
+@pytest.mark.parametrize("as_url", [True, False], ids=["s3-url", "filestore"])
+def test_export_to_s3_puts_the_object_and_records_where_it_is(
+    store: Store, objects: FileStore, musicstore_s3_url: str, tmp_path: Path, as_url: bool
+) -> None:
+    job = claimed(store, metadata={"bpm": 96})
+    recorded = export_generation(
+        store, job, music(), root=musicstore_s3_url if as_url else objects, options=OPTIONS
+    )
+    key = _key(job)
+    assert isinstance(recorded, Recorded) and recorded.key == key
+    assert recorded.storage_url == objects.url == musicstore_s3_url
+    assert [o.key for o in objects.list()] == [key]
+    head = objects.head(key)
+    assert head.content_type == "audio/wav" and head.size == recorded.result.bytes
+    assert head.checksum == recorded.checksum
+    assert float(head.metadata["loudness-lufs"]) == pytest.approx(-16.0, abs=0.1)
+    assert head.metadata["target-reached"] == "true" and head.metadata["sample-rate"] == str(RATE)
+    assert not recorded.result.path.exists()  # the temp file it was put from is gone
+    row = store.get_generation(job.id)
+    assert row is not None and row == recorded.generation and row.status is Status.COMPLETED
+    assert row.file_path == key and row.file_size_bytes == head.size and row.metadata["bpm"] == 96
+    stored = store.run(get_storage, job.id)
+    assert (stored.storage_url, stored.key, stored.checksum) == (objects.url, key, head.checksum)
+    copy = _read(objects, key, tmp_path)
+    assert hashlib.sha256(copy.read_bytes()).hexdigest() == stored.checksum
+    info = sf.info(str(copy))
+    assert (info.samplerate, info.channels, info.frames) == (RATE, 2, row.metadata["frames"])
+
+
+def test_local_export_records_its_file_url_key_and_checksum(store: Store, tmp_path: Path) -> None:
+    root = tmp_path / "audio"
+    job = claimed(store)
+    recorded = export_generation(store, job, music(), root=f"file://{root}", options=OPTIONS)
+    stored = store.run(get_storage, job.id)
+    final = root / _key(job)
+    assert files_under(root) == [final] and recorded.result.path == final
+    assert (stored.storage_url, stored.key) == (root.as_uri(), _key(job))
+    assert stored.checksum == recorded.checksum == hashlib.sha256(final.read_bytes()).hexdigest()
+    assert stored.size == final.stat().st_size
+
+
+@pytest.mark.parametrize(("on_error", "status"), [("fail", Status.FAILED), ("retry", Status.PENDING)])
+def test_an_object_already_at_the_key_is_kept_and_the_job_follows_on_error(
+    store: Store, objects: FileStore, on_error: str, status: Status
+) -> None:
+    job = claimed(store)
+    key = _key(job)
+    objects.put(key, b"another host's take")
+    with pytest.raises(ObjectExists):
+        export_generation(store, job, music(), root=objects, on_error=on_error)  # type: ignore[arg-type]
+    assert b"".join(objects.get(key)) == b"another host's take"
+    row = store.get_generation(job.id)
+    assert row is not None and row.status is status and row.file_path is None
+    assert row.error_message is not None and "ObjectExists" in row.error_message
+    assert store.run(get_storage, job.id).checksum is None
+
+
+def test_a_failed_put_leaves_no_object_and_no_secret(
+    store: Store, objects: FileStore, musicstore_s3_server: Any, musicstore_s3_url: str
+) -> None:
+    """Wrong credentials: the server refuses the PUT; nothing at the key, the row retried per on_error."""
+    job = claimed(store)
+    options = {**musicstore_s3_server.options, "secret_access_key": "not-the-secret-0123456789"}
+    with open_filestore(musicstore_s3_url, **options) as wrong, pytest.raises(StorageError) as raised:
+        export_generation(store, job, music(), root=wrong, on_error="retry")
+    assert "not-the-secret" not in str(raised.value)
+    with pytest.raises(ObjectNotFound):
+        objects.head(_key(job))
+    assert list(objects.list()) == []
+    row = store.get_generation(job.id)
+    assert row is not None and row.status is Status.PENDING and row.file_path is None
+    assert row.error_message is not None and "not-the-secret" not in row.error_message
+
+
+def test_a_worker_that_lost_its_lease_puts_nothing(
+    store: Store, objects: FileStore, clock: FakeClock
+) -> None:
+    job = claimed(store)
+    clock.advance(61)
+    store.requeue_expired()
+    taken = store.claim_next("gpu-1", lease_seconds=60)
+    assert taken is not None and taken.id == job.id
+    with pytest.raises(LeaseLost):
+        export_generation(store, job, music(seed=1), root=objects)
+    assert list(objects.list()) == []  # the claim is checked before the put
+    recorded = export_generation(store, taken, music(seed=2), root=objects)
+    assert [o.key for o in objects.list()] == [recorded.key]
+
+
+def test_a_batch_to_s3_records_each_item_on_its_own(store: Store, objects: FileStore) -> None:
+    jobs = [new_job(store, duration_seconds=1.5, sample_rate=RATE) for _ in range(3)]
+    got = store.claim_batch("gpu-0", 3, lease_seconds=60)
+    assert [g.id for g in got] == [j.id for j in jobs]
+    batch = music(channels=2)[None].repeat(3, axis=0)
+    batch[1, 0, 100] = float("nan")  # one bad item
+    outcomes = export_batch_generations(store, got, batch, root=objects, options=OPTIONS)
+    assert isinstance(outcomes[0], Recorded) and isinstance(outcomes[2], Recorded)
+    assert not isinstance(outcomes[1], Recorded)
+    assert sorted(o.key for o in objects.list()) == sorted([_key(got[0]), _key(got[2])])
+    assert outcomes[0].checksum == outcomes[2].checksum  # the same clip, the same bytes
+    failed = store.get_generation(got[1].id)
+    assert failed is not None and failed.status is Status.FAILED
+
+
+def test_0006_fills_the_keys_of_completed_rows_and_rolls_back(db_url: str) -> None:
+    with Store(db_url) as store:
+        done, waiting = new_job(store), new_job(store)
+        store.claim_next("w")
+        store.complete_generation(done.id, file_path="2026/01/02/a.wav", file_size_bytes=3)
+        assert store.run(get_storage, done.id).key == "2026/01/02/a.wav"
+    _rollback(db_url, "0006")
+    assert _sql(db_url, f"SELECT file_path FROM generations WHERE id = '{done.id}'") == [
+        ("2026/01/02/a.wav",)
+    ]
+    with pytest.raises(Exception, match="storage_key"):
+        _sql(db_url, "SELECT storage_key FROM generations")
+    assert Store(db_url, migrate=True).close() is None  # applies 0006 (and what follows) again
+    assert _from("0006")[0].startswith("0006.")
+    rows = _sql(db_url, "SELECT id, storage_url, storage_key, checksum FROM generations ORDER BY id")
+    assert sorted(rows) == sorted([(done.id, None, "2026/01/02/a.wav", None), (waiting.id, None, None, None)])
+    with pytest.raises(Exception, match="checksum"):
+        _sql(db_url, f"UPDATE generations SET checksum = 'ABC' WHERE id = '{done.id}'")
