@@ -61,6 +61,10 @@ class AsyncOperations:
     track_prompt_usage = coroutine_method(ops.track_prompt_usage)
     get_prompt_by_text = coroutine_method(ops.get_prompt_by_text)
     get_most_used_prompts = coroutine_method(ops.get_most_used_prompts)
+    create_rendition = coroutine_method(ops.create_rendition)
+    get_rendition = coroutine_method(ops.get_rendition)
+    get_rendition_by_settings = coroutine_method(ops.get_rendition_by_settings)
+    list_renditions = coroutine_method(ops.list_renditions)
 
     async def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``op`` with these arguments; each subclass decides where."""

@@ -54,6 +54,10 @@ class Operations:
     track_prompt_usage = method(ops.track_prompt_usage)
     get_prompt_by_text = method(ops.get_prompt_by_text)
     get_most_used_prompts = method(ops.get_most_used_prompts)
+    create_rendition = method(ops.create_rendition)
+    get_rendition = method(ops.get_rendition)
+    get_rendition_by_settings = method(ops.get_rendition_by_settings)
+    list_renditions = method(ops.list_renditions)
 
     def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``op`` with these arguments; each subclass decides where."""

@@ -174,6 +174,39 @@ ATTEMPTS = bad_int(1, INT64_MAX)
 STATUS_FILTER = bad_status_value
 
 
+def bad_level(low: float, high: float, *, silence_ok: bool = False) -> st.SearchStrategy[Any]:
+    """Not a real number, NaN, or outside [low, high] (a level in dB or LUFS); None and -inf mean silence
+    where ``silence_ok``."""
+    values = st.booleans() | st.text(max_size=5) | _others | st.sampled_from([Decimal("1"), Fraction(1, 2)])
+    values |= st.sampled_from([math.nan, math.inf, 10**400]) | st.floats(min_value=high, exclude_min=True)
+    values |= st.floats(max_value=low, exclude_max=low != -70.0).filter(lambda v: v != -math.inf)
+    return values if silence_ok else values | st.none() | st.just(-math.inf)
+
+
+_RENDITION: dict[str, Any] = {
+    "settings": {"format": "mp3", "sample_rate": 32_000, "channels": 2, "bitrate_kbps": 192},
+    "profile": "streaming",
+    "target_lufs": -14.0,
+    "ceiling_dbtp": -1.0,
+    "file_size_bytes": 10,
+    "duration_seconds": 1.0,
+    "loudness_lufs": -14.0,
+    "true_peak_dbtp": -1.5,
+    "loudness_status": "normalized",
+    "checksum": "0" * 64,
+}
+_REQUEST = ("settings", "profile", "target_lufs", "ceiling_dbtp")
+BAD_SETTINGS = (
+    _non_str
+    | st.builds(
+        lambda v: {**_RENDITION["settings"], "format": v},
+        st.text(max_size=5).filter(lambda t: t not in {"mp3", "opus", "vorbis", "flac", "wav"}) | _non_str,
+    )
+    | st.builds(lambda v: {**_RENDITION["settings"], "sample_rate": v}, bad_int(8_000, 384_000))
+    | st.builds(lambda v: {**_RENDITION["settings"], "channels": v}, bad_int(1, 8))
+    | st.builds(lambda v: {**_RENDITION["settings"], "extra": v}, bad_json_value())
+)
+
 # --- the catalogue: every operation, valid arguments, and the hostile strategy of each parameter -----------
 
 
@@ -295,6 +328,35 @@ CASES: dict[str, Case] = {
     "track_prompt_usage": Case(lambda s: {"prompt": "p"}, {"prompt": PROMPT}),
     "get_prompt_by_text": Case(lambda s: {"prompt": "p"}, {"prompt": PROMPT}),
     "get_most_used_prompts": Case(lambda s: {"limit": 5}, {"limit": PAGE_LIMIT}),
+    "create_rendition": Case(
+        lambda s: {"generation_id": s.completed, "storage_key": "a/done.streaming.mp3", **_RENDITION},
+        {
+            "generation_id": bad_id,
+            "storage_key": bad_path,
+            "settings": BAD_SETTINGS,
+            "profile": NAME,
+            "target_lufs": bad_level(-70.0, 0.0),
+            "ceiling_dbtp": bad_level(-20.0, 0.0),
+            "file_size_bytes": bad_int(1, INT64_MAX),
+            "duration_seconds": bad_number(positive=True, high=86_400.0),
+            "loudness_lufs": bad_level(-1e300, 1e300, silence_ok=True),
+            "true_peak_dbtp": bad_level(-1e300, -1.0, silence_ok=True),
+            "loudness_status": bad_text(20, blank_ok=True, none_ok=False),
+            "checksum": bad_text(80, blank_ok=True, none_ok=False) | st.sampled_from(["A" * 64, "0" * 63]),
+        },
+    ),
+    "get_rendition": Case(lambda s: {"rendition_id": _ID}, {"rendition_id": bad_id}),
+    "get_rendition_by_settings": Case(
+        lambda s: {"generation_id": s.completed, **{k: _RENDITION[k] for k in _REQUEST}},
+        {
+            "generation_id": bad_id,
+            "settings": BAD_SETTINGS,
+            "profile": NAME,
+            "target_lufs": bad_level(-70.0, 0.0),
+            "ceiling_dbtp": bad_level(-20.0, 0.0),
+        },
+    ),
+    "list_renditions": Case(lambda s: {"generation_id": s.completed}, {"generation_id": bad_id}),
 }
 
 HOSTILE = [(name, param) for name, case in CASES.items() for param in case.hostile]

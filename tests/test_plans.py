@@ -83,6 +83,12 @@ INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     ),
     "maintenance_generations_by_ids": ({"ids": f'["{ID}"]'}, "generations pk"),
     "maintenance_generations_by_file_paths": ({"paths": '["a.wav"]'}, "generations_file_path"),
+    # renditions (0007): by id, by generation through UNIQUE (generation_id, format, settings), by file
+    "get_rendition": ({"id": ID}, "renditions pk"),
+    "get_rendition_by_settings": ({"generation_id": ID, "format": "mp3", "settings": "{}"}, "rendition key"),
+    "list_renditions": ({"generation_id": ID}, "rendition key"),
+    "maintenance_renditions_by_storage_keys": ({"paths": '["a.mp3"]'}, "rendition file"),
+    "maintenance_renditions_of_generations": ({"ids": f'["{ID}"]'}, "rendition key"),
 }
 # Newest-first lists over the unfiltered time index sort only the rows that share one created_at, by id.
 TIES_SORTED = {"list_generations", "list_generations_by_model", "maintenance_cleanup_candidates"}
@@ -98,6 +104,9 @@ INDEX_NAMES = {
         # WITHOUT ROWID: the table is its primary key ("SEARCH … USING PRIMARY KEY", or a SCAN in its order)
         "model totals": "generation_model_totals",
         "day totals": "generation_day_totals",
+        "renditions pk": "sqlite_autoindex_renditions_1",
+        "rendition file": "sqlite_autoindex_renditions_2",
+        "rendition key": "sqlite_autoindex_renditions_3",
     },
     "postgres": {
         "prompts pk": "prompts_pkey",
@@ -105,6 +114,9 @@ INDEX_NAMES = {
         "digest": "prompts_digest_key",
         "model totals": "generation_model_totals_pkey",
         "day totals": "generation_day_totals_pkey",
+        "renditions pk": "renditions_pkey",
+        "rendition file": "renditions_storage_key_key",
+        "rendition key": "renditions_generation_id_format_settings_key",
     },
 }
 
@@ -135,7 +147,7 @@ def test_sqlite_plans_are_index_ordered(sqlite_url: str) -> None:
             if name not in TIES_SORTED:
                 assert "TEMP B-TREE" not in plan, (name, plan)
             # "SCAN t USING INDEX" walks an index in order (up to the LIMIT); a bare "SCAN t" reads the table
-            assert not re.search(r"\bSCAN (generations|prompts)\b(?! USING)", plan), (name, plan)
+            assert not re.search(r"\bSCAN (generations|prompts|renditions)\b(?! USING)", plan), (name, plan)
             if index is not None:
                 assert any(INDEX_NAMES["sqlite"].get(i, i) in plan for i in index.split("|")), (name, plan)
             if name in TOTALS_ONLY:
@@ -180,7 +192,7 @@ def test_postgres_plans_are_index_ordered(postgres_url: str) -> None:
             assert set(sorts) <= {"Incremental Sort"}, (name, plan)
             presorted = re.findall(r"Presorted Key: (.*)", plan)
             assert len(presorted) == len(sorts) and set(presorted) <= {"created_at"}, (name, plan)
-            assert not re.search(r"Seq Scan on (generations|prompts)\b", plan), (name, plan)
+            assert not re.search(r"Seq Scan on (generations|prompts|renditions)\b", plan), (name, plan)
             if index is not None:
                 assert any(INDEX_NAMES["postgres"].get(i, i) in plan for i in index.split("|")), (name, plan)
             if name in TOTALS_ONLY:

@@ -4,7 +4,8 @@ An operation yields ``Call(name, params, rows)`` for a named query (and receives
 receives the store clock's current time); it returns its result. The sync and async drivers
 (``musicstore.store``, ``musicstore.aio``, with what they share in ``musicstore.runner``) drive the same
 generators, so there is one copy of each operation's logic. By concern: ``steps`` (what an operation
-yields), ``reads``, ``jobs`` (a job's life), ``prompts``, ``transfer`` (rows between stores).
+yields), ``reads``, ``jobs`` (a job's life), ``prompts``, ``renditions`` (files made from a master),
+``transfer`` (rows between stores).
 """
 
 from .jobs import (
@@ -35,6 +36,14 @@ from .reads import (
     get_pending_generations,
     list_generations,
 )
+from .renditions import (
+    RENDITION,
+    Rendition,
+    create_rendition,
+    get_rendition,
+    get_rendition_by_settings,
+    list_renditions,
+)
 from .steps import NOW, Call, Operation, Params, Query, Step, Steps, reader, reads_all, reads_one, writer
 from .transfer import generations_after, import_rows, prompts_after
 
@@ -44,12 +53,14 @@ __all__ = [
     "GENERATION",
     "NOW",
     "PROMPT",
+    "RENDITION",
     "RESET_CONFIRMATION",
     "TOTALS",
     "Call",
     "Operation",
     "Params",
     "Query",
+    "Rendition",
     "Step",
     "Steps",
     "applied_migrations",
@@ -59,6 +70,7 @@ __all__ = [
     "complete_generation",
     "count_generations",
     "create_generation",
+    "create_rendition",
     "delete_generation",
     "fail",
     "generations_after",
@@ -68,9 +80,12 @@ __all__ = [
     "get_most_used_prompts",
     "get_pending_generations",
     "get_prompt_by_text",
+    "get_rendition",
+    "get_rendition_by_settings",
     "heartbeat",
     "import_rows",
     "list_generations",
+    "list_renditions",
     "prompts_after",
     "reader",
     "reads_all",

@@ -41,3 +41,14 @@ WHERE status IN (:status_1, :status_2, :status_3, :status_4)
   AND (created_at, id) > (:after_created_at, :after_id)
 ORDER BY created_at, id
 LIMIT :limit;
+
+-- name: maintenance_renditions_by_storage_keys(paths)
+-- The renditions stored at one of these keys (a JSON array of paths relative to the output root).
+SELECT generation_id, storage_key FROM renditions
+WHERE storage_key IN (SELECT json_array_elements_text(CAST(:paths AS json)));
+
+-- name: maintenance_renditions_of_generations(ids)
+-- The rendition files of these generations (a JSON array of ids), before retention deletes them.
+SELECT generation_id, storage_key, file_size_bytes
+FROM renditions
+WHERE generation_id IN (SELECT json_array_elements_text(CAST(:ids AS json)));

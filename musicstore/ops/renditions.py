@@ -1,0 +1,277 @@
+"""Renditions of a generation's master (migration 0007): record one, get one, list a generation's.
+
+A rendition row says what was asked for (format, codec settings, loudness profile), where the file is
+(``storage_key``, relative to the output root), and what its decoded audio measured. ``settings`` is stored as
+the canonical JSON of the codec settings and the profile, so (generation, format, settings) names one request
+and the schema refuses a second row for it. Making the file is ``musicstore.rendering``'s part.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from operator import itemgetter
+from typing import Any
+
+from .. import validate
+from ..errors import InvalidInput, InvalidTransition, NotFound
+from ..ids import check_id, new_id
+from ..models import Status, to_datetime
+from .reads import GENERATION
+from .steps import NOW, Call, Params, Steps, reads_all, reads_one, writer
+
+FORMATS = ("mp3", "opus", "vorbis", "flac", "wav")
+"""The rendition formats (``musicstore.audio.renditions.FORMATS``; the schema checks the same list)."""
+LOUDNESS_STATUSES = ("normalized", "limited", "target_missed", "silent", "too_quiet")
+BITRATE_MODES = ("constant", "variable", "average")
+_LOSSY_CODECS = {"mp3": "MPEG_LAYER_III", "opus": "OPUS", "vorbis": "VORBIS"}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_SETTINGS_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Rendition:
+    """One recorded rendition: a snapshot of its row. Levels in LUFS / dBTP (None for silence)."""
+
+    id: str
+    generation_id: str
+    format: str
+    codec: str
+    bitrate_mode: str | None
+    bitrate_kbps: int | None
+    quality: float | None
+    sample_rate: int
+    channels: int
+    settings: dict[str, Any]
+    profile: str
+    target_lufs: float
+    ceiling_dbtp: float
+    storage_key: str
+    file_size_bytes: int
+    duration_seconds: float
+    loudness_lufs: float | None
+    true_peak_dbtp: float | None
+    loudness_status: str
+    checksum: str
+    created_at: datetime
+
+    @staticmethod
+    def reader(names: Sequence[str]) -> Callable[[Sequence[Any]], Rendition]:
+        """The row reader of ``renditions`` rows with these columns (``SELECT *``)."""
+        pick = itemgetter(*[list(names).index(name) for name in _FIELDS])
+        return lambda row: _rendition(pick(row))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: every field, ``created_at`` as ISO 8601."""
+        return {**asdict(self), "created_at": self.created_at.isoformat()}
+
+
+_FIELDS = tuple(Rendition.__dataclass_fields__)
+
+
+def _rendition(values: tuple[Any, ...]) -> Rendition:
+    fields = dict(zip(_FIELDS, values, strict=True))
+    fields["settings"] = json.loads(fields["settings"])
+    fields["created_at"] = to_datetime(fields["created_at"])
+    return Rendition(**fields)
+
+
+RENDITION = Rendition.reader
+"""Rows of ``renditions`` as ``Rendition`` objects."""
+
+
+def settings_key(settings: Mapping[str, Any]) -> str:
+    """The canonical JSON of a request's settings (sorted keys, compact): what the unique key compares."""
+    if not isinstance(settings, Mapping):
+        raise InvalidInput(f"settings must be a dict, got {type(settings).__name__}")
+    validate.metadata(dict(settings))  # JSON values only, reading back equal (the metadata rules)
+    text = json.dumps(dict(settings), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if len(text.encode("utf-8")) > MAX_SETTINGS_BYTES:
+        raise InvalidInput(f"settings are over {MAX_SETTINGS_BYTES} bytes as JSON")
+    return text
+
+
+def _level(value: object, what: str) -> float | None:
+    """A measured level (LUFS, dBTP): a finite number, or None or −inf for silence (stored as NULL)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not -1e300 <= value <= 1e300:
+        if value == -math.inf:
+            return None
+        raise InvalidInput(f"{what} must be a finite number, or None or -inf for silence, got {value!r:.40}")
+    return float(value)
+
+
+def _range(value: object, what: str, low: float, high: float, *, above: bool = False) -> float:
+    """A level in [low, high] (dB, LUFS); ``above``: in (low, high]."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not low <= value <= high
+        or (above and value == low)
+    ):
+        shown = f"({low:g}, {high:g}]" if above else f"[{low:g}, {high:g}]"
+        raise InvalidInput(f"{what} must be a number in {shown}, got {value!r:.40}")
+    return float(value)
+
+
+def _optional(settings: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    value = settings.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+        raise InvalidInput(f"settings[{key!r}] must be a {kind}, got {value!r:.40}")
+    return value
+
+
+def _request(
+    settings: Mapping[str, Any], profile: str, target_lufs: float, ceiling_dbtp: float
+) -> dict[str, Any]:
+    """The checked columns that say what was asked for, ``settings`` (the key's text) among them."""
+    fmt = settings.get("format") if isinstance(settings, Mapping) else None
+    if fmt not in FORMATS:
+        raise InvalidInput(f"settings['format'] must be one of {list(FORMATS)}, got {fmt!r:.40}")
+    profile_name = validate.name(profile, "profile")
+    target = _range(target_lufs, "target_lufs", -70.0, 0.0, above=True)
+    ceiling = _range(ceiling_dbtp, "ceiling_dbtp", -20.0, 0.0)
+    mode = _optional(settings, "bitrate_mode", str)
+    if mode is not None and mode not in BITRATE_MODES:
+        raise InvalidInput(f"settings['bitrate_mode'] must be one of {list(BITRATE_MODES)}, got {mode!r:.40}")
+    kbps = _optional(settings, "bitrate_kbps", int)
+    quality = _optional(settings, "quality", (int, float))
+    subtype = _optional(settings, "subtype", str)
+    keyed = {**settings, "profile": profile_name, "target_lufs": target, "ceiling_dbtp": ceiling}
+    return {
+        "format": fmt,
+        "codec": validate.name(subtype or _LOSSY_CODECS.get(fmt, fmt.upper()), "settings['subtype']"),
+        "bitrate_mode": mode,
+        "bitrate_kbps": None if kbps is None else validate.integer(kbps, "bitrate_kbps", 1, 100_000),
+        "quality": None if quality is None else validate.number(quality, "quality", positive=False),
+        "sample_rate": validate.sample_rate(settings.get("sample_rate")),
+        "channels": validate.channels(settings.get("channels")),
+        "settings": settings_key(keyed),
+        "profile": profile_name,
+        "target_lufs": target,
+        "ceiling_dbtp": ceiling,
+    }
+
+
+def _row(
+    generation_id: str,
+    *,
+    storage_key: str,
+    settings: Mapping[str, Any],
+    profile: str,
+    target_lufs: float,
+    ceiling_dbtp: float,
+    file_size_bytes: int,
+    duration_seconds: float,
+    loudness_lufs: float | None,
+    true_peak_dbtp: float | None,
+    loudness_status: str,
+    checksum: str,
+) -> dict[str, Any]:
+    """The checked column values of a new rendition (id and created_at aside)."""
+    gid = check_id(generation_id)
+    request = _request(settings, profile, target_lufs, ceiling_dbtp)
+    peak = _level(true_peak_dbtp, "true_peak_dbtp")
+    if peak is not None and peak > request["ceiling_dbtp"]:
+        raise InvalidInput(
+            f"true_peak_dbtp {peak} is over the ceiling {request['ceiling_dbtp']}: a rendition keeps it"
+        )
+    if not isinstance(loudness_status, str) or loudness_status not in LOUDNESS_STATUSES:
+        raise InvalidInput(
+            f"loudness_status must be one of {list(LOUDNESS_STATUSES)}, got {loudness_status!r:.40}"
+        )
+    if not isinstance(checksum, str) or not _SHA256.fullmatch(checksum):
+        raise InvalidInput("checksum must be the file's SHA-256 as 64 lower-case hex digits")
+    return {
+        "generation_id": gid,
+        **request,
+        "storage_key": validate.relative_path(storage_key),
+        "file_size_bytes": validate.integer(file_size_bytes, "file_size_bytes", 1),
+        "duration_seconds": validate.duration(duration_seconds),
+        "loudness_lufs": _level(loudness_lufs, "loudness_lufs"),
+        "true_peak_dbtp": peak,
+        "loudness_status": loudness_status,
+        "checksum": checksum,
+    }
+
+
+@writer
+def create_rendition(
+    generation_id: str,
+    *,
+    storage_key: str,
+    settings: Mapping[str, Any],
+    profile: str,
+    target_lufs: float,
+    ceiling_dbtp: float,
+    file_size_bytes: int,
+    duration_seconds: float,
+    loudness_lufs: float | None,
+    true_peak_dbtp: float | None,
+    loudness_status: str,
+    checksum: str,
+) -> Steps[Rendition]:
+    """Record a rendition of a completed generation; returns its row.
+
+    ``settings``: the codec settings as ``RenditionResult.codec`` gives them (``format``, ``sample_rate``,
+    ``channels``, and ``bitrate_mode``/``bitrate_kbps``/``quality``/``subtype``... as they apply); with the
+    profile they make the request's key. ``NotFound`` without the generation, ``InvalidTransition`` unless it
+    is completed, ``InvalidInput`` when the same request (or the same ``storage_key``) is already recorded.
+    """
+    fields = _row(
+        generation_id, storage_key=storage_key, settings=settings, profile=profile, target_lufs=target_lufs,
+        ceiling_dbtp=ceiling_dbtp, file_size_bytes=file_size_bytes, duration_seconds=duration_seconds,
+        loudness_lufs=loudness_lufs, true_peak_dbtp=true_peak_dbtp, loudness_status=loudness_status,
+        checksum=checksum,
+    )  # fmt: skip
+    gid = fields["generation_id"]
+    generation = yield Call("get_generation_for_update", {"id": gid}, GENERATION)
+    if generation is None:
+        raise NotFound(f"no generation with id {gid}")
+    if generation.status is not Status.COMPLETED:
+        raise InvalidTransition(
+            f"generation {gid} is {generation.status}; only a completed generation has renditions",
+            current=generation.status.value,
+        )
+    key = {"generation_id": gid, "format": fields["format"], "settings": fields["settings"]}
+    existing: Rendition | None = yield Call("get_rendition_by_settings", key, RENDITION)
+    if existing is not None:
+        raise InvalidInput(
+            f"generation {gid} already has this {fields['format']} rendition (id {existing.id}, "
+            f"{existing.storage_key}); get it with get_rendition_by_settings"
+        )
+    row = {**fields, "id": new_id(), "created_at": (yield NOW)}
+    yield Call("insert_rendition", row)
+    return Rendition(**{**row, "settings": json.loads(row["settings"])})
+
+
+@reads_one("get_rendition", RENDITION)
+def get_rendition(rendition_id: str) -> Params:
+    """The rendition with this id, or None."""
+    return {"id": check_id(rendition_id)}
+
+
+@reads_one("get_rendition_by_settings", RENDITION)
+def get_rendition_by_settings(
+    generation_id: str,
+    settings: Mapping[str, Any],
+    *,
+    profile: str,
+    target_lufs: float,
+    ceiling_dbtp: float,
+) -> Params:
+    """The rendition recorded for this request (codec ``settings`` and profile), or None."""
+    request = _request(settings, profile, target_lufs, ceiling_dbtp)
+    gid = check_id(generation_id)
+    return {"generation_id": gid, "format": request["format"], "settings": request["settings"]}
+
+
+@reads_all("list_renditions", RENDITION)
+def list_renditions(generation_id: str) -> Params:
+    """A generation's renditions, by format then settings (an empty list when it has none)."""
+    return {"generation_id": check_id(generation_id)}

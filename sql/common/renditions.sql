@@ -1,0 +1,29 @@
+-- Renditions: files made from a generation's master (migration 0007). A row goes with its generation
+-- (ON DELETE CASCADE). Lookups by generation use the UNIQUE (generation_id, format, settings) index.
+
+-- name: insert_rendition(id, generation_id, format, codec, bitrate_mode, bitrate_kbps, quality, sample_rate, channels, settings, profile, target_lufs, ceiling_dbtp, storage_key, file_size_bytes, duration_seconds, loudness_lufs, true_peak_dbtp, loudness_status, checksum, created_at)!
+-- Record a rendition; the unique keys refuse a second row for one request or one file.
+INSERT INTO renditions (
+    id, generation_id, format, codec, bitrate_mode, bitrate_kbps, quality, sample_rate, channels, settings,
+    profile, target_lufs, ceiling_dbtp, storage_key, file_size_bytes, duration_seconds, loudness_lufs,
+    true_peak_dbtp, loudness_status, checksum, created_at
+) VALUES (
+    :id, :generation_id, :format, :codec, :bitrate_mode, :bitrate_kbps, :quality, :sample_rate, :channels,
+    :settings, :profile, :target_lufs, :ceiling_dbtp, :storage_key, :file_size_bytes, :duration_seconds,
+    :loudness_lufs, :true_peak_dbtp, :loudness_status, :checksum, :created_at
+);
+
+-- name: get_rendition(id)^
+-- One rendition by id.
+SELECT * FROM renditions WHERE id = :id;
+
+-- name: get_rendition_by_settings(generation_id, format, settings)^
+-- The rendition a request (generation, format, canonical settings) already made, if any.
+SELECT * FROM renditions
+WHERE generation_id = :generation_id AND format = :format AND settings = :settings;
+
+-- name: list_renditions(generation_id)
+-- A generation's renditions, in the order of the unique index (format, then settings).
+SELECT * FROM renditions
+WHERE generation_id = :generation_id
+ORDER BY generation_id, format, settings;
