@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from musicstore.audio import click_track, synthesize_music
+from musicstore.audio.codecs import encode, resample
 from musicstore.audio.limiter import LimiterSettings, level
 from musicstore.audio.loudness import BlockPower
-from musicstore.audio.renditions import RenditionSpec, _encode, _measure, _resample, render_audio
+from musicstore.audio.renditions import RenditionSpec, _measure, render_audio
 from musicstore.audio.truepeak import to_db
 from musicstore.errors import RenditionFailed
 from tests.test_truepeak_ideal import KINDS, corpus
@@ -71,12 +72,12 @@ def main() -> None:
         cells = []
         for codec_name, spec in CODECS.items():
             codec = spec.settings(rate, audio.shape[0])
-            x = _resample(audio, rate, codec.sample_rate)
+            x = resample(audio, rate, codec.sample_rate)
             leveled = level(
                 x, BlockPower.measure(x, codec.sample_rate), target_lufs=target, ceiling_dbtp=ceiling,
                 limiter=True, settings=LimiterSettings(),
             )  # fmt: skip
-            loudness, peak, _ = _measure(_encode(leveled.audio, codec, rng))
+            loudness, peak, _ = _measure(encode(leveled.audio, codec, rng))
             over, miss = to_db(peak) - ceiling, loudness - leveled.loudness
             worst[codec_name].append(over)
             misses[codec_name].append(miss)

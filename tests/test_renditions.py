@@ -323,7 +323,7 @@ def test_an_encoder_failure_is_typed(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def broken(*_: object) -> bytes:
         raise sf.LibsndfileError(1, "encoding: ")
 
-    monkeypatch.setattr(renditions, "_encode", broken)
+    monkeypatch.setattr(renditions, "encode", broken)
     with pytest.raises(RenditionFailed, match="encoder failed"):
         render_audio(synthesize_music(0.5, 48_000), 48_000, tmp_path / "x.mp3", RenditionSpec("mp3"))
     assert list(tmp_path.iterdir()) == []
