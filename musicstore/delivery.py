@@ -1,0 +1,208 @@
+"""Hand a completed generation's audio to listeners: a URL with an expiry, or its bytes streamed and verified.
+
+``Delivery(store)`` (sync) and ``AsyncDelivery(astore)`` (async) read where the row says the file is
+(migration 0006: storage URL, key, SHA-256), open that file store once per URL and keep it, and ask it for
+a presigned GET (S3) or a ``file://`` URL (local), or for the bytes, checked against the row's checksum as
+they stream. Both share ``_Locator``: only the row read and the file calls differ (``AsyncFileStore`` runs
+the same file calls in a worker thread). See docs/storage.md.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .aio import AsyncStore
+from .errors import InvalidInput, InvalidTransition, StorageError
+from .filestore import AsyncFileStore, FileStore, LocalFileStore, open_filestore
+from .filestore.base import CHUNK_SIZE
+from .models import Generation, Status
+from .ops.storage import StoredFile, get_storage
+from .store import Store
+
+Root = str | os.PathLike[str] | FileStore
+"""A file store given by the caller: a folder path, ``file://`` or ``s3://`` URL, or an open ``FileStore``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """Where a generation's file is: the file store, the key in it and the SHA-256 the row recorded."""
+
+    files: FileStore
+    key: str
+    checksum: str | None
+    size: int | None
+
+
+class _Locator:
+    """The file stores rows name, opened once per storage URL (thread-safe), and the caller's own."""
+
+    def __init__(
+        self, root: Root | None, files: Iterable[FileStore], options: Mapping[str, Any] | None
+    ) -> None:
+        self._lock = threading.Lock()
+        self._opened: list[FileStore] = []
+        self._options = dict(options or {})
+        self._by_url: dict[str, FileStore] = {}
+        for given in files:
+            if not isinstance(given, FileStore):
+                raise InvalidInput(f"files must hold FileStore objects, got {type(given).__name__}")
+            self._by_url[_canonical(given.url)] = given
+        self._root = None if root is None else self._open(root)
+
+    def _open(self, root: Root) -> FileStore:
+        if isinstance(root, FileStore):
+            return root
+        if not isinstance(root, str | os.PathLike):
+            raise InvalidInput(
+                f"root must be a path, a file:// or s3:// URL or a FileStore, got {type(root)}"
+            )
+        text = os.fspath(root)
+        local = "://" not in text or text.startswith("file:")
+        opened = open_filestore(text, create=False, **({} if local else self._options))
+        self._opened.append(opened)
+        return opened
+
+    def locate(self, stored: StoredFile) -> Located:
+        """The file store and key of a completed generation's file."""
+        if stored.status is not Status.COMPLETED or stored.key is None:
+            raise InvalidTransition(
+                f"generation {stored.generation_id} is {stored.status}: only a completed one has audio",
+                current=stored.status.value,
+            )
+        url = stored.storage_url
+        if url is None or (url.startswith("file:") and self._root is not None):
+            if self._root is None:
+                raise InvalidInput(
+                    f"generation {stored.generation_id} was recorded before storage URLs (its file is "
+                    f"{stored.key!r} under the output root): give root="
+                )
+            return Located(self._root, stored.key, stored.checksum, stored.size)
+        with self._lock:
+            files = self._by_url.get(_canonical(url))
+            if files is None:
+                files = self._by_url[_canonical(url)] = self._open(url)
+        return Located(files, stored.key, stored.checksum, stored.size)
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for files in opened:
+            files.close()
+
+
+def _canonical(url: str) -> str:
+    return url.rstrip("/")
+
+
+def _generation_id(generation: Generation | str) -> str:
+    return generation.id if isinstance(generation, Generation) else generation
+
+
+class Delivery:
+    """URLs and streamed reads of completed generations' audio, for a sync ``Store``.
+
+    ``root``: where rows recorded before storage URLs keep their files (and this host's mount of a local
+    root); ``files``: open file stores to use for rows whose storage URL is theirs; ``options``: S3 settings
+    (``endpoint_url``, credentials...) for the stores opened from rows' ``s3://`` URLs.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        root: Root | None = None,
+        files: Iterable[FileStore] = (),
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.store = store
+        self._locator = _Locator(root, files, options)
+
+    def __enter__(self) -> Delivery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file stores this opened (not the ``Store``, nor the caller's file stores)."""
+        self._locator.close()
+
+    def locate(self, generation: Generation | str) -> Located:
+        """Where the generation's file is (``NotFound``; ``InvalidTransition`` unless completed)."""
+        return self._locator.locate(self.store.run(get_storage, _generation_id(generation)))
+
+    def url_for(self, generation: Generation | str, *, expires: int = 3600) -> str:
+        """A URL reading the file for ``expires`` seconds: a presigned GET (S3), a ``file://`` URL (local)."""
+        found = self.locate(generation)
+        return found.files.presigned_url(found.key, expires=expires)
+
+    def open_audio(self, generation: Generation | str, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """The file's bytes in chunks (opened now: ``ObjectNotFound`` here), hashed as they pass:
+        ``ChecksumMismatch`` after the last chunk when they differ from the row's SHA-256."""
+        found = self.locate(generation)
+        return found.files.get(found.key, checksum=found.checksum, chunk_size=chunk_size)
+
+    def read_audio(self, generation: Generation | str) -> bytes:
+        """The whole file, verified (held in memory: for a clip, not an album)."""
+        return b"".join(self.open_audio(generation))
+
+    def path_for(self, generation: Generation | str) -> Path:
+        """The local file of a generation on a local root (``StorageError`` for an object store)."""
+        found = self.locate(generation)
+        if not isinstance(found.files, LocalFileStore):
+            raise StorageError(
+                f"generation {_generation_id(generation)} is in {found.files.url}, not on disk"
+            )
+        return found.files.root / found.key
+
+
+class AsyncDelivery:
+    """``Delivery`` for an ``AsyncStore``: the same lookups, the file calls in a worker thread."""
+
+    def __init__(
+        self,
+        store: AsyncStore,
+        *,
+        root: Root | None = None,
+        files: Iterable[FileStore] = (),
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.store = store
+        self._locator = _Locator(root, files, options)
+
+    async def __aenter__(self) -> AsyncDelivery:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file stores this opened (not the ``AsyncStore``, nor the caller's file stores)."""
+        self._locator.close()
+
+    async def locate(self, generation: Generation | str) -> Located:
+        return self._locator.locate(await self.store.run(get_storage, _generation_id(generation)))
+
+    async def url_for(self, generation: Generation | str, *, expires: int = 3600) -> str:
+        found = await self.locate(generation)
+        return await AsyncFileStore(found.files).presigned_url(found.key, expires=expires)
+
+    async def open_audio(
+        self, generation: Generation | str, *, chunk_size: int = CHUNK_SIZE
+    ) -> AsyncIterator[bytes]:
+        """Opens the file now, returns its chunks, verified: ``async for chunk in await d.open_audio(g)``."""
+        found = await self.locate(generation)
+        return await AsyncFileStore(found.files).get(
+            found.key, checksum=found.checksum, chunk_size=chunk_size
+        )
+
+    async def read_audio(self, generation: Generation | str) -> bytes:
+        return b"".join([chunk async for chunk in await self.open_audio(generation)])
+
+
+__all__ = ["AsyncDelivery", "Delivery", "Located"]
