@@ -364,3 +364,26 @@ def test_render_generation_refuses_bad_requests_before_writing(store: Store, tmp
         with pytest.raises(error):
             call()
     assert files(tmp_path) == before and store.list_renditions(done.id) == []
+
+
+def test_cli_render_and_show(sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``musicstore render`` mirrors render_generation; ``show`` lists the renditions (table and JSON)."""
+    import json
+
+    from musicstore.cli import main
+
+    with Store(sqlite_url) as store:
+        done = exported(store, tmp_path)
+    where = ["--database", sqlite_url, "--output-root", str(tmp_path)]
+    assert main(["render", done.id, "--format", "mp3", "--bitrate", "128k", "--json", *where]) == 0
+    (made,) = json.loads(capsys.readouterr().out)["renditions"]
+    assert (
+        made["format"] == "mp3" and made["bitrate_kbps"] == 128 and (tmp_path / made["storage_key"]).is_file()
+    )
+    assert main(["show", done.id, "--database", sqlite_url, "--json"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)["renditions"]] == [made["id"]]
+    assert main(["show", done.id, "--database", sqlite_url]) == 0
+    shown = capsys.readouterr().out
+    assert "renditions:" in shown and made["storage_key"] in shown
+    assert main(["render", done.id, "--format", "vorbis", "--bitrate", "96", *where]) == 1  # not for vorbis
+    assert "bitrate applies to mp3 and opus" in capsys.readouterr().err

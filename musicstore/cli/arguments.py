@@ -61,3 +61,11 @@ def not_empty(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty (leave the option out for the default)")
     return text
+
+
+def bitrate(text: str) -> int:
+    """A bitrate in kbps: ``192`` or ``192k``."""
+    digits = text.strip().lower().removesuffix("k")
+    if not digits.isdigit() or not 1 <= int(digits) <= 10_000:
+        raise argparse.ArgumentTypeError(f"a bitrate in kbps such as 192 or 192k, not {text!r}")
+    return int(digits)

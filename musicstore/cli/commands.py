@@ -1,5 +1,5 @@
 """The commands that read and feed the store: migrate, yoyo-url, migrations-path, stats, list, show, prompts,
-requeue-expired and demo. Each takes the parsed arguments and returns an exit code (``EXIT_*``)."""
+requeue-expired, render and demo. Each takes the parsed arguments and returns an exit code (``EXIT_*``)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ..errors import NotFound
 from ..maintenance.usage import disk_usage, storage_stats
 from ..migrate import migrate, migrations_path, yoyo_url
 from ..models import Generation, Stats
+from ..ops import Rendition
 from ..urls import resolve, without_password
 from .common import EXIT_OK, open_store, output_root
 from .output import bytes_text, moment_text, print_json, print_section, print_table, short_text
@@ -155,12 +156,48 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         generation = store.get_generation(args.id)
+        renditions = [] if generation is None else store.list_renditions(generation.id)
     if generation is None:
         raise NotFound(f"no generation with id {args.id}")
     if args.json:
-        print_json(generation)
+        print_json({**dataclasses.asdict(generation), "renditions": [r.as_dict() for r in renditions]})
     else:
         print_table(_generation_fields(generation), ["field", "value"])
+        if renditions:
+            print("\nrenditions:")
+            _rendition_table(renditions)
+    return EXIT_OK
+
+
+def _level(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _rendition_table(renditions: list[Rendition]) -> None:
+    rows = [
+        (r.id, r.format, r.profile, bytes_text(r.file_size_bytes), _level(r.loudness_lufs),
+         _level(r.true_peak_dbtp), r.loudness_status, r.storage_key)
+        for r in renditions
+    ]  # fmt: skip
+    print_table(rows, ["id", "format", "profile", "bytes", "LUFS", "dBTP", "loudness", "file"])
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from ..rendering import render_generation
+
+    with open_store(args) as store:
+        made = render_generation(
+            store,
+            args.id,
+            root=output_root(args),
+            formats=args.format or ["mp3"],
+            profile=args.profile,
+            bitrate_kbps=args.bitrate,
+        )
+    if args.json:
+        print_json({"generation_id": args.id, "renditions": [r.as_dict() for r in made]})
+    else:
+        _rendition_table(made)
     return EXIT_OK
 
 

@@ -11,12 +11,13 @@ from ..models import Status
 from ..ops import DEFAULT_MAX_ATTEMPTS
 from ..urls import DEFAULT_URL, URL_ENV
 from ..validate import MAX_PAGE
-from .arguments import not_empty, page_size, parse_duration, parse_size, positive_int
+from .arguments import bitrate, not_empty, page_size, parse_duration, parse_size, positive_int
 from .commands import (
     cmd_demo,
     cmd_list,
     cmd_migrate,
     cmd_prompts,
+    cmd_render,
     cmd_requeue_expired,
     cmd_show,
     cmd_stats,
@@ -111,6 +112,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = command("show", "every field of one generation (exit code 3 if there is none)", cmd_show, as_json)
     show.add_argument("id", help="the generation id (a UUID)")
+
+    render = command(
+        "render", "make and record renditions of a completed generation's master", cmd_render, root, as_json
+    )
+    render.add_argument("id", help="the generation id (a UUID)")
+    render.add_argument(
+        "--format",
+        action="append",
+        choices=["mp3", "opus", "vorbis", "flac", "wav"],
+        help="a rendition format (repeat for several; default mp3)",
+    )
+    render.add_argument(
+        "--profile",
+        choices=["streaming", "podcast", "broadcast"],
+        default="streaming",
+        help="loudness profile (default streaming: -14 LUFS, -1 dBTP)",
+    )
+    render.add_argument("--bitrate", type=bitrate, help="mp3/opus bitrate in kbps, e.g. 192k")
 
     prompts = command("prompts", "the most used prompts", cmd_prompts, as_json)
     prompts.add_argument(
