@@ -222,7 +222,8 @@ def test_show_table_json_and_not_found(world: World) -> None:
     table = run(*world.args("show", world.recent.id))
     assert table.returncode == 0
     fields = dict(line.split(None, 1) for line in table.stdout.splitlines()[2:])
-    assert set(fields) == set(Generation.__dataclass_fields__)
+    assert set(fields) == {*Generation.__dataclass_fields__, "storage_url", "storage_key", "checksum"}
+    assert fields["storage_key"] == world.recent.file_path  # where the file lives (migration 0006)
     assert (
         fields["status"] == "completed"
         and fields["file_size_bytes"] == "500"

@@ -157,3 +157,29 @@ def test_0006_fills_the_keys_of_completed_rows_and_rolls_back(db_url: str) -> No
     assert sorted(rows) == sorted([(done.id, None, "2026/01/02/a.wav", None), (waiting.id, None, None, None)])
     with pytest.raises(Exception, match="checksum"):
         _sql(db_url, f"UPDATE generations SET checksum = 'ABC' WHERE id = '{done.id}'")
+
+
+def test_cli_demo_to_s3_and_show_prints_where_the_file_is(
+    sqlite_url: str, objects: FileStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """``musicstore demo -o s3://…`` puts every file in the bucket and nothing in the current folder."""
+    import json
+
+    from musicstore.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["demo", "-d", sqlite_url, "-o", objects.url, "--count", "2"]) == 0
+    assert f"audio:    {objects.url}" in capsys.readouterr().out
+    keys = sorted(o.key for o in objects.list())
+    assert len(keys) == 2 and all(k.endswith(".wav") for k in keys)
+    assert sorted(tmp_path.rglob("*")) == before  # no local file (the database lives elsewhere)
+    with Store(sqlite_url) as store:
+        done = store.list_generations(status="completed").items
+    assert main(["show", "-d", sqlite_url, done[0].id, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["storage_url"] == objects.url and shown["storage_key"] in keys
+    assert shown["checksum"] == objects.head(shown["storage_key"]).checksum
+    assert main(["show", "-d", sqlite_url, done[0].id]) == 0
+    fields = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines()[2:])
+    assert fields["storage_url"] == objects.url and fields["checksum"] == shown["checksum"]

@@ -16,6 +16,7 @@ from ..maintenance.usage import disk_usage, storage_stats
 from ..migrate import migrate, migrations_path, yoyo_url
 from ..models import Generation, Stats
 from ..ops import Rendition
+from ..ops.storage import get_storage
 from ..urls import resolve, without_password
 from .common import EXIT_OK, open_store, output_root
 from .output import bytes_text, moment_text, print_json, print_section, print_table, short_text
@@ -157,12 +158,18 @@ def cmd_show(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         generation = store.get_generation(args.id)
         renditions = [] if generation is None else store.list_renditions(generation.id)
-    if generation is None:
+        stored = None if generation is None else store.run(get_storage, generation.id)
+    if generation is None or stored is None:
         raise NotFound(f"no generation with id {args.id}")
+    where = {"storage_url": stored.storage_url, "storage_key": stored.key, "checksum": stored.checksum}
     if args.json:
-        print_json({**dataclasses.asdict(generation), "renditions": [r.as_dict() for r in renditions]})
+        print_json(
+            {**dataclasses.asdict(generation), **where, "renditions": [r.as_dict() for r in renditions]}
+        )
     else:
-        print_table(_generation_fields(generation), ["field", "value"])
+        print_table(
+            _generation_fields(generation) + [(k, v or "-") for k, v in where.items()], ["field", "value"]
+        )
         if renditions:
             print("\nrenditions:")
             _rendition_table(renditions)

@@ -70,7 +70,7 @@ def run_demo(
     ``progress(done)`` is called after each export (the CLI draws its progress bar with it).
     """
     applied = migrate(url)
-    root = Path(output_root)
+    root = output_root if "://" in str(output_root) else Path(output_root)  # s3://BUCKET/PREFIX: objects
     rows: list[list[str]] = []
     with Store(url) as store:
         waiting = store.count_generations(status="pending")
