@@ -25,6 +25,7 @@ from .filestore.fsync import fsync
 from .models import Generation, Status
 from .ops import Rendition
 from .ops.renditions import settings_key
+from .ops.storage import get_storage
 from .store import Store
 
 __all__ = ["render_generation", "rendition_name"]
@@ -122,7 +123,14 @@ def render_generation(
     rate, channels = generation.sample_rate, generation.channels
     requests = [(spec, spec.settings(rate, channels).description) for spec in specs]
     provenance = _provenance(generation)
-    recorded = generation.metadata.get("sha256")
+    stored = store.run(get_storage, generation.id)  # the master's recorded SHA-256 (migration 0006)
+    if stored.storage_url is not None and not stored.storage_url.startswith("file:"):
+        where = stored.storage_url.split("?")[0]
+        raise InvalidInput(
+            f"the master of generation {generation.id} is in object storage ({where}); rendering reads "
+            "masters under a local root only"
+        )
+    recorded = stored.checksum
     made: list[Rendition] = []
     for spec, settings in requests:
         found = store.get_rendition_by_settings(
@@ -139,7 +147,7 @@ def render_generation(
         staged = final.with_name(f".{final.stem}.{secrets.token_hex(6)}{final.suffix}")
         result = render_file(
             master, staged, spec, chosen, provenance=provenance, options=options,
-            sha256=recorded if isinstance(recorded, str) else None,
+            sha256=recorded,
         )  # fmt: skip
         made.append(_record(store, generation.id, result, base, final))
     return made

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from musicstore import (
     DatabaseError,
     Generation,
+    InvalidAudio,
     InvalidInput,
     InvalidTransition,
     NotFound,
@@ -364,6 +365,11 @@ def test_render_generation_refuses_bad_requests_before_writing(store: Store, tmp
         with pytest.raises(error):
             call()
     assert files(tmp_path) == before and store.list_renditions(done.id) == []
+    master = tmp_path / str(done.file_path)
+    master.write_bytes(master.read_bytes()[:-2] + b"\x00\x01")  # damaged: fails its recorded checksum
+    with pytest.raises(InvalidAudio, match="sha256"):
+        render_generation(store, done.id, root=tmp_path)
+    assert files(tmp_path) == before and store.list_renditions(done.id) == []
 
 
 def test_cli_render_and_show(sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -387,3 +393,36 @@ def test_cli_render_and_show(sqlite_url: str, tmp_path: Path, capsys: pytest.Cap
     assert "renditions:" in shown and made["storage_key"] in shown
     assert main(["render", done.id, "--format", "vorbis", "--bitrate", "96", *where]) == 1  # not for vorbis
     assert "bitrate applies to mp3 and opus" in capsys.readouterr().err
+
+
+# --- maintenance: rendition files are known to reconcile and go with their generation in cleanup ----------
+
+
+def test_reconcile_knows_rendition_files_and_cleanup_deletes_them(store: Store, tmp_path: Path) -> None:
+    from musicstore.maintenance.reconcile import reconcile
+    from musicstore.maintenance.retention import cleanup
+
+    root = tmp_path / "audio"  # the database lives in tmp_path
+    done = exported(store, root)
+    kept = exported(store, root)
+    made = render_generation(store, done.id, root=root, formats=["mp3", "opus", "flac"])
+    (other,) = render_generation(store, kept.id, root=root, formats=["vorbis"])
+    (root / "cover.mp3").write_bytes(b"not ours")  # another mp3: not musicstore's, left alone
+    report = reconcile(store, root)
+    assert report.consistent and report.orphan_count == 0, report
+    assert report.referenced_files == 2 + 4 and report.unknown_files == 1
+
+    dry = cleanup(store, root, statuses=["completed"], model_name="m", dry_run=True)
+    assert {i.id: i.renditions_deleted for i in dry.deleted} == {done.id: 3, kept.id: 1}
+    assert all((root / r.storage_key).exists() for r in made)
+    store.delete_generation(kept.id)  # outside cleanup: its rendition row goes, the file stays an orphan
+    assert store.get_rendition(other.id) is None
+    orphans = reconcile(store, root)
+    assert {o.path for o in orphans.orphans} == {str(kept.file_path), other.storage_key}
+
+    applied = cleanup(store, root, statuses=["completed"], dry_run=False)
+    assert [(i.id, i.file_action, i.renditions_deleted) for i in applied.deleted] == [(done.id, "deleted", 3)]
+    assert applied.files_deleted == 4 and applied.errors == []
+    assert not any((root / r.storage_key).exists() for r in made)
+    assert store.list_renditions(done.id) == []
+    assert (root / "cover.mp3").exists()

@@ -9,6 +9,7 @@ row pointing at a file that is gone. See docs/maintenance.md.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -27,6 +28,7 @@ from ..store import Store
 from .scan import (
     AUDIO_SUFFIXES,
     DEFAULT_MAX_ITEMS,
+    RENDITION_SUFFIXES,
     Progress,
     canonical_path,
     check_root,
@@ -56,6 +58,8 @@ class CleanupItem:
     file_path: str | None
     file_size_bytes: int | None
     file_action: str
+    renditions_deleted: int = 0
+    """Its rendition files deleted (or, in a dry run, that would be): their rows go with the generation's."""
 
 
 @dataclass(slots=True)
@@ -138,6 +142,16 @@ def cleanup_candidates(
     ]
 
 
+@reader
+def rendition_files(ids: list[str]) -> Steps[dict[str, list[str]]]:
+    """generation id → the storage keys of its renditions, for those of ``ids`` that have any."""
+    rows = yield Call("maintenance_renditions_of_generations", {"ids": json.dumps(ids)})
+    found: dict[str, list[str]] = {}
+    for r in rows:
+        found.setdefault(r["generation_id"], []).append(r["storage_key"])
+    return found
+
+
 @writer
 def delete_rows(rows: list[tuple[str, str]]) -> Steps[set[str]]:
     """Delete each (id, status) whose status is still that one (never processing); returns the ids deleted."""
@@ -168,7 +182,9 @@ def _statuses(statuses: Iterable[Status | str] | None) -> list[str]:
     return chosen
 
 
-def _problem(where: RootDir, rel: str) -> tuple[str | None, int | None]:
+def _problem(
+    where: RootDir, rel: str, kinds: frozenset[str] = AUDIO_SUFFIXES
+) -> tuple[str | None, int | None]:
     """Why the file at ``rel`` cannot be deleted (None if it can), and its size (None when it is missing)."""
     try:
         info = where.lstat(rel)
@@ -176,9 +192,8 @@ def _problem(where: RootDir, rel: str) -> tuple[str | None, int | None]:
         return f"outside the output root: {exc}; cleanup leaves row and file alone", None
     except OSError as exc:
         return f"cannot stat {rel}: {exc}", None
-    if os.path.splitext(rel)[1].lower() not in AUDIO_SUFFIXES:
-        kinds = "/".join(sorted(AUDIO_SUFFIXES))
-        return f"{rel} is not a {kinds} file; cleanup touches no other type", None
+    if os.path.splitext(rel)[1].lower() not in kinds:
+        return f"{rel} is not a {'/'.join(sorted(kinds))} file; cleanup touches no other type", None
     if info is None:
         return None, None
     if not stat.S_ISREG(info.st_mode):
@@ -300,6 +315,7 @@ def _cleanup(
             total -= row["file_size_bytes"] or 0
         if not selected:
             continue
+        renditions = store.run(rendition_files, [row["id"] for row, _ in selected])  # rows cascade
         if dry_run:
             deleted = {row["id"] for row, _ in selected}
         else:
@@ -327,6 +343,7 @@ def _cleanup(
             if action in ("deleted", "would_delete"):
                 report.files_deleted += 1
                 report.bytes_freed += on_disk or 0
+            gone = _delete_renditions(where, renditions.get(row["id"], []), dry_run, report)
             listed(
                 report.deleted,
                 CleanupItem(
@@ -337,6 +354,7 @@ def _cleanup(
                     file_path=row["file_path"],
                     file_size_bytes=row["file_size_bytes"],
                     file_action=action,
+                    renditions_deleted=gone,
                 ),
             )
             if progress is not None:
@@ -361,6 +379,25 @@ def _still_referenced(store: Store, paths: list[str], deleted: set[str], dry_run
     if not dry_run:
         return store.run(referenced_paths, paths)
     return {path for gid, path in store.run(rows_by_file_paths, paths) if gid not in deleted}
+
+
+def _delete_renditions(where: RootDir, keys: list[str], dry_run: bool, report: CleanupReport) -> int:
+    """Remove the rendition files of a deleted generation (their rows went with it); returns how many. A file
+    that cannot be removed is left (reconcile reports it as an orphan), the reason in ``report.errors``."""
+    gone = 0
+    for key in keys:
+        problem, on_disk = _problem(where, key, RENDITION_SUFFIXES)
+        if problem is not None:
+            report.errors.append(f"rendition {key} left in place: {problem}")
+            continue
+        action = _file_action(
+            where, rel=key, on_disk=on_disk, shared=set(), dry_run=dry_run, errors=report.errors
+        )
+        if action in ("deleted", "would_delete"):
+            gone += 1
+            report.files_deleted += 1
+            report.bytes_freed += on_disk or 0
+    return gone
 
 
 def _file_action(

@@ -27,22 +27,32 @@ from ..store import Store
 Progress = Callable[[int], None]
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac"})
-"""The file types musicstore writes; reconcile and cleanup touch no other."""
+"""The types of the masters musicstore writes; reconcile and cleanup touch no other (but renditions)."""
+RENDITION_SUFFIXES = AUDIO_SUFFIXES | {".mp3", ".opus", ".ogg", ".oga"}
+"""The types of renditions (``musicstore.rendering``): audio when named ``<id>.<profile>.<8 hex>.<ext>``."""
+_RENDITION = re.compile(
+    r"([A-Za-z0-9][A-Za-z0-9_-]*)\.[^./]+\.[0-9a-f]{8}\.(?:mp3|opus|ogg|oga|flac|wav)", re.I
+)
+"""``musicstore.rendering.rendition_name``: a rendition beside its master; group 1 is the generation id."""
 
 BATCH = 1000
 DEFAULT_MAX_ITEMS = 10_000
 """How many items of each kind a report lists (its counts are always complete)."""
 
-_WRITER_TEMP = re.compile(r"\..+\.(?:wav|flac)\.[A-Za-z0-9_]+\.tmp", re.IGNORECASE)
+_WRITER_TEMP = re.compile(r"\..+\.(?:wav|flac|mp3|opus|ogg|oga)\.[A-Za-z0-9_]+\.tmp", re.IGNORECASE)
 """``musicstore.audio.files.write_atomic``: ``tempfile.mkstemp(prefix=".<name>.", suffix=".tmp")``."""
 _STAGED = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9_-]*\.[0-9a-f]{12}\.(?:wav|flac)", re.IGNORECASE)
 """``musicstore.recording``: the exported file before it is renamed onto ``<id>.<ext>``."""
+_STAGED_RENDITION = re.compile(
+    r"\.[A-Za-z0-9][A-Za-z0-9_-]*\.[^./]+\.[0-9a-f]{8}\.[0-9a-f]{12}\.(?:mp3|opus|ogg|oga|flac|wav)", re.I
+)
+"""``musicstore.rendering``: a rendition before it is renamed onto its name, in its row's transaction."""
 _LIVE = frozenset({Status.PENDING.value, Status.PROCESSING.value})
 
 
 def is_temp_name(name: str) -> bool:
     """A temp or staged file name of an export in flight (or interrupted)."""
-    return bool(_WRITER_TEMP.fullmatch(name) or _STAGED.fullmatch(name))
+    return bool(_WRITER_TEMP.fullmatch(name) or _STAGED.fullmatch(name) or _STAGED_RENDITION.fullmatch(name))
 
 
 def is_audio_name(name: str) -> bool:
@@ -80,12 +90,15 @@ def _spellings(paths: list[str]) -> tuple[set[str], str]:
 
 @reader
 def rows_by_file_paths(paths: list[str]) -> Steps[list[tuple[str, str]]]:
-    """(id, canonical file_path) of every generation that records one of ``paths`` (in any spelling)."""
+    """(id, canonical file_path) of every generation that records one of ``paths`` (in any spelling), as its
+    master or as one of its renditions' ``storage_key``."""
     wanted, spelled = _spellings(paths)
     if not wanted:
         return []
     rows = yield Call("maintenance_generations_by_file_paths", {"paths": spelled})
     found = [(r["id"], canonical_path(r["file_path"])) for r in rows]
+    renditions = yield Call("maintenance_renditions_by_storage_keys", {"paths": spelled})
+    found += [(r["generation_id"], canonical_path(r["storage_key"])) for r in renditions]
     return [(gid, path) for gid, path in found if path is not None and path in wanted]
 
 
@@ -172,6 +185,8 @@ def _entry(entry: os.DirEntry[str], prefix: str, root: Path, errors: list[str] |
     if stat.S_ISREG(info.st_mode):
         if name[0] == "." and is_temp_name(name):
             kind = "temp"
+        elif (rendition := _RENDITION.fullmatch(name)) is not None:
+            kind, stem = "audio", rendition.group(1)
         elif is_audio_name(name):
             kind, stem = "audio", name[: name.rfind(".")]
     return Entry(rel, name, info.st_size, info.st_mtime, kind, stem)
