@@ -183,3 +183,21 @@ def test_cli_demo_to_s3_and_show_prints_where_the_file_is(
     assert main(["show", "-d", sqlite_url, done[0].id]) == 0
     fields = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines()[2:])
     assert fields["storage_url"] == objects.url and fields["checksum"] == shown["checksum"]
+
+
+def test_local_reconcile_leaves_the_rows_of_objects_alone(
+    store: Store, objects: FileStore, tmp_path: Path
+) -> None:
+    """A row whose file is in an object store is not a local file gone missing: repair keeps it completed."""
+    from musicstore.maintenance.reconcile import reconcile
+
+    root = tmp_path / "audio"
+    in_s3, on_disk = _recorded_to(store, objects), _recorded_to(store, root)
+    reconcile(store, root, repair=True)
+    for recorded in (in_s3, on_disk):
+        row = store.get_generation(recorded.generation.id)
+        assert row is not None and row.status is Status.COMPLETED
+
+
+def _recorded_to(store: Store, root: Any) -> Recorded:
+    return export_generation(store, claimed(store), music(), root=root, options=OPTIONS)

@@ -22,10 +22,12 @@ HAVING sum(t.generations) > 0
 ORDER BY t.day;
 
 -- name: maintenance_completed_files_after(after_id, limit)
--- Completed generations and their recorded files, in id order (keyset paging over the primary key).
+-- Completed generations and their recorded files on a local root (not those in an object store, 0006),
+-- in id order (keyset paging over the primary key).
 SELECT id, file_path, file_size_bytes
 FROM generations
 WHERE status = 'completed' AND id > :after_id
+  AND (storage_url IS NULL OR substr(storage_url, 1, 5) = 'file:')  -- on this host, not in an object store
 ORDER BY id
 LIMIT :limit;
 
