@@ -90,6 +90,7 @@ INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     "list_renditions": ({"generation_id": ID}, "rendition key"),
     "maintenance_renditions_by_storage_keys": ({"paths": '["a.mp3"]'}, "rendition file"),
     "maintenance_renditions_of_generations": ({"ids": f'["{ID}"]'}, "rendition key"),
+    "maintenance_renditions_after": ({"after_id": ID, "limit": 100}, "renditions pk"),
 }
 # Newest-first lists over the unfiltered time index sort only the rows that share one created_at, by id.
 TIES_SORTED = {"list_generations", "list_generations_by_model", "maintenance_cleanup_candidates"}

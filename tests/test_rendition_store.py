@@ -426,3 +426,26 @@ def test_reconcile_knows_rendition_files_and_cleanup_deletes_them(store: Store, 
     assert not any((root / r.storage_key).exists() for r in made)
     assert store.list_renditions(done.id) == []
     assert (root / "cover.mp3").exists()
+
+
+def test_reconcile_finds_a_rendition_whose_file_is_gone_and_repair_deletes_its_row(
+    store: Store, tmp_path: Path
+) -> None:
+    from musicstore.maintenance.reconcile import reconcile
+
+    root = tmp_path / "audio"
+    done = exported(store, root)
+    lost, resized, kept = render_generation(store, done.id, root=root, formats=["mp3", "opus", "flac"])
+    (root / lost.storage_key).unlink()
+    (root / resized.storage_key).write_bytes(b"short")
+    report = reconcile(store, root)
+    assert not report.consistent and report.renditions_checked == 3 and report.dangling_rendition_count == 2
+    assert {(d.id, d.problem, d.actual_bytes) for d in report.dangling_renditions} == {
+        (lost.id, "missing", None),
+        (resized.id, "size_mismatch", 5),
+    }
+    assert len(store.list_renditions(done.id)) == 3  # reported only
+    repaired = reconcile(store, root, repair=True, delete_orphans=True)
+    assert {d.action for d in repaired.dangling_renditions} == {"deleted_row"}
+    assert [r.id for r in store.list_renditions(done.id)] == [kept.id]
+    assert reconcile(store, root).consistent  # the resized file, now an orphan, was deleted by the repair

@@ -57,6 +57,15 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         report.dangling_count,
     )
     print_section(
+        "dangling renditions (repair deletes their rows: make them again)",
+        [
+            (d.id, d.file_path, d.problem, bytes_text(d.expected_bytes), bytes_text(d.actual_bytes), d.action)
+            for d in report.dangling_renditions
+        ],
+        ["id", "file", "problem", "recorded", "on disk", "action"],
+        report.dangling_rendition_count,
+    )
+    print_section(
         "rows outside the output root (never followed; left as they are: fix or delete them by hand)",
         [(o.id, o.file_path, o.reason) for o in report.outside_root],
         ["id", "file", "reason"],
@@ -78,12 +87,14 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     elif report.repair:
         print(
             f"\nfound {report.orphan_count:,} orphans, {report.dangling_count:,} dangling rows, "
+            f"{report.dangling_rendition_count:,} dangling renditions, "
             f"{report.stale_temp_count:,} stale temp files: repaired (see action)"
             + _outside_note(report.outside_root_count)
         )
     else:
         print(
             f"\nfound {report.orphan_count:,} orphans, {report.dangling_count:,} dangling rows, "
+            f"{report.dangling_rendition_count:,} dangling renditions, "
             f"{report.stale_temp_count:,} stale temp files; `musicstore reconcile --repair` fixes them"
             + _outside_note(report.outside_root_count)
         )

@@ -122,11 +122,16 @@ class ReconcileReport:
     dangling: list[DanglingRow] = field(default_factory=list)
     outside_root: list[OutsideRow] = field(default_factory=list)
     stale_temp_files: list[TempFile] = field(default_factory=list)
+    renditions_checked: int = 0
+    dangling_rendition_count: int = 0
+    dangling_renditions: list[DanglingRow] = field(default_factory=list)
+    """Renditions (``id``: the rendition's) whose file is missing or has another size; with ``repair`` their
+    rows are deleted (``action="deleted_row"``): the rendition can be made again."""
     errors: list[str] = field(default_factory=list)
     truncated: bool = False
     consistent: bool = False
-    """True when nothing was found: no orphan, no dangling row, no row outside the root, no stale temp file,
-    no error."""
+    """True when nothing was found: no orphan, no dangling row (or rendition), no row outside the root, no
+    stale temp file, no error."""
     seconds: float = 0.0
 
 
@@ -245,10 +250,12 @@ def reconcile(
 
     with RootDir(base) as where:
         _check_rows(store, where, report, repair=repair, batch=batch, listed=listed, tick=tick)
+        _check_renditions(store, where, report, repair=repair, batch=batch, listed=listed)
         _check_files(store, where, report, target, stale_after_seconds, batch=batch, listed=listed, tick=tick)
     report.consistent = not (
         report.orphan_count
         or report.dangling_count
+        or report.dangling_rendition_count
         or report.outside_root_count
         or report.stale_temp_count
         or report.errors
@@ -298,6 +305,59 @@ def _check_rows(
         for row in found:
             listed(report.dangling, row)
         tick(len(page))
+
+
+@reader
+def renditions_after(after_id: str, limit: int) -> Steps[list[tuple[str, str, int]]]:
+    """Renditions' (id, storage_key, file_size_bytes) with ids above ``after_id``, in id order."""
+    rows = yield Call("maintenance_renditions_after", {"after_id": after_id, "limit": limit})
+    return [(r["id"], r["storage_key"], r["file_size_bytes"]) for r in rows]
+
+
+@writer
+def delete_dangling_renditions(items: list[DanglingRow]) -> Steps[set[str]]:
+    """Delete each dangling rendition's row still exactly as read; returns the ids deleted."""
+    deleted: set[str] = set()
+    for item in items:
+        params = {"id": item.id, "storage_key": item.file_path, "file_size_bytes": item.expected_bytes}
+        if (yield Call("maintenance_delete_rendition", params)) == 1:
+            deleted.add(item.id)
+    return deleted
+
+
+def _check_renditions(
+    store: Store,
+    where: RootDir,
+    report: ReconcileReport,
+    *,
+    repair: bool,
+    batch: int,
+    listed: Callable[[list[Any], Any], None],
+) -> None:
+    """Pass 1b: renditions whose file is missing or has another size (a path outside the root: an error)."""
+    after = ""
+    while page := store.run(renditions_after, after, batch):
+        after = page[-1][0]
+        found: list[DanglingRow] = []
+        for rid, rel, expected in page:
+            try:
+                info = where.lstat(rel)
+            except (Outside, OSError) as exc:
+                report.errors.append(f"cannot check {rel} of rendition {rid}: {exc}")
+                continue
+            actual = info.st_size if info is not None and stat.S_ISREG(info.st_mode) else None
+            if actual != expected:
+                found.append(
+                    DanglingRow(rid, rel, "missing" if actual is None else "size_mismatch", expected, actual)
+                )
+        report.renditions_checked += len(page)
+        report.dangling_rendition_count += len(found)
+        if found and repair:
+            deleted = store.run(delete_dangling_renditions, found)
+            for row in found:
+                row.action = "deleted_row" if row.id in deleted else "changed"
+        for row in found:
+            listed(report.dangling_renditions, row)
 
 
 def _check_files(

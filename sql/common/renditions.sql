@@ -27,3 +27,16 @@ WHERE generation_id = :generation_id AND format = :format AND settings = :settin
 SELECT * FROM renditions
 WHERE generation_id = :generation_id
 ORDER BY generation_id, format, settings;
+
+-- name: maintenance_renditions_after(after_id, limit)
+-- Every rendition's file and recorded size, in id order (reconcile's keyset paging over the primary key).
+SELECT id, generation_id, storage_key, file_size_bytes
+FROM renditions
+WHERE id > :after_id
+ORDER BY id
+LIMIT :limit;
+
+-- name: maintenance_delete_rendition(id, storage_key, file_size_bytes)!
+-- Reconcile's repair of a rendition whose file is missing or has another size: its row goes, only if it is
+-- still exactly as read (the rendition can be made again).
+DELETE FROM renditions WHERE id = :id AND storage_key = :storage_key AND file_size_bytes = :file_size_bytes;
