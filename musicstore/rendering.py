@@ -20,7 +20,7 @@ from typing import Any
 from . import validate
 from .audio import LoudnessProfile, Provenance, RenditionOptions, RenditionSpec, get_profile, render_file
 from .audio.renditions import EXTENSIONS, RenditionResult
-from .errors import InvalidInput, InvalidTransition, NotFound, StorageError
+from .errors import DatabaseError, InvalidInput, InvalidTransition, NotFound, StorageError
 from .filestore.fsync import fsync
 from .models import Generation, Status
 from .ops import Rendition
@@ -108,7 +108,9 @@ def render_generation(
 
     ``formats``: names (``mp3``, ``opus``, ``vorbis``, ``flac``, ``wav``, with default settings, and
     ``bitrate_kbps`` for mp3 and opus) or ``RenditionSpec``s. A request already recorded (same generation,
-    settings and profile) is returned as it is, not made again. Raises before anything is written:
+    settings and profile) is returned as it is, not made again (also when another process records it while
+    this one encodes: this one's file is removed, the recorded row returned). Raises before anything is
+    written:
     ``NotFound``, ``InvalidTransition`` (not completed), ``InvalidInput`` (a bad format, bitrate, profile or
     combination; a master missing or outside the root), ``InvalidAudio`` (a master that fails its recorded
     ``sha256``); ``RenditionFailed`` when no encode keeps the ceiling. Renditions made before an error stay
@@ -133,13 +135,17 @@ def render_generation(
     recorded = stored.checksum
     made: list[Rendition] = []
     for spec, settings in requests:
-        found = store.get_rendition_by_settings(
-            generation.id,
-            settings,
-            profile=chosen.name,
-            target_lufs=chosen.target_lufs,
-            ceiling_dbtp=chosen.ceiling_dbtp,
-        )
+
+        def recorded_row(settings: dict[str, Any] = settings) -> Rendition | None:
+            return store.get_rendition_by_settings(
+                generation.id,
+                settings,
+                profile=chosen.name,
+                target_lufs=chosen.target_lufs,
+                ceiling_dbtp=chosen.ceiling_dbtp,
+            )
+
+        found = recorded_row()
         if found is not None:
             made.append(found)
             continue
@@ -149,7 +155,13 @@ def render_generation(
             master, staged, spec, chosen, provenance=provenance, options=options,
             sha256=recorded,
         )  # fmt: skip
-        made.append(_record(store, generation.id, result, base, final))
+        try:
+            made.append(_record(store, generation.id, result, base, final))
+        except (InvalidInput, DatabaseError):
+            found = recorded_row()  # another process recorded the same request meanwhile: its row
+            if found is None:
+                raise
+            made.append(found)
     return made
 
 

@@ -449,3 +449,24 @@ def test_reconcile_finds_a_rendition_whose_file_is_gone_and_repair_deletes_its_r
     assert {d.action for d in repaired.dangling_renditions} == {"deleted_row"}
     assert [r.id for r in store.list_renditions(done.id)] == [kept.id]
     assert reconcile(store, root).consistent  # the resized file, now an orphan, was deleted by the repair
+
+
+def test_a_request_recorded_by_another_process_meanwhile_returns_its_row(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two renders of one request at once: the second to commit removes its own file and returns the row of
+    the first (simulated: the first look-up misses a row another process recorded)."""
+    root = tmp_path / "audio"
+    done = exported(store, root)
+    (first,) = render_generation(store, done.id, root=root, formats=["mp3"])
+    before = files(root)
+    real = store.get_rendition_by_settings
+    calls: list[int] = []
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return None if len(calls) == 1 else real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "get_rendition_by_settings", racing)
+    assert render_generation(store, done.id, root=root, formats=["mp3"]) == [first]
+    assert len(calls) == 2 and files(root) == before and store.list_renditions(done.id) == [first]
