@@ -24,12 +24,8 @@ boto3's client is thread-safe: the async API calls these methods through ``async
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
-import itertools
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from typing import IO, Any, NoReturn, cast
 
@@ -50,10 +46,10 @@ from .base import (
     check_key,
     check_metadata,
     check_prefix,
-    chunks,
     content_type_for,
     verified,
 )
+from .bodies import Window, b64, prepare
 
 MIN_PART = 5 << 20
 """S3's smallest part (all but the last)."""
@@ -71,41 +67,6 @@ _DENIED = {
     "403",
 }
 _MISSING = {"NoSuchKey", "NotFound", "404"}
-
-
-def _b64(digest: bytes) -> str:
-    return base64.b64encode(digest).decode()
-
-
-class _Window(io.RawIOBase):
-    """``size`` bytes of ``file`` from where it stands, as a stream of their own (offset 0 is that place):
-    what a PUT body is read (and, on a retry, re-read) from."""
-
-    def __init__(self, file: IO[bytes], size: int) -> None:
-        super().__init__()
-        self._file, self._start, self._size, self._at = file, file.tell(), size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._at
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: self._size}[whence]
-        self._at = min(max(base + offset, 0), self._size)
-        self._file.seek(self._start + self._at)
-        return self._at
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")[: self._size - self._at]
-        piece = self._file.read(len(view)) if len(view) else b""
-        view[: len(piece)] = piece
-        self._at += len(piece)
-        return len(piece)
 
 
 class S3FileStore:
@@ -241,7 +202,7 @@ class S3FileStore:
         check_key(key)
         meta = check_metadata(metadata)
         content_type = content_type_for(key, content_type)
-        head, body, size, digest, owned = self._prepare(data)
+        head, body, size, digest, owned = prepare(data, self.multipart_threshold)
         try:
             meta[CHECKSUM_FIELD] = digest.hex()
             extra: dict[str, Any] = {"Metadata": meta}
@@ -253,7 +214,7 @@ class S3FileStore:
                 if body is None:
                     self._put_once(key, head, size, digest, extra)
                 elif size <= (self.multipart_threshold if overwrite else self.single_put_limit):
-                    self._put_once(key, cast(IO[bytes], _Window(body, size)), size, digest, extra)
+                    self._put_once(key, cast(IO[bytes], Window(body, size)), size, digest, extra)
                 else:
                     self._put_parts(key, body, size, digest, extra)
             except ObjectExists:
@@ -266,45 +227,6 @@ class S3FileStore:
                 body.close()
         meta.pop(CHECKSUM_FIELD)
         return ObjectInfo(key, size, digest.hex(), content_type, meta)
-
-    def _prepare(self, data: Source) -> tuple[bytes, IO[bytes] | None, int, bytes, bool]:
-        """(the bytes, None) when they fit one PUT, else (b"", a file positioned at them); their size and
-        SHA-256; whether the file is ours to close."""
-        if isinstance(data, bytes | bytearray | memoryview):
-            whole = bytes(data)
-            if len(whole) <= self.multipart_threshold:
-                return whole, None, len(whole), hashlib.sha256(whole).digest(), False
-            return b"", io.BytesIO(whole), len(whole), hashlib.sha256(whole).digest(), True
-        pieces = chunks(data)
-        digest, head, size = hashlib.sha256(), bytearray(), 0
-        for piece in pieces:
-            head += piece
-            if len(head) > self.multipart_threshold:
-                break
-        else:
-            return bytes(head), None, len(head), hashlib.sha256(head).digest(), False
-        seekable = getattr(data, "seekable", None)
-        if callable(seekable) and seekable():
-            file: Any = data
-            start = file.tell() - len(head)
-            digest.update(head)
-            size = len(head)
-            for piece in pieces:
-                digest.update(piece)
-                size += len(piece)
-            file.seek(start)
-            return b"", file, size, digest.digest(), False
-        spool = tempfile.TemporaryFile()  # noqa: SIM115  # closed by put
-        try:
-            for piece in itertools.chain([bytes(head)], pieces):
-                spool.write(piece)
-                digest.update(piece)
-                size += len(piece)
-            spool.seek(0)
-        except BaseException:
-            spool.close()
-            raise
-        return b"", spool, size, digest.digest(), True
 
     def _same(self, key: str, checksum: str, size: int) -> ObjectInfo | None:
         """The object at ``key`` if it holds these bytes (by its recorded checksum), else None."""
@@ -323,7 +245,7 @@ class S3FileStore:
                 Key=self.prefix + key,
                 Body=body,
                 ContentLength=size,
-                ChecksumSHA256=_b64(digest),
+                ChecksumSHA256=b64(digest),
                 **extra,
             )
         except self._errors() as exc:
@@ -362,7 +284,7 @@ class S3FileStore:
                     UploadId=upload_id,
                     PartNumber=len(parts) + 1,
                     Body=piece,
-                    ChecksumSHA256=_b64(hashlib.sha256(piece).digest()),
+                    ChecksumSHA256=b64(hashlib.sha256(piece).digest()),
                 )
                 parts.append(
                     {
