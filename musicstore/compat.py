@@ -100,5 +100,6 @@ class _OldModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         warnings.warn(f"{module.__name__} is now {new}", DeprecationWarning, stacklevel=2)
         sys.modules[module.__name__] = importlib.import_module(new)  # what the import statement gives
 
+
 if not any(isinstance(finder, _OldModules) for finder in sys.meta_path):
     sys.meta_path.append(_OldModules())
