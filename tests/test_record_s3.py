@@ -201,3 +201,28 @@ def test_local_reconcile_leaves_the_rows_of_objects_alone(
 
 def _recorded_to(store: Store, root: Any) -> Recorded:
     return export_generation(store, claimed(store), music(), root=root, options=OPTIONS)
+
+
+def test_copy_store_carries_where_each_file_lives(sqlite_url: str, postgres_url: str) -> None:
+    """SQLite to PostgreSQL: a row in a bucket keeps its storage URL, key and checksum (lost before: the
+    copy said the file was under a local root, where reconcile would then have failed it)."""
+    from musicstore.maintenance.transfer import copy_store
+    from musicstore.ops.storage import record_storage
+
+    with Store(sqlite_url) as source:
+        jobs = [new_job(source) for _ in range(3)]
+        for i, job in enumerate(jobs[:2]):
+            source.claim_next("w")
+            with source.transaction() as tx:
+                tx.complete_generation(job.id, file_path=f"2026/01/0{i + 1}/{job.id}.wav", file_size_bytes=9)
+                if i == 0:
+                    key, url = f"2026/01/01/{job.id}.wav", "s3://bucket/music/"
+                    tx.run(record_storage, job.id, storage_url=url, key=key, checksum="ab" * 32)
+        expected = [source.run(get_storage, job.id) for job in jobs]
+        with Store(postgres_url) as target:
+            assert copy_store(source, target, batch=2) == 3
+            assert copy_store(source, target, batch=2) == 0  # rerun: nothing new, nothing changed
+            assert [target.run(get_storage, job.id) for job in jobs] == expected
+    assert (
+        expected[0].storage_url == "s3://bucket/music/" and expected[1].key == f"2026/01/02/{jobs[1].id}.wav"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .. import ops, validate
+from ..ops.storage import import_storage, storage_between
 from ..store import Store
 
 
@@ -13,9 +14,10 @@ def copy_store(
 ) -> int:
     """Copy all prompts, then all generations, from ``source`` to ``target``; returns generations copied.
 
-    Rows keep their ids, statuses, timestamps and metadata; each batch is one transaction on the target. It is
-    idempotent: rerun after an interruption, rows already copied are skipped (a prompt keeps the larger usage
-    count). Stop the workers first, or generations that change meanwhile are copied as they were when read.
+    Rows keep their ids, statuses, timestamps, metadata and where their files live (storage URL, key,
+    checksum); each batch is one transaction on the target. It is idempotent: rerun after an interruption,
+    rows already copied are skipped (a prompt keeps the larger usage count). Stop the workers first, or
+    generations that change meanwhile are copied as they were when read.
 
     Every row is checked first, as the operations that write it check it (``check_rows``): a row the target
     could not store as it is (a NUL character in an old SQLite row's text, which PostgreSQL refuses) raises
@@ -29,7 +31,10 @@ def copy_store(
         after_prompt = prompts[-1].id
     copied, after_id = 0, ""
     while generations := source.run(ops.generations_after, after_id, batch):
-        copied += target.run(ops.import_rows, [], generations)
+        located = source.run(storage_between, generations[0].id, generations[-1].id)  # migration 0006
+        with target.transaction() as tx:
+            copied += tx.run(ops.import_rows, [], generations)
+            tx.run(import_storage, located)
         after_id = generations[-1].id
         if progress is not None:
             progress(copied)

@@ -1,7 +1,8 @@
 """Where a generation's file lives (migration 0006): recorded on completion, read for delivery.
 
 ``record_storage`` runs in the transaction that completed the row (``musicstore.recording``);
-``get_storage`` reads it back (``musicstore.delivery``).
+``get_storage`` reads it back (``musicstore.delivery``); ``storage_between`` and ``import_storage`` carry
+it along when ``copy_store`` copies rows between databases.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from .. import validate
 from ..errors import NotFound
 from ..ids import check_id
 from ..models import Status, columns
-from .steps import Call, Steps, reader, writer
+from .steps import Call, Params, Steps, reader, reads_all, writer
 
+COPIED = columns("id", "storage_url", "storage_key", "checksum")
 STORAGE = columns("id", "status", "file_path", "file_size_bytes", "storage_url", "storage_key", "checksum")
 
 
@@ -51,3 +53,24 @@ def get_storage(generation_id: str) -> Steps[StoredFile]:
         raise NotFound(f"generation {gid} not found")
     _, status, file_path, size, url, key, checksum = row
     return StoredFile(gid, Status(status), url, key or file_path, size, checksum)
+
+
+@reads_all("storage_between", COPIED)
+def storage_between(first_id: str, last_id: str) -> Params:
+    """(id, storage_url, storage_key, checksum) of the generations with ids ``first_id`` to ``last_id``."""
+    return {"first_id": check_id(first_id), "last_id": check_id(last_id)}
+
+
+@writer
+def import_storage(rows: list[tuple[str, str | None, str | None, str | None]]) -> Steps[int]:
+    """Record where copied generations' files live (rows from ``storage_between``), on target rows that
+    record nothing yet; returns how many rows changed."""
+    changed = 0
+    for gid, url, key, checksum in rows:
+        if url is None and key is None and checksum is None:
+            continue
+        changed += yield Call(
+            "import_storage",
+            {"id": check_id(gid), "storage_url": url, "storage_key": key, "checksum": checksum},
+        )
+    return changed
