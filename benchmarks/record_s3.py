@@ -45,7 +45,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-record-s3-"))
     try:
         client = server.client()
-        objects = open_filestore(f"s3://{server.bucket}/{server.prefix}bench/", **server.options)
+        settings: Any = server.options
+        objects = open_filestore(f"s3://{server.bucket}/{server.prefix}bench/", **settings)
         store = Store(f"sqlite:///{work / 'db.sqlite'}", migrate=True)
 
         def claimed() -> object:
@@ -102,7 +103,7 @@ def main() -> None:
                 runs = [one_floor() for _ in range(size)]
                 return lambda: list(pool.map(lambda run: run(), runs))
 
-            local, s3, floor = local_batch, s3_batch, floor_batch  # type: ignore[assignment]
+            local, s3, floor = local_batch, s3_batch, floor_batch
         call = "export_batch_generations" if size else "export_generation"
         cases = {
             f"{call} to a local folder": local,

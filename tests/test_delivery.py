@@ -23,8 +23,11 @@ from tests.test_record import OPTIONS, claimed, music
 
 @pytest.fixture
 def objects(musicstore_s3_url: str) -> Any:
-    with open_filestore(musicstore_s3_url) as opened:
+    opened = open_filestore(musicstore_s3_url)
+    try:
         yield opened
+    finally:
+        opened.close()
 
 
 def _recorded(store: Store, root: Any) -> Recorded:

