@@ -111,6 +111,7 @@ def command_lines(tmp: Path) -> dict[str, list[str]]:
     lines = {
         "stats": ["stats", "--storage", "--disk", "-o", str(root)],
         "show": ["show", SHOW_ID],
+        "render": ["render", SHOW_ID, "--format", "mp3", "-o", str(root)],
         "reconcile": ["reconcile", "-o", str(root)],
         "cleanup": ["cleanup", "--status", "failed", "-o", str(root)],
         "backup": ["backup", str(tmp / "copy.db"), "--overwrite"],

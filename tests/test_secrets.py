@@ -236,6 +236,7 @@ def command_lines(tmp: Path, backup_file: Path) -> dict[str, list[list[str]]]:
         "stats": ["stats", "--storage", "--disk", "-o", str(root)],
         "list": ["list"],
         "show": ["show", SHOW_ID],
+        "render": ["render", SHOW_ID, "--format", "mp3", "-o", str(root)],
         "prompts": ["prompts"],
         "reconcile": ["reconcile", "-o", str(root)],
         "cleanup": ["cleanup", "--status", "failed", "-o", str(root)],
