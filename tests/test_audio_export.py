@@ -360,4 +360,4 @@ def test_status_is_a_deprecated_alias_of_loudness_status() -> None:
     with pytest.warns(DeprecationWarning, match="LoudnessStatus"):
         assert export.Status is LoudnessStatus
     with pytest.raises(AttributeError):
-        _ = export.NoSuchName  # type: ignore[attr-defined]
+        _ = export.NoSuchName

@@ -214,7 +214,7 @@ LOAD_QUEUE = (
     " FROM generate_series(1, 20000) AS i",
     "ANALYZE",
 )
-QUEUE = {
+QUEUE: dict[str, dict[str, Any]] = {
     "list_pending": {"limit": 50},
     "claim_next": {"worker_id": "w", "now": WHEN, "lease_expires_at": WHEN},
     "claim_batch": {"worker_id": "w", "now": WHEN, "lease_expires_at": WHEN, "limit": 10},

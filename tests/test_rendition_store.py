@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,14 @@ from musicstore.testing import FakeClock
 from musicstore.urls import resolve
 
 MISSING = "01a20180-5e48-7dc6-afbf-cdf54fb09fcb"
-MP3 = {"format": "mp3", "sample_rate": 32_000, "channels": 2, "bitrate_mode": "constant", "bitrate_kbps": 192}
-STREAMING = {"profile": "streaming", "target_lufs": -14.0, "ceiling_dbtp": -1.0}
+MP3: dict[str, Any] = {
+    "format": "mp3",
+    "sample_rate": 32_000,
+    "channels": 2,
+    "bitrate_mode": "constant",
+    "bitrate_kbps": 192,
+}
+STREAMING: dict[str, Any] = {"profile": "streaming", "target_lufs": -14.0, "ceiling_dbtp": -1.0}
 
 
 def completed(store: Any, n: int = 1) -> list[str]:
@@ -87,7 +94,7 @@ def test_record_get_list_and_the_generation_takes_its_renditions(store: Store, c
     assert store.list_renditions(gid) == [mp3, silent]  # by format, then settings
     assert store.list_renditions(other) == []
     assert store.get_rendition_by_settings(gid, MP3, **STREAMING) == mp3
-    podcast = {"profile": "podcast", "target_lufs": -16.0, "ceiling_dbtp": -1.0}
+    podcast: dict[str, Any] = {"profile": "podcast", "target_lufs": -16.0, "ceiling_dbtp": -1.0}
     assert store.get_rendition_by_settings(gid, MP3, **podcast) is None
     assert mp3.as_dict()["created_at"] == clock.now.isoformat()
 
@@ -347,7 +354,7 @@ def test_render_generation_refuses_bad_requests_before_writing(store: Store, tmp
     done = exported(store, tmp_path)
     before = files(tmp_path)
     pending = store.create_generation("p", model_name="m", duration_seconds=1.0)
-    for call, error in (
+    cases: list[tuple[Callable[[], object], type[Exception]]] = [
         (lambda: render_generation(store, MISSING, root=tmp_path), NotFound),
         (lambda: render_generation(store, pending.id, root=tmp_path), InvalidTransition),
         (lambda: render_generation(store, done.id, root=tmp_path, formats=["aac"]), InvalidInput),
@@ -361,7 +368,8 @@ def test_render_generation_refuses_bad_requests_before_writing(store: Store, tmp
             InvalidInput,
         ),
         (lambda: render_generation(store, done.id, root=tmp_path / "elsewhere"), InvalidInput),  # no master
-    ):
+    ]
+    for call, error in cases:
         with pytest.raises(error):
             call()
     assert files(tmp_path) == before and store.list_renditions(done.id) == []
