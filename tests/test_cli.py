@@ -455,7 +455,8 @@ def test_tables_escape_control_characters(world: World) -> None:
         assert "\x1b" not in result.stdout and "\x07" not in result.stdout, args
     for gid in (odd.id, world.pending.id):  # one field a line, even for multi-line values
         lines = run(*world.args("show", gid)).stdout.splitlines()[2:]
-        assert [line.split()[0] for line in lines] == list(Generation.__dataclass_fields__)
+        fields = [*Generation.__dataclass_fields__, "storage_url", "storage_key", "checksum"]
+        assert [line.split()[0] for line in lines] == fields
     shown = run(*world.args("show", world.pending.id)).stdout
     assert "Traceback (most recent call last):\\n  File x\\nRuntimeError: \\x1b[31mboom" in shown
     assert json.loads(run(*world.args("show", odd.id, "--json")).stdout)["prompt"] == odd.prompt
