@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import InvalidInput
 from ..maintenance.backup import backup, restore
-from ..maintenance.reconcile import reconcile
+from ..maintenance.reconcile import DanglingRow, reconcile
 from ..maintenance.retention import DEFAULT_STATUSES, cleanup
 from ..urls import resolve
 from .common import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, open_store, output_root
@@ -49,20 +49,14 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     )
     print_section(
         "dangling rows",
-        [
-            (d.id, d.file_path, d.problem, bytes_text(d.expected_bytes), bytes_text(d.actual_bytes), d.action)
-            for d in report.dangling
-        ],
-        ["id", "file", "problem", "recorded", "on disk", "action"],
+        _dangling_rows(report.dangling),
+        DANGLING_COLUMNS,
         report.dangling_count,
     )
     print_section(
         "dangling renditions (repair deletes their rows: make them again)",
-        [
-            (d.id, d.file_path, d.problem, bytes_text(d.expected_bytes), bytes_text(d.actual_bytes), d.action)
-            for d in report.dangling_renditions
-        ],
-        ["id", "file", "problem", "recorded", "on disk", "action"],
+        _dangling_rows(report.dangling_renditions),
+        DANGLING_COLUMNS,
         report.dangling_rendition_count,
     )
     print_section(
@@ -99,6 +93,17 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             + _outside_note(report.outside_root_count)
         )
     return code
+
+
+DANGLING_COLUMNS = ["id", "file", "problem", "recorded", "on disk", "action"]
+
+
+def _dangling_rows(items: list[DanglingRow]) -> list[tuple[str, ...]]:
+    """A table row for each dangling generation or rendition row."""
+    return [
+        (d.id, d.file_path, d.problem, bytes_text(d.expected_bytes), bytes_text(d.actual_bytes), d.action)
+        for d in items
+    ]
 
 
 def _outside_note(count: int) -> str:
