@@ -1,32 +1,40 @@
 """Renditions of a completed generation's master, made and recorded: the one module that makes the files of
 ``musicstore.audio.renditions`` and records them with ``Store.create_rendition``.
 
-``render_generation`` reads the master at ``<root>/<file_path>``, makes each rendition beside it as
-``<master stem>.<profile>.<8 hex of the request>.<ext>`` (encoded, decoded back and measured), and records
-its row. A file reaches its final name only inside the transaction that inserts its row (the staged file is
-renamed there, as ``musicstore.recording`` does), so an error leaves neither a file without a row nor a row
-without a file. A request already recorded is not made again: its row is returned. See docs/renditions.md.
+``render_generation`` reads the master where its row says it is (a local root or an object store: the
+generation's storage URL and key, migration 0006, as ``musicstore.delivery`` finds it), checks it against
+its recorded SHA-256, and makes each rendition in memory (encoded, decoded back and measured). The file goes
+into the same file store, beside the master, as ``<master stem>.<profile>.<8 hex of the request>.<ext>``:
+put there (a conditional create, whole or not at all) inside the transaction that inserts its row, so an
+error leaves neither a file without a row nor a row without a file. A request already recorded is not made
+again: its row is returned. See docs/renditions.md.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import secrets
+import posixpath
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import validate
-from .audio import LoudnessProfile, Provenance, RenditionOptions, RenditionSpec, get_profile, render_file
-from .audio.renditions import EXTENSIONS, RenditionResult
-from .errors import DatabaseError, InvalidInput, InvalidTransition, NotFound, StorageError
-from .filestore.fsync import fsync
+import numpy as np
+from numpy.typing import NDArray
+
+from .audio import LoudnessProfile, Provenance, RenditionOptions, RenditionSpec, get_profile
+from .audio.renditions import EXTENSIONS, RenditionResult, read_master, render_bytes
+from .delivery import Delivery, Located
+from .errors import DatabaseError, InvalidAudio, InvalidInput, InvalidTransition, NotFound, StorageError
+from .filestore import ChecksumMismatch, FileStore, ObjectExists, ObjectNotFound
 from .models import Generation, Status
 from .ops import Rendition
 from .ops.renditions import settings_key
 from .ops.storage import get_storage
 from .store import Store
+
+Root = str | os.PathLike[str] | FileStore
+"""Where masters are: a folder path, ``file:///PATH``, ``s3://BUCKET/PREFIX`` or an open ``FileStore``."""
 
 __all__ = ["render_generation", "rendition_name"]
 
@@ -60,8 +68,8 @@ def rendition_name(master: Path, settings: dict[str, Any], profile: LoudnessProf
     return f"{master.stem}.{profile.name}.{digest}{EXTENSIONS[settings['format']][0]}"
 
 
-def _master(store: Store, generation_id: str, root: Path) -> tuple[Generation, Path]:
-    """The completed generation and its master's path under ``root``."""
+def _generation(store: Store, generation_id: str) -> Generation:
+    """The completed generation (``NotFound``, ``InvalidTransition``)."""
     generation = store.get_generation(generation_id)
     if generation is None:
         raise NotFound(f"no generation with id {generation_id}")
@@ -71,15 +79,52 @@ def _master(store: Store, generation_id: str, root: Path) -> tuple[Generation, P
             "to render",
             current=generation.status.value,
         )
-    rel = validate.relative_path(generation.file_path)
-    master = root / rel
-    if not master.resolve().is_relative_to(root.resolve()):
-        raise InvalidInput(f"the master {rel} of generation {generation.id} leads outside the root {root}")
-    if not master.is_file():
-        raise InvalidInput(
-            f"the master {rel} of generation {generation.id} is missing under {root}; run reconcile"
-        )
-    return generation, master
+    return generation
+
+
+def _delivery(
+    store: Store, generation: Generation, root: Root | None, files: Sequence[FileStore]
+) -> Delivery:
+    """A ``Delivery`` that finds the master: ``root`` for a row without a storage URL or with a local one
+    (this host's mount of it), and as the store of rows whose URL is its own; other URLs opened from the
+    row (or taken from ``files``). A local ``root`` matters only to a local row (the CLI always gives one)."""
+    given = list(files)
+    if not all(isinstance(f, FileStore) for f in given):
+        raise InvalidInput("files must hold FileStore objects")
+    if isinstance(root, FileStore):
+        given.append(root)
+    elif root is not None:
+        if not isinstance(root, str | os.PathLike) or "\x00" in str(root):
+            raise InvalidInput(
+                "root must be a path, file:// or s3:// URL, or a FileStore (no NUL), got "
+                f"{type(root).__name__}"
+            )
+        text = os.fspath(root)
+        url = store.run(get_storage, generation.id).storage_url
+        if url is not None and not url.startswith("file:"):
+            root = None if "://" not in text or text.startswith("file:") else root  # the row says where
+        elif "://" not in text and not Path(text).is_dir():
+            raise InvalidInput(
+                f"the output root {text} is not a folder: the master of {generation.id} is not there"
+            )
+    try:
+        return Delivery(store, root=root, files=given)
+    except StorageError as exc:
+        raise InvalidInput(f"cannot read masters under {root}: {exc}") from exc
+
+
+def _read_master(generation: Generation, found: Located) -> tuple[NDArray[np.float32], int]:
+    """The master's samples, read from its file store and checked against the recorded SHA-256."""
+    where = f"the master {found.key} of generation {generation.id}"
+    try:
+        raw = b"".join(found.files.get(found.key, checksum=found.checksum))
+    except ObjectNotFound:
+        raise InvalidInput(f"{where} is missing from {found.files.url}; run reconcile") from None
+    except ChecksumMismatch as exc:
+        raise InvalidAudio(f"{where} does not match its recorded sha256: it changed or is damaged") from exc
+    except InvalidInput as exc:  # a key that leads outside the root (..) or is not one
+        raise InvalidInput(f"{where} is not a key under {found.files.url}: {exc}") from exc
+    return read_master(raw, posixpath.basename(found.key))
 
 
 def _provenance(generation: Generation) -> Provenance:
@@ -98,83 +143,102 @@ def render_generation(
     store: Store,
     generation_id: str,
     *,
-    root: str | Path,
+    root: Root | None = None,
     formats: Sequence[str | RenditionSpec] | str = ("mp3",),
     profile: str | LoudnessProfile = "streaming",
     bitrate_kbps: int | None = None,
     options: RenditionOptions | None = None,
+    files: Sequence[FileStore] = (),
 ) -> list[Rendition]:
     """Make and record renditions of a completed generation's master; returns their rows, one per format.
+
+    The master is read where its row says (``musicstore.delivery``): under ``root`` for a row recorded
+    without a storage URL or with a local one, from the object store of an ``s3://`` URL (opened with the
+    ``AWS_*`` settings of the environment, or one of ``files`` / ``root`` given open for that URL). Each
+    rendition is put into the master's file store beside it, with a conditional create, inside the
+    transaction that records its row; ``storage_key`` is relative to that store's root or prefix.
 
     ``formats``: names (``mp3``, ``opus``, ``vorbis``, ``flac``, ``wav``, with default settings, and
     ``bitrate_kbps`` for mp3 and opus) or ``RenditionSpec``s. A request already recorded (same generation,
     settings and profile) is returned as it is, not made again (also when another process records it while
-    this one encodes: this one's file is removed, the recorded row returned). Raises before anything is
-    written:
-    ``NotFound``, ``InvalidTransition`` (not completed), ``InvalidInput`` (a bad format, bitrate, profile or
-    combination; a master missing or outside the root), ``InvalidAudio`` (a master that fails its recorded
-    ``sha256``); ``RenditionFailed`` when no encode keeps the ceiling. Renditions made before an error stay
-    recorded, each with its file; the one that failed leaves nothing.
+    this one encodes: this one's object is removed, the recorded row returned). Raises before anything is
+    written: ``NotFound``, ``InvalidTransition`` (not completed), ``InvalidInput`` (a bad format, bitrate,
+    profile or combination; a master missing or outside the root), ``InvalidAudio`` (a master that fails
+    its recorded ``sha256``); ``RenditionFailed`` when no encode keeps the ceiling; ``StorageError`` when
+    the put fails (``ObjectExists``: an unrecorded object holds the key, an orphan for reconcile). Renditions
+    made before an error stay recorded, each with its file; the one that failed leaves nothing.
     """
-    if not isinstance(root, str | os.PathLike) or "\x00" in str(root):
-        raise InvalidInput(f"root must be a path (str or Path) without NUL, got {type(root).__name__}")
-    base = Path(root)
     specs = _specs(formats, bitrate_kbps)
     chosen = get_profile(profile)
-    generation, master = _master(store, generation_id, base)
+    generation = _generation(store, generation_id)
     rate, channels = generation.sample_rate, generation.channels
     requests = [(spec, spec.settings(rate, channels).description) for spec in specs]
     provenance = _provenance(generation)
-    stored = store.run(get_storage, generation.id)  # the master's recorded SHA-256 (migration 0006)
-    if stored.storage_url is not None and not stored.storage_url.startswith("file:"):
-        where = stored.storage_url.split("?")[0]
-        raise InvalidInput(
-            f"the master of generation {generation.id} is in object storage ({where}); rendering reads "
-            "masters under a local root only"
-        )
-    recorded = stored.checksum
     made: list[Rendition] = []
-    for spec, settings in requests:
+    with _delivery(store, generation, root, files) as delivery:
+        found = delivery.locate(generation.id)
+        master: tuple[NDArray[np.float32], int] | None = None
+        for spec, settings in requests:
 
-        def recorded_row(settings: dict[str, Any] = settings) -> Rendition | None:
-            return store.get_rendition_by_settings(
-                generation.id,
-                settings,
-                profile=chosen.name,
-                target_lufs=chosen.target_lufs,
-                ceiling_dbtp=chosen.ceiling_dbtp,
+            def recorded_row(settings: dict[str, Any] = settings) -> Rendition | None:
+                return store.get_rendition_by_settings(
+                    generation.id,
+                    settings,
+                    profile=chosen.name,
+                    target_lufs=chosen.target_lufs,
+                    ceiling_dbtp=chosen.ceiling_dbtp,
+                )
+
+            row = recorded_row()
+            if row is not None:
+                made.append(row)
+                continue
+            if master is None:
+                master = _read_master(generation, found)  # once, and only when something is to be made
+            key = posixpath.join(
+                posixpath.dirname(found.key), rendition_name(Path(found.key), settings, chosen)
             )
-
-        found = recorded_row()
-        if found is not None:
-            made.append(found)
-            continue
-        final = master.with_name(rendition_name(master, settings, chosen))
-        staged = final.with_name(f".{final.stem}.{secrets.token_hex(6)}{final.suffix}")
-        result = render_file(
-            master, staged, spec, chosen, provenance=provenance, options=options,
-            sha256=recorded,
-        )  # fmt: skip
-        try:
-            made.append(_record(store, generation.id, result, base, final))
-        except (InvalidInput, DatabaseError):
-            found = recorded_row()  # another process recorded the same request meanwhile: its row
-            if found is None:
-                raise
-            made.append(found)
+            samples, master_rate = master
+            data, result = render_bytes(
+                samples, master_rate, posixpath.basename(key), spec, chosen,
+                provenance=provenance, options=options,
+            )  # fmt: skip
+            try:
+                made.append(_record(store, generation.id, result, data=data, files=found.files, key=key))
+            except (InvalidInput, DatabaseError):
+                row = recorded_row()  # another process recorded the same request meanwhile: its row
+                if row is None:
+                    raise
+                made.append(row)
     return made
 
 
-def _record(store: Store, generation_id: str, result: RenditionResult, root: Path, final: Path) -> Rendition:
-    """Insert the rendition's row and move the staged file onto ``final`` in one transaction; on any error
-    remove the file (staged, or placed) and re-raise."""
-    staged, placed = result.path, False
+def _object_metadata(result: RenditionResult, generation_id: str) -> dict[str, str]:
+    """The rendition's figures as object metadata (printable ASCII values only; the rest left out)."""
+    figures: dict[str, str] = {"generation-id": generation_id}
+    for name, value in result.as_metadata().items():
+        if value is None or isinstance(value, dict | list) or name in ("sha256", "bytes"):
+            continue
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        if text.isascii() and text.isprintable() and text.strip() == text and text:
+            figures[name.replace("_", "-")] = text
+    return figures
+
+
+def _record(
+    store: Store, generation_id: str, result: RenditionResult, *, data: bytes, files: FileStore, key: str
+) -> Rendition:
+    """Insert the rendition's row and put its bytes at ``key`` (a conditional create) in one transaction;
+    on any error remove the object if this call put it (or may have: a put that failed other than by finding
+    an object there, since the row held in this transaction keeps every other render off the key), and
+    re-raise."""
+    placed = False
     profile = result.profile
     try:
         with store.transaction() as tx:
             row = tx.create_rendition(
                 generation_id,
-                storage_key=final.relative_to(root).as_posix(),
+                storage_key=key,
                 settings=result.codec,
                 profile=profile.name,
                 target_lufs=profile.target_lufs,
@@ -186,18 +250,18 @@ def _record(store: Store, generation_id: str, result: RenditionResult, root: Pat
                 loudness_status=result.status,
                 checksum=result.sha256,
             )
-            try:  # the row is in (the unique keys held): only now may the file take its place
-                os.replace(staged, final)
-                placed = True
-                fsync(final.parent, directory=True)
-            except OSError as exc:
-                raise StorageError(f"moving {staged} to {final} failed: {exc}") from exc
-    except BaseException as exc:
-        for path in (staged, final) if placed else (staged,):
+            placed = True  # the row is in (the unique keys held): only now may the object take its place
             try:
-                path.unlink(missing_ok=True)
-            except OSError as cleanup:
-                exc.add_note(f"and removing {path} failed: {cleanup}")
+                files.put(key, data, metadata=_object_metadata(result, generation_id))
+            except ObjectExists:
+                placed = False  # not ours: left as it was
+                raise
+    except BaseException as exc:
+        if placed:
+            try:
+                files.delete(key)
+            except Exception as cleanup:
+                exc.add_note(f"and removing {key} from {files.url} failed: {cleanup}")
         what = result.codec.get("format")
         exc.add_note(f"the {what} rendition of {generation_id} was not recorded; its file was removed")
         raise

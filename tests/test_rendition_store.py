@@ -342,8 +342,9 @@ def test_render_generation_leaves_nothing_when_the_row_cannot_be_recorded(
     assert "its file was removed" in str(raised.value.__notes__)
     assert files(tmp_path) == before and store.list_renditions(done.id) == []
     monkeypatch.undo()
-    # the rename fails inside the transaction: the row is rolled back and the file removed
-    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk gone")))
+    # the put fails inside the transaction (as it links the written file into place): the row is rolled
+    # back and nothing is left
+    monkeypatch.setattr(os, "link", lambda *a, **k: (_ for _ in ()).throw(OSError("disk gone")))
     with pytest.raises(StorageError, match="disk gone"):
         render_generation(store, done.id, root=tmp_path, formats=["opus"])
     monkeypatch.undo()

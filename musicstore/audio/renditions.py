@@ -19,7 +19,7 @@ import io
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,7 +57,9 @@ __all__ = [
     "RenditionStatus",
     "check_target",
     "decode",
+    "read_master",
     "render_audio",
+    "render_bytes",
     "render_file",
 ]
 """The codecs' names (``musicstore.audio.codecs``) are here too: a rendition is asked for with them."""
@@ -189,6 +191,28 @@ def render_audio(
     holds the ceiling, ``StorageError`` when the write fails; in each case nothing is left at ``path``.
     """
     started = time.perf_counter()
+    data, result = render_bytes(
+        audio, sample_rate, path, spec, profile, provenance=provenance, options=options, scale=scale
+    )
+    write_bytes_atomic(result.path, data)
+    return replace(result, elapsed=time.perf_counter() - started)
+
+
+def render_bytes(
+    audio: Any,
+    sample_rate: int,
+    name: str | Path,
+    spec: RenditionSpec,
+    profile: str | LoudnessProfile = "streaming",
+    *,
+    provenance: Provenance | None = None,
+    options: RenditionOptions | None = None,
+    scale: float | None = None,
+) -> tuple[bytes, RenditionResult]:
+    """``render_audio`` without the write: the tagged file's bytes and its result (``result.path`` is
+    ``name``, whose extension must fit the format), for a caller that stores them elsewhere (an object store:
+    ``musicstore.rendering``). Raises as ``render_audio`` does, ``StorageError`` aside."""
+    started = time.perf_counter()
     if not isinstance(spec, RenditionSpec):
         raise InvalidInput(f"spec must be a RenditionSpec, got {type(spec).__name__}")
     chosen = get_profile(profile)
@@ -196,7 +220,7 @@ def render_audio(
     if provenance is not None and not isinstance(provenance, Provenance):
         raise InvalidInput(f"provenance must be a Provenance, got {type(provenance).__name__}")
     rate = check_sample_rate(sample_rate)
-    target = check_target(path, spec)
+    target = check_target(name, spec)
     x = as_audio(audio, scale=scale)
     codec = spec.settings(rate, x.shape[0])
     x = resample(x, rate, codec.sample_rate)
@@ -205,7 +229,6 @@ def render_audio(
     reached = status in ("normalized", "limited")
     loudness_tags = LoudnessTags(loudness, peak)
     tagged = embed(data, spec.format, provenance, loudness_tags)
-    size = write_bytes_atomic(target, tagged)
     written = (provenance.fields() if provenance is not None else {}) | (
         loudness_tags.r128() if spec.format == "opus" else loudness_tags.replaygain()
     )
@@ -214,7 +237,7 @@ def render_audio(
             "%s: loudness %.2f LUFS misses the %s target %.1f LUFS (ceiling %.1f dBTP kept)",
             target, loudness, chosen.name, chosen.target_lufs, chosen.ceiling_dbtp,
         )  # fmt: skip
-    return RenditionResult(
+    result = RenditionResult(
         path=target,
         codec=codec.description,
         profile=chosen,
@@ -222,7 +245,7 @@ def render_audio(
         channels=codec.channels,
         frames=frames,
         duration=frames / codec.sample_rate,
-        bytes=size,
+        bytes=len(tagged),
         sha256=hashlib.sha256(tagged).hexdigest(),
         loudness_master=before,
         loudness=loudness,
@@ -233,6 +256,7 @@ def render_audio(
         elapsed=time.perf_counter() - started,
         tags=written,
     )
+    return tagged, result
 
 
 @dataclass(frozen=True)
@@ -321,6 +345,18 @@ def _attempts(
     return encoded, status, tuple(attempts), before
 
 
+def read_master(raw: bytes, name: str, *, sha256: str | None = None) -> tuple[NDArray[np.float32], int]:
+    """A master file's samples ``(C, S)`` float32 and its rate, from its bytes (WAV, FLAC...): ``sha256`` (its
+    recorded checksum) checked first, ``InvalidAudio`` when it differs or the bytes are not audio."""
+    if sha256 is not None and hashlib.sha256(raw).hexdigest() != str(sha256).lower():
+        raise InvalidAudio(f"master {name} does not match its recorded sha256: it changed or is damaged")
+    try:
+        samples, rate = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
+    except sf.LibsndfileError as exc:
+        raise InvalidAudio(f"master {name}: cannot read it as audio ({exc})") from exc
+    return samples.T, int(rate)
+
+
 def render_file(
     master: str | Path,
     path: str | Path,
@@ -343,14 +379,5 @@ def render_file(
         raise InvalidInput(f"spec must be a RenditionSpec, got {type(spec).__name__}")
     check_target(path, spec)
     get_profile(profile)
-    raw = source.read_bytes()
-    if sha256 is not None and hashlib.sha256(raw).hexdigest() != str(sha256).lower():
-        raise InvalidAudio(
-            f"master {source.name} does not match its recorded sha256: it changed or is damaged"
-        )
-    try:
-        samples, rate = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
-    except sf.LibsndfileError as exc:
-        raise InvalidAudio(f"master {source.name}: cannot read it as audio ({exc})") from exc
-    del raw
-    return render_audio(samples.T, int(rate), path, spec, profile, provenance=provenance, options=options)
+    samples, rate = read_master(source.read_bytes(), source.name, sha256=sha256)
+    return render_audio(samples, rate, path, spec, profile, provenance=provenance, options=options)
