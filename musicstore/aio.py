@@ -18,9 +18,10 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
-from . import ops, validate
-from .errors import InvalidInput
-from .ops import Operation
+from . import ops, validate, waiting
+from .errors import InvalidInput, NotFound
+from .models import Generation
+from .ops import Operation, progress
 from .runner import Clock, Driver, check_schema, coroutine_method, drive_async, start, start_in, utcnow
 from .urls import DatabaseURL, resolve
 
@@ -69,6 +70,12 @@ class AsyncOperations:
     async def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``op`` with these arguments; each subclass decides where."""
         raise NotImplementedError
+
+    async def queue_position(
+        self, generation_id: str, *, window_seconds: float = progress.THROUGHPUT_WINDOW_SECONDS
+    ) -> progress.QueuePosition:
+        """As ``Store.queue_position``."""
+        return await self.run(progress.queue_position, generation_id, window_seconds=window_seconds)
 
 
 OPERATION_NAMES = frozenset(name for name, value in vars(AsyncOperations).items() if hasattr(value, "op"))
@@ -170,6 +177,48 @@ class AsyncStore(Driver, AsyncOperations):
     async def close(self) -> None:
         """Close the store's connections (idle ones; a connection in use is closed by ``close`` later)."""
         await self._connector.close()
+        await waiting.close_async(self)
+
+    async def claim_next(
+        self, worker_id: str, *, wait: float | None = None, **options: Any
+    ) -> Generation | None:
+        """As ``Store.claim_next``: with ``wait``, up to that many seconds for a job to claim."""
+        if wait is None:
+            return await self.run(ops.claim_next, worker_id, **options)
+        seconds = waiting.seconds(wait, "wait")
+        if self._joined() is not None:
+            raise InvalidInput("claim_next(wait=...) cannot wait inside a transaction; call it outside one")
+        plan = waiting.plan(seconds, waiting.claimed)
+        return await waiting.wait_async(
+            self, waiting.WORK, plan, lambda: self.run(ops.claim_next, worker_id, **options)
+        )
+
+    async def wait_for(self, generation_id: str, *, timeout: float) -> Generation:
+        """As ``Store.wait_for``: the generation once finished, or as it is after ``timeout`` seconds."""
+        seconds = waiting.seconds(timeout, "timeout")
+        if self._joined() is not None:
+            raise InvalidInput("wait_for cannot wait inside a transaction; call it outside one")
+
+        async def read() -> Generation:
+            found = await self.run(ops.get_generation, generation_id)
+            if found is None:
+                raise NotFound(f"no generation with id {generation_id}")
+            return found
+
+        plan = waiting.plan(seconds, waiting.is_finished)
+        return await waiting.wait_async(self, waiting.finished(generation_id), plan, read)
+
+    async def report_progress(
+        self, generation_id: str, worker_id: str, fraction: float, stage: str | None = None
+    ) -> bool:
+        """As ``Store.report_progress`` (coalesced; returns whether this report was written)."""
+        gid, worker, done, label = progress.checked_report(generation_id, worker_id, fraction, stage)
+        coalescer = progress.coalescer(self)
+        if not coalescer.due(gid, worker, done, label):
+            return False
+        await self.run(progress.report_progress, gid, worker, done, label)
+        coalescer.wrote(gid, worker, label)
+        return True
 
     def _joined(self) -> AsyncTransaction | None:
         """The transaction this task opened on this store, if one is open."""

@@ -43,6 +43,12 @@ class LeaseLost(InvalidTransition):
     """The worker no longer owns the generation (its lease expired and it was requeued or claimed)."""
 
 
+class Cancelled(LeaseLost):
+    """The generation the worker is running was cancelled (``cancel``): stop work on it and drop the result.
+
+    Raised by the worker's next heartbeat or written progress report after the cancel."""
+
+
 class ConfirmationRequired(MusicstoreError):
     """A destructive operation was called without its explicit confirmation argument."""
 

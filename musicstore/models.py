@@ -128,6 +128,12 @@ class Generation:
     worker_id: str | None = None
     lease_expires_at: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    progress: float | None = None
+    """The fraction done (0 to 1) its worker last reported (``Store.report_progress``); None before."""
+    stage: str | None = None
+    """The stage its worker last reported (a short label such as ``"sampling"``)."""
+    progress_at: datetime | None = None
+    """When the worker wrote ``progress`` and ``stage`` (reports in between are coalesced away)."""
 
     @classmethod
     def from_row(cls, row: Row) -> Generation:
@@ -178,7 +184,7 @@ def _generation(values: tuple[Any, ...]) -> Generation:
     (
         id_, prompt, model_name, model_version, duration, sample_rate, channels, status, created_at,
         file_path, file_size, started_at, completed_at, generation_time, error, attempts, worker, lease,
-        metadata,
+        metadata, progress, stage, progress_at,
     ) = values  # fmt: skip
     return Generation(
         id_,
@@ -200,6 +206,9 @@ def _generation(values: tuple[Any, ...]) -> Generation:
         worker,
         None if lease is None else to_datetime(lease),
         _metadata(metadata),
+        progress,
+        stage,
+        None if progress_at is None else to_datetime(progress_at),
     )
 
 

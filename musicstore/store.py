@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
-from . import ops, validate
-from .errors import InvalidInput
-from .ops import Operation
+from . import ops, validate, waiting
+from .errors import InvalidInput, NotFound
+from .models import Generation
+from .ops import Operation, progress
 from .queries import execute
 from .runner import Clock, Driver, check_schema, drive, method, start, start_in, utcnow
 from .urls import DatabaseURL, resolve
@@ -62,6 +63,13 @@ class Operations:
     def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``op`` with these arguments; each subclass decides where."""
         raise NotImplementedError
+
+    def queue_position(
+        self, generation_id: str, *, window_seconds: float = progress.THROUGHPUT_WINDOW_SECONDS
+    ) -> progress.QueuePosition:
+        """Pending generations ahead of this one in the claim's order, and its ETA at the recent throughput
+        (``musicstore.ops.progress.queue_position``)."""
+        return self.run(progress.queue_position, generation_id, window_seconds=window_seconds)
 
 
 def sync_connector(target: DatabaseURL, *, busy_timeout: float, pool_size: int) -> Any:
@@ -124,6 +132,51 @@ class Store(Driver, Operations):
     def close(self) -> None:
         """Close every connection this store opened, in any thread."""
         self._connector.close()
+        waiting.close(self)
+
+    def claim_next(self, worker_id: str, *, wait: float | None = None, **options: Any) -> Generation | None:
+        """``ops.claim_next`` (``options``: its keyword arguments); with ``wait``, up to that many seconds
+        for a job to claim when none is pending (woken by NOTIFY on PostgreSQL, a ``PRAGMA data_version``
+        poll on SQLite; ``musicstore.waiting``). Not inside a transaction."""
+        if wait is None:
+            return self.run(ops.claim_next, worker_id, **options)
+        seconds = waiting.seconds(wait, "wait")
+        if self._local.tx is not None:
+            raise InvalidInput("claim_next(wait=...) cannot wait inside a transaction; call it outside one")
+        plan = waiting.plan(seconds, waiting.claimed)
+        return waiting.wait(self, waiting.WORK, plan, lambda: self.run(ops.claim_next, worker_id, **options))
+
+    def wait_for(self, generation_id: str, *, timeout: float) -> Generation:
+        """The generation once it is completed, failed or cancelled, or as it is after ``timeout`` seconds
+        (check ``is_finished``). Woken by NOTIFY on PostgreSQL, a ``PRAGMA data_version`` poll on SQLite.
+        Raises NotFound if there is no such generation."""
+        seconds = waiting.seconds(timeout, "timeout")
+        if self._local.tx is not None:
+            raise InvalidInput("wait_for cannot wait inside a transaction; call it outside one")
+
+        def read() -> Generation:
+            found = self.run(ops.get_generation, generation_id)
+            if found is None:
+                raise NotFound(f"no generation with id {generation_id}")
+            return found
+
+        plan = waiting.plan(seconds, waiting.is_finished)
+        return waiting.wait(self, waiting.finished(generation_id), plan, read)
+
+    def report_progress(
+        self, generation_id: str, worker_id: str, fraction: float, stage: str | None = None
+    ) -> bool:
+        """Report the progress of a generation ``worker_id`` is processing: ``fraction`` from 0 to 1, and a
+        ``stage`` label. Coalesced (``musicstore.ops.progress.Coalescer``): returns whether this report was
+        written. A written report raises Cancelled if the generation was cancelled, LeaseLost if the worker
+        no longer owns it."""
+        gid, worker, done, label = progress.checked_report(generation_id, worker_id, fraction, stage)
+        coalescer = progress.coalescer(self)
+        if not coalescer.due(gid, worker, done, label):
+            return False
+        self.run(progress.report_progress, gid, worker, done, label)
+        coalescer.wrote(gid, worker, label)
+        return True
 
     def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``op`` in this thread's open transaction, else on its own (a write in its own transaction)."""

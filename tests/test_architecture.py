@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "musicstore"
 
 LAYERS = {
     "vocabulary": ["errors", "models", "ids", "validate", "urls", "masking", "interrupt"],
-    "database": ["queries", "ops", "runner", "store", "aio", "migrate", "compat", "backends"],
+    "database": ["queries", "ops", "runner", "store", "aio", "migrate", "compat", "backends", "waiting"],
     "files": ["filestore"],
     "audio": ["audio"],
     "composition": ["recording", "rendering", "delivery", "maintenance"],

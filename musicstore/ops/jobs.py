@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import validate
-from ..errors import ConfirmationRequired, InvalidTransition, LeaseLost, NotFound
+from ..errors import Cancelled, ConfirmationRequired, InvalidTransition, LeaseLost, NotFound
 from ..ids import check_id, new_id
 from ..models import Generation, Requeued, Status, columns
 from .prompts import track_prompt
@@ -89,6 +89,12 @@ def _explain(generation_id: str, wanted: str, worker_id: str | None = None) -> S
     current, owner = row.status, row.worker_id
     if worker_id is not None and (current != Status.PROCESSING or owner != worker_id):
         holder = f"processed by worker {owner!r}" if current == Status.PROCESSING else current
+        if current == Status.CANCELLED and owner == worker_id:
+            return Cancelled(
+                f"generation {generation_id} was cancelled while worker {worker_id!r} ran it; stop work on "
+                "it and drop the result",
+                current=current,
+            )
         return LeaseLost(
             f"generation {generation_id} is {holder}: worker {worker_id!r} no longer owns it (cancelled, or "
             "its lease expired and it was requeued); stop work on it and drop the result",

@@ -1,0 +1,172 @@
+"""Progress from inside a running job, and a pending job's place in the queue.
+
+``report_progress`` writes a worker's fraction and stage on its row, only while the worker still owns it: a
+cancelled job raises ``Cancelled`` and a job taken back raises ``LeaseLost``, so a progress report is also
+where a worker learns to stop. ``Coalescer`` decides in Python, without a read, which reports are written
+(a chatty worker cannot flood the database); the drivers (``Store.report_progress``,
+``AsyncStore.report_progress``) keep one per store. ``queue_position`` counts the pending jobs ahead of one in
+the claim's order and estimates its wait from recent throughput.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .. import validate
+from ..errors import InvalidInput, NotFound
+from ..ids import check_id
+from ..models import Generation, Status, columns
+from .jobs import _explain
+from .reads import GENERATION
+from .steps import NOW, Call, Steps, reader, writer
+
+PROGRESS_INTERVAL_SECONDS = 1.0
+"""The least time between two written progress reports of one job by one worker (a new stage is written at
+once, and so is a fraction of 1)."""
+MAX_STAGE_CHARS = 64
+"""The longest stage label (the schema checks it too)."""
+THROUGHPUT_WINDOW_SECONDS = 600.0
+"""How far back ``queue_position`` counts completions for its throughput (10 minutes)."""
+MAX_AHEAD = 100_000
+"""``queue_position`` stops counting the jobs ahead here (``QueuePosition.capped``): at most this many index
+entries are read."""
+_TRACKED = 4_096
+"""How many (job, worker) pairs a ``Coalescer`` remembers; the oldest is forgotten first."""
+COUNT = columns("n")
+
+
+def fraction(value: object) -> float:
+    """A progress fraction: a finite number from 0 to 1."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+        raise InvalidInput(f"fraction must be a number from 0 to 1, got {value!r:.80}")
+    return float(value)
+
+
+def stage(value: object) -> str | None:
+    """A stage label: None, or 1 to ``MAX_STAGE_CHARS`` characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"stage must be None or a str, got {type(value).__name__}")
+    return validate.text(value, "stage", max_chars=MAX_STAGE_CHARS, blank=False)
+
+
+class Coalescer:
+    """Which progress reports are written: a report of a (job, worker) pair is written when it is the pair's
+    first, when its stage differs from the last written one, when its fraction is 1, or when at least
+    ``interval`` seconds (monotonic clock) passed since the pair's last written report. Others are dropped.
+
+    Decided in memory, without a read: one coalescer per store, shared by its threads (a dict's operations
+    are atomic; two threads reporting the same pair at once may both write, which is harmless).
+    """
+
+    def __init__(
+        self, interval: float = PROGRESS_INTERVAL_SECONDS, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval = validate.seconds(interval, "interval", positive=False)
+        self.clock = clock
+        self._last: dict[tuple[str, str], tuple[float, str | None]] = {}
+
+    def due(self, generation_id: str, worker_id: str, done: float, label: str | None) -> bool:
+        """Whether this report should be written (``wrote`` records it once it is)."""
+        last = self._last.get((generation_id, worker_id))
+        return last is None or last[1] != label or done >= 1.0 or self.clock() - last[0] >= self.interval
+
+    def wrote(self, generation_id: str, worker_id: str, label: str | None) -> None:
+        """A report of the pair was written now."""
+        key = (generation_id, worker_id)
+        self._last.pop(key, None)  # re-inserted last: the dict stays in order of the latest write
+        self._last[key] = (self.clock(), label)
+        if len(self._last) > _TRACKED:
+            self._last.pop(next(iter(self._last)), None)
+
+    def forget(self, generation_id: str, worker_id: str) -> None:
+        """Drop what is remembered of a pair (the next report of it is written)."""
+        self._last.pop((generation_id, worker_id), None)
+
+
+def coalescer(store: object) -> Coalescer:
+    """The store's coalescer, made on its first progress report."""
+    found: Coalescer | None = store.__dict__.get("_coalescer")
+    if found is None:
+        found = store.__dict__.setdefault("_coalescer", Coalescer())
+    return found
+
+
+def checked_report(
+    generation_id: str, worker_id: str, done: object, label: object
+) -> tuple[str, str, float, str | None]:
+    """The arguments of a progress report, checked (before any coalescing: a bad report always raises)."""
+    worker = validate.name(worker_id, "worker_id")
+    assert worker is not None
+    return check_id(generation_id), worker, fraction(done), stage(label)
+
+
+@writer
+def report_progress(
+    generation_id: str, worker_id: str, fraction: float, stage: str | None = None
+) -> Steps[datetime]:
+    """Write the progress of a generation ``worker_id`` is processing (no coalescing: the drivers' method
+    coalesces); returns when it was written. Cancelled when it was cancelled, LeaseLost when it was taken
+    back, NotFound when it is gone."""
+    gid, worker, done, label = checked_report(generation_id, worker_id, fraction, stage)
+    now: datetime = yield NOW
+    params = {"id": gid, "worker_id": worker, "progress": done, "stage": label, "now": now}
+    if (yield Call("report_progress", params)) != 1:
+        raise (yield from _explain(gid, "given progress", worker))
+    return now
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePosition:
+    """Where a generation stands in the queue.
+
+    ``ahead``: pending generations the claim takes before it (None unless it is pending); ``capped``: the
+    count stopped at ``MAX_AHEAD``. ``completed_per_minute``: completions over the last ``window_seconds``.
+    ``eta_seconds``: for a pending generation, (ahead + 1) / throughput, the time until it is done if the
+    recent rate holds (None without completions in the window, or unless it is pending).
+    """
+
+    generation_id: str
+    status: Status
+    ahead: int | None
+    capped: bool
+    completed_per_minute: float
+    window_seconds: float
+    eta_seconds: float | None
+
+
+@reader
+def queue_position(
+    generation_id: str, *, window_seconds: float = THROUGHPUT_WINDOW_SECONDS
+) -> Steps[QueuePosition]:
+    """How many pending generations are ahead of this one and when it should be done at the recent rate.
+
+    Two index range counts (pending jobs ahead in the claim's order, completions in the window), both bounded.
+    Raises NotFound if there is no such generation.
+    """
+    gid = check_id(generation_id)
+    window = validate.seconds(window_seconds, "window_seconds")
+    row: Generation | None = yield Call("get_generation", {"id": gid}, GENERATION)
+    if row is None:
+        raise NotFound(f"no generation with id {gid}")
+    now: datetime = yield NOW
+    since = now - timedelta(seconds=window)
+    completed = (yield Call("count_completed_since", {"since": since}, COUNT))[0]
+    rate = completed / window  # per second
+    ahead: int | None = None
+    capped = False
+    eta: float | None = None
+    if row.status is Status.PENDING:
+        params = {"created_at": row.created_at, "id": gid, "cap": MAX_AHEAD}
+        ahead = (yield Call("count_pending_ahead", params, COUNT))[0]
+        capped = ahead >= MAX_AHEAD
+        if rate > 0:
+            eta = (ahead + 1) / rate
+    return QueuePosition(
+        gid, row.status, ahead, capped, round(rate * 60.0, 6), window, None if eta is None else math.ceil(eta)
+    )

@@ -1,0 +1,346 @@
+"""Waiting for work and for results without polling the queue: ``claim_next(wait=...)`` and ``wait_for``.
+
+A wait is a plan (``plan``): try the operation; if it found nothing, sleep until woken or ``RECHECK_SECONDS``,
+whichever is first, and try again, until the deadline. The try is the truth (the claim query, a read of the
+row), so a missed or spurious wake-up only delays or repeats a try, never loses a job. What wakes a sleeper:
+
+- PostgreSQL: LISTEN on a connection of its own (``PENDING``, ``FINISHED``), NOTIFY sent by the triggers of
+  migration 0009 in the transaction that enqueues or finishes a job; the listener is armed before the first
+  try, so a notification sent between a try and the sleep is already waiting on the connection.
+- SQLite: ``PRAGMA data_version`` on a connection of its own, read before each try and polled every
+  ``SQLITE_POLL_SECONDS`` while sleeping; it changes when any other connection commits (to anything, so a
+  busy database wakes sleepers for nothing more often: each then repeats one try).
+
+``wait`` (blocking) and ``wait_async`` (awaited) drive the same plan with the same listeners; each store keeps
+its idle listeners for the next wait (``listeners``) and closes them with the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Awaitable, Callable, Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from . import validate
+from .errors import InvalidInput
+from .models import Generation
+
+T = TypeVar("T")
+
+PENDING = "musicstore_pending"
+"""The channel a job becoming pending is notified on (PostgreSQL)."""
+FINISHED = "musicstore_finished"
+"""The channel a job becoming completed, failed or cancelled is notified on, with its id (PostgreSQL)."""
+SQLITE_POLL_SECONDS = 0.005
+"""How often a sleeper reads ``PRAGMA data_version`` on SQLite (the wake-up's added latency is up to this)."""
+RECHECK_SECONDS = 1.0
+"""The longest sleep between two tries without a wake-up: jobs that become due by time alone (a not-before
+time) and a lost connection's notifications are found at least this often."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """What wakes a sleeper: a notification on ``channel``, with ``payload`` (None: any)."""
+
+    channel: str
+    payload: str | None = None
+
+    def matches(self, channel: str, payload: str) -> bool:
+        return channel == self.channel and (self.payload is None or payload == self.payload)
+
+
+WORK = Wake(PENDING)
+"""A job became pending."""
+
+
+def finished(generation_id: str) -> Wake:
+    """This job became completed, failed or cancelled."""
+    return Wake(FINISHED, generation_id)
+
+
+class _Try:
+    __slots__ = ()
+
+
+TRY = _Try()
+"""Run the operation once more (the plan receives its result)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Sleep until woken, at most ``seconds``."""
+
+    seconds: float
+
+
+Plan = Generator[_Try | Sleep, Any, T]
+
+
+def seconds(value: object, what: str) -> float:
+    """A wait: a finite number of seconds, zero (one try) to ``validate.MAX_SECONDS``."""
+    return validate.seconds(value, what, positive=False)
+
+
+def plan(
+    timeout: float, done: Callable[[T], bool], *, clock: Callable[[], float] = time.monotonic
+) -> Plan[T]:
+    """Try, and while the result is not ``done`` and ``timeout`` seconds have not passed, sleep and try again;
+    returns the last result."""
+    deadline = clock() + timeout
+    while True:
+        result: T = yield TRY
+        left = deadline - clock()
+        if done(result) or left <= 0:
+            return result
+        yield Sleep(min(left, RECHECK_SECONDS))
+
+
+class _SQLiteListener:
+    """``PRAGMA data_version`` on a connection of its own."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.seen = -1
+
+    def version(self) -> int:
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def arm(self) -> None:
+        self.seen = self.version()
+
+    def polls(self, seconds: float) -> Iterator[float]:
+        """The pauses of one sleep, until another connection committed or ``seconds`` passed."""
+        deadline = time.monotonic() + seconds
+        while self.version() == self.seen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            yield min(SQLITE_POLL_SECONDS, left)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _PostgresListener:
+    """A connection of its own that LISTENs on both channels (sync or async psycopg)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def arm(self) -> None:
+        """Nothing to do: notifications wait on the connection until read."""
+
+
+def _listen_sql() -> str:
+    return f"LISTEN {PENDING}; LISTEN {FINISHED}"
+
+
+class Listeners:
+    """A store's idle listeners, lent one per wait (any thread); closed with the store."""
+
+    def __init__(self, url: Any) -> None:
+        self.url = url
+        self.closed = False
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def _take(self) -> Any | None:
+        with self._lock:
+            if self.closed:
+                raise InvalidInput("the store is closed; open a new one to wait")
+            if self._pid != os.getpid():  # a forked child: the parent's connections are not its own
+                self._idle, self._pid = [], os.getpid()
+            return self._idle.pop() if self._idle else None
+
+    def _keep(self, listener: Any) -> bool:
+        with self._lock:
+            if self.closed or self._pid != os.getpid():
+                return False
+            self._idle.append(listener)
+            return True
+
+    def _drain(self) -> list[Any]:
+        with self._lock:
+            self.closed = True
+            idle, self._idle = self._idle, []
+            return idle
+
+    def acquire(self) -> Any:
+        listener = self._take()
+        if listener is not None:
+            return listener
+        if self.url.dialect == "postgres":
+            import psycopg
+
+            conn = psycopg.connect(self.url.url, autocommit=True)
+            conn.execute(_listen_sql())
+            return _PostgresListener(conn)
+        assert self.url.path is not None
+        return _SQLiteListener(self.url.path)
+
+    def release(self, listener: Any) -> None:
+        if not self._keep(listener):
+            listener.conn.close()
+
+    def close(self) -> None:
+        for listener in self._drain():
+            listener.conn.close()
+
+    async def acquire_async(self) -> Any:
+        listener = self._take()
+        if listener is not None:
+            return listener
+        if self.url.dialect == "postgres":
+            import psycopg
+
+            conn = await psycopg.AsyncConnection.connect(self.url.url, autocommit=True)
+            await conn.execute(_listen_sql())
+            return _PostgresListener(conn)
+        assert self.url.path is not None
+        return _SQLiteListener(self.url.path)
+
+    async def release_async(self, listener: Any) -> None:
+        if not self._keep(listener):
+            await _close_async(listener)
+
+    async def close_async(self) -> None:
+        for listener in self._drain():
+            await _close_async(listener)
+
+
+async def _close_async(listener: Any) -> None:
+    closing = listener.conn.close()
+    if isinstance(closing, Awaitable):
+        await closing
+
+
+def listeners(store: Any) -> Listeners:
+    """The store's listeners, made on its first wait."""
+    found: Listeners | None = store.__dict__.get("_listeners")
+    if found is None:
+        found = store.__dict__.setdefault("_listeners", Listeners(store.url))
+    return found
+
+
+def close(store: Any) -> None:
+    """Close the store's idle listeners (one lent out is closed when it comes back)."""
+    found: Listeners | None = store.__dict__.get("_listeners")
+    if found is not None:
+        found.close()
+
+
+async def close_async(store: Any) -> None:
+    """``close`` for an ``AsyncStore``."""
+    found: Listeners | None = store.__dict__.get("_listeners")
+    if found is not None:
+        await found.close_async()
+
+
+def _sleep(listener: Any, wake: Wake, seconds: float) -> None:
+    if isinstance(listener, _SQLiteListener):
+        for pause in listener.polls(seconds):
+            time.sleep(pause)
+        return
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        for note in listener.conn.notifies(timeout=left, stop_after=1):
+            if wake.matches(note.channel, note.payload):
+                return
+
+
+async def _sleep_async(listener: Any, wake: Wake, seconds: float) -> None:
+    if isinstance(listener, _SQLiteListener):
+        for pause in listener.polls(seconds):
+            await asyncio.sleep(pause)
+        return
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        async for note in listener.conn.notifies(timeout=left, stop_after=1):
+            if wake.matches(note.channel, note.payload):
+                return
+
+
+def wait(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[], T]) -> T:
+    """Drive ``steps`` with blocking calls: ``attempt`` for each try, a listener of ``store`` for a sleep."""
+    pool = listeners(store)
+    with store._translating:
+        listener = pool.acquire()
+    try:
+        step = next(steps)
+        while True:
+            if step is TRY:
+                listener.arm()
+                value: Any = attempt()
+            else:
+                assert isinstance(step, Sleep)
+                with store._translating:
+                    _sleep(listener, wake, step.seconds)
+                value = None
+            step = steps.send(value)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    finally:
+        pool.release(listener)
+
+
+async def wait_async(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[], Awaitable[T]]) -> T:
+    """``wait`` with awaited calls."""
+    pool = listeners(store)
+    with store._translating:
+        listener = await pool.acquire_async()
+    try:
+        step = next(steps)
+        while True:
+            if step is TRY:
+                listener.arm()
+                value: Any = await attempt()
+            else:
+                assert isinstance(step, Sleep)
+                with store._translating:
+                    await _sleep_async(listener, wake, step.seconds)
+                value = None
+            step = steps.send(value)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    finally:
+        await pool.release_async(listener)
+
+
+def claimed(found: Generation | None) -> bool:
+    """A claim's result is done when it took a job."""
+    return found is not None
+
+
+def is_finished(found: Generation) -> bool:
+    """A read generation is done when it is completed, failed or cancelled."""
+    return found.is_finished
+
+
+__all__ = [
+    "FINISHED",
+    "PENDING",
+    "RECHECK_SECONDS",
+    "SQLITE_POLL_SECONDS",
+    "WORK",
+    "Listeners",
+    "Plan",
+    "Sleep",
+    "Wake",
+    "claimed",
+    "close",
+    "close_async",
+    "finished",
+    "is_finished",
+    "listeners",
+    "plan",
+    "seconds",
+    "wait",
+    "wait_async",
+]

@@ -1,0 +1,166 @@
+"""Waiting for work (``claim_next(wait=...)``) and for results (``wait_for``): woken by NOTIFY on PostgreSQL
+and by the ``PRAGMA data_version`` poll on SQLite, sync and async.
+
+The fallback re-try (``RECHECK_SECONDS``) is set far beyond each test's wait, so a waiter that returns what
+another connection wrote was woken by the wake-up, not by the periodic re-try (no timing is asserted)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from musicstore import InvalidInput, NotFound, Status, Store, waiting
+from musicstore.aio import AsyncStore
+from tests.conftest import new_job
+
+MISSING = "01a20180-5e48-7dc6-afbf-cdf54fb09fcb"
+LONG = 60.0
+"""A wait no test reaches when the wake-up works."""
+
+
+@pytest.fixture(autouse=True)
+def _no_recheck(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(waiting, "RECHECK_SECONDS", 3600.0)
+
+
+@pytest.fixture
+def other(db_url: str) -> Iterator[Store]:
+    """A second store on the same database: another process's connections."""
+    with Store(db_url) as opened:
+        yield opened
+
+
+def later(action: Callable[[], Any], delay: float = 0.2) -> threading.Thread:
+    def run() -> None:
+        time.sleep(delay)
+        action()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_a_pending_job_is_claimed_at_once_and_no_job_waits_out_the_timeout(store: Store) -> None:
+    job = new_job(store)
+    claimed = store.claim_next("gpu-0", wait=LONG)
+    assert claimed is not None and claimed.id == job.id
+    assert store.claim_next("gpu-0", wait=0.05) is None
+    assert store.claim_next("gpu-0", wait=0) is None
+
+
+def test_an_idle_waiting_worker_wakes_on_an_enqueue(store: Store, other: Store) -> None:
+    thread = later(lambda: new_job(other, "arrives later"))
+    claimed = store.claim_next("gpu-0", wait=LONG, lease_seconds=30)
+    thread.join()
+    assert claimed is not None and claimed.prompt == "arrives later" and claimed.worker_id == "gpu-0"
+
+
+def test_a_waiting_worker_wakes_on_a_retry(store: Store, other: Store) -> None:
+    job = new_job(store)
+    assert other.claim_next("gpu-1") is not None
+    thread = later(lambda: other.fail(job.id, "out of memory", retry=True))
+    claimed = store.claim_next("gpu-0", wait=LONG)
+    thread.join()
+    assert claimed is not None and claimed.id == job.id and claimed.attempts == 2
+
+
+def test_many_waiting_workers_take_each_job_once(store: Store, other: Store) -> None:
+    got: list[str | None] = []
+
+    def work(name: str) -> None:
+        claimed = store.claim_next(name, wait=3.0)
+        got.append(None if claimed is None else claimed.id)
+
+    workers = [threading.Thread(target=work, args=(f"gpu-{i}",)) for i in range(4)]
+    for worker in workers:
+        worker.start()
+    time.sleep(0.2)
+    made = [new_job(other, f"job {i}").id for i in range(3)]
+    for worker in workers:
+        worker.join()
+    assert sorted(g for g in got if g is not None) == sorted(made) and got.count(None) == 1
+
+
+@pytest.mark.parametrize("finish", ["complete", "fail", "cancel"])
+def test_wait_for_returns_the_finished_job(store: Store, other: Store, finish: str) -> None:
+    job = new_job(store)
+    assert other.claim_next("gpu-1") is not None
+    actions: dict[str, Callable[[], Any]] = {
+        "complete": lambda: other.complete_generation(job.id, file_path="a.wav", file_size_bytes=10),
+        "fail": lambda: other.fail(job.id, "broken", retry=False),
+        "cancel": lambda: other.cancel(job.id),
+    }
+    thread = later(actions[finish])
+    done = store.wait_for(job.id, timeout=LONG)
+    thread.join()
+    assert done.is_finished and done.status is {
+        "complete": Status.COMPLETED, "fail": Status.FAILED, "cancel": Status.CANCELLED
+    }[finish]  # fmt: skip
+
+
+def test_wait_for_is_not_woken_by_another_job(store: Store, other: Store) -> None:
+    mine, theirs = new_job(store, "mine"), new_job(store, "theirs")
+    thread = later(lambda: other.cancel(theirs.id))
+    read = store.wait_for(mine.id, timeout=0.6)
+    thread.join()
+    assert read.status is Status.PENDING and not read.is_finished
+
+
+def test_wait_for_at_once_and_its_errors(store: Store) -> None:
+    job = new_job(store)
+    store.cancel(job.id)
+    assert store.wait_for(job.id, timeout=LONG).status is Status.CANCELLED
+    with pytest.raises(NotFound):
+        store.wait_for(MISSING, timeout=1)
+    with pytest.raises(InvalidInput):
+        store.wait_for("not an id", timeout=1)
+    for bad in (-1, float("nan"), "1", None):
+        with pytest.raises(InvalidInput):
+            store.wait_for(job.id, timeout=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInput):
+            store.claim_next("gpu-0", wait=bad if bad is not None else -1)  # type: ignore[arg-type]
+    with store.transaction() as tx, pytest.raises(InvalidInput, match="transaction"):
+        store.claim_next("gpu-0", wait=1)
+    assert tx.closed
+
+
+def test_listeners_are_kept_for_the_next_wait_and_closed_with_the_store(db_url: str) -> None:
+    store = Store(db_url)
+    assert store.claim_next("gpu-0", wait=0.01) is None
+    pool = waiting.listeners(store)
+    assert len(pool._idle) == 1
+    assert store.claim_next("gpu-0", wait=0.01) is None
+    assert len(pool._idle) == 1  # the same listener again
+    store.close()
+    assert pool.closed and pool._idle == []
+
+
+def test_async_waits(db_url: str, other: Store) -> None:
+    async def main() -> None:
+        async with AsyncStore.open(db_url) as store:
+            thread = later(lambda: new_job(other, "for the async worker"))
+            claimed = await store.claim_next("gpu-0", wait=LONG)
+            thread.join()
+            assert claimed is not None and claimed.prompt == "for the async worker"
+            gid = claimed.id
+            thread = later(lambda: other.complete_generation(gid, file_path="a.wav", file_size_bytes=1))
+            done = await store.wait_for(claimed.id, timeout=LONG)
+            thread.join()
+            assert done.status is Status.COMPLETED
+            assert await store.claim_next("gpu-0", wait=0.05) is None
+            # two tasks waiting at once on one store, each with a listener of its own
+            first, second = (asyncio.ensure_future(store.claim_next(f"gpu-{i}", wait=LONG)) for i in (1, 2))
+            await asyncio.sleep(0.2)
+            await asyncio.to_thread(lambda: [new_job(other, f"job {i}") for i in range(2)])
+            got = await asyncio.gather(first, second)
+            assert all(g is not None for g in got) and len({g.id for g in got if g}) == 2
+            async with store.transaction():
+                with pytest.raises(InvalidInput, match="transaction"):
+                    await store.wait_for(claimed.id, timeout=1)
+
+    asyncio.run(main())
