@@ -70,10 +70,11 @@ TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.PROCESSING, Status.CANCELLED}),
     Status.PROCESSING: frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.PENDING}),
     Status.COMPLETED: frozenset(),
-    Status.FAILED: frozenset(),
+    Status.FAILED: frozenset({Status.PENDING}),  # replay: a dead letter queued again
     Status.CANCELLED: frozenset(),
 }
-"""The status machine: the statuses each status may change to."""
+"""The status machine: the statuses each status may change to. failed → pending is ``replay``, an
+operator's action on a dead letter; no worker's step leaves completed, failed or cancelled."""
 
 
 def to_micros(moment: datetime) -> int:
@@ -128,12 +129,14 @@ class Generation:
     worker_id: str | None = None
     lease_expires_at: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    progress: float | None = None
-    """The fraction done (0 to 1) its worker last reported (``Store.report_progress``); None before."""
-    stage: str | None = None
-    """The stage its worker last reported (a short label such as ``"sampling"``)."""
-    progress_at: datetime | None = None
-    """When the worker wrote ``progress`` and ``stage`` (reports in between are coalesced away)."""
+    priority: int = 0
+    """Higher is claimed first (-32768 to 32767); ties go by ``created_at``, then ``id``."""
+    run_after: datetime | None = None
+    """Not claimed before this moment (None: at once); a retry sets it to the end of its backoff."""
+    owner_key: str | None = None
+    """The user or tenant it runs for: claims are fair across keys and a key's limit caps its running jobs."""
+    idempotency_key: str | None = None
+    """Unique among all generations: creating with it again returns this generation."""
 
     @classmethod
     def from_row(cls, row: Row) -> Generation:
@@ -184,7 +187,7 @@ def _generation(values: tuple[Any, ...]) -> Generation:
     (
         id_, prompt, model_name, model_version, duration, sample_rate, channels, status, created_at,
         file_path, file_size, started_at, completed_at, generation_time, error, attempts, worker, lease,
-        metadata, progress, stage, progress_at,
+        metadata, priority, run_after, owner_key, idempotency_key,
     ) = values  # fmt: skip
     return Generation(
         id_,
@@ -206,9 +209,10 @@ def _generation(values: tuple[Any, ...]) -> Generation:
         worker,
         None if lease is None else to_datetime(lease),
         _metadata(metadata),
-        progress,
-        stage,
-        None if progress_at is None else to_datetime(progress_at),
+        priority,
+        None if run_after is None else to_datetime(run_after),
+        owner_key,
+        idempotency_key,
     )
 
 
@@ -326,3 +330,61 @@ class Requeued:
 
     requeued: list[str]
     failed: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When a retried generation may be claimed again: ``fail(..., backoff=)``, ``requeue_expired(backoff=)``.
+
+    After its n-th attempt the delay is ``min(cap_seconds, base_seconds * 2 ** (n - 1))``, less a random part
+    of up to ``jitter`` of it (0: none; 1: anywhere from 0 to the delay), drawn per generation by the
+    database, so that jobs failed together do not come back together. ``base_seconds=0``: at once.
+    """
+
+    base_seconds: float = 2.0
+    cap_seconds: float = 600.0
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name, high in (("base_seconds", 30 * 86_400.0), ("cap_seconds", 30 * 86_400.0), ("jitter", 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
+                raise ValueError(f"RetryPolicy.{name} must be a number from 0 to {high:g}, got {value!r:.80}")
+            object.__setattr__(self, name, float(value))
+
+    def delay_range(self, attempts: int) -> tuple[float, float]:
+        """The shortest and longest delay, in seconds, after a generation's ``attempts``-th attempt."""
+        delay = min(self.cap_seconds, self.base_seconds * 2 ** min(max(attempts - 1, 0), 40))
+        return delay * (1 - self.jitter), delay
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLevel:
+    """The pending generations of one owner key (None: without one) at one priority."""
+
+    owner_key: str | None
+    priority: int
+    pending: int
+    deferred: int
+    """Of ``pending``, how many wait for their ``run_after`` (a retry's backoff, or a later start)."""
+    oldest_created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """The queue at one moment (``queue_depth``): pending by owner key and priority, processing by key."""
+
+    at: datetime
+    levels: list[QueueLevel]
+    running: dict[str | None, int]
+
+    @property
+    def pending(self) -> int:
+        return sum(level.pending for level in self.levels)
+
+    @property
+    def oldest_pending_age_seconds(self) -> float | None:
+        """How long the oldest pending generation has waited (None: none is pending)."""
+        if not self.levels:
+            return None
+        return max((self.at - min(level.oldest_created_at for level in self.levels)).total_seconds(), 0.0)

@@ -151,9 +151,19 @@ INDEXES = {
     "generations_created_at": ["created_at"],
     "generations_file_path": ["file_path"],
     "prompts_used_count_id": ["used_count", "id"],
+    "generations_completed_at": ["completed_at"],  # completions by time, for the ETA (0009)
+    # the queue's lanes (0008): pending jobs by owner key in claim order, processing jobs by owner key; the
+    # owner key is the expression coalesce(owner_key, ''), which index_info names None
+    "generations_lane_queue": [None, "priority", "created_at", "id"],
+    "generations_lane_running": [None],
+    "generations_idempotency_key": ["idempotency_key"],
 }
 # PostgreSQL's planner needs the queue's pending rows in an index of their own (migration 0005); SQLite's not.
-POSTGRES_INDEXES = {**INDEXES, "generations_pending": ["created_at", "id"]}
+POSTGRES_INDEXES = {
+    **{name: [c or "(expression)" for c in cols] for name, cols in INDEXES.items()},
+    "generations_pending": ["created_at", "id"],
+}
+POSTGRES_INDEXES.pop("generations_idempotency_key")  # unique: listed with the constraints, not here
 # The statements behind claim_next, status lists, unfiltered lists and reconcile's lookups by file.
 PLANS = {
     "SELECT id FROM generations WHERE status = 'pending' ORDER BY created_at, id LIMIT 1": (
@@ -176,9 +186,13 @@ def test_indexes_serve_the_real_queries_and_none_is_redundant(sqlite_url: str) -
     assert named == set(INDEXES)
     columns = {name: [r[2] for r in conn.execute(f"PRAGMA index_info({name})")] for name in indexes}
     assert {name: columns[name] for name in named} == INDEXES
+    partial = {  # a partial index covers other rows than one with another WHERE: neither is redundant
+        r[0]: (r[1] or "").partition(" WHERE ")[2]
+        for r in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
+    }
     for name, cols in columns.items():  # no index is a prefix of another on the same table
         for other, other_cols in columns.items():
-            if name != other and indexes[name] == indexes[other]:
+            if name != other and indexes[name] == indexes[other] and partial[name] == partial[other]:
                 assert other_cols[: len(cols)] != cols, f"{name} is redundant with {other}"
     for query, index in PLANS.items():
         plan = " ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {query}"))
@@ -196,10 +210,11 @@ def test_postgres_has_the_same_indexes_and_plans_sort_free(postgres_url: str) ->
 
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT i.relname, array_agg(a.attname ORDER BY k.n) FROM pg_index x"
+            "SELECT i.relname, array_agg(coalesce(a.attname::text, '(expression)') ORDER BY k.n)"
+            " FROM pg_index x"
             " JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid"
             " CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, n)"
-            " JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum"
+            " LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum"
             " WHERE t.relname IN ('generations', 'prompts') AND NOT x.indisprimary AND NOT x.indisunique"
             " GROUP BY i.relname"
         ).fetchall()
