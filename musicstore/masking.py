@@ -3,8 +3,9 @@
 ``musicstore.urls.resolve`` registers each URL's password, every way a parser may read it (the userinfo as
 libpq, ``urllib`` and a reader up to the last ``@`` before the query see it; ``password=``, ``sslpassword=``,
 ``oauth_client_secret=``... parameters, also read on through an unescaped ``&``); ``$PGPASSWORD`` is read at
-each call. ``redact`` replaces each in a text, raw, percent-decoded and percent-encoded, and each piece of it
-between the characters URL parsers split on (a driver that split the URL elsewhere quotes a piece). Every
+each call. ``redact`` replaces each in a text, raw, percent-decoded and percent-encoded, and each piece of the
+raw and decoded forms between the characters URL parsers split on and percent-escapes (a driver that split the
+URL elsewhere quotes a piece; a fragment of an encoded form is never a piece: it would mask hex). Every
 ``MusicstoreError`` message goes through it, as does the exception being handled when one is made (the driver
 error it wraps), and psycopg's and yoyo's log records. Pieces shorter than ``MIN_SECRET`` characters are not
 masked in free text: they would mask ordinary words.
@@ -44,7 +45,7 @@ _UNESCAPED_PARAMETER = re.compile(rf"(?i){_NAME}=([^&\s]*(?:&(?!(?:{'|'.join(_KE
 """A secret parameter read on through each ``&`` not followed by a libpq ``keyword=``: libpq quotes the text
 after an unescaped ``&`` in its error."""
 _SECRET_NAME = re.compile(f"(?i){_NAME}")
-_PIECES = re.compile(r"[@:/?#&=%\s'\"\\;]+")
+_PIECES = re.compile(r"(?:%[0-9A-Fa-f]{2}|[@:/?#&=%\s'\"\\;])+")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?://)?")
 _LOGGERS = ("psycopg", "psycopg.pool", "psycopg_pool.sched", "yoyo", "yoyo.migrations")
 
@@ -80,12 +81,19 @@ def passwords(text: str) -> list[str]:
 
 
 def _forms(secret: str) -> set[str]:
-    """A secret as it may appear in a message: raw, decoded, encoded, escaped, and its pieces."""
-    forms = {secret, unquote(secret), quote(secret, safe=""), quote(unquote(secret), safe="")}
+    """A secret as it may appear in a message: raw, decoded, their pieces, and each of these encoded and
+    escaped, whole.
+
+    Only the raw and decoded forms are split, and a percent-escape splits as a unit: a piece of an encoded
+    form ("2540" of "%2540", "405c" of "a%405c") is hex that is no part of the secret and would mask part of
+    a generation id. Every piece is thus a run of the raw or the decoded secret; every other form is masked
+    only whole (it holds ``%`` or ``\\`` where it differs from the form it came from)."""
+    plain = {secret, unquote(secret)}
+    for form in list(plain):
+        plain.update(_PIECES.split(form))
+    forms = plain | {quote(form, safe="") for form in plain}
     forms |= {json.dumps(form, ensure_ascii=False)[1:-1] for form in list(forms)}
     forms |= {repr(form)[1:-1] for form in list(forms)}
-    for form in list(forms):
-        forms.update(_PIECES.split(form))
     return {form for form in forms if len(form) >= MIN_SECRET}
 
 

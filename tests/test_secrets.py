@@ -15,6 +15,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -555,3 +556,61 @@ def test_a_password_with_an_at_sign_reaches_libpq_and_yoyo_alike() -> None:
     assert "zqAbc1k" not in str(raised.value) and "zqDef2k" not in str(raised.value)
     register("postgresql://user:zqAbc1k%2Fx@h/db")  # encoded, decoded and the pieces are known from now on
     assert redact("zqAbc1k/x zqAbc1k%2Fx zqAbc1k") == "*** *** ***"
+
+
+# --- what a registered secret may mask --------------------------------------------------------------
+
+HEX_AND_SPLITTERS = "0123456789abcdefABCDEF@:/%?#&= é"
+
+
+def _shares_a_piece(text: str, *forms: str) -> bool:
+    """Whether ``text`` holds a run of ``MIN_SECRET`` characters found in one of ``forms``."""
+    size = masking.MIN_SECRET
+    return any(text[i : i + size] in form for i in range(len(text) - size + 1) for form in forms)
+
+
+@contextlib.contextmanager
+def _registered_only_here() -> Iterator[None]:
+    before = set(masking._secrets)
+    try:
+        yield
+    finally:
+        with masking._lock:
+            masking._secrets.intersection_update(before)
+
+
+@st.composite
+def _ids_near(draw: st.DrawFn, secret: str) -> str:
+    """A lowercase or uppercase hex string, often built of the hex runs of the secret's encoded forms (where
+    a fragment of a percent-escape such as "2540" would show)."""
+    encoded = quote(secret, safe="")
+    runs = [run for form in (encoded, quote(encoded, safe="")) for run in re.findall(r"[0-9A-Fa-f]+", form)]
+    hexes = st.text(alphabet="0123456789abcdef", max_size=8)
+    parts = draw(st.lists(st.one_of(hexes, st.sampled_from(runs)) if runs else hexes, max_size=6))
+    return "".join(parts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), secret=st.text(alphabet=HEX_AND_SPLITTERS, min_size=1, max_size=12))
+def test_a_secret_masks_no_part_of_an_id_that_is_not_part_of_it(data: st.DataObject, secret: str) -> None:
+    """Only runs of the secret itself (raw or percent-decoded) are masked in free text: a fragment of one of
+    its percent-encoded forms (e.g. "2540" of "%2540", "405c" of "a%405c") never masks part of a generation
+    id or any other hex string, whether the secret is registered as is or read from a URL's userinfo."""
+    text = data.draw(st.one_of(_ids_near(secret), st.uuids().map(str)))
+    with _registered_only_here():
+        masking.register_secret(secret)
+        masking.register(f"postgresql://user:{quote(secret, safe='')}@db-host/musicstore")
+        if not _shares_a_piece(text, secret, unquote(secret)):
+            assert masking.redact(text) == text
+
+
+def test_an_escaped_at_sign_masks_no_hex_run() -> None:
+    """The CI case: a password ending in "%40" (encoded "%2540") masked "2540" inside an id."""
+    with _registered_only_here():
+        masking.register_secret("zqAbc1k%40")
+        masking.register("postgresql://user:zqAbc1k%2540@h/db")
+        generation_id = "01a2285d-2540-7000-8000-0000a405c000"
+        assert (
+            masking.redact(f"generation {generation_id} not found") == f"generation {generation_id} not found"
+        )
+        assert masking.redact("zqAbc1k%40 zqAbc1k%2540 zqAbc1k@ zqAbc1k") == "*** *** *** ***"
