@@ -129,6 +129,12 @@ class Generation:
     worker_id: str | None = None
     lease_expires_at: datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    progress: float | None = None
+    """The fraction done (0 to 1) its worker last reported (``Store.report_progress``); None before."""
+    stage: str | None = None
+    """The stage its worker last reported (a short label such as ``"sampling"``)."""
+    progress_at: datetime | None = None
+    """When the worker wrote ``progress`` and ``stage`` (reports in between are coalesced away)."""
     priority: int = 0
     """Higher is claimed first (-32768 to 32767); ties go by ``created_at``, then ``id``."""
     run_after: datetime | None = None
@@ -187,7 +193,8 @@ def _generation(values: tuple[Any, ...]) -> Generation:
     (
         id_, prompt, model_name, model_version, duration, sample_rate, channels, status, created_at,
         file_path, file_size, started_at, completed_at, generation_time, error, attempts, worker, lease,
-        metadata, priority, run_after, owner_key, idempotency_key,
+        metadata, progress, stage, progress_at, priority, run_after, owner_key,
+        idempotency_key,
     ) = values  # fmt: skip
     return Generation(
         id_,
@@ -209,6 +216,9 @@ def _generation(values: tuple[Any, ...]) -> Generation:
         worker,
         None if lease is None else to_datetime(lease),
         _metadata(metadata),
+        progress,
+        stage,
+        None if progress_at is None else to_datetime(progress_at),
         priority,
         None if run_after is None else to_datetime(run_after),
         owner_key,
