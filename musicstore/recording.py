@@ -24,6 +24,7 @@ from typing import Any, Literal
 from . import validate
 from .audio import ExportOptions, ExportResult, as_audio, as_audio_batch, export_audio, layout_path
 from .audio.export import check_target
+from .audio.tags import provenance_of, tag_master, want_tags
 from .errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, StorageError
 from .filestore import FileStore, LocalFileStore, open_filestore
 from .filestore.fsync import fsync
@@ -65,6 +66,7 @@ def export_generation(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     generation_time_seconds: float | None = None,
     metadata: Mapping[str, Any] | None = None,
+    tags: bool | None = None,
 ) -> Recorded:
     """Export ``audio`` (``(S,)`` or ``(C, S)``, tensor or array) for a claimed generation and complete it.
 
@@ -72,6 +74,11 @@ def export_generation(
     ``worker_id`` defaults to the claim's worker, so a worker that lost its lease gets LeaseLost.
     The row's metadata gains the export's figures (``ExportResult.as_metadata()``) and ``metadata``
     (whose keys win). ``generation_time_seconds`` defaults to the time since the claim.
+
+    ``tags``: the file gets its provenance and ReplayGain tags (prompt, model and version, ``seed`` from the
+    metadata, generation id, creation time; WAV ``LIST/INFO`` and ``id3 ``, FLAC Vorbis comments:
+    ``audio.tags.tag_master``) after it is encoded and before it is placed, so the checksum is of the tagged
+    bytes; ``None`` (the default) tags when mutagen (the ``renditions`` extra) is installed.
 
     ``root`` as an ``s3://`` URL opens a client for this call: pass an open ``FileStore``
     (``open_filestore``) to reuse one. On an object store the clip is encoded to a temp file, then put at
@@ -94,6 +101,7 @@ def export_generation(
     place = _Placing(
         store=store, generation=generation, worker=worker, on_error=on_error, max_attempts=max_attempts,
         generation_time_seconds=generation_time_seconds, metadata=metadata or {},
+        tags=want_tags(tags),
     )  # fmt: skip
     folder, objects, opened = _target(root)
     if objects is None:
@@ -126,6 +134,7 @@ def export_batch_generations(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     metadata: Sequence[Mapping[str, Any] | None] | None = None,
     workers: int | None = None,
+    tags: bool | None = None,
 ) -> list[Recorded | Exception]:
     """Export item ``i`` of a ``(B, C, S)`` batch for ``generations[i]``, in parallel; one outcome each.
 
@@ -166,7 +175,7 @@ def export_batch_generations(
         try:
             return export_generation(
                 store, generations[i], items[i], root=target, worker_id=worker_id, ext=ext, options=options,
-                scale=scale, on_error=on_error, max_attempts=max_attempts, metadata=extras[i],
+                scale=scale, on_error=on_error, max_attempts=max_attempts, metadata=extras[i], tags=tags,
             )  # fmt: skip
         except Exception as exc:
             return exc
@@ -249,6 +258,7 @@ class _Placing:
     max_attempts: int
     generation_time_seconds: float | None
     metadata: Mapping[str, Any]
+    tags: bool = False
 
     def export(
         self, audio: Any, staged: Path, options: ExportOptions | None, scale: float | None
@@ -263,7 +273,13 @@ class _Placing:
                     f"{generation.id} requested {generation.channels}; pass (C, S) audio with "
                     f"C = {generation.channels}"
                 )
-            return export_audio(clip, generation.sample_rate, staged, options)
+            result = export_audio(clip, generation.sample_rate, staged, options)
+            if not self.tags:
+                return result
+            # tagged here, before it is placed: the checksum and size are of the tagged bytes
+            provenance = provenance_of(generation, self.metadata)
+            size = tag_master(staged, provenance, result.loudness_after, result.true_peak_after)
+            return replace(result, bytes=size)
         except Exception as exc:
             self.failed(exc)
             raise

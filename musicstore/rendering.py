@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .audio import LoudnessProfile, Provenance, RenditionOptions, RenditionSpec, get_profile
+from .audio import LoudnessProfile, RenditionOptions, RenditionSpec, get_profile
 from .audio.renditions import EXTENSIONS, RenditionResult, read_master, render_bytes
+from .audio.tags import provenance_of
 from .delivery import Delivery, Located
 from .errors import DatabaseError, InvalidAudio, InvalidInput, InvalidTransition, NotFound, StorageError
 from .filestore import ChecksumMismatch, FileStore, ObjectExists, ObjectNotFound
@@ -127,18 +128,6 @@ def _read_master(generation: Generation, found: Located) -> tuple[NDArray[np.flo
     return read_master(raw, posixpath.basename(found.key))
 
 
-def _provenance(generation: Generation) -> Provenance:
-    seed = generation.metadata.get("seed")
-    return Provenance(
-        generation.prompt,
-        model_name=generation.model_name,
-        model_version=generation.model_version,
-        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63 else None,
-        generation_id=generation.id,
-        created_at=generation.created_at,
-    )
-
-
 def render_generation(
     store: Store,
     generation_id: str,
@@ -173,7 +162,7 @@ def render_generation(
     generation = _generation(store, generation_id)
     rate, channels = generation.sample_rate, generation.channels
     requests = [(spec, spec.settings(rate, channels).description) for spec in specs]
-    provenance = _provenance(generation)
+    provenance = provenance_of(generation)
     made: list[Rendition] = []
     with _delivery(store, generation, root, files) as delivery:
         found = delivery.locate(generation.id)

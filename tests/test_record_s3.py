@@ -138,7 +138,8 @@ def test_a_batch_to_s3_records_each_item_on_its_own(store: Store, objects: FileS
     assert [g.id for g in got] == [j.id for j in jobs]
     batch = music(channels=2)[None].repeat(3, axis=0)
     batch[1, 0, 100] = float("nan")  # one bad item
-    outcomes = export_batch_generations(store, got, batch, root=objects, options=OPTIONS)
+    # untagged: a tagged master carries its generation's id, so the same clip would differ in its bytes
+    outcomes = export_batch_generations(store, got, batch, root=objects, options=OPTIONS, tags=False)
     assert isinstance(outcomes[0], Recorded) and isinstance(outcomes[2], Recorded)
     assert not isinstance(outcomes[1], Recorded)
     assert sorted(o.key for o in objects.list()) == sorted([_key(got[0]), _key(got[2])])

@@ -16,16 +16,20 @@ script, 20,000 characters); INFO strings are UTF-8.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import io
 import math
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from musicstore import validate
+from musicstore.audio.files import write_bytes_atomic
 from musicstore.errors import InvalidInput
+from musicstore.models import Generation
 
 REPLAYGAIN_REFERENCE_LUFS = -18.0
 R128_REFERENCE_LUFS = -23.0
@@ -73,6 +77,20 @@ class Provenance:
         if self.created_at is not None:
             out["CREATION_TIME"] = self.created_at.isoformat()
         return out
+
+
+def provenance_of(generation: Generation, metadata: Mapping[str, Any] | None = None) -> Provenance:
+    """A generation's provenance: its prompt, model, version, id and creation time, and the ``seed`` of its
+    metadata (``metadata``'s, which wins, as at export) when that is a whole number in [0, 2^63)."""
+    seed = {**generation.metadata, **(metadata or {})}.get("seed")
+    return Provenance(
+        generation.prompt,
+        model_name=generation.model_name,
+        model_version=generation.model_version,
+        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63 else None,
+        generation_id=generation.id,
+        created_at=generation.created_at,
+    )
 
 
 @dataclass(frozen=True)
@@ -178,6 +196,40 @@ def embed(data: bytes, fmt: str, provenance: Provenance | None, loudness: Loudne
         wave.save(buffer, v2_version=4)
         return buffer.getvalue()
     raise InvalidInput(f"cannot tag format {fmt!r}")
+
+
+MASTER_FORMATS = {".wav": "wav", ".flac": "flac"}
+
+
+def tags_available() -> bool:
+    """Whether mutagen (the ``renditions`` extra) is installed: tagging needs it."""
+    return importlib.util.find_spec("mutagen") is not None
+
+
+def want_tags(tags: object) -> bool:
+    """Whether to tag a master: ``tags`` True (mutagen required: ``InvalidInput`` without it), False, or
+    None for "when mutagen is installed"."""
+    if tags is None:
+        return tags_available()
+    if not isinstance(tags, bool):
+        raise InvalidInput(f"tags must be True, False or None, got {type(tags).__name__}")
+    if tags and not tags_available():
+        raise InvalidInput(f"tags=True needs mutagen: {INSTALL_HINT}")
+    return tags
+
+
+def tag_master(path: str | Path, provenance: Provenance, loudness_lufs: float, true_peak_dbtp: float) -> int:
+    """Embed the provenance and ReplayGain tags (the measured loudness, LUFS, and true peak, dBTP) in the
+    master file at ``path`` (WAV: ``LIST/INFO`` and an ``id3 `` chunk; FLAC: Vorbis comments), rewritten
+    atomically (temp file, fsync, rename); returns its new size in bytes. Tag it before it is published:
+    it is replaced whole."""
+    target = Path(path)
+    fmt = MASTER_FORMATS.get(target.suffix.lower())
+    if fmt is None:
+        raise InvalidInput(f"{target.name}: a master to tag is a .wav or .flac file")
+    peak = 10.0 ** (true_peak_dbtp / 20.0) if math.isfinite(true_peak_dbtp) else 0.0
+    tagged = embed(target.read_bytes(), fmt, provenance, LoudnessTags(loudness_lufs, peak))
+    return write_bytes_atomic(target, tagged)
 
 
 def read_wav_info(path: str | Path) -> dict[str, str]:
