@@ -18,6 +18,8 @@ import pytest
 from musicstore.models import prompt_digest
 from musicstore.queries import load
 from musicstore.urls import resolve
+from tests.test_progress import PROGRESS_INDEXED
+from tests.test_web_plans import DASHBOARD_INDEXED, DASHBOARD_TIES_SORTED
 
 WHEN = datetime.max.replace(tzinfo=UTC)  # first pages: the cursor starts after every row
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -92,9 +94,34 @@ INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     "maintenance_renditions_by_storage_keys": ({"paths": '["a.mp3"]'}, "rendition file"),
     "maintenance_renditions_of_generations": ({"ids": f'["{ID}"]'}, "rendition key"),
     "maintenance_renditions_after": ({"after_id": ID, "limit": 100}, "renditions pk"),
+    # object stores (musicstore.maintenance.bucket): rows of one storage URL in key order, and by keys
+    "maintenance_stored_files_after": (
+        {"storage_url": "s3://b/p/", "after_path": "", "limit": 100},
+        "generations_file_path",
+    ),
+    "maintenance_stored_files_at": (
+        {"storage_url": "s3://b/p/", "file_path": "a.wav"},
+        "generations_file_path",
+    ),
+    "maintenance_stored_renditions_after": (
+        {"storage_url": "s3://b/p/", "after_key": "", "limit": 100},
+        "rendition file",
+    ),
+    "maintenance_local_renditions_after": ({"after_id": ID, "limit": 100}, "renditions pk"),
+    "maintenance_stored_generations_by_keys": (
+        {"storage_url": "s3://b/p/", "keys": '["a.wav"]'},
+        "generations_file_path",
+    ),
+    "maintenance_stored_renditions_by_keys": (
+        {"storage_url": "s3://b/p/", "keys": '["a.mp3"]'},
+        "rendition file",
+    ),
 }
 # Newest-first lists over the unfiltered time index sort only the rows that share one created_at, by id.
 TIES_SORTED = {"list_generations", "list_generations_by_model", "maintenance_cleanup_candidates"}
+INDEXED |= PROGRESS_INDEXED  # queue position and throughput (tests/test_progress.py)
+INDEXED |= DASHBOARD_INDEXED  # the dashboard's and the metrics' reads (tests/test_web_plans.py)
+TIES_SORTED |= DASHBOARD_TIES_SORTED
 # Queries that read nothing but running totals: their plans name no index or table of generations or prompts.
 TOTALS_ONLY = {name for name, (_, index) in INDEXED.items() if index in {None, "model totals", "day totals"}}
 READS_ROWS = re.compile(r"\b(?:on|SCAN|SEARCH)\s+(?:generations|prompts)\b")

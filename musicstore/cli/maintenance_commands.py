@@ -26,6 +26,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             delete_orphans=args.orphans == "delete",
             stale_after_seconds=args.stale_after.total_seconds(),
             progress=bar,
+            verify_checksums=getattr(args, "verify_checksums", False),
         )
     code = EXIT_OK if report.consistent else EXIT_INCONSISTENT
     if args.json:
@@ -74,6 +75,16 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         ["path", "bytes", "age s", "action"],
         report.stale_temp_count,
     )
+    if report.abandoned_upload_count or report.fresh_uploads:
+        print_section(
+            "abandoned multipart uploads (repair aborts them)",
+            [
+                (u.key, "-" if u.age_seconds is None else f"{u.age_seconds:.0f}", u.action)
+                for u in report.abandoned_uploads
+            ],
+            ["key", "age s", "action"],
+            report.abandoned_upload_count,
+        )
     for error in report.errors:
         print(f"musicstore: error: {error}", file=sys.stderr)
     if report.consistent:
@@ -82,15 +93,15 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         print(
             f"\nfound {report.orphan_count:,} orphans, {report.dangling_count:,} dangling rows, "
             f"{report.dangling_rendition_count:,} dangling renditions, "
-            f"{report.stale_temp_count:,} stale temp files: repaired (see action)"
-            + _outside_note(report.outside_root_count)
+            f"{report.stale_temp_count + report.abandoned_upload_count:,} stale temp files or uploads: "
+            "repaired (see action)" + _outside_note(report.outside_root_count)
         )
     else:
         print(
             f"\nfound {report.orphan_count:,} orphans, {report.dangling_count:,} dangling rows, "
             f"{report.dangling_rendition_count:,} dangling renditions, "
-            f"{report.stale_temp_count:,} stale temp files; `musicstore reconcile --repair` fixes them"
-            + _outside_note(report.outside_root_count)
+            f"{report.stale_temp_count + report.abandoned_upload_count:,} stale temp files or uploads; "
+            "`musicstore reconcile --repair` fixes them" + _outside_note(report.outside_root_count)
         )
     return code
 

@@ -22,18 +22,22 @@ docs/maintenance.md.
 
 from __future__ import annotations
 
+import hashlib
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .. import validate
-from ..errors import InvalidInput
+from ..errors import InvalidInput, StorageError
+from ..filestore import ChecksumMismatch, FileStore, LocalFileStore, ObjectNotFound, open_filestore
 from ..filestore.local import Outside, RootDir
 from ..ops import Call, Steps, reader, writer
 from ..store import Store
+from .bucket import Item, StoredRow, classify_objects, is_object_store
 from .scan import (
     AUDIO_SUFFIXES,
     BATCH,
@@ -96,6 +100,16 @@ class TempFile:
 
 
 @dataclass(slots=True)
+class AbandonedUpload:
+    """A multipart upload under an object store's prefix never completed. ``action``: reported, aborted."""
+
+    key: str
+    upload_id: str
+    age_seconds: float | None
+    action: str = "reported"
+
+
+@dataclass(slots=True)
 class ReconcileReport:
     """What reconcile found and did; ``json.dumps(dataclasses.asdict(report))`` works as is.
 
@@ -127,11 +141,18 @@ class ReconcileReport:
     dangling_renditions: list[DanglingRow] = field(default_factory=list)
     """Renditions (``id``: the rendition's) whose file is missing or has another size; with ``repair`` their
     rows are deleted (``action="deleted_row"``): the rendition can be made again."""
+    abandoned_upload_count: int = 0
+    """Object stores: multipart uploads begun under the prefix more than ``stale_after_seconds`` ago and never
+    completed (with ``repair`` aborted). Local roots report their leftovers as stale temp files."""
+    fresh_uploads: int = 0
+    abandoned_uploads: list[AbandonedUpload] = field(default_factory=list)
+    checksums_verified: int = 0
+    """Objects read whole and hashed against their rows' SHA-256 (``verify_checksums=True``)."""
     errors: list[str] = field(default_factory=list)
     truncated: bool = False
     consistent: bool = False
     """True when nothing was found: no orphan, no dangling row (or rendition), no row outside the root, no
-    stale temp file, no error."""
+    stale temp file or abandoned upload, no error."""
     seconds: float = 0.0
 
 
@@ -154,7 +175,9 @@ def mark_dangling_failed(items: list[DanglingRow]) -> Steps[set[str]]:
     """
     changed: set[str] = set()
     for item in items:
-        if item.actual_bytes is None:
+        if item.problem == "checksum_mismatch":
+            reason = f"reconcile: file {item.file_path} does not hash to the checksum the row recorded"
+        elif item.actual_bytes is None:
             reason = f"reconcile: file {item.file_path} is missing (recorded {item.expected_bytes} bytes)"
         else:
             reason = (
@@ -199,7 +222,7 @@ def _free_name(target: Path) -> Path:
 
 def reconcile(
     store: Store,
-    root: str | Path,
+    root: str | Path | FileStore,
     *,
     repair: bool = False,
     quarantine: Path | None = None,
@@ -208,8 +231,12 @@ def reconcile(
     max_items: int = DEFAULT_MAX_ITEMS,
     batch: int = BATCH,
     progress: Progress | None = None,
+    verify_checksums: bool = False,
 ) -> ReconcileReport:
     """Compare the generations with the files under ``root``; with ``repair=True``, fix what differs.
+
+    ``root`` may be an object store (``s3://BUCKET/PREFIX`` or an open ``FileStore``): see
+    ``reconcile_objects``, which this calls with the same arguments.
 
     Repairs: orphan files are moved to ``quarantine`` (default ``<root>.quarantine`` beside the root, keeping
     their relative path) or deleted (``delete_orphans=True``); dangling rows go completed → failed with the
@@ -218,6 +245,20 @@ def reconcile(
     touched. Completed rows whose ``file_path`` leads outside the root are reported (``outside_root``) and
     left alone, repair or not. ``progress`` is called with the number of rows and files examined so far.
     """
+    if is_object_store(root):
+        if quarantine is not None:
+            raise InvalidInput("an object store has no quarantine folder; pass delete_orphans=True to repair")
+        return reconcile_objects(
+            store, root if isinstance(root, FileStore) else str(root), repair=repair,
+            delete_orphans=delete_orphans,
+            stale_after_seconds=stale_after_seconds, max_items=max_items, batch=batch, progress=progress,
+            verify_checksums=verify_checksums,
+        )  # fmt: skip
+    if verify_checksums:
+        raise InvalidInput("verify_checksums is for object stores; a local reconcile compares sizes")
+    if isinstance(root, FileStore):
+        assert isinstance(root, LocalFileStore)
+        root = root.root
     started = time.monotonic()
     base = check_root(root)
     validate.number(stale_after_seconds, "stale_after_seconds", positive=False)
@@ -309,8 +350,9 @@ def _check_rows(
 
 @reader
 def renditions_after(after_id: str, limit: int) -> Steps[list[tuple[str, str, int]]]:
-    """Renditions' (id, storage_key, file_size_bytes) with ids above ``after_id``, in id order."""
-    rows = yield Call("maintenance_renditions_after", {"after_id": after_id, "limit": limit})
+    """Renditions' (id, storage_key, file_size_bytes) of generations on a local root (not in an object
+    store) with ids above ``after_id``, in id order."""
+    rows = yield Call("maintenance_local_renditions_after", {"after_id": after_id, "limit": limit})
     return [(r["id"], r["storage_key"], r["file_size_bytes"]) for r in rows]
 
 
@@ -443,10 +485,220 @@ def _repair_orphan(where: RootDir, orphan: OrphanFile, target: Path | None, erro
         orphan.action = "gone"
 
 
+# --- object stores ------------------------------------------------------------------------------------
+
+
+def reconcile_objects(
+    store: Store,
+    root: str | FileStore,
+    *,
+    repair: bool = False,
+    delete_orphans: bool = False,
+    stale_after_seconds: float = 3600,
+    max_items: int = DEFAULT_MAX_ITEMS,
+    batch: int = BATCH,
+    progress: Progress | None = None,
+    verify_checksums: bool = False,
+) -> ReconcileReport:
+    """Compare the rows whose files are in an object store with the objects under its prefix.
+
+    One merge of the paginated listing with the rows in key order (``musicstore.maintenance.bucket``):
+    memory stays bounded whatever the bucket holds. Found: orphan objects (audio no row records; an object
+    named after a pending or processing generation is in progress and left alone), dangling rows (a
+    completed generation, or a rendition, whose object is missing or has another size; with
+    ``verify_checksums`` also one whose bytes do not hash to the row's SHA-256, each object read once), and
+    multipart uploads begun more than ``stale_after_seconds`` ago and never completed. Objects outside the
+    prefix are never listed nor touched; objects whose names are not audio are counted, never touched.
+
+    ``repair=True`` marks dangling generations failed and deletes dangling renditions' rows (as for a local
+    root), aborts abandoned uploads, and deletes orphan objects, which it requires ``delete_orphans=True``
+    for (a bucket has no quarantine folder). ``progress`` gets the number of objects and rows examined.
+    """
+    started = time.monotonic()
+    validate.number(stale_after_seconds, "stale_after_seconds", positive=False)
+    validate.integer(batch, "batch", 1, validate.MAX_PAGE)
+    validate.integer(max_items, "max_items", 0)
+    validate.flag(verify_checksums, "verify_checksums")
+    if repair and not delete_orphans:
+        raise InvalidInput(
+            "an object store has no quarantine folder: repairing it deletes orphan objects, so pass "
+            "delete_orphans=True (the CLI's --orphans delete); run without repair first to see them"
+        )
+    files, opened = (root, False) if isinstance(root, FileStore) else (open_filestore(root), True)
+    try:
+        report = ReconcileReport(root=files.url, repair=repair, quarantine=None)
+        _reconcile_objects(
+            store, files, report, stale_after_seconds=stale_after_seconds, max_items=max_items, batch=batch,
+            progress=progress, verify_checksums=verify_checksums,
+        )  # fmt: skip
+    finally:
+        if opened:
+            files.close()
+    report.consistent = not (
+        report.orphan_count
+        or report.dangling_count
+        or report.dangling_rendition_count
+        or report.abandoned_upload_count
+        or report.errors
+    )
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def _reconcile_objects(
+    store: Store,
+    files: FileStore,
+    report: ReconcileReport,
+    *,
+    stale_after_seconds: float,
+    max_items: int,
+    batch: int,
+    progress: Progress | None,
+    verify_checksums: bool,
+) -> None:
+    repair = report.repair
+    dangling: list[DanglingRow] = []
+    renditions: list[DanglingRow] = []
+    seen = 0
+
+    def listed(items: list[Any], item: Any) -> None:
+        if len(items) < max_items:
+            items.append(item)
+        else:
+            report.truncated = True
+
+    def flush() -> None:
+        if repair and dangling:
+            changed = store.run(mark_dangling_failed, dangling)
+            for row in dangling:
+                row.action = "marked_failed" if row.id in changed else "changed"
+        if repair and renditions:
+            deleted = store.run(delete_dangling_renditions, renditions)
+            for row in renditions:
+                row.action = "deleted_row" if row.id in deleted else "changed"
+        for row in dangling:
+            listed(report.dangling, row)
+        for row in renditions:
+            listed(report.dangling_renditions, row)
+        dangling.clear()
+        renditions.clear()
+
+    for item in classify_objects(store, files, batch=batch):
+        seen += len(item.rows) + (item.obj is not None)
+        if progress is not None and seen >= batch:
+            progress(seen)
+        for row in item.rows:
+            if row.rendition:
+                report.renditions_checked += 1
+            elif row.status == "completed":
+                report.rows_checked += 1
+        if item.obj is not None:
+            report.files_scanned += 1
+        if item.state == "other":
+            report.unknown_files += 1
+        elif item.state == "in_progress":
+            report.in_progress_files += 1
+        elif item.state == "orphan":
+            assert item.obj is not None
+            orphan = OrphanFile(item.key, item.obj.size)
+            report.orphan_count += 1
+            report.orphan_bytes += item.obj.size
+            if repair:
+                orphan.action = _delete_object(files, item.key, report.errors)
+            listed(report.orphans, orphan)
+        else:
+            if item.state == "referenced":
+                report.referenced_files += 1
+            for row, problem, actual in _row_problems(files, item, verify_checksums, report):
+                found = DanglingRow(row.id, row.key, problem, row.size or 0, actual)
+                if row.rendition:
+                    report.dangling_rendition_count += 1
+                    renditions.append(found)
+                else:
+                    report.dangling_count += 1
+                    dangling.append(found)
+            if len(dangling) + len(renditions) >= batch:
+                flush()
+    flush()
+    _check_uploads(files, report, stale_after_seconds, listed)
+    if progress is not None:
+        progress(seen)
+
+
+def _row_problems(
+    files: FileStore, item: Item, verify_checksums: bool, report: ReconcileReport
+) -> Iterator[tuple[StoredRow, str, int | None]]:
+    """(row, problem, size found) for each row of ``item`` whose object must be there and is not as
+    recorded."""
+    actual = None if item.obj is None else item.obj.size
+    hashed: str | None = None
+    for row in item.rows:
+        if not row.must_exist:
+            continue
+        if actual is None:
+            yield row, "missing", None
+        elif actual != row.size:
+            yield row, "size_mismatch", actual
+        elif verify_checksums and row.checksum is not None:
+            if hashed is None:
+                hashed = _hash_object(files, item.key, report.errors)
+                report.checksums_verified += hashed is not None
+            if hashed is not None and hashed != row.checksum:
+                yield row, "checksum_mismatch", actual
+
+
+def _hash_object(files: FileStore, key: str, errors: list[str]) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        for chunk in files.get(key, checksum=None):
+            digest.update(chunk)
+    except ChecksumMismatch:
+        pass  # the object's own recorded checksum differs too: the digest computed says what it holds
+    except ObjectNotFound:
+        return None
+    except StorageError as exc:
+        errors.append(f"cannot read {key} to verify its checksum: {exc}")
+        return None
+    return digest.hexdigest()
+
+
+def _delete_object(files: FileStore, key: str, errors: list[str]) -> str:
+    try:
+        return "deleted" if files.delete(key) else "gone"
+    except StorageError as exc:
+        errors.append(f"cannot delete {files.url}{key}: {exc}")
+        return "reported"
+
+
+def _check_uploads(
+    files: FileStore,
+    report: ReconcileReport,
+    stale_after_seconds: float,
+    listed: Callable[[list[Any], Any], None],
+) -> None:
+    """Multipart uploads under the prefix older than ``stale_after_seconds``: reported, aborted in repair."""
+    now = datetime.now(UTC)
+    for upload in files.uploads():
+        age = None if upload.initiated is None else (now - upload.initiated).total_seconds()
+        if age is not None and age < stale_after_seconds:
+            report.fresh_uploads += 1
+            continue
+        found = AbandonedUpload(upload.key, upload.upload_id, None if age is None else round(age, 3))
+        report.abandoned_upload_count += 1
+        if report.repair:
+            try:
+                files.abort(upload)
+                found.action = "aborted"
+            except StorageError as exc:
+                report.errors.append(f"cannot abort the upload of {upload.key}: {exc}")
+        listed(report.abandoned_uploads, found)
+
+
 __all__ = [  # the walk's names too: musicstore.maintenance.usage imports them from here
     "AUDIO_SUFFIXES",
     "BATCH",
     "DEFAULT_MAX_ITEMS",
+    "AbandonedUpload",
     "DanglingRow",
     "Entry",
     "OrphanFile",
@@ -459,5 +711,6 @@ __all__ = [  # the walk's names too: musicstore.maintenance.usage imports them f
     "default_quarantine",
     "is_temp_name",
     "reconcile",
+    "reconcile_objects",
     "walk",
 ]

@@ -5,6 +5,13 @@ rows is deleted first, in one transaction (one conditional ``DELETE`` per row: o
 one read, never a processing row), and only then are their files removed. A crash between the two leaves
 orphan files (no row records them), which ``reconcile(repair=True)`` quarantines or deletes; it never leaves a
 row pointing at a file that is gone. See docs/maintenance.md.
+
+The root may be an object store (``s3://BUCKET/PREFIX`` or an open ``FileStore``): the same order holds there
+(rows deleted and committed, then their objects and their renditions' objects deleted), so a crash leaves
+orphan objects, which ``reconcile(repair=True, delete_orphans=True)`` deletes, never a row whose object is
+gone; an object that a row which stays still records (in that store) is never deleted. Each root acts only
+on the rows whose files it holds: a row whose file is in another store (another bucket, or a local root
+when cleaning a bucket) is skipped with the reason, row and file kept. Rows without a file go on any root.
 """
 
 from __future__ import annotations
@@ -20,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import validate
-from ..errors import InvalidInput
+from ..errors import InvalidInput, StorageError
+from ..filestore import FileStore, LocalFileStore, ObjectNotFound, open_filestore
 from ..filestore.local import Outside, RootDir
 from ..models import Status, to_datetime
 from ..ops import Call, Steps, get_database_stats, reader, writer
 from ..store import Store
+from .bucket import is_object_store, stored_by_keys
 from .scan import (
     AUDIO_SUFFIXES,
     DEFAULT_MAX_ITEMS,
@@ -41,6 +50,82 @@ DEFAULT_STATUSES: tuple[Status, ...] = (Status.COMPLETED, Status.FAILED, Status.
 _DELETABLE = (Status.PENDING, Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 _FIRST = datetime.min.replace(tzinfo=UTC)
 _LAST = datetime.max.replace(tzinfo=UTC)
+
+
+class _Folder:
+    """A local output root, every file reached through ``RootDir`` (folder by folder, no symlink)."""
+
+    def __init__(self, where: RootDir) -> None:
+        self.where, self.name = where, str(where.path)
+
+    def elsewhere(self, storage_url: str | None) -> str | None:
+        if storage_url is None or storage_url.startswith("file:"):
+            return None
+        return f"its file is in {storage_url}; clean it up with that root (--root {storage_url})"
+
+    def problem(self, rel: str, kinds: frozenset[str] = AUDIO_SUFFIXES) -> tuple[str | None, int | None]:
+        return _problem(self.where, rel, kinds)
+
+    def remove(self, rel: str, errors: list[str]) -> str:
+        try:
+            if not self.where.unlink(rel):  # reached as ``problem`` reached it: folder by folder, no symlink
+                return "missing"
+        except Outside:  # became a symlink since it was checked: not touched
+            return "missing"
+        except OSError as exc:
+            errors.append(
+                f"cannot remove {rel}: {exc}; its row is deleted, so reconcile will report it as an orphan"
+            )
+            return "error"
+        return "deleted"
+
+    def still_referenced(self, store: Store, paths: list[str], deleted: set[str], dry_run: bool) -> set[str]:
+        """The canonical forms of those of ``paths`` a row that stays still records (in any spelling)."""
+        if not dry_run:
+            return store.run(referenced_paths, paths)
+        return {path for gid, path in store.run(rows_by_file_paths, paths) if gid not in deleted}
+
+
+class _Objects:
+    """An object store: the rows whose ``storage_url`` is its URL are its own."""
+
+    def __init__(self, files: FileStore) -> None:
+        self.files, self.name = files, files.url
+
+    def elsewhere(self, storage_url: str | None) -> str | None:
+        if storage_url == self.files.url:
+            return None
+        local = storage_url is None or storage_url.startswith("file:")
+        where = "on a local root" if local else f"in {storage_url}"
+        return f"its file is {where}; clean it up with that root"
+
+    def problem(self, key: str, kinds: frozenset[str] = AUDIO_SUFFIXES) -> tuple[str | None, int | None]:
+        if os.path.splitext(key)[1].lower() not in kinds:
+            return f"{key} is not a {'/'.join(sorted(kinds))} file; cleanup touches no other type", None
+        try:
+            return None, self.files.head(key).size
+        except ObjectNotFound:
+            return None, None
+        except StorageError as exc:
+            return f"cannot look at {key}: {exc}", None
+
+    def remove(self, key: str, errors: list[str]) -> str:
+        try:
+            return "deleted" if self.files.delete(key) else "missing"
+        except StorageError as exc:
+            errors.append(
+                f"cannot delete {self.files.url}{key}: {exc}; its row is deleted, so reconcile will report "
+                "it as an orphan"
+            )
+            return "error"
+
+    def still_referenced(self, store: Store, keys: list[str], deleted: set[str], dry_run: bool) -> set[str]:
+        """Those of ``keys`` that a row which stays records in this store."""
+        rows = store.run(stored_by_keys, self.files.url, keys)
+        return {row.key for row in rows if not dry_run or row.generation_id not in deleted}
+
+
+_Place = _Folder | _Objects
 
 
 @dataclass(slots=True)
@@ -137,6 +222,7 @@ def cleanup_candidates(
             "created_at": to_datetime(r["created_at"]),
             "file_path": r["file_path"],
             "file_size_bytes": r["file_size_bytes"],
+            "storage_url": r["storage_url"],
         }
         for r in rows
     ]
@@ -203,7 +289,7 @@ def _problem(
 
 def cleanup(
     store: Store,
-    root: str | Path,
+    root: str | Path | FileStore,
     *,
     older_than: timedelta | None = None,
     statuses: Iterable[Status | str] | None = None,
@@ -227,7 +313,6 @@ def cleanup(
     still records is not deleted. ``progress`` is called with the number of generations processed so far.
     """
     started = time.monotonic()
-    base = check_root(root)
     if older_than is None and statuses is None and model_name is None and max_total_bytes is None:
         raise InvalidInput(
             "cleanup needs a criterion (older_than, statuses, model_name or max_total_bytes); to delete "
@@ -247,16 +332,29 @@ def cleanup(
         cutoff = _LAST if older_than is None else _now(store) - older_than
     except OverflowError:
         raise InvalidInput(f"older_than={older_than!r} reaches before the year 1") from None
+    if is_object_store(root):
+        files = root if isinstance(root, FileStore) else open_filestore(str(root))
+        try:
+            return _cleanup(
+                store, _Objects(files), chosen=chosen, model=model, cutoff=cutoff, budget=budget,
+                older_than=older_than, dry_run=dry_run, size=size, max_items=max_items, progress=progress,
+                started=started,
+            )  # fmt: skip
+        finally:
+            if not isinstance(root, FileStore):
+                files.close()
+    base = check_root(root.root if isinstance(root, LocalFileStore) else root)  # type: ignore[arg-type]
     with RootDir(base) as where:
         return _cleanup(
-            store, where, chosen=chosen, model=model, cutoff=cutoff, budget=budget, older_than=older_than,
-            dry_run=dry_run, size=size, max_items=max_items, progress=progress, started=started,
+            store, _Folder(where), chosen=chosen, model=model, cutoff=cutoff, budget=budget,
+            older_than=older_than, dry_run=dry_run, size=size, max_items=max_items, progress=progress,
+            started=started,
         )  # fmt: skip
 
 
 def _cleanup(
     store: Store,
-    where: RootDir,
+    place: _Place,
     *,
     chosen: list[str],
     model: str | None,
@@ -269,10 +367,10 @@ def _cleanup(
     progress: Progress | None,
     started: float,
 ) -> CleanupReport:
-    """``cleanup`` once its arguments are checked; every file is reached through ``where``."""
+    """``cleanup`` once its arguments are checked; every file is reached through ``place``."""
     report = CleanupReport(
         dry_run=dry_run,
-        root=str(where.path),
+        root=place.name,
         statuses=chosen,
         older_than_seconds=None if older_than is None else older_than.total_seconds(),
         cutoff=None if older_than is None else cutoff.isoformat(),
@@ -307,7 +405,9 @@ def _cleanup(
                 break
             on_disk: int | None = None
             if row["file_path"] is not None:
-                problem, on_disk = _problem(where, row["file_path"])
+                problem = place.elsewhere(row["storage_url"])
+                if problem is None:
+                    problem, on_disk = place.problem(row["file_path"])
                 if problem is not None:
                     skip(row, problem)
                     continue
@@ -322,7 +422,7 @@ def _cleanup(
             deleted = store.run(delete_rows, [(row["id"], row["status"]) for row, _ in selected])
         # rows deleted first (committed above), files after: a crash from here on leaves orphan files only
         paths = [row["file_path"] for row, _ in selected if row["id"] in deleted and row["file_path"]]
-        shared = _still_referenced(store, paths, deleted, dry_run)
+        shared = place.still_referenced(store, paths, deleted, dry_run) if paths else set()
         for row, on_disk in selected:
             processed += 1
             if row["id"] not in deleted:
@@ -332,7 +432,7 @@ def _cleanup(
                     progress(processed)
                 continue
             action = _file_action(
-                where,
+                place,
                 rel=row["file_path"],
                 on_disk=on_disk,
                 shared=shared,
@@ -343,7 +443,7 @@ def _cleanup(
             if action in ("deleted", "would_delete"):
                 report.files_deleted += 1
                 report.bytes_freed += on_disk or 0
-            gone = _delete_renditions(where, renditions.get(row["id"], []), dry_run, report)
+            gone = _delete_renditions(place, renditions.get(row["id"], []), dry_run, report)
             listed(
                 report.deleted,
                 CleanupItem(
@@ -372,26 +472,17 @@ def _now(store: Store) -> datetime:
     return validate.moment(store.clock(), "the store's clock")
 
 
-def _still_referenced(store: Store, paths: list[str], deleted: set[str], dry_run: bool) -> set[str]:
-    """The canonical forms of those of ``paths`` a row that stays still records (in any spelling)."""
-    if not paths:
-        return set()
-    if not dry_run:
-        return store.run(referenced_paths, paths)
-    return {path for gid, path in store.run(rows_by_file_paths, paths) if gid not in deleted}
-
-
-def _delete_renditions(where: RootDir, keys: list[str], dry_run: bool, report: CleanupReport) -> int:
+def _delete_renditions(place: _Place, keys: list[str], dry_run: bool, report: CleanupReport) -> int:
     """Remove the rendition files of a deleted generation (their rows went with it); returns how many. A file
     that cannot be removed is left (reconcile reports it as an orphan), the reason in ``report.errors``."""
     gone = 0
     for key in keys:
-        problem, on_disk = _problem(where, key, RENDITION_SUFFIXES)
+        problem, on_disk = place.problem(key, RENDITION_SUFFIXES)
         if problem is not None:
             report.errors.append(f"rendition {key} left in place: {problem}")
             continue
         action = _file_action(
-            where, rel=key, on_disk=on_disk, shared=set(), dry_run=dry_run, errors=report.errors
+            place, rel=key, on_disk=on_disk, shared=set(), dry_run=dry_run, errors=report.errors
         )
         if action in ("deleted", "would_delete"):
             gone += 1
@@ -401,7 +492,7 @@ def _delete_renditions(where: RootDir, keys: list[str], dry_run: bool, report: C
 
 
 def _file_action(
-    where: RootDir,
+    place: _Place,
     *,
     rel: str | None,
     on_disk: int | None,
@@ -411,23 +502,13 @@ def _file_action(
 ) -> str:
     if rel is None:
         return "none"
-    if canonical_path(rel) in shared:
+    if rel in shared or canonical_path(rel) in shared:
         return "kept_shared"
     if on_disk is None:
         return "missing"
     if dry_run:
         return "would_delete"
-    try:
-        if not where.unlink(rel):  # reached as ``_problem`` reached it: folder by folder, no symlink
-            return "missing"
-    except Outside:  # became a symlink since it was checked: not touched
-        return "missing"
-    except OSError as exc:
-        errors.append(
-            f"cannot remove {rel}: {exc}; its row is deleted, so reconcile will report it as an orphan"
-        )
-        return "error"
-    return "deleted"
+    return place.remove(rel, errors)
 
 
 __all__ = ["DEFAULT_STATUSES", "CleanupItem", "CleanupReport", "SkippedItem", "cleanup"]

@@ -60,6 +60,16 @@ def is_audio_name(name: str) -> bool:
     return dot > 0 and name[dot:].lower() in AUDIO_SUFFIXES
 
 
+def audio_stem(name: str) -> str | None:
+    """The generation id an audio file's name carries (a master ``<id>.<ext>``, a rendition
+    ``<id>.<profile>.<8 hex>.<ext>``); None for a name of another kind (a file maintenance never touches)."""
+    if (rendition := _RENDITION.fullmatch(name)) is not None:
+        return rendition.group(1)
+    if is_audio_name(name) and not is_temp_name(name):
+        return name[: name.rfind(".")]
+    return None
+
+
 # --- queries as operations ---------------------------------------------------------------------------
 
 
@@ -198,6 +208,8 @@ class Classified:
 
     entry: Entry
     state: str
+    status: str | None = None
+    """The status of the generation whose name the file carries, where that row decided its state."""
 
 
 def classify_audio(store: Store, entries: list[Entry]) -> tuple[list[Classified], list[Classified]]:
@@ -212,9 +224,9 @@ def classify_audio(store: Store, entries: list[Entry]) -> tuple[list[Classified]
     for entry in entries:
         row = rows.get(entry.stem)
         if row is not None and canonical_path(row[1]) == entry.rel:
-            decided.append(Classified(entry, "referenced"))
+            decided.append(Classified(entry, "referenced", row[0]))
         elif row is not None and row[0] in _LIVE:
-            decided.append(Classified(entry, "in_progress"))
+            decided.append(Classified(entry, "in_progress", row[0]))
         else:
             candidates.append(Classified(entry, "orphan"))
     return decided, candidates

@@ -3,21 +3,29 @@
 ``storage_stats(store)`` reads counts and recorded file bytes by status, model and UTC day of creation,
 and the oldest/newest creation time, in one read transaction (the figures add up), all from running totals
 that triggers keep and the ends of the time index: no scan of ``generations``.
-``disk_usage(store, root)`` walks the output root (the walk of ``musicstore.maintenance.reconcile``) and
-sorts every file into what the database records, what belongs to generations in progress, orphans, export
-temp files, other files and symlinks. See docs/maintenance.md.
+``disk_usage(store, root)`` walks the output root (the walk of ``musicstore.maintenance.reconcile``), or
+lists an object store's prefix (``s3://``: the merge of ``musicstore.maintenance.bucket``), and sorts every
+file into what the database records, what belongs to generations in progress, orphans, export temp files,
+other files and symlinks, and sums files and bytes by UTC day and by the status of the generation they
+belong to. See docs/maintenance.md.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
+from ..filestore import FileStore, LocalFileStore, open_filestore
 from ..models import Status, to_datetime
 from ..ops import Call, Steps, get_database_stats, reader
 from ..store import Store
+from .bucket import classify_objects, is_object_store
 from .reconcile import BATCH, Entry, Progress, check_root, classified
+
+_LAYOUT = re.compile(r"\d{4}/\d{2}/\d{2}/")
 
 
 @dataclass(slots=True)
@@ -112,20 +120,56 @@ class DiskUsage:
     temp: FileBucket = field(default_factory=FileBucket)
     other: FileBucket = field(default_factory=FileBucket)
     symlinks: int = 0
+    uploads: int = 0
+    """Object stores: multipart uploads begun under the prefix and not completed (their parts unsized)."""
     database_file_bytes: int = 0
+    by_day: dict[str, FileBucket] = field(default_factory=dict)
+    """Files and bytes by UTC day (``YYYY-MM-DD``): the day of the key layout ``YYYY/MM/DD/…`` when the path
+    follows it, else of the file's modification time; in day order."""
+    by_status: dict[str, FileBucket] = field(default_factory=dict)
+    """Files and bytes by the status of the generation they belong to (renditions with their generation's);
+    ``orphan`` and ``other`` for files no generation has."""
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
+def _day(rel: str, modified: datetime | float | None) -> str:
+    """The UTC day of a file: its key layout's ``YYYY/MM/DD/``, else its modification time."""
+    if _LAYOUT.match(rel):
+        return f"{rel[:4]}-{rel[5:7]}-{rel[8:10]}"
+    if modified is None:
+        return "unknown"
+    when = modified if isinstance(modified, datetime) else datetime.fromtimestamp(modified, UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def _count(usage: DiskUsage, rel: str, size: int, modified: datetime | float | None, status: str) -> None:
+    usage.files += 1
+    usage.bytes += size
+    usage.by_day.setdefault(_day(rel, modified), FileBucket()).add(size)
+    usage.by_status.setdefault(status, FileBucket()).add(size)
+
+
 def disk_usage(
-    store: Store, root: str | Path, *, batch: int = BATCH, progress: Progress | None = None
+    store: Store, root: str | Path | FileStore, *, batch: int = BATCH, progress: Progress | None = None
 ) -> DiskUsage:
     """Walk ``root`` (streaming) and sum its files by what the database knows of them; changes nothing.
 
-    ``progress`` is called with the number of entries seen so far, once per ``batch``.
+    ``root`` may be an object store (``s3://BUCKET/PREFIX`` or an open ``FileStore``): its prefix is listed
+    a page at a time and merged with the rows whose files are there, memory bounded. ``progress`` is called
+    with the number of entries seen so far, once per ``batch``.
     """
     started = time.monotonic()
-    base = check_root(root)
+    if is_object_store(root):
+        files = root if isinstance(root, FileStore) else open_filestore(str(root))
+        try:
+            usage = _object_usage(store, files, batch, progress)
+        finally:
+            if not isinstance(root, FileStore):
+                files.close()
+        usage.seconds = round(time.monotonic() - started, 3)
+        return _sorted(usage)
+    base = check_root(root.root if isinstance(root, LocalFileStore) else root)  # type: ignore[arg-type]
     usage = DiskUsage(root=str(base))
     seen = 0
     for item in classified(store, base, usage.errors, batch):
@@ -137,19 +181,47 @@ def disk_usage(
                 usage.symlinks += 1
                 continue
             (usage.temp if item.kind == "temp" else usage.other).add(item.size)
-            usage.files += 1
-            usage.bytes += item.size
+            _count(usage, item.rel, item.size, item.mtime, "temp" if item.kind == "temp" else "other")
             continue
         bucket = {"referenced": usage.recorded, "in_progress": usage.in_progress}.get(
             item.state, usage.orphans
         )
         bucket.add(item.entry.size)
-        usage.files += 1
-        usage.bytes += item.entry.size
+        status = item.status or ("orphan" if item.state == "orphan" else "recorded")
+        _count(usage, item.entry.rel, item.entry.size, item.entry.mtime, status)
     if progress is not None:
         progress(seen)
     usage.database_file_bytes = store.run(get_database_stats).total_file_bytes
     usage.seconds = round(time.monotonic() - started, 3)
+    return _sorted(usage)
+
+
+def _object_usage(store: Store, files: FileStore, batch: int, progress: Progress | None) -> DiskUsage:
+    usage = DiskUsage(root=files.url)
+    seen = 0
+    for item in classify_objects(store, files, batch=batch):
+        if item.obj is None:
+            continue  # rows whose object is missing: reconcile reports them
+        seen += 1
+        if progress is not None and seen % batch == 0:
+            progress(seen)
+        size = item.obj.size
+        bucket = {
+            "referenced": usage.recorded, "in_progress": usage.in_progress, "orphan": usage.orphans,
+        }.get(item.state, usage.other)  # fmt: skip
+        bucket.add(size)
+        status = item.status or ("orphan" if item.state == "orphan" else "other")
+        _count(usage, item.key, size, item.obj.modified, status)
+    usage.uploads = sum(1 for _ in files.uploads())
+    if progress is not None:
+        progress(seen)
+    usage.database_file_bytes = store.run(get_database_stats).total_file_bytes
+    return usage
+
+
+def _sorted(usage: DiskUsage) -> DiskUsage:
+    usage.by_day = dict(sorted(usage.by_day.items()))
+    usage.by_status = dict(sorted(usage.by_status.items()))
     return usage
 
 

@@ -42,3 +42,43 @@ SELECT (SELECT CAST(sum(generations) AS BIGINT) FROM generation_totals) AS gener
        (SELECT CAST(sum(file_bytes) AS BIGINT) FROM generation_totals) AS file_bytes,
        (SELECT min(created_at) FROM generations) AS oldest,
        (SELECT max(created_at) FROM generations) AS newest;
+
+-- Object stores (s3://, migration 0006): the rows whose files live under one storage URL, walked in key
+-- order (the order of the listing they are merged with: musicstore.maintenance.bucket). For such rows
+-- file_path is the key (recording sets both), so the file_path index serves the walk.
+
+-- name: maintenance_stored_files_after(storage_url, after_path, limit)
+-- Generations (any status) whose file is in the store at `storage_url`, with keys above `after_path`, in key
+-- order (the file_path index, filtered by storage_url).
+SELECT id, status, file_path, file_size_bytes, checksum
+FROM generations
+WHERE file_path IS NOT NULL AND file_path > :after_path AND storage_url = :storage_url
+ORDER BY file_path
+LIMIT :limit;
+
+-- name: maintenance_stored_files_at(storage_url, file_path)
+-- Every generation recording exactly this key in the store at `storage_url` (rows sharing one key at the end
+-- of a page of maintenance_stored_files_after are read whole with this).
+SELECT id, status, file_path, file_size_bytes, checksum
+FROM generations
+WHERE file_path IS NOT NULL AND file_path = :file_path AND storage_url = :storage_url;
+
+-- name: maintenance_stored_renditions_after(storage_url, after_key, limit)
+-- Renditions of generations whose files are in the store at `storage_url` (a rendition lives in its
+-- generation's store), keys above `after_key`, in key order (the renditions' storage_key index).
+SELECT r.id, r.generation_id, r.storage_key, r.file_size_bytes, r.checksum, g.status
+FROM renditions AS r
+JOIN generations AS g ON g.id = r.generation_id
+WHERE r.storage_key > :after_key AND g.storage_url = :storage_url
+ORDER BY r.storage_key
+LIMIT :limit;
+
+-- name: maintenance_local_renditions_after(after_id, limit)
+-- Renditions of generations whose files are on a local root (storage_url NULL or file:), in id order
+-- (reconcile's keyset paging over the renditions' primary key); those in an object store are left out.
+SELECT r.id, r.generation_id, r.storage_key, r.file_size_bytes
+FROM renditions AS r
+JOIN generations AS g ON g.id = r.generation_id
+WHERE r.id > :after_id AND (g.storage_url IS NULL OR substr(g.storage_url, 1, 5) = 'file:')
+ORDER BY r.id
+LIMIT :limit;

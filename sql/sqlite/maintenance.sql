@@ -32,7 +32,7 @@ LIMIT :limit;
 -- Generations retention may delete, oldest first: one of up to four statuses (unused ones NULL), optionally
 -- one model, created before `before`; (after_created_at, after_id) is the keyset cursor. `+status`: walk the
 -- created_at index in order (the status index would sort every remaining candidate per page).
-SELECT id, status, model_name, created_at, file_path, file_size_bytes
+SELECT id, status, model_name, created_at, file_path, file_size_bytes, storage_url
 FROM generations
 WHERE +status IN (:status_1, :status_2, :status_3, :status_4)
   AND status <> 'processing'
@@ -51,3 +51,16 @@ SELECT generation_id, storage_key FROM renditions WHERE storage_key IN (SELECT v
 SELECT generation_id, storage_key, file_size_bytes
 FROM renditions
 WHERE generation_id IN (SELECT value FROM json_each(:ids));
+
+-- name: maintenance_stored_generations_by_keys(storage_url, keys)
+-- The generations that record one of these keys (a JSON array) in the store at `storage_url`.
+SELECT id, status, file_path, file_size_bytes, checksum
+FROM generations
+WHERE file_path IN (SELECT value FROM json_each(:keys)) AND storage_url = :storage_url;
+
+-- name: maintenance_stored_renditions_by_keys(storage_url, keys)
+-- The renditions stored at one of these keys (a JSON array) whose generation's store is `storage_url`.
+SELECT r.id, r.generation_id, r.storage_key, r.file_size_bytes, r.checksum, g.status
+FROM renditions AS r
+JOIN generations AS g ON g.id = r.generation_id
+WHERE r.storage_key IN (SELECT value FROM json_each(:keys)) AND g.storage_url = :storage_url;

@@ -1,0 +1,268 @@
+"""Maintenance over an object store (``s3://BUCKET/PREFIX``): the listing joined with the rows, in pages.
+
+``classify_objects(store, files)`` is the one pass ``reconcile``, ``cleanup`` and ``disk_usage`` share for a
+bucket. It walks two streams in key order and merges them, holding one page of each:
+
+* the objects under the prefix (``FileStore.list``: ``ListObjectsV2``, 1000 keys a page), and
+* the rows whose files live in that store (``storage_url`` = the store's URL): generations paged by their
+  key over the ``file_path`` index (for such rows ``file_path`` is the key), and renditions (which live in
+  their generation's store) paged over their ``storage_key`` index, the two merged by key.
+
+A key on both sides is *referenced*. The merge trusts neither order (SeaweedFS lists folder by folder,
+PostgreSQL may sort by a locale), so every disagreement is confirmed before it is reported: an object no row
+seemed to record is looked up by key (a batch of up to ``batch`` keys, one query per table) and then by the
+generation id its name carries (a pending or processing generation's object is *in progress*: a worker put
+it and has not committed); a row whose object seemed absent is confirmed with a ``HEAD``. Out-of-order keys
+therefore cost a request each, never a wrong answer; the few keys confirmed that way are remembered so that
+no object is counted twice. Objects whose names are not audio (``<id>.<ext>``, a rendition's name) are
+*other*: counted, never touched. Nothing outside the prefix is listed, so nothing there is ever touched.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from ..filestore import FileStore, ObjectInfo, ObjectNotFound
+from ..models import Status
+from ..ops import Call, Steps, reader
+from ..store import Store
+from .scan import audio_stem, rows_by_ids
+
+LIST_PAGE = 1000
+"""Keys a listing request asks for (S3's largest page)."""
+_LIVE = frozenset({Status.PENDING.value, Status.PROCESSING.value})
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """A row that records a file in the store: a generation's master, or a rendition (``rendition``).
+
+    ``id`` is the generation's or the rendition's; ``status`` is the generation's."""
+
+    key: str
+    id: str
+    generation_id: str
+    status: str
+    size: int | None
+    checksum: str | None
+    rendition: bool = False
+
+    @property
+    def must_exist(self) -> bool:
+        """A completed generation's master, or any rendition: its object must be there."""
+        return self.rendition or self.status == Status.COMPLETED.value
+
+
+def _generation_row(r: dict[str, object]) -> StoredRow:
+    return StoredRow(
+        str(r["file_path"]), str(r["id"]), str(r["id"]), str(r["status"]),
+        None if r["file_size_bytes"] is None else int(r["file_size_bytes"]),  # type: ignore[call-overload]
+        None if r["checksum"] is None else str(r["checksum"]),
+    )  # fmt: skip
+
+
+def _rendition_row(r: dict[str, object]) -> StoredRow:
+    return StoredRow(
+        str(r["storage_key"]), str(r["id"]), str(r["generation_id"]), str(r["status"]),
+        int(r["file_size_bytes"]),  # type: ignore[call-overload]
+        None if r["checksum"] is None else str(r["checksum"]), True,
+    )  # fmt: skip
+
+
+@reader
+def stored_files_after(url: str, after: str, limit: int) -> Steps[list[StoredRow]]:
+    """Generations whose file is in the store at ``url``, keys above ``after``, in the index's key order."""
+    rows = yield Call(
+        "maintenance_stored_files_after", {"storage_url": url, "after_path": after, "limit": limit}
+    )
+    return [_generation_row(r) for r in rows]
+
+
+@reader
+def stored_files_at(url: str, key: str) -> Steps[list[StoredRow]]:
+    """Every generation that records ``key`` in the store at ``url``."""
+    rows = yield Call("maintenance_stored_files_at", {"storage_url": url, "file_path": key})
+    return [_generation_row(r) for r in rows]
+
+
+@reader
+def stored_renditions_after(url: str, after: str, limit: int) -> Steps[list[StoredRow]]:
+    """Renditions of generations in the store at ``url``, keys above ``after``, in key order."""
+    rows = yield Call(
+        "maintenance_stored_renditions_after", {"storage_url": url, "after_key": after, "limit": limit}
+    )
+    return [_rendition_row(r) for r in rows]
+
+
+@reader
+def stored_by_keys(url: str, keys: list[str]) -> Steps[list[StoredRow]]:
+    """The generations and renditions that record one of ``keys`` in the store at ``url``."""
+    params = {"storage_url": url, "keys": json.dumps(keys)}
+    found = [_generation_row(r) for r in (yield Call("maintenance_stored_generations_by_keys", params))]
+    found += [_rendition_row(r) for r in (yield Call("maintenance_stored_renditions_by_keys", params))]
+    return found
+
+
+def _generation_rows(store: Store, url: str, batch: int) -> Iterator[StoredRow]:
+    after = ""
+    while page := store.run(stored_files_after, url, after, batch):
+        full = len(page) == batch
+        if full:  # rows sharing the page's last key may go on past it: read that key's rows whole
+            after = page[-1].key
+            page = [row for row in page if row.key != after] + store.run(stored_files_at, url, after)
+        yield from page
+        if not full:
+            return
+
+
+def _rendition_rows(store: Store, url: str, batch: int) -> Iterator[StoredRow]:
+    after = ""
+    while page := store.run(stored_renditions_after, url, after, batch):
+        yield from page
+        if len(page) < batch:
+            return
+        after = page[-1].key
+
+
+def stored_rows(store: Store, url: str, batch: int) -> Iterator[StoredRow]:
+    """Every row recording a file in the store at ``url``, in key order (one page of each table held)."""
+    return heapq.merge(
+        _generation_rows(store, url, batch), _rendition_rows(store, url, batch), key=lambda row: row.key
+    )
+
+
+def join(
+    objects: Iterable[ObjectInfo], rows: Iterable[StoredRow]
+) -> Iterator[tuple[str, ObjectInfo | None, list[StoredRow]]]:
+    """Merge two key-ordered streams: (key, the object or None, the rows recording the key)."""
+    pending = iter(rows)
+    row = next(pending, None)
+
+    def group(key: str) -> list[StoredRow]:
+        nonlocal row
+        found: list[StoredRow] = []
+        while row is not None and row.key == key:
+            found.append(row)
+            row = next(pending, None)
+        return found
+
+    for obj in objects:
+        while row is not None and row.key < obj.key:
+            yield row.key, None, group(row.key)
+        yield obj.key, obj, group(obj.key) if row is not None and row.key == obj.key else []
+    while row is not None:
+        yield row.key, None, group(row.key)
+
+
+@dataclass(slots=True)
+class Item:
+    """One key of the store and what the rows say of it.
+
+    ``state``: referenced (an object some row records), in_progress (an object named after a pending or
+    processing generation), orphan (an audio object no row records), other (an object whose name is not
+    audio: never touched), missing (rows whose object is not there)."""
+
+    key: str
+    obj: ObjectInfo | None
+    rows: list[StoredRow]
+    state: str
+    status: str | None = None
+    """The status of the generation the key belongs to (None for orphans and others)."""
+
+
+class _Classifier:
+    def __init__(self, store: Store, files: FileStore, batch: int) -> None:
+        self.store, self.files, self.batch = store, files, batch
+        self.orphans: list[ObjectInfo] = []
+        self.missing: list[tuple[str, list[StoredRow]]] = []
+        self.found_by_key: set[str] = set()
+        """Objects the merge missed (out of order) and the lookup by key found: counted once."""
+        self.found_by_head: set[str] = set()
+        """Rows' objects the merge missed and a HEAD found."""
+
+    def run(self) -> Iterator[Item]:
+        listing = self.files.list(page_size=LIST_PAGE)
+        for key, obj, rows in join(listing, stored_rows(self.store, self.files.url, self.batch)):
+            if obj is not None and rows:
+                yield Item(key, obj, rows, "referenced", rows[0].status)
+            elif obj is not None:
+                if audio_stem(key.rpartition("/")[2]) is None:
+                    yield Item(key, obj, [], "other")
+                    continue
+                self.orphans.append(obj)
+                if len(self.orphans) >= self.batch:
+                    yield from self.confirm_orphans()
+            else:
+                self.missing.append((key, rows))
+                if len(self.missing) >= self.batch:
+                    yield from self.confirm_missing()
+        yield from self.confirm_orphans()
+        yield from self.confirm_missing()
+
+    def confirm_orphans(self) -> Iterator[Item]:
+        objects, self.orphans = self.orphans, []
+        if not objects:
+            return
+        recorded: dict[str, list[StoredRow]] = {}
+        for row in self.store.run(stored_by_keys, self.files.url, [o.key for o in objects]):
+            recorded.setdefault(row.key, []).append(row)
+        stems = {o.key: audio_stem(o.key.rpartition("/")[2]) or "" for o in objects}
+        live = self.store.run(rows_by_ids, sorted({s for k, s in stems.items() if k not in recorded}))
+        for obj in objects:
+            rows = recorded.get(obj.key)
+            if rows:
+                if obj.key in self.found_by_head:
+                    continue  # counted when its row came
+                self.found_by_key.add(obj.key)
+                yield Item(obj.key, obj, rows, "referenced", rows[0].status)
+                continue
+            owner = live.get(stems[obj.key])
+            if owner is not None and owner[0] in _LIVE:
+                yield Item(obj.key, obj, [], "in_progress", owner[0])
+            else:
+                yield Item(obj.key, obj, [], "orphan")
+
+    def confirm_missing(self) -> Iterator[Item]:
+        groups, self.missing = self.missing, []
+        for key, rows in groups:
+            if key in self.found_by_key:
+                continue  # its object came earlier (out of order) and was counted then
+            if any(row.must_exist for row in rows):
+                try:
+                    head = self.files.head(key)
+                except ObjectNotFound:
+                    pass
+                else:
+                    self.found_by_head.add(key)
+                    yield Item(key, head, rows, "referenced", rows[0].status)
+                    continue
+            yield Item(key, None, rows, "missing", rows[0].status)
+
+
+def classify_objects(store: Store, files: FileStore, *, batch: int = 1000) -> Iterator[Item]:
+    """Every object under the store's prefix and every row recording a file there, classified (see the
+    module); memory is bounded by ``batch`` and one listing page, whatever the bucket holds."""
+    return _Classifier(store, files, batch).run()
+
+
+def is_object_store(root: object) -> bool:
+    """Whether ``root`` names an object store (``s3://…``, or an open ``FileStore`` other than a folder)."""
+    from ..filestore import LocalFileStore
+
+    if isinstance(root, FileStore):
+        return not isinstance(root, LocalFileStore)
+    return isinstance(root, str) and root[:5].lower() == "s3://"
+
+
+__all__ = [
+    "Item",
+    "StoredRow",
+    "classify_objects",
+    "is_object_store",
+    "join",
+    "stored_by_keys",
+    "stored_rows",
+]
