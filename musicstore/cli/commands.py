@@ -242,14 +242,20 @@ def cmd_requeue_expired(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    jobs: list[dict[str, Any]] = []
     with ProgressBar("exporting", args.count, unit="generations") as bar:
 
         def echo(line: str) -> None:
             bar.close()  # erase the bar (if drawn) before a line of results
-            print(line)
+            if not args.json:
+                print(line)
 
         stats = run_demo(
-            args.database, count=args.count, output_root=output_root(args), echo=echo, progress=bar
-        )
+            args.database, count=args.count, output_root=output_root(args), echo=echo, progress=bar,
+            renditions=args.renditions, profile=args.profile, collect=jobs,
+        )  # fmt: skip
+    if args.json:
+        print_json({"generations": jobs, "stats": _stats_figures(stats)})
+        return EXIT_OK
     _show_stats(stats, as_json=False)
     return EXIT_OK

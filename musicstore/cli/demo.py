@@ -1,21 +1,25 @@
 """The README's main job: a generation worker's life on the embedded SQLite default, end to end.
 
 Generations are enqueued, a worker claims each one, "generates" music-like audio (a torch tensor when
-torch is installed, else a numpy array), exports it as a loudness-normalized WAV under the output root
-and completes it; the loudness figures of every file are printed.
+torch is installed, else a numpy array), exports it as a loudness-normalized WAV under the output root (a
+folder or ``s3://BUCKET/PREFIX``) and completes it; with ``renditions``, it makes and records those of each
+job beside its master (``musicstore.rendering``); the loudness figures of every file are printed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..audio import synthesize_music
+from ..audio import RenditionSpec, get_profile, synthesize_music
 from ..errors import InvalidInput
+from ..filestore import FileStore, open_filestore
 from ..migrate import migrate
 from ..models import Stats
+from ..ops import Rendition
 from ..recording import export_generation
+from ..rendering import render_generation
 from ..store import Store
 from ..urls import without_password
 from .table import table
@@ -53,6 +57,23 @@ def _db(value: float | None) -> str:
     return "-inf" if value is None else f"{value:.2f}"
 
 
+SAMPLE_RATE, CHANNELS = 32_000, 2
+
+
+def rendition_formats(renditions: str | Sequence[str]) -> list[str]:
+    """``"mp3,opus"`` (or a list) as checked format names, each once: ``InvalidInput`` for an unknown one or
+    one the demo's 32 kHz stereo masters cannot have (checked before anything is enqueued)."""
+    names = renditions.split(",") if isinstance(renditions, str) else list(renditions)
+    formats: list[str] = []
+    for name in (n.strip().lower() for n in names):
+        if not name:
+            raise InvalidInput("--renditions takes format names separated by commas, such as mp3,opus")
+        RenditionSpec(name).settings(SAMPLE_RATE, CHANNELS)  # InvalidInput: unknown or impossible here
+        if name not in formats:
+            formats.append(name)
+    return formats
+
+
 def run_demo(
     url: str | None = None,
     *,
@@ -62,16 +83,53 @@ def run_demo(
     seconds: float = 8.0,
     echo: Callable[[str], None] = print,
     progress: Callable[[int], None] | None = None,
+    renditions: str | Sequence[str] = (),
+    profile: str = "streaming",
+    collect: list[dict[str, Any]] | None = None,
 ) -> Stats:
     """Migrate, enqueue ``count`` generations, then claim, synthesise, export and complete each.
+
+    ``renditions`` (``"mp3,opus"`` or a list of format names): each job's renditions at ``profile``, made
+    and recorded beside its master once it is completed. ``collect``: a list that gets one entry per job
+    (``generation``: its row; ``storage_url``, ``key``, ``checksum``: where its file is; ``renditions``).
 
     The demo works only on its own jobs: it refuses a database that already holds pending jobs (it would claim
     them), and if it claims a job another process enqueued while it ran, it hands that job back and stops.
     ``progress(done)`` is called after each export (the CLI draws its progress bar with it).
     """
+    formats = rendition_formats(renditions)
+    chosen = get_profile(profile)
     applied = migrate(url)
-    root = output_root if "://" in str(output_root) else Path(output_root)  # s3://BUCKET/PREFIX: objects
+    text = str(output_root)
+    objects = open_filestore(text) if text.startswith("s3://") else None  # one client for every job
+    root = objects if objects is not None else text if "://" in text else Path(text)
+    try:
+        return _jobs(
+            url, root, output_root, applied, count=count, worker_id=worker_id, seconds=seconds, echo=echo,
+            progress=progress, formats=formats, profile=chosen.name, collect=collect,
+        )  # fmt: skip
+    finally:
+        if objects is not None:
+            objects.close()
+
+
+def _jobs(
+    url: str | None,
+    root: str | Path | FileStore,
+    output_root: str | Path,
+    applied: Sequence[object],
+    *,
+    count: int,
+    worker_id: str,
+    seconds: float,
+    echo: Callable[[str], None],
+    progress: Callable[[int], None] | None,
+    formats: list[str],
+    profile: str,
+    collect: list[dict[str, Any]] | None,
+) -> Stats:
     rows: list[list[str]] = []
+    made_rows: list[list[str]] = []
     with Store(url) as store:
         waiting = store.count_generations(status="pending")
         if waiting:
@@ -80,7 +138,7 @@ def run_demo(
                 "and would claim; run the demo on a database of its own (--database)"
             )
         echo(f"database: {without_password(store.url.url)} ({len(applied)} migration(s) applied)")
-        echo(f"audio:    {root}")
+        echo(f"audio:    {output_root}")
         ours: set[str] = set()
         for i in range(count):
             prompt, bpm, drums = PROMPTS[i % len(PROMPTS)]
@@ -88,8 +146,8 @@ def run_demo(
                 prompt,
                 model_name="musicgen-small",
                 duration_seconds=seconds,
-                sample_rate=32_000,
-                channels=2,
+                sample_rate=SAMPLE_RATE,
+                channels=CHANNELS,
                 metadata={"bpm": bpm, "seed": i, "drums": drums},
             )
             echo(f"enqueued  {job.id}  {prompt!r}")
@@ -124,6 +182,19 @@ def run_demo(
                 str(m["loudness_status"]),
                 f"{done.generation.file_size_bytes:,}",
             ])  # fmt: skip
+            made: list[Rendition] = []
+            if formats:
+                made = render_generation(store, claimed.id, root=root, formats=formats, profile=profile)
+                made_rows += [
+                    [r.storage_key, r.format, r.profile, _db(r.loudness_lufs), _db(r.true_peak_dbtp),
+                     r.loudness_status, f"{r.file_size_bytes:,}"]
+                    for r in made
+                ]  # fmt: skip
+            if collect is not None:
+                collect.append({
+                    "generation": done.generation, "storage_url": done.storage_url, "key": done.key,
+                    "checksum": done.checksum, "renditions": made,
+                })  # fmt: skip
             if progress is not None:
                 progress(len(rows))
         echo("")
@@ -132,4 +203,9 @@ def run_demo(
         for line in table(rows, headers):
             echo(line)
         echo("")
+        if made_rows:
+            headers = ["rendition", "format", "profile", "LUFS", "dBTP", "status", "bytes"]
+            for line in table(made_rows, headers):
+                echo(line)
+            echo("")
         return store.get_database_stats()

@@ -204,7 +204,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     demo = command(
-        "demo", "end-to-end demo: enqueue, claim, export audio, complete, show stats", cmd_demo, root
+        "demo", "end-to-end demo: enqueue, claim, export audio, complete, show stats", cmd_demo, root, as_json
     )
     demo.add_argument("--count", type=positive_int, default=5, help="how many generations (default 5)")
+    demo.add_argument(
+        "--renditions",
+        metavar="FORMATS",
+        default="",
+        help="also make each job's renditions, e.g. mp3,opus (mp3, opus, vorbis, flac, wav)",
+    )
+    demo.add_argument(
+        "--profile",
+        choices=["streaming", "podcast", "broadcast"],
+        default="streaming",
+        help="the renditions' loudness profile (default streaming: -14 LUFS, -1 dBTP)",
+    )
     return parser
