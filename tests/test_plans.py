@@ -106,6 +106,10 @@ INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
         "rendition file",
     ),
     "maintenance_local_renditions_after": ({"after_id": ID, "limit": 100}, "renditions pk"),
+    "maintenance_files_to_copy": (
+        {"target_url": "s3://b/p/", "after_id": ID, "limit": 100},
+        "generations pk",
+    ),
     "maintenance_stored_generations_by_keys": (
         {"storage_url": "s3://b/p/", "keys": '["a.wav"]'},
         "generations_file_path",

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import InvalidInput
 from ..maintenance.backup import backup, restore
 from ..maintenance.reconcile import DanglingRow, reconcile
+from ..maintenance.relocate import copy_files
 from ..maintenance.retention import DEFAULT_STATUSES, cleanup
 from ..urls import resolve
 from .common import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, open_store, output_root
@@ -222,3 +223,35 @@ def cmd_restore(args: argparse.Namespace) -> int:
             f"{report.bytes:,} bytes, integrity {report.integrity}; reconcile the output root next"
         )
     return EXIT_OK
+
+
+def cmd_copy_files(args: argparse.Namespace) -> int:
+    with open_store(args) as store, ProgressBar("copy-files", unit="generations") as bar:
+        report = copy_files(
+            store,
+            args.to,
+            source=args.source,
+            only_from=args.only_from,
+            dry_run=args.dry_run,
+            progress=bar,
+        )
+    if args.json:
+        print_json(report)
+    else:
+        verb = "would copy" if report.dry_run else "copied"
+        print(
+            f"{verb} the files of {report.rows_updated:,} generations to {report.target} "
+            f"({report.objects_copied:,} objects, {report.bytes_copied:,} bytes; {report.objects_present:,} "
+            f"already there; {report.renditions_copied:,} renditions) in {report.seconds:.2f} s"
+        )
+        print_section(
+            "skipped (row and files unchanged)",
+            [(s.id, s.key, s.reason) for s in report.skipped],
+            ["id", "key", "reason"],
+            report.skipped_count,
+        )
+        if report.rows_changed:
+            print(f"{report.rows_changed:,} generations changed meanwhile and were left alone; run again")
+        if report.dry_run:
+            print("dry run: nothing copied, no row changed")
+    return EXIT_ERROR if report.skipped_count else EXIT_OK

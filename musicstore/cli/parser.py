@@ -24,7 +24,7 @@ from .commands import (
     cmd_yoyo,
 )
 from .common import DEFAULT_ROOT, ROOT_ENV
-from .maintenance_commands import cmd_backup, cmd_cleanup, cmd_reconcile, cmd_restore
+from .maintenance_commands import cmd_backup, cmd_cleanup, cmd_copy_files, cmd_reconcile, cmd_restore
 
 EPILOG = f"""\
 environment:
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         metavar="DIR",
         type=not_empty,
-        help=f"folder the audio files are under (default: ${ROOT_ENV}, else {DEFAULT_ROOT})",
+        help=f"folder or s3://BUCKET/PREFIX of the audio files (default: ${ROOT_ENV}, else {DEFAULT_ROOT})",
     )
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
@@ -154,8 +154,40 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="AGE",
         type=parse_duration,
         default=timedelta(hours=1),
-        help="export temp files older than this are stale (default 1h)",
+        help="export temp files and multipart uploads older than this are stale (default 1h)",
     )
+    recon.add_argument(
+        "--verify-checksums",
+        action="store_true",
+        help="s3:// roots: read every recorded object and compare its SHA-256 with the row's",
+    )
+
+    copying = command(
+        "copy-files",
+        "copy the files of completed generations to another store and point their rows there (resumable)",
+        cmd_copy_files,
+        as_json,
+    )
+    copying.add_argument(
+        "--to", required=True, type=not_empty, metavar="URL", help="the store: s3://BUCKET/PREFIX or a folder"
+    )
+    copying.add_argument(
+        "--from",
+        dest="only_from",
+        type=not_empty,
+        metavar="URL",
+        help="only rows whose files are in this store (s3://BUCKET/PREFIX or a folder)",
+    )
+    copying.add_argument(
+        "--source",
+        type=not_empty,
+        metavar="DIR",
+        help="the folder of rows recorded before migration 0006 (they name no store)",
+    )
+    copying.add_argument(
+        "--dry-run", action="store_true", help="copy nothing, change no row: say what would be copied"
+    )
+
 
     clean = command(
         "cleanup", "delete generations and their files (a dry run unless --apply)", cmd_cleanup, root, as_json

@@ -48,7 +48,7 @@ SELECT generation_id, storage_key FROM renditions WHERE storage_key IN (SELECT v
 
 -- name: maintenance_renditions_of_generations(ids)
 -- The rendition files of these generations (a JSON array of ids), before retention deletes them.
-SELECT generation_id, storage_key, file_size_bytes
+SELECT generation_id, storage_key, file_size_bytes, checksum
 FROM renditions
 WHERE generation_id IN (SELECT value FROM json_each(:ids));
 
@@ -64,3 +64,20 @@ SELECT r.id, r.generation_id, r.storage_key, r.file_size_bytes, r.checksum, g.st
 FROM renditions AS r
 JOIN generations AS g ON g.id = r.generation_id
 WHERE r.storage_key IN (SELECT value FROM json_each(:keys)) AND g.storage_url = :storage_url;
+
+-- name: maintenance_files_to_copy(target_url, after_id, limit)
+-- Completed generations with a file not recorded in the store at `target_url` (copy_files), in id order
+-- (keyset paging over the primary key; `+status`: not the status index, which would sort every page).
+SELECT id, file_path, file_size_bytes, storage_url, checksum
+FROM generations
+WHERE +status = 'completed' AND id > :after_id AND file_path IS NOT NULL
+  AND (storage_url IS NULL OR storage_url <> :target_url)
+ORDER BY id
+LIMIT :limit;
+
+-- name: maintenance_relocate_file(id, old_url, new_url, file_path, checksum)!
+-- Point a completed generation at its copy in another store (copy_files), only if it is still as read:
+-- completed, the same key, in the store it was copied from. Its renditions follow (they live in its store).
+UPDATE generations
+SET storage_url = :new_url, storage_key = :file_path, checksum = :checksum
+WHERE id = :id AND status = 'completed' AND file_path = :file_path AND storage_url IS :old_url;

@@ -1,0 +1,293 @@
+"""Copy the files of existing rows to another store (a local folder to S3, S3 to a folder, bucket to bucket).
+
+``copy_files(store, to)`` walks the completed generations whose file is not recorded in ``to`` (id order, a
+page of ``batch`` rows at a time) and, for each, copies its master and its renditions (which live in their
+generation's store) to the same keys in ``to``, then points the row at ``to``. The order makes it safe to
+stop at any moment (Ctrl-C, a crash, a lost connection) and to run again:
+
+1. Each object is read from the store the row names (its ``storage_url``; rows from before migration 0006
+   name none: their folder is ``source``) and verified against the row's SHA-256 as it streams (a damaged
+   source is refused, nothing is written), and put with a conditional create: an object already at the key
+   holding these very bytes is a copy made by an earlier run and is kept as is; one with other bytes is
+   never overwritten (the row is skipped and named).
+2. The copy is verified where it landed: its size and SHA-256 (the checksum the store keeps, else it is read
+   back and hashed) must be the row's.
+3. Only then, in one transaction per page, each row changes: ``storage_url`` becomes ``to``'s URL (and the
+   checksum is recorded for rows that had none), only if the row is still as it was read (completed, same
+   key, same store). The renditions' rows need no change: they follow their generation.
+
+An interrupted run leaves copies that no row records yet in ``to`` (reconcile reports them as orphans until
+the next run records them) and never a row pointing at a copy that is not whole and verified. The source files
+are kept: remove them once the copy is checked (``reconcile`` of a bucket lists them as orphans, and
+``--repair --orphans delete`` deletes them). See docs/storage.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import validate
+from ..errors import InvalidInput, StorageError
+from ..filestore import FileStore, LocalFileStore, ObjectExists, ObjectInfo, ObjectNotFound, open_filestore
+from ..ops import Call, Steps, reader, writer
+from ..store import Store
+from .scan import DEFAULT_MAX_ITEMS
+
+
+@dataclass(slots=True)
+class CopySkipped:
+    """A generation whose files were not copied (its row unchanged), with the reason."""
+
+    id: str
+    key: str
+    reason: str
+
+
+@dataclass(slots=True)
+class CopyReport:
+    """What ``copy_files`` copied (or, with ``dry_run``, would copy); ``json.dumps(asdict(report))`` works.
+
+    ``objects_copied`` counts objects written by this run, ``objects_present`` copies an earlier run made
+    (same bytes, kept); ``rows_updated`` the generations now pointing at ``target``."""
+
+    target: str
+    dry_run: bool
+    generations_seen: int = 0
+    rows_updated: int = 0
+    rows_changed: int = 0
+    """Rows that changed while their files were copied (left as they are; run again)."""
+    objects_copied: int = 0
+    objects_present: int = 0
+    renditions_copied: int = 0
+    bytes_copied: int = 0
+    skipped_count: int = 0
+    skipped: list[CopySkipped] = field(default_factory=list)
+    truncated: bool = False
+    seconds: float = 0.0
+
+
+@reader
+def files_to_copy(target_url: str, after_id: str, limit: int) -> Steps[list[dict[str, Any]]]:
+    """Completed generations with a file not recorded in ``target_url``, ids above ``after_id``."""
+    rows = yield Call(
+        "maintenance_files_to_copy", {"target_url": target_url, "after_id": after_id, "limit": limit}
+    )
+    return [dict(r) for r in rows]
+
+
+@reader
+def renditions_of(ids: list[str]) -> Steps[dict[str, list[tuple[str, int, str]]]]:
+    """generation id → its renditions' (storage_key, file_size_bytes, checksum)."""
+    rows = yield Call("maintenance_renditions_of_generations", {"ids": json.dumps(ids)})
+    found: dict[str, list[tuple[str, int, str]]] = {}
+    for r in rows:
+        found.setdefault(r["generation_id"], []).append(
+            (r["storage_key"], r["file_size_bytes"], r["checksum"])
+        )
+    return found
+
+
+@writer
+def relocate(moves: list[tuple[str, str | None, str, str, str]], target_url: str) -> Steps[set[str]]:
+    """Point each (id, old_url, key, checksum) row at ``target_url`` if still as read; returns ids changed."""
+    changed: set[str] = set()
+    for gid, old_url, key, checksum, _ in moves:
+        params = {
+            "id": gid,
+            "old_url": old_url,
+            "new_url": target_url,
+            "file_path": key,
+            "checksum": checksum,
+        }
+        if (yield Call("maintenance_relocate_file", params)) == 1:
+            changed.add(gid)
+    return changed
+
+
+class _Sources:
+    """The stores rows name, each opened once (closed at the end)."""
+
+    def __init__(self, source: FileStore | None) -> None:
+        self.source = source
+        self.opened: dict[str, FileStore] = {}
+
+    def of(self, url: str | None) -> FileStore | None:
+        if url is None:
+            return self.source
+        if self.source is not None and url == self.source.url:
+            return self.source
+        if url not in self.opened:
+            self.opened[url] = (
+                open_filestore(url, create=False) if url.startswith("file:") else open_filestore(url)
+            )
+        return self.opened[url]
+
+    def close(self) -> None:
+        for opened in self.opened.values():
+            opened.close()
+
+
+def copy_files(
+    store: Store,
+    to: str | Path | FileStore,
+    *,
+    source: str | Path | FileStore | None = None,
+    only_from: str | None = None,
+    dry_run: bool = False,
+    batch: int = 100,
+    max_items: int = DEFAULT_MAX_ITEMS,
+    progress: Callable[[int], None] | None = None,
+) -> CopyReport:
+    """Copy the files of completed generations (masters and renditions) into ``to`` and point their rows
+    there; idempotent and resumable (see the module).
+
+    ``source``: the folder of rows that name no store (recorded before migration 0006); ``only_from``: copy
+    only rows whose files are in the store at that URL (a folder path, ``file://`` or ``s3://`` URL).
+    ``dry_run`` copies nothing and changes no row: the report says what would be. ``progress`` gets the
+    number of generations seen so far.
+    """
+    started = time.monotonic()
+    validate.flag(dry_run, "dry_run")
+    size = validate.integer(batch, "batch", 1, validate.MAX_PAGE)
+    max_items = validate.integer(max_items, "max_items", 0)
+    target = to if isinstance(to, FileStore) else open_filestore(to)
+    origin = None if source is None else source if isinstance(source, FileStore) else open_filestore(source)
+    if origin is not None and not isinstance(origin, LocalFileStore):
+        raise InvalidInput(
+            "source is the folder of rows recorded before 0006 (they name no store): give a path"
+        )
+    wanted = None
+    if only_from is not None:
+        chosen = open_filestore(only_from, create=False)
+        wanted = chosen.url
+        chosen.close()
+    sources = _Sources(origin)
+    report = CopyReport(target=target.url, dry_run=dry_run)
+    try:
+        after = ""
+        while page := store.run(files_to_copy, target.url, after, size):
+            after = page[-1]["id"]
+            if wanted is not None:
+                page = [r for r in page if _url_of(r, origin) == wanted]
+            _copy_page(store, page=page, target=target, sources=sources, report=report, max_items=max_items)
+            report.generations_seen += len(page)
+            if progress is not None:
+                progress(report.generations_seen)
+    finally:
+        sources.close()
+        if not isinstance(to, FileStore):
+            target.close()
+        if origin is not None and not isinstance(source, FileStore):
+            origin.close()
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def _url_of(row: dict[str, Any], origin: FileStore | None) -> str | None:
+    url: str | None = row["storage_url"]
+    return url if url is not None else None if origin is None else origin.url
+
+
+def _copy_page(
+    store: Store,
+    *,
+    page: list[dict[str, Any]],
+    target: FileStore,
+    sources: _Sources,
+    report: CopyReport,
+    max_items: int,
+) -> None:
+    def skip(row: dict[str, Any], reason: str) -> None:
+        report.skipped_count += 1
+        if len(report.skipped) < max_items:
+            report.skipped.append(CopySkipped(row["id"], row["file_path"], reason))
+        else:
+            report.truncated = True
+
+    renditions = store.run(renditions_of, [row["id"] for row in page]) if page else {}
+    moves: list[tuple[str, str | None, str, str, str]] = []
+    for row in page:
+        origin = sources.of(row["storage_url"])
+        if origin is None:
+            skip(row, "the row names no store (recorded before 0006): pass the folder as source (--from)")
+            continue
+        files = [(row["file_path"], row["file_size_bytes"], row["checksum"])]
+        files += renditions.get(row["id"], [])
+        try:
+            sums = [
+                _copy_one(origin, target, key, size, checksum, report=report) for key, size, checksum in files
+            ]
+        except (StorageError, InvalidInput) as exc:
+            skip(row, f"{type(exc).__name__}: {exc}")
+            continue
+        moves.append((row["id"], row["storage_url"], row["file_path"], sums[0], origin.url))
+        report.renditions_copied += len(files) - 1
+    if report.dry_run or not moves:
+        report.rows_updated += len(moves)
+        return
+    changed = store.run(relocate, moves, target.url)
+    report.rows_updated += len(changed)
+    report.rows_changed += len(moves) - len(changed)
+
+
+def _copy_one(
+    origin: FileStore,
+    target: FileStore,
+    key: str,
+    size: int | None,
+    checksum: str | None,
+    *,
+    report: CopyReport,
+) -> str:
+    """Copy ``key`` from ``origin`` to ``target`` and verify the copy; returns its SHA-256."""
+    if report.dry_run:
+        head = origin.head(key)  # it must be there to be copied
+        if size is not None and head.size != size:
+            raise StorageError(f"{origin.url}/{key} has {head.size} bytes, the row recorded {size}")
+        return checksum or head.checksum or "0" * 64
+    try:
+        there: ObjectInfo | None = target.head(key)
+    except ObjectNotFound:
+        there = None
+    if there is not None and checksum is not None and (there.checksum, there.size) == (checksum, size):
+        report.objects_present += 1  # copied by an earlier run
+        return checksum
+    source = origin.head(key)
+    try:
+        info = target.put(
+            key,
+            origin.get(key, checksum=checksum),  # verified as it streams: a damaged source is refused
+            content_type=source.content_type,
+            metadata=dict(source.metadata),
+        )
+    except ObjectExists:
+        raise StorageError(
+            f"{target.url}{'' if target.url.endswith('/') else '/'}{key} exists with other bytes; it was "
+            "left as it is and the row was not changed"
+        ) from None
+    landed = target.head(key)
+    copied = info.checksum or ""
+    if size is not None and landed.size != size:
+        raise StorageError(f"the copy of {key} has {landed.size} bytes, the row recorded {size}")
+    if checksum is not None and copied != checksum:
+        raise StorageError(f"the copy of {key} hashes to {copied}, the row recorded {checksum}")
+    stored = landed.checksum
+    if stored is None:  # a folder without user xattrs keeps none: read the copy back
+        digest = hashlib.sha256()
+        for chunk in target.get(key, checksum=copied):
+            digest.update(chunk)
+        stored = digest.hexdigest()
+    if stored != copied:
+        raise StorageError(f"the copy of {key} in {target.url} does not hash to what was sent")
+    report.objects_copied += 1
+    report.bytes_copied += landed.size
+    return copied
+
+
+__all__ = ["CopyReport", "CopySkipped", "copy_files"]
