@@ -16,6 +16,7 @@ import hashlib
 import os
 import posixpath
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .audio import LoudnessProfile, RenditionOptions, RenditionSpec, get_profile
+from .audio.peaks import WaveformPeaks, compute_peaks
 from .audio.renditions import EXTENSIONS, RenditionResult, read_master, render_bytes
 from .audio.tags import provenance_of
 from .delivery import Delivery, Located
@@ -37,7 +39,7 @@ from .store import Store
 Root = str | os.PathLike[str] | FileStore
 """Where masters are: a folder path, ``file:///PATH``, ``s3://BUCKET/PREFIX`` or an open ``FileStore``."""
 
-__all__ = ["render_generation", "rendition_name"]
+__all__ = ["StoredPeaks", "peaks_name", "render_generation", "render_peaks", "rendition_name"]
 
 
 def _specs(formats: Sequence[str | RenditionSpec] | str, bitrate_kbps: int | None) -> list[RenditionSpec]:
@@ -255,3 +257,51 @@ def _record(
         exc.add_note(f"the {what} rendition of {generation_id} was not recorded; its file was removed")
         raise
     return row
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPeaks:
+    """A generation's waveform peaks as put beside its master: where (``storage_url``, ``key``), the size and
+    SHA-256 of the JSON, and the peaks themselves (``peaks.normalized()`` for a browser player)."""
+
+    generation_id: str
+    storage_url: str
+    key: str
+    bytes: int
+    sha256: str
+    peaks: WaveformPeaks
+
+
+def peaks_name(master: Path, samples_per_pixel: int, bits: int, split_channels: bool) -> str:
+    """The peaks file beside ``master``: ``<stem>.peaks.<samples per pixel>.<bits>[.split].json``."""
+    return f"{master.stem}.peaks.{samples_per_pixel}.{bits}{'.split' if split_channels else ''}.json"
+
+
+def render_peaks(
+    store: Store,
+    generation_id: str,
+    *,
+    root: Root | None = None,
+    samples_per_pixel: int = 256,
+    bits: int = 8,
+    split_channels: bool = False,
+    files: Sequence[FileStore] = (),
+) -> StoredPeaks:
+    """Compute a completed generation's waveform peaks (audiowaveform JSON, version 2) from its master, read
+    where its row says and checked against its SHA-256 as ``render_generation`` reads it, and put them beside
+    the master in the same file store (local or S3) as ``peaks_name(...)``: whole or not at all, a
+    conditional create. The peaks of one master are always the same bytes, so a second call for the same
+    resolution finds them there and returns them (a retry, not a conflict). Raises ``NotFound``,
+    ``InvalidTransition``, ``InvalidInput`` (bad resolution or bits; a master missing), ``InvalidAudio``
+    (a master failing its checksum) before anything is written; ``StorageError`` when the put fails."""
+    compute_peaks(np.zeros((1, 1), dtype=np.float32), 8_000, samples_per_pixel, bits=bits)  # checks first
+    generation = _generation(store, generation_id)
+    with _delivery(store, generation, root, files) as delivery:
+        found = delivery.locate(generation.id)
+        samples, rate = _read_master(generation, found)
+        peaks = compute_peaks(samples, rate, samples_per_pixel, bits=bits, split_channels=split_channels)
+        name = peaks_name(Path(found.key), samples_per_pixel, bits, split_channels)
+        key = posixpath.join(posixpath.dirname(found.key), name)
+        info = peaks.put(found.files, key)
+    assert info.checksum is not None  # a put reports the SHA-256 of what it stored
+    return StoredPeaks(generation.id, found.files.url, key, info.size, info.checksum, peaks)

@@ -7,6 +7,7 @@ import json
 import math
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -120,3 +121,48 @@ def test_bad_audio_and_paths_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput):
         peaks.write(tmp_path / "peaks.txt")
     assert not (tmp_path / "peaks.txt").exists()
+
+
+# --- a generation's peaks through the file-storage layer (musicstore.rendering.render_peaks) -------------
+
+
+def _exported(store: Any, root: Any) -> Any:
+    from musicstore.recording import export_generation
+    from tests.test_record import OPTIONS, claimed, music
+
+    job = claimed(store)
+    return export_generation(store, job, music(), root=root, options=OPTIONS)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_generations_peaks_are_put_beside_its_master(
+    store: Any, tmp_path: Path, where: str, request: pytest.FixtureRequest
+) -> None:
+    from musicstore.filestore import ObjectExists, open_filestore
+    from musicstore.rendering import render_peaks
+
+    url = request.getfixturevalue("musicstore_s3_url") if where == "s3" else (tmp_path / "audio").as_uri()
+    objects = open_filestore(url)
+    try:
+        recorded = _exported(store, objects)
+        master = str(recorded.key)
+        with pytest.raises(InvalidInput):
+            render_peaks(store, recorded.generation.id, samples_per_pixel=0)
+        assert [o.key for o in objects.list()] == [master]  # refused before anything
+        stored = render_peaks(store, recorded.generation.id, samples_per_pixel=128, bits=16)
+        assert stored.key == master.rpartition("/")[0] + f"/{recorded.generation.id}.peaks.128.16.json"
+        assert stored.storage_url == objects.url and {o.key for o in objects.list()} == {master, stored.key}
+        data = b"".join(objects.get(stored.key, checksum=stored.sha256))
+        head = objects.head(stored.key)
+        assert head.content_type == "application/json" and head.size == stored.bytes == len(data)
+        copy = tmp_path / "master.wav"
+        copy.write_bytes(b"".join(objects.get(master)))
+        assert json.loads(data) == file_peaks(copy, 128, bits=16).as_json_dict()  # the master's own peaks
+        again = render_peaks(store, recorded.generation.id, samples_per_pixel=128, bits=16)
+        assert (again.key, again.sha256) == (stored.key, stored.sha256)  # the same bytes: a retry
+        objects.put(stored.key, b"{}", overwrite=True)  # something else at the key: refused, left alone
+        with pytest.raises(ObjectExists):
+            render_peaks(store, recorded.generation.id, samples_per_pixel=128, bits=16)
+        assert b"".join(objects.get(stored.key)) == b"{}"
+    finally:
+        objects.close()

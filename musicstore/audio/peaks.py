@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from musicstore.audio.arrays import as_audio, check_sample_rate
 from musicstore.audio.files import write_bytes_atomic
 from musicstore.errors import InvalidAudio, InvalidInput
+from musicstore.filestore.base import FileStore, ObjectInfo, check_key
 
 BITS = (8, 16)
 MAX_SAMPLES_PER_PIXEL = 1 << 20
@@ -80,6 +81,14 @@ class WaveformPeaks:
         if target.suffix.lower() != ".json":
             raise InvalidInput(f"{target.name}: a peaks file must end in .json")
         return write_bytes_atomic(target, self.to_json().encode())
+
+    def put(self, files: FileStore, key: str) -> ObjectInfo:
+        """Put the audiowaveform JSON at ``key`` of a file store (local folder or S3), whole or not at all,
+        with a conditional create: the same peaks already there are a retry (their head is returned), other
+        bytes raise ``ObjectExists`` and are left as they were."""
+        if not check_key(key).lower().endswith(".json"):
+            raise InvalidInput(f"{key}: a peaks file must end in .json")
+        return files.put(key, self.to_json().encode(), content_type="application/json")
 
 
 def _check(samples_per_pixel: object, bits: object) -> tuple[int, int]:
