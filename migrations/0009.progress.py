@@ -10,6 +10,6 @@ rolled-back enqueue wakes no one). Each backend's DDL is in sqlite/ or postgres/
 
 from musicstore.migrate import dialect_sql_step
 
-__depends__ = {"0007.renditions"}
+__depends__ = {"0008.queue-order"}
 
 dialect_sql_step(__file__)

@@ -18,6 +18,7 @@ import pytest
 from musicstore.models import prompt_digest
 from musicstore.queries import load
 from musicstore.urls import resolve
+from tests.test_progress import PROGRESS_INDEXED
 
 WHEN = datetime.max.replace(tzinfo=UTC)  # first pages: the cursor starts after every row
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -121,6 +122,7 @@ INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
 }
 # Newest-first lists over the unfiltered time index sort only the rows that share one created_at, by id.
 TIES_SORTED = {"list_generations", "list_generations_by_model", "maintenance_cleanup_candidates"}
+INDEXED |= PROGRESS_INDEXED  # queue position and throughput (tests/test_progress.py)
 # Queries that read nothing but running totals: their plans name no index or table of generations or prompts.
 TOTALS_ONLY = {name for name, (_, index) in INDEXED.items() if index in {None, "model totals", "day totals"}}
 READS_ROWS = re.compile(r"\b(?:on|SCAN|SEARCH)\s+(?:generations|prompts)\b")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,6 +20,17 @@ from musicstore.ops.progress import Coalescer, QueuePosition
 from tests.conftest import FakeClock, new_job
 
 MISSING = "01a20180-5e48-7dc6-afbf-cdf54fb09fcb"
+
+PROGRESS_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
+    # the jobs ahead of one: a range of the queue's index, stopped at the cap
+    "count_pending_ahead": (
+        {"created_at": datetime(2030, 1, 1, tzinfo=UTC), "id": MISSING, "cap": 100},
+        "generations_pending|generations_status_created_at_id",
+    ),
+    # completions in the ETA's window: a range of the completed index (0009)
+    "count_completed_since": ({"since": datetime(2020, 1, 1, tzinfo=UTC)}, "generations_completed_at"),
+}
+"""The plans of this module's read queries (checked with the others' by tests/test_plans.py)."""
 
 
 class Ticks:

@@ -449,6 +449,9 @@ STORED = {
     "worker_id": "w",
     "lease_expires_at": None,
     "metadata": '{"bpm":90}',
+    "progress": 1.0,
+    "stage": "decoding",
+    "progress_at": 1_700_000_001_900_000,
 }
 """A completed generation as SQLite stores it, column by column."""
 

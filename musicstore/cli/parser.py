@@ -25,6 +25,7 @@ from .commands import (
 )
 from .common import DEFAULT_ROOT, ROOT_ENV
 from .maintenance_commands import cmd_backup, cmd_cleanup, cmd_copy_files, cmd_reconcile, cmd_restore
+from .signal_commands import cmd_cancel
 
 EPILOG = f"""\
 environment:
@@ -35,7 +36,7 @@ exit codes:
   0    success
   1    error (one line on stderr: musicstore: error: ...)
   2    bad arguments (usage)
-  3    show: no generation with that id
+  3    show, cancel: no generation with that id
   4    reconcile: database and files disagree (found, or found and repaired)
   130  interrupted (Ctrl-C)
 
@@ -234,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_ATTEMPTS,
         help=f"fail for good once a generation had this many claims (default {DEFAULT_MAX_ATTEMPTS})",
     )
+
+    cancel = command(
+        "cancel",
+        "cancel a pending or running generation (a running one's worker stops at its next report)",
+        cmd_cancel,
+        as_json,
+    )
+    cancel.add_argument("id", help="the generation id (a UUID)")
+    cancel.add_argument("--reason", metavar="TEXT", help="kept on the row as its error message")
 
     demo = command(
         "demo", "end-to-end demo: enqueue, claim, export audio, complete, show stats", cmd_demo, root, as_json

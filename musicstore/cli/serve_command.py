@@ -1,0 +1,54 @@
+"""``musicstore serve``: the read-only web dashboard (``musicstore.web``) under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import InvalidInput
+from .common import open_store, output_root
+
+TOKEN_ENV = "MUSICSTORE_WEB_TOKEN"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from ..web import create_app
+    except ImportError as exc:
+        raise InvalidInput(
+            f"the dashboard needs the web extra ({exc.name} is missing): pip install 'musicstore[web]'"
+        ) from None
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
+        print(
+            f"musicstore: warning: serving on {args.host} without a token (--token or ${TOKEN_ENV})",
+            file=sys.stderr,
+        )
+    with open_store(args) as store:
+        app = create_app(store, root=output_root(args), token=token)
+        print(f"musicstore dashboard on http://{args.host}:{args.port}/ (read-only; Ctrl-C stops it)")
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, server_header=False)
+    return 0
+
+
+def add_serve_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this host only)"
+    )
+    sub.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    sub.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help=f"require this bearer token (default: ${TOKEN_ENV}; none: no token)",
+    )
+    sub.add_argument(
+        "--log-level",
+        choices=["critical", "error", "warning", "info", "debug"],
+        default="info",
+        help="uvicorn's log level (default info)",
+    )

@@ -1,0 +1,107 @@
+"""A live ASGI server in a thread and a headless Chromium, for browser tests of the dashboard.
+
+``LiveServer(app)`` runs uvicorn on 127.0.0.1 on a free port in a daemon thread (``.url``; ``stop()``).
+``start_browser()`` starts Debian's Chromium (``/usr/bin/chromium``) headless through its chromedriver
+(``/usr/bin/chromedriver``) with selenium, with the browser console captured (``console_errors(driver)``).
+``browser_missing()`` says why a browser cannot start here (None when it can); ``$MUSICSTORE_CHROMIUM`` and
+``$MUSICSTORE_CHROMEDRIVER`` name other binaries.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def _binary(env: str, default: str) -> str | None:
+    name = os.environ.get(env) or default
+    found = shutil.which(name) if not os.path.isabs(name) else name
+    return found if found and os.access(found, os.X_OK) else None
+
+
+def browser_missing() -> str | None:
+    """Why no browser can start here, or None."""
+    try:
+        import selenium  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        return f"{exc.name} is not installed (pip install selenium uvicorn, or --group dev)"
+    if _binary("MUSICSTORE_CHROMIUM", CHROMIUM) is None:
+        return f"no Chromium at {CHROMIUM}: apt-get install chromium chromium-driver"
+    if _binary("MUSICSTORE_CHROMEDRIVER", CHROMEDRIVER) is None:
+        return f"no chromedriver at {CHROMEDRIVER}: apt-get install chromium-driver"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """uvicorn serving ``app`` on 127.0.0.1 in a daemon thread, until ``stop()``."""
+
+    def __init__(self, app: Any, *, port: int | None = None, timeout: float = 10.0) -> None:
+        import uvicorn
+
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", server_header=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{self.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def start_browser(*, width: int = 1280, height: int = 900) -> Any:
+    """A headless Chromium driven by selenium through chromedriver, logging the console."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = _binary("MUSICSTORE_CHROMIUM", CHROMIUM) or CHROMIUM
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # CI runs as root in a container
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--mute-audio",
+        "--autoplay-policy=no-user-gesture-required",
+        f"--window-size={width},{height}",
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = Service(_binary("MUSICSTORE_CHROMEDRIVER", CHROMEDRIVER) or CHROMEDRIVER)
+    return webdriver.Chrome(service=service, options=options)
+
+
+def console_errors(driver: Any) -> list[str]:
+    """The console's errors since the last call (messages of level SEVERE)."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def artifacts_dir(default: Path) -> Path:
+    """Where screenshots go: ``$MUSICSTORE_ARTIFACTS``, else ``default``."""
+    folder = Path(os.environ.get("MUSICSTORE_ARTIFACTS") or default)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -1,0 +1,611 @@
+"""The read-only dashboard: a Starlette ASGI app over a ``Store`` (pages, a JSON API, audio, ``/metrics``).
+
+``create_app(store_or_url, root=..., token=...)`` returns the app; serve it with ``musicstore serve`` or any
+ASGI server, or mount it in your own app (``Mount("/jobs", app=create_app(store))``: its links follow the
+mount point). Every read runs in a read transaction (which refuses writes); only GET and HEAD are
+answered. Templates autoescape everything; ids are checked (``musicstore.ids.check_id``) before a lookup;
+the files served are the package's own assets (held in memory, looked up by name) and the audio files rows
+record, found through ``musicstore.delivery`` (never a path from the URL). With a token, each request must
+carry ``Authorization: Bearer <token>`` or the cookie that ``/login?token=<token>`` sets (for the browser's
+own requests, e.g. ``<audio>``); the comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import io
+import math
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..delivery import Delivery, Root
+from ..errors import InvalidInput, InvalidTransition, MusicstoreError, NotFound, StorageError
+from ..filestore import LocalFileStore
+from ..ids import check_id
+from ..maintenance.usage import storage_stats
+from ..metrics import MetricsSnapshot, metrics_text, read_metrics, recent_op
+from ..models import Generation, Status
+from ..store import Store
+from .reads import Filters, table_page
+
+COOKIE = "musicstore_token"
+PEAK_BUCKETS = 1000
+PEAKS_CACHED = 128
+AUDIO_TYPES = {
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".mp3": "audio/mpeg",
+    ".ogg": "audio/ogg",
+    ".opus": "audio/ogg",
+}
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"media-src 'self' http: https:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        b"frame-ancestors 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+]
+FIGURES = (
+    ("loudness_lufs", "Loudness", "LUFS"),
+    ("true_peak_dbtp", "True peak", "dBTP"),
+    ("loudness_before_lufs", "Loudness before", "LUFS"),
+    ("gain_db", "Gain", "dB"),
+    ("sample_peak_dbfs", "Sample peak", "dBFS"),
+    ("limiter_max_reduction_db", "Limiter reduction", "dB"),
+    ("loudness_status", "Loudness status", ""),
+    ("format", "Format", ""),
+    ("subtype", "Subtype", ""),
+)
+
+
+def _assets() -> dict[str, tuple[bytes, str]]:
+    """The static files, read once from the package: name → (bytes, media type)."""
+    kinds = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+    folder = resources.files("musicstore.web") / "static"
+    return {
+        item.name: (item.read_bytes(), kinds[Path(item.name).suffix])
+        for item in folder.iterdir()
+        if Path(item.name).suffix in kinds
+    }
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("musicstore.web", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["when"] = _when
+    env.filters["age"] = _age
+    env.filters["size"] = _size
+    env.filters["num"] = _num
+    env.filters["since"] = _since
+    return env
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = float(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if abs(seconds) >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.1f} s"
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return ""
+    size = float(value)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "" if value is None else str(value)
+    return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
+
+
+def _since(moment: datetime | None, now: datetime) -> str:
+    return "" if moment is None else _age((now - moment).total_seconds())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def generation_dict(generation: Generation) -> dict[str, Any]:
+    """A generation as JSON-ready data."""
+    return dict(_jsonable(dataclasses.asdict(generation)))
+
+
+class DashboardApp:
+    """The ASGI app ``create_app`` returns: GET/HEAD only, the token when one is set, and the security
+    headers on every response, around the Starlette app (``.app``) of the ``Dashboard`` (``.dashboard``)."""
+
+    def __init__(self, app: ASGIApp, token: str | None, dashboard: Dashboard) -> None:
+        self.app = app
+        self.dashboard = dashboard
+        self.token = None if token is None else token.encode()
+
+    def allowed(self, scope: Scope) -> bool:
+        if self.token is None:
+            return True
+        headers = dict(scope.get("headers") or [])
+        given = b""
+        auth = headers.get(b"authorization", b"")
+        if auth[:7].lower() == b"bearer ":
+            given = auth[7:].strip()
+        else:
+            for part in headers.get(b"cookie", b"").split(b";"):
+                name, _, value = part.strip().partition(b"=")
+                if name == COOKIE.encode():
+                    given = value
+        return hmac.compare_digest(given, self.token)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        if scope["method"] not in ("GET", "HEAD"):
+            response: Response = PlainTextResponse(
+                "read-only: GET and HEAD only\n", status_code=405, headers={"Allow": "GET, HEAD"}
+            )
+        elif scope["path"].removeprefix(scope.get("root_path", "")) != "/login" and not self.allowed(scope):
+            response = PlainTextResponse(
+                "a token is required: Authorization: Bearer <token>, or open /login?token=<token>\n",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="musicstore"'},
+            )
+        else:
+            await self.app(scope, receive, secured)
+            return
+        await response(scope, receive, secured)
+
+
+class Dashboard:
+    """The app's state: the store, where audio is read from, the templates and assets."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        owned: bool,
+        root: Root | None,
+        token: str | None,
+        options: Mapping[str, Any] | None,
+    ) -> None:
+        self.store = store
+        self.owned = owned
+        self.token = token
+        try:
+            self.delivery = Delivery(store, root=root, options=options)
+        except StorageError:  # a local root that does not exist (yet): rows that need it answer 404
+            self.delivery = Delivery(store, options=options)
+        self.templates = _environment()
+        self.assets = _assets()
+        self._peaks: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.delivery.close()
+        if self.owned:
+            self.store.close()
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def render(self, request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        base = request.scope.get("root_path", "").rstrip("/")
+        html = self.templates.get_template(name).render(
+            base=base, page=name.removesuffix(".html"), now=datetime.now(UTC), **context
+        )
+        return HTMLResponse(html, status_code=status_code)
+
+    def generation_or_404(self, request: Request) -> Generation:
+        try:
+            generation_id = check_id(request.path_params["id"])
+        except InvalidInput:
+            raise HTTPException(404, "no such generation: not a generation id") from None
+        with self.store.transaction(write=False) as tx:
+            found = tx.get_generation(generation_id)
+        if found is None:
+            raise HTTPException(404, "no such generation")
+        return found
+
+    def overview_data(self) -> tuple[MetricsSnapshot, dict[str, Any]]:
+        snapshot = read_metrics(self.store, window=86_400, window_limit=50_000)
+        now = snapshot.taken_at
+        hour0 = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
+        hours = [hour0 + timedelta(hours=i) for i in range(24)]
+        created, completed, failed = [0] * 24, [0] * 24, [0] * 24
+
+        def slot(moment: datetime | None) -> int | None:
+            if moment is None or moment < hour0:
+                return None
+            index = int((moment - hour0).total_seconds() // 3600)
+            return index if 0 <= index < 24 else None
+
+        for row in snapshot.recent:
+            if (i := slot(row["created_at"])) is not None:
+                created[i] += 1
+            if (i := slot(row["completed_at"])) is not None:
+                if row["status"] == Status.COMPLETED:
+                    completed[i] += 1
+                elif row["status"] == Status.FAILED:
+                    failed[i] += 1
+        stats = storage_stats(self.store)
+        days = sorted(stats.by_day.items())[-30:]
+        with self.store.transaction(write=False) as tx:
+            failures = tx.list_generations(status=Status.FAILED, limit=10).items
+        charts = {
+            "hours": {
+                "labels": [h.strftime("%H:00") for h in hours],
+                "series": {"created": created, "completed": completed, "failed": failed},
+            },
+            "days": {
+                "labels": [day for day, _ in days],
+                "series": {"created": [bucket.generations for _, bucket in days]},
+            },
+        }
+        return snapshot, {"charts": charts, "failures": failures}
+
+    def peaks(self, generation: Generation) -> dict[str, Any]:
+        from ..audio.peaks import compute_peaks, file_peaks
+
+        key = f"{generation.id}:{generation.file_size_bytes}"
+        with self._lock:
+            cached = self._peaks.get(key)
+            if cached is not None:
+                self._peaks.move_to_end(key)
+                return cached
+        import soundfile as sf
+
+        located = self.delivery.locate(generation)
+        if isinstance(located.files, LocalFileStore):
+            path = _contained(located.files.root, located.key)
+            frames = sf.info(str(path)).frames
+            found = file_peaks(path, max(1, math.ceil(frames / PEAK_BUCKETS)))
+        else:
+            data, rate = sf.read(io.BytesIO(self.delivery.read_audio(generation)), dtype="float32")
+            frames = len(data)
+            samples = data.T if data.ndim == 2 else data
+            found = compute_peaks(samples, rate, max(1, math.ceil(frames / PEAK_BUCKETS)))
+        result = {
+            "sample_rate": found.sample_rate,
+            "samples_per_pixel": found.samples_per_pixel,
+            "frames": found.frames,
+            "length": found.length,
+            "peaks": found.normalized()[0],
+        }
+        with self._lock:
+            self._peaks[key] = result
+            while len(self._peaks) > PEAKS_CACHED:
+                self._peaks.popitem(last=False)
+        return result
+
+    # -- pages -----------------------------------------------------------------------------------------------
+
+    def overview(self, request: Request) -> Response:
+        snapshot, extra = self.overview_data()
+        return self.render(request, "overview.html", s=snapshot, **extra)
+
+    def table(self, request: Request) -> Response:
+        filters, cursor = _filters(request)
+        with self.store.transaction(write=False) as tx:
+            page = tx.run(table_page, filters, cursor=cursor, limit=_limit(request))
+        models = sorted({model for model, _ in read_models(self.store)})
+        next_url = None
+        if page.next_cursor is not None:
+            next_url = "?" + urlencode({**filters.query(), "cursor": page.next_cursor})
+        return self.render(
+            request,
+            "generations.html",
+            table=page,
+            filters=filters,
+            models=models,
+            statuses=[s.value for s in Status],
+            next_url=next_url,
+            first_url="?" + urlencode(filters.query()) if cursor else None,
+        )
+
+    def generation(self, request: Request) -> Response:
+        generation = self.generation_or_404(request)
+        with self.store.transaction(write=False) as tx:
+            renditions = tx.list_renditions(generation.id)
+        figures = [
+            (label, generation.metadata.get(key), unit)
+            for key, label, unit in FIGURES
+            if generation.metadata.get(key) is not None
+        ]
+        return self.render(
+            request,
+            "generation.html",
+            g=generation,
+            renditions=renditions,
+            figures=figures,
+            metadata=sorted(generation.metadata.items()),
+            has_audio=generation.status is Status.COMPLETED,
+        )
+
+    def prompts(self, request: Request) -> Response:
+        return self.render(request, "prompts.html", **self.prompt_data())
+
+    def prompt_data(self) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        with self.store.transaction(write=False) as tx:
+            most_used = tx.get_most_used_prompts(20)
+            day = tx.run(recent_op, now - timedelta(days=1), 50_000)
+            week = tx.run(recent_op, now - timedelta(days=7), 50_000)
+        return {
+            "most_used": most_used,
+            "trending_day": Counter(row["prompt"] for row in day).most_common(20),
+            "trending_week": Counter(row["prompt"] for row in week).most_common(20),
+            "window_rows": {"day": len(day), "week": len(week)},
+        }
+
+    def workers(self, request: Request) -> Response:
+        snapshot = read_metrics(self.store, window=3600, window_limit=1)
+        return self.render(request, "workers.html", s=snapshot)
+
+    def metrics(self, request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics_text(self.store), media_type=CONTENT_TYPE_LATEST)
+
+    def audio(self, request: Request) -> Response:
+        generation = self.generation_or_404(request)
+        if generation.status is not Status.COMPLETED:
+            raise HTTPException(404, "no audio: the generation is not completed")
+        located = self.delivery.locate(generation)
+        suffix = Path(located.key).suffix.lower()
+        media_type = AUDIO_TYPES.get(suffix, "application/octet-stream")
+        if isinstance(located.files, LocalFileStore):
+            path = _contained(located.files.root, located.key)
+            return FileResponse(path, media_type=media_type, content_disposition_type="inline")
+        return RedirectResponse(located.files.presigned_url(located.key, expires=900), status_code=307)
+
+    def asset(self, request: Request) -> Response:
+        found = self.assets.get(request.path_params["name"])
+        if found is None:
+            raise HTTPException(404, "no such asset")
+        body, media_type = found
+        return Response(body, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
+
+    def login(self, request: Request) -> Response:
+        base = request.scope.get("root_path", "").rstrip("/")
+        given = request.query_params.get("token", "").encode()
+        if self.token is None:
+            return RedirectResponse(base + "/", status_code=303)
+        if not hmac.compare_digest(given, self.token.encode()):
+            return PlainTextResponse("wrong token\n", status_code=401)
+        response = RedirectResponse(base + "/", status_code=303)
+        response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict", path=base + "/")
+        return response
+
+    # -- the JSON API ----------------------------------------------------------------------------------------
+
+    def api_overview(self, request: Request) -> Response:
+        snapshot, extra = self.overview_data()
+        return _json(
+            {
+                **snapshot.as_dict(),
+                "charts": extra["charts"],
+                "failures": [generation_dict(g) for g in extra["failures"]],
+            }
+        )
+
+    def api_generations(self, request: Request) -> Response:
+        filters, cursor = _filters(request)
+        with self.store.transaction(write=False) as tx:
+            page = tx.run(table_page, filters, cursor=cursor, limit=_limit(request))
+        return _json({"items": [generation_dict(g) for g in page.items], "next_cursor": page.next_cursor})
+
+    def api_generation(self, request: Request) -> Response:
+        generation = self.generation_or_404(request)
+        with self.store.transaction(write=False) as tx:
+            renditions = tx.list_renditions(generation.id)
+        return _json({**generation_dict(generation), "renditions": [r.as_dict() for r in renditions]})
+
+    def api_peaks(self, request: Request) -> Response:
+        generation = self.generation_or_404(request)
+        if generation.status is not Status.COMPLETED:
+            raise HTTPException(404, "no audio: the generation is not completed")
+        return _json(self.peaks(generation))
+
+    def api_prompts(self, request: Request) -> Response:
+        data = self.prompt_data()
+        return _json(
+            {
+                "most_used": [
+                    {"text": p.text, "used_count": p.used_count, "last_used_at": p.last_used_at}
+                    for p in data["most_used"]
+                ],
+                "trending_day": [{"text": t, "uses": n} for t, n in data["trending_day"]],
+                "trending_week": [{"text": t, "uses": n} for t, n in data["trending_week"]],
+            }
+        )
+
+    def api_workers(self, request: Request) -> Response:
+        snapshot = read_metrics(self.store, window=3600, window_limit=1)
+        return _json(
+            {
+                "workers": [dataclasses.asdict(w) for w in snapshot.workers],
+                "leases": {"live": snapshot.leases_live, "expired": snapshot.leases_expired},
+                "processing": snapshot.processing,
+            }
+        )
+
+
+def read_models(store: Store) -> list[tuple[str, str]]:
+    """The (model, status) keys the running totals hold."""
+    from ..ops import Call, Steps, reader
+
+    @reader
+    def models() -> Steps[list[tuple[str, str]]]:
+        rows = yield Call("metrics_model_totals", {})
+        return [(row["model_name"], row["status"]) for row in rows]
+
+    with store.transaction(write=False) as tx:
+        return tx.run(models)
+
+
+def _contained(root: Path, key: str) -> Path:
+    """``root/key``, refused unless it stays inside ``root`` (the key is the row's, never the URL's)."""
+    path = (root / key).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise StorageError("the recorded file is outside the output root")
+    return path
+
+
+def _filters(request: Request) -> tuple[Filters, str | None]:
+    q = request.query_params
+    filters = Filters(
+        status=q.get("status") or None,
+        model_name=q.get("model") or None,
+        text=q.get("q") or None,
+        day=q.get("day") or None,
+    )
+    return filters, q.get("cursor") or None
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        raise InvalidInput("limit must be a whole number from 1 to 500")
+    return int(raw)
+
+
+def _json(data: Any) -> JSONResponse:
+    return JSONResponse(_jsonable(data))
+
+
+def _error_handlers(dashboard: Dashboard) -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
+    def respond(request: Request, status: int, message: str) -> Response:
+        path = request.url.path.removeprefix(request.scope.get("root_path", ""))
+        if path.startswith("/api/") or path == "/metrics":
+            return JSONResponse({"error": message, "status": status}, status_code=status)
+        return dashboard.render(request, "error.html", status_code=status, status=status, message=message)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return respond(request, exc.status_code, str(exc.detail))
+
+    async def store_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, NotFound | InvalidTransition):
+            return respond(request, 404, "not found")
+        if isinstance(exc, InvalidInput):
+            return respond(request, 400, str(exc))
+        if isinstance(exc, StorageError):
+            return respond(request, 502, "the audio file could not be read from its storage")
+        return respond(request, 500, "the store could not answer")
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        return respond(request, 500, "internal error")
+
+    return {HTTPException: http_error, MusicstoreError: store_error, Exception: server_error}
+
+
+def create_app(
+    store_or_url: Store | str | None = None,
+    *,
+    root: Root | None = None,
+    token: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> DashboardApp:
+    """The dashboard as an ASGI app.
+
+    ``store_or_url``: an open ``Store`` (the caller closes it) or a database URL (opened here, closed when the
+    app shuts down; None: the default database). ``root``: the output root of rows recorded without a
+    storage URL (``musicstore.delivery``); ``options``: S3 settings for rows in a bucket. ``token``: if
+    given, every request must carry it (see the module's docstring).
+    """
+    if token is not None and (not isinstance(token, str) or len(token) < 8):
+        raise InvalidInput("token must be a string of at least 8 characters")
+    owned = not isinstance(store_or_url, Store)
+    store = Store(store_or_url) if owned else store_or_url  # type: ignore[arg-type]
+    assert isinstance(store, Store)
+    dashboard = Dashboard(store, owned=owned, root=root, token=token, options=options)
+    d = dashboard
+    routes = [
+        Route("/", d.overview, name="overview"),
+        Route("/generations", d.table, name="generations"),
+        Route("/generations/{id}", d.generation, name="generation"),
+        Route("/prompts", d.prompts, name="prompts"),
+        Route("/workers", d.workers, name="workers"),
+        Route("/metrics", d.metrics, name="metrics"),
+        Route("/audio/{id}", d.audio, name="audio"),
+        Route("/static/{name}", d.asset, name="static"),
+        Route("/login", d.login, name="login"),
+        Route("/api/overview", d.api_overview),
+        Route("/api/generations", d.api_generations),
+        Route("/api/generations/{id}", d.api_generation),
+        Route("/api/generations/{id}/peaks", d.api_peaks),
+        Route("/api/prompts", d.api_prompts),
+        Route("/api/workers", d.api_workers),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            dashboard.close()
+
+    app = Starlette(routes=routes, exception_handlers=_error_handlers(dashboard), lifespan=lifespan)
+    return DashboardApp(app, token, dashboard)
+
+
+__all__ = ["Dashboard", "DashboardApp", "create_app", "generation_dict"]

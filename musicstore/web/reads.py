@@ -1,0 +1,151 @@
+"""The dashboard's own reads: pages of generations with filters (``sql/common/dashboard.sql``).
+
+Newest first with keyset paging by ``(created_at, id)``; filters by status and model use the indexes of the
+library's own lists, a day bounds the walk below, and a prompt text search walks one window of
+``SEARCH_WINDOW`` rows of the time index per page (a rare text costs a window per page, never a table scan):
+a page holds the matches of its window, and its cursor continues below the window.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from .. import validate
+from ..errors import InvalidInput
+from ..ids import check_id
+from ..models import EPOCH, Generation, to_datetime, to_micros
+from ..ops import GENERATION, Call, Steps, reader
+
+SEARCH_WINDOW = 5000
+MAX_SEARCH_CHARS = 200
+_TOP = (datetime.max.replace(tzinfo=UTC), "~")
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What a page of the generations table shows: each filter optional."""
+
+    status: str | None = None
+    model_name: str | None = None
+    text: str | None = None
+    day: str | None = None  # YYYY-MM-DD, UTC
+
+    def query(self) -> dict[str, str]:
+        """The filters as URL query parameters (the ones set)."""
+        pairs = {"status": self.status, "model": self.model_name, "q": self.text, "day": self.day}
+        return {k: v for k, v in pairs.items() if v}
+
+
+@dataclass(frozen=True, slots=True)
+class TablePage:
+    items: list[Generation]
+    next_cursor: str | None
+    scanned_window: bool  # a text search: the page holds the matches of one window
+
+
+def encode_cursor(created_at: datetime, generation_id: str) -> str:
+    raw = f"{to_micros(created_at)}:{generation_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime, str]:
+    """The (created_at, id) below which a page starts; InvalidInput for anything this did not hand out."""
+    if cursor is None or cursor == "":
+        return _TOP
+    if not isinstance(cursor, str) or len(cursor) > 100:
+        raise InvalidInput("cursor: not one this dashboard handed out")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        micros, generation_id = raw.split(":", 1)
+        return to_datetime(int(micros)), check_id(generation_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError):
+        raise InvalidInput("cursor: not one this dashboard handed out") from None
+
+
+def parse_day(day: str | None) -> tuple[datetime, datetime] | None:
+    """The UTC bounds [start, end) of a ``YYYY-MM-DD`` day."""
+    if not day:
+        return None
+    try:
+        start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
+    except (ValueError, TypeError):
+        raise InvalidInput("day must be a date, YYYY-MM-DD") from None
+    return start, start + timedelta(days=1)
+
+
+def like_pattern(text: str) -> str:
+    """A lower-case ``LIKE`` pattern matching ``text`` anywhere (escape character ``!``)."""
+    escaped = text.lower().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return f"%{escaped}%"
+
+
+def check_filters(filters: Filters) -> Filters:
+    status = None if not filters.status else validate.status(filters.status).value
+    model = None if not filters.model_name else validate.name(filters.model_name, "model")
+    text = filters.text.strip() if filters.text else None
+    if text is not None and len(text) > MAX_SEARCH_CHARS:
+        raise InvalidInput(f"q: at most {MAX_SEARCH_CHARS} characters")
+    parse_day(filters.day)
+    return Filters(status, model, text or None, filters.day or None)
+
+
+@reader
+def table_page(filters: Filters, *, cursor: str | None = None, limit: int = 50) -> Steps[TablePage]:
+    """A page of the generations table: newest first, filtered, below ``cursor``."""
+    filters = check_filters(filters)
+    limit = validate.integer(limit, "limit", 1, 500)
+    before_created_at, before_id = decode_cursor(cursor)
+    bounds = parse_day(filters.day)
+    after = EPOCH
+    if bounds is not None:
+        after = bounds[0]
+        if bounds[1] <= before_created_at:
+            before_created_at, before_id = bounds[1], ""
+    params = {"after": after, "before_created_at": before_created_at, "before_id": before_id, "limit": limit}
+    if filters.text is None:
+        name = "dashboard_page"
+        if filters.status is not None:
+            params["status"] = filters.status
+            name += "_by_status"
+        if filters.model_name is not None:
+            params["model_name"] = filters.model_name
+            name += "_and_model" if filters.status is not None else "_by_model"
+        items: list[Generation] = yield Call(name, params, GENERATION)
+        last = items[-1] if len(items) == limit else None
+        return TablePage(items, None if last is None else encode_cursor(last.created_at, last.id), False)
+    end = yield Call(
+        "dashboard_scan_end",
+        {
+            "after": after,
+            "before_created_at": before_created_at,
+            "before_id": before_id,
+            "offset": SEARCH_WINDOW - 1,
+        },
+    )
+    low_created_at, low_id = (after, "") if end is None else (to_datetime(end["created_at"]), end["id"])
+    items = yield Call(
+        "dashboard_search",
+        {
+            "pattern": like_pattern(filters.text),
+            "status": filters.status,
+            "model_name": filters.model_name,
+            "low_created_at": low_created_at,
+            "low_id": low_id,
+            "before_created_at": before_created_at,
+            "before_id": before_id,
+            "limit": limit,
+        },
+        GENERATION,
+    )
+    if len(items) == limit:
+        return TablePage(items, encode_cursor(items[-1].created_at, items[-1].id), True)
+    if end is None:
+        return TablePage(items, None, True)
+    # the window's far end is its last row: the next window starts just below it
+    return TablePage(items, encode_cursor(low_created_at, low_id), True)
+
+
+__all__ = ["SEARCH_WINDOW", "Filters", "TablePage", "decode_cursor", "encode_cursor", "table_page"]

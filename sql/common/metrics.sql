@@ -1,0 +1,33 @@
+-- Metrics and the dashboard's figures (musicstore.metrics): read from the running totals that triggers keep
+-- and from bounded walks of an index (the newest rows of a window, the processing rows, the newest completed
+-- rows), so that a scrape costs the same at any table size. No query here writes. Timestamps are bound by
+-- the connector in the backend's encoding.
+
+-- name: metrics_model_totals()
+-- Counts by (model, status) from the running totals by (model, status) (migration 0005), in their primary
+-- key's order; keys at zero are left out.
+SELECT model_name, status, CAST(sum(generations) AS BIGINT) AS generations
+FROM generation_model_totals
+GROUP BY model_name, status
+HAVING sum(generations) > 0
+ORDER BY model_name, status;
+
+-- name: metrics_oldest_pending()^
+-- The creation time of the queue's head: the first entry of the pending rows in the queue's index.
+SELECT min(created_at) AS oldest FROM generations WHERE status = 'pending';
+
+-- name: metrics_processing(limit)
+-- The rows being processed (one per claim in flight), oldest first: their worker and lease.
+SELECT id, model_name, worker_id, attempts, started_at, lease_expires_at
+FROM generations
+WHERE status = 'processing'
+ORDER BY created_at, id
+LIMIT :limit;
+
+-- name: metrics_recent(since, limit)
+-- The newest rows created since a time (at most limit), newest first: what became of them.
+SELECT prompt, status, attempts, error_message, created_at, started_at, completed_at
+FROM generations
+WHERE created_at >= :since
+ORDER BY created_at DESC
+LIMIT :limit;
