@@ -61,7 +61,8 @@ class RenditionSpec:
     - ``flac``: ``subtype`` PCM_16 (TPDF dither) or PCM_24, ``compression_level`` 0–8 (default 5).
     - ``wav``: ``subtype`` PCM_16, PCM_24 or FLOAT.
 
-    ``sample_rate``: the rendition's rate (resampled with soxr, "VHQ"), default the master's (Opus: 48 kHz).
+    ``sample_rate``: the rendition's rate (resampled with soxr: "HQ" for lossy
+    codecs, "VHQ" for lossless), default the master's (Opus: 48 kHz).
     """
 
     format: str
@@ -212,8 +213,10 @@ def check_target(path: str | Path, spec: RenditionSpec) -> Path:
     return target
 
 
-def resample(x: NDArray[np.float32], rate: int, to: int) -> NDArray[np.float32]:
-    """``x`` at ``to`` Hz (soxr, very high quality); ``x`` itself when the rates match."""
+def resample(x: NDArray[np.float32], rate: int, to: int, *, lossy: bool = False) -> NDArray[np.float32]:
+    """``x`` at ``to`` Hz with soxr: "VHQ" (28-bit) for a lossless target, "HQ" (20-bit, five times faster:
+    docs/renditions.md) for a lossy codec, whose own noise is far above; ``x`` itself when the rates
+    match."""
     if rate == to:
         return x
     try:
@@ -221,7 +224,7 @@ def resample(x: NDArray[np.float32], rate: int, to: int) -> NDArray[np.float32]:
     except ImportError as exc:
         raise ImportError(f"resampling needs soxr: {INSTALL_HINT}") from exc
 
-    out = soxr.resample(np.ascontiguousarray(x.T), rate, to, quality="VHQ")
+    out = soxr.resample(np.ascontiguousarray(x.T), rate, to, quality="HQ" if lossy else "VHQ")
     return np.ascontiguousarray(np.asarray(out, dtype=np.float32).T)
 
 

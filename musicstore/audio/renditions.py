@@ -31,6 +31,7 @@ from musicstore.audio.arrays import as_audio, check_sample_rate
 from musicstore.audio.codecs import (
     EXTENSIONS,
     FORMATS,
+    LOSSLESS_SUBTYPES,
     Codec,
     RenditionSpec,
     check_target,
@@ -69,9 +70,9 @@ log = logging.getLogger("musicstore.audio")
 RenditionStatus = Literal["normalized", "limited", "target_missed", "silent", "too_quiet"]
 
 DEFAULT_HEADROOM_DB = {
-    "mp3": 0.5,
+    "mp3": 1.25,
     "opus": 1.0,
-    "vorbis": 0.75,
+    "vorbis": 1.0,
     "flac": 0.0,
     "wav": 0.0,
 }  # measured: docs/renditions.md
@@ -223,7 +224,7 @@ def render_bytes(
     target = check_target(name, spec)
     x = as_audio(audio, scale=scale)
     codec = spec.settings(rate, x.shape[0])
-    x = resample(x, rate, codec.sample_rate)
+    x = resample(x, rate, codec.sample_rate, lossy=codec.format not in LOSSLESS_SUBTYPES)
     encoded, status, attempts, before = _attempts(x, codec, chosen, opts)
     data, loudness, peak, frames = encoded.data, encoded.loudness, encoded.peak, encoded.frames
     reached = status in ("normalized", "limited")
