@@ -15,7 +15,7 @@ LAYERS = {
     "database": ["queries", "ops", "runner", "store", "aio", "migrate", "compat", "backends", "waiting"],
     "files": ["filestore"],
     "audio": ["audio"],
-    "composition": ["recording", "rendering", "delivery", "maintenance", "worker"],
+    "composition": ["recording", "rendering", "delivery", "maintenance", "metrics", "worker"],
     "faces": ["cli", "testing", "web", "__main__", "__init__"],
 }
 """Each layer and the top-level names (module or package) it holds; ``ops_x`` counts as ``ops``."""

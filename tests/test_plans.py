@@ -19,6 +19,7 @@ from musicstore.models import prompt_digest
 from musicstore.queries import load
 from musicstore.urls import resolve
 from tests.test_progress import PROGRESS_INDEXED
+from tests.test_web_plans import DASHBOARD_INDEXED, DASHBOARD_TIES_SORTED
 
 WHEN = datetime.max.replace(tzinfo=UTC)  # first pages: the cursor starts after every row
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -122,6 +123,8 @@ INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
 }
 # Newest-first lists over the unfiltered time index sort only the rows that share one created_at, by id.
 TIES_SORTED = {"list_generations", "list_generations_by_model", "maintenance_cleanup_candidates"}
+INDEXED |= DASHBOARD_INDEXED  # the dashboard's and the metrics' reads (tests/test_web_plans.py)
+TIES_SORTED |= DASHBOARD_TIES_SORTED
 INDEXED |= PROGRESS_INDEXED  # queue position and throughput (tests/test_progress.py)
 # Queries that read nothing but running totals: their plans name no index or table of generations or prompts.
 TOTALS_ONLY = {name for name, (_, index) in INDEXED.items() if index in {None, "model totals", "day totals"}}

@@ -25,6 +25,7 @@ from .commands import (
 )
 from .common import DEFAULT_ROOT, ROOT_ENV
 from .maintenance_commands import cmd_backup, cmd_cleanup, cmd_copy_files, cmd_reconcile, cmd_restore
+from .serve_command import add_serve_options, cmd_serve
 from .signal_commands import cmd_cancel
 
 EPILOG = f"""\
@@ -131,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="loudness profile (default streaming: -14 LUFS, -1 dBTP)",
     )
     render.add_argument("--bitrate", type=bitrate, help="mp3/opus bitrate in kbps, e.g. 192k")
+
+    add_serve_options(
+        command("serve", "the read-only web dashboard and /metrics (docs/dashboard.md)", cmd_serve, root)
+    )
 
     prompts = command("prompts", "the most used prompts", cmd_prompts, as_json)
     prompts.add_argument(

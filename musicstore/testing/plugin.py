@@ -14,6 +14,11 @@
   variables set for it during the test (so ``open_filestore(url)`` needs nothing more); emptied afterwards.
 - ``musicstore_store``: a ``Store`` on ``musicstore_sqlite_url`` with ``musicstore_clock``.
 - ``musicstore_output_root``: an empty folder for exported audio.
+- ``musicstore_live_server``: a factory ``start(app) -> LiveServer`` that serves an ASGI app (e.g.
+  ``musicstore.web.create_app(store)``) with uvicorn on 127.0.0.1 on a free port in a thread (``.url``).
+- ``musicstore_browser``: a headless Chromium (Debian's ``chromium`` + ``chromium-driver``) driven by
+  selenium, for the session. Skips when either is missing, unless ``MUSICSTORE_TEST_BROWSER=required`` or
+  ``CI=true``.
 
 Every fixture removes what it made.
 """
@@ -168,3 +173,35 @@ def musicstore_output_root(tmp_path: Path) -> Path:
     root = tmp_path / "audio"
     root.mkdir()
     return root
+
+
+@pytest.fixture
+def musicstore_live_server() -> Iterator[Any]:
+    from ._browser import LiveServer
+
+    started: list[LiveServer] = []
+
+    def start(app: Any) -> LiveServer:
+        server = LiveServer(app)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def musicstore_browser() -> Iterator[Any]:
+    from ._browser import browser_missing, start_browser
+
+    reason = browser_missing()
+    if reason:
+        if os.environ.get("MUSICSTORE_TEST_BROWSER") == "required" or os.environ.get("CI") == "true":
+            pytest.fail(f"browser tests are required here: {reason}")
+        pytest.skip(reason)
+    driver = start_browser()
+    try:
+        yield driver
+    finally:
+        driver.quit()
