@@ -66,6 +66,12 @@ class AsyncOperations:
     get_rendition = coroutine_method(ops.get_rendition)
     get_rendition_by_settings = coroutine_method(ops.get_rendition_by_settings)
     list_renditions = coroutine_method(ops.list_renditions)
+    set_owner_limit = coroutine_method(ops.set_owner_limit)
+    get_owner_limits = coroutine_method(ops.get_owner_limits)
+    queue_depth = coroutine_method(ops.queue_depth)
+    list_dead_letters = coroutine_method(ops.list_dead_letters)
+    replay = coroutine_method(ops.replay)
+    replay_all = coroutine_method(ops.replay_all)
 
     async def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``op`` with these arguments; each subclass decides where."""

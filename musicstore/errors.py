@@ -49,6 +49,16 @@ class Cancelled(LeaseLost):
     Raised by the worker's next heartbeat or written progress report after the cancel."""
 
 
+class IdempotencyConflict(MusicstoreError):
+    """An idempotency key was used again for a different request (another prompt, model, length...).
+
+    ``existing_id``: the generation created with the key."""
+
+    def __init__(self, message: str, *, existing_id: str) -> None:
+        super().__init__(message)
+        self.existing_id = existing_id
+
+
 class ConfirmationRequired(MusicstoreError):
     """A destructive operation was called without its explicit confirmation argument."""
 

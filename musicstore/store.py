@@ -59,6 +59,12 @@ class Operations:
     get_rendition = method(ops.get_rendition)
     get_rendition_by_settings = method(ops.get_rendition_by_settings)
     list_renditions = method(ops.list_renditions)
+    set_owner_limit = method(ops.set_owner_limit)
+    get_owner_limits = method(ops.get_owner_limits)
+    queue_depth = method(ops.queue_depth)
+    list_dead_letters = method(ops.list_dead_letters)
+    replay = method(ops.replay)
+    replay_all = method(ops.replay_all)
 
     def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``op`` with these arguments; each subclass decides where."""

@@ -19,6 +19,7 @@ from musicstore.models import prompt_digest
 from musicstore.queries import load
 from musicstore.urls import resolve
 from tests.test_progress import PROGRESS_INDEXED
+from tests.test_queue_order import QUEUE_INDEXED, QUEUE_OTHER
 from tests.test_web_plans import DASHBOARD_INDEXED, DASHBOARD_TIES_SORTED
 
 WHEN = datetime.max.replace(tzinfo=UTC)  # first pages: the cursor starts after every row
@@ -130,6 +131,8 @@ INDEXED |= PROGRESS_INDEXED  # queue position and throughput (tests/test_progres
 TOTALS_ONLY = {name for name, (_, index) in INDEXED.items() if index in {None, "model totals", "day totals"}}
 READS_ROWS = re.compile(r"\b(?:on|SCAN|SEARCH)\s+(?:generations|prompts)\b")
 OTHER = {"applied_migrations"}  # yoyo's own small table
+INDEXED |= QUEUE_INDEXED  # idempotency keys and owner limits (tests/test_queue_order.py)
+OTHER |= QUEUE_OTHER  # the lane ranking and the queue's depth: checked at a million rows there
 INDEX_NAMES = {
     "sqlite": {
         "prompts pk": "INTEGER PRIMARY KEY",
@@ -247,9 +250,16 @@ LOAD_QUEUE = (
 )
 QUEUE: dict[str, dict[str, Any]] = {
     "list_pending": {"limit": 50},
-    "claim_next": {"worker_id": "w", "now": WHEN, "lease_expires_at": WHEN},
-    "claim_batch": {"worker_id": "w", "now": WHEN, "lease_expires_at": WHEN, "limit": 10},
+    # the claim of a lane's head (migration 0008): the lane of jobs without an owner key, here every job
+    "claim_lane_head": {
+        "worker_id": "w",
+        "now": WHEN,
+        "lease_expires_at": WHEN,
+        "owner_key": "",
+        "max_running": None,
+    },
 }
+QUEUE_INDEX = {"list_pending": "generations_pending", "claim_lane_head": "generations_lane_queue"}
 
 
 def test_postgres_queue_reads_only_pending_rows_when_many_are_not(postgres_url: str) -> None:
@@ -270,7 +280,7 @@ def test_postgres_queue_reads_only_pending_rows_when_many_are_not(postgres_url: 
                 rows = conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF) {queries[name].sql}", params).fetchall()
                 raise _RolledBack
             plan = "\n".join(row[0] for row in rows)
-            assert "generations_pending" in plan, (name, plan)
+            assert QUEUE_INDEX[name] in plan, (name, plan)
             assert "Rows Removed by Filter" not in plan and "Sort" not in plan, (name, plan)
 
 

@@ -155,7 +155,7 @@ INDEXES = {
     # the queue's lanes (0008): pending jobs by owner key in claim order, processing jobs by owner key; the
     # owner key is the expression coalesce(owner_key, ''), which index_info names None
     "generations_lane_queue": [None, "priority", "created_at", "id"],
-    "generations_lane_running": [None],
+    "generations_lane_running": ["status", None],
     "generations_idempotency_key": ["idempotency_key"],
 }
 # PostgreSQL's planner needs the queue's pending rows in an index of their own (migration 0005); SQLite's not.

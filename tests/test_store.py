@@ -452,6 +452,10 @@ STORED = {
     "progress": 1.0,
     "stage": "decoding",
     "progress_at": 1_700_000_001_900_000,
+    "priority": 3,
+    "run_after": 1_700_000_000_500_000,
+    "owner_key": "user-1",
+    "idempotency_key": "request-1",
 }
 """A completed generation as SQLite stores it, column by column."""
 

@@ -12,7 +12,10 @@ CREATE UNIQUE INDEX generations_idempotency_key ON generations (idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX generations_lane_queue ON generations (coalesce(owner_key, ''), priority DESC, created_at, id)
     WHERE status = 'pending';
-CREATE INDEX generations_lane_running ON generations (coalesce(owner_key, '')) WHERE status = 'processing';
+-- Each owner key's processing jobs: counted against its limit, and to order keys fairly. Not partial: a
+-- small partial index of processing rows would draw PostgreSQL's planner away from the queue index for
+-- other reads of processing rows (oldest first), which it then sorts.
+CREATE INDEX generations_lane_running ON generations (status, coalesce(owner_key, ''));
 
 CREATE TABLE owner_limits (
     owner_key   text    PRIMARY KEY CHECK (length(owner_key) BETWEEN 1 AND 200),

@@ -15,8 +15,10 @@ CREATE UNIQUE INDEX generations_idempotency_key ON generations (idempotency_key)
 -- index probe per key.
 CREATE INDEX generations_lane_queue ON generations (coalesce(owner_key, ''), priority DESC, created_at, id)
     WHERE status = 'pending';
--- Each owner key's processing jobs: counted against its limit, and to order keys fairly.
-CREATE INDEX generations_lane_running ON generations (coalesce(owner_key, '')) WHERE status = 'processing';
+-- Each owner key's processing jobs: counted against its limit, and to order keys fairly. Not partial: a
+-- small partial index of processing rows would draw PostgreSQL's planner away from the queue index for
+-- other reads of processing rows (oldest first), which it then sorts.
+CREATE INDEX generations_lane_running ON generations (status, coalesce(owner_key, ''));
 
 -- Keys with a limit of their own on jobs processing at once (0: paused); other keys get the claim's default.
 CREATE TABLE owner_limits (

@@ -5,7 +5,7 @@ receives the store clock's current time); it returns its result. The sync and as
 (``musicstore.store``, ``musicstore.aio``, with what they share in ``musicstore.runner``) drive the same
 generators, so there is one copy of each operation's logic. By concern: ``steps`` (what an operation
 yields), ``reads``, ``jobs`` (a job's life), ``prompts``, ``renditions`` (files made from a master),
-``transfer`` (rows between stores).
+``transfer`` (rows between stores), ``queue`` (its depth, owner keys' limits, dead letters, replay).
 """
 
 from .jobs import (
@@ -25,6 +25,14 @@ from .jobs import (
     update_generation_status,
 )
 from .prompts import PROMPT, get_most_used_prompts, get_prompt_by_text, track_prompt_usage
+from .queue import (
+    get_owner_limits,
+    list_dead_letters,
+    queue_depth,
+    replay,
+    replay_all,
+    set_owner_limit,
+)
 from .reads import (
     GENERATION,
     TOTALS,
@@ -78,20 +86,26 @@ __all__ = [
     "get_database_stats",
     "get_generation",
     "get_most_used_prompts",
+    "get_owner_limits",
     "get_pending_generations",
     "get_prompt_by_text",
     "get_rendition",
     "get_rendition_by_settings",
     "heartbeat",
     "import_rows",
+    "list_dead_letters",
     "list_generations",
     "list_renditions",
     "prompts_after",
+    "queue_depth",
     "reader",
     "reads_all",
     "reads_one",
+    "replay",
+    "replay_all",
     "requeue_expired",
     "reset_database",
+    "set_owner_limit",
     "track_prompt_usage",
     "update_generation_status",
     "writer",

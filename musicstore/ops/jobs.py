@@ -2,6 +2,12 @@
 
 Every status change is one conditional UPDATE whose row count decides it; when it matches no row,
 ``_explain`` reads the row to say why (not found, another status, or another worker's lease).
+
+The claim takes jobs in the queue's order (docs/queue.md): among the lanes (one per owner key, one for jobs
+without a key) with a ready job and room under their limit, the head with the highest priority, then the lane
+with the fewest jobs processing, then the oldest head. ``queue_heads`` ranks the lanes; ``claim_lane_head``
+takes one lane's head, with its limit checked in the same statement (on PostgreSQL after the lane's
+transaction lock).
 """
 
 from __future__ import annotations
@@ -10,9 +16,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import validate
-from ..errors import Cancelled, ConfirmationRequired, InvalidTransition, LeaseLost, NotFound
+from ..errors import (
+    Cancelled,
+    ConfirmationRequired,
+    IdempotencyConflict,
+    InvalidInput,
+    InvalidTransition,
+    LeaseLost,
+    NotFound,
+)
 from ..ids import check_id, new_id
-from ..models import Generation, Requeued, Status, columns
+from ..models import Generation, Requeued, RetryPolicy, Status, columns
 from .prompts import track_prompt
 from .reads import GENERATION
 from .steps import NOW, Call, Steps, writer
@@ -25,6 +39,17 @@ RESET_CONFIRMATION = "delete everything"
 """The exact ``confirm=`` argument ``reset_database`` requires."""
 TRACKED = columns("id")
 """What ``create_generation`` reads of the prompt row it counted a use of: that there is one."""
+MIN_PRIORITY, MAX_PRIORITY = -32_768, 32_767
+"""The range of ``priority`` (the schema checks it too)."""
+MAX_OWNER_LIMIT = 1_000_000
+"""The largest limit on an owner key's processing jobs."""
+CANDIDATES = 8
+"""How many lanes one claim ranks and tries, best first, before it returns None (a lane is skipped when
+another claimer took its last ready job, or, on PostgreSQL, holds its lock, meanwhile)."""
+HEADS = columns("owner_key", "max_running")
+LOCKED = columns("locked")
+NO_RETRY_DELAY = RetryPolicy(base_seconds=0.0)
+"""The default of ``fail`` and ``requeue_expired``: a retried job is claimable at once."""
 
 
 @writer
@@ -37,9 +62,22 @@ def create_generation(
     channels: int = 2,
     model_version: str | None = None,
     metadata: dict[str, Any] | None = None,
+    priority: int = 0,
+    run_after: datetime | None = None,
+    owner_key: str | None = None,
+    idempotency_key: str | None = None,
 ) -> Steps[Generation]:
-    """Enqueue a pending generation and count its prompt's use, in one transaction."""
+    """Enqueue a pending generation and count its prompt's use, in one transaction.
+
+    ``priority``: higher is claimed first (-32768 to 32767). ``run_after``: not claimed before this moment.
+    ``owner_key``: the user or tenant it runs for (claims are fair across keys; see ``set_owner_limit``).
+    ``idempotency_key``: when a generation was created with this key before, it is returned instead of a new
+    one (race-safe across processes); if that one was asked with another prompt, model, length, rate,
+    channels, metadata, priority or owner key, ``IdempotencyConflict`` is raised. Keys are unique among all
+    generations while their row exists.
+    """
     encoded = "{}" if metadata is None else validate.metadata(metadata)
+    key = validate.name(idempotency_key, "idempotency_key", optional=True)
     fields: dict[str, Any] = {
         "id": new_id(),
         "prompt": validate.prompt(prompt),
@@ -48,37 +86,112 @@ def create_generation(
         "duration_seconds": validate.duration(duration_seconds),
         "sample_rate": validate.sample_rate(sample_rate),
         "channels": validate.channels(channels),
+        "priority": validate.integer(priority, "priority", MIN_PRIORITY, MAX_PRIORITY),
+        "run_after": None if run_after is None else validate.moment(run_after, "run_after"),
+        "owner_key": validate.name(owner_key, "owner_key", optional=True),
+        "idempotency_key": key,
         "created_at": (yield NOW),
     }
     row = Generation(**fields, status=Status.PENDING, metadata=dict(metadata or {}))
+    if key is not None:
+        yield Call("lock_idempotency_key", {"idempotency_key": key}, LOCKED)
+        found = {"idempotency_key": key}
+        earlier: Generation | None = yield Call("get_by_idempotency_key", found, GENERATION)
+        if earlier is not None:
+            _same_request(earlier, row)
+            return earlier
     digest, _ = yield from track_prompt(row.prompt, row.created_at, TRACKED)
     yield Call("insert_generation", {**fields, "metadata": encoded, "prompt_digest": digest})
     return row
 
 
+_REQUEST = (
+    *("prompt", "model_name", "model_version", "duration_seconds", "sample_rate", "channels"),
+    *("metadata", "priority", "owner_key"),
+)
+"""What two creations with one idempotency key must agree on (``run_after`` may differ: a client retrying
+a request may compute it again)."""
+
+
+def _same_request(earlier: Generation, asked: Generation) -> None:
+    differ = [name for name in _REQUEST if getattr(earlier, name) != getattr(asked, name)]
+    if differ:
+        raise IdempotencyConflict(
+            f"idempotency key {asked.idempotency_key!r} was used for generation {earlier.id} with another "
+            f"{', '.join(differ)}; use a new key for a new request",
+            existing_id=earlier.id,
+        )
+
+
+def _limit(owner_limit: int | None) -> int | None:
+    if owner_limit is None:
+        return None
+    return validate.integer(owner_limit, "owner_limit", 0, MAX_OWNER_LIMIT)
+
+
+def _claim_one(params: dict[str, Any], default_limit: int | None, wait: bool) -> Steps[Generation | None]:
+    """Claim the head of the best lane that still has one, or None. ``wait``: the first lane with a limit
+    waits for its lock (on PostgreSQL), the others are skipped while another claimer holds theirs; a caller
+    that already wrote in this transaction passes False, so that it never waits while holding a lock."""
+    ranked = {"now": params["now"], "default_limit": default_limit, "limit": CANDIDATES}
+    lanes: list[tuple[str, int | None]] = yield Call("queue_heads", ranked, HEADS)
+    for owner_key, max_running in lanes:
+        if max_running is not None:
+            locked = yield Call("lock_lane" if wait else "try_lock_lane", {"owner_key": owner_key}, LOCKED)
+            wait = False
+            if not locked or not locked[0]:
+                continue
+        lane = {**params, "owner_key": owner_key, "max_running": max_running}
+        claimed: Generation | None = yield Call("claim_lane_head", lane, GENERATION)
+        if claimed is not None:
+            return claimed
+    return None
+
+
 @writer
-def claim_next(worker_id: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> Steps[Generation | None]:
-    """Take the oldest pending generation for ``worker_id`` (pending → processing), or None if none waits."""
+def claim_next(
+    worker_id: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS, owner_limit: int | None = None
+) -> Steps[Generation | None]:
+    """Take the next pending generation in the queue's order for ``worker_id`` (pending → processing), or
+    None if none is ready.
+
+    The order: the highest priority first; within one priority, the owner key with the fewest generations
+    processing, then the oldest. A generation whose ``run_after`` is still ahead waits. ``owner_limit``: how
+    many generations of one owner key may be processing at once, for keys without a limit of their own
+    (``set_owner_limit``); None: no limit. Generations without an owner key are never limited.
+    """
     worker = validate.name(worker_id, "worker_id")
     lease = timedelta(0, validate.seconds(lease_seconds, "lease_seconds"))
+    default_limit = _limit(owner_limit)
     now = yield NOW
     params = {"worker_id": worker, "now": now, "lease_expires_at": now + lease}
-    claimed: Generation | None = yield Call("claim_next", params, GENERATION)
+    claimed: Generation | None = yield from _claim_one(params, default_limit, True)
     return claimed
 
 
 @writer
 def claim_batch(
-    worker_id: str, count: int, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    worker_id: str,
+    count: int,
+    *,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    owner_limit: int | None = None,
 ) -> Steps[list[Generation]]:
-    """Take up to ``count`` of the oldest pending generations at once, oldest first."""
+    """Take up to ``count`` pending generations at once, in the order ``claim_next`` would take them one by
+    one (each counted against its owner key's limit), in one transaction."""
     worker = validate.name(worker_id, "worker_id")
     limit = validate.integer(count, "count", 1, validate.MAX_PAGE)
     lease = timedelta(0, validate.seconds(lease_seconds, "lease_seconds"))
+    default_limit = _limit(owner_limit)
     now = yield NOW
-    params = {"worker_id": worker, "now": now, "lease_expires_at": now + lease, "limit": limit}
-    claimed: list[Generation] = yield Call("claim_batch", params, GENERATION)
-    return sorted(claimed, key=lambda g: (g.created_at, g.id))
+    params = {"worker_id": worker, "now": now, "lease_expires_at": now + lease}
+    claimed: list[Generation] = []
+    while len(claimed) < limit:
+        one = yield from _claim_one(params, default_limit, not claimed)
+        if one is None:
+            break
+        claimed.append(one)
+    return claimed
 
 
 def _explain(generation_id: str, wanted: str, worker_id: str | None = None) -> Steps[Exception]:
@@ -183,19 +296,24 @@ def fail(
     retry: bool = True,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     worker_id: str | None = None,
+    backoff: RetryPolicy | None = None,
 ) -> Steps[Status]:
-    """processing → pending when ``retry`` and attempts < ``max_attempts``, else → failed.
+    """processing → pending when ``retry`` and attempts < ``max_attempts``, else → failed (a dead letter).
 
-    Returns the new status. The error message is kept on the row either way.
+    Returns the new status. The error message is kept on the row either way. ``backoff``: when the retried
+    generation may be claimed again (``RetryPolicy``: exponential in its attempts, with jitter); None: at
+    once.
     """
     gid = check_id(generation_id)
     message = validate.message(error_message, "error_message")
     retry = validate.flag(retry, "retry")
     attempts = validate.integer(max_attempts, "max_attempts", 1)
     worker = validate.name(worker_id, "worker_id", optional=True)
+    delay = _backoff(backoff)
     params = {"id": gid, "worker_id": worker, "error_message": message}
     if retry:
-        changed = yield Call("retry_generation", {**params, "max_attempts": attempts})
+        retried = {**params, "max_attempts": attempts, "now": (yield NOW), **delay}
+        changed = yield Call("retry_generation", retried)
         if changed == 1:
             return Status.PENDING
     changed = yield Call("fail_generation", {**params, "now": (yield NOW)})
@@ -214,11 +332,24 @@ def cancel(generation_id: str, reason: str | None = None) -> Steps[None]:
         raise (yield from _explain(gid, "cancelled"))
 
 
+def _backoff(policy: RetryPolicy | None) -> dict[str, float]:
+    if policy is None:
+        policy = NO_RETRY_DELAY
+    elif not isinstance(policy, RetryPolicy):
+        raise InvalidInput(f"backoff must be a RetryPolicy or None, got {type(policy).__name__}")
+    return {"base_seconds": policy.base_seconds, "cap_seconds": policy.cap_seconds, "jitter": policy.jitter}
+
+
 @writer
-def requeue_expired(*, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> Steps[Requeued]:
-    """Take back every processing generation whose lease expired: → pending, or → failed if none is left."""
-    params = {"now": (yield NOW), "max_attempts": validate.integer(max_attempts, "max_attempts", 1)}
-    requeued = yield Call("requeue_expired", params)
+def requeue_expired(
+    *, max_attempts: int = DEFAULT_MAX_ATTEMPTS, backoff: RetryPolicy | None = None
+) -> Steps[Requeued]:
+    """Take back every processing generation whose lease expired: → pending (claimable after ``backoff``,
+    as ``fail``'s), or → failed if none is left."""
+    attempts = validate.integer(max_attempts, "max_attempts", 1)
+    delay = _backoff(backoff)
+    params = {"now": (yield NOW), "max_attempts": attempts}
+    requeued = yield Call("requeue_expired", {**params, **delay})
     failed = yield Call("fail_expired", params)
     return Requeued(requeued=sorted(r["id"] for r in requeued), failed=sorted(r["id"] for r in failed))
 

@@ -1,14 +1,14 @@
 -- Generations: one row per requested piece of audio. Status changes are single conditional UPDATEs
 -- whose row count decides them. Timestamps are bound by the connector in the backend's encoding.
 
--- name: insert_generation(id, prompt, model_name, model_version, duration_seconds, sample_rate, channels, created_at, metadata, prompt_digest)!
+-- name: insert_generation(id, prompt, model_name, model_version, duration_seconds, sample_rate, channels, created_at, metadata, prompt_digest, priority, run_after, owner_key, idempotency_key)!
 -- Insert a pending generation; prompt_digest names its prompt (track_prompt ran first, same transaction).
 INSERT INTO generations (
     id, prompt, model_name, model_version, duration_seconds, sample_rate, channels,
-    status, created_at, attempts, metadata, prompt_digest
+    status, created_at, attempts, metadata, prompt_digest, priority, run_after, owner_key, idempotency_key
 ) VALUES (
     :id, :prompt, :model_name, :model_version, :duration_seconds, :sample_rate, :channels,
-    'pending', :created_at, 0, :metadata, :prompt_digest
+    'pending', :created_at, 0, :metadata, :prompt_digest, :priority, :run_after, :owner_key, :idempotency_key
 );
 
 -- name: get_generation(id)^
@@ -42,17 +42,6 @@ SET status = 'completed',
 WHERE id = :id AND status = 'processing'
   AND (CAST(:worker_id AS TEXT) IS NULL OR worker_id = :worker_id);
 
--- name: retry_generation(id, worker_id, error_message, max_attempts)!
--- processing -> pending, while attempts remain.
-UPDATE generations
-SET status = 'pending',
-    error_message = :error_message,
-    worker_id = NULL,
-    started_at = NULL,
-    lease_expires_at = NULL
-WHERE id = :id AND status = 'processing' AND attempts < :max_attempts
-  AND (CAST(:worker_id AS TEXT) IS NULL OR worker_id = :worker_id);
-
 -- name: fail_generation(id, worker_id, now, error_message)!
 -- processing -> failed.
 UPDATE generations
@@ -71,17 +60,6 @@ SET status = 'cancelled',
     completed_at = :now,
     lease_expires_at = NULL
 WHERE id = :id AND status IN ('pending', 'processing');
-
--- name: requeue_expired(now, max_attempts)
--- processing -> pending for every expired lease with attempts left.
-UPDATE generations
-SET status = 'pending',
-    error_message = 'lease expired',
-    worker_id = NULL,
-    started_at = NULL,
-    lease_expires_at = NULL
-WHERE status = 'processing' AND lease_expires_at <= :now AND attempts < :max_attempts
-RETURNING id;
 
 -- name: fail_expired(now, max_attempts)
 -- processing -> failed for every expired lease with no attempts left.
