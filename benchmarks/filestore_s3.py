@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.filestore_s3              # 21 batches per side
     .venv/bin/python -m benchmarks.filestore_s3 --quick      # 5 batches: a smoke run
+    .venv/bin/python -m benchmarks.filestore_s3 --clients    # boto3 against obstore (pip install obstore)
 
 The payload is a 30 s stereo 32 kHz PCM_16 clip's size (3,840,044 bytes). ``put``: ``S3FileStore.put``
 (SHA-256 first, then one conditional PUT carrying it, as metadata and as the request's checksum) against
@@ -16,6 +17,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from benchmarks.harness import (
     BARE,
@@ -125,5 +129,77 @@ def main() -> None:
     print("\n".join(lines))
 
 
+def _client_calls(
+    client: Any, ob: Any, bucket: str, payload: bytes, keys: Iterator[int]
+) -> dict[str, Callable[[], object]]:
+    import obstore
+
+    def put_boto3() -> object:
+        return client.put_object(Bucket=bucket, Key=f"clients/{next(keys)}", Body=payload)
+
+    def put_obstore() -> object:
+        return obstore.put(ob, f"clients/{next(keys)}", payload)
+
+    def get_boto3() -> object:
+        return client.get_object(Bucket=bucket, Key="clients/read")["Body"].read()
+
+    def get_obstore() -> object:
+        return obstore.get(ob, "clients/read").bytes()
+
+    return {
+        "put boto3": put_boto3,
+        "put obstore": put_obstore,
+        "get boto3": get_boto3,
+        "get obstore": get_obstore,
+    }
+
+
+def clients(rounds: int = 15, batch: int = 4) -> None:
+    """boto3 (the client musicstore uses) against obstore (Rust, object_store): PUT and GET of 1 MiB and of a
+    30 s clip's size, the same bytes, to fresh keys, on one SeaweedFS; rounds alternate, the first dropped;
+    ms per operation, median (fastest) round."""
+    import statistics
+    import time
+
+    from obstore.store import S3Store
+
+    server = start()
+    try:
+        client = server.client()
+        ob = S3Store(
+            server.bucket, endpoint=server.endpoint_url, access_key_id=server.access_key_id,
+            secret_access_key=server.secret_access_key, region=server.region,
+            client_options={"allow_http": True}, virtual_hosted_style_request=False,
+        )  # fmt: skip
+        keys = itertools.count()
+        print(f"Machine: {machine()}; SeaweedFS weed mini on 127.0.0.1; load {load()}")
+        print("| operation | boto3 ms median (min) | obstore ms median (min) | obstore / boto3 |")
+        print("| --- | ---: | ---: | ---: |")
+        for size, name in ((1 << 20, "1 MiB"), (CLIP, "30 s clip (3.84 MB)")):
+            payload = os.urandom(size)
+            client.put_object(Bucket=server.bucket, Key="clients/read", Body=payload)
+            sides = _client_calls(client, ob, server.bucket, payload, keys)
+            times: dict[str, list[float]] = {side: [] for side in sides}
+            for n in range(rounds + 1):
+                for side, call in sides.items():
+                    t = time.perf_counter()
+                    for _ in range(batch):
+                        call()
+                    if n:
+                        times[side].append((time.perf_counter() - t) / batch * 1000)
+            for op in ("put", "get"):
+                b, o = times[f"{op} boto3"], times[f"{op} obstore"]
+                print(
+                    f"| {op} {name} | {statistics.median(b):.1f} ({min(b):.1f}) | "
+                    f"{statistics.median(o):.1f} ({min(o):.1f}) | "
+                    f"{statistics.median(o) / statistics.median(b):.2f}× |"
+                )
+    finally:
+        server.stop()
+
+
 if __name__ == "__main__":
-    main()
+    if "--clients" in sys.argv:
+        clients()
+    else:
+        main()

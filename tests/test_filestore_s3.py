@@ -208,3 +208,95 @@ def test_the_server_killed_mid_upload_leaves_no_object(own_server: Any, overwrit
     assert list(store.uploads()) == []
     store.put("2026/01/01/killed.wav", data)  # the key is free
     assert store.head("2026/01/01/killed.wav").size == len(data)
+
+
+class FlakyProxy:
+    """An HTTP proxy in front of the real server that answers the first ``failures`` requests (of ``method``)
+    with 503 SlowDown, as a throttled or overloaded S3 does, then forwards the rest untouched (the Host
+    header too: the signature covers it)."""
+
+    def __init__(self, target: str, failures: int, method: str = "PUT") -> None:
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        self.failures, self.method, self.seen = failures, method, 0
+        host = urlsplit(target)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.command == proxy.method:
+                    proxy.seen += 1
+                    if proxy.seen <= proxy.failures:
+                        error = b"<Error><Code>SlowDown</Code><Message>Reduce your rate.</Message></Error>"
+                        self.send_response(503)
+                        self.send_header("Content-Type", "application/xml")
+                        self.send_header("Content-Length", str(len(error)))
+                        self.end_headers()
+                        self.wfile.write(error)
+                        return
+                conn = http.client.HTTPConnection(host.hostname or "127.0.0.1", host.port)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in {"transfer-encoding", "connection", "content-length"}:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any  # noqa: N815 (http.server's names)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("failures", [1, 3])
+def test_transient_errors_are_retried(musicstore_s3_server: Any, failures: int) -> None:
+    """503 SlowDown on the first PUTs: retried (with backoff) and the object lands once, whole."""
+    server = musicstore_s3_server
+    proxy = FlakyProxy(server.endpoint_url, failures)
+    try:
+        store = open_filestore(
+            f"s3://{server.bucket}/{server.prefix}flaky-{failures}/",
+            **{**server.options, "endpoint_url": proxy.url},
+        )
+        info = store.put("a.wav", b"RIFF" * 100)
+        assert proxy.seen == failures + 1
+        assert store.head("a.wav").checksum == info.checksum
+        assert b"".join(store.get("a.wav")) == b"RIFF" * 100
+    finally:
+        proxy.close()
+
+
+def test_retries_are_bounded_and_end_in_a_one_line_error(musicstore_s3_server: Any) -> None:
+    """A server that keeps failing: 4 attempts in all (the bound), then one typed line without the secret."""
+    server = musicstore_s3_server
+    proxy = FlakyProxy(server.endpoint_url, failures=1_000)
+    try:
+        options = {**server.options, "endpoint_url": proxy.url}
+        store = open_filestore(f"s3://{server.bucket}/{server.prefix}down/", **options)
+        with pytest.raises(StorageError, match="SlowDown") as caught:
+            store.put("a.wav", b"RIFF" * 100)
+        assert proxy.seen == 4
+        assert "\n" not in str(caught.value) and server.secret_access_key not in _all_text(caught.value)
+        assert list(store.list()) == []  # nothing at the key
+    finally:
+        proxy.close()

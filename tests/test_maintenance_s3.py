@@ -291,3 +291,31 @@ def test_the_commands_accept_an_s3_root(
     assert [(d["id"], d["problem"]) for d in verified["dangling"]] == [
         (messy["damaged"].id, "checksum_mismatch")
     ]
+
+
+class Shuffled:
+    """A store whose listing comes in another order than the rows' (as SeaweedFS's folder by folder order,
+    or a PostgreSQL locale, may differ from bytewise order)."""
+
+    def __init__(self, inner: FileStore) -> None:
+        self.inner, self.url = inner, inner.url
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def list(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[ObjectInfo]:
+        return iter(sorted(self.inner.list(prefix, page_size=page_size), key=lambda o: o.key[::-1]))
+
+
+def test_a_listing_out_of_key_order_is_confirmed_not_misreported(store: Store, objects: FileStore) -> None:
+    done = [in_bucket(store, objects) for _ in range(12)]
+    rendition(store, objects, done[0])
+    lost = in_bucket(store, objects)
+    objects.delete(f"{lost.created_at:%Y/%m/%d}/{lost.id}.wav")
+    objects.put("2026/01/03/0190a1b2-0000-7000-8000-000000000009.wav", b"orphan")
+    shuffled: Any = Shuffled(objects)
+    report = reconcile(store, shuffled, batch=5)
+    assert (report.rows_checked, report.files_scanned, report.referenced_files) == (13, 14, 13)
+    assert [d.id for d in report.dangling] == [lost.id] and report.orphan_count == 1
+    usage = disk_usage(store, shuffled, batch=5)
+    assert (usage.files, usage.recorded.files, usage.orphans.files) == (14, 13, 1)

@@ -117,7 +117,7 @@ class S3FileStore:
         config = Config(
             signature_version="s3v4",
             s3={"addressing_style": "path" if endpoint_url else "auto"},
-            retries={"max_attempts": max_attempts, "mode": "standard"},
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},  # attempts in all
             connect_timeout=10,
             read_timeout=60,
             request_checksum_calculation="when_required",

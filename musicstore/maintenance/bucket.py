@@ -8,14 +8,16 @@ bucket. It walks two streams in key order and merges them, holding one page of e
   key over the ``file_path`` index (for such rows ``file_path`` is the key), and renditions (which live in
   their generation's store) paged over their ``storage_key`` index, the two merged by key.
 
-A key on both sides is *referenced*. The merge trusts neither order (SeaweedFS lists folder by folder,
-PostgreSQL may sort by a locale), so every disagreement is confirmed before it is reported: an object no row
-seemed to record is looked up by key (a batch of up to ``batch`` keys, one query per table) and then by the
-generation id its name carries (a pending or processing generation's object is *in progress*: a worker put
-it and has not committed); a row whose object seemed absent is confirmed with a ``HEAD``. Out-of-order keys
-therefore cost a request each, never a wrong answer; the few keys confirmed that way are remembered so that
-no object is counted twice. Objects whose names are not audio (``<id>.<ext>``, a rendition's name) are
-*other*: counted, never touched. Nothing outside the prefix is listed, so nothing there is ever touched.
+A key on both sides is *referenced*. The merge trusts neither order blindly (SeaweedFS lists folder by
+folder, PostgreSQL may sort by a locale): an object no row seemed to record is looked up by key (a batch of
+up to ``batch`` keys, one query per table) and then by the generation id its name carries (a pending or
+processing generation's object is *in progress*: a worker put it and has not committed). A row whose object
+seemed absent is held (up to ``HOLD`` of them) until the end: when both streams came in strictly increasing
+key order the merge was exact and it is missing; otherwise (or past ``HOLD``) each is confirmed with a
+``HEAD``. Out-of-order keys therefore cost a request each, never a wrong answer; the few keys confirmed that
+way are remembered so that no object is counted twice. Objects whose names are not audio (``<id>.<ext>``,
+a rendition's name) are *other*: counted, never touched. Nothing outside the prefix is listed, so nothing
+there is ever touched.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import heapq
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from ..filestore import FileStore, ObjectInfo, ObjectNotFound
 from ..models import Status
@@ -33,6 +36,8 @@ from .scan import audio_stem, rows_by_ids
 
 LIST_PAGE = 1000
 """Keys a listing request asks for (S3's largest page)."""
+HOLD = 10_000
+"""Rows whose object seemed absent, held to the end of the merge (each about 200 bytes) before a HEAD each."""
 _LIVE = frozenset({Status.PENDING.value, Status.PROCESSING.value})
 
 
@@ -182,10 +187,21 @@ class _Classifier:
         """Objects the merge missed (out of order) and the lookup by key found: counted once."""
         self.found_by_head: set[str] = set()
         """Rows' objects the merge missed and a HEAD found."""
+        self.ordered = True
+        """Both streams came in strictly increasing key order so far: the merge is exact."""
+
+    def _increasing(self, keyed: Iterable[Any], strict: bool) -> Iterator[Any]:
+        last: str | None = None
+        for item in keyed:
+            if last is not None and (item.key < last or (strict and item.key == last)):
+                self.ordered = False
+            last = item.key
+            yield item
 
     def run(self) -> Iterator[Item]:
-        listing = self.files.list(page_size=LIST_PAGE)
-        for key, obj, rows in join(listing, stored_rows(self.store, self.files.url, self.batch)):
+        listing = self._increasing(self.files.list(page_size=LIST_PAGE), strict=True)
+        recorded = self._increasing(stored_rows(self.store, self.files.url, self.batch), strict=False)
+        for key, obj, rows in join(listing, recorded):
             if obj is not None and rows:
                 yield Item(key, obj, rows, "referenced", rows[0].status)
             elif obj is not None:
@@ -197,10 +213,10 @@ class _Classifier:
                     yield from self.confirm_orphans()
             else:
                 self.missing.append((key, rows))
-                if len(self.missing) >= self.batch:
-                    yield from self.confirm_missing()
+                if len(self.missing) >= HOLD:
+                    yield from self.confirm_missing(exact=False)
         yield from self.confirm_orphans()
-        yield from self.confirm_missing()
+        yield from self.confirm_missing(exact=self.ordered)
 
     def confirm_orphans(self) -> Iterator[Item]:
         objects, self.orphans = self.orphans, []
@@ -225,12 +241,13 @@ class _Classifier:
             else:
                 yield Item(obj.key, obj, [], "orphan")
 
-    def confirm_missing(self) -> Iterator[Item]:
+    def confirm_missing(self, *, exact: bool) -> Iterator[Item]:
+        """The rows whose object the merge did not meet: missing if ``exact``, else asked with a HEAD each."""
         groups, self.missing = self.missing, []
         for key, rows in groups:
             if key in self.found_by_key:
                 continue  # its object came earlier (out of order) and was counted then
-            if any(row.must_exist for row in rows):
+            if not exact and any(row.must_exist for row in rows):
                 try:
                     head = self.files.head(key)
                 except ObjectNotFound:
