@@ -559,7 +559,7 @@ def _reconcile_objects(
     repair = report.repair
     dangling: list[DanglingRow] = []
     renditions: list[DanglingRow] = []
-    seen = 0
+    seen, tick = 0, batch
 
     def listed(items: list[Any], item: Any) -> None:
         if len(items) < max_items:
@@ -585,8 +585,9 @@ def _reconcile_objects(
 
     for item in classify_objects(store, files, batch=batch):
         seen += len(item.rows) + (item.obj is not None)
-        if progress is not None and seen >= batch:
+        if progress is not None and seen >= tick:
             progress(seen)
+            tick = seen + batch
         for row in item.rows:
             if row.rendition:
                 report.renditions_checked += 1
