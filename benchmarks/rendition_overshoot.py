@@ -72,7 +72,7 @@ def main() -> None:
         cells = []
         for codec_name, spec in CODECS.items():
             codec = spec.settings(rate, audio.shape[0])
-            x = resample(audio, rate, codec.sample_rate)
+            x = resample(audio, rate, codec.sample_rate, lossy=True)
             leveled = level(
                 x, BlockPower.measure(x, codec.sample_rate), target_lufs=target, ceiling_dbtp=ceiling,
                 limiter=True, settings=LimiterSettings(),

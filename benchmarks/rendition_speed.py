@@ -53,7 +53,7 @@ def main() -> None:
         if codec.sample_rate != rate:
             import soxr  # type: ignore[import-untyped]
 
-            floor_audio = np.ascontiguousarray(soxr.resample(audio.T, rate, codec.sample_rate, "VHQ").T)
+            floor_audio = np.ascontiguousarray(soxr.resample(audio.T, rate, codec.sample_rate, "HQ").T)
         library: list[float] = []
         floor: list[float] = []
         encodes = 0
