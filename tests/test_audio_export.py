@@ -361,3 +361,34 @@ def test_status_is_a_deprecated_alias_of_loudness_status() -> None:
         assert export.Status is LoudnessStatus
     with pytest.raises(AttributeError):
         _ = export.NoSuchName
+
+
+@pytest.mark.parametrize(
+    ("seed", "drums", "target"),
+    [
+        (2, 1.0, -16.0),
+        (3, 3.0, -12.0),
+        (2, 1.0, -9.0),
+        (5, 3.0, -6.0),
+    ],  # the last three: beyond the shallow map
+)
+def test_the_shallow_first_map_changes_nothing(
+    seed: int, drums: float, target: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limiter first maps detector values only down to what gains 1 dB above the target's can lift (and
+    maps deeper when the gain it needs lies beyond): the files and figures are those of a map down to the
+    depth cap's floor at once."""
+    from musicstore.audio import limiter
+
+    audio = synthesize_music(4.0, 44_100, seed=seed, drums=drums)
+    options = ExportOptions(target_lufs=target, dither_seed=1)
+    results = []
+    for shallow_db, name in ((limiter.SHALLOW_DB, "shallow.wav"), (100.0, "deep.wav")):
+        monkeypatch.setattr(limiter, "SHALLOW_DB", shallow_db)
+        results.append(export_audio(audio, 44_100, tmp_path / name, options))
+    shallow, deep = results
+    assert shallow.status in ("limited", "target_missed")
+    assert shallow.status == deep.status
+    for figure in ("loudness_after", "true_peak_after", "gain_db", "limiter_max_reduction_db"):
+        assert getattr(shallow, figure) == pytest.approx(getattr(deep, figure), abs=1e-6)  # float rounding
+    assert (tmp_path / "shallow.wav").read_bytes() == (tmp_path / "deep.wav").read_bytes()

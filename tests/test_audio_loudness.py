@@ -5,9 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pyloudnorm
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from musicstore.audio.loudness import BlockPower, integrated_loudness, loudness_range
+from musicstore.audio.loudness import (
+    BlockPower,
+    changed_block_means,
+    gated_loudness,
+    integrated_loudness,
+    loudness_range,
+)
 
 RATE = 48_000
 
@@ -103,3 +111,40 @@ def test_silence_is_minus_infinity_and_has_no_range() -> None:
 def test_range_needs_three_seconds() -> None:
     blocks = BlockPower.measure(tone([(-20.0, 2.0)]), RATE)
     assert loudness_range(blocks) is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rate=st.sampled_from([8_000, 32_000, 44_100, 96_000]),
+    channels=st.integers(1, 3),
+    seconds=st.floats(2.0, 5.0),
+    gain=st.floats(0.1, 4.0),
+    seed=st.integers(0, 2**16),
+    spans=st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(1, 3_000)), min_size=1, max_size=3),
+)
+def test_changed_block_means_equal_a_full_measurement(  # noqa: PLR0917 (hypothesis)
+    rate: int, channels: int, seconds: float, gain: float, seed: int, spans: list[tuple[float, int]]
+) -> None:
+    """The output's loudness re-measured only around the changed spans equals measuring it whole."""
+    rng = np.random.default_rng(seed)
+    samples = max(1, round(seconds * rate))
+    x = (rng.standard_normal((channels, samples)) * 0.2).astype(np.float32)
+    out = x * np.float32(gain)
+    ranges = sorted({(min(int(at * samples), samples - 1), length) for at, length in spans})
+    merged: list[list[int]] = []
+    for start, length in ranges:
+        stop = min(samples, start + length)
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], stop)
+        else:
+            merged.append([start, stop])
+    for start, stop in merged:  # a limiter-like dip, different on each channel
+        out[:, start:stop] *= rng.uniform(0.3, 1.0, (channels, 1)).astype(np.float32)
+    blocks = BlockPower.measure(x, rate)
+    means = changed_block_means(blocks, gain, x, out, np.asarray(merged, dtype=np.int64))
+    whole = BlockPower.measure(out, rate).block_means()
+    assert means is not None  # a few short spans in seconds of audio: re-measured around them only
+    np.testing.assert_allclose(means, whole, rtol=1e-6, atol=1e-12)
+    assert gated_loudness(means) == pytest.approx(integrated_loudness(out, rate).lufs, abs=1e-5)
+    wide = np.asarray([[0, samples]], dtype=np.int64)  # most of the clip changed: measured whole instead
+    assert changed_block_means(blocks, gain, x, out, wide) is None

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 from scipy.signal import upfirdn
 
+from musicstore.audio.farfield import BLOCK, FarField, _decimated_low_band, _lowpass
 from musicstore.audio.interpolation import _ANNEX2_PHASES, annex2, near_sinc
 from musicstore.audio.truepeak import (
     annex2_true_peak,
@@ -136,3 +137,33 @@ def test_span_bounds_hold_every_near_and_annex2_value(
     bound = np.repeat(span_bounds(audio, sample_envelope(audio)), 8)[: samples + 1]
     inner = slice(64, samples - 63)
     assert np.all(values[inner] <= bound[inner])
+
+
+@settings(max_examples=30, deadline=None)
+@given(samples=st.integers(1, 5_000), channels=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_far_part_low_band_and_block_bound(samples: int, channels: int, seed: int) -> None:
+    """The far part's decimated low band equals its definition summed directly, and its block bound holds
+    the far part at every grid position of every row of the block."""
+    rng = np.random.default_rng(seed)
+    audio = (rng.standard_normal((channels, samples)) * rng.uniform(0.01, 1.0, (channels, 1))).astype(
+        np.float32
+    )
+    taps = _lowpass(4)
+    half = taps.shape[0] // 2
+    count = -(-samples // 4)
+    signs = np.where(np.arange(samples) % 2, -1.0, 1.0)
+    for x in audio:
+        z = np.concatenate([np.zeros(taps.shape[0]), x * signs, np.zeros(taps.shape[0] + 4)])
+        direct = [
+            float(taps @ z[4 * j + half + taps.shape[0] : 4 * j - half - 1 + taps.shape[0] : -1])
+            for j in range(count)
+        ]
+        np.testing.assert_allclose(_decimated_low_band(x, count, 4), direct, atol=1e-5)
+    far = FarField.measure(audio)
+    blocks = -(-(samples + 1) // BLOCK)
+    bound = far.block_bound(blocks)
+    rows = np.arange(samples + 1)
+    fractions = np.arange(1, 8) / 8
+    for c in range(channels):
+        values = np.abs(far.at(c, rows - 1, fractions)).max(axis=1)
+        assert (values <= bound[rows // BLOCK] * (1 + 1e-5) + 1e-7).all()

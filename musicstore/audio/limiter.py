@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
-from musicstore.audio.loudness import BlockPower, gated_loudness, integrated_loudness
+from musicstore.audio.loudness import BlockPower, changed_block_means, gated_loudness, integrated_loudness
 from musicstore.audio.truepeak import (
     GRID_FACTOR,
     PeakMap,
@@ -39,6 +39,7 @@ CEILING_MARGIN_DB = 0.01  # below the ceiling, for dither and float rounding
 CURVE_MARGIN_DB = 0.02  # the curve aims this far under the detector ceiling: its first check then passes
 AIM_LU = 0.005  # how close the prediction is driven to the target
 EXACT_TOLERANCE_LU = 0.02  # beyond this the exact measurement triggers a corrected search
+SHALLOW_DB = 1.0  # the first peak map holds what gains up to this far above the target's can lift
 _REDUCTION_EPS = from_db(-0.01)
 
 
@@ -183,26 +184,73 @@ def level(
     gain = from_db(target_lufs - before)
     depth_db = settings.max_depth_db if limiter else 0.0
     floor = map_floor(target_lufs, ceiling_dbtp, before, depth_db)
+    shallow = max(floor, ceiling / (gain * from_db(SHALLOW_DB))) if limiter else floor
     if limiter and gain * float(sample_envelope(x).max()) > ceiling:
-        peaks = peak_map(x, floor)  # the limiter will run: map down to its floor at once
+        peaks = peak_map(x, shallow)  # the limiter will run: map down to gains near the target's at once
     else:  # most likely plain gain, for which the map down to the sample peak suffices
         peaks = peak_map(x)
-        if limiter and gain * peaks.grid_peak > ceiling and floor < peaks.floor:
-            peaks = peak_map(x, floor, peaks.far)
+        if limiter and gain * peaks.grid_peak > ceiling and shallow < peaks.floor:
+            peaks = peak_map(x, shallow, peaks.far)
     measured = time.perf_counter() - started
     if gain * peaks.grid_peak <= ceiling:
         return _static(x, base, peaks, gain, started)  # no detector value can reach the ceiling
     if not limiter:
         return _static(x, base, peaks, ceiling / peaks.grid_peak, started)
+    limits = _Limits(x, blocks, ceiling, settings, gain, depth_db, target_lufs)
+    mapped = peaks.floor
     need = _need(peaks)
-    peak_need = float(need.max())
-    shape = _Shape(settings, blocks.sample_rate)
-    upper = min(gain * from_db(depth_db), ceiling * from_db(depth_db) / peak_need)
-    aim = ceiling * from_db(-CURVE_MARGIN_DB)
-    region = _region(need, upper, aim, shape.reach)
-    del peaks, need  # keep memory low
-    leveled = _Limiter(x, blocks, ceiling, aim, shape).limit(region, target_lufs, gain, upper)
+    del peaks  # keep memory low (its far part too: a deeper map, seldom needed, measures it again)
+    region, upper, full = limits.region(need, mapped)
+    del need
+    leveled = limits.limit(region, upper)
+    if limits.capped(leveled, upper, full) and mapped > floor:  # more gain is needed: map down to the floor
+        again = time.perf_counter()
+        need = _need(peak_map(x, floor))
+        measured += time.perf_counter() - again
+        region, upper, full = limits.region(need, floor)
+        del need
+        leveled = limits.limit(region, upper)
     return replace(leveled, measure_seconds=measured + leveled.measure_seconds)
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """One clip's limiting, given the peak need from a map of its detector values."""
+
+    x: NDArray[np.float32]
+    blocks: BlockPower
+    ceiling: float
+    settings: LimiterSettings
+    gain: float
+    depth_db: float
+    target_lufs: float
+
+    @property
+    def aim(self) -> float:
+        return self.ceiling * from_db(-CURVE_MARGIN_DB)
+
+    def region(self, need: NDArray[np.float32], mapped: float) -> tuple[_Region, float, float]:
+        """The samples the curve may touch, the highest gain allowed (``upper``: every unmapped detector
+        value, at most the map's floor ``mapped``, stays under the ceiling) and the highest the depth cap
+        allows."""
+        peak_need = float(need.max())
+        full = min(self.gain * from_db(self.depth_db), self.ceiling * from_db(self.depth_db) / peak_need)
+        upper = min(full, self.ceiling / mapped)
+        shape = _Shape(self.settings, self.blocks.sample_rate)
+        return _region(need, upper, self.aim, shape.reach), upper, full
+
+    def limit(self, region: _Region, upper: float) -> Leveled:
+        shape = _Shape(self.settings, self.blocks.sample_rate)
+        limiter = _Limiter(self.x, self.blocks, self.ceiling, self.aim, shape)
+        return limiter.limit(region, self.target_lufs, self.gain, upper)
+
+    def capped(self, leveled: Leveled, upper: float, full: float) -> bool:
+        """Whether the result stopped at the map's cap short of the target (a deeper map may reach it)."""
+        return (
+            upper < full
+            and from_db(leveled.gain_db) >= upper * (1.0 - 1e-9)
+            and leveled.loudness < self.target_lufs - EXACT_TOLERANCE_LU
+        )
 
 
 def _static(
@@ -215,13 +263,28 @@ def _static(
     return Leveled(x * np.float32(gain), to_db(gain), loudness, true_peak, 0.0, 0.0, False, measured)
 
 
+def _spans(region: _Region) -> NDArray[np.int64]:
+    """The region's runs of consecutive samples, ``(n, 2)``: ``[first, last + 1)``."""
+    index = region.index
+    breaks = np.flatnonzero(np.diff(index) > 1)
+    starts = np.concatenate([index[:1], index[breaks + 1]])
+    stops = np.concatenate([index[breaks], index[-1:]]) + 1
+    return np.stack([starts, stops], axis=1).astype(np.int64)
+
+
 class _Limiter:
     """Limits one clip: the curve over its region, the checks on the output, the exact measurement."""
 
     def __init__(
-        self, x: NDArray[np.float32], blocks: BlockPower, ceiling: float, aim: float, shape: _Shape
+        self,
+        x: NDArray[np.float32],
+        blocks: BlockPower,
+        ceiling: float,
+        aim: float,
+        shape: _Shape,
     ) -> None:
         self.x, self.blocks, self.ceiling, self.aim, self.shape = x, blocks, ceiling, aim, shape
+        self.trimmed = False  # the last output was trimmed whole (no longer gain * x outside the region)
 
     def limit(self, region: _Region, target: float, gain: float, upper: float) -> Leveled:
         """Search the gain, apply and verify the curve, measure exactly; correct the aim if needed."""
@@ -239,7 +302,7 @@ class _Limiter:
                 ceiling=self.aim,
             )
             out, g, checked = self._apply_checked(chosen, region)
-            measured = integrated_loudness(out, self.blocks.sample_rate).lufs
+            measured = self._loudness(out, chosen, region)
             if abs(measured - target) <= EXACT_TOLERANCE_LU or (chosen >= upper and measured < target):
                 break
             aim += target - measured
@@ -251,6 +314,16 @@ class _Limiter:
         spent = time.perf_counter() - started
         return Leveled(out, to_db(chosen), measured, true_peak, -to_db(deepest), reduced, True, spent)
 
+    def _loudness(self, out: NDArray[np.float32], gain: float, region: _Region) -> float:
+        """The output's exact integrated loudness: re-measured only around the region (see
+        :func:`changed_block_means`) unless the whole output was trimmed or the region spreads wide."""
+        means = None
+        if not self.trimmed and region.index.size:
+            means = changed_block_means(self.blocks, gain, self.x, out, _spans(region))
+        if means is None:
+            return integrated_loudness(out, self.blocks.sample_rate).lufs
+        return gated_loudness(means)
+
     def _apply_checked(
         self, gain: float, region: _Region
     ) -> tuple[NDArray[np.float32], NDArray[np.float32], PeakMap]:
@@ -260,6 +333,7 @@ class _Limiter:
         bring the output under (a value beyond the region), the whole output is trimmed by the excess.
         """
         x, ceiling, samples = self.x, self.ceiling, self.x.shape[1]
+        self.trimmed = False
         out = x * np.float32(gain)
         scaled = out[:, region.index]
         inside = np.zeros(samples + 1, dtype=bool)
@@ -269,15 +343,17 @@ class _Limiter:
             g = self.shape.curve(region.need, gain, self.aim)
             out[:, region.index] = scaled * g
             checked = peak_map(out, ceiling)
-            over = checked.values > ceiling
+            values = checked.values
+            over = values > ceiling
             if not over.any():
                 return out, g, checked
             rows = checked.rows[over]
             if not inside[rows].all():
                 break
             excess = np.ones(samples + 1, dtype=np.float32)
-            excess[rows] = checked.values[over] / ceiling * from_db(0.002)
+            excess[rows] = values[over] / ceiling * from_db(0.002)
             region.need[:] = region.need * np.maximum(excess[:-1], excess[1:])[region.index]
-        out *= np.float32(ceiling / float(checked.values.max()) * from_db(-0.002))
+        out *= np.float32(ceiling / float(values.max()) * from_db(-0.002))
+        self.trimmed = True
         log.debug("limiter: whole output trimmed to stay under the ceiling")
         return out, g, peak_map(out, ceiling)

@@ -38,22 +38,32 @@ def clipped_samples(audio: NDArray[np.float32], sample_peak: float) -> int:
 def to_frames(audio: NDArray[np.float32], subtype: str, rng: np.random.Generator) -> NDArray[np.generic]:
     """Quantize ``(C, S)`` float32 audio for ``subtype`` and return C-contiguous ``(S, C)`` frames.
 
-    Works in chunks of samples, so the only full-size allocation is the result.
+    Works in chunks of samples, in the frames' layout, so the only full-size allocation is the result.
     """
     if subtype == "FLOAT":
         return np.ascontiguousarray(audio.T)
     scale, dtype, top, shift = _PCM[subtype]
     channels, samples = audio.shape
     frames = np.empty((samples, channels), dtype=dtype)
+    size = min(_CHUNK, samples)
+    buffer = np.empty((size, channels), dtype=np.float32)  # one chunk, already in the frames' layout
+    dither = np.empty(channels * size, dtype=np.float32)
     for start in range(0, samples, _CHUNK):
         part = audio[:, start : start + _CHUNK]
-        scaled = part * np.float32(scale)
-        if subtype == "PCM_16":
-            scaled += tpdf_dither(part.shape, rng)
+        n = part.shape[1]
+        scaled = buffer[:n]
+        np.multiply(part.T, np.float32(scale), out=scaled)
+        if subtype == "PCM_16":  # the same draws, in the same order, as tpdf_dither(part.shape, rng)
+            count = channels * n
+            raw = np.frombuffer(rng.bytes(4 * count), dtype=np.int16)
+            drawn = dither[:count]
+            np.subtract(raw[:count], raw[count:], out=drawn, dtype=np.float32)
+            drawn *= np.float32(1.0 / 65536.0)
+            scaled += drawn.reshape(channels, n).T
         np.rint(scaled, out=scaled)
         np.clip(scaled, -scale, top, out=scaled)
-        ints = scaled.astype(dtype)
+        target = frames[start : start + n]
+        np.copyto(target, scaled, casting="unsafe")  # in range and whole: the cast is exact
         if shift:
-            ints <<= shift
-        frames[start : start + _CHUNK] = ints.T
+            target <<= shift
     return frames
