@@ -22,10 +22,17 @@ from tests.conftest import FakeClock, new_job
 MISSING = "01a20180-5e48-7dc6-afbf-cdf54fb09fcb"
 
 PROGRESS_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
-    # the jobs ahead of one: a range of the queue's index, stopped at the cap
-    "count_pending_ahead": (
-        {"created_at": datetime(2030, 1, 1, tzinfo=UTC), "id": MISSING, "cap": 100},
-        "generations_pending|generations_status_created_at_id",
+    # the jobs ahead of one in its lane: ranges of the lane index (0008), stopped at the cap
+    "count_lane_higher": ({"owner_key": "", "priority": 0, "cap": 100}, "generations_lane_queue"),
+    "count_lane_before": (
+        {
+            "owner_key": "",
+            "priority": 0,
+            "created_at": datetime(2030, 1, 1, tzinfo=UTC),
+            "id": MISSING,
+            "cap": 9,
+        },
+        "generations_lane_queue",
     ),
     # completions in the ETA's window: a range of the completed index (0009)
     "count_completed_since": ({"since": datetime(2020, 1, 1, tzinfo=UTC)}, "generations_completed_at"),
@@ -152,6 +159,23 @@ def test_queue_position_counts_the_jobs_ahead_in_claim_order(store: Store, clock
         store.queue_position(MISSING)
     with pytest.raises(InvalidInput):
         store.queue_position(jobs[1].id, window_seconds=0)
+
+
+def test_queue_position_follows_priority_within_a_lane_and_counts_only_its_lane(
+    store: Store, clock: FakeClock
+) -> None:
+    def job(name: str, **kwargs: Any) -> str:
+        clock.advance(1)
+        return new_job(store, name, **kwargs).id
+
+    old_low = job("old, low priority", owner_key="alice")
+    alice = [job(f"alice {i}", owner_key="alice", priority=5) for i in range(3)]
+    bob = job("bob", owner_key="bob")
+    keyless = [job("no key"), job("no key, urgent", priority=9)]
+    assert [store.queue_position(g).ahead for g in alice] == [0, 1, 2]
+    assert store.queue_position(old_low).ahead == 3  # higher priorities first, whatever their age
+    assert store.queue_position(bob).ahead == 0  # alice's backlog is another lane
+    assert [store.queue_position(g).ahead for g in keyless] == [1, 0]
 
 
 def test_eta_comes_from_completions_in_the_window(store: Store, clock: FakeClock) -> None:

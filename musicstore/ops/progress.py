@@ -125,10 +125,14 @@ def report_progress(
 class QueuePosition:
     """Where a generation stands in the queue.
 
-    ``ahead``: pending generations the claim takes before it (None unless it is pending); ``capped``: the
-    count stopped at ``MAX_AHEAD``. ``completed_per_minute``: completions over the last ``window_seconds``.
-    ``eta_seconds``: for a pending generation, (ahead + 1) / throughput, the time until it is done if the
-    recent rate holds (None without completions in the window, or unless it is pending).
+    ``ahead``: pending generations of its lane (its owner key; jobs without a key share one lane) that the
+    claim takes before it: those of a higher priority, then the older ones of its priority (None unless it
+    is pending). Other keys' jobs are not counted: the claim interleaves the lanes (docs/queue.md), so they
+    add to the wait as the store's throughput is shared. ``capped``: the count stopped at ``MAX_AHEAD``.
+    ``completed_per_minute``: completions over the last ``window_seconds``, all lanes. ``eta_seconds``: for a
+    pending generation, (ahead + 1) / that throughput, in whole seconds: when it should be done if its lane
+    had the store's recent throughput to itself (a lower bound while other lanes wait too); None without
+    completions in the window, or unless it is pending.
     """
 
     generation_id: str
@@ -144,9 +148,8 @@ class QueuePosition:
 def queue_position(
     generation_id: str, *, window_seconds: float = THROUGHPUT_WINDOW_SECONDS
 ) -> Steps[QueuePosition]:
-    """How many pending generations are ahead of this one and when it should be done at the recent rate.
-
-    Two index range counts (pending jobs ahead in the claim's order, completions in the window), both bounded.
+    """How many pending generations of its lane are ahead of this one and when it should be done at the
+    recent rate. Index range counts only (the lane's jobs ahead, completions in the window), bounded.
     Raises NotFound if there is no such generation.
     """
     gid = check_id(generation_id)
@@ -162,8 +165,11 @@ def queue_position(
     capped = False
     eta: float | None = None
     if row.status is Status.PENDING:
-        params = {"created_at": row.created_at, "id": gid, "cap": MAX_AHEAD}
-        ahead = (yield Call("count_pending_ahead", params, COUNT))[0]
+        lane = {"owner_key": row.owner_key or "", "priority": row.priority, "cap": MAX_AHEAD}
+        ahead = (yield Call("count_lane_higher", lane, COUNT))[0]
+        if ahead < MAX_AHEAD:
+            before = {**lane, "created_at": row.created_at, "id": gid, "cap": MAX_AHEAD - ahead}
+            ahead += (yield Call("count_lane_before", before, COUNT))[0]
         capped = ahead >= MAX_AHEAD
         if rate > 0:
             eta = (ahead + 1) / rate

@@ -7,12 +7,21 @@ UPDATE generations
 SET progress = :progress, stage = :stage, progress_at = :now
 WHERE id = :id AND status = 'processing' AND worker_id = :worker_id;
 
--- name: count_pending_ahead(created_at, id, cap)^
--- How many pending generations the claim takes before this one (its order: created_at, then id), counted in
--- the pending index and stopped at cap.
+-- name: count_lane_higher(owner_key, priority, cap)^
+-- Pending generations of one lane (owner key, '' for none) with a higher priority: the claim takes them first.
+-- A range of the lane index (migration 0008), stopped at cap.
 SELECT count(*) AS n FROM (
     SELECT 1 FROM generations
-    WHERE status = 'pending' AND (created_at, id) < (:created_at, :id)
+    WHERE coalesce(owner_key, '') = :owner_key AND status = 'pending' AND priority > :priority
+    LIMIT :cap
+) AS ahead;
+
+-- name: count_lane_before(owner_key, priority, created_at, id, cap)^
+-- Pending generations of one lane with the same priority, older (then by id): the claim takes them first.
+SELECT count(*) AS n FROM (
+    SELECT 1 FROM generations
+    WHERE coalesce(owner_key, '') = :owner_key AND status = 'pending' AND priority = :priority
+      AND (created_at, id) < (:created_at, :id)
     LIMIT :cap
 ) AS ahead;
 
