@@ -25,6 +25,7 @@ from .commands import (
 )
 from .common import DEFAULT_ROOT, ROOT_ENV
 from .maintenance_commands import cmd_backup, cmd_cleanup, cmd_copy_files, cmd_reconcile, cmd_restore
+from .queue_commands import cmd_queue, cmd_replay
 from .serve_command import add_serve_options, cmd_serve
 from .signal_commands import cmd_cancel
 
@@ -37,7 +38,7 @@ exit codes:
   0    success
   1    error (one line on stderr: musicstore: error: ...)
   2    bad arguments (usage)
-  3    show, cancel: no generation with that id
+  3    show, cancel, replay: no generation with that id
   4    reconcile: database and files disagree (found, or found and repaired)
   130  interrupted (Ctrl-C)
 
@@ -194,7 +195,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="copy nothing, change no row: say what would be copied"
     )
 
-
     clean = command(
         "cleanup", "delete generations and their files (a dry run unless --apply)", cmd_cleanup, root, as_json
     )
@@ -240,6 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_ATTEMPTS,
         help=f"fail for good once a generation had this many claims (default {DEFAULT_MAX_ATTEMPTS})",
     )
+
+    command(
+        "queue", "pending generations by priority and owner key, the oldest pending age", cmd_queue, as_json
+    )
+    replay = command(
+        "replay",
+        "put dead letters (failed generations) back in the queue, attempts reset",
+        cmd_replay,
+        as_json,
+    )
+    replay.add_argument("id", nargs="?", help="the generation id (a UUID)")
+    replay.add_argument("--all", action="store_true", help="every failed generation, in one transaction")
 
     cancel = command(
         "cancel",

@@ -1,0 +1,88 @@
+"""``queue`` (the queue's depth by priority and owner key, the oldest pending age) and ``replay ID|--all``
+(dead letters back in the queue)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import NotFound
+from ..ids import check_id
+from .common import EXIT_OK, open_store
+from .output import moment_text, print_json, print_table
+
+NO_KEY = "(none)"
+"""How the table shows jobs without an owner key (JSON: null)."""
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        depth = store.queue_depth()
+        limits = store.get_owner_limits()
+    age = depth.oldest_pending_age_seconds
+    if args.json:
+        figures: dict[str, Any] = {
+            "at": depth.at,
+            "pending": depth.pending,
+            "oldest_pending_age_seconds": age,
+            "by_priority_and_owner": [
+                {
+                    "priority": level.priority,
+                    "owner_key": level.owner_key,
+                    "pending": level.pending,
+                    "deferred": level.deferred,
+                    "oldest_created_at": level.oldest_created_at,
+                }
+                for level in sorted(depth.levels, key=lambda lv: (-lv.priority, lv.owner_key or ""))
+            ],
+            "running": [
+                {"owner_key": key, "running": n} for key, n in sorted(depth.running.items(), key=_by_key)
+            ],
+            "owner_limits": limits,
+        }
+        print_json(figures)
+        return EXIT_OK
+    running = sum(depth.running.values())
+    oldest = "-" if age is None else f"{age:,.1f} s"
+    print(f"pending {depth.pending:,}, processing {running:,}, oldest pending waited {oldest}")
+    if depth.levels:
+        print()
+        rows = [
+            (
+                level.priority,
+                level.owner_key or NO_KEY,
+                level.pending,
+                level.deferred,
+                moment_text(level.oldest_created_at),
+                depth.running.get(level.owner_key, 0),
+                limits.get(level.owner_key, "-") if level.owner_key else "-",
+            )
+            for level in sorted(depth.levels, key=lambda lv: (-lv.priority, lv.owner_key or ""))
+        ]
+        print_table(rows, ["priority", "owner", "pending", "deferred", "oldest", "running", "limit"])
+    return EXIT_OK
+
+
+def _by_key(item: tuple[str | None, int]) -> str:
+    return item[0] or ""
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    if (args.id is None) == (not args.all):
+        args.parser.error("replay takes a generation id or --all (one of them)")
+    with open_store(args) as store:
+        if args.all:
+            ids = store.replay_all()
+        else:
+            gid = check_id(args.id)
+            if store.get_generation(gid) is None:
+                raise NotFound(f"no generation with id {gid}")
+            ids = [store.replay(gid).id]
+    if args.json:
+        print_json({"replayed": ids})
+    else:
+        print(f"replayed {len(ids)} dead letter{'s' if len(ids) != 1 else ''}: pending again, attempts reset")
+        if ids:
+            print()
+            print_table([(gid, "pending") for gid in ids], ["id", "now"])
+    return EXIT_OK
