@@ -36,7 +36,7 @@ def _worker(url: str, ready: Any, results: Any, jobs: int) -> None:
         sleep(listener, wake, seconds)
         woke[0] = time.time()  # the sleep ended: the worker was woken (or its sleep ran out)
 
-    waiting._sleep = timed_sleep  # type: ignore[assignment]  # this process only: when each sleep ended
+    waiting._sleep = timed_sleep  # this process only: when each sleep ended
     store = Store(url)
     try:
         store.claim_next("w", wait=0)  # connections and the listener opened before the first measured wait
@@ -49,15 +49,15 @@ def _worker(url: str, ready: Any, results: Any, jobs: int) -> None:
         store.close()
 
 
-def measure(url: str, jobs: int, seed: int) -> tuple[list[float], list[float], list[float]]:
-    """Latencies (ms) to the claim from the enqueue's return and from its start, and from the enqueue's
-    return to the end of the worker's sleep (the wake-up alone)."""
+def measure(url: str, jobs: int, seed: int) -> tuple[list[float], ...]:
+    """Latencies (ms) to the claim from the enqueue's return and from its start, from the enqueue's return
+    to the end of the worker's sleep (the wake-up alone), and from there to the claim (its transaction)."""
     ctx = mp.get_context("spawn")
     ready, results = ctx.Event(), ctx.Queue()
     proc = ctx.Process(target=_worker, args=(url, ready, results, jobs))
     proc.start()
     rng = random.Random(seed)
-    latencies, enqueues, wakes = [], [], []
+    latencies, enqueues, wakes, claims = [], [], [], []
     try:
         if not ready.wait(60):
             raise RuntimeError("the worker did not start")
@@ -75,11 +75,12 @@ def measure(url: str, jobs: int, seed: int) -> tuple[list[float], list[float], l
                 latencies.append((claimed_at - enqueued) * 1000)
                 enqueues.append((claimed_at - start) * 1000)
                 wakes.append((woke_at - enqueued) * 1000)
+                claims.append((claimed_at - woke_at) * 1000)
     finally:
         proc.join(60)
         if proc.is_alive():
             proc.kill()
-    return latencies, enqueues, wakes
+    return latencies, enqueues, wakes, claims
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -87,8 +88,9 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def line(name: str, after_commit: list[float], after_start: list[float], woken: list[float]) -> str:
-    figures = [f"{_pct(v, q):.1f}" for v in (after_commit, after_start, woken) for q in (0.5, 0.99)]
+def line(name: str, *series: list[float]) -> str:
+    after_commit = series[0]
+    figures = [f"{_pct(v, q):.1f}" for v in series for q in (0.5, 0.99)]
     return f"| {name} | {len(after_commit)} | {' | '.join(figures)} | {max(after_commit):.1f} |"
 
 
@@ -132,11 +134,12 @@ def main() -> None:
             "Claimed after commit: from the enqueue's return to the worker holding the job (the wake-up and"
             " the claim's own transaction). After enqueue call: from just before `create_generation`. Woken:"
             " from the enqueue's return to the end of the worker's sleep (can be negative: the NOTIFY leaves"
-            " at the commit, before the enqueue call returns).",
+            " at the commit, before the enqueue call returns). Claim: from the end of the sleep to the worker"
+            " holding the job (the claim's own transaction: the floor of any wake-up).",
             "",
             "| backend | jobs | claimed after commit p50 ms | p99 | after enqueue call p50 ms | p99 |"
-            " woken p50 ms | p99 | max claimed after commit ms |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            " woken p50 ms | p99 | claim p50 ms | p99 | max claimed after commit ms |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             *rows,
         ]
     )

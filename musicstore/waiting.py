@@ -46,17 +46,18 @@ time) and a lost connection's notifications are found at least this often."""
 
 @dataclass(frozen=True, slots=True)
 class Wake:
-    """What wakes a sleeper: a notification on ``channel``, with ``payload`` (None: any)."""
+    """What wakes a sleeper: a notification on ``channel`` (None: either), with ``payload`` (None: any)."""
 
-    channel: str
+    channel: str | None
     payload: str | None = None
 
     def matches(self, channel: str, payload: str) -> bool:
-        return channel == self.channel and (self.payload is None or payload == self.payload)
+        return self.channel in {None, channel} and (self.payload is None or payload == self.payload)
 
 
-WORK = Wake(PENDING)
-"""A job became pending."""
+WORK = Wake(None)
+"""Work may be claimable: a job became pending, or one finished (which frees a place under its owner key's
+limit)."""
 
 
 def finished(generation_id: str) -> Wake:
@@ -276,7 +277,8 @@ def wait(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[], T]) -> T:
         step = next(steps)
         while True:
             if step is TRY:
-                listener.arm()
+                with store._translating:
+                    listener.arm()
                 value: Any = attempt()
             else:
                 assert isinstance(step, Sleep)
@@ -285,9 +287,11 @@ def wait(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[], T]) -> T:
                 value = None
             step = steps.send(value)
     except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    finally:
         pool.release(listener)
+        return done.value  # type: ignore[no-any-return]
+    except BaseException:
+        listener.conn.close()  # perhaps broken (a lost connection): never lent again
+        raise
 
 
 async def wait_async(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[], Awaitable[T]]) -> T:
@@ -299,7 +303,8 @@ async def wait_async(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[
         step = next(steps)
         while True:
             if step is TRY:
-                listener.arm()
+                with store._translating:
+                    listener.arm()
                 value: Any = await attempt()
             else:
                 assert isinstance(step, Sleep)
@@ -308,9 +313,11 @@ async def wait_async(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[
                 value = None
             step = steps.send(value)
     except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    finally:
         await pool.release_async(listener)
+        return done.value  # type: ignore[no-any-return]
+    except BaseException:
+        await asyncio.shield(_close_async(listener))  # perhaps broken: never lent again
+        raise
 
 
 def claimed(found: Generation | None) -> bool:

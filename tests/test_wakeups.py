@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from musicstore import InvalidInput, NotFound, Status, Store, waiting
+from musicstore import DatabaseError, InvalidInput, NotFound, Status, Store, waiting
 from musicstore.aio import AsyncStore
 from tests.conftest import new_job
 
@@ -84,6 +84,32 @@ def test_many_waiting_workers_take_each_job_once(store: Store, other: Store) -> 
     for worker in workers:
         worker.join()
     assert sorted(g for g in got if g is not None) == sorted(made) and got.count(None) == 1
+
+
+def test_a_worker_held_back_by_its_keys_limit_wakes_when_a_job_of_the_key_finishes(
+    store: Store, other: Store
+) -> None:
+    store.set_owner_limit("alice", 1)
+    first, second = new_job(store, "one", owner_key="alice"), new_job(store, "two", owner_key="alice")
+    running = other.claim_next("gpu-1")
+    assert running is not None and running.id == first.id
+    finish = lambda: other.complete_generation(first.id, file_path="a.wav", file_size_bytes=1)  # noqa: E731
+    thread = later(finish)
+    claimed = store.claim_next("gpu-0", wait=LONG)  # alice's limit holds it back until the first finishes
+    thread.join()
+    assert claimed is not None and claimed.id == second.id
+
+
+def test_a_broken_listener_is_not_lent_again(db_url: str) -> None:
+    with Store(db_url) as store:
+        assert store.claim_next("gpu-0", wait=0.01) is None
+        (idle,) = waiting.listeners(store)._idle
+        idle.conn.close()  # as a lost connection
+        with pytest.raises(DatabaseError):
+            store.claim_next("gpu-0", wait=0.05)
+        assert waiting.listeners(store)._idle == []
+        assert store.claim_next("gpu-0", wait=0.01) is None  # a new listener
+        assert len(waiting.listeners(store)._idle) == 1
 
 
 @pytest.mark.parametrize("finish", ["complete", "fail", "cancel"])
