@@ -44,7 +44,7 @@ class Model:
         return sum(1 for j in self.jobs.values() if j.key == key and j.status == "processing")
 
     def limit(self, key: str | None) -> int | None:
-        return None if key is None else self.limits.get(key, self.default)  # type: ignore[return-value]
+        return None if key is None else self.limits.get(key, self.default)
 
     def expected(self) -> str | None:
         """The job the claim must take: best lane by (head priority desc, running, head age)."""
@@ -65,10 +65,12 @@ class Model:
 
 
 class QueueMachine(RuleBasedStateMachine):
-    def __init__(self, url: str) -> None:
+    url: str  # set by the test: one subclass per database
+
+    def __init__(self) -> None:
         super().__init__()
         self.clock = FakeClock()
-        self.store = Store(url, clock=self.clock)
+        self.store = Store(self.url, clock=self.clock)
         self.store.reset_database(confirm=RESET_CONFIRMATION)
         for key in self.store.get_owner_limits():
             self.store.set_owner_limit(key, None)
@@ -140,7 +142,7 @@ class QueueMachine(RuleBasedStateMachine):
 
 def test_claims_follow_the_order_and_the_limits(db_url: str) -> None:
     run_state_machine_as_test(
-        lambda: QueueMachine(db_url),
+        type("Machine", (QueueMachine,), {"url": db_url}),
         settings=settings(
             max_examples=25,
             stateful_step_count=40,
