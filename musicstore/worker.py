@@ -9,7 +9,8 @@ progress through ``job.progress(...)`` (coalesced) and completes the generation 
 - it raises ``Cancelled`` (the job was cancelled: its next written progress report or heartbeat says so) or
   ``LeaseLost`` (the job was taken back): the job is dropped as it stands, nothing is written;
 - it raises anything else: the job is failed with the error, retried while attempts remain
-  (``fail(retry=True, max_attempts=...)``).
+  (``fail(retry=True, max_attempts=..., backoff=...)``: with a ``RetryPolicy``, not claimed again before
+  its backoff).
 
 ``stop()`` (or SIGTERM/SIGINT under ``handle_signals()``) lets the job in hand finish, claims no more and ends
 ``run``; the handler may look at ``job.stopping`` to cut its work short, and a cancel arriving meanwhile still
@@ -29,7 +30,7 @@ from typing import Any
 
 from . import validate
 from .errors import Cancelled, LeaseLost
-from .models import Generation
+from .models import Generation, RetryPolicy
 from .ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS
 from .store import Store
 
@@ -82,8 +83,8 @@ class WorkerReport:
 class Worker:
     """Claims and runs jobs one at a time with ``handler`` until stopped (or ``max_jobs`` were claimed).
 
-    ``lease_seconds`` and ``claim_options`` go to each claim; ``max_attempts`` to the ``fail`` of a job whose
-    handler raised.
+    ``lease_seconds`` and ``claim_options`` go to each claim; ``max_attempts`` and ``backoff`` to the ``fail``
+    of a job whose handler raised.
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class Worker:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         claim_options: dict[str, Any] | None = None,
+        backoff: RetryPolicy | None = None,
     ) -> None:
         self.store = store
         self.worker_id = validate.name(worker_id, "worker_id") or worker_id
@@ -102,6 +104,7 @@ class Worker:
         self.lease_seconds = validate.seconds(lease_seconds, "lease_seconds")
         self.max_attempts = validate.integer(max_attempts, "max_attempts", 1)
         self.claim_options = dict(claim_options or {})
+        self.backoff = backoff
         self._stop = threading.Event()
 
     @property
@@ -154,7 +157,12 @@ class Worker:
             message = f"{type(exc).__name__}: {exc}"[:1000]
             try:
                 self.store.fail(
-                    job.id, message, retry=True, max_attempts=self.max_attempts, worker_id=self.worker_id
+                    job.id,
+                    message,
+                    retry=True,
+                    max_attempts=self.max_attempts,
+                    worker_id=self.worker_id,
+                    backoff=self.backoff,
                 )
             except Cancelled:  # cancelled as it failed: the cancel stands
                 report.cancelled += 1

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,10 @@ import pytest
 from musicstore import InvalidTransition, Status, Store
 from musicstore.cli import main
 from musicstore.errors import Cancelled
+from musicstore.models import RetryPolicy
 from musicstore.ops import progress
 from musicstore.worker import Job, Worker, WorkerReport
-from tests.conftest import new_job
+from tests.conftest import FakeClock, new_job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,6 +85,22 @@ def test_a_worker_runs_jobs_fails_a_raising_handler_and_drops_a_cancelled_job(st
     assert rows["broken"].error_message == "RuntimeError: the model ran out of memory"
     assert rows["cancelled"].status is Status.CANCELLED and rows["cancelled"].progress == 0.1
     assert rows["cancelled"].error_message == "the user pressed stop"
+
+
+def test_a_failed_job_is_retried_after_the_workers_backoff(store: Store, clock: FakeClock) -> None:
+    job = new_job(store)
+
+    def handler(job: Job) -> None:
+        raise RuntimeError("the GPU fell off the bus")
+
+    worker = Worker(store, "gpu-0", handler, backoff=RetryPolicy(base_seconds=60, jitter=0))
+    assert worker.run(max_jobs=1) == WorkerReport(failed=1)
+    read = store.get_generation(job.id)
+    assert read is not None and read.status is Status.PENDING
+    assert read.run_after == clock.now + timedelta(seconds=60)
+    assert store.claim_next("gpu-1") is None  # not before its backoff
+    clock.advance(60)
+    assert store.claim_next("gpu-1") is not None
 
 
 def test_a_cancel_reaches_a_worker_at_its_heartbeat(store: Store) -> None:
