@@ -21,6 +21,7 @@ windows and bucket bounds: never an id, a prompt or a worker. See docs/dashboard
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -33,14 +34,17 @@ from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from . import validate
-from .models import Status, to_datetime
+from .models import EPOCH, Status, columns, to_datetime
 from .ops import NOW, TOTALS, Call, Steps, reader
 from .store import Store
 
 DEFAULT_WINDOW = 3600.0
 DEFAULT_WINDOW_LIMIT = 20_000
-DEFAULT_SAMPLE = 1000
+DEFAULT_SAMPLE = 200
 PROCESSING_LIMIT = 10_000
+PENDING_LIMIT = 10_000
+PRIORITY_CLASSES = ("high", "normal", "low")
+"""Priorities as labels: above 0, 0, below 0 (a priority is -32768 to 32767: too many values for labels)."""
 LEASE_EXPIRED = "lease expired"
 """How the messages of ``requeue_expired`` (and its last-attempt failure) begin."""
 
@@ -64,12 +68,7 @@ class Distribution:
             self.counts = [0] * (len(self.bounds) + 1)
 
     def add(self, value: float) -> None:
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[i] += 1
-                break
-        else:
-            self.counts[-1] += 1
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1  # the first bound >= value, or +Inf
         self.total += value
         self.count += 1
 
@@ -125,6 +124,9 @@ class MetricsSnapshot:
     prompts: int
     prompt_uses: int
     oldest_pending_age: float | None
+    pending_by_priority: dict[str, int]
+    pending_truncated: bool
+    processing_by_priority: dict[str, int]
     leases_live: int
     leases_expired: int
     workers: list[Worker]
@@ -149,6 +151,9 @@ class MetricsSnapshot:
             "prompts": self.prompts,
             "prompt_uses": self.prompt_uses,
             "oldest_pending_age_seconds": self.oldest_pending_age,
+            "pending_by_priority": self.pending_by_priority,
+            "pending_by_priority_truncated": self.pending_truncated,
+            "processing_by_priority": self.processing_by_priority,
             "leases": {"live": self.leases_live, "expired": self.leases_expired},
             "workers": len(self.workers),
             "window": {
@@ -173,6 +178,13 @@ def _number(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def priority_class(priority: int | None) -> str:
+    """``high`` (above 0), ``normal`` (0 or none), ``low`` (below 0)."""
+    if not priority:
+        return "normal"
+    return "high" if priority > 0 else "low"
+
+
 def _moment(value: Any) -> datetime | None:
     return None if value is None else to_datetime(value)
 
@@ -192,6 +204,30 @@ def _workers(rows: Sequence[dict[str, Any]], now: datetime) -> list[Worker]:
         if lease is not None and (worker.next_expiry is None or lease < worker.next_expiry):
             worker.next_expiry = lease
     return sorted(found.values(), key=lambda w: w.worker_id)
+
+
+_FIGURES = columns("generation_seconds", "export_seconds", "loudness_lufs", "true_peak_dbtp")
+
+
+@reader
+def processing_op(limit: int = PROCESSING_LIMIT) -> Steps[list[dict[str, Any]]]:
+    """The claims in flight (at most ``limit``, by start): id, model, worker, attempts, start, lease,
+    priority and the progress last reported."""
+    limit = validate.integer(limit, "limit", 1, 1_000_000)
+    rows = [
+        {
+            **row,
+            "started_at": _moment(row["started_at"]),
+            "lease_expires_at": _moment(row["lease_expires_at"]),
+        }
+        for row in (yield Call("metrics_processing", {"limit": limit}))
+    ]
+    return sorted(rows, key=lambda row: (row["started_at"] or EPOCH, row["id"]))
+
+
+def workers_of(processing: Sequence[dict[str, Any]], now: datetime) -> list[Worker]:
+    """The workers holding these claims."""
+    return _workers(processing, now)
 
 
 @reader
@@ -238,15 +274,13 @@ def metrics_op(
     }
     head = yield Call("metrics_oldest_pending", {})
     oldest = _moment(head["oldest"]) if head is not None else None
-    processing = [
-        {
-            **row,
-            "started_at": _moment(row["started_at"]),
-            "lease_expires_at": _moment(row["lease_expires_at"]),
-        }
-        for row in (yield Call("metrics_processing", {"limit": PROCESSING_LIMIT}))
-    ]
+    processing = yield from processing_op.steps(PROCESSING_LIMIT)
     expired = sum(1 for row in processing if row["lease_expires_at"] <= now)
+    queue = yield Call("metrics_pending_by_priority", {"limit": PENDING_LIMIT})
+    pending_by_priority = {name: int(queue[name]) for name in PRIORITY_CLASSES}
+    processing_by_priority = dict.fromkeys(PRIORITY_CLASSES, 0)
+    for row in processing:
+        processing_by_priority[priority_class(row["priority"])] += 1
     recent = yield from recent_op.steps(now - timedelta(seconds=seconds), limit)
     counted = Window(seconds, dict.fromkeys(by_status, 0), truncated=len(recent) >= limit)
     for row in recent:
@@ -260,16 +294,12 @@ def metrics_op(
     export_time = Distribution(EXPORT_BUCKETS)
     loudness = Distribution(LOUDNESS_BUCKETS)
     true_peak = Distribution(TRUE_PEAK_BUCKETS)
-    for row in (yield Call("metrics_recent_completed", {"limit": sample})):
-        for value, into in (
-            (row["generation_seconds"], generation_time),
-            (row["export_seconds"], export_time),
-            (row["loudness_lufs"], loudness),
-            (row["true_peak_dbtp"], true_peak),
-        ):
+    into = (generation_time, export_time, loudness, true_peak)
+    for row in (yield Call("metrics_recent_completed", {"limit": sample}, _FIGURES)):
+        for value, dist in zip(row, into, strict=True):
             number = _number(value)
             if number is not None:
-                into.add(max(number, 0.0) if into is export_time else number)
+                dist.add(max(number, 0.0) if dist is export_time else number)
     return MetricsSnapshot(
         taken_at=now,
         by_status=by_status,
@@ -280,6 +310,9 @@ def metrics_op(
         prompts=prompts,
         prompt_uses=uses,
         oldest_pending_age=None if oldest is None else max((now - oldest).total_seconds(), 0.0),
+        pending_by_priority=pending_by_priority,
+        pending_truncated=int(queue["counted"]) >= PENDING_LIMIT,
+        processing_by_priority=processing_by_priority,
         leases_live=len(processing) - expired,
         leases_expired=expired,
         workers=_workers(processing, now),
@@ -353,6 +386,19 @@ def families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     )
     yield _gauge(
         "musicstore_queue_depth", "Generations waiting (pending).", [], [((), s.by_status["pending"])]
+    )
+    yield _gauge(
+        "musicstore_queue_depth_by_priority",
+        "Pending generations by priority class (high: above 0, normal: 0, low: below 0), of the queue's "
+        f"first {PENDING_LIMIT:,} in time order.",
+        ["priority"],
+        [((k,), v) for k, v in s.pending_by_priority.items()],
+    )
+    yield _gauge(
+        "musicstore_processing_by_priority",
+        "Claims in flight by priority class.",
+        ["priority"],
+        [((k,), v) for k, v in s.processing_by_priority.items()],
     )
     yield _gauge(
         "musicstore_oldest_pending_age_seconds", "Age of the oldest pending generation (0: none).", [],
@@ -440,6 +486,9 @@ __all__ = [
     "families",
     "metrics_op",
     "metrics_text",
+    "priority_class",
+    "processing_op",
     "read_metrics",
     "recent_op",
+    "workers_of",
 ]

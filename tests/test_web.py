@@ -140,7 +140,7 @@ def test_every_page_and_api_answers(client: TestClient, data: Data) -> None:
         "cancelled": 0,
     }
     assert overview["failures"][0]["id"] == data.failed
-    assert sum(overview["charts"]["hours"]["series"]["created"]) == 7
+    assert sum(dict(overview["charts"]["hours"]["series"])["created"]) == 7
     one = client.get(f"/api/generations/{gid}").json()
     assert one["prompt"] == "lofi hip hop at 90 BPM"
     assert [r["format"] for r in one["renditions"]] == ["flac"]
@@ -354,3 +354,28 @@ def test_generation_dicts_are_json(data: Data, web_store: Store) -> None:
     assert isinstance(generation, Generation)
     as_dict = generation_dict(generation)
     assert as_dict["status"] == "completed" and isinstance(as_dict["created_at"], str)
+
+
+def test_priority_and_progress_are_shown(client: TestClient, data: Data, web_store: Store) -> None:
+    import sqlite3
+
+    path = web_store.url.path
+    assert path is not None
+    with sqlite3.connect(
+        path
+    ) as conn:  # create_generation(priority=...) is the queue's; set it as a row would have it
+        conn.execute("UPDATE generations SET priority = 5 WHERE id = ?", (data.pending[1],))
+        conn.execute("UPDATE generations SET priority = -3 WHERE id = ?", (data.processing,))
+    conn.close()
+    web_store.report_progress(data.processing, "gpu-2", 0.375, "sampling")
+    overview = client.get("/api/overview").json()
+    assert overview["pending_by_priority"] == {"high": 1, "normal": 1, "low": 0}
+    assert overview["processing_by_priority"] == {"high": 0, "normal": 0, "low": 1}
+    page = client.get(f"/generations/{data.processing}").text
+    assert 'id="progress"' in page and "37.5 %" in page and "sampling" in page and "priority -3" in page
+    workers = client.get("/workers").text
+    assert '<progress max="1" value="0.375">' in workers and "sampling" in workers
+    table = client.get("/generations", params={"status": "pending"}).text
+    assert "<td>5</td>" in table
+    metrics = client.get("/metrics").text
+    assert 'musicstore_queue_depth_by_priority{priority="high"} 1.0' in metrics

@@ -21,7 +21,14 @@ DASHBOARD_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     "metrics_model_totals": ({}, "model totals"),
     # the queue's head: on PostgreSQL its partial index of pending rows (migration 0005)
     "metrics_oldest_pending": ({}, "generations_pending|generations_status_created_at_id"),
-    "metrics_processing": ({"limit": 100}, "generations_status_created_at_id"),
+    # the claims in flight: on PostgreSQL the lane index of processing rows (migration 0008)
+    "metrics_processing": ({"limit": 100}, "generations_lane_running|generations_status_created_at_id"),
+    # the queue by priority class: its lane index, which holds the priority (migration 0008)
+    "metrics_pending_by_priority": (
+        {"limit": 100},
+        "generations_lane_queue|generations_pending|generations_status_created_at_id",
+    ),
+    "dashboard_days": ({"since": "2026-01-01"}, "day totals"),
     "metrics_recent": ({"since": EPOCH, "limit": 100}, "generations_created_at"),
     # a status most rows have may walk the time index instead, newest first, skipping the others
     "metrics_recent_completed": ({"limit": 100}, EITHER_TIME_INDEX),
@@ -60,7 +67,7 @@ DASHBOARD_TIES_SORTED = {
 }
 """Newest-first walks of the unfiltered time index: only rows that share one created_at are sorted, by id."""
 
-SQLITE_NAMES = {"model totals": "generation_model_totals"}
+SQLITE_NAMES = {"model totals": "generation_model_totals", "day totals": "generation_day_totals"}
 
 
 def test_every_dashboard_query_is_listed() -> None:

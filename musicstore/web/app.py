@@ -46,11 +46,10 @@ from ..delivery import Delivery, Root
 from ..errors import InvalidInput, InvalidTransition, MusicstoreError, NotFound, StorageError
 from ..filestore import LocalFileStore
 from ..ids import check_id
-from ..maintenance.usage import storage_stats
-from ..metrics import MetricsSnapshot, metrics_text, read_metrics, recent_op
+from ..metrics import MetricsSnapshot, metrics_text, processing_op, read_metrics, recent_op, workers_of
 from ..models import Generation, Status
 from ..store import Store
-from .reads import Filters, table_page
+from .reads import Filters, days_op, table_page
 
 COOKIE = "musicstore_token"
 PEAK_BUCKETS = 1000
@@ -286,18 +285,18 @@ class Dashboard:
                     completed[i] += 1
                 elif row["status"] == Status.FAILED:
                     failed[i] += 1
-        stats = storage_stats(self.store)
-        days = sorted(stats.by_day.items())[-30:]
+        since = (now - timedelta(days=29)).strftime("%Y-%m-%d")
         with self.store.transaction(write=False) as tx:
+            days = tx.run(days_op, since)
             failures = tx.list_generations(status=Status.FAILED, limit=10).items
         charts = {
             "hours": {
                 "labels": [h.strftime("%H:00") for h in hours],
-                "series": {"created": created, "completed": completed, "failed": failed},
+                "series": [["created", created], ["completed", completed], ["failed", failed]],
             },
             "days": {
                 "labels": [day for day, _ in days],
-                "series": {"created": [bucket.generations for _, bucket in days]},
+                "series": [["created", [n for _, n in days]]],
             },
         }
         return snapshot, {"charts": charts, "failures": failures}
@@ -396,9 +395,16 @@ class Dashboard:
             "window_rows": {"day": len(day), "week": len(week)},
         }
 
+    def workers_data(self) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        with self.store.transaction(write=False) as tx:
+            processing = tx.run(processing_op)
+        workers = workers_of(processing, now)
+        expired = sum(w.expired for w in workers)
+        return {"taken_at": now, "processing": processing, "workers": workers, "expired": expired}
+
     def workers(self, request: Request) -> Response:
-        snapshot = read_metrics(self.store, window=3600, window_limit=1)
-        return self.render(request, "workers.html", s=snapshot)
+        return self.render(request, "workers.html", **self.workers_data())
 
     def metrics(self, request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST
@@ -479,12 +485,13 @@ class Dashboard:
         )
 
     def api_workers(self, request: Request) -> Response:
-        snapshot = read_metrics(self.store, window=3600, window_limit=1)
+        data = self.workers_data()
+        live = len(data["processing"]) - data["expired"]
         return _json(
             {
-                "workers": [dataclasses.asdict(w) for w in snapshot.workers],
-                "leases": {"live": snapshot.leases_live, "expired": snapshot.leases_expired},
-                "processing": snapshot.processing,
+                "workers": [dataclasses.asdict(w) for w in data["workers"]],
+                "leases": {"live": live, "expired": data["expired"]},
+                "processing": data["processing"],
             }
         )
 

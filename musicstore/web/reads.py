@@ -148,4 +148,12 @@ def table_page(filters: Filters, *, cursor: str | None = None, limit: int = 50) 
     return TablePage(items, encode_cursor(low_created_at, low_id), True)
 
 
-__all__ = ["SEARCH_WINDOW", "Filters", "TablePage", "decode_cursor", "encode_cursor", "table_page"]
+@reader
+def days_op(since: str) -> Steps[list[tuple[str, int]]]:
+    """Generations created per UTC day from ``since`` (``YYYY-MM-DD``) on, from the running totals by day."""
+    parse_day(since)
+    rows = yield Call("dashboard_days", {"since": since})
+    return [(str(row["day"]), int(row["generations"])) for row in rows]
+
+
+__all__ = ["SEARCH_WINDOW", "Filters", "TablePage", "days_op", "decode_cursor", "encode_cursor", "table_page"]

@@ -17,11 +17,11 @@ ORDER BY model_name, status;
 SELECT min(created_at) AS oldest FROM generations WHERE status = 'pending';
 
 -- name: metrics_processing(limit)
--- The rows being processed (one per claim in flight), oldest first: their worker and lease.
-SELECT id, model_name, worker_id, attempts, started_at, lease_expires_at
+-- The rows being processed (one per claim in flight, a few): their worker, lease, priority and the progress
+-- their worker last reported (migrations 0008, 0009). In no order (the caller sorts this small set).
+SELECT id, model_name, worker_id, attempts, started_at, lease_expires_at, priority, progress, stage
 FROM generations
 WHERE status = 'processing'
-ORDER BY created_at, id
 LIMIT :limit;
 
 -- name: metrics_recent(since, limit)

@@ -13,3 +13,11 @@ FROM generations
 WHERE status = 'completed'
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
+
+-- name: metrics_pending_by_priority(limit)^
+-- The queue by priority class (above 0, 0, below 0), of at most limit pending rows.
+SELECT CAST(coalesce(sum(CASE WHEN priority > 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS high,
+       CAST(coalesce(sum(CASE WHEN priority = 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS normal,
+       CAST(coalesce(sum(CASE WHEN priority < 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS low,
+       count(*) AS counted
+FROM (SELECT priority FROM generations WHERE status = 'pending' LIMIT :limit) AS queue;

@@ -6,19 +6,20 @@ const COLORS = { created: "#3b5bdb", completed: "#2b8a3e", failed: "#c92a2a" };
 function drawBars(canvas, chart) {
   const ctx = canvas.getContext("2d");
   const w = canvas.width, h = canvas.height, pad = 28;
-  const names = Object.keys(chart.series);
+  const series = new Map(chart.series);
+  const names = Array.from(series.keys());
   const n = chart.labels.length;
   let max = 1;
-  for (const name of names) for (const v of chart.series[name]) max = Math.max(max, v);
+  for (const values of series.values()) for (const v of values) max = Math.max(max, v);
   ctx.clearRect(0, 0, w, h);
   ctx.fillStyle = "#667085";
   ctx.font = "11px system-ui, sans-serif";
   ctx.fillText(String(max), 2, 12);
   ctx.fillText("0", 2, h - pad + 4);
-  const slot = (w - pad) / Math.max(n, 1), bar = Math.max(1, (slot - 2) / names.length);
+  const slot = Math.min(60, (w - pad) / Math.max(n, 1)), bar = Math.max(1, (slot - 2) / names.length);
   chart.labels.forEach((label, i) => {
     names.forEach((name, j) => {
-      const v = chart.series[name][i];
+      const v = series.get(name)[i];
       const bh = (h - pad - 8) * v / max;
       ctx.fillStyle = COLORS[name] || "#555";
       ctx.fillRect(pad + i * slot + j * bar, h - pad - bh, bar, bh);
@@ -43,12 +44,15 @@ function drawWaveform(canvas, peaks, progress) {
   const ctx = canvas.getContext("2d");
   const w = canvas.width, h = canvas.height, mid = h / 2;
   const n = peaks.length / 2;
+  let top = 0.05;  // drawn to the loudest peak, so that a quiet clip is visible too
+  for (const v of peaks) top = Math.max(top, Math.abs(v));
+  const scale = 0.95 / top;
   ctx.clearRect(0, 0, w, h);
   for (let x = 0; x < w; x++) {
     const i = Math.min(n - 1, Math.floor(x * n / w));
     const lo = peaks[2 * i], hi = peaks[2 * i + 1];
     ctx.fillStyle = x / w <= progress ? "#3b5bdb" : "#98a2b3";
-    ctx.fillRect(x, mid - hi * mid, 1, Math.max(1, (hi - lo) * mid));
+    ctx.fillRect(x, mid - hi * scale * mid, 1, Math.max(1, (hi - lo) * scale * mid));
   }
 }
 
