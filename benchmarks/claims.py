@@ -48,12 +48,16 @@ def _claimer(url: str, mode: str, worker: str, barrier: Any, results: Any) -> No
             if url.startswith("sqlite")
             else postgres_bare(url)
         )
-        text, ex = bare.sql("claim_next"), bare.conn.execute
+        heads, text, ex = bare.sql("queue_heads"), bare.sql("claim_lane_head"), bare.conn.execute
 
         def body(params: dict[str, Any]) -> None:
-            row = ex(text, params).fetchone()
-            if row is not None:
-                ids.append(row[0])
+            # claim_next's two statements (migration 0008): rank the lanes, take the best one's head
+            ranked = {"now": params["now"], "default_limit": None, "limit": 8}
+            for lane, max_running, *_ in ex(heads, ranked).fetchall():
+                row = ex(text, {**params, "owner_key": lane, "max_running": max_running}).fetchone()
+                if row is not None:
+                    ids.append(row[0])
+                    return
 
         run = bare.writer(body)
 

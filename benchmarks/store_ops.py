@@ -219,13 +219,17 @@ def reads(store: Store, bare: Bare, rows: int) -> list[Op]:
     return ops
 
 
+NO_DELAY = {"base_seconds": 0.0, "cap_seconds": 0.0, "jitter": 0.0}
+"""A retry's backoff parameters (migration 0008) as ``fail`` and ``requeue_expired`` pass them by default."""
+
+
 def writes(store: Store, bare: Bare) -> list[Op]:
     """The writes, each beside the bare SQL in the same transaction."""
     ex, sql, rng, counter = bare.conn.execute, bare.sql, random.Random(5), itertools.count()
     done = done_metadata(rng)
     merged = json.dumps({**JOB_METADATA, **done}, separators=(",", ":"))
-    track, insert, claim_one, claim_many = (
-        sql(n) for n in ("track_prompt", "insert_generation", "claim_next", "claim_batch")
+    track, insert, heads, claim_head = (
+        sql(n) for n in ("track_prompt", "insert_generation", "queue_heads", "claim_lane_head")
     )
     read, finish, heartbeat = sql("get_generation_for_update"), sql("complete_generation"), sql("heartbeat")
     retry, cancel, requeue, fail_expired = (
@@ -250,7 +254,8 @@ def writes(store: Store, bare: Bare) -> list[Op]:
             digest = prompt_digest(prompt)
             row = {"id": new_id(), "prompt": prompt, "model_name": "musicgen-small", "model_version": None,
                    "duration_seconds": 30.0, "sample_rate": 32000, "channels": 2, "created_at": now,
-                   "metadata": json.dumps(meta, separators=(",", ":")), "prompt_digest": digest}  # fmt: skip
+                   "metadata": json.dumps(meta, separators=(",", ":")), "prompt_digest": digest,
+                   "priority": 0, "run_after": None, "owner_key": None, "idempotency_key": None}  # fmt: skip
             out.append(({"digest": digest, "text": prompt, "now": now}, row))
         return out
 
@@ -269,6 +274,21 @@ def writes(store: Store, bare: Bare) -> list[Op]:
         add_jobs(store, k * per)
         now, lease = stamps()
         return [{"worker_id": "bench-floor", "now": now, "lease_expires_at": lease, "limit": per}] * k
+
+    def claim_one(x: dict[str, Any]) -> object:
+        """claim_next's statements (migration 0008): rank the lanes, take the best one's head."""
+        for lane, max_running, *_ in ex(
+            heads, {"now": x["now"], "default_limit": None, "limit": 8}
+        ).fetchall():
+            params = {**x, "owner_key": lane, "max_running": max_running}
+            params.pop("limit")
+            row = ex(claim_head, params).fetchone()
+            if row is not None:
+                return row
+        return None
+
+    def claim_many(x: dict[str, Any]) -> list[object]:
+        return [claim_one(x) for _ in range(x["limit"])]
 
     def processing(k: int) -> list[str]:
         return add_jobs(store, k, worker="bench")
@@ -300,25 +320,25 @@ def writes(store: Store, bare: Bare) -> list[Op]:
 
     def bare_requeue(x: Any) -> None:
         ex(requeue, x).fetchall()
-        ex(fail_expired, x).fetchall()
+        ex(fail_expired, {"now": x["now"], "max_attempts": x["max_attempts"]}).fetchall()
 
     w = bare.writer
     specs: list[tuple[str, str, int, Inputs, Callable[[Any], object], Inputs, Callable[[Any], object]]] = [
         ("create", "create", 200, creates, create, bare_creates, bare_create),
         ("requeue_expired", "requeue_expired (none due)", 200, none, lambda _: store.requeue_expired(),
-         lambda k: [{"now": stamps()[0], "max_attempts": 3}] * k, bare_requeue),
+         lambda k: [{"now": stamps()[0], "max_attempts": 3, **NO_DELAY}] * k, bare_requeue),
         ("claim", "claim_next", 200, pending, lambda _: claimed(store.claim_next("bench-lib")),
-         claim_params, lambda x: claimed(ex(claim_one, x).fetchone())),
+         claim_params, lambda x: claimed(claim_one(x))),
         ("claim_batch", "claim_batch(10)", 20, lambda k: none(len(add_jobs(store, 10 * k)) // 10),
          lambda _: store.claim_batch("bench-lib", 10), lambda k: claim_params(k, 10),
-         lambda x: ex(claim_many, x).fetchall()),
+         claim_many),
         ("heartbeat", "heartbeat", 200, processing, lambda gid: store.heartbeat(gid, "bench"),
          params(lambda gid, now, lease: {"id": gid, "worker_id": "bench", "lease_expires_at": lease}),
          one(heartbeat)),
         ("complete", "complete", 200, processing, complete, params(complete_params), bare_complete),
         ("fail", "fail (retry)", 200, processing, lambda gid: store.fail(gid, "CUDA out of memory"),
          params(lambda gid, now, lease: {"id": gid, "worker_id": None, "error_message": "CUDA out of memory",
-                                         "max_attempts": 3}), one(retry)),
+                                         "max_attempts": 3, "now": now, **NO_DELAY}), one(retry)),
         ("cancel", "cancel", 200, lambda k: add_jobs(store, k), store.cancel,
          params(lambda gid, now, lease: {"id": gid, "now": now, "reason": None},
                 lambda k: add_jobs(store, k)),

@@ -24,7 +24,7 @@ WITH RECURSIVE lanes (owner_key) AS (
     FROM lanes
     WHERE lanes.owner_key IS NOT NULL
 ),
-heads AS (
+heads AS MATERIALIZED (
     SELECT lanes.owner_key,
            (
                SELECT g.id FROM generations AS g

@@ -1,0 +1,208 @@
+"""Claims in the queue's order (priority, fairness across owner keys, per-key limits) against today's plain
+claim (oldest pending first, the claim before migration 0008), 8 processes, on SQLite and PostgreSQL.
+
+    .venv/bin/python -m benchmarks.queue_claims                      # both backends, 2,000 jobs a run
+    .venv/bin/python -m benchmarks.queue_claims --backend sqlite --jobs 5000
+
+Runs, each from a fresh queue of N pending jobs (``benchmarks.data``), 8 processes starting at a barrier:
+
+1. plain: the claim as it was before 0008 (one UPDATE of the oldest pending row, ``FOR UPDATE SKIP LOCKED``
+   on PostgreSQL), run through the library's own driver and write transaction: today's claim rate;
+2. claim_next, jobs without owner keys (one lane);
+3. claim_next, the jobs spread over 50 owner keys and 3 priorities, ``owner_limit`` high enough not to bind
+   (the ranking of the lanes, the fairness and the limit's count are all paid);
+4. and 5. a worker's loop, claim then complete, plain against claim_next with 50 keys, 3 priorities and
+   ``owner_limit=2`` (binding: 8 workers, at most 2 jobs of a key at once).
+
+Each run checks that no job was claimed twice and none was left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from musicstore import Generation, Store
+from musicstore.ops import NOW, Call, Steps, writer
+from musicstore.ops.reads import GENERATION
+from musicstore.queries import Query
+
+from .data import postgres_database, remove_database, sqlite_database
+from .harness import command, finish, load, machine
+
+# The claim before migration 0008 (sql/*/claim.sql at 7f50a59~4), for the baseline.
+PLAIN = {
+    "sqlite": "UPDATE generations SET status = 'processing', worker_id = :worker_id, started_at = :now,"
+    " lease_expires_at = :lease_expires_at, attempts = attempts + 1"
+    " WHERE id = (SELECT id FROM generations WHERE status = 'pending' ORDER BY created_at, id LIMIT 1)"
+    " RETURNING *",
+    "postgres": "UPDATE generations SET status = 'processing', worker_id = %(worker_id)s,"
+    " started_at = %(now)s, lease_expires_at = %(lease_expires_at)s, attempts = attempts + 1"
+    " WHERE id = (SELECT id FROM generations WHERE status = 'pending' ORDER BY created_at, id LIMIT 1"
+    " FOR UPDATE SKIP LOCKED) RETURNING *",
+}
+KEYS, PRIORITIES = 50, 3
+RUNS = (
+    ("plain", False, None, False, "plain claim (before 0008)"),
+    ("queue", False, None, False, "claim_next, no owner keys"),
+    ("queue", True, 1_000_000, False, "claim_next, 50 keys, 3 priorities"),
+    ("plain", False, None, True, "loop: plain claim + complete"),
+    ("queue", True, 2, True, "loop: claim_next(owner_limit=2) + complete"),
+)
+
+
+@writer
+def plain_claim_next(worker_id: str) -> Steps[Generation | None]:
+    now = yield NOW
+    params = {"worker_id": worker_id, "now": now, "lease_expires_at": now + timedelta(seconds=300)}
+    claimed: Generation | None = yield Call("plain_claim_next", params, GENERATION)
+    return claimed
+
+
+def _claimer(url: str, run: tuple[str, int | None, bool], worker: str, barrier: Any, results: Any) -> None:
+    mode, limit, complete = run
+    ids: list[str] = []
+    store = Store(url, busy_timeout=60)
+    dialect = store._connector.dialect
+    store._queries["plain_claim_next"] = Query("plain_claim_next", PLAIN[dialect], "one")
+    barrier.wait()
+    start = time.perf_counter()
+    while True:
+        if mode == "plain":
+            job = store.run(plain_claim_next, worker)
+        else:
+            job = store.claim_next(worker, owner_limit=limit)
+        if job is None:
+            if complete and store.count_generations(status="pending"):
+                continue  # the keys with work are at their limit until a job completes
+            break
+        ids.append(job.id)
+        if complete:
+            store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=1, worker_id=worker)
+    results.put((start, time.perf_counter(), ids))
+    store.close()
+
+
+@dataclass
+class Race:
+    label: str
+    jobs: int
+    seconds: float
+    double: int
+    left: int
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.seconds
+
+
+def race(url: str, run: tuple[str, int | None, bool], label: str) -> Race:
+    ctx = mp.get_context("spawn")
+    processes = 8
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    procs = [
+        ctx.Process(target=_claimer, args=(url, run, f"w{i}", barrier, results)) for i in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    got = [results.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+    claimed = [gid for g in got for gid in g[2]]
+    with Store(url) as store:
+        left = store.count_generations(status="pending")
+    seconds = max(g[1] for g in got) - min(g[0] for g in got)
+    result = Race(label, len(claimed), seconds, len(claimed) - len(set(claimed)), left)
+    print(f"  {label:<44} {result.rate:8,.0f} claims/s  double={result.double} left={left}", flush=True)
+    return result
+
+
+def _spread(url: str, dialect: str) -> None:
+    """Give the pending jobs owner keys and priorities at random (50 keys, 3 priorities)."""
+    if dialect == "sqlite":
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            conn.execute(
+                f"UPDATE generations SET owner_key = 'user-' || (abs(random()) % {KEYS}),"
+                f" priority = abs(random()) % {PRIORITIES} WHERE status = 'pending'"
+            )
+        return
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            f"UPDATE generations SET owner_key = 'user-' || floor(random() * {KEYS})::int,"
+            f" priority = floor(random() * {PRIORITIES})::int WHERE status = 'pending'"
+        )
+        conn.execute("ANALYZE generations")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    p.add_argument("--jobs", type=int, default=2_000, help="pending jobs in each run's queue (default 2,000)")
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/musicstore-bench"), help="cached SQLite files")
+    p.add_argument("--output", type=Path, help="also write the markdown report here")
+    args = p.parse_args(argv)
+    started = load()
+    backends = ("sqlite", "postgres") if args.backend == "both" else (args.backend,)
+    sections = []
+    for backend in backends:
+        print(f"{backend}:", flush=True)
+        results = []
+        server = None
+        if backend == "postgres":
+            from musicstore.testing import _pgserver
+
+            server = _pgserver.start(durable=True)
+        try:
+            for n, (mode, keyed, limit, complete, label) in enumerate(RUNS):
+                if server is None:
+                    path = sqlite_database(args.workdir, args.jobs, pending=args.jobs, seed=3)
+                    url = f"sqlite:///{path}"
+                else:
+                    url = postgres_database(server, f"queue{n}", args.jobs, pending=args.jobs, seed=3)
+                if keyed:
+                    _spread(url, backend)
+                results.append(race(url, (mode, limit, complete), label))
+                assert results[-1].double == 0 and results[-1].left == 0, results[-1]
+                if server is None:
+                    remove_database(path)
+                else:
+                    server.admin(f"DROP DATABASE queue{n}")
+        finally:
+            if server is not None:
+                server.stop()
+        claim_base, loop_base = results[0].rate, results[3].rate
+        lines = [
+            f"#### {backend}",
+            "",
+            "| run (8 processes) | claims/s | vs plain |",
+            "| --- | ---: | ---: |",
+        ]
+        for i, r in enumerate(results):
+            base = loop_base if i >= 3 else claim_base
+            lines.append(f"| {r.label} | {r.rate:,.0f} | {r.rate / base:.2f}x |")
+        sections.append("\n".join(lines))
+    text = "\n".join(
+        [
+            f"### Queue claims ({args.jobs:,} jobs a run)",
+            "",
+            f"Machine: {machine()}. Load: {started} at the start, {load()} at the end. "
+            f"At {datetime.now().strftime('%Y-%m-%d %H:%M')}.",
+            "",
+            f"    {command()}",
+            "",
+            *sections,
+        ]
+    )
+    finish(text + "\n", args.output)
+
+
+if __name__ == "__main__":
+    main()
