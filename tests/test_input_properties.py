@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from musicstore import RESET_CONFIRMATION, ConfirmationRequired, InvalidInput, MusicstoreError, Store, ops
 from musicstore.aio import OPERATION_NAMES, AsyncStore
+from musicstore.models import RetryPolicy
 from musicstore.testing import FakeClock
 from musicstore.validate import (
     INT64_MAX,
@@ -171,6 +172,13 @@ MESSAGE = bad_text(MAX_MESSAGE_CHARS, blank_ok=True, none_ok=False)
 LEASE = bad_number(positive=True, high=MAX_SECONDS)
 PAGE_LIMIT = bad_int(1, MAX_PAGE)
 ATTEMPTS = bad_int(1, INT64_MAX)
+OWNER_LIMIT = bad_int(0, 1_000_000).filter(lambda v: v is not None)  # None: no limit, or the default
+BACKOFF = _non_str.filter(lambda v: v is not None) | st.text(max_size=5)  # a RetryPolicy or None
+MOMENT = (  # an aware datetime or None
+    _non_str.filter(lambda v: v is not None)
+    | st.text(max_size=10)
+    | st.sampled_from([datetime(2030, 1, 1), datetime.max, datetime.min])
+)
 STATUS_FILTER = bad_status_value
 
 
@@ -217,6 +225,7 @@ class Seeded:
     pending: str
     processing: str
     completed: str
+    failed: str = _ID  # a dead letter (replay)
 
 
 @dataclass(frozen=True)
@@ -247,6 +256,10 @@ CASES: dict[str, Case] = {
             "channels": 2,
             "model_version": "1.0",
             "metadata": {"bpm": 90},
+            "priority": 5,
+            "run_after": None,
+            "owner_key": "user-1",
+            "idempotency_key": "request-1",
         },
         {
             "prompt": PROMPT,
@@ -256,6 +269,10 @@ CASES: dict[str, Case] = {
             "channels": bad_int(1, 8),
             "model_version": OPTIONAL_NAME,
             "metadata": bad_metadata(none_ok=True),
+            "priority": bad_int(-32_768, 32_767),
+            "run_after": MOMENT,
+            "owner_key": OPTIONAL_NAME,
+            "idempotency_key": OPTIONAL_NAME,
         },
     ),
     "get_generation": Case(lambda s: {"generation_id": s.pending}, {"generation_id": bad_id}),
@@ -268,11 +285,12 @@ CASES: dict[str, Case] = {
     ),
     "get_database_stats": Case(lambda s: {}, {}),
     "claim_next": Case(
-        lambda s: {"worker_id": "w2", "lease_seconds": 60.0}, {"worker_id": NAME, "lease_seconds": LEASE}
+        lambda s: {"worker_id": "w2", "lease_seconds": 60.0, "owner_limit": 2},
+        {"worker_id": NAME, "lease_seconds": LEASE, "owner_limit": OWNER_LIMIT},
     ),
     "claim_batch": Case(
-        lambda s: {"worker_id": "w2", "count": 2, "lease_seconds": 60.0},
-        {"worker_id": NAME, "count": PAGE_LIMIT, "lease_seconds": LEASE},
+        lambda s: {"worker_id": "w2", "count": 2, "lease_seconds": 60.0, "owner_limit": None},
+        {"worker_id": NAME, "count": PAGE_LIMIT, "lease_seconds": LEASE, "owner_limit": OWNER_LIMIT},
     ),
     "heartbeat": Case(
         lambda s: {"generation_id": s.processing, "worker_id": "w", "lease_seconds": 60.0},
@@ -303,6 +321,7 @@ CASES: dict[str, Case] = {
             "retry": True,
             "max_attempts": 3,
             "worker_id": "w",
+            "backoff": RetryPolicy(),
         },
         {
             "generation_id": bad_id,
@@ -310,13 +329,27 @@ CASES: dict[str, Case] = {
             "retry": bad_flag(),
             "max_attempts": ATTEMPTS,
             "worker_id": OPTIONAL_NAME,
+            "backoff": BACKOFF,
         },
     ),
     "cancel": Case(
         lambda s: {"generation_id": s.pending, "reason": "not needed"},
         {"generation_id": bad_id, "reason": OPTIONAL_MESSAGE},
     ),
-    "requeue_expired": Case(lambda s: {"max_attempts": 3}, {"max_attempts": ATTEMPTS}),
+    "requeue_expired": Case(
+        lambda s: {"max_attempts": 3, "backoff": None}, {"max_attempts": ATTEMPTS, "backoff": BACKOFF}
+    ),
+    # the queue (migration 0008)
+    "set_owner_limit": Case(
+        lambda s: {"owner_key": "user-1", "max_running": 2}, {"owner_key": NAME, "max_running": OWNER_LIMIT}
+    ),
+    "get_owner_limits": Case(lambda s: {}, {}),
+    "queue_depth": Case(lambda s: {}, {}),
+    "list_dead_letters": Case(
+        lambda s: {"limit": 5, "cursor": None}, {"limit": PAGE_LIMIT, "cursor": bad_cursor}
+    ),
+    "replay": Case(lambda s: {"generation_id": s.failed}, {"generation_id": bad_id}),
+    "replay_all": Case(lambda s: {}, {}),
     "update_generation_status": Case(
         lambda s: {"generation_id": s.pending, "status": "cancelled", "error_message": "r"},
         {"generation_id": bad_id, "status": bad_status_value | st.none(), "error_message": OPTIONAL_MESSAGE},
@@ -388,7 +421,10 @@ def seed(store: Store) -> Seeded:
     ]
     claimed = store.claim_batch("w", 2)
     store.complete_generation(claimed[0].id, file_path="a/done.wav", file_size_bytes=44, worker_id="w")
-    return Seeded(pending=made[2].id, processing=claimed[1].id, completed=claimed[0].id)
+    doomed = store.create_generation("prompt 3", model_name="m", duration_seconds=10.0, priority=1)
+    assert store.claim_next("w") is not None  # the higher priority: doomed
+    store.fail(doomed.id, "broken", retry=False)
+    return Seeded(pending=made[2].id, processing=claimed[1].id, completed=claimed[0].id, failed=doomed.id)
 
 
 def snapshot(store: Store) -> tuple[Any, ...]:
