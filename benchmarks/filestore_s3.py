@@ -194,8 +194,42 @@ def clients(rounds: int = 15, batch: int = 4) -> None:
                     f"{statistics.median(o):.1f} ({min(o):.1f}) | "
                     f"{statistics.median(o) / statistics.median(b):.2f}× |"
                 )
+        _list_both(client, ob, server.bucket, rounds=5)
     finally:
         server.stop()
+
+
+def _list_both(client: Any, ob: Any, bucket: str, *, rounds: int, count: int = 5000) -> None:
+    """A listing of ``count`` keys (1,000 a page) by each client, alternating; ms per listing."""
+    import statistics
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import obstore
+
+    with ThreadPoolExecutor(16) as pool:
+        list(
+            pool.map(lambda n: client.put_object(Bucket=bucket, Key=f"many/{n:06d}", Body=b"x"), range(count))
+        )
+
+    def by_boto3() -> int:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="many/")
+        return sum(len(page.get("Contents", [])) for page in pages)
+
+    def by_obstore() -> int:
+        return sum(len(batch) for batch in obstore.list(ob, "many/", chunk_size=1000))
+
+    times: dict[str, list[float]] = {"boto3": [], "obstore": []}
+    for _ in range(rounds):
+        for side, call in (("boto3", by_boto3), ("obstore", by_obstore)):
+            t = time.perf_counter()
+            assert call() == count
+            times[side].append((time.perf_counter() - t) * 1000)
+    b, o = times["boto3"], times["obstore"]
+    print(
+        f"| list {count:,} keys | {statistics.median(b):.0f} ({min(b):.0f}) | "
+        f"{statistics.median(o):.0f} ({min(o):.0f}) | {statistics.median(o) / statistics.median(b):.2f}× |"
+    )
 
 
 if __name__ == "__main__":
