@@ -114,9 +114,12 @@ def command_lines(tmp: Path) -> dict[str, list[str]]:
         "render": ["render", SHOW_ID, "--format", "mp3", "-o", str(root)],
         "reconcile": ["reconcile", "-o", str(root)],
         "cleanup": ["cleanup", "--status", "failed", "-o", str(root)],
+        "copy-files": ["copy-files", "--to", str(tmp / "elsewhere")],
         "backup": ["backup", str(tmp / "copy.db"), "--overwrite"],
         "restore": ["restore", str(tmp / "copy.db"), "--overwrite"],
         "demo": ["demo", "--count", "1", "-o", str(root)],
+        "cancel": ["cancel", SHOW_ID],
+        "replay": ["replay", "--all"],
     }
     parser = cli.build_parser()
     action = next(a for a in parser._actions if a.dest == "command")

@@ -256,6 +256,8 @@ def command_lines(tmp: Path, backup_file: Path) -> dict[str, list[list[str]]]:
         "restore": ["restore", str(backup_file)],
         "requeue-expired": ["requeue-expired"],
         "demo": ["demo", "--count", "1", "-o", str(root)],
+        "cancel": ["cancel", SHOW_ID],
+        "replay": ["replay", "--all"],
     }
     every: dict[str, list[list[str]]] = {}
     for name, sub in _subcommands().items():
