@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeat", type=int, default=20, help="requests per path (default 20)")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/musicstore-bench"), help="cached databases")
     p.add_argument("--output", type=Path, help="also write the markdown report here")
+    p.add_argument(
+        "--database",
+        type=Path,
+        help="read this migrated SQLite file instead of a built one (left as it is: the app only reads)",
+    )
     args = p.parse_args(argv)
     started = load()
     warnings.simplefilter("ignore")  # starlette's notice about httpx in its TestClient
@@ -73,9 +78,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from musicstore.web import create_app
 
-    path = sqlite_database(args.workdir, args.rows, pending=min(3000, args.rows // 4))
+    given = args.database
+    path = given or sqlite_database(args.workdir, args.rows, pending=min(3000, args.rows // 4))
     lines = [
-        f"### Dashboard on SQLite, {args.rows:,} generations",
+        "### Dashboard on SQLite",
         "",
         f"Machine: {machine()}. Load: {started} at the start, "
         + "{load} at the end. Median and 95th percentile of "
@@ -88,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     try:
         with Store(f"sqlite:///{path}") as store:
+            lines[0] = f"### Dashboard on SQLite, {store.count_generations():,} generations"
             paths = _paths(store)
             with TestClient(create_app(store, root=args.workdir / "audio")) as client:
                 for label, url in paths:
@@ -113,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
                     lines.append(f"| {label} | {statistics.median(times):.1f} | {p95:.1f} | {verdict} |")
                     print(lines[-1], flush=True)
     finally:
-        remove_database(path)
+        if given is None:
+            remove_database(path)
     text = "\n".join(lines).replace("{load}", load()) + "\n"
     print(text)
     if args.output is not None:

@@ -29,6 +29,7 @@ DASHBOARD_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
         "generations_lane_queue|generations_pending|generations_status_created_at_id",
     ),
     "dashboard_days": ({"since": "2026-01-01"}, "day totals"),
+    "dashboard_recent_prompts": ({"since": EPOCH, "limit": 100}, "generations_created_at"),
     "metrics_recent": ({"since": EPOCH, "limit": 100}, "generations_created_at"),
     # a status most rows have may walk the time index instead, newest first, skipping the others
     "metrics_recent_completed": ({"limit": 100}, EITHER_TIME_INDEX),

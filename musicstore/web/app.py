@@ -46,13 +46,15 @@ from ..delivery import Delivery, Root
 from ..errors import InvalidInput, InvalidTransition, MusicstoreError, NotFound, StorageError
 from ..filestore import LocalFileStore
 from ..ids import check_id
-from ..metrics import MetricsSnapshot, metrics_text, processing_op, read_metrics, recent_op, workers_of
+from ..metrics import MetricsSnapshot, metrics_text, processing_op, read_metrics, workers_of
 from ..models import Generation, Status
 from ..store import Store
-from .reads import Filters, days_op, table_page
+from .reads import Filters, days_op, recent_prompts_op, table_page
 
 COOKIE = "musicstore_token"
 PEAK_BUCKETS = 1000
+TRENDING_ROWS = 50_000
+"""At most this many of the newest rows of a trending window are counted."""
 PEAKS_CACHED = 128
 AUDIO_TYPES = {
     ".wav": "audio/wav",
@@ -160,9 +162,12 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+_GENERATION_FIELDS = tuple(f.name for f in dataclasses.fields(Generation))
+
+
 def generation_dict(generation: Generation) -> dict[str, Any]:
     """A generation as JSON-ready data."""
-    return dict(_jsonable(dataclasses.asdict(generation)))
+    return {name: _jsonable(getattr(generation, name)) for name in _GENERATION_FIELDS}
 
 
 class DashboardApp:
@@ -386,12 +391,12 @@ class Dashboard:
         now = datetime.now(UTC)
         with self.store.transaction(write=False) as tx:
             most_used = tx.get_most_used_prompts(20)
-            day = tx.run(recent_op, now - timedelta(days=1), 50_000)
-            week = tx.run(recent_op, now - timedelta(days=7), 50_000)
+            day = tx.run(recent_prompts_op, now - timedelta(days=1), TRENDING_ROWS)
+            week = tx.run(recent_prompts_op, now - timedelta(days=7), TRENDING_ROWS)
         return {
             "most_used": most_used,
-            "trending_day": Counter(row["prompt"] for row in day).most_common(20),
-            "trending_week": Counter(row["prompt"] for row in week).most_common(20),
+            "trending_day": Counter(day).most_common(20),
+            "trending_week": Counter(week).most_common(20),
             "window_rows": {"day": len(day), "week": len(week)},
         }
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from .. import validate
 from ..errors import InvalidInput
 from ..ids import check_id
-from ..models import EPOCH, Generation, to_datetime, to_micros
+from ..models import EPOCH, Generation, columns, to_datetime, to_micros
 from ..ops import GENERATION, Call, Steps, reader
 
 SEARCH_WINDOW = 5000
@@ -149,6 +149,18 @@ def table_page(filters: Filters, *, cursor: str | None = None, limit: int = 50) 
 
 
 @reader
+def recent_prompts_op(since: datetime, limit: int) -> Steps[list[str]]:
+    """The prompts of the rows created since ``since`` (at most ``limit``, newest first)."""
+    since = validate.moment(since, "since")
+    limit = validate.integer(limit, "limit", 1, 1_000_000)
+    rows = yield Call("dashboard_recent_prompts", {"since": since, "limit": limit}, _PROMPTS)
+    return [row[0] for row in rows]
+
+
+_PROMPTS = columns("prompt")
+
+
+@reader
 def days_op(since: str) -> Steps[list[tuple[str, int]]]:
     """Generations created per UTC day from ``since`` (``YYYY-MM-DD``) on, from the running totals by day."""
     parse_day(since)
@@ -156,4 +168,13 @@ def days_op(since: str) -> Steps[list[tuple[str, int]]]:
     return [(str(row["day"]), int(row["generations"])) for row in rows]
 
 
-__all__ = ["SEARCH_WINDOW", "Filters", "TablePage", "days_op", "decode_cursor", "encode_cursor", "table_page"]
+__all__ = [
+    "SEARCH_WINDOW",
+    "Filters",
+    "TablePage",
+    "days_op",
+    "decode_cursor",
+    "encode_cursor",
+    "recent_prompts_op",
+    "table_page",
+]

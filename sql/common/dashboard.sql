@@ -47,3 +47,10 @@ WHERE created_at >= :low_created_at AND (created_at, id) >= (:low_created_at, :l
   AND (CAST(:model_name AS TEXT) IS NULL OR model_name = :model_name)
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
+
+-- name: dashboard_recent_prompts(since, limit)
+-- The prompts of the newest rows created since a time (at most limit): trending prompts.
+SELECT prompt FROM generations
+WHERE created_at >= :since
+ORDER BY created_at DESC
+LIMIT :limit;
