@@ -146,7 +146,7 @@ def test_schema_constraints_hold_without_python(sqlite_url: str, change: dict[st
     conn.execute(f"INSERT INTO generations ({columns}) VALUES ({marks})", GOOD_ROW)  # the good row passes
 
 
-INDEXES = {
+INDEXES: dict[str, list[str | None]] = {
     "generations_status_created_at_id": ["status", "created_at", "id"],
     "generations_created_at": ["created_at"],
     "generations_file_path": ["file_path"],
