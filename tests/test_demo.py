@@ -110,3 +110,12 @@ def test_cli_demo_to_s3_with_renditions_as_json(
         assert objects.head(made["storage_key"]).checksum == made["checksum"]
     finally:
         objects.close()
+
+
+def test_no_renditions_is_the_default_and_an_empty_list() -> None:
+    from musicstore.cli.demo import rendition_formats
+
+    assert rendition_formats("") == rendition_formats(()) == [] and rendition_formats(" ") == []
+    assert rendition_formats("mp3, OPUS,mp3") == ["mp3", "opus"]
+    with pytest.raises(InvalidInput):
+        rendition_formats("mp3,,opus")

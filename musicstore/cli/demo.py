@@ -63,6 +63,8 @@ SAMPLE_RATE, CHANNELS = 32_000, 2
 def rendition_formats(renditions: str | Sequence[str]) -> list[str]:
     """``"mp3,opus"`` (or a list) as checked format names, each once: ``InvalidInput`` for an unknown one or
     one the demo's 32 kHz stereo masters cannot have (checked before anything is enqueued)."""
+    if isinstance(renditions, str) and not renditions.strip():
+        return []  # none asked for (the CLI's default)
     names = renditions.split(",") if isinstance(renditions, str) else list(renditions)
     formats: list[str] = []
     for name in (n.strip().lower() for n in names):
