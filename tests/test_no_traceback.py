@@ -120,6 +120,7 @@ def command_lines(tmp: Path) -> dict[str, list[str]]:
         "demo": ["demo", "--count", "1", "-o", str(root)],
         "cancel": ["cancel", SHOW_ID],
         "replay": ["replay", "--all"],
+        "serve": ["serve", "--check", "-o", str(root)],
     }
     parser = cli.build_parser()
     action = next(a for a in parser._actions if a.dest == "command")

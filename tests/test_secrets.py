@@ -258,6 +258,7 @@ def command_lines(tmp: Path, backup_file: Path) -> dict[str, list[list[str]]]:
         "demo": ["demo", "--count", "1", "-o", str(root)],
         "cancel": ["cancel", SHOW_ID],
         "replay": ["replay", "--all"],
+        "serve": ["serve", "--check", "-o", str(root)],
     }
     every: dict[str, list[list[str]]] = {}
     for name, sub in _subcommands().items():

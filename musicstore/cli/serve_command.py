@@ -31,6 +31,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     with open_store(args) as store:
         app = create_app(store, root=output_root(args), token=token)
+        if args.check:
+            print(f"musicstore dashboard ready for http://{args.host}:{args.port}/ (--check: not started)")
+            return 0
         print(f"musicstore dashboard on http://{args.host}:{args.port}/ (read-only; Ctrl-C stops it)")
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, server_header=False)
     return 0
@@ -45,6 +48,11 @@ def add_serve_options(sub: argparse.ArgumentParser) -> None:
         "--token",
         metavar="TOKEN",
         help=f"require this bearer token (default: ${TOKEN_ENV}; none: no token)",
+    )
+    sub.add_argument(
+        "--check",
+        action="store_true",
+        help="open the database and the app, then exit without serving (a deployment's check)",
     )
     sub.add_argument(
         "--log-level",
