@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("starlette")
 pytest.importorskip("jinja2")
@@ -379,3 +381,89 @@ def test_priority_and_progress_are_shown(client: TestClient, data: Data, web_sto
     assert "<td>5</td>" in table
     metrics = client.get("/metrics").text
     assert 'musicstore_queue_depth_by_priority{priority="high"} 1.0' in metrics
+
+
+def test_audio_whose_file_is_gone_is_404(web_store: Store, data: Data, tmp_path: Path) -> None:
+    """Rows recorded with a file:// storage URL are found without a root; a file gone is a 404, not a 500."""
+    with TestClient(create_app(web_store, root=tmp_path / "nowhere")) as c:
+        assert c.get(f"/audio/{data.completed[1]}").status_code == 200
+    generation = web_store.get_generation(data.completed[2])
+    assert generation is not None and generation.file_path is not None
+    (data.root / generation.file_path).unlink()
+    with TestClient(create_app(web_store, root=data.root)) as c:
+        response = c.get(f"/audio/{generation.id}")
+        assert response.status_code == 404 and "Traceback" not in response.text
+
+
+PAGING_PROMPTS = ["lofi rain", "LOFI beats", "ambient 100%", "jazz_trio", "techno", "lo-fi piano", "drone"]
+
+
+@pytest.fixture
+def paging_store(sqlite_url: str) -> Iterator[tuple[Store, list[Generation]]]:
+    """21 generations, some sharing one created_at (ties broken by id), of two models and four statuses."""
+    from musicstore.testing import FakeClock
+
+    clock = FakeClock()
+    with Store(sqlite_url, clock=clock) as store:
+        for i in range(21):
+            store.create_generation(
+                PAGING_PROMPTS[i % len(PAGING_PROMPTS)],
+                model_name=("m-a", "m-b")[i % 2],
+                duration_seconds=1,
+            )
+            if i % 3:  # every third shares the previous one's created_at
+                clock.advance(1)
+        for i in range(6):
+            claimed = store.claim_next(f"w{i}", lease_seconds=60)
+            assert claimed is not None
+            if i % 2:
+                store.complete_generation(claimed.id, file_path=f"{claimed.id}.wav", file_size_bytes=10)
+            elif i % 3:
+                store.fail(claimed.id, "boom", retry=False)
+        everything = store.list_generations(limit=500).items
+        yield store, everything
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    status=st.sampled_from([None, "pending", "processing", "completed", "failed"]),
+    model=st.sampled_from([None, "m-a", "m-b"]),
+    text=st.sampled_from([None, "lofi", "LO", "100%", "_", "o", "absent"]),
+    limit=st.integers(1, 8),
+    window=st.integers(1, 25),
+)
+def test_pages_of_any_filter_hold_every_match_once_newest_first(
+    paging_store: tuple[Store, list[Generation]],
+    *,
+    status: str | None,
+    model: str | None,
+    text: str | None,
+    limit: int,
+    window: int,
+) -> None:
+    """Keyset paging (and the windowed text search, any window size) returns exactly the filtered rows, in
+    (created_at, id) descending order, each once."""
+    store, everything = paging_store
+    expected = [
+        g.id
+        for g in everything
+        if (status is None or g.status.value == status)
+        and (model is None or g.model_name == model)
+        and (text is None or text.lower() in g.prompt.lower())
+    ]
+    filters = web_reads.Filters(status=status, model_name=model, text=text)
+    saved, web_reads.SEARCH_WINDOW = web_reads.SEARCH_WINDOW, window
+    try:
+        found: list[str] = []
+        cursor = None
+        for _ in range(100):
+            with store.transaction(write=False) as tx:
+                page = tx.run(web_reads.table_page, filters, cursor=cursor, limit=limit)
+            assert len(page.items) <= limit
+            found += [g.id for g in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    finally:
+        web_reads.SEARCH_WINDOW = saved
+    assert found == expected

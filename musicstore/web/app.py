@@ -42,7 +42,7 @@ from starlette.responses import (
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..delivery import Delivery, Root
+from ..delivery import Delivery, Located, Root
 from ..errors import InvalidInput, InvalidTransition, MusicstoreError, NotFound, StorageError
 from ..filestore import LocalFileStore
 from ..ids import check_id
@@ -306,6 +306,17 @@ class Dashboard:
         }
         return snapshot, {"charts": charts, "failures": failures}
 
+    def located(self, generation: Generation) -> Located:
+        """Where a completed generation's file is; 404 when this app cannot reach it (no output root for a
+        row recorded without a storage URL, or the file is gone)."""
+        try:
+            found = self.delivery.locate(generation)
+        except (InvalidInput, InvalidTransition, NotFound):
+            raise HTTPException(404, "no audio: its file is not reachable from this dashboard") from None
+        if isinstance(found.files, LocalFileStore) and not _contained(found.files.root, found.key).is_file():
+            raise HTTPException(404, "no audio: its file is missing")
+        return found
+
     def peaks(self, generation: Generation) -> dict[str, Any]:
         from ..audio.peaks import compute_peaks, file_peaks
 
@@ -317,7 +328,7 @@ class Dashboard:
                 return cached
         import soundfile as sf
 
-        located = self.delivery.locate(generation)
+        located = self.located(generation)
         if isinstance(located.files, LocalFileStore):
             path = _contained(located.files.root, located.key)
             frames = sf.info(str(path)).frames
@@ -420,7 +431,7 @@ class Dashboard:
         generation = self.generation_or_404(request)
         if generation.status is not Status.COMPLETED:
             raise HTTPException(404, "no audio: the generation is not completed")
-        located = self.delivery.locate(generation)
+        located = self.located(generation)
         suffix = Path(located.key).suffix.lower()
         media_type = AUDIO_TYPES.get(suffix, "application/octet-stream")
         if isinstance(located.files, LocalFileStore):
