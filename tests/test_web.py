@@ -399,12 +399,13 @@ PAGING_PROMPTS = ["lofi rain", "LOFI beats", "ambient 100%", "jazz_trio", "techn
 
 
 @pytest.fixture
-def paging_store(sqlite_url: str) -> Iterator[tuple[Store, list[Generation]]]:
-    """21 generations, some sharing one created_at (ties broken by id), of two models and four statuses."""
+def paging_store(db_url: str) -> Iterator[tuple[Store, list[Generation]]]:
+    """21 generations, some sharing one created_at (ties broken by id), of two models and four statuses;
+    on both backends."""
     from musicstore.testing import FakeClock
 
     clock = FakeClock()
-    with Store(sqlite_url, clock=clock) as store:
+    with Store(db_url, clock=clock) as store:
         for i in range(21):
             store.create_generation(
                 PAGING_PROMPTS[i % len(PAGING_PROMPTS)],
@@ -467,3 +468,23 @@ def test_pages_of_any_filter_hold_every_match_once_newest_first(
     finally:
         web_reads.SEARCH_WINDOW = saved
     assert found == expected
+
+
+def test_every_page_answers_on_both_backends(paging_store: tuple[Store, list[Generation]]) -> None:
+    store, everything = paging_store
+    with TestClient(create_app(store)) as c:
+        for path in (
+            "/",
+            "/generations?q=lofi&status=pending",
+            "/generations?day=2026-01-01",
+            "/prompts",
+            "/workers",
+            "/metrics",
+            "/api/overview",
+            f"/generations/{everything[0].id}",
+        ):
+            assert c.get(path).status_code == 200, path
+        overview = c.get("/api/overview").json()
+        assert sum(overview["by_status"].values()) == 21
+        assert overview["by_status"]["processing"] == 1 and overview["by_status"]["completed"] == 3
+        assert [w["worker_id"] for w in c.get("/api/workers").json()["workers"]] == ["w0"]
