@@ -75,6 +75,9 @@ def passwords(text: str) -> list[str]:
         libpq[0] if libpq else "",
         netloc[0].rpartition("@")[0] if netloc else "",
         rest.partition("?")[0].rpartition("@")[0],  # what a password with an unescaped / or @ meant
+        # ... and with an unescaped ? (libpq then quotes the text after it as a query parameter), when no
+        # key=value lies between that ? and the last @ (a real query's @ is not the userinfo's)
+        rest.rpartition("@")[0] if "=" not in rest.rpartition("@")[0].partition("?")[2] else "",
     ]
     found += [userinfo.partition(":")[2] for userinfo in readings if ":" in userinfo]
     return [password for password in found if password]
