@@ -33,9 +33,11 @@ from .compat import (
     update_generation_status,
 )
 from .errors import (
+    Cancelled,
     ConfirmationRequired,
     DatabaseBusy,
     DatabaseError,
+    IdempotencyConflict,
     InvalidAudio,
     InvalidInput,
     InvalidTransition,
@@ -43,12 +45,26 @@ from .errors import (
     MigrationError,
     MusicstoreError,
     NotFound,
+    RenditionFailed,
     StorageError,
 )
 from .migrate import init_db, migrate
-from .models import TRANSITIONS, Generation, Page, Prompt, Requeued, Stats, Status
+from .models import (
+    TRANSITIONS,
+    Generation,
+    Page,
+    Prompt,
+    QueueDepth,
+    QueueLevel,
+    Requeued,
+    RetryPolicy,
+    Stats,
+    Status,
+)
 from .ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, RESET_CONFIRMATION
+from .ops.progress import QueuePosition
 from .store import Store, Transaction
+from .worker import Job, Worker, WorkerReport
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
@@ -57,25 +73,35 @@ __all__ = [
     "TRANSITIONS",
     "AsyncStore",
     "AsyncTransaction",
+    "Cancelled",
     "ConfirmationRequired",
     "DatabaseBusy",
     "DatabaseError",
     "Generation",
+    "IdempotencyConflict",
     "InvalidAudio",
     "InvalidInput",
     "InvalidTransition",
+    "Job",
     "LeaseLost",
     "MigrationError",
     "MusicstoreError",
     "NotFound",
     "Page",
     "Prompt",
+    "QueueDepth",
+    "QueueLevel",
+    "QueuePosition",
+    "RenditionFailed",
     "Requeued",
+    "RetryPolicy",
     "Stats",
     "Status",
     "StorageError",
     "Store",
     "Transaction",
+    "Worker",
+    "WorkerReport",
     "cancel",
     "claim_batch",
     "claim_next",
