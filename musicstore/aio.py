@@ -19,10 +19,21 @@ from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 from . import ops, validate, waiting
-from .errors import InvalidInput, NotFound
+from .errors import InvalidInput, NotFound, WriteConflict
 from .models import Generation
-from .ops import Operation, progress
-from .runner import Clock, Driver, check_schema, coroutine_method, drive_async, start, start_in, utcnow
+from .ops import Operation, Step, Steps, progress
+from .runner import (
+    CONFLICT_RETRIES,
+    Clock,
+    Driver,
+    check_schema,
+    conflict_wait,
+    coroutine_method,
+    drive_async,
+    start,
+    start_in,
+    utcnow,
+)
 from .urls import DatabaseURL, resolve
 
 P = ParamSpec("P")
@@ -253,12 +264,26 @@ class AsyncStore(Driver, AsyncOperations):
             steps, step = start(op, *args, **kwargs)  # argument checks run before any connection is taken
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
-        connector = self._connector
+        if not op.writes:
+            async with self._connection() as conn:
+                with self._translating:
+                    return await drive_async(self, conn, steps, step)
+        attempt = 0
+        while True:
+            try:
+                return await self._write(steps, step)
+            except WriteConflict:  # as Store.run: PostgreSQL aborted the transaction, run the operation again
+                attempt += 1
+                if attempt > CONFLICT_RETRIES:
+                    raise
+                await asyncio.sleep(conflict_wait(attempt))
+                steps, step = start(op, *args, **kwargs)
+
+    async def _write(self, steps: Steps[T], step: Step) -> T:
+        """Answer a write operation's steps in a transaction of its own."""
         async with self._connection() as conn:
             with self._translating:
-                if not op.writes:
-                    return await drive_async(self, conn, steps, step)
-                async with connector.transaction(conn, write=True):
+                async with self._connector.transaction(conn, write=True):
                     return await drive_async(self, conn, steps, step)
 
     @asynccontextmanager

@@ -71,6 +71,15 @@ class DatabaseBusy(DatabaseError):
     """The database stayed locked by other writers for longer than the busy timeout."""
 
 
+class WriteConflict(DatabaseBusy):
+    """PostgreSQL aborted a transaction to break a deadlock or a serialization conflict with another writer.
+
+    A store operation that is not inside ``Store.transaction`` is retried on its own
+    (``runner.CONFLICT_RETRIES`` times, after a short random wait); this reaches the caller when every try
+    conflicted, or from inside an explicit transaction, which only its owner can run again.
+    """
+
+
 class MigrationError(DatabaseError):
     """The schema is missing, older than this library needs, or a migration failed."""
 

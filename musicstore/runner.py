@@ -8,6 +8,7 @@ operations as methods, and the loop that answers an operation's steps.
 from __future__ import annotations
 
 import functools
+import random
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from types import TracebackType
@@ -34,6 +35,19 @@ def utcnow() -> datetime:
 
 now = functools.partial(datetime.now, UTC)
 """``utcnow`` without a Python frame, for the step loop (the default clock's value needs no check)."""
+
+
+CONFLICT_RETRIES = 4
+"""How many more times a write operation runs after PostgreSQL aborted it for a deadlock or a serialization
+conflict (``WriteConflict``). Each try is a new transaction from the operation's first step, so nothing of the
+aborted one remains. Two writers touching the same running-total rows in opposite orders (a batch that spans
+models or days, while their pid shards collide) is the case this exists for."""
+
+
+def conflict_wait(attempt: int) -> float:
+    """Seconds to wait before retry ``attempt`` (1, 2, ...): 10 ms doubled each time, randomised by +-50 % so
+    that the two conflicting writers do not meet again in step."""
+    return 0.01 * 2.0 ** (attempt - 1) * random.uniform(0.5, 1.5)
 
 
 def check_schema(url: str, applied: set[str]) -> None:

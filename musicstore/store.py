@@ -10,16 +10,28 @@ inside it. ``musicstore.aio.AsyncStore`` drives the same operations with ``await
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 from . import ops, validate, waiting
-from .errors import InvalidInput, NotFound
+from .errors import InvalidInput, NotFound, WriteConflict
 from .models import Generation
-from .ops import Operation, progress
+from .ops import Operation, Step, Steps, progress
 from .queries import execute
-from .runner import Clock, Driver, check_schema, drive, method, start, start_in, utcnow
+from .runner import (
+    CONFLICT_RETRIES,
+    Clock,
+    Driver,
+    check_schema,
+    conflict_wait,
+    drive,
+    method,
+    start,
+    start_in,
+    utcnow,
+)
 from .urls import DatabaseURL, resolve
 
 P = ParamSpec("P")
@@ -205,11 +217,30 @@ class Store(Driver, Operations):
             steps, step = start(op, *args, **kwargs)  # argument checks run before any connection is taken
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+        if not op.writes:
+            with self._translating:
+                conn = connector.acquire()
+                try:
+                    return drive(self, conn, steps, step)
+                finally:
+                    connector.release(conn)
+        attempt = 0
+        while True:
+            try:
+                return self._write(steps, step)
+            except WriteConflict:  # PostgreSQL aborted the transaction: run the operation again
+                attempt += 1
+                if attempt > CONFLICT_RETRIES:
+                    raise
+                time.sleep(conflict_wait(attempt))
+                steps, step = start(op, *args, **kwargs)
+
+    def _write(self, steps: Steps[T], step: Step) -> T:
+        """Answer a write operation's steps in a transaction of its own."""
+        connector = self._connector
         with self._translating:
             conn = connector.acquire()
             try:
-                if not op.writes:
-                    return drive(self, conn, steps, step)
                 connector.begin(conn, write=True)
                 try:
                     result = drive(self, conn, steps, step)

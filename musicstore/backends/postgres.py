@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from ..errors import DatabaseBusy, DatabaseError, InvalidInput, MigrationError, MusicstoreError
+from ..errors import DatabaseBusy, DatabaseError, InvalidInput, MigrationError, MusicstoreError, WriteConflict
 from ..urls import without_password
 
 DIALECT = "postgres"
@@ -53,7 +53,9 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
         return None
     if isinstance(exc, errors.UndefinedTable):
         return MigrationError(f"{where}: {exc}: the schema is missing; run `musicstore migrate`")
-    if isinstance(exc, errors.LockNotAvailable | errors.DeadlockDetected | errors.SerializationFailure):
+    if isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure):
+        return WriteConflict(f"{where}: concurrent writers conflicted ({exc}); retry")
+    if isinstance(exc, errors.LockNotAvailable):
         return DatabaseBusy(f"{where}: concurrent writers conflicted ({exc}); retry")
     if isinstance(exc, psycopg.IntegrityError):
         return DatabaseError(f"{where}: a schema constraint refused the change ({exc})")
