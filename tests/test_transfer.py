@@ -137,3 +137,33 @@ def test_import_rows_checks_every_row_before_it_writes(store: Store, clock: Fake
     )
     assert store.run(import_rows, [], [done]) == 1
     assert store.get_generation(done.id).file_path == "x.wav"  # type: ignore[union-attr]
+
+
+def test_copy_keeps_queue_fields_progress_renditions_and_owner_limits(
+    sqlite_url: str, postgres_url: str
+) -> None:
+    from datetime import timedelta
+
+    from tests.test_rendition_store import figures
+
+    clock = FakeClock()
+    with Store(sqlite_url, clock=clock) as source:
+        later = clock() + timedelta(hours=1)
+        new_job(source, "vip", priority=7, owner_key="user-1", idempotency_key="click-1", run_after=later)
+        new_job(source, "queued", owner_key="user-2")
+        running = source.claim_next("gpu-0")
+        assert running is not None and running.prompt == "queued"
+        assert source.report_progress(running.id, "gpu-0", 0.25, "sampling")
+        done = new_job(source, "done")
+        source.claim_next("gpu-1")
+        source.complete_generation(done.id, file_path="a/done.wav", file_size_bytes=42)
+        mp3 = source.create_rendition(done.id, **figures("a/done.streaming.mp3"))
+        source.set_owner_limit("user-1", 2)
+        expected = _everything(source)
+        with Store(postgres_url) as target:
+            assert copy_store(source, target, batch=2) == 3
+            assert _everything(target) == expected  # priority, run_after, keys, progress included
+            assert target.list_renditions(done.id) == [mp3]
+            assert target.get_owner_limits() == {"user-1": 2}
+            assert copy_store(source, target, batch=2) == 0
+            assert target.list_renditions(done.id) == [mp3]

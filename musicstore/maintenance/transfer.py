@@ -5,17 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .. import ops, validate
+from ..ops.queue import get_owner_limits, set_owner_limit
 from ..ops.storage import import_storage, storage_between
+from ..ops.transfer import import_renditions, renditions_after
 from ..store import Store
 
 
 def copy_store(
     source: Store, target: Store, *, batch: int = 1000, progress: Callable[[int], None] | None = None
 ) -> int:
-    """Copy all prompts, then all generations, from ``source`` to ``target``; returns generations copied.
+    """Copy all prompts, then all generations, their renditions and the owner keys' limits, from ``source``
+    to ``target``; returns generations copied.
 
-    Rows keep their ids, statuses, timestamps, metadata and where their files live (storage URL, key,
-    checksum); each batch is one transaction on the target. It is idempotent: rerun after an interruption,
+    Rows keep their ids, statuses, timestamps, metadata, queue fields (priority, run-after, owner and
+    idempotency keys), progress and where their files live (storage URL, key, checksum); each batch is one
+    transaction on the target. It is idempotent: rerun after an interruption,
     rows already copied are skipped (a prompt keeps the larger usage count). Stop the workers first, or
     generations that change meanwhile are copied as they were when read.
 
@@ -38,6 +42,12 @@ def copy_store(
         after_id = generations[-1].id
         if progress is not None:
             progress(copied)
+    after_rendition = ""
+    while renditions := source.run(renditions_after, after_rendition, batch):
+        target.run(import_renditions, renditions)
+        after_rendition = renditions[-1].id
+    for owner_key, max_running in source.run(get_owner_limits).items():
+        target.run(set_owner_limit, owner_key, max_running)
     return copied
 
 

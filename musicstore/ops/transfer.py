@@ -6,6 +6,7 @@ from .. import validate
 from ..models import Generation, Prompt, prompt_digest
 from .prompts import PROMPT, digest_taken
 from .reads import GENERATION
+from .renditions import RENDITION, Rendition, settings_key
 from .steps import Call, Params, Steps, reads_all, writer
 
 
@@ -53,4 +54,22 @@ def import_rows(prompts: list[Prompt], generations: list[Generation]) -> Steps[i
         fields["prompt_digest"] = prompt_digest(generation.prompt)
         fields["file_path"] = path  # checked above: it stays under the output root
         inserted += yield Call("import_generation", fields)
+    return inserted
+
+
+@reads_all("renditions_after", RENDITION)
+def renditions_after(after_id: str, limit: int) -> Params:
+    """Renditions with ids above ``after_id``, in id order."""
+    return {"after_id": after_id, "limit": limit}
+
+
+@writer
+def import_renditions(renditions: list[Rendition]) -> Steps[int]:
+    """Insert renditions read from another store as they are (idempotent; their generations first);
+    returns how many were new."""
+    inserted = 0
+    for rendition in renditions:
+        fields = {name: getattr(rendition, name) for name in Rendition.__dataclass_fields__}
+        fields["settings"] = settings_key(rendition.settings)
+        inserted += yield Call("import_rendition", fields)
     return inserted

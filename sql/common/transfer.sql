@@ -21,15 +21,35 @@ WHERE prompts.text = excluded.text;
 -- name: generations_after(after_id, limit)
 SELECT * FROM generations WHERE id > :after_id ORDER BY id LIMIT :limit;
 
--- name: import_generation(id, prompt, model_name, model_version, duration_seconds, sample_rate, channels, status, file_path, file_size_bytes, created_at, started_at, completed_at, generation_time_seconds, error_message, attempts, worker_id, lease_expires_at, metadata, prompt_digest)!
--- Insert a generation exactly as it was; one already there (same id) is left alone.
+-- name: import_generation(id, prompt, model_name, model_version, duration_seconds, sample_rate, channels, status, file_path, file_size_bytes, created_at, started_at, completed_at, generation_time_seconds, error_message, attempts, worker_id, lease_expires_at, metadata, prompt_digest, progress, stage, progress_at, priority, run_after, owner_key, idempotency_key)!
+-- Insert a generation exactly as it was (with its queue fields of 0008 and progress of 0009); one already
+-- there (same id) is left alone. Where its file lives (0006) follows in import_storage.
 INSERT INTO generations (
     id, prompt, model_name, model_version, duration_seconds, sample_rate, channels, status, file_path,
     file_size_bytes, created_at, started_at, completed_at, generation_time_seconds, error_message, attempts,
-    worker_id, lease_expires_at, metadata, prompt_digest
+    worker_id, lease_expires_at, metadata, prompt_digest, progress, stage, progress_at, priority, run_after,
+    owner_key, idempotency_key
 ) VALUES (
     :id, :prompt, :model_name, :model_version, :duration_seconds, :sample_rate, :channels, :status, :file_path,
     :file_size_bytes, :created_at, :started_at, :completed_at, :generation_time_seconds, :error_message, :attempts,
-    :worker_id, :lease_expires_at, :metadata, :prompt_digest
+    :worker_id, :lease_expires_at, :metadata, :prompt_digest, :progress, :stage, :progress_at, :priority,
+    :run_after, :owner_key, :idempotency_key
+)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: renditions_after(after_id, limit)
+-- Renditions with ids above after_id, in id order (copying them after their generations).
+SELECT * FROM renditions WHERE id > :after_id ORDER BY id LIMIT :limit;
+
+-- name: import_rendition(id, generation_id, format, codec, bitrate_mode, bitrate_kbps, quality, sample_rate, channels, settings, profile, target_lufs, ceiling_dbtp, storage_key, file_size_bytes, duration_seconds, loudness_lufs, true_peak_dbtp, loudness_status, checksum, created_at)!
+-- Insert a rendition exactly as it was; one already there (same id) is left alone.
+INSERT INTO renditions (
+    id, generation_id, format, codec, bitrate_mode, bitrate_kbps, quality, sample_rate, channels, settings,
+    profile, target_lufs, ceiling_dbtp, storage_key, file_size_bytes, duration_seconds, loudness_lufs,
+    true_peak_dbtp, loudness_status, checksum, created_at
+) VALUES (
+    :id, :generation_id, :format, :codec, :bitrate_mode, :bitrate_kbps, :quality, :sample_rate, :channels,
+    :settings, :profile, :target_lufs, :ceiling_dbtp, :storage_key, :file_size_bytes, :duration_seconds,
+    :loudness_lufs, :true_peak_dbtp, :loudness_status, :checksum, :created_at
 )
 ON CONFLICT (id) DO NOTHING;
