@@ -252,6 +252,7 @@ def command_lines(tmp: Path, backup_file: Path) -> dict[str, list[list[str]]]:
         "prompts": ["prompts"],
         "reconcile": ["reconcile", "-o", str(root)],
         "cleanup": ["cleanup", "--status", "failed", "-o", str(root)],
+        "copy-files": ["copy-files", "--to", str(tmp / "elsewhere")],
         "backup": ["backup", str(tmp / "copy.db"), "--overwrite"],
         "restore": ["restore", str(backup_file)],
         "requeue-expired": ["requeue-expired"],
