@@ -178,7 +178,9 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         )
         verb = "would free" if report.dry_run else "freed"
         print(
-            f"\n{report.rows_deleted:,} generations, {report.files_deleted:,} files, {verb} "
+            f"\n{report.rows_deleted:,} generations, {report.files_deleted:,} files"
+            + (f" ({report.peaks_files_deleted:,} waveform peaks)" if report.peaks_files_deleted else "")
+            + f", {verb} "
             f"{report.bytes_freed:,} bytes; recorded bytes {report.total_bytes_before:,} -> "
             f"{report.total_bytes_after:,}"
             + ("" if report.budget_met is None else f" (budget {'met' if report.budget_met else 'NOT met'})")

@@ -17,7 +17,9 @@ key order the merge was exact and it is missing; otherwise (or past ``HOLD``) ea
 ``HEAD``. Out-of-order keys therefore cost a request each, never a wrong answer; the few keys confirmed that
 way are remembered so that no object is counted twice. Objects whose names are not audio (``<id>.<ext>``,
 a rendition's name) are *other*: counted, never touched. Nothing outside the prefix is listed, so nothing
-there is ever touched.
+there is ever touched. With ``peaks=True`` (reconcile) a waveform peaks object
+(``<36-char id>.peaks.<int>.<8|16>[.split].json``, no row records it) is looked up, in batches, by the id
+its name carries: *referenced* while that generation's row exists, else an *orphan* (``Item.peaks``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from ..filestore import FileStore, ObjectInfo, ObjectNotFound
 from ..models import Status
 from ..ops import Call, Steps, reader
 from ..store import Store
-from .scan import audio_stem, rows_by_ids
+from .scan import audio_stem, peaks_stem, rows_by_ids
 
 LIST_PAGE = 1000
 """Keys a listing request asks for (S3's largest page)."""
@@ -176,12 +178,16 @@ class Item:
     state: str
     status: str | None = None
     """The status of the generation the key belongs to (None for orphans and others)."""
+    peaks: bool = False
+    """A waveform peaks object (classified only with ``classify_objects(..., peaks=True)``)."""
 
 
 class _Classifier:
-    def __init__(self, store: Store, files: FileStore, batch: int) -> None:
-        self.store, self.files, self.batch = store, files, batch
+    def __init__(self, store: Store, files: FileStore, batch: int, peaks: bool) -> None:
+        self.store, self.files, self.batch, self.peaks = store, files, batch, peaks
         self.orphans: list[ObjectInfo] = []
+        self.drawn: list[tuple[ObjectInfo, str]] = []
+        """Peaks objects and the generation id each name carries, waiting for their batch's lookup."""
         self.missing: list[tuple[str, list[StoredRow]]] = []
         self.found_by_key: set[str] = set()
         """Objects the merge missed (out of order) and the lookup by key found: counted once."""
@@ -205,8 +211,15 @@ class _Classifier:
             if obj is not None and rows:
                 yield Item(key, obj, rows, "referenced", rows[0].status)
             elif obj is not None:
-                if audio_stem(key.rpartition("/")[2]) is None:
-                    yield Item(key, obj, [], "other")
+                name = key.rpartition("/")[2]
+                if audio_stem(name) is None:
+                    owner = peaks_stem(name) if self.peaks else None
+                    if owner is None:
+                        yield Item(key, obj, [], "other")
+                        continue
+                    self.drawn.append((obj, owner))
+                    if len(self.drawn) >= self.batch:
+                        yield from self.confirm_peaks()
                     continue
                 self.orphans.append(obj)
                 if len(self.orphans) >= self.batch:
@@ -216,7 +229,21 @@ class _Classifier:
                 if len(self.missing) >= HOLD:
                     yield from self.confirm_missing(exact=False)
         yield from self.confirm_orphans()
+        yield from self.confirm_peaks()
         yield from self.confirm_missing(exact=self.ordered)
+
+    def confirm_peaks(self) -> Iterator[Item]:
+        """The peaks objects gathered: referenced while their generation's row exists, else orphans."""
+        drawn, self.drawn = self.drawn, []
+        if not drawn:
+            return
+        rows = self.store.run(rows_by_ids, sorted({owner for _, owner in drawn}))
+        for obj, owner in drawn:
+            row = rows.get(owner)
+            if row is not None:
+                yield Item(obj.key, obj, [], "referenced", row[0], peaks=True)
+            else:
+                yield Item(obj.key, obj, [], "orphan", peaks=True)
 
     def confirm_orphans(self) -> Iterator[Item]:
         objects, self.orphans = self.orphans, []
@@ -259,10 +286,13 @@ class _Classifier:
             yield Item(key, None, rows, "missing", rows[0].status)
 
 
-def classify_objects(store: Store, files: FileStore, *, batch: int = 1000) -> Iterator[Item]:
+def classify_objects(
+    store: Store, files: FileStore, *, batch: int = 1000, peaks: bool = False
+) -> Iterator[Item]:
     """Every object under the store's prefix and every row recording a file there, classified (see the
-    module); memory is bounded by ``batch`` and one listing page, whatever the bucket holds."""
-    return _Classifier(store, files, batch).run()
+    module); memory is bounded by ``batch`` and one listing page, whatever the bucket holds. With ``peaks``,
+    waveform peaks objects are classified by their generation's row (else they are *other*)."""
+    return _Classifier(store, files, batch, peaks).run()
 
 
 def is_object_store(root: object) -> bool:

@@ -148,6 +148,12 @@ class ReconcileReport:
     abandoned_uploads: list[AbandonedUpload] = field(default_factory=list)
     checksums_verified: int = 0
     """Objects read whole and hashed against their rows' SHA-256 (``verify_checksums=True``)."""
+    peaks_files: int = 0
+    """Of ``files_scanned``, waveform peaks files (``<id>.peaks.<int>.<8|16>[.split].json``, written by
+    ``musicstore.rendering.render_peaks``): counted as referenced while their generation's row exists,
+    as orphans (and repaired as orphans are) once it is gone."""
+    orphan_peaks_count: int = 0
+    """Of ``orphan_count``, peaks files of generations that no longer exist."""
     errors: list[str] = field(default_factory=list)
     truncated: bool = False
     consistent: bool = False
@@ -417,7 +423,7 @@ def _check_files(
     repair, base = report.repair, where.path
     now = time.time()
     seen = 0
-    for item in classified(store, base, report.errors, batch):
+    for item in classified(store, base, report.errors, batch, peaks=True):
         seen += 1
         if seen % batch == 0:
             tick(batch)
@@ -439,6 +445,8 @@ def _check_files(
                 listed(report.stale_temp_files, temp)
             continue
         report.files_scanned += 1
+        is_peaks = item.entry.kind == "peaks"
+        report.peaks_files += is_peaks
         if item.state == "referenced":
             report.referenced_files += 1
         elif item.state == "in_progress":
@@ -446,6 +454,7 @@ def _check_files(
         else:
             orphan = OrphanFile(item.entry.rel, item.entry.size)
             report.orphan_count += 1
+            report.orphan_peaks_count += is_peaks
             report.orphan_bytes += item.entry.size
             if repair:
                 _repair_orphan(where, orphan, target, report.errors)
@@ -583,7 +592,7 @@ def _reconcile_objects(
         dangling.clear()
         renditions.clear()
 
-    for item in classify_objects(store, files, batch=batch):
+    for item in classify_objects(store, files, batch=batch, peaks=True):
         seen += len(item.rows) + (item.obj is not None)
         if progress is not None and seen >= tick:
             progress(seen)
@@ -595,6 +604,7 @@ def _reconcile_objects(
                 report.rows_checked += 1
         if item.obj is not None:
             report.files_scanned += 1
+        report.peaks_files += item.peaks
         if item.state == "other":
             report.unknown_files += 1
         elif item.state == "in_progress":
@@ -603,6 +613,7 @@ def _reconcile_objects(
             assert item.obj is not None
             orphan = OrphanFile(item.key, item.obj.size)
             report.orphan_count += 1
+            report.orphan_peaks_count += item.peaks
             report.orphan_bytes += item.obj.size
             if repair:
                 orphan.action = _delete_object(files, item.key, report.errors)

@@ -12,12 +12,18 @@ orphan objects, which ``reconcile(repair=True, delete_orphans=True)`` deletes, n
 gone; an object that a row which stays still records (in that store) is never deleted. Each root acts only
 on the rows whose files it holds: a row whose file is in another store (another bucket, or a local root
 when cleaning a bucket) is skipped with the reason, row and file kept. Rows without a file go on any root.
+
+Waveform peaks files (``musicstore.rendering.render_peaks``: ``<stem>.peaks.<int>.<8|16>[.split].json``
+beside the master, recorded in no table) go with their generation, after its row, as its renditions do:
+found by the master's stem in the master's folder (one listing per folder and batch on a local root, one
+listing of the prefix ``<dir>/<stem>.peaks.`` per generation in an object store).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import posixpath
 import stat
 import time
 from collections.abc import Iterable
@@ -41,6 +47,7 @@ from .scan import (
     Progress,
     canonical_path,
     check_root,
+    is_peaks_of,
     referenced_paths,
     rows_by_file_paths,
 )
@@ -78,6 +85,38 @@ class _Folder:
             )
             return "error"
         return "deleted"
+
+    def peaks(self, masters: list[str], errors: list[str]) -> dict[str, list[tuple[str, int]]]:
+        """master → the (path, size) of each peaks file beside it (regular files only): each folder listed
+        once for all the masters in it."""
+        wanted: dict[str, dict[str, str]] = {}
+        for master in masters:
+            canonical = canonical_path(master)
+            if canonical is not None:
+                folder, _, name = canonical.rpartition("/")
+                wanted.setdefault(folder, {})[posixpath.splitext(name)[0]] = master
+        found: dict[str, list[tuple[str, int]]] = {}
+        for folder, stems in wanted.items():
+            try:
+                fd = self.where.folder(folder.split("/") if folder else [])
+                if fd is None:
+                    continue
+                with os.scandir(fd) as entries:
+                    for entry in entries:
+                        stem = entry.name.rpartition(".peaks.")[0]
+                        owner = stems.get(stem)
+                        if owner is None or not is_peaks_of(entry.name, stem):
+                            continue
+                        if not entry.is_file(follow_symlinks=False):
+                            continue
+                        size = entry.stat(follow_symlinks=False).st_size
+                        rel = f"{folder}/{entry.name}" if folder else entry.name
+                        found.setdefault(owner, []).append((rel, size))
+            except Outside:  # became a symlink since the master was checked: not followed
+                continue
+            except OSError as exc:
+                errors.append(f"cannot list the peaks files in {folder or '.'}: {exc}")
+        return found
 
     def still_referenced(self, store: Store, paths: list[str], deleted: set[str], dry_run: bool) -> set[str]:
         """The canonical forms of those of ``paths`` a row that stays still records (in any spelling)."""
@@ -119,6 +158,22 @@ class _Objects:
             )
             return "error"
 
+    def peaks(self, masters: list[str], errors: list[str]) -> dict[str, list[tuple[str, int]]]:
+        """master → the (key, size) of each peaks object beside it: one listing of the prefix
+        ``<dir>/<stem>.peaks.`` per master (a handful of keys each)."""
+        found: dict[str, list[tuple[str, int]]] = {}
+        for master in masters:
+            folder, _, name = master.rpartition("/")
+            stem = posixpath.splitext(name)[0]
+            prefix = f"{folder}/{stem}.peaks." if folder else f"{stem}.peaks."
+            try:
+                for obj in self.files.list(prefix):
+                    if is_peaks_of(obj.key.rpartition("/")[2], stem) and obj.key.startswith(prefix):
+                        found.setdefault(master, []).append((obj.key, obj.size))
+            except (StorageError, InvalidInput) as exc:
+                errors.append(f"cannot list the peaks objects of {self.files.url}{master}: {exc}")
+        return found
+
     def still_referenced(self, store: Store, keys: list[str], deleted: set[str], dry_run: bool) -> set[str]:
         """Those of ``keys`` that a row which stays records in this store."""
         rows = store.run(stored_by_keys, self.files.url, keys)
@@ -145,6 +200,9 @@ class CleanupItem:
     file_action: str
     renditions_deleted: int = 0
     """Its rendition files deleted (or, in a dry run, that would be): their rows go with the generation's."""
+    peaks_deleted: int = 0
+    """Its waveform peaks files deleted (or, in a dry run, that would be); none when its master is kept
+    (``kept_shared``)."""
 
 
 @dataclass(slots=True)
@@ -174,7 +232,11 @@ class CleanupReport:
     max_total_bytes: int | None
     rows_deleted: int = 0
     files_deleted: int = 0
+    """Masters, renditions and peaks files deleted (in a dry run: that would be)."""
     bytes_freed: int = 0
+    peaks_files_deleted: int = 0
+    """Of ``files_deleted``, waveform peaks files (``<stem>.peaks.<int>.<8|16>[.split].json`` beside a
+    deleted generation's master; their bytes are in ``bytes_freed``)."""
     rows_changed: int = 0
     """Selected rows another process changed or deleted first: left alone."""
     skipped_count: int = 0
@@ -423,6 +485,7 @@ def _cleanup(
         # rows deleted first (committed above), files after: a crash from here on leaves orphan files only
         paths = [row["file_path"] for row, _ in selected if row["id"] in deleted and row["file_path"]]
         shared = place.still_referenced(store, paths, deleted, dry_run) if paths else set()
+        peaks = place.peaks(paths, report.errors) if paths else {}
         for row, on_disk in selected:
             processed += 1
             if row["id"] not in deleted:
@@ -444,6 +507,9 @@ def _cleanup(
                 report.files_deleted += 1
                 report.bytes_freed += on_disk or 0
             gone = _delete_renditions(place, renditions.get(row["id"], []), dry_run, report)
+            drawn = 0
+            if action != "kept_shared" and row["file_path"]:
+                drawn = _delete_peaks(place, peaks.get(row["file_path"], []), dry_run, report)
             listed(
                 report.deleted,
                 CleanupItem(
@@ -455,6 +521,7 @@ def _cleanup(
                     file_size_bytes=row["file_size_bytes"],
                     file_action=action,
                     renditions_deleted=gone,
+                    peaks_deleted=drawn,
                 ),
             )
             if progress is not None:
@@ -488,6 +555,19 @@ def _delete_renditions(place: _Place, keys: list[str], dry_run: bool, report: Cl
             gone += 1
             report.files_deleted += 1
             report.bytes_freed += on_disk or 0
+    return gone
+
+
+def _delete_peaks(place: _Place, found: list[tuple[str, int]], dry_run: bool, report: CleanupReport) -> int:
+    """Remove the peaks files of a deleted generation (no row records them); returns how many. One that
+    cannot be removed is left (reconcile reports it as an orphan), the reason in ``report.errors``."""
+    gone = 0
+    for key, size in found:
+        if dry_run or place.remove(key, report.errors) == "deleted":
+            gone += 1
+            report.files_deleted += 1
+            report.peaks_files_deleted += 1
+            report.bytes_freed += size
     return gone
 
 

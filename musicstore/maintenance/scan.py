@@ -34,6 +34,11 @@ _RENDITION = re.compile(
     r"([A-Za-z0-9][A-Za-z0-9_-]*)\.[^./]+\.[0-9a-f]{8}\.(?:mp3|opus|ogg|oga|flac|wav)", re.I
 )
 """``musicstore.rendering.rendition_name``: a rendition beside its master; group 1 is the generation id."""
+_PEAKS = re.compile(r"([A-Za-z0-9][A-Za-z0-9_-]{35})\.peaks\.[1-9][0-9]*\.(?:8|16)(?:\.split)?\.json")
+"""``musicstore.rendering.peaks_name`` of a master at its layout name: ``<36-char id>.peaks.<samples per
+pixel>.<8|16>[.split].json``; group 1 is the generation id. Any other ``.json`` is a file of another kind."""
+_PEAKS_TAIL = re.compile(r"[1-9][0-9]*\.(?:8|16)(?:\.split)?\.json")
+"""What follows ``<master's stem>.peaks.`` in a peaks file's name."""
 
 BATCH = 1000
 DEFAULT_MAX_ITEMS = 10_000
@@ -68,6 +73,19 @@ def audio_stem(name: str) -> str | None:
     if is_audio_name(name) and not is_temp_name(name):
         return name[: name.rfind(".")]
     return None
+
+
+def peaks_stem(name: str) -> str | None:
+    """The generation id a waveform peaks file's name carries (``musicstore.rendering.peaks_name``:
+    ``<36-char id>.peaks.<int>.<8|16>[.split].json``); None for any other name."""
+    found = _PEAKS.fullmatch(name)
+    return None if found is None else found.group(1)
+
+
+def is_peaks_of(name: str, stem: str) -> bool:
+    """Whether ``name`` is a peaks file of the master whose name without its extension is ``stem``."""
+    head = f"{stem}.peaks."
+    return name.startswith(head) and _PEAKS_TAIL.fullmatch(name[len(head) :]) is not None
 
 
 # --- queries as operations ---------------------------------------------------------------------------
@@ -132,9 +150,10 @@ class Entry:
     size: int
     mtime: float
     kind: str
-    """audio, temp, unknown or symlink."""
+    """audio, peaks (a waveform peaks file: ``peaks_stem``), temp, unknown or symlink."""
     stem: str = ""
-    """An audio file's name without its extension: the generation id in the layout."""
+    """An audio file's name without its extension: the generation id in the layout (a peaks file's: its
+    generation id)."""
 
 
 def check_root(root: str | Path) -> Path:
@@ -199,12 +218,15 @@ def _entry(entry: os.DirEntry[str], prefix: str, root: Path, errors: list[str] |
             kind, stem = "audio", rendition.group(1)
         elif is_audio_name(name):
             kind, stem = "audio", name[: name.rfind(".")]
+        elif (owner := peaks_stem(name)) is not None:
+            kind, stem = "peaks", owner
     return Entry(rel, name, info.st_size, info.st_mtime, kind, stem)
 
 
 @dataclass(slots=True)
 class Classified:
-    """An audio file and what the database says of it: referenced, in_progress or orphan."""
+    """An audio file (or, with ``classified(..., peaks=True)``, a peaks file) and what the database says of
+    it: referenced, in_progress or orphan."""
 
     entry: Entry
     state: str
@@ -241,17 +263,36 @@ def confirm_orphans(store: Store, candidates: list[Classified]) -> list[Classifi
     return candidates
 
 
+def classify_peaks(store: Store, entries: list[Entry]) -> list[Classified]:
+    """A batch of peaks files by the generation their name carries: referenced while its row exists (of any
+    status), else orphan (its generation was deleted: nothing will read it)."""
+    rows = store.run(rows_by_ids, sorted({e.stem for e in entries}))
+    return [
+        Classified(e, "referenced", rows[e.stem][0]) if e.stem in rows else Classified(e, "orphan")
+        for e in entries
+    ]
+
+
 def classified(
-    store: Store, root: Path, errors: list[str] | None = None, batch: int = BATCH
+    store: Store, root: Path, errors: list[str] | None = None, batch: int = BATCH, *, peaks: bool = False
 ) -> Iterator[Classified | Entry]:
     """The walk with every audio file classified (in batches); other entries pass through as they are.
 
     Orphan candidates are confirmed by path (a scan of the table, as ``file_path`` has no index) once
     ``batch`` of them have gathered, not once per batch of files: a store with few orphans pays one scan.
+    With ``peaks``, waveform peaks files are classified too (``classify_peaks``, in batches); without, they
+    pass through as entries of kind ``peaks``.
     """
     pending: list[Entry] = []
     candidates: list[Classified] = []
+    drawn: list[Entry] = []
     for entry in walk(root, errors):
+        if peaks and entry.kind == "peaks":
+            drawn.append(entry)
+            if len(drawn) >= batch:
+                yield from classify_peaks(store, drawn)
+                drawn = []
+            continue
         if entry.kind != "audio":
             yield entry
             continue
@@ -270,3 +311,5 @@ def classified(
         candidates += found
     if candidates:
         yield from confirm_orphans(store, candidates)
+    if drawn:
+        yield from classify_peaks(store, drawn)
