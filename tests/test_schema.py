@@ -152,6 +152,7 @@ INDEXES: dict[str, list[str | None]] = {
     "generations_file_path": ["file_path"],
     "prompts_used_count_id": ["used_count", "id"],
     "generations_completed_at": ["completed_at"],  # completions by time, for the ETA (0009)
+    "generations_queue": ["priority", "created_at", "id"],  # pending jobs in claim order across lanes (0010)
     # the queue's lanes (0008): pending jobs by owner key in claim order, processing jobs by owner key; the
     # owner key is the expression coalesce(owner_key, ''), which index_info names None
     "generations_lane_queue": [None, "priority", "created_at", "id"],
@@ -163,6 +164,7 @@ POSTGRES_INDEXES = {
     **{name: [c or "(expression)" for c in cols] for name, cols in INDEXES.items()},
     "generations_pending": ["created_at", "id"],
 }
+POSTGRES_INDEXES["generations_queue"] = ["(expression)", "created_at", "id"]  # -priority there (0010)
 POSTGRES_INDEXES.pop("generations_idempotency_key")  # unique: listed with the constraints, not here
 # The statements behind claim_next, status lists, unfiltered lists and reconcile's lookups by file.
 PLANS = {

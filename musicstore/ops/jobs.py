@@ -5,9 +5,10 @@ Every status change is one conditional UPDATE whose row count decides it; when i
 
 The claim takes jobs in the queue's order (docs/queue.md): among the lanes (one per owner key, one for jobs
 without a key) with a ready job and room under their limit, the head with the highest priority, then the lane
-with the fewest jobs processing, then the oldest head. ``queue_heads`` ranks the lanes; ``claim_lane_head``
-takes one lane's head, with its limit checked in the same statement (on PostgreSQL after the lane's
-transaction lock).
+with the fewest jobs processing, then the oldest head. ``claim_lane_head`` takes one lane's head, with its
+limit checked in the same statement (on PostgreSQL after the lane's transaction lock). Which lane: usually
+``queue_first`` decides it from the first few ready jobs in claim order across lanes (``_decided_lane``);
+otherwise ``queue_heads`` ranks every lane.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ MAX_OWNER_LIMIT = 1_000_000
 CANDIDATES = 8
 """How many lanes one claim ranks and tries, best first, before it returns None (a lane is skipped when
 another claimer took its last ready job, or, on PostgreSQL, holds its lock, meanwhile)."""
+WINDOW = 32
+"""How many ready jobs, in claim order across lanes, the claim's fast path walks before ranking every lane."""
 HEADS = columns("owner_key", "max_running")
+FIRST = columns("owner_key", "priority", "running", "max_running", "others")
 LOCKED = columns("locked")
 NO_RETRY_DELAY = RetryPolicy(base_seconds=0.0)
 """The default of ``fail`` and ``requeue_expired``: a retried job is claimable at once."""
@@ -129,20 +133,57 @@ def _limit(owner_limit: int | None) -> int | None:
     return validate.integer(owner_limit, "owner_limit", 0, MAX_OWNER_LIMIT)
 
 
+def _decided_lane(now: datetime, default_limit: int | None) -> Steps[tuple[str, int | None] | None]:
+    """The lane ``queue_heads`` would rank first, found without ranking every lane, or None when the first
+    ``WINDOW`` ready jobs do not decide it.
+
+    Walk the ready jobs in claim order across lanes (priority, age, id), skipping those whose lane has no
+    room: the first job met of a lane is that lane's head, so the first job met, J, has the highest priority
+    P among the heads of the lanes with room. Its lane ranks first if it has no job processing (no lane has
+    fewer, and the lanes with none met later at P have younger heads) or if no other lane has a pending job.
+    Otherwise the first job at P whose lane has no job processing (and room) is the head that ranks first.
+    """
+    walk = {"now": now, "default_limit": default_limit, "window": WINDOW, "priority": None, "idle": False}
+    first: tuple[str, int, int, int | None, Any] | None = yield Call("queue_first", walk, FIRST)
+    if first is None:
+        return None
+    owner_key, priority, running, max_running, others = first
+    if running == 0 or not others:
+        return owner_key, max_running
+    idle = {**walk, "priority": priority, "idle": True}
+    found: tuple[str, int, int, int | None, Any] | None = yield Call("queue_first", idle, FIRST)
+    return None if found is None else (found[0], found[3])
+
+
+def _claim_lane(
+    params: dict[str, Any], owner_key: str, max_running: int | None, wait: bool
+) -> Steps[Generation | None]:
+    """Claim the head of one lane (after its lock, if it has a limit), or None."""
+    if max_running is not None:
+        locked = yield Call("lock_lane" if wait else "try_lock_lane", {"owner_key": owner_key}, LOCKED)
+        if not locked or not locked[0]:
+            return None
+    lane = {**params, "owner_key": owner_key, "max_running": max_running}
+    claimed: Generation | None = yield Call("claim_lane_head", lane, GENERATION)
+    return claimed
+
+
 def _claim_one(params: dict[str, Any], default_limit: int | None, wait: bool) -> Steps[Generation | None]:
     """Claim the head of the best lane that still has one, or None. ``wait``: the first lane with a limit
     waits for its lock (on PostgreSQL), the others are skipped while another claimer holds theirs; a caller
     that already wrote in this transaction passes False, so that it never waits while holding a lock."""
+    decided = yield from _decided_lane(params["now"], default_limit)
+    if decided is not None:
+        owner_key, max_running = decided
+        claimed: Generation | None = yield from _claim_lane(params, owner_key, max_running, wait)
+        if claimed is not None:
+            return claimed
+        wait = wait and max_running is None  # a lock was taken (or waited for): never wait for a second
     ranked = {"now": params["now"], "default_limit": default_limit, "limit": CANDIDATES}
     lanes: list[tuple[str, int | None]] = yield Call("queue_heads", ranked, HEADS)
     for owner_key, max_running in lanes:
-        if max_running is not None:
-            locked = yield Call("lock_lane" if wait else "try_lock_lane", {"owner_key": owner_key}, LOCKED)
-            wait = False
-            if not locked or not locked[0]:
-                continue
-        lane = {**params, "owner_key": owner_key, "max_running": max_running}
-        claimed: Generation | None = yield Call("claim_lane_head", lane, GENERATION)
+        claimed = yield from _claim_lane(params, owner_key, max_running, wait)
+        wait = wait and max_running is None
         if claimed is not None:
             return claimed
     return None
