@@ -181,3 +181,19 @@ def test_reconcile_reports_orphan_peaks_keeps_live_ones_and_other_json(
     again = reconcile(store, root)
     assert again.consistent, asdict(again)
     assert again.peaks_files == 1 and again.orphan_peaks_count == 0
+
+
+def test_a_stale_temp_file_of_a_peaks_put_is_removed_by_a_local_repair(store: Store, tmp_path: Path) -> None:
+    from tests.test_reconcile import OLD, put
+
+    root = tmp_path / "audio"
+    gid = str(uuid.uuid4())
+    stale = put(root, f"2026/01/02/.{gid}.peaks.256.8.json.k2j4_9az.tmp", mtime=OLD)  # a put killed
+    fresh = put(root, f"2026/01/02/.{gid}.peaks.64.16.split.json.abcdefgh.tmp")
+    other = put(root, "2026/01/02/.notes.json.abcdefgh.tmp", mtime=OLD)  # not a peaks file's: kept
+    report = reconcile(store, root)
+    assert [t.path for t in report.stale_temp_files] == [stale.relative_to(root).as_posix()]
+    assert (report.fresh_temp_files, report.unknown_files) == (1, 1)
+    repaired = reconcile(store, root, repair=True)
+    assert [t.action for t in repaired.stale_temp_files] == ["removed"]
+    assert not stale.exists() and fresh.exists() and other.exists()

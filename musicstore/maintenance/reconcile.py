@@ -11,7 +11,9 @@
    records is an *orphan*, unless its name is the id of a pending or processing generation: a worker may
    have placed it and not yet committed (it is *in progress* and left alone). Temp files of the atomic
    writer (``.<name>.<random>.tmp``) and the recorder's staged files (``.<id>.<12 hex>.<ext>``) are
-   *stale* when older than ``stale_after_seconds``.
+   *stale* when older than ``stale_after_seconds``. Waveform peaks files
+   (``<36-char id>.peaks.<int>.<8|16>[.split].json``) are looked up by that id: kept while the generation
+   exists, orphans once it is gone.
 
 A completed row whose ``file_path`` leads outside the root (absolute, ``..``, a symlink on the way: see
 ``musicstore.filestore.local``) is reported as *outside_root*, never followed, judged consistent, changed or

@@ -55,9 +55,18 @@ _STAGED_RENDITION = re.compile(
 _LIVE = frozenset({Status.PENDING.value, Status.PROCESSING.value})
 
 
+_PEAKS_TEMP = re.compile(rf"\.{_PEAKS.pattern}\.[A-Za-z0-9_]+\.tmp")
+"""The temp file of a peaks file being written (``write_atomic``, or a folder ``FileStore``'s ``put``)."""
+
+
 def is_temp_name(name: str) -> bool:
-    """A temp or staged file name of an export in flight (or interrupted)."""
-    return bool(_WRITER_TEMP.fullmatch(name) or _STAGED.fullmatch(name) or _STAGED_RENDITION.fullmatch(name))
+    """A temp or staged file name of an export in flight (or interrupted), or of a peaks file being put."""
+    return bool(
+        _WRITER_TEMP.fullmatch(name)
+        or _STAGED.fullmatch(name)
+        or _STAGED_RENDITION.fullmatch(name)
+        or _PEAKS_TEMP.fullmatch(name)
+    )
 
 
 def is_audio_name(name: str) -> bool:
