@@ -6,7 +6,9 @@ is a local folder (a path, ``file://``) or an object store (``s3://BUCKET/PREFIX
 The file reaches its final path (or key) only inside the transaction that completes the row, after the
 worker's claim has been checked under the row lock, so a worker that lost its lease can never replace or
 remove the file of the worker that took over. The row records the storage URL, key and SHA-256 of the file
-(``musicstore.ops.storage``). See docs/recording.md.
+(``musicstore.ops.storage``). With ``peaks=True`` or a ``PeaksSpec`` the waveform peaks of the frames being
+written go beside it as ``<id>.peaks.<spp>.<bits>[.split].json`` in the same transaction, recorded in the
+row's ``metadata["peaks"]``. See docs/recording.md.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, Literal
 from . import validate
 from .audio import ExportOptions, ExportResult, as_audio, as_audio_batch, export_audio, layout_path
 from .audio.export import check_target
+from .audio.peaks import PeaksSpec, WaveformPeaks, frames_peaks
 from .audio.tags import provenance_of, tag_master, want_tags
 from .errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, StorageError
 from .filestore import FileStore, LocalFileStore, open_filestore
@@ -31,25 +34,32 @@ from .filestore.fsync import fsync
 from .models import Generation, Status
 from .ops import DEFAULT_MAX_ATTEMPTS
 from .ops.storage import record_storage
+from .rendering import StoredPeaks, peaks_name
 from .store import Store
 
 OnError = Literal["fail", "retry", "raise"]
 _ON_ERROR = ("fail", "retry", "raise")
 Root = str | os.PathLike[str] | FileStore
 """Where files go: a folder path, ``file:///PATH``, ``s3://BUCKET/PREFIX`` or an open ``FileStore``."""
+Peaks = PeaksSpec | bool | None
+"""``peaks=``: a ``PeaksSpec``, ``True`` (``PeaksSpec()``: 256 samples per pixel, 8 bits, mixed), or
+``False``/``None`` (none made)."""
+DEFAULT_PEAKS = PeaksSpec()
 
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
     """A completed generation and what its export wrote (``result.path``: the final path; for an object
     store, the temp file the object was put from, since removed). ``storage_url``/``key``/``checksum``: where
-    the file lives, as the row records it."""
+    the file lives, as the row records it. ``peaks``: the waveform peaks put beside it (``None`` with
+    ``peaks=False``)."""
 
     generation: Generation
     result: ExportResult
     storage_url: str | None = None
     key: str | None = None
     checksum: str | None = None
+    peaks: StoredPeaks | None = None
 
 
 def export_generation(
@@ -67,6 +77,7 @@ def export_generation(
     generation_time_seconds: float | None = None,
     metadata: Mapping[str, Any] | None = None,
     tags: bool | None = None,
+    peaks: Peaks = None,
 ) -> Recorded:
     """Export ``audio`` (``(S,)`` or ``(C, S)``, tensor or array) for a claimed generation and complete it.
 
@@ -79,6 +90,14 @@ def export_generation(
     metadata, generation id, creation time; WAV ``LIST/INFO`` and ``id3 ``, FLAC Vorbis comments:
     ``audio.tags.tag_master``) after it is encoded and before it is placed, so the checksum is of the tagged
     bytes; ``None`` (the default) tags when mutagen (the ``renditions`` extra) is installed.
+
+    ``peaks``: the waveform peaks (audiowaveform JSON, version 2) of the frames being written, computed in
+    the same pass (not read back), go beside the file as ``<id>.peaks.<spp>.<bits>[.split].json``
+    (``rendering.peaks_name``) with the same atomicity, placed after the audio and before the row is
+    completed, and are recorded in ``metadata["peaks"]`` (``key``, ``samples_per_pixel``, ``bits``,
+    ``channels``, ``length``, ``bytes``, ``sha256``; this key wins over ``metadata``'s). A failed peaks write
+    fails the job as a failed placing of the audio does. ``False``/``None`` (the default, for now: see
+    docs/recording.md): no peaks.
 
     ``root`` as an ``s3://`` URL opens a client for this call: pass an open ``FileStore``
     (``open_filestore``) to reuse one. On an object store the clip is encoded to a temp file, then put at
@@ -95,26 +114,27 @@ def export_generation(
     """
     _check_call(generation, on_error, max_attempts, metadata)
     _check_format(ext, options, root=root, worker_id=worker_id, scale=scale)
+    spec = _peaks_spec(peaks)
     if generation_time_seconds is not None:
         validate.seconds(generation_time_seconds, "generation_time_seconds", positive=False)
     worker = generation.worker_id if worker_id is None else worker_id
     place = _Placing(
         store=store, generation=generation, worker=worker, on_error=on_error, max_attempts=max_attempts,
         generation_time_seconds=generation_time_seconds, metadata=metadata or {},
-        tags=want_tags(tags),
+        tags=want_tags(tags), peaks=spec,
     )  # fmt: skip
     folder, objects, opened = _target(root)
     if objects is None:
         assert folder is not None
         final = layout_path(folder, generation.id, ext, when=generation.created_at)
         staged = _staging_path(final)
-        result = place.export(audio, staged, options, scale)
-        return place.into_folder(result, folder, final)
+        result, waveform = place.export(audio, staged, options, scale)
+        return place.into_folder(result, folder, final, waveform)
     try:
         key = layout_path(".", generation.id, ext, when=generation.created_at).as_posix()
         with tempfile.TemporaryDirectory(prefix="musicstore-export-") as temp:
-            result = place.export(audio, Path(temp) / f"{generation.id}.{ext}", options, scale)
-            return place.into_objects(result, objects, key)
+            result, waveform = place.export(audio, Path(temp) / f"{generation.id}.{ext}", options, scale)
+            return place.into_objects(result, objects, key, waveform)
     finally:
         if opened:
             objects.close()
@@ -135,6 +155,7 @@ def export_batch_generations(
     metadata: Sequence[Mapping[str, Any] | None] | None = None,
     workers: int | None = None,
     tags: bool | None = None,
+    peaks: Peaks = None,
 ) -> list[Recorded | Exception]:
     """Export item ``i`` of a ``(B, C, S)`` batch for ``generations[i]``, in parallel; one outcome each.
 
@@ -159,6 +180,7 @@ def export_batch_generations(
     if len(extras) != count or len({g.id for g in generations}) != count:
         raise InvalidInput("give one metadata entry per generation, and each generation once")
     _check_format(ext, options, root=root, worker_id=worker_id, scale=scale)
+    _peaks_spec(peaks)
     if workers is not None:
         validate.integer(workers, "workers", 1, 1_024)
     for generation, extra in zip(generations, extras, strict=True):
@@ -176,6 +198,7 @@ def export_batch_generations(
             return export_generation(
                 store, generations[i], items[i], root=target, worker_id=worker_id, ext=ext, options=options,
                 scale=scale, on_error=on_error, max_attempts=max_attempts, metadata=extras[i], tags=tags,
+                peaks=peaks,
             )  # fmt: skip
         except Exception as exc:
             return exc
@@ -221,6 +244,41 @@ def _check_format(
     check_target(Path(f"generation.{ext}"), (options or ExportOptions()).subtype)
 
 
+def _peaks_spec(peaks: object) -> PeaksSpec | None:
+    if peaks is None or peaks is False:
+        return None
+    if peaks is True:
+        return DEFAULT_PEAKS
+    if not isinstance(peaks, PeaksSpec):
+        raise InvalidInput(f"peaks must be a PeaksSpec, True, False or None, got {type(peaks).__name__}")
+    return peaks
+
+
+@dataclass(frozen=True, slots=True)
+class _Waveform:
+    """The peaks of the frames written, as the JSON bytes to put beside the audio."""
+
+    peaks: WaveformPeaks
+    data: bytes
+    sha256: str
+    split: bool
+
+    def key(self, audio_key: str) -> str:
+        name = peaks_name(Path(audio_key), self.peaks.samples_per_pixel, self.peaks.bits, self.split)
+        return (Path(audio_key).parent / name).as_posix()
+
+    def record(self, audio_key: str) -> dict[str, Any]:
+        """``metadata["peaks"]`` of the row."""
+        p = self.peaks
+        return {
+            "key": self.key(audio_key), "samples_per_pixel": p.samples_per_pixel, "bits": p.bits,
+            "channels": p.channels, "length": p.length, "bytes": len(self.data), "sha256": self.sha256,
+        }  # fmt: skip
+
+    def stored(self, generation_id: str, url: str, audio_key: str) -> StoredPeaks:
+        return StoredPeaks(generation_id, url, self.key(audio_key), len(self.data), self.sha256, self.peaks)
+
+
 def _check_call(
     generation: Generation, on_error: str, max_attempts: int, metadata: Mapping[str, Any] | None
 ) -> None:
@@ -259,12 +317,25 @@ class _Placing:
     generation_time_seconds: float | None
     metadata: Mapping[str, Any]
     tags: bool = False
+    peaks: PeaksSpec | None = None
 
     def export(
         self, audio: Any, staged: Path, options: ExportOptions | None, scale: float | None
-    ) -> ExportResult:
-        """The clip encoded at ``staged``; if that fails, the row is failed per ``on_error`` and it raises."""
-        generation = self.generation
+    ) -> tuple[ExportResult, _Waveform | None]:
+        """The clip encoded at ``staged`` and the peaks of its frames (computed as they are written); if that
+        fails, the row is failed per ``on_error`` and it raises."""
+        generation, spec = self.generation, self.peaks
+        seen: list[_Waveform] = []
+
+        def peaks_of(frames: Any) -> None:
+            assert spec is not None
+            peaks = frames_peaks(
+                frames, generation.sample_rate, spec.samples_per_pixel, bits=spec.bits,
+                split_channels=spec.split_channels,
+            )  # fmt: skip
+            data = peaks.to_json().encode()
+            seen.append(_Waveform(peaks, data, hashlib.sha256(data).hexdigest(), spec.split_channels))
+
         try:
             clip = as_audio(audio, scale=scale)  # (C, S) float32: checked once, the device left once
             if clip.shape[0] != generation.channels:
@@ -273,13 +344,16 @@ class _Placing:
                     f"{generation.id} requested {generation.channels}; pass (C, S) audio with "
                     f"C = {generation.channels}"
                 )
-            result = export_audio(clip, generation.sample_rate, staged, options)
+            result = export_audio(
+                clip, generation.sample_rate, staged, options, frames_seen=None if spec is None else peaks_of
+            )
+            waveform = seen[0] if seen else None
             if not self.tags:
-                return result
+                return result, waveform
             # tagged here, before it is placed: the checksum and size are of the tagged bytes
             provenance = provenance_of(generation, self.metadata)
             size = tag_master(staged, provenance, result.loudness_after, result.true_peak_after)
-            return replace(result, bytes=size)
+            return replace(result, bytes=size), waveform
         except Exception as exc:
             self.failed(exc)
             raise
@@ -304,26 +378,31 @@ class _Placing:
             return
         error.add_note(f"generation {generation_id} is now {status} (on_error={self.on_error!r})")
 
-    def complete(self, tx: Any, result: ExportResult, key: str) -> Generation:
+    def complete(self, tx: Any, result: ExportResult, key: str, waveform: _Waveform | None) -> Generation:
         """The row completed in ``tx``: its claim checked and the row locked (raises LeaseLost...)."""
+        recorded = {} if waveform is None else {"peaks": waveform.record(key)}
         done: Generation = tx.complete_generation(
             self.generation.id,
             file_path=key,
             file_size_bytes=result.bytes,
             generation_time_seconds=self.generation_time_seconds,
-            metadata={**result.as_metadata(), **self.metadata},
+            metadata={**result.as_metadata(), **self.metadata, **recorded},
             worker_id=self.worker,
         )
         return done
 
-    def into_folder(self, result: ExportResult, root: Path, final: Path) -> Recorded:
-        """The staged file renamed onto ``final`` inside the transaction that completes the row."""
-        staged, placed, placing = result.path, False, False
+    def into_folder(
+        self, result: ExportResult, root: Path, final: Path, waveform: _Waveform | None
+    ) -> Recorded:
+        """The staged file renamed onto ``final`` and the peaks written (atomically) beside it, inside the
+        transaction that completes the row."""
+        staged, placed, placing, peaks_placed = result.path, False, False, False
         key, url = final.relative_to(root).as_posix(), root.absolute().as_uri()
+        peaks_path = None if waveform is None else root / waveform.key(key)
         try:
             checksum = _sha256(staged)
             with self.store.transaction() as tx:
-                done = self.complete(tx, result, key)
+                done = self.complete(tx, result, key, waveform)
                 placing = True
                 try:  # the claim is checked and the row locked: only now may the file take its place
                     os.replace(staged, final)
@@ -331,31 +410,46 @@ class _Placing:
                     fsync(final.parent, directory=True)
                 except OSError as exc:
                     raise StorageError(f"moving {staged} to {final} failed: {exc}") from exc
+                if waveform is not None and peaks_path is not None:  # whole or not at all (StorageError)
+                    LocalFileStore(root, create=False).put(
+                        waveform.key(key), waveform.data, content_type="application/json", overwrite=True
+                    )  # with its checksum kept (xattr): render_peaks later finds these bytes, a retry
+                    peaks_placed = True
                 placing = False
                 tx.run(record_storage, self.generation.id, storage_url=url, key=key, checksum=checksum)
         except BaseException as exc:
-            for path in (staged, final) if placed else (staged,):
+            placed_paths = ([final] if placed else []) + ([peaks_path] if peaks_placed and peaks_path else [])
+            for path in [staged, *placed_paths]:
                 try:
                     path.unlink(missing_ok=True)
                 except OSError as cleanup:
                     exc.add_note(f"and removing {path} failed: {cleanup}")
             self._not_recorded(exc, placing)
             raise
-        return Recorded(done, replace(result, path=final), url, key, checksum)
+        stored = None if waveform is None else waveform.stored(self.generation.id, url, key)
+        return Recorded(done, replace(result, path=final), url, key, checksum, stored)
 
-    def into_objects(self, result: ExportResult, objects: FileStore, key: str) -> Recorded:
-        """The encoded file put at ``key`` (conditional create) in the transaction completing the row."""
-        placed, placing = False, False
+    def into_objects(
+        self, result: ExportResult, objects: FileStore, key: str, waveform: _Waveform | None
+    ) -> Recorded:
+        """The encoded file, then its peaks, put at ``key`` and beside it (conditional creates) in the
+        transaction completing the row."""
+        placed, placing, peaks_placed = False, False, False
+        peaks_key = None if waveform is None else waveform.key(key)
         try:
             with self.store.transaction() as tx:
-                done = self.complete(tx, result, key)
+                done = self.complete(tx, result, key, waveform)
                 placing = True
                 with open(result.path, "rb") as source:
                     info = objects.put(
                         key, source, content_type=_CONTENT_TYPES.get(result.format.lower()),
                         metadata=_object_metadata(result),
                     )  # fmt: skip
-                placed, placing = True, False
+                placed = True
+                if waveform is not None and peaks_key is not None:  # ObjectExists: not ours, left alone
+                    objects.put(peaks_key, waveform.data, content_type="application/json")
+                    peaks_placed = True
+                placing = False
                 assert info.checksum is not None  # a put always reports the SHA-256 it computed
                 tx.run(
                     record_storage,
@@ -365,14 +459,16 @@ class _Placing:
                     checksum=info.checksum,
                 )
         except BaseException as exc:
-            if placed:
+            placed_keys = ([key] if placed else []) + ([peaks_key] if peaks_placed and peaks_key else [])
+            for placed_key in placed_keys:
                 try:
-                    objects.delete(key)
+                    objects.delete(placed_key)
                 except Exception as cleanup:
-                    exc.add_note(f"and removing {key} from {objects.url} failed: {cleanup}")
+                    exc.add_note(f"and removing {placed_key} from {objects.url} failed: {cleanup}")
             self._not_recorded(exc, placing)
             raise
-        return Recorded(done, result, objects.url, key, info.checksum)
+        stored = None if waveform is None else waveform.stored(self.generation.id, objects.url, key)
+        return Recorded(done, result, objects.url, key, info.checksum, stored)
 
     def _not_recorded(self, exc: BaseException, placing: bool) -> None:
         exc.add_note(f"generation {self.generation.id} was not recorded; its file was removed")

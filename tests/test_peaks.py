@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from musicstore.audio import synthesize_music
-from musicstore.audio.peaks import compute_peaks, file_peaks
+from musicstore.audio.peaks import compute_peaks, file_peaks, frames_peaks
 from musicstore.errors import InvalidAudio, InvalidInput
 
 
@@ -69,6 +69,53 @@ def test_a_file_gives_the_same_peaks_as_its_samples(tmp_path: Path) -> None:
     out = tmp_path / "peaks" / "clip.json"
     assert from_file.write(out) == out.stat().st_size
     assert json.loads(out.read_text()) == direct.as_json_dict()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    frames=st.integers(1, 2500),
+    channels=st.integers(1, 3),
+    spp=st.integers(1, 600),
+    bits=st.sampled_from([8, 16]),
+    split=st.booleans(),
+    subtype=st.sampled_from(["PCM_16", "PCM_24", "PCM_32", "FLOAT"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_frames_being_written_give_the_peaks_of_the_file(
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    frames: int,
+    channels: int,
+    spp: int,
+    bits: int,
+    split: bool,
+    subtype: str,
+    seed: int,
+) -> None:
+    """What export hands to ``frames_peaks`` (int16, int32 as libsndfile takes 24 and 32 bits, float32)
+    gives the same document as reading the written file back, in one pass over memory."""
+    rng = np.random.default_rng(seed)
+    if subtype == "FLOAT":
+        data: np.ndarray = rng.uniform(-1.0, 1.0, (frames, channels)).astype(np.float32)
+    elif subtype == "PCM_16":
+        data = rng.integers(-(2**15), 2**15, (frames, channels), dtype=np.int16)
+    else:
+        data = rng.integers(-(2**31), 2**31, (frames, channels), dtype=np.int64).astype(np.int32)
+        if subtype == "PCM_24":
+            data = (data >> 8) << 8  # libsndfile keeps the top 24 bits
+    path = tmp_path_factory.mktemp("frames") / "x.wav"
+    sf.write(path, data, 8_000, subtype=subtype)
+    got = frames_peaks(data, 8_000, spp, bits=bits, split_channels=split, block_frames=997)
+    assert got.to_json() == file_peaks(path, spp, bits=bits, split_channels=split).to_json()
+    samples, _ = sf.read(path, dtype="float32", always_2d=True)
+    assert got.as_json_dict()["data"] == brute_force(samples.T, spp, bits, split)
+
+
+def test_frames_of_another_type_are_refused() -> None:
+    with pytest.raises(InvalidInput):
+        frames_peaks(np.zeros((4, 2), dtype=np.float64), 8_000)
+    with pytest.raises(InvalidInput):
+        frames_peaks(np.zeros(4, dtype=np.int16), 8_000)
 
 
 def test_a_file_is_read_in_memory_bounded_by_the_block(tmp_path: Path) -> None:

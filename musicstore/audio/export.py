@@ -13,7 +13,7 @@ import numbers
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -196,7 +196,14 @@ def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple
 
 
 def _export_one(
-    x: NDArray[np.float32], rate: int, path: Path, fmt: str, *, options: ExportOptions, started: float
+    x: NDArray[np.float32],
+    rate: int,
+    path: Path,
+    fmt: str,
+    *,
+    options: ExportOptions,
+    started: float,
+    frames_seen: Callable[[NDArray[np.generic]], None] | None = None,
 ) -> ExportResult:
     done, measure_s, limit_s = _process(x, rate, options)
     out = done.audio
@@ -204,6 +211,8 @@ def _export_one(
     sample_peak = max(float(out.max()), -float(out.min()))
     clipped = clipped_samples(out, sample_peak)
     frames = to_frames(out, options.subtype, np.random.default_rng(options.dither_seed))
+    if frames_seen is not None:  # e.g. the waveform peaks of what is written, before it is (recording)
+        frames_seen(frames)
     quantized = time.perf_counter()
     size = write_atomic(path, frames, rate, fmt, options.subtype)
     written = time.perf_counter()
@@ -278,19 +287,21 @@ def export_audio(
     options: ExportOptions | None = None,
     *,
     scale: float | None = None,
+    frames_seen: Callable[[NDArray[np.generic]], None] | None = None,
 ) -> ExportResult:
     """Normalize one clip (tensor or array, ``(S,)`` or ``(C, S)``) and write it atomically to ``path``.
 
     The format comes from the extension (``.wav``/``.flac``). ``scale`` is the full-scale value of
     integer input. Raises InvalidAudio/InvalidInput before writing anything, StorageError if the write
-    fails (nothing is left at ``path``).
+    fails (nothing is left at ``path``). ``frames_seen`` is called with the ``(S, C)`` frames (quantized for
+    the subtype) before they are written: what it raises is raised and nothing is written.
     """
     started = time.perf_counter()
     opts = options or ExportOptions()
     rate = check_sample_rate(sample_rate)
     target, fmt = check_target(path, opts.subtype)
     x = as_audio(audio, scale=scale)
-    return _export_one(x, rate, target, fmt, options=opts, started=started)
+    return _export_one(x, rate, target, fmt, options=opts, started=started, frames_seen=frames_seen)
 
 
 def export_batch(

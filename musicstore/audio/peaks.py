@@ -147,6 +147,58 @@ def compute_peaks(
     return WaveformPeaks(rate, spp, nbits, int(x.shape[1]), extremes)
 
 
+@dataclass(frozen=True)
+class PeaksSpec:
+    """The resolution of the peaks made at export (``musicstore.recording``): ``samples_per_pixel`` frames per
+    bucket, ``bits`` (8 or 16) per value, channels mixed to one unless ``split_channels``."""
+
+    samples_per_pixel: int = 256
+    bits: int = 8
+    split_channels: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.samples_per_pixel, self.bits)
+        if not isinstance(self.split_channels, bool):
+            raise InvalidInput("split_channels must be True or False")
+
+
+_FULL_SCALE = {np.dtype(np.int16): 2.0**-15, np.dtype(np.int32): 2.0**-31}
+
+
+def frames_peaks(
+    frames: NDArray[np.generic],
+    sample_rate: int,
+    samples_per_pixel: int = 256,
+    *,
+    bits: int = 8,
+    split_channels: bool = False,
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+) -> WaveformPeaks:
+    """Peaks of the ``(S, C)`` frames about to be written (int16, int32 as libsndfile takes them, or float32),
+    converted to float block by block exactly as libsndfile reads them back (``int · 2^−15`` or ``2^−31`` in
+    float32), so they equal ``file_peaks`` of the written file; memory: one block plus the result."""
+    spp, nbits = _check(samples_per_pixel, bits)
+    rate = check_sample_rate(sample_rate)
+    if frames.ndim != 2 or frames.dtype not in (*_FULL_SCALE, np.dtype(np.float32)):
+        raise InvalidInput(
+            f"frames must be (S, C) int16, int32 or float32, got {frames.dtype} {frames.shape}"
+        )
+    scale = _FULL_SCALE.get(frames.dtype)
+    step = spp * max(1, block_frames // spp)
+
+    def blocks() -> Iterable[NDArray[np.float32]]:
+        for start in range(0, frames.shape[0], step):
+            block = frames[start : start + step].T.astype(np.float32)
+            if scale is not None:
+                block *= np.float32(scale)
+            yield block
+
+    extremes = _reduce(blocks(), spp, split_channels, int(frames.shape[1]))
+    if not np.isfinite(extremes).all():
+        raise InvalidAudio("the frames hold NaN or infinite samples; they have no waveform to draw")
+    return WaveformPeaks(rate, spp, nbits, int(frames.shape[0]), extremes)
+
+
 def file_peaks(
     path: str | Path,
     samples_per_pixel: int = 256,
