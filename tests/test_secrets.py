@@ -575,12 +575,17 @@ def _shares_a_piece(text: str, *forms: str) -> bool:
 
 @contextlib.contextmanager
 def _registered_only_here() -> Iterator[None]:
-    before = set(masking._secrets)
+    """Only the secrets registered inside the block count (those earlier tests of the session registered, e.g.
+    a generated password "0000", would mask runs this module's properties expect kept); restored after."""
+    with masking._lock:
+        before = set(masking._secrets)
+        masking._secrets.clear()
     try:
         yield
     finally:
         with masking._lock:
-            masking._secrets.intersection_update(before)
+            masking._secrets.clear()
+            masking._secrets.update(before)
 
 
 @st.composite
