@@ -111,6 +111,31 @@ def test_the_frames_being_written_give_the_peaks_of_the_file(
     assert got.as_json_dict()["data"] == brute_force(samples.T, spp, bits, split)
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    frames=st.integers(1, 3000),
+    channels=st.integers(1, 6),
+    spp=st.integers(1, 700),
+    split=st.booleans(),
+    block=st.integers(1, 4000),
+    edges=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_int16_frames_found_on_the_integers_equal_the_float_reading(
+    *, frames: int, channels: int, spp: int, split: bool, block: int, edges: bool, seed: int
+) -> None:
+    """The int16 path (min/max on the integers, scaled and divided last) equals the float32 reading."""
+    rng = np.random.default_rng(seed)
+    if edges:
+        values = np.array([-(2**15), 2**15 - 1, -1, 0, 1, 12345, -12345], dtype=np.int16)
+        data = rng.choice(values, (frames, channels))
+    else:
+        data = rng.integers(-(2**15), 2**15, (frames, channels), dtype=np.int16)
+    got = frames_peaks(data, 8_000, spp, split_channels=split, block_frames=block)
+    read = (data.T.astype(np.float32) * np.float32(2.0**-15)).astype(np.float32)
+    assert np.array_equal(got.extremes, compute_peaks(read, 8_000, spp, split_channels=split).extremes)
+
+
 def test_frames_of_another_type_are_refused() -> None:
     with pytest.raises(InvalidInput):
         frames_peaks(np.zeros((4, 2), dtype=np.float64), 8_000)
