@@ -56,9 +56,19 @@ def restore() -> None:
 
 
 def finish() -> None:
-    """The command's work is done: ignore SIGINT from here to the exit (only in the command's process)."""
-    if INSTALLED and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """The command's work is done: ignore SIGINT from here to the exit (only in the command's process).
+
+    A Ctrl-C that lands while this runs (before SIGINT is ignored) raises KeyboardInterrupt in here; it is
+    dropped and the step taken again, so it changes nothing either."""
+    if not INSTALLED:
+        return
+    while True:
+        try:
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 INSTALLED = install()
