@@ -6,7 +6,8 @@ Every status change is one conditional UPDATE whose row count decides it; when i
 The claim takes jobs in the queue's order (docs/queue.md): among the lanes (one per owner key, one for jobs
 without a key) with a ready job and room under their limit, the head with the highest priority, then the lane
 with the fewest jobs processing, then the oldest head. ``claim_lane_head`` takes one lane's head, with its
-limit checked in the same statement (on PostgreSQL after the lane's transaction lock). Which lane: usually
+limit checked in the same statement (on PostgreSQL after the lane's transaction lock). Which lane: while no
+pending job has an owner key, ``claim_unkeyed`` takes the head of the one lane in one statement; else usually
 ``queue_first`` decides it from the first few ready jobs in claim order across lanes (``_decided_lane``);
 otherwise ``queue_heads`` ranks every lane.
 """
@@ -172,6 +173,9 @@ def _claim_one(params: dict[str, Any], default_limit: int | None, wait: bool) ->
     """Claim the head of the best lane that still has one, or None. ``wait``: the first lane with a limit
     waits for its lock (on PostgreSQL), the others are skipped while another claimer holds theirs; a caller
     that already wrote in this transaction passes False, so that it never waits while holding a lock."""
+    alone: Generation | None = yield Call("claim_unkeyed", params, GENERATION)
+    if alone is not None:
+        return alone
     decided = yield from _decided_lane(params["now"], default_limit)
     if decided is not None:
         owner_key, max_running = decided

@@ -86,3 +86,28 @@ FROM (
 WHERE (w.max_running IS NULL OR w.running < w.max_running)
   AND (NOT :idle OR (w.running = 0 AND w.priority = CAST(:priority AS integer)))
 LIMIT 1;
+
+-- name: claim_unkeyed(worker_id, now, lease_expires_at)^
+-- The claim when no pending job has an owner key: the head of the lane of jobs without one (never limited)
+-- is then the best, taken in one statement (a claimer skips a job another holds and takes the next); no row when any pending job has a key.
+UPDATE generations
+SET status = 'processing',
+    worker_id = :worker_id,
+    started_at = :now,
+    lease_expires_at = :lease_expires_at,
+    attempts = attempts + 1
+WHERE id = (
+    SELECT g.id FROM generations AS g
+    WHERE coalesce(g.owner_key, '') = '' AND g.status = 'pending'
+      AND (g.run_after IS NULL OR g.run_after <= :now)
+    ORDER BY g.priority DESC, g.created_at, g.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+AND (
+    SELECT coalesce(o.owner_key, '') FROM generations AS o
+    WHERE o.status = 'pending' AND coalesce(o.owner_key, '') > ''
+    ORDER BY coalesce(o.owner_key, '')
+    LIMIT 1
+) IS NULL
+RETURNING *;
