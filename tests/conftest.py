@@ -40,6 +40,12 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def objects(musicstore_s3_files: Any) -> Any:
+    """The object store under a fresh prefix of the test S3 server (``musicstore_s3_url``)."""
+    return musicstore_s3_files
+
+
+@pytest.fixture
 def clock(musicstore_clock: FakeClock) -> FakeClock:
     return musicstore_clock
 

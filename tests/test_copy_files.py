@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +12,12 @@ import pytest
 
 from musicstore import Generation, Store
 from musicstore.delivery import Delivery
-from musicstore.filestore import FileStore, LocalFileStore, open_filestore
+from musicstore.filestore import FileStore, LocalFileStore
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.relocate import copy_files
 from musicstore.ops.storage import get_storage, record_storage
 from tests.conftest import new_job
 from tests.test_maintenance_s3 import RENDITION, keys
-
-
-@pytest.fixture
-def objects(musicstore_s3_url: str) -> Iterator[FileStore]:
-    opened = open_filestore(musicstore_s3_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def on_disk(store: Store, folder: LocalFileStore, n: int, *, record: bool = True) -> list[Generation]:

@@ -14,20 +14,11 @@ import pytest
 from musicstore import InvalidInput, InvalidTransition, NotFound, Store
 from musicstore.aio import AsyncStore
 from musicstore.delivery import AsyncDelivery, Delivery
-from musicstore.filestore import ChecksumMismatch, FileStore, ObjectNotFound, open_filestore
+from musicstore.filestore import ChecksumMismatch, FileStore, ObjectNotFound
 from musicstore.ids import new_id
 from musicstore.recording import Recorded, export_generation
 from tests.conftest import new_job
 from tests.test_record import OPTIONS, claimed, music
-
-
-@pytest.fixture
-def objects(musicstore_s3_url: str) -> Any:
-    opened = open_filestore(musicstore_s3_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _recorded(store: Store, root: Any) -> Recorded:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from musicstore import Generation, InvalidInput, Status, Store
-from musicstore.filestore import FileStore, ObjectInfo, open_filestore
+from musicstore.filestore import FileStore, ObjectInfo
 from musicstore.maintenance.bucket import StoredRow, join
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.retention import cleanup
@@ -28,15 +28,6 @@ RENDITION: dict[str, Any] = {
     "profile": "streaming", "target_lufs": -14.0, "ceiling_dbtp": -1.0, "duration_seconds": 1.0,
     "loudness_lufs": -14.0, "true_peak_dbtp": -1.5, "loudness_status": "normalized",
 }  # fmt: skip
-
-
-@pytest.fixture
-def objects(musicstore_s3_url: str) -> Iterator[FileStore]:
-    opened = open_filestore(musicstore_s3_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 DATA = b"RIFF" + b"\1" * 96

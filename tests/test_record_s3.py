@@ -20,15 +20,6 @@ from tests.test_record import OPTIONS, RATE, claimed, files_under, music
 from tests.test_schema import _from, _rollback, _sql
 
 
-@pytest.fixture
-def objects(musicstore_s3_url: str) -> Any:
-    opened = open_filestore(musicstore_s3_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
 def _key(job: Any) -> str:
     return f"{job.created_at:%Y/%m/%d}/{job.id}.wav"
 

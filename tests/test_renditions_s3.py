@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,6 @@ from musicstore.recording import export_generation
 from musicstore.rendering import render_generation, rendition_name
 from musicstore.store import Transaction
 from tests.test_record import OPTIONS, claimed, music
-
-
-@pytest.fixture
-def objects(musicstore_s3_url: str) -> Iterator[FileStore]:
-    opened = open_filestore(musicstore_s3_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def keys(objects: FileStore) -> set[str]:

@@ -12,6 +12,8 @@
   client. Skips when boto3 or the binary is missing, unless ``MUSICSTORE_TEST_S3=required`` or ``CI=true``.
 - ``musicstore_s3_url``: ``s3://BUCKET/PREFIX/``, a fresh prefix on that server, with the ``AWS_*``
   variables set for it during the test (so ``open_filestore(url)`` needs nothing more); emptied afterwards.
+- ``musicstore_s3_files``: ``open_filestore(musicstore_s3_url)``, the object store under that fresh prefix
+  (a ``FileStore``: ``put``, ``get``, ``list``...), closed afterwards.
 - ``musicstore_store``: a ``Store`` on ``musicstore_sqlite_url`` with ``musicstore_clock``.
 - ``musicstore_output_root``: an empty folder for exported audio.
 - ``musicstore_live_server``: a factory ``start(app) -> LiveServer`` that serves an ASGI app (e.g.
@@ -158,6 +160,17 @@ def musicstore_s3_url(musicstore_s3_server: Any, monkeypatch: pytest.MonkeyPatch
             )
     finally:
         client.close()
+
+
+@pytest.fixture
+def musicstore_s3_files(musicstore_s3_url: str) -> Iterator[Any]:
+    from ..filestore import open_filestore
+
+    opened = open_filestore(musicstore_s3_url)
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 @pytest.fixture
