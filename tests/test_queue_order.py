@@ -38,7 +38,7 @@ QUEUE_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     "owner_limits_after": ({"after_key": "", "limit": 100}, "owner_limits_pkey|owner_limits"),
 }
 QUEUE_OTHER = {"queue_heads", "queue_depth", "queue_running"}
-QUEUE_OTHER.add("queue_first")  # the claim's fast path: a walk of generations_queue, checked there too
+QUEUE_OTHER |= {"queue_first", "queue_first_idle"}  # the claim's fast path: walks of generations_queue
 # Locks, no table read: PostgreSQL's advisory locks of a lane and of an idempotency key (SQLite: nothing).
 QUEUE_OTHER |= {"lock_lane", "try_lock_lane", "lock_idempotency_key"}
 
@@ -340,11 +340,12 @@ def test_sqlite_queue_plans_at_a_million_rows(sqlite_url: str) -> None:
         assert "generations_lane_queue" in depth and "TEMP B-TREE" not in depth, depth
         # the claim's fast path (0010): a walk of the first ready jobs across lanes, in index order
         for idle in (False, True):
-            walk = {"now": now, "default_limit": 2, "window": 32, "priority": 4, "idle": idle}
-            first = _sqlite_plan(conn, queries["queue_first"].sql, walk)
-            assert "SCAN g USING INDEX generations_queue" in first and "TEMP B-TREE" not in first, first
+            walk = {"now": now, "default_limit": 2, "window": 32, **({"priority": 4} if idle else {})}
+            name = "queue_first_idle" if idle else "queue_first"
+            first = _sqlite_plan(conn, queries[name].sql, walk)
+            assert "g USING INDEX generations_queue" in first and "TEMP B-TREE" not in first, first
             assert "generations_lane_running" in first and not re.search(r"\bSCAN (p|o)\b", first), first
-            row = conn.execute(queries["queue_first"].sql, walk).fetchone()
+            row = conn.execute(queries[name].sql, walk).fetchone()
             assert row[:4] == (rows[0][0], 4, 0, 2), row  # queue_heads' best lane: no key runs, the oldest
     finally:
         conn.close()
@@ -407,14 +408,15 @@ def test_postgres_queue_plans_at_a_million_rows(postgres_url: str) -> None:
             else:
                 assert not sorts and "Rows Removed by Filter" not in plan, (name, plan)
         for idle in (False, True):  # the claim's fast path (0010): the first ready jobs across lanes
-            walk = {"now": WHEN, "default_limit": 2, "window": 32, "priority": 4, "idle": idle}
-            rows = conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF) {queries['queue_first'].sql}", walk).fetchall()
+            walk = {"now": WHEN, "default_limit": 2, "window": 32, **({"priority": 4} if idle else {})}
+            name = "queue_first_idle" if idle else "queue_first"
+            rows = conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF) {queries[name].sql}", walk).fetchall()
             plan = "\n".join(row[0] for row in rows)
             assert "Index Scan using generations_queue" in plan, plan
             assert "Sort" not in plan and "Seq Scan on generations" not in plan, plan
             best = conn.execute(queries["queue_heads"].sql, {"now": WHEN, "default_limit": 2, "limit": 1})
             lane = best.fetchall()[0][0]  # queue_heads' best: no key runs, so the oldest head of priority 4
-            assert conn.execute(queries["queue_first"].sql, walk).fetchall()[0][:4] == (lane, 4, 0, 2)
+            assert conn.execute(queries[name].sql, walk).fetchall()[0][:4] == (lane, 4, 0, 2)
 
 
 class _RolledBack(Exception):

@@ -144,15 +144,15 @@ def _decided_lane(now: datetime, default_limit: int | None) -> Steps[tuple[str, 
     fewer, and the lanes with none met later at P have younger heads) or if no other lane has a pending job.
     Otherwise the first job at P whose lane has no job processing (and room) is the head that ranks first.
     """
-    walk = {"now": now, "default_limit": default_limit, "window": WINDOW, "priority": None, "idle": False}
+    walk = {"now": now, "default_limit": default_limit, "window": WINDOW}
     first: tuple[str, int, int, int | None, Any] | None = yield Call("queue_first", walk, FIRST)
     if first is None:
         return None
     owner_key, priority, running, max_running, others = first
     if running == 0 or not others:
         return owner_key, max_running
-    idle = {**walk, "priority": priority, "idle": True}
-    found: tuple[str, int, int, int | None, Any] | None = yield Call("queue_first", idle, FIRST)
+    idle = {**walk, "priority": priority}
+    found: tuple[str, int, int, int | None, Any] | None = yield Call("queue_first_idle", idle, FIRST)
     return None if found is None else (found[0], found[3])
 
 

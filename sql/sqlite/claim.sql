@@ -37,12 +37,11 @@ SELECT :owner_key IS NOT NULL AS locked;
 -- name: lock_idempotency_key(idempotency_key)^
 SELECT :idempotency_key IS NOT NULL AS locked;
 
--- name: queue_first(now, default_limit, window, priority, idle)^
+-- name: queue_first(now, default_limit, window)^
 -- The claim's fast path: the first ready job, in claim order across every lane (generations_queue), whose
--- lane has room under its limit, among the first :window ready jobs; with :idle true, the first one whose lane
--- has no job processing, at :priority. Returns its lane (owner key, '' for none), priority, the lane's running
--- jobs and limit, and whether any pending job lies outside that lane (others). A walk of a few index entries
--- and, per job walked, the lane's count and limit: the cost of a claim no longer grows with the lanes.
+-- lane has room under its limit, among the first :window ready jobs. Returns its lane (owner key, '' for
+-- none), priority, the lane's running jobs and limit, and whether any pending job lies outside that lane
+-- (others). A walk of a few index entries and, per job walked, the lane's count and limit.
 SELECT w.owner_key, w.priority, w.running, w.max_running,
        (
            (
@@ -80,7 +79,53 @@ FROM (
     LIMIT :window
 ) AS w
 WHERE (w.max_running IS NULL OR w.running < w.max_running)
-  AND (NOT :idle OR (w.running = 0 AND w.priority = :priority))
+LIMIT 1;
+
+-- name: queue_first_idle(now, default_limit, window, priority)^
+-- The same among the first :window ready jobs of one priority (a range of generations_queue), for the first
+-- whose lane has no job processing (running: 0, or 1 for a lane with any, not counted further) and room.
+SELECT w.owner_key, w.priority, w.running, w.max_running,
+       (
+           (
+               SELECT coalesce(o.owner_key, '') FROM generations AS o
+               WHERE o.status = 'pending'
+               ORDER BY coalesce(o.owner_key, '')
+               LIMIT 1
+           ) < w.owner_key
+           OR (
+               SELECT coalesce(o.owner_key, '') FROM generations AS o
+               WHERE o.status = 'pending' AND coalesce(o.owner_key, '') > w.owner_key
+               ORDER BY coalesce(o.owner_key, '')
+               LIMIT 1
+           ) IS NOT NULL
+       ) AS others
+FROM (
+    SELECT f.owner_key, f.priority,
+           (
+               SELECT count(*) FROM (
+                   SELECT 1 FROM generations AS p
+                   WHERE coalesce(p.owner_key, '') = f.owner_key AND p.status = 'processing'
+                   LIMIT 1
+               ) AS one
+           ) AS running,
+           CASE WHEN f.owner_key = '' THEN NULL
+                ELSE coalesce(
+                    (SELECT l.max_running FROM owner_limits AS l WHERE l.owner_key = f.owner_key),
+                    CAST(:default_limit AS INTEGER)
+                )
+           END AS max_running
+    FROM (
+        SELECT coalesce(g.owner_key, '') AS owner_key, g.priority
+        FROM generations AS g INDEXED BY generations_queue
+        WHERE g.status = 'pending' AND (g.run_after IS NULL OR g.run_after <= :now)
+          AND g.priority = :priority
+        ORDER BY g.priority DESC, g.created_at, g.id
+        LIMIT :window
+    ) AS f
+    LIMIT :window
+) AS w
+WHERE (w.max_running IS NULL OR w.running < w.max_running)
+  AND w.running = 0
 LIMIT 1;
 
 -- name: claim_unkeyed(worker_id, now, lease_expires_at)^
