@@ -567,6 +567,7 @@ EXPORT_ARGUMENTS: dict[str, st.SearchStrategy[Any]] = {
     "generation_time_seconds": bad_number(positive=False, high=MAX_SECONDS, none_ok=True),
     "metadata": bad_metadata(none_ok=True),
     "tags": st.integers() | st.text(max_size=5) | _others,  # True, False or None
+    "peaks": st.integers() | st.text(max_size=5) | _others,  # a PeaksSpec, True, False or None
 }
 
 
