@@ -67,7 +67,7 @@ def test_a_write_aborted_by_a_deadlock_runs_again_and_succeeds(postgres_url: str
         failures = _deadlock_while(postgres_url, job.id, lambda: store.cancel(job.id, "stop"))
         assert failures == []
         got = store.get_generation(job.id)
-        assert got.status is Status.CANCELLED
+        assert got is not None and got.status is Status.CANCELLED
         by_status = store.get_database_stats().by_status
         assert (by_status[Status.CANCELLED], by_status[Status.PENDING]) == (1, 0)  # moved once, not twice
 
@@ -85,7 +85,8 @@ def test_the_async_store_runs_it_again_too(postgres_url: str) -> None:
                 asyncio.run(inner())
 
             assert _deadlock_while(postgres_url, job.id, cancel) == []
-            assert (await store.get_generation(job.id)).status is Status.CANCELLED
+            got = await store.get_generation(job.id)
+            assert got is not None and got.status is Status.CANCELLED
 
     asyncio.run(scenario())
 
