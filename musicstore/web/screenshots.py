@@ -8,7 +8,6 @@ a PNG of each page from headless Chromium (Debian's ``chromium`` and ``chromium-
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -54,15 +53,11 @@ def build(folder: Path) -> tuple[str, Path, str]:
             running = store.claim_next(worker, lease_seconds=300)
             assert running is not None
             store.report_progress(running.id, worker, fraction, stage)
-        pending = [
-            store.create_generation(prompt, model_name="musicgen-medium", duration_seconds=10).id
-            for prompt, _, _ in PROMPTS
-        ]
-    with sqlite3.connect(folder / "demo.db") as conn:  # priorities, as the queue's create would set them
-        conn.executemany(
-            "UPDATE generations SET priority = ? WHERE id = ?", [(10, pending[0]), (-5, pending[1])]
-        )
-    conn.close()
+        for n, (prompt, _, _) in enumerate(PROMPTS):
+            priority = {0: 10, 1: -5}.get(n, 0)
+            store.create_generation(
+                prompt, model_name="musicgen-medium", duration_seconds=10, priority=priority
+            )
     return url, root, shown
 
 
