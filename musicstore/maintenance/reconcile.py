@@ -163,6 +163,21 @@ class ReconcileReport:
     stale temp file or abandoned upload, no error."""
     seconds: float = 0.0
 
+    def finish(self, started: float) -> ReconcileReport:
+        """Judge ``consistent`` from the counts (one rule for a folder and a bucket: the counts one of them
+        never finds stay 0) and time the run from ``started`` (``time.monotonic()``)."""
+        self.consistent = not (
+            self.orphan_count
+            or self.dangling_count
+            or self.dangling_rendition_count
+            or self.outside_root_count
+            or self.stale_temp_count
+            or self.abandoned_upload_count
+            or self.errors
+        )
+        self.seconds = round(time.monotonic() - started, 3)
+        return self
+
 
 # --- queries as operations ---------------------------------------------------------------------------
 
@@ -301,16 +316,7 @@ def reconcile(
         _check_rows(store, where, report, repair=repair, batch=batch, listed=listed, tick=tick)
         _check_renditions(store, where, report, repair=repair, batch=batch, listed=listed)
         _check_files(store, where, report, target, stale_after_seconds, batch=batch, listed=listed, tick=tick)
-    report.consistent = not (
-        report.orphan_count
-        or report.dangling_count
-        or report.dangling_rendition_count
-        or report.outside_root_count
-        or report.stale_temp_count
-        or report.errors
-    )
-    report.seconds = round(time.monotonic() - started, 3)
-    return report
+    return report.finish(started)
 
 
 def _check_rows(
@@ -545,15 +551,7 @@ def reconcile_objects(
     finally:
         if opened:
             files.close()
-    report.consistent = not (
-        report.orphan_count
-        or report.dangling_count
-        or report.dangling_rendition_count
-        or report.abandoned_upload_count
-        or report.errors
-    )
-    report.seconds = round(time.monotonic() - started, 3)
-    return report
+    return report.finish(started)
 
 
 def _reconcile_objects(
