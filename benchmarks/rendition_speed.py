@@ -1,12 +1,18 @@
 """Time to make a rendition against its floor: a bare soundfile encode of the same format plus one decode.
 
     .venv/bin/python -m benchmarks.rendition_speed [--seconds 30] [--repeats 5] [--formats mp3,opus]
+        [--bounds]
 
 A stereo 44.1 kHz master (synthesised music exported at −16 LUFS) is rendered at ``streaming`` by
 ``render_audio`` (levelling, encodes, decodes, measurement, tags, atomic write; Opus resampled to 48 kHz)
 and, alternately, encoded once to memory with ``soundfile.write`` and decoded once with ``soundfile.read``
 at the same settings (the floor). Prints each side's median and minimum in seconds, their ratio, and how
 many encodes the rendition used. The issue's target: at most 1.3x the floor.
+
+``--bounds`` adds two sides that show how close any verified rendition can come to the target: the floor
+plus the verification alone (the integrated loudness and the accurate true peak of the decoded audio, as
+``render_audio`` measures them), and that plus the least a levelling limiter must measure of its input (the
+block loudness and one accurate peak map down to the sample peak). Each is printed as a ratio to the floor.
 """
 
 from __future__ import annotations
@@ -16,13 +22,19 @@ import io
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from numpy.typing import NDArray
 
 from musicstore.audio import export_audio, synthesize_music
+from musicstore.audio.codecs import Codec
+from musicstore.audio.loudness import BlockPower, integrated_loudness
 from musicstore.audio.renditions import RenditionSpec, render_audio
+from musicstore.audio.truepeak import peak_map, true_peak
 
 SPECS = {
     "mp3": (RenditionSpec("mp3", 192), "mp3"),
@@ -32,20 +44,52 @@ SPECS = {
 }
 
 
+def _floor(audio: NDArray[np.float32], codec: Codec) -> NDArray[np.float32]:
+    """One bare encode to memory and one decode; the decoded samples ``(C, S)``."""
+    buffer = io.BytesIO()
+    sf.write(
+        buffer, np.ascontiguousarray(audio.T), codec.sample_rate,
+        format=codec.sf_format, subtype=codec.sf_subtype,
+        compression_level=codec.compression_level, bitrate_mode=codec.bitrate_mode,
+    )  # fmt: skip
+    decoded, _ = sf.read(io.BytesIO(buffer.getvalue()), dtype="float32")
+    return np.ascontiguousarray(decoded.T)
+
+
+def _verified(audio: NDArray[np.float32], codec: Codec) -> None:
+    """The floor plus the verification of what it decoded."""
+    decoded = _floor(audio, codec)
+    integrated_loudness(decoded, codec.sample_rate)
+    true_peak(decoded)
+
+
+def _least(audio: NDArray[np.float32], master: NDArray[np.float32], rate: int, codec: Codec) -> None:
+    """The floor, the verification, and the least a limiter must measure of its input."""
+    BlockPower.measure(master, rate)
+    peak_map(master)
+    _verified(audio, codec)
+
+
 def main() -> None:
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--formats", default=",".join(SPECS))
+    parser.add_argument("--bounds", action="store_true", help="also time the floor plus the verification")
     args = parser.parse_args()
     rate = 44_100
     root = Path(tempfile.mkdtemp())
     master = export_audio(synthesize_music(args.seconds, rate, seed=1), rate, root / "master.wav")
     samples, _ = sf.read(master.path, dtype="float32", always_2d=True)
     audio = np.ascontiguousarray(samples.T)
-    print("| format | rendition median (min) s | floor median (min) s | ratio median (min) | encodes |")
-    print("|---|---:|---:|---:|---:|")
+    header = "| format | rendition median (min) s | floor median (min) s | ratio median (min) | encodes |"
+    rule = "|---|---:|---:|---:|---:|"
+    if args.bounds:
+        header += " floor + verification: ratio median (min) | + the limiter's input measures |"
+        rule += "---:|---:|"
+    print(header)
+    print(rule)
     for name in args.formats.split(","):
         spec, ext = SPECS[name]
         codec = spec.settings(rate, audio.shape[0])
@@ -54,31 +98,33 @@ def main() -> None:
             import soxr  # type: ignore[import-untyped]
 
             floor_audio = np.ascontiguousarray(soxr.resample(audio.T, rate, codec.sample_rate, "HQ").T)
-        library: list[float] = []
-        floor: list[float] = []
+        sides: dict[str, Callable[[], object]] = {
+            "library": partial(render_audio, audio, rate, root / f"r.{ext}", spec, "streaming"),
+            "floor": partial(_floor, floor_audio, codec),
+        }
+        if args.bounds:
+            sides["verified"] = partial(_verified, floor_audio, codec)
+            sides["least"] = partial(_least, floor_audio, audio, rate, codec)
+        times: dict[str, list[float]] = {side: [] for side in sides}
         encodes = 0
         for repeat in range(args.repeats):
-            for side in ("library", "floor") if repeat % 2 == 0 else ("floor", "library"):
+            order = list(sides) if repeat % 2 == 0 else list(reversed(sides))
+            for side in order:
                 start = time.perf_counter()
+                made = sides[side]()
+                times[side].append(time.perf_counter() - start)
                 if side == "library":
-                    result = render_audio(audio, rate, root / f"r.{ext}", spec, "streaming")
-                    library.append(time.perf_counter() - start)
-                    encodes = len(result.attempts)
-                else:
-                    buffer = io.BytesIO()
-                    sf.write(
-                        buffer, np.ascontiguousarray(floor_audio.T), codec.sample_rate,
-                        format=codec.sf_format, subtype=codec.sf_subtype,
-                        compression_level=codec.compression_level, bitrate_mode=codec.bitrate_mode,
-                    )  # fmt: skip
-                    sf.read(io.BytesIO(buffer.getvalue()), dtype="float32")
-                    floor.append(time.perf_counter() - start)
-        med, low = statistics.median(library), min(library)
-        fmed, flow = statistics.median(floor), min(floor)
-        print(
+                    encodes = len(made.attempts)  # type: ignore[attr-defined]
+        med, low = statistics.median(times["library"]), min(times["library"])
+        fmed, flow = statistics.median(times["floor"]), min(times["floor"])
+        line = (
             f"| {name} | {med:.2f} ({low:.2f}) | {fmed:.2f} ({flow:.2f}) "
             f"| {med / fmed:.2f} ({low / flow:.2f}) | {encodes} |"
         )
+        for side in ("verified", "least") if args.bounds else ():
+            smed, slow = statistics.median(times[side]), min(times[side])
+            line += f" {smed / fmed:.2f} ({slow / flow:.2f}) |"
+        print(line)
 
 
 if __name__ == "__main__":
