@@ -1,8 +1,10 @@
 """A worker loop: wait for a job, run it, report its progress, and stop cleanly on SIGTERM or a cancel.
 
 ``Worker(store, "gpu-0", handler).run()`` claims jobs one at a time (``claim_next(wait=...)``: woken by an
-enqueue), calls ``handler(job)`` with a ``Job`` and goes on until stopped. The handler does the work, reports
-progress through ``job.progress(...)`` (coalesced) and completes the generation itself (``export_generation``,
+enqueue), calls ``handler(job)`` with a ``Job`` and goes on until stopped. ``AsyncWorker(async_store, "gpu-0",
+handler)`` is the same loop for asyncio: ``await worker.run()``, an ``async def handler(job)`` with an
+``AsyncJob`` whose ``progress`` and ``heartbeat`` are awaited. The handler does the work, reports progress
+through ``job.progress(...)`` (coalesced) and completes the generation itself (``export_generation``,
 ``complete_generation``). What the worker does with the outcome:
 
 - the handler returns: the job is done (the handler completed it);
@@ -15,18 +17,23 @@ progress through ``job.progress(...)`` (coalesced) and completes the generation 
 ``stop()`` (or SIGTERM/SIGINT under ``handle_signals()``) lets the job in hand finish, claims no more and ends
 ``run``; the handler may look at ``job.stopping`` to cut its work short, and a cancel arriving meanwhile still
 reaches it at its next report. See docs/queue.md.
+
+These decisions are written once, in ``plan``: a generator of steps (claim, run the handler, fail the job)
+that keeps the ``WorkerReport``, as an operation of ``musicstore.ops`` is a generator of query calls.
+``Worker.run`` answers its steps with blocking calls and ``AsyncWorker.run`` with awaited ones; an exception a
+step raised is thrown back into the plan, which decides what it means.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import validate
 from .errors import Cancelled, LeaseLost
@@ -34,13 +41,153 @@ from .models import Generation, RetryPolicy
 from .ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS
 from .store import Store
 
+if TYPE_CHECKING:
+    from .aio import AsyncStore
+
 WAIT_SLICE_SECONDS = 1.0
 """The longest single ``claim_next(wait=...)`` of an idle worker: how soon it notices ``stop()``."""
+MAX_ERROR_CHARS = 1000
+"""How much of a handler's error a failed job keeps (``type: message``)."""
+
+
+@dataclass(slots=True)
+class WorkerReport:
+    """What ``run`` did: jobs run to the end, cancelled while running, taken back, failed."""
+
+    done: int = 0
+    cancelled: int = 0
+    lost: int = 0
+    failed: int = 0
+
+    @property
+    def claimed(self) -> int:
+        return self.done + self.cancelled + self.lost + self.failed
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Step: ``claim_next(worker_id, **options)``; the plan receives the claimed generation or None."""
+
+    worker_id: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Handle:
+    """Step: run the handler on this claimed generation (what it returns is not used)."""
+
+    generation: Generation
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """Step: ``fail(generation_id, message, **options)`` (a retry while attempts remain)."""
+
+    generation_id: str
+    message: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+WorkerStep = Claim | Handle | Fail
+Plan = Generator[WorkerStep, Any, WorkerReport]
+
+
+def failure(exc: BaseException) -> str:
+    """The error message a job failed by ``exc`` keeps."""
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+
+
+class _Loop:
+    """What ``Worker`` and ``AsyncWorker`` share: the settings, stopping, signals and the ``plan``."""
+
+    def __init__(
+        self,
+        worker_id: str,
+        *,
+        lease_seconds: float,
+        max_attempts: int,
+        claim_options: dict[str, Any] | None,
+        backoff: RetryPolicy | None,
+    ) -> None:
+        self.worker_id = validate.name(worker_id, "worker_id") or worker_id
+        self.lease_seconds = validate.seconds(lease_seconds, "lease_seconds")
+        self.max_attempts = validate.integer(max_attempts, "max_attempts", 1)
+        self.claim_options = dict(claim_options or {})
+        self.backoff = backoff
+        self._stop = threading.Event()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        """Finish the job in hand, claim no more: ``run`` returns after it (safe from a signal handler and
+        from another thread)."""
+        self._stop.set()
+
+    @contextmanager
+    def handle_signals(self, *signals: signal.Signals) -> Iterator[None]:
+        """SIGTERM and SIGINT (or ``signals``) call ``stop()`` inside the block; the handlers before are put
+        back after it. Main thread only (Python's rule for signal handlers; an ``AsyncWorker`` runs its loop
+        there, as ``asyncio.run`` does)."""
+        wanted = signals or (signal.SIGTERM, signal.SIGINT)
+
+        def stopping(signum: int, frame: FrameType | None) -> None:
+            self.stop()
+
+        before = {sig: signal.signal(sig, stopping) for sig in wanted}
+        try:
+            yield
+        finally:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
+
+    def plan(self, max_jobs: int | None = None) -> Plan:
+        """The loop's decisions as steps, for ``run`` to answer: claim (in ``WAIT_SLICE_SECONDS`` slices)
+        until stopped or ``max_jobs`` were claimed; run the handler on each claimed job; count how it ended,
+        failing (with retry) a job whose handler raised anything but ``Cancelled``/``LeaseLost``."""
+        limit = None if max_jobs is None else validate.integer(max_jobs, "max_jobs", 1)
+        return self._plan(limit)
+
+    def _plan(self, limit: int | None) -> Plan:
+        report = WorkerReport()
+        claim = Claim(
+            self.worker_id,
+            {"wait": WAIT_SLICE_SECONDS, "lease_seconds": self.lease_seconds, **self.claim_options},
+        )
+        retry = {
+            "retry": True,
+            "max_attempts": self.max_attempts,
+            "worker_id": self.worker_id,
+            "backoff": self.backoff,
+        }
+        while not self.stopping and (limit is None or report.claimed < limit):
+            claimed: Generation | None = yield claim
+            if claimed is None:
+                continue
+            try:
+                yield Handle(claimed)
+            except Cancelled:
+                report.cancelled += 1
+            except LeaseLost:
+                report.lost += 1
+            except Exception as exc:
+                try:
+                    yield Fail(claimed.id, failure(exc), retry)
+                except Cancelled:  # cancelled as it failed: the cancel stands
+                    report.cancelled += 1
+                except LeaseLost:
+                    report.lost += 1
+                else:
+                    report.failed += 1
+            else:
+                report.done += 1
+        return report
 
 
 @dataclass(slots=True)
 class Job:
-    """The job a worker's handler runs: the claimed generation and the calls a running job makes."""
+    """The job a ``Worker``'s handler runs: the claimed generation and the calls a running job makes."""
 
     generation: Generation
     worker: Worker
@@ -66,21 +213,7 @@ class Job:
         )
 
 
-@dataclass(slots=True)
-class WorkerReport:
-    """What ``Worker.run`` did: jobs run to the end, cancelled while running, taken back, failed."""
-
-    done: int = 0
-    cancelled: int = 0
-    lost: int = 0
-    failed: int = 0
-
-    @property
-    def claimed(self) -> int:
-        return self.done + self.cancelled + self.lost + self.failed
-
-
-class Worker:
+class Worker(_Loop):
     """Claims and runs jobs one at a time with ``handler`` until stopped (or ``max_jobs`` were claimed).
 
     ``lease_seconds`` and ``claim_options`` go to each claim; ``max_attempts`` and ``backoff`` to the ``fail``
@@ -98,80 +231,127 @@ class Worker:
         claim_options: dict[str, Any] | None = None,
         backoff: RetryPolicy | None = None,
     ) -> None:
+        super().__init__(
+            worker_id,
+            lease_seconds=lease_seconds,
+            max_attempts=max_attempts,
+            claim_options=claim_options,
+            backoff=backoff,
+        )
         self.store = store
-        self.worker_id = validate.name(worker_id, "worker_id") or worker_id
         self.handler = handler
-        self.lease_seconds = validate.seconds(lease_seconds, "lease_seconds")
-        self.max_attempts = validate.integer(max_attempts, "max_attempts", 1)
-        self.claim_options = dict(claim_options or {})
-        self.backoff = backoff
-        self._stop = threading.Event()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
-    def stop(self) -> None:
-        """Finish the job in hand, claim no more: ``run`` returns after it (safe from a signal handler)."""
-        self._stop.set()
-
-    @contextmanager
-    def handle_signals(self, *signals: signal.Signals) -> Iterator[None]:
-        """SIGTERM and SIGINT (or ``signals``) call ``stop()`` inside the block; the handlers before are put
-        back after it. Main thread only (Python's rule for signal handlers)."""
-        wanted = signals or (signal.SIGTERM, signal.SIGINT)
-
-        def stopping(signum: int, frame: FrameType | None) -> None:
-            self.stop()
-
-        before = {sig: signal.signal(sig, stopping) for sig in wanted}
-        try:
-            yield
-        finally:
-            for sig, handler in before.items():
-                signal.signal(sig, handler)
 
     def run(self, *, max_jobs: int | None = None) -> WorkerReport:
         """Claim and run jobs until ``stop()`` (or ``max_jobs`` claims); returns what happened to them."""
-        limit = None if max_jobs is None else validate.integer(max_jobs, "max_jobs", 1)
-        report = WorkerReport()
-        while not self.stopping and (limit is None or report.claimed < limit):
-            claimed = self.store.claim_next(
-                self.worker_id,
-                wait=WAIT_SLICE_SECONDS,
-                lease_seconds=self.lease_seconds,
-                **self.claim_options,
-            )
-            if claimed is not None:
-                self._run_one(Job(claimed, self), report)
-        return report
-
-    def _run_one(self, job: Job, report: WorkerReport) -> None:
+        steps = self.plan(max_jobs)
         try:
-            self.handler(job)
-        except Cancelled:
-            report.cancelled += 1
-        except LeaseLost:
-            report.lost += 1
-        except Exception as exc:
-            message = f"{type(exc).__name__}: {exc}"[:1000]
-            try:
-                self.store.fail(
-                    job.id,
-                    message,
-                    retry=True,
-                    max_attempts=self.max_attempts,
-                    worker_id=self.worker_id,
-                    backoff=self.backoff,
-                )
-            except Cancelled:  # cancelled as it failed: the cancel stands
-                report.cancelled += 1
-            except LeaseLost:
-                report.lost += 1
-            else:
-                report.failed += 1
-        else:
-            report.done += 1
+            step = next(steps)
+            while True:
+                try:
+                    value = self._answer(step)
+                except Exception as exc:
+                    step = steps.throw(exc)
+                else:
+                    step = steps.send(value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def _answer(self, step: WorkerStep) -> Any:
+        if isinstance(step, Claim):
+            return self.store.claim_next(step.worker_id, **step.options)
+        if isinstance(step, Handle):
+            return self.handler(Job(step.generation, self))
+        return self.store.fail(step.generation_id, step.message, **step.options)
 
 
-__all__ = ["WAIT_SLICE_SECONDS", "Job", "Worker", "WorkerReport"]
+@dataclass(slots=True)
+class AsyncJob:
+    """The job an ``AsyncWorker``'s handler runs: ``Job`` with awaited calls."""
+
+    generation: Generation
+    worker: AsyncWorker
+
+    @property
+    def id(self) -> str:
+        return self.generation.id
+
+    @property
+    def stopping(self) -> bool:
+        """The worker was asked to stop (SIGTERM): finish or cut short this job; no other is claimed."""
+        return self.worker.stopping
+
+    async def progress(self, fraction: float, stage: str | None = None) -> bool:
+        """``Job.progress``, awaited (``AsyncStore.report_progress``)."""
+        return await self.worker.store.report_progress(self.id, self.worker.worker_id, fraction, stage)
+
+    async def heartbeat(self) -> datetime:
+        """``Job.heartbeat``, awaited (``AsyncStore.heartbeat``)."""
+        return await self.worker.store.heartbeat(
+            self.id, self.worker.worker_id, lease_seconds=self.worker.lease_seconds
+        )
+
+
+class AsyncWorker(_Loop):
+    """``Worker`` for asyncio: claims and runs jobs one at a time with ``await handler(job)`` on an
+    ``AsyncStore``, the same plan answered with awaited calls. Run several (one per worker id) with
+    ``asyncio.gather`` for jobs at once. A task cancelled while it waits for a job or runs one ends with
+    ``CancelledError`` and writes nothing more: a job in hand stays processing until its lease expires."""
+
+    def __init__(
+        self,
+        store: AsyncStore,
+        worker_id: str,
+        handler: Callable[[AsyncJob], Awaitable[Any]],
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        claim_options: dict[str, Any] | None = None,
+        backoff: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(
+            worker_id,
+            lease_seconds=lease_seconds,
+            max_attempts=max_attempts,
+            claim_options=claim_options,
+            backoff=backoff,
+        )
+        self.store = store
+        self.handler = handler
+
+    async def run(self, *, max_jobs: int | None = None) -> WorkerReport:
+        """``Worker.run``, awaited."""
+        steps = self.plan(max_jobs)
+        try:
+            step = next(steps)
+            while True:
+                try:
+                    value = await self._answer(step)
+                except Exception as exc:
+                    step = steps.throw(exc)
+                else:
+                    step = steps.send(value)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def _answer(self, step: WorkerStep) -> Any:
+        if isinstance(step, Claim):
+            return await self.store.claim_next(step.worker_id, **step.options)
+        if isinstance(step, Handle):
+            return await self.handler(AsyncJob(step.generation, self))
+        return await self.store.fail(step.generation_id, step.message, **step.options)
+
+
+__all__ = [
+    "WAIT_SLICE_SECONDS",
+    "AsyncJob",
+    "AsyncWorker",
+    "Claim",
+    "Fail",
+    "Handle",
+    "Job",
+    "Plan",
+    "Worker",
+    "WorkerReport",
+    "WorkerStep",
+    "failure",
+]

@@ -1,6 +1,7 @@
 """Cancelling a running job: the worker learns at its next progress report or heartbeat and drops the job;
-``musicstore.worker.Worker`` in-process and as a real subprocess stopped by SIGTERM, a cancel arriving during
-its shutdown; ``musicstore cancel``. Both backends."""
+``musicstore.worker.Worker`` in-process, and ``Worker`` and ``AsyncWorker`` as real subprocesses stopped by
+SIGTERM, a cancel arriving during their shutdown; ``musicstore cancel``. Both backends (the async loop's
+in-process tests are in ``tests/test_async_worker.py``)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,39 @@ WORKER = textwrap.dedent(
     print(f"report done={report.done} cancelled={report.cancelled} failed={report.failed}", flush=True)
     """
 )
+ASYNC_WORKER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from musicstore.aio import AsyncStore
+    from musicstore.ops import progress
+    from musicstore.worker import AsyncWorker
+
+    url, steps = sys.argv[1], int(sys.argv[2])
+
+    async def main():
+        async with AsyncStore.open(url) as store:
+            progress.coalescer(store).interval = 0.02
+
+            async def handler(job):
+                print(f"started {job.id}", flush=True)
+                for i in range(steps):
+                    await job.progress(i / steps, "sampling")
+                    await asyncio.sleep(0.02)
+                await store.complete_generation(
+                    job.id, file_path=f"{job.id}.wav", file_size_bytes=1, worker_id="gpu-sub"
+                )
+                print(f"done {job.id}", flush=True)
+
+            worker = AsyncWorker(store, "gpu-sub", handler)
+            with worker.handle_signals():
+                report = await worker.run()
+        print(f"report done={report.done} cancelled={report.cancelled} failed={report.failed}", flush=True)
+
+    asyncio.run(main())
+    """
+)
+LOOPS = {"sync": WORKER, "async": ASYNC_WORKER}
+"""The worker script of each loop (``Worker``, ``AsyncWorker``): the same handler, the same output."""
 
 
 def _complete(store: Store) -> Any:
@@ -128,9 +162,9 @@ def test_stop_finishes_the_job_in_hand_and_claims_no_more(store: Store) -> None:
     ]
 
 
-def _start(db_url: str, steps: int, tmp_path: Path) -> subprocess.Popen[str]:
+def _start(db_url: str, steps: int, tmp_path: Path, loop: str) -> subprocess.Popen[str]:
     script = tmp_path / "worker.py"
-    script.write_text(WORKER)
+    script.write_text(LOOPS[loop])
     return subprocess.Popen(
         [sys.executable, str(script), db_url, str(steps)],
         cwd=ROOT,
@@ -159,10 +193,13 @@ def _reported(store: Store, generation_id: str, after: datetime | None) -> datet
     raise AssertionError("the worker reported no progress")
 
 
-def test_sigterm_lets_the_running_job_finish_and_claims_no_more(db_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_sigterm_lets_the_running_job_finish_and_claims_no_more(
+    db_url: str, tmp_path: Path, loop: str
+) -> None:
     with Store(db_url) as store:
         jobs = [new_job(store, f"song {i}") for i in range(2)]
-        proc = _start(db_url, 25, tmp_path)
+        proc = _start(db_url, 25, tmp_path, loop)
         running = _started(proc)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
@@ -173,12 +210,13 @@ def test_sigterm_lets_the_running_job_finish_and_claims_no_more(db_url: str, tmp
         assert [statuses[j.id] for j in jobs].count(Status.PENDING) == 1
 
 
+@pytest.mark.parametrize("loop", sorted(LOOPS))
 def test_a_cancel_during_the_workers_shutdown_stops_the_job_and_the_worker(
-    db_url: str, tmp_path: Path
+    db_url: str, tmp_path: Path, loop: str
 ) -> None:
     with Store(db_url) as store:
         jobs = [new_job(store, f"song {i}") for i in range(2)]
-        proc = _start(db_url, 3000, tmp_path)  # a minute of work unless stopped
+        proc = _start(db_url, 3000, tmp_path, loop)  # a minute of work unless stopped
         running = _started(proc)
         first = _reported(store, running, None)
         proc.send_signal(signal.SIGTERM)  # shutting down: it goes on with the job in hand...
