@@ -6,8 +6,8 @@ is a local folder (a path, ``file://``) or an object store (``s3://BUCKET/PREFIX
 The file reaches its final path (or key) only inside the transaction that completes the row, after the
 worker's claim has been checked under the row lock, so a worker that lost its lease can never replace or
 remove the file of the worker that took over. The row records the storage URL, key and SHA-256 of the file
-(``musicstore.ops.storage``). With ``peaks=True`` or a ``PeaksSpec`` the waveform peaks of the frames being
-written go beside it as ``<id>.peaks.<spp>.<bits>[.split].json`` in the same transaction, recorded in the
+(``musicstore.ops.storage``). The waveform peaks of the frames being written (by default; ``peaks=False``
+opts out) go beside it as ``<id>.peaks.<spp>.<bits>[.split].json`` in the same transaction, recorded in the
 row's ``metadata["peaks"]``. See docs/recording.md.
 """
 
@@ -42,8 +42,8 @@ _ON_ERROR = ("fail", "retry", "raise")
 Root = str | os.PathLike[str] | FileStore
 """Where files go: a folder path, ``file:///PATH``, ``s3://BUCKET/PREFIX`` or an open ``FileStore``."""
 Peaks = PeaksSpec | bool | None
-"""``peaks=``: a ``PeaksSpec``, ``True`` (``PeaksSpec()``: 256 samples per pixel, 8 bits, mixed), or
-``False``/``None`` (none made)."""
+"""``peaks=``: a ``PeaksSpec``, ``True`` (the default: ``PeaksSpec()``, 256 samples per pixel, 8 bits,
+mixed), or ``False``/``None`` (none made)."""
 DEFAULT_PEAKS = PeaksSpec()
 
 
@@ -77,7 +77,7 @@ def export_generation(
     generation_time_seconds: float | None = None,
     metadata: Mapping[str, Any] | None = None,
     tags: bool | None = None,
-    peaks: Peaks = None,
+    peaks: Peaks = True,
 ) -> Recorded:
     """Export ``audio`` (``(S,)`` or ``(C, S)``, tensor or array) for a claimed generation and complete it.
 
@@ -96,8 +96,8 @@ def export_generation(
     (``rendering.peaks_name``) with the same atomicity, placed after the audio and before the row is
     completed, and are recorded in ``metadata["peaks"]`` (``key``, ``samples_per_pixel``, ``bits``,
     ``channels``, ``length``, ``bytes``, ``sha256``; this key wins over ``metadata``'s). A failed peaks write
-    fails the job as a failed placing of the audio does. ``False``/``None`` (the default, for now: see
-    docs/recording.md): no peaks.
+    fails the job as a failed placing of the audio does. ``True`` (the default) is ``PeaksSpec()`` (256
+    samples per pixel, 8 bits, channels mixed); ``False`` (or ``None``): no peaks.
 
     ``root`` as an ``s3://`` URL opens a client for this call: pass an open ``FileStore``
     (``open_filestore``) to reuse one. On an object store the clip is encoded to a temp file, then put at
@@ -155,7 +155,7 @@ def export_batch_generations(
     metadata: Sequence[Mapping[str, Any] | None] | None = None,
     workers: int | None = None,
     tags: bool | None = None,
-    peaks: Peaks = None,
+    peaks: Peaks = True,
 ) -> list[Recorded | Exception]:
     """Export item ``i`` of a ``(B, C, S)`` batch for ``generations[i]``, in parallel; one outcome each.
 

@@ -110,16 +110,25 @@ def test_export_puts_the_peaks_beside_the_master_and_records_them(
     assert all(-1.0 <= v <= 1.0 for v in normalized[0])
 
 
-@pytest.mark.parametrize("peaks", [False, None, "default"])
-def test_no_peaks_unless_asked(store: Store, objects: FileStore, peaks: Any) -> None:
+@pytest.mark.parametrize("peaks", [False, None])
+def test_no_peaks_when_opted_out(store: Store, objects: FileStore, peaks: Any) -> None:
     job = claimed(store)
-    if peaks == "default":
-        recorded = export_generation(store, job, music(), root=objects, options=OPTIONS)
-    else:
-        recorded = export_generation(store, job, music(), root=objects, options=OPTIONS, peaks=peaks)
+    recorded = export_generation(store, job, music(), root=objects, options=OPTIONS, peaks=peaks)
     assert _keys(objects) == {recorded.key} and recorded.peaks is None
     row = store.get_generation(job.id)
     assert row is not None and row.status is Status.COMPLETED and "peaks" not in row.metadata
+
+
+def test_peaks_are_made_by_default(store: Store, objects: FileStore) -> None:
+    job = claimed(store)
+    recorded = export_generation(store, job, music(), root=objects, options=OPTIONS)
+    key = _peaks_key(str(recorded.key), job.id, PeaksSpec())
+    assert recorded.peaks is not None and recorded.peaks.key == key
+    assert _keys(objects) == {recorded.key, key}
+    row = store.get_generation(job.id)
+    assert row is not None and row.status is Status.COMPLETED
+    assert row.metadata["peaks"]["key"] == key and row.metadata["peaks"]["samples_per_pixel"] == 256
+    assert row.metadata["peaks"]["sha256"] == hashlib.sha256(b"".join(objects.get(key))).hexdigest()
 
 
 @pytest.mark.parametrize("bad", ["yes", 256, PeaksSpec])
