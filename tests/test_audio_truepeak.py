@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 from scipy.signal import upfirdn
 
-from musicstore.audio.farfield import BLOCK, FarField, _decimated_low_band, _lowpass
+from musicstore.audio.farfield import BLOCK, FarField, LimitedFarField, _decimated_low_band, _lowpass
 from musicstore.audio.interpolation import _ANNEX2_PHASES, annex2, near_sinc
 from musicstore.audio.truepeak import (
     annex2_true_peak,
@@ -167,3 +167,49 @@ def test_far_part_low_band_and_block_bound(samples: int, channels: int, seed: in
     for c in range(channels):
         values = np.abs(far.at(c, rows - 1, fractions)).max(axis=1)
         assert (values <= bound[rows // BLOCK] * (1 + 1e-5) + 1e-7).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    samples=st.integers(300, 60_000),
+    channels=st.integers(1, 3),
+    spans=st.integers(0, 12),
+    width=st.integers(1, 3_000),
+    gain=st.floats(0.1, 4.0),
+    seed=st.integers(0, 2**16),
+)
+def test_limited_far_part_is_the_outputs(  # noqa: PLR0917 (hypothesis passes each drawn value)
+    samples: int, channels: int, spans: int, width: int, gain: float, seed: int
+) -> None:
+    """The far part of a limiter's output derived from the clip's (gain times it, less the difference's,
+    summed from the difference's sources) reads what measuring the output reads, at every grid position
+    of every row, and its block bound holds those values (the looped readings at the ends included)."""
+    rng = np.random.default_rng(seed)
+    audio = (rng.standard_normal((channels, samples)) * rng.uniform(0.01, 1.0, (channels, 1))).astype(
+        np.float32
+    )
+    if rng.random() < 0.5:  # near-Nyquist content, whose reconstruction reaches far
+        audio += np.float32(0.5) * np.cos(np.pi * 0.98 * np.arange(samples)).astype(np.float32)
+    starts = np.unique(rng.integers(0, samples, spans))
+    stops = np.minimum(np.append(starts[1:], samples), starts + width)
+    runs = np.stack([starts, stops], axis=1).astype(np.int64)
+    index = np.concatenate([np.arange(a, b) for a, b in runs] or [np.zeros(0, dtype=np.int64)])
+    out = audio * np.float32(gain)
+    scaled = out[:, index]
+    curve = np.asarray(0.2 + 0.8 * rng.random(len(index)), dtype=np.float32)
+    out[:, index] = scaled * curve
+    derived = LimitedFarField.of(FarField.measure(audio), gain, scaled - out[:, index], runs, samples)
+    measured = FarField.measure(out)
+    rows = np.arange(samples + 1)
+    fractions = np.arange(1, 8) / 8
+    bound = derived.block_bound(-(-(samples + 1) // BLOCK))
+    scale = float(np.abs(measured.grid).max()) + 1e-3
+    for c in range(channels):
+        exact = measured.at(c, rows - 1, fractions)
+        np.testing.assert_allclose(derived.at(c, rows - 1, fractions), exact, atol=2e-6 * scale, rtol=0)
+        values = np.abs(exact).max(axis=1)
+        assert (values <= bound[rows // BLOCK] * (1 + 1e-5) + 1e-7).all()
+        edge = rows[(rows < 24) | (rows > samples - 24)]  # the rows read looped (their windows pass an end)
+        copy = np.where(edge < samples // 2, samples, -samples)  # where the neighbouring copy's far part is
+        looped = np.abs(exact[edge] + measured.at(c, edge - 1 + copy, fractions)).max(axis=1)
+        assert (looped <= bound[edge // BLOCK] * (1 + 1e-5) + 1e-7).all()

@@ -6,18 +6,25 @@ samples that tapers to 0 at 24 (:func:`split_window`). The near part is a short 
 ``G = z * (1 - w(d)) / d`` and ``z[n] = (-1)^n x[n]``: a smooth, low-pass function of ``t`` (it carries
 the content next to Nyquist, whose reconstruction reaches far), computed once per clip on a grid of 4
 samples by FFT and interpolated (:class:`FarField`).
+
+A limiter's output is ``gain * x`` less a difference ``d`` that is zero outside a few spans; its far part
+is ``gain`` times the clip's less ``d``'s (the far part is linear), and ``d``'s low band is nonzero only
+around the spans, so :class:`LimitedFarField` sums ``d``'s share at the points read (the kernel itself
+within 128 grid steps, each piece's moments beyond, where the kernel is ``1 / lag``) and bounds it per
+block, with no transform of the whole output.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 from scipy import fft as sp_fft
+from scipy.ndimage import maximum_filter1d
 from scipy.signal import firwin
 
 Rows = NDArray[np.integer[Any]]  # row indices, int32 or int64
@@ -222,3 +229,310 @@ def split_window(d: NDArray[np.float64]) -> NDArray[np.float64]:
     )
     window: NDArray[np.float64] = np.where(a <= NEAR_FLAT, 1.0, taper)
     return window
+
+
+_GATHER = 1 << 20  # kernel values gathered at a time
+_PIECE = 32  # sources per piece
+_GROUP = 8  # blocks per group of the bound away from the zones
+_NEAR = 128  # grid steps within which a piece is summed with the kernel itself, beyond by its moments
+_MOMENTS = 6
+_KERNEL_DEVIATION = 1e-6  # the largest |k - 1 / lag| beyond _NEAR for which pieces act by their moments
+_ZONE = 64  # grid points either side of a cluster of the difference's sources where it is summed exactly
+
+
+@dataclass(frozen=True)
+class _Kernel:
+    """The far kernel as the FFT convolution of :meth:`FarField.measure` applies it (anti-alias passband
+    undone), ``taps[lag - first + _PIECE]`` for lags ``first..last`` (zero for ``_PIECE`` lags beyond either
+    end, where a piece's padding reads); ``beyond[r]``, the largest ``|k|`` at any
+    lag with ``|lag| >= r`` (a bound of a source's share at ``r`` grid steps or more); ``error``, the
+    largest ``|k - 1 / lag|`` where a piece's moments stand for it, plus the series' truncation (per unit
+    of the pieces' mass)."""
+
+    taps: NDArray[np.float32]
+    beyond: NDArray[np.float32]
+    error: float
+    near: int  # grid steps within which a piece is summed with the kernel itself
+
+
+@functools.lru_cache(maxsize=4)
+def _far_kernel(first: int, last: int, step: int, size: int) -> _Kernel:
+    """The clip's far kernel (see :class:`_Kernel`), kept for the next clip of the same length."""
+    taps = sp_fft.irfft(_far_spectrum(first, last, step, size), size)[: last - first + 1].astype(np.float32)
+    taps.flags.writeable = False
+    magnitude = np.abs(taps)
+    reach = max(-first, last) + 1
+    by_distance = np.zeros(reach + 1, dtype=np.float32)
+    positive = magnitude[-first:]  # lags 0..last
+    negative = magnitude[-first::-1]  # lags 0, -1, .., first
+    by_distance[: positive.shape[0]] = positive
+    np.maximum(by_distance[: negative.shape[0]], negative, out=by_distance[: negative.shape[0]])
+    beyond = np.maximum.accumulate(by_distance[::-1])[::-1].copy()
+    beyond.flags.writeable = False
+    padded = np.zeros(taps.shape[0] + 2 * _PIECE, dtype=np.float32)
+    padded[_PIECE:-_PIECE] = taps
+    padded.flags.writeable = False
+    lags = np.arange(first, last + 1, dtype=np.float64)
+    far = np.abs(lags) >= _NEAR - _PIECE / 2  # where the moments would stand for the kernel
+    deviation = float(np.abs(taps[far] - 1.0 / lags[far]).max(initial=0.0))
+    if deviation > _KERNEL_DEVIATION:  # short clips: the transform's wrap bends the kernel; sum it all
+        return _Kernel(padded, beyond, 0.0, reach + _PIECE)
+    truncation = ((_PIECE / 2) / _NEAR) ** _MOMENTS / (_NEAR - _PIECE / 2)
+    return _Kernel(padded, beyond, deviation + truncation, _NEAR)
+
+
+def _moments(pieces: list[NDArray[np.float32]], channels: int) -> NDArray[np.float64]:
+    """``sum_m v[m] delta_m^n`` per piece, ``delta`` the source's offset from the piece's centre."""
+    if not pieces:
+        return np.zeros((channels, 0, _MOMENTS))
+    values = np.concatenate(pieces, axis=1)[:, :, ::-1].astype(np.float64)  # (C, Q, piece), in order
+    delta = np.arange(_PIECE) - (_PIECE - 1) / 2
+    powers = delta[:, None] ** np.arange(_MOMENTS)[None, :]  # (piece, n)
+    moments: NDArray[np.float64] = values @ powers
+    return moments
+
+
+@dataclass(frozen=True)
+class _Cluster:
+    """Sources of the difference's low band on grid points ``first..first + values.shape[1] - 1``."""
+
+    first: int
+    values: NDArray[np.float32]  # (C, n)
+    mass: float  # the largest over channels of sum |values|
+
+
+def _empty(*shape: int) -> NDArray[np.float32]:
+    return np.zeros(shape, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class LimitedFarField(FarField):
+    """The far part of ``gain * x - d``, where ``d`` is zero outside a few spans (a limiter's output):
+    ``gain`` times ``x``'s far part less ``d``'s, summed exactly from ``d``'s low band at the points read
+    (the far part is linear, and ``d``'s low band is nonzero only around its spans), with no transform of
+    the whole clip. Equal to :meth:`FarField.measure` of the output to the float rounding."""
+
+    base: FarField = field(default_factory=lambda: FarField(_empty(1, 4), 0, _DECIMATION))
+    gain: float = 1.0
+    clusters: tuple[_Cluster, ...] = ()
+    kernel: _Kernel = field(default_factory=lambda: _Kernel(_empty(1), _empty(1), 0.0, 0))
+    first_lag: int = 0
+    firsts: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # each piece's first
+    values: NDArray[np.float32] = field(default_factory=lambda: _empty(1, 0, _PIECE))  # (C, Q, piece)
+    moments: NDArray[np.float64] = field(default_factory=lambda: np.zeros((1, 0, _MOMENTS)))  # (C, Q, n)
+    memo: dict[bytes, NDArray[np.float32]] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def of(
+        cls,
+        base: FarField,
+        gain: float,
+        difference: NDArray[np.float32],
+        spans: NDArray[np.int64],
+        samples: int,
+    ) -> LimitedFarField:
+        """``base``: ``x``'s far part (clip of ``samples`` samples); ``difference``: ``(C, N)``, ``d`` at the
+        samples of ``spans`` (``(n, 2)`` sorted ``[a, b)`` runs, their lengths adding up to ``N``)."""
+        step, start = base.step, base.start
+        count = -(-samples // step)
+        stop = start + base.grid.shape[1] - 1
+        first_lag = start - count + 1
+        kernel = _far_kernel(first_lag, stop, step, _transform_size(stop - first_lag + 1))
+        half = _lowpass(step).shape[0] // 2
+        channels = difference.shape[0]
+        # group the spans whose low bands (and exact zones) would touch: each group one run of sources
+        groups: list[list[int]] = []
+        offsets = np.concatenate([[0], np.cumsum(spans[:, 1] - spans[:, 0])])
+        for k, a in enumerate(spans[:, 0].tolist()):
+            if groups and (a - half) // step - _ZONE * 2 - 2 <= (spans[groups[-1][-1], 1] + half) // step:
+                groups[-1].append(k)
+            else:
+                groups.append([k])
+        # every group's samples in one zero-padded row per channel, each at a multiple of step with 8 grid
+        # steps of zeros either side (more than the filter's half): one low-band pass for all of them
+        ranges = []
+        for group in groups:
+            a, b = int(spans[group[0], 0]), int(spans[group[-1], 1])
+            j0 = max(0, (a - half) // step - 1)
+            j1 = min(count - 1, -(-(b + half) // step) + 1)
+            if j1 >= j0:
+                ranges.append((group, j0, j1))
+        lengths = np.asarray([j1 - j0 + 17 for _, j0, j1 in ranges], dtype=np.int64)  # grid steps each
+        places = np.concatenate([[0], np.cumsum(lengths)])
+        local = np.zeros((channels, step * int(places[-1])), dtype=np.float32)
+        for (group, j0, _), place in zip(ranges, places[:-1].tolist(), strict=True):
+            origin = step * (j0 - 8) - step * place  # local index = sample - origin
+            for k in group:
+                sa, sb = int(spans[k, 0]), int(spans[k, 1])
+                local[:, sa - origin : sb - origin] = difference[:, offsets[k] : offsets[k + 1]]
+        low = np.stack([_decimated_low_band(row, int(places[-1]), step) for row in local])
+        clusters = []
+        for (_, j0, j1), place in zip(ranges, places[:-1].tolist(), strict=True):
+            values = np.ascontiguousarray(low[:, place + 8 : place + 8 + j1 - j0 + 1])
+            clusters.append(_Cluster(j0, values, float(np.abs(values).sum(axis=1).max())))
+        firsts: list[int] = []
+        pieces: list[NDArray[np.float32]] = []
+        for c in clusters:  # pieces of _PIECE sources (the last padded with zeros), each reversed
+            n = c.values.shape[1]
+            padded = np.zeros((channels, -(-n // _PIECE) * _PIECE), dtype=np.float32)
+            padded[:, :n] = c.values
+            firsts.extend(range(c.first, c.first + n, _PIECE))
+            pieces.append(padded.reshape(channels, -1, _PIECE)[:, :, ::-1])
+        values = np.concatenate(pieces, axis=1) if pieces else _empty(channels, 0, _PIECE)
+        return cls(
+            base.grid, start, step, base, gain, tuple(clusters), kernel, first_lag,
+            np.asarray(firsts, dtype=np.int64), np.ascontiguousarray(values), _moments(pieces, channels),
+        )  # fmt: skip
+
+    def _difference_at(self, points: NDArray[np.int64]) -> NDArray[np.float32]:
+        """``d``'s far part ``G`` at grid indices ``points``: ``(C, P)``, summed over every source.
+
+        The sources come in pieces of ``_PIECE`` consecutive grid steps. A piece whose centre lies within
+        ``_NEAR`` steps of a point is summed with the kernel itself (one contiguous slice of it per piece,
+        gathered as a row); beyond, the kernel is ``1 / lag`` (to within ``kernel_error``) and the piece
+        acts through ``_MOMENTS`` moments about its centre (the series of ``1 / (t - c - delta)`` in
+        ``delta / (t - c)``, at most ``(16 / _NEAR)^_MOMENTS`` of the piece's mass over the distance left)."""
+        channels, count = self.values.shape[0], self.firsts.shape[0]
+        out = np.zeros((points.shape[0], channels), dtype=np.float64)
+        if count == 0 or points.shape[0] == 0:
+            return out.T.astype(np.float32)
+        rows = sliding_window_view(self.kernel.taps, _PIECE)  # rows[q][m] = k[q + m]
+        # point t = start + i, piece source j = first + _PIECE - 1 - m: k index t - j - first_lag
+        offset = self.start - self.first_lag + 1  # - _PIECE + 1, + _PIECE for the kernel's padding
+        times = points + self.start
+        centres = self.firsts + (_PIECE - 1) / 2
+        near_steps = self.kernel.near
+        reach = min(count, 2 * near_steps // _PIECE + 2)
+        chunk = max(1, _GATHER // (count * max(_MOMENTS, reach * _PIECE)))
+        for begin in range(0, points.shape[0], chunk):
+            t = times[begin : begin + chunk]
+            lo = np.searchsorted(centres, t - near_steps, side="right")
+            hi = np.searchsorted(centres, t + near_steps, side="left")
+            near = lo[:, None] + np.arange(reach)
+            inside = near < hi[:, None]
+            near = np.minimum(near, count - 1)
+            q = np.where(inside, (points[begin : begin + chunk] + offset)[:, None] - self.firsts[near], 0)
+            if q.min() < 0 or q.max() >= rows.shape[0]:
+                raise AssertionError("far part read outside its grid")
+            taps = rows[q] * inside[:, :, None]  # (P, reach, piece)
+            picked = self.values[:, near]  # (C, P, reach, piece), reversed within each piece
+            target = out[begin : begin + chunk]
+            width = reach * _PIECE
+            near_sum = np.matmul(picked.reshape(channels, -1, 1, width), taps.reshape(-1, width, 1))
+            target += near_sum[:, :, 0, 0].T
+            with np.errstate(divide="ignore"):
+                u = 1.0 / (t[:, None] - centres[None, :])  # (P, Q)
+            u[np.abs(t[:, None] - centres[None, :]) < near_steps] = 0.0
+            powers = np.empty((t.shape[0], count, _MOMENTS))
+            powers[:, :, 0] = u
+            for n in range(1, _MOMENTS):
+                np.multiply(powers[:, :, n - 1], u, out=powers[:, :, n])
+            target += powers.reshape(t.shape[0], -1) @ self.moments.reshape(channels, -1).T
+        return out.T.astype(np.float32)
+
+    def _own_share(self, cluster: _Cluster, first: int, last: int) -> NDArray[np.float32]:
+        """The largest over channels of ``|G|`` from ``cluster``'s sources alone at grid steps
+        ``first..last`` (one direct convolution per channel)."""
+        lo = first - (cluster.first + cluster.values.shape[1] - 1) - self.first_lag + _PIECE
+        segment = self.kernel.taps[lo : last - cluster.first - self.first_lag + 1 + _PIECE]
+        share = np.abs(np.convolve(segment, cluster.values[0], mode="valid"))
+        for row in cluster.values[1:]:
+            np.maximum(share, np.abs(np.convolve(segment, row, mode="valid")), out=share)
+        return share
+
+    def at(self, channel: int, samples: Rows, fractions: NDArray[np.float64]) -> NDArray[np.float32]:
+        """As :meth:`FarField.at`: ``gain`` times ``x``'s far part less ``d``'s, exact at each point."""
+        out = self.base.at(channel, samples, fractions)
+        out *= np.float32(self.gain)
+        if not self.clusters or samples.shape[0] == 0:
+            return out
+        weights = _far_weights(self.step, tuple(fractions.tolist()))
+        base, phase = np.divmod(samples, self.step)
+        base = base - (self.start + 1)
+        around = base[:, None] + np.arange(4)
+        points, where = np.unique(around, return_inverse=True)
+        key = points.tobytes()
+        if key not in self.memo:  # the other channels read the same points next
+            if len(self.memo) >= 4:
+                self.memo.pop(next(iter(self.memo)))
+            self.memo[key] = self._difference_at(points.astype(np.int64))
+        g = self.memo[key][channel][where.reshape(around.shape)]  # (N, 4)
+        for p in range(self.step):
+            picked = phase == p
+            if picked.any():
+                out[picked] -= g[picked] @ weights[p]
+        return out
+
+    def block_bound(self, blocks: int) -> NDArray[np.float32]:
+        """``gain`` times ``x``'s bound plus a bound of ``d``'s far part: within ``_ZONE`` grid points of a
+        cluster its own sources summed exactly plus the other clusters' mass times the kernel's largest
+        value at their distance; elsewhere every cluster's mass times that value."""
+        bound = self.base.block_bound(blocks)
+        bound *= np.float32(self.gain)
+        if not self.clusters:
+            return bound
+        per = BLOCK // self.step
+        centre = per * np.arange(blocks) + per // 2  # each block's centre, in grid steps (grid index + start)
+        firsts = np.asarray([c.first for c in self.clusters])
+        lasts = np.asarray([c.first + c.values.shape[1] - 1 for c in self.clusters])
+        masses = np.asarray([c.mass for c in self.clusters])
+        beyond = self.kernel.beyond.astype(np.float64)
+
+        def share(distance: NDArray[np.int64]) -> NDArray[np.float64]:
+            return beyond[np.clip(distance, _ZONE, beyond.shape[0] - 1)]
+
+        # outside every zone: each cluster's mass times the kernel's largest value at its distance (at least
+        # _ZONE), the nearest few one by one, the rest lumped at the distance of the nearest of them; per
+        # group of _GROUP blocks (over the group's reach), then spread to its blocks
+        nearest = 2
+        groups = -(-blocks // _GROUP)
+        lo = per * _GROUP * np.arange(groups) + per // 2 - _SUPPORT
+        hi = lo + per * (_GROUP - 1) + 2 * _SUPPORT
+        far_away = np.int64(1) << 40  # sentinel clusters with no mass, out of reach
+        pad_first = np.concatenate([np.full(nearest + 1, -far_away), firsts, np.full(nearest + 1, far_away)])
+        pad_last = np.concatenate([np.full(nearest + 1, -far_away), lasts, np.full(nearest + 1, far_away)])
+        pad_mass = np.concatenate([np.zeros(nearest + 1), masses, np.zeros(nearest + 1)])
+        cumulative = np.concatenate([[0.0], np.cumsum(pad_mass)])
+        left_end = np.searchsorted(pad_last, lo, side="left")  # clusters [.., left_end) end before lo
+        right_start = np.maximum(np.searchsorted(pad_first, hi, side="right"), left_end)  # start after hi
+        group_bound = (cumulative[right_start] - cumulative[left_end]) * beyond[_ZONE]  # overlapping
+        for k in range(nearest):
+            i = left_end - 1 - k
+            group_bound += pad_mass[i] * share(lo - pad_last[i])
+            i = right_start + k
+            group_bound += pad_mass[i] * share(pad_first[i] - hi)
+        i = left_end - 1 - nearest  # the rest, at the distance of the nearest of them
+        group_bound += cumulative[i + 1] * share(lo - pad_last[i])
+        i = right_start + nearest
+        group_bound += (cumulative[-1] - cumulative[i]) * share(pad_first[i] - hi)
+        d_bound = np.repeat(group_bound, _GROUP)[:blocks]
+        # within a zone: the cluster's own share exactly, the others by mass at their distance from the zone
+        # (points of a block's support outside the zone are covered by the bound above)
+        z0s, z1s = firsts - _ZONE, lasts + _ZONE
+        gaps = np.maximum(np.maximum(firsts[None, :] - z1s[:, None], z0s[:, None] - lasts[None, :]), 0)
+        shares = masses[None, :] * beyond[np.minimum(gaps, beyond.shape[0] - 1)]
+        others = shares.sum(axis=1) - np.diagonal(shares)
+        stop = self.start + self.base.grid.shape[1] - 1
+        touched: list[NDArray[np.int64]] = []
+        values: list[NDArray[np.float64]] = []
+        for index, cluster in enumerate(self.clusters):
+            z0, z1 = int(z0s[index]), int(z1s[index])
+            b0 = max(0, -(-(z0 - per // 2 - _SUPPORT) // per))  # blocks whose support touches the zone
+            b1 = min(blocks - 1, (z1 - per // 2 + _SUPPORT) // per)
+            if b1 < b0:
+                continue
+            own = _empty(z1 - z0 + 1 + 2 * _SUPPORT)  # at points z0 - SUPPORT .. z1 + SUPPORT
+            a, b = max(z0, self.start), min(z1, stop)
+            own[a - z0 + _SUPPORT : b - z0 + _SUPPORT + 1] = self._own_share(cluster, a, b)
+            widest = maximum_filter1d(own, 2 * _SUPPORT + 1, mode="constant")  # over each support
+            touching = np.arange(b0, b1 + 1)
+            touched.append(touching)
+            values.append(widest[centre[touching] - z0 + _SUPPORT] + others[index])
+        if touched:
+            np.maximum.at(d_bound, np.concatenate(touched), np.concatenate(values))
+        d_bound += masses.sum() * self.kernel.error  # where the moments stand for the kernel
+        extra = (d_bound * (1.25 / np.pi) * (1 + 1e-5) + 1e-9).astype(np.float32)
+        ends = [0, max(blocks - 2, 0), blocks - 1]
+        extra[ends] = 2 * extra[ends].max()
+        bound += extra
+        return bound

@@ -8,8 +8,9 @@ the required gain ``min(1, ceiling / (G * s))`` goes through a minimum filter (h
 smoothings (the ramps), so the smooth curve never exceeds the requirement. One curve is applied to all
 channels. Only the neighbourhoods of hot samples are processed. Loudness after limiting is predicted
 from the K-weighted power and re-gated; the static gain is iterated because gating moves with the
-peaks, the best candidate is kept. The whole output is then verified by the accurate meter, deepened
-where it is still over (a last resort trims the whole clip), and its true peak measured exactly.
+peaks, the best candidate is kept. The whole output is then verified by the accurate meter (its far part
+derived from the clip's: :class:`~musicstore.audio.farfield.LimitedFarField`), deepened where it is still
+over (a last resort trims the whole clip), and its true peak measured exactly.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
+from musicstore.audio.farfield import FarField, LimitedFarField
 from musicstore.audio.loudness import BlockPower, changed_block_means, gated_loudness, integrated_loudness
 from musicstore.audio.truepeak import (
     GRID_FACTOR,
@@ -41,6 +43,7 @@ AIM_LU = 0.005  # how close the prediction is driven to the target
 EXACT_TOLERANCE_LU = 0.02  # beyond this the exact measurement triggers a corrected search
 SHALLOW_DB = 1.0  # the first peak map holds what gains up to this far above the target's can lift
 _REDUCTION_EPS = from_db(-0.01)
+DERIVED_FAR_SHARE = 0.25  # the widest region (share of the clip) whose output's far part is derived
 
 
 @dataclass(frozen=True)
@@ -196,16 +199,16 @@ def level(
         return _static(x, base, peaks, gain, started)  # no detector value can reach the ceiling
     if not limiter:
         return _static(x, base, peaks, ceiling / peaks.grid_peak, started)
-    limits = _Limits(x, blocks, ceiling, settings, gain, depth_db, target_lufs)
+    limits = _Limits(x, blocks, ceiling, settings, gain, depth_db, target_lufs, peaks.far)
     mapped = peaks.floor
     need = _need(peaks)
-    del peaks  # keep memory low (its far part too: a deeper map, seldom needed, measures it again)
+    del peaks  # keep memory low (the far part stays: the output's is derived from it)
     region, upper, full = limits.region(need, mapped)
     del need
     leveled = limits.limit(region, upper)
     if limits.capped(leveled, upper, full) and mapped > floor:  # more gain is needed: map down to the floor
         again = time.perf_counter()
-        need = _need(peak_map(x, floor))
+        need = _need(peak_map(x, floor, limits.far))
         measured += time.perf_counter() - again
         region, upper, full = limits.region(need, floor)
         del need
@@ -224,6 +227,7 @@ class _Limits:
     gain: float
     depth_db: float
     target_lufs: float
+    far: FarField  # the clip's far part
 
     @property
     def aim(self) -> float:
@@ -241,7 +245,7 @@ class _Limits:
 
     def limit(self, region: _Region, upper: float) -> Leveled:
         shape = _Shape(self.settings, self.blocks.sample_rate)
-        limiter = _Limiter(self.x, self.blocks, self.ceiling, self.aim, shape)
+        limiter = _Limiter(self.x, self.blocks, self.ceiling, self.aim, shape, far=self.far)
         return limiter.limit(region, self.target_lufs, self.gain, upper)
 
     def capped(self, leveled: Leveled, upper: float, full: float) -> bool:
@@ -282,8 +286,11 @@ class _Limiter:
         ceiling: float,
         aim: float,
         shape: _Shape,
+        *,
+        far: FarField,
     ) -> None:
         self.x, self.blocks, self.ceiling, self.aim, self.shape = x, blocks, ceiling, aim, shape
+        self.far = far
         self.trimmed = False  # the last output was trimmed whole (no longer gain * x outside the region)
 
     def limit(self, region: _Region, target: float, gain: float, upper: float) -> Leveled:
@@ -324,6 +331,16 @@ class _Limiter:
             return integrated_loudness(out, self.blocks.sample_rate).lufs
         return gated_loudness(means)
 
+    def _far_of(
+        self, out: NDArray[np.float32], gain: float, region: _Region, scaled: NDArray[np.float32]
+    ) -> FarField | None:
+        """The output's far part from the clip's (see :class:`LimitedFarField`), or None (measure it) where
+        the region is so wide that summing the difference's share at every point read would cost more."""
+        if region.index.size > DERIVED_FAR_SHARE * self.x.shape[1]:
+            return None
+        difference = scaled - out[:, region.index]
+        return LimitedFarField.of(self.far, gain, difference, _spans(region), self.x.shape[1])
+
     def _apply_checked(
         self, gain: float, region: _Region
     ) -> tuple[NDArray[np.float32], NDArray[np.float32], PeakMap]:
@@ -342,7 +359,7 @@ class _Limiter:
         for _ in range(8):
             g = self.shape.curve(region.need, gain, self.aim)
             out[:, region.index] = scaled * g
-            checked = peak_map(out, ceiling)
+            checked = peak_map(out, ceiling, self._far_of(out, gain, region, scaled))
             values = checked.values
             over = values > ceiling
             if not over.any():
