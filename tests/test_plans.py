@@ -260,9 +260,10 @@ QUEUE: dict[str, dict[str, Any]] = {
         "max_running": None,
     },
 }
-QUEUE["claim_unkeyed"] = {"worker_id": "w", "now": WHEN, "lease_expires_at": WHEN}  # no key pending (0010)
+# no key pending: the head of the lane without one (claim_fast, 0012)
+QUEUE["claim_fast"] = {"worker_id": "w", "now": WHEN, "lease_expires_at": WHEN, "default_limit": 2}
 QUEUE_INDEX = {"list_pending": "generations_pending", "claim_lane_head": "generations_lane_queue"}
-QUEUE_INDEX["claim_unkeyed"] = "generations_lane_queue"
+QUEUE_INDEX["claim_fast"] = "generations_lane_queue"
 
 
 def test_postgres_queue_reads_only_pending_rows_when_many_are_not(postgres_url: str) -> None:

@@ -18,8 +18,41 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from musicstore import Status, Store
 from musicstore.ops.jobs import RESET_CONFIRMATION
 from musicstore.testing import FakeClock
+from musicstore.urls import resolve
 
 KEYS = ["a", "b", "c", None]
+
+# What the triggers of migration 0012 keep in owner_lanes, and the same recounted from the rows: each owner
+# key's processing jobs and the head of its lane (its first pending job in claim order), for the keys with a
+# pending or processing job.
+LANES = (
+    "SELECT owner_key, running, head_id FROM owner_lanes WHERE running > 0 OR head_id IS NOT NULL"
+    " ORDER BY owner_key"
+)
+RECOUNT = (
+    "SELECT k.owner_key,"
+    " (SELECT count(*) FROM generations AS p WHERE p.owner_key = k.owner_key AND p.status = 'processing'),"
+    " (SELECT g.id FROM generations AS g WHERE g.owner_key = k.owner_key AND g.status = 'pending'"
+    "  ORDER BY g.priority DESC, g.created_at, g.id LIMIT 1)"
+    " FROM (SELECT DISTINCT owner_key FROM generations"
+    "  WHERE owner_key IS NOT NULL AND status IN ('pending', 'processing')) AS k"
+    " ORDER BY k.owner_key"
+)
+
+
+def lanes_and_recount(url: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """owner_lanes as the triggers keep it, and the same recounted from the rows (outside the library)."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(str(resolve(url).path)) as conn:
+            return conn.execute(LANES).fetchall(), conn.execute(RECOUNT).fetchall()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(LANES).fetchall(), conn.execute(RECOUNT).fetchall()
+
+
 LIMITED = ["a", "b", "c"]
 
 
@@ -127,6 +160,20 @@ class QueueMachine(RuleBasedStateMachine):
         else:
             self.model.limits[key] = limit
 
+    @rule(data=st.data(), delete=st.booleans())
+    def cancel(self, data: st.DataObject, delete: bool) -> None:
+        """Cancel (or delete) a pending or processing job: its lane's count and head follow."""
+        live = sorted(j.id for j in self.model.jobs.values() if j.status in ("pending", "processing"))
+        if not live:
+            return
+        gid = data.draw(st.sampled_from(live))
+        self.store.cancel(gid)
+        if delete:
+            self.store.delete_generation(gid)
+            del self.model.jobs[gid]
+        else:
+            self.model.jobs[gid].status = "cancelled"
+
     @rule(seconds=st.sampled_from([1, 5]))
     def wait(self, seconds: int) -> None:
         self.clock.advance(seconds)
@@ -138,6 +185,11 @@ class QueueMachine(RuleBasedStateMachine):
         running = Counter(j.key for j in self.model.jobs.values() if j.status == "processing")
         assert depth.running == dict(running)
         assert depth.pending == sum(1 for j in self.model.jobs.values() if j.status == "pending")
+
+    @invariant()
+    def lanes_are_a_recount(self) -> None:
+        kept, recount = lanes_and_recount(self.url)
+        assert kept == recount
 
 
 def test_claims_follow_the_order_and_the_limits(db_url: str) -> None:

@@ -38,7 +38,7 @@ QUEUE_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     "owner_limits_after": ({"after_key": "", "limit": 100}, "owner_limits_pkey|owner_limits"),
 }
 QUEUE_OTHER = {"queue_heads", "queue_depth", "queue_running"}
-QUEUE_OTHER |= {"queue_first", "queue_first_idle"}  # the claim's fast path: walks of generations_queue
+QUEUE_OTHER |= {"queue_decide"}  # the claim's fast path: the first lane of owner_lanes_order (0012)
 # Locks, no table read: PostgreSQL's advisory locks of a lane and of an idempotency key (SQLite: nothing).
 QUEUE_OTHER |= {"lock_lane", "try_lock_lane", "lock_idempotency_key"}
 
@@ -288,6 +288,44 @@ def test_async_store_has_the_same_queue(db_url: str) -> None:
     asyncio.run(run())
 
 
+# -- migration 0012: the lanes' counts and heads -----------------------------------------------------------
+
+
+def test_0012_takes_the_lanes_from_existing_rows_and_rolls_back(db_url: str) -> None:
+    """Applied to a database with rows (and rows changed while no trigger ran), 0012 takes each key's
+    running count and head from them; rolled back, its table and triggers are gone."""
+    from musicstore import migrate
+    from tests.test_queue_fairness import lanes_and_recount
+    from tests.test_schema import _from, _rollback, _sql, _tables
+
+    clock = FakeClock()
+    with Store(db_url, clock=clock) as store:
+        made = []
+        for i in range(12):
+            key = ["a", "b", None][i % 3]
+            made.append(_make(store, f"p{i}", owner_key=key, priority=i % 2))
+            clock.advance(1)
+        for _ in range(4):
+            assert store.claim_next("w") is not None
+        store.cancel(made[10].id)
+    kept, recount = lanes_and_recount(db_url)
+    assert kept == recount and len(kept) == 2
+
+    _rollback(db_url, "0012")
+    assert "owner_lanes" not in _tables(db_url)
+    # changed while no trigger keeps the lanes: the migration must see it
+    _sql(db_url, f"UPDATE generations SET status = 'processing', worker_id = 'x' WHERE id = '{made[7].id}'")
+    _sql(db_url, f"DELETE FROM generations WHERE id = '{made[4].id}'")
+    assert migrate(db_url) == _from("0012")
+    kept, recount = lanes_and_recount(db_url)
+    assert kept == recount and len(kept) == 2
+    with Store(db_url, clock=clock) as store:
+        pending = store.queue_depth().pending
+        assert pending >= 5 and len(_drain(store)) == pending
+    kept, recount = lanes_and_recount(db_url)
+    assert kept == recount
+
+
 # -- plans ---------------------------------------------------------------------------------------------------
 
 
@@ -338,15 +376,18 @@ def test_sqlite_queue_plans_at_a_million_rows(sqlite_url: str) -> None:
         assert len(rows) == 8 and {row[4] for row in rows} == {4}  # the highest priority first
         depth = _sqlite_plan(conn, queries["queue_depth"].sql, {"now": now})
         assert "generations_lane_queue" in depth and "TEMP B-TREE" not in depth, depth
-        # the claim's fast path (0010): a walk of the first ready jobs across lanes, in index order
-        for idle in (False, True):
-            walk = {"now": now, "default_limit": 2, "window": 32, **({"priority": 4} if idle else {})}
-            name = "queue_first_idle" if idle else "queue_first"
-            first = _sqlite_plan(conn, queries[name].sql, walk)
-            assert "g USING INDEX generations_queue" in first and "TEMP B-TREE" not in first, first
-            assert "generations_lane_running" in first and not re.search(r"\bSCAN (p|o)\b", first), first
-            row = conn.execute(queries[name].sql, walk).fetchone()
-            assert row[:4] == (rows[0][0], 4, 0, 2), row  # queue_heads' best lane: no key runs, the oldest
+        # the claim's fast path (0012): the first lane of owner_lanes_order with room, against the first ready
+        # job without a key; the one sort is of those two heads
+        decide = {"now": now, "default_limit": 2}
+        for name in ("queue_decide", "claim_fast"):
+            params = {**decide, "worker_id": "w", "lease_expires_at": now} if name == "claim_fast" else decide
+            plan = _sqlite_plan(conn, queries[name].sql, params)
+            assert re.search(r"SCAN l USING (COVERING )?INDEX owner_lanes_order", plan), plan
+            assert "generations_lane_queue" in plan, plan
+            assert not re.search(r"\bSCAN (g|p|h|o|generations)\b(?! USING)", plan), plan
+            # sorted: the two heads compared (a merge of the two one-row sides, or one sort of both)
+            assert 1 <= plan.count("TEMP B-TREE") <= 2, plan
+        assert conn.execute(queries["queue_decide"].sql, decide).fetchone() == (rows[0][0], 2)
     finally:
         conn.close()
 
@@ -362,6 +403,13 @@ MILLION_POSTGRES = (
     " i || '.wav', 1, (i / 10) % 5, 'k' || ((i / 10) % 1000)"
     " FROM generate_series(1, 1000000) AS i",
     "SET session_replication_role = origin",
+    # the lanes' counts and heads, as migration 0012 takes them from existing rows (no trigger ran above)
+    "INSERT INTO owner_lanes (owner_key, running) SELECT owner_key, 0 FROM generations"
+    " WHERE status = 'pending' GROUP BY owner_key",
+    "UPDATE owner_lanes AS l SET (head_priority, head_created_at, head_id) = (SELECT g.priority,"
+    " g.created_at, g.id FROM generations AS g"
+    " WHERE coalesce(g.owner_key, '') = l.owner_key AND g.status = 'pending'"
+    " ORDER BY g.priority DESC, g.created_at, g.id LIMIT 1)",
     "ANALYZE",
 )
 
@@ -407,16 +455,26 @@ def test_postgres_queue_plans_at_a_million_rows(postgres_url: str) -> None:
                 assert out is None or int(out.group(1)) <= 1000, plan
             else:
                 assert not sorts and "Rows Removed by Filter" not in plan, (name, plan)
-        for idle in (False, True):  # the claim's fast path (0010): the first ready jobs across lanes
-            walk = {"now": WHEN, "default_limit": 2, "window": 32, **({"priority": 4} if idle else {})}
-            name = "queue_first_idle" if idle else "queue_first"
-            rows = conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF) {queries[name].sql}", walk).fetchall()
+        # the claim's fast path (0012): the first lane of owner_lanes_order with room, against the first ready
+        # job without a key; the one sort is of those two heads
+        decide = {"now": WHEN, "default_limit": 2}
+        claim = {**decide, "worker_id": "w", "lease_expires_at": WHEN}
+        for name in ("queue_decide", "claim_fast"):
+            params = claim if name == "claim_fast" else decide
+            with pytest.raises(_RolledBack), conn.transaction():
+                rows = conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF) {queries[name].sql}", params).fetchall()
+                raise _RolledBack
             plan = "\n".join(row[0] for row in rows)
-            assert "Index Scan using generations_queue" in plan, plan
-            assert "Sort" not in plan and "Seq Scan on generations" not in plan, plan
-            best = conn.execute(queries["queue_heads"].sql, {"now": WHEN, "default_limit": 2, "limit": 1})
-            lane = best.fetchall()[0][0]  # queue_heads' best: no key runs, so the oldest head of priority 4
-            assert conn.execute(queries[name].sql, walk).fetchall()[0][:4] == (lane, 4, 0, 2)
+            assert "Seq Scan on generations" not in plan, (name, plan)
+            if name == "queue_decide":
+                assert "owner_lanes_order" in plan and "Seq Scan on owner_lanes" not in plan, plan
+                sorted_rows = [int(n) for n in re.findall(r"Sort \(actual time=\S+ rows=(\d+)", plan)]
+                assert len(sorted_rows) == 1 and sorted_rows[0] <= 2, plan
+            else:  # a keyed job is pending: PostgreSQL's claim_fast takes none (the lane's lock comes first)
+                assert "generations_lane_queue" in plan and "Sort" not in plan, plan
+        best = conn.execute(queries["queue_heads"].sql, {"now": WHEN, "default_limit": 2, "limit": 1})
+        lane = best.fetchall()[0][0]  # queue_heads' best: no key runs, so the oldest head of priority 4
+        assert conn.execute(queries["queue_decide"].sql, decide).fetchall() == [(lane, 2)]
 
 
 class _RolledBack(Exception):

@@ -152,7 +152,8 @@ INDEXES: dict[str, list[str | None]] = {
     "generations_file_path": ["file_path"],
     "prompts_used_count_id": ["used_count", "id"],
     "generations_completed_at": ["completed_at"],  # completions by time, for the ETA (0009)
-    "generations_queue": ["priority", "created_at", "id"],  # pending jobs in claim order across lanes (0010)
+    # each owner key's lane in the claim's order of lanes (0012, which dropped 0010's generations_queue)
+    "owner_lanes_order": ["head_priority", "running", "head_created_at", "head_id"],
     # the queue's lanes (0008): pending jobs by owner key in claim order, processing jobs by owner key; the
     # owner key is the expression coalesce(owner_key, ''), which index_info names None
     "generations_lane_queue": [None, "priority", "created_at", "id"],
@@ -164,8 +165,8 @@ POSTGRES_INDEXES = {
     **{name: [c or "(expression)" for c in cols] for name, cols in INDEXES.items()},
     "generations_pending": ["created_at", "id"],
 }
-POSTGRES_INDEXES["generations_queue"] = ["(expression)", "created_at", "id"]  # -priority there (0010)
 POSTGRES_INDEXES.pop("generations_idempotency_key")  # unique: listed with the constraints, not here
+POSTGRES_INDEXES.pop("owner_lanes_order")  # the test lists the indexes of generations and prompts only
 # The statements behind claim_next, status lists, unfiltered lists and reconcile's lookups by file.
 PLANS = {
     "SELECT id FROM generations WHERE status = 'pending' ORDER BY created_at, id LIMIT 1": (

@@ -6,10 +6,12 @@ Every status change is one conditional UPDATE whose row count decides it; when i
 The claim takes jobs in the queue's order (docs/queue.md): among the lanes (one per owner key, one for jobs
 without a key) with a ready job and room under their limit, the head with the highest priority, then the lane
 with the fewest jobs processing, then the oldest head. ``claim_lane_head`` takes one lane's head, with its
-limit checked in the same statement (on PostgreSQL after the lane's transaction lock). Which lane: while no
-pending job has an owner key, ``claim_unkeyed`` takes the head of the one lane in one statement; else usually
-``queue_first`` decides it from the first few ready jobs in claim order across lanes (``_decided_lane``);
-otherwise ``queue_heads`` ranks every lane.
+limit checked in the same statement (on PostgreSQL after the lane's transaction lock). Which lane:
+``claim_fast`` takes the best head in one statement where the dialect can (SQLite, under its writer lock:
+any claim whose lanes' heads decide it; PostgreSQL: while no pending job has an owner key); else
+``queue_decide`` reads the best lane from the lanes' heads and running counts that triggers keep
+(``_decided_lane``, migration 0012), and when a head waits for its ``run_after`` ``queue_heads`` ranks every
+lane.
 """
 
 from __future__ import annotations
@@ -48,10 +50,7 @@ MAX_OWNER_LIMIT = 1_000_000
 CANDIDATES = 8
 """How many lanes one claim ranks and tries, best first, before it returns None (a lane is skipped when
 another claimer took its last ready job, or, on PostgreSQL, holds its lock, meanwhile)."""
-WINDOW = 32
-"""How many ready jobs, in claim order across lanes, the claim's fast path walks before ranking every lane."""
 HEADS = columns("owner_key", "max_running")
-FIRST = columns("owner_key", "priority", "running", "max_running", "others")
 LOCKED = columns("locked")
 NO_RETRY_DELAY = RetryPolicy(base_seconds=0.0)
 """The default of ``fail`` and ``requeue_expired``: a retried job is claimable at once."""
@@ -134,26 +133,19 @@ def _limit(owner_limit: int | None) -> int | None:
     return validate.integer(owner_limit, "owner_limit", 0, MAX_OWNER_LIMIT)
 
 
-def _decided_lane(now: datetime, default_limit: int | None) -> Steps[tuple[str, int | None] | None]:
-    """The lane ``queue_heads`` would rank first, found without ranking every lane, or None when the first
-    ``WINDOW`` ready jobs do not decide it.
+def _decided_lane(now: datetime, default_limit: int | None) -> Steps[tuple[str | None, int | None] | None]:
+    """The lane ``queue_heads`` would rank first, found without ranking every lane: ``(None, None)`` when no
+    lane has a ready job and room, None when the lanes' heads do not decide it.
 
-    Walk the ready jobs in claim order across lanes (priority, age, id), skipping those whose lane has no
-    room: the first job met of a lane is that lane's head, so the first job met, J, has the highest priority
-    P among the heads of the lanes with room. Its lane ranks first if it has no job processing (no lane has
-    fewer, and the lanes with none met later at P have younger heads) or if no other lane has a pending job.
-    Otherwise the first job at P whose lane has no job processing (and room) is the head that ranks first.
+    Each owner key's lane keeps its running jobs and its head (its first pending job in claim order) in
+    ``owner_lanes`` (migration 0012, kept by triggers), in an index in the order the claim ranks the lanes:
+    the head's priority, the fewest running, the head's age. The first keyed lane with room there is the best
+    keyed lane, unless its head waits for its ``run_after`` (its first ready job is further on: undecided);
+    the lane of jobs without a key is compared with it by its first ready job and its running jobs.
     """
-    walk = {"now": now, "default_limit": default_limit, "window": WINDOW}
-    first: tuple[str, int, int, int | None, Any] | None = yield Call("queue_first", walk, FIRST)
-    if first is None:
-        return None
-    owner_key, priority, running, max_running, others = first
-    if running == 0 or not others:
-        return owner_key, max_running
-    idle = {**walk, "priority": priority}
-    found: tuple[str, int, int, int | None, Any] | None = yield Call("queue_first_idle", idle, FIRST)
-    return None if found is None else (found[0], found[3])
+    decide = {"now": now, "default_limit": default_limit}
+    found: tuple[str | None, int | None] | None = yield Call("queue_decide", decide, HEADS)
+    return found
 
 
 def _claim_lane(
@@ -173,12 +165,14 @@ def _claim_one(params: dict[str, Any], default_limit: int | None, wait: bool) ->
     """Claim the head of the best lane that still has one, or None. ``wait``: the first lane with a limit
     waits for its lock (on PostgreSQL), the others are skipped while another claimer holds theirs; a caller
     that already wrote in this transaction passes False, so that it never waits while holding a lock."""
-    alone: Generation | None = yield Call("claim_unkeyed", params, GENERATION)
-    if alone is not None:
-        return alone
+    fast: Generation | None = yield Call("claim_fast", {**params, "default_limit": default_limit}, GENERATION)
+    if fast is not None:
+        return fast
     decided = yield from _decided_lane(params["now"], default_limit)
     if decided is not None:
         owner_key, max_running = decided
+        if owner_key is None:
+            return None  # no lane has a ready job and room
         claimed: Generation | None = yield from _claim_lane(params, owner_key, max_running, wait)
         if claimed is not None:
             return claimed

@@ -22,10 +22,7 @@ WHERE id = (
 )
 AND (
     CAST(:max_running AS integer) IS NULL
-    OR (
-        SELECT count(*) FROM generations AS p
-        WHERE coalesce(p.owner_key, '') = :owner_key AND p.status = 'processing'
-    ) < :max_running
+    OR coalesce((SELECT l.running FROM owner_lanes AS l WHERE l.owner_key = :owner_key), 0) < :max_running
 )
 RETURNING *;
 
@@ -41,100 +38,65 @@ SELECT pg_try_advisory_xact_lock(15, hashtext(:owner_key)) AS locked;
 -- Serialise creations with one idempotency key: the second waits for the first to commit, then finds its row.
 SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(16, hashtext(:idempotency_key))) AS taken;
 
--- name: queue_first(now, default_limit, window)^
--- The claim's fast path: the first ready job, in claim order across every lane (generations_queue), whose
--- lane has room under its limit, among the first :window ready jobs. Returns its lane (owner key, '' for
--- none), priority, the lane's running jobs and limit, and whether any pending job lies outside that lane
--- (others). A walk of a few index entries and, per job walked, the lane's count and limit.
-SELECT w.owner_key, w.priority, w.running, w.max_running,
-       (
-           (
-               SELECT coalesce(o.owner_key, '') FROM generations AS o
-               WHERE o.status = 'pending'
-               ORDER BY coalesce(o.owner_key, '')
-               LIMIT 1
-           ) < w.owner_key
-           OR (
-               SELECT coalesce(o.owner_key, '') FROM generations AS o
-               WHERE o.status = 'pending' AND coalesce(o.owner_key, '') > w.owner_key
-               ORDER BY coalesce(o.owner_key, '')
-               LIMIT 1
-           ) IS NOT NULL
-       ) AS others
-FROM (
-    SELECT f.owner_key, f.priority,
-           (
+-- name: queue_decide(now, default_limit)^
+-- The lane queue_heads would rank first (owner key, '' for none; its limit), from the lanes' heads as the
+-- trigger of migration 0012 keeps them: the first keyed lane with room in owner_lanes_order (its head's
+-- priority, its running jobs, its head's age) against the lane without a key (its first ready job, its
+-- running jobs). A row of NULLs when no lane has a ready job and room; no row when that first keyed lane's
+-- head waits for its run_after (its lane's first ready job is further on: the claim ranks every lane). The
+-- claim then takes the lane's lock (if it has a limit) and its head in statements of their own.
+WITH keyed AS MATERIALIZED (
+    SELECT l.owner_key, l.running, l.head_priority AS priority, l.head_created_at AS created_at,
+           l.head_id AS id, l.max_running
+    FROM (
+        SELECT l.owner_key, l.running, l.head_priority, l.head_created_at, l.head_id,
+               coalesce(
+                   (SELECT o.max_running FROM owner_limits AS o WHERE o.owner_key = l.owner_key),
+                   CAST(:default_limit AS integer)
+               ) AS max_running
+        FROM owner_lanes AS l
+        WHERE l.head_id IS NOT NULL
+        ORDER BY l.head_priority DESC, l.running, l.head_created_at, l.head_id
+    ) AS l
+    WHERE l.max_running IS NULL OR l.running < l.max_running
+    LIMIT 1
+),
+unkeyed AS MATERIALIZED (
+    SELECT '' AS owner_key,
+           CASE WHEN EXISTS (SELECT 1 FROM keyed) THEN (
                SELECT count(*) FROM generations AS p
-               WHERE coalesce(p.owner_key, '') = f.owner_key AND p.status = 'processing'
-           ) AS running,
-           CASE WHEN f.owner_key = '' THEN NULL
-                ELSE coalesce(
-                    (SELECT l.max_running FROM owner_limits AS l WHERE l.owner_key = f.owner_key),
-                    CAST(:default_limit AS integer)
-                )
-           END AS max_running
-    FROM (
-        SELECT coalesce(g.owner_key, '') AS owner_key, g.priority
-        FROM generations AS g
-        WHERE g.status = 'pending' AND (g.run_after IS NULL OR g.run_after <= :now)
-        ORDER BY -CAST(g.priority AS integer), g.created_at, g.id
-        LIMIT :window
-    ) AS f
-    LIMIT :window
-) AS w
-WHERE (w.max_running IS NULL OR w.running < w.max_running)
+               WHERE coalesce(p.owner_key, '') = '' AND p.status = 'processing'
+           )::integer ELSE 0 END AS running,
+           g.priority, g.created_at, g.id, CAST(NULL AS integer) AS max_running
+    FROM generations AS g
+    WHERE coalesce(g.owner_key, '') = '' AND g.status = 'pending'
+      AND (g.run_after IS NULL OR g.run_after <= :now)
+    ORDER BY g.priority DESC, g.created_at, g.id
+    LIMIT 1
+),
+decided AS (
+    SELECT * FROM (
+        SELECT * FROM keyed
+        UNION ALL
+        SELECT * FROM unkeyed
+        ORDER BY priority DESC, running, created_at, id
+        LIMIT 1
+    ) AS best
+    WHERE NOT EXISTS (
+        SELECT 1 FROM keyed JOIN generations AS h ON h.id = keyed.id WHERE h.run_after > :now
+    )
+)
+SELECT owner_key, max_running FROM decided
+UNION ALL
+SELECT NULL, NULL WHERE NOT EXISTS (
+    SELECT 1 FROM keyed JOIN generations AS h ON h.id = keyed.id WHERE h.run_after > :now
+)
 LIMIT 1;
 
--- name: queue_first_idle(now, default_limit, window, priority)^
--- The same among the first :window ready jobs of one priority (a range of generations_queue), for the first
--- whose lane has no job processing (running: 0, or 1 for a lane with any, not counted further) and room.
-SELECT w.owner_key, w.priority, w.running, w.max_running,
-       (
-           (
-               SELECT coalesce(o.owner_key, '') FROM generations AS o
-               WHERE o.status = 'pending'
-               ORDER BY coalesce(o.owner_key, '')
-               LIMIT 1
-           ) < w.owner_key
-           OR (
-               SELECT coalesce(o.owner_key, '') FROM generations AS o
-               WHERE o.status = 'pending' AND coalesce(o.owner_key, '') > w.owner_key
-               ORDER BY coalesce(o.owner_key, '')
-               LIMIT 1
-           ) IS NOT NULL
-       ) AS others
-FROM (
-    SELECT f.owner_key, f.priority,
-           (
-               SELECT count(*) FROM (
-                   SELECT 1 FROM generations AS p
-                   WHERE coalesce(p.owner_key, '') = f.owner_key AND p.status = 'processing'
-                   LIMIT 1
-               ) AS one
-           ) AS running,
-           CASE WHEN f.owner_key = '' THEN NULL
-                ELSE coalesce(
-                    (SELECT l.max_running FROM owner_limits AS l WHERE l.owner_key = f.owner_key),
-                    CAST(:default_limit AS integer)
-                )
-           END AS max_running
-    FROM (
-        SELECT coalesce(g.owner_key, '') AS owner_key, g.priority
-        FROM generations AS g
-        WHERE g.status = 'pending' AND (g.run_after IS NULL OR g.run_after <= :now)
-          AND -CAST(g.priority AS integer) = -CAST(:priority AS integer)
-        ORDER BY -CAST(g.priority AS integer), g.created_at, g.id
-        LIMIT :window
-    ) AS f
-    LIMIT :window
-) AS w
-WHERE (w.max_running IS NULL OR w.running < w.max_running)
-  AND w.running = 0
-LIMIT 1;
-
--- name: claim_unkeyed(worker_id, now, lease_expires_at)^
--- The claim when no pending job has an owner key: the head of the lane of jobs without one (never limited)
--- is then the best, taken in one statement (a claimer skips a job another holds and takes the next); no row when any pending job has a key.
+-- name: claim_fast(worker_id, now, lease_expires_at)^
+-- The claim in one statement where no lock is needed: when no pending job has an owner key, the head of the
+-- lane of jobs without one (never limited) is the best (a claimer skips a job another holds and takes the
+-- next); no row when any pending job has a key (queue_decide, the lane's lock and its head then).
 UPDATE generations
 SET status = 'processing',
     worker_id = :worker_id,

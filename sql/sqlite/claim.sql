@@ -20,10 +20,7 @@ WHERE id = (
 )
 AND (
     :max_running IS NULL
-    OR (
-        SELECT count(*) FROM generations AS p
-        WHERE coalesce(p.owner_key, '') = :owner_key AND p.status = 'processing'
-    ) < :max_running
+    OR coalesce((SELECT l.running FROM owner_lanes AS l WHERE l.owner_key = :owner_key), 0) < :max_running
 )
 RETURNING *;
 
@@ -37,100 +34,64 @@ SELECT :owner_key IS NOT NULL AS locked;
 -- name: lock_idempotency_key(idempotency_key)^
 SELECT :idempotency_key IS NOT NULL AS locked;
 
--- name: queue_first(now, default_limit, window)^
--- The claim's fast path: the first ready job, in claim order across every lane (generations_queue), whose
--- lane has room under its limit, among the first :window ready jobs. Returns its lane (owner key, '' for
--- none), priority, the lane's running jobs and limit, and whether any pending job lies outside that lane
--- (others). A walk of a few index entries and, per job walked, the lane's count and limit.
-SELECT w.owner_key, w.priority, w.running, w.max_running,
-       (
-           (
-               SELECT coalesce(o.owner_key, '') FROM generations AS o
-               WHERE o.status = 'pending'
-               ORDER BY coalesce(o.owner_key, '')
-               LIMIT 1
-           ) < w.owner_key
-           OR (
-               SELECT coalesce(o.owner_key, '') FROM generations AS o
-               WHERE o.status = 'pending' AND coalesce(o.owner_key, '') > w.owner_key
-               ORDER BY coalesce(o.owner_key, '')
-               LIMIT 1
-           ) IS NOT NULL
-       ) AS others
-FROM (
-    SELECT f.owner_key, f.priority,
-           (
+-- name: queue_decide(now, default_limit)^
+-- The lane queue_heads would rank first (owner key, '' for none; its limit), from the lanes' heads as the
+-- triggers of migration 0012 keep them: the first keyed lane with room in owner_lanes_order (its head's
+-- priority, its running jobs, its head's age) against the lane without a key (its first ready job, its
+-- running jobs). A row of NULLs when no lane has a ready job and room; no row when that first keyed lane's
+-- head waits for its run_after (its lane's first ready job is further on: the claim ranks every lane).
+WITH keyed AS MATERIALIZED (
+    SELECT l.owner_key, l.running, l.head_priority AS priority, l.head_created_at AS created_at,
+           l.head_id AS id, l.max_running
+    FROM (
+        SELECT l.*,
+               coalesce(
+                   (SELECT o.max_running FROM owner_limits AS o WHERE o.owner_key = l.owner_key),
+                   CAST(:default_limit AS INTEGER)
+               ) AS max_running
+        FROM owner_lanes AS l INDEXED BY owner_lanes_order
+        WHERE l.head_id IS NOT NULL
+        ORDER BY l.head_priority DESC, l.running, l.head_created_at, l.head_id
+    ) AS l
+    WHERE l.max_running IS NULL OR l.running < l.max_running
+    LIMIT 1
+),
+unkeyed AS MATERIALIZED (
+    SELECT '' AS owner_key,
+           CASE WHEN EXISTS (SELECT 1 FROM keyed) THEN (
                SELECT count(*) FROM generations AS p
-               WHERE coalesce(p.owner_key, '') = f.owner_key AND p.status = 'processing'
-           ) AS running,
-           CASE WHEN f.owner_key = '' THEN NULL
-                ELSE coalesce(
-                    (SELECT l.max_running FROM owner_limits AS l WHERE l.owner_key = f.owner_key),
-                    CAST(:default_limit AS INTEGER)
-                )
-           END AS max_running
-    FROM (
-        SELECT coalesce(g.owner_key, '') AS owner_key, g.priority
-        FROM generations AS g INDEXED BY generations_queue
-        WHERE g.status = 'pending' AND (g.run_after IS NULL OR g.run_after <= :now)
-        ORDER BY g.priority DESC, g.created_at, g.id
-        LIMIT :window
-    ) AS f
-    LIMIT :window
-) AS w
-WHERE (w.max_running IS NULL OR w.running < w.max_running)
+               WHERE coalesce(p.owner_key, '') = '' AND p.status = 'processing'
+           ) ELSE 0 END AS running,
+           g.priority, g.created_at, g.id, NULL AS max_running
+    FROM generations AS g INDEXED BY generations_lane_queue
+    WHERE coalesce(g.owner_key, '') = '' AND g.status = 'pending'
+      AND (g.run_after IS NULL OR g.run_after <= :now)
+    ORDER BY g.priority DESC, g.created_at, g.id
+    LIMIT 1
+),
+decided AS (
+    SELECT * FROM (
+        SELECT * FROM keyed
+        UNION ALL
+        SELECT * FROM unkeyed
+        ORDER BY priority DESC, running, created_at, id
+        LIMIT 1
+    )
+    WHERE NOT EXISTS (
+        SELECT 1 FROM keyed JOIN generations AS h ON h.id = keyed.id WHERE h.run_after > :now
+    )
+)
+SELECT owner_key, max_running FROM decided
+UNION ALL
+SELECT NULL, NULL WHERE NOT EXISTS (
+    SELECT 1 FROM keyed JOIN generations AS h ON h.id = keyed.id WHERE h.run_after > :now
+)
 LIMIT 1;
 
--- name: queue_first_idle(now, default_limit, window, priority)^
--- The same among the first :window ready jobs of one priority (a range of generations_queue), for the first
--- whose lane has no job processing (running: 0, or 1 for a lane with any, not counted further) and room.
-SELECT w.owner_key, w.priority, w.running, w.max_running,
-       (
-           (
-               SELECT coalesce(o.owner_key, '') FROM generations AS o
-               WHERE o.status = 'pending'
-               ORDER BY coalesce(o.owner_key, '')
-               LIMIT 1
-           ) < w.owner_key
-           OR (
-               SELECT coalesce(o.owner_key, '') FROM generations AS o
-               WHERE o.status = 'pending' AND coalesce(o.owner_key, '') > w.owner_key
-               ORDER BY coalesce(o.owner_key, '')
-               LIMIT 1
-           ) IS NOT NULL
-       ) AS others
-FROM (
-    SELECT f.owner_key, f.priority,
-           (
-               SELECT count(*) FROM (
-                   SELECT 1 FROM generations AS p
-                   WHERE coalesce(p.owner_key, '') = f.owner_key AND p.status = 'processing'
-                   LIMIT 1
-               ) AS one
-           ) AS running,
-           CASE WHEN f.owner_key = '' THEN NULL
-                ELSE coalesce(
-                    (SELECT l.max_running FROM owner_limits AS l WHERE l.owner_key = f.owner_key),
-                    CAST(:default_limit AS INTEGER)
-                )
-           END AS max_running
-    FROM (
-        SELECT coalesce(g.owner_key, '') AS owner_key, g.priority
-        FROM generations AS g INDEXED BY generations_queue
-        WHERE g.status = 'pending' AND (g.run_after IS NULL OR g.run_after <= :now)
-          AND g.priority = :priority
-        ORDER BY g.priority DESC, g.created_at, g.id
-        LIMIT :window
-    ) AS f
-    LIMIT :window
-) AS w
-WHERE (w.max_running IS NULL OR w.running < w.max_running)
-  AND w.running = 0
-LIMIT 1;
-
--- name: claim_unkeyed(worker_id, now, lease_expires_at)^
--- The claim when no pending job has an owner key: the head of the lane of jobs without one (never limited)
--- is then the best, taken in one statement; no row when any pending job has a key.
+-- name: claim_fast(worker_id, now, lease_expires_at, default_limit)^
+-- The whole claim in one statement: the head queue_decide decides, pending -> processing. The writer lock
+-- held since BEGIN IMMEDIATE makes the lane's room, read in the same statement, exact. No row when no job is
+-- ready or when queue_decide cannot decide (the claim then ranks every lane).
 UPDATE generations
 SET status = 'processing',
     worker_id = :worker_id,
@@ -138,16 +99,48 @@ SET status = 'processing',
     lease_expires_at = :lease_expires_at,
     attempts = attempts + 1
 WHERE id = (
-    SELECT g.id FROM generations AS g
-    WHERE coalesce(g.owner_key, '') = '' AND g.status = 'pending'
-      AND (g.run_after IS NULL OR g.run_after <= :now)
-    ORDER BY g.priority DESC, g.created_at, g.id
-    LIMIT 1
+    WITH keyed AS MATERIALIZED (
+        SELECT l.owner_key, l.running, l.head_priority AS priority, l.head_created_at AS created_at,
+               l.head_id AS id, l.max_running
+        FROM (
+            SELECT l.*,
+                   coalesce(
+                       (SELECT o.max_running FROM owner_limits AS o WHERE o.owner_key = l.owner_key),
+                       CAST(:default_limit AS INTEGER)
+                   ) AS max_running
+            FROM owner_lanes AS l INDEXED BY owner_lanes_order
+            WHERE l.head_id IS NOT NULL
+            ORDER BY l.head_priority DESC, l.running, l.head_created_at, l.head_id
+        ) AS l
+        WHERE l.max_running IS NULL OR l.running < l.max_running
+        LIMIT 1
+    ),
+    unkeyed AS MATERIALIZED (
+        SELECT '' AS owner_key,
+               CASE WHEN EXISTS (SELECT 1 FROM keyed) THEN (
+                   SELECT count(*) FROM generations AS p
+                   WHERE coalesce(p.owner_key, '') = '' AND p.status = 'processing'
+               ) ELSE 0 END AS running,
+               g.priority, g.created_at, g.id, NULL AS max_running
+        FROM generations AS g INDEXED BY generations_lane_queue
+        WHERE coalesce(g.owner_key, '') = '' AND g.status = 'pending'
+          AND (g.run_after IS NULL OR g.run_after <= :now)
+        ORDER BY g.priority DESC, g.created_at, g.id
+        LIMIT 1
+    ),
+    decided AS (
+        SELECT * FROM (
+            SELECT * FROM keyed
+            UNION ALL
+            SELECT * FROM unkeyed
+            ORDER BY priority DESC, running, created_at, id
+            LIMIT 1
+        )
+        WHERE NOT EXISTS (
+            SELECT 1 FROM keyed JOIN generations AS h ON h.id = keyed.id WHERE h.run_after > :now
+        )
+    )
+    SELECT id FROM decided
 )
-AND (
-    SELECT coalesce(o.owner_key, '') FROM generations AS o
-    WHERE o.status = 'pending' AND coalesce(o.owner_key, '') > ''
-    ORDER BY coalesce(o.owner_key, '')
-    LIMIT 1
-) IS NULL
+AND status = 'pending'
 RETURNING *;
