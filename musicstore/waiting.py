@@ -23,6 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterator
+from contextlib import aclosing, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -251,9 +252,10 @@ def _sleep(listener: Any, wake: Wake, seconds: float) -> None:
         return
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
-        for note in listener.conn.notifies(timeout=left, stop_after=1):
-            if wake.matches(note.channel, note.payload):
-                return
+        with closing(listener.conn.notifies(timeout=left, stop_after=1)) as notes:
+            for note in notes:
+                if wake.matches(note.channel, note.payload):
+                    return
 
 
 async def _sleep_async(listener: Any, wake: Wake, seconds: float) -> None:
@@ -263,9 +265,12 @@ async def _sleep_async(listener: Any, wake: Wake, seconds: float) -> None:
         return
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
-        async for note in listener.conn.notifies(timeout=left, stop_after=1):
-            if wake.matches(note.channel, note.payload):
-                return
+        # closed here, not later by the event loop's finalizer: until then the generator holds the
+        # connection's lock and keeps its backlog of notifications switched off
+        async with aclosing(listener.conn.notifies(timeout=left, stop_after=1)) as notes:
+            async for note in notes:
+                if wake.matches(note.channel, note.payload):
+                    return
 
 
 def wait(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[], T]) -> T:

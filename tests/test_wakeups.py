@@ -190,3 +190,24 @@ def test_async_waits(db_url: str, other: Store) -> None:
                     await store.wait_for(claimed.id, timeout=1)
 
     asyncio.run(main())
+
+
+def test_an_async_sleep_woken_by_a_notification_lets_go_of_the_listeners_connection(
+    postgres_url: str,
+) -> None:
+    """The notifications' async generator is closed as the sleep ends, not later by the event loop's
+    finalizer: the connection's lock is free at once and its backlog of notifications on again."""
+
+    async def main() -> None:
+        async with AsyncStore.open(postgres_url) as store:
+            pool = waiting.listeners(store)
+            listener = await pool.acquire_async()
+            try:
+                with Store(postgres_url) as other:
+                    await asyncio.to_thread(new_job, other, "wakes the sleeper")
+                await waiting._sleep_async(listener, waiting.WORK, LONG)  # the notification is waiting
+                assert not listener.conn.lock.locked() and listener.conn._notifies_backlog is not None
+            finally:
+                await pool.release_async(listener)
+
+    asyncio.run(main())
