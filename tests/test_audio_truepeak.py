@@ -171,7 +171,7 @@ def test_far_part_low_band_and_block_bound(samples: int, channels: int, seed: in
 
 @settings(max_examples=40, deadline=None)
 @given(
-    samples=st.integers(300, 60_000),
+    samples=st.integers(300, 60_000) | st.integers(250_000, 320_000),  # short: every lag kept; long: moments
     channels=st.integers(1, 3),
     spans=st.integers(0, 12),
     width=st.integers(1, 3_000),
@@ -201,12 +201,16 @@ def test_limited_far_part_is_the_outputs(  # noqa: PLR0917 (hypothesis passes ea
     derived = LimitedFarField.of(FarField.measure(audio), gain, scaled - out[:, index], runs, samples)
     measured = FarField.measure(out)
     rows = np.arange(samples + 1)
+    read = (
+        rows if samples <= 60_000 else np.unique(np.append(rng.integers(0, samples + 1, 3_000), index[:500]))
+    )
     fractions = np.arange(1, 8) / 8
     bound = derived.block_bound(-(-(samples + 1) // BLOCK))
     scale = float(np.abs(measured.grid).max()) + 1e-3
     for c in range(channels):
         exact = measured.at(c, rows - 1, fractions)
-        np.testing.assert_allclose(derived.at(c, rows - 1, fractions), exact, atol=2e-6 * scale, rtol=0)
+        got = derived.at(c, read - 1, fractions)
+        np.testing.assert_allclose(got, exact[read], atol=2e-6 * scale, rtol=0)
         values = np.abs(exact).max(axis=1)
         assert (values <= bound[rows // BLOCK] * (1 + 1e-5) + 1e-7).all()
         edge = rows[(rows < 24) | (rows > samples - 24)]  # the rows read looped (their windows pass an end)

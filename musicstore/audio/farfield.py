@@ -243,42 +243,62 @@ _ZONE = 64  # grid points either side of a cluster of the difference's sources w
 @dataclass(frozen=True)
 class _Kernel:
     """The far kernel as the FFT convolution of :meth:`FarField.measure` applies it (anti-alias passband
-    undone), ``taps[lag - first + _PIECE]`` for lags ``first..last`` (zero for ``_PIECE`` lags beyond either
-    end, where a piece's padding reads); ``beyond[r]``, the largest ``|k|`` at any
-    lag with ``|lag| >= r`` (a bound of a source's share at ``r`` grid steps or more); ``error``, the
-    largest ``|k - 1 / lag|`` where a piece's moments stand for it, plus the series' truncation (per unit
-    of the pieces' mass)."""
+    undone), kept only over lags ``-window..window``: ``taps[lag + window + _PIECE]`` (zero ``_PIECE`` lags
+    further on either side, where a piece's padding reads). ``beyond[r]`` (``r <= window``) is the largest
+    ``|k|`` at any lag with ``|lag| >= r``; beyond the window ``|k|`` is at most ``1 / |lag| + deviation``.
+    ``error``: ``deviation``, the largest ``|k - 1 / lag|`` where moments or ``1 / lag`` stand for the
+    kernel, plus the moments' truncation (per unit of the pieces' mass); ``near``: grid steps within
+    which a piece is summed with the kernel itself (every lag, for short clips whose kernel bends)."""
 
     taps: NDArray[np.float32]
     beyond: NDArray[np.float32]
+    window: int
+    deviation: float
     error: float
-    near: int  # grid steps within which a piece is summed with the kernel itself
+    near: int
+
+    def share(self, distance: NDArray[np.int64]) -> NDArray[np.float64]:
+        """An upper bound of ``|k|`` at every lag of at least ``distance`` steps."""
+        inside = self.beyond.astype(np.float64)[np.minimum(distance, self.window)]
+        outside = 1.0 / np.maximum(distance, 1) + self.deviation
+        return np.where(distance <= self.window, inside, outside)
+
+    def at(self, lags: NDArray[np.int64]) -> NDArray[np.float32]:
+        """``k`` at ``lags`` (``1 / lag`` beyond the window, within ``deviation``)."""
+        inside = np.abs(lags) <= self.window
+        values = np.empty(lags.shape[0], dtype=np.float32)
+        values[inside] = self.taps[lags[inside] + self.window + _PIECE]
+        values[~inside] = 1.0 / lags[~inside]
+        return values
 
 
 @functools.lru_cache(maxsize=4)
 def _far_kernel(first: int, last: int, step: int, size: int) -> _Kernel:
     """The clip's far kernel (see :class:`_Kernel`), kept for the next clip of the same length."""
-    taps = sp_fft.irfft(_far_spectrum(first, last, step, size), size)[: last - first + 1].astype(np.float32)
-    taps.flags.writeable = False
-    magnitude = np.abs(taps)
-    reach = max(-first, last) + 1
-    by_distance = np.zeros(reach + 1, dtype=np.float32)
-    positive = magnitude[-first:]  # lags 0..last
-    negative = magnitude[-first::-1]  # lags 0, -1, .., first
-    by_distance[: positive.shape[0]] = positive
-    np.maximum(by_distance[: negative.shape[0]], negative, out=by_distance[: negative.shape[0]])
-    beyond = np.maximum.accumulate(by_distance[::-1])[::-1].copy()
+    length = last - first + 1
+    taps = sp_fft.irfft(_far_spectrum(first, last, step, size), size)[:length]  # lag - first
+    reach = max(-first, last)
+    deviation = 0.0  # where the moments or 1 / lag stand for the kernel: |lag| >= _NEAR - _PIECE / 2
+    for begin in range(0, length, 1 << 16):
+        lags = np.arange(first + begin, first + min(begin + (1 << 16), length), dtype=np.float64)
+        far = np.abs(lags) >= _NEAR - _PIECE / 2
+        part = taps[begin : begin + lags.shape[0]][far] - 1.0 / lags[far]
+        deviation = max(deviation, float(np.abs(part).max(initial=0.0)))
+    bent = deviation > _KERNEL_DEVIATION  # short clips: the transform's wrap bends the kernel; keep it all
+    window = reach if bent else min(reach, 2 * _NEAR)
+    kept = np.zeros(2 * window + 1 + 2 * _PIECE, dtype=np.float32)
+    lo, hi = max(first, -window), min(last, window)
+    kept[lo + window + _PIECE : hi + window + _PIECE + 1] = taps[lo - first : hi - first + 1]
+    kept.flags.writeable = False
+    by_distance = np.maximum(np.abs(kept[window + _PIECE :]), np.abs(kept[window + _PIECE :: -1]))
+    beyond = np.maximum.accumulate(by_distance[: window + 1][::-1])[::-1].copy()
+    if not bent:  # lags beyond the window: at most 1 / |lag| + deviation
+        beyond = np.maximum(beyond, np.float32(1.0 / (window + 1) + deviation))
     beyond.flags.writeable = False
-    padded = np.zeros(taps.shape[0] + 2 * _PIECE, dtype=np.float32)
-    padded[_PIECE:-_PIECE] = taps
-    padded.flags.writeable = False
-    lags = np.arange(first, last + 1, dtype=np.float64)
-    far = np.abs(lags) >= _NEAR - _PIECE / 2  # where the moments would stand for the kernel
-    deviation = float(np.abs(taps[far] - 1.0 / lags[far]).max(initial=0.0))
-    if deviation > _KERNEL_DEVIATION:  # short clips: the transform's wrap bends the kernel; sum it all
-        return _Kernel(padded, beyond, 0.0, reach + _PIECE)
+    if bent:
+        return _Kernel(kept, beyond, window, 0.0, 0.0, window + _PIECE)
     truncation = ((_PIECE / 2) / _NEAR) ** _MOMENTS / (_NEAR - _PIECE / 2)
-    return _Kernel(padded, beyond, deviation + truncation, _NEAR)
+    return _Kernel(kept, beyond, window, deviation, deviation + truncation, _NEAR)
 
 
 def _moments(pieces: list[NDArray[np.float32]], channels: int) -> NDArray[np.float64]:
@@ -315,7 +335,7 @@ class LimitedFarField(FarField):
     base: FarField = field(default_factory=lambda: FarField(_empty(1, 4), 0, _DECIMATION))
     gain: float = 1.0
     clusters: tuple[_Cluster, ...] = ()
-    kernel: _Kernel = field(default_factory=lambda: _Kernel(_empty(1), _empty(1), 0.0, 0))
+    kernel: _Kernel = field(default_factory=lambda: _Kernel(_empty(1), _empty(1), 0, 0.0, 0.0, 0))
     first_lag: int = 0
     firsts: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # each piece's first
     values: NDArray[np.float32] = field(default_factory=lambda: _empty(1, 0, _PIECE))  # (C, Q, piece)
@@ -397,13 +417,13 @@ class LimitedFarField(FarField):
         if count == 0 or points.shape[0] == 0:
             return out.T.astype(np.float32)
         rows = sliding_window_view(self.kernel.taps, _PIECE)  # rows[q][m] = k[q + m]
-        # point t = start + i, piece source j = first + _PIECE - 1 - m: k index t - j - first_lag
-        offset = self.start - self.first_lag + 1  # - _PIECE + 1, + _PIECE for the kernel's padding
+        # point t = start + i, piece source j = first + _PIECE - 1 - m: lag t - j
+        offset = self.start - _PIECE + 1 + self.kernel.window + _PIECE  # window index of the lag t - j
         times = points + self.start
         centres = self.firsts + (_PIECE - 1) / 2
         near_steps = self.kernel.near
         reach = min(count, 2 * near_steps // _PIECE + 2)
-        chunk = max(1, _GATHER // (count * max(_MOMENTS, reach * _PIECE)))
+        chunk = max(1, _GATHER // max(count * _MOMENTS, reach * _PIECE))
         for begin in range(0, points.shape[0], chunk):
             t = times[begin : begin + chunk]
             lo = np.searchsorted(centres, t - near_steps, side="right")
@@ -433,8 +453,8 @@ class LimitedFarField(FarField):
     def _own_share(self, cluster: _Cluster, first: int, last: int) -> NDArray[np.float32]:
         """The largest over channels of ``|G|`` from ``cluster``'s sources alone at grid steps
         ``first..last`` (one direct convolution per channel)."""
-        lo = first - (cluster.first + cluster.values.shape[1] - 1) - self.first_lag + _PIECE
-        segment = self.kernel.taps[lo : last - cluster.first - self.first_lag + 1 + _PIECE]
+        lags = np.arange(first - (cluster.first + cluster.values.shape[1] - 1), last - cluster.first + 1)
+        segment = self.kernel.at(lags)
         share = np.abs(np.convolve(segment, cluster.values[0], mode="valid"))
         for row in cluster.values[1:]:
             np.maximum(share, np.abs(np.convolve(segment, row, mode="valid")), out=share)
@@ -476,10 +496,9 @@ class LimitedFarField(FarField):
         firsts = np.asarray([c.first for c in self.clusters])
         lasts = np.asarray([c.first + c.values.shape[1] - 1 for c in self.clusters])
         masses = np.asarray([c.mass for c in self.clusters])
-        beyond = self.kernel.beyond.astype(np.float64)
 
         def share(distance: NDArray[np.int64]) -> NDArray[np.float64]:
-            return beyond[np.clip(distance, _ZONE, beyond.shape[0] - 1)]
+            return self.kernel.share(np.maximum(distance, _ZONE))
 
         # outside every zone: each cluster's mass times the kernel's largest value at its distance (at least
         # _ZONE), the nearest few one by one, the rest lumped at the distance of the nearest of them; per
@@ -495,7 +514,7 @@ class LimitedFarField(FarField):
         cumulative = np.concatenate([[0.0], np.cumsum(pad_mass)])
         left_end = np.searchsorted(pad_last, lo, side="left")  # clusters [.., left_end) end before lo
         right_start = np.maximum(np.searchsorted(pad_first, hi, side="right"), left_end)  # start after hi
-        group_bound = (cumulative[right_start] - cumulative[left_end]) * beyond[_ZONE]  # overlapping
+        group_bound = (cumulative[right_start] - cumulative[left_end]) * share(np.zeros(1, np.int64))[0]
         for k in range(nearest):
             i = left_end - 1 - k
             group_bound += pad_mass[i] * share(lo - pad_last[i])
@@ -510,7 +529,7 @@ class LimitedFarField(FarField):
         # (points of a block's support outside the zone are covered by the bound above)
         z0s, z1s = firsts - _ZONE, lasts + _ZONE
         gaps = np.maximum(np.maximum(firsts[None, :] - z1s[:, None], z0s[:, None] - lasts[None, :]), 0)
-        shares = masses[None, :] * beyond[np.minimum(gaps, beyond.shape[0] - 1)]
+        shares = masses[None, :] * self.kernel.share(gaps)
         others = shares.sum(axis=1) - np.diagonal(shares)
         stop = self.start + self.base.grid.shape[1] - 1
         touched: list[NDArray[np.int64]] = []
