@@ -170,21 +170,39 @@ def changed_block_means(
     if work > samples // 2:
         return None
     sos = _k_weighting_sos(rate)
-    weights = channel_weights(x.shape[0])[:, None]
+    weights = channel_weights(x.shape[0])
     means = gain * gain * blocks.means
-    for a, b in merged:
-        start, stop = max(0, a - settle), min(samples, b + settle)
-        reference = sosfilt(sos, x[:, start:stop].astype(np.float64), axis=-1)[:, a - start :]
-        reference *= gain
-        difference = reference.copy()  # gain K(x) - K(d) = K(out); d is zero before a: no state needed
-        difference -= sosfilt(sos, gain * x[:, a:stop].astype(np.float64) - out[:, a:stop], axis=-1)
-        delta = (np.square(difference) - np.square(reference)) * weights
-        running = np.concatenate([[0.0], np.cumsum(delta.sum(axis=0))])
+    # every span's clip (from its settling before it) and difference in one row per channel each, filtered
+    # by one call: what a segment inherits from the one before it has decayed like a settled start
+    bounds = [(a, max(0, a - settle), min(samples, b + settle)) for a, b in merged]
+    clip = np.concatenate([x[:, start:stop] for _, start, stop in bounds], axis=1).astype(np.float64)
+    difference = np.concatenate(
+        [gain * x[:, a:stop].astype(np.float64) - out[:, a:stop] for a, _, stop in bounds], axis=1
+    )
+    reference = sosfilt(sos, clip, axis=-1)
+    del clip
+    reference *= gain
+    lengths = [stop - start for _, start, stop in bounds]
+    origins = np.cumsum([0, *lengths[:-1]])
+    keep = np.concatenate(
+        [np.arange(a - start, stop - start) + o for (a, start, stop), o in zip(bounds, origins, strict=True)]
+    )
+    reference = reference[:, keep]  # gain K(x) over each span's [a, stop)
+    changed = sosfilt(sos, difference, axis=-1)  # K(d): K(out) = gain K(x) - K(d)
+    del difference
+    reference *= -2.0
+    reference += changed
+    reference *= changed  # K(out)^2 - (gain K(x))^2 = K(d) (K(d) - 2 gain K(x))
+    delta = weights @ reference
+    running = np.concatenate([[0.0], np.cumsum(delta)])
+    offset = 0
+    for a, _, stop in bounds:
         lo = int(np.searchsorted(blocks.stops, a, side="right"))
         hi = int(np.searchsorted(blocks.starts, stop, side="left"))
-        first = np.clip(blocks.starts[lo:hi] - a, 0, stop - a)
-        last = np.clip(blocks.stops[lo:hi] - a, 0, stop - a)
+        first = np.clip(blocks.starts[lo:hi] - a, 0, stop - a) + offset
+        last = np.clip(blocks.stops[lo:hi] - a, 0, stop - a) + offset
         means[lo:hi] += (running[last] - running[first]) / blocks.block_length
+        offset += stop - a
     return np.maximum(means, 0.0)
 
 
