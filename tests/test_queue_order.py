@@ -387,7 +387,7 @@ def test_sqlite_queue_plans_at_a_million_rows(sqlite_url: str) -> None:
             assert not re.search(r"\bSCAN (g|p|h|o|generations)\b(?! USING)", plan), plan
             # sorted: the two heads compared (a merge of the two one-row sides, or one sort of both)
             assert 1 <= plan.count("TEMP B-TREE") <= 2, plan
-        assert conn.execute(queries["queue_decide"].sql, decide).fetchone() == (rows[0][0], 2)
+        assert conn.execute(queries["queue_decide"].sql, decide).fetchone() == (rows[0][0], 2, 1)
     finally:
         conn.close()
 
@@ -474,7 +474,8 @@ def test_postgres_queue_plans_at_a_million_rows(postgres_url: str) -> None:
                 assert "generations_lane_queue" in plan and "Sort" not in plan, plan
         best = conn.execute(queries["queue_heads"].sql, {"now": WHEN, "default_limit": 2, "limit": 1})
         lane = best.fetchall()[0][0]  # queue_heads' best: no key runs, so the oldest head of priority 4
-        assert conn.execute(queries["queue_decide"].sql, decide).fetchall() == [(lane, 2)]
+        with conn.transaction():  # the lane's claim lock is taken with it, held to the end
+            assert conn.execute(queries["queue_decide"].sql, decide).fetchall() == [(lane, 2, True)]
 
 
 class _RolledBack(Exception):

@@ -36,6 +36,12 @@ SET (head_priority, head_created_at, head_id) = (
 -- requeue) is one UPDATE of the key's row, which exists: it counted the job.
 CREATE FUNCTION musicstore_owner_lanes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.owner_key = OLD.owner_key AND OLD.status = 'processing'
+       AND NEW.status NOT IN ('pending', 'processing') AND NEW.priority = OLD.priority THEN
+        -- a running job finishes (completed, failed, cancelled): one fewer running, the head stays
+        UPDATE owner_lanes SET running = running - 1 WHERE owner_key = OLD.owner_key;
+        RETURN NULL;
+    END IF;
     IF TG_OP <> 'INSERT' AND OLD.owner_key IS NOT NULL AND OLD.status IN ('pending', 'processing') THEN
         UPDATE owner_lanes AS l
         SET running = l.running - (OLD.status = 'processing')::int

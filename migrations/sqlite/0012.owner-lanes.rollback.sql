@@ -2,6 +2,7 @@
 -- jobs across lanes in generations_queue.
 DROP TRIGGER generations_lanes_delete;
 DROP TRIGGER generations_lanes_update;
+DROP TRIGGER generations_lanes_finish;
 DROP TRIGGER generations_lanes_move;
 DROP TRIGGER generations_lanes_insert;
 DROP TABLE owner_lanes;

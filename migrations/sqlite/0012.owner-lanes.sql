@@ -63,6 +63,14 @@ BEGIN
     WHERE owner_key = NEW.owner_key;
 END;
 
+-- A running job finishes (completed, failed, cancelled): one fewer running, the head stays.
+CREATE TRIGGER generations_lanes_finish AFTER UPDATE OF status ON generations
+WHEN OLD.owner_key IS NOT NULL AND NEW.owner_key IS OLD.owner_key AND OLD.status = 'processing'
+    AND NEW.status NOT IN ('pending', 'processing') AND NEW.priority IS OLD.priority
+BEGIN
+    UPDATE owner_lanes SET running = running - 1 WHERE owner_key = OLD.owner_key;
+END;
+
 -- Any other change of status, key or priority that a lane sees: out of the old key's lane, into the new's.
 CREATE TRIGGER generations_lanes_update AFTER UPDATE OF status, owner_key, priority ON generations
 WHEN (NEW.status IS NOT OLD.status OR NEW.owner_key IS NOT OLD.owner_key OR NEW.priority IS NOT OLD.priority)
@@ -70,6 +78,10 @@ WHEN (NEW.status IS NOT OLD.status OR NEW.owner_key IS NOT OLD.owner_key OR NEW.
         OLD.owner_key IS NOT NULL AND NEW.owner_key IS OLD.owner_key AND NEW.status IS NOT OLD.status
         AND OLD.status IN ('pending', 'processing') AND NEW.status IN ('pending', 'processing')
         AND NEW.priority IS OLD.priority
+    )
+    AND NOT (
+        OLD.owner_key IS NOT NULL AND NEW.owner_key IS OLD.owner_key AND OLD.status = 'processing'
+        AND NEW.status NOT IN ('pending', 'processing') AND NEW.priority IS OLD.priority
     )
     AND (
         (OLD.owner_key IS NOT NULL AND OLD.status IN ('pending', 'processing'))

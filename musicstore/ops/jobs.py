@@ -51,6 +51,7 @@ CANDIDATES = 8
 """How many lanes one claim ranks and tries, best first, before it returns None (a lane is skipped when
 another claimer took its last ready job, or, on PostgreSQL, holds its lock, meanwhile)."""
 HEADS = columns("owner_key", "max_running")
+DECIDED = columns("owner_key", "max_running", "locked")
 LOCKED = columns("locked")
 NO_RETRY_DELAY = RetryPolicy(base_seconds=0.0)
 """The default of ``fail`` and ``requeue_expired``: a retried job is claimable at once."""
@@ -133,28 +134,32 @@ def _limit(owner_limit: int | None) -> int | None:
     return validate.integer(owner_limit, "owner_limit", 0, MAX_OWNER_LIMIT)
 
 
-def _decided_lane(now: datetime, default_limit: int | None) -> Steps[tuple[str | None, int | None] | None]:
-    """The lane ``queue_heads`` would rank first, found without ranking every lane: ``(None, None)`` when no
-    lane has a ready job and room, None when the lanes' heads do not decide it.
+def _decided_lane(
+    now: datetime, default_limit: int | None
+) -> Steps[tuple[str | None, int | None, bool | None] | None]:
+    """The lane ``queue_heads`` would rank first, found without ranking every lane, and whether its lock is
+    held already: ``(None, None, None)`` when no lane has a ready job and room, None when the lanes' heads do
+    not decide it.
 
     Each owner key's lane keeps its running jobs and its head (its first pending job in claim order) in
     ``owner_lanes`` (migration 0012, kept by triggers), in an index in the order the claim ranks the lanes:
     the head's priority, the fewest running, the head's age. The first keyed lane with room there is the best
-    keyed lane, unless its head waits for its ``run_after`` (its first ready job is further on: undecided);
-    the lane of jobs without a key is compared with it by its first ready job and its running jobs.
+    keyed lane (on PostgreSQL the first whose lock this claim takes now: lanes other claimers hold are
+    skipped), unless its head waits for its ``run_after`` (its first ready job is further on: undecided); the
+    lane of jobs without a key is compared with it by its first ready job and its running jobs.
     """
     decide = {"now": now, "default_limit": default_limit}
-    found: tuple[str | None, int | None] | None = yield Call("queue_decide", decide, HEADS)
+    found: tuple[str | None, int | None, bool | None] | None = yield Call("queue_decide", decide, DECIDED)
     return found
 
 
 def _claim_lane(
-    params: dict[str, Any], owner_key: str, max_running: int | None, wait: bool
+    params: dict[str, Any], owner_key: str, max_running: int | None, wait: bool, locked: bool = False
 ) -> Steps[Generation | None]:
-    """Claim the head of one lane (after its lock, if it has a limit), or None."""
-    if max_running is not None:
-        locked = yield Call("lock_lane" if wait else "try_lock_lane", {"owner_key": owner_key}, LOCKED)
-        if not locked or not locked[0]:
+    """Claim the head of one lane (after its lock, if it has a limit and ``locked`` is False), or None."""
+    if max_running is not None and not locked:
+        lock = yield Call("lock_lane" if wait else "try_lock_lane", {"owner_key": owner_key}, LOCKED)
+        if not lock or not lock[0]:
             return None
     lane = {**params, "owner_key": owner_key, "max_running": max_running}
     claimed: Generation | None = yield Call("claim_lane_head", lane, GENERATION)
@@ -163,17 +168,19 @@ def _claim_lane(
 
 def _claim_one(params: dict[str, Any], default_limit: int | None, wait: bool) -> Steps[Generation | None]:
     """Claim the head of the best lane that still has one, or None. ``wait``: the first lane with a limit
-    waits for its lock (on PostgreSQL), the others are skipped while another claimer holds theirs; a caller
-    that already wrote in this transaction passes False, so that it never waits while holding a lock."""
+    waits for its lock (on PostgreSQL) if it is not had at once, the others are skipped while another
+    claimer holds theirs; a caller that already wrote in this transaction passes False, so that it never
+    waits while holding a lock."""
     fast: Generation | None = yield Call("claim_fast", {**params, "default_limit": default_limit}, GENERATION)
     if fast is not None:
         return fast
     decided = yield from _decided_lane(params["now"], default_limit)
     if decided is not None:
-        owner_key, max_running = decided
+        owner_key, max_running, locked = decided
         if owner_key is None:
             return None  # no lane has a ready job and room
-        claimed: Generation | None = yield from _claim_lane(params, owner_key, max_running, wait)
+        held = bool(locked)
+        claimed: Generation | None = yield from _claim_lane(params, owner_key, max_running, wait, held)
         if claimed is not None:
             return claimed
         wait = wait and max_running is None  # a lock was taken (or waited for): never wait for a second

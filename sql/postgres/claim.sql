@@ -40,12 +40,15 @@ SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(16, hashtext(:idempotency_
 
 -- name: queue_decide(now, default_limit)^
 -- The lane queue_heads would rank first (owner key, '' for none; its limit), from the lanes' heads as the
--- trigger of migration 0012 keeps them: the first keyed lane with room in owner_lanes_order (its head's
--- priority, its running jobs, its head's age) against the lane without a key (its first ready job, its
--- running jobs). A row of NULLs when no lane has a ready job and room; no row when that first keyed lane's
--- head waits for its run_after (its lane's first ready job is further on: the claim ranks every lane). The
--- claim then takes the lane's lock (if it has a limit) and its head in statements of their own.
-WITH keyed AS MATERIALIZED (
+-- trigger of migration 0012 keeps them, with the lane's claim lock: the first keyed lane with room in
+-- owner_lanes_order (its head's priority, its running jobs, its head's age) whose lock this claim takes now
+-- (a lane another claimer holds is skipped, as FOR UPDATE SKIP LOCKED skips a job; when every one is held,
+-- the first, locked false: the claim then waits for its lock), against the lane without a key (its first
+-- ready job, its running jobs; never locked). A row of NULLs when no lane has a ready job and room; no row
+-- when the chosen keyed lane's head waits for its run_after (its first ready job is further on: the claim
+-- ranks every lane). The claim then takes the lane's head in a statement of its own, whose snapshot sees
+-- every claim of the lane committed before the lock was had.
+WITH lanes AS NOT MATERIALIZED (
     SELECT l.owner_key, l.running, l.head_priority AS priority, l.head_created_at AS created_at,
            l.head_id AS id, l.max_running
     FROM (
@@ -59,7 +62,19 @@ WITH keyed AS MATERIALIZED (
         ORDER BY l.head_priority DESC, l.running, l.head_created_at, l.head_id
     ) AS l
     WHERE l.max_running IS NULL OR l.running < l.max_running
+    OFFSET 0
+),
+free AS MATERIALIZED (
+    SELECT lanes.*, true AS locked
+    FROM lanes
+    WHERE lanes.max_running IS NULL OR pg_try_advisory_xact_lock(15, hashtext(lanes.owner_key))
     LIMIT 1
+),
+keyed AS MATERIALIZED (
+    SELECT * FROM free
+    UNION ALL
+    SELECT * FROM (SELECT lanes.*, false AS locked FROM lanes LIMIT 1) AS held
+    WHERE NOT EXISTS (SELECT 1 FROM free)
 ),
 unkeyed AS MATERIALIZED (
     SELECT '' AS owner_key,
@@ -67,7 +82,7 @@ unkeyed AS MATERIALIZED (
                SELECT count(*) FROM generations AS p
                WHERE coalesce(p.owner_key, '') = '' AND p.status = 'processing'
            )::integer ELSE 0 END AS running,
-           g.priority, g.created_at, g.id, CAST(NULL AS integer) AS max_running
+           g.priority, g.created_at, g.id, CAST(NULL AS integer) AS max_running, true AS locked
     FROM generations AS g
     WHERE coalesce(g.owner_key, '') = '' AND g.status = 'pending'
       AND (g.run_after IS NULL OR g.run_after <= :now)
@@ -86,9 +101,9 @@ decided AS (
         SELECT 1 FROM keyed JOIN generations AS h ON h.id = keyed.id WHERE h.run_after > :now
     )
 )
-SELECT owner_key, max_running FROM decided
+SELECT owner_key, max_running, locked FROM decided
 UNION ALL
-SELECT NULL, NULL WHERE NOT EXISTS (
+SELECT NULL, NULL, NULL WHERE NOT EXISTS (
     SELECT 1 FROM keyed JOIN generations AS h ON h.id = keyed.id WHERE h.run_after > :now
 )
 LIMIT 1;

@@ -35,7 +35,8 @@ SELECT :owner_key IS NOT NULL AS locked;
 SELECT :idempotency_key IS NOT NULL AS locked;
 
 -- name: queue_decide(now, default_limit)^
--- The lane queue_heads would rank first (owner key, '' for none; its limit), from the lanes' heads as the
+-- The lane queue_heads would rank first (owner key, '' for none; its limit; locked: always, the writer lock
+-- is held), from the lanes' heads as the
 -- triggers of migration 0012 keep them: the first keyed lane with room in owner_lanes_order (its head's
 -- priority, its running jobs, its head's age) against the lane without a key (its first ready job, its
 -- running jobs). A row of NULLs when no lane has a ready job and room; no row when that first keyed lane's
@@ -81,9 +82,9 @@ decided AS (
         SELECT 1 FROM keyed JOIN generations AS h ON h.id = keyed.id WHERE h.run_after > :now
     )
 )
-SELECT owner_key, max_running FROM decided
+SELECT owner_key, max_running, 1 AS locked FROM decided
 UNION ALL
-SELECT NULL, NULL WHERE NOT EXISTS (
+SELECT NULL, NULL, NULL WHERE NOT EXISTS (
     SELECT 1 FROM keyed JOIN generations AS h ON h.id = keyed.id WHERE h.run_after > :now
 )
 LIMIT 1;
