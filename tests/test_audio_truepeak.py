@@ -19,6 +19,7 @@ from musicstore.audio.truepeak import (
     detect,
     peak_map,
     sample_envelope,
+    scaled_span_bounds,
     span_bounds,
     to_db,
     true_peak,
@@ -217,3 +218,37 @@ def test_limited_far_part_is_the_outputs(  # noqa: PLR0917 (hypothesis passes ea
         copy = np.where(edge < samples // 2, samples, -samples)  # where the neighbouring copy's far part is
         looped = np.abs(exact[edge] + measured.at(c, edge - 1 + copy, fractions)).max(axis=1)
         assert (looped <= bound[edge // BLOCK] * (1 + 1e-5) + 1e-7).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    samples=st.integers(100, 30_000),
+    channels=st.integers(1, 3),
+    spans=st.integers(0, 10),
+    width=st.integers(1, 2_000),
+    gain=st.floats(0.1, 4.0),
+    seed=st.integers(0, 2**16),
+)
+def test_scaled_span_bounds_hold_the_outputs_values(  # noqa: PLR0917 (hypothesis passes each drawn value)
+    samples: int, channels: int, spans: int, width: int, gain: float, seed: int
+) -> None:
+    """A limiter's output's span bounds derived from the clip's (scaled, re-computed around the changed
+    ranges) hold every near-part and Annex 2 value of the output, and are the output's own within the
+    rounding allowance."""
+    rng = np.random.default_rng(seed)
+    audio = (rng.standard_normal((channels, samples)) * rng.uniform(0.01, 1.0, (channels, 1))).astype(
+        np.float32
+    )
+    starts = np.unique(rng.integers(0, samples, spans))
+    stops = np.minimum(np.append(starts[1:], samples), starts + width)
+    runs = np.stack([starts, stops], axis=1).astype(np.int64)
+    out = audio * np.float32(gain)
+    for a, b in runs:
+        out[:, a:b] *= rng.uniform(0.0, 1.0, (channels, b - a)).astype(np.float32)
+    derived = scaled_span_bounds(out, span_bounds(audio, sample_envelope(audio)), gain, runs)
+    own = span_bounds(out, sample_envelope(out))
+    rows = np.arange(samples + 1)
+    values = np.maximum(near_sinc().peaks(out, rows)[:, 0], annex2().peaks(out, rows)[:, 0])
+    inner = slice(64, samples - 63)
+    assert np.all(values[inner] <= np.repeat(derived, 8)[: samples + 1][inner])
+    np.testing.assert_allclose(derived, own, rtol=2e-5, atol=2e-5 * float(own.max(initial=0.0)))

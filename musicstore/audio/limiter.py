@@ -32,6 +32,7 @@ from musicstore.audio.truepeak import (
     peak_map,
     refined_peak,
     sample_envelope,
+    scaled_span_bounds,
     to_db,
 )
 
@@ -199,7 +200,7 @@ def level(
         return _static(x, base, peaks, gain, started)  # no detector value can reach the ceiling
     if not limiter:
         return _static(x, base, peaks, ceiling / peaks.grid_peak, started)
-    limits = _Limits(x, blocks, ceiling, settings, gain, depth_db, target_lufs, peaks.far)
+    limits = _Limits(x, blocks, ceiling, settings, gain, depth_db, target_lufs, peaks.far, peaks.spans)
     mapped = peaks.floor
     need = _need(peaks)
     del peaks  # keep memory low (the far part stays: the output's is derived from it)
@@ -208,7 +209,7 @@ def level(
     leveled = limits.limit(region, upper)
     if limits.capped(leveled, upper, full) and mapped > floor:  # more gain is needed: map down to the floor
         again = time.perf_counter()
-        need = _need(peak_map(x, floor, limits.far))
+        need = _need(peak_map(x, floor, limits.far, limits.spans))
         measured += time.perf_counter() - again
         region, upper, full = limits.region(need, floor)
         del need
@@ -228,6 +229,7 @@ class _Limits:
     depth_db: float
     target_lufs: float
     far: FarField  # the clip's far part
+    spans: NDArray[np.float32]  # and its span bounds
 
     @property
     def aim(self) -> float:
@@ -245,7 +247,7 @@ class _Limits:
 
     def limit(self, region: _Region, upper: float) -> Leveled:
         shape = _Shape(self.settings, self.blocks.sample_rate)
-        limiter = _Limiter(self.x, self.blocks, self.ceiling, self.aim, shape, far=self.far)
+        limiter = _Limiter(self.x, self.blocks, self.ceiling, self.aim, shape, far=self.far, spans=self.spans)
         return limiter.limit(region, self.target_lufs, self.gain, upper)
 
     def capped(self, leveled: Leveled, upper: float, full: float) -> bool:
@@ -288,9 +290,10 @@ class _Limiter:
         shape: _Shape,
         *,
         far: FarField,
+        spans: NDArray[np.float32],
     ) -> None:
         self.x, self.blocks, self.ceiling, self.aim, self.shape = x, blocks, ceiling, aim, shape
-        self.far = far
+        self.far, self.spans = far, spans
         self.trimmed = False  # the last output was trimmed whole (no longer gain * x outside the region)
 
     def limit(self, region: _Region, target: float, gain: float, upper: float) -> Leveled:
@@ -332,14 +335,19 @@ class _Limiter:
         return gated_loudness(means)
 
     def _far_of(
-        self, out: NDArray[np.float32], gain: float, region: _Region, scaled: NDArray[np.float32]
+        self,
+        out: NDArray[np.float32],
+        gain: float,
+        region: _Region,
+        scaled: NDArray[np.float32],
+        changed: NDArray[np.int64],
     ) -> FarField | None:
         """The output's far part from the clip's (see :class:`LimitedFarField`), or None (measure it) where
         the region is so wide that summing the difference's share at every point read would cost more."""
         if region.index.size > DERIVED_FAR_SHARE * self.x.shape[1]:
             return None
         difference = scaled - out[:, region.index]
-        return LimitedFarField.of(self.far, gain, difference, _spans(region), self.x.shape[1])
+        return LimitedFarField.of(self.far, gain, difference, changed, self.x.shape[1])
 
     def _apply_checked(
         self, gain: float, region: _Region
@@ -359,7 +367,9 @@ class _Limiter:
         for _ in range(8):
             g = self.shape.curve(region.need, gain, self.aim)
             out[:, region.index] = scaled * g
-            checked = peak_map(out, ceiling, self._far_of(out, gain, region, scaled))
+            changed = _spans(region)
+            spans = scaled_span_bounds(out, self.spans, gain, changed)
+            checked = peak_map(out, ceiling, self._far_of(out, gain, region, scaled, changed), spans)
             values = checked.values
             over = values > ceiling
             if not over.any():

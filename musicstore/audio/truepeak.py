@@ -75,6 +75,7 @@ class PeakMap:
     ideal: NDArray[np.float32]  # the accurate grid's value at ``rows``
     floor: float  # every detector value outside ``rows`` is at most this
     far: FarField
+    spans: NDArray[np.float32]  # the near part's bound per span of 8 rows (:func:`span_bounds`)
 
     @property
     def sample_peak(self) -> float:
@@ -209,10 +210,54 @@ def span_bounds(audio: NDArray[np.float32], envelope: NDArray[np.float32]) -> ND
     return reach
 
 
-def peak_map(audio: NDArray[np.float32], floor: float | None = None, far: FarField | None = None) -> PeakMap:
+def scaled_span_bounds(
+    out: NDArray[np.float32], bounds: NDArray[np.float32], gain: float, changed: NDArray[np.int64]
+) -> NDArray[np.float32]:
+    """:func:`span_bounds` of ``out``, which is ``gain`` times a clip whose span bounds are ``bounds`` except
+    within ``changed`` (``(n, 2)`` sorted sample ranges ``[a, b)``): the clip's scaled (with room for the
+    float32 rounding of the product) where no changed sample reaches a span, re-computed around the
+    ranges (on slices wide enough that every span inside reads only samples of its slice)."""
+    _, weights, lo = _span_weights()
+    width = weights.shape[0]
+    result: NDArray[np.float32] = bounds * np.float32(gain * (1 + 1e-5))
+    samples = out.shape[1]
+    spans = result.shape[0]
+    ranges: list[list[int]] = []  # spans to re-compute: those whose samples or curvature reach a change
+    for a, b in changed.tolist():
+        first = max(0, min((a - 1) // _SPAN - (lo + width - 1), a // _SPAN) - 1)
+        last = min(spans - 1, max(b // _SPAN - lo, b // _SPAN) + 1)
+        if ranges and first <= ranges[-1][1] + 2 * width + 4:
+            ranges[-1][1] = max(ranges[-1][1], last)
+        else:
+            ranges.append([first, last])
+    # each range's samples (8 (J + lo) - 1 .. 8 (J + lo + width) + 8 for its spans J) in one row per
+    # channel, slices 8-aligned and apart by zeros wider than any span reads: one span_bounds call
+    gap = _SPAN * (width + abs(lo) + 4)
+    slices = [
+        (max(0, _SPAN * (first + min(lo, 0) - 1)), min(samples, _SPAN * (last + max(lo + width, 0) + 2)))
+        for first, last in ranges
+    ]
+    lengths = [-(-(stop - start) // _SPAN) * _SPAN + gap for start, stop in slices]
+    places = np.cumsum([0, *lengths])
+    joined = np.zeros((out.shape[0], int(places[-1])), dtype=np.float32)
+    for (start, stop), place in zip(slices, places[:-1].tolist(), strict=True):
+        joined[:, place : place + stop - start] = out[:, start:stop]
+    local = span_bounds(joined, sample_envelope(joined))
+    for (first, last), (start, _), place in zip(ranges, slices, places[:-1].tolist(), strict=True):
+        at = (place - start) // _SPAN  # local span of global span J: J + at
+        result[first : last + 1] = local[first + at : last + at + 1]
+    return result
+
+
+def peak_map(
+    audio: NDArray[np.float32],
+    floor: float | None = None,
+    far: FarField | None = None,
+    spans: NDArray[np.float32] | None = None,
+) -> PeakMap:
     """Measure ``(C, S)`` audio with the detector, interpolating only where it can matter:
     where a value may exceed the sample peak, or ``floor`` when that is lower. ``far``: the clip's
-    far part when already measured.
+    far part when already measured; ``spans``: its :func:`span_bounds` when already known.
 
     Screens, cheapest first: the filter bound per block (see :func:`candidate_rows`), a bound per row
     (:func:`_near_bounds` plus the far part's), then on the rows left the Annex 2 values and a bound of
@@ -228,7 +273,8 @@ def peak_map(audio: NDArray[np.float32], floor: float | None = None, far: FarFie
     samples = envelope.shape[0]
     blocks = -(-(samples + 1) // BLOCK)
     far_blocks = far.block_bound(blocks)
-    bound = span_bounds(audio, envelope)
+    near = span_bounds(audio, envelope) if spans is None else spans
+    bound = near.copy()
     bound += far_blocks[np.arange(bound.shape[0]) * _SPAN // BLOCK]
     bound[: 2 * BLOCK // _SPAN] = np.inf  # the looped readings at the ends: always measured
     bound[max(0, samples + 1 - 2 * BLOCK) // _SPAN :] = np.inf
@@ -248,7 +294,7 @@ def peak_map(audio: NDArray[np.float32], floor: float | None = None, far: FarFie
     keep = (local > threshold) | (annex > level) | edge
     rows, annex = rows[keep], annex[keep]
     ideal = near_sinc().peaks(audio, rows, far)[:, 0]
-    return PeakMap(envelope, rows, np.maximum(ideal, annex), ideal, level, far)
+    return PeakMap(envelope, rows, np.maximum(ideal, annex), ideal, level, far, near)
 
 
 def refined_peak(audio: NDArray[np.float32], peaks: PeakMap) -> float:
