@@ -77,6 +77,7 @@ class AsyncOperations:
     get_rendition = coroutine_method(ops.get_rendition)
     get_rendition_by_settings = coroutine_method(ops.get_rendition_by_settings)
     list_renditions = coroutine_method(ops.list_renditions)
+    merge_metadata = coroutine_method(ops.merge_metadata)
     set_owner_limit = coroutine_method(ops.set_owner_limit)
     get_owner_limits = coroutine_method(ops.get_owner_limits)
     queue_depth = coroutine_method(ops.queue_depth)

@@ -271,6 +271,15 @@ class StoredPeaks:
     sha256: str
     peaks: WaveformPeaks
 
+    def as_metadata(self) -> dict[str, Any]:
+        """``metadata["peaks"]`` of the generation's row, as the export records it: ``key``,
+        ``samples_per_pixel``, ``bits``, ``channels`` (1 when mixed), ``length``, ``bytes``, ``sha256``."""
+        p = self.peaks
+        return {
+            "key": self.key, "samples_per_pixel": p.samples_per_pixel, "bits": p.bits, "channels": p.channels,
+            "length": p.length, "bytes": self.bytes, "sha256": self.sha256,
+        }  # fmt: skip
+
 
 def peaks_name(master: Path, samples_per_pixel: int, bits: int, split_channels: bool) -> str:
     """The peaks file beside ``master``: ``<stem>.peaks.<samples per pixel>.<bits>[.split].json``."""
@@ -291,9 +300,13 @@ def render_peaks(
     where its row says and checked against its SHA-256 as ``render_generation`` reads it, and put them beside
     the master in the same file store (local or S3) as ``peaks_name(...)``: whole or not at all, a
     conditional create. The peaks of one master are always the same bytes, so a second call for the same
-    resolution finds them there and returns them (a retry, not a conflict). Raises ``NotFound``,
+    resolution finds them there and returns them (a retry, not a conflict). Then records them in the row's
+    ``metadata["peaks"]`` as the export does (``StoredPeaks.as_metadata``; the latest call's resolution
+    replaces an earlier one's record, its file stays) with ``Store.merge_metadata``. Raises ``NotFound``,
     ``InvalidTransition``, ``InvalidInput`` (bad resolution or bits; a master missing), ``InvalidAudio``
-    (a master failing its checksum) before anything is written; ``StorageError`` when the put fails."""
+    (a master failing its checksum) before anything is written; ``StorageError`` when the put fails. If the
+    row cannot be recorded (deleted, no longer completed meanwhile) the error is raised and the file is left
+    for ``reconcile`` and ``cleanup``, which find peaks files by name."""
     compute_peaks(np.zeros((1, 1), dtype=np.float32), 8_000, samples_per_pixel, bits=bits)  # checks first
     generation = _generation(store, generation_id)
     with _delivery(store, generation, root, files) as delivery:
@@ -304,4 +317,10 @@ def render_peaks(
         key = posixpath.join(posixpath.dirname(found.key), name)
         info = peaks.put(found.files, key)
     assert info.checksum is not None  # a put reports the SHA-256 of what it stored
-    return StoredPeaks(generation.id, found.files.url, key, info.size, info.checksum, peaks)
+    stored = StoredPeaks(generation.id, found.files.url, key, info.size, info.checksum, peaks)
+    try:
+        store.merge_metadata(generation.id, {"peaks": stored.as_metadata()})
+    except Exception as exc:
+        exc.add_note(f"the peaks were put at {key} in {found.files.url} but not recorded in the row")
+        raise
+    return stored

@@ -71,6 +71,7 @@ class Operations:
     get_rendition = method(ops.get_rendition)
     get_rendition_by_settings = method(ops.get_rendition_by_settings)
     list_renditions = method(ops.list_renditions)
+    merge_metadata = method(ops.merge_metadata)
     set_owner_limit = method(ops.set_owner_limit)
     get_owner_limits = method(ops.get_owner_limits)
     queue_depth = method(ops.queue_depth)

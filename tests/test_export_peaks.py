@@ -212,3 +212,6 @@ def test_render_peaks_later_finds_the_export_peaks_the_same_bytes(store: Store, 
         recorded.peaks.bytes,
     )
     assert _keys(objects) == {recorded.key, recorded.peaks.key}
+    row = store.get_generation(job.id)  # recorded again: the same figures as the export's
+    assert row is not None and row.metadata["peaks"] == recorded.generation.metadata["peaks"]
+    assert again.as_metadata() == recorded.generation.metadata["peaks"]

@@ -390,6 +390,10 @@ CASES: dict[str, Case] = {
         },
     ),
     "list_renditions": Case(lambda s: {"generation_id": s.completed}, {"generation_id": bad_id}),
+    "merge_metadata": Case(
+        lambda s: {"generation_id": s.completed, "values": {"peaks": {"key": "a/done.peaks.256.8.json"}}},
+        {"generation_id": bad_id, "values": bad_metadata(none_ok=False) | st.just({})},
+    ),
 }
 
 HOSTILE = [(name, param) for name, case in CASES.items() for param in case.hostile]

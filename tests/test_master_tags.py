@@ -21,7 +21,7 @@ from musicstore.audio.tags import read_wav_info
 from musicstore.filestore import open_filestore
 from musicstore.ops.storage import get_storage
 from musicstore.recording import export_generation
-from tests.test_record import OPTIONS, claimed, files_under, music
+from tests.test_record import OPTIONS, audio_under, claimed, files_under, music
 
 PROMPT = 'lofi "tape" at 90 BPM\nsecond line: ünïcode 漢字'
 
@@ -40,7 +40,7 @@ def test_a_wav_master_carries_info_and_id3_tags_and_its_row_the_tagged_checksum(
 ) -> None:
     job = _claimed(store)
     recorded = export_generation(store, job, music(), root=tmp_path / "audio", options=OPTIONS)
-    (path,) = files_under(tmp_path / "audio")
+    (path,) = audio_under(tmp_path / "audio")
     data = path.read_bytes()
     _checked_row(store, job.id, data)
     assert recorded.result.bytes == len(data) == recorded.generation.file_size_bytes
@@ -66,7 +66,7 @@ def test_a_flac_master_carries_vorbis_comments_and_no_seed_when_none_is_given(
     export_generation(
         store, job, music(), root=tmp_path / "audio", ext="flac", options=ExportOptions(subtype="PCM_16")
     )
-    (path,) = files_under(tmp_path / "audio")
+    (path,) = audio_under(tmp_path / "audio")
     _checked_row(store, job.id, path.read_bytes())
     comments: Any = FLAC(path).tags  # type: ignore[no-untyped-call]
     assert comments["TITLE"] == [PROMPT] and comments["COMMENT"] == [PROMPT]
@@ -78,7 +78,7 @@ def test_a_flac_master_carries_vorbis_comments_and_no_seed_when_none_is_given(
 def test_tags_false_leaves_the_file_as_the_export_wrote_it(store: Store, tmp_path: Path) -> None:
     job = _claimed(store)
     export_generation(store, job, music(), root=tmp_path / "audio", options=OPTIONS, tags=False)
-    (path,) = files_under(tmp_path / "audio")
+    (path,) = audio_under(tmp_path / "audio")
     assert read_wav_info(path) == {} and WAVE(path).tags is None  # type: ignore[no-untyped-call]
     _checked_row(store, job.id, path.read_bytes())
 
@@ -96,7 +96,7 @@ def test_tags_true_without_mutagen_is_refused_before_anything_is_written(
     export_generation(
         store, job, music(), root=tmp_path / "audio", options=OPTIONS
     )  # None: untagged, not refused
-    (path,) = files_under(tmp_path / "audio")
+    (path,) = audio_under(tmp_path / "audio")
     assert WAVE(path).tags is None  # type: ignore[no-untyped-call]
 
 

@@ -203,7 +203,7 @@ def _exported(store: Any, root: Any) -> Any:
     from tests.test_record import OPTIONS, claimed, music
 
     job = claimed(store)
-    return export_generation(store, job, music(), root=root, options=OPTIONS)
+    return export_generation(store, job, music(), root=root, options=OPTIONS, peaks=False)  # render_peaks's
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
@@ -224,6 +224,12 @@ def test_a_generations_peaks_are_put_beside_its_master(
         stored = render_peaks(store, recorded.generation.id, samples_per_pixel=128, bits=16)
         assert stored.key == master.rpartition("/")[0] + f"/{recorded.generation.id}.peaks.128.16.json"
         assert stored.storage_url == objects.url and {o.key for o in objects.list()} == {master, stored.key}
+        row = store.get_generation(recorded.generation.id)  # recorded in the row, as the export does
+        assert row.metadata["peaks"] == {
+            "key": stored.key, "samples_per_pixel": 128, "bits": 16, "channels": 1,
+            "length": stored.peaks.length, "bytes": stored.bytes, "sha256": stored.sha256,
+        }  # fmt: skip
+        assert row.metadata["loudness_lufs"] == recorded.generation.metadata["loudness_lufs"]  # the rest kept
         data = b"".join(objects.get(stored.key, checksum=stored.sha256))
         head = objects.head(stored.key)
         assert head.content_type == "application/json" and head.size == stored.bytes == len(data)
@@ -236,5 +242,6 @@ def test_a_generations_peaks_are_put_beside_its_master(
         with pytest.raises(ObjectExists):
             render_peaks(store, recorded.generation.id, samples_per_pixel=128, bits=16)
         assert b"".join(objects.get(stored.key)) == b"{}"
+        assert store.get_generation(recorded.generation.id).metadata["peaks"]["sha256"] == stored.sha256
     finally:
         objects.close()

@@ -96,6 +96,7 @@ INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     "maintenance_renditions_of_generations": ({"ids": f'["{ID}"]'}, "rendition key"),
     "maintenance_renditions_after": ({"after_id": ID, "limit": 100}, "renditions pk"),
     "renditions_after": ({"after_id": ID, "limit": 100}, "renditions pk"),
+    "rendition_totals": ({}, None),  # 0011's running totals: never the renditions themselves
     # object stores (musicstore.maintenance.bucket): rows of one storage URL in key order, and by keys
     "maintenance_stored_files_after": (
         {"storage_url": "s3://b/p/", "after_path": "", "limit": 100},

@@ -52,6 +52,15 @@ def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
+def with_peaks(*masters: Path) -> list[Path]:
+    """The masters and the waveform peaks an export puts beside each by default, sorted."""
+    return sorted([*masters, *(m.with_name(f"{m.stem}.peaks.256.8.json") for m in masters)])
+
+
+def audio_under(root: Path) -> list[Path]:
+    return [p for p in files_under(root) if not p.name.endswith(".json")]
+
+
 def test_happy_path_writes_layout_path_and_completes(store: Store, root: Path, clock: FakeClock) -> None:
     job = claimed(store, metadata={"bpm": 96})
     clock.advance(2.5)
@@ -60,7 +69,7 @@ def test_happy_path_writes_layout_path_and_completes(store: Store, root: Path, c
     final = layout_path(root, job.id, "wav", when=job.created_at)
     assert isinstance(recorded, Recorded)
     assert recorded.result.path == final and final.is_file()
-    assert files_under(root) == [final]  # the staging file was renamed, nothing else left
+    assert files_under(root) == with_peaks(final)  # the staging file was renamed, nothing else left
     row = store.get_generation(job.id)
     assert row is not None and row == recorded.generation
     assert row.status is Status.COMPLETED
@@ -158,7 +167,7 @@ def test_lost_lease_never_touches_the_winners_file(store: Store, root: Path, clo
     kept = winner.result.path.read_bytes()
     with pytest.raises(LeaseLost):  # the same final path: the loser's file is staged and dropped
         export_generation(store, stale, music(seed=2), root=root)
-    assert files_under(root) == [winner.result.path] and winner.result.path.read_bytes() == kept
+    assert files_under(root) == with_peaks(winner.result.path) and winner.result.path.read_bytes() == kept
     assert store.get_generation(stale.id) == winner.generation
 
 
@@ -264,7 +273,7 @@ def test_nothing_escapes_the_root(store: Store, tmp_path: Path, monkeypatch: pyt
         p for p in tmp_path.rglob("*") if p.is_file() and not p.resolve().is_relative_to(root.resolve())
     ]
     assert [p.name for p in outside if ".db" not in p.name] == []  # only the SQLite database
-    assert files_under(root) == [recorded.result.path]
+    assert files_under(root) == with_peaks(recorded.result.path)
     row = store.get_generation(evil.id)
     assert row is not None and row.status is Status.PROCESSING
 
@@ -283,7 +292,7 @@ def test_batch_items_complete_or_fail_independently(store: Store, root: Path) ->
     assert [type(o) for o in outcomes] == [Recorded, Recorded, InvalidAudio, Cancelled]  # a LeaseLost
     done = [o for o in outcomes if isinstance(o, Recorded)]
     assert [r.generation.metadata["n"] for r in done] == [0, 1]
-    assert files_under(root) == sorted(r.result.path for r in done)
+    assert files_under(root) == with_peaks(*(r.result.path for r in done))
     for r in done:
         row = store.get_generation(r.generation.id)
         assert row is not None and row.status is Status.COMPLETED
@@ -306,7 +315,7 @@ def test_clean_batch_and_its_shape_checks(store: Store, root: Path) -> None:
     outcomes = export_batch_generations(store, batch, audio, root=root, workers=2)
     assert all(isinstance(o, Recorded) for o in outcomes)
     assert store.get_database_stats().by_status[Status.COMPLETED] == 3
-    assert len(files_under(root)) == 3
+    assert files_under(root) == with_peaks(*audio_under(root)) and len(audio_under(root)) == 3
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
@@ -323,7 +332,8 @@ def test_torch_tensors_single_and_batch(store: Store, root: Path, device: str) -
     batch = store.claim_batch("gpu-0", 2)
     audio = torch.from_numpy(np.stack([music(seed=i) for i in range(2)])).to(device=device)
     outcomes = export_batch_generations(store, batch, audio.to(torch.bfloat16), root=root)
-    assert all(isinstance(o, Recorded) for o in outcomes) and len(files_under(root)) == 3
+    assert all(isinstance(o, Recorded) for o in outcomes) and len(audio_under(root)) == 3
+    assert files_under(root) == with_peaks(*audio_under(root))
 
 
 def test_demo_exports_real_audio(sqlite_url: str, root: Path) -> None:
@@ -332,7 +342,8 @@ def test_demo_exports_real_audio(sqlite_url: str, root: Path) -> None:
     lines: list[str] = []
     stats = run_demo(sqlite_url, count=3, output_root=root, seconds=2.0, echo=lines.append)
     assert stats.by_status[Status.COMPLETED] == 3
-    files = files_under(root)
+    files = audio_under(root)
+    assert files_under(root) == with_peaks(*files)
     assert len(files) == 3 and stats.total_file_bytes == sum(p.stat().st_size for p in files)
     header = next(line for line in lines if line.startswith("file"))
     assert all(word in header for word in ("LUFS in", "LUFS out", "dBTP", "gain dB", "limit dB"))
@@ -346,7 +357,7 @@ def test_cli_demo_output_root(sqlite_url: str, root: Path, capsys: pytest.Captur
     assert main(["demo", "-d", sqlite_url, "--output-root", str(root), "--count", "1"]) == 0
     out = capsys.readouterr().out
     assert "completed" in out and "LUFS out" in out
-    assert len(files_under(root)) == 1
+    assert len(audio_under(root)) == 1 and files_under(root) == with_peaks(*audio_under(root))
 
 
 def test_batches_on_short_lived_threads_do_not_leak_connections(sqlite_url: str, tmp_path: Path) -> None:

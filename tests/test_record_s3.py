@@ -16,12 +16,17 @@ from musicstore.filestore import FileStore, ObjectExists, ObjectNotFound, open_f
 from musicstore.ops.storage import get_storage
 from musicstore.recording import Recorded, export_batch_generations, export_generation
 from tests.conftest import FakeClock, new_job
-from tests.test_record import OPTIONS, RATE, claimed, files_under, music
+from tests.test_record import OPTIONS, RATE, claimed, files_under, music, with_peaks
 from tests.test_schema import _from, _rollback, _sql
 
 
 def _key(job: Any) -> str:
     return f"{job.created_at:%Y/%m/%d}/{job.id}.wav"
+
+
+def _with_peaks(*keys: str) -> list[str]:
+    """The masters' keys and those of the waveform peaks an export puts beside each by default, sorted."""
+    return sorted([*keys, *(k.removesuffix(".wav") + ".peaks.256.8.json" for k in keys)])
 
 
 def _read(objects: FileStore, key: str, tmp_path: Path) -> Path:
@@ -41,7 +46,7 @@ def test_export_to_s3_puts_the_object_and_records_where_it_is(
     key = _key(job)
     assert isinstance(recorded, Recorded) and recorded.key == key
     assert recorded.storage_url == objects.url == musicstore_s3_url
-    assert [o.key for o in objects.list()] == [key]
+    assert sorted(o.key for o in objects.list()) == _with_peaks(key)
     head = objects.head(key)
     assert head.content_type == "audio/wav" and head.size == recorded.result.bytes
     assert head.checksum == recorded.checksum
@@ -65,7 +70,7 @@ def test_local_export_records_its_file_url_key_and_checksum(store: Store, tmp_pa
     recorded = export_generation(store, job, music(), root=f"file://{root}", options=OPTIONS)
     stored = store.run(get_storage, job.id)
     final = root / _key(job)
-    assert files_under(root) == [final] and recorded.result.path == final
+    assert files_under(root) == with_peaks(final) and recorded.result.path == final
     assert (stored.storage_url, stored.key) == (root.as_uri(), _key(job))
     assert stored.checksum == recorded.checksum == hashlib.sha256(final.read_bytes()).hexdigest()
     assert stored.size == final.stat().st_size
@@ -120,7 +125,7 @@ def test_a_worker_that_lost_its_lease_puts_nothing(
         export_generation(store, job, music(seed=1), root=objects)
     assert list(objects.list()) == []  # the claim is checked before the put
     recorded = export_generation(store, taken, music(seed=2), root=objects)
-    assert [o.key for o in objects.list()] == [recorded.key]
+    assert sorted(o.key for o in objects.list()) == _with_peaks(str(recorded.key))
 
 
 def test_a_batch_to_s3_records_each_item_on_its_own(store: Store, objects: FileStore) -> None:
@@ -133,7 +138,7 @@ def test_a_batch_to_s3_records_each_item_on_its_own(store: Store, objects: FileS
     outcomes = export_batch_generations(store, got, batch, root=objects, options=OPTIONS, tags=False)
     assert isinstance(outcomes[0], Recorded) and isinstance(outcomes[2], Recorded)
     assert not isinstance(outcomes[1], Recorded)
-    assert sorted(o.key for o in objects.list()) == sorted([_key(got[0]), _key(got[2])])
+    assert sorted(o.key for o in objects.list()) == _with_peaks(_key(got[0]), _key(got[2]))
     assert outcomes[0].checksum == outcomes[2].checksum  # the same clip, the same bytes
     failed = store.get_generation(got[1].id)
     assert failed is not None and failed.status is Status.FAILED
@@ -171,8 +176,8 @@ def test_cli_demo_to_s3_and_show_prints_where_the_file_is(
     before = sorted(tmp_path.rglob("*"))
     assert main(["demo", "-d", sqlite_url, "-o", objects.url, "--count", "2"]) == 0
     assert f"audio:    {objects.url}" in capsys.readouterr().out
-    keys = sorted(o.key for o in objects.list())
-    assert len(keys) == 2 and all(k.endswith(".wav") for k in keys)
+    keys = sorted(o.key for o in objects.list() if o.key.endswith(".wav"))
+    assert len(keys) == 2 and sorted(o.key for o in objects.list()) == _with_peaks(*keys)
     assert sorted(tmp_path.rglob("*")) == before  # no local file (the database lives elsewhere)
     with Store(sqlite_url) as store:
         done = store.list_generations(status="completed").items
@@ -290,7 +295,8 @@ def test_the_server_killed_during_the_upload_leaves_no_object_and_retries_the_jo
         again = store.claim_next("gpu-1", lease_seconds=60)
         assert again is not None and again.id == job.id
         recorded = export_generation(store, again, music(), root=objects)
-        assert [o.key for o in objects.list()] == [recorded.key] == [_key(job)]
+        assert recorded.key == _key(job)
+        assert sorted(o.key for o in objects.list()) == _with_peaks(_key(job))
     finally:
         server.stop()
 

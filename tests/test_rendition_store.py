@@ -154,6 +154,48 @@ def test_async_store_records_gets_and_lists(db_url: str, clock: FakeClock) -> No
     asyncio.run(main())
 
 
+def test_merge_metadata_adds_keys_to_a_completed_generation_only(store: Store) -> None:
+    store.create_generation("p", model_name="m", duration_seconds=1.0, metadata={"bpm": 90, "seed": 3})
+    job = store.claim_next("w")
+    assert job is not None
+    with pytest.raises(InvalidTransition, match="completed"):  # a worker still owns its metadata
+        store.merge_metadata(job.id, {"peaks": {"key": "a.json"}})
+    store.complete_generation(job.id, file_path=f"2026/{job.id}.wav", file_size_bytes=100, metadata={"x": 1})
+    merged = store.merge_metadata(job.id, {"peaks": {"key": "a.json", "bits": 8}, "seed": 4})
+    assert merged.metadata == {"bpm": 90, "seed": 4, "x": 1, "peaks": {"key": "a.json", "bits": 8}}
+    assert store.get_generation(job.id) == merged  # the row holds exactly what was returned
+    again = store.merge_metadata(job.id, {"peaks": {"key": "b.json"}})  # a key's value is replaced whole
+    assert again.metadata == {**merged.metadata, "peaks": {"key": "b.json"}}
+    for bad in (
+        {},
+        {"peaks": float("nan")},
+        {"peaks": (1, 2)},
+        {1: "a"},
+        ["peaks"],
+        {"big": "x" * (1 << 20)},
+    ):
+        with pytest.raises(InvalidInput):
+            store.merge_metadata(job.id, bad)  # type: ignore[arg-type]
+    with pytest.raises(NotFound):
+        store.merge_metadata(MISSING, {"peaks": {}})
+    assert store.get_generation(job.id) == again  # nothing changed by the refusals
+
+
+def test_async_merge_metadata(db_url: str, clock: FakeClock) -> None:
+    with Store(db_url, clock=clock) as store:
+        (gid,) = completed(store)
+
+    async def main() -> None:
+        async with AsyncStore.open(db_url, clock=clock) as astore:
+            merged = await astore.merge_metadata(gid, {"peaks": {"key": "a.json"}})
+            assert merged.metadata["peaks"] == {"key": "a.json"}
+            assert await astore.get_generation(gid) == merged
+            with pytest.raises(NotFound):
+                await astore.merge_metadata(MISSING, {"peaks": {}})
+
+    asyncio.run(main())
+
+
 _settings = st.fixed_dictionaries(
     {
         "format": st.sampled_from(["mp3", "opus", "vorbis", "flac", "wav"]),
@@ -419,7 +461,8 @@ def test_reconcile_knows_rendition_files_and_cleanup_deletes_them(store: Store, 
     (root / "cover.mp3").write_bytes(b"not ours")  # another mp3: not musicstore's, left alone
     report = reconcile(store, root)
     assert report.consistent and report.orphan_count == 0, report
-    assert report.referenced_files == 2 + 4 and report.unknown_files == 1
+    assert report.referenced_files == 2 + 2 + 4 and report.unknown_files == 1  # masters, peaks, renditions
+    assert report.peaks_files == 2
 
     dry = cleanup(store, root, statuses=["completed"], model_name="m", dry_run=True)
     assert {i.id: i.renditions_deleted for i in dry.deleted} == {done.id: 3, kept.id: 1}
@@ -427,11 +470,13 @@ def test_reconcile_knows_rendition_files_and_cleanup_deletes_them(store: Store, 
     store.delete_generation(kept.id)  # outside cleanup: its rendition row goes, the file stays an orphan
     assert store.get_rendition(other.id) is None
     orphans = reconcile(store, root)
-    assert {o.path for o in orphans.orphans} == {str(kept.file_path), other.storage_key}
+    kept_peaks = str(kept.metadata["peaks"]["key"])  # the export's waveform peaks: an orphan too
+    assert {o.path for o in orphans.orphans} == {str(kept.file_path), kept_peaks, other.storage_key}
 
     applied = cleanup(store, root, statuses=["completed"], dry_run=False)
     assert [(i.id, i.file_action, i.renditions_deleted) for i in applied.deleted] == [(done.id, "deleted", 3)]
-    assert applied.files_deleted == 4 and applied.errors == []
+    assert applied.files_deleted == 1 + 1 + 3 and applied.errors == []  # master, peaks, renditions
+    assert not (root / str(done.metadata["peaks"]["key"])).exists()
     assert not any((root / r.storage_key).exists() for r in made)
     assert store.list_renditions(done.id) == []
     assert (root / "cover.mp3").exists()

@@ -67,16 +67,17 @@ def test_renditions_of_a_master_in_s3_go_beside_it_and_are_recorded(
 def test_a_master_that_fails_its_checksum_or_is_gone_leaves_nothing(store: Store, objects: FileStore) -> None:
     done = exported(store, objects)
     key = str(done.file_path)
+    peaks = str(done.metadata["peaks"]["key"])  # the export's waveform peaks, beside the master
     original = b"".join(objects.get(key))
     objects.put(key, original[:-2] + b"\x00\x01", overwrite=True)  # damaged after it was recorded
     with pytest.raises(InvalidAudio, match="sha256"):
         render_generation(store, done.id, formats=["mp3"])
-    assert keys(objects) == {key} and store.list_renditions(done.id) == []
+    assert keys(objects) == {key, peaks} and store.list_renditions(done.id) == []
     objects.delete(key)
     with pytest.raises(Exception, match="missing") as gone:
         render_generation(store, done.id, formats=["mp3"])
     assert type(gone.value).__name__ == "InvalidInput"
-    assert keys(objects) == set() and store.list_renditions(done.id) == []
+    assert keys(objects) == {peaks} and store.list_renditions(done.id) == []
 
 
 def test_a_failure_around_the_put_leaves_neither_object_nor_row(store: Store, objects: FileStore) -> None:

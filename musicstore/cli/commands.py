@@ -81,6 +81,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(
             f"\nrecorded: {storage.generations:,} generations, {storage.file_bytes:,} bytes, created "
             f"{storage.oldest_created_at or '-'} .. {storage.newest_created_at or '-'}"
+            f"\nrenditions: {storage.renditions:,}, {storage.rendition_bytes:,} bytes"
         )
         for title, buckets in (
             ("status", storage.by_status),

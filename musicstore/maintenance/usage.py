@@ -1,8 +1,9 @@
 """Storage statistics: what the database records (no disk walk), and what the disk holds that it does not.
 
 ``storage_stats(store)`` reads counts and recorded file bytes by status, model and UTC day of creation,
-and the oldest/newest creation time, in one read transaction (the figures add up), all from running totals
-that triggers keep and the ends of the time index: no scan of ``generations``.
+and the oldest/newest creation time, and how many renditions and their bytes, in one read transaction (the
+figures add up), all from running totals that triggers keep and the ends of the time index: no scan of
+``generations`` or ``renditions``.
 ``disk_usage(store, root)`` walks the output root (the walk of ``musicstore.maintenance.reconcile``), or
 lists an object store's prefix (``s3://``: the merge of ``musicstore.maintenance.bucket``), and sorts every
 file into what the database records, what belongs to generations in progress, orphans, export temp files,
@@ -39,6 +40,8 @@ class Bucket:
 @dataclass(slots=True)
 class StorageStats:
     """Recorded storage by status, model and UTC day (``YYYY-MM-DD``); timestamps as ISO 8601 strings.
+    ``renditions``/``rendition_bytes``: the renditions' rows and the bytes of their files (migration 0011's
+    running totals), not counted in ``file_bytes`` nor in the buckets, which are the generations' files.
 
     ``json.dumps(dataclasses.asdict(stats))`` works as is.
     """
@@ -50,6 +53,8 @@ class StorageStats:
     by_status: dict[str, Bucket] = field(default_factory=dict)
     by_model: dict[str, Bucket] = field(default_factory=dict)
     by_day: dict[str, Bucket] = field(default_factory=dict)
+    renditions: int = 0
+    rendition_bytes: int = 0
 
 
 @reader
@@ -67,6 +72,7 @@ def storage_stats_op() -> Steps[StorageStats]:
         str(row["day"]): Bucket(int(row["generations"]), int(row["file_bytes"]))
         for row in (yield Call("maintenance_storage_by_day", {}))
     }
+    made = yield Call("rendition_totals", {})
     oldest, newest = span["oldest"], span["newest"]
     return StorageStats(
         generations=int(span["generations"]),
@@ -76,11 +82,14 @@ def storage_stats_op() -> Steps[StorageStats]:
         by_status=by_status,
         by_model=by_model,
         by_day=by_day,
+        renditions=int(made["renditions"]),
+        rendition_bytes=int(made["file_bytes"]),
     )
 
 
 def storage_stats(store: Store) -> StorageStats:
-    """Counts and recorded bytes by status, model and UTC day, oldest/newest creation: database only.
+    """Counts and recorded bytes by status, model and UTC day, oldest/newest creation, the renditions' count
+    and bytes: database only.
 
     Reads the running totals by status, by (model, status) and by day (one row per key; per shard on
     PostgreSQL), so its time grows with the number of models and days, not of generations.

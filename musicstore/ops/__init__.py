@@ -51,6 +51,7 @@ from .renditions import (
     get_rendition,
     get_rendition_by_settings,
     list_renditions,
+    merge_metadata,
 )
 from .steps import NOW, Call, Operation, Params, Query, Step, Steps, reader, reads_all, reads_one, writer
 from .transfer import generations_after, import_rows, prompts_after
@@ -96,6 +97,7 @@ __all__ = [
     "list_dead_letters",
     "list_generations",
     "list_renditions",
+    "merge_metadata",
     "prompts_after",
     "queue_depth",
     "reader",

@@ -1,4 +1,5 @@
-"""Renditions of a generation's master (migration 0007): record one, get one, list a generation's.
+"""Renditions of a generation's master (migration 0007): record one, get one, list a generation's; and what
+else is made from a completed master is recorded in its row (``merge_metadata``: the waveform peaks).
 
 A rendition row says what was asked for (format, codec settings, loudness profile), where the file is
 (``storage_key``, relative to the output root), and what its decoded audio measured. ``settings`` is stored as
@@ -12,7 +13,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from .. import validate
 from ..errors import InvalidInput, InvalidTransition, NotFound
 from ..ids import check_id, new_id
-from ..models import Status, to_datetime
+from ..models import Generation, Status, to_datetime
 from .reads import GENERATION
 from .steps import NOW, Call, Params, Steps, reads_all, reads_one, writer
 
@@ -275,3 +276,33 @@ def get_rendition_by_settings(
 def list_renditions(generation_id: str) -> Params:
     """A generation's renditions, by format then settings (an empty list when it has none)."""
     return {"generation_id": check_id(generation_id)}
+
+
+@writer
+def merge_metadata(generation_id: str, values: Mapping[str, Any]) -> Steps[Generation]:
+    """Merge ``values`` into a completed generation's metadata (top-level keys; theirs win) and return the
+    row: how what is made later from its master is recorded (``rendering.render_peaks``: ``peaks``).
+
+    The row is read under its lock (``FOR UPDATE`` on PostgreSQL; SQLite's write transaction), so two merges
+    never lose each other's keys. ``InvalidInput`` for values that are not a non-empty JSON object or would
+    make the metadata too large, ``NotFound`` without the generation, ``InvalidTransition`` unless it is
+    completed (a worker still owns a processing row's metadata).
+    """
+    gid = check_id(generation_id)
+    if not isinstance(values, Mapping) or not values:
+        raise InvalidInput(f"values must be a non-empty mapping of metadata keys, got {values!r:.80}")
+    validate.metadata(dict(values))
+    generation: Generation | None = yield Call("get_generation_for_update", {"id": gid}, GENERATION)
+    if generation is None:
+        raise NotFound(f"no generation with id {gid}")
+    if generation.status is not Status.COMPLETED:
+        raise InvalidTransition(
+            f"generation {gid} is {generation.status}; only a completed generation's metadata is merged into",
+            current=generation.status.value,
+        )
+    merged = {**generation.metadata, **values}
+    encoded = validate.metadata(merged, checked=True)  # both halves are checked already
+    changed = yield Call("update_completed_metadata", {"id": gid, "metadata": encoded})
+    if changed != 1:  # cannot happen under the row lock; never report a merge that was not made
+        raise InvalidTransition(f"generation {gid} changed while its metadata was merged", current=None)
+    return replace(generation, metadata=merged)

@@ -40,3 +40,14 @@ LIMIT :limit;
 -- Reconcile's repair of a rendition whose file is missing or has another size: its row goes, only if it is
 -- still exactly as read (the rendition can be made again).
 DELETE FROM renditions WHERE id = :id AND storage_key = :storage_key AND file_size_bytes = :file_size_bytes;
+
+-- name: update_completed_metadata(id, metadata)!
+-- Replace a completed generation's metadata (the caller merged it under the row lock of
+-- get_generation_for_update); a generation in any other status is left alone (row count 0).
+UPDATE generations SET metadata = :metadata WHERE id = :id AND status = 'completed';
+
+-- name: rendition_totals()^
+-- How many renditions, and the bytes of their files: the running totals of migration 0011 (one row on
+-- SQLite, up to 16 shards on PostgreSQL), never the renditions table itself.
+SELECT coalesce(sum(renditions), 0) AS renditions, coalesce(sum(file_bytes), 0) AS file_bytes
+FROM rendition_totals;
