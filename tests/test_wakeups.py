@@ -105,8 +105,8 @@ def test_a_broken_listener_is_not_lent_again(db_url: str) -> None:
         assert store.claim_next("gpu-0", wait=0.01) is None
         (idle,) = waiting.listeners(store)._idle
         idle.conn.close()  # as a lost connection
-        with pytest.raises(DatabaseError):
-            store.claim_next("gpu-0", wait=0.05)
+        with pytest.raises(DatabaseError):  # at its sleep: a wait long enough to sleep after its first try
+            store.claim_next("gpu-0", wait=LONG)
         assert waiting.listeners(store)._idle == []
         assert store.claim_next("gpu-0", wait=0.01) is None  # a new listener
         assert len(waiting.listeners(store)._idle) == 1
