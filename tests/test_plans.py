@@ -286,7 +286,9 @@ def test_postgres_queue_reads_only_pending_rows_when_many_are_not(postgres_url: 
                 raise _RolledBack
             plan = "\n".join(row[0] for row in rows)
             assert QUEUE_INDEX[name] in plan, (name, plan)
-            assert "Rows Removed by Filter" not in plan and "Sort" not in plan, (name, plan)
+            # no job is sorted; the owner keys' lanes may be (0012: a few rows, before the table is analysed)
+            jobs_sorted = plan.count("Sort (") - plan.count("Sort Key: l.head_priority")
+            assert "Rows Removed by Filter" not in plan and jobs_sorted == 0, (name, plan)
 
 
 class _RolledBack(Exception):

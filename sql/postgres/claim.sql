@@ -1,8 +1,10 @@
 -- The claim on PostgreSQL: under READ COMMITTED two claimers can read the same head, so the head is taken
 -- FOR UPDATE SKIP LOCKED (a claimer skips a job another holds and takes the lane's next). A lane with a
--- limit is first locked for the transaction (a transaction-scoped advisory lock on its key): the claim's own
--- statement then starts after every earlier claim of that lane committed, so its count of the lane's
--- processing jobs is exact and two claimers cannot both take the last free place.
+-- limit reads its count of processing jobs from its owner_lanes row locked FOR UPDATE (migration 0012):
+-- PostgreSQL then reads the row's newest committed version, and every claim, finish or requeue of the lane
+-- updates that row (its triggers) in its own transaction, so the count is exact and two claimers cannot both
+-- take the last free place. The lane's transaction-scoped advisory lock spreads the claimers that rank lanes
+-- (queue_decide, queue_heads) over different lanes.
 
 -- name: claim_lane_head(worker_id, now, lease_expires_at, owner_key, max_running)^
 -- pending -> processing for the head of one lane no other claimer holds, while the lane stays under its limit.
@@ -22,7 +24,9 @@ WHERE id = (
 )
 AND (
     CAST(:max_running AS integer) IS NULL
-    OR coalesce((SELECT l.running FROM owner_lanes AS l WHERE l.owner_key = :owner_key), 0) < :max_running
+    OR coalesce(
+        (SELECT l.running FROM owner_lanes AS l WHERE l.owner_key = :owner_key FOR UPDATE), 0
+    ) < :max_running
 )
 RETURNING *;
 
@@ -91,11 +95,17 @@ unkeyed AS MATERIALIZED (
 ),
 decided AS (
     SELECT * FROM (
-        SELECT * FROM keyed
+        SELECT * FROM keyed AS k
+        WHERE NOT EXISTS (
+            SELECT 1 FROM unkeyed AS u
+            WHERE (-u.priority, u.running, u.created_at, u.id) < (-k.priority, k.running, k.created_at, k.id)
+        )
         UNION ALL
-        SELECT * FROM unkeyed
-        ORDER BY priority DESC, running, created_at, id
-        LIMIT 1
+        SELECT * FROM unkeyed AS u
+        WHERE NOT EXISTS (
+            SELECT 1 FROM keyed AS k
+            WHERE (-k.priority, k.running, k.created_at, k.id) < (-u.priority, u.running, u.created_at, u.id)
+        )
     ) AS best
     WHERE NOT EXISTS (
         SELECT 1 FROM keyed JOIN generations AS h ON h.id = keyed.id WHERE h.run_after > :now
@@ -108,10 +118,13 @@ SELECT NULL, NULL, NULL WHERE NOT EXISTS (
 )
 LIMIT 1;
 
--- name: claim_fast(worker_id, now, lease_expires_at)^
--- The claim in one statement where no lock is needed: when no pending job has an owner key, the head of the
--- lane of jobs without one (never limited) is the best (a claimer skips a job another holds and takes the
--- next); no row when any pending job has a key (queue_decide, the lane's lock and its head then).
+-- name: claim_fast(worker_id, now, lease_expires_at, default_limit)^
+-- The whole claim in one statement when no other claimer is taking a job of the best lane right now: the lane
+-- queue_decide would decide (without its lock), its head taken FOR UPDATE SKIP LOCKED. A lane with a limit
+-- is first locked by its owner_lanes row, FOR UPDATE SKIP LOCKED: the row read is then the newest committed
+-- version (PostgreSQL re-reads a row it locks), so its running count is exact, and the claim's own trigger
+-- updates the row it holds. No row when the lane's row or head is held by another claimer, when no job is
+-- ready, or when the lanes' heads do not decide it (the claim then goes on with queue_decide).
 UPDATE generations
 SET status = 'processing',
     worker_id = :worker_id,
@@ -119,17 +132,70 @@ SET status = 'processing',
     lease_expires_at = :lease_expires_at,
     attempts = attempts + 1
 WHERE id = (
+    WITH lanes AS NOT MATERIALIZED (
+        SELECT l.owner_key, l.running, l.head_priority AS priority, l.head_created_at AS created_at,
+               l.head_id AS id, l.max_running
+        FROM (
+            SELECT l.owner_key, l.running, l.head_priority, l.head_created_at, l.head_id,
+                   coalesce(
+                       (SELECT o.max_running FROM owner_limits AS o WHERE o.owner_key = l.owner_key),
+                       CAST(:default_limit AS integer)
+                   ) AS max_running
+            FROM owner_lanes AS l
+            WHERE l.head_id IS NOT NULL
+            ORDER BY l.head_priority DESC, l.running, l.head_created_at, l.head_id
+        ) AS l
+        WHERE l.max_running IS NULL OR l.running < l.max_running
+        OFFSET 0
+    ),
+    keyed AS MATERIALIZED (
+        SELECT * FROM lanes LIMIT 1
+    ),
+    unkeyed AS MATERIALIZED (
+        SELECT '' AS owner_key,
+               CASE WHEN EXISTS (SELECT 1 FROM keyed) THEN (
+                   SELECT count(*) FROM generations AS p
+                   WHERE coalesce(p.owner_key, '') = '' AND p.status = 'processing'
+               )::integer ELSE 0 END AS running,
+               g.priority, g.created_at, g.id, CAST(NULL AS integer) AS max_running
+        FROM generations AS g
+        WHERE coalesce(g.owner_key, '') = '' AND g.status = 'pending'
+          AND (g.run_after IS NULL OR g.run_after <= :now)
+        ORDER BY g.priority DESC, g.created_at, g.id
+        LIMIT 1
+    ),
+    decided AS MATERIALIZED (
+        SELECT * FROM (
+            SELECT * FROM keyed AS k
+            WHERE NOT EXISTS (
+                SELECT 1 FROM unkeyed AS u
+                WHERE (-u.priority, u.running, u.created_at, u.id) < (-k.priority, k.running, k.created_at, k.id)
+            )
+            UNION ALL
+            SELECT * FROM unkeyed AS u
+            WHERE NOT EXISTS (
+                SELECT 1 FROM keyed AS k
+                WHERE (-k.priority, k.running, k.created_at, k.id) < (-u.priority, u.running, u.created_at, u.id)
+            )
+        ) AS best
+        WHERE NOT EXISTS (
+            SELECT 1 FROM keyed JOIN generations AS h ON h.id = keyed.id WHERE h.run_after > :now
+        )
+    ),
+    lane AS MATERIALIZED (
+        SELECT l.running FROM owner_lanes AS l
+        WHERE l.owner_key = (SELECT decided.owner_key FROM decided WHERE decided.max_running IS NOT NULL)
+        FOR UPDATE SKIP LOCKED
+    )
     SELECT g.id FROM generations AS g
-    WHERE coalesce(g.owner_key, '') = '' AND g.status = 'pending'
+    WHERE coalesce(g.owner_key, '') = (SELECT decided.owner_key FROM decided) AND g.status = 'pending'
       AND (g.run_after IS NULL OR g.run_after <= :now)
+      AND (
+          (SELECT decided.max_running FROM decided) IS NULL
+          OR (SELECT lane.running FROM lane) < (SELECT decided.max_running FROM decided)
+      )
     ORDER BY g.priority DESC, g.created_at, g.id
     LIMIT 1
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF g SKIP LOCKED
 )
-AND (
-    SELECT coalesce(o.owner_key, '') FROM generations AS o
-    WHERE o.status = 'pending' AND coalesce(o.owner_key, '') > ''
-    ORDER BY coalesce(o.owner_key, '')
-    LIMIT 1
-) IS NULL
 RETURNING *;

@@ -72,11 +72,17 @@ unkeyed AS MATERIALIZED (
 ),
 decided AS (
     SELECT * FROM (
-        SELECT * FROM keyed
+        SELECT * FROM keyed AS k
+        WHERE NOT EXISTS (
+            SELECT 1 FROM unkeyed AS u
+            WHERE (-u.priority, u.running, u.created_at, u.id) < (-k.priority, k.running, k.created_at, k.id)
+        )
         UNION ALL
-        SELECT * FROM unkeyed
-        ORDER BY priority DESC, running, created_at, id
-        LIMIT 1
+        SELECT * FROM unkeyed AS u
+        WHERE NOT EXISTS (
+            SELECT 1 FROM keyed AS k
+            WHERE (-k.priority, k.running, k.created_at, k.id) < (-u.priority, u.running, u.created_at, u.id)
+        )
     )
     WHERE NOT EXISTS (
         SELECT 1 FROM keyed JOIN generations AS h ON h.id = keyed.id WHERE h.run_after > :now
@@ -131,11 +137,17 @@ WHERE id = (
     ),
     decided AS (
         SELECT * FROM (
-            SELECT * FROM keyed
+            SELECT * FROM keyed AS k
+            WHERE NOT EXISTS (
+                SELECT 1 FROM unkeyed AS u
+                WHERE (-u.priority, u.running, u.created_at, u.id) < (-k.priority, k.running, k.created_at, k.id)
+            )
             UNION ALL
-            SELECT * FROM unkeyed
-            ORDER BY priority DESC, running, created_at, id
-            LIMIT 1
+            SELECT * FROM unkeyed AS u
+            WHERE NOT EXISTS (
+                SELECT 1 FROM keyed AS k
+                WHERE (-k.priority, k.running, k.created_at, k.id) < (-u.priority, u.running, u.created_at, u.id)
+            )
         )
         WHERE NOT EXISTS (
             SELECT 1 FROM keyed JOIN generations AS h ON h.id = keyed.id WHERE h.run_after > :now
