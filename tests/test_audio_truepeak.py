@@ -251,4 +251,8 @@ def test_scaled_span_bounds_hold_the_outputs_values(  # noqa: PLR0917 (hypothesi
     values = np.maximum(near_sinc().peaks(out, rows)[:, 0], annex2().peaks(out, rows)[:, 0])
     inner = slice(64, samples - 63)
     assert np.all(values[inner] <= np.repeat(derived, 8)[: samples + 1][inner])
-    np.testing.assert_allclose(derived, own, rtol=2e-5, atol=2e-5 * float(own.max(initial=0.0)))
+    # the output's own bound, give or take the rounding allowance (1e-5 of the clip's largest sample and
+    # curvature: the scaled spans keep the clip's, larger where the limiter turned the loudest samples down)
+    allowance = 1e-4 * gain * float(np.abs(audio).max())
+    assert np.all(derived >= own * (1 - 2e-5) - allowance)
+    assert np.all(derived <= own * (1 + 2e-5) + allowance)

@@ -308,7 +308,7 @@ def _moments(pieces: list[NDArray[np.float32]], channels: int) -> NDArray[np.flo
     values = np.concatenate(pieces, axis=1)[:, :, ::-1].astype(np.float64)  # (C, Q, piece), in order
     delta = np.arange(_PIECE) - (_PIECE - 1) / 2
     powers = delta[:, None] ** np.arange(_MOMENTS)[None, :]  # (piece, n)
-    moments: NDArray[np.float64] = values @ powers
+    moments: NDArray[np.float64] = np.einsum("cqm,mn->cqn", values, powers)  # no BLAS threads (see below)
     return moments
 
 
@@ -447,7 +447,11 @@ class LimitedFarField(FarField):
             powers[:, :, 0] = u
             for n in range(1, _MOMENTS):
                 np.multiply(powers[:, :, n - 1], u, out=powers[:, :, n])
-            target += powers.reshape(t.shape[0], -1) @ self.moments.reshape(channels, -1).T
+            # numpy's own loops, not BLAS: a product this size would wake OpenBLAS's threads, whose spinning
+            # afterwards costs the next stages more than they save here
+            target += np.einsum(
+                "pk,ck->pc", powers.reshape(t.shape[0], -1), self.moments.reshape(channels, -1)
+            )
         return out.T.astype(np.float32)
 
     def _own_share(self, cluster: _Cluster, first: int, last: int) -> NDArray[np.float32]:
