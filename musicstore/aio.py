@@ -13,7 +13,8 @@ SQLite (``pip install 'musicstore[async]'``) and the ``postgres`` extra for Post
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Generator
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
@@ -88,6 +89,10 @@ class AsyncOperations:
     async def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``op`` with these arguments; each subclass decides where."""
         raise NotImplementedError
+
+    def bound(self, op: Operation[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
+        """``op`` as a coroutine method of this driver: ``run`` with ``op`` bound."""
+        return functools.partial(self.run, op)
 
     async def queue_position(
         self, generation_id: str, *, window_seconds: float = progress.THROUGHPUT_WINDOW_SECONDS

@@ -165,7 +165,7 @@ class Bound(Generic[P, R]):
     def __get__(self, obj: Any, owner: type) -> Callable[..., R]:
         if obj is None:
             return functools.partial(_run_on, self.op)
-        bound = functools.partial(obj.run, self.op)
+        bound: Callable[..., R] = obj.bound(self.op)
         obj.__dict__[self.name] = bound  # later look-ups skip this descriptor
         return bound
 

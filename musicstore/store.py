@@ -9,9 +9,10 @@ inside it. ``musicstore.aio.AsyncStore`` drives the same operations with ``await
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
@@ -19,7 +20,7 @@ from . import ops, validate, waiting
 from .errors import InvalidInput, NotFound, WriteConflict
 from .models import Generation
 from .ops import Operation, Step, Steps, progress
-from .queries import execute
+from .queries import COUNT, ONE
 from .runner import (
     CONFLICT_RETRIES,
     Clock,
@@ -83,6 +84,10 @@ class Operations:
         """Run ``op`` with these arguments; each subclass decides where."""
         raise NotImplementedError
 
+    def bound(self, op: Operation[P, T]) -> Callable[P, T]:
+        """``op`` as a method of this driver: ``run`` with ``op`` bound (a subclass may answer it faster)."""
+        return functools.partial(self.run, op)
+
     def queue_position(
         self, generation_id: str, *, window_seconds: float = progress.THROUGHPUT_WINDOW_SECONDS
     ) -> progress.QueuePosition:
@@ -133,6 +138,7 @@ class Store(Driver, Operations):
             apply_migrations(self.url.url)
         self._connect(sync_connector(self.url, busy_timeout=busy_timeout, pool_size=pool_size), clock)
         self._local = _Thread()
+        self._direct: dict[Operation[Any, Any], Callable[..., Any]] = {}
         try:
             check_schema(self.url.masked, self.run(ops.applied_migrations))
         except BaseException:
@@ -197,59 +203,37 @@ class Store(Driver, Operations):
         coalescer.wrote(gid, worker, label)
         return True
 
+    def bound(self, op: Operation[P, T]) -> Callable[P, T]:
+        """``op`` as a method of this store: a read that is one query runs without its generator
+        (``_direct_read``), a write in a transaction of its own (``_direct_write``)."""
+        direct = self._direct.get(op)
+        if direct is None:
+            if op.query is not None or op.plan is not None:
+                direct = _direct_read(self, op)
+            elif op.writes:
+                direct = _direct_write(self, op)
+            else:
+                direct = functools.partial(self.run, op)
+            setattr(direct, "operation", op)  # noqa: B010  # what it runs (the compatibility test)
+            self._direct[op] = direct
+        return direct
+
     def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``op`` in this thread's open transaction, else on its own (a write in its own transaction)."""
         tx = self._local.tx
         if tx is not None:
             return tx.run(op, *args, **kwargs)
-        connector = self._connector
-        query = op.query
-        if query is not None:  # a read that is one query: answered without its generator
-            name, rows, plan, finish = query
-            params = connector.encode(plan(*args, **kwargs))  # argument checks come first
-            with self._translating:
-                conn = connector.acquire()
-                try:
-                    found = execute(conn, self._queries[name], params, rows)
-                finally:
-                    connector.release(conn)
-            return found if finish is None else finish(found)  # type: ignore[no-any-return]
+        if op.writes or op.query is not None or op.plan is not None:
+            return self.bound(op)(*args, **kwargs)
         try:
             steps, step = start(op, *args, **kwargs)  # argument checks run before any connection is taken
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
-        if not op.writes:
-            with self._translating:
-                conn = connector.acquire()
-                try:
-                    return drive(self, conn, steps, step)
-                finally:
-                    connector.release(conn)
-        attempt = 0
-        while True:
-            try:
-                return self._write(steps, step)
-            except WriteConflict:  # PostgreSQL aborted the transaction: run the operation again
-                attempt += 1
-                if attempt > CONFLICT_RETRIES:
-                    raise
-                time.sleep(conflict_wait(attempt))
-                steps, step = start(op, *args, **kwargs)
-
-    def _write(self, steps: Steps[T], step: Step) -> T:
-        """Answer a write operation's steps in a transaction of its own."""
         connector = self._connector
         with self._translating:
             conn = connector.acquire()
             try:
-                connector.begin(conn, write=True)
-                try:
-                    result = drive(self, conn, steps, step)
-                    connector.commit(conn)
-                except BaseException:
-                    connector.rollback(conn)
-                    raise
-                return result
+                return drive(self, conn, steps, step)
             finally:
                 connector.release(conn)
 
@@ -300,3 +284,115 @@ class Transaction(Operations):
             return done.value  # type: ignore[no-any-return]
         with self.store._translating:
             return drive(self.store, self._conn, steps, step)
+
+
+def _direct_read(store: Store, op: Operation[P, T]) -> Callable[P, T]:
+    """``store.run(op, ...)`` for a read that is one named query (``op.query``, or ``op.plan`` choosing it),
+    as one function: no generator, no ``Store.run``, no ``queries.execute``; the query's text, what it
+    returns and its row builders looked up once here. Inside the thread's transaction it defers to ``run``
+    (the transaction runs it). The same answers and errors as ``run``: the argument checks before any
+    connection is taken, then the query, a backend's error translated (``runner.Translating``)."""
+    local, run, queries = store._local, store.run, store._queries
+    connector = store._connector
+    acquire, release, encode = connector.acquire, connector.release, connector.encode
+    errors, translate = connector.errors, connector.translate
+    plan: Any = op.plan
+    fixed: Any = None
+    params_of: Any = None
+    fixed_rows: Any = None
+    fixed_finish: Any = None
+    if op.query is not None:
+        name, fixed_rows, params_of, fixed_finish = op.query
+        fixed = queries[name]
+
+    def read(*args: P.args, **kwargs: P.kwargs) -> T:
+        if local.tx is not None:
+            return run(op, *args, **kwargs)
+        query: Any
+        if plan is None:
+            params, query, rows, finish = params_of(*args, **kwargs), fixed, fixed_rows, fixed_finish
+        else:
+            name, params, rows, finish = plan(*args, **kwargs)
+            query = queries[name]
+        params = encode(params)
+        try:
+            conn = acquire()
+            try:
+                cursor = conn.execute(query.sql, params)
+                returns = query.returns
+                if returns is COUNT:
+                    found: Any = cursor.rowcount
+                else:
+                    build = query.builders.get(rows) or query.builder(rows, cursor.description)
+                    if returns is ONE:
+                        row = cursor.fetchone()
+                        cursor.close()
+                        found = None if row is None else build(row)
+                    else:
+                        found = list(map(build, cursor.fetchall()))
+            finally:
+                release(conn)
+        except errors as exc:
+            translated = translate(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+        return found if finish is None else finish(found)  # type: ignore[no-any-return]
+
+    read.__name__ = read.__qualname__ = op.__name__
+    read.__doc__ = op.__doc__
+    return read
+
+
+def _direct_write(store: Store, op: Operation[P, T]) -> Callable[P, T]:
+    """``store.run(op, ...)`` for a write, as one function: the operation's steps answered in a transaction
+    of its own (``BEGIN IMMEDIATE`` on SQLite, its backend's ``BEGIN_WRITE``), run again from its first step
+    after a ``WriteConflict`` (up to ``runner.CONFLICT_RETRIES`` times); inside the thread's transaction it
+    defers to ``run``. The argument checks run before any connection is taken."""
+    local, run, steps_of = store._local, store.run, op.steps
+    connector = store._connector
+    acquire, release, rollback = connector.acquire, connector.release, connector.rollback
+    begin_write, end = connector.BEGIN_WRITE, connector.COMMIT
+    errors, translate = connector.errors, connector.translate
+
+    def once(steps: Steps[T], step: Step) -> T:
+        try:
+            conn = acquire()
+            try:
+                conn.execute(begin_write)
+                try:
+                    result = drive(store, conn, steps, step)
+                    conn.execute(end)
+                except BaseException:
+                    rollback(conn)
+                    raise
+                return result
+            finally:
+                release(conn)
+        except errors as exc:
+            translated = translate(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    def write(*args: P.args, **kwargs: P.kwargs) -> T:
+        if local.tx is not None:
+            return run(op, *args, **kwargs)
+        attempt = 0
+        while True:
+            steps = steps_of(*args, **kwargs)
+            try:
+                step = next(steps)  # the argument checks
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            try:
+                return once(steps, step)
+            except WriteConflict:  # PostgreSQL aborted the transaction: run the operation again
+                attempt += 1
+                if attempt > CONFLICT_RETRIES:
+                    raise
+                time.sleep(conflict_wait(attempt))
+
+    write.__name__ = write.__qualname__ = op.__name__
+    write.__doc__ = op.__doc__
+    return write

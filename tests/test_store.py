@@ -308,7 +308,8 @@ def test_compatibility_functions_run_the_same_operations(db_url: str) -> None:
     assert musicstore.count_generations(store) == 1
     assert musicstore.get_all_generations(store)[0].id == job.id
     assert musicstore.get_pending_generations(store)[0].id == job.id
-    assert musicstore.create_generation.args[0] is store.create_generation.args[0]  # type: ignore[attr-defined]
+    assert musicstore.create_generation.args[0] is store.create_generation.operation  # type: ignore[attr-defined]
+    assert musicstore.count_generations.args[0] is store.count_generations.operation  # type: ignore[attr-defined]
 
 
 def test_unmigrated_database_is_a_clear_error(tmp_path: Path) -> None:

@@ -80,6 +80,9 @@ class PostgresConnector:
     dialect = DIALECT
     driver = "psycopg"
     encode = staticmethod(encode)
+    BEGIN_WRITE = BEGIN_WRITE
+    """What starts a write transaction (``store._direct_write``)."""
+    COMMIT = "COMMIT"
 
     def __init__(self, url: str, *, pool_size: int, timeout: float) -> None:
         psycopg, _ = _modules()

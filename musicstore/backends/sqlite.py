@@ -85,6 +85,9 @@ class SQLiteConnector:
     driver = "sqlite3"
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
     encode = staticmethod(encode)
+    BEGIN_WRITE = BEGIN_WRITE
+    """What starts a write transaction (``store._direct_write``)."""
+    COMMIT = "COMMIT"
     forks = 0
     """How many forks led to this process: a connection opened before a fork is never used after it."""
 

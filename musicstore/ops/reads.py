@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from .. import validate
 from ..errors import InvalidInput
 from ..ids import check_id
 from ..models import TOTALS_COLUMNS, Generation, Page, Stats, Status, columns, to_datetime, to_micros
-from .steps import Call, Params, Steps, reader, reads_all, reads_one
+from .steps import Params, Plan, reads_all, reads_one, reads_planned
 
 GENERATION = Generation.reader
 """Rows of ``generations`` as ``Generation`` objects."""
@@ -49,7 +50,14 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, str]:
         ) from None
 
 
-@reader
+def _page(limit: int) -> Callable[[list[Generation]], Page]:
+    def page(items: list[Generation]) -> Page:
+        return Page(items, _encode_cursor(items[-1]) if len(items) == limit else None)
+
+    return page
+
+
+@reads_planned
 def list_generations(
     *,
     status: Status | str | None = None,
@@ -57,7 +65,7 @@ def list_generations(
     limit: int = 50,
     offset: int = 0,
     cursor: str | None = None,
-) -> Steps[Page]:
+) -> Plan[Page]:
     """A page of generations, newest first, optionally of one status and/or model.
 
     Pass the previous page's ``next_cursor`` to continue (keyset paging: constant time at any depth);
@@ -74,11 +82,14 @@ def list_generations(
     if model_name is not None:
         params["model_name"] = validate.name(model_name, "model_name")
         name += "_and_model" if status is not None else "_by_model"
-    items: list[Generation] = yield Call(name, params, GENERATION)
-    return Page(items, _encode_cursor(items[-1]) if len(items) == limit else None)
+    return name, params, GENERATION, _page(limit)
 
 
-@reader
+def _items(page: Page) -> list[Generation]:
+    return page.items
+
+
+@reads_planned
 def get_all_generations(
     *,
     status: Status | str | None = None,
@@ -86,12 +97,12 @@ def get_all_generations(
     limit: int = 50,
     offset: int = 0,
     cursor: str | None = None,
-) -> Steps[list[Generation]]:
+) -> Plan[list[Generation]]:
     """``list_generations``'s page items alone (the 0.1 compatibility spelling), newest first."""
-    page = yield from list_generations.steps(
+    name, params, rows, page = list_generations.plan(  # type: ignore[misc]
         status=status, model_name=model_name, limit=limit, offset=offset, cursor=cursor
     )
-    return page.items
+    return name, params, rows, lambda items: page(items).items
 
 
 @reads_all("list_pending", GENERATION)
@@ -100,26 +111,39 @@ def get_pending_generations(limit: int = 10) -> Params:
     return {"limit": validate.integer(limit, "limit", 1, validate.MAX_PAGE)}
 
 
-@reader
-def count_generations(*, status: Status | str | None = None, model_name: str | None = None) -> Steps[int]:
-    """How many generations there are, optionally of one status and/or model."""
-    if model_name is None:
-        wanted = None if status is None else validate.status(status)
-        totals: list[tuple[str, int]] = yield Call("totals", {}, TOTALS)
-        if wanted is None:
-            return sum(row[1] for row in totals)
-        for row in totals:
-            if row[0] == wanted:
+def _total(rows: list[tuple[str, int]]) -> int:
+    return sum(row[1] for row in rows)
+
+
+def _count_of(status: Status) -> Callable[[list[tuple[str, int]]], int]:
+    def count(rows: list[tuple[str, int]]) -> int:
+        for row in rows:
+            if row[0] == status:
                 return row[1]
         return 0
+
+    return count
+
+
+def _n(row: dict[str, Any]) -> int:
+    return int(row["n"])
+
+
+_NO_PARAMS: Params = {}
+
+
+@reads_planned
+def count_generations(*, status: Status | str | None = None, model_name: str | None = None) -> Plan[int]:
+    """How many generations there are, optionally of one status and/or model."""
+    if model_name is None:
+        if status is None:
+            return "totals", _NO_PARAMS, TOTALS, _total
+        return "totals", _NO_PARAMS, TOTALS, _count_of(validate.status(status))
     model = validate.name(model_name, "model_name")
     if status is None:
-        row = yield Call("count_by_model", {"model_name": model})
-    else:
-        row = yield Call(
-            "count_by_status_and_model", {"status": validate.status(status).value, "model_name": model}
-        )
-    return int(row["n"])
+        return "count_by_model", {"model_name": model}, None, _n
+    params = {"status": validate.status(status).value, "model_name": model}
+    return "count_by_status_and_model", params, None, _n
 
 
 @reads_all("totals", TOTALS, Stats.from_totals)

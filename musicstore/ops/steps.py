@@ -47,17 +47,31 @@ class Query(NamedTuple):
     finish: Callable[[Any], Any] | None
 
 
+Plan = tuple[str, Params, "RowReader[Any] | None", Callable[[Any], T]]
+"""What a read that is one query chosen by its arguments asks for (``reads_planned``): the query's name, its
+parameters, its row reader (None: dicts by column name), and what makes the result of what it returns."""
+
+
 class Operation(Generic[P, T]):
     """A store operation: its steps, and whether it writes (a write runs in ``BEGIN IMMEDIATE``).
 
-    ``query`` is set on a read that is one named query (``reads_one``, ``reads_all``): its steps are derived
-    from it, and a driver may run it without a generator.
+    ``query`` is set on a read that is one fixed named query (``reads_one``, ``reads_all``), ``plan`` on a
+    read that is one query its arguments choose (``reads_planned``): their steps are derived from them, and a
+    driver may run them without a generator.
     """
 
-    def __init__(self, steps: Callable[P, Steps[T]], *, writes: bool, query: Query | None = None) -> None:
+    def __init__(
+        self,
+        steps: Callable[P, Steps[T]],
+        *,
+        writes: bool,
+        query: Query | None = None,
+        plan: Callable[P, Plan[T]] | None = None,
+    ) -> None:
         self.steps = steps
         self.writes = writes
         self.query = query
+        self.plan = plan
         self.__name__ = steps.__name__
         self.__doc__ = steps.__doc__
 
@@ -100,3 +114,16 @@ def reads_all(
     """Make a function of the arguments that returns the parameters a read of a query's rows, made into the
     operation's result by ``finish`` (default: the list of rows)."""
     return lambda params: _single(Query(name, rows, params, finish), params)
+
+
+def reads_planned(plan: Callable[P, Plan[T]]) -> Operation[P, T]:
+    """Make a function of the arguments that checks them and returns the one query to run (``Plan``) a
+    reading operation."""
+
+    @functools.wraps(plan)
+    def steps(*args: P.args, **kwargs: P.kwargs) -> Steps[T]:
+        name, params, rows, finish = plan(*args, **kwargs)
+        found = yield Call(name, params, rows)
+        return finish(found)
+
+    return Operation(steps, writes=False, plan=plan)
