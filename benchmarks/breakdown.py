@@ -15,20 +15,25 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import itertools
 import json
 import random
 import sqlite3
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from musicstore import Generation, Store, ops
+from musicstore import Generation, Store, ops, validate
 from musicstore.ids import check_id
+from musicstore.models import Requeued
 from musicstore.ops import NOW, Call
 from musicstore.queries import execute, load
 
 from . import fair
 from .data import (
+    add_jobs,
     create_metadata,
     done_metadata,
     make_prompt,
@@ -87,10 +92,14 @@ def canned(store: Store, op: Any, *args: Any, **kwargs: Any) -> Callable[[], Non
     return once
 
 
+TIMER: list[Callable[[], float]] = [time.perf_counter]
+"""The clock of every figure (``--clock cpu``: ``time.thread_time``)."""
+
+
 def timed(fn: Callable[[], object], number: int) -> str:
     """µs per call, or why it cannot be timed (a step of the library's internals that has changed)."""
     try:
-        return f"{best_us(fn, number):.2f}"
+        return f"{best_us(fn, number, timer=TIMER[0]):.2f}"
     except Exception as exc:  # the library's internals moved: say so, time the rest
         return f"n/a ({type(exc).__name__}: {exc})"[:80]
 
@@ -150,6 +159,7 @@ def breakdown(store: Store, bare: Bare, named: Any, quick: bool) -> list[str]:
         ("bare write transaction around the same query", lambda: bare_write(None), w),
         ("`store.run(op)`, op = a writer yielding only that query", lambda: store.run(write_only), w),
     ]
+    checked = checked_floors(store, bare, w)
     rng = random.Random(3)
     job = store.claim_next("breakdown")
     assert job is not None
@@ -179,9 +189,80 @@ def breakdown(store: Store, bare: Bare, named: Any, quick: bool) -> list[str]:
     return [
         table(f"get by id, step by step (µs per call, fastest of 7 × {n:,})", get),
         table("the runner around one query", runner),
+        table(
+            "writes with floors under 40 µs: the bare floor, the same with the library's argument checks, "
+            "clock and result (no runner, no generator), the library",
+            checked,
+        ),
         "#### each operation's own logic (the runner's answers replayed: no database, no runner; µs)\n\n"
         + "\n".join(lines)
         + "\n",
+    ]
+
+
+class _Later:
+    """A datetime that ``+ n`` moves on by n µs (the bare heartbeat's new lease on PostgreSQL)."""
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def __add__(self, micros: int) -> datetime:
+        return self.moment + timedelta(microseconds=micros)
+
+
+def checked_floors(store: Store, bare: Bare, number: int) -> list[tuple[str, Callable[[], object], int]]:
+    """Heartbeat and requeue_expired three ways: what any code doing what they do must at least cost."""
+    ex, heartbeat = bare.conn.execute, bare.sql("heartbeat")
+    requeue, fail_expired = bare.sql("requeue_expired"), bare.sql("fail_expired")
+    gid = add_jobs(store, 1, worker="bench")[0]
+    lease: Any = bare.stamp(datetime.now(UTC) + timedelta(seconds=300))
+    if not isinstance(lease, int):  # PostgreSQL binds datetimes: a µs more each time
+        lease = _Later(lease)
+    no_delay = {"base_seconds": 0.0, "cap_seconds": 0.0, "jitter": 0.0}
+    tick = itertools.count(1)  # a new lease each time, as every heartbeat writes
+    bare_heartbeat = bare.writer(
+        lambda _: ex(heartbeat, {"id": gid, "worker_id": "bench", "lease_expires_at": lease + next(tick)})
+    )
+
+    def heartbeat_body(params: dict[str, Any]) -> None:
+        if ex(heartbeat, params).rowcount != 1:
+            raise RuntimeError("the heartbeat matched no row")
+
+    checked_heartbeat_tx = bare.writer(heartbeat_body)
+
+    def checked_heartbeat() -> datetime:
+        job, worker = check_id(gid), validate.name("bench", "worker_id")
+        expires = datetime.now(UTC) + timedelta(0, validate.seconds(300.0, "lease_seconds"))
+        checked_heartbeat_tx({"id": job, "worker_id": worker, "lease_expires_at": bare.stamp(expires)})
+        return expires
+
+    now = bare.stamp(datetime.now(UTC))
+    requeue_params, expired_params = (
+        {"now": now, "max_attempts": 3, **no_delay},
+        {"now": now, "max_attempts": 3},
+    )
+    bare_requeue = bare.writer(
+        lambda _: (ex(requeue, requeue_params).fetchall(), ex(fail_expired, expired_params).fetchall())
+    )
+    found: list[Any] = []
+
+    def requeue_body(params: dict[str, Any]) -> None:
+        found[:] = [ex(requeue, {**params, **no_delay}).fetchall(), ex(fail_expired, params).fetchall()]
+
+    checked_requeue_tx = bare.writer(requeue_body)
+
+    def checked_requeue() -> Requeued:
+        attempts = validate.integer(3, "max_attempts", 1)
+        checked_requeue_tx({"now": bare.stamp(datetime.now(UTC)), "max_attempts": attempts})
+        return Requeued(sorted(r[0] for r in found[0]), sorted(r[0] for r in found[1]))
+
+    return [
+        ("heartbeat: bare floor", lambda: bare_heartbeat(None), number),
+        ("heartbeat: + check_id, name, seconds, the clock, the rowcount check", checked_heartbeat, number),
+        ("heartbeat: the library", lambda: store.heartbeat(gid, "bench"), number),
+        ("requeue_expired (none due): bare floor", lambda: bare_requeue(None), number),
+        ("requeue_expired: + integer check, the clock, `Requeued` of sorted ids", checked_requeue, number),
+        ("requeue_expired: the library", store.requeue_expired, number),
     ]
 
 
@@ -192,7 +273,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="a tenth of the calls")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/musicstore-bench"), help="cached SQLite files")
     p.add_argument("--output", type=Path, help="also write the markdown report here")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="cpu: this thread's CPU time")
     args = p.parse_args(argv)
+    if args.clock == "cpu":
+        TIMER[0] = time.thread_time
     server = None
     if args.backend == "sqlite":
         path = sqlite_database(args.workdir, args.rows, pending=args.rows // 4)

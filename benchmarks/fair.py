@@ -21,8 +21,13 @@ from musicstore.models import EPOCH
 GENERATION_COLUMNS = (
     "id", "prompt", "model_name", "model_version", "duration_seconds", "sample_rate", "channels", "status",
     "file_path", "file_size_bytes", "created_at", "started_at", "completed_at", "generation_time_seconds",
-    "error_message", "attempts", "worker_id", "lease_expires_at", "metadata", "prompt_digest",
+    "error_message", "attempts", "worker_id", "lease_expires_at", "metadata", "prompt_digest", "storage_url",
+    "storage_key", "checksum", "priority", "run_after", "owner_key", "idempotency_key", "progress", "stage",
+    "progress_at",
 )  # fmt: skip
+"""The columns of ``SELECT * FROM generations`` on a database built by the migrations, in order: the fair
+floors decode every field a ``Generation`` has (a floor that left the queue's or progress's fields at their
+defaults would return other objects for rows that set them)."""
 PROMPT_COLUMNS = ("id", "text", "used_count", "first_used_at", "last_used_at")
 TOTALS_COLUMNS = (
     "status",
@@ -59,12 +64,13 @@ def _metadata(text: str) -> dict[str, Any]:
 
 def generation_sqlite(r: Sequence[Any]) -> Generation:
     """A ``generations`` row from bare sqlite3: timestamps are integer µs since the epoch."""
-    s, c, lease = r[11], r[12], r[17]
+    s, c, lease, at, after = r[11], r[12], r[17], r[29], r[24]
     return Generation(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6], STATUS[r[7]], EPOCH + timedelta(0, 0, r[10]), r[8], r[9],
         None if s is None else EPOCH + timedelta(0, 0, s), None if c is None else EPOCH + timedelta(0, 0, c),
         r[13], r[14], r[15], r[16], None if lease is None else EPOCH + timedelta(0, 0, lease),
-        _metadata(r[18]),
+        _metadata(r[18]), r[27], r[28], None if at is None else EPOCH + timedelta(0, 0, at), r[23],
+        None if after is None else EPOCH + timedelta(0, 0, after), r[25], r[26],
     )  # fmt: skip
 
 
@@ -72,17 +78,19 @@ def generation_postgres(r: Sequence[Any]) -> Generation:
     """A ``generations`` row from bare psycopg on a UTC session: timestamps arrive as aware UTC datetimes."""
     return Generation(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6], STATUS[r[7]], r[10], r[8], r[9], r[11], r[12], r[13], r[14],
-        r[15], r[16], r[17], _metadata(r[18]),
+        r[15], r[16], r[17], _metadata(r[18]), r[27], r[28], r[29], r[23], r[24], r[25], r[26],
     )  # fmt: skip
 
 
 def generation_postgres_zoned(r: Sequence[Any]) -> Generation:
     """The same on a session in another timezone: each datetime converted to UTC, as the library does."""
-    s, c, lease = r[11], r[12], r[17]
+    s, c, lease, at, after = r[11], r[12], r[17], r[29], r[24]
     return Generation(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6], STATUS[r[7]], r[10].astimezone(UTC), r[8], r[9],
         None if s is None else s.astimezone(UTC), None if c is None else c.astimezone(UTC), r[13], r[14],
-        r[15], r[16], None if lease is None else lease.astimezone(UTC), _metadata(r[18]),
+        r[15], r[16], None if lease is None else lease.astimezone(UTC), _metadata(r[18]), r[27], r[28],
+        None if at is None else at.astimezone(UTC), r[23], None if after is None else after.astimezone(UTC),
+        r[25], r[26],
     )  # fmt: skip
 
 

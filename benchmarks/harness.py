@@ -33,6 +33,12 @@ class Plan:
     batches: int
     warmup: int
     scale: float = 1.0  # of each operation's batch size
+    clock: str = "wall"  # "wall": elapsed time; "cpu": the benchmark thread's CPU time (in-process backends)
+
+    def timer(self) -> Callable[[], int]:
+        """Nanoseconds: elapsed (``perf_counter_ns``), or this thread's CPU time (``thread_time_ns``), which
+        leaves out the time other processes of a shared machine take the core from it."""
+        return time.thread_time_ns if self.clock == "cpu" else time.perf_counter_ns
 
     def batch(self, size: int) -> int:
         return max(1, round(size * self.scale))
@@ -48,7 +54,7 @@ def alternate(sides: dict[str, Prepare], batch: int, plan: Plan) -> dict[str, li
     for name in names:
         sides[name](plan.warmup)()
     times: dict[str, list[float]] = {name: [] for name in names}
-    clock = time.perf_counter_ns
+    clock = plan.timer()
     for b in range(plan.batches):
         shift = b % len(names)
         for name in names[shift:] + names[:shift]:
@@ -116,9 +122,12 @@ def table(timings: Sequence[Timing], targets: dict[str, float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def best_us(fn: Callable[[], object], number: int, repeat: int = 7) -> float:
-    """Fastest of ``repeat`` runs of ``number`` calls, µs per call (component costs in isolation)."""
-    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
+def best_us(
+    fn: Callable[[], object], number: int, repeat: int = 7, timer: Callable[[], float] = time.perf_counter
+) -> float:
+    """Fastest of ``repeat`` runs of ``number`` calls, µs per call (component costs in isolation); ``timer``:
+    ``time.thread_time`` counts this thread's CPU time only."""
+    return min(timeit.repeat(fn, number=number, repeat=repeat, timer=timer)) / number * 1e6
 
 
 def profile(timed: Timed, title: str, top: int = 14) -> str:
@@ -176,7 +185,8 @@ def parser(doc: str | None, *, sizes: str) -> argparse.ArgumentParser:
 
 def plan_of(args: argparse.Namespace) -> Plan:
     plan = QUICK if args.quick else FULL
-    return plan if args.batches is None else Plan(args.batches, plan.warmup, plan.scale)
+    batches = plan.batches if args.batches is None else args.batches
+    return Plan(batches, plan.warmup, plan.scale, getattr(args, "clock", "wall"))
 
 
 def report(title: str, setting: str, plan: Plan, started_load: str, sections: Sequence[str]) -> str:
@@ -190,7 +200,8 @@ def report(title: str, setting: str, plan: Plan, started_load: str, sections: Se
         f"    {command()}",
         "",
         f"{plan.batches} batches per side, library and floors alternating; µs per operation, median batch "
-        "(fastest batch); ratios are medians over medians (fastest over fastest).",
+        "(fastest batch); ratios are medians over medians (fastest over fastest)"
+        + ("; times are the benchmark thread's CPU time (time.thread_time)." if plan.clock == "cpu" else "."),
         "",
     ]
     return "\n".join(head + [s for s in sections if s])

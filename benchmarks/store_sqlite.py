@@ -25,6 +25,13 @@ TARGETS = {"read": 1.3, "write": 1.3}
 def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__, sizes="100000,1000000")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/musicstore-bench"), help="cached databases")
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall: elapsed time; cpu: the benchmark thread's CPU time (SQLite runs in it: on a shared "
+        "machine this leaves out what other processes take)",
+    )
     args = p.parse_args(argv)
     plan, started = plan_of(args), load()
     only = set(args.ops.split(",")) if args.ops else None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -31,8 +33,26 @@ def same(library: object, floor: object) -> None:
     assert repr(library) == repr(floor)  # a naive or non-UTC datetime, a str for a Status, would differ
 
 
+@st.composite
+def queued(draw: st.DrawFn) -> Generation:
+    """A row with the queue's and progress's fields drawn too (the fair floor must decode them all)."""
+    row = draw(generations())
+    moments = st.none() | st.integers(0, 2**40).map(lambda us: row.created_at + timedelta(microseconds=us))
+    keys = st.none() | st.text("abcdefghij-_0123456789", min_size=1, max_size=12)
+    return replace(
+        row,
+        priority=draw(st.integers(-32_768, 32_767)),
+        run_after=draw(moments),
+        owner_key=draw(keys),
+        idempotency_key=draw(keys.map(lambda key: None if key is None else f"{row.id}-{key}")),
+        progress=draw(st.none() | st.floats(0, 1)),
+        stage=draw(st.none() | st.sampled_from(["sampling", "decoding"])),
+        progress_at=draw(moments),
+    )
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(generations(), min_size=1, max_size=4, unique_by=lambda g: g.id))
+@given(rows=st.lists(queued(), min_size=1, max_size=4, unique_by=lambda g: g.id))
 def test_fair_floor_returns_the_librarys_objects(stores: tuple[Store, Bare], rows: list[Generation]) -> None:
     store, bare = stores
     prompts = [Prompt(0, g.prompt, 1, g.created_at, g.created_at) for g in rows]
