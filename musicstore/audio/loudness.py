@@ -169,18 +169,39 @@ def changed_block_means(
     work = sum(min(samples, b + settle) - max(0, a - settle) for a, b in merged)
     if work > samples // 2:
         return None
-    sos = _k_weighting_sos(rate)
     weights = channel_weights(x.shape[0])
     means = gain * gain * blocks.means
-    # every span's clip (from its settling before it) and difference in one row per channel each, filtered
-    # by one call: what a segment inherits from the one before it has decayed like a settled start
+    # the spans' clip (from its settling before each) and difference laid end to end in one row per channel
+    # each, a batch of spans at a time (bounded memory), one sosfilt call per row: what a segment inherits
+    # from the one before it has decayed like a settled start
     bounds = [(a, max(0, a - settle), min(samples, b + settle)) for a, b in merged]
+    batch: list[tuple[int, int, int]] = []
+    for index, bound in enumerate(bounds):
+        batch.append(bound)
+        if index == len(bounds) - 1 or sum(stop - start for _, start, stop in batch) >= _CHUNK:
+            _add_changed(means, blocks, batch, gain=gain, x=x, out=out, weights=weights)
+            batch = []
+    return np.maximum(means, 0.0)
+
+
+def _add_changed(
+    means: Float64,
+    blocks: BlockPower,
+    bounds: list[tuple[int, int, int]],
+    *,
+    gain: float,
+    x: NDArray[np.float32],
+    out: NDArray[np.float32],
+    weights: Float64,
+) -> None:
+    """Add to ``means`` what ``out`` changes in the blocks around ``bounds`` (``(a, start, stop)``: a span
+    from ``a``, filtered from ``start`` until ``stop``) (see :func:`changed_block_means`)."""
+    sos = _k_weighting_sos(blocks.sample_rate)
     clip = np.concatenate([x[:, start:stop] for _, start, stop in bounds], axis=1).astype(np.float64)
     difference = np.concatenate(
         [gain * x[:, a:stop].astype(np.float64) - out[:, a:stop] for a, _, stop in bounds], axis=1
     )
     reference = sosfilt(sos, clip, axis=-1)
-    del clip
     reference *= gain
     lengths = [stop - start for _, start, stop in bounds]
     origins = np.cumsum([0, *lengths[:-1]])
@@ -189,11 +210,12 @@ def changed_block_means(
     )
     reference = reference[:, keep]  # gain K(x) over each span's [a, stop)
     changed = sosfilt(sos, difference, axis=-1)  # K(d): K(out) = gain K(x) - K(d)
-    del difference
     reference *= -2.0
     reference += changed
     reference *= changed  # K(out)^2 - (gain K(x))^2 = K(d) (K(d) - 2 gain K(x))
-    delta = weights @ reference
+    delta = reference[0] * weights[0]  # channel by channel: no BLAS threads for a thin product
+    for row, weight in zip(reference[1:], weights[1:], strict=True):
+        delta += row * weight
     running = np.concatenate([[0.0], np.cumsum(delta)])
     offset = 0
     for a, _, stop in bounds:
@@ -203,7 +225,6 @@ def changed_block_means(
         last = np.clip(blocks.stops[lo:hi] - a, 0, stop - a) + offset
         means[lo:hi] += (running[last] - running[first]) / blocks.block_length
         offset += stop - a
-    return np.maximum(means, 0.0)
 
 
 def _block_means(
