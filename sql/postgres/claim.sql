@@ -119,12 +119,13 @@ SELECT NULL, NULL, NULL WHERE NOT EXISTS (
 LIMIT 1;
 
 -- name: claim_fast(worker_id, now, lease_expires_at, default_limit)^
--- The whole claim in one statement when no other claimer is taking a job of the best lane right now: the lane
--- queue_decide would decide (without its lock), its head taken FOR UPDATE SKIP LOCKED. A lane with a limit
--- is first locked by its owner_lanes row, FOR UPDATE SKIP LOCKED: the row read is then the newest committed
--- version (PostgreSQL re-reads a row it locks), so its running count is exact, and the claim's own trigger
--- updates the row it holds. No row when the lane's row or head is held by another claimer, when no job is
--- ready, or when the lanes' heads do not decide it (the claim then goes on with queue_decide).
+-- The whole claim in one statement: the first keyed lane with room in owner_lanes_order whose owner_lanes
+-- row no other claimer holds, locked FOR UPDATE SKIP LOCKED (as a job is: concurrent claimers take
+-- different lanes), against the lane without a key, as queue_decide compares them; the winner's head taken
+-- FOR UPDATE SKIP LOCKED. The locked row read is its newest committed version (PostgreSQL re-reads a row it
+-- locks and checks the room again), so the lane's running count is exact, and the claim's own trigger
+-- updates the row it holds. No row when every such lane is held, when no job is ready, or when the lanes'
+-- heads do not decide it (the claim then goes on with queue_decide).
 UPDATE generations
 SET status = 'processing',
     worker_id = :worker_id,
@@ -132,24 +133,25 @@ SET status = 'processing',
     lease_expires_at = :lease_expires_at,
     attempts = attempts + 1
 WHERE id = (
-    WITH lanes AS NOT MATERIALIZED (
+    WITH keyed AS MATERIALIZED (
         SELECT l.owner_key, l.running, l.head_priority AS priority, l.head_created_at AS created_at,
-               l.head_id AS id, l.max_running
-        FROM (
-            SELECT l.owner_key, l.running, l.head_priority, l.head_created_at, l.head_id,
-                   coalesce(
-                       (SELECT o.max_running FROM owner_limits AS o WHERE o.owner_key = l.owner_key),
-                       CAST(:default_limit AS integer)
-                   ) AS max_running
-            FROM owner_lanes AS l
-            WHERE l.head_id IS NOT NULL
-            ORDER BY l.head_priority DESC, l.running, l.head_created_at, l.head_id
-        ) AS l
-        WHERE l.max_running IS NULL OR l.running < l.max_running
-        OFFSET 0
-    ),
-    keyed AS MATERIALIZED (
-        SELECT * FROM lanes LIMIT 1
+               l.head_id AS id,
+               coalesce(
+                   (SELECT o.max_running FROM owner_limits AS o WHERE o.owner_key = l.owner_key),
+                   CAST(:default_limit AS integer)
+               ) AS max_running
+        FROM owner_lanes AS l
+        WHERE l.head_id IS NOT NULL
+          AND coalesce(
+              l.running < coalesce(
+                  (SELECT o.max_running FROM owner_limits AS o WHERE o.owner_key = l.owner_key),
+                  CAST(:default_limit AS integer)
+              ),
+              true
+          )
+        ORDER BY l.head_priority DESC, l.running, l.head_created_at, l.head_id
+        LIMIT 1
+        FOR UPDATE OF l SKIP LOCKED
     ),
     unkeyed AS MATERIALIZED (
         SELECT '' AS owner_key,
@@ -181,18 +183,13 @@ WHERE id = (
         WHERE NOT EXISTS (
             SELECT 1 FROM keyed JOIN generations AS h ON h.id = keyed.id WHERE h.run_after > :now
         )
-    ),
-    lane AS MATERIALIZED (
-        SELECT l.running FROM owner_lanes AS l
-        WHERE l.owner_key = (SELECT decided.owner_key FROM decided WHERE decided.max_running IS NOT NULL)
-        FOR UPDATE SKIP LOCKED
     )
     SELECT g.id FROM generations AS g
     WHERE coalesce(g.owner_key, '') = (SELECT decided.owner_key FROM decided) AND g.status = 'pending'
       AND (g.run_after IS NULL OR g.run_after <= :now)
       AND (
           (SELECT decided.max_running FROM decided) IS NULL
-          OR (SELECT lane.running FROM lane) < (SELECT decided.max_running FROM decided)
+          OR (SELECT decided.running FROM decided) < (SELECT decided.max_running FROM decided)
       )
     ORDER BY g.priority DESC, g.created_at, g.id
     LIMIT 1
