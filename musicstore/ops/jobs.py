@@ -6,12 +6,12 @@ Every status change is one conditional UPDATE whose row count decides it; when i
 The claim takes jobs in the queue's order (docs/queue.md): among the lanes (one per owner key, one for jobs
 without a key) with a ready job and room under their limit, the head with the highest priority, then the lane
 with the fewest jobs processing, then the oldest head. ``claim_lane_head`` takes one lane's head, with its
-limit checked in the same statement (on PostgreSQL after the lane's transaction lock). Which lane:
-``claim_fast`` takes the best head in one statement where the dialect can (SQLite, under its writer lock:
-any claim whose lanes' heads decide it; PostgreSQL: while no pending job has an owner key); else
-``queue_decide`` reads the best lane from the lanes' heads and running counts that triggers keep
-(``_decided_lane``, migration 0012), and when a head waits for its ``run_after`` ``queue_heads`` ranks every
-lane.
+limit checked in the same statement (on PostgreSQL against the key's ``owner_lanes`` row, locked FOR UPDATE:
+its newest committed count). Which lane: ``claim_fast`` decides and takes the best head in one statement
+from the lanes' heads and running counts that triggers keep (migration 0012; on PostgreSQL in the first
+keyed lane with room whose row no other claimer holds, FOR UPDATE SKIP LOCKED); when it takes none,
+``queue_decide`` decides the lane (``_decided_lane``) and ``claim_lane_head`` takes its head; when a lane's
+head waits for its ``run_after``, ``queue_heads`` ranks every lane.
 """
 
 from __future__ import annotations
