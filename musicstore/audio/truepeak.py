@@ -230,20 +230,31 @@ def scaled_span_bounds(
             ranges[-1][1] = max(ranges[-1][1], last)
         else:
             ranges.append([first, last])
-    # each range's samples (8 (J + lo) - 1 .. 8 (J + lo + width) + 8 for its spans J) in one row per
-    # channel, slices 8-aligned and apart by zeros wider than any span reads: one span_bounds call
+    # each range's samples (8 (J + lo) - 1 .. 8 (J + lo + width) + 8 for its spans J); those inside the clip
+    # in one row per channel, 8-aligned and apart by zeros wider than any span reads (one span_bounds call);
+    # a slice that reaches an end of the clip alone, so that the clip's ends are read as they are
     gap = _SPAN * (width + abs(lo) + 4)
     slices = [
         (max(0, _SPAN * (first + min(lo, 0) - 1)), min(samples, _SPAN * (last + max(lo + width, 0) + 2)))
         for first, last in ranges
     ]
-    lengths = [-(-(stop - start) // _SPAN) * _SPAN + gap for start, stop in slices]
+    inner = [k for k, (start, stop) in enumerate(slices) if start > 0 and stop < samples]
+    for k in sorted(set(range(len(ranges))) - set(inner)):
+        (first, last), (start, stop) = ranges[k], slices[k]
+        piece = np.ascontiguousarray(out[:, start:stop])
+        local = span_bounds(piece, sample_envelope(piece))
+        result[first : last + 1] = local[first - start // _SPAN : last - start // _SPAN + 1]
+    if not inner:
+        return result
+    lengths = [-(-(slices[k][1] - slices[k][0]) // _SPAN) * _SPAN + gap for k in inner]
     places = np.cumsum([0, *lengths])
     joined = np.zeros((out.shape[0], int(places[-1])), dtype=np.float32)
-    for (start, stop), place in zip(slices, places[:-1].tolist(), strict=True):
+    for k, place in zip(inner, places[:-1].tolist(), strict=True):
+        start, stop = slices[k]
         joined[:, place : place + stop - start] = out[:, start:stop]
     local = span_bounds(joined, sample_envelope(joined))
-    for (first, last), (start, _), place in zip(ranges, slices, places[:-1].tolist(), strict=True):
+    for k, place in zip(inner, places[:-1].tolist(), strict=True):
+        (first, last), (start, _) = ranges[k], slices[k]
         at = (place - start) // _SPAN  # local span of global span J: J + at
         result[first : last + 1] = local[first + at : last + at + 1]
     return result
