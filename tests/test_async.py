@@ -57,7 +57,7 @@ async def raises(kind: type[Exception], call: Awaitable[object], match: str | No
 
 def test_async_operations_are_the_store_operations() -> None:
     names = {name for name, value in vars(AsyncOperations).items() if hasattr(value, "op")}
-    assert names == OPERATION_NAMES and len(names) == 30  # 24, and the queue's 6 (migration 0008)
+    assert names == OPERATION_NAMES and len(names) == 31  # 24, the queue's 6 (migration 0008), merge_metadata
     for name in names:  # the same Operation objects from musicstore.ops, not copies
         assert vars(AsyncOperations)[name].op is vars(Operations)[name].op is getattr(ops, name)
 
