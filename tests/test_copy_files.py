@@ -1,5 +1,6 @@
-"""copy_files: the files of existing rows (masters and renditions) from a folder to S3 (a real SeaweedFS) and
-back, on both databases: verified before any row changes, idempotent, resumable after an interruption."""
+"""copy_files: the files of existing rows (masters, renditions, peaks files) from a folder to S3 (a real
+SeaweedFS) and back, on both databases: verified before any row changes, idempotent, resumable after an
+interruption."""
 
 from __future__ import annotations
 
@@ -146,10 +147,95 @@ def test_the_command(
     from musicstore.cli import EXIT_OK, main
 
     folder = LocalFileStore(tmp_path / "audio")
-    on_disk(store, folder, 2)
+    with_peaks(store, folder, on_disk(store, folder, 2))
     base = ["copy-files", "--database", db_url, "--to", objects.url]
     assert main([*base, "--dry-run"]) == EXIT_OK
-    assert "would copy the files of 2 generations" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "would copy the files of 2 generations" in out and "2 renditions, 4 peaks files)" in out
     assert main([*base, "--from", str(folder.root), "--json"]) == EXIT_OK
     report = json.loads(capsys.readouterr().out)
-    assert (report["rows_updated"], report["objects_copied"]) == (2, 4)
+    assert (report["rows_updated"], report["objects_copied"], report["peaks_copied"]) == (2, 8, 4)
+
+
+def with_peaks(store: Store, folder: LocalFileStore, made: list[Generation]) -> set[str]:
+    """Beside each master: its recorded peaks file (``metadata["peaks"]``, as the export records it) and one
+    of another resolution found by name (``render_peaks`` of an earlier call); returns their keys."""
+    put = set()
+    for i, g in enumerate(made):
+        stem = f"{g.created_at:%Y/%m/%d}/{g.id}"
+        recorded = json.dumps({"version": 2, "bits": 8, "data": [i, -i]}).encode()
+        info = folder.put(f"{stem}.peaks.256.8.json", recorded)
+        assert info.checksum is not None
+        record = {"key": info.key, "samples_per_pixel": 256, "bits": 8, "bytes": info.size,
+                  "sha256": info.checksum}  # fmt: skip
+        store.merge_metadata(g.id, {"peaks": record})
+        other = folder.put(f"{stem}.peaks.64.16.split.json", json.dumps({"version": 2, "n": i}).encode())
+        put |= {info.key, other.key}
+    return put
+
+
+def test_the_peaks_files_travel_with_their_master(store: Store, objects: FileStore, tmp_path: Path) -> None:
+    folder = LocalFileStore(tmp_path / "audio")
+    made = on_disk(store, folder, 3)
+    peaks = with_peaks(store, folder, made)
+    dry = copy_files(store, objects, dry_run=True)
+    assert (dry.rows_updated, dry.peaks_copied, keys(objects)) == (3, 6, set())
+    report = copy_files(store, objects)
+    assert (report.rows_updated, report.objects_copied, report.peaks_copied) == (3, 12, 6), report
+    assert keys(objects) == {o.key for o in folder.list()} and peaks <= keys(objects)
+    recorded = made[0].id
+    key = store.get_generation(recorded).metadata["peaks"]["key"]  # type: ignore[union-attr]
+    assert b"".join(objects.get(key)) == b"".join(folder.get(key))
+    there = reconcile(store, objects, verify_checksums=True)
+    assert there.consistent and (there.peaks_files, there.orphan_count) == (6, 0)
+    back = LocalFileStore(tmp_path / "back")
+    home = copy_files(store, back, only_from=objects.url)
+    assert (home.rows_updated, home.objects_copied, home.peaks_copied) == (3, 12, 6)
+    assert keys(back) == keys(objects)
+    here = reconcile(store, back.root)
+    assert here.consistent and (here.peaks_files, here.orphan_count) == (6, 0)
+
+
+def test_peaks_copied_by_an_interrupted_run_are_kept(
+    store: Store, objects: FileStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = LocalFileStore(tmp_path / "audio")
+    made = on_disk(store, folder, 1)
+    with_peaks(store, folder, made)
+    real_put = type(objects).put
+    calls = {"n": 0}
+
+    def put(self: Any, key: str, data: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # Ctrl-C as the second peaks file goes out
+        return real_put(self, key, data, **kwargs)
+
+    monkeypatch.setattr(type(objects), "put", put)
+    with pytest.raises(KeyboardInterrupt):
+        copy_files(store, objects)
+    assert where(store, made[0].id) == folder.url
+    monkeypatch.setattr(type(objects), "put", real_put)
+    report = copy_files(store, objects)
+    assert (report.objects_present, report.objects_copied, report.rows_updated) == (3, 1, 1)
+    assert report.skipped_count == 0 and keys(objects) == {o.key for o in folder.list()}
+
+
+def test_a_damaged_or_missing_recorded_peaks_file_keeps_the_row(
+    store: Store, objects: FileStore, tmp_path: Path
+) -> None:
+    folder = LocalFileStore(tmp_path / "audio")
+    damaged, missing, fine = on_disk(store, folder, 3)
+    with_peaks(store, folder, [damaged, missing, fine])
+    damaged_key = f"{damaged.created_at:%Y/%m/%d}/{damaged.id}.peaks.256.8.json"
+    size = (folder.root / damaged_key).stat().st_size
+    (folder.root / damaged_key).write_bytes(b"X" * size)  # same size, other bytes
+    folder.delete(f"{missing.created_at:%Y/%m/%d}/{missing.id}.peaks.256.8.json")
+    report = copy_files(store, objects)
+    assert report.rows_updated == 1 and where(store, fine.id) == objects.url
+    reasons = {s.id: s.reason for s in report.skipped}
+    assert "ChecksumMismatch" in reasons[damaged.id] and "peaks" in reasons[missing.id]
+    assert where(store, damaged.id) == where(store, missing.id) == folder.url
+    assert damaged_key not in keys(objects)
+    dry = copy_files(store, objects, dry_run=True)  # a missing one is found without copying anything
+    assert [s.id for s in dry.skipped] == [missing.id] and dry.rows_updated == 1

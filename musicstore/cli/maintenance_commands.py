@@ -244,7 +244,8 @@ def cmd_copy_files(args: argparse.Namespace) -> int:
         print(
             f"{verb} the files of {report.rows_updated:,} generations to {report.target} "
             f"({report.objects_copied:,} objects, {report.bytes_copied:,} bytes; {report.objects_present:,} "
-            f"already there; {report.renditions_copied:,} renditions) in {report.seconds:.2f} s"
+            f"already there; {report.renditions_copied:,} renditions, {report.peaks_copied:,} peaks files) "
+            f"in {report.seconds:.2f} s"
         )
         print_section(
             "skipped (row and files unchanged)",

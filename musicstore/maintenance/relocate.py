@@ -1,20 +1,26 @@
 """Copy the files of existing rows to another store (a local folder to S3, S3 to a folder, bucket to bucket).
 
 ``copy_files(store, to)`` walks the completed generations whose file is not recorded in ``to`` (id order, a
-page of ``batch`` rows at a time) and, for each, copies its master and its renditions (which live in their
-generation's store) to the same keys in ``to``, then points the row at ``to``. The order makes it safe to
-stop at any moment (Ctrl-C, a crash, a lost connection) and to run again:
+page of ``batch`` rows at a time) and, for each, copies its master, its renditions and its waveform peaks
+files (all of which live in their generation's store) to the same keys in ``to``, then points the row at
+``to``. The peaks files are the one ``metadata["peaks"]`` records (checked against its recorded ``sha256``
+and ``bytes`` as a master is against its row; missing, it keeps the row where it is: ``render_peaks`` puts it
+back) and every other file beside the master named ``<stem>.peaks.<int>.<8|16>[.split].json``
+(``musicstore.rendering.peaks_name``; no row records them, so each is hashed where it is first and read
+against that hash). The order makes it safe to stop at any moment (Ctrl-C, a crash, a lost connection) and to
+run again:
 
 1. Each object is read from the store the row names (its ``storage_url``; rows from before migration 0006
-   name none: their folder is ``source``) and verified against the row's SHA-256 as it streams (a damaged
-   source is refused, nothing is written), and put with a conditional create: an object already at the key
-   holding these very bytes is a copy made by an earlier run and is kept as is; one with other bytes is
-   never overwritten (the row is skipped and named).
+   name none: their folder is ``source``) and verified against the row's SHA-256 (a rendition's, the peaks
+   record's) as it streams (a damaged source is refused, nothing is written), and put with a conditional
+   create: an object already at the key holding these very bytes is a copy made by an earlier run and is
+   kept as is; one with other bytes is never overwritten (the row is skipped and named).
 2. The copy is verified where it landed: its size and SHA-256 (the checksum the store keeps, else it is read
    back and hashed) must be the row's.
 3. Only then, in one transaction per page, each row changes: ``storage_url`` becomes ``to``'s URL (and the
    checksum is recorded for rows that had none), only if the row is still as it was read (completed, same
-   key, same store). The renditions' rows need no change: they follow their generation.
+   key, same store). The renditions' rows and the peaks record (a key, no store) need no change: they
+   follow their generation.
 
 An interrupted run leaves copies that no row records yet in ``to`` (reconcile reports them as orphans until
 the next run records them) and never a row pointing at a copy that is not whole and verified. The source files
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +44,7 @@ from ..errors import InvalidInput, StorageError
 from ..filestore import FileStore, LocalFileStore, ObjectExists, ObjectInfo, ObjectNotFound, open_filestore
 from ..ops import Call, Steps, reader, writer
 from ..store import Store
-from .scan import DEFAULT_MAX_ITEMS
+from .scan import DEFAULT_MAX_ITEMS, is_peaks_of
 
 
 @dataclass(slots=True)
@@ -65,6 +72,8 @@ class CopyReport:
     objects_copied: int = 0
     objects_present: int = 0
     renditions_copied: int = 0
+    peaks_copied: int = 0
+    """Waveform peaks files carried (copied by this run or found there), of the rows updated."""
     bytes_copied: int = 0
     skipped_count: int = 0
     skipped: list[CopySkipped] = field(default_factory=list)
@@ -144,8 +153,8 @@ def copy_files(
     max_items: int = DEFAULT_MAX_ITEMS,
     progress: Callable[[int], None] | None = None,
 ) -> CopyReport:
-    """Copy the files of completed generations (masters and renditions) into ``to`` and point their rows
-    there; idempotent and resumable (see the module).
+    """Copy the files of completed generations (masters, renditions, waveform peaks files) into ``to`` and
+    point their rows there; idempotent and resumable (see the module).
 
     ``source``: the folder of rows that name no store (recorded before migration 0006); ``only_from``: copy
     only rows whose files are in the store at that URL (a folder path, ``file://`` or ``s3://`` URL).
@@ -220,20 +229,71 @@ def _copy_page(
         files = [(row["file_path"], row["file_size_bytes"], row["checksum"])]
         files += renditions.get(row["id"], [])
         try:
+            peaks = _peaks_of(origin, row, dry_run=report.dry_run)
             sums = [
-                _copy_one(origin, target, key, size, checksum, report=report) for key, size, checksum in files
+                _copy_one(origin, target, key, size, checksum, report=report)
+                for key, size, checksum in files + peaks
             ]
         except (StorageError, InvalidInput) as exc:
             skip(row, f"{type(exc).__name__}: {exc}")
             continue
         moves.append((row["id"], row["storage_url"], row["file_path"], sums[0], origin.url))
         report.renditions_copied += len(files) - 1
+        report.peaks_copied += len(peaks)
     if report.dry_run or not moves:
         report.rows_updated += len(moves)
         return
     changed = store.run(relocate, moves, target.url)
     report.rows_updated += len(changed)
     report.rows_changed += len(moves) - len(changed)
+
+
+def _peaks_of(origin: FileStore, row: dict[str, Any], *, dry_run: bool) -> list[tuple[str, int | None, str]]:
+    """The (key, size, SHA-256) of each peaks file of ``row`` in ``origin``: the recorded one (its record's
+    size and hash; ``StorageError`` when it is not there) and the others beside the master found by name, each
+    hashed where it is (in a dry run: its listed size, no hash). Raises ``InvalidInput`` for a record that
+    is not one."""
+    found: list[tuple[str, int | None, str]] = []
+    record = None if row["peaks"] is None else json.loads(row["peaks"])
+    if record is not None:
+        key, size, sha = (
+            record.get(k) if isinstance(record, dict) else None for k in ("key", "bytes", "sha256")
+        )
+        if not (isinstance(key, str) and type(size) is int and isinstance(sha, str) and len(sha) == 64):
+            raise InvalidInput(
+                f"metadata['peaks'] is not a record of a peaks file (key, bytes, sha256): {record!r}"
+            )
+        try:
+            origin.head(key)
+        except ObjectNotFound:
+            raise StorageError(
+                f"its recorded peaks file {key} is not in {origin.url}; render_peaks puts it back"
+            ) from None
+        found.append((key, size, sha))
+    folder, _, name = row["file_path"].rpartition("/")
+    stem = posixpath.splitext(name)[0]
+    prefix = f"{folder}/{stem}.peaks." if folder else f"{stem}.peaks."
+    known = {key for key, _, _ in found}
+    for obj in origin.list(prefix):
+        if (
+            obj.key in known
+            or not obj.key.startswith(prefix)
+            or not is_peaks_of(obj.key.rpartition("/")[2], stem)
+        ):
+            continue
+        found.append((obj.key, obj.size, "" if dry_run else _sha256_of(origin, obj.key)))
+    return found
+
+
+def _sha256_of(files: FileStore, key: str) -> str:
+    """The SHA-256 of ``key`` in ``files``: the one the store keeps, else read and hashed."""
+    kept = files.head(key).checksum
+    if kept is not None:
+        return kept
+    digest = hashlib.sha256()
+    for chunk in files.get(key):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _copy_one(

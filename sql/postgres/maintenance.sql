@@ -71,8 +71,10 @@ WHERE r.storage_key IN (SELECT json_array_elements_text(CAST(:keys AS json)))
 
 -- name: maintenance_files_to_copy(target_url, after_id, limit)
 -- Completed generations with a file not recorded in the store at `target_url` (copy_files), in id order
--- (keyset paging over the primary key).
-SELECT id, file_path, file_size_bytes, storage_url, checksum
+-- (keyset paging over the primary key). `peaks`: the recorded waveform peaks file (metadata's "peaks" as
+-- JSON text), NULL when none.
+SELECT id, file_path, file_size_bytes, storage_url, checksum,
+       CAST(CAST(metadata AS jsonb) -> 'peaks' AS TEXT) AS peaks
 FROM generations
 WHERE status = 'completed' AND id > :after_id AND file_path IS NOT NULL
   AND (storage_url IS NULL OR storage_url <> :target_url)

@@ -68,7 +68,8 @@ WHERE r.storage_key IN (SELECT value FROM json_each(:keys)) AND g.storage_url = 
 -- name: maintenance_files_to_copy(target_url, after_id, limit)
 -- Completed generations with a file not recorded in the store at `target_url` (copy_files), in id order
 -- (keyset paging over the primary key; `+status`: not the status index, which would sort every page).
-SELECT id, file_path, file_size_bytes, storage_url, checksum
+-- `peaks`: the recorded waveform peaks file (metadata's "peaks" as JSON text), NULL when none.
+SELECT id, file_path, file_size_bytes, storage_url, checksum, metadata -> '$.peaks' AS peaks
 FROM generations
 WHERE +status = 'completed' AND id > :after_id AND file_path IS NOT NULL
   AND (storage_url IS NULL OR storage_url <> :target_url)
