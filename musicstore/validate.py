@@ -12,6 +12,7 @@ import json
 import math
 from datetime import datetime
 from pathlib import PurePosixPath
+from typing import Any
 
 from .errors import InvalidInput
 from .models import Generation, Prompt, Status
@@ -53,6 +54,14 @@ def _show(value: object) -> str:
 
 def text(value: object, what: str, *, max_chars: int, blank: bool = True) -> str:
     """A str the databases store verbatim: no NUL, no lone surrogate, at most ``max_chars`` characters."""
+    if (
+        type(value) is str
+        and len(value) <= max_chars
+        and value.isascii()
+        and "\x00" not in value
+        and (blank or value.strip())
+    ):
+        return value  # the common case, every check passed (the checks below say why one fails)
     if not isinstance(value, str):
         raise InvalidInput(f"{what} must be a str, got {type(value).__name__}")
     if not blank and not value.strip():
@@ -71,6 +80,14 @@ def text(value: object, what: str, *, max_chars: int, blank: bool = True) -> str
 
 def prompt(value: object) -> str:
     """A prompt is stored verbatim: any script, quotes, emoji; not blank, no NUL, valid UTF-8."""
+    if (
+        type(value) is str
+        and len(value) <= MAX_PROMPT_CHARS
+        and value.isascii()
+        and "\x00" not in value
+        and value.strip()
+    ):
+        return value  # the common case: ASCII, not blank (``text``'s checks, passed)
     if isinstance(value, str) and not value.strip():
         raise InvalidInput("prompt is empty or only whitespace; describe the music to generate")
     return text(value, "prompt", max_chars=MAX_PROMPT_CHARS)
@@ -78,6 +95,14 @@ def prompt(value: object) -> str:
 
 def name(value: object, what: str, *, optional: bool = False) -> str | None:
     """A short identifier such as a model name, model version or worker id."""
+    if (
+        type(value) is str
+        and len(value) <= MAX_NAME_CHARS
+        and value.isascii()
+        and "\x00" not in value
+        and value.strip()
+    ):
+        return value  # the common case (``text``'s checks, passed)
     if value is None and optional:
         return None
     if not isinstance(value, str):
@@ -101,6 +126,8 @@ def flag(value: object, what: str) -> bool:
 
 def integer(value: object, what: str, low: int, high: int = INT64_MAX) -> int:
     """An int (not a bool, not a float) within [low, high]; ``high`` is at most a 64-bit integer's."""
+    if type(value) is int and low <= value <= high:
+        return value
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidInput(f"{what} must be an integer, got {_show(value)}")
     if value < low or value > high:
@@ -110,6 +137,13 @@ def integer(value: object, what: str, low: int, high: int = INT64_MAX) -> int:
 
 def number(value: object, what: str, *, positive: bool, high: float | None = None) -> float:
     """A finite real number (int or float, not bool), > 0 (``positive``) or >= 0, at most ``high``."""
+    if (
+        (type(value) is float or type(value) is int)
+        and high is not None
+        and 0 <= value <= high  # not NaN
+        and (value or not positive)
+    ):
+        return float(value)  # within [0, high]: finite, no overflow
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise InvalidInput(f"{what} must be a number, got {_show(value)}")
     try:
@@ -128,6 +162,8 @@ def number(value: object, what: str, *, positive: bool, high: float | None = Non
 
 def seconds(value: object, what: str, *, positive: bool = True) -> float:
     """A span of seconds such as a lease or a generation time: finite, at most ``MAX_SECONDS`` (30 days)."""
+    if type(value) is float and 0.0 < value <= MAX_SECONDS:
+        return value  # the common case: a positive float in range (not NaN)
     return number(value, what, positive=positive, high=MAX_SECONDS)
 
 
@@ -199,25 +235,125 @@ def _json_value(value: object, where: str, depth: int) -> None:
         )
 
 
+_STR_BOUND = 6
+"""The most UTF-8 bytes compact JSON spends on one ASCII character of a string (a control character is
+written ``\\u00XX``)."""
+_SCALAR_BOUND = 24
+"""The most characters compact JSON spends on an int64 (20), a finite float's repr (24), true, false, null."""
+
+
+def _plain_size(value: dict[Any, Any] | list[Any], depth: int) -> int:
+    """An upper bound on the UTF-8 bytes of ``value``'s compact JSON when it is plain metadata (str keys,
+    ASCII strings, int64s, finite floats, bools, None, dicts and lists within the depth limit): then
+    ``_json_value`` passes it. -1 when it is not known to be plain: ``_json_value`` decides (and says why).
+    The fast path of the metadata check: no exception, no message, no path built per value."""
+    if depth >= MAX_METADATA_DEPTH:
+        return -1
+    size = 2
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if type(key) is not str or len(key) > MAX_METADATA_BYTES or not key.isascii() or "\x00" in key:
+                return -1
+            size += _STR_BOUND * len(key) + 4  # the quotes, the colon, the comma
+            kind = type(item)
+            if kind is str:
+                if len(item) > MAX_METADATA_BYTES or not item.isascii() or "\x00" in item:
+                    return -1
+                size += _STR_BOUND * len(item) + 2
+            elif kind is float:
+                if item - item != 0.0:  # inf or NaN
+                    return -1
+                size += _SCALAR_BOUND
+            elif kind is int:
+                if not INT64_MIN <= item <= INT64_MAX:
+                    return -1
+                size += _SCALAR_BOUND
+            elif item is None or kind is bool:
+                size += _SCALAR_BOUND
+            elif kind is dict or kind is list:
+                inner = _plain_size(item, depth + 1)
+                if inner < 0:
+                    return -1
+                size += inner
+            else:
+                return -1
+        return size
+    for item in value:
+        kind = type(item)
+        if kind is str:
+            if len(item) > MAX_METADATA_BYTES or not item.isascii() or "\x00" in item:
+                return -1
+            size += _STR_BOUND * len(item) + 3
+        elif kind is float:
+            if item - item != 0.0:
+                return -1
+            size += _SCALAR_BOUND + 1
+        elif kind is int:
+            if not INT64_MIN <= item <= INT64_MAX:
+                return -1
+            size += _SCALAR_BOUND + 1
+        elif item is None or kind is bool:
+            size += _SCALAR_BOUND + 1
+        elif kind is dict or kind is list:
+            inner = _plain_size(item, depth + 1)
+            if inner < 0:
+                return -1
+            size += inner + 1
+        else:
+            return -1
+    return size
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+"""``json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))`` with its encoder made
+once."""
+
+
+def _not_a_dict(value: object) -> InvalidInput:
+    return InvalidInput(f"metadata must be a dict (a JSON object), got {type(value).__name__}")
+
+
 def metadata(value: object, *, checked: bool = False) -> str:
     """Encode a metadata object as compact JSON; it must read back equal (str keys, no tuples, no NaN).
 
     ``checked=True``: every value was already checked (e.g. a merge of checked dicts); only encode and size.
     """
     if not isinstance(value, dict):
-        raise InvalidInput(f"metadata must be a dict (a JSON object), got {type(value).__name__}")
-    if not checked:
+        raise _not_a_dict(value)
+    if not checked and _plain_size(value, 1) < 0:
         _json_value(value, "", 1)
-    encoded = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    encoded = _ENCODE(value)
     size = len(encoded) if encoded.isascii() else len(encoded.encode("utf-8"))
     if size > MAX_METADATA_BYTES:
         raise InvalidInput(f"metadata is {size} bytes as UTF-8 JSON; the maximum is {MAX_METADATA_BYTES}")
     return encoded
 
 
+def check_metadata(value: object) -> None:
+    """``metadata``'s checks without its encoding when it is not needed: raise what ``metadata(value)``
+    raises, else return (its JSON is encoded only when its size may exceed the limit)."""
+    if not isinstance(value, dict):
+        raise _not_a_dict(value)
+    bound = _plain_size(value, 1)
+    if bound < 0 or bound > MAX_METADATA_BYTES:
+        metadata(value)
+
+
 def relative_path(value: object) -> str:
     """A file path relative to the output root that cannot leave it, in canonical form: ``.`` and empty
     segments dropped (``./a//b.wav`` is stored as ``a/b.wav``, the form maintenance compares)."""
+    if (
+        type(value) is str
+        and value
+        and len(value) <= MAX_PATH_CHARS
+        and value.isascii()
+        and "\x00" not in value
+        and "\\" not in value
+        and value[0] != "/"
+    ):
+        parts = value.split("/")
+        if "" not in parts and "." not in parts and ".." not in parts:
+            return value  # relative, already canonical: what ``PurePosixPath(value).as_posix()`` gives
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"file_path must be a non-empty str, got {_show(value)}")
     text(value, "file_path", max_chars=MAX_PATH_CHARS)

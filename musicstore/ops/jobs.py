@@ -16,7 +16,9 @@ head waits for its ``run_after``, ``queue_heads`` ranks every lane.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from .. import validate
@@ -55,6 +57,17 @@ DECIDED = columns("owner_key", "max_running", "locked")
 LOCKED = columns("locked")
 NO_RETRY_DELAY = RetryPolicy(base_seconds=0.0)
 """The default of ``fail`` and ``requeue_expired``: a retried job is claimable at once."""
+_NO_DELAY = {
+    "base_seconds": NO_RETRY_DELAY.base_seconds,
+    "cap_seconds": NO_RETRY_DELAY.cap_seconds,
+    "jitter": NO_RETRY_DELAY.jitter,
+}
+"""``NO_RETRY_DELAY``'s query parameters (only ever spread into a call's parameters, never changed)."""
+
+
+def _ids(names: Sequence[str]) -> Callable[[Sequence[Any]], Any]:
+    """A row reader of the ``id`` column alone (its value, not a one-item row)."""
+    return itemgetter(list(names).index("id"))
 
 
 @writer
@@ -299,7 +312,7 @@ def complete_generation(
     size = validate.file_size(file_size_bytes)
     worker = validate.name(worker_id, "worker_id", optional=True)
     if metadata is not None:
-        validate.metadata(metadata)
+        validate.check_metadata(metadata)  # encoded once, merged with the row's, below
     if generation_time_seconds is not None:
         generation_time_seconds = validate.seconds(
             generation_time_seconds, "generation_time_seconds", positive=False
@@ -313,7 +326,7 @@ def complete_generation(
         seconds = max((now - started).total_seconds(), 0.0)
     else:
         seconds = generation_time_seconds
-    merged = {**current.metadata, **(metadata or {})}
+    merged = {**current.metadata, **metadata} if metadata else current.metadata
     changed = yield Call(
         "complete_generation",
         {
@@ -380,8 +393,8 @@ def cancel(generation_id: str, reason: str | None = None) -> Steps[None]:
 
 def _backoff(policy: RetryPolicy | None) -> dict[str, float]:
     if policy is None:
-        policy = NO_RETRY_DELAY
-    elif not isinstance(policy, RetryPolicy):
+        return _NO_DELAY
+    if not isinstance(policy, RetryPolicy):
         raise InvalidInput(f"backoff must be a RetryPolicy or None, got {type(policy).__name__}")
     return {"base_seconds": policy.base_seconds, "cap_seconds": policy.cap_seconds, "jitter": policy.jitter}
 
@@ -395,9 +408,11 @@ def requeue_expired(
     attempts = validate.integer(max_attempts, "max_attempts", 1)
     delay = _backoff(backoff)
     params = {"now": (yield NOW), "max_attempts": attempts}
-    requeued = yield Call("requeue_expired", {**params, **delay})
-    failed = yield Call("fail_expired", params)
-    return Requeued(requeued=sorted(r["id"] for r in requeued), failed=sorted(r["id"] for r in failed))
+    requeued: list[str] = yield Call("requeue_expired", {**params, **delay}, _ids)
+    failed: list[str] = yield Call("fail_expired", params, _ids)
+    requeued.sort()
+    failed.sort()
+    return Requeued(requeued=requeued, failed=failed)
 
 
 @writer
