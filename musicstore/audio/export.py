@@ -173,12 +173,15 @@ def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple
         unchanged = "silent"
     elif options.target_lufs - before > options.max_gain_db:
         unchanged = "too_quiet"
+    short = blocks.short
     if unchanged is not None:
-        as_given = _Processed(x, before, None, unchanged, blocks.short, true_peak(x))
+        as_given = _Processed(x, before, None, unchanged, short, true_peak(x))
         return as_given, time.perf_counter() - start, 0.0
+    handed = [blocks]  # level drops the per-sample power once it is done with it (memory)
+    del blocks
     leveled = level(
         x,
-        blocks,
+        handed,
         target_lufs=options.target_lufs,
         ceiling_dbtp=options.ceiling_dbtp,
         limiter=options.limiter,
@@ -186,7 +189,7 @@ def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple
     )
     reached = abs(leveled.loudness - options.target_lufs) <= options.tolerance_lu
     status: LoudnessStatus = ("limited" if leveled.limited else "normalized") if reached else "target_missed"
-    processed = _Processed(leveled.audio, before, leveled, status, blocks.short, leveled.true_peak)
+    processed = _Processed(leveled.audio, before, leveled, status, short, leveled.true_peak)
     done = time.perf_counter()
     return (
         processed,

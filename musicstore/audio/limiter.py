@@ -29,9 +29,9 @@ from musicstore.audio.truepeak import (
     GRID_FACTOR,
     PeakMap,
     from_db,
+    largest_sample,
     peak_map,
     refined_peak,
-    sample_envelope,
     scaled_span_bounds,
     to_db,
 )
@@ -76,6 +76,7 @@ class _Region:
 
     index: NDArray[np.intp]
     need: NDArray[np.float32]
+    power: NDArray[np.float64]  # the clip's K-weighted power there
 
 
 def detector_ceiling(ceiling_dbtp: float) -> float:
@@ -91,25 +92,31 @@ def map_floor(target_lufs: float, ceiling_dbtp: float, before_lufs: float, max_d
 
 def _need(peaks: PeakMap) -> NDArray[np.float32]:
     """Per-sample peak need: |sample| and the mapped detector values on both sides (unmapped values
-    are below the map's floor, which no allowed gain can lift to the ceiling)."""
-    rows = np.zeros(peaks.envelope.shape[0] + 1, dtype=np.float32)
-    rows[peaks.rows] = peaks.values
-    need = np.maximum(rows[:-1], rows[1:])
-    return np.maximum(need, peaks.envelope, out=need)
+    are below the map's floor, which no allowed gain can lift to the ceiling). Written over the map's
+    envelope (no full-length copy): the map must not be read afterwards."""
+    need = peaks.envelope
+    rows, values = peaks.rows, peaks.values
+    left = rows < need.shape[0]  # row m lies between samples m - 1 and m
+    np.maximum.at(need, rows[left], values[left])
+    right = rows > 0
+    np.maximum.at(need, rows[right] - 1, values[right])
+    return need
 
 
-def _region(need: NDArray[np.float32], gain: float, ceiling: float, reach: int) -> _Region:
+def _region(
+    need: NDArray[np.float32], power: NDArray[np.float32], gain: float, ceiling: float, reach: int
+) -> _Region:
     samples = need.shape[0]
     hot = np.flatnonzero(need * gain > ceiling)
     if hot.size == 0:
-        return _Region(hot, need[hot])
+        return _Region(hot, need[hot], power[hot].astype(np.float64))
     breaks = np.flatnonzero(np.diff(hot) > 2 * reach)  # merge overlapping neighbourhoods
     first = np.clip(np.concatenate([hot[:1], hot[breaks + 1]]) - reach, 0, samples)
     last = np.clip(np.concatenate([hot[breaks], hot[-1:]]) + reach + 1, 0, samples)
     lengths = last - first
     offsets = np.cumsum(lengths) - lengths
     index = np.arange(int(lengths.sum())) + np.repeat(first - offsets, lengths)
-    return _Region(index, need[index])
+    return _Region(index, need[index], power[index].astype(np.float64))
 
 
 class _Shape:
@@ -132,9 +139,7 @@ class _Shape:
 def _predict(
     blocks: BlockPower, base: NDArray[np.float64], region: _Region, gain: float, g: NDArray[np.float32]
 ) -> float:
-    lost = blocks.block_sums_at(
-        region.index, (1.0 - np.square(g, dtype=np.float64)) * blocks.power_at(region.index)
-    )
+    lost = blocks.block_sums_at(region.index, (1.0 - np.square(g, dtype=np.float64)) * region.power)
     return gated_loudness(gain * gain * np.maximum(base - lost, 0.0))
 
 
@@ -169,7 +174,7 @@ def _search(
 
 def level(
     x: NDArray[np.float32],
-    blocks: BlockPower,
+    blocks: BlockPower | list[BlockPower],
     *,
     target_lufs: float,
     ceiling_dbtp: float,
@@ -180,8 +185,15 @@ def level(
 
     The ceiling always wins: when the limiter is off or its depth cap is reached, the result lands as
     close to the target as the ceiling allows (the caller compares the returned loudness).
+
+    ``blocks`` in a list is handed over (the list is emptied): the per-sample power is then dropped once
+    the limiter's region is known, before the output is made and checked (it is measured again only if a
+    deeper map is needed).
     """
     started = time.perf_counter()
+    owned = isinstance(blocks, list)
+    if isinstance(blocks, list):
+        blocks = blocks.pop()
     base = blocks.block_means()
     before = gated_loudness(base)
     ceiling = detector_ceiling(ceiling_dbtp)
@@ -189,7 +201,7 @@ def level(
     depth_db = settings.max_depth_db if limiter else 0.0
     floor = map_floor(target_lufs, ceiling_dbtp, before, depth_db)
     shallow = max(floor, ceiling / (gain * from_db(SHALLOW_DB))) if limiter else floor
-    if limiter and gain * float(sample_envelope(x).max()) > ceiling:
+    if limiter and gain * largest_sample(x) > ceiling:
         peaks = peak_map(x, shallow)  # the limiter will run: map down to gains near the target's at once
     else:  # most likely plain gain, for which the map down to the sample peak suffices
         peaks = peak_map(x)
@@ -200,19 +212,27 @@ def level(
         return _static(x, base, peaks, gain, started)  # no detector value can reach the ceiling
     if not limiter:
         return _static(x, base, peaks, ceiling / peaks.grid_peak, started)
+    power: NDArray[np.float32] | None = blocks.power
+    if owned:  # only the region's power is kept (in the region)
+        blocks = replace(blocks, power=np.zeros(0, dtype=np.float32))
     limits = _Limits(x, blocks, ceiling, settings, gain, depth_db, target_lufs, peaks.far, peaks.spans)
     mapped = peaks.floor
     need = _need(peaks)
     del peaks  # keep memory low (the far part stays: the output's is derived from it)
-    region, upper, full = limits.region(need, mapped)
+    assert power is not None
+    region, upper, full = limits.region(need, power, mapped)
     del need
+    if owned:
+        power = None
     leveled = limits.limit(region, upper)
     if limits.capped(leveled, upper, full) and mapped > floor:  # more gain is needed: map down to the floor
         again = time.perf_counter()
         need = _need(peak_map(x, floor, limits.far, limits.spans))
         measured += time.perf_counter() - again
-        region, upper, full = limits.region(need, floor)
-        del need
+        if power is None:  # dropped: the same values again
+            power = BlockPower.measure(x, blocks.sample_rate).power
+        region, upper, full = limits.region(need, power, floor)
+        del need, power
         leveled = limits.limit(region, upper)
     return replace(leveled, measure_seconds=measured + leveled.measure_seconds)
 
@@ -235,7 +255,9 @@ class _Limits:
     def aim(self) -> float:
         return self.ceiling * from_db(-CURVE_MARGIN_DB)
 
-    def region(self, need: NDArray[np.float32], mapped: float) -> tuple[_Region, float, float]:
+    def region(
+        self, need: NDArray[np.float32], power: NDArray[np.float32], mapped: float
+    ) -> tuple[_Region, float, float]:
         """The samples the curve may touch, the highest gain allowed (``upper``: every unmapped detector
         value, at most the map's floor ``mapped``, stays under the ceiling) and the highest the depth cap
         allows."""
@@ -243,7 +265,7 @@ class _Limits:
         full = min(self.gain * from_db(self.depth_db), self.ceiling * from_db(self.depth_db) / peak_need)
         upper = min(full, self.ceiling / mapped)
         shape = _Shape(self.settings, self.blocks.sample_rate)
-        return _region(need, upper, self.aim, shape.reach), upper, full
+        return _region(need, power, upper, self.aim, shape.reach), upper, full
 
     def limit(self, region: _Region, upper: float) -> Leveled:
         shape = _Shape(self.settings, self.blocks.sample_rate)
@@ -267,6 +289,31 @@ def _static(
     true_peak = gain * refined_peak(x, peaks)
     measured = time.perf_counter() - started
     return Leveled(x * np.float32(gain), to_db(gain), loudness, true_peak, 0.0, 0.0, False, measured)
+
+
+def _positions(
+    index: NDArray[np.intp], wanted: NDArray[np.integer]
+) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
+    """Where each of ``wanted`` sits in the sorted ``index``, and whether it is there at all."""
+    at = np.minimum(np.searchsorted(index, wanted), max(index.shape[0] - 1, 0))
+    found = index[at] == wanted if index.shape[0] else np.zeros(wanted.shape, dtype=bool)
+    return at, found
+
+
+def _touch_region(index: NDArray[np.intp], rows: NDArray[np.integer]) -> bool:
+    """Whether every grid row (between samples ``m - 1`` and ``m``) has one of its samples in ``index``."""
+    return bool((_positions(index, rows)[1] | _positions(index, rows - 1)[1]).all())
+
+
+def _row_factors(
+    index: NDArray[np.intp], rows: NDArray[np.integer], factors: NDArray[np.float32]
+) -> NDArray[np.float32]:
+    """Per sample of ``index``: the largest of ``factors`` at the rows on either side of it (1 if none)."""
+    out = np.ones(index.shape[0], dtype=np.float32)
+    for shift in (0, 1):  # row r lies between samples r - 1 and r
+        at, found = _positions(index, rows - shift)
+        np.maximum.at(out, at[found], factors[found])
+    return out
 
 
 def _spans(region: _Region) -> NDArray[np.int64]:
@@ -357,29 +404,28 @@ class _Limiter:
         Returns the output, the curve over the region and the output's peak map. If deepening cannot
         bring the output under (a value beyond the region), the whole output is trimmed by the excess.
         """
-        x, ceiling, samples = self.x, self.ceiling, self.x.shape[1]
+        x, ceiling = self.x, self.ceiling
         self.trimmed = False
         out = x * np.float32(gain)
         scaled = out[:, region.index]
-        inside = np.zeros(samples + 1, dtype=bool)
-        inside[region.index] = True
-        inside[region.index + 1] = True
         for _ in range(8):
             g = self.shape.curve(region.need, gain, self.aim)
             out[:, region.index] = scaled * g
             changed = _spans(region)
             spans = scaled_span_bounds(out, self.spans, gain, changed)
-            checked = peak_map(out, ceiling, self._far_of(out, gain, region, scaled, changed), spans)
+            far = self._far_of(out, gain, region, scaled, changed)
+            checked = peak_map(out, ceiling, far, spans, keep_envelope=False)
+            del far
             values = checked.values
             over = values > ceiling
             if not over.any():
                 return out, g, checked
             rows = checked.rows[over]
-            if not inside[rows].all():
+            if not _touch_region(region.index, rows):
                 break
-            excess = np.ones(samples + 1, dtype=np.float32)
-            excess[rows] = values[over] / ceiling * from_db(0.002)
-            region.need[:] = region.need * np.maximum(excess[:-1], excess[1:])[region.index]
+            excess = np.empty(rows.shape[0], dtype=np.float32)
+            excess[:] = values[over] / ceiling * from_db(0.002)
+            region.need[:] = region.need * _row_factors(region.index, rows, excess)
         out *= np.float32(ceiling / float(values.max()) * from_db(-0.002))
         self.trimmed = True
         log.debug("limiter: whole output trimmed to stay under the ceiling")

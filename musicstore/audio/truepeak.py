@@ -32,11 +32,32 @@ _SCREEN_SLACK = _SCREEN_BERNSTEIN / (1 - _SCREEN_BERNSTEIN) + 1e-3
 
 
 def sample_envelope(audio: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Largest |sample| over channels, per sample: ``(S,)``."""
+    """Largest |sample| over channels, per sample: ``(S,)`` (a chunk at a time: no full-length temporary)."""
     envelope: NDArray[np.float32] = np.abs(audio[0])
-    for channel in audio[1:]:
-        np.maximum(envelope, np.abs(channel), out=envelope)
+    if audio.shape[0] > 1:
+        size = min(_CHUNK, audio.shape[1])
+        part = np.empty(size, dtype=np.float32)
+        for start in range(0, audio.shape[1], _CHUNK):
+            stop = min(start + _CHUNK, audio.shape[1])
+            for channel in audio[1:]:
+                np.abs(channel[start:stop], out=part[: stop - start])
+                np.maximum(envelope[start:stop], part[: stop - start], out=envelope[start:stop])
     return envelope
+
+
+def largest_sample(audio: NDArray[np.float32]) -> float:
+    """Largest |sample| (the envelope's largest value, with no full-length temporary)."""
+    if audio.size == 0:
+        return 0.0
+    return max(float(audio.max()), -float(audio.min()))
+
+
+def _envelope_at(audio: NDArray[np.float32], index: Rows) -> NDArray[np.float32]:
+    """The sample envelope at ``index`` (0 where it lies outside the clip), read from the samples."""
+    inside = (index >= 0) & (index < audio.shape[1])
+    picked: NDArray[np.float32] = np.abs(audio[:, np.where(inside, index, 0)]).max(axis=0, initial=0.0)
+    picked[~inside] = 0.0
+    return picked
 
 
 def candidate_rows(
@@ -67,7 +88,7 @@ class PeakMap:
     least the Annex 2 4x ones) wherever they may exceed the sample peak or a lower floor (every other
     row is below both)."""
 
-    envelope: NDArray[np.float32]
+    envelope: NDArray[np.float32]  # (S,); only its largest value, (1,), where not kept (``peak_map``)
     rows: Rows
     values: NDArray[
         np.float32
@@ -265,6 +286,8 @@ def peak_map(
     floor: float | None = None,
     far: FarField | None = None,
     spans: NDArray[np.float32] | None = None,
+    *,
+    keep_envelope: bool = True,
 ) -> PeakMap:
     """Measure ``(C, S)`` audio with the detector, interpolating only where it can matter:
     where a value may exceed the sample peak, or ``floor`` when that is lower. ``far``: the clip's
@@ -277,11 +300,15 @@ def peak_map(
     within 1/8 sample of a quarter point, so it exceeds that point by at most ``(pi / 8)^2 / 2`` of the
     clip's true peak (Bernstein), itself at most the quarter grid's peak over ``1 - (pi / 8)^2 / 2``.
     Only rows where this can exceed the level get the full grid.
+
+    ``keep_envelope=False`` (with ``spans`` given): the map's ``envelope`` holds only the largest |sample|
+    (no full-length envelope is made; the values read are the same).
     """
     far = FarField.measure(audio) if far is None else far
-    envelope = sample_envelope(audio)
+    samples = audio.shape[1]
+    full = keep_envelope or spans is None
+    envelope = sample_envelope(audio) if full else np.full(1, largest_sample(audio), dtype=np.float32)
     level = float(envelope.max()) if floor is None else min(float(envelope.max()), floor)
-    samples = envelope.shape[0]
     blocks = -(-(samples + 1) // BLOCK)
     far_blocks = far.block_bound(blocks)
     near = span_bounds(audio, envelope) if spans is None else spans
@@ -296,8 +323,11 @@ def peak_map(
     screened = _screen().peaks(audio, rows)
     quarter = screened[:, 0] + far_bound  # ≥ |reconstruction| there
     annex = screened[:, 1]
-    before = np.where(rows > 0, envelope[np.maximum(rows - 1, 0)], np.float32(0.0))  # sample m - 1
-    after = np.where(rows < samples, envelope[np.minimum(rows, samples - 1)], np.float32(0.0))  # m
+    if full:
+        before = np.where(rows > 0, envelope[np.maximum(rows - 1, 0)], np.float32(0.0))  # sample m - 1
+        after = np.where(rows < samples, envelope[np.minimum(rows, samples - 1)], np.float32(0.0))  # m
+    else:
+        before, after = _envelope_at(audio, rows - 1), _envelope_at(audio, rows)
     local = np.maximum(quarter, np.maximum(before, after))
     grid_peak = max(float(envelope.max()), float(quarter.max(initial=0.0)))
     threshold = level - _SCREEN_SLACK * grid_peak
