@@ -256,3 +256,43 @@ def test_scaled_span_bounds_hold_the_outputs_values(  # noqa: PLR0917 (hypothesi
     allowance = 1e-4 * gain * float(np.abs(audio).max())
     assert np.all(derived >= own * (1 - 2e-5) - allowance)
     assert np.all(derived <= own * (1 + 2e-5) + allowance)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    samples=st.integers(1, 6_000),
+    channels=st.integers(1, 3),
+    seed=st.integers(0, 2**32 - 1),
+    floor_share=st.floats(0.2, 1.0),
+    sparse=st.booleans(),
+)
+def test_peak_map_without_its_envelope_reads_the_same(
+    samples: int, channels: int, seed: int, floor_share: float, sparse: bool
+) -> None:
+    """The limiter's check maps the output without a full-length envelope (memory): the same rows, values
+    and floor, and the envelope's largest value alone; the peak need built over the map's envelope equals
+    the dense formula (zero rows, the values at their rows, the larger of each row pair and the envelope)."""
+    from musicstore.audio.limiter import _need
+    from musicstore.audio.truepeak import largest_sample
+
+    rng = np.random.default_rng(seed)
+    audio = rng.standard_normal((channels, samples)).astype(np.float32)
+    if sparse:
+        audio *= rng.random(samples) < 0.02
+    envelope = sample_envelope(audio)
+    assert largest_sample(audio) == float(envelope.max())
+    far = FarField.measure(audio)
+    spans = span_bounds(audio, envelope)
+    floor = floor_share * float(envelope.max())
+    full = peak_map(audio, floor, far, spans)
+    light = peak_map(audio, floor, far, spans, keep_envelope=False)
+    assert np.array_equal(light.rows, full.rows)
+    assert np.array_equal(light.values, full.values)
+    assert np.array_equal(light.ideal, full.ideal)
+    assert light.floor == full.floor
+    assert light.sample_peak == full.sample_peak
+    assert light.envelope.shape == (1,)
+    dense = np.zeros(samples + 1, dtype=np.float32)
+    dense[full.rows] = full.values
+    expected = np.maximum(np.maximum(dense[:-1], dense[1:]), envelope)
+    assert np.array_equal(_need(full), expected)
