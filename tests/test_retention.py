@@ -111,6 +111,32 @@ def test_budget_deletes_oldest_first_until_under(store: Any, root: Path, clock: 
     assert short.rows_deleted == 0 and short.budget_met is False
 
 
+def test_budget_counts_the_renditions_bytes_the_store_records(
+    store: Any, root: Path, clock: FakeClock
+) -> None:
+    from tests.test_maintenance_s3 import RENDITION
+
+    rows = []
+    for _ in range(3):
+        g = completed(store, root, size=1000)
+        folder = str(g.file_path).rpartition("/")[0]
+        key = f"{folder}/{g.id}.streaming.0123abcd.mp3"
+        (root / key).write_bytes(b"\1" * 500)
+        store.create_rendition(g.id, storage_key=key, file_size_bytes=500, checksum="0" * 64, **RENDITION)
+        peaks = root / f"{folder}/{g.id}.peaks.256.8.json"
+        peaks.write_bytes(b"{}" * 50)  # a peaks file: recorded in no table, so not in the budget
+        rows.append(g)
+        clock.advance(60)
+    dry = cleanup(store, root, max_total_bytes=3000)  # masters 3,000 + renditions 1,500 recorded
+    assert (dry.total_bytes_before, dry.total_bytes_after) == (4500, 3000)
+    assert [d.id for d in dry.deleted] == [rows[0].id] and dry.budget_met
+    real = cleanup(store, root, max_total_bytes=3000, dry_run=False)
+    assert [d.id for d in real.deleted] == [rows[0].id] and real.budget_met
+    assert real.total_bytes_after == 3000 and real.bytes_freed == 1000 + 500 + 100
+    assert ids(store) == {g.id for g in rows[1:]}
+    assert cleanup(store, root, max_total_bytes=3000, dry_run=False).rows_deleted == 0
+
+
 def test_never_deletes_a_file_a_kept_row_records(store: Any, root: Path) -> None:
     shared = "shared/loop.wav"
     gone = completed(store, root, size=10, file_path=shared, model_name="old-model")

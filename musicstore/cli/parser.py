@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-bytes",
         metavar="SIZE",
         type=parse_size,
-        help="delete oldest first until the recorded bytes are at most SIZE (50GB, 500MB, 2GiB)",
+        help="delete oldest first until the recorded bytes (files, renditions) are at most SIZE (50GB, 2GiB)",
     )
     clean.add_argument("--apply", "--yes", action="store_true", help="really delete (default: dry run)")
 

@@ -219,7 +219,8 @@ class CleanupReport:
     """What cleanup did (or, with ``dry_run``, would do); ``json.dumps(dataclasses.asdict(report))`` works.
 
     Lists hold at most ``max_items`` entries (``truncated``); counts are complete. ``total_bytes_*`` are the
-    store's recorded file bytes (all generations); in a dry run ``total_bytes_after`` is the estimate.
+    bytes the store records (all generations' files and their renditions'; peaks files, recorded in no table,
+    are not counted); in a dry run ``total_bytes_after`` is the estimate.
     ``budget_met`` is None without ``max_total_bytes``.
     """
 
@@ -291,13 +292,22 @@ def cleanup_candidates(
 
 
 @reader
-def rendition_files(ids: list[str]) -> Steps[dict[str, list[str]]]:
-    """generation id → the storage keys of its renditions, for those of ``ids`` that have any."""
+def rendition_files(ids: list[str]) -> Steps[dict[str, list[tuple[str, int]]]]:
+    """generation id → the (storage key, recorded bytes) of its renditions, for those of ``ids`` with any."""
     rows = yield Call("maintenance_renditions_of_generations", {"ids": json.dumps(ids)})
-    found: dict[str, list[str]] = {}
+    found: dict[str, list[tuple[str, int]]] = {}
     for r in rows:
-        found.setdefault(r["generation_id"], []).append(r["storage_key"])
+        found.setdefault(r["generation_id"], []).append((r["storage_key"], int(r["file_size_bytes"] or 0)))
     return found
+
+
+@reader
+def recorded_bytes() -> Steps[int]:
+    """The bytes of the files the store records: the generations' (``total_file_bytes``) and their
+    renditions' (``rendition_totals``, migration 0011), from running totals."""
+    masters = yield from get_database_stats.steps()
+    made = yield Call("rendition_totals", {})
+    return int(masters.total_file_bytes) + int(made["file_bytes"])
 
 
 @writer
@@ -367,8 +377,8 @@ def cleanup(
     Candidates: generations in ``statuses`` (default completed, failed, cancelled; pending only when named;
     processing never), of ``model_name`` if given, created more than ``older_than`` ago by the store's clock.
     Without ``max_total_bytes`` every candidate goes; with it, candidates go oldest first only until the
-    store's recorded file bytes are at most ``max_total_bytes``. At least one criterion must be given
-    (``statuses`` counts when passed explicitly).
+    bytes the store records (its generations' files and their renditions') are at most ``max_total_bytes``.
+    At least one criterion must be given (``statuses`` counts when passed explicitly).
 
     A row is kept, with its file, when its path leads outside the root (absolute, ``..``, through or to a
     symlink: ``outside_root_count``), is not a .wav/.flac, or not a regular file. A file another kept row
@@ -439,7 +449,7 @@ def _cleanup(
         model_name=model,
         max_total_bytes=budget,
     )
-    total = report.total_bytes_before = store.run(get_database_stats).total_file_bytes
+    total = report.total_bytes_before = store.run(recorded_bytes)
     processed = 0
 
     def listed(items: list[Any], item: Any) -> None:
@@ -460,6 +470,7 @@ def _cleanup(
         if not page:
             break
         after = (page[-1]["created_at"], page[-1]["id"])
+        renditions = store.run(rendition_files, [row["id"] for row in page])  # their rows cascade
         selected: list[tuple[dict[str, Any], int | None]] = []
         for row in page:
             if budget is not None and total <= budget:
@@ -474,10 +485,9 @@ def _cleanup(
                     skip(row, problem)
                     continue
             selected.append((row, on_disk))
-            total -= row["file_size_bytes"] or 0
+            total -= _recorded(row, renditions)
         if not selected:
             continue
-        renditions = store.run(rendition_files, [row["id"] for row, _ in selected])  # rows cascade
         if dry_run:
             deleted = {row["id"] for row, _ in selected}
         else:
@@ -490,7 +500,7 @@ def _cleanup(
             processed += 1
             if row["id"] not in deleted:
                 report.rows_changed += 1
-                total += row["file_size_bytes"] or 0
+                total += _recorded(row, renditions)
                 if progress is not None:
                     progress(processed)
                 continue
@@ -506,7 +516,7 @@ def _cleanup(
             if action in ("deleted", "would_delete"):
                 report.files_deleted += 1
                 report.bytes_freed += on_disk or 0
-            gone = _delete_renditions(place, renditions.get(row["id"], []), dry_run, report)
+            gone = _delete_renditions(place, [k for k, _ in renditions.get(row["id"], [])], dry_run, report)
             drawn = 0
             if action != "kept_shared" and row["file_path"]:
                 drawn = _delete_peaks(place, peaks.get(row["file_path"], []), dry_run, report)
@@ -527,11 +537,16 @@ def _cleanup(
             if progress is not None:
                 progress(processed)
 
-    report.total_bytes_after = total if dry_run else store.run(get_database_stats).total_file_bytes
+    report.total_bytes_after = total if dry_run else store.run(recorded_bytes)
     if budget is not None:
         report.budget_met = report.total_bytes_after <= budget
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def _recorded(row: dict[str, Any], renditions: dict[str, list[tuple[str, int]]]) -> int:
+    """The bytes the store records for a generation: its file's and its renditions'."""
+    return int(row["file_size_bytes"] or 0) + sum(size for _, size in renditions.get(row["id"], []))
 
 
 def _now(store: Store) -> datetime:
