@@ -214,13 +214,24 @@ def _export_one(
     sample_peak = max(float(out.max()), -float(out.min()))
     clipped = clipped_samples(out, sample_peak)
     frames = to_frames(out, options.subtype, np.random.default_rng(options.dither_seed))
+    shape = out.shape
+    del out
+    done = _without_audio(done)  # the float output is not needed past here: freed before the write (memory)
     if frames_seen is not None:  # e.g. the waveform peaks of what is written, before it is (recording)
         frames_seen(frames)
     quantized = time.perf_counter()
     size = write_atomic(path, frames, rate, fmt, options.subtype)
     written = time.perf_counter()
     result = _result(
-        done, path, size, rate=rate, fmt=fmt, options=options, sample_peak=sample_peak, clipped=clipped
+        done,
+        path,
+        size,
+        rate=rate,
+        fmt=fmt,
+        options=options,
+        shape=shape,
+        sample_peak=sample_peak,
+        clipped=clipped,
     )
     result = _with_times(
         result, started, StageTimings(measure_s, limit_s, quantized - stamp, written - quantized)
@@ -245,6 +256,7 @@ def _result(
     rate: int,
     fmt: str,
     options: ExportOptions,
+    shape: tuple[int, ...],
     sample_peak: float,
     clipped: int,
 ) -> ExportResult:
@@ -254,7 +266,7 @@ def _result(
     else:
         after, gain = leveled.loudness, leveled.gain_db
         reduction, fraction = leveled.max_reduction_db, leveled.reduced_fraction
-    channels, samples = done.audio.shape
+    channels, samples = shape
     return ExportResult(
         path=path,
         bytes=size,
@@ -277,6 +289,15 @@ def _result(
         clipped_samples=clipped,
         elapsed=0.0,
     )
+
+
+_NO_AUDIO = np.zeros((0, 0), dtype=np.float32)
+
+
+def _without_audio(done: _Processed) -> _Processed:
+    """``done`` without its output audio (nor its ``Leveled``'s): what is left is the figures."""
+    leveled = None if done.leveled is None else replace(done.leveled, audio=_NO_AUDIO)
+    return replace(done, audio=_NO_AUDIO, leveled=leveled)
 
 
 def _with_times(result: ExportResult, started: float, timings: StageTimings) -> ExportResult:
