@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from musicstore import InvalidInput, validate
@@ -130,8 +130,32 @@ def full_metadata(value: Any) -> str:
     return validate.metadata(value, checked=True)
 
 
-@settings(max_examples=300)
-@given(value=st.one_of(st.dictionaries(keys, json_like, max_size=5), json_like))
+plain_keys = st.text(alphabet="ab\x00\x01é", max_size=3)
+"""Mostly str keys, so that most drawn objects reach their values (a non-str key refuses the whole object)."""
+strings = st.text(alphabet='a\x00\x01"\\é\ud800', max_size=4)
+plain_json = st.recursive(
+    st.one_of(scalars, strings),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(plain_keys, inner, max_size=3)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400)
+@given(
+    value=st.one_of(
+        st.dictionaries(keys, json_like, max_size=5),
+        st.dictionaries(plain_keys, plain_json, max_size=4),
+        json_like,
+    )
+)
+@example({"a": "\x00"})
+@example({"a": ["\x00"]})
+@example({"\x00": 1})
+@example({"a": {"b": "\ud800"}})
+@example({"a": [2**63]})
+@example({"a": {"b": math.nan}})
+@example({"a": (1,)})
+@example({"a": {1: 2}})
 def test_metadata_decides_as_its_full_walk(value: Any) -> None:
     same(lambda: validate.metadata(value), lambda: full_metadata(value))
     result = outcome(lambda: validate.metadata(value))
