@@ -12,7 +12,7 @@ import json
 import math
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import InvalidInput
 from .models import Generation, Prompt, Status
@@ -52,16 +52,22 @@ def _show(value: object) -> str:
     return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
 
 
-def text(value: object, what: str, *, max_chars: int, blank: bool = True) -> str:
-    """A str the databases store verbatim: no NUL, no lone surrogate, at most ``max_chars`` characters."""
-    if (
+def _plain(value: object, max_chars: int, blank: bool = True) -> TypeGuard[str]:
+    """The common case of ``text``: an ASCII str of at most ``max_chars`` without NUL (and not blank unless
+    ``blank``), which passes every check of ``text``; anything else takes the full checks."""
+    return (
         type(value) is str
         and len(value) <= max_chars
         and value.isascii()
         and "\x00" not in value
-        and (blank or value.strip())
-    ):
-        return value  # the common case, every check passed (the checks below say why one fails)
+        and (blank or bool(value.strip()))
+    )
+
+
+def text(value: object, what: str, *, max_chars: int, blank: bool = True) -> str:
+    """A str the databases store verbatim: no NUL, no lone surrogate, at most ``max_chars`` characters."""
+    if _plain(value, max_chars, blank):
+        return value  # the checks below say why one fails
     if not isinstance(value, str):
         raise InvalidInput(f"{what} must be a str, got {type(value).__name__}")
     if not blank and not value.strip():
@@ -80,14 +86,8 @@ def text(value: object, what: str, *, max_chars: int, blank: bool = True) -> str
 
 def prompt(value: object) -> str:
     """A prompt is stored verbatim: any script, quotes, emoji; not blank, no NUL, valid UTF-8."""
-    if (
-        type(value) is str
-        and len(value) <= MAX_PROMPT_CHARS
-        and value.isascii()
-        and "\x00" not in value
-        and value.strip()
-    ):
-        return value  # the common case: ASCII, not blank (``text``'s checks, passed)
+    if _plain(value, MAX_PROMPT_CHARS, blank=False):
+        return value
     if isinstance(value, str) and not value.strip():
         raise InvalidInput("prompt is empty or only whitespace; describe the music to generate")
     return text(value, "prompt", max_chars=MAX_PROMPT_CHARS)
@@ -95,14 +95,8 @@ def prompt(value: object) -> str:
 
 def name(value: object, what: str, *, optional: bool = False) -> str | None:
     """A short identifier such as a model name, model version or worker id."""
-    if (
-        type(value) is str
-        and len(value) <= MAX_NAME_CHARS
-        and value.isascii()
-        and "\x00" not in value
-        and value.strip()
-    ):
-        return value  # the common case (``text``'s checks, passed)
+    if _plain(value, MAX_NAME_CHARS, blank=False):
+        return value
     if value is None and optional:
         return None
     if not isinstance(value, str):
