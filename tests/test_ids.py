@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -89,3 +91,51 @@ def test_jobs_enqueued_at_one_instant_are_claimed_in_creation_order(store: Store
     while (job := store.claim_next("w")) is not None:
         claimed.append(job.id)
     assert claimed == created
+
+
+def test_random_bits_are_drawn_in_bulk_and_handed_out_once(sequence: ids._Sequence) -> None:
+    """One os.urandom call serves many ids; no byte of the pool is handed out twice."""
+    first = new_id()
+    pool = sequence.pool
+    made = [new_id() for _ in range(50)]
+    assert sequence.pool is pool and sequence.at > 10  # the same draw, read further on
+    assert first < made[0] and made == sorted(made) and len(set(made)) == 50
+
+
+def test_a_pool_drawn_to_its_end_is_drawn_again(sequence: ids._Sequence) -> None:
+    new_id()
+    sequence.at = ids.POOL_BYTES - 3  # fewer bytes left than a draw takes
+    before = sequence.pool
+    made = [new_id() for _ in range(3)]
+    assert sequence.pool is not before and made == sorted(made)
+
+
+def test_a_forked_child_hands_out_other_ids_than_its_parent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a fork, parent and child share the pool's unread bytes and the last id: the child must forget
+    both, or both would make the same ids in the same millisecond."""
+    monkeypatch.setattr(ids, "_sequence", ids._Sequence())
+    new_id()  # the pool is drawn and part read before the fork
+    fixed_clock(monkeypatch, [time.time_ns() + 10**9])  # both continue in one later millisecond
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its ids to the parent, then out without running pytest's exit
+        try:
+            os.write(write, " ".join(new_id() for _ in range(200)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    parent = [new_id() for _ in range(200)]
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split()
+    os.waitpid(pid, 0)
+    assert len(child) == 200 and child == sorted(child)
+    assert not set(parent) & set(child)
+
+
+def test_fresh_sequences_start_at_random_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    fixed_clock(monkeypatch, [7_000_000])
+    firsts = set()
+    for _ in range(5):
+        monkeypatch.setattr(ids, "_sequence", ids._Sequence())
+        firsts.add(new_id().split("-", 2)[2])  # the part after the millisecond
+    assert len(firsts) == 5
