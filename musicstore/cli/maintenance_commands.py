@@ -62,9 +62,19 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         report.dangling_rendition_count,
     )
     print_section(
+        "recorded waveform peaks files missing or damaged (repair drops the record: render_peaks makes them "
+        "again)",
+        [
+            (p.id, p.key, p.problem, bytes_text(p.expected_bytes), bytes_text(p.actual_bytes), p.action)
+            for p in report.dangling_peaks
+        ],
+        ["id", "peaks file", "problem", "recorded", "found", "action"],
+        report.dangling_peaks_count,
+    )
+    print_section(
         "rows outside the output root (never followed; left as they are: fix or delete them by hand)",
-        [(o.id, o.file_path, o.reason) for o in report.outside_root],
-        ["id", "file", "reason"],
+        [(o.id, o.kind, o.file_path, o.reason) for o in report.outside_root],
+        ["id", "of", "file", "reason"],
         report.outside_root_count,
     )
     print_section(
@@ -94,6 +104,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         print(
             f"\nfound {report.orphan_count:,} orphans, {report.dangling_count:,} dangling rows, "
             f"{report.dangling_rendition_count:,} dangling renditions, "
+            f"{report.dangling_peaks_count:,} damaged peaks records, "
             f"{report.stale_temp_count + report.abandoned_upload_count:,} stale temp files or uploads: "
             "repaired (see action)" + _outside_note(report.outside_root_count)
         )
@@ -101,6 +112,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         print(
             f"\nfound {report.orphan_count:,} orphans, {report.dangling_count:,} dangling rows, "
             f"{report.dangling_rendition_count:,} dangling renditions, "
+            f"{report.dangling_peaks_count:,} damaged peaks records, "
             f"{report.stale_temp_count + report.abandoned_upload_count:,} stale temp files or uploads; "
             "`musicstore reconcile --repair` fixes them" + _outside_note(report.outside_root_count)
         )

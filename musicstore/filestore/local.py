@@ -17,6 +17,7 @@ still acted on where it now is (the descriptor follows the folder). Maintenance 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -147,6 +148,32 @@ class RootDir:
         if stat.S_ISLNK(info.st_mode):
             raise Outside(f"{rel} is a symlink (not followed)")
         return fd, name, info
+
+    def sha256(self, rel: str) -> tuple[int, str] | None:
+        """(bytes, SHA-256 hex) of the regular file at ``rel``, read through a descriptor opened relative to
+        its folder with ``O_NOFOLLOW``; None when there is none (missing, or not a regular file). Raises
+        ``Outside`` as ``lstat`` does."""
+        place = self._place(rel)
+        if place is None:
+            return None
+        try:
+            fd = os.open(
+                place[1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=place[0]
+            )
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # became a symlink since the lstat: not followed
+                raise Outside(f"{rel} is a symlink (not followed)") from None
+            raise
+        digest, size = hashlib.sha256(), 0
+        with open(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                return None
+            while chunk := file.read(1 << 16):
+                digest.update(chunk)
+                size += len(chunk)
+        return size, digest.hexdigest()
 
     def unlink(self, rel: str) -> bool:
         """Remove the regular file at ``rel``; False when there is none (missing, or not a regular file)."""

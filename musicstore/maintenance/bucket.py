@@ -19,7 +19,10 @@ way are remembered so that no object is counted twice. Objects whose names are n
 a rendition's name) are *other*: counted, never touched. Nothing outside the prefix is listed, so nothing
 there is ever touched. With ``peaks=True`` (reconcile) a waveform peaks object
 (``<36-char id>.peaks.<int>.<8|16>[.split].json``, no row records it) is looked up, in batches, by the id
-its name carries: *referenced* while that generation's row exists, else an *orphan* (``Item.peaks``).
+its name carries: *referenced* while that generation's row exists, else an *orphan* (``Item.peaks``);
+and the peaks file each generation's row records (``metadata["peaks"]``) joins the rows as a row of its own
+(``peaks_row``, placed in key order beside its master), so a recorded peaks object that is missing or of
+another size is found by the same merge, with no request of its own.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import InvalidInput
 from ..filestore import FileStore, ObjectInfo, ObjectNotFound
+from ..filestore.base import check_key
 from ..models import Status
 from ..ops import Call, Steps, reader
 from ..store import Store
-from .scan import audio_stem, peaks_stem, rows_by_ids
+from .scan import audio_stem, peaks_record, peaks_stem, rows_by_ids
 
 LIST_PAGE = 1000
 """Keys a listing request asks for (S3's largest page)."""
@@ -56,18 +61,45 @@ class StoredRow:
     size: int | None
     checksum: str | None
     rendition: bool = False
+    peaks: str | None = None
+    """A generation's row: its ``metadata["peaks"]`` record as JSON text (None when it has none). A peaks
+    row (``is_peaks``): the record it stands for."""
+    is_peaks: bool = False
+    """The waveform peaks file a generation's row records (``peaks_row``): ``key``, ``size`` and
+    ``checksum`` are the record's (``size`` None when not recorded)."""
 
     @property
     def must_exist(self) -> bool:
-        """A completed generation's master, or any rendition: its object must be there."""
+        """A completed generation's master or recorded peaks file, or any rendition: its object must be
+        there."""
         return self.rendition or self.status == Status.COMPLETED.value
+
+
+def peaks_row(row: StoredRow) -> StoredRow | None:
+    """The row standing for the peaks file a generation's ``row`` records; None when it records none, or a
+    record that is not one or whose key names no object in a store (``check_key``: reconcile reports
+    those from the generation's row)."""
+    if row.rendition or row.is_peaks or row.peaks is None:
+        return None
+    try:
+        record = peaks_record(row.peaks)
+        if record is None:
+            return None
+        check_key(record.key)
+    except (ValueError, InvalidInput):
+        return None
+    return StoredRow(
+        record.key, row.id, row.generation_id, row.status, record.size, record.sha256, peaks=row.peaks,
+        is_peaks=True,
+    )  # fmt: skip
 
 
 def _generation_row(r: dict[str, object]) -> StoredRow:
     return StoredRow(
         str(r["file_path"]), str(r["id"]), str(r["id"]), str(r["status"]),
         None if r["file_size_bytes"] is None else int(r["file_size_bytes"]),  # type: ignore[call-overload]
-        None if r["checksum"] is None else str(r["checksum"]),
+        None if r["checksum"] is None else str(r["checksum"]), False,
+        None if r.get("peaks") is None else str(r["peaks"]),
     )  # fmt: skip
 
 
@@ -105,6 +137,19 @@ def stored_renditions_after(url: str, after: str, limit: int) -> Steps[list[Stor
 
 
 @reader
+def owners_by_ids(ids: list[str]) -> Steps[dict[str, StoredRow]]:
+    """id → the generation's row (``key``: its store's URL, ``""`` for a local root; ``peaks``: its peaks
+    record) for those of ``ids`` that exist."""
+    rows = yield Call("maintenance_generations_by_ids", {"ids": json.dumps(ids)})
+    return {
+        r["id"]: StoredRow(
+            r["storage_url"] or "", r["id"], r["id"], r["status"], None, None, peaks=r["peaks"]
+        )
+        for r in rows
+    }
+
+
+@reader
 def stored_by_keys(url: str, keys: list[str]) -> Steps[list[StoredRow]]:
     """The generations and renditions that record one of ``keys`` in the store at ``url``."""
     params = {"storage_url": url, "keys": json.dumps(keys)}
@@ -125,6 +170,26 @@ def _generation_rows(store: Store, url: str, batch: int) -> Iterator[StoredRow]:
             return
 
 
+def _with_peaks(rows: Iterator[StoredRow]) -> Iterator[StoredRow]:
+    """``rows`` (in key order) and, among them in key order, the peaks row of each that records a peaks
+    file. A peaks file lies beside its master (``<dir>/<stem>.peaks.…json`` sorts just before
+    ``<dir>/<stem>.wav``, just after ``<dir>/<stem>.flac``), so it is held in a small heap until the
+    stream reaches its key; one that sorts before a row already given (a record edited by hand) comes out
+    of order, which the merge notices and confirms with a ``HEAD``. At most ``HOLD`` are held."""
+    held: list[tuple[str, int, StoredRow]] = []
+    count = 0
+    for row in rows:
+        derived = peaks_row(row)
+        if derived is not None:
+            heapq.heappush(held, (derived.key, count, derived))
+            count += 1
+        while held and (held[0][0] <= row.key or len(held) > HOLD):
+            yield heapq.heappop(held)[2]
+        yield row
+    while held:
+        yield heapq.heappop(held)[2]
+
+
 def _rendition_rows(store: Store, url: str, batch: int) -> Iterator[StoredRow]:
     after = ""
     while page := store.run(stored_renditions_after, url, after, batch):
@@ -134,10 +199,14 @@ def _rendition_rows(store: Store, url: str, batch: int) -> Iterator[StoredRow]:
         after = page[-1].key
 
 
-def stored_rows(store: Store, url: str, batch: int) -> Iterator[StoredRow]:
-    """Every row recording a file in the store at ``url``, in key order (one page of each table held)."""
+def stored_rows(store: Store, url: str, batch: int, *, peaks: bool = False) -> Iterator[StoredRow]:
+    """Every row recording a file in the store at ``url``, in key order (one page of each table held); with
+    ``peaks``, also a row for each recorded waveform peaks file (``peaks_row``)."""
+    generations = _generation_rows(store, url, batch)
     return heapq.merge(
-        _generation_rows(store, url, batch), _rendition_rows(store, url, batch), key=lambda row: row.key
+        _with_peaks(generations) if peaks else generations,
+        _rendition_rows(store, url, batch),
+        key=lambda row: row.key,
     )
 
 
@@ -206,10 +275,12 @@ class _Classifier:
 
     def run(self) -> Iterator[Item]:
         listing = self._increasing(self.files.list(page_size=LIST_PAGE), strict=True)
-        recorded = self._increasing(stored_rows(self.store, self.files.url, self.batch), strict=False)
+        recorded = self._increasing(
+            stored_rows(self.store, self.files.url, self.batch, peaks=self.peaks), strict=False
+        )
         for key, obj, rows in join(listing, recorded):
             if obj is not None and rows:
-                yield Item(key, obj, rows, "referenced", rows[0].status)
+                yield Item(key, obj, rows, "referenced", rows[0].status, peaks=any(r.is_peaks for r in rows))
             elif obj is not None:
                 name = key.rpartition("/")[2]
                 if audio_stem(name) is None:
@@ -237,13 +308,20 @@ class _Classifier:
         drawn, self.drawn = self.drawn, []
         if not drawn:
             return
-        rows = self.store.run(rows_by_ids, sorted({owner for _, owner in drawn}))
+        rows = self.store.run(owners_by_ids, sorted({owner for _, owner in drawn}))
         for obj, owner in drawn:
+            if obj.key in self.found_by_head:
+                continue  # the object its generation's record names, counted when that row came
             row = rows.get(owner)
-            if row is not None:
-                yield Item(obj.key, obj, [], "referenced", row[0], peaks=True)
-            else:
+            if row is None:
                 yield Item(obj.key, obj, [], "orphan", peaks=True)
+                continue
+            recorded = peaks_row(row) if row.key == self.files.url else None
+            if recorded is not None and recorded.key == obj.key:  # its row came out of order: met here
+                self.found_by_key.add(obj.key)
+                yield Item(obj.key, obj, [recorded], "referenced", row.status, peaks=True)
+            else:
+                yield Item(obj.key, obj, [], "referenced", row.status, peaks=True)
 
     def confirm_orphans(self) -> Iterator[Item]:
         objects, self.orphans = self.orphans, []
@@ -310,6 +388,8 @@ __all__ = [
     "classify_objects",
     "is_object_store",
     "join",
+    "owners_by_ids",
+    "peaks_row",
     "stored_by_keys",
     "stored_rows",
 ]

@@ -25,6 +25,7 @@ docs/maintenance.md.
 from __future__ import annotations
 
 import hashlib
+import json
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -35,9 +36,18 @@ from typing import Any
 
 from .. import validate
 from ..errors import InvalidInput, StorageError
-from ..filestore import ChecksumMismatch, FileStore, LocalFileStore, ObjectNotFound, open_filestore
+from ..filestore import (
+    ChecksumMismatch,
+    FileStore,
+    LocalFileStore,
+    ObjectNotFound,
+    check_key,
+    open_filestore,
+)
 from ..filestore.local import Outside, RootDir
+from ..models import Status
 from ..ops import Call, Steps, reader, writer
+from ..ops.reads import GENERATION
 from ..store import Store
 from .bucket import Item, StoredRow, classify_objects, is_object_store
 from .scan import (
@@ -45,10 +55,13 @@ from .scan import (
     BATCH,
     DEFAULT_MAX_ITEMS,
     Entry,
+    PeaksRecord,
     Progress,
     check_root,
     classified,
     is_temp_name,
+    peaks_record,
+    peaks_stem,
     walk,
 )
 
@@ -88,6 +101,28 @@ class OutsideRow:
     id: str
     file_path: str
     reason: str
+    kind: str = "master"
+    """What the row records there: ``master`` (its ``file_path``) or ``peaks`` (its ``metadata["peaks"]``
+    record's ``key``)."""
+
+
+@dataclass(slots=True)
+class DanglingPeaks:
+    """A completed generation whose recorded waveform peaks file (``metadata["peaks"]``) is not as recorded.
+
+    ``problem``: ``missing``, ``size_mismatch``, ``checksum_mismatch`` (another SHA-256 than recorded) or
+    ``invalid_record`` (the record names no file: ``key`` is the reason then). ``action``: reported,
+    record_dropped (``repair``: the record is removed from the metadata, the damaged file moved to the
+    quarantine or deleted; ``render_peaks`` makes them again), or changed (the record changed since it was
+    read: left alone)."""
+
+    id: str
+    key: str
+    problem: str
+    expected_bytes: int | None
+    actual_bytes: int | None
+    action: str = "reported"
+    moved_to: str | None = None
 
 
 @dataclass(slots=True)
@@ -148,6 +183,14 @@ class ReconcileReport:
     completed (with ``repair`` aborted). Local roots report their leftovers as stale temp files."""
     fresh_uploads: int = 0
     abandoned_uploads: list[AbandonedUpload] = field(default_factory=list)
+    peaks_checked: int = 0
+    """Completed generations whose row records a waveform peaks file (``metadata["peaks"]``), checked: the
+    file is there, inside the root, of the recorded ``bytes`` and (a local root always, an object store with
+    ``verify_checksums``) the recorded ``sha256``."""
+    dangling_peaks_count: int = 0
+    dangling_peaks: list[DanglingPeaks] = field(default_factory=list)
+    """Recorded peaks files missing, of another size or content, or records that name no file; with
+    ``repair`` the record is dropped (and a damaged file taken away as an orphan is)."""
     checksums_verified: int = 0
     """Objects read whole and hashed against their rows' SHA-256 (``verify_checksums=True``)."""
     peaks_files: int = 0
@@ -159,8 +202,8 @@ class ReconcileReport:
     errors: list[str] = field(default_factory=list)
     truncated: bool = False
     consistent: bool = False
-    """True when nothing was found: no orphan, no dangling row (or rendition), no row outside the root, no
-    stale temp file or abandoned upload, no error."""
+    """True when nothing was found: no orphan, no dangling row (or rendition, or recorded peaks file), no row
+    (or peaks record) outside the root, no stale temp file or abandoned upload, no error."""
     seconds: float = 0.0
 
     def finish(self, started: float) -> ReconcileReport:
@@ -170,6 +213,7 @@ class ReconcileReport:
             self.orphan_count
             or self.dangling_count
             or self.dangling_rendition_count
+            or self.dangling_peaks_count
             or self.outside_root_count
             or self.stale_temp_count
             or self.abandoned_upload_count
@@ -183,10 +227,32 @@ class ReconcileReport:
 
 
 @reader
-def completed_files_after(after_id: str, limit: int) -> Steps[list[tuple[str, str, int]]]:
-    """Completed generations' (id, file_path, file_size_bytes) with ids above ``after_id``, in id order."""
+def completed_files_after(after_id: str, limit: int) -> Steps[list[tuple[str, str, int, str | None]]]:
+    """Completed generations' (id, file_path, file_size_bytes, peaks record as JSON text or None) with ids
+    above ``after_id``, in id order."""
     rows = yield Call("maintenance_completed_files_after", {"after_id": after_id, "limit": limit})
-    return [(r["id"], r["file_path"], r["file_size_bytes"]) for r in rows]
+    return [(r["id"], r["file_path"], r["file_size_bytes"], r["peaks"]) for r in rows]
+
+
+@writer
+def drop_peaks_records(items: list[tuple[str, str | None]]) -> Steps[set[str]]:
+    """Remove ``metadata["peaks"]`` from each (generation id, record as read: JSON text) still completed and
+    still recording exactly that; returns the ids changed. The row is read under its lock
+    (``get_generation_for_update``), as ``merge_metadata`` reads it, and written back whole."""
+    changed: set[str] = set()
+    for gid, text in items:
+        generation = yield Call("get_generation_for_update", {"id": gid}, GENERATION)
+        if generation is None or generation.status is not Status.COMPLETED:
+            continue
+        if "peaks" not in generation.metadata or (
+            text is not None and generation.metadata["peaks"] != json.loads(text)
+        ):
+            continue
+        kept = {k: v for k, v in generation.metadata.items() if k != "peaks"}
+        encoded = validate.metadata(kept, checked=True)
+        if (yield Call("update_completed_metadata", {"id": gid, "metadata": encoded})) == 1:
+            changed.add(gid)
+    return changed
 
 
 @writer
@@ -313,7 +379,7 @@ def reconcile(
             report.truncated = True
 
     with RootDir(base) as where:
-        _check_rows(store, where, report, repair=repair, batch=batch, listed=listed, tick=tick)
+        _check_rows(store, where, report, repair=repair, target=target, batch=batch, listed=listed, tick=tick)
         _check_renditions(store, where, report, repair=repair, batch=batch, listed=listed)
         _check_files(store, where, report, target, stale_after_seconds, batch=batch, listed=listed, tick=tick)
     return report.finish(started)
@@ -325,11 +391,13 @@ def _check_rows(
     report: ReconcileReport,
     *,
     repair: bool,
+    target: Path | None,
     batch: int,
     listed: Callable[[list[Any], Any], None],
     tick: Callable[[int], None],
 ) -> None:
-    """Pass 1: completed generations whose file is missing, of another size, or outside the root."""
+    """Pass 1: completed generations whose file is missing, of another size, or outside the root; and the
+    peaks file each records (``_check_local_peaks``)."""
     after = ""
     while True:
         page = store.run(completed_files_after, after, batch)
@@ -337,7 +405,10 @@ def _check_rows(
             break
         after = page[-1][0]
         found: list[DanglingRow] = []
-        for gid, rel, expected in page:
+        peaks: list[tuple[DanglingPeaks, str | None]] = []
+        for gid, rel, expected, recorded in page:
+            if recorded is not None:
+                _check_local_peaks(where, report, gid, recorded, found=peaks, listed=listed)
             try:
                 info = where.lstat(rel)
             except Outside as exc:
@@ -351,6 +422,12 @@ def _check_rows(
             if actual != expected:
                 problem = "missing" if actual is None else "size_mismatch"
                 found.append(DanglingRow(gid, rel, problem, expected, actual))
+        if peaks:
+            report.dangling_peaks_count += len(peaks)
+            if repair:
+                _drop_peaks(store, peaks, lambda item: _take_away_local(where, item, target, report.errors))
+            for item, _ in peaks:
+                listed(report.dangling_peaks, item)
         report.rows_checked += len(page)
         report.dangling_count += len(found)
         if found and repair:
@@ -360,6 +437,80 @@ def _check_rows(
         for row in found:
             listed(report.dangling, row)
         tick(len(page))
+
+
+def _check_local_peaks(
+    where: RootDir,
+    report: ReconcileReport,
+    gid: str,
+    text: str,
+    *,
+    found: list[tuple[DanglingPeaks, str | None]],
+    listed: Callable[[list[Any], Any], None],
+) -> None:
+    """The peaks file ``gid``'s row records (``text``: ``metadata["peaks"]`` as JSON): there, a regular file
+    inside the root, of the recorded size and SHA-256 (a few KB, read through its folder's descriptor). A
+    record that leads outside the root is listed in ``outside_root`` (``kind="peaks"``), never followed."""
+    try:
+        record = peaks_record(text)
+    except ValueError as exc:
+        report.peaks_checked += 1
+        found.append((DanglingPeaks(gid, str(exc), "invalid_record", None, None), text))
+        return
+    if record is None:
+        return
+    report.peaks_checked += 1
+    try:
+        info = where.lstat(record.key)
+        actual = info.st_size if info is not None and stat.S_ISREG(info.st_mode) else None
+        hashed = None
+        if actual is not None and record.size in (None, actual) and record.sha256 is not None:
+            read = where.sha256(record.key)
+            actual, hashed = (None, None) if read is None else read
+    except Outside as exc:
+        report.outside_root_count += 1
+        listed(report.outside_root, OutsideRow(gid, record.key, str(exc), kind="peaks"))
+        return
+    except OSError as exc:
+        report.errors.append(f"cannot read the peaks file {record.key} of generation {gid}: {exc}")
+        return
+    problem = _peaks_problem(record, actual, hashed)
+    if problem is not None:
+        found.append((DanglingPeaks(gid, record.key, problem, record.size, actual), text))
+
+
+def _peaks_problem(record: PeaksRecord, actual: int | None, hashed: str | None) -> str | None:
+    if actual is None:
+        return "missing"
+    if record.size is not None and actual != record.size:
+        return "size_mismatch"
+    if hashed is not None and hashed != record.sha256:
+        return "checksum_mismatch"
+    return None
+
+
+def _drop_peaks(
+    store: Store, found: list[tuple[DanglingPeaks, str | None]], take_away: Callable[[DanglingPeaks], None]
+) -> None:
+    """Repair: drop each record still as read, then take a damaged file away (one the record named, whose
+    name is a peaks file of that generation: never another row's file)."""
+    changed = store.run(drop_peaks_records, [(item.id, text) for item, text in found])
+    for item, _ in found:
+        if item.id not in changed:
+            item.action = "changed"
+            continue
+        item.action = "record_dropped"
+        if (
+            item.problem in ("size_mismatch", "checksum_mismatch")
+            and peaks_stem(item.key.rpartition("/")[2]) == item.id
+        ):
+            take_away(item)
+
+
+def _take_away_local(where: RootDir, item: DanglingPeaks, target: Path | None, errors: list[str]) -> None:
+    orphan = OrphanFile(item.key, item.actual_bytes or 0)
+    _repair_orphan(where, orphan, target, errors)
+    item.moved_to = orphan.moved_to
 
 
 @reader
@@ -568,6 +719,7 @@ def _reconcile_objects(
     repair = report.repair
     dangling: list[DanglingRow] = []
     renditions: list[DanglingRow] = []
+    peaks: list[tuple[DanglingPeaks, str | None]] = []
     seen, tick = 0, batch
 
     def listed(items: list[Any], item: Any) -> None:
@@ -585,12 +737,17 @@ def _reconcile_objects(
             deleted = store.run(delete_dangling_renditions, renditions)
             for row in renditions:
                 row.action = "deleted_row" if row.id in deleted else "changed"
+        if repair and peaks:
+            _drop_peaks(store, peaks, lambda item: _take_away_object(files, item, report.errors))
         for row in dangling:
             listed(report.dangling, row)
         for row in renditions:
             listed(report.dangling_renditions, row)
+        for item, _ in peaks:
+            listed(report.dangling_peaks, item)
         dangling.clear()
         renditions.clear()
+        peaks.clear()
 
     for item in classify_objects(store, files, batch=batch, peaks=True):
         seen += len(item.rows) + (item.obj is not None)
@@ -600,8 +757,10 @@ def _reconcile_objects(
         for row in item.rows:
             if row.rendition:
                 report.renditions_checked += 1
-            elif row.status == "completed":
+            elif row.status == "completed" and not row.is_peaks:
                 report.rows_checked += 1
+                if row.peaks is not None:
+                    _check_record(row, report, peaks, listed)
         if item.obj is not None:
             report.files_scanned += 1
         report.peaks_files += item.peaks
@@ -622,6 +781,10 @@ def _reconcile_objects(
             if item.state == "referenced":
                 report.referenced_files += 1
             for row, problem, actual in _row_problems(files, item, verify_checksums, report):
+                if row.is_peaks:
+                    report.dangling_peaks_count += 1
+                    peaks.append((DanglingPeaks(row.id, row.key, problem, row.size, actual), row.peaks))
+                    continue
                 found = DanglingRow(row.id, row.key, problem, row.size or 0, actual)
                 if row.rendition:
                     report.dangling_rendition_count += 1
@@ -629,7 +792,7 @@ def _reconcile_objects(
                 else:
                     report.dangling_count += 1
                     dangling.append(found)
-            if len(dangling) + len(renditions) >= batch:
+            if len(dangling) + len(renditions) + len(peaks) >= batch:
                 flush()
     flush()
     _check_uploads(files, report, stale_after_seconds, listed)
@@ -649,7 +812,7 @@ def _row_problems(
             continue
         if actual is None:
             yield row, "missing", None
-        elif actual != row.size:
+        elif actual != row.size and not (row.is_peaks and row.size is None):
             yield row, "size_mismatch", actual
         elif verify_checksums and row.checksum is not None:
             if hashed is None:
@@ -657,6 +820,37 @@ def _row_problems(
                 report.checksums_verified += hashed is not None
             if hashed is not None and hashed != row.checksum:
                 yield row, "checksum_mismatch", actual
+
+
+def _check_record(
+    row: StoredRow,
+    report: ReconcileReport,
+    found: list[tuple[DanglingPeaks, str | None]],
+    listed: Callable[[list[Any], Any], None],
+) -> None:
+    """A completed generation's peaks record in an object store: counted; one that is not a record, or
+    whose key names no object under the prefix (``..``, absolute...), is reported here (a valid one is
+    checked by the merge, as a row of its own: ``bucket.peaks_row``)."""
+    try:
+        record = peaks_record(row.peaks)
+    except ValueError as exc:
+        report.peaks_checked += 1
+        report.dangling_peaks_count += 1
+        found.append((DanglingPeaks(row.id, str(exc), "invalid_record", None, None), row.peaks))
+        return
+    if record is None:
+        return
+    report.peaks_checked += 1
+    try:
+        check_key(record.key, "peaks key")
+    except InvalidInput as exc:
+        report.outside_root_count += 1
+        listed(report.outside_root, OutsideRow(row.id, record.key, str(exc), kind="peaks"))
+
+
+def _take_away_object(files: FileStore, item: DanglingPeaks, errors: list[str]) -> None:
+    if _delete_object(files, item.key, errors) == "deleted":
+        item.moved_to = None
 
 
 def _hash_object(files: FileStore, key: str, errors: list[str]) -> str | None:
@@ -711,6 +905,7 @@ __all__ = [  # the walk's names too: musicstore.maintenance.usage imports them f
     "BATCH",
     "DEFAULT_MAX_ITEMS",
     "AbandonedUpload",
+    "DanglingPeaks",
     "DanglingRow",
     "Entry",
     "OrphanFile",

@@ -48,6 +48,8 @@ from .scan import (
     canonical_path,
     check_root,
     is_peaks_of,
+    peaks_record,
+    peaks_stem,
     referenced_paths,
     rows_by_file_paths,
 )
@@ -286,6 +288,7 @@ def cleanup_candidates(
             "file_path": r["file_path"],
             "file_size_bytes": r["file_size_bytes"],
             "storage_url": r["storage_url"],
+            "peaks": r["peaks"],
         }
         for r in rows
     ]
@@ -519,7 +522,8 @@ def _cleanup(
             gone = _delete_renditions(place, [k for k, _ in renditions.get(row["id"], [])], dry_run, report)
             drawn = 0
             if action != "kept_shared" and row["file_path"]:
-                drawn = _delete_peaks(place, peaks.get(row["file_path"], []), dry_run, report)
+                found = _with_recorded_peaks(place, row, peaks.get(row["file_path"], []))
+                drawn = _delete_peaks(place, found, dry_run, report)
             listed(
                 report.deleted,
                 CleanupItem(
@@ -571,6 +575,25 @@ def _delete_renditions(place: _Place, keys: list[str], dry_run: bool, report: Cl
             report.files_deleted += 1
             report.bytes_freed += on_disk or 0
     return gone
+
+
+def _with_recorded_peaks(
+    place: _Place, row: dict[str, Any], found: list[tuple[str, int]]
+) -> list[tuple[str, int]]:
+    """``found`` (the peaks files beside the master) and the one the row records (``metadata["peaks"]``) if
+    it lies elsewhere, is there, and is a peaks file of this generation by name (``<id>.peaks.…json``: never
+    another row's file); a record that is not one, or leads outside the root, adds nothing."""
+    try:
+        record = peaks_record(row.get("peaks"))
+    except ValueError:
+        return found
+    if record is None or peaks_stem(record.key.rpartition("/")[2]) != row["id"]:
+        return found
+    key = canonical_path(record.key)
+    if key is None or any(canonical_path(k) == key for k, _ in found):
+        return found
+    problem, size = place.problem(record.key, frozenset({".json"}))
+    return found if problem is not None or size is None else [*found, (record.key, size)]
 
 
 def _delete_peaks(place: _Place, found: list[tuple[str, int]], dry_run: bool, report: CleanupReport) -> int:

@@ -97,6 +97,42 @@ def is_peaks_of(name: str, stem: str) -> bool:
     return name.startswith(head) and _PEAKS_TAIL.fullmatch(name[len(head) :]) is not None
 
 
+@dataclass(frozen=True, slots=True)
+class PeaksRecord:
+    """The waveform peaks file a generation's row records (``metadata["peaks"]``, written by the export or
+    ``render_peaks``: ``StoredPeaks.as_metadata``): its key in the generation's store (relative to the root),
+    and its size and SHA-256 when recorded."""
+
+    key: str
+    size: int | None
+    sha256: str | None
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def peaks_record(text: str | None) -> PeaksRecord | None:
+    """The record in ``metadata["peaks"]`` given as JSON text (the maintenance queries' ``peaks`` column);
+    None when there is none. Raises ``ValueError`` (its message the reason) for one that is not a record of
+    a file: not an object, no non-empty string ``key``, ``bytes`` not a non-negative integer, ``sha256`` not
+    64 lowercase hex digits (either may be absent or null)."""
+    if text is None:
+        return None
+    value = json.loads(text)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"metadata['peaks'] is not an object: {text:.80}")
+    key, size, sha = value.get("key"), value.get("bytes"), value.get("sha256")
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"metadata['peaks'] names no file (its 'key' is {key!r:.80})")
+    if size is not None and (type(size) is not int or size < 0):
+        raise ValueError(f"metadata['peaks']['bytes'] is not a size: {size!r:.80}")
+    if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
+        raise ValueError(f"metadata['peaks']['sha256'] is not a SHA-256: {sha!r:.80}")
+    return PeaksRecord(key, size, sha)
+
+
 # --- queries as operations ---------------------------------------------------------------------------
 
 

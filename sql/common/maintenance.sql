@@ -47,21 +47,8 @@ SELECT (SELECT CAST(sum(generations) AS BIGINT) FROM generation_totals) AS gener
 -- order (the order of the listing they are merged with: musicstore.maintenance.bucket). For such rows
 -- file_path is the key (recording sets both), so the file_path index serves the walk.
 
--- name: maintenance_stored_files_after(storage_url, after_path, limit)
--- Generations (any status) whose file is in the store at `storage_url`, with keys above `after_path`, in key
--- order (the file_path index, filtered by storage_url).
-SELECT id, status, file_path, file_size_bytes, checksum
-FROM generations
-WHERE file_path IS NOT NULL AND file_path > :after_path AND storage_url = :storage_url
-ORDER BY file_path
-LIMIT :limit;
-
--- name: maintenance_stored_files_at(storage_url, file_path)
--- Every generation recording exactly this key in the store at `storage_url` (rows sharing one key at the end
--- of a page of maintenance_stored_files_after are read whole with this).
-SELECT id, status, file_path, file_size_bytes, checksum
-FROM generations
-WHERE file_path IS NOT NULL AND file_path = :file_path AND storage_url = :storage_url;
+-- maintenance_stored_files_after and maintenance_stored_files_at read the recorded peaks file too (JSON
+-- extraction differs by dialect): sql/sqlite/ and sql/postgres/maintenance.sql.
 
 -- name: maintenance_stored_renditions_after(storage_url, after_key, limit)
 -- Renditions of generations whose files are in the store at `storage_url` (a rendition lives in its

@@ -1,8 +1,10 @@
 -- PostgreSQL's versions of the maintenance queries: lists arrive as JSON arrays, timestamps are timestamptz.
 
 -- name: maintenance_generations_by_ids(ids)
--- The rows with these ids (a JSON array of strings).
-SELECT id, status, file_path FROM generations
+-- The rows with these ids (a JSON array of strings); `peaks`: the recorded waveform peaks file (metadata's
+-- "peaks" as JSON text), NULL when none; `storage_url`: the store holding its files (NULL: a local root).
+SELECT id, status, file_path, storage_url, CAST(CAST(metadata AS jsonb) -> 'peaks' AS TEXT) AS peaks
+FROM generations
 WHERE id IN (SELECT json_array_elements_text(CAST(:ids AS json)));
 
 -- name: maintenance_generations_by_file_paths(paths)
@@ -23,8 +25,9 @@ ORDER BY t.day;
 
 -- name: maintenance_completed_files_after(after_id, limit)
 -- Completed generations and their recorded files on a local root (not those in an object store, 0006),
--- in id order (keyset paging over the primary key).
-SELECT id, file_path, file_size_bytes
+-- in id order (keyset paging over the primary key). `peaks`: the recorded waveform peaks file (metadata's
+-- "peaks" as JSON text), NULL when none.
+SELECT id, file_path, file_size_bytes, CAST(CAST(metadata AS jsonb) -> 'peaks' AS TEXT) AS peaks
 FROM generations
 WHERE status = 'completed' AND id > :after_id
   AND (storage_url IS NULL OR substr(storage_url, 1, 5) = 'file:')  -- on this host, not in an object store
@@ -33,8 +36,10 @@ LIMIT :limit;
 
 -- name: maintenance_cleanup_candidates(status_1, status_2, status_3, status_4, model_name, before, after_created_at, after_id, limit)
 -- Generations retention may delete, oldest first: one of up to four statuses (unused ones NULL), optionally
--- one model, created before `before`; (after_created_at, after_id) is the keyset cursor.
-SELECT id, status, model_name, created_at, file_path, file_size_bytes, storage_url
+-- one model, created before `before`; (after_created_at, after_id) is the keyset cursor. `peaks`: the
+-- recorded waveform peaks file (metadata's "peaks" as JSON text), NULL when none.
+SELECT id, status, model_name, created_at, file_path, file_size_bytes, storage_url,
+       CAST(CAST(metadata AS jsonb) -> 'peaks' AS TEXT) AS peaks
 FROM generations
 WHERE status IN (:status_1, :status_2, :status_3, :status_4)
   AND status <> 'processing'
@@ -88,3 +93,22 @@ UPDATE generations
 SET storage_url = :new_url, storage_key = :file_path, checksum = :checksum
 WHERE id = :id AND status = 'completed' AND file_path = :file_path
   AND storage_url IS NOT DISTINCT FROM CAST(:old_url AS TEXT);
+
+-- name: maintenance_stored_files_after(storage_url, after_path, limit)
+-- Generations (any status) whose file is in the store at `storage_url`, with keys above `after_path`, in key
+-- order (the file_path index, filtered by storage_url).
+-- `peaks`: the recorded waveform peaks file (metadata's "peaks" as JSON text), NULL when none.
+SELECT id, status, file_path, file_size_bytes, checksum,
+       CAST(CAST(metadata AS jsonb) -> 'peaks' AS TEXT) AS peaks
+FROM generations
+WHERE file_path IS NOT NULL AND file_path > :after_path AND storage_url = :storage_url
+ORDER BY file_path
+LIMIT :limit;
+
+-- name: maintenance_stored_files_at(storage_url, file_path)
+-- Every generation recording exactly this key in the store at `storage_url` (rows sharing one key at the end
+-- of a page of maintenance_stored_files_after are read whole with this).
+SELECT id, status, file_path, file_size_bytes, checksum,
+       CAST(CAST(metadata AS jsonb) -> 'peaks' AS TEXT) AS peaks
+FROM generations
+WHERE file_path IS NOT NULL AND file_path = :file_path AND storage_url = :storage_url;

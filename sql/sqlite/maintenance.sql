@@ -2,8 +2,10 @@
 -- integer microseconds since the epoch.
 
 -- name: maintenance_generations_by_ids(ids)
--- The rows with these ids (a JSON array of strings).
-SELECT id, status, file_path FROM generations WHERE id IN (SELECT value FROM json_each(:ids));
+-- The rows with these ids (a JSON array of strings); `peaks`: the recorded waveform peaks file (metadata's
+-- "peaks" as JSON text), NULL when none; `storage_url`: the store holding its files (NULL: a local root).
+SELECT id, status, file_path, storage_url, metadata -> '$.peaks' AS peaks
+FROM generations WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: maintenance_generations_by_file_paths(paths)
 -- The rows that record one of these files (a JSON array of paths relative to the output root).
@@ -21,7 +23,8 @@ ORDER BY day;
 -- Completed generations and their recorded files on a local root (not those in an object store, 0006),
 -- in id order (keyset paging over the primary key).
 -- `+status`: walk the primary key, not the status index (which would sort every completed row per page).
-SELECT id, file_path, file_size_bytes
+-- `peaks`: the recorded waveform peaks file (metadata's "peaks" as JSON text), NULL when none.
+SELECT id, file_path, file_size_bytes, metadata -> '$.peaks' AS peaks
 FROM generations
 WHERE +status = 'completed' AND id > :after_id
   AND (storage_url IS NULL OR substr(storage_url, 1, 5) = 'file:')  -- on this host, not in an object store
@@ -31,8 +34,9 @@ LIMIT :limit;
 -- name: maintenance_cleanup_candidates(status_1, status_2, status_3, status_4, model_name, before, after_created_at, after_id, limit)
 -- Generations retention may delete, oldest first: one of up to four statuses (unused ones NULL), optionally
 -- one model, created before `before`; (after_created_at, after_id) is the keyset cursor. `+status`: walk the
--- created_at index in order (the status index would sort every remaining candidate per page).
-SELECT id, status, model_name, created_at, file_path, file_size_bytes, storage_url
+-- created_at index in order (the status index would sort every remaining candidate per page). `peaks`: the
+-- recorded waveform peaks file (metadata's "peaks" as JSON text), NULL when none.
+SELECT id, status, model_name, created_at, file_path, file_size_bytes, storage_url, metadata -> '$.peaks' AS peaks
 FROM generations
 WHERE +status IN (:status_1, :status_2, :status_3, :status_4)
   AND status <> 'processing'
@@ -82,3 +86,20 @@ LIMIT :limit;
 UPDATE generations
 SET storage_url = :new_url, storage_key = :file_path, checksum = :checksum
 WHERE id = :id AND status = 'completed' AND file_path = :file_path AND storage_url IS :old_url;
+
+-- name: maintenance_stored_files_after(storage_url, after_path, limit)
+-- Generations (any status) whose file is in the store at `storage_url`, with keys above `after_path`, in key
+-- order (the file_path index, filtered by storage_url).
+-- `peaks`: the recorded waveform peaks file (metadata's "peaks" as JSON text), NULL when none.
+SELECT id, status, file_path, file_size_bytes, checksum, metadata -> '$.peaks' AS peaks
+FROM generations
+WHERE file_path IS NOT NULL AND file_path > :after_path AND storage_url = :storage_url
+ORDER BY file_path
+LIMIT :limit;
+
+-- name: maintenance_stored_files_at(storage_url, file_path)
+-- Every generation recording exactly this key in the store at `storage_url` (rows sharing one key at the end
+-- of a page of maintenance_stored_files_after are read whole with this).
+SELECT id, status, file_path, file_size_bytes, checksum, metadata -> '$.peaks' AS peaks
+FROM generations
+WHERE file_path IS NOT NULL AND file_path = :file_path AND storage_url = :storage_url;
