@@ -103,6 +103,31 @@ def plan(
         yield Sleep(min(left, RECHECK_SECONDS))
 
 
+def until(
+    done: Callable[[T], bool], stopped: Callable[[], bool], *, most: float = RECHECK_SECONDS
+) -> Plan[T]:
+    """Try, and while the result is not ``done`` and ``stopped()`` is false, sleep (until woken, at most
+    ``most`` seconds and ``RECHECK_SECONDS``) and try again; returns the last result, without a try once
+    stopped. A worker's wait: one try per sleep however long it is idle (``plan`` in slices would end each
+    with a try and begin the next with another), and none after it was stopped."""
+    while True:
+        result: T = yield TRY
+        if done(result) or stopped():
+            return result
+        yield Sleep(min(most, RECHECK_SECONDS))
+        if stopped():
+            return result
+
+
+def outside_transaction(store: Any, what: str) -> None:
+    """Refuse to wait inside a transaction the calling thread (``Store``) or task (``AsyncStore``) opened on
+    ``store``: it would stay open, and its locks held, for the whole wait."""
+    joined = getattr(store, "_joined", None)  # AsyncStore's; Store keeps its thread's in _local
+    tx = joined() if joined is not None else getattr(getattr(store, "_local", None), "tx", None)
+    if tx is not None:
+        raise InvalidInput(f"{what} cannot wait inside a transaction; call it outside one")
+
+
 class _SQLiteListener:
     """``PRAGMA data_version`` on a connection of its own."""
 
@@ -351,8 +376,10 @@ __all__ = [
     "finished",
     "is_finished",
     "listeners",
+    "outside_transaction",
     "plan",
     "seconds",
+    "until",
     "wait",
     "wait_async",
 ]

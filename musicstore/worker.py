@@ -1,11 +1,11 @@
 """A worker loop: wait for a job, run it, report its progress, and stop cleanly on SIGTERM or a cancel.
 
-``Worker(store, "gpu-0", handler).run()`` claims jobs one at a time (``claim_next(wait=...)``: woken by an
-enqueue), calls ``handler(job)`` with a ``Job`` and goes on until stopped. ``AsyncWorker(async_store, "gpu-0",
-handler)`` is the same loop for asyncio: ``await worker.run()``, an ``async def handler(job)`` with an
-``AsyncJob`` whose ``progress`` and ``heartbeat`` are awaited. The handler does the work, reports progress
-through ``job.progress(...)`` (coalesced) and completes the generation itself (``export_generation``,
-``complete_generation``). What the worker does with the outcome:
+``Worker(store, "gpu-0", handler).run()`` claims jobs one at a time (``claim_next``; while none is pending,
+asleep until an enqueue wakes it: ``musicstore.waiting``), calls ``handler(job)`` with a ``Job`` and goes on
+until stopped. ``AsyncWorker(async_store, "gpu-0", handler)`` is the same loop for asyncio: ``await
+worker.run()``, an ``async def handler(job)`` with an ``AsyncJob`` whose ``progress`` and ``heartbeat`` are
+awaited. The handler does the work, reports progress through ``job.progress(...)`` (coalesced) and completes
+the generation itself (``export_generation``, ``complete_generation``). What the worker does with the outcome:
 
 - the handler returns: the job is done (the handler completed it);
 - it raises ``Cancelled`` (the job was cancelled: its next written progress report or heartbeat says so) or
@@ -35,7 +35,7 @@ from datetime import datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from . import validate
+from . import validate, waiting
 from .errors import Cancelled, LeaseLost
 from .models import Generation, RetryPolicy
 from .ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .aio import AsyncStore
 
 WAIT_SLICE_SECONDS = 1.0
-"""The longest single ``claim_next(wait=...)`` of an idle worker: how soon it notices ``stop()``."""
+"""The longest sleep of an idle worker between two claims: how soon it notices ``stop()``."""
 MAX_ERROR_CHARS = 1000
 """How much of a handler's error a failed job keeps (``type: message``)."""
 
@@ -66,7 +66,10 @@ class WorkerReport:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """Step: ``claim_next(worker_id, **options)``; the plan receives the claimed generation or None."""
+    """Step: ``claim_next(worker_id, **options)``, and while it claims nothing and the worker is not
+    stopping, sleep until an enqueue wakes it (at most ``WAIT_SLICE_SECONDS``) and claim again
+    (``waiting.until``: one claim per sleep, the listener held throughout); the plan receives the claimed
+    generation, or None once the worker is stopping."""
 
     worker_id: str
     options: dict[str, Any] = field(default_factory=dict)
@@ -143,18 +146,15 @@ class _Loop:
                 signal.signal(sig, handler)
 
     def plan(self, max_jobs: int | None = None) -> Plan:
-        """The loop's decisions as steps, for ``run`` to answer: claim (in ``WAIT_SLICE_SECONDS`` slices)
-        until stopped or ``max_jobs`` were claimed; run the handler on each claimed job; count how it ended,
-        failing (with retry) a job whose handler raised anything but ``Cancelled``/``LeaseLost``."""
+        """The loop's decisions as steps, for ``run`` to answer: claim (waiting for work) until stopped or
+        ``max_jobs`` were claimed; run the handler on each claimed job; count how it ended, failing (with
+        retry) a job whose handler raised anything but ``Cancelled``/``LeaseLost``."""
         limit = None if max_jobs is None else validate.integer(max_jobs, "max_jobs", 1)
         return self._plan(limit)
 
     def _plan(self, limit: int | None) -> Plan:
         report = WorkerReport()
-        claim = Claim(
-            self.worker_id,
-            {"wait": WAIT_SLICE_SECONDS, "lease_seconds": self.lease_seconds, **self.claim_options},
-        )
+        claim = Claim(self.worker_id, {"lease_seconds": self.lease_seconds, **self.claim_options})
         retry = {
             "retry": True,
             "max_attempts": self.max_attempts,
@@ -258,10 +258,16 @@ class Worker(_Loop):
 
     def _answer(self, step: WorkerStep) -> Any:
         if isinstance(step, Claim):
-            return self.store.claim_next(step.worker_id, **step.options)
+            return self._claim(step)
         if isinstance(step, Handle):
             return self.handler(Job(step.generation, self))
         return self.store.fail(step.generation_id, step.message, **step.options)
+
+    def _claim(self, step: Claim) -> Generation | None:
+        store, worker_id, options = self.store, step.worker_id, step.options
+        waiting.outside_transaction(store, "Worker.run")
+        steps = waiting.until(waiting.claimed, self._stop.is_set, most=WAIT_SLICE_SECONDS)
+        return waiting.wait(store, waiting.WORK, steps, lambda: store.claim_next(worker_id, **options))
 
 
 @dataclass(slots=True)
@@ -335,10 +341,18 @@ class AsyncWorker(_Loop):
 
     async def _answer(self, step: WorkerStep) -> Any:
         if isinstance(step, Claim):
-            return await self.store.claim_next(step.worker_id, **step.options)
+            return await self._claim(step)
         if isinstance(step, Handle):
             return await self.handler(AsyncJob(step.generation, self))
         return await self.store.fail(step.generation_id, step.message, **step.options)
+
+    async def _claim(self, step: Claim) -> Generation | None:
+        store, worker_id, options = self.store, step.worker_id, step.options
+        waiting.outside_transaction(store, "AsyncWorker.run")
+        steps = waiting.until(waiting.claimed, self._stop.is_set, most=WAIT_SLICE_SECONDS)
+        return await waiting.wait_async(
+            store, waiting.WORK, steps, lambda: store.claim_next(worker_id, **options)
+        )
 
 
 __all__ = [

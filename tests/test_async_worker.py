@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
@@ -18,7 +21,7 @@ from musicstore import LeaseLost, Status, Store
 from musicstore.aio import AsyncStore
 from musicstore.errors import Cancelled, InvalidInput
 from musicstore.models import Generation, RetryPolicy
-from musicstore.worker import WAIT_SLICE_SECONDS, AsyncJob, AsyncWorker, Job, Worker, WorkerReport
+from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
 from tests.conftest import FakeClock, new_job
 
 
@@ -217,6 +220,11 @@ class _Script:
 
 
 class _SyncStore:
+    """Waits as a store does (``musicstore.waiting``), on a SQLite listener that no commit ever wakes."""
+
+    url = SimpleNamespace(dialect="sqlite", path=":memory:")
+    _translating = nullcontext()
+
     def __init__(self, script: _Script) -> None:
         self.script = script
 
@@ -273,7 +281,8 @@ def test_both_loops_answer_one_plan_alike(outcomes: list[str], max_jobs: int | N
 
     sync_worker = Worker(_SyncStore(sync_script), "gpu-0", sync_handler, **settings_)  # type: ignore[arg-type]
     sync_holder.append(sync_worker)
-    sync_report = sync_worker.run(max_jobs=max_jobs)
+    with patch("musicstore.worker.WAIT_SLICE_SECONDS", 0.001):  # an idle claim's sleep
+        sync_report = sync_worker.run(max_jobs=max_jobs)
 
     async_holder: list[Any] = []
     async_script = _Script(outcomes, async_holder)
@@ -284,14 +293,13 @@ def test_both_loops_answer_one_plan_alike(outcomes: list[str], max_jobs: int | N
 
     async_worker = AsyncWorker(_AsyncStore(async_script), "gpu-0", async_handler, **settings_)  # type: ignore[arg-type]
     async_holder.append(async_worker)
-    async_report = asyncio.run(async_worker.run(max_jobs=max_jobs))
+    with patch("musicstore.worker.WAIT_SLICE_SECONDS", 0.001):
+        async_report = asyncio.run(async_worker.run(max_jobs=max_jobs))
 
     assert sync_report == async_report == _expected(outcomes, max_jobs)
     assert sync_script.calls == async_script.calls
     claims = [c for c in sync_script.calls if c.startswith("claim")]
-    assert set(claims) <= {
-        f"claim gpu-0 {sorted({'wait': WAIT_SLICE_SECONDS, 'lease_seconds': 42.0, 'owner_limit': 3}.items())}"
-    }
+    assert set(claims) <= {f"claim gpu-0 {sorted({'lease_seconds': 42.0, 'owner_limit': 3}.items())}"}
     for call in sync_script.calls:
         if call.startswith("fail"):  # the error, cut to its first 1000 characters, and the worker's retry
             retry = {"retry": True, "max_attempts": 2, "worker_id": "gpu-0", "backoff": policy}
