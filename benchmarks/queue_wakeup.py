@@ -1,23 +1,31 @@
 """Wake-up latency: how soon an idle worker waiting for a job holds one after an enqueue.
 
     .venv/bin/python -m benchmarks.queue_wakeup                       # both backends, every worker, 3 runs
-    .venv/bin/python -m benchmarks.queue_wakeup --backend sqlite --loop async --runs 1 --jobs 100
+    .venv/bin/python -m benchmarks.queue_wakeup --backend sqlite --loop sync --runs 1 --jobs 100
 
-The worker is a real worker loop in a process of its own: ``musicstore.worker.Worker`` on a ``Store`` (the
-sync loop) or ``AsyncWorker`` on an ``AsyncStore`` (the async loop), idle in ``claim_next(wait=...)``
-(PostgreSQL: LISTEN/NOTIFY; SQLite: the ``PRAGMA data_version`` poll every ``SQLITE_POLL_SECONDS``); its
-handler reports each job it is given and returns. The producer (this process, its own ``Store``) enqueues one
-job at a time after a random pause of 20-60 ms (so the worker is idle and asleep), and waits for the worker's
-report before the next. Times are ``time.time()`` in both processes (one machine). Per job: *claimed after
-commit*, from the enqueue's return (its commit done) to the handler holding the job: the wake-up and the
-claim's own transaction; *after enqueue call*, from just before ``create_generation`` (the enqueue's own
-transaction and commit included); *woken*, from the enqueue's return to the end of the worker's sleep (about
-0, or below, when the notification arrives before the enqueue call has returned); *claim*, from there to the
-handler (the claim's transaction: what any wake-up, polling included, pays on top). Each run measures every
-row once, the loops of a backend in turn, so that the rows of a run share the machine's load; a figure is the
-median over the runs of each run's percentile, with the smallest in brackets. PostgreSQL runs on a throwaway
-durable server (``musicstore.testing``'s) with ``synchronous_commit`` on (each commit, the claim's included,
-waits for its WAL flush) and off.
+The workers are real worker loops, each in a process of its own and each on a database of its own (so that
+an enqueue wakes only the worker it is meant for): ``musicstore.worker.Worker`` on a ``Store`` (*sync*) or
+``AsyncWorker`` on an ``AsyncStore`` (*async*), idle in ``claim_next(wait=...)`` (PostgreSQL: LISTEN/NOTIFY;
+SQLite: the ``PRAGMA data_version`` poll every ``SQLITE_POLL_SECONDS``); the handler reports each job it is
+given and returns. Beside them, two floors with no musicstore code at all: the backend's wake-up on a bare
+driver connection, then the plain claim before 0008 on a second one, as one autocommit statement (*floor*)
+or in a transaction of its own, BEGIN, the claim and COMMIT as the store sends them (*floor, BEGIN/COMMIT*:
+the floor plus the two round trips a store's write transaction adds on PostgreSQL).
+
+The producer (this process, a ``Store`` per database) enqueues one job at a time after a random pause of
+20-60 ms (so that the worker is idle and asleep) and waits for the worker to report it before the next. The
+jobs go to the workers in rounds, each round one job to each worker in a shuffled order, so that every row
+shares the machine's load of the moment with the others: the difference between a row and the floor in the
+same run is what the library adds, even on a loaded machine. Times are ``time.time()`` in both processes
+(one machine). Per job: *claimed after commit*, from the enqueue's return (its commit done) to the handler
+holding the job; *woken*, from the enqueue's return to the end of the worker's sleep (about 0, or below,
+when the notification arrives before the enqueue call has returned); *claim*, from there to the handler
+holding the job (the claim's transaction); *claim CPU*, the worker thread's CPU time over the same span
+(``time.thread_time``: what the worker's own code costs, whatever the load). The percentiles are over the
+jobs of all runs together; *minus floor* is a row's p50 and p99 claimed after commit minus the floor's over
+the same runs (in brackets: the smallest and largest of the runs' own differences). PostgreSQL runs on a
+throwaway durable server (``musicstore.testing``'s) with ``synchronous_commit`` on (each commit, the
+claim's included, waits for its WAL flush) and off.
 """
 
 from __future__ import annotations
@@ -26,72 +34,139 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import queue
 import random
-import statistics
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
-from musicstore import Store, migrate, waiting
+from musicstore import Store, migrate, queries, waiting
 
 from .harness import command, finish, load, machine
 from .queue_claims import PLAIN
 
-LOOPS = ("sync", "async", "floor")
-"""The worker of a row: ``Worker``, ``AsyncWorker``, or the floor (no musicstore code between the wake-up
-and the claim: the backend's wake-up itself, then the plain claim before 0008 as one autocommit statement)."""
+LOOPS = ("sync", "async", "floor", "floor-tx", "floor-async")
+"""The worker of a row: ``Worker``, ``AsyncWorker``, and the floors, with no musicstore code between the
+wake-up and the claim: the backend's wake-up on a bare connection, then the plain claim as one autocommit
+statement (``floor``), or the store's own statements (BEGIN, ``claim_fast``, COMMIT: ``floor-tx``; on asyncio
+connections, ``floor-async``, PostgreSQL only)."""
+FLOOR = "floor"
+NAMES = {
+    "sync": "sync",
+    "async": "async",
+    "floor": "floor: one statement",
+    "floor-tx": "floor: the store's statements",
+    "floor-async": "floor: the store's statements, asyncio",
+}
+WARM_UP = 3
+"""Jobs per worker and run not counted (the first claims prepare statements and fill caches)."""
+
+Result = tuple[str, str, float, float, float, float]
+"""What a worker reports per job: loop, job id, woken at, its thread's CPU then, held at, its CPU then."""
 
 
 def _timed_sleeps(woke: list[float]) -> None:
-    """Note in ``woke`` when each sleep of a wait ended (woken, or its time ran out): this process only."""
+    """Note in ``woke`` when each sleep of a wait ended (woken, or its time ran out) and the thread's CPU time
+    then: this process only."""
     sleep, sleep_async = waiting._sleep, waiting._sleep_async
 
     def timed_sleep(listener: Any, wake: waiting.Wake, seconds: float) -> None:
         sleep(listener, wake, seconds)
-        woke[0] = time.time()
+        woke[:] = [time.time(), time.thread_time()]
 
     async def timed_sleep_async(listener: Any, wake: waiting.Wake, seconds: float) -> None:
         await sleep_async(listener, wake, seconds)
-        woke[0] = time.time()
+        woke[:] = [time.time(), time.thread_time()]
 
     waiting._sleep, waiting._sleep_async = timed_sleep, timed_sleep_async
 
 
-def _floor(url: str, ready: Any, results: Any, jobs: int) -> None:
-    """The floor's worker: PostgreSQL, a LISTEN connection and a claiming one (autocommit: the claim is one
-    statement and its commit); SQLite, ``PRAGMA data_version`` read every ``SQLITE_POLL_SECONDS`` on one
-    connection and the claim on another. Raw driver calls only."""
-    if url.startswith("postgresql"):
-        from datetime import UTC, datetime, timedelta
+def _statements(dialect: str, loop: str) -> tuple[str, str, str]:
+    """A floor's claim: the plain claim alone (no BEGIN, no COMMIT: empty), or BEGIN, the store's
+    ``claim_fast`` and COMMIT."""
+    if loop == FLOOR:
+        return "", PLAIN[dialect], ""
+    if dialect == "postgres":
+        return "BEGIN", queries.load("postgres", "psycopg")["claim_fast"].sql, "COMMIT"
+    return "BEGIN IMMEDIATE", queries.load("sqlite", "sqlite3")["claim_fast"].sql, "COMMIT"
 
-        import psycopg
 
-        params: dict[str, Any] = {"worker_id": "w"}
+def _floor_postgres(url: str, loop: str, ready: Any, results: Any, jobs: int) -> None:
+    """A floor's worker on PostgreSQL: a LISTEN connection and a claiming one (autocommit). Raw psycopg."""
+    from datetime import UTC, datetime, timedelta
 
-        with psycopg.connect(url, autocommit=True) as listen, psycopg.connect(url, autocommit=True) as claim:
-            listen.execute(f"LISTEN {waiting.PENDING}")
+    import psycopg
+
+    begin, claim_sql, commit = _statements("postgres", loop)
+    params: dict[str, Any] = {"worker_id": "w", "default_limit": None}
+    with psycopg.connect(url, autocommit=True) as listen, psycopg.connect(url, autocommit=True) as claim:
+        listen.execute(f"LISTEN {waiting.PENDING}")
+        ready.set()
+        for _ in range(jobs):
+            got = None
+            while got is None:
+                for _note in listen.notifies(timeout=30, stop_after=1):
+                    break
+                woke, cpu = time.time(), time.thread_time()
+                params["now"] = datetime.now(UTC)
+                params["lease_expires_at"] = params["now"] + timedelta(minutes=5)
+                if begin:
+                    claim.execute(begin)
+                got = claim.execute(claim_sql, params).fetchone()
+                if commit:
+                    claim.execute(commit)
+            results.put((loop, got[0], woke, cpu, time.time(), time.thread_time()))
+
+
+def _floor_async(url: str, loop: str, ready: Any, results: Any, jobs: int) -> None:
+    """``floor-tx`` on asyncio connections (psycopg's ``AsyncConnection``), PostgreSQL."""
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+
+    begin, claim_sql, commit = _statements("postgres", "floor-tx")
+    params: dict[str, Any] = {"worker_id": "w", "default_limit": None}
+
+    async def main() -> None:
+        listen = await psycopg.AsyncConnection.connect(url, autocommit=True)
+        claim = await psycopg.AsyncConnection.connect(url, autocommit=True)
+        async with listen, claim:
+            await listen.execute(f"LISTEN {waiting.PENDING}")
             ready.set()
             for _ in range(jobs):
                 got = None
                 while got is None:
-                    for _note in listen.notifies(timeout=30, stop_after=1):
-                        break
-                    woke = time.time()
+                    async with aclosing(listen.notifies(timeout=30, stop_after=1)) as notes:
+                        async for _note in notes:
+                            break
+                    woke, cpu = time.time(), time.thread_time()
                     params["now"] = datetime.now(UTC)
                     params["lease_expires_at"] = params["now"] + timedelta(minutes=5)
-                    got = claim.execute(PLAIN["postgres"], params).fetchone()
-                results.put((got[0], woke, time.time()))
-        return
+                    await claim.execute(begin)
+                    got = await (await claim.execute(claim_sql, params)).fetchone()
+                    await claim.execute(commit)
+                results.put((loop, got[0], woke, cpu, time.time(), time.thread_time()))
+
+    asyncio.run(main())
+
+
+def _floor_sqlite(url: str, loop: str, ready: Any, results: Any, jobs: int) -> None:
+    """A floor's worker on SQLite: ``PRAGMA data_version`` read every ``SQLITE_POLL_SECONDS`` on one
+    connection, the claim on another (with the store's PRAGMAs). Raw sqlite3."""
     import sqlite3
 
-    path = url.removeprefix("sqlite:///")
-    poll = sqlite3.connect(path, isolation_level=None)
-    claim_conn = sqlite3.connect(path, isolation_level=None, timeout=30)
     from musicstore.backends.sqlite import PRAGMAS
 
+    begin, claim_sql, commit = _statements("sqlite", loop)
+    path = url.removeprefix("sqlite:///")
+    poll = sqlite3.connect(path, isolation_level=None)
+    claim = sqlite3.connect(path, isolation_level=None, timeout=30)
     for pragma in PRAGMAS:  # the store's settings (synchronous = NORMAL: a commit does not fsync in WAL mode)
-        claim_conn.execute(pragma)
+        claim.execute(pragma)
     version = poll.execute("PRAGMA data_version").fetchone()[0]
     ready.set()
     for _ in range(jobs):
@@ -99,35 +174,42 @@ def _floor(url: str, ready: Any, results: Any, jobs: int) -> None:
         while got is None:
             while (seen := poll.execute("PRAGMA data_version").fetchone()[0]) == version:
                 time.sleep(waiting.SQLITE_POLL_SECONDS)
-            version, woke = seen, time.time()
+            version, woke, cpu = seen, time.time(), time.thread_time()
             micros = time.time_ns() // 1000  # the schema's timestamps on SQLite
-            sqlite_params = {"worker_id": "w", "now": micros, "lease_expires_at": micros + 300_000_000}
-            got = claim_conn.execute(PLAIN["sqlite"], sqlite_params).fetchone()
-        results.put((got[0], woke, time.time()))
+            params = {"worker_id": "w", "now": micros, "lease_expires_at": micros + 300_000_000}
+            params["default_limit"] = None
+            if begin:
+                claim.execute(begin)
+            got = claim.execute(claim_sql, params).fetchone()
+            if commit:
+                claim.execute(commit)
+        results.put((loop, got[0], woke, cpu, time.time(), time.thread_time()))
     poll.close()
-    claim_conn.close()
+    claim.close()
 
 
 def _worker(url: str, loop: str, ready: Any, results: Any, jobs: int) -> None:
-    if loop == "floor":
-        _floor(url, ready, results, jobs)
+    if loop == "floor-async":
+        _floor_async(url, loop, ready, results, jobs)
+        return
+    if loop.startswith(FLOOR):
+        (_floor_postgres if url.startswith("postgresql") else _floor_sqlite)(url, loop, ready, results, jobs)
         return
     from musicstore.aio import AsyncStore
     from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker
 
-    woke = [0.0]
+    woke = [0.0, 0.0]
     _timed_sleeps(woke)
+    count = [0]
 
-    def held(job_id: str, stop: Any) -> None:
-        results.put((job_id, woke[0], time.time()))
-        held.count += 1  # type: ignore[attr-defined]
-        if held.count == jobs:  # type: ignore[attr-defined]
+    def held(job_id: str, stop: Callable[[], None]) -> None:
+        results.put((loop, job_id, woke[0], woke[1], time.time(), time.thread_time()))
+        count[0] += 1
+        if count[0] == jobs:
             stop()
 
-    held.count = 0  # type: ignore[attr-defined]
     if loop == "sync":
-        store = Store(url)
-        try:
+        with Store(url) as store:
             store.claim_next("w", wait=0)  # connections and the listener opened before the first wait
             ready.set()
 
@@ -136,8 +218,6 @@ def _worker(url: str, loop: str, ready: Any, results: Any, jobs: int) -> None:
 
             worker = Worker(store, "w", handler)
             worker.run()
-        finally:
-            store.close()
         return
 
     async def main() -> None:
@@ -154,39 +234,143 @@ def _worker(url: str, loop: str, ready: Any, results: Any, jobs: int) -> None:
     asyncio.run(main())
 
 
-Series = dict[str, list[float]]
+def _idle(url: str, loop: str, seconds: float, results: Any) -> None:
+    """An idle worker for ``seconds``, no job enqueued: reports its process's CPU time and how many claims it
+    tried (counted by the store's clock, which each claim reads once; the floors try none)."""
+    tries = [0]
+    if loop.startswith(FLOOR):
+        start = time.process_time()
+        if url.startswith("postgresql"):
+            import psycopg
+
+            with psycopg.connect(url, autocommit=True) as listen:
+                listen.execute(f"LISTEN {waiting.PENDING}")
+                start = time.process_time()
+                for _note in listen.notifies(timeout=seconds):
+                    pass
+        else:
+            import sqlite3
+
+            poll = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:  # as the floor's worker polls, never woken
+                poll.execute("PRAGMA data_version").fetchone()
+                time.sleep(waiting.SQLITE_POLL_SECONDS)
+            poll.close()
+        results.put((loop, time.process_time() - start, 0))
+        return
+    from datetime import UTC, datetime
+
+    from musicstore.aio import AsyncStore
+    from musicstore.worker import AsyncWorker, Worker
+
+    def clock() -> datetime:  # read once by each claim's try
+        tries[0] += 1
+        return datetime.now(UTC)
+
+    def never(job: Any) -> None:
+        raise AssertionError("no job is enqueued")
+
+    async def never_async(job: Any) -> None:
+        never(job)
+
+    if loop == "sync":
+        with Store(url, clock=clock) as store:
+            worker = Worker(store, "w", never)
+            timer = threading.Timer(seconds, worker.stop)
+            start = time.process_time()
+            timer.start()
+            worker.run()
+            cpu = time.process_time() - start
+    else:
+
+        async def main() -> float:
+            async with AsyncStore.open(url, clock=clock) as store:
+                worker = AsyncWorker(store, "w", never_async)
+                asyncio.get_running_loop().call_later(seconds, worker.stop)
+                start = time.process_time()
+                await worker.run()
+                return time.process_time() - start
+
+        cpu = asyncio.run(main())
+    results.put((loop, cpu, tries[0]))
 
 
-def measure(url: str, loop: str, jobs: int, seed: int) -> Series:
-    """Each job's latencies (ms): ``after commit``, ``after call``, ``woken``, ``claim`` (see above)."""
+def idle_rows(name: str, urls: dict[str, str], seconds: float) -> list[str]:
+    """Each loop's worker idle for ``seconds``, all at once: CPU per second and claims tried per second."""
     ctx = mp.get_context("spawn")
-    ready, results = ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=_worker, args=(url, loop, ready, results, jobs))
-    proc.start()
-    rng = random.Random(seed)
-    series: Series = {"after commit": [], "after call": [], "woken": [], "claim": []}
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_idle, args=(url, loop, seconds, results)) for loop, url in urls.items()]
+    for proc in procs:
+        proc.start()
+    found = {}
     try:
-        if not ready.wait(60):
-            raise RuntimeError("the worker did not start")
-        with Store(url) as producer:
-            producer.create_generation("warm-up", model_name="bench", duration_seconds=1)
-            results.get(timeout=30)
-            for i in range(jobs - 1):
-                time.sleep(rng.uniform(0.02, 0.06))
-                start = time.time()
-                job = producer.create_generation(f"job {i}", model_name="bench", duration_seconds=1)
-                enqueued = time.time()
-                claimed_id, woke_at, claimed_at = results.get(timeout=30)
-                if claimed_id != job.id:
-                    raise RuntimeError(f"the worker claimed {claimed_id}, not {job.id}")
-                series["after commit"].append((claimed_at - enqueued) * 1000)
-                series["after call"].append((claimed_at - start) * 1000)
-                series["woken"].append((woke_at - enqueued) * 1000)
-                series["claim"].append((claimed_at - woke_at) * 1000)
+        for _ in procs:
+            loop, cpu, tries = results.get(timeout=seconds + 60)
+            found[loop] = (cpu, tries)
     finally:
-        proc.join(60)
-        if proc.is_alive():
-            proc.kill()
+        for proc in procs:
+            proc.join(60)
+    return [
+        f"| {name}, {NAMES[loop]} | {seconds:g} | {found[loop][0] / seconds * 1000:.2f} |"
+        f" {found[loop][1] / seconds:.2f} |"
+        for loop in urls
+        if loop in found
+    ]
+
+
+Series = dict[str, list[float]]
+KEYS = ("after commit", "woken", "claim", "claim cpu")
+
+
+def measure(urls: dict[str, str], jobs: int, seed: int) -> dict[str, Series]:
+    """One run: ``jobs`` (after ``WARM_UP``) to each loop's worker, in shuffled rounds; each job's latencies
+    (ms): ``after commit``, ``woken``, ``claim``, ``claim cpu`` (see above)."""
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    total = jobs + WARM_UP
+    workers: dict[str, Any] = {}
+    stores: dict[str, Store] = {}
+    rng = random.Random(seed)
+    series: dict[str, Series] = {loop: {key: [] for key in KEYS} for loop in urls}
+    try:
+        for loop, url in urls.items():
+            ready = ctx.Event()
+            proc = ctx.Process(target=_worker, args=(url, loop, ready, results, total))
+            proc.start()
+            workers[loop] = (proc, ready)
+        for loop, (_, ready) in workers.items():
+            if not ready.wait(60):
+                raise RuntimeError(f"the {loop} worker did not start")
+            stores[loop] = Store(urls[loop])
+        loops = list(urls)
+        for n in range(total):
+            rng.shuffle(loops)
+            for loop in loops:
+                time.sleep(rng.uniform(0.02, 0.06))
+                job = stores[loop].create_generation(f"job {n}", model_name="bench", duration_seconds=1)
+                enqueued = time.time()
+                try:
+                    got: Result = results.get(timeout=30)
+                except queue.Empty:
+                    raise RuntimeError(f"the {loop} worker did not claim {job.id} within 30 s") from None
+                which, claimed_id, woke_at, woke_cpu, held_at, held_cpu = got
+                if (which, claimed_id) != (loop, job.id):
+                    raise RuntimeError(f"the {which} worker claimed {claimed_id}, not {job.id} ({loop})")
+                if n < WARM_UP:
+                    continue
+                kept = series[loop]
+                kept["after commit"].append((held_at - enqueued) * 1000)
+                kept["woken"].append((woke_at - enqueued) * 1000)
+                kept["claim"].append((held_at - woke_at) * 1000)
+                kept["claim cpu"].append((held_cpu - woke_cpu) * 1000)
+    finally:
+        for store in stores.values():
+            store.close()
+        for proc, _ in workers.values():
+            proc.join(60)
+            if proc.is_alive():
+                proc.kill()
     return series
 
 
@@ -195,82 +379,111 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-COLUMNS = [
-    ("after commit", 0.5),
-    ("after commit", 0.99),
-    ("after call", 0.99),
-    ("woken", 0.99),
-    ("claim", 0.99),
-]
+def pooled(runs: list[Series], key: str) -> list[float]:
+    return [value for run in runs for value in run[key]]
 
 
 def line(name: str, runs: list[Series], floor: list[Series] | None) -> str:
-    """One row: per column the median over the runs (the smallest in brackets), the worst job of all, and the
-    median over the runs of the p50 and p99 after commit over the floor's in the same run."""
-    cells = []
-    for key, q in COLUMNS:
-        each = [percentile(run[key], q) for run in runs]
-        cells.append(f"{statistics.median(each):.1f} ({min(each):.1f})")
-    worst = max(max(run["after commit"]) for run in runs)
-    p99s = ", ".join(f"{percentile(run['after commit'], 0.99):.1f}" for run in runs)
-    ratios = "–"
+    """One row: percentiles over the jobs of all runs; minus the floor's in the same runs (the runs' own
+    differences' range in brackets)."""
+    after, claim = pooled(runs, "after commit"), pooled(runs, "claim")
+    cells = [
+        f"{percentile(after, 0.5):.2f}",
+        f"{percentile(after, 0.99):.1f}",
+        f"{percentile(pooled(runs, 'woken'), 0.99):.1f}",
+        f"{percentile(claim, 0.5):.2f}",
+        f"{percentile(claim, 0.99):.1f}",
+        f"{percentile(pooled(runs, 'claim cpu'), 0.5):.2f}",
+    ]
+    minus = "–"
     if floor is not None and floor is not runs:
-        ratio = [
-            statistics.median(
-                percentile(run["after commit"], q) / max(percentile(bare["after commit"], q), 0.01)
-                for run, bare in zip(runs, floor, strict=True)
+        bare = pooled(floor, "after commit")
+        parts = []
+        for q in (0.5, 0.99):
+            each = [
+                percentile(run["after commit"], q) - percentile(other["after commit"], q)
+                for run, other in zip(runs, floor, strict=True)
+            ]
+            parts.append(
+                f"{percentile(after, q) - percentile(bare, q):+.2f} ({min(each):+.1f}…{max(each):+.1f})"
             )
-            for q in (0.5, 0.99)
-        ]
-        ratios = f"{ratio[0]:.2f} / {ratio[1]:.2f}"
-    jobs = len(runs[0]["after commit"])
-    return f"| {name} | {len(runs)} × {jobs} | {' | '.join(cells)} | {worst:.1f} | {p99s} | {ratios} |"
+        minus = " / ".join(parts)
+    p99s = ", ".join(f"{percentile(run['after commit'], 0.99):.1f}" for run in runs)
+    return f"| {name} | {len(after)} | {' | '.join(cells)} | {minus} | {max(after):.1f} | {p99s} |"
 
 
-def _rows(name: str, url: str, *, loops: list[str], runs: int, jobs: int, seed: int) -> list[str]:
-    measured: dict[str, list[Series]] = {loop: [] for loop in loops}
+def _rows(name: str, urls: dict[str, str], *, runs: int, jobs: int, seed: int) -> list[str]:
+    if runs == 0:  # the idle workers' cost alone
+        return []
+    measured: dict[str, list[Series]] = {loop: [] for loop in urls}
     loads: list[str] = []
     for run in range(runs):
-        shift = run % len(loops)
-        for loop in loops[shift:] + loops[:shift]:  # each loop first in turn
-            measured[loop].append(measure(url, loop, jobs, seed + run))
+        for loop, series in measure(urls, jobs, seed + run).items():
+            measured[loop].append(series)
         loads.append(f"{os.getloadavg()[0]:.1f}")
     print(f"{name}: 1-minute load average after each run: {', '.join(loads)}", flush=True)
-    floor = measured.get("floor")
-    return [line(f"{name}, {loop}", measured[loop], floor) for loop in loops]
+    floor = measured.get(FLOOR)
+    return [line(f"{name}, {NAMES[loop]}", measured[loop], floor) for loop in urls]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--backend", choices=["postgres", "sqlite", "both"], default="both")
-    parser.add_argument("--loop", choices=[*LOOPS, "all"], default="all")
-    parser.add_argument("--jobs", type=int, default=200, help="jobs per run and row (default 200)")
-    parser.add_argument("--runs", type=int, default=3, help="runs of every row (default 3)")
+    parser.add_argument(
+        "--loop",
+        choices=[*LOOPS, "all"],
+        action="append",
+        help="a worker to measure (repeat for several; default all); the floor is always measured",
+    )
+    parser.add_argument("--jobs", type=int, default=200, help="jobs per run and worker (default 200)")
+    parser.add_argument("--runs", type=int, default=3, help="runs (default 3; 0: the idle workers alone)")
+    parser.add_argument(
+        "--idle", type=float, default=10.0, help="seconds of the idle workers' cost (default 10; 0: none)"
+    )
     parser.add_argument("--output", type=Path, help="also write the markdown report here")
     args = parser.parse_args()
-    loops = list(LOOPS) if args.loop == "all" else [args.loop]
+    chosen = args.loop or ["all"]
+    loops = list(LOOPS) if "all" in chosen else [loop for loop in LOOPS if loop in chosen or loop == FLOOR]
     started = load()
-    rows = []
+    rows: list[str] = []
+    idle: list[str] = []
     if args.backend in {"postgres", "both"}:
         from musicstore.testing import _pgserver
 
         server = _pgserver.start(durable=True)
         try:
-            server.admin("CREATE DATABASE wakeup")
-            url = server.url("wakeup")
-            migrate(url)
+            urls = {}
+            for loop in loops:
+                database = "wakeup_" + loop.replace("-", "_")
+                server.admin(f"CREATE DATABASE {database}")
+                urls[loop] = server.url(database)
+                migrate(urls[loop])
             for setting in ("on", "off"):
                 server.admin(f"ALTER SYSTEM SET synchronous_commit = {setting}", "SELECT pg_reload_conf()")
                 name = f"PostgreSQL, LISTEN/NOTIFY, `synchronous_commit` {setting}"
-                rows += _rows(name, url, loops=loops, runs=args.runs, jobs=args.jobs, seed=1)
+                rows += _rows(name, urls, runs=args.runs, jobs=args.jobs, seed=1)
+            if args.idle > 0:
+                idle += idle_rows("PostgreSQL, LISTEN/NOTIFY", urls, args.idle)
         finally:
             server.stop()
     if args.backend in {"sqlite", "both"}:
         with tempfile.TemporaryDirectory(prefix="musicstore-wakeup-") as folder:
-            url = f"sqlite:///{folder}/wakeup.db"
-            migrate(url)
+            urls = {loop: f"sqlite:///{folder}/{loop}.db" for loop in loops if loop != "floor-async"}
+            for url in urls.values():
+                migrate(url)
             poll = f"SQLite, `data_version` poll every {waiting.SQLITE_POLL_SECONDS * 1000:g} ms"
-            rows += _rows(poll, url, loops=loops, runs=args.runs, jobs=args.jobs, seed=2)
+            rows += _rows(poll, urls, runs=args.runs, jobs=args.jobs, seed=2)
+            if args.idle > 0:
+                idle += idle_rows(poll, urls, args.idle)
+    idle_table = [
+        "",
+        "Idle workers, all at once, no job enqueued: the worker process's CPU time (ms per second) and the"
+        " claims it tried (per second).",
+        "",
+        "| backend, worker | seconds | CPU ms/s | claims tried/s |",
+        "| --- | ---: | ---: | ---: |",
+        *idle,
+    ]
     text = "\n".join(
         [
             "### Wake-up latency: enqueue to claim, idle waiting worker",
@@ -280,16 +493,18 @@ def main() -> None:
             "",
             f"    {command()}",
             "",
-            "Milliseconds; a figure is the median over the runs of each run's percentile (the smallest in"
-            " brackets). Claimed after commit: from the enqueue's return to the worker holding the job. After"
-            " enqueue call: from just before `create_generation`. Woken: from the enqueue's return to the end"
-            " of the worker's sleep. Claim: from there to the worker holding the job. Over floor: p50 / p99"
-            " claimed after commit over the floor's in the same run (median of the runs).",
+            "Milliseconds, over the jobs of all runs (the workers' jobs interleaved, so that each row"
+            " shares the machine's load with the floor). Claimed after commit: from the enqueue's return to"
+            " the worker holding the job. Woken: from the enqueue's return to the end of the worker's sleep."
+            " Claim: from there to the worker holding the job; claim CPU: the worker thread's CPU time over"
+            " it. Minus floor: p50 / p99 claimed after commit minus the floor's (one statement) over the same"
+            " runs (the runs' own differences, smallest…largest, in brackets).",
             "",
-            "| backend, worker | runs × jobs | claimed after commit p50 | p99 | after enqueue call p99 |"
-            " woken p99 | claim p99 | worst job | p99 of each run | over floor p50 / p99 |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+            "| backend, worker | jobs | claimed after commit p50 | p99 | woken p99 | claim p50 | claim p99 |"
+            " claim CPU p50 | minus floor p50 / p99 | worst job | p99 of each run |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
             *rows,
+            *(idle_table if idle else []),
         ]
     )
     finish(text, args.output)
