@@ -23,6 +23,7 @@ from . import ops, validate, waiting
 from .errors import InvalidInput, NotFound, WriteConflict
 from .models import Generation
 from .ops import Operation, Step, Steps, progress
+from .queries import execute_async
 from .runner import (
     CONFLICT_RETRIES,
     Clock,
@@ -31,6 +32,7 @@ from .runner import (
     conflict_wait,
     coroutine_method,
     drive_async,
+    one_query,
     start,
     start_in,
     utcnow,
@@ -159,6 +161,7 @@ class AsyncStore(Driver, AsyncOperations):
         validate.store_options(url, busy_timeout, pool_size, clock)
         self.url: DatabaseURL = resolve(url)
         self._connect(async_connector(self.url, busy_timeout=busy_timeout, pool_size=pool_size), clock)
+        self._direct: dict[Operation[Any, Any], Callable[..., Any]] = {}
 
     @classmethod
     def open(
@@ -242,6 +245,19 @@ class AsyncStore(Driver, AsyncOperations):
         await self.run(progress.report_progress, gid, worker, done, label)
         coalescer.wrote(gid, worker, label)
         return True
+
+    def bound(self, op: Operation[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
+        """``op`` as a coroutine method of this store: a read that is one query runs without its generator
+        (``_direct_read``), as ``Store``'s do; anything else through ``run``."""
+        direct = self._direct.get(op)
+        if direct is None:
+            if op.query is not None or op.plan is not None:
+                direct = _direct_read(self, op)
+            else:
+                direct = functools.partial(self.run, op)
+            setattr(direct, "operation", op)  # noqa: B010  # what it runs, as on Store
+            self._direct[op] = direct
+        return direct
 
     def _joined(self) -> AsyncTransaction | None:
         """The transaction this task opened on this store, if one is open."""
@@ -333,3 +349,29 @@ class AsyncTransaction(AsyncOperations):
             return done.value  # type: ignore[no-any-return]
         with self.store._translating:
             return await drive_async(self.store, self._conn, steps, step)
+
+
+def _direct_read(store: AsyncStore, op: Operation[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """``await store.run(op, ...)`` for a read that is one named query: no generator, no ``run``. What it
+    runs comes from ``runner.one_query``, the one definition ``Store``'s direct reads run too; this only
+    awaits it (``queries.execute_async``) on a borrowed connection. Inside this task's transaction it defers
+    to ``run``. The same answers and errors as ``run``: the argument checks before any connection is
+    taken, a backend's error translated."""
+    run, joined, prepare = store.run, store._joined, one_query(store, op)
+    connector, translating = store._connector, store._translating
+
+    async def read(*args: P.args, **kwargs: P.kwargs) -> T:
+        if _open_transactions.get() and joined() is not None:
+            return await run(op, *args, **kwargs)
+        query, params, rows, finish = prepare(*args, **kwargs)
+        with translating:
+            conn = await connector.acquire()
+            try:
+                found = await execute_async(conn, query, params, rows)
+            finally:
+                await connector.release(conn)
+        return found if finish is None else finish(found)  # type: ignore[no-any-return]
+
+    read.__name__ = read.__qualname__ = op.__name__
+    read.__doc__ = op.__doc__
+    return read

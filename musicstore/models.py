@@ -310,8 +310,16 @@ _PROMPT_FIELDS = ("id", "text", "used_count", "first_used_at", "last_used_at")
 
 
 def _prompt(values: Sequence[Any]) -> Prompt:
-    id_, text, used_count, first_used_at, last_used_at = values
-    return Prompt(id_, text, used_count, to_datetime(first_used_at), to_datetime(last_used_at))
+    """A ``Prompt`` from its stored column values in field order, each timestamp decoded inline as
+    ``to_datetime`` would (integer µs on SQLite; a driver's aware datetime, in UTC)."""
+    id_, text, used_count, first, last = values
+    return Prompt(
+        id_,
+        text,
+        used_count,
+        EPOCH + timedelta(0, 0, first) if first.__class__ is int else _utc(first),
+        EPOCH + timedelta(0, 0, last) if last.__class__ is int else _utc(last),
+    )
 
 
 @dataclass(frozen=True, slots=True)

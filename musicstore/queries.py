@@ -88,7 +88,15 @@ def execute(conn: Any, query: Query, params: dict[str, Any], rows: RowReader[Any
         row = cursor.fetchone()
         cursor.close()
         return None if row is None else build(row)
-    return list(map(build, cursor.fetchall()))
+    return rows_of(cursor.fetchall(), build)
+
+
+def rows_of(rows: list[Any], build: Callable[[Sequence[Any]], Any]) -> list[Any]:
+    """The fetched ``rows`` built by ``build``: the fetched list itself when they are tuples already and
+    ``build`` is ``tuple`` (``models.columns`` of every column, in order)."""
+    if build is tuple and (not rows or rows[0].__class__ is tuple):
+        return rows
+    return list(map(build, rows))
 
 
 async def execute_async(
@@ -104,7 +112,7 @@ async def execute_async(
         if returns is ONE:
             row = await cursor.fetchone()
             return None if row is None else build(row)
-        return list(map(build, await cursor.fetchall()))
+        return rows_of(await cursor.fetchall(), build)
     finally:
         await cursor.close()
 

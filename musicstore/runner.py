@@ -17,7 +17,8 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 from . import validate
 from .errors import InvalidInput, MigrationError
 from .migrate import shipped_migrations
-from .ops import NOW, Operation, Step, Steps
+from .models import RowReader
+from .ops import NOW, Operation, Params, Step, Steps
 from .queries import Query, execute, execute_async, load
 
 P = ParamSpec("P")
@@ -115,6 +116,39 @@ class Driver:
         self._queries = load(connector.dialect, connector.driver)
 
 
+Prepared = tuple[Query, Params, "RowReader[Any] | None", "Callable[[Any], Any] | None"]
+"""What a read that is one query runs (``one_query``): the loaded query, its parameters encoded for the
+backend, its row reader, and what makes the result of what it returns (None: that is the result)."""
+
+
+def one_query(driver: Driver, op: Operation[P, Any]) -> Callable[P, Prepared]:
+    """The one definition of a read that is one named query (``op.query``, or ``op.plan`` choosing it) that
+    both drivers run without its generator (``Store``'s and ``AsyncStore``'s direct reads): from the
+    operation's arguments, checked here (before any connection is taken), what to run (``Prepared``). A
+    driver only runs the query and applies the result's ``finish``: the same answers as the generator's.
+    The query's text and what it returns are looked up once; parameters are encoded only when there are any.
+    """
+    queries, encode = driver._queries, driver._connector.encode
+    if op.query is not None:
+        name, rows, params_of, finish = op.query
+        query = queries[name]
+
+        def fixed(*args: P.args, **kwargs: P.kwargs) -> Prepared:
+            params = params_of(*args, **kwargs)
+            return query, encode(params) if params else params, rows, finish
+
+        return fixed
+    plan = op.plan
+    if plan is None:
+        raise TypeError(f"{op.__name__} is not a read of one query")
+
+    def planned(*args: P.args, **kwargs: P.kwargs) -> Prepared:
+        name, params, rows, finish = plan(*args, **kwargs)
+        return queries[name], encode(params) if params else params, rows, finish
+
+    return planned
+
+
 def drive(driver: Driver, conn: Any, steps: Steps[T], step: Step) -> T:
     """Answer an operation's steps with blocking calls until it returns; ``step`` is its first."""
     queries, clock, encode = driver._queries, driver.clock, driver._connector.encode
@@ -188,12 +222,14 @@ __all__ = [
     "Bound",
     "Clock",
     "Driver",
+    "Prepared",
     "Translating",
     "check_schema",
     "coroutine_method",
     "drive",
     "drive_async",
     "method",
+    "one_query",
     "start",
     "start_in",
     "utcnow",

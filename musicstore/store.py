@@ -29,6 +29,7 @@ from .runner import (
     conflict_wait,
     drive,
     method,
+    one_query,
     start,
     start_in,
     utcnow,
@@ -287,34 +288,21 @@ class Transaction(Operations):
 
 
 def _direct_read(store: Store, op: Operation[P, T]) -> Callable[P, T]:
-    """``store.run(op, ...)`` for a read that is one named query (``op.query``, or ``op.plan`` choosing it),
-    as one function: no generator, no ``Store.run``, no ``queries.execute``; the query's text, what it
-    returns and its row builders looked up once here. Inside the thread's transaction it defers to ``run``
-    (the transaction runs it). The same answers and errors as ``run``: the argument checks before any
-    connection is taken, then the query, a backend's error translated (``runner.Translating``)."""
-    local, run, queries = store._local, store.run, store._queries
+    """``store.run(op, ...)`` for a read that is one named query, as one function: no generator, no
+    ``Store.run``, no ``queries.execute`` call. What it runs comes from ``runner.one_query`` (the definition
+    ``AsyncStore``'s direct reads share); this function only runs it, as ``queries.execute`` would, inlined.
+    Inside the thread's transaction it defers to ``run`` (the transaction runs it). The same answers and
+    errors as ``run``: the argument checks before any connection is taken, then the query, a backend's error
+    translated (``runner.Translating``)."""
+    local, run, prepare = store._local, store.run, one_query(store, op)
     connector = store._connector
-    acquire, release, encode = connector.acquire, connector.release, connector.encode
+    acquire, release = connector.acquire, connector.release
     errors, translate = connector.errors, connector.translate
-    plan: Any = op.plan
-    fixed: Any = None
-    params_of: Any = None
-    fixed_rows: Any = None
-    fixed_finish: Any = None
-    if op.query is not None:
-        name, fixed_rows, params_of, fixed_finish = op.query
-        fixed = queries[name]
 
     def read(*args: P.args, **kwargs: P.kwargs) -> T:
         if local.tx is not None:
             return run(op, *args, **kwargs)
-        query: Any
-        if plan is None:
-            params, query, rows, finish = params_of(*args, **kwargs), fixed, fixed_rows, fixed_finish
-        else:
-            name, params, rows, finish = plan(*args, **kwargs)
-            query = queries[name]
-        params = encode(params)
+        query, params, rows, finish = prepare(*args, **kwargs)
         try:
             conn = acquire()
             try:
@@ -329,7 +317,9 @@ def _direct_read(store: Store, op: Operation[P, T]) -> Callable[P, T]:
                         cursor.close()
                         found = None if row is None else build(row)
                     else:
-                        found = list(map(build, cursor.fetchall()))
+                        found = cursor.fetchall()
+                        if build is not tuple or (found and found[0].__class__ is not tuple):
+                            found = list(map(build, found))
             finally:
                 release(conn)
         except errors as exc:

@@ -177,8 +177,15 @@ def file_size(value: object) -> int:
     return integer(value, "file_size_bytes", 0, MAX_FILE_BYTES)
 
 
+_STATUSES = {status.value: status for status in Status}
+
+
 def status(value: object) -> Status:
     """A Status, or its string value."""
+    if value.__class__ is str or value.__class__ is Status:  # hashable: a look-up, not the enum's call
+        found = _STATUSES.get(value)
+        if found is not None:
+            return found
     try:
         return Status(value)  # type: ignore[arg-type]
     except ValueError:

@@ -535,3 +535,57 @@ def test_a_task_cancelled_while_its_connection_goes_back_does_not_shrink_the_poo
             assert (await store.get_generation(job.id)) is not None  # the only connection came back
 
     run(main())
+
+
+def test_one_query_reads_run_without_their_generator_as_on_store(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that is one query runs on AsyncStore as on Store: the definition ``runner.one_query`` shares,
+    no generator; the same answers as the sync store, its argument checks before any connection, and inside
+    the task's transaction the transaction's read."""
+
+    async def main() -> None:
+        with Store(db_url) as sync:
+            async with AsyncStore.open(db_url) as store:
+                jobs = [
+                    await anew_job(store, f"direct {i}", owner_key="k" if i % 2 else None) for i in range(6)
+                ]
+                claimed = await store.claim_next("w")
+                assert claimed is not None
+                await store.complete_generation(claimed.id, file_path="x/a.wav", file_size_bytes=3)
+                await store.cancel(jobs[-1].id)
+                reads: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+                    ("get_generation", (jobs[1].id,), {}),
+                    ("get_generation", (MISSING,), {}),
+                    ("list_generations", (), {"limit": 2}),
+                    ("list_generations", (), {"status": "pending", "model_name": "musicgen-small"}),
+                    ("get_all_generations", (), {"status": Status.CANCELLED}),
+                    ("get_pending_generations", (3,), {}),
+                    ("count_generations", (), {}),
+                    ("count_generations", (), {"status": "pending"}),
+                    ("count_generations", (), {"status": Status.COMPLETED, "model_name": "musicgen-small"}),
+                    ("get_database_stats", (), {}),
+                    ("get_prompt_by_text", ("direct 2",), {}),
+                    ("get_most_used_prompts", (2,), {}),
+                ]
+                for name, _, _ in reads:  # no generator may run: each op's steps refuse
+                    op = getattr(ops, name)
+                    monkeypatch.setattr(op, "steps", _refuse)
+                for name, args, kwargs in reads:
+                    got = await getattr(store, name)(*args, **kwargs)
+                    assert got == getattr(sync, name)(*args, **kwargs), name
+                    assert getattr(store, name).operation is getattr(ops, name)
+                await raises(InvalidInput, store.get_generation("not an id"), "canonical")
+                await raises(InvalidInput, store.count_generations(status="lost"), "unknown status")
+                monkeypatch.undo()
+                async with store.transaction() as tx:
+                    inside = await anew_job(tx, "only in the transaction")
+                    assert await store.get_generation(inside.id) == inside  # the transaction's read
+                    assert await store.count_generations(status="pending") == 5
+                assert await store.get_generation(inside.id) == inside
+
+    run(main())
+
+
+def _refuse(*args: object, **kwargs: object) -> Any:
+    raise AssertionError("a one-query read ran its generator")

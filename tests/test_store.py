@@ -481,3 +481,37 @@ def test_rows_are_built_by_each_databases_own_column_order(tmp_path: Path) -> No
 def test_a_row_reader_builds_the_same_generation_in_any_column_order(order: list[str]) -> None:
     row = tuple(b"digest" if name == "prompt_digest" else STORED[name] for name in order)
     assert Generation.reader(order)(row) == Generation.from_row(STORED)
+
+
+def test_rows_already_tuples_are_kept_and_other_rows_are_built() -> None:
+    """``queries.rows_of``: the fetched list itself when ``columns`` picks every column in order and the
+    driver's rows are tuples; a driver's other rows (``sqlite3.Row``) are still made tuples."""
+    from musicstore.models import columns
+    from musicstore.queries import rows_of
+
+    build = columns("a", "b")(["a", "b"])
+    assert build is tuple
+    fetched = [("x", 1), ("y", 2)]
+    assert rows_of(fetched, build) is fetched and rows_of([], build) == []
+    conn = sqlite3.connect(":memory:")
+    conn.row_factory = sqlite3.Row
+    named = conn.execute("SELECT 'x' AS a, 1 AS b UNION ALL SELECT 'y', 2").fetchall()
+    built = rows_of(named, build)
+    assert built == fetched and all(type(row) is tuple for row in built)
+
+
+@given(st.integers(min_value=-(10**15), max_value=10**17), st.integers(min_value=-14 * 60, max_value=14 * 60))
+def test_prompt_rows_decode_timestamps_as_to_datetime_does(micros: int, offset_minutes: int) -> None:
+    """The prompt reader decodes inline what ``to_datetime`` decodes: integer µs (SQLite) or a driver's aware
+    datetime in any zone (PostgreSQL), always as aware UTC."""
+    from datetime import timezone
+
+    from musicstore.models import Prompt, to_datetime
+
+    moment = to_datetime(micros)
+    zoned = moment.astimezone(timezone(timedelta(minutes=offset_minutes)))
+    read = Prompt.reader(["id", "text", "used_count", "first_used_at", "last_used_at"])
+    for stored in (micros, zoned, moment):
+        prompt = read((1, "t", 2, stored, stored))
+        assert prompt == Prompt(1, "t", 2, to_datetime(stored), to_datetime(stored))
+        assert repr(prompt) == repr(Prompt(1, "t", 2, to_datetime(stored), to_datetime(stored)))

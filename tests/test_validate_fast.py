@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from musicstore import InvalidInput, validate
+from musicstore import InvalidInput, Status, validate
 
 
 class _Str(str):
@@ -181,3 +181,23 @@ def test_check_metadata_refuses_what_metadata_refuses_for_its_size() -> None:
     assert outcome(lambda: validate.check_metadata(deep)) == outcome(lambda: full_metadata(deep))
     assert outcome(lambda: validate.check_metadata([1])) == outcome(lambda: validate.metadata([1]))
     assert outcome(lambda: validate.check_metadata({"f": math.inf}))[0] == "error"
+
+
+@given(
+    st.one_of(
+        st.sampled_from(list(Status)),
+        st.sampled_from([s.value for s in Status]),
+        st.text(max_size=12),
+        st.none(),
+        st.integers(),
+        st.lists(st.text(max_size=3), max_size=2),  # unhashable: never looked up
+    )
+)
+def test_status_decides_as_the_enum_does(value: Any) -> None:
+    """``validate.status`` looks a plain str or a Status up in a dict; the enum's call decides the rest, and
+    the same member or the same message comes back either way."""
+    full = outcome(lambda: validate.status(_Str(value) if type(value) is str else value))
+    fast = outcome(lambda: validate.status(value))
+    assert fast == full
+    if fast[0] == "ok":
+        assert fast[1] is Status(value) and type(fast[1]) is Status

@@ -130,15 +130,16 @@ def _n(row: dict[str, Any]) -> int:
 
 
 _NO_PARAMS: Params = {}
+_ALL: Plan[int] = ("totals", _NO_PARAMS, TOTALS, _total)
+_OF_STATUS: dict[Status, Plan[int]] = {s: ("totals", _NO_PARAMS, TOTALS, _count_of(s)) for s in Status}
+"""The plans of the counts that read the totals, made once."""
 
 
 @reads_planned
 def count_generations(*, status: Status | str | None = None, model_name: str | None = None) -> Plan[int]:
     """How many generations there are, optionally of one status and/or model."""
     if model_name is None:
-        if status is None:
-            return "totals", _NO_PARAMS, TOTALS, _total
-        return "totals", _NO_PARAMS, TOTALS, _count_of(validate.status(status))
+        return _ALL if status is None else _OF_STATUS[validate.status(status)]
     model = validate.name(model_name, "model_name")
     if status is None:
         return "count_by_model", {"model_name": model}, None, _n
