@@ -14,6 +14,7 @@ from scipy.signal import upfirdn
 from musicstore.audio.farfield import BLOCK, FarField, LimitedFarField, _decimated_low_band, _lowpass
 from musicstore.audio.interpolation import _ANNEX2_PHASES, annex2, near_sinc
 from musicstore.audio.truepeak import (
+    Reuse,
     annex2_true_peak,
     candidate_rows,
     detect,
@@ -296,3 +297,63 @@ def test_peak_map_without_its_envelope_reads_the_same(
     dense[full.rows] = full.values
     expected = np.maximum(np.maximum(dense[:-1], dense[1:]), envelope)
     assert np.array_equal(_need(full), expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    samples=st.integers(1, 20_000),
+    channels=st.integers(1, 3),
+    spans=st.integers(0, 10),
+    width=st.integers(1, 2_000),
+    gain=st.floats(0.1, 4.0),
+    level_share=st.floats(0.3, 1.0),
+    clip_share=st.floats(0.3, 1.3),
+    seed=st.integers(0, 2**32 - 1),
+    sparse=st.booleans(),
+)
+def test_the_outputs_check_reusing_the_clips_screen_reads_the_same(  # noqa: PLR0917 (hypothesis)
+    samples: int,
+    channels: int,
+    spans: int,
+    width: int,
+    gain: float,
+    level_share: float,
+    clip_share: float,
+    seed: int,
+    sparse: bool,
+) -> None:
+    """A limiter's output mapped with its clip's second screen reused (``peak_map(..., reuse=...)``): every
+    row its own screen passes on is passed on, with the same values; the rows passed on besides are under
+    the level; so the same rows are over the level, with the same values."""
+    rng = np.random.default_rng(seed)
+    audio = (rng.standard_normal((channels, samples)) * rng.uniform(0.01, 1.0, (channels, 1))).astype(
+        np.float32
+    )
+    if sparse:
+        audio *= rng.random(samples) < 0.02
+    if rng.random() < 0.3:  # near-Nyquist content
+        audio += np.float32(0.5) * np.cos(np.pi * 0.98 * np.arange(samples)).astype(np.float32)
+    starts = np.unique(rng.integers(0, samples, spans))
+    stops = np.minimum(np.append(starts[1:], samples), starts + width)
+    runs = np.stack([starts, stops], axis=1).astype(np.int64)
+    out = audio * np.float32(gain)
+    for a, b in runs:
+        out[:, a:b] *= rng.uniform(0.0, 1.0, (channels, b - a)).astype(np.float32)
+    level = level_share * float(np.abs(out).max())
+    if level <= 0.0:
+        return
+    clip_spans = span_bounds(audio, sample_envelope(audio))
+    clip = peak_map(audio, clip_share * level / gain, FarField.measure(audio), clip_spans, keep_screen=True)
+    assert clip.screened is not None
+    far = FarField.measure(out)
+    bounds = span_bounds(out, sample_envelope(out))
+    own = peak_map(out, level, far, bounds, keep_envelope=False)
+    reused = peak_map(out, level, far, bounds, keep_envelope=False, reuse=Reuse(clip.screened, gain, runs))
+    assert reused.floor == own.floor and reused.sample_peak == own.sample_peak
+    assert np.isin(own.rows, reused.rows).all()
+    common = np.isin(reused.rows, own.rows)
+    np.testing.assert_array_equal(reused.values[common], own.values)
+    np.testing.assert_array_equal(reused.ideal[common], own.ideal)
+    assert (reused.values[~common] <= level).all()
+    over = reused.values > level
+    np.testing.assert_array_equal(reused.rows[over], own.rows[own.values > level])

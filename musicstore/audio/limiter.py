@@ -16,6 +16,7 @@ over (a last resort trims the whole clip), and its true peak measured exactly.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 
@@ -28,6 +29,8 @@ from musicstore.audio.loudness import BlockPower, changed_block_means, gated_lou
 from musicstore.audio.truepeak import (
     GRID_FACTOR,
     PeakMap,
+    Reuse,
+    Screened,
     from_db,
     largest_sample,
     peak_map,
@@ -63,7 +66,7 @@ class Leveled:
     audio: NDArray[np.float32]
     gain_db: float
     loudness: float
-    true_peak: float  # linear, by the accurate meter (ideal reconstruction)
+    true_peak: float  # linear, by the accurate meter (ideal reconstruction); NaN where not verified
     max_reduction_db: float
     reduced_fraction: float
     limited: bool
@@ -180,11 +183,18 @@ def level(
     ceiling_dbtp: float,
     limiter: bool,
     settings: LimiterSettings,
+    verify: bool = True,
 ) -> Leveled:
     """Gain ``x`` to ``target_lufs`` keeping its true peak under ``ceiling_dbtp``.
 
     The ceiling always wins: when the limiter is off or its depth cap is reached, the result lands as
     close to the target as the ceiling allows (the caller compares the returned loudness).
+
+    ``verify=False`` is for a caller that measures what it makes of the output itself (a lossy rendition,
+    decoded and measured after encoding): a limited output is then not checked by the meter nor measured
+    again. Its curve is the verified path's first (aimed ``CURVE_MARGIN_DB`` under the detector's ceiling,
+    which the check finds held), its loudness is the prediction (within ``EXACT_TOLERANCE_LU`` of the
+    exact one as a rule) and its ``true_peak`` is NaN (not measured). Plain gain is exact either way.
 
     ``blocks`` in a list is handed over (the list is emptied): the per-sample power is then dropped once
     the limiter's region is known, before the output is made and checked (it is measured again only if a
@@ -202,11 +212,12 @@ def level(
     floor = map_floor(target_lufs, ceiling_dbtp, before, depth_db)
     shallow = max(floor, ceiling / (gain * from_db(SHALLOW_DB))) if limiter else floor
     if limiter and gain * largest_sample(x) > ceiling:
-        peaks = peak_map(x, shallow)  # the limiter will run: map down to gains near the target's at once
+        # the limiter will run: map down to gains near the target's at once
+        peaks = peak_map(x, shallow, keep_screen=verify)
     else:  # most likely plain gain, for which the map down to the sample peak suffices
         peaks = peak_map(x)
         if limiter and gain * peaks.grid_peak > ceiling and shallow < peaks.floor:
-            peaks = peak_map(x, shallow, peaks.far)
+            peaks = peak_map(x, shallow, peaks.far, peaks.spans, keep_screen=verify)
     measured = time.perf_counter() - started
     if gain * peaks.grid_peak <= ceiling:
         return _static(x, base, peaks, gain, started)  # no detector value can reach the ceiling
@@ -215,7 +226,10 @@ def level(
     power: NDArray[np.float32] | None = blocks.power
     if owned:  # only the region's power is kept (in the region)
         blocks = replace(blocks, power=np.zeros(0, dtype=np.float32))
-    limits = _Limits(x, blocks, ceiling, settings, gain, depth_db, target_lufs, peaks.far, peaks.spans)
+    limits = _Limits(
+        x, blocks, ceiling, settings, gain, depth_db, target_lufs, peaks.far, peaks.spans, peaks.screened,
+        verify=verify,
+    )  # fmt: skip
     mapped = peaks.floor
     need = _need(peaks)
     del peaks  # keep memory low (the far part stays: the output's is derived from it)
@@ -227,7 +241,10 @@ def level(
     leveled = limits.limit(region, upper)
     if limits.capped(leveled, upper, full) and mapped > floor:  # more gain is needed: map down to the floor
         again = time.perf_counter()
-        need = _need(peak_map(x, floor, limits.far, limits.spans))
+        deeper = peak_map(x, floor, limits.far, limits.spans, keep_screen=verify)
+        limits = replace(limits, screened=deeper.screened)
+        need = _need(deeper)
+        del deeper
         measured += time.perf_counter() - again
         if power is None:  # dropped: the same values again
             power = BlockPower.measure(x, blocks.sample_rate).power
@@ -250,6 +267,8 @@ class _Limits:
     target_lufs: float
     far: FarField  # the clip's far part
     spans: NDArray[np.float32]  # and its span bounds
+    screened: Screened | None  # and what its second screen read (for the output's check)
+    verify: bool = True  # check and measure the output (see :func:`level`)
 
     @property
     def aim(self) -> float:
@@ -269,7 +288,12 @@ class _Limits:
 
     def limit(self, region: _Region, upper: float) -> Leveled:
         shape = _Shape(self.settings, self.blocks.sample_rate)
-        limiter = _Limiter(self.x, self.blocks, self.ceiling, self.aim, shape, far=self.far, spans=self.spans)
+        limiter = _Limiter(
+            self.x, self.blocks, self.ceiling, self.aim, shape, far=self.far, spans=self.spans,
+            screened=self.screened,
+        )  # fmt: skip
+        if not self.verify:
+            return limiter.unverified(region, self.target_lufs, self.gain, upper)
         return limiter.limit(region, self.target_lufs, self.gain, upper)
 
     def capped(self, leveled: Leveled, upper: float, full: float) -> bool:
@@ -338,9 +362,10 @@ class _Limiter:
         *,
         far: FarField,
         spans: NDArray[np.float32],
+        screened: Screened | None = None,
     ) -> None:
         self.x, self.blocks, self.ceiling, self.aim, self.shape = x, blocks, ceiling, aim, shape
-        self.far, self.spans = far, spans
+        self.far, self.spans, self.screened = far, spans, screened
         self.trimmed = False  # the last output was trimmed whole (no longer gain * x outside the region)
 
     def limit(self, region: _Region, target: float, gain: float, upper: float) -> Leveled:
@@ -370,6 +395,26 @@ class _Limiter:
         reduced = float(np.count_nonzero(g < _REDUCTION_EPS)) / self.x.shape[1]
         spent = time.perf_counter() - started
         return Leveled(out, to_db(chosen), measured, true_peak, -to_db(deepest), reduced, True, spent)
+
+    def unverified(self, region: _Region, target: float, gain: float, upper: float) -> Leveled:
+        """The curve at the gain whose loudness is predicted closest to ``target``, applied; neither checked
+        by the meter nor measured (see :func:`level`'s ``verify``)."""
+        chosen, g = _search(
+            self.blocks,
+            self.blocks.block_means(),
+            region,
+            self.shape,
+            target=target,
+            start=gain,
+            upper=upper,
+            ceiling=self.aim,
+        )
+        predicted = _predict(self.blocks, self.blocks.block_means(), region, chosen, g)
+        out = self.x * np.float32(chosen)
+        out[:, region.index] *= g
+        deepest = float(g.min()) if g.size else 1.0
+        reduced = float(np.count_nonzero(g < _REDUCTION_EPS)) / self.x.shape[1]
+        return Leveled(out, to_db(chosen), predicted, math.nan, -to_db(deepest), reduced, True, 0.0)
 
     def _loudness(self, out: NDArray[np.float32], gain: float, region: _Region) -> float:
         """The output's exact integrated loudness: re-measured only around the region (see
@@ -414,7 +459,8 @@ class _Limiter:
             changed = _spans(region)
             spans = scaled_span_bounds(out, self.spans, gain, changed)
             far = self._far_of(out, gain, region, scaled, changed)
-            checked = peak_map(out, ceiling, far, spans, keep_envelope=False)
+            reuse = None if self.screened is None else Reuse(self.screened, gain, changed)
+            checked = peak_map(out, ceiling, far, spans, keep_envelope=False, reuse=reuse)
             del far
             values = checked.values
             over = values > ceiling

@@ -54,12 +54,26 @@ def _power_chunks(audio: NDArray[np.float32], sample_rate: int) -> Iterator[tupl
     """Per-sample K-weighted power (channels weighted and summed), a chunk at a time, filter state carried."""
     sos = _k_weighting_sos(sample_rate)
     channels, samples = audio.shape
-    weights = channel_weights(channels)
+    weights = channel_weights(channels).tolist()
     states = np.zeros((sos.shape[0], channels, 2))
     for start in range(0, samples, _CHUNK):  # all channels in one call: one validation, one conversion
         filtered, states = sosfilt(sos, audio[:, start : start + _CHUNK], axis=-1, zi=states)
         np.square(filtered, out=filtered)
-        yield start, weights @ filtered
+        yield start, _weighted_sum(filtered, weights)
+
+
+def _weighted_sum(rows: Float64, weights: list[float]) -> Float64:
+    """``weights @ rows``, a row at a time in numpy's loops: the BLAS product (a gemv) woke OpenBLAS's
+    threads, which cost 3-4 times the CPU time of the loops (measured on the 2-core machine: 9.3 ms
+    against 2.5 ms for 15 stereo chunks of 65,536 samples); a weight of 1 is added without a product (as
+    the BLAS product rounds it)."""
+    total: Float64 = rows[0] * weights[0] if weights[0] != 1.0 else rows[0].copy()
+    for row, weight in zip(rows[1:], weights[1:], strict=True):
+        if weight == 1.0:
+            total += row
+        else:
+            total += row * weight
+    return total
 
 
 def _cumulative_at(
@@ -67,16 +81,21 @@ def _cumulative_at(
     positions: NDArray[np.int64],
     keep: NDArray[np.float32] | None = None,
 ) -> Float64:
-    """Running sums of the power up to each of ``positions`` (``keep``: also store the power there)."""
+    """Running sums of the power up to each of the sorted, distinct ``positions`` (``keep``: also store the
+    power there): per chunk, the sums of the pieces between the positions (one ``np.add.reduceat``, a pass
+    over the chunk; a running sum of every sample took 7 times as long) added up in order."""
     picked = np.zeros(positions.shape[0])
     offset = 0.0
     for start, power in chunks:
+        n = power.shape[0]
         if keep is not None:
-            keep[start : start + power.shape[0]] = power
-        running = np.cumsum(power)
+            keep[start : start + n] = power
+        inside = (positions > start) & (positions <= start + n)
+        local = positions[inside] - start  # sums of power[:local] wanted, 0 < local <= n
+        cuts = np.concatenate([[0], local[local < n]])
+        running = np.cumsum(np.add.reduceat(power, cuts))  # [k]: the sum up to cuts[k + 1] (or n)
         running += offset
-        inside = (positions > start) & (positions <= start + power.shape[0])
-        picked[inside] = running[positions[inside] - start - 1]
+        picked[inside] = running[: local.shape[0]]
         offset = float(running[-1])
     return picked
 

@@ -287,6 +287,9 @@ def _attempts(
         goal = before  # written at its own level; the ceiling still holds (limited if need be)
     headroom = DEFAULT_HEADROOM_DB[codec.format] if opts.headroom_db is None else float(opts.headroom_db)
     settings = LimiterSettings(max_depth_db=opts.max_limiting_db)
+    # a lossy encode is decoded and measured below, so the limiter's own check of its output (and its exact
+    # loudness) would be measured twice; a lossless one keeps it, so that it holds at the first encode
+    verify = codec.format in LOSSLESS_SUBTYPES
     offset = 0.0
     attempts: list[RenditionAttempt] = []
     best: tuple[float, _Encoded, bool] | None = None  # (|miss|, the encode, limited)
@@ -296,8 +299,9 @@ def _attempts(
             audio, limited, levelled = x, False, before
         else:
             leveled = level(
-                x, blocks, target_lufs=aim, ceiling_dbtp=ceiling - headroom, limiter=True, settings=settings
-            )
+                x, blocks, target_lufs=aim, ceiling_dbtp=ceiling - headroom, limiter=True, settings=settings,
+                verify=verify,
+            )  # fmt: skip
             audio, limited, levelled = leveled.audio, leveled.limited, leveled.loudness
         try:
             data = encode(audio, codec, rng)

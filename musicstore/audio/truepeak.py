@@ -83,6 +83,29 @@ def candidate_rows(
 
 
 @dataclass(frozen=True)
+class Screened:
+    """What a clip's second screen read (see :func:`peak_map`), kept for the check of a limiter's output
+    ``gain * x - d``, which equals ``gain`` times the clip wherever ``d`` (zero outside a few spans) is out
+    of a row's reach: the spans of 8 rows it read (sorted) and, per row read, the larger of the near part at
+    quarter samples, the Annex 2 values (largest |value| over channels, both without the far part) and the
+    two samples beside the row (largest |sample|)."""
+
+    spans: Rows
+    reach: NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """A clip's :class:`Screened` for the map of ``out``, which is ``gain`` times the clip except within
+    ``changed`` (``(n, 2)`` sorted sample ranges ``[a, b)``) where it is turned down (``|out| <= gain |x|``
+    there: a limiter's curve is at most 1)."""
+
+    screened: Screened
+    gain: float
+    changed: NDArray[np.int64]
+
+
+@dataclass(frozen=True)
 class PeakMap:
     """Where a clip's true peaks can be: its sample envelope and the accurate meter's grid values (at
     least the Annex 2 4x ones) wherever they may exceed the sample peak or a lower floor (every other
@@ -97,6 +120,7 @@ class PeakMap:
     floor: float  # every detector value outside ``rows`` is at most this
     far: FarField
     spans: NDArray[np.float32]  # the near part's bound per span of 8 rows (:func:`span_bounds`)
+    screened: Screened | None = None  # what the second screen read (``peak_map(..., keep_screen=True)``)
 
     @property
     def sample_peak(self) -> float:
@@ -288,6 +312,8 @@ def peak_map(
     spans: NDArray[np.float32] | None = None,
     *,
     keep_envelope: bool = True,
+    keep_screen: bool = False,
+    reuse: Reuse | None = None,
 ) -> PeakMap:
     """Measure ``(C, S)`` audio with the detector, interpolating only where it can matter:
     where a value may exceed the sample peak, or ``floor`` when that is lower. ``far``: the clip's
@@ -303,6 +329,13 @@ def peak_map(
 
     ``keep_envelope=False`` (with ``spans`` given): the map's ``envelope`` holds only the largest |sample|
     (no full-length envelope is made; the values read are the same).
+
+    ``keep_screen``: the map keeps what its second screen read (:class:`Screened`). ``reuse``: ``audio`` is a
+    limiter's output and ``reuse`` its clip's screen (see :class:`Reuse`): at rows whose reach no changed
+    sample enters, the second screen takes the clip's readings times the gain (with room for the rounding)
+    instead of reading ``audio``: at least its own, so the rows it passes on are at least those it would
+    (every value at the others is under the level, so the values over it are the same), and the rows
+    passed on are read again from ``audio`` (their Annex 2 values exactly as the screen reads them).
     """
     far = FarField.measure(audio) if far is None else far
     samples = audio.shape[1]
@@ -316,26 +349,82 @@ def peak_map(
     bound += far_blocks[np.arange(bound.shape[0]) * _SPAN // BLOCK]
     bound[: 2 * BLOCK // _SPAN] = np.inf  # the looped readings at the ends: always measured
     bound[max(0, samples + 1 - 2 * BLOCK) // _SPAN :] = np.inf
-    spans = np.flatnonzero(bound > level).astype(np.int32 if samples < 2**31 - _SPAN else np.int64)
-    every = (spans[:, None] * _SPAN + np.arange(_SPAN, dtype=spans.dtype)).ravel()
+    read: Rows = np.flatnonzero(bound > level).astype(np.int32 if samples < 2**31 - _SPAN else np.int64)
+    every = (read[:, None] * _SPAN + np.arange(_SPAN, dtype=read.dtype)).ravel()
     rows: Rows = every[every <= samples]
     far_bound = far_blocks[rows // BLOCK]
-    screened = _screen().peaks(audio, rows)
-    quarter = screened[:, 0] + far_bound  # ≥ |reconstruction| there
-    annex = screened[:, 1]
-    if full:
-        before = np.where(rows > 0, envelope[np.maximum(rows - 1, 0)], np.float32(0.0))  # sample m - 1
-        after = np.where(rows < samples, envelope[np.minimum(rows, samples - 1)], np.float32(0.0))  # m
-    else:
-        before, after = _envelope_at(audio, rows - 1), _envelope_at(audio, rows)
-    local = np.maximum(quarter, np.maximum(before, after))
-    grid_peak = max(float(envelope.max()), float(quarter.max(initial=0.0)))
-    threshold = level - _SCREEN_SLACK * grid_peak
     edge = (rows < 2 * BLOCK) | (rows > samples - 2 * BLOCK)  # looped readings there: always measured
+    reused = None if reuse is None else _reused_rows(reuse, read, rows, edge)
+    recorded = None
+    if reused is None:
+        screened = _screen().peaks(audio, rows)
+        quarter = screened[:, 0] + far_bound  # ≥ |reconstruction| there
+        annex = screened[:, 1]
+        if full:
+            before = np.where(rows > 0, envelope[np.maximum(rows - 1, 0)], np.float32(0.0))  # sample m - 1
+            after = np.where(rows < samples, envelope[np.minimum(rows, samples - 1)], np.float32(0.0))  # m
+        else:
+            before, after = _envelope_at(audio, rows - 1), _envelope_at(audio, rows)
+        beside = np.maximum(before, after)
+        local = np.maximum(quarter, beside)
+        grid_peak = max(float(envelope.max()), float(quarter.max(initial=0.0)))
+        if keep_screen:
+            reach = np.maximum(screened[:, 0], beside)
+            np.maximum(reach, annex, out=reach)
+            recorded = Screened(read, reach)
+    else:
+        clip_rows, fresh = reused
+        assert reuse is not None
+        # the clip's readings scaled, with room for the float32 rounding of gain * x and of the products
+        scaled = reuse.screened.reach[clip_rows] * np.float32(reuse.gain * (1 + 1e-5))
+        scaled += np.float32(1e-5 * float(envelope.max()))
+        local = np.empty(rows.shape[0], dtype=np.float32)
+        annex = np.empty(rows.shape[0], dtype=np.float32)
+        local[~fresh] = scaled + far_bound[~fresh]
+        annex[~fresh] = scaled
+        new = rows[fresh]
+        screened = _screen().peaks(audio, new)
+        quarter = screened[:, 0] + far_bound[fresh]
+        annex[fresh] = screened[:, 1]
+        beside = np.maximum(_envelope_at(audio, new - 1), _envelope_at(audio, new))
+        local[fresh] = np.maximum(quarter, beside)
+        grid_peak = max(float(envelope.max()), float(local.max(initial=0.0)))
+    threshold = level - _SCREEN_SLACK * grid_peak
     keep = (local > threshold) | (annex > level) | edge
+    if reused is not None:
+        again = keep & ~reused[1]
+        annex[again] = _screen().peaks(audio, rows[again])[:, 1]  # read exactly, as the screen reads them
     rows, annex = rows[keep], annex[keep]
     ideal = near_sinc().peaks(audio, rows, far)[:, 0]
-    return PeakMap(envelope, rows, np.maximum(ideal, annex), ideal, level, far, near)
+    return PeakMap(envelope, rows, np.maximum(ideal, annex), ideal, level, far, near, recorded)
+
+
+def _reused_rows(
+    reuse: Reuse, spans: Rows, rows: Rows, edge: NDArray[np.bool_]
+) -> tuple[NDArray[np.intp], NDArray[np.bool_]] | None:
+    """For :func:`peak_map`'s ``reuse``: the clip's row (in its :class:`Screened`) for each of ``rows`` that
+    may take it, and which rows are read afresh (the clip's screen did not read them, a changed sample is
+    within their reach, or the looped readings at the ends); None when there is nothing to reuse."""
+    screen = _screen()
+    clip = reuse.screened.spans
+    if clip.shape[0] == 0 or spans.shape[0] == 0:
+        return None
+    at = np.minimum(np.searchsorted(clip, spans), clip.shape[0] - 1)
+    usable = clip[at] == spans
+    # span J's rows 8 J .. 8 J + 7 read samples 8 J - 1 + first .. 8 J + 6 + first + window - 1
+    changed = reuse.changed
+    if changed.shape[0]:
+        lo = spans.astype(np.int64) * _SPAN - 1 + screen.first_offset
+        hi = lo + _SPAN - 1 + screen.matrix.shape[0] - 1
+        after = np.searchsorted(changed[:, 1], lo, side="right")  # the first range ending after lo
+        ahead = np.minimum(after, changed.shape[0] - 1)
+        usable &= ~((after < changed.shape[0]) & (changed[ahead, 0] <= hi))
+    if not usable.any():
+        return None
+    span_of = np.arange(rows.shape[0]) // _SPAN  # every span has 8 rows but the one holding row S
+    fresh = ~usable[span_of] | edge
+    clip_rows = (at[span_of] * _SPAN + rows % _SPAN)[~fresh]
+    return clip_rows, fresh
 
 
 def refined_peak(audio: NDArray[np.float32], peaks: PeakMap) -> float:
