@@ -5,12 +5,15 @@
 
 The workers are real worker loops, each in a process of its own and each on a database of its own (so that
 an enqueue wakes only the worker it is meant for): ``musicstore.worker.Worker`` on a ``Store`` (*sync*) or
-``AsyncWorker`` on an ``AsyncStore`` (*async*), idle in ``claim_next(wait=...)`` (PostgreSQL: LISTEN/NOTIFY;
+``AsyncWorker`` on an ``AsyncStore`` (*async*), idle and waiting for work (PostgreSQL: LISTEN/NOTIFY;
 SQLite: the ``PRAGMA data_version`` poll every ``SQLITE_POLL_SECONDS``); the handler reports each job it is
-given and returns. Beside them, two floors with no musicstore code at all: the backend's wake-up on a bare
-driver connection, then the plain claim before 0008 on a second one, as one autocommit statement (*floor*)
-or in a transaction of its own, BEGIN, the claim and COMMIT as the store sends them (*floor, BEGIN/COMMIT*:
-the floor plus the two round trips a store's write transaction adds on PostgreSQL).
+given and returns. Beside them, the floors, with no musicstore code at all: the backend's wake-up on a bare
+driver connection, then on a second one the plain claim before 0008 as one autocommit statement (*floor*),
+the store's own claim statement ``claim_fast`` as one autocommit statement (*floor: claim_fast alone*), or
+BEGIN, ``claim_fast`` and COMMIT as the store sends them (*floor: the store's statements*; on asyncio psycopg
+connections too, PostgreSQL only). Read from one floor to the next, they split what a worker pays over the
+bare wake-up and claim: the claim statement's own work, the two round trips of its transaction, asyncio,
+and last (the sync and async rows over the store's statements) musicstore's own code.
 
 The producer (this process, a ``Store`` per database) enqueues one job at a time after a random pause of
 20-60 ms (so that the worker is idle and asleep) and waits for the worker to report it before the next. The
@@ -49,16 +52,18 @@ from musicstore import Store, migrate, queries, waiting
 from .harness import command, finish, load, machine
 from .queue_claims import PLAIN
 
-LOOPS = ("sync", "async", "floor", "floor-tx", "floor-async")
+LOOPS = ("sync", "async", "floor", "floor-fast", "floor-tx", "floor-async")
 """The worker of a row: ``Worker``, ``AsyncWorker``, and the floors, with no musicstore code between the
 wake-up and the claim: the backend's wake-up on a bare connection, then the plain claim as one autocommit
-statement (``floor``), or the store's own statements (BEGIN, ``claim_fast``, COMMIT: ``floor-tx``; on asyncio
-connections, ``floor-async``, PostgreSQL only)."""
+statement (``floor``), the store's ``claim_fast`` as one autocommit statement (``floor-fast``), or the
+store's own statements (BEGIN, ``claim_fast``, COMMIT: ``floor-tx``; on asyncio connections,
+``floor-async``, PostgreSQL only)."""
 FLOOR = "floor"
 NAMES = {
     "sync": "sync",
     "async": "async",
     "floor": "floor: one statement",
+    "floor-fast": "floor: `claim_fast` alone",
     "floor-tx": "floor: the store's statements",
     "floor-async": "floor: the store's statements, asyncio",
 }
@@ -86,13 +91,14 @@ def _timed_sleeps(woke: list[float]) -> None:
 
 
 def _statements(dialect: str, loop: str) -> tuple[str, str, str]:
-    """A floor's claim: the plain claim alone (no BEGIN, no COMMIT: empty), or BEGIN, the store's
-    ``claim_fast`` and COMMIT."""
+    """A floor's claim: the plain claim or the store's ``claim_fast`` alone (no BEGIN, no COMMIT: empty),
+    or BEGIN, ``claim_fast`` and COMMIT."""
     if loop == FLOOR:
         return "", PLAIN[dialect], ""
-    if dialect == "postgres":
-        return "BEGIN", queries.load("postgres", "psycopg")["claim_fast"].sql, "COMMIT"
-    return "BEGIN IMMEDIATE", queries.load("sqlite", "sqlite3")["claim_fast"].sql, "COMMIT"
+    fast = queries.load(dialect, "psycopg" if dialect == "postgres" else "sqlite3")["claim_fast"].sql
+    if loop == "floor-fast":
+        return "", fast, ""
+    return ("BEGIN" if dialect == "postgres" else "BEGIN IMMEDIATE"), fast, "COMMIT"
 
 
 def _floor_postgres(url: str, loop: str, ready: Any, results: Any, jobs: int) -> None:
