@@ -5,13 +5,16 @@ Every status change is one conditional UPDATE whose row count decides it; when i
 
 The claim takes jobs in the queue's order (docs/queue.md): among the lanes (one per owner key, one for jobs
 without a key) with a ready job and room under their limit, the head with the highest priority, then the lane
-with the fewest jobs processing, then the oldest head. ``claim_lane_head`` takes one lane's head, with its
-limit checked in the same statement (on PostgreSQL against the key's ``owner_lanes`` row, locked FOR UPDATE:
-its newest committed count). Which lane: ``claim_fast`` decides and takes the best head in one statement
-from the lanes' heads and running counts that triggers keep (migration 0012; on PostgreSQL in the first
-keyed lane with room whose row no other claimer holds, FOR UPDATE SKIP LOCKED); when it takes none,
-``queue_decide`` decides the lane (``_decided_lane``) and ``claim_lane_head`` takes its head; when a lane's
-head waits for its ``run_after``, ``queue_heads`` ranks every lane.
+with the fewest jobs processing, then the oldest head. ``claim_fast`` decides and takes the best head in one
+statement from the lanes' heads and running counts that triggers keep (migration 0012); it returns the
+claimed row, or no row when no lane has a ready job and room: either way the claim is one statement. On
+SQLite that is all (the writer lock makes the decision exact; a lane whose head waits for its ``run_after``
+is ranked with every lane in the same statement). On PostgreSQL it takes the first keyed lane with room whose
+row no other claimer holds (FOR UPDATE SKIP LOCKED) and returns a row of NULLs (``UNDECIDED``) when it took
+nothing though a lane may have a job: then ``queue_decide`` decides the lane (``_decided_lane``) and
+``claim_lane_head`` takes its head (with its limit checked in the same statement, against the key's
+``owner_lanes`` row locked FOR UPDATE: its newest committed count); when a lane's head waits for its
+``run_after``, ``queue_heads`` ranks every lane.
 """
 
 from __future__ import annotations
@@ -63,6 +66,27 @@ _NO_DELAY = {
     "jitter": NO_RETRY_DELAY.jitter,
 }
 """``NO_RETRY_DELAY``'s query parameters (only ever spread into a call's parameters, never changed)."""
+
+
+class _Undecided:
+    """What ``claim_fast`` returns when it took nothing though a lane may have a ready job (PostgreSQL only:
+    another claimer held the lanes or their jobs, or the best lane's head waits for its ``run_after``)."""
+
+    __slots__ = ()
+
+
+UNDECIDED = _Undecided()
+
+
+def _fast(names: Sequence[str]) -> Callable[[Sequence[Any]], Generation | _Undecided]:
+    """``claim_fast``'s row reader: the claimed generation, or ``UNDECIDED`` for its row of NULLs."""
+    build = GENERATION(names)
+    at = list(names).index("id")
+
+    def read(row: Sequence[Any]) -> Generation | _Undecided:
+        return UNDECIDED if row[at] is None else build(row)
+
+    return read
 
 
 def _ids(names: Sequence[str]) -> Callable[[Sequence[Any]], Any]:
@@ -184,9 +208,11 @@ def _claim_one(params: dict[str, Any], default_limit: int | None, wait: bool) ->
     waits for its lock (on PostgreSQL) if it is not had at once, the others are skipped while another
     claimer holds theirs; a caller that already wrote in this transaction passes False, so that it never
     waits while holding a lock."""
-    fast: Generation | None = yield Call("claim_fast", {**params, "default_limit": default_limit}, GENERATION)
-    if fast is not None:
-        return fast
+    fast: Generation | _Undecided | None = yield Call(
+        "claim_fast", {**params, "default_limit": default_limit}, _fast
+    )
+    if not isinstance(fast, _Undecided):
+        return fast  # claimed, or None: no lane has a ready job and room
     decided = yield from _decided_lane(params["now"], default_limit)
     if decided is not None:
         owner_key, max_running, locked = decided

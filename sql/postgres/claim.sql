@@ -119,80 +119,99 @@ SELECT NULL, NULL, NULL WHERE NOT EXISTS (
 LIMIT 1;
 
 -- name: claim_fast(worker_id, now, lease_expires_at, default_limit)^
--- The whole claim in one statement: the first keyed lane with room in owner_lanes_order whose owner_lanes
--- row no other claimer holds, locked FOR UPDATE SKIP LOCKED (as a job is: concurrent claimers take
--- different lanes), against the lane without a key, as queue_decide compares them; the winner's head taken
--- FOR UPDATE SKIP LOCKED. The locked row read is its newest committed version (PostgreSQL re-reads a row it
--- locks and checks the room again), so the lane's running count is exact, and the claim's own trigger
--- updates the row it holds. No row when every such lane is held, when no job is ready, or when the lanes'
--- heads do not decide it (the claim then goes on with queue_decide).
-UPDATE generations
-SET status = 'processing',
-    worker_id = :worker_id,
-    started_at = :now,
-    lease_expires_at = :lease_expires_at,
-    attempts = attempts + 1
-WHERE id = (
-    WITH keyed AS MATERIALIZED (
-        SELECT l.owner_key, l.running, l.head_priority AS priority, l.head_created_at AS created_at,
-               l.head_id AS id,
-               coalesce(
-                   (SELECT o.max_running FROM owner_limits AS o WHERE o.owner_key = l.owner_key),
-                   CAST(:default_limit AS integer)
-               ) AS max_running
-        FROM owner_lanes AS l
-        WHERE l.head_id IS NOT NULL
-          AND coalesce(
-              l.running < coalesce(
-                  (SELECT o.max_running FROM owner_limits AS o WHERE o.owner_key = l.owner_key),
-                  CAST(:default_limit AS integer)
-              ),
-              true
-          )
-        ORDER BY l.head_priority DESC, l.running, l.head_created_at, l.head_id
-        LIMIT 1
-        FOR UPDATE OF l SKIP LOCKED
-    ),
-    unkeyed AS MATERIALIZED (
-        SELECT '' AS owner_key,
-               CASE WHEN EXISTS (SELECT 1 FROM keyed) THEN (
-                   SELECT count(*) FROM generations AS p
-                   WHERE coalesce(p.owner_key, '') = '' AND p.status = 'processing'
-               )::integer ELSE 0 END AS running,
-               g.priority, g.created_at, g.id, CAST(NULL AS integer) AS max_running
-        FROM generations AS g
-        WHERE coalesce(g.owner_key, '') = '' AND g.status = 'pending'
+-- The whole claim in one statement, pending -> processing: the first keyed lane with room in
+-- owner_lanes_order whose owner_lanes row no other claimer holds, locked FOR UPDATE SKIP LOCKED (as a job is:
+-- concurrent claimers take different lanes; k), against the first ready job without a key (u), compared as
+-- queue_heads ranks them (the running jobs without a key are counted only when the two heads' priorities
+-- tie); the winning lane's first ready job taken FOR UPDATE SKIP LOCKED. The locked row read is its newest
+-- committed version (PostgreSQL re-reads a row it locks and checks the room again), so the lane's running
+-- count is exact, and the claim's own trigger updates the row it holds. Returns the claimed row; no row when
+-- no lane has a ready job and room (nothing to claim: the claim is over); a row of NULLs when nothing was
+-- taken though a lane may have one: another claimer held the lanes or the jobs, or the keyed lane's head
+-- waits for its run_after (h: its first ready job is further on, so the index does not rank the lane). The
+-- claim then goes on with queue_decide.
+WITH claimed AS (
+    UPDATE generations
+    SET status = 'processing',
+        worker_id = :worker_id,
+        started_at = :now,
+        lease_expires_at = :lease_expires_at,
+        attempts = attempts + 1
+    WHERE id = (
+        SELECT g.id FROM generations AS g
+        WHERE coalesce(g.owner_key, '') = (
+            SELECT CASE
+                WHEN k.owner_key IS NULL THEN CASE WHEN u.id IS NOT NULL THEN '' END
+                WHEN k.run_after > :now THEN NULL
+                WHEN u.id IS NULL THEN k.owner_key
+                WHEN u.priority <> k.head_priority THEN
+                    CASE WHEN u.priority > k.head_priority THEN '' ELSE k.owner_key END
+                WHEN (
+                    (
+                        SELECT count(*) FROM generations AS p
+                        WHERE coalesce(p.owner_key, '') = '' AND p.status = 'processing'
+                    )::integer,
+                    u.created_at,
+                    u.id
+                ) < (k.running, k.head_created_at, k.head_id) THEN ''
+                ELSE k.owner_key
+            END
+            FROM (SELECT 1) AS one
+            LEFT JOIN LATERAL (
+                SELECT l.owner_key, l.running, l.head_priority, l.head_created_at, l.head_id, h.run_after
+                FROM owner_lanes AS l
+                JOIN generations AS h ON h.id = l.head_id
+                WHERE l.head_id IS NOT NULL
+                  AND coalesce(
+                      l.running < coalesce(
+                          (SELECT o.max_running FROM owner_limits AS o WHERE o.owner_key = l.owner_key),
+                          CAST(:default_limit AS integer)
+                      ),
+                      true
+                  )
+                ORDER BY l.head_priority DESC, l.running, l.head_created_at, l.head_id
+                LIMIT 1
+                FOR UPDATE OF l SKIP LOCKED
+            ) AS k ON true
+            LEFT JOIN generations AS u ON u.id = (
+                SELECT f.id FROM generations AS f
+                WHERE coalesce(f.owner_key, '') = '' AND f.status = 'pending'
+                  AND (f.run_after IS NULL OR f.run_after <= :now)
+                ORDER BY f.priority DESC, f.created_at, f.id
+                LIMIT 1
+            )
+        )
+          AND g.status = 'pending'
           AND (g.run_after IS NULL OR g.run_after <= :now)
         ORDER BY g.priority DESC, g.created_at, g.id
         LIMIT 1
-    ),
-    decided AS MATERIALIZED (
-        SELECT * FROM (
-            SELECT * FROM keyed AS k
-            WHERE NOT EXISTS (
-                SELECT 1 FROM unkeyed AS u
-                WHERE (-u.priority, u.running, u.created_at, u.id) < (-k.priority, k.running, k.created_at, k.id)
-            )
-            UNION ALL
-            SELECT * FROM unkeyed AS u
-            WHERE NOT EXISTS (
-                SELECT 1 FROM keyed AS k
-                WHERE (-k.priority, k.running, k.created_at, k.id) < (-u.priority, u.running, u.created_at, u.id)
-            )
-        ) AS best
-        WHERE NOT EXISTS (
-            SELECT 1 FROM keyed JOIN generations AS h ON h.id = keyed.id WHERE h.run_after > :now
-        )
+        FOR UPDATE OF g SKIP LOCKED
     )
-    SELECT g.id FROM generations AS g
-    WHERE coalesce(g.owner_key, '') = (SELECT decided.owner_key FROM decided) AND g.status = 'pending'
-      AND (g.run_after IS NULL OR g.run_after <= :now)
-      AND (
-          (SELECT decided.max_running FROM decided) IS NULL
-          OR (SELECT decided.running FROM decided) < (SELECT decided.max_running FROM decided)
-      )
-    ORDER BY g.priority DESC, g.created_at, g.id
-    LIMIT 1
-    FOR UPDATE OF g SKIP LOCKED
+    RETURNING generations.*
 )
-RETURNING *;
+SELECT * FROM claimed
+UNION ALL
+SELECT (NULL::generations).*
+WHERE NOT EXISTS (SELECT 1 FROM claimed)
+  AND (
+      (
+          SELECT l.owner_key FROM owner_lanes AS l
+          WHERE l.head_id IS NOT NULL
+            AND coalesce(
+                l.running < coalesce(
+                    (SELECT o.max_running FROM owner_limits AS o WHERE o.owner_key = l.owner_key),
+                    CAST(:default_limit AS integer)
+                ),
+                true
+            )
+          ORDER BY l.head_priority DESC, l.running, l.head_created_at, l.head_id
+          LIMIT 1
+      ) IS NOT NULL
+      OR (
+          SELECT f.id FROM generations AS f
+          WHERE coalesce(f.owner_key, '') = '' AND f.status = 'pending'
+            AND (f.run_after IS NULL OR f.run_after <= :now)
+          ORDER BY f.priority DESC, f.created_at, f.id
+          LIMIT 1
+      ) IS NOT NULL
+  );
