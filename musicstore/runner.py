@@ -19,7 +19,7 @@ from .errors import InvalidInput, MigrationError
 from .migrate import shipped_migrations
 from .models import RowReader
 from .ops import NOW, Operation, Params, Step, Steps
-from .queries import Query, execute, execute_async, load
+from .queries import COUNT, ONE, Query, execute_async, load, rows_of
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -150,16 +150,31 @@ def one_query(driver: Driver, op: Operation[P, Any]) -> Callable[P, Prepared]:
 
 
 def drive(driver: Driver, conn: Any, steps: Steps[T], step: Step) -> T:
-    """Answer an operation's steps with blocking calls until it returns; ``step`` is its first."""
+    """Answer an operation's steps with blocking calls until it returns; ``step`` is its first. Each query
+    runs as ``queries.execute`` runs it, inlined (one Python call less per step)."""
     queries, clock, encode = driver._queries, driver.clock, driver._connector.encode
+    execute = conn.execute
+    send = steps.send
     try:
         while True:
             if step is NOW:
                 value: Any = now() if clock is utcnow else validate.moment(clock(), CLOCK)
             else:
                 name, params, rows = step  # type: ignore[misc]
-                value = execute(conn, queries[name], encode(params), rows)
-            step = steps.send(value)
+                query = queries[name]
+                cursor = execute(query.sql, encode(params) if params else params)
+                returns = query.returns
+                if returns is COUNT:
+                    value = cursor.rowcount
+                else:
+                    build = query.builders.get(rows) or query.builder(rows, cursor.description)
+                    if returns is ONE:
+                        row = cursor.fetchone()
+                        cursor.close()
+                        value = None if row is None else build(row)
+                    else:
+                        value = rows_of(cursor.fetchall(), build)
+            step = send(value)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 

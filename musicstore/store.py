@@ -19,7 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 from . import ops, validate, waiting
 from .errors import InvalidInput, NotFound, WriteConflict
 from .models import Generation
-from .ops import Operation, Step, Steps, progress
+from .ops import Operation, progress
 from .queries import COUNT, ONE
 from .runner import (
     CONFLICT_RETRIES,
@@ -336,34 +336,14 @@ def _direct_read(store: Store, op: Operation[P, T]) -> Callable[P, T]:
 
 def _direct_write(store: Store, op: Operation[P, T]) -> Callable[P, T]:
     """``store.run(op, ...)`` for a write, as one function: the operation's steps answered in a transaction
-    of its own (``BEGIN IMMEDIATE`` on SQLite, its backend's ``BEGIN_WRITE``), run again from its first step
-    after a ``WriteConflict`` (up to ``runner.CONFLICT_RETRIES`` times); inside the thread's transaction it
-    defers to ``run``. The argument checks run before any connection is taken."""
+    of its own (``BEGIN IMMEDIATE`` on SQLite, its backend's ``BEGIN_WRITE``) by ``runner.drive``, run again
+    from its first step after a ``WriteConflict`` (up to ``runner.CONFLICT_RETRIES`` times); inside the
+    thread's transaction it defers to ``run``. The argument checks run before any connection is taken."""
     local, run, steps_of = store._local, store.run, op.steps
     connector = store._connector
     acquire, release, rollback = connector.acquire, connector.release, connector.rollback
     begin_write, end = connector.BEGIN_WRITE, connector.COMMIT
     errors, translate = connector.errors, connector.translate
-
-    def once(steps: Steps[T], step: Step) -> T:
-        try:
-            conn = acquire()
-            try:
-                conn.execute(begin_write)
-                try:
-                    result = drive(store, conn, steps, step)
-                    conn.execute(end)
-                except BaseException:
-                    rollback(conn)
-                    raise
-                return result
-            finally:
-                release(conn)
-        except errors as exc:
-            translated = translate(exc)
-            if translated is None:
-                raise
-            raise translated from exc
 
     def write(*args: P.args, **kwargs: P.kwargs) -> T:
         if local.tx is not None:
@@ -376,11 +356,27 @@ def _direct_write(store: Store, op: Operation[P, T]) -> Callable[P, T]:
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
             try:
-                return once(steps, step)
-            except WriteConflict:  # PostgreSQL aborted the transaction: run the operation again
-                attempt += 1
-                if attempt > CONFLICT_RETRIES:
+                conn = acquire()
+                try:
+                    conn.execute(begin_write)
+                    try:
+                        result = drive(store, conn, steps, step)
+                        conn.execute(end)
+                    except BaseException:
+                        rollback(conn)
+                        raise
+                    return result
+                finally:
+                    release(conn)
+            except errors as exc:
+                translated = translate(exc)
+                if translated is None:
                     raise
+                if not isinstance(translated, WriteConflict):
+                    raise translated from exc
+                attempt += 1  # PostgreSQL aborted the transaction: run the operation again
+                if attempt > CONFLICT_RETRIES:
+                    raise translated from exc
                 time.sleep(conflict_wait(attempt))
 
     write.__name__ = write.__qualname__ = op.__name__

@@ -9,7 +9,9 @@ where a bool is.
 from __future__ import annotations
 
 import json
+import json.encoder
 import math
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any, TypeGuard
@@ -305,9 +307,29 @@ def _plain_size(value: dict[Any, Any] | list[Any], depth: int) -> int:
     return size
 
 
-_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
-"""``json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))`` with its encoder made
-once."""
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _encoder() -> Callable[[dict[str, Any]], str]:
+    """``json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))`` of a dict, with the
+    C encoder made once (``JSONEncoder.encode`` makes it on every call: 2.7 -> 1.9 µs for a 3-key dict,
+    fastest of 7 by thread CPU time). It keeps no record of the containers it is inside (``markers`` None,
+    so no state is shared between calls or threads): metadata reaches it checked to at most
+    ``MAX_METADATA_DEPTH`` levels, or decoded from JSON, so no circular value does. Without json's C
+    accelerator, ``JSONEncoder.encode``."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython has it
+        return _ENCODER.encode
+    chunks = make(None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    join = "".join
+
+    def encode(value: dict[str, Any]) -> str:
+        return join(chunks(value, 0))
+
+    return encode
+
+
+_ENCODE = _encoder()
 
 
 def _not_a_dict(value: object) -> InvalidInput:
