@@ -25,13 +25,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from musicstore import Generation, Store, ops, validate
+from musicstore import Generation, Store, ops
 from musicstore.ids import check_id
-from musicstore.models import Requeued
 from musicstore.ops import NOW, Call
 from musicstore.queries import execute, load
 
-from . import fair
+from . import fair, store_ops
 from .data import (
     add_jobs,
     create_metadata,
@@ -224,17 +223,10 @@ def checked_floors(store: Store, bare: Bare, number: int) -> list[tuple[str, Cal
         lambda _: ex(heartbeat, {"id": gid, "worker_id": "bench", "lease_expires_at": lease + next(tick)})
     )
 
-    def heartbeat_body(params: dict[str, Any]) -> None:
-        if ex(heartbeat, params).rowcount != 1:
-            raise RuntimeError("the heartbeat matched no row")
+    checked = store_ops.checked_floors(bare, {})  # the store benchmark's checked floors
 
-    checked_heartbeat_tx = bare.writer(heartbeat_body)
-
-    def checked_heartbeat() -> datetime:
-        job, worker = check_id(gid), validate.name("bench", "worker_id")
-        expires = datetime.now(UTC) + timedelta(0, validate.seconds(300.0, "lease_seconds"))
-        checked_heartbeat_tx({"id": job, "worker_id": worker, "lease_expires_at": bare.stamp(expires)})
-        return expires
+    def checked_heartbeat() -> object:
+        return checked["heartbeat"](gid)
 
     now = bare.stamp(datetime.now(UTC))
     requeue_params, expired_params = (
@@ -244,17 +236,9 @@ def checked_floors(store: Store, bare: Bare, number: int) -> list[tuple[str, Cal
     bare_requeue = bare.writer(
         lambda _: (ex(requeue, requeue_params).fetchall(), ex(fail_expired, expired_params).fetchall())
     )
-    found: list[Any] = []
 
-    def requeue_body(params: dict[str, Any]) -> None:
-        found[:] = [ex(requeue, {**params, **no_delay}).fetchall(), ex(fail_expired, params).fetchall()]
-
-    checked_requeue_tx = bare.writer(requeue_body)
-
-    def checked_requeue() -> Requeued:
-        attempts = validate.integer(3, "max_attempts", 1)
-        checked_requeue_tx({"now": bare.stamp(datetime.now(UTC)), "max_attempts": attempts})
-        return Requeued(sorted(r[0] for r in found[0]), sorted(r[0] for r in found[1]))
+    def checked_requeue() -> object:
+        return checked["requeue_expired"](None)
 
     return [
         ("heartbeat: bare floor", lambda: bare_heartbeat(None), number),
@@ -264,6 +248,64 @@ def checked_floors(store: Store, bare: Bare, number: int) -> list[tuple[str, Cal
         ("requeue_expired: + integer check, the clock, `Requeued` of sorted ids", checked_requeue, number),
         ("requeue_expired: the library", store.requeue_expired, number),
     ]
+
+
+def async_get(store: Store, url: str, quick: bool) -> str:
+    """``get_generation`` on ``AsyncStore`` (its direct read, and the same through ``run`` and the
+    generator) beside the sync store's, by process CPU time: aiosqlite runs SQLite on a thread of its own,
+    which a thread's CPU time would leave out. Batches alternate; µs per call, median batch (fastest)."""
+    import asyncio
+    import statistics
+
+    from musicstore.aio import AsyncStore
+
+    n, batches = (200, 5) if quick else (1000, 11)
+    gid = store.list_generations(status="completed", limit=1).items[0].id
+
+    async def measure() -> dict[str, list[float]]:
+        async with AsyncStore.open(url) as astore:
+            assert await astore.get_generation(gid) == store.get_generation(gid)
+
+            async def direct() -> None:
+                for _ in range(n):
+                    await astore.get_generation(gid)
+
+            async def generator() -> None:
+                for _ in range(n):
+                    await astore.run(ops.get_generation, gid)
+
+            async def sync() -> None:
+                for _ in range(n):
+                    store.get_generation(gid)
+
+            sides = {
+                "`Store.get_generation` (sync, direct read)": sync,
+                "`AsyncStore.get_generation` (direct read)": direct,
+                "`AsyncStore.run(ops.get_generation, id)` (the generator)": generator,
+            }
+            times: dict[str, list[float]] = {label: [] for label in sides}
+            for side in sides.values():
+                await side()  # warm-up
+            for b in range(batches):
+                order = list(sides)[b % 3 :] + list(sides)[: b % 3]
+                for label in order:
+                    t0 = time.process_time()
+                    await sides[label]()
+                    times[label].append((time.process_time() - t0) / n * 1e6)
+            return times
+
+    times = asyncio.run(measure())
+    lines = [
+        f"#### get by id, sync and async (process CPU time, {batches} batches of {n:,} alternating)",
+        "",
+        "| call | µs median (min) |",
+        "| --- | ---: |",
+    ]
+    for label, values in times.items():
+        line = f"{statistics.median(values):.2f} ({min(values):.2f})"
+        print(f"  {label:<78} {line}", flush=True)
+        lines.append(f"| {label} | {line} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -295,6 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with Store(url) as store:
             sections = breakdown(store, bare, named, args.quick)
+            sections.append(async_get(store, url, args.quick))
     finally:
         bare.conn.close()
         named.close()

@@ -25,14 +25,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from musicstore import Store
-from musicstore.ids import new_id
+from musicstore import Generation, Requeued, Status, Store, validate
+from musicstore.ids import check_id, new_id
 from musicstore.models import prompt_digest, to_micros
 from musicstore.queries import load
 
 from . import fair
 from .data import add_jobs, create_metadata, done_metadata, make_prompt
-from .harness import BARE, FAIR, LIBRARY, Plan, Prepare, Timing, alternate, profile
+from .harness import BARE, CHECKED, FAIR, LIBRARY, Plan, Prepare, Timing, alternate, profile
 
 FAR_FUTURE = datetime.max.replace(tzinfo=UTC)  # the library's "no cursor" bound
 JOB_METADATA = {"genre": "lofi", "bpm": 90, "seed": 7}  # what add_jobs gives each job
@@ -104,6 +104,7 @@ class Op:
     bare: Prepare
     fair: Prepare | None = None
     check: Callable[[], None] | None = None
+    checked: Prepare | None = None
 
 
 Inputs = Callable[[int], list[Any]]
@@ -330,6 +331,7 @@ def writes(store: Store, bare: Bare) -> list[Op]:
         ex(fail_expired, {"now": x["now"], "max_attempts": x["max_attempts"]}).fetchall()
 
     w = bare.writer
+    checked = checked_floors(bare, done)
     specs: list[tuple[str, str, int, Inputs, Callable[[Any], object], Inputs, Callable[[Any], object]]] = [
         ("create", "create", 200, creates, create, bare_creates, bare_create),
         ("requeue_expired", "requeue_expired (none due)", 200, none, lambda _: store.requeue_expired(),
@@ -352,9 +354,126 @@ def writes(store: Store, bare: Bare) -> list[Op]:
          one(cancel)),
     ]  # fmt: skip
     return [
-        Op(key, label, "write", batch, looped(lib_inputs, lib), looped(bare_inputs, w(body)))
+        Op(key, label, "write", batch, looped(lib_inputs, lib), looped(bare_inputs, w(body)),
+           checked=looped(lib_inputs, checked[key]) if key in checked else None)
         for key, label, batch, lib_inputs, lib, bare_inputs, body in specs
-    ]
+    ]  # fmt: skip
+
+
+def checked_floors(bare: Bare, done: dict[str, Any]) -> dict[str, Callable[[Any], object]]:
+    """The writes' checked floors (``harness.CHECKED``), on the library's inputs: the bare SQL in the same
+    transaction, plus the operation's argument checks (the library's own ``validate`` functions), the clock,
+    its parameters made from its arguments and its result objects, inline — no runner, no generator. Each
+    returns what the library returns for the same call (``create`` a new job, so its id and time differ)."""
+    ex, sql, w = bare.conn.execute, bare.sql, bare.writer
+    track, insert, read = sql("track_prompt"), sql("insert_generation"), sql("get_generation_for_update")
+    finish, heartbeat, retry = sql("complete_generation"), sql("heartbeat"), sql("retry_generation")
+    requeue, fail_expired = sql("requeue_expired"), sql("fail_expired")
+    decode, stamp = bare.generation, bare.stamp
+
+    def create_body(x: tuple[dict[str, Any], dict[str, Any]]) -> None:
+        if ex(track, x[0]).fetchone() is None:
+            raise RuntimeError("the prompt's digest is another text's")
+        ex(insert, x[1])
+
+    create_tx = w(create_body)
+
+    def create(x: tuple[str, dict[str, Any]]) -> Generation:
+        prompt, meta = x
+        encoded = validate.metadata(meta)
+        key = validate.name(None, "idempotency_key", optional=True)
+        fields: dict[str, Any] = {
+            "id": new_id(), "prompt": validate.prompt(prompt),
+            "model_name": validate.name("musicgen-small", "model_name"),
+            "model_version": validate.name(None, "model_version", optional=True),
+            "duration_seconds": validate.duration(30.0), "sample_rate": validate.sample_rate(32000),
+            "channels": validate.channels(2), "priority": validate.integer(0, "priority", -32_768, 32_767),
+            "run_after": None, "owner_key": validate.name(None, "owner_key", optional=True),
+            "idempotency_key": key, "created_at": datetime.now(UTC),
+        }  # fmt: skip
+        row = Generation(**fields, status=Status.PENDING, metadata=dict(meta))
+        digest, now = prompt_digest(row.prompt), stamp(row.created_at)
+        params = {**fields, "created_at": now, "metadata": encoded, "prompt_digest": digest}
+        create_tx(({"digest": digest, "text": row.prompt, "now": now}, params))
+        return row
+
+    def heartbeat_body(params: dict[str, Any]) -> None:
+        if ex(heartbeat, params).rowcount != 1:
+            raise RuntimeError("the heartbeat matched no row")
+
+    heartbeat_tx = w(heartbeat_body)
+
+    def beat(gid: str) -> datetime:
+        job, worker = check_id(gid), validate.name("bench", "worker_id")
+        expires = datetime.now(UTC) + timedelta(0, validate.seconds(300.0, "lease_seconds"))
+        heartbeat_tx({"id": job, "worker_id": worker, "lease_expires_at": stamp(expires)})
+        return expires
+
+    completed: list[Generation] = []
+
+    def complete_body(x: tuple[str, str, int, datetime]) -> None:
+        gid, path, size, now = x
+        row = ex(read, {"id": gid}).fetchone()
+        current = None if row is None else decode(row)
+        if current is None or current.status is not Status.PROCESSING:
+            raise RuntimeError("not processing")
+        seconds = max((now - (current.started_at or now)).total_seconds(), 0.0)
+        merged = {**current.metadata, **done}
+        update = {"id": gid, "worker_id": None, "now": stamp(now), "file_path": path,
+                  "file_size_bytes": size, "generation_time_seconds": seconds,
+                  "metadata": validate.metadata(merged, checked=True)}  # fmt: skip
+        if ex(finish, update).rowcount != 1:
+            raise RuntimeError("the complete matched no row")
+        current.status, current.completed_at, current.lease_expires_at = Status.COMPLETED, now, None
+        current.file_path, current.file_size_bytes, current.generation_time_seconds = path, size, seconds
+        current.metadata, current.error_message = merged, None
+        completed[:] = [current]
+
+    complete_tx = w(complete_body)
+
+    def complete(gid: str) -> Generation:
+        job = check_id(gid)
+        path = validate.relative_path(f"2026/11/22/{gid}.wav")
+        size = validate.file_size(3_840_044)
+        validate.name(None, "worker_id", optional=True)
+        validate.check_metadata(done)
+        complete_tx((job, path, size, datetime.now(UTC)))
+        return completed[0]
+
+    def fail_body(params: dict[str, Any]) -> None:
+        if ex(retry, params).rowcount != 1:
+            raise RuntimeError("the retry matched no row")
+
+    fail_tx = w(fail_body)
+
+    def fail(gid: str) -> Status:
+        job, message = check_id(gid), validate.message("CUDA out of memory", "error_message")
+        validate.flag(True, "retry")
+        attempts = validate.integer(3, "max_attempts", 1)
+        worker = validate.name(None, "worker_id", optional=True)
+        fail_tx({"id": job, "worker_id": worker, "error_message": message, "max_attempts": attempts,
+                 "now": stamp(datetime.now(UTC)), **NO_DELAY})  # fmt: skip
+        return Status.PENDING
+
+    found: list[list[Any]] = []
+
+    def requeue_body(params: dict[str, Any]) -> None:
+        found[:] = [ex(requeue, {**params, **NO_DELAY}).fetchall(), ex(fail_expired, params).fetchall()]
+
+    requeue_tx = w(requeue_body)
+
+    def requeue_expired(_: None) -> Requeued:
+        attempts = validate.integer(3, "max_attempts", 1)
+        requeue_tx({"now": stamp(datetime.now(UTC)), "max_attempts": attempts})
+        return Requeued(sorted(r[0] for r in found[0]), sorted(r[0] for r in found[1]))
+
+    return {
+        "create": create,
+        "heartbeat": beat,
+        "complete": complete,
+        "fail": fail,
+        "requeue_expired": requeue_expired,
+    }
 
 
 def run(
@@ -368,6 +487,8 @@ def run(
         if op.check is not None:
             op.check()
         sides = {LIBRARY: op.library, **({FAIR: op.fair} if op.fair else {}), BARE: op.bare}
+        if op.checked is not None:
+            sides[CHECKED] = op.checked
         timing = Timing(rows, op.label, op.kind, alternate(sides, plan.batch(op.batch), plan))
         print(timing.line(), flush=True)
         timings.append(timing)
