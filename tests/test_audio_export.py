@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import os
 import stat
@@ -207,12 +209,33 @@ def test_existing_file_is_replaced(music: NDArray[np.float32], tmp_path: Path) -
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again.wav"]
 
 
-def failing_write(real: Any) -> Any:
-    def write(path: Any, data: Any, *args: Any, **kwargs: Any) -> None:
-        real(path, data[: len(data) // 2], *args, **kwargs)  # half the file is on disk...
-        raise OSError(28, "No space left on device")  # ...when the disk fills up
+class _DiskFills(io.FileIO):
+    """Below ``files._Sink`` (``class Full(files._Sink, _DiskFills)``): the OS write fails with ENOSPC once
+    ``room`` bytes are written (or at once for a temp file whose name holds ``only``), as a full disk does."""
 
-    return write
+    room = 1 << 62
+    only = ""
+
+    def write(self, data: Any, /) -> int:
+        view = memoryview(data).cast("B")
+        if self.only not in str(self.name):
+            return super().write(view) or 0
+        if self.room <= 0:
+            raise OSError(28, "No space left on device")
+        done = super().write(view[: self.room]) or 0
+        self.room -= done
+        return done
+
+
+def disk_fills(monkeypatch: pytest.MonkeyPatch, *, room: int = 0, only: str = "") -> None:
+    """Writes of the audio files fail with ENOSPC after ``room`` bytes (files named with ``only``)."""
+    from musicstore.audio import files
+
+    class Full(files._Sink, _DiskFills):
+        pass
+
+    Full.room, Full.only = room, only
+    monkeypatch.setattr(files, "_Sink", Full)
 
 
 @pytest.mark.parametrize("where", ["write", "fsync", "replace", "chmod"])
@@ -223,7 +246,7 @@ def test_failed_write_leaves_nothing(
         raise OSError(5, f"{where} failed")
 
     if where == "write":
-        monkeypatch.setattr(sf, "write", failing_write(sf.write))
+        disk_fills(monkeypatch, room=20_000)  # part of the file is on disk when the disk fills up
     elif where == "fsync":  # the directory fsync runs after the rename: the file must go again
         real_fsync = os.fsync
         calls: list[int] = []
@@ -285,16 +308,10 @@ def test_batch_exports_every_item(tmp_path: Path) -> None:
 
 def test_batch_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     batch = np.stack([synthesize_music(2.0, RATE, seed=s) for s in range(3)])
-    real = sf.write
-
-    def write(path: Any, data: Any, *args: Any, **kwargs: Any) -> None:
-        if ".b.wav." in str(path):
-            raise OSError(28, "No space left on device")
-        real(path, data, *args, **kwargs)
-
-    monkeypatch.setattr(sf, "write", write)
+    disk_fills(monkeypatch, only=".b.wav.")
     with pytest.raises(StorageError) as caught:
         export_batch(batch, RATE, [tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "c.wav"])
+    assert "No space left on device (ENOSPC)" in str(caught.value)
     assert "batch item 1" in "".join(caught.value.__notes__)
     assert list(tmp_path.iterdir()) == []
 
@@ -304,18 +321,97 @@ def test_batch_is_all_or_nothing_whatever_the_error(
     error: Exception, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     batch = np.stack([synthesize_music(2.0, RATE, seed=s) for s in range(3)])
-    real = sf.write
+    real = sf.SoundFile.write
 
-    def write(path: Any, data: Any, *args: Any, **kwargs: Any) -> None:
-        if ".a.wav." in str(path):
+    def write(self: sf.SoundFile, data: Any) -> None:  # libsndfile encoding a block of a.wav's frames
+        if ".a.wav." in str(self.name):
             raise error
-        real(path, data, *args, **kwargs)
+        real(self, data)
 
-    monkeypatch.setattr(sf, "write", write)
+    monkeypatch.setattr(sf.SoundFile, "write", write)
     with pytest.raises(type(error)) as caught:
         export_batch(batch, RATE, [tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "c.wav"], workers=1)
     assert list(tmp_path.iterdir()) == []  # b.wav and c.wav, written after a.wav failed, are removed too
     assert "batch item 0" in "".join(caught.value.__notes__)
+
+
+@pytest.mark.parametrize("error", [MemoryError("out of memory"), KeyboardInterrupt()])
+def test_a_failure_while_quantizing_leaves_the_path_as_it_was(
+    error: BaseException, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The frames are quantized a block at a time while the file is written: a failure there, with part of
+    the file written, removes the temp file and leaves an earlier file at the path untouched."""
+    from musicstore.audio import quantize
+
+    real = quantize._Quantizer.into
+    calls: list[int] = []
+
+    def into(self: Any, start: int, target: Any) -> None:
+        calls.append(start)
+        if len(calls) == 3:
+            raise error
+        real(self, start, target)
+
+    monkeypatch.setattr(quantize._Quantizer, "into", into)
+    target = tmp_path / "x.wav"
+    target.write_bytes(b"earlier")
+    with pytest.raises(type(error)):
+        export_audio(synthesize_music(5.0, RATE, seed=1), RATE, target)
+    assert calls == [0, 65_536, 131_072]
+    assert [p.name for p in tmp_path.iterdir()] == ["x.wav"]
+    assert target.read_bytes() == b"earlier"
+
+
+@pytest.mark.parametrize(("name", "subtype"), [("a.wav", "PCM_16"), ("a.flac", "PCM_24"), ("a.wav", "FLOAT")])
+def test_libsndfile_is_handed_a_block_of_frames_at_a_time(
+    name: str, subtype: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No whole-clip frame array is made or handed over (libsndfile's write callback copies what it is
+    given at once): the export quantizes and writes blocks of at most 65,536 frames."""
+    real = sf.SoundFile.write
+    blocks: list[tuple[int, ...]] = []
+
+    def write(self: sf.SoundFile, data: Any) -> None:
+        blocks.append(data.shape)
+        real(self, data)
+
+    monkeypatch.setattr(sf.SoundFile, "write", write)
+    audio = synthesize_music(5.0, RATE, seed=2)  # 160,000 frames
+    export_audio(audio, RATE, tmp_path / name, ExportOptions(subtype=subtype))
+    assert blocks == [(65_536, 2), (65_536, 2), (28_928, 2)]
+
+
+def test_files_are_those_written_before_the_block_writes(tmp_path: Path) -> None:
+    """The same bytes as the export wrote with the whole frames in one call (sha256 of its files)."""
+    rng = np.random.default_rng(3)
+    clip = (rng.standard_normal((2, 150_000)) * 0.3).astype(np.float32)  # some values beyond full scale
+    expected = {
+        "PCM_16": "3444bf0238a00aafb7bbcaf69a4bcafac9342c49e9cfddde993ce568fcf74beb",
+        "PCM_24": "d6e6070702cbe26b6bd8f0d16810837c50f675df927b5f2ab4c6063c62c36941",
+        "PCM_32": "4975075929696ef1c24f40e26a4d6bd73ddbd7ab95422691d1842958dd9d84c9",
+    }
+    for subtype, digest in expected.items():
+        path = tmp_path / f"{subtype}.wav"
+        export_audio(clip, 16_000, path, ExportOptions(normalize=False, subtype=subtype, dither_seed=3))
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, subtype
+
+
+@pytest.mark.parametrize(
+    ("name", "subtype"), [("a.wav", "PCM_16"), ("a.flac", "PCM_16"), ("a.wav", "PCM_24")]
+)
+def test_with_or_without_frames_seen_the_file_is_the_same(name: str, subtype: str, tmp_path: Path) -> None:
+    """``frames_seen`` gets the whole frames (made at once, written in blocks); without it they are quantized
+    block by block as written: the same frames, the same file."""
+    audio = synthesize_music(5.0, RATE, seed=4)
+    options = ExportOptions(subtype=subtype, dither_seed=11)
+    seen: list[NDArray[np.generic]] = []
+    plain = export_audio(audio, RATE, tmp_path / f"plain.{name}", options)
+    watched = export_audio(audio, RATE, tmp_path / f"seen.{name}", options, frames_seen=seen.append)
+    assert (tmp_path / f"plain.{name}").read_bytes() == (tmp_path / f"seen.{name}").read_bytes()
+    assert plain.bytes == watched.bytes
+    data = sf.read(tmp_path / f"plain.{name}", dtype="int32" if subtype == "PCM_24" else "int16")[0]
+    (frames,) = seen
+    assert np.array_equal(data, frames)  # PCM_24: in an int32's top 24 bits, as libsndfile reads them
 
 
 @pytest.mark.parametrize("stem", ["é" * 120, "x" * 250])

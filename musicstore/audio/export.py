@@ -13,7 +13,7 @@ import numbers
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,10 +23,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from musicstore.audio.arrays import as_audio, as_audio_batch, check_sample_rate
-from musicstore.audio.files import format_for, write_atomic
+from musicstore.audio.files import format_for, write_atomic, write_blocks_atomic
 from musicstore.audio.limiter import Leveled, LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, gated_loudness
-from musicstore.audio.quantize import SUBTYPES, clipped_samples, to_frames
+from musicstore.audio.quantize import SUBTYPES, clipped_samples, frame_blocks, to_frames
 from musicstore.audio.truepeak import to_db, true_peak
 from musicstore.errors import InvalidInput
 
@@ -213,15 +213,29 @@ def _export_one(
     stamp = time.perf_counter()
     sample_peak = max(float(out.max()), -float(out.min()))
     clipped = clipped_samples(out, sample_peak)
-    frames = to_frames(out, options.subtype, np.random.default_rng(options.dither_seed))
+    rng = np.random.default_rng(options.dither_seed)
     shape = out.shape
-    del out
-    done = _without_audio(done)  # the float output is not needed past here: freed before the write (memory)
-    if frames_seen is not None:  # e.g. the waveform peaks of what is written, before it is (recording)
-        frames_seen(frames)
-    quantized = time.perf_counter()
-    size = write_atomic(path, frames, rate, fmt, options.subtype)
-    written = time.perf_counter()
+    done = _without_audio(done)  # the figures only: ``out`` is the one reference to the output left (memory)
+    if frames_seen is None:  # quantized a block at a time as the write asks for it: no full frames (memory)
+        quantizing = [0.0]
+        blocks = _timed(frame_blocks(out, options.subtype, rng), quantizing)
+        del out
+        begun = time.perf_counter()
+        size = write_blocks_atomic(
+            path, blocks, channels=shape[0], sample_rate=rate, fmt=fmt, subtype=options.subtype
+        )
+        del blocks
+        quantize_s = begun - stamp + quantizing[0]
+        write_s = time.perf_counter() - begun - quantizing[0]
+    else:
+        frames = to_frames(out, options.subtype, rng)
+        del out  # the float output is not needed past here: freed before the write (memory)
+        frames_seen(frames)  # e.g. the waveform peaks of what is written, before it is (recording)
+        begun = time.perf_counter()
+        size = write_atomic(path, frames, rate, fmt, options.subtype)
+        del frames
+        quantize_s = begun - stamp
+        write_s = time.perf_counter() - begun
     result = _result(
         done,
         path,
@@ -233,9 +247,7 @@ def _export_one(
         sample_peak=sample_peak,
         clipped=clipped,
     )
-    result = _with_times(
-        result, started, StageTimings(measure_s, limit_s, quantized - stamp, written - quantized)
-    )
+    result = _with_times(result, started, StageTimings(measure_s, limit_s, quantize_s, write_s))
     if done.status == "target_missed":
         log.warning(
             "%s: loudness %.2f LUFS misses the target %.2f LUFS "
@@ -298,6 +310,18 @@ def _without_audio(done: _Processed) -> _Processed:
     """``done`` without its output audio (nor its ``Leveled``'s): what is left is the figures."""
     leveled = None if done.leveled is None else replace(done.leveled, audio=_NO_AUDIO)
     return replace(done, audio=_NO_AUDIO, leveled=leveled)
+
+
+def _timed(blocks: Iterator[NDArray[np.generic]], spent: list[float]) -> Iterator[NDArray[np.generic]]:
+    """``blocks``, adding the seconds spent making each to ``spent[0]`` (the quantize stage of a fused
+    write)."""
+    while True:
+        start = time.perf_counter()
+        block = next(blocks, None)
+        spent[0] += time.perf_counter() - start
+        if block is None:
+            return
+        yield block
 
 
 def _with_times(result: ExportResult, started: float, timings: StageTimings) -> ExportResult:

@@ -17,7 +17,7 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -125,19 +125,39 @@ class _Sink(io.FileIO):
         return done
 
 
+_BLOCK_FRAMES = 1 << 16
+"""Frames handed to libsndfile per write: its write callback copies all the bytes it is given at once (a
+whole clip's frames in one call was a second copy of them)."""
+
+
 def _write_frames(
-    fd: int, name: str, frames: NDArray[np.generic], *, rate: int, fmt: str, subtype: str
+    fd: int,
+    name: str,
+    blocks: Iterable[NDArray[np.generic]],
+    *,
+    channels: int,
+    rate: int,
+    fmt: str,
+    subtype: str,
 ) -> None:
-    """Encode ``frames`` into the open file ``fd`` (named ``name``); a failed write raises its ``OSError``."""
+    """Encode the ``(n, C)`` frame blocks, in order, into the open file ``fd`` (named ``name``); a failed
+    write raises its ``OSError``."""
     sink = _Sink(fd, "r+", closefd=False)
     sink.name = name  # for messages: the path, not the descriptor
     try:
-        sf.write(sink, frames, rate, subtype=subtype, format=fmt)
+        with sf.SoundFile(sink, "w", rate, channels, subtype, format=fmt) as encoded:
+            for block in blocks:
+                encoded.write(block)
     except (AssertionError, sf.SoundFileError):  # soundfile asserts on a short write
         if sink.error is None:
             raise
     if sink.error is not None:
         raise sink.error
+
+
+def _blocks_of(frames: NDArray[np.generic]) -> Iterator[NDArray[np.generic]]:
+    for start in range(0, frames.shape[0], _BLOCK_FRAMES):
+        yield frames[start : start + _BLOCK_FRAMES]
 
 
 def _failure(path: Path, exc: OSError | sf.SoundFileError, placed: bool) -> StorageError:
@@ -161,9 +181,27 @@ def write_atomic(path: Path, frames: NDArray[np.generic], sample_rate: int, fmt:
     An existing file at ``path`` is replaced (a retried export overwrites its earlier file). A failed write
     raises ``StorageError`` naming the cause (e.g. "No space left on device (ENOSPC)").
     """
+    return write_blocks_atomic(
+        path, _blocks_of(frames), channels=frames.shape[1], sample_rate=sample_rate, fmt=fmt, subtype=subtype
+    )
+
+
+def write_blocks_atomic(
+    path: Path,
+    blocks: Iterable[NDArray[np.generic]],
+    *,
+    channels: int,
+    sample_rate: int,
+    fmt: str,
+    subtype: str,
+) -> int:
+    """``write_atomic`` of the frames given as ``(n, C)`` blocks, in order, each written before the next is
+    asked for (a block may be a buffer the next one overwrites): the same file as ``write_atomic`` of the
+    blocks joined, with one block in memory at a time. What the blocks' iterator raises is raised, and
+    nothing is left at ``path`` as for a failed write (the temp file is removed)."""
 
     def write(fd: int, name: str) -> None:
-        _write_frames(fd, name, frames, rate=sample_rate, fmt=fmt, subtype=subtype)
+        _write_frames(fd, name, blocks, channels=channels, rate=sample_rate, fmt=fmt, subtype=subtype)
 
     return place_atomic(path, write)
 

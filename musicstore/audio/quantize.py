@@ -6,6 +6,9 @@ Integers are clipped to full scale here, so libsndfile never wraps an out-of-ran
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -42,28 +45,64 @@ def to_frames(audio: NDArray[np.float32], subtype: str, rng: np.random.Generator
     """
     if subtype == "FLOAT":
         return np.ascontiguousarray(audio.T)
-    scale, dtype, top, shift = _PCM[subtype]
+    quantizer = _Quantizer(audio, subtype, rng)
+    frames = np.empty((audio.shape[1], audio.shape[0]), dtype=quantizer.dtype)
+    for start in range(0, audio.shape[1], _CHUNK):
+        quantizer.into(start, frames[start : start + _CHUNK])
+    return frames
+
+
+def frame_blocks(
+    audio: NDArray[np.float32], subtype: str, rng: np.random.Generator
+) -> Iterator[NDArray[np.generic]]:
+    """The frames of :func:`to_frames`, a block of up to 65,536 of them at a time, quantized as they are
+    asked for (the same values and the same dither draws, in the same order).
+
+    Each block is a view of one buffer that the next block overwrites: write it (or copy it) before asking for
+    the next. Memory: one block, where ``to_frames`` makes the whole ``(S, C)`` array.
+    """
     channels, samples = audio.shape
-    frames = np.empty((samples, channels), dtype=dtype)
-    size = min(_CHUNK, samples)
-    buffer = np.empty((size, channels), dtype=np.float32)  # one chunk, already in the frames' layout
-    dither = np.empty(channels * size, dtype=np.float32)
+    if subtype == "FLOAT":
+        for start in range(0, samples, _CHUNK):
+            yield np.ascontiguousarray(audio[:, start : start + _CHUNK].T)
+        return
+    quantizer = _Quantizer(audio, subtype, rng)
+    buffer = np.empty((min(_CHUNK, samples), channels), dtype=quantizer.dtype)
     for start in range(0, samples, _CHUNK):
-        part = audio[:, start : start + _CHUNK]
-        n = part.shape[1]
-        scaled = buffer[:n]
-        np.multiply(part.T, np.float32(scale), out=scaled)
-        if subtype == "PCM_16":  # the same draws, in the same order, as tpdf_dither(part.shape, rng)
+        block = buffer[: min(_CHUNK, samples - start)]
+        quantizer.into(start, block)
+        yield block
+
+
+class _Quantizer:
+    """PCM quantizing of ``audio`` one chunk at a time, into ``(n, C)`` integer frames: scaled,
+    TPDF-dithered for PCM_16 (the draws of ``tpdf_dither(part.shape, rng)`` for each chunk in turn),
+    rounded, clipped to full scale, shifted into libsndfile's top bits. The chunks must be asked for in
+    order (the dither draws)."""
+
+    def __init__(self, audio: NDArray[np.float32], subtype: str, rng: np.random.Generator) -> None:
+        self.audio, self.subtype, self.rng = audio, subtype, rng
+        self.scale, self.dtype, self.top, self.shift = _PCM[subtype]
+        channels, samples = audio.shape
+        size = min(_CHUNK, samples)
+        self.buffer = np.empty((size, channels), dtype=np.float32)  # one chunk, already in the frames' layout
+        self.dither = np.empty(channels * size, dtype=np.float32)
+
+    def into(self, start: int, target: NDArray[Any]) -> None:
+        """Quantize the samples from ``start`` into ``target`` (``(n, C)``, ``n`` ≤ 65,536)."""
+        part = self.audio[:, start : start + target.shape[0]]
+        channels, n = part.shape
+        scaled = self.buffer[:n]
+        np.multiply(part.T, np.float32(self.scale), out=scaled)
+        if self.subtype == "PCM_16":  # the same draws, in the same order, as tpdf_dither(part.shape, rng)
             count = channels * n
-            raw = np.frombuffer(rng.bytes(4 * count), dtype=np.int16)
-            drawn = dither[:count]
+            raw = np.frombuffer(self.rng.bytes(4 * count), dtype=np.int16)
+            drawn = self.dither[:count]
             np.subtract(raw[:count], raw[count:], out=drawn, dtype=np.float32)
             drawn *= np.float32(1.0 / 65536.0)
             scaled += drawn.reshape(channels, n).T
         np.rint(scaled, out=scaled)
-        np.clip(scaled, -scale, top, out=scaled)
-        target = frames[start : start + n]
+        np.clip(scaled, -self.scale, self.top, out=scaled)
         np.copyto(target, scaled, casting="unsafe")  # in range and whole: the cast is exact
-        if shift:
-            target <<= shift
-    return frames
+        if self.shift:
+            target <<= self.shift
