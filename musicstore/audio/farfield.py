@@ -35,7 +35,8 @@ _DECIMATION = 4  # grid step of the far part, in samples
 _LOWPASS_TAPS = 4  # per grid step, each side, of the far part's anti-alias filter
 _CUTOFF = 1.0  # its cut-off, in the decimated grid's Nyquist
 _BETA = 6.0  # its Kaiser window
-_LOWPASS_CHUNK = 4096  # decimated points per matrix product
+_LOWPASS_CHUNK = 4096  # bins at a time of the anti-alias filter's response
+_LOW_BAND_CHUNK = 16_384  # decimated points at a time of the low band (fastest of 4,096-65,536 here)
 _SUPPORT = BLOCK // 2 // _DECIMATION + 3  # grid points either side of a block's centre that reach its rows
 
 
@@ -47,6 +48,7 @@ class FarField:
     grid: NDArray[np.float32]  # (C, J)
     start: int
     step: int
+    bounds: dict[int, NDArray[np.float32]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def measure(cls, audio: NDArray[np.float32]) -> FarField:
@@ -90,7 +92,14 @@ class FarField:
         return out
 
     def block_bound(self, blocks: int) -> NDArray[np.float32]:
-        """An upper bound of |far part| at the rows of each 32-sample block: ``(blocks,)``."""
+        """An upper bound of |far part| at the rows of each 32-sample block: ``(blocks,)`` (a copy of the one
+        kept from the first call: the clip's map and its limited output's check both read it)."""
+        if blocks not in self.bounds:
+            self.bounds.clear()
+            self.bounds[blocks] = self._block_bound(blocks)
+        return self.bounds[blocks].copy()
+
+    def _block_bound(self, blocks: int) -> NDArray[np.float32]:
         per = BLOCK // self.step
         assert 2 * per >= 2 * _SUPPORT + 1
         # block b's grid points: centre c = per b + per / 2 - start, c - SUPPORT .. c + SUPPORT, within the
@@ -207,9 +216,9 @@ def _decimated_low_band(x: NDArray[np.float32], count: int, step: int) -> NDArra
     per_phase = reversed_taps.reshape(width // step, step).T  # [p, i]: the tap on x[step (j + i) + p - half]
     low = np.zeros(count, dtype=np.float32)
     rows = count - 1 + width // step
-    phase = np.zeros(min(rows, _LOWPASS_CHUNK + width // step), dtype=np.float32)
-    for begin in range(0, count, _LOWPASS_CHUNK):  # a chunk at a time: no padded copy of the clip
-        end = min(begin + _LOWPASS_CHUNK, count)
+    phase = np.zeros(min(rows, _LOW_BAND_CHUNK + width // step), dtype=np.float32)
+    for begin in range(0, count, _LOW_BAND_CHUNK):  # a chunk at a time: no padded copy of the clip
+        end = min(begin + _LOW_BAND_CHUNK, count)
         used = end - begin - 1 + width // step  # rows begin .. of phase p: x[step row + p - half]
         for p in range(step):
             first = step * begin + p - half
@@ -400,8 +409,9 @@ class LimitedFarField(FarField):
             pieces.append(padded.reshape(channels, -1, _PIECE)[:, :, ::-1])
         values = np.concatenate(pieces, axis=1) if pieces else _empty(channels, 0, _PIECE)
         return cls(
-            base.grid, start, step, base, gain, tuple(clusters), kernel, first_lag,
-            np.asarray(firsts, dtype=np.int64), np.ascontiguousarray(values), _moments(pieces, channels),
+            base.grid, start, step, base=base, gain=gain, clusters=tuple(clusters), kernel=kernel,
+            first_lag=first_lag, firsts=np.asarray(firsts, dtype=np.int64),
+            values=np.ascontiguousarray(values), moments=_moments(pieces, channels),
         )  # fmt: skip
 
     def _difference_at(self, points: NDArray[np.int64]) -> NDArray[np.float32]:

@@ -156,15 +156,17 @@ def _search(
     start: float,
     upper: float,
     ceiling: float,
-) -> tuple[float, NDArray[np.float32]]:
-    """Static gain whose limited loudness is predicted closest to ``target`` (gain ≤ ``upper``)."""
+) -> tuple[float, NDArray[np.float32], float]:
+    """Static gain whose limited loudness is predicted closest to ``target`` (gain ≤ ``upper``), its curve
+    and its predicted loudness."""
     gain = min(start, upper)
-    best: tuple[float, float, NDArray[np.float32]] | None = None
+    best: tuple[float, float, NDArray[np.float32], float] | None = None
     for _ in range(12):
         g = shape.curve(region.need, gain, ceiling)
-        error = target - _predict(blocks, base, region, gain, g)
+        predicted = _predict(blocks, base, region, gain, g)
+        error = target - predicted
         if best is None or abs(error) < best[0]:
-            best = (abs(error), gain, g)
+            best = (abs(error), gain, g, predicted)
         if abs(error) < AIM_LU:
             break
         following = min(gain * from_db(error), upper)
@@ -172,7 +174,7 @@ def _search(
             break
         gain = following
     assert best is not None
-    return best[1], best[2]
+    return best[1], best[2], best[3]
 
 
 def level(
@@ -373,7 +375,7 @@ class _Limiter:
         base = self.blocks.block_means()
         aim = target
         for _ in range(3):
-            chosen, _ = _search(
+            chosen, _, _ = _search(
                 self.blocks,
                 base,
                 region,
@@ -399,7 +401,7 @@ class _Limiter:
     def unverified(self, region: _Region, target: float, gain: float, upper: float) -> Leveled:
         """The curve at the gain whose loudness is predicted closest to ``target``, applied; neither checked
         by the meter nor measured (see :func:`level`'s ``verify``)."""
-        chosen, g = _search(
+        chosen, g, predicted = _search(
             self.blocks,
             self.blocks.block_means(),
             region,
@@ -409,7 +411,6 @@ class _Limiter:
             upper=upper,
             ceiling=self.aim,
         )
-        predicted = _predict(self.blocks, self.blocks.block_means(), region, chosen, g)
         out = self.x * np.float32(chosen)
         out[:, region.index] *= g
         deepest = float(g.min()) if g.size else 1.0

@@ -67,7 +67,7 @@ def _weighted_sum(rows: Float64, weights: list[float]) -> Float64:
     threads, which cost 3-4 times the CPU time of the loops (measured on the 2-core machine: 9.3 ms
     against 2.5 ms for 15 stereo chunks of 65,536 samples); a weight of 1 is added without a product (as
     the BLAS product rounds it)."""
-    total: Float64 = rows[0] * weights[0] if weights[0] != 1.0 else rows[0].copy()
+    total: Float64 = rows[0] * weights[0] if weights[0] != 1.0 else rows[0]  # rows are the caller's to spend
     for row, weight in zip(rows[1:], weights[1:], strict=True):
         if weight == 1.0:
             total += row
