@@ -6,8 +6,9 @@
 
 Each run starts from a fresh queue of N pending jobs (``benchmarks.data``) and spawns its processes, each with
 its own ``Store`` (or bare connection), which start together at a barrier and claim until the queue is empty.
-Runs: 8 and 1 processes of the library's ``claim_next`` and of the floor (the library's ``claim_next`` SQL in
-the library's write transaction on a bare connection), and 8 of ``claim_batch(10)``. A double claim is an id
+Runs: 8 and 1 processes of the library's ``claim_next`` and of the floor (the library's ``claim_next`` SQL,
+``claim_fast`` and on PostgreSQL its rare fallback, in the library's write transaction on a bare connection),
+and 8 of ``claim_batch(10)``. A double claim is an id
 claimed twice or a row with attempts > 1; a lost job is one not left ``processing`` by exactly the claims
 seen.
 """
@@ -48,10 +49,17 @@ def _claimer(url: str, mode: str, worker: str, barrier: Any, results: Any) -> No
             if url.startswith("sqlite")
             else postgres_bare(url)
         )
-        heads, text, ex = bare.sql("queue_heads"), bare.sql("claim_lane_head"), bare.conn.execute
+        fast, heads, text = bare.sql("claim_fast"), bare.sql("queue_heads"), bare.sql("claim_lane_head")
+        ex = bare.conn.execute
 
         def body(params: dict[str, Any]) -> None:
-            # claim_next's two statements (migration 0008): rank the lanes, take the best one's head
+            # claim_next's statement (claim_fast): the claimed row, none when nothing is ready, or (on
+            # PostgreSQL, when other claimers held the lanes) a row of NULLs: then rank the lanes, take the
+            # best one's head
+            row = ex(fast, {**params, "default_limit": None}).fetchone()
+            if row is None or row[0] is not None:
+                ids.extend(row[:1] if row else ())
+                return
             ranked = {"now": params["now"], "default_limit": None, "limit": 8}
             for lane, max_running, *_ in ex(heads, ranked).fetchall():
                 row = ex(text, {**params, "owner_key": lane, "max_running": max_running}).fetchone()

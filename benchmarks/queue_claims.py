@@ -14,7 +14,10 @@ Runs, each from a fresh queue of N pending jobs (``benchmarks.data``), 8 process
 4. and 5. a worker's loop, claim then complete, plain against claim_next with 50 keys, 3 priorities and
    ``owner_limit=2`` (binding: 8 workers, at most 2 jobs of a key at once).
 
-Each run checks that no job was claimed twice and none was left.
+Each run checks that no job was claimed twice and none was left. ``--rounds N`` repeats the five runs N times
+in turn (plain, then each claim_next run, then again) and reports each run's ratio to the plain run of its
+round: the median (and the minimum) over the rounds, so that a change of the machine's load between rounds
+moves both sides of a ratio.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import sqlite3
+import statistics
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -148,46 +152,53 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--jobs", type=int, default=2_000, help="pending jobs in each run's queue (default 2,000)")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/musicstore-bench"), help="cached SQLite files")
     p.add_argument("--output", type=Path, help="also write the markdown report here")
+    p.add_argument("--rounds", type=int, default=1, help="repeat the five runs this many times (default 1)")
     args = p.parse_args(argv)
     started = load()
     backends = ("sqlite", "postgres") if args.backend == "both" else (args.backend,)
     sections = []
     for backend in backends:
         print(f"{backend}:", flush=True)
-        results = []
+        rounds: list[list[Race]] = []
         server = None
         if backend == "postgres":
             from musicstore.testing import _pgserver
 
             server = _pgserver.start(durable=True)
         try:
-            for n, (mode, keyed, limit, complete, label) in enumerate(RUNS):
-                if server is None:
-                    path = sqlite_database(args.workdir, args.jobs, pending=args.jobs, seed=3)
-                    url = f"sqlite:///{path}"
-                else:
-                    url = postgres_database(server, f"queue{n}", args.jobs, pending=args.jobs, seed=3)
-                if keyed:
-                    _spread(url, backend)
-                results.append(race(url, (mode, limit, complete), label))
-                assert results[-1].double == 0 and results[-1].left == 0, results[-1]
-                if server is None:
-                    remove_database(path)
-                else:
-                    server.admin(f"DROP DATABASE queue{n}")
+            for _ in range(args.rounds):
+                results = []
+                for n, (mode, keyed, limit, complete, label) in enumerate(RUNS):
+                    if server is None:
+                        path = sqlite_database(args.workdir, args.jobs, pending=args.jobs, seed=3)
+                        url = f"sqlite:///{path}"
+                    else:
+                        url = postgres_database(server, f"queue{n}", args.jobs, pending=args.jobs, seed=3)
+                    if keyed:
+                        _spread(url, backend)
+                    results.append(race(url, (mode, limit, complete), label))
+                    assert results[-1].double == 0 and results[-1].left == 0, results[-1]
+                    if server is None:
+                        remove_database(path)
+                    else:
+                        server.admin(f"DROP DATABASE queue{n}")
+                rounds.append(results)
         finally:
             if server is not None:
                 server.stop()
-        claim_base, loop_base = results[0].rate, results[3].rate
         lines = [
-            f"#### {backend}",
+            f"#### {backend} ({len(rounds)} round{'s' if len(rounds) > 1 else ''})",
             "",
-            "| run (8 processes) | claims/s | vs plain |",
+            "| run (8 processes) | claims/s, median (min) | vs plain, median (min) |",
             "| --- | ---: | ---: |",
         ]
-        for i, r in enumerate(results):
-            base = loop_base if i >= 3 else claim_base
-            lines.append(f"| {r.label} | {r.rate:,.0f} | {r.rate / base:.2f}x |")
+        for i, (*_, label) in enumerate(RUNS):
+            rates = [results[i].rate for results in rounds]
+            ratios = [results[i].rate / results[3 if i >= 3 else 0].rate for results in rounds]
+            lines.append(
+                f"| {label} | {statistics.median(rates):,.0f} ({min(rates):,.0f}) "
+                f"| {statistics.median(ratios):.2f}x ({min(ratios):.2f}x) |"
+            )
         sections.append("\n".join(lines))
     text = "\n".join(
         [
