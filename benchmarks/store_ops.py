@@ -8,6 +8,11 @@ Sides, each a loop over inputs prepared before timing:
   (``benchmarks.fair``); asserted equal to the library's result before timing.
 - ``bare floor``: the same SQL returning tuples, parameters prepared ahead; for writes, inside the library's
   transaction (``BEGIN IMMEDIATE … COMMIT`` on SQLite, ``with conn.transaction():`` on psycopg).
+- ``checked floor`` (create, heartbeat, complete, fail, requeue_expired): the bare floor's SQL in the same
+  transaction plus what the operation must do besides it, on the library's inputs — the same ``validate``
+  checks, the clock, its parameters made from its arguments (id, digest, JSON, timestamps), the row count
+  checked, the same result objects — inline, with no runner and no generator (``checked_floors``): what any
+  code doing what the operation does costs at least. Where it is over a target, the target is beyond reach.
 
 Writes get their jobs from ``benchmarks.data.add_jobs`` before each batch (untimed): a claim always finds a
 pending job, a heartbeat, complete or fail a job processing by the right worker, a cancel a pending one.

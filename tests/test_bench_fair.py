@@ -80,3 +80,33 @@ def test_fair_floor_returns_the_librarys_objects(stores: tuple[Store, Bare], row
         )
     most = ex(bare.sql("most_used_prompts"), {"limit": 5}).fetchall()
     same(store.get_most_used_prompts(5), [fair.prompt_sqlite(r) for r in most])
+
+
+def test_checked_floors_return_the_librarys_results(stores: tuple[Store, Bare]) -> None:
+    """The writes' checked floors (``store_ops.checked_floors``) change the rows as the library does and
+    return the same objects, up to what a second call must differ in (a new id, another moment)."""
+    from benchmarks.data import add_jobs
+    from benchmarks.store_ops import NO_DELAY, checked_floors
+    from musicstore import Status
+
+    store, bare = stores
+    done = {"key": "C major", "loudness_lufs": -16.0}
+    checked = checked_floors(bare, done)
+    made = checked["create"](("checked floor prompt", {"genre": "lofi", "bpm": 90}))
+    assert type(made) is Generation and store.get_generation(made.id) == made
+    assert store.get_prompt_by_text("checked floor prompt") is not None
+    lib_job, floor_job = add_jobs(store, 2, worker="bench")
+    expires = checked["heartbeat"](floor_job)
+    assert store.get_generation(floor_job).lease_expires_at == expires  # type: ignore[union-attr]
+    assert type(expires) is type(store.heartbeat(lib_job, "bench"))
+    path = f"2026/11/22/{lib_job}.wav"
+    ours = store.complete_generation(lib_job, file_path=path, file_size_bytes=3_840_044, metadata=done)
+    theirs = checked["complete"](floor_job)
+    assert theirs == store.get_generation(floor_job)
+    moments = {"completed_at": None, "lease_expires_at": None, "generation_time_seconds": None}
+    assert replace(theirs, id=ours.id, file_path=path, **moments) == replace(ours, **moments)
+    retried = add_jobs(store, 1, worker="bench")[0]
+    assert checked["fail"](retried) is Status.PENDING
+    assert store.get_generation(retried).is_pending  # type: ignore[union-attr]
+    assert checked["requeue_expired"](None) == store.requeue_expired()
+    assert NO_DELAY == {"base_seconds": 0.0, "cap_seconds": 0.0, "jitter": 0.0}
