@@ -1,8 +1,9 @@
 """Waiting for work and for results without polling the queue: ``claim_next(wait=...)`` and ``wait_for``.
 
 A wait is a plan (``plan``): try the operation; if it found nothing, sleep until woken or ``RECHECK_SECONDS``,
-whichever is first, and try again, until the deadline. The try is the truth (the claim query, a read of the
-row), so a missed or spurious wake-up only delays or repeats a try, never loses a job. What wakes a sleeper:
+whichever is first, and try again, until the deadline (a worker's, ``until``: until it claims or is stopped).
+The try is the truth (the claim query, a read of the row), so a missed or spurious wake-up only delays or
+repeats a try, never loses a job. What wakes a sleeper:
 
 - PostgreSQL: LISTEN on a connection of its own (``PENDING``, ``FINISHED``), NOTIFY sent by the triggers of
   migration 0009 in the transaction that enqueues or finishes a job; the listener is armed before the first
