@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -87,7 +88,7 @@ def test_checked_floors_return_the_librarys_results(stores: tuple[Store, Bare]) 
     return the same objects, up to what a second call must differ in (a new id, another moment)."""
     from benchmarks.data import add_jobs
     from benchmarks.store_ops import NO_DELAY, checked_floors
-    from musicstore import Status
+    from musicstore import Requeued, Status
 
     store, bare = stores
     done = {"key": "C major", "loudness_lufs": -16.0}
@@ -102,11 +103,14 @@ def test_checked_floors_return_the_librarys_results(stores: tuple[Store, Bare]) 
     path = f"2026/11/22/{lib_job}.wav"
     ours = store.complete_generation(lib_job, file_path=path, file_size_bytes=3_840_044, metadata=done)
     theirs = checked["complete"](floor_job)
-    assert theirs == store.get_generation(floor_job)
-    moments = {"completed_at": None, "lease_expires_at": None, "generation_time_seconds": None}
+    assert type(theirs) is Generation and theirs == store.get_generation(floor_job)
+    moments: dict[str, Any] = dict.fromkeys(("completed_at", "lease_expires_at", "generation_time_seconds"))
     assert replace(theirs, id=ours.id, file_path=path, **moments) == replace(ours, **moments)
     retried = add_jobs(store, 1, worker="bench")[0]
     assert checked["fail"](retried) is Status.PENDING
     assert store.get_generation(retried).is_pending  # type: ignore[union-attr]
-    assert checked["requeue_expired"](None) == store.requeue_expired()
+    taken = checked["requeue_expired"](None)  # the expired leases of the rows drawn above, if any
+    assert type(taken) is Requeued and taken.requeued == sorted(taken.requeued)
+    assert all(store.get_generation(gid).is_pending for gid in taken.requeued)  # type: ignore[union-attr]
+    assert store.requeue_expired() == Requeued([], [])  # nothing left for the library to take
     assert NO_DELAY == {"base_seconds": 0.0, "cap_seconds": 0.0, "jitter": 0.0}
