@@ -7,7 +7,10 @@ Each child process loads the clip (float32, written by the parent), exports a sh
 libraries and caches are in place, reads its resident memory, exports the clip (PCM_16 WAV, the
 default options: the synthesised drums need the limiter) and reads its peak resident memory
 (``ru_maxrss``). The figure is (peak - resident before the export) / the clip's float32 size: what the
-export itself adds on top of the caller's copy of the clip.
+export itself adds on top of the caller's copy of the clip. Beside it: what is still resident after the
+export (caches kept for the next clip of that length, and freed memory the allocator holds on to), and
+the peak of numpy's own allocations traced by ``tracemalloc`` in a second fresh process (not traced:
+pocketfft's plans and buffers, libsndfile, the allocator's holdings).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,30 +34,47 @@ def resident_bytes() -> int:
         return int(statm.read().split()[1]) * resource.getpagesize()
 
 
-def child(clip_path: str, out_dir: str) -> None:
+def child(clip_path: str, out_dir: str, traced: bool) -> None:
+    import tracemalloc
+
     from musicstore.audio import export_audio, synthesize_music
 
     export_audio(synthesize_music(2.0, RATE, seed=1), RATE, Path(out_dir) / "warm.wav")
     clip = np.load(clip_path)
-    before = resident_bytes()
+    if traced:
+        tracemalloc.start()
+    before, since = resident_bytes(), tracemalloc.get_traced_memory()[0]
     result = export_audio(clip, RATE, Path(out_dir) / "clip.wav")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"before": before, "peak": peak, "clip": clip.nbytes, "status": result.status}))
+    after, traced_peak = resident_bytes(), tracemalloc.get_traced_memory()[1] - since
+    print(json.dumps({"before": before, "peak": peak, "after": after, "traced": traced_peak,
+                      "clip": clip.nbytes, "status": result.status}))  # fmt: skip
+
+
+def run_child(clip_path: Path, tmp: str, mode: str) -> dict[str, Any]:
+    """One export of the saved clip in a fresh process; ``mode`` "traced" runs it under tracemalloc."""
+    run = subprocess.run(
+        [sys.executable, __file__, "--child", str(clip_path), tmp, mode],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    measured: dict[str, Any] = json.loads(run.stdout)
+    return measured
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs="*", default=[0.5, 2.5, 5.0, 10.0])
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(*args.child)
+        child(args.child[0], args.child[1], args.child[2] == "traced")
         return
     from musicstore.audio import synthesize_music
 
     piece = synthesize_music(30.0, RATE, seed=2)  # drums, bass and pads, tiled to each length
-    print("| clip | clip size (MB) | export's peak (MB) | peak / clip | status |")
-    print("|---|---:|---:|---:|---|")
+    print("| clip | clip size (MB) | export's peak (MB) | peak / clip | resident after / clip "
+          "| traced peak / clip | status |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for minutes in args.minutes:
             frames = round(minutes * 60 * RATE)
@@ -61,15 +82,13 @@ def main() -> None:
             clip_path = Path(tmp) / "clip.npy"
             np.save(clip_path, clip)
             del clip
-            run = subprocess.run(
-                [sys.executable, __file__, "--child", str(clip_path), tmp],
-                capture_output=True, text=True, check=True,
-            )  # fmt: skip
-            m = json.loads(run.stdout)
+            m, t = (run_child(clip_path, tmp, mode) for mode in ("resident", "traced"))
             added = m["peak"] - m["before"]
-            ratio = added / m["clip"]
+            ratio, left = added / m["clip"], (m["after"] - m["before"]) / m["clip"]
+            traced = t["traced"] / m["clip"]
             clip_mb, added_mb = m["clip"] / 1e6, added / 1e6
-            print(f"| {minutes:g} min | {clip_mb:.0f} | {added_mb:.0f} | {ratio:.2f}x | {m['status']} |")
+            cells = [f"{minutes:g} min", f"{clip_mb:.0f}", f"{added_mb:.0f}", f"{ratio:.2f}x", f"{left:.2f}x"]
+            print("| " + " | ".join([*cells, f"{traced:.2f}x", m["status"]]) + " |")
 
 
 if __name__ == "__main__":
