@@ -325,3 +325,77 @@ def test_the_cli_reports_a_missing_peaks_file_plain_and_json(
     repaired = musicstore_cli("reconcile", "--repair", "--orphans", "delete", "--json", *common)
     assert json.loads(repaired.stdout)["dangling_peaks"][0]["action"] == "record_dropped"
     assert musicstore_cli("reconcile", *common).returncode == EXIT_OK
+
+
+@pytest.mark.parametrize("place", ["first", "last"])
+def test_a_recorded_peaks_key_far_from_its_master_is_counted_once_in_a_bucket(
+    store: Store, musicstore_s3_url: str, place: str
+) -> None:
+    """A record moved by hand to a key that sorts before every master (so its row comes out of key order)
+    or after them: the merge still meets it once, checks it, and finds it missing once it is gone."""
+    with _opened(musicstore_s3_url) as files:
+        done = [_exported(store, files) for _ in range(3)]
+        record = done[1].generation.metadata["peaks"]
+        name = record["key"].rpartition("/")[2]
+        moved = f"{'0000' if place == 'first' else 'zzzz'}/{name}"
+        files.put(moved, b"".join(files.get(record["key"])))
+        files.delete(record["key"])
+        store.merge_metadata(done[1].generation.id, {"peaks": {**record, "key": moved}})
+        report = reconcile(store, files, verify_checksums=True)
+        assert report.consistent, asdict(report)
+        assert (report.files_scanned, report.peaks_files, report.peaks_checked) == (6, 3, 3)
+        assert report.referenced_files == 6 and report.checksums_verified == 6
+        files.delete(moved)
+        gone = reconcile(store, files)
+        assert [(p.id, p.key, p.problem) for p in gone.dangling_peaks] == [
+            (done[1].generation.id, moved, "missing")
+        ]
+        assert (gone.files_scanned, gone.peaks_files) == (5, 2)
+
+
+def test_disk_usage_counts_peaks_files_as_reconcile_does(
+    store: Store, where: FileStore, tmp_path: Path
+) -> None:
+    """disk_usage's orphans are reconcile's orphans, peaks files included: a live generation's peaks are
+    recorded (under its status), a deleted one's are orphans."""
+    from musicstore.maintenance.usage import disk_usage
+
+    kept = _exported(store, where)
+    gone = _exported(store, where)
+    store.delete_generation(gone.generation.id)  # its master and peaks stay: orphans
+    root = _root(where, tmp_path)
+    report = reconcile(store, root)
+    usage = disk_usage(store, root)
+    assert report.orphan_count == 2 and report.orphan_peaks_count == 1
+    assert usage.orphans.files == report.orphan_count and usage.orphans.bytes == report.orphan_bytes
+    assert usage.recorded.files == report.referenced_files == 2  # the kept master and its peaks
+    assert usage.other.files == 0
+    assert usage.by_status["completed"].files == 2
+    assert usage.recorded.bytes == kept.generation.file_size_bytes + kept.peaks.bytes
+
+
+def test_cleanup_never_follows_a_peaks_record_outside_the_root(
+    store: Store, where: FileStore, tmp_path: Path
+) -> None:
+    """A record named like the generation's peaks file but leading outside the root (``..``, a symlinked
+    folder, an empty segment a bucket refuses): cleanup deletes the row, its master and the peaks beside it,
+    and touches nothing the record names."""
+    done = _exported(store, where)
+    gid, record = done.generation.id, _meta(store, done.generation.id)["peaks"]
+    name = record["key"].rpartition("/")[2]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / name).write_bytes(b"not yours")
+    if _local(where):
+        (tmp_path / "audio" / "linked").symlink_to(elsewhere, target_is_directory=True)
+        keys = [f"../elsewhere/{name}", f"linked/{name}", str(elsewhere / name)]
+    else:
+        keys = [f"../elsewhere/{name}", f"x//{name}", f"/x/{name}"]
+    for key in keys:
+        store.merge_metadata(gid, {"peaks": {**record, "key": key}})
+        dry = cleanup(store, _root(where, tmp_path), statuses=["completed"])
+        assert dry.peaks_files_deleted == 1 and not dry.errors, asdict(dry)  # the one beside the master
+    report = cleanup(store, _root(where, tmp_path), statuses=["completed"], dry_run=False)
+    assert report.rows_deleted == 1 and report.peaks_files_deleted == 1, asdict(report)
+    assert (elsewhere / name).read_bytes() == b"not yours"
+    assert {o.key for o in where.list()} <= ({"linked"} if _local(where) else set())

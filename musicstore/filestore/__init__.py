@@ -69,7 +69,7 @@ def open_filestore(
         given = [name for name, value in s3_options.items() if value is not None]
         if given:
             raise InvalidInput(f"{', '.join(given)} apply to s3:// storage only, not to a local folder")
-        return LocalFileStore(_local_path(url) if scheme else url, create=create)
+        return LocalFileStore(local_path(url) if scheme else url, create=create)
     if scheme[1].lower() != "s3":
         raise InvalidInput(f"storage URL scheme {scheme[1]!r} is not supported: use a path, file:// or s3://")
     bucket, prefix = _s3_location(url)
@@ -78,7 +78,9 @@ def open_filestore(
     return S3FileStore(bucket, prefix, **{k: v for k, v in s3_options.items() if v is not None})  # type: ignore[arg-type]
 
 
-def _local_path(url: str) -> Path:
+def local_path(url: str) -> Path:
+    """The folder a ``file:///absolute/path`` URL names; ``InvalidInput`` (the URL not echoed: it may hold
+    credentials) for one with a host, a query or a fragment, or without an absolute path."""
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
         raise InvalidInput("a file:// URL names a local folder: file:///absolute/path (no host, query or #)")
@@ -118,6 +120,7 @@ __all__ = [
     "S3FileStore",
     "Upload",
     "check_key",
+    "local_path",
     "open_filestore",
 ]
 

@@ -192,7 +192,8 @@ class ReconcileReport:
     """Recorded peaks files missing, of another size or content, or records that name no file; with
     ``repair`` the record is dropped (and a damaged file taken away as an orphan is)."""
     checksums_verified: int = 0
-    """Objects read whole and hashed against their rows' SHA-256 (``verify_checksums=True``)."""
+    """Files or objects read whole and hashed against their rows' SHA-256 (``verify_checksums=True``: masters
+    and renditions, on a local root or in an object store; recorded peaks files count here too)."""
     peaks_files: int = 0
     """Of ``files_scanned``, waveform peaks files (``<id>.peaks.<int>.<8|16>[.split].json``, written by
     ``musicstore.rendering.render_peaks``): counted as referenced while their generation's row exists,
@@ -227,11 +228,13 @@ class ReconcileReport:
 
 
 @reader
-def completed_files_after(after_id: str, limit: int) -> Steps[list[tuple[str, str, int, str | None]]]:
-    """Completed generations' (id, file_path, file_size_bytes, peaks record as JSON text or None) with ids
-    above ``after_id``, in id order."""
+def completed_files_after(
+    after_id: str, limit: int
+) -> Steps[list[tuple[str, str, int, str | None, str | None]]]:
+    """Completed generations' (id, file_path, file_size_bytes, checksum, peaks record as JSON text or None)
+    with ids above ``after_id``, in id order."""
     rows = yield Call("maintenance_completed_files_after", {"after_id": after_id, "limit": limit})
-    return [(r["id"], r["file_path"], r["file_size_bytes"], r["peaks"]) for r in rows]
+    return [(r["id"], r["file_path"], r["file_size_bytes"], r["checksum"], r["peaks"]) for r in rows]
 
 
 @writer
@@ -333,6 +336,10 @@ def reconcile(
     files of pending/processing generations, fresh temp files, files of other types and symlinks are never
     touched. Completed rows whose ``file_path`` leads outside the root are reported (``outside_root``) and
     left alone, repair or not. ``progress`` is called with the number of rows and files examined so far.
+    ``verify_checksums=True`` also reads every recorded master and rendition whose row holds a SHA-256
+    (through its folder's descriptor) and reports one whose bytes hash otherwise (``checksum_mismatch``,
+    repaired as a dangling row or rendition is); without it the sizes are compared. A recorded waveform
+    peaks file (a few KB) is always read and hashed.
     """
     if is_object_store(root):
         if quarantine is not None:
@@ -343,8 +350,7 @@ def reconcile(
             stale_after_seconds=stale_after_seconds, max_items=max_items, batch=batch, progress=progress,
             verify_checksums=verify_checksums,
         )  # fmt: skip
-    if verify_checksums:
-        raise InvalidInput("verify_checksums is for object stores; a local reconcile compares sizes")
+    validate.flag(verify_checksums, "verify_checksums")
     if isinstance(root, FileStore):
         assert isinstance(root, LocalFileStore)
         root = root.root
@@ -379,8 +385,13 @@ def reconcile(
             report.truncated = True
 
     with RootDir(base) as where:
-        _check_rows(store, where, report, repair=repair, target=target, batch=batch, listed=listed, tick=tick)
-        _check_renditions(store, where, report, repair=repair, batch=batch, listed=listed)
+        _check_rows(
+            store, where, report, repair=repair, target=target, verify_checksums=verify_checksums,
+            batch=batch, listed=listed, tick=tick,
+        )  # fmt: skip
+        _check_renditions(
+            store, where, report, repair=repair, verify_checksums=verify_checksums, batch=batch, listed=listed
+        )
         _check_files(store, where, report, target, stale_after_seconds, batch=batch, listed=listed, tick=tick)
     return report.finish(started)
 
@@ -392,6 +403,7 @@ def _check_rows(
     *,
     repair: bool,
     target: Path | None,
+    verify_checksums: bool,
     batch: int,
     listed: Callable[[list[Any], Any], None],
     tick: Callable[[int], None],
@@ -406,7 +418,7 @@ def _check_rows(
         after = page[-1][0]
         found: list[DanglingRow] = []
         peaks: list[tuple[DanglingPeaks, str | None]] = []
-        for gid, rel, expected, recorded in page:
+        for gid, rel, expected, checksum, recorded in page:
             if recorded is not None:
                 _check_local_peaks(where, report, gid, recorded, found=peaks, listed=listed)
             try:
@@ -422,6 +434,10 @@ def _check_rows(
             if actual != expected:
                 problem = "missing" if actual is None else "size_mismatch"
                 found.append(DanglingRow(gid, rel, problem, expected, actual))
+            elif verify_checksums and checksum is not None:
+                differs = _local_checksum(where, report, rel, checksum, f"generation {gid}")
+                if differs is not None:
+                    found.append(DanglingRow(gid, rel, differs, expected, actual))
         if peaks:
             report.dangling_peaks_count += len(peaks)
             if repair:
@@ -437,6 +453,22 @@ def _check_rows(
         for row in found:
             listed(report.dangling, row)
         tick(len(page))
+
+
+def _local_checksum(
+    where: RootDir, report: ReconcileReport, rel: str, checksum: str, owner: str
+) -> str | None:
+    """``verify_checksums`` on a local root: the file at ``rel`` read (through its folder's descriptor) and
+    hashed; ``checksum_mismatch`` when it is not ``checksum``, ``missing`` when it went away meanwhile."""
+    try:
+        read = where.sha256(rel)
+    except (Outside, OSError) as exc:
+        report.errors.append(f"cannot read {rel} of {owner} to verify its checksum: {exc}")
+        return None
+    if read is None:
+        return "missing"
+    report.checksums_verified += 1
+    return "checksum_mismatch" if read[1] != checksum else None
 
 
 def _check_local_peaks(
@@ -514,11 +546,11 @@ def _take_away_local(where: RootDir, item: DanglingPeaks, target: Path | None, e
 
 
 @reader
-def renditions_after(after_id: str, limit: int) -> Steps[list[tuple[str, str, int]]]:
-    """Renditions' (id, storage_key, file_size_bytes) of generations on a local root (not in an object
-    store) with ids above ``after_id``, in id order."""
+def renditions_after(after_id: str, limit: int) -> Steps[list[tuple[str, str, int, str | None]]]:
+    """Renditions' (id, storage_key, file_size_bytes, checksum) of generations on a local root (not in an
+    object store) with ids above ``after_id``, in id order."""
     rows = yield Call("maintenance_local_renditions_after", {"after_id": after_id, "limit": limit})
-    return [(r["id"], r["storage_key"], r["file_size_bytes"]) for r in rows]
+    return [(r["id"], r["storage_key"], r["file_size_bytes"], r["checksum"]) for r in rows]
 
 
 @writer
@@ -538,15 +570,17 @@ def _check_renditions(
     report: ReconcileReport,
     *,
     repair: bool,
+    verify_checksums: bool,
     batch: int,
     listed: Callable[[list[Any], Any], None],
 ) -> None:
-    """Pass 1b: renditions whose file is missing or has another size (a path outside the root: an error)."""
+    """Pass 1b: renditions whose file is missing, has another size, or (``verify_checksums``) other bytes
+    than its recorded SHA-256 (a path outside the root: an error)."""
     after = ""
     while page := store.run(renditions_after, after, batch):
         after = page[-1][0]
         found: list[DanglingRow] = []
-        for rid, rel, expected in page:
+        for rid, rel, expected, checksum in page:
             try:
                 info = where.lstat(rel)
             except (Outside, OSError) as exc:
@@ -557,6 +591,10 @@ def _check_renditions(
                 found.append(
                     DanglingRow(rid, rel, "missing" if actual is None else "size_mismatch", expected, actual)
                 )
+            elif verify_checksums and checksum is not None:
+                problem = _local_checksum(where, report, rel, checksum, f"rendition {rid}")
+                if problem is not None:
+                    found.append(DanglingRow(rid, rel, problem, expected, actual))
         report.renditions_checked += len(page)
         report.dangling_rendition_count += len(found)
         if found and repair:

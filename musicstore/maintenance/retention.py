@@ -147,6 +147,8 @@ class _Objects:
             return None, self.files.head(key).size
         except ObjectNotFound:
             return None, None
+        except InvalidInput as exc:  # a key no object under the prefix can have: '..', '//', absolute...
+            return f"outside the output root: {exc}; cleanup leaves row and file alone", None
         except StorageError as exc:
             return f"cannot look at {key}: {exc}", None
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidInput
+from ..filestore import local_path
 from ..filestore.local import Outside, RootDir, parts
 from ..models import Status
 from ..ops import Call, Steps, reader
@@ -202,7 +203,10 @@ class Entry:
 
 
 def check_root(root: str | Path) -> Path:
-    path = Path(root)
+    """The local output root: a folder, given as a path or a ``file:///absolute/path`` URL (one with a host,
+    credentials, a query or a fragment is refused without being echoed); ``InvalidInput`` when it is not a
+    directory."""
+    path = local_path(root) if isinstance(root, str) and root[:5].lower() == "file:" else Path(root)
     if not path.is_dir():
         raise InvalidInput(f"output root {path} is not a directory; pass the folder exports are written to")
     return path

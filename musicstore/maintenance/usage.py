@@ -114,8 +114,10 @@ class FileBucket:
 class DiskUsage:
     """What the output root holds, by what the database knows of it.
 
-    ``recorded``: files a generation records; ``in_progress``: named after a pending/processing generation
-    (an export not yet committed); ``orphans``: no generation records them (``reconcile`` repairs);
+    ``recorded``: files a generation records (its master, its renditions, its waveform peaks files: those
+    named ``<id>.peaks.…json`` after a generation that exists); ``in_progress``: named after a
+    pending/processing generation (an export not yet committed); ``orphans``: no generation records them,
+    peaks files of deleted generations included: the files ``reconcile`` reports as orphans (and repairs);
     ``temp``: export temp/staged files; ``other``: files of other types (never touched); ``symlinks``: not
     followed. ``database_file_bytes`` is the bytes the database records over all generations.
     """
@@ -181,7 +183,7 @@ def disk_usage(
     base = check_root(root.root if isinstance(root, LocalFileStore) else root)  # type: ignore[arg-type]
     usage = DiskUsage(root=str(base))
     seen = 0
-    for item in classified(store, base, usage.errors, batch):
+    for item in classified(store, base, usage.errors, batch, peaks=True):
         seen += 1
         if progress is not None and seen % batch == 0:
             progress(seen)
@@ -208,7 +210,7 @@ def disk_usage(
 def _object_usage(store: Store, files: FileStore, batch: int, progress: Progress | None) -> DiskUsage:
     usage = DiskUsage(root=files.url)
     seen = 0
-    for item in classify_objects(store, files, batch=batch):
+    for item in classify_objects(store, files, batch=batch, peaks=True):
         if item.obj is None:
             continue  # rows whose object is missing: reconcile reports them
         seen += 1

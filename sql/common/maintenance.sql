@@ -63,7 +63,7 @@ LIMIT :limit;
 -- name: maintenance_local_renditions_after(after_id, limit)
 -- Renditions of generations whose files are on a local root (storage_url NULL or file:), in id order
 -- (reconcile's keyset paging over the renditions' primary key); those in an object store are left out.
-SELECT r.id, r.generation_id, r.storage_key, r.file_size_bytes
+SELECT r.id, r.generation_id, r.storage_key, r.file_size_bytes, r.checksum
 FROM renditions AS r
 JOIN generations AS g ON g.id = r.generation_id
 WHERE r.id > :after_id AND (g.storage_url IS NULL OR substr(g.storage_url, 1, 5) = 'file:')

@@ -27,7 +27,7 @@ ORDER BY t.day;
 -- Completed generations and their recorded files on a local root (not those in an object store, 0006),
 -- in id order (keyset paging over the primary key). `peaks`: the recorded waveform peaks file (metadata's
 -- "peaks" as JSON text), NULL when none.
-SELECT id, file_path, file_size_bytes, CAST(CAST(metadata AS jsonb) -> 'peaks' AS TEXT) AS peaks
+SELECT id, file_path, file_size_bytes, checksum, CAST(CAST(metadata AS jsonb) -> 'peaks' AS TEXT) AS peaks
 FROM generations
 WHERE status = 'completed' AND id > :after_id
   AND (storage_url IS NULL OR substr(storage_url, 1, 5) = 'file:')  -- on this host, not in an object store

@@ -24,7 +24,7 @@ ORDER BY day;
 -- in id order (keyset paging over the primary key).
 -- `+status`: walk the primary key, not the status index (which would sort every completed row per page).
 -- `peaks`: the recorded waveform peaks file (metadata's "peaks" as JSON text), NULL when none.
-SELECT id, file_path, file_size_bytes, metadata -> '$.peaks' AS peaks
+SELECT id, file_path, file_size_bytes, checksum, metadata -> '$.peaks' AS peaks
 FROM generations
 WHERE +status = 'completed' AND id > :after_id
   AND (storage_url IS NULL OR substr(storage_url, 1, 5) = 'file:')  -- on this host, not in an object store
