@@ -92,6 +92,7 @@ def test_cleanup_of_a_bucket_skips_a_row_whose_key_leads_outside(
     try:
         bad = export_generation(store, claimed(store), music(), root=files, options=OPTIONS)
         good = export_generation(store, claimed(store), music(), root=files, options=OPTIONS)
+        assert bad.key is not None
         set_file_path(db_url, bad.generation.id, key.format(name=bad.key.rpartition("/")[2]))
         report = cleanup(store, files, statuses=["completed"], dry_run=False)
         assert [d.id for d in report.deleted] == [good.generation.id]
