@@ -18,15 +18,22 @@ Each run checks that no job was claimed twice and none was left. ``--rounds N`` 
 in turn (plain, then each claim_next run, then again) and reports each run's ratio to the plain run of its
 round: the median (and the minimum) over the rounds, so that a change of the machine's load between rounds
 moves both sides of a ratio.
+
+``--cpu`` measures instead, in one process, the CPU time a claim costs (this process's, plus on PostgreSQL the
+server backend's, read from /proc): blocks of claims alternated between the plain claim, claim_next without
+owner keys and claim_next with 50 keys and 3 priorities, each on its own queue; the median (and minimum) of
+the blocks. Less moved by the machine's load than a race's rate, and without the contention of 8 processes.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import sqlite3
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -146,6 +153,104 @@ def _spread(url: str, dialect: str) -> None:
         conn.execute("ANALYZE generations")
 
 
+CPU_SIDES = (
+    ("plain", False, "plain claim (before 0008)"),
+    ("queue", False, "claim_next, no owner keys"),
+    ("queue", True, "claim_next, 50 keys, 3 priorities"),
+)
+
+
+def _backend_seconds(store: Store) -> Callable[[], float]:
+    """The CPU seconds used so far by the PostgreSQL backend of the store's (one) pooled connection."""
+    conn = store._connector.acquire()
+    try:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    finally:
+        store._connector.release(conn)
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def seconds() -> float:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    return seconds
+
+
+def cpu_per_claim(urls: list[str], jobs: int, block: int) -> list[tuple[str, list[float]]]:
+    """CPU seconds per claim of each side in CPU_SIDES (on its own queue at ``urls[i]``), per block."""
+    stores = [Store(url) for url in urls]
+    server: list[Callable[[], float]] = []
+    for store in stores:
+        store._queries["plain_claim_next"] = Query("plain_claim_next", PLAIN[store._connector.dialect], "one")
+        if store._connector.dialect == "postgres":
+            server.append(_backend_seconds(store))
+        else:
+            server.append(lambda: 0.0)
+    blocks: list[list[float]] = [[] for _ in stores]
+    try:
+        for _ in range(jobs // block):
+            for i, ((mode, _keyed, _label), store) in enumerate(zip(CPU_SIDES, stores, strict=True)):
+                before = time.process_time() + server[i]()
+                for _ in range(block):
+                    job = (
+                        store.run(plain_claim_next, "w")
+                        if mode == "plain"
+                        else store.claim_next("w", owner_limit=1_000_000)
+                    )
+                    assert job is not None
+                blocks[i].append((time.process_time() + server[i]() - before) / block)
+    finally:
+        for store in stores:
+            store.close()
+    return [(label, b) for (*_, label), b in zip(CPU_SIDES, blocks, strict=True)]
+
+
+def cpu_main(args: argparse.Namespace, backends: tuple[str, ...]) -> list[str]:
+    sections = []
+    for backend in backends:
+        print(f"{backend}:", flush=True)
+        server = None
+        paths: list[Path] = []
+        urls = []
+        if backend == "postgres":
+            from musicstore.testing import _pgserver
+
+            server = _pgserver.start(durable=True)
+        try:
+            for n, (_mode, keyed, _label) in enumerate(CPU_SIDES):
+                if server is None:
+                    copy = sqlite_database(args.workdir, args.jobs, pending=args.jobs, seed=3)
+                    paths.append(copy.rename(copy.with_name(f"cpu{n}-{copy.name}")))  # one queue a side
+                    urls.append(f"sqlite:///{paths[-1]}")
+                else:
+                    urls.append(postgres_database(server, f"cpu{n}", args.jobs, pending=args.jobs, seed=3))
+                if keyed:
+                    _spread(urls[-1], backend)
+            measured = cpu_per_claim(urls, args.jobs, args.block)
+        finally:
+            for path in paths:
+                remove_database(path)
+            if server is not None:
+                server.stop()
+        what = "this process" if server is None else "this process and its server backend"
+        lines = [
+            f"#### {backend}: CPU per claim ({what}), one process, blocks of {args.block}",
+            "",
+            "| claim | µs per claim, median (min) | vs plain, median (min) |",
+            "| --- | ---: | ---: |",
+        ]
+        base = measured[0][1]
+        for label, b in measured:
+            print(f"  {label:<44} {statistics.median(b) * 1e6:7.0f} us", flush=True)
+            lines.append(
+                f"| {label} | {statistics.median(b) * 1e6:,.0f} ({min(b) * 1e6:,.0f}) "
+                f"| {statistics.median(base) / statistics.median(b):.2f}x ({min(base) / min(b):.2f}x) |"
+            )
+        sections.append("\n".join(lines))
+    return sections
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
@@ -153,11 +258,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/musicstore-bench"), help="cached SQLite files")
     p.add_argument("--output", type=Path, help="also write the markdown report here")
     p.add_argument("--rounds", type=int, default=1, help="repeat the five runs this many times (default 1)")
+    p.add_argument("--cpu", action="store_true", help="CPU time per claim, one process (see above)")
+    p.add_argument("--block", type=int, default=100, help="claims per block with --cpu (default 100)")
     args = p.parse_args(argv)
     started = load()
     backends = ("sqlite", "postgres") if args.backend == "both" else (args.backend,)
-    sections = []
-    for backend in backends:
+    sections = cpu_main(args, backends) if args.cpu else []
+    for backend in () if args.cpu else backends:
         print(f"{backend}:", flush=True)
         rounds: list[list[Race]] = []
         server = None
