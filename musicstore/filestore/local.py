@@ -149,31 +149,36 @@ class RootDir:
             raise Outside(f"{rel} is a symlink (not followed)")
         return fd, name, info
 
-    def sha256(self, rel: str) -> tuple[int, str] | None:
-        """(bytes, SHA-256 hex) of the regular file at ``rel``, read through a descriptor opened relative to
-        its folder with ``O_NOFOLLOW``; None when there is none (missing, or not a regular file). Raises
-        ``Outside`` as ``lstat`` does."""
-        place = self._place(rel)
-        if place is None:
+    def sha256(self, rel: str, *, expect: int | None = None) -> tuple[int, str | None] | None:
+        """(bytes, SHA-256 hex) of the regular file at ``rel``, opened relative to its folder with
+        ``O_NOFOLLOW`` (one ``openat`` and one ``fstat``, no separate ``lstat``) and read; None when there is
+        none (missing, or not a regular file). With ``expect``, a file of another size is not read: its hash
+        is None. Raises ``Outside`` as ``lstat`` does."""
+        *folders, name = parts(rel)
+        folder = self.folder(folders)
+        if folder is None:
             return None
         try:
-            fd = os.open(
-                place[1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=place[0]
-            )
-        except FileNotFoundError:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
-            if exc.errno == errno.ELOOP:  # became a symlink since the lstat: not followed
+            if exc.errno == errno.ELOOP:  # the name is a symlink: not followed
                 raise Outside(f"{rel} is a symlink (not followed)") from None
             raise
-        digest, size = hashlib.sha256(), 0
-        with open(fd, "rb") as file:
-            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
                 return None
-            while chunk := file.read(1 << 16):
+            if expect is not None and info.st_size != expect:
+                return info.st_size, None
+            digest, size = hashlib.sha256(), 0
+            while chunk := os.read(fd, 1 << 16):
                 digest.update(chunk)
                 size += len(chunk)
-        return size, digest.hexdigest()
+            return size, digest.hexdigest()
+        finally:
+            os.close(fd)
 
     def unlink(self, rel: str) -> bool:
         """Remove the regular file at ``rel``; False when there is none (missing, or not a regular file)."""

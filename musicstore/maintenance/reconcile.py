@@ -468,7 +468,7 @@ def _local_checksum(
     if read is None:
         return "missing"
     report.checksums_verified += 1
-    return "checksum_mismatch" if read[1] != checksum else None
+    return "checksum_mismatch" if read[1] != checksum else None  # a size the lstat saw: the file changed
 
 
 def _check_local_peaks(
@@ -493,11 +493,12 @@ def _check_local_peaks(
         return
     report.peaks_checked += 1
     try:
-        info = where.lstat(record.key)
-        actual = info.st_size if info is not None and stat.S_ISREG(info.st_mode) else None
-        hashed = None
-        if actual is not None and record.size in (None, actual) and record.sha256 is not None:
-            read = where.sha256(record.key)
+        if record.sha256 is None:
+            info = where.lstat(record.key)
+            actual = info.st_size if info is not None and stat.S_ISREG(info.st_mode) else None
+            hashed = None
+        else:
+            read = where.sha256(record.key, expect=record.size)
             actual, hashed = (None, None) if read is None else read
     except Outside as exc:
         report.outside_root_count += 1
