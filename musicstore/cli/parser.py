@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     recon.add_argument(
         "--verify-checksums",
         action="store_true",
-        help="s3:// roots: read every recorded object and compare its SHA-256 with the row's",
+        help="read every recorded file or object (local or s3:// root), compare its SHA-256 with the row's",
     )
 
     copying = command(
