@@ -284,10 +284,11 @@ def writes(store: Store, bare: Bare) -> list[Op]:
 
     def claim_one(x: dict[str, Any]) -> object:
         """claim_next's statements (migration 0012): the whole claim in one statement (``claim_fast``), which
-        takes a job whenever one is ready here (no owner keys, no other claimer); else rank the lanes and
-        take the best one's head."""
+        takes a job whenever one is ready here (no owner keys, no other claimer) and returns no row when
+        nothing is ready; only its row of NULLs (PostgreSQL: the lanes' heads do not decide it) goes on to
+        rank the lanes and take the best one's head."""
         row = ex(fast, x).fetchone()
-        if row is not None:
+        if row is None or row[0] is not None:
             return row
         for lane, max_running, *_ in ex(
             heads, {"now": x["now"], "default_limit": None, "limit": 8}
