@@ -4,6 +4,7 @@ lossy renditions, which are decoded and measured after encoding) gives up, and w
 from __future__ import annotations
 
 import math
+import tracemalloc
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from musicstore.audio import renditions, synthesize_music
+from musicstore.audio import limiter, renditions, synthesize_music
 from musicstore.audio.limiter import LimiterSettings, level
 from musicstore.audio.loudness import BlockPower, integrated_loudness
 from musicstore.audio.renditions import RenditionSpec, render_bytes
@@ -91,3 +92,36 @@ def test_lossy_renditions_skip_the_limiters_own_check(
     monkeypatch.setattr(renditions, "level", spy)
     render_bytes(synthesize_music(1.5, 48_000, seed=5, drums=1.5), 48_000, name, spec, "streaming")
     assert seen and all(v == verified for v in seen)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    length=st.integers(0, 3 * limiter._HOT_CHUNK + 7),
+    hot=st.lists(st.integers(0, 3 * limiter._HOT_CHUNK + 6), max_size=20),
+    gain=st.floats(0.5, 4.0),
+    reach=st.integers(0, 5000),
+)
+def test_the_regions_chunked_test_finds_the_same_samples(
+    length: int, hot: list[int], gain: float, reach: int
+) -> None:
+    rng = np.random.default_rng(length)
+    need = (rng.random(length) * 0.5).astype(np.float32)
+    chosen = [i for i in hot if i < length]
+    need[chosen] = np.float32(0.9)
+    assert np.array_equal(limiter._hot(need, gain, 1.0), np.flatnonzero(need * gain > 1.0))
+
+
+def test_the_regions_test_makes_no_full_length_temporary() -> None:
+    """The region of a long clip with a few hot samples: numpy's traced peak stays far under the need's
+    size (the whole ``need * gain`` was a float32 temporary the size of the need, half a stereo clip)."""
+    need = np.full(1 << 22, 0.1, dtype=np.float32)
+    need[[5, 1_000_000, 4_000_000]] = 2.0
+    power = np.ones_like(need)
+    tracemalloc.start()
+    try:
+        region = limiter._region(need, power, 1.0, 1.0, 100)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < need.nbytes // 8
+    assert region.index.shape[0] == 106 + 201 + 201

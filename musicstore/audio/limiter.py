@@ -106,11 +106,24 @@ def _need(peaks: PeakMap) -> NDArray[np.float32]:
     return need
 
 
+_HOT_CHUNK = 1 << 16  # samples at a time of the region's test (its float32 product: 256 KiB)
+
+
+def _hot(need: NDArray[np.float32], gain: float, ceiling: float) -> NDArray[np.intp]:
+    """``np.flatnonzero(need * gain > ceiling)`` a chunk at a time: the same float32 products, without a
+    full-length temporary (half a stereo clip)."""
+    parts = [
+        np.flatnonzero(need[start : start + _HOT_CHUNK] * gain > ceiling) + start
+        for start in range(0, need.shape[0], _HOT_CHUNK)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
+
+
 def _region(
     need: NDArray[np.float32], power: NDArray[np.float32], gain: float, ceiling: float, reach: int
 ) -> _Region:
     samples = need.shape[0]
-    hot = np.flatnonzero(need * gain > ceiling)
+    hot = _hot(need, gain, ceiling)
     if hot.size == 0:
         return _Region(hot, need[hot], power[hot].astype(np.float64))
     breaks = np.flatnonzero(np.diff(hot) > 2 * reach)  # merge overlapping neighbourhoods
