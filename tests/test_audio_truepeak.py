@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Callable
 
 import numpy as np
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 from scipy.signal import upfirdn
 
+from musicstore.audio import farfield, synthesize_music
 from musicstore.audio.farfield import BLOCK, FarField, LimitedFarField, _decimated_low_band, _lowpass
 from musicstore.audio.interpolation import _ANNEX2_PHASES, annex2, near_sinc
 from musicstore.audio.truepeak import (
@@ -357,3 +359,79 @@ def test_the_outputs_check_reusing_the_clips_screen_reads_the_same(  # noqa: PLR
     assert (reused.values[~common] <= level).all()
     over = reused.values > level
     np.testing.assert_array_equal(reused.rows[over], own.rows[own.values > level])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    puts=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 120)), max_size=30),
+    entries=st.integers(1, 4),
+    limit=st.integers(0, 100),
+)
+def test_the_far_parts_caches_are_bounded_in_bytes(
+    puts: list[tuple[int, int]], entries: int, limit: int
+) -> None:
+    cache = farfield._BoundedCache(entries, limit)
+    for key, nbytes in puts:
+        cache.put((key,), key, nbytes)
+        assert cache.held() <= limit
+        assert len(cache.values) <= entries
+        assert (cache.get((key,)) == key) == (nbytes <= limit)  # the newest stays, unless too large
+
+
+def test_a_long_clips_spectrum_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With caches too small for this clip's spectrum, measuring it keeps no full-length spectrum (traced:
+    what stays besides the grid is the kernel's few taps), and its far part and kernel are the same."""
+    audio = synthesize_music(20.0, 48_000, seed=3)
+    samples = audio.shape[1]
+    farfield._SPECTRA.clear()
+    farfield._KERNELS.clear()
+    kept = FarField.measure(audio)
+    count = -(-samples // kept.step)
+    key = (kept.start - count + 1, kept.start + kept.grid.shape[1] - 1, kept.step)
+    size = farfield._transform_size(key[1] - key[0] + 1)
+    spectrum_bytes = (size // 2 + 1) * 8
+    kernel = farfield._far_kernel(*key, size)
+    small = 1 << 19
+    assert spectrum_bytes > 3 * small
+    monkeypatch.setattr(farfield, "_SPECTRA", farfield._BoundedCache(4, small))
+    monkeypatch.setattr(farfield, "_KERNELS", farfield._BoundedCache(4, small))
+    tracemalloc.start()
+    try:
+        far = FarField.measure(audio)
+        left = tracemalloc.get_traced_memory()[0] - far.grid.nbytes
+    finally:
+        tracemalloc.stop()
+    assert left < small  # the spectrum (2 MB) went
+    assert farfield._SPECTRA.held() == 0
+    np.testing.assert_array_equal(far.grid, kept.grid)
+    again = farfield._KERNELS.get((*key, size))  # made while the spectrum was at hand
+    assert again is not None
+    np.testing.assert_array_equal(again.taps, kernel.taps)
+    np.testing.assert_array_equal(again.beyond, kernel.beyond)
+    assert (again.window, again.deviation, again.error, again.near) == (
+        kernel.window, kernel.deviation, kernel.error, kernel.near,
+    )  # fmt: skip
+
+
+def test_a_checks_map_makes_no_index_arrays_over_the_spans() -> None:
+    """The map of a limiter's output (far part and span bounds given, no envelope): numpy's traced peak
+    stays under an eighth of the audio's size (the far bound was added through three int64 index arrays
+    over the spans, together three eighths of a stereo clip)."""
+    samples = 1 << 21
+    t = np.arange(samples) / RATE
+    audio = np.stack([0.1 * np.sin(2 * np.pi * 1000 * t), 0.1 * np.cos(2 * np.pi * 700 * t)]).astype(
+        np.float32
+    )
+    audio[:, samples // 2] = 0.9
+    far = FarField.measure(audio)
+    spans = span_bounds(audio, sample_envelope(audio))
+    reference = peak_map(audio, None, far, spans)
+    tracemalloc.start()
+    try:
+        checked = peak_map(audio, None, far, spans, keep_envelope=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < audio.nbytes // 8
+    np.testing.assert_array_equal(checked.rows, reference.rows)
+    np.testing.assert_array_equal(checked.values, reference.values)

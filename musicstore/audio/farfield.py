@@ -17,6 +17,8 @@ block, with no transform of the whole output.
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,14 +66,18 @@ class FarField:
         size = _transform_size(stop - first_lag + 1)
         kernel = _far_spectrum(first_lag, stop, step, size)
         grid = np.empty((channels, stop - start + 1), dtype=np.float32)
-        padded = np.zeros(size, dtype=np.float32)
         for c in range(channels):  # a channel at a time, in float32, no copies: each buffer ≤ a quarter clip
+            padded = np.zeros(size, dtype=np.float32)
             padded[:count] = _decimated_low_band(audio[c], count, step)
-            padded[count:] = 0.0
             spectrum = sp_fft.rfft(padded, overwrite_x=True)
+            del padded  # gone before the inverse transform (which holds its input, a buffer and its output)
             spectrum *= kernel
             grid[c] = sp_fft.irfft(spectrum, size, overwrite_x=True)[count - 1 : count + stop - start]
             del spectrum
+        if _SPECTRA.get((first_lag, stop, step, size)) is None:
+            # too long to keep: the kernel a limiter's output needs (small) is made while the spectrum is
+            # at hand, not from a second transform later, when the limiter holds more
+            _far_kernel(first_lag, stop, step, size, kernel)
         return cls(grid, start, step)
 
     def at(self, channel: int, samples: Rows, fractions: NDArray[np.float64]) -> NDArray[np.float32]:
@@ -151,13 +157,58 @@ def _far_weights(step: int, fractions: tuple[float, ...]) -> NDArray[np.float32]
     return weights.astype(np.float32)
 
 
-@functools.lru_cache(maxsize=4)
+CACHE_BYTES = 24 << 20  # the most each of the far part's caches holds (spectra; kernels), in bytes
+
+
+class _BoundedCache:
+    """The last few values by key, at most ``limit`` bytes in all: a value larger than that is not kept
+    (a long clip's spectrum: 63 MB for 10 minutes at 48 kHz, a quarter of the stereo clip, would stay
+    resident after its export), and the oldest go first to make room."""
+
+    def __init__(self, entries: int, limit: int) -> None:
+        self.entries, self.limit = entries, limit
+        self.values: OrderedDict[tuple[int, ...], tuple[Any, int]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[int, ...]) -> Any:
+        with self.lock:
+            if key not in self.values:
+                return None
+            self.values.move_to_end(key)
+            return self.values[key][0]
+
+    def put(self, key: tuple[int, ...], value: Any, nbytes: int) -> None:
+        with self.lock:
+            self.values.pop(key, None)
+            if nbytes > self.limit:
+                return
+            self.values[key] = (value, nbytes)
+            while len(self.values) > self.entries or self.held() > self.limit:
+                self.values.popitem(last=False)
+
+    def held(self) -> int:
+        return sum(nbytes for _, nbytes in self.values.values())
+
+    def clear(self) -> None:
+        with self.lock:
+            self.values.clear()
+
+
+_SPECTRA = _BoundedCache(4, CACHE_BYTES)
+_KERNELS = _BoundedCache(4, CACHE_BYTES)
+
+
 def _far_spectrum(first: int, last: int, step: int, size: int) -> NDArray[np.complex64]:
     """The FFT of :func:`_far_taps` over the anti-alias filter's response (undoing its passband), kept for
-    the next clip of the same length (and its re-checks)."""
+    the next clip of the same length (and its re-checks) where it fits in :data:`CACHE_BYTES`."""
+    key = (first, last, step, size)
+    cached: NDArray[np.complex64] | None = _SPECTRA.get(key)
+    if cached is not None:
+        return cached
     spectrum: NDArray[np.complex64] = sp_fft.rfft(_far_taps(first, last, step), size)
     spectrum /= _lowpass_response(step, size)
     spectrum.flags.writeable = False
+    _SPECTRA.put(key, spectrum, spectrum.nbytes)
     return spectrum
 
 
@@ -281,11 +332,27 @@ class _Kernel:
         return values
 
 
-@functools.lru_cache(maxsize=4)
-def _far_kernel(first: int, last: int, step: int, size: int) -> _Kernel:
-    """The clip's far kernel (see :class:`_Kernel`), kept for the next clip of the same length."""
+def _far_kernel(
+    first: int, last: int, step: int, size: int, spectrum: NDArray[np.complex64] | None = None
+) -> _Kernel:
+    """The clip's far kernel (see :class:`_Kernel`), kept for the next clip of the same length where it fits
+    in :data:`CACHE_BYTES`. ``spectrum``: :func:`_far_spectrum`'s, where the caller holds it."""
+    key = (first, last, step, size)
+    cached: _Kernel | None = _KERNELS.get(key)
+    if cached is None:
+        cached = _make_far_kernel(first, last, step, size, spectrum)
+        _KERNELS.put(key, cached, cached.taps.nbytes + cached.beyond.nbytes)
+    return cached
+
+
+def _make_far_kernel(
+    first: int, last: int, step: int, size: int, spectrum: NDArray[np.complex64] | None
+) -> _Kernel:
     length = last - first + 1
-    taps = sp_fft.irfft(_far_spectrum(first, last, step, size), size)[:length]  # lag - first
+    if spectrum is None:
+        spectrum = _far_spectrum(first, last, step, size)
+    taps = sp_fft.irfft(spectrum, size)[:length]  # lag - first
+    del spectrum
     reach = max(-first, last)
     deviation = 0.0  # where the moments or 1 / lag stand for the kernel: |lag| >= _NEAR - _PIECE / 2
     for begin in range(0, length, 1 << 16):
