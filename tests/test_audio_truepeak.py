@@ -435,3 +435,24 @@ def test_a_checks_map_makes_no_index_arrays_over_the_spans() -> None:
     assert peak < audio.nbytes // 8
     np.testing.assert_array_equal(checked.rows, reference.rows)
     np.testing.assert_array_equal(checked.values, reference.values)
+
+
+def test_a_limited_clips_kernel_is_made_with_its_far_part() -> None:
+    """``FarField.measure(kernel=True)`` (a limiter's first map) leaves the kernel its output's check needs
+    cached, the same as made later from the cached spectrum (made later, it added 0.8x a stereo clip)."""
+    audio = synthesize_music(3.0, 48_000, seed=5)
+    farfield._SPECTRA.clear()
+    farfield._KERNELS.clear()
+    far = FarField.measure(audio)
+    count = -(-audio.shape[1] // far.step)
+    key = (far.start - count + 1, far.start + far.grid.shape[1] - 1, far.step)
+    size = farfield._transform_size(key[1] - key[0] + 1)
+    assert farfield._KERNELS.get((*key, size)) is None  # the spectrum is cached: no kernel yet
+    later = farfield._far_kernel(*key, size)
+    farfield._KERNELS.clear()
+    again = FarField.measure(audio, kernel=True)
+    np.testing.assert_array_equal(again.grid, far.grid)
+    made = farfield._KERNELS.get((*key, size))
+    assert made is not None
+    np.testing.assert_array_equal(made.taps, later.taps)
+    np.testing.assert_array_equal(made.beyond, later.beyond)

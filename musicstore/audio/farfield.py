@@ -53,8 +53,13 @@ class FarField:
     bounds: dict[int, NDArray[np.float32]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def measure(cls, audio: NDArray[np.float32]) -> FarField:
-        """``G`` of ``(C, S)`` audio: ``z`` low-passed and decimated, convolved with the far kernel by FFT."""
+    def measure(cls, audio: NDArray[np.float32], *, kernel: bool = False) -> FarField:
+        """``G`` of ``(C, S)`` audio: ``z`` low-passed and decimated, convolved with the far kernel by FFT.
+
+        ``kernel``: a limiter's output will be checked (:class:`LimitedFarField`): its kernel is made here
+        too, from the spectrum at hand, when not cached (made later, its inverse transform would add three
+        buffers of the transform's size, 0.8x a stereo clip, on top of the limiter's output). It is made
+        anyway where the spectrum is too large to be cached."""
         step = _DECIMATION
         channels, samples = audio.shape
         count = -(-samples // step)  # points of z's decimated low band, at 0, step, 2 step, ...
@@ -64,20 +69,20 @@ class FarField:
         # the circular convolution is the linear one at the outputs kept (count - 1 on) once the
         # transform holds the kernel: a third shorter than room for both
         size = _transform_size(stop - first_lag + 1)
-        kernel = _far_spectrum(first_lag, stop, step, size)
+        spectrum_of_kernel = _far_spectrum(first_lag, stop, step, size)
         grid = np.empty((channels, stop - start + 1), dtype=np.float32)
         for c in range(channels):  # a channel at a time, in float32, no copies: each buffer ≤ a quarter clip
             padded = np.zeros(size, dtype=np.float32)
             padded[:count] = _decimated_low_band(audio[c], count, step)
             spectrum = sp_fft.rfft(padded, overwrite_x=True)
             del padded  # gone before the inverse transform (which holds its input, a buffer and its output)
-            spectrum *= kernel
+            spectrum *= spectrum_of_kernel
             grid[c] = sp_fft.irfft(spectrum, size, overwrite_x=True)[count - 1 : count + stop - start]
             del spectrum
-        if _SPECTRA.get((first_lag, stop, step, size)) is None:
-            # too long to keep: the kernel a limiter's output needs (small) is made while the spectrum is
-            # at hand, not from a second transform later, when the limiter holds more
-            _far_kernel(first_lag, stop, step, size, kernel)
+        if kernel or _SPECTRA.get((first_lag, stop, step, size)) is None:
+            # the kernel a limiter's output needs (small) made while the spectrum is at hand, not from a
+            # second transform later, when the limiter holds more
+            _far_kernel(first_lag, stop, step, size, spectrum_of_kernel)
         return cls(grid, start, step)
 
     def at(self, channel: int, samples: Rows, fractions: NDArray[np.float64]) -> NDArray[np.float32]:
@@ -157,7 +162,8 @@ def _far_weights(step: int, fractions: tuple[float, ...]) -> NDArray[np.float32]
     return weights.astype(np.float32)
 
 
-CACHE_BYTES = 24 << 20  # the most each of the far part's caches holds (spectra; kernels), in bytes
+# the most each of the far part's caches holds (spectra; kernels), in bytes: a 1-minute clip's spectrum
+CACHE_BYTES = 8 << 20
 
 
 class _BoundedCache:

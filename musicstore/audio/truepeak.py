@@ -347,7 +347,7 @@ def peak_map(
     (every value at the others is under the level, so the values over it are the same), and the rows
     passed on are read again from ``audio`` (their Annex 2 values exactly as the screen reads them).
     """
-    far = FarField.measure(audio) if far is None else far
+    far = FarField.measure(audio, kernel=keep_screen) if far is None else far  # kept: a limiter's check
     samples = audio.shape[1]
     full = keep_envelope or spans is None
     envelope = sample_envelope(audio) if full else np.full(1, largest_sample(audio), dtype=np.float32)
@@ -363,6 +363,7 @@ def peak_map(
     every = (read[:, None] * _SPAN + np.arange(_SPAN, dtype=read.dtype)).ravel()
     rows: Rows = every[every <= samples]
     far_bound = far_blocks[rows // BLOCK]
+    del bound, every, far_blocks  # not read again: a sixteenth of a stereo clip while the rows are read
     edge = (rows < 2 * BLOCK) | (rows > samples - 2 * BLOCK)  # looped readings there: always measured
     reused = None if reuse is None else _reused_rows(reuse, read, rows, edge)
     recorded = None
