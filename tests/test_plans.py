@@ -165,7 +165,13 @@ def _sqlite_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _is_write(sql: str) -> bool:
-    return sql.lstrip().split(None, 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}
+    """A statement that writes: INSERT/UPDATE/DELETE, or a WITH whose CTE does (PostgreSQL's claim_fast)."""
+    return _WRITES.search(sql) is not None
+
+
+_WRITES = re.compile(
+    r"^\s*(INSERT|UPDATE|DELETE)\b|\b(INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM)\b", re.I
+)
 
 
 @pytest.mark.parametrize("dialect,driver", [("sqlite", "sqlite3"), ("postgres", "psycopg")])
