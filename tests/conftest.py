@@ -8,11 +8,14 @@ where they fail instead: there they must run.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from musicstore import Generation
+from musicstore.filestore import FileStore, open_filestore
 from musicstore.testing import FakeClock
 
 # musicstore's own suite is the first user of its pytest plugin (musicstore.testing.plugin): these fixtures
@@ -43,6 +46,21 @@ def db_url(request: pytest.FixtureRequest) -> str:
 def objects(musicstore_s3_files: Any) -> Any:
     """The object store under a fresh prefix of the test S3 server (``musicstore_s3_url``)."""
     return musicstore_s3_files
+
+
+@pytest.fixture(params=["local", "s3"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FileStore]:
+    """A file store, once a folder under ``tmp_path/audio`` and once a fresh prefix of the test S3 server."""
+    if request.param == "s3":
+        url = request.getfixturevalue("musicstore_s3_url")
+    else:
+        (tmp_path / "audio").mkdir()
+        url = (tmp_path / "audio").as_uri()
+    opened = open_filestore(url)
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 @pytest.fixture

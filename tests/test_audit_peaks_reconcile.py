@@ -27,20 +27,6 @@ from musicstore.maintenance.retention import cleanup
 from musicstore.rendering import render_peaks
 
 
-@pytest.fixture(params=["local", "s3"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FileStore]:
-    if request.param == "s3":
-        url = request.getfixturevalue("musicstore_s3_url")
-    else:
-        (tmp_path / "audio").mkdir()
-        url = (tmp_path / "audio").as_uri()
-    opened = open_filestore(url)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
 def _exported(store: Store, files: FileStore, **kwargs: Any) -> Any:
     from musicstore.recording import export_generation
     from tests.test_record import OPTIONS, claimed, music

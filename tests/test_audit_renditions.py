@@ -7,8 +7,7 @@ call is not made either (every request is checked before the first encode)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,23 +17,9 @@ from hypothesis import strategies as st
 from musicstore import Generation, Store
 from musicstore.audio import RenditionSpec, synthesize_music
 from musicstore.errors import InvalidAudio, InvalidInput, MusicstoreError
-from musicstore.filestore import FileStore, open_filestore
+from musicstore.filestore import FileStore
 from musicstore.maintenance.usage import storage_stats
 from musicstore.rendering import render_generation
-
-
-@pytest.fixture(params=["local", "s3"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FileStore]:
-    if request.param == "s3":
-        url = request.getfixturevalue("musicstore_s3_url")
-    else:
-        (tmp_path / "audio").mkdir()
-        url = (tmp_path / "audio").as_uri()
-    opened = open_filestore(url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _master(store: Store, files: FileStore, rate: int, channels: int) -> Generation:

@@ -6,7 +6,6 @@ is gone; a ``.json`` of any other name is never touched."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from musicstore import Store
-from musicstore.filestore import FileStore, open_filestore
+from musicstore.filestore import FileStore
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.retention import cleanup
 from musicstore.maintenance.scan import is_peaks_of, peaks_stem
@@ -62,20 +61,6 @@ def test_every_name_render_peaks_writes_is_recognised(
 def test_other_json_names_are_not_peaks(name: str) -> None:
     gid = str(uuid.uuid4())
     assert peaks_stem(name.format(g=gid, short=gid[:-1])) is None
-
-
-@pytest.fixture(params=["local", "s3"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FileStore]:
-    if request.param == "s3":
-        url = request.getfixturevalue("musicstore_s3_url")
-    else:
-        (tmp_path / "audio").mkdir()
-        url = (tmp_path / "audio").as_uri()
-    opened = open_filestore(url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def keys(files: FileStore) -> set[str]:
