@@ -482,6 +482,15 @@ def checked_floors(bare: Bare, done: dict[str, Any]) -> dict[str, Callable[[Any]
     }
 
 
+def sides_of(op: Op) -> dict[str, Prepare]:
+    """The sides an operation is timed on, in their order: the library, the fair floor (reads), the bare
+    floor and, where there is one, the checked floor (writes)."""
+    sides = {LIBRARY: op.library, **({FAIR: op.fair} if op.fair else {}), BARE: op.bare}
+    if op.checked is not None:
+        sides[CHECKED] = op.checked
+    return sides
+
+
 def run(
     store: Store, bare: Bare, rows: int, plan: Plan, *, only: set[str] | None, profiled: bool
 ) -> tuple[list[Timing], list[str]]:
@@ -492,10 +501,7 @@ def run(
             continue
         if op.check is not None:
             op.check()
-        sides = {LIBRARY: op.library, **({FAIR: op.fair} if op.fair else {}), BARE: op.bare}
-        if op.checked is not None:
-            sides[CHECKED] = op.checked
-        timing = Timing(rows, op.label, op.kind, alternate(sides, plan.batch(op.batch), plan))
+        timing = Timing(rows, op.label, op.kind, alternate(sides_of(op), plan.batch(op.batch), plan))
         print(timing.line(), flush=True)
         timings.append(timing)
         if profiled:

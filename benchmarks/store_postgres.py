@@ -31,8 +31,6 @@ from musicstore.testing import _pgserver
 
 from .data import postgres_database
 from .harness import (
-    BARE,
-    FAIR,
     LIBRARY,
     Plan,
     Prepare,
@@ -45,7 +43,7 @@ from .harness import (
     report,
     table,
 )
-from .store_ops import Bare, postgres_bare, reads, run, writes
+from .store_ops import Bare, postgres_bare, reads, run, sides_of, writes
 
 TARGETS = {"read": 1.15, "write": 1.1}
 SETTINGS = (
@@ -187,8 +185,7 @@ def run_cpu(
             continue
         if op.check is not None:
             op.check()
-        sides = {LIBRARY: op.library, **({FAIR: op.fair} if op.fair else {}), BARE: op.bare}
-        c, w = both_clocks(sides, plan.batch(op.batch), plan, cpu)
+        c, w = both_clocks(sides_of(op), plan.batch(op.batch), plan, cpu)
         timing, walled = Timing(rows, op.label, op.kind, c), Timing(rows, op.label, op.kind, w)
         print(timing.line(), "| wall", walled.line().split(op.label, 1)[1].strip(), flush=True)
         on_cpu.append(timing)
