@@ -18,8 +18,8 @@ from . import validate
 from .errors import InvalidInput, MigrationError
 from .migrate import shipped_migrations
 from .models import RowReader
-from .ops import NOW, Operation, Params, Step, Steps
-from .queries import COUNT, ONE, Query, execute_async, load, rows_of
+from .ops import EXPLAIN, NOW, Operation, Params, Step, Steps
+from .queries import COUNT, ONE, Query, execute, execute_async, load, rows_of
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -149,6 +149,36 @@ def one_query(driver: Driver, op: Operation[P, Any]) -> Callable[P, Prepared]:
     return planned
 
 
+def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
+    """What runs a ``Fixed`` write (``op.fixed``) on a connection in its open write transaction, without its
+    generator: ``run(conn, *checked)``, ``checked`` what ``op.fixed.check`` returned for the operation's
+    arguments. The clock as ``drive`` answers ``NOW``, each query as ``queries.execute`` runs it (parameters
+    one dict serves for several queries encoded once), the same result, and the same error: ``explain``'s,
+    driven by ``drive`` in the same transaction."""
+    fixed = op.fixed
+    if fixed is None:
+        raise TypeError(f"{op.__name__} is not a write of fixed queries")
+    run_queries = [(driver._queries[name], rows) for name, rows in fixed.queries]
+    params_of, finish, explain, encode = fixed.params, fixed.finish, fixed.explain, driver._connector.encode
+
+    def run(conn: Any, *checked: Any) -> T:
+        clock = driver.clock
+        moment = now() if clock is utcnow else validate.moment(clock(), CLOCK)
+        found, given, params = [], None, None
+        for (query, rows), each in zip(run_queries, params_of(moment, *checked), strict=True):
+            if each is not given:
+                given, params = each, encode(each) if each else each
+            found.append(execute(conn, query, params, rows))  # type: ignore[arg-type]
+        result = finish(found, moment, *checked)
+        if result is EXPLAIN:
+            assert explain is not None, f"{op.__name__}: EXPLAIN without explain steps"
+            steps = explain(*checked)
+            raise drive(driver, conn, steps, next(steps))
+        return result  # type: ignore[no-any-return]
+
+    return run
+
+
 def drive(driver: Driver, conn: Any, steps: Steps[T], step: Step) -> T:
     """Answer an operation's steps with blocking calls until it returns; ``step`` is its first. Each query
     runs as ``queries.execute`` runs it, inlined (one Python call less per step)."""
@@ -243,6 +273,7 @@ __all__ = [
     "coroutine_method",
     "drive",
     "drive_async",
+    "fixed_write",
     "method",
     "one_query",
     "start",

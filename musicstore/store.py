@@ -28,6 +28,7 @@ from .runner import (
     check_schema,
     conflict_wait,
     drive,
+    fixed_write,
     method,
     one_query,
     start,
@@ -335,32 +336,37 @@ def _direct_read(store: Store, op: Operation[P, T]) -> Callable[P, T]:
 
 
 def _direct_write(store: Store, op: Operation[P, T]) -> Callable[P, T]:
-    """``store.run(op, ...)`` for a write, as one function: the operation's steps answered in a transaction
-    of its own (``BEGIN IMMEDIATE`` on SQLite, its backend's ``BEGIN_WRITE``) by ``runner.drive``, run again
-    from its first step after a ``WriteConflict`` (up to ``runner.CONFLICT_RETRIES`` times); inside the
-    thread's transaction it defers to ``run``. The argument checks run before any connection is taken."""
-    local, run, steps_of = store._local, store.run, op.steps
+    """``store.run(op, ...)`` for a write, as one function: in a transaction of its own (``BEGIN IMMEDIATE``
+    on SQLite, its backend's ``BEGIN_WRITE``), the operation's steps answered by ``runner.drive``, or a
+    ``Fixed`` write run without its generator (``runner.fixed_write``); run again from its first step after a
+    ``WriteConflict`` (up to ``runner.CONFLICT_RETRIES`` times); inside the thread's transaction it defers to
+    ``run``. The argument checks run before any connection is taken."""
+    local, run = store._local, store.run
     connector = store._connector
     acquire, release, rollback = connector.acquire, connector.release, connector.rollback
     begin_write, end = connector.BEGIN_WRITE, connector.COMMIT
     errors, translate = connector.errors, connector.translate
+    prepare: Callable[..., tuple[Any, ...]]
+    if op.fixed is not None:
+        prepare, body = op.fixed.check, fixed_write(store, op)  # body(conn, *checked)
+    else:
+        prepare, body = functools.partial(start, op), functools.partial(drive, store)  # (conn, steps, step)
 
     def write(*args: P.args, **kwargs: P.kwargs) -> T:
         if local.tx is not None:
             return run(op, *args, **kwargs)
         attempt = 0
         while True:
-            steps = steps_of(*args, **kwargs)
             try:
-                step = next(steps)  # the argument checks
-            except StopIteration as done:
+                prepared = prepare(*args, **kwargs)  # the argument checks
+            except StopIteration as done:  # an operation that needs no database
                 return done.value  # type: ignore[no-any-return]
             try:
                 conn = acquire()
                 try:
                     conn.execute(begin_write)
                     try:
-                        result = drive(store, conn, steps, step)
+                        result: T = body(conn, *prepared)
                         conn.execute(end)
                     except BaseException:
                         rollback(conn)

@@ -53,12 +53,29 @@ from .renditions import (
     list_renditions,
     merge_metadata,
 )
-from .steps import NOW, Call, Operation, Params, Query, Step, Steps, reader, reads_all, reads_one, writer
+from .steps import (
+    EXPLAIN,
+    NOW,
+    Call,
+    Explain,
+    Fixed,
+    Operation,
+    Params,
+    Query,
+    Step,
+    Steps,
+    reader,
+    reads_all,
+    reads_one,
+    writer,
+    writes_fixed,
+)
 from .transfer import generations_after, import_rows, prompts_after
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "DEFAULT_MAX_ATTEMPTS",
+    "EXPLAIN",
     "GENERATION",
     "NOW",
     "PROMPT",
@@ -66,6 +83,8 @@ __all__ = [
     "RESET_CONFIRMATION",
     "TOTALS",
     "Call",
+    "Explain",
+    "Fixed",
     "Operation",
     "Params",
     "Query",
@@ -111,4 +130,5 @@ __all__ = [
     "track_prompt_usage",
     "update_generation_status",
     "writer",
+    "writes_fixed",
 ]

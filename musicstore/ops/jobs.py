@@ -38,7 +38,7 @@ from ..ids import check_id, new_id
 from ..models import Generation, Requeued, RetryPolicy, Status, columns
 from .prompts import track_prompt
 from .reads import GENERATION
-from .steps import NOW, Call, Steps, writer
+from .steps import EXPLAIN, NOW, Call, Explain, Params, Steps, writer, writes_fixed
 
 DEFAULT_LEASE_SECONDS = 300.0
 """How long a claim is held without a heartbeat before ``requeue_expired`` may take it back."""
@@ -66,6 +66,21 @@ _NO_DELAY = {
     "jitter": NO_RETRY_DELAY.jitter,
 }
 """``NO_RETRY_DELAY``'s query parameters (only ever spread into a call's parameters, never changed)."""
+
+
+_LEASES: dict[float, timedelta] = {}
+"""``lease_of``'s timedeltas by their seconds."""
+
+
+def lease_of(seconds: float) -> timedelta:
+    """``timedelta(0, seconds)``, kept for the few lease lengths a process uses (made from a float it costs
+    about as much as the rest of a heartbeat's checks)."""
+    lease = _LEASES.get(seconds)
+    if lease is None:
+        if len(_LEASES) >= 64:
+            _LEASES.clear()
+        lease = _LEASES[seconds] = timedelta(0, seconds)
+    return lease
 
 
 class _Undecided:
@@ -246,7 +261,7 @@ def claim_next(
     (``set_owner_limit``); None: no limit. Generations without an owner key are never limited.
     """
     worker = validate.name(worker_id, "worker_id")
-    lease = timedelta(0, validate.seconds(lease_seconds, "lease_seconds"))
+    lease = lease_of(validate.seconds(lease_seconds, "lease_seconds"))
     default_limit = _limit(owner_limit)
     now = yield NOW
     params = {"worker_id": worker, "now": now, "lease_expires_at": now + lease}
@@ -266,7 +281,7 @@ def claim_batch(
     one (each counted against its owner key's limit), in one transaction."""
     worker = validate.name(worker_id, "worker_id")
     limit = validate.integer(count, "count", 1, validate.MAX_PAGE)
-    lease = timedelta(0, validate.seconds(lease_seconds, "lease_seconds"))
+    lease = lease_of(validate.seconds(lease_seconds, "lease_seconds"))
     default_limit = _limit(owner_limit)
     now = yield NOW
     params = {"worker_id": worker, "now": now, "lease_expires_at": now + lease}
@@ -303,19 +318,30 @@ def _explain(generation_id: str, wanted: str, worker_id: str | None = None) -> S
     )
 
 
-@writer
+def _heartbeat_params(now: datetime, gid: str, worker: str | None, lease: timedelta) -> tuple[Params]:
+    return ({"id": gid, "worker_id": worker, "lease_expires_at": now + lease},)
+
+
+def _heartbeat_finish(
+    found: list[int], now: datetime, gid: str, worker: str | None, lease: timedelta
+) -> datetime | Explain:
+    return now + lease if found[0] == 1 else EXPLAIN
+
+
+def _heartbeat_explain(gid: str, worker: str | None, lease: timedelta) -> Steps[Exception]:
+    return _explain(gid, "given a heartbeat", worker)
+
+
+@writes_fixed((("heartbeat", None),), _heartbeat_params, _heartbeat_finish, _heartbeat_explain)
 def heartbeat(
     generation_id: str, worker_id: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
-) -> Steps[datetime]:
+) -> tuple[str, str | None, timedelta]:
     """Extend the lease of a generation ``worker_id`` is processing; returns the new expiry."""
-    gid = check_id(generation_id)
-    worker = validate.name(worker_id, "worker_id")
-    lease = timedelta(0, validate.seconds(lease_seconds, "lease_seconds"))
-    expires: datetime = (yield NOW) + lease
-    changed = yield Call("heartbeat", {"id": gid, "worker_id": worker, "lease_expires_at": expires})
-    if changed != 1:
-        raise (yield from _explain(gid, "given a heartbeat", worker))
-    return expires
+    return (
+        check_id(generation_id),
+        validate.name(worker_id, "worker_id"),
+        lease_of(validate.seconds(lease_seconds, "lease_seconds")),
+    )
 
 
 @writer
@@ -407,14 +433,22 @@ def fail(
     return Status.FAILED
 
 
-@writer
-def cancel(generation_id: str, reason: str | None = None) -> Steps[None]:
+def _cancel_params(now: datetime, gid: str, why: str | None) -> tuple[Params]:
+    return ({"id": gid, "now": now, "reason": why},)
+
+
+def _cancel_finish(found: list[int], now: datetime, gid: str, why: str | None) -> Explain | None:
+    return None if found[0] == 1 else EXPLAIN
+
+
+def _cancel_explain(gid: str, why: str | None) -> Steps[Exception]:
+    return _explain(gid, "cancelled")
+
+
+@writes_fixed((("cancel_generation", None),), _cancel_params, _cancel_finish, _cancel_explain)
+def cancel(generation_id: str, reason: str | None = None) -> tuple[str, str | None]:
     """pending|processing → cancelled. A worker still running it finds out at its next heartbeat."""
-    gid = check_id(generation_id)
-    why = validate.message(reason, "reason", optional=True)
-    changed = yield Call("cancel_generation", {"id": gid, "now": (yield NOW), "reason": why})
-    if changed != 1:
-        raise (yield from _explain(gid, "cancelled"))
+    return check_id(generation_id), validate.message(reason, "reason", optional=True)
 
 
 def _backoff(policy: RetryPolicy | None) -> dict[str, float]:
@@ -425,20 +459,27 @@ def _backoff(policy: RetryPolicy | None) -> dict[str, float]:
     return {"base_seconds": policy.base_seconds, "cap_seconds": policy.cap_seconds, "jitter": policy.jitter}
 
 
-@writer
-def requeue_expired(
-    *, max_attempts: int = DEFAULT_MAX_ATTEMPTS, backoff: RetryPolicy | None = None
-) -> Steps[Requeued]:
-    """Take back every processing generation whose lease expired: → pending (claimable after ``backoff``,
-    as ``fail``'s), or → failed if none is left."""
-    attempts = validate.integer(max_attempts, "max_attempts", 1)
-    delay = _backoff(backoff)
-    params = {"now": (yield NOW), "max_attempts": attempts}
-    requeued: list[str] = yield Call("requeue_expired", {**params, **delay}, _ids)
-    failed: list[str] = yield Call("fail_expired", params, _ids)
+def _requeue_params(now: datetime, attempts: int, delay: dict[str, float]) -> tuple[Params, Params]:
+    params = {"now": now, "max_attempts": attempts, **delay}  # one dict for both: fail_expired's are in it
+    return params, params
+
+
+def _requeue_finish(
+    found: list[list[str]], now: datetime, attempts: int, delay: dict[str, float]
+) -> Requeued:
+    requeued, failed = found
     requeued.sort()
     failed.sort()
     return Requeued(requeued=requeued, failed=failed)
+
+
+@writes_fixed((("requeue_expired", _ids), ("fail_expired", _ids)), _requeue_params, _requeue_finish)
+def requeue_expired(
+    *, max_attempts: int = DEFAULT_MAX_ATTEMPTS, backoff: RetryPolicy | None = None
+) -> tuple[int, dict[str, float]]:
+    """Take back every processing generation whose lease expired: → pending (claimable after ``backoff``,
+    as ``fail``'s), or → failed if none is left."""
+    return validate.integer(max_attempts, "max_attempts", 1), _backoff(backoff)
 
 
 @writer

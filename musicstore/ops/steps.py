@@ -47,6 +47,34 @@ class Query(NamedTuple):
     finish: Callable[[Any], Any] | None
 
 
+class Explain:
+    """The type of ``EXPLAIN``."""
+
+    __slots__ = ()
+
+
+EXPLAIN = Explain()
+"""What a ``Fixed`` write's ``finish`` returns when its queries did not do what was asked (an UPDATE that
+matched no row): the driver then runs its ``explain`` steps for the error to raise."""
+
+
+class Fixed(NamedTuple):
+    """A write that is a fixed list of named queries after its argument checks and the clock
+    (``writes_fixed``): its steps are derived from it, and a driver may run it without a generator.
+
+    ``check`` takes the operation's arguments and returns them checked (a tuple, before any connection is
+    taken); ``params(now, *checked)`` gives each query's parameters (one dict may serve several queries);
+    ``finish(found, now, *checked)`` makes the result of what the queries returned, in order, or returns
+    ``EXPLAIN``; ``explain(*checked)`` is then the steps whose result is the error to raise.
+    """
+
+    queries: tuple[tuple[str, RowReader[Any] | None], ...]
+    check: Callable[..., tuple[Any, ...]]
+    params: Callable[..., tuple[Params, ...]]
+    finish: Callable[..., Any]
+    explain: Callable[..., Generator[Step, Any, Exception]] | None
+
+
 Plan = tuple[str, Params, "RowReader[Any] | None", Callable[[Any], T]]
 """What a read that is one query chosen by its arguments asks for (``reads_planned``): the query's name, its
 parameters, its row reader (None: dicts by column name), and what makes the result of what it returns."""
@@ -56,8 +84,9 @@ class Operation(Generic[P, T]):
     """A store operation: its steps, and whether it writes (a write runs in ``BEGIN IMMEDIATE``).
 
     ``query`` is set on a read that is one fixed named query (``reads_one``, ``reads_all``), ``plan`` on a
-    read that is one query its arguments choose (``reads_planned``): their steps are derived from them, and a
-    driver may run them without a generator.
+    read that is one query its arguments choose (``reads_planned``), ``fixed`` on a write that is fixed
+    queries after its checks (``writes_fixed``): their steps are derived from them, and a driver may run them
+    without a generator.
     """
 
     def __init__(
@@ -67,11 +96,13 @@ class Operation(Generic[P, T]):
         writes: bool,
         query: Query | None = None,
         plan: Callable[P, Plan[T]] | None = None,
+        fixed: Fixed | None = None,
     ) -> None:
         self.steps = steps
         self.writes = writes
         self.query = query
         self.plan = plan
+        self.fixed = fixed
         self.__name__ = steps.__name__
         self.__doc__ = steps.__doc__
 
@@ -127,3 +158,33 @@ def reads_planned(plan: Callable[P, Plan[T]]) -> Operation[P, T]:
         return finish(found)
 
     return Operation(steps, writes=False, plan=plan)
+
+
+def writes_fixed(
+    queries: tuple[tuple[str, RowReader[Any] | None], ...],
+    params: Callable[..., tuple[Params, ...]],
+    finish: Callable[..., T | Explain],
+    explain: Callable[..., Generator[Step, Any, Exception]] | None = None,
+) -> Callable[[Callable[P, tuple[Any, ...]]], Operation[P, T]]:
+    """Make a function of the arguments that checks them and returns them checked a writing operation of
+    fixed ``queries`` (``Fixed``; the function's name and docstring are the operation's)."""
+
+    def make(check: Callable[P, tuple[Any, ...]]) -> Operation[P, T]:
+        fixed = Fixed(queries, check, params, finish, explain)
+
+        @functools.wraps(check)
+        def steps(*args: P.args, **kwargs: P.kwargs) -> Steps[T]:
+            checked = check(*args, **kwargs)
+            now = yield NOW
+            found = []
+            for (name, rows), given in zip(queries, params(now, *checked), strict=True):
+                found.append((yield Call(name, given, rows)))
+            result = finish(found, now, *checked)
+            if result is EXPLAIN:
+                assert explain is not None, f"{steps.__name__}: EXPLAIN without explain steps"
+                raise (yield from explain(*checked))
+            return result  # type: ignore[return-value]
+
+        return Operation(steps, writes=True, fixed=fixed)
+
+    return make
