@@ -1,0 +1,144 @@
+"""``Fixed`` writes (heartbeat, cancel, requeue_expired: ``ops.writes_fixed``) give the same answers and
+errors whether ``Store`` runs them without a generator (``runner.fixed_write``) or a transaction drives the
+steps derived from them (``runner.drive``, as ``AsyncStore`` does): hypothesis draws a history of calls, and
+two copies of one database, each with its own clock at the same time, take it one way each."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from musicstore import MusicstoreError, Requeued, RetryPolicy, Store, ops
+from musicstore.ops.jobs import lease_of
+from musicstore.testing import FakeClock
+
+JOBS = 4
+OTHER_ID = "01890000-0000-7000-8000-000000000000"  # a valid id no row has
+
+job = st.one_of(st.integers(0, JOBS - 1), st.just(OTHER_ID), st.just("not-an-id"), st.just(7))
+worker = st.sampled_from(["w1", "w2", "", 5, None])
+lease = st.sampled_from([60.0, 300.0, 0.5, 30, -1.0, float("nan"), "60", 1e9])
+action = st.one_of(
+    st.tuples(st.just("heartbeat"), job, worker, lease),
+    st.tuples(st.just("cancel"), job, st.sampled_from([None, "no longer needed", 5, "x" * 5000])),
+    st.tuples(
+        st.just("requeue"),
+        st.sampled_from([1, 3, 0, "3", True]),
+        st.sampled_from([None, RetryPolicy(base_seconds=10.0, jitter=0.0), "fast"]),  # jitter: random()
+    ),
+    st.tuples(st.just("advance"), st.sampled_from([1.0, 59.0, 61.0, 400.0])),
+    st.tuples(st.just("claim"), st.sampled_from(["w1", "w2"])),
+    st.tuples(st.just("fail"), st.integers(0, JOBS - 1)),
+)
+
+
+@contextmanager
+def twins(template: Path) -> Iterator[tuple[Store, Store, list[str]]]:
+    """Two stores on copies of one database holding ``JOBS`` generations, two claimed by w1 (lease 60 s)."""
+    with tempfile.TemporaryDirectory() as folder:
+        first, second = Path(folder) / "a.db", Path(folder) / "b.db"
+        shutil.copy(template, first)
+        with Store(f"sqlite:///{first}", clock=FakeClock()) as setup:
+            ids = [
+                setup.create_generation(f"prompt {n}", model_name="m", duration_seconds=8).id
+                for n in range(JOBS)
+            ]
+            setup.claim_next("w1", lease_seconds=60)
+            setup.claim_next("w1", lease_seconds=60)
+        shutil.copy(first, second)  # the last connection closed: the WAL is in the file
+        direct = Store(f"sqlite:///{first}", clock=FakeClock())
+        stepped = Store(f"sqlite:///{second}", clock=FakeClock())
+        try:
+            yield direct, stepped, ids
+        finally:
+            direct.close()
+            stepped.close()
+
+
+def outcome(call: Callable[[], object]) -> tuple[str, object]:
+    try:
+        return "ok", call()
+    except MusicstoreError as exc:
+        return type(exc).__name__, str(exc)
+
+
+def in_transaction(store: Store, op: ops.Operation[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``op`` driven as a generator: through ``Transaction.run`` (``runner.start_in``, ``runner.drive``)."""
+    with store.transaction() as tx:
+        return tx.run(op, *args, **kwargs)
+
+
+def apply(store: Store, act: tuple[Any, ...], ids: list[str], direct: bool) -> tuple[str, object]:
+    kind = act[0]
+    clock = store.clock
+    assert isinstance(clock, FakeClock)
+    if kind == "advance":
+        return "ok", clock.advance(act[1])
+    if kind == "claim":
+        return outcome(lambda: getattr(store.claim_next(act[1], lease_seconds=60), "id", None))
+    ref = act[1]
+    gid = ids[ref] if kind in ("heartbeat", "cancel", "fail") and isinstance(ref, int) and ref < JOBS else ref
+    if kind == "fail":
+        return outcome(lambda: store.fail(gid, "boom", retry=False))
+    op: ops.Operation[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    if kind == "heartbeat":
+        op, args, kwargs = ops.heartbeat, (gid, act[2]), {"lease_seconds": act[3]}
+    elif kind == "cancel":
+        op, args, kwargs = ops.cancel, (gid, act[2]), {}
+    else:
+        op, args, kwargs = ops.requeue_expired, (), {"max_attempts": act[1], "backoff": act[2]}
+    if direct:
+        method = getattr(store, op.__name__)
+        return outcome(lambda: method(*args, **kwargs))
+    return outcome(lambda: in_transaction(store, op, *args, **kwargs))
+
+
+@settings(max_examples=40, deadline=None)
+@given(history=st.lists(action, max_size=12))
+def test_fixed_writes_answer_as_their_steps(_musicstore_sqlite_template: Path, history: list[Any]) -> None:
+    with twins(_musicstore_sqlite_template) as (direct, stepped, ids):
+        for act in history:
+            got, expected = apply(direct, act, ids, True), apply(stepped, act, ids, False)
+            assert got == expected, act
+            if act[0] == "requeue" and got[0] == "ok":
+                assert isinstance(got[1], Requeued)
+        assert direct.get_all_generations() == stepped.get_all_generations()
+
+
+def test_store_runs_fixed_writes_without_their_generator(
+    sqlite_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(sqlite_url, clock=clock)
+    try:
+        ids = [store.create_generation(f"p{n}", model_name="m", duration_seconds=8).id for n in range(2)]
+        claimed = store.claim_next("w1", lease_seconds=60)
+        assert claimed is not None and claimed.id == ids[0]
+
+        def no_steps(*args: object, **kwargs: object) -> Any:
+            raise AssertionError("the generator ran")
+
+        for op in (ops.heartbeat, ops.cancel, ops.requeue_expired):
+            monkeypatch.setattr(op, "steps", no_steps)
+        assert store.heartbeat(ids[0], "w1", lease_seconds=90.0) == clock.now + timedelta(seconds=90)
+        assert store.requeue_expired() == Requeued(requeued=[], failed=[])
+        store.cancel(ids[1], "not needed")
+        assert store.get_generation(ids[1]).status == "cancelled"  # type: ignore[union-attr]
+    finally:
+        store.close()
+
+
+@given(st.floats(min_value=1e-7, max_value=30 * 86400.0) | st.integers(1, 30 * 86400))
+def test_lease_of_is_the_timedelta_of_its_seconds(seconds: float) -> None:
+    assert lease_of(float(seconds)) == timedelta(0, float(seconds))
+    assert lease_of(float(seconds)) == timedelta(0, float(seconds))  # kept
