@@ -157,7 +157,8 @@ INDEXES: dict[str, list[str | None]] = {
     # the queue's lanes (0008): pending jobs by owner key in claim order, processing jobs by owner key; the
     # owner key is the expression coalesce(owner_key, ''), which index_info names None
     "generations_lane_queue": [None, "priority", "created_at", "id"],
-    "generations_lane_running": ["status", None],
+    # the processing jobs without a key (0013 on SQLite; a keyed lane's are counted in owner_lanes)
+    "generations_unkeyed_running": ["status"],
     "generations_idempotency_key": ["idempotency_key"],
 }
 # PostgreSQL's planner needs the queue's pending rows in an index of their own (migration 0005); SQLite's not.
@@ -167,6 +168,9 @@ POSTGRES_INDEXES = {
 }
 POSTGRES_INDEXES.pop("generations_idempotency_key")  # unique: listed with the constraints, not here
 POSTGRES_INDEXES.pop("owner_lanes_order")  # the test lists the indexes of generations and prompts only
+# PostgreSQL keeps every job's status and key in generations_lane_running (0013 changes SQLite only)
+POSTGRES_INDEXES.pop("generations_unkeyed_running")
+POSTGRES_INDEXES["generations_lane_running"] = ["status", "(expression)"]
 # The statements behind claim_next, status lists, unfiltered lists and reconcile's lookups by file.
 PLANS = {
     "SELECT id FROM generations WHERE status = 'pending' ORDER BY created_at, id LIMIT 1": (

@@ -61,7 +61,7 @@ unkeyed AS MATERIALIZED (
     SELECT '' AS owner_key,
            CASE WHEN EXISTS (SELECT 1 FROM keyed) THEN (
                SELECT count(*) FROM generations AS p
-               WHERE coalesce(p.owner_key, '') = '' AND p.status = 'processing'
+               WHERE p.owner_key IS NULL AND p.status = 'processing'
            ) ELSE 0 END AS running,
            g.priority, g.created_at, g.id, NULL AS max_running
     FROM generations AS g INDEXED BY generations_lane_queue
@@ -101,9 +101,10 @@ LIMIT 1;
 -- lanes' counts, read in the same statement, exact. Which job: the first keyed lane with room in
 -- owner_lanes_order (k: its head's priority, its running jobs, its head's age; one probe) against the first
 -- ready job without a key (u), compared as queue_heads ranks them (the running jobs without a key are
--- counted only when the two heads' priorities tie). When that keyed lane's head waits for its run_after (h:
--- its first ready job is further on, so the index does not rank the lane), every lane is ranked instead as
--- queue_heads does, in the same statement (a branch the common claim never runs). No CTE is materialized
+-- counted, in generations_unkeyed_running (0013), only when the two heads' priorities tie). When that keyed
+-- lane's head waits for its run_after (h: its first ready job is further on, so the index does not rank the
+-- lane), every lane is ranked instead as queue_heads does, in the same statement (a branch the common claim
+-- never runs; a keyed lane's running jobs are its owner_lanes row's count). No CTE is materialized
 -- and nothing is sorted outside that branch: each side is a scalar subquery, evaluated once, and the lanes'
 -- and jobs' rows are read by primary key.
 UPDATE generations
@@ -118,14 +119,14 @@ WHERE id = (
         WHEN h.run_after > :now THEN (
             WITH RECURSIVE lanes (owner_key) AS (
                 SELECT (
-                    SELECT coalesce(owner_key, '') FROM generations
+                    SELECT coalesce(owner_key, '') FROM generations INDEXED BY generations_lane_queue
                     WHERE status = 'pending'
                     ORDER BY coalesce(owner_key, '')
                     LIMIT 1
                 )
                 UNION ALL
                 SELECT (
-                    SELECT coalesce(g.owner_key, '') FROM generations AS g
+                    SELECT coalesce(g.owner_key, '') FROM generations AS g INDEXED BY generations_lane_queue
                     WHERE g.status = 'pending' AND coalesce(g.owner_key, '') > lanes.owner_key
                     ORDER BY coalesce(g.owner_key, '')
                     LIMIT 1
@@ -142,10 +143,13 @@ WHERE id = (
                            ORDER BY g.priority DESC, g.created_at, g.id
                            LIMIT 1
                        ) AS head_id,
-                       (
+                       CASE WHEN lanes.owner_key = '' THEN (
                            SELECT count(*) FROM generations AS p
-                           WHERE coalesce(p.owner_key, '') = lanes.owner_key AND p.status = 'processing'
-                       ) AS running,
+                           WHERE p.owner_key IS NULL AND p.status = 'processing'
+                       ) ELSE (
+                           SELECT coalesce(max(r.running), 0) FROM owner_lanes AS r
+                           WHERE r.owner_key = lanes.owner_key
+                       ) END AS running,
                        CASE WHEN lanes.owner_key = '' THEN NULL
                             ELSE coalesce(
                                 (SELECT o.max_running FROM owner_limits AS o WHERE o.owner_key = lanes.owner_key),
@@ -167,7 +171,7 @@ WHERE id = (
         WHEN (
             (
                 SELECT count(*) FROM generations AS p
-                WHERE coalesce(p.owner_key, '') = '' AND p.status = 'processing'
+                WHERE p.owner_key IS NULL AND p.status = 'processing'
             ),
             u.created_at,
             u.id

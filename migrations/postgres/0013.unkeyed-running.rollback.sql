@@ -1,0 +1,1 @@
+-- Nothing on PostgreSQL (see 0013.unkeyed-running.py).

@@ -1,0 +1,1 @@
+-- Nothing on PostgreSQL: generations_lane_running stays (see 0013.unkeyed-running.py).
