@@ -11,7 +11,15 @@ Runs, each from a fresh queue of N pending jobs (``benchmarks.data``), 8 process
 2. claim_next, jobs without owner keys (one lane);
 3. claim_next, the jobs spread over 50 owner keys and 3 priorities, ``owner_limit`` high enough not to bind
    (the ranking of the lanes, the fairness and the limit's count are all paid);
-4. and 5. a worker's loop, claim then complete, plain against claim_next with 50 keys, 3 priorities and
+4. (SQLite) the floor of a claim with per-key limits on run 3's queue: the least such a claim does beyond
+   the plain claim. The library's lane bookkeeping (0012's triggers) is dropped from that queue's copy; a
+   table of one counter row per key stands in for it, bumped by a trigger in the claiming statement, and the
+   claim is one UPDATE of the head of a lane in ``generations_lane_queue``, its counter checked against the
+   limit in the same statement. The lane is picked by the client, each process in turn over the keys it has
+   not yet found empty: no decision and no ranking, so the order is not the queue's (priorities are only
+   kept within a lane); what it keeps of a fair claim is that jobs leave each lane's queue in the lane's
+   order, not the oldest first, and that a counter row per key is written;
+5. and 6. a worker's loop, claim then complete, plain against claim_next with 50 keys, 3 priorities and
    ``owner_limit=2`` (binding: 8 workers, at most 2 jobs of a key at once).
 
 Each run checks that no job was claimed twice and none was left. ``--rounds N`` repeats the five runs N times
@@ -21,8 +29,9 @@ moves both sides of a ratio.
 
 ``--cpu`` measures instead, in one process, the CPU time a claim costs (this process's, plus on PostgreSQL the
 server backend's, read from /proc): blocks of claims alternated between the plain claim, claim_next without
-owner keys and claim_next with 50 keys and 3 priorities, each on its own queue; the median (and minimum) of
-the blocks. Less moved by the machine's load than a race's rate, and without the contention of 8 processes.
+owner keys, claim_next with 50 keys and 3 priorities and (SQLite) the floor of run 4, each on its own queue;
+the median (and minimum) of the blocks. Less moved by the machine's load than a race's rate, and without the
+contention of 8 processes.
 """
 
 from __future__ import annotations
@@ -58,14 +67,39 @@ PLAIN = {
     " WHERE id = (SELECT id FROM generations WHERE status = 'pending' ORDER BY created_at, id LIMIT 1"
     " FOR UPDATE SKIP LOCKED) RETURNING *",
 }
+# The floor's claim (run 4): the head of the lane the client names, while the lane's counter is under the
+# limit; the counter row is bumped by the floor's trigger (FLOOR_SCHEMA) in the same statement.
+FLOOR = (
+    "UPDATE generations SET status = 'processing', worker_id = :worker_id, started_at = :now,"
+    " lease_expires_at = :lease_expires_at, attempts = attempts + 1"
+    " WHERE id = (SELECT g.id FROM generations AS g INDEXED BY generations_lane_queue"
+    " WHERE coalesce(g.owner_key, '') = :owner_key AND g.status = 'pending'"
+    " AND (g.run_after IS NULL OR g.run_after <= :now) ORDER BY g.priority DESC, g.created_at, g.id LIMIT 1)"
+    " AND (SELECT c.running FROM floor_lanes AS c WHERE c.owner_key = :owner_key) < :max_running"
+    " RETURNING *"
+)
 KEYS, PRIORITIES = 50, 3
+FLOOR_SCHEMA = (
+    *(
+        f"DROP TRIGGER generations_lanes_{event}"
+        for event in ("insert", "move", "finish", "update", "delete")
+    ),
+    "CREATE TABLE floor_lanes (owner_key TEXT PRIMARY KEY, running INTEGER NOT NULL) STRICT, WITHOUT ROWID",
+    "INSERT INTO floor_lanes SELECT DISTINCT owner_key, 0 FROM generations WHERE owner_key IS NOT NULL",
+    "CREATE TRIGGER floor_lanes_claim AFTER UPDATE OF status ON generations"
+    " WHEN NEW.owner_key IS NOT NULL AND OLD.status = 'pending' AND NEW.status = 'processing'"
+    " BEGIN UPDATE floor_lanes SET running = running + 1 WHERE owner_key = NEW.owner_key; END",
+)
 RUNS = (
     ("plain", False, None, False, "plain claim (before 0008)"),
     ("queue", False, None, False, "claim_next, no owner keys"),
     ("queue", True, 1_000_000, False, "claim_next, 50 keys, 3 priorities"),
+    ("floor", True, 1_000_000, False, "floor: a named lane's head + 1 counter row"),
     ("plain", False, None, True, "loop: plain claim + complete"),
     ("queue", True, 2, True, "loop: claim_next(owner_limit=2) + complete"),
 )
+LOOP_BASE = 4
+"""The run the loops (``complete``) are compared with; the others are compared with run 0."""
 
 
 @writer
@@ -76,17 +110,54 @@ def plain_claim_next(worker_id: str) -> Steps[Generation | None]:
     return claimed
 
 
+@writer
+def floor_claim_next(worker_id: str, owner_key: str, max_running: int) -> Steps[Generation | None]:
+    now = yield NOW
+    params = {"worker_id": worker_id, "now": now, "lease_expires_at": now + timedelta(seconds=300)}
+    lane = {**params, "owner_key": owner_key, "max_running": max_running}
+    claimed: Generation | None = yield Call("floor_claim_lane", lane, GENERATION)
+    return claimed
+
+
+class FloorLanes:
+    """The floor's choice of lane: the keys in turn, from ``start``, each dropped once found empty."""
+
+    def __init__(self, start: int) -> None:
+        self.keys = [f"user-{(start + k) % KEYS}" for k in range(KEYS)]
+        self.turn = 0
+
+    def claim(self, store: Store, worker: str, limit: int) -> Generation | None:
+        while self.keys:
+            self.turn %= len(self.keys)
+            job = store.run(floor_claim_next, worker, self.keys[self.turn], limit)
+            if job is not None:
+                self.turn += 1
+                return job
+            del self.keys[self.turn]  # the limit never binds here: the lane is empty
+        return None
+
+
+def _register(store: Store) -> None:
+    """The benchmark's own statements, run through the store's driver as its queries are."""
+    store._queries["plain_claim_next"] = Query("plain_claim_next", PLAIN[store._connector.dialect], "one")
+    if store._connector.dialect == "sqlite":
+        store._queries["floor_claim_lane"] = Query("floor_claim_lane", FLOOR, "one")
+
+
 def _claimer(url: str, run: tuple[str, int | None, bool], worker: str, barrier: Any, results: Any) -> None:
     mode, limit, complete = run
     ids: list[str] = []
     store = Store(url, busy_timeout=60)
-    dialect = store._connector.dialect
-    store._queries["plain_claim_next"] = Query("plain_claim_next", PLAIN[dialect], "one")
+    _register(store)
+    lanes = FloorLanes(int(worker.removeprefix("w")) * (KEYS // 8))
     barrier.wait()
     start = time.perf_counter()
     while True:
         if mode == "plain":
             job = store.run(plain_claim_next, worker)
+        elif mode == "floor":
+            assert limit is not None
+            job = lanes.claim(store, worker, limit)
         else:
             job = store.claim_next(worker, owner_limit=limit)
         if job is None:
@@ -134,14 +205,17 @@ def race(url: str, run: tuple[str, int | None, bool], label: str) -> Race:
     return result
 
 
-def _spread(url: str, dialect: str) -> None:
-    """Give the pending jobs owner keys and priorities at random (50 keys, 3 priorities)."""
+def _spread(url: str, dialect: str, floor: bool = False) -> None:
+    """Give the pending jobs owner keys and priorities at random (50 keys, 3 priorities); ``floor``: and
+    replace the library's lane bookkeeping with the floor's counter rows (FLOOR_SCHEMA, SQLite)."""
     if dialect == "sqlite":
         with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
             conn.execute(
                 f"UPDATE generations SET owner_key = 'user-' || (abs(random()) % {KEYS}),"
                 f" priority = abs(random()) % {PRIORITIES} WHERE status = 'pending'"
             )
+            for statement in FLOOR_SCHEMA if floor else ():
+                conn.execute(statement)
         return
     import psycopg
 
@@ -157,6 +231,7 @@ CPU_SIDES = (
     ("plain", False, "plain claim (before 0008)"),
     ("queue", False, "claim_next, no owner keys"),
     ("queue", True, "claim_next, 50 keys, 3 priorities"),
+    ("floor", True, "floor: a named lane's head + 1 counter row"),
 )
 
 
@@ -178,11 +253,14 @@ def _backend_seconds(store: Store) -> Callable[[], float]:
 
 
 def cpu_per_claim(urls: list[str], jobs: int, block: int) -> list[tuple[str, list[float]]]:
-    """CPU seconds per claim of each side in CPU_SIDES (on its own queue at ``urls[i]``), per block."""
+    """CPU seconds per claim of each side in CPU_SIDES (on its own queue at ``urls[i]``; the floor's side on
+    SQLite only), per block."""
+    sides = CPU_SIDES[: len(urls)]
     stores = [Store(url) for url in urls]
     server: list[Callable[[], float]] = []
+    lanes = FloorLanes(0)
     for store in stores:
-        store._queries["plain_claim_next"] = Query("plain_claim_next", PLAIN[store._connector.dialect], "one")
+        _register(store)
         if store._connector.dialect == "postgres":
             server.append(_backend_seconds(store))
         else:
@@ -190,20 +268,21 @@ def cpu_per_claim(urls: list[str], jobs: int, block: int) -> list[tuple[str, lis
     blocks: list[list[float]] = [[] for _ in stores]
     try:
         for _ in range(jobs // block):
-            for i, ((mode, _keyed, _label), store) in enumerate(zip(CPU_SIDES, stores, strict=True)):
+            for i, ((mode, _keyed, _label), store) in enumerate(zip(sides, stores, strict=True)):
                 before = time.process_time() + server[i]()
                 for _ in range(block):
-                    job = (
-                        store.run(plain_claim_next, "w")
-                        if mode == "plain"
-                        else store.claim_next("w", owner_limit=1_000_000)
-                    )
+                    if mode == "plain":
+                        job = store.run(plain_claim_next, "w")
+                    elif mode == "floor":
+                        job = lanes.claim(store, "w", 1_000_000)
+                    else:
+                        job = store.claim_next("w", owner_limit=1_000_000)
                     assert job is not None
                 blocks[i].append((time.process_time() + server[i]() - before) / block)
     finally:
         for store in stores:
             store.close()
-    return [(label, b) for (*_, label), b in zip(CPU_SIDES, blocks, strict=True)]
+    return [(label, b) for (*_, label), b in zip(sides, blocks, strict=True)]
 
 
 def cpu_main(args: argparse.Namespace, backends: tuple[str, ...]) -> list[str]:
@@ -218,7 +297,9 @@ def cpu_main(args: argparse.Namespace, backends: tuple[str, ...]) -> list[str]:
 
             server = _pgserver.start(durable=True)
         try:
-            for n, (_mode, keyed, _label) in enumerate(CPU_SIDES):
+            for n, (mode, keyed, _label) in enumerate(CPU_SIDES):
+                if mode == "floor" and server is not None:
+                    continue  # the floor's statement and schema are SQLite's
                 if server is None:
                     copy = sqlite_database(args.workdir, args.jobs, pending=args.jobs, seed=3)
                     paths.append(copy.rename(copy.with_name(f"cpu{n}-{copy.name}")))  # one queue a side
@@ -226,7 +307,7 @@ def cpu_main(args: argparse.Namespace, backends: tuple[str, ...]) -> list[str]:
                 else:
                     urls.append(postgres_database(server, f"cpu{n}", args.jobs, pending=args.jobs, seed=3))
                 if keyed:
-                    _spread(urls[-1], backend)
+                    _spread(urls[-1], backend, floor=mode == "floor")
             measured = cpu_per_claim(urls, args.jobs, args.block)
         finally:
             for path in paths:
@@ -266,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
     sections = cpu_main(args, backends) if args.cpu else []
     for backend in () if args.cpu else backends:
         print(f"{backend}:", flush=True)
-        rounds: list[list[Race]] = []
+        rounds: list[dict[int, Race]] = []
         server = None
         if backend == "postgres":
             from musicstore.testing import _pgserver
@@ -274,17 +355,19 @@ def main(argv: list[str] | None = None) -> None:
             server = _pgserver.start(durable=True)
         try:
             for _ in range(args.rounds):
-                results = []
+                results: dict[int, Race] = {}
                 for n, (mode, keyed, limit, complete, label) in enumerate(RUNS):
+                    if mode == "floor" and server is not None:
+                        continue  # the floor's statement and schema are SQLite's
                     if server is None:
                         path = sqlite_database(args.workdir, args.jobs, pending=args.jobs, seed=3)
                         url = f"sqlite:///{path}"
                     else:
                         url = postgres_database(server, f"queue{n}", args.jobs, pending=args.jobs, seed=3)
                     if keyed:
-                        _spread(url, backend)
-                    results.append(race(url, (mode, limit, complete), label))
-                    assert results[-1].double == 0 and results[-1].left == 0, results[-1]
+                        _spread(url, backend, floor=mode == "floor")
+                    results[n] = race(url, (mode, limit, complete), label)
+                    assert results[n].double == 0 and results[n].left == 0, results[n]
                     if server is None:
                         remove_database(path)
                     else:
@@ -299,9 +382,12 @@ def main(argv: list[str] | None = None) -> None:
             "| run (8 processes) | claims/s, median (min) | vs plain, median (min) |",
             "| --- | ---: | ---: |",
         ]
-        for i, (*_, label) in enumerate(RUNS):
+        for i, (*_, complete, label) in enumerate(RUNS):
+            if i not in rounds[0]:
+                continue
+            base = LOOP_BASE if complete else 0
             rates = [results[i].rate for results in rounds]
-            ratios = [results[i].rate / results[3 if i >= 3 else 0].rate for results in rounds]
+            ratios = [results[i].rate / results[base].rate for results in rounds]
             lines.append(
                 f"| {label} | {statistics.median(rates):,.0f} ({min(rates):,.0f}) "
                 f"| {statistics.median(ratios):.2f}x ({min(ratios):.2f}x) |"
