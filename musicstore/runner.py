@@ -19,7 +19,8 @@ from .errors import InvalidInput, MigrationError
 from .migrate import shipped_migrations
 from .models import RowReader
 from .ops import EXPLAIN, NOW, Operation, Params, Step, Steps
-from .queries import COUNT, ONE, Query, execute, execute_async, load, rows_of
+from .ops.steps import unchanged
+from .queries import COUNT, ONE, Query, execute_async, load, rows_of
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -152,23 +153,40 @@ def one_query(driver: Driver, op: Operation[P, Any]) -> Callable[P, Prepared]:
 def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
     """What runs a ``Fixed`` write (``op.fixed``) on a connection in its open write transaction, without its
     generator: ``run(conn, *checked)``, ``checked`` what ``op.fixed.check`` returned for the operation's
-    arguments. The clock as ``drive`` answers ``NOW``, each query as ``queries.execute`` runs it (parameters
-    one dict serves for several queries encoded once), the same result, and the same error: ``explain``'s,
+    arguments. The clock as ``drive`` answers ``NOW``, each query as ``queries.execute`` runs it, inlined as
+    in ``drive`` (its moments made by the connector's ``stamp`` where it has one, else the parameters
+    encoded, one dict serving several queries once), the same result, and the same error: ``explain``'s,
     driven by ``drive`` in the same transaction."""
     fixed = op.fixed
     if fixed is None:
         raise TypeError(f"{op.__name__} is not a write of fixed queries")
     run_queries = [(driver._queries[name], rows) for name, rows in fixed.queries]
-    params_of, finish, explain, encode = fixed.params, fixed.finish, fixed.explain, driver._connector.encode
+    params_of, finish, explain, connector = fixed.params, fixed.finish, fixed.explain, driver._connector
+    stamp: Callable[[Any], Any] | None = getattr(connector, "stamp", None)
+    encode: Callable[[Params], Params] | None = None
+    if stamp is None:  # a connector without ``stamp`` encodes the parameters (psycopg: nothing to do)
+        stamp, encode = unchanged, connector.encode
 
     def run(conn: Any, *checked: Any) -> T:
         clock = driver.clock
         moment = now() if clock is utcnow else validate.moment(clock(), CLOCK)
-        found, given, params = [], None, None
-        for (query, rows), each in zip(run_queries, params_of(moment, *checked), strict=True):
+        found: list[Any] = []
+        given = params = None
+        for (query, rows), each in zip(run_queries, params_of(moment, stamp, *checked), strict=True):
             if each is not given:
-                given, params = each, encode(each) if each else each
-            found.append(execute(conn, query, params, rows))  # type: ignore[arg-type]
+                given, params = each, each if encode is None or not each else encode(each)
+            cursor = conn.execute(query.sql, params)  # queries.execute, inlined as in drive
+            returns = query.returns
+            if returns is COUNT:
+                found.append(cursor.rowcount)
+            else:
+                build = query.builders.get(rows) or query.builder(rows, cursor.description)
+                if returns is ONE:
+                    row = cursor.fetchone()
+                    cursor.close()
+                    found.append(None if row is None else build(row))
+                else:
+                    found.append(rows_of(cursor.fetchall(), build))
         result = finish(found, moment, *checked)
         if result is EXPLAIN:
             assert explain is not None, f"{op.__name__}: EXPLAIN without explain steps"

@@ -85,6 +85,9 @@ class SQLiteConnector:
     driver = "sqlite3"
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
     encode = staticmethod(encode)
+    stamp = staticmethod(to_micros)
+    """One moment as ``encode`` binds it (``runner.fixed_write``: a ``Fixed`` write's parameters are made
+    with their moments encoded, and need no ``encode``)."""
     BEGIN_WRITE = BEGIN_WRITE
     """What starts a write transaction (``store._direct_write``)."""
     COMMIT = "COMMIT"

@@ -68,6 +68,9 @@ _NO_DELAY = {
 """``NO_RETRY_DELAY``'s query parameters (only ever spread into a call's parameters, never changed)."""
 
 
+Stamp = Callable[[datetime], Any]
+"""A ``Fixed`` write's ``stamp``: a moment as the backend binds it."""
+
 _LEASES: dict[float, timedelta] = {}
 """``lease_of``'s timedeltas by their seconds."""
 
@@ -318,8 +321,10 @@ def _explain(generation_id: str, wanted: str, worker_id: str | None = None) -> S
     )
 
 
-def _heartbeat_params(now: datetime, gid: str, worker: str | None, lease: timedelta) -> tuple[Params]:
-    return ({"id": gid, "worker_id": worker, "lease_expires_at": now + lease},)
+def _heartbeat_params(
+    now: datetime, stamp: Stamp, gid: str, worker: str | None, lease: timedelta
+) -> tuple[Params]:
+    return ({"id": gid, "worker_id": worker, "lease_expires_at": stamp(now + lease)},)
 
 
 def _heartbeat_finish(
@@ -433,8 +438,8 @@ def fail(
     return Status.FAILED
 
 
-def _cancel_params(now: datetime, gid: str, why: str | None) -> tuple[Params]:
-    return ({"id": gid, "now": now, "reason": why},)
+def _cancel_params(now: datetime, stamp: Stamp, gid: str, why: str | None) -> tuple[Params]:
+    return ({"id": gid, "now": stamp(now), "reason": why},)
 
 
 def _cancel_finish(found: list[int], now: datetime, gid: str, why: str | None) -> Explain | None:
@@ -459,8 +464,14 @@ def _backoff(policy: RetryPolicy | None) -> dict[str, float]:
     return {"base_seconds": policy.base_seconds, "cap_seconds": policy.cap_seconds, "jitter": policy.jitter}
 
 
-def _requeue_params(now: datetime, attempts: int, delay: dict[str, float]) -> tuple[Params, Params]:
-    params = {"now": now, "max_attempts": attempts, **delay}  # one dict for both: fail_expired's are in it
+def _requeue_params(
+    now: datetime, stamp: Stamp, attempts: int, delay: dict[str, float]
+) -> tuple[Params, Params]:
+    params = {
+        "now": stamp(now),
+        "max_attempts": attempts,
+        **delay,
+    }  # one dict for both: fail_expired's are in it
     return params, params
 
 

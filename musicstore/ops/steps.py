@@ -58,12 +58,19 @@ EXPLAIN = Explain()
 matched no row): the driver then runs its ``explain`` steps for the error to raise."""
 
 
+def unchanged(moment: Any) -> Any:
+    """The ``stamp`` of a driver that encodes a ``Fixed`` write's parameters itself: the value as it is."""
+    return moment
+
+
 class Fixed(NamedTuple):
     """A write that is a fixed list of named queries after its argument checks and the clock
     (``writes_fixed``): its steps are derived from it, and a driver may run it without a generator.
 
     ``check`` takes the operation's arguments and returns them checked (a tuple, before any connection is
-    taken); ``params(now, *checked)`` gives each query's parameters (one dict may serve several queries);
+    taken); ``params(now, stamp, *checked)`` gives each query's parameters (one dict may serve several
+    queries), each datetime among them as ``stamp`` gives it (the backend's encoding of a moment, or the
+    datetime itself where the driver encodes the parameters: ``unchanged``);
     ``finish(found, now, *checked)`` makes the result of what the queries returned, in order, or returns
     ``EXPLAIN``; ``explain(*checked)`` is then the steps whose result is the error to raise.
     """
@@ -177,7 +184,7 @@ def writes_fixed(
             checked = check(*args, **kwargs)
             now = yield NOW
             found = []
-            for (name, rows), given in zip(queries, params(now, *checked), strict=True):
+            for (name, rows), given in zip(queries, params(now, unchanged, *checked), strict=True):
                 found.append((yield Call(name, given, rows)))
             result = finish(found, now, *checked)
             if result is EXPLAIN:
