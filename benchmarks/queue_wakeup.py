@@ -10,10 +10,11 @@ SQLite: the ``PRAGMA data_version`` poll every ``SQLITE_POLL_SECONDS``); the han
 given and returns. Beside them, the floors, with no musicstore code at all: the backend's wake-up on a bare
 driver connection, then on a second one the plain claim before 0008 as one autocommit statement (*floor*),
 the store's own claim statement ``claim_fast`` as one autocommit statement (*floor: claim_fast alone*), or
-BEGIN, ``claim_fast`` and COMMIT as the store sends them (*floor: the store's statements*; on asyncio psycopg
-connections too, PostgreSQL only). Read from one floor to the next, they split what a worker pays over the
-bare wake-up and claim: the claim statement's own work, the two round trips of its transaction, asyncio,
-and last (the sync and async rows over the store's statements) musicstore's own code.
+BEGIN, ``claim_fast`` and COMMIT as the store sends them (*floor: the store's statements*: on PostgreSQL
+BEGIN and COMMIT through libpq's ``PQexec``, as ``musicstore.backends.postgres`` sends them; on asyncio
+psycopg connections too, PostgreSQL only). Read from one floor to the next, they split what a worker pays
+over the bare wake-up and claim: the claim statement's own work, the two round trips of its transaction,
+asyncio, and last (the sync and async rows over the store's statements) musicstore's own code.
 
 The producer (this process, a ``Store`` per database) enqueues one job at a time after a random pause of
 20-60 ms (so that the worker is idle and asleep) and waits for the worker to report it before the next. The
@@ -111,6 +112,8 @@ def _floor_postgres(url: str, loop: str, ready: Any, results: Any, jobs: int) ->
     params: dict[str, Any] = {"worker_id": "w", "default_limit": None}
     with psycopg.connect(url, autocommit=True) as listen, psycopg.connect(url, autocommit=True) as claim:
         listen.execute(f"LISTEN {waiting.PENDING}")
+        command = claim.pgconn.exec_  # BEGIN and COMMIT as the store's connector sends them
+        begin_sql, commit_sql = begin.encode(), commit.encode()
         ready.set()
         for _ in range(jobs):
             got = None
@@ -121,10 +124,10 @@ def _floor_postgres(url: str, loop: str, ready: Any, results: Any, jobs: int) ->
                 params["now"] = datetime.now(UTC)
                 params["lease_expires_at"] = params["now"] + timedelta(minutes=5)
                 if begin:
-                    claim.execute(begin)
+                    command(begin_sql)
                 got = claim.execute(claim_sql, params).fetchone()
-                if commit:
-                    claim.execute(commit)
+                if commit and command(commit_sql).status != psycopg.pq.ExecStatus.COMMAND_OK:
+                    raise RuntimeError("the floor's COMMIT failed")
             results.put((loop, got[0], woke, cpu, time.time(), time.thread_time()))
 
 

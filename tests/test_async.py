@@ -509,8 +509,13 @@ def test_a_connection_in_use_when_the_store_closes_is_closed_when_released(db_ur
     run(main())
 
 
-def test_a_task_cancelled_while_its_connection_goes_back_does_not_shrink_the_pool(postgres_url: str) -> None:
+def test_a_task_cancelled_while_its_connection_goes_back_does_not_shrink_the_pool(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Giving a connection back (a rollback, a reset) finishes even if the task is cancelled meanwhile."""
+    from musicstore.backends import postgres
+
+    monkeypatch.setattr(postgres, "SPARE_SECONDS", 0.0)  # every connection goes back through the pool
 
     async def main() -> None:
         async with AsyncStore.open(postgres_url, busy_timeout=2, pool_size=1) as store:

@@ -1,0 +1,217 @@
+"""The PostgreSQL connectors' cheaper round trips: BEGIN and COMMIT sent through libpq's ``PQexec``
+(``postgres._command``), and the async connector's spare connection (``AsyncPostgresConnector.acquire``);
+what they must not change."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from musicstore import AsyncStore, DatabaseError, Store
+from musicstore.backends import postgres
+
+from .conftest import new_job
+
+
+def _pool_requests(pool: Any) -> int:
+    return int(pool.get_stats().get("requests_num", 0))
+
+
+def test_a_commit_that_fails_raises_and_ends_the_transaction(postgres_url: str) -> None:
+    """A COMMIT refused by the server (a deferred constraint checked at COMMIT) is an error, not a notice."""
+    import psycopg
+
+    with Store(postgres_url) as store:
+        connector = store._connector
+        conn = connector.acquire()
+        try:
+            conn.execute(
+                "CREATE TEMPORARY TABLE deferred_check (v integer UNIQUE DEFERRABLE INITIALLY DEFERRED)"
+            )
+            connector.begin(conn, write=True)
+            conn.execute("INSERT INTO deferred_check VALUES (1), (1)")
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                connector.commit(conn)
+            assert conn.pgconn.transaction_status == postgres._IDLE
+            assert connector.translate(psycopg.errors.UniqueViolation("x")) is not None
+            assert conn.execute("SELECT count(*) FROM deferred_check").fetchone() == (0,)
+        finally:
+            connector.release(conn)
+
+
+def test_a_begin_on_a_closed_connection_is_a_translated_error(postgres_url: str) -> None:
+    import psycopg
+
+    with Store(postgres_url) as store:
+        connector = store._connector
+        conn = connector.acquire()
+        try:
+            conn.close()
+            with pytest.raises(psycopg.OperationalError) as raised:
+                connector.begin(conn, write=True)
+            assert isinstance(connector.translate(raised.value), DatabaseError)
+        finally:
+            connector.release(conn)
+
+
+def test_writes_commit_and_a_failed_write_rolls_back(postgres_url: str) -> None:
+    """Through the store: each write's BEGIN and COMMIT (``Command``), a transaction block, a read-only
+    snapshot; a block that raises leaves nothing, and statements prepared meanwhile still run."""
+    with Store(postgres_url) as store:
+        for _ in range(8):  # past psycopg's prepare threshold: statements prepared on the server
+            new_job(store)
+        with pytest.raises(RuntimeError), store.transaction() as tx:
+            new_job(tx, "rolled back")
+            raise RuntimeError("abort")
+        assert store.get_prompt_by_text("rolled back") is None
+        with store.transaction(write=False) as snapshot:
+            assert snapshot.count_generations() == 8
+        for _ in range(8):
+            claimed = store.claim_next("w")
+            assert claimed is not None
+            store.complete_generation(claimed.id, file_path="a.wav", file_size_bytes=1)
+        assert store.count_generations(status="completed") == 8
+
+
+def test_the_pool_connections_send_commands_through_libpq(postgres_url: str) -> None:
+    """The store's write BEGIN and COMMIT never go through psycopg's cursor (``Connection.execute``'s)."""
+    import psycopg
+
+    with Store(postgres_url) as store:
+        conn = store._connector.acquire()
+        try:
+            assert isinstance(conn, postgres.connection_class())
+            sent: list[str] = []
+            original = psycopg.Connection.cursor
+
+            def spied(self: Any, *args: Any, **kwargs: Any) -> Any:
+                sent.append("cursor")
+                return original(self, *args, **kwargs)
+
+            psycopg.Connection.cursor = spied  # type: ignore[method-assign]
+            try:
+                assert conn.execute(store._connector.BEGIN_WRITE) is None
+                assert conn.pgconn.transaction_status == 2  # PQTRANS_INTRANS
+                assert conn.execute(store._connector.COMMIT) is None
+                assert conn.pgconn.transaction_status == postgres._IDLE
+                assert sent == []
+                conn.execute("SELECT 1")  # a plain str: psycopg's own execute
+                assert sent == ["cursor"]
+            finally:
+                psycopg.Connection.cursor = original  # type: ignore[method-assign]
+        finally:
+            store._connector.release(conn)
+
+
+def test_async_calls_in_a_row_reuse_the_spare_not_the_pool(postgres_url: str) -> None:
+    async def main() -> None:
+        async with AsyncStore.open(postgres_url) as store:
+            await store.create_generation("lofi", model_name="m", duration_seconds=1.0)
+            await store.count_generations()
+            pool = store._connector._pool
+            before = _pool_requests(pool)
+            for _ in range(20):
+                await store.count_generations()
+                await store.create_generation("lofi", model_name="m", duration_seconds=1.0)
+                async with store.transaction() as tx:
+                    await tx.count_generations()
+            assert _pool_requests(pool) == before  # failed before: 60 more getconn
+            assert len(store._connector._spare) == 1
+
+    asyncio.run(main())
+
+
+def test_async_spare_goes_back_through_the_pool_after_its_time(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "SPARE_SECONDS", 0.0)
+
+    async def main() -> None:
+        async with AsyncStore.open(postgres_url) as store:
+            pool = store._connector._pool
+            before = _pool_requests(pool)
+            for _ in range(5):
+                await store.count_generations()
+            assert _pool_requests(pool) == before + 5
+
+    asyncio.run(main())
+
+
+def test_async_a_connection_given_back_in_a_transaction_is_not_kept(postgres_url: str) -> None:
+    async def main() -> None:
+        async with AsyncStore.open(postgres_url) as store:
+            connector = store._connector
+            await store.count_generations()
+            conn = await connector.acquire()
+            await conn.execute("BEGIN")
+            await connector.release(conn)  # the pool rolls it back; never the spare in this state
+            assert connector._spare == []
+            for _ in range(3):
+                again = await connector.acquire()
+                try:
+                    assert again.pgconn.transaction_status == postgres._IDLE
+                finally:
+                    await connector.release(again)
+            assert await store.count_generations() == 0
+
+    asyncio.run(main())
+
+
+def test_async_tasks_never_share_a_connection(postgres_url: str) -> None:
+    """Tasks holding connections at the same time (across awaits) each hold their own, spare or not."""
+
+    async def main() -> None:
+        async with AsyncStore.open(postgres_url, pool_size=6) as store:
+            connector = store._connector
+            held: list[Any] = []
+
+            async def task() -> None:
+                for _ in range(20):
+                    conn = await connector.acquire()
+                    assert all(conn is not other for other in held)
+                    held.append(conn)
+                    await asyncio.sleep(0)
+                    await conn.execute("SELECT 1")
+                    held.remove(conn)
+                    await connector.release(conn)
+
+            await asyncio.gather(*(task() for _ in range(6)))
+            assert await store.count_generations() == 0
+
+    asyncio.run(main())
+
+
+def test_async_closing_the_store_closes_the_spare(postgres_url: str) -> None:
+    async def main() -> None:
+        store = await AsyncStore.open(postgres_url)
+        await store.count_generations()
+        await store.count_generations()
+        (spare,) = store._connector._spare
+        await store.close()
+        assert spare.closed
+        assert store._connector._spare == []
+        async with AsyncStore.open(postgres_url) as reopened:
+            assert await reopened.count_generations() == 0
+
+    asyncio.run(main())
+
+
+def test_async_a_dead_spare_is_an_error_once_then_replaced(postgres_url: str) -> None:
+    import psycopg
+
+    async def main() -> None:
+        async with AsyncStore.open(postgres_url) as store:
+            await store.count_generations()
+            (spare,) = store._connector._spare
+            pid = spare.info.backend_pid
+            with psycopg.connect(postgres_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            with pytest.raises(DatabaseError):
+                await store.count_generations()
+            assert await store.count_generations() == 0
+            (again,) = store._connector._spare
+            assert again.info.backend_pid != pid
+
+    asyncio.run(main())
