@@ -161,11 +161,26 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
     if fixed is None:
         raise TypeError(f"{op.__name__} is not a write of fixed queries")
     run_queries = [(driver._queries[name], rows) for name, rows in fixed.queries]
-    params_of, finish, explain, connector = fixed.params, fixed.finish, fixed.explain, driver._connector
+    params_of, finish, connector = fixed.params, fixed.finish, driver._connector
     stamp: Callable[[Any], Any] | None = getattr(connector, "stamp", None)
     encode: Callable[[Params], Params] | None = None
     if stamp is None:  # a connector without ``stamp`` encodes the parameters (psycopg: nothing to do)
         stamp, encode = unchanged, connector.encode
+
+    if len(run_queries) == 1 and run_queries[0][0].returns is COUNT:  # one UPDATE: its row count
+        sql = run_queries[0][0].sql
+
+        def count(conn: Any, *checked: Any) -> T:
+            clock = driver.clock
+            moment = now() if clock is utcnow else validate.moment(clock(), CLOCK)
+            (each,) = params_of(moment, stamp, *checked)
+            changed = conn.execute(sql, each if encode is None or not each else encode(each)).rowcount
+            result = finish([changed], moment, *checked)
+            if result is EXPLAIN:
+                raise _explained(driver, conn, op, checked)
+            return result  # type: ignore[no-any-return]
+
+        return count
 
     def run(conn: Any, *checked: Any) -> T:
         clock = driver.clock
@@ -189,12 +204,20 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
                     found.append(rows_of(cursor.fetchall(), build))
         result = finish(found, moment, *checked)
         if result is EXPLAIN:
-            assert explain is not None, f"{op.__name__}: EXPLAIN without explain steps"
-            steps = explain(*checked)
-            raise drive(driver, conn, steps, next(steps))
+            raise _explained(driver, conn, op, checked)
         return result  # type: ignore[no-any-return]
 
     return run
+
+
+def _explained(driver: Driver, conn: Any, op: Operation[P, Any], checked: tuple[Any, ...]) -> Exception:
+    """The error a ``Fixed`` write raises when its ``finish`` returned ``EXPLAIN``: its ``explain`` steps'
+    result, driven by ``drive`` in the same transaction."""
+    explain = op.fixed.explain if op.fixed is not None else None
+    if explain is None:
+        raise TypeError(f"{op.__name__}: EXPLAIN without explain steps")
+    steps = explain(*checked)
+    return drive(driver, conn, steps, next(steps))
 
 
 def drive(driver: Driver, conn: Any, steps: Steps[T], step: Step) -> T:
