@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from musicstore import MusicstoreError, Requeued, RetryPolicy, Store, ops
+from musicstore.backends.sqlite import SQLiteConnector, encode
 from musicstore.ops.jobs import lease_of
 from musicstore.testing import FakeClock
 
@@ -142,3 +143,9 @@ def test_store_runs_fixed_writes_without_their_generator(
 def test_lease_of_is_the_timedelta_of_its_seconds(seconds: float) -> None:
     assert lease_of(float(seconds)) == timedelta(0, float(seconds))
     assert lease_of(float(seconds)) == timedelta(0, float(seconds))  # kept
+
+
+@given(st.datetimes(timezones=st.timezones()))
+def test_sqlite_stamp_binds_a_moment_as_encode_does(moment: datetime) -> None:
+    """A ``Fixed`` write's moments, stamped by the connector, are bound as the parameters ``encode`` makes."""
+    assert SQLiteConnector.stamp(moment) == encode({"at": moment})["at"]
