@@ -22,7 +22,7 @@ Runs, each from a fresh queue of N pending jobs (``benchmarks.data``), 8 process
 5. and 6. a worker's loop, claim then complete, plain against claim_next with 50 keys, 3 priorities and
    ``owner_limit=2`` (binding: 8 workers, at most 2 jobs of a key at once).
 
-Each run checks that no job was claimed twice and none was left. ``--rounds N`` repeats the five runs N times
+Each run checks that no job was claimed twice and none was left. ``--rounds N`` repeats the runs N times
 in turn (plain, then each claim_next run, then again) and reports each run's ratio to the plain run of its
 round: the median (and the minimum) over the rounds, so that a change of the machine's load between rounds
 moves both sides of a ratio.
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--jobs", type=int, default=2_000, help="pending jobs in each run's queue (default 2,000)")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/musicstore-bench"), help="cached SQLite files")
     p.add_argument("--output", type=Path, help="also write the markdown report here")
-    p.add_argument("--rounds", type=int, default=1, help="repeat the five runs this many times (default 1)")
+    p.add_argument("--rounds", type=int, default=1, help="repeat the runs this many times (default 1)")
     p.add_argument("--cpu", action="store_true", help="CPU time per claim, one process (see above)")
     p.add_argument("--block", type=int, default=100, help="claims per block with --cpu (default 100)")
     args = p.parse_args(argv)

@@ -85,7 +85,7 @@ GROUP BY coalesce(owner_key, ''), priority
 ORDER BY coalesce(owner_key, ''), priority DESC;
 
 -- name: queue_running()
--- Processing jobs by owner key ('' for none), from generations_lane_running.
+-- Processing jobs by owner key ('' for none): the range of processing rows (PostgreSQL: generations_lane_running).
 SELECT coalesce(owner_key, '') AS owner_key, count(*) AS running
 FROM generations
 WHERE status = 'processing'
