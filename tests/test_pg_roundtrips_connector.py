@@ -215,3 +215,93 @@ def test_async_a_dead_spare_is_an_error_once_then_replaced(postgres_url: str) ->
             assert again.info.backend_pid != pid
 
     asyncio.run(main())
+
+
+def _status(conn: Any) -> int:
+    return int(conn.pgconn.transaction_status)
+
+
+def test_begin_later_commits_a_lone_statement_without_begin_or_commit(postgres_url: str) -> None:
+    with Store(postgres_url) as store:
+        connector = store._connector
+        conn = connector.acquire()
+        try:
+            conn.execute("CREATE TEMPORARY TABLE later_check (v integer)")
+            conn.execute(postgres.BEGIN_LATER)
+            conn.execute("INSERT INTO later_check VALUES (1)")
+            assert _status(conn) == postgres._IDLE  # committed on its own: no BEGIN went out
+            conn.execute(postgres.COMMIT)  # nothing to commit: not sent
+            assert conn.later == 0 and _status(conn) == postgres._IDLE
+            conn.execute(postgres.BEGIN_LATER)
+            conn.execute(postgres.COMMIT)  # no statement at all
+            conn.execute("INSERT INTO later_check VALUES (2)")  # after it, plain autocommit
+            assert _status(conn) == postgres._IDLE
+            assert conn.execute("SELECT count(*) FROM later_check").fetchone() == (2,)
+        finally:
+            connector.release(conn)
+
+
+def test_begin_later_opens_the_transaction_before_a_second_statement(postgres_url: str) -> None:
+    """The first statement stays committed; the second and later ones commit or roll back together."""
+    with Store(postgres_url) as store:
+        connector = store._connector
+        conn = connector.acquire()
+        try:
+            conn.execute("CREATE TEMPORARY TABLE later_check (v integer)")
+            conn.execute(postgres.BEGIN_LATER)
+            conn.execute("INSERT INTO later_check VALUES (1)")
+            conn.execute("INSERT INTO later_check VALUES (2)")
+            assert _status(conn) == 2  # PQTRANS_INTRANS: BEGIN went out before the second statement
+            conn.execute("INSERT INTO later_check VALUES (3)")
+            connector.rollback(conn)
+            assert conn.later == 0 and _status(conn) == postgres._IDLE
+            assert conn.execute("SELECT v FROM later_check").fetchall() == [(1,)]
+            conn.execute(postgres.BEGIN_LATER)
+            conn.execute("INSERT INTO later_check VALUES (4)")
+            conn.execute("INSERT INTO later_check VALUES (5)")
+            conn.execute(postgres.COMMIT)
+            assert _status(conn) == postgres._IDLE
+            assert conn.execute("SELECT count(*) FROM later_check").fetchone() == (3,)
+        finally:
+            connector.release(conn)
+
+
+def test_begin_later_never_outlives_the_connection_going_back(postgres_url: str) -> None:
+    """A connection given back before its first statement (neither committed nor rolled back) is handed out
+    again in plain autocommit: no statement of the next caller opens a transaction."""
+    with Store(postgres_url) as store:
+        connector = store._connector
+        conn = connector.acquire()
+        conn.execute(postgres.BEGIN_LATER)
+        connector.release(conn)
+        again = connector.acquire()
+        try:
+            assert again is conn  # the spare
+            again.execute("SELECT 1")
+            again.execute("SELECT 2")
+            assert _status(again) == postgres._IDLE
+        finally:
+            connector.release(again)
+
+
+def test_claims_and_heartbeats_begun_later_keep_their_answers(postgres_url: str) -> None:
+    """The writes a store may begin later (one statement, or a claim) answer as in a transaction: claims
+    take each job once in order, a heartbeat of a job not held is LeaseLost, a cancel of a finished one
+    InvalidTransition; the store's COMMIT of a write begun later is not sent."""
+    from musicstore import InvalidTransition, LeaseLost
+
+    with Store(postgres_url) as plain, Store(postgres_url) as store:
+        store._connector.BEGIN_WRITE = postgres.BEGIN_LATER  # as store.py would pass it per operation
+        made = [new_job(plain, f"job {i}") for i in range(5)]
+        claimed = [store.claim_next("w") for _ in range(5)]
+        assert [job.id for job in claimed if job] == [job.id for job in made]
+        assert store.claim_next("w") is None
+        store.heartbeat(made[0].id, "w")
+        with pytest.raises(LeaseLost):
+            store.heartbeat(made[1].id, "other")
+        plain.complete_generation(made[2].id, file_path="a.wav", file_size_bytes=1)
+        with pytest.raises(InvalidTransition):
+            store.cancel(made[2].id)
+        store.cancel(made[3].id)
+        counts = {status: plain.count_generations(status=status) for status in ("processing", "cancelled")}
+        assert counts == {"processing": 3, "cancelled": 1}
