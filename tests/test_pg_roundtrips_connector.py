@@ -305,3 +305,42 @@ def test_claims_and_heartbeats_begun_later_keep_their_answers(postgres_url: str)
         store.cancel(made[3].id)
         counts = {status: plain.count_generations(status=status) for status in ("processing", "cancelled")}
         assert counts == {"processing": 3, "cancelled": 1}
+
+
+def test_claims_begun_later_under_contention_respect_limits_and_claim_once(postgres_url: str) -> None:
+    """Threads claiming with BEGIN_LATER (claim_fast alone in autocommit; the fallback in a transaction
+    begun before its second statement) over keyed lanes with a limit: every job is claimed at most once and
+    no key holds more than its limit."""
+    import threading
+
+    keys, per_key, limit, threads = 5, 6, 2, 6
+    with Store(postgres_url, pool_size=threads + 2) as store:
+        for n in range(per_key):
+            for k in range(keys):
+                new_job(store, f"job {k}/{n}", owner_key=f"user-{k}")
+        store._connector.BEGIN_WRITE = postgres.BEGIN_LATER
+        claimed: list[Any] = []
+        lock = threading.Lock()
+        start = threading.Barrier(threads)
+
+        def worker(name: str) -> None:
+            start.wait()
+            while True:
+                job = store.claim_next(name, owner_limit=limit)
+                if job is None:
+                    return
+                with lock:
+                    claimed.append(job)
+
+        pool = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(threads)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+        ids = [job.id for job in claimed]
+        assert len(ids) == len(set(ids)) == keys * limit
+        held: dict[str, int] = {}
+        for job in claimed:
+            held[job.owner_key] = held.get(job.owner_key, 0) + 1
+        assert held == {f"user-{k}": limit for k in range(keys)}
+        assert store.count_generations(status="processing") == keys * limit
