@@ -97,10 +97,10 @@ def prompt(value: object) -> str:
 
 def name(value: object, what: str, *, optional: bool = False) -> str | None:
     """A short identifier such as a model name, model version or worker id."""
+    if value is None and optional:  # first: an optional name is mostly not given
+        return None
     if _plain(value, MAX_NAME_CHARS, blank=False):
         return value
-    if value is None and optional:
-        return None
     if not isinstance(value, str):
         raise InvalidInput(f"{what} must be a non-empty str, got {type(value).__name__}")
     return text(value, what, max_chars=MAX_NAME_CHARS, blank=False)

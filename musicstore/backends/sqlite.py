@@ -25,6 +25,12 @@ BEGIN_READ = "BEGIN"
 PRAGMAS = ("PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON")
 
 
+_last: list[tuple[datetime | None, int]] = [(None, 0)]
+"""In its one item, the moment ``encode`` converted last and its microseconds (an operation's ``now`` is
+often bound by several of its queries: ``create_generation``'s two). Held, so no other object can take its
+identity; one tuple, replaced whole, so a thread never reads one moment's microseconds with another."""
+
+
 def encode(params: dict[str, Any]) -> dict[str, Any]:
     """Bind datetimes as integer microseconds since the epoch, the schema's timestamp encoding."""
     encoded = params
@@ -32,7 +38,12 @@ def encode(params: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, datetime):
             if encoded is params:
                 encoded = dict(params)  # copied once, and only when there is something to convert
-            encoded[key] = to_micros(value)
+            last = _last[0]
+            if value is last[0]:
+                encoded[key] = last[1]
+            else:
+                micros = encoded[key] = to_micros(value)
+                _last[0] = (value, micros)
     return encoded
 
 

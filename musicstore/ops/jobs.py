@@ -161,7 +161,8 @@ def create_generation(
             _same_request(earlier, row)
             return earlier
     digest, _ = yield from track_prompt(row.prompt, row.created_at, TRACKED)
-    yield Call("insert_generation", {**fields, "metadata": encoded, "prompt_digest": digest})
+    fields["metadata"], fields["prompt_digest"] = encoded, digest  # the row is made: these are the insert's
+    yield Call("insert_generation", fields)
     return row
 
 
