@@ -5,12 +5,14 @@
 
 Each child process loads the clip (float32, written by the parent), exports a short clip first so that
 libraries and caches are in place, reads its resident memory, exports the clip (PCM_16 WAV, the
-default options: the synthesised drums need the limiter) and reads its peak resident memory
-(``ru_maxrss``). The figure is (peak - resident before the export) / the clip's float32 size: what the
-export itself adds on top of the caller's copy of the clip. Beside it: what is still resident after the
-export (caches kept for the next clip of that length, and freed memory the allocator holds on to), and
-the peak of numpy's own allocations traced by ``tracemalloc`` in a second fresh process (not traced:
-pocketfft's plans and buffers, libsndfile, the allocator's holdings).
+default options: the synthesised drums need the limiter) and reads its peak resident memory (the
+kernel's high-water mark ``VmHWM``, reset just before the export through ``/proc/self/clear_refs``;
+not ``ru_maxrss``, which a child started by ``subprocess`` inherits from its parent's peak: the figures
+of short clips were the parent's). The figure is (peak - resident before the export) / the clip's float32
+size: what the export itself adds on top of the caller's copy of the clip. Beside it: what is still
+resident after the export (caches kept for the next clip of that length, and freed memory the allocator
+holds on to), and the peak of numpy's own allocations traced by ``tracemalloc`` in a second fresh process
+(not traced: pocketfft's plans and buffers, libsndfile, the allocator's holdings).
 """
 
 from __future__ import annotations
@@ -34,6 +36,19 @@ def resident_bytes() -> int:
         return int(statm.read().split()[1]) * resource.getpagesize()
 
 
+def reset_peak() -> None:
+    """Set this process's resident high-water mark to what is resident now (Linux 4.0 on)."""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+
+
+def peak_bytes() -> int:
+    """This process's resident high-water mark since the last :func:`reset_peak`."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
 def child(clip_path: str, out_dir: str, traced: bool) -> None:
     import tracemalloc
 
@@ -43,9 +58,10 @@ def child(clip_path: str, out_dir: str, traced: bool) -> None:
     clip = np.load(clip_path)
     if traced:
         tracemalloc.start()
+    reset_peak()
     before, since = resident_bytes(), tracemalloc.get_traced_memory()[0]
     result = export_audio(clip, RATE, Path(out_dir) / "clip.wav")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_bytes()
     after, traced_peak = resident_bytes(), tracemalloc.get_traced_memory()[1] - since
     print(json.dumps({"before": before, "peak": peak, "after": after, "traced": traced_peak,
                       "clip": clip.nbytes, "status": result.status}))  # fmt: skip

@@ -23,11 +23,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from musicstore.audio.arrays import as_audio, as_audio_batch, check_sample_rate
+from musicstore.audio.farfield import FarField
 from musicstore.audio.files import format_for, write_atomic, write_blocks_atomic
 from musicstore.audio.limiter import Leveled, LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, gated_loudness
 from musicstore.audio.quantize import SUBTYPES, clipped_samples, frame_blocks, to_frames
-from musicstore.audio.truepeak import to_db, true_peak
+from musicstore.audio.truepeak import peak_map, refined_peak, to_db
 from musicstore.errors import InvalidInput
 
 log = logging.getLogger("musicstore.audio")
@@ -163,6 +164,9 @@ def check_target(path: str | Path, subtype: str) -> tuple[Path, str]:
 
 def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple[_Processed, float, float]:
     start = time.perf_counter()
+    # the far part first: its transforms then run beside the clip alone, not beside its per-sample loudness
+    # power too (half a stereo clip; memory)
+    far = FarField.measure(x)
     blocks = BlockPower.measure(x, rate)
     before = gated_loudness(blocks.block_means())
     loudness_done = time.perf_counter()
@@ -175,7 +179,7 @@ def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple
         unchanged = "too_quiet"
     short = blocks.short
     if unchanged is not None:
-        as_given = _Processed(x, before, None, unchanged, short, true_peak(x))
+        as_given = _Processed(x, before, None, unchanged, short, refined_peak(x, peak_map(x, None, far)))
         return as_given, time.perf_counter() - start, 0.0
     handed = [blocks]  # level drops the per-sample power once it is done with it (memory)
     del blocks
@@ -186,7 +190,9 @@ def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple
         ceiling_dbtp=options.ceiling_dbtp,
         limiter=options.limiter,
         settings=LimiterSettings(max_depth_db=options.max_limiting_db),
+        far=far,
     )
+    del far  # the limiter keeps what it needs of it
     reached = abs(leveled.loudness - options.target_lufs) <= options.tolerance_lu
     status: LoudnessStatus = ("limited" if leveled.limited else "normalized") if reached else "target_missed"
     processed = _Processed(leveled.audio, before, leveled, status, short, leveled.true_peak)

@@ -83,7 +83,14 @@ class FarField:
             # the kernel a limiter's output needs (small) made while the spectrum is at hand, not from a
             # second transform later, when the limiter holds more
             _far_kernel(first_lag, stop, step, size, spectrum_of_kernel)
+        _forget_plan(size)
         return cls(grid, start, step)
+
+    def make_kernel(self, samples: int) -> None:
+        """Make the kernel the far part of a limiter's output is derived with (:class:`LimitedFarField`)
+        now, before the output is made, where :meth:`measure` did not (its ``kernel``); ``samples``: the
+        clip's length. Kept where it fits in :data:`CACHE_BYTES` (as a rule: a long clip's is small)."""
+        _kernel_for(self, samples)
 
     def at(self, channel: int, samples: Rows, fractions: NDArray[np.float64]) -> NDArray[np.float32]:
         """The far part of the reconstruction ``sin(pi t)/pi * G(t)`` at ``t = samples + fractions``:
@@ -297,7 +304,7 @@ def split_window(d: NDArray[np.float64]) -> NDArray[np.float64]:
     return window
 
 
-_GATHER = 1 << 20  # kernel values gathered at a time
+_GATHER = 1 << 17  # kernel values gathered at a time: about 24 bytes of buffers each (3 MB)
 _PIECE = 32  # sources per piece
 _GROUP = 8  # blocks per group of the bound away from the zones
 _NEAR = 128  # grid steps within which a piece is summed with the kernel itself, beyond by its moments
@@ -348,7 +355,32 @@ def _far_kernel(
     if cached is None:
         cached = _make_far_kernel(first, last, step, size, spectrum)
         _KERNELS.put(key, cached, cached.taps.nbytes + cached.beyond.nbytes)
+        _forget_plan(size)
     return cached
+
+
+def _kernel_for(base: FarField, samples: int) -> tuple[int, _Kernel]:
+    """The first lag and the far kernel of the far part ``base`` of a clip of ``samples`` samples."""
+    count = -(-samples // base.step)
+    stop = base.start + base.grid.shape[1] - 1
+    first_lag = base.start - count + 1
+    return first_lag, _far_kernel(first_lag, stop, base.step, _transform_size(stop - first_lag + 1))
+
+
+# pocketfft keeps the plans of the last 16 lengths it ran, per kind (scipy exposes no way to drop them)
+_PLAN_CACHE_LENGTHS = 16
+
+
+def _forget_plan(size: int) -> None:
+    """Push the plan of the ``size``-point float32 real transforms out of pocketfft's plan cache where it
+    is larger than :data:`CACHE_BYTES`: it holds a float per point (63 MB for a 10-minute 48 kHz clip's
+    transform, 0.27x the stereo clip), which stayed resident for the rest of the export and after it. The
+    way out is transforms of 16 other lengths (the workaround pocketfft's author gives in scipy/scipy#5986);
+    tiny ones: about 0.1 ms in all."""
+    if 4 * size <= CACHE_BYTES:
+        return
+    for length in range(1, _PLAN_CACHE_LENGTHS + 1):
+        sp_fft.rfft(np.zeros(length, dtype=np.float32))
 
 
 def _make_far_kernel(
@@ -437,9 +469,7 @@ class LimitedFarField(FarField):
         samples of ``spans`` (``(n, 2)`` sorted ``[a, b)`` runs, their lengths adding up to ``N``)."""
         step, start = base.step, base.start
         count = -(-samples // step)
-        stop = start + base.grid.shape[1] - 1
-        first_lag = start - count + 1
-        kernel = _far_kernel(first_lag, stop, step, _transform_size(stop - first_lag + 1))
+        first_lag, kernel = _kernel_for(base, samples)
         half = _lowpass(step).shape[0] // 2
         channels = difference.shape[0]
         # group the spans whose low bands (and exact zones) would touch: each group one run of sources

@@ -199,6 +199,7 @@ def level(
     limiter: bool,
     settings: LimiterSettings,
     verify: bool = True,
+    far: FarField | None = None,
 ) -> Leveled:
     """Gain ``x`` to ``target_lufs`` keeping its true peak under ``ceiling_dbtp``.
 
@@ -214,6 +215,8 @@ def level(
     ``blocks`` in a list is handed over (the list is emptied): the per-sample power is then dropped once
     the limiter's region is known, before the output is made and checked (it is measured again only if a
     deeper map is needed).
+
+    ``far``: ``x``'s far part (:meth:`FarField.measure`) where the caller measured it already.
     """
     started = time.perf_counter()
     owned = isinstance(blocks, list)
@@ -228,9 +231,11 @@ def level(
     shallow = max(floor, ceiling / (gain * from_db(SHALLOW_DB))) if limiter else floor
     if limiter and gain * largest_sample(x) > ceiling:
         # the limiter will run: map down to gains near the target's at once
-        peaks = peak_map(x, shallow, keep_screen=verify)
+        if far is not None and verify:
+            far.make_kernel(x.shape[1])  # as peak_map's FarField.measure would (keep_screen)
+        peaks = peak_map(x, shallow, far, keep_screen=verify)
     else:  # most likely plain gain, for which the map down to the sample peak suffices
-        peaks = peak_map(x)
+        peaks = peak_map(x, None, far)
         if limiter and gain * peaks.grid_peak > ceiling and shallow < peaks.floor:
             peaks = peak_map(x, shallow, peaks.far, peaks.spans, keep_screen=verify)
     measured = time.perf_counter() - started
