@@ -301,6 +301,10 @@ def test_peak_map_without_its_envelope_reads_the_same(
     assert np.array_equal(_need(full), expected)
 
 
+ROUNDING = 1e-6
+"""Relative difference of two float32 sums of the same terms grouped otherwise (a few last-place units)."""
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     samples=st.integers(1, 20_000),
@@ -325,8 +329,9 @@ def test_the_outputs_check_reusing_the_clips_screen_reads_the_same(  # noqa: PLR
     sparse: bool,
 ) -> None:
     """A limiter's output mapped with its clip's second screen reused (``peak_map(..., reuse=...)``): every
-    row its own screen passes on is passed on, with the same values; the rows passed on besides are under
-    the level; so the same rows are over the level, with the same values."""
+    row its own screen passes on is passed on, with the same values (to float32 rounding: the rows are
+    interpolated in other groupings, so a sum may round differently in its last bit); the rows passed on
+    besides are under the level; so the same rows are over the level, with the same values."""
     rng = np.random.default_rng(seed)
     audio = (rng.standard_normal((channels, samples)) * rng.uniform(0.01, 1.0, (channels, 1))).astype(
         np.float32
@@ -354,11 +359,13 @@ def test_the_outputs_check_reusing_the_clips_screen_reads_the_same(  # noqa: PLR
     assert reused.floor == own.floor and reused.sample_peak == own.sample_peak
     assert np.isin(own.rows, reused.rows).all()
     common = np.isin(reused.rows, own.rows)
-    np.testing.assert_array_equal(reused.values[common], own.values)
-    np.testing.assert_array_equal(reused.ideal[common], own.ideal)
+    np.testing.assert_allclose(reused.values[common], own.values, rtol=ROUNDING, atol=0)
+    np.testing.assert_allclose(reused.ideal[common], own.ideal, rtol=ROUNDING, atol=0)
     assert (reused.values[~common] <= level).all()
-    over = reused.values > level
-    np.testing.assert_array_equal(reused.rows[over], own.rows[own.values > level])
+    margin = level * ROUNDING  # a value this near the level may round to either side of it
+    clearly_over = reused.rows[reused.values > level + margin]
+    assert np.isin(clearly_over, own.rows[own.values > level]).all()
+    assert np.isin(own.rows[own.values > level + margin], reused.rows[reused.values > level]).all()
 
 
 @settings(max_examples=60, deadline=None)
