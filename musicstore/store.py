@@ -344,7 +344,7 @@ def _direct_write(store: Store, op: Operation[P, T]) -> Callable[P, T]:
     local, run = store._local, store.run
     connector = store._connector
     acquire, release, rollback = connector.acquire, connector.release, connector.rollback
-    begin_write, end = connector.BEGIN_WRITE, connector.COMMIT
+    begin_write, end = connector.BEGIN_LATER if op.alone else connector.BEGIN_WRITE, connector.COMMIT
     errors, translate = connector.errors, connector.translate
     prepare: Callable[..., tuple[Any, ...]]
     if op.fixed is not None:

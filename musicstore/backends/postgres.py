@@ -41,7 +41,7 @@ BEGIN_LATER = Command("BEGIN")
 first statement leaves a consistent state whatever follows: a claim that took a job or found none): that
 statement runs in autocommit, and BEGIN goes out only before a second one; a COMMIT with no BEGIN sent is
 not sent either. Two round trips less for a one-statement write. Not for a write whose statements must
-commit together (``store.py`` chooses per operation)."""
+commit together: ``Operation.alone`` says which may (``store._direct_write``)."""
 _OPEN = (2, 3)
 """libpq's PQTRANS_INTRANS and PQTRANS_INERROR: a transaction to roll back."""
 _IDLE = 0
@@ -153,6 +153,8 @@ class PostgresConnector:
     encode = staticmethod(encode)
     BEGIN_WRITE = BEGIN_WRITE
     """What starts a write transaction (``store._direct_write``: ``conn.execute(BEGIN_WRITE)``)."""
+    BEGIN_LATER = BEGIN_LATER
+    """What starts a write whose first statement may commit by itself (``Operation.alone``)."""
     COMMIT = COMMIT
 
     def __init__(self, url: str, *, pool_size: int, timeout: float) -> None:

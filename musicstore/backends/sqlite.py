@@ -101,6 +101,9 @@ class SQLiteConnector:
     with their moments encoded, and need no ``encode``)."""
     BEGIN_WRITE = BEGIN_WRITE
     """What starts a write transaction (``store._direct_write``)."""
+    BEGIN_LATER = BEGIN_WRITE
+    """What starts a write whose first statement may commit by itself (``Operation.alone``): here the same,
+    the writer lock taken up front."""
     COMMIT = "COMMIT"
     forks = 0
     """How many forks led to this process: a connection opened before a fork is never used after it."""

@@ -68,6 +68,7 @@ from .steps import (
     reads_all,
     reads_one,
     writer,
+    writer_alone,
     writes_fixed,
 )
 from .transfer import generations_after, import_rows, prompts_after
@@ -130,5 +131,6 @@ __all__ = [
     "track_prompt_usage",
     "update_generation_status",
     "writer",
+    "writer_alone",
     "writes_fixed",
 ]

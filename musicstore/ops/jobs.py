@@ -38,7 +38,7 @@ from ..ids import check_id, new_id
 from ..models import Generation, Requeued, RetryPolicy, Status, columns
 from .prompts import track_prompt
 from .reads import GENERATION
-from .steps import EXPLAIN, NOW, Call, Explain, Params, Steps, writer, writes_fixed
+from .steps import EXPLAIN, NOW, Call, Explain, Params, Steps, writer, writer_alone, writes_fixed
 
 DEFAULT_LEASE_SECONDS = 300.0
 """How long a claim is held without a heartbeat before ``requeue_expired`` may take it back."""
@@ -252,7 +252,7 @@ def _claim_one(params: dict[str, Any], default_limit: int | None, wait: bool) ->
     return None
 
 
-@writer
+@writer_alone
 def claim_next(
     worker_id: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS, owner_limit: int | None = None
 ) -> Steps[Generation | None]:
@@ -338,7 +338,7 @@ def _heartbeat_explain(gid: str, worker: str | None, lease: timedelta) -> Steps[
     return _explain(gid, "given a heartbeat", worker)
 
 
-@writes_fixed((("heartbeat", None),), _heartbeat_params, _heartbeat_finish, _heartbeat_explain)
+@writes_fixed((("heartbeat", None),), _heartbeat_params, _heartbeat_finish, _heartbeat_explain, alone=True)
 def heartbeat(
     generation_id: str, worker_id: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
 ) -> tuple[str, str | None, timedelta]:
@@ -405,7 +405,7 @@ def complete_generation(
     return current  # the row as updated: this snapshot was read in the same transaction
 
 
-@writer
+@writer_alone
 def fail(
     generation_id: str,
     error_message: str,
@@ -451,7 +451,7 @@ def _cancel_explain(gid: str, why: str | None) -> Steps[Exception]:
     return _explain(gid, "cancelled")
 
 
-@writes_fixed((("cancel_generation", None),), _cancel_params, _cancel_finish, _cancel_explain)
+@writes_fixed((("cancel_generation", None),), _cancel_params, _cancel_finish, _cancel_explain, alone=True)
 def cancel(generation_id: str, reason: str | None = None) -> tuple[str, str | None]:
     """pending|processing → cancelled. A worker still running it finds out at its next heartbeat."""
     return check_id(generation_id), validate.message(reason, "reason", optional=True)

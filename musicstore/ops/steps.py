@@ -93,7 +93,9 @@ class Operation(Generic[P, T]):
     ``query`` is set on a read that is one fixed named query (``reads_one``, ``reads_all``), ``plan`` on a
     read that is one query its arguments choose (``reads_planned``), ``fixed`` on a write that is fixed
     queries after its checks (``writes_fixed``): their steps are derived from them, and a driver may run them
-    without a generator.
+    without a generator. ``alone``: a write whose first statement may commit by itself, because it is the
+    whole write or it changed nothing (``writer_alone``): on PostgreSQL that statement runs in autocommit and
+    BEGIN goes out only before a second one (``backends.postgres.BEGIN_LATER``), two round trips less.
     """
 
     def __init__(
@@ -104,12 +106,14 @@ class Operation(Generic[P, T]):
         query: Query | None = None,
         plan: Callable[P, Plan[T]] | None = None,
         fixed: Fixed | None = None,
+        alone: bool = False,
     ) -> None:
         self.steps = steps
         self.writes = writes
         self.query = query
         self.plan = plan
         self.fixed = fixed
+        self.alone = alone
         self.__name__ = steps.__name__
         self.__doc__ = steps.__doc__
 
@@ -117,6 +121,12 @@ class Operation(Generic[P, T]):
 def writer(steps: Callable[P, Steps[T]]) -> Operation[P, T]:
     """Make a generator function a writing operation (run in a write transaction)."""
     return Operation(steps, writes=True)
+
+
+def writer_alone(steps: Callable[P, Steps[T]]) -> Operation[P, T]:
+    """``writer`` for a generator whose first statement is the whole write or changes nothing (a claim that
+    took a job or found none, a retry that did not match): that statement may commit by itself."""
+    return Operation(steps, writes=True, alone=True)
 
 
 def reader(steps: Callable[P, Steps[T]]) -> Operation[P, T]:
@@ -172,9 +182,12 @@ def writes_fixed(
     params: Callable[..., tuple[Params, ...]],
     finish: Callable[..., T | Explain],
     explain: Callable[..., Generator[Step, Any, Exception]] | None = None,
+    *,
+    alone: bool = False,
 ) -> Callable[[Callable[P, tuple[Any, ...]]], Operation[P, T]]:
     """Make a function of the arguments that checks them and returns them checked a writing operation of
-    fixed ``queries`` (``Fixed``; the function's name and docstring are the operation's)."""
+    fixed ``queries`` (``Fixed``; the function's name and docstring are the operation's). ``alone``: its first
+    query is the whole write, or changes nothing (``Operation``)."""
 
     def make(check: Callable[P, tuple[Any, ...]]) -> Operation[P, T]:
         fixed = Fixed(queries, check, params, finish, explain)
@@ -192,6 +205,6 @@ def writes_fixed(
                 raise (yield from explain(*checked))
             return result  # type: ignore[return-value]
 
-        return Operation(steps, writes=True, fixed=fixed)
+        return Operation(steps, writes=True, fixed=fixed, alone=alone)
 
     return make
