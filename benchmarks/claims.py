@@ -7,10 +7,10 @@
 Each run starts from a fresh queue of N pending jobs (``benchmarks.data``) and spawns its processes, each with
 its own ``Store`` (or bare connection), which start together at a barrier and claim until the queue is empty.
 Runs: 8 and 1 processes of the library's ``claim_next`` and of the floor (the library's ``claim_next`` SQL,
-``claim_fast`` and on PostgreSQL its rare fallback, in the library's write transaction on a bare connection),
-and 8 of ``claim_batch(10)``. A double claim is an id
-claimed twice or a row with attempts > 1; a lost job is one not left ``processing`` by exactly the claims
-seen.
+``claim_fast`` and on PostgreSQL its rare fallback, sent as the library sends it on a bare connection: on
+PostgreSQL one autocommit statement, ``Operation.alone``), and 8 of ``claim_batch(10)``. A double claim is
+an id claimed twice or a row with attempts > 1; a lost job is one not left ``processing`` by exactly the
+claims seen.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from musicstore import Store
+from musicstore import Store, ops
 from musicstore.errors import DatabaseBusy
 
 from .data import postgres_database, remove_database, sqlite_database
@@ -67,7 +67,7 @@ def _claimer(url: str, mode: str, worker: str, barrier: Any, results: Any) -> No
                     ids.append(row[0])
                     return
 
-        run = bare.writer(body)
+        run = bare.writer(body, alone=ops.claim_next.alone)
 
         def claim() -> bool:
             now = datetime.now(UTC)

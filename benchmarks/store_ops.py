@@ -7,7 +7,9 @@ Sides, each a loop over inputs prepared before timing:
   with the library's settings, rows fetched as tuples and decoded by hand into the objects the library returns
   (``benchmarks.fair``); asserted equal to the library's result before timing.
 - ``bare floor``: the same SQL returning tuples, parameters prepared ahead; for writes, inside the library's
-  transaction (``BEGIN IMMEDIATE … COMMIT`` on SQLite, ``with conn.transaction():`` on psycopg).
+  transaction as the library sends it (``BEGIN IMMEDIATE … COMMIT`` on SQLite; on psycopg BEGIN and COMMIT
+  through libpq's ``exec_``, and none at all for a write whose first statement may commit alone,
+  ``Operation.alone``: claim, heartbeat, fail, cancel).
 - ``checked floor`` (create, heartbeat, complete, fail, requeue_expired): the bare floor's SQL in the same
   transaction plus what the operation must do besides it, on the library's inputs — the same ``validate``
   checks, the clock, its parameters made from its arguments (id, digest, JSON, timestamps), the row count
@@ -30,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from musicstore import Generation, Requeued, Status, Store, validate
+from musicstore import Generation, Requeued, Status, Store, ops, validate
 from musicstore.ids import check_id, new_id
 from musicstore.models import prompt_digest, to_micros
 from musicstore.queries import load
@@ -40,6 +42,12 @@ from .data import add_jobs, create_metadata, done_metadata, make_prompt
 from .harness import BARE, CHECKED, FAIR, LIBRARY, Plan, Prepare, Timing, alternate, profile
 
 FAR_FUTURE = datetime.max.replace(tzinfo=UTC)  # the library's "no cursor" bound
+COMMAND_OK = 1  # libpq's PGRES_COMMAND_OK
+ALONE: dict[str, bool] = {
+    "claim": ops.claim_next.alone, "heartbeat": ops.heartbeat.alone, "fail": ops.fail.alone,
+    "cancel": ops.cancel.alone,
+}  # fmt: skip
+"""Which of the benchmark's writes may commit their first statement alone (``Operation.alone``)."""
 JOB_METADATA = {"genre": "lofi", "bpm": 90, "seed": 7}  # what add_jobs gives each job
 
 
@@ -59,8 +67,10 @@ class Bare:
         """A timestamp as the library binds it: integer µs on SQLite, the datetime on PostgreSQL."""
         return to_micros(moment) if self.dialect == "sqlite" else moment
 
-    def writer(self, body: Callable[[Any], object]) -> Callable[[Any], None]:
-        """``body`` in the library's write transaction."""
+    def writer(self, body: Callable[[Any], object], *, alone: bool = False) -> Callable[[Any], None]:
+        """``body`` in the library's write transaction. ``alone``: a write whose first statement may commit
+        by itself (``Operation.alone``): on PostgreSQL in autocommit, as the library runs it (its rare second
+        statements too, where the library would send BEGIN first)."""
         if self.dialect == "sqlite":
             ex = self.conn.execute
 
@@ -70,11 +80,19 @@ class Bare:
                 ex("COMMIT")
 
             return run
-        transaction = self.conn.transaction
+        if alone:
+            return body  # type: ignore[return-value]
+        conn, command = self.conn, self.conn.pgconn.exec_
 
         def run_pg(x: Any) -> None:
-            with transaction():
+            command(b"BEGIN")  # as the library's connection sends BEGIN and COMMIT (backends.postgres)
+            try:
                 body(x)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            if command(b"COMMIT").status != COMMAND_OK:
+                raise RuntimeError("the floor's COMMIT failed")
 
         return run_pg
 
@@ -360,7 +378,8 @@ def writes(store: Store, bare: Bare) -> list[Op]:
          one(cancel)),
     ]  # fmt: skip
     return [
-        Op(key, label, "write", batch, looped(lib_inputs, lib), looped(bare_inputs, w(body)),
+        Op(key, label, "write", batch, looped(lib_inputs, lib),
+           looped(bare_inputs, w(body, alone=ALONE.get(key, False))),
            checked=looped(lib_inputs, checked[key]) if key in checked else None)
         for key, label, batch, lib_inputs, lib, bare_inputs, body in specs
     ]  # fmt: skip
@@ -407,7 +426,7 @@ def checked_floors(bare: Bare, done: dict[str, Any]) -> dict[str, Callable[[Any]
         if ex(heartbeat, params).rowcount != 1:
             raise RuntimeError("the heartbeat matched no row")
 
-    heartbeat_tx = w(heartbeat_body)
+    heartbeat_tx = w(heartbeat_body, alone=ops.heartbeat.alone)
 
     def beat(gid: str) -> datetime:
         job, worker = check_id(gid), validate.name("bench", "worker_id")
@@ -450,7 +469,7 @@ def checked_floors(bare: Bare, done: dict[str, Any]) -> dict[str, Callable[[Any]
         if ex(retry, params).rowcount != 1:
             raise RuntimeError("the retry matched no row")
 
-    fail_tx = w(fail_body)
+    fail_tx = w(fail_body, alone=ops.fail.alone)
 
     def fail(gid: str) -> Status:
         job, message = check_id(gid), validate.message("CUDA out of memory", "error_message")
