@@ -17,6 +17,7 @@ block, with no transform of the whole output.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -310,6 +311,7 @@ _GROUP = 8  # blocks per group of the bound away from the zones
 _NEAR = 128  # grid steps within which a piece is summed with the kernel itself, beyond by its moments
 _MOMENTS = 6
 _KERNEL_DEVIATION = 1e-6  # the largest |k - 1 / lag| beyond _NEAR for which pieces act by their moments
+_BOUND_WINDOWS = 4096  # windows (at most) over which the bound sums distant clusters' masses
 _ZONE = 64  # grid points either side of a cluster of the difference's sources where it is summed exactly
 
 
@@ -435,6 +437,118 @@ class _Cluster:
     mass: float  # the largest over channels of sum |values|
 
 
+_WINDOW = 128  # grid steps per window of the local expansions, at least (more for long clips: see below)
+_WINDOWS = 8192  # at most this many windows over the grid
+_RADIUS = 7  # pieces of windows this far from a point's are summed by their moments, beyond by expansion
+_TERMS = 20  # of each window's multipole and local expansion
+_SPAN = 8  # windows of points per chunk of the direct sums, at most
+_FEW_PIECES = 64  # fewer pieces are all summed directly
+
+
+@dataclass(frozen=True)
+class _LocalExpansion:
+    """The pieces' far sum ``sum_q sum_n moments[q, n] / (t - c_q)^(n + 1)`` over the pieces of windows more
+    than ``_RADIUS`` windows from ``t``'s, as a power series in ``t`` about each window's centre.
+
+    The grid is cut into windows of ``window`` steps. Each window's pieces are gathered into one multipole
+    expansion about its centre, ``sum_k a_k / (t - C)^(k + 1)``, and these are turned into a local expansion
+    ``sum_l b_l s^l`` about every window's centre (``s`` its offset, in windows) by one FFT convolution over
+    the windows per order: linear in the clip (the direct sum over every piece was its square). With
+    ``|s|, |delta| <= 1/2`` window and the windows at least ``_RADIUS + 1`` apart, both series converge as
+    ``8^-k`` or faster: ``_TERMS`` terms leave ``1e-18`` of the terms' size, under the float64 rounding of the
+    direct sum."""
+
+    window: int
+    first_window: int
+    coefficients: NDArray[np.float64]  # (C, windows, _TERMS): b_l per window
+    piece_windows: NDArray[np.int64]  # each piece's window
+
+    @classmethod
+    def of(
+        cls, centres: NDArray[np.float64], moments: NDArray[np.float64], start: int, stop: int
+    ) -> _LocalExpansion:
+        """``centres`` (sorted) and ``moments`` ``(C, Q, _MOMENTS)`` of the pieces, about each centre; the
+        grid's points ``start..stop`` (grid steps)."""
+        start = min(start, math.floor(centres[0]))
+        stop = max(stop, math.ceil(centres[-1]))
+        window = _WINDOW
+        while (stop - start) // window + 2 > _WINDOWS:
+            window *= 2
+        first = start // window
+        count = stop // window - first + 1
+        piece_windows = np.floor(centres / window).astype(np.int64)
+        delta = (centres - (piece_windows + 0.5) * window) / window  # in [-1/2, 1/2)
+        binomials = _binomials(2 * _TERMS)
+        scaled = moments / float(window) ** (np.arange(_MOMENTS) + 1)
+        channels = moments.shape[0]
+        size = sp_fft.next_fast_len(3 * count, real=True)
+        lags = np.arange(-(count - 1), count).astype(np.float64)  # window j - i
+        coefficients = np.empty((channels, count, _TERMS))
+        placed = piece_windows - first
+        for c in range(channels):
+            # a piece's terms about its window's centre: 1 / (t - C - delta)^(n + 1) = sum_m binom(n + m, n)
+            # delta^m / (t - C)^(n + m + 1): a_k gathers binom(k, n) delta^(k - n) of moment n (in windows)
+            multipoles = np.empty((count, _TERMS))
+            for k in range(_TERMS):
+                term = np.zeros(centres.shape[0])
+                for n in range(min(k, _MOMENTS - 1) + 1):
+                    term += binomials[k, n] * scaled[c, :, n] * delta ** (k - n)
+                multipoles[:, k] = np.bincount(placed, term, minlength=count)
+            spectra = sp_fft.rfft(multipoles, size, axis=0)  # (F, k)
+            local = np.zeros((spectra.shape[0], _TERMS), dtype=np.complex128)
+            # 1 / (D + s)^(k + 1) = sum_l binom(k + l, l) (-s)^l / D^(k + l + 1), D = j - i beyond the radius
+            for order in range(2 * _TERMS - 1):
+                with np.errstate(divide="ignore"):
+                    kernel = np.where(np.abs(lags) > _RADIUS, lags ** -(order + 1.0), 0.0)
+                kernel_spectrum = sp_fft.rfft(kernel, size)
+                for k in range(max(0, order - _TERMS + 1), min(order, _TERMS - 1) + 1):
+                    l = order - k  # noqa: E741
+                    local[:, l] += (binomials[order, l] * (-1.0) ** l) * spectra[:, k] * kernel_spectrum
+            coefficients[c] = sp_fft.irfft(local, size, axis=0)[count - 1 : 2 * count - 1]
+        return cls(window, first, coefficients, piece_windows)
+
+    def window_of(self, times: NDArray[np.int64]) -> NDArray[np.int64]:
+        return times // self.window
+
+    def add_to(self, out: NDArray[np.float64], times: NDArray[np.int64]) -> None:
+        """Add the far sum at grid steps ``times`` to ``out`` ``(P, C)``, a chunk of points at a time."""
+        for begin in range(0, times.shape[0], _GATHER // 8):
+            t = times[begin : begin + _GATHER // 8]
+            windows = t // self.window
+            s = (t - (windows + 0.5) * self.window) / self.window
+            placed = windows - self.first_window
+            total = self.coefficients[:, placed, -1]  # (C, P)
+            for l in range(_TERMS - 2, -1, -1):  # noqa: E741
+                total *= s
+                total += self.coefficients[:, placed, l]
+            out[begin : begin + t.shape[0]] += total.T
+
+    def chunks(self, times: NDArray[np.int64], most: int) -> list[tuple[int, int, int, int]]:
+        """``times`` (sorted) in chunks ``[begin, end)`` of at most ``most`` points over at most ``_SPAN``
+        windows, each with the pieces ``[q0, q1)`` it sums directly; ``_GATHER`` moment terms at most."""
+        windows = times // self.window
+        out = []
+        begin, total = 0, times.shape[0]
+        while begin < total:
+            first = int(windows[begin])
+            q0 = int(np.searchsorted(self.piece_windows, first - _RADIUS, side="left"))
+            end = int(np.searchsorted(windows, first + _SPAN, side="left"))
+            q1 = int(np.searchsorted(self.piece_windows, int(windows[end - 1]) + _RADIUS, side="right"))
+            end = min(end, begin + most, begin + max(1, _GATHER // max(1, (q1 - q0) * _MOMENTS)))
+            out.append((begin, end, q0, q1))
+            begin = end
+        return out
+
+
+@functools.cache
+def _binomials(size: int) -> NDArray[np.float64]:
+    """``[a, b]``: ``binom(a, b)`` for ``a, b < size``."""
+    table = np.zeros((size, size))
+    for a in range(size):
+        table[a, : a + 1] = [math.comb(a, b) for b in range(a + 1)]
+    return table
+
+
 def _empty(*shape: int) -> NDArray[np.float32]:
     return np.zeros(shape, dtype=np.float32)
 
@@ -455,6 +569,7 @@ class LimitedFarField(FarField):
     values: NDArray[np.float32] = field(default_factory=lambda: _empty(1, 0, _PIECE))  # (C, Q, piece)
     moments: NDArray[np.float64] = field(default_factory=lambda: np.zeros((1, 0, _MOMENTS)))  # (C, Q, n)
     memo: dict[bytes, NDArray[np.float32]] = field(default_factory=dict, compare=False, repr=False)
+    expansion: dict[str, _LocalExpansion | None] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(
@@ -529,6 +644,7 @@ class LimitedFarField(FarField):
         out = np.zeros((points.shape[0], channels), dtype=np.float64)
         if count == 0 or points.shape[0] == 0:
             return out.T.astype(np.float32)
+        local = self._local_expansion()
         rows = sliding_window_view(self.kernel.taps, _PIECE)  # rows[q][m] = k[q + m]
         # point t = start + i, piece source j = first + _PIECE - 1 - m: lag t - j
         offset = self.start - _PIECE + 1 + self.kernel.window + _PIECE  # window index of the lag t - j
@@ -536,36 +652,62 @@ class LimitedFarField(FarField):
         centres = self.firsts + (_PIECE - 1) / 2
         near_steps = self.kernel.near
         reach = min(count, 2 * near_steps // _PIECE + 2)
-        chunk = max(1, _GATHER // max(count * _MOMENTS, reach * _PIECE))
-        for begin in range(0, points.shape[0], chunk):
-            t = times[begin : begin + chunk]
+        if local is None:
+            chunk = max(1, _GATHER // max(count * _MOMENTS, reach * _PIECE))
+            bounds = [
+                (b, min(b + chunk, points.shape[0]), 0, count) for b in range(0, points.shape[0], chunk)
+            ]
+        else:
+            bounds = local.chunks(times, max(1, _GATHER // (reach * _PIECE)))
+        for begin, end, q0, q1 in bounds:
+            t = times[begin:end]
             lo = np.searchsorted(centres, t - near_steps, side="right")
             hi = np.searchsorted(centres, t + near_steps, side="left")
             near = lo[:, None] + np.arange(reach)
             inside = near < hi[:, None]
             near = np.minimum(near, count - 1)
-            q = np.where(inside, (points[begin : begin + chunk] + offset)[:, None] - self.firsts[near], 0)
+            q = np.where(inside, (points[begin:end] + offset)[:, None] - self.firsts[near], 0)
             if q.min() < 0 or q.max() >= rows.shape[0]:
                 raise AssertionError("far part read outside its grid")
             taps = rows[q] * inside[:, :, None]  # (P, reach, piece)
             picked = self.values[:, near]  # (C, P, reach, piece), reversed within each piece
-            target = out[begin : begin + chunk]
+            target = out[begin:end]
             width = reach * _PIECE
             near_sum = np.matmul(picked.reshape(channels, -1, 1, width), taps.reshape(-1, width, 1))
             target += near_sum[:, :, 0, 0].T
+            lags = t[:, None] - centres[None, q0:q1]  # (P, Q)
             with np.errstate(divide="ignore"):
-                u = 1.0 / (t[:, None] - centres[None, :])  # (P, Q)
-            u[np.abs(t[:, None] - centres[None, :]) < near_steps] = 0.0
-            powers = np.empty((t.shape[0], count, _MOMENTS))
+                u = 1.0 / lags
+            u[np.abs(lags) < near_steps] = 0.0
+            if local is not None:  # the pieces of windows further than RADIUS act through the expansion
+                u[np.abs(local.window_of(t)[:, None] - local.piece_windows[None, q0:q1]) > _RADIUS] = 0.0
+            powers = np.empty((t.shape[0], q1 - q0, _MOMENTS))
             powers[:, :, 0] = u
             for n in range(1, _MOMENTS):
                 np.multiply(powers[:, :, n - 1], u, out=powers[:, :, n])
             # numpy's own loops, not BLAS: a product this size would wake OpenBLAS's threads, whose spinning
             # afterwards costs the next stages more than they save here
             target += np.einsum(
-                "pk,ck->pc", powers.reshape(t.shape[0], -1), self.moments.reshape(channels, -1)
+                "pk,ck->pc", powers.reshape(t.shape[0], -1), self.moments[:, q0:q1].reshape(channels, -1)
             )
+        if local is not None:
+            local.add_to(out, times)
         return out.T.astype(np.float32)
+
+    def _local_expansion(self) -> _LocalExpansion | None:
+        """The pieces' far sums as local expansions per window (made once), or None where the pieces are
+        few or the kernel is kept whole (a short clip's: every piece is summed with it)."""
+        if "local" not in self.expansion:
+            made = None
+            if self.kernel.near <= _RADIUS * _WINDOW and self.firsts.shape[0] > _FEW_PIECES:
+                made = _LocalExpansion.of(
+                    self.firsts.astype(np.float64) + (_PIECE - 1) / 2,
+                    self.moments,
+                    self.start,
+                    self.start + self.grid.shape[1] - 1,
+                )
+            self.expansion["local"] = made
+        return self.expansion["local"]
 
     def _own_share(self, cluster: _Cluster, first: int, last: int) -> NDArray[np.float32]:
         """The largest over channels of ``|G|`` from ``cluster``'s sources alone at grid steps
@@ -637,10 +779,31 @@ class LimitedFarField(FarField):
             group_bound += pad_mass[i] * share(lo - pad_last[i])
             i = right_start + k
             group_bound += pad_mass[i] * share(pad_first[i] - hi)
-        i = left_end - 1 - nearest  # the rest, at the distance of the nearest of them
-        group_bound += cumulative[i + 1] * share(lo - pad_last[i])
-        i = right_start + nearest
-        group_bound += (cumulative[-1] - cumulative[i]) * share(pad_first[i] - hi)
+        # the rest: at the distance of the nearest of them, or (where less) those of windows two or more
+        # from the group's by their windows' distance, the others at the distance of the nearest
+        left, right = left_end - 1 - nearest, right_start + nearest
+        origin = min(int(lo[0]), int(firsts[0]))
+        width = max(_ZONE, -(-(max(int(hi[-1]), int(lasts[-1])) - origin + 1) // _BOUND_WINDOWS))
+        windows = (max(int(hi[-1]), int(lasts[-1])) - origin) // width + 2
+        reach = share(np.arange(-1, windows - 1) * width + 1)  # [d]: windows d apart (d >= 2)
+        reach[:2] = 0.0
+        by_last = np.bincount((lasts - origin) // width, masses, minlength=windows)
+        by_first = np.bincount((firsts - origin) // width, masses, minlength=windows)
+        from_left = np.convolve(by_last, reach)[:windows]
+        from_right = np.convolve(by_first[::-1], reach)[:windows][::-1]
+        low, high = (lo - origin) // width, (hi - origin) // width
+        close = np.searchsorted(pad_last, (low - 1) * width + origin, side="left")
+        close_left = np.maximum(cumulative[left + 1] - cumulative[np.minimum(close, left + 1)], 0.0)
+        close = np.searchsorted(pad_first, (high + 2) * width + origin, side="left")
+        close_right = np.maximum(cumulative[np.maximum(close, right)] - cumulative[right], 0.0)
+        group_bound += np.minimum(
+            cumulative[left + 1] * share(lo - pad_last[left]),
+            from_left[low] + close_left * share(lo - pad_last[left]),
+        )
+        group_bound += np.minimum(
+            (cumulative[-1] - cumulative[right]) * share(pad_first[right] - hi),
+            from_right[high] + close_right * share(pad_first[right] - hi),
+        )
         d_bound = np.repeat(group_bound, _GROUP)[:blocks]
         # within a zone: the cluster's own share exactly, the others by mass at their distance from the zone
         # (points of a block's support outside the zone are covered by the bound above)
