@@ -32,6 +32,7 @@ def _limited(
     audio = (rng.standard_normal((channels, samples)) * 0.1).astype(np.float32)
     audio += np.float32(0.3) * np.cos(np.pi * 0.98 * np.arange(samples)).astype(np.float32)
     spacing = samples // (spans + 1)
+    width = min(width, spacing // 2)  # runs apart
     starts = np.arange(1, spans + 1) * spacing + rng.integers(0, max(1, spacing - width), spans) // 2
     runs = np.stack([starts, np.minimum(starts + width, samples)], axis=1).astype(np.int64)
     index = np.concatenate([np.arange(a, b) for a, b in runs])
@@ -63,7 +64,8 @@ def test_direct_moment_terms_per_point_do_not_grow_with_the_pieces(moment_terms:
     the number of pieces (every piece at every point)."""
     per_point = []
     for scale in (1, 4):
-        _, derived = _limited(240_000 * scale, 120 * scale, seed=scale)
+        _, derived = _limited(240_000 * scale, 200 * scale, seed=scale)
+        assert derived.firsts.shape[0] > farfield._FEW_PIECES  # enough pieces for the expansions
         points = np.arange(0, derived.grid.shape[1] - 4, 7, dtype=np.int64)
         moment_terms.clear()
         derived._difference_at(points)
@@ -78,7 +80,7 @@ def test_block_bound_of_distant_clusters_does_not_grow_with_their_number() -> No
     lumped at the distance of the nearest few)."""
     shares = []
     for scale in (1, 4):
-        out, derived = _limited(240_000 * scale, 120 * scale, seed=scale)
+        out, derived = _limited(240_000 * scale, 200 * scale, seed=scale)
         blocks = -(-(out.shape[1] + 1) // BLOCK)
         share = derived.block_bound(blocks) - np.float32(derived.gain) * derived.base.block_bound(blocks)
         shares.append(float(np.median(share)))
@@ -99,6 +101,9 @@ def test_many_spans_far_part_is_the_outputs(
     """With many limited spans (the local expansions and the windowed bound at work) the derived far part
     reads what measuring the output reads, and the block bound holds every row's values."""
     out, derived = _limited(samples, spans, seed, width=width, channels=channels)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(farfield, "_FEW_PIECES", 0)  # the expansions at work, however many pieces
+        assert derived._local_expansion() is not None
     measured = FarField.measure(out)
     rows = np.arange(samples + 1)
     rng = np.random.default_rng(seed)
@@ -118,6 +123,14 @@ def test_expansion_leaves_a_deep_export_unchanged(monkeypatch: pytest.MonkeyPatc
     with the distant pieces summed one by one (every piece at every point) as through the expansions."""
     music = synthesize_music(12.0, 48_000, seed=5)
     options = ExportOptions(target_lufs=-9.0, max_limiting_db=12.0, subtype="FLOAT")
+    made: list[int] = []
+    add_to = farfield._LocalExpansion.add_to
+
+    def counted(self: farfield._LocalExpansion, out: NDArray[np.float64], times: NDArray[np.int64]) -> None:
+        made.append(times.shape[0])
+        add_to(self, out, times)
+
+    monkeypatch.setattr(farfield._LocalExpansion, "add_to", counted)
     samples, figures = [], []
     for name, few in (("expanded", farfield._FEW_PIECES), ("direct", 1 << 62)):
         monkeypatch.setattr(farfield, "_FEW_PIECES", few)
@@ -126,5 +139,6 @@ def test_expansion_leaves_a_deep_export_unchanged(monkeypatch: pytest.MonkeyPatc
         samples.append(soundfile.read(path, dtype="float32", always_2d=True)[0])
         figures.append((result.as_metadata(), result.loudness_after, result.true_peak_after))
     assert figures[0][0]["limiter_max_reduction_db"] > 6.0  # deep limiting, many spans
+    assert made  # the expanded export read the expansions
     np.testing.assert_array_equal(samples[0], samples[1])
     assert figures[0] == figures[1]
