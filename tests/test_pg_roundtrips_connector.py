@@ -5,6 +5,7 @@ what they must not change."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,41 +20,41 @@ def _pool_requests(pool: Any) -> int:
     return int(pool.get_stats().get("requests_num", 0))
 
 
-def test_a_commit_that_fails_raises_and_ends_the_transaction(postgres_url: str) -> None:
+@pytest.fixture
+def lent(postgres_url: str) -> Iterator[tuple[Any, Any]]:
+    """A store's PostgreSQL connector and a connection it lent, given back after the test."""
+    with Store(postgres_url) as store:
+        connector = store._connector
+        conn = connector.acquire()
+        try:
+            yield connector, conn
+        finally:
+            connector.release(conn)
+
+
+def test_a_commit_that_fails_raises_and_ends_the_transaction(lent: tuple[Any, Any]) -> None:
     """A COMMIT refused by the server (a deferred constraint checked at COMMIT) is an error, not a notice."""
     import psycopg
 
-    with Store(postgres_url) as store:
-        connector = store._connector
-        conn = connector.acquire()
-        try:
-            conn.execute(
-                "CREATE TEMPORARY TABLE deferred_check (v integer UNIQUE DEFERRABLE INITIALLY DEFERRED)"
-            )
-            connector.begin(conn, write=True)
-            conn.execute("INSERT INTO deferred_check VALUES (1), (1)")
-            with pytest.raises(psycopg.errors.UniqueViolation):
-                connector.commit(conn)
-            assert conn.pgconn.transaction_status == postgres._IDLE
-            assert connector.translate(psycopg.errors.UniqueViolation("x")) is not None
-            assert conn.execute("SELECT count(*) FROM deferred_check").fetchone() == (0,)
-        finally:
-            connector.release(conn)
+    connector, conn = lent
+    conn.execute("CREATE TEMPORARY TABLE deferred_check (v integer UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+    connector.begin(conn, write=True)
+    conn.execute("INSERT INTO deferred_check VALUES (1), (1)")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        connector.commit(conn)
+    assert conn.pgconn.transaction_status == postgres._IDLE
+    assert connector.translate(psycopg.errors.UniqueViolation("x")) is not None
+    assert conn.execute("SELECT count(*) FROM deferred_check").fetchone() == (0,)
 
 
-def test_a_begin_on_a_closed_connection_is_a_translated_error(postgres_url: str) -> None:
+def test_a_begin_on_a_closed_connection_is_a_translated_error(lent: tuple[Any, Any]) -> None:
     import psycopg
 
-    with Store(postgres_url) as store:
-        connector = store._connector
-        conn = connector.acquire()
-        try:
-            conn.close()
-            with pytest.raises(psycopg.OperationalError) as raised:
-                connector.begin(conn, write=True)
-            assert isinstance(connector.translate(raised.value), DatabaseError)
-        finally:
-            connector.release(conn)
+    connector, conn = lent
+    conn.close()
+    with pytest.raises(psycopg.OperationalError) as raised:
+        connector.begin(conn, write=True)
+    assert isinstance(connector.translate(raised.value), DatabaseError)
 
 
 def test_writes_commit_and_a_failed_write_rolls_back(postgres_url: str) -> None:
@@ -221,49 +222,39 @@ def _status(conn: Any) -> int:
     return int(conn.pgconn.transaction_status)
 
 
-def test_begin_later_commits_a_lone_statement_without_begin_or_commit(postgres_url: str) -> None:
-    with Store(postgres_url) as store:
-        connector = store._connector
-        conn = connector.acquire()
-        try:
-            conn.execute("CREATE TEMPORARY TABLE later_check (v integer)")
-            conn.execute(postgres.BEGIN_LATER)
-            conn.execute("INSERT INTO later_check VALUES (1)")
-            assert _status(conn) == postgres._IDLE  # committed on its own: no BEGIN went out
-            conn.execute(postgres.COMMIT)  # nothing to commit: not sent
-            assert conn.later == 0 and _status(conn) == postgres._IDLE
-            conn.execute(postgres.BEGIN_LATER)
-            conn.execute(postgres.COMMIT)  # no statement at all
-            conn.execute("INSERT INTO later_check VALUES (2)")  # after it, plain autocommit
-            assert _status(conn) == postgres._IDLE
-            assert conn.execute("SELECT count(*) FROM later_check").fetchone() == (2,)
-        finally:
-            connector.release(conn)
+def test_begin_later_commits_a_lone_statement_without_begin_or_commit(lent: tuple[Any, Any]) -> None:
+    _, conn = lent
+    conn.execute("CREATE TEMPORARY TABLE later_check (v integer)")
+    conn.execute(postgres.BEGIN_LATER)
+    conn.execute("INSERT INTO later_check VALUES (1)")
+    assert _status(conn) == postgres._IDLE  # committed on its own: no BEGIN went out
+    conn.execute(postgres.COMMIT)  # nothing to commit: not sent
+    assert conn.later == 0 and _status(conn) == postgres._IDLE
+    conn.execute(postgres.BEGIN_LATER)
+    conn.execute(postgres.COMMIT)  # no statement at all
+    conn.execute("INSERT INTO later_check VALUES (2)")  # after it, plain autocommit
+    assert _status(conn) == postgres._IDLE
+    assert conn.execute("SELECT count(*) FROM later_check").fetchone() == (2,)
 
 
-def test_begin_later_opens_the_transaction_before_a_second_statement(postgres_url: str) -> None:
+def test_begin_later_opens_the_transaction_before_a_second_statement(lent: tuple[Any, Any]) -> None:
     """The first statement stays committed; the second and later ones commit or roll back together."""
-    with Store(postgres_url) as store:
-        connector = store._connector
-        conn = connector.acquire()
-        try:
-            conn.execute("CREATE TEMPORARY TABLE later_check (v integer)")
-            conn.execute(postgres.BEGIN_LATER)
-            conn.execute("INSERT INTO later_check VALUES (1)")
-            conn.execute("INSERT INTO later_check VALUES (2)")
-            assert _status(conn) == 2  # PQTRANS_INTRANS: BEGIN went out before the second statement
-            conn.execute("INSERT INTO later_check VALUES (3)")
-            connector.rollback(conn)
-            assert conn.later == 0 and _status(conn) == postgres._IDLE
-            assert conn.execute("SELECT v FROM later_check").fetchall() == [(1,)]
-            conn.execute(postgres.BEGIN_LATER)
-            conn.execute("INSERT INTO later_check VALUES (4)")
-            conn.execute("INSERT INTO later_check VALUES (5)")
-            conn.execute(postgres.COMMIT)
-            assert _status(conn) == postgres._IDLE
-            assert conn.execute("SELECT count(*) FROM later_check").fetchone() == (3,)
-        finally:
-            connector.release(conn)
+    connector, conn = lent
+    conn.execute("CREATE TEMPORARY TABLE later_check (v integer)")
+    conn.execute(postgres.BEGIN_LATER)
+    conn.execute("INSERT INTO later_check VALUES (1)")
+    conn.execute("INSERT INTO later_check VALUES (2)")
+    assert _status(conn) == 2  # PQTRANS_INTRANS: BEGIN went out before the second statement
+    conn.execute("INSERT INTO later_check VALUES (3)")
+    connector.rollback(conn)
+    assert conn.later == 0 and _status(conn) == postgres._IDLE
+    assert conn.execute("SELECT v FROM later_check").fetchall() == [(1,)]
+    conn.execute(postgres.BEGIN_LATER)
+    conn.execute("INSERT INTO later_check VALUES (4)")
+    conn.execute("INSERT INTO later_check VALUES (5)")
+    conn.execute(postgres.COMMIT)
+    assert _status(conn) == postgres._IDLE
+    assert conn.execute("SELECT count(*) FROM later_check").fetchone() == (3,)
 
 
 def test_begin_later_never_outlives_the_connection_going_back(postgres_url: str) -> None:
