@@ -10,11 +10,12 @@ Sides, each a loop over inputs prepared before timing:
   transaction as the library sends it (``BEGIN IMMEDIATE … COMMIT`` on SQLite; on psycopg BEGIN and COMMIT
   through libpq's ``exec_``, and none at all for a write whose first statement may commit alone,
   ``Operation.alone``: claim, heartbeat, fail, cancel).
-- ``checked floor`` (create, heartbeat, complete, fail, requeue_expired): the bare floor's SQL in the same
-  transaction plus what the operation must do besides it, on the library's inputs — the same ``validate``
-  checks, the clock, its parameters made from its arguments (id, digest, JSON, timestamps), the row count
-  checked, the same result objects — inline, with no runner and no generator (``checked_floors``): what any
-  code doing what the operation does costs at least. Where it is over a target, the target is beyond reach.
+- ``checked floor`` (create, claim_next, claim_batch, heartbeat, complete, fail, requeue_expired): the bare
+  floor's SQL in the same transaction plus what the operation must do besides it, on the library's inputs —
+  the same ``validate`` checks, the clock, its parameters made from its arguments (id, digest, JSON,
+  timestamps), the row count checked, the same result objects — inline, with no runner and no generator
+  (``checked_floors``): what any code doing what the operation does costs at least. Where it is over a
+  target, the target is beyond reach.
 
 Writes get their jobs from ``benchmarks.data.add_jobs`` before each batch (untimed): a claim always finds a
 pending job, a heartbeat, complete or fail a job processing by the right worker, a cancel a pending one.
@@ -35,6 +36,7 @@ from typing import Any
 from musicstore import Generation, Requeued, Status, Store, ops, validate
 from musicstore.ids import check_id, new_id
 from musicstore.models import prompt_digest, to_micros
+from musicstore.ops.jobs import CANDIDATES
 from musicstore.queries import load
 
 from . import fair
@@ -492,8 +494,62 @@ def checked_floors(bare: Bare, done: dict[str, Any]) -> dict[str, Callable[[Any]
         requeue_tx({"now": stamp(datetime.now(UTC)), "max_attempts": attempts})
         return Requeued(sorted(r[0] for r in found[0]), sorted(r[0] for r in found[1]))
 
+    fast, heads, claim_head = sql("claim_fast"), sql("queue_heads"), sql("claim_lane_head")
+
+    def claim_row(params: dict[str, Any]) -> Any:
+        """claim_fast's row; after PostgreSQL's row of NULLs (its lanes' heads do not decide the claim) the
+        lanes ranked and the best one's head taken, as the bare floor does."""
+        row = ex(fast, params).fetchone()
+        if row is None or row[0] is not None:
+            return row
+        ranked = {"now": params["now"], "default_limit": params["default_limit"], "limit": CANDIDATES}
+        for lane, max_running, *_ in ex(heads, ranked).fetchall():
+            lane_params = {**params, "owner_key": lane, "max_running": max_running}
+            del lane_params["default_limit"]
+            row = ex(claim_head, lane_params).fetchone()
+            if row is not None:
+                return row
+        return None
+
+    taken: list[Generation] = []
+
+    def claim_body(params: dict[str, Any]) -> None:
+        row = claim_row(params)
+        taken[:] = [] if row is None else [decode(row)]
+
+    claim_tx = w(claim_body, alone=ops.claim_next.alone)
+
+    def claim_params(worker_id: str) -> dict[str, Any]:
+        worker = validate.name(worker_id, "worker_id")
+        lease = timedelta(0, validate.seconds(300.0, "lease_seconds"))
+        now = datetime.now(UTC)
+        return {"worker_id": worker, "now": stamp(now), "lease_expires_at": stamp(now + lease),
+                "default_limit": None}  # fmt: skip
+
+    def claim(_: None) -> Generation | None:
+        claim_tx(claim_params("bench-lib"))
+        return taken[0] if taken else None
+
+    def claim_batch_body(x: tuple[dict[str, Any], int]) -> None:
+        params, count = x
+        taken.clear()
+        while len(taken) < count:
+            row = claim_row(params)
+            if row is None:
+                break
+            taken.append(decode(row))
+
+    claim_batch_tx = w(claim_batch_body)
+
+    def claim_batch(_: None) -> list[Generation]:
+        count = validate.integer(10, "count", 1, validate.MAX_PAGE)
+        claim_batch_tx((claim_params("bench-lib"), count))
+        return list(taken)
+
     return {
         "create": create,
+        "claim": claim,
+        "claim_batch": claim_batch,
         "heartbeat": beat,
         "complete": complete,
         "fail": fail,

@@ -114,3 +114,35 @@ def test_checked_floors_return_the_librarys_results(stores: tuple[Store, Bare]) 
     assert all(store.get_generation(gid).is_pending for gid in taken.requeued)  # type: ignore[union-attr]
     assert store.requeue_expired() == Requeued([], [])  # nothing left for the library to take
     assert NO_DELAY == {"base_seconds": 0.0, "cap_seconds": 0.0, "jitter": 0.0}
+
+
+class _Undo(Exception):
+    """Leaves a transaction rolled back."""
+
+
+def test_checked_claim_floors_take_what_the_library_takes(stores: tuple[Store, Bare]) -> None:
+    """The claims' checked floors take the job the library would take (asked first, then rolled back) and
+    return the same object, up to the claim's moments."""
+    from benchmarks.data import add_jobs
+    from benchmarks.store_ops import checked_floors
+    from musicstore import Status
+
+    store, bare = stores
+    checked = checked_floors(bare, {})
+    add_jobs(store, 12)
+    moments: dict[str, Any] = dict.fromkeys(("started_at", "lease_expires_at"))
+    with pytest.raises(_Undo), store.transaction() as tx:
+        ours = tx.claim_next("bench-lib")
+        raise _Undo
+    theirs = checked["claim"](None)
+    assert ours is not None and type(theirs) is Generation
+    assert theirs.status is Status.PROCESSING and theirs == store.get_generation(theirs.id)
+    assert replace(theirs, **moments) == replace(ours, **moments)
+    with pytest.raises(_Undo), store.transaction() as tx:
+        batch = tx.claim_batch("bench-lib", 10)
+        raise _Undo
+    taken = checked["claim_batch"](None)
+    assert isinstance(taken, list)
+    assert len(batch) == 10 and [type(g) for g in taken] == [Generation] * 10
+    assert [store.get_generation(g.id) for g in taken] == taken
+    assert [replace(g, **moments) for g in taken] == [replace(g, **moments) for g in batch]
