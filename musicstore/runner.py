@@ -199,7 +199,10 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
                 if returns is ONE:
                     row = cursor.fetchone()
                     cursor.close()
-                    found.append(None if row is None else build(row))
+                    if row is None:  # no row: the last query to run (``Fixed``)
+                        found.append(None)
+                        break
+                    found.append(build(row))
                 else:
                     found.append(rows_of(cursor.fetchall(), build))
         result = finish(found, moment, *checked)

@@ -165,8 +165,8 @@ class Store(Driver, Operations):
         """``ops.claim_next`` (``options``: its keyword arguments); with ``wait``, up to that many seconds
         for a job to claim when none is pending (woken by NOTIFY on PostgreSQL, a ``PRAGMA data_version``
         poll on SQLite; ``musicstore.waiting``). Not inside a transaction."""
-        if wait is None:
-            return self.run(ops.claim_next, worker_id, **options)
+        if wait is None:  # the direct write (``bound``), which defers to an open transaction itself
+            return self.bound(ops.claim_next)(worker_id, **options)
         seconds = waiting.seconds(wait, "wait")
         if self._local.tx is not None:
             raise InvalidInput("claim_next(wait=...) cannot wait inside a transaction; call it outside one")
@@ -338,27 +338,34 @@ def _direct_read(store: Store, op: Operation[P, T]) -> Callable[P, T]:
 def _direct_write(store: Store, op: Operation[P, T]) -> Callable[P, T]:
     """``store.run(op, ...)`` for a write, as one function: in a transaction of its own (``BEGIN IMMEDIATE``
     on SQLite, its backend's ``BEGIN_WRITE``), the operation's steps answered by ``runner.drive``, or a
-    ``Fixed`` write run without its generator (``runner.fixed_write``); run again from its first step after a
-    ``WriteConflict`` (up to ``runner.CONFLICT_RETRIES`` times); inside the thread's transaction it defers to
-    ``run``. The argument checks run before any connection is taken."""
+    ``Fixed`` write run without its generator (``runner.fixed_write``) unless its ``first`` gives steps for
+    the call; run again from its first step after a ``WriteConflict`` (up to ``runner.CONFLICT_RETRIES``
+    times); inside the thread's transaction it defers to ``run``. The argument checks run before any
+    connection is taken."""
     local, run = store._local, store.run
     connector = store._connector
     acquire, release, rollback = connector.acquire, connector.release, connector.rollback
     begin_write, end = connector.BEGIN_LATER if op.alone else connector.BEGIN_WRITE, connector.COMMIT
     errors, translate = connector.errors, connector.translate
     prepare: Callable[..., tuple[Any, ...]]
+    stepped = functools.partial(start, op), functools.partial(drive, store)  # body(conn, steps, step)
+    first = None
     if op.fixed is not None:
         prepare, body = op.fixed.check, fixed_write(store, op)  # body(conn, *checked)
+        first = op.fixed.first  # a call it gives steps for runs as ``stepped``
     else:
-        prepare, body = functools.partial(start, op), functools.partial(drive, store)  # (conn, steps, step)
+        prepare, body = stepped
 
     def write(*args: P.args, **kwargs: P.kwargs) -> T:
         if local.tx is not None:
             return run(op, *args, **kwargs)
         attempt = 0
         while True:
+            runs = body
             try:
                 prepared = prepare(*args, **kwargs)  # the argument checks
+                if first is not None and first(*prepared) is not None:
+                    prepared, runs = stepped[0](*args, **kwargs), stepped[1]  # checked again: cheap, rare
             except StopIteration as done:  # an operation that needs no database
                 return done.value  # type: ignore[no-any-return]
             try:
@@ -366,7 +373,7 @@ def _direct_write(store: Store, op: Operation[P, T]) -> Callable[P, T]:
                 try:
                     conn.execute(begin_write)
                     try:
-                        result: T = body(conn, *prepared)
+                        result: T = runs(conn, *prepared)
                         conn.execute(end)
                     except BaseException:
                         rollback(conn)

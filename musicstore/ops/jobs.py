@@ -35,8 +35,8 @@ from ..errors import (
     NotFound,
 )
 from ..ids import check_id, new_id
-from ..models import Generation, Requeued, RetryPolicy, Status, columns
-from .prompts import track_prompt
+from ..models import Generation, Requeued, RetryPolicy, Status, columns, prompt_digest
+from .prompts import digest_taken
 from .reads import GENERATION
 from .steps import EXPLAIN, NOW, Call, Explain, Params, Steps, writer, writer_alone, writes_fixed
 
@@ -112,7 +112,52 @@ def _ids(names: Sequence[str]) -> Callable[[Sequence[Any]], Any]:
     return itemgetter(list(names).index("id"))
 
 
-@writer
+def _create_params(
+    now: datetime, stamp: Stamp, fields: Params, encoded: str, metadata: dict[str, Any] | None
+) -> tuple[Params, Params]:
+    at, text, run_after = stamp(now), fields["prompt"], fields["run_after"]
+    digest = prompt_digest(text)
+    insert = {**fields, "created_at": at, "metadata": encoded, "prompt_digest": digest}
+    if run_after is not None:
+        insert["run_after"] = stamp(run_after)
+    return {"digest": digest, "text": text, "now": at}, insert
+
+
+def _created(fields: Params, now: datetime, metadata: dict[str, Any] | None) -> Generation:
+    return Generation(**fields, created_at=now, status=Status.PENDING, metadata=dict(metadata or {}))
+
+
+def _create_finish(
+    found: list[Any], now: datetime, fields: Params, encoded: str, metadata: dict[str, Any] | None
+) -> Generation:
+    if found[0] is None:  # the prompt upsert updates only a row with the same text (nothing was inserted)
+        raise digest_taken()
+    return _created(fields, now, metadata)
+
+
+def _create_first(
+    fields: Params, encoded: str, metadata: dict[str, Any] | None
+) -> Steps[Generation | None] | None:
+    """With an idempotency key: the generation created with it before (the key's lock taken first), after
+    checking it was asked the same; None: create it."""
+    key = fields["idempotency_key"]
+    return None if key is None else _created_before(key, fields, metadata)
+
+
+def _created_before(key: str, fields: Params, metadata: dict[str, Any] | None) -> Steps[Generation | None]:
+    yield Call("lock_idempotency_key", {"idempotency_key": key}, LOCKED)
+    earlier: Generation | None = yield Call("get_by_idempotency_key", {"idempotency_key": key}, GENERATION)
+    if earlier is not None:
+        _same_request(earlier, {**fields, "metadata": dict(metadata or {})})
+    return earlier
+
+
+@writes_fixed(
+    (("track_prompt", TRACKED), ("insert_generation", None)),
+    _create_params,
+    _create_finish,
+    first=_create_first,
+)
 def create_generation(
     prompt: str,
     *,
@@ -126,7 +171,7 @@ def create_generation(
     run_after: datetime | None = None,
     owner_key: str | None = None,
     idempotency_key: str | None = None,
-) -> Steps[Generation]:
+) -> tuple[Params, str, dict[str, Any] | None]:
     """Enqueue a pending generation and count its prompt's use, in one transaction.
 
     ``priority``: higher is claimed first (-32768 to 32767). ``run_after``: not claimed before this moment.
@@ -138,7 +183,7 @@ def create_generation(
     """
     encoded = "{}" if metadata is None else validate.metadata(metadata)
     key = validate.name(idempotency_key, "idempotency_key", optional=True)
-    fields: dict[str, Any] = {
+    fields: Params = {
         "id": new_id(),
         "prompt": validate.prompt(prompt),
         "model_name": validate.name(model_name, "model_name"),
@@ -150,20 +195,8 @@ def create_generation(
         "run_after": None if run_after is None else validate.moment(run_after, "run_after"),
         "owner_key": validate.name(owner_key, "owner_key", optional=True),
         "idempotency_key": key,
-        "created_at": (yield NOW),
     }
-    row = Generation(**fields, status=Status.PENDING, metadata=dict(metadata or {}))
-    if key is not None:
-        yield Call("lock_idempotency_key", {"idempotency_key": key}, LOCKED)
-        found = {"idempotency_key": key}
-        earlier: Generation | None = yield Call("get_by_idempotency_key", found, GENERATION)
-        if earlier is not None:
-            _same_request(earlier, row)
-            return earlier
-    digest, _ = yield from track_prompt(row.prompt, row.created_at, TRACKED)
-    fields["metadata"], fields["prompt_digest"] = encoded, digest  # the row is made: these are the insert's
-    yield Call("insert_generation", fields)
-    return row
+    return fields, encoded, metadata
 
 
 _REQUEST = (
@@ -174,11 +207,11 @@ _REQUEST = (
 a request may compute it again)."""
 
 
-def _same_request(earlier: Generation, asked: Generation) -> None:
-    differ = [name for name in _REQUEST if getattr(earlier, name) != getattr(asked, name)]
+def _same_request(earlier: Generation, asked: Params) -> None:
+    differ = [name for name in _REQUEST if getattr(earlier, name) != asked[name]]
     if differ:
         raise IdempotencyConflict(
-            f"idempotency key {asked.idempotency_key!r} was used for generation {earlier.id} with another "
+            f"idempotency key {asked['idempotency_key']!r} was used for generation {earlier.id} with another "
             f"{', '.join(differ)}; use a new key for a new request",
             existing_id=earlier.id,
         )
@@ -222,16 +255,16 @@ def _claim_lane(
     return claimed
 
 
-def _claim_one(params: dict[str, Any], default_limit: int | None, wait: bool) -> Steps[Generation | None]:
-    """Claim the head of the best lane that still has one, or None. ``wait``: the first lane with a limit
+def _claim_one(params: dict[str, Any], wait: bool) -> Steps[Generation | None]:
+    """Claim the head of the best lane that still has one, or None. ``params``: ``claim_fast``'s (the other
+    queries bind the names they have of them and ignore the rest). ``wait``: the first lane with a limit
     waits for its lock (on PostgreSQL) if it is not had at once, the others are skipped while another
     claimer holds theirs; a caller that already wrote in this transaction passes False, so that it never
     waits while holding a lock."""
-    fast: Generation | _Undecided | None = yield Call(
-        "claim_fast", {**params, "default_limit": default_limit}, _fast
-    )
+    fast: Generation | _Undecided | None = yield Call("claim_fast", params, _fast)
     if not isinstance(fast, _Undecided):
         return fast  # claimed, or None: no lane has a ready job and room
+    default_limit = params["default_limit"]
     decided = yield from _decided_lane(params["now"], default_limit)
     if decided is not None:
         owner_key, max_running, locked = decided
@@ -266,10 +299,10 @@ def claim_next(
     """
     worker = validate.name(worker_id, "worker_id")
     lease = lease_of(validate.seconds(lease_seconds, "lease_seconds"))
-    default_limit = _limit(owner_limit)
+    key_limit = _limit(owner_limit)
     now = yield NOW
-    params = {"worker_id": worker, "now": now, "lease_expires_at": now + lease}
-    claimed: Generation | None = yield from _claim_one(params, default_limit, True)
+    params = {"worker_id": worker, "now": now, "lease_expires_at": now + lease, "default_limit": key_limit}
+    claimed: Generation | None = yield from _claim_one(params, True)
     return claimed
 
 
@@ -286,12 +319,12 @@ def claim_batch(
     worker = validate.name(worker_id, "worker_id")
     limit = validate.integer(count, "count", 1, validate.MAX_PAGE)
     lease = lease_of(validate.seconds(lease_seconds, "lease_seconds"))
-    default_limit = _limit(owner_limit)
+    key_limit = _limit(owner_limit)
     now = yield NOW
-    params = {"worker_id": worker, "now": now, "lease_expires_at": now + lease}
+    params = {"worker_id": worker, "now": now, "lease_expires_at": now + lease, "default_limit": key_limit}
     claimed: list[Generation] = []
     while len(claimed) < limit:
-        one = yield from _claim_one(params, default_limit, not claimed)
+        one = yield from _claim_one(params, not claimed)
         if one is None:
             break
         claimed.append(one)

@@ -71,8 +71,12 @@ class Fixed(NamedTuple):
     taken); ``params(now, stamp, *checked)`` gives each query's parameters (one dict may serve several
     queries), each datetime among them as ``stamp`` gives it (the backend's encoding of a moment, or the
     datetime itself where the driver encodes the parameters: ``unchanged``);
-    ``finish(found, now, *checked)`` makes the result of what the queries returned, in order, or returns
-    ``EXPLAIN``; ``explain(*checked)`` is then the steps whose result is the error to raise.
+    ``finish(found, now, *checked)`` makes the result of what the queries returned, in order (a query that
+    returns None, a ``^`` query that found no row, is the last to run), or returns ``EXPLAIN``;
+    ``explain(*checked)`` is then the steps whose result is the error to raise.
+    ``first(*checked)``, where given: None when the call is the fixed queries alone, else the steps that run
+    before them (after the clock), whose result, unless None, is the operation's (the fixed queries are then
+    not run); a driver runs such a call through the operation's steps.
     """
 
     queries: tuple[tuple[str, RowReader[Any] | None], ...]
@@ -80,6 +84,7 @@ class Fixed(NamedTuple):
     params: Callable[..., tuple[Params, ...]]
     finish: Callable[..., Any]
     explain: Callable[..., Generator[Step, Any, Exception]] | None
+    first: Callable[..., Generator[Step, Any, Any] | None] | None = None
 
 
 Plan = tuple[str, Params, "RowReader[Any] | None", Callable[[Any], T]]
@@ -184,21 +189,31 @@ def writes_fixed(
     explain: Callable[..., Generator[Step, Any, Exception]] | None = None,
     *,
     alone: bool = False,
+    first: Callable[..., Generator[Step, Any, T | None] | None] | None = None,
 ) -> Callable[[Callable[P, tuple[Any, ...]]], Operation[P, T]]:
     """Make a function of the arguments that checks them and returns them checked a writing operation of
     fixed ``queries`` (``Fixed``; the function's name and docstring are the operation's). ``alone``: its first
-    query is the whole write, or changes nothing (``Operation``)."""
+    query is the whole write, or changes nothing (``Operation``). ``first``: what some calls run before the
+    fixed queries (``Fixed``)."""
 
     def make(check: Callable[P, tuple[Any, ...]]) -> Operation[P, T]:
-        fixed = Fixed(queries, check, params, finish, explain)
+        fixed = Fixed(queries, check, params, finish, explain, first)
 
         @functools.wraps(check)
         def steps(*args: P.args, **kwargs: P.kwargs) -> Steps[T]:
             checked = check(*args, **kwargs)
             now = yield NOW
+            before = None if first is None else first(*checked)
+            if before is not None:
+                earlier = yield from before
+                if earlier is not None:
+                    return earlier
             found = []
             for (name, rows), given in zip(queries, params(now, unchanged, *checked), strict=True):
-                found.append((yield Call(name, given, rows)))
+                answer = yield Call(name, given, rows)
+                found.append(answer)
+                if answer is None:
+                    break
             result = finish(found, now, *checked)
             if result is EXPLAIN:
                 assert explain is not None, f"{steps.__name__}: EXPLAIN without explain steps"
