@@ -18,7 +18,7 @@ from . import validate
 from .errors import InvalidInput, MigrationError
 from .migrate import shipped_migrations
 from .models import RowReader
-from .ops import EXPLAIN, NOW, Operation, Params, Step, Steps
+from .ops import EXPLAIN, MORE, NOW, Operation, Params, Step, Steps
 from .ops.steps import unchanged
 from .queries import COUNT, ONE, Query, execute_async, load, rows_of
 
@@ -155,29 +155,33 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
     generator: ``run(conn, *checked)``, ``checked`` what ``op.fixed.check`` returned for the operation's
     arguments. The clock as ``drive`` answers ``NOW``, each query as ``queries.execute`` runs it, inlined as
     in ``drive`` (its moments made by the connector's ``stamp`` where it has one, else the parameters
-    encoded, one dict serving several queries once), the same result, and the same error: ``explain``'s,
-    driven by ``drive`` in the same transaction."""
+    encoded, one dict serving several queries once; each looked up by name when it runs, as ``drive`` does),
+    the same result (``more``'s, driven by ``drive`` in the same transaction, when ``finish`` asks for
+    them), and the same error: ``explain``'s, driven by ``drive`` in the same transaction."""
     fixed = op.fixed
     if fixed is None:
         raise TypeError(f"{op.__name__} is not a write of fixed queries")
-    run_queries = [(driver._queries[name], rows) for name, rows in fixed.queries]
-    params_of, finish, connector = fixed.params, fixed.finish, driver._connector
+    named, params_of, finish, connector = fixed.queries, fixed.params, fixed.finish, driver._connector
     stamp: Callable[[Any], Any] | None = getattr(connector, "stamp", None)
     encode: Callable[[Params], Params] | None = None
     if stamp is None:  # a connector without ``stamp`` encodes the parameters (psycopg: nothing to do)
         stamp, encode = unchanged, connector.encode
 
-    if len(run_queries) == 1 and run_queries[0][0].returns is COUNT:  # one UPDATE: its row count
-        sql = run_queries[0][0].sql
+    kinds = {name: query.returns for name, query in driver._queries.items()}
+    if len(named) == 1 and kinds[named[0][0]] is COUNT:  # one UPDATE: its row count
+        name = named[0][0]
 
         def count(conn: Any, *checked: Any) -> T:
             clock = driver.clock
             moment = now() if clock is utcnow else validate.moment(clock(), CLOCK)
             (each,) = params_of(moment, stamp, *checked)
+            sql = driver._queries[name].sql  # looked up by name on each run, as ``drive`` does
             changed = conn.execute(sql, each if encode is None or not each else encode(each)).rowcount
             result = finish([changed], moment, *checked)
             if result is EXPLAIN:
                 raise _explained(driver, conn, op, checked)
+            if result is MORE:
+                return _more(driver, conn, op, moment, checked)
             return result  # type: ignore[no-any-return]
 
         return count
@@ -187,7 +191,9 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
         moment = now() if clock is utcnow else validate.moment(clock(), CLOCK)
         found: list[Any] = []
         given = params = None
-        for (query, rows), each in zip(run_queries, params_of(moment, stamp, *checked), strict=True):
+        queries = driver._queries
+        for (name, rows), each in zip(named, params_of(moment, stamp, *checked), strict=True):
+            query = queries[name]
             if each is not given:
                 given, params = each, each if encode is None or not each else encode(each)
             cursor = conn.execute(query.sql, params)  # queries.execute, inlined as in drive
@@ -208,6 +214,8 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
         result = finish(found, moment, *checked)
         if result is EXPLAIN:
             raise _explained(driver, conn, op, checked)
+        if result is MORE:
+            return _more(driver, conn, op, moment, checked)
         return result  # type: ignore[no-any-return]
 
     return run
@@ -221,6 +229,21 @@ def _explained(driver: Driver, conn: Any, op: Operation[P, Any], checked: tuple[
         raise TypeError(f"{op.__name__}: EXPLAIN without explain steps")
     steps = explain(*checked)
     return drive(driver, conn, steps, next(steps))
+
+
+def _more(driver: Driver, conn: Any, op: Operation[P, T], moment: Any, checked: tuple[Any, ...]) -> T:
+    """The result of a ``Fixed`` write whose ``finish`` returned ``MORE``: its ``more`` steps', driven by
+    ``drive`` in the same transaction at the same ``moment``."""
+    more = op.fixed.more if op.fixed is not None else None
+    if more is None:
+        raise TypeError(f"{op.__name__}: MORE without more steps")
+    steps = more(moment, *checked)
+    try:
+        step = next(steps)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    result: T = drive(driver, conn, steps, step)
+    return result
 
 
 def drive(driver: Driver, conn: Any, steps: Steps[T], step: Step) -> T:

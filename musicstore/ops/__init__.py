@@ -55,10 +55,12 @@ from .renditions import (
 )
 from .steps import (
     EXPLAIN,
+    MORE,
     NOW,
     Call,
     Explain,
     Fixed,
+    More,
     Operation,
     Params,
     Query,
@@ -78,6 +80,7 @@ __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "EXPLAIN",
     "GENERATION",
+    "MORE",
     "NOW",
     "PROMPT",
     "RENDITION",
@@ -86,6 +89,7 @@ __all__ = [
     "Call",
     "Explain",
     "Fixed",
+    "More",
     "Operation",
     "Params",
     "Query",

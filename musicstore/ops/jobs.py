@@ -38,7 +38,7 @@ from ..ids import check_id, new_id
 from ..models import Generation, Requeued, RetryPolicy, Status, columns, prompt_digest
 from .prompts import digest_taken
 from .reads import GENERATION
-from .steps import EXPLAIN, NOW, Call, Explain, Params, Steps, writer, writer_alone, writes_fixed
+from .steps import EXPLAIN, MORE, NOW, Call, Explain, More, Params, Steps, writer, writer_alone, writes_fixed
 
 DEFAULT_LEASE_SECONDS = 300.0
 """How long a claim is held without a heartbeat before ``requeue_expired`` may take it back."""
@@ -257,13 +257,19 @@ def _claim_lane(
 
 def _claim_one(params: dict[str, Any], wait: bool) -> Steps[Generation | None]:
     """Claim the head of the best lane that still has one, or None. ``params``: ``claim_fast``'s (the other
-    queries bind the names they have of them and ignore the rest). ``wait``: the first lane with a limit
-    waits for its lock (on PostgreSQL) if it is not had at once, the others are skipped while another
-    claimer holds theirs; a caller that already wrote in this transaction passes False, so that it never
-    waits while holding a lock."""
+    queries bind the names they have of them and ignore the rest). ``wait``: as ``_claim_undecided``'s."""
     fast: Generation | _Undecided | None = yield Call("claim_fast", params, _fast)
     if not isinstance(fast, _Undecided):
         return fast  # claimed, or None: no lane has a ready job and room
+    claimed: Generation | None = yield from _claim_undecided(params, wait)
+    return claimed
+
+
+def _claim_undecided(params: dict[str, Any], wait: bool) -> Steps[Generation | None]:
+    """The claim after ``claim_fast`` left it undecided (PostgreSQL): the head of the best lane that still has
+    one, or None. ``wait``: the first lane with a limit waits for its lock if it is not had at once, the
+    others are skipped while another claimer holds theirs; a caller that already wrote in this transaction
+    passes False, so that it never waits while holding a lock."""
     default_limit = params["default_limit"]
     decided = yield from _decided_lane(params["now"], default_limit)
     if decided is not None:
@@ -285,10 +291,38 @@ def _claim_one(params: dict[str, Any], wait: bool) -> Steps[Generation | None]:
     return None
 
 
-@writer_alone
+def _claim_params(
+    now: datetime, stamp: Stamp, worker: str | None, lease: timedelta, key_limit: int | None
+) -> tuple[Params]:
+    return (
+        {
+            "worker_id": worker,
+            "now": stamp(now),
+            "lease_expires_at": stamp(now + lease),
+            "default_limit": key_limit,
+        },
+    )
+
+
+def _claim_finish(
+    found: list[Any], now: datetime, worker: str | None, lease: timedelta, key_limit: int | None
+) -> Generation | More | None:
+    fast = found[0]  # claimed, or None: no lane has a ready job and room
+    return MORE if isinstance(fast, _Undecided) else fast
+
+
+def _claim_more(
+    now: datetime, worker: str | None, lease: timedelta, key_limit: int | None
+) -> Steps[Generation | None]:
+    params = {"worker_id": worker, "now": now, "lease_expires_at": now + lease, "default_limit": key_limit}
+    claimed: Generation | None = yield from _claim_undecided(params, True)
+    return claimed
+
+
+@writes_fixed((("claim_fast", _fast),), _claim_params, _claim_finish, more=_claim_more, alone=True)
 def claim_next(
     worker_id: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS, owner_limit: int | None = None
-) -> Steps[Generation | None]:
+) -> tuple[str | None, timedelta, int | None]:
     """Take the next pending generation in the queue's order for ``worker_id`` (pending → processing), or
     None if none is ready.
 
@@ -297,13 +331,11 @@ def claim_next(
     many generations of one owner key may be processing at once, for keys without a limit of their own
     (``set_owner_limit``); None: no limit. Generations without an owner key are never limited.
     """
-    worker = validate.name(worker_id, "worker_id")
-    lease = lease_of(validate.seconds(lease_seconds, "lease_seconds"))
-    key_limit = _limit(owner_limit)
-    now = yield NOW
-    params = {"worker_id": worker, "now": now, "lease_expires_at": now + lease, "default_limit": key_limit}
-    claimed: Generation | None = yield from _claim_one(params, True)
-    return claimed
+    return (
+        validate.name(worker_id, "worker_id"),
+        lease_of(validate.seconds(lease_seconds, "lease_seconds")),
+        _limit(owner_limit),
+    )
 
 
 @writer

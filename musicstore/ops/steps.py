@@ -58,6 +58,18 @@ EXPLAIN = Explain()
 matched no row): the driver then runs its ``explain`` steps for the error to raise."""
 
 
+class More:
+    """The type of ``MORE``."""
+
+    __slots__ = ()
+
+
+MORE = More()
+"""What a ``Fixed`` write's ``finish`` returns when its queries did not settle the call (PostgreSQL's claim
+that another claimer's locks left undecided): the driver then runs its ``more`` steps, in the same
+transaction, for the result."""
+
+
 def unchanged(moment: Any) -> Any:
     """The ``stamp`` of a driver that encodes a ``Fixed`` write's parameters itself: the value as it is."""
     return moment
@@ -74,6 +86,7 @@ class Fixed(NamedTuple):
     ``finish(found, now, *checked)`` makes the result of what the queries returned, in order (a query that
     returns None, a ``^`` query that found no row, is the last to run), or returns ``EXPLAIN``;
     ``explain(*checked)`` is then the steps whose result is the error to raise.
+    ``more(now, *checked)``: the steps whose result is the operation's when ``finish`` returned ``MORE``.
     ``first(*checked)``, where given: None when the call is the fixed queries alone, else the steps that run
     before them (after the clock), whose result, unless None, is the operation's (the fixed queries are then
     not run); a driver runs such a call through the operation's steps.
@@ -85,6 +98,7 @@ class Fixed(NamedTuple):
     finish: Callable[..., Any]
     explain: Callable[..., Generator[Step, Any, Exception]] | None
     first: Callable[..., Generator[Step, Any, Any] | None] | None = None
+    more: Callable[..., Generator[Step, Any, Any]] | None = None
 
 
 Plan = tuple[str, Params, "RowReader[Any] | None", Callable[[Any], T]]
@@ -185,19 +199,20 @@ def reads_planned(plan: Callable[P, Plan[T]]) -> Operation[P, T]:
 def writes_fixed(
     queries: tuple[tuple[str, RowReader[Any] | None], ...],
     params: Callable[..., tuple[Params, ...]],
-    finish: Callable[..., T | Explain],
+    finish: Callable[..., T | Explain | More],
     explain: Callable[..., Generator[Step, Any, Exception]] | None = None,
     *,
     alone: bool = False,
     first: Callable[..., Generator[Step, Any, T | None] | None] | None = None,
+    more: Callable[..., Generator[Step, Any, T]] | None = None,
 ) -> Callable[[Callable[P, tuple[Any, ...]]], Operation[P, T]]:
     """Make a function of the arguments that checks them and returns them checked a writing operation of
     fixed ``queries`` (``Fixed``; the function's name and docstring are the operation's). ``alone``: its first
     query is the whole write, or changes nothing (``Operation``). ``first``: what some calls run before the
-    fixed queries (``Fixed``)."""
+    fixed queries, ``more``: what runs after them when they did not settle the call (``Fixed``)."""
 
     def make(check: Callable[P, tuple[Any, ...]]) -> Operation[P, T]:
-        fixed = Fixed(queries, check, params, finish, explain, first)
+        fixed = Fixed(queries, check, params, finish, explain, first, more)
 
         @functools.wraps(check)
         def steps(*args: P.args, **kwargs: P.kwargs) -> Steps[T]:
@@ -218,6 +233,9 @@ def writes_fixed(
             if result is EXPLAIN:
                 assert explain is not None, f"{steps.__name__}: EXPLAIN without explain steps"
                 raise (yield from explain(*checked))
+            if result is MORE:
+                assert more is not None, f"{steps.__name__}: MORE without more steps"
+                return (yield from more(now, *checked))
             return result  # type: ignore[return-value]
 
         return Operation(steps, writes=True, fixed=fixed, alone=alone)
