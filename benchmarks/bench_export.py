@@ -12,7 +12,10 @@ time; the table gives medians and minima, and beside the wall-clock ratios the m
 process (all threads) over the floor's: steadier than wall-clock on a machine shared with other jobs,
 blind to waits (the export's fsyncs). Each export's stages (measure, limit, quantize, write) come from
 its ExportResult. Peak memory is traced with tracemalloc for one export and compared with the clip's
-float32 size.
+float32 size. The batch needs both cores where the single exports need one, so each batch round also
+reads how much of the cores other processes kept busy (``/proc/stat``, Linux) and the ratio is given
+over the quiet rounds too (under 5 %), beside the cores the batch kept busy (its CPU time over its
+wall-clock).
 
 With ``--device``, every clip and the batch are torch tensors on that device, as a model hands them
 over. The floor then includes a bare ``.float().cpu()`` copy; "to host" is that copy alone, and
@@ -22,6 +25,7 @@ over. The floor then includes a bare ``.float().cpu()`` copy; "to host" is that 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -65,6 +69,8 @@ class Row:
     host_ms: float = float("nan")
     convert_ms: float = float("nan")
     singles: list[float] | None = None  # batch rows: the same clips through export_audio one at a time
+    others: list[float] | None = None  # batch rows: other processes' share of the cores, per round
+    cores: float = float("nan")  # batch rows: median CPU time over median wall-clock (cores kept busy)
 
 
 def median_ms(run: Callable[[], object], repeats: int) -> float:
@@ -165,14 +171,38 @@ def batch_case(clips: Any, root: Path, repeats: int) -> Row:
     def batch() -> None:
         results.extend(export_batch(clips, RATE, paths))
 
-    totals, floors, singles = [], [], []
+    totals, floors, singles, others = [], [], [], []
     for _ in range(repeats):  # batch, floor and sixteen single exports in turn
+        before = busy_seconds()
         totals += times_ms(batch, 1)
+        middle = busy_seconds()
         floors += times_ms(floor_all, 1)
+        after_floor = busy_seconds()
         singles += times_ms(singles_all, 1)
+        shares = (
+            others_share(before, middle, totals[-1], CPU_MS[batch][-1]),
+            others_share(after_floor, busy_seconds(), singles[-1], CPU_MS[singles_all][-1]),
+        )
+        others.append(max(shares))
     row = Row(f"batch of {clips.shape[0]}", results, totals, floors, float("nan"), *host_ms(clips, repeats))
-    row.singles, row.cpu_ratio = singles, cpu_ratio(batch, floor_all)
+    row.singles, row.cpu_ratio, row.others = singles, cpu_ratio(batch, floor_all), others
+    row.cores = statistics.median(CPU_MS[batch]) / statistics.median(totals)
     return row
+
+
+def busy_seconds() -> float:
+    """Seconds all CPUs of the machine have been busy (Linux ``/proc/stat``; NaN elsewhere)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except OSError:
+        return float("nan")
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+
+
+def others_share(start: float, end: float, wall_ms: float, cpu_ms: float) -> float:
+    """The share of the machine's cores that other processes kept busy while this one ran ``wall_ms``."""
+    return max(end - start - cpu_ms / 1e3, 0.0) / ((os.cpu_count() or 1) * wall_ms / 1e3)
 
 
 def stage_medians(results: list[ExportResult]) -> dict[str, float]:
@@ -234,10 +264,25 @@ def report(rows: list[Row], seconds: float, source: str) -> None:
             low = min(row.totals) / min(row.singles)
             print(f"\n{row.case} over the same clips exported one at a time: {median:.2f} (median), "
                   f"{low:.2f} (min); singles {statistics.median(row.singles):.0f} ms median, "
-                  f"{min(row.singles):.0f} ms min; target ≤ 0.6")  # fmt: skip
+                  f"{min(row.singles):.0f} ms min; target ≤ 0.6; "
+                  f"the batch kept {row.cores:.2f} cores busy")  # fmt: skip
+            print(quiet_rounds(row))
     loud = [r for row in rows for r in row.results if r.target_reached]
     print(f"\n{len(loud)} of {sum(len(r.results) for r in rows)} exports reached −16 LUFS; max true peak "
           f"{max(r.true_peak_after for row in rows for r in row.results):.2f} dBTP")  # fmt: skip
+
+
+def quiet_rounds(row: Row) -> str:
+    """The batch's ratio over the rounds in which other processes kept under 5 % of the cores busy (the
+    batch needs both cores; the single exports, one)."""
+    assert row.singles is not None and row.others is not None
+    shares = ", ".join(f"{share:.0%}" for share in row.others)
+    quiet = [t / s for t, s, o in zip(row.totals, row.singles, row.others, strict=True) if o < 0.05]
+    if not quiet:
+        return f"other processes' share of the cores, per round: {shares}; no quiet round"
+    return (f"other processes' share of the cores, per round: {shares}; in the {len(quiet)} quiet "
+            f"rounds (under 5 %) the batch read {statistics.median(quiet):.2f} (median), "
+            f"{min(quiet):.2f} (min)")  # fmt: skip
 
 
 def main() -> None:
