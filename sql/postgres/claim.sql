@@ -128,8 +128,10 @@ LIMIT 1;
 -- count is exact, and the claim's own trigger updates the row it holds. Returns the claimed row; no row when
 -- no lane has a ready job and room (nothing to claim: the claim is over); a row of NULLs when nothing was
 -- taken though a lane may have one: another claimer held the lanes or the jobs, or the keyed lane's head
--- waits for its run_after (h: its first ready job is further on, so the index does not rank the lane). The
--- claim then goes on with queue_decide.
+-- waits for its run_after (the lane row's head_run_after, migration 0014: its first ready job is further on,
+-- so the index does not rank the lane). A lane's row that another claim changed after this statement began
+-- is locked and checked for room in its newest version, as a job is. The claim then goes on with
+-- queue_decide.
 WITH claimed AS (
     UPDATE generations
     SET status = 'processing',
@@ -158,9 +160,9 @@ WITH claimed AS (
             END
             FROM (SELECT 1) AS one
             LEFT JOIN LATERAL (
-                SELECT l.owner_key, l.running, l.head_priority, l.head_created_at, l.head_id, h.run_after
+                SELECT l.owner_key, l.running, l.head_priority, l.head_created_at, l.head_id,
+                       l.head_run_after AS run_after
                 FROM owner_lanes AS l
-                JOIN generations AS h ON h.id = l.head_id
                 WHERE l.head_id IS NOT NULL
                   AND coalesce(
                       l.running < coalesce(

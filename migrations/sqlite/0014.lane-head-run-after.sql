@@ -1,0 +1,1 @@
+-- Nothing on SQLite (see 0014.lane-head-run-after.py).
