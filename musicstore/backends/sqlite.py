@@ -25,10 +25,11 @@ BEGIN_READ = "BEGIN"
 PRAGMAS = ("PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON")
 
 
-_last: list[tuple[datetime | None, int]] = [(None, 0)]
-"""In its one item, the moment ``encode`` converted last and its microseconds (an operation's ``now`` is
-often bound by several of its queries: ``create_generation``'s two). Held, so no other object can take its
-identity; one tuple, replaced whole, so a thread never reads one moment's microseconds with another."""
+_last: list[tuple[datetime | None, int, datetime | None, int]] = [(None, 0, None, 0)]
+"""In its one item, the two moments ``encode`` converted last, each with its microseconds, the latest first
+(an operation's moments are often bound by several of its queries: a claim batch's ``now`` and lease expiry
+by each claim). Held, so no other object can take their identity; one tuple, replaced whole, so a thread
+never reads one moment's microseconds with another."""
 
 
 def encode(params: dict[str, Any]) -> dict[str, Any]:
@@ -41,9 +42,11 @@ def encode(params: dict[str, Any]) -> dict[str, Any]:
             last = _last[0]
             if value is last[0]:
                 encoded[key] = last[1]
+            elif value is last[2]:
+                encoded[key] = last[3]
             else:
                 micros = encoded[key] = to_micros(value)
-                _last[0] = (value, micros)
+                _last[0] = (value, micros, last[0], last[1])
     return encoded
 
 

@@ -255,16 +255,6 @@ def _claim_lane(
     return claimed
 
 
-def _claim_one(params: dict[str, Any], wait: bool) -> Steps[Generation | None]:
-    """Claim the head of the best lane that still has one, or None. ``params``: ``claim_fast``'s (the other
-    queries bind the names they have of them and ignore the rest). ``wait``: as ``_claim_undecided``'s."""
-    fast: Generation | _Undecided | None = yield Call("claim_fast", params, _fast)
-    if not isinstance(fast, _Undecided):
-        return fast  # claimed, or None: no lane has a ready job and room
-    claimed: Generation | None = yield from _claim_undecided(params, wait)
-    return claimed
-
-
 def _claim_undecided(params: dict[str, Any], wait: bool) -> Steps[Generation | None]:
     """The claim after ``claim_fast`` left it undecided (PostgreSQL): the head of the best lane that still has
     one, or None. ``wait``: the first lane with a limit waits for its lock if it is not had at once, the
@@ -354,11 +344,14 @@ def claim_batch(
     key_limit = _limit(owner_limit)
     now = yield NOW
     params = {"worker_id": worker, "now": now, "lease_expires_at": now + lease, "default_limit": key_limit}
+    fast = Call("claim_fast", params, _fast)  # the same step for each claim
     claimed: list[Generation] = []
     while len(claimed) < limit:
-        one = yield from _claim_one(params, not claimed)
+        one: Generation | _Undecided | None = yield fast
+        if isinstance(one, _Undecided):  # PostgreSQL: never wait for a lock once this batch has written
+            one = yield from _claim_undecided(params, not claimed)
         if one is None:
-            break
+            break  # no lane has a ready job and room
         claimed.append(one)
     return claimed
 
