@@ -19,6 +19,7 @@ nothing though a lane may have a job: then ``queue_decide`` decides the lane (``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from operator import itemgetter
@@ -38,7 +39,7 @@ from ..ids import check_id, new_id
 from ..models import Generation, Requeued, RetryPolicy, Status, columns, prompt_digest
 from .prompts import digest_taken
 from .reads import GENERATION
-from .steps import EXPLAIN, MORE, NOW, Call, Explain, More, Params, Steps, writer, writer_alone, writes_fixed
+from .steps import EXPLAIN, MORE, NOW, Call, Explain, More, Params, Steps, writer, writes_fixed
 
 DEFAULT_LEASE_SECONDS = 300.0
 """How long a claim is held without a heartbeat before ``requeue_expired`` may take it back."""
@@ -137,14 +138,18 @@ def _create_finish(
 
 def _create_first(
     fields: Params, encoded: str, metadata: dict[str, Any] | None
-) -> Steps[Generation | None] | None:
+) -> Callable[[datetime], Steps[Generation | None]] | None:
     """With an idempotency key: the generation created with it before (the key's lock taken first), after
     checking it was asked the same; None: create it."""
+    if fields["idempotency_key"] is None:
+        return None
+    return functools.partial(_created_before, fields=fields, metadata=metadata)
+
+
+def _created_before(
+    now: datetime, fields: Params, metadata: dict[str, Any] | None
+) -> Steps[Generation | None]:
     key = fields["idempotency_key"]
-    return None if key is None else _created_before(key, fields, metadata)
-
-
-def _created_before(key: str, fields: Params, metadata: dict[str, Any] | None) -> Steps[Generation | None]:
     yield Call("lock_idempotency_key", {"idempotency_key": key}, LOCKED)
     earlier: Generation | None = yield Call("get_by_idempotency_key", {"idempotency_key": key}, GENERATION)
     if earlier is not None:
@@ -463,7 +468,30 @@ def complete_generation(
     return current  # the row as updated: this snapshot was read in the same transaction
 
 
-@writer_alone
+def _retry_params(now: datetime, stamp: Stamp, row: Params, retried: Params, retry: bool) -> tuple[Params]:
+    return ({**row, **retried, "now": stamp(now)},)
+
+
+def _retry_finish(found: list[int], now: datetime, *checked: Any) -> Status | More:
+    return Status.PENDING if found[0] == 1 else MORE  # no attempt left (or not processing): fail it
+
+
+def _failed(now: datetime, row: Params, retried: Params, retry: bool) -> Steps[Status]:
+    """processing → failed (``fail``'s second statement, or its only one without ``retry``)."""
+    changed = yield Call("fail_generation", {**row, "now": now})
+    if changed != 1:
+        raise (yield from _explain(row["id"], "failed", row["worker_id"]))
+    return Status.FAILED
+
+
+def _fail_first(row: Params, retried: Params, retry: bool) -> Callable[[datetime], Steps[Status]] | None:
+    """Without ``retry``: the failure alone (its only statement)."""
+    return None if retry else functools.partial(_failed, row=row, retried=retried, retry=retry)
+
+
+@writes_fixed(
+    (("retry_generation", None),), _retry_params, _retry_finish, first=_fail_first, more=_failed, alone=True
+)
 def fail(
     generation_id: str,
     error_message: str,
@@ -472,7 +500,7 @@ def fail(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     worker_id: str | None = None,
     backoff: RetryPolicy | None = None,
-) -> Steps[Status]:
+) -> tuple[Params, Params, bool]:
     """processing → pending when ``retry`` and attempts < ``max_attempts``, else → failed (a dead letter).
 
     Returns the new status. The error message is kept on the row either way. ``backoff``: when the retried
@@ -484,17 +512,8 @@ def fail(
     retry = validate.flag(retry, "retry")
     attempts = validate.integer(max_attempts, "max_attempts", 1)
     worker = validate.name(worker_id, "worker_id", optional=True)
-    delay = _backoff(backoff)
-    params = {"id": gid, "worker_id": worker, "error_message": message}
-    if retry:
-        retried = {**params, "max_attempts": attempts, "now": (yield NOW), **delay}
-        changed = yield Call("retry_generation", retried)
-        if changed == 1:
-            return Status.PENDING
-    changed = yield Call("fail_generation", {**params, "now": (yield NOW)})
-    if changed != 1:
-        raise (yield from _explain(gid, "failed", worker))
-    return Status.FAILED
+    retried = {"max_attempts": attempts, **_backoff(backoff)}
+    return {"id": gid, "worker_id": worker, "error_message": message}, retried, retry
 
 
 def _cancel_params(now: datetime, stamp: Stamp, gid: str, why: str | None) -> tuple[Params]:

@@ -87,9 +87,9 @@ class Fixed(NamedTuple):
     returns None, a ``^`` query that found no row, is the last to run), or returns ``EXPLAIN``;
     ``explain(*checked)`` is then the steps whose result is the error to raise.
     ``more(now, *checked)``: the steps whose result is the operation's when ``finish`` returned ``MORE``.
-    ``first(*checked)``, where given: None when the call is the fixed queries alone, else the steps that run
-    before them (after the clock), whose result, unless None, is the operation's (the fixed queries are then
-    not run); a driver runs such a call through the operation's steps.
+    ``first(*checked)``, where given: None when the call is the fixed queries alone, else a function of the
+    clock's moment giving the steps that run before them, whose result, unless None, is the operation's (the
+    fixed queries are then not run); a driver runs such a call through the operation's steps.
     """
 
     queries: tuple[tuple[str, RowReader[Any] | None], ...]
@@ -97,7 +97,7 @@ class Fixed(NamedTuple):
     params: Callable[..., tuple[Params, ...]]
     finish: Callable[..., Any]
     explain: Callable[..., Generator[Step, Any, Exception]] | None
-    first: Callable[..., Generator[Step, Any, Any] | None] | None = None
+    first: Callable[..., Callable[[Any], Generator[Step, Any, Any]] | None] | None = None
     more: Callable[..., Generator[Step, Any, Any]] | None = None
 
 
@@ -203,7 +203,7 @@ def writes_fixed(
     explain: Callable[..., Generator[Step, Any, Exception]] | None = None,
     *,
     alone: bool = False,
-    first: Callable[..., Generator[Step, Any, T | None] | None] | None = None,
+    first: Callable[..., Callable[[Any], Generator[Step, Any, T | None]] | None] | None = None,
     more: Callable[..., Generator[Step, Any, T]] | None = None,
 ) -> Callable[[Callable[P, tuple[Any, ...]]], Operation[P, T]]:
     """Make a function of the arguments that checks them and returns them checked a writing operation of
@@ -220,7 +220,7 @@ def writes_fixed(
             now = yield NOW
             before = None if first is None else first(*checked)
             if before is not None:
-                earlier = yield from before
+                earlier = yield from before(now)
                 if earlier is not None:
                     return earlier
             found = []
