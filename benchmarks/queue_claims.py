@@ -23,7 +23,12 @@ Runs, each from a fresh queue of N pending jobs (``benchmarks.data``), 8 process
 5. and 6. a worker's loop, claim then complete, plain against claim_next with 50 keys, 3 priorities and
    ``owner_limit=2`` (binding: 8 workers, at most 2 jobs of a key at once).
 
-Each run checks that no job was claimed twice and none was left. ``--rounds N`` repeats the runs N times
+Each run also reports the CPU a claim took, less moved than a rate by other processes on the machine (the
+time they take the cores is not counted): the claiming processes' own from the barrier to their last claim
+and, on PostgreSQL, the server's (all its processes, from /proc); "CPU vs plain" is the plain run's CPU a
+claim over the run's, what the rates' ratio would be if the claims were bound by CPU alone (8 claimers and
+their server on 2 cores mostly are; the commits' fsync and the lock waits are not counted). Each run checks
+that no job was claimed twice and none was left. ``--rounds N`` repeats the runs N times
 in turn (plain, then each claim_next run, then again) and reports each run's ratio to the plain run of its
 round: the median (and the minimum) over the rounds, so that a change of the machine's load between rounds
 moves both sides of a ratio.
@@ -152,7 +157,7 @@ def _claimer(url: str, run: tuple[str, int | None, bool], worker: str, barrier: 
     _register(store)
     lanes = FloorLanes(int(worker.removeprefix("w")) * (KEYS // 8))
     barrier.wait()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     while True:
         if mode == "plain":
             job = store.run(plain_claim_next, worker)
@@ -168,7 +173,7 @@ def _claimer(url: str, run: tuple[str, int | None, bool], worker: str, barrier: 
         ids.append(job.id)
         if complete:
             store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=1, worker_id=worker)
-    results.put((start, time.perf_counter(), ids))
+    results.put((start, time.perf_counter(), ids, time.process_time() - cpu))
     store.close()
 
 
@@ -179,30 +184,98 @@ class Race:
     seconds: float
     double: int
     left: int
+    client_cpu: float = 0.0
+    """The claiming processes' CPU seconds from the barrier to their last claim, all together."""
+    server_cpu: float | None = None
+    """PostgreSQL: the server's CPU seconds over the race (every process of it), None where unknown."""
 
     @property
     def rate(self) -> float:
         return self.jobs / self.seconds
 
+    def per_claim(self, seconds: float | None) -> float | None:
+        """CPU microseconds a claim."""
+        return None if seconds is None or not self.jobs else seconds / self.jobs * 1e6
 
-def race(url: str, run: tuple[str, int | None, bool], label: str) -> Race:
+
+def _cpu_per_claim(result: Race) -> float:
+    """A race's CPU microseconds a claim, its claimers' and (PostgreSQL) its server's."""
+    return (result.per_claim(result.client_cpu + (result.server_cpu or 0.0))) or float("inf")
+
+
+def server_cpu(server: Any) -> Callable[[], float] | None:
+    """The CPU seconds used so far by a server ``musicstore.testing._pgserver`` started (its postmaster,
+    the children it has reaped and those still running, from /proc), or None for a server not started here.
+    Less moved by other processes on the machine than a rate: the time they take the cores is not counted."""
+    base = getattr(server, "base", None)
+    if base is None or not Path("/proc/self/stat").exists():
+        return None
+    postmaster = int((Path(base) / "data" / "postmaster.pid").read_text().split()[0])
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def fields(pid: str) -> list[str]:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+
+    def seconds() -> float:
+        total = 0
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                stat = fields(pid)
+            except OSError:  # gone meanwhile: its time is in its parent's reaped children
+                continue
+            if int(pid) == postmaster:  # its own time and its reaped children's
+                total += sum(int(field) for field in stat[11:15])
+            elif int(stat[1]) == postmaster:
+                total += int(stat[11]) + int(stat[12])
+        return total / ticks
+
+    return seconds
+
+
+def race(
+    url: str, run: tuple[str, int | None, bool], label: str, server: Callable[[], float] | None = None
+) -> Race:
+    """8 processes claim from ``url`` from a barrier on; ``server``: the server's CPU seconds so far
+    (``server_cpu``), read when the barrier opens and once every claimer has closed its store."""
     ctx = mp.get_context("spawn")
     processes = 8
-    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    barrier, results = ctx.Barrier(processes + 1), ctx.Queue()
     procs = [
         ctx.Process(target=_claimer, args=(url, run, f"w{i}", barrier, results)) for i in range(processes)
     ]
     for p in procs:
         p.start()
+    barrier.wait()
+    server_before = None if server is None else server()
     got = [results.get(timeout=600) for _ in procs]
     for p in procs:
         p.join()
+    server_used = None
+    if server is not None and server_before is not None:
+        time.sleep(0.2)  # the claimers' backends exit and are reaped
+        server_used = server() - server_before
     claimed = [gid for g in got for gid in g[2]]
     with Store(url) as store:
         left = store.count_generations(status="pending")
     seconds = max(g[1] for g in got) - min(g[0] for g in got)
-    result = Race(label, len(claimed), seconds, len(claimed) - len(set(claimed)), left)
-    print(f"  {label:<44} {result.rate:8,.0f} claims/s  double={result.double} left={left}", flush=True)
+    result = Race(
+        label,
+        len(claimed),
+        seconds,
+        len(claimed) - len(set(claimed)),
+        left,
+        client_cpu=sum(g[3] for g in got),
+        server_cpu=server_used,
+    )
+    cpu = f"client CPU {result.per_claim(result.client_cpu):5.0f} us/claim"
+    if server_used is not None:
+        cpu += f", server {result.per_claim(server_used):5.0f} us/claim"
+    print(
+        f"  {label:<44} {result.rate:8,.0f} claims/s  {cpu}  double={result.double} left={left}", flush=True
+    )
     return result
 
 
@@ -367,7 +440,7 @@ def main(argv: list[str] | None = None) -> None:
                         url = postgres_database(server, f"queue{n}", args.jobs, pending=args.jobs, seed=3)
                     if keyed:
                         _spread(url, backend, floor=mode == "floor")
-                    results[n] = race(url, (mode, limit, complete), label)
+                    results[n] = race(url, (mode, limit, complete), label, server_cpu(server))
                     assert results[n].double == 0 and results[n].left == 0, results[n]
                     if server is None:
                         remove_database(path)
@@ -380,8 +453,9 @@ def main(argv: list[str] | None = None) -> None:
         lines = [
             f"#### {backend} ({len(rounds)} round{'s' if len(rounds) > 1 else ''})",
             "",
-            "| run (8 processes) | claims/s, median (min) | vs plain, median (min) |",
-            "| --- | ---: | ---: |",
+            "| run (8 processes) | claims/s, median (min) | vs plain, median (min) "
+            "| CPU µs/claim, client + server, median | CPU vs plain, median (min) |",
+            "| --- | ---: | ---: | ---: | ---: |",
         ]
         for i, (*_, complete, label) in enumerate(RUNS):
             if i not in rounds[0]:
@@ -389,9 +463,20 @@ def main(argv: list[str] | None = None) -> None:
             base = LOOP_BASE if complete else 0
             rates = [results[i].rate for results in rounds]
             ratios = [results[i].rate / results[base].rate for results in rounds]
+            cpu = [_cpu_per_claim(results[i]) for results in rounds]
+            cpu_ratios = [_cpu_per_claim(results[base]) / c for results, c in zip(rounds, cpu, strict=True)]
+            client = statistics.median(
+                results[i].per_claim(results[i].client_cpu) or 0.0 for results in rounds
+            )
+            server_side = ""
+            if server is not None:
+                used = [results[i].per_claim(results[i].server_cpu) or 0.0 for results in rounds]
+                server_side = f" + {statistics.median(used):,.0f}"
             lines.append(
                 f"| {label} | {statistics.median(rates):,.0f} ({min(rates):,.0f}) "
-                f"| {statistics.median(ratios):.2f}x ({min(ratios):.2f}x) |"
+                f"| {statistics.median(ratios):.2f}x ({min(ratios):.2f}x) "
+                f"| {client:,.0f}{server_side} "
+                f"| {statistics.median(cpu_ratios):.2f}x ({min(cpu_ratios):.2f}x) |"
             )
         sections.append("\n".join(lines))
     text = "\n".join(
