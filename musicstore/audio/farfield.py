@@ -550,6 +550,26 @@ def _binomials(size: int) -> NDArray[np.float64]:
     return table
 
 
+def _windowed_sum(
+    masses: NDArray[Any], reach: NDArray[np.float64], at: NDArray[np.int64], *, after: bool = False
+) -> NDArray[np.float64]:
+    """Per window of ``at``: ``sum_w masses[w] * reach[at - w]`` over ``w <= at`` (``after``:
+    ``reach[w - at]`` over ``w >= at``). A few windows with mass (a typical clip's clusters) are summed
+    directly at the windows asked for, more by a convolution over all windows (its square in the windows,
+    at most ``_BOUND_WINDOWS``: 2 ms each at 3700 windows, where 13 with mass take 0.1 ms directly)."""
+    held = np.flatnonzero(masses)
+    windows = masses.shape[0]
+    if held.shape[0] * at.shape[0] > windows * windows // 32:
+        if after:
+            return np.convolve(masses[::-1], reach)[:windows][::-1][at]
+        return np.convolve(masses, reach)[:windows][at]
+    lags = held[None, :] - at[:, None] if after else at[:, None] - held[None, :]
+    terms = reach[np.maximum(lags, 0)] * masses[held]
+    terms[lags < 0] = 0.0
+    total: NDArray[np.float64] = terms.sum(axis=1)
+    return total
+
+
 def _empty(*shape: int) -> NDArray[np.float32]:
     return np.zeros(shape, dtype=np.float32)
 
@@ -790,20 +810,20 @@ class LimitedFarField(FarField):
         reach[:2] = 0.0
         by_last = np.bincount((lasts - origin) // width, masses, minlength=windows)
         by_first = np.bincount((firsts - origin) // width, masses, minlength=windows)
-        from_left = np.convolve(by_last, reach)[:windows]
-        from_right = np.convolve(by_first[::-1], reach)[:windows][::-1]
         low, high = (lo - origin) // width, (hi - origin) // width
+        from_left = _windowed_sum(by_last, reach, low)
+        from_right = _windowed_sum(by_first, reach, high, after=True)
         close = np.searchsorted(pad_last, (low - 1) * width + origin, side="left")
         close_left = np.maximum(cumulative[left + 1] - cumulative[np.minimum(close, left + 1)], 0.0)
         close = np.searchsorted(pad_first, (high + 2) * width + origin, side="left")
         close_right = np.maximum(cumulative[np.maximum(close, right)] - cumulative[right], 0.0)
         group_bound += np.minimum(
             cumulative[left + 1] * share(lo - pad_last[left]),
-            from_left[low] + close_left * share(lo - pad_last[left]),
+            from_left + close_left * share(lo - pad_last[left]),
         )
         group_bound += np.minimum(
             (cumulative[-1] - cumulative[right]) * share(pad_first[right] - hi),
-            from_right[high] + close_right * share(pad_first[right] - hi),
+            from_right + close_right * share(pad_first[right] - hi),
         )
         d_bound = np.repeat(group_bound, _GROUP)[:blocks]
         # within a zone: the cluster's own share exactly, the others by mass at their distance from the zone
