@@ -133,7 +133,10 @@ class FarField:
         take = max(0, min(groups.shape[0] - lead, magnitude.shape[0] - max(first, 0)))
         groups[lead : lead + take] = magnitude[max(first, 0) : max(first, 0) + take]
         groups[lead + take :] = magnitude[-2 * per :].max()  # beyond it: its last points' largest
-        peaks = groups.reshape(blocks + 1, per).max(axis=1)
+        by_group = groups.reshape(blocks + 1, per)
+        peaks = by_group[:, 0].copy()  # a column at a time: numpy's reduction along a short axis is 7x slower
+        for k in range(1, per):
+            np.maximum(peaks, by_group[:, k], out=peaks)
         bound: NDArray[np.float32] = np.maximum(peaks[:-1], peaks[1:])
         bound *= np.float32(1.25 / np.pi)  # Catmull-Rom stays within 1.25x its points
         ends = [0, max(blocks - 2, 0), blocks - 1]  # the looped reading adds the other end's far part

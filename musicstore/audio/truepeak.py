@@ -55,7 +55,10 @@ def largest_sample(audio: NDArray[np.float32]) -> float:
 def _envelope_at(audio: NDArray[np.float32], index: Rows) -> NDArray[np.float32]:
     """The sample envelope at ``index`` (0 where it lies outside the clip), read from the samples."""
     inside = (index >= 0) & (index < audio.shape[1])
-    picked: NDArray[np.float32] = np.abs(audio[:, np.where(inside, index, 0)]).max(axis=0, initial=0.0)
+    at = np.where(inside, index, 0)
+    picked: NDArray[np.float32] = np.abs(audio[0].take(at))  # a channel at a time: numpy's gather and
+    for channel in audio[1:]:  # reduction over a (C, N) selection take ten times as long
+        np.maximum(picked, np.abs(channel.take(at)), out=picked)
     picked[~inside] = 0.0
     return picked
 
