@@ -20,7 +20,7 @@ from .migrate import shipped_migrations
 from .models import RowReader
 from .ops import EXPLAIN, MORE, NOW, Operation, Params, Step, Steps
 from .ops.steps import unchanged
-from .queries import COUNT, ONE, Query, execute_async, load, rows_of
+from .queries import COUNT, ONE, ROWS, Query, execute_async, load, rows_of
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -157,7 +157,8 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
     in ``drive`` (its moments made by the connector's ``stamp`` where it has one, else the parameters
     encoded, one dict serving several queries once; each looked up by name when it runs, as ``drive`` does),
     the same result (``more``'s, driven by ``drive`` in the same transaction, when ``finish`` asks for
-    them), and the same error: ``explain``'s, driven by ``drive`` in the same transaction."""
+    them), and the same error: ``explain``'s, driven by ``drive`` in the same transaction. Two shapes run
+    leaner: one UPDATE (its row count alone) and queries that all return rows (no row reader for no rows)."""
     fixed = op.fixed
     if fixed is None:
         raise TypeError(f"{op.__name__} is not a write of fixed queries")
@@ -185,6 +186,30 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
             return result  # type: ignore[no-any-return]
 
         return count
+
+    if all(kinds[name] is ROWS for name, _ in named):  # queries that return rows (requeue_expired)
+
+        def fetch(conn: Any, *checked: Any) -> T:
+            clock = driver.clock
+            moment = now() if clock is utcnow else validate.moment(clock(), CLOCK)
+            found: list[Any] = []
+            queries = driver._queries
+            given = params_of(moment, stamp, *checked)  # one per query (the steps zip them strictly)
+            for (name, rows), each in zip(named, given):  # noqa: B905  # strict=: a keyword call, 0.1 µs
+                query = queries[name]
+                cursor = conn.execute(query.sql, each if encode is None or not each else encode(each))
+                got = cursor.fetchall()
+                if got:  # no rows (the common case: none due) need no row reader
+                    got = rows_of(got, query.builders.get(rows) or query.builder(rows, cursor.description))
+                found.append(got)
+            result = finish(found, moment, *checked)
+            if result is EXPLAIN:
+                raise _explained(driver, conn, op, checked)
+            if result is MORE:
+                return _more(driver, conn, op, moment, checked)
+            return result  # type: ignore[no-any-return]
+
+        return fetch
 
     def run(conn: Any, *checked: Any) -> T:
         clock = driver.clock

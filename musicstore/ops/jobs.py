@@ -559,7 +559,7 @@ def _requeue_finish(
     requeued, failed = found
     requeued.sort()
     failed.sort()
-    return Requeued(requeued=requeued, failed=failed)
+    return Requeued(requeued, failed)
 
 
 @writes_fixed((("requeue_expired", _ids), ("fail_expired", _ids)), _requeue_params, _requeue_finish)
@@ -568,7 +568,8 @@ def requeue_expired(
 ) -> tuple[int, dict[str, float]]:
     """Take back every processing generation whose lease expired: → pending (claimable after ``backoff``,
     as ``fail``'s), or → failed if none is left."""
-    return validate.integer(max_attempts, "max_attempts", 1), _backoff(backoff)
+    delay = _NO_DELAY if backoff is None else _backoff(backoff)
+    return validate.integer(max_attempts, "max_attempts", 1), delay
 
 
 @writer
