@@ -216,18 +216,28 @@ def _add_changed(
     """Add to ``means`` what ``out`` changes in the blocks around ``bounds`` (``(a, start, stop)``: a span
     from ``a``, filtered from ``start`` until ``stop``) (see :func:`changed_block_means`)."""
     sos = _k_weighting_sos(blocks.sample_rate)
-    clip = np.concatenate([x[:, start:stop] for _, start, stop in bounds], axis=1).astype(np.float64)
-    difference = np.concatenate(
-        [gain * x[:, a:stop].astype(np.float64) - out[:, a:stop] for a, _, stop in bounds], axis=1
-    )
+    # the segments written into float64 rows (converted as they are copied: no float32 concatenation, no
+    # gathers; the same values): each span's clip from its settling on, and its difference from the span on
+    lengths = [stop - start for _, start, stop in bounds]
+    origins = np.cumsum([0, *lengths]).tolist()
+    clip = np.empty((x.shape[0], origins[-1]))
+    changes = [stop - a for a, _, stop in bounds]
+    places = np.cumsum([0, *changes]).tolist()
+    difference = np.empty((x.shape[0], places[-1]))
+    for (a, start, stop), origin, place in zip(bounds, origins, places, strict=False):
+        clip[:, origin : origin + stop - start] = x[:, start:stop]
+        part = difference[:, place : place + stop - a]
+        np.multiply(clip[:, origin + a - start : origin + stop - start], gain, out=part)
+        part -= out[:, a:stop]  # gain x - out, in float64
     reference = sosfilt(sos, clip, axis=-1)
     reference *= gain
-    lengths = [stop - start for _, start, stop in bounds]
-    origins = np.cumsum([0, *lengths[:-1]])
-    keep = np.concatenate(
-        [np.arange(a - start, stop - start) + o for (a, start, stop), o in zip(bounds, origins, strict=True)]
+    reference = np.concatenate(  # gain K(x) over each span's [a, stop)
+        [
+            reference[:, o + a - start : o + stop - start]
+            for (a, start, stop), o in zip(bounds, origins, strict=False)
+        ],
+        axis=1,
     )
-    reference = reference[:, keep]  # gain K(x) over each span's [a, stop)
     changed = sosfilt(sos, difference, axis=-1)  # K(d): K(out) = gain K(x) - K(d)
     reference *= -2.0
     reference += changed
@@ -236,14 +246,18 @@ def _add_changed(
     for row, weight in zip(reference[1:], weights[1:], strict=True):
         delta += row * weight
     running = np.concatenate([[0.0], np.cumsum(delta)])
-    offset = 0
-    for a, _, stop in bounds:
-        lo = int(np.searchsorted(blocks.stops, a, side="right"))
-        hi = int(np.searchsorted(blocks.starts, stop, side="left"))
-        first = np.clip(blocks.starts[lo:hi] - a, 0, stop - a) + offset
-        last = np.clip(blocks.stops[lo:hi] - a, 0, stop - a) + offset
-        means[lo:hi] += (running[last] - running[first]) / blocks.block_length
-        offset += stop - a
+    # every span's blocks at once, added in the spans' order (np.add.at: a block two spans reach gets their
+    # shares one after the other, as a loop over the spans adds them)
+    spans = np.asarray(bounds, dtype=np.int64).reshape(-1, 3)
+    starts, stops = spans[:, 0], spans[:, 2]
+    lo = np.searchsorted(blocks.stops, starts, side="right")
+    hi = np.searchsorted(blocks.starts, stops, side="left")
+    counts = np.maximum(hi - lo, 0)
+    index = np.arange(int(counts.sum())) + np.repeat(lo - (np.cumsum(counts) - counts), counts)
+    begin, width, offset = (np.repeat(v, counts) for v in (starts, stops - starts, np.asarray(places[:-1])))
+    first = np.clip(blocks.starts[index] - begin, 0, width) + offset
+    last = np.clip(blocks.stops[index] - begin, 0, width) + offset
+    np.add.at(means, index, (running[last] - running[first]) / blocks.block_length)
 
 
 def _block_means(
