@@ -175,10 +175,10 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
         def count(conn: Any, *checked: Any) -> T:
             clock = driver.clock
             moment = now() if clock is utcnow else validate.moment(clock(), CLOCK)
-            (each,) = params_of(moment, stamp, *checked)
+            (each,) = params_of(moment, stamp, checked)
             sql = driver._queries[name].sql  # looked up by name on each run, as ``drive`` does
             changed = conn.execute(sql, each if encode is None or not each else encode(each)).rowcount
-            result = finish([changed], moment, *checked)
+            result = finish([changed], moment, checked)
             if result is EXPLAIN:
                 raise _explained(driver, conn, op, checked)
             if result is MORE:
@@ -194,7 +194,7 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
             moment = now() if clock is utcnow else validate.moment(clock(), CLOCK)
             found: list[Any] = []
             queries = driver._queries
-            given = params_of(moment, stamp, *checked)  # one per query (the steps zip them strictly)
+            given = params_of(moment, stamp, checked)  # one per query (the steps zip them strictly)
             for (name, rows), each in zip(named, given):  # noqa: B905  # strict=: a keyword call, 0.1 µs
                 query = queries[name]
                 cursor = conn.execute(query.sql, each if encode is None or not each else encode(each))
@@ -202,7 +202,7 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
                 if got:  # no rows (the common case: none due) need no row reader
                     got = rows_of(got, query.builders.get(rows) or query.builder(rows, cursor.description))
                 found.append(got)
-            result = finish(found, moment, *checked)
+            result = finish(found, moment, checked)
             if result is EXPLAIN:
                 raise _explained(driver, conn, op, checked)
             if result is MORE:
@@ -217,7 +217,7 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
         found: list[Any] = []
         given = params = None
         queries = driver._queries
-        for (name, rows), each in zip(named, params_of(moment, stamp, *checked), strict=True):
+        for (name, rows), each in zip(named, params_of(moment, stamp, checked), strict=True):
             query = queries[name]
             if each is not given:
                 given, params = each, each if encode is None or not each else encode(each)
@@ -236,7 +236,7 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
                     found.append(build(row))
                 else:
                     found.append(rows_of(cursor.fetchall(), build))
-        result = finish(found, moment, *checked)
+        result = finish(found, moment, checked)
         if result is EXPLAIN:
             raise _explained(driver, conn, op, checked)
         if result is MORE:

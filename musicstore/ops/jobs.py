@@ -113,9 +113,8 @@ def _ids(names: Sequence[str]) -> Callable[[Sequence[Any]], Any]:
     return itemgetter(list(names).index("id"))
 
 
-def _create_params(
-    now: datetime, stamp: Stamp, fields: Params, encoded: str, metadata: dict[str, Any] | None
-) -> tuple[Params, Params]:
+def _create_params(now: datetime, stamp: Stamp, checked: tuple[Params, str, Any]) -> tuple[Params, Params]:
+    fields, encoded, _ = checked
     at, text, run_after = stamp(now), fields["prompt"], fields["run_after"]
     digest = prompt_digest(text)
     insert = {**fields, "created_at": at, "metadata": encoded, "prompt_digest": digest}
@@ -128,12 +127,10 @@ def _created(fields: Params, now: datetime, metadata: dict[str, Any] | None) -> 
     return Generation(**fields, created_at=now, status=Status.PENDING, metadata=dict(metadata or {}))
 
 
-def _create_finish(
-    found: list[Any], now: datetime, fields: Params, encoded: str, metadata: dict[str, Any] | None
-) -> Generation:
+def _create_finish(found: list[Any], now: datetime, checked: tuple[Params, str, Any]) -> Generation:
     if found[0] is None:  # the prompt upsert updates only a row with the same text (nothing was inserted)
         raise digest_taken()
-    return _created(fields, now, metadata)
+    return _created(checked[0], now, checked[2])
 
 
 def _create_first(
@@ -287,8 +284,9 @@ def _claim_undecided(params: dict[str, Any], wait: bool) -> Steps[Generation | N
 
 
 def _claim_params(
-    now: datetime, stamp: Stamp, worker: str | None, lease: timedelta, key_limit: int | None
+    now: datetime, stamp: Stamp, checked: tuple[str | None, timedelta, int | None]
 ) -> tuple[Params]:
+    worker, lease, key_limit = checked
     return (
         {
             "worker_id": worker,
@@ -299,9 +297,7 @@ def _claim_params(
     )
 
 
-def _claim_finish(
-    found: list[Any], now: datetime, worker: str | None, lease: timedelta, key_limit: int | None
-) -> Generation | More | None:
+def _claim_finish(found: list[Any], now: datetime, checked: tuple[Any, ...]) -> Generation | More | None:
     fast = found[0]  # claimed, or None: no lane has a ready job and room
     return MORE if isinstance(fast, _Undecided) else fast
 
@@ -386,15 +382,16 @@ def _explain(generation_id: str, wanted: str, worker_id: str | None = None) -> S
 
 
 def _heartbeat_params(
-    now: datetime, stamp: Stamp, gid: str, worker: str | None, lease: timedelta
+    now: datetime, stamp: Stamp, checked: tuple[str, str | None, timedelta]
 ) -> tuple[Params]:
+    gid, worker, lease = checked
     return ({"id": gid, "worker_id": worker, "lease_expires_at": stamp(now + lease)},)
 
 
 def _heartbeat_finish(
-    found: list[int], now: datetime, gid: str, worker: str | None, lease: timedelta
+    found: list[int], now: datetime, checked: tuple[str, str | None, timedelta]
 ) -> datetime | Explain:
-    return now + lease if found[0] == 1 else EXPLAIN
+    return now + checked[2] if found[0] == 1 else EXPLAIN
 
 
 def _heartbeat_explain(gid: str, worker: str | None, lease: timedelta) -> Steps[Exception]:
@@ -468,11 +465,11 @@ def complete_generation(
     return current  # the row as updated: this snapshot was read in the same transaction
 
 
-def _retry_params(now: datetime, stamp: Stamp, row: Params, retried: Params, retry: bool) -> tuple[Params]:
-    return ({**row, **retried, "now": stamp(now)},)
+def _retry_params(now: datetime, stamp: Stamp, checked: tuple[Params, Params, bool]) -> tuple[Params]:
+    return ({**checked[0], **checked[1], "now": stamp(now)},)
 
 
-def _retry_finish(found: list[int], now: datetime, *checked: Any) -> Status | More:
+def _retry_finish(found: list[int], now: datetime, checked: tuple[Any, ...]) -> Status | More:
     return Status.PENDING if found[0] == 1 else MORE  # no attempt left (or not processing): fail it
 
 
@@ -516,11 +513,11 @@ def fail(
     return {"id": gid, "worker_id": worker, "error_message": message}, retried, retry
 
 
-def _cancel_params(now: datetime, stamp: Stamp, gid: str, why: str | None) -> tuple[Params]:
-    return ({"id": gid, "now": stamp(now), "reason": why},)
+def _cancel_params(now: datetime, stamp: Stamp, checked: tuple[str, str | None]) -> tuple[Params]:
+    return ({"id": checked[0], "now": stamp(now), "reason": checked[1]},)
 
 
-def _cancel_finish(found: list[int], now: datetime, gid: str, why: str | None) -> Explain | None:
+def _cancel_finish(found: list[int], now: datetime, checked: tuple[str, str | None]) -> Explain | None:
     return None if found[0] == 1 else EXPLAIN
 
 
@@ -543,19 +540,17 @@ def _backoff(policy: RetryPolicy | None) -> dict[str, float]:
 
 
 def _requeue_params(
-    now: datetime, stamp: Stamp, attempts: int, delay: dict[str, float]
+    now: datetime, stamp: Stamp, checked: tuple[int, dict[str, float]]
 ) -> tuple[Params, Params]:
     params = {
         "now": stamp(now),
-        "max_attempts": attempts,
-        **delay,
+        "max_attempts": checked[0],
+        **checked[1],
     }  # one dict for both: fail_expired's are in it
     return params, params
 
 
-def _requeue_finish(
-    found: list[list[str]], now: datetime, attempts: int, delay: dict[str, float]
-) -> Requeued:
+def _requeue_finish(found: list[list[str]], now: datetime, checked: tuple[Any, ...]) -> Requeued:
     requeued, failed = found
     requeued.sort()
     failed.sort()

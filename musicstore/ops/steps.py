@@ -80,10 +80,11 @@ class Fixed(NamedTuple):
     (``writes_fixed``): its steps are derived from it, and a driver may run it without a generator.
 
     ``check`` takes the operation's arguments and returns them checked (a tuple, before any connection is
-    taken); ``params(now, stamp, *checked)`` gives each query's parameters (one dict may serve several
+    taken; ``params`` and ``finish`` take it as one argument: no star call in a direct write's path);
+    ``params(now, stamp, checked)`` gives each query's parameters (one dict may serve several
     queries), each datetime among them as ``stamp`` gives it (the backend's encoding of a moment, or the
     datetime itself where the driver encodes the parameters: ``unchanged``);
-    ``finish(found, now, *checked)`` makes the result of what the queries returned, in order (a query that
+    ``finish(found, now, checked)`` makes the result of what the queries returned, in order (a query that
     returns None, a ``^`` query that found no row, is the last to run), or returns ``EXPLAIN``;
     ``explain(*checked)`` is then the steps whose result is the error to raise.
     ``more(now, *checked)``: the steps whose result is the operation's when ``finish`` returned ``MORE``.
@@ -224,12 +225,12 @@ def writes_fixed(
                 if earlier is not None:
                     return earlier
             found = []
-            for (name, rows), given in zip(queries, params(now, unchanged, *checked), strict=True):
+            for (name, rows), given in zip(queries, params(now, unchanged, checked), strict=True):
                 answer = yield Call(name, given, rows)
                 found.append(answer)
                 if answer is None:
                     break
-            result = finish(found, now, *checked)
+            result = finish(found, now, checked)
             if result is EXPLAIN:
                 assert explain is not None, f"{steps.__name__}: EXPLAIN without explain steps"
                 raise (yield from explain(*checked))
