@@ -5,10 +5,7 @@ errors."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ from hypothesis import strategies as st
 from musicstore import Generation, MusicstoreError, Store, ops
 from musicstore.ops.steps import MORE
 from musicstore.testing import FakeClock
+from tests.twin_stores import twin_stores
 
 START = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 KEYS = st.sampled_from([None, "alice", "bob"])
@@ -40,21 +38,6 @@ action = st.one_of(
     st.tuples(st.just("limit"), st.sampled_from(["alice", "bob"]), st.sampled_from([0, 1, None])),
     st.tuples(st.just("advance"), st.sampled_from([1.0, 61.0])),
 )
-
-
-@contextmanager
-def twins(template: Path) -> Iterator[tuple[Store, Store]]:
-    with tempfile.TemporaryDirectory() as folder:
-        first, second = Path(folder) / "a.db", Path(folder) / "b.db"
-        shutil.copy(template, first)
-        shutil.copy(template, second)
-        direct = Store(f"sqlite:///{first}", clock=FakeClock(START))
-        stepped = Store(f"sqlite:///{second}", clock=FakeClock(START))
-        try:
-            yield direct, stepped
-        finally:
-            direct.close()
-            stepped.close()
 
 
 def outcome(call: Callable[[], Generation | None]) -> tuple[str, object]:
@@ -96,7 +79,7 @@ def apply(store: Store, act: tuple[Any, ...], n: int, direct: bool) -> tuple[str
 @settings(max_examples=40, deadline=None)
 @given(history=st.lists(action, max_size=14))
 def test_claims_answer_as_their_steps(_musicstore_sqlite_template: Path, history: list[Any]) -> None:
-    with twins(_musicstore_sqlite_template) as (direct, stepped):
+    with twin_stores(_musicstore_sqlite_template, START, lambda store: None) as (direct, stepped, _):
         for n, act in enumerate(history):
             assert apply(direct, act, n, True) == apply(stepped, act, n, False), act
         by_prompt: Callable[[Generation], str] = lambda g: g.prompt  # noqa: E731

@@ -5,11 +5,8 @@ drives it), the same rows, answers and errors."""
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +19,7 @@ from hypothesis import strategies as st
 from musicstore import DatabaseError, Generation, IdempotencyConflict, MusicstoreError, Store, ops
 from musicstore.models import prompt_digest
 from musicstore.testing import FakeClock
+from tests.twin_stores import twin_stores
 
 START = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -40,21 +38,6 @@ request = st.fixed_dictionaries(
         "model_version": st.sampled_from(["1.0", None]),
     },
 )
-
-
-@contextmanager
-def twins(template: Path) -> Iterator[tuple[Store, Store]]:
-    with tempfile.TemporaryDirectory() as folder:
-        first, second = Path(folder) / "a.db", Path(folder) / "b.db"
-        shutil.copy(template, first)
-        shutil.copy(template, second)
-        direct = Store(f"sqlite:///{first}", clock=FakeClock(START))
-        stepped = Store(f"sqlite:///{second}", clock=FakeClock(START))
-        try:
-            yield direct, stepped
-        finally:
-            direct.close()
-            stepped.close()
 
 
 def outcome(call: Callable[[], Generation], ids: dict[str, int]) -> tuple[str, object]:
@@ -79,7 +62,7 @@ def test_create_answers_as_its_steps(
     _musicstore_sqlite_template: Path, history: list[dict[str, Any]]
 ) -> None:
     """The direct call (fixed queries, or the key's steps) and a transaction driving the generator agree."""
-    with twins(_musicstore_sqlite_template) as (direct, stepped):
+    with twin_stores(_musicstore_sqlite_template, START, lambda store: None) as (direct, stepped, _):
         direct_ids: dict[str, int] = {}
         stepped_ids: dict[str, int] = {}
         for asked in history:

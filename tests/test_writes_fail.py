@@ -5,10 +5,6 @@ left; without ``retry`` its ``first`` steps fail it alone): ``Store`` runs a ret
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from musicstore import MusicstoreError, RetryPolicy, Status, Store, ops
+from musicstore import RetryPolicy, Status, Store, ops
 from musicstore.testing import FakeClock
+from tests.twin_stores import answer, twin_stores
 
 START = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 JOBS = 3
@@ -39,32 +36,12 @@ action = st.one_of(
 )
 
 
-@contextmanager
-def twins(template: Path) -> Iterator[tuple[Store, Store, list[str]]]:
-    with tempfile.TemporaryDirectory() as folder:
-        first, second = Path(folder) / "a.db", Path(folder) / "b.db"
-        shutil.copy(template, first)
-        with Store(f"sqlite:///{first}", clock=FakeClock(START)) as setup:
-            ids = [
-                setup.create_generation(f"p{n}", model_name="m", duration_seconds=8).id for n in range(JOBS)
-            ]
-            setup.claim_next("w1")
-            setup.claim_next("w2")
-        shutil.copy(first, second)
-        direct = Store(f"sqlite:///{first}", clock=FakeClock(START))
-        stepped = Store(f"sqlite:///{second}", clock=FakeClock(START))
-        try:
-            yield direct, stepped, ids
-        finally:
-            direct.close()
-            stepped.close()
-
-
-def outcome(call: Callable[[], object]) -> tuple[str, object]:
-    try:
-        return "ok", call()
-    except MusicstoreError as exc:
-        return type(exc).__name__, str(exc)
+def two_claimed(store: Store) -> list[str]:
+    """``JOBS`` generations, the first two claimed by w1 and w2; their ids."""
+    ids = [store.create_generation(f"p{n}", model_name="m", duration_seconds=8).id for n in range(JOBS)]
+    store.claim_next("w1")
+    store.claim_next("w2")
+    return ids
 
 
 def apply(store: Store, act: tuple[Any, ...], ids: list[str], direct: bool) -> tuple[str, object]:
@@ -74,24 +51,24 @@ def apply(store: Store, act: tuple[Any, ...], ids: list[str], direct: bool) -> t
         clock.advance(act[1])
         return "ok", None
     if act[0] == "claim":
-        return outcome(lambda: getattr(store.claim_next(act[1]), "id", None))
+        return answer(lambda: getattr(store.claim_next(act[1]), "id", None))
     _, job, message, retry, attempts, worker, backoff = act
     gid = ids[job] if isinstance(job, int) else job
     kwargs = {"retry": retry, "max_attempts": attempts, "worker_id": worker, "backoff": backoff}
     if direct:
-        return outcome(lambda: store.fail(gid, message, **kwargs))
+        return answer(lambda: store.fail(gid, message, **kwargs))
 
     def in_transaction() -> Status:
         with store.transaction() as tx:
             return tx.run(ops.fail, gid, message, **kwargs)
 
-    return outcome(in_transaction)
+    return answer(in_transaction)
 
 
 @settings(max_examples=40, deadline=None)
 @given(history=st.lists(action, max_size=12))
 def test_fail_answers_as_its_steps(_musicstore_sqlite_template: Path, history: list[Any]) -> None:
-    with twins(_musicstore_sqlite_template) as (direct, stepped, ids):
+    with twin_stores(_musicstore_sqlite_template, START, two_claimed) as (direct, stepped, ids):
         for act in history:
             assert apply(direct, act, ids, True) == apply(stepped, act, ids, False), act
         assert direct.get_all_generations() == stepped.get_all_generations()

@@ -5,10 +5,6 @@ two copies of one database, each with its own clock at the same time, take it on
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,10 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from musicstore import MusicstoreError, Requeued, RetryPolicy, Store, ops
+from musicstore import Requeued, RetryPolicy, Store, ops
 from musicstore.backends.sqlite import SQLiteConnector, encode
 from musicstore.ops.jobs import lease_of
 from musicstore.testing import FakeClock
+from tests.twin_stores import answer, twin_stores
 
 JOBS = 4
 OTHER_ID = "01890000-0000-7000-8000-000000000000"  # a valid id no row has
@@ -42,34 +39,12 @@ action = st.one_of(
 )
 
 
-@contextmanager
-def twins(template: Path) -> Iterator[tuple[Store, Store, list[str]]]:
-    """Two stores on copies of one database holding ``JOBS`` generations, two claimed by w1 (lease 60 s)."""
-    with tempfile.TemporaryDirectory() as folder:
-        first, second = Path(folder) / "a.db", Path(folder) / "b.db"
-        shutil.copy(template, first)
-        with Store(f"sqlite:///{first}", clock=FakeClock()) as setup:
-            ids = [
-                setup.create_generation(f"prompt {n}", model_name="m", duration_seconds=8).id
-                for n in range(JOBS)
-            ]
-            setup.claim_next("w1", lease_seconds=60)
-            setup.claim_next("w1", lease_seconds=60)
-        shutil.copy(first, second)  # the last connection closed: the WAL is in the file
-        direct = Store(f"sqlite:///{first}", clock=FakeClock())
-        stepped = Store(f"sqlite:///{second}", clock=FakeClock())
-        try:
-            yield direct, stepped, ids
-        finally:
-            direct.close()
-            stepped.close()
-
-
-def outcome(call: Callable[[], object]) -> tuple[str, object]:
-    try:
-        return "ok", call()
-    except MusicstoreError as exc:
-        return type(exc).__name__, str(exc)
+def two_leased(store: Store) -> list[str]:
+    """``JOBS`` generations, the first two claimed by w1 (lease 60 s); their ids."""
+    ids = [store.create_generation(f"prompt {n}", model_name="m", duration_seconds=8).id for n in range(JOBS)]
+    store.claim_next("w1", lease_seconds=60)
+    store.claim_next("w1", lease_seconds=60)
+    return ids
 
 
 def in_transaction(store: Store, op: ops.Operation[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -85,11 +60,11 @@ def apply(store: Store, act: tuple[Any, ...], ids: list[str], direct: bool) -> t
     if kind == "advance":
         return "ok", clock.advance(act[1])
     if kind == "claim":
-        return outcome(lambda: getattr(store.claim_next(act[1], lease_seconds=60), "id", None))
+        return answer(lambda: getattr(store.claim_next(act[1], lease_seconds=60), "id", None))
     ref = act[1]
     gid = ids[ref] if kind in ("heartbeat", "cancel", "fail") and isinstance(ref, int) and ref < JOBS else ref
     if kind == "fail":
-        return outcome(lambda: store.fail(gid, "boom", retry=False))
+        return answer(lambda: store.fail(gid, "boom", retry=False))
     op: ops.Operation[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
@@ -101,14 +76,14 @@ def apply(store: Store, act: tuple[Any, ...], ids: list[str], direct: bool) -> t
         op, args, kwargs = ops.requeue_expired, (), {"max_attempts": act[1], "backoff": act[2]}
     if direct:
         method = getattr(store, op.__name__)
-        return outcome(lambda: method(*args, **kwargs))
-    return outcome(lambda: in_transaction(store, op, *args, **kwargs))
+        return answer(lambda: method(*args, **kwargs))
+    return answer(lambda: in_transaction(store, op, *args, **kwargs))
 
 
 @settings(max_examples=40, deadline=None)
 @given(history=st.lists(action, max_size=12))
 def test_fixed_writes_answer_as_their_steps(_musicstore_sqlite_template: Path, history: list[Any]) -> None:
-    with twins(_musicstore_sqlite_template) as (direct, stepped, ids):
+    with twin_stores(_musicstore_sqlite_template, None, two_leased) as (direct, stepped, ids):
         for act in history:
             got, expected = apply(direct, act, ids, True), apply(stepped, act, ids, False)
             assert got == expected, act
