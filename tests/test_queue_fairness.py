@@ -5,6 +5,7 @@ no key waiting behind another's backlog."""
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -210,13 +211,16 @@ PROCESSES = 8
 SMALL_KEYS = [f"small-{i}" for i in range(16)]
 
 
-def _work(url: str, worker: str) -> tuple[list[tuple[str, str | None, float]], dict[str, int], list[str]]:
-    """Claim and complete until nothing is pending; returns the claims (id, key, when), the most jobs of one
-    key seen processing at once right after a claim, and errors."""
+def _work(
+    url: str, worker: str, start: threading.Barrier
+) -> tuple[list[tuple[str, str | None, float]], dict[str, int], list[str]]:
+    """Claim and complete, once every worker is ready, until nothing is pending; returns the claims (id, key,
+    when), the most jobs of one key seen processing at once right after a claim, and errors."""
     claims: list[tuple[str, str | None, float]] = []
     worst: dict[str, int] = {}
     errors: list[str] = []
     with Store(url, busy_timeout=30) as store:
+        start.wait()  # all 8 claim together: a worker started alone would see no lane with a job processing
         while True:
             try:
                 job = store.claim_next(worker, owner_limit=2)
@@ -258,8 +262,10 @@ def test_eight_processes_keep_limits_claim_once_and_serve_small_keys(db_url: str
         for i in range(40):
             created.add(store.create_generation(f"free {i}", model_name="m", duration_seconds=1).id)
         store.set_owner_limit("hog", 3)
-    with multiprocessing.get_context("spawn").Pool(PROCESSES) as pool:
-        results = pool.starmap(_work, [(db_url, f"worker-{n}") for n in range(PROCESSES)])
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(PROCESSES) as pool:
+        start = manager.Barrier(PROCESSES)
+        results = pool.starmap(_work, [(db_url, f"worker-{n}", start) for n in range(PROCESSES)])
     assert [e for _, _, errors in results for e in errors] == []
     claims = sorted((c for found, _, _ in results for c in found), key=lambda c: c[2])
     ids = [c[0] for c in claims]
