@@ -179,10 +179,8 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
             sql = driver._queries[name].sql  # looked up by name on each run, as ``drive`` does
             changed = conn.execute(sql, each if encode is None or not each else encode(each)).rowcount
             result = finish([changed], moment, checked)
-            if result is EXPLAIN:
-                raise _explained(driver, conn, op, checked)
-            if result is MORE:
-                return _more(driver, conn, op, moment, checked)
+            if result is EXPLAIN or result is MORE:
+                return _further(driver, conn, op, result, moment=moment, checked=checked)
             return result  # type: ignore[no-any-return]
 
         return count
@@ -203,10 +201,8 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
                     got = rows_of(got, query.builders.get(rows) or query.builder(rows, cursor.description))
                 found.append(got)
             result = finish(found, moment, checked)
-            if result is EXPLAIN:
-                raise _explained(driver, conn, op, checked)
-            if result is MORE:
-                return _more(driver, conn, op, moment, checked)
+            if result is EXPLAIN or result is MORE:
+                return _further(driver, conn, op, result, moment=moment, checked=checked)
             return result  # type: ignore[no-any-return]
 
         return fetch
@@ -237,13 +233,21 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
                 else:
                     found.append(rows_of(cursor.fetchall(), build))
         result = finish(found, moment, checked)
-        if result is EXPLAIN:
-            raise _explained(driver, conn, op, checked)
-        if result is MORE:
-            return _more(driver, conn, op, moment, checked)
+        if result is EXPLAIN or result is MORE:
+            return _further(driver, conn, op, result, moment=moment, checked=checked)
         return result  # type: ignore[no-any-return]
 
     return run
+
+
+def _further(
+    driver: Driver, conn: Any, op: Operation[P, T], result: Any, *, moment: Any, checked: tuple[Any, ...]
+) -> T:
+    """What a ``Fixed`` write raises whose ``finish`` returned ``EXPLAIN``, or returns whose ``finish``
+    returned ``MORE``."""
+    if result is EXPLAIN:
+        raise _explained(driver, conn, op, checked)
+    return _more(driver, conn, op, moment, checked)
 
 
 def _explained(driver: Driver, conn: Any, op: Operation[P, Any], checked: tuple[Any, ...]) -> Exception:
