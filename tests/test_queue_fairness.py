@@ -65,6 +65,10 @@ class Job:
     order: int  # creation order: (created_at, id) order, ids being time-ordered and increasing
     run_after: float = 0.0  # seconds on the machine's clock
     status: str = "pending"
+    started: float | None = None  # its started_at: set by a claim, cleared by a retry
+
+
+NEVER = float("-inf")  # a lane never served
 
 
 @dataclass
@@ -73,6 +77,15 @@ class Model:
     limits: dict[str, int] = field(default_factory=dict)
     default: int | None = 2
     now: float = 0.0
+    served: dict[str, float] = field(default_factory=dict)  # a keyed lane's last claim
+
+    def served_at(self, key: str | None) -> float:
+        """When the lane was last served: a keyed lane's last claim; for the lane without a key, the latest
+        start among its jobs that keep one."""
+        if key is not None:
+            return self.served.get(key, NEVER)
+        starts = [j.started for j in self.jobs.values() if j.key is None and j.started is not None]
+        return max(starts, default=NEVER)
 
     def running(self, key: str | None) -> int:
         return sum(1 for j in self.jobs.values() if j.key == key and j.status == "processing")
@@ -81,7 +94,7 @@ class Model:
         return None if key is None else self.limits.get(key, self.default)
 
     def expected(self) -> str | None:
-        """The job the claim must take: best lane by (head priority desc, running, head age)."""
+        """The job the claim must take: best lane by (head priority desc, running, last served, head age)."""
         heads = []
         for key in KEYS:
             limit = self.limit(key)
@@ -94,8 +107,14 @@ class Model:
             ]
             if ready:
                 head = min(ready, key=lambda j: (-j.priority, j.order))
-                heads.append((-head.priority, self.running(key), head.order, head.id))
-        return min(heads)[3] if heads else None
+                heads.append((-head.priority, self.running(key), self.served_at(key), head.order, head.id))
+        return min(heads)[4] if heads else None
+
+    def claimed(self, gid: str) -> None:
+        job = self.jobs[gid]
+        job.status, job.started = "processing", self.now
+        if job.key is not None:
+            self.served[job.key] = self.now
 
 
 class QueueMachine(RuleBasedStateMachine):
@@ -130,13 +149,17 @@ class QueueMachine(RuleBasedStateMachine):
         self.clock.advance(0.001)
         self.model.now += 0.001
 
-    @rule()
-    def claim(self) -> None:
+    @rule(tick=st.booleans())
+    def claim(self, tick: bool) -> None:
+        """Claim the next job; with tick, a millisecond after the last (lanes served at one moment tie)."""
+        if tick:
+            self.clock.advance(0.001)
+            self.model.now += 0.001
         expected = self.model.expected()
         claimed = self.store.claim_next("w", owner_limit=self.model.default)
         assert (claimed.id if claimed else None) == expected
         if claimed is not None:
-            self.model.jobs[claimed.id].status = "processing"
+            self.model.claimed(claimed.id)
             limit = self.model.limit(claimed.owner_key)
             assert limit is None or self.model.running(claimed.owner_key) <= limit
 
@@ -148,7 +171,7 @@ class QueueMachine(RuleBasedStateMachine):
         gid = data.draw(st.sampled_from(running))
         if retry:
             assert self.store.fail(gid, "again", max_attempts=100) is Status.PENDING
-            self.model.jobs[gid].status = "pending"
+            self.model.jobs[gid].status, self.model.jobs[gid].started = "pending", None
         else:
             self.store.complete_generation(gid, file_path=f"{gid}.wav", file_size_bytes=1)
             self.model.jobs[gid].status = "completed"

@@ -153,12 +153,15 @@ INDEXES: dict[str, list[str | None]] = {
     "prompts_used_count_id": ["used_count", "id"],
     "generations_completed_at": ["completed_at"],  # completions by time, for the ETA (0009)
     # each owner key's lane in the claim's order of lanes (0012, which dropped 0010's generations_queue)
-    "owner_lanes_order": ["head_priority", "running", "head_created_at", "head_id"],
+    # (0015: the lane served longest ago first among lanes equal on priority and running jobs)
+    "owner_lanes_order": ["head_priority", "running", "served_at", "head_created_at", "head_id"],
     # the queue's lanes (0008): pending jobs by owner key in claim order, processing jobs by owner key; the
     # owner key is the expression coalesce(owner_key, ''), which index_info names None
     "generations_lane_queue": [None, "priority", "created_at", "id"],
     # the processing jobs without a key (0013 on SQLite; a keyed lane's are counted in owner_lanes)
     "generations_unkeyed_running": ["status"],
+    # the latest start of a job without a key: when the lane without a key was last served (0015)
+    "generations_unkeyed_served": ["started_at"],
     "generations_idempotency_key": ["idempotency_key"],
 }
 # PostgreSQL's planner needs the queue's pending rows in an index of their own (migration 0005); SQLite's not.

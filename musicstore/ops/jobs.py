@@ -5,7 +5,8 @@ Every status change is one conditional UPDATE whose row count decides it; when i
 
 The claim takes jobs in the queue's order (docs/queue.md): among the lanes (one per owner key, one for jobs
 without a key) with a ready job and room under their limit, the head with the highest priority, then the lane
-with the fewest jobs processing, then the oldest head. ``claim_fast`` decides and takes the best head in one
+with the fewest jobs processing, then the lane served longest ago (round robin, migration 0015), then the oldest
+head. ``claim_fast`` decides and takes the best head in one
 statement from the lanes' heads and running counts that triggers keep (migration 0012); it returns the
 claimed row, or no row when no lane has a ready job and room: either way the claim is one statement. On
 SQLite that is all (the writer lock makes the decision exact; a lane whose head waits for its ``run_after``
@@ -234,10 +235,11 @@ def _decided_lane(
 
     Each owner key's lane keeps its running jobs and its head (its first pending job in claim order) in
     ``owner_lanes`` (migration 0012, kept by triggers), in an index in the order the claim ranks the lanes:
-    the head's priority, the fewest running, the head's age. The first keyed lane with room there is the best
+    the head's priority, the fewest running, the longest since served, the head's age. The first keyed lane with room there is the best
     keyed lane (on PostgreSQL the first whose lock this claim takes now: lanes other claimers hold are
     skipped), unless its head waits for its ``run_after`` (its first ready job is further on: undecided); the
-    lane of jobs without a key is compared with it by its first ready job and its running jobs.
+    lane of jobs without a key is compared with it by its first ready job, its running jobs and its jobs'
+    latest start.
     """
     decide = {"now": now, "default_limit": default_limit}
     found: tuple[str | None, int | None, bool | None] | None = yield Call("queue_decide", decide, DECIDED)
@@ -602,10 +604,12 @@ def delete_generation(generation_id: str) -> Steps[None]:
 
 @writer
 def reset_database(*, confirm: str) -> Steps[None]:
-    """Delete every generation and prompt. ``confirm`` must be exactly ``RESET_CONFIRMATION``."""
+    """Delete every generation and prompt, and the lanes kept from them (owner limits stay). ``confirm`` must
+    be exactly ``RESET_CONFIRMATION``."""
     if confirm != RESET_CONFIRMATION:
         raise ConfirmationRequired(
             f"reset_database deletes every generation and prompt; pass confirm={RESET_CONFIRMATION!r}"
         )
     yield Call("delete_all_generations", {})
+    yield Call("delete_all_lanes", {})
     yield Call("delete_all_prompts", {})

@@ -78,6 +78,11 @@ DELETE FROM generations WHERE id = :id AND status <> 'processing';
 -- name: delete_all_generations()!
 DELETE FROM generations;
 
+-- name: delete_all_lanes()!
+-- The lanes' rows, once no generation is left (migration 0012): their counts and heads are empty, and when
+-- each was last served (0015) is forgotten.
+DELETE FROM owner_lanes;
+
 -- name: list_pending(limit)
 -- The queue: oldest pending first.
 SELECT * FROM generations

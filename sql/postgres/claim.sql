@@ -45,25 +45,26 @@ SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(16, hashtext(:idempotency_
 -- name: queue_decide(now, default_limit)^
 -- The lane queue_heads would rank first (owner key, '' for none; its limit), from the lanes' heads as the
 -- trigger of migration 0012 keeps them, with the lane's claim lock: the first keyed lane with room in
--- owner_lanes_order (its head's priority, its running jobs, its head's age) whose lock this claim takes now
+-- owner_lanes_order (its head's priority, its running jobs, when it was last served, its head's age) whose
+-- lock this claim takes now
 -- (a lane another claimer holds is skipped, as FOR UPDATE SKIP LOCKED skips a job; when every one is held,
 -- the first, locked false: the claim then waits for its lock), against the lane without a key (its first
--- ready job, its running jobs; never locked). A row of NULLs when no lane has a ready job and room; no row
+-- ready job, its running jobs, its jobs' latest start; never locked). A row of NULLs when no lane has a ready job and room; no row
 -- when the chosen keyed lane's head waits for its run_after (its first ready job is further on: the claim
 -- ranks every lane). The claim then takes the lane's head in a statement of its own, whose snapshot sees
 -- every claim of the lane committed before the lock was had.
 WITH lanes AS NOT MATERIALIZED (
-    SELECT l.owner_key, l.running, l.head_priority AS priority, l.head_created_at AS created_at,
+    SELECT l.owner_key, l.running, l.served_at, l.head_priority AS priority, l.head_created_at AS created_at,
            l.head_id AS id, l.max_running
     FROM (
-        SELECT l.owner_key, l.running, l.head_priority, l.head_created_at, l.head_id,
+        SELECT l.owner_key, l.running, l.served_at, l.head_priority, l.head_created_at, l.head_id,
                coalesce(
                    (SELECT o.max_running FROM owner_limits AS o WHERE o.owner_key = l.owner_key),
                    CAST(:default_limit AS integer)
                ) AS max_running
         FROM owner_lanes AS l
         WHERE l.head_id IS NOT NULL
-        ORDER BY l.head_priority DESC, l.running, l.head_created_at, l.head_id
+        ORDER BY l.head_priority DESC, l.running, l.served_at, l.head_created_at, l.head_id
     ) AS l
     WHERE l.max_running IS NULL OR l.running < l.max_running
     OFFSET 0
@@ -86,6 +87,10 @@ unkeyed AS MATERIALIZED (
                SELECT count(*) FROM generations AS p
                WHERE coalesce(p.owner_key, '') = '' AND p.status = 'processing'
            )::integer ELSE 0 END AS running,
+           CASE WHEN EXISTS (SELECT 1 FROM keyed) THEN coalesce((
+               SELECT max(s.started_at) FROM generations AS s
+               WHERE s.owner_key IS NULL AND s.started_at IS NOT NULL
+           ), timestamptz 'epoch') ELSE timestamptz 'epoch' END AS served_at,
            g.priority, g.created_at, g.id, CAST(NULL AS integer) AS max_running, true AS locked
     FROM generations AS g
     WHERE coalesce(g.owner_key, '') = '' AND g.status = 'pending'
@@ -98,13 +103,15 @@ decided AS (
         SELECT * FROM keyed AS k
         WHERE NOT EXISTS (
             SELECT 1 FROM unkeyed AS u
-            WHERE (-u.priority, u.running, u.created_at, u.id) < (-k.priority, k.running, k.created_at, k.id)
+            WHERE (-u.priority, u.running, u.served_at, u.created_at, u.id)
+                < (-k.priority, k.running, k.served_at, k.created_at, k.id)
         )
         UNION ALL
         SELECT * FROM unkeyed AS u
         WHERE NOT EXISTS (
             SELECT 1 FROM keyed AS k
-            WHERE (-k.priority, k.running, k.created_at, k.id) < (-u.priority, u.running, u.created_at, u.id)
+            WHERE (-k.priority, k.running, k.served_at, k.created_at, k.id)
+                < (-u.priority, u.running, u.served_at, u.created_at, u.id)
         )
     ) AS best
     WHERE NOT EXISTS (
@@ -122,8 +129,8 @@ LIMIT 1;
 -- The whole claim in one statement, pending -> processing: the first keyed lane with room in
 -- owner_lanes_order whose owner_lanes row no other claimer holds, locked FOR UPDATE SKIP LOCKED (as a job is:
 -- concurrent claimers take different lanes; k), against the first ready job without a key (u), compared as
--- queue_heads ranks them (the running jobs without a key are counted only when the two heads' priorities
--- tie); the winning lane's first ready job taken FOR UPDATE SKIP LOCKED. The locked row read is its newest
+-- queue_heads ranks them (the running jobs without a key are counted, and their latest start read in
+-- generations_unkeyed_served (0015), only when the two heads' priorities tie); the winning lane's first ready job taken FOR UPDATE SKIP LOCKED. The locked row read is its newest
 -- committed version (PostgreSQL re-reads a row it locks and checks the room again), so the lane's running
 -- count is exact, and the claim's own trigger updates the row it holds. Returns the claimed row; no row when
 -- no lane has a ready job and room (nothing to claim: the claim is over); a row of NULLs when nothing was
@@ -153,14 +160,18 @@ WITH claimed AS (
                         SELECT count(*) FROM generations AS p
                         WHERE coalesce(p.owner_key, '') = '' AND p.status = 'processing'
                     )::integer,
+                    coalesce((
+                        SELECT max(s.started_at) FROM generations AS s
+                        WHERE s.owner_key IS NULL AND s.started_at IS NOT NULL
+                    ), timestamptz 'epoch'),
                     u.created_at,
                     u.id
-                ) < (k.running, k.head_created_at, k.head_id) THEN ''
+                ) < (k.running, k.served_at, k.head_created_at, k.head_id) THEN ''
                 ELSE k.owner_key
             END
             FROM (SELECT 1) AS one
             LEFT JOIN LATERAL (
-                SELECT l.owner_key, l.running, l.head_priority, l.head_created_at, l.head_id,
+                SELECT l.owner_key, l.running, l.served_at, l.head_priority, l.head_created_at, l.head_id,
                        l.head_run_after AS run_after
                 FROM owner_lanes AS l
                 WHERE l.head_id IS NOT NULL
@@ -171,7 +182,7 @@ WITH claimed AS (
                       ),
                       true
                   )
-                ORDER BY l.head_priority DESC, l.running, l.head_created_at, l.head_id
+                ORDER BY l.head_priority DESC, l.running, l.served_at, l.head_created_at, l.head_id
                 LIMIT 1
                 FOR UPDATE OF l SKIP LOCKED
             ) AS k ON true
@@ -206,7 +217,7 @@ WHERE NOT EXISTS (SELECT 1 FROM claimed)
                 ),
                 true
             )
-          ORDER BY l.head_priority DESC, l.running, l.head_created_at, l.head_id
+          ORDER BY l.head_priority DESC, l.running, l.served_at, l.head_created_at, l.head_id
           LIMIT 1
       ) IS NOT NULL
       OR (

@@ -30,3 +30,64 @@ SET status = 'pending',
               * (1 - CAST(:jitter AS double precision) * random())) END
 WHERE status = 'processing' AND lease_expires_at <= :now AND attempts < :max_attempts
 RETURNING id;
+
+-- name: queue_heads(now, default_limit, limit)
+-- The lanes a claim may take from, best first: the head of each lane with a ready job (run_after passed) and
+-- room under its limit, ordered by the head's priority (higher first), then the lane's running jobs (fewer
+-- first: fair across keys), then when the lane was last served (longest ago first: round robin among
+-- equals; migration 0015), then the head's age and id. The distinct lanes are found by a loose index scan
+-- (one probe of generations_lane_queue per lane), so the cost grows with the number of lanes with pending
+-- jobs, never with the jobs; only the heads, one per lane, are sorted. PostgreSQL's version (SQLite's is in
+-- sql/sqlite/queue.sql).
+WITH RECURSIVE lanes (owner_key) AS (
+    SELECT (
+        SELECT coalesce(owner_key, '') FROM generations
+        WHERE status = 'pending'
+        ORDER BY coalesce(owner_key, '')
+        LIMIT 1
+    )
+    UNION ALL
+    SELECT (
+        SELECT coalesce(g.owner_key, '') FROM generations AS g
+        WHERE g.status = 'pending' AND coalesce(g.owner_key, '') > lanes.owner_key
+        ORDER BY coalesce(g.owner_key, '')
+        LIMIT 1
+    )
+    FROM lanes
+    WHERE lanes.owner_key IS NOT NULL
+),
+heads AS MATERIALIZED (
+    SELECT lanes.owner_key,
+           (
+               SELECT g.id FROM generations AS g
+               WHERE coalesce(g.owner_key, '') = lanes.owner_key AND g.status = 'pending'
+                 AND (g.run_after IS NULL OR g.run_after <= :now)
+               ORDER BY g.priority DESC, g.created_at, g.id
+               LIMIT 1
+           ) AS head_id,
+           (
+               SELECT count(*) FROM generations AS p
+               WHERE coalesce(p.owner_key, '') = lanes.owner_key AND p.status = 'processing'
+           ) AS running,
+           CASE WHEN lanes.owner_key = '' THEN coalesce((
+               SELECT max(s.started_at) FROM generations AS s
+               WHERE s.owner_key IS NULL AND s.started_at IS NOT NULL
+           ), timestamptz 'epoch') ELSE (
+               SELECT coalesce(max(r.served_at), timestamptz 'epoch') FROM owner_lanes AS r
+               WHERE r.owner_key = lanes.owner_key
+           ) END AS served_at,
+           CASE WHEN lanes.owner_key = '' THEN NULL
+                ELSE coalesce(
+                    (SELECT l.max_running FROM owner_limits AS l WHERE l.owner_key = lanes.owner_key),
+                    CAST(:default_limit AS INTEGER)
+                )
+           END AS max_running
+    FROM lanes
+    WHERE lanes.owner_key IS NOT NULL
+)
+SELECT heads.owner_key, heads.max_running, heads.running, head.id, head.priority
+FROM heads
+JOIN generations AS head ON head.id = heads.head_id
+WHERE heads.max_running IS NULL OR heads.running < heads.max_running
+ORDER BY head.priority DESC, heads.running, heads.served_at, head.created_at, head.id
+LIMIT :limit;

@@ -38,11 +38,11 @@ SELECT :idempotency_key IS NOT NULL AS locked;
 -- The lane queue_heads would rank first (owner key, '' for none; its limit; locked: always, the writer lock
 -- is held), from the lanes' heads as the
 -- triggers of migration 0012 keep them: the first keyed lane with room in owner_lanes_order (its head's
--- priority, its running jobs, its head's age) against the lane without a key (its first ready job, its
--- running jobs). A row of NULLs when no lane has a ready job and room; no row when that first keyed lane's
+-- priority, its running jobs, when it was last served (0015), its head's age) against the lane without a key
+-- (its first ready job, its running jobs, its jobs' latest start). A row of NULLs when no lane has a ready job and room; no row when that first keyed lane's
 -- head waits for its run_after (its lane's first ready job is further on: the claim ranks every lane).
 WITH keyed AS MATERIALIZED (
-    SELECT l.owner_key, l.running, l.head_priority AS priority, l.head_created_at AS created_at,
+    SELECT l.owner_key, l.running, l.served_at, l.head_priority AS priority, l.head_created_at AS created_at,
            l.head_id AS id, l.max_running
     FROM (
         SELECT l.*,
@@ -52,7 +52,7 @@ WITH keyed AS MATERIALIZED (
                ) AS max_running
         FROM owner_lanes AS l INDEXED BY owner_lanes_order
         WHERE l.head_id IS NOT NULL
-        ORDER BY l.head_priority DESC, l.running, l.head_created_at, l.head_id
+        ORDER BY l.head_priority DESC, l.running, l.served_at, l.head_created_at, l.head_id
     ) AS l
     WHERE l.max_running IS NULL OR l.running < l.max_running
     LIMIT 1
@@ -63,6 +63,10 @@ unkeyed AS MATERIALIZED (
                SELECT count(*) FROM generations AS p
                WHERE p.owner_key IS NULL AND p.status = 'processing'
            ) ELSE 0 END AS running,
+           CASE WHEN EXISTS (SELECT 1 FROM keyed) THEN coalesce((
+               SELECT max(s.started_at) FROM generations AS s
+               WHERE s.owner_key IS NULL AND s.started_at IS NOT NULL
+           ), 0) ELSE 0 END AS served_at,
            g.priority, g.created_at, g.id, NULL AS max_running
     FROM generations AS g INDEXED BY generations_lane_queue
     WHERE coalesce(g.owner_key, '') = '' AND g.status = 'pending'
@@ -75,13 +79,15 @@ decided AS (
         SELECT * FROM keyed AS k
         WHERE NOT EXISTS (
             SELECT 1 FROM unkeyed AS u
-            WHERE (-u.priority, u.running, u.created_at, u.id) < (-k.priority, k.running, k.created_at, k.id)
+            WHERE (-u.priority, u.running, u.served_at, u.created_at, u.id)
+                < (-k.priority, k.running, k.served_at, k.created_at, k.id)
         )
         UNION ALL
         SELECT * FROM unkeyed AS u
         WHERE NOT EXISTS (
             SELECT 1 FROM keyed AS k
-            WHERE (-k.priority, k.running, k.created_at, k.id) < (-u.priority, u.running, u.created_at, u.id)
+            WHERE (-k.priority, k.running, k.served_at, k.created_at, k.id)
+                < (-u.priority, u.running, u.served_at, u.created_at, u.id)
         )
     )
     WHERE NOT EXISTS (
@@ -99,9 +105,10 @@ LIMIT 1;
 -- The whole claim in one statement, pending -> processing, or no row when no lane has a ready job and room
 -- (the claim is then over: nothing else is run). The writer lock held since BEGIN IMMEDIATE makes the
 -- lanes' counts, read in the same statement, exact. Which job: the first keyed lane with room in
--- owner_lanes_order (k: its head's priority, its running jobs, its head's age; one probe) against the first
--- ready job without a key (u), compared as queue_heads ranks them (the running jobs without a key are
--- counted, in generations_unkeyed_running (0013), only when the two heads' priorities tie). When that keyed
+-- owner_lanes_order (k: its head's priority, its running jobs, when it was last served, its head's age; one
+-- probe) against the first ready job without a key (u), compared as queue_heads ranks them (the running jobs
+-- without a key are counted, in generations_unkeyed_running (0013), and their latest start read, in
+-- generations_unkeyed_served (0015), only when the two heads' priorities tie). When that keyed
 -- lane's head waits for its run_after (h: its first ready job is further on, so the index does not rank the
 -- lane), every lane is ranked instead as queue_heads does, in the same statement (a branch the common claim
 -- never runs; a keyed lane's running jobs are its owner_lanes row's count). No CTE is materialized
@@ -150,6 +157,13 @@ WHERE id = (
                            SELECT coalesce(max(r.running), 0) FROM owner_lanes AS r
                            WHERE r.owner_key = lanes.owner_key
                        ) END AS running,
+                       CASE WHEN lanes.owner_key = '' THEN coalesce((
+                           SELECT max(s.started_at) FROM generations AS s
+                           WHERE s.owner_key IS NULL AND s.started_at IS NOT NULL
+                       ), 0) ELSE (
+                           SELECT coalesce(max(r.served_at), 0) FROM owner_lanes AS r
+                           WHERE r.owner_key = lanes.owner_key
+                       ) END AS served_at,
                        CASE WHEN lanes.owner_key = '' THEN NULL
                             ELSE coalesce(
                                 (SELECT o.max_running FROM owner_limits AS o WHERE o.owner_key = lanes.owner_key),
@@ -162,7 +176,7 @@ WHERE id = (
             SELECT head.id
             FROM heads CROSS JOIN generations AS head ON head.id = heads.head_id
             WHERE heads.max_running IS NULL OR heads.running < heads.max_running
-            ORDER BY head.priority DESC, heads.running, head.created_at, head.id
+            ORDER BY head.priority DESC, heads.running, heads.served_at, head.created_at, head.id
             LIMIT 1
         )
         WHEN u.id IS NULL THEN k.head_id
@@ -173,9 +187,13 @@ WHERE id = (
                 SELECT count(*) FROM generations AS p
                 WHERE p.owner_key IS NULL AND p.status = 'processing'
             ),
+            coalesce((
+                SELECT max(s.started_at) FROM generations AS s
+                WHERE s.owner_key IS NULL AND s.started_at IS NOT NULL
+            ), 0),
             u.created_at,
             u.id
-        ) < (k.running, k.head_created_at, k.head_id) THEN u.id
+        ) < (k.running, k.served_at, k.head_created_at, k.head_id) THEN u.id
         ELSE k.head_id
     END
     FROM (SELECT 1) AS one
@@ -189,7 +207,7 @@ WHERE id = (
               ),
               1
           )
-        ORDER BY l.head_priority DESC, l.running, l.head_created_at, l.head_id
+        ORDER BY l.head_priority DESC, l.running, l.served_at, l.head_created_at, l.head_id
         LIMIT 1
     )
     LEFT JOIN generations AS h ON h.id = k.head_id

@@ -32,7 +32,8 @@ RETURNING id;
 -- name: queue_heads(now, default_limit, limit)
 -- The lanes a claim may take from, best first: the head of each lane with a ready job (run_after passed) and
 -- room under its limit, ordered by the head's priority (higher first), then the lane's running jobs (fewer
--- first: fair across keys), then the head's age and id. The distinct lanes are found by a loose index scan
+-- first: fair across keys), then when the lane was last served (longest ago first: round robin among
+-- equals; migration 0015), then the head's age and id. The distinct lanes are found by a loose index scan
 -- (one probe of generations_lane_queue per lane), so the cost grows with the number of lanes with pending
 -- jobs, never with the jobs; only the heads, one per lane, are sorted. SQLite's own version: a keyed lane's
 -- running jobs are its owner_lanes row's count (0012), those without a key the entries of
@@ -69,6 +70,12 @@ heads AS MATERIALIZED (
            ) ELSE (
                SELECT coalesce(max(r.running), 0) FROM owner_lanes AS r WHERE r.owner_key = lanes.owner_key
            ) END AS running,
+           CASE WHEN lanes.owner_key = '' THEN coalesce((
+               SELECT max(s.started_at) FROM generations AS s
+               WHERE s.owner_key IS NULL AND s.started_at IS NOT NULL
+           ), 0) ELSE (
+               SELECT coalesce(max(r.served_at), 0) FROM owner_lanes AS r WHERE r.owner_key = lanes.owner_key
+           ) END AS served_at,
            CASE WHEN lanes.owner_key = '' THEN NULL
                 ELSE coalesce(
                     (SELECT l.max_running FROM owner_limits AS l WHERE l.owner_key = lanes.owner_key),
@@ -82,5 +89,5 @@ SELECT heads.owner_key, heads.max_running, heads.running, head.id, head.priority
 FROM heads
 JOIN generations AS head ON head.id = heads.head_id
 WHERE heads.max_running IS NULL OR heads.running < heads.max_running
-ORDER BY head.priority DESC, heads.running, head.created_at, head.id
+ORDER BY head.priority DESC, heads.running, heads.served_at, head.created_at, head.id
 LIMIT :limit;
