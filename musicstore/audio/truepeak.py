@@ -187,7 +187,7 @@ def _curvature_split() -> tuple[float, NDArray[np.float32], int]:
 
 
 _SPAN = 8  # rows per span of the coarse bound
-_CHUNK = 1 << 15  # samples at a time (a multiple of the span)
+_CHUNK = 1 << 17  # samples at a time (a multiple of the span; few numpy calls: GIL hand-offs in a batch)
 
 
 @functools.cache
@@ -234,6 +234,20 @@ def span_bounds(audio: NDArray[np.float32], envelope: NDArray[np.float32]) -> ND
     for start in range(0, spans * _SPAN, _CHUNK):  # in chunks: no full-length temporaries
         stop = min(start + _CHUNK, spans * _SPAN)
         n, inside = stop - start, max(0, min(stop, samples) - start)
+        if start > 0 and stop < samples:  # samples start - 1 .. stop all inside: read in place
+            for c, x in enumerate(audio):
+                d = bend[:n] if c == 0 else part[:n]  # |D| ≥ 0: the first channel's is the maximum so far
+                np.multiply(x[start:stop], np.float32(-2.0), out=d)
+                d += x[start - 1 : stop - 1]
+                d += x[start + 1 : stop + 1]
+                np.abs(d, out=d)
+                if c:
+                    np.maximum(bend[:n], d, out=bend[:n])
+            span_bend[start // _SPAN - lo : stop // _SPAN - lo] = _span_max(bend[:n])
+            reach[start // _SPAN : stop // _SPAN] = _span_max(
+                envelope[start:stop], envelope[start - 1 : stop - 1 : _SPAN]
+            )
+            continue
         bend[:n] = 0.0
         for x in audio:
             window[: n + 2] = 0.0
