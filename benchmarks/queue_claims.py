@@ -12,14 +12,17 @@ Runs, each from a fresh queue of N pending jobs (``benchmarks.data``), 8 process
 2. claim_next, jobs without owner keys (one lane);
 3. claim_next, the jobs spread over 50 owner keys and 3 priorities, ``owner_limit`` high enough not to bind
    (the ranking of the lanes, the fairness and the limit's count are all paid);
-4. (SQLite) the floor of a claim with per-key limits on run 3's queue: the least such a claim does beyond
-   the plain claim. The library's lane bookkeeping (0012's triggers) is dropped from that queue's copy; a
-   table of one counter row per key stands in for it, bumped by a trigger in the claiming statement, and the
-   claim is one UPDATE of the head of a lane in ``generations_lane_queue``, its counter checked against the
-   limit in the same statement. The lane is picked by the client, each process in turn over the keys it has
-   not yet found empty: no decision and no ranking, so the order is not the queue's (priorities are only
+4. the floor of a claim with per-key limits on run 3's queue: the least such a claim does beyond the plain
+   claim. The library's lane bookkeeping (0012's triggers) is dropped from that queue's copy; a table of one
+   counter row per key stands in for it, bumped by a trigger in the claiming statement (on PostgreSQL a
+   plpgsql function of one ``UPDATE``), and the claim is one UPDATE of the head of a lane in
+   ``generations_lane_queue`` (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), its counter checked against the
+   limit in the same statement (on PostgreSQL read ``FOR UPDATE``: the newest committed count, so two claimers
+   cannot both take the last place). The lane is picked by the client, each process in turn over the keys it
+   has not yet found empty: no decision and no ranking, so the order is not the queue's (priorities are only
    kept within a lane); what it keeps of a fair claim is that jobs leave each lane's queue in the lane's
-   order, not the oldest first, and that a counter row per key is written;
+   order, not the oldest first, and that a counter row per key is written. After the run every counter is
+   checked against its key's processing jobs (``floor_miscounted``);
 5. and 6. a worker's loop, claim then complete, plain against claim_next with 50 keys, 3 priorities and
    ``owner_limit=2`` (binding: 8 workers, at most 2 jobs of a key at once).
 
@@ -35,8 +38,8 @@ moves both sides of a ratio.
 
 ``--cpu`` measures instead, in one process, the CPU time a claim costs (this process's, plus on PostgreSQL the
 server backend's, read from /proc): blocks of claims alternated between the plain claim, claim_next without
-owner keys, claim_next with 50 keys and 3 priorities and (SQLite) the floor of run 4, each on its own queue;
-the median (and minimum) of the blocks. Less moved by the machine's load than a race's rate, and without the
+owner keys, claim_next with 50 keys and 3 priorities and the floor of run 4, each on its own queue; the
+median (and minimum) of the blocks. Less moved by the machine's load than a race's rate, and without the
 contention of 8 processes.
 """
 
@@ -56,6 +59,7 @@ from typing import Any
 
 from musicstore import Generation, Store
 from musicstore.ops import NOW, Call, Steps, writer_alone
+from musicstore.ops.jobs import _fast, _Undecided
 from musicstore.ops.reads import GENERATION
 from musicstore.queries import Query
 
@@ -75,27 +79,65 @@ PLAIN = {
 }
 # The floor's claim (run 4): the head of the lane the client names, while the lane's counter is under the
 # limit; the counter row is bumped by the floor's trigger (FLOOR_SCHEMA) in the same statement.
-FLOOR = (
-    "UPDATE generations SET status = 'processing', worker_id = :worker_id, started_at = :now,"
+FLOOR = {
+    "sqlite": "UPDATE generations SET status = 'processing', worker_id = :worker_id, started_at = :now,"
     " lease_expires_at = :lease_expires_at, attempts = attempts + 1"
     " WHERE id = (SELECT g.id FROM generations AS g INDEXED BY generations_lane_queue"
     " WHERE coalesce(g.owner_key, '') = :owner_key AND g.status = 'pending'"
     " AND (g.run_after IS NULL OR g.run_after <= :now) ORDER BY g.priority DESC, g.created_at, g.id LIMIT 1)"
     " AND (SELECT c.running FROM floor_lanes AS c WHERE c.owner_key = :owner_key) < :max_running"
-    " RETURNING *"
-)
+    " RETURNING *",
+    "postgres": "WITH lane AS (SELECT c.running FROM floor_lanes AS c WHERE c.owner_key = %(owner_key)s"
+    " FOR UPDATE SKIP LOCKED),"
+    " claimed AS (UPDATE generations SET status = 'processing', worker_id = %(worker_id)s,"
+    " started_at = %(now)s, lease_expires_at = %(lease_expires_at)s, attempts = attempts + 1"
+    " WHERE id = (SELECT g.id FROM generations AS g"
+    " WHERE EXISTS (SELECT 1 FROM lane WHERE lane.running < %(max_running)s)"
+    " AND coalesce(g.owner_key, '') = %(owner_key)s AND g.status = 'pending'"
+    " AND (g.run_after IS NULL OR g.run_after <= %(now)s)"
+    " ORDER BY g.priority DESC, g.created_at, g.id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    " RETURNING generations.*)"
+    " SELECT * FROM claimed UNION ALL SELECT (NULL::generations).* WHERE NOT EXISTS (SELECT 1 FROM lane)"
+    " AND EXISTS (SELECT 1 FROM floor_lanes AS c WHERE c.owner_key = %(owner_key)s)",
+}
+"""On PostgreSQL the counter row is locked ``FOR UPDATE SKIP LOCKED`` as the library's lane row is (a lane
+another claimer holds is skipped, not waited for: its lock lasts to that claim's commit), and read in its
+newest committed version; a row of NULLs says the lane was held (the client goes on to the next key and keeps
+this one), no row that it was empty or at its limit (or has no counter row: a key without jobs)."""
 KEYS, PRIORITIES = 50, 3
-FLOOR_SCHEMA = (
-    *(
-        f"DROP TRIGGER generations_lanes_{event}"
-        for event in ("insert", "move", "finish", "update", "delete")
+FLOOR_SCHEMA = {
+    "sqlite": (
+        *(
+            f"DROP TRIGGER generations_lanes_{event}"
+            for event in ("insert", "move", "finish", "update", "delete")
+        ),
+        "CREATE TABLE floor_lanes (owner_key TEXT PRIMARY KEY, running INTEGER NOT NULL)"
+        " STRICT, WITHOUT ROWID",
+        "INSERT INTO floor_lanes SELECT DISTINCT owner_key, 0 FROM generations WHERE owner_key IS NOT NULL",
+        "CREATE TRIGGER floor_lanes_claim AFTER UPDATE OF status ON generations"
+        " WHEN NEW.owner_key IS NOT NULL AND OLD.status = 'pending' AND NEW.status = 'processing'"
+        " BEGIN UPDATE floor_lanes SET running = running + 1 WHERE owner_key = NEW.owner_key; END",
     ),
-    "CREATE TABLE floor_lanes (owner_key TEXT PRIMARY KEY, running INTEGER NOT NULL) STRICT, WITHOUT ROWID",
-    "INSERT INTO floor_lanes SELECT DISTINCT owner_key, 0 FROM generations WHERE owner_key IS NOT NULL",
-    "CREATE TRIGGER floor_lanes_claim AFTER UPDATE OF status ON generations"
-    " WHEN NEW.owner_key IS NOT NULL AND OLD.status = 'pending' AND NEW.status = 'processing'"
-    " BEGIN UPDATE floor_lanes SET running = running + 1 WHERE owner_key = NEW.owner_key; END",
+    "postgres": (
+        *(
+            f"DROP TRIGGER generations_lanes_{event} ON generations"
+            for event in ("insert", "update", "delete")
+        ),
+        "CREATE TABLE floor_lanes (owner_key text PRIMARY KEY, running integer NOT NULL)",
+        "INSERT INTO floor_lanes SELECT DISTINCT owner_key, 0 FROM generations WHERE owner_key IS NOT NULL",
+        "CREATE FUNCTION floor_lanes_claim() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " UPDATE floor_lanes SET running = running + 1 WHERE owner_key = NEW.owner_key; RETURN NULL; END $$",
+        "CREATE TRIGGER floor_lanes_claim AFTER UPDATE OF status ON generations FOR EACH ROW"
+        " WHEN (NEW.owner_key IS NOT NULL AND OLD.status = 'pending' AND NEW.status = 'processing')"
+        " EXECUTE FUNCTION floor_lanes_claim()",
+    ),
+}
+"""The floor's lane bookkeeping in place of the library's: one counter row per key, bumped at a claim."""
+FLOOR_MISCOUNTED = (
+    "SELECT count(*) FROM floor_lanes AS c WHERE c.running <> (SELECT count(*) FROM generations AS g"
+    " WHERE g.owner_key = c.owner_key AND g.status = 'processing')"
 )
+"""The floor's counters that differ from their key's processing jobs (0 after a correct run)."""
 RUNS = (
     ("plain", False, None, False, "plain claim (before 0008)"),
     ("queue", False, None, False, "claim_next, no owner keys"),
@@ -117,16 +159,19 @@ def plain_claim_next(worker_id: str) -> Steps[Generation | None]:
 
 
 @writer_alone
-def floor_claim_next(worker_id: str, owner_key: str, max_running: int) -> Steps[Generation | None]:
+def floor_claim_next(
+    worker_id: str, owner_key: str, max_running: int
+) -> Steps[Generation | _Undecided | None]:
     now = yield NOW
     params = {"worker_id": worker_id, "now": now, "lease_expires_at": now + timedelta(seconds=300)}
     lane = {**params, "owner_key": owner_key, "max_running": max_running}
-    claimed: Generation | None = yield Call("floor_claim_lane", lane, GENERATION)
+    claimed: Generation | _Undecided | None = yield Call("floor_claim_lane", lane, _fast)
     return claimed
 
 
 class FloorLanes:
-    """The floor's choice of lane: the keys in turn, from ``start``, each dropped once found empty."""
+    """The floor's choice of lane: the keys in turn, from ``start``, each dropped once found empty (a lane
+    another claimer holds, on PostgreSQL, is kept for its next turn)."""
 
     def __init__(self, start: int) -> None:
         self.keys = [f"user-{(start + k) % KEYS}" for k in range(KEYS)]
@@ -136,18 +181,20 @@ class FloorLanes:
         while self.keys:
             self.turn %= len(self.keys)
             job = store.run(floor_claim_next, worker, self.keys[self.turn], limit)
+            if isinstance(job, _Undecided):
+                self.turn += 1  # held by another claimer: its next turn
+                continue
             if job is not None:
                 self.turn += 1
                 return job
-            del self.keys[self.turn]  # the limit never binds here: the lane is empty
+            del self.keys[self.turn]  # empty, or at its limit
         return None
 
 
 def _register(store: Store) -> None:
     """The benchmark's own statements, run through the store's driver as its queries are."""
     store._queries["plain_claim_next"] = Query("plain_claim_next", PLAIN[store._connector.dialect], "one")
-    if store._connector.dialect == "sqlite":
-        store._queries["floor_claim_lane"] = Query("floor_claim_lane", FLOOR, "one")
+    store._queries["floor_claim_lane"] = Query("floor_claim_lane", FLOOR[store._connector.dialect], "one")
 
 
 def _claimer(url: str, run: tuple[str, int | None, bool], worker: str, barrier: Any, results: Any) -> None:
@@ -279,16 +326,28 @@ def race(
     return result
 
 
+def floor_miscounted(url: str) -> int:
+    """How many of the floor's counters differ from their key's processing jobs (FLOOR_MISCOUNTED)."""
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            return int(conn.execute(FLOOR_MISCOUNTED).fetchone()[0])
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(FLOOR_MISCOUNTED).fetchone()
+        return int(row[0]) if row else -1
+
+
 def _spread(url: str, dialect: str, floor: bool = False) -> None:
     """Give the pending jobs owner keys and priorities at random (50 keys, 3 priorities); ``floor``: and
-    replace the library's lane bookkeeping with the floor's counter rows (FLOOR_SCHEMA, SQLite)."""
+    replace the library's lane bookkeeping with the floor's counter rows (FLOOR_SCHEMA)."""
     if dialect == "sqlite":
         with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
             conn.execute(
                 f"UPDATE generations SET owner_key = 'user-' || (abs(random()) % {KEYS}),"
                 f" priority = abs(random()) % {PRIORITIES} WHERE status = 'pending'"
             )
-            for statement in FLOOR_SCHEMA if floor else ():
+            for statement in FLOOR_SCHEMA[dialect] if floor else ():
                 conn.execute(statement)
         return
     import psycopg
@@ -298,6 +357,8 @@ def _spread(url: str, dialect: str, floor: bool = False) -> None:
             f"UPDATE generations SET owner_key = 'user-' || floor(random() * {KEYS})::int,"
             f" priority = floor(random() * {PRIORITIES})::int WHERE status = 'pending'"
         )
+        for statement in FLOOR_SCHEMA[dialect] if floor else ():
+            conn.execute(statement)
         conn.execute("ANALYZE generations")
 
 
@@ -327,8 +388,7 @@ def _backend_seconds(store: Store) -> Callable[[], float]:
 
 
 def cpu_per_claim(urls: list[str], jobs: int, block: int) -> list[tuple[str, list[float]]]:
-    """CPU seconds per claim of each side in CPU_SIDES (on its own queue at ``urls[i]``; the floor's side on
-    SQLite only), per block."""
+    """CPU seconds per claim of each side in CPU_SIDES (on its own queue at ``urls[i]``), per block."""
     sides = CPU_SIDES[: len(urls)]
     stores = [Store(url) for url in urls]
     server: list[Callable[[], float]] = []
@@ -372,8 +432,6 @@ def cpu_main(args: argparse.Namespace, backends: tuple[str, ...]) -> list[str]:
             server = _pgserver.start(durable=True)
         try:
             for n, (mode, keyed, _label) in enumerate(CPU_SIDES):
-                if mode == "floor" and server is not None:
-                    continue  # the floor's statement and schema are SQLite's
                 if server is None:
                     copy = sqlite_database(args.workdir, args.jobs, pending=args.jobs, seed=3)
                     paths.append(copy.rename(copy.with_name(f"cpu{n}-{copy.name}")))  # one queue a side
@@ -431,8 +489,6 @@ def main(argv: list[str] | None = None) -> None:
             for _ in range(args.rounds):
                 results: dict[int, Race] = {}
                 for n, (mode, keyed, limit, complete, label) in enumerate(RUNS):
-                    if mode == "floor" and server is not None:
-                        continue  # the floor's statement and schema are SQLite's
                     if server is None:
                         path = sqlite_database(args.workdir, args.jobs, pending=args.jobs, seed=3)
                         url = f"sqlite:///{path}"
@@ -442,6 +498,8 @@ def main(argv: list[str] | None = None) -> None:
                         _spread(url, backend, floor=mode == "floor")
                     results[n] = race(url, (mode, limit, complete), label, server_cpu(server))
                     assert results[n].double == 0 and results[n].left == 0, results[n]
+                    if mode == "floor":
+                        assert floor_miscounted(url) == 0, f"{label}: a counter differs from its key's jobs"
                     if server is None:
                         remove_database(path)
                     else:

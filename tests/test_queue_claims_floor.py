@@ -1,0 +1,34 @@
+"""The claim floor of ``benchmarks.queue_claims`` (run 4) is a correct claim with per-key limits: 8 processes
+claiming with a binding limit take no job twice, never more of a key than its limit, and its counters stay
+equal to the keys' processing jobs, on both backends."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from benchmarks.queue_claims import KEYS, _spread, floor_miscounted, race
+from musicstore import Store
+from tests.test_schema import _sql
+
+LIMIT = 2
+JOBS = 6 * KEYS
+
+
+def test_the_floor_holds_a_binding_limit_under_8_processes(db_url: str) -> None:
+    with Store(db_url) as store:
+        for i in range(JOBS):
+            store.create_generation(f"job {i}", model_name="m", duration_seconds=1)
+    dialect = "sqlite" if db_url.startswith("sqlite") else "postgres"
+    _spread(db_url, dialect, floor=True)
+    per_key = Counter(key for (key,) in _sql(db_url, "SELECT owner_key FROM generations"))
+
+    result = race(db_url, ("floor", LIMIT, False), "floor, limit 2")
+
+    running = Counter(
+        key for (key,) in _sql(db_url, "SELECT owner_key FROM generations WHERE status = 'processing'")
+    )
+    assert result.double == 0
+    assert running == {key: min(LIMIT, jobs) for key, jobs in per_key.items()}  # each key filled, no more
+    assert result.jobs == sum(running.values())
+    assert result.left == JOBS - result.jobs
+    assert floor_miscounted(db_url) == 0
