@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -71,6 +72,7 @@ class Row:
     singles: list[float] | None = None  # batch rows: the same clips through export_audio one at a time
     others: list[float] | None = None  # batch rows: other processes' share of the cores, per round
     cores: float = float("nan")  # batch rows: median CPU time over median wall-clock (cores kept busy)
+    waits: tuple[float, float] | None = None  # batch rows: median waits per round, batch and singles
 
 
 def median_ms(run: Callable[[], object], repeats: int) -> float:
@@ -172,13 +174,16 @@ def batch_case(clips: Any, root: Path, repeats: int) -> Row:
         results.extend(export_batch(clips, RATE, paths))
 
     totals, floors, singles, others = [], [], [], []
+    batch_waits, single_waits = [], []
     for _ in range(repeats):  # batch, floor and sixteen single exports in turn
-        before = busy_seconds()
+        before, waited = busy_seconds(), waits()
         totals += times_ms(batch, 1)
         middle = busy_seconds()
+        batch_waits.append(waits() - waited)
         floors += times_ms(floor_all, 1)
-        after_floor = busy_seconds()
+        after_floor, waited = busy_seconds(), waits()
         singles += times_ms(singles_all, 1)
+        single_waits.append(waits() - waited)
         shares = (
             others_share(before, middle, totals[-1], CPU_MS[batch][-1]),
             others_share(after_floor, busy_seconds(), singles[-1], CPU_MS[singles_all][-1]),
@@ -187,7 +192,14 @@ def batch_case(clips: Any, root: Path, repeats: int) -> Row:
     row = Row(f"batch of {clips.shape[0]}", results, totals, floors, float("nan"), *host_ms(clips, repeats))
     row.singles, row.cpu_ratio, row.others = singles, cpu_ratio(batch, floor_all), others
     row.cores = statistics.median(CPU_MS[batch]) / statistics.median(totals)
+    row.waits = statistics.median(batch_waits), statistics.median(single_waits)
     return row
+
+
+def waits() -> int:
+    """The process's voluntary context switches so far: each a wait of one of its threads, for the disk (an
+    fsync) or for the GIL held by another (a contended hand-off: the batch's threads between numpy calls)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
 
 
 def busy_seconds() -> float:
@@ -267,6 +279,9 @@ def report(rows: list[Row], seconds: float, source: str) -> None:
                   f"{min(row.singles):.0f} ms min; target ≤ 0.6; "
                   f"the batch kept {row.cores:.2f} cores busy")  # fmt: skip
             print(quiet_rounds(row))
+            if row.waits is not None:
+                print(f"waits (voluntary context switches: the GIL, fsync) per round, median: batch "
+                      f"{row.waits[0]:.0f}, singles {row.waits[1]:.0f}")  # fmt: skip
     loud = [r for row in rows for r in row.results if r.target_reached]
     print(f"\n{len(loud)} of {sum(len(r.results) for r in rows)} exports reached −16 LUFS; max true peak "
           f"{max(r.true_peak_after for row in rows for r in row.results):.2f} dBTP")  # fmt: skip
