@@ -56,3 +56,22 @@ def test_the_low_band_read_in_place_equals_the_per_phase_reading(samples: int, c
         patch.setattr(farfield, "_LOW_BAND_CHUNK", chunk)
         chunked = farfield._decimated_low_band(x, count, 4)
     assert np.array_equal(chunked.view(np.uint32), whole.view(np.uint32))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    spans=st.integers(1, 200),
+    with_start=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_span_maxima_are_each_spans_largest_value(spans: int, with_start: bool, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    values = np.abs(rng.standard_normal(8 * spans)).astype(np.float32)
+    values[rng.random(values.shape[0]) < 0.2] = 0.0  # ties and zeros
+    start = np.abs(rng.standard_normal(spans)).astype(np.float32) if with_start else None
+    expected = values.reshape(spans, 8).max(axis=1)
+    if start is not None:
+        expected = np.maximum(expected, start)
+    got = truepeak._span_max(values, start)
+    assert got.shape == (spans,)
+    assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))

@@ -206,13 +206,14 @@ def _span_weights() -> tuple[float, NDArray[np.float32], int]:
 
 
 def _span_max(values: NDArray[np.float32], start: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
-    """The largest of each span of 8 (and of ``start``), a column at a time (numpy's reduction along a
-    short axis is several times slower)."""
-    spans = values.reshape(-1, _SPAN)
-    out = spans[:, 0].copy() if start is None else np.maximum(spans[:, 0], start)
-    for k in range(1, _SPAN):
-        np.maximum(out, spans[:, k], out=out)
-    return out
+    """The largest of each span of 8 (and of ``start``) of non-negative ``values``: the largest of
+    neighbours, of those two apart, of those four apart, every 8th read (four numpy calls over contiguous
+    rows, where a column at a time took eight and a reduction along the short axis is several times slower;
+    the same values: a maximum does not round)."""
+    pairs = np.maximum(values[:-1], values[1:])
+    fours = np.maximum(pairs[:-2], pairs[2:])
+    eights = np.maximum(fours[:-4], fours[4:])[::_SPAN]
+    return eights.copy() if start is None else np.maximum(eights, start)
 
 
 def span_bounds(audio: NDArray[np.float32], envelope: NDArray[np.float32]) -> NDArray[np.float32]:
