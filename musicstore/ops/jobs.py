@@ -5,17 +5,16 @@ Every status change is one conditional UPDATE whose row count decides it; when i
 
 The claim takes jobs in the queue's order (docs/queue.md): among the lanes (one per owner key, one for jobs
 without a key) with a ready job and room under their limit, the head with the highest priority, then the lane
-with the fewest jobs processing, then the lane served longest ago (round robin, migration 0015), then the oldest
-head. ``claim_fast`` decides and takes the best head in one
-statement from the lanes' heads and running counts that triggers keep (migration 0012); it returns the
-claimed row, or no row when no lane has a ready job and room: either way the claim is one statement. On
-SQLite that is all (the writer lock makes the decision exact; a lane whose head waits for its ``run_after``
-is ranked with every lane in the same statement). On PostgreSQL it takes the first keyed lane with room whose
-row no other claimer holds (FOR UPDATE SKIP LOCKED) and returns a row of NULLs (``UNDECIDED``) when it took
-nothing though a lane may have a job: then ``queue_decide`` decides the lane (``_decided_lane``) and
-``claim_lane_head`` takes its head (with its limit checked in the same statement, against the key's
-``owner_lanes`` row locked FOR UPDATE: its newest committed count); when a lane's head waits for its
-``run_after``, ``queue_heads`` ranks every lane.
+with the fewest jobs processing, then the lane served longest ago (round robin, migration 0015), then the
+oldest head. ``claim_fast`` decides and takes the best head in one statement from the lanes' heads and running
+counts that triggers keep (migration 0012); it returns the claimed row, or no row when no lane has a ready job
+and room: either way the claim is one statement. On SQLite that is all (the writer lock makes the decision
+exact; a lane whose head waits for its ``run_after`` is ranked with every lane in the same statement). On
+PostgreSQL it takes the first keyed lane with room whose row no other claimer holds (FOR UPDATE SKIP LOCKED)
+and returns a row of NULLs (``UNDECIDED``) when it took nothing though a lane may have a job: then
+``queue_decide`` decides the lane (``_decided_lane``) and ``claim_lane_head`` takes its head (with its limit
+checked in the same statement, against the key's ``owner_lanes`` row locked FOR UPDATE: its newest committed
+count); when a lane's head waits for its ``run_after``, ``queue_heads`` ranks every lane.
 """
 
 from __future__ import annotations
@@ -235,11 +234,11 @@ def _decided_lane(
 
     Each owner key's lane keeps its running jobs and its head (its first pending job in claim order) in
     ``owner_lanes`` (migration 0012, kept by triggers), in an index in the order the claim ranks the lanes:
-    the head's priority, the fewest running, the longest since served, the head's age. The first keyed lane with room there is the best
-    keyed lane (on PostgreSQL the first whose lock this claim takes now: lanes other claimers hold are
-    skipped), unless its head waits for its ``run_after`` (its first ready job is further on: undecided); the
-    lane of jobs without a key is compared with it by its first ready job, its running jobs and its jobs'
-    latest start.
+    the head's priority, the fewest running, the longest since served, the head's age. The first keyed lane
+    with room there is the best keyed lane (on PostgreSQL the first whose lock this claim takes now: lanes
+    other claimers hold are skipped), unless its head waits for its ``run_after`` (its first ready job is
+    further on: undecided); the lane of jobs without a key is compared with it by its first ready job, its
+    running jobs and its jobs' latest start.
     """
     decide = {"now": now, "default_limit": default_limit}
     found: tuple[str | None, int | None, bool | None] | None = yield Call("queue_decide", decide, DECIDED)
