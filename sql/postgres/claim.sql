@@ -46,13 +46,12 @@ SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(16, hashtext(:idempotency_
 -- The lane queue_heads would rank first (owner key, '' for none; its limit), from the lanes' heads as the
 -- trigger of migration 0012 keeps them, with the lane's claim lock: the first keyed lane with room in
 -- owner_lanes_order (its head's priority, its running jobs, when it was last served, its head's age) whose
--- lock this claim takes now
--- (a lane another claimer holds is skipped, as FOR UPDATE SKIP LOCKED skips a job; when every one is held,
--- the first, locked false: the claim then waits for its lock), against the lane without a key (its first
--- ready job, its running jobs, its jobs' latest start; never locked). A row of NULLs when no lane has a ready job and room; no row
--- when the chosen keyed lane's head waits for its run_after (its first ready job is further on: the claim
--- ranks every lane). The claim then takes the lane's head in a statement of its own, whose snapshot sees
--- every claim of the lane committed before the lock was had.
+-- lock this claim takes now (a lane another claimer holds is skipped, as FOR UPDATE SKIP LOCKED skips a job;
+-- when every one is held, the first, locked false: the claim then waits for its lock), against the lane
+-- without a key (its first ready job, its running jobs, its jobs' latest start; never locked). A row of NULLs
+-- when no lane has a ready job and room; no row when the chosen keyed lane's head waits for its run_after
+-- (its first ready job is further on: the claim ranks every lane). The claim then takes the lane's head in a
+-- statement of its own, whose snapshot sees every claim of the lane committed before the lock was had.
 WITH lanes AS NOT MATERIALIZED (
     SELECT l.owner_key, l.running, l.served_at, l.head_priority AS priority, l.head_created_at AS created_at,
            l.head_id AS id, l.max_running
@@ -130,15 +129,15 @@ LIMIT 1;
 -- owner_lanes_order whose owner_lanes row no other claimer holds, locked FOR UPDATE SKIP LOCKED (as a job is:
 -- concurrent claimers take different lanes; k), against the first ready job without a key (u), compared as
 -- queue_heads ranks them (the running jobs without a key are counted, and their latest start read in
--- generations_unkeyed_served (0015), only when the two heads' priorities tie); the winning lane's first ready job taken FOR UPDATE SKIP LOCKED. The locked row read is its newest
--- committed version (PostgreSQL re-reads a row it locks and checks the room again), so the lane's running
--- count is exact, and the claim's own trigger updates the row it holds. Returns the claimed row; no row when
--- no lane has a ready job and room (nothing to claim: the claim is over); a row of NULLs when nothing was
--- taken though a lane may have one: another claimer held the lanes or the jobs, or the keyed lane's head
--- waits for its run_after (the lane row's head_run_after, migration 0014: its first ready job is further on,
--- so the index does not rank the lane). A lane's row that another claim changed after this statement began
--- is locked and checked for room in its newest version, as a job is. The claim then goes on with
--- queue_decide.
+-- generations_unkeyed_served (0015), only when the two heads' priorities tie); the winning lane's first ready
+-- job taken FOR UPDATE SKIP LOCKED. The locked row read is its newest committed version (PostgreSQL re-reads
+-- a row it locks and checks the room again), so the lane's running count is exact, and the claim's own
+-- trigger updates the row it holds. Returns the claimed row; no row when no lane has a ready job and room
+-- (nothing to claim: the claim is over); a row of NULLs when nothing was taken though a lane may have one:
+-- another claimer held the lanes or the jobs, or the keyed lane's head waits for its run_after (the lane
+-- row's head_run_after, migration 0014: its first ready job is further on, so the index does not rank the
+-- lane). A lane's row that another claim changed after this statement began is locked and checked for room in
+-- its newest version, as a job is. The claim then goes on with queue_decide.
 WITH claimed AS (
     UPDATE generations
     SET status = 'processing',

@@ -36,11 +36,11 @@ SELECT :idempotency_key IS NOT NULL AS locked;
 
 -- name: queue_decide(now, default_limit)^
 -- The lane queue_heads would rank first (owner key, '' for none; its limit; locked: always, the writer lock
--- is held), from the lanes' heads as the
--- triggers of migration 0012 keep them: the first keyed lane with room in owner_lanes_order (its head's
--- priority, its running jobs, when it was last served (0015), its head's age) against the lane without a key
--- (its first ready job, its running jobs, its jobs' latest start). A row of NULLs when no lane has a ready job and room; no row when that first keyed lane's
--- head waits for its run_after (its lane's first ready job is further on: the claim ranks every lane).
+-- is held), from the lanes' heads as the triggers of migration 0012 keep them: the first keyed lane with room
+-- in owner_lanes_order (its head's priority, its running jobs, when it was last served (0015), its head's
+-- age) against the lane without a key (its first ready job, its running jobs, its jobs' latest start). A row
+-- of NULLs when no lane has a ready job and room; no row when that first keyed lane's head waits for its
+-- run_after (its lane's first ready job is further on: the claim ranks every lane).
 WITH keyed AS MATERIALIZED (
     SELECT l.owner_key, l.running, l.served_at, l.head_priority AS priority, l.head_created_at AS created_at,
            l.head_id AS id, l.max_running
@@ -103,17 +103,16 @@ LIMIT 1;
 
 -- name: claim_fast(worker_id, now, lease_expires_at, default_limit)^
 -- The whole claim in one statement, pending -> processing, or no row when no lane has a ready job and room
--- (the claim is then over: nothing else is run). The writer lock held since BEGIN IMMEDIATE makes the
--- lanes' counts, read in the same statement, exact. Which job: the first keyed lane with room in
--- owner_lanes_order (k: its head's priority, its running jobs, when it was last served, its head's age; one
--- probe) against the first ready job without a key (u), compared as queue_heads ranks them (the running jobs
--- without a key are counted, in generations_unkeyed_running (0013), and their latest start read, in
--- generations_unkeyed_served (0015), only when the two heads' priorities tie). When that keyed
--- lane's head waits for its run_after (h: its first ready job is further on, so the index does not rank the
--- lane), every lane is ranked instead as queue_heads does, in the same statement (a branch the common claim
--- never runs; a keyed lane's running jobs are its owner_lanes row's count). No CTE is materialized
--- and nothing is sorted outside that branch: each side is a scalar subquery, evaluated once, and the lanes'
--- and jobs' rows are read by primary key.
+-- (the claim is then over: nothing else is run). The writer lock held since BEGIN IMMEDIATE makes the lanes'
+-- counts, read in the same statement, exact. Which job: the first keyed lane with room in owner_lanes_order
+-- (k: its head's priority, its running jobs, when it was last served, its head's age; one probe) against the
+-- first ready job without a key (u), compared as queue_heads ranks them (the running jobs without a key are
+-- counted, in generations_unkeyed_running (0013), and their latest start read, in generations_unkeyed_served
+-- (0015), only when the two heads' priorities tie). When that keyed lane's head waits for its run_after (h:
+-- its first ready job is further on, so the index does not rank the lane), every lane is ranked instead as
+-- queue_heads does, in the same statement (a branch the common claim never runs; a keyed lane's running jobs
+-- are its owner_lanes row's count). No CTE is materialized and nothing is sorted outside that branch: each
+-- side is a scalar subquery, evaluated once, and the lanes' and jobs' rows are read by primary key.
 UPDATE generations
 SET status = 'processing',
     worker_id = :worker_id,
