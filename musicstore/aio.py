@@ -293,7 +293,7 @@ class AsyncStore(Driver, AsyncOperations):
         attempt = 0
         while True:
             try:
-                return await self._write(steps, step)
+                return await self._write(steps, step, alone=op.alone)
             except WriteConflict:  # as Store.run: PostgreSQL aborted the transaction, run the operation again
                 attempt += 1
                 if attempt > CONFLICT_RETRIES:
@@ -301,11 +301,12 @@ class AsyncStore(Driver, AsyncOperations):
                 await asyncio.sleep(conflict_wait(attempt))
                 steps, step = start(op, *args, **kwargs)
 
-    async def _write(self, steps: Steps[T], step: Step) -> T:
-        """Answer a write operation's steps in a transaction of its own."""
+    async def _write(self, steps: Steps[T], step: Step, *, alone: bool) -> T:
+        """Answer a write operation's steps in a transaction of its own (``alone``: begun later, as
+        ``Store`` begins an ``Operation.alone`` write)."""
         async with self._connection() as conn:
             with self._translating:
-                async with self._connector.transaction(conn, write=True):
+                async with self._connector.transaction(conn, write=True, alone=alone):
                     return await drive_async(self, conn, steps, step)
 
     @asynccontextmanager

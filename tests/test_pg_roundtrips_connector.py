@@ -335,3 +335,91 @@ def test_claims_begun_later_under_contention_respect_limits_and_claim_once(postg
             held[job.owner_key] = held.get(job.owner_key, 0) + 1
         assert held == {f"user-{k}": limit for k in range(keys)}
         assert store.count_generations(status="processing") == keys * limit
+
+
+def _traced(conn: Any, path: Any) -> Any:
+    """libpq's protocol trace of ``conn`` to ``path`` (every message the client sends and receives)."""
+    traced = open(path, "wb")  # noqa: SIM115 - closed by the caller after ``untrace``
+    conn.pgconn.trace(traced.fileno())
+    return traced
+
+
+def test_async_begin_later_commits_alone_and_opens_before_a_second_statement(postgres_url: str) -> None:
+    """The async connection keeps ``BEGIN_LATER`` as the sync one does: a lone statement commits by itself,
+    BEGIN goes out before a second one, and a connection given back mid-way is plain autocommit again."""
+
+    async def main() -> None:
+        async with AsyncStore.open(postgres_url) as store:
+            connector = store._connector
+            conn = await connector.acquire()
+            try:
+                await conn.execute("CREATE TEMPORARY TABLE later_check (v integer)")
+                await conn.execute(postgres.BEGIN_LATER)
+                await conn.execute("INSERT INTO later_check VALUES (1)")
+                assert _status(conn) == postgres._IDLE
+                await conn.execute("INSERT INTO later_check VALUES (2)")
+                assert _status(conn) == 2  # PQTRANS_INTRANS
+                await conn.execute("ROLLBACK")
+                await conn.execute(postgres.BEGIN_LATER)
+            finally:
+                await connector.release(conn)
+            again = await connector.acquire()
+            try:
+                assert again is conn and again.later == 0
+                await again.execute("INSERT INTO later_check VALUES (3)")
+                await again.execute("INSERT INTO later_check VALUES (4)")
+                assert _status(again) == postgres._IDLE
+                cursor = await again.execute("SELECT v FROM later_check ORDER BY v")
+                assert await cursor.fetchall() == [(1,), (3,), (4,)]
+            finally:
+                await connector.release(again)
+
+    asyncio.run(main())
+
+
+def test_async_alone_writes_send_no_begin_and_others_do(postgres_url: str, tmp_path: Any) -> None:
+    """AsyncStore begins an ``Operation.alone`` write as Store does: a claim decided in one statement, a
+    heartbeat and a cancel go out without BEGIN or COMMIT (libpq's trace of the connection shows none);
+    a create, which is not alone, still sends both; the answers are a transaction's."""
+    from musicstore import LeaseLost
+
+    async def main() -> None:
+        async with AsyncStore.open(postgres_url) as store:
+            made = [
+                await store.create_generation(f"job {i}", model_name="m", duration_seconds=1.0)
+                for i in range(3)
+            ]
+            (conn,) = store._connector._spare
+            trace = tmp_path / "alone.trace"
+            traced = _traced(conn, trace)
+            try:
+                claimed = await store.claim_next("w")
+                await store.heartbeat(made[0].id, "w")
+                await store.cancel(made[2].id)
+            finally:
+                conn.pgconn.untrace()
+                traced.close()
+            sent = trace.read_bytes()
+            assert claimed is not None and claimed.id == made[0].id
+            assert sent.count(b"UPDATE generations") >= 3 and b"BEGIN" not in sent and b"COMMIT" not in sent
+            cancelled = await store.get_generation(made[2].id)
+            assert cancelled is not None and cancelled.status == "cancelled"
+            traced = _traced(conn, trace)
+            try:  # the heartbeat changed nothing: the row read that explains it is a second statement
+                with pytest.raises(LeaseLost):
+                    await store.heartbeat(made[1].id, "other")
+            finally:
+                conn.pgconn.untrace()
+                traced.close()
+            sent = trace.read_bytes()
+            assert b"BEGIN" in sent and b"ROLLBACK" in sent and _status(conn) == postgres._IDLE
+            traced = _traced(conn, trace)
+            try:
+                await store.create_generation("one more", model_name="m", duration_seconds=1.0)
+            finally:
+                conn.pgconn.untrace()
+                traced.close()
+            sent = trace.read_bytes()
+            assert b"BEGIN" in sent and b"COMMIT" in sent
+
+    asyncio.run(main())

@@ -13,7 +13,7 @@ import math
 import os
 import threading
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from os import getpid
 from time import monotonic
 from typing import Any
@@ -73,6 +73,25 @@ def _command(conn: Any, command: Command) -> None:
         raise _modules()[0].errors.error_from_result(result, encoding=conn.info.encoding)
 
 
+def _due(conn: Any, query: Any) -> Command | None:
+    """The command to send before ``query`` on ``conn`` (``query`` itself for a ``Command``), keeping
+    ``BEGIN_LATER``'s state in ``conn.later``: the one place the sync and async connections decide it."""
+    if query.__class__ is Command:
+        if query is BEGIN_LATER:
+            conn.later = 1
+            return None
+        if conn.later:  # no BEGIN sent (yet): nothing to commit
+            conn.later = 0
+            return None if query is COMMIT else query
+        return query
+    if conn.later == 1:
+        conn.later = 2  # the first statement: in autocommit
+    elif conn.later:
+        conn.later = 0
+        return BEGIN_WRITE
+    return None
+
+
 @functools.cache
 def connection_class() -> type[Any]:
     """The pool's connection class: a psycopg ``Connection`` that runs a ``Command`` (what ``store.py``
@@ -88,25 +107,39 @@ def connection_class() -> type[Any]:
         def execute(
             self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool = False
         ) -> Any:
+            due = _due(self, query)
+            if due is not None:
+                _command(self, due)
             if query.__class__ is Command:
-                if query is BEGIN_LATER:
-                    self.later = 1
-                elif self.later:  # no BEGIN sent (yet): nothing to commit
-                    self.later = 0
-                    if query is not COMMIT:
-                        _command(self, query)
-                else:
-                    _command(self, query)
                 return None
-            if self.later:
-                if self.later == 1:
-                    self.later = 2  # the first statement: in autocommit
-                else:
-                    self.later = 0
-                    _command(self, BEGIN_WRITE)
             return execute(self, query, params, prepare=prepare, binary=binary)
 
     return Connection
+
+
+@functools.cache
+def async_connection_class() -> type[Any]:
+    """The async pool's connection class: ``BEGIN_LATER`` as on ``connection_class``'s (a ``Command`` goes
+    out through psycopg's own ``execute``: libpq's ``PQexec`` would block the event loop)."""
+    import psycopg
+
+    execute = psycopg.AsyncConnection.execute
+
+    class AsyncConnection(psycopg.AsyncConnection[Any]):
+        later = 0
+        """``BEGIN_LATER``'s state: 1 before the first statement, 2 before the second, else 0."""
+
+        async def execute(
+            self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool = False
+        ) -> Any:
+            due = _due(self, query)
+            if due is not None:
+                await execute(self, str(due))
+            if query.__class__ is Command:
+                return None
+            return await execute(self, query, params, prepare=prepare, binary=binary)
+
+    return AsyncConnection
 
 
 def encode(params: dict[str, Any]) -> dict[str, Any]:
@@ -316,6 +349,7 @@ class AsyncPostgresConnector:
                 max_size=self.pool_size,
                 timeout=self.timeout,
                 kwargs={"autocommit": True},  # rows as tuples, built by position
+                connection_class=async_connection_class(),
                 open=False,
             )
             await pool.open()
@@ -360,6 +394,7 @@ class AsyncPostgresConnector:
     async def release(self, conn: Any) -> None:
         """Keep ``conn`` as the spare if none is kept and it is clean (see ``acquire``), else give it back to
         the pool it came from (a closed pool closes it)."""
+        conn.later = 0  # a BEGIN_LATER never ended (a caller that neither committed nor rolled back)
         if not self._spare and conn.pgconn.transaction_status == _IDLE:
             pool = self._owners.get(id(conn))
             if pool is not None and pool is self._pool:
@@ -372,11 +407,27 @@ class AsyncPostgresConnector:
         await asyncio.shield(self._put_back(self._owners.pop(id(conn)), conn))
 
     @asynccontextmanager
-    async def transaction(self, conn: Any, *, write: bool) -> AsyncIterator[None]:
-        async with conn.transaction():
-            if not write:
-                await conn.execute(READ_ONLY_SNAPSHOT)
+    async def transaction(self, conn: Any, *, write: bool, alone: bool = False) -> AsyncIterator[None]:
+        """A transaction on ``conn``; ``alone``: a write whose first statement may commit by itself, begun
+        with ``BEGIN_LATER`` as ``Store`` begins it (``Operation.alone``)."""
+        if not alone:
+            async with conn.transaction():
+                if not write:
+                    await conn.execute(READ_ONLY_SNAPSHOT)
+                yield
+            return
+        await conn.execute(BEGIN_LATER)
+        try:
             yield
+        except BaseException:
+            conn.later = 0
+            if conn.pgconn.transaction_status in _OPEN:
+                # a connection the failure broke goes back to the pool, which discards it: the failure
+                # raised is the write's own
+                with suppress(_modules()[0].Error):
+                    await conn.execute("ROLLBACK")
+            raise
+        await conn.execute(COMMIT)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -238,7 +238,8 @@ class AsyncSQLiteConnector:
             await conn.close()
 
     @asynccontextmanager
-    async def transaction(self, conn: Any, *, write: bool) -> AsyncIterator[None]:
+    async def transaction(self, conn: Any, *, write: bool, alone: bool = False) -> AsyncIterator[None]:
+        """A transaction on ``conn`` (``alone`` changes nothing here: writes begin ``BEGIN IMMEDIATE``)."""
         try:
             await conn.execute(BEGIN_WRITE if write else BEGIN_READ)
             yield
