@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from musicstore.audio.arrays import as_audio, as_audio_batch, check_sample_rate
-from musicstore.audio.farfield import FarField
+from musicstore.audio.farfield import FarField, keep_spectrum
 from musicstore.audio.files import format_for, write_atomic, write_blocks_atomic
 from musicstore.audio.limiter import Leveled, LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, gated_loudness
@@ -165,8 +165,9 @@ def check_target(path: str | Path, subtype: str) -> tuple[Path, str]:
 def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple[_Processed, float, float]:
     start = time.perf_counter()
     # the far part first: its transforms then run beside the clip alone, not beside its per-sample loudness
-    # power too (half a stereo clip; memory)
-    far = FarField.measure(x)
+    # power too (half a stereo clip; memory); its kernel spectrum and transform plan are not kept through
+    # the output's making and check, but after the write (_export_one)
+    far = FarField.measure(x, keep=False)
     blocks = BlockPower.measure(x, rate)
     before = gated_loudness(blocks.block_means())
     loudness_done = time.perf_counter()
@@ -242,6 +243,7 @@ def _export_one(
         del frames
         quantize_s = begun - stamp
         write_s = time.perf_counter() - begun
+    keep_spectrum(shape[1])  # the output is gone: the far part's spectrum is kept now, if its length recurs
     result = _result(
         done,
         path,
@@ -382,6 +384,8 @@ def export_batch(
     if len({t for t, _ in targets}) != len(targets):
         raise InvalidInput("the batch's paths must be distinct")
     pool_size = workers or min(len(targets), os.cpu_count() or 1)
+    if len(targets) > 1:  # the items' length recurs: its far spectrum made once, before they start
+        keep_spectrum(batch.shape[2], now=True)
     with ThreadPoolExecutor(max_workers=pool_size) as pool:
         futures = [
             pool.submit(_export_one, batch[i], rate, target, fmt, options=opts, started=started)

@@ -54,23 +54,25 @@ class FarField:
     bounds: dict[int, NDArray[np.float32]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def measure(cls, audio: NDArray[np.float32], *, kernel: bool = False) -> FarField:
+    def measure(cls, audio: NDArray[np.float32], *, kernel: bool = False, keep: bool = True) -> FarField:
         """``G`` of ``(C, S)`` audio: ``z`` low-passed and decimated, convolved with the far kernel by FFT.
 
         ``kernel``: a limiter's output will be checked (:class:`LimitedFarField`): its kernel is made here
         too, from the spectrum at hand, when not cached (made later, its inverse transform would add three
         buffers of the transform's size, 0.8x a stereo clip, on top of the limiter's output). It is made
-        anyway where the spectrum is too large to be cached."""
+        anyway where the spectrum is not cached.
+
+        ``keep=False``: a kernel spectrum not cached yet is not cached here, and pocketfft's plan of the
+        transform is pushed out whatever its size: both are a quarter of a stereo clip (half a mono one),
+        and a caller that makes more afterwards (an export: its output and the output's check) would hold
+        them at its peak, where they raised a 30 s clip's from 1.9x to 2.4x the clip. Such a caller keeps
+        them with :func:`keep_spectrum` once its large buffers are gone."""
         step = _DECIMATION
         channels, samples = audio.shape
         count = -(-samples // step)  # points of z's decimated low band, at 0, step, 2 step, ...
-        start = -(NEAR_REACH // step) - 4
-        stop = (samples + NEAR_REACH) // step + 4
-        first_lag = start - count + 1  # the kernel covers lags first_lag..stop (in grid steps)
-        # the circular convolution is the linear one at the outputs kept (count - 1 on) once the
-        # transform holds the kernel: a third shorter than room for both
-        size = _transform_size(stop - first_lag + 1)
-        spectrum_of_kernel = _far_spectrum(first_lag, stop, step, size)
+        start = _GRID_START
+        _, stop, _, size = key = _transform_key(samples)  # the kernel covers lags key[0]..stop
+        spectrum_of_kernel = _far_spectrum(*key, keep=keep)
         grid = np.empty((channels, stop - start + 1), dtype=np.float32)
         for c in range(channels):  # a channel at a time, in float32, no copies: each buffer ≤ a quarter clip
             padded = np.zeros(size, dtype=np.float32)
@@ -80,11 +82,12 @@ class FarField:
             spectrum *= spectrum_of_kernel
             grid[c] = sp_fft.irfft(spectrum, size, overwrite_x=True)[count - 1 : count + stop - start]
             del spectrum
-        if kernel or _SPECTRA.get((first_lag, stop, step, size)) is None:
+        cached = _SPECTRA.get(key) is not None
+        if kernel or not cached:
             # the kernel a limiter's output needs (small) made while the spectrum is at hand, not from a
             # second transform later, when the limiter holds more
-            _far_kernel(first_lag, stop, step, size, spectrum_of_kernel)
-        _forget_plan(size)
+            _far_kernel(*key, spectrum_of_kernel)
+        _forget_plan(size, always=not cached)
         return cls(grid, start, step)
 
     def make_kernel(self, samples: int) -> None:
@@ -142,6 +145,20 @@ class FarField:
         ends = [0, max(blocks - 2, 0), blocks - 1]  # the looped reading adds the other end's far part
         bound[ends] = 2 * bound[ends].max()
         return bound
+
+
+_GRID_START = -(NEAR_REACH // _DECIMATION) - 4  # the far part's first grid point, in grid steps
+
+
+def _transform_key(samples: int) -> tuple[int, int, int, int]:
+    """The far kernel's first and last lag (grid steps), the step and the transform's size for a clip of
+    ``samples`` samples: the key of its cached spectrum and kernel."""
+    count = -(-samples // _DECIMATION)  # points of z's decimated low band
+    stop = (samples + NEAR_REACH) // _DECIMATION + 4
+    first_lag = _GRID_START - count + 1
+    # the circular convolution is the linear one at the outputs kept (count - 1 on) once the transform
+    # holds the kernel: a third shorter than room for both
+    return first_lag, stop, _DECIMATION, _transform_size(stop - first_lag + 1)
 
 
 def _transform_size(length: int) -> int:
@@ -215,9 +232,38 @@ _SPECTRA = _BoundedCache(4, CACHE_BYTES)
 _KERNELS = _BoundedCache(4, CACHE_BYTES)
 
 
-def _far_spectrum(first: int, last: int, step: int, size: int) -> NDArray[np.complex64]:
+_MISSES_KEPT = 16  # lengths whose uncached spectra keep_spectrum remembers
+
+
+class _Misses:
+    """How often each of the last few keys' spectra was made and not cached (``keep=False``)."""
+
+    def __init__(self) -> None:
+        self.counts: OrderedDict[tuple[int, ...], int] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def add(self, key: tuple[int, ...]) -> None:
+        with self.lock:
+            self.counts[key] = self.counts.pop(key, 0) + 1
+            while len(self.counts) > _MISSES_KEPT:
+                self.counts.popitem(last=False)
+
+    def recurs(self, key: tuple[int, ...]) -> bool:
+        """Whether ``key``'s spectrum was made twice or more (its count is then dropped)."""
+        with self.lock:
+            if self.counts.get(key, 0) < 2:
+                return False
+            del self.counts[key]
+            return True
+
+
+_MISSES = _Misses()
+
+
+def _far_spectrum(first: int, last: int, step: int, size: int, *, keep: bool = True) -> NDArray[np.complex64]:
     """The FFT of :func:`_far_taps` over the anti-alias filter's response (undoing its passband), kept for
-    the next clip of the same length (and its re-checks) where it fits in :data:`CACHE_BYTES`."""
+    the next clip of the same length (and its re-checks) where it fits in :data:`CACHE_BYTES` and ``keep``
+    (else counted for :func:`keep_spectrum`)."""
     key = (first, last, step, size)
     cached: NDArray[np.complex64] | None = _SPECTRA.get(key)
     if cached is not None:
@@ -225,8 +271,28 @@ def _far_spectrum(first: int, last: int, step: int, size: int) -> NDArray[np.com
     spectrum: NDArray[np.complex64] = sp_fft.rfft(_far_taps(first, last, step), size)
     spectrum /= _lowpass_response(step, size)
     spectrum.flags.writeable = False
-    _SPECTRA.put(key, spectrum, spectrum.nbytes)
+    if keep:
+        _SPECTRA.put(key, spectrum, spectrum.nbytes)
+    else:
+        _MISSES.add(key)
     return spectrum
+
+
+def keep_spectrum(samples: int, *, now: bool = False) -> None:
+    """Cache the far kernel's spectrum for clips of ``samples`` samples (and keep pocketfft's plan of its
+    transform) where :meth:`FarField.measure` with ``keep=False`` left them out and they fit in
+    :data:`CACHE_BYTES`: ``now``, or where two clips of that length were measured so since it was last
+    cached (a length that recurs, as a worker's clips of one model's length do; a one-off length costs
+    no second transform). An export calls this once its output is written and freed, so that the
+    spectrum and the plan are made beside the clip alone, never beside its output (its peak): the next
+    clip of that length finds them. The price: a recurring length's spectrum is made three times, not
+    once (about 35 ms for a 30 s clip at 48 kHz)."""
+    key = _transform_key(samples)
+    size = key[3]
+    if 8 * (size // 2 + 1) > CACHE_BYTES or _SPECTRA.get(key) is not None:
+        return
+    if now or _MISSES.recurs(key):
+        _far_spectrum(*key)
 
 
 def _far_taps(first: int, last: int, step: int) -> NDArray[np.float32]:
@@ -384,13 +450,13 @@ def _kernel_for(base: FarField, samples: int) -> tuple[int, _Kernel]:
 _PLAN_CACHE_LENGTHS = 16
 
 
-def _forget_plan(size: int) -> None:
+def _forget_plan(size: int, *, always: bool = False) -> None:
     """Push the plan of the ``size``-point float32 real transforms out of pocketfft's plan cache where it
-    is larger than :data:`CACHE_BYTES`: it holds a float per point (63 MB for a 10-minute 48 kHz clip's
-    transform, 0.27x the stereo clip), which stayed resident for the rest of the export and after it. The
-    way out is transforms of 16 other lengths (the workaround pocketfft's author gives in scipy/scipy#5986);
-    tiny ones: about 0.1 ms in all."""
-    if 4 * size <= CACHE_BYTES:
+    is larger than :data:`CACHE_BYTES` (or ``always``): it holds a float per point (63 MB for a 10-minute
+    48 kHz clip's transform, 0.27x the stereo clip), which stayed resident for the rest of the export and
+    after it. The way out is transforms of 16 other lengths (the workaround pocketfft's author gives in
+    scipy/scipy#5986); tiny ones: about 0.1 ms in all."""
+    if 4 * size <= CACHE_BYTES and not always:
         return
     for length in range(1, _PLAN_CACHE_LENGTHS + 1):
         sp_fft.rfft(np.zeros(length, dtype=np.float32))
@@ -517,6 +583,7 @@ class _LocalExpansion:
             del spectra
             for l in range(_TERMS):  # noqa: E741
                 coefficients[c, :, l] = sp_fft.irfft(local[:, l], size)[count - 1 : 2 * count - 1]
+            del local  # not beside the next channel's spectra and sums (0.24x a 1-minute stereo clip)
         return cls(window, first, coefficients, piece_windows)
 
     def window_of(self, times: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -574,10 +641,15 @@ def _windowed_sum(
         if after:
             return np.convolve(masses[::-1], reach)[:windows][::-1][at]
         return np.convolve(masses, reach)[:windows][at]
-    lags = held[None, :] - at[:, None] if after else at[:, None] - held[None, :]
-    terms = reach[np.maximum(lags, 0)] * masses[held]
-    terms[lags < 0] = 0.0
-    total: NDArray[np.float64] = terms.sum(axis=1)
+    total = np.empty(at.shape[0])
+    weights = masses[held]
+    rows = max(1, _GATHER // max(1, held.shape[0]))  # at a time: temporaries of 1 MB, not up to 4 MB
+    for begin in range(0, at.shape[0], rows):  # (a quarter of a 30 s stereo clip together)
+        part = at[begin : begin + rows]
+        lags = held[None, :] - part[:, None] if after else part[:, None] - held[None, :]
+        terms = reach[np.maximum(lags, 0)] * weights
+        terms[lags < 0] = 0.0
+        total[begin : begin + part.shape[0]] = terms.sum(axis=1)
     return total
 
 
@@ -663,6 +735,12 @@ class LimitedFarField(FarField):
             first_lag=first_lag, firsts=np.asarray(firsts, dtype=np.int64),
             values=np.ascontiguousarray(values), moments=_moments(pieces, channels),
         )  # fmt: skip
+
+    def prepare(self) -> None:
+        """Make what the first read would (the pieces' local expansion, where they are many) now: a caller
+        about to read many rows makes it before their buffers exist (its spectra are 0.24x a 1-minute
+        stereo clip; the same values either way)."""
+        self._local_expansion()
 
     def _difference_at(self, points: NDArray[np.int64]) -> NDArray[np.float32]:
         """``d``'s far part ``G`` at grid indices ``points``: ``(C, P)``, summed over every source.

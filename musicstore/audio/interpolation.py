@@ -138,6 +138,7 @@ class Interpolator:
                 for g, cols in enumerate(self.groups):
                     for j in range(cols.start, cols.stop):
                         np.maximum(target[g], part[:, j], out=target[g])
+                del block  # not alive beside the next gather (3 MB together, at a limited output's check)
 
     def _edges(self, audio: NDArray[np.float32], rows: Rows, far: FarField | None) -> NDArray[np.float32]:
         """The few windows that run past either end: zero-padded there, and also as a periodic meter

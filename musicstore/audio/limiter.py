@@ -458,7 +458,10 @@ class _Limiter:
         if region.index.size > DERIVED_FAR_SHARE * self.x.shape[1]:
             return None
         difference = scaled - out[:, region.index]
-        return LimitedFarField.of(self.far, gain, difference, changed, self.x.shape[1])
+        far = LimitedFarField.of(self.far, gain, difference, changed, self.x.shape[1])
+        del difference
+        far.prepare()  # before the check's buffers (memory)
+        return far
 
     def _apply_checked(
         self, gain: float, region: _Region
