@@ -166,7 +166,7 @@ def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple
     start = time.perf_counter()
     # the far part first: its transforms then run beside the clip alone, not beside its per-sample loudness
     # power too (half a stereo clip; memory); its kernel spectrum and transform plan are not kept through
-    # the output's making and check, but after the write (_export_one)
+    # the output's making and check (the spectrum is after the write, in _export_one)
     far = FarField.measure(x, keep=False)
     blocks = BlockPower.measure(x, rate)
     before = gated_loudness(blocks.block_means())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import mmap
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -62,11 +63,16 @@ class FarField:
         buffers of the transform's size, 0.8x a stereo clip, on top of the limiter's output). It is made
         anyway where the spectrum is not cached.
 
-        ``keep=False``: a kernel spectrum not cached yet is not cached here, and pocketfft's plan of the
-        transform is pushed out whatever its size: both are a quarter of a stereo clip (half a mono one),
-        and a caller that makes more afterwards (an export: its output and the output's check) would hold
-        them at its peak, where they raised a 30 s clip's from 1.9x to 2.4x the clip. Such a caller keeps
-        them with :func:`keep_spectrum` once its large buffers are gone."""
+        ``keep=False`` (an export, which makes its output and checks it afterwards): a kernel spectrum not
+        cached yet is not cached here, and pocketfft's plans are pushed out whatever their size, cached
+        spectrum or not. The spectrum and the plan of the transform are a quarter of a stereo clip each
+        (half a mono one): held at the export's peak they raised a 30 s clip's from 1.9x to 2.4x the clip.
+        The export keeps the spectrum with :func:`keep_spectrum` once its output is gone, for a length that
+        recurs; the plan is made again by each export (3-5 ms for a 30 s clip): kept from one export to the
+        next, it is a long-lived block in the allocator's heap (made after glibc's mmap threshold rose with
+        the export's freed buffers) that pinned freed memory around it, and a worker's resident high-water
+        over several 30 s exports rose to 3.1-3.2x the clip (2.1-2.7x now, 2.4-2.7x when both were made
+        with the first export's far part)."""
         step = _DECIMATION
         channels, samples = audio.shape
         count = -(-samples // step)  # points of z's decimated low band, at 0, step, 2 step, ...
@@ -87,7 +93,7 @@ class FarField:
             # the kernel a limiter's output needs (small) made while the spectrum is at hand, not from a
             # second transform later, when the limiter holds more
             _far_kernel(*key, spectrum_of_kernel)
-        _forget_plan(size, always=not cached)
+        _forget_plan(size, always=not cached or not keep)
         return cls(grid, start, step)
 
     def make_kernel(self, samples: int) -> None:
@@ -272,27 +278,43 @@ def _far_spectrum(first: int, last: int, step: int, size: int, *, keep: bool = T
     spectrum /= _lowpass_response(step, size)
     spectrum.flags.writeable = False
     if keep:
+        spectrum = _outside_heap(spectrum)
         _SPECTRA.put(key, spectrum, spectrum.nbytes)
     else:
         _MISSES.add(key)
     return spectrum
 
 
+def _outside_heap(array: NDArray[np.complex64]) -> NDArray[np.complex64]:
+    """A read-only copy of ``array`` in an anonymous memory mapping of its own, not in the allocator's heap,
+    for a cached spectrum: made after an export's large buffers were freed (glibc's mmap threshold then
+    stands at their size), a heap block that lives on pins the freed memory around it, which the next
+    exports reuse only in part (a worker's resident high-water over several 30 s exports 2.3-2.9x the clip,
+    2.1-2.6x in a mapping of its own)."""
+    mapping = mmap.mmap(-1, max(array.nbytes, 1))
+    copy: NDArray[np.complex64] = np.frombuffer(mapping, dtype=array.dtype, count=array.size)
+    copy = copy.reshape(array.shape)
+    copy[...] = array
+    copy.flags.writeable = False
+    return copy
+
+
 def keep_spectrum(samples: int, *, now: bool = False) -> None:
-    """Cache the far kernel's spectrum for clips of ``samples`` samples (and keep pocketfft's plan of its
-    transform) where :meth:`FarField.measure` with ``keep=False`` left them out and they fit in
-    :data:`CACHE_BYTES`: ``now``, or where two clips of that length were measured so since it was last
-    cached (a length that recurs, as a worker's clips of one model's length do; a one-off length costs
-    no second transform). An export calls this once its output is written and freed, so that the
-    spectrum and the plan are made beside the clip alone, never beside its output (its peak): the next
-    clip of that length finds them. The price: a recurring length's spectrum is made three times, not
-    once (about 50 ms of CPU for a 30 s clip at 48 kHz, with the plan)."""
+    """Cache the far kernel's spectrum for clips of ``samples`` samples where :meth:`FarField.measure`
+    with ``keep=False`` left it out and it fits in :data:`CACHE_BYTES`: ``now``, or where two clips of
+    that length were measured so since it was last cached (a length that recurs, as a worker's clips of
+    one model's length do; a one-off length costs no second transform). An export calls this once its
+    output is written and freed, so that the spectrum is made beside the clip alone, never beside its
+    output (its peak): the next clip of that length finds it. The price: a recurring length's spectrum is
+    made three times, not once (about 45 ms of CPU for a 30 s clip at 48 kHz). pocketfft's plans are
+    pushed out after it (see :meth:`FarField.measure`)."""
     key = _transform_key(samples)
     size = key[3]
     if 8 * (size // 2 + 1) > CACHE_BYTES or _SPECTRA.get(key) is not None:
         return
     if now or _MISSES.recurs(key):
         _far_spectrum(*key)
+        _forget_plan(size, always=True)
 
 
 def _far_taps(first: int, last: int, step: int) -> NDArray[np.float32]:
