@@ -42,6 +42,20 @@ def _key(samples: int) -> tuple[int, int, int, int]:
     return farfield._transform_key(samples)
 
 
+def _count_spectra(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on in this test, the transform size of each far spectrum made (its one call of
+    ``_lowpass_response``), in a list."""
+    made: list[int] = []
+    response = farfield._lowpass_response
+
+    def counted(step: int, size: int) -> Any:
+        made.append(size)
+        return response(step, size)
+
+    monkeypatch.setattr(farfield, "_lowpass_response", counted)
+    return made
+
+
 @settings(max_examples=25, deadline=None)
 @given(samples=st.integers(64, 120_000), channels=st.integers(1, 2), seed=st.integers(0, 2**16))
 def test_measure_without_keeping_gives_the_same_far_part(samples: int, channels: int, seed: int) -> None:
@@ -83,14 +97,7 @@ def test_keep_spectrum_keeps_a_recurring_length_only(monkeypatch: pytest.MonkeyP
     keep_spectrum(other, now=True)
     assert farfield._SPECTRA.get(_key(other)) is not None
 
-    made_sizes: list[int] = []
-    response = farfield._lowpass_response
-
-    def counted(step: int, size: int) -> Any:
-        made_sizes.append(size)
-        return response(step, size)
-
-    monkeypatch.setattr(farfield, "_lowpass_response", counted)
+    made_sizes = _count_spectra(monkeypatch)
     monkeypatch.setattr(farfield, "CACHE_BYTES", 1 << 16)
     keep_spectrum(samples, now=True)
     assert made_sizes == []
@@ -104,13 +111,6 @@ def test_exports_of_one_length_make_the_spectrum_after_the_second(
     checked no spectrum of its length is cached."""
     rate, clip = 48_000, synthesize_music(6.0, 48_000, seed=3)
     key = _key(clip.shape[1])
-    made: list[int] = []
-    response = farfield._lowpass_response
-
-    def counted(step: int, size: int) -> Any:
-        made.append(size)
-        return response(step, size)
-
     cached_at_check: list[bool] = []
     prepare = LimitedFarField.prepare
 
@@ -118,7 +118,7 @@ def test_exports_of_one_length_make_the_spectrum_after_the_second(
         cached_at_check.append(farfield._SPECTRA.get(key) is not None)
         prepare(self)
 
-    monkeypatch.setattr(farfield, "_lowpass_response", counted)
+    made = _count_spectra(monkeypatch)
     monkeypatch.setattr(LimitedFarField, "prepare", seen)
     files, counts, kept = [], [], []
     for n in range(3):
@@ -138,14 +138,7 @@ def test_a_batch_makes_its_spectrum_once(monkeypatch: pytest.MonkeyPatch, tmp_pa
     """A batch's items share one length: its spectrum is made once, before they start, and kept."""
     rate = 32_000
     batch = np.stack([synthesize_music(3.0, rate, seed=s) for s in range(4)])
-    made: list[int] = []
-    response = farfield._lowpass_response
-
-    def counted(step: int, size: int) -> Any:
-        made.append(size)
-        return response(step, size)
-
-    monkeypatch.setattr(farfield, "_lowpass_response", counted)
+    made = _count_spectra(monkeypatch)
     paths = [tmp_path / f"{i}.wav" for i in range(4)]
     results = export_batch(batch, rate, paths, ExportOptions(dither_seed=2))
     assert len(made) == 1
