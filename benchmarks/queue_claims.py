@@ -138,6 +138,41 @@ FLOOR_MISCOUNTED = (
     " WHERE g.owner_key = c.owner_key AND g.status = 'processing')"
 )
 """The floor's counters that differ from their key's processing jobs (0 after a correct run)."""
+TAGS_CLAIM = (
+    "UPDATE generations SET status = 'processing', worker_id = %(worker_id)s, started_at = %(now)s,"
+    " lease_expires_at = %(lease_expires_at)s, attempts = attempts + 1"
+    " WHERE id = (SELECT g.id FROM generations AS g WHERE g.status = 'pending'"
+    " AND (g.run_after IS NULL OR g.run_after <= %(now)s)"
+    " AND EXISTS (SELECT 1 FROM tag_lanes AS c WHERE c.owner_key = g.owner_key"
+    " AND c.running < coalesce(c.max_running, %(max_running)s) FOR UPDATE SKIP LOCKED)"
+    " ORDER BY g.priority DESC, g.fair_tag, g.created_at, g.id LIMIT 1 FOR UPDATE OF g SKIP LOCKED)"
+    " RETURNING *"
+)
+"""PostgreSQL, ``benchmarks.queue_tag_order`` (a fair order considered, not the library's): start-time fair
+queuing. Each job has a tag given at enqueue (its rank among its key's jobs of its priority), and the claim
+takes the first pending job in (priority, tag, age) order whose key's counter row (``tag_lanes``) is under
+its limit and free (``SKIP LOCKED``): one walk of one index, whose entries never move once made."""
+TAGS_SCHEMA = (
+    *(f"DROP TRIGGER generations_lanes_{event} ON generations" for event in ("insert", "update", "delete")),
+    "ALTER TABLE generations ADD COLUMN fair_tag bigint",
+    "UPDATE generations AS g SET fair_tag = r.n FROM (SELECT id, row_number() OVER (PARTITION BY owner_key,"
+    " priority ORDER BY created_at, id) AS n FROM generations WHERE status = 'pending') AS r"
+    " WHERE r.id = g.id",
+    "CREATE INDEX generations_tag_order ON generations (priority DESC, fair_tag, created_at, id)"
+    " WHERE status = 'pending'",
+    "CREATE TABLE tag_lanes (owner_key text PRIMARY KEY, running integer NOT NULL, max_running integer)",
+    "INSERT INTO tag_lanes SELECT owner_key, count(*) FILTER (WHERE status = 'processing'), NULL"
+    " FROM generations WHERE owner_key IS NOT NULL GROUP BY owner_key",
+    "CREATE FUNCTION tag_lanes_claim() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " UPDATE tag_lanes SET running = running + 1 WHERE owner_key = NEW.owner_key; RETURN NULL; END $$",
+    "CREATE TRIGGER tag_lanes_claim AFTER UPDATE OF status ON generations FOR EACH ROW"
+    " WHEN (NEW.owner_key IS NOT NULL AND OLD.status = 'pending' AND NEW.status = 'processing')"
+    " EXECUTE FUNCTION tag_lanes_claim()",
+    "ANALYZE generations",
+    "ANALYZE tag_lanes",
+)
+"""The tag order's schema on a queue ``_spread`` made (every pending job keyed): the library's lane triggers
+dropped, the tags given as enqueues would have given them, the order's index and one counter row per key."""
 RUNS = (
     ("plain", False, None, False, "plain claim (before 0008)"),
     ("queue", False, None, False, "claim_next, no owner keys"),
@@ -169,6 +204,14 @@ def floor_claim_next(
     return claimed
 
 
+@writer_alone
+def tags_claim_next(worker_id: str, max_running: int) -> Steps[Generation | None]:
+    now = yield NOW
+    params = {"worker_id": worker_id, "now": now, "lease_expires_at": now + timedelta(seconds=300)}
+    claimed: Generation | None = yield Call("tags_claim", {**params, "max_running": max_running}, GENERATION)
+    return claimed
+
+
 class FloorLanes:
     """The floor's choice of lane: the keys in turn, from ``start``, each dropped once found empty (a lane
     another claimer holds, on PostgreSQL, is kept for its next turn)."""
@@ -195,6 +238,8 @@ def _register(store: Store) -> None:
     """The benchmark's own statements, run through the store's driver as its queries are."""
     store._queries["plain_claim_next"] = Query("plain_claim_next", PLAIN[store._connector.dialect], "one")
     store._queries["floor_claim_lane"] = Query("floor_claim_lane", FLOOR[store._connector.dialect], "one")
+    if store._connector.dialect == "postgres":
+        store._queries["tags_claim"] = Query("tags_claim", TAGS_CLAIM, "one")
 
 
 def _claimer(url: str, run: tuple[str, int | None, bool], worker: str, barrier: Any, results: Any) -> None:
@@ -211,6 +256,9 @@ def _claimer(url: str, run: tuple[str, int | None, bool], worker: str, barrier: 
         elif mode == "floor":
             assert limit is not None
             job = lanes.claim(store, worker, limit)
+        elif mode == "tags":
+            assert limit is not None
+            job = store.run(tags_claim_next, worker, limit)
         else:
             job = store.claim_next(worker, owner_limit=limit)
         if job is None:
