@@ -51,7 +51,7 @@ def test_the_tag_order_holds_a_binding_limit_under_8_processes(postgres_url: str
     running = Counter(
         key for (key,) in _sql(postgres_url, "SELECT owner_key FROM generations WHERE status = 'processing'")
     )
-    counted = dict(_sql(postgres_url, "SELECT owner_key, running FROM tag_lanes"))
+    counted = {key: count for key, count in _sql(postgres_url, "SELECT owner_key, running FROM tag_lanes")}
     assert result.double == 0
     assert running == {key: min(LIMIT, jobs) for key, jobs in per_key.items()}
     assert counted == dict(running)
