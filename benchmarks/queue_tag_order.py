@@ -23,10 +23,8 @@ the tags they were given, and every claim steps over those of them whose tags ar
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -51,27 +49,6 @@ HEAVY_TAGS = (
     "ANALYZE generations",
 )
 """The tag order's copy: the other keys' tags after the heavy key's, its limit 2."""
-
-
-def _backend_seconds(conn: Any) -> Callable[[], float]:
-    """The CPU seconds used so far by the server backend of a psycopg connection."""
-    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    ticks = os.sysconf("SC_CLK_TCK")
-
-    def seconds() -> float:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / ticks
-
-    return seconds
-
-
-def _store_seconds(store: Store) -> Callable[[], float]:
-    conn = store._connector.acquire()
-    try:
-        return _backend_seconds(conn)
-    finally:
-        store._connector.release(conn)
 
 
 def _tag_queue(url: str) -> None:
@@ -141,7 +118,7 @@ def backlogs(server: Any, backlog: list[int], claims: int, block: int) -> list[s
         stores = {side: Store(url) for side, url in urls.items()}
         stores["library"].set_owner_limit("heavy", 2)
         qc._register(stores["tags"])
-        seconds = {side: _store_seconds(store) for side, store in stores.items()}
+        seconds = {side: qc._backend_seconds(store) for side, store in stores.items()}
         times: dict[str, list[float]] = {side: [] for side in stores}
         try:
             for _ in range(claims // block):
