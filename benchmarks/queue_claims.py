@@ -419,20 +419,12 @@ CPU_SIDES = (
 
 
 def _backend_seconds(store: Store) -> Callable[[], float]:
-    """The CPU seconds used so far by the PostgreSQL backend of the store's (one) pooled connection."""
-    conn = store._connector.acquire()
-    try:
-        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    finally:
-        store._connector.release(conn)
-    ticks = os.sysconf("SC_CLK_TCK")
+    """The CPU seconds used so far by the PostgreSQL backends behind the store's connections
+    (``store_postgres.ServerCPU``: ns from ``/proc/<pid>/schedstat``, every connection its pool opened)."""
+    from .store_postgres import ServerCPU, library_pids
 
-    def seconds() -> float:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / ticks
-
-    return seconds
+    clock = ServerCPU(library_pids(store), thread=False)
+    return lambda: clock() / 1e9
 
 
 def cpu_per_claim(urls: list[str], jobs: int, block: int) -> list[tuple[str, list[float]]]:

@@ -111,8 +111,9 @@ class ServerCPU:
     sides' backends sit idle meanwhile (they run nothing between their own batches).
     """
 
-    def __init__(self, pids: Callable[[], Iterable[int]]) -> None:
+    def __init__(self, pids: Callable[[], Iterable[int]], *, thread: bool = True) -> None:
         self.pids = pids
+        self.thread = thread  # False: the backends' time only
         self.seen: dict[int, int] = {}
 
     def __call__(self) -> int:
@@ -121,24 +122,33 @@ class ServerCPU:
             ns = schedstat_ns(pid)
             if ns is not None:
                 seen[pid] = ns
-        return time.thread_time_ns() + sum(seen.values())
+        return (time.thread_time_ns() if self.thread else 0) + sum(seen.values())
 
 
-def backend_pids(store: Store, bare: Bare) -> Callable[[], list[int]]:
-    """The pids of the server backends behind the library's connections and the floors' connection.
-
-    The library's are read from its connector's spare (``PostgresConnector.acquire``) and its pool's idle
-    connections (``psycopg_pool``'s ``_pool`` deque): between batches every connection the benchmark thread
-    used is back in one of them."""
+def library_pids(store: Store) -> Callable[[], list[int]]:
+    """The pids of the server backends behind the library's connections, read from its connector's spare
+    (``PostgresConnector.acquire``) and its pool's idle connections (``psycopg_pool``'s ``_pool`` deque):
+    between batches every connection the benchmark thread used is back in one of them (the pool may have
+    opened another meanwhile: the spare goes back through it every ``SPARE_SECONDS``)."""
     connector = store._connector
     idle = connector.pool._pool  # psycopg_pool's idle connections (private; no public accessor)
-    floor = bare.conn.info.backend_pid
 
     def pids() -> list[int]:
         spare = getattr(connector, "_spare", ())
-        return [floor, *(conn.info.backend_pid for conn in (*spare, *idle))]
+        return [conn.info.backend_pid for conn in (*spare, *idle)]
 
     store.count_generations()  # a connection opened and given back
+    return pids
+
+
+def backend_pids(store: Store, bare: Bare) -> Callable[[], list[int]]:
+    """The pids of the server backends behind the library's connections and the floors' connection."""
+    library = library_pids(store)
+    floor = bare.conn.info.backend_pid
+
+    def pids() -> list[int]:
+        return [floor, *library()]
+
     if len(pids()) < 2:
         raise SystemExit("--clock cpu: no idle connection of the library's to read its backend from")
     return pids
