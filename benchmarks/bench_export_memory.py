@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_export_memory.py                 # 0.5, 2.5, 5 and 10 min, 48 kHz stereo
     .venv/bin/python benchmarks/bench_export_memory.py --minutes 1 10
+    .venv/bin/python benchmarks/bench_export_memory.py --channels 1   # mono: the piece's left channel
 
 Each child process loads the clip (float32, written by the parent), exports a short clip first so that
 libraries and caches are in place, reads its resident memory, exports the clip (PCM_16 WAV, the
@@ -95,6 +96,7 @@ def run_child(clip_path: Path, tmp: str, mode: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs="*", default=[0.5, 2.5, 5.0, 10.0])
+    parser.add_argument("--channels", type=int, choices=(1, 2), default=2, help="1: the piece's left channel")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -102,7 +104,7 @@ def main() -> None:
         return
     from musicstore.audio import synthesize_music
 
-    piece = synthesize_music(30.0, RATE, seed=2)  # drums, bass and pads, tiled to each length
+    piece = synthesize_music(30.0, RATE, seed=2)[: args.channels]  # drums, bass, pads; tiled to each length
     print("| clip | clip size (MB) | export's peak (MB) | peak / clip | resident after / clip "
           "| traced peak / clip | next clip: peak / clip (over the first's start) | third clip: the same "
           "| status |")  # fmt: skip

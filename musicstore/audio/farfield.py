@@ -274,7 +274,10 @@ def _far_spectrum(first: int, last: int, step: int, size: int, *, keep: bool = T
     cached: NDArray[np.complex64] | None = _SPECTRA.get(key)
     if cached is not None:
         return cached
-    spectrum: NDArray[np.complex64] = sp_fft.rfft(_far_taps(first, last, step), size)
+    taps = np.zeros(size, dtype=np.float32)  # padded as rfft(..., size) would pad them: no second copy
+    taps[: last - first + 1] = _far_taps(first, last, step)
+    spectrum: NDArray[np.complex64] = sp_fft.rfft(taps, overwrite_x=True)
+    del taps
     spectrum /= _lowpass_response(step, size)
     spectrum.flags.writeable = False
     if keep:

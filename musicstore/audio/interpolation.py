@@ -92,7 +92,12 @@ class Interpolator:
         if inner.all():
             self._fill(audio, rows, out, far)
             return out.T
-        inside = np.zeros((len(self.groups), int(inner.sum())), dtype=np.float32)
+        count, first = int(inner.sum()), int(inner.argmax())
+        if inner[first : first + count].all():  # sorted rows: the inner ones are a run, filled in place
+            self._fill(audio, rows[first : first + count], out[:, first : first + count], far)
+            out[:, ~inner] = self._edges(audio, rows[~inner], far)
+            return out.T
+        inside = np.zeros((len(self.groups), count), dtype=np.float32)
         self._fill(audio, rows[inner], inside, far)
         out[:, inner] = inside
         out[:, ~inner] = self._edges(audio, rows[~inner], far)

@@ -385,9 +385,13 @@ def peak_map(
     edge = (rows < 2 * BLOCK) | (rows > samples - 2 * BLOCK)  # looped readings there: always measured
     reused = None if reuse is None else _reused_rows(reuse, read, rows, edge)
     recorded = None
+    fresh: NDArray[np.bool_] | None = None  # the rows read afresh where the clip's screen is reused
+    # each row-length temporary is dropped once read (a tenth of a mono clip each for a loud one): the fine
+    # reading below (the map's peak) runs beside the rows and their Annex 2 values only (memory)
     if reused is None:
         screened = _screen().peaks(audio, rows)
         quarter = screened[:, 0] + far_bound  # ≥ |reconstruction| there
+        del far_bound
         annex = screened[:, 1]
         if full:
             before = np.where(rows > 0, envelope[np.maximum(rows - 1, 0)], np.float32(0.0))  # sample m - 1
@@ -395,35 +399,50 @@ def peak_map(
         else:
             before, after = _envelope_at(audio, rows - 1), _envelope_at(audio, rows)
         beside = np.maximum(before, after)
+        del before, after
         local = np.maximum(quarter, beside)
         grid_peak = max(float(envelope.max()), float(quarter.max(initial=0.0)))
+        del quarter
         if keep_screen:
             reach = np.maximum(screened[:, 0], beside)
             np.maximum(reach, annex, out=reach)
             recorded = Screened(read, reach)
+        del beside, screened  # annex still views the screen's readings
     else:
         clip_rows, fresh = reused
+        del reused
         assert reuse is not None
-        # the clip's readings scaled, with room for the float32 rounding of gain * x and of the products
-        scaled = reuse.screened.reach[clip_rows] * np.float32(reuse.gain * (1 + 1e-5))
-        scaled += np.float32(1e-5 * float(envelope.max()))
-        local = np.empty(rows.shape[0], dtype=np.float32)
-        annex = np.empty(rows.shape[0], dtype=np.float32)
-        local[~fresh] = scaled + far_bound[~fresh]
-        annex[~fresh] = scaled
-        new = rows[fresh]
+        new = rows[fresh]  # read first, before the rows' own arrays are made (memory)
         screened = _screen().peaks(audio, new)
         quarter = screened[:, 0] + far_bound[fresh]
-        annex[fresh] = screened[:, 1]
         beside = np.maximum(_envelope_at(audio, new - 1), _envelope_at(audio, new))
-        local[fresh] = np.maximum(quarter, beside)
+        del new
+        fresh_local = np.maximum(quarter, beside)
+        del quarter, beside
+        local = np.empty(rows.shape[0], dtype=np.float32)
+        annex = np.empty(rows.shape[0], dtype=np.float32)
+        local[fresh] = fresh_local
+        annex[fresh] = screened[:, 1]
+        del fresh_local, screened
+        # the clip's readings scaled, with room for the float32 rounding of gain * x and of the products
+        scaled = reuse.screened.reach[clip_rows] * np.float32(reuse.gain * (1 + 1e-5))
+        del clip_rows
+        scaled += np.float32(1e-5 * float(envelope.max()))
+        local[~fresh] = scaled + far_bound[~fresh]
+        del far_bound
+        annex[~fresh] = scaled
+        del scaled
         grid_peak = max(float(envelope.max()), float(local.max(initial=0.0)))
     threshold = level - _SCREEN_SLACK * grid_peak
     keep = (local > threshold) | (annex > level) | edge
-    if reused is not None:
-        again = keep & ~reused[1]
+    del local, edge
+    if fresh is not None:
+        again = keep & ~fresh
+        del fresh
         annex[again] = _screen().peaks(audio, rows[again])[:, 1]  # read exactly, as the screen reads them
+        del again
     rows, annex = rows[keep], annex[keep]
+    del keep
     ideal = near_sinc().peaks(audio, rows, far)[:, 0]
     return PeakMap(envelope, rows, np.maximum(ideal, annex), ideal, level, far, near, recorded)
 
