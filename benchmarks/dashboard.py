@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-import warnings
 from pathlib import Path
 
 from musicstore import Store
@@ -73,7 +72,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     started = load()
-    warnings.simplefilter("ignore")  # starlette's notice about httpx in its TestClient
     from starlette.testclient import TestClient
 
     from musicstore.web import create_app
