@@ -5,10 +5,6 @@ same values each way. The first export of a 30 s and of a 1-minute 48 kHz mono c
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,6 +17,7 @@ from musicstore.audio import farfield
 from musicstore.audio.farfield import FarField
 from musicstore.audio.interpolation import near_sinc
 from musicstore.audio.truepeak import _screen
+from tests.test_export_spectrum_kept import first_export_peak
 
 
 @pytest.fixture(autouse=True)
@@ -80,37 +77,12 @@ def test_the_far_spectrum_is_the_padded_taps_transform(samples: int) -> None:
     assert np.array_equal(farfield._far_spectrum(*key, keep=False), expected)
 
 
-_PEAK_PROBE = textwrap.dedent(
-    """
-    import json, sys, tempfile, tracemalloc
-    from pathlib import Path
-    import numpy as np
-    from musicstore.audio import export_audio, synthesize_music
-
-    rate, minutes = 48_000, float(sys.argv[1])
-    piece = synthesize_music(30.0, rate, seed=2)[:1]  # bench_export_memory.py --channels 1
-    frames = round(minutes * 60 * rate)
-    clip = np.ascontiguousarray(np.tile(piece, (1, -(-frames // piece.shape[1])))[:, :frames])
-    out = Path(tempfile.mkdtemp())
-    export_audio(synthesize_music(2.0, rate, seed=1), rate, out / "warm.wav")
-    tracemalloc.start()
-    since = tracemalloc.get_traced_memory()[0]
-    result = export_audio(clip, rate, out / "clip.wav")
-    peak = (tracemalloc.get_traced_memory()[1] - since) / clip.nbytes
-    print(json.dumps({"peak": peak, "status": result.status}))
-    """
-)
-
-
 @pytest.mark.parametrize("minutes", [0.5, 1.0])
 def test_a_mono_clips_first_export_stays_under_its_bound(minutes: float) -> None:
     """The first export of a 30 s and of a 1-minute 48 kHz mono clip (limited), in a fresh process: numpy's
     allocations peak under 3.4x the clip (3.82x and 3.62x with a map's row temporaries alive through its fine
     reading and its inner rows gathered apart). Not the issue's 2x: what holds the rest, docs/export.md
     (Memory)."""
-    run = subprocess.run(
-        [sys.executable, "-c", _PEAK_PROBE, str(minutes)], capture_output=True, text=True, check=True
-    )
-    probe = json.loads(run.stdout)
+    probe = first_export_peak(minutes, channels=1)
     assert probe["status"] == "limited"
     assert probe["peak"] < 3.4, probe
