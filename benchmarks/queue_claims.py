@@ -37,7 +37,7 @@ round: the median (and the minimum) over the rounds, so that a change of the mac
 moves both sides of a ratio.
 
 ``--cpu`` measures instead, in one process, the CPU time a claim costs (this process's, plus on PostgreSQL the
-server backend's, read from /proc): blocks of claims alternated between the plain claim, claim_next without
+server backends', read from /proc): blocks of claims alternated between the plain claim, claim_next without
 owner keys, claim_next with 50 keys and 3 priorities and the floor of run 4, each on its own queue; the
 median (and minimum) of the blocks. Less moved by the machine's load than a race's rate, and without the
 contention of 8 processes.
@@ -486,7 +486,7 @@ def cpu_main(args: argparse.Namespace, backends: tuple[str, ...]) -> list[str]:
                 remove_database(path)
             if server is not None:
                 server.stop()
-        what = "this process" if server is None else "this process and its server backend"
+        what = "this process" if server is None else "this process and its server backends"
         lines = [
             f"#### {backend}: CPU per claim ({what}), one process, blocks of {args.block}",
             "",

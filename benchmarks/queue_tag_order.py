@@ -13,11 +13,12 @@ the tags they were given, and every claim steps over those of them whose tags ar
    tag order's claim on a queue ``_spread`` over 50 keys and 3 priorities (``TAGS_SCHEMA``: the tags given
    as enqueues would give them; no limit binds). Rates and CPU a claim as ``queue_claims`` reports them,
    each run's ratio to the plain run of its round.
-2. ``--backlog B ...``: CPU per claim (this process and its server backend), one process, blocks of 100
-   claims alternated, on two copies of one queue: 2,000 jobs over 50 keys, and a key ``heavy`` with 2 jobs
-   processing, its limit 2, and B pending jobs. In the tag order the heavy key's B jobs come first (the other
-   keys' tags start after them: they have been served B rounds since the heavy key reached its limit); the
-   library keeps the lanes' heads in ``owner_lanes_order`` and steps over one entry a lane at its limit.
+2. ``--backlog B ...``: CPU per claim (this process and the server backends behind its store), one process,
+   blocks of 100 claims alternated, on two copies of one queue: 2,000 jobs over 50 keys, and a key ``heavy``
+   with 2 jobs processing, its limit 2, and B pending jobs. In the tag order the heavy key's B jobs come first
+   (the other keys' tags start after them: they have been served B rounds since the heavy key reached its
+   limit); the library keeps the lanes' heads in ``owner_lanes_order`` and steps over one entry a lane at its
+   limit.
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.backlog:
             sections += [
                 "",
-                "One process, CPU a claim (client + server backend):",
+                "One process, CPU a claim (client + server backends):",
                 "",
                 *backlogs(server, args.backlog, args.claims, 100),
             ]
