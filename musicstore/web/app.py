@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 import jinja2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.responses import (
     FileResponse,
     HTMLResponse,
@@ -187,11 +187,9 @@ class DashboardApp:
         auth = headers.get(b"authorization", b"")
         if auth[:7].lower() == b"bearer ":
             given = auth[7:].strip()
-        else:
-            for part in headers.get(b"cookie", b"").split(b";"):
-                name, _, value = part.strip().partition(b"=")
-                if name == COOKIE.encode():
-                    given = value
+        else:  # the cookie as /login set it: quoted where the token holds characters a cookie may not
+            cookies = cookie_parser(headers.get(b"cookie", b"").decode("latin-1"))
+            given = cookies.get(COOKIE, "").encode()
         return hmac.compare_digest(given, self.token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

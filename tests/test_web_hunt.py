@@ -1,0 +1,48 @@
+"""The dashboard's edges found by an acceptance-style hunt: tokens a cookie must quote, query values that
+reached the database unchecked or overflowed, the CLI's port and exit codes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("jinja2")
+pytest.importorskip("prometheus_client")
+
+from starlette.testclient import TestClient
+
+from musicstore import Store
+from musicstore.web import create_app
+
+
+@pytest.fixture
+def hunt_store(sqlite_url: str) -> Iterator[Store]:
+    with Store(sqlite_url) as store:
+        store.create_generation(
+            "lofi hip hop at 90 BPM",
+            model_name="musicgen-small",
+            duration_seconds=2,
+            sample_rate=32_000,
+            channels=2,
+        )
+        yield store
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["abc/def+ghi=jk==", 'tok en;with"quotes\\', "t\u00f4k\u00e9n-latin-1"],
+    ids=["base64", "separators", "latin-1"],
+)
+def test_login_works_for_a_token_the_cookie_must_quote(hunt_store: Store, tmp_path: Path, token: str) -> None:
+    # `openssl rand -base64 32` makes tokens with / + =, which a cookie value carries quoted
+    with TestClient(create_app(hunt_store, root=tmp_path, token=token)) as client:
+        assert client.get("/api/overview").status_code == 401
+        login = client.get("/login", params={"token": token}, follow_redirects=False)
+        assert login.status_code == 303
+        assert client.get("/api/overview").status_code == 200  # the cookie /login set
+        client.cookies.clear()
+        wrong = {"Cookie": 'musicstore_token="abc/def+ghi=jk=x"'}
+        assert client.get("/api/overview", headers=wrong).status_code == 401
