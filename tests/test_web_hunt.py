@@ -46,3 +46,21 @@ def test_login_works_for_a_token_the_cookie_must_quote(hunt_store: Store, tmp_pa
         client.cookies.clear()
         wrong = {"Cookie": 'musicstore_token="abc/def+ghi=jk=x"'}
         assert client.get("/api/overview", headers=wrong).status_code == 401
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+def test_a_search_text_with_nul_is_a_bad_request(backend_url: str, tmp_path: Path) -> None:
+    # SQLite cut the LIKE pattern at the NUL and answered every row; PostgreSQL refused it (500)
+    with Store(backend_url) as store:
+        store.create_generation(
+            "lofi", model_name="musicgen-small", duration_seconds=2, sample_rate=32_000, channels=2
+        )
+        with TestClient(create_app(store, root=tmp_path)) as client:
+            for path in ("/api/generations", "/generations"):
+                response = client.get(path, params={"q": "zz\x00zz"})
+                assert response.status_code == 400, response.text
+                assert "NUL" in response.text

@@ -88,6 +88,8 @@ def check_filters(filters: Filters) -> Filters:
     text = filters.text.strip() if filters.text else None
     if text is not None and len(text) > MAX_SEARCH_CHARS:
         raise InvalidInput(f"q: at most {MAX_SEARCH_CHARS} characters")
+    if text:  # no NUL (PostgreSQL refuses it; SQLite cut the pattern there and matched every row)
+        validate.text(text, "q", max_chars=MAX_SEARCH_CHARS)
     parse_day(filters.day)
     return Filters(status, model, text or None, filters.day or None)
 
