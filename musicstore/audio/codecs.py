@@ -86,6 +86,8 @@ class RenditionSpec:
             raise InvalidInput(f"bitrate_mode applies to mp3 only, not {fmt}")
         if self.bitrate_kbps is not None:
             check_whole(self.bitrate_kbps, "bitrate_kbps")
+            if self.bitrate_kbps < 1:  # 0 would read as "not given" below: the default bitrate
+                raise InvalidInput(f"bitrate_kbps must be a positive number of kbps, got {self.bitrate_kbps}")
             if fmt not in ("mp3", "opus") or (fmt == "mp3" and self.bitrate_mode == "variable"):
                 raise InvalidInput(
                     f"bitrate_kbps applies to mp3 (constant, average) and opus, not this {fmt}"
