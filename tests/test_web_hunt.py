@@ -64,3 +64,15 @@ def test_a_search_text_with_nul_is_a_bad_request(backend_url: str, tmp_path: Pat
                 response = client.get(path, params={"q": "zz\x00zz"})
                 assert response.status_code == 400, response.text
                 assert "NUL" in response.text
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+def test_the_first_and_last_days_are_empty_pages(hunt_store: Store, tmp_path: Path, day: str) -> None:
+    # 9999-12-31's end overflowed datetime: a 500
+    with TestClient(create_app(hunt_store, root=tmp_path)) as client:
+        assert client.get("/api/generations", params={"day": day}).json() == {
+            "items": [],
+            "next_cursor": None,
+        }
+        assert client.get("/api/generations", params={"day": day, "q": "lofi"}).json()["items"] == []
+        assert client.get("/generations", params={"day": day}).status_code == 200

@@ -73,6 +73,8 @@ def parse_day(day: str | None) -> tuple[datetime, datetime] | None:
         start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
     except (ValueError, TypeError):
         raise InvalidInput("day must be a date, YYYY-MM-DD") from None
+    if start.date() == datetime.max.date():  # the last day datetime holds: its end is the top
+        return start, _TOP[0]
     return start, start + timedelta(days=1)
 
 
