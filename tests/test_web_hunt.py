@@ -76,3 +76,14 @@ def test_the_first_and_last_days_are_empty_pages(hunt_store: Store, tmp_path: Pa
         }
         assert client.get("/api/generations", params={"day": day, "q": "lofi"}).json()["items"] == []
         assert client.get("/generations", params={"day": day}).status_code == 200
+
+
+@pytest.mark.parametrize("limit", ["\u00b2", "\u0663", "\uff15", "1e2", " 5"])
+def test_a_limit_that_is_not_ascii_digits_is_a_bad_request(
+    hunt_store: Store, tmp_path: Path, limit: str
+) -> None:
+    # str.isdigit() passed "²" (int() then raised: a 500) and "٣" (read as 3)
+    with TestClient(create_app(hunt_store, root=tmp_path)) as client:
+        for path in ("/api/generations", "/generations"):
+            response = client.get(path, params={"limit": limit})
+            assert response.status_code == 400, (path, response.text)

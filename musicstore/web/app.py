@@ -544,7 +544,7 @@ def _filters(request: Request) -> tuple[Filters, str | None]:
 
 def _limit(request: Request) -> int:
     raw = request.query_params.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 500:  # "²" is a digit int() refuses
         raise InvalidInput("limit must be a whole number from 1 to 500")
     return int(raw)
 
