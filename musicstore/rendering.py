@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from .audio import LoudnessProfile, RenditionOptions, RenditionSpec, get_profile
 from .audio.peaks import WaveformPeaks, compute_peaks
-from .audio.renditions import EXTENSIONS, RenditionResult, read_master, render_bytes
+from .audio.renditions import EXTENSIONS, RenditionResult, check_options, read_master, render_bytes
 from .audio.tags import provenance_of
 from .delivery import Delivery, Located
 from .errors import DatabaseError, InvalidAudio, InvalidInput, InvalidTransition, NotFound, StorageError
@@ -161,6 +161,7 @@ def render_generation(
     """
     specs = _specs(formats, bitrate_kbps)
     chosen = get_profile(profile)
+    check_options(options)
     generation = _generation(store, generation_id)
     rate, channels = generation.sample_rate, generation.channels
     requests = [(spec, spec.settings(rate, channels).description) for spec in specs]

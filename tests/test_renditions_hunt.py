@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from musicstore import InvalidInput, Store
-from musicstore.audio import synthesize_music
-from musicstore.audio.renditions import RenditionSpec, render_audio
+from musicstore.audio import export_audio, synthesize_music
+from musicstore.audio.renditions import RenditionOptions, RenditionSpec, render_audio, render_file
 from musicstore.rendering import render_generation
 from tests.test_rendition_store import exported, files
 
@@ -43,3 +43,37 @@ def test_render_generation_refuses_a_zero_bitrate(sqlite_url: str, tmp_path: Pat
             with pytest.raises(InvalidInput, match="bitrate"):
                 render_generation(store, done.id, root=tmp_path, formats=[fmt], bitrate_kbps=0)
         assert files(tmp_path) == before and store.list_renditions(done.id) == []
+
+
+@pytest.mark.parametrize("options", ["fast", 3, {"max_attempts": 2}])
+def test_options_of_another_type_are_refused_typed(options: object, tmp_path: Path) -> None:
+    """An ``options`` that is not a ``RenditionOptions`` raised AttributeError from inside the encode loop."""
+    audio = synthesize_music(0.5, 48_000, seed=1)
+    master = export_audio(audio, 48_000, tmp_path / "master.wav")
+    with pytest.raises(InvalidInput, match="options"):
+        render_audio(audio, 48_000, tmp_path / "x.mp3", RenditionSpec("mp3"), options=options)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="options"):
+        render_file(master.path, tmp_path / "x.flac", RenditionSpec("flac"), options=options)  # type: ignore[arg-type]
+    assert [p.name for p in tmp_path.iterdir()] == ["master.wav"]
+
+
+@pytest.mark.parametrize("seed", ["x", -1, True, 1.5])
+def test_a_dither_seed_that_is_not_a_non_negative_integer_is_refused(seed: object) -> None:
+    """It raised TypeError/ValueError from numpy at the first encode."""
+    with pytest.raises(InvalidInput, match="dither_seed"):
+        RenditionOptions(dither_seed=seed)  # type: ignore[arg-type]
+
+
+def test_render_generation_refuses_bad_options_even_for_a_recorded_request(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    with Store(sqlite_url, migrate=True) as store:
+        done = exported(store, tmp_path)
+        before = files(tmp_path)
+        with pytest.raises(InvalidInput, match="options"):
+            render_generation(store, done.id, root=tmp_path, formats=["flac"], options="x")  # type: ignore[arg-type]
+        assert files(tmp_path) == before and store.list_renditions(done.id) == []
+        (row,) = render_generation(store, done.id, root=tmp_path, formats=["flac"])
+        with pytest.raises(InvalidInput, match="options"):
+            render_generation(store, done.id, root=tmp_path, formats=["flac"], options=5)  # type: ignore[arg-type]
+        assert store.list_renditions(done.id) == [row]

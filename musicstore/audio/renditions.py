@@ -107,6 +107,10 @@ class RenditionOptions:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
                 raise InvalidInput(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+        if self.dither_seed is not None:
+            check_whole(self.dither_seed, "dither_seed")
+            if self.dither_seed < 0:
+                raise InvalidInput(f"dither_seed must be a non-negative integer, got {self.dither_seed}")
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,15 @@ class RenditionResult:
         }
 
 
+def check_options(options: RenditionOptions | None) -> RenditionOptions:
+    """``options``, or the defaults for None; ``InvalidInput`` for anything else."""
+    if options is None:
+        return RenditionOptions()
+    if not isinstance(options, RenditionOptions):
+        raise InvalidInput(f"options must be a RenditionOptions, got {type(options).__name__}")
+    return options
+
+
 def _measure(data: bytes) -> tuple[float, float, int]:
     audio, rate = decode(data)
     return integrated_loudness(audio, rate).lufs, true_peak(audio), audio.shape[1]
@@ -217,7 +230,7 @@ def render_bytes(
     if not isinstance(spec, RenditionSpec):
         raise InvalidInput(f"spec must be a RenditionSpec, got {type(spec).__name__}")
     chosen = get_profile(profile)
-    opts = options or RenditionOptions()
+    opts = check_options(options)
     if provenance is not None and not isinstance(provenance, Provenance):
         raise InvalidInput(f"provenance must be a Provenance, got {type(provenance).__name__}")
     rate = check_sample_rate(sample_rate)
@@ -384,5 +397,6 @@ def render_file(
         raise InvalidInput(f"spec must be a RenditionSpec, got {type(spec).__name__}")
     check_target(path, spec)
     get_profile(profile)
+    check_options(options)
     samples, rate = read_master(source.read_bytes(), source.name, sha256=sha256)
     return render_audio(samples, rate, path, spec, profile, provenance=provenance, options=options)
