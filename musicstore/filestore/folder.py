@@ -58,6 +58,13 @@ def _temp_name(name: str) -> str:
     return f".{stem}{dot}{ext}.{secrets.token_hex(4)}.tmp"
 
 
+def _is_symlink(name: str, folder: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
 def _when(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
@@ -111,12 +118,16 @@ class LocalFileStore:
                 os.close(fd)
                 fd = child
         except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise StorageError(
-                    f"{key}: a folder on its way is a symlink or a file (not followed)"
-                ) from exc
-            raise
+            try:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    if not create and not _is_symlink(name, fd):
+                        return None  # a file where a folder would be: no object below it (as on S3)
+                    raise StorageError(
+                        f"{key}: a folder on its way is a symlink or a file (not followed)"
+                    ) from exc
+                raise
+            finally:
+                os.close(fd)
         return fd
 
     def _open(self, key: str) -> tuple[int, os.stat_result]:
@@ -133,6 +144,8 @@ class LocalFileStore:
         except FileNotFoundError:
             raise ObjectNotFound(f"{self.url}/{key}: no such object") from None
         except OSError as exc:
+            if isinstance(exc, StorageError):
+                raise
             if exc.errno == errno.ELOOP:
                 raise StorageError(f"{key} is a symlink (not followed)") from exc
             raise self._failure("reading", key, exc) from exc
@@ -166,6 +179,8 @@ class LocalFileStore:
         try:
             folder = self._folder(folders, key, create=True)
         except OSError as exc:
+            if isinstance(exc, StorageError):
+                raise
             raise self._failure("creating the folder of", key, exc) from exc
         assert folder is not None
         created = False
@@ -300,6 +315,8 @@ class LocalFileStore:
                 return False
             try:
                 info = os.stat(name, dir_fd=folder, follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode):
+                    return False  # a folder is no object (head and get say so too)
                 if not stat.S_ISREG(info.st_mode):
                     raise StorageError(f"{self.url}/{key} is not a regular file; it was not removed")
                 os.unlink(name, dir_fd=folder)
