@@ -12,7 +12,7 @@ the generation itself (``export_generation``, ``complete_generation``). What the
   ``LeaseLost`` (the job was taken back): the job is dropped as it stands, nothing is written;
 - it raises anything else: the job is failed with the error, retried while attempts remain
   (``fail(retry=True, max_attempts=..., backoff=...)``: with a ``RetryPolicy``, not claimed again before
-  its backoff).
+  its backoff); a job deleted meanwhile (``NotFound``: cancelled and deleted while it ran) is dropped.
 
 ``stop()`` (or SIGTERM/SIGINT under ``handle_signals()``) lets the job in hand finish, claims no more and ends
 ``run``; the handler may look at ``job.stopping`` to cut its work short, and a cancel arriving meanwhile still
@@ -36,7 +36,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from . import validate, waiting
-from .errors import Cancelled, LeaseLost
+from .errors import Cancelled, LeaseLost, NotFound
 from .models import Generation, RetryPolicy
 from .ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS
 from .store import Store
@@ -176,7 +176,7 @@ class _Loop:
                     yield Fail(claimed.id, failure(exc), retry)
                 except Cancelled:  # cancelled as it failed: the cancel stands
                     report.cancelled += 1
-                except LeaseLost:
+                except (LeaseLost, NotFound):  # taken back, or deleted (cancelled first) while it ran
                     report.lost += 1
                 else:
                     report.failed += 1

@@ -1,0 +1,48 @@
+"""Regressions found by a black-box hunt over the queue (issue 15), on both backends: a worker loop survives
+its running job being cancelled and deleted."""
+
+from __future__ import annotations
+
+import asyncio
+
+from musicstore import Status, Store
+from musicstore.aio import AsyncStore
+from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
+from tests.conftest import new_job
+
+
+def test_a_worker_whose_running_job_is_cancelled_and_deleted_drops_it_and_goes_on(store: Store) -> None:
+    gone, kept = new_job(store, "deleted while it runs"), new_job(store, "kept")
+
+    def handler(job: Job) -> None:
+        if job.id == gone.id:  # the API server: the user deleted the generation
+            store.cancel(job.id, "deleted by its user")
+            store.delete_generation(job.id)
+        job.progress(0.5, "sampling")  # NotFound for the deleted job
+        store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=1, worker_id="gpu-0")
+
+    report = Worker(store, "gpu-0", handler).run(max_jobs=2)
+    assert report == WorkerReport(done=1, lost=1)
+    assert store.get_generation(gone.id) is None
+    read = store.get_generation(kept.id)
+    assert read is not None and read.status is Status.COMPLETED
+
+
+def test_an_async_worker_whose_running_job_is_deleted_drops_it_and_goes_on(db_url: str) -> None:
+    async def main() -> tuple[WorkerReport, Status | None]:
+        async with AsyncStore.open(db_url) as store:
+            gone = await store.create_generation("deleted", model_name="musicgen-small", duration_seconds=8)
+            kept = await store.create_generation("kept", model_name="musicgen-small", duration_seconds=8)
+
+            async def handler(job: AsyncJob) -> None:
+                if job.id == gone.id:
+                    await store.cancel(job.id)
+                    await store.delete_generation(job.id)
+                await job.heartbeat()  # NotFound for the deleted job
+                await store.complete_generation(job.id, file_path="a.wav", file_size_bytes=1, worker_id="w")
+
+            report = await AsyncWorker(store, "w", handler).run(max_jobs=2)
+            read = await store.get_generation(kept.id)
+            return report, None if read is None else read.status
+
+    assert asyncio.run(main()) == (WorkerReport(done=1, lost=1), Status.COMPLETED)
