@@ -87,3 +87,31 @@ def test_a_limit_that_is_not_ascii_digits_is_a_bad_request(
         for path in ("/api/generations", "/generations"):
             response = client.get(path, params={"limit": limit})
             assert response.status_code == 400, (path, response.text)
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "0", "http"])
+def test_serve_refuses_a_port_out_of_range_as_a_usage_error(
+    sqlite_url: str, port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --check said "ready" for port 70000, and serving ended in uvicorn's OverflowError traceback
+    from musicstore.cli import EXIT_USAGE, main
+
+    assert main(["serve", "--database", sqlite_url, "--check", "--port", port]) == EXIT_USAGE
+    assert "not a TCP port" in capsys.readouterr().err
+
+
+def test_serve_on_a_port_in_use_is_an_error_not_exit_3(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # uvicorn exits 3 when it cannot bind, which the CLI documents as "no generation with that id"
+    import socket
+
+    from musicstore.cli import EXIT_ERROR, main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["serve", "--database", sqlite_url, "--port", str(port), "--log-level", "critical"])
+    assert code == EXIT_ERROR
+    assert f"could not listen on 127.0.0.1:{port}" in capsys.readouterr().err

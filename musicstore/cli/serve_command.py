@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, MusicstoreError
 from .common import open_store, output_root
 
 TOKEN_ENV = "MUSICSTORE_WEB_TOKEN"
@@ -35,15 +35,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"musicstore dashboard ready for http://{args.host}:{args.port}/ (--check: not started)")
             return 0
         print(f"musicstore dashboard on http://{args.host}:{args.port}/ (read-only; Ctrl-C stops it)")
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, server_header=False)
+        try:
+            uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, server_header=False)
+        except SystemExit as exc:  # uvicorn exits 3 when it cannot listen: not the CLI's "no such id"
+            if exc.code not in (0, None):
+                raise MusicstoreError(
+                    f"the dashboard could not listen on {args.host}:{args.port} (uvicorn's log says why)"
+                ) from None
     return 0
+
+
+def _port(text: str) -> int:
+    """A TCP port, 1 to 65535 (a usage error otherwise, before the database is opened)."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (1 to 65535): {text!r}")
+    return int(text)
 
 
 def add_serve_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this host only)"
     )
-    sub.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    sub.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     sub.add_argument(
         "--token",
         metavar="TOKEN",
