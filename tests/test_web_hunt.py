@@ -115,3 +115,22 @@ def test_serve_on_a_port_in_use_is_an_error_not_exit_3(
         code = main(["serve", "--database", sqlite_url, "--port", str(port), "--log-level", "critical"])
     assert code == EXIT_ERROR
     assert f"could not listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_a_long_most_used_prompt_links_to_its_generations(hunt_store: Store, tmp_path: Path) -> None:
+    # the link carried the whole prompt (up to 20,000 characters) as ?q=, which the table refuses over 200
+    import html
+    import re
+
+    long_prompt = "epic orchestral score, " * 20 + "the end"
+    made = hunt_store.create_generation(
+        long_prompt, model_name="musicgen-small", duration_seconds=2, sample_rate=32_000, channels=2
+    )
+    with TestClient(create_app(hunt_store, root=tmp_path)) as client:
+        page = client.get("/prompts").text
+        links = [html.unescape(href) for href in re.findall(r'href="(/generations\?q=[^"]*)"', page)]
+        assert len(links) == 2
+        for link in links:
+            table = client.get(link)
+            assert table.status_code == 200, table.text
+        assert any(made.id in client.get(link).text for link in links)
