@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from musicstore.filestore import FileStore, ObjectNotFound
+from musicstore import Store
+from musicstore.filestore import FileStore, LocalFileStore, ObjectNotFound
+from musicstore.maintenance.relocate import copy_files
+from tests.test_copy_files import on_disk
+from tests.test_maintenance_s3 import keys
 
 
 def test_a_key_below_an_object_is_no_object_on_both_backends(where: FileStore) -> None:
@@ -22,3 +28,24 @@ def test_a_key_below_an_object_is_no_object_on_both_backends(where: FileStore) -
     with pytest.raises(ObjectNotFound):
         where.head("2026/01")
     assert [o.key for o in where.list()] == ["2026/01/31/abc.wav"]  # nothing was removed
+
+
+def test_a_dry_run_of_copy_files_counts_what_the_copy_would(
+    store: Store, objects: FileStore, tmp_path: Path
+) -> None:
+    """A dry run's report says what the run would do: the objects and bytes it would copy, those already
+    there, and the rows it would skip (another object at the key). It said "would copy the files of 3
+    generations (0 objects, 0 bytes; ...)" and listed a row the copy then skipped as one it would update."""
+    folder = LocalFileStore(tmp_path / "audio")
+    present, clash, _fresh = on_disk(store, folder, 3)
+    present_key = f"{present.created_at:%Y/%m/%d}/{present.id}.wav"
+    objects.put(present_key, b"".join(folder.get(present_key)))  # an earlier run copied it, then stopped
+    objects.put(f"{clash.created_at:%Y/%m/%d}/{clash.id}.wav", b"someone else's")
+    dry = copy_files(store, objects, dry_run=True)
+    assert keys(objects) == {present_key, f"{clash.created_at:%Y/%m/%d}/{clash.id}.wav"}  # nothing written
+    real = copy_files(store, objects)
+    counted = ("rows_updated", "objects_copied", "objects_present", "bytes_copied", "renditions_copied")
+    assert [getattr(dry, name) for name in counted] == [getattr(real, name) for name in counted]
+    assert (real.rows_updated, real.objects_copied, real.objects_present) == (2, 3, 1)
+    assert [s.id for s in dry.skipped] == [s.id for s in real.skipped] == [clash.id]
+    assert "exists with other bytes" in dry.skipped[0].reason

@@ -61,7 +61,8 @@ class CopyReport:
     """What ``copy_files`` copied (or, with ``dry_run``, would copy); ``json.dumps(asdict(report))`` works.
 
     ``objects_copied`` counts objects written by this run, ``objects_present`` copies an earlier run made
-    (same bytes, kept); ``rows_updated`` the generations now pointing at ``target``."""
+    (same bytes, kept); ``rows_updated`` the generations now pointing at ``target``. A dry run counts what
+    the run would copy, find and update, and skips the rows it would skip."""
 
     target: str
     dry_run: bool
@@ -306,11 +307,24 @@ def _copy_one(
     report: CopyReport,
 ) -> str:
     """Copy ``key`` from ``origin`` to ``target`` and verify the copy; returns its SHA-256."""
-    if report.dry_run:
+    if report.dry_run:  # counted as the copy would count it, nothing written
         head = origin.head(key)  # it must be there to be copied
         if size is not None and head.size != size:
             raise StorageError(f"{origin.url}/{key} has {head.size} bytes, the row recorded {size}")
-        return checksum or head.checksum or "0" * 64
+        expected = checksum or head.checksum
+        try:
+            there = target.head(key)
+        except ObjectNotFound:
+            report.objects_copied += 1
+            report.bytes_copied += head.size
+            return expected or "0" * 64
+        if expected is not None and (there.checksum, there.size) == (expected, head.size):
+            report.objects_present += 1
+            return expected
+        raise StorageError(
+            f"{target.url}{'' if target.url.endswith('/') else '/'}{key} exists with other bytes; a copy "
+            "would leave it as it is and not change the row"
+        )
     try:
         there: ObjectInfo | None = target.head(key)
     except ObjectNotFound:
