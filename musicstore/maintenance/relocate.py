@@ -313,12 +313,12 @@ def _copy_one(
             raise StorageError(f"{origin.url}/{key} has {head.size} bytes, the row recorded {size}")
         expected = checksum or head.checksum
         try:
-            there = target.head(key)
+            found = target.head(key)
         except ObjectNotFound:
             report.objects_copied += 1
             report.bytes_copied += head.size
             return expected or "0" * 64
-        if expected is not None and (there.checksum, there.size) == (expected, head.size):
+        if expected is not None and (found.checksum, found.size) == (expected, head.size):
             report.objects_present += 1
             return expected
         raise StorageError(
