@@ -96,8 +96,14 @@ Plan = Generator[WorkerStep, Any, WorkerReport]
 
 
 def failure(exc: BaseException) -> str:
-    """The error message a job failed by ``exc`` keeps."""
-    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+    """The error message a job failed by ``exc`` keeps: text the databases store (a NUL or a lone surrogate
+    in the message, as from undecodable bytes, is written as its escape), at most ``MAX_ERROR_CHARS``."""
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:  # a message that cannot be made: the job is failed with its type
+        text = f"{type(exc).__name__}: (its message could not be read)"
+    text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return text[:MAX_ERROR_CHARS]
 
 
 class _Loop:

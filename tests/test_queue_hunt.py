@@ -1,9 +1,11 @@
 """Regressions found by a black-box hunt over the queue (issue 15), on both backends: a worker loop survives
-its running job being cancelled and deleted."""
+its running job being cancelled and deleted, and a handler's error whatever its message."""
 
 from __future__ import annotations
 
 import asyncio
+
+import pytest
 
 from musicstore import Status, Store
 from musicstore.aio import AsyncStore
@@ -46,3 +48,39 @@ def test_an_async_worker_whose_running_job_is_deleted_drops_it_and_goes_on(db_ur
             return report, None if read is None else read.status
 
     assert asyncio.run(main()) == (WorkerReport(done=1, lost=1), Status.COMPLETED)
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message")
+
+
+@pytest.mark.parametrize(
+    ("error", "kept"),
+    [
+        (
+            RuntimeError("bad byte \x00 in the model's output"),
+            "RuntimeError: bad byte \\x00 in the model's output",
+        ),
+        (
+            OSError("no file " + b"take-\xff.wav".decode(errors="surrogateescape")),
+            "OSError: no file take-\\udcff.wav",
+        ),
+        (_Unprintable(), "_Unprintable: (its message could not be read)"),
+    ],
+)
+def test_a_handler_error_any_message_fails_the_job_and_the_worker_goes_on(
+    store: Store, error: Exception, kept: str
+) -> None:
+    broken, after = new_job(store, "broken"), new_job(store, "after")
+
+    def handler(job: Job) -> None:
+        if job.id == broken.id:
+            raise error
+        store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=1, worker_id="gpu-0")
+
+    assert Worker(store, "gpu-0", handler, max_attempts=1).run(max_jobs=2) == WorkerReport(done=1, failed=1)
+    read = store.get_generation(broken.id)
+    assert read is not None and read.status is Status.FAILED and read.error_message == kept
+    done = store.get_generation(after.id)
+    assert done is not None and done.status is Status.COMPLETED
