@@ -1,5 +1,6 @@
 """Regressions found by a black-box hunt over the queue (issue 15), on both backends: a worker loop survives
-its running job being cancelled and deleted, and a handler's error whatever its message."""
+its running job being cancelled and deleted, and a handler's error whatever its message; a progress
+fraction out of range is InvalidInput whatever its size."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 
 import pytest
 
-from musicstore import Status, Store
+from musicstore import InvalidInput, Status, Store
 from musicstore.aio import AsyncStore
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
 from tests.conftest import new_job
@@ -84,3 +85,17 @@ def test_a_handler_error_any_message_fails_the_job_and_the_worker_goes_on(
     assert read is not None and read.status is Status.FAILED and read.error_message == kept
     done = store.get_generation(after.id)
     assert done is not None and done.status is Status.COMPLETED
+
+
+@pytest.mark.parametrize(
+    "fraction", [10**400, -(10**400), 2, float("inf")], ids=["huge", "-huge", "2", "inf"]
+)
+def test_a_progress_fraction_out_of_range_is_invalid_input_whatever_its_size(
+    store: Store, fraction: float
+) -> None:
+    job = new_job(store)
+    assert store.claim_next("gpu-0") is not None
+    with pytest.raises(InvalidInput, match="fraction must be a number from 0 to 1"):
+        store.report_progress(job.id, "gpu-0", fraction, "sampling")
+    read = store.get_generation(job.id)
+    assert read is not None and read.progress is None

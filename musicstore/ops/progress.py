@@ -41,7 +41,7 @@ COUNT = columns("n")
 
 def fraction(value: object) -> float:
     """A progress fraction: a finite number from 0 to 1."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:  # int: exact
         raise InvalidInput(f"fraction must be a number from 0 to 1, got {value!r:.80}")
     return float(value)
 
