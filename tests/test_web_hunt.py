@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("starlette")
 pytest.importorskip("jinja2")
@@ -134,3 +136,65 @@ def test_a_long_most_used_prompt_links_to_its_generations(hunt_store: Store, tmp
             table = client.get(link)
             assert table.status_code == 200, table.text
         assert any(made.id in client.get(link).text for link in links)
+
+
+def _either_case(text: str, flips: list[bool]) -> str:
+    return "".join(
+        c.swapcase() if flip and len(c.swapcase()) == 1 else c for c, flip in zip(text, flips, strict=True)
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    text=st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=12).filter(
+        lambda t: t.strip() == t and t.strip() != ""
+    ),
+    data=st.data(),
+)
+def test_a_prompt_search_finds_its_text_in_any_case_of_its_letters(
+    sqlite_url: str, tmp_path: Path, text: str, data: st.DataObject
+) -> None:
+    # SQLite's lower() folds ASCII only: "CAFÉ" did not find "CAFÉ DEL MAR", nor "café" "CAFÉ". (PostgreSQL's
+    # lower() follows the server's locale and Unicode tables, which need not be Python's: SQLite only here.)
+    flips = data.draw(st.lists(st.booleans(), min_size=len(text), max_size=len(text)))
+    prompt = f"before {_either_case(text, flips)} after"
+    with Store(sqlite_url) as store:
+        made = store.create_generation(
+            prompt, model_name="m", duration_seconds=2, sample_rate=32_000, channels=2
+        )
+        store.create_generation(
+            "unrelated", model_name="m", duration_seconds=2, sample_rate=32_000, channels=2
+        )
+        with TestClient(create_app(store, root=tmp_path)) as client:
+            found = client.get("/api/generations", params={"q": text}).json()["items"]
+        store.cancel(made.id)
+    assert made.id in [g["id"] for g in found], (text, prompt)
+
+
+@pytest.mark.parametrize("text", ["CAFÉ", "café", "Café del", "ÉTÉ", "été"])
+def test_a_prompt_search_folds_accented_letters(backend_url: str, tmp_path: Path, text: str) -> None:
+    with Store(backend_url) as store:
+        made = store.create_generation(
+            "CAFÉ DEL MAR, été", model_name="m", duration_seconds=2, sample_rate=32_000, channels=2
+        )
+        store.create_generation(
+            "cafe without accent", model_name="m", duration_seconds=2, sample_rate=32_000, channels=2
+        )
+        with TestClient(create_app(store, root=tmp_path)) as client:
+            found = client.get("/api/generations", params={"q": text}).json()["items"]
+    assert [g["id"] for g in found] == [made.id]
+
+
+@pytest.mark.parametrize("text", ["*", "?", "[a]", "]", "a*b", "100%", "_x_", "!"])
+def test_a_prompt_search_takes_pattern_characters_literally(
+    hunt_store: Store, tmp_path: Path, text: str
+) -> None:
+    made = hunt_store.create_generation(
+        f"odd {text} prompt", model_name="m", duration_seconds=2, sample_rate=32_000, channels=2
+    )
+    hunt_store.create_generation(
+        "abc plain", model_name="m", duration_seconds=2, sample_rate=32_000, channels=2
+    )
+    with TestClient(create_app(hunt_store, root=tmp_path)) as client:
+        found = client.get("/api/generations", params={"q": text}).json()["items"]
+    assert [g["id"] for g in found] == [made.id]

@@ -47,6 +47,7 @@ DASHBOARD_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     "dashboard_search": (
         {
             "pattern": "%lofi%",
+            "glob": "*[lL][oO][fF][iI]*",
             "status": None,
             "model_name": None,
             "low_created_at": EPOCH,

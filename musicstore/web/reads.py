@@ -84,6 +84,21 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+def glob_pattern(text: str) -> str:
+    """A SQLite ``GLOB`` pattern matching ``text`` anywhere, each letter in either case: SQLite's ``lower()``
+    and ``LIKE`` fold ASCII letters only, so "CAFÉ" would not find "CAFÉ DEL MAR" (PostgreSQL's do)."""
+    parts = []
+    for char in text:
+        cases = "".join(dict.fromkeys(c for c in (char, char.lower(), char.upper()) if len(c) == 1))
+        if len(cases) > 1:
+            parts.append(f"[{cases}]")
+        elif char in "*?[":
+            parts.append(f"[{char}]")
+        else:
+            parts.append(char)
+    return "*" + "".join(parts) + "*"
+
+
 def check_filters(filters: Filters) -> Filters:
     status = None if not filters.status else validate.status(filters.status).value
     model = None if not filters.model_name else validate.name(filters.model_name, "model")
@@ -133,7 +148,8 @@ def table_page(filters: Filters, *, cursor: str | None = None, limit: int = 50) 
     items = yield Call(
         "dashboard_search",
         {
-            "pattern": like_pattern(filters.text),
+            "pattern": like_pattern(filters.text),  # PostgreSQL's query
+            "glob": glob_pattern(filters.text),  # SQLite's
             "status": filters.status,
             "model_name": filters.model_name,
             "low_created_at": low_created_at,
@@ -179,6 +195,7 @@ __all__ = [
     "days_op",
     "decode_cursor",
     "encode_cursor",
+    "glob_pattern",
     "recent_prompts_op",
     "table_page",
 ]

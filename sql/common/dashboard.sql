@@ -38,7 +38,8 @@ LIMIT 1 OFFSET :offset;
 
 -- name: dashboard_search(pattern, status, model_name, low_created_at, low_id, before_created_at, before_id, limit)
 -- Rows of the window [(low_created_at, low_id), cursor) whose prompt matches the lower-case LIKE pattern
--- (escape character !), optionally of one status and/or model.
+-- (escape character !), optionally of one status and/or model. SQLite's lower() folds ASCII letters only: its
+-- own version (sql/sqlite/dashboard.sql) matches a GLOB pattern of both cases instead.
 SELECT * FROM generations
 WHERE created_at >= :low_created_at AND (created_at, id) >= (:low_created_at, :low_id)
   AND (created_at, id) < (:before_created_at, :before_id)
