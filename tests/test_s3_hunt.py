@@ -8,7 +8,9 @@ import pytest
 
 from musicstore import Store
 from musicstore.filestore import FileStore, LocalFileStore, ObjectNotFound
+from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.relocate import copy_files
+from musicstore.maintenance.usage import disk_usage
 from tests.test_copy_files import on_disk
 from tests.test_maintenance_s3 import keys
 
@@ -49,3 +51,19 @@ def test_a_dry_run_of_copy_files_counts_what_the_copy_would(
     assert (real.rows_updated, real.objects_copied, real.objects_present) == (2, 3, 1)
     assert [s.id for s in dry.skipped] == [s.id for s in real.skipped] == [clash.id]
     assert "exists with other bytes" in dry.skipped[0].reason
+
+
+def test_reconcile_counts_the_files_it_scanned_alike_on_both_backends(
+    where: FileStore, musicstore_sqlite_url: str
+) -> None:
+    """The same files under a folder and under a prefix give the same counts: ``files_scanned`` counted the
+    files that are not audio ("other") in a bucket, not in a folder (where the CLI then printed "checked 1
+    files (0 recorded, ..., 2 other)")."""
+    where.put("2026/01/31/0190a1b2-0000-7000-8000-000000000001.wav", b"RIFF")  # an orphan
+    where.put("notes.txt", b"hello")
+    where.put("2026/01/readme.md", b"# audio")
+    with Store(musicstore_sqlite_url) as store:
+        report = reconcile(store, where)
+        usage = disk_usage(store, where)
+    assert (report.files_scanned, report.unknown_files, report.orphan_count) == (3, 2, 1)
+    assert (usage.files, usage.other.files, usage.orphans.files) == (3, 2, 1)

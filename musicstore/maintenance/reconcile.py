@@ -628,7 +628,8 @@ def _check_files(
         if isinstance(item, Entry):
             if item.kind == "symlink":
                 report.symlinks += 1
-            elif item.kind == "unknown":
+            elif item.kind == "unknown":  # scanned, as an object store's are (and disk_usage counts them)
+                report.files_scanned += 1
                 report.unknown_files += 1
             elif item.kind == "temp":
                 report.files_scanned += 1
