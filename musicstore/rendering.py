@@ -283,8 +283,10 @@ class StoredPeaks:
 
 
 def peaks_name(master: Path, samples_per_pixel: int, bits: int, split_channels: bool) -> str:
-    """The peaks file beside ``master``: ``<stem>.peaks.<samples per pixel>.<bits>[.split].json``."""
-    return f"{master.stem}.peaks.{samples_per_pixel}.{bits}{'.split' if split_channels else ''}.json"
+    """The peaks file beside ``master``: ``<stem>.peaks.<samples per pixel>.<bits>[.split].json``, the numbers
+    as integers whatever type they were checked in as (``bits=8.0`` is 8: maintenance finds it by name)."""
+    split = ".split" if split_channels else ""
+    return f"{master.stem}.peaks.{int(samples_per_pixel)}.{int(bits)}{split}.json"
 
 
 def render_peaks(

@@ -3,8 +3,9 @@ refused with ``InvalidInput`` before anything is encoded or written, never read 
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,7 +13,8 @@ from hypothesis import strategies as st
 from musicstore import InvalidInput, Store
 from musicstore.audio import export_audio, synthesize_music
 from musicstore.audio.renditions import RenditionOptions, RenditionSpec, render_audio, render_file
-from musicstore.rendering import render_generation
+from musicstore.maintenance.scan import peaks_stem
+from musicstore.rendering import render_generation, render_peaks
 from tests.test_rendition_store import exported, files
 
 
@@ -77,3 +79,17 @@ def test_render_generation_refuses_bad_options_even_for_a_recorded_request(
         with pytest.raises(InvalidInput, match="options"):
             render_generation(store, done.id, root=tmp_path, formats=["flac"], options=5)  # type: ignore[arg-type]
         assert store.list_renditions(done.id) == [row]
+
+
+def test_a_peaks_file_is_named_with_whole_numbers(sqlite_url: str, tmp_path: Path) -> None:
+    """``bits=8.0`` (accepted as 8) named the file ``….peaks.256.8.0.json``: not the documented
+    ``<id>.peaks.<int>.<8|16>[.split].json`` that reconcile, cleanup and copy-files find peaks files by."""
+    with Store(sqlite_url, migrate=True) as store:
+        done = exported(store, tmp_path)
+        exact = render_peaks(store, done.id, samples_per_pixel=512, bits=16)
+        loose = render_peaks(store, done.id, samples_per_pixel=np.int64(512), bits=16.0)  # type: ignore[arg-type]
+        assert loose.key == exact.key and loose.sha256 == exact.sha256
+        assert peaks_stem(PurePosixPath(loose.key).name) == done.id
+        row = store.get_generation(done.id)
+        assert row is not None and row.metadata["peaks"]["key"] == exact.key
+        assert not [p for p in tmp_path.rglob("*.json") if peaks_stem(p.name) is None]
