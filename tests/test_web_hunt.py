@@ -198,3 +198,37 @@ def test_a_prompt_search_takes_pattern_characters_literally(
     with TestClient(create_app(hunt_store, root=tmp_path)) as client:
         found = client.get("/api/generations", params={"q": text}).json()["items"]
     assert [g["id"] for g in found] == [made.id]
+
+
+def test_the_login_token_is_masked_in_uvicorns_access_lines(hunt_store: Store, tmp_path: Path) -> None:
+    # `musicstore serve` printed "GET /login?token=<the token> HTTP/1.1" 303 on stderr
+    import io
+    import logging
+
+    from uvicorn.logging import AccessFormatter
+
+    token = "s3cret/dashboard+token="
+    create_app(hunt_store, root=tmp_path, token=token)
+    access = logging.getLogger("uvicorn.access")
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False)
+    )
+    access.addHandler(handler)
+    level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        for path in (
+            "/login?token=s3cret%2Fdashboard%2Btoken%3D",
+            f"/login?token={token}",
+            f"/?x=1&token={token}",
+        ):
+            # as uvicorn's httptools/h11 protocols log a request
+            access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", path, "1.1", 303)
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3 and all("token=***" in line for line in lines), lines
+    assert "s3cret" not in out.getvalue()

@@ -15,7 +15,9 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import io
+import logging
 import math
+import re
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -86,6 +88,24 @@ FIGURES = (
     ("format", "Format", ""),
     ("subtype", "Subtype", ""),
 )
+
+
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&#\s]*")
+
+
+class _RedactedAccessLine(logging.Filter):
+    """Masks the ``token=`` of a query (``/login?token=``) in uvicorn's access lines, whose formatter reads
+    the record's args (the path and query among them) rather than its message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_QUERY.sub(r"\1***", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
+
+
+_ACCESS_FILTER = _RedactedAccessLine()
 
 
 def _assets() -> dict[str, tuple[bytes, str]]:
@@ -595,6 +615,7 @@ def create_app(
     """
     if token is not None and (not isinstance(token, str) or len(token) < 8):
         raise InvalidInput("token must be a string of at least 8 characters")
+    logging.getLogger("uvicorn.access").addFilter(_ACCESS_FILTER)  # /login?token= would log the token
     owned = not isinstance(store_or_url, Store)
     store = Store(store_or_url) if owned else store_or_url  # type: ignore[arg-type]
     assert isinstance(store, Store)
