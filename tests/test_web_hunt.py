@@ -232,3 +232,10 @@ def test_the_login_token_is_masked_in_uvicorns_access_lines(hunt_store: Store, t
     lines = out.getvalue().splitlines()
     assert len(lines) == 3 and all("token=***" in line for line in lines), lines
     assert "s3cret" not in out.getvalue()
+
+
+def test_serve_prints_an_ipv6_address_as_a_url(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from musicstore.cli import EXIT_OK, main
+
+    assert main(["serve", "--database", sqlite_url, "--check", "--host", "::1", "--port", "8766"]) == EXIT_OK
+    assert "http://[::1]:8766/" in capsys.readouterr().out

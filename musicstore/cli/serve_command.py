@@ -29,12 +29,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"musicstore: warning: serving on {args.host} without a token (--token or ${TOKEN_ENV})",
             file=sys.stderr,
         )
+    host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL is bracketed
+    site = f"http://{host}:{args.port}/"
     with open_store(args) as store:
         app = create_app(store, root=output_root(args), token=token)
         if args.check:
-            print(f"musicstore dashboard ready for http://{args.host}:{args.port}/ (--check: not started)")
+            print(f"musicstore dashboard ready for {site} (--check: not started)")
             return 0
-        print(f"musicstore dashboard on http://{args.host}:{args.port}/ (read-only; Ctrl-C stops it)")
+        print(f"musicstore dashboard on {site} (read-only; Ctrl-C stops it)")
         try:
             uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, server_header=False)
         except SystemExit as exc:  # uvicorn exits 3 when it cannot listen: not the CLI's "no such id"
