@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from musicstore import Store
-from musicstore.filestore import FileStore, LocalFileStore, ObjectNotFound
+from musicstore.filestore import FileStore, LocalFileStore, ObjectNotFound, open_filestore
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.relocate import copy_files
 from musicstore.maintenance.usage import disk_usage
 from tests.test_copy_files import on_disk
-from tests.test_maintenance_s3 import keys
+from tests.test_maintenance_s3 import in_bucket, keys, rendition
 
 
 def test_a_key_below_an_object_is_no_object_on_both_backends(where: FileStore) -> None:
@@ -67,3 +67,23 @@ def test_reconcile_counts_the_files_it_scanned_alike_on_both_backends(
         usage = disk_usage(store, where)
     assert (report.files_scanned, report.unknown_files, report.orphan_count) == (3, 2, 1)
     assert (usage.files, usage.other.files, usage.orphans.files) == (3, 2, 1)
+
+
+def test_a_store_nested_in_the_prefix_keeps_its_objects(store: Store, objects: FileStore) -> None:
+    """Rows recorded in ``s3://B/P/v2/`` hold objects that a reconcile of ``s3://B/P/`` lists (as are all a
+    bucket's objects for ``s3://B``): they are another store's files, never orphans. Before, the outer
+    reconcile reported them as orphans and its repair deleted them, leaving those rows without their files."""
+    nested = open_filestore(objects.url + "v2")
+    try:
+        done = [in_bucket(store, nested) for _ in range(2)]
+        mp3 = rendition(store, nested, done[0])
+        stray = "2026/01/03/0190a1b2-0000-7000-8000-000000000009.wav"
+        objects.put(stray, b"RIFF orphan")  # an orphan of the outer store's own
+        report = reconcile(store, objects, repair=True, delete_orphans=True)
+        assert [o.path for o in report.orphans] == [stray] and report.referenced_files == 3
+        assert keys(objects) == {f"v2/{key}" for key in keys(nested)} and mp3 in keys(nested)
+        assert reconcile(store, nested, verify_checksums=True).consistent
+        usage = disk_usage(store, objects)
+        assert (usage.recorded.files, usage.orphans.files) == (3, 0)
+    finally:
+        nested.close()

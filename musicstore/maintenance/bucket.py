@@ -11,7 +11,9 @@ bucket. It walks two streams in key order and merges them, holding one page of e
 A key on both sides is *referenced*. The merge trusts neither order blindly (SeaweedFS lists folder by
 folder, PostgreSQL may sort by a locale): an object no row seemed to record is looked up by key (a batch of
 up to ``batch`` keys, one query per table) and then by the generation id its name carries (a pending or
-processing generation's object is *in progress*: a worker put it and has not committed). A row whose object
+processing generation's object is *in progress*: a worker put it and has not committed; one that a row of
+another store records, a store whose prefix lies inside this one's or around it, is *referenced*: it is that
+store's file, never an orphan here). A row whose object
 seemed absent is held (up to ``HOLD`` of them) until the end: when both streams came in strictly increasing
 key order the merge was exact and it is missing; otherwise (or past ``HOLD``) each is confirmed with a
 ``HEAD``. Out-of-order keys therefore cost a request each, never a wrong answer; the few keys confirmed that
@@ -39,7 +41,7 @@ from ..filestore.base import check_key
 from ..models import Status
 from ..ops import Call, Steps, reader
 from ..store import Store
-from .scan import audio_stem, peaks_record, peaks_stem, rows_by_ids
+from .scan import audio_stem, peaks_record, peaks_stem
 
 LIST_PAGE = 1000
 """Keys a listing request asks for (S3's largest page)."""
@@ -331,7 +333,8 @@ class _Classifier:
         for row in self.store.run(stored_by_keys, self.files.url, [o.key for o in objects]):
             recorded.setdefault(row.key, []).append(row)
         stems = {o.key: audio_stem(o.key.rpartition("/")[2]) or "" for o in objects}
-        live = self.store.run(rows_by_ids, sorted({s for k, s in stems.items() if k not in recorded}))
+        owners = self.store.run(owners_by_ids, sorted({s for k, s in stems.items() if k not in recorded}))
+        elsewhere = self._recorded_elsewhere([o.key for o in objects if o.key not in recorded], stems, owners)
         for obj in objects:
             rows = recorded.get(obj.key)
             if rows:
@@ -340,11 +343,34 @@ class _Classifier:
                 self.found_by_key.add(obj.key)
                 yield Item(obj.key, obj, rows, "referenced", rows[0].status)
                 continue
-            owner = live.get(stems[obj.key])
-            if owner is not None and owner[0] in _LIVE:
-                yield Item(obj.key, obj, [], "in_progress", owner[0])
+            owner = owners.get(stems[obj.key])
+            if owner is not None and owner.status in _LIVE:
+                yield Item(obj.key, obj, [], "in_progress", owner.status)
+            elif owner is not None and obj.key in elsewhere:
+                yield Item(
+                    obj.key, obj, [], "referenced", owner.status
+                )  # another store's file: never touched
             else:
                 yield Item(obj.key, obj, [], "orphan")
+
+    def _recorded_elsewhere(
+        self, keys: list[str], stems: dict[str, str], owners: dict[str, StoredRow]
+    ) -> set[str]:
+        """Those of ``keys`` that rows of another store record: a store whose prefix lies inside this one's
+        (``s3://b/music/v2/`` in ``s3://b/music/``, any prefix in ``s3://b/``) or around it lists the same
+        objects under other keys. Looked up by the store the generation their name carries is in."""
+        here = self.files.url
+        wanted: dict[str, dict[str, str]] = {}
+        for key in keys:
+            owner = owners.get(stems[key])
+            there = "" if owner is None else owner.key  # the store its generation's files are in
+            where = here + key
+            if there not in ("", here) and there.endswith("/") and where.startswith(there):
+                wanted.setdefault(there, {})[where[len(there) :]] = key
+        found: set[str] = set()
+        for url, theirs in wanted.items():
+            found.update(theirs[row.key] for row in self.store.run(stored_by_keys, url, sorted(theirs)))
+        return found
 
     def confirm_missing(self, *, exact: bool) -> Iterator[Item]:
         """The rows whose object the merge did not meet: missing if ``exact``, else asked with a HEAD each."""
