@@ -50,6 +50,11 @@ def _specs(formats: Sequence[str | RenditionSpec] | str, bitrate_kbps: int | Non
     specs = []
     for item in formats:
         if isinstance(item, RenditionSpec):
+            if bitrate_kbps is not None and item.format in ("mp3", "opus"):  # it would be ignored silently
+                raise InvalidInput(
+                    f"bitrate_kbps applies to format names, not to this {item.format} RenditionSpec: set "
+                    "bitrate_kbps in the spec"
+                )
             specs.append(item)
         elif bitrate_kbps is not None and item in ("mp3", "opus"):
             specs.append(RenditionSpec(item, bitrate_kbps=bitrate_kbps))
@@ -150,7 +155,8 @@ def render_generation(
     transaction that records its row; ``storage_key`` is relative to that store's root or prefix.
 
     ``formats``: names (``mp3``, ``opus``, ``vorbis``, ``flac``, ``wav``, with default settings, and
-    ``bitrate_kbps`` for mp3 and opus) or ``RenditionSpec``s. A request already recorded (same generation,
+    ``bitrate_kbps`` for mp3 and opus) or ``RenditionSpec``s (an mp3 or opus spec carries its own bitrate:
+    ``bitrate_kbps`` beside one is refused). A request already recorded (same generation,
     settings and profile) is returned as it is, not made again (also when another process records it while
     this one encodes: this one's object is removed, the recorded row returned). Raises before anything is
     written: ``NotFound``, ``InvalidTransition`` (not completed), ``InvalidInput`` (a bad format, bitrate,

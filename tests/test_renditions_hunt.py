@@ -93,3 +93,19 @@ def test_a_peaks_file_is_named_with_whole_numbers(sqlite_url: str, tmp_path: Pat
         row = store.get_generation(done.id)
         assert row is not None and row.metadata["peaks"]["key"] == exact.key
         assert not [p for p in tmp_path.rglob("*.json") if peaks_stem(p.name) is None]
+
+
+@pytest.mark.parametrize(
+    "spec", [RenditionSpec("mp3"), RenditionSpec("mp3", bitrate_mode="variable"), RenditionSpec("opus", 96)]
+)
+def test_a_bitrate_beside_a_spec_of_its_own_is_refused(
+    spec: RenditionSpec, sqlite_url: str, tmp_path: Path
+) -> None:
+    """``bitrate_kbps=320`` with ``formats=[RenditionSpec("mp3")]`` made and recorded a 192 kbps MP3: the
+    bitrate asked for was dropped without a word."""
+    with Store(sqlite_url, migrate=True) as store:
+        done = exported(store, tmp_path)
+        before = files(tmp_path)
+        with pytest.raises(InvalidInput, match="bitrate_kbps"):
+            render_generation(store, done.id, root=tmp_path, formats=[spec], bitrate_kbps=320)
+        assert files(tmp_path) == before and store.list_renditions(done.id) == []
