@@ -239,3 +239,12 @@ def test_serve_prints_an_ipv6_address_as_a_url(sqlite_url: str, capsys: pytest.C
 
     assert main(["serve", "--database", sqlite_url, "--check", "--host", "::1", "--port", "8766"]) == EXIT_OK
     assert "http://[::1]:8766/" in capsys.readouterr().out
+
+
+def test_an_asset_is_cached_and_a_page_is_not(hunt_store: Store, tmp_path: Path) -> None:
+    # the security headers added "no-store" beside the assets' "max-age=3600": two conflicting headers
+    with TestClient(create_app(hunt_store, root=tmp_path)) as client:
+        asset = client.get("/static/app.js")
+        assert asset.headers.get_list("cache-control") == ["max-age=3600"]
+        assert asset.headers["content-security-policy"].startswith("default-src 'self'")
+        assert client.get("/").headers.get_list("cache-control") == ["no-store"]

@@ -219,7 +219,10 @@ class DashboardApp:
 
         async def secured(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}  # an asset's own Cache-Control stays alone
+                headers += [(name, value) for name, value in SECURITY_HEADERS if name not in present]
+                message = {**message, "headers": headers}
             await send(message)
 
         if scope["method"] not in ("GET", "HEAD"):
