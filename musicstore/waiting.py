@@ -13,7 +13,10 @@ repeats a try, never loses a job. What wakes a sleeper:
   busy database wakes sleepers for nothing more often: each then repeats one try).
 
 ``wait`` (blocking) and ``wait_async`` (awaited) drive the same plan with the same listeners; each store keeps
-its idle listeners for the next wait (``listeners``) and closes them with the store.
+its idle listeners for the next wait (``listeners``) and closes them with the store. An idle PostgreSQL
+listener listens to nothing (``UNLISTEN *`` as it comes back, ``LISTEN`` again as it is lent): one that went
+on listening while nobody read it would fill its socket, then block its server process, which holds back
+the server's notification queue for every session (it grows until NOTIFY, and so every enqueue, fails).
 """
 
 from __future__ import annotations
@@ -169,6 +172,10 @@ def _listen_sql() -> str:
     return f"LISTEN {PENDING}; LISTEN {FINISHED}"
 
 
+UNLISTEN = "UNLISTEN *"
+"""What an idle PostgreSQL listener runs as it comes back: it listens to nothing until lent again."""
+
+
 class Listeners:
     """A store's idle listeners, lent one per wait (any thread); closed with the store."""
 
@@ -202,6 +209,12 @@ class Listeners:
 
     def acquire(self) -> Any:
         listener = self._take()
+        if isinstance(listener, _PostgresListener):
+            try:
+                listener.conn.execute(_listen_sql())
+            except BaseException:
+                listener.conn.close()  # perhaps broken (a lost connection): never lent again
+                raise
         if listener is not None:
             return listener
         if self.url.dialect == "postgres":
@@ -214,6 +227,14 @@ class Listeners:
         return _SQLiteListener(self.url.path)
 
     def release(self, listener: Any) -> None:
+        if isinstance(listener, _PostgresListener):
+            try:
+                listener.conn.execute(UNLISTEN)
+            except BaseException as exc:
+                listener.conn.close()  # never lent again; the wait's result stands
+                if isinstance(exc, Exception):
+                    return
+                raise
         if not self._keep(listener):
             listener.conn.close()
 
@@ -223,6 +244,12 @@ class Listeners:
 
     async def acquire_async(self) -> Any:
         listener = self._take()
+        if isinstance(listener, _PostgresListener):
+            try:
+                await listener.conn.execute(_listen_sql())
+            except BaseException:
+                await asyncio.shield(_close_async(listener))
+                raise
         if listener is not None:
             return listener
         if self.url.dialect == "postgres":
@@ -235,6 +262,14 @@ class Listeners:
         return _SQLiteListener(self.url.path)
 
     async def release_async(self, listener: Any) -> None:
+        if isinstance(listener, _PostgresListener):
+            try:
+                await listener.conn.execute(UNLISTEN)
+            except BaseException as exc:
+                await asyncio.shield(_close_async(listener))  # never lent again; the wait's result stands
+                if isinstance(exc, Exception):
+                    return
+                raise
         if not self._keep(listener):
             await _close_async(listener)
 

@@ -1,14 +1,17 @@
 """Regressions found by a black-box hunt over the queue (issue 15), on both backends: a worker loop survives
 its running job being cancelled and deleted, and a handler's error whatever its message; a progress
-fraction out of range is InvalidInput whatever its size."""
+fraction out of range is InvalidInput whatever its size; a store's idle PostgreSQL listener listens to
+nothing, so that NOTIFY traffic while nobody waits cannot pile up behind it."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
+import psycopg
 import pytest
 
-from musicstore import InvalidInput, Status, Store
+from musicstore import InvalidInput, Status, Store, waiting
 from musicstore.aio import AsyncStore
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
 from tests.conftest import new_job
@@ -99,3 +102,40 @@ def test_a_progress_fraction_out_of_range_is_invalid_input_whatever_its_size(
         store.report_progress(job.id, "gpu-0", fraction, "sampling")
     read = store.get_generation(job.id)
     assert read is not None and read.progress is None
+
+
+def _listening(conn: psycopg.Connection[tuple[str]]) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT pg_listening_channels()")}
+
+
+def test_an_idle_postgres_listener_listens_to_nothing_and_is_listening_again_when_lent(
+    postgres_url: str,
+) -> None:
+    with Store(postgres_url) as store:
+        pool = waiting.listeners(store)
+        for _ in range(2):  # a new listener, then the idle one lent again
+            listener = pool.acquire()
+            assert _listening(listener.conn) == {waiting.PENDING, waiting.FINISHED}
+            pool.release(listener)
+            assert _listening(listener.conn) == set()
+
+
+def test_notifications_while_a_store_waits_for_nothing_do_not_pile_up_in_the_server(
+    postgres_url: str,
+) -> None:
+    """A store that waited once and now does not: 8 MB of notifications, more than the sockets hold. A
+    listener left listening and unread blocks its server process, and the server's notification queue keeps
+    them (for every session) until it is read."""
+    with Store(postgres_url) as store, psycopg.connect(postgres_url, autocommit=True) as other:
+        assert store.claim_next("gpu-0", wait=0.01) is None
+        other.execute(
+            "SELECT pg_notify(%s, repeat('x', 7900) || n) FROM generate_series(1, 1000) AS n",
+            [waiting.PENDING],
+        )
+        usage = 1.0
+        for _ in range(100):  # the queue is cut once no listener is behind (at once here)
+            usage = other.execute("SELECT pg_notification_queue_usage()").fetchone()[0]  # type: ignore[index]
+            if usage == 0:
+                break
+            time.sleep(0.05)
+        assert usage == 0
