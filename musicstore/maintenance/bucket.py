@@ -14,12 +14,12 @@ up to ``batch`` keys, one query per table) and then by the generation id its nam
 processing generation's object is *in progress*: a worker put it and has not committed; one that a row of
 another store records, a store whose prefix lies inside this one's or around it, is *referenced*: it is that
 store's file, never an orphan here). A row whose object
-seemed absent is held (up to ``HOLD`` of them) until the end: when both streams came in strictly increasing
-key order the merge was exact and it is missing; otherwise (or past ``HOLD``) each is confirmed with a
-``HEAD``. Out-of-order keys therefore cost a request each, never a wrong answer; the few keys confirmed that
-way are remembered so that no object is counted twice. Objects whose names are not audio (``<id>.<ext>``,
-a rendition's name) are *other*: counted, never touched. Nothing outside the prefix is listed, so nothing
-there is ever touched. With ``peaks=True`` (reconcile) a waveform peaks object
+seemed absent is held (up to ``HOLD`` of them) until the end, then confirmed with a ``HEAD``: its object
+may have come out of order, or its row been committed (a worker completing a job) after the listing passed
+its key. Such keys therefore cost a request each, never a wrong answer (a healthy store has none); the keys
+confirmed that way are remembered so that no object is counted twice. Objects whose names are not audio
+(``<id>.<ext>``, a rendition's name) are *other*: counted, never touched. Nothing outside the prefix is
+listed, so nothing there is ever touched. With ``peaks=True`` (reconcile) a waveform peaks object
 (``<36-char id>.peaks.<int>.<8|16>[.split].json``, no row records it) is looked up, in batches, by the id
 its name carries: *referenced* while that generation's row exists, else an *orphan* (``Item.peaks``);
 and the peaks file each generation's row records (``metadata["peaks"]``) joins the rows as a row of its own
@@ -33,7 +33,6 @@ import heapq
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from ..errors import InvalidInput
 from ..filestore import FileStore, ObjectInfo, ObjectNotFound
@@ -177,7 +176,7 @@ def _with_peaks(rows: Iterator[StoredRow]) -> Iterator[StoredRow]:
     file. A peaks file lies beside its master (``<dir>/<stem>.peaks.…json`` sorts just before
     ``<dir>/<stem>.wav``, just after ``<dir>/<stem>.flac``), so it is held in a small heap until the
     stream reaches its key; one that sorts before a row already given (a record edited by hand) comes out
-    of order, which the merge notices and confirms with a ``HEAD``. At most ``HOLD`` are held."""
+    of order, and the merge confirms it with a ``HEAD``. At most ``HOLD`` are held."""
     held: list[tuple[str, int, StoredRow]] = []
     count = 0
     for row in rows:
@@ -264,22 +263,10 @@ class _Classifier:
         """Objects the merge missed (out of order) and the lookup by key found: counted once."""
         self.found_by_head: set[str] = set()
         """Rows' objects the merge missed and a HEAD found."""
-        self.ordered = True
-        """Both streams came in strictly increasing key order so far: the merge is exact."""
-
-    def _increasing(self, keyed: Iterable[Any], strict: bool) -> Iterator[Any]:
-        last: str | None = None
-        for item in keyed:
-            if last is not None and (item.key < last or (strict and item.key == last)):
-                self.ordered = False
-            last = item.key
-            yield item
 
     def run(self) -> Iterator[Item]:
-        listing = self._increasing(self.files.list(page_size=LIST_PAGE), strict=True)
-        recorded = self._increasing(
-            stored_rows(self.store, self.files.url, self.batch, peaks=self.peaks), strict=False
-        )
+        listing = self.files.list(page_size=LIST_PAGE)
+        recorded = stored_rows(self.store, self.files.url, self.batch, peaks=self.peaks)
         for key, obj, rows in join(listing, recorded):
             if obj is not None and rows:
                 yield Item(key, obj, rows, "referenced", rows[0].status, peaks=any(r.is_peaks for r in rows))
@@ -300,10 +287,10 @@ class _Classifier:
             else:
                 self.missing.append((key, rows))
                 if len(self.missing) >= HOLD:
-                    yield from self.confirm_missing(exact=False)
+                    yield from self.confirm_missing()
         yield from self.confirm_orphans()
         yield from self.confirm_peaks()
-        yield from self.confirm_missing(exact=self.ordered)
+        yield from self.confirm_missing()
 
     def confirm_peaks(self) -> Iterator[Item]:
         """The peaks objects gathered: referenced while their generation's row exists, else orphans."""
@@ -372,13 +359,14 @@ class _Classifier:
             found.update(theirs[row.key] for row in self.store.run(stored_by_keys, url, sorted(theirs)))
         return found
 
-    def confirm_missing(self, *, exact: bool) -> Iterator[Item]:
-        """The rows whose object the merge did not meet: missing if ``exact``, else asked with a HEAD each."""
+    def confirm_missing(self) -> Iterator[Item]:
+        """The rows whose object the merge did not meet, asked with a HEAD each (those that must exist): the
+        object may have come out of order, or the row been committed after the listing passed its key."""
         groups, self.missing = self.missing, []
         for key, rows in groups:
             if key in self.found_by_key:
                 continue  # its object came earlier (out of order) and was counted then
-            if not exact and any(row.must_exist for row in rows):
+            if any(row.must_exist for row in rows):
                 try:
                     head = self.files.head(key)
                 except ObjectNotFound:
