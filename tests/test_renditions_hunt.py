@@ -7,12 +7,15 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
+import soundfile as sf
 from hypothesis import given
 from hypothesis import strategies as st
 
 from musicstore import InvalidInput, Store
 from musicstore.audio import export_audio, synthesize_music
+from musicstore.audio.loudness import integrated_loudness
 from musicstore.audio.renditions import RenditionOptions, RenditionSpec, render_audio, render_file
+from musicstore.audio.truepeak import to_db, true_peak
 from musicstore.maintenance.scan import peaks_stem
 from musicstore.rendering import render_generation, render_peaks
 from tests.test_rendition_store import exported, files
@@ -109,3 +112,31 @@ def test_a_bitrate_beside_a_spec_of_its_own_is_refused(
         with pytest.raises(InvalidInput, match="bitrate_kbps"):
             render_generation(store, done.id, root=tmp_path, formats=[spec], bitrate_kbps=320)
         assert files(tmp_path) == before and store.list_renditions(done.id) == []
+
+
+RATES = [
+    *[("mp3", rate, RenditionSpec("mp3")) for rate in (8_000, 11_025, 12_000, 22_050, 24_000)],
+    *[("opus", 44_100, RenditionSpec("opus", sample_rate=rate)) for rate in (8_000, 12_000, 16_000, 24_000)],
+    *[("vorbis", rate, RenditionSpec("vorbis")) for rate in (8_000, 11_025, 96_000, 192_000)],
+    ("flac", 192_000, RenditionSpec("flac", subtype="PCM_24")),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "rate", "spec"), RATES, ids=[f"{n}-{s.sample_rate or r}" for n, r, s in RATES]
+)
+def test_every_supported_rate_reaches_the_target_under_the_ceiling(
+    name: str, rate: int, spec: RenditionSpec, tmp_path: Path
+) -> None:
+    """Issue 14's target at the rates tests/test_renditions.py's property does not draw (it takes 16–48 kHz):
+    music at -14 LUFS within 0.5 LU, the decoded file's true peak at most -1 dBTP."""
+    ext = {"mp3": "mp3", "opus": "opus", "vorbis": "ogg", "flac": "flac"}[name]
+    result = render_audio(
+        synthesize_music(2.0, rate, seed=11), rate, tmp_path / f"r.{ext}", spec, "streaming"
+    )
+    samples, decoded_rate = sf.read(result.path, dtype="float32", always_2d=True)
+    audio = np.ascontiguousarray(samples.T)
+    assert decoded_rate == result.sample_rate == (spec.sample_rate or rate)
+    assert to_db(true_peak(audio)) <= -1.0
+    assert result.target_reached, result.attempts
+    assert abs(integrated_loudness(audio, decoded_rate).lufs + 14.0) <= 0.5
