@@ -1,17 +1,19 @@
 """Regressions found by a black-box hunt over the queue (issue 15), on both backends: a worker loop survives
 its running job being cancelled and deleted, and a handler's error whatever its message; a progress
 fraction out of range is InvalidInput whatever its size; a store's idle PostgreSQL listener listens to
-nothing, so that NOTIFY traffic while nobody waits cannot pile up behind it."""
+nothing, so that NOTIFY traffic while nobody waits cannot pile up behind it; an idempotency key still returns
+its generation once completing merged the export's figures into its metadata."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import psycopg
 import pytest
 
-from musicstore import InvalidInput, Status, Store, waiting
+from musicstore import IdempotencyConflict, InvalidInput, Status, Store, waiting
 from musicstore.aio import AsyncStore
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
 from tests.conftest import new_job
@@ -139,3 +141,28 @@ def test_notifications_while_a_store_waits_for_nothing_do_not_pile_up_in_the_ser
                 break
             time.sleep(0.05)
         assert usage == 0
+
+
+def test_an_idempotent_retry_after_the_job_completed_returns_it(store: Store) -> None:
+    """Completing merges the export's figures into the row's metadata: a client retrying its request after
+    that gets its generation back, and a request that asked other metadata is still a conflict."""
+    request: dict[str, Any] = {"model_name": "musicgen-small", "duration_seconds": 8, "owner_key": "user-42"}
+    first = store.create_generation("lofi", idempotency_key="a", metadata={"bpm": 90}, **request)
+    bare = store.create_generation("ambient", idempotency_key="b", **request)
+    for _ in range(2):
+        job = store.claim_next("gpu-0")
+        assert job is not None
+        figures = {"loudness_lufs": -16.0, "true_peak_dbtp": -1.0}
+        store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=1, metadata=figures)
+    again = store.create_generation("lofi", idempotency_key="a", metadata={"bpm": 90}, **request)
+    assert again.id == first.id and again.status is Status.COMPLETED
+    assert store.create_generation("ambient", idempotency_key="b", **request).id == bare.id
+    for other in ({"bpm": 120}, {"bpm": 90, "genre": "jazz"}):
+        with pytest.raises(IdempotencyConflict) as conflict:
+            store.create_generation("lofi", idempotency_key="a", metadata=other, **request)
+        assert conflict.value.existing_id == first.id
+    with pytest.raises(IdempotencyConflict):
+        store.create_generation("lofi, louder", idempotency_key="a", metadata={"bpm": 90}, **request)
+    assert store.count_generations() == 2
+    prompt = store.get_prompt_by_text("lofi")
+    assert prompt is not None and prompt.used_count == 1

@@ -180,8 +180,9 @@ def create_generation(
     ``owner_key``: the user or tenant it runs for (claims are fair across keys; see ``set_owner_limit``).
     ``idempotency_key``: when a generation was created with this key before, it is returned instead of a new
     one (race-safe across processes); if that one was asked with another prompt, model, length, rate,
-    channels, metadata, priority or owner key, ``IdempotencyConflict`` is raised. Keys are unique among all
-    generations while their row exists.
+    channels, metadata, priority or owner key, ``IdempotencyConflict`` is raised (a completed one's metadata
+    has its export's figures merged in: it agrees when it holds the asked keys with the asked values). Keys
+    are unique among all generations while their row exists.
     """
     encoded = "{}" if metadata is None else validate.metadata(metadata)
     key = validate.name(idempotency_key, "idempotency_key", optional=True)
@@ -209,8 +210,17 @@ _REQUEST = (
 a request may compute it again)."""
 
 
+def _agrees(earlier: Generation, asked: Params, name: str) -> bool:
+    kept, wanted = getattr(earlier, name), asked[name]
+    if name == "metadata" and earlier.status is Status.COMPLETED:
+        # completing merged the export's figures (and merge_metadata more) into the row's: the keys asked
+        # are there as asked
+        return all(key in kept and kept[key] == value for key, value in wanted.items())
+    return bool(kept == wanted)
+
+
 def _same_request(earlier: Generation, asked: Params) -> None:
-    differ = [name for name in _REQUEST if getattr(earlier, name) != asked[name]]
+    differ = [name for name in _REQUEST if not _agrees(earlier, asked, name)]
     if differ:
         raise IdempotencyConflict(
             f"idempotency key {asked['idempotency_key']!r} was used for generation {earlier.id} with another "
