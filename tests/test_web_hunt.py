@@ -185,7 +185,10 @@ def test_a_prompt_search_folds_accented_letters(backend_url: str, tmp_path: Path
     assert [g["id"] for g in found] == [made.id]
 
 
-@pytest.mark.parametrize("text", ["*", "?", "[a]", "]", "a*b", "100%", "_x_", "!"])
+@pytest.mark.parametrize(
+    "text",
+    ["*", "?", "[a]", "]", "a*b", "100%", "_x_", "!", "é*", "?É", "[é]", "é]", "^é-", "É[!%_\\"],
+)
 def test_a_prompt_search_takes_pattern_characters_literally(
     hunt_store: Store, tmp_path: Path, text: str
 ) -> None:
