@@ -317,6 +317,8 @@ def render_peaks(
     row cannot be recorded (deleted, no longer completed meanwhile) the error is raised and the file is left
     for ``reconcile`` and ``cleanup``, which find peaks files by name."""
     compute_peaks(np.zeros((1, 1), dtype=np.float32), 8_000, samples_per_pixel, bits=bits)  # checks first
+    if not isinstance(split_channels, bool | np.bool_):  # "no" would be true: split peaks, a .split name
+        raise InvalidInput(f"split_channels must be True or False, got {split_channels!r:.40}")
     generation = _generation(store, generation_id)
     with _delivery(store, generation, root, files) as delivery:
         found = delivery.locate(generation.id)

@@ -4,6 +4,7 @@ refused with ``InvalidInput`` before anything is encoded or written, never read 
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 import pytest
@@ -140,3 +141,21 @@ def test_every_supported_rate_reaches_the_target_under_the_ceiling(
     assert to_db(true_peak(audio)) <= -1.0
     assert result.target_reached, result.attempts
     assert abs(integrated_loudness(audio, decoded_rate).lufs + 14.0) <= 0.5
+
+
+@pytest.mark.parametrize("split", ["no", 0, None])
+def test_render_peaks_refuses_a_split_that_is_not_a_bool(
+    split: object, sqlite_url: str, tmp_path: Path
+) -> None:
+    """``split_channels="no"`` put split peaks (``….split.json``) and recorded them: any truthy value split
+    them, any falsy one mixed."""
+    with Store(sqlite_url, migrate=True) as store:
+        done = exported(store, tmp_path)
+        before, row = files(tmp_path), store.get_generation(done.id)
+        with pytest.raises(InvalidInput, match="split_channels"):
+            render_peaks(store, done.id, samples_per_pixel=300, split_channels=split)  # type: ignore[arg-type]
+        assert files(tmp_path) == before and store.get_generation(done.id) == row
+        numpy_true: Any = np.True_  # a numpy bool is a bool
+        assert (
+            render_peaks(store, done.id, samples_per_pixel=300, split_channels=numpy_true).peaks.channels == 2
+        )
