@@ -36,7 +36,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from . import validate, waiting
-from .errors import Cancelled, LeaseLost, NotFound
+from .errors import Cancelled, InvalidInput, LeaseLost, NotFound
 from .models import Generation, RetryPolicy
 from .ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS
 from .store import Store
@@ -122,6 +122,10 @@ class _Loop:
         self.lease_seconds = validate.seconds(lease_seconds, "lease_seconds")
         self.max_attempts = validate.integer(max_attempts, "max_attempts", 1)
         self.claim_options = dict(claim_options or {})
+        if backoff is not None and not isinstance(
+            backoff, RetryPolicy
+        ):  # checked now, not at a job's failure
+            raise InvalidInput(f"backoff must be a RetryPolicy or None, got {type(backoff).__name__}")
         self.backoff = backoff
         self._stop = threading.Event()
 

@@ -2,7 +2,8 @@
 its running job being cancelled and deleted, and a handler's error whatever its message; a progress
 fraction out of range is InvalidInput whatever its size; a store's idle PostgreSQL listener listens to
 nothing, so that NOTIFY traffic while nobody waits cannot pile up behind it; an idempotency key still returns
-its generation once completing merged the export's figures into its metadata."""
+its generation once completing merged the export's figures into its metadata; a worker checks its backoff
+before it claims."""
 
 from __future__ import annotations
 
@@ -166,3 +167,16 @@ def test_an_idempotent_retry_after_the_job_completed_returns_it(store: Store) ->
     assert store.count_generations() == 2
     prompt = store.get_prompt_by_text("lofi")
     assert prompt is not None and prompt.used_count == 1
+
+
+def test_a_worker_refuses_a_backoff_that_is_no_retry_policy_before_it_claims(store: Store) -> None:
+    job = new_job(store)
+
+    def handler(job: Job) -> None:
+        raise RuntimeError("the model crashed")
+
+    for loop in (Worker, AsyncWorker):
+        with pytest.raises(InvalidInput, match="backoff must be a RetryPolicy"):
+            loop(store, "gpu-0", handler, backoff=30)  # type: ignore[arg-type]
+    read = store.get_generation(job.id)
+    assert read is not None and read.status is Status.PENDING  # not claimed, so not left processing
