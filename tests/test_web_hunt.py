@@ -251,3 +251,60 @@ def test_an_asset_is_cached_and_a_page_is_not(hunt_store: Store, tmp_path: Path)
         assert asset.headers.get_list("cache-control") == ["max-age=3600"]
         assert asset.headers["content-security-policy"].startswith("default-src 'self'")
         assert client.get("/").headers.get_list("cache-control") == ["no-store"]
+
+
+def _exported(store: Store, root: Path, *, peaks: bool) -> str:
+    import numpy as np
+
+    from musicstore.recording import export_generation
+
+    store.create_generation("a drone", model_name="m", duration_seconds=2, sample_rate=32_000, channels=2)
+    claimed = store.claim_next("gpu-0", lease_seconds=300)
+    assert claimed is not None
+    t = np.arange(64_000) / 32_000
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t) * np.linspace(0, 1, t.size)).astype(np.float32)
+    export_generation(store, claimed, np.stack([tone, tone]), root=root, peaks=peaks)
+    return claimed.id
+
+
+def test_the_waveform_comes_from_the_recorded_peaks_file(
+    hunt_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the issue: "the waveform drawn from the peaks file"; it was computed from the master on each uncached
+    # request (a whole download from a bucket; 1 s for a 30 s clip), the export's peaks file left unread
+    root = tmp_path / "audio"
+    with_peaks, without = _exported(hunt_store, root, peaks=True), _exported(hunt_store, root, peaks=False)
+    row = hunt_store.get_generation(with_peaks)
+    assert row is not None
+    recorded = row.metadata["peaks"]
+    app = create_app(hunt_store, root=root)
+    with TestClient(app) as client:
+        computed = client.get(f"/api/generations/{without}/peaks").json()
+        assert computed["samples_per_pixel"] == 64 and computed["length"] == 1000  # from the audio file
+        monkeypatch.setattr(app.dashboard, "computed_peaks", None)  # no decoding of the master from here on
+        found = client.get(f"/api/generations/{with_peaks}/peaks").json()
+    assert found["samples_per_pixel"] == recorded["samples_per_pixel"] == 256
+    assert found["length"] == recorded["length"] == 250 and len(found["peaks"]) == 500
+    assert found["frames"] == 64_000 and found["sample_rate"] == 32_000
+    lows, highs = found["peaks"][0::2], found["peaks"][1::2]
+    assert all(-1 <= low <= high <= 1 for low, high in zip(lows, highs, strict=True))
+    assert max(highs) == pytest.approx(max(computed["peaks"]), abs=1 / 128)  # 8-bit peaks
+
+
+def test_a_peaks_file_that_fails_its_checksum_is_not_drawn(hunt_store: Store, tmp_path: Path) -> None:
+    import re
+
+    root = tmp_path / "audio"
+    generation_id = _exported(hunt_store, root, peaks=True)
+    row = hunt_store.get_generation(generation_id)
+    assert row is not None
+    key = row.metadata["peaks"]["key"]
+    peaks_file = root / key
+    document = peaks_file.read_text()
+    # one value changed, the document still well formed: only its SHA-256 tells
+    tampered = re.sub(r'"data":\[(-?\d+)', lambda m: f'"data":[{(int(m[1]) + 50) % 100}', document, count=1)
+    assert tampered != document
+    peaks_file.write_text(tampered)
+    with TestClient(create_app(hunt_store, root=root)) as client:
+        found = client.get(f"/api/generations/{generation_id}/peaks").json()
+    assert found["samples_per_pixel"] == 64 and found["length"] == 1000  # computed from the audio instead

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import io
+import json
 import logging
 import math
 import re
@@ -30,6 +31,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
+import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request, cookie_parser
@@ -339,17 +341,28 @@ class Dashboard:
         return found
 
     def peaks(self, generation: Generation) -> dict[str, Any]:
-        from ..audio.peaks import compute_peaks, file_peaks
-
         key = f"{generation.id}:{generation.file_size_bytes}"
         with self._lock:
             cached = self._peaks.get(key)
             if cached is not None:
                 self._peaks.move_to_end(key)
                 return cached
+        located = self.located(generation)
+        result = self.recorded_peaks(generation, located)
+        if result is None:
+            result = self.computed_peaks(generation, located)
+        with self._lock:
+            self._peaks[key] = result
+            while len(self._peaks) > PEAKS_CACHED:
+                self._peaks.popitem(last=False)
+        return result
+
+    def computed_peaks(self, generation: Generation, located: Located) -> dict[str, Any]:
+        """The waveform computed from the audio file, in about ``PEAK_BUCKETS`` buckets."""
         import soundfile as sf
 
-        located = self.located(generation)
+        from ..audio.peaks import compute_peaks, file_peaks
+
         if isinstance(located.files, LocalFileStore):
             path = _contained(located.files.root, located.key)
             frames = sf.info(str(path)).frames
@@ -359,18 +372,43 @@ class Dashboard:
             frames = len(data)
             samples = data.T if data.ndim == 2 else data
             found = compute_peaks(samples, rate, max(1, math.ceil(frames / PEAK_BUCKETS)))
-        result = {
+        return {
             "sample_rate": found.sample_rate,
             "samples_per_pixel": found.samples_per_pixel,
             "frames": found.frames,
             "length": found.length,
             "peaks": found.normalized()[0],
         }
-        with self._lock:
-            self._peaks[key] = result
-            while len(self._peaks) > PEAKS_CACHED:
-                self._peaks.popitem(last=False)
-        return result
+
+    def recorded_peaks(self, generation: Generation, located: Located) -> dict[str, Any] | None:
+        """The waveform from the peaks file the export put beside the master (``metadata["peaks"]``, its
+        SHA-256 checked), in about ``PEAK_BUCKETS`` buckets (channels merged); None when the row records none
+        or it cannot be read: ``peaks`` then computes them from the audio file."""
+        recorded = generation.metadata.get("peaks")
+        if not isinstance(recorded, Mapping) or not isinstance(recorded.get("key"), str):
+            return None
+        try:
+            body = b"".join(located.files.get(recorded["key"], checksum=recorded.get("sha256")))
+            doc = json.loads(body)
+            bits, spp, length = int(doc["bits"]), int(doc["samples_per_pixel"]), int(doc["length"])
+            pairs = np.asarray(doc["data"], dtype=np.float64).reshape(length, -1, 2) / float(1 << (bits - 1))
+            rate = int(doc["sample_rate"])
+        except (MusicstoreError, ValueError, KeyError, TypeError):
+            return None
+        if length < 1 or spp < 1:
+            return None
+        group = math.ceil(length / PEAK_BUCKETS)
+        starts = np.arange(0, length, group)
+        lows = np.minimum.reduceat(pairs[:, :, 0].min(axis=1), starts)
+        highs = np.maximum.reduceat(pairs[:, :, 1].max(axis=1), starts)
+        frames = generation.metadata.get("frames")
+        return {
+            "sample_rate": rate,
+            "samples_per_pixel": spp * group,
+            "frames": frames if isinstance(frames, int) and not isinstance(frames, bool) else length * spp,
+            "length": len(starts),
+            "peaks": np.clip(np.stack([lows, highs], axis=1), -1.0, 1.0).round(4).reshape(-1).tolist(),
+        }
 
     # -- pages -----------------------------------------------------------------------------------------------
 
