@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from musicstore import Generation, Status, Store
+from musicstore import Generation, InvalidInput, Status, Store
 from musicstore.filestore import FileStore, LocalFileStore, ObjectInfo, ObjectNotFound, open_filestore
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.relocate import copy_files
 from musicstore.maintenance.usage import disk_usage
+from musicstore.ops.storage import get_storage, record_storage
 from tests.test_copy_files import on_disk
-from tests.test_maintenance_s3 import in_bucket, keys, rendition
+from tests.test_maintenance_s3 import DATA, in_bucket, keys, rendition
 
 
 def test_a_key_below_an_object_is_no_object_on_both_backends(where: FileStore) -> None:
@@ -125,3 +127,31 @@ def test_a_generation_completed_while_reconcile_runs_is_not_dangling(
     completed = store.get_generation(racing.completed[0].id)
     assert completed is not None and completed.status == Status.COMPLETED
     assert reconcile(store, objects, verify_checksums=True).consistent
+
+
+def test_record_storage_keeps_what_maintenance_can_find(store: Store, objects: FileStore) -> None:
+    """``record_storage`` (docs/storage.md) records the store's URL as ``FileStore.url`` spells it and
+    refuses, as InvalidInput, what maintenance could not use. Before, ``s3://B/P`` (no ``/``) was kept as
+    given, so a reconcile of that very store met no row and its repair deleted the object; a URL with
+    credentials, a URL of no store, a key other than the row's file_path and a bad checksum were stored
+    (the checksum as a DatabaseError)."""
+    done = in_bucket(store, objects)
+    key, checksum = f"{done.created_at:%Y/%m/%d}/{done.id}.wav", hashlib.sha256(DATA).hexdigest()
+    refused: list[dict[str, Any]] = [
+        {"storage_url": "s3://key:secret@bucket/music"},
+        {"storage_url": "data/audio"},
+        {"storage_url": 7},
+        {"key": "2026/01/01/other.wav"},
+        {"key": key + "\n"},
+        {"checksum": "AB" * 32},
+    ]
+    for wrong in refused:
+        given = {"storage_url": objects.url, "key": key, "checksum": checksum, **wrong}
+        with pytest.raises(InvalidInput) as raised:
+            store.run(record_storage, done.id, **given)
+        assert "secret" not in str(raised.value)
+    assert store.run(get_storage, done.id).storage_url == objects.url  # unchanged
+    store.run(record_storage, done.id, storage_url=objects.url.rstrip("/"), key=key, checksum=checksum)
+    assert store.run(get_storage, done.id).storage_url == objects.url
+    report = reconcile(store, objects, repair=True, delete_orphans=True)
+    assert report.consistent and keys(objects) == {key}

@@ -78,6 +78,28 @@ def open_filestore(
     return S3FileStore(bucket, prefix, **{k: v for k, v in s3_options.items() if v is not None})  # type: ignore[arg-type]
 
 
+def store_url(url: object) -> str:
+    """A store's URL as ``FileStore.url`` spells it, found without opening the store: what rows record and
+    maintenance compares (``s3://b/p`` → ``s3://b/p/``, ``file:///srv/audio/`` → ``file:///srv/audio``;
+    another scheme, a ``FileStore`` of your own, as given). Raises ``InvalidInput`` for a bare path, a URL
+    with credentials (not echoed) or a control character."""
+    usage = "a storage URL is a FileStore's url: s3://BUCKET/PREFIX, file:///PATH"
+    if not isinstance(url, str):
+        raise InvalidInput(f"{usage}, not {type(url).__name__}")
+    scheme = _SCHEME.match(url)
+    if scheme is None:
+        raise InvalidInput(f"{usage}, not a bare path")
+    name = scheme[1].lower()
+    if name == "s3":
+        bucket, prefix = _s3_location(url)
+        return f"s3://{bucket}/{prefix}"
+    if name == "file":
+        return local_path(url).as_uri()
+    if "@" in url.partition("://")[2].partition("/")[0] or any(ord(c) < 32 or c == "\x7f" for c in url):
+        raise InvalidInput(f"{usage}; a {name}:// URL without credentials or control characters")
+    return url
+
+
 def local_path(url: str) -> Path:
     """The folder a ``file:///absolute/path`` URL names; ``InvalidInput`` (the URL not echoed: it may hold
     credentials) for one with a host, a query or a fragment, or without an absolute path."""
@@ -122,6 +144,7 @@ __all__ = [
     "check_key",
     "local_path",
     "open_filestore",
+    "store_url",
 ]
 
 

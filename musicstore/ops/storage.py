@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import validate
-from ..errors import NotFound
+from ..errors import InvalidInput, NotFound
+from ..filestore import check_key, store_url
+from ..filestore.base import check_checksum
 from ..ids import check_id
 from ..models import Status, columns
 from .steps import Call, Params, Steps, reader, reads_all, writer
@@ -34,13 +36,21 @@ class StoredFile:
 
 @writer
 def record_storage(generation_id: str, *, storage_url: str, key: str, checksum: str) -> Steps[None]:
-    """Record where a completed generation's file is; NotFound unless the row is completed."""
+    """Record where a completed generation's file is: the store's URL (``FileStore.url``, recorded in its
+    canonical form, the one maintenance compares), the key (the row's ``file_path``) and the SHA-256.
+
+    ``InvalidInput`` for a URL that names no store (or holds credentials), a key that is no object's, a
+    checksum that is not 64 lower-case hex digits, or a key that is not the row's ``file_path`` (maintenance
+    and ``copy_files`` find the object by the latter); NotFound unless the row is completed."""
     gid = check_id(generation_id)
-    validate.relative_path(key)
-    changed = yield Call(
-        "record_storage", {"id": gid, "storage_url": storage_url, "storage_key": key, "checksum": checksum}
-    )
-    if changed != 1:
+    url = store_url(storage_url)
+    path = check_key(validate.relative_path(key))
+    check_checksum(checksum)
+    params = {"id": gid, "storage_url": url, "storage_key": path, "checksum": checksum}
+    if (yield Call("record_storage", params)) != 1:
+        row = yield Call("get_storage", {"id": gid}, STORAGE)
+        if row is not None and row[1] == Status.COMPLETED.value and row[2] != path:
+            raise InvalidInput(f"key {path!r} is not generation {gid}'s file_path {row[2]!r}")
         raise NotFound(f"generation {gid} is not completed; its file cannot be recorded")
 
 

@@ -1,12 +1,13 @@
 -- Where a generation's file lives (migration 0006): the root's storage URL, the key below it, its SHA-256.
 
 -- name: record_storage(id, storage_url, storage_key, checksum)!
--- Record the file of a generation just completed (same transaction, after complete_generation).
+-- Record the file of a generation just completed (same transaction, after complete_generation); the key is
+-- its file_path (maintenance finds the object by file_path).
 UPDATE generations
 SET storage_url = :storage_url,
     storage_key = :storage_key,
     checksum = :checksum
-WHERE id = :id AND status = 'completed';
+WHERE id = :id AND status = 'completed' AND file_path = :storage_key;
 
 -- name: get_storage(id)^
 -- A generation's status and where its file lives.
