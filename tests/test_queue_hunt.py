@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -17,7 +18,7 @@ import pytest
 from musicstore import IdempotencyConflict, InvalidInput, Status, Store, waiting
 from musicstore.aio import AsyncStore
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
-from tests.conftest import new_job
+from tests.conftest import FakeClock, new_job
 
 
 def test_a_worker_whose_running_job_is_cancelled_and_deleted_drops_it_and_goes_on(store: Store) -> None:
@@ -180,3 +181,32 @@ def test_a_worker_refuses_a_backoff_that_is_no_retry_policy_before_it_claims(sto
             loop(store, "gpu-0", handler, backoff=30)  # type: ignore[arg-type]
     read = store.get_generation(job.id)
     assert read is not None and read.status is Status.PENDING  # not claimed, so not left processing
+
+
+def test_a_job_back_in_the_queue_shows_no_progress_of_its_last_attempt(
+    store: Store, clock: FakeClock
+) -> None:
+    """A retry, an expired lease taken back and a replayed dead letter are pending again: what the last
+    attempt's worker reported is not this attempt's progress (a UI would show a queued job 90 % done)."""
+    ways: dict[str, Callable[[str], object]] = {
+        "fail": lambda gid: store.fail(gid, "CUDA out of memory", worker_id="gpu-0"),
+        "requeue_expired": lambda gid: (clock.advance(61), store.requeue_expired()),
+        "replay": lambda gid: (store.fail(gid, "decoder crashed", retry=False), store.replay(gid)),
+        "replay_all": lambda gid: (store.fail(gid, "decoder crashed", retry=False), store.replay_all()),
+    }
+    for how, back in ways.items():
+        job = new_job(store, how)
+        claimed = store.claim_next("gpu-0", lease_seconds=60)
+        assert claimed is not None and claimed.id == job.id
+        assert store.report_progress(job.id, "gpu-0", 0.9, "decoding")
+        back(job.id)
+        read = store.get_generation(job.id)
+        assert read is not None and read.status is Status.PENDING, how
+        assert (read.progress, read.stage, read.progress_at) == (None, None, None), how
+        store.cancel(job.id)  # out of the next case's way
+    failed = new_job(store, "failed for good")
+    assert store.claim_next("gpu-0") is not None
+    assert store.report_progress(failed.id, "gpu-0", 0.4, "sampling")
+    store.fail(failed.id, "decoder crashed", retry=False)
+    read = store.get_generation(failed.id)
+    assert read is not None and (read.progress, read.stage) == (0.4, "sampling")  # where it stopped

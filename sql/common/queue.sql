@@ -41,7 +41,8 @@ GROUP BY coalesce(owner_key, '')
 ORDER BY coalesce(owner_key, '');
 
 -- name: replay_generation(id)!
--- failed -> pending, its attempts reset: a dead letter queued again (its last error stays until it completes).
+-- failed -> pending, its attempts reset: a dead letter queued again (its last error stays until it completes;
+-- its last attempt's progress goes: a queued job has none, as before its first claim).
 UPDATE generations
 SET status = 'pending',
     attempts = 0,
@@ -49,11 +50,14 @@ SET status = 'pending',
     started_at = NULL,
     completed_at = NULL,
     lease_expires_at = NULL,
+    progress = NULL,
+    stage = NULL,
+    progress_at = NULL,
     run_after = NULL
 WHERE id = :id AND status = 'failed';
 
 -- name: replay_failed()
--- Every failed generation -> pending, attempts reset, in one statement.
+-- Every failed generation -> pending, attempts reset, its last attempt's progress gone, in one statement.
 UPDATE generations
 SET status = 'pending',
     attempts = 0,
@@ -61,6 +65,9 @@ SET status = 'pending',
     started_at = NULL,
     completed_at = NULL,
     lease_expires_at = NULL,
+    progress = NULL,
+    stage = NULL,
+    progress_at = NULL,
     run_after = NULL
 WHERE status = 'failed'
 RETURNING id;
