@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -152,13 +153,13 @@ def _either_case(text: str, flips: list[bool]) -> str:
     data=st.data(),
 )
 def test_a_prompt_search_finds_its_text_in_any_case_of_its_letters(
-    sqlite_url: str, tmp_path: Path, text: str, data: st.DataObject
+    backend_url: str, tmp_path: Path, text: str, data: st.DataObject
 ) -> None:
-    # SQLite's lower() folds ASCII only: "CAFÉ" did not find "CAFÉ DEL MAR", nor "café" "CAFÉ". (PostgreSQL's
-    # lower() follows the server's locale and Unicode tables, which need not be Python's: SQLite only here.)
+    # SQLite's lower() folds ASCII only: "CAFÉ" did not find "CAFÉ DEL MAR", nor "café" "CAFÉ"; neither did
+    # PostgreSQL's under the C locale
     flips = data.draw(st.lists(st.booleans(), min_size=len(text), max_size=len(text)))
     prompt = f"before {_either_case(text, flips)} after"
-    with Store(sqlite_url) as store:
+    with Store(backend_url) as store:
         made = store.create_generation(
             prompt, model_name="m", duration_seconds=2, sample_rate=32_000, channels=2
         )
@@ -190,16 +191,17 @@ def test_a_prompt_search_folds_accented_letters(backend_url: str, tmp_path: Path
     ["*", "?", "[a]", "]", "a*b", "100%", "_x_", "!", "é*", "?É", "[é]", "é]", "^é-", "É[!%_\\"],
 )
 def test_a_prompt_search_takes_pattern_characters_literally(
-    hunt_store: Store, tmp_path: Path, text: str
+    backend_url: str, tmp_path: Path, text: str
 ) -> None:
-    made = hunt_store.create_generation(
-        f"odd {text} prompt", model_name="m", duration_seconds=2, sample_rate=32_000, channels=2
-    )
-    hunt_store.create_generation(
-        "abc plain", model_name="m", duration_seconds=2, sample_rate=32_000, channels=2
-    )
-    with TestClient(create_app(hunt_store, root=tmp_path)) as client:
-        found = client.get("/api/generations", params={"q": text}).json()["items"]
+    with Store(backend_url) as store:
+        made = store.create_generation(
+            f"odd {text} prompt", model_name="m", duration_seconds=2, sample_rate=32_000, channels=2
+        )
+        store.create_generation(
+            "abc plain", model_name="m", duration_seconds=2, sample_rate=32_000, channels=2
+        )
+        with TestClient(create_app(store, root=tmp_path)) as client:
+            found = client.get("/api/generations", params={"q": text}).json()["items"]
     assert [g["id"] for g in found] == [made.id]
 
 
@@ -308,3 +310,34 @@ def test_a_peaks_file_that_fails_its_checksum_is_not_drawn(hunt_store: Store, tm
     with TestClient(create_app(hunt_store, root=root)) as client:
         found = client.get(f"/api/generations/{generation_id}/peaks").json()
     assert found["samples_per_pixel"] == 64 and found["length"] == 1000  # computed from the audio instead
+
+
+@pytest.fixture
+def c_locale_postgres_url(musicstore_postgres_server: Any) -> Iterator[str]:
+    """A migrated database whose character type is C: its lower() folds ASCII letters only."""
+    import os
+
+    from musicstore import migrate
+
+    server = musicstore_postgres_server
+    name = f"musicstore_c_locale_{os.getpid()}"
+    server.admin(
+        f"DROP DATABASE IF EXISTS {name}",
+        f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'",
+    )
+    migrate(server.url(name))
+    yield server.url(name)
+    server.admin(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_a_prompt_search_folds_accented_letters_under_the_c_locale(
+    c_locale_postgres_url: str, tmp_path: Path
+) -> None:
+    with Store(c_locale_postgres_url) as store:
+        made = store.create_generation(
+            "CAFÉ DEL MAR, été", model_name="m", duration_seconds=2, sample_rate=32_000, channels=2
+        )
+        with TestClient(create_app(store, root=tmp_path)) as client:
+            for text in ("CAFÉ", "café", "ÉTÉ", "Été", "del mar"):
+                found = client.get("/api/generations", params={"q": text}).json()["items"]
+                assert [g["id"] for g in found] == [made.id], text

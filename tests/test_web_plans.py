@@ -48,6 +48,7 @@ DASHBOARD_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
         {
             "pattern": "%lofi%",
             "glob": "*[lL][oO][fF][iI]*",
+            "regex": "[lL][oO][fF][iI]",
             "status": None,
             "model_name": None,
             "low_created_at": EPOCH,

@@ -84,12 +84,17 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+def _cases(char: str) -> str:
+    """``char`` and its lower and upper case, where each is one character."""
+    return "".join(dict.fromkeys(c for c in (char, char.lower(), char.upper()) if len(c) == 1))
+
+
 def glob_pattern(text: str) -> str:
     """A SQLite ``GLOB`` pattern matching ``text`` anywhere, each letter in either case: SQLite's ``lower()``
-    and ``LIKE`` fold ASCII letters only, so "CAFÉ" would not find "CAFÉ DEL MAR" (PostgreSQL's do)."""
+    and ``LIKE`` fold ASCII letters only, so "CAFÉ" would not find "CAFÉ DEL MAR"."""
     parts = []
     for char in text:
-        cases = "".join(dict.fromkeys(c for c in (char, char.lower(), char.upper()) if len(c) == 1))
+        cases = _cases(char)
         if len(cases) > 1:
             parts.append(f"[{cases}]")
         elif char in "*?[":
@@ -97,6 +102,19 @@ def glob_pattern(text: str) -> str:
         else:
             parts.append(char)
     return "*" + "".join(parts) + "*"
+
+
+def regex_pattern(text: str) -> str:
+    """A PostgreSQL regular expression matching ``text`` anywhere, each letter in either case: its
+    ``lower()`` follows the server's locale, and under ``C`` folds ASCII letters only."""
+    parts = []
+    for char in text:
+        cases = _cases(char)
+        if len(cases) > 1:
+            parts.append(f"[{cases}]")
+        else:  # a backslash before any other character than a letter or digit takes it literally
+            parts.append(char if char.isalnum() else "\\" + char)
+    return "".join(parts)
 
 
 def check_filters(filters: Filters) -> Filters:
@@ -149,8 +167,10 @@ def table_page(filters: Filters, *, cursor: str | None = None, limit: int = 50) 
         "dashboard_search",
         {
             "pattern": like_pattern(filters.text),
-            # SQLite's pattern for a text beyond ASCII (its lower() folds ASCII only; GLOB costs 2-4x LIKE)
+            # a text beyond ASCII (lower() may fold ASCII only): SQLite's and PostgreSQL's patterns of both
+            # cases; an ASCII text keeps lower() LIKE (GLOB costs SQLite 2-4x LIKE)
             "glob": None if filters.text.isascii() else glob_pattern(filters.text),
+            "regex": None if filters.text.isascii() else regex_pattern(filters.text),
             "status": filters.status,
             "model_name": filters.model_name,
             "low_created_at": low_created_at,
@@ -198,5 +218,6 @@ __all__ = [
     "encode_cursor",
     "glob_pattern",
     "recent_prompts_op",
+    "regex_pattern",
     "table_page",
 ]

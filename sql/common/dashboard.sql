@@ -1,7 +1,8 @@
 -- The web dashboard's pages of generations (musicstore.web): newest first, keyset paging by
 -- (created_at, id), an optional lower bound of creation time (a day's page), filters by status and model on
 -- the indexes the library's own lists use. A prompt text search walks a bounded window of the time index
--- (dashboard_scan_end finds its far end), so that a rare text costs one window per page, not a table scan.
+-- (dashboard_scan_end finds its far end), so that a rare text costs one window per page, not a table scan:
+-- dashboard_search is in sql/<dialect>/dashboard.sql (its match of both cases differs by dialect).
 
 -- name: dashboard_page(after, before_created_at, before_id, limit)
 SELECT * FROM generations
@@ -35,19 +36,6 @@ SELECT created_at, id FROM generations
 WHERE created_at >= :after AND (created_at, id) < (:before_created_at, :before_id)
 ORDER BY created_at DESC, id DESC
 LIMIT 1 OFFSET :offset;
-
--- name: dashboard_search(pattern, status, model_name, low_created_at, low_id, before_created_at, before_id, limit)
--- Rows of the window [(low_created_at, low_id), cursor) whose prompt matches the lower-case LIKE pattern
--- (escape character !), optionally of one status and/or model. SQLite's lower() folds ASCII letters only: its
--- own version (sql/sqlite/dashboard.sql) matches a GLOB pattern of both cases instead.
-SELECT * FROM generations
-WHERE created_at >= :low_created_at AND (created_at, id) >= (:low_created_at, :low_id)
-  AND (created_at, id) < (:before_created_at, :before_id)
-  AND lower(prompt) LIKE :pattern ESCAPE '!'
-  AND (CAST(:status AS TEXT) IS NULL OR status = :status)
-  AND (CAST(:model_name AS TEXT) IS NULL OR model_name = :model_name)
-ORDER BY created_at DESC, id DESC
-LIMIT :limit;
 
 -- name: dashboard_recent_prompts(since, limit)
 -- The prompts of the newest rows created since a time (at most limit): trending prompts.

@@ -8,3 +8,18 @@ WHERE t.day >= CAST(:since AS DATE)
 GROUP BY t.day
 HAVING sum(t.generations) > 0
 ORDER BY t.day;
+
+-- name: dashboard_search(pattern, regex, status, model_name, low_created_at, low_id, before_created_at, before_id, limit)
+-- Rows of the window [(low_created_at, low_id), cursor) whose prompt matches the lower-case LIKE pattern
+-- (escape character !), or for a text beyond ASCII the regular expression whose letters are classes of both
+-- cases ([cC][aA][fF][éÉ]): lower() follows the server's locale, which under C folds ASCII letters only;
+-- optionally of one status and/or model.
+SELECT * FROM generations
+WHERE created_at >= :low_created_at AND (created_at, id) >= (:low_created_at, :low_id)
+  AND (created_at, id) < (:before_created_at, :before_id)
+  AND ((CAST(:regex AS TEXT) IS NULL AND lower(prompt) LIKE :pattern ESCAPE '!')
+       OR prompt ~ CAST(:regex AS TEXT))
+  AND (CAST(:status AS TEXT) IS NULL OR status = :status)
+  AND (CAST(:model_name AS TEXT) IS NULL OR model_name = :model_name)
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;

@@ -5,8 +5,9 @@
 SELECT day, generations FROM generation_day_totals WHERE day >= :since AND generations > 0 ORDER BY day;
 
 -- name: dashboard_search(pattern, glob, status, model_name, low_created_at, low_id, before_created_at, before_id, limit)
--- sql/common/dashboard.sql's search; a text with letters beyond ASCII comes as a GLOB pattern whose letters are
--- classes of both cases ([cC][aA][fF][éÉ]) instead, since SQLite's lower() and LIKE fold ASCII letters only.
+-- Rows of the window [(low_created_at, low_id), cursor) whose prompt matches the lower-case LIKE pattern
+-- (escape character !), or for a text beyond ASCII the GLOB pattern whose letters are classes of both cases
+-- ([cC][aA][fF][éÉ]): SQLite's lower() and LIKE fold ASCII letters only; optionally of one status and/or model.
 SELECT * FROM generations
 WHERE created_at >= :low_created_at AND (created_at, id) >= (:low_created_at, :low_id)
   AND (created_at, id) < (:before_created_at, :before_id)
