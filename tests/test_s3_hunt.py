@@ -155,3 +155,20 @@ def test_record_storage_keeps_what_maintenance_can_find(store: Store, objects: F
     assert store.run(get_storage, done.id).storage_url == objects.url
     report = reconcile(store, objects, repair=True, delete_orphans=True)
     assert report.consistent and keys(objects) == {key}
+
+
+def test_copy_files_skips_the_rows_of_a_folder_that_is_gone(
+    store: Store, objects: FileStore, tmp_path: Path
+) -> None:
+    """Rows whose folder was moved away are skipped with the reason, and the other rows are copied; before,
+    the whole run stopped at the first of them with "cannot use <folder> as the output root: None"."""
+    gone, there = LocalFileStore(tmp_path / "gone"), LocalFileStore(tmp_path / "there")
+    lost = on_disk(store, gone, 1)
+    kept = on_disk(store, there, 2)
+    (tmp_path / "gone").rename(tmp_path / "moved")
+    report = copy_files(store, objects)
+    assert report.rows_updated == 2
+    assert {store.run(get_storage, g.id).storage_url for g in kept} == {objects.url}
+    assert [s.id for s in report.skipped] == [lost[0].id]
+    assert f"the output root {tmp_path / 'gone'} does not exist" in report.skipped[0].reason
+    assert store.run(get_storage, lost[0].id).storage_url == gone.url

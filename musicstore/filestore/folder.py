@@ -77,10 +77,14 @@ class LocalFileStore:
         try:
             if create:
                 self.root.mkdir(parents=True, exist_ok=True)
-            if not self.root.is_dir():
-                raise StorageError(f"the output root {self.root} is not a folder")
+            is_folder = self.root.is_dir()
         except OSError as exc:
             raise StorageError(f"cannot use {self.root} as the output root: {exc.strerror}") from exc
+        if not is_folder:
+            missing = not create and not self.root.exists() and not self.root.is_symlink()
+            raise StorageError(
+                f"the output root {self.root} {'does not exist' if missing else 'is not a folder'}"
+            )
         self.url = self.root.as_uri()
 
     def __repr__(self) -> str:

@@ -223,7 +223,11 @@ def _copy_page(
     renditions = store.run(renditions_of, [row["id"] for row in page]) if page else {}
     moves: list[tuple[str, str | None, str, str, str]] = []
     for row in page:
-        origin = sources.of(row["storage_url"])
+        try:
+            origin = sources.of(row["storage_url"])
+        except (StorageError, InvalidInput) as exc:  # a folder gone, say: its rows wait, the others go on
+            skip(row, f"{type(exc).__name__}: {exc}")
+            continue
         if origin is None:
             skip(row, "the row names no store (recorded before 0006): pass the folder as source (--from)")
             continue
