@@ -10,7 +10,14 @@ from typing import Any, cast
 import pytest
 
 from musicstore import Generation, InvalidInput, Status, Store
-from musicstore.filestore import FileStore, LocalFileStore, ObjectInfo, ObjectNotFound, open_filestore
+from musicstore.filestore import (
+    FileStore,
+    LocalFileStore,
+    ObjectInfo,
+    ObjectNotFound,
+    S3FileStore,
+    open_filestore,
+)
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.relocate import copy_files
 from musicstore.maintenance.usage import disk_usage
@@ -172,3 +179,23 @@ def test_copy_files_skips_the_rows_of_a_folder_that_is_gone(
     assert [s.id for s in report.skipped] == [lost[0].id]
     assert f"the output root {tmp_path / 'gone'} does not exist" in report.skipped[0].reason
     assert store.run(get_storage, lost[0].id).storage_url == gone.url
+
+
+def test_objects_under_keys_musicstore_refuses_are_never_touched(
+    store: Store, objects: S3FileStore, musicstore_s3_server: Any
+) -> None:
+    """An object another tool put under a key no FileStore takes (a control character) is counted as
+    other, never an orphan: before, reconcile listed it as one and its repair stopped there with
+    InvalidInput, its other repairs (later orphans, abandoned uploads) left undone."""
+    client = musicstore_s3_server.client()
+    try:
+        foreign = objects.prefix + "2026/01/01/take\x01.wav"
+        client.put_object(Bucket=objects.bucket, Key=foreign, Body=b"RIFF")
+        stray = "2026/01/03/0190a1b2-0000-7000-8000-000000000009.wav"
+        objects.put(stray, b"RIFF orphan")
+        report = reconcile(store, objects, repair=True, delete_orphans=True)
+        assert [(o.path, o.action) for o in report.orphans] == [(stray, "deleted")] and report.errors == []
+        assert report.unknown_files == 1 and disk_usage(store, objects).other.files == 1
+        assert client.head_object(Bucket=objects.bucket, Key=foreign)["ContentLength"] == 4
+    finally:
+        client.close()

@@ -272,7 +272,7 @@ class _Classifier:
                 yield Item(key, obj, rows, "referenced", rows[0].status, peaks=any(r.is_peaks for r in rows))
             elif obj is not None:
                 name = key.rpartition("/")[2]
-                if audio_stem(name) is None:
+                if audio_stem(name) is None or not _is_key(key):  # not audio, or not a key musicstore writes
                     owner = peaks_stem(name) if self.peaks else None
                     if owner is None:
                         yield Item(key, obj, [], "other")
@@ -376,6 +376,16 @@ class _Classifier:
                     yield Item(key, head, rows, "referenced", rows[0].status)
                     continue
             yield Item(key, None, rows, "missing", rows[0].status)
+
+
+def _is_key(key: str) -> bool:
+    """Whether ``key`` is one a ``FileStore`` takes (``check_key``): an object another tool put under some
+    other key (a control character, say) is none of musicstore's files, and could not be acted on."""
+    try:
+        check_key(key)
+    except InvalidInput:
+        return False
+    return True
 
 
 def classify_objects(

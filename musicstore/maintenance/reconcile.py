@@ -911,7 +911,7 @@ def _hash_object(files: FileStore, key: str, errors: list[str]) -> str | None:
 def _delete_object(files: FileStore, key: str, errors: list[str]) -> str:
     try:
         return "deleted" if files.delete(key) else "gone"
-    except StorageError as exc:
+    except (StorageError, InvalidInput) as exc:
         errors.append(f"cannot delete {files.url}{key}: {exc}")
         return "reported"
 
@@ -935,7 +935,7 @@ def _check_uploads(
             try:
                 files.abort(upload)
                 found.action = "aborted"
-            except StorageError as exc:
+            except (StorageError, InvalidInput) as exc:  # InvalidInput: a key another tool began
                 report.errors.append(f"cannot abort the upload of {upload.key}: {exc}")
         listed(report.abandoned_uploads, found)
 
