@@ -14,6 +14,11 @@ the generation itself (``export_generation``, ``complete_generation``). What the
   (``fail(retry=True, max_attempts=..., backoff=...)``: with a ``RetryPolicy``, not claimed again before
   its backoff); a job deleted meanwhile (``NotFound``: cancelled and deleted while it ran) is dropped.
 
+A claim that waited past the store's busy timeout (``DatabaseBusy``: another writer held SQLite's lock, or
+every pooled PostgreSQL connection was in use) is logged and tried again after a pause of
+``WAIT_SLICE_SECONDS``: a long maintenance write does not end the loop. Any other error of the store ends
+``run`` with it.
+
 ``stop()`` (or SIGTERM/SIGINT under ``handle_signals()``) lets the job in hand finish, claims no more and ends
 ``run``; the handler may look at ``job.stopping`` to cut its work short, and a cancel arriving meanwhile still
 reaches it at its next report. See docs/queue.md.
@@ -26,6 +31,8 @@ step raised is thrown back into the plan, which decides what it means.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Generator, Iterator
@@ -36,7 +43,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from . import validate, waiting
-from .errors import Cancelled, InvalidInput, LeaseLost, NotFound
+from .errors import Cancelled, DatabaseBusy, InvalidInput, LeaseLost, NotFound
 from .models import Generation, RetryPolicy
 from .ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS
 from .store import Store
@@ -48,6 +55,8 @@ WAIT_SLICE_SECONDS = 1.0
 """The longest sleep of an idle worker between two claims: how soon it notices ``stop()``."""
 MAX_ERROR_CHARS = 1000
 """How much of a handler's error a failed job keeps (``type: message``)."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -91,7 +100,14 @@ class Fail:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-WorkerStep = Claim | Handle | Fail
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Step: sleep ``seconds`` (less once the worker is stopping) before the next claim."""
+
+    seconds: float
+
+
+WorkerStep = Claim | Handle | Fail | Pause
 Plan = Generator[WorkerStep, Any, WorkerReport]
 
 
@@ -172,7 +188,12 @@ class _Loop:
             "backoff": self.backoff,
         }
         while not self.stopping and (limit is None or report.claimed < limit):
-            claimed: Generation | None = yield claim
+            try:
+                claimed: Generation | None = yield claim
+            except DatabaseBusy as exc:  # another writer held the database: not the worker's end
+                log.warning("worker %s: %s; claiming again in %g s", self.worker_id, exc, WAIT_SLICE_SECONDS)
+                yield Pause(WAIT_SLICE_SECONDS)
+                continue
             if claimed is None:
                 continue
             try:
@@ -271,6 +292,8 @@ class Worker(_Loop):
             return self._claim(step)
         if isinstance(step, Handle):
             return self.handler(Job(step.generation, self))
+        if isinstance(step, Pause):
+            return self._stop.wait(step.seconds)
         return self.store.fail(step.generation_id, step.message, **step.options)
 
     def _claim(self, step: Claim) -> Generation | None:
@@ -354,6 +377,8 @@ class AsyncWorker(_Loop):
             return await self._claim(step)
         if isinstance(step, Handle):
             return await self.handler(AsyncJob(step.generation, self))
+        if isinstance(step, Pause):
+            return await asyncio.sleep(step.seconds)
         return await self.store.fail(step.generation_id, step.message, **step.options)
 
     async def _claim(self, step: Claim) -> Generation | None:
@@ -373,6 +398,7 @@ __all__ = [
     "Fail",
     "Handle",
     "Job",
+    "Pause",
     "Plan",
     "Worker",
     "WorkerReport",
