@@ -293,7 +293,9 @@ def test_the_waveform_comes_from_the_recorded_peaks_file(
     assert max(highs) == pytest.approx(max(computed["peaks"]), abs=1 / 128)  # 8-bit peaks
 
 
-def test_a_peaks_file_that_fails_its_checksum_is_not_drawn(hunt_store: Store, tmp_path: Path) -> None:
+def test_a_peaks_file_that_fails_its_checksum_is_not_drawn(
+    hunt_store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import re
 
     root = tmp_path / "audio"
@@ -310,6 +312,8 @@ def test_a_peaks_file_that_fails_its_checksum_is_not_drawn(hunt_store: Store, tm
     with TestClient(create_app(hunt_store, root=root)) as client:
         found = client.get(f"/api/generations/{generation_id}/peaks").json()
     assert found["samples_per_pixel"] == 64 and found["length"] == 1000  # computed from the audio instead
+    warned = [r.getMessage() for r in caplog.records if r.name == "musicstore.web.app"]
+    assert len(warned) == 1 and key in warned[0] and "not used" in warned[0]  # said, not swallowed
 
 
 @pytest.fixture

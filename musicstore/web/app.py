@@ -55,6 +55,8 @@ from ..models import Generation, Status
 from ..store import Store
 from .reads import Filters, days_op, recent_prompts_op, table_page
 
+log = logging.getLogger(__name__)
+
 COOKIE = "musicstore_token"
 PEAK_BUCKETS = 1000
 TRENDING_ROWS = 50_000
@@ -393,7 +395,9 @@ class Dashboard:
             bits, spp, length = int(doc["bits"]), int(doc["samples_per_pixel"]), int(doc["length"])
             pairs = np.asarray(doc["data"], dtype=np.float64).reshape(length, -1, 2) / float(1 << (bits - 1))
             rate = int(doc["sample_rate"])
-        except (MusicstoreError, ValueError, KeyError, TypeError):
+        except (MusicstoreError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: its peaks file %s was not used (%s); the waveform is read from the audio",
+                        generation.id, recorded["key"], exc)  # fmt: skip
             return None
         if length < 1 or spp < 1:
             return None
