@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from .. import validate
 from ..errors import InvalidInput, StorageError
@@ -55,9 +56,22 @@ def _sqlite_path(url: str | None) -> Path:
     return target.path
 
 
+def _read_only(
+    path: str | Path, isolation_level: Literal["DEFERRED"] | None = "DEFERRED"
+) -> sqlite3.Connection:
+    """A read-only connection to exactly the file at ``path``: the URI percent-encodes it, so a '#', '?' or
+    '%' in its name is part of the name (pasted in as is, it cut the name short)."""
+    uri = f"{Path(path).absolute().as_uri()}?mode=ro"
+    return sqlite3.connect(uri, uri=True, isolation_level=isolation_level)
+
+
 def integrity(path: str | Path) -> str:
-    """``PRAGMA integrity_check`` of a database file: "ok", or SQLite's list of problems."""
-    conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    """``PRAGMA integrity_check`` of a database file: "ok", or SQLite's list of problems (or why the file
+    cannot be read as a database)."""
+    try:
+        conn = _read_only(path)
+    except sqlite3.Error as exc:
+        return f"cannot open {path} as a SQLite database: {exc}"
     try:
         rows = conn.execute("PRAGMA integrity_check").fetchall()
     except sqlite3.DatabaseError as exc:
@@ -65,6 +79,15 @@ def integrity(path: str | Path) -> str:
     finally:
         conn.close()
     return "\n".join(str(row[0]) for row in rows)
+
+
+def _holds_generations(path: Path) -> bool:
+    """Whether the database at ``path`` has musicstore's ``generations`` table."""
+    conn = _read_only(path)
+    try:
+        return bool(conn.execute("PRAGMA table_info(generations)").fetchall())
+    finally:
+        conn.close()
 
 
 def _copy(
@@ -233,6 +256,10 @@ def restore(
     checked = integrity(source_path)
     if checked != "ok":
         raise InvalidInput(f"backup {source_path} failed PRAGMA integrity_check: {checked}")
+    if not _holds_generations(source_path):  # an empty file passes integrity_check
+        raise InvalidInput(
+            f"backup {source_path} holds no musicstore database (no generations table); nothing was replaced"
+        )
     if in_use(path):
         raise InvalidInput(
             f"{path} is open in another process (its -shm file is locked): stop every worker and server "
@@ -242,7 +269,7 @@ def restore(
         raise InvalidInput(f"{path} exists; pass overwrite=True to replace it with the backup")
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = _temp_beside(path)
-    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True, isolation_level=None)
+    source = _read_only(source_path, isolation_level=None)
     try:
         count = _copy(source, temp, -1, progress)
         checked = integrity(temp)
