@@ -199,3 +199,23 @@ def test_objects_under_keys_musicstore_refuses_are_never_touched(
         assert client.head_object(Bucket=objects.bucket, Key=foreign)["ContentLength"] == 4
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("root", [123, None, "", "http://example.com/audio", "ftp://host/audio"])
+def test_a_root_that_is_no_folder_nor_store_is_invalid_input(store: Store, tmp_path: Path, root: Any) -> None:
+    """A root of another type or URL scheme is InvalidInput naming what to give; reconcile and disk_usage
+    raised a bare TypeError for a non-path, and took ``http://x/y`` for a folder named ``http:/x/y``."""
+    for run in (lambda: reconcile(store, root), lambda: disk_usage(store, root)):
+        with pytest.raises(InvalidInput, match="output root"):
+            run()
+
+
+def test_reconcile_flags_must_be_bools(store: Store, objects: FileStore, tmp_path: Path) -> None:
+    """``repair="no"`` was taken as true (a truthy string) and repaired; ``delete_orphans`` the same."""
+    stray = "2026/01/03/0190a1b2-0000-7000-8000-000000000009.wav"
+    objects.put(stray, b"RIFF orphan")
+    for wrong in ({"repair": "no", "delete_orphans": True}, {"repair": True, "delete_orphans": 1}):
+        for root in (objects, tmp_path):
+            with pytest.raises(InvalidInput, match="must be True or False"):
+                reconcile(store, root, **wrong)
+    assert keys(objects) == {stray}

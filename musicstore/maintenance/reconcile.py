@@ -341,6 +341,8 @@ def reconcile(
     repaired as a dangling row or rendition is); without it the sizes are compared. A recorded waveform
     peaks file (a few KB) is always read and hashed.
     """
+    validate.flag(repair, "repair")
+    validate.flag(delete_orphans, "delete_orphans")
     if is_object_store(root):
         if quarantine is not None:
             raise InvalidInput("an object store has no quarantine folder; pass delete_orphans=True to repair")
@@ -723,6 +725,8 @@ def reconcile_objects(
     for (a bucket has no quarantine folder). ``progress`` gets the number of objects and rows examined.
     """
     started = time.monotonic()
+    validate.flag(repair, "repair")
+    validate.flag(delete_orphans, "delete_orphans")
     validate.number(stale_after_seconds, "stale_after_seconds", positive=False)
     validate.integer(batch, "batch", 1, validate.MAX_PAGE)
     validate.integer(max_items, "max_items", 0)

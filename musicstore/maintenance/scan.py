@@ -54,6 +54,7 @@ _STAGED_RENDITION = re.compile(
 )
 """``musicstore.rendering``: a rendition before it is renamed onto its name, in its row's transaction."""
 _LIVE = frozenset({Status.PENDING.value, Status.PROCESSING.value})
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 _PEAKS_TEMP = re.compile(rf"\.{_PEAKS.pattern}\.[A-Za-z0-9_]+\.tmp")
@@ -205,7 +206,11 @@ class Entry:
 def check_root(root: str | Path) -> Path:
     """The local output root: a folder, given as a path or a ``file:///absolute/path`` URL (one with a host,
     credentials, a query or a fragment is refused without being echoed); ``InvalidInput`` when it is not a
-    directory."""
+    directory, or not a path at all (another URL scheme, a value of another type)."""
+    if not isinstance(root, str | os.PathLike) or (isinstance(root, str) and not root):
+        raise InvalidInput(f"output root {root!r}: give a folder's path, file:///PATH or s3://BUCKET/PREFIX")
+    if isinstance(root, str) and (scheme := _SCHEME.match(root)) and scheme[1].lower() != "file":
+        raise InvalidInput(f"output root scheme {scheme[1]!r} is not supported: use a path, file:// or s3://")
     path = local_path(root) if isinstance(root, str) and root[:5].lower() == "file:" else Path(root)
     if not path.is_dir():
         raise InvalidInput(f"output root {path} is not a directory; pass the folder exports are written to")
