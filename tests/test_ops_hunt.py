@@ -8,6 +8,8 @@ import pytest
 
 from musicstore import InvalidInput, Store
 from musicstore.maintenance.backup import backup, integrity, restore
+from musicstore.maintenance.retention import CleanupReport, cleanup
+from musicstore.testing import FakeClock
 
 
 def _store_with_rows(url: str, count: int) -> None:
@@ -65,3 +67,34 @@ def test_restore_refuses_a_file_that_holds_no_musicstore_database(
         restore(other, sqlite_url, overwrite=True)
     with Store(sqlite_url) as store:
         assert store.count_generations() == 2
+
+
+def test_a_dry_run_counts_a_shared_file_once_as_the_cleanup_does(
+    store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Two rows deleted together that record one file: the cleanup deletes it (and its peaks file) once, the
+    second row's action is ``missing``; the dry run counted both files, and their bytes, twice."""
+    root = tmp_path / "audio"
+    root.mkdir()
+    (root / "shared.wav").write_bytes(b"\0" * 100)
+    (root / "shared.peaks.256.8.json").write_bytes(b"{}")  # a peaks file beside the shared master
+    for n in range(3):
+        clock.advance(1)
+        store.create_generation(f"take {n}", model_name="musicgen-small", duration_seconds=5)
+        job = store.claim_next("gpu-0")
+        assert job is not None
+        path = "shared.wav" if n < 2 else f"{job.id}.wav"
+        (root / path).write_bytes(b"\0" * 100)
+        store.complete_generation(job.id, file_path=path, file_size_bytes=100)
+
+    def outcome(report: CleanupReport) -> tuple[int, int, int, int, list[str]]:
+        actions = [item.file_action.replace("would_delete", "deleted") for item in report.deleted]
+        return (
+            report.rows_deleted, report.files_deleted, report.bytes_freed, report.peaks_files_deleted, actions
+        )  # fmt: skip
+
+    plan = cleanup(store, root, statuses=["completed"])
+    done = cleanup(store, root, statuses=["completed"], dry_run=False)
+    assert outcome(done) == (3, 3, 202, 1, ["deleted", "missing", "deleted"])
+    assert outcome(plan) == outcome(done)
+    assert not any(root.iterdir())

@@ -501,6 +501,7 @@ def _cleanup(
         paths = [row["file_path"] for row, _ in selected if row["id"] in deleted and row["file_path"]]
         shared = place.still_referenced(store, paths, deleted, dry_run) if paths else set()
         peaks = place.peaks(paths, report.errors) if paths else {}
+        removed: set[str] = set()  # files this page removed (or, in a dry run, would): rows may share one
         for row, on_disk in selected:
             processed += 1
             if row["id"] not in deleted:
@@ -516,6 +517,7 @@ def _cleanup(
                 shared=shared,
                 dry_run=dry_run,
                 errors=report.errors,
+                gone=removed,
             )
             report.rows_deleted += 1
             if action in ("deleted", "would_delete"):
@@ -525,7 +527,7 @@ def _cleanup(
             drawn = 0
             if action != "kept_shared" and row["file_path"]:
                 found = _with_recorded_peaks(place, row, peaks.get(row["file_path"], []))
-                drawn = _delete_peaks(place, found, dry_run, report)
+                drawn = _delete_peaks(place, found, dry_run, report, removed)
             listed(
                 report.deleted,
                 CleanupItem(
@@ -598,17 +600,24 @@ def _with_recorded_peaks(
     return found if problem is not None or size is None else [*found, (record.key, size)]
 
 
-def _delete_peaks(place: _Place, found: list[tuple[str, int]], dry_run: bool, report: CleanupReport) -> int:
+def _delete_peaks(
+    place: _Place, found: list[tuple[str, int]], dry_run: bool, report: CleanupReport, gone: set[str]
+) -> int:
     """Remove the peaks files of a deleted generation (no row records them); returns how many. One that
-    cannot be removed is left (reconcile reports it as an orphan), the reason in ``report.errors``."""
-    gone = 0
+    cannot be removed is left (reconcile reports it as an orphan), the reason in ``report.errors``. One in
+    ``gone`` (beside a master another deleted row shared) was removed already."""
+    count = 0
     for key, size in found:
+        canonical = canonical_path(key) or key
+        if canonical in gone:
+            continue
         if dry_run or place.remove(key, report.errors) == "deleted":
-            gone += 1
+            gone.add(canonical)
+            count += 1
             report.files_deleted += 1
             report.peaks_files_deleted += 1
             report.bytes_freed += size
-    return gone
+    return count
 
 
 def _file_action(
@@ -619,16 +628,21 @@ def _file_action(
     shared: set[str],
     dry_run: bool,
     errors: list[str],
+    gone: set[str] | None = None,
 ) -> str:
+    """What happens to the file at ``rel``; ``gone``: the files removed (or that would be) before, which
+    another row deleted with this one recorded too (``missing`` now, as the removal itself would find)."""
     if rel is None:
         return "none"
-    if rel in shared or canonical_path(rel) in shared:
+    canonical = canonical_path(rel) or rel
+    if rel in shared or canonical in shared:
         return "kept_shared"
-    if on_disk is None:
+    if on_disk is None or (gone is not None and canonical in gone):
         return "missing"
-    if dry_run:
-        return "would_delete"
-    return place.remove(rel, errors)
+    action = "would_delete" if dry_run else place.remove(rel, errors)
+    if gone is not None and action in ("would_delete", "deleted"):
+        gone.add(canonical)
+    return action
 
 
 __all__ = ["DEFAULT_STATUSES", "CleanupItem", "CleanupReport", "SkippedItem", "cleanup"]
