@@ -219,3 +219,15 @@ def test_reconcile_flags_must_be_bools(store: Store, objects: FileStore, tmp_pat
             with pytest.raises(InvalidInput, match="must be True or False"):
                 reconcile(store, root, **wrong)
     assert keys(objects) == {stray}
+
+
+def test_a_row_that_names_no_store_is_skipped_naming_the_right_option(
+    store: Store, objects: FileStore, tmp_path: Path
+) -> None:
+    """The reason points to ``source`` (the CLI's ``--source DIR``); it named ``--from``, which only filters
+    the rows by store and would not have helped."""
+    folder = LocalFileStore(tmp_path / "audio")
+    old = on_disk(store, folder, 1, record=False)
+    report = copy_files(store, objects)
+    assert [s.id for s in report.skipped] == [old[0].id]
+    assert "--source" in report.skipped[0].reason and "--from" not in report.skipped[0].reason

@@ -229,7 +229,7 @@ def _copy_page(
             skip(row, f"{type(exc).__name__}: {exc}")
             continue
         if origin is None:
-            skip(row, "the row names no store (recorded before 0006): pass the folder as source (--from)")
+            skip(row, "the row names no store (recorded before 0006): give its folder as source (--source)")
             continue
         files = [(row["file_path"], row["file_size_bytes"], row["checksum"])]
         files += renditions.get(row["id"], [])
