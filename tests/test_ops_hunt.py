@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
 
-from musicstore import InvalidInput, Store
+from musicstore import Generation, InvalidInput, Status, Store
 from musicstore.maintenance.backup import backup, integrity, restore
 from musicstore.maintenance.retention import CleanupReport, cleanup
 from musicstore.testing import FakeClock
+from musicstore.testing import strategies as ms
 
 
 def _store_with_rows(url: str, count: int) -> None:
@@ -98,3 +101,57 @@ def test_a_dry_run_counts_a_shared_file_once_as_the_cleanup_does(
     assert outcome(done) == (3, 3, 202, 1, ["deleted", "missing", "deleted"])
     assert outcome(plan) == outcome(done)
     assert not any(root.iterdir())
+
+
+@pytest.mark.parametrize(
+    "narrowing",
+    [
+        {"max_seconds": 1e9, "min_seconds": 1e8},  # longer than create_generation takes (a day)
+        {"min_seconds": 0, "max_seconds": 0.001},  # 0.0 is no duration
+        {"min_seconds": 10, "max_seconds": 5},
+        {"sample_rates": [44_100.5]},
+        {"channels": [True]},
+        {"model_names": []},
+        {"model_names": [""]},
+    ],
+)
+def test_generation_requests_refuse_narrowing_that_draws_requests_a_store_refuses(
+    narrowing: dict[str, Any],
+) -> None:
+    """``generation_requests`` promises valid requests: narrowing outside what ``create_generation`` takes
+    drew refused requests (or failed in hypothesis at the first draw) instead of InvalidInput up front."""
+    with pytest.raises(InvalidInput):
+        ms.generation_requests(**narrowing)
+
+
+@pytest.mark.parametrize(
+    "narrowing", [{"statuses": ["bogus"]}, {"statuses": [None]}, {"max_attempts": 0}, {"max_attempts": 1.5}]
+)
+def test_generations_refuse_bad_narrowing_with_invalid_input(narrowing: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInput):
+        ms.generations(**narrowing)
+
+
+@settings(max_examples=20, deadline=None)
+@given(row=ms.generations(statuses="completed"))
+def test_generations_take_one_status_as_a_string(row: Generation) -> None:
+    """As cleanup's ``statuses`` does; before, the string was split into letters ('c' is not a valid
+    Status)."""
+    assert row.status is Status.COMPLETED
+
+
+@pytest.mark.parametrize(
+    "narrowing",
+    [
+        {"batch": 0},  # drew a batch of 1
+        {"batch": -1},
+        {"sample_rate": 0},  # drew NaN time
+        {"min_seconds": 3, "max_seconds": 1},
+        {"max_seconds": 0},
+        {"loudness_db": (-12.0, -40.0)},
+        {"loudness_db": (-20.0, 6.0)},  # louder than full scale cannot be unclipped
+    ],
+)
+def test_audio_refuses_bad_narrowing_with_invalid_input(narrowing: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInput):
+        ms.audio(**narrowing)

@@ -9,13 +9,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 
+from .. import validate
 from ..errors import InvalidInput
 from ..ids import new_id
 from ..models import Generation, Status
@@ -70,23 +72,52 @@ def generation_requests(
     model_names: Iterable[str] = MODEL_NAMES,
     prompt: st.SearchStrategy[str] | None = None,
 ) -> st.SearchStrategy[dict[str, Any]]:
-    """Keyword arguments for ``store.create_generation(**request)``: a valid, realistic request."""
-    rates = sorted(set(sample_rates))
-    counts = sorted(set(channels))
-    if not rates or not all(MIN_SAMPLE_RATE <= r <= MAX_SAMPLE_RATE for r in rates):
-        raise InvalidInput(f"sample_rates must lie within {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
-    if not counts or not all(1 <= c <= MAX_CHANNELS for c in counts):
-        raise InvalidInput(f"channels must lie within 1-{MAX_CHANNELS}")
+    """Keyword arguments for ``store.create_generation(**request)``: a valid, realistic request.
+
+    Narrowing outside what ``create_generation`` accepts raises InvalidInput (durations in
+    (0, 86,400] s, integer rates and channel counts in range, non-empty model names)."""
+    low, high = _span(min_seconds, max_seconds, positive=True, limit=validate.MAX_DURATION_SECONDS)
+    rates = _each(sample_rates, validate.sample_rate, "sample_rates")
+    counts = _each(channels, validate.channels, "channels")
+    if not rates:
+        raise InvalidInput(
+            f"sample_rates must name at least one rate within {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+        )
+    if not counts:
+        raise InvalidInput(f"channels must name at least one count within 1-{MAX_CHANNELS}")
+    names = sorted({str(validate.name(n, "model_names")) for n in model_names})
+    if not names:
+        raise InvalidInput("model_names must name at least one model")
     return st.fixed_dictionaries(
         {
             "prompt": prompt if prompt is not None else prompts(max_size=300),
-            "model_name": st.sampled_from(sorted(set(model_names))),
-            "duration_seconds": st.floats(min_value=min_seconds, max_value=max_seconds),
+            "model_name": st.sampled_from(names),
+            "duration_seconds": st.floats(min_value=low, max_value=high),
             "sample_rate": st.sampled_from(rates),
             "channels": st.sampled_from(counts),
             "metadata": metadata(max_keys=5),
         }
     )
+
+
+def _each(values: Iterable[object], check: Callable[[object], int], what: str) -> list[int]:
+    """The distinct ``values``, sorted, each passed through ``check``; InvalidInput naming ``what``."""
+    try:
+        return sorted({check(value) for value in values})
+    except InvalidInput as exc:
+        raise InvalidInput(f"{what}: {exc}") from None
+
+
+def _span(
+    min_seconds: object, max_seconds: object, *, positive: bool, limit: float | None = None
+) -> tuple[float, float]:
+    """``(min_seconds, max_seconds)`` checked: finite numbers, > 0 (``positive``) or >= 0, at most
+    ``limit``, min <= max; InvalidInput otherwise."""
+    low = validate.number(min_seconds, "min_seconds", positive=positive, high=limit)
+    high = validate.number(max_seconds, "max_seconds", positive=positive, high=limit)
+    if low > high:
+        raise InvalidInput(f"min_seconds ({min_seconds!r}) must not exceed max_seconds ({max_seconds!r})")
+    return low, high
 
 
 _EPOCH_2025 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -132,14 +163,17 @@ def _generation(draw: st.DrawFn, statuses: tuple[Status, ...], max_attempts: int
 
 
 def generations(
-    *, statuses: Iterable[Status | str] = tuple(Status), max_attempts: int = 3
+    *, statuses: Iterable[Status | str] | Status | str = tuple(Status), max_attempts: int = 3
 ) -> st.SearchStrategy[Generation]:
-    """Whole rows in any of ``statuses``, consistent with the status machine (a processing row has a worker
-    and lease, a completed one a file, timestamps in order); for testing code that reads rows."""
-    chosen = tuple(Status(s) for s in statuses)
+    """Whole rows in any of ``statuses`` (one status, or several), consistent with the status machine (a
+    processing row has a worker and lease, a completed one a file, timestamps in order); for testing code
+    that reads rows."""
+    if isinstance(statuses, str):  # Status is a str too
+        statuses = [statuses]
+    chosen = tuple(dict.fromkeys(validate.status(s) for s in statuses))
     if not chosen:
         raise InvalidInput("statuses must name at least one status")
-    return _generation(chosen, max_attempts)
+    return _generation(chosen, validate.integer(max_attempts, "max_attempts", 1, 1_000_000))
 
 
 @st.composite
@@ -188,17 +222,34 @@ def audio(
 ) -> st.SearchStrategy[Any]:
     """Music-like float32 audio: ``(C, S)``, or ``(B, C, S)`` with ``batch``; RMS level within ``loudness_db``
     dBFS, optional loud transients, never clipping. ``as_tensor=True`` yields a torch tensor (needs torch)."""
-    counts = tuple(sorted(set(channels)))
-    if not counts or min(counts) < 1 or max(counts) > MAX_CHANNELS:
-        raise InvalidInput(f"channels must lie within 1-{MAX_CHANNELS}")
+    counts = tuple(_each(channels, validate.channels, "channels"))
+    if not counts:
+        raise InvalidInput(f"channels must name at least one count within 1-{MAX_CHANNELS}")
+    rate = validate.sample_rate(sample_rate)
+    low, high = _span(min_seconds, max_seconds, positive=False)
+    if high <= 0:
+        raise InvalidInput(f"max_seconds must be > 0, got {max_seconds!r}")
+    if batch is not None:
+        batch = validate.integer(batch, "batch", 1, 1_000_000)
+    if transients is not None:
+        transients = validate.flag(transients, "transients")
+    bad_loudness = f"loudness_db must be (low, high) dBFS with low <= high <= 0, got {loudness_db!r}"
+    if not isinstance(loudness_db, tuple | list) or len(loudness_db) != 2:
+        raise InvalidInput(bad_loudness)
+    quiet, loud = loudness_db
+    levels_ok = all(
+        isinstance(v, int | float) and not isinstance(v, bool) and -math.inf < v <= 0 for v in (quiet, loud)
+    )
+    if not levels_ok or quiet > loud:
+        raise InvalidInput(bad_loudness)
     arrays = _audio(
         channels=counts,
-        sample_rate=sample_rate,
-        min_seconds=min_seconds,
-        max_seconds=max_seconds,
+        sample_rate=rate,
+        min_seconds=low,
+        max_seconds=high,
         batch=batch,
         transients=transients,
-        loudness_db=loudness_db,
+        loudness_db=(float(quiet), float(loud)),
     )
     if not as_tensor:
         return arrays
