@@ -165,6 +165,10 @@ class S3FileStore:
                 raise ObjectNotFound(f"{where}: no such object") from exc
             if code == "PreconditionFailed" or status == 412:
                 raise ObjectExists(f"{where} exists already; it was left unchanged") from exc
+            if (
+                code in _DENIED and self._no_bucket()
+            ):  # a server may deny a write to a bucket that is not there
+                raise StorageError(f"{doing} {where}: the bucket {self.bucket!r} does not exist") from exc
             if code in _DENIED:
                 raise StorageError(
                     f"{doing} {where}: access denied ({code}); check AWS_ACCESS_KEY_ID, "
@@ -181,6 +185,15 @@ class S3FileStore:
                 f"{doing} {where}: cannot reach the S3 endpoint {self.endpoint_url or '(AWS)'}"
             ) from exc
         raise StorageError(f"{doing} {where} failed: {type(exc).__name__}: {exc}") from exc
+
+    def _no_bucket(self) -> bool:
+        """Whether the bucket is missing, asked after a denial (one listing request, on that path only):
+        SeaweedFS denies a put to a bucket that does not exist, where the listing says NoSuchBucket."""
+        try:
+            self._client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+        except Exception as exc:
+            return _code(exc) == "NoSuchBucket"
+        return False
 
     def _errors(self) -> tuple[type[Exception], ...]:
         from botocore.exceptions import BotoCoreError, ClientError
