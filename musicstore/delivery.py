@@ -3,8 +3,10 @@
 ``Delivery(store)`` (sync) and ``AsyncDelivery(astore)`` (async) read where the row says the file is
 (migration 0006: storage URL, key, SHA-256), open that file store once per URL and keep it, and ask it for
 a presigned GET (S3) or a ``file://`` URL (local), or for the bytes, checked against the row's checksum as
-they stream. Both share ``_Locator``: only the row read and the file calls differ (``AsyncFileStore`` runs
-the same file calls in a worker thread). See docs/storage.md.
+they stream. Each call takes a generation (or its id) for its master, or a recorded ``Rendition`` for that
+file, which lies in its master's store (its key, SHA-256 and size from the rendition's row). Both share
+``_Locator``: only the row read and the file calls differ (``AsyncFileStore`` runs the same file calls in a
+worker thread). See docs/storage.md.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +23,14 @@ from .errors import InvalidInput, InvalidTransition, StorageError
 from .filestore import AsyncFileStore, FileStore, LocalFileStore, open_filestore
 from .filestore.base import CHUNK_SIZE
 from .models import Generation, Status
+from .ops.renditions import Rendition
 from .ops.storage import StoredFile, get_storage
 from .store import Store
 
 Root = str | os.PathLike[str] | FileStore
 """A file store given by the caller: a folder path, ``file://`` or ``s3://`` URL, or an open ``FileStore``."""
+Audio = Generation | Rendition | str
+"""What a delivery call reads: a generation (or its id) for its master, or one of its recorded renditions."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +104,17 @@ def _canonical(url: str) -> str:
     return url.rstrip("/")
 
 
-def _generation_id(generation: Generation | str) -> str:
-    return generation.id if isinstance(generation, Generation) else generation
+def _generation_id(audio: Audio) -> str:
+    if isinstance(audio, Rendition):
+        return audio.generation_id
+    return audio.id if isinstance(audio, Generation) else audio
+
+
+def _of(audio: Audio, master: Located) -> Located:
+    """``master``'s location, or for a rendition its file beside it in the same store."""
+    if not isinstance(audio, Rendition):
+        return master
+    return replace(master, key=audio.storage_key, checksum=audio.checksum, size=audio.file_size_bytes)
 
 
 class Delivery:
@@ -132,26 +146,27 @@ class Delivery:
         """Close the file stores this opened (not the ``Store``, nor the caller's file stores)."""
         self._locator.close()
 
-    def locate(self, generation: Generation | str) -> Located:
-        """Where the generation's file is (``NotFound``; ``InvalidTransition`` unless completed)."""
-        return self._locator.locate(self.store.run(get_storage, _generation_id(generation)))
+    def locate(self, audio: Audio) -> Located:
+        """Where the generation's file (or the rendition's) is (``NotFound``; ``InvalidTransition`` unless
+        completed)."""
+        return _of(audio, self._locator.locate(self.store.run(get_storage, _generation_id(audio))))
 
-    def url_for(self, generation: Generation | str, *, expires: int = 3600) -> str:
+    def url_for(self, generation: Audio, *, expires: int = 3600) -> str:
         """A URL reading the file for ``expires`` seconds: a presigned GET (S3), a ``file://`` URL (local)."""
         found = self.locate(generation)
         return found.files.presigned_url(found.key, expires=expires)
 
-    def open_audio(self, generation: Generation | str, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    def open_audio(self, generation: Audio, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         """The file's bytes in chunks (opened now: ``ObjectNotFound`` here), hashed as they pass:
         ``ChecksumMismatch`` after the last chunk when they differ from the row's SHA-256."""
         found = self.locate(generation)
         return found.files.get(found.key, checksum=found.checksum, chunk_size=chunk_size)
 
-    def read_audio(self, generation: Generation | str) -> bytes:
+    def read_audio(self, generation: Audio) -> bytes:
         """The whole file, verified (held in memory: for a clip, not an album)."""
         return b"".join(self.open_audio(generation))
 
-    def path_for(self, generation: Generation | str) -> Path:
+    def path_for(self, generation: Audio) -> Path:
         """The local file of a generation on a local root (``StorageError`` for an object store)."""
         found = self.locate(generation)
         if not isinstance(found.files, LocalFileStore):
@@ -185,24 +200,22 @@ class AsyncDelivery:
         """Close the file stores this opened (not the ``AsyncStore``, nor the caller's file stores)."""
         self._locator.close()
 
-    async def locate(self, generation: Generation | str) -> Located:
-        return self._locator.locate(await self.store.run(get_storage, _generation_id(generation)))
+    async def locate(self, audio: Audio) -> Located:
+        return _of(audio, self._locator.locate(await self.store.run(get_storage, _generation_id(audio))))
 
-    async def url_for(self, generation: Generation | str, *, expires: int = 3600) -> str:
+    async def url_for(self, generation: Audio, *, expires: int = 3600) -> str:
         found = await self.locate(generation)
         return await AsyncFileStore(found.files).presigned_url(found.key, expires=expires)
 
-    async def open_audio(
-        self, generation: Generation | str, *, chunk_size: int = CHUNK_SIZE
-    ) -> AsyncIterator[bytes]:
+    async def open_audio(self, generation: Audio, *, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
         """Opens the file now, returns its chunks, verified: ``async for chunk in await d.open_audio(g)``."""
         found = await self.locate(generation)
         return await AsyncFileStore(found.files).get(
             found.key, checksum=found.checksum, chunk_size=chunk_size
         )
 
-    async def read_audio(self, generation: Generation | str) -> bytes:
+    async def read_audio(self, generation: Audio) -> bytes:
         return b"".join([chunk async for chunk in await self.open_audio(generation)])
 
 
-__all__ = ["AsyncDelivery", "Delivery", "Located"]
+__all__ = ["AsyncDelivery", "Audio", "Delivery", "Located"]
