@@ -51,6 +51,8 @@ class _Locator:
     ) -> None:
         self._lock = threading.Lock()
         self._opened: list[FileStore] = []
+        if options is not None and not isinstance(options, Mapping):
+            raise InvalidInput(f"options must be a mapping of S3 settings, got {type(options).__name__}")
         self._options = dict(options or {})
         self._by_url: dict[str, FileStore] = {}
         for given in files:

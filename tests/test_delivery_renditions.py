@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from musicstore import Store
+from musicstore import InvalidInput, Store
 from musicstore.aio import AsyncStore
 from musicstore.delivery import AsyncDelivery, Delivery
 from musicstore.filestore import ChecksumMismatch, FileStore
@@ -65,3 +65,9 @@ def test_a_changed_rendition_fails_its_read(store: Store, objects: FileStore) ->
     objects.put(mp3.storage_key, b"ID3 damaged", overwrite=True)
     with Delivery(store, files=[objects]) as delivery, pytest.raises(ChecksumMismatch, match="recorded"):
         delivery.read_audio(mp3)
+
+
+@pytest.mark.parametrize("options", ["endpoint_url=x", [("a", "b")], 3])
+def test_options_that_are_not_a_mapping_are_refused(store: Store, options: object) -> None:
+    with pytest.raises(InvalidInput, match="options must be a mapping"):
+        Delivery(store, options=options)  # type: ignore[arg-type]
