@@ -46,6 +46,9 @@ _OPEN = (2, 3)
 """libpq's PQTRANS_INTRANS and PQTRANS_INERROR: a transaction to roll back."""
 _IDLE = 0
 """libpq's PQTRANS_IDLE: no transaction open, no command running."""
+_FAILED = 3
+"""libpq's PQTRANS_INERROR: a statement of the open transaction failed; PostgreSQL ignores what follows, and
+answers COMMIT by rolling it back."""
 _COMMAND_OK = 1
 """libpq's PGRES_COMMAND_OK: a command that returns no rows succeeded."""
 SPARE_SECONDS = 30.0
@@ -166,6 +169,14 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
     return DatabaseError(f"{where}: {exc}")
 
 
+def _aborted(where: str) -> DatabaseError:
+    """The error that ends a transaction one of whose statements failed: PostgreSQL rolled it all back."""
+    return DatabaseError(
+        f"{where}: a statement in this transaction failed, so PostgreSQL rolled the whole transaction back; "
+        "nothing of it was committed"
+    )
+
+
 def _unreachable(where: str, exc: BaseException) -> DatabaseError:
     return DatabaseError(
         f"{where}: cannot connect to the database ({exc}); "
@@ -283,8 +294,11 @@ class PostgresConnector:
         """BEGIN, or a read-only snapshot (one command either way, on the ``autocommit`` connection)."""
         _command(conn, BEGIN_WRITE if write else BEGIN_READ_ONLY_SNAPSHOT)
 
-    @staticmethod
-    def commit(conn: Any) -> None:
+    def commit(self, conn: Any) -> None:
+        """COMMIT; DatabaseError instead when a statement of the transaction failed (the caller caught its
+        error and went on): PostgreSQL would answer COMMIT with a rollback, silently."""
+        if conn.pgconn.transaction_status == _FAILED:
+            raise _aborted(self.where)
         _command(conn, COMMIT)
 
     @staticmethod
@@ -415,6 +429,8 @@ class AsyncPostgresConnector:
                 if not write:
                     await conn.execute(READ_ONLY_SNAPSHOT)
                 yield
+                if conn.pgconn.transaction_status == _FAILED:  # a statement failed and its error was caught:
+                    raise _aborted(self.where)  # the commit would roll back, silently
             return
         await conn.execute(BEGIN_LATER)
         try:

@@ -1,0 +1,88 @@
+"""Found by black-box probes of the job store core (create/claim/.../transactions, both backends, sync and
+async): each test failed before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from musicstore import DatabaseError, Generation, Store
+from musicstore.aio import AsyncStore
+from musicstore.models import prompt_digest
+from musicstore.ops.steps import NOW, Call, Steps, writer
+from musicstore.urls import resolve
+from tests.conftest import new_job
+
+
+@writer
+def _insert_again(generation: Generation) -> Steps[None]:
+    """Insert a row under an id that is taken: the database refuses it (its primary key), on both backends."""
+    now = yield NOW
+    row = {
+        "id": generation.id,
+        "prompt": generation.prompt,
+        "model_name": generation.model_name,
+        "model_version": None,
+        "duration_seconds": generation.duration_seconds,
+        "sample_rate": generation.sample_rate,
+        "channels": generation.channels,
+        "created_at": now,
+        "metadata": "{}",
+        "prompt_digest": prompt_digest(generation.prompt),
+        "priority": 0,
+        "run_after": None,
+        "owner_key": None,
+        "idempotency_key": None,
+    }
+    yield Call("insert_generation", row)
+
+
+def test_a_transaction_whose_block_caught_a_database_error_never_reports_a_commit_it_did_not_make(
+    db_url: str,
+) -> None:
+    """On PostgreSQL a failed statement aborts the transaction and COMMIT silently rolls it back: the block
+    ended normally, yet nothing of it was stored. Now the block's end raises DatabaseError there (SQLite
+    keeps the transaction's other statements and commits them)."""
+    with Store(db_url) as store:
+        taken = new_job(store, "taken")
+        before = store.get_database_stats()
+        committed = False
+        with pytest.raises(DatabaseError) if resolve(db_url).dialect == "postgres" else _nothing():
+            with store.transaction() as tx:
+                kept = tx.create_generation("kept", model_name="m", duration_seconds=1)
+                with pytest.raises(DatabaseError):
+                    tx.run(_insert_again, taken)
+            committed = True
+        assert (store.get_generation(kept.id) is not None) is committed
+        assert (store.get_database_stats() != before) is committed
+        assert (store.get_prompt_by_text("kept") is not None) is committed
+
+
+def test_an_async_transaction_whose_block_caught_a_database_error_never_reports_a_commit_it_did_not_make(
+    db_url: str,
+) -> None:
+    async def main() -> None:
+        async with AsyncStore.open(db_url) as store:
+            taken = await store.create_generation("taken", model_name="m", duration_seconds=1)
+            before = await store.get_database_stats()
+            committed = False
+            with pytest.raises(DatabaseError) if resolve(db_url).dialect == "postgres" else _nothing():
+                async with store.transaction() as tx:
+                    kept = await tx.create_generation("kept", model_name="m", duration_seconds=1)
+                    with pytest.raises(DatabaseError):
+                        await tx.run(_insert_again, taken)
+                committed = True
+            assert (await store.get_generation(kept.id) is not None) is committed
+            assert (await store.get_database_stats() != before) is committed
+
+    asyncio.run(main())
+
+
+class _nothing:  # noqa: N801  # a context manager that expects nothing (``contextlib.nullcontext``, typed)
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
