@@ -17,6 +17,7 @@ from musicstore.filestore import (
     ObjectNotFound,
     S3FileStore,
     open_filestore,
+    store_url,
 )
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.relocate import copy_files
@@ -231,3 +232,18 @@ def test_a_row_that_names_no_store_is_skipped_naming_the_right_option(
     report = copy_files(store, objects)
     assert [s.id for s in report.skipped] == [old[0].id]
     assert "--source" in report.skipped[0].reason and "--from" not in report.skipped[0].reason
+
+
+def test_store_url_spells_a_url_as_its_store_does() -> None:
+    """``store_url`` (what ``record_storage`` records) gives ``FileStore.url``'s spelling without opening the
+    store, keeps a bucket name S3FileStore was made with directly (a legacy one: open_filestore refuses it,
+    recording into it must not fail), and never a URL with credentials."""
+    assert store_url("S3://bkt/music") == store_url("s3://bkt/music/") == "s3://bkt/music/"
+    assert (
+        store_url("s3://bkt") == "s3://bkt/" and store_url("s3://Legacy_Bucket/x") == "s3://Legacy_Bucket/x/"
+    )
+    assert store_url("file:///srv/audio/") == store_url("file://localhost/srv/audio") == "file:///srv/audio"
+    for wrong in ("s3://key:secret@bkt/music", "s3:///music", "data/audio", "gs://user:pw@host/x"):
+        with pytest.raises(InvalidInput) as raised:
+            store_url(wrong)
+        assert "secret" not in str(raised.value) and "pw" not in str(raised.value)

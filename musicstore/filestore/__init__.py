@@ -91,7 +91,7 @@ def store_url(url: object) -> str:
         raise InvalidInput(f"{usage}, not a bare path")
     name = scheme[1].lower()
     if name == "s3":
-        bucket, prefix = _s3_location(url)
+        bucket, prefix = _s3_location(url, strict=False)  # a legacy bucket name an S3FileStore was made with
         return f"s3://{bucket}/{prefix}"
     if name == "file":
         return local_path(url).as_uri()
@@ -112,7 +112,7 @@ def local_path(url: str) -> Path:
     return Path(path)
 
 
-def _s3_location(url: str) -> tuple[str, str]:
+def _s3_location(url: str, *, strict: bool = True) -> tuple[str, str]:
     if "@" in url:  # not echoed: it may hold a secret (one with a '/' ends urllib's netloc early)
         raise InvalidInput(
             "an s3:// URL takes no credentials (and no '@'); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
@@ -122,7 +122,7 @@ def _s3_location(url: str) -> tuple[str, str]:
     if parts.query or parts.fragment:
         raise InvalidInput("an s3:// URL is s3://BUCKET/PREFIX, without a query or fragment")
     bucket = parts.netloc
-    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+    if not bucket or (strict and (not _BUCKET.fullmatch(bucket) or ".." in bucket)):
         raise InvalidInput(f"bucket name {bucket!r}: 3-63 lower-case letters, digits, '.' and '-'")
     prefix = parts.path.lstrip("/")
     if prefix:
