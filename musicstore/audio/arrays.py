@@ -52,15 +52,13 @@ def as_audio_batch(audio: Any, *, scale: float | None = None) -> NDArray[np.floa
 
 
 def _to_float32(audio: Any, scale: float | None) -> NDArray[np.float32]:
-    if type(audio).__module__.startswith("torch"):
-        array = _tensor_to_numpy(audio, scale)
-    elif isinstance(audio, np.ndarray):
-        array = _numpy_to_float32(audio, scale)
-    else:
+    is_tensor = type(audio).__module__.startswith("torch")
+    if not is_tensor and not isinstance(audio, np.ndarray):
         raise InvalidAudio(f"audio must be a torch tensor or a numpy array, got {type(audio).__name__}")
-    if array.ndim not in (1, 2, 3):
-        raise InvalidAudio(f"audio must have shape (S,), (C, S) or (B, C, S); got {array.ndim} dimensions")
-    return array
+    # the rank before converting: np.ascontiguousarray turns a 0-d value into shape (1,)
+    if audio.ndim not in (1, 2, 3):
+        raise InvalidAudio(f"audio must have shape (S,), (C, S) or (B, C, S); got {audio.ndim} dimensions")
+    return _tensor_to_numpy(audio, scale) if is_tensor else _numpy_to_float32(audio, scale)
 
 
 def _check_scale(kind: str, scale: float | None, dtype: object) -> float | None:
@@ -69,6 +67,8 @@ def _check_scale(kind: str, scale: float | None, dtype: object) -> float | None:
             raise InvalidAudio(
                 f"integer audio ({dtype}) needs scale= (its full-scale value, e.g. 32768 for int16)"
             )
+        if not isinstance(scale, numbers.Real) or isinstance(scale, bool | np.bool_):
+            raise InvalidInput(f"scale must be a positive finite number, got {type(scale).__name__}")
         if not np.isfinite(scale) or scale <= 0:
             raise InvalidInput(f"scale must be a positive finite number, got {scale!r}")
         return float(scale)
@@ -94,9 +94,15 @@ def _tensor_to_numpy(tensor: Any, scale: float | None) -> NDArray[np.float32]:
     dtype = tensor.dtype
     if dtype.is_complex or dtype == torch.bool:
         raise InvalidAudio(f"audio dtype {dtype} is not supported; use a float tensor")
+    if tensor.layout != torch.strided or tensor.is_meta:
+        raise InvalidAudio(
+            f"audio must be a dense tensor with data, got a {tensor.layout} tensor on {tensor.device}"
+        )
     kind = "f" if dtype.is_floating_point else "i"
     factor = _check_scale(kind, scale, dtype)
-    data = np.ascontiguousarray(_to_host_float32(tensor.detach(), torch).numpy())
+    # a view with its negative or conjugate bit set (``z.conj().imag``) has no numpy view: resolved here
+    dense = tensor.detach().resolve_conj().resolve_neg()
+    data = np.ascontiguousarray(_to_host_float32(dense, torch).numpy())
     if factor is not None:
         data = data * np.float32(1.0 / factor)
     return data

@@ -1,0 +1,76 @@
+"""Export and recording: what an acceptance-style hunt found (each test failed before its fix)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from musicstore.audio import as_audio, as_audio_batch, export_audio
+from musicstore.errors import InvalidAudio, InvalidInput
+
+RATE = 32_000
+
+
+def clip(channels: int = 2, seconds: float = 0.5) -> np.ndarray[Any, np.dtype[np.float32]]:
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((channels, round(seconds * RATE))) * 0.1).astype(np.float32)
+
+
+@pytest.mark.parametrize("value", [np.array(0.5, dtype=np.float32), np.array(3, dtype=np.int16)])
+def test_a_zero_dimensional_array_is_the_wrong_rank(tmp_path: Path, value: Any) -> None:
+    """np.ascontiguousarray made a 0-d array 1-d, so a single number was exported as a 1-sample clip."""
+    scale = 32_768 if value.dtype.kind == "i" else None
+    with pytest.raises(InvalidAudio, match="0 dimensions"):
+        export_audio(value, RATE, tmp_path / "a.wav", scale=scale)
+    with pytest.raises(InvalidAudio, match="0 dimensions"):
+        as_audio_batch(value, scale=scale)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("scale", ["32768", 1j, True, np.True_, [32_768]])
+def test_a_scale_that_is_not_a_real_number_is_invalid_input(tmp_path: Path, scale: Any) -> None:
+    """A str or complex scale raised a bare TypeError; True was taken as 1.0."""
+    with pytest.raises(InvalidInput, match="scale"):
+        export_audio(np.zeros((2, 100), dtype=np.int16), RATE, tmp_path / "a.wav", scale=scale)
+    assert not any(tmp_path.iterdir())
+
+
+def test_numpy_integer_and_float_scales_still_work() -> None:
+    ints = np.full((1, 10), 16_384, dtype=np.int16)
+    scales: tuple[Any, ...] = (32_768, 32_768.0, np.int32(32_768), np.float32(32_768))
+    for scale in scales:
+        np.testing.assert_array_equal(as_audio(ints, scale=scale), np.full((1, 10), 0.5, dtype=np.float32))
+
+
+class TestTensors:
+    """torch tensors (skipped without torch)."""
+
+    torch: Any = None
+
+    @pytest.fixture(autouse=True)
+    def _torch(self) -> None:
+        type(self).torch = pytest.importorskip("torch")
+
+    def test_a_zero_dimensional_tensor_is_the_wrong_rank(self, tmp_path: Path) -> None:
+        with pytest.raises(InvalidAudio, match="0 dimensions"):
+            export_audio(self.torch.tensor(0.5), RATE, tmp_path / "a.wav")
+        assert not any(tmp_path.iterdir())
+
+    def test_a_view_with_its_negative_bit_set_is_exported(self, tmp_path: Path) -> None:
+        """``z.conj().imag`` (a real float view with the negative bit) raised a bare RuntimeError."""
+        torch = self.torch
+        z = torch.complex(torch.from_numpy(clip()), torch.from_numpy(clip()[::-1].copy()))
+        view = z.conj().imag
+        assert view.is_neg()
+        np.testing.assert_array_equal(as_audio(view), -clip()[::-1])
+        assert export_audio(view, RATE, tmp_path / "a.wav").frames == view.shape[1]
+
+    def test_sparse_and_meta_tensors_are_invalid_audio(self, tmp_path: Path) -> None:
+        torch = self.torch
+        for tensor in (torch.from_numpy(clip()).to_sparse(), torch.empty(2, 100, device="meta")):
+            with pytest.raises(InvalidAudio, match="dense tensor"):
+                export_audio(tensor, RATE, tmp_path / "a.wav")
+        assert not any(tmp_path.iterdir())
