@@ -12,7 +12,7 @@ import json
 import json.encoder
 import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any, TypeGuard
 
@@ -201,6 +201,10 @@ def moment(value: object, what: str) -> datetime:
         raise InvalidInput(f"{what} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(f"{what} must be timezone-aware (UTC), got the naive {value!r}")
+    try:
+        value.astimezone(UTC)  # the store keeps the UTC instant: years 1 to 9999 there too
+    except OverflowError:
+        raise InvalidInput(f"{what} {value.isoformat()} lies outside the years 1 to 9999 in UTC") from None
     return value
 
 

@@ -4,11 +4,14 @@ async): each test failed before its fix."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from musicstore import DatabaseError, Generation, Store
+from musicstore import DatabaseError, Generation, InvalidInput, Store
 from musicstore.aio import AsyncStore
 from musicstore.models import prompt_digest
 from musicstore.ops.steps import NOW, Call, Steps, writer
@@ -86,3 +89,28 @@ class _nothing:  # noqa: N801  # a context manager that expects nothing (``conte
 
     def __exit__(self, *exc: Any) -> None:
         return None
+
+
+_OFFSETS = st.builds(
+    timezone,
+    st.timedeltas(min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23, minutes=59)),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(moment=st.one_of(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(1, 1, 2), timezones=_OFFSETS),
+    st.datetimes(min_value=datetime(9999, 12, 30), max_value=datetime.max, timezones=_OFFSETS),
+    st.datetimes(timezones=_OFFSETS),
+))  # fmt: skip
+def test_run_after_is_stored_as_given_or_refused_as_invalid_input(store: Store, moment: datetime) -> None:
+    """A ``run_after`` whose UTC instant falls outside the years 1-9999 (9999-12-31 23:00-05:00) raised a
+    bare OverflowError on SQLite, DatabaseError on PostgreSQL; now InvalidInput on both, nothing written."""
+    before = store.get_database_stats()
+    try:
+        made = store.create_generation("later", model_name="m", duration_seconds=1, run_after=moment)
+    except InvalidInput:
+        assert store.get_database_stats() == before
+        return
+    stored = store.get_generation(made.id)
+    assert stored is not None and stored.run_after == moment == made.run_after
