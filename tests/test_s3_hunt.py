@@ -247,3 +247,12 @@ def test_store_url_spells_a_url_as_its_store_does() -> None:
         with pytest.raises(InvalidInput) as raised:
             store_url(wrong)
         assert "secret" not in str(raised.value) and "pw" not in str(raised.value)
+
+
+@pytest.mark.parametrize("overwrite", ["no", 1, None])
+def test_overwrite_must_be_a_bool(where: FileStore, overwrite: Any) -> None:
+    """``put(..., overwrite="no")`` replaced the object (a truthy string): InvalidInput now, nothing put."""
+    where.put("2026/01/31/abc.wav", b"RIFF first")
+    with pytest.raises(InvalidInput, match="overwrite"):
+        where.put("2026/01/31/abc.wav", b"RIFF other", overwrite=overwrite)
+    assert b"".join(where.get("2026/01/31/abc.wav")) == b"RIFF first"

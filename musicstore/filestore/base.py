@@ -191,6 +191,13 @@ def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return checked
 
 
+def check_overwrite(overwrite: object) -> bool:
+    """``overwrite`` if it is a bool: a truthy string ("no") must not replace an object."""
+    if not isinstance(overwrite, bool):
+        raise InvalidInput(f"overwrite={overwrite!r} must be True or False")
+    return overwrite
+
+
 def check_content_type(content_type: str | None) -> str | None:
     if content_type is not None and (
         not isinstance(content_type, str)

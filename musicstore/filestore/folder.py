@@ -37,6 +37,7 @@ from .base import (
     check_expiry,
     check_key,
     check_metadata,
+    check_overwrite,
     check_prefix,
     chunks,
     content_type_for,
@@ -178,6 +179,7 @@ class LocalFileStore:
         ``overwrite`` when a file is there."""
         *folders, name = check_key(key).split("/")
         meta = check_metadata(metadata)
+        check_overwrite(overwrite)
         content_type = content_type_for(key, content_type)
         temp = _temp_name(name)
         try:

@@ -45,6 +45,7 @@ from .base import (
     check_expiry,
     check_key,
     check_metadata,
+    check_overwrite,
     check_prefix,
     content_type_for,
     verified,
@@ -214,6 +215,7 @@ class S3FileStore:
         """Upload ``data`` to ``key`` whole or not at all (see the module)."""
         check_key(key)
         meta = check_metadata(metadata)
+        check_overwrite(overwrite)
         content_type = content_type_for(key, content_type)
         head, body, size, digest, owned = prepare(data, self.multipart_threshold)
         try:
