@@ -317,6 +317,7 @@ class AsyncStore(Driver, AsyncOperations):
         read snapshot that refuses write operations. Operations awaited on this store by the same task
         meanwhile take part in it; other tasks (even ones it starts) run outside it, like other threads.
         """
+        write = validate.flag(write, "write")
         if self._joined() is not None:
             raise InvalidInput(
                 "a transaction is already open in this task; nested transactions are not supported"

@@ -247,6 +247,7 @@ class Store(Driver, Operations):
         writers instead of failing half-way; ``write=False`` is a consistent read snapshot that refuses write
         operations. Store operations called on this thread meanwhile take part in it.
         """
+        write = validate.flag(write, "write")
         if self._local.tx is not None:
             raise InvalidInput(
                 "a transaction is already open on this thread; nested transactions are not supported"
