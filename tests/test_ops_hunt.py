@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
-from musicstore import Generation, InvalidInput, Status, Store
+from musicstore import Generation, InvalidInput, Status, StorageError, Store
 from musicstore.maintenance.backup import backup, integrity, restore
 from musicstore.maintenance.retention import CleanupReport, cleanup
+from musicstore.maintenance.usage import disk_usage
 from musicstore.testing import FakeClock
 from musicstore.testing import strategies as ms
 
@@ -155,3 +156,40 @@ def test_generations_take_one_status_as_a_string(row: Generation) -> None:
 def test_audio_refuses_bad_narrowing_with_invalid_input(narrowing: dict[str, Any]) -> None:
     with pytest.raises(InvalidInput):
         ms.audio(**narrowing)
+
+
+def test_backup_and_restore_refuse_bad_arguments_with_invalid_input(sqlite_url: str, tmp_path: Path) -> None:
+    """A non-callable progress raised TypeError from inside the copy, a destination of None TypeError."""
+    copy = tmp_path / "copy.db"
+    with pytest.raises(InvalidInput, match="progress"):
+        backup(sqlite_url, copy, progress=5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="destination"):
+        backup(sqlite_url, None)  # type: ignore[arg-type]
+    assert not copy.exists()
+    backup(sqlite_url, copy)
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    with pytest.raises(InvalidInput, match="progress"):
+        restore(copy, other, progress=5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="backup_path"):
+        restore(None, other)  # type: ignore[arg-type]
+    assert not (tmp_path / "other.db").exists()
+
+
+def test_backup_and_restore_into_a_folder_that_cannot_be_made_raise_storage_error(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A destination under a file: a bare FileExistsError / NotADirectoryError came out before."""
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(StorageError):
+        backup(sqlite_url, tmp_path / "a-file" / "copy.db")
+    backup(sqlite_url, tmp_path / "copy.db")
+    with pytest.raises(StorageError):
+        restore(tmp_path / "copy.db", f"sqlite:///{tmp_path / 'a-file' / 'restored.db'}")
+
+
+def test_disk_usage_refuses_bad_batch_and_progress(store: Store, tmp_path: Path) -> None:
+    """progress=5 raised TypeError at the end of the walk; batch=0 ZeroDivisionError with a progress, and
+    was accepted (as was batch='x') without one."""
+    for bad in ({"progress": 5}, {"batch": 0}, {"batch": "x"}, {"batch": 0, "progress": print}):
+        with pytest.raises(InvalidInput):
+            disk_usage(store, tmp_path, **bad)

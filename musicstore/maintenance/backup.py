@@ -160,6 +160,25 @@ def _replace_database(temp: Path, path: Path) -> None:
         kept.unlink(missing_ok=True)
 
 
+def _file_argument(value: object, what: str) -> Path:
+    """A file's path given as a str or an os.PathLike (InvalidInput otherwise)."""
+    if not isinstance(value, str | os.PathLike):
+        raise InvalidInput(f"{what} must be a path (str or os.PathLike), got {type(value).__name__}")
+    return Path(value)
+
+
+def _progress_argument(progress: object) -> None:
+    if progress is not None and not callable(progress):
+        raise InvalidInput(f"progress must be callable or None, got {type(progress).__name__}")
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the folder {folder}: {exc}") from exc
+
+
 def _temp_beside(destination: Path) -> Path:
     return destination.with_name(f".{destination.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
 
@@ -187,13 +206,14 @@ def backup(
     overwrite = validate.flag(overwrite, "overwrite")
     if pages == 0:
         raise InvalidInput(f"pages must be a positive number of pages per step, or -1 for all, got {pages}")
-    dest = Path(destination).absolute()
+    _progress_argument(progress)
+    dest = _file_argument(destination, "destination").absolute()
     real, real_db = dest.resolve(), path.resolve()  # however it is spelled: .., symlinks
     if real == real_db or real in (Path(f"{real_db}-wal"), Path(f"{real_db}-shm")):
         raise InvalidInput(f"the destination {dest} is the database itself; choose another file")
     if dest.exists() and not overwrite:
         raise InvalidInput(f"{dest} exists; pass overwrite=True to replace it")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(dest.parent)
     temp = _temp_beside(dest)
     source = sqlite3.connect(path, timeout=30.0, isolation_level=None)
     try:
@@ -249,8 +269,9 @@ def restore(
     """
     started = time.monotonic()
     overwrite = validate.flag(overwrite, "overwrite")
+    _progress_argument(progress)
     path = _sqlite_path(url)
-    source_path = Path(backup_path)
+    source_path = _file_argument(backup_path, "backup_path")
     if not source_path.is_file():
         raise InvalidInput(f"backup {source_path} does not exist")
     checked = integrity(source_path)
@@ -260,14 +281,18 @@ def restore(
         raise InvalidInput(
             f"backup {source_path} holds no musicstore database (no generations table); nothing was replaced"
         )
-    if in_use(path):
+    try:
+        busy = in_use(path)
+    except OSError as exc:  # e.g. a file where a folder of the path should be
+        raise StorageError(f"cannot restore to {path}: {exc}") from exc
+    if busy:
         raise InvalidInput(
             f"{path} is open in another process (its -shm file is locked): stop every worker and server "
             "using it, then restore"
         )
     if path.exists() and not overwrite:
         raise InvalidInput(f"{path} exists; pass overwrite=True to replace it with the backup")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(path.parent)
     temp = _temp_beside(path)
     source = _read_only(source_path, isolation_level=None)
     try:

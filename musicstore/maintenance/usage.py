@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .. import validate
+from ..errors import InvalidInput
 from ..filestore import FileStore, LocalFileStore, open_filestore
 from ..models import Status, to_datetime
 from ..ops import Call, Steps, get_database_stats, reader
@@ -171,6 +173,9 @@ def disk_usage(
     with the number of entries seen so far, once per ``batch``.
     """
     started = time.monotonic()
+    batch = validate.integer(batch, "batch", 1, validate.MAX_PAGE)
+    if progress is not None and not callable(progress):
+        raise InvalidInput(f"progress must be callable or None, got {type(progress).__name__}")
     if is_object_store(root):
         files = root if isinstance(root, FileStore) else open_filestore(str(root))
         try:
