@@ -119,14 +119,14 @@ def test_run_after_is_stored_as_given_or_refused_as_invalid_input(store: Store, 
 @pytest.mark.parametrize("write", ["no", 0, 1, None])
 def test_a_transaction_flag_that_is_not_a_bool_is_invalid_input(sqlite_url: str, write: Any) -> None:
     """``transaction(write="no")`` opened a write transaction (a truthy str) and ``write=0`` a read one."""
-    with Store(sqlite_url) as store, pytest.raises(InvalidInput, match="write"):
-        with store.transaction(write=write):
-            pass
+    refused = pytest.raises(InvalidInput, match="write")
+    with Store(sqlite_url) as opened, refused, opened.transaction(write=write):
+        pass
 
     async def main() -> None:
-        async with AsyncStore.open(sqlite_url) as opened:
+        async with AsyncStore.open(sqlite_url) as store:
             with pytest.raises(InvalidInput, match="write"):
-                async with opened.transaction(write=write):
+                async with store.transaction(write=write):
                     pass
 
     asyncio.run(main())
