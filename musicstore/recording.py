@@ -355,6 +355,10 @@ class _Placing:
             size = tag_master(staged, provenance, result.loudness_after, result.true_peak_after)
             return replace(result, bytes=size), waveform
         except Exception as exc:
+            try:  # written, then tagging failed (a full disk: the tagged copy needs the space again)
+                staged.unlink(missing_ok=True)
+            except OSError as cleanup:
+                exc.add_note(f"and removing {staged} failed: {cleanup}")
             self.failed(exc)
             raise
 

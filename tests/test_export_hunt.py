@@ -74,3 +74,24 @@ class TestTensors:
             with pytest.raises(InvalidAudio, match="dense tensor"):
                 export_audio(tensor, RATE, tmp_path / "a.wav")
         assert not any(tmp_path.iterdir())
+
+
+def test_a_failed_tagging_leaves_no_staged_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The master was staged, then its tagging failed (a full disk: the tagged copy needs the space again):
+    the hidden staging file was left in the date folder."""
+    from musicstore import Status, Store, recording
+    from musicstore.errors import StorageError
+
+    def no_space(*_args: object) -> int:
+        raise StorageError("writing the tagged copy failed: No space left on device (ENOSPC)")
+
+    monkeypatch.setattr(recording, "tag_master", no_space)
+    root = tmp_path / "audio"
+    with Store(f"sqlite:///{tmp_path / 'x.db'}", migrate=True) as store:
+        store.create_generation("a song", model_name="m", duration_seconds=0.5)
+        claimed = store.claim_next("w")
+        assert claimed is not None
+        with pytest.raises(StorageError, match="tagged copy"):
+            recording.export_generation(store, claimed, clip(), root=root, tags=True)
+        assert store.get_generation(claimed.id).status is Status.FAILED  # type: ignore[union-attr]
+    assert [p for p in root.rglob("*") if p.is_file()] == []
