@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from musicstore.audio import as_audio, as_audio_batch, export_audio
+from musicstore.audio import as_audio, as_audio_batch, export_audio, export_batch
 from musicstore.errors import InvalidAudio, InvalidInput
 
 RATE = 32_000
@@ -95,3 +95,57 @@ def test_a_failed_tagging_leaves_no_staged_file(tmp_path: Path, monkeypatch: pyt
             recording.export_generation(store, claimed, clip(), root=root, tags=True)
         assert store.get_generation(claimed.id).status is Status.FAILED  # type: ignore[union-attr]
     assert [p for p in root.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize("path", [5, None, b"/tmp/a.wav", "a\x00b.wav", ["a.wav"]])
+def test_a_path_of_the_wrong_type_is_invalid_input(tmp_path: Path, path: Any) -> None:
+    """An int, None, bytes or a NUL raised a bare TypeError/ValueError."""
+    with pytest.raises(InvalidInput, match="path"):
+        export_audio(clip(), RATE, path)
+    with pytest.raises(InvalidInput, match="path"):
+        export_batch(clip()[None], RATE, [path])
+
+
+@pytest.mark.parametrize("options", [{"target_lufs": -14.0}, "PCM_24", -14.0])
+def test_options_that_are_not_export_options_are_invalid_input(tmp_path: Path, options: Any) -> None:
+    """A dict of options raised AttributeError ('dict' object has no attribute 'subtype')."""
+    with pytest.raises(InvalidInput, match="options"):
+        export_audio(clip(), RATE, tmp_path / "a.wav", options)
+    with pytest.raises(InvalidInput, match="options"):
+        export_batch(clip()[None], RATE, [tmp_path / "b.wav"], options)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("workers", [-1, 0, "2", 2.5, True])
+def test_export_batch_workers_of_the_wrong_type_or_range_are_invalid_input(
+    tmp_path: Path, workers: Any
+) -> None:
+    """-1 raised ValueError from the thread pool, "2" a TypeError, after the checks of the audio."""
+    with pytest.raises(InvalidInput, match="workers"):
+        export_batch(
+            np.stack([clip(), clip()]), RATE, [tmp_path / "a.wav", tmp_path / "b.wav"], workers=workers
+        )
+    assert not any(tmp_path.iterdir())
+
+
+def test_export_batch_refuses_one_file_spelled_two_ways(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two items written to one file (``x/../a.wav`` and ``a.wav``, a relative and an absolute spelling, a
+    symlinked folder) both reported success, and one result described a file that held the other item."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    spellings: list[tuple[str | Path, Path]] = [
+        (tmp_path / "a.wav", tmp_path / "x" / ".." / "a.wav"),
+        ("b.wav", tmp_path / "b.wav"),
+        (tmp_path / "real" / "c.flac", tmp_path / "link" / "c.flac"),
+    ]
+    for first, second in spellings:
+        with pytest.raises(InvalidInput, match="distinct"):
+            export_batch(np.stack([clip(), clip() * 0.5]), RATE, [first, second])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"] and not any(
+        (tmp_path / "real").iterdir()
+    )
+    results = export_batch(np.stack([clip(), clip()]), RATE, ["d.wav", Path("e.wav")], workers=2)
+    assert [r.path.name for r in results] == ["d.wav", "e.wav"]

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from musicstore import validate
 from musicstore.audio.arrays import as_audio, as_audio_batch, check_sample_rate
 from musicstore.audio.farfield import FarField, keep_spectrum
 from musicstore.audio.files import format_for, write_atomic, write_blocks_atomic
@@ -155,6 +156,8 @@ class _Processed:
 
 def check_target(path: str | Path, subtype: str) -> tuple[Path, str]:
     """The target path and its format, after checking the extension and that the format holds ``subtype``."""
+    if not isinstance(path, str | os.PathLike) or isinstance(os.fspath(path), bytes) or "\x00" in str(path):
+        raise InvalidInput(f"path must be a str or a Path without NUL, got {type(path).__name__}")
     target = Path(path)
     fmt = format_for(target)
     if subtype not in SUBTYPES[fmt]:
@@ -353,7 +356,7 @@ def export_audio(
     the subtype) before they are written: what it raises is raised and nothing is written.
     """
     started = time.perf_counter()
-    opts = options or ExportOptions()
+    opts = _options(options)
     rate = check_sample_rate(sample_rate)
     target, fmt = check_target(path, opts.subtype)
     x = as_audio(audio, scale=scale)
@@ -375,14 +378,18 @@ def export_batch(
     error is raised (with a note naming the item).
     """
     started = time.perf_counter()
-    opts = options or ExportOptions()
+    opts = _options(options)
     rate = check_sample_rate(sample_rate)
+    if isinstance(paths, str | bytes | os.PathLike):
+        raise InvalidInput(f"paths must be a sequence of paths, one per item, got {type(paths).__name__}")
     targets = [check_target(p, opts.subtype) for p in paths]
+    if workers is not None:
+        validate.integer(workers, "workers", 1, 1_024)
     batch = as_audio_batch(audio, scale=scale)
     if len(targets) != batch.shape[0]:
         raise InvalidInput(f"{len(targets)} paths for a batch of {batch.shape[0]}; give one path per item")
-    if len({t for t, _ in targets}) != len(targets):
-        raise InvalidInput("the batch's paths must be distinct")
+    if len({_same_file_key(t) for t, _ in targets}) != len(targets):
+        raise InvalidInput("the batch's paths must be distinct (after resolving '..', symlinks and the cwd)")
     pool_size = workers or min(len(targets), os.cpu_count() or 1)
     if len(targets) > 1:  # the items' length recurs: its far spectrum made once, before they start
         keep_spectrum(batch.shape[2], now=True)
@@ -404,6 +411,22 @@ def export_batch(
         first.add_note(f"batch item {index} of {len(targets)}; no file of this batch was kept")
         raise first
     return [r for r in outcomes if isinstance(r, ExportResult)]
+
+
+def _options(options: object) -> ExportOptions:
+    if options is None:
+        return ExportOptions()
+    if not isinstance(options, ExportOptions):
+        raise InvalidInput(f"options must be an ExportOptions or None, got {type(options).__name__}")
+    return options
+
+
+def _same_file_key(path: Path) -> Path:
+    """The file ``path`` names, whatever its spelling (relative or absolute, ``..``, symlinked folders)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: compared as spelled, made absolute
+        return Path(os.path.abspath(path))
 
 
 def __getattr__(name: str) -> object:
