@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from musicstore import Generation, InvalidInput, Status, StorageError, Store
 from musicstore.maintenance.backup import backup, integrity, restore
 from musicstore.maintenance.retention import CleanupReport, cleanup
-from musicstore.maintenance.usage import disk_usage
+from musicstore.maintenance.usage import FileBucket, disk_usage
 from musicstore.testing import FakeClock
 from musicstore.testing import strategies as ms
 
@@ -193,3 +193,19 @@ def test_disk_usage_refuses_bad_batch_and_progress(store: Store, tmp_path: Path)
     for bad in ({"progress": 5}, {"batch": 0}, {"batch": "x"}, {"batch": 0, "progress": print}):
         with pytest.raises(InvalidInput):
             disk_usage(store, tmp_path, **bad)
+
+
+def test_disk_usage_days_come_from_real_dates_only(store: Store, tmp_path: Path) -> None:
+    """A folder path shaped like the layout but no date ('2026/13/45/') was reported as day '2026-13-45';
+    such a file is dated by its modification time, as any file outside the layout."""
+    import os
+
+    root = tmp_path / "audio"
+    for rel in ("2026/13/45/notes.txt", "2026/02/30/notes.txt", "2026/02/28/notes.txt"):
+        (root / rel).parent.mkdir(parents=True)
+        (root / rel).write_text("x")
+        os.utime(root / rel, (86_400 * 3, 86_400 * 3))  # 1970-01-04
+    assert disk_usage(store, root).by_day == {
+        "1970-01-04": FileBucket(files=2, bytes=2),
+        "2026-02-28": FileBucket(files=1, bytes=1),
+    }

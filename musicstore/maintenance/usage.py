@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from .. import validate
@@ -147,9 +147,12 @@ class DiskUsage:
 
 
 def _day(rel: str, modified: datetime | float | None) -> str:
-    """The UTC day of a file: its key layout's ``YYYY/MM/DD/``, else its modification time."""
+    """The UTC day of a file: its key layout's ``YYYY/MM/DD/`` (a real date), else its modification time."""
     if _LAYOUT.match(rel):
-        return f"{rel[:4]}-{rel[5:7]}-{rel[8:10]}"
+        try:
+            return date(int(rel[:4]), int(rel[5:7]), int(rel[8:10])).isoformat()
+        except ValueError:  # '2026/13/45/': shaped like the layout, no date
+            pass
     if modified is None:
         return "unknown"
     when = modified if isinstance(modified, datetime) else datetime.fromtimestamp(modified, UTC)
