@@ -209,3 +209,12 @@ def test_disk_usage_days_come_from_real_dates_only(store: Store, tmp_path: Path)
         "1970-01-04": FileBucket(files=2, bytes=2),
         "2026-02-28": FileBucket(files=1, bytes=1),
     }
+
+
+def test_backup_refuses_the_databases_journal_name(sqlite_url: str, tmp_path: Path) -> None:
+    """A backup written as '<db>-journal' was reported done, and SQLite deleted it as a stale rollback
+    journal the next time the database was opened: refused as '-wal' and '-shm' are."""
+    database = Path(sqlite_url.removeprefix("sqlite:///"))
+    with pytest.raises(InvalidInput, match="database itself"):
+        backup(sqlite_url, f"{database}-journal")
+    assert not Path(f"{database}-journal").exists()

@@ -209,7 +209,7 @@ def backup(
     _progress_argument(progress)
     dest = _file_argument(destination, "destination").absolute()
     real, real_db = dest.resolve(), path.resolve()  # however it is spelled: .., symlinks
-    if real == real_db or real in (Path(f"{real_db}-wal"), Path(f"{real_db}-shm")):
+    if real == real_db or real in (Path(f"{real_db}-{log}") for log in ("wal", "shm", "journal")):
         raise InvalidInput(f"the destination {dest} is the database itself; choose another file")
     if dest.exists() and not overwrite:
         raise InvalidInput(f"{dest} exists; pass overwrite=True to replace it")
