@@ -218,3 +218,37 @@ def test_backup_refuses_the_databases_journal_name(sqlite_url: str, tmp_path: Pa
     with pytest.raises(InvalidInput, match="database itself"):
         backup(sqlite_url, f"{database}-journal")
     assert not Path(f"{database}-journal").exists()
+
+
+_CRASH_MID_TRANSACTION = """
+import os, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA journal_mode = DELETE")
+conn.execute("PRAGMA cache_size = 2")  # spill: the rollback journal and the database file both written
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("DELETE FROM generations")
+os._exit(0)  # no commit, no rollback: a hot journal stays beside the database
+"""
+
+
+def test_restore_never_lets_a_stale_rollback_journal_replay_onto_the_backup(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A process that crashed mid-transaction in rollback-journal mode leaves a hot '<db>-journal'. restore
+    moved '-wal'/'-shm' aside but not it: the next open rolled that journal back onto the restored copy,
+    which then held the newer rows (80, not the backup's 20) and failed integrity_check."""
+    import subprocess
+    import sys
+
+    _store_with_rows(sqlite_url, 20)
+    backup(sqlite_url, tmp_path / "copy.db")
+    _store_with_rows(sqlite_url, 60)
+    database = sqlite_url.removeprefix("sqlite:///")
+    subprocess.run([sys.executable, "-c", _CRASH_MID_TRANSACTION, database], check=True)
+    assert Path(f"{database}-journal").exists()
+
+    restore(tmp_path / "copy.db", sqlite_url, overwrite=True)
+    with Store(sqlite_url) as store:
+        assert store.count_generations() == 20
+    assert integrity(database) == "ok"
+    assert not Path(f"{database}-journal").exists()

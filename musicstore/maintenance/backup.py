@@ -139,13 +139,14 @@ def _finish(temp: Path, destination: Path, started: float, source: str, pages: i
 
 
 def _replace_database(temp: Path, path: Path) -> None:
-    """Rename ``temp`` onto ``path``; the old database's -wal/-shm must not be replayed onto it.
+    """Rename ``temp`` onto ``path``; the old database's -wal/-shm (or a hot rollback -journal left by a
+    crash) must not be replayed onto it.
 
     They are moved aside first and put back if the rename fails, so a failed restore loses nothing.
     """
     aside: list[tuple[Path, Path]] = []
     try:
-        for log in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        for log in (Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
             if log.exists():
                 kept = log.with_name(f"{log.name}.before-restore")
                 os.replace(log, kept)
@@ -265,7 +266,7 @@ def restore(
     Refuses (InvalidInput) while another process has that database open (stop the workers and servers
     first), when the backup fails ``PRAGMA integrity_check``, and when the database exists unless
     ``overwrite=True``. The backup is copied (it stays as it is) to a temp file beside the target; stale
-    ``-wal``/``-shm`` files of the old database are removed; then the copy is renamed into place.
+    ``-wal``/``-shm``/``-journal`` files of the old database are removed; then the copy is renamed into place.
     """
     started = time.monotonic()
     overwrite = validate.flag(overwrite, "overwrite")
