@@ -130,3 +130,48 @@ def test_a_transaction_flag_that_is_not_a_bool_is_invalid_input(sqlite_url: str,
                     pass
 
     asyncio.run(main())
+
+
+def test_a_closed_store_refuses_every_operation_and_opens_no_connection(db_url: str) -> None:
+    """After ``close()`` an operation opened a new connection (SQLite) or a whole new pool (PostgreSQL) that
+    nothing closed again, and answered as if the store were open; ``claim_next(wait=...)`` alone refused."""
+    store = Store(db_url)
+    job = new_job(store)
+    store.close()
+    for call in (
+        lambda: store.get_generation(job.id),
+        store.count_generations,
+        store.get_database_stats,
+        store.list_generations,
+        lambda: new_job(store),
+        lambda: store.claim_next("gpu-0"),
+        lambda: store.cancel(job.id),
+        lambda: store.transaction().__enter__(),
+    ):
+        with pytest.raises(InvalidInput, match="closed"):
+            call()
+    assert getattr(store._connector, "_pool", None) is None
+    store.close()  # closing again is harmless
+    with Store(db_url) as reopened:
+        assert reopened.get_generation(job.id) == job  # the cancel above changed nothing
+
+
+def test_a_closed_async_store_refuses_every_operation_and_opens_no_connection(db_url: str) -> None:
+    async def main() -> None:
+        store = await AsyncStore.open(db_url)
+        job = await store.create_generation("p", model_name="m", duration_seconds=1)
+        await store.close()
+        for call in (
+            lambda: store.get_generation(job.id),
+            store.get_database_stats,
+            lambda: store.create_generation("p", model_name="m", duration_seconds=1),
+            lambda: store.claim_next("gpu-0"),
+        ):
+            with pytest.raises(InvalidInput, match="closed"):
+                await call()
+        assert getattr(store._connector, "_pool", None) is None and not getattr(store._connector, "_idle", [])
+        await store.close()
+        async with AsyncStore.open(db_url) as reopened:
+            assert await reopened.count_generations() == 1
+
+    asyncio.run(main())

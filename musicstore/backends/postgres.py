@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import DatabaseBusy, DatabaseError, InvalidInput, MigrationError, MusicstoreError, WriteConflict
 from ..urls import without_password
+from . import closed_store
 
 DIALECT = "postgres"
 # A read-only transaction is a snapshot: the connection setting, like SQLite's PRAGMAs.
@@ -195,6 +196,8 @@ class PostgresConnector:
     dialect = DIALECT
     driver = "psycopg"
     encode = staticmethod(encode)
+    closed = False
+    """Set by ``close``: no pool is opened again."""
     BEGIN_WRITE = BEGIN_WRITE
     """What starts a write transaction (``store._direct_write``: ``conn.execute(BEGIN_WRITE)``)."""
     BEGIN_LATER = BEGIN_LATER
@@ -222,6 +225,8 @@ class PostgresConnector:
     @property
     def pool(self) -> Any:
         if self._pid != os.getpid():
+            if self.closed:
+                raise closed_store()
             _, psycopg_pool = _modules()
             self._pool = psycopg_pool.ConnectionPool(
                 self.url,
@@ -309,6 +314,8 @@ class PostgresConnector:
             conn.execute("ROLLBACK")
 
     def close(self) -> None:
+        """Close the pool (a connection lent out goes back to it and is closed then); none is opened again."""
+        self.closed = True
         with self._owners_lock:
             spare, self._spare = self._spare, []
             pool, mine = self._pool, self._pid == os.getpid()
@@ -328,6 +335,8 @@ class AsyncPostgresConnector:
     dialect = DIALECT
     driver = "apsycopg"
     encode = staticmethod(encode)
+    closed = False
+    """Set by ``close``: no pool is opened again."""
 
     def __init__(self, url: str, *, pool_size: int, timeout: float) -> None:
         psycopg, psycopg_pool = _modules()
@@ -356,6 +365,8 @@ class AsyncPostgresConnector:
         if self._spare:
             return self._spare.pop()
         if self._pool is None:
+            if self.closed:
+                raise closed_store()
             _, psycopg_pool = _modules()
             pool = psycopg_pool.AsyncConnectionPool(
                 self.url,
@@ -446,6 +457,8 @@ class AsyncPostgresConnector:
         await conn.execute(COMMIT)
 
     async def close(self) -> None:
+        """Close the pool (a connection lent out goes back to it and is closed then); none is opened again."""
+        self.closed = True
         pool, self._pool = self._pool, None
         spare, self._spare = self._spare, []
         if pool is not None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import DatabaseBusy, DatabaseError, MigrationError, MusicstoreError
 from ..models import to_micros
+from . import closed_store
 
 DIALECT = "sqlite"
 BEGIN_WRITE = "BEGIN IMMEDIATE"
@@ -99,6 +100,8 @@ class SQLiteConnector:
     driver = "sqlite3"
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
     encode = staticmethod(encode)
+    closed = False
+    """Set by ``close``: no connection is opened again."""
     stamp = staticmethod(to_micros)
     """One moment as ``encode`` binds it (``runner.fixed_write``: a ``Fixed`` write's parameters are made
     with their moments encoded, and need no ``encode``)."""
@@ -126,6 +129,8 @@ class SQLiteConnector:
         return translate(exc, self.path)
 
     def _open(self) -> sqlite3.Connection:
+        if self.closed:
+            raise closed_store()
         _prepare(self.path)
         conn = sqlite3.connect(
             self.path,
@@ -180,6 +185,8 @@ class SQLiteConnector:
             conn.execute("ROLLBACK")
 
     def close(self) -> None:
+        """Close every connection; the store opens none again (``closed_store``)."""
+        self.closed = True
         with self._lock:
             for conn in self._opened.values():
                 conn.close()
@@ -197,6 +204,8 @@ class AsyncSQLiteConnector:
     driver = "aiosqlite"
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
     encode = staticmethod(encode)
+    closed = False
+    """Set by ``close``: no connection is opened again."""
 
     def __init__(self, path: Path, *, busy_timeout: float) -> None:
         self.path = path
@@ -210,6 +219,8 @@ class AsyncSQLiteConnector:
     async def _open(self) -> Any:
         import aiosqlite
 
+        if self.closed:
+            raise closed_store()
         _prepare(self.path)
         conn = await aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         try:
@@ -252,6 +263,8 @@ class AsyncSQLiteConnector:
             raise
 
     async def close(self) -> None:
+        """Close the idle connections (a lent one when it comes back); the store opens none again."""
+        self.closed = True
         idle, self._idle, self._lent = self._idle, [], set()
         for conn in idle:
             await conn.close()
