@@ -4,7 +4,8 @@
 
 1. The rows: completed generations, paged by id (``maintenance_completed_files_after``), each file checked
    with one ``stat``. A file that is missing, or whose size differs from ``file_size_bytes``, makes the row
-   *dangling*.
+   *dangling*. Only the rows of this root are judged (``scan.OwnRows``: ``storage_url`` NULL or this
+   folder's URL); those of another folder are counted (``rows_elsewhere``) and left to it.
 2. The disk: the walk of ``musicstore.maintenance.scan`` (a stack of directories, a generator of files). Audio
    files (``.wav``/``.flac``) are looked up in batches by the id their name carries (``<id>.<ext>``, the
    layout of ``musicstore.audio.layout_path``), and what is not found that way by path. A file no row
@@ -55,6 +56,7 @@ from .scan import (
     BATCH,
     DEFAULT_MAX_ITEMS,
     Entry,
+    OwnRows,
     PeaksRecord,
     Progress,
     check_root,
@@ -158,6 +160,11 @@ class ReconcileReport:
     repair: bool
     quarantine: str | None
     rows_checked: int = 0
+    rows_elsewhere: int = 0
+    """Local roots: completed generations whose ``storage_url`` names another folder (``copy_files`` moved
+    them there, or the folder was moved on disk): left to that root, neither checked nor repaired here.
+    Rows recorded before migration 0006 (no ``storage_url``) are this root's; rows in an object store are
+    not read at all."""
     files_scanned: int = 0
     referenced_files: int = 0
     in_progress_files: int = 0
@@ -174,6 +181,8 @@ class ReconcileReport:
     outside_root: list[OutsideRow] = field(default_factory=list)
     stale_temp_files: list[TempFile] = field(default_factory=list)
     renditions_checked: int = 0
+    renditions_elsewhere: int = 0
+    """Local roots: renditions of generations in another folder (as ``rows_elsewhere``), not checked here."""
     dangling_rendition_count: int = 0
     dangling_renditions: list[DanglingRow] = field(default_factory=list)
     """Renditions (``id``: the rendition's) whose file is missing or has another size; with ``repair`` their
@@ -230,11 +239,15 @@ class ReconcileReport:
 @reader
 def completed_files_after(
     after_id: str, limit: int
-) -> Steps[list[tuple[str, str, int, str | None, str | None]]]:
-    """Completed generations' (id, file_path, file_size_bytes, checksum, peaks record as JSON text or None)
-    with ids above ``after_id``, in id order."""
+) -> Steps[list[tuple[str, str, int, str | None, str | None, str | None]]]:
+    """Completed generations' (id, file_path, file_size_bytes, checksum, peaks record as JSON text or None,
+    storage_url) on a local root (any folder; not those in an object store) with ids above ``after_id``, in
+    id order."""
     rows = yield Call("maintenance_completed_files_after", {"after_id": after_id, "limit": limit})
-    return [(r["id"], r["file_path"], r["file_size_bytes"], r["checksum"], r["peaks"]) for r in rows]
+    return [
+        (r["id"], r["file_path"], r["file_size_bytes"], r["checksum"], r["peaks"], r["storage_url"])
+        for r in rows
+    ]
 
 
 @writer
@@ -330,6 +343,11 @@ def reconcile(
     ``root`` may be an object store (``s3://BUCKET/PREFIX`` or an open ``FileStore``): see
     ``reconcile_objects``, which this calls with the same arguments.
 
+    Only the rows whose files this root holds are checked and repaired: those whose ``storage_url`` names
+    this folder (in any spelling that leads to it: ``OwnRows``) and those recorded before migration 0006
+    (none); rows of another folder or an object store are left to it (``rows_elsewhere``). Files here that a
+    row of any store records by key are referenced, never orphans.
+
     Repairs: orphan files are moved to ``quarantine`` (default ``<root>.quarantine`` beside the root, keeping
     their relative path) or deleted (``delete_orphans=True``); dangling rows go completed → failed with the
     reason in ``error_message``; stale temp files are removed. Files referenced by any row (of any status),
@@ -387,13 +405,15 @@ def reconcile(
             report.truncated = True
 
     with RootDir(base) as where:
+        own = OwnRows(base)
         _check_rows(
-            store, where, report, repair=repair, target=target, verify_checksums=verify_checksums,
+            store, where, report, own, repair=repair, target=target, verify_checksums=verify_checksums,
             batch=batch, listed=listed, tick=tick,
         )  # fmt: skip
         _check_renditions(
-            store, where, report, repair=repair, verify_checksums=verify_checksums, batch=batch, listed=listed
-        )
+            store, where, report, own, repair=repair, verify_checksums=verify_checksums, batch=batch,
+            listed=listed,
+        )  # fmt: skip
         _check_files(store, where, report, target, stale_after_seconds, batch=batch, listed=listed, tick=tick)
     return report.finish(started)
 
@@ -402,6 +422,7 @@ def _check_rows(
     store: Store,
     where: RootDir,
     report: ReconcileReport,
+    own: OwnRows,
     *,
     repair: bool,
     target: Path | None,
@@ -410,8 +431,8 @@ def _check_rows(
     listed: Callable[[list[Any], Any], None],
     tick: Callable[[int], None],
 ) -> None:
-    """Pass 1: completed generations whose file is missing, of another size, or outside the root; and the
-    peaks file each records (``_check_local_peaks``)."""
+    """Pass 1: this root's completed generations (``own``) whose file is missing, of another size, or
+    outside the root; and the peaks file each records (``_check_local_peaks``)."""
     after = ""
     while True:
         page = store.run(completed_files_after, after, batch)
@@ -420,7 +441,12 @@ def _check_rows(
         after = page[-1][0]
         found: list[DanglingRow] = []
         peaks: list[tuple[DanglingPeaks, str | None]] = []
-        for gid, rel, expected, checksum, recorded in page:
+        judged = 0
+        for gid, rel, expected, checksum, recorded, url in page:
+            if not own(url):
+                report.rows_elsewhere += 1
+                continue
+            judged += 1
             if recorded is not None:
                 _check_local_peaks(where, report, gid, recorded, found=peaks, listed=listed)
             try:
@@ -446,7 +472,7 @@ def _check_rows(
                 _drop_peaks(store, peaks, lambda item: _take_away_local(where, item, target, report.errors))
             for item, _ in peaks:
                 listed(report.dangling_peaks, item)
-        report.rows_checked += len(page)
+        report.rows_checked += judged
         report.dangling_count += len(found)
         if found and repair:
             changed = store.run(mark_dangling_failed, found)
@@ -549,11 +575,12 @@ def _take_away_local(where: RootDir, item: DanglingPeaks, target: Path | None, e
 
 
 @reader
-def renditions_after(after_id: str, limit: int) -> Steps[list[tuple[str, str, int, str | None]]]:
-    """Renditions' (id, storage_key, file_size_bytes, checksum) of generations on a local root (not in an
-    object store) with ids above ``after_id``, in id order."""
+def renditions_after(after_id: str, limit: int) -> Steps[list[tuple[str, str, int, str | None, str | None]]]:
+    """Renditions' (id, storage_key, file_size_bytes, checksum, their generation's storage_url) of
+    generations on a local root (any folder; not in an object store) with ids above ``after_id``, in id
+    order."""
     rows = yield Call("maintenance_local_renditions_after", {"after_id": after_id, "limit": limit})
-    return [(r["id"], r["storage_key"], r["file_size_bytes"], r["checksum"]) for r in rows]
+    return [(r["id"], r["storage_key"], r["file_size_bytes"], r["checksum"], r["storage_url"]) for r in rows]
 
 
 @writer
@@ -571,19 +598,25 @@ def _check_renditions(
     store: Store,
     where: RootDir,
     report: ReconcileReport,
+    own: OwnRows,
     *,
     repair: bool,
     verify_checksums: bool,
     batch: int,
     listed: Callable[[list[Any], Any], None],
 ) -> None:
-    """Pass 1b: renditions whose file is missing, has another size, or (``verify_checksums``) other bytes
-    than its recorded SHA-256 (a path outside the root: an error)."""
+    """Pass 1b: renditions of this root's generations (``own``) whose file is missing, has another size, or
+    (``verify_checksums``) other bytes than its recorded SHA-256 (a path outside the root: an error)."""
     after = ""
     while page := store.run(renditions_after, after, batch):
         after = page[-1][0]
         found: list[DanglingRow] = []
-        for rid, rel, expected, checksum in page:
+        judged = 0
+        for rid, rel, expected, checksum, url in page:
+            if not own(url):
+                report.renditions_elsewhere += 1
+                continue
+            judged += 1
             try:
                 info = where.lstat(rel)
             except (Outside, OSError) as exc:
@@ -598,7 +631,7 @@ def _check_renditions(
                 problem = _local_checksum(where, report, rel, checksum, f"rendition {rid}")
                 if problem is not None:
                     found.append(DanglingRow(rid, rel, problem, expected, actual))
-        report.renditions_checked += len(page)
+        report.renditions_checked += judged
         report.dangling_rendition_count += len(found)
         if found and repair:
             deleted = store.run(delete_dangling_renditions, found)

@@ -185,6 +185,48 @@ def referenced_paths(paths: list[str]) -> Steps[set[str]]:
     return {path for _, path in found}
 
 
+# --- whose rows ---------------------------------------------------------------------------------------
+
+_KNOWN_URLS = 1024
+"""Storage URLs whose answer ``OwnRows`` keeps (a store has few: one per folder or bucket ever used)."""
+
+
+class OwnRows:
+    """Whether a row's file is on this local root, by the row's ``storage_url`` (migration 0006).
+
+    A row recorded before 0006 (NULL) belongs to whichever root the operator names. A ``file://`` URL is this
+    root's when it is the URL ``LocalFileStore`` and the export record for it (the path made absolute,
+    symlinks kept), or another spelling of the same folder (a symlink, ``..``, a trailing slash: the same
+    device and inode, looked up once per URL). Another folder, one no longer there, an object store: not
+    this root's; maintenance of this root leaves those rows to their own store.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.url = root.absolute().as_uri()
+        info = os.stat(root)
+        self._folder = (info.st_dev, info.st_ino)
+        self._known: dict[str, bool] = {self.url: True}
+
+    def __call__(self, storage_url: str | None) -> bool:
+        if storage_url is None:
+            return True
+        known = self._known.get(storage_url)
+        if known is None:
+            known = self._same_folder(storage_url)
+            if len(self._known) < _KNOWN_URLS:
+                self._known[storage_url] = known
+        return known
+
+    def _same_folder(self, storage_url: str) -> bool:
+        if storage_url[:5].lower() != "file:":
+            return False
+        try:
+            info = os.stat(local_path(storage_url))
+        except (InvalidInput, OSError, ValueError):  # not a folder's URL, or no such folder (any more)
+            return False
+        return stat.S_ISDIR(info.st_mode) and (info.st_dev, info.st_ino) == self._folder
+
+
 # --- the disk walk ------------------------------------------------------------------------------------
 
 

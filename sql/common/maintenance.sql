@@ -63,7 +63,8 @@ LIMIT :limit;
 -- name: maintenance_local_renditions_after(after_id, limit)
 -- Renditions of generations whose files are on a local root (storage_url NULL or file:), in id order
 -- (reconcile's keyset paging over the renditions' primary key); those in an object store are left out.
-SELECT r.id, r.generation_id, r.storage_key, r.file_size_bytes, r.checksum
+-- `storage_url`: their generation's folder (NULL: before 0006); reconcile judges only its root's.
+SELECT r.id, r.generation_id, r.storage_key, r.file_size_bytes, r.checksum, g.storage_url
 FROM renditions AS r
 JOIN generations AS g ON g.id = r.generation_id
 WHERE r.id > :after_id AND (g.storage_url IS NULL OR substr(g.storage_url, 1, 5) = 'file:')

@@ -21,10 +21,11 @@ ORDER BY day;
 
 -- name: maintenance_completed_files_after(after_id, limit)
 -- Completed generations and their recorded files on a local root (not those in an object store, 0006),
--- in id order (keyset paging over the primary key).
+-- in id order (keyset paging over the primary key); `storage_url` says which folder (NULL: before 0006),
+-- reconcile judges only the rows of the root it was given.
 -- `+status`: walk the primary key, not the status index (which would sort every completed row per page).
 -- `peaks`: the recorded waveform peaks file (metadata's "peaks" as JSON text), NULL when none.
-SELECT id, file_path, file_size_bytes, checksum, metadata -> '$.peaks' AS peaks
+SELECT id, file_path, file_size_bytes, checksum, metadata -> '$.peaks' AS peaks, storage_url
 FROM generations
 WHERE +status = 'completed' AND id > :after_id
   AND (storage_url IS NULL OR substr(storage_url, 1, 5) = 'file:')  -- on this host, not in an object store
