@@ -175,3 +175,72 @@ def test_a_closed_async_store_refuses_every_operation_and_opens_no_connection(db
             assert await reopened.count_generations() == 1
 
     asyncio.run(main())
+
+
+def _terminate_others(url: str) -> int:
+    """Terminate every other backend connected to the database at ``url`` (a server restart, as the pool
+    sees it); returns how many."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return len(rows)
+
+
+def _failures_until_an_answer(call: Any) -> int:
+    for failures in range(10):
+        try:
+            call()
+        except DatabaseError:
+            continue
+        return failures
+    raise AssertionError("no answer in 10 tries")
+
+
+def test_after_the_server_dropped_every_connection_one_operation_fails_not_one_per_pooled_connection(
+    postgres_url: str,
+) -> None:
+    """Each idle pooled connection the server had ended failed an operation of its own (four connections:
+    four errors in a row); the first broken one now has the pool test its idle ones."""
+    import threading
+
+    with Store(postgres_url, pool_size=4) as store:
+        connector = store._connector
+        barrier = threading.Barrier(4)
+
+        def hold() -> None:  # four connections at once: the pool keeps four
+            conn = connector.acquire()
+            barrier.wait()
+            connector.release(conn)
+
+        threads = [threading.Thread(target=hold) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert _terminate_others(postgres_url) == 4
+        assert _failures_until_an_answer(store.count_generations) == 1
+
+
+def test_async_after_the_server_dropped_every_connection_one_operation_fails(postgres_url: str) -> None:
+    async def main() -> None:
+        async with AsyncStore.open(postgres_url, pool_size=4) as store:
+            connector = store._connector
+            held = [await connector.acquire() for _ in range(4)]
+            for conn in held:
+                await connector.release(conn)
+            assert _terminate_others(postgres_url) == 4
+            failures = 0
+            while True:
+                try:
+                    await store.count_generations()
+                    break
+                except DatabaseError:
+                    failures += 1
+                    assert failures < 10, "no answer in 10 tries"
+            assert failures == 1
+
+    asyncio.run(main())

@@ -293,6 +293,10 @@ class PostgresConnector:
         with self._owners_lock:
             pool = self._owners.pop(id(conn))
         pool.putconn(conn)  # a closed pool closes the connection
+        if conn.broken and not pool.closed:
+            # the server ended it (restarted, or the backend was terminated): the pool's idle connections are
+            # likely dead too; test them now, so that one failure replaces them all, not one each
+            pool.check()
 
     @staticmethod
     def begin(conn: Any, *, write: bool) -> None:
@@ -429,7 +433,10 @@ class AsyncPostgresConnector:
                     return
                 self._spare_until = now + SPARE_SECONDS  # this one goes back; the next may stay
         # Shielded: a task cancelled while its connection is being reset must not take it from the pool.
-        await asyncio.shield(self._put_back(self._owners.pop(id(conn)), conn))
+        pool = self._owners.pop(id(conn))
+        await asyncio.shield(self._put_back(pool, conn))
+        if conn.broken and not pool.closed:  # as PostgresConnector.release: test the idle ones now
+            await asyncio.shield(pool.check())
 
     @asynccontextmanager
     async def transaction(self, conn: Any, *, write: bool, alone: bool = False) -> AsyncIterator[None]:
