@@ -252,3 +252,30 @@ def test_restore_never_lets_a_stale_rollback_journal_replay_onto_the_backup(
         assert store.count_generations() == 20
     assert integrity(database) == "ok"
     assert not Path(f"{database}-journal").exists()
+
+
+def test_maintenance_refuses_an_async_store_up_front(sqlite_url: str, tmp_path: Path) -> None:
+    """An AsyncStore raised "'coroutine' object is not subscriptable" (cleanup), or walked the whole root
+    before failing (disk_usage); a Store is required, said in one InvalidInput before any work."""
+    import asyncio
+
+    from musicstore import AsyncStore
+    from musicstore.maintenance.usage import storage_stats
+
+    calls: dict[str, Any] = {
+        "storage_stats": storage_stats,
+        "disk_usage": lambda store: disk_usage(store, tmp_path),
+        "cleanup": lambda store: cleanup(store, tmp_path, statuses=["failed"]),
+    }
+
+    async def check() -> None:
+        async_store = AsyncStore(sqlite_url)
+        try:
+            for call in calls.values():
+                for wrong in (async_store, sqlite_url, None):
+                    with pytest.raises(InvalidInput, match="Store"):
+                        call(wrong)
+        finally:
+            await async_store.close()
+
+    asyncio.run(check())

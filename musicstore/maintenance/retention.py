@@ -53,6 +53,7 @@ from .scan import (
     referenced_paths,
     rows_by_file_paths,
 )
+from .usage import require_store
 
 DEFAULT_STATUSES: tuple[Status, ...] = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 """What ``cleanup`` deletes unless told otherwise: finished generations."""
@@ -390,6 +391,7 @@ def cleanup(
     still records is not deleted. ``progress`` is called with the number of generations processed so far.
     """
     started = time.monotonic()
+    require_store(store)
     if older_than is None and statuses is None and model_name is None and max_total_bytes is None:
         raise InvalidInput(
             "cleanup needs a criterion (older_than, statuses, model_name or max_total_bytes); to delete "

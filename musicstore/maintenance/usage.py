@@ -89,6 +89,17 @@ def storage_stats_op() -> Steps[StorageStats]:
     )
 
 
+def require_store(store: object) -> Store:
+    """``store`` if it is a ``Store``; InvalidInput otherwise (maintenance runs synchronously: an
+    ``AsyncStore`` would hand back coroutines where rows are expected)."""
+    if not isinstance(store, Store):
+        hint = (
+            "; open a Store on the same URL for maintenance" if type(store).__name__ == "AsyncStore" else ""
+        )
+        raise InvalidInput(f"maintenance takes a musicstore Store, got {type(store).__name__}{hint}")
+    return store
+
+
 def storage_stats(store: Store) -> StorageStats:
     """Counts and recorded bytes by status, model and UTC day, oldest/newest creation, the renditions' count
     and bytes: database only.
@@ -96,7 +107,7 @@ def storage_stats(store: Store) -> StorageStats:
     Reads the running totals by status, by (model, status) and by day (one row per key; per shard on
     PostgreSQL), so its time grows with the number of models and days, not of generations.
     """
-    with store.transaction(write=False) as tx:
+    with require_store(store).transaction(write=False) as tx:
         return tx.run(storage_stats_op)
 
 
@@ -176,6 +187,7 @@ def disk_usage(
     with the number of entries seen so far, once per ``batch``.
     """
     started = time.monotonic()
+    require_store(store)
     batch = validate.integer(batch, "batch", 1, validate.MAX_PAGE)
     if progress is not None and not callable(progress):
         raise InvalidInput(f"progress must be callable or None, got {type(progress).__name__}")
