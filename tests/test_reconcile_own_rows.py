@@ -199,3 +199,18 @@ def test_only_own_rows_are_judged(rows: list[tuple[str, bool]], tmp_path: Path) 
             assert report.orphan_count == 0 and report.dangling_rendition_count == 0
             failed = {g.id for g in store.list_generations(status=Status.FAILED, limit=100).items}
             assert failed == missing
+
+
+def test_the_command_says_what_it_left_to_other_folders(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from musicstore.cli import main
+
+    here, there = LocalFileStore(tmp_path / "here"), LocalFileStore(tmp_path / "there")
+    with Store(db_url) as store:
+        on_disk(store, here)
+        on_disk(store, there)
+    assert main(["reconcile", "--database", db_url, "-o", str(here.root)]) == 0
+    out = capsys.readouterr().out
+    assert "checked 1 completed rows" in out
+    assert "left 1 rows and 1 renditions to the folders they record (storage_url)" in out

@@ -43,6 +43,11 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         f"{report.fresh_temp_files:,} fresh temp, {report.unknown_files:,} other, {report.symlinks:,} "
         f"symlinks) in {report.seconds:.2f} s"
     )
+    if report.rows_elsewhere or report.renditions_elsewhere:
+        print(
+            f"left {report.rows_elsewhere:,} rows and {report.renditions_elsewhere:,} renditions to the "
+            "folders they record (storage_url)"
+        )
     print_section(
         "orphan files",
         [(o.path, bytes_text(o.size_bytes), o.action) for o in report.orphans],
