@@ -279,3 +279,25 @@ def test_maintenance_refuses_an_async_store_up_front(sqlite_url: str, tmp_path: 
             await async_store.close()
 
     asyncio.run(check())
+
+
+@pytest.mark.parametrize(
+    ("admin_url", "expected"),
+    [
+        ("postgresql://admin@db:5432/postgres", "postgresql://admin@db:5432/musicstore_x"),
+        (
+            "postgresql://admin@db/postgres?sslmode=require",
+            "postgresql://admin@db/musicstore_x?sslmode=require",
+        ),
+        (
+            "postgresql:///postgres?host=/var/run/postgresql&user=admin",
+            "postgresql:///musicstore_x?host=/var/run/postgresql&user=admin",
+        ),
+    ],
+)
+def test_external_postgres_server_urls_keep_the_admin_urls_parameters(admin_url: str, expected: str) -> None:
+    """``$MUSICSTORE_TEST_POSTGRES_URL`` with a query: the fixtures' database URLs were cut at the last '/',
+    which dropped ``?sslmode=...`` or, with a socket folder in ``?host=``, cut inside the query."""
+    from musicstore.testing._pgserver import External
+
+    assert External(admin_url).url("musicstore_x") == expected

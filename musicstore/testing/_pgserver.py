@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 def find_bindir() -> Path | None:
@@ -78,8 +79,11 @@ class External:
     admin_url: str
 
     def url(self, database: str = "postgres") -> str:
-        base, _, _ = self.admin_url.rpartition("/")
-        return f"{base}/{database}"
+        """The admin URL with ``database`` as its path: its host, user and query (``sslmode``, a socket
+        folder in ``host``...) kept."""
+        parts = urlsplit(self.admin_url)
+        query = f"?{parts.query}" if parts.query else ""
+        return f"{parts.scheme}://{parts.netloc}/{database}{query}"  # '//' kept with no host (a socket)
 
     def admin(self, *statements: str) -> None:
         _admin(self.admin_url, statements)
