@@ -178,7 +178,7 @@ class AsyncStore(Driver, AsyncOperations):
         unless ``migrate=True``, which applies them first (in a worker thread).
         """
         store = cls(url, busy_timeout=busy_timeout, clock=clock, pool_size=pool_size)
-        return _Opening(store, migrate=migrate)
+        return _Opening(store, migrate=validate.flag(migrate, "migrate"))
 
     async def _start(self, *, migrate: bool) -> None:
         try:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from . import validate
 from .errors import MigrationError
 from .masking import is_secret_parameter
 from .queries import data_dir
@@ -94,6 +95,10 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
     from yoyo import get_backend, read_migrations
     from yoyo.exceptions import LockTimeout
 
+    validate.database_url(url)
+    lock_timeout = validate.number(
+        lock_timeout, "lock_timeout", positive=False, high=validate.MAX_BUSY_TIMEOUT
+    )
     target = resolve(url)
     where = without_password(target.url)
     failures = _database_errors(target.dialect)

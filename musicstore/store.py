@@ -134,7 +134,7 @@ class Store(Driver, Operations):
     ) -> None:
         validate.store_options(url, busy_timeout, pool_size, clock)
         self.url: DatabaseURL = resolve(url)
-        if migrate:
+        if validate.flag(migrate, "migrate"):
             from .migrate import migrate as apply_migrations
 
             apply_migrations(self.url.url)

@@ -424,10 +424,16 @@ def page(limit: object, offset: object) -> tuple[int, int]:
     return integer(limit, "limit", 1, MAX_PAGE), integer(offset, "offset", 0)
 
 
-def store_options(url: object, busy_timeout: object, pool_size: object, clock: object) -> None:
-    """The arguments of ``Store`` and ``AsyncStore``; the URL is never echoed (it may hold a password)."""
+def database_url(url: object) -> None:
+    """A database URL argument: None (the environment's, else the default) or a str without NUL; the URL is
+    never echoed (it may hold a password)."""
     if url is not None and (not isinstance(url, str) or "\x00" in url):
         raise InvalidInput(f"the database URL must be a str without NUL, got a {type(url).__name__}")
+
+
+def store_options(url: object, busy_timeout: object, pool_size: object, clock: object) -> None:
+    """The arguments of ``Store`` and ``AsyncStore``; the URL is never echoed (it may hold a password)."""
+    database_url(url)
     number(busy_timeout, "busy_timeout", positive=False, high=MAX_BUSY_TIMEOUT)
     integer(pool_size, "pool_size", 1, MAX_POOL_SIZE)
     if not callable(clock):

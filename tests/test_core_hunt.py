@@ -4,6 +4,7 @@ async): each test failed before its fix."""
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import musicstore
 from musicstore import DatabaseError, Generation, InvalidInput, Store
 from musicstore.aio import AsyncStore
 from musicstore.models import prompt_digest
@@ -244,3 +246,34 @@ def test_async_after_the_server_dropped_every_connection_one_operation_fails(pos
             assert failures == 1
 
     asyncio.run(main())
+
+
+_migrate: Any = musicstore.migrate  # called with what its signature does not allow
+_Store: Any = Store
+
+
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        (lambda url: _migrate(5), "URL"),
+        (lambda url: _migrate(b"sqlite:///x.db"), "URL"),
+        (lambda url: musicstore.init_db(url + "\x00"), "URL"),
+        (lambda url: _migrate(url, lock_timeout="60"), "lock_timeout"),
+        (lambda url: _migrate(url, lock_timeout=-1), "lock_timeout"),
+        (lambda url: _migrate(url, lock_timeout=math.nan), "lock_timeout"),
+        (lambda url: _Store(url, migrate="yes"), "migrate"),
+        (lambda url: asyncio.run(_open_async(url, migrate=1)), "migrate"),
+    ],
+)
+def test_migrate_and_the_stores_refuse_arguments_of_the_wrong_type(
+    sqlite_url: str, call: Any, named: str
+) -> None:
+    """``migrate(5)`` raised a bare TypeError, a NUL in its URL a ValueError, ``lock_timeout='60'`` a
+    TypeError, and -1 or NaN were taken; ``Store(url, migrate='yes')`` migrated (a truthy str)."""
+    with pytest.raises(InvalidInput, match=named):
+        call(sqlite_url)
+
+
+async def _open_async(url: str, **options: Any) -> None:
+    store = await AsyncStore.open(url, **options)
+    await store.close()
