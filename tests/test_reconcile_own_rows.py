@@ -214,3 +214,23 @@ def test_the_command_says_what_it_left_to_other_folders(
     out = capsys.readouterr().out
     assert "checked 1 completed rows" in out
     assert "left 1 rows and 1 renditions to the folders they record (storage_url)" in out
+
+
+def test_cleanup_of_a_folder_leaves_the_rows_copied_elsewhere(store: Store, tmp_path: Path) -> None:
+    """``cleanup -o here`` after ``copy_files`` to ``there``: the moved rows are there's (skipped with the
+    reason, their rows and files kept); here's own row is cleaned up."""
+    from musicstore.maintenance.retention import cleanup
+
+    here, there = LocalFileStore(tmp_path / "data/here"), LocalFileStore(tmp_path / "data/there")
+    moved = [on_disk(store, here) for _ in range(3)]
+    assert copy_files(store, there).rows_updated == 3
+    own = on_disk(store, here)
+    kept = sorted(info.key for info in there.list())
+
+    report = cleanup(store, here.root, statuses=["completed"], dry_run=False)
+
+    assert report.rows_deleted == 1 and store.get_generation(own.id) is None
+    assert report.skipped_count == 3
+    assert all(str(there.url) in item.reason for item in report.skipped)
+    assert all(store.get_generation(g.id) is not None for g in moved)
+    assert sorted(info.key for info in there.list()) == kept

@@ -44,6 +44,7 @@ from .scan import (
     AUDIO_SUFFIXES,
     DEFAULT_MAX_ITEMS,
     RENDITION_SUFFIXES,
+    OwnRows,
     Progress,
     canonical_path,
     check_root,
@@ -67,9 +68,12 @@ class _Folder:
 
     def __init__(self, where: RootDir) -> None:
         self.where, self.name = where, str(where.path)
+        self.own = OwnRows(where.path)
 
     def elsewhere(self, storage_url: str | None) -> str | None:
-        if storage_url is None or storage_url.startswith("file:"):
+        """Why a row is not this root's to clean up (its ``storage_url`` names another store), or None: a
+        row recorded before 0006 (NULL) or in this folder, in any spelling (``scan.OwnRows``)."""
+        if self.own(storage_url):
             return None
         return f"its file is in {storage_url}; clean it up with that root (--root {storage_url})"
 
