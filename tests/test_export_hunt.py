@@ -7,8 +7,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+import soundfile as sf
 
-from musicstore.audio import as_audio, as_audio_batch, export_audio, export_batch
+from musicstore.audio import (
+    ExportOptions,
+    as_audio,
+    as_audio_batch,
+    export_audio,
+    export_batch,
+)
 from musicstore.errors import InvalidAudio, InvalidInput
 
 RATE = 32_000
@@ -149,3 +156,23 @@ def test_export_batch_refuses_one_file_spelled_two_ways(
     )
     results = export_batch(np.stack([clip(), clip()]), RATE, ["d.wav", Path("e.wav")], workers=2)
     assert [r.path.name for r in results] == ["d.wav", "e.wav"]
+
+
+@pytest.mark.parametrize(("fmt", "subtype"), [("wav", "PCM_16"), ("wav", "PCM_24"), ("flac", "PCM_16")])
+def test_digital_silence_is_written_as_zeros(tmp_path: Path, fmt: str, subtype: str) -> None:
+    """Silence is written unchanged: PCM_16's TPDF dither had turned it into ±1 LSB noise (-90 dBFS) while
+    the result reported a sample peak of -inf."""
+    silence = np.zeros((2, RATE), dtype=np.float32)
+    result = export_audio(silence, RATE, tmp_path / f"s.{fmt}", ExportOptions(subtype=subtype))
+    data, _ = sf.read(result.path, dtype="int32")
+    assert result.status == "silent" and result.sample_peak == float("-inf") and not data.any()
+
+
+def test_a_quiet_clip_keeps_its_dither(tmp_path: Path) -> None:
+    """Only digital silence skips the dither: a clip with any nonzero sample is dithered as before."""
+    audio = np.zeros((1, RATE), dtype=np.float32)
+    audio[0, 100] = 1e-3
+    path = tmp_path / "q.wav"
+    export_audio(audio, RATE, path, ExportOptions(normalize=False, dither_seed=3))
+    data, _ = sf.read(path, dtype="int16")
+    assert np.count_nonzero(data) > RATE // 8  # |dither| > 0.5 LSB a quarter of the time

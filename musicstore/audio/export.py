@@ -224,11 +224,12 @@ def _export_one(
     sample_peak = max(float(out.max()), -float(out.min()))
     clipped = clipped_samples(out, sample_peak)
     rng = np.random.default_rng(options.dither_seed)
+    dither = sample_peak > 0.0  # digital silence is written as zeros, not as dither noise (unchanged)
     shape = out.shape
     done = _without_audio(done)  # the figures only: ``out`` is the one reference to the output left (memory)
     if frames_seen is None:  # quantized a block at a time as the write asks for it: no full frames (memory)
         quantizing = [0.0]
-        blocks = _timed(frame_blocks(out, options.subtype, rng), quantizing)
+        blocks = _timed(frame_blocks(out, options.subtype, rng, dither=dither), quantizing)
         del out
         begun = time.perf_counter()
         size = write_blocks_atomic(
@@ -238,7 +239,7 @@ def _export_one(
         quantize_s = begun - stamp + quantizing[0]
         write_s = time.perf_counter() - begun - quantizing[0]
     else:
-        frames = to_frames(out, options.subtype, rng)
+        frames = to_frames(out, options.subtype, rng, dither=dither)
         del out  # the float output is not needed past here: freed before the write (memory)
         frames_seen(frames)  # e.g. the waveform peaks of what is written, before it is (recording)
         begun = time.perf_counter()

@@ -38,14 +38,17 @@ def clipped_samples(audio: NDArray[np.float32], sample_peak: float) -> int:
     return 0 if sample_peak <= 1.0 else int(np.count_nonzero(np.abs(audio) > 1.0))
 
 
-def to_frames(audio: NDArray[np.float32], subtype: str, rng: np.random.Generator) -> NDArray[np.generic]:
-    """Quantize ``(C, S)`` float32 audio for ``subtype`` and return C-contiguous ``(S, C)`` frames.
+def to_frames(
+    audio: NDArray[np.float32], subtype: str, rng: np.random.Generator, *, dither: bool = True
+) -> NDArray[np.generic]:
+    """Quantize ``(C, S)`` float32 audio for ``subtype`` and return C-contiguous ``(S, C)`` frames
+    (``dither=False``: PCM_16 rounded without dither, e.g. digital silence kept as zeros).
 
     Works in chunks of samples, in the frames' layout, so the only full-size allocation is the result.
     """
     if subtype == "FLOAT":
         return np.ascontiguousarray(audio.T)
-    quantizer = _Quantizer(audio, subtype, rng)
+    quantizer = _Quantizer(audio, subtype, rng, dither=dither)
     frames = np.empty((audio.shape[1], audio.shape[0]), dtype=quantizer.dtype)
     for start in range(0, audio.shape[1], _CHUNK):
         quantizer.into(start, frames[start : start + _CHUNK])
@@ -53,7 +56,7 @@ def to_frames(audio: NDArray[np.float32], subtype: str, rng: np.random.Generator
 
 
 def frame_blocks(
-    audio: NDArray[np.float32], subtype: str, rng: np.random.Generator
+    audio: NDArray[np.float32], subtype: str, rng: np.random.Generator, *, dither: bool = True
 ) -> Iterator[NDArray[np.generic]]:
     """The frames of :func:`to_frames`, a block of up to 65,536 of them at a time, quantized as they are
     asked for (the same values and the same dither draws, in the same order).
@@ -66,7 +69,7 @@ def frame_blocks(
         for start in range(0, samples, _CHUNK):
             yield np.ascontiguousarray(audio[:, start : start + _CHUNK].T)
         return
-    quantizer = _Quantizer(audio, subtype, rng)
+    quantizer = _Quantizer(audio, subtype, rng, dither=dither)
     buffer = np.empty((min(_CHUNK, samples), channels), dtype=quantizer.dtype)
     for start in range(0, samples, _CHUNK):
         block = buffer[: min(_CHUNK, samples - start)]
@@ -80,8 +83,11 @@ class _Quantizer:
     rounded, clipped to full scale, shifted into libsndfile's top bits. The chunks must be asked for in
     order (the dither draws)."""
 
-    def __init__(self, audio: NDArray[np.float32], subtype: str, rng: np.random.Generator) -> None:
+    def __init__(
+        self, audio: NDArray[np.float32], subtype: str, rng: np.random.Generator, *, dither: bool = True
+    ) -> None:
         self.audio, self.subtype, self.rng = audio, subtype, rng
+        self.dithered = dither and subtype == "PCM_16"
         self.scale, self.dtype, self.top, self.shift = _PCM[subtype]
         channels, samples = audio.shape
         size = min(_CHUNK, samples)
@@ -94,7 +100,7 @@ class _Quantizer:
         channels, n = part.shape
         scaled = self.buffer[:n]
         np.multiply(part.T, np.float32(self.scale), out=scaled)
-        if self.subtype == "PCM_16":  # the same draws, in the same order, as tpdf_dither(part.shape, rng)
+        if self.dithered:  # the same draws, in the same order, as tpdf_dither(part.shape, rng)
             count = channels * n
             raw = np.frombuffer(self.rng.bytes(4 * count), dtype=np.int16)
             drawn = self.dither[:count]
