@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from musicstore.audio import (
     ExportOptions,
@@ -15,8 +17,10 @@ from musicstore.audio import (
     as_audio_batch,
     export_audio,
     export_batch,
+    integrated_loudness,
 )
 from musicstore.errors import InvalidAudio, InvalidInput
+from tests.reference_meter import reference_true_peak_db
 
 RATE = 32_000
 
@@ -176,3 +180,40 @@ def test_a_quiet_clip_keeps_its_dither(tmp_path: Path) -> None:
     export_audio(audio, RATE, path, ExportOptions(normalize=False, dither_seed=3))
     data, _ = sf.read(path, dtype="int16")
     assert np.count_nonzero(data) > RATE // 8  # |dither| > 0.5 LSB a quarter of the time
+
+
+@given(
+    level=st.floats(1.05, 4.0),
+    seconds=st.floats(0.05, 1.0),
+    subtype=st.sampled_from(["PCM_16", "PCM_24", "PCM_32"]),
+    fmt=st.sampled_from(["wav", "flac"]),
+    status=st.sampled_from(["as_is", "too_quiet"]),
+)
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_figures_of_a_clipped_file_are_those_of_the_file(
+    tmp_path: Path, *, level: float, seconds: float, subtype: str, fmt: str, status: str
+) -> None:
+    """A clip written unchanged (normalize=False, or too quiet for the gain cap) with samples beyond full
+    scale is clipped in a PCM file: the result reported the sample peak, true peak and loudness of the
+    samples given (+1.6 dBFS for a file that holds 0 dBFS at most)."""
+    if fmt == "flac" and subtype == "PCM_32":
+        subtype = "PCM_24"
+    n = max(1, round(seconds * RATE))
+    rng = np.random.default_rng(n)
+    audio = (np.sin(np.arange(n) * 0.05) * 0.3).astype(np.float32)[None, :]  # about -14 LUFS
+    audio[0, rng.integers(n, size=5)] = np.float32(level)  # spikes beyond full scale
+    options = (
+        ExportOptions(normalize=False, subtype=subtype)
+        if status == "as_is"
+        else ExportOptions(target_lufs=-1.0, max_gain_db=0.0, subtype=subtype)
+    )
+    path = tmp_path / f"c.{fmt}"
+    result = export_audio(audio, RATE, path, options)
+    assert result.status == status and result.clipped_samples > 0
+    data, _ = sf.read(path, dtype="float64", always_2d=True)
+    file_peak = 20 * np.log10(np.abs(data).max())
+    assert abs(result.sample_peak - file_peak) < 0.01
+    assert abs(result.true_peak_after - reference_true_peak_db(data.T)) < 0.1
+    assert result.loudness_after == pytest.approx(
+        integrated_loudness(data.T.astype(np.float32), RATE).lufs, abs=0.02
+    )

@@ -152,6 +152,7 @@ class _Processed:
     status: LoudnessStatus
     short: bool
     true_peak: float  # linear, by the accurate meter (ideal reconstruction)
+    written_loudness: float | None = None  # written unchanged but clipped to full scale: its loudness
 
 
 def check_target(path: str | Path, subtype: str) -> tuple[Path, str]:
@@ -227,6 +228,11 @@ def _export_one(
     dither = sample_peak > 0.0  # digital silence is written as zeros, not as dither noise (unchanged)
     shape = out.shape
     done = _without_audio(done)  # the figures only: ``out`` is the one reference to the output left (memory)
+    if clipped and options.subtype != "FLOAT":  # written as is, but PCM holds full scale at most: the
+        # figures of what the file holds, not of what was given (the quantizer clips ``out`` itself)
+        held = np.clip(out, np.float32(-1.0), np.float32(1.0))
+        done, sample_peak = _measured_as_written(done, held, rate), 1.0
+        del held
     if frames_seen is None:  # quantized a block at a time as the write asks for it: no full frames (memory)
         quantizing = [0.0]
         blocks = _timed(frame_blocks(out, options.subtype, rng, dither=dither), quantizing)
@@ -286,7 +292,8 @@ def _result(
 ) -> ExportResult:
     leveled = done.leveled
     if leveled is None:
-        after, gain, reduction, fraction = done.before, 0.0, 0.0, 0.0
+        after = done.before if done.written_loudness is None else done.written_loudness
+        gain, reduction, fraction = 0.0, 0.0, 0.0
     else:
         after, gain = leveled.loudness, leveled.gain_db
         reduction, fraction = leveled.max_reduction_db, leveled.reduced_fraction
@@ -313,6 +320,14 @@ def _result(
         clipped_samples=clipped,
         elapsed=0.0,
     )
+
+
+def _measured_as_written(done: _Processed, written: NDArray[np.float32], rate: int) -> _Processed:
+    """``done`` with the loudness and true peak of ``written``: the clip written unchanged (``as_is``,
+    ``silent``, ``too_quiet``) but clipped to full scale for a PCM file."""
+    loudness = gated_loudness(BlockPower.measure(written, rate).block_means())
+    peak = refined_peak(written, peak_map(written, None, FarField.measure(written, keep=False)))
+    return replace(done, written_loudness=loudness, true_peak=peak)
 
 
 _NO_AUDIO = np.zeros((0, 0), dtype=np.float32)
