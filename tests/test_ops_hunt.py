@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -301,3 +302,42 @@ def test_external_postgres_server_urls_keep_the_admin_urls_parameters(admin_url:
     from musicstore.testing._pgserver import External
 
     assert External(admin_url).url("musicstore_x") == expected
+
+
+def test_an_external_s3_store_keeps_the_users_session_token_and_profile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``$MUSICSTORE_TEST_S3_URL`` (a store you run) with temporary credentials or a profile: the
+    ``musicstore_s3_url`` fixture deleted ``AWS_SESSION_TOKEN`` and ``AWS_PROFILE`` for every test, so
+    temporary keys were sent without their token (refused) and a profile's keys were not found; the
+    throwaway server still gets neither."""
+    from musicstore.testing import plugin
+    from musicstore.testing._seaweed import External
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "token")
+    monkeypatch.setenv("AWS_PROFILE", "team")
+    server = External.from_environment("s3://bucket/tests")
+    assert server.environ["AWS_SESSION_TOKEN"] == "token" and server.environ["AWS_PROFILE"] == "team"
+    assert server.options["session_token"] == "token"
+    assert "token" not in repr(server)
+
+    class Client:
+        def get_paginator(self, name: str) -> Any:
+            return type("Pages", (), {"paginate": lambda self, **kw: []})()
+
+        def list_multipart_uploads(self, **kw: Any) -> dict[str, Any]:
+            return {}
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(External, "client", lambda self: Client())
+    fixture = plugin.musicstore_s3_url.__wrapped__  # type: ignore[attr-defined]
+    with pytest.MonkeyPatch.context() as inner:
+        steps = fixture(server, inner)
+        assert next(steps).startswith("s3://bucket/tests/test-")
+        assert os.environ["AWS_SESSION_TOKEN"] == "token" and os.environ["AWS_PROFILE"] == "team"
+        with pytest.raises(StopIteration):
+            next(steps)

@@ -151,6 +151,10 @@ class External:
     access_key_id: str | None
     secret_access_key: str | None = field(repr=False)
     region: str
+    session_token: str | None = field(default=None, repr=False)
+    """``$AWS_SESSION_TOKEN``: temporary keys are refused without it."""
+    profile: str | None = None
+    """``$AWS_PROFILE``: boto3 reads the keys from it when none are given."""
 
     @classmethod
     def from_environment(cls, url: str) -> External:
@@ -166,11 +170,13 @@ class External:
             environ.get("AWS_ACCESS_KEY_ID"),
             environ.get("AWS_SECRET_ACCESS_KEY"),
             environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or REGION,
+            environ.get("AWS_SESSION_TOKEN"),
+            environ.get("AWS_PROFILE"),
         )
 
     @property
     def options(self) -> dict[str, str]:
-        names = ("endpoint_url", "access_key_id", "secret_access_key", "region")
+        names = ("endpoint_url", "access_key_id", "secret_access_key", "region", "session_token")
         return {name: value for name in names if (value := getattr(self, name))}
 
     @property
@@ -180,18 +186,21 @@ class External:
             "AWS_ACCESS_KEY_ID": self.access_key_id,
             "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
             "AWS_REGION": self.region,
+            "AWS_SESSION_TOKEN": self.session_token,
+            "AWS_PROFILE": self.profile,
         }
         return {name: value for name, value in names.items() if value}
 
     def client(self) -> Any:
         import boto3
 
-        return boto3.client(
+        return boto3.Session(profile_name=self.profile).client(
             "s3",
             endpoint_url=self.endpoint_url,
             region_name=self.region,
             aws_access_key_id=self.access_key_id,
             aws_secret_access_key=self.secret_access_key,
+            aws_session_token=self.session_token,
         )
 
     def stop(self) -> None:

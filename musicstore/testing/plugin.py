@@ -145,7 +145,8 @@ def musicstore_s3_url(musicstore_s3_server: Any, monkeypatch: pytest.MonkeyPatch
     for name, value in server.environ.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION"):  # the user's, not for this server
-        monkeypatch.delenv(name, raising=False)
+        if name not in server.environ:  # an external store of the user's keeps its token and profile
+            monkeypatch.delenv(name, raising=False)
     prefix = f"{server.prefix}test-{os.getpid()}-{next(_databases)}/"
     yield f"s3://{server.bucket}/{prefix}"
     client = server.client()
