@@ -414,19 +414,31 @@ def export_batch(
             pool.submit(_export_one, batch[i], rate, target, fmt, options=opts, started=started)
             for i, (target, fmt) in enumerate(targets)
         ]
-        outcomes = [_outcome(f) for f in futures]
+        try:
+            outcomes = [_outcome(f) for f in futures]
+        except BaseException as stopped:  # interrupted (Ctrl-C) while waiting: the items not started are
+            for future in futures:  # dropped, those running finish, and no file of the batch is kept
+                future.cancel()
+            pool.shutdown(wait=True)
+            done = [f.result() for f in futures if f.done() and not f.cancelled() and f.exception() is None]
+            _remove_written(done, stopped)
+            raise
     errors = [(i, e) for i, e in enumerate(outcomes) if isinstance(e, Exception)]
     if errors:
         index, first = errors[0]
-        for result in outcomes:
-            if isinstance(result, ExportResult):
-                try:
-                    result.path.unlink(missing_ok=True)
-                except OSError as cleanup:
-                    first.add_note(f"and removing {result.path} failed: {cleanup}")
+        _remove_written([r for r in outcomes if isinstance(r, ExportResult)], first)
         first.add_note(f"batch item {index} of {len(targets)}; no file of this batch was kept")
         raise first
     return [r for r in outcomes if isinstance(r, ExportResult)]
+
+
+def _remove_written(results: Sequence[ExportResult], error: BaseException) -> None:
+    """The files of ``results`` removed (a batch that failed keeps none); a failed removal is noted."""
+    for result in results:
+        try:
+            result.path.unlink(missing_ok=True)
+        except OSError as cleanup:
+            error.add_note(f"and removing {result.path} failed: {cleanup}")
 
 
 def _options(options: object) -> ExportOptions:
