@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -277,3 +278,20 @@ def test_migrate_and_the_stores_refuse_arguments_of_the_wrong_type(
 async def _open_async(url: str, **options: Any) -> None:
     store = await AsyncStore.open(url, **options)
     await store.close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"count": "3"}, {"count": 0}, {"count": -1}, {"count": True}, {"worker_id": ""}, {"seconds": math.inf}],
+)
+def test_run_demo_refuses_bad_arguments_before_anything_is_written(tmp_path: Path, options: Any) -> None:
+    """``run_demo(worker_id="")`` enqueued its jobs and then failed at the claim, leaving them pending (the
+    next demo on that database refused to run); ``count="3"`` raised a bare TypeError, ``count=0``, -1 or
+    True were taken."""
+    from musicstore.cli.demo import run_demo
+
+    database = tmp_path / "demo.db"
+    with pytest.raises(InvalidInput):
+        run_demo(f"sqlite:///{database}", output_root=tmp_path / "audio", echo=lambda line: None, **options)
+    assert not database.exists()
+    assert not (tmp_path / "audio").exists()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import validate
 from ..audio import RenditionSpec, get_profile, synthesize_music
 from ..errors import InvalidInput
 from ..filestore import FileStore, open_filestore
@@ -99,6 +100,9 @@ def run_demo(
     them), and if it claims a job another process enqueued while it ran, it hands that job back and stops.
     ``progress(done)`` is called after each export (the CLI draws its progress bar with it).
     """
+    count = validate.integer(count, "count", 1)  # the arguments checked before anything is written
+    seconds = validate.duration(seconds)
+    validate.name(worker_id, "worker_id")
     formats = rendition_formats(renditions)
     chosen = get_profile(profile)
     applied = migrate(url)
