@@ -354,12 +354,13 @@ class _Placing:
             provenance = provenance_of(generation, self.metadata)
             size = tag_master(staged, provenance, result.loudness_after, result.true_peak_after)
             return replace(result, bytes=size), waveform
-        except Exception as exc:
+        except BaseException as exc:
             try:  # written, then tagging failed (a full disk: the tagged copy needs the space again)
                 staged.unlink(missing_ok=True)
             except OSError as cleanup:
                 exc.add_note(f"and removing {staged} failed: {cleanup}")
-            self.failed(exc)
+            if isinstance(exc, Exception):  # interrupted (Ctrl-C): left processing, its lease will expire
+                self.failed(exc)
             raise
 
     def failed(self, error: Exception) -> None:

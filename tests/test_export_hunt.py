@@ -19,7 +19,7 @@ from musicstore.audio import (
     export_batch,
     integrated_loudness,
 )
-from musicstore.errors import InvalidAudio, InvalidInput
+from musicstore.errors import InvalidAudio, InvalidInput, StorageError
 from tests.reference_meter import reference_true_peak_db
 
 RATE = 32_000
@@ -87,14 +87,16 @@ class TestTensors:
         assert not any(tmp_path.iterdir())
 
 
-def test_a_failed_tagging_leaves_no_staged_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The master was staged, then its tagging failed (a full disk: the tagged copy needs the space again):
-    the hidden staging file was left in the date folder."""
+@pytest.mark.parametrize("error", [StorageError, KeyboardInterrupt])
+def test_a_failed_tagging_leaves_no_staged_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: type[BaseException]
+) -> None:
+    """The master was staged, then its tagging failed (a full disk: the tagged copy needs the space again)
+    or was interrupted: the hidden staging file was left in the date folder."""
     from musicstore import Status, Store, recording
-    from musicstore.errors import StorageError
 
     def no_space(*_args: object) -> int:
-        raise StorageError("writing the tagged copy failed: No space left on device (ENOSPC)")
+        raise error("writing the tagged copy failed: No space left on device (ENOSPC)")
 
     monkeypatch.setattr(recording, "tag_master", no_space)
     root = tmp_path / "audio"
@@ -102,9 +104,12 @@ def test_a_failed_tagging_leaves_no_staged_file(tmp_path: Path, monkeypatch: pyt
         store.create_generation("a song", model_name="m", duration_seconds=0.5)
         claimed = store.claim_next("w")
         assert claimed is not None
-        with pytest.raises(StorageError, match="tagged copy"):
+        with pytest.raises(error, match="tagged copy"):
             recording.export_generation(store, claimed, clip(), root=root, tags=True)
-        assert store.get_generation(claimed.id).status is Status.FAILED  # type: ignore[union-attr]
+        row = store.get_generation(claimed.id)
+        assert row is not None
+        # failed per on_error; an interrupt leaves it processing (its lease expires)
+        assert row.status is (Status.FAILED if error is StorageError else Status.PROCESSING)
     assert [p for p in root.rglob("*") if p.is_file()] == []
 
 
