@@ -241,3 +241,19 @@ def test_an_interrupted_export_batch_keeps_no_file(tmp_path: Path, monkeypatch: 
     with pytest.raises(KeyboardInterrupt):
         export_batch(np.stack([clip()] * 4), RATE, paths, workers=2)
     assert len(waited) == 1 and not any(tmp_path.iterdir())
+
+
+def test_export_options_take_numpy_numbers_as_floats() -> None:
+    """np.float32(-14.0) was refused ("must be a number, got float32") where np.float64 passed."""
+    given_numbers: dict[str, Any] = {
+        "target_lufs": np.float32(-14.0),
+        "ceiling_dbtp": np.int64(-2),
+        "tolerance_lu": np.float16(0.5),
+    }
+    options = ExportOptions(**given_numbers)
+    assert (options.target_lufs, options.ceiling_dbtp, options.tolerance_lu) == (-14.0, -2.0, 0.5)
+    assert all(type(v) is float for v in (options.target_lufs, options.ceiling_dbtp, options.max_gain_db))
+    bad_values: list[Any] = [np.True_, "1", None, 1j]
+    for bad in bad_values:
+        with pytest.raises(InvalidInput, match="must be a number"):
+            ExportOptions(max_limiting_db=bad)

@@ -55,8 +55,9 @@ class ExportOptions:
     def __post_init__(self) -> None:
         for name in ("target_lufs", "ceiling_dbtp", "max_limiting_db", "max_gain_db", "tolerance_lu"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or isinstance(value, bool):
+            if not isinstance(value, numbers.Real) or isinstance(value, bool | np.bool_):
                 raise InvalidInput(f"{name} must be a number, got {type(value).__name__}")
+            object.__setattr__(self, name, float(value))  # numpy scalars too (np.float32(-14.0))
         if not isinstance(self.normalize, bool) or not isinstance(self.limiter, bool):
             raise InvalidInput("normalize and limiter must be True or False")
         checks = (
