@@ -33,8 +33,8 @@ from musicstore.filestore import (
     ObjectNotFound,
     open_filestore,
 )
-from musicstore.filestore.base import TEMP_NAME
 from musicstore.filestore.s3 import MIN_PART
+from musicstore.storage_names import TEMP_NAME
 
 FIXTURE_SETTINGS = settings(
     max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

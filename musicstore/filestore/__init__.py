@@ -8,12 +8,10 @@ output root maintenance walks (``local.RootDir``, ``O_NOFOLLOW``) and durable wr
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
 
 from ..errors import InvalidInput
+from ..storage_names import SCHEME, local_path, s3_location, store_url
 from .aio import AsyncFileStore
 from .base import (
     ChecksumMismatch,
@@ -23,15 +21,11 @@ from .base import (
     ObjectNotFound,
     Upload,
     check_key,
-    check_prefix,
 )
 from .folder import LocalFileStore
 
 if TYPE_CHECKING:
     from .s3 import S3FileStore
-
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 def open_filestore(
@@ -64,7 +58,7 @@ def open_filestore(
         url = os.fspath(url)
     if not isinstance(url, str) or not url:
         raise InvalidInput(f"storage URL {url!r} must be a path, file:///PATH or s3://BUCKET/PREFIX")
-    scheme = _SCHEME.match(url)
+    scheme = SCHEME.match(url)
     if scheme is None or scheme[1].lower() == "file":
         given = [name for name, value in s3_options.items() if value is not None]
         if given:
@@ -72,63 +66,10 @@ def open_filestore(
         return LocalFileStore(local_path(url) if scheme else url, create=create)
     if scheme[1].lower() != "s3":
         raise InvalidInput(f"storage URL scheme {scheme[1]!r} is not supported: use a path, file:// or s3://")
-    bucket, prefix = _s3_location(url)
+    bucket, prefix = s3_location(url)
     from .s3 import S3FileStore
 
     return S3FileStore(bucket, prefix, **{k: v for k, v in s3_options.items() if v is not None})  # type: ignore[arg-type]
-
-
-def store_url(url: object) -> str:
-    """A store's URL as ``FileStore.url`` spells it, found without opening the store: what rows record and
-    maintenance compares (``s3://b/p`` → ``s3://b/p/``, ``file:///srv/audio/`` → ``file:///srv/audio``;
-    another scheme, a ``FileStore`` of your own, as given). Raises ``InvalidInput`` for a bare path, a URL
-    with credentials (not echoed) or a control character."""
-    usage = "a storage URL is a FileStore's url: s3://BUCKET/PREFIX, file:///PATH"
-    if not isinstance(url, str):
-        raise InvalidInput(f"{usage}, not {type(url).__name__}")
-    scheme = _SCHEME.match(url)
-    if scheme is None:
-        raise InvalidInput(f"{usage}, not a bare path")
-    name = scheme[1].lower()
-    if name == "s3":
-        bucket, prefix = _s3_location(url, strict=False)  # a legacy bucket name an S3FileStore was made with
-        return f"s3://{bucket}/{prefix}"
-    if name == "file":
-        return local_path(url).as_uri()
-    if "@" in url.partition("://")[2].partition("/")[0] or any(ord(c) < 32 or c == "\x7f" for c in url):
-        raise InvalidInput(f"{usage}; a {name}:// URL without credentials or control characters")
-    return url
-
-
-def local_path(url: str) -> Path:
-    """The folder a ``file:///absolute/path`` URL names; ``InvalidInput`` (the URL not echoed: it may hold
-    credentials) for one with a host, a query or a fragment, or without an absolute path."""
-    parts = urlsplit(url)
-    if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
-        raise InvalidInput("a file:// URL names a local folder: file:///absolute/path (no host, query or #)")
-    path = unquote(parts.path)
-    if not path.startswith("/") or "\x00" in path:
-        raise InvalidInput("a file:// URL needs an absolute path: file:///absolute/path")
-    return Path(path)
-
-
-def _s3_location(url: str, *, strict: bool = True) -> tuple[str, str]:
-    if "@" in url:  # not echoed: it may hold a secret (one with a '/' ends urllib's netloc early)
-        raise InvalidInput(
-            "an s3:// URL takes no credentials (and no '@'); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-            "or pass them"
-        )
-    parts = urlsplit(url)
-    if parts.query or parts.fragment:
-        raise InvalidInput("an s3:// URL is s3://BUCKET/PREFIX, without a query or fragment")
-    bucket = parts.netloc
-    if not bucket or (strict and (not _BUCKET.fullmatch(bucket) or ".." in bucket)):
-        raise InvalidInput(f"bucket name {bucket!r}: 3-63 lower-case letters, digits, '.' and '-'")
-    prefix = parts.path.lstrip("/")
-    if prefix:
-        check_prefix(prefix)
-        prefix = prefix.rstrip("/") + "/"
-    return bucket, prefix
 
 
 __all__ = [

@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import IO, Protocol, runtime_checkable
 
 from ..errors import InvalidInput, StorageError
+from ..storage_names import MAX_KEY_BYTES, check_key, check_prefix
 
-MAX_KEY_BYTES = 1024
 MAX_METADATA_BYTES = 2048
 CHUNK_SIZE = 1 << 20
 """Bytes per chunk a read yields (``get``) and a write reads from its source."""
@@ -27,16 +27,10 @@ MAX_URL_SECONDS = 7 * 24 * 3600
 CHECKSUM_FIELD = "sha256"
 """The metadata name the checksum is kept under (reserved: user metadata may not use it)."""
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-"""Unicode's control characters (category Cc: C0, DEL, C1)."""
 _META_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _META_VALUE = re.compile(r"[\x20-\x7e]*")
 _META_TEXT = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 """A metadata value: printable ASCII, not empty, no space at either end (HTTP headers drop those)."""
-_CHECKSUM = re.compile(r"[0-9a-f]{64}")
-TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp")
-"""A write's temp file (``.<name>.<8 random>.tmp``; ``musicstore.audio.files`` makes the same): no key's
-last segment (the local backend lists them as unfinished uploads, reconcile as exports in flight)."""
 
 Source = bytes | bytearray | memoryview | IO[bytes] | Iterable[bytes]
 """What a put takes: the bytes, a binary file open for reading (read from where it stands), or chunks."""
@@ -134,40 +128,6 @@ class FileStore(Protocol):
     def close(self) -> None: ...
 
 
-def check_key(key: object, what: str = "key") -> str:
-    """``key`` if it names an object below the root; raises ``InvalidInput`` saying why not."""
-    if not isinstance(key, str) or not key:
-        raise InvalidInput(f"{what} {key!r} must be a non-empty string like '2026/01/31/<id>.wav'")
-    if _CONTROL.search(key):
-        raise InvalidInput(f"{what} {key!r} holds a control character")
-    if "\\" in key:
-        raise InvalidInput(f"{what} {key!r} holds a backslash; separate folders with '/'")
-    if key.startswith("/"):
-        raise InvalidInput(f"{what} {key!r} is absolute; give it relative to the store's root")
-    try:
-        size = len(key.encode("utf-8"))
-    except UnicodeError:
-        raise InvalidInput(f"{what} {key!r} is not valid Unicode text") from None
-    if size > MAX_KEY_BYTES:
-        raise InvalidInput(f"{what} is {size} bytes long; at most {MAX_KEY_BYTES}")
-    for segment in key.split("/"):
-        if segment in ("", ".", ".."):
-            raise InvalidInput(f"{what} {key!r} has an empty, '.' or '..' segment")
-    if what == "key" and TEMP_NAME.fullmatch(key.rpartition("/")[2]):
-        raise InvalidInput(f"{what} {key!r} has the form of a write's temp file (.<name>.<8 chars>.tmp)")
-    return key
-
-
-def check_prefix(prefix: object) -> str:
-    """A listing prefix: empty, or a key's beginning (it may end with ``/``)."""
-    if prefix == "":
-        return ""
-    if not isinstance(prefix, str):
-        raise InvalidInput(f"prefix {prefix!r} must be a string")
-    check_key(prefix.removesuffix("/") or ".", "prefix")
-    return prefix
-
-
 def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     """User metadata as both backends keep it; raises ``InvalidInput``."""
     if metadata is None:
@@ -230,12 +190,6 @@ def content_type_for(key: str, given: str | None) -> str:
         if "." in key
         else ("application/octet-stream")
     )
-
-
-def check_checksum(checksum: str | None) -> str | None:
-    if checksum is not None and (not isinstance(checksum, str) or not _CHECKSUM.fullmatch(checksum)):
-        raise InvalidInput(f"checksum {checksum!r} must be a SHA-256 in lower-case hex (64 digits)")
-    return checksum
 
 
 def check_expiry(expires: object) -> int:

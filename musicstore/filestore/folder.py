@@ -24,21 +24,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import InvalidInput, StorageError
+from ..storage_names import TEMP_NAME, check_checksum, check_key, check_prefix
 from .base import (
     CHUNK_SIZE,
-    TEMP_NAME,
     ObjectExists,
     ObjectInfo,
     ObjectNotFound,
     Source,
     Upload,
-    check_checksum,
     check_chunk_size,
     check_expiry,
-    check_key,
     check_metadata,
     check_overwrite,
-    check_prefix,
     chunks,
     content_type_for,
     verified,

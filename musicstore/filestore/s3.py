@@ -31,6 +31,7 @@ from typing import IO, Any, NoReturn, cast
 
 from ..errors import InvalidInput, StorageError
 from ..masking import register_secret
+from ..storage_names import check_checksum, check_key, check_prefix
 from .base import (
     CHECKSUM_FIELD,
     CHUNK_SIZE,
@@ -40,13 +41,10 @@ from .base import (
     ObjectNotFound,
     Source,
     Upload,
-    check_checksum,
     check_chunk_size,
     check_expiry,
-    check_key,
     check_metadata,
     check_overwrite,
-    check_prefix,
     content_type_for,
     verified,
 )

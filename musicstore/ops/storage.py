@@ -11,10 +11,9 @@ from dataclasses import dataclass
 
 from .. import validate
 from ..errors import InvalidInput, NotFound
-from ..filestore import check_key, store_url
-from ..filestore.base import check_checksum
 from ..ids import check_id
 from ..models import Status, columns
+from ..storage_names import check_checksum, check_key, store_url
 from .steps import Call, Params, Steps, reader, reads_all, writer
 
 COPIED = columns("id", "storage_url", "storage_key", "checksum")
