@@ -175,6 +175,12 @@ def test_digital_silence_is_written_as_zeros(tmp_path: Path, fmt: str, subtype: 
     result = export_audio(silence, RATE, tmp_path / f"s.{fmt}", ExportOptions(subtype=subtype))
     data, _ = sf.read(result.path, dtype="int32")
     assert result.status == "silent" and result.sample_peak == float("-inf") and not data.any()
+    levels = (1e-40, 1e-20, 0.49 / 32_768) if subtype == "PCM_16" else (1e-40, 1e-20)
+    for level in levels:  # under half a 16-bit step: rounds to zeros undithered
+        faint = np.full((2, RATE), level, dtype=np.float32)
+        result = export_audio(faint, RATE, tmp_path / f"f.{fmt}", ExportOptions(subtype=subtype))
+        data, _ = sf.read(result.path, dtype="int32")
+        assert result.status == "silent" and not data.any(), level
 
 
 def test_a_quiet_clip_keeps_its_dither(tmp_path: Path) -> None:

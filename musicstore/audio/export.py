@@ -226,7 +226,9 @@ def _export_one(
     sample_peak = max(float(out.max()), -float(out.min()))
     clipped = clipped_samples(out, sample_peak)
     rng = np.random.default_rng(options.dither_seed)
-    dither = sample_peak > 0.0  # digital silence is written as zeros, not as dither noise (unchanged)
+    # silence (every sample under half a 16-bit step: it rounds to zeros) is written as zeros, not as dither
+    # noise: unchanged
+    dither = sample_peak >= 0.5 / 32_768
     shape = out.shape
     done = _without_audio(done)  # the figures only: ``out`` is the one reference to the output left (memory)
     if clipped and options.subtype != "FLOAT":  # written as is, but PCM holds full scale at most: the
