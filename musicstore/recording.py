@@ -173,6 +173,11 @@ def export_batch_generations(
             f"metadata must be a sequence (one entry per generation), got {type(metadata).__name__}"
         )
     count = len(generations)
+    for item in generations:
+        if not isinstance(item, Generation):
+            raise InvalidInput(
+                f"generations must hold Generation rows (from claim_batch), got {type(item).__name__}"
+            )
     extras = list(metadata) if metadata is not None else [None] * count
     shape = tuple(getattr(audio_batch, "shape", ()))
     if len(shape) != 3 or shape[0] != count:

@@ -263,3 +263,20 @@ def test_export_options_take_numpy_numbers_as_floats() -> None:
     for bad in bad_values:
         with pytest.raises(InvalidInput, match="must be a number"):
             ExportOptions(max_limiting_db=bad)
+
+
+def test_export_batch_generations_refuses_items_that_are_not_generations(tmp_path: Path) -> None:
+    """A list of None or dicts raised a bare AttributeError ('NoneType' object has no attribute 'id')."""
+    from musicstore import Status, Store
+    from musicstore.recording import export_batch_generations
+
+    with Store(f"sqlite:///{tmp_path / 'x.db'}", migrate=True) as store:
+        store.create_generation("a song", model_name="m", duration_seconds=0.5)
+        claimed = store.claim_next("w")
+        assert claimed is not None
+        bad_items: list[list[Any]] = [[None], [{"id": claimed.id}], [claimed.id]]
+        for generations in bad_items:
+            with pytest.raises(InvalidInput, match="Generation"):
+                export_batch_generations(store, generations, clip()[None], root=tmp_path / "audio")
+        assert store.get_generation(claimed.id).status is Status.PROCESSING  # type: ignore[union-attr]
+    assert not (tmp_path / "audio").exists()
