@@ -280,3 +280,12 @@ def test_export_batch_generations_refuses_items_that_are_not_generations(tmp_pat
                 export_batch_generations(store, generations, clip()[None], root=tmp_path / "audio")
         assert store.get_generation(claimed.id).status is Status.PROCESSING  # type: ignore[union-attr]
     assert not (tmp_path / "audio").exists()
+
+
+@pytest.mark.parametrize("path", [5, None, b"/tmp/a.wav", ["a.wav"]])
+def test_analyze_file_refuses_a_path_of_the_wrong_type(path: Any) -> None:
+    """An int or None raised a bare TypeError."""
+    from musicstore.audio import analyze_file
+
+    with pytest.raises(InvalidInput, match="path"):
+        analyze_file(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,8 @@ def analyze_audio(
 
 def analyze_file(path: str | Path, *, tempo: bool = False) -> AudioInfo:
     """Read a WAV/FLAC file and measure it."""
+    if not isinstance(path, str | os.PathLike) or isinstance(os.fspath(path), bytes):
+        raise InvalidInput(f"path must be a str or a Path, got {type(path).__name__}")
     if not Path(path).is_file():
         raise StorageError(f"{path}: no such file")
     try:
