@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -289,3 +290,25 @@ def test_analyze_file_refuses_a_path_of_the_wrong_type(path: Any) -> None:
 
     with pytest.raises(InvalidInput, match="path"):
         analyze_file(path)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"root": 5},
+        {"root": None},
+        {"root": b"/srv/audio"},
+        {"root": "/srv/audio\x00"},
+        {"ext": None},
+        {"ext": 3},
+        {"when": "2026-01-01"},
+        {"when": date(2026, 1, 1)},
+    ],
+)
+def test_layout_path_refuses_arguments_of_the_wrong_type(arguments: dict[str, Any]) -> None:
+    """These raised bare TypeError, ValueError or AttributeError (no attribute 'lower', 'tzinfo')."""
+    from musicstore.audio import layout_path
+
+    given: dict[str, Any] = {"root": "/srv/audio", "generation_id": "a1", **arguments}
+    with pytest.raises(InvalidInput):
+        layout_path(**given)

@@ -56,14 +56,18 @@ def layout_path(root: str | Path, generation_id: str, ext: str = "wav", when: da
 
     The id may hold letters, digits, ``-`` and ``_`` only (a UUID fits), so the path cannot leave root.
     """
+    if not isinstance(root, str | os.PathLike) or isinstance(os.fspath(root), bytes) or "\x00" in str(root):
+        raise InvalidInput(f"root must be a str or a Path without NUL, got {type(root).__name__}")
     if not isinstance(generation_id, str) or not _ID.fullmatch(generation_id):
         raise InvalidInput(f"generation id {generation_id!r} must be 1–128 letters, digits, '-' or '_'")
-    if ext.lower() not in EXTENSIONS:
+    if not isinstance(ext, str) or ext.lower() not in EXTENSIONS:
         raise InvalidInput(f"extension {ext!r} must be one of {sorted(EXTENSIONS)}")
     if when is None:
         when = datetime.now(UTC)
-    elif when.tzinfo is None:
-        raise InvalidInput("when must be timezone-aware (the layout uses the UTC date)")
+    elif not isinstance(when, datetime) or when.tzinfo is None:
+        raise InvalidInput(
+            f"when must be a timezone-aware datetime (the layout uses the UTC date), got {when!r}"
+        )
     day = when.astimezone(UTC)
     base = Path(root)
     path = base / f"{day.year:04d}" / f"{day.month:02d}" / f"{day.day:02d}" / f"{generation_id}.{ext.lower()}"
