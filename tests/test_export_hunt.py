@@ -312,3 +312,44 @@ def test_layout_path_refuses_arguments_of_the_wrong_type(arguments: dict[str, An
     given: dict[str, Any] = {"root": "/srv/audio", "generation_id": "a1", **arguments}
     with pytest.raises(InvalidInput):
         layout_path(**given)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"seconds": -1.0},
+        {"seconds": float("nan")},
+        {"seconds": 0.0},
+        {"seconds": 1e-9},
+        {"seconds": "1"},
+        {"seconds": 1e12},
+        {"channels": 0},
+        {"channels": 9},
+        {"channels": 2.0},
+        {"bpm": 0},
+        {"bpm": float("nan")},
+        {"seed": -1},
+        {"drums": -1.0},
+    ],
+)
+def test_synthesize_music_refuses_arguments_out_of_range(arguments: dict[str, Any]) -> None:
+    """These raised bare ValueError, IndexError, ZeroDivisionError, TypeError or MemoryError (227 PiB)."""
+    from musicstore.audio import synthesize_music
+
+    given: dict[str, Any] = {"seconds": 0.5, "sample_rate": RATE, **arguments}
+    with pytest.raises(InvalidInput):
+        synthesize_music(**given)
+
+
+def test_synthesize_music_and_click_track_take_numpy_numbers() -> None:
+    from musicstore.audio import click_track, synthesize_music
+
+    plain = synthesize_music(0.5, RATE, bpm=100.0, channels=2, seed=3, drums=0.5)
+    numbers: dict[str, Any] = {"channels": np.int64(2), "seed": np.int64(3), "drums": np.float64(0.5)}
+    numpy_args = synthesize_music(np.float64(0.5), RATE, bpm=np.float64(100.0), **numbers)
+    np.testing.assert_array_equal(plain, numpy_args)
+    assert click_track(np.float64(96.0), 1.0, 16_000).shape == (1, 16_000)
+    bad: list[dict[str, Any]] = [{"bpm": 0.0}, {"seconds": -2.0}, {"amplitude": float("inf")}]
+    for arguments in bad:
+        with pytest.raises(InvalidInput):
+            click_track(**{"bpm": 96.0, "seconds": 1.0, "sample_rate": 16_000, **arguments})

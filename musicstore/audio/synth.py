@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 from numpy.typing import NDArray
 
-from musicstore.audio.arrays import check_sample_rate
+from musicstore.audio.arrays import MAX_CHANNELS, check_sample_rate
+from musicstore.errors import InvalidInput
 
 # I–V–vi–IV in C: chord tones (Hz) and bass roots.
 _CHORDS = (
@@ -27,6 +31,35 @@ def _add(track: NDArray[np.float64], start: int, sound: NDArray[np.float64]) -> 
         track[start:stop] += sound[: stop - start]
 
 
+_MAX_SECONDS = 3_600.0
+_MAX_BPM = 1_000.0
+_MAX_LEVEL = 100.0
+
+
+def _check(
+    value: object, name: str, low: float, high: float | None, *, whole: bool = False, above: bool = False
+) -> None:
+    """``value`` a real number (whole if ``whole``; numpy's too, not a bool) in ``[low, high]`` (over ``low``
+    if ``above``); InvalidInput otherwise."""
+    kind = numbers.Integral if whole else numbers.Real
+    if not isinstance(value, kind) or isinstance(value, bool | np.bool_):
+        raise InvalidInput(f"{name} must be {'an integer' if whole else 'a number'}, got {value!r}")
+    number = float(value)
+    too_low = number <= low if above else number < low
+    if not math.isfinite(number) or too_low or (high is not None and number > high):
+        upper = "" if high is None else f", at most {high:g}"
+        raise InvalidInput(f"{name} must be {'over' if above else 'at least'} {low:g}{upper}, got {value!r}")
+
+
+def _samples(seconds: object, rate: int) -> int:
+    """The clip's length in samples, after checking ``seconds`` (InvalidInput: not a number, out of range)."""
+    _check(seconds, "seconds", 0, _MAX_SECONDS, above=True)
+    total = round(float(seconds) * rate)  # type: ignore[arg-type]
+    if total < 1:
+        raise InvalidInput(f"seconds={seconds!r} is under one sample at {rate} Hz")
+    return total
+
+
 def synthesize_music(
     seconds: float = 10.0,
     sample_rate: int = 32_000,
@@ -42,8 +75,12 @@ def synthesize_music(
     The same arguments give the same samples. Peak level is about −6 dBFS.
     """
     rate = check_sample_rate(sample_rate)
+    total = _samples(seconds, rate)
+    _check(bpm, "bpm", 0, _MAX_BPM, above=True)
+    _check(channels, "channels", 1, MAX_CHANNELS, whole=True)
+    _check(seed, "seed", 0, None, whole=True)
+    _check(drums, "drums", 0, _MAX_LEVEL)
     rng = np.random.default_rng(seed)
-    total = round(seconds * rate)
     t = np.arange(total) / rate
     beat = 60.0 / bpm
     bar = 4 * beat
@@ -85,7 +122,9 @@ def click_track(
 ) -> NDArray[np.float32]:
     """A mono ``(1, S)`` click track: 5 ms 1 kHz bursts on every beat."""
     rate = check_sample_rate(sample_rate)
-    out = np.zeros(round(seconds * rate))
+    _check(bpm, "bpm", 0, _MAX_BPM, above=True)
+    _check(amplitude, "amplitude", 0, _MAX_LEVEL)
+    out = np.zeros(_samples(seconds, rate))
     click = np.arange(round(0.005 * rate))
     burst = amplitude * np.sin(2 * np.pi * 1000.0 * click / rate) * np.hanning(click.size)
     for n in range(int(seconds * bpm / 60.0) + 1):
