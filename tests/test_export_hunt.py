@@ -353,3 +353,24 @@ def test_synthesize_music_and_click_track_take_numpy_numbers() -> None:
     for arguments in bad:
         with pytest.raises(InvalidInput):
             click_track(**{"bpm": 96.0, "seconds": 1.0, "sample_rate": 16_000, **arguments})
+
+
+def test_integrated_loudness_checks_its_input_as_an_export_does() -> None:
+    """The public meter took a (S, C) array as 32,000 channels (27.9 LUFS for noise at -14), NaN as -inf, and
+    raised IndexError for (S,) and ZeroDivisionError for a rate of 0."""
+    noise = (np.random.default_rng(0).standard_normal((2, RATE)) * 0.1).astype(np.float32)
+    expected = integrated_loudness(noise, RATE).lufs
+    assert expected == pytest.approx(-14.01, abs=0.01)
+    assert integrated_loudness(noise.astype(np.float64), RATE).lufs == expected
+    assert integrated_loudness(noise[0], RATE).lufs == integrated_loudness(noise[:1], RATE).lufs  # mono
+    bad: list[tuple[Any, Any, type[Exception]]] = [
+        (np.ascontiguousarray(noise.T), RATE, InvalidAudio),  # (S, C): not guessed
+        (np.full((1, 100), np.nan, dtype=np.float32), RATE, InvalidAudio),
+        (np.zeros((2, 0), dtype=np.float32), RATE, InvalidAudio),
+        ([[0.1] * 100], RATE, InvalidAudio),
+        (noise, 0, InvalidInput),
+        (noise, 32_000.0, InvalidInput),
+    ]
+    for audio, rate, error in bad:
+        with pytest.raises(error):
+            integrated_loudness(audio, rate)

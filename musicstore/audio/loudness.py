@@ -19,6 +19,8 @@ from numpy.typing import NDArray
 from pyloudnorm.iirfilter import IIRfilter
 from scipy.signal import sosfilt
 
+from musicstore.audio.arrays import as_audio, check_sample_rate
+
 BLOCK_SECONDS = 0.4
 BLOCK_OVERLAP = 0.75
 ABSOLUTE_GATE_LUFS = -70.0
@@ -298,7 +300,10 @@ class Loudness:
 
 
 def integrated_loudness(audio: NDArray[np.float32], sample_rate: int) -> Loudness:
-    """Integrated loudness (BS.1770-4) of a float32 ``(C, S)`` clip, in one chunk's worth of memory."""
+    """Integrated loudness (BS.1770-4) of a float32 ``(C, S)`` clip (``(S,)``: mono), in one chunk's worth
+    of memory. The clip and the rate are checked as for an export (InvalidAudio/InvalidInput: NaN/Inf,
+    empty, wrong rank, more than 8 channels, a rate outside 8–384 kHz)."""
+    audio, sample_rate = as_audio(audio), check_sample_rate(sample_rate)
     starts, stops, length, short = _block_layout(audio.shape[1], sample_rate)
     means = _block_means(_power_chunks(audio, sample_rate), starts, stops, length)
     return Loudness(gated_loudness(means), short)
