@@ -93,6 +93,7 @@ INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     "get_rendition_by_settings": ({"generation_id": ID, "format": "mp3", "settings": "{}"}, "rendition key"),
     "list_renditions": ({"generation_id": ID}, "rendition key"),
     "maintenance_renditions_by_storage_keys": ({"paths": '["a.mp3"]'}, "rendition file"),
+    "get_rendition_by_storage_key": ({"storage_key": "a.mp3"}, "rendition file"),
     "maintenance_renditions_of_generations": ({"ids": f'["{ID}"]'}, "rendition key"),
     "maintenance_renditions_after": ({"after_id": ID, "limit": 100}, "renditions pk"),
     "renditions_after": ({"after_id": ID, "limit": 100}, "renditions pk"),

@@ -107,7 +107,7 @@ def test_a_request_is_recorded_once_and_a_file_once(store: Store) -> None:
     first = store.create_rendition(gid, **figures("x.mp3"))
     with pytest.raises(InvalidInput, match="already has this mp3 rendition"):
         store.create_rendition(gid, **figures("y.mp3"))
-    with pytest.raises(DatabaseError):  # another request, the same file
+    with pytest.raises(InvalidInput, match=f"'x.mp3' is already rendition {first.id}'s"):  # the same file
         store.create_rendition(other, **figures("x.mp3"))
     # the same codec settings at another profile are another request
     store.create_rendition(gid, **figures("z.mp3", profile="broadcast", target_lufs=-23.0))

@@ -246,6 +246,14 @@ def create_rendition(
             f"generation {gid} already has this {fields['format']} rendition (id {existing.id}, "
             f"{existing.storage_key}); get it with get_rendition_by_settings"
         )
+    at_key: Rendition | None = yield Call(
+        "get_rendition_by_storage_key", {"storage_key": fields["storage_key"]}, RENDITION
+    )
+    if at_key is not None:
+        raise InvalidInput(
+            f"storage_key {fields['storage_key']!r} is already rendition {at_key.id}'s (of generation "
+            f"{at_key.generation_id}); one row per file"
+        )
     row = {**fields, "id": new_id(), "created_at": (yield NOW)}
     yield Call("insert_rendition", row)
     return Rendition(**{**row, "settings": json.loads(row["settings"])})

@@ -22,6 +22,10 @@ SELECT * FROM renditions WHERE id = :id;
 SELECT * FROM renditions
 WHERE generation_id = :generation_id AND format = :format AND settings = :settings;
 
+-- name: get_rendition_by_storage_key(storage_key)^
+-- The rendition recorded at this key, if any (the unique index on storage_key).
+SELECT * FROM renditions WHERE storage_key = :storage_key;
+
 -- name: list_renditions(generation_id)
 -- A generation's renditions, in the order of the unique index (format, then settings).
 SELECT * FROM renditions
