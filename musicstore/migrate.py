@@ -34,7 +34,7 @@ def yoyo_url(url: str | None = None) -> tuple[str, bool]:
     """
     target = resolve(url)
     if target.path is not None:
-        return target.absolute_url, False
+        return target.yoyo_url, False
     scheme, netloc, path, query, _ = urlsplit(target.yoyo_url)
     userinfo, at, host = netloc.rpartition("@")
     user, _, password = userinfo.partition(":")

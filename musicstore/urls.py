@@ -39,10 +39,13 @@ class DatabaseURL:
 
     @property
     def yoyo_url(self) -> str:
-        """The same database in yoyo's spelling (``postgresql+psycopg://`` for psycopg 3)."""
+        """The same database in yoyo's spelling (``postgresql+psycopg://`` for psycopg 3; a SQLite file by its
+        absolute path percent-encoded, since yoyo decodes the path and ends it at a ``#``: the file the
+        store opens, whatever its name holds)."""
         if self.dialect == "postgres":
             return "postgresql+psycopg://" + self.url.split("://", 1)[1]
-        return self.url
+        assert self.path is not None
+        return "sqlite:///" + quote(str(self.path))
 
 
 def without_password(url: str) -> str:

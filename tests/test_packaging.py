@@ -177,6 +177,27 @@ def test_yoyo_url_makes_sqlite_paths_absolute_and_leaves_urls_without_password_a
     assert _cli("yoyo-url", "-d", plain) == (0, "postgresql+psycopg://musician@db.example/music\n", "")
 
 
+@pytest.mark.parametrize("name", ["take #1.db", "a%23b.db", "50% off.db", "über.db"])
+def test_a_sqlite_file_whose_name_yoyo_would_decode_is_migrated_where_the_store_opens_it(
+    tmp_path: Path, name: str
+) -> None:
+    """yoyo decodes a URL's path and ends it at a ``#``: ``migrate`` and ``yoyo-url`` hand it the store's file
+    percent-encoded, so the file migrated is the one the store opens (``take `` and ``a#b.db`` were
+    migrated instead, and the store refused its own, unmigrated file)."""
+    from yoyo import get_backend, read_migrations
+
+    url = f"sqlite:///{tmp_path / name}"
+    with Store(url, migrate=True) as store:
+        assert store.count_generations() == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [name]
+    code, out, _ = _cli("yoyo-url", "-d", url)
+    backend = get_backend(out.strip())
+    try:
+        assert code == 0 and not backend.to_apply(read_migrations(str(migrations_path())))
+    finally:
+        backend.connection.close()
+
+
 def test_migrations_path_is_the_folder_of_the_shipped_migrations() -> None:
     code, out, err = _cli("migrations-path")
     assert (code, err) == (0, "")
