@@ -374,3 +374,15 @@ def test_integrated_loudness_checks_its_input_as_an_export_does() -> None:
     for audio, rate, error in bad:
         with pytest.raises(error):
             integrated_loudness(audio, rate)
+
+
+def test_profile_export_options_refuses_unknown_or_fixed_overrides() -> None:
+    """An unknown override, or the target the profile sets, raised a bare TypeError."""
+    from musicstore.audio import get_profile
+
+    profile = get_profile("streaming")
+    assert profile.export_options(subtype="PCM_24", limiter=False).subtype == "PCM_24"
+    bad: list[dict[str, Any]] = [{"bogus": 1}, {"target_lufs": -9.0}, {"ceiling_dbtp": -2.0}]
+    for overrides in bad:
+        with pytest.raises(InvalidInput, match="export_options"):
+            profile.export_options(**overrides)

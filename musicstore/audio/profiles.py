@@ -55,8 +55,16 @@ class LoudnessProfile:
         The master's own tolerance (default 0.1 LU) is kept unless overridden: it is tighter than a
         rendition's, since nothing lossy follows it.
         """
+        from dataclasses import fields
+
         from musicstore.audio.export import ExportOptions
 
+        allowed = {f.name for f in fields(ExportOptions)} - {"target_lufs", "ceiling_dbtp"}
+        unknown = sorted(set(overrides) - allowed)
+        if unknown:
+            raise InvalidInput(
+                f"export_options() takes {sorted(allowed)}, not {unknown} (the profile sets target, ceiling)"
+            )
         return ExportOptions(target_lufs=self.target_lufs, ceiling_dbtp=self.ceiling_dbtp, **overrides)
 
     def as_metadata(self) -> dict[str, Any]:
