@@ -22,7 +22,7 @@ from musicstore.web import create_app
 
 
 @pytest.fixture
-def hunt_store(sqlite_url: str) -> Iterator[Store]:
+def web_store(sqlite_url: str) -> Iterator[Store]:
     with Store(sqlite_url) as store:
         store.create_generation(
             "lofi hip hop at 90 BPM",
@@ -39,9 +39,9 @@ def hunt_store(sqlite_url: str) -> Iterator[Store]:
     ["abc/def+ghi=jk==", 'tok en;with"quotes\\', "t\u00f4k\u00e9n-latin-1"],
     ids=["base64", "separators", "latin-1"],
 )
-def test_login_works_for_a_token_the_cookie_must_quote(hunt_store: Store, tmp_path: Path, token: str) -> None:
+def test_login_works_for_a_token_the_cookie_must_quote(web_store: Store, tmp_path: Path, token: str) -> None:
     # `openssl rand -base64 32` makes tokens with / + =, which a cookie value carries quoted
-    with TestClient(create_app(hunt_store, root=tmp_path, token=token)) as client:
+    with TestClient(create_app(web_store, root=tmp_path, token=token)) as client:
         assert client.get("/api/overview").status_code == 401
         login = client.get("/login", params={"token": token}, follow_redirects=False)
         assert login.status_code == 303
@@ -70,9 +70,9 @@ def test_a_search_text_with_nul_is_a_bad_request(backend_url: str, tmp_path: Pat
 
 
 @pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
-def test_the_first_and_last_days_are_empty_pages(hunt_store: Store, tmp_path: Path, day: str) -> None:
+def test_the_first_and_last_days_are_empty_pages(web_store: Store, tmp_path: Path, day: str) -> None:
     # 9999-12-31's end overflowed datetime: a 500
-    with TestClient(create_app(hunt_store, root=tmp_path)) as client:
+    with TestClient(create_app(web_store, root=tmp_path)) as client:
         assert client.get("/api/generations", params={"day": day}).json() == {
             "items": [],
             "next_cursor": None,
@@ -83,10 +83,10 @@ def test_the_first_and_last_days_are_empty_pages(hunt_store: Store, tmp_path: Pa
 
 @pytest.mark.parametrize("limit", ["\u00b2", "\u0663", "\uff15", "1e2", " 5"])
 def test_a_limit_that_is_not_ascii_digits_is_a_bad_request(
-    hunt_store: Store, tmp_path: Path, limit: str
+    web_store: Store, tmp_path: Path, limit: str
 ) -> None:
     # str.isdigit() passed "²" (int() then raised: a 500) and "٣" (read as 3)
-    with TestClient(create_app(hunt_store, root=tmp_path)) as client:
+    with TestClient(create_app(web_store, root=tmp_path)) as client:
         for path in ("/api/generations", "/generations"):
             response = client.get(path, params={"limit": limit})
             assert response.status_code == 400, (path, response.text)
@@ -120,16 +120,16 @@ def test_serve_on_a_port_in_use_is_an_error_not_exit_3(
     assert f"could not listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
-def test_a_long_most_used_prompt_links_to_its_generations(hunt_store: Store, tmp_path: Path) -> None:
+def test_a_long_most_used_prompt_links_to_its_generations(web_store: Store, tmp_path: Path) -> None:
     # the link carried the whole prompt (up to 20,000 characters) as ?q=, which the table refuses over 200
     import html
     import re
 
     long_prompt = "epic orchestral score, " * 20 + "the end"
-    made = hunt_store.create_generation(
+    made = web_store.create_generation(
         long_prompt, model_name="musicgen-small", duration_seconds=2, sample_rate=32_000, channels=2
     )
-    with TestClient(create_app(hunt_store, root=tmp_path)) as client:
+    with TestClient(create_app(web_store, root=tmp_path)) as client:
         page = client.get("/prompts").text
         links = [html.unescape(href) for href in re.findall(r'href="(/generations\?q=[^"]*)"', page)]
         assert len(links) == 2
@@ -205,7 +205,7 @@ def test_a_prompt_search_takes_pattern_characters_literally(
     assert [g["id"] for g in found] == [made.id]
 
 
-def test_the_login_token_is_masked_in_uvicorns_access_lines(hunt_store: Store, tmp_path: Path) -> None:
+def test_the_login_token_is_masked_in_uvicorns_access_lines(web_store: Store, tmp_path: Path) -> None:
     # `musicstore serve` printed "GET /login?token=<the token> HTTP/1.1" 303 on stderr
     import io
     import logging
@@ -213,7 +213,7 @@ def test_the_login_token_is_masked_in_uvicorns_access_lines(hunt_store: Store, t
     from uvicorn.logging import AccessFormatter
 
     token = "s3cret/dashboard+token="
-    create_app(hunt_store, root=tmp_path, token=token)
+    create_app(web_store, root=tmp_path, token=token)
     access = logging.getLogger("uvicorn.access")
     out = io.StringIO()
     handler = logging.StreamHandler(out)
@@ -246,9 +246,9 @@ def test_serve_prints_an_ipv6_address_as_a_url(sqlite_url: str, capsys: pytest.C
     assert "http://[::1]:8766/" in capsys.readouterr().out
 
 
-def test_an_asset_is_cached_and_a_page_is_not(hunt_store: Store, tmp_path: Path) -> None:
+def test_an_asset_is_cached_and_a_page_is_not(web_store: Store, tmp_path: Path) -> None:
     # the security headers added "no-store" beside the assets' "max-age=3600": two conflicting headers
-    with TestClient(create_app(hunt_store, root=tmp_path)) as client:
+    with TestClient(create_app(web_store, root=tmp_path)) as client:
         asset = client.get("/static/app.js")
         assert asset.headers.get_list("cache-control") == ["max-age=3600"]
         assert asset.headers["content-security-policy"].startswith("default-src 'self'")
@@ -270,16 +270,16 @@ def _exported(store: Store, root: Path, *, peaks: bool) -> str:
 
 
 def test_the_waveform_comes_from_the_recorded_peaks_file(
-    hunt_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    web_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the issue: "the waveform drawn from the peaks file"; it was computed from the master on each uncached
     # request (a whole download from a bucket; 1 s for a 30 s clip), the export's peaks file left unread
     root = tmp_path / "audio"
-    with_peaks, without = _exported(hunt_store, root, peaks=True), _exported(hunt_store, root, peaks=False)
-    row = hunt_store.get_generation(with_peaks)
+    with_peaks, without = _exported(web_store, root, peaks=True), _exported(web_store, root, peaks=False)
+    row = web_store.get_generation(with_peaks)
     assert row is not None
     recorded = row.metadata["peaks"]
-    app = create_app(hunt_store, root=root)
+    app = create_app(web_store, root=root)
     with TestClient(app) as client:
         computed = client.get(f"/api/generations/{without}/peaks").json()
         assert computed["samples_per_pixel"] == 64 and computed["length"] == 1000  # from the audio file
@@ -294,13 +294,13 @@ def test_the_waveform_comes_from_the_recorded_peaks_file(
 
 
 def test_a_peaks_file_that_fails_its_checksum_is_not_drawn(
-    hunt_store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    web_store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     import re
 
     root = tmp_path / "audio"
-    generation_id = _exported(hunt_store, root, peaks=True)
-    row = hunt_store.get_generation(generation_id)
+    generation_id = _exported(web_store, root, peaks=True)
+    row = web_store.get_generation(generation_id)
     assert row is not None
     key = row.metadata["peaks"]["key"]
     peaks_file = root / key
@@ -309,7 +309,7 @@ def test_a_peaks_file_that_fails_its_checksum_is_not_drawn(
     tampered = re.sub(r'"data":\[(-?\d+)', lambda m: f'"data":[{(int(m[1]) + 50) % 100}', document, count=1)
     assert tampered != document
     peaks_file.write_text(tampered)
-    with TestClient(create_app(hunt_store, root=root)) as client:
+    with TestClient(create_app(web_store, root=root)) as client:
         found = client.get(f"/api/generations/{generation_id}/peaks").json()
     assert found["samples_per_pixel"] == 64 and found["length"] == 1000  # computed from the audio instead
     warned = [r.getMessage() for r in caplog.records if r.name == "musicstore.web.app"]
