@@ -117,10 +117,12 @@ def test_range_needs_three_seconds() -> None:
 @given(
     rate=st.sampled_from([8_000, 32_000, 44_100, 96_000]),
     channels=st.integers(1, 3),
-    seconds=st.floats(2.0, 5.0),
+    seconds=st.floats(2.5, 5.0),
     gain=st.floats(0.1, 4.0),
     seed=st.integers(0, 2**16),
-    spans=st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(1, 3_000)), min_size=1, max_size=3),
+    # short enough that three spans and their settling stay under half the clip at every rate (at 8 kHz,
+    # 2 s and spans of 3,000 samples they covered most of it: measured whole, rightly)
+    spans=st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(1, 1_000)), min_size=1, max_size=3),
 )
 def test_changed_block_means_equal_a_full_measurement(  # noqa: PLR0917 (hypothesis)
     rate: int, channels: int, seconds: float, gain: float, seed: int, spans: list[tuple[float, int]]

@@ -57,7 +57,11 @@ class ExportOptions:
             value = getattr(self, name)
             if not isinstance(value, numbers.Real) or isinstance(value, bool | np.bool_):
                 raise InvalidInput(f"{name} must be a number, got {type(value).__name__}")
-            object.__setattr__(self, name, float(value))  # numpy scalars too (np.float32(-14.0))
+            try:
+                as_float = float(value)  # numpy scalars too (np.float32(-14.0))
+            except OverflowError:  # an int beyond any float: out of every range below
+                raise InvalidInput(f"{name} is out of range, got {value!r}") from None
+            object.__setattr__(self, name, as_float)
         if not isinstance(self.normalize, bool) or not isinstance(self.limiter, bool):
             raise InvalidInput("normalize and limiter must be True or False")
         checks = (

@@ -386,3 +386,13 @@ def test_profile_export_options_refuses_unknown_or_fixed_overrides() -> None:
     for overrides in bad:
         with pytest.raises(InvalidInput, match="export_options"):
             profile.export_options(**overrides)
+
+
+LEVELS = ["target_lufs", "ceiling_dbtp", "max_limiting_db", "max_gain_db", "tolerance_lu"]
+
+
+@pytest.mark.parametrize("name", LEVELS)
+def test_an_option_beyond_any_float_is_out_of_range(name: str) -> None:
+    """An int too large for a float (hypothesis found 10**400) is InvalidInput, not an OverflowError."""
+    with pytest.raises(InvalidInput, match=f"{name} is out of range"):
+        ExportOptions(**{name: 10**400})
