@@ -395,4 +395,5 @@ LEVELS = ["target_lufs", "ceiling_dbtp", "max_limiting_db", "max_gain_db", "tole
 def test_an_option_beyond_any_float_is_out_of_range(name: str) -> None:
     """An int too large for a float (hypothesis found 10**400) is InvalidInput, not an OverflowError."""
     with pytest.raises(InvalidInput, match=f"{name} is out of range"):
-        ExportOptions(**{name: 10**400})
+        huge: dict[str, Any] = {name: 10**400}
+        ExportOptions(**huge)
