@@ -28,7 +28,7 @@ from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.relocate import copy_files
 from musicstore.ops.storage import get_storage, record_storage
 from tests.conftest import new_job
-from tests.test_maintenance_s3 import RENDITION
+from tests.test_maintenance_s3 import rendition, status
 from tests.test_reconcile import tree_snapshot
 
 
@@ -51,13 +51,7 @@ def on_disk(store: Store, folder: LocalFileStore, *, record: bool = True, peaks:
     assert info.checksum is not None
     if record:
         store.run(record_storage, job.id, storage_url=folder.url, key=key, checksum=info.checksum)
-    mp3 = b"ID3" + os.urandom(40)
-    mp3_key = f"{day}/{job.id}.streaming.0123abcd.mp3"
-    folder.put(mp3_key, mp3)
-    store.create_rendition(
-        job.id, storage_key=mp3_key, file_size_bytes=len(mp3), checksum=hashlib.sha256(mp3).hexdigest(),
-        **RENDITION,
-    )  # fmt: skip
+    rendition(store, folder, done, b"ID3" + os.urandom(40))
     return done
 
 
@@ -66,12 +60,6 @@ def emptied(folder: LocalFileStore) -> None:
     for info in list(folder.list()):
         folder.delete(info.key)
     assert not any(folder.list())
-
-
-def status(store: Store, gid: str) -> Status:
-    generation = store.get_generation(gid)
-    assert generation is not None
-    return generation.status
 
 
 def test_rows_copied_to_another_folder_are_left_to_it(store: Store, tmp_path: Path) -> None:
