@@ -397,3 +397,19 @@ def test_an_option_beyond_any_float_is_out_of_range(name: str) -> None:
     with pytest.raises(InvalidInput, match=f"{name} is out of range"):
         huge: dict[str, Any] = {name: 10**400}
         ExportOptions(**huge)
+
+
+@pytest.mark.parametrize("meter", ["true_peak", "annex2_true_peak"])
+@pytest.mark.parametrize(
+    "bad", [[0.1, 0.2], np.array([np.nan, 0.1], dtype=np.float32), np.zeros((2, 0), dtype=np.float32), "x"]
+)
+def test_the_public_true_peak_meters_check_their_clip(meter: str, bad: Any) -> None:
+    """A list, NaN, an empty clip or a string: InvalidAudio, as for an export (bare AttributeError,
+    ValueError or a NaN reading before); a mono (S,) clip reads as one channel."""
+    from musicstore.audio import truepeak
+
+    measure = getattr(truepeak, meter)
+    with pytest.raises(InvalidAudio):
+        measure(bad)
+    mono = (0.5 * np.sin(np.arange(4_800) / 3.0)).astype(np.float32)
+    assert measure(mono) == measure(mono[None, :]) >= 0.5 * 0.99

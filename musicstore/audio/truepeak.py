@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from musicstore.audio.arrays import as_audio
 from musicstore.audio.farfield import BLOCK, FarField, Rows
 from musicstore.audio.interpolation import GRID, Interpolator, annex2, near_sinc
 
@@ -487,13 +488,17 @@ def refined_peak(audio: NDArray[np.float32], peaks: PeakMap) -> float:
 
 
 def true_peak(audio: NDArray[np.float32]) -> float:
-    """True peak (linear, ≥ the sample peak) of ``(C, S)`` audio by the ideal (sinc) reconstruction, zero
-    outside the clip (at the ends, the larger of that and the looped reading)."""
+    """True peak (linear, ≥ the sample peak) of ``(C, S)`` audio (``(S,)``: mono) by the ideal (sinc)
+    reconstruction, zero outside the clip (at the ends, the larger of that and the looped reading). The clip
+    is checked as for an export (InvalidAudio/InvalidInput: NaN/Inf, empty, wrong rank, not numbers)."""
+    audio = as_audio(audio)
     return refined_peak(audio, peak_map(audio))
 
 
 def annex2_true_peak(audio: NDArray[np.float32]) -> float:
-    """True peak (linear, ≥ the sample peak) of ``(C, S)`` audio with the BS.1770-4 Annex 2 4x meter."""
+    """True peak (linear, ≥ the sample peak) of ``(C, S)`` audio with the BS.1770-4 Annex 2 4x meter (the clip
+    checked as by ``true_peak``)."""
+    audio = as_audio(audio)
     meter = annex2()
     envelope = sample_envelope(audio)
     level = float(envelope.max())
