@@ -120,6 +120,12 @@ def flag(value: object, what: str) -> bool:
     return value
 
 
+def callback(value: object, what: str) -> None:
+    """A callable or None (a progress callback)."""
+    if value is not None and not callable(value):
+        raise InvalidInput(f"{what} must be callable or None, got {type(value).__name__}")
+
+
 def integer(value: object, what: str, low: int, high: int = INT64_MAX) -> int:
     """An int (not a bool, not a float) within [low, high]; ``high`` is at most a 64-bit integer's."""
     if type(value) is int and low <= value <= high:

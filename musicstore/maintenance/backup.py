@@ -168,11 +168,6 @@ def _file_argument(value: object, what: str) -> Path:
     return Path(value)
 
 
-def _progress_argument(progress: object) -> None:
-    if progress is not None and not callable(progress):
-        raise InvalidInput(f"progress must be callable or None, got {type(progress).__name__}")
-
-
 def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -207,7 +202,7 @@ def backup(
     overwrite = validate.flag(overwrite, "overwrite")
     if pages == 0:
         raise InvalidInput(f"pages must be a positive number of pages per step, or -1 for all, got {pages}")
-    _progress_argument(progress)
+    validate.callback(progress, "progress")
     dest = _file_argument(destination, "destination").absolute()
     real, real_db = dest.resolve(), path.resolve()  # however it is spelled: .., symlinks
     if real == real_db or real in (Path(f"{real_db}-{log}") for log in ("wal", "shm", "journal")):
@@ -270,7 +265,7 @@ def restore(
     """
     started = time.monotonic()
     overwrite = validate.flag(overwrite, "overwrite")
-    _progress_argument(progress)
+    validate.callback(progress, "progress")
     path = _sqlite_path(url)
     source_path = _file_argument(backup_path, "backup_path")
     if not source_path.is_file():

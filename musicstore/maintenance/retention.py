@@ -409,8 +409,7 @@ def cleanup(
     size = validate.integer(batch, "batch", 1, validate.MAX_PAGE)
     dry_run = validate.flag(dry_run, "dry_run")  # dry_run=0 must not delete
     max_items = validate.integer(max_items, "max_items", 0)
-    if progress is not None and not callable(progress):
-        raise InvalidInput(f"progress must be callable or None, got {type(progress).__name__}")
+    validate.callback(progress, "progress")
     try:
         cutoff = _LAST if older_than is None else _now(store) - older_than
     except OverflowError:

@@ -189,8 +189,7 @@ def disk_usage(
     started = time.monotonic()
     require_store(store)
     batch = validate.integer(batch, "batch", 1, validate.MAX_PAGE)
-    if progress is not None and not callable(progress):
-        raise InvalidInput(f"progress must be callable or None, got {type(progress).__name__}")
+    validate.callback(progress, "progress")
     if is_object_store(root):
         files = root if isinstance(root, FileStore) else open_filestore(str(root))
         try:
