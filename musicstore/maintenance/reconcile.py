@@ -361,6 +361,7 @@ def reconcile(
     """
     validate.flag(repair, "repair")
     validate.flag(delete_orphans, "delete_orphans")
+    validate.callback(progress, "progress")
     if is_object_store(root):
         if quarantine is not None:
             raise InvalidInput("an object store has no quarantine folder; pass delete_orphans=True to repair")
@@ -764,6 +765,7 @@ def reconcile_objects(
     validate.integer(batch, "batch", 1, validate.MAX_PAGE)
     validate.integer(max_items, "max_items", 0)
     validate.flag(verify_checksums, "verify_checksums")
+    validate.callback(progress, "progress")
     if repair and not delete_orphans:
         raise InvalidInput(
             "an object store has no quarantine folder: repairing it deletes orphan objects, so pass "

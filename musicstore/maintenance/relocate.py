@@ -166,6 +166,7 @@ def copy_files(
     validate.flag(dry_run, "dry_run")
     size = validate.integer(batch, "batch", 1, validate.MAX_PAGE)
     max_items = validate.integer(max_items, "max_items", 0)
+    validate.callback(progress, "progress")
     target = to if isinstance(to, FileStore) else open_filestore(to)
     origin = None if source is None else source if isinstance(source, FileStore) else open_filestore(source)
     if origin is not None and not isinstance(origin, LocalFileStore):
