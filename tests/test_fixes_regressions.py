@@ -3,16 +3,30 @@ each test failed before its fix. Both database backends, and both file stores wh
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from musicstore import InvalidInput, Store
+from musicstore.aio import AsyncStore
 from musicstore.filestore import FileStore
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.relocate import copy_files
+from musicstore.ops import progress
+from tests.conftest import FakeClock, new_job
 
 ORPHAN = "2026/01/01/0190a1b2-0000-7000-8000-000000000001.wav"
+
+
+class Ticks:
+    """A monotonic clock that moves only by hand: the coalescer's interval never passes by itself."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def keys(files: FileStore) -> set[str]:
@@ -41,3 +55,61 @@ def test_copy_files_refuses_a_progress_that_is_not_callable(store: Store, tmp_pa
     with pytest.raises(InvalidInput, match="progress must be callable"):
         copy_files(store, tmp_path / "copies", progress=5)  # type: ignore[arg-type]
     assert not (tmp_path / "copies").exists()  # refused before the target was opened (and made)
+
+
+# --- 2. progress coalescing starts afresh with each claim ---------------------------------------------
+
+
+def test_a_retried_job_claimed_again_has_its_first_report_written(store: Store) -> None:
+    progress.coalescer(store).clock = Ticks()  # the 1 s interval never passes
+    job = new_job(store)
+    assert store.claim_next("gpu-0") is not None
+    assert store.report_progress(job.id, "gpu-0", 0.5, "sampling")
+    assert not store.report_progress(job.id, "gpu-0", 0.6, "sampling")  # coalesced, as documented
+    store.fail(job.id, "out of memory", worker_id="gpu-0", retry=True)
+    again = store.claim_next("gpu-0")
+    assert again is not None and again.id == job.id and again.progress is None
+    assert store.report_progress(job.id, "gpu-0", 0.1, "sampling")  # the new attempt's first report
+    read = store.get_generation(job.id)
+    assert read is not None and (read.progress, read.stage) == (0.1, "sampling")
+    assert not store.report_progress(job.id, "gpu-0", 0.2, "sampling")  # coalesced again within it
+
+
+def test_a_requeued_job_claimed_again_has_its_first_report_written(store: Store, clock: FakeClock) -> None:
+    progress.coalescer(store).clock = Ticks()
+    job = new_job(store)
+    assert store.claim_batch("gpu-0", 4)[0].id == job.id
+    assert store.report_progress(job.id, "gpu-0", 0.5, "sampling")
+    clock.advance(3600)  # the lease expires
+    assert store.requeue_expired().requeued == [job.id]
+    assert [g.id for g in store.claim_batch("gpu-0", 4)] == [job.id]
+    assert store.report_progress(job.id, "gpu-0", 0.5, "sampling")
+    read = store.get_generation(job.id)
+    assert read is not None and (read.progress, read.attempts) == (0.5, 2)
+
+
+def test_async_reclaimed_job_has_its_first_report_written(db_url: str) -> None:
+    async def scenario() -> tuple[bool, float | None]:
+        async with AsyncStore(db_url) as store:
+            progress.coalescer(store).clock = Ticks()
+            job = await store.create_generation("x", model_name="m", duration_seconds=1.0)
+            assert await store.claim_next("gpu-0") is not None
+            assert await store.report_progress(job.id, "gpu-0", 0.5, "sampling")
+            await store.fail(job.id, "retry me", worker_id="gpu-0", retry=True)
+            assert await store.claim_next("gpu-0") is not None
+            written = await store.report_progress(job.id, "gpu-0", 0.1, "sampling")
+            read = await store.get_generation(job.id)
+            assert read is not None
+            return written, read.progress
+
+    assert asyncio.run(scenario()) == (True, 0.1)
+
+
+def test_the_coalescer_alone_is_unchanged_without_claims() -> None:
+    ticks = Ticks()
+    coalescer = progress.Coalescer(1.0, clock=ticks)
+    assert coalescer.due("g", "w", 0.1, "a")
+    coalescer.wrote("g", "w", "a")
+    assert not coalescer.due("g", "w", 0.2, "a")
+    ticks.now += 1.0
+    assert coalescer.due("g", "w", 0.2, "a")

@@ -20,6 +20,7 @@ count); when a lane's head waits for its ``run_after``, ``queue_heads`` ranks ev
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from operator import itemgetter
@@ -85,6 +86,28 @@ def lease_of(seconds: float) -> timedelta:
             _LEASES.clear()
         lease = _LEASES[seconds] = timedelta(0, seconds)
     return lease
+
+
+_CLAIMS_TRACKED = 4_096
+"""How many (job, worker) claims ``claim_epoch`` remembers before it starts again from none."""
+_claim_serial = itertools.count(1)
+_claims: dict[tuple[str, str], int] = {}
+
+
+def _took(claimed: Generation | None) -> Generation | None:
+    """Note a claim this process made (``claim_epoch``) and pass it through."""
+    if claimed is not None and claimed.worker_id is not None:
+        if len(_claims) >= _CLAIMS_TRACKED:
+            _claims.clear()  # forgotten pairs read None: at worst one more progress report is written
+        _claims[claimed.id, claimed.worker_id] = next(_claim_serial)
+    return claimed
+
+
+def claim_epoch(generation_id: str, worker_id: str) -> int | None:
+    """A number that changes each time this process claims ``generation_id`` for ``worker_id`` (None when
+    it has not, or no longer remembers): progress coalescing (``progress.Coalescer``) starts afresh with
+    each claim, since a retried or requeued job's progress was cleared."""
+    return _claims.get((generation_id, worker_id))
 
 
 class _Undecided:
@@ -310,7 +333,7 @@ def _claim_params(
 
 def _claim_finish(found: list[Any], now: datetime, checked: tuple[Any, ...]) -> Generation | More | None:
     fast = found[0]  # claimed, or None: no lane has a ready job and room
-    return MORE if isinstance(fast, _Undecided) else fast
+    return MORE if isinstance(fast, _Undecided) else _took(fast)
 
 
 def _claim_more(
@@ -318,7 +341,7 @@ def _claim_more(
 ) -> Steps[Generation | None]:
     params = {"worker_id": worker, "now": now, "lease_expires_at": now + lease, "default_limit": key_limit}
     claimed: Generation | None = yield from _claim_undecided(params, True)
-    return claimed
+    return _took(claimed)
 
 
 @writes_fixed((("claim_fast", _fast),), _claim_params, _claim_finish, more=_claim_more, alone=True)
@@ -365,6 +388,7 @@ def claim_batch(
         if one is None:
             break  # no lane has a ready job and room
         claimed.append(one)
+        _took(one)
     return claimed
 
 

@@ -20,7 +20,7 @@ from .. import validate
 from ..errors import InvalidInput, NotFound
 from ..ids import check_id
 from ..models import Generation, Status, columns
-from .jobs import _explain
+from .jobs import _explain, claim_epoch
 from .reads import GENERATION
 from .steps import NOW, Call, Steps, reader, writer
 
@@ -57,8 +57,10 @@ def stage(value: object) -> str | None:
 
 class Coalescer:
     """Which progress reports are written: a report of a (job, worker) pair is written when it is the pair's
-    first, when its stage differs from the last written one, when its fraction is 1, or when at least
-    ``interval`` seconds (monotonic clock) passed since the pair's last written report. Others are dropped.
+    first since this process last claimed the job for the worker (``jobs.claim_epoch``: a retried or
+    requeued job's progress was cleared), when its stage differs from the last written one, when its
+    fraction is 1, or when at least ``interval`` seconds (monotonic clock) passed since the pair's last
+    written report. Others are dropped.
 
     Decided in memory, without a read: one coalescer per store, shared by its threads (a dict's operations
     are atomic; two threads reporting the same pair at once may both write, which is harmless).
@@ -69,18 +71,25 @@ class Coalescer:
     ) -> None:
         self.interval = validate.seconds(interval, "interval", positive=False)
         self.clock = clock
-        self._last: dict[tuple[str, str], tuple[float, str | None]] = {}
+        self._last: dict[tuple[str, str], tuple[float, str | None, int | None]] = {}
+        """Per pair: when its last report was written, its stage, and the claim it was written under."""
 
     def due(self, generation_id: str, worker_id: str, done: float, label: str | None) -> bool:
         """Whether this report should be written (``wrote`` records it once it is)."""
         last = self._last.get((generation_id, worker_id))
-        return last is None or last[1] != label or done >= 1.0 or self.clock() - last[0] >= self.interval
+        return (
+            last is None
+            or last[1] != label
+            or done >= 1.0
+            or self.clock() - last[0] >= self.interval
+            or last[2] != claim_epoch(generation_id, worker_id)
+        )
 
     def wrote(self, generation_id: str, worker_id: str, label: str | None) -> None:
         """A report of the pair was written now."""
         key = (generation_id, worker_id)
         self._last.pop(key, None)  # re-inserted last: the dict stays in order of the latest write
-        self._last[key] = (self.clock(), label)
+        self._last[key] = (self.clock(), label, claim_epoch(generation_id, worker_id))
         if len(self._last) > _TRACKED:
             self._last.pop(next(iter(self._last)), None)
 
