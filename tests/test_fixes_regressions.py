@@ -4,17 +4,24 @@ each test failed before its fix. Both database backends, and both file stores wh
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from musicstore import InvalidInput, Store
+from musicstore import Generation, InvalidInput, Store
 from musicstore.aio import AsyncStore
 from musicstore.filestore import FileStore
+from musicstore.maintenance import bucket
+from musicstore.maintenance import reconcile as reconcile_module
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.relocate import copy_files
 from musicstore.ops import progress
+from musicstore.recording import export_generation
+from musicstore.rendering import render_generation
 from tests.conftest import FakeClock, new_job
+from tests.test_record import OPTIONS, claimed, music
 
 ORPHAN = "2026/01/01/0190a1b2-0000-7000-8000-000000000001.wav"
 
@@ -113,3 +120,79 @@ def test_the_coalescer_alone_is_unchanged_without_claims() -> None:
     assert not coalescer.due("g", "w", 0.2, "a")
     ticks.now += 1.0
     assert coalescer.due("g", "w", 0.2, "a")
+
+
+# --- 3. a rendition put and not yet committed is not an orphan to a repair --------------------------
+
+
+def _exported(store: Store, files: FileStore) -> Generation:
+    job = claimed(store, metadata={"seed": 3})
+    return export_generation(store, job, music(), root=files, options=OPTIONS).generation
+
+
+def test_a_rendition_committed_while_reconcile_repairs_is_kept(
+    store: Store, where: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interleaving, forced with events: the render puts its file (its row inserted, not committed);
+    reconcile's scan sees the file without a row (an orphan); the render commits; only then does reconcile
+    come to repair it. The repair must find the row and leave the file."""
+    done = _exported(store, where)
+    placed, go, rendered = threading.Event(), threading.Event(), threading.Event()
+    real_put = where.put
+    errors: list[BaseException] = []
+
+    def put(key: str, data: Any, **options: Any) -> Any:
+        info = real_put(key, data, **options)
+        if ".streaming." in key:  # the rendition, inside the transaction that inserted its row
+            placed.set()
+            assert go.wait(60)
+        return info
+
+    monkeypatch.setattr(where, "put", put)
+
+    def render() -> None:
+        try:
+            render_generation(store, done.id, root=where, formats=["flac"])
+        except BaseException as exc:  # re-raised by the test below
+            errors.append(exc)
+        finally:
+            go.set()
+            rendered.set()
+
+    saw_orphan: list[str] = []
+
+    def scanned(real: Any) -> Any:
+        def scan(*args: Any, **kwargs: Any) -> Any:
+            for item in real(*args, **kwargs):
+                if getattr(item, "state", None) == "orphan":
+                    saw_orphan.append(str(getattr(item, "key", None) or item.entry.rel))
+                    go.set()  # the render may commit now
+                    assert rendered.wait(60)
+                yield item
+
+        return scan
+
+    monkeypatch.setattr(reconcile_module, "classified", scanned(reconcile_module.classified))
+    monkeypatch.setattr("musicstore.maintenance.reconcile.classify_objects", scanned(bucket.classify_objects))
+    worker = threading.Thread(target=render)
+    worker.start()
+    assert placed.wait(60)
+    report = reconcile(store, where, repair=True, delete_orphans=True)
+    worker.join(60)
+    if errors:
+        raise errors[0]
+    (made,) = store.list_renditions(done.id)
+    assert saw_orphan == [made.storage_key]  # reconcile's scan did see it before the row was committed
+    assert report.orphan_count == 0 and report.orphans == [] and report.errors == []
+    assert made.storage_key in keys(where)  # not deleted
+    assert reconcile(store, where, verify_checksums=True).consistent
+
+
+def test_an_orphan_rendition_is_still_repaired(store: Store, where: FileStore, tmp_path: Path) -> None:
+    done = _exported(store, where)
+    assert done.file_path is not None
+    key = f"{done.file_path.rpartition('.')[0]}.streaming.0123abcd.mp3"  # a rendition's name, no row
+    where.put(key, b"ID3" + b"\2" * 50)
+    report = reconcile(store, where, repair=True, delete_orphans=True)
+    assert [(o.path, o.action) for o in report.orphans] == [(key, "deleted")]
+    assert key not in keys(where) and report.errors == []

@@ -16,6 +16,10 @@
    (``<36-char id>.peaks.<int>.<8|16>[.split].json``) are looked up by that id: kept while the generation
    exists, orphans once it is gone.
 
+A rendition's file is in place before its row commits (``musicstore.rendering``, under its generation's
+row lock): an orphan named as a rendition is repaired only inside a transaction that takes that lock and
+finds no row recording it again (``rendition_recorded``), so a render in flight is waited for, not undone.
+
 A completed row whose ``file_path`` leads outside the root (absolute, ``..``, a symlink on the way: see
 ``musicstore.filestore.local``) is reported as *outside_root*, never followed, judged consistent, changed or
 deleted. Every file is reached through ``musicstore.filestore.local.RootDir`` (folder by folder,
@@ -25,6 +29,7 @@ docs/maintenance.md.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import stat
@@ -36,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import validate
-from ..errors import InvalidInput, StorageError
+from ..errors import DatabaseError, InvalidInput, StorageError
 from ..filestore import (
     ChecksumMismatch,
     FileStore,
@@ -50,7 +55,7 @@ from ..models import Status
 from ..ops import Call, Steps, reader, writer
 from ..ops.reads import GENERATION
 from ..store import Store
-from .bucket import Item, StoredRow, classify_objects, is_object_store
+from .bucket import Item, StoredRow, classify_objects, is_object_store, stored_by_keys
 from .scan import (
     AUDIO_SUFFIXES,
     BATCH,
@@ -64,6 +69,8 @@ from .scan import (
     is_temp_name,
     peaks_record,
     peaks_stem,
+    referenced_paths,
+    rendition_stem,
     walk,
 )
 
@@ -302,6 +309,41 @@ def mark_dangling_failed(items: list[DanglingRow]) -> Steps[set[str]]:
         if count == 1:
             changed.add(item.id)
     return changed
+
+
+@writer
+def rendition_recorded(generation_id: str, url: str | None, key: str) -> Steps[bool]:
+    """Whether a row now records ``key`` (a file named as a rendition of ``generation_id``; ``url``: the
+    object store it is in, None for a local root), read with that generation's row locked.
+
+    ``musicstore.rendering`` inserts a rendition's row under the same lock (``create_rendition``) and puts
+    its file before it commits: a file reconcile saw without a row may be one such, and this read waits
+    for that transaction to end. Run inside the transaction that repairs the orphan, so that no render
+    records the key while it is removed."""
+    yield Call("get_generation_for_update", {"id": generation_id}, GENERATION)
+    if url is None:
+        return key in (yield from referenced_paths.steps([key]))
+    return bool((yield from stored_by_keys.steps(url, [key])))
+
+
+def _repair_unless_recorded(
+    store: Store, repair: Callable[[], None], *, url: str | None, key: str, errors: list[str]
+) -> bool:
+    """Run ``repair`` on an orphan; for one named as a rendition, inside a transaction that first locks its
+    generation and finds no row recording it (``rendition_recorded``). Returns True (``repair`` not run)
+    when a row records it by then: a render committed it meanwhile."""
+    owner = rendition_stem(key.rpartition("/")[2])
+    if owner is None:
+        repair()
+        return False
+    try:
+        with store.transaction() as tx:
+            if tx.run(rendition_recorded, owner, url, key):
+                return True
+            repair()
+    except DatabaseError as exc:
+        errors.append(f"cannot lock generation {owner} to repair the orphan rendition {key}: {exc}")
+    return False
 
 
 # --- reconcile ----------------------------------------------------------------------------------------
@@ -688,11 +730,15 @@ def _check_files(
             report.in_progress_files += 1
         else:
             orphan = OrphanFile(item.entry.rel, item.entry.size)
+            if repair and _repair_unless_recorded(
+                store, functools.partial(_repair_orphan, where, orphan, target, report.errors),
+                url=None, key=item.entry.rel, errors=report.errors,
+            ):  # fmt: skip
+                report.referenced_files += 1  # a rendition whose row was committed since the walk saw it
+                continue
             report.orphan_count += 1
             report.orphan_peaks_count += is_peaks
             report.orphan_bytes += item.entry.size
-            if repair:
-                _repair_orphan(where, orphan, target, report.errors)
             listed(report.orphans, orphan)
     tick(seen % batch)
 
@@ -850,11 +896,18 @@ def _reconcile_objects(
         elif item.state == "orphan":
             assert item.obj is not None
             orphan = OrphanFile(item.key, item.obj.size)
+
+            def delete(orphan: OrphanFile = orphan) -> None:
+                orphan.action = _delete_object(files, orphan.path, report.errors)
+
+            if repair and _repair_unless_recorded(
+                store, delete, url=files.url, key=item.key, errors=report.errors
+            ):
+                report.referenced_files += 1  # a rendition whose row was committed since the listing
+                continue
             report.orphan_count += 1
             report.orphan_peaks_count += item.peaks
             report.orphan_bytes += item.obj.size
-            if repair:
-                orphan.action = _delete_object(files, item.key, report.errors)
             listed(report.orphans, orphan)
         else:
             if item.state == "referenced":

@@ -86,6 +86,12 @@ def audio_stem(name: str) -> str | None:
     return None
 
 
+def rendition_stem(name: str) -> str | None:
+    """The generation id a rendition's name carries (``<id>.<profile>.<8 hex>.<ext>``); None for another."""
+    found = _RENDITION.fullmatch(name)
+    return None if found is None else found.group(1)
+
+
 def peaks_stem(name: str) -> str | None:
     """The generation id a waveform peaks file's name carries (``musicstore.rendering.peaks_name``:
     ``<36-char id>.peaks.<int>.<8|16>[.split].json``); None for any other name."""
