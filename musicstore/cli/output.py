@@ -55,5 +55,7 @@ def bytes_text(n: int | None) -> str:
 
 
 def short_text(text: str, width: int = 48) -> str:
-    text = " ".join(text.split())
+    """``text`` cut to ``width`` characters (ending ``...`` when cut). Its whitespace is kept as stored: the
+    table shows a newline or a tab as an escape (``\\n``, ``\\t``), so a multi-line prompt stays one row
+    and never reads as another prompt (joining the lines with a space did)."""
     return text if len(text) <= width else text[: width - 3] + "..."

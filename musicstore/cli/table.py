@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def printable(text: str) -> str:
     """``text`` with control characters shown as escapes (``\\n``, ``\\x1b``): a cell stays on its line and
-    cannot send the terminal escape sequences (prompts, error messages and file names come from outside)."""
+    cannot send the terminal escape sequences (prompts, error messages and file names come from outside). A
+    backslash is doubled (``\\\\``), so a stored backslash and ``n`` never read as an escaped newline."""
     return _CONTROL.sub(lambda match: repr(match[0])[1:-1], text)
 
 
