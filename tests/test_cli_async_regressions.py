@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from musicstore import Store
+from musicstore import Status, Store
 from musicstore.cli import main
 from tests.conftest import new_job
 
@@ -34,3 +36,55 @@ def test_tables_show_a_multi_line_prompt_as_one_unambiguous_row(
             assert sum(line.rstrip().endswith(shown) for line in lines[2:]) == 1, (shown, lines)
     listed = json.loads(_out(capsys, "list", "--json", "--database", sqlite_url))
     assert sorted(item["prompt"] for item in listed["items"]) == sorted(prompts)  # verbatim
+
+
+class _ClaimedMeanwhile(Store):
+    """A store on which another worker claims the generation after whatever the command read first and
+    before its cancel: the race between ``musicstore cancel`` and a worker's claim."""
+
+    url_text = ""
+    claimed = False
+
+    def _claim_once(self) -> None:
+        if not _ClaimedMeanwhile.claimed:
+            _ClaimedMeanwhile.claimed = True
+            with Store(self.url_text) as other:
+                assert other.claim_next("gpu-7") is not None
+
+    def get_generation(self, generation_id: str) -> Any:  # a read before the cancel, outside it
+        found = super().get_generation(generation_id)
+        self._claim_once()
+        return found
+
+    def transaction(self, *, write: bool = True) -> Any:  # the cancel's own transaction begins after it
+        self._claim_once()
+        return super().transaction(write=write)
+
+
+@pytest.fixture
+def racing_store(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    from musicstore.cli import common
+
+    _ClaimedMeanwhile.url_text, _ClaimedMeanwhile.claimed = db_url, False
+    monkeypatch.setattr(common, "Store", _ClaimedMeanwhile)
+    yield db_url
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_cancel_reports_what_the_cancel_changed_not_a_read_before_it(
+    racing_store: str, as_json: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # cmd_cancel read the row, then cancelled: a worker claiming in between was reported as "was pending"
+    with Store(racing_store) as store:
+        job = new_job(store)
+    argv = ["cancel", job.id, "--database", racing_store] + (["--json"] if as_json else [])
+    out = _out(capsys, *argv)
+    assert _ClaimedMeanwhile.claimed
+    if as_json:
+        shown = {"id": job.id, "status": "cancelled", "was": "processing", "worker_id": "gpu-7"}
+        assert json.loads(out) == shown
+    else:
+        assert out.startswith(f"cancelled {job.id} (was processing by worker gpu-7:"), out
+    with Store(racing_store) as store:
+        row = store.get_generation(job.id)
+        assert row is not None and row.status is Status.CANCELLED and row.worker_id == "gpu-7"

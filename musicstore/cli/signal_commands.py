@@ -5,33 +5,31 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import NotFound
 from ..models import Status
 from .common import EXIT_OK, open_store
 from .output import print_json
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    with open_store(args) as store:
-        before = store.get_generation(args.id)
-        if before is None:
-            raise NotFound(f"no generation with id {args.id}")
-        store.cancel(before.id, args.reason)
-    running = before.status is Status.PROCESSING
+    """What it reports is what the cancel changed: the row is read back in the cancel's own transaction,
+    which holds the row (the writer lock on SQLite, the row lock on PostgreSQL) until it commits, so a claim
+    or a finish racing the cancel cannot make the report wrong. A pending row has no worker (a claim sets
+    ``worker_id``; a retry, a requeue and a replay clear it), and ``cancel`` keeps it: a worker id on the
+    cancelled row means the generation was processing. An unknown id is ``NotFound`` from ``cancel``."""
+    with open_store(args) as store, store.transaction() as tx:
+        tx.cancel(args.id, args.reason)
+        after = tx.get_generation(args.id)
+    assert after is not None  # the cancel found it, and holds it
+    running = after.worker_id is not None
+    was = Status.PROCESSING if running else Status.PENDING
     if args.json:
-        print_json(
-            {
-                "id": before.id,
-                "status": Status.CANCELLED.value,
-                "was": before.status.value,
-                "worker_id": before.worker_id if running else None,
-            }
-        )
+        worker = after.worker_id
+        print_json({"id": after.id, "status": after.status.value, "was": was.value, "worker_id": worker})
     elif running:
         print(
-            f"cancelled {before.id} (was processing by worker {before.worker_id}: it stops at its next "
+            f"cancelled {after.id} (was processing by worker {after.worker_id}: it stops at its next "
             "progress report or heartbeat)"
         )
     else:
-        print(f"cancelled {before.id} (was {before.status.value})")
+        print(f"cancelled {after.id} (was {was.value})")
     return EXIT_OK
