@@ -12,15 +12,17 @@ import pytest
 
 from musicstore import Generation, InvalidInput, Store
 from musicstore.aio import AsyncStore
-from musicstore.filestore import FileStore
+from musicstore.filestore import FileStore, LocalFileStore, StoreUnavailable, open_filestore
 from musicstore.maintenance import bucket
 from musicstore.maintenance import reconcile as reconcile_module
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.relocate import copy_files
 from musicstore.ops import progress
+from musicstore.ops.storage import get_storage
 from musicstore.recording import export_generation
 from musicstore.rendering import render_generation
 from tests.conftest import FakeClock, new_job
+from tests.test_copy_files import on_disk
 from tests.test_record import OPTIONS, claimed, music
 
 ORPHAN = "2026/01/01/0190a1b2-0000-7000-8000-000000000001.wav"
@@ -196,3 +198,70 @@ def test_an_orphan_rendition_is_still_repaired(store: Store, where: FileStore, t
     report = reconcile(store, where, repair=True, delete_orphans=True)
     assert [(o.path, o.action) for o in report.orphans] == [(key, "deleted")]
     assert key not in keys(where) and report.errors == []
+
+
+# --- 4. copy_files stops at a store that cannot be used ----------------------------------------------
+
+WRONG_SECRET = "wrong-secret-Zq81+/x"
+
+
+def _denied(server: Any, tail: str) -> FileStore:
+    return open_filestore(
+        f"s3://{server.bucket}/{server.prefix}{tail}/",
+        **{**server.options, "secret_access_key": WRONG_SECRET},
+    )
+
+
+def test_copy_files_with_wrong_credentials_stops_at_the_first_row(
+    store: Store, musicstore_s3_server: Any, tmp_path: Path
+) -> None:
+    folder = LocalFileStore(tmp_path / "audio")
+    made = on_disk(store, folder, 3)
+    for target in (_denied(musicstore_s3_server, "denied"), _unreachable(musicstore_s3_server)):
+        seen: list[int] = []
+        for dry_run in (True, False):
+            with pytest.raises(StoreUnavailable) as caught:
+                copy_files(store, target, dry_run=dry_run, progress=seen.append)
+            message = str(caught.value)
+            assert "\n" not in message and WRONG_SECRET not in message
+            assert "access denied" in message or "cannot reach the S3 endpoint" in message
+        assert seen == []  # not one page went by
+        assert {store.run(get_storage, g.id).storage_url for g in made} == {folder.url}  # no row moved
+        target.close()
+
+
+def _unreachable(server: Any) -> FileStore:
+    return open_filestore("s3://bucket/x/", **{**server.options, "endpoint_url": "http://127.0.0.1:9"})
+
+
+def test_a_missing_source_object_is_still_a_skip(store: Store, objects: FileStore, tmp_path: Path) -> None:
+    folder = LocalFileStore(tmp_path / "audio")
+    lost, kept = on_disk(store, folder, 2)
+    assert lost.file_path is not None
+    folder.delete(lost.file_path)
+    report = copy_files(store, objects)
+    assert (report.rows_updated, report.skipped_count) == (1, 1)
+    assert report.skipped[0].id == lost.id and "ObjectNotFound" in report.skipped[0].reason
+    assert store.run(get_storage, kept.id).storage_url == objects.url
+
+
+def test_the_command_with_wrong_credentials_exits_1_with_one_line(
+    db_url: str,
+    musicstore_s3_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from musicstore.cli import EXIT_ERROR, main
+
+    with Store(db_url) as store:
+        on_disk(store, LocalFileStore(tmp_path / "audio"), 3)
+    server = musicstore_s3_server
+    for name, value in {**server.environ, "AWS_SECRET_ACCESS_KEY": WRONG_SECRET}.items():
+        monkeypatch.setenv(name, value)
+    to = f"s3://{server.bucket}/{server.prefix}cli-denied/"
+    assert main(["copy-files", "--database", db_url, "--to", to]) == EXIT_ERROR
+    captured = capsys.readouterr()
+    assert len(captured.err.strip().splitlines()) == 1 and "access denied" in captured.err
+    assert WRONG_SECRET not in captured.err + captured.out
+    assert "skipped" not in captured.out  # not a report of rows skipped one by one

@@ -288,7 +288,7 @@ def test_the_server_killed_during_the_upload_leaves_no_object_and_retries_the_jo
         assert server.secret_access_key not in str(raised.value)
         row = store.get_generation(job.id)
         assert row is not None and row.status is Status.PENDING and row.file_path is None
-        assert row.error_message is not None and "StorageError" in row.error_message
+        assert row.error_message is not None and "StoreUnavailable" in row.error_message
         server.restart()
         with pytest.raises(ObjectNotFound):
             objects.head(_key(job))

@@ -19,6 +19,7 @@ from .base import (
     ObjectExists,
     ObjectInfo,
     ObjectNotFound,
+    StoreUnavailable,
     Upload,
     check_key,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectNotFound",
     "S3FileStore",
+    "StoreUnavailable",
     "Upload",
     "check_key",
     "local_path",

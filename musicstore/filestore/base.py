@@ -44,6 +44,12 @@ class ObjectExists(StorageError, FileExistsError):
     """A conditional create found an object at the key already; it was left unchanged."""
 
 
+class StoreUnavailable(StorageError):
+    """The store as a whole cannot be used: access denied (wrong or missing credentials, a policy), no such
+    bucket, or its endpoint unreachable. Every other request would fail alike, so work over many objects
+    (``copy_files``) stops at the first instead of skipping them one by one."""
+
+
 class ChecksumMismatch(StorageError):
     """The bytes read do not hash to the checksum recorded for them (or the one the caller expected)."""
 
@@ -255,6 +261,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectNotFound",
     "Source",
+    "StoreUnavailable",
     "Upload",
     "check_key",
     "check_metadata",

@@ -40,6 +40,7 @@ from .base import (
     ObjectInfo,
     ObjectNotFound,
     Source,
+    StoreUnavailable,
     Upload,
     check_chunk_size,
     check_expiry,
@@ -151,7 +152,8 @@ class S3FileStore:
 
     def _fail(self, doing: str, key: str | None, exc: Exception) -> NoReturn:
         """Raise the typed, one-line error for a botocore failure (no secret in it: see the module)."""
-        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+        from botocore.exceptions import ClientError, NoCredentialsError
+        from botocore.exceptions import ConnectionError as Unreachable
 
         where = f"{self.url}{key}" if key is not None else self.url
         if isinstance(exc, ClientError):
@@ -159,7 +161,7 @@ class S3FileStore:
             code = str(error.get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code == "NoSuchBucket":
-                raise StorageError(f"{doing} {where}: the bucket {self.bucket!r} does not exist") from exc
+                raise StoreUnavailable(f"{doing} {where}: the bucket {self.bucket!r} does not exist") from exc
             if code in _MISSING:
                 raise ObjectNotFound(f"{where}: no such object") from exc
             if code == "PreconditionFailed" or status == 412:
@@ -167,20 +169,20 @@ class S3FileStore:
             if (
                 code in _DENIED and self._no_bucket()
             ):  # a server may deny a write to a bucket that is not there
-                raise StorageError(f"{doing} {where}: the bucket {self.bucket!r} does not exist") from exc
+                raise StoreUnavailable(f"{doing} {where}: the bucket {self.bucket!r} does not exist") from exc
             if code in _DENIED:
-                raise StorageError(
+                raise StoreUnavailable(
                     f"{doing} {where}: access denied ({code}); check AWS_ACCESS_KEY_ID, "
                     "AWS_SECRET_ACCESS_KEY and the bucket's policy"
                 ) from exc
             message = str(error.get("Message", "")).splitlines()[0] if error.get("Message") else ""
             raise StorageError(f"{doing} {where} failed: {code or status} {message}".rstrip()) from exc
         if isinstance(exc, NoCredentialsError):
-            raise StorageError(
+            raise StoreUnavailable(
                 f"{doing} {where}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
             ) from exc
-        if isinstance(exc, EndpointConnectionError):
-            raise StorageError(
+        if isinstance(exc, Unreachable):  # refused, timed out connecting, TLS or proxy failed
+            raise StoreUnavailable(
                 f"{doing} {where}: cannot reach the S3 endpoint {self.endpoint_url or '(AWS)'}"
             ) from exc
         raise StorageError(f"{doing} {where} failed: {type(exc).__name__}: {exc}") from exc

@@ -14,7 +14,8 @@ run again:
    name none: their folder is ``source``) and verified against the row's SHA-256 (a rendition's, the peaks
    record's) as it streams (a damaged source is refused, nothing is written), and put with a conditional
    create: an object already at the key holding these very bytes is a copy made by an earlier run and is
-   kept as is; one with other bytes is never overwritten (the row is skipped and named).
+   kept as is; one with other bytes is never overwritten (the row is skipped and named). A store that
+   cannot be used at all (``StoreUnavailable``: access denied, no bucket, unreachable) stops the run.
 2. The copy is verified where it landed: its size and SHA-256 (the checksum the store keeps, else it is read
    back and hashed) must be the row's.
 3. Only then, in one transaction per page, each row changes: ``storage_url`` becomes ``to``'s URL (and the
@@ -41,7 +42,15 @@ from typing import Any
 
 from .. import validate
 from ..errors import InvalidInput, StorageError
-from ..filestore import FileStore, LocalFileStore, ObjectExists, ObjectInfo, ObjectNotFound, open_filestore
+from ..filestore import (
+    FileStore,
+    LocalFileStore,
+    ObjectExists,
+    ObjectInfo,
+    ObjectNotFound,
+    StoreUnavailable,
+    open_filestore,
+)
 from ..ops import Call, Steps, reader, writer
 from ..store import Store
 from .scan import DEFAULT_MAX_ITEMS, is_peaks_of
@@ -160,7 +169,9 @@ def copy_files(
     ``source``: the folder of rows that name no store (recorded before migration 0006); ``only_from``: copy
     only rows whose files are in the store at that URL (a folder path, ``file://`` or ``s3://`` URL).
     ``dry_run`` copies nothing and changes no row: the report says what would be. ``progress`` gets the
-    number of generations seen so far.
+    number of generations seen so far. A row whose files cannot be copied (missing or damaged at the source,
+    other bytes at the target) is skipped with the reason; ``StoreUnavailable`` (the source or target store
+    denies access, has no bucket or cannot be reached) is raised at once, the pages before it moved.
     """
     started = time.monotonic()
     validate.flag(dry_run, "dry_run")
@@ -240,6 +251,8 @@ def _copy_page(
                 _copy_one(origin, target, key, size, checksum, report=report)
                 for key, size, checksum in files + peaks
             ]
+        except StoreUnavailable:
+            raise  # denied, no bucket, unreachable: every other row would fail alike; stop the run
         except (StorageError, InvalidInput) as exc:
             skip(row, f"{type(exc).__name__}: {exc}")
             continue
