@@ -112,6 +112,7 @@ def export_generation(
     fails (LeaseLost, NotFound, InvalidTransition, DatabaseError), the file is removed, the row is left as it
     is and the error raised.
     """
+    _check_store(store)
     _check_call(generation, on_error, max_attempts, metadata)
     _check_format(ext, options, root=root, worker_id=worker_id, scale=scale)
     spec = _peaks_spec(peaks)
@@ -166,6 +167,7 @@ def export_batch_generations(
     device in one transfer; one with a bad item falls back to converting item by item. An ``s3://`` root
     is opened once for the batch.
     """
+    _check_store(store)
     if not isinstance(generations, Sequence) or isinstance(generations, str):
         raise InvalidInput(f"generations must be a sequence of Generation, got {type(generations).__name__}")
     if metadata is not None and (not isinstance(metadata, Sequence) or isinstance(metadata, str)):
@@ -282,6 +284,14 @@ class _Waveform:
 
     def stored(self, generation_id: str, url: str, audio_key: str) -> StoredPeaks:
         return StoredPeaks(generation_id, url, self.key(audio_key), len(self.data), self.sha256, self.peaks)
+
+
+def _check_store(store: object) -> None:
+    """A store the recording can complete the row in (its ``transaction``): checked before the export
+    spends any work, which otherwise ended in a bare TypeError or AttributeError with the row processing."""
+    if not isinstance(store, Store):
+        hint = " (from asyncio code: a Store, in a thread)" if hasattr(store, "transaction") else ""
+        raise InvalidInput(f"store must be a musicstore Store, got {type(store).__name__}{hint}")
 
 
 def _check_call(

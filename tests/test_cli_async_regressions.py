@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from musicstore import Status, Store
+from musicstore import InvalidInput, Status, Store
 from musicstore.cli import main
 from tests.conftest import new_job
 
@@ -88,3 +89,24 @@ def test_cancel_reports_what_the_cancel_changed_not_a_read_before_it(
     with Store(racing_store) as store:
         row = store.get_generation(job.id)
         assert row is not None and row.status is Status.CANCELLED and row.worker_id == "gpu-7"
+
+
+def test_export_refuses_a_store_it_cannot_record_in_before_any_work(sqlite_url: str, tmp_path: Path) -> None:
+    # an AsyncStore (or None) was found out only after the export: bare TypeError/AttributeError
+    from musicstore.aio import AsyncStore
+    from musicstore.audio import synthesize_music
+    from musicstore.recording import export_batch_generations, export_generation
+
+    with Store(sqlite_url) as store:
+        new_job(store, channels=2)
+        claimed = store.claim_next("gpu-0")
+        assert claimed is not None
+        audio = synthesize_music(0.5, claimed.sample_rate, channels=2)
+        for wrong in (AsyncStore(sqlite_url), None, sqlite_url):
+            with pytest.raises(InvalidInput, match="store must be a musicstore Store"):
+                export_generation(wrong, claimed, audio, root=tmp_path)  # type: ignore[arg-type]
+            with pytest.raises(InvalidInput, match="store must be a musicstore Store"):
+                export_batch_generations(wrong, [claimed], audio[None], root=tmp_path)  # type: ignore[arg-type]
+        assert not any(tmp_path.rglob("*.wav"))
+        row = store.get_generation(claimed.id)
+        assert row is not None and row.status is Status.PROCESSING and row.error_message is None
