@@ -37,6 +37,7 @@ from .runner import (
     start_in,
     utcnow,
 )
+from .store import refuse_missing_file
 from .urls import DatabaseURL, resolve
 
 P = ParamSpec("P")
@@ -186,6 +187,8 @@ class AsyncStore(Driver, AsyncOperations):
                 from .migrate import migrate as apply_migrations
 
                 await asyncio.to_thread(apply_migrations, self.url.url)
+            else:
+                refuse_missing_file(self.url)
             check_schema(self.url.masked, await self.run(ops.applied_migrations))
         except BaseException:
             await self.close()

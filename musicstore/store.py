@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 from . import ops, validate, waiting
-from .errors import InvalidInput, NotFound, WriteConflict
+from .errors import InvalidInput, MigrationError, NotFound, WriteConflict
 from .models import Generation
 from .ops import Operation, progress
 from .queries import COUNT, ONE
@@ -98,6 +98,16 @@ class Operations:
         return self.run(progress.queue_position, generation_id, window_seconds=window_seconds)
 
 
+def refuse_missing_file(target: DatabaseURL) -> None:
+    """MigrationError for a SQLite file that does not exist, before anything is created: opening it would
+    leave an empty database (and its folders) behind a mistyped path, then refuse it for its schema."""
+    if target.path is not None and not target.path.exists():
+        raise MigrationError(
+            f"no database at {target.path}; create it with musicstore.migrate(url) or "
+            "`musicstore migrate`, or open the store with migrate=True"
+        )
+
+
 def sync_connector(target: DatabaseURL, *, busy_timeout: float, pool_size: int) -> Any:
     """The sync connector for a URL's backend."""
     if target.dialect == "postgres":
@@ -138,6 +148,8 @@ class Store(Driver, Operations):
             from .migrate import migrate as apply_migrations
 
             apply_migrations(self.url.url)
+        else:
+            refuse_missing_file(self.url)
         self._connect(sync_connector(self.url, busy_timeout=busy_timeout, pool_size=pool_size), clock)
         self._local = _Thread()
         self._direct: dict[Operation[Any, Any], Callable[..., Any]] = {}

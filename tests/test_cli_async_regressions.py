@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,3 +111,23 @@ def test_export_refuses_a_store_it_cannot_record_in_before_any_work(sqlite_url: 
         assert not any(tmp_path.rglob("*.wav"))
         row = store.get_generation(claimed.id)
         assert row is not None and row.status is Status.PROCESSING and row.error_message is None
+
+
+def test_opening_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    # Store(url) made the folders and an empty database file, then refused it for its schema
+    from musicstore import MigrationError
+    from musicstore.aio import AsyncStore
+
+    for path in (tmp_path / "typo.db", tmp_path / "new" / "folder" / "x.db"):
+        url = f"sqlite:///{path}"
+        with pytest.raises(MigrationError, match=r"no database at .*migrate"):
+            Store(url)
+
+        async def opening(url: str = url) -> None:
+            with pytest.raises(MigrationError, match=r"no database at .*migrate"):
+                await AsyncStore.open(url)
+
+        asyncio.run(opening())
+        assert list(tmp_path.iterdir()) == []
+    with Store(f"sqlite:///{tmp_path / 'made.db'}", migrate=True) as made:
+        assert made.count_generations() == 0
