@@ -131,3 +131,19 @@ def test_opening_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
         assert list(tmp_path.iterdir()) == []
     with Store(f"sqlite:///{tmp_path / 'made.db'}", migrate=True) as made:
         assert made.count_generations() == 0
+
+
+def test_render_of_an_unknown_id_exits_3_as_documented(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # render exited 3 (NotFound) for an unknown id, but --help and docs/cli.md named only show, cancel, replay
+    from musicstore.cli import EPILOG, EXIT_NOT_FOUND
+
+    unknown = "01a20180-5e48-7dc6-afbf-cdf54fb09fcb"
+    assert (
+        main(["render", unknown, "--database", sqlite_url, "--output-root", str(tmp_path)]) == EXIT_NOT_FOUND
+    )
+    assert capsys.readouterr().err == f"musicstore: error: no generation with id {unknown}\n"
+    documented = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+    assert "| 3 | `show`, `render`, `cancel`, `replay`" in documented.read_text(encoding="utf-8")
+    assert "3    show, render, cancel, replay" in EPILOG

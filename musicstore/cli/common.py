@@ -16,7 +16,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 """Bad command-line arguments (argparse's usage error)."""
 EXIT_NOT_FOUND = 3
-"""``show``: no generation has that id."""
+"""``show``, ``render``, ``cancel``, ``replay``: no generation has that id."""
 EXIT_INCONSISTENT = 4
 """``reconcile``: database and output root disagree (found, and with ``--repair`` repaired)."""
 EXIT_INTERRUPTED = interrupt.EXIT_INTERRUPTED

@@ -38,7 +38,7 @@ exit codes:
   0    success
   1    error (one line on stderr: musicstore: error: ...)
   2    bad arguments (usage)
-  3    show, cancel, replay: no generation with that id
+  3    show, render, cancel, replay: no generation with that id
   4    reconcile: database and files disagree (found, or found and repaired)
   130  interrupted (Ctrl-C)
 
