@@ -147,3 +147,29 @@ def test_render_of_an_unknown_id_exits_3_as_documented(
     documented = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
     assert "| 3 | `show`, `render`, `cancel`, `replay`" in documented.read_text(encoding="utf-8")
     assert "3    show, render, cancel, replay" in EPILOG
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_a_stdout_that_is_not_utf8_gets_escapes_not_a_traceback(sqlite_url: str, encoding: str) -> None:
+    # print() raised UnicodeEncodeError (a traceback, exit 1) for a prompt the terminal cannot show
+    import os
+    import subprocess
+    import sys
+
+    prompt = "日本語 🎵 café"
+    with Store(sqlite_url) as store:
+        new_job(store, prompt)
+    env = {**os.environ, "PYTHONIOENCODING": encoding}
+    for args in (["list"], ["prompts"], ["list", "--json"], ["prompts", "--json"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "musicstore", *args, "--database", sqlite_url],
+            capture_output=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0 and not result.stderr, (args, result.stderr)
+        out = result.stdout.decode(encoding)
+        if "--json" in args:
+            found = json.loads(out)
+            texts = [g["prompt"] for g in found["items"]] if "items" in found else found["prompts"]
+            assert [t["text"] if isinstance(t, dict) else t for t in texts] == [prompt]
+        else:
+            assert "\\u65e5\\u672c\\u8a9e \\U0001f3b5" in out, out

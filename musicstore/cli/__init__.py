@@ -27,7 +27,7 @@ from .common import (
     EXIT_USAGE,
     ROOT_ENV,
 )
-from .output import SHOWN
+from .output import SHOWN, tolerate_stdout
 from .parser import EPILOG, build_parser
 
 __all__ = [
@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         psycopg.addHandler(logging.NullHandler())
     try:
         interrupt.restore()  # the imports are done: Ctrl-C is KeyboardInterrupt again, handled below
+        tolerate_stdout()
         args = build_parser().parse_args(argv)
         code = int(args.func(args))
         sys.stdout.flush()  # a closed pipe (`| head`) raises here, not at exit

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import enum
+import io
 import json
+import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -42,8 +45,23 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def utf8_stdout() -> bool:
+    """Whether stdout takes any text: UTF-8, or a stream with no encoding of its own (``io.StringIO``)."""
+    encoding = getattr(sys.stdout, "encoding", None)
+    return not encoding or codecs.lookup(encoding).name == "utf-8"
+
+
+def tolerate_stdout() -> None:
+    """On a stdout that is not UTF-8 (``PYTHONIOENCODING=ascii``, a Latin-1 terminal), text it cannot
+    encode is written as ``\\uXXXX`` escapes instead of ending the command with a UnicodeEncodeError."""
+    if not utf8_stdout() and isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
+
+
 def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False, default=_json_default))
+    """One JSON document; verbatim UTF-8 text, or ``\\u`` escapes (still valid JSON) on a stdout that is
+    not UTF-8."""
+    print(json.dumps(value, indent=2, ensure_ascii=not utf8_stdout(), default=_json_default))
 
 
 def moment_text(moment: datetime | None) -> str:
