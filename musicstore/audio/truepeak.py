@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from musicstore.audio.arrays import as_audio
-from musicstore.audio.farfield import BLOCK, FarField, Rows
+from musicstore.audio.farfield import BLOCK, DIRECT_LOOP, LOOPED_ROWS, FarField, Rows, periodic_values
 from musicstore.audio.interpolation import GRID, Interpolator, annex2, near_sinc
 
 GRID_FACTOR = 1.0 - (math.pi / (2 * GRID)) ** 2 / 2  # grid reading ≥ this share of a peak (Bernstein)
@@ -137,12 +137,61 @@ class PeakMap:
         return max(self.sample_peak, float(self.values.max(initial=0.0)))
 
 
+def ideal_peaks(
+    audio: NDArray[np.float32], rows: Rows, far: FarField, positions: int = GRID
+) -> NDArray[np.float32]:
+    """The accurate meter's largest |value| over ``positions`` per sample at each of ``rows`` (sorted):
+    zero outside the clip, and within ``LOOPED_ROWS`` of an end the larger of that and the looped reading
+    (:func:`_end_peaks`)."""
+    interpolator = near_sinc(positions)
+    samples = audio.shape[1]
+    head = int(np.searchsorted(rows, LOOPED_ROWS, side="right"))
+    tail = max(head, int(np.searchsorted(rows, samples - LOOPED_ROWS, side="left")))
+    values = interpolator.peaks(audio, rows, far)[:, 0]  # the rows at the ends read again below (few)
+    if head or tail < rows.shape[0]:
+        ends = _end_peaks(interpolator, audio, np.concatenate([rows[:head], rows[tail:]]), far)
+        values[:head], values[tail:] = ends[:head], ends[head:]
+    return values
+
+
+def _end_peaks(
+    interpolator: Interpolator, audio: NDArray[np.float32], rows: Rows, far: FarField
+) -> NDArray[np.float32]:
+    """At ``rows`` within ``LOOPED_ROWS`` of an end: the larger of the zero-padded reading and the looped
+    one, the clip repeated end to end as a periodic FFT meter reads it: the near part over the wrapped
+    window, the clip's far part, its neighbouring copy's (the grid read one length away) and the other
+    copies' (:meth:`FarField.copies_at`); for a clip under ``DIRECT_LOOP`` samples, the periodic sinc
+    summed directly (:func:`periodic_values`). The junction's ringing reaches past the 24 rows whose window
+    wraps (the export hunt's files peaked 27 and 31 samples from an end)."""
+    samples = audio.shape[1]
+    fractions = interpolator.fractions
+    assert fractions is not None
+    index = rows[:, None] - (1 - interpolator.first_offset) + np.arange(interpolator.matrix.shape[0])
+    inside = (index >= 0) & (index < samples)
+    wrapped = index % samples
+    before = np.asarray(rows - 1, dtype=np.intp)
+    neighbour = np.where(rows <= samples // 2, samples, -samples)  # where the neighbouring copy's far part is
+    best = np.zeros(rows.shape[0], dtype=np.float32)
+    for c, channel in enumerate(audio):
+        far_part = far.at(c, before, fractions)
+        zero_padded = np.where(inside, channel[wrapped], np.float32(0.0)) @ interpolator.matrix + far_part
+        if samples < DIRECT_LOOP:
+            looped = periodic_values(channel, before, fractions)
+        else:
+            looped = channel[wrapped] @ interpolator.matrix + far_part
+            looped += far.at(c, before + neighbour, fractions)
+            looped += far.copies_at(c, before, fractions)
+        for values in (zero_padded, looped):
+            np.maximum(best, np.abs(values).max(axis=1), out=best)
+    return best
+
+
 def detect(
     audio: NDArray[np.float32], rows: Rows, far: FarField
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """The detector at ``rows`` (the larger of the accurate grid value and the Annex 2 4x one, so that
     neither meter reads above what the detector saw), and the accurate grid value alone."""
-    ideal = near_sinc().peaks(audio, rows, far)[:, 0]
+    ideal = ideal_peaks(audio, rows, far)
     return np.maximum(ideal, annex2().peaks(audio, rows)[:, 0]), ideal
 
 
@@ -444,7 +493,7 @@ def peak_map(
         del again
     rows, annex = rows[keep], annex[keep]
     del keep
-    ideal = near_sinc().peaks(audio, rows, far)[:, 0]
+    ideal = ideal_peaks(audio, rows, far)
     return PeakMap(envelope, rows, np.maximum(ideal, annex), ideal, level, far, near, recorded)
 
 
@@ -483,7 +532,7 @@ def refined_peak(audio: NDArray[np.float32], peaks: PeakMap) -> float:
     """
     best = max(peaks.sample_peak, float(peaks.ideal.max(initial=0.0)))
     rows = peaks.rows[peaks.ideal >= best * GRID_FACTOR]
-    fine = near_sinc(_FINE).peaks(audio, rows, peaks.far)[:, 0]
+    fine = ideal_peaks(audio, rows, peaks.far, _FINE)
     return max(peaks.sample_peak, float(fine.max(initial=0.0)))
 
 
