@@ -372,6 +372,8 @@ class _Placing:
         except BaseException as exc:
             try:  # written, then tagging failed (a full disk: the tagged copy needs the space again)
                 staged.unlink(missing_ok=True)
+            except NotADirectoryError:
+                pass  # its folder is a file (the root, or a date folder's place): nothing was written
             except OSError as cleanup:
                 exc.add_note(f"and removing {staged} failed: {cleanup}")
             if isinstance(exc, Exception):  # interrupted (Ctrl-C): left processing, its lease will expire

@@ -173,3 +173,29 @@ def test_a_stdout_that_is_not_utf8_gets_escapes_not_a_traceback(sqlite_url: str,
             assert [t["text"] if isinstance(t, dict) else t for t in texts] == [prompt]
         else:
             assert "\\u65e5\\u672c\\u8a9e \\U0001f3b5" in out, out
+
+
+def test_an_output_root_that_is_a_file_fails_the_job_without_a_false_cleanup_note(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # the error carried "and removing <root>/.../.<id>.<hex>.wav failed: Not a directory" for a file that
+    # could never have been written
+    from musicstore import StorageError
+    from musicstore.audio import synthesize_music
+    from musicstore.recording import export_generation
+
+    root = tmp_path / "not-a-folder"
+    root.write_text("a file")
+    with Store(sqlite_url) as store:
+        new_job(store, channels=2)
+        claimed = store.claim_next("gpu-0")
+        assert claimed is not None
+        audio = synthesize_music(0.5, claimed.sample_rate, channels=2)
+        with pytest.raises(StorageError) as raised:
+            export_generation(store, claimed, audio, root=root)
+        notes = raised.value.__notes__
+        assert not any("removing" in note for note in notes), notes
+        assert notes == [f"generation {claimed.id} is now failed (on_error='fail')"]
+        row = store.get_generation(claimed.id)
+        assert row is not None and row.status is Status.FAILED
+    assert root.read_text() == "a file"
