@@ -4,11 +4,14 @@ each test failed before its fix. Both database backends, and both file stores wh
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from musicstore import Generation, InvalidInput, Store
 from musicstore.aio import AsyncStore
@@ -112,6 +115,53 @@ def test_async_reclaimed_job_has_its_first_report_written(db_url: str) -> None:
             return written, read.progress
 
     assert asyncio.run(scenario()) == (True, 0.1)
+
+
+ACTIONS = st.lists(
+    st.sampled_from(["same stage", "new stage", "retried", "requeued", "claim_batch"]),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=15, deadline=None)
+@given(actions=ACTIONS)
+def test_within_the_interval_a_report_is_written_iff_first_of_its_claim_or_a_new_stage(
+    actions: list[str],
+) -> None:
+    """With a clock that never moves, a report (fraction < 1) is written exactly when it is the first since
+    the job was (re)claimed, or its stage differs from the last one written since; whatever the claims'
+    path (claim_next, claim_batch) and how the job came back (retried, lease expired). A fresh database
+    per example (SQLite)."""
+    clock = FakeClock()
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        Store(f"sqlite:///{folder}/g.db", clock=clock, migrate=True) as store,
+    ):
+        progress.coalescer(store).clock = Ticks()
+        job = new_job(store)
+        assert store.claim_next("gpu-0") is not None
+        last: str | None = None  # the stage last written since the claim; None: nothing written yet
+        stages = 0
+        for action in actions:
+            if action in ("same stage", "new stage"):
+                stages += action == "new stage"
+                label = f"stage {stages}"
+                expected = last != label
+                assert store.report_progress(job.id, "gpu-0", 0.5, label) is expected, (action, last)
+                last = label
+                continue
+            if action == "requeued":
+                clock.advance(3600)
+                assert store.requeue_expired(max_attempts=100).requeued == [job.id]
+            else:
+                store.fail(job.id, "again", worker_id="gpu-0", retry=True, max_attempts=100)
+            if action == "claim_batch":
+                claimed = store.claim_batch("gpu-0", 2)
+            else:
+                claimed = [g for g in [store.claim_next("gpu-0")] if g is not None]
+            assert [g.id for g in claimed] == [job.id]
+            last = None
 
 
 def test_the_coalescer_alone_is_unchanged_without_claims() -> None:
