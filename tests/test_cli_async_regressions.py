@@ -199,3 +199,14 @@ def test_an_output_root_that_is_a_file_fails_the_job_without_a_false_cleanup_not
         row = store.get_generation(claimed.id)
         assert row is not None and row.status is Status.FAILED
     assert root.read_text() == "a file"
+
+
+def test_an_error_line_escapes_control_characters(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # an error naming a path sent its terminal escape sequences to stderr as they were
+    odd = tmp_path / "a\x1b[31mred\x07"
+    assert main(["reconcile", "--database", sqlite_url, "--output-root", str(odd)]) == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and err.count("\n") == 1, repr(err)
+    assert err.startswith("musicstore: error: output root ") and "a\\x1b[31mred\\x07" in err

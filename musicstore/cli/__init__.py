@@ -29,6 +29,7 @@ from .common import (
 )
 from .output import SHOWN, tolerate_stdout
 from .parser import EPILOG, build_parser
+from .table import escape_controls
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -53,7 +54,7 @@ __all__ = [
 
 
 def _error(exc: BaseException) -> None:
-    message = " ".join(redact(str(exc)).split()) or type(exc).__name__
+    message = escape_controls(" ".join(redact(str(exc)).split())) or type(exc).__name__
     print(f"musicstore: error: {message}", file=sys.stderr)
 
 

@@ -21,6 +21,7 @@ from ..urls import resolve, without_password
 from .common import EXIT_OK, open_store, output_root
 from .output import bytes_text, moment_text, print_json, print_section, print_table, short_text
 from .progress import ProgressBar
+from .table import escape_controls
 
 
 def _generation_fields(generation: Generation) -> list[tuple[str, str]]:
@@ -99,7 +100,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         rows = [(kind, getattr(usage, kind).files, bytes_text(getattr(usage, kind).bytes)) for kind in kinds]
         print_table([*rows, ("symlinks", usage.symlinks, "-")], ["kind", "files", "bytes"])
         for error in usage.errors:
-            print(f"musicstore: warning: {error}", file=sys.stderr)
+            print(f"musicstore: warning: {escape_controls(str(error))}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -15,6 +15,7 @@ from ..urls import resolve
 from .common import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, open_store, output_root
 from .output import bytes_text, print_json, print_section
 from .progress import ProgressBar
+from .table import escape_controls
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
@@ -102,7 +103,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             report.abandoned_upload_count,
         )
     for error in report.errors:
-        print(f"musicstore: error: {error}", file=sys.stderr)
+        print(f"musicstore: error: {escape_controls(str(error))}", file=sys.stderr)
     if report.consistent:
         print("\nconsistent: every completed row has its file, every file has its row")
     elif report.repair:
@@ -205,7 +206,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         if report.rows_changed:
             print(f"{report.rows_changed:,} generations changed meanwhile and were left alone")
     for error in report.errors:
-        print(f"musicstore: error: {error}", file=sys.stderr)
+        print(f"musicstore: error: {escape_controls(str(error))}", file=sys.stderr)
     return EXIT_ERROR if report.errors else EXIT_OK
 
 

@@ -8,6 +8,15 @@ from collections.abc import Sequence
 _CONTROL = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+_CONTROL_ONLY = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with its control characters as escapes (``\\n``, ``\\x1b``) and nothing else changed: a
+    line on stderr (an error naming a file) stays one line and sends no terminal escape sequence."""
+    return _CONTROL_ONLY.sub(lambda match: repr(match[0])[1:-1], text)
+
+
 def printable(text: str) -> str:
     """``text`` with control characters shown as escapes (``\\n``, ``\\x1b``): a cell stays on its line and
     cannot send the terminal escape sequences (prompts, error messages and file names come from outside). A
