@@ -210,3 +210,22 @@ def test_an_error_line_escapes_control_characters(
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\x07" not in err and err.count("\n") == 1, repr(err)
     assert err.startswith("musicstore: error: output root ") and "a\\x1b[31mred\\x07" in err
+
+
+def test_metadata_depth_is_as_documented(sqlite_url: str) -> None:
+    # docs/usage.md said "nested at most 64 levels (the object itself is level 1)"; 64 objects deep is refused
+    from musicstore import validate
+
+    def nested(levels: int) -> dict[str, Any]:
+        value: dict[str, Any] = {}
+        for _ in range(levels - 1):
+            value = {"k": value}
+        return value
+
+    with Store(sqlite_url) as store:
+        kept = new_job(store, metadata=nested(validate.MAX_METADATA_DEPTH - 1))
+        assert kept.metadata == nested(validate.MAX_METADATA_DEPTH - 1)
+        with pytest.raises(InvalidInput, match="nested deeper"):
+            new_job(store, metadata=nested(validate.MAX_METADATA_DEPTH))
+    documented = (Path(__file__).resolve().parent.parent / "docs" / "usage.md").read_text(encoding="utf-8")
+    assert "nested at most 63 deep, the object itself counting as one" in documented
