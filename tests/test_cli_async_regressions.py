@@ -229,3 +229,20 @@ def test_metadata_depth_is_as_documented(sqlite_url: str) -> None:
             new_job(store, metadata=nested(validate.MAX_METADATA_DEPTH))
     documented = (Path(__file__).resolve().parent.parent / "docs" / "usage.md").read_text(encoding="utf-8")
     assert "nested at most 63 deep, the object itself counting as one" in documented
+
+
+def test_backup_onto_a_folder_is_refused_before_any_work(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "DEST exists; pass --overwrite to replace it", and with --overwrite the backup was made, then failed
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("kept")
+    for extra in ([], ["--overwrite"]):
+        assert main(["backup", str(folder), "--database", sqlite_url, *extra]) == 1
+        assert (
+            capsys.readouterr().err
+            == f"musicstore: error: {folder} is a folder; give the path of a database file (in it, say)\n"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backups", "musicstore.db"]
+    assert [p.name for p in folder.iterdir()] == ["keep.txt"]

@@ -211,6 +211,9 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def _refuse_overwrite(path: Path | None, overwrite: bool) -> None:
+    """A folder is never replaced (--overwrite is for a database file): said before any work is done."""
+    if path is not None and path.is_dir():
+        raise InvalidInput(f"{path} is a folder; give the path of a database file (in it, say)")
     if path is not None and path.exists() and not overwrite:
         raise InvalidInput(f"{path} exists; pass --overwrite to replace it")
 
