@@ -135,7 +135,7 @@ def test_the_looped_values_at_the_ends_are_the_periodic_sincs(samples: int) -> N
     )
     others = (every - 1 / lags - sign / (lags + neighbour[:, None, None])) @ z  # the neighbour: at lag -shift
     others *= np.sin(np.pi * t) / np.pi
-    copies = far.copies_at(0, before, fractions)
+    copies = far.copies_at(before, fractions)[0]
     assert np.abs(copies - others).max() < 1e-6 * max(1.0, float(np.abs(others).max()))
 
     window = rows[:, None] - (1 - interpolator.first_offset) + np.arange(interpolator.matrix.shape[0])

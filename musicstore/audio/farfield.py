@@ -83,9 +83,9 @@ class FarField:
         grid = np.empty((channels, stop - start + 1), dtype=np.float32)
         copies = np.empty((channels, _COPY_NODES))
         for c in range(channels):  # a channel at a time, in float32, no copies: each buffer ≤ a quarter clip
-            copies[c] = _node_weights(_clip_moments(audio[c]))
             padded = np.zeros(size, dtype=np.float32)
             padded[:count] = _decimated_low_band(audio[c], count, step)
+            copies[c] = _node_weights(_clip_moments(audio[c], padded[:count], step))
             spectrum = sp_fft.rfft(padded, overwrite_x=True)
             del padded  # gone before the inverse transform (which holds its input, a buffer and its output)
             spectrum *= spectrum_of_kernel
@@ -122,20 +122,22 @@ class FarField:
             out[picked] = points[base[picked]] @ weights[p]
         return out
 
-    def copies_at(self, channel: int, samples: Rows, fractions: NDArray[np.float64]) -> NDArray[np.float32]:
+    def copies_at(self, samples: Rows, fractions: NDArray[np.float64]) -> NDArray[np.float32]:
         """The far part of every copy of the looped clip but the clip and its neighbour, at
         ``t = samples + fractions`` within :data:`LOOPED_ROWS` of an end (the neighbour: the copy before the
-        clip for a point in its first half, after it otherwise): ``(N, F)``. Those copies lie more than
-        ``S - 34`` samples away, beyond the split window's taper, so their far kernel is ``1 / lag``, summed
-        over the copies in closed form (:func:`_other_copies`), smooth over the clip: it is read at the
-        Chebyshev nodes, with the clip's weights there (:class:`Copies`)."""
+        clip for a point in its first half, after it otherwise), per channel: ``(C, N, F)``. Those copies lie
+        more than ``S - 34`` samples away, beyond the split window's taper, so their far kernel is
+        ``1 / lag``, summed over the copies in closed form (:func:`_other_copies`), smooth over the clip: it
+        is read at the Chebyshev nodes, with the clip's weights there (:class:`Copies`)."""
         if self.copies is None:
             raise ValueError("this far part was not measured with its copies' weights")
         looped = self.copies
         t = samples[:, None] + fractions[None, :]  # (N, F)
         after = (samples >= looped.samples // 2)[:, None, None]
         lags = t[:, :, None] - _node_positions(looped.samples)[None, None, :]  # (N, F, K)
-        share: NDArray[np.float64] = _other_copies(lags, looped.samples, after) @ looped.weights[channel]
+        share: NDArray[np.float64] = np.einsum(
+            "nfk,ck->cnf", _other_copies(lags, looped.samples, after), looped.weights
+        )
         share *= np.where(samples % 2, -1.0, 1.0)[:, None] * (np.sin(np.pi * fractions) / np.pi)[None, :]
         return share.astype(np.float32)
 
@@ -180,8 +182,9 @@ _GRID_START = -(NEAR_REACH // _DECIMATION) - 4  # the far part's first grid poin
 LOOPED_ROWS = 32
 DIRECT_LOOP = 1024  # clips shorter than this are read looped by the periodic sinc itself (periodic_values)
 _COPY_NODES = 12  # Chebyshev nodes over the clip of the other copies' far share (Copies)
-_COPY_BLOCKS = 16_384  # at most this many blocks of samples when a clip's weights are summed
+_COPY_BLOCKS = 4096  # at most this many blocks of the low band when a clip's weights are summed
 _MOMENT_CHUNK = 2048  # sources at a time of the moments (temporaries of 0.2 MB)
+_BLAS_SINGLE_THREAD = 262_144  # OpenBLAS runs a product of m * n * k under this on one thread
 
 
 @dataclass(frozen=True)
@@ -254,22 +257,40 @@ def _node_weights(moments: NDArray[np.float64]) -> NDArray[np.float64]:
     return weights
 
 
-def _clip_moments(x: NDArray[np.float32]) -> NDArray[np.float64]:
-    """The moments of ``z = (-1)^n x`` over a channel: summed in at most ``_COPY_BLOCKS`` blocks of an even
-    number of samples (one product with the block's sign and first-moment rows), each block acting by its
-    sum and first moment about its centre (the second-order rest is under ``1e-5`` of ``sum |z|``)."""
-    samples = x.shape[0]
-    length = 2 * -(-samples // (2 * _COPY_BLOCKS))
-    whole = samples // length * length if samples > _COPY_BLOCKS else 0
+def _clip_moments(x: NDArray[np.float32], low: NDArray[np.float32], step: int) -> NDArray[np.float64]:
+    """The moments of ``z = (-1)^n x`` over a channel, from its decimated low band ``low`` (which
+    :meth:`FarField.measure` makes anyway: a quarter of the samples), completed by the few low-band points
+    past either end (the filter's spread of the end samples): ``sum_n z[n] f(n) = step sum_j low[j]
+    f(step j)`` for ``f`` smooth over the clip, to the filter's stopband and second moment (about
+    ``1e-3`` of the highest moments of a 1,024-sample clip, less for longer ones). The low band is summed in
+    at most ``_COPY_BLOCKS`` blocks, each acting by its sum and first moment about its centre (the
+    second-order rest is under ``2e-4`` of ``sum |low|`` for the highest moment)."""
+    samples, count = x.shape[0], low.shape[0]
+    taps = _lowpass(step)
+    half = taps.shape[0] // 2
+    reach = half // step + 1  # low-band points past either end that the end samples reach
+    outside = np.concatenate([np.arange(-reach, 0), np.arange(count, count + reach)])
+    index = step * outside[:, None] + half - np.arange(taps.shape[0])  # sum_i h[i] z[step j + half - i]
+    inside = (index >= 0) & (index < samples)
+    near_ends = (
+        np.where(inside, x[np.clip(index, 0, samples - 1)] * np.where(index % 2, -1.0, 1.0), 0.0) @ taps
+    )
+    length = -(-count // _COPY_BLOCKS)
+    whole = count // length * length if length > 1 else 0
+    blocks = low[:whole].reshape(-1, length)
     offsets = np.arange(length)
-    signs = np.where(offsets % 2, -1.0, 1.0)
-    basis = np.stack([signs, signs * (offsets - (length - 1) / 2)], axis=1).astype(np.float32)
-    sums = (x[:whole].reshape(-1, length) @ basis).astype(np.float64)  # (blocks, 2)
-    rest = np.arange(whole, samples)
-    values = np.concatenate([sums[:, 0], np.where(rest % 2, -1.0, 1.0) * x[whole:]])
-    centres = np.concatenate([np.arange(sums.shape[0]) * length + (length - 1) / 2, rest.astype(np.float64)])
-    slopes = np.concatenate([sums[:, 1], np.zeros(rest.shape[0])])
-    moments: NDArray[np.float64] = _chebyshev_moments(values[None], centres, samples, slopes[None])[0]
+    basis = np.stack([np.ones(length), offsets - (length - 1) / 2], axis=1).astype(np.float32)
+    sums = np.empty((blocks.shape[0], 2), dtype=np.float32)
+    rows = max(1, _BLAS_SINGLE_THREAD // (2 * length))  # products OpenBLAS runs on the calling thread: its
+    for begin in range(0, blocks.shape[0], rows):  # threads' spinning after a larger one costs more later
+        np.matmul(blocks[begin : begin + rows], basis, out=sums[begin : begin + rows])
+    rest = np.arange(whole, count)
+    values = step * np.concatenate([sums[:, 0].astype(np.float64), low[whole:].astype(np.float64), near_ends])
+    grid = np.concatenate([np.arange(sums.shape[0]) * length + (length - 1) / 2, rest, outside])
+    slopes = (
+        step * step * np.concatenate([sums[:, 1].astype(np.float64), np.zeros(rest.shape[0] + 2 * reach)])
+    )
+    moments: NDArray[np.float64] = _chebyshev_moments(values[None], step * grid, samples, slopes[None])[0]
     return moments
 
 
@@ -306,12 +327,13 @@ def _other_copies(lags: NDArray[np.float64], samples: int, after: NDArray[np.boo
     u = np.pi * near / samples
     small = np.abs(u) < 0.25
     safe = np.where(small, 1.0, u)
+    square = u * u  # the series by Horner's rule (numpy's powers are a pow() call per element)
     if samples % 2:  # csc u - 1 / u
         direct = 1.0 / np.sin(safe) - 1.0 / safe
-        series = u / 6 + 7 * u**3 / 360 + 31 * u**5 / 15_120 + 127 * u**7 / 604_800
+        series = u * (1 / 6 + square * (7 / 360 + square * (31 / 15_120 + square * (127 / 604_800))))
     else:  # cot u - 1 / u
         direct = 1.0 / np.tan(safe) - 1.0 / safe
-        series = -u / 3 - u**3 / 45 - 2 * u**5 / 945 - u**7 / 4725
+        series = -u * (1 / 3 + square * (1 / 45 + square * (2 / 945 + square * (1 / 4725))))
     rest = np.where(small, series, direct) * (np.pi / samples)  # P(near) - 1 / near
     kernel: NDArray[np.float64] = np.where(beside, sign, 1.0) * rest - np.where(beside, 1.0, sign) / other
     return kernel
@@ -330,7 +352,7 @@ def periodic_values(
     for begin in range(0, t.shape[0], 16):  # a few rows at a time: (rows, F, S) lags
         u = np.pi * (t[begin : begin + 16, :, None] - np.arange(length)) / length
         kernel = 1.0 / np.sin(u) if length % 2 else 1.0 / np.tan(u)
-        sums = kernel @ z * (np.pi / length)
+        sums = np.einsum("rfs,s->rf", kernel, z) * (np.pi / length)  # numpy's loops: no BLAS threads
         parity = np.where(samples[begin : begin + 16] % 2, -1.0, 1.0)[:, None]
         out[begin : begin + 16] = sums * parity * (np.sin(np.pi * fractions) / np.pi)[None, :]
     return out

@@ -172,15 +172,17 @@ def _end_peaks(
     before = np.asarray(rows - 1, dtype=np.intp)
     neighbour = np.where(rows <= samples // 2, samples, -samples)  # where the neighbouring copy's far part is
     best = np.zeros(rows.shape[0], dtype=np.float32)
-    for c, channel in enumerate(audio):
-        far_part = far.at(c, before, fractions)
+    copies = None if samples < DIRECT_LOOP else far.copies_at(before, fractions)
+    places = np.concatenate([before, before + neighbour])  # one read of both (a limited output's far part
+    for c, channel in enumerate(audio):  # sums its difference's share once over the points of both)
+        far_part, beside = np.split(far.at(c, places, fractions), 2)
         zero_padded = np.where(inside, channel[wrapped], np.float32(0.0)) @ interpolator.matrix + far_part
-        if samples < DIRECT_LOOP:
+        if copies is None:
             looped = periodic_values(channel, before, fractions)
         else:
             looped = channel[wrapped] @ interpolator.matrix + far_part
-            looped += far.at(c, before + neighbour, fractions)
-            looped += far.copies_at(c, before, fractions)
+            looped += beside
+            looped += copies[c]
         for values in (zero_padded, looped):
             np.maximum(best, np.abs(values).max(axis=1), out=best)
     return best
