@@ -246,3 +246,18 @@ def test_backup_onto_a_folder_is_refused_before_any_work(
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["backups", "musicstore.db"]
     assert [p.name for p in folder.iterdir()] == ["keep.txt"]
+
+
+def test_queue_json_counts_processing_as_the_table_does(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the table said "pending 1, processing 2", the JSON had no processing total (only per owner key)
+    with Store(db_url) as store:
+        for owner in ("u1", None, None):
+            new_job(store, owner_key=owner)
+        assert store.claim_next("gpu-0") is not None and store.claim_next("gpu-1") is not None
+    table = _out(capsys, "queue", "--database", db_url).splitlines()[0]
+    assert table.startswith("pending 1, processing 2, ")
+    shown = json.loads(_out(capsys, "queue", "--json", "--database", db_url))
+    assert (shown["pending"], shown["processing"]) == (1, 2)
+    assert shown["processing"] == sum(r["running"] for r in shown["running"])

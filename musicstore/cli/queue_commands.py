@@ -20,10 +20,12 @@ def cmd_queue(args: argparse.Namespace) -> int:
         depth = store.queue_depth()
         limits = store.get_owner_limits()
     age = depth.oldest_pending_age_seconds
+    running = sum(depth.running.values())
     if args.json:
         figures: dict[str, Any] = {
             "at": depth.at,
             "pending": depth.pending,
+            "processing": running,
             "oldest_pending_age_seconds": age,
             "by_priority_and_owner": [
                 {
@@ -42,7 +44,6 @@ def cmd_queue(args: argparse.Namespace) -> int:
         }
         print_json(figures)
         return EXIT_OK
-    running = sum(depth.running.values())
     oldest = "-" if age is None else f"{age:,.1f} s"
     print(f"pending {depth.pending:,}, processing {running:,}, oldest pending waited {oldest}")
     if depth.levels:
