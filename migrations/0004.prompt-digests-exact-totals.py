@@ -1,4 +1,4 @@
-"""Prompts unique by the SHA-256 of their text, an index-ordered most-used list, totals in integer µs.
+"""Prompts unique by the SHA-256 of their text, an index-ordered most-used list, totals in microseconds.
 
 Each backend's DDL is in sqlite/ or postgres/ beside this file. SQLite has no SHA-256 in SQL, so a first step
 registers ``musicstore_sha256`` (the library's ``prompt_digest``) on the migration's connection; the SQLite

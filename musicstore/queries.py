@@ -130,7 +130,7 @@ def _parsed(dialect: str, driver: str) -> dict[str, Query]:
     for folder in (root / "common", root / dialect):
         if not folder.is_dir():
             continue
-        loaded = aiosql.from_path(folder, driver)
+        loaded = aiosql.from_path(folder, driver, encoding="utf-8")
         for name in loaded.available_queries:
             if not name.endswith("_cursor") and "." not in name:
                 found[name] = Query.parsed(getattr(loaded, name))

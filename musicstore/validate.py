@@ -25,13 +25,15 @@ MAX_NAME_CHARS = 200
 """Longest model name, model version or worker id."""
 MAX_MESSAGE_CHARS = 20_000
 """Longest error message (``fail``) or cancel reason, in characters."""
-MAX_PATH_CHARS = 4_096
-"""Longest ``file_path``, in characters."""
+MAX_PATH_CHARS = 1_024
+"""Longest ``file_path``, in characters: it is also the row's storage key, which the schema and S3 keep to
+1,024."""
 MAX_METADATA_BYTES = 1 << 20
 """Largest metadata object: the UTF-8 bytes of its compact JSON text (``json.dumps(..., ensure_ascii=False,
 separators=(",", ":"))``, as stored)."""
 MAX_METADATA_DEPTH = 64
-"""Deepest nesting of objects and arrays in metadata (the object itself is depth 1)."""
+"""The first nesting depth of objects and arrays refused in metadata: the object itself is depth 1, so
+values nest at most 63 deep."""
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 """Every integer the store keeps, metadata's included, fits in a signed 64-bit integer."""
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 384_000
@@ -391,7 +393,9 @@ def relative_path(value: object) -> str:
         raise InvalidInput(f"file_path must be a non-empty str, got {_show(value)}")
     text(value, "file_path", max_chars=MAX_PATH_CHARS)
     path = PurePosixPath(value)
-    if path.is_absolute() or ".." in path.parts or "\\" in value:
+    if "\\" in value:
+        raise InvalidInput(f"file_path must separate folders with '/', not '\\', got {_show(value)}")
+    if path.is_absolute() or ".." in path.parts:
         raise InvalidInput(f"file_path must be relative to the output root without '..', got {_show(value)}")
     if not path.parts:
         raise InvalidInput(

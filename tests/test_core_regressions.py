@@ -295,3 +295,53 @@ def test_run_demo_refuses_bad_arguments_before_anything_is_written(tmp_path: Pat
         run_demo(f"sqlite:///{database}", output_root=tmp_path / "audio", echo=lambda line: None, **options)
     assert not database.exists()
     assert not (tmp_path / "audio").exists()
+
+
+@pytest.mark.parametrize("length", [1_024, 1_025, 4_096])
+def test_a_file_path_is_refused_as_invalid_input_beyond_what_its_storage_key_holds(
+    store: Store, length: int
+) -> None:
+    """``file_path`` is also the row's ``storage_key``, which the schema keeps to 1,024 characters: a path
+    of 1,025–4,096 passed the check (then 4,096) and the database refused it, a ``DatabaseError``."""
+    job = new_job(store)
+    assert store.claim_next("w") is not None
+    path = "a/" + "b" * (length - 6) + ".wav"
+    assert len(path) == length
+    if length > 1_024:
+        with pytest.raises(InvalidInput, match="file_path"):
+            store.complete_generation(job.id, file_path=path, file_size_bytes=1)
+        got = store.get_generation(job.id)
+        assert got is not None and got.status.value == "processing" and got.file_path is None
+    else:
+        done = store.complete_generation(job.id, file_path=path, file_size_bytes=1)
+        assert done.file_path == path
+
+
+def test_a_backslash_in_a_file_path_is_named_in_its_message(store: Store) -> None:
+    job = new_job(store)
+    assert store.claim_next("w") is not None
+    with pytest.raises(InvalidInput, match=r"with '/', not '\\'"):
+        store.complete_generation(job.id, file_path="a\\b.wav", file_size_bytes=1)
+
+
+def test_a_store_opens_and_works_under_a_locale_that_is_not_utf_8(tmp_path: Path) -> None:
+    """The named queries were read in the locale's encoding, and two SQL files hold an 'é': under LC_ALL=C
+    (no UTF-8 mode) every ``Store()`` raised UnicodeDecodeError, the CLI's too."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    script = (
+        "import locale, sys\n"
+        "from musicstore import Store\n"
+        "assert locale.getpreferredencoding(False).lower() not in ('utf-8', 'utf8')\n"
+        "with Store(sys.argv[1], migrate=True) as s:\n"
+        "    g = s.create_generation('caf\\u00e9 lofi', model_name='m', duration_seconds=1)\n"
+        "    assert s.get_generation(g.id) == g\n"
+    )
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    done = subprocess.run(
+        [sys.executable, "-c", script, url], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr

@@ -129,7 +129,7 @@ def start(*, durable: bool = False) -> Server:
             "start",
         )
     except subprocess.CalledProcessError as exc:
-        log = (base / "log").read_text() if (base / "log").exists() else ""
+        log = (base / "log").read_text(encoding="utf-8", errors="replace") if (base / "log").exists() else ""
         shutil.rmtree(base, ignore_errors=True)
         raise RuntimeError(f"could not start PostgreSQL: {exc.stderr}\n{log}") from exc
     return server
