@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from musicstore import Generation, InvalidInput, Status, Store
+from musicstore import Generation, InvalidInput, Status, StorageError, Store
 from musicstore.filestore import (
     FileStore,
     LocalFileStore,
@@ -256,3 +256,18 @@ def test_overwrite_must_be_a_bool(where: FileStore, overwrite: Any) -> None:
     with pytest.raises(InvalidInput, match="overwrite"):
         where.put("2026/01/31/abc.wav", b"RIFF other", overwrite=overwrite)
     assert b"".join(where.get("2026/01/31/abc.wav")) == b"RIFF first"
+
+
+def test_a_password_in_the_endpoint_url_is_in_no_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``AWS_ENDPOINT_URL=http://user:SECRET@host`` (a proxy's credentials): 'cannot reach the S3 endpoint'
+    printed the URL as it was, password and all; so did the store's repr."""
+    secret = "Sw0rdfish-proxy-pass"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://user:{secret}@127.0.0.1:1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-key-value")
+    files = open_filestore("s3://bucket-name/prefix/", create=False)
+    assert secret not in repr(files)
+    with pytest.raises(StorageError) as raised:
+        files.head("a/b.wav")
+    assert "cannot reach" in str(raised.value)
+    assert secret not in str(raised.value) and "127.0.0.1:1" in str(raised.value)

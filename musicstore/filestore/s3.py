@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from typing import IO, Any, NoReturn, cast
 
 from ..errors import InvalidInput, StorageError
-from ..masking import register_secret
+from ..masking import redact, register, register_secret
 from ..storage_names import check_checksum, check_key, check_prefix
 from .base import (
     CHECKSUM_FIELD,
@@ -109,6 +109,8 @@ class S3FileStore:
         for secret in (secret_access_key, session_token):
             if secret:
                 register_secret(secret)
+        if endpoint_url:
+            register(endpoint_url)  # a password in its userinfo is masked from every message
         self.bucket, self.prefix = bucket, prefix
         self.url = f"s3://{bucket}/{prefix}"
         self.endpoint_url = endpoint_url
@@ -134,10 +136,11 @@ class S3FileStore:
                 config=config,
             )
         except Exception as exc:  # botocore's ValueError for a malformed endpoint URL...
-            raise StorageError(f"cannot make an S3 client for {self.url}: {exc}") from exc
+            raise StorageError(f"cannot make an S3 client for {self.url}: {redact(str(exc))}") from exc
 
     def __repr__(self) -> str:
-        return f"S3FileStore({self.url!r}, endpoint_url={self.endpoint_url!r})"
+        shown = None if self.endpoint_url is None else redact(self.endpoint_url)
+        return f"S3FileStore({self.url!r}, endpoint_url={shown!r})"
 
     def __enter__(self) -> S3FileStore:
         return self
@@ -183,9 +186,9 @@ class S3FileStore:
             ) from exc
         if isinstance(exc, Unreachable):  # refused, timed out connecting, TLS or proxy failed
             raise StoreUnavailable(
-                f"{doing} {where}: cannot reach the S3 endpoint {self.endpoint_url or '(AWS)'}"
+                f"{doing} {where}: cannot reach the S3 endpoint {redact(self.endpoint_url or '(AWS)')}"
             ) from exc
-        raise StorageError(f"{doing} {where} failed: {type(exc).__name__}: {exc}") from exc
+        raise StorageError(f"{doing} {where} failed: {type(exc).__name__}: {redact(str(exc))}") from exc
 
     def _no_bucket(self) -> bool:
         """Whether the bucket is missing, asked after a denial (one listing request, on that path only):
