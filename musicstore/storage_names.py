@@ -11,6 +11,8 @@ from urllib.parse import unquote, urlsplit
 from .errors import InvalidInput
 
 MAX_KEY_BYTES = 1024
+GENERATION_FIELD = "generation-id"
+"""The object metadata field in which recording marks an object with its generation's id."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 """Unicode's control characters (category Cc: C0, DEL, C1)."""
 _CHECKSUM = re.compile(r"[0-9a-f]{64}")

@@ -271,3 +271,60 @@ def test_a_password_in_the_endpoint_url_is_in_no_message(monkeypatch: pytest.Mon
         files.head("a/b.wav")
     assert "cannot reach" in str(raised.value)
     assert secret not in str(raised.value) and "127.0.0.1:1" in str(raised.value)
+
+
+class _Crash(BaseException):
+    """A worker dying between its put and its commit: nothing after the put runs (no cleanup)."""
+
+
+def test_a_retry_replaces_what_a_crashed_attempt_of_its_own_put_and_nothing_else(
+    store: Store, objects: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed after its object (and its peaks) were put and before the row committed left them at
+    the generation's keys; the next attempt's conditional create met them and the job failed with
+    ObjectExists, for good under on_error="fail" (a folder root overwrote). The objects an attempt puts carry
+    the generation's id; the attempt holding the row's lock replaces only objects so marked."""
+    from musicstore.recording import export_generation
+    from tests.test_record import claimed, music
+
+    job = claimed(store)
+    key = f"{job.created_at:%Y/%m/%d}/{job.id}.wav"
+    real_put = objects.put
+
+    def put_then_die(key: str, *args: Any, **kwargs: Any) -> Any:
+        info = real_put(key, *args, **kwargs)
+        if key.endswith(".json"):  # the peaks, put after the master: both are in place now
+            raise _Crash
+        return info
+
+    monkeypatch.setattr(objects, "put", put_then_die)
+    monkeypatch.setattr(objects, "delete", lambda key: False)
+    with pytest.raises(_Crash):
+        export_generation(store, job, music(seconds=1.0), root=objects)
+    monkeypatch.undo()
+    left = sorted(info.key for info in objects.list())
+    assert key in left and len(left) == 2  # the master and its peaks, no row records them
+    stale = objects.head(key)
+    row = store.get_generation(job.id)
+    assert row is not None and row.status is Status.PROCESSING and row.file_path is None
+
+    recorded = export_generation(store, job, music(seconds=2.0), root=objects, on_error="fail")
+    assert recorded.generation.status is Status.COMPLETED and recorded.key == key
+    fresh = objects.head(key)
+    assert fresh.checksum == recorded.checksum != stale.checksum
+    assert hashlib.sha256(b"".join(objects.get(key))).hexdigest() == recorded.checksum
+    assert sorted(info.key for info in objects.list()) == left
+
+
+def test_an_object_another_generation_marked_is_still_refused(store: Store, objects: FileStore) -> None:
+    from musicstore.filestore import ObjectExists
+    from musicstore.recording import export_generation
+    from musicstore.storage_names import GENERATION_FIELD
+    from tests.test_record import claimed, music
+
+    job = claimed(store)
+    key = f"{job.created_at:%Y/%m/%d}/{job.id}.wav"
+    objects.put(key, b"not this generation's", metadata={GENERATION_FIELD: "0" * 36})
+    with pytest.raises(ObjectExists):
+        export_generation(store, job, music(), root=objects, on_error="retry")
+    assert b"".join(objects.get(key)) == b"not this generation's"
