@@ -67,6 +67,13 @@ def _postgres(text: str) -> str:
     try:
         urlsplit("postgresql://" + rest).port  # noqa: B018  what yoyo reads; raises if a / ? # cut it short
     except ValueError:
+        userinfo_cut = "@" in rest[len(netloc) :] or any(c in netloc.rpartition("@")[0] for c in "[]")
+        if not userinfo_cut:  # the host's port is what urllib refused
+            port = netloc.rpartition("@")[2].rpartition("]")[2].rpartition(":")[2]
+            raise InvalidInput(
+                f"{without_password(text)} is not a valid URL: its port {port!r} is not a number from 0 "
+                "to 65535"
+            ) from None
         raise InvalidInput(
             f"{without_password(text)} is not a valid URL: percent-encode / ? # [ ] in a user name or "
             "password (%2F %3F %23 %5B %5D)"

@@ -345,3 +345,18 @@ def test_a_store_opens_and_works_under_a_locale_that_is_not_utf_8(tmp_path: Path
         [sys.executable, "-c", script, url], env=env, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("port", ["99999", "abc", "70000"])
+def test_a_bad_port_in_a_postgresql_url_is_named_as_such(port: str) -> None:
+    """It was reported as a percent-encoding problem of the user name or password."""
+    with pytest.raises(InvalidInput, match=f"port '{port}' is not a number") as raised:
+        resolve(f"postgresql://user:Secr3t-pw@localhost:{port}/db")
+    assert "Secr3t-pw" not in str(raised.value) and "percent-encode" not in str(raised.value)
+
+
+@pytest.mark.parametrize("password", ["p/ss", "p[ss", "p]ss", "p#ss", "p?ss"])
+def test_an_unescaped_character_in_a_password_is_still_named_as_such(password: str) -> None:
+    with pytest.raises(InvalidInput, match="percent-encode") as raised:
+        resolve(f"postgresql://user:{password}@localhost:5432/db")
+    assert password not in str(raised.value)
