@@ -5,23 +5,27 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-_CONTROL = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROLS = "\x00-\x1f\x7f-\x9f\u2028\u2029"
+"""Control characters and line separators: what would break a line or drive the terminal."""
+_CONTROL_ONLY = re.compile(f"[{_CONTROLS}]")
+_CELL_ESCAPED = re.compile(f"[\\\\{_CONTROLS}]")  # a backslash too: a cell's escapes read one way
 
 
-_CONTROL_ONLY = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+def _escaped(match: re.Match[str]) -> str:
+    return repr(match[0])[1:-1]
 
 
 def escape_controls(text: str) -> str:
     """``text`` with its control characters as escapes (``\\n``, ``\\x1b``) and nothing else changed: a
     line on stderr (an error naming a file) stays one line and sends no terminal escape sequence."""
-    return _CONTROL_ONLY.sub(lambda match: repr(match[0])[1:-1], text)
+    return _CONTROL_ONLY.sub(_escaped, text)
 
 
 def printable(text: str) -> str:
     """``text`` with control characters shown as escapes (``\\n``, ``\\x1b``): a cell stays on its line and
     cannot send the terminal escape sequences (prompts, error messages and file names come from outside). A
     backslash is doubled (``\\\\``), so a stored backslash and ``n`` never read as an escaped newline."""
-    return _CONTROL.sub(lambda match: repr(match[0])[1:-1], text)
+    return _CELL_ESCAPED.sub(_escaped, text)
 
 
 def numeric(cell: str) -> bool:
