@@ -98,14 +98,17 @@ class Operations:
         return self.run(progress.queue_position, generation_id, window_seconds=window_seconds)
 
 
-def refuse_missing_file(target: DatabaseURL) -> None:
+def refuse_missing_file(
+    target: DatabaseURL,
+    remedy: str = (
+        "create it with musicstore.migrate(url) or `musicstore migrate`, or open the store with migrate=True"
+    ),
+) -> None:
     """MigrationError for a SQLite file that does not exist, before anything is created: opening it would
-    leave an empty database (and its folders) behind a mistyped path, then refuse it for its schema."""
+    leave an empty database (and its folders) behind a mistyped path, then refuse it for its schema.
+    ``remedy`` ends the message (the CLI names its own command)."""
     if target.path is not None and not target.path.exists():
-        raise MigrationError(
-            f"no database at {target.path}; create it with musicstore.migrate(url) or "
-            "`musicstore migrate`, or open the store with migrate=True"
-        )
+        raise MigrationError(f"no database at {target.path}; {remedy}")
 
 
 def sync_connector(target: DatabaseURL, *, busy_timeout: float, pool_size: int) -> Any:

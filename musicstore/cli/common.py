@@ -6,8 +6,7 @@ import argparse
 import os
 
 from .. import interrupt
-from ..errors import MigrationError
-from ..store import Store
+from ..store import Store, refuse_missing_file
 from ..urls import resolve
 
 EXIT_OK = 0
@@ -29,10 +28,7 @@ DEFAULT_ROOT = "data/audio"
 def open_store(args: argparse.Namespace) -> Store:
     """The store at ``--database``; a SQLite file that does not exist is an error, not a new empty file."""
     target = resolve(args.database)
-    if target.path is not None and not target.path.exists():
-        raise MigrationError(
-            f"no database at {target.path}; create it with `musicstore migrate --database {target.url}`"
-        )
+    refuse_missing_file(target, f"create it with `musicstore migrate --database {target.url}`")
     return Store(target.url)
 
 
