@@ -12,6 +12,7 @@ orphan objects, which ``reconcile(repair=True, delete_orphans=True)`` deletes, n
 gone; an object that a row which stays still records (in that store) is never deleted. Each root acts only
 on the rows whose files it holds: a row whose file is in another store (another bucket, or a local root
 when cleaning a bucket) is skipped with the reason, row and file kept. Rows without a file go on any root.
+A bucket that cannot be used at all (``StoreUnavailable``) stops the run before the page's rows are deleted.
 
 Waveform peaks files (``musicstore.rendering.render_peaks``: ``<stem>.peaks.<int>.<8|16>[.split].json``
 beside the master, recorded in no table) go with their generation, after its row, as its renditions do:
@@ -34,7 +35,7 @@ from typing import Any
 
 from .. import validate
 from ..errors import InvalidInput, StorageError
-from ..filestore import FileStore, LocalFileStore, ObjectNotFound, open_filestore
+from ..filestore import FileStore, LocalFileStore, ObjectNotFound, StoreUnavailable, open_filestore
 from ..filestore.local import Outside, RootDir
 from ..models import Status, to_datetime
 from ..ops import Call, Steps, get_database_stats, reader, writer
@@ -154,6 +155,8 @@ class _Objects:
             return None, None
         except InvalidInput as exc:  # a key no object under the prefix can have: '..', '//', absolute...
             return f"outside the output root: {exc}; cleanup leaves row and file alone", None
+        except StoreUnavailable:  # every row would be skipped alike: stop before this page's rows go
+            raise
         except StorageError as exc:
             return f"cannot look at {key}: {exc}", None
 
