@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Protocol, runtime_checkable
+from typing import IO, Any, Protocol, _ProtocolMeta, runtime_checkable
 
 from ..errors import InvalidInput, StorageError
 from ..storage_names import MAX_KEY_BYTES, check_key, check_prefix
@@ -76,9 +76,20 @@ class Upload:
     initiated: datetime | None
 
 
+class _FileStoreType(_ProtocolMeta):
+    def __instancecheck__(self, instance: Any) -> bool:
+        """An ``AsyncFileStore`` has every method of the protocol, as coroutines: it is no ``FileStore``
+        (taken for one, its coroutines ended in a TypeError far from the call, a job left processing)."""
+        from .aio import AsyncFileStore
+
+        return not isinstance(instance, AsyncFileStore) and super().__instancecheck__(instance)
+
+
 @runtime_checkable
-class FileStore(Protocol):
-    """One root (a folder, or an S3 bucket and prefix) that objects are put in and read from by key."""
+class FileStore(Protocol, metaclass=_FileStoreType):
+    """One root (a folder, or an S3 bucket and prefix) that objects are put in and read from by key.
+
+    ``isinstance(x, FileStore)`` holds for any object with these members, except an ``AsyncFileStore``."""
 
     url: str
     """Where it is: a ``file://`` URL or ``s3://BUCKET/PREFIX`` (never a credential)."""
