@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -210,3 +211,31 @@ def test_a_job_back_in_the_queue_shows_no_progress_of_its_last_attempt(
     store.fail(failed.id, "decoder crashed", retry=False)
     read = store.get_generation(failed.id)
     assert read is not None and (read.progress, read.stage) == (0.4, "sampling")  # where it stopped
+
+
+@pytest.mark.parametrize("content", ["not audio", "nan samples"])
+def test_the_waveform_of_a_file_that_is_no_audio_is_a_404_not_a_500(
+    store: Store, tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # sf.info's LibsndfileError (a file that is not audio) and file_peaks' InvalidAudio (NaN samples)
+    # escaped the peaks API as a 500
+    pytest.importorskip("starlette")
+    import numpy as np
+    import soundfile as sf
+    from starlette.testclient import TestClient
+
+    from musicstore.web import create_app
+
+    job = new_job(store)
+    assert store.claim_next("gpu-0") is not None
+    path = tmp_path / "clip.wav"
+    if content == "not audio":
+        path.write_bytes(b"RIFF" + bytes(1000))
+    else:
+        sf.write(path, np.full(64, np.nan, dtype=np.float32), 8_000, subtype="FLOAT")
+    store.complete_generation(job.id, file_path="clip.wav", file_size_bytes=path.stat().st_size)
+    with TestClient(create_app(store, root=tmp_path)) as client:
+        answer = client.get(f"/api/generations/{job.id}/peaks")
+    assert answer.status_code == 404
+    assert answer.json()["error"] == "no waveform: the audio file cannot be read as audio"
+    assert any(job.id in record.getMessage() for record in caplog.records)

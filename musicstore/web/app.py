@@ -47,7 +47,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..delivery import Delivery, Located, Root
-from ..errors import InvalidInput, InvalidTransition, MusicstoreError, NotFound, StorageError
+from ..errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, NotFound, StorageError
 from ..filestore import LocalFileStore
 from ..ids import check_id
 from ..metrics import MetricsSnapshot, metrics_text, processing_op, read_metrics, workers_of
@@ -352,7 +352,11 @@ class Dashboard:
         located = self.located(generation)
         result = self.recorded_peaks(generation, located)
         if result is None:
-            result = self.computed_peaks(generation, located)
+            try:
+                result = self.computed_peaks(generation, located)
+            except InvalidAudio as exc:  # the recorded file is not audio (or holds NaN): no waveform
+                log.warning("%s: no waveform (%s)", generation.id, exc)
+                raise HTTPException(404, "no waveform: the audio file cannot be read as audio") from None
         with self._lock:
             self._peaks[key] = result
             while len(self._peaks) > PEAKS_CACHED:
@@ -360,20 +364,24 @@ class Dashboard:
         return result
 
     def computed_peaks(self, generation: Generation, located: Located) -> dict[str, Any]:
-        """The waveform computed from the audio file, in about ``PEAK_BUCKETS`` buckets."""
+        """The waveform computed from the audio file, in about ``PEAK_BUCKETS`` buckets; InvalidAudio when the
+        file cannot be read as audio."""
         import soundfile as sf
 
         from ..audio.peaks import compute_peaks, file_peaks
 
-        if isinstance(located.files, LocalFileStore):
-            path = _contained(located.files.root, located.key)
-            frames = sf.info(str(path)).frames
-            found = file_peaks(path, max(1, math.ceil(frames / PEAK_BUCKETS)))
-        else:
-            data, rate = sf.read(io.BytesIO(self.delivery.read_audio(generation)), dtype="float32")
-            frames = len(data)
-            samples = data.T if data.ndim == 2 else data
-            found = compute_peaks(samples, rate, max(1, math.ceil(frames / PEAK_BUCKETS)))
+        try:
+            if isinstance(located.files, LocalFileStore):
+                path = _contained(located.files.root, located.key)
+                frames = sf.info(str(path)).frames
+                found = file_peaks(path, max(1, math.ceil(frames / PEAK_BUCKETS)))
+            else:
+                data, rate = sf.read(io.BytesIO(self.delivery.read_audio(generation)), dtype="float32")
+                frames = len(data)
+                samples = data.T if data.ndim == 2 else data
+                found = compute_peaks(samples, rate, max(1, math.ceil(frames / PEAK_BUCKETS)))
+        except sf.LibsndfileError as exc:
+            raise InvalidAudio(f"{located.key}: cannot read it as audio ({exc})") from exc
         return {
             "sample_rate": found.sample_rate,
             "samples_per_pixel": found.samples_per_pixel,
