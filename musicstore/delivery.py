@@ -102,6 +102,19 @@ class _Locator:
             files.close()
 
 
+def require_store(store: object, what: str) -> Store:
+    """``store`` if it is a ``Store``, for ``what`` (a sync call); ``InvalidInput`` otherwise (an
+    ``AsyncStore`` hands back coroutines where rows are expected: a bare AttributeError further on)."""
+    if not isinstance(store, Store):
+        hint = ""
+        if isinstance(store, AsyncStore):
+            hint = "; open a Store on the same URL and call this in a thread" + (
+                ", or use AsyncDelivery" if what == "Delivery" else ""
+            )
+        raise InvalidInput(f"{what} takes a musicstore Store, got {type(store).__name__}{hint}")
+    return store
+
+
 def _canonical(url: str) -> str:
     return url.rstrip("/")
 
@@ -135,7 +148,7 @@ class Delivery:
         files: Iterable[FileStore] = (),
         options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.store = store
+        self.store = require_store(store, "Delivery")
         self._locator = _Locator(root, files, options)
 
     def __enter__(self) -> Delivery:
@@ -189,6 +202,10 @@ class AsyncDelivery:
         files: Iterable[FileStore] = (),
         options: Mapping[str, Any] | None = None,
     ) -> None:
+        if not isinstance(store, AsyncStore):
+            hint = "; for a Store use Delivery" if isinstance(store, Store) else ""
+            got = type(store).__name__
+            raise InvalidInput(f"AsyncDelivery takes a musicstore AsyncStore, got {got}{hint}")
         self.store = store
         self._locator = _Locator(root, files, options)
 
@@ -220,4 +237,4 @@ class AsyncDelivery:
         return b"".join([chunk async for chunk in await self.open_audio(generation)])
 
 
-__all__ = ["AsyncDelivery", "Audio", "Delivery", "Located"]
+__all__ = ["AsyncDelivery", "Audio", "Delivery", "Located", "require_store"]

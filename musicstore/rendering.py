@@ -27,7 +27,7 @@ from .audio import LoudnessProfile, RenditionOptions, RenditionSpec, get_profile
 from .audio.peaks import WaveformPeaks, compute_peaks
 from .audio.renditions import EXTENSIONS, RenditionResult, check_options, read_master, render_bytes
 from .audio.tags import provenance_of
-from .delivery import Delivery, Located
+from .delivery import Delivery, Located, require_store
 from .errors import DatabaseError, InvalidAudio, InvalidInput, InvalidTransition, NotFound, StorageError
 from .filestore import ChecksumMismatch, FileStore, ObjectExists, ObjectNotFound
 from .models import Generation, Status
@@ -165,6 +165,7 @@ def render_generation(
     the put fails (``ObjectExists``: an unrecorded object holds the key, an orphan for reconcile). Renditions
     made before an error stay recorded, each with its file; the one that failed leaves nothing.
     """
+    require_store(store, "render_generation")
     specs = _specs(formats, bitrate_kbps)
     chosen = get_profile(profile)
     check_options(options)
@@ -316,6 +317,7 @@ def render_peaks(
     (a master failing its checksum) before anything is written; ``StorageError`` when the put fails. If the
     row cannot be recorded (deleted, no longer completed meanwhile) the error is raised and the file is left
     for ``reconcile`` and ``cleanup``, which find peaks files by name."""
+    require_store(store, "render_peaks")
     compute_peaks(np.zeros((1, 1), dtype=np.float32), 8_000, samples_per_pixel, bits=bits)  # checks first
     if not isinstance(split_channels, bool | np.bool_):  # "no" would be true: split peaks, a .split name
         raise InvalidInput(f"split_channels must be True or False, got {split_channels!r:.40}")

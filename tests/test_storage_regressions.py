@@ -3,19 +3,27 @@ retention, reconcile, backup and the maintenance that moves files."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from musicstore import InvalidInput, Status, Store
+from musicstore.aio import AsyncStore
 from musicstore.audio import synthesize_music
+from musicstore.delivery import AsyncDelivery, Delivery
 from musicstore.filestore import AsyncFileStore, FileStore, StoreUnavailable, open_filestore
 from musicstore.maintenance.reconcile import reconcile
+from musicstore.maintenance.relocate import copy_files
 from musicstore.maintenance.retention import cleanup
 from musicstore.recording import export_generation
+from musicstore.rendering import render_generation, render_peaks
 from tests.conftest import new_job
 from tests.test_maintenance_s3 import in_bucket, keys, rendition
+
+GID = "0190a1b2-0000-7000-8000-000000000001"
 
 
 def test_cleanup_stops_at_a_bucket_it_cannot_use(
@@ -57,3 +65,42 @@ def test_an_async_file_store_is_refused_where_a_file_store_is_taken(store: Store
     assert found is not None and found.status is Status.PROCESSING and found.attempts == 1
     with pytest.raises(InvalidInput):
         reconcile(store, wrapped)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda store, root: Delivery(store, root=root).url_for(GID),
+        lambda store, root: render_generation(store, GID, root=root),
+        lambda store, root: render_peaks(store, GID, root=root),
+        reconcile,
+        lambda store, root: copy_files(store, root / "elsewhere"),
+    ],
+    ids=["Delivery", "render_generation", "render_peaks", "reconcile", "copy_files"],
+)
+def test_a_sync_call_refuses_an_async_store_or_none(
+    call: Callable[[Any, Path], object], sqlite_url: str, tmp_path: Path
+) -> None:
+    """An ``AsyncStore`` (or None) given where a ``Store`` is taken raises ``InvalidInput`` naming it:
+    these raised "AttributeError: 'coroutine' object has no attribute 'status'" (or "'NoneType' object has
+    no attribute 'run'"), cleanup and disk_usage already refused it."""
+    (tmp_path / "audio").mkdir()
+
+    async def with_async_store() -> None:
+        opened = await AsyncStore.open(sqlite_url)
+        try:
+            with pytest.raises(InvalidInput, match="got AsyncStore; open a Store"):
+                call(opened, tmp_path / "audio")
+        finally:
+            await opened.close()
+
+    asyncio.run(with_async_store())
+    with pytest.raises(InvalidInput, match="got NoneType"):
+        call(None, tmp_path / "audio")
+
+
+def test_async_delivery_refuses_a_sync_store(sqlite_url: str) -> None:
+    """``AsyncDelivery(store)`` with a ``Store`` raised "TypeError: object StoredFile can't be used in
+    'await' expression" at its first call; it is refused where it is made."""
+    with Store(sqlite_url) as store, pytest.raises(InvalidInput, match="for a Store use Delivery"):
+        AsyncDelivery(store)  # type: ignore[arg-type]

@@ -71,6 +71,7 @@ from .scan import (
     peaks_stem,
     referenced_paths,
     rendition_stem,
+    require_store,
     walk,
 )
 
@@ -401,6 +402,7 @@ def reconcile(
     repaired as a dangling row or rendition is); without it the sizes are compared. A recorded waveform
     peaks file (a few KB) is always read and hashed.
     """
+    require_store(store)
     validate.flag(repair, "repair")
     validate.flag(delete_orphans, "delete_orphans")
     validate.callback(progress, "progress")
@@ -805,6 +807,7 @@ def reconcile_objects(
     for (a bucket has no quarantine folder). ``progress`` gets the number of objects and rows examined.
     """
     started = time.monotonic()
+    require_store(store)
     validate.flag(repair, "repair")
     validate.flag(delete_orphans, "delete_orphans")
     validate.number(stale_after_seconds, "stale_after_seconds", positive=False)

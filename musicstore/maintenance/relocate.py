@@ -53,7 +53,7 @@ from ..filestore import (
 )
 from ..ops import Call, Steps, reader, writer
 from ..store import Store
-from .scan import DEFAULT_MAX_ITEMS, is_peaks_of
+from .scan import DEFAULT_MAX_ITEMS, is_peaks_of, require_store
 
 
 @dataclass(slots=True)
@@ -174,6 +174,7 @@ def copy_files(
     denies access, has no bucket or cannot be reached) is raised at once, the pages before it moved.
     """
     started = time.monotonic()
+    require_store(store)
     validate.flag(dry_run, "dry_run")
     size = validate.integer(batch, "batch", 1, validate.MAX_PAGE)
     max_items = validate.integer(max_items, "max_items", 0)

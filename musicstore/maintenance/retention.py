@@ -53,9 +53,9 @@ from .scan import (
     peaks_record,
     peaks_stem,
     referenced_paths,
+    require_store,
     rows_by_file_paths,
 )
-from .usage import require_store
 
 DEFAULT_STATUSES: tuple[Status, ...] = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 """What ``cleanup`` deletes unless told otherwise: finished generations."""

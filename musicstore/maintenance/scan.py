@@ -251,6 +251,17 @@ class Entry:
     generation id)."""
 
 
+def require_store(store: object) -> Store:
+    """``store`` if it is a ``Store``; InvalidInput otherwise (maintenance runs synchronously: an
+    ``AsyncStore`` would hand back coroutines where rows are expected)."""
+    if not isinstance(store, Store):
+        hint = (
+            "; open a Store on the same URL for maintenance" if type(store).__name__ == "AsyncStore" else ""
+        )
+        raise InvalidInput(f"maintenance takes a musicstore Store, got {type(store).__name__}{hint}")
+    return store
+
+
 def check_root(root: str | Path) -> Path:
     """The local output root: a folder, given as a path or a ``file:///absolute/path`` URL (one with a host,
     credentials, a query or a fragment is refused without being echoed); ``InvalidInput`` when it is not a

@@ -20,13 +20,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from .. import validate
-from ..errors import InvalidInput
 from ..filestore import FileStore, LocalFileStore, open_filestore
 from ..models import Status, to_datetime
 from ..ops import Call, Steps, get_database_stats, reader
 from ..store import Store
 from .bucket import classify_objects, is_object_store
 from .reconcile import BATCH, Entry, Progress, check_root, classified
+from .scan import require_store
 
 _LAYOUT = re.compile(r"\d{4}/\d{2}/\d{2}/")
 
@@ -87,17 +87,6 @@ def storage_stats_op() -> Steps[StorageStats]:
         renditions=int(made["renditions"]),
         rendition_bytes=int(made["file_bytes"]),
     )
-
-
-def require_store(store: object) -> Store:
-    """``store`` if it is a ``Store``; InvalidInput otherwise (maintenance runs synchronously: an
-    ``AsyncStore`` would hand back coroutines where rows are expected)."""
-    if not isinstance(store, Store):
-        hint = (
-            "; open a Store on the same URL for maintenance" if type(store).__name__ == "AsyncStore" else ""
-        )
-        raise InvalidInput(f"maintenance takes a musicstore Store, got {type(store).__name__}{hint}")
-    return store
 
 
 def storage_stats(store: Store) -> StorageStats:
