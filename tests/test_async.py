@@ -272,6 +272,35 @@ def test_busy_is_a_typed_error(db_url: str) -> None:
     run(main())
 
 
+def test_a_row_lock_held_past_busy_timeout_is_database_busy(postgres_url: str) -> None:
+    """PostgreSQL: an async write behind another transaction's row lock waits busy_timeout, then DatabaseBusy
+    (the pool's connections wait for a row lock as the sync store's do)."""
+    import threading
+
+    with Store(postgres_url) as holder:
+        job = new_job(holder)
+        locked, release = threading.Event(), threading.Event()
+
+        def hold_lock() -> None:
+            with holder.transaction() as tx:
+                tx.cancel(job.id)  # the row stays locked until the block ends
+                locked.set()
+                release.wait(30)
+
+        async def main() -> None:
+            async with AsyncStore.open(postgres_url, busy_timeout=0.3) as store:
+                await raises(DatabaseBusy, asyncio.wait_for(store.cancel(job.id), 10), match="busy timeout")
+
+        holding = threading.Thread(target=hold_lock)
+        holding.start()
+        try:
+            assert locked.wait(10)
+            run(main())
+        finally:
+            release.set()
+            holding.join()
+
+
 def test_unmigrated_database_is_a_clear_error(tmp_path: Path) -> None:
     async def main() -> None:
         with pytest.raises(MigrationError, match="migrate"):

@@ -363,6 +363,54 @@ def test_pool_exhaustion_is_database_busy(postgres_url: str) -> None:
         assert store.count_generations() == 0
 
 
+def test_a_row_lock_held_past_busy_timeout_is_database_busy(postgres_url: str) -> None:
+    """PostgreSQL: a write behind another transaction's row lock waits busy_timeout, then DatabaseBusy (as a
+    SQLite write waits for the writer lock), and changes nothing; it did wait as long as the lock was held."""
+    import threading
+    import time
+
+    from musicstore import DatabaseBusy, Status
+
+    with Store(postgres_url) as holder, Store(postgres_url, busy_timeout=0.3) as waiter:
+        job = new_job(holder)
+        release = threading.Event()
+        locked = threading.Event()
+
+        outcome: list[BaseException | None] = []
+
+        def hold_lock() -> None:
+            with holder.transaction() as tx:
+                tx.cancel(job.id)  # the row stays locked until the block ends
+                locked.set()
+                release.wait(30)
+
+        holding = threading.Thread(target=hold_lock)
+        holding.start()
+        try:
+            assert locked.wait(10)
+            started = time.monotonic()
+
+            def wait() -> None:
+                try:
+                    waiter.cancel(job.id, "second")
+                    outcome.append(None)
+                except BaseException as exc:
+                    outcome.append(exc)
+
+            waiting = threading.Thread(target=wait, daemon=True)
+            waiting.start()
+            waiting.join(10)
+            elapsed = time.monotonic() - started
+        finally:
+            release.set()
+            holding.join()
+        assert outcome and isinstance(outcome[0], DatabaseBusy), outcome
+        assert "busy timeout" in str(outcome[0])
+        assert 0.25 < elapsed < 9
+        after = waiter.get_generation(job.id)
+        assert after is not None and after.status is Status.CANCELLED  # the holder's cancel, committed
+
+
 def _unopenable_urls(tmp_path: Path, postgres_url: str) -> list[str]:
     (tmp_path / "a-file").write_text("not a folder")
     return [

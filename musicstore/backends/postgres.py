@@ -52,6 +52,9 @@ _FAILED = 3
 answers COMMIT by rolling it back."""
 _COMMAND_OK = 1
 """libpq's PGRES_COMMAND_OK: a command that returns no rows succeeded."""
+LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, false)"
+"""A connection setting, like SQLite's ``busy_timeout`` PRAGMA: how long a statement waits for a row lock
+another transaction holds before PostgreSQL raises ``LockNotAvailable`` (``DatabaseBusy``)."""
 SPARE_SECONDS = 30.0
 """How long a connection stays the spare (``PostgresConnector.acquire``) before it goes back to the pool."""
 
@@ -164,7 +167,7 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
     if isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure):
         return WriteConflict(f"{where}: concurrent writers conflicted ({exc}); retry")
     if isinstance(exc, errors.LockNotAvailable):
-        return DatabaseBusy(f"{where}: concurrent writers conflicted ({exc}); retry")
+        return DatabaseBusy(f"{where}: another transaction held a row lock past the busy timeout ({exc})")
     if isinstance(exc, psycopg.IntegrityError):
         return DatabaseError(f"{where}: a schema constraint refused the change ({exc})")
     return DatabaseError(f"{where}: {exc}")
@@ -183,6 +186,33 @@ def _unreachable(where: str, exc: BaseException) -> DatabaseError:
         f"{where}: cannot connect to the database ({exc}); "
         "check the URL, the credentials and that the server is running"
     )
+
+
+def _lock_timeout(timeout: float) -> str:
+    """``busy_timeout`` as PostgreSQL's lock_timeout: whole milliseconds, at least 1 (0: wait forever)."""
+    return f"{max(1, round(timeout * 1000))}ms"
+
+
+def _configure(timeout: float) -> Any:
+    """The pool's ``configure`` callback: each new connection waits for a row lock as long as for SQLite's
+    writer lock, ``busy_timeout``, then ``DatabaseBusy`` (without it, a write behind another transaction's
+    row lock waited for as long as that transaction stayed open)."""
+    setting = (_lock_timeout(timeout),)
+
+    def configure(conn: Any) -> None:
+        conn.execute(LOCK_TIMEOUT, setting)
+
+    return configure
+
+
+def _configure_async(timeout: float) -> Any:
+    """``_configure`` for the async pool."""
+    setting = (_lock_timeout(timeout),)
+
+    async def configure(conn: Any) -> None:
+        await conn.execute(LOCK_TIMEOUT, setting)
+
+    return configure
 
 
 def _connect_timeout(timeout: float) -> int:
@@ -235,6 +265,7 @@ class PostgresConnector:
                 timeout=self.timeout,
                 kwargs={"autocommit": True},  # rows as tuples, built by position
                 connection_class=connection_class(),
+                configure=_configure(self.timeout),
                 open=True,
             )
             self._pid = os.getpid()
@@ -379,6 +410,7 @@ class AsyncPostgresConnector:
                 timeout=self.timeout,
                 kwargs={"autocommit": True},  # rows as tuples, built by position
                 connection_class=async_connection_class(),
+                configure=_configure_async(self.timeout),
                 open=False,
             )
             await pool.open()
