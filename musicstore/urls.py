@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
+from . import validate
 from .errors import InvalidInput
 from .masking import MASK, SECRET_PARAMETER, redact, register
 
@@ -87,7 +88,9 @@ def _postgres(text: str) -> str:
 
 
 def resolve(url: str | None = None) -> DatabaseURL:
-    """Parse ``url``, or ``$MUSICSTORE_DATABASE_URL``, or the SQLite default."""
+    """Parse ``url``, or ``$MUSICSTORE_DATABASE_URL``, or the SQLite default (``InvalidInput`` for a value
+    that is not a str)."""
+    validate.database_url(url)
     text = url or os.environ.get(URL_ENV) or DEFAULT_URL
     register(text)
     scheme = text.partition(":")[0].lower()

@@ -15,6 +15,7 @@ from musicstore.aio import AsyncStore
 from musicstore.audio import synthesize_music
 from musicstore.delivery import AsyncDelivery, Delivery
 from musicstore.filestore import AsyncFileStore, FileStore, StoreUnavailable, open_filestore
+from musicstore.maintenance.backup import backup, restore
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.relocate import copy_files
 from musicstore.maintenance.retention import cleanup
@@ -104,3 +105,17 @@ def test_async_delivery_refuses_a_sync_store(sqlite_url: str) -> None:
     'await' expression" at its first call; it is refused where it is made."""
     with Store(sqlite_url) as store, pytest.raises(InvalidInput, match="for a Store use Delivery"):
         AsyncDelivery(store)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("url", [Path("generations.db"), 5, b"sqlite:///x.db"], ids=["Path", "int", "bytes"])
+def test_backup_and_restore_refuse_a_database_url_that_is_not_a_str(
+    url: object, sqlite_url: str, tmp_path: Path
+) -> None:
+    """``backup(Path("x.db"), ...)`` (a path given where the URL goes, or a ``Store``) raised "TypeError:
+    expected string or bytes-like object"; like ``Store`` and ``migrate`` they raise ``InvalidInput``."""
+    made = backup(sqlite_url, tmp_path / "copy.db")
+    with pytest.raises(InvalidInput, match="database URL must be a str"):
+        backup(url, tmp_path / "other.db")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="database URL must be a str"):
+        restore(made.destination, url, overwrite=True)  # type: ignore[arg-type]
+    assert not (tmp_path / "other.db").exists()
