@@ -32,6 +32,7 @@ step raised is thrown back into the plan, which decides what it means.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
 import threading
@@ -248,7 +249,8 @@ class Worker(_Loop):
     """Claims and runs jobs one at a time with ``handler`` until stopped (or ``max_jobs`` were claimed).
 
     ``lease_seconds`` and ``claim_options`` go to each claim; ``max_attempts`` and ``backoff`` to the ``fail``
-    of a job whose handler raised.
+    of a job whose handler raised. An ``async def`` handler is refused (InvalidInput): ``AsyncWorker`` runs
+    it.
     """
 
     def __init__(
@@ -269,6 +271,8 @@ class Worker(_Loop):
             claim_options=claim_options,
             backoff=backoff,
         )
+        if inspect.iscoroutinefunction(handler):  # its jobs would be counted done, never run, left processing
+            raise InvalidInput("handler is an async function: run it with AsyncWorker on an AsyncStore")
         self.store = store
         self.handler = handler
 

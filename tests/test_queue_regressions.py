@@ -239,3 +239,14 @@ def test_the_waveform_of_a_file_that_is_no_audio_is_a_404_not_a_500(
     assert answer.status_code == 404
     assert answer.json()["error"] == "no waveform: the audio file cannot be read as audio"
     assert any(job.id in record.getMessage() for record in caplog.records)
+
+
+def test_a_worker_refuses_an_async_handler_whose_jobs_it_would_never_run(store: Store) -> None:
+    # Worker called it, dropped the coroutine unawaited and counted the job done: it stayed processing
+    async def handler(job: AsyncJob) -> None:
+        store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=1)
+
+    job = new_job(store)
+    with pytest.raises(InvalidInput, match="AsyncWorker"):
+        Worker(store, "gpu-0", handler)  # type: ignore[arg-type]
+    assert store.get_generation(job.id).status is Status.PENDING  # type: ignore[union-attr]
