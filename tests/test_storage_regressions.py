@@ -119,3 +119,22 @@ def test_backup_and_restore_refuse_a_database_url_that_is_not_a_str(
     with pytest.raises(InvalidInput, match="database URL must be a str"):
         restore(made.destination, url, overwrite=True)  # type: ignore[arg-type]
     assert not (tmp_path / "other.db").exists()
+
+
+@pytest.mark.parametrize("page_size", [0, -1, True, 2.0])
+def test_a_bad_page_size_is_refused_alike_sync_and_async_on_both_backends(
+    where: FileStore, page_size: object
+) -> None:
+    """``list(page_size=...)`` is checked at the call on both backends: the folder's was checked only once
+    iterated, so ``AsyncFileStore.list(page_size=0)`` listed nothing without a word and ``page_size=-1``
+    raised islice's bare ValueError (the bucket's raised ``InvalidInput``); the message named chunk_size."""
+    where.put("2026/01/31/abc.wav", b"RIFF")
+    with pytest.raises(InvalidInput, match="page_size="):
+        where.list("", page_size=page_size)  # type: ignore[arg-type]
+
+    async def pages() -> list[str]:
+        return [o.key async for o in AsyncFileStore(where).list("", page_size=page_size)]  # type: ignore[arg-type]
+
+    with pytest.raises(InvalidInput, match="page_size="):
+        asyncio.run(pages())
+    assert [o.key for o in where.list("", page_size=1)] == ["2026/01/31/abc.wav"]

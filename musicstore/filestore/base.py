@@ -215,9 +215,9 @@ def check_expiry(expires: object) -> int:
     return expires
 
 
-def check_chunk_size(chunk_size: object) -> int:
+def check_chunk_size(chunk_size: object, what: str = "chunk_size", unit: str = "bytes") -> int:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise InvalidInput(f"chunk_size={chunk_size!r} must be a positive whole number of bytes")
+        raise InvalidInput(f"{what}={chunk_size!r} must be a positive whole number of {unit}")
     return chunk_size
 
 

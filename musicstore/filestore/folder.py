@@ -386,11 +386,14 @@ class LocalFileStore:
             os.close(fd)
 
     def list(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[ObjectInfo]:
-        """Every file whose key starts with ``prefix``, in key order (temp files and symlinks left out)."""
+        """Every file whose key starts with ``prefix``, in key order (temp files and symlinks left out); the
+        arguments are checked at the call, as S3's are."""
         check_prefix(prefix)
-        check_chunk_size(page_size)
-        for key, info in self._walk(prefix, temps=False):
-            yield ObjectInfo(key, info.st_size, modified=_when(info.st_mtime))
+        check_chunk_size(page_size, "page_size", "keys")
+        return (
+            ObjectInfo(key, info.st_size, modified=_when(info.st_mtime))
+            for key, info in self._walk(prefix, temps=False)
+        )
 
     def uploads(self) -> Iterator[Upload]:
         """Temp files of writes that never finished (a put killed midway); ``upload_id``: the temp's path."""

@@ -382,7 +382,7 @@ class S3FileStore:
     def list(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``, ``page_size`` (≤ 1000) keys a request."""
         check_prefix(prefix)
-        check_chunk_size(page_size)
+        check_chunk_size(page_size, "page_size", "keys")
         return self._list(prefix, min(page_size, 1000))
 
     def _list(self, prefix: str, page_size: int) -> Iterator[ObjectInfo]:
