@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from musicstore.audio import ExportOptions, as_audio, as_audio_batch, export_audio, export_batch
 from musicstore.errors import InvalidAudio, InvalidInput, MusicstoreError
@@ -121,6 +123,38 @@ def test_layouts_and_dtypes() -> None:
     assert as_audio_batch(np.zeros((4, 2, 10), dtype=np.float32)).shape == (4, 2, 10)
     with pytest.raises(InvalidAudio):
         as_audio_batch(np.zeros((2, 10), dtype=np.float32))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from([(np.int8, np.uint8), (np.int16, np.uint16)]),
+    st.lists(st.integers(-(2**15), 2**15 - 1), min_size=1, max_size=64),
+    st.booleans(),
+)
+def test_unsigned_audio_is_offset_binary(kinds: tuple[Any, Any], values: list[int], as_tensor: bool) -> None:
+    """Unsigned integer audio (8-bit WAV's convention) has its silence at its midpoint: a signed clip and the
+    same clip as offset binary read as the same samples, as numpy arrays and as torch tensors."""
+    signed, unsigned = kinds
+    bits = 8 * np.dtype(signed).itemsize
+    full = 2 ** (bits - 1)
+    clip = np.array([v % (2 * full) - full for v in values], dtype=signed)[np.newaxis, :]
+    offset = (clip.astype(np.int64) + full).astype(unsigned)
+    expected = as_audio(clip, scale=full)
+    assert float(np.abs(expected).max()) <= 1.0
+    if as_tensor:
+        torch = pytest.importorskip("torch")
+        got = as_audio(torch.from_numpy(offset.copy()), scale=full)
+        np.testing.assert_array_equal(got, as_audio(torch.from_numpy(clip.copy()), scale=full))
+    else:
+        got = as_audio(offset, scale=full)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(as_audio_batch(offset[np.newaxis], scale=full)[0], expected)
+
+
+def test_silent_unsigned_audio_exports_as_silence(tmp_path: Path) -> None:
+    """uint8 silence (all 128) is silence, not a full-scale DC offset."""
+    result = export_audio(np.full((1, RATE), 128, dtype=np.uint8), RATE, tmp_path / "u8.wav", scale=128)
+    assert result.status == "silent"
 
 
 def test_numpy_input_does_not_import_torch() -> None:

@@ -65,7 +65,8 @@ def _check_scale(kind: str, scale: float | None, dtype: object) -> float | None:
     if kind in _INT_KINDS:
         if scale is None:
             raise InvalidAudio(
-                f"integer audio ({dtype}) needs scale= (its full-scale value, e.g. 32768 for int16)"
+                f"integer audio ({dtype}) needs scale= (its full-scale value, e.g. 32768 for int16, "
+                "128 for uint8: unsigned audio's midpoint is its silence)"
             )
         if not isinstance(scale, numbers.Real) or isinstance(scale, bool | np.bool_):
             raise InvalidInput(f"scale must be a positive finite number, got {type(scale).__name__}")
@@ -83,9 +84,7 @@ def _numpy_to_float32(array: NDArray[Any], scale: float | None) -> NDArray[np.fl
         raise InvalidAudio(f"audio dtype {array.dtype} is not supported; use float16/32/64")
     factor = _check_scale(kind, scale, array.dtype)
     data = np.ascontiguousarray(array, dtype=np.float32)
-    if factor is not None:
-        data = data * np.float32(1.0 / factor)
-    return data
+    return _scaled(data, factor, 8 * array.dtype.itemsize if kind == "u" else None)
 
 
 def _tensor_to_numpy(tensor: Any, scale: float | None) -> NDArray[np.float32]:
@@ -98,11 +97,20 @@ def _tensor_to_numpy(tensor: Any, scale: float | None) -> NDArray[np.float32]:
         raise InvalidAudio(
             f"audio must be a dense tensor with data, got a {tensor.layout} tensor on {tensor.device}"
         )
-    kind = "f" if dtype.is_floating_point else "i"
+    kind = "f" if dtype.is_floating_point else "i" if dtype.is_signed else "u"
     factor = _check_scale(kind, scale, dtype)
     # a view with its negative or conjugate bit set (``z.conj().imag``) has no numpy view: resolved here
     dense = tensor.detach().resolve_conj().resolve_neg()
     data = np.ascontiguousarray(_to_host_float32(dense, torch).numpy())
+    return _scaled(data, factor, torch.iinfo(dtype).bits if kind == "u" else None)
+
+
+def _scaled(data: NDArray[np.float32], factor: float | None, unsigned_bits: int | None) -> Audio:
+    """Integer samples as float32 full scale: divided by ``factor``. Unsigned audio is offset binary (8-bit
+    WAV's convention: 128 is silence for uint8), so its midpoint is subtracted first; ``data`` is then a
+    converted copy, changed in place."""
+    if unsigned_bits is not None:
+        np.subtract(data, np.float32(2 ** (unsigned_bits - 1)), out=data)
     if factor is not None:
         data = data * np.float32(1.0 / factor)
     return data
