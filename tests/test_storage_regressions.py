@@ -138,3 +138,25 @@ def test_a_bad_page_size_is_refused_alike_sync_and_async_on_both_backends(
     with pytest.raises(InvalidInput, match="page_size="):
         asyncio.run(pages())
     assert [o.key for o in where.list("", page_size=1)] == ["2026/01/31/abc.wav"]
+
+
+@pytest.mark.parametrize("damage", ["size_mismatch", "checksum_mismatch"])
+def test_a_repair_takes_a_damaged_rendition_away_with_its_row_on_both_backends(
+    store: Store, where: FileStore, damage: str
+) -> None:
+    """A rendition whose file is damaged (another size, or other bytes with ``verify_checksums``) loses its
+    row on repair, and its file goes in the same run, as an orphan: a folder's walk found it so, but a
+    bucket's repair left the object at the rendition's key (reported an orphan only by the next run), so
+    ``render_generation`` of the same request, which the docs promise can make it again, failed with
+    ``ObjectExists``."""
+    done = in_bucket(store, where)
+    key = rendition(store, where, done, data=b"ID3" + b"\2" * 50)
+    where.put(key, b"ID3" + b"\3" * (50 if damage == "checksum_mismatch" else 60), overwrite=True)
+    options: dict[str, Any] = {"delete_orphans": True, "verify_checksums": True}
+    report = reconcile(store, where, repair=True, **options)
+    assert [(r.problem, r.action) for r in report.dangling_renditions] == [(damage, "deleted_row")]
+    assert [(o.path, o.action) for o in report.orphans] == [(key, "deleted")]
+    assert report.orphan_count == 1 and store.list_renditions(done.id) == []
+    assert key not in keys(where)
+    assert reconcile(store, where, verify_checksums=True).consistent
+    rendition(store, where, done)  # made again: the key is free

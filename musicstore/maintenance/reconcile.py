@@ -856,6 +856,20 @@ def _reconcile_objects(
         else:
             report.truncated = True
 
+    def damaged_orphan(key: str, size: int) -> None:
+        """A damaged rendition's object, its row just deleted: an orphan now, taken away in this run as a
+        folder's walk takes it (else ``render_generation`` met it at its key: ``ObjectExists``)."""
+        orphan = OrphanFile(key, size)
+
+        def delete() -> None:
+            orphan.action = _delete_object(files, key, report.errors)
+
+        if _repair_unless_recorded(store, delete, url=files.url, key=key, errors=report.errors):
+            return  # a render recorded it again meanwhile
+        report.orphan_count += 1
+        report.orphan_bytes += size
+        listed(report.orphans, orphan)
+
     def flush() -> None:
         if repair and dangling:
             changed = store.run(mark_dangling_failed, dangling)
@@ -865,6 +879,8 @@ def _reconcile_objects(
             deleted = store.run(delete_dangling_renditions, renditions)
             for row in renditions:
                 row.action = "deleted_row" if row.id in deleted else "changed"
+                if row.action == "deleted_row" and row.actual_bytes is not None:
+                    damaged_orphan(row.file_path, row.actual_bytes)
         if repair and peaks:
             _drop_peaks(store, peaks, lambda item: _take_away_object(files, item, report.errors))
         for row in dangling:
