@@ -134,8 +134,11 @@ def cursor_of(item: Generation) -> str:
     return base64.urlsafe_b64encode(f"{micros}:{item.id}".encode()).decode().rstrip("=")
 
 
-def page(items: list[Generation], limit: int) -> Page:
-    return Page(items, cursor_of(items[-1]) if len(items) == limit else None)
+def page(rows: Sequence[Any], limit: int, decode: Callable[[Any], Generation]) -> Page:
+    """The library's page from the SQL's ``limit + 1`` rows (the one past the page says whether a next page
+    exists), only the page's own rows decoded."""
+    items = [decode(row) for row in rows[:limit]]
+    return Page(items, cursor_of(items[-1]) if len(rows) > limit else None)
 
 
 def cursor_bounds(cursor: str) -> tuple[int, str]:

@@ -171,7 +171,7 @@ def reads(store: Store, bare: Bare, rows: int) -> list[Op]:
     end = bare.stamp(FAR_FUTURE)
     deep_at, deep_id = fair.cursor_bounds(cursor)
     deep_params = {"before_created_at": bare.stamp(fair.as_datetime(deep_at)), "before_id": deep_id}
-    page = {"limit": 50, "offset": 0}
+    page = {"limit": 51, "offset": 0}  # a page of 50 and the row that says whether a next page exists
 
     def cycled(k: int) -> list[Any]:
         return [ids[i % len(ids)] for i in range(k)]
@@ -181,22 +181,22 @@ def reads(store: Store, bare: Bare, rows: int) -> list[Op]:
         return None if r is None else gen(r)
 
     def fair_pending(_: None) -> Any:
-        params = {"status": "pending", "before_created_at": end, "before_id": "~", "limit": 50, "offset": 0}
-        return fair.page([gen(r) for r in ex(lists, params).fetchall()], 50)
+        params = {"status": "pending", "before_created_at": end, "before_id": "~", "limit": 51, "offset": 0}
+        return fair.page(ex(lists, params).fetchall(), 50, gen)
 
     def fair_newest(_: None) -> Any:
-        params = {"before_created_at": end, "before_id": "~", "limit": 50, "offset": 0}
-        return fair.page([gen(r) for r in ex(newest, params).fetchall()], 50)
+        params = {"before_created_at": end, "before_id": "~", "limit": 51, "offset": 0}
+        return fair.page(ex(newest, params).fetchall(), 50, gen)
 
     def fair_deep(c: str) -> Any:
         at, gid = fair.cursor_bounds(c)
         params = {
             "before_created_at": bare.stamp(fair.as_datetime(at)),
             "before_id": gid,
-            "limit": 50,
+            "limit": 51,
             "offset": 0,
         }
-        return fair.page([gen(r) for r in ex(newest, params).fetchall()], 50)
+        return fair.page(ex(newest, params).fetchall(), 50, gen)
 
     def fair_by_text(t: str) -> Any:
         r = ex(by_text, {"digest": prompt_digest(t), "text": t}).fetchone()

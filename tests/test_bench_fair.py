@@ -69,15 +69,15 @@ def test_fair_floor_returns_the_librarys_objects(stores: tuple[Store, Bare], row
     same(store.get_database_stats(), fair.stats(totals_rows))
     same(store.count_generations(status=rows[0].status), fair.count(totals_rows, rows[0].status.value))
     page = store.list_generations(limit=2)
-    params = {"before_created_at": bare.stamp(FAR_FUTURE), "before_id": "~", "limit": 2, "offset": 0}
-    same(page, fair.page([fair.generation_sqlite(r) for r in ex(bare.sql("list_generations"), params)], 2))
+    params = {"before_created_at": bare.stamp(FAR_FUTURE), "before_id": "~", "limit": 3, "offset": 0}
+    same(page, fair.page(ex(bare.sql("list_generations"), params).fetchall(), 2, fair.generation_sqlite))
     if page.next_cursor is not None:
         at, gid = fair.cursor_bounds(page.next_cursor)
-        params = {"before_created_at": at, "before_id": gid, "limit": 2, "offset": 0}
+        params = {"before_created_at": at, "before_id": gid, "limit": 3, "offset": 0}
         rows_after = ex(bare.sql("list_generations"), params).fetchall()
         same(
             store.list_generations(limit=2, cursor=page.next_cursor),
-            fair.page([fair.generation_sqlite(r) for r in rows_after], 2),
+            fair.page(rows_after, 2, fair.generation_sqlite),
         )
     most = ex(bare.sql("most_used_prompts"), {"limit": 5}).fetchall()
     same(store.get_most_used_prompts(5), [fair.prompt_sqlite(r) for r in most])

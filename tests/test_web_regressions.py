@@ -81,6 +81,19 @@ def test_the_first_and_last_days_are_empty_pages(web_store: Store, tmp_path: Pat
         assert client.get("/generations", params={"day": day}).status_code == 200
 
 
+def test_a_full_last_page_has_no_next_link(web_store: Store, tmp_path: Path) -> None:
+    # a last page that was full carried a cursor to an empty page (the listing and the search alike)
+    for i in range(3):  # four rows with the fixture's
+        web_store.create_generation(f"lofi {i}", model_name="musicgen-small", duration_seconds=2)
+    with TestClient(create_app(web_store, root=tmp_path)) as client:
+        for params in ({}, {"q": "lofi"}):
+            first = client.get("/api/generations", params={**params, "limit": "2"}).json()
+            assert len(first["items"]) == 2 and first["next_cursor"] is not None
+            cursor = first["next_cursor"]
+            last = client.get("/api/generations", params={**params, "limit": "2", "cursor": cursor}).json()
+            assert len(last["items"]) == 2 and last["next_cursor"] is None, params
+
+
 @pytest.mark.parametrize("limit", ["\u00b2", "\u0663", "\uff15", "1e2", " 5"])
 def test_a_limit_that_is_not_ascii_digits_is_a_bad_request(
     web_store: Store, tmp_path: Path, limit: str

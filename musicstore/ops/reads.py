@@ -51,8 +51,14 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, str]:
 
 
 def _page(limit: int) -> Callable[[list[Generation]], Page]:
+    """The page from the query's ``limit + 1`` rows: the one past the page says that a next page exists, so
+    the last page (a full one too) has no cursor."""
+
     def page(items: list[Generation]) -> Page:
-        return Page(items, _encode_cursor(items[-1]) if len(items) == limit else None)
+        if len(items) > limit:
+            del items[limit:]
+            return Page(items, _encode_cursor(items[-1]))
+        return Page(items, None)
 
     return page
 
@@ -73,7 +79,7 @@ def list_generations(
     """
     limit, offset = validate.page(limit, offset)
     before_created_at, before_id = _decode_cursor(cursor)
-    params = {"before_created_at": before_created_at, "before_id": before_id, "limit": limit}
+    params = {"before_created_at": before_created_at, "before_id": before_id, "limit": limit + 1}
     params["offset"] = offset
     name = "list_generations"
     if status is not None:

@@ -141,7 +141,9 @@ def table_page(filters: Filters, *, cursor: str | None = None, limit: int = 50) 
         after = bounds[0]
         if bounds[1] <= before_created_at:
             before_created_at, before_id = bounds[1], ""
-    params = {"after": after, "before_created_at": before_created_at, "before_id": before_id, "limit": limit}
+    # limit + 1 rows: the one past the page says that a next page exists (the last page has no cursor)
+    params = {"after": after, "before_created_at": before_created_at, "before_id": before_id}
+    params["limit"] = limit + 1
     if filters.text is None:
         name = "dashboard_page"
         if filters.status is not None:
@@ -151,8 +153,10 @@ def table_page(filters: Filters, *, cursor: str | None = None, limit: int = 50) 
             params["model_name"] = filters.model_name
             name += "_and_model" if filters.status is not None else "_by_model"
         items: list[Generation] = yield Call(name, params, GENERATION)
-        last = items[-1] if len(items) == limit else None
-        return TablePage(items, None if last is None else encode_cursor(last.created_at, last.id), False)
+        if len(items) > limit:
+            del items[limit:]
+            return TablePage(items, encode_cursor(items[-1].created_at, items[-1].id), False)
+        return TablePage(items, None, False)
     end = yield Call(
         "dashboard_scan_end",
         {
@@ -177,11 +181,12 @@ def table_page(filters: Filters, *, cursor: str | None = None, limit: int = 50) 
             "low_id": low_id,
             "before_created_at": before_created_at,
             "before_id": before_id,
-            "limit": limit,
+            "limit": limit + 1,
         },
         GENERATION,
     )
-    if len(items) == limit:
+    if len(items) > limit:
+        del items[limit:]
         return TablePage(items, encode_cursor(items[-1].created_at, items[-1].id), True)
     if end is None:
         return TablePage(items, None, True)
