@@ -16,8 +16,8 @@ the generation itself (``export_generation``, ``complete_generation``). What the
 
 A claim that waited past the store's busy timeout (``DatabaseBusy``: another writer held SQLite's lock, or
 every pooled PostgreSQL connection was in use) is logged and tried again after a pause of
-``WAIT_SLICE_SECONDS``: a long maintenance write does not end the loop. Any other error of the store ends
-``run`` with it.
+``WAIT_SLICE_SECONDS`` (which ``stop()`` ends at once): a long maintenance write does not end the loop.
+Any other error of the store ends ``run`` with it.
 
 ``stop()`` (or SIGTERM/SIGINT under ``handle_signals()``) lets the job in hand finish, claims no more and ends
 ``run``; the handler may look at ``job.stopping`` to cut its work short, and a cancel arriving meanwhile still
@@ -37,7 +37,7 @@ import logging
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Generator, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import FrameType
@@ -103,7 +103,8 @@ class Fail:
 
 @dataclass(frozen=True, slots=True)
 class Pause:
-    """Step: sleep ``seconds`` (less once the worker is stopping) before the next claim."""
+    """Step: sleep ``seconds`` before the next claim, ending at once when the worker is stopped (``stop()``
+    during the pause, or before it)."""
 
     seconds: float
 
@@ -145,6 +146,7 @@ class _Loop:
             raise InvalidInput(f"backoff must be a RetryPolicy or None, got {type(backoff).__name__}")
         self.backoff = backoff
         self._stop = threading.Event()
+        self._wakers: set[Callable[[], None]] = set()
 
     @property
     def stopping(self) -> bool:
@@ -152,8 +154,10 @@ class _Loop:
 
     def stop(self) -> None:
         """Finish the job in hand, claim no more: ``run`` returns after it (safe from a signal handler and
-        from another thread)."""
+        from another thread). A pause (``Pause``) ends at once."""
         self._stop.set()
+        for wake in tuple(self._wakers):  # the pauses of an AsyncWorker (a Worker's waits on the event)
+            wake()
 
     @contextmanager
     def handle_signals(self, *signals: signal.Signals) -> Iterator[None]:
@@ -382,8 +386,27 @@ class AsyncWorker(_Loop):
         if isinstance(step, Handle):
             return await self.handler(AsyncJob(step.generation, self))
         if isinstance(step, Pause):
-            return await asyncio.sleep(step.seconds)
+            return await self._pause(step.seconds)
         return await self.store.fail(step.generation_id, step.message, **step.options)
+
+    async def _pause(self, seconds: float) -> bool:
+        """``Worker``'s ``self._stop.wait(seconds)``, awaited: sleep ``seconds`` or until ``stop()`` (from a
+        signal handler, another thread or a task), whichever is first; whether it was stopped."""
+        loop = asyncio.get_running_loop()
+        stopped = asyncio.Event()
+
+        def wake() -> None:
+            with suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+                loop.call_soon_threadsafe(stopped.set)
+
+        self._wakers.add(wake)
+        try:
+            if not self.stopping:  # a stop before the waker was added: seen here, not slept through
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stopped.wait(), seconds)
+        finally:
+            self._wakers.discard(wake)
+        return self.stopping
 
     async def _claim(self, step: Claim) -> Generation | None:
         store, worker_id, options = self.store, step.worker_id, step.options

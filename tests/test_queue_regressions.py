@@ -3,11 +3,13 @@ its running job being cancelled and deleted, and a handler's error whatever its 
 fraction out of range is InvalidInput whatever its size; a store's idle PostgreSQL listener listens to
 nothing, so that NOTIFY traffic while nobody waits cannot pile up behind it; an idempotency key still returns
 its generation once completing merged the export's figures into its metadata; a worker checks its backoff
-before it claims."""
+before it claims; an AsyncWorker's pause after a busy claim ends at stop(), as a Worker's does."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from musicstore import IdempotencyConflict, InvalidInput, Status, Store, waiting
+from musicstore import DatabaseBusy, IdempotencyConflict, InvalidInput, Status, Store, waiting, worker
 from musicstore.aio import AsyncStore
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
 from tests.conftest import FakeClock, new_job
@@ -250,3 +252,64 @@ def test_a_worker_refuses_an_async_handler_whose_jobs_it_would_never_run(store: 
     with pytest.raises(InvalidInput, match="AsyncWorker"):
         Worker(store, "gpu-0", handler)  # type: ignore[arg-type]
     assert store.get_generation(job.id).status is Status.PENDING  # type: ignore[union-attr]
+
+
+class _StopLater(logging.Handler):
+    """Calls ``stop()`` from another thread once the worker logs that its claim was busy: during its pause."""
+
+    def __init__(self, loop: Worker | AsyncWorker) -> None:
+        super().__init__(logging.WARNING)
+        self.loop = loop
+
+    def emit(self, record: logging.LogRecord) -> None:
+        threading.Timer(0.05, self.loop.stop).start()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_stop_during_the_pause_after_a_busy_claim_ends_it_at_once(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # AsyncWorker slept its whole pause (asyncio.sleep) whatever stop() said; Worker waits on its stop event
+    monkeypatch.setattr(worker, "WAIT_SLICE_SECONDS", 3600.0)  # a stop that is not seen hangs the test
+    claims: list[str] = []
+
+    def busy(worker_id: str, **options: Any) -> None:
+        claims.append(worker_id)
+        raise DatabaseBusy("database is locked (another writer held it past the busy timeout)")
+
+    async def abusy(worker_id: str, **options: Any) -> None:
+        busy(worker_id)
+
+    def handler(job: Job) -> None:
+        raise AssertionError("nothing is claimed")
+
+    async def ahandler(job: AsyncJob) -> None:
+        handler(job)  # type: ignore[arg-type]
+
+    reports: list[WorkerReport] = []
+    logger = logging.getLogger(worker.__name__)
+
+    async def main() -> WorkerReport:
+        async with AsyncStore.open(db_url) as store:
+            monkeypatch.setattr(store, "claim_next", abusy)
+            loop = AsyncWorker(store, "gpu-0", ahandler)
+            logger.addHandler(_StopLater(loop))
+            return await loop.run()
+
+    def run() -> None:
+        if kind == "sync":
+            with Store(db_url) as store:
+                monkeypatch.setattr(store, "claim_next", busy)
+                loop = Worker(store, "gpu-0", handler)
+                logger.addHandler(_StopLater(loop))
+                reports.append(loop.run())
+        else:
+            reports.append(asyncio.run(main()))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    for handler_ in [h for h in logger.handlers if isinstance(h, _StopLater)]:
+        logger.removeHandler(handler_)
+    assert not thread.is_alive(), "the worker slept through stop()"
+    assert reports == [WorkerReport()] and claims == ["gpu-0"]  # stopped: claimed no more
