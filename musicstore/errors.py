@@ -32,11 +32,13 @@ class NotFound(MusicstoreError, LookupError):
 
 
 class InvalidTransition(MusicstoreError):
-    """The status machine does not allow this change from the row's current status."""
+    """The status machine does not allow this change from the row's current status (``current``; ``owner``:
+    the worker id the row keeps, where the error says it)."""
 
-    def __init__(self, message: str, *, current: str | None = None) -> None:
+    def __init__(self, message: str, *, current: str | None = None, owner: str | None = None) -> None:
         super().__init__(message)
         self.current = current
+        self.owner = owner
 
 
 class LeaseLost(InvalidTransition):

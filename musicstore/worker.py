@@ -12,7 +12,11 @@ the generation itself (``export_generation``, ``complete_generation``). What the
   ``LeaseLost`` (the job was taken back): the job is dropped as it stands, nothing is written;
 - it raises anything else: the job is failed with the error, retried while attempts remain
   (``fail(retry=True, max_attempts=..., backoff=...)``: with a ``RetryPolicy``, not claimed again before
-  its backoff); a job deleted meanwhile (``NotFound``: cancelled and deleted while it ran) is dropped.
+  its backoff); a job deleted meanwhile (``NotFound``: cancelled and deleted while it ran) is dropped, and
+  a job the handler completed (or failed) itself before it raised is counted as it ended (the error is
+  logged). A handler that returns what its loop cannot run is such an error (``InvalidInput``): an
+  ``AsyncWorker``'s that returns no awaitable (a plain function: it belongs to ``Worker``), a ``Worker``'s
+  that returns an awaitable (its work never ran: it belongs to ``AsyncWorker``).
 
 A claim that waited past the store's busy timeout (``DatabaseBusy``: another writer held SQLite's lock, or
 every pooled PostgreSQL connection was in use) is logged and tried again after a pause of
@@ -45,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import validate, waiting
 from .errors import Cancelled, DatabaseBusy, InvalidInput, LeaseLost, NotFound
-from .models import Generation, RetryPolicy
+from .models import Generation, RetryPolicy, Status
 from .ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS
 from .store import Store
 
@@ -110,6 +114,8 @@ class Pause:
 
 
 WorkerStep = Claim | Handle | Fail | Pause
+_FINISHED = (Status.COMPLETED, Status.FAILED)
+"""What a handler may have made of its job before it raised (its ``complete_generation``, its ``fail``)."""
 Plan = Generator[WorkerStep, Any, WorkerReport]
 
 
@@ -122,6 +128,11 @@ def failure(exc: BaseException) -> str:
         text = f"{type(exc).__name__}: (its message could not be read)"
     text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
     return text[:MAX_ERROR_CHARS]
+
+
+def _misfit(outcome: object, what: str, runner: str) -> str:
+    """The error of a handler that returned what its loop cannot use (a job failed with it)."""
+    return f"the handler returned {what} ({type(outcome).__name__}): run it with {runner}"
 
 
 class _Loop:
@@ -212,7 +223,17 @@ class _Loop:
                     yield Fail(claimed.id, failure(exc), retry)
                 except Cancelled:  # cancelled as it failed: the cancel stands
                     report.cancelled += 1
-                except (LeaseLost, NotFound):  # taken back, or deleted (cancelled first) while it ran
+                except LeaseLost as lost:
+                    if lost.owner == self.worker_id and lost.current in _FINISHED:  # by the handler itself
+                        log.error("worker %s: the handler finished job %s, then: %s", self.worker_id,
+                                  claimed.id, failure(exc))  # fmt: skip
+                        if lost.current == Status.COMPLETED:
+                            report.done += 1
+                        else:
+                            report.failed += 1
+                    else:  # taken back
+                        report.lost += 1
+                except NotFound:  # deleted (cancelled first) while it ran
                     report.lost += 1
                 else:
                     report.failed += 1
@@ -299,7 +320,12 @@ class Worker(_Loop):
         if isinstance(step, Claim):
             return self._claim(step)
         if isinstance(step, Handle):
-            return self.handler(Job(step.generation, self))
+            outcome = self.handler(Job(step.generation, self))
+            if inspect.isawaitable(outcome):  # e.g. a lambda around an async def: the work never ran
+                if inspect.iscoroutine(outcome):
+                    outcome.close()
+                raise InvalidInput(_misfit(outcome, "an awaitable", "AsyncWorker on an AsyncStore"))
+            return outcome
         if isinstance(step, Pause):
             return self._stop.wait(step.seconds)
         return self.store.fail(step.generation_id, step.message, **step.options)
@@ -384,7 +410,10 @@ class AsyncWorker(_Loop):
         if isinstance(step, Claim):
             return await self._claim(step)
         if isinstance(step, Handle):
-            return await self.handler(AsyncJob(step.generation, self))
+            outcome = self.handler(AsyncJob(step.generation, self))
+            if not inspect.isawaitable(outcome):  # a plain function: it ran, and maybe finished the job
+                raise InvalidInput(_misfit(outcome, "no awaitable", "Worker on a Store"))
+            return await outcome
         if isinstance(step, Pause):
             return await self._pause(step.seconds)
         return await self.store.fail(step.generation_id, step.message, **step.options)

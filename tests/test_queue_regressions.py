@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -313,3 +313,62 @@ def test_a_stop_during_the_pause_after_a_busy_claim_ends_it_at_once(
         logger.removeHandler(handler_)
     assert not thread.is_alive(), "the worker slept through stop()"
     assert reports == [WorkerReport()] and claims == ["gpu-0"]  # stopped: claimed no more
+
+
+def test_an_async_worker_with_a_plain_handler_fails_its_jobs_and_counts_the_ones_it_completed(
+    db_url: str,
+) -> None:
+    # `await None` raised TypeError after the handler ran: a job it had completed was failed, which raised
+    # LeaseLost, and the report counted it lost
+    with Store(db_url) as sync:
+        completed, left = new_job(sync, "completed by the plain handler"), new_job(sync, "left processing")
+
+        def handler(job: AsyncJob) -> None:  # a plain function: Worker's kind of handler
+            if job.id == completed.id:
+                sync.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=1, worker_id="w")
+
+        async def main() -> WorkerReport:
+            async with AsyncStore.open(db_url) as store:
+                loop = AsyncWorker(store, "w", handler, max_attempts=1)  # type: ignore[arg-type]
+                return await loop.run(max_jobs=2)
+
+        assert asyncio.run(main()) == WorkerReport(done=1, failed=1)
+        done, failed = sync.get_generation(completed.id), sync.get_generation(left.id)
+    assert done is not None and done.status is Status.COMPLETED and done.error_message is None
+    assert failed is not None and failed.status is Status.FAILED
+    assert (
+        failed.error_message
+        == "InvalidInput: the handler returned no awaitable (NoneType): run it with Worker on a Store"
+    )
+
+
+def test_a_worker_whose_handler_returns_an_awaitable_fails_the_job_it_never_ran(store: Store) -> None:
+    # a plain function around an async def passes the refusal of async handlers; its coroutine was dropped
+    # unawaited and the job counted done, left processing
+    async def work(job: Job) -> None:
+        store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=1)
+
+    def handler(job: Job) -> Coroutine[Any, Any, None]:
+        return work(job)
+
+    job = new_job(store)
+    assert Worker(store, "gpu-0", handler, max_attempts=1).run(max_jobs=1) == WorkerReport(failed=1)
+    read = store.get_generation(job.id)
+    assert read is not None and read.status is Status.FAILED
+    assert read.error_message == (
+        "InvalidInput: the handler returned an awaitable (coroutine): run it with AsyncWorker on an "
+        "AsyncStore"
+    )
+
+
+def test_a_handler_that_completes_its_job_then_raises_counts_it_done(store: Store) -> None:
+    # the failure after the completion raised LeaseLost: the report said lost, for a completed job
+    job = new_job(store)
+
+    def handler(job: Job) -> None:
+        store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=1, worker_id="gpu-0")
+        raise RuntimeError("the cleanup after the upload failed")
+
+    assert Worker(store, "gpu-0", handler).run(max_jobs=1) == WorkerReport(done=1)
+    read = store.get_generation(job.id)
+    assert read is not None and read.status is Status.COMPLETED

@@ -405,11 +405,13 @@ def _explain(generation_id: str, wanted: str, worker_id: str | None = None) -> S
                 f"generation {generation_id} was cancelled while worker {worker_id!r} ran it; stop work on "
                 "it and drop the result",
                 current=current,
+                owner=owner,
             )
         return LeaseLost(
             f"generation {generation_id} is {holder}: worker {worker_id!r} no longer owns it (cancelled, or "
             "its lease expired and it was requeued); stop work on it and drop the result",
             current=current,
+            owner=owner,
         )
     return InvalidTransition(
         f"generation {generation_id} is {current}; it cannot be {wanted} from that status", current=current
