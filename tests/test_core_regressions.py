@@ -360,3 +360,53 @@ def test_an_unescaped_character_in_a_password_is_still_named_as_such(password: s
     with pytest.raises(InvalidInput, match="percent-encode") as raised:
         resolve(f"postgresql://user:{password}@localhost:5432/db")
     assert password not in str(raised.value)
+
+
+_USER_TEST = """
+def test_fixtures(musicstore_store, musicstore_clock):
+    job = musicstore_store.create_generation("x", model_name="m", duration_seconds=1)
+    assert musicstore_store.claim_next("w", lease_seconds=10).id == job.id
+    musicstore_clock.advance(11)
+    assert musicstore_store.requeue_expired().requeued == [job.id]
+"""
+
+
+@pytest.mark.parametrize(
+    ("conftest", "options", "autoload"),
+    [
+        ("pytest_plugins = ['musicstore.testing.plugin']\n", [], True),
+        ("", ["-p", "musicstore.testing.plugin"], True),
+        ("", ["-p", "musicstore.testing"], False),
+        ("pytest_plugins = ['musicstore.testing']\n", [], False),
+        ("", [], True),
+    ],
+)
+def test_a_project_of_its_own_may_name_the_pytest_plugin_as_well(
+    tmp_path: Path, conftest: str, options: list[str], autoload: bool
+) -> None:
+    """A user's project naming the plugin (``pytest_plugins = ['musicstore.testing.plugin']`` in its
+    conftest, or ``-p musicstore.testing.plugin``) stopped pytest before any test: the entry point loaded the
+    same module under another name (pluggy's ValueError, 'Plugin already registered under a different
+    name'); ``-p musicstore.testing`` (the package docs/testing.md names) without autoloading found no
+    fixture."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "conftest.py").write_text(conftest, encoding="utf-8")
+    (tmp_path / "test_user.py").write_text(_USER_TEST, encoding="utf-8")
+    env = {key: value for key, value in os.environ.items() if key != "PYTEST_ADDOPTS"}
+    env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+    if not autoload:
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)]
+    done = subprocess.run(
+        [*command, *options, str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "1 passed" in done.stdout

