@@ -28,6 +28,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 from scipy import fft as sp_fft
+from scipy import fftpack as sp_fftpack
 from scipy.ndimage import maximum_filter1d
 from scipy.signal import firwin
 
@@ -42,6 +43,7 @@ _BETA = 6.0  # its Kaiser window
 _LOWPASS_CHUNK = 4096  # bins at a time of the anti-alias filter's response
 _LOW_BAND_CHUNK = 65_536  # decimated points at a time of the low band (few numpy calls)
 _SUPPORT = BLOCK // 2 // _DECIMATION + 3  # grid points either side of a block's centre that reach its rows
+_BOUND_GROUPS = 8192  # groups of grid points at a time of FarField.block_bound
 
 
 @dataclass(frozen=True)
@@ -79,23 +81,28 @@ class FarField:
         count = -(-samples // step)  # points of z's decimated low band, at 0, step, 2 step, ...
         start = _GRID_START
         _, stop, _, size = key = _transform_key(samples)  # the kernel covers lags key[0]..stop
-        spectrum_of_kernel = _far_spectrum(*key, keep=keep)
+        spectrum_of_kernel: NDArray[np.complex64] | None = _SPECTRA.get(key)
+        owned = False  # a spectrum made here and cached nowhere: transformed in place when the kernel is made
+        if spectrum_of_kernel is None:
+            spectrum_of_kernel, owned = _new_far_spectrum(*key, keep=keep)
         grid = np.empty((channels, stop - start + 1), dtype=np.float32)
         copies = np.empty((channels, _COPY_NODES))
-        for c in range(channels):  # a channel at a time, in float32, no copies: each buffer ≤ a quarter clip
-            padded = np.zeros(size, dtype=np.float32)
-            padded[:count] = _decimated_low_band(audio[c], count, step)
+        for c in range(channels):  # a channel at a time, in float32, in one buffer of the spectrum's size
+            spectrum = np.zeros(size // 2 + 1, dtype=np.complex64)
+            padded = spectrum.view(np.float32)[:size]  # the low band, zero-padded, transformed in place
+            _decimated_low_band(audio[c], count, step, out=padded[:count])
             copies[c] = _node_weights(_clip_moments(audio[c], padded[:count], step))
-            spectrum = sp_fft.rfft(padded, overwrite_x=True)
-            del padded  # gone before the inverse transform (which holds its input, a buffer and its output)
+            del padded
+            _rfft_in_place(spectrum, size)
             spectrum *= spectrum_of_kernel
-            grid[c] = sp_fft.irfft(spectrum, size, overwrite_x=True)[count - 1 : count + stop - start]
+            grid[c] = _irfft_in_place(spectrum, size)[count - 1 : count + stop - start]
             del spectrum
         cached = _SPECTRA.get(key) is not None
         if kernel or not cached:
             # the kernel a limiter's output needs (small) made while the spectrum is at hand, not from a
             # second transform later, when the limiter holds more
-            _far_kernel(*key, spectrum_of_kernel)
+            _far_kernel(*key, spectrum_of_kernel, owned=owned)
+        del spectrum_of_kernel
         _forget_plan(size, always=not cached or not keep)
         return cls(grid, start, step, copies=Copies(samples, copies))
 
@@ -155,19 +162,32 @@ class FarField:
         # block b's grid points: centre c = per b + per / 2 - start, c - SUPPORT .. c + SUPPORT, within the
         # 2 per points from c - SUPPORT: the larger of two consecutive groups of per points
         first = per // 2 - self.start - _SUPPORT
-        magnitude = np.abs(self.grid[0])
-        for channel in self.grid[1:]:
-            np.maximum(magnitude, np.abs(channel), out=magnitude)
-        groups = np.empty((blocks + 1) * per, dtype=np.float32)
-        lead = min(max(0, -first), groups.shape[0])  # before the grid: its first points' largest
-        groups[:lead] = magnitude[: 2 * per].max()
-        take = max(0, min(groups.shape[0] - lead, magnitude.shape[0] - max(first, 0)))
-        groups[lead : lead + take] = magnitude[max(first, 0) : max(first, 0) + take]
-        groups[lead + take :] = magnitude[-2 * per :].max()  # beyond it: its last points' largest
-        by_group = groups.reshape(blocks + 1, per)
-        peaks = by_group[:, 0].copy()  # a column at a time: numpy's reduction along a short axis is 7x slower
-        for k in range(1, per):
-            np.maximum(peaks, by_group[:, k], out=peaks)
+        # group point i is grid point first + i (its largest |value| over channels); before the grid: its
+        # first points' largest, beyond it: its last points'; made _BOUND_GROUPS groups at a time (no
+        # full-length |grid| nor groups: a quarter of a mono clip each)
+        grid = self.grid
+        total = (blocks + 1) * per
+        lead = min(max(0, -first), total)
+        take = max(0, min(total - lead, grid.shape[1] - max(first, 0)))
+        head, tail = np.abs(grid[:, : 2 * per]).max(), np.abs(grid[:, -2 * per :]).max()
+        peaks = np.empty(blocks + 1, dtype=np.float32)
+        groups = np.empty(min(blocks + 1, _BOUND_GROUPS) * per, dtype=np.float32)
+        for g0 in range(0, blocks + 1, _BOUND_GROUPS):
+            g1 = min(g0 + _BOUND_GROUPS, blocks + 1)
+            i0, i1 = g0 * per, g1 * per
+            inside, beyond = min(max(lead, i0), i1), min(max(lead + take, i0), i1)
+            part = groups[: i1 - i0]
+            part[: inside - i0] = head
+            values = part[inside - i0 : beyond - i0]
+            np.abs(grid[0, first + inside : first + beyond], out=values)
+            for channel in grid[1:]:
+                np.maximum(values, np.abs(channel[first + inside : first + beyond]), out=values)
+            part[beyond - i0 :] = tail
+            by_group = part.reshape(g1 - g0, per)
+            chunk = peaks[g0:g1]
+            chunk[:] = by_group[:, 0]  # a column at a time: numpy's reduction along a short axis is 7x slower
+            for k in range(1, per):
+                np.maximum(chunk, by_group[:, k], out=chunk)
         bound: NDArray[np.float32] = np.maximum(peaks[:-1], peaks[1:])
         bound *= np.float32(1.25 / np.pi)  # Catmull-Rom stays within 1.25x its points
         ends = [0, max(blocks - 2, 0), blocks - 1]  # the looped reading adds the other end's far part
@@ -375,6 +395,43 @@ def _transform_size(length: int) -> int:
     return min(m << max(0, (-(-length // m) - 1).bit_length()) for m in (1, 3, 5, 15))
 
 
+def _rfft_in_place(buffer: NDArray[np.complex64], size: int) -> None:
+    """``buffer`` (``size // 2 + 1`` bins) becomes ``rfft`` of the ``size`` float32 values its first
+    ``size`` floats hold, bit for bit (the same pocketfft plan and passes): transformed in place by the
+    FFTPACK-layout transform (``r0, r1, i1, r2, i2, ...``), then spread to bins a chunk at a time from the
+    end. ``sp_fft.rfft`` holds its input, a copy of it and its output (one buffer here), each as large."""
+    real = buffer.view(np.float32)
+    packed = real[:size]
+    out = sp_fftpack.rfft(packed, overwrite_x=True)
+    if not np.may_share_memory(out, packed):  # a scipy that made a copy after all: the same values
+        packed[:] = out
+    del out
+    for end in range(size, 1, -_SHIFT_CHUNK):  # r_k, i_k from floats 2k - 1, 2k to 2k, 2k + 1
+        begin = max(1, end - _SHIFT_CHUNK)
+        real[begin + 1 : end + 1] = real[begin:end].copy()
+    real[1] = 0.0  # the imaginary parts of bin 0 and (even sizes) of the last, as rfft writes them
+    if size % 2 == 0:
+        real[size + 1] = 0.0
+
+
+def _irfft_in_place(buffer: NDArray[np.complex64], size: int) -> NDArray[np.float32]:
+    """``irfft(buffer, size)`` bit for bit, in ``buffer``'s own memory (lost): its first ``size`` floats.
+    The bins packed to the FFTPACK layout a chunk at a time from the start (the imaginary parts of bin 0
+    and of an even size's last bin dropped, as ``irfft`` ignores them), then transformed in place."""
+    real = buffer.view(np.float32)
+    for begin in range(1, size, _SHIFT_CHUNK):
+        end = min(size, begin + _SHIFT_CHUNK)
+        real[begin:end] = real[begin + 1 : end + 1].copy()
+    packed = real[:size]
+    out = sp_fftpack.irfft(packed, overwrite_x=True)
+    if not np.may_share_memory(out, packed):
+        packed[:] = out
+    return packed
+
+
+_SHIFT_CHUNK = 1 << 16  # floats moved at a time between the two layouts (a 256 KiB temporary)
+
+
 def far_kernel(d: NDArray[np.float64]) -> NDArray[np.float64]:
     """``(1 - w(d)) / d``: the far kernel acting on ``z`` (zero within the flat part of ``w``)."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -419,14 +476,16 @@ class _BoundedCache:
             self.values.move_to_end(key)
             return self.values[key][0]
 
-    def put(self, key: tuple[int, ...], value: Any, nbytes: int) -> None:
+    def put(self, key: tuple[int, ...], value: Any, nbytes: int) -> bool:
+        """Keep ``value`` (the oldest values go to make room); False where it is too large to be kept."""
         with self.lock:
             self.values.pop(key, None)
             if nbytes > self.limit:
-                return
+                return False
             self.values[key] = (value, nbytes)
             while len(self.values) > self.entries or self.held() > self.limit:
                 self.values.popitem(last=False)
+            return True
 
     def held(self) -> int:
         return sum(nbytes for _, nbytes in self.values.values())
@@ -472,22 +531,28 @@ def _far_spectrum(first: int, last: int, step: int, size: int, *, keep: bool = T
     """The FFT of :func:`_far_taps` over the anti-alias filter's response (undoing its passband), kept for
     the next clip of the same length (and its re-checks) where it fits in :data:`CACHE_BYTES` and ``keep``
     (else counted for :func:`keep_spectrum`)."""
-    key = (first, last, step, size)
-    cached: NDArray[np.complex64] | None = _SPECTRA.get(key)
+    cached: NDArray[np.complex64] | None = _SPECTRA.get((first, last, step, size))
     if cached is not None:
         return cached
-    taps = np.zeros(size, dtype=np.float32)  # padded as rfft(..., size) would pad them: no second copy
-    taps[: last - first + 1] = _far_taps(first, last, step)
-    spectrum: NDArray[np.complex64] = sp_fft.rfft(taps, overwrite_x=True)
-    del taps
+    return _new_far_spectrum(first, last, step, size, keep=keep)[0]
+
+
+def _new_far_spectrum(
+    first: int, last: int, step: int, size: int, *, keep: bool
+) -> tuple[NDArray[np.complex64], bool]:
+    """:func:`_far_spectrum` made afresh, and whether it is the caller's own: not cached (nobody else holds
+    it), its buffer free to be transformed in place at its last use."""
+    spectrum = np.zeros(size // 2 + 1, dtype=np.complex64)  # the taps zero-padded, transformed in place
+    _far_taps(first, last, step, out=spectrum.view(np.float32)[: last - first + 1])
+    _rfft_in_place(spectrum, size)
     spectrum /= _lowpass_response(step, size)
     spectrum.flags.writeable = False
-    if keep:
-        spectrum = _outside_heap(spectrum)
-        _SPECTRA.put(key, spectrum, spectrum.nbytes)
-    else:
+    key = (first, last, step, size)
+    if not keep:
         _MISSES.add(key)
-    return spectrum
+        return spectrum, True
+    spectrum = _outside_heap(spectrum)
+    return spectrum, not _SPECTRA.put(key, spectrum, spectrum.nbytes)
 
 
 def _outside_heap(array: NDArray[np.complex64]) -> NDArray[np.complex64]:
@@ -522,11 +587,17 @@ def keep_spectrum(samples: int, *, now: bool = False) -> None:
         _forget_plan(size, always=True)
 
 
-def _far_taps(first: int, last: int, step: int) -> NDArray[np.float32]:
-    """``step * far_kernel(lag * step)`` for lags ``first..last``, in one float32 array."""
-    lags = np.arange(first, last + 1, dtype=np.float32)
-    with np.errstate(divide="ignore"):
-        taps = np.float32(1.0) / lags  # step * 1 / (lag * step); the taper's few lags are set below
+def _far_taps(
+    first: int, last: int, step: int, *, out: NDArray[np.float32] | None = None
+) -> NDArray[np.float32]:
+    """``step * far_kernel(lag * step)`` for lags ``first..last``, in one float32 array (``out`` where
+    given), a chunk of lags at a time."""
+    taps = np.empty(last - first + 1, dtype=np.float32) if out is None else out
+    for begin in range(0, taps.shape[0], _LOW_BAND_CHUNK):
+        part = taps[begin : begin + _LOW_BAND_CHUNK]
+        part[:] = np.arange(first + begin, first + begin + part.shape[0], dtype=np.float32)
+        with np.errstate(divide="ignore"):
+            np.divide(np.float32(1.0), part, out=part)  # step / (lag * step); the taper's lags set below
     taper = np.arange(-(NEAR_REACH // step), NEAR_REACH // step + 1)
     inside = taper - first
     keep = (inside >= 0) & (inside < taps.shape[0])
@@ -562,8 +633,11 @@ def _lowpass_response(step: int, size: int) -> NDArray[np.float32]:
     return response
 
 
-def _decimated_low_band(x: NDArray[np.float32], count: int, step: int) -> NDArray[np.float32]:
-    """``z = (-1)^n x`` low-passed at every ``step``-th sample: ``sum_i h[i] z[step j + half - i]``.
+def _decimated_low_band(
+    x: NDArray[np.float32], count: int, step: int, *, out: NDArray[np.float32] | None = None
+) -> NDArray[np.float32]:
+    """``z = (-1)^n x`` low-passed at every ``step``-th sample: ``sum_i h[i] z[step j + half - i]`` (into
+    ``out``, zeros, where given).
 
     The sign is folded into the filter (``step`` and ``half`` are even), so no modulated copy of the clip is
     made. Polyphase: per phase, one strided gather of the clip and a 9-tap ``np.correlate``, a chunk at a
@@ -575,7 +649,7 @@ def _decimated_low_band(x: NDArray[np.float32], count: int, step: int) -> NDArra
     reversed_taps = np.zeros(width, dtype=np.float32)  # low[j] = sum_u T[u] x[step j + u - half]
     reversed_taps[: taps.shape[0]] = (taps * np.where(np.arange(taps.shape[0]) % 2, -1.0, 1.0))[::-1]
     per_phase = reversed_taps.reshape(width // step, step).T  # [p, i]: the tap on x[step (j + i) + p - half]
-    low = np.zeros(count, dtype=np.float32)
+    low = np.zeros(count, dtype=np.float32) if out is None else out
     rows = count - 1 + width // step
     phase = np.zeros(min(rows, _LOW_BAND_CHUNK + width // step), dtype=np.float32)
     phases = np.empty((step, phase.shape[0]), dtype=np.float32)
@@ -652,14 +726,21 @@ class _Kernel:
 
 
 def _far_kernel(
-    first: int, last: int, step: int, size: int, spectrum: NDArray[np.complex64] | None = None
+    first: int,
+    last: int,
+    step: int,
+    size: int,
+    spectrum: NDArray[np.complex64] | None = None,
+    *,
+    owned: bool = False,
 ) -> _Kernel:
     """The clip's far kernel (see :class:`_Kernel`), kept for the next clip of the same length where it fits
-    in :data:`CACHE_BYTES`. ``spectrum``: :func:`_far_spectrum`'s, where the caller holds it."""
+    in :data:`CACHE_BYTES`. ``spectrum``: :func:`_far_spectrum`'s, where the caller holds it (``owned``: its
+    buffer is transformed in place, the spectrum lost)."""
     key = (first, last, step, size)
     cached: _Kernel | None = _KERNELS.get(key)
     if cached is None:
-        cached = _make_far_kernel(first, last, step, size, spectrum)
+        cached = _make_far_kernel(first, last, step, size, spectrum, owned=owned)
         _KERNELS.put(key, cached, cached.taps.nbytes + cached.beyond.nbytes)
         _forget_plan(size)
     return cached
@@ -690,12 +771,16 @@ def _forget_plan(size: int, *, always: bool = False) -> None:
 
 
 def _make_far_kernel(
-    first: int, last: int, step: int, size: int, spectrum: NDArray[np.complex64] | None
+    first: int, last: int, step: int, size: int, spectrum: NDArray[np.complex64] | None, *, owned: bool
 ) -> _Kernel:
     length = last - first + 1
     if spectrum is None:
-        spectrum = _far_spectrum(first, last, step, size)
-    taps = sp_fft.irfft(spectrum, size)[:length]  # lag - first
+        spectrum = _SPECTRA.get((first, last, step, size))
+        if spectrum is None:
+            spectrum, owned = _new_far_spectrum(first, last, step, size, keep=True)
+    if owned:
+        spectrum.flags.writeable = True  # nobody else's (read-only as made)
+    taps = _irfft_in_place(spectrum if owned else spectrum.copy(), size)[:length]  # lag - first
     del spectrum
     reach = max(-first, last)
     deviation = 0.0  # where the moments or 1 / lag stand for the kernel: |lag| >= _NEAR - _PIECE / 2
