@@ -372,3 +372,22 @@ def test_a_handler_that_completes_its_job_then_raises_counts_it_done(store: Stor
     assert Worker(store, "gpu-0", handler).run(max_jobs=1) == WorkerReport(done=1)
     read = store.get_generation(job.id)
     assert read is not None and read.status is Status.COMPLETED
+
+
+def test_the_queue_table_shows_a_key_with_jobs_processing_and_none_pending(db_url: str) -> None:
+    # the table listed the pending levels only: user-7's running job was in the totals and the JSON, not in it
+    from tests.test_cli import run
+
+    with Store(db_url) as store:
+        new_job(store, "vip", owner_key="user-7", priority=10)
+        new_job(store, "system")
+        store.set_owner_limit("user-7", 3)
+        claimed = store.claim_next("gpu-0")
+        assert claimed is not None and claimed.owner_key == "user-7"
+    table = run("queue", "--database", db_url)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith("pending 1, processing 1,")
+    rows = [line.split() for line in lines[4:]]
+    assert [row[:4] for row in rows] == [["0", "(none)", "1", "0"], ["-", "user-7", "0", "0"]]
+    assert rows[1][-3:] == ["-", "1", "3"]  # no oldest pending; running 1 of its limit 3

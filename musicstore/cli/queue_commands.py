@@ -46,9 +46,9 @@ def cmd_queue(args: argparse.Namespace) -> int:
         return EXIT_OK
     oldest = "-" if age is None else f"{age:,.1f} s"
     print(f"pending {depth.pending:,}, processing {running:,}, oldest pending waited {oldest}")
-    if depth.levels:
+    if depth.levels or running:
         print()
-        rows = [
+        rows: list[tuple[object, ...]] = [
             (
                 level.priority,
                 level.owner_key or NO_KEY,
@@ -56,12 +56,22 @@ def cmd_queue(args: argparse.Namespace) -> int:
                 level.deferred,
                 moment_text(level.oldest_created_at),
                 depth.running.get(level.owner_key, 0),
-                limits.get(level.owner_key, "-") if level.owner_key else "-",
+                _limit(limits, level.owner_key),
             )
             for level in sorted(depth.levels, key=lambda lv: (-lv.priority, lv.owner_key or ""))
         ]
+        queued = {level.owner_key for level in depth.levels}
+        rows += [  # keys with jobs processing and none pending: after the others, no priority
+            ("-", key or NO_KEY, 0, 0, "-", n, _limit(limits, key))
+            for key, n in sorted(depth.running.items(), key=_by_key)
+            if n and key not in queued
+        ]
         print_table(rows, ["priority", "owner", "pending", "deferred", "oldest", "running", "limit"])
     return EXIT_OK
+
+
+def _limit(limits: dict[str, int], key: str | None) -> int | str:
+    return limits.get(key, "-") if key else "-"
 
 
 def _by_key(item: tuple[str | None, int]) -> str:
