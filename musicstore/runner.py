@@ -321,6 +321,11 @@ async def drive_async(driver: Driver, conn: Any, steps: Steps[T], step: Step) ->
         return done.value  # type: ignore[no-any-return]
 
 
+_VOCABULARIES: set[type] = set()
+"""The classes whose methods are operations (``Operations``, ``AsyncOperations``): the function form of an
+operation (``musicstore.get_generation(session, id)``) takes an instance of one first."""
+
+
 class Bound(Generic[P, R]):
     """An operation as a method of a driver (``Store``, ``Transaction``, their async twins), and as a function
     taking the driver first. The method is the driver's ``run`` with the operation bound."""
@@ -332,6 +337,7 @@ class Bound(Generic[P, R]):
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
+        _VOCABULARIES.add(owner)
 
     @overload
     def __get__(self, obj: None, owner: type) -> Callable[Concatenate[Any, P], R]: ...
@@ -346,7 +352,16 @@ class Bound(Generic[P, R]):
 
 
 def _run_on(op: Operation[P, Any], runner: Any, /, *args: P.args, **kwargs: P.kwargs) -> Any:
+    if not _is_vocabulary(runner):
+        raise InvalidInput(
+            f"{op.__name__} takes a session, Store or Transaction first (musicstore.get_session(url)), "
+            f"got {type(runner).__name__}"
+        )
     return runner.run(op, *args, **kwargs)
+
+
+def _is_vocabulary(runner: object) -> bool:
+    return isinstance(runner, tuple(_VOCABULARIES))
 
 
 def method(op: Operation[P, T]) -> Bound[P, T]:

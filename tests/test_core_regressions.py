@@ -410,3 +410,16 @@ def test_a_project_of_its_own_may_name_the_pytest_plugin_as_well(
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "1 passed" in done.stdout
+
+
+@pytest.mark.parametrize("first", [None, "sqlite:///data/generations.db", 5, object()])
+def test_the_seed_functions_refuse_a_first_argument_that_is_no_session(store: Store, first: Any) -> None:
+    """``musicstore.get_generation(None, id)`` (or a URL, or anything but a session, store or transaction)
+    raised a bare AttributeError ('... has no attribute run')."""
+    job = new_job(store)
+    with pytest.raises(InvalidInput, match="get_generation takes a session"):
+        musicstore.get_generation(first, job.id)
+    with pytest.raises(InvalidInput, match="create_generation takes a session"):
+        musicstore.create_generation(first, "p", model_name="m", duration_seconds=1)
+    assert musicstore.get_generation(store, job.id) == job
+    assert store.count_generations() == 1
