@@ -23,7 +23,10 @@ MISSING = "01a20180-5e48-7dc6-afbf-cdf54fb09fcb"
 
 PROGRESS_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     # the jobs ahead of one in its lane: ranges of the lane index (0008), stopped at the cap
-    "count_lane_higher": ({"owner_key": "", "priority": 0, "cap": 100}, "generations_lane_queue"),
+    "count_lane_higher": (
+        {"owner_key": "", "priority": 0, "now": datetime(2030, 1, 1, tzinfo=UTC), "cap": 100},
+        "generations_lane_queue",
+    ),
     # (PostgreSQL may walk its pending index by (created_at, id) instead when, as in test_plans' rows, every
     # pending job is in one lane: the same rows either way)
     "count_lane_before": (
@@ -32,6 +35,7 @@ PROGRESS_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
             "priority": 0,
             "created_at": datetime(2030, 1, 1, tzinfo=UTC),
             "id": MISSING,
+            "now": datetime(2030, 1, 1, tzinfo=UTC),
             "cap": 9,
         },
         "generations_lane_queue|generations_pending",

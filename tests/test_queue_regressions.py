@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -391,3 +392,22 @@ def test_the_queue_table_shows_a_key_with_jobs_processing_and_none_pending(db_ur
     rows = [line.split() for line in lines[4:]]
     assert [row[:4] for row in rows] == [["0", "(none)", "1", "0"], ["-", "user-7", "0", "0"]]
     assert rows[1][-3:] == ["-", "1", "3"]  # no oldest pending; running 1 of its limit 3
+
+
+def test_queue_position_counts_only_the_jobs_the_claim_takes_first_not_those_waiting_for_run_after(
+    store: Store, clock: FakeClock
+) -> None:
+    # `ahead` counted the lane's higher-priority (and older) pending jobs whose run_after had not passed:
+    # the claim takes none of them before this job
+    later = clock.now + timedelta(minutes=5)
+    new_job(store, "tomorrow's intro", owner_key="user-42", priority=10, run_after=later)
+    new_job(store, "a retry in backoff", owner_key="user-42", run_after=later)
+    ready = new_job(store, "urgent", owner_key="user-42", priority=5)
+    job = new_job(store, "lofi", owner_key="user-42")
+    assert store.queue_position(job.id).ahead == 1  # only `ready`
+    claimed = store.claim_next("gpu-0")
+    assert claimed is not None and claimed.id == ready.id
+    assert store.queue_position(job.id).ahead == 0
+    clock.advance(301)  # both are due now: the claim takes them first
+    assert store.queue_position(job.id).ahead == 2
+    assert [store.claim_next("gpu-0").id for _ in range(3)][-1] == job.id  # type: ignore[union-attr]

@@ -135,9 +135,10 @@ class QueuePosition:
     """Where a generation stands in the queue.
 
     ``ahead``: pending generations of its lane (its owner key; jobs without a key share one lane) that the
-    claim takes before it: those of a higher priority, then the older ones of its priority (None unless it
-    is pending). Other keys' jobs are not counted: the claim interleaves the lanes (docs/queue.md), so they
-    add to the wait as the store's throughput is shared. ``capped``: the count stopped at ``MAX_AHEAD``.
+    claim takes before it: those of a higher priority, then the older ones of its priority, due now (not
+    waiting for their ``run_after``; None unless it is pending). Other keys' jobs are not counted: the claim
+    interleaves the lanes (docs/queue.md), so they add to the wait as the store's throughput is shared.
+    ``capped``: the count stopped at ``MAX_AHEAD``.
     ``completed_per_minute``: completions over the last ``window_seconds``, all lanes. ``eta_seconds``: for a
     pending generation, (ahead + 1) / that throughput, in whole seconds: when it should be done if its lane
     had the store's recent throughput to itself (a lower bound while other lanes wait too); None without
@@ -158,7 +159,8 @@ def queue_position(
     generation_id: str, *, window_seconds: float = THROUGHPUT_WINDOW_SECONDS
 ) -> Steps[QueuePosition]:
     """How many pending generations of its lane are ahead of this one and when it should be done at the
-    recent rate. Index range counts only (the lane's jobs ahead, completions in the window), bounded.
+    recent rate. Index range counts only (the lane's jobs ahead, each row read for its ``run_after``;
+    completions in the window), bounded.
     Raises NotFound if there is no such generation.
     """
     gid = check_id(generation_id)
@@ -174,7 +176,7 @@ def queue_position(
     capped = False
     eta: float | None = None
     if row.status is Status.PENDING:
-        lane = {"owner_key": row.owner_key or "", "priority": row.priority, "cap": MAX_AHEAD}
+        lane = {"owner_key": row.owner_key or "", "priority": row.priority, "now": now, "cap": MAX_AHEAD}
         ahead = (yield Call("count_lane_higher", lane, COUNT))[0]
         if ahead < MAX_AHEAD:
             before = {**lane, "created_at": row.created_at, "id": gid, "cap": MAX_AHEAD - ahead}

@@ -7,21 +7,25 @@ UPDATE generations
 SET progress = :progress, stage = :stage, progress_at = :now
 WHERE id = :id AND status = 'processing' AND worker_id = :worker_id;
 
--- name: count_lane_higher(owner_key, priority, cap)^
--- Pending generations of one lane (owner key, '' for none) with a higher priority: the claim takes them first.
--- A range of the lane index (migration 0008), stopped at cap.
+-- name: count_lane_higher(owner_key, priority, now, cap)^
+-- Pending generations of one lane (owner key, '' for none) with a higher priority, due now (run_after passed):
+-- the claim takes them first. A range of the lane index (migration 0008), each entry's row read for its
+-- run_after, stopped at cap.
 SELECT count(*) AS n FROM (
     SELECT 1 FROM generations
     WHERE coalesce(owner_key, '') = :owner_key AND status = 'pending' AND priority > :priority
+      AND (run_after IS NULL OR run_after <= :now)
     LIMIT :cap
 ) AS ahead;
 
--- name: count_lane_before(owner_key, priority, created_at, id, cap)^
--- Pending generations of one lane with the same priority, older (then by id): the claim takes them first.
+-- name: count_lane_before(owner_key, priority, created_at, id, now, cap)^
+-- Pending generations of one lane with the same priority, older (then by id), due now: the claim takes them
+-- first.
 SELECT count(*) AS n FROM (
     SELECT 1 FROM generations
     WHERE coalesce(owner_key, '') = :owner_key AND status = 'pending' AND priority = :priority
       AND (created_at, id) < (:created_at, :id)
+      AND (run_after IS NULL OR run_after <= :now)
     LIMIT :cap
 ) AS ahead;
 
