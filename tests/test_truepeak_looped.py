@@ -18,8 +18,8 @@ from numpy.typing import NDArray
 from scipy.signal import resample
 
 from musicstore.audio.farfield import DIRECT_LOOP, LOOPED_ROWS, FarField, LimitedFarField, periodic_values
-from musicstore.audio.interpolation import near_sinc
-from musicstore.audio.truepeak import to_db, true_peak
+from musicstore.audio.interpolation import annex2, near_sinc
+from musicstore.audio.truepeak import ideal_peaks, peak_map, to_db, true_peak
 
 UP = 32
 # dB under the larger reading within LOOPED_ROWS of an end (docs/export.md, "True peak: the measured error"):
@@ -179,3 +179,62 @@ def test_a_limited_outputs_copies_are_the_outputs(samples: int) -> None:
     assert limited.copies is not None and fresh.copies is not None
     scale = float(np.abs(out).sum())
     assert np.abs(limited.copies.weights - fresh.copies.weights).max() < 1e-5 * scale
+
+
+def _dropped_ends(audio: NDArray[np.float32], floor: float, far: FarField) -> None:
+    """Every row within ``LOOPED_ROWS`` of an end that the map left out reads at most its floor: the looped
+    and zero-padded readings on the grid and on the fine grid, and the Annex 2 values."""
+    samples = audio.shape[1]
+    peaks = peak_map(audio, floor, far)
+    ends = np.concatenate([np.arange(LOOPED_ROWS + 1), np.arange(samples - LOOPED_ROWS, samples + 1)])
+    dropped = np.setdiff1d(ends, peaks.rows)
+    if dropped.size:
+        level = peaks.floor * (1 + 1e-6)
+        assert ideal_peaks(audio, dropped, far).max() <= level
+        assert ideal_peaks(audio, dropped, far, 64).max() <= level
+        assert annex2().peaks(audio, dropped)[:, 0].max() <= level
+
+
+@settings(max_examples=40, deadline=None)
+@example(kind="step", samples=1024, channels=1, seed=0, share=0.875, gain=1.0)  # row 0 beside x[S - 1]
+@given(
+    kind=st.sampled_from(["tone", "bursts", "noise", "step"]),
+    samples=st.integers(DIRECT_LOOP, 6000),
+    channels=st.integers(1, 2),
+    seed=st.integers(0, 2**16),
+    share=st.floats(0.2, 1.0),
+    gain=st.floats(0.3, 1.0),
+)
+def test_the_ends_left_out_of_a_map_read_under_its_floor(
+    *, kind: str, samples: int, channels: int, seed: int, share: float, gain: float
+) -> None:
+    """The screen holds the rows read looped (their bound: the near part over both windows, the far parts of
+    the clip, its neighbour and the other copies), so a map leaves them out only where every reading there
+    is under its floor: a clip's map, and a limited output's (its far part derived, a difference at each end
+    and inside)."""
+    audio = ends_clip(kind, samples, channels, seed)
+    far = FarField.measure(audio)
+    _dropped_ends(audio, share * float(np.abs(audio).max()), far)
+    rng = np.random.default_rng(seed)
+    spans = np.asarray([[0, 40], [samples // 3, samples // 3 + 300], [samples - 70, samples]], dtype=np.int64)
+    lengths = spans[:, 1] - spans[:, 0]
+    difference = np.concatenate(
+        [audio[:, a:b] * np.float32(gain) * rng.uniform(0, 0.5) for a, b in spans.tolist()], axis=1
+    ).astype(np.float32)
+    out = audio * np.float32(gain)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    for (a, b), first, last in zip(spans.tolist(), offsets[:-1], offsets[1:], strict=True):
+        out[:, a:b] -= difference[:, first:last]
+    limited = LimitedFarField.of(far, gain, difference, spans, samples)
+    _dropped_ends(out, share * float(np.abs(out).max()), limited)
+
+
+def test_a_map_reads_no_looped_row_where_the_ends_are_quiet() -> None:
+    """Quiet ends under a loud body: the screen leaves the looped rows out (they were always read: a tenth
+    of a 30 s clip's map, more of a limited output's, whose far part the difference's share is summed for)."""
+    rng = np.random.default_rng(3)
+    audio = (rng.standard_normal((2, 20_000)) * 0.3).astype(np.float32)
+    audio[:, :200] *= np.float32(0.02)
+    audio[:, -200:] *= np.float32(0.02)
+    rows = peak_map(audio).rows
+    assert rows.size and not ((rows <= LOOPED_ROWS) | (rows >= audio.shape[1] - LOOPED_ROWS)).any()

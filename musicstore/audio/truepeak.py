@@ -20,7 +20,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from musicstore.audio.arrays import as_audio
-from musicstore.audio.farfield import BLOCK, DIRECT_LOOP, LOOPED_ROWS, FarField, Rows, periodic_values
+from musicstore.audio.farfield import (
+    BLOCK,
+    DIRECT_LOOP,
+    LOOPED_ROWS,
+    FarField,
+    LimitedFarField,
+    Rows,
+    periodic_values,
+)
 from musicstore.audio.interpolation import GRID, Interpolator, annex2, near_sinc
 
 GRID_FACTOR = 1.0 - (math.pi / (2 * GRID)) ** 2 / 2  # grid reading ≥ this share of a peak (Bernstein)
@@ -440,7 +448,19 @@ def peak_map(
     rows: Rows = every[every <= samples]
     far_bound = far_blocks[rows // BLOCK]
     del bound, every, far_blocks  # not read again: a sixteenth of a stereo clip while the rows are read
-    edge = (rows < 2 * BLOCK) | (rows > samples - 2 * BLOCK)  # looped readings there: always measured
+    edge = (rows < 2 * BLOCK) | (rows > samples - 2 * BLOCK)  # looped readings there: read afresh
+    forced = edge  # and measured, but where the looped reading's bound is known (the screen then holds it)
+    looped_reach = _looped_reach(far, samples)
+    if looped_reach is not None:
+        looped = (rows <= LOOPED_ROWS) | (rows >= samples - LOOPED_ROWS)  # the rows _end_peaks reads
+        far_bound[looped] = np.maximum(far_bound[looped], np.float32(looped_reach))
+        # rows 0 and S lie between an end sample and, looped, the other end's (a sample of that reading: the
+        # screen's samples beside a row are the clip's, zero outside it)
+        wrapped = np.abs(audio[:, [samples - 1, 0]]).max(axis=0)
+        far_bound[rows == 0] += wrapped[0]
+        far_bound[rows == samples] += wrapped[1]
+        forced = edge & ~looped
+        del looped
     reused = None if reuse is None else _reused_rows(reuse, read, rows, edge)
     recorded = None
     fresh: NDArray[np.bool_] | None = None  # the rows read afresh where the clip's screen is reused
@@ -492,8 +512,8 @@ def peak_map(
         del scaled
         grid_peak = max(float(envelope.max()), float(local.max(initial=0.0)))
     threshold = level - _SCREEN_SLACK * grid_peak
-    keep = (local > threshold) | (annex > level) | edge
-    del local, edge
+    keep = (local > threshold) | (annex > level) | forced
+    del local, edge, forced
     if fresh is not None:
         again = keep & ~fresh
         del fresh
@@ -503,6 +523,45 @@ def peak_map(
     del keep
     ideal = ideal_peaks(audio, rows, far)
     return PeakMap(envelope, rows, np.maximum(ideal, annex), ideal, level, far, near, recorded)
+
+
+def _looped_reach(far: FarField, samples: int) -> float | None:
+    """An upper bound of what the looped reading adds to the near part (over the wrapped window) at the rows
+    within ``LOOPED_ROWS`` of an end (:func:`_end_peaks`), so that the screen holds those rows as it holds
+    the others: the clip's far part and its neighbouring copy's, each read from 4 grid points near an end
+    (``1.25 / pi`` of their largest, as :meth:`FarField.block_bound` has it; a limited output's is ``gain``
+    times the clip's less the difference's, whose share is at most each cluster's mass times the kernel's
+    largest value at its distance, plus the moments' error), and the other copies' (their weights times a
+    bound of their kernel over the clip, ``3 / (S - 40)``: about ``1.07 / S`` measured). None where the
+    looped reading is not made so: a short clip's is the periodic sinc itself, or no copies' weights."""
+    if samples < DIRECT_LOOP or far.copies is None:
+        return None
+    limited = far if isinstance(far, LimitedFarField) else None
+    gain = 1.0 if limited is None else limited.gain
+    reach = 0.0
+    for first, last in (
+        (-LOOPED_ROWS - 1, LOOPED_ROWS - 1),
+        (samples - LOOPED_ROWS - 1, samples + LOOPED_ROWS - 1),
+    ):
+        # the far values at samples first..last (the rows' and, one length away, their neighbours'): grid
+        # points lo..hi (FarField.at reads 4 from the sample's step, less the grid's start and one)
+        lo = first // far.step - (far.start + 1)
+        hi = last // far.step - (far.start + 1) + 3
+        if lo < 0 or hi >= far.grid.shape[1]:
+            return None
+        side = gain * float(np.abs(far.grid[:, lo : hi + 1]).max())  # a limited output's grid: the clip's
+        if limited is not None and limited.clusters:
+            firsts = np.asarray([c.first for c in limited.clusters], dtype=np.int64)
+            lasts = firsts + np.asarray([c.values.shape[1] - 1 for c in limited.clusters], dtype=np.int64)
+            masses = np.asarray([c.mass for c in limited.clusters])
+            near, away = lo + far.start, hi + far.start  # in grid steps, as the clusters' points
+            distance = np.maximum(0, np.maximum(firsts - away, near - lasts))
+            side += float(
+                (masses * limited.kernel.share(distance)).sum() + masses.sum() * limited.kernel.error
+            )
+        reach += side
+    copies = float(np.abs(far.copies.weights).sum(axis=1).max()) * 3.0 / (samples - 40)
+    return (1.25 * reach + copies) / math.pi * (1 + 1e-5) + 1e-7
 
 
 def _reused_rows(
