@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from . import store as stores
 from .aio import AsyncStore
 from .errors import InvalidInput, InvalidTransition, StorageError
 from .filestore import AsyncFileStore, FileStore, LocalFileStore, open_filestore
@@ -105,14 +106,12 @@ class _Locator:
 def require_store(store: object, what: str) -> Store:
     """``store`` if it is a ``Store``, for ``what`` (a sync call); ``InvalidInput`` otherwise (an
     ``AsyncStore`` hands back coroutines where rows are expected: a bare AttributeError further on)."""
-    if not isinstance(store, Store):
-        hint = ""
-        if isinstance(store, AsyncStore):
-            hint = "; open a Store on the same URL and call this in a thread" + (
-                ", or use AsyncDelivery" if what == "Delivery" else ""
-            )
-        raise InvalidInput(f"{what} takes a musicstore Store, got {type(store).__name__}{hint}")
-    return store
+    advice = "open a Store on the same URL and call this in a thread"
+    return stores.require_store(
+        store,
+        f"{what} takes a musicstore Store",
+        advice + (", or use AsyncDelivery" if what == "Delivery" else ""),
+    )
 
 
 def _canonical(url: str) -> str:

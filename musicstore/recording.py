@@ -36,7 +36,7 @@ from .ops import DEFAULT_MAX_ATTEMPTS
 from .ops.storage import record_storage
 from .rendering import StoredPeaks, peaks_name
 from .storage_names import GENERATION_FIELD
-from .store import Store
+from .store import Store, require_store
 
 OnError = Literal["fail", "retry", "raise"]
 _ON_ERROR = ("fail", "retry", "raise")
@@ -290,9 +290,7 @@ class _Waveform:
 def _check_store(store: object) -> None:
     """A store the recording can complete the row in (its ``transaction``): checked before the export
     spends any work, which otherwise ended in a bare TypeError or AttributeError with the row processing."""
-    if not isinstance(store, Store):
-        hint = " (from asyncio code: a Store, in a thread)" if hasattr(store, "transaction") else ""
-        raise InvalidInput(f"store must be a musicstore Store, got {type(store).__name__}{hint}")
+    require_store(store, "store must be a musicstore Store", "from asyncio code: a Store, in a thread")
 
 
 def _check_call(

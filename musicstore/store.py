@@ -40,7 +40,7 @@ from .urls import DatabaseURL, resolve
 P = ParamSpec("P")
 T = TypeVar("T")
 
-__all__ = ["Clock", "Operations", "Store", "Transaction", "utcnow"]
+__all__ = ["Clock", "Operations", "Store", "Transaction", "require_store", "utcnow"]
 
 
 class Operations:
@@ -96,6 +96,19 @@ class Operations:
         """Pending generations ahead of this one in the claim's order, and its ETA at the recent throughput
         (``musicstore.ops.progress.queue_position``)."""
         return self.run(progress.queue_position, generation_id, window_seconds=window_seconds)
+
+
+def require_store(store: object, needs: str, advice: str) -> Store:
+    """``store`` if it is a ``Store``; ``InvalidInput`` otherwise, saying ``needs`` (what takes a Store) and,
+    for an ``AsyncStore``, ``advice`` (a sync call on an AsyncStore gets coroutines where rows are expected,
+    and on None a bare AttributeError, further on, maybe with work spent). The one check of every sync
+    caller: recording, delivery and rendering, maintenance."""
+    if isinstance(store, Store):
+        return store
+    from .aio import AsyncStore  # aio imports this module
+
+    hint = f"; {advice}" if isinstance(store, AsyncStore) else ""
+    raise InvalidInput(f"{needs}, got {type(store).__name__}{hint}")
 
 
 def refuse_missing_file(

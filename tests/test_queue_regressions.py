@@ -411,3 +411,27 @@ def test_queue_position_counts_only_the_jobs_the_claim_takes_first_not_those_wai
     clock.advance(301)  # both are due now: the claim takes them first
     assert store.queue_position(job.id).ahead == 2
     assert [store.claim_next("gpu-0").id for _ in range(3)][-1] == job.id  # type: ignore[union-attr]
+
+
+def test_every_sync_caller_refuses_an_async_store_with_the_one_check(sqlite_url: str, tmp_path: Path) -> None:
+    # recording, delivery and maintenance each wrote the check: recording's hint read "(from asyncio code:
+    # ...)" for anything with a transaction attribute, the others "; ..." for an AsyncStore only
+    from musicstore.delivery import Delivery
+    from musicstore.maintenance import scan
+    from musicstore.recording import export_generation
+
+    calls: dict[str, Callable[[Any], object]] = {
+        "recording": lambda s: export_generation(s, None, None, root=tmp_path),  # type: ignore[arg-type]
+        "delivery": Delivery,
+        "maintenance": scan.require_store,
+    }
+    wrong: dict[str, object] = {"AsyncStore": AsyncStore(sqlite_url), "NoneType": None}
+    wrong["_Lookalike"] = type("_Lookalike", (), {"transaction": None})()
+    for name, call in calls.items():
+        for kind, store in wrong.items():
+            with pytest.raises(InvalidInput) as refused:
+                call(store)
+            message = str(refused.value)
+            assert ("Store, got " + kind) in message, (name, message)
+            assert message.endswith(kind) == (kind != "AsyncStore"), (name, message)  # advice: to AsyncStore
+            assert ("; " in message.split(", got ")[1]) == (kind == "AsyncStore"), (name, message)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import store as stores
 from ..errors import InvalidInput
 from ..filestore import local_path
 from ..filestore.local import Outside, RootDir, parts
@@ -254,12 +255,9 @@ class Entry:
 def require_store(store: object) -> Store:
     """``store`` if it is a ``Store``; InvalidInput otherwise (maintenance runs synchronously: an
     ``AsyncStore`` would hand back coroutines where rows are expected)."""
-    if not isinstance(store, Store):
-        hint = (
-            "; open a Store on the same URL for maintenance" if type(store).__name__ == "AsyncStore" else ""
-        )
-        raise InvalidInput(f"maintenance takes a musicstore Store, got {type(store).__name__}{hint}")
-    return store
+    return stores.require_store(
+        store, "maintenance takes a musicstore Store", "open a Store on the same URL for maintenance"
+    )
 
 
 def check_root(root: str | Path) -> Path:
