@@ -423,3 +423,21 @@ def test_the_seed_functions_refuse_a_first_argument_that_is_no_session(store: St
         musicstore.create_generation(first, "p", model_name="m", duration_seconds=1)
     assert musicstore.get_generation(store, job.id) == job
     assert store.count_generations() == 1
+
+
+@pytest.mark.parametrize("target", ["processing", "completed"])
+def test_update_generation_status_to_a_status_it_cannot_make_says_what_the_row_is(
+    store: Store, target: str
+) -> None:
+    """Asked for processing or completed, it raised InvalidTransition without reading the row: for an
+    unknown id (where every other mutation raises NotFound), and for an id that is no UUID (InvalidInput
+    elsewhere), its ``.current`` None for a row that exists."""
+    job = new_job(store)
+    with pytest.raises(musicstore.NotFound):
+        store.update_generation_status("01a2285d-0000-7000-8000-000000000000", target)
+    with pytest.raises(InvalidInput, match="UUID"):
+        store.update_generation_status("not-an-id", target)
+    with pytest.raises(musicstore.InvalidTransition) as raised:
+        store.update_generation_status(job.id, target)
+    assert raised.value.current is musicstore.Status.PENDING
+    assert store.get_generation(job.id) == job

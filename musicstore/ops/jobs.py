@@ -611,20 +611,27 @@ def update_generation_status(
     """Move a generation to ``status`` along the status machine (the 0.1 compatibility transition).
 
     pending → processing is ``claim_next``'s job and completed needs a file (``complete_generation``),
-    so this accepts cancelled, failed (no retry) and pending (a processing generation put back).
+    so this accepts cancelled, failed (no retry) and pending (a processing generation put back); for the
+    other two it raises InvalidTransition (with ``.current``), or NotFound for an unknown id.
     """
+    gid = check_id(generation_id)
     target = validate.status(status)
     validate.message(error_message, "error_message", optional=True)
     if target is Status.CANCELLED:
-        yield from cancel.steps(generation_id, error_message)
+        yield from cancel.steps(gid, error_message)
     elif target is Status.FAILED:
-        yield from fail.steps(generation_id, error_message or "failed", retry=False)
+        yield from fail.steps(gid, error_message or "failed", retry=False)
     elif target is Status.PENDING:
-        yield from fail.steps(generation_id, error_message or "requeued", retry=True, max_attempts=1 << 30)
+        yield from fail.steps(gid, error_message or "requeued", retry=True, max_attempts=1 << 30)
     else:
+        row: Generation | None = yield Call("get_generation", {"id": gid}, GENERATION)
+        if row is None:
+            raise NotFound(f"no generation with id {gid}")
         raise InvalidTransition(
-            f"use {'claim_next' if target is Status.PROCESSING else 'complete_generation'} to make a "
-            f"generation {target}: it needs a worker id and lease, or a file"
+            f"generation {gid} is {row.status}; use "
+            f"{'claim_next' if target is Status.PROCESSING else 'complete_generation'} to make a generation "
+            f"{target}: it needs a worker id and lease, or a file",
+            current=row.status,
         )
 
 
