@@ -1,6 +1,7 @@
 """Export benchmark: musicstore.audio.export_audio beside a floor measured in the same run.
 
     .venv/bin/python benchmarks/bench_export.py            # 30 s stereo 32 kHz clips, 7 repeats
+    .venv/bin/python benchmarks/bench_export.py --limited-only 15   # the limited clip alone (A/B of two trees)
     .venv/bin/python benchmarks/bench_export.py --quick    # a fast smoke run (shorter clips, fewer repeats)
     python benchmarks/bench_export.py --device cuda --dtype bfloat16   # clips handed over as GPU tensors
 
@@ -300,6 +301,21 @@ def quiet_rounds(row: Row) -> str:
             f"{min(quiet):.2f} (min)")  # fmt: skip
 
 
+def limited_only(exports: int) -> None:
+    """The benchmark's limited clip exported ``exports`` times after 3 warm-up exports: wall-clock and
+    process CPU ms per export (min, median). Steadier than the floor ratios for an A/B of two trees run in
+    turn (``PYTHONPATH``) on a shared machine: the CPU time leaves out what other processes take."""
+    clip = synthesize_music(30.0, RATE, seed=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "limited.wav"
+        for _ in range(3):
+            export_audio(clip, RATE, path)
+        walls = times_ms(lambda: export_audio(clip, RATE, path), exports)
+    cpus = next(iter(CPU_MS.values()))
+    print(f"wall min {min(walls):.1f} median {statistics.median(walls):.1f} "
+          f"cpu min {min(cpus):.1f} median {statistics.median(cpus):.1f} ms")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 s clips, batch of 4, 2 repeats")
@@ -307,7 +323,16 @@ def main() -> None:
     parser.add_argument("--device", help="hand clips over as torch tensors on this device (cpu, cuda)")
     parser.add_argument("--dtype", default="float32", help="tensor dtype with --device")
     parser.add_argument("--no-batch", action="store_true", help="single clips only")
+    parser.add_argument(
+        "--limited-only",
+        type=int,
+        metavar="N",
+        help="only N limited exports in a row, no floor: wall and CPU ms (min, median), for A/B runs",
+    )
     args = parser.parse_args()
+    if args.limited_only:
+        limited_only(args.limited_only)
+        return
     seconds = 5.0 if args.quick else 30.0
     repeats = args.repeats or (2 if args.quick else 7)
     batch_size = 4 if args.quick else 16
