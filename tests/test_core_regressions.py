@@ -441,3 +441,35 @@ def test_update_generation_status_to_a_status_it_cannot_make_says_what_the_row_i
         store.update_generation_status(job.id, target)
     assert raised.value.current is musicstore.Status.PENDING
     assert store.get_generation(job.id) == job
+
+
+def test_an_async_store_that_cannot_open_its_sqlite_file_leaves_no_thread_traceback(tmp_path: Path) -> None:
+    """``asyncio.run`` of an ``AsyncStore.open`` on a path SQLite cannot open (here a folder) raised
+    DatabaseError, then aiosqlite's connection thread, told to stop but not waited for, answered the closed
+    event loop: 'Exception in thread ... RuntimeError: Event loop is closed' tracebacks on stderr."""
+    import subprocess
+    import sys
+
+    (tmp_path / "folder").mkdir()
+    script = (
+        "import asyncio, sys\n"
+        "from musicstore import DatabaseError\n"
+        "from musicstore.aio import AsyncStore\n"
+        "async def main():\n"
+        "    try:\n"
+        "        async with AsyncStore.open(sys.argv[1]):\n"
+        "            pass\n"
+        "    except DatabaseError:\n"
+        "        print('refused')\n"
+        "for _ in range(8):\n"
+        "    asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, f"sqlite:///{tmp_path / 'folder'}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["refused"] * 8
+    assert done.stderr == ""

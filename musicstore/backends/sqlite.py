@@ -197,6 +197,15 @@ class SQLiteConnector:
 os.register_at_fork(after_in_child=SQLiteConnector._forked)
 
 
+async def _stopped(connecting: Any) -> None:
+    """Wait for the thread of an aiosqlite connection that failed to open: aiosqlite tells it to stop without
+    waiting, and a thread that answers after the event loop closed (an ``asyncio.run`` ending on this error)
+    prints 'RuntimeError: Event loop is closed' tracebacks on stderr."""
+    thread = getattr(connecting, "_thread", None)
+    if thread is not None and thread.is_alive():
+        await asyncio.to_thread(thread.join, 5.0)
+
+
 class AsyncSQLiteConnector:
     """aiosqlite connections (each runs sqlite3 on its own thread), kept in an idle list between uses."""
 
@@ -222,7 +231,12 @@ class AsyncSQLiteConnector:
         if self.closed:
             raise closed_store()
         _prepare(self.path)
-        conn = await aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        connecting = aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        try:
+            conn = await connecting
+        except BaseException:
+            await _stopped(connecting)
+            raise
         try:
             async with conn.execute("PRAGMA journal_mode = WAL") as cursor:
                 row = await cursor.fetchone()
