@@ -413,3 +413,17 @@ def test_the_public_true_peak_meters_check_their_clip(meter: str, bad: Any) -> N
         measure(bad)
     mono = (0.5 * np.sin(np.arange(4_800) / 3.0)).astype(np.float32)
     assert measure(mono) == measure(mono[None, :]) >= 0.5 * 0.99
+
+
+@pytest.mark.parametrize(("fmt", "ext"), [("flac", "flac"), ("wav", "wav")])
+def test_a_lossless_rendition_of_silence_is_written_as_zeros(tmp_path: Path, fmt: str, ext: str) -> None:
+    """A FLAC or WAV (PCM_16) rendition of digital silence decoded as TPDF dither noise (-84 dBTP) while its
+    status said silent: the export's rule (a2a395e) was not applied to a rendition's encode."""
+    pytest.importorskip("soxr")
+    from musicstore.audio import RenditionSpec, render_audio
+
+    for level in (0.0, 1e-20, 0.49 / 32_768):
+        silence = np.full((2, RATE), level, dtype=np.float32)
+        result = render_audio(silence, RATE, tmp_path / f"s.{ext}", RenditionSpec(fmt), "streaming")
+        data, _ = sf.read(result.path, dtype="int32")
+        assert result.status == "silent" and result.true_peak == float("-inf") and not data.any(), level

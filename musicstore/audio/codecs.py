@@ -14,7 +14,7 @@ import soundfile as sf
 from numpy.typing import NDArray
 
 from musicstore.audio.arrays import MAX_CHANNELS, check_sample_rate
-from musicstore.audio.quantize import to_frames
+from musicstore.audio.quantize import dithers, to_frames
 from musicstore.audio.tags import INSTALL_HINT
 from musicstore.errors import InvalidInput
 
@@ -231,10 +231,12 @@ def resample(x: NDArray[np.float32], rate: int, to: int, *, lossy: bool = False)
 
 
 def encode(x: NDArray[np.float32], codec: Codec, rng: np.random.Generator) -> bytes:
-    """``x`` (float32 ``(C, S)``) encoded in memory with ``codec`` (lossless formats: quantized, dithered)."""
+    """``x`` (float32 ``(C, S)``) encoded in memory with ``codec`` (lossless formats: quantized, dithered
+    unless ``x`` is digital silence, which is written as zeros as an export writes it)."""
     buffer = io.BytesIO()
     if codec.format in LOSSLESS_SUBTYPES:
-        frames = to_frames(x, codec.sf_subtype, rng)
+        peak = max(float(x.max()), -float(x.min()))
+        frames = to_frames(x, codec.sf_subtype, rng, dither=dithers(peak))
     else:
         frames = np.ascontiguousarray(x.T)
     sf.write(

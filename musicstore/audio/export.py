@@ -28,7 +28,7 @@ from musicstore.audio.farfield import FarField, keep_spectrum
 from musicstore.audio.files import format_for, write_atomic, write_blocks_atomic
 from musicstore.audio.limiter import Leveled, LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, gated_loudness
-from musicstore.audio.quantize import SUBTYPES, clipped_samples, frame_blocks, to_frames
+from musicstore.audio.quantize import SUBTYPES, clipped_samples, dithers, frame_blocks, to_frames
 from musicstore.audio.truepeak import peak_map, refined_peak, to_db
 from musicstore.errors import InvalidInput
 
@@ -230,9 +230,7 @@ def _export_one(
     sample_peak = max(float(out.max()), -float(out.min()))
     clipped = clipped_samples(out, sample_peak)
     rng = np.random.default_rng(options.dither_seed)
-    # silence (every sample under half a 16-bit step: it rounds to zeros) is written as zeros, not as dither
-    # noise: unchanged
-    dither = sample_peak >= 0.5 / 32_768
+    dither = dithers(sample_peak)  # digital silence is written as zeros, not as dither noise: unchanged
     shape = out.shape
     done = _without_audio(done)  # the figures only: ``out`` is the one reference to the output left (memory)
     if clipped and options.subtype != "FLOAT":  # written as is, but PCM holds full scale at most: the

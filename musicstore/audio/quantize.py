@@ -33,6 +33,12 @@ def tpdf_dither(shape: tuple[int, ...], rng: np.random.Generator) -> NDArray[np.
     return dither.reshape(shape)
 
 
+def dithers(sample_peak: float) -> bool:
+    """Whether a clip of this sample peak (linear) gets PCM_16's dither: not digital silence, whose every
+    sample is under half a 16-bit step (it rounds to zeros and is written as zeros, not as dither noise)."""
+    return sample_peak >= 0.5 / 32_768
+
+
 def clipped_samples(audio: NDArray[np.float32], sample_peak: float) -> int:
     """How many sample values are beyond full scale (|x| > 1)."""
     return 0 if sample_peak <= 1.0 else int(np.count_nonzero(np.abs(audio) > 1.0))
