@@ -427,3 +427,19 @@ def test_a_lossless_rendition_of_silence_is_written_as_zeros(tmp_path: Path, fmt
         result = render_audio(silence, RATE, tmp_path / f"s.{ext}", RenditionSpec(fmt), "streaming")
         data, _ = sf.read(result.path, dtype="int32")
         assert result.status == "silent" and result.true_peak == float("-inf") and not data.any(), level
+
+
+def test_an_export_takes_the_umask_set_after_import(tmp_path: Path) -> None:
+    """The file mode was 0o666 less the umask read when musicstore was imported: a service that set
+    umask 0o077 afterwards still got world-readable files (0o644)."""
+    import os
+
+    previous = os.umask(0o077)
+    try:
+        private = export_audio(clip(), RATE, tmp_path / "private.wav").path
+        os.umask(0o002)
+        shared = export_audio(clip(), RATE, tmp_path / "shared.flac").path
+    finally:
+        os.umask(previous)
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert shared.stat().st_mode & 0o777 == 0o664

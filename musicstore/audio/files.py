@@ -43,6 +43,20 @@ def _default_file_mode() -> int:
 _FILE_MODE = _default_file_mode()
 
 
+def _file_mode() -> int:
+    """``0o666 & ~umask`` with the umask as it is now (a service may set it after importing musicstore): read
+    from ``/proc/self/status`` (Linux 4.7+), which changes nothing; elsewhere the umask read at import, since
+    ``os.umask`` cannot read it without setting it, which races with other threads."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _FILE_MODE
+
+
 def format_for(path: Path) -> str:
     """The soundfile format ("WAV"/"FLAC") named by the path's extension."""
     ext = path.suffix.lower().lstrip(".")
@@ -239,7 +253,7 @@ def place_atomic(path: Path, write: Callable[[int, str], None]) -> int:
             size = os.fstat(fd).st_size
         finally:
             os.close(fd)
-        os.chmod(temp, _FILE_MODE)
+        os.chmod(temp, _file_mode())
         os.replace(temp, path)
         placed = True
         fsync(directory, directory=True)
