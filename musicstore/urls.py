@@ -99,7 +99,12 @@ def resolve(url: str | None = None) -> DatabaseURL:
             raise InvalidInput(
                 f"SQLite URLs look like sqlite:///relative/path.db or sqlite:////abs.db, got {_shown(text)}"
             )
-        path = text[len("sqlite:///") :].split("?", 1)[0]
+        path, query = text[len("sqlite:///") :].partition("?")[::2]
+        if query or text.endswith("?"):
+            raise InvalidInput(
+                "SQLite URLs take no parameters: musicstore opens the file read-write with its own settings "
+                f"(got ?{query}, which it would have ignored)"
+            )
         if path == ":memory:":
             raise InvalidInput(
                 "an in-memory SQLite database is private to one connection; use a file (a temp dir in tests)"

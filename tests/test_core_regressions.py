@@ -473,3 +473,27 @@ def test_an_async_store_that_cannot_open_its_sqlite_file_leaves_no_thread_traceb
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["refused"] * 8
     assert done.stderr == ""
+
+
+def test_a_prompts_first_use_is_the_earliest_any_clock_saw(store: Store, clock: Any) -> None:
+    """first_used_at only moves back, as last_used_at only moves forward: a process whose clock is behind
+    using a prompt after another did leaves the earliest use (it kept the first writer's time)."""
+    clock.advance(10)
+    new_job(store, "warm pads")
+    later = clock()
+    clock.now = later - timedelta(seconds=5)  # another host's clock, 5 s behind
+    new_job(store, "warm pads")
+    prompt = store.get_prompt_by_text("warm pads")
+    assert prompt is not None and prompt.used_count == 2
+    assert prompt.first_used_at == later - timedelta(seconds=5) and prompt.last_used_at == later
+
+
+@pytest.mark.parametrize("query", ["?mode=ro", "?", "?cache=shared&mode=memory"])
+def test_a_sqlite_url_with_parameters_is_refused(tmp_path: Path, query: str) -> None:
+    """SQLite URL parameters were ignored (?mode=ro opened the file read-write; migrate created it): refused,
+    and nothing is created."""
+    url = f"sqlite:///{tmp_path / 'x.db'}{query}"
+    for call in (lambda: Store(url), lambda: Store(url, migrate=True), lambda: musicstore.migrate(url)):
+        with pytest.raises(InvalidInput, match="take no parameters"):
+            call()
+    assert list(tmp_path.iterdir()) == []

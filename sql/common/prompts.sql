@@ -4,11 +4,14 @@
 
 -- name: track_prompt(digest, text, now)^
 -- Count one use of a prompt, inserting it on first use (atomic upsert). Concurrent writers' clocks may
--- disagree by a little, so last_used_at only moves forward. Returns no row if another text has the digest.
+-- disagree by a little, so last_used_at only moves forward and first_used_at only back (the earliest use
+-- seen). Returns no row if another text has the digest.
 INSERT INTO prompts (digest, text, used_count, first_used_at, last_used_at)
 VALUES (:digest, :text, 1, :now, :now)
 ON CONFLICT (digest) DO UPDATE
 SET used_count = prompts.used_count + 1,
+    first_used_at = CASE WHEN excluded.first_used_at < prompts.first_used_at
+                         THEN excluded.first_used_at ELSE prompts.first_used_at END,
     last_used_at = CASE WHEN excluded.last_used_at > prompts.last_used_at
                         THEN excluded.last_used_at ELSE prompts.last_used_at END
 WHERE prompts.text = excluded.text
