@@ -300,7 +300,9 @@ class Store(Driver, Operations):
 
 
 class Transaction(Operations):
-    """One open transaction; the same operations as ``Store``, all inside it."""
+    """One open transaction; the same operations as ``Store``, all inside it, but for ``wait_for`` (no waiting
+    inside a transaction) and ``report_progress`` (coalesced by the store: ``store.report_progress`` on this
+    thread takes part in the transaction)."""
 
     def __init__(self, store: Store, conn: Any, *, write: bool) -> None:
         self.store = store
