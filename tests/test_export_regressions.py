@@ -443,3 +443,49 @@ def test_an_export_takes_the_umask_set_after_import(tmp_path: Path) -> None:
         os.umask(previous)
     assert private.stat().st_mode & 0o777 == 0o600
     assert shared.stat().st_mode & 0o777 == 0o664
+
+
+@pytest.mark.parametrize(("name", "subtype"), [("a.wav", "PCM_16"), ("a.wav", "FLOAT"), ("a.flac", "PCM_24")])
+def test_a_ctrl_c_in_libsndfile_s_write_callback_is_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, subtype: str
+) -> None:
+    """A SIGINT lands in soundfile's write callback (the Python code a long encode runs most), where cffi
+    cannot pass it through C: it was printed and dropped, and the export raised a bare AssertionError
+    (WAV, on the short write) or went on and reported success (FLAC), the Ctrl-C lost."""
+    from musicstore.audio import files
+
+    write, calls = files._Sink.write, [0]
+
+    def interrupted(self: Any, data: Any, /) -> int:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        return write(self, data)
+
+    monkeypatch.setattr(files._Sink, "write", interrupted)
+    (tmp_path / name).write_bytes(b"earlier")
+    with pytest.raises(KeyboardInterrupt):
+        export_audio(clip(seconds=3.0), RATE, tmp_path / name, ExportOptions(subtype=subtype))
+    assert [p.name for p in tmp_path.iterdir()] == [name] and (tmp_path / name).read_bytes() == b"earlier"
+
+
+def test_a_ctrl_c_in_a_rendition_s_encode_callback_is_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same in a rendition's in-memory encode: a bare AssertionError from soundfile, the Ctrl-C lost."""
+    import io
+    from types import SimpleNamespace
+
+    pytest.importorskip("soxr")
+    from musicstore.audio import RenditionSpec, codecs, render_audio
+
+    class Interrupted(io.BytesIO):
+        def write(self, data: Any, /) -> int:
+            if self.tell() > 10_000:
+                raise KeyboardInterrupt
+            return super().write(data)
+
+    monkeypatch.setattr(codecs, "io", SimpleNamespace(BytesIO=Interrupted))
+    with pytest.raises(KeyboardInterrupt):
+        render_audio(clip(seconds=2.0), RATE, tmp_path / "a.flac", RenditionSpec("flac"), "streaming")
+    assert not list(tmp_path.iterdir())

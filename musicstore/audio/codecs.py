@@ -14,6 +14,7 @@ import soundfile as sf
 from numpy.typing import NDArray
 
 from musicstore.audio.arrays import MAX_CHANNELS, check_sample_rate
+from musicstore.audio.files import callback_errors
 from musicstore.audio.quantize import dithers, to_frames
 from musicstore.audio.tags import INSTALL_HINT
 from musicstore.errors import InvalidInput
@@ -239,19 +240,21 @@ def encode(x: NDArray[np.float32], codec: Codec, rng: np.random.Generator) -> by
         frames = to_frames(x, codec.sf_subtype, rng, dither=dithers(peak))
     else:
         frames = np.ascontiguousarray(x.T)
-    sf.write(
-        buffer,
-        frames,
-        codec.sample_rate,
-        format=codec.sf_format,
-        subtype=codec.sf_subtype,
-        compression_level=codec.compression_level,
-        bitrate_mode=codec.bitrate_mode,
-    )
+    with callback_errors():
+        sf.write(
+            buffer,
+            frames,
+            codec.sample_rate,
+            format=codec.sf_format,
+            subtype=codec.sf_subtype,
+            compression_level=codec.compression_level,
+            bitrate_mode=codec.bitrate_mode,
+        )
     return buffer.getvalue()
 
 
 def decode(data: bytes) -> tuple[NDArray[np.float32], int]:
     """An encoded file's samples as float32 ``(C, S)`` and its sample rate."""
-    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    with callback_errors():
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     return np.ascontiguousarray(samples.T), int(rate)

@@ -16,8 +16,11 @@ import errno
 import io
 import os
 import re
+import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,6 +146,51 @@ class _Sink(io.FileIO):
         return done
 
 
+class _Unraisable:
+    """``sys.unraisablehook`` once musicstore ran libsndfile: what soundfile's I/O callbacks raise in a
+    thread inside ``callback_errors`` is kept for that thread; anything else goes to the hook it replaced."""
+
+    def __init__(self, previous: Callable[[Any], Any]) -> None:
+        self.previous = previous
+
+    def __call__(self, unraisable: Any) -> None:
+        kept: list[BaseException] | None = getattr(_CALLBACKS, "errors", None)
+        if kept is None:
+            self.previous(unraisable)
+        else:
+            kept.append(unraisable.exc_value or unraisable.exc_type())
+
+
+_CALLBACKS = threading.local()
+_HOOK_LOCK = threading.Lock()
+
+
+@contextmanager
+def callback_errors() -> Iterator[None]:
+    """Around libsndfile on a file object (``sf.write``, ``sf.read``, ``SoundFile`` over an ``io`` object):
+    an exception raised in its read/write callbacks is raised here, at the end.
+
+    cffi cannot pass an exception through C: it reports it to ``sys.unraisablehook`` and the callback returns
+    0, so a Ctrl-C landing in a callback (most of a long encode's Python time) was lost, the export went on
+    and reported success, or soundfile raised a bare AssertionError on the short write."""
+    with _HOOK_LOCK:
+        if not isinstance(sys.unraisablehook, _Unraisable):
+            sys.unraisablehook = _Unraisable(sys.unraisablehook)
+    outer: list[BaseException] | None = getattr(_CALLBACKS, "errors", None)
+    errors: list[BaseException] = []
+    _CALLBACKS.errors = errors
+    try:
+        yield
+    except BaseException:
+        if errors:
+            raise errors[0]  # noqa: B904 (what failed after it is its context)
+        raise
+    finally:
+        _CALLBACKS.errors = outer
+    if errors:
+        raise errors[0]
+
+
 _BLOCK_FRAMES = 1 << 16
 """Frames handed to libsndfile per write: its write callback copies all the bytes it is given at once (a
 whole clip's frames in one call was a second copy of them)."""
@@ -163,7 +211,7 @@ def _write_frames(
     sink = _Sink(fd, "r+", closefd=False)
     sink.name = name  # for messages: the path, not the descriptor
     try:
-        with sf.SoundFile(sink, "w", rate, channels, subtype, format=fmt) as encoded:
+        with callback_errors(), sf.SoundFile(sink, "w", rate, channels, subtype, format=fmt) as encoded:
             for block in blocks:
                 encoded.write(block)
     except (AssertionError, sf.SoundFileError):  # soundfile asserts on a short write

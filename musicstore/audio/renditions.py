@@ -40,7 +40,7 @@ from musicstore.audio.codecs import (
     encode,
     resample,
 )
-from musicstore.audio.files import write_bytes_atomic
+from musicstore.audio.files import callback_errors, write_bytes_atomic
 from musicstore.audio.limiter import LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, gated_loudness, integrated_loudness
 from musicstore.audio.profiles import LoudnessProfile, get_profile
@@ -369,7 +369,8 @@ def read_master(raw: bytes, name: str, *, sha256: str | None = None) -> tuple[ND
     if sha256 is not None and hashlib.sha256(raw).hexdigest() != str(sha256).lower():
         raise InvalidAudio(f"master {name} does not match its recorded sha256: it changed or is damaged")
     try:
-        samples, rate = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
+        with callback_errors():
+            samples, rate = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
     except sf.LibsndfileError as exc:
         raise InvalidAudio(f"master {name}: cannot read it as audio ({exc})") from exc
     return samples.T, int(rate)
