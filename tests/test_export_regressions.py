@@ -489,3 +489,21 @@ def test_a_ctrl_c_in_a_rendition_s_encode_callback_is_raised(
     with pytest.raises(KeyboardInterrupt):
         render_audio(clip(seconds=2.0), RATE, tmp_path / "a.flac", RenditionSpec("flac"), "streaming")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("fmt", "subtype"), [("wav", "PCM_16"), ("wav", "PCM_24"), ("flac", "PCM_16")])
+@pytest.mark.parametrize("level", [1e-30, 1e-9, 0.49 / 2**23])
+def test_silence_written_as_zeros_reports_the_zeros(
+    tmp_path: Path, fmt: str, subtype: str, level: float
+) -> None:
+    """A clip under half a step of its subtype is written as zeros (a94f260), but the result reported the
+    sample and true peak of the samples given (-166.5 dBFS / -166.2 dBTP at 1e-9), not the file's -inf."""
+    rng = np.random.default_rng(1)
+    faint = (rng.uniform(-1.0, 1.0, (2, RATE)) * level).astype(np.float32)
+    for options in (ExportOptions(subtype=subtype), ExportOptions(subtype=subtype, normalize=False)):
+        result = export_audio(faint, RATE, tmp_path / f"f.{fmt}", options)
+        data, _ = sf.read(result.path, dtype="int32")
+        assert not data.any() and result.status in ("silent", "as_is")
+        assert result.sample_peak == result.true_peak_after == float("-inf")
+    kept = export_audio(faint, RATE, tmp_path / "kept.wav", ExportOptions(subtype="FLOAT"))
+    assert kept.sample_peak == pytest.approx(20 * np.log10(np.abs(faint).max()), abs=1e-3)

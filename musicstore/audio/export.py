@@ -28,7 +28,14 @@ from musicstore.audio.farfield import FarField, keep_spectrum
 from musicstore.audio.files import format_for, write_atomic, write_blocks_atomic
 from musicstore.audio.limiter import Leveled, LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, gated_loudness
-from musicstore.audio.quantize import SUBTYPES, clipped_samples, dithers, frame_blocks, to_frames
+from musicstore.audio.quantize import (
+    SUBTYPES,
+    clipped_samples,
+    dithers,
+    frame_blocks,
+    to_frames,
+    written_as_zeros,
+)
 from musicstore.audio.truepeak import peak_map, refined_peak, to_db
 from musicstore.errors import InvalidInput
 
@@ -233,6 +240,8 @@ def _export_one(
     dither = dithers(sample_peak)  # digital silence is written as zeros, not as dither noise: unchanged
     shape = out.shape
     done = _without_audio(done)  # the figures only: ``out`` is the one reference to the output left (memory)
+    if written_as_zeros(sample_peak, options.subtype):  # silence under half a step (1e-20, denormals): the
+        done, sample_peak = replace(done, true_peak=0.0), 0.0  # figures of the zeros written
     if clipped and options.subtype != "FLOAT":  # written as is, but PCM holds full scale at most: the
         # figures of what the file holds, not of what was given (the quantizer clips ``out`` itself)
         held = np.clip(out, np.float32(-1.0), np.float32(1.0))

@@ -39,6 +39,14 @@ def dithers(sample_peak: float) -> bool:
     return sample_peak >= 0.5 / 32_768
 
 
+def written_as_zeros(sample_peak: float, subtype: str) -> bool:
+    """Whether a clip of this sample peak (linear) is written as zeros in ``subtype``: every sample under half
+    a step of a PCM subtype (then not dithered: ``dithers``) rounds to 0; FLOAT keeps any nonzero value."""
+    if subtype == "FLOAT":
+        return sample_peak == 0.0
+    return sample_peak < 0.5 / _PCM[subtype][0]
+
+
 def clipped_samples(audio: NDArray[np.float32], sample_peak: float) -> int:
     """How many sample values are beyond full scale (|x| > 1)."""
     return 0 if sample_peak <= 1.0 else int(np.count_nonzero(np.abs(audio) > 1.0))
