@@ -507,3 +507,18 @@ def test_silence_written_as_zeros_reports_the_zeros(
         assert result.sample_peak == result.true_peak_after == float("-inf")
     kept = export_audio(faint, RATE, tmp_path / "kept.wav", ExportOptions(subtype="FLOAT"))
     assert kept.sample_peak == pytest.approx(20 * np.log10(np.abs(faint).max()), abs=1e-3)
+
+
+def test_nested_and_quantized_tensors_are_invalid_audio(tmp_path: Path) -> None:
+    """A nested tensor (strided layout) and a quantized one raised bare RuntimeErrors from torch."""
+    torch = pytest.importorskip("torch")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch: nested tensors are a prototype, quantized ones deprecated
+        nested = torch.nested.nested_tensor([torch.zeros(RATE), torch.zeros(RATE + 1)])
+        quantized = torch.quantize_per_tensor(torch.zeros(2, RATE), 0.1, 0, torch.qint8)
+    for audio in (nested, quantized):
+        with pytest.raises(InvalidAudio):
+            export_audio(audio, RATE, tmp_path / "a.wav")
+    assert not list(tmp_path.iterdir())

@@ -93,10 +93,13 @@ def _tensor_to_numpy(tensor: Any, scale: float | None) -> NDArray[np.float32]:
     dtype = tensor.dtype
     if dtype.is_complex or dtype == torch.bool:
         raise InvalidAudio(f"audio dtype {dtype} is not supported; use a float tensor")
-    if tensor.layout != torch.strided or tensor.is_meta:
+    if tensor.layout != torch.strided or tensor.is_meta or tensor.is_nested:
         raise InvalidAudio(
             f"audio must be a dense tensor with data, got a {tensor.layout} tensor on {tensor.device}"
+            + (" (nested)" if tensor.is_nested else "")
         )
+    if tensor.is_quantized:
+        raise InvalidAudio(f"audio dtype {dtype} is not supported; dequantize() it to a float tensor")
     kind = "f" if dtype.is_floating_point else "i" if dtype.is_signed else "u"
     factor = _check_scale(kind, scale, dtype)
     # a view with its negative or conjugate bit set (``z.conj().imag``) has no numpy view: resolved here
