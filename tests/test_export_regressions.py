@@ -522,3 +522,21 @@ def test_nested_and_quantized_tensors_are_invalid_audio(tmp_path: Path) -> None:
         with pytest.raises(InvalidAudio):
             export_audio(audio, RATE, tmp_path / "a.wav")
     assert not list(tmp_path.iterdir())
+
+
+def test_loudness_profile_takes_numpy_numbers_and_refuses_huge_ints() -> None:
+    """LoudnessProfile refused np.float32(-14.0) and np.int64(-14) ('must be a finite number') where
+    ExportOptions takes them (632e9bd), and 10**400 raised a bare OverflowError."""
+    import json
+
+    from musicstore.audio import LoudnessProfile
+
+    numbers: list[Any] = [np.float32(-14.0), np.int64(-1), np.float32(0.5)]
+    profile = LoudnessProfile(*numbers)
+    assert json.dumps(profile.as_metadata()) and profile.export_options().target_lufs == -14.0
+    assert (profile.target_lufs, profile.ceiling_dbtp, profile.tolerance_lu) == (-14.0, -1.0, 0.5)
+    assert LoudnessProfile(-14).as_metadata()["target_lufs"] == -14  # a plain number kept as given
+    bad_numbers: list[Any] = [10**400, -(10**400), np.bool_(True), np.float64("nan")]
+    for bad in bad_numbers:
+        with pytest.raises(InvalidInput, match="finite number"):
+            LoudnessProfile(bad)

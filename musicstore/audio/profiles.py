@@ -7,8 +7,11 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from musicstore.errors import InvalidInput
 
@@ -21,9 +24,17 @@ TOLERANCE_RANGE = (0.0, 3.0)  # (exclusive, inclusive) LU
 
 
 def _number(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    """``value`` as a float: numpy numbers too, as ``ExportOptions`` takes them; bools and ints beyond any
+    float are refused."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise InvalidInput(f"{what} must be a finite number, got {value!r}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise InvalidInput(f"{what} must be a finite number, got {value!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,10 @@ class LoudnessProfile:
         target = _number(self.target_lufs, "target_lufs")
         ceiling = _number(self.ceiling_dbtp, "ceiling_dbtp")
         tolerance = _number(self.tolerance_lu, "tolerance_lu")
+        for name, value in (("target_lufs", target), ("ceiling_dbtp", ceiling), ("tolerance_lu", tolerance)):
+            # numpy numbers as JSON-ready floats (a rendition request key holds them); int, float as given
+            if not isinstance(getattr(self, name), int | float):
+                object.__setattr__(self, name, value)
         if not TARGET_RANGE[0] < target <= TARGET_RANGE[1]:
             raise InvalidInput(f"target_lufs {target} is outside (−70, 0] LUFS")
         if not CEILING_RANGE[0] <= ceiling <= CEILING_RANGE[1]:
