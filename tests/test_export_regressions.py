@@ -540,3 +540,24 @@ def test_loudness_profile_takes_numpy_numbers_and_refuses_huge_ints() -> None:
     for bad in bad_numbers:
         with pytest.raises(InvalidInput, match="finite number"):
             LoudnessProfile(bad)
+
+
+def test_a_rendition_spec_of_numpy_numbers_gives_json_ready_metadata(tmp_path: Path) -> None:
+    """RenditionSpec took np.int64 bitrates and rates and kept them, so the result's as_metadata() (for
+    the row) raised 'Object of type int64 is not JSON serializable'; np.float32 quality was refused."""
+    import json
+
+    pytest.importorskip("soxr")
+    from musicstore.audio import RenditionSpec, render_audio
+
+    numbers: list[Any] = [np.int64(96), np.int64(24_000), np.float32(4.0), np.int64(3)]
+    specs = {
+        "a.mp3": RenditionSpec("mp3", numbers[0]),
+        "a.opus": RenditionSpec("opus", numbers[0], sample_rate=numbers[1]),
+        "a.ogg": RenditionSpec("vorbis", quality=numbers[2]),
+        "a.flac": RenditionSpec("flac", compression_level=numbers[3]),
+    }
+    audio = clip(seconds=1.0)
+    for name, spec in specs.items():
+        result = render_audio(audio, RATE, tmp_path / name, spec, "streaming")
+        assert json.loads(json.dumps(result.as_metadata()))["bytes"] == result.bytes

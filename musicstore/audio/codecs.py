@@ -98,7 +98,7 @@ class RenditionSpec:
             if limit is None or (fmt == "mp3" and self.bitrate_mode != "variable"):
                 raise InvalidInput("quality applies to variable-bitrate mp3 (0–9) and vorbis (0–10) only")
             q = self.quality
-            if isinstance(q, bool) or not isinstance(q, int | float) or not 0.0 <= q <= limit:
+            if isinstance(q, bool | np.bool_) or not isinstance(q, numbers.Real) or not 0.0 <= q <= limit:
                 raise InvalidInput(f"{fmt} quality must be a number in 0–{limit:g}, got {q!r}")
         if fmt in LOSSLESS_SUBTYPES:
             if self.subtype not in LOSSLESS_SUBTYPES[fmt]:
@@ -114,6 +114,12 @@ class RenditionSpec:
         average = fmt == "mp3" and self.bitrate_mode == "average"
         if average and self.bitrate_kbps is not None and not 8 <= self.bitrate_kbps <= 320:
             raise InvalidInput(f"an average mp3 bitrate must be 8–320 kbps, got {self.bitrate_kbps}")
+        for name in ("bitrate_kbps", "compression_level", "sample_rate"):  # numpy numbers as int, float:
+            value = getattr(self, name)  # the rendition's as_metadata and request key JSON-ready
+            if value is not None and type(value) is not int:
+                object.__setattr__(self, name, int(value))
+        if self.quality is not None and not isinstance(self.quality, int | float):
+            object.__setattr__(self, "quality", float(self.quality))
 
     def settings(self, master_rate: int, channels: int) -> Codec:
         """The encoder settings for a master of this rate and channel count (``InvalidInput`` when the
