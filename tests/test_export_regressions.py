@@ -561,3 +561,21 @@ def test_a_rendition_spec_of_numpy_numbers_gives_json_ready_metadata(tmp_path: P
     for name, spec in specs.items():
         result = render_audio(audio, RATE, tmp_path / name, spec, "streaming")
         assert json.loads(json.dumps(result.as_metadata()))["bytes"] == result.bytes
+
+
+@pytest.mark.parametrize("bad", [None, 5, b"a.mp3", "a\x00.mp3"])
+def test_rendition_paths_of_the_wrong_type_are_invalid_input(tmp_path: Path, bad: Any) -> None:
+    """render_file's master and target and render_audio's target raised a bare TypeError ('expected str,
+    bytes or os.PathLike object, not NoneType') where export_audio's path is InvalidInput (b187a9c)."""
+    pytest.importorskip("soxr")
+    from musicstore.audio import RenditionSpec, render_audio, render_file
+
+    master = export_audio(clip(), RATE, tmp_path / "m.wav").path
+    spec = RenditionSpec("mp3")
+    with pytest.raises(InvalidInput, match="master must be"):
+        render_file(bad, tmp_path / "a.mp3", spec)
+    with pytest.raises(InvalidInput, match="path must be"):
+        render_file(master, bad, spec)
+    with pytest.raises(InvalidInput, match="path must be"):
+        render_audio(clip(), RATE, bad, spec)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.wav"]

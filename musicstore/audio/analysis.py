@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 from scipy.signal import butter, sosfilt
 
 from musicstore.audio.arrays import as_audio, check_sample_rate
+from musicstore.audio.files import as_path
 from musicstore.audio.loudness import BlockPower, gated_loudness, loudness_range
 from musicstore.audio.truepeak import to_db, true_peak
 from musicstore.errors import InvalidAudio, InvalidInput, StorageError
@@ -85,9 +85,7 @@ def analyze_audio(
 
 def analyze_file(path: str | Path, *, tempo: bool = False) -> AudioInfo:
     """Read a WAV/FLAC file and measure it."""
-    if not isinstance(path, str | os.PathLike) or isinstance(os.fspath(path), bytes):
-        raise InvalidInput(f"path must be a str or a Path, got {type(path).__name__}")
-    if not Path(path).is_file():
+    if not as_path(path).is_file():
         raise StorageError(f"{path}: no such file")
     try:
         with sf.SoundFile(path) as f:

@@ -14,7 +14,7 @@ import soundfile as sf
 from numpy.typing import NDArray
 
 from musicstore.audio.arrays import MAX_CHANNELS, check_sample_rate
-from musicstore.audio.files import callback_errors
+from musicstore.audio.files import as_path, callback_errors
 from musicstore.audio.quantize import dithers, to_frames
 from musicstore.audio.tags import INSTALL_HINT
 from musicstore.errors import InvalidInput
@@ -214,7 +214,7 @@ def _codec(spec: RenditionSpec, rate: int, channels: int) -> Codec:
 
 def check_target(path: str | Path, spec: RenditionSpec) -> Path:
     """The target path, after checking that its extension fits the format."""
-    target = Path(path)
+    target = as_path(path)
     if target.suffix.lower() not in EXTENSIONS[spec.format]:
         raise InvalidInput(
             f"{target.name}: a {spec.format} rendition's name ends in {EXTENSIONS[spec.format]}"

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from musicstore import validate
 from musicstore.audio.arrays import as_audio, as_audio_batch, check_sample_rate
 from musicstore.audio.farfield import FarField, keep_spectrum
-from musicstore.audio.files import format_for, write_atomic, write_blocks_atomic
+from musicstore.audio.files import as_path, format_for, write_atomic, write_blocks_atomic
 from musicstore.audio.limiter import Leveled, LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, gated_loudness
 from musicstore.audio.quantize import (
@@ -169,9 +169,7 @@ class _Processed:
 
 def check_target(path: str | Path, subtype: str) -> tuple[Path, str]:
     """The target path and its format, after checking the extension and that the format holds ``subtype``."""
-    if not isinstance(path, str | os.PathLike) or isinstance(os.fspath(path), bytes) or "\x00" in str(path):
-        raise InvalidInput(f"path must be a str or a Path without NUL, got {type(path).__name__}")
-    target = Path(path)
+    target = as_path(path)
     fmt = format_for(target)
     if subtype not in SUBTYPES[fmt]:
         raise InvalidInput(f"{fmt} files take subtypes {SUBTYPES[fmt]}, not {subtype}")

@@ -68,13 +68,19 @@ def format_for(path: Path) -> str:
     return EXTENSIONS[ext]
 
 
+def as_path(path: object, what: str = "path") -> Path:
+    """``path`` as a ``Path`` (a str or str ``os.PathLike``, no NUL), else ``InvalidInput`` naming it."""
+    if not isinstance(path, str | os.PathLike) or isinstance(os.fspath(path), bytes) or "\x00" in str(path):
+        raise InvalidInput(f"{what} must be a str or a Path without NUL, got {type(path).__name__}")
+    return Path(path)
+
+
 def layout_path(root: str | Path, generation_id: str, ext: str = "wav", when: datetime | None = None) -> Path:
     """``<root>/YYYY/MM/DD/<generation_id>.<ext>`` by the UTC date of ``when`` (default: now).
 
     The id may hold letters, digits, ``-`` and ``_`` only (a UUID fits), so the path cannot leave root.
     """
-    if not isinstance(root, str | os.PathLike) or isinstance(os.fspath(root), bytes) or "\x00" in str(root):
-        raise InvalidInput(f"root must be a str or a Path without NUL, got {type(root).__name__}")
+    base = as_path(root, "root")
     if not isinstance(generation_id, str) or not _ID.fullmatch(generation_id):
         raise InvalidInput(f"generation id {generation_id!r} must be 1–128 letters, digits, '-' or '_'")
     if not isinstance(ext, str) or ext.lower() not in EXTENSIONS:
@@ -86,7 +92,6 @@ def layout_path(root: str | Path, generation_id: str, ext: str = "wav", when: da
             f"when must be a timezone-aware datetime (the layout uses the UTC date), got {when!r}"
         )
     day = when.astimezone(UTC)
-    base = Path(root)
     path = base / f"{day.year:04d}" / f"{day.month:02d}" / f"{day.day:02d}" / f"{generation_id}.{ext.lower()}"
     if not path.resolve().is_relative_to(base.resolve()):
         raise InvalidInput(f"{path} would be outside the output root {base}")

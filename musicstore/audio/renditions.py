@@ -40,7 +40,7 @@ from musicstore.audio.codecs import (
     encode,
     resample,
 )
-from musicstore.audio.files import callback_errors, write_bytes_atomic
+from musicstore.audio.files import as_path, callback_errors, write_bytes_atomic
 from musicstore.audio.limiter import LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, gated_loudness, integrated_loudness
 from musicstore.audio.profiles import LoudnessProfile, get_profile
@@ -391,7 +391,7 @@ def render_file(
     ``sha256``: the master's recorded checksum; a file that does not match raises ``InvalidAudio`` before
     anything is encoded. A missing master raises ``InvalidInput``.
     """
-    source = Path(master)
+    source = as_path(master, "master")
     if not source.is_file():
         raise InvalidInput(f"master {source} does not exist or is not a file")
     if not isinstance(spec, RenditionSpec):
