@@ -579,3 +579,21 @@ def test_rendition_paths_of_the_wrong_type_are_invalid_input(tmp_path: Path, bad
     with pytest.raises(InvalidInput, match="path must be"):
         render_audio(clip(), RATE, bad, spec)
     assert [p.name for p in tmp_path.iterdir()] == ["m.wav"]
+
+
+def test_rendition_options_take_numpy_numbers() -> None:
+    """RenditionOptions refused np.float32 levels ('must be a number in [0, 6]') where ExportOptions and
+    RenditionSpec take them."""
+    from musicstore.audio import RenditionOptions
+
+    levels: list[Any] = [np.int64(3), np.float32(1.5), np.float32(0.25), np.int64(12), np.float32(20.0)]
+    options = RenditionOptions(*levels)
+    assert (options.headroom_db, options.margin_db, options.max_limiting_db, options.max_gain_db) == (
+        1.5,
+        0.25,
+        12.0,
+        20.0,
+    )
+    assert all(type(v) is float for v in (options.headroom_db, options.margin_db, options.max_gain_db))
+    with pytest.raises(InvalidInput, match="margin_db"):
+        RenditionOptions(margin_db=np.bool_(True))  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ import hashlib
 import io
 import logging
 import math
+import numbers
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -105,8 +106,11 @@ class RenditionOptions:
         for name, value, low, high in checks:
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            number = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+            if not number or not low <= value <= high:
                 raise InvalidInput(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+            if not isinstance(value, int | float):  # numpy numbers: plain floats, as ExportOptions keeps them
+                object.__setattr__(self, name, float(value))
         if self.dither_seed is not None:
             check_whole(self.dither_seed, "dither_seed")
             if self.dither_seed < 0:
