@@ -358,3 +358,18 @@ def test_a_prompt_search_folds_accented_letters_under_the_c_locale(
             for text in ("CAFÉ", "café", "ÉTÉ", "Été", "del mar"):
                 found = client.get("/api/generations", params={"q": text}).json()["items"]
                 assert [g["id"] for g in found] == [made.id], text
+
+
+@pytest.mark.parametrize("token", ["t\u20acken-euro-sign", "tok\U0001f600-emoji"], ids=["euro", "emoji"])
+def test_login_works_for_a_token_beyond_latin_1(web_store: Store, tmp_path: Path, token: str) -> None:
+    # the cookie carried the token as is: a header is latin-1, so /login with the right token was a 500
+    with TestClient(create_app(web_store, root=tmp_path, token=token)) as client:
+        assert (
+            client.get("/api/overview", headers={b"Authorization": b"Bearer " + token.encode()}).status_code
+            == 200
+        )
+        login = client.get("/login", params={"token": token}, follow_redirects=False)
+        assert login.status_code == 303
+        assert token not in login.headers["set-cookie"]
+        assert client.get("/api/overview").status_code == 200  # the cookie /login set
+        assert client.get("/static/app.js").status_code == 200

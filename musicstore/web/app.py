@@ -28,7 +28,7 @@ from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote_to_bytes, urlencode
 
 import jinja2
 import numpy as np
@@ -211,9 +211,9 @@ class DashboardApp:
         auth = headers.get(b"authorization", b"")
         if auth[:7].lower() == b"bearer ":
             given = auth[7:].strip()
-        else:  # the cookie as /login set it: quoted where the token holds characters a cookie may not
+        else:  # the cookie as /login set it: the token's UTF-8 percent-encoded (a header is latin-1)
             cookies = cookie_parser(headers.get(b"cookie", b"").decode("latin-1"))
-            given = cookies.get(COOKIE, "").encode()
+            given = unquote_to_bytes(cookies.get(COOKIE, ""))
         return hmac.compare_digest(given, self.token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -525,7 +525,8 @@ class Dashboard:
         if not hmac.compare_digest(given, self.token.encode()):
             return PlainTextResponse("wrong token\n", status_code=401)
         response = RedirectResponse(base + "/", status_code=303)
-        response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict", path=base + "/")
+        cookie = quote(self.token, safe="")
+        response.set_cookie(COOKIE, cookie, httponly=True, samesite="strict", path=base + "/")
         return response
 
     # -- the JSON API ----------------------------------------------------------------------------------------
