@@ -373,3 +373,26 @@ def test_login_works_for_a_token_beyond_latin_1(web_store: Store, tmp_path: Path
         assert token not in login.headers["set-cookie"]
         assert client.get("/api/overview").status_code == 200  # the cookie /login set
         assert client.get("/static/app.js").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "token", ["trailing-newline\n", " spaced-token", "spaced-token ", "tab\tin-token", "nul\x00token!"]
+)
+def test_a_token_no_header_can_carry_is_refused(web_store: Store, tmp_path: Path, token: str) -> None:
+    # a token read from a file with its newline was accepted, and no Authorization header could ever match it
+    from musicstore.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="token") as caught:
+        create_app(web_store, root=tmp_path, token=token)
+    assert token.strip() not in str(caught.value)
+
+
+def test_serve_refuses_a_token_read_with_its_newline(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from musicstore.cli import EXIT_OK, main
+
+    monkeypatch.setenv("MUSICSTORE_WEB_TOKEN", "from-a-secret-file\n")
+    assert main(["serve", "--database", sqlite_url, "--check"]) != EXIT_OK
+    err = capsys.readouterr().err
+    assert "token" in err and "from-a-secret-file" not in err

@@ -20,6 +20,7 @@ import logging
 import math
 import re
 import threading
+import unicodedata
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -667,8 +668,16 @@ def create_app(
     storage URL (``musicstore.delivery``); ``options``: S3 settings for rows in a bucket. ``token``: if
     given, every request must carry it (see the module's docstring).
     """
-    if token is not None and (not isinstance(token, str) or len(token) < 8):
-        raise InvalidInput("token must be a string of at least 8 characters")
+    if token is not None and (
+        not isinstance(token, str)
+        or len(token) < 8
+        or token != token.strip()
+        or any(unicodedata.category(c) == "Cc" for c in token)
+    ):  # an Authorization header cannot carry a control character, and HTTP strips its value's ends
+        raise InvalidInput(
+            "token must be a string of at least 8 characters, without control characters (a newline read "
+            "from a file) or whitespace at either end"
+        )
     logging.getLogger("uvicorn.access").addFilter(_ACCESS_FILTER)  # /login?token= would log the token
     owned = not isinstance(store_or_url, Store)
     store = Store(store_or_url) if owned else store_or_url  # type: ignore[arg-type]
