@@ -20,6 +20,7 @@ from musicstore.audio import (
     export_batch,
     integrated_loudness,
 )
+from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS
 from musicstore.errors import InvalidAudio, InvalidInput, StorageError
 from tests.reference_meter import reference_true_peak_db
 
@@ -597,3 +598,115 @@ def test_rendition_options_take_numpy_numbers() -> None:
     assert all(type(v) is float for v in (options.headroom_db, options.margin_db, options.max_gain_db))
     with pytest.raises(InvalidInput, match="margin_db"):
         RenditionOptions(margin_db=np.bool_(True))  # type: ignore[arg-type]
+
+
+def _meter_clip(
+    seed: int, channels: int, samples: int, nyquist: bool
+) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """Noise (or a near-Nyquist tone: the far part's reading) whose largest |sample| is in [0.5, 1)."""
+    rng = np.random.default_rng(seed)
+    if nyquist:
+        n = np.arange(samples)
+        audio = np.stack([np.sin(n * np.pi * 0.97 + phase) for phase in rng.uniform(0, 6, channels)])
+    else:
+        audio = rng.standard_normal((channels, samples))
+    audio /= np.abs(audio).max()
+    return (audio * rng.uniform(0.5, 0.99)).astype(np.float32)
+
+
+@given(
+    seed=st.integers(0, 2**16),
+    channels=st.integers(1, 2),
+    samples=st.integers(1, 3_000),
+    nyquist=st.booleans(),
+    exponent=st.integers(-100, 127),
+)
+@settings(max_examples=40, deadline=None)
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_the_true_peak_meters_read_a_clip_scaled_by_a_power_of_two_exactly_scaled(
+    seed: int, channels: int, samples: int, nyquist: bool, exponent: int
+) -> None:
+    """Multiplying by 2**k is exact in float32, and so is the meters' reading: beyond 1e35 or so their float32
+    arithmetic overflowed (inf, or the sample peak: 0.03 dB under on noise), and far under 1e-30 their
+    products lost bits to denormals. The meters read such a clip on a copy scaled by a power of two."""
+    from musicstore.audio.truepeak import annex2_true_peak, true_peak
+
+    audio = _meter_clip(seed, channels, samples, nyquist)
+    scaled = np.ldexp(audio, exponent).astype(np.float32)
+    assert np.array_equal(np.ldexp(scaled, -exponent), audio)  # the scaled clip holds every bit
+    for meter in (true_peak, annex2_true_peak):
+        assert meter(scaled) == np.ldexp(meter(audio), exponent), meter.__name__
+
+
+@pytest.mark.parametrize("scale", [2.0**60, 2.0**127, 1e30, 1e35, 1e37, 3e38, 2.0**-60, 1e-30, 1e-40])
+@pytest.mark.parametrize(
+    "options",
+    [
+        ExportOptions(dither_seed=1),
+        ExportOptions(dither_seed=1, target_lufs=-6.0),  # limited
+        ExportOptions(dither_seed=1, limiter=False),
+        ExportOptions(normalize=False, subtype="FLOAT"),
+    ],
+    ids=["normalized", "limited", "no_limiter", "as_is"],
+)
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_export_figures_do_not_depend_on_the_clip_s_scale(
+    tmp_path: Path, scale: float, options: ExportOptions
+) -> None:
+    """A finite float32 clip of huge samples was written normalized, but its true peak after read inf
+    (1e35) or the sample peak (1e37, 3e38: -5.906 dBTP for -5.877); its loudness power (float32) overflowed
+    from 2**64 and tiny clips' underflowed. An export's figures are those of the clip at scale 1, its levels
+    before (and an unchanged clip's levels after) shifted by 20 log10(scale), its gain by the opposite; a
+    clip scaled by a power of two beyond 2**48 is written as the clip is, to the byte."""
+    rng = np.random.default_rng(0)
+    audio = rng.standard_normal((2, RATE // 2))
+    audio[:, 500:700] = np.sin(np.arange(200) * np.pi * 0.95)  # a near-Nyquist burst: the far part's reading
+    audio = (audio / np.abs(audio).max() * 0.9).astype(np.float32)
+    big = (audio * np.float32(scale)).astype(np.float32)
+    reference = export_audio(audio, RATE, tmp_path / "one.wav", options)
+    result = export_audio(big, RATE, tmp_path / "big.wav", options)
+    shift = 20 * np.log10(scale)
+    exact = float(np.ldexp(1.0, int(np.log2(scale)))) == scale  # a power of two: the same clip
+    tolerance = 1e-9 if exact else 1e-4  # a decimal scale rounds each sample
+    gated = reference.loudness_before + shift <= ABSOLUTE_GATE_LUFS  # every block: tiny clips are silent
+    if gated:
+        assert result.loudness_before == float("-inf")
+        assert result.status == ("silent" if options.normalize else "as_is")
+    else:
+        assert result.status == reference.status
+        assert result.loudness_before == pytest.approx(reference.loudness_before + shift, abs=tolerance)
+    if options.normalize and not gated:
+        for name in ("loudness_after", "true_peak_after", "sample_peak"):
+            assert getattr(result, name) == pytest.approx(getattr(reference, name), abs=tolerance), name
+        # a limiter that turns the whole clip down splits its work between gain and reduction as the samples'
+        # last bits fall (a scale of 1.0000001 moved 0.6 dB of this clip's from one to the other): compared
+        # where the clip is the same
+        if exact or result.status != "limited":
+            assert result.gain_db == pytest.approx(reference.gain_db - shift, abs=tolerance)
+            reduction = reference.limiter_max_reduction_db
+            assert result.limiter_max_reduction_db == pytest.approx(reduction, abs=tolerance)
+            assert result.limiter_fraction == pytest.approx(reference.limiter_fraction, abs=1e-3)
+        if exact and scale > 2.0**48:
+            assert result.path.read_bytes() == reference.path.read_bytes()
+    elif options.normalize:  # silent: written unchanged as zeros (PCM_16), its figures those of the zeros
+        assert result.true_peak_after == float("-inf") and result.sample_peak == float("-inf")
+    else:
+        for name in ("true_peak_after", "sample_peak"):
+            expected = getattr(reference, name) + shift
+            assert getattr(result, name) == pytest.approx(expected, abs=tolerance), name
+        written, _ = sf.read(result.path, dtype="float32", always_2d=True)
+        assert np.array_equal(written.T, big)  # as given
+
+
+def test_export_batch_figures_of_a_huge_item_are_those_of_the_clip(tmp_path: Path) -> None:
+    """An item of huge samples in a batch: its figures, as the clip's at scale 1 (the others unchanged)."""
+    audio = clip()
+    audio = audio / np.abs(audio).max() * np.float32(0.9)
+    batch = np.stack([audio, audio * np.float32(2.0**120), audio * np.float32(1e37)])
+    paths = [tmp_path / f"{i}.wav" for i in range(3)]
+    results = export_batch(batch, RATE, paths, ExportOptions(dither_seed=2))
+    for result in results[1:]:
+        assert result.status == results[0].status
+        assert result.true_peak_after == pytest.approx(results[0].true_peak_after, abs=1e-4)
+        assert result.loudness_after == pytest.approx(results[0].loudness_after, abs=1e-4)
+    assert results[1].path.read_bytes() == results[0].path.read_bytes()

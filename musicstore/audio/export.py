@@ -36,7 +36,14 @@ from musicstore.audio.quantize import (
     to_frames,
     written_as_zeros,
 )
-from musicstore.audio.truepeak import peak_map, refined_peak, to_db
+from musicstore.audio.truepeak import (
+    largest_sample,
+    peak_map,
+    range_exponent,
+    refined_peak,
+    scaled_down,
+    to_db,
+)
 from musicstore.errors import InvalidInput
 
 log = logging.getLogger("musicstore.audio")
@@ -178,12 +185,19 @@ def check_target(path: str | Path, subtype: str) -> tuple[Path, str]:
 
 def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple[_Processed, float, float]:
     start = time.perf_counter()
+    peak = largest_sample(x)
+    # a clip far out of audio's range (see range_exponent) is measured and leveled as 2**-exponent times
+    # itself, exactly: its output, gain times the clip, is the same; its block powers (float64) are scaled
+    # back by 4**exponent before the gates, its gain by 2**exponent, its true peak as given by 2**exponent
+    exponent = range_exponent(peak)
+    measured = scaled_down(x, exponent)
     # the far part first: its transforms then run beside the clip alone, not beside its per-sample loudness
     # power too (half a stereo clip; memory); its kernel spectrum and transform plan are not kept through
     # the output's making and check (the spectrum is after the write, in _export_one)
-    far = FarField.measure(x, keep=False)
-    blocks = BlockPower.measure(x, rate)
-    before = gated_loudness(blocks.block_means())
+    far = FarField.measure(measured, keep=False)
+    blocks = BlockPower.measure(measured, rate)
+    means = blocks.block_means()
+    before = gated_loudness(means if exponent == 0 else np.ldexp(means, 2 * exponent))
     loudness_done = time.perf_counter()
     unchanged: LoudnessStatus | None = None
     if not options.normalize:
@@ -194,20 +208,24 @@ def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple
         unchanged = "too_quiet"
     short = blocks.short
     if unchanged is not None:
-        as_given = _Processed(x, before, None, unchanged, short, refined_peak(x, peak_map(x, None, far)))
+        peak_given = math.ldexp(refined_peak(measured, peak_map(measured, None, far)), exponent)
+        as_given = _Processed(x, before, None, unchanged, short, peak_given)  # the samples given, as is
         return as_given, time.perf_counter() - start, 0.0
     handed = [blocks]  # level drops the per-sample power once it is done with it (memory)
     del blocks
     leveled = level(
-        x,
+        measured,
         handed,
         target_lufs=options.target_lufs,
         ceiling_dbtp=options.ceiling_dbtp,
         limiter=options.limiter,
         settings=LimiterSettings(max_depth_db=options.max_limiting_db),
         far=far,
+        peak=math.ldexp(peak, -exponent),
     )
-    del far  # the limiter keeps what it needs of it
+    del far, measured  # the limiter keeps what it needs of the far part
+    if exponent:
+        leveled = replace(leveled, gain_db=leveled.gain_db - to_db(2.0**exponent))
     reached = abs(leveled.loudness - options.target_lufs) <= options.tolerance_lu
     status: LoudnessStatus = ("limited" if leveled.limited else "normalized") if reached else "target_missed"
     processed = _Processed(leveled.audio, before, leveled, status, short, leveled.true_peak)

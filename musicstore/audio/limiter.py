@@ -208,6 +208,7 @@ def level(
     settings: LimiterSettings,
     verify: bool = True,
     far: FarField | None = None,
+    peak: float | None = None,
 ) -> Leveled:
     """Gain ``x`` to ``target_lufs`` keeping its true peak under ``ceiling_dbtp``.
 
@@ -224,7 +225,8 @@ def level(
     the limiter's region is known, before the output is made and checked (it is measured again only if a
     deeper map is needed).
 
-    ``far``: ``x``'s far part (:meth:`FarField.measure`) where the caller measured it already.
+    ``far``: ``x``'s far part (:meth:`FarField.measure`) where the caller measured it already; ``peak``: its
+    largest |sample| (:func:`largest_sample`) where the caller has it.
     """
     started = time.perf_counter()
     owned = isinstance(blocks, list)
@@ -237,7 +239,7 @@ def level(
     depth_db = settings.max_depth_db if limiter else 0.0
     floor = map_floor(target_lufs, ceiling_dbtp, before, depth_db)
     shallow = max(floor, ceiling / (gain * from_db(SHALLOW_DB))) if limiter else floor
-    if limiter and gain * largest_sample(x) > ceiling:
+    if limiter and gain * (largest_sample(x) if peak is None else peak) > ceiling:
         # the limiter will run: map down to gains near the target's at once
         if far is not None and verify:
             far.make_kernel(x.shape[1])  # as peak_map's FarField.measure would (keep_screen)

@@ -61,6 +61,31 @@ def largest_sample(audio: NDArray[np.float32]) -> float:
     return max(float(audio.max()), -float(audio.min()))
 
 
+# a clip whose largest |sample| lies outside these is measured on a copy scaled by a power of two (exact): far
+# out of audio's range the float32 arithmetic overflows (the far part's transforms sum the clip, the loudness
+# power squares it: float32 holds 2**128) or loses bits to denormals (products with the filters' small taps)
+_LARGEST = 2.0**48
+_SMALLEST = 2.0**-48
+
+
+def range_exponent(peak: float) -> int:
+    """0 for a clip of largest |sample| ``peak`` in ``[2**-48, 2**48]`` (or silent), measured as it is;
+    else the ``k`` for which ``2**-k`` times the clip (:func:`scaled_down`) has its largest |sample| in
+    ``[0.5, 1)``: its linear figures times ``2**k`` are the clip's (dB levels plus ``20 log10(2**k)``)."""
+    if _SMALLEST <= peak <= _LARGEST or peak == 0.0:
+        return 0
+    return math.frexp(peak)[1]
+
+
+def scaled_down(audio: NDArray[np.float32], exponent: int) -> NDArray[np.float32]:
+    """``audio`` times ``2**-exponent``, exactly (the exponents change, not the significands; ``audio``
+    itself for 0)."""
+    if exponent == 0:
+        return audio
+    scaled: NDArray[np.float32] = np.ldexp(audio, -exponent).astype(np.float32, copy=False)
+    return scaled
+
+
 def _envelope_at(audio: NDArray[np.float32], index: Rows) -> NDArray[np.float32]:
     """The sample envelope at ``index`` (0 where it lies outside the clip), read from the samples."""
     inside = (index >= 0) & (index < audio.shape[1])
@@ -615,10 +640,13 @@ def refined_peak(audio: NDArray[np.float32], peaks: PeakMap) -> float:
 
 def true_peak(audio: NDArray[np.float32]) -> float:
     """True peak (linear, ≥ the sample peak) of ``(C, S)`` audio (``(S,)``: mono) by the ideal (sinc)
-    reconstruction, zero outside the clip (at the ends, the larger of that and the looped reading). The clip
-    is checked as for an export (InvalidAudio/InvalidInput: NaN/Inf, empty, wrong rank, not numbers)."""
+    reconstruction, zero outside the clip (at the ends, the larger of that and the looped reading); a clip far
+    out of audio's range is read on a copy scaled by a power of two (:func:`range_exponent`). The clip is
+    checked as for an export (InvalidAudio/InvalidInput: NaN/Inf, empty, wrong rank, not numbers)."""
     audio = as_audio(audio)
-    return refined_peak(audio, peak_map(audio))
+    exponent = range_exponent(largest_sample(audio))  # far out of range: measured scaled (see scaled_down)
+    audio = scaled_down(audio, exponent)
+    return math.ldexp(refined_peak(audio, peak_map(audio)), exponent)
 
 
 def annex2_true_peak(audio: NDArray[np.float32]) -> float:
@@ -627,9 +655,11 @@ def annex2_true_peak(audio: NDArray[np.float32]) -> float:
     audio = as_audio(audio)
     meter = annex2()
     envelope = sample_envelope(audio)
+    exponent = range_exponent(float(envelope.max()))  # far out of range: measured scaled (see scaled_down)
+    audio, envelope = scaled_down(audio, exponent), scaled_down(envelope, exponent)
     level = float(envelope.max())
     rows = candidate_rows(envelope, level, meter.bound)
-    return max(level, float(meter.peaks(audio, rows)[:, 0].max(initial=0.0)))
+    return math.ldexp(max(level, float(meter.peaks(audio, rows)[:, 0].max(initial=0.0))), exponent)
 
 
 def to_db(linear: float) -> float:
