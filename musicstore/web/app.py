@@ -29,7 +29,7 @@ from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes, urlencode
+from urllib.parse import quote, unquote_plus, unquote_to_bytes, urlencode
 
 import jinja2
 import numpy as np
@@ -95,7 +95,18 @@ FIGURES = (
 )
 
 
-_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&#\s]*")
+_QUERY_ITEM = re.compile(r"([?&])([^=&#\s]*)=([^&#\s]*)")
+
+
+def _masked(text: str) -> str:
+    """``text`` with the value of each ``token`` query item masked, its name read as the app reads it
+    (``%74oken`` and ``token`` alike)."""
+
+    def mask(item: re.Match[str]) -> str:
+        is_token = unquote_plus(item[2]) == "token"
+        return f"{item[1]}{item[2]}=***" if is_token else item[0]
+
+    return _QUERY_ITEM.sub(mask, text)
 
 
 class _RedactedAccessLine(logging.Filter):
@@ -104,9 +115,7 @@ class _RedactedAccessLine(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                _TOKEN_IN_QUERY.sub(r"\1***", arg) if isinstance(arg, str) else arg for arg in record.args
-            )
+            record.args = tuple(_masked(arg) if isinstance(arg, str) else arg for arg in record.args)
         return True
 
 
