@@ -1,7 +1,7 @@
 """Export benchmark: musicstore.audio.export_audio beside a floor measured in the same run.
 
     .venv/bin/python benchmarks/bench_export.py            # 30 s stereo 32 kHz clips, 7 repeats
-    .venv/bin/python benchmarks/bench_export.py --limited-only 15   # the limited clip alone (A/B of two trees)
+    .venv/bin/python benchmarks/bench_export.py --limited-only 15   # the limited clip alone (A/B of trees)
     .venv/bin/python benchmarks/bench_export.py --quick    # a fast smoke run (shorter clips, fewer repeats)
     python benchmarks/bench_export.py --device cuda --dtype bfloat16   # clips handed over as GPU tensors
 
