@@ -19,6 +19,7 @@ from time import monotonic
 from typing import Any
 
 from ..errors import DatabaseBusy, DatabaseError, InvalidInput, MigrationError, MusicstoreError, WriteConflict
+from ..queries import load
 from ..urls import without_password
 from . import closed_store
 
@@ -52,9 +53,6 @@ _FAILED = 3
 answers COMMIT by rolling it back."""
 _COMMAND_OK = 1
 """libpq's PGRES_COMMAND_OK: a command that returns no rows succeeded."""
-LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, false)"
-"""A connection setting, like SQLite's ``busy_timeout`` PRAGMA: how long a statement waits for a row lock
-another transaction holds before PostgreSQL raises ``LockNotAvailable`` (``DatabaseBusy``)."""
 SPARE_SECONDS = 30.0
 """How long a connection stays the spare (``PostgresConnector.acquire``) before it goes back to the pool."""
 
@@ -193,24 +191,29 @@ def _lock_timeout(timeout: float) -> str:
     return f"{max(1, round(timeout * 1000))}ms"
 
 
+def _lock_setting(timeout: float, driver: str) -> tuple[str, dict[str, str]]:
+    """The ``set_lock_timeout`` query (``sql/postgres/session.sql``) and its parameters for ``timeout``."""
+    return load(DIALECT, driver)["set_lock_timeout"].sql, {"lock_timeout": _lock_timeout(timeout)}
+
+
 def _configure(timeout: float) -> Any:
     """The pool's ``configure`` callback: each new connection waits for a row lock as long as for SQLite's
     writer lock, ``busy_timeout``, then ``DatabaseBusy`` (without it, a write behind another transaction's
     row lock waited for as long as that transaction stayed open)."""
-    setting = (_lock_timeout(timeout),)
+    sql, params = _lock_setting(timeout, "psycopg")
 
     def configure(conn: Any) -> None:
-        conn.execute(LOCK_TIMEOUT, setting)
+        conn.execute(sql, params)
 
     return configure
 
 
 def _configure_async(timeout: float) -> Any:
     """``_configure`` for the async pool."""
-    setting = (_lock_timeout(timeout),)
+    sql, params = _lock_setting(timeout, "apsycopg")
 
     async def configure(conn: Any) -> None:
-        await conn.execute(LOCK_TIMEOUT, setting)
+        await conn.execute(sql, params)
 
     return configure
 
