@@ -140,17 +140,6 @@ def _hba_lines() -> str:
     )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _forget_this_modules_secrets() -> Iterator[None]:
-    """The passwords registered here (hostile, with pieces as short as 3 characters, e.g. percent-escapes
-    such as "2540") stay masked for the rest of the process by design; forget them after this module, so that
-    later modules' messages are not masked by them (CI saw an id shown as "...af53-***3612383c6")."""
-    before = set(masking._secrets)
-    yield
-    with masking._lock:
-        masking._secrets.intersection_update(before)
-
-
 @pytest.fixture(scope="module")
 def server(musicstore_postgres_server: Any) -> Iterator[Server]:
     import psycopg
