@@ -159,3 +159,37 @@ def test_render_peaks_refuses_a_split_that_is_not_a_bool(
         assert (
             render_peaks(store, done.id, samples_per_pixel=300, split_channels=numpy_true).peaks.channels == 2
         )
+
+
+@pytest.mark.parametrize("exponent", [49, 70, 100, 126])
+@pytest.mark.parametrize(
+    ("spec", "name"),
+    [(RenditionSpec("flac"), "x.flac"), (RenditionSpec("wav", subtype="FLOAT"), "x.wav")],
+    ids=["flac", "wav-float"],
+)
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_a_rendition_of_a_clip_scaled_by_a_power_of_two_is_the_same_file(
+    tmp_path: Path, exponent: int, spec: RenditionSpec, name: str
+) -> None:
+    """A finite clip far beyond full scale (a model's runaway output) was measured in float32: its loudness
+    power overflowed from 2**64 (1e20: the limiter read NaN, the MP3 missed its target; 1e37: LAME aborted the
+    process on NaN samples). Levelled to a profile's target, 2**k times a clip is the same rendition."""
+    audio = synthesize_music(1.0, 32_000, seed=5)
+    audio = (audio / np.abs(audio).max() * 0.75).astype(np.float32)  # largest |sample| in [0.5, 1)
+    scaled = np.ldexp(audio, exponent).astype(np.float32)
+    assert np.isfinite(scaled).all()
+    options = RenditionOptions(dither_seed=3)
+    plain = render_audio(audio, 32_000, tmp_path / "plain" / name, spec, options=options)
+    big = render_audio(scaled, 32_000, tmp_path / "big" / name, spec, options=options)
+    assert big.sha256 == plain.sha256
+    assert big.status == plain.status
+    assert big.loudness_master == pytest.approx(plain.loudness_master + 20 * np.log10(2.0**exponent))
+
+
+def test_an_mp3_of_a_clip_near_float32_s_largest_keeps_its_ceiling(tmp_path: Path) -> None:
+    """At 1e37 LAME asserted on the NaN samples the overflowed levelling made (the process aborted)."""
+    audio = synthesize_music(1.0, 32_000, seed=5) * np.float32(1e37)
+    result = render_audio(audio, 32_000, tmp_path / "x.mp3", RenditionSpec("mp3", 192))
+    assert result.status in ("normalized", "limited")
+    assert result.true_peak <= result.profile.ceiling_dbtp
+    assert abs(result.loudness - result.profile.target_lufs) <= result.profile.tolerance_lu

@@ -46,7 +46,7 @@ from musicstore.audio.limiter import LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, gated_loudness, integrated_loudness
 from musicstore.audio.profiles import LoudnessProfile, get_profile
 from musicstore.audio.tags import LoudnessTags, Provenance, embed
-from musicstore.audio.truepeak import to_db, true_peak
+from musicstore.audio.truepeak import largest_sample, range_exponent, scaled_down, to_db, true_peak
 from musicstore.errors import InvalidAudio, InvalidInput, RenditionFailed
 
 __all__ = [
@@ -291,8 +291,14 @@ def _attempts(
     x: NDArray[np.float32], codec: Codec, profile: LoudnessProfile, opts: RenditionOptions
 ) -> tuple[_Encoded, RenditionStatus, tuple[RenditionAttempt, ...], float]:
     """Encode until the ceiling holds and the loudness is within tolerance, or the attempts run out."""
-    blocks = BlockPower.measure(x, codec.sample_rate)
-    before = gated_loudness(blocks.block_means())
+    # a clip far out of audio's range (see range_exponent) is measured and leveled as 2**-exponent times
+    # itself, exactly, its block powers scaled back before the gates: leveled to a target, the output is the
+    # same (float32 would overflow or lose bits); a clip under 2**-48 is silent and written as given
+    exponent = range_exponent(largest_sample(x))
+    measured = scaled_down(x, exponent)
+    blocks = BlockPower.measure(measured, codec.sample_rate)
+    means = blocks.block_means()
+    before = gated_loudness(means if exponent == 0 else np.ldexp(means, 2 * exponent))
     rng = np.random.default_rng(opts.dither_seed)
     ceiling, goal = profile.ceiling_dbtp, profile.target_lufs
     unchanged: RenditionStatus | None = None
@@ -316,8 +322,8 @@ def _attempts(
             audio, limited, levelled = x, False, before
         else:
             leveled = level(
-                x, blocks, target_lufs=aim, ceiling_dbtp=ceiling - headroom, limiter=True, settings=settings,
-                verify=verify,
+                measured, blocks, target_lufs=aim, ceiling_dbtp=ceiling - headroom, limiter=True,
+                settings=settings, verify=verify,
             )  # fmt: skip
             audio, limited, levelled = leveled.audio, leveled.limited, leveled.loudness
         try:
