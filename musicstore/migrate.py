@@ -6,6 +6,7 @@ installed. ``migrations_path`` and ``yoyo_url`` give ``yoyo apply`` its source f
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from . import validate
 from .errors import MigrationError
 from .masking import is_secret_parameter
-from .queries import data_dir
+from .queries import data_dir, execute, load
 from .urls import resolve, without_password
 
 
@@ -118,16 +119,65 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
         ) from exc
     try:
         migrations = read_migrations(str(migrations_path()))
+        if target.path is not None:
+            _drop_dead_holders_lock(backend)
         with backend.lock(timeout=lock_timeout):
             pending = backend.to_apply(migrations)
             backend.apply_migrations(pending)
     except LockTimeout as exc:
-        raise MigrationError(f"{where}: another process held the migration lock for {lock_timeout}s") from exc
+        raise MigrationError(_lock_held(backend, target.dialect, where, lock_timeout)) from exc
     except failures as exc:
         raise MigrationError(f"{where}: a migration failed ({exc})") from exc
     finally:
         backend.connection.close()
     return [migration.id for migration in pending]
+
+
+def _lock_holder(backend: Any, dialect: str) -> tuple[int, object] | None:
+    """yoyo's migration lock row (the process id that took it, and when), or None."""
+    driver = "sqlite3" if dialect == "sqlite" else "psycopg"
+    holder = execute(backend.connection, load(dialect, driver)["migration_lock_holder"], {})
+    return None if holder is None else (int(holder["pid"]), holder["ctime"])
+
+
+def _drop_dead_holders_lock(backend: Any) -> None:
+    """SQLite: remove the migration lock of a process that died holding it (killed mid-migration).
+
+    yoyo's lock is a row that its holder deletes when done, so a process killed while migrating (SIGKILL,
+    SIGTERM, a crash) leaves it, and every later migration waited ``lock_timeout`` and failed. A SQLite file
+    is one host's (WAL needs shared memory), so the row's pid says whether its holder lives; its migration
+    was one transaction, rolled back. The delete names that pid: a lock taken since is kept.
+    """
+    holder = _lock_holder(backend, "sqlite")
+    if holder is None or _alive(holder[0]):
+        return
+    with backend.transaction():
+        execute(backend.connection, load("sqlite", "sqlite3")["drop_migration_lock"], {"pid": holder[0]})
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lock_held(backend: Any, dialect: str, where: str, lock_timeout: float) -> str:
+    """The message of a migration lock not had in time: who holds it, since when, and how to break it."""
+    try:
+        holder = _lock_holder(backend, dialect)
+    except _database_errors(dialect):
+        holder = None
+    who = "another process" if holder is None else f"process {holder[0]} (since {holder[1]} UTC)"
+    return (
+        f"{where}: {who} held the migration lock for {lock_timeout}s; if no migration is running (one "
+        "killed mid-way leaves its lock), remove the lock with "
+        '`yoyo break-lock --database "$(musicstore yoyo-url)"` and migrate again'
+    )
 
 
 def _check_sqlite_file(path: Path) -> None:

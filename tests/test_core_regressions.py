@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -497,3 +498,60 @@ def test_a_sqlite_url_with_parameters_is_refused(tmp_path: Path, query: str) -> 
         with pytest.raises(InvalidInput, match="take no parameters"):
             call()
     assert list(tmp_path.iterdir()) == []
+
+
+_HOLD_THE_LOCK = """
+import sys
+from yoyo import get_backend
+backend = get_backend(sys.argv[1])
+with backend.lock():
+    print("locked", flush=True)
+    sys.stdin.read()  # until killed
+"""
+
+
+def _killed_holding_the_migration_lock(url: str) -> int:
+    """A process that takes yoyo's migration lock on ``url`` and is killed (SIGKILL) holding it: its pid."""
+    import signal
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_LOCK, resolve(url).yoyo_url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    return holder.pid
+
+
+def test_a_migration_killed_holding_the_lock_does_not_stop_every_later_one(sqlite_url: str) -> None:
+    """yoyo's lock is a row its holder deletes when done: a process killed mid-migration left it, and every
+    later migrate() (Store(url, migrate=True), `musicstore migrate`) waited lock_timeout and failed, for
+    ever. A SQLite file is one host's, so a lock whose process is gone is dropped."""
+    _killed_holding_the_migration_lock(sqlite_url)
+    assert musicstore.migrate(sqlite_url, lock_timeout=5) == []
+    with Store(sqlite_url, migrate=True) as store:
+        assert store.count_generations() == 0
+
+
+def test_a_migration_lock_held_too_long_says_who_holds_it_and_how_to_break_it(db_url: str) -> None:
+    """PostgreSQL is shared by hosts: a lock row's pid says nothing there, so the lock stays, and the
+    error names its process, since when, and `yoyo break-lock` (it said 'another process held the lock')."""
+    import os
+
+    from musicstore.errors import MigrationError
+
+    if resolve(db_url).dialect == "postgres":
+        pid = _killed_holding_the_migration_lock(db_url)
+    else:  # a live holder: this process's pid (the lock row is what a holder leaves)
+        pid = os.getpid()
+        with sqlite3.connect(str(resolve(db_url).path)) as conn:
+            conn.execute("INSERT INTO yoyo_lock (locked, ctime, pid) VALUES (1, '2026-01-02', ?)", (pid,))
+    with pytest.raises(MigrationError) as caught:
+        musicstore.migrate(db_url, lock_timeout=0.5)
+    assert f"process {pid} (since " in str(caught.value)
+    assert '`yoyo break-lock --database "$(musicstore yoyo-url)"`' in str(caught.value)

@@ -133,7 +133,7 @@ INDEXED |= PROGRESS_INDEXED  # queue position and throughput (tests/test_progres
 # Queries that read nothing but running totals: their plans name no index or table of generations or prompts.
 TOTALS_ONLY = {name for name, (_, index) in INDEXED.items() if index in {None, "model totals", "day totals"}}
 READS_ROWS = re.compile(r"\b(?:on|SCAN|SEARCH)\s+(?:generations|prompts)\b")
-OTHER = {"applied_migrations"}  # yoyo's own small table
+OTHER = {"applied_migrations", "migration_lock_holder"}  # yoyo's own small tables
 # a connection's settings, no table read (sql/postgres/session.sql)
 SETTINGS: dict[str, set[str]] = {"postgres": {"set_lock_timeout"}, "sqlite": set()}
 INDEXED |= QUEUE_INDEXED  # idempotency keys and owner limits (tests/test_queue_order.py)
