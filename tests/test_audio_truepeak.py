@@ -138,7 +138,7 @@ def test_span_bounds_hold_every_near_and_annex2_value(
     audio = x.astype(np.float32)
     rows = np.arange(samples + 1)
     values = np.maximum(near_sinc().peaks(audio, rows)[:, 0], annex2().peaks(audio, rows)[:, 0])
-    bound = np.repeat(span_bounds(audio, sample_envelope(audio)), 8)[: samples + 1]
+    bound = np.repeat(span_bounds(audio), 8)[: samples + 1]
     inner = slice(64, samples - 63)
     assert np.all(values[inner] <= bound[inner])
 
@@ -248,8 +248,8 @@ def test_scaled_span_bounds_hold_the_outputs_values(  # noqa: PLR0917 (hypothesi
     out = audio * np.float32(gain)
     for a, b in runs:
         out[:, a:b] *= rng.uniform(0.0, 1.0, (channels, b - a)).astype(np.float32)
-    derived = scaled_span_bounds(out, span_bounds(audio, sample_envelope(audio)), gain, runs)
-    own = span_bounds(out, sample_envelope(out))
+    derived = scaled_span_bounds(out, span_bounds(audio), gain, runs)
+    own = span_bounds(out)
     rows = np.arange(samples + 1)
     values = np.maximum(near_sinc().peaks(out, rows)[:, 0], annex2().peaks(out, rows)[:, 0])
     inner = slice(64, samples - 63)
@@ -269,13 +269,13 @@ def test_scaled_span_bounds_hold_the_outputs_values(  # noqa: PLR0917 (hypothesi
     floor_share=st.floats(0.2, 1.0),
     sparse=st.booleans(),
 )
-def test_peak_map_without_its_envelope_reads_the_same(
+def test_the_peak_need_read_from_the_clip_and_its_map_is_the_dense_need(
     samples: int, channels: int, seed: int, floor_share: float, sparse: bool
 ) -> None:
-    """The limiter's check maps the output without a full-length envelope (memory): the same rows, values
-    and floor, and the envelope's largest value alone; the peak need built over the map's envelope equals
-    the dense formula (zero rows, the values at their rows, the larger of each row pair and the envelope)."""
-    from musicstore.audio.limiter import _need
+    """No full-length envelope nor need is made (memory): a map given the span bounds reads what one that
+    makes them reads, and the limiter's need, read at any samples or tested a chunk at a time, equals the
+    dense formula (zero rows, the values at their rows, the larger of each row pair and the envelope)."""
+    from musicstore.audio import limiter
     from musicstore.audio.truepeak import largest_sample
 
     rng = np.random.default_rng(seed)
@@ -285,20 +285,26 @@ def test_peak_map_without_its_envelope_reads_the_same(
     envelope = sample_envelope(audio)
     assert largest_sample(audio) == float(envelope.max())
     far = FarField.measure(audio)
-    spans = span_bounds(audio, envelope)
     floor = floor_share * float(envelope.max())
-    full = peak_map(audio, floor, far, spans)
-    light = peak_map(audio, floor, far, spans, keep_envelope=False)
-    assert np.array_equal(light.rows, full.rows)
-    assert np.array_equal(light.values, full.values)
-    assert np.array_equal(light.ideal, full.ideal)
-    assert light.floor == full.floor
-    assert light.sample_peak == full.sample_peak
-    assert light.envelope.shape == (1,)
+    full = peak_map(audio, floor, far)
+    given_spans = peak_map(audio, floor, far, span_bounds(audio))
+    assert np.array_equal(given_spans.rows, full.rows)
+    assert np.array_equal(given_spans.values, full.values)
+    assert np.array_equal(given_spans.ideal, full.ideal)
+    assert given_spans.floor == full.floor
+    assert full.sample_peak == float(envelope.max())
     dense = np.zeros(samples + 1, dtype=np.float32)
     dense[full.rows] = full.values
     expected = np.maximum(np.maximum(dense[:-1], dense[1:]), envelope)
-    assert np.array_equal(_need(full), expected)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(limiter, "_HOT_CHUNK", int(rng.integers(1, samples + 2)))
+        need = limiter._Need.of(audio, full)
+        assert need.largest == float(expected.max())
+        assert np.array_equal(need.at(np.arange(samples, dtype=np.int32)), expected)
+        some = np.flatnonzero(rng.random(samples) < 0.3).astype(np.int32)
+        assert np.array_equal(need.at(some), expected[some])
+        gain = float(rng.uniform(0.5, 2.0))
+        assert np.array_equal(need.hot(gain, floor), np.flatnonzero(expected * gain > floor))
 
 
 ROUNDING = 1e-6
@@ -349,13 +355,13 @@ def test_the_outputs_check_reusing_the_clips_screen_reads_the_same(  # noqa: PLR
     level = level_share * float(np.abs(out).max())
     if level <= 0.0:
         return
-    clip_spans = span_bounds(audio, sample_envelope(audio))
+    clip_spans = span_bounds(audio)
     clip = peak_map(audio, clip_share * level / gain, FarField.measure(audio), clip_spans, keep_screen=True)
     assert clip.screened is not None
     far = FarField.measure(out)
-    bounds = span_bounds(out, sample_envelope(out))
-    own = peak_map(out, level, far, bounds, keep_envelope=False)
-    reused = peak_map(out, level, far, bounds, keep_envelope=False, reuse=Reuse(clip.screened, gain, runs))
+    bounds = span_bounds(out)
+    own = peak_map(out, level, far, bounds)
+    reused = peak_map(out, level, far, bounds, reuse=Reuse(clip.screened, gain, runs))
     assert reused.floor == own.floor and reused.sample_peak == own.sample_peak
     assert np.isin(own.rows, reused.rows).all()
     common = np.isin(reused.rows, own.rows)
@@ -431,11 +437,11 @@ def test_a_checks_map_makes_no_index_arrays_over_the_spans() -> None:
     )
     audio[:, samples // 2] = 0.9
     far = FarField.measure(audio)
-    spans = span_bounds(audio, sample_envelope(audio))
+    spans = span_bounds(audio)
     reference = peak_map(audio, None, far, spans)
     tracemalloc.start()
     try:
-        checked = peak_map(audio, None, far, spans, keep_envelope=False)
+        checked = peak_map(audio, None, far, spans)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -108,18 +108,23 @@ def test_the_regions_chunked_test_finds_the_same_samples(
     need = (rng.random(length) * 0.5).astype(np.float32)
     chosen = [i for i in hot if i < length]
     need[chosen] = np.float32(0.9)
-    assert np.array_equal(limiter._hot(need, gain, 1.0), np.flatnonzero(need * gain > 1.0))
+    empty = np.zeros(0, dtype=np.float32)
+    unmapped = limiter._Need(need[None, :], empty.astype(np.int32), empty, 0.9)  # the need: its envelope
+    assert np.array_equal(unmapped.hot(gain, 1.0), np.flatnonzero(need * gain > 1.0))
 
 
 def test_the_regions_test_makes_no_full_length_temporary() -> None:
     """The region of a long clip with a few hot samples: numpy's traced peak stays far under the need's
-    size (the whole ``need * gain`` was a float32 temporary the size of the need, half a stereo clip)."""
+    size (the whole ``need * gain`` was a float32 temporary the size of the need, half a stereo clip; the
+    need is read a chunk at a time)."""
     need = np.full(1 << 22, 0.1, dtype=np.float32)
     need[[5, 1_000_000, 4_000_000]] = 2.0
     power = np.ones_like(need)
+    empty = np.zeros(0, dtype=np.float32)
+    unmapped = limiter._Need(need[None, :], empty.astype(np.int32), empty, 2.0)  # the need: its envelope
     tracemalloc.start()
     try:
-        region = limiter._region(need, power, 1.0, 1.0, 100)
+        region = limiter._region(unmapped, power, 1.0, 1.0, 100)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

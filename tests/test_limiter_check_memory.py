@@ -51,7 +51,9 @@ def test_the_region_holds_the_same_samples_in_fewer_bytes(
     need = (rng.random(length) * 0.5).astype(np.float32)
     need[[i for i in hot if i < length]] = np.float32(0.9)
     power = rng.random(length).astype(np.float32)
-    region = limiter._region(need, power, 2.0, 1.0, reach)
+    empty = np.zeros(0, dtype=np.float32)
+    unmapped = limiter._Need(need[None, :], empty.astype(np.int32), empty, 0.9)  # the need: its envelope
+    region = limiter._region(unmapped, power, 2.0, 1.0, reach)
     index, kept_need, kept_power = _old_region(need, power, 2.0, 1.0, reach)
     assert region.index.dtype == np.int32 and region.power.dtype == np.float32
     assert np.array_equal(region.index, index)
@@ -76,7 +78,10 @@ def test_the_predicted_loudness_reads_the_float32_power_as_the_float64_power(
     blocks = BlockPower.measure(x, rate)
     rng = np.random.default_rng(seed)
     need = np.abs(x).max(axis=0)
-    region = limiter._region(need, blocks.power, 1.0, float(np.quantile(need, 0.9)), 40)
+    empty = np.zeros(0, dtype=np.float32)
+    level = float(np.quantile(need, 0.9))
+    unmapped = limiter._Need(x, empty.astype(np.int32), empty, 1.0)  # the need: its envelope
+    region = limiter._region(unmapped, blocks.power, 1.0, level, 40)
     g = np.ones(region.index.shape[0], dtype=np.float32)
     g -= np.float32(depth) * rng.random(region.index.shape[0], dtype=np.float32)
     base = blocks.block_means()
@@ -89,7 +94,7 @@ def test_the_predicted_loudness_reads_the_float32_power_as_the_float64_power(
 @pytest.fixture
 def checks() -> Iterator[list[dict[str, Any]]]:
     """In order: each region the limiter makes (a deeper map's is larger), each output check (its
-    ``peak_map`` with ``keep_envelope=False``: numpy's traced bytes at its start) and each attempt
+    ``peak_map``, given the clip's screen to reuse: numpy's traced bytes at its start) and each attempt
     (``_apply_checked``: whether it trimmed the whole output)."""
     seen: list[dict[str, Any]] = []
     original_map, original_apply = truepeak.peak_map, limiter._Limiter._apply_checked
@@ -101,7 +106,7 @@ def checks() -> Iterator[list[dict[str, Any]]]:
         return made
 
     def peak_map(audio: np.ndarray, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("keep_envelope") is False:
+        if "reuse" in kwargs:
             seen.append(
                 {"held": tracemalloc.get_traced_memory()[0], "output": id(audio), "bytes": audio.nbytes}
             )

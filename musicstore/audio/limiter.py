@@ -32,10 +32,12 @@ from musicstore.audio.truepeak import (
     PeakMap,
     Reuse,
     Screened,
+    _envelope_at,
     from_db,
     largest_sample,
     peak_map,
     refined_peak,
+    sample_envelope,
     scaled_span_bounds,
     to_db,
 )
@@ -96,48 +98,60 @@ def map_floor(target_lufs: float, ceiling_dbtp: float, before_lufs: float, max_d
     return detector_ceiling(ceiling_dbtp) / reach
 
 
-def _need(peaks: PeakMap) -> NDArray[np.float32]:
-    """Per-sample peak need: |sample| and the mapped detector values on both sides (unmapped values
-    are below the map's floor, which no allowed gain can lift to the ceiling). Written over the map's
-    envelope (no full-length copy): the map must not be read afterwards."""
-    need = peaks.envelope
-    rows, values = peaks.rows, peaks.values
-    left = rows < need.shape[0]  # row m lies between samples m - 1 and m
-    np.maximum.at(need, rows[left], values[left])
-    right = rows > 0
-    np.maximum.at(need, rows[right] - 1, values[right])
-    return need
-
-
 _HOT_CHUNK = 1 << 16  # samples at a time of the region's test (its float32 product: 256 KiB)
 
 
-def _hot(need: NDArray[np.float32], gain: float, ceiling: float) -> NDArray[np.intp]:
-    """``np.flatnonzero(need * gain > ceiling)`` a chunk at a time: the same float32 products, without a
-    full-length temporary (half a stereo clip)."""
-    parts = [
-        np.flatnonzero(need[start : start + _HOT_CHUNK] * gain > ceiling) + start
-        for start in range(0, need.shape[0], _HOT_CHUNK)
-    ]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
+@dataclass(frozen=True)
+class _Need:
+    """A clip's per-sample peak need: |sample| and the mapped detector values on both sides (unmapped values
+    are below the map's floor, which no allowed gain can lift to the ceiling). Read from the clip and its
+    map where asked: no full-length array (1.0x a mono clip)."""
+
+    x: NDArray[np.float32]
+    rows: Rows  # the map's rows (row m lies between samples m - 1 and m) and values
+    values: NDArray[np.float32]
+    largest: float  # the largest need
+
+    @classmethod
+    def of(cls, x: NDArray[np.float32], peaks: PeakMap) -> _Need:
+        return cls(x, peaks.rows, peaks.values, max(peaks.sample_peak, float(peaks.values.max(initial=0.0))))
+
+    def at(self, index: Rows) -> NDArray[np.float32]:
+        """The need at sorted sample positions ``index``."""
+        need = _envelope_at(self.x, index)
+        for shift in (0, 1):  # the rows after and before each sample
+            at, found = _positions(index, self.rows - shift)
+            np.maximum.at(need, at[found], self.values[found])
+        return need
+
+    def hot(self, gain: float, ceiling: float) -> NDArray[np.intp]:
+        """``np.flatnonzero(need * gain > ceiling)``, a chunk at a time."""
+        parts = []
+        samples = self.x.shape[1]
+        for start in range(0, samples, _HOT_CHUNK):
+            stop = min(start + _HOT_CHUNK, samples)
+            need = sample_envelope(self.x[:, start:stop])
+            for shift in (0, 1):  # rows start + shift .. stop - 1 + shift: beside samples start .. stop - 1
+                lo, hi = np.searchsorted(self.rows, [start + shift, stop + shift]).tolist()
+                np.maximum.at(need, self.rows[lo:hi] - (start + shift), self.values[lo:hi])
+            parts.append(np.flatnonzero(need * gain > ceiling) + start)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
 
 
-def _region(
-    need: NDArray[np.float32], power: NDArray[np.float32], gain: float, ceiling: float, reach: int
-) -> _Region:
-    samples = need.shape[0]
-    hot = _hot(need, gain, ceiling)
+def _region(need: _Need, power: NDArray[np.float32], gain: float, ceiling: float, reach: int) -> _Region:
+    samples = need.x.shape[1]
+    hot = need.hot(gain, ceiling)
     dtype = np.int32 if samples < 2**31 else np.int64
-    if hot.size == 0:
-        return _Region(hot.astype(dtype), need[hot], power[hot])
-    breaks = np.flatnonzero(np.diff(hot) > 2 * reach)  # merge overlapping neighbourhoods
-    first = np.clip(np.concatenate([hot[:1], hot[breaks + 1]]) - reach, 0, samples)
-    last = np.clip(np.concatenate([hot[breaks], hot[-1:]]) + reach + 1, 0, samples)
-    lengths = last - first
-    offsets = np.cumsum(lengths) - lengths
-    index: Rows = np.repeat((first - offsets).astype(dtype), lengths)
-    index += np.arange(index.shape[0], dtype=index.dtype)
-    return _Region(index, need[index], power[index])
+    index: Rows = hot.astype(dtype)
+    if hot.size:
+        breaks = np.flatnonzero(np.diff(hot) > 2 * reach)  # merge overlapping neighbourhoods
+        first = np.clip(np.concatenate([hot[:1], hot[breaks + 1]]) - reach, 0, samples)
+        last = np.clip(np.concatenate([hot[breaks], hot[-1:]]) + reach + 1, 0, samples)
+        lengths = last - first
+        offsets = np.cumsum(lengths) - lengths
+        index = np.repeat((first - offsets).astype(dtype), lengths)
+        index += np.arange(index.shape[0], dtype=index.dtype)
+    return _Region(index, need.at(index), power[index])
 
 
 class _Shape:
@@ -261,7 +275,7 @@ def level(
         verify=verify,
     )  # fmt: skip
     mapped = peaks.floor
-    need = _need(peaks)
+    need = _Need.of(x, peaks)
     del peaks  # keep memory low (the far part stays: the output's is derived from it)
     assert power is not None
     region, upper, full = limits.region(need, power, mapped)
@@ -274,7 +288,7 @@ def level(
         again = time.perf_counter()
         deeper = peak_map(x, floor, limits.far, limits.spans, keep_screen=verify)
         limits = replace(limits, screened=deeper.screened)
-        need = _need(deeper)
+        need = _Need.of(x, deeper)
         del deeper
         measured += time.perf_counter() - again
         if power is None:  # dropped: the same values again
@@ -305,14 +319,11 @@ class _Limits:
     def aim(self) -> float:
         return self.ceiling * from_db(-CURVE_MARGIN_DB)
 
-    def region(
-        self, need: NDArray[np.float32], power: NDArray[np.float32], mapped: float
-    ) -> tuple[_Region, float, float]:
+    def region(self, need: _Need, power: NDArray[np.float32], mapped: float) -> tuple[_Region, float, float]:
         """The samples the curve may touch, the highest gain allowed (``upper``: every unmapped detector
         value, at most the map's floor ``mapped``, stays under the ceiling) and the highest the depth cap
         allows."""
-        peak_need = float(need.max())
-        full = min(self.gain * from_db(self.depth_db), self.ceiling * from_db(self.depth_db) / peak_need)
+        full = min(self.gain * from_db(self.depth_db), self.ceiling * from_db(self.depth_db) / need.largest)
         upper = min(full, self.ceiling / mapped)
         shape = _Shape(self.settings, self.blocks.sample_rate)
         return _region(need, power, upper, self.aim, shape.reach), upper, full
@@ -500,7 +511,7 @@ class _Limiter:
             far = self._far_of(gain, region, scaled, limited, changed)
             del scaled, limited
             reuse = None if self.screened is None else Reuse(self.screened, gain, changed)
-            checked = peak_map(out, ceiling, far, spans, keep_envelope=False, reuse=reuse)
+            checked = peak_map(out, ceiling, far, spans, reuse=reuse)
             del far, spans
             values = checked.values
             over = values > ceiling

@@ -42,16 +42,22 @@ _SCREEN_SLACK = _SCREEN_BERNSTEIN / (1 - _SCREEN_BERNSTEIN) + 1e-3
 
 def sample_envelope(audio: NDArray[np.float32]) -> NDArray[np.float32]:
     """Largest |sample| over channels, per sample: ``(S,)`` (a chunk at a time: no full-length temporary)."""
-    envelope: NDArray[np.float32] = np.abs(audio[0])
-    if audio.shape[0] > 1:
-        size = min(_CHUNK, audio.shape[1])
-        part = np.empty(size, dtype=np.float32)
-        for start in range(0, audio.shape[1], _CHUNK):
-            stop = min(start + _CHUNK, audio.shape[1])
-            for channel in audio[1:]:
-                np.abs(channel[start:stop], out=part[: stop - start])
-                np.maximum(envelope[start:stop], part[: stop - start], out=envelope[start:stop])
+    envelope = np.empty(audio.shape[1], dtype=np.float32)
+    part = np.empty(min(_CHUNK, audio.shape[1]), dtype=np.float32)
+    for start in range(0, audio.shape[1], _CHUNK):
+        stop = min(start + _CHUNK, audio.shape[1])
+        _envelope_into(audio, start, stop, envelope[start:stop], part[: stop - start])
     return envelope
+
+
+def _envelope_into(
+    audio: NDArray[np.float32], start: int, stop: int, out: NDArray[np.float32], part: NDArray[np.float32]
+) -> None:
+    """``out`` = the largest |sample| over channels of samples ``start .. stop - 1`` (``part``: scratch)."""
+    np.abs(audio[0, start:stop], out=out)
+    for channel in audio[1:]:
+        np.abs(channel[start:stop], out=part)
+        np.maximum(out, part, out=out)
 
 
 def largest_sample(audio: NDArray[np.float32]) -> float:
@@ -144,11 +150,11 @@ class Reuse:
 
 @dataclass(frozen=True)
 class PeakMap:
-    """Where a clip's true peaks can be: its sample envelope and the accurate meter's grid values (at
+    """Where a clip's true peaks can be: its largest |sample| and the accurate meter's grid values (at
     least the Annex 2 4x ones) wherever they may exceed the sample peak or a lower floor (every other
     row is below both)."""
 
-    envelope: NDArray[np.float32]  # (S,); only its largest value, (1,), where not kept (``peak_map``)
+    sample_peak: float  # largest |sample| (linear)
     rows: Rows
     values: NDArray[
         np.float32
@@ -158,11 +164,6 @@ class PeakMap:
     far: FarField
     spans: NDArray[np.float32]  # the near part's bound per span of 8 rows (:func:`span_bounds`)
     screened: Screened | None = None  # what the second screen read (``peak_map(..., keep_screen=True)``)
-
-    @property
-    def sample_peak(self) -> float:
-        """Largest |sample| (linear)."""
-        return float(self.envelope.max())
 
     @property
     def grid_peak(self) -> float:
@@ -307,12 +308,13 @@ def _span_max(values: NDArray[np.float32], start: NDArray[np.float32] | None = N
     return eights.copy() if start is None else np.maximum(eights, start)
 
 
-def span_bounds(audio: NDArray[np.float32], envelope: NDArray[np.float32]) -> NDArray[np.float32]:
+def span_bounds(audio: NDArray[np.float32]) -> NDArray[np.float32]:
     """An upper bound of the near part and the Annex 2 values (zero outside the clip) over each span of 8
     rows (rows ``8 J .. 8 J + 7``; row ``m`` lies between samples ``m - 1`` and ``m``, ``m = 0..S``):
     ``(|c0| + |c1|)`` times the span's largest ``|x|`` (and the sample before it), plus the curvature
     weights over the largest ``|D|`` of each span around it (see :func:`_curvature_split`), with room
-    for the float32 rounding. Tight where the audio is smooth (``D`` small)."""
+    for the float32 rounding. Tight where the audio is smooth (``D`` small). The sample envelope is read a
+    chunk at a time (no full-length one: 1.0x a mono clip)."""
     gain, weights, lo = _span_weights()
     samples = audio.shape[1]
     spans = samples // _SPAN + 1  # row S is in the last
@@ -320,13 +322,16 @@ def span_bounds(audio: NDArray[np.float32], envelope: NDArray[np.float32]) -> ND
     span_bend = np.zeros(spans + weights.shape[0], dtype=np.float32)  # span J at J - lo
     size = min(_CHUNK, spans * _SPAN)
     window = np.empty(size + 2, dtype=np.float32)  # one channel's samples start - 1 .. stop, zero outside
-    part = np.empty(size, dtype=np.float32)
+    part = np.empty(size + 1, dtype=np.float32)
     bend = np.empty(size, dtype=np.float32)  # max over channels of |D|, zero from sample S on
     peak = np.empty(size + 1, dtype=np.float32)  # the envelope from sample start - 1
+    top = 0.0  # the envelope's largest value
     for start in range(0, spans * _SPAN, _CHUNK):  # in chunks: no full-length temporaries
         stop = min(start + _CHUNK, spans * _SPAN)
         n, inside = stop - start, max(0, min(stop, samples) - start)
         if start > 0 and stop < samples:  # samples start - 1 .. stop all inside: read in place
+            _envelope_into(audio, start - 1, stop, peak[: n + 1], part[: n + 1])
+            top = max(top, float(peak[: n + 1].max()))
             for c, x in enumerate(audio):
                 d = bend[:n] if c == 0 else part[:n]  # |D| ≥ 0: the first channel's is the maximum so far
                 np.multiply(x[start:stop], np.float32(-2.0), out=d)
@@ -336,9 +341,7 @@ def span_bounds(audio: NDArray[np.float32], envelope: NDArray[np.float32]) -> ND
                 if c:
                     np.maximum(bend[:n], d, out=bend[:n])
             span_bend[start // _SPAN - lo : stop // _SPAN - lo] = _span_max(bend[:n])
-            reach[start // _SPAN : stop // _SPAN] = _span_max(
-                envelope[start:stop], envelope[start - 1 : stop - 1 : _SPAN]
-            )
+            reach[start // _SPAN : stop // _SPAN] = _span_max(peak[1 : n + 1], peak[:n:_SPAN])
             continue
         bend[:n] = 0.0
         for x in audio:
@@ -353,13 +356,15 @@ def span_bounds(audio: NDArray[np.float32], envelope: NDArray[np.float32]) -> ND
         bend[inside:n] = 0.0
         span_bend[start // _SPAN - lo : stop // _SPAN - lo] = _span_max(bend[:n])
         peak[: n + 1] = 0.0
-        peak[0] = envelope[start - 1] if start > 0 else 0.0
-        peak[1 : inside + 1] = envelope[start : start + inside]
+        first = max(start - 1, 0)  # peak[k]: sample start - 1 + k
+        last = start + inside
+        _envelope_into(audio, first, last, peak[first - start + 1 : inside + 1], part[: last - first])
+        top = max(top, float(peak[: n + 1].max()))
         reach[start // _SPAN : stop // _SPAN] = _span_max(peak[1 : n + 1], peak[:n:_SPAN])
     reach *= np.float32(gain)
     curved: NDArray[np.float32] = np.correlate(span_bend, weights, mode="valid")[:spans]
     reach += curved
-    rounding = float(envelope.max(initial=0.0)) + float(weights.sum()) * float(span_bend.max())
+    rounding = top + float(weights.sum()) * float(span_bend.max())
     reach += np.float32(1e-5 * rounding)
     return reach
 
@@ -396,7 +401,7 @@ def scaled_span_bounds(
     for k in sorted(set(range(len(ranges))) - set(inner)):
         (first, last), (start, stop) = ranges[k], slices[k]
         piece = np.ascontiguousarray(out[:, start:stop])
-        local = span_bounds(piece, sample_envelope(piece))
+        local = span_bounds(piece)
         result[first : last + 1] = local[first - start // _SPAN : last - start // _SPAN + 1]
     if not inner:
         return result
@@ -406,7 +411,7 @@ def scaled_span_bounds(
     for k, place in zip(inner, places[:-1].tolist(), strict=True):
         start, stop = slices[k]
         joined[:, place : place + stop - start] = out[:, start:stop]
-    local = span_bounds(joined, sample_envelope(joined))
+    local = span_bounds(joined)
     for k, place in zip(inner, places[:-1].tolist(), strict=True):
         (first, last), (start, _) = ranges[k], slices[k]
         at = (place - start) // _SPAN  # local span of global span J: J + at
@@ -430,7 +435,6 @@ def peak_map(
     far: FarField | None = None,
     spans: NDArray[np.float32] | None = None,
     *,
-    keep_envelope: bool = True,
     keep_screen: bool = False,
     reuse: Reuse | None = None,
 ) -> PeakMap:
@@ -446,8 +450,7 @@ def peak_map(
     clip's true peak (Bernstein), itself at most the quarter grid's peak over ``1 - (pi / 8)^2 / 2``.
     Only rows where this can exceed the level get the full grid.
 
-    ``keep_envelope=False`` (with ``spans`` given): the map's ``envelope`` holds only the largest |sample|
-    (no full-length envelope is made; the values read are the same).
+    No full-length envelope is made (1.0x a mono clip): the samples beside the rows are read from ``audio``.
 
     ``keep_screen``: the map keeps what its second screen read (:class:`Screened`). ``reuse``: ``audio`` is a
     limiter's output and ``reuse`` its clip's screen (see :class:`Reuse`): at rows whose reach no changed
@@ -458,12 +461,11 @@ def peak_map(
     """
     far = FarField.measure(audio, kernel=keep_screen) if far is None else far  # kept: a limiter's check
     samples = audio.shape[1]
-    full = keep_envelope or spans is None
-    envelope = sample_envelope(audio) if full else np.full(1, largest_sample(audio), dtype=np.float32)
-    level = float(envelope.max()) if floor is None else min(float(envelope.max()), floor)
+    peak = largest_sample(audio)
+    level = peak if floor is None else min(peak, floor)
     blocks = -(-(samples + 1) // BLOCK)
     far_blocks = far.block_bound(blocks)
-    near = span_bounds(audio, envelope) if spans is None else spans
+    near = span_bounds(audio) if spans is None else spans
     bound = near.copy()
     _add_per_block(bound, far_blocks)
     bound[: 2 * BLOCK // _SPAN] = np.inf  # the looped readings at the ends: always measured
@@ -496,15 +498,9 @@ def peak_map(
         quarter = screened[:, 0] + far_bound  # ≥ |reconstruction| there
         del far_bound
         annex = screened[:, 1]
-        if full:
-            before = np.where(rows > 0, envelope[np.maximum(rows - 1, 0)], np.float32(0.0))  # sample m - 1
-            after = np.where(rows < samples, envelope[np.minimum(rows, samples - 1)], np.float32(0.0))  # m
-        else:
-            before, after = _envelope_at(audio, rows - 1), _envelope_at(audio, rows)
-        beside = np.maximum(before, after)
-        del before, after
+        beside = np.maximum(_envelope_at(audio, rows - 1), _envelope_at(audio, rows))  # samples m - 1, m
         local = np.maximum(quarter, beside)
-        grid_peak = max(float(envelope.max()), float(quarter.max(initial=0.0)))
+        grid_peak = max(peak, float(quarter.max(initial=0.0)))
         del quarter
         if keep_screen:
             reach = np.maximum(screened[:, 0], beside)
@@ -530,12 +526,12 @@ def peak_map(
         # the clip's readings scaled, with room for the float32 rounding of gain * x and of the products
         scaled = reuse.screened.reach[clip_rows] * np.float32(reuse.gain * (1 + 1e-5))
         del clip_rows
-        scaled += np.float32(1e-5 * float(envelope.max()))
+        scaled += np.float32(1e-5 * peak)
         local[~fresh] = scaled + far_bound[~fresh]
         del far_bound
         annex[~fresh] = scaled
         del scaled
-        grid_peak = max(float(envelope.max()), float(local.max(initial=0.0)))
+        grid_peak = max(peak, float(local.max(initial=0.0)))
     threshold = level - _SCREEN_SLACK * grid_peak
     keep = (local > threshold) | (annex > level) | forced
     del local, edge, forced
@@ -547,7 +543,7 @@ def peak_map(
     rows, annex = rows[keep], annex[keep]
     del keep
     ideal = ideal_peaks(audio, rows, far)
-    return PeakMap(envelope, rows, np.maximum(ideal, annex), ideal, level, far, near, recorded)
+    return PeakMap(peak, rows, np.maximum(ideal, annex), ideal, level, far, near, recorded)
 
 
 def _looped_reach(far: FarField, samples: int) -> float | None:
