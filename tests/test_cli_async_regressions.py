@@ -261,3 +261,20 @@ def test_queue_json_counts_processing_as_the_table_does(
     shown = json.loads(_out(capsys, "queue", "--json", "--database", db_url))
     assert (shown["pending"], shown["processing"]) == (1, 2)
     assert shown["processing"] == sum(r["running"] for r in shown["running"])
+
+
+def test_show_aligns_every_value_left_when_metadata_makes_the_column_wide(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a number was right-aligned to the column's width, set by the metadata's JSON: sample_rate, channels and
+    # the other figures stood hundreds of columns to the right of their field's name
+    with Store(sqlite_url) as store:
+        generation = new_job(store, "p", metadata={"notes": "x" * 300})
+    lines = _out(capsys, "show", generation.id, "--database", sqlite_url).splitlines()
+    start = lines[0].index("value")
+    values = {line[:start].strip(): line[start:] for line in lines[2:]}
+    for field, shown in [("sample_rate", "32000"), ("channels", "2"), ("attempts", "0"), ("priority", "0")]:
+        assert values[field] == shown, (field, values[field][:40])
+    from musicstore.cli.table import table
+
+    assert table([("-",), ("2",), ("10",)], ["limit"])[2:] == ["-", "    2", "   10"]  # figures stay right

@@ -34,14 +34,20 @@ def numeric(cell: str) -> bool:
 
 
 def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> list[str]:
-    """The lines of the table; a header is right-aligned over a column whose every cell is a number."""
+    """The lines of the table. A column of numbers (``-`` for none among them) has its numbers aligned
+    right, and its header too when every cell is a number; in any other column (``show``'s values) every
+    cell is aligned left, so a number never stands at the far end of a long text's width."""
     cells = [[printable(str(c)) for c in row] for row in rows]
     columns = range(len(headers))
     widths = [max(len(row[i]) for row in [list(headers), *cells]) for i in columns]
     right = [bool(cells) and all(numeric(row[i]) for row in cells) for i in columns]
+    figures = [all(numeric(row[i]) or row[i] == "-" for row in cells) for i in columns]
     head = "  ".join(h.rjust(w) if r else h.ljust(w) for h, w, r in zip(headers, widths, right, strict=True))
     body = [
-        "  ".join(c.rjust(w) if numeric(c) else c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        "  ".join(
+            c.rjust(w) if f and numeric(c) else c.ljust(w)
+            for c, w, f in zip(row, widths, figures, strict=True)
+        ).rstrip()
         for row in cells
     ]
     return [head.rstrip(), "  ".join("-" * w for w in widths), *body]
