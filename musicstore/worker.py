@@ -16,7 +16,8 @@ the generation itself (``export_generation``, ``complete_generation``). What the
   a job the handler completed (or failed) itself before it raised is counted as it ended (the error is
   logged). A handler that returns what its loop cannot run is such an error (``InvalidInput``): an
   ``AsyncWorker``'s that returns no awaitable (a plain function: it belongs to ``Worker``), a ``Worker``'s
-  that returns an awaitable (its work never ran: it belongs to ``AsyncWorker``).
+  that returns an awaitable (its work never ran: it belongs to ``AsyncWorker``); that job is failed (with
+  retry) and ``run`` then raises the error, since every job would end alike.
 
 A claim that waited past the store's busy timeout (``DatabaseBusy``: another writer held SQLite's lock, or
 every pooled PostgreSQL connection was in use) is logged and tried again after a pause of
@@ -36,6 +37,7 @@ step raised is thrown back into the plan, which decides what it means.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import signal
@@ -135,6 +137,15 @@ def _misfit(outcome: object, what: str, runner: str) -> str:
     return f"the handler returned {what} ({type(outcome).__name__}): run it with {runner}"
 
 
+def _is_async_handler(handler: object) -> bool:
+    """Whether calling ``handler`` surely gives a coroutine: an ``async def`` (or a method of one), a
+    ``functools.partial`` of one, or an object whose ``__call__`` is one. A plain function may return an
+    awaitable too (a lambda around an ``async def``): only its result tells."""
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__)
+
+
 class _Loop:
     """What ``Worker`` and ``AsyncWorker`` share: the settings, stopping, signals and the ``plan``."""
 
@@ -158,6 +169,12 @@ class _Loop:
         self.backoff = backoff
         self._stop = threading.Event()
         self._wakers: set[Callable[[], None]] = set()
+        self._misfit: InvalidInput | None = None  # raised by a handler's result its loop cannot run
+
+    def _misfit_error(self, outcome: object, what: str, runner: str) -> InvalidInput:
+        """The error of a handler's result this loop cannot run: it fails the job, then ends ``run``."""
+        self._misfit = InvalidInput(_misfit(outcome, what, runner))
+        return self._misfit
 
     @property
     def stopping(self) -> bool:
@@ -237,6 +254,8 @@ class _Loop:
                     report.lost += 1
                 else:
                     report.failed += 1
+                if exc is self._misfit:  # the wrong loop for this handler: every job would end alike
+                    raise exc
             else:
                 report.done += 1
         return report
@@ -296,7 +315,7 @@ class Worker(_Loop):
             claim_options=claim_options,
             backoff=backoff,
         )
-        if inspect.iscoroutinefunction(handler):  # its jobs would be counted done, never run, left processing
+        if _is_async_handler(handler):  # its jobs would be counted done, never run, left processing
             raise InvalidInput("handler is an async function: run it with AsyncWorker on an AsyncStore")
         self.store = store
         self.handler = handler
@@ -324,7 +343,7 @@ class Worker(_Loop):
             if inspect.isawaitable(outcome):  # e.g. a lambda around an async def: the work never ran
                 if inspect.iscoroutine(outcome):
                     outcome.close()
-                raise InvalidInput(_misfit(outcome, "an awaitable", "AsyncWorker on an AsyncStore"))
+                raise self._misfit_error(outcome, "an awaitable", "AsyncWorker on an AsyncStore")
             return outcome
         if isinstance(step, Pause):
             return self._stop.wait(step.seconds)
@@ -412,7 +431,7 @@ class AsyncWorker(_Loop):
         if isinstance(step, Handle):
             outcome = self.handler(AsyncJob(step.generation, self))
             if not inspect.isawaitable(outcome):  # a plain function: it ran, and maybe finished the job
-                raise InvalidInput(_misfit(outcome, "no awaitable", "Worker on a Store"))
+                raise self._misfit_error(outcome, "no awaitable", "Worker on a Store")
             return await outcome
         if isinstance(step, Pause):
             return await self._pause(step.seconds)

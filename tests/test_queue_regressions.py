@@ -8,6 +8,7 @@ before it claims; an AsyncWorker's pause after a busy claim ends at stop(), as a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -316,26 +317,43 @@ def test_a_stop_during_the_pause_after_a_busy_claim_ends_it_at_once(
     assert reports == [WorkerReport()] and claims == ["gpu-0"]  # stopped: claimed no more
 
 
-def test_an_async_worker_with_a_plain_handler_fails_its_jobs_and_counts_the_ones_it_completed(
-    db_url: str,
+def test_an_async_worker_with_a_plain_handler_ends_its_run_at_the_first_job(
+    db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # `await None` raised TypeError after the handler ran: a job it had completed was failed, which raised
-    # LeaseLost, and the report counted it lost
+    # it failed every job it claimed (each retried and failed again until its attempts ran out): the whole
+    # queue went to failed behind one misconfigured worker. Now the first job is failed (with retry) as
+    # before, or stays completed if the handler completed it, and run() raises: no other job is claimed
     with Store(db_url) as sync:
-        completed, left = new_job(sync, "completed by the plain handler"), new_job(sync, "left processing")
+        completed, left = new_job(sync, "completed by the plain handler"), new_job(sync, "never claimed")
 
         def handler(job: AsyncJob) -> None:  # a plain function: Worker's kind of handler
-            if job.id == completed.id:
-                sync.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=1, worker_id="w")
+            sync.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=1, worker_id="w")
 
         async def main() -> WorkerReport:
             async with AsyncStore.open(db_url) as store:
                 loop = AsyncWorker(store, "w", handler, max_attempts=1)  # type: ignore[arg-type]
                 return await loop.run(max_jobs=2)
 
-        assert asyncio.run(main()) == WorkerReport(done=1, failed=1)
-        done, failed = sync.get_generation(completed.id), sync.get_generation(left.id)
+        with pytest.raises(InvalidInput) as raised:
+            asyncio.run(main())
+        done, untouched = sync.get_generation(completed.id), sync.get_generation(left.id)
+    assert str(raised.value) == "the handler returned no awaitable (NoneType): run it with Worker on a Store"
     assert done is not None and done.status is Status.COMPLETED and done.error_message is None
+    assert untouched is not None and untouched.status is Status.PENDING and untouched.attempts == 0
+    assert any(completed.id in record.getMessage() for record in caplog.records)  # finished, then the error
+
+
+def test_an_async_worker_with_a_plain_handler_fails_its_first_job_with_the_misfit(db_url: str) -> None:
+    with Store(db_url) as sync:
+        job = new_job(sync)
+
+        async def main() -> None:
+            async with AsyncStore.open(db_url) as store:
+                await AsyncWorker(store, "w", lambda job: None, max_attempts=1).run(max_jobs=1)  # type: ignore[arg-type,return-value]
+
+        with pytest.raises(InvalidInput, match="run it with Worker on a Store"):
+            asyncio.run(main())
+        failed = sync.get_generation(job.id)
     assert failed is not None and failed.status is Status.FAILED
     assert (
         failed.error_message
@@ -345,21 +363,77 @@ def test_an_async_worker_with_a_plain_handler_fails_its_jobs_and_counts_the_ones
 
 def test_a_worker_whose_handler_returns_an_awaitable_fails_the_job_it_never_ran(store: Store) -> None:
     # a plain function around an async def passes the refusal of async handlers; its coroutine was dropped
-    # unawaited and the job counted done, left processing
+    # unawaited and the job counted done, left processing. Then every other job met the same: run() now
+    # ends at the first (failed with retry, so a worker with the right loop runs it)
     async def work(job: Job) -> None:
         store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=1)
 
     def handler(job: Job) -> Coroutine[Any, Any, None]:
         return work(job)
 
-    job = new_job(store)
-    assert Worker(store, "gpu-0", handler, max_attempts=1).run(max_jobs=1) == WorkerReport(failed=1)
-    read = store.get_generation(job.id)
+    job, other = new_job(store, "first"), new_job(store, "second")
+    with pytest.raises(InvalidInput, match="run it with AsyncWorker on an AsyncStore"):
+        Worker(store, "gpu-0", handler, max_attempts=1).run(max_jobs=2)
+    read, untouched = store.get_generation(job.id), store.get_generation(other.id)
     assert read is not None and read.status is Status.FAILED
     assert read.error_message == (
         "InvalidInput: the handler returned an awaitable (coroutine): run it with AsyncWorker on an "
         "AsyncStore"
     )
+    assert untouched is not None and untouched.status is Status.PENDING and untouched.attempts == 0
+
+
+def test_a_handler_raising_invalid_input_itself_fails_its_job_and_the_worker_goes_on(store: Store) -> None:
+    # only the loop's own misfit ends run(): a handler's InvalidInput is an ordinary job error
+    first, second = new_job(store, "first"), new_job(store, "second")
+
+    def handler(job: Job) -> None:
+        raise InvalidInput("bpm must be positive")
+
+    assert Worker(store, "gpu-0", handler, max_attempts=1).run(max_jobs=2) == WorkerReport(failed=2)
+    assert {store.get_generation(j.id).status for j in (first, second)} == {Status.FAILED}  # type: ignore[union-attr]
+
+
+class _AsyncCall:
+    """A handler object whose ``__call__`` is ``async def``."""
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store
+        self.ran: list[str] = []
+
+    async def __call__(self, job: AsyncJob) -> None:
+        self.ran.append(job.id)
+
+
+async def _partial_handler(job: AsyncJob, ran: list[str]) -> None:
+    ran.append(job.id)
+
+
+@pytest.mark.parametrize("kind", ["object", "partial", "partial of an object", "method"])
+def test_a_worker_refuses_every_kind_of_async_handler_and_an_async_worker_runs_it(
+    db_url: str, kind: str
+) -> None:
+    # an object with an async __call__ (or a partial of one) passed Worker's check: every job failed
+    ran: list[str] = []
+    call = _AsyncCall()
+    handler: Any = {
+        "object": call,
+        "partial": functools.partial(_partial_handler, ran=ran),
+        "partial of an object": functools.partial(call),
+        "method": call.__call__,
+    }[kind]
+    with Store(db_url) as sync:
+        job = new_job(sync)
+        with pytest.raises(InvalidInput, match="AsyncWorker"):
+            Worker(sync, "gpu-0", handler)
+        assert sync.get_generation(job.id).status is Status.PENDING  # type: ignore[union-attr]
+
+        async def main() -> WorkerReport:
+            async with AsyncStore.open(db_url) as store:
+                return await AsyncWorker(store, "w", handler).run(max_jobs=1)
+
+        assert asyncio.run(main()) == WorkerReport(done=1)
+    assert (ran or call.ran) == [job.id]
 
 
 def test_a_handler_that_completes_its_job_then_raises_counts_it_done(store: Store) -> None:
