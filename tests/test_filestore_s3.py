@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from musicstore.errors import InvalidInput, StorageError
-from musicstore.filestore import ObjectNotFound, S3FileStore, Upload, open_filestore
+from musicstore.filestore import ObjectNotFound, S3FileStore, StoreUnavailable, Upload, open_filestore
 from musicstore.filestore.s3 import MIN_PART
 from musicstore.testing._seaweed import find_weed
 
@@ -78,6 +78,26 @@ def test_a_missing_bucket_and_an_unreachable_endpoint_are_named(musicstore_s3_se
     with pytest.raises(StorageError, match="cannot reach the S3 endpoint") as caught:
         gone.head("a.wav")
     assert SECRET not in _all_text(caught.value)
+
+
+def test_a_delete_on_a_missing_bucket_names_the_bucket(musicstore_s3_server: Any) -> None:
+    # it returned False, as for a key that is not there: a cleanup "deleted nothing" from a bucket it could
+    # not reach (a typo in the bucket name), where get and put say StoreUnavailable
+    store = open_filestore("s3://no-such-bucket-here/x/", **musicstore_s3_server.options)
+    with pytest.raises(StoreUnavailable) as caught:
+        store.delete("a.wav")
+    assert str(caught.value) == (
+        "removing s3://no-such-bucket-here/x/a.wav: the bucket 'no-such-bucket-here' does not exist"
+    )
+    with pytest.raises(StoreUnavailable, match="the bucket 'no-such-bucket-here' does not exist"):
+        store.get("a.wav")
+
+
+def test_a_delete_of_an_absent_key_in_a_bucket_is_false(musicstore_s3_url: str) -> None:
+    store = open_filestore(musicstore_s3_url)
+    assert store.delete("absent.wav") is False
+    store.put("a.wav", b"x")
+    assert store.delete("a.wav") is True and store.delete("a.wav") is False
 
 
 def test_a_presigned_url_expires(musicstore_s3_url: str) -> None:

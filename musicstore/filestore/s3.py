@@ -164,7 +164,7 @@ class S3FileStore:
             code = str(error.get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code == "NoSuchBucket":
-                raise StoreUnavailable(f"{doing} {where}: the bucket {self.bucket!r} does not exist") from exc
+                raise self._bucket_gone(doing, key) from exc
             if code in _MISSING:
                 raise ObjectNotFound(f"{where}: no such object") from exc
             if code == "PreconditionFailed" or status == 412:
@@ -172,7 +172,7 @@ class S3FileStore:
             if (
                 code in _DENIED and self._no_bucket()
             ):  # a server may deny a write to a bucket that is not there
-                raise StoreUnavailable(f"{doing} {where}: the bucket {self.bucket!r} does not exist") from exc
+                raise self._bucket_gone(doing, key) from exc
             if code in _DENIED:
                 raise StoreUnavailable(
                     f"{doing} {where}: access denied ({code}); check AWS_ACCESS_KEY_ID, "
@@ -189,6 +189,10 @@ class S3FileStore:
                 f"{doing} {where}: cannot reach the S3 endpoint {redact(self.endpoint_url or '(AWS)')}"
             ) from exc
         raise StorageError(f"{doing} {where} failed: {type(exc).__name__}: {redact(str(exc))}") from exc
+
+    def _bucket_gone(self, doing: str, key: str | None) -> StoreUnavailable:
+        where = f"{self.url}{key}" if key is not None else self.url
+        return StoreUnavailable(f"{doing} {where}: the bucket {self.bucket!r} does not exist")
 
     def _no_bucket(self) -> bool:
         """Whether the bucket is missing, asked after a denial (one listing request, on that path only):
@@ -368,10 +372,13 @@ class S3FileStore:
             body.close()
 
     def delete(self, key: str) -> bool:
-        """Remove the object; False when there was none (a head first: S3's DELETE does not say)."""
+        """Remove the object; False when there was none (a head first: S3's DELETE does not say). A missing
+        bucket is ``StoreUnavailable``, as for get and put (a HEAD's 404 has no body: a listing tells)."""
         try:
             self.head(key)
         except ObjectNotFound:
+            if self._no_bucket():
+                raise self._bucket_gone("removing", key) from None
             return False
         try:
             self._client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
