@@ -435,10 +435,16 @@ def page(limit: object, offset: object) -> tuple[int, int]:
 
 
 def database_url(url: object) -> None:
-    """A database URL argument: None (the environment's, else the default) or a str without NUL; the URL is
-    never echoed (it may hold a password)."""
+    """A database URL argument: None (the environment's, else the default) or a non-empty str without NUL;
+    the URL is never echoed (it may hold a password). An empty one (an unset variable's value) is refused,
+    as the CLI's ``-d ""`` is, never read as "the default": that wrote to a local SQLite file instead."""
     if url is not None and (not isinstance(url, str) or "\x00" in url):
         raise InvalidInput(f"the database URL must be a str without NUL, got a {type(url).__name__}")
+    if url is not None and not url.strip():
+        raise InvalidInput(
+            "the database URL is empty; pass None for $MUSICSTORE_DATABASE_URL, else the default "
+            "sqlite:///data/generations.db"
+        )
 
 
 def store_options(url: object, busy_timeout: object, pool_size: object, clock: object) -> None:

@@ -555,3 +555,21 @@ def test_a_migration_lock_held_too_long_says_who_holds_it_and_how_to_break_it(db
         musicstore.migrate(db_url, lock_timeout=0.5)
     assert f"process {pid} (since " in str(caught.value)
     assert '`yoyo break-lock --database "$(musicstore yoyo-url)"`' in str(caught.value)
+
+
+@pytest.mark.parametrize("open_", ["Store", "AsyncStore", "migrate"])
+def test_an_empty_database_url_is_refused_not_read_as_the_default(
+    open_: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty URL (an unset variable's value) opened and migrated the default, a SQLite file in the working
+    directory, where `musicstore -d ""` is a usage error: now InvalidInput, and nothing is created."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MUSICSTORE_DATABASE_URL", raising=False)
+    with pytest.raises(InvalidInput, match="database URL is empty"):
+        if open_ == "Store":
+            Store("", migrate=True)
+        elif open_ == "AsyncStore":
+            AsyncStore.open("", migrate=True)  # refused when called, before any await
+        else:
+            musicstore.migrate("")
+    assert not list(tmp_path.iterdir())
