@@ -150,3 +150,36 @@ def test_changed_block_means_equal_a_full_measurement(  # noqa: PLR0917 (hypothe
     assert gated_loudness(means) == pytest.approx(integrated_loudness(out, rate).lufs, abs=1e-5)
     wide = np.asarray([[0, samples]], dtype=np.int64)  # most of the clip changed: measured whole instead
     assert changed_block_means(blocks, gain, x, out, wide) is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    samples=st.integers(1, 5_000),
+    channels=st.integers(1, 3),
+    chunk=st.sampled_from([7, 64, 1_000, 1 << 16]),
+    share=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+)
+def test_the_power_made_again_from_the_filters_states_is_the_held_power(
+    samples: int, channels: int, chunk: int, share: float, seed: int
+) -> None:
+    """Property: a clip measured without its per-sample power (memory) has the same block means, and its
+    power at any sorted positions, filtered again from the chunks' saved states up to the last position
+    in each, is the held power bit for bit."""
+    from musicstore.audio import loudness
+
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((channels, samples)) * rng.uniform(0.01, 1.0, (channels, 1))).astype(np.float32)
+    positions = np.flatnonzero(rng.random(samples) < share).astype(np.int32)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loudness, "_CHUNK", chunk)
+        held = BlockPower.measure(x, 16_000)
+        light = BlockPower.measure(x, 16_000, keep_power=False)
+    assert held.power is not None and light.power is None
+    assert np.array_equal(light.block_means(), held.block_means())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loudness, "_CHUNK", chunk)
+        again = light.power_at(x, positions)
+    assert again.dtype == np.float32
+    assert np.array_equal(again, held.power[positions])
+    assert np.array_equal(held.power_at(x, positions), held.power[positions])

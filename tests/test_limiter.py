@@ -116,15 +116,15 @@ def test_the_regions_chunked_test_finds_the_same_samples(
 def test_the_regions_test_makes_no_full_length_temporary() -> None:
     """The region of a long clip with a few hot samples: numpy's traced peak stays far under the need's
     size (the whole ``need * gain`` was a float32 temporary the size of the need, half a stereo clip; the
-    need is read a chunk at a time)."""
+    need and the power are read a chunk at a time)."""
     need = np.full(1 << 22, 0.1, dtype=np.float32)
     need[[5, 1_000_000, 4_000_000]] = 2.0
-    power = np.ones_like(need)
+    x = need[None, :]
+    blocks = BlockPower.measure(x, 48_000, keep_power=False)
     empty = np.zeros(0, dtype=np.float32)
-    unmapped = limiter._Need(need[None, :], empty.astype(np.int32), empty, 2.0)  # the need: its envelope
     tracemalloc.start()
     try:
-        region = limiter._region(unmapped, power, 1.0, 1.0, 100)
+        region = limiter._region(limiter._Need(x, empty.astype(np.int32), empty, 2.0), blocks, 1.0, 1.0, 100)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

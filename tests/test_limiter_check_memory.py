@@ -50,11 +50,13 @@ def test_the_region_holds_the_same_samples_in_fewer_bytes(
     rng = np.random.default_rng(seed)
     need = (rng.random(length) * 0.5).astype(np.float32)
     need[[i for i in hot if i < length]] = np.float32(0.9)
-    power = rng.random(length).astype(np.float32)
+    x = need[None, :]
+    blocks = BlockPower.measure(x, 32_000)
+    assert blocks.power is not None
     empty = np.zeros(0, dtype=np.float32)
-    unmapped = limiter._Need(need[None, :], empty.astype(np.int32), empty, 0.9)  # the need: its envelope
-    region = limiter._region(unmapped, power, 2.0, 1.0, reach)
-    index, kept_need, kept_power = _old_region(need, power, 2.0, 1.0, reach)
+    unmapped = limiter._Need(x, empty.astype(np.int32), empty, 0.9)  # the need: its envelope
+    region = limiter._region(unmapped, blocks, 2.0, 1.0, reach)
+    index, kept_need, kept_power = _old_region(need, blocks.power, 2.0, 1.0, reach)
     assert region.index.dtype == np.int32 and region.power.dtype == np.float32
     assert np.array_equal(region.index, index)
     assert np.array_equal(region.need, kept_need)
@@ -81,7 +83,7 @@ def test_the_predicted_loudness_reads_the_float32_power_as_the_float64_power(
     empty = np.zeros(0, dtype=np.float32)
     level = float(np.quantile(need, 0.9))
     unmapped = limiter._Need(x, empty.astype(np.int32), empty, 1.0)  # the need: its envelope
-    region = limiter._region(unmapped, blocks.power, 1.0, level, 40)
+    region = limiter._region(unmapped, blocks, 1.0, level, 40)
     g = np.ones(region.index.shape[0], dtype=np.float32)
     g -= np.float32(depth) * rng.random(region.index.shape[0], dtype=np.float32)
     base = blocks.block_means()

@@ -195,7 +195,10 @@ def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple
     # power too (half a stereo clip; memory); its kernel spectrum and transform plan are not kept through
     # the output's making and check (the spectrum is after the write, in _export_one)
     far = FarField.measure(measured, keep=False)
-    blocks = BlockPower.measure(measured, rate)
+    # a mono clip's per-sample power (4 bytes a sample: 1.0x the clip) is not held: the limiter makes its
+    # region's again from the filters' states (a pass over most of the clip; a stereo clip's costs twice
+    # as much for half the memory, and is held)
+    blocks = BlockPower.measure(measured, rate, keep_power=measured.shape[0] > 1)
     means = blocks.block_means()
     before = gated_loudness(means if exponent == 0 else np.ldexp(means, 2 * exponent))
     loudness_done = time.perf_counter()

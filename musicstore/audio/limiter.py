@@ -138,7 +138,7 @@ class _Need:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
 
 
-def _region(need: _Need, power: NDArray[np.float32], gain: float, ceiling: float, reach: int) -> _Region:
+def _region(need: _Need, blocks: BlockPower, gain: float, ceiling: float, reach: int) -> _Region:
     samples = need.x.shape[1]
     hot = need.hot(gain, ceiling)
     dtype = np.int32 if samples < 2**31 else np.int64
@@ -151,7 +151,7 @@ def _region(need: _Need, power: NDArray[np.float32], gain: float, ceiling: float
         offsets = np.cumsum(lengths) - lengths
         index = np.repeat((first - offsets).astype(dtype), lengths)
         index += np.arange(index.shape[0], dtype=index.dtype)
-    return _Region(index, need.at(index), power[index])
+    return _Region(index, need.at(index), blocks.power_at(need.x, index))
 
 
 class _Shape:
@@ -235,9 +235,9 @@ def level(
     which the check finds held), its loudness is the prediction (within ``EXACT_TOLERANCE_LU`` of the
     exact one as a rule) and its ``true_peak`` is NaN (not measured). Plain gain is exact either way.
 
-    ``blocks`` in a list is handed over (the list is emptied): the per-sample power is then dropped once
-    the limiter's region is known, before the output is made and checked (it is measured again only if a
-    deeper map is needed).
+    ``blocks`` in a list is handed over (the list is emptied): the per-sample power, where held, is then
+    dropped once the limiter's region is known, before the output is made and checked (a deeper map's
+    region makes it again from the filters' states, :meth:`BlockPower.power_at`).
 
     ``far``: ``x``'s far part (:meth:`FarField.measure`) where the caller measured it already; ``peak``: its
     largest |sample| (:func:`largest_sample`) where the caller has it.
@@ -267,9 +267,9 @@ def level(
         return _static(x, base, peaks, gain, started)  # no detector value can reach the ceiling
     if not limiter:
         return _static(x, base, peaks, ceiling / peaks.grid_peak, started)
-    power: NDArray[np.float32] | None = blocks.power
-    if owned:  # only the region's power is kept (in the region)
-        blocks = replace(blocks, power=np.zeros(0, dtype=np.float32))
+    held = blocks  # with its power, if held, until the region is known
+    if owned:  # then only the region's power is kept (in the region)
+        blocks = replace(blocks, power=None)
     limits = _Limits(
         x, blocks, ceiling, settings, gain, depth_db, target_lufs, peaks.far, peaks.spans, peaks.screened,
         verify=verify,
@@ -277,11 +277,8 @@ def level(
     mapped = peaks.floor
     need = _Need.of(x, peaks)
     del peaks  # keep memory low (the far part stays: the output's is derived from it)
-    assert power is not None
-    region, upper, full = limits.region(need, power, mapped)
-    del need
-    if owned:
-        power = None
+    region, upper, full = limits.region(need, held, mapped)
+    del need, held
     leveled = limits.limit(region, upper)
     if limits.capped(leveled, upper, full) and mapped > floor:  # more gain is needed: map down to the floor
         del leveled  # its output is not kept through the deeper map and its limiting (memory)
@@ -291,10 +288,8 @@ def level(
         need = _Need.of(x, deeper)
         del deeper
         measured += time.perf_counter() - again
-        if power is None:  # dropped: the same values again
-            power = BlockPower.measure(x, blocks.sample_rate).power
-        region, upper, full = limits.region(need, power, floor)
-        del need, power
+        region, upper, full = limits.region(need, limits.blocks, floor)
+        del need
         leveled = limits.limit(region, upper)
     return replace(leveled, measure_seconds=measured + leveled.measure_seconds)
 
@@ -319,14 +314,14 @@ class _Limits:
     def aim(self) -> float:
         return self.ceiling * from_db(-CURVE_MARGIN_DB)
 
-    def region(self, need: _Need, power: NDArray[np.float32], mapped: float) -> tuple[_Region, float, float]:
+    def region(self, need: _Need, blocks: BlockPower, mapped: float) -> tuple[_Region, float, float]:
         """The samples the curve may touch, the highest gain allowed (``upper``: every unmapped detector
         value, at most the map's floor ``mapped``, stays under the ceiling) and the highest the depth cap
-        allows."""
+        allows; the region's power read from ``blocks``."""
         full = min(self.gain * from_db(self.depth_db), self.ceiling * from_db(self.depth_db) / need.largest)
         upper = min(full, self.ceiling / mapped)
         shape = _Shape(self.settings, self.blocks.sample_rate)
-        return _region(need, power, upper, self.aim, shape.reach), upper, full
+        return _region(need, blocks, upper, self.aim, shape.reach), upper, full
 
     def limit(self, region: _Region, upper: float) -> Leveled:
         shape = _Shape(self.settings, self.blocks.sample_rate)

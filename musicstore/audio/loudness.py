@@ -52,16 +52,30 @@ def channel_weights(channels: int) -> Float64:
     return np.ones(channels, dtype=np.float64)
 
 
-def _power_chunks(audio: NDArray[np.float32], sample_rate: int) -> Iterator[tuple[int, Float64]]:
-    """Per-sample K-weighted power (channels weighted and summed), a chunk at a time, filter state carried."""
+def _power_chunks(
+    audio: NDArray[np.float32], sample_rate: int, states: Float64 | None = None
+) -> Iterator[tuple[int, Float64]]:
+    """Per-sample K-weighted power (channels weighted and summed), a chunk at a time, filter state carried
+    (``states``: each chunk's state at its start is stored there)."""
     sos = _k_weighting_sos(sample_rate)
     channels, samples = audio.shape
     weights = channel_weights(channels).tolist()
-    states = np.zeros((sos.shape[0], channels, 2))
-    for start in range(0, samples, _CHUNK):  # all channels in one call: one validation, one conversion
-        filtered, states = sosfilt(sos, audio[:, start : start + _CHUNK], axis=-1, zi=states)
-        np.square(filtered, out=filtered)
-        yield start, _weighted_sum(filtered, weights)
+    state = np.zeros((sos.shape[0], channels, 2))
+    for start in range(0, samples, _CHUNK):
+        if states is not None:
+            states[start // _CHUNK] = state
+        power, state = _chunk_power(sos, audio[:, start : start + _CHUNK], state, weights)
+        yield start, power
+
+
+def _chunk_power(
+    sos: Float64, chunk: NDArray[np.float32], state: Float64, weights: list[float]
+) -> tuple[Float64, Float64]:
+    """The weighted power of ``chunk`` filtered from ``state``, and the state after it (all channels in one
+    call: one validation, one conversion)."""
+    filtered, state = sosfilt(sos, chunk, axis=-1, zi=state)
+    np.square(filtered, out=filtered)
+    return _weighted_sum(filtered, weights), state
 
 
 def _weighted_sum(rows: Float64, weights: list[float]) -> Float64:
@@ -123,29 +137,49 @@ def _to_lufs(mean_power: Float64 | float) -> Float64:
 class BlockPower:
     """A clip's per-sample K-weighted power and the mean power of its 400 ms gating blocks."""
 
-    power: NDArray[np.float32]  # per sample, channels weighted and summed, (S,)
+    power: NDArray[np.float32] | None  # per sample, channels weighted and summed, (S,); None: not held
     sample_rate: int
     starts: NDArray[np.int64]
     stops: NDArray[np.int64]
     means: Float64  # mean power of each block
     block_length: float  # samples a block's sum is divided by
     short: bool  # the clip is shorter than one block and was measured as a whole
+    states: Float64  # the K-weighting filters' state at each chunk's start (:meth:`power_at`)
 
     @classmethod
-    def measure(cls, audio: NDArray[np.float32], sample_rate: int) -> BlockPower:
-        """K-weight ``audio`` ``(C, S)`` and measure its gating blocks as pyloudnorm lays them out."""
+    def measure(cls, audio: NDArray[np.float32], sample_rate: int, *, keep_power: bool = True) -> BlockPower:
+        """K-weight ``audio`` ``(C, S)`` and measure its gating blocks as pyloudnorm lays them out;
+        ``keep_power=False``: the per-sample power is not held (4 bytes a sample: 1.0x a mono clip), only
+        the filters' state per chunk, from which :meth:`power_at` makes it again."""
         starts, stops, length, short = _block_layout(audio.shape[1], sample_rate)
-        power = np.empty(audio.shape[1], dtype=np.float32)
-        means = _block_means(_power_chunks(audio, sample_rate), starts, stops, length, power)
-        return cls(power, sample_rate, starts, stops, means, length, short)
+        power = np.empty(audio.shape[1], dtype=np.float32) if keep_power else None
+        chunks = -(-audio.shape[1] // _CHUNK)
+        states = np.empty((chunks, _k_weighting_sos(sample_rate).shape[0], audio.shape[0], 2))
+        means = _block_means(_power_chunks(audio, sample_rate, states), starts, stops, length, power)
+        return cls(power, sample_rate, starts, stops, means, length, short, states)
 
     def block_means(self) -> Float64:
         """Mean weighted power of each block."""
         return self.means
 
-    def power_at(self, positions: NDArray[np.intp]) -> Float64:
-        """Weighted power of the samples at ``positions``."""
-        return self.power[positions].astype(np.float64)
+    def power_at(self, audio: NDArray[np.float32], positions: NDArray[np.integer]) -> NDArray[np.float32]:
+        """The power (as :attr:`power` holds it) at sorted ``positions`` of the measured ``audio``: read from
+        :attr:`power` where it is held, else filtered again from the saved states, only the chunks that
+        hold a position and each up to its last one (the same values: the filters run sample by sample)."""
+        if self.power is not None:
+            held: NDArray[np.float32] = self.power[positions]
+            return held
+        picked = np.empty(positions.shape[0], dtype=np.float32)
+        sos = _k_weighting_sos(self.sample_rate)
+        weights = channel_weights(audio.shape[0]).tolist()
+        edges = np.searchsorted(positions, np.arange(self.states.shape[0] + 1) * _CHUNK).tolist()
+        for k, state in enumerate(self.states):
+            lo, hi = edges[k], edges[k + 1]
+            if lo < hi:
+                start = k * _CHUNK
+                power, _ = _chunk_power(sos, audio[:, start : int(positions[hi - 1]) + 1], state, weights)
+                picked[lo:hi] = power[positions[lo:hi] - start]
+        return picked
 
     def block_sums_at(self, positions: NDArray[np.intp], values: Float64) -> Float64:
         """Per-block sums of ``values`` given at sorted sample ``positions``, divided like block means."""
@@ -317,6 +351,7 @@ def loudness_range(blocks: BlockPower) -> float | None:
     Returns None when the clip is shorter than 3 s or too quiet to have gated windows.
     """
     rate = blocks.sample_rate
+    assert blocks.power is not None, "loudness_range reads the per-sample power: measure with keep_power"
     cumulative = np.concatenate([[0.0], np.cumsum(blocks.power, dtype=np.float64)])
     window = round(LRA_WINDOW_SECONDS * rate)
     if cumulative.shape[0] - 1 < window:
