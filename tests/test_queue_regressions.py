@@ -13,14 +13,23 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from musicstore import DatabaseBusy, IdempotencyConflict, InvalidInput, Status, Store, waiting, worker
+from musicstore import (
+    DatabaseBusy,
+    IdempotencyConflict,
+    InvalidInput,
+    RetryPolicy,
+    Status,
+    Store,
+    waiting,
+    worker,
+)
 from musicstore.aio import AsyncStore
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
 from tests.conftest import FakeClock, new_job
@@ -509,3 +518,40 @@ def test_every_sync_caller_refuses_an_async_store_with_the_one_check(sqlite_url:
             assert ("Store, got " + kind) in message, (name, message)
             assert message.endswith(kind) == (kind != "AsyncStore"), (name, message)  # advice: to AsyncStore
             assert ("; " in message.split(", got ")[1]) == (kind == "AsyncStore"), (name, message)
+
+
+def test_a_lease_or_backoff_ending_after_the_year_9999_is_invalid_input_and_nothing_is_written(
+    store: Store, clock: FakeClock
+) -> None:
+    # now + lease overflowed datetime: a bare OverflowError from claim_next and heartbeat; a retry's backoff,
+    # computed in the query, wrote a run_after beyond 9999 that no read could turn back into a datetime
+    clock.now = datetime(9999, 12, 31, 23, 58, tzinfo=UTC)
+    job = new_job(store)
+    with pytest.raises(InvalidInput, match=r"a lease of 300 s from 9999-12-31T23:58:00\+00:00 ends after"):
+        store.claim_next("gpu-0", lease_seconds=300)
+    assert store.get_generation(job.id).status is Status.PENDING  # type: ignore[union-attr]
+    claimed = store.claim_next("gpu-0", lease_seconds=60)  # a lease that fits is taken
+    assert claimed is not None and claimed.lease_expires_at == datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+    with pytest.raises(InvalidInput, match="a lease of 300 s"):
+        store.heartbeat(job.id, "gpu-0", lease_seconds=300)
+    with pytest.raises(InvalidInput, match="check the store's clock"):
+        store.claim_batch("gpu-0", 2, lease_seconds=300)
+    policy = RetryPolicy(base_seconds=10, cap_seconds=600)
+    with pytest.raises(InvalidInput, match=r"a retry's backoff \(its cap_seconds\) of 600 s"):
+        store.fail(job.id, "boom", worker_id="gpu-0", backoff=policy)
+    clock.now = datetime(9999, 12, 31, 23, 59, 30, tzinfo=UTC)  # the lease expired
+    with pytest.raises(InvalidInput, match="a retry's backoff"):
+        store.requeue_expired(backoff=policy)
+    read = store.get_generation(job.id)  # readable, as it was
+    assert read is not None and read.status is Status.PROCESSING and read.run_after is None
+    assert read.lease_expires_at == datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+    assert store.fail(job.id, "boom", worker_id="gpu-0") is Status.PENDING  # no backoff: it fits
+
+
+def test_a_lease_that_leaves_the_utc_years_in_a_zone_behind_utc_is_invalid_input(
+    store: Store, clock: FakeClock
+) -> None:
+    clock.now = datetime(9999, 12, 31, 18, 30, tzinfo=timezone(timedelta(hours=-5)))  # 23:30 UTC
+    new_job(store)
+    with pytest.raises(InvalidInput, match="a lease of 3600 s"):
+        store.claim_next("gpu-0", lease_seconds=3600)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
@@ -86,6 +86,28 @@ def lease_of(seconds: float) -> timedelta:
             _LEASES.clear()
         lease = _LEASES[seconds] = timedelta(0, seconds)
     return lease
+
+
+def _later(now: datetime, span: timedelta, what: str) -> datetime:
+    """``now + span``, a moment the store can keep (years 1 to 9999 in UTC): else InvalidInput naming
+    ``what`` and the clock, before anything is written (a bare OverflowError escaped a claim at 9999)."""
+    try:
+        end = now + span
+        if end.year == 9999:  # a zone behind UTC may carry it past 9999 there
+            end.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(
+            f"{what} of {span.total_seconds():g} s from {now.isoformat()} ends after the year 9999 (UTC), "
+            "which the store cannot keep: check the store's clock"
+        ) from None
+    return end
+
+
+def _backoff_fits(now: datetime, delay: Params) -> None:
+    """A retry's backoff, at most ``cap_seconds``, ends where ``_later`` says (checked before the write:
+    run_after is computed in the query)."""
+    if delay["base_seconds"] > 0:
+        _later(now, timedelta(0, delay["cap_seconds"]), "a retry's backoff (its cap_seconds)")
 
 
 _CLAIMS_TRACKED = 4_096
@@ -325,7 +347,7 @@ def _claim_params(
         {
             "worker_id": worker,
             "now": stamp(now),
-            "lease_expires_at": stamp(now + lease),
+            "lease_expires_at": stamp(_later(now, lease, "a lease")),
             "default_limit": key_limit,
         },
     )
@@ -339,7 +361,12 @@ def _claim_finish(found: list[Any], now: datetime, checked: tuple[Any, ...]) -> 
 def _claim_more(
     now: datetime, worker: str | None, lease: timedelta, key_limit: int | None
 ) -> Steps[Generation | None]:
-    params = {"worker_id": worker, "now": now, "lease_expires_at": now + lease, "default_limit": key_limit}
+    params = {
+        "worker_id": worker,
+        "now": now,
+        "lease_expires_at": _later(now, lease, "a lease"),
+        "default_limit": key_limit,
+    }
     claimed: Generation | None = yield from _claim_undecided(params, True)
     return _took(claimed)
 
@@ -378,7 +405,12 @@ def claim_batch(
     lease = lease_of(validate.seconds(lease_seconds, "lease_seconds"))
     key_limit = _limit(owner_limit)
     now = yield NOW
-    params = {"worker_id": worker, "now": now, "lease_expires_at": now + lease, "default_limit": key_limit}
+    params = {
+        "worker_id": worker,
+        "now": now,
+        "lease_expires_at": _later(now, lease, "a lease"),
+        "default_limit": key_limit,
+    }
     fast = Call("claim_fast", params, _fast)  # the same step for each claim
     claimed: list[Generation] = []
     while len(claimed) < limit:
@@ -422,7 +454,7 @@ def _heartbeat_params(
     now: datetime, stamp: Stamp, checked: tuple[str, str | None, timedelta]
 ) -> tuple[Params]:
     gid, worker, lease = checked
-    return ({"id": gid, "worker_id": worker, "lease_expires_at": stamp(now + lease)},)
+    return ({"id": gid, "worker_id": worker, "lease_expires_at": stamp(_later(now, lease, "a lease"))},)
 
 
 def _heartbeat_finish(
@@ -503,6 +535,7 @@ def complete_generation(
 
 
 def _retry_params(now: datetime, stamp: Stamp, checked: tuple[Params, Params, bool]) -> tuple[Params]:
+    _backoff_fits(now, checked[1])
     return ({**checked[0], **checked[1], "now": stamp(now)},)
 
 
@@ -579,6 +612,7 @@ def _backoff(policy: RetryPolicy | None) -> dict[str, float]:
 def _requeue_params(
     now: datetime, stamp: Stamp, checked: tuple[int, dict[str, float]]
 ) -> tuple[Params, Params]:
+    _backoff_fits(now, checked[1])
     params = {
         "now": stamp(now),
         "max_attempts": checked[0],
