@@ -4,6 +4,7 @@ reached the database unchecked or overflowed, the CLI's port and exit codes."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -397,3 +398,75 @@ def test_serve_refuses_a_token_read_with_its_newline(
     assert main(["serve", "--database", sqlite_url, "--check"]) != EXIT_OK
     err = capsys.readouterr().err
     assert "token" in err and "from-a-secret-file" not in err
+
+
+RLO = "\u202e"  # RIGHT-TO-LEFT OVERRIDE: reverses what follows it, up to the end of its bidi paragraph
+
+
+class _Texts(HTMLParser):
+    """Each text of a page with the element it lies in (an attribute's value is no text)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+        self.texts: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in {"meta", "link", "input", "br", "img", "progress"}:  # void (progress: closed at once)
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.open:
+            del self.open[len(self.open) - 1 - self.open[::-1].index(tag) :]
+
+    def handle_data(self, data: str) -> None:
+        self.texts.append((self.open[-1] if self.open else "", data))
+
+
+def _isolated(page: str, value: str) -> None:
+    """Every text on ``page`` that shows ``value`` is a ``<bdi>`` of its own, but a select's ``<option>``
+    (shown alone: an override in it reaches nothing else)."""
+    parser = _Texts()
+    parser.feed(page)
+    where = [tag for tag, data in parser.texts if value in data]
+    assert where, value
+    assert {tag for tag in where if tag != "option"} <= {"bdi"}, (value, where)
+
+
+def test_user_text_with_a_bidi_override_is_isolated_on_every_page(sqlite_url: str, tmp_path: Path) -> None:
+    # escaped, so no injection, but an RLO in the model name reversed the rest of its line ("· 2.0 s · 32000
+    # Hz ... owner ..."), in the stage the "reported ..." after it: each user-supplied field is a <bdi>
+    text = {
+        "prompt": f"a prompt {RLO}reversed",
+        "model_name": f"musicgen{RLO}small",
+        "model_version": f"v{RLO}1",
+        "owner_key": f"team{RLO}a",
+        "worker": f"gpu{RLO}0",
+        "stage": f"sam{RLO}pling",
+        "error": f"out of {RLO}memory",
+        "key": f"k{RLO}ey",
+        "value": f"va{RLO}lue",
+    }
+    with Store(sqlite_url) as store:
+        job = store.create_generation(
+            text["prompt"],
+            model_name=text["model_name"],
+            model_version=text["model_version"],
+            owner_key=text["owner_key"],
+            duration_seconds=2,
+            metadata={text["key"]: text["value"]},
+        )
+        store.claim_next(text["worker"])
+        store.fail(job.id, text["error"], worker_id=text["worker"])  # back to pending, its error kept
+        store.claim_next(text["worker"])
+        store.report_progress(job.id, text["worker"], 0.5, text["stage"])
+        with TestClient(create_app(store, root=tmp_path)) as client:
+            pages = {path: client.get(path).text for path in ("/generations", "/prompts", "/workers")}
+            pages["one"] = client.get(f"/generations/{job.id}").text
+    for value in text.values():
+        _isolated(pages["one"], value)
+    for value in ("prompt", "model_name"):
+        _isolated(pages["/generations"], text[value])
+    _isolated(pages["/prompts"], text["prompt"])
+    for value in ("worker", "model_name", "stage"):
+        _isolated(pages["/workers"], text[value])
