@@ -60,6 +60,7 @@ class _Locator:
             if not isinstance(given, FileStore):
                 raise InvalidInput(f"files must hold FileStore objects, got {type(given).__name__}")
             self._by_url[_canonical(given.url)] = given
+        self._given = frozenset(self._by_url)  # the caller's: a row naming one uses it, root or not
         self._root = None if root is None else self._open(root)
 
     def _open(self, root: Root) -> FileStore:
@@ -83,7 +84,9 @@ class _Locator:
                 current=stored.status.value,
             )
         url = stored.storage_url
-        if url is None or (url.startswith("file:") and self._root is not None):
+        if url is None or (
+            url.startswith("file:") and self._root is not None and _canonical(url) not in self._given
+        ):
             if self._root is None:
                 raise InvalidInput(
                     f"generation {stored.generation_id} was recorded before storage URLs (its file is "
@@ -134,9 +137,10 @@ def _of(audio: Audio, master: Located) -> Located:
 class Delivery:
     """URLs and streamed reads of completed generations' audio, for a sync ``Store``.
 
-    ``root``: where rows recorded before storage URLs keep their files (and this host's mount of a local
-    root); ``files``: open file stores to use for rows whose storage URL is theirs; ``options``: S3 settings
-    (``endpoint_url``, credentials...) for the stores opened from rows' ``s3://`` URLs.
+    ``root``: where rows recorded before storage URLs keep their files, and this host's mount of the local
+    root every other ``file://`` row names (its key read under ``root``, whatever folder the row names);
+    ``files``: open file stores to use for rows whose storage URL is theirs (before ``root``); ``options``:
+    S3 settings (``endpoint_url``, credentials...) for the stores opened from rows' ``s3://`` URLs.
     """
 
     def __init__(

@@ -14,7 +14,7 @@ import pytest
 from musicstore import InvalidInput, InvalidTransition, NotFound, Store
 from musicstore.aio import AsyncStore
 from musicstore.delivery import AsyncDelivery, Delivery
-from musicstore.filestore import ChecksumMismatch, FileStore, ObjectNotFound
+from musicstore.filestore import ChecksumMismatch, FileStore, LocalFileStore, ObjectNotFound
 from musicstore.ids import new_id
 from musicstore.recording import Recorded, export_generation
 from tests.conftest import new_job
@@ -78,6 +78,33 @@ def test_rows_before_storage_urls_need_a_root_and_others_have_no_audio(store: St
             delivery.open_audio(pending)
         with pytest.raises(NotFound):
             delivery.url_for(new_id())
+
+
+def test_root_stands_for_every_local_row_but_a_given_store_serves_its_own_rows(
+    store: Store, db_url: str, tmp_path: Path
+) -> None:
+    # root= is this host's mount of the local root the rows name: every file:// row's key is read under it,
+    # whatever folder the row names (docs/storage). A store given in files= for a row's URL served nothing
+    # once root= was given too: root took the row, and its file "was missing" under root
+    here, there = tmp_path / "here", tmp_path / "there"
+    mine, theirs = _recorded(store, here), _recorded(store, there)
+    with Delivery(store, root=here) as delivery:
+        assert delivery.url_for(theirs.generation) == (here / str(theirs.key)).as_uri()  # as documented
+        with pytest.raises(ObjectNotFound):
+            delivery.read_audio(theirs.generation)
+    with Delivery(store, root=here, files=[LocalFileStore(there)]) as delivery:
+        assert delivery.url_for(theirs.generation) == (there / str(theirs.key)).as_uri()
+        assert hashlib.sha256(delivery.read_audio(theirs.generation)).hexdigest() == theirs.checksum
+        assert hashlib.sha256(delivery.read_audio(mine.generation)).hexdigest() == mine.checksum
+
+    async def main() -> str:
+        async with (
+            AsyncStore.open(db_url) as astore,
+            AsyncDelivery(astore, root=here, files=[LocalFileStore(there)]) as delivery,
+        ):
+            return await delivery.url_for(theirs.generation)
+
+    assert asyncio.run(main()) == (there / str(theirs.key)).as_uri()
 
 
 def test_async_delivery_matches_the_sync_one(store: Store, db_url: str, objects: FileStore) -> None:
