@@ -117,26 +117,93 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
         raise MigrationError(
             f"{where}: cannot open the database to migrate it ({exc}); check the URL"
         ) from exc
+    stops: tuple[type[BaseException], ...] = (*failures, KeyboardInterrupt)
+    failed: BaseException | None = None
+    held = False
     try:
         migrations = read_migrations(str(migrations_path()))
         if target.path is not None:
             _drop_dead_holders_lock(backend)
+        held = True  # from here a Ctrl-C may leave this process's lock (even one just taken)
         with backend.lock(timeout=lock_timeout):
             pending = backend.to_apply(migrations)
-            backend.apply_migrations(pending)
+            _apply(backend, pending)
     except LockTimeout as exc:
         raise MigrationError(_lock_held(backend, target.dialect, where, lock_timeout)) from exc
-    except failures as exc:
-        raise MigrationError(f"{where}: a migration failed ({exc})") from exc
+    except stops as exc:
+        failed = exc
     finally:
         backend.connection.close()
-    return [migration.id for migration in pending]
+    if failed is None:
+        return [migration.id for migration in pending]
+    if held:
+        _release_own_lock(target.yoyo_url, target.dialect)
+    if isinstance(failed, KeyboardInterrupt):
+        raise failed
+    if _interrupted(failed):
+        raise KeyboardInterrupt from failed
+    raise MigrationError(f"{where}: a migration failed ({failed})") from failed
+
+
+def _apply(backend: Any, pending: Any) -> None:
+    """Apply ``pending`` in order: each migration's steps and its record in one transaction, on the lock's
+    connection. yoyo's ``apply_one`` commits the steps (on a second connection), then records the migration
+    in a transaction of its own, so a migration stopped between the two (Ctrl-C, SIGKILL, a lost connection)
+    stayed applied but unrecorded, and every later migrate failed applying it again ('duplicate column').
+    A migration that cannot run in a transaction (0001, SQLite's journal mode; idempotent) is yoyo's to run.
+    """
+    backend.ensure_internal_schema_updated()
+    for migration in pending:
+        migration.load()
+        if not migration.use_transactions:
+            backend.apply_one(migration)
+            continue
+        with backend.transaction():
+            migration.process_steps(backend, "apply")
+            backend.log_migration(migration, "apply")
+            backend.mark_one(migration, log=False)
+    backend.run_post_apply(pending)
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether ``error`` was raised while a Ctrl-C unwound: psycopg's connection, interrupted in a query,
+    fails yoyo's rollback (and its lock's release) with an OperationalError that hides the Ctrl-C."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _release_own_lock(yoyo_url: str, dialect: str) -> None:
+    """After a failed migration, take back this process's migration lock on a new connection: yoyo releases
+    it on its own connection, which fails when that connection broke (a Ctrl-C in a PostgreSQL query, a
+    server restart), and the row then stopped every later migration. Best effort: a database still out of
+    reach keeps it, and the next migration's error says how to break it."""
+    from yoyo import get_backend
+
+    try:
+        backend = get_backend(yoyo_url)
+    except _database_errors(dialect):
+        return
+    try:
+        with backend.transaction():
+            execute(backend.connection, _queries(dialect)["drop_migration_lock"], {"pid": os.getpid()})
+    except _database_errors(dialect):
+        pass
+    finally:
+        backend.connection.close()
+
+
+def _queries(dialect: str) -> dict[str, Any]:
+    """The named queries for yoyo's connection to a ``dialect`` database (sqlite3 or psycopg)."""
+    return load(dialect, "sqlite3" if dialect == "sqlite" else "psycopg")
 
 
 def _lock_holder(backend: Any, dialect: str) -> tuple[int, object] | None:
     """yoyo's migration lock row (the process id that took it, and when), or None."""
-    driver = "sqlite3" if dialect == "sqlite" else "psycopg"
-    holder = execute(backend.connection, load(dialect, driver)["migration_lock_holder"], {})
+    holder = execute(backend.connection, _queries(dialect)["migration_lock_holder"], {})
     return None if holder is None else (int(holder["pid"]), holder["ctime"])
 
 
@@ -152,7 +219,7 @@ def _drop_dead_holders_lock(backend: Any) -> None:
     if holder is None or _alive(holder[0]):
         return
     with backend.transaction():
-        execute(backend.connection, load("sqlite", "sqlite3")["drop_migration_lock"], {"pid": holder[0]})
+        execute(backend.connection, _queries("sqlite")["drop_migration_lock"], {"pid": holder[0]})
 
 
 def _alive(pid: int) -> bool:

@@ -573,3 +573,43 @@ def test_an_empty_database_url_is_refused_not_read_as_the_default(
         else:
             musicstore.migrate("")
     assert not list(tmp_path.iterdir())
+
+
+def _stopped_at(number: str, *, connection_lost: bool) -> Any:
+    """yoyo's record of migration ``number`` interrupted by a Ctrl-C (after the migration's steps ran), its
+    connection lost first when ``connection_lost`` (a Ctrl-C inside a PostgreSQL query breaks it)."""
+    from yoyo.backends.base import DatabaseBackend
+
+    record = DatabaseBackend.mark_one
+
+    def interrupted(backend: Any, migration: Any, log: bool = True) -> None:
+        if migration.id.startswith(number):
+            if connection_lost:
+                backend.connection.close()
+            raise KeyboardInterrupt
+        record(backend, migration, log)
+
+    return interrupted
+
+
+@pytest.mark.parametrize("connection_lost", [False, True])
+def test_a_migration_interrupted_before_its_record_applies_again(
+    db_url: str, connection_lost: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """yoyo committed a migration's steps, then recorded it in a transaction of its own: a Ctrl-C (or a kill)
+    between the two left it applied but unrecorded, and every later migrate failed ('duplicate column name:
+    priority'). With its connection lost, the Ctrl-C came out as 'a migration failed (...)' (exit code 1,
+    not 130) and the lock stayed. Now steps and record are one transaction, the lock is released, and the
+    interrupt stays one."""
+    from yoyo.backends.base import DatabaseBackend
+
+    from tests.test_schema import _from, _rollback
+
+    _rollback(db_url, "0008")
+    with monkeypatch.context() as patch:
+        patch.setattr(DatabaseBackend, "mark_one", _stopped_at("0008", connection_lost=connection_lost))
+        with pytest.raises(KeyboardInterrupt):
+            musicstore.migrate(db_url)
+    assert musicstore.migrate(db_url, lock_timeout=2) == _from("0008")
+    with Store(db_url) as store:
+        assert store.create_generation("p", model_name="m", duration_seconds=1, priority=3).priority == 3
