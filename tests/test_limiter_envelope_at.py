@@ -33,6 +33,31 @@ def test_envelope_at_is_the_largest_magnitude_over_channels(
     np.testing.assert_array_equal(got, expected)
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    channels=st.integers(1, 4),
+    samples=st.integers(1, 400),
+    count=st.integers(0, 300),
+    shift=st.integers(-2, 2),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_envelope_at_shifted_into_a_buffer_is_the_larger_of_both(
+    channels: int, samples: int, count: int, shift: int, seed: int
+) -> None:
+    """The envelope at ``index + shift`` (the samples before a row), its larger with ``out`` written there
+    (the screen's samples beside its rows without their index and value temporaries): the same values."""
+    rng = np.random.default_rng(seed)
+    audio = rng.standard_normal((channels, samples)).astype(np.float32)
+    index = np.sort(rng.integers(-3, samples + 3, count)).astype(np.int32)
+    start = rng.random(count).astype(np.float32)
+    expected = np.maximum(start, _envelope_at(audio, index + shift))
+    out = start.copy()
+    got = _envelope_at(audio, index, shift, out=out)
+    assert got is out
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(_envelope_at(audio, index, shift), _envelope_at(audio, index + shift))
+
+
 @settings(max_examples=20, deadline=None)
 @given(channels=st.integers(1, 3), samples=st.integers(200, 6000), seed=st.integers(0, 2**32 - 1))
 def test_block_bound_covers_every_blocks_grid_points(channels: int, samples: int, seed: int) -> None:
