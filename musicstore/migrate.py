@@ -121,6 +121,8 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
     failed: BaseException | None = None
     held = False
     try:
+        if _up_to_date(backend, target.dialect):  # no lock to take: a role that may only read can call this
+            return []
         migrations = read_migrations(str(migrations_path()))
         if target.path is not None:
             _drop_dead_holders_lock(backend)
@@ -129,7 +131,7 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
             pending = backend.to_apply(migrations)
             _apply(backend, pending)
     except LockTimeout as exc:
-        raise MigrationError(_lock_held(backend, target.dialect, where, lock_timeout)) from exc
+        raise MigrationError(_lock_held(backend, target.dialect, where, lock_timeout, exc)) from exc
     except stops as exc:
         failed = exc
     finally:
@@ -233,12 +235,29 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _lock_held(backend: Any, dialect: str, where: str, lock_timeout: float) -> str:
-    """The message of a migration lock not had in time: who holds it, since when, and how to break it."""
+def _up_to_date(backend: Any, dialect: str) -> bool:
+    """Whether every shipped migration is recorded as applied (read only; False where yoyo's table is not)."""
+    try:
+        with backend.transaction():
+            applied = execute(backend.connection, _queries(dialect)["applied_migrations"], {})
+    except _database_errors(dialect):
+        return False
+    return set(shipped_migrations()) <= {row["migration_id"] for row in applied}
+
+
+def _lock_held(backend: Any, dialect: str, where: str, lock_timeout: float, timeout: BaseException) -> str:
+    """The message of a migration lock not had in time: who holds it, since when, and how to break it; or,
+    where nobody holds it, why its row could not be written (yoyo retried that error until the timeout)."""
     try:
         holder = _lock_holder(backend, dialect)
     except _database_errors(dialect):
         holder = None
+    refused = timeout.__context__
+    if holder is None and isinstance(refused, _database_errors(dialect)):
+        return (
+            f"{where}: cannot take the migration lock, no process holds it: the database refused its row "
+            f"({refused}); migrate as a role that may change the schema"
+        )
     who = "another process" if holder is None else f"process {holder[0]} (since {holder[1]} UTC)"
     return (
         f"{where}: {who} held the migration lock for {lock_timeout}s; if no migration is running (one "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -532,8 +533,11 @@ def test_a_migration_killed_holding_the_lock_does_not_stop_every_later_one(sqlit
     """yoyo's lock is a row its holder deletes when done: a process killed mid-migration left it, and every
     later migrate() (Store(url, migrate=True), `musicstore migrate`) waited lock_timeout and failed, for
     ever. A SQLite file is one host's, so a lock whose process is gone is dropped."""
+    from tests.test_schema import _from, _rollback
+
+    _rollback(sqlite_url, "0015")
     _killed_holding_the_migration_lock(sqlite_url)
-    assert musicstore.migrate(sqlite_url, lock_timeout=5) == []
+    assert musicstore.migrate(sqlite_url, lock_timeout=5) == _from("0015")
     with Store(sqlite_url, migrate=True) as store:
         assert store.count_generations() == 0
 
@@ -541,10 +545,10 @@ def test_a_migration_killed_holding_the_lock_does_not_stop_every_later_one(sqlit
 def test_a_migration_lock_held_too_long_says_who_holds_it_and_how_to_break_it(db_url: str) -> None:
     """PostgreSQL is shared by hosts: a lock row's pid says nothing there, so the lock stays, and the
     error names its process, since when, and `yoyo break-lock` (it said 'another process held the lock')."""
-    import os
-
     from musicstore.errors import MigrationError
+    from tests.test_schema import _rollback
 
+    _rollback(db_url, "0015")  # a migration to apply (an up-to-date database takes no lock)
     if resolve(db_url).dialect == "postgres":
         pid = _killed_holding_the_migration_lock(db_url)
     else:  # a live holder: this process's pid (the lock row is what a holder leaves)
@@ -613,3 +617,37 @@ def test_a_migration_interrupted_before_its_record_applies_again(
     assert musicstore.migrate(db_url, lock_timeout=2) == _from("0008")
     with Store(db_url) as store:
         assert store.create_generation("p", model_name="m", duration_seconds=1, priority=3).priority == 3
+
+
+def test_a_role_that_may_only_read_opens_a_migrated_store_and_is_told_why_it_cannot_migrate(
+    postgres_url: str,
+) -> None:
+    """migrate() took yoyo's lock (a row written) even with nothing to apply, so Store(url, migrate=True) as
+    a read-only role (an API server's) waited lock_timeout (60 s) and failed, blaming 'another process held
+    the migration lock' and advising break-lock: a lock nobody held. Now an up-to-date database needs no
+    lock, and a refused lock row is named as what it is."""
+    import psycopg
+
+    from musicstore.errors import MigrationError
+    from tests.test_schema import _rollback
+
+    role = f"reader_{os.getpid()}"
+    reader = postgres_url.replace("://musicstore@", f"://{role}@")
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    try:
+        assert musicstore.migrate(reader, lock_timeout=0.5) == []
+        with Store(reader, migrate=True) as store:
+            assert store.count_generations() == 0
+        _rollback(postgres_url, "0015")
+        with pytest.raises(
+            MigrationError, match="cannot take the migration lock, no process holds it"
+        ) as caught:
+            musicstore.migrate(reader, lock_timeout=0.5)
+        assert "permission denied" in str(caught.value) and "break-lock" not in str(caught.value)
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
