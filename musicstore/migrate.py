@@ -256,7 +256,7 @@ def _lock_held(backend: Any, dialect: str, where: str, lock_timeout: float, time
     if holder is None and isinstance(refused, _database_errors(dialect)):
         return (
             f"{where}: cannot take the migration lock, no process holds it: the database refused its row "
-            f"({refused}); migrate as a role that may change the schema"
+            f"for {lock_timeout}s ({refused})"
         )
     who = "another process" if holder is None else f"process {holder[0]} (since {holder[1]} UTC)"
     return (
