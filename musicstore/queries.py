@@ -21,6 +21,7 @@ from typing import Any
 import aiosql
 from aiosql.types import SQLOperationType
 
+from .errors import MigrationError
 from .models import RowReader, as_dict
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -72,7 +73,15 @@ class Query:
         build = self.builders.get(rows)
         if build is None:
             names = [column[0] for column in description]
-            build = self.builders[rows] = (rows or as_dict)(names)
+            try:
+                build = (rows or as_dict)(names)
+            except ValueError as exc:  # a reader's column is not among the rows'
+                raise MigrationError(
+                    f"query {self.name} read rows without a column musicstore needs ({exc}): this database's "
+                    "schema is not the one musicstore's migrations make (a later musicstore's, or changed "
+                    "by hand)"
+                ) from None
+            self.builders[rows] = build
         return build
 
 

@@ -651,3 +651,23 @@ def test_a_role_that_may_only_read_opens_a_migrated_store_and_is_told_why_it_can
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def test_rows_without_a_column_musicstore_reads_are_a_migration_error(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A schema that is not the migrations' (a later musicstore's that dropped a column, or one changed by
+    hand) raised a bare ValueError ('a generations row lacks the columns stage') from every read of it, and
+    the CLI printed its traceback where docs/cli promise one line and exit code 1."""
+    from musicstore.cli import main
+    from musicstore.errors import MigrationError
+
+    with Store(sqlite_url) as store:
+        generation = new_job(store)
+    with sqlite3.connect(str(resolve(sqlite_url).path)) as conn:
+        conn.execute("ALTER TABLE generations DROP COLUMN stage")
+    with Store(sqlite_url) as store, pytest.raises(MigrationError, match="lacks the columns stage"):
+        store.get_generation(generation.id)
+    assert main(["list", "--database", sqlite_url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("musicstore: error: query list_generations") and err.count("\n") == 1
