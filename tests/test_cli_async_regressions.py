@@ -278,3 +278,17 @@ def test_show_aligns_every_value_left_when_metadata_makes_the_column_wide(
     from musicstore.cli.table import table
 
     assert table([("-",), ("2",), ("10",)], ["limit"])[2:] == ["-", "    2", "   10"]  # figures stay right
+
+
+def test_an_empty_quarantine_folder_is_a_usage_error_not_the_working_directory(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --quarantine "$UNSET" was Path(""): reconcile --repair moved the orphans into the working directory
+    monkeypatch.chdir(tmp_path)
+    orphan = tmp_path / "audio" / "2026" / "orphan.wav"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"x")
+    argv = ["reconcile", "-d", sqlite_url, "-o", "audio", "--repair", "--quarantine", ""]
+    assert main(argv) == 2
+    assert "--quarantine: must not be empty" in capsys.readouterr().err
+    assert orphan.exists() and not (tmp_path / "2026").exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import re
 from datetime import timedelta
+from pathlib import Path
 
 from ..validate import MAX_PAGE
 
@@ -61,6 +62,12 @@ def not_empty(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty (leave the option out for the default)")
     return text
+
+
+def folder(text: str) -> Path:
+    """A folder option (``--quarantine``): not empty, as ``not_empty`` (``Path("")`` is the working
+    directory)."""
+    return Path(not_empty(text))
 
 
 def bitrate(text: str) -> int:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 from ..models import Status
 from ..ops import DEFAULT_MAX_ATTEMPTS
 from ..urls import DEFAULT_URL, URL_ENV
 from ..validate import MAX_PAGE
-from .arguments import bitrate, not_empty, page_size, parse_duration, parse_size, positive_int
+from .arguments import bitrate, folder, not_empty, page_size, parse_duration, parse_size, positive_int
 from .commands import (
     cmd_demo,
     cmd_list,
@@ -154,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --repair: move orphan files to the quarantine folder (default) or delete them",
     )
     recon.add_argument(
-        "--quarantine", metavar="DIR", type=Path, help="quarantine folder (default: <output root>.quarantine)"
+        "--quarantine",
+        metavar="DIR",
+        type=folder,
+        help="quarantine folder (default: <output root>.quarantine)",
     )
     recon.add_argument(
         "--stale-after",
