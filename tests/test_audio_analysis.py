@@ -82,3 +82,23 @@ def test_synth_is_deterministic() -> None:
     assert not np.array_equal(a, synthesize_music(2.0, RATE, seed=6))
     assert a.shape == (2, RATE * 2) and a.dtype == np.float32
     assert float(np.abs(a).max()) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("exponent", [49, 80, 100, 127])
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_analysis_of_a_clip_scaled_by_a_power_of_two_reads_the_same_shifted(exponent: int) -> None:
+    """A finite clip far beyond full scale (a model's runaway output): its float32 loudness power overflowed
+    beyond 2**64 (the loudness range read NaN) and the tempo's onset RMS beyond 2**64 (inf). Its levels are
+    the clip's at scale 1 raised by 20 log10 2**k; the range and the tempo do not move."""
+    audio = synthesize_music(12.0, RATE, seed=3, bpm=120)
+    audio[:, : 4 * RATE] *= 0.1  # a quiet first part: a loudness range of some LU
+    audio = (audio / np.abs(audio).max() * 0.75).astype(np.float32)
+    shift = 20 * np.log10(2.0**exponent)
+    plain = analyze_audio(audio, RATE, tempo=True)
+    big = analyze_audio(np.ldexp(audio, exponent).astype(np.float32), RATE, tempo=True)
+    assert plain.loudness_range is not None and plain.loudness_range > 1.0 and plain.bpm is not None
+    assert big.loudness_range == pytest.approx(plain.loudness_range, abs=1e-9)
+    assert big.bpm == plain.bpm
+    for name in ("integrated_loudness", "true_peak", "sample_peak", "rms"):
+        assert getattr(big, name) == pytest.approx(getattr(plain, name) + shift, abs=1e-9), name
+    assert big.crest_factor == pytest.approx(plain.crest_factor, abs=1e-9)

@@ -17,7 +17,7 @@ from scipy.signal import butter, sosfilt
 from musicstore.audio.arrays import as_audio, check_sample_rate
 from musicstore.audio.files import as_path
 from musicstore.audio.loudness import BlockPower, gated_loudness, loudness_range
-from musicstore.audio.truepeak import to_db, true_peak
+from musicstore.audio.truepeak import largest_sample, range_exponent, scaled_down, to_db, true_peak
 from musicstore.errors import InvalidAudio, InvalidInput, StorageError
 
 TEMPO_RANGE = (60.0, 180.0)
@@ -63,7 +63,11 @@ def analyze_audio(
     """Measure a tensor or array, ``(S,)`` or ``(C, S)``."""
     rate = check_sample_rate(sample_rate)
     x = as_audio(audio, scale=scale)
-    blocks = BlockPower.measure(x, rate)
+    # a clip far out of audio's range (see range_exponent) is measured as 2**-exponent times itself, exactly,
+    # and its levels raised back: its float32 loudness power overflowed beyond 2**64 (the range read NaN)
+    exponent = range_exponent(largest_sample(x))
+    blocks = BlockPower.measure(scaled_down(x, exponent), rate)
+    means = blocks.block_means()
     peak = float(np.abs(x).max())
     rms = math.sqrt(float(np.mean(np.square(x, dtype=np.float64))))
     return AudioInfo(
@@ -72,8 +76,8 @@ def analyze_audio(
         channels=x.shape[0],
         frames=x.shape[1],
         subtype=subtype,
-        integrated_loudness=gated_loudness(blocks.block_means()),
-        loudness_range=loudness_range(blocks),
+        integrated_loudness=gated_loudness(means if exponent == 0 else np.ldexp(means, 2 * exponent)),
+        loudness_range=loudness_range(blocks, offset_db=to_db(2.0**exponent)),
         true_peak=to_db(true_peak(x)),
         sample_peak=to_db(peak),
         rms=to_db(rms),
@@ -188,6 +192,7 @@ def estimate_tempo(
     x = as_audio(audio)
     if x.shape[1] < _MIN_SECONDS * rate:
         return None
+    x = scaled_down(x, range_exponent(largest_sample(x)))  # level-free: far out of range, read scaled (exact)
     found = _autocorrelation(x, rate)
     if found is None:
         return None

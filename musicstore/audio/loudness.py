@@ -343,12 +343,13 @@ def integrated_loudness(audio: NDArray[np.float32], sample_rate: int) -> Loudnes
     return Loudness(gated_loudness(means), short)
 
 
-def loudness_range(blocks: BlockPower) -> float | None:
+def loudness_range(blocks: BlockPower, *, offset_db: float = 0.0) -> float | None:
     """Loudness range (EBU Tech 3342) in LU of a measured clip.
 
     Short-term (3 s) loudness every 100 ms over windows inside the clip, absolute gate at −70 LUFS,
     relative gate 20 LU below their power mean, then the 95th minus the 10th percentile.
-    Returns None when the clip is shorter than 3 s or too quiet to have gated windows.
+    Returns None when the clip is shorter than 3 s or too quiet to have gated windows. ``offset_db``: what
+    the clip's levels are above the measured ones (measured as ``2**-k`` times itself: ``20 log10 2**k``).
     """
     rate = blocks.sample_rate
     assert blocks.power is not None, "loudness_range reads the per-sample power: measure with keep_power"
@@ -357,7 +358,7 @@ def loudness_range(blocks: BlockPower) -> float | None:
     if cumulative.shape[0] - 1 < window:
         return None
     starts = np.arange(0, cumulative.shape[0] - window, round(LRA_HOP_SECONDS * rate))
-    levels = _to_lufs(np.maximum(cumulative[starts + window] - cumulative[starts], 0.0) / window)
+    levels = _to_lufs(np.maximum(cumulative[starts + window] - cumulative[starts], 0.0) / window) + offset_db
     levels = levels[levels >= ABSOLUTE_GATE_LUFS]
     if levels.size == 0:
         return None
