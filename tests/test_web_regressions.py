@@ -470,3 +470,14 @@ def test_user_text_with_a_bidi_override_is_isolated_on_every_page(sqlite_url: st
     _isolated(pages["/prompts"], text["prompt"])
     for value in ("worker", "model_name", "stage"):
         _isolated(pages["/workers"], text[value])
+
+
+@pytest.mark.parametrize("host", ["", " ", " 127.0.0.1", "::1\n"])
+def test_serve_refuses_an_empty_host_as_a_usage_error(
+    sqlite_url: str, host: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --host '' listened on every interface (uvicorn's reading of ""), with only a no-token warning
+    from musicstore.cli import EXIT_USAGE, main
+
+    assert main(["serve", "--database", sqlite_url, "--check", "--host", host]) == EXIT_USAGE
+    assert "not an address" in capsys.readouterr().err

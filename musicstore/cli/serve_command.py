@@ -54,9 +54,22 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _host(text: str) -> str:
+    """An address to listen on: an empty one (or with blanks at its ends) is a usage error, for uvicorn reads
+    ``""`` as every interface, the opposite of the default."""
+    if not text or text != text.strip():
+        raise argparse.ArgumentTypeError(
+            f"not an address: {text!r} (127.0.0.1 or ::1 for this host only, 0.0.0.0 for every interface)"
+        )
+    return text
+
+
 def add_serve_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
-        "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this host only)"
+        "--host",
+        type=_host,
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default {DEFAULT_HOST}: this host only)",
     )
     sub.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     sub.add_argument(
