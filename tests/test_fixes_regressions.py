@@ -338,3 +338,30 @@ def test_the_s3_server_leaves_no_log_file_in_the_temp_folder(
     finally:
         server.stop()
     assert list(tmp_path.iterdir()) == []
+
+
+# --- musicstore.testing: narrowing max_seconds alone below the default minimum --------------------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_strategies_take_max_seconds_alone_below_their_default_minimum(data: st.DataObject) -> None:
+    """``audio(max_seconds=0.1)`` and ``generation_requests(max_seconds=0.5)`` raised InvalidInput
+    ('min_seconds (0.5) must not exceed max_seconds'): the default minimum, never named, refused them."""
+    from musicstore.testing import strategies as ms
+
+    clip = data.draw(ms.audio(channels=[1], sample_rate=16_000, max_seconds=0.1))
+    assert 1 <= clip.shape[-1] <= 1_600
+    request = data.draw(ms.generation_requests(max_seconds=0.5))
+    assert 0 < request["duration_seconds"] <= 0.5
+    assert data.draw(ms.audio(min_seconds=0.25, max_seconds=0.25, sample_rate=16_000)).shape[-1] == 4_000
+
+
+def test_strategies_still_refuse_a_named_minimum_above_the_maximum() -> None:
+    from musicstore.testing import strategies as ms
+
+    for strategy in (ms.audio, ms.generation_requests):
+        with pytest.raises(InvalidInput, match="must not exceed"):
+            strategy(min_seconds=2.0, max_seconds=1.0)
+    with pytest.raises(InvalidInput, match="max_seconds must be > 0"):
+        ms.audio(max_seconds=0)

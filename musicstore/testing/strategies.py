@@ -65,7 +65,7 @@ def metadata(*, max_keys: int = 8) -> st.SearchStrategy[dict[str, Any]]:
 
 def generation_requests(
     *,
-    min_seconds: float = 1.0,
+    min_seconds: float | None = None,
     max_seconds: float = 300.0,
     sample_rates: Iterable[int] = SAMPLE_RATES,
     channels: Iterable[int] = (1, 2),
@@ -74,9 +74,10 @@ def generation_requests(
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Keyword arguments for ``store.create_generation(**request)``: a valid, realistic request.
 
+    Durations are from ``min_seconds`` (1 s, or ``max_seconds`` when that is shorter) to ``max_seconds``.
     Narrowing outside what ``create_generation`` accepts raises InvalidInput (durations in
     (0, 86,400] s, integer rates and channel counts in range, non-empty model names)."""
-    low, high = _span(min_seconds, max_seconds, positive=True, limit=validate.MAX_DURATION_SECONDS)
+    low, high = _span(min_seconds, max_seconds, 1.0, positive=True, limit=validate.MAX_DURATION_SECONDS)
     rates = _each(sample_rates, validate.sample_rate, "sample_rates")
     counts = _each(channels, validate.channels, "channels")
     if not rates:
@@ -109,12 +110,15 @@ def _each(values: Iterable[object], check: Callable[[object], int], what: str) -
 
 
 def _span(
-    min_seconds: object, max_seconds: object, *, positive: bool, limit: float | None = None
+    min_seconds: object, max_seconds: object, default: float, *, positive: bool, limit: float | None = None
 ) -> tuple[float, float]:
     """``(min_seconds, max_seconds)`` checked: finite numbers, > 0 (``positive``) or >= 0, at most
-    ``limit``, min <= max; InvalidInput otherwise."""
-    low = validate.number(min_seconds, "min_seconds", positive=positive, high=limit)
+    ``limit``, min <= max; InvalidInput otherwise. ``min_seconds=None`` is ``default``, or ``max_seconds``
+    when that is less (narrowing ``max_seconds`` alone below the default minimum is not an error)."""
     high = validate.number(max_seconds, "max_seconds", positive=positive, high=limit)
+    if min_seconds is None:
+        return min(default, high), high
+    low = validate.number(min_seconds, "min_seconds", positive=positive, high=limit)
     if low > high:
         raise InvalidInput(f"min_seconds ({min_seconds!r}) must not exceed max_seconds ({max_seconds!r})")
     return low, high
@@ -213,7 +217,7 @@ def audio(
     *,
     channels: Iterable[int] = (1, 2),
     sample_rate: int = 32_000,
-    min_seconds: float = 0.5,
+    min_seconds: float | None = None,
     max_seconds: float = 5.0,
     batch: int | None = None,
     transients: bool | None = None,
@@ -221,12 +225,13 @@ def audio(
     as_tensor: bool = False,
 ) -> st.SearchStrategy[Any]:
     """Music-like float32 audio: ``(C, S)``, or ``(B, C, S)`` with ``batch``; RMS level within ``loudness_db``
-    dBFS, optional loud transients, never clipping. ``as_tensor=True`` yields a torch tensor (needs torch)."""
+    dBFS, optional loud transients, never clipping; from ``min_seconds`` (0.5 s, or ``max_seconds`` when that
+    is shorter) to ``max_seconds`` long. ``as_tensor=True`` yields a torch tensor (needs torch)."""
     counts = tuple(_each(channels, validate.channels, "channels"))
     if not counts:
         raise InvalidInput(f"channels must name at least one count within 1-{MAX_CHANNELS}")
     rate = validate.sample_rate(sample_rate)
-    low, high = _span(min_seconds, max_seconds, positive=False)
+    low, high = _span(min_seconds, max_seconds, 0.5, positive=False)
     if high <= 0:
         raise InvalidInput(f"max_seconds must be > 0, got {max_seconds!r}")
     if batch is not None:
