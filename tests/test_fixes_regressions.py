@@ -365,3 +365,52 @@ def test_strategies_still_refuse_a_named_minimum_above_the_maximum() -> None:
             strategy(min_seconds=2.0, max_seconds=1.0)
     with pytest.raises(InvalidInput, match="max_seconds must be > 0"):
         ms.audio(max_seconds=0)
+
+
+# --- musicstore.testing: a killed test run leaves no PostgreSQL server behind ---------------------------
+
+
+def test_a_killed_process_leaves_no_postgres_server_running(tmp_path: Path) -> None:
+    """``pg_ctl start`` made the server a daemon, so a test run killed before its teardown (SIGKILL, a CI
+    timeout's SIGTERM) left it running for ever; it is now the starter's child and dies with it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from musicstore.testing._pgserver import find_bindir
+
+    if find_bindir() is None:
+        pytest.skip("needs PostgreSQL's server binaries")
+    script = (
+        "import sys, time\n"
+        "from musicstore.testing._pgserver import start\n"
+        "server = start()\n"
+        "server.admin('SELECT 1')\n"
+        "print(server.base, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    base = Path(child.stdout.readline().strip())
+    postmaster = int((base / "data" / "postmaster.pid").read_text().split()[0])
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+    def running() -> bool:
+        try:  # a zombie whose new parent does not reap it has stopped too
+            return Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 60
+    try:
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the server sees its parent gone and stops; waited for, not timed
+        assert not running()
+    finally:
+        if running():
+            os.kill(postmaster, signal.SIGQUIT)
+            time.sleep(1)
+        subprocess.run(["rm", "-rf", str(base)], check=False)

@@ -2,8 +2,10 @@
 
 Also ``External``: the same interface over a server you already run (``$MUSICSTORE_TEST_POSTGRES_URL``).
 
-``initdb`` into a temp dir, ``pg_ctl start`` on a free loopback port, ``pg_ctl stop`` at the end. As root
-(CI), the server runs as the ``postgres`` system user, since PostgreSQL refuses to run as root.
+``initdb`` into a temp dir, then ``postgres`` on a free loopback port as this process's child (not a
+``pg_ctl`` daemon), which dies with it however it dies (Linux ``PR_SET_PDEATHSIG``), so a killed test run
+leaves no server behind; ``stop`` shuts it down at once and removes the folder. As root (CI), the server
+runs as the ``postgres`` system user, since PostgreSQL refuses to run as root.
 """
 
 from __future__ import annotations
@@ -12,12 +14,19 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from ._seaweed import _die_with_parent
+
+START_TIMEOUT = 60.0
 
 
 def find_bindir() -> Path | None:
@@ -43,6 +52,7 @@ class Server:
     port: int
     bindir: Path
     user: str | None
+    process: subprocess.Popen[bytes] | None = None
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://musicstore@127.0.0.1:{self.port}/{database}"
@@ -57,9 +67,19 @@ class Server:
             command = ["runuser", "-u", self.user, "--", *command]
         subprocess.run(command, check=True, capture_output=True, text=True)
 
+    def log(self) -> str:
+        path = self.base / "log"
+        return path.read_text(encoding="utf-8", errors="replace")[-4000:] if path.exists() else ""
+
     def stop(self) -> None:
         try:
-            self._run("pg_ctl", "-D", str(self.base / "data"), "-m", "immediate", "-w", "stop")
+            if self.process is not None and self.process.poll() is None:
+                self.process.send_signal(signal.SIGQUIT)  # immediate shutdown: the data is thrown away
+                try:
+                    self.process.wait(timeout=START_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
 
@@ -104,32 +124,53 @@ def start(*, durable: bool = False) -> Server:
         entry = pwd.getpwnam(user)
         os.chown(base, entry.pw_uid, entry.pw_gid)
     server = Server(base, _free_port(), bindir, user)
-    settings = [
-        "-c listen_addresses=127.0.0.1",
-        f"-p {server.port}",
-        f"-k {base}",
-        "-c max_connections=200",
-        "-c shared_buffers=256MB",
-    ]
+    settings = ["listen_addresses=127.0.0.1", "max_connections=200", "shared_buffers=256MB"]
     if not durable:
-        settings += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
+    command = [str(bindir / "postgres"), "-D", str(base / "data"), "-p", str(server.port), "-k", str(base)]
+    command += [arg for setting in settings for arg in ("-c", setting)]
     try:
         server._run(
             "initdb", "-D", str(base / "data"), "-U", "musicstore", "-A", "trust", "-E", "UTF8", "--no-sync"
         )
-        server._run(
-            "pg_ctl",
-            "-D",
-            str(base / "data"),
-            "-l",
-            str(base / "log"),
-            "-o",
-            " ".join(settings),
-            "-w",
-            "start",
-        )
+        owner = pwd.getpwnam(user) if user else None
+        with open(base / "log", "ab") as log:
+            server.process = subprocess.Popen(
+                command,
+                cwd=base,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user=owner.pw_uid if owner else None,
+                group=owner.pw_gid if owner else None,
+                extra_groups=[] if owner else None,
+                start_new_session=True,  # a terminal's Ctrl-C is for the tests, whose teardown still needs it
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            )
+        _wait(server, time.monotonic() + START_TIMEOUT)
     except subprocess.CalledProcessError as exc:
-        log = (base / "log").read_text(encoding="utf-8", errors="replace") if (base / "log").exists() else ""
-        shutil.rmtree(base, ignore_errors=True)
-        raise RuntimeError(f"could not start PostgreSQL: {exc.stderr}\n{log}") from exc
+        server.stop()
+        raise RuntimeError(f"could not start PostgreSQL: {exc.stderr}") from exc
+    except BaseException:
+        server.stop()
+        raise
     return server
+
+
+def _wait(server: Server, deadline: float) -> None:
+    """Until the server takes connections; RuntimeError with its log if it exits or is not ready in time."""
+    import psycopg
+
+    assert server.process is not None
+    while True:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"PostgreSQL exited with {server.process.returncode}:\n{server.log()}")
+        try:
+            psycopg.connect(server.url(), connect_timeout=5).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"PostgreSQL was not ready in {START_TIMEOUT:.0f} s:\n{server.log()}"
+                ) from None
+            time.sleep(0.05)

@@ -10,6 +10,8 @@ a random access key and secret (so requests are signed and checked, as on a real
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import secrets
@@ -229,13 +231,10 @@ def _command(weed: Path, base: Path, ports: dict[str, int]) -> list[str]:
 
 def _die_with_parent() -> None:
     """In the child, before exec: SIGKILL it when the process that started it dies, however it dies
-    (Linux ``PR_SET_PDEATHSIG``), so that a killed test run leaves no server behind."""
-    try:
-        import ctypes
-
+    (Linux ``PR_SET_PDEATHSIG``), so that a killed test run leaves no server behind. ``ctypes`` is imported
+    before the fork: a child already run as another user (PostgreSQL's) may not read this Python's files."""
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
 
 
 def _launch(command: list[str], base: Path) -> subprocess.Popen[bytes]:
