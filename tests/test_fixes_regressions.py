@@ -414,3 +414,41 @@ def test_a_killed_process_leaves_no_postgres_server_running(tmp_path: Path) -> N
             os.kill(postmaster, signal.SIGQUIT)
             time.sleep(1)
         subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+# --- musicstore.testing: the live server runs the app's lifespan ---------------------------------------
+
+
+def test_the_live_server_runs_the_apps_lifespan() -> None:
+    """uvicorn ran with lifespan='off': an app that sets its state up in its lifespan answered every request
+    with a 500, and create_app(url)'s store, which its lifespan's end closes, was never closed."""
+    import urllib.request
+    from collections.abc import AsyncIterator
+    from contextlib import asynccontextmanager
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from musicstore.testing._browser import LiveServer
+
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.greeting = "hello"
+        events.append("startup")
+        yield
+        events.append("shutdown")
+
+    async def home(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(request.app.state.greeting)
+
+    server = LiveServer(Starlette(routes=[Route("/", home)], lifespan=lifespan))
+    try:
+        with urllib.request.urlopen(server.url + "/") as response:
+            assert response.read() == b"hello"
+    finally:
+        server.stop()
+    assert events == ["startup", "shutdown"]

@@ -1,6 +1,7 @@
 """A live ASGI server in a thread and a headless Chromium, for browser tests of the dashboard.
 
-``LiveServer(app)`` runs uvicorn on 127.0.0.1 on a free port in a daemon thread (``.url``; ``stop()``).
+``LiveServer(app)`` runs uvicorn on 127.0.0.1 on a free port in a daemon thread (``.url``; ``stop()``), with
+the app's lifespan (startup before the first request, shutdown at ``stop()``).
 ``start_browser()`` starts Debian's Chromium (``/usr/bin/chromium``) headless through its chromedriver
 (``/usr/bin/chromedriver``) with selenium, with the browser console captured (``console_errors(driver)``).
 ``browser_missing()`` says why a browser cannot start here (None when it can); ``$MUSICSTORE_CHROMIUM`` and
@@ -56,8 +57,8 @@ class LiveServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", server_header=False
-        )
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="auto", server_header=False
+        )  # the app's lifespan runs (startup before the first request, shutdown at stop), as in production
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
         self.thread.start()
