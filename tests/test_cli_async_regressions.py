@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -292,3 +294,31 @@ def test_an_empty_quarantine_folder_is_a_usage_error_not_the_working_directory(
     assert main(argv) == 2
     assert "--quarantine: must not be empty" in capsys.readouterr().err
     assert orphan.exists() and not (tmp_path / "2026").exists()
+
+
+_CLOSE_WHILE_OPENING = """
+import asyncio, sys
+from musicstore.aio import AsyncStore
+
+async def main() -> None:
+    store = AsyncStore(sys.argv[1])
+    counting = asyncio.ensure_future(store.count_generations())
+    await asyncio.sleep(0)  # its connection is opening
+    await store.close()
+    print(await counting)
+
+asyncio.run(main())
+"""
+
+
+def test_an_async_sqlite_connection_opened_while_the_store_closes_is_closed(sqlite_url: str) -> None:
+    # it went to the idle list after close(): never closed, its aiosqlite thread kept the process from exiting
+    done = subprocess.run(
+        [sys.executable, "-c", _CLOSE_WHILE_OPENING, sqlite_url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"

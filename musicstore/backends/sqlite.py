@@ -255,10 +255,10 @@ class AsyncSQLiteConnector:
         return conn
 
     async def release(self, conn: Any) -> None:
-        if conn in self._lent and not conn.in_transaction:
+        if conn in self._lent and not conn.in_transaction and not self.closed:
             self._lent.remove(conn)
             self._idle.append(conn)
-        else:  # lent before close(), or its rollback failed: never hand it out again
+        else:  # lent (or still opening) before close(), or its rollback failed: never hand it out again
             self._lent.discard(conn)
             await conn.close()
 
