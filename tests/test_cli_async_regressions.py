@@ -322,3 +322,31 @@ def test_an_async_sqlite_connection_opened_while_the_store_closes_is_closed(sqli
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"
+
+
+def test_an_operation_waiting_for_a_pooled_connection_when_the_store_closes_is_told_it_is_closed(
+    postgres_url: str,
+) -> None:
+    # it raised DatabaseError naming psycopg's pool ("the pool 'pool-3' is closed"), as if the database failed
+    from musicstore.aio import AsyncStore
+
+    async def main() -> None:
+        store = await AsyncStore.open(postgres_url, pool_size=1)
+        held = asyncio.Event()
+
+        async def hold() -> int:
+            async with store.transaction() as tx:
+                held.set()
+                await asyncio.sleep(0.2)
+                return await tx.count_generations()
+
+        holding = asyncio.ensure_future(hold())
+        await held.wait()
+        waiting = asyncio.ensure_future(store.count_generations())  # the pool's one connection is lent
+        await asyncio.sleep(0.05)
+        await store.close()
+        assert await holding == 0  # begun before close(): it finishes
+        with pytest.raises(InvalidInput, match="the store is closed"):
+            await waiting
+
+    asyncio.run(main())

@@ -158,6 +158,8 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
     errors = psycopg.errors
     if isinstance(exc, psycopg_pool.PoolTimeout):
         return DatabaseBusy(f"{where}: no pooled connection came free in time ({exc}); raise pool_size")
+    if isinstance(exc, psycopg_pool.PoolClosed):  # only close() closes the store's pool: a wait it cut short
+        return closed_store()
     if not isinstance(exc, psycopg.Error):
         return None
     if isinstance(exc, errors.UndefinedTable):
