@@ -209,22 +209,20 @@ class Listeners:
 
     def acquire(self) -> Any:
         listener = self._take()
-        if isinstance(listener, _PostgresListener):
+        if listener is None:
+            if self.url.dialect != "postgres":
+                assert self.url.path is not None
+                return _SQLiteListener(self.url.path)
+            import psycopg
+
+            listener = _PostgresListener(psycopg.connect(self.url.url, autocommit=True))
+        if isinstance(listener, _PostgresListener):  # an idle one or a new one: LISTEN, else closed
             try:
                 listener.conn.execute(_listen_sql())
             except BaseException:
                 listener.conn.close()  # perhaps broken (a lost connection): never lent again
                 raise
-        if listener is not None:
-            return listener
-        if self.url.dialect == "postgres":
-            import psycopg
-
-            conn = psycopg.connect(self.url.url, autocommit=True)
-            conn.execute(_listen_sql())
-            return _PostgresListener(conn)
-        assert self.url.path is not None
-        return _SQLiteListener(self.url.path)
+        return listener
 
     def release(self, listener: Any) -> None:
         if isinstance(listener, _PostgresListener):
@@ -244,22 +242,20 @@ class Listeners:
 
     async def acquire_async(self) -> Any:
         listener = self._take()
-        if isinstance(listener, _PostgresListener):
+        if listener is None:
+            if self.url.dialect != "postgres":
+                assert self.url.path is not None
+                return _SQLiteListener(self.url.path)
+            import psycopg
+
+            listener = _PostgresListener(await psycopg.AsyncConnection.connect(self.url.url, autocommit=True))
+        if isinstance(listener, _PostgresListener):  # an idle one or a new one (a cancelled LISTEN too)
             try:
                 await listener.conn.execute(_listen_sql())
             except BaseException:
                 await asyncio.shield(_close_async(listener))
                 raise
-        if listener is not None:
-            return listener
-        if self.url.dialect == "postgres":
-            import psycopg
-
-            conn = await psycopg.AsyncConnection.connect(self.url.url, autocommit=True)
-            await conn.execute(_listen_sql())
-            return _PostgresListener(conn)
-        assert self.url.path is not None
-        return _SQLiteListener(self.url.path)
+        return listener
 
     async def release_async(self, listener: Any) -> None:
         if isinstance(listener, _PostgresListener):

@@ -350,3 +350,41 @@ def test_an_operation_waiting_for_a_pooled_connection_when_the_store_closes_is_t
             await waiting
 
     asyncio.run(main())
+
+
+def test_a_new_postgres_listener_whose_listen_fails_is_closed(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a new listener's LISTEN that raised (or was cancelled: wait_for under asyncio.timeout) left its
+    # connection open, dropped without close (ResourceWarning; a server session until the collector ran)
+    import psycopg
+
+    from musicstore import DatabaseError, waiting
+    from musicstore.aio import AsyncStore
+
+    made: list[Any] = []
+    connect, aconnect = psycopg.connect, psycopg.AsyncConnection.connect
+
+    def connecting(*args: Any, **kwargs: Any) -> Any:
+        made.append(connect(*args, **kwargs))
+        return made[-1]
+
+    async def aconnecting(*args: Any, **kwargs: Any) -> Any:
+        made.append(await aconnect(*args, **kwargs))
+        return made[-1]
+
+    with Store(postgres_url) as store:
+        job = new_job(store)
+        monkeypatch.setattr(psycopg, "connect", connecting)
+        monkeypatch.setattr(psycopg.AsyncConnection, "connect", aconnecting)
+        monkeypatch.setattr(waiting, "_listen_sql", lambda: "LISTEN")  # a syntax error
+        with pytest.raises(DatabaseError):
+            store.wait_for(job.id, timeout=1)
+
+    async def main() -> None:
+        async with AsyncStore.open(postgres_url) as astore:
+            with pytest.raises(DatabaseError):
+                await astore.wait_for(job.id, timeout=1)
+
+    asyncio.run(main())
+    assert made and all(conn.closed for conn in made)  # the listeners and the pools' connections
