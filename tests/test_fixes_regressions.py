@@ -452,3 +452,22 @@ def test_the_live_server_runs_the_apps_lifespan() -> None:
     finally:
         server.stop()
     assert events == ["startup", "shutdown"]
+
+
+# --- musicstore.testing: audio()'s level is within loudness_db, transients included ---------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_audio_with_transients_keeps_its_rms_within_loudness_db(data: st.DataObject) -> None:
+    """The level was set before the transients (8x samples), which then raised it: -11.96 dBFS for the
+    default (-40, -12), 0.4 dB over -100 for (-120, -100)."""
+    import numpy as np
+
+    from musicstore.testing import strategies as ms
+
+    low, high = data.draw(st.sampled_from([(-40.0, -12.0), (-120.0, -100.0), (-20.0, -20.0)]))
+    clip = data.draw(ms.audio(loudness_db=(low, high), transients=True, min_seconds=0.01, max_seconds=0.3))
+    level = 20 * np.log10(np.sqrt(np.mean(np.square(clip.astype(np.float64)))))
+    assert low - 1e-3 <= level <= high + 1e-3
+    assert np.abs(clip).max() < 1.0

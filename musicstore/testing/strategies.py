@@ -205,11 +205,13 @@ def _audio(
         for k, f in enumerate(rng.uniform(55, 2_000, size=3))
     )
     signal = np.broadcast_to(tones, shape) + 0.05 * rng.standard_normal(shape)
-    signal *= level / max(float(np.sqrt(np.mean(np.square(signal)))), 1e-12)
     if with_transients:
         for position in rng.integers(0, frames, size=max(1, frames // max(1, sample_rate // 4))):
-            signal[..., position] = np.clip(signal[..., position] * 8, -0.99, 0.99)
-    audio = np.clip(signal, -0.99, 0.99).astype(np.float32)
+            signal[..., position] *= 8
+    for _ in range(8):  # levelled after the transients; clipping lowers the level, so level again
+        signal *= level / max(float(np.sqrt(np.mean(np.square(signal)))), 1e-300)
+        np.clip(signal, -0.99, 0.99, out=signal)
+    audio = signal.astype(np.float32)
     return audio if batch is not None else audio[0]
 
 
@@ -225,8 +227,9 @@ def audio(
     as_tensor: bool = False,
 ) -> st.SearchStrategy[Any]:
     """Music-like float32 audio: ``(C, S)``, or ``(B, C, S)`` with ``batch``; RMS level within ``loudness_db``
-    dBFS, optional loud transients, never clipping; from ``min_seconds`` (0.5 s, or ``max_seconds`` when that
-    is shorter) to ``max_seconds`` long. ``as_tensor=True`` yields a torch tensor (needs torch)."""
+    dBFS, transients included (a level near 0 dBFS may stay a little under it), never clipping; from
+    ``min_seconds`` (0.5 s, or ``max_seconds`` when that is shorter) to ``max_seconds`` long.
+    ``as_tensor=True`` yields a torch tensor (needs torch)."""
     counts = tuple(_each(channels, validate.channels, "channels"))
     if not counts:
         raise InvalidInput(f"channels must name at least one count within 1-{MAX_CHANNELS}")
