@@ -388,3 +388,42 @@ def test_a_new_postgres_listener_whose_listen_fails_is_closed(
 
     asyncio.run(main())
     assert made and all(conn.closed for conn in made)  # the listeners and the pools' connections
+
+
+def test_a_streamed_read_cancelled_while_a_chunk_is_read_raises_cancelled_error(tmp_path: Path) -> None:
+    # the read's finally closed the file's generator while its thread was still in it (a slow S3 chunk):
+    # ValueError('generator already executing') replaced the CancelledError, the file left open
+    import threading
+
+    from musicstore.filestore import AsyncFileStore, open_filestore
+
+    files = open_filestore(str(tmp_path))
+    reading, go, closed = threading.Event(), threading.Event(), threading.Event()
+
+    def chunks(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+        try:
+            yield b"first"
+            reading.set()
+            go.wait(30)  # the second chunk is slow
+            yield b"second"
+        finally:
+            closed.set()
+
+    files.get = chunks  # type: ignore[method-assign]
+
+    async def main() -> None:
+        stream = await AsyncFileStore(files).get("slow.wav")
+
+        async def read() -> list[bytes]:
+            return [chunk async for chunk in stream]
+
+        task = asyncio.ensure_future(read())
+        await asyncio.to_thread(reading.wait, 30)
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)  # before the fix: done by now, with ValueError
+        go.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert closed.is_set()
+
+    asyncio.run(main())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TypeVar
 
@@ -19,14 +20,25 @@ T = TypeVar("T")
 
 
 async def _pull(items: Iterator[T], batch: int) -> AsyncIterator[T]:
+    """``items`` a page at a time from a worker thread, closed at the end. A cancelled pull's thread goes on
+    (a slow S3 read): ``close`` waits for it (the lock), or it raised 'generator already executing' in
+    place of the ``CancelledError`` and left the file or response open."""
+    lock = threading.Lock()
+
+    def take() -> list[T]:
+        with lock:
+            return list(itertools.islice(items, batch))
+
+    def close() -> None:
+        with lock:
+            getattr(items, "close", lambda: None)()
+
     try:
-        while page := await asyncio.to_thread(lambda: list(itertools.islice(items, batch))):
+        while page := await asyncio.to_thread(take):
             for item in page:
                 yield item
     finally:
-        close = getattr(items, "close", None)
-        if close is not None:
-            await asyncio.to_thread(close)
+        await asyncio.to_thread(close)
 
 
 class AsyncFileStore:
