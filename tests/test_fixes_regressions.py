@@ -471,3 +471,33 @@ def test_audio_with_transients_keeps_its_rms_within_loudness_db(data: st.DataObj
     level = 20 * np.log10(np.sqrt(np.mean(np.square(clip.astype(np.float64)))))
     assert low - 1e-3 <= level <= high + 1e-3
     assert np.abs(clip).max() < 1.0
+
+
+# --- musicstore.testing: CI=true makes every server's tests required, PostgreSQL's too ---------------------
+
+
+@pytest.mark.parametrize(
+    ("what", "variable"),
+    [
+        ("PostgreSQL", "MUSICSTORE_TEST_POSTGRES"),
+        ("S3", "MUSICSTORE_TEST_S3"),
+        ("browser", "MUSICSTORE_TEST_BROWSER"),
+    ],
+)
+def test_a_missing_server_fails_on_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, what: str, variable: str
+) -> None:
+    """PostgreSQL's fixture skipped under CI=true (only its own variable made it required), unlike S3's and
+    the browser's: a CI machine without the binaries passed with every PostgreSQL test skipped."""
+    from musicstore.testing.plugin import unavailable
+
+    monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=f"{what} tests are required here: gone"):
+        unavailable(what, variable, "gone")
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="gone"):
+        unavailable(what, variable, "gone")
+    monkeypatch.setenv(variable, "required")
+    with pytest.raises(pytest.fail.Exception, match="required here"):
+        unavailable(what, variable, "gone")

