@@ -88,7 +88,8 @@ def test_the_pool_connections_send_commands_through_libpq(postgres_url: str) -> 
             original = psycopg.Connection.cursor
 
             def spied(self: Any, *args: Any, **kwargs: Any) -> Any:
-                sent.append("cursor")
+                if self is conn:  # the pool's own thread configures new connections through cursors
+                    sent.append("cursor")
                 return original(self, *args, **kwargs)
 
             psycopg.Connection.cursor = spied  # type: ignore[method-assign]
