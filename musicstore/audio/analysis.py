@@ -16,7 +16,7 @@ from scipy.signal import butter, sosfilt
 
 from musicstore.audio.arrays import as_audio, check_sample_rate
 from musicstore.audio.files import as_path
-from musicstore.audio.loudness import BlockPower, gated_loudness, loudness_range
+from musicstore.audio.loudness import BlockPower, loudness_range
 from musicstore.audio.truepeak import largest_sample, range_exponent, scaled_down, to_db, true_peak
 from musicstore.errors import InvalidAudio, InvalidInput, StorageError
 
@@ -67,7 +67,6 @@ def analyze_audio(
     # and its levels raised back: its float32 loudness power overflowed beyond 2**64 (the range read NaN)
     exponent = range_exponent(largest_sample(x))
     blocks = BlockPower.measure(scaled_down(x, exponent), rate)
-    means = blocks.block_means()
     peak = float(np.abs(x).max())
     rms = math.sqrt(float(np.mean(np.square(x, dtype=np.float64))))
     return AudioInfo(
@@ -76,7 +75,7 @@ def analyze_audio(
         channels=x.shape[0],
         frames=x.shape[1],
         subtype=subtype,
-        integrated_loudness=gated_loudness(means if exponent == 0 else np.ldexp(means, 2 * exponent)),
+        integrated_loudness=blocks.loudness(exponent),
         loudness_range=loudness_range(blocks, offset_db=to_db(2.0**exponent)),
         true_peak=to_db(true_peak(x)),
         sample_peak=to_db(peak),

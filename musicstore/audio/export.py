@@ -27,7 +27,7 @@ from musicstore.audio.arrays import as_audio, as_audio_batch, check_sample_rate
 from musicstore.audio.farfield import FarField, keep_spectrum
 from musicstore.audio.files import as_path, format_for, write_atomic, write_blocks_atomic
 from musicstore.audio.limiter import Leveled, LimiterSettings, level
-from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, gated_loudness
+from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower
 from musicstore.audio.quantize import (
     SUBTYPES,
     clipped_samples,
@@ -199,8 +199,7 @@ def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple
     # region's again from the filters' states (a pass over most of the clip; a stereo clip's costs twice
     # as much for half the memory, and is held)
     blocks = BlockPower.measure(measured, rate, keep_power=measured.shape[0] > 1)
-    means = blocks.block_means()
-    before = gated_loudness(means if exponent == 0 else np.ldexp(means, 2 * exponent))
+    before = blocks.loudness(exponent)
     loudness_done = time.perf_counter()
     unchanged: LoudnessStatus | None = None
     if not options.normalize:
@@ -358,7 +357,7 @@ def _result(
 def _measured_as_written(done: _Processed, written: NDArray[np.float32], rate: int) -> _Processed:
     """``done`` with the loudness and true peak of ``written``: the clip written unchanged (``as_is``,
     ``silent``, ``too_quiet``) but clipped to full scale for a PCM file."""
-    loudness = gated_loudness(BlockPower.measure(written, rate).block_means())
+    loudness = BlockPower.measure(written, rate).loudness()
     peak = refined_peak(written, peak_map(written, None, FarField.measure(written, keep=False)))
     return replace(done, written_loudness=loudness, true_peak=peak)
 

@@ -162,6 +162,12 @@ class BlockPower:
         """Mean weighted power of each block."""
         return self.means
 
+    def loudness(self, exponent: int = 0) -> float:
+        """Integrated loudness (LUFS) of ``2**exponent`` times the measured clip: a clip far out of range is
+        measured scaled down (:func:`~musicstore.audio.truepeak.range_exponent`), its block powers (float64)
+        scaled back before the gates."""
+        return gated_loudness(self.means if exponent == 0 else np.ldexp(self.means, 2 * exponent))
+
     def power_at(self, audio: NDArray[np.float32], positions: NDArray[np.integer]) -> NDArray[np.float32]:
         """The power (as :attr:`power` holds it) at sorted ``positions`` of the measured ``audio``: read from
         :attr:`power` where it is held, else filtered again from the saved states, only the chunks that

@@ -43,7 +43,7 @@ from musicstore.audio.codecs import (
 )
 from musicstore.audio.files import as_path, callback_errors, write_bytes_atomic
 from musicstore.audio.limiter import LimiterSettings, level
-from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, gated_loudness, integrated_loudness
+from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, integrated_loudness
 from musicstore.audio.profiles import LoudnessProfile, get_profile
 from musicstore.audio.tags import LoudnessTags, Provenance, embed
 from musicstore.audio.truepeak import largest_sample, range_exponent, scaled_down, to_db, true_peak
@@ -297,8 +297,7 @@ def _attempts(
     exponent = range_exponent(largest_sample(x))
     measured = scaled_down(x, exponent)
     blocks = BlockPower.measure(measured, codec.sample_rate)
-    means = blocks.block_means()
-    before = gated_loudness(means if exponent == 0 else np.ldexp(means, 2 * exponent))
+    before = blocks.loudness(exponent)
     rng = np.random.default_rng(opts.dither_seed)
     ceiling, goal = profile.ceiling_dbtp, profile.target_lufs
     unchanged: RenditionStatus | None = None
