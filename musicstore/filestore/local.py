@@ -20,10 +20,13 @@ import errno
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import stat
 from pathlib import Path
 from types import TracebackType
+
+from .fsync import fsync
 
 MAX_OPEN_FOLDERS = 64
 """Folder descriptors kept open (oldest opened first out): a row in an open folder costs one lstat."""
@@ -210,17 +213,23 @@ class RootDir:
 
     @staticmethod
     def _copy_out(fd: int, name: str, target: Path) -> None:
+        # Copied under a hidden temp name, fsynced, then linked to ``target`` whole (link refuses an existing
+        # name): a copy killed midway leaves only that temp file, never part of a file at ``target``.
         source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
         try:
-            dst = open(target, "xb")  # noqa: SIM115  # never over an existing file
+            dst = open(temp, "xb")  # noqa: SIM115
             try:
                 with dst, open(source, "rb", closefd=False) as src:
                     shutil.copyfileobj(src, dst)
+                    dst.flush()
+                    os.fsync(dst.fileno())
                 info = os.fstat(source)
-                os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
-            except BaseException:
-                target.unlink(missing_ok=True)  # the copy this made, never another file
-                raise
+                os.utime(temp, ns=(info.st_atime_ns, info.st_mtime_ns))
+                os.link(temp, target)  # never over an existing file
+            finally:
+                temp.unlink(missing_ok=True)  # the copy this made, never another file
+            fsync(target.parent, directory=True)
         finally:
             os.close(source)
         os.unlink(name, dir_fd=fd)
