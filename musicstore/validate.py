@@ -204,16 +204,17 @@ def status(value: object) -> Status:
 
 
 def moment(value: object, what: str) -> datetime:
-    """A timezone-aware datetime (the store keeps UTC; a naive one would be read in some local zone)."""
+    """A timezone-aware datetime, as the same instant in UTC: what the store keeps and its reads return, so
+    what a write returns (a clock's moment, a ``run_after``) equals what a read of it returns, zone and all
+    (a naive one would be read in some local zone: refused)."""
     if not isinstance(value, datetime):
         raise InvalidInput(f"{what} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(f"{what} must be timezone-aware (UTC), got the naive {value!r}")
     try:
-        value.astimezone(UTC)  # the store keeps the UTC instant: years 1 to 9999 there too
+        return value.astimezone(UTC)  # years 1 to 9999 in UTC too
     except OverflowError:
         raise InvalidInput(f"{what} {value.isoformat()} lies outside the years 1 to 9999 in UTC") from None
-    return value
 
 
 def _json_value(value: object, where: str, depth: int) -> None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import threading
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from musicstore import Generation, InvalidInput, Store
@@ -501,3 +502,32 @@ def test_a_missing_server_fails_on_ci_and_skips_elsewhere(
     monkeypatch.setenv(variable, "required")
     with pytest.raises(pytest.fail.Exception, match="required here"):
         unavailable(what, variable, "gone")
+
+
+# --- a write returns its moments as a read returns them: aware UTC ---------------------------------------
+
+
+_ZONES = st.builds(lambda minutes: timezone(timedelta(minutes=minutes)), st.integers(-1439, 1439))
+_MOMENTS = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(now=_MOMENTS, zone=_ZONES, later=st.none() | _MOMENTS, later_zone=_ZONES)
+def test_a_created_generation_equals_its_read_zone_and_all(
+    store: Store,
+    *,
+    clock: FakeClock,
+    now: datetime,
+    zone: timezone,
+    later: datetime | None,
+    later_zone: timezone,
+) -> None:
+    """create_generation returned created_at in the clock's zone (and run_after in the caller's), where every
+    read returns UTC: the instants compared equal, but their zone, isoformat and repr did not."""
+    clock.now = now.replace(tzinfo=zone)
+    run_after = None if later is None else later.replace(tzinfo=later_zone)
+    created = new_job(store, run_after=run_after)
+    read = store.get_generation(created.id)
+    assert read is not None and repr(created) == repr(read) and created == read
+    assert created.created_at.tzinfo is UTC and created.created_at == clock.now
+    assert created.run_after == run_after
