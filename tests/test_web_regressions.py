@@ -481,3 +481,20 @@ def test_serve_refuses_an_empty_host_as_a_usage_error(
 
     assert main(["serve", "--database", sqlite_url, "--check", "--host", host]) == EXIT_USAGE
     assert "not an address" in capsys.readouterr().err
+
+
+def test_serve_warns_that_a_token_on_the_command_line_shows_in_ps(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--token TOKEN is in the process's arguments, which every user of the host reads (ps): it served
+    without a word, where $MUSICSTORE_WEB_TOKEN keeps it out of sight. --token still works."""
+    from musicstore.cli import EXIT_OK, main
+
+    monkeypatch.delenv("MUSICSTORE_WEB_TOKEN", raising=False)
+    assert main(["serve", "--database", sqlite_url, "--check", "--token", "on-the-line"]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "--token is visible to every user of this host (ps); set $MUSICSTORE_WEB_TOKEN" in err
+    assert "on-the-line" not in err
+    monkeypatch.setenv("MUSICSTORE_WEB_TOKEN", "from-the-environment")
+    assert main(["serve", "--database", sqlite_url, "--check"]) == EXIT_OK
+    assert capsys.readouterr().err == ""

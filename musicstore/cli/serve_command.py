@@ -23,6 +23,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise InvalidInput(
             f"the dashboard needs the web extra ({exc.name} is missing): pip install 'musicstore[web]'"
         ) from None
+    if args.token:  # on the command line, every user of this host reads it (ps, /proc/PID/cmdline)
+        print(
+            f"musicstore: warning: --token is visible to every user of this host (ps); set ${TOKEN_ENV} "
+            "instead",
+            file=sys.stderr,
+        )
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
         print(
@@ -75,7 +81,8 @@ def add_serve_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--token",
         metavar="TOKEN",
-        help=f"require this bearer token (default: ${TOKEN_ENV}; none: no token)",
+        help=f"require this bearer token (default: ${TOKEN_ENV}, which prefer: an argument shows in ps; "
+        "none: no token)",
     )
     sub.add_argument(
         "--check",
