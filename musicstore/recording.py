@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 from . import validate
 from .audio import ExportOptions, ExportResult, as_audio, as_audio_batch, export_audio, layout_path
@@ -29,13 +29,12 @@ from .audio.export import check_target
 from .audio.peaks import PeaksSpec, WaveformPeaks, frames_peaks
 from .audio.tags import provenance_of, tag_master, want_tags
 from .errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, StorageError
-from .filestore import FileStore, LocalFileStore, ObjectExists, ObjectInfo, open_filestore
+from .filestore import FileStore, LocalFileStore, open_filestore
 from .filestore.fsync import fsync
 from .models import Generation, Status
 from .ops import DEFAULT_MAX_ATTEMPTS
 from .ops.storage import record_storage
-from .rendering import StoredPeaks, peaks_name
-from .storage_names import GENERATION_FIELD
+from .rendering import StoredPeaks, peaks_name, put_marked
 from .store import Store, require_store
 
 OnError = Literal["fail", "retry", "raise"]
@@ -462,13 +461,16 @@ class _Placing:
                 done = self.complete(tx, result, key, waveform)
                 placing = True
                 with open(result.path, "rb") as source:
-                    info = self.put_object(
-                        objects, key, source, content_type=_CONTENT_TYPES.get(result.format.lower()),
+                    info = put_marked(  # holding the row's lock, with a valid claim, no file recorded yet
+                        objects, key, source, self.generation.id,
+                        content_type=_CONTENT_TYPES.get(result.format.lower()),
                         metadata=_object_metadata(result),
                     )  # fmt: skip
                 placed = True
                 if waveform is not None and peaks_key is not None:  # ObjectExists: not ours, left alone
-                    self.put_object(objects, peaks_key, waveform.data, content_type="application/json")
+                    put_marked(
+                        objects, peaks_key, waveform.data, self.generation.id, content_type="application/json"
+                    )
                     peaks_placed = True
                 placing = False
                 assert info.checksum is not None  # a put always reports the SHA-256 it computed
@@ -490,24 +492,6 @@ class _Placing:
             raise
         stored = None if waveform is None else waveform.stored(self.generation.id, objects.url, key)
         return Recorded(done, result, objects.url, key, info.checksum, stored)
-
-    def put_object(
-        self, objects: FileStore, key: str, data: BinaryIO | bytes, *, content_type: str | None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> ObjectInfo:  # fmt: skip
-        """A conditional create at ``key``, marked with the generation's id; over an object so marked (what an
-        attempt of this generation left when its worker died between the put and the commit: this call holds
-        the row's lock, with a valid claim, and the row records no file yet), a replace. Any other object at
-        the key stays as it was (``ObjectExists``)."""
-        marked = {**(metadata or {}), GENERATION_FIELD: self.generation.id}
-        try:
-            return objects.put(key, data, content_type=content_type, metadata=marked)
-        except ObjectExists:
-            if objects.head(key).metadata.get(GENERATION_FIELD) != self.generation.id:
-                raise
-        if not isinstance(data, bytes):
-            data.seek(0)
-        return objects.put(key, data, content_type=content_type, metadata=marked, overwrite=True)
 
     def _not_recorded(self, exc: BaseException, placing: bool) -> None:
         exc.add_note(f"generation {self.generation.id} was not recorded; its file was removed")

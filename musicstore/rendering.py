@@ -15,10 +15,10 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,11 +29,12 @@ from .audio.renditions import EXTENSIONS, RenditionResult, check_options, read_m
 from .audio.tags import provenance_of
 from .delivery import Delivery, Located, require_store
 from .errors import DatabaseError, InvalidAudio, InvalidInput, InvalidTransition, NotFound, StorageError
-from .filestore import ChecksumMismatch, FileStore, ObjectExists, ObjectNotFound
+from .filestore import ChecksumMismatch, FileStore, ObjectExists, ObjectInfo, ObjectNotFound
 from .models import Generation, Status
 from .ops import Rendition
 from .ops.renditions import settings_key
 from .ops.storage import get_storage
+from .storage_names import GENERATION_FIELD
 from .store import Store
 
 Root = str | os.PathLike[str] | FileStore
@@ -162,8 +163,9 @@ def render_generation(
     written: ``NotFound``, ``InvalidTransition`` (not completed), ``InvalidInput`` (a bad format, bitrate,
     profile or combination; a master missing or outside the root), ``InvalidAudio`` (a master that fails
     its recorded ``sha256``); ``RenditionFailed`` when no encode keeps the ceiling; ``StorageError`` when
-    the put fails (``ObjectExists``: an unrecorded object holds the key, an orphan for reconcile). Renditions
-    made before an error stay recorded, each with its file; the one that failed leaves nothing.
+    the put fails (``ObjectExists``: an object not marked with this generation holds the key, an orphan for
+    reconcile; one so marked, a killed render's, is replaced: ``put_marked``). Renditions made before an
+    error stay recorded, each with its file; the one that failed leaves nothing.
     """
     require_store(store, "render_generation")
     specs = _specs(formats, bitrate_kbps)
@@ -212,9 +214,29 @@ def render_generation(
     return made
 
 
+def put_marked(
+    files: FileStore, key: str, data: BinaryIO | bytes, generation_id: str, *,
+    content_type: str | None = None, metadata: Mapping[str, str] | None = None,
+) -> ObjectInfo:  # fmt: skip
+    """A conditional create at ``key``, marked with the generation's id (``GENERATION_FIELD``); over an object
+    so marked, a replace. Call it holding the generation's row lock, its file not yet recorded: an object
+    marked with its id is then what an earlier attempt left when its process died between its put and its
+    commit (a retry's bytes may differ: Vorbis and Opus encodes do). Any other object at the key stays as it
+    was (``ObjectExists``)."""
+    marked = {**(metadata or {}), GENERATION_FIELD: generation_id}
+    try:
+        return files.put(key, data, content_type=content_type, metadata=marked)
+    except ObjectExists:
+        if files.head(key).metadata.get(GENERATION_FIELD) != generation_id:
+            raise
+    if not isinstance(data, bytes):
+        data.seek(0)
+    return files.put(key, data, content_type=content_type, metadata=marked, overwrite=True)
+
+
 def _object_metadata(result: RenditionResult, generation_id: str) -> dict[str, str]:
     """The rendition's figures as object metadata (printable ASCII values only; the rest left out)."""
-    figures: dict[str, str] = {"generation-id": generation_id}
+    figures: dict[str, str] = {GENERATION_FIELD: generation_id}
     for name, value in result.as_metadata().items():
         if value is None or isinstance(value, dict | list) or name in ("sha256", "bytes"):
             continue
@@ -251,7 +273,7 @@ def _record(
             )
             placed = True  # the row is in (the unique keys held): only now may the object take its place
             try:
-                files.put(key, data, metadata=_object_metadata(result, generation_id))
+                put_marked(files, key, data, generation_id, metadata=_object_metadata(result, generation_id))
             except ObjectExists:
                 placed = False  # not ours: left as it was
                 raise

@@ -4,6 +4,7 @@ reconcile cannot take up)."""
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import subprocess
 import sys
@@ -11,8 +12,14 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from musicstore import Store
+from musicstore.audio import synthesize_music
+from musicstore.delivery import Delivery
 from musicstore.maintenance.reconcile import reconcile
+from musicstore.recording import export_generation
+from musicstore.rendering import render_generation
 from tests.test_reconcile import put
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,3 +82,55 @@ def test_quarantine_across_filesystems_killed_midcopy_leaves_no_partial_file(
         moved = Path(again.orphans[0].moved_to)
         assert moved == quarantine / "2026/01/02/stray.wav" and moved.read_bytes() == original
         assert not orphan.exists() and reconcile(store, root).consistent
+
+
+RENDER_KILLED_AFTER_PUT = """
+    import os, signal, sys
+    from musicstore import Store
+    from musicstore.filestore import LocalFileStore
+    from musicstore.filestore.s3 import S3FileStore
+    from musicstore.rendering import render_generation
+
+    url, root, generation_id = sys.argv[1:]
+    for kind in (LocalFileStore, S3FileStore):
+        def put(self, *args, _put=kind.put, **kwargs):  # the object is in, the row not committed yet
+            _put(self, *args, **kwargs)
+            os.kill(os.getpid(), signal.SIGKILL)
+        kind.put = put
+    with Store(url) as store:
+        render_generation(store, generation_id, root=root, formats=["vorbis"])
+"""
+
+
+@pytest.fixture(params=["folder", "s3"])
+def render_root(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the masters and their renditions go: a local folder, or a prefix of the test S3 server."""
+    if request.param == "s3":
+        return str(request.getfixturevalue("musicstore_s3_url"))
+    (tmp_path / "audio").mkdir()
+    return str(tmp_path / "audio")
+
+
+def test_a_render_killed_between_its_put_and_its_commit_does_not_block_the_next(
+    sqlite_url: str, render_root: str
+) -> None:
+    """A render killed after its put and before its commit left its object at the rendition's key, marked
+    with the generation's id, and no row: every later render of that request raised ``ObjectExists`` until
+    someone ran ``reconcile --repair`` (a Vorbis or Opus encode differs each time, so it is never the same
+    bytes). Holding the generation's row lock with its row inserted, the render now replaces an object
+    marked with its own generation's id, as the export does; another object at the key still stays."""
+    with Store(sqlite_url) as store:
+        store.create_generation("a harp", model_name="m", duration_seconds=1, sample_rate=32_000, channels=2)
+        claimed = store.claim_next("gpu-0")
+        assert claimed is not None
+        export_generation(store, claimed, synthesize_music(1.0, 32_000, channels=2, seed=1), root=render_root)
+    run = _run(RENDER_KILLED_AFTER_PUT, sqlite_url, render_root, claimed.id)
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    with Store(sqlite_url) as store:
+        assert store.list_renditions(claimed.id) == []
+        assert reconcile(store, render_root).orphan_count == 1  # the killed render's object
+        [made] = render_generation(store, claimed.id, root=render_root, formats=["vorbis"])
+        assert store.list_renditions(claimed.id) == [made]
+        with Delivery(store) as delivery:
+            assert hashlib.sha256(delivery.read_audio(made)).hexdigest() == made.checksum
+        assert reconcile(store, render_root).consistent
