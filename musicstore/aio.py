@@ -22,7 +22,7 @@ from typing import Any, ParamSpec, TypeVar
 from . import ops, validate, waiting
 from .errors import InvalidInput, NotFound, WriteConflict
 from .models import Generation
-from .ops import Operation, Step, Steps, progress
+from .ops import DEFAULT_LEASE_SECONDS, Operation, Step, Steps, progress
 from .queries import execute_async
 from .runner import (
     CONFLICT_RETRIES,
@@ -238,14 +238,22 @@ class AsyncStore(Driver, AsyncOperations):
         return await waiting.wait_async(self, waiting.finished(generation_id), plan, read)
 
     async def report_progress(
-        self, generation_id: str, worker_id: str, fraction: float, stage: str | None = None
+        self,
+        generation_id: str,
+        worker_id: str,
+        fraction: float,
+        stage: str | None = None,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> bool:
         """As ``Store.report_progress`` (coalesced; returns whether this report was written)."""
-        gid, worker, done, label = progress.checked_report(generation_id, worker_id, fraction, stage)
+        gid, worker, done, label, _ = progress.checked_report(
+            generation_id, worker_id, fraction, stage, lease_seconds
+        )
         coalescer = progress.coalescer(self)
         if not coalescer.due(gid, worker, done, label):
             return False
-        await self.run(progress.report_progress, gid, worker, done, label)
+        await self.run(progress.report_progress, gid, worker, done, label, lease_seconds=lease_seconds)
         coalescer.wrote(gid, worker, label)
         return True
 

@@ -19,7 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 from . import ops, validate, waiting
 from .errors import InvalidInput, MigrationError, NotFound, WriteConflict
 from .models import Generation
-from .ops import Operation, progress
+from .ops import DEFAULT_LEASE_SECONDS, Operation, progress
 from .queries import COUNT, ONE
 from .runner import (
     CONFLICT_RETRIES,
@@ -219,17 +219,26 @@ class Store(Driver, Operations):
         return waiting.wait(self, waiting.finished(generation_id), plan, read)
 
     def report_progress(
-        self, generation_id: str, worker_id: str, fraction: float, stage: str | None = None
+        self,
+        generation_id: str,
+        worker_id: str,
+        fraction: float,
+        stage: str | None = None,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> bool:
         """Report the progress of a generation ``worker_id`` is processing: ``fraction`` from 0 to 1, and a
         ``stage`` label. Coalesced (``musicstore.ops.progress.Coalescer``): returns whether this report was
-        written. A written report raises Cancelled if the generation was cancelled, LeaseLost if the worker
-        no longer owns it."""
-        gid, worker, done, label = progress.checked_report(generation_id, worker_id, fraction, stage)
+        written. A written report extends the lease to at least ``lease_seconds`` from now, as ``heartbeat``
+        does (a longer one is kept), and raises Cancelled if the generation was cancelled, LeaseLost if the
+        worker no longer owns it."""
+        gid, worker, done, label, _ = progress.checked_report(
+            generation_id, worker_id, fraction, stage, lease_seconds
+        )
         coalescer = progress.coalescer(self)
         if not coalescer.due(gid, worker, done, label):
             return False
-        self.run(progress.report_progress, gid, worker, done, label)
+        self.run(progress.report_progress, gid, worker, done, label, lease_seconds=lease_seconds)
         coalescer.wrote(gid, worker, label)
         return True
 

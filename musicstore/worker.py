@@ -280,7 +280,9 @@ class Job:
     def progress(self, fraction: float, stage: str | None = None) -> bool:
         """Report progress (``Store.report_progress``: coalesced; whether it was written). A written report
         raises ``Cancelled`` if the job was cancelled, ``LeaseLost`` if it was taken back: let either pass."""
-        return self.worker.store.report_progress(self.id, self.worker.worker_id, fraction, stage)
+        return self.worker.store.report_progress(
+            self.id, self.worker.worker_id, fraction, stage, lease_seconds=self.worker.lease_seconds
+        )
 
     def heartbeat(self) -> datetime:
         """Extend the lease (``Store.heartbeat``); raises ``Cancelled``/``LeaseLost`` as ``progress`` does."""
@@ -374,7 +376,9 @@ class AsyncJob:
 
     async def progress(self, fraction: float, stage: str | None = None) -> bool:
         """``Job.progress``, awaited (``AsyncStore.report_progress``)."""
-        return await self.worker.store.report_progress(self.id, self.worker.worker_id, fraction, stage)
+        return await self.worker.store.report_progress(
+            self.id, self.worker.worker_id, fraction, stage, lease_seconds=self.worker.lease_seconds
+        )
 
     async def heartbeat(self) -> datetime:
         """``Job.heartbeat``, awaited (``AsyncStore.heartbeat``)."""

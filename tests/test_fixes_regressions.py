@@ -531,3 +531,42 @@ def test_a_created_generation_equals_its_read_zone_and_all(
     assert read is not None and repr(created) == repr(read) and created == read
     assert created.created_at.tzinfo is UTC and created.created_at == clock.now
     assert created.run_after == run_after
+
+
+# --- a written progress report extends the lease, as a heartbeat does ------------------------------------
+
+
+def test_a_worker_that_only_reports_progress_keeps_its_lease(store: Store, clock: FakeClock) -> None:
+    """A written report did not touch the lease: a worker reporting every step (coalesced to one write a
+    second) but never heartbeating lost its job to requeue_expired while alive. A written report now extends
+    the lease to lease_seconds (default 300) from now, as a heartbeat does; a longer lease is kept."""
+    progress.coalescer(store).interval = 0  # every report written (the interval is a monotonic clock's)
+    new_job(store)
+    job = store.claim_next("gpu-0", lease_seconds=10)
+    assert job is not None
+    for second in range(1, 30):
+        clock.advance(1)
+        assert store.report_progress(job.id, "gpu-0", second / 100)
+        assert store.requeue_expired().requeued == []
+    read = store.get_generation(job.id)
+    assert read is not None and read.lease_expires_at == clock.now + timedelta(seconds=300)
+    store.heartbeat(job.id, "gpu-0", lease_seconds=600)
+    assert store.report_progress(job.id, "gpu-0", 0.5, "decoding", lease_seconds=10)
+    read = store.get_generation(job.id)
+    assert read is not None and read.lease_expires_at == clock.now + timedelta(seconds=600)  # kept
+
+
+def test_an_async_progress_report_extends_the_lease(db_url: str, clock: FakeClock) -> None:
+    async def main() -> None:
+        async with AsyncStore.open(db_url, clock=clock) as store:
+            job = await store.create_generation("p", model_name="m", duration_seconds=1)
+            claimed = await store.claim_next("gpu-0", lease_seconds=10)
+            assert claimed is not None and claimed.id == job.id
+            clock.advance(8)
+            assert await store.report_progress(job.id, "gpu-0", 0.1)
+            clock.advance(8)
+            assert (await store.requeue_expired()).requeued == []
+            read = await store.get_generation(job.id)
+            assert read is not None and read.lease_expires_at == clock.now + timedelta(seconds=292)
+
+    asyncio.run(main())

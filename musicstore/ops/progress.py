@@ -20,7 +20,7 @@ from .. import validate
 from ..errors import InvalidInput, NotFound
 from ..ids import check_id
 from ..models import Generation, Status, columns
-from .jobs import _explain, claim_epoch
+from .jobs import DEFAULT_LEASE_SECONDS, _explain, _later, claim_epoch, lease_of
 from .reads import GENERATION
 from .steps import NOW, Call, Steps, reader, writer
 
@@ -107,24 +107,37 @@ def coalescer(store: object) -> Coalescer:
 
 
 def checked_report(
-    generation_id: str, worker_id: str, done: object, label: object
-) -> tuple[str, str, float, str | None]:
+    generation_id: str,
+    worker_id: str,
+    done: object,
+    label: object,
+    lease_seconds: object = DEFAULT_LEASE_SECONDS,
+) -> tuple[str, str, float, str | None, timedelta]:
     """The arguments of a progress report, checked (before any coalescing: a bad report always raises)."""
     worker = validate.name(worker_id, "worker_id")
     assert worker is not None
-    return check_id(generation_id), worker, fraction(done), stage(label)
+    lease = lease_of(validate.seconds(lease_seconds, "lease_seconds"))
+    return check_id(generation_id), worker, fraction(done), stage(label), lease
 
 
 @writer
 def report_progress(
-    generation_id: str, worker_id: str, fraction: float, stage: str | None = None
+    generation_id: str,
+    worker_id: str,
+    fraction: float,
+    stage: str | None = None,
+    *,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
 ) -> Steps[datetime]:
     """Write the progress of a generation ``worker_id`` is processing (no coalescing: the drivers' method
-    coalesces); returns when it was written. Cancelled when it was cancelled, LeaseLost when it was taken
-    back, NotFound when it is gone."""
-    gid, worker, done, label = checked_report(generation_id, worker_id, fraction, stage)
+    coalesces) and extend its lease to at least ``lease_seconds`` from now, as a heartbeat does (a longer
+    lease is kept); returns when it was written. Cancelled when it was cancelled, LeaseLost when it was
+    taken back, NotFound when it is gone."""
+    gid, worker, done, label, lease = checked_report(generation_id, worker_id, fraction, stage, lease_seconds)
     now: datetime = yield NOW
+    expires = _later(now, lease, "a lease")
     params = {"id": gid, "worker_id": worker, "progress": done, "stage": label, "now": now}
+    params["lease_expires_at"] = expires
     if (yield Call("report_progress", params)) != 1:
         raise (yield from _explain(gid, "given progress", worker))
     return now
