@@ -6,9 +6,13 @@ installed. ``migrations_path`` and ``yoyo_url`` give ``yoyo apply`` its source f
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import sqlite3
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -93,13 +97,14 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
     Concurrent callers (several processes starting at once) are safe: yoyo's lock serialises them and the
     later ones find nothing left to apply. Raises MigrationError if the lock is not had in ``lock_timeout``.
     """
-    from yoyo import get_backend, read_migrations
+    from yoyo import read_migrations
     from yoyo.exceptions import LockTimeout
 
     validate.database_url(url)
     lock_timeout = validate.number(
         lock_timeout, "lock_timeout", positive=False, high=validate.MAX_BUSY_TIMEOUT
     )
+    deadline = time.monotonic() + lock_timeout if lock_timeout else None  # 0: wait for ever, as yoyo does
     target = resolve(url)
     where = without_password(target.url)
     failures = _database_errors(target.dialect)
@@ -107,7 +112,7 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
         if target.path is not None:
             target.path.parent.mkdir(parents=True, exist_ok=True)
             _check_sqlite_file(target.path)
-        backend = get_backend(target.yoyo_url)
+        backend = _open_backend(target.yoyo_url, target.dialect, deadline)
     except ImportError as exc:
         raise MigrationError(
             f"{where}: {exc.name or 'a driver'} is not installed; PostgreSQL needs the postgres extra: "
@@ -127,7 +132,7 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
         if target.path is not None:
             _drop_dead_holders_lock(backend)
         held = True  # from here a Ctrl-C may leave this process's lock (even one just taken)
-        with backend.lock(timeout=lock_timeout):
+        with _migration_lock(backend, target.dialect, deadline):
             pending = backend.to_apply(migrations)
             _apply(backend, pending)
     except LockTimeout as exc:
@@ -145,6 +150,67 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
     if _interrupted(failed):
         raise KeyboardInterrupt from failed
     raise MigrationError(f"{where}: a migration failed ({failed})") from failed
+
+
+YOYO_BUSY_MS = 5000
+"""The busy timeout of yoyo's SQLite connection (sqlite3's default): what its migration statements wait for
+another writer, once the lock is had."""
+
+
+def _open_backend(yoyo_url: str, dialect: str, deadline: float | None) -> Any:
+    """yoyo's backend for ``yoyo_url`` (``yoyo.get_backend``), its SQLite busy timeout bounded by ``deadline``
+    before yoyo's first writes (its lock table, its DDL check), which wait for another writer."""
+    from yoyo.connections import get_backend_class, parse_uri
+    from yoyo.migrations import default_migration_table
+
+    parsed = parse_uri(yoyo_url)
+    backend = get_backend_class(parsed.scheme.lower())(parsed, default_migration_table)
+    try:
+        _wait_until(backend, dialect, deadline)
+        backend.init_database()
+    except BaseException:
+        backend.connection.close()
+        raise
+    return backend
+
+
+def _wait_until(backend: Any, dialect: str, deadline: float | None, ms: int | None = None) -> float | None:
+    """SQLite: a write on yoyo's connection waits for another writer no later than ``deadline`` (or ``ms``
+    when given). Returns the seconds left to ``deadline`` (None: no deadline)."""
+    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+    if dialect == "sqlite" and (left is not None or ms is not None):
+        wait = ms if ms is not None else math.ceil((left or 0.0) * 1000)
+        backend.connection.execute(f"PRAGMA busy_timeout = {int(wait)}")
+    return left
+
+
+@contextmanager
+def _migration_lock(backend: Any, dialect: str, deadline: float | None) -> Iterator[None]:
+    """yoyo's migration lock (``backend.lock``), had by ``deadline`` or LockTimeout: each try to insert its
+    row waits for SQLite's writer lock only as long as is left (yoyo's tries waited the connection's busy
+    timeout, 5 s, each: lock_timeout=0.5 failed after 10 s), and the pause between tries ends there too."""
+    from yoyo.exceptions import LockTimeout
+
+    insert_once = functools.partial(type(backend)._insert_lock_row, backend, timeout=1e-9)  # one try
+
+    def insert(pid: int, timeout: float, poll_interval: float = 0.5) -> None:
+        while True:
+            _wait_until(backend, dialect, deadline)
+            try:
+                return insert_once(pid)  # type: ignore[no-any-return]
+            except LockTimeout:
+                left = _wait_until(backend, dialect, deadline)
+                if left is not None and left <= 0:
+                    raise
+                time.sleep(poll_interval if left is None else min(poll_interval, left))
+
+    backend._insert_lock_row = insert
+    try:
+        with backend.lock():
+            _wait_until(backend, dialect, None, YOYO_BUSY_MS)
+            yield
+    finally:
+        del backend._insert_lock_row
 
 
 def _apply(backend: Any, pending: Any) -> None:

@@ -570,3 +570,49 @@ def test_an_async_progress_report_extends_the_lease(db_url: str, clock: FakeCloc
             assert read is not None and read.lease_expires_at == clock.now + timedelta(seconds=292)
 
     asyncio.run(main())
+
+
+# --- SQLite: waiting for the migration lock ends at lock_timeout ------------------------------------------
+
+
+def test_a_sqlite_migration_waits_for_another_writer_no_longer_than_lock_timeout(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each of yoyo's writes before the lock (its lock table, its DDL check, each try of the lock's row)
+    waited for another writer the connection's busy timeout, 5 s: lock_timeout=0.5 behind a long writer
+    failed after 10 s. Every such write now waits at most what is left of lock_timeout."""
+    import re
+    import sqlite3
+
+    from yoyo.backends.core.sqlite3 import SQLiteBackend
+
+    import musicstore
+    from musicstore.errors import MigrationError
+    from musicstore.urls import resolve
+    from tests.test_schema import _rollback
+
+    _rollback(sqlite_url, "0015")
+    statements: list[str] = []
+    connect = SQLiteBackend.connect
+
+    def traced(backend: Any, uri: Any) -> Any:
+        conn = connect(backend, uri)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(SQLiteBackend, "connect", traced)
+    writer = sqlite3.connect(str(resolve(sqlite_url).path), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process's long write
+    try:
+        with pytest.raises(MigrationError, match="migration lock"):
+            musicstore.migrate(sqlite_url, lock_timeout=0.5)
+    finally:
+        writer.rollback()
+        writer.close()
+    busy, writes = 5000, []  # sqlite3's default busy timeout, in ms, until a PRAGMA sets it
+    for statement in statements:
+        if (found := re.match(r"PRAGMA busy_timeout = (\d+)", statement)) is not None:
+            busy = int(found[1])
+        elif re.match(r"\s*(INSERT|CREATE|DROP|DELETE)", statement):
+            writes.append(busy)
+    assert writes and max(writes) <= 500
