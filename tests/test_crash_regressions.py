@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from musicstore import Store
-from musicstore.audio import synthesize_music
+from musicstore.audio import layout_path, synthesize_music
 from musicstore.delivery import Delivery
+from musicstore.filestore import open_filestore
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.recording import export_generation
 from musicstore.rendering import render_generation
@@ -134,3 +135,44 @@ def test_a_render_killed_between_its_put_and_its_commit_does_not_block_the_next(
         with Delivery(store) as delivery:
             assert hashlib.sha256(delivery.read_audio(made)).hexdigest() == made.checksum
         assert reconcile(store, render_root).consistent
+
+
+def test_reconcile_repair_leaves_an_orphan_whose_dead_letter_was_replayed_and_recorded_meanwhile(
+    sqlite_url: str, render_root: str
+) -> None:
+    """A worker killed between placing its master and its commit leaves the file at the layout's key; once
+    its job is a dead letter the file is an orphan. reconcile --repair judged it from the rows read during
+    the walk and removed it later without looking again (only a rendition was checked again under its
+    generation's lock), so when the dead letter was replayed and recorded meanwhile, at that very key, the
+    repair removed the new file: a completed row whose file was gone. The repair of a master now takes its
+    generation's row lock and leaves the file when a row records it or its generation is pending or
+    processing again."""
+    import musicstore.maintenance.reconcile as module
+
+    with Store(sqlite_url) as store:
+        store.create_generation("a harp", model_name="m", duration_seconds=1, sample_rate=16_000, channels=1)
+        job = store.claim_next("gpu-0", lease_seconds=60)
+        assert job is not None
+        key = layout_path(Path("."), job.id, when=job.created_at).as_posix()
+        leftover = synthesize_music(1.0, 16_000, channels=1, seed=9)
+        files = open_filestore(render_root)
+        files.put(key, b"RIFF what a killed attempt left", metadata={"generation-id": job.id})
+        store.fail(job.id, "lease lost: worker gone", retry=False)  # a dead letter; its file an orphan
+        assert reconcile(store, render_root).orphan_count == 1
+        repair = module._repair_unless_recorded
+
+        def replayed_meanwhile(*args: Any, **kwargs: Any) -> bool:  # between the walk and the repair
+            store.replay(job.id)
+            claimed = store.claim_next("gpu-1")
+            assert claimed is not None and claimed.id == job.id
+            export_generation(store, claimed, leftover, root=files, peaks=False)
+            return repair(*args, **kwargs)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(module, "_repair_unless_recorded", replayed_meanwhile)
+            reconcile(store, render_root, repair=True, delete_orphans=True)
+        assert reconcile(store, render_root).consistent  # the recorded file is still there
+        done = store.get_generation(job.id)
+        assert done is not None and done.file_path == key
+        with Delivery(store) as delivery:
+            assert delivery.read_audio(done)

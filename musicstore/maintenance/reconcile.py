@@ -18,7 +18,8 @@
 
 A rendition's file is in place before its row commits (``musicstore.rendering``, under its generation's
 row lock): an orphan named as a rendition is repaired only inside a transaction that takes that lock and
-finds no row recording it again (``rendition_recorded``), so a render in flight is waited for, not undone.
+finds no row recording it again (``orphan_claimed``), so a render in flight is waited for, not undone. A
+master is repaired the same way: a dead letter replayed and recorded again meanwhile keeps its file.
 
 A completed row whose ``file_path`` leads outside the root (absolute, ``..``, a symlink on the way: see
 ``musicstore.filestore.local``) is reported as *outside_root*, never followed, judged consistent, changed or
@@ -64,13 +65,13 @@ from .scan import (
     OwnRows,
     PeaksRecord,
     Progress,
+    audio_stem,
     check_root,
     classified,
     is_temp_name,
     peaks_record,
     peaks_stem,
     referenced_paths,
-    rendition_stem,
     require_store,
     walk,
 )
@@ -313,15 +314,19 @@ def mark_dangling_failed(items: list[DanglingRow]) -> Steps[set[str]]:
 
 
 @writer
-def rendition_recorded(generation_id: str, url: str | None, key: str) -> Steps[bool]:
-    """Whether a row now records ``key`` (a file named as a rendition of ``generation_id``; ``url``: the
-    object store it is in, None for a local root), read with that generation's row locked.
+def orphan_claimed(generation_id: str, url: str | None, key: str) -> Steps[bool]:
+    """Whether ``key`` (a file named after ``generation_id``: its master or a rendition; ``url``: the object
+    store it is in, None for a local root) is no orphan by now, read with that generation's row locked: a
+    row records it, or the generation is pending or processing (a worker may place it and commit).
 
-    ``musicstore.rendering`` inserts a rendition's row under the same lock (``create_rendition``) and puts
-    its file before it commits: a file reconcile saw without a row may be one such, and this read waits
-    for that transaction to end. Run inside the transaction that repairs the orphan, so that no render
+    A worker places its master, and ``musicstore.rendering`` a rendition, under that lock before it commits;
+    a dead letter replayed (failed → pending) and recorded again puts its master at the very key a killed
+    attempt left. A file reconcile saw without a row may be one such, and this read waits for that
+    transaction to end. Run inside the transaction that repairs the orphan, so that no worker or render
     records the key while it is removed."""
-    yield Call("get_generation_for_update", {"id": generation_id}, GENERATION)
+    generation = yield Call("get_generation_for_update", {"id": generation_id}, GENERATION)
+    if generation is not None and generation.status in (Status.PENDING, Status.PROCESSING):
+        return True
     if url is None:
         return key in (yield from referenced_paths.steps([key]))
     return bool((yield from stored_by_keys.steps(url, [key])))
@@ -330,20 +335,21 @@ def rendition_recorded(generation_id: str, url: str | None, key: str) -> Steps[b
 def _repair_unless_recorded(
     store: Store, repair: Callable[[], None], *, url: str | None, key: str, errors: list[str]
 ) -> bool:
-    """Run ``repair`` on an orphan; for one named as a rendition, inside a transaction that first locks its
-    generation and finds no row recording it (``rendition_recorded``). Returns True (``repair`` not run)
-    when a row records it by then: a render committed it meanwhile."""
-    owner = rendition_stem(key.rpartition("/")[2])
+    """Run ``repair`` on an orphan; for one named after a generation (its master or a rendition), inside a
+    transaction that first locks that generation and finds the file still an orphan (``orphan_claimed``).
+    Returns True (``repair`` not run) when it is not by then: a worker or a render recorded it meanwhile,
+    or its generation was queued again."""
+    owner = audio_stem(key.rpartition("/")[2])
     if owner is None:
         repair()
         return False
     try:
         with store.transaction() as tx:
-            if tx.run(rendition_recorded, owner, url, key):
+            if tx.run(orphan_claimed, owner, url, key):
                 return True
             repair()
     except DatabaseError as exc:
-        errors.append(f"cannot lock generation {owner} to repair the orphan rendition {key}: {exc}")
+        errors.append(f"cannot lock generation {owner} to repair the orphan {key}: {exc}")
     return False
 
 
@@ -736,7 +742,7 @@ def _check_files(
                 store, functools.partial(_repair_orphan, where, orphan, target, report.errors),
                 url=None, key=item.entry.rel, errors=report.errors,
             ):  # fmt: skip
-                report.referenced_files += 1  # a rendition whose row was committed since the walk saw it
+                report.referenced_files += 1  # recorded (or its generation queued) since the walk
                 continue
             report.orphan_count += 1
             report.orphan_peaks_count += is_peaks
@@ -922,7 +928,7 @@ def _reconcile_objects(
             if repair and _repair_unless_recorded(
                 store, delete, url=files.url, key=item.key, errors=report.errors
             ):
-                report.referenced_files += 1  # a rendition whose row was committed since the listing
+                report.referenced_files += 1  # recorded (or its generation queued again) since the listing
                 continue
             report.orphan_count += 1
             report.orphan_peaks_count += item.peaks
