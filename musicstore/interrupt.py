@@ -14,15 +14,49 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+"""128 + SIGTERM: a command stopped by SIGTERM inside ``terminating``."""
 COMMAND = "musicstore"
 
 
-def message() -> str:
-    """The line an interrupted command prints (after a newline on a terminal, where ``^C`` was echoed)."""
-    return ("\n" if os.isatty(2) else "") + f"{COMMAND}: interrupted\n"
+class Terminated(KeyboardInterrupt):
+    """SIGTERM inside ``terminating``: a KeyboardInterrupt, so that what a Ctrl-C undoes (a migration's lock,
+    psycopg's query, which it cancels) a SIGTERM undoes too."""
+
+
+def message(stop: BaseException | None = None) -> str:
+    """The line an interrupted (or, for ``Terminated``, terminated) command prints (after a newline on a
+    terminal, where ``^C`` was echoed)."""
+    what = "terminated" if isinstance(stop, Terminated) else "interrupted"
+    return ("\n" if os.isatty(2) else "") + f"{COMMAND}: {what}\n"
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+@contextmanager
+def terminating() -> Iterator[None]:
+    """In the block, SIGTERM raises ``Terminated`` (its default ends the process at once, and a migration
+    killed so left its lock row); the handler before is put back. Only in the main thread of a process whose
+    SIGTERM has its default handler; elsewhere nothing changes."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:

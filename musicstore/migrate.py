@@ -122,7 +122,7 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
         raise MigrationError(
             f"{where}: cannot open the database to migrate it ({exc}); check the URL"
         ) from exc
-    stops: tuple[type[BaseException], ...] = (*failures, KeyboardInterrupt)
+    stops: tuple[type[BaseException], ...] = (*failures, KeyboardInterrupt, SystemExit)
     failed: BaseException | None = None
     held = False
     try:
@@ -145,10 +145,11 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
         return [migration.id for migration in pending]
     if held:
         _release_own_lock(target.yoyo_url, target.dialect)
-    if isinstance(failed, KeyboardInterrupt):
+    if isinstance(failed, KeyboardInterrupt | SystemExit):
         raise failed
-    if _interrupted(failed):
-        raise KeyboardInterrupt from failed
+    stop = _interrupt_in(failed)
+    if stop is not None:
+        raise type(stop)() from failed  # Terminated (a SIGTERM) stays one
     raise MigrationError(f"{where}: a migration failed ({failed})") from failed
 
 
@@ -233,15 +234,16 @@ def _apply(backend: Any, pending: Any) -> None:
     backend.run_post_apply(pending)
 
 
-def _interrupted(error: BaseException) -> bool:
-    """Whether ``error`` was raised while a Ctrl-C unwound: psycopg's connection, interrupted in a query,
-    fails yoyo's rollback (and its lock's release) with an OperationalError that hides the Ctrl-C."""
+def _interrupt_in(error: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C (or SIGTERM's ``Terminated``) that ``error`` was raised while unwinding, if any: psycopg's
+    connection, interrupted in a query, fails yoyo's rollback (and its lock's release) with an
+    OperationalError that hides it."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, KeyboardInterrupt):
-            return True
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
 
 
 def _release_own_lock(yoyo_url: str, dialect: str) -> None:

@@ -4,6 +4,7 @@ each test failed before its fix. Both database backends, and both file stores wh
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import threading
 from datetime import UTC, datetime, timedelta, timezone
@@ -374,7 +375,6 @@ def test_strategies_still_refuse_a_named_minimum_above_the_maximum() -> None:
 def test_a_killed_process_leaves_no_postgres_server_running(tmp_path: Path) -> None:
     """``pg_ctl start`` made the server a daemon, so a test run killed before its teardown (SIGKILL, a CI
     timeout's SIGTERM) left it running for ever; it is now the starter's child and dies with it."""
-    import os
     import signal
     import subprocess
     import sys
@@ -616,3 +616,53 @@ def test_a_sqlite_migration_waits_for_another_writer_no_longer_than_lock_timeout
         elif re.match(r"\s*(INSERT|CREATE|DROP|DELETE)", statement):
             writes.append(busy)
     assert writes and max(writes) <= 500
+
+
+# --- SIGTERM during `musicstore migrate` releases the lock, as Ctrl-C does ----------------------------------
+
+
+def test_sigterm_during_migrate_releases_the_lock_and_exits_143(postgres_url: str) -> None:
+    """A stop's SIGTERM (systemd, Kubernetes, a CI timeout) killed `musicstore migrate` at once: on PostgreSQL
+    its lock row stayed, and every later migrate waited lock_timeout, then told the user to `yoyo break-lock`.
+    Now SIGTERM is handled as Ctrl-C is: the migration rolls back, the lock is released, `musicstore:
+    terminated`, exit code 143 (128 + SIGTERM)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psycopg
+
+    import musicstore
+    from tests.test_schema import _from, _rollback
+
+    _rollback(postgres_url, "0015")  # 0015 alters owner_lanes
+    with psycopg.connect(postgres_url) as blocker:
+        blocker.execute("LOCK TABLE owner_lanes IN ACCESS SHARE MODE")  # the ALTER waits behind it
+        command = [sys.executable, "-m", "musicstore", "migrate", "--database", postgres_url]
+        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        try:
+            with psycopg.connect(postgres_url, autocommit=True) as watcher:
+                for _ in range(600):  # until the migration waits for the table, lock row taken
+                    waiting = watcher.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query ILIKE '%owner_lanes%'"
+                    ).fetchone()
+                    if waiting is not None and waiting[0]:
+                        break
+                    assert process.poll() is None
+                    time.sleep(0.05)
+                else:
+                    pytest.fail("the migration never waited for owner_lanes")
+                held = watcher.execute("SELECT pid FROM yoyo_lock").fetchall()
+                assert held == [(process.pid,)]
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert (process.returncode, err) == (143, "musicstore: terminated\n")
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        assert conn.execute("SELECT pid FROM yoyo_lock").fetchall() == []
+    assert musicstore.migrate(postgres_url, lock_timeout=2) == _from("0015")

@@ -24,6 +24,7 @@ from .common import (
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
     EXIT_OK,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     ROOT_ENV,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_NOT_FOUND",
     "EXIT_OK",
+    "EXIT_TERMINATED",
     "EXIT_USAGE",
     "OPTIONAL_MODULES",
     "ROOT_ENV",
@@ -104,8 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"musicstore: error: {hint}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(interrupt.message(), end="", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        print(interrupt.message(exc), end="", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(exc, interrupt.Terminated) else EXIT_INTERRUPTED
     finally:
         interrupt.finish()  # done: a Ctrl-C from here to the exit changes nothing

@@ -11,6 +11,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from .. import interrupt
 from ..errors import NotFound
 from ..maintenance.usage import disk_usage, storage_stats
 from ..migrate import migrate, migrations_path, yoyo_url
@@ -40,7 +41,8 @@ def _generation_fields(generation: Generation) -> list[tuple[str, str]]:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    applied = migrate(args.database)
+    with interrupt.terminating():  # a stop's SIGTERM releases the migration lock, as a Ctrl-C does
+        applied = migrate(args.database)
     if args.json:
         print_json({"database": without_password(resolve(args.database).url), "applied": applied})
     else:

@@ -20,6 +20,8 @@ EXIT_INCONSISTENT = 4
 """``reconcile``: database and output root disagree (found, and with ``--repair`` repaired)."""
 EXIT_INTERRUPTED = interrupt.EXIT_INTERRUPTED
 """Ctrl-C (SIGINT), from musicstore's first import on (``musicstore.interrupt``)."""
+EXIT_TERMINATED = interrupt.EXIT_TERMINATED
+"""SIGTERM during ``migrate`` (``musicstore.interrupt.terminating``): its lock released, as after a Ctrl-C."""
 
 ROOT_ENV = "MUSICSTORE_OUTPUT_ROOT"
 DEFAULT_ROOT = "data/audio"
