@@ -666,3 +666,49 @@ def test_sigterm_during_migrate_releases_the_lock_and_exits_143(postgres_url: st
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         assert conn.execute("SELECT pid FROM yoyo_lock").fetchall() == []
     assert musicstore.migrate(postgres_url, lock_timeout=2) == _from("0015")
+
+
+# --- musicstore.testing: a killed run's server folders are removed by the next run ----------------------
+
+
+def test_a_new_server_folder_removes_those_of_runs_that_died_and_keeps_live_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test run killed before its teardown left /tmp/musicstore-pg-* and /tmp/musicstore-s3-* (initdb's
+    data, weed's volumes) for ever, and a CI machine's temp filled up. Each folder now names its maker; the
+    next fixture start removes those whose maker is gone (its pid dead, or reused by another process), never
+    a live run's nor one that names no maker."""
+    import subprocess
+    import sys
+
+    from musicstore.testing import _scratch
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    me = f"{os.getpid()} {_scratch._started(os.getpid())}"
+    folders = {}
+    for prefix in ("musicstore-pg-", "musicstore-s3-"):
+        for name, owner in [("dead", f"{gone.pid} 1"), ("live", me), ("reused", f"{os.getpid()} 1")]:
+            folders[prefix + name] = tmp_path / f"{prefix}{name}"
+            (tmp_path / f"{prefix}{name}" / "data").mkdir(parents=True)
+            (tmp_path / f"{prefix}{name}" / _scratch.OWNER).write_text(owner + "\n")
+        (tmp_path / f"{prefix}unnamed").mkdir()  # an older musicstore's, or one being made
+    made = _scratch.folder("musicstore-pg-")
+    assert (made / _scratch.OWNER).read_text() == me + "\n"
+    left = {path.name for path in tmp_path.iterdir()}
+    assert left == {
+        made.name,
+        *("musicstore-pg-live", "musicstore-pg-unnamed"),
+        *("musicstore-s3-dead", "musicstore-s3-live", "musicstore-s3-reused", "musicstore-s3-unnamed"),
+    }
+    swept = _scratch.sweep("musicstore-s3-")
+    assert swept == [folders["musicstore-s3-dead"], folders["musicstore-s3-reused"]]
+
+
+def test_the_postgresql_fixture_folder_names_its_maker(musicstore_postgres_url: str) -> None:
+    from musicstore.testing import _scratch
+
+    folders = list(Path(tempfile.gettempdir()).glob("musicstore-pg-*"))
+    mine = [f for f in folders if (f / _scratch.OWNER).is_file() and not _scratch._stale(f)]
+    assert any((f / _scratch.OWNER).read_text().split()[0] == str(os.getpid()) for f in mine)

@@ -18,12 +18,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from . import _scratch
 from ._seaweed import _die_with_parent
 
 START_TIMEOUT = 60.0
@@ -117,7 +117,7 @@ def start(*, durable: bool = False) -> Server:
     bindir = find_bindir()
     if bindir is None:
         raise FileNotFoundError("PostgreSQL server binaries not found: apt-get install postgresql")
-    base = Path(tempfile.mkdtemp(prefix="musicstore-pg-"))
+    base = _scratch.folder("musicstore-pg-")  # a killed run's folder is removed first
     user = None
     if os.geteuid() == 0:
         user = "postgres"

