@@ -35,8 +35,9 @@ class DatabaseURL:
 
     @property
     def absolute_url(self) -> str:
-        """The URL with a SQLite path made absolute: the same database from any working directory."""
-        return self.url if self.path is None else f"sqlite:///{self.path}"
+        """The URL with a SQLite path made absolute (``sqlite_url``): the same database from any working
+        directory."""
+        return self.url if self.path is None else sqlite_url(self.path)
 
     @property
     def yoyo_url(self) -> str:
@@ -46,7 +47,17 @@ class DatabaseURL:
         if self.dialect == "postgres":
             return "postgresql+psycopg://" + self.url.split("://", 1)[1]
         assert self.path is not None
-        return "sqlite:///" + quote(str(self.path))
+        return sqlite_url(self.path)
+
+
+def sqlite_url(path: str | os.PathLike[str]) -> str:
+    """The URL of the SQLite file at ``path`` (relative to the working directory unless absolute), its path
+    percent-encoded, so that any name (``?``, ``#``, ``%``, spaces, any byte) reads back as that file:
+    ``resolve(sqlite_url(p)).path == Path(p).absolute()``."""
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text:
+        raise InvalidInput(f"a SQLite file's path must be a non-empty str or path, got {path!r}")
+    return "sqlite:///" + quote(text, errors="surrogateescape")
 
 
 def without_password(url: str) -> str:
@@ -99,12 +110,13 @@ def resolve(url: str | None = None) -> DatabaseURL:
             raise InvalidInput(
                 f"SQLite URLs look like sqlite:///relative/path.db or sqlite:////abs.db, got {_shown(text)}"
             )
-        path, query = text[len("sqlite:///") :].partition("?")[::2]
+        path, query = text[len("sqlite:///") :].partition("?")[::2]  # a ? in a name is %3F
         if query or text.endswith("?"):
             raise InvalidInput(
                 "SQLite URLs take no parameters: musicstore opens the file read-write with its own settings "
                 f"(got ?{query}, which it would have ignored)"
             )
+        path = unquote(path, errors="surrogateescape")  # as yoyo reads it: the same URL, the same file
         if path == ":memory:":
             raise InvalidInput(
                 "an in-memory SQLite database is private to one connection; use a file (a temp dir in tests)"

@@ -712,3 +712,46 @@ def test_the_postgresql_fixture_folder_names_its_maker(musicstore_postgres_url: 
     folders = list(Path(tempfile.gettempdir()).glob("musicstore-pg-*"))
     mine = [f for f in folders if (f / _scratch.OWNER).is_file() and not _scratch._stale(f)]
     assert any((f / _scratch.OWNER).read_text().split()[0] == str(os.getpid()) for f in mine)
+
+
+# --- a SQLite file's URL: any path reads back as itself ---------------------------------------------------
+
+_NAME_CHARS = st.sampled_from(["?", "#", "%", "%41", "%3F", " ", "&", "=", "é", "+", ";", "a", "\udcff"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.lists(_NAME_CHARS, min_size=1, max_size=6).map("".join))
+def test_sqlite_url_reads_back_as_its_path(name: str) -> None:
+    """f"sqlite:///{path}" read a ? in the path as parameters (refused), and nothing percent-encoded a path:
+    sqlite_url(path) does, and resolve() decodes it (as yoyo does), so any path reads back as itself."""
+    from musicstore.urls import resolve, sqlite_url
+
+    for path in (Path("/srv") / name / "x.db", Path(name) / "x.db"):
+        url = sqlite_url(path)
+        assert resolve(url).path == path.absolute()
+        assert resolve(resolve(url).absolute_url).path == path.absolute()
+        assert resolve(resolve(url).yoyo_url).path == path.absolute()
+
+
+@pytest.mark.parametrize("odd", ["a?b", "a#b", "a%b", "a%41b", "a?b%3Fc#d"])
+def test_the_sqlite_fixtures_work_under_any_basetemp(tmp_path: Path, odd: str) -> None:
+    """A ? in pytest's basetemp (the SQLite fixtures' folder) made musicstore_sqlite_url a URL with
+    parameters, refused ('SQLite URLs take no parameters'): every test using it errored."""
+    import subprocess
+    import sys
+
+    (tmp_path / "test_odd.py").write_text(
+        "from pathlib import Path\n"
+        "from musicstore import Store\n"
+        "from musicstore.urls import resolve\n\n"
+        "def test_it(musicstore_sqlite_url, tmp_path):\n"
+        "    assert resolve(musicstore_sqlite_url).path == tmp_path / 'musicstore.db'\n"
+        "    with Store(musicstore_sqlite_url) as store:\n"
+        "        store.create_generation('p', model_name='m', duration_seconds=1)\n"
+        "        assert store.count_generations() == 1\n"
+    )
+    basetemp = tmp_path / odd
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"]
+    command += [f"--basetemp={basetemp}", "--rootdir", str(tmp_path), str(tmp_path / "test_odd.py")]
+    done = subprocess.run(command, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]

@@ -183,10 +183,13 @@ def test_a_sqlite_file_whose_name_yoyo_would_decode_is_migrated_where_the_store_
 ) -> None:
     """yoyo decodes a URL's path and ends it at a ``#``: ``migrate`` and ``yoyo-url`` hand it the store's file
     percent-encoded, so the file migrated is the one the store opens (``take `` and ``a#b.db`` were
-    migrated instead, and the store refused its own, unmigrated file)."""
+    migrated instead, and the store refused its own, unmigrated file). The URL is ``sqlite_url``'s: a URL's
+    path is percent-decoded (``a%23b.db`` in a URL is ``a#b.db``, for the store as for yoyo)."""
     from yoyo import get_backend, read_migrations
 
-    url = f"sqlite:///{tmp_path / name}"
+    from musicstore.urls import sqlite_url
+
+    url = sqlite_url(tmp_path / name)
     with Store(url, migrate=True) as store:
         assert store.count_generations() == 0
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [name]

@@ -36,6 +36,7 @@ from typing import Any, NoReturn
 
 import pytest
 
+from ..urls import sqlite_url
 from . import FakeClock
 
 _TEMPLATE = "musicstore_template"
@@ -85,7 +86,7 @@ def _musicstore_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Pat
     from ..migrate import migrate
 
     path = tmp_path_factory.mktemp("musicstore-template") / "template.db"
-    migrate(f"sqlite:///{path}")
+    migrate(sqlite_url(path))
     return path
 
 
@@ -93,7 +94,7 @@ def _musicstore_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Pat
 def musicstore_sqlite_url(tmp_path: Path, _musicstore_sqlite_template: Path) -> str:
     path = tmp_path / "musicstore.db"
     path.write_bytes(_musicstore_sqlite_template.read_bytes())
-    return f"sqlite:///{path}"
+    return sqlite_url(path)  # percent-encoded: a ? or % in the temp dir's name reads back as itself
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from ..audio import synthesize_music
 from ..migrate import migrate
 from ..recording import export_generation
 from ..store import Store
+from ..urls import sqlite_url
 from .app import create_app
 
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)> trap beat"
@@ -31,7 +32,7 @@ PROMPTS = [
 
 def build(folder: Path) -> tuple[str, Path, str]:
     """A demo store under ``folder``: its URL, its output root and the id of the generation to show."""
-    url, root = f"sqlite:///{folder / 'demo.db'}", folder / "audio"
+    url, root = sqlite_url(folder / "demo.db"), folder / "audio"
     migrate(url)
     shown = ""
     with Store(url) as store:
