@@ -44,6 +44,7 @@ class Interpolator:
     groups: tuple[slice, ...]  # columns of each filter
     bound: float  # max over columns of sum |taps|: |y| <= bound * max |x| over the window
     fractions: NDArray[np.float64] | None = None  # position of each column after sample m - 1 (far part)
+    row_exact: bool = False  # a row's values do not depend on the rows read with it (see _product)
 
     @classmethod
     def from_phases(cls, filters: tuple[NDArray[np.float64], ...]) -> Interpolator:
@@ -137,7 +138,7 @@ class Interpolator:
                     else channel[starts[begin:end]]
                 )
                 for k in range(0, end - begin, step):
-                    np.matmul(block[k : k + step], self.matrix, out=part[k : k + step])
+                    _product(block[k : k + step], self.matrix, part[k : k + step], self.row_exact)
                 part += self._far(far, c, rows[begin:end])
                 np.abs(part, out=part)
                 for g, cols in enumerate(self.groups):
@@ -161,10 +162,25 @@ class Interpolator:
                 (channel[wrapped], far_part + self._far(far, c, rows, copy)),
             )
             for windows, far_values in readings:
-                values = np.abs(windows @ self.matrix + far_values)  # (rows, columns)
+                values = np.empty((rows.shape[0], self.matrix.shape[1]), dtype=np.float32)
+                _product(windows, self.matrix, values, self.row_exact)
+                values += far_values
+                np.abs(values, out=values)  # (rows, columns)
                 for g, cols in enumerate(self.groups):
                     np.maximum(edges[g], values[:, cols].max(axis=1), out=edges[g])
         return edges
+
+
+def _product(
+    windows: NDArray[np.float32], matrix: NDArray[np.float32], out: NDArray[np.float32], row_exact: bool
+) -> None:
+    """``out[:] = windows @ matrix``; ``row_exact``: a lone row read as two (numpy takes a matrix-vector
+    product for one row, which rounds otherwise), so that a row's values do not depend on the rows read with
+    it."""
+    if row_exact and windows.shape[0] == 1:
+        out[:] = np.matmul(np.concatenate([windows, windows]), matrix)[:1]
+    else:
+        np.matmul(windows, matrix, out=out)
 
 
 @functools.cache

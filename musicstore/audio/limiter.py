@@ -38,7 +38,6 @@ from musicstore.audio.truepeak import (
     peak_map,
     refined_peak,
     sample_envelope,
-    scaled_span_bounds,
     to_db,
 )
 
@@ -306,7 +305,7 @@ class _Limits:
     depth_db: float
     target_lufs: float
     far: FarField  # the clip's far part
-    spans: NDArray[np.float32]  # and its span bounds
+    spans: NDArray[np.float32] | None  # and its span bounds
     screened: Screened | None  # and what its second screen read (for the output's check)
     verify: bool = True  # check and measure the output (see :func:`level`)
 
@@ -394,7 +393,7 @@ class _Limiter:
         shape: _Shape,
         *,
         far: FarField,
-        spans: NDArray[np.float32],
+        spans: NDArray[np.float32] | None,
         screened: Screened | None = None,
     ) -> None:
         self.x, self.blocks, self.ceiling, self.aim, self.shape = x, blocks, ceiling, aim, shape
@@ -502,12 +501,11 @@ class _Limiter:
             limited = scaled * g
             out[:, region.index] = limited
             changed = _spans(region)
-            spans = scaled_span_bounds(out, self.spans, gain, changed)
             far = self._far_of(gain, region, scaled, limited, changed)
             del scaled, limited
-            reuse = None if self.screened is None else Reuse(self.screened, gain, changed)
-            checked = peak_map(out, ceiling, far, spans, reuse=reuse)
-            del far, spans
+            # the output's span bounds derived from the clip's in the map, not held while its rows are read
+            checked = peak_map(out, ceiling, far, reuse=Reuse(self.screened, gain, changed, self.spans))
+            del far
             values = checked.values
             over = values > ceiling
             if not over.any():

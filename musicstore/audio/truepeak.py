@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -149,13 +150,15 @@ class Screened:
 
 @dataclass(frozen=True)
 class Reuse:
-    """A clip's :class:`Screened` for the map of ``out``, which is ``gain`` times the clip except within
-    ``changed`` (``(n, 2)`` sorted sample ranges ``[a, b)``) where it is turned down (``|out| <= gain |x|``
-    there: a limiter's curve is at most 1)."""
+    """What :func:`peak_map` reuses of a clip for the map of ``out``, which is ``gain`` times the clip except
+    within ``changed`` (``(n, 2)`` sorted sample ranges ``[a, b)``) where it is turned down (``|out| <=
+    gain |x|`` there: a limiter's curve is at most 1): the clip's :class:`Screened` and its span bounds
+    (``out``'s derived from them, :func:`scaled_span_bounds`), where given."""
 
-    screened: Screened
+    screened: Screened | None
     gain: float
     changed: NDArray[np.int64]
+    spans: NDArray[np.float32] | None = None
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,8 @@ class PeakMap:
     ideal: NDArray[np.float32]  # the accurate grid's value at ``rows``
     floor: float  # every detector value outside ``rows`` is at most this
     far: FarField
-    spans: NDArray[np.float32]  # the near part's bound per span of 8 rows (:func:`span_bounds`)
+    spans: NDArray[np.float32] | None  # the near part's bound per span of 8 rows (:func:`span_bounds`); None
+    # where derived from a clip's (``Reuse.spans``): not kept
     screened: Screened | None = None  # what the second screen read (``peak_map(..., keep_screen=True)``)
 
     @property
@@ -256,7 +260,8 @@ def _screen() -> Interpolator:
     at = meter.first_offset - quarter.first_offset
     matrix[at : at + meter.matrix.shape[0], quarter.matrix.shape[1] :] = meter.matrix
     groups = (slice(0, quarter.matrix.shape[1]), slice(quarter.matrix.shape[1], matrix.shape[1]))
-    return Interpolator(matrix, quarter.first_offset, groups, max(quarter.bound, meter.bound))
+    # row_exact: peak_map reads a row's Annex 2 values again, apart from the rows first read with it
+    return Interpolator(matrix, quarter.first_offset, groups, max(quarter.bound, meter.bound), row_exact=True)
 
 
 @functools.cache
@@ -289,7 +294,8 @@ def _curvature_split() -> tuple[float, NDArray[np.float32], int]:
 
 
 _SPAN = 8  # rows per span of the coarse bound
-_CHUNK = 1 << 17  # samples at a time (a multiple of the span; few numpy calls: GIL hand-offs in a batch)
+_CHUNK = 1 << 15  # samples at a time (a multiple of the span; its seven buffers 0.15x a 30 s mono clip)
+_READ_SPANS = 1 << 13  # spans the second screen reads at a time (64k rows: 256 KiB per row-length array)
 
 
 @functools.cache
@@ -439,6 +445,29 @@ def _add_per_block(bound: NDArray[np.float32], far_blocks: NDArray[np.float32]) 
     bound[whole * per :] += far_blocks[whole : whole + 1]
 
 
+def _spans_over(
+    near: NDArray[np.float32], far_blocks: NDArray[np.float32], level: float, samples: int
+) -> Rows:
+    """The spans of 8 rows whose bound (``near`` plus the far part's per block) exceeds ``level``, and those
+    at the ends (their looped readings: always measured); a chunk at a time (no full-length bound)."""
+    dtype = np.int32 if samples < 2**31 - _SPAN else np.int64
+    head, tail = 2 * BLOCK // _SPAN, max(0, samples + 1 - 2 * BLOCK) // _SPAN
+    parts = []
+    for start in range(0, near.shape[0], _READ_SPANS):  # a multiple of BLOCK // _SPAN: whole blocks
+        bound = near[start : start + _READ_SPANS].copy()
+        _add_per_block(bound, far_blocks[start * _SPAN // BLOCK :])
+        bound[: max(0, head - start)] = np.inf
+        bound[max(0, tail - start) :] = np.inf
+        parts.append((np.flatnonzero(bound > level) + start).astype(dtype))
+    return np.concatenate(parts)
+
+
+def _rows_of(spans: Rows, samples: int) -> Rows:
+    """The rows (0..S) of ``spans`` (sorted spans of 8 rows)."""
+    every = (spans[:, None] * _SPAN + np.arange(_SPAN, dtype=spans.dtype)).ravel()
+    return cast("Rows", every[every <= samples])
+
+
 def peak_map(
     audio: NDArray[np.float32],
     floor: float | None = None,
@@ -458,102 +487,133 @@ def peak_map(
     bound). Between a sample pair, the reconstruction's largest |value| is a sample or a turning point
     within 1/8 sample of a quarter point, so it exceeds that point by at most ``(pi / 8)^2 / 2`` of the
     clip's true peak (Bernstein), itself at most the quarter grid's peak over ``1 - (pi / 8)^2 / 2``.
-    Only rows where this can exceed the level get the full grid.
+    Only rows where this can exceed the level get the full grid, and their Annex 2 values are read again
+    (a row's screen values do not depend on the rows read with it).
 
-    No full-length envelope is made (1.0x a mono clip): the samples beside the rows are read from ``audio``.
+    Memory: no full-length envelope (the samples beside the rows are read from ``audio``); the second
+    screen reads ``_READ_SPANS`` spans at a time and keeps, per row it reads, only its reading (4 bytes,
+    until the level is known; the clip's screen, ``keep_screen``, 4 more).
 
     ``keep_screen``: the map keeps what its second screen read (:class:`Screened`). ``reuse``: ``audio`` is a
-    limiter's output and ``reuse`` its clip's screen (see :class:`Reuse`): at rows whose reach no changed
-    sample enters, the second screen takes the clip's readings times the gain (with room for the rounding)
-    instead of reading ``audio``: at least its own, so the rows it passes on are at least those it would
-    (every value at the others is under the level, so the values over it are the same), and the rows
-    passed on are read again from ``audio`` (their Annex 2 values exactly as the screen reads them).
+    limiter's output (see :class:`Reuse`): its span bounds derived from its clip's where given (not kept:
+    the map's ``spans`` is None), and at rows whose reach no changed sample enters, the second screen takes
+    the clip's readings times the gain (with room for the rounding) instead of reading ``audio``: at least
+    its own, so the rows it passes on are at least those it would (every value at the others is under the
+    level, so the values over it are the same).
     """
     far = FarField.measure(audio, kernel=keep_screen) if far is None else far  # kept: a limiter's check
     samples = audio.shape[1]
     peak = largest_sample(audio)
     level = peak if floor is None else min(peak, floor)
-    blocks = -(-(samples + 1) // BLOCK)
-    far_blocks = far.block_bound(blocks)
-    near = span_bounds(audio) if spans is None else spans
-    bound = near.copy()
-    _add_per_block(bound, far_blocks)
-    bound[: 2 * BLOCK // _SPAN] = np.inf  # the looped readings at the ends: always measured
-    bound[max(0, samples + 1 - 2 * BLOCK) // _SPAN :] = np.inf
-    read: Rows = np.flatnonzero(bound > level).astype(np.int32 if samples < 2**31 - _SPAN else np.int64)
-    every = (read[:, None] * _SPAN + np.arange(_SPAN, dtype=read.dtype)).ravel()
-    rows: Rows = every[every <= samples]
-    far_bound = far_blocks[rows // BLOCK]
-    del bound, every, far_blocks  # not read again: a sixteenth of a stereo clip while the rows are read
-    edge = (rows < 2 * BLOCK) | (rows > samples - 2 * BLOCK)  # looped readings there: read afresh
-    forced = edge  # and measured, but where the looped reading's bound is known (the screen then holds it)
-    looped_reach = _looped_reach(far, samples)
-    if looped_reach is not None:
-        looped = (rows <= LOOPED_ROWS) | (rows >= samples - LOOPED_ROWS)  # the rows _end_peaks reads
-        far_bound[looped] = np.maximum(far_bound[looped], np.float32(looped_reach))
+    far_blocks = far.block_bound(-(-(samples + 1) // BLOCK))
+    if spans is not None or reuse is None or reuse.spans is None:
+        near = span_bounds(audio) if spans is None else spans
+        read = _spans_over(near, far_blocks, level, samples)
+    else:  # a limiter's output's, from its clip's: not held while its rows are read (memory)
+        near = None
+        derived = scaled_span_bounds(audio, reuse.spans, reuse.gain, reuse.changed)
+        read = _spans_over(derived, far_blocks, level, samples)
+        del derived
+    screening = _Screening(audio, far, far_blocks=far_blocks, level=level, peak=peak, reuse=reuse, read=read)
+    del far_blocks
+    count = read.shape[0] * _SPAN - max(0, int(read[-1]) * _SPAN + _SPAN - 1 - samples) if read.size else 0
+    readings = np.empty(count, dtype=np.float32)
+    reach = np.empty(count, dtype=np.float32) if keep_screen and screening.reused is None else None
+    grid_peak = peak
+    for first in range(0, read.shape[0], _READ_SPANS):
+        part = slice(first * _SPAN, min((first + _READ_SPANS) * _SPAN, count))
+        top = screening.block(first, readings[part], None if reach is None else reach[part])
+        grid_peak = max(grid_peak, top)
+    del screening
+    kept = np.flatnonzero(readings > level - _SCREEN_SLACK * grid_peak)
+    del readings
+    rows: Rows = read[kept // _SPAN] * _SPAN + (kept % _SPAN).astype(read.dtype)
+    del kept
+    annex = _screen().peaks(audio, rows)[:, 1]
+    ideal = ideal_peaks(audio, rows, far)
+    recorded = None if reach is None else Screened(read, reach)
+    return PeakMap(peak, rows, np.maximum(ideal, annex), ideal, level, far, near, recorded)
+
+
+class _Screening:
+    """:func:`peak_map`'s second screen over the rows of the spans ``read``, a block of spans at a time."""
+
+    def __init__(
+        self,
+        audio: NDArray[np.float32],
+        far: FarField,
+        *,
+        far_blocks: NDArray[np.float32],
+        level: float,
+        peak: float,
+        reuse: Reuse | None,
+        read: Rows,
+    ) -> None:
+        self.audio, self.far_blocks, self.level, self.peak, self.read = audio, far_blocks, level, peak, read
+        self.looped_reach = _looped_reach(far, audio.shape[1])
         # rows 0 and S lie between an end sample and, looped, the other end's (a sample of that reading: the
         # screen's samples beside a row are the clip's, zero outside it)
-        wrapped = np.abs(audio[:, [samples - 1, 0]]).max(axis=0)
-        far_bound[rows == 0] += wrapped[0]
-        far_bound[rows == samples] += wrapped[1]
-        forced = edge & ~looped
-        del looped
-    reused = None if reuse is None else _reused_rows(reuse, read, rows, edge)
-    recorded = None
-    fresh: NDArray[np.bool_] | None = None  # the rows read afresh where the clip's screen is reused
-    # each row-length temporary is dropped once read (a tenth of a mono clip each for a loud one): the fine
-    # reading below (the map's peak) runs beside the rows and their Annex 2 values only (memory)
-    if reused is None:
-        screened = _screen().peaks(audio, rows)
-        quarter = screened[:, 0] + far_bound  # ≥ |reconstruction| there
-        del far_bound
-        annex = screened[:, 1]
-        beside = _envelope_at(audio, rows, out=_envelope_at(audio, rows, -1))  # samples m - 1, m
-        local = np.maximum(quarter, beside)
-        grid_peak = max(peak, float(quarter.max(initial=0.0)))
-        del quarter
-        if keep_screen:
-            reach = np.maximum(screened[:, 0], beside)
-            np.maximum(reach, annex, out=reach)
-            recorded = Screened(read, reach)
-        del beside, screened  # annex still views the screen's readings
-    else:
-        clip_rows, fresh = reused
-        del reused
-        assert reuse is not None
-        new = rows[fresh]  # read first, before the rows' own arrays are made (memory)
+        self.wrapped = np.abs(audio[:, [audio.shape[1] - 1, 0]]).max(axis=0)
+        self.reuse = reuse
+        self.reused = None if reuse is None else _reusable_spans(reuse, read)
+
+    def block(self, first: int, readings: NDArray[np.float32], reach: NDArray[np.float32] | None) -> float:
+        """Screen the rows of spans ``read[first : first + _READ_SPANS]``: per row, into ``readings``, a bound
+        of its values (``inf`` where it is measured whatever the level: its Annex 2 value is over the level,
+        or it is near an end), into ``reach`` what the clip's :class:`Screened` keeps; returns the largest
+        reading the grid's peak takes (the quarter grid's; where the clip's screen is reused, any)."""
+        audio, samples = self.audio, self.audio.shape[1]
+        rows = _rows_of(self.read[first : first + _READ_SPANS], samples)
+        far_bound = self.far_blocks[rows // BLOCK]
+        edge = (rows < 2 * BLOCK) | (rows > samples - 2 * BLOCK)  # looped readings there: read afresh
+        forced = edge  # and measured, but where the looped reading's bound is known (the screen holds it)
+        if self.looped_reach is not None:
+            looped = (rows <= LOOPED_ROWS) | (rows >= samples - LOOPED_ROWS)  # the rows _end_peaks reads
+            far_bound[looped] = np.maximum(far_bound[looped], np.float32(self.looped_reach))
+            far_bound[rows == 0] += self.wrapped[0]
+            far_bound[rows == samples] += self.wrapped[1]
+            forced = edge & ~looped
+        if self.reused is None:
+            screened = _screen().peaks(audio, rows)
+            quarter = screened[:, 0] + far_bound  # ≥ |reconstruction| there
+            beside = _envelope_at(audio, rows, out=_envelope_at(audio, rows, -1))  # samples m - 1, m
+            np.maximum(quarter, beside, out=readings)
+            top = float(quarter.max(initial=0.0))
+            annex = screened[:, 1]
+            if reach is not None:
+                np.maximum(screened[:, 0], beside, out=reach)
+                np.maximum(reach, annex, out=reach)
+        else:
+            top, annex = self._reused(first, rows, far_bound, edge, readings)
+        readings[(annex > self.level) | forced] = np.inf
+        return top
+
+    def _reused(
+        self, first: int, rows: Rows, far_bound: NDArray[np.float32], edge: NDArray[np.bool_],
+        readings: NDArray[np.float32],
+    ) -> tuple[float, NDArray[np.float32]]:  # fmt: skip
+        """:meth:`block` where the clip's screen is reused: rows read afresh (the clip's screen did not read
+        them, a changed sample is within their reach, or near the ends) and the others from the clip's."""
+        assert self.reuse is not None and self.reuse.screened is not None and self.reused is not None
+        usable, at = self.reused
+        spans, count = slice(first, first + _READ_SPANS), rows.shape[0]
+        fresh = np.repeat(~usable[spans], _SPAN)[:count]
+        fresh |= edge
+        audio, new = self.audio, rows[fresh]
         screened = _screen().peaks(audio, new)
         quarter = screened[:, 0] + far_bound[fresh]
         beside = _envelope_at(audio, new, out=_envelope_at(audio, new, -1))
-        del new
-        fresh_local = np.maximum(quarter, beside)
-        del quarter, beside
-        local = np.empty(rows.shape[0], dtype=np.float32)
-        annex = np.empty(rows.shape[0], dtype=np.float32)
-        local[fresh] = fresh_local
+        readings[fresh] = np.maximum(quarter, beside)
+        annex = np.empty(count, dtype=np.float32)
         annex[fresh] = screened[:, 1]
-        del fresh_local, screened
+        clip_rows = np.repeat((at[spans] * _SPAN).astype(rows.dtype), _SPAN)[:count]  # from its span's
+        clip_rows += rows % _SPAN
         # the clip's readings scaled, with room for the float32 rounding of gain * x and of the products
-        scaled = reuse.screened.reach[clip_rows] * np.float32(reuse.gain * (1 + 1e-5))
-        del clip_rows
-        scaled += np.float32(1e-5 * peak)
-        local[~fresh] = scaled + far_bound[~fresh]
-        del far_bound
+        scaled = self.reuse.screened.reach[clip_rows[~fresh]] * np.float32(self.reuse.gain * (1 + 1e-5))
+        scaled += np.float32(1e-5 * self.peak)
+        readings[~fresh] = scaled + far_bound[~fresh]
         annex[~fresh] = scaled
-        del scaled
-        grid_peak = max(peak, float(local.max(initial=0.0)))
-    threshold = level - _SCREEN_SLACK * grid_peak
-    keep = (local > threshold) | (annex > level) | forced
-    del local, edge, forced
-    if fresh is not None:
-        again = keep & ~fresh
-        del fresh
-        annex[again] = _screen().peaks(audio, rows[again])[:, 1]  # read exactly, as the screen reads them
-        del again
-    rows, annex = rows[keep], annex[keep]
-    del keep
-    ideal = ideal_peaks(audio, rows, far)
-    return PeakMap(peak, rows, np.maximum(ideal, annex), ideal, level, far, near, recorded)
+        return float(readings.max(initial=0.0)), annex
 
 
 def _looped_reach(far: FarField, samples: int) -> float | None:
@@ -595,12 +655,12 @@ def _looped_reach(far: FarField, samples: int) -> float | None:
     return (1.25 * reach + copies) / math.pi * (1 + 1e-5) + 1e-7
 
 
-def _reused_rows(
-    reuse: Reuse, spans: Rows, rows: Rows, edge: NDArray[np.bool_]
-) -> tuple[Rows, NDArray[np.bool_]] | None:
-    """For :func:`peak_map`'s ``reuse``: the clip's row (in its :class:`Screened`) for each of ``rows`` that
-    may take it, and which rows are read afresh (the clip's screen did not read them, a changed sample is
-    within their reach, or the looped readings at the ends); None when there is nothing to reuse."""
+def _reusable_spans(reuse: Reuse, spans: Rows) -> tuple[NDArray[np.bool_], NDArray[np.intp]] | None:
+    """For :func:`peak_map`'s ``reuse``: per span of ``spans``, whether its rows may take the clip's readings
+    (the clip's screen read the span and no changed sample is within its rows' reach) and where the span is
+    in the clip's :class:`Screened`; None when no span may."""
+    if reuse.screened is None:
+        return None
     screen = _screen()
     clip = reuse.screened.spans
     if clip.shape[0] == 0 or spans.shape[0] == 0:
@@ -617,15 +677,7 @@ def _reused_rows(
         usable &= ~((after < changed.shape[0]) & (changed[ahead, 0] <= hi))
     if not usable.any():
         return None
-    # per row, from its span's (every span has 8 rows but the one holding row S), in the rows' dtype: no
-    # int64 row-length temporaries (0.18x a mono clip each where a tenth of its rows are read)
-    count = rows.shape[0]
-    fresh = np.repeat(~usable, _SPAN)[:count]
-    fresh |= edge
-    first = np.repeat((at * _SPAN).astype(rows.dtype), _SPAN)[:count]
-    first += rows % _SPAN
-    clip_rows: Rows = first[~fresh]
-    return clip_rows, fresh
+    return usable, at
 
 
 def refined_peak(audio: NDArray[np.float32], peaks: PeakMap) -> float:

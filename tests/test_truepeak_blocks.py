@@ -1,0 +1,96 @@
+"""The output's check a block of spans at a time: a peak map's second screen reads ``_READ_SPANS`` spans at a
+time and keeps a reading per row until the level is known (its Annex 2 values read again for the rows kept,
+which the screen's row-exact products make the same); the same values every way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from musicstore.audio import truepeak
+from musicstore.audio.farfield import FarField
+from musicstore.audio.truepeak import Reuse, _screen, peak_map, span_bounds
+
+
+def _audio(channels: int, samples: int, seed: int, sparse: bool) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    level = rng.uniform(0.05, 1.0, (channels, 1))
+    audio = (rng.standard_normal((channels, samples)) * level).astype(np.float32)
+    if sparse:
+        audio *= rng.random(samples) < 0.05
+    return audio
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    samples=st.integers(60, 5_000),
+    channels=st.integers(1, 2),
+    seed=st.integers(0, 2**32 - 1),
+    picked=st.lists(st.integers(0, 10**6), min_size=1, max_size=40),
+)
+def test_a_rows_screen_values_do_not_depend_on_the_rows_read_with_it(
+    samples: int, channels: int, seed: int, picked: list[int]
+) -> None:
+    """Property: the screen reads each row the same whichever rows are read with it, a lone row too (numpy's
+    matrix-vector product rounds otherwise)."""
+    audio = _audio(channels, samples, seed, sparse=False)
+    rows = np.arange(samples + 1, dtype=np.int32)
+    every = _screen().peaks(audio, rows)
+    some = np.unique(np.asarray(picked) % (samples + 1)).astype(np.int32)
+    assert np.array_equal(_screen().peaks(audio, some), every[some])
+    for row in some[:3]:
+        assert np.array_equal(_screen().peaks(audio, some[some == row]), every[[row]])
+
+
+def _same(a: Any, b: Any) -> None:
+    assert a.sample_peak == b.sample_peak and a.floor == b.floor
+    for name in ("rows", "values", "ideal"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert (a.screened is None) == (b.screened is None)
+    if a.screened is not None:
+        assert np.array_equal(a.screened.spans, b.screened.spans)
+        assert np.array_equal(a.screened.reach, b.screened.reach)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    samples=st.integers(200, 6_000),
+    channels=st.integers(1, 2),
+    seed=st.integers(0, 2**32 - 1),
+    sparse=st.booleans(),
+    share=st.floats(0.2, 1.0),
+    gain=st.floats(0.5, 4.0),
+    spans=st.sampled_from([1, 2, 3, 7, 64]),
+)
+def test_a_map_read_a_block_of_spans_at_a_time_is_the_map_read_at_once(  # noqa: PLR0917 (hypothesis)
+    samples: int, channels: int, seed: int, sparse: bool, share: float, gain: float, spans: int
+) -> None:
+    """Property: a clip's map (with its screen kept) and a limited output's map (the clip's screen and span
+    bounds reused) are the same, bit for bit, read ``spans`` spans of 8 rows at a time or all at once."""
+    audio = _audio(channels, samples, seed, sparse)
+    rng = np.random.default_rng(seed)
+    floor = share * float(np.abs(audio).max())
+    starts = np.unique(rng.integers(0, samples, 4))
+    stops = np.minimum(np.append(starts[1:], samples), starts + 50)
+    runs = np.stack([starts, stops], axis=1).astype(np.int64)
+    out = audio * np.float32(gain)
+    for a, b in runs:
+        out[:, a:b] *= rng.uniform(0.0, 1.0, (channels, b - a)).astype(np.float32)
+    far, out_far, bounds = FarField.measure(audio), FarField.measure(out), span_bounds(audio)
+
+    def maps() -> tuple[Any, Any]:
+        clip = peak_map(audio, floor, far, bounds, keep_screen=True)
+        assert clip.screened is not None
+        level = gain * floor
+        return clip, peak_map(out, level, out_far, reuse=Reuse(clip.screened, gain, runs, bounds))
+
+    whole = maps()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(truepeak, "_READ_SPANS", spans)
+        blocks = maps()
+    for a, b in zip(whole, blocks, strict=True):
+        _same(a, b)
