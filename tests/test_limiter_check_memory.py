@@ -57,6 +57,7 @@ def test_the_region_holds_the_same_samples_in_fewer_bytes(
     unmapped = limiter._Need(x, empty.astype(np.int32), empty, 0.9)  # the need: its envelope
     region = limiter._region(unmapped, blocks, 2.0, 1.0, reach)
     index, kept_need, kept_power = _old_region(need, blocks.power, 2.0, 1.0, reach)
+    assert region.power is not None
     assert region.index.dtype == np.int32 and region.power.dtype == np.float32
     assert np.array_equal(region.index, index)
     assert np.array_equal(region.need, kept_need)
@@ -87,6 +88,7 @@ def test_the_predicted_loudness_reads_the_float32_power_as_the_float64_power(
     g = np.ones(region.index.shape[0], dtype=np.float32)
     g -= np.float32(depth) * rng.random(region.index.shape[0], dtype=np.float32)
     base = blocks.block_means()
+    assert region.power is not None
     as_float64 = limiter._Region(region.index.astype(np.int64), region.need, region.power.astype(np.float64))
     assert limiter._predict(blocks, base, region, gain, g) == limiter._predict(
         blocks, base, as_float64, gain, g
@@ -172,15 +174,21 @@ def test_the_checked_output_is_the_scaled_clip_under_the_curve(
     x = synthesize_music(seconds, rate, channels=channels, seed=seed, drums=2.0)
     blocks = BlockPower.measure(x, rate)
     kept: dict[str, Any] = {}
-    original = limiter._Limiter._apply_checked
+    original, original_curve = limiter._Limiter._apply_checked, limiter._Shape.curve
+
+    def curve(self: Any, *args: Any) -> Any:
+        kept["curve"] = original_curve(self, *args)
+        return kept["curve"]
 
     def apply_checked(self: Any, gain: float, region: Any) -> Any:
         made = original(self, gain, region)
-        kept.update(gain=gain, index=region.index.copy(), out=made[0], g=made[1], trimmed=self.trimmed)
+        g = kept["curve"]  # the last made: the one applied to the output returned
+        kept.update(gain=gain, index=region.index.copy(), out=made[0], g=g, trimmed=self.trimmed)
         return made
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(limiter._Limiter, "_apply_checked", apply_checked)
+        patch.setattr(limiter._Shape, "curve", curve)
         leveled = limiter.level(
             x, blocks, target_lufs=target, ceiling_dbtp=-1.0, limiter=True, settings=limiter.LimiterSettings()
         )

@@ -1,6 +1,8 @@
 """The output's check a block of spans at a time: a peak map's second screen reads ``_READ_SPANS`` spans at a
 time and keeps a reading per row until the level is known (its Annex 2 values read again for the rows kept,
-which the screen's row-exact products make the same); the same values every way."""
+which the screen's row-exact products make the same), the limiter's gain search adds its block sums a chunk
+at a time; the same values every way. A 1-minute 48 kHz mono clip's first export traced under 2.2x the clip
+(2.83x before: the check's row-length arrays, the output's span bounds, the region's index and power)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
-from musicstore.audio import truepeak
+from musicstore.audio import limiter, loudness, truepeak
 from musicstore.audio.farfield import FarField
+from musicstore.audio.loudness import BlockPower
 from musicstore.audio.truepeak import Reuse, _screen, peak_map, span_bounds
+from tests.test_export_spectrum_kept import first_export_peak
 
 
 def _audio(channels: int, samples: int, seed: int, sparse: bool) -> np.ndarray:
@@ -94,3 +99,64 @@ def test_a_map_read_a_block_of_spans_at_a_time_is_the_map_read_at_once(  # noqa:
         blocks = maps()
     for a, b in zip(whole, blocks, strict=True):
         _same(a, b)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    samples=st.integers(1, 40_000),
+    count=st.integers(0, 3_000),
+    chunk=st.integers(1, 700),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_block_sums_added_a_chunk_at_a_time_are_the_running_sums_of_the_whole(
+    samples: int, count: int, chunk: int, seed: int
+) -> None:
+    """Property: the block sums of values at sorted positions, added a chunk at a time, are those of the
+    whole values' running sums (``np.cumsum``), bit for bit."""
+    rng = np.random.default_rng(seed)
+    audio = rng.standard_normal((1, samples)).astype(np.float32)
+    blocks = BlockPower.measure(audio, 8_000)
+    positions = np.unique(rng.integers(0, samples, count)).astype(np.intp)
+    values = rng.standard_normal(positions.shape[0]) * 10.0 ** rng.uniform(-3, 3, positions.shape[0])
+    cumulative = np.concatenate([[0.0], np.cumsum(values)])
+    lo, hi = np.searchsorted(positions, blocks.starts), np.searchsorted(positions, blocks.stops)
+    expected = (cumulative[hi] - cumulative[lo]) / blocks.block_length
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loudness, "_CHUNK", chunk)
+        summed = blocks.block_sums_at(positions, lambda a, b: values[a:b].copy())
+    assert np.array_equal(summed, expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    count=st.integers(0, 3_000),
+    size=st.integers(0, 200).map(lambda n: 2 * n + 1),
+    chunk=st.integers(1, 500),
+    flat=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_curves_filters_made_a_chunk_at_a_time_are_scipys(
+    count: int, size: int, chunk: int, flat: bool, seed: int
+) -> None:
+    """Property: the limiter's minimum and box filters, a chunk at a time, are scipy's ``minimum_filter1d``
+    and ``uniform_filter1d`` (mode "nearest"), bit for bit."""
+    rng = np.random.default_rng(seed)
+    values = np.minimum(1.0, 2.0 * rng.random(count) ** 3).astype(np.float32)
+    if flat:
+        values[rng.random(count) < 0.8] = 1.0
+    minimum, box = np.empty_like(values), values.copy()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(limiter, "_FILTER_CHUNK", chunk)
+        limiter._minimum_filter(values, size, minimum)
+        limiter._box_filter(box, size)
+    if count:
+        assert np.array_equal(minimum, minimum_filter1d(values, size, mode="nearest"))
+        assert np.array_equal(box, uniform_filter1d(values, size, mode="nearest"))
+
+
+def test_a_mono_clips_first_export_traced_under_2_2x() -> None:
+    """The first export of a 1-minute 48 kHz mono clip (limited), in a fresh process: numpy's allocations
+    peak under 2.2x the clip (2.83x before)."""
+    probe = first_export_peak(1.0, channels=1)
+    assert probe["status"] == "limited"
+    assert probe["peak"] < 2.2, probe

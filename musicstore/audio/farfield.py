@@ -1179,7 +1179,6 @@ class LimitedFarField(FarField):
         if not self.clusters:
             return bound
         per = BLOCK // self.step
-        centre = per * np.arange(blocks) + per // 2  # each block's centre, in grid steps (grid index + start)
         firsts = np.asarray([c.first for c in self.clusters])
         lasts = np.asarray([c.first + c.values.shape[1] - 1 for c in self.clusters])
         masses = np.asarray([c.mass for c in self.clusters])
@@ -1254,11 +1253,16 @@ class LimitedFarField(FarField):
             widest = maximum_filter1d(own, 2 * _SUPPORT + 1, mode="constant")  # over each support
             touching = np.arange(b0, b1 + 1)
             touched.append(touching)
-            values.append(widest[centre[touching] - z0 + _SUPPORT] + others[index])
+            centre = per * touching + per // 2  # each block's centre, in grid steps (grid index + start)
+            values.append(widest[centre - z0 + _SUPPORT] + others[index])
         if touched:
             np.maximum.at(d_bound, np.concatenate(touched), np.concatenate(values))
         d_bound += masses.sum() * self.kernel.error  # where the moments stand for the kernel
-        extra = (d_bound * (1.25 / np.pi) * (1 + 1e-5) + 1e-9).astype(np.float32)
+        d_bound *= 1.25 / np.pi  # in place: no float64 temporaries of the blocks' count (memory)
+        d_bound *= 1 + 1e-5
+        d_bound += 1e-9
+        extra = d_bound.astype(np.float32)
+        del d_bound
         ends = [0, max(blocks - 2, 0), blocks - 1]
         extra[ends] = 2 * extra[ends].max()
         bound += extra

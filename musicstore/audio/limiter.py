@@ -19,11 +19,11 @@ import logging
 import math
 import time
 from dataclasses import dataclass, replace
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.ndimage import minimum_filter1d, uniform_filter1d
+from scipy.ndimage import minimum_filter1d
 
 from musicstore.audio.farfield import FarField, LimitedFarField, Rows
 from musicstore.audio.loudness import BlockPower, changed_block_means, gated_loudness, integrated_loudness
@@ -75,15 +75,24 @@ class Leveled:
     measure_seconds: float = 0.0  # of the time taken, spent measuring true peaks
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Region:
-    """Samples within reach of a hot sample (sorted) and their peak need. Held through the output's making
-    and check: 12 bytes a sample (an int32 index where the clip allows, float32 power; the float64 products
-    of :func:`_predict` read the same values), 0.2x a mono clip where 7 % of it is within reach."""
+    """Samples within reach of a hot sample (sorted) and their peak need: 12 bytes a sample (an int32 index
+    where the clip allows, float32 power; the float64 products of :func:`_predict` read the same values),
+    0.2x a mono clip where 7 % of it is within reach. Through the output's check only the need is held
+    (:meth:`drop`)."""
 
     index: Rows  # int32 for clips under 2**31 samples
     need: NDArray[np.float32]
-    power: NDArray[np.float32]  # the clip's K-weighted power there (as ``BlockPower.power`` holds it)
+    power: NDArray[np.float32] | None  # the clip's K-weighted power there (as ``BlockPower.power`` holds it)
+
+    def drop(self) -> None:
+        """Drop the index and the power (memory): :meth:`restore` makes the index again from its runs
+        (:func:`_spans`), a search the power where it needs it."""
+        self.index, self.power = np.empty(0, dtype=self.index.dtype), None
+
+    def restore(self, runs: NDArray[np.int64]) -> None:
+        self.index = _index_of(runs[:, 0], runs[:, 1], self.index.dtype)
 
 
 def detector_ceiling(ceiling_dbtp: float) -> float:
@@ -137,19 +146,25 @@ class _Need:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
 
 
+def _index_of(first: NDArray[np.integer], last: NDArray[np.integer], dtype: np.dtype[Any]) -> Rows:
+    """The samples of the sorted runs ``[first, last)``, in ``dtype``."""
+    lengths = last - first
+    offsets = np.cumsum(lengths) - lengths
+    index: Rows = np.repeat((first - offsets).astype(dtype), lengths)
+    index += np.arange(index.shape[0], dtype=index.dtype)
+    return index
+
+
 def _region(need: _Need, blocks: BlockPower, gain: float, ceiling: float, reach: int) -> _Region:
     samples = need.x.shape[1]
     hot = need.hot(gain, ceiling)
-    dtype = np.int32 if samples < 2**31 else np.int64
+    dtype = np.dtype(np.int32 if samples < 2**31 else np.int64)
     index: Rows = hot.astype(dtype)
     if hot.size:
         breaks = np.flatnonzero(np.diff(hot) > 2 * reach)  # merge overlapping neighbourhoods
         first = np.clip(np.concatenate([hot[:1], hot[breaks + 1]]) - reach, 0, samples)
         last = np.clip(np.concatenate([hot[breaks], hot[-1:]]) + reach + 1, 0, samples)
-        lengths = last - first
-        offsets = np.cumsum(lengths) - lengths
-        index = np.repeat((first - offsets).astype(dtype), lengths)
-        index += np.arange(index.shape[0], dtype=index.dtype)
+        index = _index_of(first, last, dtype)
     return _Region(index, need.at(index), blocks.power_at(need.x, index))
 
 
@@ -159,15 +174,69 @@ class _Shape:
         self.half = round(settings.hold_ms * 1e-3 * sample_rate / 2) + self.ramp - 1
         self.reach = self.half + self.ramp + 16  # + interpolation reach, so region edges stay at 1
 
-    def curve(self, need: NDArray[np.float32], gain: float, ceiling: float) -> NDArray[np.float32]:
+    def curve(
+        self,
+        need: NDArray[np.float32],
+        gain: float,
+        ceiling: float,
+        out: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None,
+    ) -> NDArray[np.float32]:
+        """The gain curve over ``need``'s samples, made in two arrays of its length: ``out`` where given (a
+        search's, made once: no new blocks each time, which left the allocator's heap larger: memory)."""
+        required, curve = (np.empty_like(need), np.empty_like(need)) if out is None else out
         with np.errstate(divide="ignore"):
-            required = np.minimum(np.float32(1.0), np.float32(ceiling / gain) / need).astype(np.float32)
-        held = minimum_filter1d(required, 2 * self.half + 1, mode="nearest")
-        smooth = uniform_filter1d(
-            uniform_filter1d(held, self.ramp, mode="nearest"), self.ramp, mode="nearest"
-        )
-        curve: NDArray[np.float32] = np.minimum(smooth, required)  # guards the smoothing's float rounding
+            np.divide(np.float32(ceiling / gain), need, out=required)
+        np.minimum(required, np.float32(1.0), out=required)
+        _minimum_filter(required, 2 * self.half + 1, curve)
+        for _ in range(2):
+            _box_filter(curve, self.ramp)
+        np.minimum(curve, required, out=curve)  # guards the smoothing's float rounding
         return curve
+
+
+_FILTER_CHUNK = 1 << 16  # samples at a time of the curve's filters (no float64 line of the region's length)
+
+
+def _minimum_filter(values: NDArray[np.float32], size: int, out: NDArray[np.float32]) -> None:
+    """``minimum_filter1d(values, size, mode="nearest", output=out)`` (scipy's), a chunk at a time: scipy
+    filters a line in two float64 buffers of its length (0.3x a mono clip for a region of 7 % of it)."""
+    half, count = size // 2, values.shape[0]
+    for a in range(0, count, _FILTER_CHUNK):
+        b = min(a + _FILTER_CHUNK, count)
+        lo, hi = max(0, a - half), min(count, b + half)  # within reach; the line's ends as scipy extends them
+        out[a:b] = minimum_filter1d(values[lo:hi], size, mode="nearest")[a - lo : b - lo]
+
+
+def _box_filter(values: NDArray[np.float32], size: int) -> None:
+    """``uniform_filter1d(values, size, mode="nearest")`` (scipy's) in place, bit for bit: a running sum in
+    float64 over the line extended by its end values (the first window summed a value at a time, then each
+    step adds the value entering and less the one leaving, as one difference), each output that sum over
+    ``size``; a chunk at a time (scipy's two float64 buffers of the line's length: memory). A chunk's outputs
+    are written once the next chunk, which reads the values behind it, is summed."""
+    half, count = size // 2, values.shape[0]
+    if count == 0:
+        return
+
+    def line(at: NDArray[np.intp]) -> NDArray[np.float64]:  # the extended line at positions ``at``
+        return values[np.clip(at - half, 0, count - 1)].astype(np.float64)
+
+    running = np.cumsum(line(np.arange(size)))[-1]  # the first window, summed a value at a time
+    pending: tuple[int, NDArray[np.float32]] | None = None
+    chunk = max(_FILTER_CHUNK, size)  # a chunk reads values at most ``size`` behind it: the pending chunk's
+    for a in range(0, count, chunk):
+        b = min(a + chunk, count)
+        steps = np.arange(max(a, 1), b)  # output ll adds line[ll + size - 1] less line[ll - 1]
+        sums = np.empty(b - max(a, 1) + 1)
+        sums[0] = running
+        np.subtract(line(steps + size - 1), line(steps - 1), out=sums[1:])
+        np.cumsum(sums, out=sums)
+        running = float(sums[-1])
+        made = (sums if a == 0 else sums[1:]) / size
+        if pending is not None:
+            values[pending[0] : pending[0] + pending[1].shape[0]] = pending[1]
+        pending = (a, made.astype(np.float32))
+    if pending is not None:
+        values[pending[0] : pending[0] + pending[1].shape[0]] = pending[1]
 
 
 def _predict(
@@ -176,8 +245,16 @@ def _predict(
     # float64 products of the float32 power (each converted exactly): as of the power in float64; the int32
     # index is searched as the int64 one
     at = cast("NDArray[np.intp]", region.index)
-    lost = blocks.block_sums_at(at, (1.0 - np.square(g, dtype=np.float64)) * region.power)
-    return gated_loudness(gain * gain * np.maximum(base - lost, 0.0))
+    power = region.power
+    assert power is not None  # made again after a check (_Limiter.limit)
+
+    def lost(a: int, b: int) -> NDArray[np.float64]:  # (1 - g^2) times the power at region samples a..b-1
+        part = np.square(g[a:b], dtype=np.float64)
+        np.subtract(1.0, part, out=part)
+        part *= power[a:b]
+        return part
+
+    return gated_loudness(gain * gain * np.maximum(base - blocks.block_sums_at(at, lost), 0.0))
 
 
 def _search(
@@ -190,17 +267,17 @@ def _search(
     start: float,
     upper: float,
     ceiling: float,
-) -> tuple[float, NDArray[np.float32], float]:
-    """Static gain whose limited loudness is predicted closest to ``target`` (gain ≤ ``upper``), its curve
-    and its predicted loudness."""
+) -> tuple[float, float]:
+    """Static gain whose limited loudness is predicted closest to ``target`` (gain ≤ ``upper``) and its
+    predicted loudness (its curve is not kept: memory)."""
     gain = min(start, upper)
-    best: tuple[float, float, NDArray[np.float32], float] | None = None
+    best: tuple[float, float, float] | None = None
+    buffers = (np.empty_like(region.need), np.empty_like(region.need))
     for _ in range(12):
-        g = shape.curve(region.need, gain, ceiling)
-        predicted = _predict(blocks, base, region, gain, g)
+        predicted = _predict(blocks, base, region, gain, shape.curve(region.need, gain, ceiling, buffers))
         error = target - predicted
         if best is None or abs(error) < best[0]:
-            best = (abs(error), gain, g, predicted)
+            best = (abs(error), gain, predicted)
         if abs(error) < AIM_LU:
             break
         following = min(gain * from_db(error), upper)
@@ -208,7 +285,7 @@ def _search(
             break
         gain = following
     assert best is not None
-    return best[1], best[2], best[3]
+    return best[1], best[2]
 
 
 def level(
@@ -351,6 +428,13 @@ def _static(
     return Leveled(x * np.float32(gain), to_db(gain), loudness, true_peak, 0.0, 0.0, False, measured)
 
 
+def _reduction(g: NDArray[np.float32], samples: int) -> tuple[float, float]:
+    """A curve's deepest reduction (dB) and the share of the clip's ``samples`` it turns down (by more than
+    0.01 dB)."""
+    deepest = float(g.min()) if g.size else 1.0
+    return -to_db(deepest), float(np.count_nonzero(g < _REDUCTION_EPS)) / samples
+
+
 def _positions(index: Rows, wanted: NDArray[np.integer]) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
     """Where each of ``wanted`` sits in the sorted ``index``, and whether it is there at all."""
     at = np.minimum(np.searchsorted(index, wanted), max(index.shape[0] - 1, 0))
@@ -404,9 +488,12 @@ class _Limiter:
         """Search the gain, apply and verify the curve, measure exactly; correct the aim if needed."""
         base = self.blocks.block_means()
         aim = target
-        made: tuple[NDArray[np.float32], NDArray[np.float32], PeakMap] | None = None
+        made: tuple[NDArray[np.float32], tuple[float, float], PeakMap] | None = None
         for _ in range(3):
-            chosen, _, _ = _search(
+            made = None  # the last attempt's output freed before this one's search (memory)
+            if region.power is None:  # dropped through the last attempt's check
+                region.power = self.blocks.power_at(self.x, region.index)
+            chosen, _ = _search(
                 self.blocks,
                 base,
                 region,
@@ -416,7 +503,6 @@ class _Limiter:
                 upper=upper,
                 ceiling=self.aim,
             )
-            made = None  # the last attempt's output freed before this one's is made (memory)
             made = self._apply_checked(chosen, region)
             measured = self._loudness(made[0], chosen, region)
             if abs(measured - target) <= EXACT_TOLERANCE_LU or (chosen >= upper and measured < target):
@@ -424,19 +510,17 @@ class _Limiter:
             aim += target - measured
             gain = chosen
         assert made is not None
-        out, g, checked = made
+        out, (reduction, reduced), checked = made
         del made
         started = time.perf_counter()
         true_peak = refined_peak(out, checked)
-        deepest = float(g.min()) if g.size else 1.0
-        reduced = float(np.count_nonzero(g < _REDUCTION_EPS)) / self.x.shape[1]
         spent = time.perf_counter() - started
-        return Leveled(out, to_db(chosen), measured, true_peak, -to_db(deepest), reduced, True, spent)
+        return Leveled(out, to_db(chosen), measured, true_peak, reduction, reduced, True, spent)
 
     def unverified(self, region: _Region, target: float, gain: float, upper: float) -> Leveled:
         """The curve at the gain whose loudness is predicted closest to ``target``, applied; neither checked
         by the meter nor measured (see :func:`level`'s ``verify``)."""
-        chosen, g, predicted = _search(
+        chosen, predicted = _search(
             self.blocks,
             self.blocks.block_means(),
             region,
@@ -446,11 +530,11 @@ class _Limiter:
             upper=upper,
             ceiling=self.aim,
         )
+        g = self.shape.curve(region.need, chosen, self.aim)
         out = self.x * np.float32(chosen)
         out[:, region.index] *= g
-        deepest = float(g.min()) if g.size else 1.0
-        reduced = float(np.count_nonzero(g < _REDUCTION_EPS)) / self.x.shape[1]
-        return Leveled(out, to_db(chosen), predicted, math.nan, -to_db(deepest), reduced, True, 0.0)
+        reduction, reduced = _reduction(g, self.x.shape[1])
+        return Leveled(out, to_db(chosen), predicted, math.nan, reduction, reduced, True, 0.0)
 
     def _loudness(self, out: NDArray[np.float32], gain: float, region: _Region) -> float:
         """The output's exact integrated loudness: re-measured only around the region (see
@@ -463,53 +547,55 @@ class _Limiter:
         return gated_loudness(means)
 
     def _far_of(
-        self,
-        gain: float,
-        region: _Region,
-        scaled: NDArray[np.float32],
-        limited: NDArray[np.float32],
-        changed: NDArray[np.int64],
+        self, gain: float, difference: NDArray[np.float32], changed: NDArray[np.int64]
     ) -> FarField | None:
         """The output's far part from the clip's (see :class:`LimitedFarField`), or None (measure it) where
         the region is so wide that summing the difference's share at every point read would cost more.
-        ``scaled`` and ``limited``: the region's samples before and after the curve."""
-        if region.index.size > DERIVED_FAR_SHARE * self.x.shape[1]:
+        ``difference``: the region's samples before the curve less after it; ``changed``: its runs."""
+        if difference.shape[1] > DERIVED_FAR_SHARE * self.x.shape[1]:
             return None
-        difference = scaled - limited
         far = LimitedFarField.of(self.far, gain, difference, changed, self.x.shape[1])
-        del difference
         far.prepare()  # before the check's buffers (memory)
         return far
 
     def _apply_checked(
         self, gain: float, region: _Region
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32], PeakMap]:
+    ) -> tuple[NDArray[np.float32], tuple[float, float], PeakMap]:
         """Apply the curve, verify the whole output with the accurate meter and deepen where it is over.
 
-        Returns the output, the curve over the region and the output's peak map. If deepening cannot
-        bring the output under (a value beyond the region), the whole output is trimmed by the excess.
+        Returns the output, the curve's reduction (:func:`_reduction`) and the output's peak map. If
+        deepening cannot bring the output under (a value beyond the region), the whole output is trimmed by
+        the excess. Through each check only the output, the region's need and the far part are held beside
+        the clip's map: not the curve, the region's index and power (memory).
         """
         x, ceiling = self.x, self.ceiling
         self.trimmed = False
-        out = x * np.float32(gain)
+        out: NDArray[np.float32] | None = None
         for _ in range(8):
             g = self.shape.curve(region.need, gain, self.aim)
-            # the region's samples of gain * x (as out holds them before the curve) made again each time:
-            # not held through the check (memory)
-            scaled = x[:, region.index]
-            scaled *= np.float32(gain)
-            limited = scaled * g
-            out[:, region.index] = limited
+            reduction = _reduction(g, x.shape[1])
+            # the region's samples of gain * x (as out holds them before the curve) made again each time, less
+            # the curved ones: the difference, for the output's far part
+            difference = x[:, region.index]
+            difference *= np.float32(gain)
+            limited = difference * g
+            del g
+            difference -= limited
             changed = _spans(region)
-            far = self._far_of(gain, region, scaled, limited, changed)
-            del scaled, limited
-            # the output's span bounds derived from the clip's in the map, not held while its rows are read
+            region.drop()  # not held through the far part's making nor the check
+            far = self._far_of(gain, difference, changed)  # before the first output is made (memory)
+            del difference
+            if out is None:
+                out = x * np.float32(gain)
+            out[:, _index_of(changed[:, 0], changed[:, 1], region.index.dtype)] = limited
+            del limited
             checked = peak_map(out, ceiling, far, reuse=Reuse(self.screened, gain, changed, self.spans))
             del far
+            region.restore(changed)
             values = checked.values
             over = values > ceiling
             if not over.any():
-                return out, g, checked
+                return out, reduction, checked
             largest = float(values.max())
             rows = checked.rows[over]
             excess = np.empty(rows.shape[0], dtype=np.float32)
@@ -518,7 +604,8 @@ class _Limiter:
             if not _touch_region(region.index, rows):
                 break
             region.need[:] = region.need * _row_factors(region.index, rows, excess)
+        assert out is not None
         out *= np.float32(ceiling / largest * from_db(-0.002))
         self.trimmed = True
         log.debug("limiter: whole output trimmed to stay under the ceiling")
-        return out, g, peak_map(out, ceiling)
+        return out, reduction, peak_map(out, ceiling)

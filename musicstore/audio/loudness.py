@@ -11,7 +11,7 @@ dual mono, as BS.1770 is written.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -187,12 +187,24 @@ class BlockPower:
                 picked[lo:hi] = power[positions[lo:hi] - start]
         return picked
 
-    def block_sums_at(self, positions: NDArray[np.intp], values: Float64) -> Float64:
-        """Per-block sums of ``values`` given at sorted sample ``positions``, divided like block means."""
-        cumulative = np.concatenate([[0.0], np.cumsum(values)])
+    def block_sums_at(self, positions: NDArray[np.intp], values: Callable[[int, int], Float64]) -> Float64:
+        """Per-block sums of the values at sorted sample ``positions``, divided like block means: the running
+        sums (a value at a time, as ``np.cumsum`` adds them) at each block's ends. ``values(a, b)``: those at
+        ``positions[a:b]``, asked a chunk at a time (no float64 array of the positions' length: memory)."""
         lo = np.searchsorted(positions, self.starts)
         hi = np.searchsorted(positions, self.stops)
-        sums: Float64 = (cumulative[hi] - cumulative[lo]) / self.block_length
+        ends = np.concatenate([lo, hi])
+        running = np.zeros(ends.shape[0])  # the sum of the first k values at each end k
+        carry = 0.0
+        for a in range(0, positions.shape[0], _CHUNK):
+            b = min(a + _CHUNK, positions.shape[0])
+            run = np.empty(b - a + 1)
+            run[0], run[1:] = carry, values(a, b)
+            np.cumsum(run, out=run)  # run[j]: the sum of the first a + j values
+            inside = (ends >= a) & (ends <= b)
+            running[inside] = run[ends[inside] - a]
+            carry = float(run[-1])
+        sums: Float64 = (running[lo.shape[0] :] - running[: lo.shape[0]]) / self.block_length
         return sums
 
 
