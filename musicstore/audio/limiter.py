@@ -217,18 +217,28 @@ def _box_filter(values: NDArray[np.float32], size: int) -> None:
     if count == 0:
         return
 
-    def line(at: NDArray[np.intp]) -> NDArray[np.float64]:  # the extended line at positions ``at``
-        return values[np.clip(at - half, 0, count - 1)].astype(np.float64)
+    def taken(lo: int, hi: int) -> NDArray[np.float32]:  # values[lo:hi], positions beyond the ends clipped
+        if lo >= 0 and hi <= count:
+            return values[lo:hi]
+        picked: NDArray[np.float32] = values[np.clip(np.arange(lo, hi), 0, count - 1)]
+        return picked
 
-    running = np.cumsum(line(np.arange(size)))[-1]  # the first window, summed a value at a time
+    running = np.cumsum(taken(-half, size - half), dtype=np.float64)[
+        -1
+    ]  # the first window, a value at a time
     pending: tuple[int, NDArray[np.float32]] | None = None
     chunk = max(_FILTER_CHUNK, size)  # a chunk reads values at most ``size`` behind it: the pending chunk's
     for a in range(0, count, chunk):
         b = min(a + chunk, count)
-        steps = np.arange(max(a, 1), b)  # output ll adds line[ll + size - 1] less line[ll - 1]
-        sums = np.empty(b - max(a, 1) + 1)
+        first = max(a, 1)  # output ll adds value ll + half less value ll - 1 - half (each as a float64)
+        sums = np.empty(b - first + 1)
         sums[0] = running
-        np.subtract(line(steps + size - 1), line(steps - 1), out=sums[1:])
+        np.subtract(
+            taken(first + half, b + half),
+            taken(first - 1 - half, b - 1 - half),
+            out=sums[1:],
+            dtype=np.float64,
+        )
         np.cumsum(sums, out=sums)
         running = float(sums[-1])
         made = (sums if a == 0 else sums[1:]) / size
