@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
-from musicstore.audio import limiter, loudness, truepeak
-from musicstore.audio.farfield import FarField
+from musicstore.audio import farfield, limiter, loudness, truepeak
+from musicstore.audio.farfield import FarField, LimitedFarField
 from musicstore.audio.loudness import BlockPower
 from musicstore.audio.truepeak import Reuse, _screen, peak_map, span_bounds
 from tests.test_export_spectrum_kept import first_export_peak
@@ -160,3 +160,31 @@ def test_a_mono_clips_first_export_traced_under_2_2x() -> None:
     probe = first_export_peak(1.0, channels=1)
     assert probe["status"] == "limited"
     assert probe["peak"] < 2.2, probe
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    samples=st.integers(20_000, 80_000),
+    runs=st.integers(2, 300),
+    pairs=st.integers(1, 5_000),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_a_limited_far_parts_block_bound_is_the_same_a_few_clusters_at_a_time(
+    samples: int, runs: int, pairs: int, seed: int
+) -> None:
+    """Property: a limited output's far block bound, its clusters' mutual shares summed a few clusters at a
+    time (no clusters-by-clusters arrays), is the one summed at once, bit for bit."""
+    rng = np.random.default_rng(seed)
+    audio = _audio(1 + seed % 2, samples, seed, sparse=False)
+    far = FarField.measure(audio, kernel=True)
+    starts = np.unique(rng.integers(0, samples - 200, runs))
+    stops = np.minimum(np.append(starts[1:], samples), starts + 150)
+    changed = np.stack([starts, stops], axis=1).astype(np.int64)
+    index = np.concatenate([np.arange(a, b) for a, b in changed])
+    difference = audio[:, index] * rng.random(index.shape[0]).astype(np.float32)
+    blocks = -(-(samples + 1) // 32)
+    whole = LimitedFarField.of(far, 1.5, difference, changed, samples).block_bound(blocks)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(farfield, "_PAIRS", pairs)
+        some = LimitedFarField.of(far, 1.5, difference, changed, samples).block_bound(blocks)
+    assert np.array_equal(whole, some)

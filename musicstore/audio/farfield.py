@@ -691,6 +691,7 @@ _MOMENTS = 6
 _KERNEL_DEVIATION = 1e-6  # the largest |k - 1 / lag| beyond _NEAR for which pieces act by their moments
 _BOUND_WINDOWS = 4096  # windows (at most) over which the bound sums distant clusters' masses
 _ZONE = 64  # grid points either side of a cluster of the difference's sources where it is summed exactly
+_PAIRS = 1 << 16  # cluster pairs at a time of the zones' bound (its float64 arrays: 512 KiB each)
 
 
 @dataclass(frozen=True)
@@ -1235,9 +1236,17 @@ class LimitedFarField(FarField):
         # within a zone: the cluster's own share exactly, the others by mass at their distance from the zone
         # (points of a block's support outside the zone are covered by the bound above)
         z0s, z1s = firsts - _ZONE, lasts + _ZONE
-        gaps = np.maximum(np.maximum(firsts[None, :] - z1s[:, None], z0s[:, None] - lasts[None, :]), 0)
-        shares = masses[None, :] * self.kernel.share(gaps)
-        others = shares.sum(axis=1) - np.diagonal(shares)
+        others = np.empty(firsts.shape[0])
+        rows = max(
+            1, _PAIRS // firsts.shape[0]
+        )  # clusters at a time: no (clusters, clusters) arrays (memory)
+        for r0 in range(0, firsts.shape[0], rows):
+            r1 = min(r0 + rows, firsts.shape[0])
+            gaps = np.maximum(
+                np.maximum(firsts[None, :] - z1s[r0:r1, None], z0s[r0:r1, None] - lasts[None, :]), 0
+            )
+            shares = masses[None, :] * self.kernel.share(gaps)
+            others[r0:r1] = shares.sum(axis=1) - shares[np.arange(r1 - r0), np.arange(r0, r1)]
         stop = self.start + self.base.grid.shape[1] - 1
         touched: list[NDArray[np.int64]] = []
         values: list[NDArray[np.float64]] = []
