@@ -181,7 +181,7 @@ def test_a_limited_far_parts_block_bound_is_the_same_a_few_clusters_at_a_time(
     stops = np.minimum(np.append(starts[1:], samples), starts + 150)
     changed = np.stack([starts, stops], axis=1).astype(np.int64)
     index = np.concatenate([np.arange(a, b) for a, b in changed])
-    difference = audio[:, index] * rng.random(index.shape[0]).astype(np.float32)
+    difference = np.asarray(audio[:, index] * rng.random(index.shape[0], dtype=np.float32), dtype=np.float32)
     blocks = -(-(samples + 1) // 32)
     whole = LimitedFarField.of(far, 1.5, difference, changed, samples).block_bound(blocks)
     with pytest.MonkeyPatch.context() as patch:
