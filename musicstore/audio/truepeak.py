@@ -453,8 +453,10 @@ def _spans_over(
     dtype = np.int32 if samples < 2**31 - _SPAN else np.int64
     head, tail = 2 * BLOCK // _SPAN, max(0, samples + 1 - 2 * BLOCK) // _SPAN
     parts = []
-    for start in range(0, near.shape[0], _READ_SPANS):  # a multiple of BLOCK // _SPAN: whole blocks
-        bound = near[start : start + _READ_SPANS].copy()
+    per = BLOCK // _SPAN
+    step = -(-_READ_SPANS // per) * per  # whole blocks
+    for start in range(0, near.shape[0], step):
+        bound = near[start : start + step].copy()
         _add_per_block(bound, far_blocks[start * _SPAN // BLOCK :])
         bound[: max(0, head - start)] = np.inf
         bound[max(0, tail - start) :] = np.inf
