@@ -29,7 +29,8 @@ UP = 32
 UNDER = 0.1
 # dB over the larger of both readings: the far part's grid reads a hard-edged near-Nyquist tone up to 1.6 %
 # off within 40 samples of an end (its low band stops at the clip's last grid point); 0.063 dB measured
-OVER = 0.1
+# at first, then 0.10-0.12 dB in 6 of ~8,300 random draws of its clips (2026-12-04; the examples below)
+OVER = 0.15
 
 
 def readings(audio: NDArray[np.float32]) -> tuple[float, float, float]:
@@ -82,6 +83,8 @@ def ends_clip(kind: str, samples: int, channels: int, seed: int) -> NDArray[np.f
 @settings(max_examples=40, deadline=None)
 @example(kind="bursts", samples=200, channels=1, seed=23614)  # a peak 0.04 samples beside the largest sample
 @example(kind="noise", samples=2048, channels=2, seed=23105)  # 0.074 dB under (over 0.07: a CI seed failed)
+@example(kind="tone", samples=1024, channels=2, seed=15328)  # 0.12 dB over (over 0.1: a seed failed)
+@example(kind="bursts", samples=5716, channels=2, seed=50587)  # 0.11 dB over
 @given(
     kind=st.sampled_from(["tone", "bursts", "noise", "step"]),
     samples=st.one_of(st.integers(200, DIRECT_LOOP), st.integers(DIRECT_LOOP, 6000)),
