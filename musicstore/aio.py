@@ -22,7 +22,7 @@ from typing import Any, ParamSpec, TypeVar
 from . import ops, validate, waiting
 from .errors import InvalidInput, NotFound, WriteConflict
 from .models import Generation
-from .ops import DEFAULT_LEASE_SECONDS, Operation, Step, Steps, progress
+from .ops import Operation, Step, Steps, progress
 from .queries import execute_async
 from .runner import (
     CONFLICT_RETRIES,
@@ -244,7 +244,7 @@ class AsyncStore(Driver, AsyncOperations):
         fraction: float,
         stage: str | None = None,
         *,
-        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        lease_seconds: float | None = None,
     ) -> bool:
         """As ``Store.report_progress`` (coalesced; returns whether this report was written)."""
         gid, worker, done, label, _ = progress.checked_report(

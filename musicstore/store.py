@@ -19,7 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 from . import ops, validate, waiting
 from .errors import InvalidInput, MigrationError, NotFound, WriteConflict
 from .models import Generation
-from .ops import DEFAULT_LEASE_SECONDS, Operation, progress
+from .ops import Operation, progress
 from .queries import COUNT, ONE
 from .runner import (
     CONFLICT_RETRIES,
@@ -225,13 +225,14 @@ class Store(Driver, Operations):
         fraction: float,
         stage: str | None = None,
         *,
-        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        lease_seconds: float | None = None,
     ) -> bool:
         """Report the progress of a generation ``worker_id`` is processing: ``fraction`` from 0 to 1, and a
         ``stage`` label. Coalesced (``musicstore.ops.progress.Coalescer``): returns whether this report was
-        written. A written report extends the lease to at least ``lease_seconds`` from now, as ``heartbeat``
-        does (a longer one is kept), and raises Cancelled if the generation was cancelled, LeaseLost if the
-        worker no longer owns it."""
+        written. A written report raises Cancelled if the generation was cancelled, LeaseLost if the worker no
+        longer owns it; with ``lease_seconds`` it also extends the lease to at least that long from now, as
+        ``heartbeat`` does (a longer one is kept; without it, the lease the claim or a heartbeat set
+        holds)."""
         gid, worker, done, label, _ = progress.checked_report(
             generation_id, worker_id, fraction, stage, lease_seconds
         )

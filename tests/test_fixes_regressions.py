@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musicstore import Generation, InvalidInput, Store
+from musicstore import Generation, InvalidInput, Status, Store
 from musicstore.aio import AsyncStore
 from musicstore.filestore import FileStore, LocalFileStore, StoreUnavailable, open_filestore
 from musicstore.maintenance import bucket
@@ -26,6 +26,7 @@ from musicstore.ops import progress
 from musicstore.ops.storage import get_storage
 from musicstore.recording import export_generation
 from musicstore.rendering import render_generation
+from musicstore.worker import Job, Worker
 from tests.conftest import FakeClock, new_job
 from tests.test_copy_files import on_disk
 from tests.test_record import OPTIONS, claimed, music
@@ -533,27 +534,56 @@ def test_a_created_generation_equals_its_read_zone_and_all(
     assert created.run_after == run_after
 
 
-# --- a written progress report extends the lease, as a heartbeat does ------------------------------------
+# --- a written progress report extends the lease when asked (a Worker's job.progress asks) ----------------
 
 
 def test_a_worker_that_only_reports_progress_keeps_its_lease(store: Store, clock: FakeClock) -> None:
-    """A written report did not touch the lease: a worker reporting every step (coalesced to one write a
-    second) but never heartbeating lost its job to requeue_expired while alive. A written report now extends
-    the lease to lease_seconds (default 300) from now, as a heartbeat does; a longer lease is kept."""
+    """A written report with lease_seconds extends the lease to that long from now, as a heartbeat does (a
+    longer lease is kept): a worker reporting every step but never heartbeating kept its job. Without
+    lease_seconds the lease the claim set holds: the worker chose it, and an expired one is taken back."""
     progress.coalescer(store).interval = 0  # every report written (the interval is a monotonic clock's)
     new_job(store)
     job = store.claim_next("gpu-0", lease_seconds=10)
     assert job is not None
+    claimed_until = job.lease_expires_at
+    assert store.report_progress(job.id, "gpu-0", 0.01)
+    read = store.get_generation(job.id)
+    assert read is not None and read.lease_expires_at == claimed_until  # untouched without lease_seconds
     for second in range(1, 30):
         clock.advance(1)
-        assert store.report_progress(job.id, "gpu-0", second / 100)
+        assert store.report_progress(job.id, "gpu-0", second / 100, lease_seconds=10)
         assert store.requeue_expired().requeued == []
     read = store.get_generation(job.id)
-    assert read is not None and read.lease_expires_at == clock.now + timedelta(seconds=300)
+    assert read is not None and read.lease_expires_at == clock.now + timedelta(seconds=10)
     store.heartbeat(job.id, "gpu-0", lease_seconds=600)
     assert store.report_progress(job.id, "gpu-0", 0.5, "decoding", lease_seconds=10)
     read = store.get_generation(job.id)
     assert read is not None and read.lease_expires_at == clock.now + timedelta(seconds=600)  # kept
+    clock.advance(601)
+    assert store.report_progress(job.id, "gpu-0", 0.6)  # not extended: the lease ends, the job goes back
+    assert store.requeue_expired().requeued == [job.id]
+
+
+def test_a_workers_job_progress_extends_its_lease(store: Store, clock: FakeClock) -> None:
+    """A Worker's job.progress passes the worker's own lease_seconds: its reports keep the job."""
+    progress.coalescer(store).interval = 0
+    made = new_job(store)
+    leases: list[datetime | None] = []
+
+    def handler(job: Job) -> None:
+        for _ in range(5):
+            clock.advance(15)
+            assert job.progress(0.5)
+            assert store.requeue_expired().requeued == []
+            read = store.get_generation(job.id)
+            assert read is not None
+            leases.append(read.lease_expires_at)
+        store.complete_generation(job.id, file_path="a.wav", file_size_bytes=1, worker_id="gpu-0")
+
+    report = Worker(store, "gpu-0", handler, lease_seconds=20).run(max_jobs=1)
+    assert report.done == 1 and report.lost == 0 and len(leases) == 5
+    assert (done := store.get_generation(made.id)) is not None and done.status is Status.COMPLETED
+    assert leases[-1] == clock.now + timedelta(seconds=20)
 
 
 def test_an_async_progress_report_extends_the_lease(db_url: str, clock: FakeClock) -> None:
@@ -563,7 +593,7 @@ def test_an_async_progress_report_extends_the_lease(db_url: str, clock: FakeCloc
             claimed = await store.claim_next("gpu-0", lease_seconds=10)
             assert claimed is not None and claimed.id == job.id
             clock.advance(8)
-            assert await store.report_progress(job.id, "gpu-0", 0.1)
+            assert await store.report_progress(job.id, "gpu-0", 0.1, lease_seconds=300)
             clock.advance(8)
             assert (await store.requeue_expired()).requeued == []
             read = await store.get_generation(job.id)

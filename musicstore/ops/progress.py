@@ -20,7 +20,7 @@ from .. import validate
 from ..errors import InvalidInput, NotFound
 from ..ids import check_id
 from ..models import Generation, Status, columns
-from .jobs import DEFAULT_LEASE_SECONDS, _explain, _later, claim_epoch, lease_of
+from .jobs import _explain, _later, claim_epoch, lease_of
 from .reads import GENERATION
 from .steps import NOW, Call, Steps, reader, writer
 
@@ -111,12 +111,12 @@ def checked_report(
     worker_id: str,
     done: object,
     label: object,
-    lease_seconds: object = DEFAULT_LEASE_SECONDS,
-) -> tuple[str, str, float, str | None, timedelta]:
+    lease_seconds: object = None,
+) -> tuple[str, str, float, str | None, timedelta | None]:
     """The arguments of a progress report, checked (before any coalescing: a bad report always raises)."""
     worker = validate.name(worker_id, "worker_id")
     assert worker is not None
-    lease = lease_of(validate.seconds(lease_seconds, "lease_seconds"))
+    lease = None if lease_seconds is None else lease_of(validate.seconds(lease_seconds, "lease_seconds"))
     return check_id(generation_id), worker, fraction(done), stage(label), lease
 
 
@@ -127,15 +127,16 @@ def report_progress(
     fraction: float,
     stage: str | None = None,
     *,
-    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    lease_seconds: float | None = None,
 ) -> Steps[datetime]:
     """Write the progress of a generation ``worker_id`` is processing (no coalescing: the drivers' method
-    coalesces) and extend its lease to at least ``lease_seconds`` from now, as a heartbeat does (a longer
-    lease is kept); returns when it was written. Cancelled when it was cancelled, LeaseLost when it was
-    taken back, NotFound when it is gone."""
+    coalesces); with ``lease_seconds``, also extend its lease to at least that long from now, as a
+    heartbeat does (a longer lease is kept; without it the lease is the claim's or last heartbeat's). Returns
+    when it was written. Cancelled when it was cancelled, LeaseLost when it was taken back, NotFound when it
+    is gone."""
     gid, worker, done, label, lease = checked_report(generation_id, worker_id, fraction, stage, lease_seconds)
     now: datetime = yield NOW
-    expires = _later(now, lease, "a lease")
+    expires = None if lease is None else _later(now, lease, "a lease")
     params = {"id": gid, "worker_id": worker, "progress": done, "stage": label, "now": now}
     params["lease_expires_at"] = expires
     if (yield Call("report_progress", params)) != 1:

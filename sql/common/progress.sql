@@ -3,11 +3,12 @@
 
 -- name: report_progress(id, worker_id, progress, stage, now, lease_expires_at)!
 -- The progress of a generation the worker still owns (a cancelled one, or one requeued, matches no row); its
--- lease extended to lease_expires_at, as a heartbeat does, unless it already runs longer.
+-- lease extended to lease_expires_at when one is given (NULL: the lease is kept), as a heartbeat does, unless it
+-- already runs longer.
 UPDATE generations
 SET progress = :progress, stage = :stage, progress_at = :now,
     lease_expires_at = CASE
-        WHEN lease_expires_at IS NULL OR lease_expires_at < :lease_expires_at THEN :lease_expires_at
+        WHEN coalesce(lease_expires_at, :now) < :lease_expires_at THEN :lease_expires_at
         ELSE lease_expires_at
     END
 WHERE id = :id AND status = 'processing' AND worker_id = :worker_id;
