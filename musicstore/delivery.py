@@ -127,6 +127,13 @@ def _generation_id(audio: Audio) -> str:
     return audio.id if isinstance(audio, Generation) else audio
 
 
+def _path(audio: Audio, found: Located) -> Path:
+    """The local path of a located file (``StorageError`` when its store is not a local folder)."""
+    if not isinstance(found.files, LocalFileStore):
+        raise StorageError(f"generation {_generation_id(audio)} is in {found.files.url}, not on disk")
+    return found.files.root / found.key
+
+
 def _of(audio: Audio, master: Located) -> Located:
     """``master``'s location, or for a rendition its file beside it in the same store."""
     if not isinstance(audio, Rendition):
@@ -186,12 +193,7 @@ class Delivery:
 
     def path_for(self, generation: Audio) -> Path:
         """The local file of a generation on a local root (``StorageError`` for an object store)."""
-        found = self.locate(generation)
-        if not isinstance(found.files, LocalFileStore):
-            raise StorageError(
-                f"generation {_generation_id(generation)} is in {found.files.url}, not on disk"
-            )
-        return found.files.root / found.key
+        return _path(generation, self.locate(generation))
 
 
 class AsyncDelivery:
@@ -238,6 +240,10 @@ class AsyncDelivery:
 
     async def read_audio(self, generation: Audio) -> bytes:
         return b"".join([chunk async for chunk in await self.open_audio(generation)])
+
+    async def path_for(self, generation: Audio) -> Path:
+        """The local file of a generation on a local root (``StorageError`` for an object store)."""
+        return _path(generation, await self.locate(generation))
 
 
 __all__ = ["AsyncDelivery", "Audio", "Delivery", "Located", "require_store"]
