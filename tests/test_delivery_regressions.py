@@ -13,6 +13,7 @@ from musicstore.aio import AsyncStore
 from musicstore.delivery import AsyncDelivery, Delivery
 from musicstore.errors import StorageError
 from musicstore.filestore.s3 import S3FileStore
+from musicstore.metrics import read_metrics
 from musicstore.recording import export_generation
 from tests.test_record import OPTIONS, claimed, music
 
@@ -40,3 +41,22 @@ def test_async_path_for_refuses_an_object_store_as_the_sync_one(
 
     with pytest.raises(StorageError, match="not on disk"):
         asyncio.run(main())
+
+
+def test_metrics_leave_out_a_figure_that_is_a_json_boolean_on_both_backends(store: Store) -> None:
+    # A figure that is not a JSON number is left out of the distributions (docs/dashboard). SQLite's ->> reads
+    # true as 1 and false as 0, so SQLite counted loudness 1 LUFS and true peak 0 dBTP where PostgreSQL
+    # (jsonb_typeof) left both out
+    store.create_generation("a boolean figure", model_name="m", duration_seconds=1)
+    job = store.claim_next("gpu-0", lease_seconds=60)
+    assert job is not None
+    figures: dict[str, object] = {"loudness_lufs": True, "true_peak_dbtp": False}
+    store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=3, metadata=figures)
+    store.create_generation("numbers", model_name="m", duration_seconds=1)
+    job = store.claim_next("gpu-0", lease_seconds=60)
+    assert job is not None
+    figures = {"loudness_lufs": -16, "true_peak_dbtp": -1.5}
+    store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=3, metadata=figures)
+    snapshot = read_metrics(store)
+    assert (snapshot.loudness.count, snapshot.loudness.total) == (1, -16.0)
+    assert (snapshot.true_peak.count, snapshot.true_peak.total) == (1, -1.5)

@@ -1,13 +1,16 @@
 -- The figures of the newest completed generations, for the distributions of musicstore.metrics: the model's
 -- time, the rest of the claim (start to completion, less the model's time: export and storage), and the
--- loudness and true peak the export recorded in metadata (NULL where absent). JSON and time arithmetic differ
--- by dialect (sql/postgres/metrics.sql).
+-- loudness and true peak the export recorded in metadata (NULL where absent or not a JSON number: ->> alone
+-- reads true as 1, where PostgreSQL's jsonb_typeof leaves it out). JSON and time arithmetic differ by dialect
+-- (sql/postgres/metrics.sql).
 
 -- name: metrics_recent_completed(limit)
 SELECT generation_time_seconds AS generation_seconds,
        (completed_at - started_at) / 1e6 - coalesce(generation_time_seconds, 0) AS export_seconds,
-       metadata ->> 'loudness_lufs' AS loudness_lufs,
-       metadata ->> 'true_peak_dbtp' AS true_peak_dbtp
+       CASE WHEN json_type(metadata, '$.loudness_lufs') IN ('integer', 'real')
+            THEN metadata ->> 'loudness_lufs' END AS loudness_lufs,
+       CASE WHEN json_type(metadata, '$.true_peak_dbtp') IN ('integer', 'real')
+            THEN metadata ->> 'true_peak_dbtp' END AS true_peak_dbtp
 FROM generations
 WHERE status = 'completed'
 ORDER BY created_at DESC, id DESC
