@@ -4,7 +4,8 @@
 source: in WAL mode that transaction is a fixed snapshot that writers never wait for, so the copy is the
 database exactly as it was when the backup began (every transaction committed before that, none after) while
 workers go on writing, and the steps never restart. The copy is written beside the destination under a
-temp name, checked with ``PRAGMA integrity_check``, fsynced and renamed into place.
+temp name, checked with ``PRAGMA integrity_check``, fsynced and put in place: renamed over the destination
+with ``overwrite=True``, else hard-linked to it, which fails if a file appeared there meanwhile.
 
 ``restore`` refuses while any other process has the target database open (the probe SQLite itself uses: the
 lock every connection holds on byte 128 of the ``-shm`` file), checks the backup, and replaces the target.
@@ -13,6 +14,7 @@ lock every connection holds on byte 128 of the ``-shm`` file), checks the backup
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import sqlite3
@@ -34,6 +36,8 @@ PGDUMP_HINT = (
 )
 _SHM_DMS_BYTE = 128
 """SQLite's unix VFS: every connection to a WAL database holds a shared lock on this byte of ``-shm``."""
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
+"""What ``link(2)`` says on a file system without hard links (FAT says EPERM)."""
 
 
 @dataclass(slots=True)
@@ -116,7 +120,32 @@ def _copy(
     return total
 
 
-def _finish(temp: Path, destination: Path, started: float, source: str, pages: int) -> BackupReport:
+def _put_in_place(temp: Path, destination: Path, overwrite: bool) -> None:
+    """Rename ``temp`` onto ``destination`` (``overwrite``), or hard-link it there and drop the temp name:
+    the link raises FileExistsError if a file appeared at ``destination`` after it was checked, where a
+    rename would have replaced it. Then the folder is fsynced."""
+    if overwrite:
+        os.replace(temp, destination)
+    else:
+        try:
+            os.link(temp, destination)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            # a file system without hard links (FAT, some network shares): check, then rename
+            if os.path.lexists(destination):
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(destination)) from exc
+            os.replace(temp, destination)
+        else:
+            temp.unlink()
+    fsync(destination.parent, directory=True)
+
+
+def _finish(
+    temp: Path, destination: Path, *, overwrite: bool, started: float, source: str, pages: int
+) -> BackupReport:
     checked = integrity(temp)
     if checked != "ok":
         raise StorageError(
@@ -124,8 +153,12 @@ def _finish(temp: Path, destination: Path, started: float, source: str, pages: i
         )
     fsync(temp)
     try:
-        os.replace(temp, destination)
-        fsync(destination.parent, directory=True)
+        _put_in_place(temp, destination, overwrite)
+    except FileExistsError as exc:
+        raise InvalidInput(
+            f"{destination} exists (it appeared while the backup ran) and was left as it is; "
+            "pass overwrite=True to replace it"
+        ) from exc
     except OSError as exc:
         raise StorageError(f"putting the backup at {destination} failed: {exc}") from exc
     return BackupReport(
@@ -138,11 +171,13 @@ def _finish(temp: Path, destination: Path, started: float, source: str, pages: i
     )
 
 
-def _replace_database(temp: Path, path: Path) -> None:
-    """Rename ``temp`` onto ``path``; the old database's -wal/-shm (or a hot rollback -journal left by a
+def _replace_database(temp: Path, path: Path, overwrite: bool) -> None:
+    """Put ``temp`` in place as ``path`` (``_put_in_place``: FileExistsError without ``overwrite`` if a
+    database appeared there meanwhile); the old database's -wal/-shm (or a hot rollback -journal left by a
     crash) must not be replayed onto it.
 
-    They are moved aside first and put back if the rename fails, so a failed restore loses nothing.
+    They are moved aside first and put back if putting the copy in place fails, so a failed restore loses
+    nothing.
     """
     aside: list[tuple[Path, Path]] = []
     try:
@@ -151,12 +186,11 @@ def _replace_database(temp: Path, path: Path) -> None:
                 kept = log.with_name(f"{log.name}.before-restore")
                 os.replace(log, kept)
                 aside.append((kept, log))
-        os.replace(temp, path)
+        _put_in_place(temp, path, overwrite)
     except BaseException:
         for kept, log in reversed(aside):
             os.replace(kept, log)
         raise
-    fsync(path.parent, directory=True)
     for kept, _ in aside:
         kept.unlink(missing_ok=True)
 
@@ -191,8 +225,8 @@ def backup(
 
     The copy is a snapshot taken when the backup begins. ``pages`` pages are copied per step (``-1``: all in
     one); ``progress`` is called after each step with the number of pages copied. An existing
-    ``destination`` is replaced only with ``overwrite=True``. PostgreSQL URLs raise InvalidInput pointing
-    to pg_dump.
+    ``destination`` is replaced only with ``overwrite=True``; without it, a file that appears there while the
+    backup runs is left as it is (InvalidInput). PostgreSQL URLs raise InvalidInput pointing to pg_dump.
     """
     started = time.monotonic()
     path = _sqlite_path(url)
@@ -217,7 +251,7 @@ def backup(
         source.execute("PRAGMA schema_version").fetchone()  # opens the read transaction: the snapshot
         try:
             count = _copy(source, temp, pages, progress)
-            return _finish(temp, dest, started, str(path), count)
+            return _finish(temp, dest, overwrite=overwrite, started=started, source=str(path), pages=count)
         finally:
             with contextlib.suppress(sqlite3.Error):
                 source.execute("ROLLBACK")
@@ -259,9 +293,10 @@ def restore(
     """Put the backup at ``backup_path`` in place as the SQLite database at ``url``.
 
     Refuses (InvalidInput) while another process has that database open (stop the workers and servers
-    first), when the backup fails ``PRAGMA integrity_check``, and when the database exists unless
-    ``overwrite=True``. The backup is copied (it stays as it is) to a temp file beside the target; stale
-    ``-wal``/``-shm``/``-journal`` files of the old database are removed; then the copy is renamed into place.
+    first), when the backup fails ``PRAGMA integrity_check``, and when the database exists (or appears
+    while the restore runs) unless ``overwrite=True``. The backup is copied (it stays as it is) to a temp
+    file beside the target; stale ``-wal``/``-shm``/``-journal`` files of the old database are removed;
+    then the copy is put in place (``_put_in_place``).
     """
     started = time.monotonic()
     overwrite = validate.flag(overwrite, "overwrite")
@@ -297,7 +332,12 @@ def restore(
         if checked != "ok":
             raise StorageError(f"the copy at {temp} failed PRAGMA integrity_check: {checked}")
         fsync(temp)
-        _replace_database(temp, path)
+        _replace_database(temp, path, overwrite)
+    except FileExistsError as exc:
+        raise InvalidInput(
+            f"{path} exists (it appeared while the restore ran) and was left as it is; pass overwrite=True "
+            "to replace it with the backup"
+        ) from exc
     except (sqlite3.Error, OSError) as exc:
         raise StorageError(f"restoring {source_path} to {path} failed: {exc}") from exc
     finally:

@@ -1,0 +1,77 @@
+"""Crash and race findings on the SQLite backup and restore (musicstore.maintenance.backup)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from musicstore import InvalidInput, Store
+from musicstore.maintenance.backup import backup, integrity, restore
+
+
+def made(sqlite_url: str, prompt: str = "one") -> None:
+    with Store(sqlite_url) as store:
+        store.create_generation(prompt, model_name="m", duration_seconds=1.0)
+
+
+def test_backup_without_overwrite_never_clobbers_a_file_that_appears_meanwhile(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """``backup(overwrite=False)`` checked ``dest.exists()`` before the copy and renamed onto ``dest`` after
+    it: a file put there during the copy was replaced without a word."""
+    made(sqlite_url)
+    dest = tmp_path / "copy.db"
+
+    def appears(pages: int) -> None:
+        dest.write_bytes(b"another process's file")
+
+    with pytest.raises(InvalidInput, match="exists"):
+        backup(sqlite_url, dest, pages=1, progress=appears)
+    assert dest.read_bytes() == b"another process's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db", "musicstore.db"]  # no temp left
+    backup(sqlite_url, dest, overwrite=True)  # overwrite=True replaces it, as before
+    assert integrity(dest) == "ok"
+
+
+def test_restore_without_overwrite_never_clobbers_a_database_that_appears_meanwhile(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """The same check-then-rename race in ``restore(overwrite=False)``."""
+    made(sqlite_url)
+    copy = tmp_path / "copy.db"
+    backup(sqlite_url, copy)
+    target = tmp_path / "target.db"
+
+    def appears(pages: int) -> None:
+        target.write_bytes(b"another process's database")
+
+    with pytest.raises(InvalidInput, match="exists"):
+        restore(copy, f"sqlite:///{target}", progress=appears)
+    assert target.read_bytes() == b"another process's database"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db", "musicstore.db", "target.db"]
+
+
+def test_without_hard_links_backup_falls_back_to_check_then_rename(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system without hard links (FAT answers link(2) with EPERM) still takes a backup: the
+    destination is checked once more just before the rename."""
+    made(sqlite_url)
+
+    def no_links(src: object, dst: object) -> None:
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(os, "link", no_links)
+    dest = tmp_path / "copy.db"
+    assert backup(sqlite_url, dest).integrity == "ok" and integrity(dest) == "ok"
+
+    def appears(pages: int) -> None:
+        (tmp_path / "late.db").write_bytes(b"kept")
+
+    with pytest.raises(InvalidInput, match="exists"):
+        backup(sqlite_url, tmp_path / "late.db", pages=1, progress=appears)
+    assert (tmp_path / "late.db").read_bytes() == b"kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db", "late.db", "musicstore.db"]
