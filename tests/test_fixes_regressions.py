@@ -785,3 +785,101 @@ def test_the_sqlite_fixtures_work_under_any_basetemp(tmp_path: Path, odd: str) -
     command += [f"--basetemp={basetemp}", "--rootdir", str(tmp_path), str(tmp_path / "test_odd.py")]
     done = subprocess.run(command, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+# --- SIGTERM during any command unwinds as Ctrl-C does ---------------------------------------------------
+
+_SLOW_BACKUP = """
+import sys, time
+import musicstore.maintenance.backup as backup
+from musicstore.cli import main
+
+copy = backup._copy
+
+def slow_copy(source, temp, pages, progress):
+    def step(done):
+        print("copying", flush=True)
+        time.sleep(0.05)
+    return copy(source, temp, 1, step)  # a page a step, each step slow: SIGTERM lands mid-copy
+
+backup._copy = slow_copy
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_during_a_backup_removes_its_temp_copy_and_exits_143(tmp_path: Path) -> None:
+    """SIGTERM kept its default outside `migrate`: `musicstore backup` stopped by a service manager or a CI
+    timeout died at once and left its hidden temp copy in the destination's folder for ever. Every command now
+    unwinds on SIGTERM as on Ctrl-C: the temp copy is removed, nothing is at the destination, `musicstore:
+    terminated`, exit code 143."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    source = tmp_path / "live.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE t (b BLOB)")
+        conn.executemany("INSERT INTO t VALUES (zeroblob(4000))", [()] * 400)  # ~400 pages
+    conn.close()
+    out = tmp_path / "out"
+    out.mkdir()
+    destination = out / "copy.db"
+    command = [
+        sys.executable,
+        "-c",
+        _SLOW_BACKUP,
+        "backup",
+        "--database",
+        f"sqlite:///{source}",
+        str(destination),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "copying\n"  # the copy has begun: its temp file is there
+        assert [p.name for p in out.iterdir()] != []
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert (process.returncode, err) == (143, "musicstore: terminated\n")
+    assert list(out.iterdir()) == []  # no temp copy, no destination
+
+
+def test_sigterm_stops_serve_gracefully_with_exit_code_0(sqlite_url: str) -> None:
+    """`serve` under SIGTERM shuts down as uvicorn does (its own handler while it serves: the requests in
+    flight finished), and that is a clean stop: exit code 0, nothing on stderr, as after a Ctrl-C. (It died of
+    the signal uvicorn raised again after its shutdown, -15, while SIGTERM kept its default.)"""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from musicstore.testing._browser import free_port
+
+    port = free_port()
+    command = [sys.executable, "-m", "musicstore", "serve", "--database", sqlite_url, "--port", str(port)]
+    command += ["--log-level", "critical"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(400):
+            assert process.poll() is None
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/overview", timeout=1) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("the dashboard never answered")
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert (process.returncode, err) == (0, "")

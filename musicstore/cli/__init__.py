@@ -83,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         interrupt.restore()  # the imports are done: Ctrl-C is KeyboardInterrupt again, handled below
         tolerate_stdout()
         args = build_parser().parse_args(argv)
-        code = int(args.func(args))
+        with interrupt.terminating():  # a stop's SIGTERM unwinds as a Ctrl-C does: rollbacks, temp files
+            code = int(args.func(args))
         sys.stdout.flush()  # a closed pipe (`| head`) raises here, not at exit
         return code
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)

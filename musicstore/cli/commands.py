@@ -11,7 +11,6 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from .. import interrupt
 from ..errors import NotFound
 from ..maintenance.usage import disk_usage, storage_stats
 from ..migrate import migrate, migrations_path, yoyo_url
@@ -41,8 +40,7 @@ def _generation_fields(generation: Generation) -> list[tuple[str, str]]:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    with interrupt.terminating():  # a stop's SIGTERM releases the migration lock, as a Ctrl-C does
-        applied = migrate(args.database)
+    applied = migrate(args.database)  # a SIGTERM (main's interrupt.terminating) releases its lock
     if args.json:
         print_json({"database": without_password(resolve(args.database).url), "applied": applied})
     else:

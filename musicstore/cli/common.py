@@ -21,7 +21,7 @@ EXIT_INCONSISTENT = 4
 EXIT_INTERRUPTED = interrupt.EXIT_INTERRUPTED
 """Ctrl-C (SIGINT), from musicstore's first import on (``musicstore.interrupt``)."""
 EXIT_TERMINATED = interrupt.EXIT_TERMINATED
-"""SIGTERM during ``migrate`` (``musicstore.interrupt.terminating``): its lock released, as after a Ctrl-C."""
+"""SIGTERM during a command (``musicstore.interrupt.terminating``): unwound as after a Ctrl-C."""
 
 ROOT_ENV = "MUSICSTORE_OUTPUT_ROOT"
 DEFAULT_ROOT = "data/audio"
