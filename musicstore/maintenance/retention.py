@@ -478,6 +478,7 @@ def _cleanup(
 
     after: tuple[datetime, str] = (_FIRST, "")
     finished = budget is not None and total <= budget
+    sharers: set[str] = set()  # dry run: rows that would be deleted whose file a row on a later page records
     while not finished:
         page = store.run(cleanup_candidates, chosen, model, cutoff, after, size)
         if not page:
@@ -507,7 +508,9 @@ def _cleanup(
             deleted = store.run(delete_rows, [(row["id"], row["status"]) for row, _ in selected])
         # rows deleted first (committed above), files after: a crash from here on leaves orphan files only
         paths = [row["file_path"] for row, _ in selected if row["id"] in deleted and row["file_path"]]
-        shared = place.still_referenced(store, paths, deleted, dry_run) if paths else set()
+        shared = place.still_referenced(store, paths, deleted | sharers, dry_run) if paths else set()
+        if dry_run:  # rows kept_shared here would be gone when a later page reaches the row that keeps them
+            sharers |= {row["id"] for row, _ in selected if _shares(row["file_path"], shared)}
         peaks = place.peaks(paths, report.errors) if paths else {}
         removed: set[str] = set()  # files this page removed (or, in a dry run, would): rows may share one
         for row, on_disk in selected:
@@ -558,6 +561,11 @@ def _cleanup(
         report.budget_met = report.total_bytes_after <= budget
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def _shares(rel: str | None, shared: set[str]) -> bool:
+    """Whether the file at ``rel`` is one of ``shared`` (in any spelling)."""
+    return rel is not None and (rel in shared or (canonical_path(rel) or rel) in shared)
 
 
 def _recorded(row: dict[str, Any], renditions: dict[str, list[tuple[str, int]]]) -> int:
@@ -643,7 +651,7 @@ def _file_action(
     if rel is None:
         return "none"
     canonical = canonical_path(rel) or rel
-    if rel in shared or canonical in shared:
+    if _shares(rel, shared):
         return "kept_shared"
     if on_disk is None or (gone is not None and canonical in gone):
         return "missing"
