@@ -425,10 +425,29 @@ def imported_generation(row: Generation) -> str | None:
         name(row.model_version, "model_version", optional=True)
         name(row.worker_id, "worker_id", optional=True)
         message(row.error_message, "error_message", optional=True)
+        name(row.owner_key, "owner_key", optional=True)
+        _stored_text({"stage": row.stage, "idempotency_key": row.idempotency_key})
         metadata(row.metadata)
         return None if row.file_path is None else relative_path(row.file_path)
     except InvalidInput as exc:
         raise InvalidInput(f"generation {_show(row.id)}: {exc}") from None
+
+
+def imported_text(kind: str, row_id: object, values: dict[str, object]) -> None:
+    """The text fields of another row read from another store (a rendition, where a generation's file
+    lives, an owner key's limit): each None or a str the databases store as it is (no NUL, which PostgreSQL
+    cannot store in text; no lone surrogate); the message names the row and the field."""
+    try:
+        _stored_text(values)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{kind} {_show(row_id)}: {exc}") from None
+
+
+def _stored_text(values: dict[str, object]) -> None:
+    """Each of ``values`` None or text the databases store (any length: the schema bounds lengths)."""
+    for what, value in values.items():
+        if value is not None:
+            text(value, what, max_chars=1 << 62)
 
 
 def page(limit: object, offset: object) -> tuple[int, int]:

@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from musicstore import Generation, Store
+import pytest
+
+from musicstore import Generation, InvalidInput, Store
 from musicstore.filestore import FileStore
 from musicstore.maintenance.retention import cleanup
+from musicstore.maintenance.transfer import copy_store
+from musicstore.ops.storage import record_storage
 from tests.conftest import FakeClock, new_job
-from tests.test_maintenance_s3 import DATA, in_bucket, keys
+from tests.test_maintenance_s3 import DATA, RENDITION, in_bucket, keys
 
 
 def done(store: Any, root: Path, path: str, size: int = 10, **kwargs: Any) -> Generation:
@@ -76,3 +81,55 @@ def test_a_dry_run_in_a_bucket_says_what_the_run_deletes_when_rows_sharing_an_ob
         == (1, len(DATA))
     )
     assert "shared.wav" not in keys(objects)
+
+
+OTHER_TEXT = [
+    ("generations", "stage", "decoding\x00"),
+    ("generations", "owner_key", "user\x00"),
+    ("generations", "idempotency_key", "click\x00"),
+    ("generations", "storage_url", "s3://bucket/mu\x00sic"),
+    ("renditions", "storage_key", "2026/01/01/x\x00.mp3"),
+    ("renditions", "profile", "stream\x00ing"),
+]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def target_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """An empty migrated store on each backend, beside the SQLite source."""
+    if request.param == "sqlite":
+        url = sqlite_url.replace(".db", "-target.db")
+        Store(url, migrate=True).close()
+        return url
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.mark.parametrize("case", OTHER_TEXT, ids=[f"{t}.{c}" for t, c, _ in OTHER_TEXT])
+def test_copy_store_checks_every_column_before_it_copies(
+    sqlite_url: str, target_url: str, clock: FakeClock, case: tuple[str, str, str]
+) -> None:
+    """copy_store promises to check every row first and copy nothing when one cannot be stored: a NUL in
+    a generation's stage, owner or idempotency key, storage URL or checksum, or in a rendition's text, got
+    past the check, so the copy into PostgreSQL failed with a DatabaseError after earlier pages were in."""
+    table, column, value = case
+    with Store(sqlite_url, clock=clock) as source:
+        for i in range(5):
+            new_job(source, f"prompt {i}", owner_key="user", idempotency_key=f"click-{i}")
+        job = source.claim_next("w")
+        assert job is not None
+        source.report_progress(job.id, "w", 0.5, stage="decoding")
+        made = source.complete_generation(job.id, file_path="a/b.wav", file_size_bytes=8)
+        source.run(record_storage, job.id, storage_url="s3://bucket/music", key="a/b.wav", checksum="ab" * 32)
+        source.create_rendition(
+            made.id,
+            storage_key="a/b.streaming.0123abcd.mp3",
+            file_size_bytes=4,
+            checksum="cd" * 32,
+            **RENDITION,
+        )
+        row_id = job.id if table == "generations" else source.list_renditions(job.id)[0].id
+        with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
+            conn.execute(f"UPDATE {table} SET {column} = ? WHERE id = ?", (value, row_id))
+        with Store(target_url) as target:
+            with pytest.raises(InvalidInput, match=rf"{table[:-1]} '?{row_id}'?: .*{column}"):
+                copy_store(source, target, batch=2)
+            assert target.count_generations() == 0 and target.get_most_used_prompts(10) == []

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from .. import ops, validate
 from ..ops.queue import get_owner_limits, set_owner_limit
 from ..ops.storage import import_storage, storage_between
-from ..ops.transfer import import_renditions, renditions_after
+from ..ops.transfer import check_rendition, import_renditions, renditions_after
 from ..store import Store
 
 
@@ -52,9 +52,11 @@ def copy_store(
 
 
 def check_rows(source: Store, *, batch: int = 1000) -> int:
-    """Check every prompt and generation of ``source`` as ``create_generation`` and the other writing
-    operations check their values (``validate.imported_prompt``, ``validate.imported_generation``); raises
-    ``InvalidInput`` naming the first bad row and field. Returns the rows checked, read ``batch`` at a time.
+    """Check every prompt, generation (where its file lives included), rendition and owner limit of
+    ``source`` as ``create_generation`` and the other writing operations check their values
+    (``validate.imported_prompt``, ``validate.imported_generation``, ``ops.transfer.check_rendition``);
+    raises ``InvalidInput`` naming the first bad row and field. Returns the prompts, generations and
+    renditions checked, read ``batch`` at a time.
     """
     batch = validate.integer(batch, "batch", 1)
     checked, after_prompt = 0, 0
@@ -67,6 +69,18 @@ def check_rows(source: Store, *, batch: int = 1000) -> int:
     while generations := source.run(ops.generations_after, after_id, batch):
         for generation in generations:
             validate.imported_generation(generation)
+        for gid, url, key, checksum in source.run(storage_between, generations[0].id, generations[-1].id):
+            validate.imported_text(
+                "generation", gid, {"storage_url": url, "storage_key": key, "checksum": checksum}
+            )
         checked += len(generations)
         after_id = generations[-1].id
+    after_rendition = ""
+    while renditions := source.run(renditions_after, after_rendition, batch):
+        for rendition in renditions:
+            check_rendition(rendition)
+        checked += len(renditions)
+        after_rendition = renditions[-1].id
+    for owner_key in source.run(get_owner_limits):
+        validate.imported_text("owner limit", owner_key, {"owner_key": owner_key})
     return checked

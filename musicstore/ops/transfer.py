@@ -63,10 +63,22 @@ def renditions_after(after_id: str, limit: int) -> Params:
     return {"after_id": after_id, "limit": limit}
 
 
+def check_rendition(rendition: Rendition) -> None:
+    """Raise InvalidInput, naming the rendition and the field, for a text the target could not store as it
+    is (a NUL in an old SQLite row, which PostgreSQL refuses)."""
+    fields = ("generation_id", "format", "codec", "bitrate_mode", "profile", "storage_key", "loudness_status")
+    values: dict[str, object] = {name: getattr(rendition, name) for name in ("id", *fields, "checksum")}
+    values["settings"] = settings_key(rendition.settings)
+    validate.imported_text("rendition", rendition.id, values)
+
+
 @writer
 def import_renditions(renditions: list[Rendition]) -> Steps[int]:
-    """Insert renditions read from another store as they are (idempotent; their generations first);
-    returns how many were new."""
+    """Insert renditions read from another store as they are (idempotent; their generations first), each
+    checked first (``check_rendition``: nothing is written when one cannot be stored); returns how many were
+    new."""
+    for rendition in renditions:
+        check_rendition(rendition)
     inserted = 0
     for rendition in renditions:
         fields = {name: getattr(rendition, name) for name in Rendition.__dataclass_fields__}
