@@ -4,19 +4,26 @@
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from musicstore import Generation, InvalidInput, Store
 from musicstore.filestore import FileStore
 from musicstore.maintenance.retention import cleanup
 from musicstore.maintenance.transfer import copy_store
+from musicstore.ops import RESET_CONFIRMATION
 from musicstore.ops.storage import record_storage
+from musicstore.validate import MAX_PAGE
 from tests.conftest import FakeClock, new_job
 from tests.test_maintenance_s3 import DATA, RENDITION, in_bucket, keys
+from tests.test_totals import MODELS, PROMPTS, assert_totals_are_a_recount, every_generation
 
 
 def done(store: Any, root: Path, path: str, size: int = 10, **kwargs: Any) -> Generation:
@@ -133,3 +140,82 @@ def test_copy_store_checks_every_column_before_it_copies(
             with pytest.raises(InvalidInput, match=rf"{table[:-1]} '?{row_id}'?: .*{column}"):
                 copy_store(source, target, batch=2)
             assert target.count_generations() == 0 and target.get_most_used_prompts(10) == []
+
+
+def test_prompt_and_generation_totals_stay_a_recount_through_copies_deletes_and_cleanups(
+    sqlite_url: str, target_url: str, tmp_path: Path
+) -> None:
+    """Hypothesis: any sequence of creates, claims, completions, cancels, deletes and cleanups on a source,
+    copy_store runs into a target (the copy rerun while the source changes), and deletes, cleanups and
+    resets of the target: on both stores every trigger-kept total (prompts and their uses included) is a
+    recount of the rows, and each prompt the target holds counts at least its generations there."""
+    clock = FakeClock()
+    root = tmp_path / "audio"
+    root.mkdir()
+    source = Store(sqlite_url, clock=clock)
+    target = Store(target_url, clock=clock)
+
+    class Copies(RuleBasedStateMachine):
+        @initialize()
+        def empty(self) -> None:
+            for store in (source, target):
+                store.reset_database(confirm=RESET_CONFIRMATION)
+
+        @rule(prompt=PROMPTS, model=MODELS)
+        def create(self, prompt: str, model: str) -> None:
+            clock.advance(3600)
+            new_job(source, prompt, model_name=model)
+
+        @rule(size=st.integers(0, 1000))
+        def complete(self, size: int) -> None:
+            job = source.claim_next("w")
+            if job is not None:
+                source.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=size)
+
+        @rule(data=st.data())
+        def cancel(self, data: st.DataObject) -> None:
+            live = [g for g in every_generation(source) if not g.is_finished]
+            if live:
+                source.cancel(data.draw(st.sampled_from(live)).id, "no longer wanted")
+
+        @rule(data=st.data(), on_target=st.booleans())
+        def delete(self, data: st.DataObject, on_target: bool) -> None:
+            store = target if on_target else source
+            deletable = [g for g in every_generation(store) if not g.is_processing]
+            if deletable:
+                store.delete_generation(data.draw(st.sampled_from(deletable)).id)
+
+        @rule(on_target=st.booleans(), hours=st.integers(0, 10))
+        def retention(self, on_target: bool, hours: int) -> None:
+            store = target if on_target else source
+            cleanup(store, root, older_than=timedelta(hours=hours), dry_run=False)
+
+        @rule(batch=st.integers(1, 4))
+        def copy(self, batch: int) -> None:
+            copy_store(source, target, batch=batch)
+
+        @rule()
+        def reset_target(self) -> None:
+            target.reset_database(confirm=RESET_CONFIRMATION)
+
+        @invariant()
+        def totals_are_a_recount(self) -> None:
+            for store in (source, target):
+                assert_totals_are_a_recount(store)
+            held = Counter(g.prompt for g in every_generation(target))
+            for prompt in target.get_most_used_prompts(MAX_PAGE):
+                assert prompt.used_count >= held[prompt.text]
+
+    try:
+        run_state_machine_as_test(
+            Copies,
+            settings=settings(
+                max_examples=15,
+                stateful_step_count=20,
+                deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+            ),
+        )
+    finally:
+        source.close()
+        target.close()
