@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +78,64 @@ def test_without_hard_links_backup_falls_back_to_check_then_rename(
         backup(sqlite_url, tmp_path / "late.db", pages=1, progress=appears)
     assert (tmp_path / "late.db").read_bytes() == b"kept"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db", "late.db", "musicstore.db"]
+
+
+KILLED_MID_BACKUP = """
+import sys, time
+from musicstore.maintenance.backup import backup
+
+def stall(pages: int) -> None:
+    if pages >= 2:
+        print("copying", flush=True)
+        time.sleep(120)
+
+backup(sys.argv[1], sys.argv[2], pages=1, progress=stall)
+"""
+
+
+def test_a_backup_removes_the_temps_that_a_killed_backup_left(sqlite_url: str, tmp_path: Path) -> None:
+    """A backup killed with SIGKILL left ``.<name>.<pid>.<ns>.tmp`` beside its destination forever; the next
+    backup or restore to that name removes it (and its -journal), and only it: never a live process's, never
+    one of another name nor a name that only looks alike."""
+    made(sqlite_url)
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    dest = folder / "copy.db"
+    killed = subprocess.Popen(
+        [sys.executable, "-c", KILLED_MID_BACKUP, sqlite_url, str(dest)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        assert killed.stdout is not None and killed.stdout.readline().strip() == "copying"
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+    dead = killed.pid
+    left = [p.name for p in folder.iterdir()]
+    assert left and all(name.startswith(f".copy.db.{dead}.") for name in left), left
+    stale = [*left, f".copy.db.{dead}.7.tmp-journal"]
+    kept = [
+        f".copy.db.{os.getpid()}.1.tmp",  # a live process's (this one's)
+        f".copy.db.{os.getpid()}.1.tmp-journal",
+        f".other.db.{dead}.1.tmp",  # another destination's
+        f".copy.db.{dead}.tmp",  # names that only look alike
+        f".copy.db.{dead}.1.tmp.bak",
+        f"copy.db.{dead}.1.tmp",
+        f".copy.db.x{dead}.1.tmp",
+        ".copy.db.0.1.tmp",
+    ]
+    for name in [*stale, *kept]:
+        (folder / name).write_bytes(b"x")
+    (folder / f".copy.db.{dead}.8.tmp").mkdir()  # not a file: left alone
+
+    assert backup(sqlite_url, dest).integrity == "ok"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*kept, f".copy.db.{dead}.8.tmp", "copy.db"])
+
+    target = tmp_path / "restored.db"
+    (tmp_path / f".restored.db.{dead}.1.tmp").write_bytes(b"x")
+    (tmp_path / f".restored.db.{os.getpid()}.1.tmp").write_bytes(b"x")
+    restore(dest, f"sqlite:///{target}")
+    assert not (tmp_path / f".restored.db.{dead}.1.tmp").exists()
+    assert (tmp_path / f".restored.db.{os.getpid()}.1.tmp").exists()

@@ -6,6 +6,8 @@ database exactly as it was when the backup began (every transaction committed be
 workers go on writing, and the steps never restart. The copy is written beside the destination under a
 temp name, checked with ``PRAGMA integrity_check``, fsynced and put in place: renamed over the destination
 with ``overwrite=True``, else hard-linked to it, which fails if a file appeared there meanwhile.
+Temps that a backup or restore killed midway left beside the same destination are removed first, those of
+processes that are gone only.
 
 ``restore`` refuses while any other process has the target database open (the probe SQLite itself uses: the
 lock every connection holds on byte 128 of the ``-shm`` file), checks the backup, and replaces the target.
@@ -17,6 +19,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -213,6 +216,45 @@ def _temp_beside(destination: Path) -> Path:
     return destination.with_name(f".{destination.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (one of another user counts; so does a pid no process
+    can have, so that such a name is never taken for a dead one's)."""
+    if not 0 < pid < 2**31:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_dead_temps(destination: Path) -> None:
+    """Remove the temps that a backup or restore to ``destination`` killed before it finished (SIGKILL, a
+    power cut) left beside it, with their SQLite ``-journal``/``-wal``/``-shm``: only regular files named
+    exactly as ``_temp_beside`` names them for this destination, whose process is gone."""
+    pattern = re.compile(
+        rf"\.{re.escape(destination.name)}\.([0-9]{{1,10}})\.[0-9]+\.tmp(?:-journal|-wal|-shm)?"
+    )
+    folder = destination.parent
+    try:
+        with os.scandir(folder) as entries:
+            stale = [
+                entry.name
+                for entry in entries
+                if (match := pattern.fullmatch(entry.name))
+                and entry.is_file(follow_symlinks=False)
+                and not _alive(int(match[1]))
+            ]
+        for name in stale:
+            (folder / name).unlink(missing_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot remove the temp files a killed backup or restore left in {folder}: {exc}"
+        ) from exc
+
+
 def backup(
     url: str | None,
     destination: str | Path,
@@ -244,6 +286,7 @@ def backup(
     if dest.exists() and not overwrite:
         raise InvalidInput(f"{dest} exists; pass overwrite=True to replace it")
     _make_folder(dest.parent)
+    _remove_dead_temps(dest)
     temp = _temp_beside(dest)
     source = sqlite3.connect(path, timeout=30.0, isolation_level=None)
     try:
@@ -324,6 +367,7 @@ def restore(
     if path.exists() and not overwrite:
         raise InvalidInput(f"{path} exists; pass overwrite=True to replace it with the backup")
     _make_folder(path.parent)
+    _remove_dead_temps(path)
     temp = _temp_beside(path)
     source = _read_only(source_path, isolation_level=None)
     try:
