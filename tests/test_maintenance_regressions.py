@@ -17,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from musicstore import Generation, InvalidInput, Store
 from musicstore.filestore import FileStore
 from musicstore.maintenance.retention import cleanup
-from musicstore.maintenance.transfer import copy_store
+from musicstore.maintenance.transfer import check_rows, copy_store
 from musicstore.ops import RESET_CONFIRMATION
 from musicstore.ops.storage import record_storage
 from musicstore.validate import MAX_PAGE
@@ -219,3 +219,37 @@ def test_prompt_and_generation_totals_stay_a_recount_through_copies_deletes_and_
     finally:
         source.close()
         target.close()
+
+
+def test_copy_store_refuses_what_is_not_a_store_or_a_callback_before_copying(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """copy_store took anything: an AsyncStore or a URL failed with AttributeError or a never-awaited
+    coroutine, and a progress that is not callable raised TypeError after the first page was copied. Now
+    InvalidInput says which, before anything is copied (as the other maintenance functions do)."""
+    import asyncio
+
+    from musicstore import AsyncStore
+
+    other = f"sqlite:///{tmp_path / 'target.db'}"
+    with Store(sqlite_url) as source, Store(other, migrate=True) as target:
+        new_job(source)
+        with pytest.raises(InvalidInput, match="progress must be callable"):
+            copy_store(source, target, progress="every page")  # type: ignore[arg-type]
+        assert target.count_generations() == 0 and target.get_most_used_prompts(10) == []
+
+        async def check() -> None:
+            async_store = AsyncStore(other)
+            try:
+                for wrong in (async_store, other, None):
+                    with pytest.raises(InvalidInput, match="Store"):
+                        copy_store(source, wrong)  # type: ignore[arg-type]
+                    with pytest.raises(InvalidInput, match="Store"):
+                        copy_store(wrong, target)  # type: ignore[arg-type]
+                    with pytest.raises(InvalidInput, match="Store"):
+                        check_rows(wrong)  # type: ignore[arg-type]
+            finally:
+                await async_store.close()
+
+        asyncio.run(check())
+        assert target.count_generations() == 0

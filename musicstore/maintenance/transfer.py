@@ -9,6 +9,7 @@ from ..ops.queue import get_owner_limits, set_owner_limit
 from ..ops.storage import import_storage, storage_between
 from ..ops.transfer import check_rendition, import_renditions, renditions_after
 from ..store import Store
+from .scan import require_store
 
 
 def copy_store(
@@ -25,9 +26,12 @@ def copy_store(
 
     Every row is checked first, as the operations that write it check it (``check_rows``): a row the target
     could not store as it is (a NUL character in an old SQLite row's text, which PostgreSQL refuses) raises
-    ``InvalidInput`` naming the row and the field, and nothing is copied.
+    ``InvalidInput`` naming the row and the field, and nothing is copied. So does a source or target that is
+    not a ``Store`` (an ``AsyncStore`` included), or a ``progress`` that is not callable.
     """
+    require_store(target)
     batch = validate.integer(batch, "batch", 1)  # 0 would copy nothing and report success
+    validate.callback(progress, "progress")
     check_rows(source, batch=batch)
     after_prompt = 0
     while prompts := source.run(ops.prompts_after, after_prompt, batch):
@@ -58,6 +62,7 @@ def check_rows(source: Store, *, batch: int = 1000) -> int:
     raises ``InvalidInput`` naming the first bad row and field. Returns the prompts, generations and
     renditions checked, read ``batch`` at a time.
     """
+    require_store(source)
     batch = validate.integer(batch, "batch", 1)
     checked, after_prompt = 0, 0
     while prompts := source.run(ops.prompts_after, after_prompt, batch):
