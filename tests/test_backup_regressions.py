@@ -139,3 +139,71 @@ def test_a_backup_removes_the_temps_that_a_killed_backup_left(sqlite_url: str, t
     restore(dest, f"sqlite:///{target}")
     assert not (tmp_path / f".restored.db.{dead}.1.tmp").exists()
     assert (tmp_path / f".restored.db.{os.getpid()}.1.tmp").exists()
+
+
+WAL_ONLY = """
+import os, sys
+from musicstore import Store
+
+store = Store(sys.argv[1])
+store.create_generation("only in the wal", model_name="m", duration_seconds=1.0)
+os._exit(0)  # a crash: no close, so no checkpoint; the commit lives in -wal only
+"""
+
+KILLED_MID_RESTORE = """
+import os, signal, sys
+from musicstore.maintenance.backup import restore
+
+real = os.replace
+
+def replace(src, dst):
+    if os.fspath(dst) == sys.argv[3]:  # the copy about to take the old database's place
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(src, dst)
+
+os.replace = replace
+restore(sys.argv[1], sys.argv[2], overwrite=True)
+"""
+
+
+def test_a_restore_killed_midway_loses_nothing_the_old_database_committed(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """restore moved the old database's -wal aside, then renamed the copy into place: killed between the two,
+    the old database was left without its WAL, and the transactions committed in it were gone. The WAL is
+    checkpointed into the database first now."""
+    made(sqlite_url, "before")
+    copy = tmp_path / "copy.db"
+    backup(sqlite_url, copy)
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", WAL_ONLY, sqlite_url], cwd=root, check=True)
+    db = Path(sqlite_url.removeprefix("sqlite:///"))
+    assert Path(f"{db}-wal").stat().st_size > 0
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_RESTORE, str(copy), sqlite_url, str(db)], check=False, cwd=root
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert integrity(db) == "ok"
+    with Store(sqlite_url) as store:
+        assert sorted(g.prompt for g in store.list_generations().items) == ["before", "only in the wal"]
+
+    restore(copy, sqlite_url, overwrite=True)  # run again, it finishes; the killed one's temp is removed
+    with Store(sqlite_url) as store:
+        assert [g.prompt for g in store.list_generations().items] == ["before"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db", "musicstore.db"]
+
+
+def test_restore_over_a_database_sqlite_cannot_read_still_sets_its_logs_aside(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A corrupt database (a reason to restore) cannot be checkpointed: its logs are moved aside and
+    removed as before, never replayed onto the backup."""
+    made(sqlite_url)
+    copy = tmp_path / "copy.db"
+    backup(sqlite_url, copy)
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"not a database" * 1000)
+    Path(f"{broken}-wal").write_bytes(b"not a log" * 1000)
+    restore(copy, f"sqlite:///{broken}", overwrite=True)
+    assert integrity(broken) == "ok"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.db", "copy.db", "musicstore.db"]

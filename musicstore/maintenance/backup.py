@@ -10,7 +10,8 @@ Temps that a backup or restore killed midway left beside the same destination ar
 processes that are gone only.
 
 ``restore`` refuses while any other process has the target database open (the probe SQLite itself uses: the
-lock every connection holds on byte 128 of the ``-shm`` file), checks the backup, and replaces the target.
+lock every connection holds on byte 128 of the ``-shm`` file), checks the backup, checkpoints the old
+database's ``-wal`` into it (so that a restore killed midway loses none of its commits), and replaces it.
 """
 
 from __future__ import annotations
@@ -172,6 +173,32 @@ def _finish(
         integrity=checked,
         seconds=round(time.monotonic() - started, 3),
     )
+
+
+def _fold_logs(path: Path) -> None:
+    """Fold the old database's logs into it before they are moved aside: its ``-wal`` checkpointed
+    (``TRUNCATE``), a hot ``-journal`` rolled back, so that a restore killed between moving them aside and
+    putting the copy in place leaves the old database whole, with every transaction it committed.
+
+    A database SQLite cannot read (corrupt: a reason to restore) is left as it is, its logs moved aside as
+    before; one that another connection holds (opened since ``in_use`` looked) raises InvalidInput.
+    """
+    if not path.is_file() or not any(Path(f"{path}-{log}").exists() for log in ("wal", "journal")):
+        return
+    busy = f"{path} is open in another process: stop every worker and server using it, then restore"
+    try:
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA schema_version").fetchone()  # recovery: the WAL read, a hot journal undone
+            blocked = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        finally:
+            conn.close()  # the last connection: SQLite removes the emptied -wal and the -shm
+    except sqlite3.Error as exc:
+        if exc.sqlite_errorname in {"SQLITE_BUSY", "SQLITE_LOCKED"}:
+            raise InvalidInput(busy) from exc
+        return  # unreadable: nothing to fold, the logs go aside as they are
+    if blocked:
+        raise InvalidInput(busy)
 
 
 def _replace_database(temp: Path, path: Path, overwrite: bool) -> None:
@@ -338,8 +365,9 @@ def restore(
     Refuses (InvalidInput) while another process has that database open (stop the workers and servers
     first), when the backup fails ``PRAGMA integrity_check``, and when the database exists (or appears
     while the restore runs) unless ``overwrite=True``. The backup is copied (it stays as it is) to a temp
-    file beside the target; stale ``-wal``/``-shm``/``-journal`` files of the old database are removed;
-    then the copy is put in place (``_put_in_place``).
+    file beside the target; the old database's ``-wal`` is checkpointed into it (``_fold_logs``) and its
+    ``-wal``/``-shm``/``-journal`` files set aside and removed; then the copy is put in place
+    (``_put_in_place``).
     """
     started = time.monotonic()
     overwrite = validate.flag(overwrite, "overwrite")
@@ -376,6 +404,7 @@ def restore(
         if checked != "ok":
             raise StorageError(f"the copy at {temp} failed PRAGMA integrity_check: {checked}")
         fsync(temp)
+        _fold_logs(path)
         _replace_database(temp, path, overwrite)
     except FileExistsError as exc:
         raise InvalidInput(
