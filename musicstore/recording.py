@@ -35,6 +35,7 @@ from .models import Generation, Status
 from .ops import DEFAULT_MAX_ATTEMPTS
 from .ops.storage import record_storage
 from .rendering import StoredPeaks, peaks_name, put_marked
+from .storage_names import store_url
 from .store import Store, require_store
 
 OnError = Literal["fail", "retry", "raise"]
@@ -245,6 +246,14 @@ def _check_format(
         raise InvalidInput(
             f"root must be a path, file:// or s3:// URL, or a FileStore (no NUL), got {type(root).__name__}"
         )
+    if isinstance(root, FileStore):
+        try:  # what record_storage records after the put: refused now, before any export or upload
+            store_url(root.url)
+        except InvalidInput as exc:
+            raise InvalidInput(  # its url not echoed: store_url refuses one with credentials
+                f"files put in this {type(root).__name__} cannot be recorded, since its url is no storage URL "
+                f"a row can name ({exc}); an S3 prefix takes no '#' or '?'"
+            ) from None
     validate.name(worker_id, "worker_id", optional=True)
     if scale is not None:
         validate.number(scale, "scale", positive=True)

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from musicstore import Store
+from musicstore import InvalidInput, Store
 from musicstore.aio import AsyncStore
 from musicstore.delivery import AsyncDelivery, Delivery
 from musicstore.errors import StorageError
 from musicstore.filestore.s3 import S3FileStore
 from musicstore.metrics import read_metrics
-from musicstore.recording import export_generation
+from musicstore.recording import export_batch_generations, export_generation
 from tests.test_record import OPTIONS, claimed, music
 
 
@@ -60,3 +61,21 @@ def test_metrics_leave_out_a_figure_that_is_a_json_boolean_on_both_backends(stor
     snapshot = read_metrics(store)
     assert (snapshot.loudness.count, snapshot.loudness.total) == (1, -16.0)
     assert (snapshot.true_peak.count, snapshot.true_peak.total) == (1, -1.5)
+
+
+@pytest.mark.parametrize("odd", ["a#b/", "a?b/"])
+def test_recording_refuses_up_front_a_store_whose_url_no_row_can_record(
+    store: Store, musicstore_s3_server: Any, musicstore_s3_url: str, odd: str
+) -> None:
+    # An S3FileStore takes a prefix with '#' or '?', but its URL (s3://b/p/a#b/) reads back as a fragment or
+    # a query, which record_storage refuses: each job was exported and uploaded, then its object deleted and
+    # the row left processing with an InvalidInput about "an s3:// URL", to fail the same way on every retry
+    bucket, prefix = musicstore_s3_url.removeprefix("s3://").split("/", 1)
+    with S3FileStore(bucket, prefix + odd, **musicstore_s3_server.options) as objects:
+        job = claimed(store)
+        with pytest.raises(InvalidInput, match="cannot be recorded"):
+            export_generation(store, job, music(), root=objects, options=OPTIONS)
+        with pytest.raises(InvalidInput, match="cannot be recorded"):
+            export_batch_generations(store, [job], music()[None], root=objects, options=OPTIONS)
+        assert list(objects.list()) == [] and list(objects.uploads()) == []
+    assert store.get_generation(job.id) == job  # untouched: a caller's mistake, found before any work
