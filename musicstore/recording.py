@@ -251,8 +251,8 @@ def _check_format(
             store_url(root.url)
         except InvalidInput as exc:
             raise InvalidInput(  # its url not echoed: store_url refuses one with credentials
-                f"files put in this {type(root).__name__} cannot be recorded, since its url is no storage URL "
-                f"a row can name ({exc}); an S3 prefix takes no '#' or '?'"
+                f"files put in this {type(root).__name__} cannot be recorded, since its url is no storage "
+                f"URL a row can name ({exc}); an S3 prefix takes no '#' or '?'"
             ) from None
     validate.name(worker_id, "worker_id", optional=True)
     if scale is not None:
