@@ -16,10 +16,11 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from musicstore import Generation, InvalidInput, Store
 from musicstore.filestore import FileStore
+from musicstore.maintenance.relocate import copy_files
 from musicstore.maintenance.retention import cleanup
 from musicstore.maintenance.transfer import check_rows, copy_store
 from musicstore.ops import RESET_CONFIRMATION
-from musicstore.ops.storage import record_storage
+from musicstore.ops.storage import get_storage, record_storage
 from musicstore.validate import MAX_PAGE
 from tests.conftest import FakeClock, new_job
 from tests.test_maintenance_s3 import DATA, RENDITION, in_bucket, keys
@@ -253,3 +254,22 @@ def test_copy_store_refuses_what_is_not_a_store_or_a_callback_before_copying(
 
         asyncio.run(check())
         assert target.count_generations() == 0
+
+
+def test_a_dry_run_of_copy_files_counts_a_copy_left_by_a_killed_run_as_there(
+    store: Store, objects: FileStore, tmp_path: Path
+) -> None:
+    """A row with no checksum (recorded before 0006) whose file the export wrote (no checksum kept beside
+    it), its copy already in the bucket from a run killed before the row changed: the run keeps the copy
+    and moves the row, but its dry run said the key "exists with other bytes" and would be skipped."""
+    root = tmp_path / "audio"
+    made = done(store, root, "2026/01/01/take.wav", size=300)
+    assert store.run(get_storage, made.id).checksum is None
+    objects.put("2026/01/01/take.wav", (root / "2026/01/01/take.wav").read_bytes())  # the killed run's copy
+    plan = copy_files(store, objects, source=root, dry_run=True)
+    assert (plan.skipped_count, plan.rows_updated, plan.objects_present, plan.objects_copied) == (0, 1, 1, 0)
+    report = copy_files(store, objects, source=root)
+    assert (report.skipped_count, report.rows_updated, report.objects_present, report.objects_copied) == (
+        0, 1, 1, 0,
+    )  # fmt: skip
+    assert store.run(get_storage, made.id).storage_url == objects.url

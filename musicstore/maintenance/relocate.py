@@ -316,6 +316,12 @@ def _sha256_of(files: FileStore, key: str) -> str:
     return digest.hexdigest()
 
 
+def _holds(files: FileStore, key: str, there: ObjectInfo, size: int, checksum: str) -> bool:
+    """Whether ``there`` (the object at ``key``) holds ``size`` bytes hashing to ``checksum``: by the SHA-256
+    the store keeps, else read and hashed (a folder without user xattrs keeps none)."""
+    return there.size == size and (there.checksum or _sha256_of(files, key)) == checksum
+
+
 def _copy_one(
     origin: FileStore,
     target: FileStore,
@@ -330,14 +336,14 @@ def _copy_one(
         head = origin.head(key)  # it must be there to be copied
         if size is not None and head.size != size:
             raise StorageError(f"{origin.url}/{key} has {head.size} bytes, the row recorded {size}")
-        expected = checksum or head.checksum
         try:
             found = target.head(key)
         except ObjectNotFound:
             report.objects_copied += 1
             report.bytes_copied += head.size
-            return expected or "0" * 64
-        if expected is not None and (found.checksum, found.size) == (expected, head.size):
+            return checksum or head.checksum or "0" * 64
+        expected = checksum or head.checksum or _sha256_of(origin, key)
+        if _holds(target, key, found, head.size, expected):
             report.objects_present += 1
             return expected
         raise StorageError(
@@ -348,9 +354,11 @@ def _copy_one(
         there: ObjectInfo | None = target.head(key)
     except ObjectNotFound:
         there = None
-    if there is not None and checksum is not None and (there.checksum, there.size) == (checksum, size):
-        report.objects_present += 1  # copied by an earlier run
-        return checksum
+    if there is not None:  # copied by an earlier run? (a row without a checksum: the source's bytes hashed)
+        expected = checksum or _sha256_of(origin, key)
+        if _holds(target, key, there, there.size if size is None else size, expected):
+            report.objects_present += 1
+            return expected
     source = origin.head(key)
     try:
         info = target.put(
