@@ -92,7 +92,7 @@ def local_path(url: str) -> Path:
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
         raise InvalidInput("a file:// URL names a local folder: file:///absolute/path (no host, query or #)")
-    path = unquote(parts.path)
+    path = unquote(parts.path, errors="surrogateescape")  # as Path.as_uri wrote a name's non-UTF-8 bytes
     if not path.startswith("/") or "\x00" in path:
         raise InvalidInput("a file:// URL needs an absolute path: file:///absolute/path")
     return Path(path)

@@ -4,6 +4,7 @@ where a store is used; S3 against the test SeaweedFS)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from musicstore.delivery import AsyncDelivery, Delivery
 from musicstore.errors import StorageError
 from musicstore.filestore.s3 import S3FileStore
 from musicstore.metrics import read_metrics
+from musicstore.ops.storage import get_storage
 from musicstore.recording import export_batch_generations, export_generation
 from tests.test_record import OPTIONS, claimed, music
 
@@ -79,3 +81,16 @@ def test_recording_refuses_up_front_a_store_whose_url_no_row_can_record(
             export_batch_generations(store, [job], music()[None], root=objects, options=OPTIONS)
         assert list(objects.list()) == [] and list(objects.uploads()) == []
     assert store.get_generation(job.id) == job  # untouched: a caller's mistake, found before any work
+
+
+def test_a_local_root_whose_name_is_not_utf8_is_recorded_and_delivered(store: Store, tmp_path: Path) -> None:
+    # A folder name holding a byte that is not UTF-8 (Linux keeps it as a surrogate) went into the row's
+    # file:// URL percent-encoded (%E9), but was read back as U+FFFD: the row named another folder, and
+    # Delivery found no root there ("the output root ... does not exist") for a completed generation
+    root = tmp_path / "caf\udce9 #?%20 ü"
+    recorded = export_generation(store, claimed(store), music(), root=root, options=OPTIONS)
+    assert store.run(get_storage, recorded.generation.id).storage_url == root.as_uri() == recorded.storage_url
+    with Delivery(store) as delivery:
+        assert delivery.path_for(recorded.generation) == root / str(recorded.key)
+        assert delivery.url_for(recorded.generation) == (root / str(recorded.key)).as_uri()
+        assert hashlib.sha256(delivery.read_audio(recorded.generation)).hexdigest() == recorded.checksum
