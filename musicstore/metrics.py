@@ -36,7 +36,7 @@ from prometheus_client.registry import Collector
 from . import validate
 from .models import EPOCH, Status, columns, to_datetime
 from .ops import NOW, TOTALS, Call, Steps, reader
-from .store import Store
+from .store import Store, require_store
 
 DEFAULT_WINDOW = 3600.0
 DEFAULT_WINDOW_LIMIT = 20_000
@@ -326,6 +326,15 @@ def metrics_op(
     )
 
 
+def _check_store(store: object, what: str) -> Store:
+    """``store`` if it is a ``Store`` (an ``AsyncStore`` failed with a bare TypeError, at each scrape)."""
+    return require_store(
+        store,
+        f"{what} takes a musicstore Store",
+        "from asyncio code: `async with astore.transaction(write=False) as tx: await tx.run(metrics_op)`",
+    )
+
+
 def read_metrics(
     store: Store,
     *,
@@ -334,6 +343,7 @@ def read_metrics(
     sample: int = DEFAULT_SAMPLE,
 ) -> MetricsSnapshot:
     """One snapshot of the store's figures, read in one read transaction (they add up)."""
+    _check_store(store, "read_metrics")
     started = time.perf_counter()
     with store.transaction(write=False) as tx:
         snapshot = tx.run(metrics_op, window=window, window_limit=window_limit, sample=sample)
@@ -455,7 +465,7 @@ class StoreCollector(Collector):
         window_limit: int = DEFAULT_WINDOW_LIMIT,
         sample: int = DEFAULT_SAMPLE,
     ) -> None:
-        self.store = store
+        self.store = _check_store(store, "StoreCollector")
         self.window = window
         self.window_limit = window_limit
         self.sample = sample
@@ -472,8 +482,9 @@ class StoreCollector(Collector):
 
 def metrics_text(store: Store, **options: Any) -> bytes:
     """The store's metrics in the Prometheus text format (version 0.0.4)."""
+    collector = StoreCollector(_check_store(store, "metrics_text"), **options)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(store, **options))
+    registry.register(collector)
     return generate_latest(registry)
 
 

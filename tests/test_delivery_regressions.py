@@ -15,7 +15,7 @@ from musicstore.aio import AsyncStore
 from musicstore.delivery import AsyncDelivery, Delivery
 from musicstore.errors import StorageError
 from musicstore.filestore.s3 import S3FileStore
-from musicstore.metrics import read_metrics
+from musicstore.metrics import StoreCollector, metrics_op, metrics_text, read_metrics
 from musicstore.ops.storage import get_storage
 from musicstore.recording import export_batch_generations, export_generation
 from tests.test_record import OPTIONS, claimed, music
@@ -94,3 +94,23 @@ def test_a_local_root_whose_name_is_not_utf8_is_recorded_and_delivered(store: St
         assert delivery.path_for(recorded.generation) == root / str(recorded.key)
         assert delivery.url_for(recorded.generation) == (root / str(recorded.key)).as_uri()
         assert hashlib.sha256(delivery.read_audio(recorded.generation)).hexdigest() == recorded.checksum
+
+
+def test_metrics_refuse_an_async_store_with_a_clear_error(db_url: str) -> None:
+    # read_metrics, StoreCollector and metrics_text take a Store: an AsyncStore got a bare TypeError
+    # ("'_AsyncGeneratorContextManager' object does not support the context manager protocol"), and a
+    # collector made with one failed at every scrape instead of where it was made
+    async def main() -> None:
+        async with AsyncStore.open(db_url) as astore:
+            for call in (read_metrics, StoreCollector, metrics_text):
+                with pytest.raises(
+                    InvalidInput, match=r"takes a musicstore Store, got AsyncStore; .*metrics_op"
+                ):
+                    call(astore)  # type: ignore[arg-type]
+            async with astore.transaction(write=False) as tx:  # what the message says to do instead
+                snapshot = await tx.run(metrics_op)
+            assert snapshot.by_status["pending"] == 0
+
+    asyncio.run(main())
+    with pytest.raises(InvalidInput, match="got NoneType"):
+        read_metrics(None)  # type: ignore[arg-type]
