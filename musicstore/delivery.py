@@ -21,7 +21,7 @@ from typing import Any
 from . import store as stores
 from .aio import AsyncStore
 from .errors import InvalidInput, InvalidTransition, StorageError
-from .filestore import AsyncFileStore, FileStore, LocalFileStore, open_filestore
+from .filestore import AsyncFileStore, FileStore, LocalFileStore, ObjectNotFound, open_filestore
 from .filestore.base import CHUNK_SIZE
 from .models import Generation, Status
 from .ops.renditions import Rendition
@@ -96,7 +96,15 @@ class _Locator:
         with self._lock:
             files = self._by_url.get(_canonical(url))
             if files is None:
-                files = self._by_url[_canonical(url)] = self._open(url)
+                try:
+                    files = self._by_url[_canonical(url)] = self._open(url)
+                except StorageError as exc:
+                    if not url.startswith("file:"):
+                        raise
+                    raise StorageError(  # another host's root, or one moved: not a file gone missing
+                        f"generation {stored.generation_id}'s file is in {url}, which this host cannot open "
+                        f"({exc}): give root= (this host's mount of that folder) or files="
+                    ) from exc
         return Located(files, stored.key, stored.checksum, stored.size)
 
     def close(self) -> None:
@@ -132,6 +140,15 @@ def _path(audio: Audio, found: Located) -> Path:
     if not isinstance(found.files, LocalFileStore):
         raise StorageError(f"generation {_generation_id(audio)} is in {found.files.url}, not on disk")
     return found.files.root / found.key
+
+
+def _missing(audio: Audio, exc: ObjectNotFound) -> ObjectNotFound:
+    """The read of a completed generation's file that is not there, naming it and what finds such rows."""
+    what = f"{audio.format} rendition {audio.id}" if isinstance(audio, Rendition) else "file"
+    return ObjectNotFound(
+        f"generation {_generation_id(audio)} is completed but its {what} is missing: {exc} (`musicstore "
+        "reconcile` reports the rows whose files are gone)"
+    )
 
 
 def _of(audio: Audio, master: Located) -> Located:
@@ -185,7 +202,10 @@ class Delivery:
         """The file's bytes in chunks (opened now: ``ObjectNotFound`` here), hashed as they pass:
         ``ChecksumMismatch`` after the last chunk when they differ from the row's SHA-256."""
         found = self.locate(generation)
-        return found.files.get(found.key, checksum=found.checksum, chunk_size=chunk_size)
+        try:
+            return found.files.get(found.key, checksum=found.checksum, chunk_size=chunk_size)
+        except ObjectNotFound as exc:
+            raise _missing(generation, exc) from exc
 
     def read_audio(self, generation: Audio) -> bytes:
         """The whole file, verified (held in memory: for a clip, not an album)."""
@@ -234,9 +254,12 @@ class AsyncDelivery:
     async def open_audio(self, generation: Audio, *, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
         """Opens the file now, returns its chunks, verified: ``async for chunk in await d.open_audio(g)``."""
         found = await self.locate(generation)
-        return await AsyncFileStore(found.files).get(
-            found.key, checksum=found.checksum, chunk_size=chunk_size
-        )
+        try:
+            return await AsyncFileStore(found.files).get(
+                found.key, checksum=found.checksum, chunk_size=chunk_size
+            )
+        except ObjectNotFound as exc:
+            raise _missing(generation, exc) from exc
 
     async def read_audio(self, generation: Audio) -> bytes:
         return b"".join([chunk async for chunk in await self.open_audio(generation)])

@@ -14,6 +14,7 @@ from musicstore import InvalidInput, Store
 from musicstore.aio import AsyncStore
 from musicstore.delivery import AsyncDelivery, Delivery
 from musicstore.errors import StorageError
+from musicstore.filestore import FileStore, ObjectNotFound
 from musicstore.filestore.s3 import S3FileStore
 from musicstore.metrics import StoreCollector, metrics_op, metrics_text, read_metrics
 from musicstore.ops.storage import get_storage
@@ -114,3 +115,39 @@ def test_metrics_refuse_an_async_store_with_a_clear_error(db_url: str) -> None:
     asyncio.run(main())
     with pytest.raises(InvalidInput, match="got NoneType"):
         read_metrics(None)  # type: ignore[arg-type]
+
+
+def test_a_completed_generation_whose_file_is_gone_is_named_in_the_error(
+    store: Store, db_url: str, where: FileStore
+) -> None:
+    # open_audio of a completed generation whose file was deleted said only "<url>/<key>: no such object":
+    # neither which generation (an API server serves many) nor what to do
+    recorded = export_generation(store, claimed(store), music(), root=where, options=OPTIONS)
+    assert recorded.key is not None
+    where.delete(recorded.key)
+    gone = recorded.generation.id
+    wanted = rf"generation {gone} is completed but its file is missing: .*no such object.*reconcile"
+    with Delivery(store, files=[where]) as delivery:
+        with pytest.raises(ObjectNotFound, match=wanted):
+            delivery.open_audio(recorded.generation)
+        with pytest.raises(ObjectNotFound, match=wanted):
+            delivery.read_audio(recorded.generation.id)
+
+    async def main() -> None:
+        async with AsyncStore.open(db_url) as astore, AsyncDelivery(astore, files=[where]) as delivery:
+            with pytest.raises(ObjectNotFound, match=wanted):
+                await delivery.read_audio(recorded.generation)
+
+    asyncio.run(main())
+
+
+def test_a_row_in_a_folder_this_host_lacks_says_to_give_root(store: Store, tmp_path: Path) -> None:
+    # A file:// row whose folder is not on this host (another host's root) raised "the output root ... does
+    # not exist", naming no generation and not the remedy (root=, this host's mount of it)
+    there = tmp_path / "elsewhere"
+    recorded = export_generation(store, claimed(store), music(), root=there, options=OPTIONS)
+    there.rename(tmp_path / "moved")
+    with Delivery(store) as delivery, pytest.raises(StorageError, match=r"generation .* give root="):
+        delivery.url_for(recorded.generation)
+    with Delivery(store, root=tmp_path / "moved") as delivery:  # the remedy
+        assert hashlib.sha256(delivery.read_audio(recorded.generation)).hexdigest() == recorded.checksum
