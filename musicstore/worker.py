@@ -21,8 +21,10 @@ the generation itself (``export_generation``, ``complete_generation``). What the
 
 A claim that waited past the store's busy timeout (``DatabaseBusy``: another writer held SQLite's lock, or
 every pooled PostgreSQL connection was in use) is logged and tried again after a pause of
-``WAIT_SLICE_SECONDS`` (which ``stop()`` ends at once): a long maintenance write does not end the loop.
-Any other error of the store ends ``run`` with it.
+``WAIT_SLICE_SECONDS`` (which ``stop()`` ends at once): a long maintenance write does not end the loop. So
+is the ``fail`` of a job whose handler raised, that the job's error is kept (once the worker is stopping,
+one more try after the pause, then the error ends ``run``). Any other error of the store ends ``run`` with
+it.
 
 ``stop()`` (or SIGTERM/SIGINT under ``handle_signals()``) lets the job in hand finish, claims no more and ends
 ``run``; the handler may look at ``job.stopping`` to cut its work short, and a cancel arriving meanwhile still
@@ -237,7 +239,7 @@ class _Loop:
                 report.lost += 1
             except Exception as exc:
                 try:
-                    yield Fail(claimed.id, failure(exc), retry)
+                    yield from self._fail(Fail(claimed.id, failure(exc), retry))
                 except Cancelled:  # cancelled as it failed: the cancel stands
                     report.cancelled += 1
                 except LeaseLost as lost:
@@ -259,6 +261,22 @@ class _Loop:
             else:
                 report.done += 1
         return report
+
+    def _fail(self, step: Fail) -> Generator[WorkerStep, Any, None]:
+        """``step``, tried again after a pause while it waits past the busy timeout (``DatabaseBusy``: another
+        writer held the lock) and the worker is not stopping: the job's error is kept, the loop goes on. Once
+        stopping, one more try after the pause; then the error ends ``run`` (the job's lease will expire)."""
+        while True:
+            try:
+                yield step
+            except DatabaseBusy as exc:
+                if self.stopping:
+                    raise
+                log.warning("worker %s: failing job %s: %s; trying again in %g s", self.worker_id,
+                            step.generation_id, exc, WAIT_SLICE_SECONDS)  # fmt: skip
+                yield Pause(WAIT_SLICE_SECONDS)
+            else:
+                return
 
 
 @dataclass(slots=True)

@@ -1,0 +1,121 @@
+"""Regressions of the worker loop (``musicstore.worker``), both loops, both backends where a backend matters:
+
+- a job whose handler raised while another writer held the database (a long maintenance write on SQLite, a
+  row lock on PostgreSQL): its ``fail`` waited past the busy timeout, and ``DatabaseBusy`` ended ``run``
+  with the job left processing (its error lost) until its lease expired;
+- an ``AsyncWorker`` handler whose own await was cancelled (a future another task cancelled: the model
+  server's request, an executor shut down) while the worker's task was not: the ``CancelledError`` ended
+  ``run`` with the job left processing, where ``Worker`` fails such a job (``concurrent.futures``'
+  ``CancelledError`` is an ``Exception``) and goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from musicstore import Status, Store, worker
+from musicstore.aio import AsyncStore
+from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
+from tests.conftest import new_job
+
+LOOPS = ["sync", "async"]
+
+
+@pytest.fixture(autouse=True)
+def _short_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker, "WAIT_SLICE_SECONDS", 0.02)
+
+
+class _Lock:
+    """Another writer's hold on the job's row (SQLite: the writer lock; PostgreSQL: the row's lock), taken by
+    ``hold`` and let go when the worker logs a warning (that it will try again)."""
+
+    def __init__(self, url: str, generation_id: str) -> None:
+        self.url, self.generation_id = url, generation_id
+        self.conn: Any = None
+        self.warnings: list[str] = []
+
+    def hold(self) -> None:
+        if self.url.startswith("sqlite"):
+            self.conn = sqlite3.connect(Path(self.url.removeprefix("sqlite:///")), isolation_level=None)
+            self.conn.execute("BEGIN IMMEDIATE")
+        else:
+            self.conn = psycopg.connect(self.url)  # a transaction opens with the first statement
+            self.conn.execute("SELECT id FROM generations WHERE id = %s FOR UPDATE", (self.generation_id,))
+
+    def release(self) -> None:
+        if self.conn is not None:
+            self.conn.rollback()
+            self.conn.close()
+            self.conn = None
+
+
+class _Released(logging.Handler):
+    def __init__(self, lock: _Lock) -> None:
+        super().__init__(logging.WARNING)
+        self.held = lock
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.held.warnings.append(record.getMessage())
+        self.held.release()
+
+
+@contextmanager
+def _released_on_warning(lock: _Lock) -> Iterator[None]:
+    logger = logging.getLogger(worker.__name__)
+    handler = _Released(lock)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        lock.release()
+
+
+def _run(url: str, loop: str, body: Callable[[], None], **options: Any) -> WorkerReport:
+    """Run one job of ``loop`` with a handler that calls ``body`` and raises."""
+
+    def handler(job: Job) -> None:
+        body()
+        raise RuntimeError("CUDA out of memory")
+
+    async def ahandler(job: AsyncJob) -> None:
+        body()
+        raise RuntimeError("CUDA out of memory")
+
+    if loop == "sync":
+        with Store(url, busy_timeout=0.05) as store:
+            return Worker(store, "gpu-0", handler, **options).run(max_jobs=1)
+
+    async def main() -> WorkerReport:
+        async with AsyncStore.open(url, busy_timeout=0.05) as store:
+            return await AsyncWorker(store, "gpu-0", ahandler, **options).run(max_jobs=1)
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_handler_error_whose_fail_waits_past_the_busy_timeout_is_failed_once_the_lock_goes(
+    db_url: str, loop: str
+) -> None:
+    # before: DatabaseBusy ended run(), the job left processing with its error lost until its lease expired
+    with Store(db_url) as store:
+        job = new_job(store)
+    lock = _Lock(db_url, job.id)
+    with _released_on_warning(lock):
+        report = _run(db_url, loop, lock.hold)
+    assert report == WorkerReport(failed=1)
+    assert lock.warnings and all(job.id in w and "again" in w for w in lock.warnings)
+    with Store(db_url) as store:
+        retried = store.get_generation(job.id)
+        assert retried is not None and retried.status is Status.PENDING
+        assert retried.error_message == "RuntimeError: CUDA out of memory" and retried.worker_id is None
