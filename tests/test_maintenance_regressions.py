@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from musicstore import Generation, InvalidInput, Store
+from musicstore import Generation, InvalidInput, StorageError, Store
 from musicstore.filestore import FileStore
 from musicstore.maintenance.relocate import copy_files
 from musicstore.maintenance.retention import cleanup
@@ -272,4 +272,22 @@ def test_a_dry_run_of_copy_files_counts_a_copy_left_by_a_killed_run_as_there(
     assert (report.skipped_count, report.rows_updated, report.objects_present, report.objects_copied) == (
         0, 1, 1, 0,
     )  # fmt: skip
+    assert store.run(get_storage, made.id).storage_url == objects.url
+
+
+def test_copy_files_creates_no_folder_for_a_mistyped_source_or_a_refused_call(
+    store: Store, objects: FileStore, tmp_path: Path
+) -> None:
+    """--source names the folder of old rows: a typo made that folder (empty) and skipped every row as
+    missing there; and a call refused for its source (an s3:// one) had made the target folder already.
+    Now a missing source folder is a StorageError and a refused call writes nothing."""
+    root = tmp_path / "audio"
+    made = done(store, root, "2026/01/01/take.wav")
+    with pytest.raises(StorageError, match="does not exist"):
+        copy_files(store, objects, source=tmp_path / "audoi")
+    assert not (tmp_path / "audoi").exists()
+    with pytest.raises(InvalidInput, match="source is the folder of rows recorded before 0006"):
+        copy_files(store, tmp_path / "elsewhere", source=objects)
+    assert not (tmp_path / "elsewhere").exists()
+    assert copy_files(store, objects, source=root).rows_updated == 1
     assert store.run(get_storage, made.id).storage_url == objects.url

@@ -166,8 +166,9 @@ def copy_files(
     """Copy the files of completed generations (masters, renditions, waveform peaks files) into ``to`` and
     point their rows there; idempotent and resumable (see the module).
 
-    ``source``: the folder of rows that name no store (recorded before migration 0006); ``only_from``: copy
-    only rows whose files are in the store at that URL (a folder path, ``file://`` or ``s3://`` URL).
+    ``source``: the folder of rows that name no store (recorded before migration 0006; a folder that does
+    not exist is a ``StorageError``, never made); ``only_from``: copy only rows whose files are in the store
+    at that URL (a folder path, ``file://`` or ``s3://`` URL).
     ``dry_run`` copies nothing and changes no row: the report says what would be. ``progress`` gets the
     number of generations seen so far. A row whose files cannot be copied (missing or damaged at the source,
     other bytes at the target) is skipped with the reason; ``StoreUnavailable`` (the source or target store
@@ -179,17 +180,25 @@ def copy_files(
     size = validate.integer(batch, "batch", 1, validate.MAX_PAGE)
     max_items = validate.integer(max_items, "max_items", 0)
     validate.callback(progress, "progress")
-    target = to if isinstance(to, FileStore) else open_filestore(to)
-    origin = None if source is None else source if isinstance(source, FileStore) else open_filestore(source)
-    if origin is not None and not isinstance(origin, LocalFileStore):
-        raise InvalidInput(
-            "source is the folder of rows recorded before 0006 (they name no store): give a path"
-        )
+    # the stores read from first, none made: a mistyped source is an error, a refused call writes nothing
     wanted = None
     if only_from is not None:
         chosen = open_filestore(only_from, create=False)
         wanted = chosen.url
         chosen.close()
+    origin = None
+    if source is not None:
+        origin = source if isinstance(source, FileStore) else open_filestore(source, create=False)
+    try:
+        if origin is not None and not isinstance(origin, LocalFileStore):
+            raise InvalidInput(
+                "source is the folder of rows recorded before 0006 (they name no store): give a path"
+            )
+        target = to if isinstance(to, FileStore) else open_filestore(to)
+    except BaseException:
+        if origin is not None and not isinstance(source, FileStore):
+            origin.close()
+        raise
     sources = _Sources(origin)
     report = CopyReport(target=target.url, dry_run=dry_run)
     try:
