@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
@@ -291,3 +292,57 @@ def test_copy_files_creates_no_folder_for_a_mistyped_source_or_a_refused_call(
     assert not (tmp_path / "elsewhere").exists()
     assert copy_files(store, objects, source=root).rows_updated == 1
     assert store.run(get_storage, made.id).storage_url == objects.url
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["a.wav", "b.wav", "c/d.wav", "./a.wav", None]),
+            st.sampled_from(["done", "failed"]),
+            st.booleans(),
+        ),
+        min_size=1, max_size=10,
+    ),
+    batch=st.integers(1, 4),
+    budget=st.none() | st.integers(0, 100),
+    statuses=st.sampled_from([["completed"], ["failed"], ["completed", "failed"]]),
+)  # fmt: skip
+def test_a_dry_run_reports_what_the_run_then_does(
+    store: Store,
+    tmp_path: Path,
+    *,
+    rows: list[tuple[str | None, str, bool]],
+    batch: int,
+    budget: int | None,
+    statuses: list[str],
+) -> None:
+    """Hypothesis: rows sharing files or not, files present or not, in pages of any size, with or without a
+    byte budget: the dry run's report is the run's, but for the actions' tense."""
+    store.reset_database(confirm=RESET_CONFIRMATION)
+    root = Path(tempfile.mkdtemp(dir=tmp_path))
+    for path, outcome, present in rows:
+        job = new_job(store)
+        assert store.claim_next("w") is not None
+        if outcome == "failed" or path is None:
+            store.fail(job.id, "boom", retry=False)
+            continue
+        if present:
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_bytes(b"\0" * 10)
+        store.complete_generation(job.id, file_path=path, file_size_bytes=10)
+    options: dict[str, Any] = {"statuses": statuses, "batch": batch, "max_total_bytes": budget}
+    plan = cleanup(store, root, **options)
+    applied = cleanup(store, root, dry_run=False, **options)
+    tense = {"would_delete": "deleted"}
+    assert [(d.id, tense.get(d.file_action, d.file_action)) for d in plan.deleted] == [
+        (d.id, d.file_action) for d in applied.deleted
+    ]
+    assert (plan.rows_deleted, plan.files_deleted, plan.bytes_freed, plan.skipped_count) == (
+        applied.rows_deleted, applied.files_deleted, applied.bytes_freed, applied.skipped_count,
+    )  # fmt: skip
+    assert (plan.total_bytes_after, plan.budget_met) == (applied.total_bytes_after, applied.budget_met)
