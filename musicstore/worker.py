@@ -10,7 +10,9 @@ the generation itself (``export_generation``, ``complete_generation``). What the
 - the handler returns: the job is done (the handler completed it);
 - it raises ``Cancelled`` (the job was cancelled: its next written progress report or heartbeat says so) or
   ``LeaseLost`` (the job was taken back): the job is dropped as it stands, nothing is written;
-- it raises anything else: the job is failed with the error, retried while attempts remain
+- it raises anything else (an ``asyncio.CancelledError`` too, unless the worker's own task was cancelled:
+  an await in the handler that another task cancelled): the job is failed with the error, retried while
+  attempts remain
   (``fail(retry=True, max_attempts=..., backoff=...)``: with a ``RetryPolicy``, not claimed again before
   its backoff); a job deleted meanwhile (``NotFound``: cancelled and deleted while it ran) is dropped, and
   a job the handler completed (or failed) itself before it raised is counted as it ended (the error is
@@ -139,6 +141,13 @@ def _misfit(outcome: object, what: str, runner: str) -> str:
     return f"the handler returned {what} ({type(outcome).__name__}): run it with {runner}"
 
 
+def _task_cancelled() -> bool:
+    """Whether the running task was asked to cancel (``Task.cancel``), as opposed to an await inside it whose
+    future another task cancelled (that ``CancelledError`` is the handler's error, not the loop's end)."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
 def _is_async_handler(handler: object) -> bool:
     """Whether calling ``handler`` surely gives a coroutine: an ``async def`` (or a method of one), a
     ``functools.partial`` of one, or an object whose ``__call__`` is one. A plain function may return an
@@ -237,7 +246,7 @@ class _Loop:
                 report.cancelled += 1
             except LeaseLost:
                 report.lost += 1
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:  # a CancelledError only the handler's own
                 try:
                     yield from self._fail(Fail(claimed.id, failure(exc), retry))
                 except Cancelled:  # cancelled as it failed: the cancel stands
@@ -350,6 +359,10 @@ class Worker(_Loop):
                     value = self._answer(step)
                 except Exception as exc:
                     step = steps.throw(exc)
+                except asyncio.CancelledError as exc:  # from the handler (asyncio.run in it): its error
+                    if not isinstance(step, Handle):
+                        raise
+                    step = steps.throw(exc)
                 else:
                     step = steps.send(value)
         except StopIteration as done:
@@ -409,7 +422,9 @@ class AsyncWorker(_Loop):
     """``Worker`` for asyncio: claims and runs jobs one at a time with ``await handler(job)`` on an
     ``AsyncStore``, the same plan answered with awaited calls. Run several (one per worker id) with
     ``asyncio.gather`` for jobs at once. A task cancelled while it waits for a job or runs one ends with
-    ``CancelledError`` and writes nothing more: a job in hand stays processing until its lease expires."""
+    ``CancelledError`` and writes nothing more: a job in hand stays processing until its lease expires. A
+    ``CancelledError`` of the handler's own (an await another task cancelled; this task was not) is the
+    handler's error: the job is failed, the loop goes on."""
 
     def __init__(
         self,
@@ -442,6 +457,10 @@ class AsyncWorker(_Loop):
                     value = await self._answer(step)
                 except Exception as exc:
                     step = steps.throw(exc)
+                except asyncio.CancelledError as exc:
+                    if not isinstance(step, Handle) or _task_cancelled():  # the worker's own task: it ends
+                        raise
+                    step = steps.throw(exc)  # the handler's own await was cancelled: its error
                 else:
                     step = steps.send(value)
         except StopIteration as done:

@@ -24,6 +24,7 @@ import pytest
 
 from musicstore import Status, Store, worker
 from musicstore.aio import AsyncStore
+from musicstore.models import RetryPolicy
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
 from tests.conftest import new_job
 
@@ -119,3 +120,71 @@ def test_a_handler_error_whose_fail_waits_past_the_busy_timeout_is_failed_once_t
         retried = store.get_generation(job.id)
         assert retried is not None and retried.status is Status.PENDING
         assert retried.error_message == "RuntimeError: CUDA out of memory" and retried.worker_id is None
+
+
+def _cancelled_await() -> Any:
+    """An await that another task cancelled (a model server's request, an executor shut down)."""
+    future = asyncio.get_running_loop().create_future()
+    future.cancel()
+    return future
+
+
+def test_an_async_handler_whose_own_await_was_cancelled_fails_its_job_and_the_worker_goes_on(
+    db_url: str,
+) -> None:
+    # before: the CancelledError ended run() (no task had cancelled the worker), the job left processing
+    handled: list[str] = []
+
+    async def handler(job: AsyncJob) -> None:
+        handled.append(job.id)
+        if len(handled) == 1:
+            await _cancelled_await()
+        await job.worker.store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=1)
+
+    async def main() -> tuple[WorkerReport, list[Any]]:
+        async with AsyncStore.open(db_url) as store:
+            make = store.create_generation
+            first, second = [await make(p, model_name="m", duration_seconds=8) for p in "ab"]
+            later = RetryPolicy(base_seconds=3600)  # the failed job is not claimed again here
+            report = await AsyncWorker(store, "gpu-0", handler, backoff=later).run(max_jobs=2)
+            return report, [await store.get_generation(g.id) for g in (first, second)]
+
+    report, (first, second) = asyncio.run(main())
+    assert report == WorkerReport(done=1, failed=1)
+    assert first.status is Status.PENDING and first.error_message.startswith("CancelledError")
+    assert second.status is Status.COMPLETED
+
+
+def test_a_sync_handler_raising_cancelled_error_fails_its_job_as_an_async_one_does(store: Store) -> None:
+    # e.g. asyncio.run(...) inside the handler whose coroutine was cancelled: no loop of the worker's was
+    job = new_job(store)
+
+    def handler(j: Job) -> None:
+        raise asyncio.CancelledError()
+
+    assert Worker(store, "gpu-0", handler).run(max_jobs=1) == WorkerReport(failed=1)
+    retried = store.get_generation(job.id)
+    assert retried is not None and retried.status is Status.PENDING
+    assert retried.error_message is not None and retried.error_message.startswith("CancelledError")
+
+
+def test_an_async_worker_whose_task_is_cancelled_mid_job_still_ends_with_cancelled_error(db_url: str) -> None:
+    # the documented end of a cancelled task: CancelledError, nothing more written, the job left processing
+    async def main() -> Any:
+        async with AsyncStore.open(db_url) as store:
+            job = await store.create_generation("a", model_name="m", duration_seconds=8)
+            started = asyncio.Event()
+
+            async def handler(j: AsyncJob) -> None:
+                started.set()
+                await asyncio.sleep(3600)
+
+            task = asyncio.ensure_future(AsyncWorker(store, "gpu-0", handler).run())
+            await started.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return await store.get_generation(job.id)
+
+    left = asyncio.run(main())
+    assert left.status is Status.PROCESSING and left.error_message is None
