@@ -247,14 +247,21 @@ def recent_op(since: datetime, limit: int) -> Steps[list[dict[str, Any]]]:
     ]
 
 
+def _checked(window: object, window_limit: object, sample: object) -> tuple[float, int, int]:
+    """The options of a snapshot (``InvalidInput``): the window's seconds, its row limit, the sample size."""
+    return (
+        validate.number(window, "window", positive=True, high=366 * 86_400.0),
+        validate.integer(window_limit, "window_limit", 1, 1_000_000),
+        validate.integer(sample, "sample", 1, 100_000),
+    )
+
+
 @reader
 def metrics_op(
     *, window: float = DEFAULT_WINDOW, window_limit: int = DEFAULT_WINDOW_LIMIT, sample: int = DEFAULT_SAMPLE
 ) -> Steps[MetricsSnapshot]:
     """The figures of ``read_metrics``; run it in a read transaction for one consistent snapshot."""
-    seconds = validate.number(window, "window", positive=True, high=366 * 86_400.0)
-    limit = validate.integer(window_limit, "window_limit", 1, 1_000_000)
-    sample = validate.integer(sample, "sample", 1, 100_000)
+    seconds, limit, sample = _checked(window, window_limit, sample)
     now: datetime = yield NOW
     totals: list[tuple[Any, ...]] = yield Call("totals", {}, TOTALS)
     by_status = {status.value: 0 for status in Status}
@@ -466,6 +473,7 @@ class StoreCollector(Collector):
         sample: int = DEFAULT_SAMPLE,
     ) -> None:
         self.store = _check_store(store, "StoreCollector")
+        _checked(window, window_limit, sample)  # here, not at every scrape
         self.window = window
         self.window_limit = window_limit
         self.sample = sample

@@ -151,3 +151,15 @@ def test_a_row_in_a_folder_this_host_lacks_says_to_give_root(store: Store, tmp_p
         delivery.url_for(recorded.generation)
     with Delivery(store, root=tmp_path / "moved") as delivery:  # the remedy
         assert hashlib.sha256(delivery.read_audio(recorded.generation)).hexdigest() == recorded.checksum
+
+
+@pytest.mark.parametrize(
+    "options", [{"window": 0}, {"window": "1h"}, {"window_limit": 0}, {"sample": 10**9}, {"sample": 1.5}]
+)
+def test_a_collector_with_bad_options_is_refused_where_it_is_made(
+    store: Store, options: dict[str, Any]
+) -> None:
+    # StoreCollector(store, window=0) was accepted, then every scrape raised InvalidInput: /metrics failed
+    # for as long as the application ran, instead of at its start
+    with pytest.raises(InvalidInput):
+        StoreCollector(store, **options)
