@@ -9,7 +9,9 @@ the generation itself (``export_generation``, ``complete_generation``). What the
 
 - the handler returns: the job is done (the handler completed it);
 - it raises ``Cancelled`` (the job was cancelled: its next written progress report or heartbeat says so) or
-  ``LeaseLost`` (the job was taken back): the job is dropped as it stands, nothing is written;
+  ``LeaseLost`` (the job was taken back): the job is dropped as it stands, nothing is written (a
+  ``LeaseLost`` saying this worker's job is completed or failed, as a report after the handler completed
+  it raises, counts the job as it ended);
 - it raises anything else (an ``asyncio.CancelledError`` too, unless the worker's own task was cancelled:
   an await in the handler that another task cancelled): the job is failed with the error, retried while
   attempts remain
@@ -244,23 +246,15 @@ class _Loop:
                 yield Handle(claimed)
             except Cancelled:
                 report.cancelled += 1
-            except LeaseLost:
-                report.lost += 1
+            except LeaseLost as lost:  # a report or heartbeat after the handler finished the job, too
+                self._count_lost(report, lost, claimed.id, lost)
             except (Exception, asyncio.CancelledError) as exc:  # a CancelledError only the handler's own
                 try:
                     yield from self._fail(Fail(claimed.id, failure(exc), retry))
                 except Cancelled:  # cancelled as it failed: the cancel stands
                     report.cancelled += 1
                 except LeaseLost as lost:
-                    if lost.owner == self.worker_id and lost.current in _FINISHED:  # by the handler itself
-                        log.error("worker %s: the handler finished job %s, then: %s", self.worker_id,
-                                  claimed.id, failure(exc))  # fmt: skip
-                        if lost.current == Status.COMPLETED:
-                            report.done += 1
-                        else:
-                            report.failed += 1
-                    else:  # taken back
-                        report.lost += 1
+                    self._count_lost(report, lost, claimed.id, exc)
                 except NotFound:  # deleted (cancelled first) while it ran
                     report.lost += 1
                 else:
@@ -270,6 +264,23 @@ class _Loop:
             else:
                 report.done += 1
         return report
+
+    def _count_lost(
+        self, report: WorkerReport, lost: LeaseLost, generation_id: str, error: BaseException
+    ) -> None:
+        """Count a job this worker no longer owns (``lost``: its handler's or its ``fail``'s): as the handler
+        ended it, if it completed or failed the job itself before ``error`` (logged), else lost (taken
+        back)."""
+        if lost.owner != self.worker_id or lost.current not in _FINISHED:
+            report.lost += 1
+            return
+        log.error(
+            "worker %s: the handler finished job %s, then: %s", self.worker_id, generation_id, failure(error)
+        )
+        if lost.current == Status.COMPLETED:
+            report.done += 1
+        else:
+            report.failed += 1
 
     def _fail(self, step: Fail) -> Generator[WorkerStep, Any, None]:
         """``step``, tried again after a pause while it waits past the busy timeout (``DatabaseBusy``: another

@@ -188,3 +188,41 @@ def test_an_async_worker_whose_task_is_cancelled_mid_job_still_ends_with_cancell
 
     left = asyncio.run(main())
     assert left.status is Status.PROCESSING and left.error_message is None
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_job_the_handler_completed_then_reported_progress_on_is_counted_done_not_lost(
+    db_url: str, loop: str
+) -> None:
+    # before: the report's LeaseLost (the row is completed, by this worker) counted the completed job lost
+    with Store(db_url) as store:
+        job = new_job(store)
+
+    def complete(store: Any, generation_id: str) -> Any:
+        return store.complete_generation(
+            generation_id, file_path=f"{generation_id}.wav", file_size_bytes=1, worker_id="gpu-0"
+        )
+
+    if loop == "sync":
+
+        def handler(j: Job) -> None:
+            complete(j.worker.store, j.id)
+            j.progress(1.0, "uploaded")  # a last report, on a job that is no longer processing
+
+        with Store(db_url) as store:
+            report = Worker(store, "gpu-0", handler).run(max_jobs=1)
+    else:
+
+        async def ahandler(j: AsyncJob) -> None:
+            await complete(j.worker.store, j.id)
+            await j.progress(1.0, "uploaded")
+
+        async def main() -> WorkerReport:
+            async with AsyncStore.open(db_url) as store:
+                return await AsyncWorker(store, "gpu-0", ahandler).run(max_jobs=1)
+
+        report = asyncio.run(main())
+    assert report == WorkerReport(done=1)
+    with Store(db_url) as store:
+        done = store.get_generation(job.id)
+        assert done is not None and done.status is Status.COMPLETED
