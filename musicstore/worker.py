@@ -150,6 +150,18 @@ def _task_cancelled() -> bool:
     return task is None or task.cancelling() > 0
 
 
+_UNCATCHABLE = {getattr(signal, name) for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name)}
+
+
+def _catchable(sig: object) -> int:
+    """``sig`` if a handler can catch it (``handle_signals``), else InvalidInput."""
+    if isinstance(sig, bool) or not isinstance(sig, int) or sig not in signal.valid_signals():
+        raise InvalidInput(f"handle_signals takes signals such as signal.SIGTERM, got {sig!r}")
+    if sig in _UNCATCHABLE:
+        raise InvalidInput(f"handle_signals cannot catch {signal.Signals(sig).name}: no process can")
+    return sig
+
+
 def _is_async_handler(handler: object) -> bool:
     """Whether calling ``handler`` surely gives a coroutine: an ``async def`` (or a method of one), a
     ``functools.partial`` of one, or an object whose ``__call__`` is one. A plain function may return an
@@ -204,14 +216,22 @@ class _Loop:
     def handle_signals(self, *signals: signal.Signals) -> Iterator[None]:
         """SIGTERM and SIGINT (or ``signals``) call ``stop()`` inside the block; the handlers before are put
         back after it. Main thread only (Python's rule for signal handlers; an ``AsyncWorker`` runs its loop
-        there, as ``asyncio.run`` does)."""
-        wanted = signals or (signal.SIGTERM, signal.SIGINT)
+        there, as ``asyncio.run`` does). A signal no handler can catch (SIGKILL, SIGSTOP, no signal at all),
+        or a thread other than the main one, is ``InvalidInput``, with every handler left as it was."""
+        wanted = [_catchable(sig) for sig in signals or (signal.SIGTERM, signal.SIGINT)]
+        if threading.current_thread() is not threading.main_thread():
+            raise InvalidInput(
+                "handle_signals works in the main thread only (Python's rule for signal handlers); "
+                "call worker.stop() from this thread instead"
+            )
 
         def stopping(signum: int, frame: FrameType | None) -> None:
             self.stop()
 
-        before = {sig: signal.signal(sig, stopping) for sig in wanted}
+        before: dict[int, Any] = {}
         try:
+            for sig in wanted:
+                before[sig] = signal.signal(sig, stopping)
             yield
         finally:
             for sig, handler in before.items():

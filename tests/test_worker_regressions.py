@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from musicstore import Status, Store, worker
+from musicstore import InvalidInput, Status, Store, worker
 from musicstore.aio import AsyncStore
 from musicstore.models import RetryPolicy
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
@@ -226,3 +228,38 @@ def test_a_job_the_handler_completed_then_reported_progress_on_is_counted_done_n
     with Store(db_url) as store:
         done = store.get_generation(job.id)
         assert done is not None and done.status is Status.COMPLETED
+
+
+@pytest.mark.parametrize(
+    "bad", [(signal.SIGTERM, signal.SIGKILL), (signal.SIGINT, 0), (signal.SIGTERM, "TERM")]
+)
+def test_handle_signals_refuses_a_signal_it_cannot_catch_and_leaves_every_handler_as_it_was(
+    sqlite_url: str, bad: tuple[Any, ...]
+) -> None:
+    # before: SIGTERM's handler was set to stop() and left so (SIGKILL then failed with a bare OSError)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    with Store(sqlite_url) as store:
+        loop = Worker(store, "gpu-0", lambda job: None)
+        with pytest.raises(InvalidInput, match="signal"), loop.handle_signals(*bad):
+            pytest.fail("the block ran")
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_handle_signals_outside_the_main_thread_is_invalid_input(sqlite_url: str) -> None:
+    # before: Python's bare ValueError from signal.signal
+    errors: list[BaseException] = []
+    store = Store(sqlite_url)
+    loop = Worker(store, "gpu-0", lambda job: None)
+
+    def enter() -> None:
+        try:
+            with loop.handle_signals():
+                pass
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=enter)
+    thread.start()
+    thread.join()
+    store.close()
+    assert len(errors) == 1 and isinstance(errors[0], InvalidInput) and "main thread" in str(errors[0])
