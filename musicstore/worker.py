@@ -13,8 +13,8 @@ the generation itself (``export_generation``, ``complete_generation``). What the
   ``LeaseLost`` saying this worker's job is completed or failed, as a report after the handler completed
   it raises, counts the job as it ended);
 - it raises anything else (an ``asyncio.CancelledError`` too, unless the worker's own task was cancelled:
-  an await in the handler that another task cancelled): the job is failed with the error, retried while
-  attempts remain
+  an await in the handler that another task cancelled): the error is logged with its traceback (ERROR,
+  this module's logger) and the job is failed with it, retried while attempts remain
   (``fail(retry=True, max_attempts=..., backoff=...)``: with a ``RetryPolicy``, not claimed again before
   its backoff); a job deleted meanwhile (``NotFound``: cancelled and deleted while it ran) is dropped, and
   a job the handler completed (or failed) itself before it raised is counted as it ended (the error is
@@ -269,6 +269,10 @@ class _Loop:
             except LeaseLost as lost:  # a report or heartbeat after the handler finished the job, too
                 self._count_lost(report, lost, claimed.id, lost)
             except (Exception, asyncio.CancelledError) as exc:  # a CancelledError only the handler's own
+                log.error(
+                    "worker %s: the handler of job %s raised %s", self.worker_id, claimed.id, failure(exc),
+                    exc_info=exc,
+                )  # fmt: skip
                 try:
                     yield from self._fail(Fail(claimed.id, failure(exc), retry))
                 except Cancelled:  # cancelled as it failed: the cancel stands

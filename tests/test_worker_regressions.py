@@ -68,6 +68,8 @@ class _Released(logging.Handler):
         self.held = lock
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno != logging.WARNING:  # the handler's error, logged before its fail
+            return
         self.held.warnings.append(record.getMessage())
         self.held.release()
 
@@ -263,3 +265,26 @@ def test_handle_signals_outside_the_main_thread_is_invalid_input(sqlite_url: str
     thread.join()
     store.close()
     assert len(errors) == 1 and isinstance(errors[0], InvalidInput) and "main thread" in str(errors[0])
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("meanwhile", ["nothing", "cancelled"])
+def test_a_handler_error_is_logged_with_its_traceback_whatever_became_of_the_job(
+    sqlite_url: str, loop: str, meanwhile: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # before: nothing was logged; the row kept "type: message" (or, cancelled meanwhile, nothing at all)
+    with Store(sqlite_url) as store:
+        job = new_job(store)
+
+    def body() -> None:
+        if meanwhile == "cancelled":
+            with Store(sqlite_url) as other:
+                other.cancel(job.id, "the user gave up")
+
+    with caplog.at_level(logging.ERROR, logger=worker.__name__):
+        report = _run(sqlite_url, loop, body)
+    assert report == (WorkerReport(failed=1) if meanwhile == "nothing" else WorkerReport(cancelled=1))
+    logged = [r for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], RuntimeError)]
+    assert len(logged) == 1 and job.id in logged[0].getMessage()
+    assert "CUDA out of memory" in caplog.text
+    assert ("in ahandler" if loop == "async" else "in handler") in caplog.text  # where it was raised
