@@ -33,7 +33,7 @@ from .filestore import FileStore, LocalFileStore, open_filestore
 from .filestore.fsync import fsync
 from .models import Generation, Status
 from .ops import DEFAULT_MAX_ATTEMPTS
-from .ops.storage import record_storage
+from .ops.storage import get_storage, record_storage
 from .rendering import StoredPeaks, peaks_name, put_marked
 from .storage_names import store_url
 from .store import Store, require_store
@@ -111,7 +111,9 @@ def export_generation(
     failed with retry while attempts remain (``"retry"``, up to ``max_attempts``) or left processing
     (``"raise"``), and the error is re-raised with a note saying what happened to the row. If recording
     fails (LeaseLost, NotFound, InvalidTransition, DatabaseError), the file is removed, the row is left as it
-    is and the error raised.
+    is and the error raised; but a commit that raised (its reply lost with the connection) is checked by
+    reading the row anew: if it records the file the call returns the recording, and if the row cannot be
+    read the file is kept (the error raised): never a completed row without its file.
     """
     _check_store(store)
     _check_call(generation, on_error, max_attempts, metadata)
@@ -425,7 +427,7 @@ class _Placing:
     ) -> Recorded:
         """The staged file renamed onto ``final`` and the peaks written (atomically) beside it, inside the
         transaction that completes the row."""
-        staged, placed, placing, peaks_placed = result.path, False, False, False
+        staged, placed, placing, peaks_placed, committing = result.path, False, False, False, False
         key, url = final.relative_to(root).as_posix(), root.absolute().as_uri()
         peaks_path = None if waveform is None else root / waveform.key(key)
         try:
@@ -446,7 +448,15 @@ class _Placing:
                     peaks_placed = True
                 placing = False
                 tx.run(record_storage, self.generation.id, storage_url=url, key=key, checksum=checksum)
+                committing = True
         except BaseException as exc:
+            landed = self._landed(exc, key, checksum) if committing else False
+            again = self._again(exc, landed)
+            if again is not None:  # the commit landed; only its reply was lost
+                stored = None if waveform is None else waveform.stored(self.generation.id, url, key)
+                return Recorded(again, replace(result, path=final), url, key, checksum, stored)
+            if landed is not False:  # the row records the files, or may: never a completed row without them
+                raise
             placed_paths = ([final] if placed else []) + ([peaks_path] if peaks_placed and peaks_path else [])
             for path in [staged, *placed_paths]:
                 try:
@@ -463,8 +473,9 @@ class _Placing:
     ) -> Recorded:
         """The encoded file, then its peaks, put at ``key`` and beside it (conditional creates) in the
         transaction completing the row."""
-        placed, placing, peaks_placed = False, False, False
+        placed, placing, peaks_placed, committing = False, False, False, False
         peaks_key = None if waveform is None else waveform.key(key)
+        checksum: str | None = None
         try:
             with self.store.transaction() as tx:
                 done = self.complete(tx, result, key, waveform)
@@ -482,15 +493,20 @@ class _Placing:
                     )
                     peaks_placed = True
                 placing = False
-                assert info.checksum is not None  # a put always reports the SHA-256 it computed
+                checksum = info.checksum
+                assert checksum is not None  # a put always reports the SHA-256 it computed
                 tx.run(
-                    record_storage,
-                    self.generation.id,
-                    storage_url=objects.url,
-                    key=key,
-                    checksum=info.checksum,
+                    record_storage, self.generation.id, storage_url=objects.url, key=key, checksum=checksum
                 )
+                committing = True
         except BaseException as exc:
+            landed = self._landed(exc, key, checksum) if committing and checksum else False
+            again = self._again(exc, landed)
+            if again is not None:  # the commit landed; only its reply was lost
+                stored = None if waveform is None else waveform.stored(self.generation.id, objects.url, key)
+                return Recorded(again, result, objects.url, key, checksum, stored)
+            if landed is not False:  # the row records the objects, or may: never a completed row without them
+                raise
             placed_keys = ([key] if placed else []) + ([peaks_key] if peaks_placed and peaks_key else [])
             for placed_key in placed_keys:
                 try:
@@ -500,7 +516,29 @@ class _Placing:
             self._not_recorded(exc, placing)
             raise
         stored = None if waveform is None else waveform.stored(self.generation.id, objects.url, key)
-        return Recorded(done, result, objects.url, key, info.checksum, stored)
+        return Recorded(done, result, objects.url, key, checksum, stored)
+
+    def _landed(self, exc: BaseException, key: str, checksum: str) -> bool | None:
+        """Whether the completing commit that raised ``exc`` landed (a connection lost after the server
+        committed, before its reply): the row, read anew, records this file; ``None``: it cannot be read."""
+        try:
+            stored = self.store.run(get_storage, self.generation.id)
+        except Exception as read_error:
+            exc.add_note(
+                f"generation {self.generation.id}: whether its commit landed is unknown ({read_error!r}); "
+                f"its file {key} was kept (a next attempt replaces it, reconcile reports it if orphaned)"
+            )
+            return None
+        landed = stored.status is Status.COMPLETED and stored.key == key and stored.checksum == checksum
+        if landed:
+            exc.add_note(f"generation {self.generation.id} was recorded (its commit landed); file kept")
+        return landed
+
+    def _again(self, exc: BaseException, landed: bool | None) -> Generation | None:
+        """The completed row, read anew, when the commit that raised ``exc`` (an ``Exception``) landed."""
+        if not landed or not isinstance(exc, Exception):  # Ctrl-C stays raised, whatever the commit did
+            return None
+        return self.store.get_generation(self.generation.id)
 
     def _not_recorded(self, exc: BaseException, placing: bool) -> None:
         exc.add_note(f"generation {self.generation.id} was not recorded; its file was removed")

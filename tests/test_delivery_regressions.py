@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from musicstore import InvalidInput, Store
+from musicstore import InvalidInput, Status, Store
 from musicstore.aio import AsyncStore
 from musicstore.delivery import AsyncDelivery, Delivery
 from musicstore.errors import StorageError
@@ -163,3 +166,84 @@ def test_a_collector_with_bad_options_is_refused_where_it_is_made(
     # for as long as the application ran, instead of at its start
     with pytest.raises(InvalidInput):
         StoreCollector(store, **options)
+
+
+class _CommitDropper:
+    """A TCP proxy to PostgreSQL that, once armed, passes the next ``COMMIT`` on and then drops the client's
+    connection without passing the server's reply back: the commit lands, and the client cannot know."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.armed = threading.Event()
+        self.dropped = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            self.sockets += [client, server]
+            cut = threading.Event()
+            threading.Thread(target=self._up, args=(client, server, cut), daemon=True).start()
+            threading.Thread(target=self._down, args=(server, client, cut), daemon=True).start()
+
+    def _up(self, client: socket.socket, server: socket.socket, cut: threading.Event) -> None:
+        try:
+            while data := client.recv(65536):
+                commit = self.armed.is_set() and b"COMMIT\x00" in data
+                if commit:
+                    self.armed.clear()
+                    cut.set()  # nothing more goes back to the client
+                server.sendall(data)
+                if commit:
+                    time.sleep(0.5)  # the server commits; its reply is held back
+                    self.dropped.set()
+                    client.shutdown(socket.SHUT_RDWR)
+                    server.shutdown(socket.SHUT_RDWR)
+                    return
+        except OSError:
+            pass
+
+    @staticmethod
+    def _down(server: socket.socket, client: socket.socket, cut: threading.Event) -> None:
+        try:
+            while (data := server.recv(65536)) and not cut.is_set():
+                client.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+        for end in self.sockets:
+            end.close()
+
+
+def test_a_commit_whose_reply_is_lost_keeps_the_file_of_a_recorded_row(
+    postgres_url: str, where: FileStore
+) -> None:
+    # The completing transaction's COMMIT reached PostgreSQL and the connection dropped before its reply:
+    # the row was completed, but export_generation took the error for a failed recording and removed the
+    # file (or object): a completed row without its file, which no retry mends (the row is not processing)
+    port = int(postgres_url.rpartition(":")[2].partition("/")[0])
+    proxy = _CommitDropper(port)
+    try:
+        with Store(postgres_url.replace(f":{port}/", f":{proxy.port}/")) as store:
+            job = claimed(store)
+            proxy.armed.set()
+            recorded = export_generation(store, job, music(), root=where, options=OPTIONS)  # it landed
+        assert proxy.dropped.is_set()
+    finally:
+        proxy.close()
+    with Store(postgres_url) as direct:
+        stored = direct.run(get_storage, job.id)
+        assert stored.status is Status.COMPLETED and stored.key is not None and stored.key == recorded.key
+        assert recorded.generation == direct.get_generation(job.id) and recorded.checksum == stored.checksum
+        assert where.head(stored.key).size == stored.size, "a completed row whose file was removed"
+        with Delivery(direct, files=[where]) as delivery:
+            assert hashlib.sha256(delivery.read_audio(job.id)).hexdigest() == stored.checksum
