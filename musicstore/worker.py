@@ -48,7 +48,7 @@ import inspect
 import logging
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,6 +59,7 @@ from . import validate, waiting
 from .errors import Cancelled, DatabaseBusy, InvalidInput, LeaseLost, NotFound
 from .models import Generation, RetryPolicy, Status
 from .ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS
+from .ops.jobs import MAX_OWNER_LIMIT
 from .store import Store
 
 if TYPE_CHECKING:
@@ -150,6 +151,30 @@ def _task_cancelled() -> bool:
     return task is None or task.cancelling() > 0
 
 
+def _claim_options(options: object) -> dict[str, Any]:
+    """``claim_options`` checked when the worker is made, not at its first claim: ``claim_next``'s
+    ``owner_limit``, the one option the loop does not set itself (the lease is ``lease_seconds``, which the
+    job's progress and heartbeat extend by too; the loop does its own waiting)."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise InvalidInput(
+            f"claim_options must be a dict (owner_limit) or None, got {type(options).__name__}"
+        )
+    checked = dict(options)
+    for key in checked:
+        if key == "lease_seconds":
+            raise InvalidInput(
+                "claim_options cannot hold lease_seconds: pass the worker's lease_seconds=, which its jobs' "
+                "progress and heartbeat extend the lease by too"
+            )
+        if key != "owner_limit":
+            raise InvalidInput(f"claim_options takes owner_limit only (the worker waits itself), got {key!r}")
+    if checked.get("owner_limit") is not None:
+        validate.integer(checked["owner_limit"], "owner_limit", 0, MAX_OWNER_LIMIT)
+    return checked
+
+
 _UNCATCHABLE = {getattr(signal, name) for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name)}
 
 
@@ -186,7 +211,7 @@ class _Loop:
         self.worker_id = validate.name(worker_id, "worker_id") or worker_id
         self.lease_seconds = validate.seconds(lease_seconds, "lease_seconds")
         self.max_attempts = validate.integer(max_attempts, "max_attempts", 1)
-        self.claim_options = dict(claim_options or {})
+        self.claim_options = _claim_options(claim_options)
         if backoff is not None and not isinstance(
             backoff, RetryPolicy
         ):  # checked now, not at a job's failure
@@ -356,9 +381,9 @@ class Job:
 class Worker(_Loop):
     """Claims and runs jobs one at a time with ``handler`` until stopped (or ``max_jobs`` were claimed).
 
-    ``lease_seconds`` and ``claim_options`` go to each claim; ``max_attempts`` and ``backoff`` to the ``fail``
-    of a job whose handler raised. An ``async def`` handler is refused (InvalidInput): ``AsyncWorker`` runs
-    it.
+    ``lease_seconds`` and ``claim_options`` (``owner_limit``, checked when made) go to each claim;
+    ``max_attempts`` and ``backoff`` to the ``fail`` of a job whose handler raised. An ``async def`` handler
+    is refused (InvalidInput): ``AsyncWorker`` runs it.
     """
 
     def __init__(

@@ -288,3 +288,42 @@ def test_a_handler_error_is_logged_with_its_traceback_whatever_became_of_the_job
     assert len(logged) == 1 and job.id in logged[0].getMessage()
     assert "CUDA out of memory" in caplog.text
     assert ("in ahandler" if loop == "async" else "in handler") in caplog.text  # where it was raised
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"owner_limt": 3}, "owner_limit"),  # a misspelt option: a bare TypeError at the first claim
+        ({"wait": 5}, "owner_limit"),  # the worker waits itself
+        ({"owner_limit": -1}, "owner_limit"),  # InvalidInput only at the first claim
+        ({"lease_seconds": 5}, "lease_seconds"),  # claimed for 5 s, extended by 300 s at each report
+        (["owner_limit"], "dict"),
+    ],
+)
+@pytest.mark.parametrize("loop", LOOPS)
+def test_bad_claim_options_are_refused_when_the_worker_is_made(
+    sqlite_url: str, loop: str, options: Any, words: str
+) -> None:
+    async def ahandler(job: AsyncJob) -> None:
+        return None
+
+    async def make_async() -> None:
+        async with AsyncStore.open(sqlite_url) as astore:
+            AsyncWorker(astore, "gpu-0", ahandler, claim_options=options)
+
+    with Store(sqlite_url) as store, pytest.raises(InvalidInput, match=words):
+        if loop == "sync":
+            Worker(store, "gpu-0", lambda job: None, claim_options=options)
+        else:
+            asyncio.run(make_async())
+
+
+def test_good_claim_options_still_reach_each_claim(sqlite_url: str) -> None:
+    with Store(sqlite_url) as store:
+        first = store.create_generation("a", model_name="m", duration_seconds=8, owner_key="k")
+        store.create_generation("b", model_name="m", duration_seconds=8, owner_key="k")
+        done: list[str] = []
+        report = Worker(
+            store, "gpu-0", lambda job: done.append(job.id), claim_options={"owner_limit": 1}
+        ).run(max_jobs=1)
+        assert report == WorkerReport(done=1) and done == [first.id]
