@@ -26,9 +26,9 @@ the generation itself (``export_generation``, ``complete_generation``). What the
 A claim that waited past the store's busy timeout (``DatabaseBusy``: another writer held SQLite's lock, or
 every pooled PostgreSQL connection was in use) is logged and tried again after a pause of
 ``WAIT_SLICE_SECONDS`` (which ``stop()`` ends at once): a long maintenance write does not end the loop. So
-is the ``fail`` of a job whose handler raised, that the job's error is kept (once the worker is stopping,
-one more try after the pause, then the error ends ``run``). Any other error of the store ends ``run`` with
-it.
+is the ``fail`` of a job whose handler raised, that the job's error is kept (a stop during the pause ends
+it for one last try; a ``fail`` found busy once the worker is stopping ends ``run`` with the error). Any
+other error of the store ends ``run`` with it.
 
 ``stop()`` (or SIGTERM/SIGINT under ``handle_signals()``) lets the job in hand finish, claims no more and ends
 ``run``; the handler may look at ``job.stopping`` to cut its work short, and a cancel arriving meanwhile still
@@ -333,8 +333,9 @@ class _Loop:
 
     def _fail(self, step: Fail) -> Generator[WorkerStep, Any, None]:
         """``step``, tried again after a pause while it waits past the busy timeout (``DatabaseBusy``: another
-        writer held the lock) and the worker is not stopping: the job's error is kept, the loop goes on. Once
-        stopping, one more try after the pause; then the error ends ``run`` (the job's lease will expire)."""
+        writer held the lock) and the worker is not stopping: the job's error is kept, the loop goes on. A
+        stop ends the pause for one last try; busy once stopping, the error ends ``run`` (the job's lease
+        will expire)."""
         while True:
             try:
                 yield step

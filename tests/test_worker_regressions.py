@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from musicstore import InvalidInput, Status, Store, worker
+from musicstore import DatabaseBusy, InvalidInput, Status, Store, worker
 from musicstore.aio import AsyncStore
 from musicstore.models import RetryPolicy
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
@@ -327,3 +327,43 @@ def test_good_claim_options_still_reach_each_claim(sqlite_url: str) -> None:
             store, "gpu-0", lambda job: done.append(job.id), claim_options={"owner_limit": 1}
         ).run(max_jobs=1)
         assert report == WorkerReport(done=1) and done == [first.id]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_stopping_worker_whose_fail_stays_busy_ends_run_with_the_error(sqlite_url: str, loop: str) -> None:
+    # the retry of a busy fail does not keep a stopped worker alive: the lock is never let go here
+    with Store(sqlite_url) as store:
+        job = new_job(store)
+    lock = _Lock(sqlite_url, job.id)
+    holder: list[Any] = []
+
+    def hold_and_stop() -> None:
+        lock.hold()
+        holder[0].stop()  # SIGTERM while the handler ran
+
+    def handler(j: Job) -> None:
+        hold_and_stop()
+        raise RuntimeError("CUDA out of memory")
+
+    async def ahandler(j: AsyncJob) -> None:
+        hold_and_stop()
+        raise RuntimeError("CUDA out of memory")
+
+    async def main() -> WorkerReport:
+        async with AsyncStore.open(sqlite_url, busy_timeout=0.05) as store:
+            holder.append(AsyncWorker(store, "gpu-0", ahandler))
+            return await holder[0].run()  # type: ignore[no-any-return]
+
+    try:
+        with pytest.raises(DatabaseBusy):
+            if loop == "sync":
+                with Store(sqlite_url, busy_timeout=0.05) as store:
+                    holder.append(Worker(store, "gpu-0", handler))
+                    holder[0].run()
+            else:
+                asyncio.run(main())
+    finally:
+        lock.release()
+    with Store(sqlite_url) as store:
+        left = store.get_generation(job.id)
+        assert left is not None and left.status is Status.PROCESSING  # its lease will expire
