@@ -20,6 +20,7 @@ from musicstore.filestore import FileStore
 from musicstore.maintenance.relocate import copy_files
 from musicstore.maintenance.retention import cleanup
 from musicstore.maintenance.transfer import check_rows, copy_store
+from musicstore.maintenance.usage import disk_usage
 from musicstore.ops import RESET_CONFIRMATION
 from musicstore.ops.storage import get_storage, record_storage
 from musicstore.validate import MAX_PAGE
@@ -346,3 +347,35 @@ def test_a_dry_run_reports_what_the_run_then_does(
         applied.rows_deleted, applied.files_deleted, applied.bytes_freed, applied.skipped_count,
     )  # fmt: skip
     assert (plan.total_bytes_after, plan.budget_met) == (applied.total_bytes_after, applied.budget_met)
+
+
+def test_disk_usage_counts_a_rendition_under_its_generations_status_on_a_folder_as_in_a_bucket(
+    store: Store, where: FileStore
+) -> None:
+    """docs/maintenance: disk_usage's by_status counts renditions with their generation's status. In a
+    bucket it did; on a folder a rendition (found by its path, as its name is not its generation's master)
+    was counted under "recorded". Both now say "completed", and the other figures agree too."""
+    job = new_job(store)
+    assert store.claim_next("w") is not None
+    key = f"{job.created_at:%Y/%m/%d}/{job.id}.wav"
+    info = where.put(key, b"RIFF" + b"\1" * 96)
+    store.complete_generation(job.id, file_path=key, file_size_bytes=100)
+    store.run(record_storage, job.id, storage_url=where.url, key=key, checksum=info.checksum or "")
+    mp3 = b"ID3" + b"\2" * 47
+    made = where.put(f"{job.created_at:%Y/%m/%d}/{job.id}.streaming.0123abcd.mp3", mp3)
+    store.create_rendition(
+        job.id, storage_key=made.key, file_size_bytes=50, checksum=made.checksum or "", **RENDITION
+    )
+    where.put(f"{job.created_at:%Y/%m/%d}/{job.id}.peaks.256.8.json", b"{}" * 5)
+    gone = "0b6f5c2e-1111-4222-8333-944455556666"
+    where.put(f"2026/01/01/{gone}.wav", b"x" * 7)
+    where.put(f"2026/01/01/{gone}.peaks.256.8.json", b"y" * 3)
+    where.put("notes/readme.txt", b"z" * 11)
+    queued = new_job(store)
+    where.put(f"2026/01/01/{queued.id}.wav", b"w" * 13)
+    usage = disk_usage(store, where)
+    figures = [usage.recorded, usage.orphans, usage.other, usage.in_progress]
+    assert [(b.files, b.bytes) for b in figures] == [(3, 160), (2, 10), (1, 11), (1, 13)]
+    assert {k: (b.files, b.bytes) for k, b in usage.by_status.items()} == {
+        "completed": (3, 160), "orphan": (2, 10), "other": (1, 11), "pending": (1, 13),
+    }  # fmt: skip

@@ -366,11 +366,19 @@ def classify_audio(store: Store, entries: list[Entry]) -> tuple[list[Classified]
 
 
 def confirm_orphans(store: Store, candidates: list[Classified]) -> list[Classified]:
-    """Mark as referenced the candidates some row records by path; the rest stay orphans."""
-    known = store.run(referenced_paths, [c.entry.rel for c in candidates])
+    """Mark as referenced the candidates some row records by path, with the status of the generation that
+    records it (a rendition's: its generation's; the one the file's name carries first); the rest stay
+    orphans."""
+    owners: dict[str, list[str]] = {}
+    for gid, path in store.run(rows_by_file_paths, [c.entry.rel for c in candidates]):
+        owners.setdefault(path, []).append(gid)
+    rows = store.run(rows_by_ids, sorted({gid for gids in owners.values() for gid in gids})) if owners else {}
     for item in candidates:
-        if item.entry.rel in known:
+        gids = owners.get(item.entry.rel)
+        if gids:
             item.state = "referenced"
+            owner = rows.get(item.entry.stem if item.entry.stem in gids else gids[0])
+            item.status = None if owner is None else owner[0]
     return candidates
 
 
