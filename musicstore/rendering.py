@@ -252,8 +252,11 @@ def _record(
     """Insert the rendition's row and put its bytes at ``key`` (a conditional create) in one transaction;
     on any error remove the object if this call put it (or may have: a put that failed other than by finding
     an object there, since the row held in this transaction keeps every other render off the key), and
-    re-raise."""
-    placed = False
+    re-raise. An error of the commit itself (its reply lost with the connection) is checked by reading the
+    row anew: if it landed the object stays, and the row is returned (a Ctrl-C stays raised); if the row
+    cannot be read the object stays too and the error is raised: never a rendition row without its object."""
+    placed = committing = False
+    row: Rendition | None = None
     profile = result.profile
     try:
         with store.transaction() as tx:
@@ -277,7 +280,13 @@ def _record(
             except ObjectExists:
                 placed = False  # not ours: left as it was
                 raise
+            committing = True
     except BaseException as exc:
+        landed = _landed(store, row, exc) if committing and row is not None else False
+        if landed is not False:  # the row records the object, or may: it stays
+            if isinstance(landed, Rendition) and isinstance(exc, Exception):
+                return landed
+            raise
         if placed:
             try:
                 files.delete(key)
@@ -286,7 +295,26 @@ def _record(
         what = result.codec.get("format")
         exc.add_note(f"the {what} rendition of {generation_id} was not recorded; its file was removed")
         raise
+    assert row is not None
     return row
+
+
+def _landed(store: Store, row: Rendition, exc: BaseException) -> Rendition | bool | None:
+    """Whether the commit that raised ``exc`` landed (a connection lost after the server committed, before
+    its reply): the rendition's row read anew, recording this key and checksum; False if it is not there;
+    None if it cannot be read."""
+    try:
+        found = store.get_rendition(row.id)
+    except Exception as read_error:
+        exc.add_note(
+            f"whether the rendition {row.id} of {row.generation_id} was recorded is unknown "
+            f"({read_error!r}); its object {row.storage_key} was kept (reconcile reports it if orphaned)"
+        )
+        return None
+    if found is None or found.storage_key != row.storage_key or found.checksum != row.checksum:
+        return False
+    exc.add_note(f"the rendition {row.id} of {row.generation_id} was recorded (its commit landed)")
+    return found
 
 
 @dataclass(frozen=True, slots=True)

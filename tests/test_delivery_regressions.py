@@ -247,3 +247,29 @@ def test_a_commit_whose_reply_is_lost_keeps_the_file_of_a_recorded_row(
         assert where.head(stored.key).size == stored.size, "a completed row whose file was removed"
         with Delivery(direct, files=[where]) as delivery:
             assert hashlib.sha256(delivery.read_audio(job.id)).hexdigest() == stored.checksum
+
+
+def test_a_rendition_commit_whose_reply_is_lost_keeps_its_object(postgres_url: str, where: FileStore) -> None:
+    # The same for a rendition: its transaction's COMMIT reached PostgreSQL and the connection dropped before
+    # the reply. _record removed the object, and render_generation, finding the row another process might
+    # have recorded meanwhile, returned it: a rendition row whose object was gone
+    from musicstore.rendering import render_generation
+
+    port = int(postgres_url.rpartition(":")[2].partition("/")[0])
+    with Store(postgres_url) as direct:
+        job = claimed(direct)
+        export_generation(direct, job, music(), root=where, options=OPTIONS)
+    proxy = _CommitDropper(port)
+    try:
+        with Store(postgres_url.replace(f":{port}/", f":{proxy.port}/")) as store:
+            proxy.armed.set()
+            [made] = render_generation(store, job.id, root=where, formats=["flac"])
+        assert proxy.dropped.is_set()
+    finally:
+        proxy.close()
+    with Store(postgres_url) as direct:
+        assert direct.list_renditions(job.id) == [made]
+        assert where.head(made.storage_key).size == made.file_size_bytes, (
+            "a rendition whose object was removed"
+        )
+        assert hashlib.sha256(b"".join(where.get(made.storage_key))).hexdigest() == made.checksum
