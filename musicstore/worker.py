@@ -175,6 +175,19 @@ def _claim_options(options: object) -> dict[str, Any]:
     return checked
 
 
+class _Stopping:
+    """``handle_signals``' handler: stops its worker, and the workers of the blocks it is nested in (the
+    handler it replaced, when one of these), so that one SIGTERM stops every worker of the process."""
+
+    def __init__(self, stop: Callable[[], None], replaced: Any) -> None:
+        self.stop, self.replaced = stop, replaced
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.stop()
+        if isinstance(self.replaced, _Stopping):
+            self.replaced(signum, frame)
+
+
 _UNCATCHABLE = {getattr(signal, name) for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name)}
 
 
@@ -240,9 +253,10 @@ class _Loop:
     @contextmanager
     def handle_signals(self, *signals: signal.Signals) -> Iterator[None]:
         """SIGTERM and SIGINT (or ``signals``) call ``stop()`` inside the block; the handlers before are put
-        back after it. Main thread only (Python's rule for signal handlers; an ``AsyncWorker`` runs its loop
-        there, as ``asyncio.run`` does). A signal no handler can catch (SIGKILL, SIGSTOP, no signal at all),
-        or a thread other than the main one, is ``InvalidInput``, with every handler left as it was."""
+        back after it. Nested blocks of several workers (``AsyncWorker``s gathered) stop them all. Main thread
+        only (Python's rule for signal handlers; an ``AsyncWorker`` runs its loop there, as ``asyncio.run``
+        does). A signal no handler can catch (SIGKILL, SIGSTOP, no signal at all), or a thread other than the
+        main one, is ``InvalidInput``, with every handler left as it was."""
         wanted = [_catchable(sig) for sig in signals or (signal.SIGTERM, signal.SIGINT)]
         if threading.current_thread() is not threading.main_thread():
             raise InvalidInput(
@@ -250,13 +264,10 @@ class _Loop:
                 "call worker.stop() from this thread instead"
             )
 
-        def stopping(signum: int, frame: FrameType | None) -> None:
-            self.stop()
-
         before: dict[int, Any] = {}
         try:
             for sig in wanted:
-                before[sig] = signal.signal(sig, stopping)
+                before[sig] = signal.signal(sig, _Stopping(self.stop, signal.getsignal(sig)))
             yield
         finally:
             for sig, handler in before.items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sqlite3
 import threading
@@ -367,3 +368,24 @@ def test_a_stopping_worker_whose_fail_stays_busy_ends_run_with_the_error(sqlite_
     with Store(sqlite_url) as store:
         left = store.get_generation(job.id)
         assert left is not None and left.status is Status.PROCESSING  # its lease will expire
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_nested_handle_signals_of_several_workers_stop_them_all(sqlite_url: str, sig: signal.Signals) -> None:
+    # before: each block's handler replaced the one before, so a SIGTERM stopped only the innermost worker and
+    # the others went on claiming: the gather of several AsyncWorkers never ended
+    async def handler(job: AsyncJob) -> None:
+        return None
+
+    async def main() -> list[WorkerReport]:
+        async with AsyncStore.open(sqlite_url) as store:
+            workers = [AsyncWorker(store, f"task-{n}", handler) for n in range(3)]
+            with workers[0].handle_signals(), workers[1].handle_signals(), workers[2].handle_signals():
+                runs = asyncio.gather(*(w.run() for w in workers))
+                await asyncio.sleep(0.05)
+                os.kill(os.getpid(), sig)
+                return await asyncio.wait_for(runs, 10)
+
+    before = signal.getsignal(sig)
+    assert asyncio.run(main()) == [WorkerReport()] * 3
+    assert signal.getsignal(sig) == before  # every handler put back
