@@ -303,7 +303,7 @@ class _Loop:
             except Cancelled:
                 report.cancelled += 1
             except LeaseLost as lost:  # a report or heartbeat after the handler finished the job, too
-                self._count_lost(report, lost, claimed.id, lost)
+                self._count_lost(report, lost, claimed.id, lost, (Status.COMPLETED,))
             except (Exception, asyncio.CancelledError) as exc:  # a CancelledError only the handler's own
                 log.error(
                     "worker %s: the handler of job %s raised %s", self.worker_id, claimed.id, failure(exc),
@@ -314,7 +314,7 @@ class _Loop:
                 except Cancelled:  # cancelled as it failed: the cancel stands
                     report.cancelled += 1
                 except LeaseLost as lost:
-                    self._count_lost(report, lost, claimed.id, exc)
+                    self._count_lost(report, lost, claimed.id, exc, _FINISHED)
                 except NotFound:  # deleted (cancelled first) while it ran
                     report.lost += 1
                 else:
@@ -326,16 +326,26 @@ class _Loop:
         return report
 
     def _count_lost(
-        self, report: WorkerReport, lost: LeaseLost, generation_id: str, error: BaseException
+        self,
+        report: WorkerReport,
+        lost: LeaseLost,
+        generation_id: str,
+        error: BaseException,
+        finished: tuple[Status, ...],
     ) -> None:
-        """Count a job this worker no longer owns (``lost``: its handler's or its ``fail``'s): as the handler
-        ended it, if it completed or failed the job itself before ``error`` (logged), else lost (taken
-        back)."""
-        if lost.owner != self.worker_id or lost.current not in _FINISHED:
+        """Count a job this worker no longer owns (``lost``: its handler's or its ``fail``'s): as it ended, if
+        ``lost`` finds it ``finished`` under this worker before ``error`` (logged), else lost (taken back).
+        A handler's own ``LeaseLost`` counts only a completed job so: a failed one may be
+        ``requeue_expired``'s (its lease ran out on the last attempt, the row still naming this worker)."""
+        if lost.owner != self.worker_id or lost.current not in finished:
             report.lost += 1
             return
         log.error(
-            "worker %s: the handler finished job %s, then: %s", self.worker_id, generation_id, failure(error)
+            "worker %s: job %s was %s already when its handler raised %s",
+            self.worker_id,
+            generation_id,
+            lost.current,
+            failure(error),
         )
         if lost.current == Status.COMPLETED:
             report.done += 1

@@ -29,7 +29,7 @@ from musicstore import DatabaseBusy, InvalidInput, Status, Store, worker
 from musicstore.aio import AsyncStore
 from musicstore.models import RetryPolicy
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
-from tests.conftest import new_job
+from tests.conftest import FakeClock, new_job
 
 LOOPS = ["sync", "async"]
 
@@ -389,3 +389,21 @@ def test_nested_handle_signals_of_several_workers_stop_them_all(sqlite_url: str,
     before = signal.getsignal(sig)
     assert asyncio.run(main()) == [WorkerReport()] * 3
     assert signal.getsignal(sig) == before  # every handler put back
+
+
+def test_a_job_dead_lettered_by_its_lease_while_the_handler_blocked_is_counted_lost(sqlite_url: str) -> None:
+    # the handler's own LeaseLost on a row failed by requeue_expired (its lease ran out on the last attempt):
+    # taken back, not finished by the handler (a completed row, which only a worker makes, counts done)
+    clock = FakeClock()
+    with Store(sqlite_url, clock=clock) as store:
+        job = new_job(store)
+
+        def handler(j: Job) -> None:
+            clock.advance(120)  # blocked past its 60 s lease without a heartbeat
+            assert store.requeue_expired(max_attempts=1).failed == [j.id]
+            j.heartbeat()  # LeaseLost: the row is failed, and still names this worker
+
+        report = Worker(store, "gpu-0", handler, lease_seconds=60).run(max_jobs=1)
+        assert report == WorkerReport(lost=1)
+        dead = store.get_generation(job.id)
+        assert dead is not None and dead.status is Status.FAILED and dead.worker_id == "gpu-0"
