@@ -10,8 +10,8 @@ the generation itself (``export_generation``, ``complete_generation``). What the
 - the handler returns: the job is done (the handler completed it);
 - it raises ``Cancelled`` (the job was cancelled: its next written progress report or heartbeat says so) or
   ``LeaseLost`` (the job was taken back): the job is dropped as it stands, nothing is written (a
-  ``LeaseLost`` saying this worker's job is completed or failed, as a report after the handler completed
-  it raises, counts the job as it ended);
+  ``LeaseLost`` saying this worker's job is completed, as a report after the handler completed it raises,
+  counts the job done);
 - it raises anything else (an ``asyncio.CancelledError`` too, unless the worker's own task was cancelled:
   an await in the handler that another task cancelled): the error is logged with its traceback (ERROR,
   this module's logger) and the job is failed with it, retried while attempts remain
