@@ -365,13 +365,15 @@ def render_peaks(
     replaces an earlier one's record, its file stays) with ``Store.merge_metadata``. Raises ``NotFound``,
     ``InvalidTransition``, ``InvalidInput`` (bad resolution or bits; a master missing), ``InvalidAudio``
     (a master failing its checksum) before anything is written; ``StorageError`` when the put fails. If the
-    row cannot be recorded (deleted, no longer completed meanwhile) the error is raised and the file is left
-    for ``reconcile`` and ``cleanup``, which find peaks files by name."""
+    row cannot be recorded (deleted, no longer completed meanwhile; its file moved to another store or key
+    meanwhile, ``StorageError``: a record would name peaks its new store lacks) the error is raised and the
+    file is left for ``reconcile`` and ``cleanup``, which find peaks files by name."""
     require_store(store, "render_peaks")
     compute_peaks(np.zeros((1, 1), dtype=np.float32), 8_000, samples_per_pixel, bits=bits)  # checks first
     if not isinstance(split_channels, bool | np.bool_):  # "no" would be true: split peaks, a .split name
         raise InvalidInput(f"split_channels must be True or False, got {split_channels!r:.40}")
     generation = _generation(store, generation_id)
+    where = store.run(get_storage, generation.id)  # the master's place, which the record must still name
     with _delivery(store, generation, root, files) as delivery:
         found = delivery.locate(generation.id)
         samples, rate = _read_master(generation, found)
@@ -382,7 +384,14 @@ def render_peaks(
     assert info.checksum is not None  # a put reports the SHA-256 of what it stored
     stored = StoredPeaks(generation.id, found.files.url, key, info.size, info.checksum, peaks)
     try:
-        store.merge_metadata(generation.id, {"peaks": stored.as_metadata()})
+        with store.transaction() as tx:
+            tx.merge_metadata(generation.id, {"peaks": stored.as_metadata()})  # holds the row
+            now = tx.run(get_storage, generation.id)
+            if (now.storage_url, now.key) != (where.storage_url, where.key):  # copy-files moved it meanwhile
+                raise StorageError(
+                    f"generation {generation.id}'s file moved while its peaks were made (copy-files?); "
+                    "nothing was recorded: run render_peaks again"
+                )
     except Exception as exc:
         exc.add_note(f"the peaks were put at {key} in {found.files.url} but not recorded in the row")
         raise

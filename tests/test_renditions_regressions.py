@@ -195,3 +195,39 @@ def test_an_mp3_of_a_clip_near_float32_s_largest_keeps_its_ceiling(tmp_path: Pat
     assert result.status in ("normalized", "limited")
     assert result.true_peak <= result.profile.ceiling_dbtp
     assert abs(result.loudness - result.profile.target_lufs) <= result.profile.tolerance_lu
+
+
+def test_render_peaks_records_nothing_when_copy_files_moves_the_master_meanwhile(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # render_peaks put the peaks beside the master it read, then recorded them in metadata["peaks"] (a key,
+    # no store) whatever the row said by then: when copy-files moved the row to another store meanwhile, the
+    # record named a peaks file its new store lacks (a dangling record, dropped by reconcile --repair)
+    from musicstore import rendering
+    from musicstore.errors import StorageError
+    from musicstore.maintenance.relocate import copy_files
+    from musicstore.ops.storage import get_storage
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    done = exported(store, old)
+    compute = rendering.compute_peaks
+
+    def computed_while_moved(*args: Any, **kwargs: Any) -> Any:
+        peaks = compute(*args, **kwargs)
+        if args[0].size > 1:  # the master's, not the call's argument check
+            assert copy_files(store, new).rows_updated == 1
+        return peaks
+
+    monkeypatch.setattr(rendering, "compute_peaks", computed_while_moved)
+    recorded = done.metadata["peaks"]  # the export's, which copy-files carries with the master
+    with pytest.raises(StorageError, match="moved while its peaks were made"):
+        render_peaks(store, done.id, root=old, samples_per_pixel=512)
+    row = store.get_generation(done.id)
+    assert row is not None and row.metadata["peaks"] == recorded
+    assert (new / recorded["key"]).is_file()
+    assert store.run(get_storage, done.id).storage_url == new.absolute().as_uri()
+    monkeypatch.setattr(rendering, "compute_peaks", compute)
+    again = render_peaks(store, done.id, root=new, samples_per_pixel=512)  # again: beside the moved master
+    assert (new / again.key).is_file()
+    row = store.get_generation(done.id)
+    assert row is not None and row.metadata["peaks"]["key"] == again.key
