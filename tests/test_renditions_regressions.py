@@ -210,7 +210,7 @@ def test_render_peaks_records_nothing_when_copy_files_moves_the_master_meanwhile
 
     old, new = tmp_path / "old", tmp_path / "new"
     done = exported(store, old)
-    compute = rendering.compute_peaks
+    from musicstore.audio.peaks import compute_peaks as compute
 
     def computed_while_moved(*args: Any, **kwargs: Any) -> Any:
         peaks = compute(*args, **kwargs)
