@@ -6,7 +6,12 @@
 - an ``AsyncWorker`` handler whose own await was cancelled (a future another task cancelled: the model
   server's request, an executor shut down) while the worker's task was not: the ``CancelledError`` ended
   ``run`` with the job left processing, where ``Worker`` fails such a job (``concurrent.futures``'
-  ``CancelledError`` is an ``Exception``) and goes on.
+  ``CancelledError`` is an ``Exception``) and goes on;
+- a job the handler completed, then reported progress on (``LeaseLost``), counted lost;
+- a handler's error not logged at all (its traceback lost; nothing kept when the job was cancelled meanwhile);
+- ``claim_options`` and ``handle_signals``' signals checked only at use (a bare TypeError or OSError, a
+  SIGTERM handler left installed), and nested ``handle_signals`` blocks of several workers stopping only the
+  last.
 """
 
 from __future__ import annotations
