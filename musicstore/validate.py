@@ -212,7 +212,8 @@ def moment(value: object, what: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(f"{what} must be timezone-aware (UTC), got the naive {value!r}")
     try:
-        return value.astimezone(UTC)  # years 1 to 9999 in UTC too
+        # fold=0 as a read's: astimezone returns a moment already in UTC as itself, fold=1 and all
+        return value.astimezone(UTC).replace(fold=0)  # years 1 to 9999 in UTC too
     except OverflowError:
         raise InvalidInput(f"{what} {value.isoformat()} lies outside the years 1 to 9999 in UTC") from None
 

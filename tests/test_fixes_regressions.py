@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from musicstore import Generation, InvalidInput, Status, Store
@@ -514,6 +514,7 @@ _MOMENTS = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200,
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(now=_MOMENTS, zone=_ZONES, later=st.none() | _MOMENTS, later_zone=_ZONES)
+@example(now=datetime(2000, 1, 1, fold=1), zone=UTC, later=datetime(2001, 1, 1, fold=1), later_zone=UTC)
 def test_a_created_generation_equals_its_read_zone_and_all(
     store: Store,
     *,
