@@ -151,28 +151,35 @@ def _task_cancelled() -> bool:
     return task is None or task.cancelling() > 0
 
 
-def _claim_options(options: object) -> dict[str, Any]:
-    """``claim_options`` checked when the worker is made, not at its first claim: ``claim_next``'s
-    ``owner_limit``, the one option the loop does not set itself (the lease is ``lease_seconds``, which the
-    job's progress and heartbeat extend by too; the loop does its own waiting)."""
+def _claim_options(options: object, lease_seconds: float) -> tuple[dict[str, Any], float]:
+    """``claim_options`` checked when the worker is made, not at its first claim, and the worker's lease:
+    ``claim_next``'s ``owner_limit`` (the loop does its own waiting) and ``lease_seconds``, which becomes the
+    worker's lease (the one its jobs' progress and heartbeat extend by too) unless the worker was given
+    another one (InvalidInput: two leases)."""
     if options is None:
-        return {}
+        return {}, lease_seconds
     if not isinstance(options, Mapping):
         raise InvalidInput(
-            f"claim_options must be a dict (owner_limit) or None, got {type(options).__name__}"
+            f"claim_options must be a dict (owner_limit, lease_seconds) or None, got {type(options).__name__}"
         )
     checked = dict(options)
     for key in checked:
-        if key == "lease_seconds":
+        if key not in ("owner_limit", "lease_seconds"):
             raise InvalidInput(
-                "claim_options cannot hold lease_seconds: pass the worker's lease_seconds=, which its jobs' "
-                "progress and heartbeat extend the lease by too"
+                f"claim_options takes owner_limit and lease_seconds only (the worker waits itself), "
+                f"got {key!r}"
             )
-        if key != "owner_limit":
-            raise InvalidInput(f"claim_options takes owner_limit only (the worker waits itself), got {key!r}")
     if checked.get("owner_limit") is not None:
         validate.integer(checked["owner_limit"], "owner_limit", 0, MAX_OWNER_LIMIT)
-    return checked
+    if "lease_seconds" in checked:
+        lease = validate.seconds(checked.pop("lease_seconds"), "lease_seconds")
+        if lease_seconds not in (DEFAULT_LEASE_SECONDS, lease):
+            raise InvalidInput(
+                f"two leases: lease_seconds={lease_seconds:g} and claim_options' lease_seconds={lease:g}; "
+                "give the worker one"
+            )
+        lease_seconds = lease
+    return checked, lease_seconds
 
 
 class _Stopping:
@@ -222,9 +229,9 @@ class _Loop:
         backoff: RetryPolicy | None,
     ) -> None:
         self.worker_id = validate.name(worker_id, "worker_id") or worker_id
-        self.lease_seconds = validate.seconds(lease_seconds, "lease_seconds")
+        lease = validate.seconds(lease_seconds, "lease_seconds")
+        self.claim_options, self.lease_seconds = _claim_options(claim_options, lease)
         self.max_attempts = validate.integer(max_attempts, "max_attempts", 1)
-        self.claim_options = _claim_options(claim_options)
         if backoff is not None and not isinstance(
             backoff, RetryPolicy
         ):  # checked now, not at a job's failure
@@ -403,7 +410,8 @@ class Job:
 class Worker(_Loop):
     """Claims and runs jobs one at a time with ``handler`` until stopped (or ``max_jobs`` were claimed).
 
-    ``lease_seconds`` and ``claim_options`` (``owner_limit``, checked when made) go to each claim;
+    ``lease_seconds`` and ``claim_options`` (``owner_limit``, ``lease_seconds``; checked when made) go to
+    each claim;
     ``max_attempts`` and ``backoff`` to the ``fail`` of a job whose handler raised. An ``async def`` handler
     is refused (InvalidInput): ``AsyncWorker`` runs it.
     """

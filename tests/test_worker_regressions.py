@@ -302,7 +302,7 @@ def test_a_handler_error_is_logged_with_its_traceback_whatever_became_of_the_job
         ({"owner_limt": 3}, "owner_limit"),  # a misspelt option: a bare TypeError at the first claim
         ({"wait": 5}, "owner_limit"),  # the worker waits itself
         ({"owner_limit": -1}, "owner_limit"),  # InvalidInput only at the first claim
-        ({"lease_seconds": 5}, "lease_seconds"),  # claimed for 5 s, extended by 300 s at each report
+        ({"lease_seconds": 0}, "lease_seconds"),  # a bad lease, found only at the first claim
         (["owner_limit"], "dict"),
     ],
 )
@@ -333,6 +333,20 @@ def test_good_claim_options_still_reach_each_claim(sqlite_url: str) -> None:
             store, "gpu-0", lambda job: done.append(job.id), claim_options={"owner_limit": 1}
         ).run(max_jobs=1)
         assert report == WorkerReport(done=1) and done == [first.id]
+
+
+def test_a_lease_in_claim_options_is_the_workers_lease(sqlite_url: str) -> None:
+    # claim_options={"lease_seconds": 5} claimed each job for 5 s while job.progress and job.heartbeat
+    # extended it by the worker's lease_seconds (300 s by default): it is now the worker's lease, for both
+    with Store(sqlite_url) as store:
+        worker = Worker(
+            store, "gpu-0", lambda job: None, claim_options={"lease_seconds": 5, "owner_limit": 2}
+        )
+        assert worker.lease_seconds == 5 and worker.claim_options == {"owner_limit": 2}
+        same = Worker(store, "gpu-0", lambda job: None, lease_seconds=5, claim_options={"lease_seconds": 5})
+        assert same.lease_seconds == 5 and same.claim_options == {}
+        with pytest.raises(InvalidInput, match="two leases"):
+            Worker(store, "gpu-0", lambda job: None, lease_seconds=60, claim_options={"lease_seconds": 5})
 
 
 @pytest.mark.parametrize("loop", LOOPS)
