@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from . import validate
 from .errors import MigrationError
 from .masking import is_secret_parameter
+from .processes import alive
 from .queries import data_dir, execute, load
 from .urls import resolve, without_password
 
@@ -286,21 +287,10 @@ def _drop_dead_holders_lock(backend: Any) -> None:
     was one transaction, rolled back. The delete names that pid: a lock taken since is kept.
     """
     holder = _lock_holder(backend, "sqlite")
-    if holder is None or _alive(holder[0]):
+    if holder is None or alive(holder[0]):
         return
     with backend.transaction():
         execute(backend.connection, _queries("sqlite")["drop_migration_lock"], {"pid": holder[0]})
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process ``pid`` runs on this host (one of another user's counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _up_to_date(backend: Any, dialect: str) -> bool:

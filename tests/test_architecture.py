@@ -11,7 +11,17 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "musicstore"
 
 LAYERS = {
-    "vocabulary": ["errors", "models", "ids", "validate", "urls", "storage_names", "masking", "interrupt"],
+    "vocabulary": [
+        "errors",
+        "models",
+        "ids",
+        "validate",
+        "urls",
+        "storage_names",
+        "masking",
+        "interrupt",
+        "processes",
+    ],
     "database": ["queries", "ops", "runner", "store", "aio", "migrate", "compat", "backends", "waiting"],
     "files": ["filestore"],
     "audio": ["audio"],

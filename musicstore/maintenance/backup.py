@@ -31,6 +31,7 @@ from typing import Literal
 from .. import validate
 from ..errors import InvalidInput, StorageError
 from ..filestore.fsync import fsync
+from ..processes import alive
 from ..urls import resolve, without_password
 
 PGDUMP_HINT = (
@@ -243,20 +244,6 @@ def _temp_beside(destination: Path) -> Path:
     return destination.with_name(f".{destination.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
 
 
-def _alive(pid: int) -> bool:
-    """Whether a process ``pid`` runs on this machine (one of another user counts; so does a pid no process
-    can have, so that such a name is never taken for a dead one's)."""
-    if not 0 < pid < 2**31:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_dead_temps(destination: Path) -> None:
     """Remove the temps that a backup or restore to ``destination`` killed before it finished (SIGKILL, a
     power cut) left beside it, with their SQLite ``-journal``/``-wal``/``-shm``: only regular files named
@@ -272,7 +259,7 @@ def _remove_dead_temps(destination: Path) -> None:
                 for entry in entries
                 if (match := pattern.fullmatch(entry.name))
                 and entry.is_file(follow_symlinks=False)
-                and not _alive(int(match[1]))
+                and not alive(int(match[1]))
             ]
         for name in stale:
             (folder / name).unlink(missing_ok=True)

@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..processes import alive
+
 OWNER = "owner"
 """The file in each folder naming its maker: ``PID START`` (START: its start time in clock ticks since boot,
 ``-`` where unknown)."""
@@ -30,13 +32,7 @@ def _started(pid: int) -> str:
 
 def _alive(pid: int, started: str) -> bool:
     """Whether the process that made a folder runs: pid ``pid``, started at ``started``."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # another user's: it runs
-    return started == "-" or _started(pid) in (started, "-")
+    return alive(pid) and (started == "-" or _started(pid) in (started, "-"))
 
 
 def _stale(folder: Path) -> bool:
