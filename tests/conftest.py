@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from musicstore import Generation, masking
+from musicstore import Generation, Store, masking
 from musicstore.filestore import FileStore, open_filestore
 from musicstore.testing import FakeClock
 
@@ -73,6 +73,16 @@ def where(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FileStore]
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def target_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """An empty migrated store on each backend, beside the SQLite source (a copy's target)."""
+    if request.param == "sqlite":
+        url = sqlite_url.replace(".db", "-target.db")
+        Store(url, migrate=True).close()
+        return url
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture

@@ -103,16 +103,6 @@ OTHER_TEXT = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def target_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
-    """An empty migrated store on each backend, beside the SQLite source."""
-    if request.param == "sqlite":
-        url = sqlite_url.replace(".db", "-target.db")
-        Store(url, migrate=True).close()
-        return url
-    return str(request.getfixturevalue("postgres_url"))
-
-
 @pytest.mark.parametrize("case", OTHER_TEXT, ids=[f"{t}.{c}" for t, c, _ in OTHER_TEXT])
 def test_copy_store_checks_every_column_before_it_copies(
     sqlite_url: str, target_url: str, clock: FakeClock, case: tuple[str, str, str]

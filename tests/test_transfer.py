@@ -83,16 +83,6 @@ BAD_TEXT = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def target_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
-    """An empty migrated store on each backend, beside the SQLite source."""
-    if request.param == "sqlite":
-        url = sqlite_url.replace(".db", "-target.db")
-        Store(url, migrate=True).close()
-        return url
-    return str(request.getfixturevalue("postgres_url"))
-
-
 @pytest.mark.parametrize("case", BAD_TEXT, ids=[f"{t}.{c}" for t, c, *_ in BAD_TEXT])
 def test_a_row_the_target_cannot_store_is_named_and_nothing_is_copied(
     sqlite_url: str, target_url: str, clock: FakeClock, case: tuple[str, str, str, str]
