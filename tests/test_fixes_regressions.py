@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -649,6 +653,24 @@ def test_a_sqlite_migration_waits_for_another_writer_no_longer_than_lock_timeout
     assert writes and max(writes) <= 500
 
 
+@contextmanager
+def _running(command: list[str], **options: Any) -> Iterator[subprocess.Popen[str]]:
+    """``command`` started in text mode, killed at the end if a failed step left it running."""
+    process = subprocess.Popen(command, text=True, **options)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _terminated(process: subprocess.Popen[str]) -> str:
+    """SIGTERM to ``process``; what it wrote on stderr until it ended."""
+    process.send_signal(signal.SIGTERM)
+    return process.communicate(timeout=60)[1]
+
+
 # --- SIGTERM during `musicstore migrate` releases the lock, as Ctrl-C does ----------------------------------
 
 
@@ -657,8 +679,6 @@ def test_sigterm_during_migrate_releases_the_lock_and_exits_143(postgres_url: st
     its lock row stayed, and every later migrate waited lock_timeout, then told the user to `yoyo break-lock`.
     Now SIGTERM is handled as Ctrl-C is: the migration rolls back, the lock is released, `musicstore:
     terminated`, exit code 143 (128 + SIGTERM)."""
-    import signal
-    import subprocess
     import sys
     import time
 
@@ -671,8 +691,7 @@ def test_sigterm_during_migrate_releases_the_lock_and_exits_143(postgres_url: st
     with psycopg.connect(postgres_url) as blocker:
         blocker.execute("LOCK TABLE owner_lanes IN ACCESS SHARE MODE")  # the ALTER waits behind it
         command = [sys.executable, "-m", "musicstore", "migrate", "--database", postgres_url]
-        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-        try:
+        with _running(command, stderr=subprocess.PIPE) as process:
             with psycopg.connect(postgres_url, autocommit=True) as watcher:
                 for _ in range(600):  # until the migration waits for the table, lock row taken
                     waiting = watcher.execute(
@@ -687,12 +706,7 @@ def test_sigterm_during_migrate_releases_the_lock_and_exits_143(postgres_url: st
                     pytest.fail("the migration never waited for owner_lanes")
                 held = watcher.execute("SELECT pid FROM yoyo_lock").fetchall()
                 assert held == [(process.pid,)]
-            process.send_signal(signal.SIGTERM)
-            _, err = process.communicate(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            err = _terminated(process)
     assert (process.returncode, err) == (143, "musicstore: terminated\n")
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         assert conn.execute("SELECT pid FROM yoyo_lock").fetchall() == []
@@ -813,9 +827,7 @@ def test_sigterm_during_a_backup_removes_its_temp_copy_and_exits_143(tmp_path: P
     timeout died at once and left its hidden temp copy in the destination's folder for ever. Every command now
     unwinds on SIGTERM as on Ctrl-C: the temp copy is removed, nothing is at the destination, `musicstore:
     terminated`, exit code 143."""
-    import signal
     import sqlite3
-    import subprocess
     import sys
 
     source = tmp_path / "live.db"
@@ -835,17 +847,11 @@ def test_sigterm_during_a_backup_removes_its_temp_copy_and_exits_143(tmp_path: P
         f"sqlite:///{source}",
         str(destination),
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with _running(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         assert process.stdout is not None
         assert process.stdout.readline() == "copying\n"  # the copy has begun: its temp file is there
         assert [p.name for p in out.iterdir()] != []
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        err = _terminated(process)
     assert (process.returncode, err) == (143, "musicstore: terminated\n")
     assert list(out.iterdir()) == []  # no temp copy, no destination
 
@@ -854,8 +860,6 @@ def test_sigterm_stops_serve_gracefully_with_exit_code_0(sqlite_url: str) -> Non
     """`serve` under SIGTERM shuts down as uvicorn does (its own handler while it serves: the requests in
     flight finished), and that is a clean stop: exit code 0, nothing on stderr, as after a Ctrl-C. (It died of
     the signal uvicorn raised again after its shutdown, -15, while SIGTERM kept its default.)"""
-    import signal
-    import subprocess
     import sys
     import time
     import urllib.request
@@ -865,8 +869,7 @@ def test_sigterm_stops_serve_gracefully_with_exit_code_0(sqlite_url: str) -> Non
     port = free_port()
     command = [sys.executable, "-m", "musicstore", "serve", "--database", sqlite_url, "--port", str(port)]
     command += ["--log-level", "critical"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with _running(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         for _ in range(400):
             assert process.poll() is None
             try:
@@ -877,10 +880,5 @@ def test_sigterm_stops_serve_gracefully_with_exit_code_0(sqlite_url: str) -> Non
                 time.sleep(0.05)
         else:
             pytest.fail("the dashboard never answered")
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        err = _terminated(process)
     assert (process.returncode, err) == (0, "")
