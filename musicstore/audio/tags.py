@@ -156,17 +156,49 @@ def _info_chunk(provenance: Provenance) -> bytes:
     return b"LIST" + struct.pack("<I", len(body)) + body
 
 
-def _append_chunk(wav: bytes, chunk: bytes) -> bytes:
+def _replace_info(wav: bytes, chunk: bytes | None) -> bytes:
+    """``wav`` without its ``LIST/INFO`` chunks (a tagging before, another writer's), ``chunk`` added."""
     if wav[:4] != b"RIFF" or wav[8:12] != b"WAVE":
         raise InvalidInput("not a RIFF/WAVE file: cannot add an INFO chunk")
-    riff = wav[: 8 + struct.unpack("<I", wav[4:8])[0]]
-    riff += b"\x00" if len(riff) % 2 else b""
-    out = riff + chunk
-    return out[:4] + struct.pack("<I", len(out) - 8) + out[8:]
+    end = min(len(wav), 8 + struct.unpack("<I", wav[4:8])[0])
+    out, position = bytearray(wav[:12]), 12
+    while position + 8 <= end:
+        size = struct.unpack("<I", wav[position + 4 : position + 8])[0]
+        piece = wav[position : position + 8 + size + size % 2]
+        if not (piece[:4] == b"LIST" and piece[8:12] == b"INFO"):
+            out += piece + (b"\x00" if len(piece) % 2 else b"")  # a cut last chunk, padded
+        position += 8 + size + size % 2
+    out += wav[position:end] + (chunk or b"")
+    return bytes(out[:4] + struct.pack("<I", len(out) - 8) + out[8:])
+
+
+_TEXT_KEYS = (
+    *(key for key, _ in _FIELDS),
+    "SEED",
+    "CREATION_TIME",
+    "REPLAYGAIN_TRACK_GAIN",
+    "REPLAYGAIN_TRACK_PEAK",
+)
+_VORBIS_KEYS = ("TITLE", "COMMENT", "DATE", "R128_TRACK_GAIN", *_TEXT_KEYS)
+"""Every Vorbis comment ``embed`` writes: each is replaced (removed where it has no value now)."""
+_ID3_FRAMES = ("TIT2", "COMM", "TDRC", *(f"TXXX:{key}" for key in _TEXT_KEYS))
+"""Every ID3 frame ``embed`` writes, by its hash key."""
 
 
 def embed(data: bytes, fmt: str, provenance: Provenance | None, loudness: LoudnessTags | None) -> bytes:
-    """``data`` (an encoded ``mp3``, ``opus``, ``vorbis``, ``flac`` or ``wav`` file) with the tags added."""
+    """``data`` (an encoded ``mp3``, ``opus``, ``vorbis``, ``flac`` or ``wav`` file) with the tags added.
+
+    Tags it wrote before are replaced, a key with no value now removed (a WAV keeps one ``LIST/INFO``
+    chunk, its own); ``InvalidInput`` when ``data`` is not a file of that format."""
+    if fmt not in ("opus", "vorbis", "flac", "mp3", "wav"):
+        raise InvalidInput(f"cannot tag format {fmt!r}")
+    try:
+        return _embed(data, fmt, provenance, loudness)
+    except _mutagen("_util").MutagenError as exc:  # the base of every error of its formats
+        raise InvalidInput(f"cannot tag this {fmt} file: it is not a valid one ({exc})") from exc
+
+
+def _embed(data: bytes, fmt: str, provenance: Provenance | None, loudness: LoudnessTags | None) -> bytes:
     buffer = io.BytesIO(data)
     if fmt in ("opus", "vorbis", "flac"):
         module, name = {
@@ -177,6 +209,9 @@ def embed(data: bytes, fmt: str, provenance: Provenance | None, loudness: Loudne
         handler = getattr(_mutagen(module), name)(buffer)
         if handler.tags is None:
             handler.add_tags()
+        for key in _VORBIS_KEYS:
+            if key in handler.tags:
+                del handler.tags[key]
         for key, value in vorbis_comments(provenance, loudness, opus=fmt == "opus").items():
             handler.tags[key] = [value]
         buffer.seek(0)
@@ -185,17 +220,17 @@ def embed(data: bytes, fmt: str, provenance: Provenance | None, loudness: Loudne
     if fmt == "mp3":
         _id3(provenance, loudness).save(buffer, v2_version=4, v1=0)
         return buffer.getvalue()
-    if fmt == "wav":
-        if provenance is not None:
-            buffer = io.BytesIO(_append_chunk(data, _info_chunk(provenance)))
-        wave = _mutagen("wave").WAVE(buffer)
+    buffer = io.BytesIO(_replace_info(data, None if provenance is None else _info_chunk(provenance)))
+    wave = _mutagen("wave").WAVE(buffer)
+    if wave.tags is None:
         wave.add_tags()
-        for frame in _id3(provenance, loudness).values():
-            wave.tags.add(frame)
-        buffer.seek(0)
-        wave.save(buffer, v2_version=4)
-        return buffer.getvalue()
-    raise InvalidInput(f"cannot tag format {fmt!r}")
+    for key in _ID3_FRAMES:
+        wave.tags.delall(key)
+    for frame in _id3(provenance, loudness).values():
+        wave.tags.add(frame)
+    buffer.seek(0)
+    wave.save(buffer, v2_version=4)
+    return buffer.getvalue()
 
 
 MASTER_FORMATS = {".wav": "wav", ".flac": "flac"}
@@ -228,7 +263,10 @@ def tag_master(path: str | Path, provenance: Provenance, loudness_lufs: float, t
     if fmt is None:
         raise InvalidInput(f"{target.name}: a master to tag is a .wav or .flac file")
     peak = 10.0 ** (true_peak_dbtp / 20.0) if math.isfinite(true_peak_dbtp) else 0.0
-    tagged = embed(target.read_bytes(), fmt, provenance, LoudnessTags(loudness_lufs, peak))
+    try:
+        tagged = embed(target.read_bytes(), fmt, provenance, LoudnessTags(loudness_lufs, peak))
+    except InvalidInput as exc:
+        raise InvalidInput(f"{target.name}: {exc}") from exc
     return write_bytes_atomic(target, tagged)
 
 

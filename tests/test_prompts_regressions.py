@@ -1,0 +1,88 @@
+"""Regressions found by the prompts/URLs/tags hunt.
+
+- ``tag_master`` on a WAV master tagged before (or holding another writer's ``LIST/INFO`` chunk) replaces its
+  tags, as on FLAC: one ``LIST/INFO`` chunk, one ``id3 `` chunk, the new prompt read back; before, it raised
+  mutagen's bare ``error: an ID3 tag already exists``; a FLAC kept the first tagging's ``SEED`` (or model
+  version, generation id, creation time) where the second provenance had none. A file that is not the
+  format its name says is ``InvalidInput`` naming it, not mutagen's own error (``FLACNoHeaderError``).
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+from mutagen.flac import FLAC
+from mutagen.wave import WAVE
+
+from musicstore.audio.tags import Provenance, read_wav_info, tag_master
+from musicstore.errors import InvalidInput
+
+pytest.importorskip("mutagen")
+
+
+def _chunks(path: Path) -> list[bytes]:
+    """The ids of a RIFF file's top-level chunks (``LIST`` as ``LIST/INFO`` where it is one)."""
+    data = path.read_bytes()
+    out, position = [], 12
+    while position + 8 <= len(data):
+        key, size = data[position : position + 4], struct.unpack("<I", data[position + 4 : position + 8])[0]
+        out.append(key + b"/" + data[position + 8 : position + 12] if key == b"LIST" else key)
+        position += 8 + size + size % 2
+    return out
+
+
+def _master(path: Path) -> Path:
+    x = (np.random.default_rng(0).standard_normal((4800, 2)) * 0.1).astype(np.float32)
+    sf.write(path, x, 48_000, subtype="PCM_16")
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_tagging_a_tagged_master_again_replaces_its_tags(tmp_path: Path, suffix: str) -> None:
+    path = _master(tmp_path / f"master{suffix}")
+    before, _ = sf.read(path, dtype="float32")
+    tag_master(path, Provenance("first prompt", model_name="m1", seed=1), -20.0, -1.0)
+    size = tag_master(path, Provenance("second prompt\nline two", model_name="m2"), -14.0, -0.5)
+    assert size == path.stat().st_size
+    after, _ = sf.read(path, dtype="float32")
+    assert np.array_equal(before, after)
+    if suffix == ".wav":
+        assert _chunks(path).count(b"LIST/INFO") == 1 and _chunks(path).count(b"id3 ") == 1
+        assert read_wav_info(path)["INAM"] == "second prompt\nline two"
+        tags: Any = WAVE(path).tags  # type: ignore[no-untyped-call]
+        assert tags["TIT2"].text == ["second prompt\nline two"]
+        assert {frame.desc: frame.text for frame in tags.getall("TXXX")}.get("SEED") is None
+        assert tags.getall("TXXX:MODEL")[0].text == ["m2"]
+        assert tags.getall("TXXX:REPLAYGAIN_TRACK_GAIN")[0].text == ["-4.00 dB"]
+    else:
+        flac = FLAC(path)  # type: ignore[no-untyped-call]
+        assert flac["TITLE"] == ["second prompt\nline two"] and flac["MODEL"] == ["m2"]
+        assert flac["REPLAYGAIN_TRACK_GAIN"] == ["-4.00 dB"]
+        assert "SEED" not in flac  # the first tagging's seed, which the second provenance has not
+
+
+def test_a_wav_master_with_another_writers_info_chunk_gets_one(tmp_path: Path) -> None:
+    path = _master(tmp_path / "master.wav")
+    data = bytearray(path.read_bytes())
+    text = b"Lavf60\x00"
+    info = b"INFO" + b"ISFT" + struct.pack("<I", len(text)) + text + b"\x00"
+    data += b"LIST" + struct.pack("<I", len(info)) + info
+    data[4:8] = struct.pack("<I", len(data) - 8)
+    path.write_bytes(bytes(data))
+    tag_master(path, Provenance("a prompt"), -18.0, -1.0)
+    assert _chunks(path).count(b"LIST/INFO") == 1
+    assert read_wav_info(path) == {"INAM": "a prompt", "ICMT": "a prompt", "ISFT": "musicstore"}
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_a_master_that_is_not_its_format_is_invalid_input(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"master{suffix}"
+    path.write_bytes(b"RIFF\x04\x00\x00\x00WAVE" if suffix == ".flac" else b"fLaC" + bytes(64))
+    with pytest.raises(InvalidInput, match=path.name):
+        tag_master(path, Provenance("a prompt"), -18.0, -1.0)
+    assert path.read_bytes()[:4] in (b"RIFF", b"fLaC")
