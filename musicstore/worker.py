@@ -11,17 +11,22 @@ the generation itself (``export_generation``, ``complete_generation``). What the
 - it raises ``Cancelled`` (the job was cancelled: its next written progress report or heartbeat says so) or
   ``LeaseLost`` (the job was taken back): the job is dropped as it stands, nothing is written (a
   ``LeaseLost`` saying this worker's job is completed, as a report after the handler completed it raises,
-  counts the job done);
+  counts the job done; one after the handler retried or failed the job itself counts it failed);
 - it raises anything else (an ``asyncio.CancelledError`` too, unless the worker's own task was cancelled:
   an await in the handler that another task cancelled): the error is logged with its traceback (ERROR,
   this module's logger) and the job is failed with it, retried while attempts remain
   (``fail(retry=True, max_attempts=..., backoff=...)``: with a ``RetryPolicy``, not claimed again before
   its backoff); a job deleted meanwhile (``NotFound``: cancelled and deleted while it ran) is dropped, and
-  a job the handler completed (or failed) itself before it raised is counted as it ended (the error is
-  logged). A handler that returns what its loop cannot run is such an error (``InvalidInput``): an
-  ``AsyncWorker``'s that returns no awaitable (a plain function: it belongs to ``Worker``), a ``Worker``'s
-  that returns an awaitable (its work never ran: it belongs to ``AsyncWorker``); that job is failed (with
-  retry) and ``run`` then raises the error, since every job would end alike.
+  a job the handler completed, failed or retried itself before it raised (``complete_generation``, a
+  ``fail`` such as ``export_generation(..., on_error="retry")``'s) is counted as it ended, done or failed
+  (the error is logged), even when another worker claimed it again meanwhile. The worker learns of the
+  handler's ``fail`` from the write itself (``ops.jobs.watching``: any thread or task of this process, not
+  another process), not from the row, which after a retry looks as after ``requeue_expired``: a job taken
+  back (requeued, or failed on its last attempt) is ``lost``. A handler that returns what its loop cannot
+  run is such an error (``InvalidInput``): an ``AsyncWorker``'s that returns no awaitable (a plain
+  function: it belongs to ``Worker``), a ``Worker``'s that returns an awaitable (its work never ran: it
+  belongs to ``AsyncWorker``); that job is failed (with retry) and ``run`` then raises the error, since
+  every job would end alike.
 
 A claim that waited past the store's busy timeout (``DatabaseBusy``: another writer held SQLite's lock, or
 every pooled PostgreSQL connection was in use) is logged and tried again after a pause of
@@ -59,7 +64,7 @@ from . import validate, waiting
 from .errors import Cancelled, DatabaseBusy, InvalidInput, LeaseLost, NotFound
 from .models import Generation, RetryPolicy, Status
 from .ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS
-from .ops.jobs import MAX_OWNER_LIMIT
+from .ops.jobs import MAX_OWNER_LIMIT, watching
 from .store import Store
 
 if TYPE_CHECKING:
@@ -123,8 +128,6 @@ class Pause:
 
 
 WorkerStep = Claim | Handle | Fail | Pause
-_FINISHED = (Status.COMPLETED, Status.FAILED)
-"""What a handler may have made of its job before it raised (its ``complete_generation``, its ``fail``)."""
 Plan = Generator[WorkerStep, Any, WorkerReport]
 
 
@@ -305,31 +308,32 @@ class _Loop:
                 continue
             if claimed is None:
                 continue
-            try:
-                yield Handle(claimed)
-            except Cancelled:
-                report.cancelled += 1
-            except LeaseLost as lost:  # a report or heartbeat after the handler finished the job, too
-                self._count_lost(report, lost, claimed.id, lost, (Status.COMPLETED,))
-            except (Exception, asyncio.CancelledError) as exc:  # a CancelledError only the handler's own
-                log.error(
-                    "worker %s: the handler of job %s raised %s", self.worker_id, claimed.id, failure(exc),
-                    exc_info=exc,
-                )  # fmt: skip
+            with watching(claimed.id, self.worker_id) as attempt:  # what the handler's own fail made of it
                 try:
-                    yield from self._fail(Fail(claimed.id, failure(exc), retry))
-                except Cancelled:  # cancelled as it failed: the cancel stands
+                    yield Handle(claimed)
+                except Cancelled:
                     report.cancelled += 1
-                except LeaseLost as lost:
-                    self._count_lost(report, lost, claimed.id, exc, _FINISHED)
-                except NotFound:  # deleted (cancelled first) while it ran
-                    report.lost += 1
+                except LeaseLost as lost:  # a report or heartbeat after the handler ended the job, too
+                    self._count_lost(report, lost, claimed.id, lost, attempt.ended)
+                except (Exception, asyncio.CancelledError) as exc:  # a CancelledError only the handler's own
+                    log.error(
+                        "worker %s: the handler of job %s raised %s", self.worker_id, claimed.id,
+                        failure(exc), exc_info=exc,
+                    )  # fmt: skip
+                    try:
+                        yield from self._fail(Fail(claimed.id, failure(exc), retry))
+                    except Cancelled:  # cancelled as it failed: the cancel stands
+                        report.cancelled += 1
+                    except LeaseLost as lost:  # the worker's fail noted nothing: it matched no row
+                        self._count_lost(report, lost, claimed.id, exc, attempt.ended)
+                    except NotFound:  # deleted (cancelled first) while it ran
+                        report.lost += 1
+                    else:
+                        report.failed += 1
+                    if exc is self._misfit:  # the wrong loop for this handler: every job would end alike
+                        raise exc
                 else:
-                    report.failed += 1
-                if exc is self._misfit:  # the wrong loop for this handler: every job would end alike
-                    raise exc
-            else:
-                report.done += 1
+                    report.done += 1
         return report
 
     def _count_lost(
@@ -338,26 +342,33 @@ class _Loop:
         lost: LeaseLost,
         generation_id: str,
         error: BaseException,
-        finished: tuple[Status, ...],
+        ended: Status | None,
     ) -> None:
-        """Count a job this worker no longer owns (``lost``: its handler's or its ``fail``'s): as it ended, if
-        ``lost`` finds it ``finished`` under this worker before ``error`` (logged), else lost (taken back).
-        A handler's own ``LeaseLost`` counts only a completed job so: a failed one may be
-        ``requeue_expired``'s (its lease ran out on the last attempt, the row still naming this worker)."""
-        if lost.owner != self.worker_id or lost.current not in finished:
-            report.lost += 1
-            return
-        log.error(
-            "worker %s: job %s was %s already when its handler raised %s",
-            self.worker_id,
-            generation_id,
-            lost.current,
-            failure(error),
-        )
-        if lost.current == Status.COMPLETED:
+        """Count a job this worker no longer owns (``lost``: its handler's or its ``fail``'s) as it ended
+        before ``error`` (logged): done if ``lost`` finds it completed under this worker, failed if a
+        ``fail`` of this process ended this attempt while the handler ran (``ended``: pending, the handler
+        retried it itself, or failed), else lost: taken back (``requeue_expired``, which clears the worker's
+        id as a retry does, or fails the job keeping it as a ``fail`` does), or its worker's id changed."""
+        if lost.owner == self.worker_id and lost.current == Status.COMPLETED:
+            log.error(
+                "worker %s: job %s was completed already when its handler raised %s",
+                self.worker_id,
+                generation_id,
+                failure(error),
+            )
             report.done += 1
-        else:
+        elif ended is not None:
+            log.error(
+                "worker %s: the handler had %s job %s itself (now %s) when it raised %s",
+                self.worker_id,
+                "retried" if ended == Status.PENDING else "failed",
+                generation_id,
+                lost.current,
+                failure(error),
+            )
             report.failed += 1
+        else:
+            report.lost += 1
 
     def _fail(self, step: Fail) -> Generator[WorkerStep, Any, None]:
         """``step``, tried again after a pause while it waits past the busy timeout (``DatabaseBusy``: another

@@ -8,6 +8,10 @@
   ``run`` with the job left processing, where ``Worker`` fails such a job (``concurrent.futures``'
   ``CancelledError`` is an ``Exception``) and goes on;
 - a job the handler completed, then reported progress on (``LeaseLost``), counted lost;
+- a job the handler retried itself (``fail(retry=True)``, ``export_generation(on_error="retry")``), then
+  raised, counted lost (the worker's fail found it pending, or claimed by another worker), and one it failed
+  for good, then let a heartbeat's ``LeaseLost`` pass, lost too; while one ``requeue_expired`` failed on its
+  last attempt before the handler raised was counted failed, as if the handler had failed it;
 - a handler's error not logged at all (its traceback lost; nothing kept when the job was cancelled meanwhile);
 - ``claim_options`` and ``handle_signals``' signals checked only at use (a bare TypeError or OSError, a
   SIGTERM handler left installed), and nested ``handle_signals`` blocks of several workers stopping only the
@@ -426,3 +430,126 @@ def test_a_job_dead_lettered_by_its_lease_while_the_handler_blocked_is_counted_l
         assert report == WorkerReport(lost=1)
         dead = store.get_generation(job.id)
         assert dead is not None and dead.status is Status.FAILED and dead.worker_id == "gpu-0"
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("meanwhile", ["retried", "retried and claimed by another worker", "failed"])
+@pytest.mark.parametrize("then", ["raises", "heartbeat"])
+def test_a_job_its_handler_retried_itself_is_counted_failed_not_lost(
+    db_url: str, loop: str, meanwhile: str, then: str
+) -> None:
+    # before: the worker's fail (or the handler's heartbeat) got LeaseLost, the row pending (or another
+    # worker's), and the report counted lost a job its own handler had handed back; a job the handler failed
+    # for good, then let a heartbeat's LeaseLost pass, was lost too
+    with Store(db_url) as store:
+        job = new_job(store)
+    claimed_again = meanwhile == "retried and claimed by another worker"
+    retry = meanwhile != "failed"
+
+    def after(store: Store) -> None:
+        if claimed_again:
+            taken = store.claim_next("gpu-1")
+            assert taken is not None and taken.id == job.id
+
+    if loop == "sync":
+
+        def handler(j: Job) -> None:
+            j.worker.store.fail(j.id, "CUDA out of memory", retry=retry, worker_id="gpu-0")
+            after(j.worker.store)
+            if then == "heartbeat":
+                j.heartbeat()  # LeaseLost, passed on
+            raise RuntimeError("CUDA out of memory")
+
+        with Store(db_url) as store:
+            report = Worker(store, "gpu-0", handler).run(max_jobs=1)
+    else:
+
+        async def ahandler(j: AsyncJob) -> None:
+            await j.worker.store.fail(j.id, "CUDA out of memory", retry=retry, worker_id="gpu-0")
+            if claimed_again:
+                taken = await j.worker.store.claim_next("gpu-1")
+                assert taken is not None and taken.id == job.id
+            if then == "heartbeat":
+                await j.heartbeat()
+            raise RuntimeError("CUDA out of memory")
+
+        async def main() -> WorkerReport:
+            async with AsyncStore.open(db_url) as store:
+                return await AsyncWorker(store, "gpu-0", ahandler).run(max_jobs=1)
+
+        report = asyncio.run(main())
+    assert report == WorkerReport(failed=1)
+    with Store(db_url) as store:
+        row = store.get_generation(job.id)
+    assert row is not None
+    if claimed_again:
+        assert row.status is Status.PROCESSING and row.worker_id == "gpu-1" and row.attempts == 2
+    else:
+        assert row.status is (Status.PENDING if retry else Status.FAILED) and row.attempts == 1
+
+
+def test_a_job_export_generation_retried_is_counted_failed_not_lost(db_url: str, tmp_path: Path) -> None:
+    # the handler of the issue: export_generation(..., on_error="retry") puts the job back and raises
+    import numpy as np
+
+    from musicstore import InvalidAudio
+    from musicstore.recording import export_generation
+
+    with Store(db_url) as store:
+        job = new_job(store)
+
+        def handler(j: Job) -> None:
+            audio = np.full((j.generation.channels, 4000), np.nan, dtype=np.float32)
+            export_generation(store, j.generation, audio, root=tmp_path, on_error="retry")
+
+        report = Worker(store, "gpu-0", handler).run(max_jobs=1)
+        assert report == WorkerReport(failed=1)
+        row = store.get_generation(job.id)
+        assert row is not None and row.status is Status.PENDING and "non-finite" in (row.error_message or "")
+    assert InvalidAudio.__name__ in (row.error_message or "")
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("taken", ["requeued", "dead-lettered"])
+def test_a_job_taken_back_by_its_lease_before_the_handler_raised_is_counted_lost(
+    db_url: str, loop: str, taken: str
+) -> None:
+    # requeue_expired (another process's) took the job back, then the handler raised: the worker's fail gets
+    # LeaseLost on a pending row, or on a failed row still naming this worker (fail_expired: no attempt left),
+    # which was counted failed as if the handler had failed it
+    clock = FakeClock()
+    with Store(db_url, clock=clock) as store:
+        job = new_job(store)
+    attempts = 1 if taken == "dead-lettered" else 3
+
+    def take_back() -> None:
+        clock.advance(120)  # past the 60 s lease, no heartbeat
+        with Store(db_url, clock=clock) as other:
+            done = other.requeue_expired(max_attempts=attempts)
+        assert (done.failed if taken == "dead-lettered" else done.requeued) == [job.id]
+
+    if loop == "sync":
+
+        def handler(j: Job) -> None:
+            take_back()
+            raise RuntimeError("CUDA out of memory")
+
+        with Store(db_url, clock=clock) as store:
+            report = Worker(store, "gpu-0", handler, lease_seconds=60).run(max_jobs=1)
+    else:
+
+        async def ahandler(j: AsyncJob) -> None:
+            await asyncio.to_thread(take_back)
+            raise RuntimeError("CUDA out of memory")
+
+        async def main() -> WorkerReport:
+            async with AsyncStore.open(db_url, clock=clock) as store:
+                return await AsyncWorker(store, "gpu-0", ahandler, lease_seconds=60).run(max_jobs=1)
+
+        report = asyncio.run(main())
+    assert report == WorkerReport(lost=1)
+    with Store(db_url) as store:
+        row = store.get_generation(job.id)
+    assert row is not None
+    assert row.status is (Status.FAILED if taken == "dead-lettered" else Status.PENDING)
+    assert row.error_message is not None and "lease expired" in row.error_message

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any
@@ -534,13 +537,64 @@ def complete_generation(
     return current  # the row as updated: this snapshot was read in the same transaction
 
 
+@dataclass(slots=True)
+class Attempt:
+    """A claimed generation's run by ``worker_id`` in this process (``watching``) and what a ``fail`` made
+    of it meanwhile, from any thread or task of this process: ``ended`` pending (a retry) or failed, None
+    while no ``fail`` of this attempt matched its row. A worker's handler that retried or failed its own job
+    is known by it, which the row cannot tell once the attempt is over (a retry clears the row's worker, as
+    ``requeue_expired`` does; ``fail_expired`` keeps it, as a handler's ``fail`` does)."""
+
+    generation_id: str
+    worker_id: str
+    ended: Status | None = None
+
+
+_ATTEMPTS: dict[str, list[Attempt]] = {}
+"""The attempts being watched, by generation id (a few: one per worker running a job)."""
+_ATTEMPTS_LOCK = threading.Lock()
+
+
+@contextmanager
+def watching(generation_id: str, worker_id: str) -> Iterator[Attempt]:
+    """Watch ``worker_id``'s attempt at ``generation_id`` inside the block: a ``fail`` of this process that
+    moves the row from processing (``worker_id``'s, or with no worker id given) is noted in the ``Attempt``
+    (the first one: a later fail is another attempt's). Noted as the write is made, in its transaction: a
+    ``fail`` inside a ``Store.transaction`` rolled back afterwards is noted all the same."""
+    attempt = Attempt(generation_id, worker_id)
+    with _ATTEMPTS_LOCK:
+        _ATTEMPTS.setdefault(generation_id, []).append(attempt)
+    try:
+        yield attempt
+    finally:
+        with _ATTEMPTS_LOCK:
+            watched = _ATTEMPTS[generation_id]
+            watched.remove(attempt)
+            if not watched:
+                del _ATTEMPTS[generation_id]
+
+
+def _ended(row: Params, status: Status) -> None:
+    """Note that ``fail`` moved ``row`` (its id and worker id) to ``status``, in the watched attempts it
+    ended (``watching``)."""
+    if not _ATTEMPTS:  # nothing watched: a fail outside a worker's handler
+        return
+    with _ATTEMPTS_LOCK:
+        for attempt in _ATTEMPTS.get(row["id"], ()):
+            if attempt.ended is None and row["worker_id"] in (None, attempt.worker_id):
+                attempt.ended = status
+
+
 def _retry_params(now: datetime, stamp: Stamp, checked: tuple[Params, Params, bool]) -> tuple[Params]:
     _backoff_fits(now, checked[1])
     return ({**checked[0], **checked[1], "now": stamp(now)},)
 
 
 def _retry_finish(found: list[int], now: datetime, checked: tuple[Any, ...]) -> Status | More:
-    return Status.PENDING if found[0] == 1 else MORE  # no attempt left (or not processing): fail it
+    if found[0] != 1:
+        return MORE  # no attempt left (or not processing): fail it
+    _ended(checked[0], Status.PENDING)
+    return Status.PENDING
 
 
 def _failed(now: datetime, row: Params, retried: Params, retry: bool) -> Steps[Status]:
@@ -548,6 +602,7 @@ def _failed(now: datetime, row: Params, retried: Params, retry: bool) -> Steps[S
     changed = yield Call("fail_generation", {**row, "now": now})
     if changed != 1:
         raise (yield from _explain(row["id"], "failed", row["worker_id"]))
+    _ended(row, Status.FAILED)
     return Status.FAILED
 
 
