@@ -1,0 +1,1 @@
+-- 0016 changed nothing on PostgreSQL.

@@ -1,0 +1,2 @@
+-- 0016 changes SQLite only: PostgreSQL buckets a moment by CAST(created_at AT TIME ZONE 'UTC' AS DATE),
+-- which is right before 1970 too. No statement.

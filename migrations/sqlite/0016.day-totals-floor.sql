@@ -1,0 +1,53 @@
+-- The UTC day of created_at (integer microseconds since the epoch) by floor division: SQLite's `/` truncates
+-- toward zero, which put a negative moment in the last fraction of a second before midnight (before 1970)
+-- on the next day. `created_at % 1000000 < 0` (SQLite's `%` takes the dividend's sign) is 1 exactly when
+-- truncation rounded up.
+
+DROP TRIGGER generations_day_totals_insert;
+DROP TRIGGER generations_day_totals_delete;
+DROP TRIGGER generations_day_totals_update;
+
+CREATE TRIGGER generations_day_totals_insert AFTER INSERT ON generations
+BEGIN
+    INSERT INTO generation_day_totals (day, generations, file_bytes)
+    VALUES (
+        date(NEW.created_at / 1000000 - (NEW.created_at % 1000000 < 0), 'unixepoch'), 1,
+        coalesce(NEW.file_size_bytes, 0)
+    )
+    ON CONFLICT (day) DO UPDATE
+    SET generations = generations + excluded.generations, file_bytes = file_bytes + excluded.file_bytes;
+END;
+
+CREATE TRIGGER generations_day_totals_delete AFTER DELETE ON generations
+BEGIN
+    UPDATE generation_day_totals
+    SET generations = generations - 1, file_bytes = file_bytes - coalesce(OLD.file_size_bytes, 0)
+    WHERE day = date(OLD.created_at / 1000000 - (OLD.created_at % 1000000 < 0), 'unixepoch');
+END;
+
+CREATE TRIGGER generations_day_totals_update AFTER UPDATE OF created_at, file_size_bytes ON generations
+WHEN OLD.created_at IS NOT NEW.created_at OR OLD.file_size_bytes IS NOT NEW.file_size_bytes
+BEGIN
+    UPDATE generation_day_totals
+    SET generations = generations - 1, file_bytes = file_bytes - coalesce(OLD.file_size_bytes, 0)
+    WHERE day = date(OLD.created_at / 1000000 - (OLD.created_at % 1000000 < 0), 'unixepoch');
+    INSERT INTO generation_day_totals (day, generations, file_bytes)
+    VALUES (
+        date(NEW.created_at / 1000000 - (NEW.created_at % 1000000 < 0), 'unixepoch'), 1,
+        coalesce(NEW.file_size_bytes, 0)
+    )
+    ON CONFLICT (day) DO UPDATE
+    SET generations = generations + excluded.generations, file_bytes = file_bytes + excluded.file_bytes;
+END;
+
+-- Existing rows: only a moment before 1970-01-01T00:00:00Z can change day, and only among the days up to
+-- 1970-01-01; the rows either rule puts there are those created before 1970-01-02 (86400000000). Those
+-- days are recounted from them, by floor (a range of generations_created_at); no other day changes.
+DELETE FROM generation_day_totals WHERE day <= '1970-01-01';
+
+INSERT INTO generation_day_totals (day, generations, file_bytes)
+SELECT date(created_at / 1000000 - (created_at % 1000000 < 0), 'unixepoch'), count(*),
+       coalesce(sum(file_size_bytes), 0)
+FROM generations
+WHERE created_at < 86400000000
+GROUP BY 1;
