@@ -7,8 +7,8 @@ each call. ``redact`` replaces each in a text, raw, percent-decoded and percent-
 raw and decoded forms between the characters URL parsers split on and percent-escapes (a driver that split the
 URL elsewhere quotes a piece; a fragment of an encoded form is never a piece: it would mask hex). Every
 ``MusicstoreError`` message goes through it, as does the exception being handled when one is made (the driver
-error it wraps), and psycopg's and yoyo's log records. Pieces shorter than ``MIN_SECRET`` characters are not
-masked in free text: they would mask ordinary words.
+error it wraps), and the log records of psycopg, yoyo and an S3 client (botocore, urllib3: ``mask_logs``).
+Pieces shorter than ``MIN_SECRET`` characters are not masked in free text: they would mask ordinary words.
 """
 
 from __future__ import annotations
@@ -166,6 +166,22 @@ class RedactingFilter(logging.Filter):
             record.exc_text = None
         return True
 
+
+def mask_logs(*prefixes: str) -> None:
+    """Add a ``RedactingFilter`` to each logger made so far that is named ``prefix`` or under it (a logger's
+    filter sees only the records logged to it, not those its children pass up), once each."""
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if not isinstance(logger, logging.Logger) or not any(
+            name == prefix or name.startswith(prefix + ".") for prefix in prefixes
+        ):
+            continue
+        if not any(isinstance(each, RedactingFilter) for each in logger.filters):
+            logger.addFilter(RedactingFilter())
+
+
+S3_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
+"""What an S3 client logs through (DEBUG: each request's headers, a session token among them, the endpoint
+URL, the canonical request of a signature): masked once one is made (``S3FileStore``)."""
 
 for _name in _LOGGERS:
     logging.getLogger(_name).addFilter(RedactingFilter())

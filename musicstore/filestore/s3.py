@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from typing import IO, Any, NoReturn, cast
 
 from ..errors import InvalidInput, StorageError
-from ..masking import redact, register, register_secret
+from ..masking import S3_LOGGERS, mask_logs, redact, register, register_secret
 from ..storage_names import check_checksum, check_key, check_prefix
 from .base import (
     CHECKSUM_FIELD,
@@ -137,6 +137,7 @@ class S3FileStore:
             )
         except Exception as exc:  # botocore's ValueError for a malformed endpoint URL...
             raise StorageError(f"cannot make an S3 client for {self.url}: {redact(str(exc))}") from exc
+        mask_logs(*S3_LOGGERS)  # its loggers exist now: their DEBUG records quote headers and the endpoint
 
     def __repr__(self) -> str:
         shown = None if self.endpoint_url is None else redact(self.endpoint_url)
