@@ -6,11 +6,12 @@ a presigned GET (S3) or a ``file://`` URL (local), or for the bytes, checked aga
 they stream. Each call takes a generation (or its id) for its master, or a recorded ``Rendition`` for that
 file, which lies in its master's store (its key, SHA-256 and size from the rendition's row). Both share
 ``_Locator``: only the row read and the file calls differ (``AsyncFileStore`` runs the same file calls in a
-worker thread). See docs/storage.md.
+worker thread, and ``AsyncDelivery`` opens a row's file store in one too). See docs/storage.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -78,6 +79,11 @@ class _Locator:
 
     def locate(self, stored: StoredFile) -> Located:
         """The file store and key of a completed generation's file."""
+        return self.find(stored) or self.open_for(stored)
+
+    def find(self, stored: StoredFile) -> Located | None:
+        """``locate`` without opening a file store: None when the row's store is not open yet (``open_for``
+        opens it). Takes no lock and makes no blocking call: an event loop's thread runs it."""
         if stored.status is not Status.COMPLETED or stored.key is None:
             raise InvalidTransition(
                 f"generation {stored.generation_id} is {stored.status}: only a completed one has audio",
@@ -93,6 +99,15 @@ class _Locator:
                     f"{stored.key!r} under the output root): give root="
                 )
             return Located(self._root, stored.key, stored.checksum, stored.size)
+        files = self._by_url.get(_canonical(url))  # one dict read: atomic, the lock's writes are whole
+        return None if files is None else Located(files, stored.key, stored.checksum, stored.size)
+
+    def open_for(self, stored: StoredFile) -> Located:
+        """``locate`` of a row (one ``find`` placed under a storage URL) whose store it opens, once per URL:
+        several threads asking first for one URL wait for the one that opens it (blocking: an event loop
+        runs this in a worker thread)."""
+        url = stored.storage_url
+        assert url is not None and stored.key is not None, "find locates rows without a storage URL"
         with self._lock:
             files = self._by_url.get(_canonical(url))
             if files is None:
@@ -245,7 +260,14 @@ class AsyncDelivery:
         self._locator.close()
 
     async def locate(self, audio: Audio) -> Located:
-        return _of(audio, self._locator.locate(await self.store.run(get_storage, _generation_id(audio))))
+        """``Delivery.locate``, awaited: a row's file store not opened yet (an S3 client: boto3's session,
+        credentials and endpoint, blocking) is opened in a worker thread, once for the calls that ask for its
+        URL at the same time (they wait for that one), while the event loop runs on."""
+        stored = await self.store.run(get_storage, _generation_id(audio))
+        found = self._locator.find(stored)
+        if found is None:
+            found = await asyncio.to_thread(self._locator.open_for, stored)
+        return _of(audio, found)
 
     async def url_for(self, generation: Audio, *, expires: int = 3600) -> str:
         found = await self.locate(generation)

@@ -273,3 +273,85 @@ def test_a_rendition_commit_whose_reply_is_lost_keeps_its_object(postgres_url: s
             "a rendition whose object was removed"
         )
         assert hashlib.sha256(b"".join(where.get(made.storage_key))).hexdigest() == made.checksum
+
+
+class _SlowOpens:
+    """``open_filestore`` as delivery calls it, each call slowed as a first S3 client is (credentials,
+    endpoint and botocore's models loaded), and recorded with the thread it ran on."""
+
+    def __init__(self, seconds: float) -> None:
+        from musicstore.filestore import open_filestore
+
+        self.real, self.seconds = open_filestore, seconds
+        self.threads: list[threading.Thread] = []
+
+    def __call__(self, url: str, **options: Any) -> FileStore:
+        self.threads.append(threading.current_thread())
+        time.sleep(self.seconds)  # blocks whichever thread opens: the event loop's, before
+        return self.real(url, **options)
+
+
+def test_async_delivery_opens_a_rows_s3_store_off_the_event_loop_and_once_for_racing_first_calls(
+    store: Store,
+    db_url: str,
+    objects: S3FileStore,
+    musicstore_s3_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # AsyncDelivery.locate opened the S3 client of a row's URL on the event loop's thread (boto3's session,
+    # credentials, endpoint: blocking), so every other task of the loop stalled meanwhile
+    recorded = export_generation(store, claimed(store), music(), root=objects, options=OPTIONS)
+    opens = _SlowOpens(0.5)
+    monkeypatch.setattr("musicstore.delivery.open_filestore", opens)
+
+    async def main() -> tuple[list[Any], int, threading.Thread]:
+        ticks = 0
+        locating = True
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while locating:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        async with AsyncStore.open(db_url) as astore:
+            delivery = AsyncDelivery(astore, options=musicstore_s3_server.options)  # no files=: it opens one
+            try:
+                ticking = asyncio.create_task(ticker())
+                found = await asyncio.gather(*(delivery.locate(recorded.generation) for _ in range(3)))
+                locating = False
+                await ticking
+                found.append(await delivery.locate(recorded.generation.id))  # opened already
+                body = await delivery.read_audio(recorded.generation)
+                assert hashlib.sha256(body).hexdigest() == recorded.checksum
+            finally:
+                delivery.close()
+        return found, ticks, threading.current_thread()
+
+    found, ticks, loop_thread = asyncio.run(main())
+    assert len(opens.threads) == 1  # the three first calls shared one client
+    assert opens.threads[0] is not loop_thread
+    assert ticks >= 10  # the loop ran its other tasks while the client was made (0.5 s: ~50 ticks)
+    assert len({id(each.files) for each in found}) == 1 and found[0].files is not objects
+    assert {each.key for each in found} == {recorded.key}
+
+
+def test_async_delivery_raises_what_it_raised_when_a_rows_store_cannot_be_opened(
+    store: Store, db_url: str, tmp_path: Path
+) -> None:
+    # the open, now in a worker thread, raises the same errors, and a failed open is tried again next time
+    there = tmp_path / "elsewhere"
+    recorded = export_generation(store, claimed(store), music(), root=there, options=OPTIONS)
+    there.rename(tmp_path / "moved")
+
+    async def main() -> None:
+        async with AsyncStore.open(db_url) as astore, AsyncDelivery(astore) as delivery:
+            for _ in range(2):
+                with pytest.raises(StorageError, match=r"generation .* give root="):
+                    await delivery.url_for(recorded.generation)
+            (tmp_path / "moved").rename(there)
+            assert hashlib.sha256(await delivery.read_audio(recorded.generation)).hexdigest() == (
+                recorded.checksum
+            )
+
+    asyncio.run(main())
