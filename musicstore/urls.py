@@ -80,8 +80,15 @@ def _postgres(text: str) -> str:
         urlsplit("postgresql://" + rest).port  # noqa: B018  what yoyo reads; raises if a / ? # cut it short
     except ValueError:
         userinfo_cut = "@" in rest[len(netloc) :] or any(c in netloc.rpartition("@")[0] for c in "[]")
+        hosts = netloc.rpartition("@")[2]
+        if not userinfo_cut and "," in hosts:
+            raise InvalidInput(_several_hosts(text, netloc)) from None
+        if not userinfo_cut and hosts.count("[") != hosts.count("]"):
+            raise InvalidInput(
+                f"{without_password(text)} is not a valid URL: its host has a [ without its ]"
+            ) from None
         if not userinfo_cut:  # the host's port is what urllib refused
-            port = netloc.rpartition("@")[2].rpartition("]")[2].rpartition(":")[2]
+            port = hosts.rpartition("]")[2].rpartition(":")[2]
             raise InvalidInput(
                 f"{without_password(text)} is not a valid URL: its port {port!r} is not a number from 0 "
                 "to 65535"
@@ -96,6 +103,25 @@ def _postgres(text: str) -> str:
         userinfo = quote(unquote(user), safe="") + colon + quote(unquote(password), safe="")
         rest = f"{userinfo}@{host}{rest[len(netloc) :]}"
     return "postgresql://" + rest
+
+
+def _several_hosts(text: str, netloc: str) -> str:
+    """The message for libpq's ``host1:port1,host2:port2``, which yoyo (the migrations) cannot read: the same
+    hosts as ``host=`` and ``port=`` parameters, which both read."""
+    userinfo, at, hosts = netloc.rpartition("@")
+    names, ports = [], []
+    for each in hosts.split(","):
+        name, _, port = each.rpartition(":") if each.rpartition("]")[2].count(":") else (each, "", "")
+        names.append(name.removeprefix("[").removesuffix("]"))
+        ports.append(port)
+    rest = text.split("://", 1)[1][len(netloc) :]
+    path, _, query = rest.partition("?")
+    params = f"host={','.join(names)}" + (f"&port={','.join(ports)}" if any(ports) else "")
+    rewritten = f"postgresql://{userinfo}{at}{path or '/'}?{query}{'&' if query else ''}{params}"
+    return (
+        f"{without_password(text)} names several hosts, which the migrations (yoyo) cannot read; give them "
+        f"as parameters, which libpq and yoyo both read: {without_password(rewritten)}"
+    )
 
 
 def resolve(url: str | None = None) -> DatabaseURL:

@@ -5,6 +5,9 @@
   mutagen's bare ``error: an ID3 tag already exists``; a FLAC kept the first tagging's ``SEED`` (or model
   version, generation id, creation time) where the second provenance had none. A file that is not the
   format its name says is ``InvalidInput`` naming it, not mutagen's own error (``FLACNoHeaderError``).
+- A PostgreSQL URL naming several hosts (libpq's ``host1:port1,host2:port2``, which yoyo cannot read) is
+  refused saying so, with the form that works (``?host=h1,h2&port=p1,p2``); before, the message said the
+  last port ("5433") was not a number from 0 to 65535. A bracket left open in the host is named too.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from mutagen.wave import WAVE
 
 from musicstore.audio.tags import Provenance, read_wav_info, tag_master
 from musicstore.errors import InvalidInput
+from musicstore.urls import resolve
 
 pytest.importorskip("mutagen")
 
@@ -86,3 +90,26 @@ def test_a_master_that_is_not_its_format_is_invalid_input(tmp_path: Path, suffix
     with pytest.raises(InvalidInput, match=path.name):
         tag_master(path, Provenance("a prompt"), -18.0, -1.0)
     assert path.read_bytes()[:4] in (b"RIFF", b"fLaC")
+
+
+@pytest.mark.parametrize(
+    ("netloc", "query"),
+    [
+        ("h1:5432,h2:5433", "host=h1,h2&port=5432,5433"),
+        ("h1:5432,h2,h3:6543", "host=h1,h2,h3&port=5432,,6543"),
+        ("[::1]:5432,h2", "host=::1,h2&port=5432,"),
+    ],
+)
+def test_a_url_with_several_hosts_is_refused_with_the_form_that_works(netloc: str, query: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        resolve(f"postgresql://user:Secr3t-pw@{netloc}/db?sslmode=require")
+    message = str(raised.value)
+    assert "several hosts" in message and f"postgresql://user:***@/db?sslmode=require&{query}" in message
+    assert "Secr3t-pw" not in message and "not a number" not in message
+    assert resolve(f"postgresql://user:Secr3t-pw@/db?sslmode=require&{query}").dialect == "postgres"
+
+
+def test_a_bracket_left_open_in_the_host_is_named() -> None:
+    with pytest.raises(InvalidInput, match=r"\[ without its \]") as raised:
+        resolve("postgresql://user:Secr3t-pw@[::1/db")
+    assert "Secr3t-pw" not in str(raised.value) and "not a number" not in str(raised.value)
