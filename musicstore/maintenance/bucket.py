@@ -8,12 +8,13 @@ bucket. It walks two streams in key order and merges them, holding one page of e
   key over the ``file_path`` index (for such rows ``file_path`` is the key), and renditions (which live in
   their generation's store) paged over their ``storage_key`` index, the two merged by key.
 
-A key on both sides is *referenced*. The merge trusts neither order blindly (SeaweedFS lists folder by
-folder, PostgreSQL may sort by a locale): an object no row seemed to record is looked up by key (a batch of
-up to ``batch`` keys, one query per table) and then by the generation id its name carries (a pending or
-processing generation's object is *in progress*: a worker put it and has not committed; one that a row of
-another store records, a store whose prefix lies inside this one's or around it, is *referenced*: it is that
-store's file, never an orphan here). A row whose object
+A key on both sides is *referenced*. The rows' keys sort by their bytes on both backends (PostgreSQL's
+columns are ``COLLATE "C"`` since migration 0017; before it they sorted by the database's locale), as S3 lists
+them. The merge still trusts neither order blindly (SeaweedFS lists folder by folder): an object no row
+seemed to record is looked up by key (a batch of up to ``batch`` keys, one query per table) and then by
+the generation id its name carries (a pending or processing generation's object is *in progress*: a worker
+put it and has not committed; one that a row of another store records, a store whose prefix lies inside
+this one's or around it, is *referenced*: it is that store's file, never an orphan here). A row whose object
 seemed absent is held (up to ``HOLD`` of them) until the end, then confirmed with a ``HEAD``: its object
 may have come out of order, or its row been committed (a worker completing a job) after the listing passed
 its key. Such keys therefore cost a request each, never a wrong answer (a healthy store has none); the keys

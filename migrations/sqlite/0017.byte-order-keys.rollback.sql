@@ -1,0 +1,1 @@
+-- 0017 changed nothing on SQLite.

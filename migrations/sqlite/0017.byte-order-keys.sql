@@ -1,0 +1,1 @@
+-- Nothing on SQLite: its BINARY collation compares keys by their bytes already (see 0017.byte-order-keys.py).
