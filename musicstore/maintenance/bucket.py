@@ -19,7 +19,8 @@ seemed absent is held (up to ``HOLD`` of them) until the end, then confirmed wit
 may have come out of order, or its row been committed (a worker completing a job) after the listing passed
 its key. Such keys therefore cost a request each, never a wrong answer (a healthy store has none); the keys
 confirmed that way are remembered so that no object is counted twice. Objects whose names are not audio
-(``<id>.<ext>``, a rendition's name) are *other*: counted, never touched. Nothing outside the prefix is
+(``<id>.<ext>``, a rendition's name) that no row records (looked up by key, as orphans are, when the merge
+did not meet a row beside them) are *other*: counted, never touched. Nothing outside the prefix is
 listed, so nothing there is ever touched. With ``peaks=True`` (reconcile) a waveform peaks object
 (``<36-char id>.peaks.<int>.<8|16>[.split].json``, no row records it) is looked up, in batches, by the id
 its name carries: *referenced* while that generation's row exists, else an *orphan* (``Item.peaks``);
@@ -257,6 +258,8 @@ class _Classifier:
     def __init__(self, store: Store, files: FileStore, batch: int, peaks: bool) -> None:
         self.store, self.files, self.batch, self.peaks = store, files, batch, peaks
         self.orphans: list[ObjectInfo] = []
+        self.others: list[ObjectInfo] = []
+        """Objects whose names are not audio that no row met in the merge, waiting for their lookup by key."""
         self.drawn: list[tuple[ObjectInfo, str]] = []
         """Peaks objects and the generation id each name carries, waiting for their batch's lookup."""
         self.missing: list[tuple[str, list[StoredRow]]] = []
@@ -275,8 +278,10 @@ class _Classifier:
                 name = key.rpartition("/")[2]
                 if audio_stem(name) is None or not _is_key(key):  # not audio, or not a key musicstore writes
                     owner = peaks_stem(name) if self.peaks else None
-                    if owner is None:
-                        yield Item(key, obj, [], "other")
+                    if owner is None:  # other, unless a row records it and came out of order
+                        self.others.append(obj)
+                        if len(self.others) >= self.batch:
+                            yield from self.confirm_others()
                         continue
                     self.drawn.append((obj, owner))
                     if len(self.drawn) >= self.batch:
@@ -290,6 +295,7 @@ class _Classifier:
                 if len(self.missing) >= HOLD:
                     yield from self.confirm_missing()
         yield from self.confirm_orphans()
+        yield from self.confirm_others()
         yield from self.confirm_peaks()
         yield from self.confirm_missing()
 
@@ -312,6 +318,25 @@ class _Classifier:
                 yield Item(obj.key, obj, [recorded], "referenced", row.status, peaks=True)
             else:
                 yield Item(obj.key, obj, [], "referenced", row.status, peaks=True)
+
+    def confirm_others(self) -> Iterator[Item]:
+        """The objects gathered whose names are not audio: *other*, unless a row records one (any key may
+        be a row's: ``complete_generation`` and ``create_rendition`` take it) and came out of the merge's
+        order; that object is then *referenced*, counted once (its row, held as missing, is not asked
+        again)."""
+        objects, self.others = self.others, []
+        if not objects:
+            return
+        recorded: dict[str, list[StoredRow]] = {}
+        for row in self.store.run(stored_by_keys, self.files.url, [o.key for o in objects]):
+            recorded.setdefault(row.key, []).append(row)
+        for obj in objects:
+            rows = recorded.get(obj.key)
+            if not rows:
+                yield Item(obj.key, obj, [], "other")
+            elif obj.key not in self.found_by_head:  # else counted when its row came
+                self.found_by_key.add(obj.key)
+                yield Item(obj.key, obj, rows, "referenced", rows[0].status)
 
     def confirm_orphans(self) -> Iterator[Item]:
         objects, self.orphans = self.orphans, []
