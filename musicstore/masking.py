@@ -7,7 +7,8 @@ each call. ``redact`` replaces each in a text, raw, percent-decoded and percent-
 raw and decoded forms between the characters URL parsers split on and percent-escapes (a driver that split the
 URL elsewhere quotes a piece; a fragment of an encoded form is never a piece: it would mask hex). Every
 ``MusicstoreError`` message goes through it, as does the exception being handled when one is made (the driver
-error it wraps), and the log records of psycopg, yoyo and an S3 client (botocore, urllib3: ``mask_logs``).
+error it wraps), a job's error message and cancel reason as they are stored (``validate.message``), and the
+log records of psycopg, yoyo, the worker and an S3 client (botocore, urllib3: ``mask_logs``).
 Pieces shorter than ``MIN_SECRET`` characters are not masked in free text: they would mask ordinary words.
 """
 
@@ -47,7 +48,8 @@ after an unescaped ``&`` in its error."""
 _SECRET_NAME = re.compile(f"(?i){_NAME}")
 _PIECES = re.compile(r"(?:%[0-9A-Fa-f]{2}|[@:/?#&=%\s'\"\\;])+")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?://)?")
-_LOGGERS = ("psycopg", "psycopg.pool", "psycopg_pool.sched", "yoyo", "yoyo.migrations")
+_LOGGERS = ("psycopg", "psycopg.pool", "psycopg_pool.sched", "yoyo", "yoyo.migrations", "musicstore.worker")
+"""Loggers masked from the start (``musicstore.worker`` logs a handler's error, which may quote a secret)."""
 
 _secrets: set[str] = set()
 _lock = threading.Lock()

@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 from typing import Any, TypeGuard
 
 from .errors import InvalidInput
+from .masking import redact
 from .models import Generation, Prompt, Status
 
 MAX_PROMPT_CHARS = 20_000
@@ -109,10 +110,12 @@ def name(value: object, what: str, *, optional: bool = False) -> str | None:
 
 
 def message(value: object, what: str, *, optional: bool = False) -> str | None:
-    """An error message or cancel reason: any text (blank too) up to ``MAX_MESSAGE_CHARS``."""
+    """An error message or cancel reason: any text (blank too) up to ``MAX_MESSAGE_CHARS``, with every known
+    secret masked (``masking.redact``: a handler's error may quote a database URL or a presigned URL, and
+    the row's message is shown by the dashboard and the CLI)."""
     if value is None and optional:
         return None
-    return text(value, what, max_chars=MAX_MESSAGE_CHARS)
+    return redact(text(value, what, max_chars=MAX_MESSAGE_CHARS))
 
 
 def flag(value: object, what: str) -> bool:

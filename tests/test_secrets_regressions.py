@@ -3,6 +3,10 @@
 - botocore's and urllib3's log records (DEBUG: each request's headers, the endpoint, the canonical request
   of a signature) are masked as psycopg's and yoyo's are: an S3 session token and a password in the
   endpoint URL's userinfo were shown to any application logging at DEBUG.
+- A job's error message and cancel reason are stored with the known secrets masked, and the worker's log of
+  a handler's error (its traceback too) is masked: a handler's exception quoting a presigned URL (its session
+  token) or a database URL's password was kept on the row for the dashboard and ``show`` to display, and
+  logged by ``musicstore.worker`` as it was.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ from typing import Any
 
 import pytest
 
+from musicstore import Store
 from musicstore.filestore import open_filestore
+from musicstore.masking import register_secret
+from musicstore.worker import Job, Worker, WorkerReport
+from tests.conftest import new_job
 
 
 def test_botocore_debug_logs_show_no_s3_secret(
@@ -46,3 +54,27 @@ def test_botocore_debug_logs_show_no_s3_secret(
     assert any(record.name.startswith("botocore") for record in caplog.records)
     shown = [(secret, text[:200]) for secret in hidden for text in texts if secret in text]
     assert not shown
+
+
+def test_a_secret_in_a_handlers_error_is_masked_on_the_row_and_in_the_log(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = f"tok{secrets.token_hex(12)}"
+    register_secret(token)  # as S3FileStore registers its session token
+    quoted = f"GET https://bucket.example/a.wav?X-Amz-Security-Token={token} failed"
+
+    def handler(job: Job) -> None:
+        raise RuntimeError(quoted)
+
+    with Store(db_url) as store:
+        job = new_job(store)
+        with caplog.at_level(logging.DEBUG):
+            assert Worker(store, "gpu-0", handler).run(max_jobs=1) == WorkerReport(failed=1)
+        failed = store.get_generation(job.id)
+        assert failed is not None and failed.error_message is not None
+        assert token not in failed.error_message and "X-Amz-Security-Token=***" in failed.error_message
+        assert token not in caplog.text and "X-Amz-Security-Token=***" in caplog.text
+        other = new_job(store, "another prompt")
+        store.cancel(other.id, f"the user gave up: {quoted}")
+        cancelled = store.get_generation(other.id)
+        assert cancelled is not None and token not in str(cancelled.error_message)
