@@ -272,3 +272,28 @@ def test_reconcile_and_disk_usage_count_an_out_of_order_object_of_any_name_once(
     usage = disk_usage(store, listed, batch=2)
     assert (usage.files, usage.recorded.files, usage.other.files) == (5, 5, 0)
     assert usage.bytes == usage.recorded.bytes == sum(len(f"bytes of {k}") for k in OUT_OF_ORDER_KEYS)
+
+
+def test_rows_sharing_a_key_and_its_peaks_file_count_each_object_once(
+    store: Store, objects: FileStore
+) -> None:
+    """Two generations recording one key and one peaks file beside it (rows may share a key: maintenance
+    reads a key's rows whole): the peaks row of the second came between the two master rows, so the merge
+    took the master's rows as two keys and counted the master and its peaks object twice each."""
+    key, peaks = "2026/01/01/shared.wav", "2026/01/01/shared.peaks.256.8.json"
+    master, drawn = objects.put(key, b"RIFF master"), objects.put(peaks, b"{}")
+    for _ in range(2):
+        job = new_job(store)
+        claimed = store.claim_next("w")
+        assert claimed is not None and claimed.id == job.id
+        record = {"peaks": {"key": peaks, "bytes": drawn.size}}
+        store.complete_generation(job.id, file_path=key, file_size_bytes=master.size, metadata=record)
+        assert master.checksum is not None
+        store.run(record_storage, job.id, storage_url=objects.url, key=key, checksum=master.checksum)
+    items = [(i.key, i.state, len(i.rows)) for i in bucket.classify_objects(store, objects, peaks=True)]
+    assert items == [(peaks, "referenced", 2), (key, "referenced", 2)]
+    report = reconcile(store, objects)
+    assert report.consistent and (report.files_scanned, report.referenced_files) == (2, 2)
+    assert (report.rows_checked, report.peaks_files) == (2, 1)
+    usage = disk_usage(store, objects)
+    assert (usage.files, usage.bytes) == (2, master.size + drawn.size)

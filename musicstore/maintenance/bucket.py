@@ -32,6 +32,7 @@ another size is found by the same merge, with no request of its own.
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -178,17 +179,22 @@ def _with_peaks(rows: Iterator[StoredRow]) -> Iterator[StoredRow]:
     file. A peaks file lies beside its master (``<dir>/<stem>.peaks.…json`` sorts just before
     ``<dir>/<stem>.wav``, just after ``<dir>/<stem>.flac``), so it is held in a small heap until the
     stream reaches its key; one that sorts before a row already given (a record edited by hand) comes out
-    of order, and the merge confirms it with a ``HEAD``. At most ``HOLD`` are held."""
+    of order, and the merge confirms it with a ``HEAD``. At most ``HOLD`` are held. Rows sharing a key
+    (and so, often, a peaks file) are read whole before any is given: the peaks rows of a later one would
+    otherwise come between them, and the merge, which takes a key's rows as they come together, would
+    count their objects twice."""
     held: list[tuple[str, int, StoredRow]] = []
     count = 0
-    for row in rows:
-        derived = peaks_row(row)
-        if derived is not None:
-            heapq.heappush(held, (derived.key, count, derived))
-            count += 1
-        while held and (held[0][0] <= row.key or len(held) > HOLD):
+    for key, same in itertools.groupby(rows, key=lambda row: row.key):
+        group = list(same)
+        for row in group:
+            derived = peaks_row(row)
+            if derived is not None:
+                heapq.heappush(held, (derived.key, count, derived))
+                count += 1
+        while held and (held[0][0] <= key or len(held) > HOLD):
             yield heapq.heappop(held)[2]
-        yield row
+        yield from group
     while held:
         yield heapq.heappop(held)[2]
 
