@@ -8,10 +8,15 @@
 - A PostgreSQL URL naming several hosts (libpq's ``host1:port1,host2:port2``, which yoyo cannot read) is
   refused saying so, with the form that works (``?host=h1,h2&port=p1,p2``); before, the message said the
   last port ("5433") was not a number from 0 to 65535. A bracket left open in the host is named too.
+- The dashboard's prompt search for an ASCII text answers alike on both backends: PostgreSQL's ``lower()``
+  followed the server's locale, which (C.UTF-8, en_US...) lowers the Kelvin sign to ``k`` and ``İ`` to ``i``,
+  so "kelvin" or "istanbul" found prompts there that SQLite (and a non-ASCII search, whose letter classes
+  are each character's own cases) did not.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -22,11 +27,12 @@ import soundfile as sf
 from mutagen.flac import FLAC
 from mutagen.wave import WAVE
 
+from musicstore import Store
 from musicstore.audio.tags import Provenance, read_wav_info, tag_master
 from musicstore.errors import InvalidInput
 from musicstore.urls import resolve
-
-pytest.importorskip("mutagen")
+from musicstore.web import reads as web_reads
+from tests.conftest import new_job
 
 
 def _chunks(path: Path) -> list[bytes]:
@@ -113,3 +119,22 @@ def test_a_bracket_left_open_in_the_host_is_named() -> None:
     with pytest.raises(InvalidInput, match=r"\[ without its \]") as raised:
         resolve("postgresql://user:Secr3t-pw@[::1/db")
     assert "Secr3t-pw" not in str(raised.value) and "not a number" not in str(raised.value)
+
+
+def _ascii_lower(text: str) -> str:
+    return "".join(c.lower() if c.isascii() else c for c in text)
+
+
+@pytest.mark.parametrize("query", ["k", "kelvin", "istanbul", "i", "KETTLE", "İstanbul", "\u212aelvin"])
+def test_the_prompt_search_folds_the_same_letters_on_both_backends(db_url: str, query: str) -> None:
+    prompts = ["\u212aelvin-cold drone", "İstanbul nights", "kettle drum loop", "STRAẞE ambient"]
+    with Store(db_url) as store:
+        made = {new_job(store, prompt).id: prompt for prompt in prompts}
+        with store.transaction(write=False) as tx:
+            page = tx.run(web_reads.table_page, web_reads.Filters(text=query), limit=50)
+    found = sorted(made[g.id] for g in page.items)
+    if query.isascii():  # ASCII letters folded only, as SQLite's lower() and LIKE do
+        expected = sorted(p for p in prompts if query.lower() in _ascii_lower(p))
+    else:  # each letter in its own cases (web_reads.glob_pattern, regex_pattern)
+        expected = sorted(p for p in prompts if re.search(web_reads.regex_pattern(query), p))
+    assert found == expected
