@@ -2,7 +2,8 @@
 
 ``musicstore.urls.resolve`` registers each URL's password, every way a parser may read it (the userinfo as
 libpq, ``urllib`` and a reader up to the last ``@`` before the query see it; ``password=``, ``sslpassword=``,
-``oauth_client_secret=``... parameters, also read on through an unescaped ``&``); ``$PGPASSWORD`` is read at
+``oauth_client_secret=``... parameters, also read on through an unescaped ``&``, and by a percent-encoded
+name, ``pass%77ord=``, which libpq decodes); ``$PGPASSWORD`` is read at
 each call. ``redact`` replaces each in a text, raw, percent-decoded and percent-encoded, and each piece of the
 raw and decoded forms between the characters URL parsers split on and percent-escapes (a driver that split the
 URL elsewhere quotes a piece; a fragment of an encoded form is never a piece: it would mask hex). Every
@@ -67,7 +68,7 @@ def passwords(text: str) -> list[str]:
     found += _UNESCAPED_PARAMETER.findall(text)
     for part in text.partition("?")[2].split("&"):  # a query value up to its &, spaces and all
         key, equals, value = part.partition("=")
-        if equals and is_secret_parameter(key):
+        if equals and is_secret_parameter(unquote(key)):  # libpq decodes a name: pass%77ord is password
             found += [value, value.strip()]
     scheme = _SCHEME.match(text)
     rest = text[scheme.end() :] if scheme else text

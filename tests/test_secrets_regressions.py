@@ -7,6 +7,9 @@
   a handler's error (its traceback too) is masked: a handler's exception quoting a presigned URL (its session
   token) or a database URL's password was kept on the row for the dashboard and ``show`` to display, and
   logged by ``musicstore.worker`` as it was.
+- A password parameter whose name is percent-encoded (``pass%77ord=``, ``ssl%70assword=``), which libpq
+  decodes and uses, is masked: it was shown as given by ``DatabaseURL.masked``, ``repr(store)`` and every
+  message quoting the URL.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import secrets
 from typing import Any
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
-from musicstore import Store
+from musicstore import DatabaseError, Store
 from musicstore.filestore import open_filestore
-from musicstore.masking import register_secret
+from musicstore.masking import redact, register_secret
+from musicstore.urls import resolve
 from musicstore.worker import Job, Worker, WorkerReport
 from tests.conftest import new_job
 
@@ -78,3 +83,18 @@ def test_a_secret_in_a_handlers_error_is_masked_on_the_row_and_in_the_log(
         store.cancel(other.id, f"the user gave up: {quoted}")
         cancelled = store.get_generation(other.id)
         assert cancelled is not None and token not in str(cancelled.error_message)
+
+
+@pytest.mark.parametrize("name", ["pass%77ord", "ssl%70assword", "%70%61%73%73%77%6F%72%64", "PASS%57ORD"])
+def test_a_password_parameter_with_an_encoded_name_is_masked(
+    name: str,
+) -> None:
+    secret = f"pw{secrets.token_hex(10)}"
+    url = f"postgresql://someone@127.0.0.1:1/db?connect_timeout=1&{name}={secret}&sslmode=disable"
+    if name.lower() == "pass%77ord":
+        assert conninfo_to_dict(url)["password"] == secret  # what libpq reads
+    resolved = resolve(url)
+    assert secret not in resolved.masked and secret not in repr(resolved)
+    with pytest.raises(DatabaseError) as raised:
+        Store(url, busy_timeout=0.3)
+    assert secret not in str(raised.value) and secret not in redact(f"quoted: {url}")
