@@ -57,6 +57,8 @@ def sqlite_url(path: str | os.PathLike[str]) -> str:
     text = os.fspath(path)
     if not isinstance(text, str) or not text:
         raise InvalidInput(f"a SQLite file's path must be a non-empty str or path, got {path!r}")
+    if "\x00" in text:
+        raise InvalidInput(f"a SQLite file's path cannot hold a NUL character, got {text!r}")
     return "sqlite:///" + quote(text, errors="surrogateescape")
 
 
@@ -143,6 +145,8 @@ def resolve(url: str | None = None) -> DatabaseURL:
                 f"(got ?{query}, which it would have ignored)"
             )
         path = unquote(path, errors="surrogateescape")  # as yoyo reads it: the same URL, the same file
+        if "\x00" in path:
+            raise InvalidInput(f"{_shown(text)}: a file's path cannot hold a NUL character (%00)")
         if path == ":memory:":
             raise InvalidInput(
                 "an in-memory SQLite database is private to one connection; use a file (a temp dir in tests)"

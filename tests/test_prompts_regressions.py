@@ -12,6 +12,10 @@
   followed the server's locale, which (C.UTF-8, en_US...) lowers the Kelvin sign to ``k`` and ``İ`` to ``i``,
   so "kelvin" or "istanbul" found prompts there that SQLite (and a non-ASCII search, whose letter classes
   are each character's own cases) did not.
+- A SQLite URL whose path decodes to a NUL (``sqlite:///a%00b.db``), which no file name can hold, is
+  ``InvalidInput`` from ``resolve`` (and ``sqlite_url``); before, it was resolved to a path with a NUL, and
+  ``Store`` said "no database at /tmp/a" + NUL + "b.db" while ``migrate`` said libsqlite's "unable to open
+  database file".
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from mutagen.wave import WAVE
 from musicstore import Store
 from musicstore.audio.tags import Provenance, read_wav_info, tag_master
 from musicstore.errors import InvalidInput
-from musicstore.urls import resolve
+from musicstore.migrate import migrate
+from musicstore.urls import resolve, sqlite_url
 from musicstore.web import reads as web_reads
 from tests.conftest import new_job
 
@@ -138,3 +143,15 @@ def test_the_prompt_search_folds_the_same_letters_on_both_backends(db_url: str, 
     else:  # each letter in its own cases (web_reads.glob_pattern, regex_pattern)
         expected = sorted(p for p in prompts if re.search(web_reads.regex_pattern(query), p))
     assert found == expected
+
+
+@pytest.mark.parametrize("path", ["a%00b.db", "%00", "dir%00/x.db"])
+def test_a_sqlite_path_with_a_nul_is_invalid_input(path: str, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/{path}"
+    for call in (resolve, Store, migrate):
+        with pytest.raises(InvalidInput, match="NUL") as raised:
+            call(url)
+        assert "\x00" not in str(raised.value)
+    with pytest.raises(InvalidInput, match="NUL"):
+        sqlite_url(tmp_path / "a\x00b.db")
+    assert list(tmp_path.iterdir()) == []
