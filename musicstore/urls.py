@@ -100,6 +100,8 @@ def _postgres(text: str) -> str:
             "password (%2F %3F %23 %5B %5D)"
         ) from None
     userinfo, at, host = netloc.rpartition("@")
+    if "," in host and any(c in host for c in ":["):  # hosts with ports: yoyo reads one host and one port
+        raise InvalidInput(_several_hosts(text, netloc))
     if at:
         user, colon, password = userinfo.partition(":")
         userinfo = quote(unquote(user), safe="") + colon + quote(unquote(password), safe="")

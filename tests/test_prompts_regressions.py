@@ -5,9 +5,11 @@
   mutagen's bare ``error: an ID3 tag already exists``; a FLAC kept the first tagging's ``SEED`` (or model
   version, generation id, creation time) where the second provenance had none. A file that is not the
   format its name says is ``InvalidInput`` naming it, not mutagen's own error (``FLACNoHeaderError``).
-- A PostgreSQL URL naming several hosts (libpq's ``host1:port1,host2:port2``, which yoyo cannot read) is
-  refused saying so, with the form that works (``?host=h1,h2&port=p1,p2``); before, the message said the
-  last port ("5433") was not a number from 0 to 65535. A bracket left open in the host is named too.
+- A PostgreSQL URL naming several hosts with ports (libpq's ``host1:port1,host2:port2``, which yoyo cannot
+  read) is refused saying so, with the form that works (``?host=h1,h2&port=p1,p2``); before, the message
+  said the last port ("5433") was not a number from 0 to 65535, and ``h1,h2:5433`` or ``h1:1,[::1]:2`` were
+  accepted, yoyo migrating other hosts or ports than the store used. A bracket left open in the host is
+  named too.
 - The dashboard's prompt search for an ASCII text answers alike on both backends: PostgreSQL's ``lower()``
   followed the server's locale, which (C.UTF-8, en_US...) lowers the Kelvin sign to ``k`` and ``İ`` to ``i``,
   so "kelvin" or "istanbul" found prompts there that SQLite (and a non-ASCII search, whose letter classes
@@ -108,6 +110,9 @@ def test_a_master_that_is_not_its_format_is_invalid_input(tmp_path: Path, suffix
     [
         ("h1:5432,h2:5433", "host=h1,h2&port=5432,5433"),
         ("h1:5432,h2,h3:6543", "host=h1,h2,h3&port=5432,,6543"),
+        ("h1,h2:5433", "host=h1,h2&port=,5433"),  # yoyo read port 5433 for both, libpq h1's default
+        ("h1:1,[::1]:2", "host=h1,::1&port=1,2"),  # urllib took "2" for the port of one host
+        ("[::1],h2", "host=::1,h2"),
         ("[::1]:5432,h2", "host=::1,h2&port=5432,"),
     ],
 )
@@ -118,6 +123,11 @@ def test_a_url_with_several_hosts_is_refused_with_the_form_that_works(netloc: st
     assert "several hosts" in message and f"postgresql://user:***@/db?sslmode=require&{query}" in message
     assert "Secr3t-pw" not in message and "not a number" not in message
     assert resolve(f"postgresql://user:Secr3t-pw@/db?sslmode=require&{query}").dialect == "postgres"
+
+
+def test_several_hosts_without_ports_stay_accepted() -> None:
+    """yoyo passes ``h1,h2`` to libpq as one host= value, which libpq reads as the URL does."""
+    assert resolve("postgresql://user:pw@h1,h2/db").yoyo_url == "postgresql+psycopg://user:pw@h1,h2/db"
 
 
 def test_a_bracket_left_open_in_the_host_is_named() -> None:
