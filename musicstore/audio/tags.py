@@ -192,9 +192,11 @@ def embed(data: bytes, fmt: str, provenance: Provenance | None, loudness: Loudne
     chunk, its own); ``InvalidInput`` when ``data`` is not a file of that format."""
     if fmt not in ("opus", "vorbis", "flac", "mp3", "wav"):
         raise InvalidInput(f"cannot tag format {fmt!r}")
+    _mutagen("id3")  # installed, else the ImportError that says how to install it
+    mutagen_error = importlib.import_module("mutagen").MutagenError  # the base of every format's error
     try:
         return _embed(data, fmt, provenance, loudness)
-    except _mutagen("_util").MutagenError as exc:  # the base of every error of its formats
+    except mutagen_error as exc:
         raise InvalidInput(f"cannot tag this {fmt} file: it is not a valid one ({exc})") from exc
 
 
