@@ -124,7 +124,9 @@ class Interpolator:
         width, columns = self.matrix.shape
         windows = sliding_window_view(audio, width, axis=-1)
         contiguous = int(starts[-1]) - int(starts[0]) + 1 == starts.size
-        step = max(16, _BLAS_SINGLE_THREAD // (width * columns))
+        step = (
+            _product_rows(self.matrix) if self.row_exact else max(16, _BLAS_SINGLE_THREAD // self.matrix.size)
+        )
         values = np.empty((min(_CHUNK_ROWS, starts.shape[0]), columns), dtype=np.float32)
         for begin in range(0, starts.shape[0], _CHUNK_ROWS):
             end = min(begin + _CHUNK_ROWS, starts.shape[0])
@@ -171,16 +173,32 @@ class Interpolator:
         return edges
 
 
+def _product_rows(matrix: NDArray[np.float32]) -> int:
+    """Rows of each product with ``matrix``: a multiple of 64 under OpenBLAS's one-thread size."""
+    return max(64, _BLAS_SINGLE_THREAD // matrix.size // 64 * 64)
+
+
 def _product(
     windows: NDArray[np.float32], matrix: NDArray[np.float32], out: NDArray[np.float32], row_exact: bool
 ) -> None:
-    """``out[:] = windows @ matrix``; ``row_exact``: a lone row read as two (numpy takes a matrix-vector
-    product for one row, which rounds otherwise), so that a row's values do not depend on the rows read with
-    it."""
-    if row_exact and windows.shape[0] == 1:
-        out[:] = np.matmul(np.concatenate([windows, windows]), matrix)[:1]
-    else:
+    """``out[:] = windows @ matrix``; ``row_exact``: a row's values do not depend on the rows read with it.
+
+    OpenBLAS picks its kernel by the product's size (on an AVX-512 Xeon, measured: one row, 2-3 rows, 4 to
+    ~3,000 rows and more each round a row's sums differently), so a row-exact product is always taken
+    ``_product_rows`` rows at a time, the last block padded with zeros: one size, one kernel, and each row
+    the same at every place in the block (checked there at every offset)."""
+    if not row_exact:
         np.matmul(windows, matrix, out=out)
+        return
+    rows = _product_rows(matrix)
+    count = windows.shape[0]
+    whole = count - count % rows
+    for begin in range(0, whole, rows):
+        np.matmul(windows[begin : begin + rows], matrix, out=out[begin : begin + rows])
+    if whole < count:
+        padded = np.zeros((rows, windows.shape[1]), dtype=np.float32)
+        padded[: count - whole] = windows[whole:]
+        out[whole:] = np.matmul(padded, matrix)[: count - whole]
 
 
 @functools.cache
