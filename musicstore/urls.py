@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from . import validate
 from .errors import InvalidInput
@@ -45,9 +45,55 @@ class DatabaseURL:
         absolute path percent-encoded, since yoyo decodes the path and ends it at a ``#``: the file the
         store opens, whatever its name holds)."""
         if self.dialect == "postgres":
-            return "postgresql+psycopg://" + self.url.split("://", 1)[1]
+            return _for_yoyo("postgresql+psycopg://" + self.url.split("://", 1)[1], self.url)
         assert self.path is not None
         return sqlite_url(self.path)
+
+
+def _connection(url: str) -> dict[str, str] | None:
+    """What libpq connects with for ``url`` (its ``PQconninfoParse``), or None if it cannot read it."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        return {key: str(value) for key, value in conninfo_to_dict(url).items() if value not in (None, "")}
+    except Exception:  # psycopg missing, or libpq refuses the URL: it says why when connecting
+        return None
+
+
+def yoyo_connection(yoyo_url: str) -> dict[str, str]:
+    """What yoyo's psycopg backend connects with for ``yoyo_url`` (``PostgresqlBackend.connect``): the
+    path's database, the query's parameters (``parse_qsl``: ``+`` is a space), then the URL's user,
+    password, port and host (lower-cased, not percent-decoded) over them."""
+    from yoyo.connections import parse_uri
+
+    parsed = parse_uri(yoyo_url)
+    found: dict[str, object] = {"dbname": parsed.database, **parsed.args}
+    for key, value in (("user", parsed.username), ("password", parsed.password), ("port", parsed.port)):
+        if value is not None:
+            found[key] = value
+    if parsed.hostname is not None:
+        found["host"] = parsed.hostname
+    return {key: str(value) for key, value in found.items() if value not in (None, "")}
+
+
+def _same_host(connection: dict[str, str]) -> dict[str, str]:
+    """``connection`` with a host name (not a socket folder, which starts with /) in lower case, as DNS
+    reads it, and without a port of no number (``,``: libpq's for ``h1,h2``, each host's default)."""
+    host = connection.get("host")
+    same = {key: value for key, value in connection.items() if key != "port" or value.strip(",")}
+    return same if host is None or "/" in host else {**same, "host": host.lower()}
+
+
+def _for_yoyo(spelled: str, url: str) -> str:
+    """``spelled`` (the URL as yoyo's scheme spells it) when yoyo connects with what libpq reads from ``url``;
+    else every setting as a query parameter, which yoyo passes to libpq as given. yoyo reads a host and a
+    database name without percent-decoding them (a socket folder ``%2Frun%2Fpg``, a name ``my%20db``), a
+    ``+`` in a parameter as a space, and the URL's user, password, host and port over the query's, where
+    libpq does the opposite."""
+    libpq = _connection(url)
+    if libpq is None or _same_host(yoyo_connection(spelled)) == _same_host(libpq):
+        return spelled
+    return spelled.split("://", 1)[0] + ":///?" + urlencode(libpq, quote_via=quote)
 
 
 def sqlite_url(path: str | os.PathLike[str]) -> str:

@@ -18,14 +18,21 @@
   ``InvalidInput`` from ``resolve`` (and ``sqlite_url``); before, it was resolved to a path with a NUL, and
   ``Store`` said "no database at /tmp/a" + NUL + "b.db" while ``migrate`` said libsqlite's "unable to open
   database file".
+- ``migrate`` (yoyo) connects with what the store (libpq) reads from a PostgreSQL URL: yoyo reads a host and a
+  database name without percent-decoding them, a ``+`` in a parameter as a space and the URL's user,
+  password, host and port over the query's, so ``/music%20db`` was migrated as a database "music%20db" (an
+  error, or another database), a socket folder ``%2Frun%2Fpg`` as a host name, ``?password=a+b`` as
+  "a b". ``DatabaseURL.yoyo_url`` spells such a URL with every setting as a parameter.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import struct
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -37,7 +44,7 @@ from musicstore import Store
 from musicstore.audio.tags import Provenance, read_wav_info, tag_master
 from musicstore.errors import InvalidInput
 from musicstore.migrate import migrate
-from musicstore.urls import resolve, sqlite_url
+from musicstore.urls import _connection, resolve, sqlite_url, yoyo_connection
 from musicstore.web import reads as web_reads
 from tests.conftest import new_job
 
@@ -136,6 +143,9 @@ def test_a_bracket_left_open_in_the_host_is_named() -> None:
     assert "Secr3t-pw" not in str(raised.value) and "not a number" not in str(raised.value)
 
 
+_names = itertools.count()
+
+
 def _ascii_lower(text: str) -> str:
     return "".join(c.lower() if c.isascii() else c for c in text)
 
@@ -165,3 +175,37 @@ def test_a_sqlite_path_with_a_nul_is_invalid_input(path: str, tmp_path: Path) ->
     with pytest.raises(InvalidInput, match="NUL"):
         sqlite_url(tmp_path / "a\x00b.db")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:pw@%2Frun%2FPgSock:5433/music%20db?application_name=a+b",
+        "postgresql://u@h/db?password=a+b&sslmode=require",
+        "postgresql://u:pw@h1:5432/db?host=h2&port=5433&user=v&dbname=other",
+        "postgresql://u@[fe80::1%25eth0]:5432/db",
+        "postgresql://u@h/d%2Fb",
+        "postgresql://musician@db.example:5433/music?sslmode=require",  # spelled as it was
+    ],
+)
+def test_yoyo_connects_with_what_libpq_reads(url: str) -> None:
+    target = resolve(url)
+    assert yoyo_connection(target.yoyo_url) == _connection(target.url)
+    if url.startswith("postgresql://musician"):
+        assert target.yoyo_url == "postgresql+psycopg://musician@db.example:5433/music?sslmode=require"
+
+
+def test_a_percent_encoded_database_name_is_migrated_where_the_store_opens_it(
+    musicstore_postgres_server: Any, musicstore_postgres_url: str
+) -> None:
+    server = musicstore_postgres_server
+    name = f"music db {next(_names)}"
+    base = musicstore_postgres_url.rpartition("/")[0]
+    server.admin(f'CREATE DATABASE "{name}"')  # empty: nothing migrated
+    try:
+        url = f"{base}/{quote(name, safe='')}"
+        migrate(url)
+        with Store(url) as store:
+            assert store.get_database_stats().total == 0
+    finally:
+        server.admin(f'DROP DATABASE "{name}" WITH (FORCE)')
