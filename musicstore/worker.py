@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import validate, waiting
 from .errors import Cancelled, DatabaseBusy, InvalidInput, LeaseLost, NotFound
+from .masking import redact
 from .models import Generation, RetryPolicy, Status
 from .ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS
 from .ops.jobs import MAX_OWNER_LIMIT, watching
@@ -133,13 +134,14 @@ Plan = Generator[WorkerStep, Any, WorkerReport]
 
 def failure(exc: BaseException) -> str:
     """The error message a job failed by ``exc`` keeps: text the databases store (a NUL or a lone surrogate
-    in the message, as from undecodable bytes, is written as its escape), at most ``MAX_ERROR_CHARS``."""
+    in the message, as from undecodable bytes, is written as its escape), its known secrets masked, at most
+    ``MAX_ERROR_CHARS`` (masked before it is cut: a secret the cut went through is no longer one to find)."""
     try:
         text = f"{type(exc).__name__}: {exc}"
     except Exception:  # a message that cannot be made: the job is failed with its type
         text = f"{type(exc).__name__}: (its message could not be read)"
     text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
-    return text[:MAX_ERROR_CHARS]
+    return redact(text)[:MAX_ERROR_CHARS]
 
 
 def _misfit(outcome: object, what: str, runner: str) -> str:

@@ -25,7 +25,7 @@ from musicstore import DatabaseError, Store
 from musicstore.filestore import open_filestore
 from musicstore.masking import redact, register_secret
 from musicstore.urls import resolve
-from musicstore.worker import Job, Worker, WorkerReport
+from musicstore.worker import MAX_ERROR_CHARS, Job, Worker, WorkerReport
 from tests.conftest import new_job
 
 
@@ -98,3 +98,29 @@ def test_a_password_parameter_with_an_encoded_name_is_masked(
     with pytest.raises(DatabaseError) as raised:
         Store(url, busy_timeout=0.3)
     assert secret not in str(raised.value) and secret not in redact(f"quoted: {url}")
+
+
+@pytest.mark.parametrize("cut", [1, 5, 23])
+def test_a_secret_the_error_messages_length_cuts_through_is_not_kept_in_part(
+    db_url: str, cut: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker masks a handler's message before cutting it to ``MAX_ERROR_CHARS``: cut first, a secret
+    straddling the cut left its first characters in the worker's log line, no longer the whole secret that
+    masking finds."""
+    token = f"tok{secrets.token_hex(12)}"
+    register_secret(token)
+    prefix = "RuntimeError: "
+    message = "x" * (MAX_ERROR_CHARS - len(prefix) - cut) + token + " after"
+
+    def handler(job: Job) -> None:
+        raise RuntimeError(message)
+
+    with Store(db_url) as store:
+        job = new_job(store)
+        with caplog.at_level(logging.ERROR, "musicstore.worker"):
+            assert Worker(store, "gpu-0", handler).run(max_jobs=1) == WorkerReport(failed=1)
+        failed = store.get_generation(job.id)
+        assert failed is not None and failed.error_message is not None
+        assert len(failed.error_message) <= MAX_ERROR_CHARS
+        shown = [failed.error_message, *(record.getMessage() for record in caplog.records)]
+        assert shown[1:] and not [text for text in shown if "x" + token[:cut] in text]
