@@ -23,6 +23,8 @@
   password, host and port over the query's, so ``/music%20db`` was migrated as a database "music%20db" (an
   error, or another database), a socket folder ``%2Frun%2Fpg`` as a host name, ``?password=a+b`` as
   "a b". ``DatabaseURL.yoyo_url`` spells such a URL with every setting as a parameter.
+- ``read_wav_info`` reads another writer's Latin-1 INFO strings (and ids) as Latin-1 and refuses a file that
+  is not a WAV file (``InvalidInput``); before, ``UnicodeDecodeError``, and a non-WAV file read as untagged.
 """
 
 from __future__ import annotations
@@ -209,3 +211,35 @@ def test_a_percent_encoded_database_name_is_migrated_where_the_store_opens_it(
             assert store.get_database_stats().total == 0
     finally:
         server.admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def _with_info(wav: bytes, entries: list[tuple[bytes, bytes]]) -> bytes:
+    """``wav`` with a ``LIST/INFO`` chunk of ``entries`` appended (its RIFF size mended)."""
+    body = b"INFO" + b"".join(
+        key + struct.pack("<I", len(value)) + value + b"\x00" * (len(value) % 2) for key, value in entries
+    )
+    out = wav + b"LIST" + struct.pack("<I", len(body)) + body
+    return out[:4] + struct.pack("<I", len(out) - 8) + out[8:]
+
+
+def test_read_wav_info_reads_another_writers_latin1_strings_and_refuses_a_file_that_is_not_wav(
+    tmp_path: Path,
+) -> None:
+    """INFO strings an older writer put in its code page (Latin-1 bytes, not UTF-8) are read as Latin-1, and
+    an id with a byte over 127 as its Latin-1 letters; a file that is not a WAV file is InvalidInput. Before,
+    ``UnicodeDecodeError`` for the first two, and the third read as a WAV without tags."""
+    plain = tmp_path / "plain.wav"
+    sf.write(plain, np.zeros(16, dtype=np.float32), 8000, subtype="PCM_16")
+    tagged = tmp_path / "tagged.wav"
+    tagged.write_bytes(
+        _with_info(plain.read_bytes(), [(b"INAM", "Café, naïve".encode("latin-1")), (b"IC\xd6P", b"ok")])
+    )
+    assert sf.info(str(tagged)).frames == 16  # still a WAV file libsndfile reads
+    assert read_wav_info(tagged) == {"INAM": "Café, naïve", "ICÖP": "ok"}
+    utf8 = tmp_path / "utf8.wav"
+    utf8.write_bytes(_with_info(plain.read_bytes(), [(b"INAM", "Café ♫".encode())]))
+    assert read_wav_info(utf8) == {"INAM": "Café ♫"}
+    other = tmp_path / "notes.wav"
+    other.write_bytes(b"these are notes, not audio" * 4)
+    with pytest.raises(InvalidInput, match="not a WAV file"):
+        read_wav_info(other)

@@ -273,8 +273,12 @@ def tag_master(path: str | Path, provenance: Provenance, loudness_lufs: float, t
 
 
 def read_wav_info(path: str | Path) -> dict[str, str]:
-    """The ``LIST/INFO`` strings of a WAV file (UTF-8), by their four-letter ids."""
+    """The ``LIST/INFO`` strings of a WAV file, by their four-letter ids: UTF-8 (as musicstore writes them),
+    or Latin-1 where a string's bytes are not UTF-8 (older writers use their system's code page). A file that
+    is not a WAV file (no ``RIFF``/``WAVE`` header) is ``InvalidInput``."""
     data = Path(path).read_bytes()
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise InvalidInput(f"{path} is not a WAV file (no RIFF/WAVE header)")
     out: dict[str, str] = {}
     position = 12
     while position + 8 <= len(data):
@@ -284,7 +288,15 @@ def read_wav_info(path: str | Path) -> dict[str, str]:
             inner = 4
             while inner + 8 <= len(body):
                 sub, length = body[inner : inner + 4], struct.unpack("<I", body[inner + 4 : inner + 8])[0]
-                out[sub.decode("ascii")] = body[inner + 8 : inner + 8 + length].rstrip(b"\x00").decode()
+                out[sub.decode("latin-1")] = _info_text(body[inner + 8 : inner + 8 + length].rstrip(b"\x00"))
                 inner += 8 + length + length % 2
         position += 8 + size + size % 2
     return out
+
+
+def _info_text(raw: bytes) -> str:
+    """An INFO string's text: UTF-8, else Latin-1 (every byte is a Latin-1 character)."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
