@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from musicstore import Status, Store, migrate
 from musicstore.migrate import shipped_migrations
+from musicstore.testing import FakeClock
 
 PROCESSES = 8
 PROMPTS = [f"shared prompt {i}" for i in range(5)]
@@ -116,10 +118,16 @@ def test_concurrent_migrate_is_safe_on_postgres(musicstore_postgres_server: Any)
         assert store.count_generations() == 0
 
 
+LEASE = 60.0
+"""The doomed worker's lease: far longer than the parent takes to see it unexpired on any machine, however
+slow or loaded; its end is then reached by moving a clock past it, not by sleeping (a 1 s lease slept out
+left the parent under a second, all but ~0.1 s of it spare here, to check that it had not run out)."""
+
+
 def _claim_and_hang(url: str, claimed: Any) -> None:
     """A worker that claims a job and then hangs until it is killed."""
     with Store(url) as store:
-        job = store.claim_next("doomed-worker", lease_seconds=1.0)
+        job = store.claim_next("doomed-worker", lease_seconds=LEASE)
         claimed.put(job.id if job else None)
         time.sleep(600)
 
@@ -138,9 +146,14 @@ def test_killed_worker_job_is_requeued_after_its_lease_and_completed_by_another(
         worker.join()
     assert worker.exitcode == -signal.SIGKILL
     with Store(db_url) as store:
-        assert store.get_generation(job.id).worker_id == "doomed-worker"  # type: ignore[union-attr]
-        assert store.requeue_expired().requeued == []  # the lease has not run out yet
-        time.sleep(1.2)
+        held = store.get_generation(job.id)
+        assert held is not None and held.worker_id == "doomed-worker" and held.lease_expires_at is not None
+        assert store.requeue_expired().requeued == []  # the lease has not run out yet (real time)
+    # the lease's end, reached by a clock moved just past it (the store's clock decides expiry)
+    clock = FakeClock(held.lease_expires_at - timedelta(milliseconds=1))
+    with Store(db_url, clock=clock) as store:
+        assert store.requeue_expired().requeued == []  # a millisecond before it: still held
+        clock.advance(0.002)
         assert store.requeue_expired().requeued == [job.id]
         rescued = store.claim_next("rescuer")
         assert rescued is not None and rescued.id == job.id and rescued.attempts == 2
