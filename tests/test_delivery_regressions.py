@@ -189,11 +189,13 @@ class _CommitDropper:
                 return
             server = socket.create_connection(("127.0.0.1", self.target))
             self.sockets += [client, server]
-            cut = threading.Event()
-            threading.Thread(target=self._up, args=(client, server, cut), daemon=True).start()
-            threading.Thread(target=self._down, args=(server, client, cut), daemon=True).start()
+            cut, committed = threading.Event(), threading.Event()
+            threading.Thread(target=self._up, args=(client, server, cut, committed), daemon=True).start()
+            threading.Thread(target=self._down, args=(server, client, cut, committed), daemon=True).start()
 
-    def _up(self, client: socket.socket, server: socket.socket, cut: threading.Event) -> None:
+    def _up(
+        self, client: socket.socket, server: socket.socket, cut: threading.Event, committed: threading.Event
+    ) -> None:
         try:
             while data := client.recv(65536):
                 commit = self.armed.is_set() and b"COMMIT\x00" in data
@@ -202,7 +204,9 @@ class _CommitDropper:
                     cut.set()  # nothing more goes back to the client
                 server.sendall(data)
                 if commit:
-                    time.sleep(0.5)  # the server commits; its reply is held back
+                    # the server's reply says it committed (held back from the client): waited for, not
+                    # slept (a 0.5 s sleep left a slow or loaded machine's server uncommitted at the cut)
+                    committed.wait(30)
                     self.dropped.set()
                     client.shutdown(socket.SHUT_RDWR)
                     server.shutdown(socket.SHUT_RDWR)
@@ -211,10 +215,19 @@ class _CommitDropper:
             pass
 
     @staticmethod
-    def _down(server: socket.socket, client: socket.socket, cut: threading.Event) -> None:
+    def _down(
+        server: socket.socket, client: socket.socket, cut: threading.Event, committed: threading.Event
+    ) -> None:
+        held = b""  # what the server sent after the cut: its reply to the COMMIT, never passed on
         try:
-            while (data := server.recv(65536)) and not cut.is_set():
-                client.sendall(data)
+            while data := server.recv(65536):
+                if not cut.is_set():
+                    client.sendall(data)
+                    continue
+                held += data
+                if b"COMMIT\x00" in held:  # CommandComplete's tag: the transaction committed
+                    committed.set()
+                    return
         except OSError:
             pass
 
