@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 import re
 import struct
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -243,3 +244,19 @@ def test_read_wav_info_reads_another_writers_latin1_strings_and_refuses_a_file_t
     other.write_bytes(b"these are notes, not audio" * 4)
     with pytest.raises(InvalidInput, match="not a WAV file"):
         read_wav_info(other)
+
+
+def test_trending_prompts_cut_rows_that_share_a_moment_by_id_on_both_backends(db_url: str) -> None:
+    """The dashboard's trending prompts are the newest ``limit`` rows' prompts: rows created at one moment
+    are taken newest id first, on both backends (before, the rows a limit cut among such ties were the
+    database's pick: PostgreSQL's index held a row claimed since, a new version of it, as the newest of its
+    moment, SQLite's by its rowid)."""
+    moment = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    with Store(db_url, clock=lambda: moment) as store:
+        made = [new_job(store, f"tied prompt {i}") for i in range(7)]
+        claimed = store.claim_next("gpu-0")
+        assert claimed is not None and claimed.id == made[0].id
+        with store.transaction(write=False) as tx:
+            newest = tx.run(web_reads.recent_prompts_op, moment, 3)
+    by_id = sorted(made, key=lambda g: g.id, reverse=True)
+    assert newest == [g.prompt for g in by_id[:3]]

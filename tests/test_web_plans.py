@@ -65,6 +65,7 @@ DASHBOARD_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
 DASHBOARD_TIES_SORTED = {
     "dashboard_page",
     "dashboard_page_by_model",
+    "dashboard_recent_prompts",
     "dashboard_scan_end",
     "dashboard_search",
 }

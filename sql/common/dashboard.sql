@@ -41,5 +41,5 @@ LIMIT 1 OFFSET :offset;
 -- The prompts of the newest rows created since a time (at most limit): trending prompts.
 SELECT prompt FROM generations
 WHERE created_at >= :since
-ORDER BY created_at DESC
+ORDER BY created_at DESC, id DESC
 LIMIT :limit;
