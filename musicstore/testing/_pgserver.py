@@ -112,8 +112,14 @@ class External:
         """Nothing to stop: the server is not ours."""
 
 
-def start(*, durable: bool = False) -> Server:
-    """Start a server. ``durable=False`` turns fsync off (tests); benchmarks pass True."""
+class _PortTaken(RuntimeError):
+    """The server could not bind its port: another process took it between its choice and the bind."""
+
+
+def start(*, durable: bool = False, tries: int = 3) -> Server:
+    """Start a server. ``durable=False`` turns fsync off (tests); benchmarks pass True. A port taken between
+    choosing it and the server binding it (``initdb`` runs in between: seconds) is retried on another, up to
+    ``tries`` ports in all, as ``_seaweed.start`` does."""
     bindir = find_bindir()
     if bindir is None:
         raise FileNotFoundError("PostgreSQL server binaries not found: apt-get install postgresql")
@@ -127,27 +133,36 @@ def start(*, durable: bool = False) -> Server:
     settings = ["listen_addresses=127.0.0.1", "max_connections=200", "shared_buffers=256MB"]
     if not durable:
         settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
-    command = [str(bindir / "postgres"), "-D", str(base / "data"), "-p", str(server.port), "-k", str(base)]
-    command += [arg for setting in settings for arg in ("-c", setting)]
     try:
         server._run(
             "initdb", "-D", str(base / "data"), "-U", "musicstore", "-A", "trust", "-E", "UTF8", "--no-sync"
         )
         owner = pwd.getpwnam(user) if user else None
-        with open(base / "log", "ab") as log:
-            server.process = subprocess.Popen(
-                command,
-                cwd=base,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                user=owner.pw_uid if owner else None,
-                group=owner.pw_gid if owner else None,
-                extra_groups=[] if owner else None,
-                start_new_session=True,  # a terminal's Ctrl-C is for the tests, whose teardown still needs it
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
-            )
-        _wait(server, time.monotonic() + START_TIMEOUT)
+        for attempt in range(tries):
+            if attempt:
+                server.port = _free_port()
+            command = [str(bindir / "postgres"), "-D", str(base / "data"), "-p", str(server.port)]
+            command += ["-k", str(base), *(arg for setting in settings for arg in ("-c", setting))]
+            with open(base / "log", "ab") as log:
+                since = log.tell()
+                server.process = subprocess.Popen(
+                    command,
+                    cwd=base,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    user=owner.pw_uid if owner else None,
+                    group=owner.pw_gid if owner else None,
+                    extra_groups=[] if owner else None,
+                    start_new_session=True,  # a terminal's Ctrl-C is for the tests, whose teardown needs it
+                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+                )
+            try:
+                _wait(server, time.monotonic() + START_TIMEOUT, since)
+                break
+            except _PortTaken:
+                if attempt == tries - 1:
+                    raise
     except subprocess.CalledProcessError as exc:
         server.stop()
         raise RuntimeError(f"could not start PostgreSQL: {exc.stderr}") from exc
@@ -157,20 +172,34 @@ def start(*, durable: bool = False) -> Server:
     return server
 
 
-def _wait(server: Server, deadline: float) -> None:
-    """Until the server takes connections; RuntimeError with its log if it exits or is not ready in time."""
+def _wait(server: Server, deadline: float, since: int = 0) -> None:
+    """Until the server takes connections; RuntimeError with its log if it exits or is not ready in time,
+    ``_PortTaken`` if it exited unable to bind its port (its log from byte ``since`` on says so). A server
+    that answers on the port but is not this one (another process's, which took the port) is not taken for
+    it: this one is about to exit."""
     import psycopg
 
     assert server.process is not None
+    data = (server.base / "data").resolve()
     while True:
         if server.process.poll() is not None:
-            raise RuntimeError(f"PostgreSQL exited with {server.process.returncode}:\n{server.log()}")
+            log = server.log()
+            path = server.base / "log"
+            with open(path, "rb") as whole:
+                whole.seek(since)
+                this_start = whole.read().decode("utf-8", errors="replace")
+            if "Address already in use" in this_start:
+                raise _PortTaken(f"PostgreSQL could not bind port {server.port}:\n{log}")
+            raise RuntimeError(f"PostgreSQL exited with {server.process.returncode}:\n{log}")
         try:
-            psycopg.connect(server.url(), connect_timeout=5).close()
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"PostgreSQL was not ready in {START_TIMEOUT:.0f} s:\n{server.log()}"
-                ) from None
-            time.sleep(0.05)
+            with psycopg.connect(server.url(), connect_timeout=5) as conn:
+                answered = conn.execute("SHOW data_directory").fetchone()
+            if answered is not None and Path(answered[0]).resolve() == data:
+                return
+        except psycopg.Error:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"PostgreSQL was not ready in {START_TIMEOUT:.0f} s:\n{server.log()}"
+            ) from None
+        time.sleep(0.05)
