@@ -298,9 +298,12 @@ class PostgresConnector:
         try:
             conn = pool.getconn()
         except _modules()[1].PoolTimeout:
-            if len(self._owners) < self.pool_size:  # not all lent out: the pool could not connect
-                self._check_reachable()
-            raise
+            if len(self._owners) >= self.pool_size:  # every connection lent out: busy
+                raise
+            # not all lent out: the pool could not connect within busy_timeout. An unreachable server says
+            # why; a reachable one slower to connect than that (remote, TLS) gets libpq's connect timeout
+            self._check_reachable()
+            conn = pool.getconn(timeout=_connect_timeout(self.timeout))
         with self._owners_lock:
             self._owners[id(conn)] = pool  # returned to this pool even if the store is closed meanwhile
         return conn
@@ -420,20 +423,27 @@ class AsyncPostgresConnector:
             )
             await pool.open()
             self._pool = pool
-        # psycopg_pool's getconn can swallow a cancellation and return a connection (psycopg#1345): wait in
-        # a task of its own, so the caller's cancellation always lands, and hand back what arrives too late.
-        pool, getting = self._pool, asyncio.ensure_future(self._pool.getconn())
+        pool = self._pool
         try:
-            conn = await asyncio.shield(getting)
+            conn = await self._getconn(pool, None)
+        except _modules()[1].PoolTimeout:
+            if len(self._owners) >= self.pool_size:  # every connection lent out: busy
+                raise
+            await self._check_reachable()  # as in the sync backend's acquire
+            conn = await self._getconn(pool, _connect_timeout(self.timeout))
+        self._owners[id(conn)] = pool  # returned to this pool even if the store is closed meanwhile
+        return conn
+
+    async def _getconn(self, pool: Any, timeout: float | None) -> Any:
+        """A connection from ``pool`` (waiting ``timeout``, or the pool's). psycopg_pool's getconn can swallow
+        a cancellation and return a connection (psycopg#1345): it waits in a task of its own, so the
+        caller's cancellation always lands, and what arrives too late is handed back."""
+        getting = asyncio.ensure_future(pool.getconn(timeout=timeout))
+        try:
+            return await asyncio.shield(getting)
         except asyncio.CancelledError:
             getting.add_done_callback(lambda done: self._give_back(pool, done))
             raise
-        except _modules()[1].PoolTimeout:
-            if len(self._owners) < self.pool_size:  # not all lent out: the pool could not connect
-                await self._check_reachable()
-            raise
-        self._owners[id(conn)] = pool  # returned to this pool even if the store is closed meanwhile
-        return conn
 
     async def _check_reachable(self) -> None:
         """Raise DatabaseError with the reason if a fresh connection to the database fails."""
