@@ -71,8 +71,9 @@ class WaveformPeaks:
         return json.dumps(self.as_json_dict(), separators=(",", ":"))
 
     def normalized(self, digits: int = 4) -> list[list[float]]:
-        """Per channel, ``[min, max, min, max, ...]`` in [−1, 1] (rounded to ``digits``)."""
-        values = np.clip(self.extremes, -1.0, 1.0).round(digits)
+        """Per channel, ``[min, max, min, max, ...]`` in [−1, 1], rounded to ``digits`` in float64 (0.3845,
+        not the float32 value's 0.38449999690055847), as the web API's waveform from a peaks file is."""
+        values = np.clip(self.extremes.astype(np.float64), -1.0, 1.0).round(digits)
         return [values[:, c, :].reshape(-1).tolist() for c in range(self.channels)]
 
     def write(self, path: str | Path) -> int:
