@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
+import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from musicstore.audio.peaks import compute_peaks
+from musicstore.audio.peaks import compute_peaks, file_peaks, frames_peaks
+from musicstore.errors import InvalidInput
 
 
 @settings(max_examples=60, deadline=None)
@@ -31,3 +37,34 @@ def test_normalized_peaks_are_rounded_to_the_digits_asked(values: list[float], d
     assert got == expected
     assert all(v == round(v, digits) for v in got)
     assert json.loads(json.dumps(got)) == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"block_frames": 1000.5},
+        {"block_frames": "4096"},
+        {"block_frames": None},
+        {"block_frames": True},
+        {"block_frames": 0},
+        {"block_frames": -256},
+        {"split_channels": "no"},
+        {"split_channels": 1},
+        {"split_channels": None},
+    ],
+)
+def test_peaks_settings_are_checked(tmp_path: Path, kwargs: dict[str, Any]) -> None:
+    """compute_peaks, frames_peaks and file_peaks raised TypeError on a block_frames that is not an int
+    (1000.5, "4096", None), took 0 or a negative one as one bucket, and read split_channels="no" as True
+    (PeaksSpec refused it). Each is now InvalidInput, as samples_per_pixel and bits are."""
+    audio = np.zeros((2, 1000), dtype=np.float32)
+    path = tmp_path / "clip.wav"
+    sf.write(path, audio.T, 16_000)
+    calls: list[Callable[[], object]] = [
+        lambda: compute_peaks(audio, 16_000, 64, **kwargs),
+        lambda: frames_peaks(np.zeros((1000, 2), dtype=np.int16), 16_000, 64, **kwargs),
+        lambda: file_peaks(path, 64, **kwargs),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidInput):
+            call()

@@ -104,6 +104,22 @@ def _check(samples_per_pixel: object, bits: object) -> tuple[int, int]:
     return int(samples_per_pixel), int(bits)
 
 
+def _check_reading(block_frames: object, split_channels: object) -> int:
+    """``block_frames`` as an int (a whole number ≥ 1); InvalidInput for it or a ``split_channels`` that is
+    not a bool ("no" would be true)."""
+    if (
+        isinstance(block_frames, bool | np.bool_)
+        or not isinstance(block_frames, numbers.Integral)
+        or int(block_frames) < 1
+    ):
+        raise InvalidInput(
+            f"block_frames must be a whole number of frames, at least 1, got {block_frames!r:.40}"
+        )
+    if not isinstance(split_channels, bool | np.bool_):
+        raise InvalidInput(f"split_channels must be True or False, got {split_channels!r:.40}")
+    return int(block_frames)
+
+
 def _reduce(
     blocks: Iterable[NDArray[np.float32]], spp: int, split: bool, channels: int
 ) -> NDArray[np.float32]:
@@ -140,6 +156,7 @@ def compute_peaks(
     """Peaks of a clip (tensor or array, ``(S,)`` or ``(C, S)``): channels mixed to one (their mean) unless
     ``split_channels``; computed block by block."""
     spp, nbits = _check(samples_per_pixel, bits)
+    block_frames = _check_reading(block_frames, split_channels)
     rate = check_sample_rate(sample_rate)
     x = as_audio(audio)
     step = spp * max(1, block_frames // spp)
@@ -217,6 +234,7 @@ def frames_peaks(
     converted to float block by block exactly as libsndfile reads them back (``int · 2^−15`` or ``2^−31`` in
     float32), so they equal ``file_peaks`` of the written file; memory: one block plus the result."""
     spp, nbits = _check(samples_per_pixel, bits)
+    block_frames = _check_reading(block_frames, split_channels)
     rate = check_sample_rate(sample_rate)
     if frames.ndim != 2 or frames.dtype not in (*_FULL_SCALE, np.dtype(np.float32)):
         raise InvalidInput(
@@ -251,6 +269,7 @@ def file_peaks(
 ) -> WaveformPeaks:
     """Peaks of an audio file read in blocks of about ``block_frames`` frames (memory: one block)."""
     spp, nbits = _check(samples_per_pixel, bits)
+    block_frames = _check_reading(block_frames, split_channels)
     source = Path(path)
     if not source.is_file():
         raise InvalidInput(f"{source} does not exist or is not a file")
