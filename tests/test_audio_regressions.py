@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from musicstore.audio.arrays import as_audio
 from musicstore.audio.peaks import compute_peaks, file_peaks, frames_peaks
 from musicstore.errors import InvalidInput
 
@@ -68,3 +70,20 @@ def test_peaks_settings_are_checked(tmp_path: Path, kwargs: dict[str, Any]) -> N
     for call in calls:
         with pytest.raises(InvalidInput):
             call()
+
+
+@pytest.mark.parametrize(
+    "scale",
+    [Fraction(1, 3), 10**400, -(10**400), Fraction(10**400, 3)],
+    ids=["fraction", "huge int", "huge negative int", "huge fraction"],
+)
+def test_an_integer_clips_scale_is_checked_whatever_number_it_is(scale: Any) -> None:
+    """A scale= numpy could not take (a Fraction, an int past float's range) raised TypeError from
+    np.isfinite, not InvalidInput; a Fraction in range is a number like any other."""
+    pcm = np.array([[1, -2, 3]], dtype=np.int16)
+    exact = isinstance(scale, Fraction) and abs(scale) < 10
+    if exact:  # in range: as its float
+        np.testing.assert_array_equal(as_audio(pcm, scale=scale), as_audio(pcm, scale=float(scale)))
+        return
+    with pytest.raises(InvalidInput, match="scale must be a positive finite number"):
+        as_audio(pcm, scale=scale)

@@ -6,6 +6,7 @@ Layouts are never guessed from sizes: ``(S,)`` is mono, ``(C, S)`` is channels Ã
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -70,9 +71,13 @@ def _check_scale(kind: str, scale: float | None, dtype: object) -> float | None:
             )
         if not isinstance(scale, numbers.Real) or isinstance(scale, bool | np.bool_):
             raise InvalidInput(f"scale must be a positive finite number, got {type(scale).__name__}")
-        if not np.isfinite(scale) or scale <= 0:
-            raise InvalidInput(f"scale must be a positive finite number, got {scale!r}")
-        return float(scale)
+        try:  # a Fraction or an int past float's range: numpy's isfinite takes neither
+            factor = float(scale)
+        except OverflowError:
+            factor = math.inf
+        if not math.isfinite(factor) or factor <= 0:
+            raise InvalidInput(f"scale must be a positive finite number, got {scale!r:.40}")
+        return factor
     if scale is not None:
         raise InvalidInput(f"scale= applies to integer audio only; this audio is {dtype}")
     return None
