@@ -87,3 +87,17 @@ def test_an_integer_clips_scale_is_checked_whatever_number_it_is(scale: Any) -> 
         return
     with pytest.raises(InvalidInput, match="scale must be a positive finite number"):
         as_audio(pcm, scale=scale)
+
+
+@pytest.mark.parametrize("path", [None, 5, b"clip.wav", "clip\x00.wav"], ids=["None", "int", "bytes", "NUL"])
+def test_a_peaks_path_that_is_not_a_path_is_invalid_input(path: Any) -> None:
+    """file_peaks and WaveformPeaks.write took any object to Path(): None, an int or bytes raised TypeError
+    (analyze_file, export_audio say InvalidInput), a NUL was quoted into the message as it was."""
+    with pytest.raises(InvalidInput, match="must be a str or a Path without NUL"):
+        file_peaks(path)
+    peaks = compute_peaks(np.zeros(10, dtype=np.float32), 16_000)
+    json_path = {"clip.wav": "clip.json", b"clip.wav": b"clip.json", "clip\x00.wav": "clip\x00.json"}.get(
+        path, path
+    )
+    with pytest.raises(InvalidInput, match="must be a str or a Path without NUL"):
+        peaks.write(json_path)

@@ -21,7 +21,7 @@ import soundfile as sf
 from numpy.typing import NDArray
 
 from musicstore.audio.arrays import as_audio, check_sample_rate
-from musicstore.audio.files import write_bytes_atomic
+from musicstore.audio.files import as_path, write_bytes_atomic
 from musicstore.errors import InvalidAudio, InvalidInput
 from musicstore.filestore.base import FileStore, ObjectInfo, check_key
 
@@ -78,7 +78,7 @@ class WaveformPeaks:
 
     def write(self, path: str | Path) -> int:
         """Write the audiowaveform JSON atomically (temp file, fsync, rename); return its size in bytes."""
-        target = Path(path)
+        target = as_path(path)
         if target.suffix.lower() != ".json":
             raise InvalidInput(f"{target.name}: a peaks file must end in .json")
         return write_bytes_atomic(target, self.to_json().encode())
@@ -270,7 +270,7 @@ def file_peaks(
     """Peaks of an audio file read in blocks of about ``block_frames`` frames (memory: one block)."""
     spp, nbits = _check(samples_per_pixel, bits)
     block_frames = _check_reading(block_frames, split_channels)
-    source = Path(path)
+    source = as_path(path)
     if not source.is_file():
         raise InvalidInput(f"{source} does not exist or is not a file")
     try:
