@@ -11,6 +11,19 @@ import sys
 from .masking import redact, scrub
 
 
+def shown(value: object) -> str:
+    """A refused value as a message shows it: its repr, cut when long (a megabyte of input is not echoed),
+    and without raising: an int beyond Python's limit on int to str conversion (4,300 digits) is named by
+    its size (its repr raises ValueError), any other value whose repr fails by its type."""
+    try:
+        text = repr(value)
+    except Exception:  # an int past the limit (ValueError), or an object whose own repr fails
+        if isinstance(value, int):
+            return f"an integer of {value.bit_length()} bits"
+        return f"a {type(value).__name__}"
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+
+
 class MusicstoreError(Exception):
     """Base class of every error musicstore raises on purpose.
 

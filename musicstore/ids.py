@@ -21,7 +21,7 @@ import re
 import threading
 import time
 
-from .errors import InvalidInput
+from .errors import InvalidInput, shown
 
 _CANONICAL = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _RANDOM_BITS = 74
@@ -105,5 +105,5 @@ def check_id(value: object) -> str:
         return value
     raise InvalidInput(
         f"generation id must be a UUID in canonical lowercase form "
-        f"(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), got {value!r}"
+        f"(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), got {shown(value)}"
     )

@@ -17,7 +17,7 @@ from enum import StrEnum
 from operator import itemgetter
 from typing import Any, TypeVar
 
-from .errors import InvalidInput
+from .errors import InvalidInput, shown
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -413,7 +413,7 @@ class RetryPolicy:
         for name, high in (("base_seconds", 30 * 86_400.0), ("cap_seconds", 30 * 86_400.0), ("jitter", 1.0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
-                raise InvalidInput(f"RetryPolicy.{name} must be from 0 to {high:g}, got {value!r:.80}")
+                raise InvalidInput(f"RetryPolicy.{name} must be from 0 to {high:g}, got {shown(value)}")
             object.__setattr__(self, name, float(value))
 
     def delay_range(self, attempts: int) -> tuple[float, float]:

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .errors import InvalidInput
+from .errors import InvalidInput, shown
 
 MAX_KEY_BYTES = 1024
 GENERATION_FIELD = "generation-id"
@@ -27,24 +27,24 @@ SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 def check_key(key: object, what: str = "key") -> str:
     """``key`` if it names an object below the root; raises ``InvalidInput`` saying why not."""
     if not isinstance(key, str) or not key:
-        raise InvalidInput(f"{what} {key!r} must be a non-empty string like '2026/01/31/<id>.wav'")
+        raise InvalidInput(f"{what} {shown(key)} must be a non-empty string like '2026/01/31/<id>.wav'")
     if _CONTROL.search(key):
-        raise InvalidInput(f"{what} {key!r} holds a control character")
+        raise InvalidInput(f"{what} {shown(key)} holds a control character")
     if "\\" in key:
-        raise InvalidInput(f"{what} {key!r} holds a backslash; separate folders with '/'")
+        raise InvalidInput(f"{what} {shown(key)} holds a backslash; separate folders with '/'")
     if key.startswith("/"):
-        raise InvalidInput(f"{what} {key!r} is absolute; give it relative to the store's root")
+        raise InvalidInput(f"{what} {shown(key)} is absolute; give it relative to the store's root")
     try:
         size = len(key.encode("utf-8"))
     except UnicodeError:
-        raise InvalidInput(f"{what} {key!r} is not valid Unicode text") from None
+        raise InvalidInput(f"{what} {shown(key)} is not valid Unicode text") from None
     if size > MAX_KEY_BYTES:
         raise InvalidInput(f"{what} is {size} bytes long; at most {MAX_KEY_BYTES}")
     for segment in key.split("/"):
         if segment in ("", ".", ".."):
-            raise InvalidInput(f"{what} {key!r} has an empty, '.' or '..' segment")
+            raise InvalidInput(f"{what} {shown(key)} has an empty, '.' or '..' segment")
     if what == "key" and TEMP_NAME.fullmatch(key.rpartition("/")[2]):
-        raise InvalidInput(f"{what} {key!r} has the form of a write's temp file (.<name>.<8 chars>.tmp)")
+        raise InvalidInput(f"{what} {shown(key)} has the form of a write's temp file (.<name>.<8 chars>.tmp)")
     return key
 
 
@@ -53,14 +53,14 @@ def check_prefix(prefix: object) -> str:
     if prefix == "":
         return ""
     if not isinstance(prefix, str):
-        raise InvalidInput(f"prefix {prefix!r} must be a string")
+        raise InvalidInput(f"prefix {shown(prefix)} must be a string")
     check_key(prefix.removesuffix("/") or ".", "prefix")
     return prefix
 
 
 def check_checksum(checksum: str | None) -> str | None:
     if checksum is not None and (not isinstance(checksum, str) or not _CHECKSUM.fullmatch(checksum)):
-        raise InvalidInput(f"checksum {checksum!r} must be a SHA-256 in lower-case hex (64 digits)")
+        raise InvalidInput(f"checksum {shown(checksum)} must be a SHA-256 in lower-case hex (64 digits)")
     return checksum
 
 
@@ -109,7 +109,7 @@ def s3_location(url: str, *, strict: bool = True) -> tuple[str, str]:
         raise InvalidInput("an s3:// URL is s3://BUCKET/PREFIX, without a query or fragment")
     bucket = parts.netloc
     if not bucket or (strict and (not _BUCKET.fullmatch(bucket) or ".." in bucket)):
-        raise InvalidInput(f"bucket name {bucket!r}: 3-63 lower-case letters, digits, '.' and '-'")
+        raise InvalidInput(f"bucket name {shown(bucket)}: 3-63 lower-case letters, digits, '.' and '-'")
     prefix = parts.path.lstrip("/")
     if prefix:
         check_prefix(prefix)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any, TypeGuard
 
-from .errors import InvalidInput
+from .errors import InvalidInput, shown
 from .masking import redact
 from .models import Generation, Prompt, Status
 
@@ -51,10 +51,8 @@ MAX_PAGE = 10_000
 """Largest page a list returns at once."""
 
 
-def _show(value: object) -> str:
-    """A short repr of a refused value for a message (a huge one is cut)."""
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
+_show = shown
+"""A short repr of a refused value for a message (a huge one is cut; ``errors.shown``)."""
 
 
 def _plain(value: object, max_chars: int, blank: bool = True) -> TypeGuard[str]:

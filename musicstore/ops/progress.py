@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .. import validate
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput, NotFound, shown
 from ..ids import check_id
 from ..models import Generation, Status, columns
 from .jobs import _explain, _later, claim_epoch, lease_of
@@ -42,7 +42,7 @@ COUNT = columns("n")
 def fraction(value: object) -> float:
     """A progress fraction: a finite number from 0 to 1."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:  # int: exact
-        raise InvalidInput(f"fraction must be a number from 0 to 1, got {value!r:.80}")
+        raise InvalidInput(f"fraction must be a number from 0 to 1, got {shown(value)}")
     return float(value)
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import validate
-from ..errors import InvalidInput
+from ..errors import InvalidInput, shown
 from ..ids import check_id
 from ..models import TOTALS_COLUMNS, Generation, Page, Stats, Status, columns, to_datetime, to_micros
 from .steps import Params, Plan, reads_all, reads_one, reads_planned
@@ -38,7 +38,7 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, str]:
         return _CURSOR_END
     if not isinstance(cursor, str) or len(cursor) > 200:
         raise InvalidInput(
-            f"cursor must be None or a str this store handed out (Page.next_cursor), got {cursor!r:.80}"
+            f"cursor must be None or a str this store handed out (Page.next_cursor), got {shown(cursor)}"
         )
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
@@ -46,7 +46,7 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, str]:
         return to_datetime(int(micros)), check_id(generation_id)
     except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError):
         raise InvalidInput(
-            f"cursor {cursor!r} is not one this store handed out (use Page.next_cursor)"
+            f"cursor {shown(cursor)} is not one this store handed out (use Page.next_cursor)"
         ) from None
 
 
