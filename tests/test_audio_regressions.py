@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import warnings
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 
 from musicstore.audio.arrays import as_audio
 from musicstore.audio.peaks import compute_peaks, file_peaks, frames_peaks
-from musicstore.errors import InvalidInput
+from musicstore.errors import InvalidAudio, InvalidInput
 
 
 @settings(max_examples=60, deadline=None)
@@ -101,3 +103,30 @@ def test_a_peaks_path_that_is_not_a_path_is_invalid_input(path: Any) -> None:
     )
     with pytest.raises(InvalidInput, match="must be a str or a Path without NUL"):
         peaks.write(json_path)
+
+
+def _wide(values: list[float]) -> list[Any]:
+    """``values`` as float64 and long double arrays, and a float64 tensor where torch is installed."""
+    arrays: list[Any] = [np.array(values, dtype=np.float64), np.array(values, dtype=np.longdouble)]
+    try:
+        import torch
+    except ImportError:
+        return arrays
+    return [*arrays, torch.tensor(values, dtype=torch.float64)]
+
+
+def test_finite_values_beyond_float32_are_not_called_infinite() -> None:
+    """A float64 clip holding 1e39 (finite) was refused as "1 non-finite values (0 NaN, 1 Inf)", after
+    numpy's "overflow encountered in cast" RuntimeWarning (an exception under -W error). It is now
+    InvalidAudio naming the values beyond float32's range; a real infinity still reads as one."""
+    for audio in _wide([0.0, 0.5, -1e39, 2e300]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(InvalidAudio, match="2 values beyond float32's range") as caught:
+                as_audio(audio)
+        assert "the first at channel 0, sample 2" in str(caught.value) and "Inf" not in str(caught.value)
+    for audio in _wide([0.0, math.inf, 1e39]):
+        with pytest.raises(InvalidAudio, match=r"1 non-finite values \(0 NaN, 1 Inf\)"):
+            as_audio(audio)
+    for audio in _wide([0.0, 3e38, -3e38]):  # within float32's range: accepted as before
+        assert as_audio(audio).dtype == np.float32

@@ -38,28 +38,35 @@ def check_sample_rate(sample_rate: object) -> int:
 
 def as_audio(audio: Any, *, scale: float | None = None) -> Audio:
     """Validate one clip, ``(S,)`` or ``(C, S)``, and return it as a float32 ``(C, S)`` array."""
-    data = _to_float32(audio, scale)
+    data, wide = _to_float32(audio, scale)
     if data.ndim == 3:
         raise InvalidAudio(f"got a batch of shape {data.shape}; export it with export_batch")
-    return _checked(data)
+    return _checked(data, wide)
 
 
 def as_audio_batch(audio: Any, *, scale: float | None = None) -> NDArray[np.float32]:
     """Validate a batch ``(B, C, S)`` and return it as one float32 array (one device transfer)."""
-    data = _to_float32(audio, scale)
+    data, wide = _to_float32(audio, scale)
     if data.ndim != 3:
         raise InvalidAudio(f"a batch must have shape (B, C, S), got {data.shape}")
-    return _checked(data)
+    return _checked(data, wide)
 
 
-def _to_float32(audio: Any, scale: float | None) -> NDArray[np.float32]:
+def _to_float32(audio: Any, scale: float | None) -> tuple[NDArray[np.float32], Any]:
+    """The clip as float32, and the source where its floats are wider than float32's (a float64 array or
+    tensor, a long double array; None otherwise): read only to tell why a clip is refused."""
     is_tensor = type(audio).__module__.startswith("torch")
     if not is_tensor and not isinstance(audio, np.ndarray):
         raise InvalidAudio(f"audio must be a torch tensor or a numpy array, got {type(audio).__name__}")
     # the rank before converting: np.ascontiguousarray turns a 0-d value into shape (1,)
     if audio.ndim not in (1, 2, 3):
         raise InvalidAudio(f"audio must have shape (S,), (C, S) or (B, C, S); got {audio.ndim} dimensions")
-    return _tensor_to_numpy(audio, scale) if is_tensor else _numpy_to_float32(audio, scale)
+    dtype = audio.dtype
+    wider = str(dtype) == "torch.float64" if is_tensor else dtype.kind == "f" and dtype.itemsize > 4
+    wide = audio if wider else None
+    if is_tensor:
+        return _tensor_to_numpy(audio, scale), wide
+    return _numpy_to_float32(audio, scale), wide
 
 
 def _check_scale(kind: str, scale: float | None, dtype: object) -> float | None:
@@ -88,7 +95,8 @@ def _numpy_to_float32(array: NDArray[Any], scale: float | None) -> NDArray[np.fl
     if kind not in _FLOAT_KINDS | _INT_KINDS:
         raise InvalidAudio(f"audio dtype {array.dtype} is not supported; use float16/32/64")
     factor = _check_scale(kind, scale, array.dtype)
-    data = np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range: inf, refused by _checked
+        data = np.ascontiguousarray(array, dtype=np.float32)
     return _scaled(data, factor, 8 * array.dtype.itemsize if kind == "u" else None)
 
 
@@ -137,7 +145,7 @@ def _to_host_float32(tensor: Any, torch: Any) -> Any:
     return host
 
 
-def _checked(data: NDArray[np.float32]) -> NDArray[np.float32]:
+def _checked(data: NDArray[np.float32], wide: Any = None) -> NDArray[np.float32]:
     if data.ndim == 1:
         data = data[np.newaxis, :]
     channels = data.shape[-2]
@@ -149,8 +157,14 @@ def _checked(data: NDArray[np.float32]) -> NDArray[np.float32]:
             "Layouts are not guessed: pass (C, S), not (S, C)"
         )
     if not _all_finite(data):
-        _raise_non_finite(data)
+        _raise_non_finite(data if wide is None else _wide_numpy(wide).reshape(data.shape))
     return data
+
+
+def _wide_numpy(wide: Any) -> NDArray[Any]:
+    if isinstance(wide, np.ndarray):
+        return wide
+    return np.asarray(wide.detach().resolve_conj().resolve_neg().cpu().numpy())
 
 
 def _all_finite(data: NDArray[np.float32]) -> bool:
@@ -162,15 +176,29 @@ def _all_finite(data: NDArray[np.float32]) -> bool:
     return bool(np.isfinite(total)) or bool(np.isfinite(data).all())
 
 
-def _raise_non_finite(data: NDArray[np.float32]) -> None:
+def _raise_non_finite(data: NDArray[Any]) -> None:
+    """InvalidAudio naming the non-finite values of ``data``; where ``data`` is the wider floats a clip was
+    converted from and all are finite, the values beyond float32's range (which the conversion made inf)."""
     finite = np.isfinite(data)
+    if finite.all():
+        with np.errstate(over="ignore"):
+            beyond = np.isinf(data.astype(np.float32))
+        first = np.unravel_index(int(np.argmax(beyond)), data.shape)
+        raise InvalidAudio(
+            f"audio has {int(np.count_nonzero(beyond))} values beyond float32's range (|x| over "
+            f"{float(np.finfo(np.float32).max):.4g}, the largest {float(np.abs(data).max()):.4g}); the first "
+            f"at {_position(first, data.ndim)}. Check the model output"
+        )
     bad = data.size - int(np.count_nonzero(finite))
     nans = int(np.count_nonzero(np.isnan(data)))
     first = np.unravel_index(int(np.argmin(finite)), data.shape)
-    where = ", ".join(
-        f"{name} {int(i)}" for name, i in zip(("item", "channel", "sample")[-data.ndim :], first, strict=True)
-    )
     raise InvalidAudio(
-        f"audio has {bad} non-finite values ({nans} NaN, {bad - nans} Inf); the first is at {where}. "
-        "Check the model output"
+        f"audio has {bad} non-finite values ({nans} NaN, {bad - nans} Inf); the first is at "
+        f"{_position(first, data.ndim)}. Check the model output"
+    )
+
+
+def _position(index: tuple[Any, ...], ndim: int) -> str:
+    return ", ".join(
+        f"{name} {int(i)}" for name, i in zip(("item", "channel", "sample")[-ndim:], index, strict=True)
     )
