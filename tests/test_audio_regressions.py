@@ -16,6 +16,7 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from musicstore.audio.analysis import analyze_file
 from musicstore.audio.arrays import as_audio
 from musicstore.audio.peaks import compute_peaks, file_peaks, frames_peaks
 from musicstore.errors import InvalidAudio, InvalidInput
@@ -130,3 +131,26 @@ def test_finite_values_beyond_float32_are_not_called_infinite() -> None:
             as_audio(audio)
     for audio in _wide([0.0, 3e38, -3e38]):  # within float32's range: accepted as before
         assert as_audio(audio).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("frames", "rate", "match"),
+    [
+        (np.zeros((800, 2)), 4_000, "4000 Hz, outside the 8000–384000 Hz"),
+        (np.zeros((100, 10)), 16_000, "10 channels, more than the 8"),
+        (np.zeros((0, 2)), 16_000, "holds no audio frames"),
+    ],
+    ids=["4 kHz", "10 channels", "no frames"],
+)
+def test_a_file_musicstore_cannot_measure_says_so_about_the_file(
+    tmp_path: Path, frames: np.ndarray[Any, Any], rate: int, match: str
+) -> None:
+    """analyze_file of a valid 4 kHz WAV raised InvalidInput "sample_rate 4000 Hz ...; pass the real rate",
+    of a 10-channel one "pass (C, S), not (S, C)", of an empty one "audio is empty (shape (2, 0))": about a
+    caller's array, not the file. It is now
+    InvalidAudio naming the file and what it holds, raised from its header before its samples are read."""
+    path = tmp_path / "clip.wav"
+    sf.write(path, frames, rate)
+    with pytest.raises(InvalidAudio, match=match) as caught:
+        analyze_file(path)
+    assert str(path) in str(caught.value) and "pass" not in str(caught.value)

@@ -14,7 +14,13 @@ from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 from scipy.signal import butter, sosfilt
 
-from musicstore.audio.arrays import as_audio, check_sample_rate
+from musicstore.audio.arrays import (
+    MAX_CHANNELS,
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    as_audio,
+    check_sample_rate,
+)
 from musicstore.audio.files import as_path
 from musicstore.audio.loudness import BlockPower, loudness_range
 from musicstore.audio.truepeak import largest_sample, range_exponent, scaled_down, to_db, true_peak
@@ -92,10 +98,21 @@ def analyze_file(path: str | Path, *, tempo: bool = False) -> AudioInfo:
         raise StorageError(f"{path}: no such file")
     try:
         with sf.SoundFile(path) as f:
-            data = f.read(dtype="float32", always_2d=True)
             rate, subtype = f.samplerate, f.subtype
+            if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+                raise InvalidAudio(
+                    f"{path}: {rate} Hz, outside the {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz "
+                    "musicstore measures"
+                )
+            if f.channels > MAX_CHANNELS:
+                raise InvalidAudio(
+                    f"{path}: {f.channels} channels, more than the {MAX_CHANNELS} musicstore measures"
+                )
+            data = f.read(dtype="float32", always_2d=True)
     except sf.SoundFileError as exc:
         raise InvalidAudio(f"{path}: not a readable audio file ({exc})") from exc
+    if data.shape[0] == 0:
+        raise InvalidAudio(f"{path}: holds no audio frames")
     return analyze_audio(np.ascontiguousarray(data.T), rate, tempo=tempo, subtype=subtype)
 
 
