@@ -3,12 +3,14 @@ storage names (musicstore.storage_names) and ids (musicstore.ids)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from musicstore import RetryPolicy, Store, storage_names
+from musicstore import AsyncStore, RetryPolicy, Store, storage_names
 from musicstore.errors import InvalidInput
 
 from .conftest import new_job
@@ -67,3 +69,40 @@ def test_a_long_refused_id_is_not_echoed_whole(store: Store) -> None:
         store.get_generation("x" * 1_000_000)
     assert len(str(refused.value)) < 300
     assert "1000002 characters" in str(refused.value)
+
+
+EDGE_MOMENTS = [
+    # a zone ahead of UTC carries the last moments of 9999 into the year 10000, one behind it the first
+    # moments of year 1 into year 0: neither is a Python datetime
+    ("Pacific/Kiritimati", datetime(9999, 12, 31, 20, 0, 0, 999_999, tzinfo=UTC)),
+    ("America/New_York", datetime(1, 1, 1, 1, 0, 0, 1, tzinfo=UTC)),
+]
+
+
+@pytest.mark.parametrize(("zone", "when"), EDGE_MOMENTS)
+def test_a_moment_accepted_reads_back_whatever_the_servers_time_zone(
+    postgres_url: str, zone: str, when: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run_after the store accepts (years 1 to 9999 in UTC) reads back equal on a PostgreSQL session whose
+    TimeZone is not UTC (the server's or the database's setting, PGTZ). Before, psycopg built the moment in
+    the session's zone: every read of the row (get, list, claim) failed with DatabaseError 'timestamp too
+    large (after year 10K)' or 'too small (before year 1)', where SQLite read it back."""
+    monkeypatch.setenv("PGTZ", zone)  # libpq's: the session's TimeZone, as a server's setting would be
+    with Store(postgres_url) as store:
+        made = new_job(store, run_after=when)
+        assert store.get_generation(made.id) == made
+        assert store.list_generations().items == [made]
+
+
+@pytest.mark.parametrize(("zone", "when"), EDGE_MOMENTS)
+def test_a_moment_accepted_reads_back_whatever_the_servers_time_zone_async(
+    postgres_url: str, zone: str, when: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGTZ", zone)
+
+    async def main() -> None:
+        async with AsyncStore.open(postgres_url) as store:
+            made = await store.create_generation("p", model_name="m", duration_seconds=1.0, run_after=when)
+            assert await store.get_generation(made.id) == made
+
+    asyncio.run(main())
