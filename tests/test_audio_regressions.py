@@ -16,9 +16,10 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from musicstore.audio.analysis import analyze_file
+from musicstore.audio.analysis import analyze_file, estimate_tempo
 from musicstore.audio.arrays import as_audio
 from musicstore.audio.peaks import compute_peaks, file_peaks, frames_peaks
+from musicstore.audio.synth import click_track
 from musicstore.errors import InvalidAudio, InvalidInput
 
 
@@ -154,3 +155,16 @@ def test_a_file_musicstore_cannot_measure_says_so_about_the_file(
     with pytest.raises(InvalidAudio, match=match) as caught:
         analyze_file(path)
     assert str(path) in str(caught.value) and "pass" not in str(caught.value)
+
+
+def test_estimate_tempo_takes_integer_audio_with_its_scale() -> None:
+    """estimate_tempo refused int16 audio with "integer audio (int16) needs scale=", but took no scale=
+    (TypeError when the advice was followed); analyze_audio(..., scale=, tempo=True) had to be used. It
+    takes scale= now, as analyze_audio and export_audio do, and reads the same tempo as from floats."""
+    clicks = click_track(96.0, 10.0, 16_000)
+    pcm = np.round(clicks * 32_767).astype(np.int16)
+    with pytest.raises(InvalidAudio, match="needs scale="):
+        estimate_tempo(pcm, 16_000)
+    found = estimate_tempo(pcm, 16_000, scale=32_768)
+    assert found is not None and found == estimate_tempo(pcm.astype(np.float32) / 32_768, 16_000)
+    assert round(found) == 96

@@ -190,7 +190,11 @@ def _peak_near(acf: NDArray[np.float64], lag: float, spread: float, multiples: A
 
 
 def estimate_tempo(
-    audio: Any, sample_rate: int, *, bpm_range: tuple[float, float] = TEMPO_RANGE
+    audio: Any,
+    sample_rate: int,
+    *,
+    bpm_range: tuple[float, float] = TEMPO_RANGE,
+    scale: float | None = None,
 ) -> float | None:
     """Tempo of the beat in BPM, or None where the clip has no clear beat in ``bpm_range``.
 
@@ -201,11 +205,11 @@ def estimate_tempo(
     fractions in the range — the fastest whose odd multiples line up strong onsets — and a fine comb over
     the whole clip for the period. None for clips under 6 s, without onsets, without a periodicity (noise,
     pads, random hits), or when two levels are about as likely (see docs/export.md for the measured
-    accuracy: within ±2 BPM or None on the test corpus).
+    accuracy: within ±2 BPM or None on the test corpus). Integer audio needs ``scale=``, as in ``as_audio``.
     """
     rate = check_sample_rate(sample_rate)
     low_bpm, high_bpm = _check_bpm_range(bpm_range)
-    x = as_audio(audio)
+    x = as_audio(audio, scale=scale)
     if x.shape[1] < _MIN_SECONDS * rate:
         return None
     x = scaled_down(x, range_exponent(largest_sample(x)))  # level-free: far out of range, read scaled (exact)
