@@ -141,14 +141,15 @@ def integer(value: object, what: str, low: int, high: int = INT64_MAX) -> int:
 
 
 def number(value: object, what: str, *, positive: bool, high: float | None = None) -> float:
-    """A finite real number (int or float, not bool), > 0 (``positive``) or >= 0, at most ``high``."""
+    """A finite real number (int or float, not bool), > 0 (``positive``) or >= 0, at most ``high``, as a
+    float; -0.0 as 0.0 (SQLite reads a stored -0.0 back as 0.0, PostgreSQL as -0.0: one value on both)."""
     if (
         (type(value) is float or type(value) is int)
         and high is not None
         and 0 <= value <= high  # not NaN
         and (value or not positive)
     ):
-        return float(value)  # within [0, high]: finite, no overflow
+        return float(value) or 0.0  # within [0, high]: finite, no overflow; -0.0 as 0.0
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise InvalidInput(f"{what} must be a number, got {_show(value)}")
     try:
@@ -162,7 +163,7 @@ def number(value: object, what: str, *, positive: bool, high: float | None = Non
     if high is not None and real > high:
         limit = int(high) if high.is_integer() else high
         raise InvalidInput(f"{what} must be at most {limit:,}, got {_show(value)}")
-    return real
+    return real or 0.0
 
 
 def seconds(value: object, what: str, *, positive: bool = True) -> float:

@@ -4,13 +4,16 @@ storage names (musicstore.storage_names) and ids (musicstore.ids)."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from musicstore import AsyncStore, RetryPolicy, Store, storage_names
+from musicstore import AsyncStore, RetryPolicy, Store, storage_names, validate
 from musicstore.errors import InvalidInput
 
 from .conftest import new_job
@@ -106,3 +109,32 @@ def test_a_moment_accepted_reads_back_whatever_the_servers_time_zone_async(
             assert await store.get_generation(made.id) == made
 
     asyncio.run(main())
+
+
+def sign(value: float | None) -> float:
+    assert value is not None
+    return math.copysign(1.0, value)
+
+
+def test_negative_zero_is_stored_as_zero_on_both_backends(store: Store) -> None:
+    """-0.0 where 0 is accepted (a progress fraction, generation_time_seconds, a quality) is kept as 0.0: what
+    the write returns, what SQLite reads back (it stores an integral REAL as an integer) and what PostgreSQL
+    reads back (its double keeps the sign) are one value. Before, PostgreSQL and the write's return gave
+    -0.0 and SQLite 0.0 (shown as "-0.0" by the CLI's JSON on one backend and "0.0" on the other)."""
+    gid = new_job(store).id
+    assert store.claim_next("w") is not None
+    store.report_progress(gid, "w", -0.0)
+    reported = store.get_generation(gid)
+    assert reported is not None and sign(reported.progress) == 1.0
+    done = store.complete_generation(gid, file_path="a.wav", file_size_bytes=0, generation_time_seconds=-0.0)
+    assert sign(done.generation_time_seconds) == 1.0
+    read = store.get_generation(gid)
+    assert read is not None and sign(read.generation_time_seconds) == 1.0
+
+
+@given(st.one_of(st.floats(min_value=-0.0, max_value=1e6), st.integers(0, 10**6)))
+def test_number_returns_the_value_as_a_float_with_no_negative_zero(value: float) -> None:
+    real = validate.number(value, "x", positive=False, high=1e6)
+    assert real == value and type(real) is float and sign(real) == 1.0
+    real = validate.number(value, "x", positive=False)
+    assert real == value and type(real) is float and sign(real) == 1.0

@@ -40,10 +40,10 @@ COUNT = columns("n")
 
 
 def fraction(value: object) -> float:
-    """A progress fraction: a finite number from 0 to 1."""
+    """A progress fraction: a finite number from 0 to 1 (-0.0 as 0.0, as ``validate.number``)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:  # int: exact
         raise InvalidInput(f"fraction must be a number from 0 to 1, got {shown(value)}")
-    return float(value)
+    return float(value) or 0.0
 
 
 def stage(value: object) -> str | None:
