@@ -168,3 +168,15 @@ def test_estimate_tempo_takes_integer_audio_with_its_scale() -> None:
     found = estimate_tempo(pcm, 16_000, scale=32_768)
     assert found is not None and found == estimate_tempo(pcm.astype(np.float32) / 32_768, 16_000)
     assert round(found) == 96
+
+
+def test_compute_peaks_takes_integer_audio_with_its_scale() -> None:
+    """compute_peaks refused int16 audio with "integer audio (int16) needs scale=" but took no scale= (a
+    TypeError when the advice was followed). It takes scale= now, and gives the peaks of the floats."""
+    pcm = np.array([[0, 16_384, -32_768, 32_767, -1, 5]], dtype=np.int16)
+    with pytest.raises(InvalidAudio, match="needs scale="):
+        compute_peaks(pcm, 16_000, 4)
+    got = compute_peaks(pcm, 16_000, 4, scale=32_768)
+    floats = compute_peaks(pcm.astype(np.float32) / 32_768, 16_000, 4)
+    np.testing.assert_array_equal(got.extremes, floats.extremes)
+    assert got.as_json_dict() == floats.as_json_dict() and got.as_json_dict()["data"] == [-128, 127, 0, 0]

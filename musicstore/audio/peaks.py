@@ -152,13 +152,14 @@ def compute_peaks(
     bits: int = 8,
     split_channels: bool = False,
     block_frames: int = DEFAULT_BLOCK_FRAMES,
+    scale: float | None = None,
 ) -> WaveformPeaks:
-    """Peaks of a clip (tensor or array, ``(S,)`` or ``(C, S)``): channels mixed to one (their mean) unless
-    ``split_channels``; computed block by block."""
+    """Peaks of a clip (tensor or array, ``(S,)`` or ``(C, S)``; integer audio with its ``scale=``, as in
+    ``as_audio``): channels mixed to one (their mean) unless ``split_channels``; computed block by block."""
     spp, nbits = _check(samples_per_pixel, bits)
     block_frames = _check_reading(block_frames, split_channels)
     rate = check_sample_rate(sample_rate)
-    x = as_audio(audio)
+    x = as_audio(audio, scale=scale)
     step = spp * max(1, block_frames // spp)
     blocks = (x[:, start : start + step] for start in range(0, x.shape[1], step))
     extremes = _reduce(blocks, spp, split_channels, x.shape[0])
