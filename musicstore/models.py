@@ -193,14 +193,24 @@ _TIMESTAMPS = frozenset(
 )
 """The fields stored as timestamps (integer µs on SQLite, timestamptz on PostgreSQL); only created_at is
 never NULL."""
+_REALS = frozenset({"duration_seconds", "generation_time_seconds", "progress"})
+"""The fields stored as REAL / double precision, read as float: SQLite (3.40) hands an integral one over as
+an int from an ``UPDATE ... RETURNING`` (a claim's row), where a SELECT gives a float; only duration_seconds
+is never NULL."""
+
+
+def _real(value: float | None) -> float | None:
+    """A stored REAL as a float (None as None)."""
+    return value if value is None or value.__class__ is float else float(value)
 
 
 def _positional_reader(names: Sequence[str]) -> Callable[[Sequence[Any]], Generation]:
     """A function built for these columns that makes a ``Generation`` of a row (a tuple) by position.
 
     The hot constructor of every read: each field is the row's item at its column's position, the status
-    looked up, the metadata decoded, and each timestamp decoded inline as ``to_datetime`` would (integer µs
-    on SQLite; an aware datetime on PostgreSQL, kept as is when already in UTC). Its source is made here
+    looked up, the metadata decoded, each timestamp decoded inline as ``to_datetime`` would (integer µs
+    on SQLite; an aware datetime on PostgreSQL, kept as is when already in UTC), and each REAL a float
+    (``_REALS``). Its source is made here
     from the column positions alone (as ``dataclasses`` makes ``__init__``), so it does no per-row look-up
     of names or positions.
     """
@@ -215,6 +225,10 @@ def _positional_reader(names: Sequence[str]) -> Callable[[Sequence[Any]], Genera
             lines.append(f"    {name} = r[{at}]")
             value = f"(_E + _T(0, 0, {name}) if {name}.__class__ is int else _Z({name}))"
             args.append(value if name == "created_at" else f"None if {name} is None else {value}")
+        elif name in _REALS:
+            lines.append(f"    {name} = r[{at}]")
+            value = f"({name} if {name}.__class__ is float else float({name}))"
+            args.append(value if name == "duration_seconds" else f"None if {name} is None else {value}")
         elif name == "status":
             args.append(f"_S[r[{at}]]")
         elif name == "metadata":
@@ -247,7 +261,7 @@ def _generation(values: tuple[Any, ...]) -> Generation:
         prompt,
         model_name,
         model_version,
-        duration,
+        duration if duration.__class__ is float else float(duration),
         sample_rate,
         channels,
         _STATUS[status],
@@ -256,13 +270,13 @@ def _generation(values: tuple[Any, ...]) -> Generation:
         file_size,
         None if started_at is None else to_datetime(started_at),
         None if completed_at is None else to_datetime(completed_at),
-        generation_time,
+        _real(generation_time),
         error,
         attempts,
         worker,
         None if lease is None else to_datetime(lease),
         _metadata(metadata),
-        progress,
+        _real(progress),
         stage,
         None if progress_at is None else to_datetime(progress_at),
         priority,

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from musicstore import AsyncStore, RetryPolicy, Store, storage_names, validate
+from musicstore import AsyncStore, Generation, RetryPolicy, Store, storage_names, validate
 from musicstore.errors import InvalidInput
 
 from .conftest import new_job
@@ -138,3 +138,32 @@ def test_number_returns_the_value_as_a_float_with_no_negative_zero(value: float)
     assert real == value and type(real) is float and sign(real) == 1.0
     real = validate.number(value, "x", positive=False)
     assert real == value and type(real) is float and sign(real) == 1.0
+
+
+def test_a_claimed_generation_has_float_seconds_as_a_read_has(store: Store) -> None:
+    """A generation returned by a claim (an UPDATE ... RETURNING) has duration_seconds a float, as a read of
+    the row has, on both backends. Before, SQLite (3.40: RETURNING skips the REAL column's conversion of a
+    value stored as an integer) gave the int 30 for 30.0: the returned row's repr, JSON and type differed
+    from the read's and from PostgreSQL's (``g.duration_seconds.is_integer()`` raised AttributeError)."""
+    first, second = new_job(store, duration_seconds=30.0), new_job(store, duration_seconds=12.0)
+    claimed = store.claim_next("w")
+    batch = store.claim_batch("w", 5)
+    assert claimed is not None and [g.id for g in [claimed, *batch]] == [first.id, second.id]
+    for got in [claimed, *batch]:
+        read = store.get_generation(got.id)
+        assert type(got.duration_seconds) is float
+        assert read is not None and repr(got) == repr(read)
+
+
+@pytest.mark.parametrize("field", ["duration_seconds", "generation_time_seconds", "progress"])
+def test_the_row_readers_give_float_seconds_for_an_integral_real(field: str) -> None:
+    """Both row readers (by position, by name) make a stored REAL that SQLite hands over as an int a float."""
+    names = list(Generation.__dataclass_fields__)
+    row: dict[str, Any] = dict.fromkeys(names)
+    row.update(
+        id="x", prompt="p", model_name="m", duration_seconds=1.0, sample_rate=8000, channels=1,
+        status="pending", created_at=0, attempts=0, metadata="{}", priority=0,
+    )  # fmt: skip
+    row[field] = 1
+    for made in (Generation.reader(names)([row[name] for name in names]), Generation.from_row(row)):
+        assert type(getattr(made, field)) is float
