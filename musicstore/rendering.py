@@ -369,9 +369,10 @@ def render_peaks(
     meanwhile, ``StorageError``: a record would name peaks its new store lacks) the error is raised and the
     file is left for ``reconcile`` and ``cleanup``, which find peaks files by name."""
     require_store(store, "render_peaks")
-    compute_peaks(np.zeros((1, 1), dtype=np.float32), 8_000, samples_per_pixel, bits=bits)  # checks first
-    if not isinstance(split_channels, bool | np.bool_):  # "no" would be true: split peaks, a .split name
-        raise InvalidInput(f"split_channels must be True or False, got {split_channels!r:.40}")
+    # its checks first (samples per pixel, bits, split_channels: "no" would be true, a .split name)
+    compute_peaks(
+        np.zeros((1, 1), dtype=np.float32), 8_000, samples_per_pixel, bits=bits, split_channels=split_channels
+    )
     generation = _generation(store, generation_id)
     where = store.run(get_storage, generation.id)  # the master's place, which the record must still name
     with _delivery(store, generation, root, files) as delivery:
