@@ -51,10 +51,6 @@ MAX_PAGE = 10_000
 """Largest page a list returns at once."""
 
 
-_show = shown
-"""A short repr of a refused value for a message (a huge one is cut; ``errors.shown``)."""
-
-
 def _plain(value: object, max_chars: int, blank: bool = True) -> TypeGuard[str]:
     """The common case of ``text``: an ASCII str of at most ``max_chars`` without NUL (and not blank unless
     ``blank``), which passes every check of ``text``; anything else takes the full checks."""
@@ -74,7 +70,7 @@ def text(value: object, what: str, *, max_chars: int, blank: bool = True) -> str
     if not isinstance(value, str):
         raise InvalidInput(f"{what} must be a str, got {type(value).__name__}")
     if not blank and not value.strip():
-        raise InvalidInput(f"{what} must be a non-empty str, got {_show(value)}")
+        raise InvalidInput(f"{what} must be a non-empty str, got {shown(value)}")
     if len(value) > max_chars:
         raise InvalidInput(f"{what} has {len(value)} characters; the maximum is {max_chars}")
     if "\x00" in value:
@@ -119,7 +115,7 @@ def message(value: object, what: str, *, optional: bool = False) -> str | None:
 def flag(value: object, what: str) -> bool:
     """A bool (not 0/1, not a truthy object)."""
     if not isinstance(value, bool):
-        raise InvalidInput(f"{what} must be True or False, got {_show(value)}")
+        raise InvalidInput(f"{what} must be True or False, got {shown(value)}")
     return value
 
 
@@ -134,9 +130,9 @@ def integer(value: object, what: str, low: int, high: int = INT64_MAX) -> int:
     if type(value) is int and low <= value <= high:
         return value
     if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidInput(f"{what} must be an integer, got {_show(value)}")
+        raise InvalidInput(f"{what} must be an integer, got {shown(value)}")
     if value < low or value > high:
-        raise InvalidInput(f"{what} must be between {low} and {high}, got {_show(value)}")
+        raise InvalidInput(f"{what} must be between {low} and {high}, got {shown(value)}")
     return int(value)
 
 
@@ -151,18 +147,18 @@ def number(value: object, what: str, *, positive: bool, high: float | None = Non
     ):
         return float(value) or 0.0  # within [0, high]: finite, no overflow; -0.0 as 0.0
     if not isinstance(value, int | float) or isinstance(value, bool):
-        raise InvalidInput(f"{what} must be a number, got {_show(value)}")
+        raise InvalidInput(f"{what} must be a number, got {shown(value)}")
     try:
         real = float(value)
     except OverflowError:
         real = math.inf
     if not math.isfinite(real) or real < 0 or (positive and real == 0):
         raise InvalidInput(
-            f"{what} must be a finite number {'> 0' if positive else '>= 0'}, got {_show(value)}"
+            f"{what} must be a finite number {'> 0' if positive else '>= 0'}, got {shown(value)}"
         )
     if high is not None and real > high:
         limit = int(high) if high.is_integer() else high
-        raise InvalidInput(f"{what} must be at most {limit:,}, got {_show(value)}")
+        raise InvalidInput(f"{what} must be at most {limit:,}, got {shown(value)}")
     return real or 0.0
 
 
@@ -202,7 +198,7 @@ def status(value: object) -> Status:
         return Status(value)  # type: ignore[arg-type]
     except ValueError:
         valid = ", ".join(s.value for s in Status)
-        raise InvalidInput(f"unknown status {_show(value)}; valid statuses are {valid}") from None
+        raise InvalidInput(f"unknown status {shown(value)}; valid statuses are {valid}") from None
 
 
 def moment(value: object, what: str) -> datetime:
@@ -242,7 +238,7 @@ def _json_value(value: object, where: str, depth: int) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidInput(
-                    f"metadata{where} has the key {_show(key)}; keys must be str "
+                    f"metadata{where} has the key {shown(key)}; keys must be str "
                     "(JSON would read back a str key)"
                 )
             text(key, f"a metadata{where} key", max_chars=MAX_METADATA_BYTES)
@@ -394,16 +390,16 @@ def relative_path(value: object) -> str:
         if "" not in parts and "." not in parts and ".." not in parts:
             return value  # relative, already canonical: what ``PurePosixPath(value).as_posix()`` gives
     if not isinstance(value, str) or not value:
-        raise InvalidInput(f"file_path must be a non-empty str, got {_show(value)}")
+        raise InvalidInput(f"file_path must be a non-empty str, got {shown(value)}")
     text(value, "file_path", max_chars=MAX_PATH_CHARS)
     path = PurePosixPath(value)
     if "\\" in value:
-        raise InvalidInput(f"file_path must separate folders with '/', not '\\', got {_show(value)}")
+        raise InvalidInput(f"file_path must separate folders with '/', not '\\', got {shown(value)}")
     if path.is_absolute() or ".." in path.parts:
-        raise InvalidInput(f"file_path must be relative to the output root without '..', got {_show(value)}")
+        raise InvalidInput(f"file_path must be relative to the output root without '..', got {shown(value)}")
     if not path.parts:
         raise InvalidInput(
-            f"file_path must name a file under the output root, not the root, got {_show(value)}"
+            f"file_path must name a file under the output root, not the root, got {shown(value)}"
         )
     return path.as_posix()
 
@@ -414,7 +410,7 @@ def imported_prompt(row: Prompt) -> str:
     try:
         return prompt(row.text)
     except InvalidInput as exc:
-        raise InvalidInput(f"prompt {_show(row.id)}: {exc}") from None
+        raise InvalidInput(f"prompt {shown(row.id)}: {exc}") from None
 
 
 def imported_generation(row: Generation) -> str | None:
@@ -433,7 +429,7 @@ def imported_generation(row: Generation) -> str | None:
         metadata(row.metadata)
         return None if row.file_path is None else relative_path(row.file_path)
     except InvalidInput as exc:
-        raise InvalidInput(f"generation {_show(row.id)}: {exc}") from None
+        raise InvalidInput(f"generation {shown(row.id)}: {exc}") from None
 
 
 def imported_text(kind: str, row_id: object, values: dict[str, object]) -> None:
@@ -443,7 +439,7 @@ def imported_text(kind: str, row_id: object, values: dict[str, object]) -> None:
     try:
         _stored_text(values)
     except InvalidInput as exc:
-        raise InvalidInput(f"{kind} {_show(row_id)}: {exc}") from None
+        raise InvalidInput(f"{kind} {shown(row_id)}: {exc}") from None
 
 
 def _stored_text(values: dict[str, object]) -> None:
