@@ -26,9 +26,14 @@ MAX_NAME_CHARS = 200
 """Longest model name, model version or worker id."""
 MAX_MESSAGE_CHARS = 20_000
 """Longest error message (``fail``) or cancel reason, in characters."""
-MAX_PATH_CHARS = 1_024
-"""Longest ``file_path``, in characters: it is also the row's storage key, which the schema and S3 keep to
-1,024."""
+MAX_PATH_BYTES = 1_024
+"""Longest ``file_path``, in UTF-8 bytes: it is also the row's storage key, which S3 keeps to 1,024 bytes
+(and the schema to 1,024 characters, which a path of 1,024 bytes never exceeds)."""
+MAX_PATH_CHARS = MAX_PATH_BYTES
+"""The former name of ``MAX_PATH_BYTES``: no longer path can be stored, in characters either."""
+MAX_SEGMENT_BYTES = 255
+"""Longest folder or file name in a ``file_path``, in UTF-8 bytes: a file system's (``NAME_MAX``), as the
+path is a file's below a local root too."""
 MAX_METADATA_BYTES = 1 << 20
 """Largest metadata object: the UTF-8 bytes of its compact JSON text (``json.dumps(..., ensure_ascii=False,
 separators=(",", ":"))``, as stored)."""
@@ -376,22 +381,35 @@ def check_metadata(value: object) -> None:
 
 def relative_path(value: object) -> str:
     """A file path relative to the output root that cannot leave it, in canonical form: ``.`` and empty
-    segments dropped (``./a//b.wav`` is stored as ``a/b.wav``, the form maintenance compares)."""
+    segments dropped (``./a//b.wav`` is stored as ``a/b.wav``, the form maintenance compares); at most
+    ``MAX_PATH_BYTES`` UTF-8 bytes (an S3 key's limit), each folder or file name at most
+    ``MAX_SEGMENT_BYTES`` (a local file's), so that a recorded path is one both file stores can hold."""
     if (
         type(value) is str
         and value
-        and len(value) <= MAX_PATH_CHARS
+        and len(value) <= MAX_PATH_BYTES  # ASCII: a character is a byte
         and value.isascii()
         and "\x00" not in value
         and "\\" not in value
         and value[0] != "/"
     ):
         parts = value.split("/")
-        if "" not in parts and "." not in parts and ".." not in parts:
+        if (
+            "" not in parts
+            and "." not in parts
+            and ".." not in parts
+            and (len(value) <= MAX_SEGMENT_BYTES or max(map(len, parts)) <= MAX_SEGMENT_BYTES)
+        ):
             return value  # relative, already canonical: what ``PurePosixPath(value).as_posix()`` gives
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"file_path must be a non-empty str, got {shown(value)}")
-    text(value, "file_path", max_chars=MAX_PATH_CHARS)
+    text(value, "file_path", max_chars=len(value))  # a str without NUL or lone surrogate; its size, in bytes:
+    size = len(value) if value.isascii() else len(value.encode("utf-8"))
+    if size > MAX_PATH_BYTES:
+        raise InvalidInput(
+            f"file_path is {size:,} bytes as UTF-8 ({len(value):,} characters); the maximum is "
+            f"{MAX_PATH_BYTES:,} bytes (an S3 key's limit)"
+        )
     path = PurePosixPath(value)
     if "\\" in value:
         raise InvalidInput(f"file_path must separate folders with '/', not '\\', got {shown(value)}")
@@ -401,6 +419,13 @@ def relative_path(value: object) -> str:
         raise InvalidInput(
             f"file_path must name a file under the output root, not the root, got {shown(value)}"
         )
+    for part in path.parts:
+        segment_size = len(part.encode("utf-8"))
+        if segment_size > MAX_SEGMENT_BYTES:
+            raise InvalidInput(
+                f"file_path has the name {shown(part)} of {segment_size:,} bytes as UTF-8; a folder or file "
+                f"name is at most {MAX_SEGMENT_BYTES} bytes (a file system's limit)"
+            )
     return path.as_posix()
 
 

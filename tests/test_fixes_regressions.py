@@ -882,3 +882,67 @@ def test_sigterm_stops_serve_gracefully_with_exit_code_0(sqlite_url: str) -> Non
             pytest.fail("the dashboard never answered")
         err = _terminated(process)
     assert (process.returncode, err) == (0, "")
+
+
+# --- file_path and keys are limited in UTF-8 bytes, as S3 and the file system limit them ------------------
+
+LONG_PATH = "é" * 600 + ".wav"  # 604 characters, 1,204 UTF-8 bytes: over S3's 1,024-byte key
+LONG_NAME = "a/" + "é" * 200 + ".wav"  # a 404-byte file name: over NAME_MAX (255 bytes)
+
+
+@pytest.mark.parametrize("path", [LONG_PATH, LONG_NAME, "x" * 256, "a/" + "x" * 256 + "/b.wav"])
+def test_complete_refuses_a_file_path_over_its_byte_limits_before_writing(store: Store, path: str) -> None:
+    """A file_path within 1,024 characters but over 1,024 UTF-8 bytes (an S3 key's limit, the row's storage
+    key), or with a segment over 255 bytes (a file name's limit, NAME_MAX): refused before the row is
+    touched. Before, the row was completed with it and only recording its storage failed (or the file)."""
+    job = new_job(store)
+    claimed_job = store.claim_next("w")
+    assert claimed_job is not None and claimed_job.id == job.id
+    with pytest.raises(InvalidInput, match=r"bytes") as raised:
+        store.complete_generation(job.id, file_path=path, file_size_bytes=3, worker_id="w")
+    assert ("1,024" in str(raised.value)) or ("255" in str(raised.value))
+    row = store.get_generation(job.id)
+    assert row is not None and row.status is Status.PROCESSING
+
+
+@given(
+    segments=st.lists(
+        st.text(st.sampled_from("xé🎧-"), min_size=1, max_size=300), min_size=1, max_size=6
+    ).filter(lambda parts: all(p not in (".", "..") for p in parts))
+)
+@settings(max_examples=200, deadline=None)
+@example(segments=["x" * 255])
+@example(segments=["x" * 256])
+@example(segments=["é" * 127 + "x"])
+@example(segments=["é" * 128])
+@example(segments=["x" * 255, "x" * 255, "x" * 255, "x" * 255, "xxx"])
+@example(segments=["x" * 255, "x" * 255, "x" * 255, "x" * 255, "xxxx"])
+def test_a_file_path_is_accepted_exactly_within_its_byte_limits(segments: list[str]) -> None:
+    from musicstore import validate
+
+    path = "/".join(segments)
+    fits = len(path.encode()) <= 1024 and all(len(s.encode()) <= 255 for s in segments)
+    try:
+        assert validate.relative_path(path) == path
+        assert fits
+    except InvalidInput as exc:
+        assert not fits, exc
+
+
+def test_a_local_store_refuses_a_name_over_255_bytes_before_writing(tmp_path: Path) -> None:
+    """The local store refused a 404-byte file name only when the OS did (StorageError, ENAMETOOLONG),
+    after creating its folder; now InvalidInput before anything is made."""
+    files = open_filestore(str(tmp_path / "root"))
+    try:
+        with pytest.raises(InvalidInput, match="255"):
+            files.put(LONG_NAME, b"abc")
+        assert list((tmp_path / "root").iterdir()) == []
+    finally:
+        files.close()
+
+
+def test_stores_refuse_a_key_over_1024_bytes_before_writing(where: FileStore) -> None:
+    """Both stores refused it already (check_key counts bytes): the row's file_path now agrees with them."""
+    with pytest.raises(InvalidInput, match="1204 bytes"):
+        where.put(LONG_PATH, b"abc")
+    assert keys(where) == set()

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import InvalidInput, StorageError
+from ..errors import InvalidInput, StorageError, shown
 from ..storage_names import TEMP_NAME, check_checksum, check_key, check_prefix
 from .base import (
     CHUNK_SIZE,
@@ -46,6 +46,8 @@ XATTR_CONTENT_TYPE = "user.mime_type"
 XATTR_METADATA = "user.musicstore.metadata"
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _TEMP_NAME_BYTES = 200
+NAME_MAX_BYTES = 255
+"""The longest folder or file name a local store writes, in bytes: Linux's ``NAME_MAX``."""
 _NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
 
 
@@ -54,6 +56,19 @@ def _temp_name(name: str) -> str:
     while len(os.fsencode(stem)) > _TEMP_NAME_BYTES:
         stem = stem[:-1]
     return f".{stem}{dot}{ext}.{secrets.token_hex(4)}.tmp"
+
+
+def _check_names(key: str) -> str:
+    """``key`` if each of its folder and file names fits a file system's name (``NAME_MAX``, 255 bytes);
+    raises ``InvalidInput`` before anything is made (the OS refused it only after the folders were)."""
+    for segment in key.split("/"):
+        size = len(segment.encode("utf-8"))
+        if size > NAME_MAX_BYTES:
+            raise InvalidInput(
+                f"key {shown(key)} has a name of {size:,} bytes as UTF-8; a folder or file name in a local "
+                f"store is at most {NAME_MAX_BYTES} bytes (the file system's limit)"
+            )
+    return key
 
 
 def _is_symlink(name: str, folder: int) -> bool:
@@ -174,7 +189,7 @@ class LocalFileStore:
     ) -> ObjectInfo:
         """Write ``data`` at ``key`` atomically and durably (see the module); ``ObjectExists`` unless
         ``overwrite`` when a file is there."""
-        *folders, name = check_key(key).split("/")
+        *folders, name = _check_names(check_key(key)).split("/")
         meta = check_metadata(metadata)
         check_overwrite(overwrite)
         content_type = content_type_for(key, content_type)
