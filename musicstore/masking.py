@@ -156,23 +156,55 @@ def scrub(exc: BaseException | None) -> None:
             pass
 
 
+def _mask(record: logging.LogRecord) -> None:
+    """Mask the known secrets in a log record, in place: its message (its arguments merged in) and the
+    exception it carries (its traceback is formatted again from the masked one)."""
+    message = record.getMessage()
+    masked = redact(message)
+    if masked != message:
+        record.msg, record.args = masked, None
+    if record.exc_info and record.exc_info[1] is not None:
+        scrub(record.exc_info[1])
+        record.exc_text = None
+
+
 class RedactingFilter(logging.Filter):
     """Masks secrets in the log records of the loggers it is added to (psycopg's pool quotes libpq)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = redact(message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        if record.exc_info and record.exc_info[1] is not None:
-            scrub(record.exc_info[1])
-            record.exc_text = None
+        _mask(record)
         return True
 
 
+class RedactingHandler(logging.Handler):
+    """Masks each record that reaches it, in place, and writes nothing: first among the handlers of a
+    library's top logger (``mask_logs``), it masks the records of every logger under it, made before or
+    after, on their way up to the handlers of the loggers above (the root's: the application's)."""
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        _mask(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        pass
+
+
 def mask_logs(*prefixes: str) -> None:
-    """Add a ``RedactingFilter`` to each logger made so far that is named ``prefix`` or under it (a logger's
-    filter sees only the records logged to it, not those its children pass up), once each."""
+    """Mask the log records of the loggers named ``prefix`` or under it, those made so far and those made
+    later (a module the library imports on demand: ``s3transfer.processpool``, ``urllib3.contrib.pyopenssl``,
+    ``boto3.crt``...), before any handler above them sees one.
+
+    Why so: a logger's filter sees only the records logged to it, not those its children pass up, so a
+    ``RedactingFilter`` added to each logger made so far (kept: it masks a record for a handler attached to
+    that very logger) misses every logger made after it. A ``RedactingHandler`` first among the handlers of
+    each ``prefix`` logger sees every record of every logger under it, whenever made, as it propagates, and
+    before the handlers of the loggers above (the root's) do: it is scoped to these loggers, where a log
+    record factory (``logging.setLogRecordFactory``) would wrap every record of the process, and it costs
+    nothing when their level drops the records (none is made). Not covered: a logger made later that does not
+    propagate, or a handler attached to one; and a configuration that removes the prefix logger's handlers
+    (``logging.config.dictConfig`` naming it) removes this one too, until the next call (each S3 store made).
+    Call it once the library is imported: these libraries add a ``NullHandler`` to their top logger, so this
+    handler changes no record's route (Python's last-resort handler sees none of them either way)."""
     for name, logger in list(logging.root.manager.loggerDict.items()):
         if not isinstance(logger, logging.Logger) or not any(
             name == prefix or name.startswith(prefix + ".") for prefix in prefixes
@@ -180,6 +212,11 @@ def mask_logs(*prefixes: str) -> None:
             continue
         if not any(isinstance(each, RedactingFilter) for each in logger.filters):
             logger.addFilter(RedactingFilter())
+    for prefix in prefixes:
+        top = logging.getLogger(prefix)
+        with _lock:  # two stores made at once add one handler
+            if not any(isinstance(each, RedactingHandler) for each in top.handlers):
+                top.handlers.insert(0, RedactingHandler())  # before the application's own, if any
 
 
 S3_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
