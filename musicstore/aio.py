@@ -222,8 +222,9 @@ class AsyncStore(Driver, AsyncOperations):
             self, waiting.WORK, plan, lambda: self.run(ops.claim_next, worker_id, **options)
         )
 
-    async def wait_for(self, generation_id: str, *, timeout: float) -> Generation:
-        """As ``Store.wait_for``: the generation once finished, or as it is after ``timeout`` seconds."""
+    async def wait_for(self, generation_id: str, *, timeout: float = waiting.WAIT_FOR_SECONDS) -> Generation:
+        """As ``Store.wait_for``: the generation once finished, or as it is after ``timeout`` seconds (default
+        ``waiting.WAIT_FOR_SECONDS``: until it finishes)."""
         seconds = waiting.seconds(timeout, "timeout")
         if self._joined() is not None:
             raise InvalidInput("wait_for cannot wait inside a transaction; call it outside one")

@@ -201,10 +201,11 @@ class Store(Driver, Operations):
         plan = waiting.plan(seconds, waiting.claimed)
         return waiting.wait(self, waiting.WORK, plan, lambda: self.run(ops.claim_next, worker_id, **options))
 
-    def wait_for(self, generation_id: str, *, timeout: float) -> Generation:
+    def wait_for(self, generation_id: str, *, timeout: float = waiting.WAIT_FOR_SECONDS) -> Generation:
         """The generation once it is completed, failed or cancelled, or as it is after ``timeout`` seconds
-        (check ``is_finished``). Woken by NOTIFY on PostgreSQL, a ``PRAGMA data_version`` poll on SQLite.
-        Raises NotFound if there is no such generation."""
+        (check ``is_finished``; default ``waiting.WAIT_FOR_SECONDS``, the longest: until it finishes). Woken
+        by NOTIFY on PostgreSQL, a ``PRAGMA data_version`` poll on SQLite. Raises NotFound if there is no
+        such generation."""
         seconds = waiting.seconds(timeout, "timeout")
         if self._local.tx is not None:
             raise InvalidInput("wait_for cannot wait inside a transaction; call it outside one")

@@ -48,6 +48,10 @@ RECHECK_SECONDS = 1.0
 """The longest sleep between two tries without a wake-up: jobs that become due by time alone (a not-before
 time) and a lost connection's notifications are found at least this often."""
 
+WAIT_FOR_SECONDS = validate.MAX_SECONDS
+"""``wait_for``'s ``timeout`` when none is given: the longest wait accepted (30 days), so that
+``wait_for(generation_id)`` waits until the generation is finished."""
+
 
 @dataclass(frozen=True, slots=True)
 class Wake:

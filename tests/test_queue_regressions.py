@@ -555,3 +555,32 @@ def test_a_lease_that_leaves_the_utc_years_in_a_zone_behind_utc_is_invalid_input
     new_job(store)
     with pytest.raises(InvalidInput, match="a lease of 3600 s"):
         store.claim_next("gpu-0", lease_seconds=3600)
+
+
+def test_wait_for_without_a_timeout_waits_until_the_job_finishes(db_url: str) -> None:
+    """``wait_for(generation_id)``, as an API server awaiting a result calls it, waits until the job is
+    finished (sync and async alike); before, ``timeout`` had no default (TypeError)."""
+    with Store(db_url) as store, Store(db_url) as other:
+        job = new_job(store)
+        assert other.claim_next("gpu-0") is not None
+        finisher = threading.Timer(
+            0.2, other.complete_generation, [job.id], {"file_path": "a.wav", "file_size_bytes": 1}
+        )
+        finisher.start()
+        done = store.wait_for(job.id)
+        finisher.join()
+        assert done.status is Status.COMPLETED
+
+        second = new_job(store)
+        assert other.claim_next("gpu-0") is not None
+
+        async def main() -> Status:
+            async with AsyncStore.open(db_url) as async_store:
+                canceller = threading.Timer(0.2, other.cancel, [second.id])
+                canceller.start()
+                try:
+                    return (await async_store.wait_for(second.id)).status
+                finally:
+                    canceller.join()
+
+        assert asyncio.run(main()) is Status.CANCELLED
