@@ -22,6 +22,10 @@ WHERE id = :id AND status = 'processing' AND attempts < :max_attempts
 
 -- name: requeue_expired(now, max_attempts, base_seconds, cap_seconds, jitter)
 -- processing -> pending for every expired lease with attempts left, each after its backoff (no progress).
+-- A row another transaction holds is skipped (FOR UPDATE SKIP LOCKED, as a claim skips one): a worker on
+-- another host completing its job (its upload runs inside that transaction, its lease may have run out
+-- meanwhile) or heartbeating. Waiting for it held up every other expired job, then failed with DatabaseBusy
+-- after lock_timeout and took back none; the next run takes the row if it is still expired.
 UPDATE generations
 SET status = 'pending',
     error_message = 'lease expired',
@@ -35,7 +39,12 @@ SET status = 'pending',
         + make_interval(secs => least(CAST(:cap_seconds AS double precision),
               :base_seconds * power(2, least(greatest(attempts - 1, 0), 40)))
               * (1 - CAST(:jitter AS double precision) * random())) END
-WHERE status = 'processing' AND lease_expires_at <= :now AND attempts < :max_attempts
+WHERE id IN (
+        SELECT id FROM generations
+        WHERE status = 'processing' AND lease_expires_at <= :now AND attempts < :max_attempts
+        FOR UPDATE SKIP LOCKED
+    )
+  AND status = 'processing' AND lease_expires_at <= :now AND attempts < :max_attempts
 RETURNING id;
 
 -- name: queue_heads(now, default_limit, limit)

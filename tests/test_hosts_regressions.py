@@ -1,0 +1,70 @@
+"""Several GPU hosts sharing one PostgreSQL database (and one bucket): each host a process with its own Store.
+
+Regressions found by driving the store the way a fleet does: workers on one host completing jobs while
+another host runs the periodic maintenance (``requeue_expired``) against the same database.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from typing import Any
+
+import pytest
+
+from musicstore import Requeued, Status, Store
+
+pytestmark = pytest.mark.postgres
+
+
+def _status(store: Store, generation_id: str) -> Status:
+    found = store.get_generation(generation_id)
+    assert found is not None
+    return found.status
+
+
+def _slow_completer(url: str, job_id: str, worker: str, locked: Any, release: Any) -> None:
+    """Another host's worker recording its job: the row is locked by the completing transaction while its
+    upload runs (``export_generation`` puts the object inside that transaction), here until ``release``."""
+    with Store(url) as host, host.transaction() as tx:
+        tx.complete_generation(job_id, file_path=f"{job_id}.wav", file_size_bytes=10, worker_id=worker)
+        locked.set()
+        release.wait(30)
+
+
+@pytest.mark.parametrize("last_attempt", [False, True])
+def test_requeue_expired_is_not_held_up_by_a_job_another_host_is_completing(
+    postgres_url: str, last_attempt: bool
+) -> None:
+    """A row locked by another host's completing transaction (its upload in flight, its lease run out
+    meanwhile) is skipped by ``requeue_expired``, which takes back the other expired jobs at once. Before, its
+    UPDATE waited for that row's lock, then raised DatabaseBusy after busy_timeout and took back nothing: no
+    expired job of the fleet went back to the queue while one slow upload of an expired lease ran. The same
+    for a lease run out on its last attempt (failed, not requeued)."""
+    context = multiprocessing.get_context("spawn")
+    with Store(postgres_url, busy_timeout=0.5) as maintenance:
+        uploading = maintenance.create_generation("a slow upload", model_name="m", duration_seconds=1)
+        crashed = maintenance.create_generation("a dead worker's job", model_name="m", duration_seconds=1)
+        assert maintenance.claim_next("gpu-a", lease_seconds=1).id == uploading.id  # type: ignore[union-attr]
+        assert maintenance.claim_next("gpu-b", lease_seconds=1).id == crashed.id  # type: ignore[union-attr]
+        locked, release = context.Event(), context.Event()
+        host = context.Process(
+            target=_slow_completer, args=(postgres_url, uploading.id, "gpu-a", locked, release)
+        )
+        host.start()
+        try:
+            assert locked.wait(60), "the other host never locked its row"
+            time.sleep(1.2)  # both leases have run out
+            started = time.monotonic()
+            taken = maintenance.requeue_expired(max_attempts=1 if last_attempt else 3)
+            assert time.monotonic() - started < 0.4  # did not wait for the other host's lock
+            expected = ([], [crashed.id]) if last_attempt else ([crashed.id], [])
+            assert (taken.requeued, taken.failed) == expected
+        finally:
+            release.set()
+            host.join(60)
+        assert host.exitcode == 0
+        assert _status(maintenance, uploading.id) is Status.COMPLETED  # its commit landed
+        after = Status.FAILED if last_attempt else Status.PENDING
+        assert _status(maintenance, crashed.id) is after
+        assert maintenance.requeue_expired(max_attempts=1) == Requeued([], [])
