@@ -180,3 +180,77 @@ def test_compute_peaks_takes_integer_audio_with_its_scale() -> None:
     floats = compute_peaks(pcm.astype(np.float32) / 32_768, 16_000, 4)
     np.testing.assert_array_equal(got.extremes, floats.extremes)
     assert got.as_json_dict() == floats.as_json_dict() and got.as_json_dict()["data"] == [-128, 127, 0, 0]
+
+
+# --- a truncated file (its header declares more audio than it holds) is refused, not measured -------------
+
+
+def _clip(
+    tmp_path: Path, name: str, subtype: str, frames: int = 8_000, channels: int = 2, **kw: Any
+) -> bytes:
+    x = (np.random.default_rng(0).standard_normal((frames, channels)) * 0.1).astype(np.float32)
+    path = tmp_path / name
+    sf.write(path, x, 16_000, subtype=subtype, **kw)
+    return path.read_bytes()
+
+
+WAVS = [("PCM_16", {}), ("PCM_24", {}), ("FLOAT", {}), ("PCM_16", {"format": "RF64"})]
+
+
+@pytest.mark.parametrize(("subtype", "kw"), WAVS, ids=["PCM_16", "PCM_24", "FLOAT", "RF64"])
+@pytest.mark.parametrize("kept", [0.5, -1], ids=["half", "one byte short"])
+def test_a_truncated_wav_is_invalid_audio_for_analysis_peaks_and_renditions(
+    tmp_path: Path, subtype: str, kw: dict[str, Any], kept: float
+) -> None:
+    """A WAV cut short (a crash or a copy mid-write: its data chunk declares more bytes than the file holds)
+    was measured as if whole: libsndfile reads the frames present, so analyze_file gave a 0.5 s clip's
+    figures for a 1 s one, file_peaks a shorter waveform, read_master (renditions, render_peaks of a master
+    recorded without a checksum) a shorter master. Each now raises InvalidAudio saying it is truncated."""
+    from musicstore.audio.renditions import read_master
+
+    raw = _clip(tmp_path, "whole.wav", subtype, **kw)
+    cut = raw[: int(len(raw) * kept)] if kept > 0 else raw[:-1]
+    path = tmp_path / "cut.wav"
+    path.write_bytes(cut)
+    with pytest.raises(InvalidAudio, match="truncated") as caught:
+        analyze_file(path)
+    assert str(path) in str(caught.value)
+    with pytest.raises(InvalidAudio, match="truncated"):
+        file_peaks(path)
+    with pytest.raises(InvalidAudio, match="truncated"):
+        read_master(cut, "cut.wav")
+
+
+@pytest.mark.parametrize(("subtype", "kw"), WAVS, ids=["PCM_16", "PCM_24", "FLOAT", "RF64"])
+def test_a_whole_wav_is_measured_as_before(tmp_path: Path, subtype: str, kw: dict[str, Any]) -> None:
+    """No false alarm: a whole file, one with a padded odd-sized data chunk (mono 24-bit, odd frames), and one
+    with chunks after its data (as tagging writes them) are read whole."""
+    from musicstore.audio.renditions import read_master
+
+    for name, frames, channels in (("a.wav", 8_000, 2), ("odd.wav", 7_999, 1)):
+        raw = _clip(tmp_path, name, subtype, frames=frames, channels=channels, **kw)
+        assert analyze_file(tmp_path / name).frames == frames
+        assert file_peaks(tmp_path / name).frames == frames
+        assert read_master(raw, name)[0].shape == (channels, frames)
+    raw = (tmp_path / "a.wav").read_bytes()
+    trailer = b"LIST" + (12).to_bytes(4, "little") + b"INFOINAM" + (4).to_bytes(4, "little")
+    (tmp_path / "tagged.wav").write_bytes(raw + trailer + b"abc\x00")
+    assert analyze_file(tmp_path / "tagged.wav").frames == 8_000
+
+
+@settings(max_examples=40, deadline=None)
+@given(share=st.floats(0.0, 1.0, exclude_max=True), ext=st.sampled_from(["wav", "flac"]))
+def test_any_cut_of_an_audio_file_is_refused(
+    tmp_path_factory: pytest.TempPathFactory, share: float, ext: str
+) -> None:
+    """Whatever the cut (in the header, in the samples, the last byte), an audio file without its end is
+    InvalidAudio, never a clip measured short. (A FLAC cut short was refused already: its decoder loses
+    sync.)"""
+    folder = tmp_path_factory.mktemp("cut")
+    raw = _clip(folder, f"whole.{ext}", "PCM_16", frames=4_000)
+    path = folder / f"cut.{ext}"
+    path.write_bytes(raw[: int(len(raw) * share)])
+    with pytest.raises(InvalidAudio):
+        analyze_file(path)
+    with pytest.raises(InvalidAudio):
+        file_peaks(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from musicstore.audio.arrays import (
     as_audio,
     check_sample_rate,
 )
-from musicstore.audio.files import as_path
+from musicstore.audio.files import as_path, check_not_truncated, short_read
 from musicstore.audio.loudness import BlockPower, loudness_range
 from musicstore.audio.truepeak import largest_sample, range_exponent, scaled_down, to_db, true_peak
 from musicstore.errors import InvalidAudio, InvalidInput, StorageError
@@ -93,7 +94,9 @@ def analyze_audio(
 
 
 def analyze_file(path: str | Path, *, tempo: bool = False) -> AudioInfo:
-    """Read a WAV/FLAC file and measure it."""
+    """Read a WAV/FLAC file and measure it. ``StorageError`` when there is no such file; ``InvalidAudio`` when
+    it is not audio musicstore measures, or is truncated (its header declares more audio than it holds: a
+    file cut short by a crash or a copy is refused, never measured as a shorter clip)."""
     if not as_path(path).is_file():
         raise StorageError(f"{path}: no such file")
     try:
@@ -108,7 +111,11 @@ def analyze_file(path: str | Path, *, tempo: bool = False) -> AudioInfo:
                 raise InvalidAudio(
                     f"{path}: {f.channels} channels, more than the {MAX_CHANNELS} musicstore measures"
                 )
+            with open(path, "rb") as raw:  # the header's sizes against the file's: before any sample is read
+                check_not_truncated(raw, os.fstat(raw.fileno()).st_size, path)
             data = f.read(dtype="float32", always_2d=True)
+            if 0 < data.shape[0] < f.frames:
+                raise short_read(path, data.shape[0], f.frames)
     except sf.SoundFileError as exc:
         raise InvalidAudio(f"{path}: not a readable audio file ({exc})") from exc
     if data.shape[0] == 0:

@@ -23,13 +23,13 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 import numpy as np
 import soundfile as sf
 from numpy.typing import NDArray
 
-from musicstore.errors import InvalidInput, StorageError
+from musicstore.errors import InvalidAudio, InvalidInput, StorageError
 from musicstore.filestore.fsync import fsync
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
@@ -73,6 +73,70 @@ def as_path(path: object, what: str = "path") -> Path:
     if not isinstance(path, str | os.PathLike) or isinstance(os.fspath(path), bytes) or "\x00" in str(path):
         raise InvalidInput(f"{what} must be a str or a Path without NUL, got {type(path).__name__}")
     return Path(path)
+
+
+_RIFF_ORDER: dict[bytes, Literal["little", "big"]] = {
+    b"RIFF": "little",
+    b"RIFX": "big",
+    b"RF64": "little",
+    b"BW64": "little",
+}
+_MAX_CHUNKS = 4_096
+_UNKNOWN_SIZE = 0xFFFF_FFFF
+
+
+def truncation(source: IO[bytes], size: int) -> str | None:
+    """Why a WAV file is cut short (a crash or a copy mid-write): its data chunk declares more bytes than the
+    file holds after the chunk's header, which libsndfile reads without a word (the frames present, as if
+    they were all); None when it is whole or not a WAV. Reads the chunk headers only: a few small reads.
+
+    RF64/BW64 take the data size from the ``ds64`` chunk; a RIFF data size of 0xFFFFFFFF (a stream's: "to
+    the end") or 0 (a writer that never came back to it) declares nothing to compare."""
+    source.seek(0)
+    head = source.read(12)
+    order = _RIFF_ORDER.get(head[:4])
+    if len(head) < 12 or head[8:12] != b"WAVE" or order is None:
+        return None
+    long_size: int | None = None
+    position = 12
+    for _ in range(_MAX_CHUNKS):
+        source.seek(position)
+        header = source.read(8)
+        if len(header) < 8:
+            return None  # no data chunk: libsndfile says what is wrong
+        declared = int.from_bytes(header[4:], order)
+        if header[:4] == b"ds64" and head[:4] in (b"RF64", b"BW64"):
+            body = source.read(16)  # the RIFF size, then the data size, 64 bits each
+            long_size = int.from_bytes(body[8:16], "little") if len(body) == 16 else None
+        if header[:4] == b"data":
+            if declared == _UNKNOWN_SIZE:
+                if long_size is None:
+                    return None
+                declared = long_size
+            present = max(size - position - 8, 0)
+            if declared <= present:
+                return None
+            return (
+                f"its data chunk declares {declared:,} bytes of audio but the file holds {present:,} of "
+                "them: it is truncated (cut short, by a crash or a copy?)"
+            )
+        position += 8 + declared + (declared & 1)  # a chunk of odd size is padded to an even one
+    return None
+
+
+def check_not_truncated(source: IO[bytes], size: int, name: object) -> None:
+    """``InvalidAudio`` naming ``name`` when ``truncation`` finds the file cut short."""
+    why = truncation(source, size)
+    if why is not None:
+        raise InvalidAudio(f"{name}: {why}")
+
+
+def short_read(name: object, read: int, declared: int) -> InvalidAudio:
+    """The error for a file that gave fewer frames than its header declares (a FLAC cut at a frame's end)."""
+    return InvalidAudio(
+        f"{name}: its header declares {declared:,} frames but {read:,} could be read: it is truncated "
+        "(cut short, by a crash or a copy?)"
+    )
 
 
 def layout_path(root: str | Path, generation_id: str, ext: str = "wav", when: datetime | None = None) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import numbers
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import soundfile as sf
 from numpy.typing import NDArray
 
 from musicstore.audio.arrays import as_audio, check_sample_rate
-from musicstore.audio.files import as_path, write_bytes_atomic
+from musicstore.audio.files import as_path, check_not_truncated, short_read, write_bytes_atomic
 from musicstore.errors import InvalidAudio, InvalidInput
 from musicstore.filestore.base import FileStore, ObjectInfo, check_key
 
@@ -268,7 +269,8 @@ def file_peaks(
     split_channels: bool = False,
     block_frames: int = DEFAULT_BLOCK_FRAMES,
 ) -> WaveformPeaks:
-    """Peaks of an audio file read in blocks of about ``block_frames`` frames (memory: one block)."""
+    """Peaks of an audio file read in blocks of about ``block_frames`` frames (memory: one block).
+    ``InvalidAudio`` when it is not audio, or is truncated (its header declares more than it holds)."""
     spp, nbits = _check(samples_per_pixel, bits)
     block_frames = _check_reading(block_frames, split_channels)
     source = as_path(path)
@@ -276,6 +278,8 @@ def file_peaks(
         raise InvalidInput(f"{source} does not exist or is not a file")
     try:
         with sf.SoundFile(source) as f:
+            with open(source, "rb") as raw:  # the header's sizes against the file's: before any block
+                check_not_truncated(raw, os.fstat(raw.fileno()).st_size, source.name)
             step = spp * max(1, block_frames // spp)
             counted = [0]
 
@@ -286,6 +290,8 @@ def file_peaks(
 
             extremes = _reduce(blocks(), spp, split_channels, f.channels)
             rate = f.samplerate
+            if 0 < counted[0] < f.frames:
+                raise short_read(source.name, counted[0], f.frames)
     except sf.LibsndfileError as exc:
         raise InvalidAudio(f"{source.name}: cannot read it as audio ({exc})") from exc
     if not np.isfinite(extremes).all():

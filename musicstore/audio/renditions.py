@@ -41,7 +41,13 @@ from musicstore.audio.codecs import (
     encode,
     resample,
 )
-from musicstore.audio.files import as_path, callback_errors, write_bytes_atomic
+from musicstore.audio.files import (
+    as_path,
+    callback_errors,
+    check_not_truncated,
+    short_read,
+    write_bytes_atomic,
+)
 from musicstore.audio.limiter import LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, integrated_loudness
 from musicstore.audio.profiles import LoudnessProfile, get_profile
@@ -374,14 +380,19 @@ def _attempts(
 
 def read_master(raw: bytes, name: str, *, sha256: str | None = None) -> tuple[NDArray[np.float32], int]:
     """A master file's samples ``(C, S)`` float32 and its rate, from its bytes (WAV, FLAC...): ``sha256`` (its
-    recorded checksum) checked first, ``InvalidAudio`` when it differs or the bytes are not audio."""
+    recorded checksum) checked first, ``InvalidAudio`` when it differs, the bytes are not audio or they are
+    truncated (the header declares more audio than they hold: a master recorded without a checksum)."""
     if sha256 is not None and hashlib.sha256(raw).hexdigest() != str(sha256).lower():
         raise InvalidAudio(f"master {name} does not match its recorded sha256: it changed or is damaged")
+    check_not_truncated(io.BytesIO(raw), len(raw), f"master {name}")
     try:
-        with callback_errors():
-            samples, rate = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
+        with callback_errors(), sf.SoundFile(io.BytesIO(raw)) as f:
+            samples = f.read(dtype="float32", always_2d=True)
+            rate, declared = f.samplerate, f.frames
     except sf.LibsndfileError as exc:
         raise InvalidAudio(f"master {name}: cannot read it as audio ({exc})") from exc
+    if 0 < samples.shape[0] < declared:
+        raise short_read(f"master {name}", samples.shape[0], declared)
     return samples.T, int(rate)
 
 
