@@ -92,6 +92,22 @@ def dialect_sql_step(migration_file: str) -> None:
     step(runner(""), runner(".rollback"))
 
 
+def dialect_queries(migration_file: str, conn: Any) -> dict[str, str]:
+    """In a Python migration that moves data through Python: the named statements (``-- name: NAME``
+    blocks, in the connection's parameter style) of ``<dialect>/<id>.sql`` beside it."""
+    here = Path(migration_file)
+    script = (here.parent / _dialect_of(conn) / f"{here.stem}.sql").read_text(encoding="utf-8")
+    queries: dict[str, str] = {}
+    name = None
+    for line in script.splitlines():
+        if line.startswith("-- name: "):
+            name = line.removeprefix("-- name: ").strip()
+            queries[name] = ""
+        elif name is not None and not line.startswith("--"):
+            queries[name] += line + "\n"
+    return {name: text.strip().rstrip(";") for name, text in queries.items()}
+
+
 def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
     """Apply every pending migration to the database at ``url``; returns the ids applied.
 

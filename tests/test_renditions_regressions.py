@@ -3,6 +3,8 @@ refused with ``InvalidInput`` before anything is encoded or written, never read 
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -12,7 +14,7 @@ import soundfile as sf
 from hypothesis import given
 from hypothesis import strategies as st
 
-from musicstore import InvalidInput, Store
+from musicstore import InvalidInput, Store, migrate
 from musicstore.audio import export_audio, synthesize_music
 from musicstore.audio.loudness import integrated_loudness
 from musicstore.audio.renditions import RenditionOptions, RenditionSpec, render_audio, render_file
@@ -20,6 +22,7 @@ from musicstore.audio.truepeak import to_db, true_peak
 from musicstore.maintenance.scan import peaks_stem
 from musicstore.rendering import render_generation, render_peaks
 from tests.test_rendition_store import exported, files
+from tests.test_schema import _from, _rollback, _sql
 
 
 @given(
@@ -231,3 +234,200 @@ def test_render_peaks_records_nothing_when_copy_files_moves_the_master_meanwhile
     assert (new / again.key).is_file()
     row = store.get_generation(done.id)
     assert row is not None and row.metadata["peaks"]["key"] == again.key
+
+
+# --- one request, one key: parameters equal as values are one rendition (migration 0018) ------------------
+
+_MP3_VBR: dict[str, Any] = {"format": "mp3", "sample_rate": 32_000, "channels": 2, "bitrate_mode": "variable"}
+
+
+def _completed(store: Store) -> str:
+    store.create_generation("lofi", model_name="m", duration_seconds=2.0)
+    job = store.claim_next("w")
+    assert job is not None
+    store.complete_generation(job.id, file_path=f"2026/{job.id}.wav", file_size_bytes=100)
+    return job.id
+
+
+def _figures(
+    key: str, settings: dict[str, Any], target: float = -14.0, ceiling: float = -1.0
+) -> dict[str, Any]:
+    import hashlib
+
+    return {
+        "storage_key": key, "settings": settings, "profile": "streaming", "target_lufs": target,
+        "ceiling_dbtp": ceiling, "file_size_bytes": 1234, "duration_seconds": 2.0, "loudness_lufs": -14.2,
+        "true_peak_dbtp": None, "loudness_status": "normalized",
+        "checksum": hashlib.sha256(key.encode()).hexdigest(),
+    }  # fmt: skip
+
+
+_EQUAL_REQUESTS = [
+    (({**_MP3_VBR, "quality": 5}, -14.0, -1.0), ({**_MP3_VBR, "quality": 5.0}, -14.0, -1.0)),
+    (({**_MP3_VBR, "quality": 0.0}, -14.0, -1.0), ({**_MP3_VBR, "quality": -0.0}, -14.0, -1.0)),
+    (({**_MP3_VBR, "quality": 2.0}, 0.0, -1.0), ({**_MP3_VBR, "quality": 2.0}, -0.0, -1.0)),
+    (({**_MP3_VBR, "quality": 2.0}, -14, 0), ({**_MP3_VBR, "quality": 2.0}, -14.0, -0.0)),
+    (({**_MP3_VBR, "quality": 2, "extra": {"level": 5}}, -14, -1),
+     ({**_MP3_VBR, "quality": 2.0, "extra": {"level": 5.0}}, -14.0, -1.0)),
+    (({**_MP3_VBR, "quality": 2, "extra": [0, 1.5]}, -14, -1),
+     ({**_MP3_VBR, "quality": 2.0, "extra": [-0.0, 1.5]}, -14.0, -1.0)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("first", "second"), _EQUAL_REQUESTS)
+def test_a_request_equal_as_values_is_the_recorded_rendition(
+    db_url: str, first: tuple[dict[str, Any], float, float], second: tuple[dict[str, Any], float, float]
+) -> None:
+    """quality 5 and 5.0, a target or ceiling of 0.0 and -0.0, an extra setting 5 and 5.0 are one request:
+    the key (canonical JSON) wrote them apart, so a second row was recorded for the same rendition and the
+    lookup of the first missed it (a render made the file again), on both backends."""
+    with Store(db_url) as store:
+        gid = _completed(store)
+        settings, target, ceiling = first
+        made = store.create_rendition(gid, **_figures(f"{gid}.a.mp3", settings, target, ceiling))
+        again, target2, ceiling2 = second
+        found = store.get_rendition_by_settings(
+            gid, again, profile="streaming", target_lufs=target2, ceiling_dbtp=ceiling2
+        )
+        assert found == made
+        with pytest.raises(InvalidInput, match="already has this mp3 rendition"):
+            store.create_rendition(gid, **_figures(f"{gid}.b.mp3", again, target2, ceiling2))
+        assert store.list_renditions(gid) == [made]
+
+
+def test_a_target_or_ceiling_of_minus_zero_reads_back_as_written_on_both_backends(db_url: str) -> None:
+    """The columns kept -0.0 on PostgreSQL (the write returned it) where SQLite read back 0.0."""
+    import math
+
+    with Store(db_url) as store:
+        gid = _completed(store)
+        made = store.create_rendition(
+            gid, **_figures(f"{gid}.z.mp3", {**_MP3_VBR, "quality": 2.0}, -0.0, -0.0)
+        )
+        read = store.get_rendition(made.id)
+        assert read == made
+        for row in (made, read):
+            assert row is not None
+            assert math.copysign(1.0, row.target_lufs) == math.copysign(1.0, row.ceiling_dbtp) == 1.0
+            assert row.settings["target_lufs"] == row.settings["ceiling_dbtp"] == 0.0
+
+
+_json_numbers = st.one_of(
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+
+
+def _twin(value: Any) -> Any:
+    """A value equal to ``value`` of the other number type, where one exists (5 ↔ 5.0, 0.0 ↔ -0.0)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value) if float(value) == value else value
+    if isinstance(value, float):
+        if value == 0:
+            return -value
+        return int(value) if value.is_integer() and -(2**63) <= value < 2**63 else value
+    if isinstance(value, list):
+        return [_twin(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _twin(v) for k, v in value.items()}
+    return value
+
+
+@given(
+    extra=st.dictionaries(
+        st.sampled_from(["quality", "target_lufs", "ceiling_dbtp", "level", "x", "é"]),
+        st.recursive(
+            _json_numbers | st.booleans() | st.none() | st.text("ab é😀", max_size=3),
+            lambda inner: (
+                st.lists(inner, max_size=3) | st.dictionaries(st.text("ab é", max_size=2), inner, max_size=3)
+            ),
+            max_leaves=6,
+        ),
+        max_size=4,
+    )
+)
+def test_settings_equal_as_values_have_one_key(extra: dict[str, Any]) -> None:
+    """Property: settings and their twin (each number as an equal number of the other type) make one key,
+    and the key reads back equal to them."""
+    import json
+
+    from musicstore.ops.renditions import settings_key
+
+    key = settings_key(extra)
+    assert settings_key(_twin(extra)) == key
+    assert json.loads(key) == extra
+
+
+def _copy(db_url: str, rendition_id: str, *, settings: str, later: int) -> str:
+    """A row of the version before 0018: a copy of ``rendition_id`` with another id, file and key text,
+    created ``later`` seconds after it."""
+    import uuid
+
+    new = str(uuid.uuid4())
+    moment = f"created_at + {later * 1_000_000}" if db_url.startswith("sqlite") else (
+        f"created_at + interval '{later} seconds'"
+    )  # fmt: skip
+    _sql(
+        db_url,
+        "INSERT INTO renditions (id, generation_id, format, codec, bitrate_mode, bitrate_kbps, quality,"
+        " sample_rate, channels, settings, profile, target_lufs, ceiling_dbtp, storage_key, file_size_bytes,"
+        " duration_seconds, loudness_lufs, true_peak_dbtp, loudness_status, checksum, created_at)"
+        f" SELECT '{new}', generation_id, format, codec, bitrate_mode, bitrate_kbps, quality, sample_rate,"
+        f" channels, '{settings}', profile, target_lufs, ceiling_dbtp, storage_key || '.{later}',"
+        " file_size_bytes, duration_seconds, loudness_lufs, true_peak_dbtp, loudness_status, checksum, "
+        + moment +
+        f" FROM renditions WHERE id = '{rendition_id}'",
+    )  # fmt: skip
+    return new
+
+
+def test_0018_keeps_one_row_per_request_with_its_canonical_key_and_rolls_back(db_url: str) -> None:
+    """Rows the version before recorded for one request under keys equal as values (quality 5 and 5.0,
+    a target of -14 and -14.0, an extra 0 and -0.0): 0018 keeps the oldest of each, with the canonical key,
+    deletes the others (their files stay: orphans for reconcile) and the totals follow; a row alone keeps
+    its id with its key rewritten. Rolled back nothing changes; applied again, nothing more."""
+    from tests.test_rendition_totals import recount, totals
+
+    with Store(db_url) as store:
+        gid, other = _completed(store), _completed(store)
+        first = store.create_rendition(gid, **_figures(f"{gid}.a.mp3", {**_MP3_VBR, "quality": 5.0}))
+        alone = store.create_rendition(other, **_figures(f"{other}.a.mp3", {**_MP3_VBR, "quality": 2.0}))
+        kept_other = store.create_rendition(gid, **_figures(f"{gid}.f.mp3", {**_MP3_VBR, "quality": 7.0}))
+    _rollback(db_url, "0018")
+    canonical = first.settings
+    old = json.dumps(canonical, sort_keys=True, separators=(",", ":")).replace('"quality":5.0', '"quality":5')
+    _sql(db_url, f"UPDATE renditions SET settings = '{old}' WHERE id = '{first.id}'")  # the oldest: old key
+    dropped = [
+        _copy(db_url, first.id, settings=old.replace('"target_lufs":-14.0', '"target_lufs":-14'), later=1),
+        _copy(
+            db_url, first.id, settings=json.dumps(canonical, sort_keys=True, separators=(",", ":")), later=2
+        ),
+    ]
+    odd = old.replace('"quality":5', '"quality":2.0,"x":[-0.0]')
+    _sql(db_url, f"UPDATE renditions SET settings = '{odd}' WHERE id = '{alone.id}'")
+    if db_url.startswith("postgres"):
+        _sql(
+            db_url,
+            f"UPDATE renditions SET ceiling_dbtp = '-0', true_peak_dbtp = NULL WHERE id = '{alone.id}'",
+        )
+    assert len(_sql(db_url, "SELECT id FROM renditions")) == 5
+
+    for _ in range(2):
+        assert migrate(db_url) == _from("0018")
+        with Store(db_url) as store:
+            assert store.list_renditions(gid) == [first, kept_other]  # one row per request, the oldest's id
+            assert all(store.get_rendition(d) is None for d in dropped)
+            assert store.get_rendition_by_settings(
+                gid, {**_MP3_VBR, "quality": 5}, profile="streaming", target_lufs=-14, ceiling_dbtp=-1
+            ) == first  # fmt: skip
+            row = store.get_rendition(alone.id)
+            assert row is not None and row.settings == {**alone.settings, "x": [0]}
+            if db_url.startswith("postgres"):  # the -0.0 written above
+                assert row.ceiling_dbtp == 0.0 and math.copysign(1.0, row.ceiling_dbtp) == 1.0
+            assert totals(store) == recount(db_url) == (3, 3 * 1234)
+        texts = {str(s) for (s,) in _sql(db_url, "SELECT settings FROM renditions")}
+        assert all('"quality":5,' not in t and "-0" not in t and '"target_lufs":-14,' not in t for t in texts)
+        _rollback(db_url, "0018")
+        assert len(_sql(db_url, "SELECT id FROM renditions")) == 3  # the rollback restores no duplicate

@@ -85,15 +85,56 @@ RENDITION = Rendition.reader
 """Rows of ``renditions`` as ``Rendition`` objects."""
 
 
+FLOAT_SETTINGS = ("quality", "target_lufs", "ceiling_dbtp")
+"""The settings written as floats in a request's key (their columns are REAL): 5 as 5.0, -0.0 as 0.0."""
+_INT64 = 2**63
+
+
+def _canonical_value(value: Any) -> Any:
+    """``value`` with each float equal to an integer (of 64 bits) written as that integer (5.0 as 5, -0.0 as
+    0), at any depth: numbers equal as values are written alike."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and -_INT64 <= value < _INT64 else value
+    if isinstance(value, dict):
+        return {key: _canonical_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_canonical_value(item) for item in value]
+    return value
+
+
+def canonical_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A request's settings as its key writes them: equal values in one form (``settings`` is checked).
+
+    ``quality``, ``target_lufs`` and ``ceiling_dbtp`` (top level) as floats (5 as 5.0, -0.0 as 0.0: what
+    ``RenditionSpec`` and the profiles give, and the columns hold); every other number that equals an integer
+    as that integer (5.0 as 5, -0.0 as 0). Numbers equal as values thus make one key: one rendition, and the
+    lookup of a request finds the row made for an equal one (``tests/test_renditions_regressions.py``).
+    """
+    canonical = {key: _canonical_value(value) for key, value in settings.items()}
+    for key in FLOAT_SETTINGS:
+        value = canonical.get(key)
+        if type(value) is int and float(value) == value:
+            canonical[key] = float(value)
+        elif isinstance(value, float):
+            canonical[key] = float(value) or 0.0  # -0.0 as 0.0 (a float fraction keeps its value)
+    return canonical
+
+
 def settings_key(settings: Mapping[str, Any]) -> str:
-    """The canonical JSON of a request's settings (sorted keys, compact): what the unique key compares."""
+    """The canonical JSON of a request's settings (sorted keys, compact, equal numbers written alike:
+    ``canonical_settings``): what the unique key compares."""
     if not isinstance(settings, Mapping):
         raise InvalidInput(f"settings must be a dict, got {type(settings).__name__}")
     validate.metadata(dict(settings))  # JSON values only, reading back equal (the metadata rules)
-    text = json.dumps(dict(settings), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = settings_json(canonical_settings(settings))
     if len(text.encode("utf-8")) > MAX_SETTINGS_BYTES:
         raise InvalidInput(f"settings are over {MAX_SETTINGS_BYTES} bytes as JSON")
     return text
+
+
+def settings_json(settings: Mapping[str, Any]) -> str:
+    """Settings as the key's JSON text: sorted keys, compact, UTF-8 as is (no checks)."""
+    return json.dumps(dict(settings), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _level(value: object, what: str) -> float | None:
@@ -117,7 +158,7 @@ def _range(value: object, what: str, low: float, high: float, *, above: bool = F
     ):
         shown = f"({low:g}, {high:g}]" if above else f"[{low:g}, {high:g}]"
         raise InvalidInput(f"{what} must be a number in {shown}, got {value!r:.40}")
-    return float(value)
+    return float(value) or 0.0  # -0.0 as 0.0: PostgreSQL kept it, SQLite read back 0.0
 
 
 def _optional(settings: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
