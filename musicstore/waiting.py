@@ -13,10 +13,11 @@ repeats a try, never loses a job. What wakes a sleeper:
   busy database wakes sleepers for nothing more often: each then repeats one try).
 
 ``wait`` (blocking) and ``wait_async`` (awaited) drive the same plan with the same listeners; each store keeps
-its idle listeners for the next wait (``listeners``) and closes them with the store. An idle PostgreSQL
-listener listens to nothing (``UNLISTEN *`` as it comes back, ``LISTEN`` again as it is lent): one that went
-on listening while nobody read it would fill its socket, then block its server process, which holds back
-the server's notification queue for every session (it grows until NOTIFY, and so every enqueue, fails).
+up to ``MAX_IDLE_LISTENERS`` idle listeners for the next waits (``listeners``) and closes them with the
+store. An idle PostgreSQL listener listens to nothing (``UNLISTEN *`` as it comes back, ``LISTEN`` again
+as it is lent): one that went on listening while nobody read it would fill its socket, then block its server
+process, which holds back the server's notification queue for every session (it grows until NOTIFY, and so
+every enqueue, fails).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ SQLITE_POLL_SECONDS = 0.005
 RECHECK_SECONDS = 1.0
 """The longest sleep between two tries without a wake-up: jobs that become due by time alone (a not-before
 time) and a lost connection's notifications are found at least this often."""
+MAX_IDLE_LISTENERS = 4
+"""How many listeners (a connection each) a store keeps for its next waits once their waits end; a burst of
+more concurrent waits closes the rest as they end (before, every one stayed open until the store closed)."""
 
 WAIT_FOR_SECONDS = validate.MAX_SECONDS
 """``wait_for``'s ``timeout`` when none is given: the longest wait accepted (30 days), so that
@@ -200,7 +204,7 @@ class Listeners:
 
     def _keep(self, listener: Any) -> bool:
         with self._lock:
-            if self.closed or self._pid != os.getpid():
+            if self.closed or self._pid != os.getpid() or len(self._idle) >= MAX_IDLE_LISTENERS:
                 return False
             self._idle.append(listener)
             return True
@@ -398,9 +402,11 @@ def is_finished(found: Generation) -> bool:
 
 __all__ = [
     "FINISHED",
+    "MAX_IDLE_LISTENERS",
     "PENDING",
     "RECHECK_SECONDS",
     "SQLITE_POLL_SECONDS",
+    "WAIT_FOR_SECONDS",
     "WORK",
     "Listeners",
     "Plan",

@@ -584,3 +584,35 @@ def test_wait_for_without_a_timeout_waits_until_the_job_finishes(db_url: str) ->
                     canceller.join()
 
         assert asyncio.run(main()) is Status.CANCELLED
+
+
+def test_a_burst_of_waits_leaves_no_more_idle_listeners_than_the_store_keeps(db_url: str) -> None:
+    """After many concurrent waits (an API server's burst of ``wait_for``), a store keeps at most
+    ``waiting.MAX_IDLE_LISTENERS`` of their listeners for the next waits and closes the rest; before, it kept
+    every one until the store closed (on PostgreSQL a server connection each, beyond ``pool_size``)."""
+    waits = waiting.MAX_IDLE_LISTENERS + 8
+    with Store(db_url) as store:
+        jobs = [new_job(store, f"job {i}") for i in range(waits)]
+        started = threading.Barrier(waits + 1)
+
+        def wait(gid: str) -> None:
+            started.wait()
+            assert store.wait_for(gid, timeout=30).status is Status.CANCELLED
+
+        threads = [threading.Thread(target=wait, args=(job.id,)) for job in jobs]
+        for thread in threads:
+            thread.start()
+        started.wait()
+        time.sleep(0.5)  # every wait holds a listener
+        for job in jobs:
+            store.cancel(job.id)
+        for thread in threads:
+            thread.join()
+        assert len(waiting.listeners(store)._idle) == waiting.MAX_IDLE_LISTENERS
+        if db_url.startswith("postgresql"):
+            with psycopg.connect(db_url) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND query LIKE 'UNLISTEN%'"
+                ).fetchone()
+            assert row is not None and row[0] == waiting.MAX_IDLE_LISTENERS
