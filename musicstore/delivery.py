@@ -22,7 +22,14 @@ from typing import Any
 from . import store as stores
 from .aio import AsyncStore
 from .errors import InvalidInput, InvalidTransition, StorageError
-from .filestore import AsyncFileStore, FileStore, LocalFileStore, ObjectNotFound, open_filestore
+from .filestore import (
+    AsyncFileStore,
+    FileStore,
+    LocalFileStore,
+    ObjectNotFound,
+    check_filestore,
+    open_filestore,
+)
 from .filestore.base import CHUNK_SIZE
 from .models import Generation, Status
 from .ops.renditions import Rendition
@@ -46,10 +53,19 @@ class Located:
 
 
 class _Locator:
-    """The file stores rows name, opened once per storage URL (thread-safe), and the caller's own."""
+    """The file stores rows name, opened once per storage URL (thread-safe), and the caller's own.
+
+    ``defer``: an ``s3://`` root is checked now (``check_filestore``: a bad URL or option raises here) and
+    opened by the first ``open_for`` of a row under it (its client's session, config files and credentials
+    block: an event loop runs that call in a worker thread), once for the threads asking at the same time."""
 
     def __init__(
-        self, root: Root | None, files: Iterable[FileStore], options: Mapping[str, Any] | None
+        self,
+        root: Root | None,
+        files: Iterable[FileStore],
+        options: Mapping[str, Any] | None,
+        *,
+        defer: bool = False,
     ) -> None:
         self._lock = threading.Lock()
         self._opened: list[FileStore] = []
@@ -62,20 +78,42 @@ class _Locator:
                 raise InvalidInput(f"files must hold FileStore objects, got {type(given).__name__}")
             self._by_url[_canonical(given.url)] = given
         self._given = frozenset(self._by_url)  # the caller's: a row naming one uses it, root or not
-        self._root = None if root is None else self._open(root)
+        self._has_root = root is not None
+        self._root: FileStore | None = None
+        self._root_url: str | None = None  # a deferred root's URL, until it is opened
+        if root is not None and defer and not isinstance(root, FileStore):
+            text, local = self._text(root)
+            if not local:
+                check_filestore(text, **self._options)
+                self._root_url = text
+        if root is not None and self._root_url is None:
+            self._root = self._open(root)
 
-    def _open(self, root: Root) -> FileStore:
-        if isinstance(root, FileStore):
-            return root
+    @staticmethod
+    def _text(root: str | os.PathLike[str]) -> tuple[str, bool]:
+        """A root given by path or URL, and whether it is a local folder."""
         if not isinstance(root, str | os.PathLike):
             raise InvalidInput(
                 f"root must be a path, a file:// or s3:// URL or a FileStore, got {type(root)}"
             )
         text = os.fspath(root)
-        local = "://" not in text or text.startswith("file:")
+        return text, "://" not in text or text.startswith("file:")
+
+    def _open(self, root: Root) -> FileStore:
+        if isinstance(root, FileStore):
+            return root
+        text, local = self._text(root)
         opened = open_filestore(text, create=False, **({} if local else self._options))
         self._opened.append(opened)
         return opened
+
+    def _under_root(self, stored: StoredFile) -> bool:
+        """Whether the row's file is read under the root: no storage URL, or a ``file://`` one that no store
+        in ``files`` serves, when a root is given."""
+        url = stored.storage_url
+        return url is None or (
+            url.startswith("file:") and self._has_root and _canonical(url) not in self._given
+        )
 
     def locate(self, stored: StoredFile) -> Located:
         """The file store and key of a completed generation's file."""
@@ -90,24 +128,32 @@ class _Locator:
                 current=stored.status.value,
             )
         url = stored.storage_url
-        if url is None or (
-            url.startswith("file:") and self._root is not None and _canonical(url) not in self._given
-        ):
-            if self._root is None:
+        if self._under_root(stored):
+            if not self._has_root:
                 raise InvalidInput(
                     f"generation {stored.generation_id} was recorded before storage URLs (its file is "
                     f"{stored.key!r} under the output root): give root="
                 )
-            return Located(self._root, stored.key, stored.checksum, stored.size)
+            root = self._root  # None until a deferred root is opened (open_for)
+            return None if root is None else Located(root, stored.key, stored.checksum, stored.size)
+        assert url is not None
         files = self._by_url.get(_canonical(url))  # one dict read: atomic, the lock's writes are whole
         return None if files is None else Located(files, stored.key, stored.checksum, stored.size)
 
     def open_for(self, stored: StoredFile) -> Located:
-        """``locate`` of a row (one ``find`` placed under a storage URL) whose store it opens, once per URL:
-        several threads asking first for one URL wait for the one that opens it (blocking: an event loop
-        runs this in a worker thread)."""
+        """``locate`` of a row ``find`` could not place, whose store it opens, once per URL (or the deferred
+        root, once): several threads asking first for one wait for the one that opens it (blocking: an event
+        loop runs this in a worker thread). A failed opening raises, and the next call tries again."""
         url = stored.storage_url
-        assert url is not None and stored.key is not None, "find locates rows without a storage URL"
+        assert stored.key is not None, "find raised for a row without a key"
+        if self._under_root(stored):
+            with self._lock:
+                root = self._root
+                if root is None:
+                    assert self._root_url is not None, "find placed the rows under an open root"
+                    root = self._root = self._open(self._root_url)
+            return Located(root, stored.key, stored.checksum, stored.size)
+        assert url is not None
         with self._lock:
             files = self._by_url.get(_canonical(url))
             if files is None:
@@ -232,7 +278,13 @@ class Delivery:
 
 
 class AsyncDelivery:
-    """``Delivery`` for an ``AsyncStore``: the same lookups, the file calls in a worker thread."""
+    """``Delivery`` for an ``AsyncStore``: the same lookups, the file calls in a worker thread.
+
+    Nothing here blocks the event loop: an ``s3://`` root is checked by the constructor (a bad URL or option
+    raises there, as ``Delivery``'s does) but its client (boto3's session: config files, credentials,
+    endpoint) is made by the first call that reads under it, in a worker thread, one for the calls that race
+    to be first; an error of that making (``StorageError``) is raised by that call, and the next one tries
+    again. A local root is opened by the constructor (a folder looked at)."""
 
     def __init__(
         self,
@@ -247,7 +299,7 @@ class AsyncDelivery:
             got = type(store).__name__
             raise InvalidInput(f"AsyncDelivery takes a musicstore AsyncStore, got {got}{hint}")
         self.store = store
-        self._locator = _Locator(root, files, options)
+        self._locator = _Locator(root, files, options, defer=True)
 
     async def __aenter__(self) -> AsyncDelivery:
         return self
@@ -260,9 +312,9 @@ class AsyncDelivery:
         self._locator.close()
 
     async def locate(self, audio: Audio) -> Located:
-        """``Delivery.locate``, awaited: a row's file store not opened yet (an S3 client: boto3's session,
-        credentials and endpoint, blocking) is opened in a worker thread, once for the calls that ask for its
-        URL at the same time (they wait for that one), while the event loop runs on."""
+        """``Delivery.locate``, awaited: a row's file store not opened yet, or the ``s3://`` root (an S3
+        client: boto3's session, credentials and endpoint, blocking), is opened in a worker thread, once for
+        the calls that ask for it at the same time (they wait for that one), while the event loop runs on."""
         stored = await self.store.run(get_storage, _generation_id(audio))
         found = self._locator.find(stored)
         if found is None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -10,6 +12,8 @@ from typing import Any, cast
 import pytest
 
 from musicstore import Generation, InvalidInput, Status, StorageError, Store
+from musicstore.aio import AsyncStore
+from musicstore.delivery import AsyncDelivery, Delivery
 from musicstore.filestore import (
     FileStore,
     LocalFileStore,
@@ -25,6 +29,7 @@ from musicstore.maintenance.usage import disk_usage
 from musicstore.ops.storage import get_storage, record_storage
 from tests.test_copy_files import on_disk
 from tests.test_maintenance_s3 import DATA, in_bucket, keys, rendition
+from tests.test_record import claimed
 
 
 def test_a_key_below_an_object_is_no_object_on_both_backends(where: FileStore) -> None:
@@ -328,3 +333,93 @@ def test_an_object_another_generation_marked_is_still_refused(store: Store, obje
     with pytest.raises(ObjectExists):
         export_generation(store, job, music(), root=objects, on_error="retry")
     assert b"".join(objects.get(key)) == b"not this generation's"
+
+
+class _Clients:
+    """botocore's ``Session.create_client``, each call recorded with the thread that made it (the real one
+    makes the client: boto3's session, config files, credentials, endpoint)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import botocore.session
+
+        real = botocore.session.Session.create_client
+        self.threads: list[threading.Thread] = []
+
+        def counted(session: Any, *args: Any, **kwargs: Any) -> Any:
+            self.threads.append(threading.current_thread())
+            return real(session, *args, **kwargs)
+
+        monkeypatch.setattr(botocore.session.Session, "create_client", counted)
+
+
+def test_async_delivery_makes_its_s3_roots_client_off_the_loop_once_at_first_use(
+    store: Store, db_url: str, objects: FileStore, musicstore_s3_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``AsyncDelivery(astore, root="s3://...")`` made the root's S3 client in its constructor, on the event
+    loop's thread (boto3's session reads config files and credentials: blocking). It makes it at the first
+    call that needs it, in a worker thread, one client for the calls that race to be first."""
+    key = "2026/01/02/old.wav"
+    objects.put(key, b"RIFF old")
+    job = claimed(store)
+    store.complete_generation(job.id, file_path=key, file_size_bytes=8)  # no storage URL: under the root
+    clients = _Clients(monkeypatch)
+
+    async def main() -> tuple[list[bytes], list[str], threading.Thread]:
+        async with AsyncStore.open(db_url) as astore:
+            delivery = AsyncDelivery(astore, root=musicstore_s3_url)
+            try:
+                assert clients.threads == []  # the constructor made none
+                read = [delivery.read_audio(job.id) for _ in range(3)]
+                bodies, urls = await asyncio.gather(
+                    asyncio.gather(*read), asyncio.gather(*(delivery.url_for(job) for _ in range(2)))
+                )
+                assert await delivery.read_audio(job) == b"RIFF old"  # made already
+            finally:
+                delivery.close()
+        return bodies, urls, threading.current_thread()
+
+    bodies, urls, loop_thread = asyncio.run(main())
+    assert bodies == [b"RIFF old"] * 3
+    assert all(f"/{key}?" in url and "X-Amz-Signature=" in url for url in urls)
+    assert len(clients.threads) == 1 and clients.threads[0] is not loop_thread
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("s3://", None, InvalidInput, "bucket name ''"),
+        ("s3:///prefix/", None, InvalidInput, "bucket name ''"),
+        ("s3://key:secret@bucket-name/p/", None, InvalidInput, "takes no credentials"),
+        ("s3://bucket-name/../p/", None, InvalidInput, "'..' segment"),
+        ("ftp://host/p", None, InvalidInput, "scheme 'ftp' is not supported"),
+        ("s3://bucket-name/p/", {"multipart_threshold": 1}, InvalidInput, "multipart_threshold=1"),
+        ("s3://bucket-name/p/", {"part_size": "8 MiB"}, InvalidInput, "part_size='8 MiB'"),
+        ("s3://bucket-name/p/", {"endpoint_url": "not a url"}, StorageError, "Invalid endpoint: not a url"),
+        ("s3://bucket-name/p/", {"endpoint_url": "http://a b:1"}, StorageError, "Invalid endpoint"),
+        ("s3://bucket-name/p/", {"region": "no such/region"}, StorageError, "region_name 'no such/region'"),
+        ("s3://bucket-name/p/", {"nonsense": 1}, TypeError, "nonsense"),
+    ],
+)
+def test_async_delivery_refuses_a_bad_s3_root_in_its_constructor_and_makes_no_client(
+    musicstore_sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    case: tuple[str, dict[str, Any] | None, type[Exception], str],
+) -> None:
+    """A root the first use could not open raises where it did, in the constructor, as ``Delivery``'s does
+    (the client is made later: its checks are made first, with the same messages)."""
+    root, options, error, match = case
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-key-value")
+    clients = _Clients(monkeypatch)
+
+    async def main() -> None:
+        async with AsyncStore.open(musicstore_sqlite_url) as astore:
+            with pytest.raises(error, match=match) as raised:
+                AsyncDelivery(astore, root=root, options=options)
+            with Store(musicstore_sqlite_url) as sync, pytest.raises(error) as same:
+                Delivery(sync, root=root, options=options)
+            if error is not TypeError:  # its message names the function the option was passed to
+                assert str(raised.value) == str(same.value)
+
+    asyncio.run(main())
+    assert clients.threads == []

@@ -8,7 +8,8 @@ output root maintenance walks (``local.RootDir``, ``O_NOFOLLOW``) and durable wr
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInput
 from ..storage_names import SCHEME, local_path, s3_location, store_url
@@ -55,6 +56,48 @@ def open_filestore(
         "multipart_threshold": multipart_threshold,
         "part_size": part_size,
     }
+    where, options = _where(url, s3_options)
+    if not isinstance(where, tuple):
+        return LocalFileStore(where, create=create)
+    from .s3 import S3FileStore
+
+    return S3FileStore(*where, **options)
+
+
+def check_filestore(
+    url: str | os.PathLike[str],
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+    session_token: str | None = None,
+    multipart_threshold: int | None = None,
+    part_size: int | None = None,
+) -> None:
+    """Raise what ``open_filestore`` raises for this URL and these options, without opening anything (no
+    folder is looked at, no S3 client made: nothing blocks but boto3's first import). For an ``s3://`` URL,
+    what remains for ``open_filestore`` to find is in the environment: config files, credentials."""
+    s3_options = {
+        "endpoint_url": endpoint_url,
+        "region": region,
+        "access_key_id": access_key_id,
+        "secret_access_key": secret_access_key,
+        "session_token": session_token,
+        "multipart_threshold": multipart_threshold,
+        "part_size": part_size,
+    }
+    where, options = _where(url, s3_options)
+    if isinstance(where, tuple):
+        from .s3 import check_settings
+
+        check_settings(*where, **options)
+
+
+def _where(
+    url: str | os.PathLike[str], s3_options: dict[str, Any]
+) -> tuple[str | Path | tuple[str, str], dict[str, Any]]:
+    """The local folder's path, or the bucket and prefix with the S3 options given (``InvalidInput``)."""
     if isinstance(url, os.PathLike):
         url = os.fspath(url)
     if not isinstance(url, str) or not url:
@@ -64,13 +107,10 @@ def open_filestore(
         given = [name for name, value in s3_options.items() if value is not None]
         if given:
             raise InvalidInput(f"{', '.join(given)} apply to s3:// storage only, not to a local folder")
-        return LocalFileStore(local_path(url) if scheme else url, create=create)
+        return (local_path(url) if scheme else url), {}
     if scheme[1].lower() != "s3":
         raise InvalidInput(f"storage URL scheme {scheme[1]!r} is not supported: use a path, file:// or s3://")
-    bucket, prefix = s3_location(url)
-    from .s3 import S3FileStore
-
-    return S3FileStore(bucket, prefix, **{k: v for k, v in s3_options.items() if v is not None})  # type: ignore[arg-type]
+    return s3_location(url), {name: value for name, value in s3_options.items() if value is not None}
 
 
 __all__ = [
