@@ -254,3 +254,45 @@ def test_any_cut_of_an_audio_file_is_refused(
         analyze_file(path)
     with pytest.raises(InvalidAudio):
         file_peaks(path)
+
+
+# --- synthesize_music and click_track bound their length in samples, not only in seconds ------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rate=st.integers(8_000, 384_000),
+    seconds=st.floats(0.001, 3_600.0),
+    channels=st.integers(1, 8),
+)
+def test_a_synthesised_clip_over_its_sample_bound_is_refused_before_anything_is_made(
+    rate: int, seconds: float, channels: int
+) -> None:
+    """The limit was 3,600 seconds whatever the rate: an hour at 384 kHz is 1.38 billion samples, about 140
+    GB of working memory (MemoryError, or the machine swapping), where the hour at 32–48 kHz it was meant
+    for is 8 times less. The bound is now an hour at 48 kHz in samples per channel (172,800,000): a longer
+    clip is InvalidInput saying so, before any array is made; within it the clip is made as before."""
+    from musicstore.audio import synth
+
+    frames = round(seconds * rate)
+    if frames > synth.MAX_FRAMES:
+        makers: list[Callable[[], object]] = [
+            lambda: synth.synthesize_music(seconds, rate, channels=channels),
+            lambda: synth.click_track(120.0, seconds, rate),
+        ]
+        for make in makers:
+            with pytest.raises(InvalidInput, match=r"at most 172,800,000 samples") as caught:
+                make()
+            assert f"{frames:,} samples" in str(caught.value) and f"{rate} Hz" in str(caught.value)
+    else:
+        assert synth._samples(seconds, rate) == frames  # made only when small: see below
+
+
+def test_a_synthesised_clip_within_its_sample_bound_is_made_as_before() -> None:
+    from musicstore.audio import synth
+
+    assert synth._samples(3_600.0, 48_000) == synth.MAX_FRAMES == 172_800_000  # an hour at 48 kHz, the bound
+    assert synth._samples(3_600.0, 32_000) == 115_200_000  # an hour at 32 kHz: still accepted
+    with pytest.raises(InvalidInput, match="at most 172,800,000 samples"):
+        synth._samples(450.0 + 1 / 384_000, 384_000)  # 7.5 minutes is the most at 384 kHz
+    assert synth.synthesize_music(0.25, 384_000).shape == (2, 96_000)

@@ -32,6 +32,11 @@ def _add(track: NDArray[np.float64], start: int, sound: NDArray[np.float64]) -> 
 
 
 _MAX_SECONDS = 3_600.0
+MAX_FRAMES = 172_800_000
+"""The longest clip ``synthesize_music`` and ``click_track`` make, in samples per channel: an hour at 48 kHz
+(7.5 minutes at 384 kHz). The synthesis holds about 100 bytes per sample (float64 layers) plus the float32
+output, so this bounds its memory (about 18 GB at most, stereo) whatever the rate; seconds alone did not (an
+hour at 384 kHz needed about 140 GB)."""
 _MAX_BPM = 1_000.0
 _MAX_LEVEL = 100.0
 
@@ -52,11 +57,18 @@ def _check(
 
 
 def _samples(seconds: object, rate: int) -> int:
-    """The clip's length in samples, after checking ``seconds`` (InvalidInput: not a number, out of range)."""
+    """The clip's length in samples, after checking ``seconds`` (InvalidInput: not a number, out of range,
+    under one sample or over ``MAX_FRAMES`` samples at ``rate``)."""
     _check(seconds, "seconds", 0, _MAX_SECONDS, above=True)
     total = round(float(seconds) * rate)  # type: ignore[arg-type]
     if total < 1:
         raise InvalidInput(f"seconds={seconds!r} is under one sample at {rate} Hz")
+    if total > MAX_FRAMES:
+        raise InvalidInput(
+            f"seconds={seconds!r} at {rate} Hz is {total:,} samples per channel; at most "
+            f"{MAX_FRAMES:,} samples are made (an hour at 48 kHz: {MAX_FRAMES / rate:g} s at {rate} Hz), "
+            "which bounds the memory used"
+        )
     return total
 
 
@@ -71,6 +83,8 @@ def synthesize_music(
 ) -> NDArray[np.float32]:
     """A ``(channels, S)`` float32 clip: pad chords (one per bar), bass on beats, kick/snare/hats.
 
+    ``seconds`` at most 3,600 and ``MAX_FRAMES`` samples at ``sample_rate`` (an hour at 48 kHz, 7.5 minutes
+    at 384 kHz: InvalidInput beyond, before anything is made; the synthesis holds about 100 bytes a sample).
     ``drums`` scales the drum level (0 for none; larger values make a more dynamic signal).
     The same arguments give the same samples. Peak level is about −6 dBFS.
     """
@@ -120,7 +134,7 @@ def synthesize_music(
 def click_track(
     bpm: float, seconds: float, sample_rate: int, *, amplitude: float = 0.5
 ) -> NDArray[np.float32]:
-    """A mono ``(1, S)`` click track: 5 ms 1 kHz bursts on every beat."""
+    """A mono ``(1, S)`` click track: 5 ms 1 kHz bursts on every beat; at most ``MAX_FRAMES`` samples long."""
     rate = check_sample_rate(sample_rate)
     _check(bpm, "bpm", 0, _MAX_BPM, above=True)
     _check(amplitude, "amplitude", 0, _MAX_LEVEL)
