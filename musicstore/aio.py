@@ -36,6 +36,7 @@ from .runner import (
     start,
     start_in,
     utcnow,
+    warn_skew,
 )
 from .store import refuse_missing_file
 from .urls import DatabaseURL, resolve
@@ -190,6 +191,8 @@ class AsyncStore(Driver, AsyncOperations):
             else:
                 refuse_missing_file(self.url)
             check_schema(self.url.masked, await self.run(ops.applied_migrations))
+            if self.clock is utcnow and self._connector.dialect == "postgres":  # hosts share it: same clocks?
+                warn_skew(self.url.masked, await self.run(ops.server_clock_offset))
         except BaseException:
             await self.close()
             raise

@@ -110,3 +110,10 @@ class StorageError(MusicstoreError, OSError):
 class RenditionFailed(MusicstoreError):
     """A rendition could not be made (no encode kept its profile's true-peak ceiling, or the encoder failed);
     nothing was written."""
+
+
+class ClockSkewWarning(UserWarning):
+    """This host's clock and the PostgreSQL server's differ by more than ``runner.CLOCK_SKEW_SECONDS`` (a
+    warning when a store opens, not an error). Leases, retry times and ``requeue_expired``'s cut-off are
+    written by each host's clock: hosts sharing a database need synchronised clocks (NTP), and a lease longer
+    than the worst skew between any two of them. See docs/operations.md (Clocks)."""

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 import random
+import warnings
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from . import validate
-from .errors import InvalidInput, MigrationError
+from .errors import ClockSkewWarning, InvalidInput, MigrationError
 from .migrate import shipped_migrations
 from .models import RowReader
 from .ops import EXPLAIN, MORE, NOW, Operation, Params, Step, Steps
@@ -60,6 +61,28 @@ def check_schema(url: str, applied: set[str]) -> None:
             f"{url} lacks migrations {', '.join(missing)}; run `musicstore migrate` "
             "(or `yoyo apply`, or musicstore.migrate(url)), or open the store with migrate=True"
         )
+
+
+CLOCK_SKEW_SECONDS = 5.0
+"""How far this host's clock may be from the PostgreSQL server's before opening a store warns
+(``ClockSkewWarning``): NTP keeps clocks within milliseconds; seconds mean a clock that is not kept."""
+
+
+def warn_skew(url: str, offset: float) -> None:
+    """Warn (``ClockSkewWarning``) when the server's clock is more than ``CLOCK_SKEW_SECONDS`` from this
+    host's (``offset``: seconds the server is ahead, ``ops.server_clock_offset``)."""
+    if abs(offset) <= CLOCK_SKEW_SECONDS:
+        return
+    where = "behind" if offset > 0 else "ahead of"
+    warnings.warn(
+        ClockSkewWarning(
+            f"this host's clock is {abs(offset):.0f} s {where} the clock of the PostgreSQL server at {url}: "
+            "leases, retry times and requeue_expired's cut-off are written by each host's clock, so hosts "
+            "sharing the database take back each other's live jobs (or see leases run out early) by that "
+            "much; synchronise the clocks (NTP), and keep lease_seconds well above the worst difference"
+        ),
+        stacklevel=3,
+    )
 
 
 class Translating:
@@ -375,6 +398,7 @@ def coroutine_method(op: Operation[P, T]) -> Bound[P, Coroutine[Any, Any, T]]:
 
 
 __all__ = [
+    "CLOCK_SKEW_SECONDS",
     "Bound",
     "Clock",
     "Driver",
@@ -390,4 +414,5 @@ __all__ = [
     "start",
     "start_in",
     "utcnow",
+    "warn_skew",
 ]

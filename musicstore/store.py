@@ -34,6 +34,7 @@ from .runner import (
     start,
     start_in,
     utcnow,
+    warn_skew,
 )
 from .urls import DatabaseURL, resolve
 
@@ -171,6 +172,8 @@ class Store(Driver, Operations):
         self._direct: dict[Operation[Any, Any], Callable[..., Any]] = {}
         try:
             check_schema(self.url.masked, self.run(ops.applied_migrations))
+            if clock is utcnow and self._connector.dialect == "postgres":  # hosts share it: same clocks?
+                warn_skew(self.url.masked, self.run(ops.server_clock_offset))
         except BaseException:
             self.close()
             raise

@@ -6,13 +6,19 @@ another host runs the periodic maintenance (``requeue_expired``) against the sam
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import time
+import warnings
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from musicstore import Requeued, Status, Store
+from musicstore import AsyncStore, Requeued, Status, Store, runner
+from musicstore.errors import ClockSkewWarning
+from musicstore.runner import CLOCK_SKEW_SECONDS
+from musicstore.testing import FakeClock
 
 pytestmark = pytest.mark.postgres
 
@@ -68,3 +74,58 @@ def test_requeue_expired_is_not_held_up_by_a_job_another_host_is_completing(
         after = Status.FAILED if last_attempt else Status.PENDING
         assert _status(maintenance, crashed.id) is after
         assert maintenance.requeue_expired(max_attempts=1) == Requeued([], [])
+
+
+def _skewed(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """This process as a host whose clock is off by ``seconds`` (ahead when positive): the default clock's
+    reading (``runner.now``, what ``utcnow`` stores answer with) moved, as a wrong system clock moves it."""
+    monkeypatch.setattr(runner, "now", lambda: datetime.now(UTC) + timedelta(seconds=seconds))
+
+
+@pytest.mark.parametrize("seconds", [90.0, -90.0])
+def test_a_host_whose_clock_is_off_is_warned_when_it_opens_a_store(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, seconds: float
+) -> None:
+    """Leases, retries and requeue_expired's cut-off are each host's clock: a host 90 s ahead takes back the
+    live jobs of the others (their leases of 60 s look expired to it), one 90 s behind writes leases the
+    others see as run out when they are made. Opening a store on PostgreSQL with the default clock compares it
+    with the server's and warns (ClockSkewWarning) beyond CLOCK_SKEW_SECONDS, sync and async: before, nothing
+    said so and the jobs were lost silently."""
+    with Store(postgres_url) as fleet:  # a host with a good clock
+        job = fleet.create_generation("a live job", model_name="m", duration_seconds=1)
+        claimed = fleet.claim_next("gpu-a", lease_seconds=60)
+        assert claimed is not None and claimed.id == job.id
+        _skewed(monkeypatch, seconds)
+        with pytest.warns(ClockSkewWarning) as warned:
+            skewed = Store(postgres_url)
+        with skewed:
+            message = str(warned[0].message)
+            assert f"{abs(seconds):.0f} s {'ahead of' if seconds > 0 else 'behind'}" in message, message
+            assert "synchronise" in message and postgres_url.rsplit("@", 1)[-1] in message
+            taken = skewed.requeue_expired()
+            assert taken.requeued == ([job.id] if seconds > 0 else [])  # what the warning is about
+
+        async def open_async() -> None:
+            with pytest.warns(ClockSkewWarning):
+                store = await AsyncStore.open(postgres_url)
+            await store.close()
+
+        asyncio.run(open_async())
+
+
+def test_a_host_whose_clock_agrees_with_the_server_is_not_warned(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within CLOCK_SKEW_SECONDS no warning; a store given its own clock (a FakeClock in tests, years off)
+    is not compared: that clock is the caller's choice."""
+    _skewed(monkeypatch, CLOCK_SKEW_SECONDS / 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClockSkewWarning)
+        Store(postgres_url).close()
+        Store(postgres_url, clock=FakeClock()).close()
+
+        async def open_async() -> None:
+            await (await AsyncStore.open(postgres_url, clock=FakeClock())).close()
+            await (await AsyncStore.open(postgres_url)).close()
+
+        asyncio.run(open_async())

@@ -134,8 +134,8 @@ INDEXED |= PROGRESS_INDEXED  # queue position and throughput (tests/test_progres
 TOTALS_ONLY = {name for name, (_, index) in INDEXED.items() if index in {None, "model totals", "day totals"}}
 READS_ROWS = re.compile(r"\b(?:on|SCAN|SEARCH)\s+(?:generations|prompts)\b")
 OTHER = {"applied_migrations", "migration_lock_holder"}  # yoyo's own small tables
-# a connection's settings, no table read (sql/postgres/session.sql)
-SETTINGS: dict[str, set[str]] = {"postgres": {"set_lock_timeout"}, "sqlite": set()}
+# a connection's settings and the server's clock, no table read (sql/postgres/session.sql, meta.sql)
+SETTINGS: dict[str, set[str]] = {"postgres": {"set_lock_timeout", "server_clock"}, "sqlite": set()}
 INDEXED |= QUEUE_INDEXED  # idempotency keys and owner limits (tests/test_queue_order.py)
 OTHER |= QUEUE_OTHER  # the lane ranking and the queue's depth: checked at a million rows there
 INDEX_NAMES = {

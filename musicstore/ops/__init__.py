@@ -43,6 +43,7 @@ from .reads import (
     get_generation,
     get_pending_generations,
     list_generations,
+    server_clock_offset,
 )
 from .renditions import (
     RENDITION,
@@ -131,6 +132,7 @@ __all__ = [
     "replay_all",
     "requeue_expired",
     "reset_database",
+    "server_clock_offset",
     "set_owner_limit",
     "track_prompt_usage",
     "update_generation_status",

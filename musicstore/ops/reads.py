@@ -12,7 +12,7 @@ from .. import validate
 from ..errors import InvalidInput, shown
 from ..ids import check_id
 from ..models import TOTALS_COLUMNS, Generation, Page, Stats, Status, columns, to_datetime, to_micros
-from .steps import Params, Plan, reads_all, reads_one, reads_planned
+from .steps import NOW, Call, Params, Plan, Steps, reader, reads_all, reads_one, reads_planned
 
 GENERATION = Generation.reader
 """Rows of ``generations`` as ``Generation`` objects."""
@@ -167,3 +167,19 @@ def _ids(rows: list[tuple[Any, ...]]) -> set[str]:
 def applied_migrations() -> Params:
     """The ids of the yoyo migrations applied to this database."""
     return {}
+
+
+@reader
+def server_clock_offset() -> Steps[float]:
+    """Seconds the database server's clock is ahead of the store's clock (negative: behind it), 0.0 when the
+    server's reading lies between the store's readings before and after the query (PostgreSQL only: the
+    ``server_clock`` query; SQLite has no server)."""
+    before: datetime = yield NOW
+    row = yield Call("server_clock", {})
+    after: datetime = yield NOW
+    server: datetime = row["now"]
+    if server < before:
+        return (server - before).total_seconds()
+    if server > after:
+        return (server - after).total_seconds()
+    return 0.0
