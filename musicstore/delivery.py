@@ -21,8 +21,9 @@ from typing import Any
 
 from . import store as stores
 from .aio import AsyncStore
-from .errors import InvalidInput, InvalidTransition, StorageError
+from .errors import InvalidInput, InvalidTransition, StorageError, shown
 from .filestore import (
+    S3_OPTIONS,
     AsyncFileStore,
     FileStore,
     LocalFileStore,
@@ -72,6 +73,12 @@ class _Locator:
         if options is not None and not isinstance(options, Mapping):
             raise InvalidInput(f"options must be a mapping of S3 settings, got {type(options).__name__}")
         self._options = dict(options or {})
+        unknown = [name for name in self._options if name not in S3_OPTIONS]
+        if unknown:  # open_filestore's bare TypeError at each read of a row in a bucket, else
+            raise InvalidInput(
+                f"options {', '.join(shown(name) for name in unknown)} are no S3 setting: give "
+                f"{', '.join(S3_OPTIONS)}"
+            )
         self._by_url: dict[str, FileStore] = {}
         for given in files:
             if not isinstance(given, FileStore):

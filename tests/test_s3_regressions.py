@@ -27,9 +27,10 @@ from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.relocate import copy_files
 from musicstore.maintenance.usage import disk_usage
 from musicstore.ops.storage import get_storage, record_storage
+from musicstore.recording import export_generation
 from tests.test_copy_files import on_disk
 from tests.test_maintenance_s3 import DATA, in_bucket, keys, rendition
-from tests.test_record import claimed
+from tests.test_record import OPTIONS, claimed, music
 
 
 def test_a_key_below_an_object_is_no_object_on_both_backends(where: FileStore) -> None:
@@ -397,7 +398,7 @@ def test_async_delivery_makes_its_s3_roots_client_off_the_loop_once_at_first_use
         ("s3://bucket-name/p/", {"endpoint_url": "not a url"}, StorageError, "Invalid endpoint: not a url"),
         ("s3://bucket-name/p/", {"endpoint_url": "http://a b:1"}, StorageError, "Invalid endpoint"),
         ("s3://bucket-name/p/", {"region": "no such/region"}, StorageError, "region_name 'no such/region'"),
-        ("s3://bucket-name/p/", {"nonsense": 1}, TypeError, "nonsense"),
+        ("s3://bucket-name/p/", {"nonsense": 1}, InvalidInput, "'nonsense' are no S3 setting"),
     ],
 )
 def test_async_delivery_refuses_a_bad_s3_root_in_its_constructor_and_makes_no_client(
@@ -418,8 +419,34 @@ def test_async_delivery_refuses_a_bad_s3_root_in_its_constructor_and_makes_no_cl
                 AsyncDelivery(astore, root=root, options=options)
             with Store(musicstore_sqlite_url) as sync, pytest.raises(error) as same:
                 Delivery(sync, root=root, options=options)
-            if error is not TypeError:  # its message names the function the option was passed to
-                assert str(raised.value) == str(same.value)
+            assert str(raised.value) == str(same.value)
 
     asyncio.run(main())
     assert clients.threads == []
+
+
+@pytest.mark.parametrize(
+    "given", [{"endpoint": "http://127.0.0.1:1"}, {"create": True}, {"secret_key": "hunt3r2"}]
+)
+def test_delivery_refuses_options_that_are_no_s3_setting_where_it_is_made(
+    store: Store, db_url: str, objects: FileStore, given: dict[str, Any]
+) -> None:
+    """``options=`` with a name ``open_filestore`` does not take (a typo: ``endpoint`` for ``endpoint_url``;
+    ``create``) was kept as given, and each read of a row in a bucket then raised a bare ``TypeError``
+    ("open_filestore() got an unexpected keyword argument 'endpoint'"). It is ``InvalidInput`` where the
+    delivery is made, naming the option and the settings there are, not its value (a secret, perhaps)."""
+    recorded = export_generation(store, claimed(store), music(), root=objects, options=OPTIONS)
+    name = next(iter(given))
+    with pytest.raises(InvalidInput, match=rf"'{name}'.*endpoint_url, region") as raised:
+        Delivery(store, options=given)
+    assert str(given[name]) not in str(raised.value)
+
+    async def main() -> None:
+        async with AsyncStore.open(db_url) as astore:
+            with pytest.raises(InvalidInput, match=rf"'{name}'") as also:
+                AsyncDelivery(astore, root=f"{objects.url}", options=given)
+            assert str(also.value) == str(raised.value)
+
+    asyncio.run(main())
+    with Delivery(store, files=[objects]) as delivery:  # the row reads as it did, without those options
+        assert hashlib.sha256(delivery.read_audio(recorded.generation)).hexdigest() == recorded.checksum

@@ -30,6 +30,18 @@ if TYPE_CHECKING:
     from .s3 import S3FileStore
 
 
+S3_OPTIONS = (
+    "endpoint_url",
+    "region",
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "multipart_threshold",
+    "part_size",
+)
+"""The S3 settings ``open_filestore`` takes (``Delivery``'s ``options=``)."""
+
+
 def open_filestore(
     url: str | os.PathLike[str],
     *,
