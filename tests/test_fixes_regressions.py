@@ -946,3 +946,23 @@ def test_stores_refuse_a_key_over_1024_bytes_before_writing(where: FileStore) ->
     with pytest.raises(InvalidInput, match="1204 bytes"):
         where.put(LONG_PATH, b"abc")
     assert keys(where) == set()
+
+
+def test_a_local_store_finds_no_object_under_a_name_over_255_bytes(tmp_path: Path) -> None:
+    """No file can have such a name: head and get raised StorageError (ENAMETOOLONG), as for a failing disk,
+    and delete too, where a key that is not there is ObjectNotFound and False (copy_files from a bucket,
+    whose keys may hold one, asks a folder whether it holds the key first)."""
+    from musicstore.filestore import ObjectNotFound
+
+    files = open_filestore(str(tmp_path / "root"))
+    try:
+        files.put("a/x.wav", b"abc")
+        for key in (LONG_NAME, "é" * 200 + ".wav"):
+            with pytest.raises(ObjectNotFound):
+                files.head(key)
+            with pytest.raises(ObjectNotFound):
+                b"".join(files.get(key))
+            assert files.delete(key) is False
+        assert keys(files) == {"a/x.wav"}
+    finally:
+        files.close()

@@ -58,6 +58,14 @@ def _temp_name(name: str) -> str:
     return f".{stem}{dot}{ext}.{secrets.token_hex(4)}.tmp"
 
 
+def _fits(key: str) -> bool:
+    """Whether each of ``key``'s folder and file names fits a file system's (``NAME_MAX``, 255 bytes): no
+    file can be at a key that does not (not found, rather than the OS's ENAMETOOLONG as a failure)."""
+    if len(key) <= NAME_MAX_BYTES // 4:  # a character is at most 4 bytes in UTF-8
+        return True
+    return all(len(segment.encode("utf-8")) <= NAME_MAX_BYTES for segment in key.split("/"))
+
+
 def _check_names(key: str) -> str:
     """``key`` if each of its folder and file names fits a file system's name (``NAME_MAX``, 255 bytes);
     raises ``InvalidInput`` before anything is made (the OS refused it only after the folders were)."""
@@ -150,6 +158,8 @@ class LocalFileStore:
     def _open(self, key: str) -> tuple[int, os.stat_result]:
         """The regular file at ``key``, opened for reading, and its stat."""
         *folders, name = check_key(key).split("/")
+        if not _fits(key):
+            raise ObjectNotFound(f"{self.url}/{key}: no such object (a name over {NAME_MAX_BYTES} bytes)")
         try:
             folder = self._folder(folders, key, create=False)
             if folder is None:
@@ -326,6 +336,8 @@ class LocalFileStore:
         return self._remove(check_key(key))
 
     def _remove(self, key: str) -> bool:
+        if not _fits(key):
+            return False  # no file has such a name
         *folders, name = key.split("/")
         try:
             folder = self._folder(folders, key, create=False)
