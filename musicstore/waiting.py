@@ -48,6 +48,11 @@ SQLITE_POLL_SECONDS = 0.005
 RECHECK_SECONDS = 1.0
 """The longest sleep between two tries without a wake-up: jobs that become due by time alone (a not-before
 time) and a lost connection's notifications are found at least this often."""
+MAX_LISTENERS = 16
+"""How many PostgreSQL listeners (a server connection each, besides the store's pool) a store lends at once.
+A wait that finds them all lent sleeps without one (``_Polling``): it tries again every ``RECHECK_SECONDS``
+instead of at a notification, so that a burst of waits (an API server's ``wait_for`` in each of its requests)
+cannot take the server's every connection slot (``too many clients`` for every client of the database)."""
 MAX_IDLE_LISTENERS = 4
 """How many listeners (a connection each) a store keeps for its next waits once their waits end; a burst of
 more concurrent waits closes the rest as they end (before, every one stayed open until the store closed)."""
@@ -184,6 +189,23 @@ UNLISTEN = "UNLISTEN *"
 """What an idle PostgreSQL listener runs as it comes back: it listens to nothing until lent again."""
 
 
+class _Polling:
+    """What a wait sleeps with when the store's PostgreSQL listeners are all lent (``MAX_LISTENERS``): no
+    connection, no wake-up; the sleep lasts its whole length (at most ``RECHECK_SECONDS``)."""
+
+    class _NoConnection:
+        def close(self) -> None:
+            """Nothing to close."""
+
+    conn = _NoConnection()
+
+    def arm(self) -> None:
+        """Nothing to do: nothing wakes it."""
+
+
+POLLING = _Polling()
+
+
 class Listeners:
     """A store's idle listeners, lent one per wait (any thread); closed with the store."""
 
@@ -191,23 +213,54 @@ class Listeners:
         self.url = url
         self.closed = False
         self._idle: list[Any] = []
+        self._lent = 0  # PostgreSQL listeners lent out now
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
     def _take(self) -> Any | None:
+        """An idle listener, None (make one), or ``POLLING`` when ``MAX_LISTENERS`` are lent (PostgreSQL)."""
         with self._lock:
             if self.closed:
                 raise InvalidInput("the store is closed; open a new one to wait")
             if self._pid != os.getpid():  # a forked child: the parent's connections are not its own
-                self._idle, self._pid = [], os.getpid()
+                self._idle, self._lent, self._pid = [], 0, os.getpid()
+            if self.url.dialect == "postgres":
+                if self._lent >= MAX_LISTENERS:
+                    return POLLING
+                self._lent += 1
             return self._idle.pop() if self._idle else None
 
+    def _returned(self, listener: Any) -> None:
+        """A lent PostgreSQL listener is back (kept or closed)."""
+        if isinstance(listener, _PostgresListener):
+            with self._lock:
+                if self._pid == os.getpid() and self._lent > 0:
+                    self._lent -= 1
+
     def _keep(self, listener: Any) -> bool:
+        self._returned(listener)
         with self._lock:
             if self.closed or self._pid != os.getpid() or len(self._idle) >= MAX_IDLE_LISTENERS:
                 return False
             self._idle.append(listener)
             return True
+
+    def _lent_one(self) -> None:
+        """Undo ``_take``'s count when no listener could be made."""
+        if self.url.dialect == "postgres":
+            with self._lock:
+                if self._pid == os.getpid() and self._lent > 0:
+                    self._lent -= 1
+
+    def discard(self, listener: Any) -> None:
+        """A lent listener that may be broken: closed, never lent again."""
+        self._returned(listener)
+        listener.conn.close()
+
+    async def discard_async(self, listener: Any) -> None:
+        """``discard`` for an async listener."""
+        self._returned(listener)
+        await _close_async(listener)
 
     def _drain(self) -> list[Any]:
         with self._lock:
@@ -223,21 +276,27 @@ class Listeners:
                 return _SQLiteListener(self.url.path)
             import psycopg
 
-            listener = _PostgresListener(psycopg.connect(self.url.url, autocommit=True))
+            try:
+                listener = _PostgresListener(psycopg.connect(self.url.url, autocommit=True))
+            except BaseException:
+                self._lent_one()
+                raise
         if isinstance(listener, _PostgresListener):  # an idle one or a new one: LISTEN, else closed
             try:
                 listener.conn.execute(_listen_sql())
             except BaseException:
-                listener.conn.close()  # perhaps broken (a lost connection): never lent again
+                self.discard(listener)  # perhaps broken (a lost connection): never lent again
                 raise
         return listener
 
     def release(self, listener: Any) -> None:
+        if listener is POLLING:
+            return
         if isinstance(listener, _PostgresListener):
             try:
                 listener.conn.execute(UNLISTEN)
             except BaseException as exc:
-                listener.conn.close()  # never lent again; the wait's result stands
+                self.discard(listener)  # never lent again; the wait's result stands
                 if isinstance(exc, Exception):
                     return
                 raise
@@ -256,21 +315,28 @@ class Listeners:
                 return _SQLiteListener(self.url.path)
             import psycopg
 
-            listener = _PostgresListener(await psycopg.AsyncConnection.connect(self.url.url, autocommit=True))
+            try:
+                connection = await psycopg.AsyncConnection.connect(self.url.url, autocommit=True)
+            except BaseException:
+                self._lent_one()
+                raise
+            listener = _PostgresListener(connection)
         if isinstance(listener, _PostgresListener):  # an idle one or a new one (a cancelled LISTEN too)
             try:
                 await listener.conn.execute(_listen_sql())
             except BaseException:
-                await asyncio.shield(_close_async(listener))
+                await asyncio.shield(self.discard_async(listener))
                 raise
         return listener
 
     async def release_async(self, listener: Any) -> None:
+        if listener is POLLING:
+            return
         if isinstance(listener, _PostgresListener):
             try:
                 await listener.conn.execute(UNLISTEN)
             except BaseException as exc:
-                await asyncio.shield(_close_async(listener))  # never lent again; the wait's result stands
+                await asyncio.shield(self.discard_async(listener))  # never lent again; the result stands
                 if isinstance(exc, Exception):
                     return
                 raise
@@ -311,6 +377,9 @@ async def close_async(store: Any) -> None:
 
 
 def _sleep(listener: Any, wake: Wake, seconds: float) -> None:
+    if listener is POLLING:
+        time.sleep(seconds)
+        return
     if isinstance(listener, _SQLiteListener):
         for pause in listener.polls(seconds):
             time.sleep(pause)
@@ -324,6 +393,9 @@ def _sleep(listener: Any, wake: Wake, seconds: float) -> None:
 
 
 async def _sleep_async(listener: Any, wake: Wake, seconds: float) -> None:
+    if listener is POLLING:
+        await asyncio.sleep(seconds)
+        return
     if isinstance(listener, _SQLiteListener):
         for pause in listener.polls(seconds):
             await asyncio.sleep(pause)
@@ -360,7 +432,7 @@ def wait(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[], T]) -> T:
         pool.release(listener)
         return done.value  # type: ignore[no-any-return]
     except BaseException:
-        listener.conn.close()  # perhaps broken (a lost connection): never lent again
+        pool.discard(listener)  # perhaps broken (a lost connection): never lent again
         raise
 
 
@@ -386,7 +458,7 @@ async def wait_async(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[
         await pool.release_async(listener)
         return done.value  # type: ignore[no-any-return]
     except BaseException:
-        await asyncio.shield(_close_async(listener))  # perhaps broken: never lent again
+        await asyncio.shield(pool.discard_async(listener))  # perhaps broken: never lent again
         raise
 
 
@@ -403,6 +475,7 @@ def is_finished(found: Generation) -> bool:
 __all__ = [
     "FINISHED",
     "MAX_IDLE_LISTENERS",
+    "MAX_LISTENERS",
     "PENDING",
     "RECHECK_SECONDS",
     "SQLITE_POLL_SECONDS",

@@ -616,3 +616,58 @@ def test_a_burst_of_waits_leaves_no_more_idle_listeners_than_the_store_keeps(db_
                     " AND pid <> pg_backend_pid() AND query LIKE 'UNLISTEN%'"
                 ).fetchone()
             assert row is not None and row[0] == waiting.MAX_IDLE_LISTENERS
+
+
+def _listening_connections(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_many_concurrent_waits_hold_at_most_max_listeners_connections(
+    postgres_url: str, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent waits on one store (an API server's ``wait_for`` in each request) listen on at most
+    ``waiting.MAX_LISTENERS`` connections; the others re-try each ``RECHECK_SECONDS`` and get their result
+    all the same. Before, each wait opened a server connection of its own: 250 of them took every slot of
+    the server (``too many clients`` for every client of the database, the waits themselves included)."""
+    monkeypatch.setattr(waiting, "MAX_LISTENERS", 2)
+    waits = 6
+    with Store(postgres_url) as store:
+        jobs = [new_job(store, f"job {i}") for i in range(waits)]
+        seen: list[int] = []
+
+        def finish() -> None:
+            time.sleep(0.6)  # every wait is asleep
+            seen.append(_listening_connections(postgres_url))
+            for job in jobs:
+                store.cancel(job.id)
+
+        finisher = threading.Thread(target=finish)
+        finisher.start()
+        if kind == "sync":
+            results: list[Any] = [None] * waits
+
+            def wait(i: int) -> None:
+                results[i] = store.wait_for(jobs[i].id, timeout=30)
+
+            threads = [threading.Thread(target=wait, args=(i,)) for i in range(waits)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        else:
+
+            async def main() -> list[Any]:
+                async with AsyncStore.open(postgres_url) as async_store:
+                    return await asyncio.gather(*(async_store.wait_for(job.id, timeout=30) for job in jobs))
+
+            results = asyncio.run(main())
+        finisher.join()
+    assert seen == [2]
+    assert [result.status for result in results] == [Status.CANCELLED] * waits
