@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg.conninfo import conninfo_to_dict
 
-from musicstore import DatabaseError, Store
+from musicstore import DatabaseError, Store, masking
 from musicstore.filestore import open_filestore
 from musicstore.masking import S3_LOGGERS, mask_logs, redact, register_secret
 from musicstore.urls import resolve
@@ -197,11 +197,27 @@ def test_s3_log_records_of_loggers_made_after_the_store_are_masked(
 @given(
     prefix=st.sampled_from(S3_LOGGERS),
     path=st.lists(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), min_size=1, max_size=3),
-    secret=st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=8, max_size=30),
+    text=st.text(
+        st.characters(
+            codec="utf-8", exclude_categories=("Cs", "Cc", "Z"), exclude_characters="@:/?#&=%'\";\\"
+        ),
+        min_size=6,
+        max_size=30,
+    ),
 )
 def test_a_record_of_any_s3_logger_made_after_masking_reaches_the_root_masked(
-    prefix: str, path: list[str], secret: str
+    prefix: str, path: list[str], text: str
 ) -> None:
+    secret = f"zq{text}"  # one piece (no character URL parsers split on): nothing shorter is masked after it
+    before = set(masking._secrets)
+    try:
+        _logged_masked(prefix, path, secret)
+    finally:
+        with masking._lock:  # no other test's message is masked by this one's secrets
+            masking._secrets.intersection_update(before)
+
+
+def _logged_masked(prefix: str, path: list[str], secret: str) -> None:
     register_secret(secret)
     mask_logs(*S3_LOGGERS)  # what each S3 store made does
     made = logging.getLogger(".".join([prefix, "later", *path]))  # made after it, whatever its name
