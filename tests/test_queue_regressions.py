@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import threading
 import time
@@ -671,3 +672,37 @@ def test_many_concurrent_waits_hold_at_most_max_listeners_connections(
         finisher.join()
     assert seen == [2]
     assert [result.status for result in results] == [Status.CANCELLED] * waits
+
+
+def test_requeue_expired_from_the_shell_takes_a_backoff(db_url: str) -> None:
+    """``musicstore requeue-expired --backoff 60s [--backoff-cap 10m] [--jitter 0]`` backs the jobs it takes
+    back off as ``requeue_expired(backoff=RetryPolicy(...))`` does: a cron job taking back the claims of a
+    crashed worker no longer hands them at once to the next worker (the command had no way to say it).
+    Without ``--backoff`` they are claimable at once, as before."""
+    from tests.test_cli import run
+
+    with Store(db_url) as store:
+        delayed = new_job(store, "delayed")
+        assert store.claim_next("gpu-0", lease_seconds=0.01) is not None
+        time.sleep(0.05)  # its lease ran out
+        before = datetime.now(UTC)
+        result = run("requeue-expired", "--database", db_url, "--backoff", "60s", "--jitter", "0", "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["requeued"] == [delayed.id]
+        row = store.get_generation(delayed.id)
+        assert row is not None and row.status is Status.PENDING and row.run_after is not None
+        assert before + timedelta(seconds=59) <= row.run_after <= datetime.now(UTC) + timedelta(seconds=60)
+        assert store.claim_next("gpu-1") is None  # backing off
+
+        at_once = new_job(store, "at once")
+        assert store.claim_next("gpu-0", lease_seconds=0.01) is not None
+        time.sleep(0.05)
+        result = run("requeue-expired", "--database", db_url)
+        assert result.returncode == 0, result.stderr
+        claimed = store.claim_next("gpu-1")
+        assert claimed is not None and claimed.id == at_once.id
+
+    alone = run("requeue-expired", "--database", db_url, "--jitter", "0.2")
+    assert alone.returncode == 2 and "--backoff" in alone.stderr  # a usage error: jitter of no backoff
+    bad = run("requeue-expired", "--database", db_url, "--backoff", "1s", "--jitter", "2")
+    assert bad.returncode == 2 and "jitter" in bad.stderr

@@ -11,10 +11,10 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from ..errors import NotFound
+from ..errors import InvalidInput, NotFound
 from ..maintenance.usage import disk_usage, storage_stats
 from ..migrate import migrate, migrations_path, yoyo_url
-from ..models import Generation, Stats
+from ..models import Generation, RetryPolicy, Stats
 from ..ops import Rendition
 from ..ops.storage import get_storage
 from ..urls import resolve, without_password
@@ -228,8 +228,9 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 
 
 def cmd_requeue_expired(args: argparse.Namespace) -> int:
+    backoff = _backoff(args)
     with open_store(args) as store:
-        result = store.requeue_expired(max_attempts=args.max_attempts)
+        result = store.requeue_expired(max_attempts=args.max_attempts, backoff=backoff)
     if args.json:
         print_json(result)
         return EXIT_OK
@@ -239,6 +240,25 @@ def cmd_requeue_expired(args: argparse.Namespace) -> int:
         print()
         print_table(rows, ["id", "now"])
     return EXIT_OK
+
+
+def _backoff(args: argparse.Namespace) -> RetryPolicy | None:
+    """``--backoff``, ``--backoff-cap`` and ``--jitter`` as a RetryPolicy (None without ``--backoff``: at
+    once); a bad one, or a cap or jitter without ``--backoff``, is a usage error."""
+    if args.backoff is None:
+        if args.backoff_cap is not None or args.jitter is not None:
+            args.parser.error("--backoff-cap and --jitter shape a --backoff: give --backoff too")
+        return None
+    settings: dict[str, float] = {"base_seconds": args.backoff.total_seconds()}
+    if args.backoff_cap is not None:
+        settings["cap_seconds"] = args.backoff_cap.total_seconds()
+    if args.jitter is not None:
+        settings["jitter"] = args.jitter
+    try:
+        return RetryPolicy(**settings)
+    except InvalidInput as exc:
+        parser: argparse.ArgumentParser = args.parser
+        parser.error(f"--backoff, --backoff-cap, --jitter: {exc}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -242,6 +242,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_ATTEMPTS,
         help=f"fail for good once a generation had this many claims (default {DEFAULT_MAX_ATTEMPTS})",
     )
+    requeue.add_argument(
+        "--backoff",
+        type=parse_duration,
+        metavar="DURATION",
+        help="claimable again only after this (e.g. 30s), doubled at each attempt: a RetryPolicy's base"
+        " (default: at once)",
+    )
+    requeue.add_argument(
+        "--backoff-cap",
+        type=parse_duration,
+        metavar="DURATION",
+        help="the longest backoff (default 10m); with --backoff",
+    )
+    requeue.add_argument(
+        "--jitter",
+        type=float,
+        metavar="FRACTION",
+        help="up to this part of each backoff is taken off at random, 0 to 1 (default 0.5); with --backoff",
+    )
 
     command(
         "queue", "pending generations by priority and owner key, the oldest pending age", cmd_queue, as_json
