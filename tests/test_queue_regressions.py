@@ -28,12 +28,15 @@ from musicstore import (
     RetryPolicy,
     Status,
     Store,
+    migrate,
     waiting,
     worker,
 )
 from musicstore.aio import AsyncStore
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
 from tests.conftest import FakeClock, new_job
+from tests.test_key_order import icu_postgres_url  # noqa: F401 (a fixture)
+from tests.test_schema import _from, _rollback, _sql
 
 
 def test_a_worker_whose_running_job_is_cancelled_and_deleted_drops_it_and_goes_on(store: Store) -> None:
@@ -617,6 +620,85 @@ def test_a_burst_of_waits_leaves_no_more_idle_listeners_than_the_store_keeps(db_
                     " AND pid <> pg_backend_pid() AND query LIKE 'UNLISTEN%'"
                 ).fetchone()
             assert row is not None and row[0] == waiting.MAX_IDLE_LISTENERS
+
+
+# --- owner keys in byte order on every backend (migration 0019) --------------------------------------------
+
+OWNER_KEYS = ["a-c", "a_c", "aZ", "ab", "A-b", "a.b", "B", "é", "z-z", "z_z", "Zz"]
+"""Keys an ICU (or a glibc locale's) collation sorts otherwise than their bytes: '_' before '-', 'a' before
+'B', accents beside their letter."""
+
+
+@pytest.fixture(params=["sqlite", "postgres", "postgres-icu"])
+def keyed_url(request: pytest.FixtureRequest) -> str:
+    fixture = {"sqlite": "sqlite_url", "postgres": "postgres_url", "postgres-icu": "icu_postgres_url"}
+    url: str = request.getfixturevalue(fixture[request.param])
+    return url
+
+
+def test_the_queue_lists_owner_keys_in_byte_order_on_every_backend(keyed_url: str) -> None:
+    """``queue_depth`` (levels and running) and ``get_owner_limits`` (``musicstore queue``, the web API)
+    list owner keys in byte order (Python's ``sorted``), as SQLite does; on a PostgreSQL database created
+    with a locale they came in the locale's order, so the same queue read differently by backend."""
+    with Store(keyed_url) as store:
+        for key in OWNER_KEYS:
+            for priority in (0, 5):
+                new_job(store, owner_key=key, priority=priority)
+            store.set_owner_limit(key, 3)
+        new_job(store)  # no key: '' sorts first
+        for _ in range(len(OWNER_KEYS) + 1):
+            assert store.claim_next("w", owner_limit=100) is not None
+        depth = store.queue_depth()
+        limits = store.get_owner_limits()
+    expected = sorted(OWNER_KEYS)
+    levels = [(level.owner_key or "", -level.priority) for level in depth.levels]
+    assert levels == sorted(levels) and {key for key, _ in levels} == set(expected)
+    assert list(depth.running) == sorted(depth.running, key=lambda key: key or "")
+    assert len(depth.running) > 2
+    assert list(limits) == expected
+
+
+def _triggers(url: str) -> list[tuple[object, ...]]:
+    if url.startswith("sqlite"):
+        return _sql(url, "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name")
+    return _sql(
+        url,
+        "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger"
+        " WHERE tgrelid = 'generations'::regclass AND NOT tgisinternal ORDER BY tgname",
+    )
+
+
+def test_0019_rolls_back_and_applies_again_on_a_queue_with_owner_keys(keyed_url: str) -> None:
+    """Applied to a queue: the keys, lanes and limits keep their values and the lanes' triggers their
+    definitions; rolled back, the database's collation again (the ICU order on that database); applied
+    again, byte order, and the queue works."""
+    with Store(keyed_url) as store:
+        for key in OWNER_KEYS:
+            new_job(store, owner_key=key)
+            store.set_owner_limit(key, 2)
+        assert store.claim_next("w") is not None
+    lanes = "SELECT owner_key, running, head_id FROM owner_lanes"
+    before_lanes, triggers = sorted(_sql(keyed_url, lanes)), _triggers(keyed_url)
+    _rollback(keyed_url, "0019")
+    assert sorted(_sql(keyed_url, lanes)) == before_lanes
+    assert migrate(keyed_url) == _from("0019")
+    assert sorted(_sql(keyed_url, lanes)) == before_lanes and _triggers(keyed_url) == triggers
+    _rollback(keyed_url, "0019")
+    assert _triggers(keyed_url) == triggers
+    ordered = _sql(keyed_url, "SELECT owner_key FROM owner_limits ORDER BY owner_key")
+    limits = [str(key) for (key,) in ordered]
+    assert sorted(limits) == sorted(OWNER_KEYS)
+    if "icu" in keyed_url:
+        assert limits != sorted(OWNER_KEYS)  # the locale's order, not Python's
+    assert migrate(keyed_url) == _from("0019")
+    assert _triggers(keyed_url) == triggers
+    with Store(keyed_url) as store:
+        assert list(store.get_owner_limits()) == sorted(OWNER_KEYS)
+        job = new_job(store, owner_key="a_c")  # the lanes' triggers at work
+        assert store.claim_next("w", owner_limit=100) is not None
+        store.cancel(job.id)
+        levels = [level.owner_key for level in store.queue_depth().levels]
+        assert levels == sorted(levels, key=lambda key: key or "")
 
 
 def _listening_connections(url: str) -> int:

@@ -1,0 +1,1 @@
+-- 0019 changed nothing on SQLite.

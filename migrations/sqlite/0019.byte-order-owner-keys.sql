@@ -1,0 +1,1 @@
+-- Nothing on SQLite: its BINARY collation compares owner keys by their bytes already (see 0019.byte-order-owner-keys.py).
