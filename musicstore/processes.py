@@ -1,9 +1,22 @@
 """Whether a process runs: the one check behind every "its maker is gone" decision (a migration lock's
-holder, a killed backup's temp file, a throwaway test server's folder)."""
+holder, a killed backup's temp file, a throwaway test server's folder, a killed export's temp folder).
+
+``owned_folder`` makes a temp folder that names its maker (``OWNER``: its pid and start time); ``sweep``
+removes those of a prefix whose maker is gone: what a process killed with SIGKILL left in the temp folder is
+removed by a later one, never what a running process uses.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+OWNER = "owner"
+"""The file in each owned folder naming its maker: ``PID START`` (START: its start time in clock ticks since
+boot, ``-`` where unknown)."""
 
 
 def alive(pid: int) -> bool:
@@ -18,3 +31,54 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def started(pid: int) -> str:
+    """When process ``pid`` started (``/proc/PID/stat``'s field 22), or ``-`` where that cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "-"
+    return stat.rpartition(")")[2].split()[19]  # the fields after the command's name, 3 on
+
+
+def maker_alive(pid: int, start: str) -> bool:
+    """Whether the process that made a folder runs: pid ``pid``, started at ``start`` (Linux: a pid reused by
+    another process is not taken for its maker)."""
+    return alive(pid) and (start == "-" or started(pid) in (start, "-"))
+
+
+def stale(folder: Path, older_than: float = 0.0) -> bool:
+    """Whether ``folder``'s maker is known and gone, and the folder unchanged for ``older_than`` seconds."""
+    try:
+        pid_text, _, start = (folder / OWNER).read_text().strip().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return False  # no owner named (yet): kept
+    if pid <= 0 or maker_alive(pid, start or "-"):
+        return False
+    if older_than > 0:
+        try:
+            return time.time() - folder.stat().st_mtime >= older_than
+        except OSError:
+            return False
+    return True
+
+
+def sweep(prefix: str, older_than: float = 0.0) -> list[Path]:
+    """Remove the folders ``prefix*`` in the temp folder whose maker is gone (and unchanged for
+    ``older_than`` seconds); returns them."""
+    removed = []
+    for folder in sorted(Path(tempfile.gettempdir()).glob(f"{prefix}*")):
+        if folder.is_dir() and not folder.is_symlink() and stale(folder, older_than):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def owned_folder(prefix: str) -> Path:
+    """A new temp folder ``prefix*`` naming this process as its maker (``OWNER``)."""
+    made = Path(tempfile.mkdtemp(prefix=prefix))
+    pid = os.getpid()
+    (made / OWNER).write_text(f"{pid} {started(pid)}\n")
+    return made

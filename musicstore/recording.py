@@ -13,17 +13,19 @@ row's ``metadata["peaks"]``. See docs/recording.md.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
-import tempfile
+import shutil
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from . import validate
+from . import processes, validate
 from .audio import ExportOptions, ExportResult, as_audio, as_audio_batch, export_audio, layout_path
 from .audio.export import check_target
 from .audio.peaks import PeaksSpec, WaveformPeaks, frames_peaks
@@ -136,12 +138,42 @@ def export_generation(
         return place.into_folder(result, folder, final, waveform)
     try:
         key = layout_path(".", generation.id, ext, when=generation.created_at).as_posix()
-        with tempfile.TemporaryDirectory(prefix="musicstore-export-") as temp:
-            result, waveform = place.export(audio, Path(temp) / f"{generation.id}.{ext}", options, scale)
+        temp = _export_folder()
+        try:
+            result, waveform = place.export(audio, temp / f"{generation.id}.{ext}", options, scale)
             return place.into_objects(result, objects, key, waveform)
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
     finally:
         if opened:
             objects.close()
+
+
+EXPORT_TEMP_PREFIX = "musicstore-export-"
+"""The temp folders (``$TMPDIR/musicstore-export-*``) an export to an object store encodes its clip in."""
+STALE_EXPORT_SECONDS = 3600.0
+"""How long a temp folder of an exporter that is gone stays before an export removes it: its maker is known
+gone by pid and start time; the age also keeps the folder of an exporter this host cannot see (another pid
+namespace sharing the temp folder) while it could still be uploading."""
+SWEEP_EVERY_SECONDS = 600.0
+"""How often (at most) a process's exports look for such folders (one listing of the temp folder)."""
+_swept: dict[int, float] = {}
+
+
+def _export_folder() -> Path:
+    """A temp folder for one export to an object store, naming this process (``processes.owned_folder``),
+    after removing, at most every ``SWEEP_EVERY_SECONDS``, those that exporters killed mid-export (SIGKILL:
+    no ``finally`` ran) left behind, each with a whole encoded clip in it."""
+    pid, now = os.getpid(), time.monotonic()
+    last = _swept.get(pid)
+    if last is None or now - last >= SWEEP_EVERY_SECONDS:
+        _swept[pid] = now
+        with contextlib.suppress(OSError):  # an unreadable temp folder: the export goes on, as before
+            processes.sweep(EXPORT_TEMP_PREFIX, STALE_EXPORT_SECONDS)
+    try:
+        return processes.owned_folder(EXPORT_TEMP_PREFIX)
+    except OSError as exc:
+        raise StorageError(f"cannot make a temp folder to encode the export in: {exc}") from exc
 
 
 def export_batch_generations(

@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import signal
+import tempfile
 import time
 import warnings
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-from musicstore import AsyncStore, Requeued, Status, Store, runner
+from musicstore import AsyncStore, Requeued, Status, Store, recording, runner
 from musicstore.errors import ClockSkewWarning
+from musicstore.filestore import open_filestore
+from musicstore.recording import export_generation
 from musicstore.runner import CLOCK_SKEW_SECONDS
 from musicstore.testing import FakeClock
 
@@ -129,3 +136,68 @@ def test_a_host_whose_clock_agrees_with_the_server_is_not_warned(
             await (await AsyncStore.open(postgres_url)).close()
 
         asyncio.run(open_async())
+
+
+def _export_killed_mid_upload(url: str, s3: str, environ: dict[str, str], temp: str, job_id: str) -> None:
+    """A worker host exporting its job to the bucket, killed (SIGKILL) while its upload runs."""
+    os.environ.update(environ)
+    os.environ["TMPDIR"] = temp
+    tempfile.tempdir = None  # read TMPDIR again
+    files = open_filestore(s3)
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    files.put = killed  # type: ignore[method-assign]
+    with Store(url) as store:
+        job = store.get_generation(job_id)
+        assert job is not None
+        export_generation(store, job, np.zeros((job.channels, 3200), dtype=np.float32), root=files)
+
+
+def test_a_worker_killed_mid_upload_leaves_no_temp_files_behind_for_good(
+    postgres_url: str, musicstore_s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export to a bucket encodes the clip into a temp folder (``$TMPDIR/musicstore-export-*``) and puts
+    it from there. A worker killed while it uploads (the OOM killer, a preempted GPU host, a deploy's
+    SIGKILL) left that folder and the whole clip in it for good: every such kill leaked a clip's bytes on
+    the host. An export now removes the folders of exporters that are gone (their pid and start time recorded
+    in the folder) once unchanged for STALE_EXPORT_SECONDS, and only those: a live exporter's folder is kept,
+    and so is a recent one (its maker may run in a pid namespace this process cannot see)."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    environ = {name: value for name, value in os.environ.items() if name.startswith("AWS_")}
+    context = multiprocessing.get_context("spawn")
+    with Store(postgres_url) as store:
+        for _ in range(2):
+            store.create_generation("a take", model_name="m", duration_seconds=1, sample_rate=32000)
+        crashed, job = store.claim_next("gpu-a"), store.claim_next("gpu-b")
+        assert crashed is not None and job is not None
+        host = context.Process(
+            target=_export_killed_mid_upload,
+            args=(postgres_url, musicstore_s3_url, environ, str(temp), crashed.id),
+        )
+        host.start()
+        host.join(120)
+        assert host.exitcode == -signal.SIGKILL
+        left = sorted(temp.glob("musicstore-export-*"))
+        assert len(left) == 1 and any(left[0].rglob(f"{crashed.id}.wav"))  # what the kill left
+        live = temp / "musicstore-export-live"  # a folder of an exporter still running: this process
+        live.mkdir()
+        (live / "owner").write_text(f"{os.getpid()} -\n")
+        young = temp / "musicstore-export-young"  # its maker gone, but maybe in a pid namespace not ours
+        young.mkdir()
+        (young / "owner").write_text(f"{2**31 - 2} -\n")  # no such process here
+        old = time.time() - recording.STALE_EXPORT_SECONDS - 60
+        for folder in (left[0], live):
+            os.utime(folder, (old, old))
+        monkeypatch.setenv("TMPDIR", str(temp))
+        monkeypatch.setattr(tempfile, "tempdir", None)
+        monkeypatch.setattr(recording, "_swept", {})  # as in a process that has not swept yet
+        files = open_filestore(musicstore_s3_url)
+        try:
+            done = export_generation(store, job, np.zeros((job.channels, 3200), dtype=np.float32), root=files)
+        finally:
+            files.close()
+        assert done.generation.is_completed
+        assert sorted(temp.iterdir()) == [live, young]  # the dead exporter's folder is gone, its own too

@@ -9,56 +9,22 @@ made right now) and one whose maker lives (a concurrent run's) are never touched
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from ..processes import alive
+from ..processes import OWNER, owned_folder, stale, started, sweep
 
-OWNER = "owner"
-"""The file in each folder naming its maker: ``PID START`` (START: its start time in clock ticks since boot,
-``-`` where unknown)."""
-
-
-def _started(pid: int) -> str:
-    """When process ``pid`` started (``/proc/PID/stat``'s field 22), or ``-`` where that cannot be read."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return "-"
-    return stat.rpartition(")")[2].split()[19]  # the fields after the command's name, 3 on
-
-
-def _alive(pid: int, started: str) -> bool:
-    """Whether the process that made a folder runs: pid ``pid``, started at ``started``."""
-    return alive(pid) and (started == "-" or _started(pid) in (started, "-"))
+_started = started
 
 
 def _stale(folder: Path) -> bool:
     """Whether ``folder``'s maker is known and gone."""
-    try:
-        pid_text, _, started = (folder / OWNER).read_text().strip().partition(" ")
-        pid = int(pid_text)
-    except (OSError, ValueError):
-        return False  # no owner named (yet): kept
-    return pid > 0 and not _alive(pid, started or "-")
-
-
-def sweep(prefix: str) -> list[Path]:
-    """Remove the folders ``prefix*`` in the temp folder whose maker is gone; returns them."""
-    removed = []
-    for folder in sorted(Path(tempfile.gettempdir()).glob(f"{prefix}*")):
-        if folder.is_dir() and not folder.is_symlink() and _stale(folder):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
+    return stale(folder)
 
 
 def folder(prefix: str) -> Path:
     """A new temp folder ``prefix*`` owned by this process, after removing those of processes gone."""
     sweep(prefix)
-    made = Path(tempfile.mkdtemp(prefix=prefix))
-    pid = os.getpid()
-    (made / OWNER).write_text(f"{pid} {_started(pid)}\n")
-    return made
+    return owned_folder(prefix)
+
+
+__all__ = ["OWNER", "folder", "sweep"]
