@@ -23,6 +23,7 @@ import pytest
 from musicstore import AsyncStore, Requeued, Status, Store, recording, runner
 from musicstore.errors import ClockSkewWarning
 from musicstore.filestore import open_filestore
+from musicstore.maintenance.retention import cleanup
 from musicstore.recording import export_generation
 from musicstore.runner import CLOCK_SKEW_SECONDS
 from musicstore.testing import FakeClock
@@ -201,3 +202,50 @@ def test_a_worker_killed_mid_upload_leaves_no_temp_files_behind_for_good(
             files.close()
         assert done.generation.is_completed
         assert sorted(temp.iterdir()) == [live, young]  # the dead exporter's folder is gone, its own too
+
+
+def _holding_the_row(url: str, generation_id: str, locked: Any, release: Any) -> None:
+    """Another host recording something made from a generation's master (a rendition, its peaks): the
+    generation's row is locked by that transaction while the file is put, here until ``release``."""
+    with Store(url) as host, host.transaction() as tx:
+        tx.merge_metadata(generation_id, {"peaks": {"key": "in flight"}})
+        locked.set()
+        release.wait(30)
+
+
+def test_cleanup_is_not_held_up_by_a_generation_another_host_is_rendering(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Retention skips a row another host's transaction holds (a rendition or peaks being recorded: the
+    generation's row stays locked while the file is put) and deletes the others at once; the skipped row is
+    counted in ``rows_changed`` (kept, with its file) for the next run. Before, its DELETE waited for that
+    lock, then the whole cleanup raised DatabaseBusy after busy_timeout and deleted nothing."""
+    root = tmp_path / "audio"
+    root.mkdir()
+    context = multiprocessing.get_context("spawn")
+    with Store(postgres_url, busy_timeout=0.5) as store:
+        ids = []
+        for n in range(3):
+            store.create_generation(f"take {n}", model_name="m", duration_seconds=1)
+            job = store.claim_next("gpu-a")
+            assert job is not None
+            (root / f"{job.id}.wav").write_bytes(b"RIFF" * 4)
+            store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=16)
+            ids.append(job.id)
+        locked, release = context.Event(), context.Event()
+        host = context.Process(target=_holding_the_row, args=(postgres_url, ids[1], locked, release))
+        host.start()
+        try:
+            assert locked.wait(60), "the other host never locked its row"
+            started = time.monotonic()
+            report = cleanup(store, root, older_than=timedelta(0), dry_run=False)
+            assert time.monotonic() - started < 0.4  # did not wait for the other host's lock
+        finally:
+            release.set()
+            host.join(60)
+        assert host.exitcode == 0
+        assert (report.rows_deleted, report.rows_changed, report.files_deleted) == (2, 1, 2)
+        assert [store.get_generation(i) is None for i in ids] == [True, False, True]
+        assert sorted(p.name for p in root.iterdir()) == [f"{ids[1]}.wav"]
+        again = cleanup(store, root, older_than=timedelta(0), dry_run=False)  # the next run takes it
+        assert (again.rows_deleted, again.files_deleted) == (1, 1) and not any(root.iterdir())

@@ -114,3 +114,16 @@ SELECT id, status, file_path, file_size_bytes, checksum,
        CAST(CAST(metadata AS jsonb) -> 'peaks' AS TEXT) AS peaks
 FROM generations
 WHERE file_path IS NOT NULL AND file_path = :file_path AND storage_url = :storage_url;
+
+-- name: maintenance_delete_generation(id, status)!
+-- Delete a generation retention selected, only if its status is still the one read (never a processing
+-- one), and only if no other transaction holds its row (FOR UPDATE SKIP LOCKED): another host recording a
+-- rendition or peaks of it (the row stays locked while the file is put) keeps it for the next run, counted
+-- as changed. Waiting for that lock failed the whole cleanup with DatabaseBusy after lock_timeout.
+DELETE FROM generations
+WHERE id IN (
+        SELECT id FROM generations
+        WHERE id = :id AND status = :status AND status <> 'processing'
+        FOR UPDATE SKIP LOCKED
+    )
+  AND status = :status AND status <> 'processing';
