@@ -47,9 +47,11 @@ from musicstore import Store
 from musicstore.audio.tags import Provenance, read_wav_info, tag_master
 from musicstore.errors import InvalidInput
 from musicstore.migrate import migrate
+from musicstore.ops.jobs import RESET_CONFIRMATION
 from musicstore.urls import _connection, resolve, sqlite_url, yoyo_connection
 from musicstore.web import reads as web_reads
 from tests.conftest import new_job
+from tests.test_schema import _from, _rollback, _sql
 
 
 def _chunks(path: Path) -> list[bytes]:
@@ -260,3 +262,116 @@ def test_trending_prompts_cut_rows_that_share_a_moment_by_id_on_both_backends(db
             newest = tx.run(web_reads.recent_prompts_op, moment, 3)
     by_id = sorted(made, key=lambda g: g.id, reverse=True)
     assert newest == [g.prompt for g in by_id[:3]]
+
+
+# --- PostgreSQL: prompt totals in shards, so creates do not queue on one row (migration 0020) -----------
+
+
+def _sessions_on_two_shards(url: str) -> tuple[Any, Any, list[Any]]:
+    """Two open connections whose backends fall on different shards (``mod(pg_backend_pid(), 16)``), and every
+    connection opened (to close)."""
+    import psycopg
+
+    opened: list[Any] = []
+    by_shard: dict[int, Any] = {}
+    while len(by_shard) < 2:
+        conn = psycopg.connect(url, autocommit=True)
+        opened.append(conn)
+        ((pid,),) = conn.execute("SELECT pg_backend_pid()").fetchall()
+        by_shard.setdefault(int(pid) % 16, conn)
+    first, second = by_shard.values()
+    return first, second, opened
+
+
+_NEW_PROMPT = (
+    "INSERT INTO prompts (digest, text, used_count, first_used_at, last_used_at)"
+    " VALUES (sha256(convert_to(%(text)s, 'UTF8')), %(text)s, 1, now(), now())"
+)
+
+
+def test_a_new_prompt_does_not_wait_for_another_sessions_uncommitted_one(postgres_url: str) -> None:
+    """Each new prompt (each create of a generation with a prompt not seen before) updated the one row of
+    prompt_totals in its transaction, so a second session's create waited for the first's commit (here:
+    lock_timeout). Sessions on different shards now update different rows."""
+    import psycopg
+
+    first, second, opened = _sessions_on_two_shards(postgres_url)
+    try:
+        with first.transaction():
+            first.execute(_NEW_PROMPT, {"text": "held open by the first session"})
+            second.execute("SET lock_timeout = '1s'")
+            try:
+                second.execute(_NEW_PROMPT, {"text": "the second session's prompt"})
+            except psycopg.errors.LockNotAvailable:
+                pytest.fail("the second session's new prompt waited for the first session's transaction")
+        with Store(postgres_url) as store:
+            stats = store.get_database_stats()
+        assert (stats.unique_prompts, stats.prompt_uses) == (2, 2)
+    finally:
+        for conn in opened:
+            conn.close()
+
+
+PROMPTS_RUN = 40
+
+
+def _create_prompts(url: str, n: int) -> int:
+    """``PROMPTS_RUN`` generations: half with prompts of this process's own, half with shared prompts."""
+    with Store(url, busy_timeout=30) as store:
+        for i in range(PROMPTS_RUN):
+            prompt = f"own {n} {i}" if i % 2 else f"shared {i % 6}"
+            store.create_generation(prompt, model_name="m", duration_seconds=1.0)
+    return PROMPTS_RUN
+
+
+def test_prompt_totals_equal_a_count_of_the_prompts_after_concurrent_creates(db_url: str) -> None:
+    """Four processes (on PostgreSQL as many sessions, on several shards) create generations with new and
+    shared prompts at once; the totals equal the prompts table counted, as they do after a reset."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        made = sum(pool.starmap(_create_prompts, [(db_url, n) for n in range(4)]))
+    count = "SELECT count(*), coalesce(sum(used_count), 0) FROM prompts"
+    ((prompts, uses),) = _sql(db_url, count)
+    with Store(db_url) as store:
+        stats = store.get_database_stats()
+        assert (
+            (stats.unique_prompts, stats.prompt_uses) == (prompts, uses) == (4 * PROMPTS_RUN // 2 + 3, made)
+        )
+        store.reset_database(confirm=RESET_CONFIRMATION)
+        stats = store.get_database_stats()
+    assert (stats.unique_prompts, stats.prompt_uses) == (0, 0) == tuple(_sql(db_url, count)[0])
+
+
+def test_0020_keeps_the_prompt_totals_through_its_rollback_and_reapplication(db_url: str) -> None:
+    """Prompts counted on several shards (PostgreSQL: sessions on two shards, and the store's), rolled back
+    to one row holding their sum, then sharded again: the totals are a count of the prompts all along, and
+    the triggers of either version keep them so."""
+    count = "SELECT count(*), coalesce(sum(used_count), 0) FROM prompts"
+    totals = "SELECT coalesce(sum(prompts), 0), coalesce(sum(uses), 0) FROM prompt_totals"
+    with Store(db_url) as store:
+        for i in range(6):
+            store.create_generation(f"prompt {i % 4}", model_name="m", duration_seconds=1.0)
+    if db_url.startswith("postgres"):
+        first, second, opened = _sessions_on_two_shards(db_url)
+        try:
+            for n, conn in enumerate((first, second)):
+                conn.execute(_NEW_PROMPT, {"text": f"session {n}"})
+        finally:
+            for conn in opened:
+                conn.close()
+        assert _sql(db_url, "SELECT count(*) FROM prompt_totals WHERE prompts <> 0")[0][0] >= 2
+    expected = _sql(db_url, count)
+    assert _sql(db_url, totals) == expected
+    _rollback(db_url, "0020")
+    assert _sql(db_url, totals) == expected
+    assert _sql(db_url, "SELECT id FROM prompt_totals") == [(1,)]
+    if db_url.startswith("postgres"):
+        _sql(db_url, _NEW_PROMPT.replace("%(text)s", "'after the rollback'"))
+        expected = _sql(db_url, count)
+        assert _sql(db_url, totals) == expected
+    assert migrate(db_url) == _from("0020")
+    with Store(db_url) as store:
+        store.create_generation("after 0020 again", model_name="m", duration_seconds=1.0)
+        stats = store.get_database_stats()
+    assert _sql(db_url, totals) == _sql(db_url, count) == [(stats.unique_prompts, stats.prompt_uses)]

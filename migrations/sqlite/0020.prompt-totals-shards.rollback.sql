@@ -1,0 +1,1 @@
+-- 0020 changed nothing on SQLite.

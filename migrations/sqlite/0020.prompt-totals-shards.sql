@@ -1,0 +1,1 @@
+-- Nothing on SQLite: one writer at a time, so its one row of prompt totals is no contention (see 0020.prompt-totals-shards.py).
