@@ -30,7 +30,14 @@ from .audio import ExportOptions, ExportResult, as_audio, as_audio_batch, export
 from .audio.export import check_target
 from .audio.peaks import PeaksSpec, WaveformPeaks, frames_peaks
 from .audio.tags import provenance_of, tag_master, want_tags
-from .errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, StorageError
+from .errors import (
+    InvalidAudio,
+    InvalidInput,
+    InvalidTransition,
+    LeaseLost,
+    MusicstoreError,
+    StorageError,
+)
 from .filestore import FileStore, LocalFileStore, open_filestore
 from .filestore.fsync import fsync
 from .models import Generation, Status
@@ -442,7 +449,12 @@ class _Placing:
         error.add_note(f"generation {generation_id} is now {status} (on_error={self.on_error!r})")
 
     def complete(self, tx: Any, result: ExportResult, key: str, waveform: _Waveform | None) -> Generation:
-        """The row completed in ``tx``: its claim checked and the row locked (raises LeaseLost...)."""
+        """The row completed in ``tx``: its claim checked and the row locked (raises LeaseLost...).
+
+        The claim is this export's own: when the generation passed is a claim (processing, a worker and a
+        claim time), the row must still be that claim (its ``attempts`` and ``started_at``), not only held by
+        a worker of the same id: one taken back and claimed again under that id (another host's gpu-0, a
+        worker restarted under its name) is LeaseLost, and ``tx`` (rolled back by the raise) is undone."""
         recorded = {} if waveform is None else {"peaks": waveform.record(key)}
         done: Generation = tx.complete_generation(
             self.generation.id,
@@ -452,6 +464,21 @@ class _Placing:
             metadata={**result.as_metadata(), **self.metadata, **recorded},
             worker_id=self.worker,
         )
+        claim = self.generation
+        if (
+            claim.status is Status.PROCESSING
+            and claim.worker_id is not None
+            and claim.started_at is not None
+            and (done.attempts, done.started_at) != (claim.attempts, claim.started_at)
+        ):
+            raise LeaseLost(
+                f"generation {claim.id} was claimed again since this claim (attempt {claim.attempts} by "
+                f"{claim.worker_id} at {claim.started_at.isoformat()}; now attempt {done.attempts} at "
+                f"{done.started_at.isoformat() if done.started_at else None}): a worker of the same id "
+                "took it over after this claim's lease ran out; drop this result",
+                current=Status.PROCESSING.value,
+                owner=done.worker_id,
+            )
         return done
 
     def into_folder(

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from musicstore import AsyncStore, Requeued, Status, Store, recording, runner
-from musicstore.errors import ClockSkewWarning
-from musicstore.filestore import open_filestore
+from musicstore.errors import ClockSkewWarning, LeaseLost
+from musicstore.filestore import FileStore, open_filestore
 from musicstore.maintenance.retention import cleanup
 from musicstore.recording import export_generation
 from musicstore.runner import CLOCK_SKEW_SECONDS
@@ -249,3 +249,30 @@ def test_cleanup_is_not_held_up_by_a_generation_another_host_is_rendering(
         assert sorted(p.name for p in root.iterdir()) == [f"{ids[1]}.wav"]
         again = cleanup(store, root, older_than=timedelta(0), dry_run=False)  # the next run takes it
         assert (again.rows_deleted, again.files_deleted) == (1, 1) and not any(root.iterdir())
+
+
+def test_an_export_of_a_claim_taken_back_is_refused_even_under_the_same_worker_id(
+    db_url: str, where: FileStore
+) -> None:
+    """Hosts named alike (each host's workers called gpu-0...gpu-7, or a hung worker and the one restarted in
+    its place under its name): host A's claim runs out and is taken back, host B's gpu-0 claims the job again.
+    A's export must get LeaseLost, as a worker that lost its lease does, and leave B's attempt alone: the
+    row is checked to be still A's claim (its attempt and claim time), not only its worker id. Before, A's
+    stale attempt completed the row under B's feet (B's export then failed with LeaseLost)."""
+    clock = FakeClock()
+    with Store(db_url, clock=clock) as store:
+        job = store.create_generation("a take", model_name="m", duration_seconds=1, sample_rate=32000)
+        mine = store.claim_next("gpu-0", lease_seconds=10)
+        assert mine is not None and mine.id == job.id
+        clock.advance(11)
+        assert store.requeue_expired().requeued == [job.id]
+        theirs = store.claim_next("gpu-0", lease_seconds=10)  # host B's gpu-0
+        assert theirs is not None and theirs.id == job.id
+        audio = np.zeros((job.channels, 3200), dtype=np.float32)
+        with pytest.raises(LeaseLost):
+            export_generation(store, mine, audio, root=where)
+        assert not [o.key for o in where.list()]  # nothing of A's attempt was put
+        row = store.get_generation(job.id)
+        assert row is not None and row.status is Status.PROCESSING and row.attempts == 2
+        done = export_generation(store, theirs, audio, root=where)
+        assert done.generation.is_completed and done.generation.attempts == 2
