@@ -21,6 +21,7 @@ from musicstore.audio.renditions import RenditionOptions, RenditionSpec, render_
 from musicstore.audio.truepeak import to_db, true_peak
 from musicstore.maintenance.scan import peaks_stem
 from musicstore.rendering import render_generation, render_peaks
+from tests.test_key_order import icu_postgres_url  # noqa: F401 (a fixture)
 from tests.test_rendition_store import exported, files
 from tests.test_schema import _from, _rollback, _sql
 
@@ -431,3 +432,53 @@ def test_0018_keeps_one_row_per_request_with_its_canonical_key_and_rolls_back(db
         assert all('"quality":5,' not in t and "-0" not in t and '"target_lufs":-14,' not in t for t in texts)
         _rollback(db_url, "0018")
         assert len(_sql(db_url, "SELECT id FROM renditions")) == 3  # the rollback restores no duplicate
+
+
+@pytest.fixture(params=["sqlite", "postgres", "postgres-icu"])
+def collated_url(request: pytest.FixtureRequest) -> str:
+    fixture = {"sqlite": "sqlite_url", "postgres": "postgres_url", "postgres-icu": "icu_postgres_url"}
+    url: str = request.getfixturevalue(fixture[request.param])
+    return url
+
+
+def test_a_generations_renditions_list_in_the_same_order_on_every_backend(collated_url: str) -> None:
+    """``list_renditions`` orders by format, then the request's key (``settings``) by its bytes, as SQLite
+    does; on a PostgreSQL database created with a locale the keys came in the locale's order (``a_c`` before
+    ``a-c``, ``a`` before ``B``): the same renditions listed differently by backend (migration 0021)."""
+    from musicstore.ops.renditions import settings_key
+
+    modes = ["a-c", "a_c", "aZ", "ab", "B", "a", "é", "Zz"]
+    with Store(collated_url) as store:
+        gid = _completed(store)
+        for n, mode in enumerate(modes):
+            settings = {**_MP3_VBR, "quality": 2.0, "mode": mode}
+            store.create_rendition(gid, **_figures(f"{gid}.{n}.mp3", settings))
+        listed = [row.settings["mode"] for row in store.list_renditions(gid)]
+    expected = sorted(modes, key=lambda m: settings_key({**_MP3_VBR, "quality": 2.0, "mode": m, **_PROFILE}))
+    assert listed == expected
+
+
+_PROFILE = {"profile": "streaming", "target_lufs": -14.0, "ceiling_dbtp": -1.0}
+
+
+def test_0021_rolls_back_and_applies_again_on_renditions(collated_url: str) -> None:
+    """Applied to rows: the keys keep their values; rolled back, the column takes the database's collation
+    (the locale's order on the ICU database); applied again, byte order, every row as it was."""
+    modes = ["a_c", "a-c", "B", "a"]
+    with Store(collated_url) as store:
+        gid = _completed(store)
+        made = [
+            store.create_rendition(gid, **_figures(f"{gid}.{n}.mp3", {**_MP3_VBR, "quality": 2.0, "mode": m}))
+            for n, m in enumerate(modes)
+        ]
+    by_key = "SELECT settings FROM renditions ORDER BY settings"
+    _rollback(collated_url, "0021")
+    in_collation = [str(s) for (s,) in _sql(collated_url, by_key)]
+    if "icu" in collated_url:
+        assert in_collation != sorted(in_collation)  # the locale's order, not the bytes'
+    assert migrate(collated_url) == _from("0021")
+    assert [str(s) for (s,) in _sql(collated_url, by_key)] == sorted(in_collation)
+    with Store(collated_url) as store:
+        listed = store.list_renditions(gid)
+    assert sorted(listed, key=lambda r: r.id) == sorted(made, key=lambda r: r.id)
+    assert [r.settings["mode"] for r in listed] == ["B", "a", "a-c", "a_c"]

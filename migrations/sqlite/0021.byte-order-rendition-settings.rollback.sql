@@ -1,0 +1,1 @@
+-- 0021 changed nothing on SQLite.

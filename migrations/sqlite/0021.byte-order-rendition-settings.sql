@@ -1,0 +1,1 @@
+-- Nothing on SQLite: its BINARY collation compares the keys by their bytes already (see 0021.byte-order-rendition-settings.py).
