@@ -51,6 +51,7 @@ from musicstore.ops.jobs import RESET_CONFIRMATION
 from musicstore.urls import _connection, resolve, sqlite_url, yoyo_connection
 from musicstore.web import reads as web_reads
 from tests.conftest import new_job
+from tests.test_key_order import icu_postgres_url  # noqa: F401 (a fixture)
 from tests.test_schema import _from, _rollback, _sql
 
 
@@ -376,3 +377,52 @@ def test_0020_keeps_the_prompt_totals_through_its_rollback_and_reapplication(db_
         store.create_generation("after 0020 again", model_name="m", duration_seconds=1.0)
         stats = store.get_database_stats()
     assert _sql(db_url, totals) == _sql(db_url, count) == [(stats.unique_prompts, stats.prompt_uses)]
+
+
+# --- models in byte order on every backend (migration 0022) ------------------------------------------------
+
+MODELS = ["m-b", "m_b", "MusicGen", "musicgen", "a", "B", "é"]
+
+
+@pytest.fixture(params=["sqlite", "postgres", "postgres-icu"])
+def collated_url(request: pytest.FixtureRequest) -> str:
+    fixture = {"sqlite": "sqlite_url", "postgres": "postgres_url", "postgres-icu": "icu_postgres_url"}
+    url: str = request.getfixturevalue(fixture[request.param])
+    return url
+
+
+def test_figures_by_model_list_models_in_byte_order_on_every_backend(collated_url: str) -> None:
+    """``storage_stats().by_model`` and the metrics' counts by model come in the order of the running totals'
+    primary key: by the model's bytes on SQLite, by the database's collation on PostgreSQL (a locale's
+    order: ``m_b`` before ``m-b``, ``a`` before ``B``), so the same figures listed the models differently by
+    backend (the dashboard, /metrics, disk usage)."""
+    from musicstore.maintenance.usage import storage_stats
+    from musicstore.metrics import read_metrics
+
+    with Store(collated_url) as store:
+        for model in MODELS:
+            store.create_generation("p", model_name=model, duration_seconds=1.0)
+        by_model = list(storage_stats(store).by_model)
+        metrics = [model for model, _ in read_metrics(store).by_model]
+    assert by_model == metrics == sorted(MODELS)
+
+
+def test_0022_rolls_back_and_applies_again_on_model_totals(collated_url: str) -> None:
+    with Store(collated_url) as store:
+        for model in MODELS:
+            store.create_generation("p", model_name=model, duration_seconds=1.0)
+    rows = "SELECT * FROM generation_model_totals"
+    before = sorted(_sql(collated_url, rows), key=repr)
+    by_name = "SELECT DISTINCT model_name FROM generation_model_totals ORDER BY model_name"
+    _rollback(collated_url, "0022")
+    assert sorted(_sql(collated_url, rows), key=repr) == before
+    if "icu" in collated_url:
+        assert [m for (m,) in _sql(collated_url, by_name)] != sorted(MODELS)  # the locale's order
+    assert migrate(collated_url) == _from("0022")
+    assert sorted(_sql(collated_url, rows), key=repr) == before
+    assert [m for (m,) in _sql(collated_url, by_name)] == sorted(MODELS)
+    with Store(collated_url) as store:
+        store.create_generation("p", model_name="m_b", duration_seconds=1.0)  # the trigger's upsert
+        from musicstore.maintenance.usage import storage_stats
+
+        assert storage_stats(store).by_model["m_b"].generations == 2

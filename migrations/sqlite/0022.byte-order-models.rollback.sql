@@ -1,0 +1,1 @@
+-- 0022 changed nothing on SQLite.

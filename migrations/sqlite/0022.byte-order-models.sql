@@ -1,0 +1,1 @@
+-- Nothing on SQLite: its BINARY collation compares model names by their bytes already (see 0022.byte-order-models.py).
