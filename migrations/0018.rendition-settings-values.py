@@ -8,9 +8,9 @@ made for an equal request. The key now writes ``quality``, ``target_lufs`` and `
 and every other number equal to an integer as that integer (``musicstore.ops.renditions.canonical_settings``).
 This step rewrites each row's key so; where two or more rows of a generation and format now have one key,
 the oldest (``created_at``, then ``id``) is kept and the others are deleted. A deleted row's file stays in
-its store, an orphan that reconcile reports (and ``cleanup`` removes); the rendition totals (0011) follow the
-deletes. The zero columns (``quality``, ``target_lufs``, ``ceiling_dbtp``) holding -0.0 (PostgreSQL) become
-0.0. The rows' key columns are read once, in the unique index's order. Both backends: the same step; the
+its store, an orphan that reconcile reports (and quarantines, or deletes with ``delete_orphans=True``); the
+rendition totals (0011) follow the deletes. The zero columns (``quality``, ``target_lufs``, ``ceiling_dbtp``)
+holding -0.0 (PostgreSQL) become 0.0. The rows' key columns are read once. Both backends: the same step; the
 statements are each dialect's, in sqlite/ or postgres/ beside this file. The rollback changes nothing: the
 canonical keys are keys the version before reads, and a deleted duplicate is not restored.
 """
