@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import signal
 import tempfile
+import threading
 import time
 import warnings
 from datetime import UTC, datetime, timedelta
@@ -21,9 +22,12 @@ import numpy as np
 import pytest
 
 from musicstore import AsyncStore, Requeued, Status, Store, recording, runner
-from musicstore.errors import ClockSkewWarning, LeaseLost
-from musicstore.filestore import FileStore, open_filestore
+from musicstore.errors import ClockSkewWarning, DatabaseBusy, InvalidTransition, LeaseLost
+from musicstore.filestore import FileStore, LocalFileStore, open_filestore
+from musicstore.maintenance.reconcile import DanglingRow, delete_dangling_renditions, reconcile
+from musicstore.maintenance.relocate import copy_files
 from musicstore.maintenance.retention import cleanup
+from musicstore.ops.storage import get_storage, record_storage
 from musicstore.recording import export_generation
 from musicstore.runner import CLOCK_SKEW_SECONDS
 from musicstore.testing import FakeClock
@@ -276,3 +280,160 @@ def test_an_export_of_a_claim_taken_back_is_refused_even_under_the_same_worker_i
         assert row is not None and row.status is Status.PROCESSING and row.attempts == 2
         done = export_generation(store, theirs, audio, root=where)
         assert done.generation.is_completed and done.generation.attempts == 2
+
+
+def _holding_rows(url: str, generation_ids: list[str], rendition: Any, locked: Any, release: Any) -> None:
+    """Another host's transaction holding rows reconcile repairs: each generation's row (a rendition or its
+    peaks being recorded: the row stays locked while the file is put) and a rendition's row (another
+    reconcile deleting it), here until ``release``."""
+    with Store(url) as host, host.transaction() as tx:
+        for gid in generation_ids:
+            tx.merge_metadata(gid, {"rendering": "in flight"})
+        if rendition is not None:
+            assert tx.run(delete_dangling_renditions, [rendition]) == {rendition.id}
+        locked.set()
+        release.wait(30)
+
+
+def test_reconcile_repairs_are_not_held_up_by_rows_another_host_holds(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Reconcile's repairs (a dangling master marked failed, a dangling peaks record dropped, a dangling
+    rendition's row deleted) skip a row another host's transaction holds and repair the others at once; the
+    skipped ones are reported ``changed``, left for the next run. Before, the first such row made the repair
+    wait for its lock, then the whole reconcile raised DatabaseBusy after busy_timeout."""
+    root = tmp_path / "audio"
+    root.mkdir()
+    settings: dict[str, Any] = {
+        "settings": {"format": "mp3", "sample_rate": 32_000, "channels": 2, "bitrate_mode": "constant",
+                     "bitrate_kbps": 192},
+        "profile": "streaming", "target_lufs": -14.0, "ceiling_dbtp": -1.0, "duration_seconds": 1.0,
+        "loudness_lufs": -14.0, "true_peak_dbtp": -1.5, "loudness_status": "normalized",
+    }  # fmt: skip
+    context = multiprocessing.get_context("spawn")
+    with Store(postgres_url, busy_timeout=0.5) as store:
+        ids = []
+        for n in range(6):
+            store.create_generation(f"take {n}", model_name="m", duration_seconds=1)
+            job = store.claim_next("gpu-a")
+            assert job is not None
+            (root / f"{job.id}.wav").write_bytes(b"RIFF" * 4)
+            store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=16)
+            ids.append(job.id)
+        for gid in ids[:2]:  # dangling masters
+            (root / f"{gid}.wav").unlink()
+        for gid in ids[2:4]:  # dangling peaks records
+            store.merge_metadata(
+                gid, {"peaks": {"key": f"{gid}.peaks.256.8.json", "bytes": 9, "sha256": "0" * 64}}
+            )
+        for gid in ids[4:]:  # dangling renditions
+            store.create_rendition(
+                gid,
+                storage_key=f"{gid}.streaming.0123abcd.mp3",
+                file_size_bytes=9,
+                checksum="0" * 64,
+                **settings,
+            )
+        held = store.list_renditions(ids[5])[0]
+        locked, release = context.Event(), context.Event()
+        row = DanglingRow(held.id, held.storage_key, "missing", 9, None)
+        host = context.Process(
+            target=_holding_rows, args=(postgres_url, [ids[1], ids[3]], row, locked, release)
+        )
+        host.start()
+        try:
+            assert locked.wait(60), "the other host never locked its rows"
+            started = time.monotonic()
+            report = reconcile(store, root, repair=True)
+            assert time.monotonic() - started < 0.4  # did not wait for the other host's locks
+        finally:
+            release.set()
+            host.join(60)
+        assert host.exitcode == 0
+        assert [(r.id, r.action) for r in report.dangling] == [(ids[0], "marked_failed"), (ids[1], "changed")]
+        assert sorted((r.id, r.action) for r in report.dangling_peaks) == sorted(
+            [(ids[2], "record_dropped"), (ids[3], "changed")]
+        )
+        gone = store.list_renditions(ids[4])
+        assert gone == [] and [r.action for r in report.dangling_renditions if r.id != held.id] == [
+            "deleted_row"
+        ]
+        assert [r.action for r in report.dangling_renditions if r.id == held.id] == ["changed"]
+        assert [_status(store, i) for i in ids[:2]] == [Status.FAILED, Status.COMPLETED]
+        again = reconcile(store, root, repair=True)  # the next run takes what was skipped
+        assert [(r.id, r.action) for r in again.dangling] == [(ids[1], "marked_failed")]
+        assert [(r.id, r.action) for r in again.dangling_peaks] == [(ids[3], "record_dropped")]
+        assert again.dangling_renditions == []  # the other reconcile deleted it
+        assert reconcile(store, root).consistent
+
+
+def test_copy_files_is_not_held_up_by_a_generation_another_host_is_rendering(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """copy_files skips pointing a row at its copy while another host's transaction holds the row (a
+    rendition or peaks of it being recorded) and moves the others at once; the skipped one is counted in
+    ``rows_changed`` and moved by the next run. Before, its UPDATE waited for that lock, then the whole copy
+    raised DatabaseBusy after busy_timeout."""
+    source, target = LocalFileStore(tmp_path / "a"), LocalFileStore(tmp_path / "b")
+    context = multiprocessing.get_context("spawn")
+    with Store(postgres_url, busy_timeout=0.5) as store:
+        ids = []
+        for n in range(3):
+            store.create_generation(f"take {n}", model_name="m", duration_seconds=1)
+            job = store.claim_next("gpu-a")
+            assert job is not None
+            info = source.put(f"{job.id}.wav", b"RIFF" * (4 + n))
+            assert info.checksum is not None
+            store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=info.size)
+            store.run(record_storage, job.id, storage_url=source.url, key=info.key, checksum=info.checksum)
+            ids.append(job.id)
+        locked, release = context.Event(), context.Event()
+        host = context.Process(target=_holding_rows, args=(postgres_url, [ids[1]], None, locked, release))
+        host.start()
+        try:
+            assert locked.wait(60), "the other host never locked its row"
+            started = time.monotonic()
+            report = copy_files(store, target)
+            assert time.monotonic() - started < 0.4  # did not wait for the other host's lock
+        finally:
+            release.set()
+            host.join(60)
+        assert host.exitcode == 0
+        assert (report.rows_updated, report.rows_changed) == (2, 1)
+        where = [store.run(get_storage, i).storage_url for i in ids]
+        assert where == [target.url, source.url, target.url]
+        again = copy_files(store, target)  # the next run moves it
+        assert again.rows_updated == 1 and store.run(get_storage, ids[1]).storage_url == target.url
+
+
+@pytest.mark.parametrize("upload_seconds", [0.3, 30])
+def test_cancel_of_a_job_being_completed_waits_and_reports_what_happened(
+    postgres_url: str, upload_seconds: float
+) -> None:
+    """Cancelling a job whose worker is recording it (its upload in flight inside the completing
+    transaction) waits for that transaction, as on SQLite's single writer: when it commits within
+    busy_timeout the cancel reports the job completed (InvalidTransition, current=completed, nothing
+    changed); an upload longer than busy_timeout makes the cancel DatabaseBusy, the row left to the worker.
+    Never skipped: the job is processing until that commit, a cancel that skipped it would say so wrongly."""
+    context = multiprocessing.get_context("spawn")
+    with Store(postgres_url, busy_timeout=2) as store:
+        job = store.create_generation("a job being recorded", model_name="m", duration_seconds=1)
+        assert store.claim_next("gpu-a") is not None
+        locked, release = context.Event(), context.Event()
+        host = context.Process(target=_slow_completer, args=(postgres_url, job.id, "gpu-a", locked, release))
+        host.start()
+        try:
+            assert locked.wait(60), "the other host never locked its row"
+            if upload_seconds < 1:
+                threading.Timer(upload_seconds, release.set).start()
+                with pytest.raises(InvalidTransition) as raised:
+                    store.cancel(job.id, "the user pressed stop")
+                assert raised.value.current == Status.COMPLETED
+            else:
+                with pytest.raises(DatabaseBusy):
+                    store.cancel(job.id, "the user pressed stop")
+        finally:
+            release.set()
+            host.join(60)
+        assert host.exitcode == 0
+        assert _status(store, job.id) is Status.COMPLETED

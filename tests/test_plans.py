@@ -39,6 +39,7 @@ INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     "get_storage": ({"id": ID}, "generations pk"),  # where the file lives (migration 0006)
     "storage_between": ({"first_id": ID, "last_id": ID}, "generations pk"),
     "get_generation_for_update": ({"id": ID}, "generations pk"),
+    "maintenance_generation_for_update": ({"id": ID}, "generations pk"),
     "generations_after": ({"after_id": ID, "limit": 10}, "generations pk"),
     # the queue: on PostgreSQL its own partial index of pending rows (migration 0005), SQLite has none
     "list_pending": ({"limit": 50}, "generations_pending|generations_status_created_at_id"),

@@ -263,10 +263,11 @@ def completed_files_after(
 def drop_peaks_records(items: list[tuple[str, str | None]]) -> Steps[set[str]]:
     """Remove ``metadata["peaks"]`` from each (generation id, record as read: JSON text) still completed and
     still recording exactly that; returns the ids changed. The row is read under its lock
-    (``get_generation_for_update``), as ``merge_metadata`` reads it, and written back whole."""
+    (``maintenance_generation_for_update``), as ``merge_metadata`` reads it, and written back whole; on
+    PostgreSQL a row another transaction holds is skipped (left for the next run), never waited for."""
     changed: set[str] = set()
     for gid, text in items:
-        generation = yield Call("get_generation_for_update", {"id": gid}, GENERATION)
+        generation = yield Call("maintenance_generation_for_update", {"id": gid}, GENERATION)
         if generation is None or generation.status is not Status.COMPLETED:
             continue
         if "peaks" not in generation.metadata or (
@@ -285,7 +286,8 @@ def mark_dangling_failed(items: list[DanglingRow]) -> Steps[set[str]]:
     """completed → failed for each dangling row still exactly as read; returns the ids changed.
 
     An operator repair outside the worker status machine (completed is otherwise final), one conditional
-    UPDATE per row whose row count decides.
+    UPDATE per row whose row count decides. On PostgreSQL a row another transaction holds (another host
+    recording a rendition or peaks of it) is skipped, as changed, for the next run: never waited for.
     """
     changed: set[str] = set()
     for item in items:
@@ -636,7 +638,8 @@ def renditions_after(after_id: str, limit: int) -> Steps[list[tuple[str, str, in
 
 @writer
 def delete_dangling_renditions(items: list[DanglingRow]) -> Steps[set[str]]:
-    """Delete each dangling rendition's row still exactly as read; returns the ids deleted."""
+    """Delete each dangling rendition's row still exactly as read; returns the ids deleted (on PostgreSQL a
+    row another transaction holds is skipped, for the next run)."""
     deleted: set[str] = set()
     for item in items:
         params = {"id": item.id, "storage_key": item.file_path, "file_size_bytes": item.expected_bytes}

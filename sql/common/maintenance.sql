@@ -14,6 +14,11 @@ SET status = 'failed',
     lease_expires_at = NULL
 WHERE id = :id AND status = 'completed' AND file_path = :file_path AND file_size_bytes = :expected_bytes;
 
+-- name: maintenance_generation_for_update(id)^
+-- One generation by id, for reconcile's repair of its row in the same transaction. PostgreSQL's version
+-- (sql/postgres/maintenance.sql) locks it, or finds none when another transaction holds it.
+SELECT * FROM generations WHERE id = :id;
+
 -- name: maintenance_delete_generation(id, status)!
 -- Delete a generation retention selected, only if its status is still the one read (never a processing one).
 DELETE FROM generations WHERE id = :id AND status = :status AND status <> 'processing';

@@ -91,9 +91,18 @@ LIMIT :limit;
 -- name: maintenance_relocate_file(id, old_url, new_url, file_path, checksum)!
 -- Point a completed generation at its copy in another store (copy_files), only if it is still as read:
 -- completed, the same key, in the store it was copied from. Its renditions follow (they live in its store).
+-- A row another transaction holds (another host recording a rendition or peaks of it: the row stays locked
+-- while the file is put) is skipped, counted as changed (FOR UPDATE SKIP LOCKED): waiting for it failed the
+-- whole copy with DatabaseBusy after lock_timeout.
 UPDATE generations
 SET storage_url = :new_url, storage_key = :file_path, checksum = :checksum
-WHERE id = :id AND status = 'completed' AND file_path = :file_path
+WHERE id IN (
+        SELECT id FROM generations
+        WHERE id = :id AND status = 'completed' AND file_path = :file_path
+          AND storage_url IS NOT DISTINCT FROM CAST(:old_url AS TEXT)
+        FOR UPDATE SKIP LOCKED
+    )
+  AND status = 'completed' AND file_path = :file_path
   AND storage_url IS NOT DISTINCT FROM CAST(:old_url AS TEXT);
 
 -- name: maintenance_stored_files_after(storage_url, after_path, limit)
@@ -127,3 +136,39 @@ WHERE id IN (
         FOR UPDATE SKIP LOCKED
     )
   AND status = :status AND status <> 'processing';
+
+-- Reconcile's repairs skip a row another transaction holds (FOR UPDATE SKIP LOCKED) and report it as changed,
+-- left for the next run: another host recording a rendition or peaks of a generation keeps its row locked
+-- while the file is put, another reconcile deleting a rendition keeps that row. Waiting for such a lock made
+-- the whole reconcile fail with DatabaseBusy after lock_timeout (sql/common/ has the portable versions).
+
+-- name: maintenance_mark_dangling_failed(id, file_path, expected_bytes, actual_bytes, reason)!
+-- completed -> failed for a generation whose file is missing or has another size than recorded, only if the
+-- row is exactly as reconcile read it and no other transaction holds it.
+UPDATE generations
+SET status = 'failed',
+    error_message = :reason,
+    file_size_bytes = :actual_bytes,
+    lease_expires_at = NULL
+WHERE id IN (
+        SELECT id FROM generations
+        WHERE id = :id AND status = 'completed' AND file_path = :file_path
+          AND file_size_bytes = :expected_bytes
+        FOR UPDATE SKIP LOCKED
+    )
+  AND status = 'completed' AND file_path = :file_path AND file_size_bytes = :expected_bytes;
+
+-- name: maintenance_delete_rendition(id, storage_key, file_size_bytes)!
+-- A rendition whose file is missing or has another size: its row goes, only if it is still exactly as read
+-- and no other transaction holds it.
+DELETE FROM renditions
+WHERE id IN (
+        SELECT id FROM renditions
+        WHERE id = :id AND storage_key = :storage_key AND file_size_bytes = :file_size_bytes
+        FOR UPDATE SKIP LOCKED
+    )
+  AND storage_key = :storage_key AND file_size_bytes = :file_size_bytes;
+
+-- name: maintenance_generation_for_update(id)^
+-- One generation by id, locked until the end of the transaction; none when another transaction holds it.
+SELECT * FROM generations WHERE id = :id FOR UPDATE SKIP LOCKED;
