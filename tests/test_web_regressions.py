@@ -498,3 +498,51 @@ def test_serve_warns_that_a_token_on_the_command_line_shows_in_ps(
     monkeypatch.setenv("MUSICSTORE_WEB_TOKEN", "from-the-environment")
     assert main(["serve", "--database", sqlite_url, "--check"]) == EXIT_OK
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("where", ["bucket", "folder"])
+def test_the_waveform_of_a_truncated_master_is_refused_not_drawn_short(
+    sqlite_url: str, tmp_path: Path, where: str, request: pytest.FixtureRequest
+) -> None:
+    """A master cut short (its WAV data chunk declares more bytes than the file holds: a crash or a copy
+    mid-write, recorded with the checksum of what is there) has no waveform: 404 with a clear error, as a
+    file that is not audio. Before, a master in a bucket was read by ``sf.read``, which reads such a file
+    without a word: the API drew the half that is there as the whole clip (200, frames halved); a master in
+    a folder was refused already (``file_peaks``, 996ced8). The whole file beside it is drawn."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    from musicstore.filestore import LocalFileStore, open_filestore
+    from musicstore.ops.storage import record_storage
+
+    if where == "bucket":
+        files = open_filestore(request.getfixturevalue("musicstore_s3_url"))
+    else:
+        files = LocalFileStore(tmp_path / "audio")
+    buffer = io.BytesIO()
+    sf.write(buffer, np.full((32_000, 2), 0.25, dtype=np.float32), 32_000, format="WAV", subtype="PCM_16")
+    whole = buffer.getvalue()
+    ids = []
+    with Store(sqlite_url) as store:
+        for data in (whole[: len(whole) // 2], whole):
+            store.create_generation(
+                "a drone", model_name="m", duration_seconds=1, sample_rate=32_000, channels=2
+            )
+            claimed = store.claim_next("gpu-0")
+            assert claimed is not None
+            info = files.put(f"{claimed.id}.wav", data)
+            assert info.checksum is not None
+            store.complete_generation(claimed.id, file_path=info.key, file_size_bytes=info.size)
+            store.run(record_storage, claimed.id, storage_url=files.url, key=info.key, checksum=info.checksum)
+            ids.append(claimed.id)
+        with TestClient(create_app(store), raise_server_exceptions=False) as client:
+            cut = client.get(f"/api/generations/{ids[0]}/peaks")
+            drawn = client.get(f"/api/generations/{ids[1]}/peaks")
+    files.close()
+    assert (cut.status_code, cut.json()) == (
+        404,
+        {"error": "no waveform: the audio file cannot be read as audio", "status": 404},
+    )
+    assert drawn.status_code == 200 and drawn.json()["frames"] == 32_000

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-import io
 import json
 import logging
 import math
@@ -379,16 +378,16 @@ class Dashboard:
         import soundfile as sf
 
         from ..audio.peaks import compute_peaks, file_peaks
+        from ..audio.renditions import read_master
 
         try:
             if isinstance(located.files, LocalFileStore):
                 path = _contained(located.files.root, located.key)
                 frames = sf.info(str(path)).frames
                 found = file_peaks(path, max(1, math.ceil(frames / PEAK_BUCKETS)))
-            else:
-                data, rate = sf.read(io.BytesIO(self.delivery.read_audio(generation)), dtype="float32")
-                frames = len(data)
-                samples = data.T if data.ndim == 2 else data
+            else:  # read_master: InvalidAudio for a truncated file too, which sf.read reads short
+                samples, rate = read_master(self.delivery.read_audio(generation), located.key)
+                frames = samples.shape[1]
                 found = compute_peaks(samples, rate, max(1, math.ceil(frames / PEAK_BUCKETS)))
         except sf.LibsndfileError as exc:
             raise InvalidAudio(f"{located.key}: cannot read it as audio ({exc})") from exc
