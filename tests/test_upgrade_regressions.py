@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from musicstore import Store, migrate
+from musicstore.delivery import Delivery
+from musicstore.errors import InvalidInput
 from musicstore.migrate import shipped_migrations
 from musicstore.urls import resolve
 from tests.test_totals import assert_totals_are_a_recount, every_generation
@@ -427,3 +429,27 @@ def test_the_migrate_command_upgrades_a_first_schema_database(empty_url: str) ->
         _check_generations(store, jobs, queue=False)
         assert_totals_are_a_recount(store)
         _check_prompts(store)
+
+
+def test_a_first_schema_file_path_over_1024_characters_upgrades(empty_url: str, tmp_path: Path) -> None:
+    """The first schema's library took a completed job's file_path of any length (relative, no '..'); 0006
+    copied it into storage_key, whose CHECK allows 1,024 characters, so migrating such a database failed at
+    0006 (CHECK constraint) and stayed there. It upgrades, the row read back as it was."""
+    url = empty_url
+    _apply_through(url, "0002")
+    jobs = _fill_at_0002(url)
+    long_path = "/".join(f"{i:03d}-" + "n" * 195 for i in range(6)) + ".wav"  # 1,205 characters
+    done = _gid(6)
+    _sql(url, "UPDATE generations SET file_path = ? WHERE id = ?", [(long_path, done)])
+    jobs[done]["file_path"] = long_path
+
+    assert migrate(url) == [m for m in shipped_migrations() if m[:4] > "0002"]
+    with Store(url) as store, Delivery(store, root=tmp_path) as delivery:
+        _check_generations(store, jobs, queue=False)
+        assert_totals_are_a_recount(store)
+        generation = store.get_generation(done)
+        assert generation is not None
+        # A key of a file store is at most 1,024 bytes: its file is not served (a typed error, documented).
+        with pytest.raises(InvalidInput, match="at most 1024"):
+            delivery.read_audio(generation)
+        assert _sql(url, f"SELECT storage_key FROM generations WHERE id = '{done}'") == [(None,)]

@@ -6,4 +6,6 @@ ALTER TABLE generations
     ADD COLUMN storage_key text CHECK (length(storage_key) BETWEEN 1 AND 1024),
     ADD COLUMN checksum text CHECK (checksum ~ '^[0-9a-f]{64}$');
 
-UPDATE generations SET storage_key = file_path WHERE file_path IS NOT NULL;
+-- A file_path over storage_key's 1,024 characters (the first versions took a path of any length) keeps
+-- storage_key NULL: its file is read at file_path, as a local root's files are.
+UPDATE generations SET storage_key = file_path WHERE file_path IS NOT NULL AND length(file_path) <= 1024;

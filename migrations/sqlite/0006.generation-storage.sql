@@ -6,4 +6,6 @@ ALTER TABLE generations ADD COLUMN storage_key TEXT CHECK (length(storage_key) B
 ALTER TABLE generations ADD COLUMN checksum TEXT
     CHECK (length(checksum) = 64 AND checksum NOT GLOB '*[^0-9a-f]*');
 
-UPDATE generations SET storage_key = file_path WHERE file_path IS NOT NULL;
+-- A file_path over storage_key's 1,024 characters (the first versions took a path of any length) keeps
+-- storage_key NULL: its file is read at file_path, as a local root's files are.
+UPDATE generations SET storage_key = file_path WHERE file_path IS NOT NULL AND length(file_path) <= 1024;
