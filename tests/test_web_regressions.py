@@ -546,3 +546,54 @@ def test_the_waveform_of_a_truncated_master_is_refused_not_drawn_short(
         {"error": "no waveform: the audio file cannot be read as audio", "status": 404},
     )
     assert drawn.status_code == 200 and drawn.json()["frames"] == 32_000
+
+
+@pytest.mark.parametrize("where", ["bucket", "folder"])
+def test_the_waveform_of_a_master_gone_or_changed_is_a_clear_404_in_a_folder_and_a_bucket_alike(
+    sqlite_url: str, tmp_path: Path, where: str, request: pytest.FixtureRequest
+) -> None:
+    """A master gone from its store is 404 'its file is missing', one whose bytes no longer hash to the
+    recorded SHA-256 is 404 'no waveform' (the reason logged), wherever it is. Before, a master in a bucket
+    gave 502 'could not be read from its storage' for both (ObjectNotFound, ChecksumMismatch: StorageErrors),
+    as if the store were down, where a folder said the file is missing."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    from musicstore.filestore import LocalFileStore, open_filestore
+    from musicstore.ops.storage import record_storage
+
+    if where == "bucket":
+        files = open_filestore(request.getfixturevalue("musicstore_s3_url"))
+    else:
+        files = LocalFileStore(tmp_path / "audio")
+    buffer = io.BytesIO()
+    sf.write(buffer, np.full((32_000, 1), 0.25, dtype=np.float32), 32_000, format="WAV", subtype="PCM_16")
+    whole = buffer.getvalue()
+    ids = []
+    with Store(sqlite_url) as store:
+        for _ in range(2):
+            store.create_generation(
+                "a drone", model_name="m", duration_seconds=1, sample_rate=32_000, channels=1
+            )
+            claimed = store.claim_next("gpu-0")
+            assert claimed is not None
+            info = files.put(f"{claimed.id}.wav", whole)
+            assert info.checksum is not None
+            store.complete_generation(claimed.id, file_path=info.key, file_size_bytes=info.size)
+            store.run(record_storage, claimed.id, storage_url=files.url, key=info.key, checksum=info.checksum)
+            ids.append(claimed.id)
+        files.delete(f"{ids[0]}.wav")
+        files.delete(f"{ids[1]}.wav")
+        files.put(f"{ids[1]}.wav", whole[:-2] + b"\x01\x02")  # other bytes, the same size
+        with TestClient(create_app(store), raise_server_exceptions=False) as client:
+            gone = client.get(f"/api/generations/{ids[0]}/peaks")
+            changed = client.get(f"/api/generations/{ids[1]}/peaks")
+    files.close()
+    assert (gone.status_code, gone.json()["error"]) == (404, "no audio: its file is missing")
+    if where == "bucket":  # a folder's waveform is read from the file as it is (no hash of the whole file)
+        assert (changed.status_code, changed.json()["error"]) == (
+            404,
+            "no waveform: the audio file cannot be read as audio",
+        )

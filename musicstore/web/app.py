@@ -48,7 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..delivery import Delivery, Located, Root
 from ..errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, NotFound, StorageError
-from ..filestore import LocalFileStore
+from ..filestore import ChecksumMismatch, LocalFileStore, ObjectNotFound
 from ..ids import check_id
 from ..metrics import MetricsSnapshot, metrics_text, processing_op, read_metrics, workers_of
 from ..models import Generation, Status
@@ -386,7 +386,13 @@ class Dashboard:
                 frames = sf.info(str(path)).frames
                 found = file_peaks(path, max(1, math.ceil(frames / PEAK_BUCKETS)))
             else:  # read_master: InvalidAudio for a truncated file too, which sf.read reads short
-                samples, rate = read_master(self.delivery.read_audio(generation), located.key)
+                try:
+                    raw = self.delivery.read_audio(generation)
+                except ObjectNotFound:  # as a folder's missing file (located): not the store failing
+                    raise HTTPException(404, "no audio: its file is missing") from None
+                except ChecksumMismatch as exc:  # damaged or changed: no waveform, as read_master's own
+                    raise InvalidAudio(f"{located.key}: {exc}") from exc
+                samples, rate = read_master(raw, located.key)
                 frames = samples.shape[1]
                 found = compute_peaks(samples, rate, max(1, math.ceil(frames / PEAK_BUCKETS)))
         except sf.LibsndfileError as exc:
