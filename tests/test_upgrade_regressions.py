@@ -453,3 +453,30 @@ def test_a_first_schema_file_path_over_1024_characters_upgrades(empty_url: str, 
         with pytest.raises(InvalidInput, match="at most 1024"):
             delivery.read_audio(generation)
         assert _sql(url, f"SELECT storage_key FROM generations WHERE id = '{done}'") == [(None,)]
+
+
+def test_first_schema_metadata_holding_a_nul_is_read_by_the_metrics_on_both_backends(empty_url: str) -> None:
+    """The first versions took a NUL in a metadata string (written "\\u0000" in its JSON, which json, not
+    jsonb, holds on PostgreSQL); later versions refuse it, but upgraded rows keep it. PostgreSQL's metrics
+    query read metadata as jsonb, which refuses \\u0000: read_metrics (/metrics, the dashboard) failed on the
+    whole database for one such row, where SQLite read it."""
+    from musicstore.metrics import read_metrics
+
+    url = empty_url
+    _apply_through(url, "0002")
+    _fill_at_0002(url)
+    _sql(
+        url,
+        "UPDATE generations SET metadata = ? WHERE id = ?",
+        [
+            ('{"note":"a\\u0000b","loudness_lufs":-14.5,"true_peak_dbtp":-1.5}', _gid(6)),
+            ('{"loudness_lufs":-9.0,"true_peak_dbtp":"n/a"}', _gid(7)),
+        ],
+    )
+    migrate(url)
+    with Store(url) as store:
+        generation = store.get_generation(_gid(6))
+        assert generation is not None and generation.metadata["note"] == "a\x00b"
+        snapshot = read_metrics(store)
+    assert (snapshot.loudness.count, snapshot.loudness.total) == (2, -23.5)
+    assert (snapshot.true_peak.count, snapshot.true_peak.total) == (1, -1.5)

@@ -1,14 +1,18 @@
 -- The figures of the newest completed generations (see sql/sqlite/metrics.sql); metadata is JSON text, read
--- as jsonb, and a figure that is not a JSON number is NULL.
+-- as jsonb, and a figure that is not a JSON number is NULL. jsonb (and json's operators) refuse a \u0000 in
+-- a string, which rows of the first versions may hold: it is read as \ufffd (a figure is a number, never
+-- such a string), so one such row does not fail the query.
 
 -- name: metrics_recent_completed(limit)
 SELECT generation_time_seconds AS generation_seconds,
        CAST(extract(epoch FROM completed_at - started_at) AS double precision)
            - coalesce(generation_time_seconds, 0) AS export_seconds,
-       CASE WHEN jsonb_typeof(CAST(metadata AS jsonb) -> 'loudness_lufs') = 'number'
-            THEN CAST(CAST(metadata AS jsonb) ->> 'loudness_lufs' AS double precision) END AS loudness_lufs,
-       CASE WHEN jsonb_typeof(CAST(metadata AS jsonb) -> 'true_peak_dbtp') = 'number'
-            THEN CAST(CAST(metadata AS jsonb) ->> 'true_peak_dbtp' AS double precision) END AS true_peak_dbtp
+       CASE WHEN jsonb_typeof(CAST(replace(metadata, E'\\u0000', E'\\ufffd') AS jsonb) -> 'loudness_lufs') = 'number'
+            THEN CAST(CAST(replace(metadata, E'\\u0000', E'\\ufffd') AS jsonb) ->> 'loudness_lufs' AS double precision)
+       END AS loudness_lufs,
+       CASE WHEN jsonb_typeof(CAST(replace(metadata, E'\\u0000', E'\\ufffd') AS jsonb) -> 'true_peak_dbtp') = 'number'
+            THEN CAST(CAST(replace(metadata, E'\\u0000', E'\\ufffd') AS jsonb) ->> 'true_peak_dbtp' AS double precision)
+       END AS true_peak_dbtp
 FROM generations
 WHERE status = 'completed'
 ORDER BY created_at DESC, id DESC
