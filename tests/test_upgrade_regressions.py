@@ -480,3 +480,33 @@ def test_first_schema_metadata_holding_a_nul_is_read_by_the_metrics_on_both_back
         snapshot = read_metrics(store)
     assert (snapshot.loudness.count, snapshot.loudness.total) == (2, -23.5)
     assert (snapshot.true_peak.count, snapshot.true_peak.total) == (1, -1.5)
+
+
+def test_first_schema_metadata_holding_a_nul_leaves_maintenance_working_on_both_backends(
+    empty_url: str, tmp_path: Path
+) -> None:
+    """The same row (a NUL in a metadata string, taken by the first versions): PostgreSQL's maintenance
+    queries read each completed row's recorded peaks as jsonb, so reconcile, cleanup and copy_files failed
+    on the whole database (DatabaseError: unsupported Unicode escape sequence), where SQLite ran them."""
+    from musicstore.maintenance.reconcile import reconcile
+    from musicstore.maintenance.relocate import copy_files
+    from musicstore.maintenance.retention import cleanup
+
+    url = empty_url
+    _apply_through(url, "0002")
+    jobs = _fill_at_0002(url)
+    _sql(url, "UPDATE generations SET metadata = ? WHERE id = ?", [('{"note":"a\\u0000b"}', _gid(6))])
+    migrate(url)
+    root = tmp_path / "audio"
+    for job in jobs.values():
+        if job["status"] == "completed":
+            (root / job["file_path"]).parent.mkdir(parents=True, exist_ok=True)
+            (root / job["file_path"]).write_bytes(b"\0" * job["file_size_bytes"])
+    with Store(url) as store:
+        report = reconcile(store, root)
+        assert (report.rows_checked, report.referenced_files, report.dangling_count) == (3, 3, 0)
+        assert report.orphan_count == 0
+        swept = cleanup(store, root, statuses=["completed"], dry_run=True)
+        assert swept.dry_run and swept.rows_deleted == 3 and not swept.errors
+        copied = copy_files(store, tmp_path / "elsewhere", source=root, dry_run=True)
+        assert copied.generations_seen == 3

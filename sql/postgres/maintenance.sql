@@ -1,9 +1,11 @@
 -- PostgreSQL's versions of the maintenance queries: lists arrive as JSON arrays, timestamps are timestamptz.
+-- metadata's "peaks" is read through jsonb, which refuses a \u0000 in a string: rows of the first versions may
+-- hold one (later versions refuse it), so it is read as \ufffd first, and one such row does not fail the run.
 
 -- name: maintenance_generations_by_ids(ids)
 -- The rows with these ids (a JSON array of strings); `peaks`: the recorded waveform peaks file (metadata's
 -- "peaks" as JSON text), NULL when none; `storage_url`: the store holding its files (NULL: a local root).
-SELECT id, status, file_path, storage_url, CAST(CAST(metadata AS jsonb) -> 'peaks' AS TEXT) AS peaks
+SELECT id, status, file_path, storage_url, CAST(CAST(replace(metadata, E'\\u0000', E'\\ufffd') AS jsonb) -> 'peaks' AS TEXT) AS peaks
 FROM generations
 WHERE id IN (SELECT json_array_elements_text(CAST(:ids AS json)));
 
@@ -28,7 +30,7 @@ ORDER BY t.day;
 -- in id order (keyset paging over the primary key); `storage_url` says which folder (NULL: before 0006),
 -- reconcile judges only the rows of the root it was given. `peaks`: the recorded waveform peaks file
 -- (metadata's "peaks" as JSON text), NULL when none.
-SELECT id, file_path, file_size_bytes, checksum, CAST(CAST(metadata AS jsonb) -> 'peaks' AS TEXT) AS peaks,
+SELECT id, file_path, file_size_bytes, checksum, CAST(CAST(replace(metadata, E'\\u0000', E'\\ufffd') AS jsonb) -> 'peaks' AS TEXT) AS peaks,
        storage_url
 FROM generations
 WHERE status = 'completed' AND id > :after_id
@@ -41,7 +43,7 @@ LIMIT :limit;
 -- one model, created before `before`; (after_created_at, after_id) is the keyset cursor. `peaks`: the
 -- recorded waveform peaks file (metadata's "peaks" as JSON text), NULL when none.
 SELECT id, status, model_name, created_at, file_path, file_size_bytes, storage_url,
-       CAST(CAST(metadata AS jsonb) -> 'peaks' AS TEXT) AS peaks
+       CAST(CAST(replace(metadata, E'\\u0000', E'\\ufffd') AS jsonb) -> 'peaks' AS TEXT) AS peaks
 FROM generations
 WHERE status IN (:status_1, :status_2, :status_3, :status_4)
   AND status <> 'processing'
@@ -81,7 +83,7 @@ WHERE r.storage_key IN (SELECT json_array_elements_text(CAST(:keys AS json)))
 -- (keyset paging over the primary key). `peaks`: the recorded waveform peaks file (metadata's "peaks" as
 -- JSON text), NULL when none.
 SELECT id, file_path, file_size_bytes, storage_url, checksum,
-       CAST(CAST(metadata AS jsonb) -> 'peaks' AS TEXT) AS peaks
+       CAST(CAST(replace(metadata, E'\\u0000', E'\\ufffd') AS jsonb) -> 'peaks' AS TEXT) AS peaks
 FROM generations
 WHERE status = 'completed' AND id > :after_id AND file_path IS NOT NULL
   AND (storage_url IS NULL OR storage_url <> :target_url)
@@ -110,7 +112,7 @@ WHERE id IN (
 -- order (the file_path index, filtered by storage_url).
 -- `peaks`: the recorded waveform peaks file (metadata's "peaks" as JSON text), NULL when none.
 SELECT id, status, file_path, file_size_bytes, checksum,
-       CAST(CAST(metadata AS jsonb) -> 'peaks' AS TEXT) AS peaks
+       CAST(CAST(replace(metadata, E'\\u0000', E'\\ufffd') AS jsonb) -> 'peaks' AS TEXT) AS peaks
 FROM generations
 WHERE file_path IS NOT NULL AND file_path > :after_path AND storage_url = :storage_url
 ORDER BY file_path
@@ -120,7 +122,7 @@ LIMIT :limit;
 -- Every generation recording exactly this key in the store at `storage_url` (rows sharing one key at the end
 -- of a page of maintenance_stored_files_after are read whole with this).
 SELECT id, status, file_path, file_size_bytes, checksum,
-       CAST(CAST(metadata AS jsonb) -> 'peaks' AS TEXT) AS peaks
+       CAST(CAST(replace(metadata, E'\\u0000', E'\\ufffd') AS jsonb) -> 'peaks' AS TEXT) AS peaks
 FROM generations
 WHERE file_path IS NOT NULL AND file_path = :file_path AND storage_url = :storage_url;
 
