@@ -141,6 +141,7 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
         ) from exc
     stops: tuple[type[BaseException], ...] = (*failures, KeyboardInterrupt, SystemExit)
     failed: BaseException | None = None
+    applying: list[str] = []  # the id of the migration being applied, once one is
     held = False
     try:
         if _up_to_date(backend, target.dialect):  # no lock to take: a role that may only read can call this
@@ -151,7 +152,7 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
         held = True  # from here a Ctrl-C may leave this process's lock (even one just taken)
         with _migration_lock(backend, target.dialect, deadline):
             pending = backend.to_apply(migrations)
-            _apply(backend, pending)
+            _apply(backend, pending, applying)
     except LockTimeout as exc:
         raise MigrationError(_lock_held(backend, target.dialect, where, lock_timeout, exc)) from exc
     except stops as exc:
@@ -167,6 +168,10 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
     stop = _interrupt_in(failed)
     if stop is not None:
         raise type(stop)() from failed  # Terminated (a SIGTERM) stays one
+    if applying:  # each migration is one transaction: those before it stay applied, nothing of it does
+        raise MigrationError(
+            f"{where}: migration {applying[-1]} failed ({failed}); the migrations before it are applied"
+        ) from failed
     raise MigrationError(f"{where}: a migration failed ({failed})") from failed
 
 
@@ -231,15 +236,17 @@ def _migration_lock(backend: Any, dialect: str, deadline: float | None) -> Itera
         del backend._insert_lock_row
 
 
-def _apply(backend: Any, pending: Any) -> None:
+def _apply(backend: Any, pending: Any, applying: list[str]) -> None:
     """Apply ``pending`` in order: each migration's steps and its record in one transaction, on the lock's
     connection. yoyo's ``apply_one`` commits the steps (on a second connection), then records the migration
     in a transaction of its own, so a migration stopped between the two (Ctrl-C, SIGKILL, a lost connection)
     stayed applied but unrecorded, and every later migrate failed applying it again ('duplicate column').
     A migration that cannot run in a transaction (0001, SQLite's journal mode; idempotent) is yoyo's to run.
+    ``applying`` gets each migration's id as it starts, so a failure can name it.
     """
     backend.ensure_internal_schema_updated()
     for migration in pending:
+        applying.append(migration.id)
         migration.load()
         if not migration.use_transactions:
             backend.apply_one(migration)
@@ -248,6 +255,7 @@ def _apply(backend: Any, pending: Any) -> None:
             migration.process_steps(backend, "apply")
             backend.log_migration(migration, "apply")
             backend.mark_one(migration, log=False)
+    applying.clear()  # every one applied: what may fail now is no migration's
     backend.run_post_apply(pending)
 
 

@@ -510,3 +510,21 @@ def test_first_schema_metadata_holding_a_nul_leaves_maintenance_working_on_both_
         assert swept.dry_run and swept.rows_deleted == 3 and not swept.errors
         copied = copy_files(store, tmp_path / "elsewhere", source=root, dry_run=True)
         assert copied.generations_seen == 3
+
+
+def test_a_migration_that_fails_on_the_way_up_is_named(empty_url: str) -> None:
+    """An upgrade of many migrations in one step that stops at one of them says which (the database holds
+    every migration before it, and nothing of it): the message named none, only the database's words."""
+    from musicstore.errors import MigrationError
+
+    url = empty_url
+    _apply_through(url, "0002")
+    _fill_at_0002(url)
+    # Something of the operator's own in the way of 0003 (an index of that name, made by hand).
+    _sql(url, "CREATE INDEX generations_file_path ON generations (model_name)")
+    with pytest.raises(MigrationError, match=r"migration 0003\.keyset-indexes failed") as raised:
+        migrate(url)
+    assert "generations_file_path" in str(raised.value)
+    assert _applied(url) == [m for m in shipped_migrations() if m[:4] <= "0002"]
+    _sql(url, "DROP INDEX generations_file_path")
+    assert migrate(url) == [m for m in shipped_migrations() if m[:4] > "0002"]
