@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -528,3 +529,78 @@ def test_a_migration_that_fails_on_the_way_up_is_named(empty_url: str) -> None:
     assert _applied(url) == [m for m in shipped_migrations() if m[:4] <= "0002"]
     _sql(url, "DROP INDEX generations_file_path")
     assert migrate(url) == [m for m in shipped_migrations() if m[:4] > "0002"]
+
+
+def test_rows_the_newest_version_wrote_survive_a_rollback_to_the_first_schema_and_back(
+    empty_url: str,
+) -> None:
+    """After the one-step upgrade, the newest version writes what only it can (priorities, owner keys,
+    idempotency keys, progress, retries with a run_after, renditions, prompts on several shards); rolled
+    back to the first schema and migrated up again, its jobs, prompts and totals are intact, less what the
+    rollbacks document as lost (queue fields, progress, renditions, storage columns)."""
+    from musicstore import RetryPolicy
+
+    url = empty_url
+    _apply_through(url, "0002")
+    _fill_at_0002(url)
+    migrate(url)
+    with Store(url) as store:
+        made = [
+            store.create_generation(
+                f"new prompt {i % 3}",
+                model_name="musicgen-small",
+                duration_seconds=4 + i,
+                priority=i - 2,
+                owner_key=None if i % 2 else f"user-{i}",
+                idempotency_key=f"req-{i}",
+                metadata={"i": i},
+            )
+            for i in range(5)
+        ]
+        claimed = store.claim_next("gpu-1")
+        assert claimed is not None
+        store.report_progress(claimed.id, "gpu-1", 0.5, "decoding")
+        store.complete_generation(
+            claimed.id, file_path=f"new/{claimed.id}.wav", file_size_bytes=77, worker_id="gpu-1"
+        )
+        store.create_rendition(
+            claimed.id,
+            storage_key=f"renditions/{claimed.id}.mp3",
+            settings={
+                "format": "mp3",
+                "sample_rate": 48000,
+                "channels": 2,
+                "bitrate_mode": "variable",
+                "quality": 2,
+            },
+            profile="streaming",
+            target_lufs=-14,
+            ceiling_dbtp=-1,
+            file_size_bytes=10,
+            duration_seconds=4,
+            loudness_lufs=-14,
+            true_peak_dbtp=-1.5,
+            loudness_status="normalized",
+            checksum="0" * 64,
+        )
+        again = store.claim_next("gpu-1")
+        assert again is not None
+        store.fail(again.id, "oom", backoff=RetryPolicy(base_seconds=60, cap_seconds=60, jitter=0))
+        store.track_prompt_usage("new prompt 0")
+        before = every_generation(store)
+        prompts = store.get_most_used_prompts(100)
+        stats = assert_totals_are_a_recount(store)
+
+    _rollback_after(url, "0002")
+    assert migrate(url) == [m for m in shipped_migrations() if m[:4] > "0002"]
+    with Store(url) as store:
+        after = {g.id: g for g in every_generation(store)}
+        assert sorted(after) == sorted(g.id for g in before)
+        for g in before:
+            assert after[g.id] == replace(
+                g, priority=0, run_after=None, owner_key=None, idempotency_key=None,
+                progress=None, stage=None, progress_at=None,
+            )  # fmt: skip
+        assert store.get_most_used_prompts(100) == prompts
+        assert assert_totals_are_a_recount(store) == stats
+        assert made[0].id in after
