@@ -336,7 +336,9 @@ def _check_renditions(store: Any, renditions: dict[str, list[dict[str, Any]]]) -
 
 
 def _check_prompts(store: Any) -> None:
-    counts = {p.text: p.used_count for p in store.get_most_used_prompts(100)}
+    ranked = store.get_most_used_prompts(100)  # most used first, ties by id: the first schema's ids kept
+    assert [(p.id, p.text) for p in ranked] == [(1 + i, PROMPTS[i]) for i in (0, 2, 1, 3)]
+    counts = {p.text: p.used_count for p in ranked}
     assert counts == {PROMPTS[0]: 4, PROMPTS[1]: 3, PROMPTS[2]: 2 + 2, PROMPTS[3]: 2}
     for text in PROMPTS:
         prompt = store.get_prompt_by_text(text)
