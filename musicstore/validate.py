@@ -31,9 +31,6 @@ MAX_PATH_BYTES = 1_024
 (and the schema to 1,024 characters, which a path of 1,024 bytes never exceeds)."""
 MAX_PATH_CHARS = MAX_PATH_BYTES
 """The former name of ``MAX_PATH_BYTES``: no longer path can be stored, in characters either."""
-MAX_SEGMENT_BYTES = 255
-"""Longest folder or file name in a ``file_path``, in UTF-8 bytes: a file system's (``NAME_MAX``), as the
-path is a file's below a local root too."""
 MAX_METADATA_BYTES = 1 << 20
 """Largest metadata object: the UTF-8 bytes of its compact JSON text (``json.dumps(..., ensure_ascii=False,
 separators=(",", ":"))``, as stored)."""
@@ -382,8 +379,9 @@ def check_metadata(value: object) -> None:
 def relative_path(value: object) -> str:
     """A file path relative to the output root that cannot leave it, in canonical form: ``.`` and empty
     segments dropped (``./a//b.wav`` is stored as ``a/b.wav``, the form maintenance compares); at most
-    ``MAX_PATH_BYTES`` UTF-8 bytes (an S3 key's limit), each folder or file name at most
-    ``MAX_SEGMENT_BYTES`` (a local file's), so that a recorded path is one both file stores can hold."""
+    ``MAX_PATH_BYTES`` UTF-8 bytes (an S3 key's limit). A folder or file name is not held to a file system's
+    255 bytes here (a bucket's key takes more; 0.1 took a 1,018-character name): a local store refuses one
+    before it writes (``filestore.folder``)."""
     if (
         type(value) is str
         and value
@@ -394,12 +392,7 @@ def relative_path(value: object) -> str:
         and value[0] != "/"
     ):
         parts = value.split("/")
-        if (
-            "" not in parts
-            and "." not in parts
-            and ".." not in parts
-            and (len(value) <= MAX_SEGMENT_BYTES or max(map(len, parts)) <= MAX_SEGMENT_BYTES)
-        ):
+        if "" not in parts and "." not in parts and ".." not in parts:
             return value  # relative, already canonical: what ``PurePosixPath(value).as_posix()`` gives
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"file_path must be a non-empty str, got {shown(value)}")
@@ -419,13 +412,6 @@ def relative_path(value: object) -> str:
         raise InvalidInput(
             f"file_path must name a file under the output root, not the root, got {shown(value)}"
         )
-    for part in path.parts:
-        segment_size = len(part.encode("utf-8"))
-        if segment_size > MAX_SEGMENT_BYTES:
-            raise InvalidInput(
-                f"file_path has the name {shown(part)} of {segment_size:,} bytes as UTF-8; a folder or file "
-                f"name is at most {MAX_SEGMENT_BYTES} bytes (a file system's limit)"
-            )
     return path.as_posix()
 
 
