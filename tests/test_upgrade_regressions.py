@@ -4,6 +4,7 @@ and migrated up again."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from musicstore import Store, migrate
+from musicstore import AsyncStore, Store, migrate
 from musicstore.delivery import Delivery
 from musicstore.errors import InvalidInput
 from musicstore.migrate import shipped_migrations
@@ -366,6 +367,24 @@ def test_a_database_of_the_first_schema_upgrades_in_one_step_and_rolls_back(empt
         assert stats.total == len(jobs)
         _check_prompts(store)
         _check_renditions(store, renditions)
+        sync_reads = (
+            every_generation(store),
+            store.get_most_used_prompts(100),
+            store.list_renditions(_gid(6)),
+        )
+
+        async def async_reads() -> tuple[Any, ...]:
+            async with AsyncStore.open(url) as astore:
+                page = await astore.list_generations(limit=100)
+                return (
+                    page.items,
+                    await astore.get_most_used_prompts(100),
+                    await astore.list_renditions(_gid(6)),
+                    await astore.get_database_stats(),
+                )
+
+        *async_rows, async_stats = asyncio.run(async_reads())
+        assert tuple(async_rows) == sync_reads and async_stats == stats
         depth = store.queue_depth()
         assert {(lv.owner_key, lv.priority, lv.pending, lv.oldest_created_at) for lv in depth.levels} == {
             (None, 0, 2, T0 + timedelta(seconds=10, microseconds=1)),
