@@ -18,6 +18,7 @@ import pytest
 from musicstore import AsyncStore, Store, migrate
 from musicstore.delivery import Delivery
 from musicstore.errors import InvalidInput
+from musicstore.maintenance.usage import storage_stats
 from musicstore.migrate import shipped_migrations
 from musicstore.urls import resolve
 from tests.test_totals import assert_totals_are_a_recount, every_generation
@@ -27,15 +28,28 @@ T0 = datetime(2023, 3, 1, 12, 0, tzinfo=UTC)
 _counter = iter(range(10**6))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "postgres-icu"])
 def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database with no schema at all (no migration applied)."""
+    """A database with no schema at all (no migration applied); postgres-icu: one whose default collation is
+    ICU's ``en``, not byte order (``a_c`` before ``a-c``, ``a`` before ``B``), as a database created years ago
+    with a locale may have."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'old.db'}"
         return
+    import psycopg
+
     server = request.getfixturevalue("musicstore_postgres_server")
     name = f"musicstore_upgrade_{next(_counter)}_{id(request)}"
-    server.admin(f"CREATE DATABASE {name}")
+    if request.param == "postgres":
+        server.admin(f"CREATE DATABASE {name}")
+    else:
+        try:
+            server.admin(
+                f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' "
+                "LOCALE_PROVIDER icu ICU_LOCALE 'en'"
+            )
+        except psycopg.Error as exc:  # PostgreSQL before 15, or built without ICU
+            pytest.skip(f"the test server cannot create a database with an ICU collation: {exc}")
     yield server.url(name)
     server.admin(f"DROP DATABASE {name} WITH (FORCE)")
 
@@ -147,7 +161,7 @@ def _fill_at_0002(url: str) -> dict[str, dict[str, Any]]:
         job: dict[str, Any] = {
             "id": _gid(n),
             "prompt": PROMPTS[p],
-            "model_name": ["musicgen-small", "musicgen-large", "m_b"][n % 3],
+            "model_name": ["musicgen-small", "Musicgen-large", "m_b"][n % 3],
             "model_version": None if n % 2 else "1.0",
             "duration_seconds": 5.0 + n / 3,
             "sample_rate": 32000 if n % 2 else 48000,
@@ -280,7 +294,7 @@ def _fill_renditions_at_0007(url: str, jobs: dict[str, dict[str, Any]]) -> dict[
 
 def _fill_queue_at_0008(url: str) -> None:
     """0008's queue: a priority, owner keys (one of them limited) on pending jobs."""
-    _sql(url, "UPDATE generations SET priority = 5, owner_key = 'tenant-b' WHERE id = ?", [(_gid(11),)])
+    _sql(url, "UPDATE generations SET priority = 5, owner_key = 'Tenant_b' WHERE id = ?", [(_gid(11),)])
     # 2 and 3 pending, 5 processing: the lanes (0012) count it running when they are filled.
     _sql(
         url,
@@ -305,7 +319,7 @@ def _check_generations(store: Any, jobs: dict[str, dict[str, Any]], *, queue: bo
             assert got == value, (gid, name, got, value)
         if queue:
             assert (g.priority, g.owner_key) == {
-                _gid(11): (5, "tenant-b"),
+                _gid(11): (5, "Tenant_b"),
                 _gid(2): (0, "tenant-a"),
                 _gid(3): (0, "tenant-a"),
                 _gid(5): (0, "tenant-a"),
@@ -386,10 +400,14 @@ def test_a_database_of_the_first_schema_upgrades_in_one_step_and_rolls_back(empt
         *async_rows, async_stats = asyncio.run(async_reads())
         assert tuple(async_rows) == sync_reads and async_stats == stats
         depth = store.queue_depth()
+        keyed = [lv.owner_key for lv in depth.levels if lv.owner_key is not None]
+        assert keyed == sorted(keyed) == ["Tenant_b", "tenant-a"]  # byte order, whatever the collation
+        models = list(storage_stats(store).by_model)
+        assert models == sorted(models) == ["Musicgen-large", "m_b", "musicgen-small"]
         assert {(lv.owner_key, lv.priority, lv.pending, lv.oldest_created_at) for lv in depth.levels} == {
             (None, 0, 2, T0 + timedelta(seconds=10, microseconds=1)),
             ("tenant-a", 0, 2, T0 + timedelta(seconds=5)),
-            ("tenant-b", 5, 1, T0 + timedelta(seconds=30, microseconds=11)),
+            ("Tenant_b", 5, 1, T0 + timedelta(seconds=30, microseconds=11)),
         }
         assert depth.running == {"tenant-a": 1}
         assert store.get_owner_limits() == {"tenant-a": 3}
