@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
@@ -39,7 +40,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     import psycopg
 
     server = request.getfixturevalue("musicstore_postgres_server")
-    name = f"musicstore_upgrade_{next(_counter)}_{id(request)}"
+    name = f"musicstore_upgrade_{os.getpid()}_{next(_counter)}"  # one server may serve several sessions
     if request.param == "postgres":
         server.admin(f"CREATE DATABASE {name}")
     else:
