@@ -112,6 +112,13 @@ class RenditionFailed(MusicstoreError):
     nothing was written."""
 
 
+class NewerSchemaWarning(UserWarning):
+    """The database holds migrations this musicstore does not ship: a later version migrated it (a warning
+    when a store opens, not an error, so that a rolling upgrade goes on). This version's answers there can be
+    wrong without an error (a version before ``0020`` counts PostgreSQL's totals 16 times): upgrade every
+    process that opens the database. See docs/migrations.md."""
+
+
 class ClockSkewWarning(UserWarning):
     """This host's clock and the PostgreSQL server's differ by more than ``runner.CLOCK_SKEW_SECONDS`` (a
     warning when a store opens, not an error). Leases, retry times and ``requeue_expired``'s cut-off are

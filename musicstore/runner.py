@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 import warnings
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from . import validate
-from .errors import ClockSkewWarning, InvalidInput, MigrationError
+from .errors import ClockSkewWarning, InvalidInput, MigrationError, NewerSchemaWarning
 from .migrate import shipped_migrations
 from .models import RowReader
 from .ops import EXPLAIN, MORE, NOW, Operation, Params, Step, Steps
@@ -54,13 +55,32 @@ def conflict_wait(attempt: int) -> float:
 
 
 def check_schema(url: str, applied: set[str]) -> None:
-    """Raise MigrationError unless every migration this version ships has been applied."""
-    missing = sorted(set(shipped_migrations()) - applied)
+    """Raise MigrationError unless every migration this version ships has been applied; warn
+    (``NewerSchemaWarning``) when the database holds musicstore migrations (``NNNN.name``) numbered past the
+    newest this version ships: a later musicstore migrated it."""
+    shipped = shipped_migrations()
+    missing = sorted(set(shipped) - applied)
     if missing:
         raise MigrationError(
             f"{url} lacks migrations {', '.join(missing)}; run `musicstore migrate` "
             "(or `yoyo apply`, or musicstore.migrate(url)), or open the store with migrate=True"
         )
+    newest = max(shipped)[:4]
+    later = sorted(name for name in applied if _NUMBERED.match(name) and name[:4] > newest)
+    if later:
+        warnings.warn(
+            NewerSchemaWarning(
+                f"{url} holds migrations this musicstore does not ship ({', '.join(later)}): a later "
+                "musicstore migrated it, and this version's answers there can be wrong; upgrade every "
+                "process that opens the database"
+            ),
+            stacklevel=3,
+        )
+
+
+_NUMBERED = re.compile(r"\d{4}\.")
+"""A musicstore migration's id: four digits, a dot, its name (a user's own migrations in yoyo's table are not
+compared)."""
 
 
 CLOCK_SKEW_SECONDS = 5.0

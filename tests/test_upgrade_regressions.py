@@ -644,3 +644,65 @@ def test_rows_the_newest_version_wrote_survive_a_rollback_to_the_first_schema_an
         assert store.get_most_used_prompts(100) == prompts
         assert assert_totals_are_a_recount(store) == stats
         assert made[0].id in after
+
+
+def test_a_store_warns_on_a_database_a_later_musicstore_migrated(empty_url: str) -> None:
+    """A database holding musicstore migrations numbered past the newest this version ships (a later version
+    migrated it) opens with NewerSchemaWarning naming them, sync and async: before, it opened without a word
+    and this version's figures there could be wrong (c75fd6d: before 0020, stats 16 times too high). A user's
+    own migration in yoyo's table is not compared; a database at this version's schema opens silently."""
+    import warnings
+
+    from musicstore.errors import NewerSchemaWarning
+
+    migrate(empty_url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NewerSchemaWarning)
+        Store(empty_url).close()
+    newest = int(max(shipped_migrations())[:4])
+    later = f"{newest + 1:04d}.from-a-later-version"
+    _sql(
+        empty_url,
+        "INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc) VALUES (?, ?, ?)",
+        [("h1", later, datetime(2027, 1, 1)), ("h2", "add-our-own-table", datetime(2027, 1, 1))],
+    )
+    with pytest.warns(NewerSchemaWarning, match=later) as warned:
+        store = Store(empty_url)
+    try:
+        assert "add-our-own-table" not in str(warned[0].message)
+        assert warned[0].filename == __file__  # points at the caller's line
+        assert store.get_database_stats().total == 0  # it still opens and works
+    finally:
+        store.close()
+
+    async def opened() -> None:
+        async with await AsyncStore.open(empty_url):
+            pass
+
+    with pytest.warns(NewerSchemaWarning, match=later):
+        asyncio.run(opened())
+
+
+def test_the_cli_says_a_later_musicstore_migrated_the_database_in_one_line(empty_url: str) -> None:
+    """The command line shows NewerSchemaWarning as it shows its errors: one line on stderr, ``musicstore:
+    warning: ...``, and the command goes on (exit 0), not Python's two-line warning naming a source file."""
+    import subprocess
+    import sys
+
+    migrate(empty_url)
+    later = f"{int(max(shipped_migrations())[:4]) + 1:04d}.from-a-later-version"
+    _sql(
+        empty_url,
+        "INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc) VALUES (?, ?, ?)",
+        [("h1", later, datetime(2027, 1, 1))],
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "musicstore", "stats", "--database", empty_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("musicstore: warning: "), result.stderr
+    assert later in lines[0] and ".py:" not in lines[0]

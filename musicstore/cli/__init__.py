@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from .. import interrupt
-from ..errors import MusicstoreError, NotFound
+from ..errors import ClockSkewWarning, MusicstoreError, NewerSchemaWarning, NotFound
 from ..masking import redact
 from .arguments import not_empty, page_size, parse_duration, parse_size, positive_int
 from .common import (
@@ -57,7 +59,9 @@ __all__ = [
 
 def _error(exc: BaseException) -> None:
     message = escape_controls(" ".join(redact(str(exc)).split())) or type(exc).__name__
-    print(f"musicstore: error: {message}", file=sys.stderr)
+    notes = "".join(f" (warning: {note})" for note in _NOTES)  # perhaps why it failed: one line still
+    _NOTES.clear()
+    print(f"musicstore: error: {message}{notes}", file=sys.stderr)
 
 
 OPTIONAL_MODULES = {"psycopg": "postgres", "psycopg_pool": "postgres", "aiosqlite": "async", "torch": "torch"}
@@ -72,8 +76,32 @@ def _missing_extra(exc: ImportError) -> str | None:
     return f"{exc.name} is not installed; this needs the {extra} extra: pip install 'musicstore[{extra}]'"
 
 
+_NOTES: list[str] = []
+"""musicstore's warnings to an operator (a host clock, a later schema) met by the command running now: said
+after its output in one line each, or, where it fails, in its one error line."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    with warnings.catch_warnings():  # this call's: Python's own showwarning again after it
+        shown_before = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], *where: Any, **more: Any) -> None:
+            if issubclass(category, (ClockSkewWarning, NewerSchemaWarning)):
+                _NOTES.append(escape_controls(" ".join(redact(str(message)).split())))
+            else:
+                shown_before(message, category, *where, **more)
+
+        warnings.showwarning = show
+        _NOTES.clear()
+        code = _run(argv)
+        for note in _NOTES:  # a failed command said them in its error line
+            print(f"musicstore: warning: {note}", file=sys.stderr)
+        _NOTES.clear()
+        return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     # psycopg's pool logs each failed connection attempt as a warning; with no logging configured Python
     # would print them all on stderr, around the one-line error the command reports
     psycopg = logging.getLogger("psycopg")
