@@ -5,30 +5,45 @@ whichever is first, and try again, until the deadline (a worker's, ``until``: un
 The try is the truth (the claim query, a read of the row), so a missed or spurious wake-up only delays or
 repeats a try, never loses a job. What wakes a sleeper:
 
-- PostgreSQL: LISTEN on a connection of its own (``PENDING``, ``FINISHED``), NOTIFY sent by the triggers of
-  migration 0009 in the transaction that enqueues or finishes a job; the listener is armed before the first
-  try, so a notification sent between a try and the sleep is already waiting on the connection.
+- PostgreSQL: NOTIFY sent by the triggers of migration 0009 in the transaction that enqueues or finishes a
+  job, received by the store's hub (``_Hub``): one connection per store and process that LISTENs on both
+  channels (``PENDING``, ``FINISHED``) and that a daemon thread reads continuously, fanning each
+  notification out to the waits registered for it (``Wake``: a thread's ``threading.Event``, or an event
+  loop's ``asyncio.Event`` set through ``call_soon_threadsafe``). However many waits a store has at once
+  (an API server's ``wait_for`` in each request), they share that one server connection. A wait registers
+  before its first try and clears its flag before each try, so a notification sent between a try and the
+  sleep is not lost: it sets the flag and the sleep returns at once. The hub's first connection is made
+  by the first wait (its errors are that wait's); a lost connection is made again in the background
+  (every ``RECONNECT_SECONDS`` until it succeeds), and every registered wait is woken when the hub listens
+  again, to try once more (the notifications of the gap are lost; the waits re-try at least every
+  ``RECHECK_SECONDS`` meanwhile). Being read continuously, the hub's connection never fills its socket:
+  a listener left unread would block its server process, which holds back the server's notification
+  queue for every session (it grows until NOTIFY, and so every enqueue, fails).
 - SQLite: ``PRAGMA data_version`` on a connection of its own, read before each try and polled every
   ``SQLITE_POLL_SECONDS`` while sleeping; it changes when any other connection commits (to anything, so a
-  busy database wakes sleepers for nothing more often: each then repeats one try).
+  busy database wakes sleepers for nothing more often: each then repeats one try). Each store keeps up to
+  ``MAX_IDLE_LISTENERS`` of these connections for its next waits.
 
-``wait`` (blocking) and ``wait_async`` (awaited) drive the same plan with the same listeners; each store keeps
-up to ``MAX_IDLE_LISTENERS`` idle listeners for the next waits (``listeners``) and closes them with the
-store. An idle PostgreSQL listener listens to nothing (``UNLISTEN *`` as it comes back, ``LISTEN`` again
-as it is lent): one that went on listening while nobody read it would fill its socket, then block its server
-process, which holds back the server's notification queue for every session (it grows until NOTIFY, and so
-every enqueue, fails).
+``wait`` (blocking) and ``wait_async`` (awaited) drive the same plan through the same store's ``listeners``.
+Closing the store closes the hub (its connection and thread) and wakes every wait in progress: each tries
+once more and then sleeps without wake-ups (at most ``RECHECK_SECONDS`` at a time) until it ends; a new
+wait on the closed store is refused. A forked child never uses its parent's hub: its first wait makes one
+of its own. A wait that ends in any way (its result, an error, an async wait's cancellation) leaves nothing
+registered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import selectors
+import socket
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Generator, Iterator
-from contextlib import aclosing, closing
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,14 +63,13 @@ SQLITE_POLL_SECONDS = 0.005
 RECHECK_SECONDS = 1.0
 """The longest sleep between two tries without a wake-up: jobs that become due by time alone (a not-before
 time) and a lost connection's notifications are found at least this often."""
-MAX_LISTENERS = 16
-"""How many PostgreSQL listeners (a server connection each, besides the store's pool) a store lends at once.
-A wait that finds them all lent sleeps without one (``_Polling``): it tries again every ``RECHECK_SECONDS``
-instead of at a notification, so that a burst of waits (an API server's ``wait_for`` in each of its requests)
-cannot take the server's every connection slot (``too many clients`` for every client of the database)."""
+RECONNECT_SECONDS = 1.0
+"""How long the PostgreSQL hub pauses between two attempts to make its lost connection again (the first is
+at once, unless the lost connection had lasted less than this)."""
 MAX_IDLE_LISTENERS = 4
-"""How many listeners (a connection each) a store keeps for its next waits once their waits end; a burst of
-more concurrent waits closes the rest as they end (before, every one stayed open until the store closed)."""
+"""How many SQLite listeners (a connection each) a store keeps for its next waits once their waits end; a
+burst of more concurrent waits closes the rest as they end. (PostgreSQL waits share the store's hub: one
+connection however many waits.)"""
 
 WAIT_FOR_SECONDS = validate.MAX_SECONDS
 """``wait_for``'s ``timeout`` when none is given: the longest wait accepted (30 days), so that
@@ -171,187 +185,336 @@ class _SQLiteListener:
         self.conn.close()
 
 
-class _PostgresListener:
-    """A connection of its own that LISTENs on both channels (sync or async psycopg)."""
+class _Waiter:
+    """One PostgreSQL wait's registration with its store's hub: the hub calls ``notify`` (from its thread)
+    for each notification that matches ``wake``; ``arm`` (before each try) forgets the earlier ones."""
 
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
+    __slots__ = ("wake",)
+
+    def __init__(self, wake: Wake) -> None:
+        self.wake = wake
 
     def arm(self) -> None:
-        """Nothing to do: notifications wait on the connection until read."""
+        raise NotImplementedError
+
+    def notify(self) -> None:
+        raise NotImplementedError
+
+
+class _ThreadWaiter(_Waiter):
+    """A blocking wait's: a ``threading.Event``."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self, wake: Wake) -> None:
+        super().__init__(wake)
+        self._event = threading.Event()
+
+    def arm(self) -> None:
+        self._event.clear()
+
+    def notify(self) -> None:
+        self._event.set()
+
+    def sleep(self, seconds: float) -> bool:
+        """Until notified since the last ``arm``, at most ``seconds``; whether it was."""
+        return self._event.wait(seconds)
+
+
+class _TaskWaiter(_Waiter):
+    """An awaited wait's: an ``asyncio.Event`` of its event loop, set through ``call_soon_threadsafe``."""
+
+    __slots__ = ("_event", "_loop")
+
+    def __init__(self, wake: Wake, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(wake)
+        self._loop = loop
+        self._event = asyncio.Event()
+
+    def arm(self) -> None:
+        self._event.clear()  # on the loop: a notification set for before it runs later, a spurious wake-up
+
+    def notify(self) -> None:
+        with suppress(RuntimeError):  # its loop is closed: nobody sleeps on it any more
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    async def sleep(self, seconds: float) -> bool:
+        """Until notified since the last ``arm``, at most ``seconds``; whether it was."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._event.wait()
+        except TimeoutError:
+            return False
+        return True
 
 
 def _listen_sql() -> str:
     return f"LISTEN {PENDING}; LISTEN {FINISHED}"
 
 
-UNLISTEN = "UNLISTEN *"
-"""What an idle PostgreSQL listener runs as it comes back: it listens to nothing until lent again."""
+def _closed_store() -> InvalidInput:
+    return InvalidInput("the store is closed; open a new one to wait")
 
 
-class _Polling:
-    """What a wait sleeps with when the store's PostgreSQL listeners are all lent (``MAX_LISTENERS``): no
-    connection, no wake-up; the sleep lasts its whole length (at most ``RECHECK_SECONDS``)."""
+class _Hub:
+    """A store's one PostgreSQL listening connection (per process), shared by all its waits: a daemon thread
+    reads it continuously and wakes the registered waits a notification matches."""
 
-    class _NoConnection:
-        def close(self) -> None:
-            """Nothing to close."""
+    def __init__(self, url: Any) -> None:
+        self.url = url
+        self.connections = 0
+        """Connections made so far (the first, then one per reconnection)."""
+        self._lock = threading.Lock()
+        self._starting = threading.Lock()
+        self._closed = False
+        self._any: set[_Waiter] = set()  # waits for any payload (WORK)
+        self._by_payload: dict[str, set[_Waiter]] = {}  # waits for one job's notification (finished)
+        self._thread: threading.Thread | None = None
+        self._wakeup: socket.socket | None = None  # the end of the pair that ends the thread's wait at close
+        self._pid = os.getpid()
 
-    conn = _NoConnection()
+    def _own(self) -> None:
+        """Under the lock: a forked child forgets its parent's thread, connection and waits (the connection
+        is dropped, not closed: psycopg does not end a connection in a process that did not open it)."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._any, self._by_payload, self._thread, self._wakeup = set(), {}, None, None
 
-    def arm(self) -> None:
-        """Nothing to do: nothing wakes it."""
+    @property
+    def started(self) -> bool:
+        with self._lock:
+            self._own()
+            return self._thread is not None
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        conn = psycopg.connect(self.url.url, autocommit=True)
+        try:
+            conn.execute(_listen_sql())
+        except BaseException:
+            conn.close()
+            raise
+        self.connections += 1
+        return conn
+
+    def start(self) -> None:
+        """Listen, unless the hub does already: the first wait of this process makes the connection (its
+        errors are that wait's) and starts the thread."""
+        with self._starting:
+            with self._lock:
+                self._own()
+                if self._closed:
+                    raise _closed_store()
+                if self._thread is not None:
+                    return
+            conn = self._connect()
+            with self._lock:
+                if self._closed:
+                    conn.close()
+                    raise _closed_store()
+                self._wakeup, read = socket.socketpair()
+                thread = threading.Thread(
+                    target=self._run, args=(conn, read), name="musicstore-listen", daemon=True
+                )
+                self._thread = thread
+            thread.start()
+
+    def register(self, waiter: _Waiter) -> bool:
+        """Wake ``waiter`` at the notifications that match it from now on; False (nothing registered) when
+        the hub is not started in this process."""
+        with self._lock:
+            self._own()
+            if self._closed:
+                raise _closed_store()
+            if self._thread is None:
+                return False
+            payload = waiter.wake.payload
+            if payload is None:
+                self._any.add(waiter)
+            else:
+                self._by_payload.setdefault(payload, set()).add(waiter)
+            return True
+
+    def unregister(self, waiter: _Waiter) -> None:
+        with self._lock:
+            payload = waiter.wake.payload
+            if payload is None:
+                self._any.discard(waiter)
+            elif (same := self._by_payload.get(payload)) is not None:
+                same.discard(waiter)
+                if not same:
+                    del self._by_payload[payload]
+
+    @property
+    def waiters(self) -> int:
+        """How many waits are registered."""
+        with self._lock:
+            return len(self._any) + sum(len(same) for same in self._by_payload.values())
+
+    def _everyone(self) -> list[_Waiter]:
+        with self._lock:
+            return [*self._any, *(waiter for same in self._by_payload.values() for waiter in same)]
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        with self._lock:
+            found = [waiter for waiter in self._any if waiter.wake.matches(channel, payload)]
+            found.extend(w for w in self._by_payload.get(payload, ()) if w.wake.matches(channel, payload))
+        for waiter in found:
+            waiter.notify()
+
+    def _read(self, conn: Any, read: socket.socket) -> None:
+        """Deliver the connection's notifications as they come, until the hub closes (returns) or the
+        connection is lost (raises)."""
+        import psycopg
+
+        pgconn = conn.pgconn
+        with selectors.DefaultSelector() as selector:
+            selector.register(pgconn.socket, selectors.EVENT_READ, conn)
+            selector.register(read, selectors.EVENT_READ, read)
+            while True:
+                while (note := pgconn.notifies()) is not None:
+                    self._dispatch(note.relname.decode(errors="replace"), note.extra.decode(errors="replace"))
+                if any(key.data is read for key, _ in selector.select()):
+                    return
+                pgconn.consume_input()
+                if pgconn.status != psycopg.pq.ConnStatus.OK:
+                    raise psycopg.OperationalError("the listening connection is lost")
+
+    def _run(self, conn: Any, read: socket.socket) -> None:
+        """The thread: read the connection; when it is lost, wake every wait (to try again), make it again
+        (at once, then every ``RECONNECT_SECONDS``) and wake them once more as it listens."""
+        try:
+            while conn is not None:
+                since = time.monotonic()
+                try:
+                    self._read(conn, read)
+                    return  # closed
+                except Exception:  # lost: the waits try again; the notifications until it is back are lost
+                    pass
+                finally:
+                    _quietly_close(conn)
+                conn = None
+                for waiter in self._everyone():
+                    waiter.notify()
+                pause = 0.0 if time.monotonic() - since >= RECONNECT_SECONDS else RECONNECT_SECONDS
+                while conn is None:
+                    if _readable(read, pause) or self._closed:
+                        return
+                    try:
+                        conn = self._connect()
+                    except Exception:
+                        pause = RECONNECT_SECONDS
+                for waiter in self._everyone():
+                    waiter.notify()
+        finally:
+            read.close()
+
+    def close(self) -> None:
+        """End the thread (it closes the connection) and wake every wait; no wait registers any more."""
+        with self._lock:
+            forked = self._pid != os.getpid()
+            self._closed = True
+            thread, wakeup, self._thread, self._wakeup = self._thread, self._wakeup, None, None
+        if forked:  # the parent's thread and connection are the parent's to close
+            return
+        if wakeup is not None:
+            with suppress(OSError):
+                wakeup.send(b"x")
+            wakeup.close()
+        for waiter in self._everyone():
+            waiter.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5.0)
 
 
-POLLING = _Polling()
+def _readable(sock: socket.socket, seconds: float) -> bool:
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_READ)
+        return bool(selector.select(seconds))
+
+
+def _quietly_close(conn: Any) -> None:
+    with suppress(Exception):  # already broken
+        conn.close()
 
 
 class Listeners:
-    """A store's idle listeners, lent one per wait (any thread); closed with the store."""
+    """What a store's waits sleep with (any thread): on PostgreSQL the store's hub, which every wait
+    registers with; on SQLite a listener lent to each wait, up to ``MAX_IDLE_LISTENERS`` kept for the next
+    ones. Closed with the store."""
 
     def __init__(self, url: Any) -> None:
         self.url = url
         self.closed = False
-        self._idle: list[Any] = []
-        self._lent = 0  # PostgreSQL listeners lent out now
+        self.hub = _Hub(url) if url.dialect == "postgres" else None
+        self._idle: list[_SQLiteListener] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        if self.hub is not None:  # a store dropped without close: its hub's thread and connection end
+            weakref.finalize(self, self.hub.close)
 
-    def _take(self) -> Any | None:
-        """An idle listener, None (make one), or ``POLLING`` when ``MAX_LISTENERS`` are lent (PostgreSQL)."""
+    def _take(self) -> _SQLiteListener:
         with self._lock:
             if self.closed:
-                raise InvalidInput("the store is closed; open a new one to wait")
+                raise _closed_store()
             if self._pid != os.getpid():  # a forked child: the parent's connections are not its own
-                self._idle, self._lent, self._pid = [], 0, os.getpid()
-            if self.url.dialect == "postgres":
-                if self._lent >= MAX_LISTENERS:
-                    return POLLING
-                self._lent += 1
-            return self._idle.pop() if self._idle else None
+                self._idle, self._pid = [], os.getpid()
+            if self._idle:
+                return self._idle.pop()
+        assert self.url.path is not None
+        return _SQLiteListener(self.url.path)
 
-    def _returned(self, listener: Any) -> None:
-        """A lent PostgreSQL listener is back (kept or closed)."""
-        if isinstance(listener, _PostgresListener):
-            with self._lock:
-                if self._pid == os.getpid() and self._lent > 0:
-                    self._lent -= 1
-
-    def _keep(self, listener: Any) -> bool:
-        self._returned(listener)
+    def _keep(self, listener: _SQLiteListener) -> bool:
         with self._lock:
             if self.closed or self._pid != os.getpid() or len(self._idle) >= MAX_IDLE_LISTENERS:
                 return False
             self._idle.append(listener)
             return True
 
-    def _lent_one(self) -> None:
-        """Undo ``_take``'s count when no listener could be made."""
-        if self.url.dialect == "postgres":
-            with self._lock:
-                if self._pid == os.getpid() and self._lent > 0:
-                    self._lent -= 1
+    def acquire(self, wake: Wake = WORK) -> _SQLiteListener | _ThreadWaiter:
+        """A listener for one blocking wait for ``wake``, armed: on PostgreSQL registered with the hub (the
+        hub started first if need be)."""
+        if self.hub is None:
+            return self._take()
+        waiter = _ThreadWaiter(wake)
+        while not self.hub.register(waiter):
+            self.hub.start()
+        return waiter
+
+    async def acquire_async(self, wake: Wake = WORK) -> _SQLiteListener | _TaskWaiter:
+        """``acquire`` for an awaited wait: the hub's first connection is made in a thread."""
+        if self.hub is None:
+            return self._take()
+        waiter = _TaskWaiter(wake, asyncio.get_running_loop())
+        while not self.hub.register(waiter):
+            await asyncio.to_thread(self.hub.start)
+        return waiter
+
+    def release(self, listener: Any) -> None:
+        """A wait's listener, back: unregistered from the hub, or kept (else closed)."""
+        if isinstance(listener, _Waiter):
+            assert self.hub is not None
+            self.hub.unregister(listener)
+        elif not self._keep(listener):
+            listener.close()
 
     def discard(self, listener: Any) -> None:
-        """A lent listener that may be broken: closed, never lent again."""
-        self._returned(listener)
-        listener.conn.close()
+        """A wait's listener after an error: unregistered, or closed (perhaps broken) and never lent again."""
+        if isinstance(listener, _Waiter):
+            assert self.hub is not None
+            self.hub.unregister(listener)
+        else:
+            listener.close()
 
-    async def discard_async(self, listener: Any) -> None:
-        """``discard`` for an async listener."""
-        self._returned(listener)
-        await _close_async(listener)
-
-    def _drain(self) -> list[Any]:
+    def close(self) -> None:
         with self._lock:
             self.closed = True
             idle, self._idle = self._idle, []
-            return idle
-
-    def acquire(self) -> Any:
-        listener = self._take()
-        if listener is None:
-            if self.url.dialect != "postgres":
-                assert self.url.path is not None
-                return _SQLiteListener(self.url.path)
-            import psycopg
-
-            try:
-                listener = _PostgresListener(psycopg.connect(self.url.url, autocommit=True))
-            except BaseException:
-                self._lent_one()
-                raise
-        if isinstance(listener, _PostgresListener):  # an idle one or a new one: LISTEN, else closed
-            try:
-                listener.conn.execute(_listen_sql())
-            except BaseException:
-                self.discard(listener)  # perhaps broken (a lost connection): never lent again
-                raise
-        return listener
-
-    def release(self, listener: Any) -> None:
-        if listener is POLLING:
-            return
-        if isinstance(listener, _PostgresListener):
-            try:
-                listener.conn.execute(UNLISTEN)
-            except BaseException as exc:
-                self.discard(listener)  # never lent again; the wait's result stands
-                if isinstance(exc, Exception):
-                    return
-                raise
-        if not self._keep(listener):
-            listener.conn.close()
-
-    def close(self) -> None:
-        for listener in self._drain():
-            listener.conn.close()
-
-    async def acquire_async(self) -> Any:
-        listener = self._take()
-        if listener is None:
-            if self.url.dialect != "postgres":
-                assert self.url.path is not None
-                return _SQLiteListener(self.url.path)
-            import psycopg
-
-            try:
-                connection = await psycopg.AsyncConnection.connect(self.url.url, autocommit=True)
-            except BaseException:
-                self._lent_one()
-                raise
-            listener = _PostgresListener(connection)
-        if isinstance(listener, _PostgresListener):  # an idle one or a new one (a cancelled LISTEN too)
-            try:
-                await listener.conn.execute(_listen_sql())
-            except BaseException:
-                await asyncio.shield(self.discard_async(listener))
-                raise
-        return listener
-
-    async def release_async(self, listener: Any) -> None:
-        if listener is POLLING:
-            return
-        if isinstance(listener, _PostgresListener):
-            try:
-                await listener.conn.execute(UNLISTEN)
-            except BaseException as exc:
-                await asyncio.shield(self.discard_async(listener))  # never lent again; the result stands
-                if isinstance(exc, Exception):
-                    return
-                raise
-        if not self._keep(listener):
-            await _close_async(listener)
-
-    async def close_async(self) -> None:
-        for listener in self._drain():
-            await _close_async(listener)
-
-
-async def _close_async(listener: Any) -> None:
-    closing = listener.conn.close()
-    if isinstance(closing, Awaitable):
-        await closing
+        for listener in idle:
+            listener.close()
+        if self.hub is not None:
+            self.hub.close()
 
 
 def listeners(store: Any) -> Listeners:
@@ -363,7 +526,8 @@ def listeners(store: Any) -> Listeners:
 
 
 def close(store: Any) -> None:
-    """Close the store's idle listeners (one lent out is closed when it comes back)."""
+    """Close the store's hub (its thread and connection; the waits in progress are woken) or idle SQLite
+    listeners (one lent out is closed when it comes back)."""
     found: Listeners | None = store.__dict__.get("_listeners")
     if found is not None:
         found.close()
@@ -371,50 +535,32 @@ def close(store: Any) -> None:
 
 async def close_async(store: Any) -> None:
     """``close`` for an ``AsyncStore``."""
-    found: Listeners | None = store.__dict__.get("_listeners")
-    if found is not None:
-        await found.close_async()
+    close(store)
 
 
 def _sleep(listener: Any, wake: Wake, seconds: float) -> None:
-    if listener is POLLING:
-        time.sleep(seconds)
-        return
+    """One sleep of a blocking wait (``wake`` is the listener's own: a hub's waiter is woken only by it)."""
     if isinstance(listener, _SQLiteListener):
         for pause in listener.polls(seconds):
             time.sleep(pause)
         return
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        with closing(listener.conn.notifies(timeout=left, stop_after=1)) as notes:
-            for note in notes:
-                if wake.matches(note.channel, note.payload):
-                    return
+    listener.sleep(seconds)
 
 
 async def _sleep_async(listener: Any, wake: Wake, seconds: float) -> None:
-    if listener is POLLING:
-        await asyncio.sleep(seconds)
-        return
+    """``_sleep`` for an awaited wait."""
     if isinstance(listener, _SQLiteListener):
         for pause in listener.polls(seconds):
             await asyncio.sleep(pause)
         return
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        # closed here, not later by the event loop's finalizer: until then the generator holds the
-        # connection's lock and keeps its backlog of notifications switched off
-        async with aclosing(listener.conn.notifies(timeout=left, stop_after=1)) as notes:
-            async for note in notes:
-                if wake.matches(note.channel, note.payload):
-                    return
+    await listener.sleep(seconds)
 
 
 def wait(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[], T]) -> T:
     """Drive ``steps`` with blocking calls: ``attempt`` for each try, a listener of ``store`` for a sleep."""
     pool = listeners(store)
     with store._translating:
-        listener = pool.acquire()
+        listener = pool.acquire(wake)
     try:
         step = next(steps)
         while True:
@@ -432,15 +578,16 @@ def wait(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[], T]) -> T:
         pool.release(listener)
         return done.value  # type: ignore[no-any-return]
     except BaseException:
-        pool.discard(listener)  # perhaps broken (a lost connection): never lent again
+        pool.discard(listener)  # perhaps broken (SQLite): never lent again
         raise
 
 
 async def wait_async(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[], Awaitable[T]]) -> T:
-    """``wait`` with awaited calls."""
+    """``wait`` with awaited calls (its release and discard do not await: a cancelled wait leaves nothing
+    registered)."""
     pool = listeners(store)
     with store._translating:
-        listener = await pool.acquire_async()
+        listener = await pool.acquire_async(wake)
     try:
         step = next(steps)
         while True:
@@ -455,10 +602,10 @@ async def wait_async(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[
                 value = None
             step = steps.send(value)
     except StopIteration as done:
-        await pool.release_async(listener)
+        pool.release(listener)
         return done.value  # type: ignore[no-any-return]
     except BaseException:
-        await asyncio.shield(pool.discard_async(listener))  # perhaps broken: never lent again
+        pool.discard(listener)
         raise
 
 
@@ -475,9 +622,9 @@ def is_finished(found: Generation) -> bool:
 __all__ = [
     "FINISHED",
     "MAX_IDLE_LISTENERS",
-    "MAX_LISTENERS",
     "PENDING",
     "RECHECK_SECONDS",
+    "RECONNECT_SECONDS",
     "SQLITE_POLL_SECONDS",
     "WAIT_FOR_SECONDS",
     "WORK",

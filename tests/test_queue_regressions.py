@@ -130,16 +130,22 @@ def _listening(conn: psycopg.Connection[tuple[str]]) -> set[str]:
     return {row[0] for row in conn.execute("SELECT pg_listening_channels()")}
 
 
-def test_an_idle_postgres_listener_listens_to_nothing_and_is_listening_again_when_lent(
+def test_a_store_listens_on_both_channels_on_one_connection_across_its_waits(
     postgres_url: str,
 ) -> None:
+    """The store's hub: one connection that LISTENs on both channels, made by the first wait and kept for
+    the next ones (read continuously, it cannot fill its socket while nobody waits: the next test)."""
     with Store(postgres_url) as store:
-        pool = waiting.listeners(store)
-        for _ in range(2):  # a new listener, then the idle one lent again
-            listener = pool.acquire()
-            assert _listening(listener.conn) == {waiting.PENDING, waiting.FINISHED}
-            pool.release(listener)
-            assert _listening(listener.conn) == set()
+        for _ in range(2):  # the first wait makes the connection, the second uses it again
+            assert store.claim_next("gpu-0", wait=0.01) is None
+            with psycopg.connect(postgres_url) as conn:
+                rows = conn.execute(
+                    "SELECT query FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'"
+                ).fetchall()
+            assert [row[0] for row in rows] == [f"LISTEN {waiting.PENDING}; LISTEN {waiting.FINISHED}"]
+        hub = waiting.listeners(store).hub
+        assert hub is not None and hub.connections == 1 and hub.waiters == 0
 
 
 def test_notifications_while_a_store_waits_for_nothing_do_not_pile_up_in_the_server(
@@ -592,8 +598,9 @@ def test_wait_for_without_a_timeout_waits_until_the_job_finishes(db_url: str) ->
 
 def test_a_burst_of_waits_leaves_no_more_idle_listeners_than_the_store_keeps(db_url: str) -> None:
     """After many concurrent waits (an API server's burst of ``wait_for``), a store keeps at most
-    ``waiting.MAX_IDLE_LISTENERS`` of their listeners for the next waits and closes the rest; before, it kept
-    every one until the store closed (on PostgreSQL a server connection each, beyond ``pool_size``)."""
+    ``waiting.MAX_IDLE_LISTENERS`` of their SQLite listeners for the next waits and closes the rest; before,
+    it kept every one until the store closed. On PostgreSQL the waits share the store's one listening
+    connection (its hub), which is all that is left."""
     waits = waiting.MAX_IDLE_LISTENERS + 8
     with Store(db_url) as store:
         jobs = [new_job(store, f"job {i}") for i in range(waits)]
@@ -612,14 +619,12 @@ def test_a_burst_of_waits_leaves_no_more_idle_listeners_than_the_store_keeps(db_
             store.cancel(job.id)
         for thread in threads:
             thread.join()
-        assert len(waiting.listeners(store)._idle) == waiting.MAX_IDLE_LISTENERS
-        if db_url.startswith("postgresql"):
-            with psycopg.connect(db_url) as conn:
-                row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND pid <> pg_backend_pid() AND query LIKE 'UNLISTEN%'"
-                ).fetchone()
-            assert row is not None and row[0] == waiting.MAX_IDLE_LISTENERS
+        if db_url.startswith("postgresql"):  # the waits shared the store's one listening connection
+            hub = waiting.listeners(store).hub
+            assert hub is not None and hub.waiters == 0 and hub.connections == 1
+            assert _listening_connections(db_url) == 1
+        else:
+            assert len(waiting.listeners(store)._idle) == waiting.MAX_IDLE_LISTENERS
 
 
 # --- owner keys in byte order on every backend (migration 0019) --------------------------------------------
@@ -712,15 +717,16 @@ def _listening_connections(url: str) -> int:
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_many_concurrent_waits_hold_at_most_max_listeners_connections(
+def test_many_concurrent_waits_hold_one_listening_connection(
     postgres_url: str, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Concurrent waits on one store (an API server's ``wait_for`` in each request) listen on at most
-    ``waiting.MAX_LISTENERS`` connections; the others re-try each ``RECHECK_SECONDS`` and get their result
-    all the same. Before, each wait opened a server connection of its own: 250 of them took every slot of
-    the server (``too many clients`` for every client of the database, the waits themselves included)."""
-    monkeypatch.setattr(waiting, "MAX_LISTENERS", 2)
-    waits = 6
+    """Concurrent waits on one store (an API server's ``wait_for`` in each request) share one listening
+    connection (the store's hub) and each is woken by its job's notification (the re-try is set to an hour).
+    Before d2d6c44 each wait opened a server connection of its own: 250 of them took every slot of the server
+    (``too many clients`` for every client of the database, the waits themselves included); with d2d6c44's
+    cap of 16 the waits beyond it re-tried each second instead of being woken."""
+    monkeypatch.setattr(waiting, "RECHECK_SECONDS", 3600.0)
+    waits = 40
     with Store(postgres_url) as store:
         jobs = [new_job(store, f"job {i}") for i in range(waits)]
         seen: list[int] = []
@@ -752,7 +758,7 @@ def test_many_concurrent_waits_hold_at_most_max_listeners_connections(
 
             results = asyncio.run(main())
         finisher.join()
-    assert seen == [2]
+    assert seen == [1]
     assert [result.status for result in results] == [Status.CANCELLED] * waits
 
 

@@ -100,8 +100,10 @@ def test_a_worker_held_back_by_its_keys_limit_wakes_when_a_job_of_the_key_finish
     assert claimed is not None and claimed.id == second.id
 
 
-def test_a_broken_listener_is_not_lent_again(db_url: str) -> None:
-    with Store(db_url) as store:
+def test_a_broken_listener_is_not_lent_again(sqlite_url: str) -> None:
+    """SQLite: a listener lent one per wait. (PostgreSQL waits share the store's hub, which makes a lost
+    connection again: tests/test_listen_hub.py.)"""
+    with Store(sqlite_url) as store:
         assert store.claim_next("gpu-0", wait=0.01) is None
         (idle,) = waiting.listeners(store)._idle
         idle.conn.close()  # as a lost connection
@@ -159,6 +161,13 @@ def test_listeners_are_kept_for_the_next_wait_and_closed_with_the_store(db_url: 
     store = Store(db_url)
     assert store.claim_next("gpu-0", wait=0.01) is None
     pool = waiting.listeners(store)
+    if pool.hub is not None:  # PostgreSQL: the store's one listening connection, for every wait
+        assert pool.hub.connections == 1 and pool.hub.waiters == 0
+        assert store.claim_next("gpu-0", wait=0.01) is None
+        assert pool.hub.connections == 1  # the same connection again
+        store.close()
+        assert pool.closed and not pool.hub.started
+        return
     assert len(pool._idle) == 1
     assert store.claim_next("gpu-0", wait=0.01) is None
     assert len(pool._idle) == 1  # the same listener again
@@ -192,22 +201,23 @@ def test_async_waits(db_url: str, other: Store) -> None:
     asyncio.run(main())
 
 
-def test_an_async_sleep_woken_by_a_notification_lets_go_of_the_listeners_connection(
+def test_an_async_sleep_woken_by_a_notification_returns_and_leaves_nothing_registered(
     postgres_url: str,
 ) -> None:
-    """The notifications' async generator is closed as the sleep ends, not later by the event loop's
-    finalizer: the connection's lock is free at once and its backlog of notifications on again."""
+    """An async sleep woken by a notification sent before it began (after its waiter armed) returns at once;
+    released, the waiter is no longer registered with the store's hub."""
 
     async def main() -> None:
         async with AsyncStore.open(postgres_url) as store:
             pool = waiting.listeners(store)
-            listener = await pool.acquire_async()
+            listener = await pool.acquire_async(waiting.WORK)
             try:
+                listener.arm()
                 with Store(postgres_url) as other:
                     await asyncio.to_thread(new_job, other, "wakes the sleeper")
                 await waiting._sleep_async(listener, waiting.WORK, LONG)  # the notification is waiting
-                assert not listener.conn.lock.locked() and listener.conn._notifies_backlog is not None
             finally:
-                await pool.release_async(listener)
+                pool.release(listener)
+            assert pool.hub is not None and pool.hub.waiters == 0
 
     asyncio.run(main())
