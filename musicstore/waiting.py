@@ -284,7 +284,7 @@ class _Hub:
     def started(self) -> bool:
         with self._lock:
             self._own()
-            return self._thread is not None
+            return self._thread is not None and self._thread.is_alive()
 
     def _connect(self) -> Any:
         import psycopg
@@ -306,7 +306,7 @@ class _Hub:
                 self._own()
                 if self._closed:
                     raise _closed_store()
-                if self._thread is not None:
+                if self._thread is not None and self._thread.is_alive():
                     return
             conn = self._connect()
             with self._lock:
@@ -322,12 +322,12 @@ class _Hub:
 
     def register(self, waiter: _Waiter) -> bool:
         """Wake ``waiter`` at the notifications that match it from now on; False (nothing registered) when
-        the hub is not started in this process."""
+        the hub is not started in this process (or its thread ended)."""
         with self._lock:
             self._own()
             if self._closed:
                 raise _closed_store()
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 return False
             payload = waiter.wake.payload
             if payload is None:
