@@ -35,6 +35,7 @@ registered.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import selectors
 import socket
@@ -50,9 +51,11 @@ from typing import Any, TypeVar
 
 from . import validate
 from .errors import InvalidInput
+from .masking import redact
 from .models import Generation
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 PENDING = "musicstore_pending"
 """The channel a job becoming pending is notified on (PostgreSQL)."""
@@ -390,20 +393,28 @@ class _Hub:
                 try:
                     self._read(conn, read)
                     return  # closed
-                except Exception:  # lost: the waits try again; the notifications until it is back are lost
-                    pass
+                except Exception as exc:  # lost: the waits try again; notifications until it is back are lost
+                    log.warning("the listening connection is lost (%s); listening again", redact(str(exc)))
                 finally:
                     _quietly_close(conn)
                 conn = None
                 for waiter in self._everyone():
                     waiter.notify()
                 pause = 0.0 if time.monotonic() - since >= RECONNECT_SECONDS else RECONNECT_SECONDS
+                told = False
                 while conn is None:
                     if _readable(read, pause) or self._closed:
                         return
                     try:
                         conn = self._connect()
-                    except Exception:
+                    except Exception as exc:
+                        if not told:  # once: meanwhile the waits try again every RECHECK_SECONDS
+                            told = True
+                            log.warning(
+                                "cannot listen again yet (%s); trying every %g s",
+                                redact(str(exc)),
+                                RECONNECT_SECONDS,
+                            )
                         pause = RECONNECT_SECONDS
                 for waiter in self._everyone():
                     waiter.notify()

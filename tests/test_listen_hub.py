@@ -11,6 +11,7 @@ by a notification (or by the hub), not by the periodic re-try."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -167,10 +168,12 @@ def _run_wait(url: str, kind: str, hubs: list[waiting._Hub], gid: str) -> Any:
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_a_lost_listening_connection_is_made_again_and_the_waits_are_woken(
-    postgres_url: str, kind: str, monkeypatch: pytest.MonkeyPatch
+    postgres_url: str, kind: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The hub's server process is terminated while a wait sleeps: the hub listens on a new connection and
-    the next notification wakes the wait as before (the re-try is an hour)."""
+    the next notification wakes the wait as before (the re-try is an hour); the loss is logged (a warning,
+    never a secret of the URL)."""
+    caplog.set_level(logging.WARNING, logger="musicstore.waiting")
     monkeypatch.setattr(waiting, "RECONNECT_SECONDS", 0.05)
     with Store(postgres_url) as other:
         job = new_job(other)
@@ -191,6 +194,8 @@ def test_a_lost_listening_connection_is_made_again_and_the_waits_are_woken(
         result = _run_wait(postgres_url, kind, hubs, job.id)
         thread.join()
     assert result.status is Status.CANCELLED and hubs[0].connections == 2
+    lost = [r for r in caplog.records if r.name == "musicstore.waiting" and "connection is lost" in r.message]
+    assert len(lost) == 1 and lost[0].levelno == logging.WARNING
 
 
 def test_many_sync_waits_share_one_listening_connection(postgres_url: str) -> None:
