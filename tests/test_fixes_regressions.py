@@ -975,3 +975,39 @@ def test_a_local_store_finds_no_object_under_a_name_over_255_bytes(tmp_path: Pat
         assert keys(files) == {"a/x.wav"}
     finally:
         files.close()
+
+
+# --- prompts(): narrowing outside what a store takes is InvalidInput up front ----------------------------
+
+
+@pytest.mark.parametrize(
+    "narrowing",
+    [
+        {"max_size": 20_001},  # drew prompts create_generation refuses (MAX_PROMPT_CHARS)
+        {"min_size": 20_001, "max_size": 30_000},
+        {"max_size": 0},  # hypothesis's InvalidArgument at the first draw
+        {"min_size": 5, "max_size": 3},
+        {"min_size": -1},
+        {"max_size": 2.5},
+        {"min_size": True},
+    ],
+)
+def test_prompts_refuse_narrowing_that_draws_prompts_a_store_refuses(narrowing: dict[str, Any]) -> None:
+    """``prompts`` promises text a store accepts, as ``generation_requests`` does: ``max_size`` above the
+    store's 20,000 characters drew prompts ``create_generation`` refused, and a bad size failed inside
+    hypothesis (InvalidArgument) at the first draw instead of InvalidInput when the strategy is made."""
+    from musicstore.testing import strategies as ms
+
+    with pytest.raises(InvalidInput):
+        ms.prompts(**narrowing)
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_prompts_up_to_the_store_limit_are_accepted(store: Store, data: st.DataObject) -> None:
+    from musicstore.testing import strategies as ms
+    from musicstore.validate import MAX_PROMPT_CHARS
+
+    text = data.draw(ms.prompts(max_size=MAX_PROMPT_CHARS))  # the store's limit is narrowing allowed
+    job = store.create_generation(text, model_name="m", duration_seconds=1)
+    assert job.prompt == text

@@ -31,10 +31,16 @@ _text_alphabet = st.characters(exclude_categories=["Cs"], exclude_characters="\x
 
 
 def prompts(*, min_size: int = 1, max_size: int = 500) -> st.SearchStrategy[str]:
-    """Prompt text a store accepts: any script, emoji, quotes, SQL; not blank; no NUL or lone surrogates."""
-    return st.text(alphabet=_text_alphabet, min_size=min_size, max_size=max_size).filter(
-        lambda t: t.strip() != ""
-    )
+    """Prompt text a store accepts: any script, emoji, quotes, SQL; not blank; no NUL or lone surrogates.
+
+    From ``min_size`` to ``max_size`` characters; narrowing outside what ``create_generation`` accepts (more
+    than ``MAX_PROMPT_CHARS``, no room for a non-blank prompt, ``min_size`` above ``max_size``) raises
+    InvalidInput."""
+    high = validate.integer(max_size, "max_size", 1, validate.MAX_PROMPT_CHARS)
+    low = validate.integer(min_size, "min_size", 0, validate.MAX_PROMPT_CHARS)
+    if low > high:
+        raise InvalidInput(f"min_size ({min_size!r}) must not exceed max_size ({max_size!r})")
+    return st.text(alphabet=_text_alphabet, min_size=low, max_size=high).filter(lambda t: t.strip() != "")
 
 
 def _keys(max_size: int) -> st.SearchStrategy[str]:
