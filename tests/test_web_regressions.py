@@ -597,3 +597,25 @@ def test_the_waveform_of_a_master_gone_or_changed_is_a_clear_404_in_a_folder_and
             404,
             "no waveform: the audio file cannot be read as audio",
         )
+
+
+def test_create_app_with_an_async_store_says_what_to_pass(sqlite_url: str) -> None:
+    """An asyncio application (Starlette's own users) passing its AsyncStore gets an InvalidInput that names
+    what the dashboard takes and what to do, as read_metrics does; before, it was told 'the database URL
+    must be a str without NUL, got a AsyncStore', as if it had passed a mistyped URL."""
+    import asyncio
+
+    from musicstore.aio import AsyncStore
+    from musicstore.errors import InvalidInput
+
+    astore = AsyncStore(sqlite_url)
+    try:
+        with pytest.raises(InvalidInput) as raised:
+            create_app(astore)  # type: ignore[arg-type]
+    finally:
+        asyncio.run(astore.close())
+    message = str(raised.value)
+    assert "create_app takes a musicstore Store or a database URL" in message
+    assert "AsyncStore" in message and "URL" in message and "NUL" not in message
+    with pytest.raises(InvalidInput, match="create_app takes a musicstore Store or a database URL"):
+        create_app(42)  # type: ignore[arg-type]

@@ -52,7 +52,7 @@ from ..filestore import ChecksumMismatch, LocalFileStore, ObjectNotFound
 from ..ids import check_id
 from ..metrics import MetricsSnapshot, metrics_text, processing_op, read_metrics, workers_of
 from ..models import Generation, Status
-from ..store import Store
+from ..store import Store, require_store
 from .reads import Filters, days_op, recent_prompts_op, table_page
 
 log = logging.getLogger(__name__)
@@ -691,6 +691,13 @@ def create_app(
         raise InvalidInput(
             "token must be a string of at least 8 characters, without control characters (a newline read "
             "from a file) or whitespace at either end"
+        )
+    if not isinstance(store_or_url, Store | str | None):  # an AsyncStore was told its URL was mistyped
+        require_store(
+            store_or_url,
+            "create_app takes a musicstore Store or a database URL",
+            "pass the store's database URL (`create_app(url)`: the dashboard opens a Store of its own, its "
+            "reads run in a thread pool)",
         )
     logging.getLogger("uvicorn.access").addFilter(_ACCESS_FILTER)  # /login?token= would log the token
     owned = not isinstance(store_or_url, Store)
