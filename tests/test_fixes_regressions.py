@@ -1011,3 +1011,23 @@ def test_prompts_up_to_the_store_limit_are_accepted(store: Store, data: st.DataO
     text = data.draw(ms.prompts(max_size=MAX_PROMPT_CHARS))  # the store's limit is narrowing allowed
     job = store.create_generation(text, model_name="m", duration_seconds=1)
     assert job.prompt == text
+
+
+@pytest.mark.parametrize(
+    ("name", "narrowing"),
+    [
+        ("metadata", {"max_keys": -1}),
+        ("metadata", {"max_keys": 1.5}),
+        ("metadata", {"max_keys": True}),
+        ("json_values", {"max_leaves": 0}),
+        ("json_values", {"max_leaves": "20"}),
+    ],
+)
+def test_metadata_strategies_refuse_bad_narrowing_with_invalid_input(
+    name: str, narrowing: dict[str, Any]
+) -> None:
+    """As the other strategies: InvalidInput when made, not hypothesis's InvalidArgument at the first draw."""
+    from musicstore.testing import strategies as ms
+
+    with pytest.raises(InvalidInput):
+        getattr(ms, name)(**narrowing)

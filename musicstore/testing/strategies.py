@@ -49,7 +49,8 @@ def _keys(max_size: int) -> st.SearchStrategy[str]:
 
 def json_values(*, max_leaves: int = 20) -> st.SearchStrategy[Any]:
     """Any JSON value a store accepts: finite floats, 64-bit ints, str keys, text without NUL or lone
-    surrogates."""
+    surrogates. At most ``max_leaves`` (>= 1) scalars; another ``max_leaves`` raises InvalidInput."""
+    leaves = validate.integer(max_leaves, "max_leaves", 1)
     scalars = (
         st.none()
         | st.booleans()
@@ -60,13 +61,15 @@ def json_values(*, max_leaves: int = 20) -> st.SearchStrategy[Any]:
     return st.recursive(
         scalars,
         lambda inner: st.lists(inner, max_size=5) | st.dictionaries(_keys(12), inner, max_size=5),
-        max_leaves=max_leaves,
+        max_leaves=leaves,
     )
 
 
 def metadata(*, max_keys: int = 8) -> st.SearchStrategy[dict[str, Any]]:
-    """A metadata object: a JSON object of any shape."""
-    return st.dictionaries(_keys(20), json_values(), max_size=max_keys)
+    """A metadata object: a JSON object of any shape, with at most ``max_keys`` (>= 0) keys; another
+    ``max_keys`` raises InvalidInput."""
+    keys = validate.integer(max_keys, "max_keys", 0)
+    return st.dictionaries(_keys(20), json_values(), max_size=keys)
 
 
 def generation_requests(
