@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -450,3 +451,34 @@ def test_delivery_refuses_options_that_are_no_s3_setting_where_it_is_made(
     asyncio.run(main())
     with Delivery(store, files=[objects]) as delivery:  # the row reads as it did, without those options
         assert hashlib.sha256(delivery.read_audio(recorded.generation)).hexdigest() == recorded.checksum
+
+
+@pytest.mark.parametrize("fault", ["missing bucket", "wrong secret", "a file on the way"])
+def test_demo_checks_its_output_root_before_it_enqueues(
+    db_url: str, objects: FileStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """``demo -o`` naming a bucket that is not there (a typo), with a wrong secret, or (locally) a folder
+    that cannot be made, enqueued its jobs, failed the first at its export and left the others pending: the
+    database then refused every later demo ("holds 1 pending job(s) the demo did not enqueue"), the right
+    bucket given or not. The root is checked (one listing of a bucket; the folder made) before any job is
+    enqueued: a typed error, no row, and the next demo with a good root runs."""
+    from musicstore.cli.demo import run_demo
+
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    if fault == "missing bucket":
+        root: str = "s3://no-such-bucket-musicstore/demo/"
+    elif fault == "wrong secret":
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wr0ng-demo-secret")
+        root = objects.url
+    else:
+        (tmp_path / "taken").write_bytes(b"a file")
+        root = str(tmp_path / "taken" / "audio")
+    with pytest.raises(StorageError) as raised:
+        run_demo(db_url, count=2, seconds=1.0, output_root=root, echo=lambda line: None)
+    assert "\n" not in str(raised.value) and "wr0ng-demo-secret" not in str(raised.value)
+    with Store(db_url) as store:
+        assert store.count_generations() == 0
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    good = objects.url if fault != "a file on the way" else str(tmp_path / "audio")
+    stats = run_demo(db_url, count=2, seconds=1.0, output_root=good, echo=lambda line: None)
+    assert stats.by_status[Status.COMPLETED] == 2

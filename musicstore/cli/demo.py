@@ -119,6 +119,17 @@ def run_demo(
             objects.close()
 
 
+def _check_root(root: str | Path | FileStore) -> None:
+    """Raise what the first export would for an unusable root, before anything is enqueued: a bucket that is
+    not there, credentials it refuses or an endpoint out of reach (one listing of a page of one key), a
+    folder that cannot be made (it is made now, as the first export would). Otherwise the demo enqueued its
+    jobs, failed the first and left the rest pending, and the database refused every later demo."""
+    if isinstance(root, FileStore):
+        next(iter(root.list(page_size=1)), None)
+    else:
+        open_filestore(root).close()
+
+
 def _jobs(
     url: str | None,
     root: str | Path | FileStore,
@@ -143,6 +154,7 @@ def _jobs(
                 f"{without_password(store.url.url)} holds {waiting} pending job(s) the demo did not enqueue "
                 "and would claim; run the demo on a database of its own (--database)"
             )
+        _check_root(root)  # before any job is enqueued: a bad root fails here, leaving no row behind
         echo(f"database: {without_password(store.url.url)} ({len(applied)} migration(s) applied)")
         echo(f"audio:    {output_root}")
         ours: set[str] = set()
