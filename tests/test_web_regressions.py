@@ -619,3 +619,38 @@ def test_create_app_with_an_async_store_says_what_to_pass(sqlite_url: str) -> No
     assert "AsyncStore" in message and "URL" in message and "NUL" not in message
     with pytest.raises(InvalidInput, match="create_app takes a musicstore Store or a database URL"):
         create_app(42)  # type: ignore[arg-type]
+
+
+def test_a_500_or_502_is_logged_with_its_reason(
+    sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store or storage error answered 500 'the store could not answer' or 502 'could not be read from its
+    storage' and logged nothing (the error handler swallowed it, where uvicorn logs other exceptions): the
+    operator saw failing pages and no reason anywhere. Each is logged as an error naming the path and the
+    reason (musicstore's messages, which carry no secret)."""
+    import logging
+    import sqlite3
+
+    outside = tmp_path / "outside.wav"
+    outside.write_bytes(b"RIFF")
+    root = tmp_path / "audio"
+    root.mkdir()
+    (root / "link.wav").symlink_to(outside)  # a row's file that leaves the root: refused, 502
+    with Store(sqlite_url) as store:
+        store.create_generation("x", model_name="m", duration_seconds=1, sample_rate=32_000, channels=1)
+        claimed = store.claim_next("gpu-0")
+        assert claimed is not None
+        store.complete_generation(claimed.id, file_path="link.wav", file_size_bytes=4)
+        with TestClient(create_app(store, root=root), raise_server_exceptions=False) as client:
+            caplog.set_level(logging.ERROR, logger="musicstore.web")
+            assert client.get(f"/audio/{claimed.id}").status_code == 502
+            database = sqlite_url.removeprefix("sqlite:///")
+            with sqlite3.connect(database) as raw:  # the store broken under the app: its reads fail
+                raw.execute("DROP TABLE generation_model_totals")
+            assert client.get("/api/overview", params={"token": "x"}).status_code == 500
+    logged = [r for r in caplog.records if r.name.startswith("musicstore.web") and r.levelno == logging.ERROR]
+    assert len(logged) == 2, [r.getMessage() for r in caplog.records]
+    assert f"/audio/{claimed.id}" in logged[0].getMessage()
+    assert "outside the output root" in logged[0].getMessage()
+    assert "/api/overview" in logged[1].getMessage() and "generation_model_totals" in logged[1].getMessage()
+    assert "token" not in logged[1].getMessage()  # the path alone, never its query

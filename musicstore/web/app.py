@@ -658,6 +658,9 @@ def _error_handlers(dashboard: Dashboard) -> dict[Any, Callable[[Request, Except
             return respond(request, 404, "not found")
         if isinstance(exc, InvalidInput):
             return respond(request, 400, str(exc))
+        # answered here, not raised on: uvicorn would never log it, so the reason is logged (the path without
+        # its query; musicstore's messages carry no secret)
+        log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
         if isinstance(exc, StorageError):
             return respond(request, 502, "the audio file could not be read from its storage")
         return respond(request, 500, "the store could not answer")
