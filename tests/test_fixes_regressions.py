@@ -1031,3 +1031,20 @@ def test_metadata_strategies_refuse_bad_narrowing_with_invalid_input(
 
     with pytest.raises(InvalidInput):
         getattr(ms, name)(**narrowing)
+
+
+# --- musicstore.testing: the store fixture on PostgreSQL too ------------------------------------------
+
+
+def test_the_plugin_gives_a_migrated_postgres_store_with_the_fake_clock(
+    musicstore_postgres_store: Store, musicstore_postgres_url: str, musicstore_clock: FakeClock
+) -> None:
+    """Issue 6: "a migrated temporary SQLite store, the same on PostgreSQL": the plugin gave a store on
+    SQLite (``musicstore_store``) but only a URL on PostgreSQL, every user opening and closing the store."""
+    store = musicstore_postgres_store
+    assert store.url.url == musicstore_postgres_url and store.url.dialect == "postgres"
+    assert store.count_generations() == 0
+    job = store.create_generation("x", model_name="m", duration_seconds=1)
+    assert store.claim_next("w", lease_seconds=10) is not None
+    musicstore_clock.advance(10)
+    assert store.requeue_expired().requeued == [job.id]

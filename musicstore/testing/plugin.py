@@ -16,6 +16,7 @@
 - ``musicstore_s3_files``: ``open_filestore(musicstore_s3_url)``, the object store under that fresh prefix
   (a ``FileStore``: ``put``, ``get``, ``list``...), closed afterwards.
 - ``musicstore_store``: a ``Store`` on ``musicstore_sqlite_url`` with ``musicstore_clock``.
+- ``musicstore_postgres_store``: the same on ``musicstore_postgres_url`` (skips as it does).
 - ``musicstore_output_root``: an empty folder for exported audio.
 - ``musicstore_live_server``: a factory ``start(app) -> LiveServer`` that serves an ASGI app (e.g.
   ``musicstore.web.create_app(store)``) with uvicorn on 127.0.0.1 on a free port in a thread (``.url``).
@@ -185,6 +186,14 @@ def musicstore_store(musicstore_sqlite_url: str, musicstore_clock: FakeClock) ->
     from ..store import Store
 
     with Store(musicstore_sqlite_url, clock=musicstore_clock) as store:
+        yield store
+
+
+@pytest.fixture
+def musicstore_postgres_store(musicstore_postgres_url: str, musicstore_clock: FakeClock) -> Iterator[Any]:
+    from ..store import Store
+
+    with Store(musicstore_postgres_url, clock=musicstore_clock) as store:
         yield store
 
 
