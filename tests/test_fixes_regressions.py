@@ -1048,3 +1048,44 @@ def test_the_plugin_gives_a_migrated_postgres_store_with_the_fake_clock(
     assert store.claim_next("w", lease_seconds=10) is not None
     musicstore_clock.advance(10)
     assert store.requeue_expired().requeued == [job.id]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_generations_narrow_like_generation_requests(store: Store, data: st.DataObject) -> None:
+    """Issue 6: each strategy has a way to narrow it "(e.g. statuses=, max_seconds=)"; ``generations``
+    took only ``statuses`` and ``max_attempts``, so rows of one model, rate or length could not be drawn.
+    It takes ``generation_requests``' narrowing too, and the rows still pass the schema."""
+    from musicstore.models import Prompt
+    from musicstore.ops import import_rows
+    from musicstore.testing import strategies as ms
+
+    row = data.draw(
+        ms.generations(
+            statuses=["completed", "failed"],
+            min_seconds=2,
+            max_seconds=30,
+            sample_rates=[48_000],
+            channels=[1],
+            model_names=["my-model"],
+        )
+    )
+    assert row.status in (Status.COMPLETED, Status.FAILED) and 2 <= row.duration_seconds <= 30
+    assert (row.sample_rate, row.channels, row.model_name) == (48_000, 1, "my-model")
+    prompt = Prompt(0, row.prompt, 1, row.created_at, row.created_at)
+    assert store.run(import_rows, [prompt], [row]) == 1
+    assert store.get_generation(row.id) == row
+
+
+def test_generations_refuse_bad_request_narrowing_with_invalid_input() -> None:
+    from musicstore.testing import strategies as ms
+
+    narrowings: list[dict[str, Any]] = [
+        {"max_seconds": 0},
+        {"sample_rates": [100]},
+        {"channels": []},
+        {"model_names": [""]},
+    ]
+    for narrowing in narrowings:
+        with pytest.raises(InvalidInput):
+            ms.generations(**narrowing)

@@ -137,8 +137,13 @@ _EPOCH_2025 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 @st.composite
-def _generation(draw: st.DrawFn, statuses: tuple[Status, ...], max_attempts: int) -> Generation:
-    request = draw(generation_requests())
+def _generation(
+    draw: st.DrawFn,
+    statuses: tuple[Status, ...],
+    max_attempts: int,
+    requests: st.SearchStrategy[dict[str, Any]],
+) -> Generation:
+    request = draw(requests)
     status = draw(st.sampled_from(statuses))
     created = _EPOCH_2025 + timedelta(microseconds=draw(st.integers(0, 2 * 365 * 86_400 * 10**6)))
     later = st.integers(1, 3_600 * 10**6).map(lambda us: timedelta(microseconds=us))
@@ -176,17 +181,34 @@ def _generation(draw: st.DrawFn, statuses: tuple[Status, ...], max_attempts: int
 
 
 def generations(
-    *, statuses: Iterable[Status | str] | Status | str = tuple(Status), max_attempts: int = 3
+    *,
+    statuses: Iterable[Status | str] | Status | str = tuple(Status),
+    max_attempts: int = 3,
+    min_seconds: float | None = None,
+    max_seconds: float = 300.0,
+    sample_rates: Iterable[int] = SAMPLE_RATES,
+    channels: Iterable[int] = (1, 2),
+    model_names: Iterable[str] = MODEL_NAMES,
+    prompt: st.SearchStrategy[str] | None = None,
 ) -> st.SearchStrategy[Generation]:
     """Whole rows in any of ``statuses`` (one status, or several), consistent with the status machine (a
     processing row has a worker and lease, a completed one a file, timestamps in order); for testing code
-    that reads rows."""
+    that reads rows. Their requests are narrowed as ``generation_requests``' are (``min_seconds``,
+    ``max_seconds``, ``sample_rates``, ``channels``, ``model_names``, ``prompt``), with its checks."""
+    requests = generation_requests(
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+        sample_rates=sample_rates,
+        channels=channels,
+        model_names=model_names,
+        prompt=prompt,
+    )
     if isinstance(statuses, str):  # Status is a str too
         statuses = [statuses]
     chosen = tuple(dict.fromkeys(validate.status(s) for s in statuses))
     if not chosen:
         raise InvalidInput("statuses must name at least one status")
-    return _generation(chosen, validate.integer(max_attempts, "max_attempts", 1, 1_000_000))
+    return _generation(chosen, validate.integer(max_attempts, "max_attempts", 1, 1_000_000), requests)
 
 
 @st.composite
