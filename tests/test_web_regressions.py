@@ -654,3 +654,31 @@ def test_a_500_or_502_is_logged_with_its_reason(
     assert "outside the output root" in logged[0].getMessage()
     assert "/api/overview" in logged[1].getMessage() and "generation_model_totals" in logged[1].getMessage()
     assert "token" not in logged[1].getMessage()  # the path alone, never its query
+
+
+def test_the_overviews_hours_count_every_completion_of_the_last_day(
+    backend_url: str, musicstore_clock: Any, tmp_path: Path
+) -> None:
+    """The hourly chart's 'completed' is the store's throughput: every completion of the last 24 hours,
+    whenever its row was created. It counted only rows created in the last 24 hours, so a queue working
+    through a backlog older than a day showed no completion at all (4 here, in the last hour)."""
+    clock = musicstore_clock
+    with Store(backend_url, clock=clock) as store:
+        for i in range(6):
+            store.create_generation(
+                f"p{i}", model_name="m", duration_seconds=1, sample_rate=32_000, channels=1
+            )
+        clock.advance(30 * 3600)  # a backlog more than a day old
+        for i in range(5):
+            claimed = store.claim_next("gpu-0", lease_seconds=60)
+            assert claimed is not None
+            if i < 4:
+                store.complete_generation(claimed.id, file_path=f"{claimed.id}.wav", file_size_bytes=10)
+            else:
+                store.fail(claimed.id, "boom", retry=False, worker_id="gpu-0")
+        store.create_generation("new", model_name="m", duration_seconds=1, sample_rate=32_000, channels=1)
+        with TestClient(create_app(store, root=tmp_path)) as client:
+            hours = client.get("/api/overview").json()["charts"]["hours"]
+    series = dict(hours["series"])
+    assert series["completed"][-1] == 4 and sum(series["completed"]) == 4
+    assert sum(series["created"]) == 1  # the one created in the last 24 hours, as before

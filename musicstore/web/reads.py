@@ -207,6 +207,14 @@ _PROMPTS = columns("prompt")
 
 
 @reader
+def completions_by_hour_op(since: datetime) -> Steps[list[int]]:
+    """Completions in each of the 24 hours from ``since``, whenever their rows were created."""
+    since = validate.moment(since, "since")
+    row = yield Call("dashboard_completions_by_hour", {"since": since})
+    return [int(row[f"h{hour:02d}"]) for hour in range(24)]
+
+
+@reader
 def days_op(since: str) -> Steps[list[tuple[str, int]]]:
     """Generations created per UTC day from ``since`` (``YYYY-MM-DD``) on, from the running totals by day."""
     parse_day(since)
@@ -218,6 +226,7 @@ __all__ = [
     "SEARCH_WINDOW",
     "Filters",
     "TablePage",
+    "completions_by_hour_op",
     "days_op",
     "decode_cursor",
     "encode_cursor",
