@@ -29,8 +29,9 @@ from musicstore.maintenance.relocate import copy_files
 from musicstore.maintenance.usage import disk_usage
 from musicstore.ops.storage import get_storage, record_storage
 from musicstore.recording import export_generation
+from tests.conftest import new_job
 from tests.test_copy_files import on_disk
-from tests.test_maintenance_s3 import DATA, in_bucket, keys, rendition
+from tests.test_maintenance_s3 import DATA, RENDITION, in_bucket, keys, rendition
 from tests.test_record import OPTIONS, claimed, music
 
 
@@ -482,3 +483,43 @@ def test_demo_checks_its_output_root_before_it_enqueues(
     good = objects.url if fault != "a file on the way" else str(tmp_path / "audio")
     stats = run_demo(db_url, count=2, seconds=1.0, output_root=good, echo=lambda line: None)
     assert stats.by_status[Status.COMPLETED] == 2
+
+
+@pytest.mark.parametrize("nesting", ["inside", "around"])
+def test_reconcile_never_takes_a_file_of_a_store_nested_in_its_root_for_an_orphan(
+    store: Store, where: FileStore, nesting: str
+) -> None:
+    """A file recorded by a row of a store nested in the root reconciled (``root/music/`` inside ``root``),
+    or of a store around it (``root/music/`` reconciled, the row in ``root`` with a key ``music/...``), is
+    the same file under another key. The bucket's reconcile looks such rows up; the folder's took their
+    master and rendition for orphans, and ``repair=True, delete_orphans=True`` deleted them, leaving a
+    completed row without its file. Both backends count them referenced and leave them, and ``disk_usage``
+    counts no orphan."""
+    inner = open_filestore(where.url.rstrip("/") + "/music/")
+    recorded_in, reconciled = (inner, where) if nesting == "inside" else (where, inner)
+    job = new_job(store)
+    assert store.claim_next("worker-1") is not None
+    master = f"{'music/' if nesting == 'around' else ''}{job.created_at:%Y/%m/%d}/{job.id}.wav"
+    done = in_bucket_at(store, recorded_in, job.id, master)
+    extra = f"{master.rpartition('/')[0]}/{job.id}.streaming.0123abcd.mp3"  # beside its master
+    data = b"ID3" + b"\2" * 50
+    recorded_in.put(extra, data)
+    store.create_rendition(
+        done.id, storage_key=extra, file_size_bytes=len(data), checksum=hashlib.sha256(data).hexdigest(),
+        **RENDITION,
+    )  # fmt: skip
+    before = keys(recorded_in)
+    assert len(before) == 2
+    report = reconcile(store, reconciled, repair=True, delete_orphans=True)
+    assert (report.orphan_count, report.referenced_files) == (0, 2), report.orphans
+    assert keys(recorded_in) == before
+    assert disk_usage(store, reconciled).orphans.files == 0
+
+
+def in_bucket_at(store: Store, files: FileStore, gid: str, key: str) -> Generation:
+    """The claimed generation ``gid`` completed with its file at ``key`` of ``files``, as recording does."""
+    info = files.put(key, DATA)
+    done: Generation = store.complete_generation(gid, file_path=key, file_size_bytes=len(DATA))
+    assert info.checksum is not None
+    store.run(record_storage, gid, storage_url=files.url, key=key, checksum=info.checksum)
+    return done

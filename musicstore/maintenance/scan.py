@@ -152,6 +152,13 @@ def rows_by_ids(ids: list[str]) -> Steps[dict[str, tuple[str, str | None]]]:
     return {r["id"]: (r["status"], r["file_path"]) for r in rows}
 
 
+@reader
+def folders_by_ids(ids: list[str]) -> Steps[dict[str, tuple[str, str | None]]]:
+    """id → (status, storage_url) for those of ``ids`` that exist."""
+    rows = yield Call("maintenance_generations_by_ids", {"ids": json.dumps(ids)})
+    return {r["id"]: (r["status"], r["storage_url"]) for r in rows}
+
+
 def canonical_path(path: str | None) -> str | None:
     """A row's ``file_path`` as ``RootDir`` reaches it (``./a//b.wav`` → ``a/b.wav``: ``.`` and empty segments
     dropped), the form the walk's paths have; None for no path, or one that leads outside the root."""
@@ -365,10 +372,11 @@ def classify_audio(store: Store, entries: list[Entry]) -> tuple[list[Classified]
     return decided, candidates
 
 
-def confirm_orphans(store: Store, candidates: list[Classified]) -> list[Classified]:
+def confirm_orphans(store: Store, candidates: list[Classified], root: Path | None = None) -> list[Classified]:
     """Mark as referenced the candidates some row records by path, with the status of the generation that
-    records it (a rendition's: its generation's; the one the file's name carries first); the rest stay
-    orphans."""
+    records it (a rendition's: its generation's; the one the file's name carries first); with ``root``,
+    also those the generation their name carries records in a folder inside or around ``root``
+    (``_recorded_in_other_folders``); the rest stay orphans."""
     owners: dict[str, list[str]] = {}
     for gid, path in store.run(rows_by_file_paths, [c.entry.rel for c in candidates]):
         owners.setdefault(path, []).append(gid)
@@ -379,7 +387,39 @@ def confirm_orphans(store: Store, candidates: list[Classified]) -> list[Classifi
             item.state = "referenced"
             owner = rows.get(item.entry.stem if item.entry.stem in gids else gids[0])
             item.status = None if owner is None else owner[0]
+    if root is not None:
+        _recorded_in_other_folders(store, root, [c for c in candidates if c.state == "orphan"])
     return candidates
+
+
+def _recorded_in_other_folders(store: Store, root: Path, items: list[Classified]) -> None:
+    """Mark as referenced those of ``items`` that the generation their name carries records in another
+    folder that holds them too: one inside ``root`` (``root/music``, whose rows name the file ``music/``
+    shorter) or around it (whose rows name it longer). The bucket's walk does the same
+    (``bucket._recorded_elsewhere``); without it, ``reconcile --repair --delete-orphans`` of the outer (or
+    inner) folder deleted the files of completed rows."""
+    if not items:
+        return
+    owners = store.run(folders_by_ids, sorted({item.entry.stem for item in items}))
+    base = os.path.realpath(root)
+    wanted: dict[str, list[tuple[Classified, str]]] = {}
+    for item in items:
+        owner = owners.get(item.entry.stem)
+        if owner is None or owner[1] is None or owner[1][:5].lower() != "file:":
+            continue
+        try:
+            folder = os.path.realpath(local_path(owner[1]))
+        except (InvalidInput, OSError, ValueError):
+            continue
+        rel = os.path.relpath(os.path.join(base, item.entry.rel), folder)
+        if folder != base and rel != ".." and not rel.startswith(("../", "/")):
+            wanted.setdefault(rel, []).append((item, owner[0]))
+    if not wanted:
+        return
+    for gid, path in store.run(rows_by_file_paths, sorted(wanted)):
+        for item, status in wanted.get(path, []):
+            if item.entry.stem == gid:
+                item.state, item.status = "referenced", status
 
 
 def classify_peaks(store: Store, entries: list[Entry]) -> list[Classified]:
@@ -422,13 +462,13 @@ def classified(
             yield from decided
             candidates += found
             if len(candidates) >= batch:
-                yield from confirm_orphans(store, candidates)
+                yield from confirm_orphans(store, candidates, root)
                 candidates = []
     if pending:
         decided, found = classify_audio(store, pending)
         yield from decided
         candidates += found
     if candidates:
-        yield from confirm_orphans(store, candidates)
+        yield from confirm_orphans(store, candidates, root)
     if drawn:
         yield from classify_peaks(store, drawn)
