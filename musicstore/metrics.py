@@ -36,6 +36,7 @@ from prometheus_client.registry import Collector
 from . import validate
 from .models import EPOCH, Status, columns, to_datetime
 from .ops import NOW, TOTALS, Call, Steps, reader
+from .ops.progress import COUNT
 from .store import Store, require_store
 
 DEFAULT_WINDOW = 3600.0
@@ -98,6 +99,8 @@ class Window:
     retries: int = 0
     lease_expiries: int = 0
     truncated: bool = False
+    completions: int = 0
+    """Completions in the window, whenever their rows were created (the throughput)."""
 
 
 @dataclass(slots=True)
@@ -163,6 +166,7 @@ class MetricsSnapshot:
                 "retries": self.window.retries,
                 "lease_expiries": self.window.lease_expiries,
                 "truncated": self.window.truncated,
+                "completions": self.window.completions,
             },
             "generation_time_seconds": self.generation_time.as_dict(),
             "export_time_seconds": self.export_time.as_dict(),
@@ -290,6 +294,10 @@ def metrics_op(
         processing_by_priority[priority_class(row["priority"])] += 1
     recent = yield from recent_op.steps(now - timedelta(seconds=seconds), limit)
     counted = Window(seconds, dict.fromkeys(by_status, 0), truncated=len(recent) >= limit)
+    # the throughput: a range of the completed index, whatever the rows' creation (a backlog older than the
+    # window would show none among the rows created in it)
+    since = now - timedelta(seconds=seconds)
+    counted.completions = int((yield Call("count_completed_since", {"since": since}, COUNT))[0])
     for row in recent:
         counted.generations[row["status"]] += 1
         attempts = int(row["attempts"])
@@ -432,6 +440,8 @@ def families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
         [((window[0][0], k), v) for k, v in s.window.generations.items()],
     )  # fmt: skip
     for name, doc, value in (
+        ("completions", "Completions in the trailing window, whenever their generations were created.",
+         s.window.completions),
         ("claims", "Claims (attempts) of the generations created in the trailing window.", s.window.claims),
         ("retries", "Claims after the first, of the generations created in the trailing window.",
          s.window.retries),

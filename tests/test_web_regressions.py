@@ -682,3 +682,40 @@ def test_the_overviews_hours_count_every_completion_of_the_last_day(
     series = dict(hours["series"])
     assert series["completed"][-1] == 4 and sum(series["completed"]) == 4
     assert sum(series["created"]) == 1  # the one created in the last 24 hours, as before
+
+
+def test_metrics_count_every_completion_of_the_window(
+    backend_url: str, musicstore_clock: Any, tmp_path: Path
+) -> None:
+    """musicstore_window_completions{window} counts the completions of the trailing window whenever their
+    rows were created, so a rate is read off /metrics while the queue works through a backlog older than the
+    window. The window's figures counted only rows created in it: with every job waiting more than an hour,
+    /metrics (and read_metrics) showed no completion, though the workers finished 3 in that hour."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from musicstore.metrics import metrics_text, read_metrics
+
+    clock = musicstore_clock
+    with Store(backend_url, clock=clock) as store:
+        for i in range(4):
+            store.create_generation(
+                f"p{i}", model_name="m", duration_seconds=1, sample_rate=32_000, channels=1
+            )
+        clock.advance(2 * 3600)  # every job has waited two hours
+        for _ in range(3):
+            claimed = store.claim_next("gpu-0", lease_seconds=60)
+            assert claimed is not None
+            store.complete_generation(claimed.id, file_path=f"{claimed.id}.wav", file_size_bytes=10)
+        clock.advance(3 * 3600 - 60)  # older than the window: not counted
+        claimed = store.claim_next("gpu-0", lease_seconds=60)
+        assert claimed is not None
+        store.complete_generation(claimed.id, file_path=f"{claimed.id}.wav", file_size_bytes=10)
+        assert read_metrics(store, window=3600).window.completions == 1
+        assert read_metrics(store, window=4 * 3600).window.completions == 4
+        text = metrics_text(store).decode()
+        with TestClient(create_app(store, root=tmp_path)) as client:
+            api = client.get("/api/overview").json()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    (sample,) = families["musicstore_window_completions"].samples
+    assert sample.labels == {"window": "3600s"} and sample.value == 1
+    assert api["window"]["completions"] == 4  # the overview's window is a day
