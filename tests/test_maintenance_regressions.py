@@ -369,3 +369,40 @@ def test_disk_usage_counts_a_rendition_under_its_generations_status_on_a_folder_
     assert {k: (b.files, b.bytes) for k, b in usage.by_status.items()} == {
         "completed": (3, 160), "orphan": (2, 10), "other": (1, 11), "pending": (1, 13),
     }  # fmt: skip
+
+
+def test_a_demo_stopped_midway_leaves_none_of_its_jobs_queued_and_the_next_demo_runs(tmp_path: Path) -> None:
+    """SIGTERM (or Ctrl-C) while the demo exports: its jobs not done were left pending (and the one in
+    hand processing), and every later demo on that database was refused ('holds N pending job(s) the demo
+    did not enqueue', though it had). The demo now cancels its unfinished jobs as it stops."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path}/demo.db"
+    root = tmp_path / "out"
+    command = [sys.executable, "-m", "musicstore", "demo", "-d", url, "-o", str(root)]
+    process = subprocess.Popen(
+        [*command, "--count", "300"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 120
+    while not any(root.rglob("*.wav")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 143 and err.strip() == "musicstore: terminated", err
+    with Store(url) as store:
+        assert store.count_generations(status="pending") == 0
+        assert store.count_generations(status="processing") == 0
+        done = store.count_generations(status="completed")
+        assert done < 300 and store.count_generations(status="cancelled") == 300 - done
+    again = subprocess.run(
+        [*command, "--count", "1"], check=False, capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr

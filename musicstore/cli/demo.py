@@ -8,16 +8,17 @@ job beside its master (``musicstore.rendering``); the loudness figures of every 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import validate
 from ..audio import RenditionSpec, get_profile, synthesize_music
-from ..errors import InvalidInput
+from ..errors import InvalidInput, MusicstoreError
 from ..filestore import FileStore, open_filestore
 from ..migrate import migrate
-from ..models import Stats
+from ..models import Stats, Status
 from ..ops import Rendition
 from ..recording import export_generation
 from ..rendering import render_generation
@@ -98,6 +99,7 @@ def run_demo(
 
     The demo works only on its own jobs: it refuses a database that already holds pending jobs (it would claim
     them), and if it claims a job another process enqueued while it ran, it hands that job back and stops.
+    Stopped early (an error, Ctrl-C, SIGTERM), it cancels its own jobs not done before the error goes on.
     ``progress(done)`` is called after each export (the CLI draws its progress bar with it).
     """
     count = validate.integer(count, "count", 1)  # the arguments checked before anything is written
@@ -130,6 +132,17 @@ def _check_root(root: str | Path | FileStore) -> None:
         open_filestore(root).close()
 
 
+def _withdraw(store: Store, ours: set[str]) -> None:
+    """Cancel the demo's jobs not done when it stops early (its pending ones, the one in hand), so that none
+    waits in the queue for a worker (nor makes the next demo refuse the database). Best effort: the error
+    that stopped the demo is what is reported; a job finished meanwhile stays as it is."""
+    for generation_id in sorted(ours):
+        with contextlib.suppress(MusicstoreError):
+            found = store.get_generation(generation_id)
+            if found is not None and found.status in (Status.PENDING, Status.PROCESSING):
+                store.cancel(generation_id, "the demo stopped before finishing this job")
+
+
 def _jobs(
     url: str | None,
     root: str | Path | FileStore,
@@ -158,63 +171,69 @@ def _jobs(
         echo(f"database: {without_password(store.url.url)} ({len(applied)} migration(s) applied)")
         echo(f"audio:    {output_root}")
         ours: set[str] = set()
-        for i in range(count):
-            prompt, bpm, drums = PROMPTS[i % len(PROMPTS)]
-            job = store.create_generation(
-                prompt,
-                model_name="musicgen-small",
-                duration_seconds=seconds,
-                sample_rate=SAMPLE_RATE,
-                channels=CHANNELS,
-                metadata={"bpm": bpm, "seed": i, "drums": drums},
-            )
-            echo(f"enqueued  {job.id}  {prompt!r}")
-            ours.add(job.id)
-        while (claimed := store.claim_next(worker_id, lease_seconds=60)) is not None:
-            if claimed.id not in ours:  # enqueued by someone else meanwhile: hand it back and stop
-                store.fail(
-                    claimed.id,
-                    "claimed by the demo by mistake; handed back",
-                    max_attempts=claimed.attempts + 1,  # always back to pending, never failed
-                    worker_id=worker_id,
+        try:
+            for i in range(count):
+                prompt, bpm, drums = PROMPTS[i % len(PROMPTS)]
+                job = store.create_generation(
+                    prompt,
+                    model_name="musicgen-small",
+                    duration_seconds=seconds,
+                    sample_rate=SAMPLE_RATE,
+                    channels=CHANNELS,
+                    metadata={"bpm": bpm, "seed": i, "drums": drums},
                 )
-                raise InvalidInput(
-                    f"another process enqueued job {claimed.id} while the demo ran; the demo handed it back "
-                    "and stopped: run the demo on a database of its own (--database)"
+                echo(f"enqueued  {job.id}  {prompt!r}")
+                ours.add(job.id)
+            while (claimed := store.claim_next(worker_id, lease_seconds=60)) is not None:
+                if claimed.id not in ours:  # enqueued by someone else meanwhile: hand it back and stop
+                    store.fail(
+                        claimed.id,
+                        "claimed by the demo by mistake; handed back",
+                        max_attempts=claimed.attempts + 1,  # always back to pending, never failed
+                        worker_id=worker_id,
+                    )
+                    raise InvalidInput(
+                        f"another process enqueued job {claimed.id} while the demo ran; the demo handed it "
+                        "back and stopped: run the demo on a database of its own (--database)"
+                    )
+                store.heartbeat(
+                    claimed.id, worker_id, lease_seconds=60
+                )  # a real worker beats while the model runs
+                audio = _model(
+                    claimed.duration_seconds, claimed.sample_rate, claimed.channels, claimed.metadata
                 )
-            store.heartbeat(
-                claimed.id, worker_id, lease_seconds=60
-            )  # a real worker beats while the model runs
-            audio = _model(claimed.duration_seconds, claimed.sample_rate, claimed.channels, claimed.metadata)
-            done = export_generation(store, claimed, audio, root=root, worker_id=worker_id)
-            m = done.generation.metadata
-            rows.append([
-                str(done.generation.file_path),
-                str(m["bpm"]),
-                _db(m["loudness_before_lufs"]),
-                _db(m["loudness_lufs"]),
-                _db(m["true_peak_dbtp"]),
-                _db(m["gain_db"]),
-                _db(m["limiter_max_reduction_db"]),
-                f"{100 * m['limiter_fraction']:.1f}",
-                str(m["loudness_status"]),
-                f"{done.generation.file_size_bytes:,}",
-            ])  # fmt: skip
-            made: list[Rendition] = []
-            if formats:
-                made = render_generation(store, claimed.id, root=root, formats=formats, profile=profile)
-                made_rows += [
-                    [r.storage_key, r.format, r.profile, _db(r.loudness_lufs), _db(r.true_peak_dbtp),
-                     r.loudness_status, f"{r.file_size_bytes:,}"]
-                    for r in made
-                ]  # fmt: skip
-            if collect is not None:
-                collect.append({
-                    "generation": done.generation, "storage_url": done.storage_url, "key": done.key,
-                    "checksum": done.checksum, "renditions": made,
-                })  # fmt: skip
-            if progress is not None:
-                progress(len(rows))
+                done = export_generation(store, claimed, audio, root=root, worker_id=worker_id)
+                m = done.generation.metadata
+                rows.append([
+                    str(done.generation.file_path),
+                    str(m["bpm"]),
+                    _db(m["loudness_before_lufs"]),
+                    _db(m["loudness_lufs"]),
+                    _db(m["true_peak_dbtp"]),
+                    _db(m["gain_db"]),
+                    _db(m["limiter_max_reduction_db"]),
+                    f"{100 * m['limiter_fraction']:.1f}",
+                    str(m["loudness_status"]),
+                    f"{done.generation.file_size_bytes:,}",
+                ])  # fmt: skip
+                made: list[Rendition] = []
+                if formats:
+                    made = render_generation(store, claimed.id, root=root, formats=formats, profile=profile)
+                    made_rows += [
+                        [r.storage_key, r.format, r.profile, _db(r.loudness_lufs), _db(r.true_peak_dbtp),
+                         r.loudness_status, f"{r.file_size_bytes:,}"]
+                        for r in made
+                    ]  # fmt: skip
+                if collect is not None:
+                    collect.append({
+                        "generation": done.generation, "storage_url": done.storage_url, "key": done.key,
+                        "checksum": done.checksum, "renditions": made,
+                    })  # fmt: skip
+                if progress is not None:
+                    progress(len(rows))
+        except BaseException:  # a Ctrl-C, a SIGTERM, a failed export: none of its jobs left queued
+            _withdraw(store, ours)
+            raise
         echo("")
         headers = ["file", "bpm", "LUFS in", "LUFS out", "dBTP", "gain dB", "limit dB", "limited %",
                    "status", "bytes"]  # fmt: skip
