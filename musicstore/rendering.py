@@ -66,7 +66,21 @@ def _specs(formats: Sequence[str | RenditionSpec] | str, bitrate_kbps: int | Non
     return specs
 
 
+DEFAULT_TOLERANCE_LU = LoudnessProfile.__dataclass_fields__["tolerance_lu"].default
+"""A profile's tolerance that a request's key leaves out (every named profile's): the keys recorded before
+the tolerance was part of a request stay what they were."""
+
+
+def _with_tolerance(settings: Mapping[str, Any], profile: LoudnessProfile) -> dict[str, Any]:
+    """``settings`` with the profile's ``tolerance_lu`` when it is not the default: what counts as reached
+    is part of the request, so a row made for ±3 LU never answers a request for ±0.1 LU."""
+    if profile.tolerance_lu == DEFAULT_TOLERANCE_LU:
+        return dict(settings)
+    return {**settings, "tolerance_lu": profile.tolerance_lu}
+
+
 def _request_key(settings: dict[str, Any], profile: LoudnessProfile) -> str:
+    settings = _with_tolerance(settings, profile)
     keyed = {**settings, "profile": profile.name, "target_lufs": profile.target_lufs}
     return settings_key({**keyed, "ceiling_dbtp": profile.ceiling_dbtp})
 
@@ -173,7 +187,7 @@ def render_generation(
     check_options(options)
     generation = _generation(store, generation_id)
     rate, channels = generation.sample_rate, generation.channels
-    requests = [(spec, spec.settings(rate, channels).description) for spec in specs]
+    requests = [(spec, _with_tolerance(spec.settings(rate, channels).description, chosen)) for spec in specs]
     provenance = provenance_of(generation)
     made: list[Rendition] = []
     with _delivery(store, generation, root, files) as delivery:
@@ -263,7 +277,7 @@ def _record(
             row = tx.create_rendition(
                 generation_id,
                 storage_key=key,
-                settings=result.codec,
+                settings=_with_tolerance(result.codec, profile),
                 profile=profile.name,
                 target_lufs=profile.target_lufs,
                 ceiling_dbtp=profile.ceiling_dbtp,

@@ -482,3 +482,32 @@ def test_0021_rolls_back_and_applies_again_on_renditions(collated_url: str) -> N
         listed = store.list_renditions(gid)
     assert sorted(listed, key=lambda r: r.id) == sorted(made, key=lambda r: r.id)
     assert [r.settings["mode"] for r in listed] == ["B", "a", "a-c", "a_c"]
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "vorbis"])
+def test_a_request_with_a_tighter_tolerance_is_not_answered_by_a_looser_ones_row(
+    sqlite_url: str, tmp_path: Path, fmt: str
+) -> None:
+    """A custom profile's tolerance_lu was not part of a request's key: asked again with ±0.1 LU after ±3 LU,
+    render_generation returned the row made for ±3 (an MP3 0.52 LU from the target) with its status
+    'limited', target reached: a miss reported as reached. A tolerance other than the default 0.5 LU is now
+    part of the request; the default keeps the keys it had (named profiles, rows already recorded)."""
+    from musicstore.audio import LoudnessProfile
+
+    loose = LoudnessProfile(-12.0, -1.0, tolerance_lu=3.0)
+    tight = LoudnessProfile(-12.0, -1.0, tolerance_lu=0.1)
+    with Store(sqlite_url, migrate=True) as store:
+        done = exported(store, tmp_path, seconds=3.0)
+        made = render_generation(store, done.id, root=tmp_path, formats=[fmt], profile=loose)[0]
+        again = render_generation(store, done.id, root=tmp_path, formats=[fmt], profile=tight)[0]
+        assert again.id != made.id and again.storage_key != made.storage_key
+        assert again.settings["tolerance_lu"] == 0.1 and made.settings["tolerance_lu"] == 3
+        assert again.loudness_lufs is not None
+        if again.loudness_status in ("normalized", "limited"):
+            assert abs(again.loudness_lufs + 12.0) <= 0.1
+        else:
+            assert again.loudness_status == "target_missed"
+        assert render_generation(store, done.id, root=tmp_path, formats=[fmt], profile=tight) == [again]
+        default = render_generation(store, done.id, root=tmp_path, formats=[fmt], profile="streaming")[0]
+        assert "tolerance_lu" not in default.settings  # a named profile's key is what it was
+        assert len(store.list_renditions(done.id)) == 3
