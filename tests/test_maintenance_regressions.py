@@ -17,6 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from musicstore import Generation, InvalidInput, StorageError, Store
 from musicstore.filestore import FileStore
+from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.relocate import copy_files
 from musicstore.maintenance.retention import cleanup
 from musicstore.maintenance.transfer import check_rows, copy_store
@@ -406,3 +407,29 @@ def test_a_demo_stopped_midway_leaves_none_of_its_jobs_queued_and_the_next_demo_
         [*command, "--count", "1"], check=False, capture_output=True, text=True, timeout=300
     )
     assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize("delete", [False, True])
+def test_reconcile_repairs_an_orphan_whose_name_is_not_utf8(
+    store: Store, tmp_path: Path, delete: bool
+) -> None:
+    """A file name of bytes that are not UTF-8 (``\\xff\\xfe.wav``, read back with surrogates) is an orphan
+    no row can record; ``reconcile(repair=True)`` (``musicstore reconcile --repair``) failed on it with a
+    UnicodeEncodeError traceback (its lock query sent the name as a generation id) and repaired nothing after
+    it. It is now quarantined or deleted like any orphan."""
+    import os
+
+    root = tmp_path / "out"
+    root.mkdir()
+    name = os.fsdecode(b"\xff\xfe.wav")
+    (root / name).write_bytes(b"x")
+    (root / "z.wav").write_bytes(b"y")  # walked after it: repaired too
+    quarantine = tmp_path / "q"
+    report = reconcile(
+        store, root, repair=True, delete_orphans=delete, quarantine=None if delete else quarantine
+    )
+    assert report.orphan_count == 2 and not report.errors
+    assert {o.action for o in report.orphans} == {"deleted" if delete else "quarantined"}
+    assert not any(root.iterdir())
+    if not delete:
+        assert sorted(p.name for p in quarantine.iterdir()) == sorted([name, "z.wav"])

@@ -334,15 +334,25 @@ def orphan_claimed(generation_id: str, url: str | None, key: str) -> Steps[bool]
     return bool((yield from stored_by_keys.steps(url, [key])))
 
 
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` is UTF-8 text (no lone surrogate, as ``os.fsdecode`` makes of other bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _repair_unless_recorded(
     store: Store, repair: Callable[[], None], *, url: str | None, key: str, errors: list[str]
 ) -> bool:
     """Run ``repair`` on an orphan; for one named after a generation (its master or a rendition), inside a
     transaction that first locks that generation and finds the file still an orphan (``orphan_claimed``).
     Returns True (``repair`` not run) when it is not by then: a worker or a render recorded it meanwhile,
-    or its generation was queued again."""
+    or its generation was queued again. A name that is not UTF-8 (a file named in other bytes, read back with
+    surrogates) is no generation's and no row's: the database holds only UTF-8 text."""
     owner = audio_stem(key.rpartition("/")[2])
-    if owner is None:
+    if owner is None or not _is_utf8(key):
         repair()
         return False
     try:
