@@ -486,7 +486,7 @@ def test_0021_rolls_back_and_applies_again_on_renditions(collated_url: str) -> N
 
 @pytest.mark.parametrize("fmt", ["mp3", "vorbis"])
 def test_a_request_with_a_tighter_tolerance_is_not_answered_by_a_looser_ones_row(
-    sqlite_url: str, tmp_path: Path, fmt: str
+    db_url: str, tmp_path: Path, fmt: str
 ) -> None:
     """A custom profile's tolerance_lu was not part of a request's key: asked again with ±0.1 LU after ±3 LU,
     render_generation returned the row made for ±3 (an MP3 0.52 LU from the target) with its status
@@ -496,7 +496,7 @@ def test_a_request_with_a_tighter_tolerance_is_not_answered_by_a_looser_ones_row
 
     loose = LoudnessProfile(-12.0, -1.0, tolerance_lu=3.0)
     tight = LoudnessProfile(-12.0, -1.0, tolerance_lu=0.1)
-    with Store(sqlite_url, migrate=True) as store:
+    with Store(db_url, migrate=True) as store:
         done = exported(store, tmp_path, seconds=3.0)
         made = render_generation(store, done.id, root=tmp_path, formats=[fmt], profile=loose)[0]
         again = render_generation(store, done.id, root=tmp_path, formats=[fmt], profile=tight)[0]
