@@ -719,3 +719,25 @@ def test_metrics_count_every_completion_of_the_window(
     (sample,) = families["musicstore_window_completions"].samples
     assert sample.labels == {"window": "3600s"} and sample.value == 1
     assert api["window"]["completions"] == 4  # the overview's window is a day
+
+
+def test_the_overviews_hours_count_every_creation_of_a_busy_day(
+    sqlite_url: str, musicstore_clock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hourly 'created' series counts every row created in each hour. It counted the rows of the
+    overview's snapshot, the newest 50,000 of the day, so on a busier day the earlier hours showed none (here
+    the snapshot's limit is made 3 to see it with 5 rows)."""
+    import musicstore.web.app as web_app
+
+    clock = musicstore_clock
+    with Store(sqlite_url, clock=clock) as store:
+        for i in range(5):
+            store.create_generation(
+                f"p{i}", model_name="m", duration_seconds=1, sample_rate=32_000, channels=1
+            )
+            clock.advance(3600)
+        monkeypatch.setattr(web_app, "OVERVIEW_ROWS", 3)
+        with TestClient(create_app(store, root=tmp_path)) as client:
+            hours = client.get("/api/overview").json()["charts"]["hours"]
+    created = dict(hours["series"])["created"]
+    assert sum(created) == 5 and created[-6:] == [1, 1, 1, 1, 1, 0]

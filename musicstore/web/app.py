@@ -53,7 +53,7 @@ from ..ids import check_id
 from ..metrics import MetricsSnapshot, metrics_text, processing_op, read_metrics, workers_of
 from ..models import Generation, Status
 from ..store import Store, require_store
-from .reads import Filters, completions_by_hour_op, days_op, recent_prompts_op, table_page
+from .reads import Filters, completions_by_hour_op, created_by_hour_op, days_op, recent_prompts_op, table_page
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,9 @@ COOKIE = "musicstore_token"
 PEAK_BUCKETS = 1000
 TRENDING_ROWS = 50_000
 """At most this many of the newest rows of a trending window are counted."""
+OVERVIEW_ROWS = 50_000
+"""The overview's snapshot reads at most this many of the day's newest rows (its window figures and the
+failures per hour); the created and completed series count every row, on their indexes."""
 PEAKS_CACHED = 128
 AUDIO_TYPES = {
     ".wav": "audio/wav",
@@ -304,11 +307,11 @@ class Dashboard:
         return found
 
     def overview_data(self) -> tuple[MetricsSnapshot, dict[str, Any]]:
-        snapshot = read_metrics(self.store, window=86_400, window_limit=50_000)
+        snapshot = read_metrics(self.store, window=86_400, window_limit=OVERVIEW_ROWS)
         now = snapshot.taken_at
         hour0 = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
         hours = [hour0 + timedelta(hours=i) for i in range(24)]
-        created, failed = [0] * 24, [0] * 24
+        failed = [0] * 24
 
         def slot(moment: datetime | None) -> int | None:
             if moment is None or moment < hour0:
@@ -317,8 +320,6 @@ class Dashboard:
             return index if 0 <= index < 24 else None
 
         for row in snapshot.recent:
-            if (i := slot(row["created_at"])) is not None:
-                created[i] += 1
             if row["status"] == Status.FAILED and (i := slot(row["completed_at"])) is not None:
                 failed[i] += 1
         since = (now - timedelta(days=29)).strftime("%Y-%m-%d")
@@ -328,6 +329,8 @@ class Dashboard:
             # throughput: every completion of the window, whenever its row was created (a backlog older
             # than a day was not counted at all), on the completed index
             completed = tx.run(completions_by_hour_op, hour0)
+            # every creation of each hour (the snapshot holds the newest OVERVIEW_ROWS of the day)
+            created = tx.run(created_by_hour_op, hour0)
         charts = {
             "hours": {
                 "labels": [h.strftime("%H:00") for h in hours],

@@ -215,6 +215,14 @@ def completions_by_hour_op(since: datetime) -> Steps[list[int]]:
 
 
 @reader
+def created_by_hour_op(since: datetime) -> Steps[list[int]]:
+    """Generations created in each of the 24 hours from ``since``."""
+    since = validate.moment(since, "since")
+    row = yield Call("dashboard_created_by_hour", {"since": since})
+    return [int(row[f"h{hour:02d}"]) for hour in range(24)]
+
+
+@reader
 def days_op(since: str) -> Steps[list[tuple[str, int]]]:
     """Generations created per UTC day from ``since`` (``YYYY-MM-DD``) on, from the running totals by day."""
     parse_day(since)
@@ -227,6 +235,7 @@ __all__ = [
     "Filters",
     "TablePage",
     "completions_by_hour_op",
+    "created_by_hour_op",
     "days_op",
     "decode_cursor",
     "encode_cursor",

@@ -86,6 +86,82 @@ SELECT (SELECT count(*) FROM generations WHERE status = 'completed'
         AND completed_at >= CAST(:since AS timestamptz) + interval '23 hours'
         AND completed_at < CAST(:since AS timestamptz) + interval '24 hours') AS h23;
 
+-- name: dashboard_created_by_hour(since)^
+-- Generations created in each of the 24 hours from a moment (h00 is the first hour): one range count of the
+-- time index per hour, as dashboard_completions_by_hour.
+SELECT (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '0 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '1 hours') AS h00,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '1 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '2 hours') AS h01,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '2 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '3 hours') AS h02,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '3 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '4 hours') AS h03,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '4 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '5 hours') AS h04,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '5 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '6 hours') AS h05,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '6 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '7 hours') AS h06,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '7 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '8 hours') AS h07,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '8 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '9 hours') AS h08,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '9 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '10 hours') AS h09,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '10 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '11 hours') AS h10,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '11 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '12 hours') AS h11,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '12 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '13 hours') AS h12,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '13 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '14 hours') AS h13,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '14 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '15 hours') AS h14,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '15 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '16 hours') AS h15,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '16 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '17 hours') AS h16,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '17 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '18 hours') AS h17,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '18 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '19 hours') AS h18,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '19 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '20 hours') AS h19,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '20 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '21 hours') AS h20,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '21 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '22 hours') AS h21,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '22 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '23 hours') AS h22,
+       (SELECT count(*) FROM generations
+        WHERE created_at >= CAST(:since AS timestamptz) + interval '23 hours'
+        AND created_at < CAST(:since AS timestamptz) + interval '24 hours') AS h23;
+
 -- name: dashboard_search(pattern, regex, status, model_name, low_created_at, low_id, before_created_at, before_id, limit)
 -- Rows of the window [(low_created_at, low_id), cursor) whose prompt matches the lower-case LIKE pattern
 -- (escape character !), or for a text beyond ASCII the regular expression whose letters are classes of both

@@ -58,6 +58,58 @@ SELECT (SELECT count(*) FROM generations INDEXED BY generations_completed_at WHE
        (SELECT count(*) FROM generations INDEXED BY generations_completed_at WHERE status = 'completed'
         AND completed_at >= :since + 23 * 3600000000 AND completed_at < :since + 24 * 3600000000) AS h23;
 
+-- name: dashboard_created_by_hour(since)^
+-- Generations created in each of the 24 hours from a moment (h00 is the first hour): one range count of the
+-- time index per hour, as dashboard_completions_by_hour; created_at is in microseconds here.
+SELECT (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 0 * 3600000000 AND created_at < :since + 1 * 3600000000) AS h00,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 1 * 3600000000 AND created_at < :since + 2 * 3600000000) AS h01,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 2 * 3600000000 AND created_at < :since + 3 * 3600000000) AS h02,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 3 * 3600000000 AND created_at < :since + 4 * 3600000000) AS h03,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 4 * 3600000000 AND created_at < :since + 5 * 3600000000) AS h04,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 5 * 3600000000 AND created_at < :since + 6 * 3600000000) AS h05,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 6 * 3600000000 AND created_at < :since + 7 * 3600000000) AS h06,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 7 * 3600000000 AND created_at < :since + 8 * 3600000000) AS h07,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 8 * 3600000000 AND created_at < :since + 9 * 3600000000) AS h08,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 9 * 3600000000 AND created_at < :since + 10 * 3600000000) AS h09,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 10 * 3600000000 AND created_at < :since + 11 * 3600000000) AS h10,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 11 * 3600000000 AND created_at < :since + 12 * 3600000000) AS h11,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 12 * 3600000000 AND created_at < :since + 13 * 3600000000) AS h12,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 13 * 3600000000 AND created_at < :since + 14 * 3600000000) AS h13,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 14 * 3600000000 AND created_at < :since + 15 * 3600000000) AS h14,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 15 * 3600000000 AND created_at < :since + 16 * 3600000000) AS h15,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 16 * 3600000000 AND created_at < :since + 17 * 3600000000) AS h16,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 17 * 3600000000 AND created_at < :since + 18 * 3600000000) AS h17,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 18 * 3600000000 AND created_at < :since + 19 * 3600000000) AS h18,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 19 * 3600000000 AND created_at < :since + 20 * 3600000000) AS h19,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 20 * 3600000000 AND created_at < :since + 21 * 3600000000) AS h20,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 21 * 3600000000 AND created_at < :since + 22 * 3600000000) AS h21,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 22 * 3600000000 AND created_at < :since + 23 * 3600000000) AS h22,
+       (SELECT count(*) FROM generations INDEXED BY generations_created_at
+        WHERE created_at >= :since + 23 * 3600000000 AND created_at < :since + 24 * 3600000000) AS h23;
+
 -- name: dashboard_search(pattern, glob, status, model_name, low_created_at, low_id, before_created_at, before_id, limit)
 -- Rows of the window [(low_created_at, low_id), cursor) whose prompt matches the lower-case LIKE pattern
 -- (escape character !), or for a text beyond ASCII the GLOB pattern whose letters are classes of both cases
