@@ -1089,3 +1089,23 @@ def test_generations_refuse_bad_request_narrowing_with_invalid_input() -> None:
     for narrowing in narrowings:
         with pytest.raises(InvalidInput):
             ms.generations(**narrowing)
+
+
+def test_the_fake_clock_advances_by_a_timedelta_too(store: Store, tmp_path: Path) -> None:
+    """Retention takes its ages as timedeltas (``cleanup(older_than=timedelta(days=30))``); the fake clock
+    that tests them refused one (InvalidInput: 'seconds must be a number'), every user converting by hand.
+    A negative one is refused as a negative number of seconds is."""
+    from musicstore.maintenance.retention import cleanup
+
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
+    with Store(store.url.url, clock=clock) as timed:
+        job = new_job(timed)
+        timed.cancel(job.id)
+        assert clock.advance(timedelta(days=30, microseconds=1)) == datetime(
+            2026, 1, 31, 0, 0, 0, 1, tzinfo=UTC
+        )
+        plan = cleanup(timed, tmp_path, older_than=timedelta(days=30))
+        assert [d.id for d in plan.deleted] == [job.id]
+    with pytest.raises(InvalidInput, match="seconds"):
+        clock.advance(timedelta(seconds=-1))
+    assert clock.now == datetime(2026, 1, 31, 0, 0, 0, 1, tzinfo=UTC)
