@@ -135,9 +135,10 @@ def _check_root(root: str | Path | FileStore) -> None:
 def _withdraw(store: Store, ours: set[str]) -> None:
     """Cancel the demo's jobs not done when it stops early (its pending ones, the one in hand), so that none
     waits in the queue for a worker (nor makes the next demo refuse the database). Best effort: the error
-    that stopped the demo is what is reported; a job finished meanwhile stays as it is."""
-    for generation_id in sorted(ours):
-        with contextlib.suppress(MusicstoreError):
+    that stopped the demo is what is reported, and the first error here ends it (a database gone away is not
+    waited for once per job)."""
+    with contextlib.suppress(MusicstoreError):
+        for generation_id in sorted(ours):
             found = store.get_generation(generation_id)
             if found is not None and found.status in (Status.PENDING, Status.PROCESSING):
                 store.cancel(generation_id, "the demo stopped before finishing this job")
