@@ -433,3 +433,42 @@ def test_reconcile_repairs_an_orphan_whose_name_is_not_utf8(
     assert not any(root.iterdir())
     if not delete:
         assert sorted(p.name for p in quarantine.iterdir()) == sorted([name, "z.wav"])
+
+
+def _display_width(text: str) -> int:
+    import unicodedata
+
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
+
+
+def test_cli_tables_stay_aligned_with_wide_characters(tmp_path: Path) -> None:
+    """'Human output as aligned tables': cells were padded by code points, so a file name in CJK (two
+    columns each on a terminal) or with a combining accent pushed or pulled every column after it; the
+    reconcile table of orphans showed their bytes and action out of line. Padding is by display width."""
+    import subprocess
+    import sys
+
+    from musicstore.cli.table import table
+
+    lines = table([["曲子.wav", "1", "reported"], ["e\u0301.wav", "22", "reported"], ["ab.wav", "333", "x"]],
+                  ["path", "bytes", "action"])  # fmt: skip
+    starts = {_display_width(line[: line.index("  " + line.split()[-1])]) for line in lines[2:]}
+    assert len(starts) == 1, lines  # the last column starts at one terminal column on every row
+    url = f"sqlite:///{tmp_path}/x.db"
+    root = tmp_path / "out"
+    root.mkdir()
+    for name in ("音乐作品.wav", "b.wav"):
+        (root / name).write_bytes(b"x")
+    Store(url, migrate=True).close()
+    result = subprocess.run(
+        [sys.executable, "-m", "musicstore", "reconcile", "-d", url, "-o", str(root)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 4, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.endswith("reported")]
+    assert len(rows) == 2 and len({_display_width(row) for row in rows}) == 1, rows

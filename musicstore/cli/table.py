@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 
 _CONTROLS = "\x00-\x1f\x7f-\x9f\u2028\u2029"
@@ -33,19 +34,40 @@ def numeric(cell: str) -> bool:
     return cell.replace(",", "").replace("inf", "0").removeprefix("-").replace(".", "", 1).isdigit()
 
 
+def width(text: str) -> int:
+    """The columns ``text`` takes on a terminal: two for a wide (CJK, fullwidth) character, none for a
+    combining mark, one for any other (control characters are escaped before this)."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
+
+
+def _left(text: str, columns: int) -> str:
+    return text + " " * (columns - width(text))
+
+
+def _right(text: str, columns: int) -> str:
+    return " " * (columns - width(text)) + text
+
+
 def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> list[str]:
     """The lines of the table. A column of numbers (``-`` for none among them) has its numbers aligned
     right, and its header too when every cell is a number; in any other column (``show``'s values) every
     cell is aligned left, so a number never stands at the far end of a long text's width."""
     cells = [[printable(str(c)) for c in row] for row in rows]
     columns = range(len(headers))
-    widths = [max(len(row[i]) for row in [list(headers), *cells]) for i in columns]
+    widths = [max(width(row[i]) for row in [list(headers), *cells]) for i in columns]  # terminal columns
     right = [bool(cells) and all(numeric(row[i]) for row in cells) for i in columns]
     figures = [all(numeric(row[i]) or row[i] == "-" for row in cells) for i in columns]
-    head = "  ".join(h.rjust(w) if r else h.ljust(w) for h, w, r in zip(headers, widths, right, strict=True))
+    head = "  ".join(
+        _right(h, w) if r else _left(h, w) for h, w, r in zip(headers, widths, right, strict=True)
+    )
     body = [
         "  ".join(
-            c.rjust(w) if f and numeric(c) else c.ljust(w)
+            _right(c, w) if f and numeric(c) else _left(c, w)
             for c, w, f in zip(row, widths, figures, strict=True)
         ).rstrip()
         for row in cells
