@@ -710,3 +710,63 @@ def test_export_batch_figures_of_a_huge_item_are_those_of_the_clip(tmp_path: Pat
         assert result.true_peak_after == pytest.approx(results[0].true_peak_after, abs=1e-4)
         assert result.loudness_after == pytest.approx(results[0].loudness_after, abs=1e-4)
     assert results[1].path.read_bytes() == results[0].path.read_bytes()
+
+
+_KILLED_MIDWAY = """
+import os, signal, sys
+import numpy as np
+from musicstore.audio import export_audio, export_batch, files
+
+target, batch = sys.argv[1], sys.argv[2] == "batch"
+write = files._Sink.write
+written = [0]
+
+def killed_midway(self, data):  # part of the file is on disk, then the process dies (no cleanup runs)
+    done = write(self, data)
+    written[0] += done
+    if written[0] > 100_000:
+        os.fsync(self.fileno())
+        os.kill(os.getpid(), signal.SIGKILL)
+    return done
+
+files._Sink.write = killed_midway
+rng = np.random.default_rng(1)
+audio = (rng.standard_normal((2, 32_000 * 10)) * 0.1).astype(np.float32)
+if batch:
+    export_batch(np.stack([audio, audio]), 32_000, [target, target + ".2.wav"], workers=1)
+else:
+    export_audio(audio, 32_000, target)
+"""
+
+
+@pytest.mark.parametrize("batch", [False, True])
+@pytest.mark.parametrize("earlier", [False, True])
+def test_an_export_killed_midway_leaves_no_partial_file_at_its_path(
+    tmp_path: Path, batch: bool, earlier: bool
+) -> None:
+    """SIGKILL while the encoder writes: the final path holds nothing (or the earlier file, whole); only a
+    hidden ``.tmp`` file is left beside it, which no reader takes for the export."""
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "2026" / "01" / "02" / "gen.wav"
+    before = b""
+    if earlier:  # a retried export over the file of an earlier try
+        export_audio(clip(seconds=2.0), RATE, target)
+        before = target.read_bytes()
+    run = subprocess.run(
+        [sys.executable, "-c", _KILLED_MIDWAY, str(target), "batch" if batch else "one"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    if earlier:
+        assert target.read_bytes() == before
+    else:
+        assert not target.exists()
+    assert not Path(f"{target}.2.wav").exists()
+    left = [p.name for p in target.parent.iterdir() if p != target]
+    assert left and all(name.startswith(".gen.wav.") and name.endswith(".tmp") for name in left), left
