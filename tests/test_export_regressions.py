@@ -770,3 +770,35 @@ def test_an_export_killed_midway_leaves_no_partial_file_at_its_path(
     assert not Path(f"{target}.2.wav").exists()
     left = [p.name for p in target.parent.iterdir() if p != target]
     assert left and all(name.startswith(".gen.wav.") and name.endswith(".tmp") for name in left), left
+
+
+def _transients(channels: int, seconds: float, seed: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """A quiet noise bed with full-scale clicks twice a second: more peak-to-loudness than any cap allows."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((channels, round(seconds * RATE))) * 0.02
+    x[:, :: RATE // 2] = 0.9
+    return x.astype(np.float32)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cap=st.sampled_from([1.0, 3.0, 6.0, 9.5]),
+    channels=st.integers(1, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_the_limiter_never_reduces_beyond_its_depth_cap(
+    tmp_path: Path, cap: float, channels: int, seed: int
+) -> None:
+    """max_limiting_db caps the limiter's depth (issue 3: 'a cap on its depth, default 6 dB'): a clip that
+    needs more was limited by the cap plus the curve's 0.02 dB aim margin (6.02 dB at the default cap),
+    and reported so in limiter_max_reduction_db. The figure and the written samples now stay within it."""
+    audio = _transients(channels, 2.0, seed)
+    options = ExportOptions(max_limiting_db=cap, subtype="FLOAT")
+    result = export_audio(audio, RATE, tmp_path / f"{seed}.wav", options)
+    assert result.status == "target_missed"  # the cap was reached
+    assert cap - 0.05 <= result.limiter_max_reduction_db <= cap
+    written, _ = sf.read(result.path, dtype="float64", always_2d=True)
+    plain = audio.T.astype(np.float64) * 10 ** (result.gain_db / 20)
+    loud = np.abs(plain) > 1e-3
+    assert 20 * np.log10(np.min(written[loud] / plain[loud])) >= -cap - 1e-6
+    assert reference_true_peak_db(written.T) <= options.ceiling_dbtp + 0.2

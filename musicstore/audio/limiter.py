@@ -48,6 +48,7 @@ CURVE_MARGIN_DB = 0.02  # the curve aims this far under the detector ceiling: it
 AIM_LU = 0.005  # how close the prediction is driven to the target
 EXACT_TOLERANCE_LU = 0.02  # beyond this the exact measurement triggers a corrected search
 SHALLOW_DB = 1.0  # the first peak map holds what gains up to this far above the target's can lift
+DEPTH_HAIR_DB = 1e-4  # the depth cap's gain bound sits this far inside the cap (float32 curves)
 _REDUCTION_EPS = from_db(-0.01)
 DERIVED_FAR_SHARE = 0.25  # the widest region (share of the clip) whose output's far part is derived
 
@@ -403,8 +404,13 @@ class _Limits:
     def region(self, need: _Need, blocks: BlockPower, mapped: float) -> tuple[_Region, float, float]:
         """The samples the curve may touch, the highest gain allowed (``upper``: every unmapped detector
         value, at most the map's floor ``mapped``, stays under the ceiling) and the highest the depth cap
-        allows; the region's power read from ``blocks``."""
-        full = min(self.gain * from_db(self.depth_db), self.ceiling * from_db(self.depth_db) / need.largest)
+        allows; the region's power read from ``blocks``.
+
+        The curve brings the largest need to the aim (``CURVE_MARGIN_DB`` under the ceiling), so the depth cap
+        bounds the gain by the aim, not the ceiling: at ``full`` the curve's deepest reduction is the cap, not
+        the cap plus the margin (a hair under it, ``DEPTH_HAIR_DB``, for the curve's float32 rounding)."""
+        depth = from_db(self.depth_db - DEPTH_HAIR_DB)
+        full = min(self.gain * from_db(self.depth_db), self.aim * depth / need.largest)
         upper = min(full, self.ceiling / mapped)
         shape = _Shape(self.settings, self.blocks.sample_rate)
         return _region(need, blocks, upper, self.aim, shape.reach), upper, full
