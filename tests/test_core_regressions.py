@@ -671,3 +671,79 @@ def test_rows_without_a_column_musicstore_reads_are_a_migration_error(
     assert main(["list", "--database", sqlite_url]) == 1
     err = capsys.readouterr().err
     assert err.startswith("musicstore: error: query list_generations") and err.count("\n") == 1
+
+
+# --- the CLI's sizes and durations are read exactly --------------------------------------------------------
+# `--max-bytes` and `--older-than`/`--backoff` went through a float: `--max-bytes 0.5` became a budget of 0
+# bytes (cleanup of everything the criteria match), `1.0005k` 1000, a byte count above 2**53 another number,
+# one above 2**63 a library error naming `max_total_bytes` and a number nobody typed; `0.0000005s` became no
+# age at all, and a duration of many digits lost its last microseconds.
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "gib": 2**30}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    whole=st.integers(0, 2**63 - 1),
+    places=st.integers(0, 12),
+    unit=st.sampled_from(sorted(_SIZE_UNITS)),
+)
+def test_a_size_argument_is_read_exactly_or_refused(whole: int, places: int, unit: str) -> None:
+    import argparse
+    from fractions import Fraction
+
+    from musicstore.cli import parse_size
+
+    text = f"{whole // 10**places}.{whole % 10**places:0{places}d}" if places else str(whole)
+    exact = Fraction(whole, 10**places) * _SIZE_UNITS[unit]
+    if exact.denominator == 1 and exact <= 2**63 - 1:
+        assert parse_size(text + unit) == exact
+    else:
+        with pytest.raises(argparse.ArgumentTypeError, match=r"whole number of bytes|too large a size"):
+            parse_size(text + unit)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--max-bytes", "0.5"], "whole number of bytes"),
+        (["--max-bytes", "1.0005kB"], "whole number of bytes"),
+        (["--max-bytes", "9" * 30], "too large a size"),
+        (["--older-than", "0.0000005s"], "microsecond"),
+    ],
+)
+def test_cleanup_refuses_a_size_or_age_it_would_have_rounded_and_deletes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], words: str
+) -> None:
+    from musicstore import cli
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    with Store(url, migrate=True) as s:
+        made = new_job(s)
+        s.cancel(made.id)
+    (tmp_path / "audio").mkdir()
+    root = ["-o", str(tmp_path / "audio")]
+    code = cli.main(["cleanup", "-d", url, *root, "--status", "cancelled", *argv, "--apply"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_USAGE and words in err and argv[0] in err, err
+    with Store(url) as s:
+        kept = s.get_generation(made.id)
+    assert kept is not None and kept.status.value == "cancelled"
+
+
+@settings(max_examples=200, deadline=None)
+@given(micros=st.integers(0, 999_999_999 * 86_400 * 10**6), unit=st.sampled_from(["s", "m", "h", "d", "w"]))
+def test_a_duration_argument_is_read_to_the_microsecond_or_refused(micros: int, unit: str) -> None:
+    import argparse
+    from fractions import Fraction
+
+    from musicstore.cli import parse_duration
+
+    per = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}[unit]
+    text = f"{micros // 10**6}.{micros % 10**6:06d}{unit}"
+    exact = Fraction(micros, 10**6) * per * 10**6  # in microseconds
+    if exact.denominator == 1 and exact <= timedelta.max // timedelta(microseconds=1):
+        assert parse_duration(text) == timedelta(microseconds=int(exact))
+    else:
+        with pytest.raises(argparse.ArgumentTypeError, match=r"microsecond|too long a duration"):
+            parse_duration(text)

@@ -8,12 +8,28 @@ from __future__ import annotations
 import argparse
 import re
 from datetime import timedelta
+from fractions import Fraction
 from pathlib import Path
 
 from ..validate import MAX_PAGE
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+_MAX_BYTES = 2**63 - 1
+"""The largest size the library takes (a 64-bit integer, as the databases store byte counts)."""
+_MAX_MICROSECONDS = timedelta.max // timedelta(microseconds=1)
+_MAX_WHOLE_DIGITS = 40
+"""A number whose whole part has more digits is out of range for both."""
+_MAX_LENGTH = 1000
+"""A longer number (a fraction of a thousand digits) is not read (int() refuses 4,300 digits)."""
+
+
+def _exact(number: str, unit: int) -> Fraction | None:
+    """``number`` (digits, maybe a fraction) times ``unit``, exactly: a float rounded ``0.5`` to 0 bytes and
+    the last microseconds of a long duration away. None when it has more digits than any value in range."""
+    if len(number.partition(".")[0].lstrip("0")) > _MAX_WHOLE_DIGITS or len(number) > _MAX_LENGTH:
+        return None
+    return Fraction(number) * unit
 
 
 def parse_duration(text: str) -> timedelta:
@@ -21,10 +37,12 @@ def parse_duration(text: str) -> timedelta:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text.strip().lower())
     if match is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration; use e.g. 30d, 12h, 90m, 45s or 2w")
-    try:
-        return timedelta(seconds=float(match[1]) * _DURATION_UNITS[match[2]])
-    except OverflowError:
-        raise argparse.ArgumentTypeError(f"{text!r} is too long a duration") from None
+    micros = _exact(match[1], _DURATION_UNITS[match[2]] * 10**6)
+    if micros is None or micros > _MAX_MICROSECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r} is too long a duration")
+    if micros.denominator != 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of microseconds")
+    return timedelta(microseconds=int(micros))
 
 
 def parse_size(text: str) -> int:
@@ -33,10 +51,12 @@ def parse_size(text: str) -> int:
     if match is None or (match[3] and not match[2]):
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; use e.g. 5000, 500MB, 50GB or 2GiB")
     unit = 1024 ** "kmgt".index(match[2]) * 1024 if match[3] else _SIZE_UNITS[match[2]]
-    try:
-        return round(float(match[1]) * unit)
-    except OverflowError:
-        raise argparse.ArgumentTypeError(f"{text!r} is too large a size") from None
+    size = _exact(match[1], unit)
+    if size is None or size > _MAX_BYTES:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large a size (at most {_MAX_BYTES} bytes)")
+    if size.denominator != 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes")
+    return int(size)
 
 
 def positive_int(text: str) -> int:
