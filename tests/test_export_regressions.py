@@ -802,3 +802,24 @@ def test_the_limiter_never_reduces_beyond_its_depth_cap(
     loud = np.abs(plain) > 1e-3
     assert 20 * np.log10(np.min(written[loud] / plain[loud])) >= -cap - 1e-6
     assert reference_true_peak_db(written.T) <= options.ceiling_dbtp + 0.2
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])
+def test_the_warning_for_values_beyond_full_scale_says_what_the_file_holds(
+    tmp_path: Path, subtype: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """normalize=False: a FLOAT file keeps values beyond full scale, yet the warning said they were
+    'written as is (clipped)', as for a PCM file, which clips them."""
+    import logging
+
+    hot = np.tile(np.array([0.5, 1.2, -1.3], dtype=np.float32), 8_000)
+    with caplog.at_level(logging.WARNING, logger="musicstore.audio"):
+        options = ExportOptions(normalize=False, subtype=subtype)
+        result = export_audio(hot, RATE, tmp_path / "hot.wav", options)
+    assert result.clipped_samples == 16_000
+    written, _ = sf.read(result.path, dtype="float32")
+    kept = float(np.abs(written).max()) > 1.0
+    assert kept == (subtype == "FLOAT")
+    [message] = [r.getMessage() for r in caplog.records if "beyond full scale" in r.getMessage()]
+    assert ("clipped" in message) != kept
+    assert ("kept" in message) == kept

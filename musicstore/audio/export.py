@@ -305,6 +305,8 @@ def _export_one(
             path, result.loudness_after, options.target_lufs, options.ceiling_dbtp,
             "on" if options.limiter else "off", options.max_limiting_db,
         )  # fmt: skip
+    elif clipped and options.subtype == "FLOAT":  # a float file holds them: they clip on playback
+        log.warning("%s: %d sample values beyond full scale were kept as is (FLOAT)", path, clipped)
     elif clipped:
         log.warning("%s: %d sample values beyond full scale were written as is (clipped)", path, clipped)
     return result
