@@ -823,3 +823,69 @@ def test_the_warning_for_values_beyond_full_scale_says_what_the_file_holds(
     [message] = [r.getMessage() for r in caplog.records if "beyond full scale" in r.getMessage()]
     assert ("clipped" in message) != kept
     assert ("kept" in message) == kept
+
+
+_RECORDING_KILLED_MIDWAY = """
+import os, signal, sys
+import numpy as np
+from musicstore import Store
+from musicstore.audio import files
+from musicstore.recording import export_generation
+
+url, root, generation_id = sys.argv[1:]
+write = files._Sink.write
+written = [0]
+
+def killed_midway(self, data):
+    done = write(self, data)
+    written[0] += done
+    if written[0] > 100_000:
+        os.fsync(self.fileno())
+        os.kill(os.getpid(), signal.SIGKILL)
+    return done
+
+files._Sink.write = killed_midway
+with Store(url) as store:
+    generation = store.get_generation(generation_id)
+    rng = np.random.default_rng(1)
+    audio = (rng.standard_normal((2, 32_000 * 10)) * 0.1).astype(np.float32)
+    export_generation(store, generation, audio, root=root)
+"""
+
+
+def test_a_recording_killed_midway_leaves_no_file_and_its_job_can_be_exported_again(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL while export_generation encodes: no file at the layout path, the row still processing (not
+    completed without its file), and the same claim exports and completes on the next try."""
+    import signal
+    import subprocess
+    import sys
+
+    from musicstore import Store
+    from musicstore.models import Status
+    from musicstore.recording import export_generation
+
+    root = tmp_path / "audio"
+    with Store(sqlite_url) as store:
+        store.create_generation("a harp", model_name="m", duration_seconds=10, sample_rate=RATE, channels=2)
+        claimed = store.claim_next("gpu-0")
+        assert claimed is not None
+    run = subprocess.run(
+        [sys.executable, "-c", _RECORDING_KILLED_MIDWAY, sqlite_url, str(root), claimed.id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    audio_files = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
+    assert audio_files == []
+    with Store(sqlite_url) as store:
+        row = store.get_generation(claimed.id)
+        assert row is not None and row.status is Status.PROCESSING and row.file_path is None
+        recorded = export_generation(store, row, clip(seconds=10.0), root=root)
+        done = store.get_generation(claimed.id)
+        assert done is not None and done.status is Status.COMPLETED
+        assert done.file_path is not None and (root / done.file_path).stat().st_size == done.file_size_bytes
+        assert recorded.generation.id == claimed.id
