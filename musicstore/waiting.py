@@ -16,7 +16,10 @@ repeats a try, never loses a job. What wakes a sleeper:
   by the first wait (its errors are that wait's); a lost connection is made again in the background
   (every ``RECONNECT_SECONDS`` until it succeeds), and every registered wait is woken when the hub listens
   again, to try once more (the notifications of the gap are lost; the waits re-try at least every
-  ``RECHECK_SECONDS`` meanwhile). Being read continuously, the hub's connection never fills its socket:
+  ``RECHECK_SECONDS`` meanwhile). A try that fails because the pooled connection it ran on was lost
+  (``connection_lost``: the server ended the store's connections while the wait slept) is made once more
+  at once, on a live connection (the pool has dropped the dead one and checked its idle ones); a second
+  loss is raised. Being read continuously, the hub's connection never fills its socket:
   a listener left unread would block its server process, which holds back the server's notification
   queue for every session (it grows until NOTIFY, and so every enqueue, fails).
 - SQLite: ``PRAGMA data_version`` on a connection of its own, read before each try and polled every
@@ -50,7 +53,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import validate
-from .errors import InvalidInput
+from .errors import DatabaseError, InvalidInput
 from .masking import redact
 from .models import Generation
 
@@ -567,6 +570,24 @@ async def _sleep_async(listener: Any, wake: Wake, seconds: float) -> None:
     await listener.sleep(seconds)
 
 
+_LOST_STATES = ("08", "57P")
+"""SQLSTATE classes of a connection the server ended or lost: connection exception, operator intervention
+(an administrator's or idle_session_timeout's termination, a shutdown)."""
+
+
+def connection_lost(exc: DatabaseError) -> bool:
+    """Whether ``exc`` (a try's error) says the PostgreSQL connection it ran on had been lost, not that the
+    database refused the try: its cause a psycopg ``OperationalError`` with no SQLSTATE (the socket closed)
+    or one of ``_LOST_STATES``."""
+    cause = exc.__cause__
+    if cause is None or not type(cause).__module__.startswith("psycopg"):
+        return False
+    import psycopg
+
+    state = getattr(cause, "sqlstate", None)
+    return isinstance(cause, psycopg.OperationalError) and (state is None or state.startswith(_LOST_STATES))
+
+
 def wait(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[], T]) -> T:
     """Drive ``steps`` with blocking calls: ``attempt`` for each try, a listener of ``store`` for a sleep."""
     pool = listeners(store)
@@ -578,7 +599,12 @@ def wait(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[], T]) -> T:
             if step is TRY:
                 with store._translating:
                     listener.arm()
-                value: Any = attempt()
+                try:
+                    value: Any = attempt()
+                except DatabaseError as exc:
+                    if not connection_lost(exc):
+                        raise
+                    value = attempt()  # once more, on a live connection: a second loss is raised
             else:
                 assert isinstance(step, Sleep)
                 with store._translating:
@@ -605,7 +631,12 @@ async def wait_async(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[
             if step is TRY:
                 with store._translating:
                     listener.arm()
-                value: Any = await attempt()
+                try:
+                    value: Any = await attempt()
+                except DatabaseError as exc:
+                    if not connection_lost(exc):
+                        raise
+                    value = await attempt()  # as in ``wait``
             else:
                 assert isinstance(step, Sleep)
                 with store._translating:
@@ -646,6 +677,7 @@ __all__ = [
     "claimed",
     "close",
     "close_async",
+    "connection_lost",
     "finished",
     "is_finished",
     "listeners",

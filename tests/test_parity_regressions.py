@@ -264,3 +264,65 @@ def test_four_stores_agree(four: tuple[list[Side], FakeClock]) -> None:
     run_state_machine_as_test(
         Parity, settings=settings(max_examples=12, stateful_step_count=30, deadline=None)
     )
+
+
+def _terminate_the_clients_of(url: str) -> int:
+    """End every other client connection to ``url``'s database (as a server's idle_session_timeout, a proxy
+    or a failover does): the store's pooled connections and its listening one."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_wait_outlives_its_store_s_connections_ending_while_it_sleeps(
+    musicstore_postgres_url: str, kind: str
+) -> None:
+    """PostgreSQL ends the store's connections while ``wait_for`` sleeps (idle_session_timeout, a proxy, an
+    operator): the hub listens again and wakes the wait, whose next read then met the dead pooled connection
+    and raised DatabaseError ('terminating connection'), ending a wait the server was still there for. Sync
+    and async alike, the wait returns the job once another host finishes it."""
+    import threading
+    import time
+
+    url = musicstore_postgres_url
+    with Store(url) as setup:
+        job = setup.create_generation("lofi", model_name="m", duration_seconds=2.0)
+    outcome: dict[str, Any] = {}
+
+    def finish_later() -> None:
+        time.sleep(0.5)  # the wait sleeps by then
+        assert _terminate_the_clients_of(url) >= 2
+        time.sleep(0.3)
+        with Store(url) as other:
+            assert other.claim_next("gpu-9") is not None
+            other.complete_generation(job.id, file_path="a/b.wav", file_size_bytes=1, worker_id="gpu-9")
+
+    async def wait_async() -> Any:
+        async with AsyncStore.open(url) as store:
+            await store.count_generations()
+            thread = threading.Thread(target=finish_later)
+            thread.start()
+            try:
+                return await store.wait_for(job.id, timeout=20)
+            finally:
+                await asyncio.to_thread(thread.join)
+
+    if kind == "sync":
+        with Store(url) as store:
+            store.count_generations()
+            thread = threading.Thread(target=finish_later)
+            thread.start()
+            try:
+                outcome["found"] = store.wait_for(job.id, timeout=20)
+            finally:
+                thread.join()
+    else:
+        outcome["found"] = asyncio.run(wait_async())
+    assert outcome["found"].status.value == "completed"
