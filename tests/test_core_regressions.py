@@ -747,3 +747,63 @@ def test_a_duration_argument_is_read_to_the_microsecond_or_refused(micros: int, 
     else:
         with pytest.raises(argparse.ArgumentTypeError, match=r"microsecond|too long a duration"):
             parse_duration(text)
+
+
+# --- a SQLite database in a folder that cannot be written says so ------------------------------------------
+# SQLite in WAL mode makes the -wal and -shm files beside the database even to read it: every command on a
+# database in a read-only folder (a read-only mount, a folder of another user) said only "unable to open
+# database file", of a file that was there and readable.
+
+
+def _read_only_launcher(tmp_path: Path) -> list[str] | None:
+    """An ``unshare`` prefix under which a folder can be bind-mounted read-only here (None: none can)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        return None
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    for prefix in (["unshare", "--mount", "--"], ["unshare", "--user", "--map-root-user", "--mount", "--"]):
+        mount = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0"'
+        cmd = [*prefix, "sh", "-c", mount, str(probe)]
+        if subprocess.run(cmd, check=False, capture_output=True).returncode == 0:
+            return prefix
+    return None
+
+
+def test_a_database_in_a_read_only_folder_is_named_as_such(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    prefix = _read_only_launcher(tmp_path)
+    if prefix is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("cannot bind-mount a folder read-only in a private mount namespace")
+        pytest.skip("cannot bind-mount a folder read-only in a private mount namespace")
+    folder = tmp_path / "db"
+    url = f"sqlite:///{folder}/store.db"
+    with Store(url, migrate=True) as store:
+        new_job(store)
+    assert sorted(p.name for p in folder.iterdir()) == ["store.db"]  # closed cleanly: no -wal, no -shm
+    script = (
+        "import sys\n"
+        "from musicstore import Store, DatabaseError\n"
+        "try:\n"
+        "    Store(sys.argv[1])\n"
+        "except DatabaseError as exc:\n"
+        "    print(exc)\n"
+    )
+    mount = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && exec "$@"'
+    ro = [*prefix, "sh", "-c", mount, str(folder)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    api = subprocess.run(
+        [*ro, sys.executable, "-c", script, url], check=False, capture_output=True, text=True, env=env
+    )
+    assert api.returncode == 0 and api.stderr == "", api.stderr
+    assert "read-only" in api.stdout and str(folder) in api.stdout, api.stdout
+    for command in (["stats"], ["list"], ["queue"]):
+        argv = [*ro, sys.executable, "-m", "musicstore", *command, "-d", url]
+        cli = subprocess.run(argv, check=False, capture_output=True, text=True, env=env)
+        assert cli.returncode == 1 and cli.stderr.count("\n") == 1, cli.stderr
+        assert "read-only file system" in cli.stderr and "Traceback" not in cli.stderr, cli.stderr

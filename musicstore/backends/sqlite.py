@@ -66,9 +66,30 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
             return MigrationError(
                 f"{where}: {message}: the schema is missing; run `musicstore migrate` or musicstore.migrate()"
             )
+        if message == "unable to open database file" and (why := _unwritable_folder(where)):
+            return DatabaseError(
+                f"{where}: {message}: {why}; SQLite in WAL mode keeps its -wal and -shm files beside the "
+                "database, even to read it: open it in a folder this user can write (a copy of it, with any "
+                "-wal file)"
+            )
     if isinstance(exc, sqlite3.IntegrityError):
         return DatabaseError(f"{where}: a schema constraint refused the change ({message})")
     return DatabaseError(f"{where}: {message}")
+
+
+def _unwritable_folder(where: object) -> str | None:
+    """Why the database's folder cannot take the -wal and -shm files, if it cannot (None: it can, unknown)."""
+    if not isinstance(where, Path):
+        return None
+    folder = where.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"its folder {folder} is on a read-only file system"
+        if not os.access(folder, os.W_OK):
+            return f"its folder {folder} is not writable by this user (permission denied)"
+    except OSError:
+        return None
+    return None
 
 
 def _prepare(path: Path) -> None:
