@@ -889,3 +889,11 @@ def test_a_recording_killed_midway_leaves_no_file_and_its_job_can_be_exported_ag
         assert done is not None and done.status is Status.COMPLETED
         assert done.file_path is not None and (root / done.file_path).stat().st_size == done.file_size_bytes
         assert recorded.generation.id == claimed.id
+
+
+@pytest.mark.parametrize("paths", [None, 3, 2.5, object()])
+def test_export_batch_paths_that_are_not_a_sequence_are_invalid_input(tmp_path: Path, paths: Any) -> None:
+    """export_batch(batch, rate, None) (or a number) raised a bare TypeError ('not iterable')."""
+    with pytest.raises(InvalidInput, match="paths must be"):
+        export_batch(np.stack([clip()]), RATE, paths)
+    assert not any(tmp_path.iterdir())

@@ -13,7 +13,7 @@ import numbers
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -430,7 +430,7 @@ def export_batch(
     started = time.perf_counter()
     opts = _options(options)
     rate = check_sample_rate(sample_rate)
-    if isinstance(paths, str | bytes | os.PathLike):
+    if isinstance(paths, str | bytes | os.PathLike) or not isinstance(paths, Iterable):
         raise InvalidInput(f"paths must be a sequence of paths, one per item, got {type(paths).__name__}")
     targets = [check_target(p, opts.subtype) for p in paths]
     if workers is not None:
