@@ -807,3 +807,52 @@ def test_a_database_in_a_read_only_folder_is_named_as_such(tmp_path: Path) -> No
         cli = subprocess.run(argv, check=False, capture_output=True, text=True, env=env)
         assert cli.returncode == 1 and cli.stderr.count("\n") == 1, cli.stderr
         assert "read-only file system" in cli.stderr and "Traceback" not in cli.stderr, cli.stderr
+
+
+# --- a backup or restore that fails on a full disk leaves nothing beside its destination --------------------
+# The temp copy was removed, its rollback journal (".<name>.<pid>.<n>.tmp-journal") was not: one more file
+# per failed attempt, kept while the process lived (a service backing up on a schedule).
+
+
+def test_a_backup_or_restore_into_a_full_filesystem_leaves_no_file_beside_the_destination(
+    tmp_path: Path,
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    prefix = _read_only_launcher(tmp_path)  # a private mount namespace: a tmpfs can be mounted there too
+    if prefix is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("cannot mount a tmpfs in a private mount namespace")
+        pytest.skip("cannot mount a tmpfs in a private mount namespace")
+    url = f"sqlite:///{tmp_path}/big.db"
+    with Store(url, migrate=True) as store:
+        for n in range(1500):
+            new_job(store, f"prompt {n} " + "x" * 400)
+    full = tmp_path / "full"
+    full.mkdir()
+    script = (
+        "import json, os, sys\n"
+        "from musicstore import StorageError\n"
+        "from musicstore.maintenance.backup import backup, restore\n"
+        "url, full = sys.argv[1], sys.argv[2]\n"
+        "errors = []\n"
+        "back = lambda: backup(url, full + '/b.db')\n"
+        "put = lambda: restore(url[len('sqlite:///'):], 'sqlite:///' + full + '/r.db')\n"
+        "for _ in range(3):\n"
+        "    for call in (back, put):\n"
+        "        try:\n"
+        "            call()\n"
+        "        except StorageError as exc:\n"
+        "            errors.append(str(exc))\n"
+        "print(json.dumps({'errors': errors, 'left': sorted(os.listdir(full))}))\n"
+    )
+    mount = 'mount -t tmpfs -o size=256k tmpfs "$0" && exec "$@"'
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    argv = [*prefix, "sh", "-c", mount, str(full), sys.executable, "-c", script, url, str(full)]
+    child = subprocess.run(argv, check=False, capture_output=True, text=True, env=env)
+    assert child.returncode == 0, child.stderr
+    outcome = json.loads(child.stdout.splitlines()[-1])
+    assert len(outcome["errors"]) == 6 and all("full" in e for e in outcome["errors"]), outcome
+    assert outcome["left"] == [], outcome

@@ -244,6 +244,13 @@ def _temp_beside(destination: Path) -> Path:
     return destination.with_name(f".{destination.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
 
 
+def _remove_temp(temp: Path) -> None:
+    """Remove ``temp`` and the ``-journal``/``-wal``/``-shm`` SQLite left beside it: a copy that failed (a
+    full disk) leaves its rollback journal, one more file per failed attempt while the process lives."""
+    for name in (temp, *(Path(f"{temp}-{log}") for log in ("journal", "wal", "shm"))):
+        name.unlink(missing_ok=True)
+
+
 def _remove_dead_temps(destination: Path) -> None:
     """Remove the temps that a backup or restore to ``destination`` killed before it finished (SIGKILL, a
     power cut) left beside it, with their SQLite ``-journal``/``-wal``/``-shm``: only regular files named
@@ -312,7 +319,7 @@ def backup(
         finally:
             with contextlib.suppress(sqlite3.Error):
                 source.execute("ROLLBACK")
-            temp.unlink(missing_ok=True)
+            _remove_temp(temp)
     except sqlite3.Error as exc:
         raise StorageError(f"backing up {path} to {dest} failed: {exc}") from exc
     finally:
@@ -402,7 +409,7 @@ def restore(
         raise StorageError(f"restoring {source_path} to {path} failed: {exc}") from exc
     finally:
         source.close()
-        temp.unlink(missing_ok=True)
+        _remove_temp(temp)
     return BackupReport(
         source=str(source_path),
         destination=str(path),
