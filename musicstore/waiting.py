@@ -541,10 +541,13 @@ def listeners(store: Any) -> Listeners:
 
 def close(store: Any) -> None:
     """Close the store's hub (its thread and connection; the waits in progress are woken) or idle SQLite
-    listeners (one lent out is closed when it comes back)."""
+    listeners (one lent out is closed when it comes back). A store that never waited gets its listeners
+    closed here, so that a wait after ``close`` is refused before it makes a hub (a listening connection and
+    its thread, for a wait that cannot run)."""
     found: Listeners | None = store.__dict__.get("_listeners")
-    if found is not None:
-        found.close()
+    if found is None:
+        found = store.__dict__.setdefault("_listeners", Listeners(store.url))
+    found.close()
 
 
 async def close_async(store: Any) -> None:

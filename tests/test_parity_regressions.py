@@ -326,3 +326,50 @@ def test_a_wait_outlives_its_store_s_connections_ending_while_it_sleeps(
     else:
         outcome["found"] = asyncio.run(wait_async())
     assert outcome["found"].status.value == "completed"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_wait_on_a_store_closed_before_any_wait_opens_no_listening_connection(
+    musicstore_postgres_url: str, kind: str
+) -> None:
+    """A wait on a closed store is refused (InvalidInput). One that never waited before ``close`` made the
+    store's hub first: a listening server connection and its thread, left open for as long as the store
+    object lived (and listening again after every loss), for a wait that could not run."""
+    import psycopg
+
+    from musicstore import waiting
+
+    url = musicstore_postgres_url
+    job = UNKNOWN
+
+    async def closed_async() -> str:
+        store = await AsyncStore.open(url)
+        await store.close()
+        with pytest.raises(MusicstoreError) as refused:
+            await store.wait_for(job, timeout=1)
+        with pytest.raises(MusicstoreError):
+            await store.claim_next("gpu-0", wait=1)
+        kept.append(store)
+        return f"{type(refused.value).__name__}: {refused.value}"
+
+    kept: list[Any] = []
+    if kind == "sync":
+        store = Store(url)
+        store.close()
+        with pytest.raises(MusicstoreError) as refused:
+            store.wait_for(job, timeout=1)
+        with pytest.raises(MusicstoreError):
+            store.claim_next("gpu-0", wait=1)
+        kept.append(store)
+        said = f"{type(refused.value).__name__}: {refused.value}"
+    else:
+        said = asyncio.run(closed_async())
+    assert said == "InvalidInput: the store is closed; open a new one to wait"
+    with psycopg.connect(url) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'"
+        ).fetchone()
+    assert row is not None and row[0] == 0
+    hub = waiting.listeners(kept[0]).hub
+    assert hub is not None and not hub.started
