@@ -43,11 +43,18 @@ def _status(store: Store, generation_id: str) -> Status:
 
 def _slow_completer(url: str, job_id: str, worker: str, locked: Any, release: Any) -> None:
     """Another host's worker recording its job: the row is locked by the completing transaction while its
-    upload runs (``export_generation`` puts the object inside that transaction), here until ``release``."""
-    with Store(url) as host, host.transaction() as tx:
-        tx.complete_generation(job_id, file_path=f"{job_id}.wav", file_size_bytes=10, worker_id=worker)
+    upload runs (``export_generation`` puts the object inside that transaction), here until ``release``, then
+    completed. The lock is taken with FOR UPDATE rather than by the completion itself: a completion also
+    holds its session's shard of generation_totals, which the test's requeue_expired meets when both sessions'
+    pids fall in one shard (one run in 16; the shards' trade-off, not the row lock this test is about)."""
+    import psycopg
+
+    with psycopg.connect(url) as other:
+        other.execute("SELECT id FROM generations WHERE id = %s FOR UPDATE", [job_id])
         locked.set()
         release.wait(30)
+    with Store(url) as host:
+        host.complete_generation(job_id, file_path=f"{job_id}.wav", file_size_bytes=10, worker_id=worker)
 
 
 @pytest.mark.parametrize("last_attempt", [False, True])
