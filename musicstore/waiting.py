@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import validate
-from .errors import DatabaseError, InvalidInput
+from .errors import DatabaseBusy, DatabaseError, InvalidInput
 from .masking import redact
 from .models import Generation
 
@@ -581,9 +581,10 @@ _LOST_STATES = ("08", "57P")
 def connection_lost(exc: DatabaseError) -> bool:
     """Whether ``exc`` (a try's error) says the PostgreSQL connection it ran on had been lost, not that the
     database refused the try: its cause a psycopg ``OperationalError`` with no SQLSTATE (the socket closed)
-    or one of ``_LOST_STATES``."""
+    or one of ``_LOST_STATES``; never ``DatabaseBusy`` (the busy timeout waited out, for a pooled connection:
+    psycopg_pool's ``PoolTimeout`` is an ``OperationalError`` too; or for a row lock)."""
     cause = exc.__cause__
-    if cause is None or not type(cause).__module__.startswith("psycopg"):
+    if isinstance(exc, DatabaseBusy) or cause is None or not type(cause).__module__.startswith("psycopg"):
         return False
     import psycopg
 

@@ -373,3 +373,24 @@ def test_a_wait_on_a_store_closed_before_any_wait_opens_no_listening_connection(
     assert row is not None and row[0] == 0
     hub = waiting.listeners(kept[0]).hub
     assert hub is not None and not hub.started
+
+
+def test_a_wait_s_busy_try_is_not_taken_for_a_lost_connection() -> None:
+    """A try that waited out the busy timeout for a pooled connection (psycopg_pool's PoolTimeout, an
+    OperationalError without SQLSTATE) or a row lock is ``DatabaseBusy``: raised by the wait at once, not
+    tried again as a lost connection is (which would wait out the busy timeout twice)."""
+    import psycopg
+    import psycopg_pool
+
+    from musicstore import waiting
+    from musicstore.backends.postgres import translate
+
+    def translated(exc: BaseException) -> Any:
+        found = translate(exc, "postgresql://h/db")
+        assert found is not None
+        found.__cause__ = exc
+        return found
+
+    assert not waiting.connection_lost(translated(psycopg_pool.PoolTimeout("no connection in 5 s")))
+    assert not waiting.connection_lost(translated(psycopg.errors.LockNotAvailable("lock timeout")))
+    assert waiting.connection_lost(translated(psycopg.OperationalError("server closed the connection")))
