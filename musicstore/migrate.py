@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from . import validate
+from .backends.sqlite import unwritable_folder
 from .errors import MigrationError
 from .masking import is_secret_parameter
 from .processes import alive
@@ -136,8 +137,14 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
             "pip install 'musicstore[postgres]'"
         ) from None
     except failures as exc:
+        why = unwritable_folder(target.path) if target.path is not None else None
         raise MigrationError(
-            f"{where}: cannot open the database to migrate it ({exc}); check the URL"
+            f"{where}: cannot open the database to migrate it ({exc}); "
+            + (
+                f"{why}: SQLite in WAL mode keeps its -wal and -shm files beside the database"
+                if why
+                else "check the URL"
+            )
         ) from exc
     stops: tuple[type[BaseException], ...] = (*failures, KeyboardInterrupt, SystemExit)
     failed: BaseException | None = None

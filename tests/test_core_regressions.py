@@ -802,7 +802,7 @@ def test_a_database_in_a_read_only_folder_is_named_as_such(tmp_path: Path) -> No
     )
     assert api.returncode == 0 and api.stderr == "", api.stderr
     assert "read-only" in api.stdout and str(folder) in api.stdout, api.stdout
-    for command in (["stats"], ["list"], ["queue"]):
+    for command in (["stats"], ["list"], ["queue"], ["migrate"]):
         argv = [*ro, sys.executable, "-m", "musicstore", *command, "-d", url]
         cli = subprocess.run(argv, check=False, capture_output=True, text=True, env=env)
         assert cli.returncode == 1 and cli.stderr.count("\n") == 1, cli.stderr

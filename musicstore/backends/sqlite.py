@@ -66,7 +66,7 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
             return MigrationError(
                 f"{where}: {message}: the schema is missing; run `musicstore migrate` or musicstore.migrate()"
             )
-        if message == "unable to open database file" and (why := _unwritable_folder(where)):
+        if message == "unable to open database file" and (why := unwritable_folder(where)):
             return DatabaseError(
                 f"{where}: {message}: {why}; SQLite in WAL mode keeps its -wal and -shm files beside the "
                 "database, even to read it: open it in a folder this user can write (a copy of it, with any "
@@ -77,7 +77,7 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
     return DatabaseError(f"{where}: {message}")
 
 
-def _unwritable_folder(where: object) -> str | None:
+def unwritable_folder(where: object) -> str | None:
     """Why the database's folder cannot take the -wal and -shm files, if it cannot (None: it can, unknown)."""
     if not isinstance(where, Path):
         return None
