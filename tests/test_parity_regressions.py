@@ -394,3 +394,38 @@ def test_a_wait_s_busy_try_is_not_taken_for_a_lost_connection() -> None:
     assert not waiting.connection_lost(translated(psycopg_pool.PoolTimeout("no connection in 5 s")))
     assert not waiting.connection_lost(translated(psycopg.errors.LockNotAvailable("lock timeout")))
     assert waiting.connection_lost(translated(psycopg.OperationalError("server closed the connection")))
+
+
+def test_an_idle_worker_outlives_its_store_s_connections_ending(musicstore_postgres_url: str) -> None:
+    """A ``Worker`` idle on PostgreSQL (its claim's wait, ``waiting.until``) when the server ends the store's
+    connections: it ended with DatabaseError at the next try; it goes on and runs the job enqueued after."""
+    import threading
+    import time
+
+    from musicstore.worker import Worker
+
+    url = musicstore_postgres_url
+    ran: list[str] = []
+    with Store(url) as store:
+
+        def handle(job: Any) -> None:
+            ran.append(job.generation.prompt)
+            worker.stop()
+
+        worker = Worker(store, "gpu-0", handle)
+        store.count_generations()
+
+        def later() -> None:
+            time.sleep(0.5)
+            assert _terminate_the_clients_of(url) >= 2
+            time.sleep(0.3)
+            with Store(url) as other:
+                other.create_generation("after", model_name="m", duration_seconds=2.0)
+
+        thread = threading.Thread(target=later)
+        thread.start()
+        try:
+            worker.run(max_jobs=1)
+        finally:
+            thread.join()
+    assert ran == ["after"]
