@@ -856,3 +856,31 @@ def test_a_backup_or_restore_into_a_full_filesystem_leaves_no_file_beside_the_de
     outcome = json.loads(child.stdout.splitlines()[-1])
     assert len(outcome["errors"]) == 6 and all("full" in e for e in outcome["errors"]), outcome
     assert outcome["left"] == [], outcome
+
+
+def test_reconcile_repair_that_cannot_touch_a_read_only_root_does_not_say_it_repaired(tmp_path: Path) -> None:
+    """Every move to the quarantine failed (a read-only mount): each error was printed, then the summary
+    said 'repaired (see action)' of orphans whose action read 'reported'."""
+    import subprocess
+    import sys
+
+    prefix = _read_only_launcher(tmp_path)
+    if prefix is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("cannot bind-mount a folder read-only in a private mount namespace")
+        pytest.skip("cannot bind-mount a folder read-only in a private mount namespace")
+    url = f"sqlite:///{tmp_path}/r.db"
+    Store(url, migrate=True).close()
+    root = tmp_path / "audio"
+    (root / "2026/01/01").mkdir(parents=True)
+    for name in ("orphan.wav", "2026/01/01/other.wav"):
+        (root / name).write_bytes(b"RIFF")
+    mount = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && exec "$@"'
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    argv = [*prefix, "sh", "-c", mount, str(root), sys.executable, "-m", "musicstore", "reconcile"]
+    argv += ["--repair", "-d", url, "-o", str(root), "--quarantine", str(tmp_path / "q")]
+    child = subprocess.run(argv, check=False, capture_output=True, text=True, env=env)
+    assert child.returncode == 4 and child.stderr.count("Read-only file system") == 2, child.stderr
+    summary = child.stdout.rstrip().splitlines()[-1]
+    assert "repaired" not in summary and "with 2 errors" in summary, summary
+    assert sorted(p.name for p in root.rglob("*.wav")) == ["orphan.wav", "other.wav"]

@@ -112,7 +112,14 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             f"{report.dangling_rendition_count:,} dangling renditions, "
             f"{report.dangling_peaks_count:,} damaged peaks records, "
             f"{report.stale_temp_count + report.abandoned_upload_count:,} stale temp files or uploads: "
-            "repaired (see action)" + _outside_note(report.outside_root_count)
+            + (
+                f"repair attempted (see action), with {len(report.errors):,} "
+                + ("error" if len(report.errors) == 1 else "errors")
+                + " (above)"
+                if report.errors
+                else "repaired (see action)"
+            )
+            + _outside_note(report.outside_root_count)
         )
     else:
         print(
