@@ -43,10 +43,18 @@ def _status(store: Store, generation_id: str) -> Status:
 
 def _slow_completer(url: str, job_id: str, worker: str, locked: Any, release: Any) -> None:
     """Another host's worker recording its job: the row is locked by the completing transaction while its
-    upload runs (``export_generation`` puts the object inside that transaction), here until ``release``, then
-    completed. The lock is taken with FOR UPDATE rather than by the completion itself: a completion also
-    holds its session's shard of generation_totals, which the test's requeue_expired meets when both sessions'
-    pids fall in one shard (one run in 16; the shards' trade-off, not the row lock this test is about)."""
+    upload runs (``export_generation`` puts the object inside that transaction), here until ``release``."""
+    with Store(url) as host, host.transaction() as tx:
+        tx.complete_generation(job_id, file_path=f"{job_id}.wav", file_size_bytes=10, worker_id=worker)
+        locked.set()
+        release.wait(30)
+
+
+def _locking_then_completing(url: str, job_id: str, worker: str, locked: Any, release: Any) -> None:
+    """``_slow_completer`` with the row locked by FOR UPDATE until ``release``, then completed: the
+    completion itself also holds its session's shard of generation_totals, which the test's requeue_expired
+    meets when both sessions' pids fall in one shard (one run in 16; the shards' trade-off, not the row lock
+    that test is about)."""
     import psycopg
 
     with psycopg.connect(url) as other:
@@ -74,7 +82,7 @@ def test_requeue_expired_is_not_held_up_by_a_job_another_host_is_completing(
         assert maintenance.claim_next("gpu-b", lease_seconds=1).id == crashed.id  # type: ignore[union-attr]
         locked, release = context.Event(), context.Event()
         host = context.Process(
-            target=_slow_completer, args=(postgres_url, uploading.id, "gpu-a", locked, release)
+            target=_locking_then_completing, args=(postgres_url, uploading.id, "gpu-a", locked, release)
         )
         host.start()
         try:
