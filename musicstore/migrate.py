@@ -198,6 +198,11 @@ def _open_backend(yoyo_url: str, dialect: str, deadline: float | None) -> Any:
     try:
         _wait_until(backend, dialect, deadline)
         backend.init_database()
+        if dialect == "sqlite":
+            # WAL whether or not a migration is left: a migrated file in a rollback journal (a restored
+            # backup, a copy made by another tool) is switched too (0001 switches only the files it migrates).
+            # A file that cannot be switched (read-only) keeps its mode; Store() names that.
+            backend.connection.execute("PRAGMA journal_mode = WAL").fetchone()
     except BaseException:
         backend.connection.close()
         raise

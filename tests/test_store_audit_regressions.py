@@ -1,0 +1,63 @@
+"""Acceptance audit of issue 2 (the job store foundation): black-box findings through the public API and the
+CLI, on SQLite and PostgreSQL, sync and async, that the earlier suites did not cover."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from musicstore import Store, migrate
+from musicstore.maintenance.backup import backup, restore
+
+
+def _journal_mode(path: Path) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        return str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _leave_wal(path: Path) -> None:
+    """What a copy of the file made elsewhere (a backup, another tool) can be: a rollback-journal database."""
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
+    finally:
+        conn.close()
+
+
+def test_migrate_puts_an_up_to_date_database_in_wal_mode(tmp_path: Path) -> None:
+    """migrate() on a migrated database that is not in WAL mode (a restored backup: backups are single
+    self-contained files) leaves it in WAL mode, as it does a new one. Before, an up-to-date database returned
+    [] having only read which migrations were applied, and stayed in its rollback journal."""
+    database = tmp_path / "generations.db"
+    url = f"sqlite:///{database}"
+    migrate(url)
+    _leave_wal(database)
+    assert migrate(url) == []
+    assert _journal_mode(database) == "wal"
+
+
+def test_musicstore_migrate_puts_a_restored_backup_in_wal_mode(tmp_path: Path) -> None:
+    """The operator's path: restore a backup, then `musicstore migrate` before the workers start."""
+    source = f"sqlite:///{tmp_path / 'live.db'}"
+    with Store(source, migrate=True) as store:
+        store.create_generation("kept", model_name="m", duration_seconds=1)
+    backup(source, tmp_path / "backup.db")
+    restored = tmp_path / "restored.db"
+    restore(tmp_path / "backup.db", f"sqlite:///{restored}")
+    result = subprocess.run(
+        [sys.executable, "-m", "musicstore", "migrate", "--database", f"sqlite:///{restored}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ},
+    )
+    assert result.returncode == 0, result.stderr
+    assert _journal_mode(restored) == "wal"
+    with Store(f"sqlite:///{restored}") as store:
+        assert store.get_prompt_by_text("kept") is not None
