@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from musicstore import Store, migrate
 from musicstore.maintenance.backup import backup, restore
 
@@ -61,3 +63,27 @@ def test_musicstore_migrate_puts_a_restored_backup_in_wal_mode(tmp_path: Path) -
     assert _journal_mode(restored) == "wal"
     with Store(f"sqlite:///{restored}") as store:
         assert store.get_prompt_by_text("kept") is not None
+
+
+def test_tox_has_the_test_lint_and_type_environments() -> None:
+    """`tox -e test`, `tox -e lint`, `tox -e type`: the three environments the project promises. Before, the
+    test environment was only `py311`, and `tox -e test` failed ('provided environments not found')."""
+    tox = Path(sys.executable).parent / "tox"
+    if not tox.exists():
+        pytest.skip("tox is not installed here (the dev group installs it)")
+    root = Path(__file__).resolve().parent.parent
+    listed = subprocess.run(
+        [str(tox), "-l"], cwd=root, capture_output=True, text=True, check=False, timeout=120
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert {"test", "lint", "type"} <= set(listed.stdout.split())
+    shown = subprocess.run(
+        [str(tox), "config", "-e", "test,lint,type", "-k", "commands"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "pytest" in shown.stdout and "ruff check" in shown.stdout and "mypy --strict" in shown.stdout
