@@ -7,6 +7,7 @@ the transaction is rolled back, no file is left at a final path.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from .masking import redact, scrub
 
@@ -34,6 +35,20 @@ class MusicstoreError(Exception):
     def __init__(self, *args: object) -> None:
         scrub(sys.exc_info()[1])
         super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (a process pool sends a child's exception to the parent so) and copied as itself: its
+        message and its fields (``current``, ``existing_id``...), without calling ``__init__`` again, whose
+        keyword-only fields the default (``cls(*args)``) left out: IdempotencyConflict could not be remade."""
+        return _remade, (type(self), self.args, dict(vars(self)))
+
+
+def _remade(cls: type[MusicstoreError], args: tuple[Any, ...], fields: dict[str, Any]) -> MusicstoreError:
+    """``MusicstoreError.__reduce__``'s rebuild: the error with these ``args`` and attributes."""
+    error = cls.__new__(cls, *args)
+    super(MusicstoreError, error).__init__(*args)  # the built-in's: args (an OSError's errno, strerror too)
+    vars(error).update(fields)
+    return error
 
 
 class InvalidInput(MusicstoreError, ValueError):

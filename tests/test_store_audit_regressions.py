@@ -3,15 +3,32 @@ CLI, on SQLite and PostgreSQL, sync and async, that the earlier suites did not c
 
 from __future__ import annotations
 
+import copy
+import multiprocessing
 import os
+import pickle
 import sqlite3
 import subprocess
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from musicstore import Store, migrate
+from musicstore import (
+    Cancelled,
+    DatabaseBusy,
+    IdempotencyConflict,
+    InvalidInput,
+    InvalidTransition,
+    LeaseLost,
+    MusicstoreError,
+    NotFound,
+    StorageError,
+    Store,
+    migrate,
+)
+from musicstore.filestore.base import ObjectNotFound
 from musicstore.maintenance.backup import backup, restore
 
 
@@ -87,3 +104,46 @@ def test_tox_has_the_test_lint_and_type_environments() -> None:
     )
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "pytest" in shown.stdout and "ruff check" in shown.stdout and "mypy --strict" in shown.stdout
+
+
+def _conflicting_create(url: str) -> str:
+    """In a child process: create with a key the parent used for another prompt (IdempotencyConflict)."""
+    with Store(url) as store:
+        store.create_generation("another", model_name="m", duration_seconds=1, idempotency_key="req-1")
+    return "created"
+
+
+_ERRORS: list[MusicstoreError] = [
+    InvalidTransition("m", current="completed"),
+    LeaseLost("m", current="processing", owner="gpu-1"),
+    Cancelled("m", current="cancelled", owner="gpu-1"),
+    IdempotencyConflict("m", existing_id="01a24303-2459-7714-aae2-b0ad0ae1046a"),
+    NotFound("m"),
+    InvalidInput("m"),
+    DatabaseBusy("m"),
+    StorageError("m"),
+    StorageError(28, "No space left on device"),
+    ObjectNotFound("m"),
+]
+
+
+@pytest.mark.parametrize("error", _ERRORS, ids=lambda error: f"{type(error).__name__}{len(error.args)}")
+def test_errors_survive_pickling_with_their_fields(error: MusicstoreError) -> None:
+    """A process pool sends a worker's exception to the parent pickled, and copy.copy copies it so: each error
+    comes back as itself, message and fields. Before, IdempotencyConflict (its existing_id keyword-only and
+    required) could not be unpickled or copied: TypeError, and a ProcessPoolExecutor broke."""
+    for again in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
+        assert type(again) is type(error) and str(again) == str(error) and again.args == error.args
+        assert vars(again) == vars(error)
+        if isinstance(error, OSError):
+            assert isinstance(again, OSError)
+            assert (again.errno, again.strerror) == (error.errno, error.strerror)
+
+
+def test_an_idempotency_conflict_in_a_pool_process_reaches_the_parent(sqlite_url: str) -> None:
+    with Store(sqlite_url) as store:
+        first = store.create_generation("one", model_name="m", duration_seconds=1, idempotency_key="req-1")
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool, pytest.raises(IdempotencyConflict) as raised:
+        pool.submit(_conflicting_create, sqlite_url).result(timeout=120)
+    assert raised.value.existing_id == first.id
