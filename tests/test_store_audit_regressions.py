@@ -3,6 +3,7 @@ CLI, on SQLite and PostgreSQL, sync and async, that the earlier suites did not c
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import multiprocessing
 import os
@@ -12,10 +13,13 @@ import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from musicstore import (
+    AsyncStore,
     Cancelled,
     DatabaseBusy,
     IdempotencyConflict,
@@ -30,6 +34,7 @@ from musicstore import (
 )
 from musicstore.filestore.base import ObjectNotFound
 from musicstore.maintenance.backup import backup, restore
+from musicstore.testing import strategies as ms
 
 
 def _journal_mode(path: Path) -> str:
@@ -147,3 +152,56 @@ def test_an_idempotency_conflict_in_a_pool_process_reaches_the_parent(sqlite_url
     with ProcessPoolExecutor(1, mp_context=spawn) as pool, pytest.raises(IdempotencyConflict) as raised:
         pool.submit(_conflicting_create, sqlite_url).result(timeout=120)
     assert raised.value.existing_id == first.id
+
+
+def _exact(value: Any) -> Any:
+    """A JSON value as a tree of (type, value) in order: equal only for the same types (1, 1.0 and True
+    compare equal in Python), the same key order and the same float bits (-0.0)."""
+    if isinstance(value, dict):
+        return ("dict", [(key, _exact(item)) for key, item in value.items()])
+    if isinstance(value, list):
+        return ("list", [_exact(item) for item in value])
+    return (type(value).__name__, repr(value))
+
+
+def test_metadata_and_prompts_read_back_exactly_through_store_and_async_store(db_url: str) -> None:
+    """Metadata written by either driver reads back through both with the same types, key order and float
+    bits as given (and a completion's merge too); the prompt verbatim. The round-trip tests elsewhere compare
+    with ==, for which 1, 1.0 and True are one value."""
+    loop = asyncio.new_event_loop()
+    opened = loop.run_until_complete(AsyncStore.open(db_url))
+    store = Store(db_url)
+    try:
+
+        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(metadata=ms.metadata(), extra=ms.metadata(), prompt=ms.prompts(max_size=200))
+        def round_trip(metadata: dict[str, Any], extra: dict[str, Any], prompt: str) -> None:
+            made = store.create_generation(prompt, model_name="m", duration_seconds=1, metadata=metadata)
+            made_async = loop.run_until_complete(
+                opened.create_generation(prompt, model_name="m", duration_seconds=1, metadata=metadata)
+            )
+            for job in (made, made_async):
+                assert _exact(job.metadata) == _exact(metadata)
+                for read in (
+                    store.get_generation(job.id),
+                    loop.run_until_complete(opened.get_generation(job.id)),
+                ):
+                    assert read is not None and read.prompt == prompt
+                    assert _exact(read.metadata) == _exact(metadata)
+            claimed = store.claim_next("gpu-0")
+            while claimed is not None:
+                done = loop.run_until_complete(
+                    opened.complete_generation(
+                        claimed.id, file_path=f"{claimed.id}.wav", file_size_bytes=1, metadata=extra
+                    )
+                )
+                merged = _exact({**claimed.metadata, **extra})
+                assert _exact(done.metadata) == merged
+                assert _exact(store.get_generation(claimed.id).metadata) == merged  # type: ignore[union-attr]
+                claimed = store.claim_next("gpu-0")
+
+        round_trip()
+    finally:
+        store.close()
+        loop.run_until_complete(opened.close())
+        loop.close()
