@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import math
 import multiprocessing
 import os
 import pickle
 import sqlite3
 import subprocess
 import sys
+import uuid
 from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ from musicstore import (
 )
 from musicstore.filestore.base import ObjectNotFound
 from musicstore.maintenance.backup import backup, restore
+from musicstore.models import prompt_digest
 from musicstore.testing import strategies as ms
 
 
@@ -205,3 +209,57 @@ def test_metadata_and_prompts_read_back_exactly_through_store_and_async_store(db
         store.close()
         loop.run_until_complete(opened.close())
         loop.close()
+
+
+_BAD_ROWS: list[dict[str, object]] = [
+    {"status": "done"},
+    {"status": "processing"},  # no worker, no lease
+    {"status": "completed"},  # no file
+    {"sample_rate": 0},
+    {"sample_rate": -1},
+    {"duration_seconds": 0.0},
+    {"duration_seconds": -3.0},
+    {"duration_seconds": math.nan},
+    {"duration_seconds": math.inf},
+    {"channels": 0},
+    {"channels": 9},
+    {"metadata": "[1, 2]"},
+    {"metadata": "null"},
+    {"metadata": "not json"},
+    {"prompt": "not the prompt its digest names"},
+    {"model_name": ""},
+]
+
+
+@pytest.mark.parametrize("change", _BAD_ROWS, ids=repr)
+def test_postgres_schema_refuses_what_the_library_refuses(
+    postgres_url: str, change: dict[str, object]
+) -> None:
+    """The constraints are in PostgreSQL's schema too, not only in Python: a row written by hand that breaks
+    one is refused and nothing is written (tests/test_schema.py checks SQLite's)."""
+    import psycopg
+
+    with Store(postgres_url) as store:
+        store.create_generation("p", model_name="m", duration_seconds=1)  # the prompt row the good row names
+    good: dict[str, object] = {
+        "prompt": "p",
+        "model_name": "m",
+        "duration_seconds": 30.0,
+        "sample_rate": 32000,
+        "channels": 2,
+        "status": "pending",
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "metadata": "{}",
+        "prompt_digest": prompt_digest("p"),
+    }
+
+    def insert(row: dict[str, object]) -> None:
+        columns = ", ".join(row)
+        marks = ", ".join(f"%({name})s" for name in row)
+        conn.execute(f"INSERT INTO generations ({columns}) VALUES ({marks})", row)
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.Error):
+            insert({**good, **change, "id": str(uuid.uuid4())})
+        insert({**good, "id": str(uuid.uuid4())})  # the good row passes
+        assert conn.execute("SELECT count(*) FROM generations").fetchone() == (2,)
