@@ -4,7 +4,8 @@
 ``export_batch_generations`` does the same for a ``(B, C, S)`` batch on a thread pool, item by item. The root
 is a local folder (a path, ``file://``) or an object store (``s3://BUCKET/PREFIX``, or any ``FileStore``).
 The file reaches its final path (or key) only inside the transaction that completes the row, after the
-worker's claim has been checked under the row lock, so a worker that lost its lease can never replace or
+worker's claim has been checked under the row lock and before the row is completed (whose triggers' locks are
+then held only until the commit, not through an upload), so a worker that lost its lease can never replace or
 remove the file of the worker that took over. The row records the storage URL, key and SHA-256 of the file
 (``musicstore.ops.storage``). The waveform peaks of the frames being written (by default; ``peaks=False``
 opts out) go beside it as ``<id>.peaks.<spp>.<bits>[.split].json`` in the same transaction, recorded in the
@@ -42,6 +43,7 @@ from .filestore import FileStore, LocalFileStore, open_filestore
 from .filestore.fsync import fsync
 from .models import Generation, Status
 from .ops import DEFAULT_MAX_ATTEMPTS
+from .ops.jobs import lock_for_completion
 from .ops.storage import get_storage, record_storage
 from .rendering import StoredPeaks, peaks_name, put_marked
 from .storage_names import store_url
@@ -448,13 +450,22 @@ class _Placing:
             return
         error.add_note(f"generation {generation_id} is now {status} (on_error={self.on_error!r})")
 
-    def complete(self, tx: Any, result: ExportResult, key: str, waveform: _Waveform | None) -> Generation:
-        """The row completed in ``tx``: its claim checked and the row locked (raises LeaseLost...).
+    def claim(self, tx: Any) -> None:
+        """The row locked in ``tx`` and its claim checked (raises LeaseLost...), before any file of it takes
+        its place: the row completed after that (``complete``) in the same transaction, once the file is in.
 
         The claim is this export's own: when the generation passed is a claim (processing, a worker and a
         claim time), the row must still be that claim (its ``attempts`` and ``started_at``), not only held by
         a worker of the same id: one taken back and claimed again under that id (another host's gpu-0, a
-        worker restarted under its name) is LeaseLost, and ``tx`` (rolled back by the raise) is undone."""
+        worker restarted under its name) is LeaseLost, and ``tx`` (rolled back by the raise) is undone.
+        Only the row is locked while the file is put (an upload can take seconds): the completing UPDATE,
+        whose triggers lock rows other sessions' status changes need (the session's shard of the totals on
+        PostgreSQL, the owner key's lane), runs after the put, just before the commit."""
+        self._check_claim(tx.run(lock_for_completion, self.generation.id, worker_id=self.worker))
+
+    def complete(self, tx: Any, result: ExportResult, key: str, waveform: _Waveform | None) -> Generation:
+        """The row completed in ``tx``, its claim checked and locked by ``claim`` earlier in ``tx`` (checked
+        again here)."""
         recorded = {} if waveform is None else {"peaks": waveform.record(key)}
         done: Generation = tx.complete_generation(
             self.generation.id,
@@ -464,22 +475,26 @@ class _Placing:
             metadata={**result.as_metadata(), **self.metadata, **recorded},
             worker_id=self.worker,
         )
+        self._check_claim(done)
+        return done
+
+    def _check_claim(self, row: Generation) -> None:
+        """LeaseLost unless ``row`` (processing, read under its lock) is still this export's claim."""
         claim = self.generation
         if (
             claim.status is Status.PROCESSING
             and claim.worker_id is not None
             and claim.started_at is not None
-            and (done.attempts, done.started_at) != (claim.attempts, claim.started_at)
+            and (row.attempts, row.started_at) != (claim.attempts, claim.started_at)
         ):
             raise LeaseLost(
                 f"generation {claim.id} was claimed again since this claim (attempt {claim.attempts} by "
-                f"{claim.worker_id} at {claim.started_at.isoformat()}; now attempt {done.attempts} at "
-                f"{done.started_at.isoformat() if done.started_at else None}): a worker of the same id "
+                f"{claim.worker_id} at {claim.started_at.isoformat()}; now attempt {row.attempts} at "
+                f"{row.started_at.isoformat() if row.started_at else None}): a worker of the same id "
                 "took it over after this claim's lease ran out; drop this result",
                 current=Status.PROCESSING.value,
-                owner=done.worker_id,
+                owner=row.worker_id,
             )
-        return done
 
     def into_folder(
         self, result: ExportResult, root: Path, final: Path, waveform: _Waveform | None
@@ -492,7 +507,7 @@ class _Placing:
         try:
             checksum = _sha256(staged)
             with self.store.transaction() as tx:
-                done = self.complete(tx, result, key, waveform)
+                self.claim(tx)
                 placing = True
                 try:  # the claim is checked and the row locked: only now may the file take its place
                     os.replace(staged, final)
@@ -506,6 +521,7 @@ class _Placing:
                     )  # with its checksum kept (xattr): render_peaks later finds these bytes, a retry
                     peaks_placed = True
                 placing = False
+                done = self.complete(tx, result, key, waveform)
                 tx.run(record_storage, self.generation.id, storage_url=url, key=key, checksum=checksum)
                 committing = True
         except BaseException as exc:
@@ -537,7 +553,7 @@ class _Placing:
         checksum: str | None = None
         try:
             with self.store.transaction() as tx:
-                done = self.complete(tx, result, key, waveform)
+                self.claim(tx)
                 placing = True
                 with open(result.path, "rb") as source:
                     info = put_marked(  # holding the row's lock, with a valid claim, no file recorded yet
@@ -554,6 +570,7 @@ class _Placing:
                 placing = False
                 checksum = info.checksum
                 assert checksum is not None  # a put always reports the SHA-256 it computed
+                done = self.complete(tx, result, key, waveform)  # its triggers' locks held only from here
                 tx.run(
                     record_storage, self.generation.id, storage_url=objects.url, key=key, checksum=checksum
                 )

@@ -483,6 +483,29 @@ def heartbeat(
 
 
 @writer
+def lock_for_completion(generation_id: str, *, worker_id: str | None = None) -> Steps[Generation]:
+    """The processing row, locked until the transaction ends (``get_generation_for_update``: FOR UPDATE on
+    PostgreSQL, where SQLite's write transaction already excludes the others), checked as
+    ``complete_generation`` checks it, with the same errors (NotFound, InvalidTransition, LeaseLost,
+    Cancelled); nothing written.
+
+    ``musicstore.recording`` takes it before it puts a file, in the transaction that completes the row after
+    the put: the claim is checked and no other session can change the row meanwhile, while the completing
+    UPDATE (whose triggers take their rows' locks: the session's shard of the totals, the owner key's lane)
+    runs only once the file is in, just before the commit."""
+    gid = check_id(generation_id)
+    worker = validate.name(worker_id, "worker_id", optional=True)
+    current: Generation | None = yield Call("get_generation_for_update", {"id": gid}, GENERATION)
+    if (
+        current is None
+        or current.status is not Status.PROCESSING
+        or (worker is not None and current.worker_id != worker)
+    ):
+        raise (yield from _explain(gid, "completed", worker))
+    return current
+
+
+@writer
 def complete_generation(
     generation_id: str,
     *,
