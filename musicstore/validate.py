@@ -366,6 +366,17 @@ def metadata(value: object, *, checked: bool = False) -> str:
     return encoded
 
 
+def stored_metadata(value: dict[str, Any], encoded: str) -> dict[str, Any]:
+    """The metadata a returned row holds for ``value``, stored as ``encoded`` (``metadata(value)``): a copy
+    the caller's object shares nothing with, so that changing it afterwards (a template reused, a list
+    appended to) does not change the row returned. A flat object's values are immutable: a shallow copy; a
+    nested one is read back from its JSON, as a read of the row does."""
+    for item in value.values():
+        if isinstance(item, dict | list):
+            return json.loads(encoded)  # type: ignore[no-any-return]
+    return dict(value)
+
+
 def check_metadata(value: object) -> None:
     """``metadata``'s checks without its encoding when it is not needed: raise what ``metadata(value)``
     raises, else return (its JSON is encoded only when its size may exceed the limit)."""

@@ -263,3 +263,40 @@ def test_postgres_schema_refuses_what_the_library_refuses(
             insert({**good, **change, "id": str(uuid.uuid4())})
         insert({**good, "id": str(uuid.uuid4())})  # the good row passes
         assert conn.execute("SELECT count(*) FROM generations").fetchone() == (2,)
+
+
+def test_a_returned_generation_keeps_what_was_stored_when_the_caller_changes_its_metadata(
+    db_url: str,
+) -> None:
+    """What create_generation, complete_generation and merge_metadata return is the row as stored: the
+    caller changing its own metadata object afterwards (a template reused per request, a list appended to)
+    changes neither. Before, the returned metadata shared the caller's nested lists and objects, so it
+    changed with them and no longer equalled get_generation's."""
+    with Store(db_url) as store:
+        template: dict[str, Any] = {"tags": ["lofi"], "seed": {"value": 1}}
+        made = store.create_generation("p", model_name="m", duration_seconds=1, metadata=template)
+        template["tags"].append("jazz")
+        template["seed"]["value"] = 2
+        assert made.metadata == {"tags": ["lofi"], "seed": {"value": 1}}
+        assert store.get_generation(made.id) == made
+        claimed = store.claim_next("gpu-0")
+        assert claimed is not None
+        figures: dict[str, Any] = {"loudness": [-16.0]}
+        done = store.complete_generation(claimed.id, file_path="a.wav", file_size_bytes=1, metadata=figures)
+        figures["loudness"].append(-14.0)
+        assert done.metadata["loudness"] == [-16.0]
+        assert store.get_generation(done.id) == done
+        peaks: dict[str, Any] = {"peaks": {"key": "a.json"}}
+        merged = store.merge_metadata(done.id, peaks)
+        peaks["peaks"]["key"] = "b.json"
+        assert merged.metadata["peaks"] == {"key": "a.json"}
+        assert store.get_generation(done.id) == merged
+
+    async def through_async_store() -> None:
+        async with AsyncStore.open(db_url) as opened:
+            again: dict[str, Any] = {"tags": ["a"]}
+            made = await opened.create_generation("q", model_name="m", duration_seconds=1, metadata=again)
+            again["tags"].append("b")
+            assert made.metadata == {"tags": ["a"]} and await opened.get_generation(made.id) == made
+
+    asyncio.run(through_async_store())

@@ -171,14 +171,15 @@ def _create_params(now: datetime, stamp: Stamp, checked: tuple[Params, str, Any]
     return {"digest": digest, "text": text, "now": at}, insert
 
 
-def _created(fields: Params, now: datetime, metadata: dict[str, Any] | None) -> Generation:
-    return Generation(**fields, created_at=now, status=Status.PENDING, metadata=dict(metadata or {}))
+def _created(fields: Params, now: datetime, encoded: str, metadata: dict[str, Any] | None) -> Generation:
+    kept = {} if metadata is None else validate.stored_metadata(metadata, encoded)
+    return Generation(**fields, created_at=now, status=Status.PENDING, metadata=kept)
 
 
 def _create_finish(found: list[Any], now: datetime, checked: tuple[Params, str, Any]) -> Generation:
     if found[0] is None:  # the prompt upsert updates only a row with the same text (nothing was inserted)
         raise digest_taken()
-    return _created(checked[0], now, checked[2])
+    return _created(checked[0], now, checked[1], checked[2])
 
 
 def _create_first(
@@ -540,6 +541,7 @@ def complete_generation(
     else:
         seconds = generation_time_seconds
     merged = {**current.metadata, **metadata} if metadata else current.metadata
+    encoded = validate.metadata(merged, checked=True)  # both halves are checked already
     changed = yield Call(
         "complete_generation",
         {
@@ -549,14 +551,15 @@ def complete_generation(
             "file_path": path,
             "file_size_bytes": size,
             "generation_time_seconds": seconds,
-            "metadata": validate.metadata(merged, checked=True),  # both halves are checked already
+            "metadata": encoded,
         },
     )
     if changed != 1:
         raise (yield from _explain(gid, "completed", worker))
     current.status, current.completed_at, current.lease_expires_at = Status.COMPLETED, now, None
     current.file_path, current.file_size_bytes, current.generation_time_seconds = path, size, seconds
-    current.metadata, current.error_message = merged, None
+    current.metadata = validate.stored_metadata(merged, encoded) if metadata else merged
+    current.error_message = None
     return current  # the row as updated: this snapshot was read in the same transaction
 
 

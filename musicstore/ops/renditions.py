@@ -354,4 +354,4 @@ def merge_metadata(generation_id: str, values: Mapping[str, Any]) -> Steps[Gener
     changed = yield Call("update_completed_metadata", {"id": gid, "metadata": encoded})
     if changed != 1:  # cannot happen under the row lock; never report a merge that was not made
         raise InvalidTransition(f"generation {gid} changed while its metadata was merged", current=None)
-    return replace(generation, metadata=merged)
+    return replace(generation, metadata=validate.stored_metadata(merged, encoded))
