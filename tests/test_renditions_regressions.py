@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from musicstore import InvalidInput, Store, migrate
 from musicstore.audio import export_audio, synthesize_music
 from musicstore.audio.loudness import integrated_loudness
+from musicstore.audio.profiles import LoudnessProfile
 from musicstore.audio.renditions import RenditionOptions, RenditionSpec, render_audio, render_file
-from musicstore.audio.truepeak import to_db, true_peak
+from musicstore.audio.truepeak import from_db, to_db, true_peak
 from musicstore.maintenance.scan import peaks_stem
 from musicstore.rendering import render_generation, render_peaks
 from tests.test_key_order import icu_postgres_url  # noqa: F401 (a fixture)
@@ -511,3 +512,25 @@ def test_a_request_with_a_tighter_tolerance_is_not_answered_by_a_looser_ones_row
         default = render_generation(store, done.id, root=tmp_path, formats=[fmt], profile="streaming")[0]
         assert "tolerance_lu" not in default.settings  # a named profile's key is what it was
         assert len(store.list_renditions(done.id)) == 3
+
+
+def test_a_codec_overshoot_above_an_unlimited_peak_is_taken_from_that_peak(tmp_path: Path) -> None:
+    """An encode over the ceiling raised the headroom by its excess over the *limiter's* ceiling: where the
+    leveled clip's true peak sat well under that ceiling (plain gain), lowering it changed nothing, and the
+    same encode was made again until the attempts ran out (RenditionFailed; the demo's ambient clip, about
+    one export in 600). The next limiter ceiling is now under the clip's own peak by the overshoot."""
+    rate, target = 48_000, -14.0
+    wave = np.sign(np.sin(2 * np.pi * 1000 * np.arange(rate) / rate)).astype(np.float32)
+    clip = np.stack([wave, wave]) * np.float32(0.3)  # a square wave: about 1.6 dB over its peak in Opus
+    plain = from_db(target - integrated_loudness(clip, rate).lufs)  # the gain that levels it, unlimited
+    peak = to_db(true_peak(clip * np.float32(plain)))
+    loose = LoudnessProfile(target, ceiling_dbtp=0.0, tolerance_lu=0.5)
+    first = render_audio(clip, rate, tmp_path / "probe.opus", RenditionSpec("opus"), loose)
+    decoded = first.attempts[0].true_peak  # the codec's overshoot above the clip's peak
+    assert first.attempts[0].headroom_db == 1.0 and decoded - peak > 0.5  # this clip overshoots in opus
+    ceiling = round(decoded - 0.05, 2)  # just under that encode's peak; its limiter ceiling above the peak
+    tight = LoudnessProfile(target, ceiling_dbtp=ceiling, tolerance_lu=0.5)
+    options = RenditionOptions(max_attempts=2, headroom_db=0.1)
+    made = render_audio(clip, rate, tmp_path / "r.opus", RenditionSpec("opus"), tight, options=options)
+    assert made.true_peak <= ceiling and made.attempts[0].true_peak > ceiling
+    assert abs(made.loudness - target) <= 0.5 and made.status in ("normalized", "limited")

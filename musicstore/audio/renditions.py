@@ -90,7 +90,8 @@ MAX_CORRECTION_DB = 3.0
 @dataclass(frozen=True)
 class RenditionOptions:
     """How hard to try: encodes at most ``max_attempts``; the first with ``headroom_db`` under the ceiling
-    (default per format: ``DEFAULT_HEADROOM_DB``), then more by the measured excess plus ``margin_db``."""
+    (default per format: ``DEFAULT_HEADROOM_DB``), then more by the measured excess plus ``margin_db``
+    (from the encoder input's own true peak where that lay further under the ceiling)."""
 
     max_attempts: int = 4
     headroom_db: float | None = None
@@ -323,6 +324,9 @@ def _attempts(
     best: tuple[float, _Encoded, bool] | None = None  # (|miss|, the encode, limited)
     for _ in range(opts.max_attempts):
         aim = goal + offset
+        # the headroom the encoder's input had: more than asked when its true peak stayed under the limiter's
+        # ceiling (plain gain, whose peak is exact), where the codec's overshoot is measured from that peak
+        below = headroom
         if unchanged == "silent":
             audio, limited, levelled = x, False, before
         else:
@@ -331,6 +335,8 @@ def _attempts(
                 settings=settings, verify=verify,
             )  # fmt: skip
             audio, limited, levelled = leveled.audio, leveled.limited, leveled.loudness
+            if not limited and leveled.true_peak > 0.0:
+                below = max(headroom, ceiling - to_db(leveled.true_peak))
         try:
             data = encode(audio, codec, rng)
             loudness, peak, frames = _measure(data)
@@ -349,8 +355,8 @@ def _attempts(
             break
         stuck = levelled < aim - profile.tolerance_lu / 2  # the limiter's depth cap: more gain cannot help
         previous = (headroom, offset)
-        if over > 0.0:
-            headroom = min(MAX_HEADROOM_DB, headroom + over + opts.margin_db)
+        if over > 0.0:  # the limiter's ceiling under the input's peak by the overshoot and the margin
+            headroom = min(MAX_HEADROOM_DB, below + over + opts.margin_db)
         elif stuck:  # too quiet under a ceiling it keeps: give back the headroom it did not need, if that
             regain = min(-over - opts.margin_db, headroom)  # can bring it within the tolerance
             if miss <= 0.0 or regain <= 0.0 or miss - regain > profile.tolerance_lu:
