@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks.store_postgres --sizes 100000      # the same on a durable PostgreSQL
 
 ``harness`` (plans, alternating timing, medians and minimums, markdown) and ``data`` (rows, bulk-built
-databases) serve every benchmark; ``fair`` decodes the fair floors' rows; ``store_ops`` defines the store's
-operations and their floors for both backends. benchmarks/README.md describes each benchmark.
+databases) serve every benchmark; ``fair`` decodes the fair floors' rows; ``bare`` opens the floors'
+connections; ``store_ops`` defines the store's operations and their floors for both backends (the writes'
+checked floors in ``checked_floors``). benchmarks/README.md describes each benchmark.
 """

@@ -30,7 +30,9 @@ from musicstore.ids import check_id
 from musicstore.ops import NOW, Call
 from musicstore.queries import execute, load
 
-from . import fair, store_ops
+from . import fair
+from .bare import FAR_FUTURE, Bare, postgres_bare, sqlite_bare
+from .checked_floors import checked_floors as store_checked_floors
 from .data import (
     add_jobs,
     create_metadata,
@@ -41,7 +43,6 @@ from .data import (
     sqlite_database,
 )
 from .harness import best_us, command, finish, machine
-from .store_ops import FAR_FUTURE, Bare, postgres_bare, sqlite_bare
 
 
 def _only(name: str) -> Any:
@@ -223,7 +224,7 @@ def checked_floors(store: Store, bare: Bare, number: int) -> list[tuple[str, Cal
         lambda _: ex(heartbeat, {"id": gid, "worker_id": "bench", "lease_expires_at": lease + next(tick)})
     )
 
-    checked = store_ops.checked_floors(bare, {})  # the store benchmark's checked floors
+    checked = store_checked_floors(bare, {})  # the store benchmark's checked floors
 
     def checked_heartbeat() -> object:
         return checked["heartbeat"](gid)

@@ -26,9 +26,9 @@ from typing import Any
 from musicstore import Store, ops
 from musicstore.errors import DatabaseBusy
 
+from .bare import postgres_bare, sqlite_bare
 from .data import postgres_database, remove_database, sqlite_database
 from .harness import command, finish, load, machine
-from .store_ops import postgres_bare, sqlite_bare
 
 RUNS = (
     (8, "library", "musicstore claim_next"),

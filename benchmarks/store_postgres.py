@@ -29,6 +29,7 @@ from typing import Any
 from musicstore import Store
 from musicstore.testing import _pgserver
 
+from .bare import Bare, postgres_bare
 from .data import postgres_database
 from .harness import (
     LIBRARY,
@@ -43,7 +44,7 @@ from .harness import (
     report,
     table,
 )
-from .store_ops import Bare, postgres_bare, reads, run, sides_of, writes
+from .store_ops import reads, run, sides_of, writes
 
 TARGETS = {"read": 1.15, "write": 1.1}
 SETTINGS = (
@@ -72,7 +73,7 @@ def plans(url: str) -> str:
     """EXPLAIN ANALYZE of the pending page and the totals on the freshly loaded database."""
     import psycopg
 
-    from .store_ops import FAR_FUTURE, postgres_bare
+    from .bare import FAR_FUTURE, postgres_bare
 
     bare = postgres_bare(url)
     params = {

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from musicstore import Store
 
+from .bare import sqlite_bare
 from .data import remove_database, sqlite_database
 from .harness import finish, load, parser, plan_of, report, table
-from .store_ops import run, sqlite_bare
+from .store_ops import run
 
 TARGETS = {"read": 1.3, "write": 1.3}
 

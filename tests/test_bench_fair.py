@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks import fair
-from benchmarks.store_ops import FAR_FUTURE, Bare, sqlite_bare
+from benchmarks.bare import FAR_FUTURE, Bare, sqlite_bare
 from musicstore import Generation, Prompt, Store
 from musicstore.ops import import_rows
 from musicstore.testing.strategies import generations
@@ -84,10 +84,10 @@ def test_fair_floor_returns_the_librarys_objects(stores: tuple[Store, Bare], row
 
 
 def test_checked_floors_return_the_librarys_results(stores: tuple[Store, Bare]) -> None:
-    """The writes' checked floors (``store_ops.checked_floors``) change the rows as the library does and
+    """The writes' checked floors (``benchmarks.checked_floors``) change the rows as the library does and
     return the same objects, up to what a second call must differ in (a new id, another moment)."""
+    from benchmarks.checked_floors import NO_DELAY, checked_floors
     from benchmarks.data import add_jobs
-    from benchmarks.store_ops import NO_DELAY, checked_floors
     from musicstore import Requeued, Status
 
     store, bare = stores
@@ -123,8 +123,8 @@ class _Undo(Exception):
 def test_checked_claim_floors_take_what_the_library_takes(stores: tuple[Store, Bare]) -> None:
     """The claims' checked floors take the job the library would take (asked first, then rolled back) and
     return the same object, up to the claim's moments."""
+    from benchmarks.checked_floors import checked_floors
     from benchmarks.data import add_jobs
-    from benchmarks.store_ops import checked_floors
     from musicstore import Status
 
     store, bare = stores
