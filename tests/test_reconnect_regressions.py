@@ -1,7 +1,11 @@
-"""A PostgreSQL server that is down, for a store that had connections to it: each operation (a read, a
-write, a transaction, a claim; sync and async) is a typed DatabaseError within the busy timeout and a connect
-attempt, not a hang, that names no password; the store works again once the server is back, each write run
-once. Coverage, no behaviour change.
+"""A store whose idle PostgreSQL connections the server ended (``pg_terminate_backend``,
+``idle_session_timeout``, a proxy, a server restart) goes on: its next operation runs on a live connection.
+
+Before: the first operation after took the dead connection (the connector's spare, or one idle in the pool),
+sent its statement there, and raised DatabaseError ('terminating connection due to administrator command');
+only the next call worked. A write must never run twice for it: each case counts the rows.
+A server that is really down still gives a typed DatabaseError, within the busy timeout and a connect, that
+names no password.
 """
 
 from __future__ import annotations
@@ -18,11 +22,27 @@ from typing import Any
 import pytest
 
 from musicstore import AsyncStore, DatabaseError, Store
+from musicstore.backends import postgres
 from musicstore.migrate import migrate
 from musicstore.testing import _pgserver
 from musicstore.testing._seaweed import _die_with_parent
 
 SECRET = "hunter2-not-in-messages"
+
+
+def _end_clients_of(url: str) -> int:
+    """End every other client connection to ``url``'s database, each gone when this returns (the
+    ``pg_terminate_backend`` timeout waits for its exit): as a server's idle_session_timeout, a proxy or an
+    operator does. Returns how many."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        ).fetchall()
+    assert all(ended for (ended,) in rows)
+    return len(rows)
 
 
 def _rows(url: str) -> tuple[int, int]:
@@ -97,6 +117,96 @@ async def _hold_several_async(store: AsyncStore, count: int) -> None:
         await connector.release(conn)
 
 
+IDLE = ["spare", "pooled", "pool only"]
+"""Which idle connections the server ends: ``spare``, those of a store just opened (its spare, and the one
+the pool keeps); ``pooled``: four, the spare among them; ``pool only``: four in the pool, no spare kept."""
+
+
+def _idle_as(idle: str, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Set up for ``idle`` (``IDLE``); how many connections the store will have open at least."""
+    if idle == "pool only":
+        monkeypatch.setattr(postgres, "SPARE_SECONDS", 0.0)  # each connection given back goes to the pool
+    return 1 if idle == "spare" else 4
+
+
+@pytest.mark.parametrize("idle", IDLE)
+@pytest.mark.parametrize("name", OPERATIONS)
+def test_the_first_operation_after_idle_connections_ended_works(
+    musicstore_postgres_url: str, name: str, idle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operation works the first time, and runs once."""
+    url = musicstore_postgres_url
+    several = _idle_as(idle, monkeypatch)
+    with Store(url, pool_size=4) as store:
+        job = store.create_generation("lofi", model_name="m", duration_seconds=2.0)
+        _hold_several(store, several)
+        assert bool(store._connector._spare) is (idle != "pool only")
+        assert _end_clients_of(url) >= several
+        _sync_operation(store, name, job.id)
+        assert _rows(url) == _expected_rows(name)
+        assert store.count_generations() == _expected_rows(name)[0]  # and the calls after
+
+
+@pytest.mark.parametrize("idle", IDLE)
+@pytest.mark.parametrize("name", OPERATIONS)
+def test_async_the_first_operation_after_idle_connections_ended_works(
+    musicstore_postgres_url: str, name: str, idle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = musicstore_postgres_url
+    several = _idle_as(idle, monkeypatch)
+
+    async def main() -> None:
+        async with AsyncStore.open(url, pool_size=4) as store:
+            job = await store.create_generation("lofi", model_name="m", duration_seconds=2.0)
+            await _hold_several_async(store, several)
+            assert bool(store._connector._spare) is (idle != "pool only")
+            assert await asyncio.to_thread(_end_clients_of, url) >= several
+            await _async_operation(store, name, job.id)
+            assert _rows(url) == _expected_rows(name)
+            assert await store.count_generations() == _expected_rows(name)[0]
+
+    asyncio.run(main())
+
+
+def _idle_session_timeout(url: str, milliseconds: int) -> None:
+    """Have the server end each new session of ``url``'s database once idle for ``milliseconds``."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE {name} SET idle_session_timeout = {int(milliseconds)}")
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_idle_session_timeout_ends_no_operation(musicstore_postgres_url: str, kind: str) -> None:
+    """The server's idle_session_timeout (200 ms) ends the store's connections between each two operations:
+    each operation, read or write, works at once, and each write runs once."""
+    url = musicstore_postgres_url
+    _idle_session_timeout(url, 200)
+    rows_after = {"get": (1, 0), "stats": (1, 0), "claim": (1, 1), "create": (2, 1), "transaction": (3, 1)}
+
+    if kind == "sync":
+        with Store(url, pool_size=4) as store:
+            job = store.create_generation("lofi", model_name="m", duration_seconds=2.0)
+            _hold_several(store, 4)
+            for name, rows in rows_after.items():
+                time.sleep(0.5)
+                _sync_operation(store, name, job.id)
+                assert _rows(url) == rows
+        return
+
+    async def main() -> None:
+        async with AsyncStore.open(url, pool_size=4) as store:
+            job = await store.create_generation("lofi", model_name="m", duration_seconds=2.0)
+            await _hold_several_async(store, 4)
+            for name, rows in rows_after.items():
+                await asyncio.sleep(0.5)
+                await _async_operation(store, name, job.id)
+                assert _rows(url) == rows
+
+    asyncio.run(main())
+
+
 # A server of this module's own, which its tests stop and start again (the session's is shared).
 
 
@@ -154,6 +264,38 @@ def _start_again(server: _pgserver.Server) -> None:
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
         )
     _pgserver._wait(server, time.monotonic() + 60, since)
+
+
+def _restart(server: _pgserver.Server) -> None:
+    _stop(server)
+    _start_again(server)
+
+
+@pytest.mark.parametrize("name", OPERATIONS)
+def test_the_first_operation_after_a_server_restart_works(
+    own_server: _pgserver.Server, own_url: str, name: str
+) -> None:
+    with Store(own_url, pool_size=4) as store:
+        job = store.create_generation("lofi", model_name="m", duration_seconds=2.0)
+        _hold_several(store, 4)
+        _restart(own_server)
+        _sync_operation(store, name, job.id)
+        assert _rows(own_url) == _expected_rows(name)
+
+
+@pytest.mark.parametrize("name", OPERATIONS)
+def test_async_the_first_operation_after_a_server_restart_works(
+    own_server: _pgserver.Server, own_url: str, name: str
+) -> None:
+    async def main() -> None:
+        async with AsyncStore.open(own_url, pool_size=4) as store:
+            job = await store.create_generation("lofi", model_name="m", duration_seconds=2.0)
+            await _hold_several_async(store, 4)
+            _restart(own_server)  # in this thread: the server dies with the thread that started it
+            await _async_operation(store, name, job.id)
+            assert _rows(own_url) == _expected_rows(name)
+
+    asyncio.run(main())
 
 
 def _fails_quickly(call: Callable[[], Any], limit: float) -> DatabaseError:
