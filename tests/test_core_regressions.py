@@ -209,7 +209,8 @@ def test_after_the_server_dropped_every_connection_one_operation_fails_not_one_p
     postgres_url: str,
 ) -> None:
     """Each idle pooled connection the server had ended failed an operation of its own (four connections:
-    four errors in a row); the first broken one now has the pool test its idle ones."""
+    four errors in a row); the first broken one now has the pool test its idle ones, and an idle connection
+    the server's word has reached is not handed out (none fails then; the backends are not waited for)."""
     import threading
 
     with Store(postgres_url, pool_size=4) as store:
@@ -227,7 +228,7 @@ def test_after_the_server_dropped_every_connection_one_operation_fails_not_one_p
         for thread in threads:
             thread.join()
         assert _terminate_others(postgres_url) == 4
-        assert _failures_until_an_answer(store.count_generations) == 1
+        assert _failures_until_an_answer(store.count_generations) <= 1
 
 
 def test_async_after_the_server_dropped_every_connection_one_operation_fails(postgres_url: str) -> None:
@@ -246,7 +247,7 @@ def test_async_after_the_server_dropped_every_connection_one_operation_fails(pos
                 except DatabaseError:
                     failures += 1
                     assert failures < 10, "no answer in 10 tries"
-            assert failures == 1
+            assert failures <= 1  # as the sync test's
 
     asyncio.run(main())
 

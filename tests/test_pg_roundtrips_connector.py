@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any
 
 import pytest
@@ -200,7 +201,8 @@ def test_async_closing_the_store_closes_the_spare(postgres_url: str) -> None:
     asyncio.run(main())
 
 
-def test_async_a_dead_spare_is_an_error_once_then_replaced(postgres_url: str) -> None:
+def test_async_a_dead_spare_is_at_most_an_error_once_then_replaced(postgres_url: str) -> None:
+    """As test_postgres_spare's: the call after the termination fails at most (the backend not waited for)."""
     import psycopg
 
     async def main() -> None:
@@ -210,7 +212,7 @@ def test_async_a_dead_spare_is_an_error_once_then_replaced(postgres_url: str) ->
             pid = spare.info.backend_pid
             with psycopg.connect(postgres_url, autocommit=True) as admin:
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            with pytest.raises(DatabaseError):
+            with suppress(DatabaseError):
                 await store.count_generations()
             assert await store.count_generations() == 0
             (again,) = store._connector._spare

@@ -5,6 +5,7 @@ change."""
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from typing import Any
 
 import pytest
@@ -80,7 +81,9 @@ def test_closing_the_store_closes_the_spare(postgres_url: str) -> None:
         assert reopened.count_generations() == 0
 
 
-def test_a_dead_spare_is_an_error_once_then_replaced(postgres_url: str) -> None:
+def test_a_dead_spare_is_at_most_an_error_once_then_replaced(postgres_url: str) -> None:
+    """Not waiting for the backend to end: the next call fails if the server's word has not reached the
+    socket yet (tests/test_reconnect_regressions.py waits, and finds no error), at most that one."""
     import psycopg
 
     with Store(postgres_url) as store:
@@ -89,7 +92,7 @@ def test_a_dead_spare_is_an_error_once_then_replaced(postgres_url: str) -> None:
         assert store._connector._spare, "the spare is kept"
         with psycopg.connect(postgres_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        with pytest.raises(DatabaseError):
+        with suppress(DatabaseError):
             store.count_generations()
         assert store.count_generations() == 0
         assert _backend_pid(store) != pid
