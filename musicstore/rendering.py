@@ -5,9 +5,11 @@
 generation's storage URL and key, migration 0006, as ``musicstore.delivery`` finds it), checks it against
 its recorded SHA-256, and makes each rendition in memory (encoded, decoded back and measured). The file goes
 into the same file store, beside the master, as ``<master stem>.<profile>.<8 hex of the request>.<ext>``:
-put there (a conditional create, whole or not at all) inside the transaction that inserts its row, so an
-error leaves neither a file without a row nor a row without a file. A request already recorded is not made
-again: its row is returned. See docs/renditions.md.
+put there (a conditional create, whole or not at all) inside the transaction that inserts its row, after
+the generation's row is locked and before the row is inserted (whose trigger's lock on the totals is then
+held only until the commit, not through an upload), so an error leaves neither a file without a row nor a
+row without a file. A request already recorded is not made again: its row is returned. See
+docs/renditions.md.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from .errors import DatabaseError, InvalidAudio, InvalidInput, InvalidTransition
 from .filestore import ChecksumMismatch, FileStore, ObjectExists, ObjectInfo, ObjectNotFound
 from .models import Generation, Status
 from .ops import Rendition
-from .ops.renditions import settings_key
+from .ops.renditions import lock_for_rendition, settings_key
 from .ops.storage import get_storage
 from .storage_names import GENERATION_FIELD
 from .store import Store
@@ -173,13 +175,13 @@ def render_generation(
     ``bitrate_kbps`` for mp3 and opus) or ``RenditionSpec``s (an mp3 or opus spec carries its own bitrate:
     ``bitrate_kbps`` beside one is refused). A request already recorded (same generation,
     settings and profile) is returned as it is, not made again (also when another process records it while
-    this one encodes: this one's object is removed, the recorded row returned). Raises before anything is
-    written: ``NotFound``, ``InvalidTransition`` (not completed), ``InvalidInput`` (a bad format, bitrate,
-    profile or combination; a master missing or outside the root), ``InvalidAudio`` (a master that fails
-    its recorded ``sha256``); ``RenditionFailed`` when no encode keeps the ceiling; ``StorageError`` when
-    the put fails (``ObjectExists``: an object not marked with this generation holds the key, an orphan for
-    reconcile; one so marked, a killed render's, is replaced: ``put_marked``). Renditions made before an
-    error stay recorded, each with its file; the one that failed leaves nothing.
+    this one encodes: this one puts nothing, or removes what it put, and the recorded row is returned).
+    Raises before anything is written: ``NotFound``, ``InvalidTransition`` (not completed), ``InvalidInput``
+    (a bad format, bitrate, profile or combination; a master missing or outside the root), ``InvalidAudio``
+    (a master that fails its recorded ``sha256``); ``RenditionFailed`` when no encode keeps the ceiling;
+    ``StorageError`` when the put fails (``ObjectExists``: an object not marked with this generation holds
+    the key, an orphan for reconcile; one so marked, a killed render's, is replaced: ``put_marked``).
+    Renditions made before an error stay recorded, each with its file; the one that failed leaves nothing.
     """
     require_store(store, "render_generation")
     specs = _specs(formats, bitrate_kbps)
@@ -263,24 +265,38 @@ def _object_metadata(result: RenditionResult, generation_id: str) -> dict[str, s
 def _record(
     store: Store, generation_id: str, result: RenditionResult, *, data: bytes, files: FileStore, key: str
 ) -> Rendition:
-    """Insert the rendition's row and put its bytes at ``key`` (a conditional create) in one transaction;
-    on any error remove the object if this call put it (or may have: a put that failed other than by finding
-    an object there, since the row held in this transaction keeps every other render off the key), and
-    re-raise. An error of the commit itself (its reply lost with the connection) is checked by reading the
-    row anew: if it landed the object stays, and the row is returned (a Ctrl-C stays raised); if the row
-    cannot be read the object stays too and the error is raised: never a rendition row without its object."""
+    """Lock the generation's row and check the request (``lock_for_rendition``: the same errors as
+    ``create_rendition``, nothing recorded yet), put the rendition's bytes at ``key`` (a conditional create,
+    ``put_marked``), then insert its row, all in one transaction: the insert's trigger (the session's shard
+    of the totals on PostgreSQL, which other sessions' rendition writes need too) holds its lock only from
+    there to the commit, not through the upload. On any error remove the object if this call put it (or may
+    have: a put that failed other than by finding an object there, since the generation's row lock, with no
+    row for this request or key, keeps every other render off the key), and re-raise. An error of the
+    commit itself (its reply lost with the connection) is checked by reading the row anew: if it landed the
+    object stays, and the row is returned (a Ctrl-C stays raised); if the row cannot be read the object
+    stays too and the error is raised: never a rendition row without its object."""
     placed = committing = False
     row: Rendition | None = None
     profile = result.profile
+    request: dict[str, Any] = {
+        "storage_key": key,
+        "settings": _with_tolerance(result.codec, profile),
+        "profile": profile.name,
+        "target_lufs": profile.target_lufs,
+        "ceiling_dbtp": profile.ceiling_dbtp,
+    }
     try:
         with store.transaction() as tx:
-            row = tx.create_rendition(
+            tx.run(lock_for_rendition, generation_id, **request)
+            placed = True  # the row locked, the request free: only now may the object take its place
+            try:
+                put_marked(files, key, data, generation_id, metadata=_object_metadata(result, generation_id))
+            except ObjectExists:
+                placed = False  # not ours: left as it was
+                raise
+            row = tx.create_rendition(  # its trigger's lock held only from here to the commit
                 generation_id,
-                storage_key=key,
-                settings=_with_tolerance(result.codec, profile),
-                profile=profile.name,
-                target_lufs=profile.target_lufs,
-                ceiling_dbtp=profile.ceiling_dbtp,
+                **request,
                 file_size_bytes=result.bytes,
                 duration_seconds=result.duration,
                 loudness_lufs=result.loudness,
@@ -288,12 +304,6 @@ def _record(
                 loudness_status=result.status,
                 checksum=result.sha256,
             )
-            placed = True  # the row is in (the unique keys held): only now may the object take its place
-            try:
-                put_marked(files, key, data, generation_id, metadata=_object_metadata(result, generation_id))
-            except ObjectExists:
-                placed = False  # not ours: left as it was
-                raise
             committing = True
     except BaseException as exc:
         landed = _landed(store, row, exc) if committing and row is not None else False

@@ -242,6 +242,62 @@ def _row(
     }
 
 
+def _refuse_taken(generation_id: str, request: Mapping[str, Any], storage_key: str) -> Steps[Generation]:
+    """The completed generation, read under its lock (``FOR UPDATE`` on PostgreSQL; SQLite's write
+    transaction), with no rendition yet for this request (``format`` and the key's ``settings``) nor at
+    ``storage_key``: what the unique keys would refuse, checked before anything is written. ``NotFound``,
+    ``InvalidTransition``, ``InvalidInput``."""
+    generation: Generation | None = yield Call("get_generation_for_update", {"id": generation_id}, GENERATION)
+    if generation is None:
+        raise NotFound(f"no generation with id {generation_id}")
+    if generation.status is not Status.COMPLETED:
+        raise InvalidTransition(
+            f"generation {generation_id} is {generation.status}; only a completed generation has renditions",
+            current=generation.status.value,
+        )
+    key = {"generation_id": generation_id, "format": request["format"], "settings": request["settings"]}
+    existing: Rendition | None = yield Call("get_rendition_by_settings", key, RENDITION)
+    if existing is not None:
+        raise InvalidInput(
+            f"generation {generation_id} already has this {request['format']} rendition (id {existing.id}, "
+            f"{existing.storage_key}); get it with get_rendition_by_settings"
+        )
+    at_key: Rendition | None = yield Call(
+        "get_rendition_by_storage_key", {"storage_key": storage_key}, RENDITION
+    )
+    if at_key is not None:
+        raise InvalidInput(
+            f"storage_key {storage_key!r} is already rendition {at_key.id}'s (of generation "
+            f"{at_key.generation_id}); one row per file"
+        )
+    return generation
+
+
+@writer
+def lock_for_rendition(
+    generation_id: str,
+    *,
+    storage_key: str,
+    settings: Mapping[str, Any],
+    profile: str,
+    target_lufs: float,
+    ceiling_dbtp: float,
+) -> Steps[Generation]:
+    """The completed generation, locked until the transaction ends, checked as ``create_rendition`` checks
+    the request (the same NotFound, InvalidTransition, InvalidInput: this request or this ``storage_key``
+    already recorded); nothing written. Every rendition's insert takes this lock first, so until the
+    transaction ends no other session records a rendition of this generation.
+
+    ``musicstore.rendering`` takes it before it puts a rendition's object, in the transaction that inserts
+    the row after the put: no other render of the request can reach the key meanwhile, while the insert
+    (whose trigger locks the session's shard of ``rendition_totals`` on PostgreSQL, which other sessions'
+    rendition inserts and deletes need too) runs only once the object is in, just before the commit."""
+    gid = check_id(generation_id)
+    request = _request(settings, profile, target_lufs, ceiling_dbtp)
+    generation: Generation = yield from _refuse_taken(gid, request, validate.relative_path(storage_key))
+    return generation
+
+
 @writer
 def create_rendition(
     generation_id: str,
@@ -271,30 +327,7 @@ def create_rendition(
         loudness_lufs=loudness_lufs, true_peak_dbtp=true_peak_dbtp, loudness_status=loudness_status,
         checksum=checksum,
     )  # fmt: skip
-    gid = fields["generation_id"]
-    generation = yield Call("get_generation_for_update", {"id": gid}, GENERATION)
-    if generation is None:
-        raise NotFound(f"no generation with id {gid}")
-    if generation.status is not Status.COMPLETED:
-        raise InvalidTransition(
-            f"generation {gid} is {generation.status}; only a completed generation has renditions",
-            current=generation.status.value,
-        )
-    key = {"generation_id": gid, "format": fields["format"], "settings": fields["settings"]}
-    existing: Rendition | None = yield Call("get_rendition_by_settings", key, RENDITION)
-    if existing is not None:
-        raise InvalidInput(
-            f"generation {gid} already has this {fields['format']} rendition (id {existing.id}, "
-            f"{existing.storage_key}); get it with get_rendition_by_settings"
-        )
-    at_key: Rendition | None = yield Call(
-        "get_rendition_by_storage_key", {"storage_key": fields["storage_key"]}, RENDITION
-    )
-    if at_key is not None:
-        raise InvalidInput(
-            f"storage_key {fields['storage_key']!r} is already rendition {at_key.id}'s (of generation "
-            f"{at_key.generation_id}); one row per file"
-        )
+    yield from _refuse_taken(fields["generation_id"], fields, fields["storage_key"])
     row = {**fields, "id": new_id(), "created_at": (yield NOW)}
     yield Call("insert_rendition", row)
     return Rendition(**{**row, "settings": json.loads(row["settings"])})
