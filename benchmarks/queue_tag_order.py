@@ -1,5 +1,5 @@
 """A fair order considered for PostgreSQL's claim and not taken: start-time fair queuing (``TAGS_CLAIM`` in
-``benchmarks.queue_claims``), against today's plain claim and the library's claim_next.
+``benchmarks.queue_claims_sides``), against today's plain claim and the library's claim_next.
 
     .venv/bin/python -m benchmarks.queue_tag_order --rounds 3              # 8 processes, 2,000 jobs
     .venv/bin/python -m benchmarks.queue_tag_order --backlog 0 1000 10000  # one process, a key at its limit
@@ -9,10 +9,10 @@ never move once made: a claim walks one index of the pending jobs, as the plain 
 counter row. Its price is the part 2 measures: a key at its limit keeps its pending jobs in that order, at
 the tags they were given, and every claim steps over those of them whose tags are below the others' heads.
 
-1. ``--rounds N``: 8 processes from a barrier (``queue_claims.race``), each round the plain claim, then the
-   tag order's claim on a queue ``_spread`` over 50 keys and 3 priorities (``TAGS_SCHEMA``: the tags given
-   as enqueues would give them; no limit binds). Rates and CPU a claim as ``queue_claims`` reports them,
-   each run's ratio to the plain run of its round.
+1. ``--rounds N``: 8 processes from a barrier (``queue_claims_race.race``), each round the plain claim,
+   then the tag order's claim on a queue ``_spread`` over 50 keys and 3 priorities (``TAGS_SCHEMA``: the
+   tags given as enqueues would give them; no limit binds). Rates and CPU a claim as ``queue_claims``
+   reports them, each run's ratio to the plain run of its round.
 2. ``--backlog B ...``: CPU per claim (this process and the server backends behind its store), one process,
    blocks of 100 claims alternated, on two copies of one queue: 2,000 jobs over 50 keys, and a key ``heavy``
    with 2 jobs processing, its limit 2, and B pending jobs. In the tag order the heavy key's B jobs come first
@@ -31,9 +31,11 @@ from typing import Any
 
 from musicstore import Store
 
-from . import queue_claims as qc
 from .data import postgres_database
 from .harness import command, finish, load, machine
+from .queue_claims_cpu import _backend_seconds
+from .queue_claims_race import Race, _cpu_per_claim, race, server_cpu
+from .queue_claims_sides import TAGS_SCHEMA, _register, _spread, tags_claim_next
 
 HEAVY = (
     "UPDATE generations SET priority = 0 WHERE status = 'pending'",
@@ -56,21 +58,21 @@ def _tag_queue(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        for statement in qc.TAGS_SCHEMA:
+        for statement in TAGS_SCHEMA:
             conn.execute(statement)
 
 
 def races(server: Any, jobs: int, rounds: int) -> list[str]:
     """Part 1: the markdown table of the 8-process runs."""
-    got: dict[str, list[qc.Race]] = {"plain": [], "tags": []}
+    got: dict[str, list[Race]] = {"plain": [], "tags": []}
     for _ in range(rounds):
         for mode, results in got.items():
             url = postgres_database(server, "tags", jobs, pending=jobs, seed=3)
             if mode == "tags":
-                qc._spread(url, "postgres")
+                _spread(url, "postgres")
                 _tag_queue(url)
             label = "plain claim (before 0008)" if mode == "plain" else "tag order, 50 keys, 3 priorities"
-            result = qc.race(url, (mode, 1_000_000, False), label, qc.server_cpu(server))
+            result = race(url, (mode, 1_000_000, False), label, server_cpu(server))
             assert result.double == 0 and result.left == 0, result
             results.append(result)
             server.admin("DROP DATABASE tags")
@@ -82,9 +84,7 @@ def races(server: Any, jobs: int, rounds: int) -> list[str]:
     for results in got.values():
         rates = [r.rate for r in results]
         ratios = [r.rate / p.rate for r, p in zip(results, got["plain"], strict=True)]
-        cpu = [
-            qc._cpu_per_claim(p) / qc._cpu_per_claim(r) for r, p in zip(results, got["plain"], strict=True)
-        ]
+        cpu = [_cpu_per_claim(p) / _cpu_per_claim(r) for r, p in zip(results, got["plain"], strict=True)]
         lines.append(
             f"| {results[0].label} | {statistics.median(rates):,.0f} ({min(rates):,.0f}) "
             f"| {statistics.median(ratios):.2f}x ({min(ratios):.2f}x) "
@@ -106,7 +106,7 @@ def backlogs(server: Any, backlog: list[int], claims: int, block: int) -> list[s
         urls = {}
         for side in ("library", "tags"):
             url = postgres_database(server, side, 2_000 + size + 2, pending=2_000 + size + 2, seed=3)
-            qc._spread(url, "postgres")
+            _spread(url, "postgres")
             with psycopg.connect(url, autocommit=True) as conn:
                 for statement in HEAVY:
                     conn.execute(statement, {"heavy": size + 2})
@@ -118,8 +118,8 @@ def backlogs(server: Any, backlog: list[int], claims: int, block: int) -> list[s
             urls[side] = url
         stores = {side: Store(url) for side, url in urls.items()}
         stores["library"].set_owner_limit("heavy", 2)
-        qc._register(stores["tags"])
-        seconds = {side: qc._backend_seconds(store) for side, store in stores.items()}
+        _register(stores["tags"])
+        seconds = {side: _backend_seconds(store) for side, store in stores.items()}
         times: dict[str, list[float]] = {side: [] for side in stores}
         try:
             for _ in range(claims // block):
@@ -129,7 +129,7 @@ def backlogs(server: Any, backlog: list[int], claims: int, block: int) -> list[s
                         if side == "library":
                             job = store.claim_next("w", owner_limit=1_000_000)
                         else:
-                            job = store.run(qc.tags_claim_next, "w", 1_000_000)
+                            job = store.run(tags_claim_next, "w", 1_000_000)
                         assert job is not None and job.owner_key != "heavy", job
                     times[side].append((time.process_time() + seconds[side]() - before) / block * 1e6)
         finally:

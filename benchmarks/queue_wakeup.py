@@ -51,7 +51,7 @@ from typing import Any
 from musicstore import Store, migrate, queries, waiting
 
 from .harness import command, finish, load, machine
-from .queue_claims import PLAIN
+from .queue_claims_sides import PLAIN
 
 LOOPS = ("sync", "async", "floor", "floor-fast", "floor-tx", "floor-async")
 """The worker of a row: ``Worker``, ``AsyncWorker``, and the floors, with no musicstore code between the

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from benchmarks.queue_claims import KEYS, _spread, floor_miscounted, race
+from benchmarks.queue_claims_race import race
+from benchmarks.queue_claims_sides import KEYS, _spread, floor_miscounted
 from musicstore import Store
 from tests.test_schema import _sql
 
@@ -36,7 +37,7 @@ def test_the_floor_holds_a_binding_limit_under_8_processes(db_url: str) -> None:
 
 def test_the_tag_order_holds_a_binding_limit_under_8_processes(postgres_url: str) -> None:
     """``benchmarks.queue_tag_order``'s claim (PostgreSQL only) is a correct claim with per-key limits too."""
-    from benchmarks.queue_claims import TAGS_SCHEMA
+    from benchmarks.queue_claims_sides import TAGS_SCHEMA
 
     with Store(postgres_url) as store:
         for i in range(JOBS):
