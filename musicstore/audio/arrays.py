@@ -20,6 +20,7 @@ MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 384_000
 
 Audio = NDArray[np.float32]
+Rows = NDArray[np.integer[Any]]  # row indices, int32 or int64
 _FLOAT_KINDS = frozenset({"f"})
 _INT_KINDS = frozenset({"i", "u"})
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 import functools
 import math
 import mmap
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,19 +26,35 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 from scipy import fft as sp_fft
-from scipy import fftpack as sp_fftpack
 from scipy.ndimage import maximum_filter1d
-from scipy.signal import firwin
 
-Rows = NDArray[np.integer[Any]]  # row indices, int32 or int64
+from musicstore.audio.arrays import Rows
+from musicstore.audio.far_caches import _BoundedCache, _Misses
+from musicstore.audio.far_spectra import (
+    _irfft_in_place,
+    _lowpass,
+    _lowpass_response,
+    _rfft_in_place,
+    _transform_size,
+)
+from musicstore.audio.kernel_pieces import _MOMENTS, _PIECE, _binomials, _Cluster, _Kernel, _moments
+from musicstore.audio.looped import (
+    _COPY_NODES,
+    DIRECT_LOOP,
+    LOOPED_ROWS,
+    Copies,
+    _clip_moments,
+    _difference_moments,
+    _node_positions,
+    _node_weights,
+    _other_copies,
+    periodic_values,
+)
+
 BLOCK = 32  # samples per block when deciding where to interpolate (≥ the reach of every filter)
 NEAR_FLAT = 8  # the split window w is 1 up to here (samples) ...
 NEAR_REACH = 24  # ... and 0 from here
 _DECIMATION = 4  # grid step of the far part, in samples
-_LOWPASS_TAPS = 4  # per grid step, each side, of the far part's anti-alias filter
-_CUTOFF = 1.0  # its cut-off, in the decimated grid's Nyquist
-_BETA = 6.0  # its Kaiser window
-_LOWPASS_CHUNK = 4096  # bins at a time of the anti-alias filter's response
 _LOW_BAND_CHUNK = 65_536  # decimated points at a time of the low band (few numpy calls)
 _SUPPORT = BLOCK // 2 // _DECIMATION + 3  # grid points either side of a block's centre that reach its rows
 _BOUND_GROUPS = 8192  # groups of grid points at a time of FarField.block_bound
@@ -196,186 +210,6 @@ class FarField:
 
 
 _GRID_START = -(NEAR_REACH // _DECIMATION) - 4  # the far part's first grid point, in grid steps
-# rows from each end that the meter also reads looped (the clip repeated end to end, as a periodic FFT
-# meter reads it): the neighbouring copy's far part, read one clip length away, is on the grid (which runs
-# 37-40 samples past either end; Catmull-Rom reads 4 points)
-LOOPED_ROWS = 32
-DIRECT_LOOP = 1024  # clips shorter than this are read looped by the periodic sinc itself (periodic_values)
-_COPY_NODES = 12  # Chebyshev nodes over the clip of the other copies' far share (Copies)
-_COPY_BLOCKS = 4096  # at most this many blocks of the low band when a clip's weights are summed
-_MOMENT_CHUNK = 2048  # sources at a time of the moments (temporaries of 0.2 MB)
-_BLAS_SINGLE_THREAD = 262_144  # OpenBLAS runs a product of m * n * k under this on one thread
-
-
-@dataclass(frozen=True)
-class Copies:
-    """A clip's weights at ``K`` Chebyshev nodes ``n_i`` over its samples (:func:`_node_positions`):
-    ``W[c, i] = sum_n z[n] l_i(n)``, ``z = (-1)^n x``, ``l_i`` the nodes' Lagrange polynomials, so that
-    ``sum_n z[n] f(n) = sum_i W[c, i] f(n_i)`` for ``f`` a polynomial of degree under ``K``, and to
-    ``(2.9 + (8.6 - 2 * LOOPED_ROWS) / S)^-K``-ish of ``f``'s size for the other copies' kernel, whose nearest
-    pole lies ``S - 34`` samples beyond an end (Chebyshev interpolation of an analytic function)."""
-
-    samples: int
-    weights: NDArray[np.float64]  # (C, K)
-
-
-@functools.cache
-def _chebyshev_nodes() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """The nodes in ``[-1, 1]`` (first kind) and ``T_k`` at them: ``(K,)``, ``[i, k]``."""
-    k = np.arange(_COPY_NODES)
-    angles = np.pi * (k + 0.5) / _COPY_NODES
-    values: NDArray[np.float64] = np.cos(np.outer(angles, k))
-    return np.cos(angles), values
-
-
-def _node_positions(samples: int) -> NDArray[np.float64]:
-    """The Chebyshev nodes over samples ``0..S - 1``."""
-    nodes, _ = _chebyshev_nodes()
-    positions: NDArray[np.float64] = (nodes + 1.0) * ((samples - 1) / 2)
-    return positions
-
-
-def _chebyshev_moments(
-    values: NDArray[np.floating[Any]],
-    centres: NDArray[np.float64],
-    samples: int,
-    slopes: NDArray[np.floating[Any]] | None = None,
-) -> NDArray[np.float64]:
-    """``sum values T_k(x) + slopes T_k'(x) dx/dn`` per channel, ``x`` the ``centres`` mapped from
-    ``0..S - 1`` to ``[-1, 1]``: ``(C, K)``, the moments of sources ``values`` ``(C, N)`` (block sums, with
-    their first moments ``slopes``), ``_MOMENT_CHUNK`` sources at a time (small temporaries)."""
-    scale = 2.0 / max(samples - 1, 1)
-    moments = np.zeros((values.shape[0], _COPY_NODES))
-    for begin in range(0, centres.shape[0], _MOMENT_CHUNK):
-        x = centres[begin : begin + _MOMENT_CHUNK] * scale - 1.0
-        chebyshev = np.empty((_COPY_NODES, x.shape[0]))  # T_k(x)
-        chebyshev[0] = 1.0
-        chebyshev[1] = x
-        for k in range(2, _COPY_NODES):
-            np.multiply(2 * x, chebyshev[k - 1], out=chebyshev[k])
-            chebyshev[k] -= chebyshev[k - 2]
-        moments += values[:, begin : begin + x.shape[0]] @ chebyshev.T
-        if slopes is not None:  # T_k' = k U_{k-1}, U_0 = 1, U_1 = 2 x, U_k = 2 x U_{k-1} - U_{k-2}
-            second = np.empty((_COPY_NODES, x.shape[0]))  # U_{k-1}(x)
-            second[0] = 0.0
-            second[1] = 1.0
-            for k in range(2, _COPY_NODES):
-                np.multiply(2 * x, second[k - 1], out=second[k])
-                if k > 2:
-                    second[k] -= second[k - 2]
-            second *= (scale * np.arange(_COPY_NODES))[:, None]
-            moments += slopes[:, begin : begin + x.shape[0]] @ second.T
-    return moments
-
-
-def _node_weights(moments: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The weights at the nodes from the moments: ``W_i = (M_0 + 2 sum_k T_k(x_i) M_k) / K``."""
-    _, at_nodes = _chebyshev_nodes()
-    doubled = 2.0 * moments
-    doubled[..., 0] = moments[..., 0]
-    weights: NDArray[np.float64] = doubled @ at_nodes.T / _COPY_NODES
-    return weights
-
-
-def _clip_moments(x: NDArray[np.float32], low: NDArray[np.float32], step: int) -> NDArray[np.float64]:
-    """The moments of ``z = (-1)^n x`` over a channel, from its decimated low band ``low`` (which
-    :meth:`FarField.measure` makes anyway: a quarter of the samples), completed by the few low-band points
-    past either end (the filter's spread of the end samples): ``sum_n z[n] f(n) = step sum_j low[j]
-    f(step j)`` for ``f`` smooth over the clip, to the filter's stopband and second moment (about
-    ``1e-3`` of the highest moments of a 1,024-sample clip, less for longer ones). The low band is summed in
-    at most ``_COPY_BLOCKS`` blocks, each acting by its sum and first moment about its centre (the
-    second-order rest is under ``2e-4`` of ``sum |low|`` for the highest moment)."""
-    samples, count = x.shape[0], low.shape[0]
-    taps = _lowpass(step)
-    half = taps.shape[0] // 2
-    reach = half // step + 1  # low-band points past either end that the end samples reach
-    outside = np.concatenate([np.arange(-reach, 0), np.arange(count, count + reach)])
-    index = step * outside[:, None] + half - np.arange(taps.shape[0])  # sum_i h[i] z[step j + half - i]
-    inside = (index >= 0) & (index < samples)
-    near_ends = (
-        np.where(inside, x[np.clip(index, 0, samples - 1)] * np.where(index % 2, -1.0, 1.0), 0.0) @ taps
-    )
-    length = -(-count // _COPY_BLOCKS)
-    whole = count // length * length if length > 1 else 0
-    blocks = low[:whole].reshape(-1, length)
-    offsets = np.arange(length)
-    basis = np.stack([np.ones(length), offsets - (length - 1) / 2], axis=1).astype(np.float32)
-    sums = np.empty((blocks.shape[0], 2), dtype=np.float32)
-    rows = max(1, _BLAS_SINGLE_THREAD // (2 * length))  # products OpenBLAS runs on the calling thread: its
-    for begin in range(0, blocks.shape[0], rows):  # threads' spinning after a larger one costs more later
-        np.matmul(blocks[begin : begin + rows], basis, out=sums[begin : begin + rows])
-    rest = np.arange(whole, count)
-    values = step * np.concatenate([sums[:, 0].astype(np.float64), low[whole:].astype(np.float64), near_ends])
-    grid = np.concatenate([np.arange(sums.shape[0]) * length + (length - 1) / 2, rest, outside])
-    slopes = (
-        step * step * np.concatenate([sums[:, 1].astype(np.float64), np.zeros(rest.shape[0] + 2 * reach)])
-    )
-    moments: NDArray[np.float64] = _chebyshev_moments(values[None], step * grid, samples, slopes[None])[0]
-    return moments
-
-
-def _difference_moments(
-    difference: NDArray[np.float32], spans: NDArray[np.int64], samples: int
-) -> NDArray[np.float64]:
-    """The moments (:func:`_chebyshev_moments`) of ``(-1)^n d[n]`` per channel, ``d`` given at the samples of
-    ``spans`` (as :meth:`LimitedFarField.of` takes it), ``_MOMENT_CHUNK`` samples at a time: a limiter's
-    difference can be a large share of the clip, and this runs at a limited export's peak (a chunk of
-    65,536 raised a 30 s mono clip's traced peak from 3.28x to 3.41x)."""
-    offsets = np.concatenate([[0], np.cumsum(spans[:, 1] - spans[:, 0])])
-    moments = np.zeros((difference.shape[0], _COPY_NODES))
-    for begin in range(0, difference.shape[1], _MOMENT_CHUNK):
-        stop = min(begin + _MOMENT_CHUNK, difference.shape[1])
-        index = np.arange(begin, stop)
-        span = np.searchsorted(offsets, index, side="right") - 1
-        where = spans[span, 0] + index - offsets[span]
-        signed = difference[:, begin:stop] * np.where(where % 2, np.float32(-1.0), np.float32(1.0))
-        moments += _chebyshev_moments(signed, where.astype(np.float64), samples)
-    return moments
-
-
-def _other_copies(lags: NDArray[np.float64], samples: int, after: NDArray[np.bool_]) -> NDArray[np.float64]:
-    """``sum_k s^k / (lag - k S)`` over the copies ``k`` but 0 and the neighbour (``k = 1`` where ``after``,
-    else ``k = -1``), ``s = (-1)^S``: ``P(lag) - 1 / lag - s / (lag - k S)`` with ``P`` the sum over every
-    ``k``, ``(pi / S) cot(pi lag / S)`` for an even ``S`` and ``(pi / S) / sin(pi lag / S)`` for an odd one.
-    Evaluated about the nearer of the two removed poles (``P(lag) = s P(lag - k S)``), so that no pole is
-    ever subtracted from itself: for lags within ``S / 2 + 40`` of a removed pole."""
-    sign = -1.0 if samples % 2 else 1.0
-    neighbour = np.where(after, float(samples), -float(samples))
-    beside = np.abs(lags - neighbour) < np.abs(lags)
-    near = np.where(beside, lags - neighbour, lags)  # the lag from the nearer removed pole
-    other = np.where(beside, lags, lags - neighbour)  # and from the other one
-    u = np.pi * near / samples
-    small = np.abs(u) < 0.25
-    safe = np.where(small, 1.0, u)
-    square = u * u  # the series by Horner's rule (numpy's powers are a pow() call per element)
-    if samples % 2:  # csc u - 1 / u
-        direct = 1.0 / np.sin(safe) - 1.0 / safe
-        series = u * (1 / 6 + square * (7 / 360 + square * (31 / 15_120 + square * (127 / 604_800))))
-    else:  # cot u - 1 / u
-        direct = 1.0 / np.tan(safe) - 1.0 / safe
-        series = -u * (1 / 3 + square * (1 / 45 + square * (2 / 945 + square * (1 / 4725))))
-    rest = np.where(small, series, direct) * (np.pi / samples)  # P(near) - 1 / near
-    kernel: NDArray[np.float64] = np.where(beside, sign, 1.0) * rest - np.where(beside, 1.0, sign) / other
-    return kernel
-
-
-def periodic_values(
-    x: NDArray[np.float32], samples: Rows, fractions: NDArray[np.float64]
-) -> NDArray[np.float32]:
-    """The looped (periodic) reconstruction of one channel ``x`` at ``t = samples + fractions``, summed
-    directly with the periodic sinc ``sin(pi d) P(d) / pi`` (see :func:`_other_copies`; the Nyquist term of
-    an even length split in two, as an FFT upsampler splits it): ``(N, F)``. For short clips."""
-    length = x.shape[0]
-    t = samples[:, None].astype(np.float64) + fractions[None, :]
-    z = np.where(np.arange(length) % 2, -1.0, 1.0) * x
-    out = np.empty(t.shape, dtype=np.float32)
-    for begin in range(0, t.shape[0], 16):  # a few rows at a time: (rows, F, S) lags
-        u = np.pi * (t[begin : begin + 16, :, None] - np.arange(length)) / length
-        kernel = 1.0 / np.sin(u) if length % 2 else 1.0 / np.tan(u)
-        sums = np.einsum("rfs,s->rf", kernel, z) * (np.pi / length)  # numpy's loops: no BLAS threads
-        parity = np.where(samples[begin : begin + 16] % 2, -1.0, 1.0)[:, None]
-        out[begin : begin + 16] = sums * parity * (np.sin(np.pi * fractions) / np.pi)[None, :]
-    return out
 
 
 def _transform_key(samples: int) -> tuple[int, int, int, int]:
@@ -387,49 +221,6 @@ def _transform_key(samples: int) -> tuple[int, int, int, int]:
     # the circular convolution is the linear one at the outputs kept (count - 1 on) once the transform
     # holds the kernel: a third shorter than room for both
     return first_lag, stop, _DECIMATION, _transform_size(stop - first_lag + 1)
-
-
-def _transform_size(length: int) -> int:
-    """The smallest ``m 2^k`` (``m`` 1, 3, 5 or 15) of at least ``length``: pocketfft's float32 transforms
-    of these run faster than of its ``next_fast_len`` (6.1 ms against 8.6 ms for 491,520 and 486,000)."""
-    return min(m << max(0, (-(-length // m) - 1).bit_length()) for m in (1, 3, 5, 15))
-
-
-def _rfft_in_place(buffer: NDArray[np.complex64], size: int) -> None:
-    """``buffer`` (``size // 2 + 1`` bins) becomes ``rfft`` of the ``size`` float32 values its first
-    ``size`` floats hold, bit for bit (the same pocketfft plan and passes): transformed in place by the
-    FFTPACK-layout transform (``r0, r1, i1, r2, i2, ...``), then spread to bins a chunk at a time from the
-    end. ``sp_fft.rfft`` holds its input, a copy of it and its output (one buffer here), each as large."""
-    real = buffer.view(np.float32)
-    packed = real[:size]
-    out = sp_fftpack.rfft(packed, overwrite_x=True)
-    if not np.may_share_memory(out, packed):  # a scipy that made a copy after all: the same values
-        packed[:] = out
-    del out
-    for end in range(size, 1, -_SHIFT_CHUNK):  # r_k, i_k from floats 2k - 1, 2k to 2k, 2k + 1
-        begin = max(1, end - _SHIFT_CHUNK)
-        real[begin + 1 : end + 1] = real[begin:end].copy()
-    real[1] = 0.0  # the imaginary parts of bin 0 and (even sizes) of the last, as rfft writes them
-    if size % 2 == 0:
-        real[size + 1] = 0.0
-
-
-def _irfft_in_place(buffer: NDArray[np.complex64], size: int) -> NDArray[np.float32]:
-    """``irfft(buffer, size)`` bit for bit, in ``buffer``'s own memory (lost): its first ``size`` floats.
-    The bins packed to the FFTPACK layout a chunk at a time from the start (the imaginary parts of bin 0
-    and of an even size's last bin dropped, as ``irfft`` ignores them), then transformed in place."""
-    real = buffer.view(np.float32)
-    for begin in range(1, size, _SHIFT_CHUNK):
-        end = min(size, begin + _SHIFT_CHUNK)
-        real[begin:end] = real[begin + 1 : end + 1].copy()
-    packed = real[:size]
-    out = sp_fftpack.irfft(packed, overwrite_x=True)
-    if not np.may_share_memory(out, packed):
-        packed[:] = out
-    return packed
-
-
-_SHIFT_CHUNK = 1 << 16  # floats moved at a time between the two layouts (a 256 KiB temporary)
 
 
 def far_kernel(d: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -459,69 +250,8 @@ def _far_weights(step: int, fractions: tuple[float, ...]) -> NDArray[np.float32]
 CACHE_BYTES = 8 << 20
 
 
-class _BoundedCache:
-    """The last few values by key, at most ``limit`` bytes in all: a value larger than that is not kept
-    (a long clip's spectrum: 63 MB for 10 minutes at 48 kHz, a quarter of the stereo clip, would stay
-    resident after its export), and the oldest go first to make room."""
-
-    def __init__(self, entries: int, limit: int) -> None:
-        self.entries, self.limit = entries, limit
-        self.values: OrderedDict[tuple[int, ...], tuple[Any, int]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: tuple[int, ...]) -> Any:
-        with self.lock:
-            if key not in self.values:
-                return None
-            self.values.move_to_end(key)
-            return self.values[key][0]
-
-    def put(self, key: tuple[int, ...], value: Any, nbytes: int) -> bool:
-        """Keep ``value`` (the oldest values go to make room); False where it is too large to be kept."""
-        with self.lock:
-            self.values.pop(key, None)
-            if nbytes > self.limit:
-                return False
-            self.values[key] = (value, nbytes)
-            while len(self.values) > self.entries or self.held() > self.limit:
-                self.values.popitem(last=False)
-            return True
-
-    def held(self) -> int:
-        return sum(nbytes for _, nbytes in self.values.values())
-
-    def clear(self) -> None:
-        with self.lock:
-            self.values.clear()
-
-
 _SPECTRA = _BoundedCache(4, CACHE_BYTES)
 _KERNELS = _BoundedCache(4, CACHE_BYTES)
-
-
-_MISSES_KEPT = 16  # lengths whose uncached spectra keep_spectrum remembers
-
-
-class _Misses:
-    """How often each of the last few keys' spectra was made and not cached (``keep=False``)."""
-
-    def __init__(self) -> None:
-        self.counts: OrderedDict[tuple[int, ...], int] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def add(self, key: tuple[int, ...]) -> None:
-        with self.lock:
-            self.counts[key] = self.counts.pop(key, 0) + 1
-            while len(self.counts) > _MISSES_KEPT:
-                self.counts.popitem(last=False)
-
-    def recurs(self, key: tuple[int, ...]) -> bool:
-        """Whether ``key``'s spectrum was made twice or more (its count is then dropped)."""
-        with self.lock:
-            if self.counts.get(key, 0) < 2:
-                return False
-            del self.counts[key]
-            return True
 
 
 _MISSES = _Misses()
@@ -605,34 +335,6 @@ def _far_taps(
     return taps
 
 
-@functools.cache
-def _lowpass(step: int) -> NDArray[np.float64]:
-    """The anti-alias filter of ``z`` before decimation by ``step`` (its passband shape is undone in the
-    kernel's spectrum, so only its stopband matters)."""
-    taps: NDArray[np.float64] = firwin(2 * _LOWPASS_TAPS * step + 1, _CUTOFF / step, window=("kaiser", _BETA))
-    return taps
-
-
-def _lowpass_response(step: int, size: int) -> NDArray[np.float32]:
-    """The filter's (real, zero-phase) response at the ``size // 2 + 1`` bins of the decimated grid:
-    ``h[half] + 2 sum_k h[half + k] cos(k theta)``, the cosines by Chebyshev's recurrence, a chunk of bins
-    at a time (no bins-by-taps matrix, no full-length float64 temporaries)."""
-    taps = _lowpass(step)
-    half = taps.shape[0] // 2
-    bins = size // 2 + 1
-    response = np.empty(bins, dtype=np.float32)
-    for begin in range(0, bins, _LOWPASS_CHUNK):
-        theta = np.arange(begin, min(begin + _LOWPASS_CHUNK, bins)) * (2 * np.pi / (size * step))
-        one = np.cos(theta)  # z's frequency theta, radians per sample
-        part = np.full(theta.shape[0], taps[half])
-        previous, current = np.ones_like(one), one.copy()
-        for k in range(1, half + 1):
-            part += 2 * taps[half + k] * current
-            previous, current = current, 2 * one * current - previous
-        response[begin : begin + part.shape[0]] = part
-    return response
-
-
 def _decimated_low_band(
     x: NDArray[np.float32], count: int, step: int, *, out: NDArray[np.float32] | None = None
 ) -> NDArray[np.float32]:
@@ -684,46 +386,12 @@ def split_window(d: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 _GATHER = 1 << 17  # kernel values gathered at a time: about 24 bytes of buffers each (3 MB)
-_PIECE = 32  # sources per piece
 _GROUP = 8  # blocks per group of the bound away from the zones
 _NEAR = 128  # grid steps within which a piece is summed with the kernel itself, beyond by its moments
-_MOMENTS = 6
 _KERNEL_DEVIATION = 1e-6  # the largest |k - 1 / lag| beyond _NEAR for which pieces act by their moments
 _BOUND_WINDOWS = 4096  # windows (at most) over which the bound sums distant clusters' masses
 _ZONE = 64  # grid points either side of a cluster of the difference's sources where it is summed exactly
 _PAIRS = 1 << 16  # cluster pairs at a time of the zones' bound (its float64 arrays: 512 KiB each)
-
-
-@dataclass(frozen=True)
-class _Kernel:
-    """The far kernel as the FFT convolution of :meth:`FarField.measure` applies it (anti-alias passband
-    undone), kept only over lags ``-window..window``: ``taps[lag + window + _PIECE]`` (zero ``_PIECE`` lags
-    further on either side, where a piece's padding reads). ``beyond[r]`` (``r <= window``) is the largest
-    ``|k|`` at any lag with ``|lag| >= r``; beyond the window ``|k|`` is at most ``1 / |lag| + deviation``.
-    ``error``: ``deviation``, the largest ``|k - 1 / lag|`` where moments or ``1 / lag`` stand for the
-    kernel, plus the moments' truncation (per unit of the pieces' mass); ``near``: grid steps within
-    which a piece is summed with the kernel itself (every lag, for short clips whose kernel bends)."""
-
-    taps: NDArray[np.float32]
-    beyond: NDArray[np.float32]
-    window: int
-    deviation: float
-    error: float
-    near: int
-
-    def share(self, distance: NDArray[np.int64]) -> NDArray[np.float64]:
-        """An upper bound of ``|k|`` at every lag of at least ``distance`` steps."""
-        inside = self.beyond.astype(np.float64)[np.minimum(distance, self.window)]
-        outside = 1.0 / np.maximum(distance, 1) + self.deviation
-        return np.where(distance <= self.window, inside, outside)
-
-    def at(self, lags: NDArray[np.int64]) -> NDArray[np.float32]:
-        """``k`` at ``lags`` (``1 / lag`` beyond the window, within ``deviation``)."""
-        inside = np.abs(lags) <= self.window
-        values = np.empty(lags.shape[0], dtype=np.float32)
-        values[inside] = self.taps[lags[inside] + self.window + _PIECE]
-        values[~inside] = 1.0 / lags[~inside]
-        return values
 
 
 def _far_kernel(
@@ -805,26 +473,6 @@ def _make_far_kernel(
         return _Kernel(kept, beyond, window, 0.0, 0.0, window + _PIECE)
     truncation = ((_PIECE / 2) / _NEAR) ** _MOMENTS / (_NEAR - _PIECE / 2)
     return _Kernel(kept, beyond, window, deviation, deviation + truncation, _NEAR)
-
-
-def _moments(pieces: list[NDArray[np.float32]], channels: int) -> NDArray[np.float64]:
-    """``sum_m v[m] delta_m^n`` per piece, ``delta`` the source's offset from the piece's centre."""
-    if not pieces:
-        return np.zeros((channels, 0, _MOMENTS))
-    values = np.concatenate(pieces, axis=1)[:, :, ::-1].astype(np.float64)  # (C, Q, piece), in order
-    delta = np.arange(_PIECE) - (_PIECE - 1) / 2
-    powers = delta[:, None] ** np.arange(_MOMENTS)[None, :]  # (piece, n)
-    moments: NDArray[np.float64] = np.einsum("cqm,mn->cqn", values, powers)  # no BLAS threads (see below)
-    return moments
-
-
-@dataclass(frozen=True)
-class _Cluster:
-    """Sources of the difference's low band on grid points ``first..first + values.shape[1] - 1``."""
-
-    first: int
-    values: NDArray[np.float32]  # (C, n)
-    mass: float  # the largest over channels of sum |values|
 
 
 _WINDOW = 128  # grid steps per window of the local expansions, at least (more for long clips: see below)
@@ -930,15 +578,6 @@ class _LocalExpansion:
             out.append((begin, end, q0, q1))
             begin = end
         return out
-
-
-@functools.cache
-def _binomials(size: int) -> NDArray[np.float64]:
-    """``[a, b]``: ``binom(a, b)`` for ``a, b < size``."""
-    table = np.zeros((size, size))
-    for a in range(size):
-        table[a, : a + 1] = [math.comb(a, b) for b in range(a + 1)]
-    return table
 
 
 def _windowed_sum(
@@ -1276,3 +915,27 @@ class LimitedFarField(FarField):
         extra[ends] = 2 * extra[ends].max()
         bound += extra
         return bound
+
+
+__all__ = [  # with the names tests and the meters import from here that live in the modules beside it
+    "BLOCK",
+    "CACHE_BYTES",
+    "DIRECT_LOOP",
+    "LOOPED_ROWS",
+    "NEAR_FLAT",
+    "NEAR_REACH",
+    "Copies",
+    "FarField",
+    "LimitedFarField",
+    "Rows",
+    "_BoundedCache",
+    "_irfft_in_place",
+    "_lowpass",
+    "_lowpass_response",
+    "_rfft_in_place",
+    "_transform_size",
+    "far_kernel",
+    "keep_spectrum",
+    "periodic_values",
+    "split_window",
+]
