@@ -4,8 +4,9 @@ An operation yields ``Call(name, params, rows)`` for a named query (and receives
 receives the store clock's current time); it returns its result. The sync and async drivers
 (``musicstore.store``, ``musicstore.aio``, with what they share in ``musicstore.runner``) drive the same
 generators, so there is one copy of each operation's logic. By concern: ``steps`` (what an operation
-yields), ``reads``, ``jobs`` (a job's life), ``prompts``, ``renditions`` (files made from a master),
-``transfer`` (rows between stores), ``queue`` (its depth, owner keys' limits, dead letters, replay).
+yields), ``reads``, ``jobs`` (a job's life; its claim in ``claims``, its creation in ``creation``, a lease's
+length and end in ``leases``), ``prompts``, ``renditions`` (files made from a master), ``transfer`` (rows
+between stores), ``queue`` (its depth, owner keys' limits, dead letters, replay).
 """
 
 from .jobs import (

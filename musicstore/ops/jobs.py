@@ -3,66 +3,35 @@
 Every status change is one conditional UPDATE whose row count decides it; when it matches no row,
 ``_explain`` reads the row to say why (not found, another status, or another worker's lease).
 
-The claim takes jobs in the queue's order (docs/queue.md): among the lanes (one per owner key, one for jobs
-without a key) with a ready job and room under their limit, the head with the highest priority, then the lane
-with the fewest jobs processing, then the lane served longest ago (round robin, migration 0015), then the
-oldest head. ``claim_fast`` decides and takes the best head in one statement from the lanes' heads and running
-counts that triggers keep (migration 0012); it returns the claimed row, or no row when no lane has a ready job
-and room: either way the claim is one statement. On SQLite that is all (the writer lock makes the decision
-exact; a lane whose head waits for its ``run_after`` is ranked with every lane in the same statement). On
-PostgreSQL it takes the first keyed lane with room whose row no other claimer holds (FOR UPDATE SKIP LOCKED)
-and returns a row of NULLs (``UNDECIDED``) when it took nothing though a lane may have a job: then
-``queue_decide`` decides the lane (``_decided_lane``) and ``claim_lane_head`` takes its head (with its limit
-checked in the same statement, against the key's ``owner_lanes`` row locked FOR UPDATE: its newest committed
-count); when a lane's head waits for its ``run_after``, ``queue_heads`` ranks every lane.
+The claim is in ``musicstore.ops.claims``, the creation in ``musicstore.ops.creation``, what they share with
+the rest (a lease's length and end) in ``musicstore.ops.leases``: this module re-exports their names.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
 from .. import validate
-from ..errors import (
-    Cancelled,
-    ConfirmationRequired,
-    IdempotencyConflict,
-    InvalidInput,
-    InvalidTransition,
-    LeaseLost,
-    NotFound,
-)
-from ..ids import check_id, new_id
-from ..models import Generation, Requeued, RetryPolicy, Status, columns, prompt_digest
-from .prompts import digest_taken
+from ..errors import Cancelled, ConfirmationRequired, InvalidInput, InvalidTransition, LeaseLost, NotFound
+from ..ids import check_id
+from ..models import Generation, Requeued, RetryPolicy, Status
+from .claims import CANDIDATES, MAX_OWNER_LIMIT, _fast, _Undecided, claim_batch, claim_epoch, claim_next
+from .creation import create_generation
+from .leases import DEFAULT_LEASE_SECONDS, Stamp, _backoff_fits, _later, lease_of
 from .reads import GENERATION
 from .steps import EXPLAIN, MORE, NOW, Call, Explain, More, Params, Steps, writer, writes_fixed
 
-DEFAULT_LEASE_SECONDS = 300.0
-"""How long a claim is held without a heartbeat before ``requeue_expired`` may take it back."""
 DEFAULT_MAX_ATTEMPTS = 3
 """How many claims a generation gets before a failure (or expired lease) is final."""
 RESET_CONFIRMATION = "delete everything"
 """The exact ``confirm=`` argument ``reset_database`` requires."""
-TRACKED = columns("id")
-"""What ``create_generation`` reads of the prompt row it counted a use of: that there is one."""
-MIN_PRIORITY, MAX_PRIORITY = -32_768, 32_767
-"""The range of ``priority`` (the schema checks it too)."""
-MAX_OWNER_LIMIT = 1_000_000
-"""The largest limit on an owner key's processing jobs."""
-CANDIDATES = 8
-"""How many lanes one claim ranks and tries, best first, before it returns None (a lane is skipped when
-another claimer took its last ready job, or, on PostgreSQL, holds its lock, meanwhile)."""
-HEADS = columns("owner_key", "max_running")
-DECIDED = columns("owner_key", "max_running", "locked")
-LOCKED = columns("locked")
 NO_RETRY_DELAY = RetryPolicy(base_seconds=0.0)
 """The default of ``fail`` and ``requeue_expired``: a retried job is claimable at once."""
 _NO_DELAY = {
@@ -73,359 +42,9 @@ _NO_DELAY = {
 """``NO_RETRY_DELAY``'s query parameters (only ever spread into a call's parameters, never changed)."""
 
 
-Stamp = Callable[[datetime], Any]
-"""A ``Fixed`` write's ``stamp``: a moment as the backend binds it."""
-
-_LEASES: dict[float, timedelta] = {}
-"""``lease_of``'s timedeltas by their seconds."""
-
-
-def lease_of(seconds: float) -> timedelta:
-    """``timedelta(0, seconds)``, kept for the few lease lengths a process uses (made from a float it costs
-    about as much as the rest of a heartbeat's checks)."""
-    lease = _LEASES.get(seconds)
-    if lease is None:
-        if len(_LEASES) >= 64:
-            _LEASES.clear()
-        lease = _LEASES[seconds] = timedelta(0, seconds)
-    return lease
-
-
-def _later(now: datetime, span: timedelta, what: str) -> datetime:
-    """``now + span``, a moment the store can keep (years 1 to 9999 in UTC): else InvalidInput naming
-    ``what`` and the clock, before anything is written (a bare OverflowError escaped a claim at 9999)."""
-    try:
-        end = now + span
-        if end.year == 9999:  # a zone behind UTC may carry it past 9999 there
-            end.astimezone(UTC)
-    except OverflowError:
-        raise InvalidInput(
-            f"{what} of {span.total_seconds():g} s from {now.isoformat()} ends after the year 9999 (UTC), "
-            "which the store cannot keep: check the store's clock"
-        ) from None
-    return end
-
-
-def _backoff_fits(now: datetime, delay: Params) -> None:
-    """A retry's backoff, at most ``cap_seconds``, ends where ``_later`` says (checked before the write:
-    run_after is computed in the query)."""
-    if delay["base_seconds"] > 0:
-        _later(now, timedelta(0, delay["cap_seconds"]), "a retry's backoff (its cap_seconds)")
-
-
-_CLAIMS_TRACKED = 4_096
-"""How many (job, worker) claims ``claim_epoch`` remembers before it starts again from none."""
-_claim_serial = itertools.count(1)
-_claims: dict[tuple[str, str], int] = {}
-
-
-def _took(claimed: Generation | None) -> Generation | None:
-    """Note a claim this process made (``claim_epoch``) and pass it through."""
-    if claimed is not None and claimed.worker_id is not None:
-        if len(_claims) >= _CLAIMS_TRACKED:
-            _claims.clear()  # forgotten pairs read None: at worst one more progress report is written
-        _claims[claimed.id, claimed.worker_id] = next(_claim_serial)
-    return claimed
-
-
-def claim_epoch(generation_id: str, worker_id: str) -> int | None:
-    """A number that changes each time this process claims ``generation_id`` for ``worker_id`` (None when
-    it has not, or no longer remembers): progress coalescing (``progress.Coalescer``) starts afresh with
-    each claim, since a retried or requeued job's progress was cleared."""
-    return _claims.get((generation_id, worker_id))
-
-
-class _Undecided:
-    """What ``claim_fast`` returns when it took nothing though a lane may have a ready job (PostgreSQL only:
-    another claimer held the lanes or their jobs, or the best lane's head waits for its ``run_after``)."""
-
-    __slots__ = ()
-
-
-UNDECIDED = _Undecided()
-
-
-def _fast(names: Sequence[str]) -> Callable[[Sequence[Any]], Generation | _Undecided]:
-    """``claim_fast``'s row reader: the claimed generation, or ``UNDECIDED`` for its row of NULLs."""
-    build = GENERATION(names)
-    at = list(names).index("id")
-
-    def read(row: Sequence[Any]) -> Generation | _Undecided:
-        return UNDECIDED if row[at] is None else build(row)
-
-    return read
-
-
 def _ids(names: Sequence[str]) -> Callable[[Sequence[Any]], Any]:
     """A row reader of the ``id`` column alone (its value, not a one-item row)."""
     return itemgetter(list(names).index("id"))
-
-
-def _create_params(now: datetime, stamp: Stamp, checked: tuple[Params, str, Any]) -> tuple[Params, Params]:
-    fields, encoded, _ = checked
-    at, text, run_after = stamp(now), fields["prompt"], fields["run_after"]
-    digest = prompt_digest(text)
-    insert = {**fields, "created_at": at, "metadata": encoded, "prompt_digest": digest}
-    if run_after is not None:
-        insert["run_after"] = stamp(run_after)
-    return {"digest": digest, "text": text, "now": at}, insert
-
-
-def _created(fields: Params, now: datetime, encoded: str, metadata: dict[str, Any] | None) -> Generation:
-    kept = {} if metadata is None else validate.stored_metadata(metadata, encoded)
-    return Generation(**fields, created_at=now, status=Status.PENDING, metadata=kept)
-
-
-def _create_finish(found: list[Any], now: datetime, checked: tuple[Params, str, Any]) -> Generation:
-    if found[0] is None:  # the prompt upsert updates only a row with the same text (nothing was inserted)
-        raise digest_taken()
-    return _created(checked[0], now, checked[1], checked[2])
-
-
-def _create_first(
-    fields: Params, encoded: str, metadata: dict[str, Any] | None
-) -> Callable[[datetime], Steps[Generation | None]] | None:
-    """With an idempotency key: the generation created with it before (the key's lock taken first), after
-    checking it was asked the same; None: create it."""
-    if fields["idempotency_key"] is None:
-        return None
-    return functools.partial(_created_before, fields=fields, metadata=metadata)
-
-
-def _created_before(
-    now: datetime, fields: Params, metadata: dict[str, Any] | None
-) -> Steps[Generation | None]:
-    key = fields["idempotency_key"]
-    yield Call("lock_idempotency_key", {"idempotency_key": key}, LOCKED)
-    earlier: Generation | None = yield Call("get_by_idempotency_key", {"idempotency_key": key}, GENERATION)
-    if earlier is not None:
-        _same_request(earlier, {**fields, "metadata": dict(metadata or {})})
-    return earlier
-
-
-@writes_fixed(
-    (("track_prompt", TRACKED), ("insert_generation", None)),
-    _create_params,
-    _create_finish,
-    first=_create_first,
-)
-def create_generation(
-    prompt: str,
-    *,
-    model_name: str,
-    duration_seconds: float,
-    sample_rate: int = 32_000,
-    channels: int = 2,
-    model_version: str | None = None,
-    metadata: dict[str, Any] | None = None,
-    priority: int = 0,
-    run_after: datetime | None = None,
-    owner_key: str | None = None,
-    idempotency_key: str | None = None,
-) -> tuple[Params, str, dict[str, Any] | None]:
-    """Enqueue a pending generation and count its prompt's use, in one transaction.
-
-    ``priority``: higher is claimed first (-32768 to 32767). ``run_after``: not claimed before this moment.
-    ``owner_key``: the user or tenant it runs for (claims are fair across keys; see ``set_owner_limit``).
-    ``idempotency_key``: when a generation was created with this key before, it is returned instead of a new
-    one (race-safe across processes); if that one was asked with another prompt, model, length, rate,
-    channels, metadata, priority or owner key, ``IdempotencyConflict`` is raised (a completed one's metadata
-    has its export's figures merged in: it agrees when it holds the asked keys with the asked values). Keys
-    are unique among all generations while their row exists.
-    """
-    encoded = "{}" if metadata is None else validate.metadata(metadata)
-    key = validate.name(idempotency_key, "idempotency_key", optional=True)
-    fields: Params = {
-        "id": new_id(),
-        "prompt": validate.prompt(prompt),
-        "model_name": validate.name(model_name, "model_name"),
-        "model_version": validate.name(model_version, "model_version", optional=True),
-        "duration_seconds": validate.duration(duration_seconds),
-        "sample_rate": validate.sample_rate(sample_rate),
-        "channels": validate.channels(channels),
-        "priority": validate.integer(priority, "priority", MIN_PRIORITY, MAX_PRIORITY),
-        "run_after": None if run_after is None else validate.moment(run_after, "run_after"),
-        "owner_key": validate.name(owner_key, "owner_key", optional=True),
-        "idempotency_key": key,
-    }
-    return fields, encoded, metadata
-
-
-_REQUEST = (
-    *("prompt", "model_name", "model_version", "duration_seconds", "sample_rate", "channels"),
-    *("metadata", "priority", "owner_key"),
-)
-"""What two creations with one idempotency key must agree on (``run_after`` may differ: a client retrying
-a request may compute it again)."""
-
-
-def _agrees(earlier: Generation, asked: Params, name: str) -> bool:
-    kept, wanted = getattr(earlier, name), asked[name]
-    if name == "metadata" and earlier.status is Status.COMPLETED:
-        # completing merged the export's figures (and merge_metadata more) into the row's: the keys asked
-        # are there as asked
-        return all(key in kept and kept[key] == value for key, value in wanted.items())
-    return bool(kept == wanted)
-
-
-def _same_request(earlier: Generation, asked: Params) -> None:
-    differ = [name for name in _REQUEST if not _agrees(earlier, asked, name)]
-    if differ:
-        raise IdempotencyConflict(
-            f"idempotency key {asked['idempotency_key']!r} was used for generation {earlier.id} with another "
-            f"{', '.join(differ)}; use a new key for a new request",
-            existing_id=earlier.id,
-        )
-
-
-def _limit(owner_limit: int | None) -> int | None:
-    if owner_limit is None:
-        return None
-    return validate.integer(owner_limit, "owner_limit", 0, MAX_OWNER_LIMIT)
-
-
-def _decided_lane(
-    now: datetime, default_limit: int | None
-) -> Steps[tuple[str | None, int | None, bool | None] | None]:
-    """The lane ``queue_heads`` would rank first, found without ranking every lane, and whether its lock is
-    held already: ``(None, None, None)`` when no lane has a ready job and room, None when the lanes' heads do
-    not decide it.
-
-    Each owner key's lane keeps its running jobs and its head (its first pending job in claim order) in
-    ``owner_lanes`` (migration 0012, kept by triggers), in an index in the order the claim ranks the lanes:
-    the head's priority, the fewest running, the longest since served, the head's age. The first keyed lane
-    with room there is the best keyed lane (on PostgreSQL the first whose lock this claim takes now: lanes
-    other claimers hold are skipped), unless its head waits for its ``run_after`` (its first ready job is
-    further on: undecided); the lane of jobs without a key is compared with it by its first ready job, its
-    running jobs and its jobs' latest start.
-    """
-    decide = {"now": now, "default_limit": default_limit}
-    found: tuple[str | None, int | None, bool | None] | None = yield Call("queue_decide", decide, DECIDED)
-    return found
-
-
-def _claim_lane(
-    params: dict[str, Any], owner_key: str, max_running: int | None, wait: bool, locked: bool = False
-) -> Steps[Generation | None]:
-    """Claim the head of one lane (after its lock, if it has a limit and ``locked`` is False), or None."""
-    if max_running is not None and not locked:
-        lock = yield Call("lock_lane" if wait else "try_lock_lane", {"owner_key": owner_key}, LOCKED)
-        if not lock or not lock[0]:
-            return None
-    lane = {**params, "owner_key": owner_key, "max_running": max_running}
-    claimed: Generation | None = yield Call("claim_lane_head", lane, GENERATION)
-    return claimed
-
-
-def _claim_undecided(params: dict[str, Any], wait: bool) -> Steps[Generation | None]:
-    """The claim after ``claim_fast`` left it undecided (PostgreSQL): the head of the best lane that still has
-    one, or None. ``wait``: the first lane with a limit waits for its lock if it is not had at once, the
-    others are skipped while another claimer holds theirs; a caller that already wrote in this transaction
-    passes False, so that it never waits while holding a lock."""
-    default_limit = params["default_limit"]
-    decided = yield from _decided_lane(params["now"], default_limit)
-    if decided is not None:
-        owner_key, max_running, locked = decided
-        if owner_key is None:
-            return None  # no lane has a ready job and room
-        held = bool(locked)
-        claimed: Generation | None = yield from _claim_lane(params, owner_key, max_running, wait, held)
-        if claimed is not None:
-            return claimed
-        wait = wait and max_running is None  # a lock was taken (or waited for): never wait for a second
-    ranked = {"now": params["now"], "default_limit": default_limit, "limit": CANDIDATES}
-    lanes: list[tuple[str, int | None]] = yield Call("queue_heads", ranked, HEADS)
-    for owner_key, max_running in lanes:
-        claimed = yield from _claim_lane(params, owner_key, max_running, wait)
-        wait = wait and max_running is None
-        if claimed is not None:
-            return claimed
-    return None
-
-
-def _claim_params(
-    now: datetime, stamp: Stamp, checked: tuple[str | None, timedelta, int | None]
-) -> tuple[Params]:
-    worker, lease, key_limit = checked
-    return (
-        {
-            "worker_id": worker,
-            "now": stamp(now),
-            "lease_expires_at": stamp(_later(now, lease, "a lease")),
-            "default_limit": key_limit,
-        },
-    )
-
-
-def _claim_finish(found: list[Any], now: datetime, checked: tuple[Any, ...]) -> Generation | More | None:
-    fast = found[0]  # claimed, or None: no lane has a ready job and room
-    return MORE if isinstance(fast, _Undecided) else _took(fast)
-
-
-def _claim_more(
-    now: datetime, worker: str | None, lease: timedelta, key_limit: int | None
-) -> Steps[Generation | None]:
-    params = {
-        "worker_id": worker,
-        "now": now,
-        "lease_expires_at": _later(now, lease, "a lease"),
-        "default_limit": key_limit,
-    }
-    claimed: Generation | None = yield from _claim_undecided(params, True)
-    return _took(claimed)
-
-
-@writes_fixed((("claim_fast", _fast),), _claim_params, _claim_finish, more=_claim_more, alone=True)
-def claim_next(
-    worker_id: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS, owner_limit: int | None = None
-) -> tuple[str | None, timedelta, int | None]:
-    """Take the next pending generation in the queue's order for ``worker_id`` (pending → processing), or
-    None if none is ready.
-
-    The order: the highest priority first; within one priority, the owner key with the fewest generations
-    processing, then the oldest. A generation whose ``run_after`` is still ahead waits. ``owner_limit``: how
-    many generations of one owner key may be processing at once, for keys without a limit of their own
-    (``set_owner_limit``); None: no limit. Generations without an owner key are never limited.
-    """
-    return (
-        validate.name(worker_id, "worker_id"),
-        lease_of(validate.seconds(lease_seconds, "lease_seconds")),
-        _limit(owner_limit),
-    )
-
-
-@writer
-def claim_batch(
-    worker_id: str,
-    count: int,
-    *,
-    lease_seconds: float = DEFAULT_LEASE_SECONDS,
-    owner_limit: int | None = None,
-) -> Steps[list[Generation]]:
-    """Take up to ``count`` pending generations at once, in the order ``claim_next`` would take them one by
-    one (each counted against its owner key's limit), in one transaction."""
-    worker = validate.name(worker_id, "worker_id")
-    limit = validate.integer(count, "count", 1, validate.MAX_PAGE)
-    lease = lease_of(validate.seconds(lease_seconds, "lease_seconds"))
-    key_limit = _limit(owner_limit)
-    now = yield NOW
-    params = {
-        "worker_id": worker,
-        "now": now,
-        "lease_expires_at": _later(now, lease, "a lease"),
-        "default_limit": key_limit,
-    }
-    fast = Call("claim_fast", params, _fast)  # the same step for each claim
-    claimed: list[Generation] = []
-    while len(claimed) < limit:
-        one: Generation | _Undecided | None = yield fast
-        if isinstance(one, _Undecided):  # PostgreSQL: never wait for a lock once this batch has written
-            one = yield from _claim_undecided(params, not claimed)
-        if one is None:
-            break  # no lane has a ready job and room
-        claimed.append(one)
-        _took(one)
-    return claimed
 
 
 def _explain(generation_id: str, wanted: str, worker_id: str | None = None) -> Steps[Exception]:
@@ -770,3 +389,32 @@ def reset_database(*, confirm: str) -> Steps[None]:
     yield Call("delete_all_generations", {})
     yield Call("delete_all_lanes", {})
     yield Call("delete_all_prompts", {})
+
+
+__all__ = [  # with the names of the claim, the creation and the leases, which live beside this module
+    "CANDIDATES",
+    "DEFAULT_LEASE_SECONDS",
+    "DEFAULT_MAX_ATTEMPTS",
+    "MAX_OWNER_LIMIT",
+    "NO_RETRY_DELAY",
+    "RESET_CONFIRMATION",
+    "Attempt",
+    "_Undecided",
+    "_explain",
+    "_fast",
+    "_later",
+    "cancel",
+    "claim_batch",
+    "claim_epoch",
+    "claim_next",
+    "complete_generation",
+    "create_generation",
+    "delete_generation",
+    "fail",
+    "heartbeat",
+    "lease_of",
+    "requeue_expired",
+    "reset_database",
+    "update_generation_status",
+    "watching",
+]
