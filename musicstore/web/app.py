@@ -17,24 +17,20 @@ import hmac
 import json
 import logging
 import math
-import re
 import threading
 import unicodedata
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from enum import Enum
-from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote_plus, unquote_to_bytes, urlencode
+from urllib.parse import quote, urlencode
 
-import jinja2
 import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request, cookie_parser
+from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
     HTMLResponse,
@@ -44,7 +40,6 @@ from starlette.responses import (
     Response,
 )
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..delivery import Delivery, Located, Root
 from ..errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, NotFound, StorageError
@@ -53,11 +48,12 @@ from ..ids import check_id
 from ..metrics import MetricsSnapshot, metrics_text, processing_op, read_metrics, workers_of
 from ..models import Generation, Status
 from ..store import Store, require_store
+from .access import _ACCESS_FILTER, COOKIE, DashboardApp
 from .reads import Filters, completions_by_hour_op, created_by_hour_op, days_op, recent_prompts_op, table_page
+from .templating import _assets, _environment, _json, generation_dict
 
 log = logging.getLogger(__name__)
 
-COOKIE = "musicstore_token"
 PEAK_BUCKETS = 1000
 TRENDING_ROWS = 50_000
 """At most this many of the newest rows of a trending window are counted."""
@@ -72,18 +68,6 @@ AUDIO_TYPES = {
     ".ogg": "audio/ogg",
     ".opus": "audio/ogg",
 }
-SECURITY_HEADERS = [
-    (
-        b"content-security-policy",
-        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        b"media-src 'self' http: https:; object-src 'none'; base-uri 'none'; form-action 'self'; "
-        b"frame-ancestors 'none'",
-    ),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-    (b"cache-control", b"no-store"),
-]
 FIGURES = (
     ("loudness_lufs", "Loudness", "LUFS"),
     ("true_peak_dbtp", "True peak", "dBTP"),
@@ -95,166 +79,6 @@ FIGURES = (
     ("format", "Format", ""),
     ("subtype", "Subtype", ""),
 )
-
-
-_QUERY_ITEM = re.compile(r"([?&])([^=&#\s]*)=([^&#\s]*)")
-
-
-def _masked(text: str) -> str:
-    """``text`` with the value of each ``token`` query item masked, its name read as the app reads it
-    (``%74oken`` and ``token`` alike)."""
-
-    def mask(item: re.Match[str]) -> str:
-        is_token = unquote_plus(item[2]) == "token"
-        return f"{item[1]}{item[2]}=***" if is_token else item[0]
-
-    return _QUERY_ITEM.sub(mask, text)
-
-
-class _RedactedAccessLine(logging.Filter):
-    """Masks the ``token=`` of a query (``/login?token=``) in uvicorn's access lines, whose formatter reads
-    the record's args (the path and query among them) rather than its message."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(_masked(arg) if isinstance(arg, str) else arg for arg in record.args)
-        return True
-
-
-_ACCESS_FILTER = _RedactedAccessLine()
-
-
-def _assets() -> dict[str, tuple[bytes, str]]:
-    """The static files, read once from the package: name → (bytes, media type)."""
-    kinds = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
-    folder = resources.files("musicstore.web") / "static"
-    return {
-        item.name: (item.read_bytes(), kinds[Path(item.name).suffix])
-        for item in folder.iterdir()
-        if Path(item.name).suffix in kinds
-    }
-
-
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("musicstore.web", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    env.filters["when"] = _when
-    env.filters["age"] = _age
-    env.filters["size"] = _size
-    env.filters["num"] = _num
-    env.filters["since"] = _since
-    return env
-
-
-def _when(value: datetime | None) -> str:
-    return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    seconds = float(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if abs(seconds) >= size:
-            return f"{seconds / size:.1f} {unit}"
-    return f"{seconds:.1f} s"
-
-
-def _size(value: int | None) -> str:
-    if value is None:
-        return ""
-    size = float(value)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
-
-
-def _num(value: Any, digits: int = 2) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return "" if value is None else str(value)
-    return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
-
-
-def _since(moment: datetime | None, now: datetime) -> str:
-    return "" if moment is None else _age((now - moment).total_seconds())
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-_GENERATION_FIELDS = tuple(f.name for f in dataclasses.fields(Generation))
-
-
-def generation_dict(generation: Generation) -> dict[str, Any]:
-    """A generation as JSON-ready data."""
-    return {name: _jsonable(getattr(generation, name)) for name in _GENERATION_FIELDS}
-
-
-class DashboardApp:
-    """The ASGI app ``create_app`` returns: GET/HEAD only, the token when one is set, and the security
-    headers on every response, around the Starlette app (``.app``) of the ``Dashboard`` (``.dashboard``)."""
-
-    def __init__(self, app: ASGIApp, token: str | None, dashboard: Dashboard) -> None:
-        self.app = app
-        self.dashboard = dashboard
-        self.token = None if token is None else token.encode()
-
-    def allowed(self, scope: Scope) -> bool:
-        if self.token is None:
-            return True
-        headers = dict(scope.get("headers") or [])
-        given = b""
-        auth = headers.get(b"authorization", b"")
-        if auth[:7].lower() == b"bearer ":
-            given = auth[7:].strip()
-        else:  # the cookie as /login set it: the token's UTF-8 percent-encoded (a header is latin-1)
-            cookies = cookie_parser(headers.get(b"cookie", b"").decode("latin-1"))
-            given = unquote_to_bytes(cookies.get(COOKIE, ""))
-        return hmac.compare_digest(given, self.token)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def secured(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}  # an asset's own Cache-Control stays alone
-                headers += [(name, value) for name, value in SECURITY_HEADERS if name not in present]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        if scope["method"] not in ("GET", "HEAD"):
-            response: Response = PlainTextResponse(
-                "read-only: GET and HEAD only\n", status_code=405, headers={"Allow": "GET, HEAD"}
-            )
-        elif scope["path"].removeprefix(scope.get("root_path", "")) != "/login" and not self.allowed(scope):
-            response = PlainTextResponse(
-                "a token is required: Authorization: Bearer <token>, or open /login?token=<token>\n",
-                status_code=401,
-                headers={"WWW-Authenticate": 'Bearer realm="musicstore"'},
-            )
-        else:
-            await self.app(scope, receive, secured)
-            return
-        await response(scope, receive, secured)
 
 
 class Dashboard:
@@ -639,10 +463,6 @@ def _limit(request: Request) -> int:
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 500:  # "²" is a digit int() refuses
         raise InvalidInput("limit must be a whole number from 1 to 500")
     return int(raw)
-
-
-def _json(data: Any) -> JSONResponse:
-    return JSONResponse(_jsonable(data))
 
 
 def _error_handlers(dashboard: Dashboard) -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:

@@ -1,0 +1,113 @@
+"""Who may read the dashboard, and what every response carries: ``DashboardApp`` (GET and HEAD only, the
+token as a bearer header or the ``/login`` cookie compared in constant time, the security headers), and the
+filter that masks a ``token=`` query in uvicorn's access lines (re-exported by ``musicstore.web.app``)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from typing import TYPE_CHECKING
+from urllib.parse import unquote_plus, unquote_to_bytes
+
+from starlette.requests import cookie_parser
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from .app import Dashboard
+
+
+COOKIE = "musicstore_token"
+
+
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"media-src 'self' http: https:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        b"frame-ancestors 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+]
+
+
+_QUERY_ITEM = re.compile(r"([?&])([^=&#\s]*)=([^&#\s]*)")
+
+
+def _masked(text: str) -> str:
+    """``text`` with the value of each ``token`` query item masked, its name read as the app reads it
+    (``%74oken`` and ``token`` alike)."""
+
+    def mask(item: re.Match[str]) -> str:
+        is_token = unquote_plus(item[2]) == "token"
+        return f"{item[1]}{item[2]}=***" if is_token else item[0]
+
+    return _QUERY_ITEM.sub(mask, text)
+
+
+class _RedactedAccessLine(logging.Filter):
+    """Masks the ``token=`` of a query (``/login?token=``) in uvicorn's access lines, whose formatter reads
+    the record's args (the path and query among them) rather than its message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_masked(arg) if isinstance(arg, str) else arg for arg in record.args)
+        return True
+
+
+_ACCESS_FILTER = _RedactedAccessLine()
+
+
+class DashboardApp:
+    """The ASGI app ``create_app`` returns: GET/HEAD only, the token when one is set, and the security
+    headers on every response, around the Starlette app (``.app``) of the ``Dashboard`` (``.dashboard``)."""
+
+    def __init__(self, app: ASGIApp, token: str | None, dashboard: Dashboard) -> None:
+        self.app = app
+        self.dashboard = dashboard
+        self.token = None if token is None else token.encode()
+
+    def allowed(self, scope: Scope) -> bool:
+        if self.token is None:
+            return True
+        headers = dict(scope.get("headers") or [])
+        given = b""
+        auth = headers.get(b"authorization", b"")
+        if auth[:7].lower() == b"bearer ":
+            given = auth[7:].strip()
+        else:  # the cookie as /login set it: the token's UTF-8 percent-encoded (a header is latin-1)
+            cookies = cookie_parser(headers.get(b"cookie", b"").decode("latin-1"))
+            given = unquote_to_bytes(cookies.get(COOKIE, ""))
+        return hmac.compare_digest(given, self.token)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}  # an asset's own Cache-Control stays alone
+                headers += [(name, value) for name, value in SECURITY_HEADERS if name not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        if scope["method"] not in ("GET", "HEAD"):
+            response: Response = PlainTextResponse(
+                "read-only: GET and HEAD only\n", status_code=405, headers={"Allow": "GET, HEAD"}
+            )
+        elif scope["path"].removeprefix(scope.get("root_path", "")) != "/login" and not self.allowed(scope):
+            response = PlainTextResponse(
+                "a token is required: Authorization: Bearer <token>, or open /login?token=<token>\n",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="musicstore"'},
+            )
+        else:
+            await self.app(scope, receive, secured)
+            return
+        await response(scope, receive, secured)
