@@ -12,29 +12,22 @@ where finer bounds do (see :func:`peak_map`); the rows left are gathered into sm
 
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
 
 from musicstore.audio.arrays import as_audio
-from musicstore.audio.farfield import (
-    BLOCK,
-    DIRECT_LOOP,
-    LOOPED_ROWS,
-    FarField,
-    LimitedFarField,
-    Rows,
-    periodic_values,
-)
-from musicstore.audio.interpolation import GRID, Interpolator, annex2, near_sinc
+from musicstore.audio.farfield import BLOCK, LOOPED_ROWS, FarField, Rows
+from musicstore.audio.ideal_values import _envelope_at, _looped_reach, candidate_rows, detect, ideal_peaks
+from musicstore.audio.interpolation import GRID, annex2
+from musicstore.audio.levels import from_db, largest_sample, range_exponent, scaled_down, to_db
+from musicstore.audio.peakmap_types import PeakMap, Reuse, Screened
+from musicstore.audio.span_screens import _SCREEN, _SPAN, _reusable_spans, _screen, _span_max, _span_weights
 
 GRID_FACTOR = 1.0 - (math.pi / (2 * GRID)) ** 2 / 2  # grid reading ≥ this share of a peak (Bernstein)
 _FINE = 64  # positions per sample when refining a peak
-_SCREEN = 4  # positions per sample of the second screen
 _SCREEN_BERNSTEIN = (math.pi / (2 * _SCREEN)) ** 2 / 2
 # a quarter-grid reading below the level by this share of the quarter grid's peak cannot hide a value
 # above it; 1e-3 more for the float32 arithmetic and the far part's interpolation
@@ -61,267 +54,8 @@ def _envelope_into(
         np.maximum(out, part, out=out)
 
 
-def largest_sample(audio: NDArray[np.float32]) -> float:
-    """Largest |sample| (the envelope's largest value, with no full-length temporary)."""
-    if audio.size == 0:
-        return 0.0
-    return max(float(audio.max()), -float(audio.min()))
-
-
-# a clip whose largest |sample| lies outside these is measured on a copy scaled by a power of two (exact): far
-# out of audio's range the float32 arithmetic overflows (the far part's transforms sum the clip, the loudness
-# power squares it: float32 holds 2**128) or loses bits to denormals (products with the filters' small taps)
-_LARGEST = 2.0**48
-_SMALLEST = 2.0**-48
-
-
-def range_exponent(peak: float) -> int:
-    """0 for a clip of largest |sample| ``peak`` in ``[2**-48, 2**48]`` (or silent), measured as it is;
-    else the ``k`` for which ``2**-k`` times the clip (:func:`scaled_down`) has its largest |sample| in
-    ``[0.5, 1)``: its linear figures times ``2**k`` are the clip's (dB levels plus ``20 log10(2**k)``)."""
-    if _SMALLEST <= peak <= _LARGEST or peak == 0.0:
-        return 0
-    return math.frexp(peak)[1]
-
-
-def scaled_down(audio: NDArray[np.float32], exponent: int) -> NDArray[np.float32]:
-    """``audio`` times ``2**-exponent``, exactly (the exponents change, not the significands; ``audio``
-    itself for 0)."""
-    if exponent == 0:
-        return audio
-    scaled: NDArray[np.float32] = np.ldexp(audio, -exponent).astype(np.float32, copy=False)
-    return scaled
-
-
-def _envelope_at(
-    audio: NDArray[np.float32], index: Rows, shift: int = 0, out: NDArray[np.float32] | None = None
-) -> NDArray[np.float32]:
-    """The sample envelope at ``index + shift`` (0 where it lies outside the clip), read from the samples;
-    ``out``: its larger with ``out``'s values, written there (no index nor value temporaries besides one
-    gather: memory)."""
-    at = np.clip(index, -shift, audio.shape[1] - 1 - shift)
-    if shift:
-        at += shift
-    picked: NDArray[np.float32] = audio[0].take(at)  # a channel at a time: numpy's gather and reduction
-    np.abs(picked, out=picked)  # over a (C, N) selection take ten times as long
-    for channel in audio[1:]:
-        np.maximum(picked, np.abs(channel.take(at)), out=picked)
-    del at
-    picked[(index < -shift) | (index >= audio.shape[1] - shift)] = 0.0
-    if out is None:
-        return picked
-    np.maximum(out, picked, out=out)
-    return out
-
-
-def candidate_rows(
-    envelope: NDArray[np.float32], threshold: float, bound: float, far: FarField | None = None
-) -> Rows:
-    """Rows (0..S) whose interpolated values may exceed ``threshold`` given the filter ``bound``
-    (and the far part's bound)."""
-    samples = envelope.shape[0]
-    blocks = -(-(samples + 1) // BLOCK)
-    padded = np.zeros(blocks * BLOCK, dtype=np.float32)
-    padded[:samples] = envelope
-    block_max = padded.reshape(blocks, BLOCK).max(axis=1)
-    near = block_max.copy()
-    near[1:] = np.maximum(near[1:], block_max[:-1])
-    near[:-1] = np.maximum(near[:-1], block_max[1:])
-    reach = near * bound
-    if far is not None:
-        reach += far.block_bound(blocks)
-    hot = np.flatnonzero(reach > threshold).astype(np.int32 if samples < 2**31 - BLOCK else np.int64)
-    rows = (hot[:, None] * BLOCK + np.arange(BLOCK, dtype=hot.dtype)).ravel()
-    selected: Rows = rows[rows <= samples]
-    return selected
-
-
-@dataclass(frozen=True)
-class Screened:
-    """What a clip's second screen read (see :func:`peak_map`), kept for the check of a limiter's output
-    ``gain * x - d``, which equals ``gain`` times the clip wherever ``d`` (zero outside a few spans) is out
-    of a row's reach: the spans of 8 rows it read (sorted) and, per row read, the larger of the near part at
-    quarter samples, the Annex 2 values (largest |value| over channels, both without the far part) and the
-    two samples beside the row (largest |sample|)."""
-
-    spans: Rows
-    reach: NDArray[np.float32]
-
-
-@dataclass(frozen=True)
-class Reuse:
-    """What :func:`peak_map` reuses of a clip for the map of ``out``, which is ``gain`` times the clip except
-    within ``changed`` (``(n, 2)`` sorted sample ranges ``[a, b)``) where it is turned down (``|out| <=
-    gain |x|`` there: a limiter's curve is at most 1): the clip's :class:`Screened` and its span bounds
-    (``out``'s derived from them, :func:`scaled_span_bounds`), where given."""
-
-    screened: Screened | None
-    gain: float
-    changed: NDArray[np.int64]
-    spans: NDArray[np.float32] | None = None
-
-
-@dataclass(frozen=True)
-class PeakMap:
-    """Where a clip's true peaks can be: its largest |sample| and the accurate meter's grid values (at
-    least the Annex 2 4x ones) wherever they may exceed the sample peak or a lower floor (every other
-    row is below both)."""
-
-    sample_peak: float  # largest |sample| (linear)
-    rows: Rows
-    values: NDArray[
-        np.float32
-    ]  # detector value at ``rows``: the larger of the accurate grid and Annex 2 ones
-    ideal: NDArray[np.float32]  # the accurate grid's value at ``rows``
-    floor: float  # every detector value outside ``rows`` is at most this
-    far: FarField
-    spans: NDArray[np.float32] | None  # the near part's bound per span of 8 rows (:func:`span_bounds`); None
-    # where derived from a clip's (``Reuse.spans``): not kept
-    screened: Screened | None = None  # what the second screen read (``peak_map(..., keep_screen=True)``)
-
-    @property
-    def grid_peak(self) -> float:
-        """Largest detector value (linear), at least the sample peak and ``GRID_FACTOR`` of the true peak."""
-        return max(self.sample_peak, float(self.values.max(initial=0.0)))
-
-
-def ideal_peaks(
-    audio: NDArray[np.float32], rows: Rows, far: FarField, positions: int = GRID
-) -> NDArray[np.float32]:
-    """The accurate meter's largest |value| over ``positions`` per sample at each of ``rows`` (sorted):
-    zero outside the clip, and within ``LOOPED_ROWS`` of an end the larger of that and the looped reading
-    (:func:`_end_peaks`)."""
-    interpolator = near_sinc(positions)
-    samples = audio.shape[1]
-    head = int(np.searchsorted(rows, LOOPED_ROWS, side="right"))
-    tail = max(head, int(np.searchsorted(rows, samples - LOOPED_ROWS, side="left")))
-    # the rows whose window passes an end are read by _end_peaks alone (Interpolator._edges read them too:
-    # half the time of a 741-row map); the others as the same run, so by the same products (the same values)
-    left = 1 - interpolator.first_offset
-    first = int(np.searchsorted(rows, left, side="left"))
-    last = max(first, int(np.searchsorted(rows, samples - interpolator.matrix.shape[0] + left, side="right")))
-    values = np.zeros(rows.shape[0], dtype=np.float32)
-    values[first:last] = interpolator.peaks(audio, rows[first:last], far)[:, 0]
-    if head or tail < rows.shape[0]:
-        ends = _end_peaks(interpolator, audio, np.concatenate([rows[:head], rows[tail:]]), far)
-        values[:head], values[tail:] = ends[:head], ends[head:]
-    return values
-
-
-def _end_peaks(
-    interpolator: Interpolator, audio: NDArray[np.float32], rows: Rows, far: FarField
-) -> NDArray[np.float32]:
-    """At ``rows`` within ``LOOPED_ROWS`` of an end: the larger of the zero-padded reading and the looped
-    one, the clip repeated end to end as a periodic FFT meter reads it: the near part over the wrapped
-    window, the clip's far part, its neighbouring copy's (the grid read one length away) and the other
-    copies' (:meth:`FarField.copies_at`); for a clip under ``DIRECT_LOOP`` samples, the periodic sinc
-    summed directly (:func:`periodic_values`). The junction's ringing reaches past the 24 rows whose window
-    wraps (the export hunt's files peaked 27 and 31 samples from an end)."""
-    samples = audio.shape[1]
-    fractions = interpolator.fractions
-    assert fractions is not None
-    index = rows[:, None] - (1 - interpolator.first_offset) + np.arange(interpolator.matrix.shape[0])
-    inside = (index >= 0) & (index < samples)
-    wrapped = index % samples
-    before = np.asarray(rows - 1, dtype=np.intp)
-    neighbour = np.where(rows <= samples // 2, samples, -samples)  # where the neighbouring copy's far part is
-    best = np.zeros(rows.shape[0], dtype=np.float32)
-    copies = None if samples < DIRECT_LOOP else far.copies_at(before, fractions)
-    places = np.concatenate([before, before + neighbour])  # one read of both (a limited output's far part
-    for c, channel in enumerate(audio):  # sums its difference's share once over the points of both)
-        far_part, beside = np.split(far.at(c, places, fractions), 2)
-        zero_padded = np.where(inside, channel[wrapped], np.float32(0.0)) @ interpolator.matrix + far_part
-        if copies is None:
-            looped = periodic_values(channel, before, fractions)
-        else:
-            looped = channel[wrapped] @ interpolator.matrix + far_part
-            looped += beside
-            looped += copies[c]
-        for values in (zero_padded, looped):
-            np.maximum(best, np.abs(values).max(axis=1), out=best)
-    return best
-
-
-def detect(
-    audio: NDArray[np.float32], rows: Rows, far: FarField
-) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """The detector at ``rows`` (the larger of the accurate grid value and the Annex 2 4x one, so that
-    neither meter reads above what the detector saw), and the accurate grid value alone."""
-    ideal = ideal_peaks(audio, rows, far)
-    return np.maximum(ideal, annex2().peaks(audio, rows)[:, 0]), ideal
-
-
-@functools.cache
-def _screen() -> Interpolator:
-    """The near part at quarter samples and the Annex 2 meter in one matrix (one gather per row)."""
-    quarter, meter = near_sinc(_SCREEN), annex2()
-    matrix = np.zeros((quarter.matrix.shape[0], quarter.matrix.shape[1] + meter.matrix.shape[1]), np.float32)
-    matrix[:, : quarter.matrix.shape[1]] = quarter.matrix
-    at = meter.first_offset - quarter.first_offset
-    matrix[at : at + meter.matrix.shape[0], quarter.matrix.shape[1] :] = meter.matrix
-    groups = (slice(0, quarter.matrix.shape[1]), slice(quarter.matrix.shape[1], matrix.shape[1]))
-    # row_exact: peak_map reads a row's Annex 2 values again, apart from the rows first read with it
-    return Interpolator(matrix, quarter.first_offset, groups, max(quarter.bound, meter.bound), row_exact=True)
-
-
-@functools.cache
-def _curvature_split() -> tuple[float, NDArray[np.float32], int]:
-    """Each column ``h`` of the near part and of the Annex 2 meter, written exactly as
-    ``c0 x[m - 1] + c1 x[m] + sum_o q[o] D[m - 1 + o]`` with ``D[n] = x[n - 1] - 2 x[n] + x[n + 1]``
-    (``h`` less ``c0`` and ``c1`` at offsets 0 and 1 has no sum and no first moment, so it is a second
-    difference of some ``q``). Returns the largest ``|c0| + |c1|``, the largest ``|q|`` at each offset and
-    the first offset (from sample ``m - 1``)."""
-    meters = (near_sinc(), annex2())
-    first = min(m.first_offset for m in meters)
-    width = max(m.first_offset + m.matrix.shape[0] for m in meters) - first + 1
-    offsets = np.arange(first, first + width)
-    gain = 0.0
-    curvature = np.zeros(width, dtype=np.float64)
-    for m in meters:
-        for column in m.matrix.T:
-            h = np.zeros(width)
-            h[m.first_offset - first : m.first_offset - first + column.shape[0]] = column
-            c1 = float((offsets * h).sum())  # the weight on x[m]: the first moment of h
-            c0 = float(h.sum()) - c1  # on x[m - 1]: what is left of the sum
-            r = h.copy()
-            r[offsets == 0] -= c0
-            r[offsets == 1] -= c1
-            q = np.zeros(width)
-            q[1:] = np.cumsum(np.cumsum(r))[:-1]  # q[o] = sum_{p < o} sum_{k <= p} r[k]
-            gain = max(gain, abs(c0) + abs(c1))
-            np.maximum(curvature, np.abs(q), out=curvature)
-    return gain, curvature.astype(np.float32), first
-
-
-_SPAN = 8  # rows per span of the coarse bound
 _CHUNK = 1 << 15  # samples at a time (a multiple of the span; its seven buffers 0.15x a 30 s mono clip)
 _READ_SPANS = 1 << 13  # spans the second screen reads at a time (64k rows: 256 KiB per row-length array)
-
-
-@functools.cache
-def _span_weights() -> tuple[float, NDArray[np.float32], int]:
-    """The curvature weights of :func:`_curvature_split` summed per span of 8 samples: for a row in span
-    ``J``, ``sum_o |q[o]| |D[m - 1 + o]| <= sum_d W[d] max |D| over span J + d``. Returns the gain, ``W``
-    (the largest over the 8 rows of a span) and the first ``d``."""
-    gain, curvature, first = _curvature_split()
-    lo = (first - 1) // _SPAN
-    hi = (_SPAN - 1 - 1 + first + curvature.shape[0] - 1) // _SPAN
-    weights = np.zeros(hi - lo + 1)
-    for r in range(_SPAN):
-        spans = (r - 1 + first + np.arange(curvature.shape[0])) // _SPAN - lo
-        np.maximum(weights, np.bincount(spans, curvature, minlength=weights.shape[0]), out=weights)
-    return gain, weights.astype(np.float32), lo
-
-
-def _span_max(values: NDArray[np.float32], start: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
-    """The largest of each span of 8 (and of ``start``) of non-negative ``values``: the largest of
-    neighbours, of those two apart, of those four apart, every 8th read (four numpy calls over contiguous
-    rows, where a column at a time took eight and a reduction along the short axis is several times slower;
-    the same values: a maximum does not round)."""
-    pairs = np.maximum(values[:-1], values[1:])
-    fours = np.maximum(pairs[:-2], pairs[2:])
-    eights = np.maximum(fours[:-4], fours[4:])[::_SPAN]
-    return eights.copy() if start is None else np.maximum(eights, start)
 
 
 def span_bounds(audio: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -618,70 +352,6 @@ class _Screening:
         return float(readings.max(initial=0.0)), annex
 
 
-def _looped_reach(far: FarField, samples: int) -> float | None:
-    """An upper bound of what the looped reading adds to the near part (over the wrapped window) at the rows
-    within ``LOOPED_ROWS`` of an end (:func:`_end_peaks`), so that the screen holds those rows as it holds
-    the others: the clip's far part and its neighbouring copy's, each read from 4 grid points near an end
-    (``1.25 / pi`` of their largest, as :meth:`FarField.block_bound` has it; a limited output's is ``gain``
-    times the clip's less the difference's, whose share is at most each cluster's mass times the kernel's
-    largest value at its distance, plus the moments' error), and the other copies' (their weights times a
-    bound of their kernel over the clip, ``3 / (S - 40)``: about ``1.07 / S`` measured). None where the
-    looped reading is not made so: a short clip's is the periodic sinc itself, or no copies' weights."""
-    if samples < DIRECT_LOOP or far.copies is None:
-        return None
-    limited = far if isinstance(far, LimitedFarField) else None
-    gain = 1.0 if limited is None else limited.gain
-    reach = 0.0
-    for first, last in (
-        (-LOOPED_ROWS - 1, LOOPED_ROWS - 1),
-        (samples - LOOPED_ROWS - 1, samples + LOOPED_ROWS - 1),
-    ):
-        # the far values at samples first..last (the rows' and, one length away, their neighbours'): grid
-        # points lo..hi (FarField.at reads 4 from the sample's step, less the grid's start and one)
-        lo = first // far.step - (far.start + 1)
-        hi = last // far.step - (far.start + 1) + 3
-        if lo < 0 or hi >= far.grid.shape[1]:
-            return None
-        side = gain * float(np.abs(far.grid[:, lo : hi + 1]).max())  # a limited output's grid: the clip's
-        if limited is not None and limited.clusters:
-            firsts = np.asarray([c.first for c in limited.clusters], dtype=np.int64)
-            lasts = firsts + np.asarray([c.values.shape[1] - 1 for c in limited.clusters], dtype=np.int64)
-            masses = np.asarray([c.mass for c in limited.clusters])
-            near, away = lo + far.start, hi + far.start  # in grid steps, as the clusters' points
-            distance = np.maximum(0, np.maximum(firsts - away, near - lasts))
-            side += float(
-                (masses * limited.kernel.share(distance)).sum() + masses.sum() * limited.kernel.error
-            )
-        reach += side
-    copies = float(np.abs(far.copies.weights).sum(axis=1).max()) * 3.0 / (samples - 40)
-    return (1.25 * reach + copies) / math.pi * (1 + 1e-5) + 1e-7
-
-
-def _reusable_spans(reuse: Reuse, spans: Rows) -> tuple[NDArray[np.bool_], NDArray[np.intp]] | None:
-    """For :func:`peak_map`'s ``reuse``: per span of ``spans``, whether its rows may take the clip's readings
-    (the clip's screen read the span and no changed sample is within its rows' reach) and where the span is
-    in the clip's :class:`Screened`; None when no span may."""
-    if reuse.screened is None:
-        return None
-    screen = _screen()
-    clip = reuse.screened.spans
-    if clip.shape[0] == 0 or spans.shape[0] == 0:
-        return None
-    at = np.minimum(np.searchsorted(clip, spans), clip.shape[0] - 1)
-    usable = clip[at] == spans
-    # span J's rows 8 J .. 8 J + 7 read samples 8 J - 1 + first .. 8 J + 6 + first + window - 1
-    changed = reuse.changed
-    if changed.shape[0]:
-        lo = spans.astype(np.int64) * _SPAN - 1 + screen.first_offset
-        hi = lo + _SPAN - 1 + screen.matrix.shape[0] - 1
-        after = np.searchsorted(changed[:, 1], lo, side="right")  # the first range ending after lo
-        ahead = np.minimum(after, changed.shape[0] - 1)
-        usable &= ~((after < changed.shape[0]) & (changed[ahead, 0] <= hi))
-    if not usable.any():
-        return None
-    return usable, at
-
-
 def refined_peak(audio: NDArray[np.float32], peaks: PeakMap) -> float:
     """The ideal reconstruction's true peak (linear): the grid's best rows re-measured 64 times per sample.
 
@@ -727,11 +397,27 @@ def annex2_true_peak(audio: NDArray[np.float32]) -> float:
     return math.ldexp(max(level, float(meter.peaks(audio, rows)[:, 0].max(initial=0.0))), exponent)
 
 
-def to_db(linear: float) -> float:
-    """Amplitude ratio in dB (``-inf`` for 0)."""
-    return 20.0 * math.log10(linear) if linear > 0 else float("-inf")
-
-
-def from_db(db: float) -> float:
-    """dB to amplitude ratio."""
-    return float(10.0 ** (db / 20.0))
+__all__ = [  # with the names of the modules beside it that the export, the limiter and tests import from here
+    "GRID_FACTOR",
+    "PeakMap",
+    "Reuse",
+    "Screened",
+    "_envelope_at",
+    "_screen",
+    "_span_max",
+    "annex2_true_peak",
+    "candidate_rows",
+    "detect",
+    "from_db",
+    "ideal_peaks",
+    "largest_sample",
+    "peak_map",
+    "range_exponent",
+    "refined_peak",
+    "sample_envelope",
+    "scaled_down",
+    "scaled_span_bounds",
+    "span_bounds",
+    "to_db",
+    "true_peak",
+]
