@@ -23,38 +23,31 @@ listing of the prefix ``<dir>/<stem>.peaks.`` per generation in an object store)
 from __future__ import annotations
 
 import json
-import os
-import posixpath
-import stat
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from .. import validate
-from ..errors import InvalidInput, StorageError
-from ..filestore import FileStore, LocalFileStore, ObjectNotFound, StoreUnavailable, open_filestore
-from ..filestore.local import Outside, RootDir
+from ..errors import InvalidInput
+from ..filestore import FileStore, LocalFileStore, open_filestore
+from ..filestore.local import RootDir
 from ..models import Status, to_datetime
 from ..ops import Call, Steps, get_database_stats, reader, writer
 from ..store import Store
-from .bucket import is_object_store, stored_by_keys
+from .bucket import is_object_store
+from .cleanup_places import _Folder, _Objects, _Place
+from .cleanup_report import CleanupItem, CleanupReport, SkippedItem
 from .scan import (
-    AUDIO_SUFFIXES,
     DEFAULT_MAX_ITEMS,
     RENDITION_SUFFIXES,
-    OwnRows,
     Progress,
     canonical_path,
     check_root,
-    is_peaks_of,
     peaks_record,
     peaks_stem,
-    referenced_paths,
     require_store,
-    rows_by_file_paths,
 )
 
 DEFAULT_STATUSES: tuple[Status, ...] = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
@@ -62,207 +55,6 @@ DEFAULT_STATUSES: tuple[Status, ...] = (Status.COMPLETED, Status.FAILED, Status.
 _DELETABLE = (Status.PENDING, Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 _FIRST = datetime.min.replace(tzinfo=UTC)
 _LAST = datetime.max.replace(tzinfo=UTC)
-
-
-class _Folder:
-    """A local output root, every file reached through ``RootDir`` (folder by folder, no symlink)."""
-
-    def __init__(self, where: RootDir) -> None:
-        self.where, self.name = where, str(where.path)
-        self.own = OwnRows(where.path)
-
-    def elsewhere(self, storage_url: str | None) -> str | None:
-        """Why a row is not this root's to clean up (its ``storage_url`` names another store), or None: a
-        row recorded before 0006 (NULL) or in this folder, in any spelling (``scan.OwnRows``)."""
-        if self.own(storage_url):
-            return None
-        return f"its file is in {storage_url}; clean it up with that root (--root {storage_url})"
-
-    def problem(self, rel: str, kinds: frozenset[str] = AUDIO_SUFFIXES) -> tuple[str | None, int | None]:
-        return _problem(self.where, rel, kinds)
-
-    def remove(self, rel: str, errors: list[str]) -> str:
-        try:
-            if not self.where.unlink(rel):  # reached as ``problem`` reached it: folder by folder, no symlink
-                return "missing"
-        except Outside:  # became a symlink since it was checked: not touched
-            return "missing"
-        except OSError as exc:
-            errors.append(
-                f"cannot remove {rel}: {exc}; its row is deleted, so reconcile will report it as an orphan"
-            )
-            return "error"
-        return "deleted"
-
-    def peaks(self, masters: list[str], errors: list[str]) -> dict[str, list[tuple[str, int]]]:
-        """master → the (path, size) of each peaks file beside it (regular files only): each folder listed
-        once for all the masters in it."""
-        wanted: dict[str, dict[str, str]] = {}
-        for master in masters:
-            canonical = canonical_path(master)
-            if canonical is not None:
-                folder, _, name = canonical.rpartition("/")
-                wanted.setdefault(folder, {})[posixpath.splitext(name)[0]] = master
-        found: dict[str, list[tuple[str, int]]] = {}
-        for folder, stems in wanted.items():
-            try:
-                fd = self.where.folder(folder.split("/") if folder else [])
-                if fd is None:
-                    continue
-                with os.scandir(fd) as entries:
-                    for entry in entries:
-                        stem = entry.name.rpartition(".peaks.")[0]
-                        owner = stems.get(stem)
-                        if owner is None or not is_peaks_of(entry.name, stem):
-                            continue
-                        if not entry.is_file(follow_symlinks=False):
-                            continue
-                        size = entry.stat(follow_symlinks=False).st_size
-                        rel = f"{folder}/{entry.name}" if folder else entry.name
-                        found.setdefault(owner, []).append((rel, size))
-            except Outside:  # became a symlink since the master was checked: not followed
-                continue
-            except OSError as exc:
-                errors.append(f"cannot list the peaks files in {folder or '.'}: {exc}")
-        return found
-
-    def still_referenced(self, store: Store, paths: list[str], deleted: set[str], dry_run: bool) -> set[str]:
-        """The canonical forms of those of ``paths`` a row that stays still records (in any spelling)."""
-        if not dry_run:
-            return store.run(referenced_paths, paths)
-        return {path for gid, path in store.run(rows_by_file_paths, paths) if gid not in deleted}
-
-
-class _Objects:
-    """An object store: the rows whose ``storage_url`` is its URL are its own."""
-
-    def __init__(self, files: FileStore) -> None:
-        self.files, self.name = files, files.url
-
-    def elsewhere(self, storage_url: str | None) -> str | None:
-        if storage_url == self.files.url:
-            return None
-        local = storage_url is None or storage_url.startswith("file:")
-        where = "on a local root" if local else f"in {storage_url}"
-        return f"its file is {where}; clean it up with that root"
-
-    def problem(self, key: str, kinds: frozenset[str] = AUDIO_SUFFIXES) -> tuple[str | None, int | None]:
-        if os.path.splitext(key)[1].lower() not in kinds:
-            return f"{key} is not a {'/'.join(sorted(kinds))} file; cleanup touches no other type", None
-        try:
-            return None, self.files.head(key).size
-        except ObjectNotFound:
-            return None, None
-        except InvalidInput as exc:  # a key no object under the prefix can have: '..', '//', absolute...
-            return f"outside the output root: {exc}; cleanup leaves row and file alone", None
-        except StoreUnavailable:  # every row would be skipped alike: stop before this page's rows go
-            raise
-        except StorageError as exc:
-            return f"cannot look at {key}: {exc}", None
-
-    def remove(self, key: str, errors: list[str]) -> str:
-        try:
-            return "deleted" if self.files.delete(key) else "missing"
-        except StorageError as exc:
-            errors.append(
-                f"cannot delete {self.files.url}{key}: {exc}; its row is deleted, so reconcile will report "
-                "it as an orphan"
-            )
-            return "error"
-
-    def peaks(self, masters: list[str], errors: list[str]) -> dict[str, list[tuple[str, int]]]:
-        """master → the (key, size) of each peaks object beside it: one listing of the prefix
-        ``<dir>/<stem>.peaks.`` per master (a handful of keys each)."""
-        found: dict[str, list[tuple[str, int]]] = {}
-        for master in masters:
-            folder, _, name = master.rpartition("/")
-            stem = posixpath.splitext(name)[0]
-            prefix = f"{folder}/{stem}.peaks." if folder else f"{stem}.peaks."
-            try:
-                for obj in self.files.list(prefix):
-                    if is_peaks_of(obj.key.rpartition("/")[2], stem) and obj.key.startswith(prefix):
-                        found.setdefault(master, []).append((obj.key, obj.size))
-            except (StorageError, InvalidInput) as exc:
-                errors.append(f"cannot list the peaks objects of {self.files.url}{master}: {exc}")
-        return found
-
-    def still_referenced(self, store: Store, keys: list[str], deleted: set[str], dry_run: bool) -> set[str]:
-        """Those of ``keys`` that a row which stays records in this store."""
-        rows = store.run(stored_by_keys, self.files.url, keys)
-        return {row.key for row in rows if not dry_run or row.generation_id not in deleted}
-
-
-_Place = _Folder | _Objects
-
-
-@dataclass(slots=True)
-class CleanupItem:
-    """A generation cleanup deleted (or would delete, in a dry run).
-
-    ``file_action``: deleted, would_delete, missing (the row named a file that was not there), kept_shared
-    (another row records the same file, so it stays), none (the row had no file).
-    """
-
-    id: str
-    status: str
-    model_name: str
-    created_at: str
-    file_path: str | None
-    file_size_bytes: int | None
-    file_action: str
-    renditions_deleted: int = 0
-    """Its rendition files deleted (or, in a dry run, that would be): their rows go with the generation's."""
-    peaks_deleted: int = 0
-    """Its waveform peaks files deleted (or, in a dry run, that would be); none when its master is kept
-    (``kept_shared``)."""
-
-
-@dataclass(slots=True)
-class SkippedItem:
-    """A generation cleanup selected but left, row and file, with the reason."""
-
-    id: str
-    file_path: str | None
-    reason: str
-
-
-@dataclass(slots=True)
-class CleanupReport:
-    """What cleanup did (or, with ``dry_run``, would do); ``json.dumps(dataclasses.asdict(report))`` works.
-
-    Lists hold at most ``max_items`` entries (``truncated``); counts are complete. ``total_bytes_*`` are the
-    bytes the store records (all generations' files and their renditions'; peaks files, recorded in no table,
-    are not counted); in a dry run ``total_bytes_after`` is the estimate.
-    ``budget_met`` is None without ``max_total_bytes``.
-    """
-
-    dry_run: bool
-    root: str
-    statuses: list[str]
-    older_than_seconds: float | None
-    cutoff: str | None
-    model_name: str | None
-    max_total_bytes: int | None
-    rows_deleted: int = 0
-    files_deleted: int = 0
-    """Masters, renditions and peaks files deleted (in a dry run: that would be)."""
-    bytes_freed: int = 0
-    peaks_files_deleted: int = 0
-    """Of ``files_deleted``, waveform peaks files (``<stem>.peaks.<int>.<8|16>[.split].json`` beside a
-    deleted generation's master; their bytes are in ``bytes_freed``)."""
-    rows_changed: int = 0
-    """Selected rows another process changed or deleted first: left alone."""
-    skipped_count: int = 0
-    outside_root_count: int = 0
-    """Of the skipped rows, those whose file path leads outside the root (never followed nor touched)."""
-    total_bytes_before: int = 0
-    total_bytes_after: int = 0
-    budget_met: bool | None = None
-    deleted: list[CleanupItem] = field(default_factory=list)
-    skipped: list[SkippedItem] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    truncated: bool = False
-    seconds: float = 0.0
 
 
 @reader
@@ -351,25 +143,6 @@ def _statuses(statuses: Iterable[Status | str] | None) -> list[str]:
     if not chosen:
         raise InvalidInput(f"statuses must name at least one of {[s.value for s in _DELETABLE]}")
     return chosen
-
-
-def _problem(
-    where: RootDir, rel: str, kinds: frozenset[str] = AUDIO_SUFFIXES
-) -> tuple[str | None, int | None]:
-    """Why the file at ``rel`` cannot be deleted (None if it can), and its size (None when it is missing)."""
-    try:
-        info = where.lstat(rel)
-    except Outside as exc:  # rows imported or edited by hand may hold any text
-        return f"outside the output root: {exc}; cleanup leaves row and file alone", None
-    except OSError as exc:
-        return f"cannot stat {rel}: {exc}", None
-    if os.path.splitext(rel)[1].lower() not in kinds:
-        return f"{rel} is not a {'/'.join(sorted(kinds))} file; cleanup touches no other type", None
-    if info is None:
-        return None, None
-    if not stat.S_ISREG(info.st_mode):
-        return f"{rel} is not a regular file", None
-    return None, info.st_size
 
 
 def cleanup(
