@@ -19,13 +19,24 @@ import logging
 import math
 import time
 from dataclasses import dataclass, replace
-from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import minimum_filter1d
 
 from musicstore.audio.farfield import FarField, LimitedFarField, Rows
+from musicstore.audio.limiter_gain import _predict, _reduction, _search, _static
+from musicstore.audio.limiter_region import (
+    Leveled,
+    LimiterSettings,
+    _index_of,
+    _positions,
+    _Region,
+    _region,
+    _row_factors,
+    _spans,
+    _touch_region,
+)
 from musicstore.audio.loudness import BlockPower, changed_block_means, gated_loudness, integrated_loudness
 from musicstore.audio.truepeak import (
     GRID_FACTOR,
@@ -45,55 +56,10 @@ log = logging.getLogger("musicstore.audio")
 
 CEILING_MARGIN_DB = 0.01  # below the ceiling, for dither and float rounding
 CURVE_MARGIN_DB = 0.02  # the curve aims this far under the detector ceiling: its first check then passes
-AIM_LU = 0.005  # how close the prediction is driven to the target
 EXACT_TOLERANCE_LU = 0.02  # beyond this the exact measurement triggers a corrected search
 SHALLOW_DB = 1.0  # the first peak map holds what gains up to this far above the target's can lift
 DEPTH_HAIR_DB = 1e-4  # the depth cap's gain bound sits this far inside the cap (float32 curves)
-_REDUCTION_EPS = from_db(-0.01)
 DERIVED_FAR_SHARE = 0.25  # the widest region (share of the clip) whose output's far part is derived
-
-
-@dataclass(frozen=True)
-class LimiterSettings:
-    """Look-ahead limiter shape: depth cap, hold and ramp lengths."""
-
-    max_depth_db: float = 6.0
-    hold_ms: float = 4.0
-    ramp_ms: float = 2.0
-
-
-@dataclass(frozen=True)
-class Leveled:
-    """Audio after gain and limiting, with what was done and measured."""
-
-    audio: NDArray[np.float32]
-    gain_db: float
-    loudness: float
-    true_peak: float  # linear, by the accurate meter (ideal reconstruction); NaN where not verified
-    max_reduction_db: float
-    reduced_fraction: float
-    limited: bool
-    measure_seconds: float = 0.0  # of the time taken, spent measuring true peaks
-
-
-@dataclass
-class _Region:
-    """Samples within reach of a hot sample (sorted) and their peak need: 12 bytes a sample (an int32 index
-    where the clip allows, float32 power; the float64 products of :func:`_predict` read the same values),
-    0.2x a mono clip where 7 % of it is within reach. Through the output's check only the need is held
-    (:meth:`drop`)."""
-
-    index: Rows  # int32 for clips under 2**31 samples
-    need: NDArray[np.float32]
-    power: NDArray[np.float32] | None  # the clip's K-weighted power there (as ``BlockPower.power`` holds it)
-
-    def drop(self) -> None:
-        """Drop the index and the power (memory): :meth:`restore` makes the index again from its runs
-        (:func:`_spans`), a search the power where it needs it."""
-        self.index, self.power = np.empty(0, dtype=self.index.dtype), None
-
-    def restore(self, runs: NDArray[np.int64]) -> None:
-        self.index = _index_of(runs[:, 0], runs[:, 1], self.index.dtype)
 
 
 def detector_ceiling(ceiling_dbtp: float) -> float:
@@ -145,28 +111,6 @@ class _Need:
                 np.maximum.at(need, self.rows[lo:hi] - (start + shift), self.values[lo:hi])
             parts.append(np.flatnonzero(need * gain > ceiling) + start)
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
-
-
-def _index_of(first: NDArray[np.integer], last: NDArray[np.integer], dtype: np.dtype[Any]) -> Rows:
-    """The samples of the sorted runs ``[first, last)``, in ``dtype``."""
-    lengths = last - first
-    offsets = np.cumsum(lengths) - lengths
-    index: Rows = np.repeat((first - offsets).astype(dtype), lengths)
-    index += np.arange(index.shape[0], dtype=index.dtype)
-    return index
-
-
-def _region(need: _Need, blocks: BlockPower, gain: float, ceiling: float, reach: int) -> _Region:
-    samples = need.x.shape[1]
-    hot = need.hot(gain, ceiling)
-    dtype = np.dtype(np.int32 if samples < 2**31 else np.int64)
-    index: Rows = hot.astype(dtype)
-    if hot.size:
-        breaks = np.flatnonzero(np.diff(hot) > 2 * reach)  # merge overlapping neighbourhoods
-        first = np.clip(np.concatenate([hot[:1], hot[breaks + 1]]) - reach, 0, samples)
-        last = np.clip(np.concatenate([hot[breaks], hot[-1:]]) + reach + 1, 0, samples)
-        index = _index_of(first, last, dtype)
-    return _Region(index, need.at(index), blocks.power_at(need.x, index))
 
 
 class _Shape:
@@ -248,55 +192,6 @@ def _box_filter(values: NDArray[np.float32], size: int) -> None:
         pending = (a, made.astype(np.float32))
     if pending is not None:
         values[pending[0] : pending[0] + pending[1].shape[0]] = pending[1]
-
-
-def _predict(
-    blocks: BlockPower, base: NDArray[np.float64], region: _Region, gain: float, g: NDArray[np.float32]
-) -> float:
-    # float64 products of the float32 power (each converted exactly): as of the power in float64; the int32
-    # index is searched as the int64 one
-    at = cast("NDArray[np.intp]", region.index)
-    power = region.power
-    assert power is not None  # made again after a check (_Limiter.limit)
-
-    def lost(a: int, b: int) -> NDArray[np.float64]:  # (1 - g^2) times the power at region samples a..b-1
-        part = np.square(g[a:b], dtype=np.float64)
-        np.subtract(1.0, part, out=part)
-        part *= power[a:b]
-        return part
-
-    return gated_loudness(gain * gain * np.maximum(base - blocks.block_sums_at(at, lost), 0.0))
-
-
-def _search(
-    blocks: BlockPower,
-    base: NDArray[np.float64],
-    region: _Region,
-    shape: _Shape,
-    *,
-    target: float,
-    start: float,
-    upper: float,
-    ceiling: float,
-) -> tuple[float, float]:
-    """Static gain whose limited loudness is predicted closest to ``target`` (gain ≤ ``upper``) and its
-    predicted loudness (its curve is not kept: memory)."""
-    gain = min(start, upper)
-    best: tuple[float, float, float] | None = None
-    buffers = (np.empty_like(region.need), np.empty_like(region.need))
-    for _ in range(12):
-        predicted = _predict(blocks, base, region, gain, shape.curve(region.need, gain, ceiling, buffers))
-        error = target - predicted
-        if best is None or abs(error) < best[0]:
-            best = (abs(error), gain, predicted)
-        if abs(error) < AIM_LU:
-            break
-        following = min(gain * from_db(error), upper)
-        if following == gain:
-            break
-        gain = following
-    assert best is not None
-    return best[1], best[2]
 
 
 def level(
@@ -432,53 +327,6 @@ class _Limits:
             and from_db(leveled.gain_db) >= upper * (1.0 - 1e-9)
             and leveled.loudness < self.target_lufs - EXACT_TOLERANCE_LU
         )
-
-
-def _static(
-    x: NDArray[np.float32], base: NDArray[np.float64], peaks: PeakMap, gain: float, started: float
-) -> Leveled:
-    """Plain gain: loudness re-gated from the block powers, true peak scaled (both exact)."""
-    loudness = gated_loudness(gain * gain * base)
-    true_peak = gain * refined_peak(x, peaks)
-    measured = time.perf_counter() - started
-    return Leveled(x * np.float32(gain), to_db(gain), loudness, true_peak, 0.0, 0.0, False, measured)
-
-
-def _reduction(g: NDArray[np.float32], samples: int) -> tuple[float, float]:
-    """A curve's deepest reduction (dB) and the share of the clip's ``samples`` it turns down (by more than
-    0.01 dB)."""
-    deepest = float(g.min()) if g.size else 1.0
-    return -to_db(deepest), float(np.count_nonzero(g < _REDUCTION_EPS)) / samples
-
-
-def _positions(index: Rows, wanted: NDArray[np.integer]) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
-    """Where each of ``wanted`` sits in the sorted ``index``, and whether it is there at all."""
-    at = np.minimum(np.searchsorted(index, wanted), max(index.shape[0] - 1, 0))
-    found = index[at] == wanted if index.shape[0] else np.zeros(wanted.shape, dtype=bool)
-    return at, found
-
-
-def _touch_region(index: Rows, rows: NDArray[np.integer]) -> bool:
-    """Whether every grid row (between samples ``m - 1`` and ``m``) has one of its samples in ``index``."""
-    return bool((_positions(index, rows)[1] | _positions(index, rows - 1)[1]).all())
-
-
-def _row_factors(index: Rows, rows: NDArray[np.integer], factors: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Per sample of ``index``: the largest of ``factors`` at the rows on either side of it (1 if none)."""
-    out = np.ones(index.shape[0], dtype=np.float32)
-    for shift in (0, 1):  # row r lies between samples r - 1 and r
-        at, found = _positions(index, rows - shift)
-        np.maximum.at(out, at[found], factors[found])
-    return out
-
-
-def _spans(region: _Region) -> NDArray[np.int64]:
-    """The region's runs of consecutive samples, ``(n, 2)``: ``[first, last + 1)``."""
-    index = region.index
-    breaks = np.flatnonzero(np.diff(index) > 1)
-    starts = np.concatenate([index[:1], index[breaks + 1]])
-    stops = np.concatenate([index[breaks], index[-1:]]) + 1
-    return np.stack([starts, stops], axis=1).astype(np.int64)
 
 
 class _Limiter:
@@ -625,3 +473,21 @@ class _Limiter:
         self.trimmed = True
         log.debug("limiter: whole output trimmed to stay under the ceiling")
         return out, reduction, peak_map(out, ceiling)
+
+
+__all__ = [  # with the names of the modules beside it that the export, renditions and tests import from here
+    "CEILING_MARGIN_DB",
+    "CURVE_MARGIN_DB",
+    "DEPTH_HAIR_DB",
+    "DERIVED_FAR_SHARE",
+    "EXACT_TOLERANCE_LU",
+    "SHALLOW_DB",
+    "Leveled",
+    "LimiterSettings",
+    "_Region",
+    "_predict",
+    "_region",
+    "detector_ceiling",
+    "level",
+    "map_floor",
+]
