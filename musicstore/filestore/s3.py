@@ -25,12 +25,11 @@ boto3's client is thread-safe: the async API calls these methods through ``async
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator, Mapping
 from typing import IO, Any, NoReturn, cast
 
-from ..errors import InvalidInput, StorageError
-from ..masking import S3_LOGGERS, mask_logs, redact, register, register_secret
+from ..errors import StorageError
+from ..masking import S3_LOGGERS, mask_logs, redact
 from ..storage_names import check_checksum, check_key, check_prefix
 from .base import (
     CHECKSUM_FIELD,
@@ -50,14 +49,11 @@ from .base import (
     verified,
 )
 from .bodies import Window, b64, prepare
+from .s3_settings import DEFAULT_PART, DEFAULT_THRESHOLD, MIN_PART, check_settings
 
-MIN_PART = 5 << 20
-"""S3's smallest part (all but the last)."""
 MAX_PARTS = 10_000
 MAX_SINGLE_PUT = 5 << 30
 """S3's largest single PUT: a conditional put goes in one PUT up to this size (see the module)."""
-DEFAULT_THRESHOLD = 16 << 20
-DEFAULT_PART = 8 << 20
 _DENIED = {
     "AccessDenied",
     "SignatureDoesNotMatch",
@@ -67,69 +63,6 @@ _DENIED = {
     "403",
 }
 _MISSING = {"NoSuchKey", "NotFound", "404"}
-
-
-def check_settings(
-    bucket: str,
-    prefix: str = "",
-    *,
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    access_key_id: str | None = None,
-    secret_access_key: str | None = None,
-    session_token: str | None = None,
-    multipart_threshold: int = DEFAULT_THRESHOLD,
-    part_size: int = DEFAULT_PART,
-) -> dict[str, Any]:
-    """``S3FileStore``'s checks of its arguments, in its order and with its errors (``InvalidInput``;
-    ``StorageError`` for a missing boto3, a malformed endpoint URL or region name), and its settings read from
-    the environment where not given; the secret and the token are registered with ``musicstore.masking``.
-
-    No client is made: no session, config file, credential or endpoint is looked up, nothing blocks but
-    boto3's first import (``check_filestore`` runs this on an event loop; the store's client is made later,
-    in a worker thread). The endpoint URL and the region are checked by botocore's own functions, those its
-    client runs first (``botocore.utils``'
-    ``is_valid_endpoint_url``, ``is_valid_ipv6_endpoint_url``, ``validate_region_name``)."""
-    try:
-        import boto3  # noqa: F401
-        from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url, validate_region_name
-    except ImportError:
-        raise StorageError("s3:// storage needs boto3: pip install 'musicstore[s3]'") from None
-    if prefix:
-        check_prefix(prefix)
-        if not prefix.endswith("/"):
-            raise InvalidInput(f"prefix {prefix!r} must end with '/'")
-    for name, value in (("multipart_threshold", multipart_threshold), ("part_size", part_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < MIN_PART:
-            raise InvalidInput(
-                f"{name}={value!r} must be a whole number of bytes, at least {MIN_PART} (5 MiB)"
-            )
-    environ = os.environ
-    endpoint_url = endpoint_url or environ.get("AWS_ENDPOINT_URL") or None
-    region = region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    secret_access_key = secret_access_key or environ.get("AWS_SECRET_ACCESS_KEY") or None
-    session_token = session_token or environ.get("AWS_SESSION_TOKEN") or None
-    for secret in (secret_access_key, session_token):
-        if secret:
-            register_secret(secret)
-    if endpoint_url:
-        register(endpoint_url)  # a password in its userinfo is masked from every message
-    try:
-        validate_region_name(region)  # botocore's ValueErrors, as its client raises them
-        if endpoint_url is not None and not (
-            is_valid_endpoint_url(endpoint_url) or is_valid_ipv6_endpoint_url(endpoint_url)
-        ):
-            raise ValueError(f"Invalid endpoint: {endpoint_url}")
-    except ValueError as exc:
-        url = f"s3://{bucket}/{prefix}"
-        raise StorageError(f"cannot make an S3 client for {url}: {redact(str(exc))}") from exc
-    return {
-        "endpoint_url": endpoint_url,
-        "region": region,
-        "access_key_id": access_key_id or environ.get("AWS_ACCESS_KEY_ID") or None,
-        "secret_access_key": secret_access_key,
-        "session_token": session_token,
-    }
 
 
 class S3FileStore:
@@ -500,4 +433,4 @@ def _code(exc: Exception) -> str:
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
-__all__ = ["S3FileStore"]
+__all__ = ["DEFAULT_PART", "DEFAULT_THRESHOLD", "MIN_PART", "S3FileStore", "check_settings"]
