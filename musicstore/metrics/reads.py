@@ -1,0 +1,225 @@
+"""How a snapshot is read: the operations (:func:`metrics_op`, :func:`processing_op`, :func:`recent_op`) that
+read it from the running totals and bounded index walks in one read transaction, and :func:`read_metrics`.
+Re-exported by :mod:`musicstore.metrics`."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from .. import validate
+from ..models import EPOCH, Status, columns, to_datetime
+from ..ops import NOW, TOTALS, Call, Steps, reader
+from ..ops.progress import COUNT
+from ..store import Store, require_store
+from .snapshot import (
+    DEFAULT_SAMPLE,
+    DEFAULT_WINDOW,
+    DEFAULT_WINDOW_LIMIT,
+    EXPORT_BUCKETS,
+    GENERATION_BUCKETS,
+    LEASE_EXPIRED,
+    LOUDNESS_BUCKETS,
+    PENDING_LIMIT,
+    PRIORITY_CLASSES,
+    PROCESSING_LIMIT,
+    TRUE_PEAK_BUCKETS,
+    Distribution,
+    MetricsSnapshot,
+    Window,
+    Worker,
+)
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def priority_class(priority: int | None) -> str:
+    """``high`` (above 0), ``normal`` (0 or none), ``low`` (below 0)."""
+    if not priority:
+        return "normal"
+    return "high" if priority > 0 else "low"
+
+
+def _moment(value: Any) -> datetime | None:
+    return None if value is None else to_datetime(value)
+
+
+def _workers(rows: Sequence[dict[str, Any]], now: datetime) -> list[Worker]:
+    found: dict[str, Worker] = {}
+    for row in rows:
+        worker = found.get(row["worker_id"])
+        if worker is None:
+            worker = found[row["worker_id"]] = Worker(row["worker_id"], 0, 0, None, None)
+        worker.claims += 1
+        started, lease = row["started_at"], row["lease_expires_at"]
+        if lease is not None and lease <= now:
+            worker.expired += 1
+        if started is not None and (worker.oldest_started_at is None or started < worker.oldest_started_at):
+            worker.oldest_started_at = started
+        if lease is not None and (worker.next_expiry is None or lease < worker.next_expiry):
+            worker.next_expiry = lease
+    return sorted(found.values(), key=lambda w: w.worker_id)
+
+
+_FIGURES = columns("generation_seconds", "export_seconds", "loudness_lufs", "true_peak_dbtp")
+
+
+@reader
+def processing_op(limit: int = PROCESSING_LIMIT) -> Steps[list[dict[str, Any]]]:
+    """The claims in flight (at most ``limit``, by start): id, model, worker, attempts, start, lease,
+    priority and the progress last reported."""
+    limit = validate.integer(limit, "limit", 1, 1_000_000)
+    rows = [
+        {
+            **row,
+            "started_at": _moment(row["started_at"]),
+            "lease_expires_at": _moment(row["lease_expires_at"]),
+        }
+        for row in (yield Call("metrics_processing", {"limit": limit}))
+    ]
+    return sorted(rows, key=lambda row: (row["started_at"] or EPOCH, row["id"]))
+
+
+def workers_of(processing: Sequence[dict[str, Any]], now: datetime) -> list[Worker]:
+    """The workers holding these claims."""
+    return _workers(processing, now)
+
+
+@reader
+def recent_op(since: datetime, limit: int) -> Steps[list[dict[str, Any]]]:
+    """The rows created since ``since`` (at most ``limit``, newest first): prompt, status, attempts, last
+    error and times (no id)."""
+    since = validate.moment(since, "since")
+    limit = validate.integer(limit, "limit", 1, 1_000_000)
+    return [
+        {
+            **row,
+            "created_at": _moment(row["created_at"]),
+            "started_at": _moment(row["started_at"]),
+            "completed_at": _moment(row["completed_at"]),
+        }
+        for row in (yield Call("metrics_recent", {"since": since, "limit": limit}))
+    ]
+
+
+def _checked(window: object, window_limit: object, sample: object) -> tuple[float, int, int]:
+    """The options of a snapshot (``InvalidInput``): the window's seconds, its row limit, the sample size."""
+    return (
+        validate.number(window, "window", positive=True, high=366 * 86_400.0),
+        validate.integer(window_limit, "window_limit", 1, 1_000_000),
+        validate.integer(sample, "sample", 1, 100_000),
+    )
+
+
+@reader
+def metrics_op(
+    *, window: float = DEFAULT_WINDOW, window_limit: int = DEFAULT_WINDOW_LIMIT, sample: int = DEFAULT_SAMPLE
+) -> Steps[MetricsSnapshot]:
+    """The figures of ``read_metrics``; run it in a read transaction for one consistent snapshot."""
+    seconds, limit, sample = _checked(window, window_limit, sample)
+    now: datetime = yield NOW
+    totals: list[tuple[Any, ...]] = yield Call("totals", {}, TOTALS)
+    by_status = {status.value: 0 for status in Status}
+    file_bytes = dict.fromkeys(by_status, 0)
+    generation_seconds = dict.fromkeys(by_status, 0.0)
+    audio_seconds = dict.fromkeys(by_status, 0.0)
+    prompts = uses = 0
+    for status, n, nbytes, gen_micros, audio_micros, n_prompts, n_uses in totals:
+        by_status[status] += int(n)
+        file_bytes[status] += int(nbytes)
+        generation_seconds[status] += int(gen_micros) / 1e6
+        audio_seconds[status] += int(audio_micros) / 1e6
+        prompts, uses = int(n_prompts), int(n_uses)
+    by_model = {
+        (row["model_name"], row["status"]): int(row["generations"])
+        for row in (yield Call("metrics_model_totals", {}))
+    }
+    head = yield Call("metrics_oldest_pending", {})
+    oldest = _moment(head["oldest"]) if head is not None else None
+    processing = yield from processing_op.steps(PROCESSING_LIMIT)
+    expired = sum(1 for row in processing if row["lease_expires_at"] <= now)
+    queue = yield Call("metrics_pending_by_priority", {"limit": PENDING_LIMIT})
+    pending_by_priority = {name: int(queue[name]) for name in PRIORITY_CLASSES}
+    processing_by_priority = dict.fromkeys(PRIORITY_CLASSES, 0)
+    for row in processing:
+        processing_by_priority[priority_class(row["priority"])] += 1
+    recent = yield from recent_op.steps(now - timedelta(seconds=seconds), limit)
+    counted = Window(seconds, dict.fromkeys(by_status, 0), truncated=len(recent) >= limit)
+    # the throughput: a range of the completed index, whatever the rows' creation (a backlog older than the
+    # window would show none among the rows created in it)
+    since = now - timedelta(seconds=seconds)
+    counted.completions = int((yield Call("count_completed_since", {"since": since}, COUNT))[0])
+    for row in recent:
+        counted.generations[row["status"]] += 1
+        attempts = int(row["attempts"])
+        counted.claims += attempts
+        counted.retries += max(attempts - 1, 0)
+        if (row["error_message"] or "").startswith(LEASE_EXPIRED):
+            counted.lease_expiries += 1
+    generation_time = Distribution(GENERATION_BUCKETS)
+    export_time = Distribution(EXPORT_BUCKETS)
+    loudness = Distribution(LOUDNESS_BUCKETS)
+    true_peak = Distribution(TRUE_PEAK_BUCKETS)
+    into = (generation_time, export_time, loudness, true_peak)
+    for row in (yield Call("metrics_recent_completed", {"limit": sample}, _FIGURES)):
+        for value, dist in zip(row, into, strict=True):
+            number = _number(value)
+            if number is not None:
+                dist.add(max(number, 0.0) if dist is export_time else number)
+    return MetricsSnapshot(
+        taken_at=now,
+        by_status=by_status,
+        file_bytes=file_bytes,
+        generation_seconds=generation_seconds,
+        audio_seconds=audio_seconds,
+        by_model=by_model,
+        prompts=prompts,
+        prompt_uses=uses,
+        oldest_pending_age=None if oldest is None else max((now - oldest).total_seconds(), 0.0),
+        pending_by_priority=pending_by_priority,
+        pending_truncated=int(queue["counted"]) >= PENDING_LIMIT,
+        processing_by_priority=processing_by_priority,
+        leases_live=len(processing) - expired,
+        leases_expired=expired,
+        workers=_workers(processing, now),
+        processing=processing,
+        window=counted,
+        recent=recent,
+        generation_time=generation_time,
+        export_time=export_time,
+        loudness=loudness,
+        true_peak=true_peak,
+    )
+
+
+def _check_store(store: object, what: str) -> Store:
+    """``store`` if it is a ``Store`` (an ``AsyncStore`` failed with a bare TypeError, at each scrape)."""
+    return require_store(
+        store,
+        f"{what} takes a musicstore Store",
+        "from asyncio code: `async with astore.transaction(write=False) as tx: await tx.run(metrics_op)`",
+    )
+
+
+def read_metrics(
+    store: Store,
+    *,
+    window: float = DEFAULT_WINDOW,
+    window_limit: int = DEFAULT_WINDOW_LIMIT,
+    sample: int = DEFAULT_SAMPLE,
+) -> MetricsSnapshot:
+    """One snapshot of the store's figures, read in one read transaction (they add up)."""
+    _check_store(store, "read_metrics")
+    started = time.perf_counter()
+    with store.transaction(write=False) as tx:
+        snapshot = tx.run(metrics_op, window=window, window_limit=window_limit, sample=sample)
+    snapshot.seconds = time.perf_counter() - started
+    return snapshot
