@@ -43,182 +43,48 @@ These decisions are written once, in ``plan``: a generator of steps (claim, run 
 that keeps the ``WorkerReport``, as an operation of ``musicstore.ops`` is a generator of query calls.
 ``Worker.run`` answers its steps with blocking calls and ``AsyncWorker.run`` with awaited ones; an exception a
 step raised is thrown back into the plan, which decides what it means.
+
+The loops are here; the plan's steps and report in ``steps``, the job a handler runs in ``jobs``, the checks
+and a failed job's message in ``checks``: this package re-exports their names.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
-from datetime import datetime
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from . import validate, waiting
-from .errors import Cancelled, DatabaseBusy, InvalidInput, LeaseLost, NotFound
-from .masking import redact
-from .models import Generation, RetryPolicy, Status
-from .ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS
-from .ops.jobs import MAX_OWNER_LIMIT, watching
-from .store import Store
+from .. import validate, waiting
+from ..errors import Cancelled, DatabaseBusy, InvalidInput, LeaseLost, NotFound
+from ..models import Generation, RetryPolicy, Status
+from ..ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS
+from ..ops.jobs import watching
+from ..store import Store
+from .checks import (
+    MAX_ERROR_CHARS,
+    _catchable,
+    _claim_options,
+    _is_async_handler,
+    _misfit,
+    _Stopping,
+    _task_cancelled,
+    failure,
+)
+from .jobs import AsyncJob, Job
+from .steps import Claim, Fail, Handle, Pause, Plan, WorkerReport, WorkerStep
 
 if TYPE_CHECKING:
-    from .aio import AsyncStore
+    from ..aio import AsyncStore
 
 WAIT_SLICE_SECONDS = 1.0
 """The longest sleep of an idle worker between two claims: how soon it notices ``stop()``."""
-MAX_ERROR_CHARS = 1000
-"""How much of a handler's error a failed job keeps (``type: message``)."""
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class WorkerReport:
-    """What ``run`` did: jobs run to the end, cancelled while running, taken back, failed."""
-
-    done: int = 0
-    cancelled: int = 0
-    lost: int = 0
-    failed: int = 0
-
-    @property
-    def claimed(self) -> int:
-        return self.done + self.cancelled + self.lost + self.failed
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """Step: ``claim_next(worker_id, **options)``, and while it claims nothing and the worker is not
-    stopping, sleep until an enqueue wakes it (at most ``WAIT_SLICE_SECONDS``) and claim again
-    (``waiting.until``: one claim per sleep, the listener held throughout); the plan receives the claimed
-    generation, or None once the worker is stopping."""
-
-    worker_id: str
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Handle:
-    """Step: run the handler on this claimed generation (what it returns is not used)."""
-
-    generation: Generation
-
-
-@dataclass(frozen=True, slots=True)
-class Fail:
-    """Step: ``fail(generation_id, message, **options)`` (a retry while attempts remain)."""
-
-    generation_id: str
-    message: str
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Pause:
-    """Step: sleep ``seconds`` before the next claim, ending at once when the worker is stopped (``stop()``
-    during the pause, or before it)."""
-
-    seconds: float
-
-
-WorkerStep = Claim | Handle | Fail | Pause
-Plan = Generator[WorkerStep, Any, WorkerReport]
-
-
-def failure(exc: BaseException) -> str:
-    """The error message a job failed by ``exc`` keeps: text the databases store (a NUL or a lone surrogate
-    in the message, as from undecodable bytes, is written as its escape), its known secrets masked, at most
-    ``MAX_ERROR_CHARS`` (masked before it is cut: a secret the cut went through is no longer one to find)."""
-    try:
-        text = f"{type(exc).__name__}: {exc}"
-    except Exception:  # a message that cannot be made: the job is failed with its type
-        text = f"{type(exc).__name__}: (its message could not be read)"
-    text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
-    return redact(text)[:MAX_ERROR_CHARS]
-
-
-def _misfit(outcome: object, what: str, runner: str) -> str:
-    """The error of a handler that returned what its loop cannot use (a job failed with it)."""
-    return f"the handler returned {what} ({type(outcome).__name__}): run it with {runner}"
-
-
-def _task_cancelled() -> bool:
-    """Whether the running task was asked to cancel (``Task.cancel``), as opposed to an await inside it whose
-    future another task cancelled (that ``CancelledError`` is the handler's error, not the loop's end)."""
-    task = asyncio.current_task()
-    return task is None or task.cancelling() > 0
-
-
-def _claim_options(options: object, lease_seconds: float) -> tuple[dict[str, Any], float]:
-    """``claim_options`` checked when the worker is made, not at its first claim, and the worker's lease:
-    ``claim_next``'s ``owner_limit`` (the loop does its own waiting) and ``lease_seconds``, which becomes the
-    worker's lease (the one its jobs' progress and heartbeat extend by too) unless the worker was given
-    another one (InvalidInput: two leases)."""
-    if options is None:
-        return {}, lease_seconds
-    if not isinstance(options, Mapping):
-        raise InvalidInput(
-            f"claim_options must be a dict (owner_limit, lease_seconds) or None, got {type(options).__name__}"
-        )
-    checked = dict(options)
-    for key in checked:
-        if key not in ("owner_limit", "lease_seconds"):
-            raise InvalidInput(
-                f"claim_options takes owner_limit and lease_seconds only (the worker waits itself), "
-                f"got {key!r}"
-            )
-    if checked.get("owner_limit") is not None:
-        validate.integer(checked["owner_limit"], "owner_limit", 0, MAX_OWNER_LIMIT)
-    if "lease_seconds" in checked:
-        lease = validate.seconds(checked.pop("lease_seconds"), "lease_seconds")
-        if lease_seconds not in (DEFAULT_LEASE_SECONDS, lease):
-            raise InvalidInput(
-                f"two leases: lease_seconds={lease_seconds:g} and claim_options' lease_seconds={lease:g}; "
-                "give the worker one"
-            )
-        lease_seconds = lease
-    return checked, lease_seconds
-
-
-class _Stopping:
-    """``handle_signals``' handler: stops its worker, and the workers of the blocks it is nested in (the
-    handler it replaced, when one of these), so that one SIGTERM stops every worker of the process."""
-
-    def __init__(self, stop: Callable[[], None], replaced: Any) -> None:
-        self.stop, self.replaced = stop, replaced
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self.stop()
-        if isinstance(self.replaced, _Stopping):
-            self.replaced(signum, frame)
-
-
-_UNCATCHABLE = {getattr(signal, name) for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name)}
-
-
-def _catchable(sig: object) -> int:
-    """``sig`` if a handler can catch it (``handle_signals``), else InvalidInput."""
-    if isinstance(sig, bool) or not isinstance(sig, int) or sig not in signal.valid_signals():
-        raise InvalidInput(f"handle_signals takes signals such as signal.SIGTERM, got {sig!r}")
-    if sig in _UNCATCHABLE:
-        raise InvalidInput(f"handle_signals cannot catch {signal.Signals(sig).name}: no process can")
-    return sig
-
-
-def _is_async_handler(handler: object) -> bool:
-    """Whether calling ``handler`` surely gives a coroutine: an ``async def`` (or a method of one), a
-    ``functools.partial`` of one, or an object whose ``__call__`` is one. A plain function may return an
-    awaitable too (a lambda around an ``async def``): only its result tells."""
-    while isinstance(handler, functools.partial):
-        handler = handler.func
-    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__)
 
 
 class _Loop:
@@ -390,36 +256,6 @@ class _Loop:
                 return
 
 
-@dataclass(slots=True)
-class Job:
-    """The job a ``Worker``'s handler runs: the claimed generation and the calls a running job makes."""
-
-    generation: Generation
-    worker: Worker
-
-    @property
-    def id(self) -> str:
-        return self.generation.id
-
-    @property
-    def stopping(self) -> bool:
-        """The worker was asked to stop (SIGTERM): finish or cut short this job; no other is claimed."""
-        return self.worker.stopping
-
-    def progress(self, fraction: float, stage: str | None = None) -> bool:
-        """Report progress (``Store.report_progress``: coalesced; whether it was written). A written report
-        raises ``Cancelled`` if the job was cancelled, ``LeaseLost`` if it was taken back: let either pass."""
-        return self.worker.store.report_progress(
-            self.id, self.worker.worker_id, fraction, stage, lease_seconds=self.worker.lease_seconds
-        )
-
-    def heartbeat(self) -> datetime:
-        """Extend the lease (``Store.heartbeat``); raises ``Cancelled``/``LeaseLost`` as ``progress`` does."""
-        return self.worker.store.heartbeat(
-            self.id, self.worker.worker_id, lease_seconds=self.worker.lease_seconds
-        )
-
-
 class Worker(_Loop):
     """Claims and runs jobs one at a time with ``handler`` until stopped (or ``max_jobs`` were claimed).
 
@@ -490,35 +326,6 @@ class Worker(_Loop):
         waiting.outside_transaction(store, "Worker.run")
         steps = waiting.until(waiting.claimed, self._stop.is_set, most=WAIT_SLICE_SECONDS)
         return waiting.wait(store, waiting.WORK, steps, lambda: store.claim_next(worker_id, **options))
-
-
-@dataclass(slots=True)
-class AsyncJob:
-    """The job an ``AsyncWorker``'s handler runs: ``Job`` with awaited calls."""
-
-    generation: Generation
-    worker: AsyncWorker
-
-    @property
-    def id(self) -> str:
-        return self.generation.id
-
-    @property
-    def stopping(self) -> bool:
-        """The worker was asked to stop (SIGTERM): finish or cut short this job; no other is claimed."""
-        return self.worker.stopping
-
-    async def progress(self, fraction: float, stage: str | None = None) -> bool:
-        """``Job.progress``, awaited (``AsyncStore.report_progress``)."""
-        return await self.worker.store.report_progress(
-            self.id, self.worker.worker_id, fraction, stage, lease_seconds=self.worker.lease_seconds
-        )
-
-    async def heartbeat(self) -> datetime:
-        """``Job.heartbeat``, awaited (``AsyncStore.heartbeat``)."""
-        return await self.worker.store.heartbeat(
-            self.id, self.worker.worker_id, lease_seconds=self.worker.lease_seconds
-        )
 
 
 class AsyncWorker(_Loop):
@@ -610,6 +417,7 @@ class AsyncWorker(_Loop):
 
 
 __all__ = [
+    "MAX_ERROR_CHARS",
     "WAIT_SLICE_SECONDS",
     "AsyncJob",
     "AsyncWorker",

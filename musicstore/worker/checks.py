@@ -1,0 +1,111 @@
+"""What the worker loop (``musicstore.worker``) checks and says: a failed job's message (:func:`failure`,
+re-exported), a handler's result its loop cannot run, ``claim_options``, the signals ``handle_signals`` may
+catch and the handler it installs, and whether a handler is an ``async def``."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import signal
+from collections.abc import Callable, Mapping
+from types import FrameType
+from typing import Any
+
+from .. import validate
+from ..errors import InvalidInput
+from ..masking import redact
+from ..ops import DEFAULT_LEASE_SECONDS
+from ..ops.jobs import MAX_OWNER_LIMIT
+
+MAX_ERROR_CHARS = 1000
+"""How much of a handler's error a failed job keeps (``type: message``)."""
+
+
+def failure(exc: BaseException) -> str:
+    """The error message a job failed by ``exc`` keeps: text the databases store (a NUL or a lone surrogate
+    in the message, as from undecodable bytes, is written as its escape), its known secrets masked, at most
+    ``MAX_ERROR_CHARS`` (masked before it is cut: a secret the cut went through is no longer one to find)."""
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:  # a message that cannot be made: the job is failed with its type
+        text = f"{type(exc).__name__}: (its message could not be read)"
+    text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return redact(text)[:MAX_ERROR_CHARS]
+
+
+def _misfit(outcome: object, what: str, runner: str) -> str:
+    """The error of a handler that returned what its loop cannot use (a job failed with it)."""
+    return f"the handler returned {what} ({type(outcome).__name__}): run it with {runner}"
+
+
+def _task_cancelled() -> bool:
+    """Whether the running task was asked to cancel (``Task.cancel``), as opposed to an await inside it whose
+    future another task cancelled (that ``CancelledError`` is the handler's error, not the loop's end)."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
+def _claim_options(options: object, lease_seconds: float) -> tuple[dict[str, Any], float]:
+    """``claim_options`` checked when the worker is made, not at its first claim, and the worker's lease:
+    ``claim_next``'s ``owner_limit`` (the loop does its own waiting) and ``lease_seconds``, which becomes the
+    worker's lease (the one its jobs' progress and heartbeat extend by too) unless the worker was given
+    another one (InvalidInput: two leases)."""
+    if options is None:
+        return {}, lease_seconds
+    if not isinstance(options, Mapping):
+        raise InvalidInput(
+            f"claim_options must be a dict (owner_limit, lease_seconds) or None, got {type(options).__name__}"
+        )
+    checked = dict(options)
+    for key in checked:
+        if key not in ("owner_limit", "lease_seconds"):
+            raise InvalidInput(
+                f"claim_options takes owner_limit and lease_seconds only (the worker waits itself), "
+                f"got {key!r}"
+            )
+    if checked.get("owner_limit") is not None:
+        validate.integer(checked["owner_limit"], "owner_limit", 0, MAX_OWNER_LIMIT)
+    if "lease_seconds" in checked:
+        lease = validate.seconds(checked.pop("lease_seconds"), "lease_seconds")
+        if lease_seconds not in (DEFAULT_LEASE_SECONDS, lease):
+            raise InvalidInput(
+                f"two leases: lease_seconds={lease_seconds:g} and claim_options' lease_seconds={lease:g}; "
+                "give the worker one"
+            )
+        lease_seconds = lease
+    return checked, lease_seconds
+
+
+class _Stopping:
+    """``handle_signals``' handler: stops its worker, and the workers of the blocks it is nested in (the
+    handler it replaced, when one of these), so that one SIGTERM stops every worker of the process."""
+
+    def __init__(self, stop: Callable[[], None], replaced: Any) -> None:
+        self.stop, self.replaced = stop, replaced
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.stop()
+        if isinstance(self.replaced, _Stopping):
+            self.replaced(signum, frame)
+
+
+_UNCATCHABLE = {getattr(signal, name) for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name)}
+
+
+def _catchable(sig: object) -> int:
+    """``sig`` if a handler can catch it (``handle_signals``), else InvalidInput."""
+    if isinstance(sig, bool) or not isinstance(sig, int) or sig not in signal.valid_signals():
+        raise InvalidInput(f"handle_signals takes signals such as signal.SIGTERM, got {sig!r}")
+    if sig in _UNCATCHABLE:
+        raise InvalidInput(f"handle_signals cannot catch {signal.Signals(sig).name}: no process can")
+    return sig
+
+
+def _is_async_handler(handler: object) -> bool:
+    """Whether calling ``handler`` surely gives a coroutine: an ``async def`` (or a method of one), a
+    ``functools.partial`` of one, or an object whose ``__call__`` is one. A plain function may return an
+    awaitable too (a lambda around an ``async def``): only its result tells."""
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__)
