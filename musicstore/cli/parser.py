@@ -40,6 +40,7 @@ exit codes:
   3    show, render, cancel, replay: no generation with that id
   4    reconcile: database and files disagree (found, or found and repaired)
   130  interrupted (Ctrl-C)
+  143  terminated (SIGTERM), unwound as after a Ctrl-C
 
 Every read command takes --json for scripts. See docs/cli.md.
 """
