@@ -64,16 +64,31 @@ def _error(exc: BaseException) -> None:
     print(f"musicstore: error: {message}{notes}", file=sys.stderr)
 
 
-OPTIONAL_MODULES = {"psycopg": "postgres", "psycopg_pool": "postgres", "aiosqlite": "async", "torch": "torch"}
+OPTIONAL_MODULES = {
+    "psycopg": "postgres",
+    "psycopg_pool": "postgres",
+    "aiosqlite": "async",
+    "torch": "torch",
+    "mutagen": "renditions",
+    "soxr": "renditions",
+}
 """The modules of musicstore's extras: one missing is a hint to install the extra, not a traceback."""
 
 
 def _missing_extra(exc: ImportError) -> str | None:
-    """The hint for an optional module that is not installed, or None (an ImportError that is a bug)."""
-    extra = OPTIONAL_MODULES.get((exc.name or "").partition(".")[0])
-    if extra is None:
-        return None
-    return f"{exc.name} is not installed; this needs the {extra} extra: pip install 'musicstore[{extra}]'"
+    """The hint for an optional module that is not installed, or None (an ImportError that is a bug).
+
+    The import that failed may be the cause of the one raised: ``audio.tags`` and ``audio.codecs`` re-raise
+    a missing mutagen or soxr as an ImportError of their own (with the hint, without a module name)."""
+    cause: BaseException | None = exc
+    while isinstance(cause, ImportError):
+        module = (cause.name or "").partition(".")[0]
+        extra = OPTIONAL_MODULES.get(module)
+        if extra is not None:
+            need = f"this needs the {extra} extra: pip install 'musicstore[{extra}]'"
+            return f"{module} is not installed; {need}"
+        cause = cause.__cause__
+    return None
 
 
 _NOTES: list[str] = []
