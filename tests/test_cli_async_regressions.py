@@ -359,8 +359,9 @@ def test_a_new_postgres_listener_whose_listen_fails_is_closed(
     # connection open, dropped without close (ResourceWarning; a server session until the collector ran)
     import psycopg
 
-    from musicstore import DatabaseError, waiting
+    from musicstore import DatabaseError
     from musicstore.aio import AsyncStore
+    from musicstore.waiting import hub
 
     made: list[Any] = []
     connect, aconnect = psycopg.connect, psycopg.AsyncConnection.connect
@@ -377,7 +378,7 @@ def test_a_new_postgres_listener_whose_listen_fails_is_closed(
         job = new_job(store)
         monkeypatch.setattr(psycopg, "connect", connecting)
         monkeypatch.setattr(psycopg.AsyncConnection, "connect", aconnecting)
-        monkeypatch.setattr(waiting, "_listen_sql", lambda: "LISTEN")  # a syntax error
+        monkeypatch.setattr(hub, "_listen_sql", lambda: "LISTEN")  # a syntax error
         with pytest.raises(DatabaseError):
             store.wait_for(job.id, timeout=1)
 

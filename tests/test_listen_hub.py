@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from musicstore import InvalidInput, Status, Store, waiting
 from musicstore.aio import AsyncStore
+from musicstore.waiting import hub as listening
 from tests.conftest import new_job
 
 LONG = 60.0
@@ -174,7 +175,7 @@ def test_a_lost_listening_connection_is_made_again_and_the_waits_are_woken(
     the next notification wakes the wait as before (the re-try is an hour); the loss is logged (a warning,
     never a secret of the URL)."""
     caplog.set_level(logging.WARNING, logger="musicstore.waiting")
-    monkeypatch.setattr(waiting, "RECONNECT_SECONDS", 0.05)
+    monkeypatch.setattr(listening, "RECONNECT_SECONDS", 0.05)  # read by the hub, in waiting/hub.py
     with Store(postgres_url) as other:
         job = new_job(other)
         assert other.claim_next("gpu-9") is not None

@@ -1,0 +1,286 @@
+"""The PostgreSQL hub (``musicstore.waiting``): a store's one listening connection per process, read by a
+daemon thread that wakes the waits registered with it (``_Waiter``: a thread's or an event loop's)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import selectors
+import socket
+import threading
+import time
+from contextlib import suppress
+from typing import Any
+
+from ..errors import InvalidInput
+from ..masking import redact
+from .wakes import FINISHED, PENDING, Wake
+
+log = logging.getLogger("musicstore.waiting")  # the package's logger, as before the split
+
+RECONNECT_SECONDS = 1.0
+"""How long the PostgreSQL hub pauses between two attempts to make its lost connection again (the first is
+at once, unless the lost connection had lasted less than this)."""
+
+
+class _Waiter:
+    """One PostgreSQL wait's registration with its store's hub: the hub calls ``notify`` (from its thread)
+    for each notification that matches ``wake``; ``arm`` (before each try) forgets the earlier ones."""
+
+    __slots__ = ("wake",)
+
+    def __init__(self, wake: Wake) -> None:
+        self.wake = wake
+
+    def arm(self) -> None:
+        raise NotImplementedError
+
+    def notify(self) -> None:
+        raise NotImplementedError
+
+
+class _ThreadWaiter(_Waiter):
+    """A blocking wait's: a ``threading.Event``."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self, wake: Wake) -> None:
+        super().__init__(wake)
+        self._event = threading.Event()
+
+    def arm(self) -> None:
+        self._event.clear()
+
+    def notify(self) -> None:
+        self._event.set()
+
+    def sleep(self, seconds: float) -> bool:
+        """Until notified since the last ``arm``, at most ``seconds``; whether it was."""
+        return self._event.wait(seconds)
+
+
+class _TaskWaiter(_Waiter):
+    """An awaited wait's: an ``asyncio.Event`` of its event loop, set through ``call_soon_threadsafe``."""
+
+    __slots__ = ("_event", "_loop")
+
+    def __init__(self, wake: Wake, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(wake)
+        self._loop = loop
+        self._event = asyncio.Event()
+
+    def arm(self) -> None:
+        self._event.clear()  # on the loop: a notification set for before it runs later, a spurious wake-up
+
+    def notify(self) -> None:
+        with suppress(RuntimeError):  # its loop is closed: nobody sleeps on it any more
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    async def sleep(self, seconds: float) -> bool:
+        """Until notified since the last ``arm``, at most ``seconds``; whether it was."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+def _listen_sql() -> str:
+    return f"LISTEN {PENDING}; LISTEN {FINISHED}"
+
+
+def _closed_store() -> InvalidInput:
+    return InvalidInput("the store is closed; open a new one to wait")
+
+
+class _Hub:
+    """A store's one PostgreSQL listening connection (per process), shared by all its waits: a daemon thread
+    reads it continuously and wakes the registered waits a notification matches."""
+
+    def __init__(self, url: Any) -> None:
+        self.url = url
+        self.connections = 0
+        """Connections made so far (the first, then one per reconnection)."""
+        self._lock = threading.Lock()
+        self._starting = threading.Lock()
+        self._closed = False
+        self._any: set[_Waiter] = set()  # waits for any payload (WORK)
+        self._by_payload: dict[str, set[_Waiter]] = {}  # waits for one job's notification (finished)
+        self._thread: threading.Thread | None = None
+        self._wakeup: socket.socket | None = None  # the end of the pair that ends the thread's wait at close
+        self._pid = os.getpid()
+
+    def _own(self) -> None:
+        """Under the lock: a forked child forgets its parent's thread, connection and waits (the connection
+        is dropped, not closed: psycopg does not end a connection in a process that did not open it)."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._any, self._by_payload, self._thread, self._wakeup = set(), {}, None, None
+
+    @property
+    def started(self) -> bool:
+        with self._lock:
+            self._own()
+            return self._thread is not None and self._thread.is_alive()
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        conn = psycopg.connect(self.url.url, autocommit=True)
+        try:
+            conn.execute(_listen_sql())
+        except BaseException:
+            conn.close()
+            raise
+        self.connections += 1
+        return conn
+
+    def start(self) -> None:
+        """Listen, unless the hub does already: the first wait of this process makes the connection (its
+        errors are that wait's) and starts the thread."""
+        with self._starting:
+            with self._lock:
+                self._own()
+                if self._closed:
+                    raise _closed_store()
+                if self._thread is not None and self._thread.is_alive():
+                    return
+            conn = self._connect()
+            with self._lock:
+                if self._closed:
+                    conn.close()
+                    raise _closed_store()
+                self._wakeup, read = socket.socketpair()
+                thread = threading.Thread(
+                    target=self._run, args=(conn, read), name="musicstore-listen", daemon=True
+                )
+                self._thread = thread
+            thread.start()
+
+    def register(self, waiter: _Waiter) -> bool:
+        """Wake ``waiter`` at the notifications that match it from now on; False (nothing registered) when
+        the hub is not started in this process (or its thread ended)."""
+        with self._lock:
+            self._own()
+            if self._closed:
+                raise _closed_store()
+            if self._thread is None or not self._thread.is_alive():
+                return False
+            payload = waiter.wake.payload
+            if payload is None:
+                self._any.add(waiter)
+            else:
+                self._by_payload.setdefault(payload, set()).add(waiter)
+            return True
+
+    def unregister(self, waiter: _Waiter) -> None:
+        with self._lock:
+            payload = waiter.wake.payload
+            if payload is None:
+                self._any.discard(waiter)
+            elif (same := self._by_payload.get(payload)) is not None:
+                same.discard(waiter)
+                if not same:
+                    del self._by_payload[payload]
+
+    @property
+    def waiters(self) -> int:
+        """How many waits are registered."""
+        with self._lock:
+            return len(self._any) + sum(len(same) for same in self._by_payload.values())
+
+    def _everyone(self) -> list[_Waiter]:
+        with self._lock:
+            return [*self._any, *(waiter for same in self._by_payload.values() for waiter in same)]
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        with self._lock:
+            found = [waiter for waiter in self._any if waiter.wake.matches(channel, payload)]
+            found.extend(w for w in self._by_payload.get(payload, ()) if w.wake.matches(channel, payload))
+        for waiter in found:
+            waiter.notify()
+
+    def _read(self, conn: Any, read: socket.socket) -> None:
+        """Deliver the connection's notifications as they come, until the hub closes (returns) or the
+        connection is lost (raises)."""
+        import psycopg
+
+        pgconn = conn.pgconn
+        with selectors.DefaultSelector() as selector:
+            selector.register(pgconn.socket, selectors.EVENT_READ, conn)
+            selector.register(read, selectors.EVENT_READ, read)
+            while True:
+                while (note := pgconn.notifies()) is not None:
+                    self._dispatch(note.relname.decode(errors="replace"), note.extra.decode(errors="replace"))
+                if any(key.data is read for key, _ in selector.select()):
+                    return
+                pgconn.consume_input()
+                if pgconn.status != psycopg.pq.ConnStatus.OK:
+                    raise psycopg.OperationalError("the listening connection is lost")
+
+    def _run(self, conn: Any, read: socket.socket) -> None:
+        """The thread: read the connection; when it is lost, wake every wait (to try again), make it again
+        (at once, then every ``RECONNECT_SECONDS``) and wake them once more as it listens."""
+        try:
+            while conn is not None:
+                since = time.monotonic()
+                try:
+                    self._read(conn, read)
+                    return  # closed
+                except Exception as exc:  # lost: the waits try again; notifications until it is back are lost
+                    log.warning("the listening connection is lost (%s); listening again", redact(str(exc)))
+                finally:
+                    _quietly_close(conn)
+                conn = None
+                for waiter in self._everyone():
+                    waiter.notify()
+                pause = 0.0 if time.monotonic() - since >= RECONNECT_SECONDS else RECONNECT_SECONDS
+                told = False
+                while conn is None:
+                    if _readable(read, pause) or self._closed:
+                        return
+                    try:
+                        conn = self._connect()
+                    except Exception as exc:
+                        if not told:  # once: meanwhile the waits try again every RECHECK_SECONDS
+                            told = True
+                            log.warning(
+                                "cannot listen again yet (%s); trying every %g s",
+                                redact(str(exc)),
+                                RECONNECT_SECONDS,
+                            )
+                        pause = RECONNECT_SECONDS
+                for waiter in self._everyone():
+                    waiter.notify()
+        finally:
+            read.close()
+
+    def close(self) -> None:
+        """End the thread (it closes the connection) and wake every wait; no wait registers any more."""
+        with self._lock:
+            forked = self._pid != os.getpid()
+            self._closed = True
+            thread, wakeup, self._thread, self._wakeup = self._thread, self._wakeup, None, None
+        if forked:  # the parent's thread and connection are the parent's to close
+            return
+        if wakeup is not None:
+            with suppress(OSError):
+                wakeup.send(b"x")
+            wakeup.close()
+        for waiter in self._everyone():
+            waiter.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5.0)
+
+
+def _readable(sock: socket.socket, seconds: float) -> bool:
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_READ)
+        return bool(selector.select(seconds))
+
+
+def _quietly_close(conn: Any) -> None:
+    with suppress(Exception):  # already broken
+        conn.close()
