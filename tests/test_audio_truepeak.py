@@ -13,8 +13,9 @@ from numpy.typing import NDArray
 from scipy.signal import upfirdn
 
 from musicstore.audio import farfield, synthesize_music
-from musicstore.audio.farfield import BLOCK, FarField, LimitedFarField, _decimated_low_band, _lowpass
+from musicstore.audio.farfield import BLOCK, FarField, _decimated_low_band, _lowpass
 from musicstore.audio.interpolation import _ANNEX2_PHASES, annex2, near_sinc
+from musicstore.audio.limited_far import LimitedFarField
 from musicstore.audio.truepeak import (
     Reuse,
     annex2_true_peak,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from musicstore.audio import farfield, truepeak
+from musicstore.audio import far_grid, farfield, truepeak
 from musicstore.audio.truepeak import sample_envelope, span_bounds
 
 
@@ -51,9 +51,9 @@ def test_the_low_band_read_in_place_equals_the_per_phase_reading(samples: int, c
     x = _clip(samples, 1, seed)[0]
     count = -(-samples // 4)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(farfield, "_LOW_BAND_CHUNK", 1 << 20)  # one chunk, from before the clip: per phase
+        patch.setattr(far_grid, "_LOW_BAND_CHUNK", 1 << 20)  # one chunk, from before the clip: per phase
         whole = farfield._decimated_low_band(x, count, 4)
-        patch.setattr(farfield, "_LOW_BAND_CHUNK", chunk)
+        patch.setattr(far_grid, "_LOW_BAND_CHUNK", chunk)
         chunked = farfield._decimated_low_band(x, count, 4)
     assert np.array_equal(chunked.view(np.uint32), whole.view(np.uint32))
 

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from musicstore.audio import export_audio, farfield, synthesize_music
 from musicstore.audio.export import ExportOptions
-from musicstore.audio.farfield import FarField, LimitedFarField
+from musicstore.audio.farfield import FarField
+from musicstore.audio.limited_far import LimitedFarField
 from musicstore.audio.limiter import LimiterSettings, level
 from musicstore.audio.loudness import BlockPower
 from tests.test_truepeak_ideal import corpus

@@ -19,9 +19,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from musicstore.audio import export_audio, farfield, synthesize_music
+from musicstore.audio import export_audio, farfield, limited_far, synthesize_music
 from musicstore.audio.export import ExportOptions, export_batch
-from musicstore.audio.farfield import FarField, LimitedFarField, keep_spectrum
+from musicstore.audio.farfield import FarField, keep_spectrum
+from musicstore.audio.limited_far import LimitedFarField
 
 
 @pytest.fixture(autouse=True)
@@ -270,6 +271,6 @@ def test_windowed_sum_in_chunks_is_the_whole_sum(  # noqa: PLR0917 (hypothesis)
     terms[lags < 0] = 0.0
     assert nonzero.shape[0] * at.shape[0] <= windows * windows // 32  # the direct branch
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(farfield, "_GATHER", gather)  # chunks of a few rows
-        chunked = farfield._windowed_sum(masses, reach, at, after=after)
+        patch.setattr(limited_far, "_GATHER", gather)  # chunks of a few rows (read by _windowed_sum there)
+        chunked = limited_far._windowed_sum(masses, reach, at, after=after)
     assert np.array_equal(chunked, terms.sum(axis=1))

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from musicstore.audio.farfield import _windowed_sum
+from musicstore.audio.limited_far import _windowed_sum
 
 
 def _convolved(

@@ -18,9 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from musicstore.audio import farfield, synthesize_music
+from musicstore.audio import limited_far, local_expansion, synthesize_music
 from musicstore.audio.export import ExportOptions, export_audio
-from musicstore.audio.farfield import BLOCK, FarField, LimitedFarField
+from musicstore.audio.farfield import BLOCK, FarField
+from musicstore.audio.limited_far import LimitedFarField
 
 
 def _limited(
@@ -65,7 +66,7 @@ def test_direct_moment_terms_per_point_do_not_grow_with_the_pieces(moment_terms:
     per_point = []
     for scale in (1, 4):
         _, derived = _limited(240_000 * scale, 200 * scale, seed=scale)
-        assert derived.firsts.shape[0] > farfield._FEW_PIECES  # enough pieces for the expansions
+        assert derived.firsts.shape[0] > limited_far._FEW_PIECES  # enough pieces for the expansions
         points = np.arange(0, derived.grid.shape[1] - 4, 7, dtype=np.int64)
         moment_terms.clear()
         derived._difference_at(points)
@@ -102,7 +103,7 @@ def test_many_spans_far_part_is_the_outputs(
     reads what measuring the output reads, and the block bound holds every row's values."""
     out, derived = _limited(samples, spans, seed, width=width, channels=channels)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(farfield, "_FEW_PIECES", 0)  # the expansions at work, however many pieces
+        patch.setattr(limited_far, "_FEW_PIECES", 0)  # the expansions at work, however many pieces
         assert derived._local_expansion() is not None
     measured = FarField.measure(out)
     rows = np.arange(samples + 1)
@@ -124,16 +125,18 @@ def test_expansion_leaves_a_deep_export_unchanged(monkeypatch: pytest.MonkeyPatc
     music = synthesize_music(12.0, 48_000, seed=5)
     options = ExportOptions(target_lufs=-9.0, max_limiting_db=12.0, subtype="FLOAT")
     made: list[int] = []
-    add_to = farfield._LocalExpansion.add_to
+    add_to = local_expansion._LocalExpansion.add_to
 
-    def counted(self: farfield._LocalExpansion, out: NDArray[np.float64], times: NDArray[np.int64]) -> None:
+    def counted(
+        self: local_expansion._LocalExpansion, out: NDArray[np.float64], times: NDArray[np.int64]
+    ) -> None:
         made.append(times.shape[0])
         add_to(self, out, times)
 
-    monkeypatch.setattr(farfield._LocalExpansion, "add_to", counted)
+    monkeypatch.setattr(local_expansion._LocalExpansion, "add_to", counted)
     samples, figures = [], []
-    for name, few in (("expanded", farfield._FEW_PIECES), ("direct", 1 << 62)):
-        monkeypatch.setattr(farfield, "_FEW_PIECES", few)
+    for name, few in (("expanded", limited_far._FEW_PIECES), ("direct", 1 << 62)):
+        monkeypatch.setattr(limited_far, "_FEW_PIECES", few)
         path = tmp_path / f"{name}.wav"
         result = export_audio(music, 48_000, path, options)
         samples.append(soundfile.read(path, dtype="float32", always_2d=True)[0])

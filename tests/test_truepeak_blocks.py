@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
-from musicstore.audio import farfield, limiter, loudness, truepeak
-from musicstore.audio.farfield import FarField, LimitedFarField
+from musicstore.audio import limited_far, limiter, loudness, truepeak
+from musicstore.audio.farfield import FarField
+from musicstore.audio.limited_far import LimitedFarField
 from musicstore.audio.loudness import BlockPower
 from musicstore.audio.truepeak import Reuse, _screen, peak_map, span_bounds
 from tests.test_export_spectrum_kept import first_export_peak
@@ -185,6 +186,6 @@ def test_a_limited_far_parts_block_bound_is_the_same_a_few_clusters_at_a_time(
     blocks = -(-(samples + 1) // 32)
     whole = LimitedFarField.of(far, 1.5, difference, changed, samples).block_bound(blocks)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(farfield, "_PAIRS", pairs)
+        patch.setattr(limited_far, "_PAIRS", pairs)
         some = LimitedFarField.of(far, 1.5, difference, changed, samples).block_bound(blocks)
     assert np.array_equal(whole, some)

@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 from scipy.signal import resample
 
-from musicstore.audio.farfield import DIRECT_LOOP, LOOPED_ROWS, FarField, LimitedFarField, periodic_values
+from musicstore.audio.farfield import DIRECT_LOOP, LOOPED_ROWS, FarField, periodic_values
 from musicstore.audio.interpolation import annex2, near_sinc
+from musicstore.audio.limited_far import LimitedFarField
 from musicstore.audio.truepeak import ideal_peaks, peak_map, to_db, true_peak
 
 UP = 32

@@ -16,11 +16,11 @@ from musicstore.audio.farfield import (
     DIRECT_LOOP,
     LOOPED_ROWS,
     FarField,
-    LimitedFarField,
     Rows,
     periodic_values,
 )
 from musicstore.audio.interpolation import GRID, Interpolator, annex2, near_sinc
+from musicstore.audio.limited_far import LimitedFarField
 
 
 def _envelope_at(

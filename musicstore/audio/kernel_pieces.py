@@ -1,6 +1,6 @@
 """The far kernel as a limited output's far part sums it (:class:`_Kernel`), the pieces of the difference's
 sources by their moments, and the clusters of those sources (used by
-:class:`musicstore.audio.farfield.LimitedFarField`)."""
+:class:`musicstore.audio.limited_far.LimitedFarField`)."""
 
 from __future__ import annotations
 

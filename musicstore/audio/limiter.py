@@ -9,7 +9,7 @@ smoothings (the ramps), so the smooth curve never exceeds the requirement. One c
 channels. Only the neighbourhoods of hot samples are processed. Loudness after limiting is predicted
 from the K-weighted power and re-gated; the static gain is iterated because gating moves with the
 peaks, the best candidate is kept. The whole output is then verified by the accurate meter (its far part
-derived from the clip's: :class:`~musicstore.audio.farfield.LimitedFarField`), deepened where it is still
+derived from the clip's: :class:`~musicstore.audio.limited_far.LimitedFarField`), deepened where it is still
 over (a last resort trims the whole clip), and its true peak measured exactly.
 """
 
@@ -24,7 +24,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import minimum_filter1d
 
-from musicstore.audio.farfield import FarField, LimitedFarField, Rows
+from musicstore.audio.farfield import FarField, Rows
+from musicstore.audio.limited_far import LimitedFarField
 from musicstore.audio.limiter_gain import _predict, _reduction, _search, _static
 from musicstore.audio.limiter_region import (
     Leveled,
