@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
-from musicstore.audio import limited_far, limiter, loudness, truepeak
+from musicstore.audio import limited_far, limiter, limiter_curve, loudness, truepeak
 from musicstore.audio.farfield import FarField
 from musicstore.audio.limited_far import LimitedFarField
 from musicstore.audio.loudness import BlockPower
@@ -147,7 +147,7 @@ def test_the_curves_filters_made_a_chunk_at_a_time_are_scipys(
         values[rng.random(count) < 0.8] = 1.0
     minimum, box = np.empty_like(values), values.copy()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(limiter, "_FILTER_CHUNK", chunk)
+        patch.setattr(limiter_curve, "_FILTER_CHUNK", chunk)  # read by the filters, in limiter_curve.py
         limiter._minimum_filter(values, size, minimum)
         limiter._box_filter(box, size)
     if count:

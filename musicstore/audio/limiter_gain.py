@@ -16,7 +16,7 @@ from musicstore.audio.loudness import BlockPower, gated_loudness
 from musicstore.audio.truepeak import PeakMap, from_db, refined_peak, to_db
 
 if TYPE_CHECKING:
-    from musicstore.audio.limiter import _Shape
+    from musicstore.audio.limiter_curve import _Shape
 
 
 AIM_LU = 0.005  # how close the prediction is driven to the target
