@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import validate
-from ..errors import DatabaseError, InvalidInput
+from ..errors import InvalidInput
 from ..filestore import FileStore, LocalFileStore, open_filestore
 from ..filestore.local import RootDir
 from ..store import Store
@@ -59,10 +59,10 @@ from .row_checks import (
     _inside,
     _remove,
     _repair_orphan,
+    _repair_unless_recorded,
     default_quarantine,
     delete_dangling_renditions,
     mark_dangling_failed,
-    orphan_claimed,
 )
 from .scan import (
     AUDIO_SUFFIXES,
@@ -71,45 +71,12 @@ from .scan import (
     Entry,
     OwnRows,
     Progress,
-    audio_stem,
     check_root,
     classified,
     is_temp_name,
     require_store,
     walk,
 )
-
-
-def _is_utf8(text: str) -> bool:
-    """Whether ``text`` is UTF-8 text (no lone surrogate, as ``os.fsdecode`` makes of other bytes)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _repair_unless_recorded(
-    store: Store, repair: Callable[[], None], *, url: str | None, key: str, errors: list[str]
-) -> bool:
-    """Run ``repair`` on an orphan; for one named after a generation (its master or a rendition), inside a
-    transaction that first locks that generation and finds the file still an orphan (``orphan_claimed``).
-    Returns True (``repair`` not run) when it is not by then: a worker or a render recorded it meanwhile,
-    or its generation was queued again. A name that is not UTF-8 (a file named in other bytes, read back with
-    surrogates) is no generation's and no row's: the database holds only UTF-8 text."""
-    owner = audio_stem(key.rpartition("/")[2])
-    if owner is None or not _is_utf8(key):
-        repair()
-        return False
-    try:
-        with store.transaction() as tx:
-            if tx.run(orphan_claimed, owner, url, key):
-                return True
-            repair()
-    except DatabaseError as exc:
-        errors.append(f"cannot lock generation {owner} to repair the orphan {key}: {exc}")
-    return False
-
 
 # --- reconcile ----------------------------------------------------------------------------------------
 
@@ -455,6 +422,7 @@ __all__ = [  # the walk's names too: musicstore.maintenance.usage imports them f
     "Progress",
     "ReconcileReport",
     "TempFile",
+    "_repair_unless_recorded",
     "check_root",
     "classified",
     "default_quarantine",

@@ -1,8 +1,9 @@
 """Reconcile of a local root, pass 1: the rows (completed generations, the peaks files they record, their
 renditions) checked against the files, the operations that page through them and repair them, the
 repairs of a file under the root (removed, or moved to the quarantine), and the read that tells an orphan
-from a file recorded meanwhile (``orphan_claimed``). ``musicstore.maintenance.reconcile`` runs these; see its
-docstring."""
+from a file recorded meanwhile (``orphan_claimed``), with the repair of an orphan it guards
+(``_repair_unless_recorded``, for an object store's orphans too). ``musicstore.maintenance.reconcile`` runs
+these; see its docstring."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import validate
+from ..errors import DatabaseError
 from ..filestore.local import Outside, RootDir
 from ..models import Status
 from ..ops import Call, Steps, reader, writer
@@ -20,7 +22,7 @@ from ..ops.reads import GENERATION
 from ..store import Store
 from .bucket import stored_by_keys
 from .findings import DanglingPeaks, DanglingRow, OrphanFile, OutsideRow, ReconcileReport
-from .scan import OwnRows, PeaksRecord, peaks_record, peaks_stem, referenced_paths
+from .scan import OwnRows, PeaksRecord, audio_stem, peaks_record, peaks_stem, referenced_paths
 
 
 @reader
@@ -384,3 +386,34 @@ def default_quarantine(root: Path) -> Path:
 
 def _inside(path: Path, root: Path) -> bool:
     return path.resolve().is_relative_to(root.resolve())
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` is UTF-8 text (no lone surrogate, as ``os.fsdecode`` makes of other bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _repair_unless_recorded(
+    store: Store, repair: Callable[[], None], *, url: str | None, key: str, errors: list[str]
+) -> bool:
+    """Run ``repair`` on an orphan; for one named after a generation (its master or a rendition), inside a
+    transaction that first locks that generation and finds the file still an orphan (``orphan_claimed``).
+    Returns True (``repair`` not run) when it is not by then: a worker or a render recorded it meanwhile,
+    or its generation was queued again. A name that is not UTF-8 (a file named in other bytes, read back with
+    surrogates) is no generation's and no row's: the database holds only UTF-8 text."""
+    owner = audio_stem(key.rpartition("/")[2])
+    if owner is None or not _is_utf8(key):
+        repair()
+        return False
+    try:
+        with store.transaction() as tx:
+            if tx.run(orphan_claimed, owner, url, key):
+                return True
+            repair()
+    except DatabaseError as exc:
+        errors.append(f"cannot lock generation {owner} to repair the orphan {key}: {exc}")
+    return False
