@@ -1,0 +1,116 @@
+"""What a file's name under an output root or in a bucket says (``musicstore.maintenance.scan``): audio or
+not, the generation id it carries (a master, a rendition, a waveform peaks file), an export's temp or staged
+file; and the peaks record a generation's row holds."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+AUDIO_SUFFIXES = frozenset({".wav", ".flac"})
+"""The types of the masters musicstore writes; reconcile and cleanup touch no other (but renditions)."""
+RENDITION_SUFFIXES = AUDIO_SUFFIXES | {".mp3", ".opus", ".ogg", ".oga"}
+"""The types of renditions (``musicstore.rendering``): audio when named ``<id>.<profile>.<8 hex>.<ext>``."""
+_RENDITION = re.compile(
+    r"([A-Za-z0-9][A-Za-z0-9_-]*)\.[^./]+\.[0-9a-f]{8}\.(?:mp3|opus|ogg|oga|flac|wav)", re.I
+)
+"""``musicstore.rendering.rendition_name``: a rendition beside its master; group 1 is the generation id."""
+_PEAKS = re.compile(r"([A-Za-z0-9][A-Za-z0-9_-]{35})\.peaks\.[1-9][0-9]*\.(?:8|16)(?:\.split)?\.json")
+"""``musicstore.rendering.peaks_name`` of a master at its layout name: ``<36-char id>.peaks.<samples per
+pixel>.<8|16>[.split].json``; group 1 is the generation id. Any other ``.json`` is a file of another kind."""
+_PEAKS_TAIL = re.compile(r"[1-9][0-9]*\.(?:8|16)(?:\.split)?\.json")
+"""What follows ``<master's stem>.peaks.`` in a peaks file's name."""
+
+_WRITER_TEMP = re.compile(r"\..+\.(?:wav|flac|mp3|opus|ogg|oga)\.[A-Za-z0-9_]+\.tmp", re.IGNORECASE)
+"""``musicstore.audio.files.write_atomic``: ``tempfile.mkstemp(prefix=".<name>.", suffix=".tmp")``."""
+_STAGED = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9_-]*\.[0-9a-f]{12}\.(?:wav|flac)", re.IGNORECASE)
+"""``musicstore.recording``: the exported file before it is renamed onto ``<id>.<ext>``."""
+_STAGED_RENDITION = re.compile(
+    r"\.[A-Za-z0-9][A-Za-z0-9_-]*\.[^./]+\.[0-9a-f]{8}\.[0-9a-f]{12}\.(?:mp3|opus|ogg|oga|flac|wav)", re.I
+)
+"""``musicstore.rendering``: a rendition before it is renamed onto its name, in its row's transaction."""
+
+
+_PEAKS_TEMP = re.compile(rf"\.{_PEAKS.pattern}\.[A-Za-z0-9_]+\.tmp")
+"""The temp file of a peaks file being written (``write_atomic``, or a folder ``FileStore``'s ``put``)."""
+
+
+def is_temp_name(name: str) -> bool:
+    """A temp or staged file name of an export in flight (or interrupted), or of a peaks file being put."""
+    return bool(
+        _WRITER_TEMP.fullmatch(name)
+        or _STAGED.fullmatch(name)
+        or _STAGED_RENDITION.fullmatch(name)
+        or _PEAKS_TEMP.fullmatch(name)
+    )
+
+
+def is_audio_name(name: str) -> bool:
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in AUDIO_SUFFIXES
+
+
+def audio_stem(name: str) -> str | None:
+    """The generation id an audio file's name carries (a master ``<id>.<ext>``, a rendition
+    ``<id>.<profile>.<8 hex>.<ext>``); None for a name of another kind (a file maintenance never touches)."""
+    if (rendition := _RENDITION.fullmatch(name)) is not None:
+        return rendition.group(1)
+    if is_audio_name(name) and not is_temp_name(name):
+        return name[: name.rfind(".")]
+    return None
+
+
+def rendition_stem(name: str) -> str | None:
+    """The generation id a rendition's name carries (``<id>.<profile>.<8 hex>.<ext>``); None for another."""
+    found = _RENDITION.fullmatch(name)
+    return None if found is None else found.group(1)
+
+
+def peaks_stem(name: str) -> str | None:
+    """The generation id a waveform peaks file's name carries (``musicstore.rendering.peaks_name``:
+    ``<36-char id>.peaks.<int>.<8|16>[.split].json``); None for any other name."""
+    found = _PEAKS.fullmatch(name)
+    return None if found is None else found.group(1)
+
+
+def is_peaks_of(name: str, stem: str) -> bool:
+    """Whether ``name`` is a peaks file of the master whose name without its extension is ``stem``."""
+    head = f"{stem}.peaks."
+    return name.startswith(head) and _PEAKS_TAIL.fullmatch(name[len(head) :]) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class PeaksRecord:
+    """The waveform peaks file a generation's row records (``metadata["peaks"]``, written by the export or
+    ``render_peaks``: ``StoredPeaks.as_metadata``): its key in the generation's store (relative to the root),
+    and its size and SHA-256 when recorded."""
+
+    key: str
+    size: int | None
+    sha256: str | None
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def peaks_record(text: str | None) -> PeaksRecord | None:
+    """The record in ``metadata["peaks"]`` given as JSON text (the maintenance queries' ``peaks`` column);
+    None when there is none. Raises ``ValueError`` (its message the reason) for one that is not a record of
+    a file: not an object, no non-empty string ``key``, ``bytes`` not a non-negative integer, ``sha256`` not
+    64 lowercase hex digits (either may be absent or null)."""
+    if text is None:
+        return None
+    value = json.loads(text)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"metadata['peaks'] is not an object: {text:.80}")
+    key, size, sha = value.get("key"), value.get("bytes"), value.get("sha256")
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"metadata['peaks'] names no file (its 'key' is {key!r:.80})")
+    if size is not None and (type(size) is not int or size < 0):
+        raise ValueError(f"metadata['peaks']['bytes'] is not a size: {size!r:.80}")
+    if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
+        raise ValueError(f"metadata['peaks']['sha256'] is not a SHA-256: {sha!r:.80}")
+    return PeaksRecord(key, size, sha)
