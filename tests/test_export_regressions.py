@@ -96,11 +96,12 @@ def test_a_failed_tagging_leaves_no_staged_file(
     """The master was staged, then its tagging failed (a full disk: the tagged copy needs the space again)
     or was interrupted: the hidden staging file was left in the date folder."""
     from musicstore import Status, Store, recording
+    from musicstore.recording import placing
 
     def no_space(*_args: object) -> int:
         raise error("writing the tagged copy failed: No space left on device (ENOSPC)")
 
-    monkeypatch.setattr(recording, "tag_master", no_space)
+    monkeypatch.setattr(placing, "tag_master", no_space)  # read where the master is placed
     root = tmp_path / "audio"
     with Store(f"sqlite:///{tmp_path / 'x.db'}", migrate=True) as store:
         store.create_generation("a song", model_name="m", duration_seconds=0.5)

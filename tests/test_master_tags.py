@@ -108,7 +108,7 @@ def test_a_tagging_failure_fails_the_job_and_places_nothing(
     def broken(*args: Any, **kwargs: Any) -> int:
         raise OSError("disk full while tagging")
 
-    monkeypatch.setattr("musicstore.recording.tag_master", broken)
+    monkeypatch.setattr("musicstore.recording.placing.tag_master", broken)
     with pytest.raises(OSError, match="tagging"):
         export_generation(store, job, music(), root=tmp_path / "audio", options=OPTIONS)
     row = store.get_generation(job.id)

@@ -306,16 +306,16 @@ def test_a_failure_after_the_put_removes_the_object_and_leaves_the_row(
 ) -> None:
     """The object is in, then recording fails (the database): the transaction rolls back, the object is
     deleted, the row is left processing as it was (a recording failure is not the job's)."""
-    from musicstore import recording
     from musicstore.errors import DatabaseError
     from musicstore.ops.steps import Steps, writer
+    from musicstore.recording import placing
 
     @writer
     def broken(generation_id: str, **_: Any) -> Steps[None]:
         raise DatabaseError(f"recording {generation_id} failed: the database went away")
         yield  # a generator, as every operation is
 
-    monkeypatch.setattr(recording, "record_storage", broken)
+    monkeypatch.setattr(placing, "record_storage", broken)  # read where the file is recorded
     job = claimed(store)
     with pytest.raises(DatabaseError, match="went away") as raised:
         export_generation(store, job, music(), root=objects, on_error="fail")
