@@ -727,7 +727,7 @@ def test_the_overviews_hours_count_every_creation_of_a_busy_day(
     """The hourly 'created' series counts every row created in each hour. It counted the rows of the
     overview's snapshot, the newest 50,000 of the day, so on a busier day the earlier hours showed none (here
     the snapshot's limit is made 3 to see it with 5 rows)."""
-    import musicstore.web.app as web_app
+    from musicstore.web import dashboard
 
     clock = musicstore_clock
     with Store(sqlite_url, clock=clock) as store:
@@ -736,7 +736,7 @@ def test_the_overviews_hours_count_every_creation_of_a_busy_day(
                 f"p{i}", model_name="m", duration_seconds=1, sample_rate=32_000, channels=1
             )
             clock.advance(3600)
-        monkeypatch.setattr(web_app, "OVERVIEW_ROWS", 3)
+        monkeypatch.setattr(dashboard, "OVERVIEW_ROWS", 3)  # read by Dashboard.overview_data
         with TestClient(create_app(store, root=tmp_path)) as client:
             hours = client.get("/api/overview").json()["charts"]["hours"]
     created = dict(hours["series"])["created"]

@@ -3,7 +3,8 @@
 Newest first with keyset paging by ``(created_at, id)``; filters by status and model use the indexes of the
 library's own lists, a day bounds the walk below, and a prompt text search walks one window of
 ``SEARCH_WINDOW`` rows of the time index per page (a rare text costs a window per page, never a table scan):
-a page holds the matches of its window, and its cursor continues below the window.
+a page holds the matches of its window, and its cursor continues below the window. Also what a request asks
+for (``_filters``, ``_limit``) and the models the running totals hold (``read_models``).
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from starlette.requests import Request
+
 from .. import validate
 from ..errors import InvalidInput
 from ..ids import check_id
 from ..models import EPOCH, Generation, columns, to_datetime, to_micros
 from ..ops import GENERATION, Call, Steps, reader
+from ..store import Store
 
 SEARCH_WINDOW = 5000
 MAX_SEARCH_CHARS = 200
@@ -230,16 +234,50 @@ def days_op(since: str) -> Steps[list[tuple[str, int]]]:
     return [(str(row["day"]), int(row["generations"])) for row in rows]
 
 
+def read_models(store: Store) -> list[tuple[str, str]]:
+    """The (model, status) keys the running totals hold."""
+    from ..ops import Call, reader
+
+    @reader
+    def models() -> Steps[list[tuple[str, str]]]:
+        rows = yield Call("metrics_model_totals", {})
+        return [(row["model_name"], row["status"]) for row in rows]
+
+    with store.transaction(write=False) as tx:
+        return tx.run(models)
+
+
+def _filters(request: Request) -> tuple[Filters, str | None]:
+    q = request.query_params
+    filters = Filters(
+        status=q.get("status") or None,
+        model_name=q.get("model") or None,
+        text=q.get("q") or None,
+        day=q.get("day") or None,
+    )
+    return filters, q.get("cursor") or None
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit", "50")
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 500:  # "²" is a digit int() refuses
+        raise InvalidInput("limit must be a whole number from 1 to 500")
+    return int(raw)
+
+
 __all__ = [
     "SEARCH_WINDOW",
     "Filters",
     "TablePage",
+    "_filters",
+    "_limit",
     "completions_by_hour_op",
     "created_by_hour_op",
     "days_op",
     "decode_cursor",
     "encode_cursor",
     "glob_pattern",
+    "read_models",
     "recent_prompts_op",
     "regex_pattern",
     "table_page",
