@@ -112,7 +112,7 @@ OPERATION_NAMES = frozenset(name for name, value in vars(AsyncOperations).items(
 def async_connector(target: DatabaseURL, *, busy_timeout: float, pool_size: int) -> Any:
     """The async connector for a URL's backend (no I/O: connections open on first use)."""
     if target.dialect == "postgres":
-        from .backends.postgres import AsyncPostgresConnector
+        from .backends.postgres_async import AsyncPostgresConnector
 
         return AsyncPostgresConnector(target.url, pool_size=pool_size, timeout=busy_timeout)
     from .backends.sqlite import AsyncSQLiteConnector

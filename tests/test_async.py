@@ -542,9 +542,9 @@ def test_a_task_cancelled_while_its_connection_goes_back_does_not_shrink_the_poo
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Giving a connection back (a rollback, a reset) finishes even if the task is cancelled meanwhile."""
-    from musicstore.backends import postgres
+    from musicstore.backends import postgres_async
 
-    monkeypatch.setattr(postgres, "SPARE_SECONDS", 0.0)  # every connection goes back through the pool
+    monkeypatch.setattr(postgres_async, "SPARE_SECONDS", 0.0)  # every connection goes back through the pool
 
     async def main() -> None:
         async with AsyncStore.open(postgres_url, busy_timeout=2, pool_size=1) as store:

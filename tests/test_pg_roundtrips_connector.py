@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from musicstore import AsyncStore, DatabaseError, Store
-from musicstore.backends import postgres
+from musicstore.backends import postgres, postgres_async
 
 from .conftest import new_job
 
@@ -129,7 +129,7 @@ def test_async_calls_in_a_row_reuse_the_spare_not_the_pool(postgres_url: str) ->
 def test_async_spare_goes_back_through_the_pool_after_its_time(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(postgres, "SPARE_SECONDS", 0.0)
+    monkeypatch.setattr(postgres_async, "SPARE_SECONDS", 0.0)  # read by the async connector
 
     async def main() -> None:
         async with AsyncStore.open(postgres_url) as store:

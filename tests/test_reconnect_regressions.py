@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from musicstore import AsyncStore, DatabaseError, Store
-from musicstore.backends import postgres
+from musicstore.backends import postgres, postgres_async
 from musicstore.migrate import migrate
 from musicstore.testing import _pgserver
 from musicstore.testing._seaweed import _die_with_parent
@@ -126,6 +126,7 @@ def _idle_as(idle: str, monkeypatch: pytest.MonkeyPatch) -> int:
     """Set up for ``idle`` (``IDLE``); how many connections the store will have open at least."""
     if idle == "pool only":
         monkeypatch.setattr(postgres, "SPARE_SECONDS", 0.0)  # each connection given back goes to the pool
+        monkeypatch.setattr(postgres_async, "SPARE_SECONDS", 0.0)  # as read by the async connector
     return 1 if idle == "spare" else 4
 
 
