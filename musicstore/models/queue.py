@@ -1,0 +1,75 @@
+"""The queue's figures and its retry policy (``musicstore.models``): what ``requeue_expired`` did, when a
+retried generation may be claimed again, and the queue's depth at one moment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..errors import InvalidInput, shown
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """What ``requeue_expired`` did: ids put back in the queue, ids failed for good."""
+
+    requeued: list[str]
+    failed: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When a retried generation may be claimed again: ``fail(..., backoff=)``, ``requeue_expired(backoff=)``.
+
+    After its n-th attempt the delay is ``min(cap_seconds, base_seconds * 2 ** (n - 1))``, less a random part
+    of up to ``jitter`` of it (0: none; 1: anywhere from 0 to the delay), drawn per generation by the
+    database, so that jobs failed together do not come back together. ``base_seconds=0``: at once.
+    """
+
+    base_seconds: float = 2.0
+    cap_seconds: float = 600.0
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name, high in (("base_seconds", 30 * 86_400.0), ("cap_seconds", 30 * 86_400.0), ("jitter", 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
+                raise InvalidInput(f"RetryPolicy.{name} must be from 0 to {high:g}, got {shown(value)}")
+            object.__setattr__(self, name, float(value))
+
+    def delay_range(self, attempts: int) -> tuple[float, float]:
+        """The shortest and longest delay, in seconds, after a generation's ``attempts``-th attempt."""
+        delay = min(self.cap_seconds, self.base_seconds * 2 ** min(max(attempts - 1, 0), 40))
+        return delay * (1 - self.jitter), delay
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLevel:
+    """The pending generations of one owner key (None: without one) at one priority."""
+
+    owner_key: str | None
+    priority: int
+    pending: int
+    deferred: int
+    """Of ``pending``, how many wait for their ``run_after`` (a retry's backoff, or a later start)."""
+    oldest_created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """The queue at one moment (``queue_depth``): pending by owner key and priority, processing by key."""
+
+    at: datetime
+    levels: list[QueueLevel]
+    running: dict[str | None, int]
+
+    @property
+    def pending(self) -> int:
+        return sum(level.pending for level in self.levels)
+
+    @property
+    def oldest_pending_age_seconds(self) -> float | None:
+        """How long the oldest pending generation has waited (None: none is pending)."""
+        if not self.levels:
+            return None
+        return max((self.at - min(level.oldest_created_at for level in self.levels)).total_seconds(), 0.0)
