@@ -74,3 +74,17 @@ def test_render_without_the_renditions_extra_is_one_error_line(
 def _completed(url: str) -> list[Generation]:
     with Store(url) as store:
         return store.list_generations(status="completed").items
+
+
+@pytest.mark.parametrize("module", ["mutagen", "soxr"])
+def test_demo_with_renditions_without_the_extra_stops_before_anything_is_written(
+    module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``demo --renditions`` found the missing extra only at the first rendition: that job stayed completed
+    without it and the others were cancelled. It is now refused before the database or a file is made, as an
+    unknown format is."""
+    monkeypatch.chdir(tmp_path)
+    _hide(monkeypatch, module)
+    code, err = _cli("demo", "--count", "2", "--renditions", "opus", "-d", "sqlite:///jobs.db", "-o", "audio")
+    assert code == 1 and "pip install 'musicstore[renditions]'" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no database, no audio folder

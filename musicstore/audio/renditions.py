@@ -15,6 +15,7 @@ reached under the ceiling is reported (``status="target_missed"``, ``target_reac
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import logging
 import math
@@ -51,7 +52,7 @@ from musicstore.audio.files import (
 from musicstore.audio.limiter import LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, integrated_loudness
 from musicstore.audio.profiles import LoudnessProfile, get_profile
-from musicstore.audio.tags import LoudnessTags, Provenance, embed
+from musicstore.audio.tags import INSTALL_HINT, LoudnessTags, Provenance, embed
 from musicstore.audio.truepeak import largest_sample, range_exponent, scaled_down, to_db, true_peak
 from musicstore.errors import InvalidAudio, InvalidInput, RenditionFailed
 
@@ -183,6 +184,17 @@ class RenditionResult:
             "attempts": len(self.attempts),
             "headroom_db": round(self.attempts[-1].headroom_db, 3),
         }
+
+
+def check_installed() -> None:
+    """``ImportError`` with the install hint unless what renditions need beyond the core is installed (the
+    ``renditions`` extra: soxr resamples, mutagen tags): for a caller that would rather refuse a request up
+    front than find it missing at its first rendition, after other work."""
+    for module in ("soxr", "mutagen"):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ImportError(f"renditions need {module}: {INSTALL_HINT}") from exc
 
 
 def check_options(options: RenditionOptions | None) -> RenditionOptions:

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import validate
 from ..audio import RenditionSpec, get_profile, synthesize_music
+from ..audio.renditions import check_installed
 from ..errors import InvalidInput, MusicstoreError
 from ..filestore import FileStore, open_filestore
 from ..migrate import migrate
@@ -107,6 +108,8 @@ def run_demo(
     validate.name(worker_id, "worker_id")
     formats = rendition_formats(renditions)
     chosen = get_profile(profile)
+    if formats:  # the renditions extra, before a job is made whose renditions could not be
+        check_installed()
     applied = migrate(url)
     text = str(output_root)
     objects = open_filestore(text) if text.startswith("s3://") else None  # one client for every job
