@@ -88,3 +88,20 @@ def test_demo_with_renditions_without_the_extra_stops_before_anything_is_written
     code, err = _cli("demo", "--count", "2", "--renditions", "opus", "-d", "sqlite:///jobs.db", "-o", "audio")
     assert code == 1 and "pip install 'musicstore[renditions]'" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no database, no audio folder
+
+
+def test_stats_disk_says_the_database_figure_is_the_masters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With renditions on disk the walk's total exceeds the rows' (masters only): the line said "the database
+    records N bytes" beside the disk's larger total, which read as a mismatch."""
+    monkeypatch.chdir(tmp_path)
+    url = "sqlite:///jobs.db"
+    assert main(["demo", "--count", "1", "--renditions", "mp3", "-d", url, "-o", "audio"]) == 0
+    capsys.readouterr()
+    assert main(["stats", "--disk", "-d", url, "-o", "audio"]) == 0
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("disk under")]
+    masters = sum(g.file_size_bytes or 0 for g in _completed(url))
+    assert f"the database records {masters:,} bytes of masters" in line, line
+    disk = int(line.split(" files, ")[1].split(" bytes")[0].replace(",", ""))
+    assert disk > masters  # the rendition and the peaks file beside the master

@@ -94,7 +94,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if usage is not None:
         print(
             f"\ndisk under {usage.root}: {usage.files:,} files, {usage.bytes:,} bytes "
-            f"(the database records {usage.database_file_bytes:,} bytes)"
+            f"(the database records {usage.database_file_bytes:,} bytes of masters; their renditions and "
+            "peaks files count as recorded too)"
         )
         kinds = ("recorded", "in_progress", "orphans", "temp", "other")
         rows = [(kind, getattr(usage, kind).files, bytes_text(getattr(usage, kind).bytes)) for kind in kinds]
