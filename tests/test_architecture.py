@@ -108,3 +108,25 @@ def test_the_architecture_page_names_every_layer_and_top_level_name() -> None:
         for name in names:
             if not name.startswith("__"):
                 assert f"`{name}" in page, name
+
+
+MAX_MODULE_LINES = 450
+"""Issue 11: no package module over ~450 lines, no benchmark over ~400, ~15 top-level modules at most."""
+
+
+def test_modules_stay_small_enough_to_read_and_the_top_level_short() -> None:
+    long = {
+        str(path.relative_to(PACKAGE)): lines
+        for path in PACKAGE.rglob("*.py")
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}, f"split these by concern (docs/architecture.md): {long}"
+    benchmarks = PACKAGE.parent / "benchmarks"
+    long = {
+        path.name: lines
+        for path in benchmarks.glob("*.py")
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 400
+    }
+    assert long == {}, f"split these benchmarks (benchmarks/README.md): {long}"
+    top = sorted(path.stem for path in PACKAGE.glob("*.py") if not path.stem.startswith("__"))
+    assert len(top) <= 15, f"group these top-level modules into packages: {top}"
