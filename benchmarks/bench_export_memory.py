@@ -13,8 +13,10 @@ of short clips were the parent's). The figure is (peak - resident before the exp
 size: what the export itself adds on top of the caller's copy of the clip. Beside it: what is still
 resident after the export (caches kept for the next clip of that length, and freed memory the allocator
 holds on to), and the peak of numpy's own allocations traced by ``tracemalloc`` in a second fresh process
-(not traced: pocketfft's plans and buffers, libsndfile, the allocator's holdings). Last, the peak of a
-second export of the same clip in the first process (a worker's next clip of that length), over what is
+(not traced: pocketfft's plans and buffers, libsndfile, the allocator's holdings, and the arrays made in
+mappings of their own, ``arrays.mapped_empty``: the far part's spectra, its filter's response and low-band
+buffer, the limited far part's expansion buffers). Last, the peak of a second export of the same clip in the
+first process (a worker's next clip of that length), over what is
 resident before it, and in brackets over what was resident before the first (the memory the allocator
 kept from the first counts there), and the same of a third. An export holds no far spectrum nor pocketfft
 plan of its length at its peak: the second clip of a length makes them again after its write and keeps

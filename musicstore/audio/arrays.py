@@ -7,7 +7,9 @@ Layouts are never guessed from sizes: ``(S,)`` is mono, ``(C, S)`` is channels Ã
 from __future__ import annotations
 
 import math
+import mmap
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,7 +24,38 @@ MAX_SAMPLE_RATE = 384_000
 Audio = NDArray[np.float32]
 Rows = NDArray[np.integer[Any]]  # row indices, int32 or int64
 _FLOAT_KINDS = frozenset({"f"})
+MAPPED_FROM = 1 << 20  # bytes from which mapped_empty gives an array a mapping of its own
+# private, anonymous, its pages made in one call (Linux), not a fault each: every such array is written whole
+_MAP_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
 _INT_KINDS = frozenset({"i", "u"})
+
+
+def mapped_empty(shape: int | tuple[int, ...], dtype: type[np.generic] | np.dtype[Any]) -> NDArray[Any]:
+    """``np.empty(shape, dtype)`` in an anonymous memory mapping of its own where it is ``MAPPED_FROM`` bytes
+    or more, for a temporary made beside the export's largest buffers: not in the allocator's heap, which
+    would keep its memory resident once it is freed (glibc's mmap threshold rises to the size of the largest
+    block it has given back, up to 32 MiB: after pocketfft's transform buffers every smaller array is made
+    in the heap), but given back to the system as soon as it is freed. Its pages are made with it (resident
+    at once): for arrays written whole as soon as they are made."""
+    return _mapped(shape, dtype, np.empty)
+
+
+def mapped_zeros(shape: int | tuple[int, ...], dtype: type[np.generic] | np.dtype[Any]) -> NDArray[Any]:
+    """``np.zeros(shape, dtype)`` as :func:`mapped_empty` makes it (a fresh mapping reads zeros)."""
+    return _mapped(shape, dtype, np.zeros)
+
+
+def _mapped(
+    shape: int | tuple[int, ...], dtype: type[np.generic] | np.dtype[Any], small: Callable[..., NDArray[Any]]
+) -> NDArray[Any]:
+    dims = (shape,) if isinstance(shape, int) else shape
+    kind = np.dtype(dtype)
+    count = math.prod(dims)
+    if count * kind.itemsize < MAPPED_FROM:
+        made: NDArray[Any] = small(dims, dtype=kind)
+        return made
+    mapping = mmap.mmap(-1, count * kind.itemsize, flags=_MAP_FLAGS)
+    return np.frombuffer(mapping, dtype=kind, count=count).reshape(dims)
 
 
 def check_sample_rate(sample_rate: object) -> int:

@@ -8,6 +8,7 @@ import functools
 import numpy as np
 from numpy.typing import NDArray
 
+from musicstore.audio.arrays import mapped_empty
 from musicstore.audio.far_spectra import _lowpass, _transform_size
 
 BLOCK = 32  # samples per block when deciding where to interpolate (≥ the reach of every filter)
@@ -91,7 +92,7 @@ def _decimated_low_band(
     low = np.zeros(count, dtype=np.float32) if out is None else out
     rows = count - 1 + width // step
     phase = np.zeros(min(rows, _LOW_BAND_CHUNK + width // step), dtype=np.float32)
-    phases = np.empty((step, phase.shape[0]), dtype=np.float32)
+    phases = mapped_empty((step, phase.shape[0]), np.float32)  # 1 MB: not left in the heap
     for begin in range(0, count, _LOW_BAND_CHUNK):  # a chunk at a time: no padded copy of the clip
         end = min(begin + _LOW_BAND_CHUNK, count)
         used = end - begin - 1 + width // step  # rows begin .. of phase p: x[step row + p - half]

@@ -11,6 +11,8 @@ from numpy.typing import NDArray
 from scipy import fftpack as sp_fftpack
 from scipy.signal import firwin
 
+from musicstore.audio.arrays import mapped_empty
+
 _LOWPASS_TAPS = 4  # per grid step, each side, of the far part's anti-alias filter
 _CUTOFF = 1.0  # its cut-off, in the decimated grid's Nyquist
 _BETA = 6.0  # its Kaiser window
@@ -73,7 +75,7 @@ def _lowpass_response(step: int, size: int) -> NDArray[np.float32]:
     taps = _lowpass(step)
     half = taps.shape[0] // 2
     bins = size // 2 + 1
-    response = np.empty(bins, dtype=np.float32)
+    response = mapped_empty(bins, np.float32)  # freed at once after its one use: not left in the heap
     for begin in range(0, bins, _LOWPASS_CHUNK):
         theta = np.arange(begin, min(begin + _LOWPASS_CHUNK, bins)) * (2 * np.pi / (size * step))
         one = np.cos(theta)  # z's frequency theta, radians per sample

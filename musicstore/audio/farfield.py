@@ -24,7 +24,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 from scipy import fft as sp_fft
 
-from musicstore.audio.arrays import Rows
+from musicstore.audio.arrays import Rows, mapped_zeros
 from musicstore.audio.far_caches import _BoundedCache, _Misses
 from musicstore.audio.far_grid import (
     _DECIMATION,
@@ -105,7 +105,7 @@ class FarField:
         grid = np.empty((channels, stop - start + 1), dtype=np.float32)
         copies = np.empty((channels, _COPY_NODES))
         for c in range(channels):  # a channel at a time, in float32, in one buffer of the spectrum's size
-            spectrum = np.zeros(size // 2 + 1, dtype=np.complex64)
+            spectrum = mapped_zeros(size // 2 + 1, np.complex64)  # freed: given back at once
             padded = spectrum.view(np.float32)[:size]  # the low band, zero-padded, transformed in place
             _decimated_low_band(audio[c], count, step, out=padded[:count])
             copies[c] = _node_weights(_clip_moments(audio[c], padded[:count], step))
@@ -238,7 +238,7 @@ def _new_far_spectrum(
 ) -> tuple[NDArray[np.complex64], bool]:
     """:func:`_far_spectrum` made afresh, and whether it is the caller's own: not cached (nobody else holds
     it), its buffer free to be transformed in place at its last use."""
-    spectrum = np.zeros(size // 2 + 1, dtype=np.complex64)  # the taps zero-padded, transformed in place
+    spectrum = mapped_zeros(size // 2 + 1, np.complex64)  # the taps zero-padded, transformed in place
     _far_taps(first, last, step, out=spectrum.view(np.float32)[: last - first + 1])
     _rfft_in_place(spectrum, size)
     spectrum /= _lowpass_response(step, size)

@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import fft as sp_fft
 
+from musicstore.audio.arrays import mapped_empty, mapped_zeros
 from musicstore.audio.kernel_pieces import _MOMENTS, _binomials
 
 _GATHER = 1 << 17  # kernel values gathered at a time: about 24 bytes of buffers each (3 MB)
@@ -59,18 +60,18 @@ class _LocalExpansion:
         channels = moments.shape[0]
         size = sp_fft.next_fast_len(3 * count, real=True)
         lags = np.arange(-(count - 1), count).astype(np.float64)  # window j - i
-        coefficients = np.empty((channels, count, _TERMS))
+        coefficients = mapped_empty((channels, count, _TERMS), np.float64)  # kept: not in the heap
         placed = piece_windows - first
         for c in range(channels):
             # a piece's terms about its window's centre: 1 / (t - C - delta)^(n + 1) = sum_m binom(n + m, n)
             # delta^m / (t - C)^(n + m + 1): a_k gathers binom(k, n) delta^(k - n) of moment n (in windows)
-            spectra = np.empty((size // 2 + 1, _TERMS), dtype=np.complex128)  # (F, k); a column at a time
+            spectra = mapped_empty((size // 2 + 1, _TERMS), np.complex128)  # (F, k); a column at a time
             for k in range(_TERMS):
                 term = np.zeros(centres.shape[0])
                 for n in range(min(k, _MOMENTS - 1) + 1):
                     term += binomials[k, n] * scaled[c, :, n] * delta ** (k - n)
                 spectra[:, k] = sp_fft.rfft(np.bincount(placed, term, minlength=count), size)
-            local = np.zeros((spectra.shape[0], _TERMS), dtype=np.complex128)
+            local = mapped_zeros((spectra.shape[0], _TERMS), np.complex128)
             # 1 / (D + s)^(k + 1) = sum_l binom(k + l, l) (-s)^l / D^(k + l + 1), D = j - i beyond the radius
             for order in range(2 * _TERMS - 1):
                 with np.errstate(divide="ignore"):
