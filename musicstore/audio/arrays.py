@@ -25,8 +25,13 @@ Audio = NDArray[np.float32]
 Rows = NDArray[np.integer[Any]]  # row indices, int32 or int64
 _FLOAT_KINDS = frozenset({"f"})
 MAPPED_FROM = 1 << 20  # bytes from which mapped_empty gives an array a mapping of its own
-# private, anonymous, its pages made in one call (Linux), not a fault each: every such array is written whole
-_MAP_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+# private, anonymous, its pages made in one call (Linux), not a fault each: every such array is written whole;
+# None where mmap has no anonymous mappings (Windows): the arrays are then made as numpy makes them
+_MAP_FLAGS = (
+    mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+    if hasattr(mmap, "MAP_ANONYMOUS") and hasattr(mmap, "MAP_PRIVATE")
+    else None
+)
 _INT_KINDS = frozenset({"i", "u"})
 
 
@@ -51,7 +56,7 @@ def _mapped(
     dims = (shape,) if isinstance(shape, int) else shape
     kind = np.dtype(dtype)
     count = math.prod(dims)
-    if count * kind.itemsize < MAPPED_FROM:
+    if _MAP_FLAGS is None or count * kind.itemsize < MAPPED_FROM:
         made: NDArray[Any] = small(dims, dtype=kind)
         return made
     mapping = mmap.mmap(-1, count * kind.itemsize, flags=_MAP_FLAGS)
