@@ -298,8 +298,22 @@ class _Limiter:
         del made
         started = time.perf_counter()
         true_peak = refined_peak(out, checked)
+        if measured > target + EXACT_TOLERANCE_LU:
+            # louder than the target after the last search: an output trimmed whole (its loudness need not
+            # follow the aim) can land there. Turned down as a whole it reaches the target, every peak lower
+            out, chosen, measured, true_peak = self._turned_down(out, chosen, measured - target, true_peak)
         spent = time.perf_counter() - started
         return Leveled(out, to_db(chosen), measured, true_peak, reduction, reduced, True, spent)
+
+    def _turned_down(
+        self, out: NDArray[np.float32], gain: float, excess_lu: float, true_peak: float
+    ) -> tuple[NDArray[np.float32], float, float, float]:
+        """``out`` scaled down by ``excess_lu``: the output, its gain, its exact loudness (measured again: the
+        absolute gate may move) and its true peak (scaled with the samples)."""
+        factor = np.float32(from_db(-excess_lu))
+        out *= factor
+        loudness = integrated_loudness(out, self.blocks.sample_rate).lufs
+        return out, gain * float(factor), loudness, true_peak * float(factor)
 
     def unverified(self, region: _Region, target: float, gain: float, upper: float) -> Leveled:
         """The curve at the gain whose loudness is predicted closest to ``target``, applied; neither checked
