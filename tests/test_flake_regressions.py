@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from musicstore.audio import ExportOptions, export_audio, integrated_loudness
+from musicstore.audio.renditions import RenditionSpec, render_audio
 from musicstore.audio.truepeak import to_db, true_peak
 
 
@@ -62,3 +63,22 @@ def test_an_export_never_misses_by_being_too_loud(
     loudness = integrated_loudness(written(result.path), rate).lufs
     assert loudness <= target + options.tolerance_lu, result
     assert result.target_reached == (abs(loudness - target) <= options.tolerance_lu)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "ext"), [("mp3", "mp3"), ("vorbis", "ogg"), ("flac", "flac"), ("wav", "wav")]
+)
+def test_a_silent_clip_over_the_ceiling_is_rendered_under_it(fmt: str, ext: str, tmp_path: Path) -> None:
+    """A DC offset faded in (or any infrasonic content) measures silent, below -70 LUFS, at 0.9 of full scale:
+    its rendition passed the samples as given to every encode, so no headroom changed anything and four
+    identical encodes over the ceiling ended in RenditionFailed; the docs promise silence written as silence,
+    under the ceiling. Turned down by a plain gain, it stays silent."""
+    rate = 16_000
+    t = np.arange(rate) / rate
+    dc = (0.9 * np.sin(np.pi / 2 * np.minimum(t / 0.5, 1.0)) ** 2).astype(np.float32)
+    assert integrated_loudness(dc, rate).lufs == float("-inf")
+    result = render_audio(dc, rate, tmp_path / f"r.{ext}", RenditionSpec(fmt), "podcast")
+    audio = written(result.path)
+    assert result.status == "silent" and not result.target_reached
+    assert to_db(true_peak(audio)) <= result.profile.ceiling_dbtp
+    assert result.true_peak <= result.profile.ceiling_dbtp

@@ -53,7 +53,7 @@ from musicstore.audio.limiter import LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, integrated_loudness
 from musicstore.audio.profiles import LoudnessProfile, get_profile
 from musicstore.audio.tags import INSTALL_HINT, LoudnessTags, Provenance, embed
-from musicstore.audio.truepeak import largest_sample, range_exponent, scaled_down, to_db, true_peak
+from musicstore.audio.truepeak import from_db, largest_sample, range_exponent, scaled_down, to_db, true_peak
 from musicstore.errors import InvalidAudio, InvalidInput, RenditionFailed
 
 __all__ = [
@@ -326,6 +326,7 @@ def _attempts(
         unchanged = "too_quiet"
     if unchanged is not None:
         goal = before  # written at its own level; the ceiling still holds (limited if need be)
+    given = true_peak(x) if unchanged == "silent" else 0.0  # a silent clip's peak: DC, infrasound can be loud
     headroom = DEFAULT_HEADROOM_DB[codec.format] if opts.headroom_db is None else float(opts.headroom_db)
     settings = LimiterSettings(max_depth_db=opts.max_limiting_db)
     # a lossy encode is decoded and measured below, so the limiter's own check of its output (and its exact
@@ -339,8 +340,10 @@ def _attempts(
         # the headroom the encoder's input had: more than asked when its true peak stayed under the limiter's
         # ceiling (plain gain, whose peak is exact), where the codec's overshoot is measured from that peak
         below = headroom
-        if unchanged == "silent":
-            audio, limited, levelled = x, False, before
+        if unchanged == "silent":  # as given, or by a plain gain under the ceiling less the headroom: silent
+            turn = min(1.0, from_db(ceiling - headroom) / given) if given > 0.0 else 1.0
+            audio, limited, levelled = (x if turn == 1.0 else x * np.float32(turn)), False, before
+            below = max(headroom, ceiling - to_db(given * turn)) if given > 0.0 else headroom
         else:
             leveled = level(
                 measured, blocks, target_lufs=aim, ceiling_dbtp=ceiling - headroom, limiter=True,
