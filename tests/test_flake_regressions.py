@@ -11,7 +11,7 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musicstore.audio import ExportOptions, export_audio, integrated_loudness
+from musicstore.audio import ExportOptions, export_audio, integrated_loudness, synthesize_music
 from musicstore.audio.renditions import RenditionSpec, render_audio
 from musicstore.audio.truepeak import to_db, true_peak
 
@@ -82,3 +82,16 @@ def test_a_silent_clip_over_the_ceiling_is_rendered_under_it(fmt: str, ext: str,
     assert result.status == "silent" and not result.target_reached
     assert to_db(true_peak(audio)) <= result.profile.ceiling_dbtp
     assert result.true_peak <= result.profile.ceiling_dbtp
+
+
+@pytest.mark.parametrize("tolerance", [0.01, 0.003, 0.001])
+def test_a_tight_tolerance_is_reached_by_the_limiter(tolerance: float, tmp_path: Path) -> None:
+    """``tolerance_lu`` may be anything in (0, 1] LU, but the limiter stopped once its exact measurement was
+    within its own 0.02 LU: limited music landed 0.008-0.011 LU under the target and was reported
+    ``target_missed`` (with a warning) for a tolerance of 0.01 LU or less, where more gain reaches it."""
+    options = ExportOptions(target_lufs=-14.0, tolerance_lu=tolerance, subtype="FLOAT")
+    for seed in (0, 8):  # seed 8 landed 0.0108 LU under: missed at 0.01 LU
+        audio = synthesize_music(3.0, 32_000, seed=seed, drums=1.5)
+        result = export_audio(audio, 32_000, tmp_path / f"{seed}.wav", options)
+        assert result.status == "limited", result
+        assert abs(integrated_loudness(written(result.path), 32_000).lufs + 14.0) <= tolerance

@@ -110,6 +110,7 @@ def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple
         settings=LimiterSettings(max_depth_db=options.max_limiting_db),
         far=far,
         peak=math.ldexp(peak, -exponent),
+        tolerance_lu=options.tolerance_lu,
     )
     del far, measured  # the limiter keeps what it needs of the far part
     if exponent:

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from musicstore.audio.farfield import FarField, Rows
 from musicstore.audio.limited_far import LimitedFarField
 from musicstore.audio.limiter_curve import _box_filter, _minimum_filter, _Shape
-from musicstore.audio.limiter_gain import _predict, _reduction, _search, _static
+from musicstore.audio.limiter_gain import AIM_LU, _predict, _reduction, _search, _static
 from musicstore.audio.limiter_region import (
     Leveled,
     LimiterSettings,
@@ -125,6 +125,7 @@ def level(
     verify: bool = True,
     far: FarField | None = None,
     peak: float | None = None,
+    tolerance_lu: float | None = None,
 ) -> Leveled:
     """Gain ``x`` to ``target_lufs`` keeping its true peak under ``ceiling_dbtp``.
 
@@ -142,7 +143,9 @@ def level(
     region makes it again from the filters' states, :meth:`BlockPower.power_at`).
 
     ``far``: ``x``'s far part (:meth:`FarField.measure`) where the caller measured it already; ``peak``: its
-    largest |sample| (:func:`largest_sample`) where the caller has it.
+    largest |sample| (:func:`largest_sample`) where the caller has it. ``tolerance_lu``: how close to the
+    target counts as reached for the caller; a limited output is measured until it is within half of it (at
+    most ``EXACT_TOLERANCE_LU``), its prediction driven to a quarter of that (at most ``AIM_LU``).
     """
     started = time.perf_counter()
     owned = isinstance(blocks, list)
@@ -172,9 +175,10 @@ def level(
     held = blocks  # with its power, if held, until the region is known
     if owned:  # then only the region's power is kept (in the region)
         blocks = replace(blocks, power=None)
+    accept = EXACT_TOLERANCE_LU if tolerance_lu is None else min(EXACT_TOLERANCE_LU, tolerance_lu / 2)
     limits = _Limits(
         x, blocks, ceiling, settings, gain, depth_db, target_lufs, peaks.far, peaks.spans, peaks.screened,
-        verify=verify,
+        verify=verify, accept=accept,
     )  # fmt: skip
     mapped = peaks.floor
     need = _Need.of(x, peaks)
@@ -211,6 +215,7 @@ class _Limits:
     spans: NDArray[np.float32] | None  # and its span bounds
     screened: Screened | None  # and what its second screen read (for the output's check)
     verify: bool = True  # check and measure the output (see :func:`level`)
+    accept: float = EXACT_TOLERANCE_LU  # the exact loudness's residual that needs no corrected search
 
     @property
     def aim(self) -> float:
@@ -238,14 +243,14 @@ class _Limits:
         )  # fmt: skip
         if not self.verify:
             return limiter.unverified(region, self.target_lufs, self.gain, upper)
-        return limiter.limit(region, self.target_lufs, self.gain, upper)
+        return limiter.limit(region, self.target_lufs, self.gain, upper, accept=self.accept)
 
     def capped(self, leveled: Leveled, upper: float, full: float) -> bool:
         """Whether the result stopped at the map's cap short of the target (a deeper map may reach it)."""
         return (
             upper < full
             and from_db(leveled.gain_db) >= upper * (1.0 - 1e-9)
-            and leveled.loudness < self.target_lufs - EXACT_TOLERANCE_LU
+            and leveled.loudness < self.target_lufs - self.accept
         )
 
 
@@ -268,8 +273,11 @@ class _Limiter:
         self.far, self.spans, self.screened = far, spans, screened
         self.trimmed = False  # the last output was trimmed whole (no longer gain * x outside the region)
 
-    def limit(self, region: _Region, target: float, gain: float, upper: float) -> Leveled:
-        """Search the gain, apply and verify the curve, measure exactly; correct the aim if needed."""
+    def limit(
+        self, region: _Region, target: float, gain: float, upper: float, *, accept: float = EXACT_TOLERANCE_LU
+    ) -> Leveled:
+        """Search the gain, apply and verify the curve, measure exactly; correct the aim while the residual is
+        beyond ``accept``."""
         base = self.blocks.block_means()
         aim = target
         made: tuple[NDArray[np.float32], tuple[float, float], PeakMap] | None = None
@@ -286,10 +294,11 @@ class _Limiter:
                 start=gain,
                 upper=upper,
                 ceiling=self.aim,
+                aim_lu=min(AIM_LU, accept / 4),
             )
             made = self._apply_checked(chosen, region)
             measured = self._loudness(made[0], chosen, region)
-            if abs(measured - target) <= EXACT_TOLERANCE_LU or (chosen >= upper and measured < target):
+            if abs(measured - target) <= accept or (chosen >= upper and measured < target):
                 break
             aim += target - measured
             gain = chosen
@@ -298,7 +307,7 @@ class _Limiter:
         del made
         started = time.perf_counter()
         true_peak = refined_peak(out, checked)
-        if measured > target + EXACT_TOLERANCE_LU:
+        if measured > target + accept:
             # louder than the target after the last search: an output trimmed whole (its loudness need not
             # follow the aim) can land there. Turned down as a whole it reaches the target, every peak lower
             out, chosen, measured, true_peak = self._turned_down(out, chosen, measured - target, true_peak)

@@ -51,9 +51,10 @@ def _search(
     start: float,
     upper: float,
     ceiling: float,
+    aim_lu: float = AIM_LU,
 ) -> tuple[float, float]:
-    """Static gain whose limited loudness is predicted closest to ``target`` (gain ≤ ``upper``) and its
-    predicted loudness (its curve is not kept: memory)."""
+    """Static gain whose limited loudness is predicted closest to ``target`` (gain ≤ ``upper``; within
+    ``aim_lu`` of it ends the search) and its predicted loudness (its curve is not kept: memory)."""
     gain = min(start, upper)
     best: tuple[float, float, float] | None = None
     buffers = (np.empty_like(region.need), np.empty_like(region.need))
@@ -62,7 +63,7 @@ def _search(
         error = target - predicted
         if best is None or abs(error) < best[0]:
             best = (abs(error), gain, predicted)
-        if abs(error) < AIM_LU:
+        if abs(error) < aim_lu:
             break
         following = min(gain * from_db(error), upper)
         if following == gain:

@@ -347,7 +347,7 @@ def _attempts(
         else:
             leveled = level(
                 measured, blocks, target_lufs=aim, ceiling_dbtp=ceiling - headroom, limiter=True,
-                settings=settings, verify=verify,
+                settings=settings, verify=verify, tolerance_lu=profile.tolerance_lu,
             )  # fmt: skip
             audio, limited, levelled = leveled.audio, leveled.limited, leveled.loudness
             if not limited and leveled.true_peak > 0.0:
