@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from musicstore.audio.files import write_atomic, write_blocks_atomic
-from musicstore.audio.quantize import _CHUNK, _PCM, frame_blocks, to_frames, tpdf_dither
+from musicstore.audio.quantize import _CHUNK, _PCM, _uint32_draws, frame_blocks, to_frames, tpdf_dither
 
 SUBTYPES = ["PCM_16", "PCM_24", "PCM_32", "FLOAT"]
 
@@ -117,3 +117,24 @@ def test_blocks_reuse_one_buffer() -> None:
         for block in frame_blocks(audio, "PCM_16", np.random.default_rng(0))
     ]
     assert len(seen) == 3 and len(set(seen)) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    counts=st.lists(st.integers(1, 9), min_size=1, max_size=8),
+    seed=st.integers(0, 2**32),
+    generator=st.sampled_from([np.random.PCG64, np.random.MT19937, np.random.Philox]),
+)
+def test_dither_draws_are_the_generators_bytes(counts: list[int], seed: int, generator: Any) -> None:
+    """The quantizer's uint32 draws are ``rng.bytes`` read as little-endian uint32, call after call, odd
+    counts (a buffered half) and other bit generators included, and leave the generator where
+    ``rng.bytes`` would."""
+    ours, theirs = np.random.Generator(generator(seed)), np.random.Generator(generator(seed))
+    for count in counts:
+        drawn = _uint32_draws(ours, count)
+        assert drawn.dtype == np.uint32
+        assert np.array_equal(drawn, np.frombuffer(theirs.bytes(4 * count), dtype="<u4"))
+    assert (
+        ours.integers(0, 2**32, 3, dtype=np.uint32).tolist()
+        == theirs.integers(0, 2**32, 3, dtype=np.uint32).tolist()
+    )

@@ -6,6 +6,7 @@ Integers are clipped to full scale here, so libsndfile never wraps an out-of-ran
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,7 +96,10 @@ class _Quantizer:
     """PCM quantizing of ``audio`` one chunk at a time, into ``(n, C)`` integer frames: scaled,
     TPDF-dithered for PCM_16 (the draws of ``tpdf_dither(part.shape, rng)`` for each chunk in turn),
     rounded, clipped to full scale, shifted into libsndfile's top bits. The chunks must be asked for in
-    order (the dither draws)."""
+    order (the dither draws). The arithmetic runs in the clip's own ``(C, n)`` layout and each channel is
+    cast into its column of the frames: 4.3 ms for 30 s of stereo at 32 kHz, where scaling the transposed
+    chunk and casting it whole took 10.4 ms (numpy's strided float32-to-int16 cast of ``(n, 2)`` is 4x
+    slower than two column writes)."""
 
     def __init__(
         self, audio: NDArray[np.float32], subtype: str, rng: np.random.Generator, *, dither: bool = True
@@ -105,24 +109,43 @@ class _Quantizer:
         self.scale, self.dtype, self.top, self.shift = _PCM[subtype]
         channels, samples = audio.shape
         size = min(_CHUNK, samples)
-        self.buffer = np.empty((size, channels), dtype=np.float32)  # one chunk, already in the frames' layout
+        self.buffer = np.empty((channels, size), dtype=np.float32)  # one chunk, in the clip's layout
         self.dither = np.empty(channels * size, dtype=np.float32)
 
     def into(self, start: int, target: NDArray[Any]) -> None:
         """Quantize the samples from ``start`` into ``target`` (``(n, C)``, ``n`` ≤ 65,536)."""
         part = self.audio[:, start : start + target.shape[0]]
         channels, n = part.shape
-        scaled = self.buffer[:n]
-        np.multiply(part.T, np.float32(self.scale), out=scaled)
+        scaled = self.buffer[:, :n]
+        np.multiply(part, np.float32(self.scale), out=scaled)
         if self.dithered:  # the same draws, in the same order, as tpdf_dither(part.shape, rng)
             count = channels * n
-            raw = np.frombuffer(self.rng.bytes(4 * count), dtype=np.int16)
+            raw = _uint32_draws(self.rng, count).view(np.int16)
             drawn = self.dither[:count]
             np.subtract(raw[:count], raw[count:], out=drawn, dtype=np.float32)
             drawn *= np.float32(1.0 / 65536.0)
-            scaled += drawn.reshape(channels, n).T
+            scaled += drawn.reshape(channels, n)
         np.rint(scaled, out=scaled)
         np.clip(scaled, -self.scale, self.top, out=scaled)
-        np.copyto(target, scaled, casting="unsafe")  # in range and whole: the cast is exact
+        for channel in range(channels):  # in range and whole: the cast is exact
+            np.copyto(target[:, channel], scaled[channel], casting="unsafe")
         if self.shift:
             target <<= self.shift
+
+
+def _uint32_draws(rng: np.random.Generator, count: int) -> NDArray[np.uint32]:
+    """``count`` little-endian uint32 draws, the values ``rng.bytes(4 * count)`` holds (numpy's
+    ``Generator.bytes`` is ``integers(0, 2**32, count, uint32)``). PCG64 (``default_rng``'s) makes those
+    from its 64-bit outputs, low half first, buffering an odd one's high half: with an even count and no
+    half buffered they are its raw outputs' halves, read 1.7x faster (0.10 against 0.17 ms for 131,072)."""
+    generator = rng.bit_generator
+    if (
+        type(generator) is np.random.PCG64
+        and count % 2 == 0
+        and sys.byteorder == "little"
+        and not generator.state["has_uint32"]
+    ):
+        raw: NDArray[np.uint64] = generator.random_raw(count // 2)
+        return raw.view(np.uint32)
+    drawn: NDArray[np.uint32] = rng.integers(0, 2**32, size=count, dtype=np.uint32).astype("<u4", copy=False)
+    return drawn
