@@ -36,6 +36,7 @@ from musicstore.audio.quantize import (
     to_frames,
     written_as_zeros,
 )
+from musicstore.audio.threads import beside
 from musicstore.audio.truepeak import (
     largest_sample,
     peak_map,
@@ -77,14 +78,16 @@ def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple
     # back by 4**exponent before the gates, its gain by 2**exponent, its true peak as given by 2**exponent
     exponent = range_exponent(peak)
     measured = scaled_down(x, exponent)
-    # the far part first: its transforms then run beside the clip alone, not beside its per-sample loudness
-    # power too (half a stereo clip; memory); its kernel spectrum and transform plan are not kept through
-    # the output's making and check (the spectrum is after the write, in _export_one)
-    far = FarField.measure(measured, keep=False)
-    # a mono clip's per-sample power (4 bytes a sample: 1.0x the clip) is not held: the limiter makes its
-    # region's again from the filters' states (a pass over most of the clip; a stereo clip's costs twice
-    # as much for half the memory, and is held)
-    blocks = BlockPower.measure(measured, rate, keep_power=measured.shape[0] > 1)
+    # the loudness on another thread while this one makes the far part (30 s of stereo at 32 kHz: 7 ms
+    # sooner); its per-sample power (4 bytes a sample) is not held, so the far part's transforms still run
+    # beside the clip alone (memory): the limiter makes its region's power again from the filters' states.
+    # The far part's kernel spectrum and transform plan are not kept through the output's making and
+    # check (the spectrum is after the write, in _export_one)
+    loudness = beside(BlockPower.measure, measured, rate, keep_power=False)
+    try:
+        far = FarField.measure(measured, keep=False)
+    finally:
+        blocks = loudness.result()  # waited for either way; raises what the measuring raised
     before = blocks.loudness(exponent)
     loudness_done = time.perf_counter()
     unchanged: LoudnessStatus | None = None

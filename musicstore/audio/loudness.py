@@ -20,6 +20,7 @@ from pyloudnorm.iirfilter import IIRfilter
 from scipy.signal import sosfilt
 
 from musicstore.audio.arrays import as_audio, check_sample_rate
+from musicstore.audio.threads import beside
 
 BLOCK_SECONDS = 0.4
 BLOCK_OVERLAP = 0.75
@@ -176,16 +177,37 @@ class BlockPower:
             held: NDArray[np.float32] = self.power[positions]
             return held
         picked = np.empty(positions.shape[0], dtype=np.float32)
+        edges = np.searchsorted(positions, np.arange(self.states.shape[0] + 1) * _CHUNK).tolist()
+        chunks = [k for k in range(self.states.shape[0]) if edges[k] < edges[k + 1]]
+        # each chunk starts from its own saved state: half of them on another thread (a limited stereo
+        # clip's region, 30 s at 32 kHz: 8 ms of filtering, 4.5 ms sooner)
+        half = len(chunks) // 2
+        other = beside(self._power_into, audio, positions, edges, chunks[:half], picked) if half else None
+        try:
+            self._power_into(audio, positions, edges, chunks[half:], picked)
+        finally:
+            if other is not None:
+                other.result()
+        return picked
+
+    def _power_into(
+        self,
+        audio: NDArray[np.float32],
+        positions: NDArray[np.integer],
+        edges: list[int],
+        chunks: list[int],
+        picked: NDArray[np.float32],
+    ) -> None:
+        """:meth:`power_at`'s values of the positions in ``chunks`` (``edges``: each chunk's first position),
+        into ``picked``."""
         sos = _k_weighting_sos(self.sample_rate)
         weights = channel_weights(audio.shape[0]).tolist()
-        edges = np.searchsorted(positions, np.arange(self.states.shape[0] + 1) * _CHUNK).tolist()
-        for k, state in enumerate(self.states):
+        for k in chunks:
             lo, hi = edges[k], edges[k + 1]
-            if lo < hi:
-                start = k * _CHUNK
-                power, _ = _chunk_power(sos, audio[:, start : int(positions[hi - 1]) + 1], state, weights)
-                picked[lo:hi] = power[positions[lo:hi] - start]
-        return picked
+            start = k * _CHUNK
+            part = audio[:, start : int(positions[hi - 1]) + 1]
+            power, _ = _chunk_power(sos, part, self.states[k], weights)
+            picked[lo:hi] = power[positions[lo:hi] - start]
 
     def block_sums_at(self, positions: NDArray[np.intp], values: Callable[[int, int], Float64]) -> Float64:
         """Per-block sums of the values at sorted sample ``positions``, divided like block means: the running

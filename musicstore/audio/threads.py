@@ -1,0 +1,45 @@
+"""A small pool of threads that run an export's independent numpy and scipy work beside the thread that
+asked for it (both release the GIL: the K-weighting filters and the far part's transforms run on two cores
+at once). Tasks are leaves: none waits for another task, so the pool cannot deadlock however many exports
+share it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+_WORKERS = 4  # an export_batch's threads each hand over at most one task at a time
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class _Shared:
+    """The pool, made at first use; a forked child starts without it (the parent's threads, and whoever held
+    the lock at the fork, are not in the child)."""
+
+    lock = threading.Lock()
+    pool: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def forget(cls) -> None:
+        cls.lock = threading.Lock()
+        cls.pool = None
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_Shared.forget)
+
+
+def beside(task: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
+    """Start ``task(*args, **kwargs)`` on the pool; ``.result()`` waits for it and raises what it raised."""
+    with _Shared.lock:
+        if _Shared.pool is None:
+            _Shared.pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="musicstore-audio")
+            # its first thread started now, idle: a task handed over later does not wait while its thread
+            # starts (the caller would give up the GIL there, and the task run before the caller goes on)
+            _Shared.pool.submit(int).result()
+        pool = _Shared.pool
+    return pool.submit(task, *args, **kwargs)
