@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from musicstore.audio.threads import beside
+from musicstore.audio.threads import beside, joined
 
 
 def test_a_task_runs_on_another_thread_and_its_result_comes_back() -> None:
@@ -22,6 +22,27 @@ def test_a_tasks_error_is_raised_by_result() -> None:
     future = beside(int, "not a number")
     with pytest.raises(ValueError, match="not a number"):
         future.result()
+
+
+def test_joined_waits_for_the_task_and_keeps_the_callers_error() -> None:
+    """The caller's own error (a Ctrl-C) is raised, not the task's, and only once the task has ended."""
+    release = threading.Event()
+
+    def task() -> None:
+        release.wait(10)
+        raise ValueError("the task failed")
+
+    def interrupted() -> None:
+        release.set()
+        raise KeyboardInterrupt
+
+    aside = beside(task)
+    with pytest.raises(KeyboardInterrupt):
+        joined(interrupted, aside)
+    assert aside.done()
+    assert joined(lambda: 2, beside(divmod, 7, 2)) == (2, (3, 1))
+    with pytest.raises(ValueError, match="the task failed"):
+        joined(lambda: None, beside(task))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")

@@ -7,6 +7,7 @@ and the options have been checked.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -36,7 +37,7 @@ from musicstore.audio.quantize import (
     to_frames,
     written_as_zeros,
 )
-from musicstore.audio.threads import beside
+from musicstore.audio.threads import beside, joined
 from musicstore.audio.truepeak import (
     largest_sample,
     peak_map,
@@ -84,10 +85,7 @@ def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple
     # The far part's kernel spectrum and transform plan are not kept through the output's making and
     # check (the spectrum is after the write, in _export_one)
     loudness = beside(BlockPower.measure, measured, rate, keep_power=False)
-    try:
-        far = FarField.measure(measured, keep=False)
-    finally:
-        blocks = loudness.result()  # waited for either way; raises what the measuring raised
+    far, blocks = joined(functools.partial(FarField.measure, measured, keep=False), loudness)
     before = blocks.loudness(exponent)
     loudness_done = time.perf_counter()
     unchanged: LoudnessStatus | None = None

@@ -8,12 +8,13 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import ParamSpec, TypeVar
 
 _WORKERS = 4  # an export_batch's threads each hand over at most one task at a time
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
+_U = TypeVar("_U")
 
 
 class _Shared:
@@ -43,3 +44,14 @@ def beside(task: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> Futur
             _Shared.pool.submit(int).result()
         pool = _Shared.pool
     return pool.submit(task, *args, **kwargs)
+
+
+def joined(here: Callable[[], _U], aside: Future[_T]) -> tuple[_U, _T]:
+    """``here()`` run on this thread while ``aside`` runs on the pool, and both results. ``aside`` is waited
+    for whatever ``here`` raised, and its own error is not raised over ``here``'s (a Ctrl-C stays one)."""
+    try:
+        mine = here()
+    except BaseException:
+        wait([aside])
+        raise
+    return mine, aside.result()
