@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from musicstore.audio.threads import beside, joined
+from musicstore.audio.threads import alone, beside, joined, on_one_core
 
 
 def test_a_task_runs_on_another_thread_and_its_result_comes_back() -> None:
@@ -43,6 +43,21 @@ def test_joined_waits_for_the_task_and_keeps_the_callers_error() -> None:
     assert joined(lambda: 2, beside(divmod, 7, 2)) == (2, (3, 1))
     with pytest.raises(ValueError, match="the task failed"):
         joined(lambda: None, beside(task))
+
+
+def test_within_on_one_core_tasks_run_on_the_calling_thread() -> None:
+    """An export_batch's item runs its helper tasks itself; its errors still come back through ``result``."""
+
+    def item() -> tuple[int, bool]:
+        with pytest.raises(ValueError):
+            beside(int, "x").result()
+        return beside(threading.get_ident).result(), alone()
+
+    ran_on, was_alone = beside(on_one_core, item).result()
+    assert was_alone and ran_on != threading.get_ident()  # the item's own thread, one of the pool's
+    assert not alone()
+    assert on_one_core(beside(threading.get_ident).result) != threading.get_ident()  # made outside: pooled
+    assert on_one_core(lambda: beside(threading.get_ident).result()) == threading.get_ident()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")

@@ -37,7 +37,7 @@ from musicstore.audio.quantize import (
     to_frames,
     written_as_zeros,
 )
-from musicstore.audio.threads import beside, joined
+from musicstore.audio.threads import alone, beside, joined, on_one_core
 from musicstore.audio.truepeak import (
     largest_sample,
     peak_map,
@@ -79,13 +79,18 @@ def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple
     # back by 4**exponent before the gates, its gain by 2**exponent, its true peak as given by 2**exponent
     exponent = range_exponent(peak)
     measured = scaled_down(x, exponent)
-    # the loudness on another thread while this one makes the far part (30 s of stereo at 32 kHz: 7 ms
-    # sooner); its per-sample power (4 bytes a sample) is not held, so the far part's transforms still run
-    # beside the clip alone (memory): the limiter makes its region's power again from the filters' states.
-    # The far part's kernel spectrum and transform plan are not kept through the output's making and
-    # check (the spectrum is after the write, in _export_one)
-    loudness = beside(BlockPower.measure, measured, rate, keep_power=False)
-    far, blocks = joined(functools.partial(FarField.measure, measured, keep=False), loudness)
+    # the far part's kernel spectrum and transform plan are not kept through the output's making and check
+    # (the spectrum is after the write, in _export_one)
+    if alone():  # a batch's item (the cores are busy): the far part first, beside the clip alone (memory)
+        far = FarField.measure(measured, keep=False)
+        # a mono clip's per-sample power (4 bytes a sample: 1.0x the clip) is not held: the limiter makes its
+        # region's again from the filters' states (a pass over most of the clip; a stereo clip's costs
+        # twice as much for half the memory, and is held)
+        blocks = BlockPower.measure(measured, rate, keep_power=measured.shape[0] > 1)
+    else:  # the loudness on another core while this thread makes the far part (30 s stereo at 32 kHz: 7 ms
+        # sooner); its power not held at all, or it would sit beside the transforms' buffers (memory)
+        loudness = beside(BlockPower.measure, measured, rate, keep_power=False)
+        far, blocks = joined(functools.partial(FarField.measure, measured, keep=False), loudness)
     before = blocks.loudness(exponent)
     loudness_done = time.perf_counter()
     unchanged: LoudnessStatus | None = None
@@ -332,8 +337,10 @@ def export_batch(
     if len(targets) > 1:  # the items' length recurs: its far spectrum made once, before they start
         keep_spectrum(batch.shape[2], now=True)
     with ThreadPoolExecutor(max_workers=pool_size) as pool:
-        futures = [
-            pool.submit(_export_one, batch[i], rate, target, fmt, options=opts, started=started)
+        futures = [  # each item on one core where several run at once (threads.on_one_core)
+            pool.submit(on_one_core, _export_one, batch[i], rate, target, fmt, options=opts, started=started)
+            if pool_size > 1
+            else pool.submit(_export_one, batch[i], rate, target, fmt, options=opts, started=started)
             for i, (target, fmt) in enumerate(targets)
         ]
         try:
