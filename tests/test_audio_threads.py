@@ -58,6 +58,8 @@ def test_within_on_one_core_tasks_run_on_the_calling_thread() -> None:
     assert not alone()
     assert on_one_core(beside(threading.get_ident).result) != threading.get_ident()  # made outside: pooled
     assert on_one_core(lambda: beside(threading.get_ident).result()) == threading.get_ident()
+    assert on_one_core(lambda: (on_one_core(alone), alone())) == (True, True)  # nested: still alone after
+    assert not alone()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")

@@ -61,11 +61,11 @@ def on_one_core(task: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> 
     items, which keep the cores busy themselves (a batch of 16 30 s stereo clips on 2 cores took 941 ms with
     each item's helper tasks on the pool, 813 ms before there were any: more threads than cores contend for
     the GIL)."""
-    _Shared.own.alone = True
+    before, _Shared.own.alone = alone(), True
     try:
         return task(*args, **kwargs)
     finally:
-        _Shared.own.alone = False
+        _Shared.own.alone = before
 
 
 def alone() -> bool:
