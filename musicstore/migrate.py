@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from . import validate
-from .backends.sqlite import unwritable_folder
+from .backends.sqlite import switch_to_wal, unwritable_folder
 from .errors import MigrationError
 from .masking import is_secret_parameter
 from .processes import alive
@@ -202,27 +202,11 @@ def _open_backend(yoyo_url: str, dialect: str, deadline: float | None) -> Any:
             # WAL whether or not a migration is left: a migrated file in a rollback journal (a restored
             # backup, a copy made by another tool) is switched too (0001 switches only the files it migrates).
             # A file that cannot be switched (read-only) keeps its mode; Store() names that.
-            _switch_to_wal(backend.connection, deadline)
+            switch_to_wal(backend.connection, deadline)
     except BaseException:
         backend.connection.close()
         raise
     return backend
-
-
-def _switch_to_wal(connection: sqlite3.Connection, deadline: float | None) -> None:
-    """``PRAGMA journal_mode = WAL``, tried again until ``deadline`` while the database is locked: the switch
-    needs the file's exclusive lock, and where two connections both hold a read lock and want it, SQLite
-    answers one of them "database is locked" at once, busy timeout or not (8 processes switching a fresh
-    file at a barrier: 7 of 160 failed; several processes migrating a fresh file at once met it)."""
-    while True:
-        try:
-            connection.execute("PRAGMA journal_mode = WAL").fetchone()
-            return
-        except sqlite3.OperationalError as exc:
-            locked = exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-            if not locked or (deadline is not None and time.monotonic() >= deadline):
-                raise
-        time.sleep(0.005)
 
 
 def _wait_until(backend: Any, dialect: str, deadline: float | None, ms: int | None = None) -> float | None:
