@@ -1,5 +1,5 @@
-"""``queue`` (the queue's depth by priority and owner key, the oldest pending age) and ``replay ID|--all``
-(dead letters back in the queue)."""
+"""``queue`` (the queue's depth by priority and owner key, the oldest pending age, the longest ready wait)
+and ``replay ID|--all`` (dead letters back in the queue)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         depth = store.queue_depth()
         limits = store.get_owner_limits()
-    age = depth.oldest_pending_age_seconds
+    age, wait = depth.oldest_pending_age_seconds, depth.longest_ready_wait_seconds
     running = sum(depth.running.values())
     if args.json:
         figures: dict[str, Any] = {
@@ -27,6 +27,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
             "pending": depth.pending,
             "processing": running,
             "oldest_pending_age_seconds": age,
+            "longest_ready_wait_seconds": wait,
             "by_priority_and_owner": [
                 {
                     "priority": level.priority,
@@ -34,6 +35,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
                     "pending": level.pending,
                     "deferred": level.deferred,
                     "oldest_created_at": level.oldest_created_at,
+                    "ready_since": level.ready_since,
                 }
                 for level in sorted(depth.levels, key=lambda lv: (-lv.priority, lv.owner_key or ""))
             ],
@@ -45,7 +47,11 @@ def cmd_queue(args: argparse.Namespace) -> int:
         print_json(figures)
         return EXIT_OK
     oldest = "-" if age is None else f"{age:,.1f} s"
-    print(f"pending {depth.pending:,}, processing {running:,}, oldest pending waited {oldest}")
+    ready = "-" if wait is None else f"{wait:,.1f} s"
+    print(
+        f"pending {depth.pending:,}, processing {running:,}, oldest pending waited {oldest}, "
+        f"longest ready wait {ready}"
+    )
     if depth.levels or running:
         print()
         rows: list[tuple[object, ...]] = [

@@ -53,6 +53,10 @@ class QueueLevel:
     deferred: int
     """Of ``pending``, how many wait for their ``run_after`` (a retry's backoff, or a later start)."""
     oldest_created_at: datetime
+    ready_since: datetime | None = None
+    """Since when the longest-waiting of its ready generations has been ready to claim: the later of its
+    creation and its ``run_after`` (a retry's backoff, a later start). None: every one waits for its
+    ``run_after``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,3 +77,11 @@ class QueueDepth:
         if not self.levels:
             return None
         return max((self.at - min(level.oldest_created_at for level in self.levels)).total_seconds(), 0.0)
+
+    @property
+    def longest_ready_wait_seconds(self) -> float | None:
+        """How long the longest-waiting ready generation has waited since it became ready to claim (None: none
+        is ready): unlike ``oldest_pending_age_seconds``, a job scheduled for later or backing off before a
+        retry does not count until its ``run_after`` (what an alert on a stalled queue should watch)."""
+        ready = [level.ready_since for level in self.levels if level.ready_since is not None]
+        return max((self.at - min(ready)).total_seconds(), 0.0) if ready else None

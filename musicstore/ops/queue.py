@@ -16,7 +16,7 @@ from .jobs import MAX_OWNER_LIMIT, _explain
 from .reads import GENERATION, list_generations
 from .steps import NOW, Call, Steps, reader, writer
 
-LEVELS = columns("owner_key", "priority", "pending", "deferred", "oldest_created_at")
+LEVELS = columns("owner_key", "priority", "pending", "deferred", "oldest_created_at", "ready_since")
 RUNNING = columns("owner_key", "running")
 LIMITS = columns("owner_key", "max_running")
 IDS = columns("id")
@@ -55,15 +55,23 @@ def _key(stored: str) -> str | None:
 @reader
 def queue_depth() -> Steps[QueueDepth]:
     """Pending generations by owner key and priority (how many, how many wait for their ``run_after``, the
-    oldest), and processing ones by owner key: one pass over the pending index and the processing index."""
+    oldest, since when the longest-waiting ready one has been ready), and processing ones by owner key: one
+    pass over the pending index and the processing index."""
     now: datetime = yield NOW
     levels = yield Call("queue_depth", {"now": now}, LEVELS)
     running = yield Call("queue_running", {}, RUNNING)
     return QueueDepth(
         at=now,
         levels=[
-            QueueLevel(_key(key), priority, pending, deferred or 0, to_datetime(oldest))
-            for key, priority, pending, deferred, oldest in levels
+            QueueLevel(
+                _key(key),
+                priority,
+                pending,
+                deferred or 0,
+                to_datetime(oldest),
+                None if ready is None else to_datetime(ready),
+            )
+            for key, priority, pending, deferred, oldest, ready in levels
         ],
         running={_key(key): count for key, count in running},
     )

@@ -22,11 +22,15 @@ ORDER BY owner_key
 LIMIT :limit;
 
 -- name: queue_depth(now)
--- Pending jobs by owner key ('' for none) and priority: how many, how many wait for their run_after, and the
--- oldest creation time. Read in generations_lane_queue's order (a pass over the pending entries, no sort).
+-- Pending jobs by owner key ('' for none) and priority: how many, how many wait for their run_after, the
+-- oldest creation time, and since when the longest-waiting ready job has been ready (the later of its
+-- creation and its run_after; NULL when every one waits for its run_after). Read in generations_lane_queue's
+-- order (a pass over the pending entries, no sort).
 SELECT coalesce(owner_key, '') AS owner_key, priority, count(*) AS pending,
        sum(CASE WHEN run_after > :now THEN 1 ELSE 0 END) AS deferred,
-       min(created_at) AS oldest_created_at
+       min(created_at) AS oldest_created_at,
+       min(CASE WHEN run_after IS NULL OR run_after <= created_at THEN created_at
+                WHEN run_after <= :now THEN run_after END) AS ready_since
 FROM generations
 WHERE status = 'pending'
 GROUP BY coalesce(owner_key, ''), priority
