@@ -8,6 +8,7 @@ import argparse
 from ..models import Status
 from .common import EXIT_OK, open_store
 from .output import print_json
+from .table import printable
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -15,7 +16,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     which holds the row (the writer lock on SQLite, the row lock on PostgreSQL) until it commits, so a claim
     or a finish racing the cancel cannot make the report wrong. A pending row has no worker (a claim sets
     ``worker_id``; a retry, a requeue and a replay clear it), and ``cancel`` keeps it: a worker id on the
-    cancelled row means the generation was processing. An unknown id is ``NotFound`` from ``cancel``."""
+    cancelled row means the generation was processing. An unknown id is ``NotFound`` from ``cancel``. The
+    worker id (any text its worker chose) is printed with its control characters escaped, as in tables."""
     with open_store(args) as store, store.transaction() as tx:
         tx.cancel(args.id, args.reason)
         after = tx.get_generation(args.id)
@@ -25,10 +27,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     if args.json:
         worker = after.worker_id
         print_json({"id": after.id, "status": after.status.value, "was": was.value, "worker_id": worker})
-    elif running:
+    elif after.worker_id is not None:
         print(
-            f"cancelled {after.id} (was processing by worker {after.worker_id}: it stops at its next "
-            "progress report or heartbeat)"
+            f"cancelled {after.id} (was processing by worker {printable(after.worker_id)}: it stops at its "
+            "next progress report or heartbeat)"
         )
     else:
         print(f"cancelled {after.id} (was {was.value})")
