@@ -1,12 +1,19 @@
 """Regressions found by a hunt over the queue (session 21), on both backends: what ``musicstore cancel``
-prints of a worker id cannot break its line or drive the terminal."""
+prints of a worker id cannot break its line or drive the terminal; an idempotency key's retry whose metadata
+has a bool where the first request had a number (or the reverse) is a conflict."""
 
 from __future__ import annotations
 
-import pytest
+import json
+from typing import Any
 
-from musicstore import Store
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from musicstore import IdempotencyConflict, Store
 from musicstore.cli import main
+from musicstore.ops import creation
 from tests.conftest import new_job
 
 
@@ -23,3 +30,68 @@ def test_cancel_prints_a_worker_id_with_control_characters_escaped(
         f"cancelled {job.id} (was processing by worker gpu-0\\x1b[2J\\nmusicstore: all good\\\\n: it "
         "stops at its next progress report or heartbeat)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("first", "again"),
+    [
+        ({"explicit": True}, {"explicit": 1}),
+        ({"explicit": False}, {"explicit": 0}),
+        ({"seed": 1}, {"seed": True}),
+        ({"tags": [0, 1]}, {"tags": [False, True]}),
+        ({"mix": {"loop": True}}, {"mix": {"loop": 1.0}}),
+    ],
+)
+def test_an_idempotency_key_with_a_bool_where_a_number_was_asked_is_a_conflict(
+    store: Store, first: dict[str, object], again: dict[str, object]
+) -> None:
+    """The store keeps metadata as the JSON it was given (``true`` reads back ``True``, ``1`` reads back
+    ``1``): a retry asking ``1`` where ``true`` was asked is another request, which Python's ``True == 1``
+    let through, returning a generation whose metadata is not what the retry asked."""
+    earlier = new_job(store, "a jingle", idempotency_key="user-7:click-1", metadata=first)
+    with pytest.raises(IdempotencyConflict, match="metadata") as raised:
+        new_job(store, "a jingle", idempotency_key="user-7:click-1", metadata=again)
+    assert raised.value.existing_id == earlier.id and store.count_generations() == 1
+    assert new_job(store, "a jingle", idempotency_key="user-7:click-1", metadata=first).id == earlier.id
+    same_number = {key: 1 if value == 1.0 and type(value) is float else value for key, value in first.items()}
+    assert new_job(store, "a jingle", idempotency_key="user-7:click-1", metadata=same_number).id == earlier.id
+
+
+def test_a_completed_generation_agrees_with_a_retry_only_on_json_equal_metadata(store: Store) -> None:
+    """The retry after the job completed compares the keys it asks with the completed row's: ``1`` is not
+    ``true`` there either; a number equals the same number, int or float."""
+    earlier = new_job(store, "a jingle", idempotency_key="k", metadata={"explicit": True, "bpm": 90})
+    assert store.claim_next("gpu-0") is not None
+    store.complete_generation(earlier.id, file_path="a.wav", file_size_bytes=1, metadata={"peak": 0.5})
+    with pytest.raises(IdempotencyConflict):
+        new_job(store, "a jingle", idempotency_key="k", metadata={"explicit": 1, "bpm": 90})
+    again = new_job(store, "a jingle", idempotency_key="k", metadata={"explicit": True, "bpm": 90.0})
+    assert again.id == earlier.id and again.is_completed
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+def _bools_as_ints(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _bools_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_bools_as_ints(item) for item in value]
+    return value
+
+
+@given(_JSON)
+def test_metadata_agrees_with_its_json_read_back_and_not_with_its_bools_as_numbers(value: Any) -> None:
+    assert creation._same_json(value, json.loads(json.dumps(value)))
+    changed = _bools_as_ints(value)
+    assert creation._same_json(value, changed) == (json.dumps(changed) == json.dumps(value))

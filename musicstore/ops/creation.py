@@ -93,8 +93,9 @@ def create_generation(
     ``owner_key``: the user or tenant it runs for (claims are fair across keys; see ``set_owner_limit``).
     ``idempotency_key``: when a generation was created with this key before, it is returned instead of a new
     one (race-safe across processes); if that one was asked with another prompt, model, length, rate,
-    channels, metadata, priority or owner key, ``IdempotencyConflict`` is raised (a completed one's metadata
-    has its export's figures merged in: it agrees when it holds the asked keys with the asked values). Keys
+    channels, metadata, priority or owner key, ``IdempotencyConflict`` is raised (metadata compared as JSON:
+    ``true`` is not ``1``; a completed one's metadata has its export's figures merged in: it agrees when it
+    holds the asked keys with the asked values). Keys
     are unique among all generations while their row exists.
     """
     encoded = "{}" if metadata is None else validate.metadata(metadata)
@@ -123,12 +124,31 @@ _REQUEST = (
 a request may compute it again)."""
 
 
+def _same_json(kept: Any, wanted: Any) -> bool:
+    """Whether two metadata values are the same JSON value: as ``==``, except that a bool equals only a bool
+    (``true`` is not ``1``, which Python's ``True == 1`` would pass; the store keeps and reads back each as
+    given). A number equals the same number, int or float: JSON has one kind of number."""
+    if isinstance(kept, bool) or isinstance(wanted, bool):
+        return type(kept) is type(wanted) and kept == wanted
+    if isinstance(kept, dict):
+        return (
+            isinstance(wanted, dict)
+            and kept.keys() == wanted.keys()
+            and all(_same_json(kept[key], wanted[key]) for key in kept)
+        )
+    if isinstance(kept, list):
+        return isinstance(wanted, list) and len(kept) == len(wanted) and all(map(_same_json, kept, wanted))
+    return not isinstance(wanted, dict | list) and bool(kept == wanted)
+
+
 def _agrees(earlier: Generation, asked: Params, name: str) -> bool:
     kept, wanted = getattr(earlier, name), asked[name]
     if name == "metadata" and earlier.status is Status.COMPLETED:
         # completing merged the export's figures (and merge_metadata more) into the row's: the keys asked
         # are there as asked
-        return all(key in kept and kept[key] == value for key, value in wanted.items())
+        return all(key in kept and _same_json(kept[key], value) for key, value in wanted.items())
+    if name == "metadata":
+        return _same_json(kept, wanted)
     return bool(kept == wanted)
 
 
