@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from musicstore import IdempotencyConflict, Store
+from musicstore import AsyncStore, IdempotencyConflict, Store
 from musicstore.cli import main
+from musicstore.errors import InvalidInput
 from musicstore.ops import creation
 from tests.conftest import new_job
 
@@ -95,3 +96,35 @@ def test_metadata_agrees_with_its_json_read_back_and_not_with_its_bools_as_numbe
     assert creation._same_json(value, json.loads(json.dumps(value)))
     changed = _bools_as_ints(value)
     assert creation._same_json(value, changed) == (json.dumps(changed) == json.dumps(value))
+
+
+def test_a_worker_given_the_default_lease_and_another_in_claim_options_is_refused(sqlite_url: str) -> None:
+    """``lease_seconds=300`` given explicitly (the default's value) beside claim_options' 60 is two leases: it
+    used to be taken for no lease given, and the worker silently used 60."""
+    from musicstore.ops import DEFAULT_LEASE_SECONDS
+    from musicstore.worker import AsyncWorker, Worker
+
+    with Store(sqlite_url) as store:
+        with pytest.raises(InvalidInput, match="two leases"):
+            Worker(
+                store,
+                "gpu-0",
+                lambda job: None,
+                lease_seconds=DEFAULT_LEASE_SECONDS,
+                claim_options={"lease_seconds": 60},
+            )
+        assert Worker(store, "gpu-0", lambda job: None).lease_seconds == DEFAULT_LEASE_SECONDS
+        given = Worker(store, "gpu-0", lambda job: None, claim_options={"lease_seconds": 60})
+        assert given.lease_seconds == 60
+
+    async def handler(job: object) -> None:
+        return None
+
+    with pytest.raises(InvalidInput, match="two leases"):
+        AsyncWorker(
+            AsyncStore(sqlite_url),
+            "gpu-0",
+            handler,
+            lease_seconds=DEFAULT_LEASE_SECONDS,
+            claim_options={"lease_seconds": 60},
+        )

@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 from .. import validate, waiting
 from ..errors import Cancelled, DatabaseBusy, InvalidInput, LeaseLost, NotFound
 from ..models import Generation, RetryPolicy, Status
-from ..ops import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS
+from ..ops import DEFAULT_MAX_ATTEMPTS
 from ..ops.jobs import watching
 from ..store import Store
 from .checks import (
@@ -94,13 +94,13 @@ class _Loop:
         self,
         worker_id: str,
         *,
-        lease_seconds: float,
+        lease_seconds: float | None,
         max_attempts: int,
         claim_options: dict[str, Any] | None,
         backoff: RetryPolicy | None,
     ) -> None:
         self.worker_id = validate.name(worker_id, "worker_id") or worker_id
-        lease = validate.seconds(lease_seconds, "lease_seconds")
+        lease = None if lease_seconds is None else validate.seconds(lease_seconds, "lease_seconds")
         self.claim_options, self.lease_seconds = _claim_options(claim_options, lease)
         self.max_attempts = validate.integer(max_attempts, "max_attempts", 1)
         if backoff is not None and not isinstance(
@@ -259,8 +259,8 @@ class _Loop:
 class Worker(_Loop):
     """Claims and runs jobs one at a time with ``handler`` until stopped (or ``max_jobs`` were claimed).
 
-    ``lease_seconds`` and ``claim_options`` (``owner_limit``, ``lease_seconds``; checked when made) go to
-    each claim;
+    ``lease_seconds`` (None: ``DEFAULT_LEASE_SECONDS``, or claim_options') and ``claim_options``
+    (``owner_limit``, ``lease_seconds``; checked when made) go to each claim;
     ``max_attempts`` and ``backoff`` to the ``fail`` of a job whose handler raised. An ``async def`` handler
     is refused (InvalidInput): ``AsyncWorker`` runs it.
     """
@@ -271,7 +271,7 @@ class Worker(_Loop):
         worker_id: str,
         handler: Callable[[Job], Any],
         *,
-        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        lease_seconds: float | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         claim_options: dict[str, Any] | None = None,
         backoff: RetryPolicy | None = None,
@@ -342,7 +342,7 @@ class AsyncWorker(_Loop):
         worker_id: str,
         handler: Callable[[AsyncJob], Awaitable[Any]],
         *,
-        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        lease_seconds: float | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         claim_options: dict[str, Any] | None = None,
         backoff: RetryPolicy | None = None,

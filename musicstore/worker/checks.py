@@ -46,13 +46,14 @@ def _task_cancelled() -> bool:
     return task is None or task.cancelling() > 0
 
 
-def _claim_options(options: object, lease_seconds: float) -> tuple[dict[str, Any], float]:
+def _claim_options(options: object, lease_seconds: float | None) -> tuple[dict[str, Any], float]:
     """``claim_options`` checked when the worker is made, not at its first claim, and the worker's lease:
     ``claim_next``'s ``owner_limit`` (the loop does its own waiting) and ``lease_seconds``, which becomes the
     worker's lease (the one its jobs' progress and heartbeat extend by too) unless the worker was given
-    another one (InvalidInput: two leases)."""
+    another one (InvalidInput: two leases). ``lease_seconds`` None: the worker was given none (the default
+    lease, or claim_options')."""
     if options is None:
-        return {}, lease_seconds
+        return {}, DEFAULT_LEASE_SECONDS if lease_seconds is None else lease_seconds
     if not isinstance(options, Mapping):
         raise InvalidInput(
             f"claim_options must be a dict (owner_limit, lease_seconds) or None, got {type(options).__name__}"
@@ -68,13 +69,13 @@ def _claim_options(options: object, lease_seconds: float) -> tuple[dict[str, Any
         validate.integer(checked["owner_limit"], "owner_limit", 0, MAX_OWNER_LIMIT)
     if "lease_seconds" in checked:
         lease = validate.seconds(checked.pop("lease_seconds"), "lease_seconds")
-        if lease_seconds not in (DEFAULT_LEASE_SECONDS, lease):
+        if lease_seconds not in (None, lease):
             raise InvalidInput(
                 f"two leases: lease_seconds={lease_seconds:g} and claim_options' lease_seconds={lease:g}; "
                 "give the worker one"
             )
         lease_seconds = lease
-    return checked, lease_seconds
+    return checked, DEFAULT_LEASE_SECONDS if lease_seconds is None else lease_seconds
 
 
 class _Stopping:
