@@ -128,3 +128,26 @@ def test_a_worker_given_the_default_lease_and_another_in_claim_options_is_refuse
             lease_seconds=DEFAULT_LEASE_SECONDS,
             claim_options={"lease_seconds": 60},
         )
+
+
+def test_lease_lost_says_what_became_of_the_job(db_url: str) -> None:
+    """LeaseLost names the cause the row's status shows: requeued, claimed by another worker, completed
+    (it gave "cancelled, or its lease expired and it was requeued" whatever the status)."""
+    from musicstore import LeaseLost
+    from musicstore.testing import FakeClock
+
+    clock = FakeClock()
+    with Store(db_url, clock=clock) as store:
+        job = new_job(store)
+        assert store.claim_next("gpu-0", lease_seconds=10) is not None
+        clock.advance(11)
+        assert store.requeue_expired().requeued == [job.id]
+        with pytest.raises(LeaseLost, match=r"is pending.*its lease expired and it was requeued"):
+            store.heartbeat(job.id, "gpu-0")
+        assert store.claim_next("gpu-1") is not None
+        with pytest.raises(LeaseLost, match="another worker claimed it"):
+            store.heartbeat(job.id, "gpu-0")
+        store.complete_generation(job.id, file_path="a.wav", file_size_bytes=1, worker_id="gpu-1")
+        with pytest.raises(LeaseLost, match=r"is completed.*it was completed") as lost:
+            store.heartbeat(job.id, "gpu-1")
+        assert "requeued" not in str(lost.value)

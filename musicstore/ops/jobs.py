@@ -47,6 +47,16 @@ def _ids(names: Sequence[str]) -> Callable[[Sequence[Any]], Any]:
     return itemgetter(list(names).index("id"))
 
 
+_LOST_BECAUSE = {
+    Status.PENDING: "its lease expired and it was requeued",
+    Status.PROCESSING: "its lease expired and another worker claimed it",
+    Status.COMPLETED: "it was completed: by an earlier call, or by another worker after its lease expired",
+    Status.FAILED: "it was failed: by an earlier call, or after its lease expired",
+    Status.CANCELLED: "it was cancelled",
+}
+"""Why a worker no longer owns a generation, by the generation's status now (``LeaseLost``)."""
+
+
 def _explain(generation_id: str, wanted: str, worker_id: str | None = None) -> Steps[Exception]:
     """Why a conditional UPDATE matched no row: the error to raise."""
     row: Generation | None = yield Call("get_generation", {"id": generation_id}, GENERATION)
@@ -63,8 +73,8 @@ def _explain(generation_id: str, wanted: str, worker_id: str | None = None) -> S
                 owner=owner,
             )
         return LeaseLost(
-            f"generation {generation_id} is {holder}: worker {worker_id!r} no longer owns it (cancelled, or "
-            "its lease expired and it was requeued); stop work on it and drop the result",
+            f"generation {generation_id} is {holder}: worker {worker_id!r} no longer owns it "
+            f"({_LOST_BECAUSE[current]}); stop work on it and drop the result",
             current=current,
             owner=owner,
         )
