@@ -35,7 +35,7 @@ from .filestore import ChecksumMismatch, FileStore, ObjectExists, ObjectInfo, Ob
 from .models import Generation, Status
 from .ops import Rendition
 from .ops.renditions import lock_for_rendition, settings_key
-from .ops.storage import get_storage
+from .ops.storage import StoredFile, get_storage
 from .storage_names import GENERATION_FIELD
 from .store import Store
 
@@ -192,6 +192,7 @@ def render_generation(
     requests = [(spec, _with_tolerance(spec.settings(rate, channels).description, chosen)) for spec in specs]
     provenance = provenance_of(generation)
     made: list[Rendition] = []
+    where = store.run(get_storage, generation.id)  # the master's place, which each record must still name
     with _delivery(store, generation, root, files) as delivery:
         found = delivery.locate(generation.id)
         master: tuple[NDArray[np.float32], int] | None = None
@@ -221,7 +222,9 @@ def render_generation(
                 provenance=provenance, options=options,
             )  # fmt: skip
             try:
-                made.append(_record(store, generation.id, result, data=data, files=found.files, key=key))
+                made.append(
+                    _record(store, generation.id, result, data=data, files=found.files, key=key, where=where)
+                )
             except (InvalidInput, DatabaseError):
                 row = recorded_row()  # another process recorded the same request meanwhile: its row
                 if row is None:
@@ -263,7 +266,14 @@ def _object_metadata(result: RenditionResult, generation_id: str) -> dict[str, s
 
 
 def _record(
-    store: Store, generation_id: str, result: RenditionResult, *, data: bytes, files: FileStore, key: str
+    store: Store,
+    generation_id: str,
+    result: RenditionResult,
+    *,
+    data: bytes,
+    files: FileStore,
+    key: str,
+    where: StoredFile,
 ) -> Rendition:
     """Lock the generation's row and check the request (``lock_for_rendition``: the same errors as
     ``create_rendition``, nothing recorded yet), put the rendition's bytes at ``key`` (a conditional create,
@@ -274,7 +284,10 @@ def _record(
     row for this request or key, keeps every other render off the key), and re-raise. An error of the
     commit itself (its reply lost with the connection) is checked by reading the row anew: if it landed the
     object stays, and the row is returned (a Ctrl-C stays raised); if the row cannot be read the object
-    stays too and the error is raised: never a rendition row without its object."""
+    stays too and the error is raised: never a rendition row without its object. ``where``: the master's
+    place as read before the encode; if the locked row names another (``copy-files`` moved it meanwhile),
+    nothing is put nor recorded and ``StorageError`` says to render again: the row would follow its
+    generation to a store that lacks its file."""
     placed = committing = False
     row: Rendition | None = None
     profile = result.profile
@@ -288,6 +301,13 @@ def _record(
     try:
         with store.transaction() as tx:
             tx.run(lock_for_rendition, generation_id, **request)
+            now = tx.run(get_storage, generation_id)
+            if (now.storage_url, now.key) != (where.storage_url, where.key):  # copy-files moved it meanwhile
+                what = result.codec.get("format")
+                raise StorageError(
+                    f"generation {generation_id}'s file moved while the {what} rendition was made "
+                    "(copy-files?); nothing was put nor recorded: run render_generation again"
+                )
             placed = True  # the row locked, the request free: only now may the object take its place
             try:
                 put_marked(files, key, data, generation_id, metadata=_object_metadata(result, generation_id))

@@ -1,0 +1,51 @@
+"""Delivery hunt (session 21): renditions and the file stores, on both database backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from musicstore import Store
+from musicstore.delivery import Delivery
+from musicstore.errors import StorageError
+from musicstore.maintenance.reconcile import reconcile
+from musicstore.maintenance.relocate import copy_files
+from musicstore.ops.storage import get_storage
+from musicstore.rendering import render_generation
+from tests.test_rendition_store import exported
+
+
+def test_a_rendition_is_not_recorded_when_copy_files_moves_the_master_while_it_is_encoded(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # render_generation located the master, encoded the rendition, then put it beside the master *it had
+    # read* and recorded the row, whatever the generation's row said by then: when copy-files moved the
+    # generation to another store meanwhile, the rendition row (which follows its generation's store) named a
+    # file the new store lacked: a dangling rendition (delivery's ObjectNotFound), its object an orphan in the
+    # old store that `reconcile --repair --orphans delete` then removed
+    from musicstore import rendering
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    done = exported(store, old)
+    from musicstore.audio.renditions import render_bytes as encode
+
+    def encoded_while_moved(*args: Any, **kwargs: Any) -> Any:
+        made = encode(*args, **kwargs)
+        assert copy_files(store, new).rows_updated == 1
+        return made
+
+    monkeypatch.setattr(rendering, "render_bytes", encoded_while_moved)
+    with pytest.raises(StorageError, match="moved while the mp3 rendition was made"):
+        render_generation(store, done.id, root=old, formats=["mp3"])
+    assert store.list_renditions(done.id) == []  # nothing recorded
+    assert store.run(get_storage, done.id).storage_url == new.absolute().as_uri()
+    assert not [p for p in old.rglob("*.mp3")]  # nothing put in the old store either
+    monkeypatch.setattr(rendering, "render_bytes", encode)
+    (mp3,) = render_generation(store, done.id, root=new, formats=["mp3"])  # again: beside the moved master
+    assert (new / mp3.storage_key).is_file()
+    with Delivery(store) as delivery:
+        assert delivery.read_audio(mp3)  # found where its generation now is
+    report = reconcile(store, new)
+    assert report.dangling_rendition_count == 0 and report.orphan_count == 0
