@@ -47,5 +47,44 @@ def test_a_rendition_is_not_recorded_when_copy_files_moves_the_master_while_it_i
     assert (new / mp3.storage_key).is_file()
     with Delivery(store) as delivery:
         assert delivery.read_audio(mp3)  # found where its generation now is
-    report = reconcile(store, new)
-    assert report.dangling_rendition_count == 0 and report.orphan_count == 0
+    checked = reconcile(store, new)
+    assert checked.dangling_rendition_count == 0 and checked.orphan_count == 0
+
+
+def test_copy_files_leaves_the_row_when_a_rendition_is_recorded_while_it_copies(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # copy_files listed a page's renditions, copied them, then pointed each row at the new store if the
+    # generation's row was still as read: a rendition recorded in between (its object put beside the master in
+    # the old store, under the row lock copy-files did not wait for) was not copied, yet its row followed its
+    # generation to the new store: a dangling rendition, its object an orphan in the old store
+    from musicstore.maintenance import relocate
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    done = exported(store, old)
+    (mp3,) = render_generation(store, done.id, root=old, formats=["mp3"])
+    before = store.run(get_storage, done.id)
+    copy_one = relocate._copy_one
+    rendered: list[str] = []
+
+    def copied_while_rendered(*args: Any, **kwargs: Any) -> str:
+        if not rendered:
+            (opus,) = render_generation(store, done.id, root=old, formats=["opus"])
+            rendered.append(opus.storage_key)
+        return copy_one(*args, **kwargs)
+
+    monkeypatch.setattr(relocate, "_copy_one", copied_while_rendered)
+    report = copy_files(store, new)
+    assert rendered and (report.rows_updated, report.rows_changed) == (0, 1)
+    assert store.run(get_storage, done.id) == before  # left where it was, as it was
+    with Delivery(store) as delivery:
+        for rendition in store.list_renditions(done.id):
+            assert delivery.read_audio(rendition)
+    monkeypatch.setattr(relocate, "_copy_one", copy_one)
+    again = copy_files(store, new)  # the next run copies them all and moves the row
+    assert (again.rows_updated, again.renditions_copied) == (1, 2)
+    assert (new / rendered[0]).is_file() and (new / mp3.storage_key).is_file()
+    with Delivery(store) as delivery:
+        assert len([delivery.read_audio(r) for r in store.list_renditions(done.id)]) == 2
+    checked = reconcile(store, new)
+    assert checked.dangling_rendition_count == 0 and checked.orphan_count == 0

@@ -20,8 +20,9 @@ run again:
    back and hashed) must be the row's.
 3. Only then, in one transaction per page, each row changes: ``storage_url`` becomes ``to``'s URL (and the
    checksum is recorded for rows that had none), only if the row is still as it was read (completed, same
-   key, same store). The renditions' rows and the peaks record (a key, no store) need no change: they
-   follow their generation.
+   key, same store) and every rendition it then has (read under the row's lock, which a render holds from
+   before its put to its commit) was copied. The renditions' rows and the peaks record (a key, no store)
+   need no change: they follow their generation.
 
 An interrupted run leaves copies that no row records yet in ``to`` (reconcile reports them as orphans until
 the next run records them) and never a row pointing at a copy that is not whole and verified. The source files
@@ -112,11 +113,22 @@ def renditions_of(ids: list[str]) -> Steps[dict[str, list[tuple[str, int, str]]]
     return found
 
 
+Move = tuple[str, str | None, str, str, str, frozenset[tuple[str, str]], str | None]
+"""(id, old_url, key, checksum, origin's url, the renditions copied as (storage_key, checksum), the row's
+checksum as read)."""
+
+
 @writer
-def relocate(moves: list[tuple[str, str | None, str, str, str]], target_url: str) -> Steps[set[str]]:
-    """Point each (id, old_url, key, checksum) row at ``target_url`` if still as read; returns ids changed."""
+def relocate(moves: list[Move], target_url: str) -> Steps[set[str]]:
+    """Point each (id, old_url, key, checksum) row at ``target_url`` if still as read, and only if every
+    rendition it has then was copied; returns ids changed.
+
+    The row is updated first, which takes its lock (a render holds it from before its put to its commit), so
+    the renditions read next are all it has until this commits: one recorded since they were listed (put
+    beside the master in the old store, not copied) puts the row back as it was, counted as changed; the next
+    run copies it."""
     changed: set[str] = set()
-    for gid, old_url, key, checksum, _ in moves:
+    for gid, old_url, key, checksum, _, copied, before in moves:
         params = {
             "id": gid,
             "old_url": old_url,
@@ -124,8 +136,14 @@ def relocate(moves: list[tuple[str, str | None, str, str, str]], target_url: str
             "file_path": key,
             "checksum": checksum,
         }
-        if (yield Call("maintenance_relocate_file", params)) == 1:
+        if (yield Call("maintenance_relocate_file", params)) != 1:
+            continue
+        now = yield Call("maintenance_renditions_of_generations", {"ids": json.dumps([gid])})
+        if {(r["storage_key"], r["checksum"]) for r in now} <= copied:
             changed.add(gid)
+            continue
+        back = {**params, "old_url": target_url, "new_url": old_url, "checksum": before}
+        yield Call("maintenance_relocate_file", back)  # a rendition recorded meanwhile, not copied
     return changed
 
 
@@ -243,7 +261,7 @@ def _copy_page(
             report.truncated = True
 
     renditions = store.run(renditions_of, [row["id"] for row in page]) if page else {}
-    moves: list[tuple[str, str | None, str, str, str]] = []
+    moves: list[Move] = []
     for row in page:
         try:
             origin = sources.of(row["storage_url"])
@@ -266,7 +284,10 @@ def _copy_page(
         except (StorageError, InvalidInput) as exc:
             skip(row, f"{type(exc).__name__}: {exc}")
             continue
-        moves.append((row["id"], row["storage_url"], row["file_path"], sums[0], origin.url))
+        copied = frozenset((k, c) for k, _, c in renditions.get(row["id"], []))
+        moves.append(
+            (row["id"], row["storage_url"], row["file_path"], sums[0], origin.url, copied, row["checksum"])
+        )
         report.renditions_copied += len(files) - 1
         report.peaks_copied += len(peaks)
     if report.dry_run or not moves:
