@@ -13,7 +13,7 @@ from musicstore.errors import StorageError
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.relocate import copy_files
 from musicstore.ops.storage import get_storage
-from musicstore.rendering import render_generation
+from musicstore.rendering import render_generation, render_peaks
 from tests.test_rendition_store import exported
 
 
@@ -88,3 +88,34 @@ def test_copy_files_leaves_the_row_when_a_rendition_is_recorded_while_it_copies(
         assert len([delivery.read_audio(r) for r in store.list_renditions(done.id)]) == 2
     checked = reconcile(store, new)
     assert checked.dangling_rendition_count == 0 and checked.orphan_count == 0
+
+
+def test_copy_files_leaves_the_row_when_peaks_are_recorded_while_it_copies(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the same for the peaks record (metadata["peaks"], a key that follows its generation's store): peaks
+    # recorded after copy-files read the row were not copied, yet the row moved, its record naming a file
+    # the new store lacked (a dangling peaks record)
+    from musicstore.maintenance import relocate
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    done = exported(store, old)
+    before = store.run(get_storage, done.id)
+    copy_one = relocate._copy_one
+    drawn: list[str] = []
+
+    def copied_while_drawn(*args: Any, **kwargs: Any) -> str:
+        if not drawn:
+            drawn.append(render_peaks(store, done.id, root=old, samples_per_pixel=512).key)
+        return copy_one(*args, **kwargs)
+
+    monkeypatch.setattr(relocate, "_copy_one", copied_while_drawn)
+    report = copy_files(store, new)
+    assert drawn and (report.rows_updated, report.rows_changed) == (0, 1)
+    assert store.run(get_storage, done.id) == before  # left where it was, as it was
+    monkeypatch.setattr(relocate, "_copy_one", copy_one)
+    assert copy_files(store, new).rows_updated == 1  # the next run copies them all and moves the row
+    row = store.get_generation(done.id)
+    assert row is not None and row.metadata["peaks"]["key"] == drawn[0] and (new / drawn[0]).is_file()
+    checked = reconcile(store, new)
+    assert checked.dangling_peaks_count == 0 and checked.orphan_count == 0

@@ -20,9 +20,9 @@ run again:
    back and hashed) must be the row's.
 3. Only then, in one transaction per page, each row changes: ``storage_url`` becomes ``to``'s URL (and the
    checksum is recorded for rows that had none), only if the row is still as it was read (completed, same
-   key, same store) and every rendition it then has (read under the row's lock, which a render holds from
-   before its put to its commit) was copied. The renditions' rows and the peaks record (a key, no store)
-   need no change: they follow their generation.
+   key, same store) and every rendition it then has, and its peaks record (read under the row's lock, which
+   a render holds from before its put to its commit), were copied. The renditions' rows and the peaks
+   record (a key, no store) need no change: they follow their generation.
 
 An interrupted run leaves copies that no row records yet in ``to`` (reconcile reports them as orphans until
 the next run records them) and never a row pointing at a copy that is not whole and verified. The source files
@@ -52,7 +52,9 @@ from ..filestore import (
     StoreUnavailable,
     open_filestore,
 )
+from ..models import Generation
 from ..ops import Call, Steps, reader, writer
+from ..ops.reads import GENERATION
 from ..store import Store
 from .scan import DEFAULT_MAX_ITEMS, is_peaks_of, require_store
 
@@ -113,22 +115,22 @@ def renditions_of(ids: list[str]) -> Steps[dict[str, list[tuple[str, int, str]]]
     return found
 
 
-Move = tuple[str, str | None, str, str, str, frozenset[tuple[str, str]], str | None]
+Move = tuple[str, str | None, str, str, str, frozenset[tuple[str, str]], str | None, Any]
 """(id, old_url, key, checksum, origin's url, the renditions copied as (storage_key, checksum), the row's
-checksum as read)."""
+checksum as read, its peaks record copied: ``metadata["peaks"]`` as read, None when none)."""
 
 
 @writer
 def relocate(moves: list[Move], target_url: str) -> Steps[set[str]]:
     """Point each (id, old_url, key, checksum) row at ``target_url`` if still as read, and only if every
-    rendition it has then was copied; returns ids changed.
+    rendition it has then, and its peaks record, were copied; returns ids changed.
 
-    The row is updated first, which takes its lock (a render holds it from before its put to its commit), so
-    the renditions read next are all it has until this commits: one recorded since they were listed (put
-    beside the master in the old store, not copied) puts the row back as it was, counted as changed; the next
-    run copies it."""
+    The row is updated first, which takes its lock (a render holds it from before its put to its commit, and
+    ``render_peaks`` while it records), so the renditions and the record read next are all it has until this
+    commits: one recorded since they were listed (put beside the master in the old store, not copied) puts
+    the row back as it was, counted as changed; the next run copies it."""
     changed: set[str] = set()
-    for gid, old_url, key, checksum, _, copied, before in moves:
+    for gid, old_url, key, checksum, _, copied, before, peaks in moves:
         params = {
             "id": gid,
             "old_url": old_url,
@@ -139,11 +141,13 @@ def relocate(moves: list[Move], target_url: str) -> Steps[set[str]]:
         if (yield Call("maintenance_relocate_file", params)) != 1:
             continue
         now = yield Call("maintenance_renditions_of_generations", {"ids": json.dumps([gid])})
-        if {(r["storage_key"], r["checksum"]) for r in now} <= copied:
+        row: Generation | None = yield Call("get_generation", {"id": gid}, GENERATION)
+        recorded = None if row is None else row.metadata.get("peaks")
+        if {(r["storage_key"], r["checksum"]) for r in now} <= copied and recorded == peaks:
             changed.add(gid)
             continue
         back = {**params, "old_url": target_url, "new_url": old_url, "checksum": before}
-        yield Call("maintenance_relocate_file", back)  # a rendition recorded meanwhile, not copied
+        yield Call("maintenance_relocate_file", back)  # a rendition or peaks recorded meanwhile, not copied
     return changed
 
 
@@ -285,8 +289,18 @@ def _copy_page(
             skip(row, f"{type(exc).__name__}: {exc}")
             continue
         copied = frozenset((k, c) for k, _, c in renditions.get(row["id"], []))
+        record = None if row["peaks"] is None else json.loads(row["peaks"])
         moves.append(
-            (row["id"], row["storage_url"], row["file_path"], sums[0], origin.url, copied, row["checksum"])
+            (
+                row["id"],
+                row["storage_url"],
+                row["file_path"],
+                sums[0],
+                origin.url,
+                copied,
+                row["checksum"],
+                record,
+            )
         )
         report.renditions_copied += len(files) - 1
         report.peaks_copied += len(peaks)
