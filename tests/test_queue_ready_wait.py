@@ -72,3 +72,17 @@ def test_the_queue_command_prints_the_longest_ready_wait(sqlite_url: str) -> Non
     assert figures["by_priority_and_owner"][0]["ready_since"] is None
     table = run("queue", "--database", sqlite_url)
     assert table.returncode == 0 and "longest ready wait -" in table.stdout.splitlines()[0]
+
+
+def test_the_queue_table_counts_a_keys_running_jobs_once(sqlite_url: str) -> None:
+    """A key with pending jobs at several priorities shows its processing jobs on one row: the running column
+    adds up to the first line's count (it repeated them on each of the key's rows)."""
+    with Store(sqlite_url) as store:
+        for priority in (0, 5, 5, 9):
+            store.create_generation("p", model_name="m", duration_seconds=1, owner_key="u", priority=priority)
+        assert store.claim_next("gpu-0") is not None  # the priority-9 job: u keeps rows at 5 and 0
+    lines = run("queue", "--database", sqlite_url).stdout.splitlines()
+    assert lines[0].startswith("pending 3, processing 1,")
+    start = lines[2].index("running")  # the column's place in the header (cells are aligned under it)
+    cells = [line[start : start + len("running")].strip() for line in lines[4:]]
+    assert cells == ["1", ""]

@@ -54,19 +54,23 @@ def cmd_queue(args: argparse.Namespace) -> int:
     )
     if depth.levels or running:
         print()
-        rows: list[tuple[object, ...]] = [
-            (
-                level.priority,
-                level.owner_key or NO_KEY,
-                level.pending,
-                level.deferred,
-                moment_text(level.oldest_created_at),
-                depth.running.get(level.owner_key, 0),
-                _limit(limits, level.owner_key),
+        rows: list[tuple[object, ...]] = []
+        queued: set[str | None] = set()
+        for level in sorted(depth.levels, key=lambda lv: (-lv.priority, lv.owner_key or "")):
+            # a key's processing jobs on its first (highest-priority) row only: the column sums to the total
+            shown = "" if level.owner_key in queued else depth.running.get(level.owner_key, 0)
+            queued.add(level.owner_key)
+            rows.append(
+                (
+                    level.priority,
+                    level.owner_key or NO_KEY,
+                    level.pending,
+                    level.deferred,
+                    moment_text(level.oldest_created_at),
+                    shown,
+                    _limit(limits, level.owner_key),
+                )
             )
-            for level in sorted(depth.levels, key=lambda lv: (-lv.priority, lv.owner_key or ""))
-        ]
-        queued = {level.owner_key for level in depth.levels}
         rows += [  # keys with jobs processing and none pending: after the others, no priority
             ("-", key or NO_KEY, 0, 0, "-", n, _limit(limits, key))
             for key, n in sorted(depth.running.items(), key=_by_key)
