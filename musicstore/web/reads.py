@@ -260,9 +260,11 @@ def _filters(request: Request) -> tuple[Filters, str | None]:
 
 def _limit(request: Request) -> int:
     raw = request.query_params.get("limit", "50")
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 500:  # "²" is a digit int() refuses
+    # "²" is a digit int() refuses, and int() refuses a str of more than 4,300 digits (a ValueError: a 500)
+    digits = raw.lstrip("0")
+    if not (raw.isascii() and raw.isdigit()) or len(digits) > 3 or not 1 <= int(digits or "0") <= 500:
         raise InvalidInput("limit must be a whole number from 1 to 500")
-    return int(raw)
+    return int(digits)
 
 
 __all__ = [
