@@ -18,7 +18,12 @@ from starlette.testclient import TestClient
 from musicstore import Store
 from musicstore.web import create_app
 
-GEN: dict[str, Any] = {"model_name": "musicgen-small", "duration_seconds": 2, "sample_rate": 32_000, "channels": 2}
+GEN: dict[str, Any] = {
+    "model_name": "musicgen-small",
+    "duration_seconds": 2,
+    "sample_rate": 32_000,
+    "channels": 2,
+}
 
 
 @pytest.fixture
@@ -41,3 +46,21 @@ def test_a_limit_of_thousands_of_digits_is_a_bad_request(
             else:
                 assert response.status_code == 400, (path, response.text)
                 assert "limit must be a whole number from 1 to 500" in response.text
+
+
+def test_a_window_holding_exactly_its_limit_is_not_cut(db_url: str) -> None:
+    # musicstore_window_truncated is 1 "when the window held more than" its limit: a window of exactly its
+    # limit (all of it read) said it was cut, so its figures read as a lower bound
+    from musicstore.metrics import metrics_text, read_metrics
+
+    with Store(db_url) as store:
+        for i in range(3):
+            store.create_generation(f"lofi {i}", **GEN)
+        exact = read_metrics(store, window_limit=3)
+        assert sum(exact.window.generations.values()) == 3 and len(exact.recent) == 3
+        assert not exact.window.truncated
+        cut = read_metrics(store, window_limit=2)
+        assert sum(cut.window.generations.values()) == 2 and len(cut.recent) == 2 and cut.window.truncated
+        assert b'musicstore_window_truncated{window="3600s"} 0.0' in metrics_text(store, window_limit=3)
+        assert b'musicstore_window_truncated{window="3600s"} 1.0' in metrics_text(store, window_limit=2)
+        assert read_metrics(store, window_limit=1_000_000).window.truncated is False

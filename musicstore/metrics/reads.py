@@ -99,6 +99,10 @@ def recent_op(since: datetime, limit: int) -> Steps[list[dict[str, Any]]]:
     error and times (no id)."""
     since = validate.moment(since, "since")
     limit = validate.integer(limit, "limit", 1, 1_000_000)
+    return _recent_rows((yield Call("metrics_recent", {"since": since, "limit": limit})))
+
+
+def _recent_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
             **row,
@@ -106,7 +110,7 @@ def recent_op(since: datetime, limit: int) -> Steps[list[dict[str, Any]]]:
             "started_at": _moment(row["started_at"]),
             "completed_at": _moment(row["completed_at"]),
         }
-        for row in (yield Call("metrics_recent", {"since": since, "limit": limit}))
+        for row in rows
     ]
 
 
@@ -151,11 +155,13 @@ def metrics_op(
     processing_by_priority = dict.fromkeys(PRIORITY_CLASSES, 0)
     for row in processing:
         processing_by_priority[priority_class(row["priority"])] += 1
-    recent = yield from recent_op.steps(now - timedelta(seconds=seconds), limit)
-    counted = Window(seconds, dict.fromkeys(by_status, 0), truncated=len(recent) >= limit)
+    since = now - timedelta(seconds=seconds)
+    # one row past the limit says that the window held more than it (a window of exactly the limit is whole)
+    recent = _recent_rows((yield Call("metrics_recent", {"since": since, "limit": limit + 1})))
+    counted = Window(seconds, dict.fromkeys(by_status, 0), truncated=len(recent) > limit)
+    del recent[limit:]
     # the throughput: a range of the completed index, whatever the rows' creation (a backlog older than the
     # window would show none among the rows created in it)
-    since = now - timedelta(seconds=seconds)
     counted.completions = int((yield Call("count_completed_since", {"since": since}, COUNT))[0])
     for row in recent:
         counted.generations[row["status"]] += 1
