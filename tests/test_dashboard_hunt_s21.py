@@ -4,6 +4,7 @@ window's cut, the charts, the figures against a recount of the rows."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ pytest.importorskip("prometheus_client")
 from starlette.testclient import TestClient
 
 from musicstore import Store
+from musicstore.testing import FakeClock
 from musicstore.web import create_app
 
 GEN: dict[str, Any] = {
@@ -64,3 +66,22 @@ def test_a_window_holding_exactly_its_limit_is_not_cut(db_url: str) -> None:
         assert b'musicstore_window_truncated{window="3600s"} 0.0' in metrics_text(store, window_limit=3)
         assert b'musicstore_window_truncated{window="3600s"} 1.0' in metrics_text(store, window_limit=2)
         assert read_metrics(store, window_limit=1_000_000).window.truncated is False
+
+
+def test_the_days_chart_shows_every_one_of_its_30_days(
+    store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    # the chart had a bar per day with rows only: a day without any (an outage) vanished from the axis, its
+    # neighbours' bars side by side, and the chart's 30 days were fewer, unlabelled gaps
+    store.create_generation("lofi 0", **GEN)
+    first = clock.now.strftime("%Y-%m-%d")
+    clock.advance(3 * 86_400)
+    store.create_generation("lofi 1", **GEN)
+    store.create_generation("lofi 2", **GEN)
+    today = clock.now.date()
+    with TestClient(create_app(store, root=tmp_path)) as client:
+        days = client.get("/api/overview").json()["charts"]["days"]
+    expected = [(today - timedelta(days=29 - i)).isoformat() for i in range(30)]
+    assert days["labels"] == expected
+    created = dict(zip(days["labels"], dict(days["series"])["created"], strict=True))
+    assert created[first] == 1 and created[today.isoformat()] == 2 and sum(created.values()) == 3

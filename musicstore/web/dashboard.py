@@ -150,14 +150,17 @@ class Dashboard:
             completed = tx.run(completions_by_hour_op, hour0)
             # every creation of each hour (the snapshot holds the newest OVERVIEW_ROWS of the day)
             created = tx.run(created_by_hour_op, hour0)
+        first_day = (now - timedelta(days=29)).date()
+        day_labels = [(first_day + timedelta(days=i)).isoformat() for i in range(30)]
+        by_day = dict(days)
         charts = {
             "hours": {
                 "labels": [h.strftime("%H:00") for h in hours],
                 "series": [["created", created], ["completed", completed], ["failed", failed]],
             },
-            "days": {
-                "labels": [day for day, _ in days],
-                "series": [["created", [n for _, n in days]]],
+            "days": {  # every one of the 30 days, a day without rows at 0 (it had no bar, nor place)
+                "labels": day_labels,
+                "series": [["created", [by_day.get(day, 0) for day in day_labels]]],
             },
         }
         return snapshot, {"charts": charts, "failures": failures}
