@@ -3,12 +3,15 @@ window's cut, the charts, the figures against a recount of the rows."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("starlette")
 pytest.importorskip("jinja2")
@@ -85,3 +88,102 @@ def test_the_days_chart_shows_every_one_of_its_30_days(
     assert days["labels"] == expected
     created = dict(zip(days["labels"], dict(days["series"])["created"], strict=True))
     assert created[first] == 1 and created[today.isoformat()] == 2 and sum(created.values()) == 3
+
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["create", "claim", "complete", "fail", "retry", "cancel", "advance", "requeue", "delete"]
+        ),
+        st.integers(0, 7),
+    ),
+    max_size=30,
+)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(steps=_OPS)
+def test_the_metrics_agree_with_a_recount_of_the_rows(
+    store: Store, clock: FakeClock, steps: list[Any]
+) -> None:
+    from musicstore.metrics import LEASE_EXPIRED, priority_class, read_metrics
+    from musicstore.ops.jobs import RESET_CONFIRMATION
+
+    store.reset_database(confirm=RESET_CONFIRMATION)  # each example starts from an empty store
+    created = 0
+    for op, n in steps:
+        ids = [g.id for g in store.get_all_generations(limit=500)]
+        processing = [g.id for g in store.get_all_generations(status="processing", limit=500)]
+        pick = ids[n % len(ids)] if ids else None
+        claimed = processing[n % len(processing)] if processing else None
+        if op == "create":
+            model = ["musicgen-small", 'a "quoted"\\model\n', "ünï"][n % 3]
+            store.create_generation(f"prompt {n % 4}", **{**GEN, "model_name": model}, priority=n % 3 - 1)
+            created += 1
+        elif op == "claim":
+            store.claim_next(f"gpu-{n % 3}", lease_seconds=30 + 60 * (n % 2))
+        elif op == "complete" and claimed is not None:
+            store.complete_generation(
+                claimed,
+                file_path=f"{claimed}.wav",
+                file_size_bytes=1000 + n,
+                generation_time_seconds=0.5 * n,
+                metadata={"loudness_lufs": -14.0 - n, "true_peak_dbtp": -1.0},
+            )
+        elif op in ("fail", "retry") and claimed is not None:
+            store.fail(claimed, f"boom {n}", retry=op == "retry")
+        elif op == "cancel" and pick is not None:
+            if store.get_generation(pick).status.value in ("pending", "processing"):  # type: ignore[union-attr]
+                store.cancel(pick, "no longer wanted")
+        elif op == "advance":
+            clock.advance(60 * 7 * n)
+        elif op == "requeue":
+            store.requeue_expired()
+        elif op == "delete" and pick is not None and pick not in processing:  # a claim is not deleted
+            store.delete_generation(pick)
+
+    s = read_metrics(store)
+    rows = store.get_all_generations(limit=500)
+    now = clock.now
+    statuses = ("pending", "processing", "completed", "failed", "cancelled")
+    assert s.by_status == {st_: sum(g.status.value == st_ for g in rows) for st_ in statuses}
+    assert s.by_model == dict(Counter((g.model_name, g.status.value) for g in rows))
+    for st_ in statuses:
+        of = [g for g in rows if g.status.value == st_]
+        assert s.file_bytes[st_] == sum(g.file_size_bytes or 0 for g in of)
+        assert s.audio_seconds[st_] == pytest.approx(sum(g.duration_seconds for g in of))
+        assert s.generation_seconds[st_] == pytest.approx(sum(g.generation_time_seconds or 0 for g in of))
+    assert s.prompt_uses == created and s.prompts == len(
+        {f"prompt {n % 4}" for op, n in steps if op == "create"}
+    )
+    pending = [g for g in rows if g.status.value == "pending"]
+    assert s.pending_by_priority == {
+        c: sum(priority_class(g.priority) == c for g in pending) for c in ("high", "normal", "low")
+    }
+    oldest = min((g.created_at for g in pending), default=None)
+    assert s.oldest_pending_age == (None if oldest is None else pytest.approx((now - oldest).total_seconds()))
+    busy = [g for g in rows if g.status.value == "processing"]
+    expired = [g for g in busy if g.lease_expires_at is not None and g.lease_expires_at <= now]
+    assert (s.leases_live, s.leases_expired) == (len(busy) - len(expired), len(expired))
+    assert [w.worker_id for w in s.workers] == sorted({g.worker_id for g in busy})  # type: ignore[type-var]
+    assert s.processing_by_priority == {
+        c: sum(priority_class(g.priority) == c for g in busy) for c in ("high", "normal", "low")
+    }
+    since = now - timedelta(seconds=s.window.seconds)
+    recent = [g for g in rows if g.created_at >= since]
+    assert s.window.generations == {st_: sum(g.status.value == st_ for g in recent) for st_ in statuses}
+    assert s.window.claims == sum(g.attempts for g in recent)
+    assert s.window.retries == sum(max(g.attempts - 1, 0) for g in recent)
+    assert s.window.lease_expiries == sum((g.error_message or "").startswith(LEASE_EXPIRED) for g in recent)
+    assert s.window.completions == sum(
+        g.status.value == "completed" and g.completed_at is not None and g.completed_at >= since for g in rows
+    )
+    done = [g for g in rows if g.status.value == "completed"]
+    assert s.generation_time.count == sum(g.generation_time_seconds is not None for g in done)
+    assert s.loudness.count == len(done) and s.loudness.total == pytest.approx(
+        sum(g.metadata["loudness_lufs"] for g in done)
+    )
