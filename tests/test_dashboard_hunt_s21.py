@@ -187,3 +187,28 @@ def test_the_metrics_agree_with_a_recount_of_the_rows(
     assert s.loudness.count == len(done) and s.loudness.total == pytest.approx(
         sum(g.metadata["loudness_lufs"] for g in done)
     )
+
+
+def test_the_workers_and_prompts_pages_read_the_stores_clock(
+    store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    # /workers and /prompts read the wall clock where /metrics and the overview read the store's: under a
+    # store's own clock (here months behind the wall) every live lease showed expired on /workers while the
+    # overview said live, and the trending windows counted no row
+    store.create_generation("lofi 0", **GEN)
+    store.create_generation("lofi 0", **GEN)
+    store.claim_next("gpu-0", lease_seconds=600)
+    clock.advance(10)
+    with TestClient(create_app(store, root=tmp_path)) as client:
+        overview = client.get("/api/overview").json()
+        workers = client.get("/api/workers").json()
+        prompts = client.get("/api/prompts").json()
+        page = client.get("/workers").text
+    assert overview["leases"] == {"live": 1, "expired": 0}
+    assert workers["leases"] == overview["leases"] and workers["workers"][0]["expired"] == 0
+    assert "1 live lease(s), 0 expired" in page and 'class="expired"' not in page
+    assert prompts["trending_day"] == [{"text": "lofi 0", "uses": 2}] == prompts["trending_week"]
+    clock.advance(600)  # the lease has expired by the store's clock
+    with TestClient(create_app(store, root=tmp_path)) as client:
+        assert client.get("/api/workers").json()["leases"] == {"live": 0, "expired": 1}
+        assert client.get("/api/overview").json()["leases"] == {"live": 0, "expired": 1}

@@ -41,6 +41,7 @@ from .reads import (
     completions_by_hour_op,
     created_by_hour_op,
     days_op,
+    now_op,
     read_models,
     recent_prompts_op,
     table_page,
@@ -310,8 +311,8 @@ class Dashboard:
         return self.render(request, "prompts.html", **self.prompt_data())
 
     def prompt_data(self) -> dict[str, Any]:
-        now = datetime.now(UTC)
         with self.store.transaction(write=False) as tx:
+            now = tx.run(now_op)  # the store's clock, which stamped the rows
             most_used = tx.get_most_used_prompts(20)
             day = tx.run(recent_prompts_op, now - timedelta(days=1), TRENDING_ROWS)
             week = tx.run(recent_prompts_op, now - timedelta(days=7), TRENDING_ROWS)
@@ -323,8 +324,8 @@ class Dashboard:
         }
 
     def workers_data(self) -> dict[str, Any]:
-        now = datetime.now(UTC)
         with self.store.transaction(write=False) as tx:
+            now = tx.run(now_op)  # the store's clock, as the metrics' leases
             processing = tx.run(processing_op)
         workers = workers_of(processing, now)
         expired = sum(w.expired for w in workers)

@@ -20,7 +20,7 @@ from .. import validate
 from ..errors import InvalidInput
 from ..ids import check_id
 from ..models import EPOCH, Generation, columns, to_datetime, to_micros
-from ..ops import GENERATION, Call, Steps, reader
+from ..ops import GENERATION, NOW, Call, Steps, reader
 from ..store import Store
 
 SEARCH_WINDOW = 5000
@@ -199,6 +199,14 @@ def table_page(filters: Filters, *, cursor: str | None = None, limit: int = 50) 
 
 
 @reader
+def now_op() -> Steps[datetime]:
+    """The store's clock, which stamped the rows: a page compares their times (leases, windows) with it, as
+    the metrics do, not with the wall clock."""
+    now: datetime = yield NOW
+    return now
+
+
+@reader
 def recent_prompts_op(since: datetime, limit: int) -> Steps[list[str]]:
     """The prompts of the rows created since ``since`` (at most ``limit``, newest first)."""
     since = validate.moment(since, "since")
@@ -279,6 +287,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "glob_pattern",
+    "now_op",
     "read_models",
     "recent_prompts_op",
     "regex_pattern",
