@@ -212,3 +212,24 @@ def test_the_workers_and_prompts_pages_read_the_stores_clock(
     with TestClient(create_app(store, root=tmp_path)) as client:
         assert client.get("/api/workers").json()["leases"] == {"live": 0, "expired": 1}
         assert client.get("/api/overview").json()["leases"] == {"live": 0, "expired": 1}
+
+
+@pytest.mark.parametrize(
+    ("window", "label"),
+    [
+        (3600, "3600s"),
+        (1_209_600, "1209600s"),
+        (2_592_000, "2592000s"),
+        (1_234_567, "1234567s"),
+        (2.5, "2.5s"),
+    ],
+)
+def test_the_window_label_is_its_exact_seconds(db_url: str, window: float, label: str) -> None:
+    # the label was f"{seconds:g}s": six significant digits, so two weeks was "1.2096e+06s" and windows of
+    # 1,234,567 and 1,234,568 seconds had one label
+    from musicstore.metrics import metrics_text
+
+    with Store(db_url) as store:
+        text = metrics_text(store, window=window).decode()
+    assert f'musicstore_window_claims{{window="{label}"}} 0.0' in text
+    assert f'musicstore_window_generations{{status="pending",window="{label}"}} 0.0' in text

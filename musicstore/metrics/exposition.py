@@ -38,10 +38,15 @@ def _histogram(name: str, doc: str, dist: Distribution) -> Metric:
     return family
 
 
+def _seconds(seconds: float) -> str:
+    """A window's exact seconds: 1209600, 2.5 (":g" kept six digits: two weeks read "1.2096e+06")."""
+    return str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
+
+
 def families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     """The snapshot as Prometheus metric families."""
     s = snapshot
-    window = [(f"{s.window.seconds:g}s",)]
+    window = [(f"{_seconds(s.window.seconds)}s",)]
     yield _gauge(
         "musicstore_generations", "Generations by status (running totals).", ["status"],
         [((k,), v) for k, v in s.by_status.items()],
