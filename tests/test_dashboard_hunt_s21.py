@@ -233,3 +233,24 @@ def test_the_window_label_is_its_exact_seconds(db_url: str, window: float, label
         text = metrics_text(store, window=window).decode()
     assert f'musicstore_window_claims{{window="{label}"}} 0.0' in text
     assert f'musicstore_window_generations{{status="pending",window="{label}"}} 0.0' in text
+
+
+def test_a_queue_of_exactly_the_priority_walks_limit_is_not_cut(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # pending_by_priority_truncated was "counted >= PENDING_LIMIT": a queue of exactly the limit, counted
+    # whole, said that its classes were a lower bound; the running totals know the queue's length exactly
+    from musicstore.metrics import read_metrics, reads
+
+    monkeypatch.setattr(reads, "PENDING_LIMIT", 3)  # the walk's 10,000, made small
+    with Store(db_url) as store:
+        for priority in (1, 0, -1):
+            store.create_generation("lofi", **{**GEN, "priority": priority})
+        exact = read_metrics(store)
+        assert exact.pending_by_priority == {"high": 1, "normal": 1, "low": 1}
+        assert exact.pending_truncated is False
+        with TestClient(create_app(store, root=tmp_path)) as client:
+            assert client.get("/api/overview").json()["pending_by_priority_truncated"] is False
+        store.create_generation("lofi", **GEN)
+        cut = read_metrics(store)
+        assert sum(cut.pending_by_priority.values()) == 3 and cut.pending_truncated is True

@@ -191,7 +191,8 @@ def metrics_op(
         prompt_uses=uses,
         oldest_pending_age=None if oldest is None else max((now - oldest).total_seconds(), 0.0),
         pending_by_priority=pending_by_priority,
-        pending_truncated=int(queue["counted"]) >= PENDING_LIMIT,
+        # the running totals know the queue's length: a queue of exactly the walk's limit was counted whole
+        pending_truncated=by_status["pending"] > int(queue["counted"]),
         processing_by_priority=processing_by_priority,
         leases_live=len(processing) - expired,
         leases_expired=expired,
