@@ -254,3 +254,28 @@ def test_a_queue_of_exactly_the_priority_walks_limit_is_not_cut(
         store.create_generation("lofi", **GEN)
         cut = read_metrics(store)
         assert sum(cut.pending_by_priority.values()) == 3 and cut.pending_truncated is True
+
+
+def test_the_tables_links_keep_its_page_size(web_store: Store, tmp_path: Path) -> None:
+    # "Older →" and "Newest" carried the filters and the cursor but not ?limit=: the next page fell back to
+    # 50 rows
+    import html
+    import re
+
+    for i in range(5):  # six rows with the fixture's
+        web_store.create_generation(f"lofi {i}", **GEN)
+    with TestClient(create_app(web_store, root=tmp_path)) as client:
+        seen: list[str] = []
+        page = client.get("/generations", params={"limit": "2", "q": "lofi"}).text
+        for _ in range(3):
+            rows = re.findall(r'<tr data-id="([0-9a-f-]+)">', page)
+            assert len(rows) == 2, rows
+            seen += rows
+            older = re.search(r'<a href="([^"]+)" id="page-next"', page)
+            if older is None:
+                break
+            assert "limit=2" in older[1] and "q=lofi" in older[1]
+            page = client.get("/generations" + html.unescape(older[1])).text
+            newest = re.search(r'<a href="([^"]+)" id="page-first"', page)
+            assert newest is not None and "limit=2" in newest[1] and "cursor" not in newest[1]
+        assert len(set(seen)) == 6 and older is None

@@ -271,12 +271,15 @@ class Dashboard:
 
     def table(self, request: Request) -> Response:
         filters, cursor = _filters(request)
+        limit = _limit(request)
         with self.store.transaction(write=False) as tx:
-            page = tx.run(table_page, filters, cursor=cursor, limit=_limit(request))
+            page = tx.run(table_page, filters, cursor=cursor, limit=limit)
         models = sorted({model for model, _ in read_models(self.store)})
+        # the links keep the page size asked for (without it, the next page fell back to 50 rows)
+        query = {**filters.query(), **({"limit": str(limit)} if "limit" in request.query_params else {})}
         next_url = None
         if page.next_cursor is not None:
-            next_url = "?" + urlencode({**filters.query(), "cursor": page.next_cursor})
+            next_url = "?" + urlencode({**query, "cursor": page.next_cursor})
         return self.render(
             request,
             "generations.html",
@@ -285,7 +288,7 @@ class Dashboard:
             models=models,
             statuses=[s.value for s in Status],
             next_url=next_url,
-            first_url="?" + urlencode(filters.query()) if cursor else None,
+            first_url="?" + urlencode(query) if cursor else None,
         )
 
     def generation(self, request: Request) -> Response:
