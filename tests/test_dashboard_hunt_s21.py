@@ -279,3 +279,43 @@ def test_the_tables_links_keep_its_page_size(web_store: Store, tmp_path: Path) -
             newest = re.search(r'<a href="([^"]+)" id="page-first"', page)
             assert newest is not None and "limit=2" in newest[1] and "cursor" not in newest[1]
         assert len(set(seen)) == 6 and older is None
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"bits": 2000, "samples_per_pixel": 4, "length": 2, "sample_rate": 8000, "data": [0, 1, 0, 1]},
+        {"bits": 8, "samples_per_pixel": 1e400, "length": 2, "sample_rate": 8000, "data": [0, 1, 0, 1]},
+        {"bits": 8, "samples_per_pixel": 4, "length": 2, "sample_rate": 1e400, "data": [0, 1, 0, 1]},
+    ],
+    ids=["bits-2000", "spp-infinite", "rate-infinite"],
+)
+def test_a_peaks_file_out_of_range_is_read_from_the_audio_instead(
+    web_store: Store, tmp_path: Path, document: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # a peaks file whose numbers overflow (bits 2000: 1 << 1999 is no float; 1e400 is JSON's infinity, which
+    # int() refuses with an OverflowError) failed the waveform with a 500, where one that cannot be read is
+    # left for the audio file's own peaks
+    import hashlib
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(tmp_path / "a.wav", np.full(8000, 0.25), 8000)
+    body = json.dumps(document).replace("Infinity", "1e400").encode()
+    (tmp_path / "a.peaks.json").write_bytes(body)
+    peaks = {"key": "a.peaks.json", "sha256": hashlib.sha256(body).hexdigest()}
+    claimed = web_store.claim_next("gpu-0")
+    assert claimed is not None
+    size = (tmp_path / "a.wav").stat().st_size
+    web_store.complete_generation(
+        claimed.id, file_path="a.wav", file_size_bytes=size, metadata={"peaks": peaks}
+    )
+    with TestClient(create_app(web_store, root=tmp_path), raise_server_exceptions=False) as client:
+        response = client.get(f"/api/generations/{claimed.id}/peaks")
+    assert response.status_code == 200, response.text
+    found = response.json()
+    assert found["frames"] == 8000 and found["length"] == 1000  # computed from the audio file
+    assert max(found["peaks"]) == pytest.approx(0.25, abs=1e-4)
+    assert any("a.peaks.json" in r.getMessage() and "not used" in r.getMessage() for r in caplog.records)

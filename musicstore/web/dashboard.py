@@ -244,7 +244,7 @@ class Dashboard:
             bits, spp, length = int(doc["bits"]), int(doc["samples_per_pixel"]), int(doc["length"])
             pairs = np.asarray(doc["data"], dtype=np.float64).reshape(length, -1, 2) / float(1 << (bits - 1))
             rate = int(doc["sample_rate"])
-        except (MusicstoreError, ValueError, KeyError, TypeError) as exc:
+        except (MusicstoreError, ValueError, KeyError, TypeError, OverflowError) as exc:  # 1e400, bits 2000
             log.warning("%s: its peaks file %s was not used (%s); the waveform is read from the audio",
                         generation.id, recorded["key"], exc)  # fmt: skip
             return None
