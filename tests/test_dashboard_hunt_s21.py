@@ -319,3 +319,22 @@ def test_a_peaks_file_out_of_range_is_read_from_the_audio_instead(
     assert found["frames"] == 8000 and found["length"] == 1000  # computed from the audio file
     assert max(found["peaks"]) == pytest.approx(0.25, abs=1e-4)
     assert any("a.peaks.json" in r.getMessage() and "not used" in r.getMessage() for r in caplog.records)
+
+
+def test_the_overviews_note_says_what_the_hourly_bars_count(
+    store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    # the note said the completed bars were those of the rows created in the last 24 hours ("of those, when
+    # they completed"), where they count every completion of the hour (a backlog's too): a backlog's
+    # completions read as completions of rows that the created bars did not show
+    store.create_generation("lofi", **GEN)
+    clock.advance(2 * 86_400)  # the row is older than the chart's day
+    claimed = store.claim_next("gpu-0")
+    assert claimed is not None
+    store.complete_generation(claimed.id, file_path="a.wav", file_size_bytes=1)
+    with TestClient(create_app(store, root=tmp_path)) as client:
+        hours = dict(client.get("/api/overview").json()["charts"]["hours"]["series"])
+        page = client.get("/").text
+    assert sum(hours["created"]) == 0 and sum(hours["completed"]) == 1
+    assert "of those, when they completed" not in page
+    assert "every completion of the hour, whenever its generation was created" in page
