@@ -338,3 +338,17 @@ def test_the_overviews_note_says_what_the_hourly_bars_count(
     assert sum(hours["created"]) == 0 and sum(hours["completed"]) == 1
     assert "of those, when they completed" not in page
     assert "every completion of the hour, whenever its generation was created" in page
+
+
+def test_a_day_without_its_zeros_shows_in_the_date_field(
+    store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    # ?day=2026-1-1 filtered the table (strptime reads it) but the form's <input type="date"> was given
+    # "2026-1-1", which a browser takes for no date: the field showed empty, and the next filter dropped it
+    store.create_generation("lofi", **GEN)
+    day = clock.now.date()
+    loose = f"{day.year}-{day.month}-{day.day}"
+    with TestClient(create_app(store, root=tmp_path)) as client:
+        page = client.get("/generations", params={"day": loose, "limit": "1"}).text
+    assert f'id="filter-day" value="{day.isoformat()}"' in page
+    assert 'class="badge' in page  # the row of that day is shown

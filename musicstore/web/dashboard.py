@@ -38,6 +38,7 @@ from .access import COOKIE
 from .reads import (
     _filters,
     _limit,
+    check_filters,
     completions_by_hour_op,
     created_by_hour_op,
     days_op,
@@ -271,6 +272,7 @@ class Dashboard:
 
     def table(self, request: Request) -> Response:
         filters, cursor = _filters(request)
+        filters = check_filters(filters)  # as the form and the links show them (a day in its canonical form)
         limit = _limit(request)
         with self.store.transaction(write=False) as tx:
             page = tx.run(table_page, filters, cursor=cursor, limit=limit)

@@ -129,8 +129,9 @@ def check_filters(filters: Filters) -> Filters:
         raise InvalidInput(f"q: at most {MAX_SEARCH_CHARS} characters")
     if text:  # no NUL (PostgreSQL refuses it; SQLite cut the pattern there and matched every row)
         validate.text(text, "q", max_chars=MAX_SEARCH_CHARS)
-    parse_day(filters.day)
-    return Filters(status, model, text or None, filters.day or None)
+    bounds = parse_day(filters.day)  # its canonical form: strptime reads "2024-1-5", <input type="date"> not
+    day = None if bounds is None else bounds[0].date().isoformat()
+    return Filters(status, model, text or None, day)
 
 
 @reader
@@ -281,6 +282,7 @@ __all__ = [
     "TablePage",
     "_filters",
     "_limit",
+    "check_filters",
     "completions_by_hour_op",
     "created_by_hour_op",
     "days_op",
