@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -352,3 +353,42 @@ def test_a_day_without_its_zeros_shows_in_the_date_field(
         page = client.get("/generations", params={"day": loose, "limit": "1"}).text
     assert f'id="filter-day" value="{day.isoformat()}"' in page
     assert 'class="badge' in page  # the row of that day is shown
+
+
+class _Texts(HTMLParser):
+    """Each text of a page with the innermost element it is in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+        self.texts: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in ("meta", "link", "br", "input", "img"):
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.open:
+            del self.open[len(self.open) - 1 - self.open[::-1].index(tag) :]
+
+    def handle_data(self, data: str) -> None:
+        self.texts.append((self.open[-1] if self.open else "", data))
+
+
+def test_a_figure_from_metadata_is_isolated_from_its_unit(web_store: Store, tmp_path: Path) -> None:
+    # the figures table showed the export's figures (metadata values: any JSON, a str too) as bare text before
+    # their unit: an RLO in a str loudness turned " LUFS" after it round, where every other metadata value is
+    # a <bdi> of its own (docs/dashboard.md)
+    rlo = "\u202e"
+    figures = {"loudness_lufs": f"-14{rlo}x", "true_peak_dbtp": f"-1{rlo}y", "format": f"W{rlo}AV"}
+    claimed = web_store.claim_next("gpu-0")
+    assert claimed is not None
+    web_store.complete_generation(claimed.id, file_path="a.wav", file_size_bytes=1, metadata=figures)
+    with TestClient(create_app(web_store, root=tmp_path)) as client:
+        page = client.get(f"/generations/{claimed.id}").text
+    parser = _Texts()
+    parser.feed(page)
+    for value in figures.values():
+        where = {tag for tag, data in parser.texts if value in data}
+        assert where == {"bdi"}, (value, where)
+    assert "LUFS" in page and "dBTP" in page
