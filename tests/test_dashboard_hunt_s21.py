@@ -392,3 +392,25 @@ def test_a_figure_from_metadata_is_isolated_from_its_unit(web_store: Store, tmp_
         where = {tag for tag, data in parser.texts if value in data}
         assert where == {"bdi"}, (value, where)
     assert "LUFS" in page and "dBTP" in page
+
+
+def test_trending_prompts_say_when_their_window_was_cut(
+    web_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the trending tables count at most TRENDING_ROWS of the window's newest rows, but said nothing when the
+    # window held more: "last 7 days" of a busy week was its last day or so, shown as the week's
+    from musicstore.web import dashboard
+
+    monkeypatch.setattr(dashboard, "TRENDING_ROWS", 2)  # the 50,000, made small
+    web_store.create_generation("lofi hip hop at 90 BPM", **GEN)  # two rows with the fixture's: whole
+    with TestClient(create_app(web_store, root=tmp_path)) as client:
+        whole = client.get("/api/prompts").json()
+        assert whole["trending_day"] == [{"text": "lofi hip hop at 90 BPM", "uses": 2}]
+        assert whole["trending_truncated"] == {"day": False, "week": False}
+        assert "newest" not in client.get("/prompts").text
+        web_store.create_generation("ambient", **GEN)
+        cut = client.get("/api/prompts").json()
+        assert cut["trending_truncated"] == {"day": True, "week": True}
+        assert sum(p["uses"] for p in cut["trending_day"]) == 2
+        page = client.get("/prompts").text
+    assert page.count("the newest 2 generations of the window read") == 2

@@ -319,13 +319,17 @@ class Dashboard:
         with self.store.transaction(write=False) as tx:
             now = tx.run(now_op)  # the store's clock, which stamped the rows
             most_used = tx.get_most_used_prompts(20)
-            day = tx.run(recent_prompts_op, now - timedelta(days=1), TRENDING_ROWS)
-            week = tx.run(recent_prompts_op, now - timedelta(days=7), TRENDING_ROWS)
+            # one row past the limit says that the window held more (the tables then count its newest rows)
+            day = tx.run(recent_prompts_op, now - timedelta(days=1), TRENDING_ROWS + 1)
+            week = tx.run(recent_prompts_op, now - timedelta(days=7), TRENDING_ROWS + 1)
+        truncated = {"day": len(day) > TRENDING_ROWS, "week": len(week) > TRENDING_ROWS}
+        del day[TRENDING_ROWS:], week[TRENDING_ROWS:]
         return {
             "most_used": most_used,
             "trending_day": Counter(day).most_common(20),
             "trending_week": Counter(week).most_common(20),
             "window_rows": {"day": len(day), "week": len(week)},
+            "truncated": truncated,
         }
 
     def workers_data(self) -> dict[str, Any]:
@@ -415,6 +419,7 @@ class Dashboard:
                 ],
                 "trending_day": [{"text": t, "uses": n} for t, n in data["trending_day"]],
                 "trending_week": [{"text": t, "uses": n} for t, n in data["trending_week"]],
+                "trending_truncated": data["truncated"],
             }
         )
 
