@@ -414,3 +414,13 @@ def test_trending_prompts_say_when_their_window_was_cut(
         assert sum(p["uses"] for p in cut["trending_day"]) == 2
         page = client.get("/prompts").text
     assert page.count("the newest 2 generations of the window read") == 2
+
+
+def test_the_model_filter_shows_a_model_without_rows(web_store: Store, tmp_path: Path) -> None:
+    # the select listed the models with rows only: ?model=a model without any (a link from elsewhere, rows
+    # deleted) filtered the table while the select said "any", and the next filter dropped the model
+    with TestClient(create_app(web_store, root=tmp_path)) as client:
+        page = client.get("/generations", params={"model": "musicgen-large"}).text
+    assert '<option value="musicgen-large" selected>musicgen-large</option>' in page
+    assert '<option value="musicgen-small">musicgen-small</option>' in page
+    assert "No generation here." in page

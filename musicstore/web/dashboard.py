@@ -276,7 +276,9 @@ class Dashboard:
         limit = _limit(request)
         with self.store.transaction(write=False) as tx:
             page = tx.run(table_page, filters, cursor=cursor, limit=limit)
-        models = sorted({model for model, _ in read_models(self.store)})
+        models = {model for model, _ in read_models(self.store)}
+        if filters.model_name is not None:  # a model without rows stays selected (the select said "any")
+            models.add(filters.model_name)
         # the links keep the page size asked for (without it, the next page fell back to 50 rows)
         query = {**filters.query(), **({"limit": str(limit)} if "limit" in request.query_params else {})}
         next_url = None
@@ -287,7 +289,7 @@ class Dashboard:
             "generations.html",
             table=page,
             filters=filters,
-            models=models,
+            models=sorted(models),
             statuses=[s.value for s in Status],
             next_url=next_url,
             first_url="?" + urlencode(query) if cursor else None,
