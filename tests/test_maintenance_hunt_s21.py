@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import uuid
+from pathlib import Path
 from typing import Any
 
-from musicstore import Store, migrate
+import pytest
+
+from musicstore import InvalidInput, Store, migrate
+from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.usage import storage_stats
 from musicstore.migrate import shipped_migrations
+from tests.test_reconcile import tree_snapshot
 from tests.test_totals import assert_totals_are_a_recount, every_generation
 from tests.test_upgrade_regressions import ROOT, _backend, empty_url  # noqa: F401
 
@@ -118,3 +125,24 @@ def test_each_migration_rolls_back_and_applies_again_keeping_values(empty_url: s
         assert after[:3] == expected[:3], mid
         if mid[:4] > "0007":  # the renditions' totals go with them
             assert after[3:] == expected[3:], mid
+
+
+@pytest.mark.parametrize("quarantine", ["", 5, b"/tmp/quarantine", "x\x00y"])
+def test_a_quarantine_that_is_no_folder_path_is_refused_before_any_work(
+    store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quarantine: Any
+) -> None:
+    """``quarantine=""`` (an unset variable) is no folder: ``Path("")`` is the working directory, and a repair
+    moved every orphan there (into the folder above the root, say); a value of another type raised
+    TypeError. Both are InvalidInput now, before anything is touched, repair or not."""
+    root = tmp_path / "root"
+    orphan = root / "2026/01/01" / f"{uuid.uuid4()}.wav"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"o")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for repair in (True, False):
+        with pytest.raises(InvalidInput, match="quarantine"):
+            reconcile(store, root, repair=repair, quarantine=quarantine)
+    assert tree_snapshot(root) == {orphan.relative_to(root).as_posix(): 1}
+    assert not os.listdir(work)

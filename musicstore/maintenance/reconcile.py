@@ -63,6 +63,7 @@ from .row_checks import (
     default_quarantine,
     delete_dangling_renditions,
     mark_dangling_failed,
+    quarantine_folder,
 )
 from .scan import (
     AUDIO_SUFFIXES,
@@ -129,6 +130,7 @@ def reconcile(
             verify_checksums=verify_checksums,
         )  # fmt: skip
     validate.flag(verify_checksums, "verify_checksums")
+    quarantine = quarantine_folder(quarantine)
     if isinstance(root, FileStore):
         assert isinstance(root, LocalFileStore)
         root = root.root

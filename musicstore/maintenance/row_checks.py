@@ -8,13 +8,14 @@ these; see its docstring."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .. import validate
-from ..errors import DatabaseError
+from ..errors import DatabaseError, InvalidInput
 from ..filestore.local import Outside, RootDir
 from ..models import Status
 from ..ops import Call, Steps, reader, writer
@@ -382,6 +383,22 @@ def default_quarantine(root: Path) -> Path:
     """``<root>.quarantine`` beside the root: outside the scanned tree, on the same filesystem as a rule."""
     resolved = root.resolve()
     return resolved.parent / f"{resolved.name}.quarantine"
+
+
+def quarantine_folder(value: object) -> Path | None:
+    """``quarantine`` as a folder's path (a str or str ``os.PathLike``, not empty, no NUL), or None;
+    InvalidInput otherwise, before any work: ``Path("")`` is the working directory, and a repair moved every
+    orphan there."""
+    if value is None:
+        return None
+    if not isinstance(value, str | os.PathLike) or not isinstance(os.fspath(value), str):
+        raise InvalidInput(f"quarantine must be a folder's path (str or Path), got {type(value).__name__}")
+    text = os.fspath(value)
+    if not text.strip() or "\x00" in text:
+        raise InvalidInput(
+            f"quarantine {text!r} is no folder's path (empty, or a NUL in it): give the folder orphans go to"
+        )
+    return Path(value)
 
 
 def _inside(path: Path, root: Path) -> bool:
