@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from musicstore import InvalidInput, Store, migrate
+from musicstore.maintenance.backup import backup, restore
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.usage import storage_stats
 from musicstore.migrate import shipped_migrations
@@ -146,3 +147,23 @@ def test_a_quarantine_that_is_no_folder_path_is_refused_before_any_work(
             reconcile(store, root, repair=repair, quarantine=quarantine)
     assert tree_snapshot(root) == {orphan.relative_to(root).as_posix(): 1}
     assert not os.listdir(work)
+
+
+def test_restore_refuses_a_database_this_very_process_holds_open(sqlite_url: str, tmp_path: Path) -> None:
+    """restore() detected only other processes (their lock on the -shm byte: a process never conflicts with
+    its own locks), so with a Store still open in the calling process it put the backup in place under it:
+    that store went on writing to the old, unlinked file, and what it wrote then was lost without a word.
+    Now InvalidInput, nothing replaced; once the store is closed the restore goes ahead."""
+    copy = tmp_path / "copy.db"
+    with Store(sqlite_url) as store:
+        store.create_generation("in the backup", model_name="m", duration_seconds=1.0)
+        backup(sqlite_url, copy)
+        store.create_generation("after the backup", model_name="m", duration_seconds=1.0)
+        with pytest.raises(InvalidInput, match="is open"):
+            restore(copy, sqlite_url, overwrite=True)
+        store.create_generation("written after the refusal", model_name="m", duration_seconds=1.0)
+    with Store(sqlite_url) as store:
+        assert store.count_generations() == 3
+    restore(copy, sqlite_url, overwrite=True)
+    with Store(sqlite_url) as store:
+        assert [g.prompt for g in store.list_generations().items] == ["in the backup"]

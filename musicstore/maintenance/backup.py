@@ -9,8 +9,9 @@ with ``overwrite=True``, else hard-linked to it, which fails if a file appeared 
 Temps that a backup or restore killed midway left beside the same destination are removed first, those of
 processes that are gone only.
 
-``restore`` refuses while any other process has the target database open (the probe SQLite itself uses: the
-lock every connection holds on byte 128 of the ``-shm`` file), checks the backup, checkpoints the old
+``restore`` refuses while any connection has the target database open: one of this process (SQLite's own
+exclusive lock on the file, ``held_open``) or of another (the probe SQLite itself uses: the lock every
+connection holds on byte 128 of the ``-shm`` file), checks the backup, checkpoints the old
 database's ``-wal`` into it (so that a restore killed midway loses none of its commits), and replaces it.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import re
 import sqlite3
@@ -33,14 +33,13 @@ from ..errors import InvalidInput, StorageError
 from ..filestore.fsync import fsync
 from ..processes import alive
 from ..urls import resolve, without_password
+from .holders import held_open, in_use
 
 PGDUMP_HINT = (
     "online backup here is for SQLite; for PostgreSQL use pg_dump, e.g. "
     "`pg_dump --format=custom --file=musicstore.dump DBNAME`, and restore with "
     "`pg_restore --dbname=NEWDB musicstore.dump` (see docs/maintenance.md)"
 )
-_SHM_DMS_BYTE = 128
-"""SQLite's unix VFS: every connection to a WAL database holds a shared lock on this byte of ``-shm``."""
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
 """What ``link(2)`` says on a file system without hard links (FAT says EPERM)."""
 
@@ -326,27 +325,6 @@ def backup(
         source.close()
 
 
-def in_use(path: str | Path) -> bool:
-    """Whether another process has the SQLite database at ``path`` open (WAL mode: its ``-shm`` is locked).
-
-    Call it from a process that does not itself have the database open.
-    """
-    shm = Path(f"{path}-shm")
-    try:
-        fd = os.open(shm, os.O_RDWR)
-    except FileNotFoundError:
-        return False
-    try:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SHM_DMS_BYTE, os.SEEK_SET)
-        except OSError:
-            return True
-        fcntl.lockf(fd, fcntl.LOCK_UN, 1, _SHM_DMS_BYTE, os.SEEK_SET)
-        return False
-    finally:
-        os.close(fd)
-
-
 def restore(
     backup_path: str | Path,
     url: str | None,
@@ -356,9 +334,10 @@ def restore(
 ) -> BackupReport:
     """Put the backup at ``backup_path`` in place as the SQLite database at ``url``.
 
-    Refuses (InvalidInput) while another process has that database open (stop the workers and servers
-    first), when the backup fails ``PRAGMA integrity_check``, and when the database exists (or appears
-    while the restore runs) unless ``overwrite=True``. The backup is copied (it stays as it is) to a temp
+    Refuses (InvalidInput) while another process, or a connection of this one (a ``Store`` not closed), has
+    that database open (stop the workers and servers, close the stores, first), when the backup fails
+    ``PRAGMA integrity_check``, and when the database exists (or appears while the restore runs) unless
+    ``overwrite=True``. The backup is copied (it stays as it is) to a temp
     file beside the target; the old database's ``-wal`` is checkpointed into it (``_fold_logs``) and its
     ``-wal``/``-shm``/``-journal`` files set aside and removed; then the copy is put in place
     (``_put_in_place``).
@@ -376,6 +355,11 @@ def restore(
     if not _holds_generations(source_path):  # an empty file passes integrity_check
         raise InvalidInput(
             f"backup {source_path} holds no musicstore database (no generations table); nothing was replaced"
+        )
+    if held_open(path):  # first: in_use's close of the -shm would drop this process's own locks on it
+        raise InvalidInput(
+            f"{path} is open in another process or in this one: close every Store on it and stop every "
+            "worker and server using it, then restore"
         )
     try:
         busy = in_use(path)

@@ -1,0 +1,65 @@
+"""Who holds a SQLite database open, before ``restore`` replaces it (``musicstore.maintenance.backup``).
+
+``in_use`` sees another process's connections, by the lock each holds on byte 128 of the ``-shm`` file;
+``held_open`` sees those of this process too, by SQLite's own exclusive lock on the database file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from pathlib import Path
+
+_SHM_DMS_BYTE = 128
+"""SQLite's unix VFS: every connection to a WAL database holds a shared lock on this byte of ``-shm``."""
+
+
+def in_use(path: str | Path) -> bool:
+    """Whether another process has the SQLite database at ``path`` open (WAL mode: its ``-shm`` is locked).
+
+    Call it from a process that does not itself have the database open.
+    """
+    shm = Path(f"{path}-shm")
+    try:
+        fd = os.open(shm, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _SHM_DMS_BYTE, os.SEEK_SET)
+        except OSError:
+            return True
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, _SHM_DMS_BYTE, os.SEEK_SET)
+        return False
+    finally:
+        os.close(fd)
+
+
+def held_open(path: Path) -> bool:
+    """Whether any connection, in this process or another, has the database at ``path`` open: an exclusive
+    lock on the file is refused while one does (in WAL mode each connection holds a shared lock on it for as
+    long as it is open). ``in_use`` cannot see this process's own connections (a process never conflicts
+    with its own locks), SQLite's does: it tracks the locks of every connection of the process per file.
+    Its connection's close drops no lock of another connection of this process (SQLite keeps the file open
+    until they are gone), where ``in_use``'s ``close`` of the ``-shm`` drops them all (POSIX locks are the
+    process's). A database SQLite cannot read (corrupt) counts as not held, as ``_fold_logs`` treats it."""
+    if not path.is_file():
+        return False
+    try:
+        conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            # opened as any connection first (the -wal read, the -shm shared), so that its close, the last,
+            # folds and removes them as every last close does; only then the exclusive lock is asked for
+            conn.execute("PRAGMA schema_version").fetchone()
+            conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+            conn.execute("BEGIN EXCLUSIVE")
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return exc.sqlite_errorname in {"SQLITE_BUSY", "SQLITE_LOCKED"}
+    return False
+
+
+__all__ = ["held_open", "in_use"]
