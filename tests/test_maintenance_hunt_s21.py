@@ -167,3 +167,29 @@ def test_restore_refuses_a_database_this_very_process_holds_open(sqlite_url: str
     restore(copy, sqlite_url, overwrite=True)
     with Store(sqlite_url) as store:
         assert [g.prompt for g in store.list_generations().items] == ["in the backup"]
+
+
+def test_a_quarantine_given_as_a_url_is_its_folder_or_refused(
+    store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The output root may be a ``file:///absolute/path`` URL; a quarantine given so was taken for the
+    relative folder ``file:/absolute/path`` under the working directory, where a repair moved every orphan.
+    It is that folder now, as for the root; another scheme (``s3://``) or a ``file://`` URL with a host is
+    InvalidInput before any work, its credentials not echoed."""
+    root = tmp_path / "root"
+    orphan = root / "2026/01/01" / f"{uuid.uuid4()}.wav"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"o")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for url in ("s3://bucket/quarantine", "file://user:s3cret@host/srv/quarantine"):
+        with pytest.raises(InvalidInput) as refused:
+            reconcile(store, root, repair=True, quarantine=url)  # type: ignore[arg-type]
+        assert "s3cret" not in str(refused.value)
+    assert orphan.exists()
+    quarantine = tmp_path / "quarantine"
+    report = reconcile(store, root, repair=True, quarantine=quarantine.as_uri())  # type: ignore[arg-type]
+    assert [o.action for o in report.orphans] == ["quarantined"] and report.quarantine == str(quarantine)
+    assert (quarantine / orphan.relative_to(root)).read_bytes() == b"o"
+    assert not os.listdir(work)

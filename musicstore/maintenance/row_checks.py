@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import validate
 from ..errors import DatabaseError, InvalidInput
+from ..filestore import local_path
 from ..filestore.local import Outside, RootDir
 from ..models import Status
 from ..ops import Call, Steps, reader, writer
@@ -23,7 +24,7 @@ from ..ops.reads import GENERATION
 from ..store import Store
 from .bucket import stored_by_keys
 from .findings import DanglingPeaks, DanglingRow, OrphanFile, OutsideRow, ReconcileReport
-from .scan import OwnRows, PeaksRecord, audio_stem, peaks_record, peaks_stem, referenced_paths
+from .scan import SCHEME, OwnRows, PeaksRecord, audio_stem, peaks_record, peaks_stem, referenced_paths
 
 
 @reader
@@ -397,6 +398,13 @@ def quarantine_folder(value: object) -> Path | None:
     if not text.strip() or "\x00" in text:
         raise InvalidInput(
             f"quarantine {text!r} is no folder's path (empty, or a NUL in it): give the folder orphans go to"
+        )
+    if text[:5].lower() == "file:":  # as the root: file:///PATH (a host or credentials refused, unechoed)
+        return local_path(text)
+    if (scheme := SCHEME.match(text)) is not None:
+        raise InvalidInput(
+            f"quarantine scheme {scheme[1]!r} is not supported: the quarantine is a local folder (a path or "
+            "file:///PATH)"
         )
     return Path(value)
 

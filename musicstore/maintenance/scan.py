@@ -46,7 +46,8 @@ DEFAULT_MAX_ITEMS = 10_000
 """How many items of each kind a report lists (its counts are always complete)."""
 
 _LIVE = frozenset({Status.PENDING.value, Status.PROCESSING.value})
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+"""A URL's scheme, as ``s3://`` or ``file://`` begin."""
 
 
 # --- queries as operations ---------------------------------------------------------------------------
@@ -180,7 +181,7 @@ def check_root(root: str | Path) -> Path:
     directory, or not a path at all (another URL scheme, a value of another type)."""
     if not isinstance(root, str | os.PathLike) or (isinstance(root, str) and not root):
         raise InvalidInput(f"output root {root!r}: give a folder's path, file:///PATH or s3://BUCKET/PREFIX")
-    if isinstance(root, str) and (scheme := _SCHEME.match(root)) and scheme[1].lower() != "file":
+    if isinstance(root, str) and (scheme := SCHEME.match(root)) and scheme[1].lower() != "file":
         raise InvalidInput(f"output root scheme {scheme[1]!r} is not supported: use a path, file:// or s3://")
     path = local_path(root) if isinstance(root, str) and root[:5].lower() == "file:" else Path(root)
     if not path.is_dir():
@@ -386,6 +387,7 @@ __all__ = [  # with the file names' functions, which maintenance imports from he
     "BATCH",
     "DEFAULT_MAX_ITEMS",
     "RENDITION_SUFFIXES",
+    "SCHEME",
     "Classified",
     "Entry",
     "OwnRows",
