@@ -193,3 +193,18 @@ def test_a_quarantine_given_as_a_url_is_its_folder_or_refused(
     assert [o.action for o in report.orphans] == ["quarantined"] and report.quarantine == str(quarantine)
     assert (quarantine / orphan.relative_to(root)).read_bytes() == b"o"
     assert not os.listdir(work)
+
+
+@pytest.mark.parametrize("statuses", [5, 2.5, object()], ids=["int", "float", "object"])
+def test_cleanup_statuses_that_are_no_collection_are_invalid_input(
+    store: Any, tmp_path: Path, statuses: Any
+) -> None:
+    """``cleanup(statuses=5)`` raised ``TypeError: 'int' object is not iterable``; like every other bad
+    argument it is InvalidInput before any work now. A single status (a str or a Status) still counts."""
+    from musicstore import Status
+    from musicstore.maintenance.retention import cleanup
+
+    with pytest.raises(InvalidInput, match="statuses"):
+        cleanup(store, tmp_path, statuses=statuses)
+    assert cleanup(store, tmp_path, statuses=Status.FAILED).statuses == ["failed"]
+    assert cleanup(store, tmp_path, statuses="failed").statuses == ["failed"]

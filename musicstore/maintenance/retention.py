@@ -131,6 +131,10 @@ def _statuses(statuses: Iterable[Status | str] | None) -> list[str]:
         return [s.value for s in DEFAULT_STATUSES]
     if isinstance(statuses, str):
         statuses = [statuses]
+    if not isinstance(statuses, Iterable):
+        raise InvalidInput(
+            f"statuses must be a status or a collection of them, got {type(statuses).__name__}"
+        )
     chosen: list[str] = []
     for value in statuses:
         status = validate.status(value)
