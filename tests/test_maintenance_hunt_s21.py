@@ -208,3 +208,21 @@ def test_cleanup_statuses_that_are_no_collection_are_invalid_input(
         cleanup(store, tmp_path, statuses=statuses)
     assert cleanup(store, tmp_path, statuses=Status.FAILED).statuses == ["failed"]
     assert cleanup(store, tmp_path, statuses="failed").statuses == ["failed"]
+
+
+@pytest.mark.parametrize("bad", ["", "copy\x00.db"], ids=["empty", "nul"])
+def test_backup_and_restore_refuse_a_file_argument_that_names_no_file(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    """``backup(url, "")`` took ``Path("")``, the working directory (and said it "exists"); a NUL in the
+    destination raised ValueError (embedded null byte). Both are InvalidInput naming the argument, before any
+    work, for restore's backup_path too."""
+    monkeypatch.chdir(tmp_path)
+    made = backup(sqlite_url, tmp_path / "copy.db")
+    before = sorted(os.listdir(tmp_path))
+    for overwrite in (False, True):
+        with pytest.raises(InvalidInput, match="destination"):
+            backup(sqlite_url, bad, overwrite=overwrite)
+        with pytest.raises(InvalidInput, match="backup_path"):
+            restore(bad, f"sqlite:///{tmp_path / 'restored.db'}", overwrite=overwrite)
+    assert sorted(os.listdir(tmp_path)) == before and Path(made.destination).is_file()

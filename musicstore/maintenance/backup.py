@@ -226,9 +226,13 @@ def _replace_database(temp: Path, path: Path, overwrite: bool) -> None:
 
 
 def _file_argument(value: object, what: str) -> Path:
-    """A file's path given as a str or an os.PathLike (InvalidInput otherwise)."""
+    """A file's path given as a str or an os.PathLike (InvalidInput otherwise), not empty (``Path("")`` is the
+    working directory) and without a NUL (no file can be named so)."""
     if not isinstance(value, str | os.PathLike):
         raise InvalidInput(f"{what} must be a path (str or os.PathLike), got {type(value).__name__}")
+    text = os.fspath(value)
+    if not text or (b"\x00" if isinstance(text, bytes) else "\x00") in text:
+        raise InvalidInput(f"{what} must name a file: it is empty or holds a NUL character")
     return Path(value)
 
 
