@@ -226,3 +226,17 @@ def test_backup_and_restore_refuse_a_file_argument_that_names_no_file(
         with pytest.raises(InvalidInput, match="backup_path"):
             restore(bad, f"sqlite:///{tmp_path / 'restored.db'}", overwrite=overwrite)
     assert sorted(os.listdir(tmp_path)) == before and Path(made.destination).is_file()
+
+
+@pytest.mark.parametrize(
+    "bad", [5, None, b"/tmp/x.db", "", "x\x00.db"], ids=["int", "None", "bytes", "empty", "nul"]
+)
+def test_integrity_and_in_use_refuse_what_names_no_file(bad: Any) -> None:
+    """``integrity(5)`` raised TypeError and ``in_use(5)`` answered False (it looked for a file named
+    ``5-shm``): both public, both InvalidInput now, as backup's and restore's file arguments."""
+    from musicstore.maintenance.backup import in_use, integrity
+
+    with pytest.raises(InvalidInput):
+        integrity(bad)
+    with pytest.raises(InvalidInput):
+        in_use(bad)

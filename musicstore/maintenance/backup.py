@@ -33,7 +33,7 @@ from ..errors import InvalidInput, StorageError
 from ..filestore.fsync import fsync
 from ..processes import alive
 from ..urls import resolve, without_password
-from .holders import held_open, in_use
+from .holders import file_argument, held_open, in_use
 
 PGDUMP_HINT = (
     "online backup here is for SQLite; for PostgreSQL use pg_dump, e.g. "
@@ -75,7 +75,8 @@ def _read_only(
 
 def integrity(path: str | Path) -> str:
     """``PRAGMA integrity_check`` of a database file: "ok", or SQLite's list of problems (or why the file
-    cannot be read as a database)."""
+    cannot be read as a database). A ``path`` that is no path (another type, empty, a NUL) is InvalidInput."""
+    path = file_argument(path, "path")
     try:
         conn = _read_only(path)
     except sqlite3.Error as exc:
@@ -225,17 +226,6 @@ def _replace_database(temp: Path, path: Path, overwrite: bool) -> None:
         kept.unlink(missing_ok=True)
 
 
-def _file_argument(value: object, what: str) -> Path:
-    """A file's path given as a str or an os.PathLike (InvalidInput otherwise), not empty (``Path("")`` is the
-    working directory) and without a NUL (no file can be named so)."""
-    if not isinstance(value, str | os.PathLike):
-        raise InvalidInput(f"{what} must be a path (str or os.PathLike), got {type(value).__name__}")
-    text = os.fspath(value)
-    if not text or (b"\x00" if isinstance(text, bytes) else "\x00") in text:
-        raise InvalidInput(f"{what} must name a file: it is empty or holds a NUL character")
-    return Path(value)
-
-
 def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -303,7 +293,7 @@ def backup(
     if pages == 0:
         raise InvalidInput(f"pages must be a positive number of pages per step, or -1 for all, got {pages}")
     validate.callback(progress, "progress")
-    dest = _file_argument(destination, "destination").absolute()
+    dest = file_argument(destination, "destination").absolute()
     real, real_db = dest.resolve(), path.resolve()  # however it is spelled: .., symlinks
     if real == real_db or real in (Path(f"{real_db}-{log}") for log in ("wal", "shm", "journal")):
         raise InvalidInput(f"the destination {dest} is the database itself; choose another file")
@@ -350,7 +340,7 @@ def restore(
     overwrite = validate.flag(overwrite, "overwrite")
     validate.callback(progress, "progress")
     path = _sqlite_path(url)
-    source_path = _file_argument(backup_path, "backup_path")
+    source_path = file_argument(backup_path, "backup_path")
     if not source_path.is_file():
         raise InvalidInput(f"backup {source_path} does not exist")
     checked = integrity(source_path)

@@ -11,16 +11,30 @@ import os
 import sqlite3
 from pathlib import Path
 
+from ..errors import InvalidInput
+
 _SHM_DMS_BYTE = 128
 """SQLite's unix VFS: every connection to a WAL database holds a shared lock on this byte of ``-shm``."""
+
+
+def file_argument(value: object, what: str) -> Path:
+    """A file's path given as a str or an os.PathLike (InvalidInput otherwise), not empty (``Path("")`` is the
+    working directory) and without a NUL (no file can be named so)."""
+    if not isinstance(value, str | os.PathLike):
+        raise InvalidInput(f"{what} must be a path (str or os.PathLike), got {type(value).__name__}")
+    text = os.fspath(value)
+    if not text or (b"\x00" if isinstance(text, bytes) else "\x00") in text:
+        raise InvalidInput(f"{what} must name a file: it is empty or holds a NUL character")
+    return Path(value)
 
 
 def in_use(path: str | Path) -> bool:
     """Whether another process has the SQLite database at ``path`` open (WAL mode: its ``-shm`` is locked).
 
-    Call it from a process that does not itself have the database open.
+    Call it from a process that does not itself have the database open. A ``path`` that is no path (another
+    type, empty, a NUL) is InvalidInput.
     """
-    shm = Path(f"{path}-shm")
+    shm = Path(f"{file_argument(path, 'path')}-shm")
     try:
         fd = os.open(shm, os.O_RDWR)
     except FileNotFoundError:
@@ -62,4 +76,4 @@ def held_open(path: Path) -> bool:
     return False
 
 
-__all__ = ["held_open", "in_use"]
+__all__ = ["file_argument", "held_open", "in_use"]
