@@ -270,6 +270,8 @@ class AsyncSQLiteConnector:
         self.busy_timeout = busy_timeout
         self._idle: list[Any] = []
         self._lent: set[Any] = set()  # in use; one lent before close() is closed when it comes back
+        self._rolling_back: dict[Any, asyncio.Future[None]] = {}  # a cancelled transaction's rollback
+        self._settling: set[asyncio.Task[None]] = set()  # connections given back once their rollback ends
 
     def translate(self, exc: BaseException) -> MusicstoreError | None:
         return translate(exc, self.path)
@@ -312,12 +314,24 @@ class AsyncSQLiteConnector:
         return conn
 
     async def release(self, conn: Any) -> None:
+        rolling_back = self._rolling_back.pop(conn, None)
+        if rolling_back is not None:  # a cancelled transaction's: lent to no one until its rollback ends
+            settling = asyncio.ensure_future(self._settle(conn, rolling_back))
+            self._settling.add(settling)
+            settling.add_done_callback(self._settling.discard)
+            return
         if conn in self._lent and not conn.in_transaction and not self.closed:
             self._lent.remove(conn)
             self._idle.append(conn)
         else:  # lent (or still opening) before close(), or its rollback failed: never hand it out again
             self._lent.discard(conn)
             await conn.close()
+
+    async def _settle(self, conn: Any, rolling_back: asyncio.Future[None]) -> None:
+        """Give ``conn`` back (``release``) once the rollback of its cancelled transaction has run."""
+        with suppress(sqlite3.Error):
+            await rolling_back
+        await self.release(conn)
 
     @asynccontextmanager
     async def transaction(self, conn: Any, *, write: bool, alone: bool = False) -> AsyncIterator[None]:
@@ -326,16 +340,25 @@ class AsyncSQLiteConnector:
             await conn.execute(BEGIN_WRITE if write else BEGIN_READ)
             yield
             await conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             # A cancelled BEGIN or COMMIT still runs on the connection's thread; this rollback is queued
             # behind it, so the connection leaves any transaction before its next use.
+            rolling_back = asyncio.ensure_future(conn.rollback())
+            if isinstance(exc, asyncio.CancelledError):
+                # Not awaited: a BEGIN IMMEDIATE waiting for the writer lock runs up to busy_timeout, and the
+                # cancelled task ends now; ``release`` lends the connection again once the rollback ran.
+                self._rolling_back[conn] = rolling_back
+                raise
             with suppress(sqlite3.Error):
-                await asyncio.shield(conn.rollback())
+                await asyncio.shield(rolling_back)
             raise
 
     async def close(self) -> None:
-        """Close the idle connections (a lent one when it comes back); the store opens none again."""
+        """Close the idle connections (a lent one when it comes back; one whose cancelled transaction is
+        still rolling back once it has: waited for here); the store opens none again."""
         self.closed = True
         idle, self._idle, self._lent = self._idle, [], set()
         for conn in idle:
             await conn.close()
+        while self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
