@@ -65,3 +65,51 @@ def test_a_write_waiting_for_a_lock_ends_at_once_when_its_task_is_cancelled(db_u
             assert time.monotonic() - started < PROMPT
 
     asyncio.run(main())
+
+
+def test_a_postgres_store_used_in_another_event_loop_is_a_clear_error_and_closes(postgres_url: str) -> None:
+    """An ``AsyncStore`` belongs to the loop it was opened in (docs/async.md): on PostgreSQL its pool's
+    workers are that loop's tasks. Awaited in a later ``asyncio.run``, an operation raises ``InvalidInput``
+    saying so, and ``close()`` there closes its connections. Before, operations ran on the connections the
+    first loop had made but the pool could no longer open any (its workers had ended with their loop: a task
+    beyond them waited for the busy timeout, then ``DatabaseBusy``: raise pool_size), and ``close()`` raised
+    ``RuntimeError: Event loop is closed``, leaving the connections open."""
+    import psycopg
+
+    from musicstore import InvalidInput
+
+    opened: list[AsyncStore] = []
+
+    async def first() -> None:
+        store = await AsyncStore.open(postgres_url, pool_size=4, busy_timeout=2)
+        await anew_job(store, "first loop")
+        opened.append(store)
+
+    async def second() -> None:
+        store = opened[0]
+        for call in (store.count_generations, lambda: anew_job(store, "second loop")):
+            try:
+                await call()
+            except InvalidInput as exc:
+                assert "event loop" in str(exc)
+            else:
+                raise AssertionError("an operation in another event loop ran")
+        await store.close()
+        async with AsyncStore.open(postgres_url) as again:  # one per loop: works
+            assert await again.count_generations() == 1
+
+    def connections() -> int:
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            row = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+    asyncio.run(first())
+    assert connections() > 0
+    asyncio.run(second())
+    deadline = time.monotonic() + 5
+    while connections() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert connections() == 0, "close() left the store's connections open"

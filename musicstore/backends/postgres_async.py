@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager, suppress
 from time import monotonic
 from typing import Any
 
-from ..errors import MusicstoreError
+from ..errors import InvalidInput, MusicstoreError
 from ..urls import without_password
 from . import closed_store
 from .postgres import (
@@ -95,6 +95,7 @@ class AsyncPostgresConnector:
         self._owners: dict[int, Any] = {}  # id(connection) -> the pool it came from
         self._spare: list[Any] = []  # at most one idle connection kept out of the pool (see ``acquire``)
         self._spare_until = 0.0  # when the spare goes back through the pool (its checks and expiry)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the pool was opened in (its workers')
 
     def translate(self, exc: BaseException) -> MusicstoreError | None:
         return translate(exc, self.where)
@@ -106,7 +107,11 @@ class AsyncPostgresConnector:
         is kept aside as the spare, still lent out in the pool's books, and the next ``acquire`` takes it
         without awaiting anything (nothing can cancel it half-way); it goes back through the pool at least
         every ``SPARE_SECONDS``. The pool's ``getconn`` and ``putconn`` each run in a task of their own
-        (below, ``release``): measured, a claim took 12 event-loop iterations with them, 6 with the spare."""
+        (below, ``release``): measured, a claim took 12 event-loop iterations with them, 6 with the spare.
+
+        ``InvalidInput`` in another event loop than the pool's (``_other_loop``)."""
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            raise _other_loop()
         if self._spare:
             conn = self._spare.pop()
             if not _lost(conn):  # as in the sync backend's acquire
@@ -137,7 +142,7 @@ class AsyncPostgresConnector:
                 open=False,
             )
             await pool.open()
-            self._pool = pool
+            self._pool, self._loop = pool, asyncio.get_running_loop()
         pool = self._pool
         try:
             conn = await self._getconn(pool, None)
@@ -234,12 +239,41 @@ class AsyncPostgresConnector:
         await conn.execute(COMMIT)
 
     async def close(self) -> None:
-        """Close the pool (a connection lent out goes back to it and is closed then); none is opened again."""
+        """Close the pool (a connection lent out goes back to it and is closed then); none is opened again.
+
+        In another event loop than the pool's (an ``asyncio.run`` after the one that opened it), the pool's
+        workers, tasks of that loop, cannot be awaited here: its idle connections are closed at once, and
+        one lent out when it comes back (the pool is marked closed)."""
         self.closed = True
         pool, self._pool = self._pool, None
         spare, self._spare = self._spare, []
-        if pool is not None:
-            for conn in spare:
-                self._owners.pop(id(conn), None)
-                await pool.putconn(conn)
-            await pool.close()
+        if pool is None:
+            return
+        for conn in spare:
+            self._owners.pop(id(conn), None)
+        if self._loop is not asyncio.get_running_loop():
+            _close_abandoned(pool, spare)
+            return
+        for conn in spare:
+            await pool.putconn(conn)
+        await pool.close()
+
+
+def _other_loop() -> InvalidInput:
+    return InvalidInput(
+        "this AsyncStore was opened in another event loop, and its PostgreSQL pool runs there: open one per "
+        "event loop (per asyncio.run)"
+    )
+
+
+def _close_abandoned(pool: Any, spare: list[Any]) -> None:
+    """Close ``pool``'s idle connections and ``spare`` without its event loop (gone, or another thread's):
+    libpq's ``finish`` on each; psycopg_pool's own ``close`` would await its workers in that loop. Its
+    ``_closed`` set, a connection lent out is closed as it comes back, and none is handed out again."""
+    pool._closed = True  # psycopg_pool's flag: getconn raises PoolClosed, putconn closes
+    idle = getattr(pool, "_pool", None)
+    for conn in [*spare, *(idle or ())]:
+        with suppress(Exception):
+            conn.pgconn.finish()
+    if idle is not None:
+        idle.clear()
