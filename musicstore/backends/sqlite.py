@@ -328,10 +328,12 @@ class AsyncSQLiteConnector:
             await conn.close()
 
     async def _settle(self, conn: Any, rolling_back: asyncio.Future[None]) -> None:
-        """Give ``conn`` back (``release``) once the rollback of its cancelled transaction has run."""
-        with suppress(sqlite3.Error):
+        """Give ``conn`` back (``release``) once the rollback of its cancelled transaction has run (a task
+        of its own: what fails here has no caller to raise to; a connection that failed is not lent again)."""
+        with suppress(Exception):
             await rolling_back
-        await self.release(conn)
+        with suppress(Exception):
+            await self.release(conn)
 
     @asynccontextmanager
     async def transaction(self, conn: Any, *, write: bool, alone: bool = False) -> AsyncIterator[None]:
