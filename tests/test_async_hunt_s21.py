@@ -8,6 +8,8 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+import pytest
+
 from musicstore import Generation, Status, Store
 from musicstore.aio import AsyncStore
 
@@ -113,3 +115,55 @@ def test_a_postgres_store_used_in_another_event_loop_is_a_clear_error_and_closes
     while connections() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert connections() == 0, "close() left the store's connections open"
+
+
+def test_a_fresh_postgres_database_never_meets_another_runs_of_the_same_pid(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, musicstore_postgres_server: Any
+) -> None:
+    """``musicstore_postgres_url`` and ``musicstore_s3_url`` give a fresh database and a fresh prefix even on
+    a server another run shares or left things on (``$MUSICSTORE_TEST_POSTGRES_URL``,
+    ``$MUSICSTORE_TEST_S3_URL``) whose pytest had the same process id: in containers pytest's pid is the same
+    run after run (often 1). Before, names were the pid and a counter: the database of a run killed before
+    its teardown, or of a run at the same time, made CREATE DATABASE fail, and its objects were found under
+    the "fresh" prefix (or deleted by the other run's teardown)."""
+    import itertools
+    import os
+
+    from musicstore.testing import plugin
+
+    monkeypatch.setattr(plugin, "_databases", itertools.count(10_000))
+    pid = os.getpid()
+    server = musicstore_postgres_server
+    theirs = f"musicstore_test_{pid}_10000"  # what a run with this pid names its first database
+    server.admin(f"CREATE DATABASE {theirs}")
+    try:
+        url = request.getfixturevalue("musicstore_postgres_url")
+        with Store(url) as store:
+            assert store.count_generations() == 0
+    finally:
+        server.admin(f"DROP DATABASE IF EXISTS {theirs} WITH (FORCE)")
+
+
+def test_a_fresh_s3_prefix_never_holds_another_runs_objects_of_the_same_pid(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, musicstore_s3_server: Any
+) -> None:
+    """As above, for ``musicstore_s3_url``'s prefix."""
+    import itertools
+    import os
+
+    from musicstore.testing import plugin
+
+    monkeypatch.setattr(plugin, "_databases", itertools.count(10_001))
+    pid = os.getpid()
+    s3 = musicstore_s3_server
+    client = s3.client()
+    left = f"{s3.prefix}test-{pid}-10001/left-by-another-run.wav"
+    client.put_object(Bucket=s3.bucket, Key=left, Body=b"RIFF")
+    try:
+        prefix = request.getfixturevalue("musicstore_s3_url").split("/", 3)[3]
+        found = client.list_objects_v2(Bucket=s3.bucket, Prefix=prefix).get("Contents", [])
+        assert found == [], f"the fresh prefix {prefix} holds another run's objects"
+        assert client.get_object(Bucket=s3.bucket, Key=left)["Body"].read() == b"RIFF"
+    finally:
+        client.delete_object(Bucket=s3.bucket, Key=left)
+        client.close()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -42,6 +43,11 @@ from . import FakeClock
 
 _TEMPLATE = "musicstore_template"
 _databases = itertools.count()
+_RUN = f"{os.getpid()}_{secrets.token_hex(4)}"
+"""What the names this run makes on a server carry (databases, S3 prefixes): its pid and a random token.
+The pid alone repeats (in containers pytest's pid is the same run after run), and a server named by
+``$MUSICSTORE_TEST_POSTGRES_URL`` or ``$MUSICSTORE_TEST_S3_URL`` may be shared with another run, or keep what
+a run killed before its teardown left."""
 
 
 def unavailable(what: str, variable: str, reason: str) -> NoReturn:
@@ -109,7 +115,7 @@ def musicstore_postgres_server() -> Iterator[Any]:
         unavailable("PostgreSQL", "MUSICSTORE_TEST_POSTGRES", reason)
     admin_url = os.environ.get("MUSICSTORE_TEST_POSTGRES_URL")
     server: Any = External(admin_url) if admin_url else start()
-    template = f"{_TEMPLATE}_{os.getpid()}"
+    template = f"{_TEMPLATE}_{_RUN}"
     try:
         server.admin(f"DROP DATABASE IF EXISTS {template}", f"CREATE DATABASE {template}")
         migrate(server.url(template))
@@ -124,7 +130,7 @@ def musicstore_postgres_server() -> Iterator[Any]:
 @pytest.fixture
 def musicstore_postgres_url(musicstore_postgres_server: Any) -> Iterator[str]:
     server = musicstore_postgres_server
-    name = f"musicstore_test_{os.getpid()}_{next(_databases)}"
+    name = f"musicstore_test_{_RUN}_{next(_databases)}"
     server.admin(f"CREATE DATABASE {name} TEMPLATE {server.template}")
     yield server.url(name)
     server.admin(f"DROP DATABASE {name} WITH (FORCE)")
@@ -154,7 +160,7 @@ def musicstore_s3_url(musicstore_s3_server: Any, monkeypatch: pytest.MonkeyPatch
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION"):  # the user's, not for this server
         if name not in server.environ:  # an external store of the user's keeps its token and profile
             monkeypatch.delenv(name, raising=False)
-    prefix = f"{server.prefix}test-{os.getpid()}-{next(_databases)}/"
+    prefix = f"{server.prefix}test-{_RUN.replace('_', '-')}-{next(_databases)}/"
     yield f"s3://{server.bucket}/{prefix}"
     client = server.client()
     try:
