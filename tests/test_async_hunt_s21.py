@@ -1,5 +1,6 @@
 """Regressions found hunting ``AsyncStore``'s cancellations, its pool and its loops (both backends where the
-behaviour exists on both). No pytest-asyncio: each test runs its coroutine with ``asyncio.run``."""
+behaviour exists on both), and ``musicstore.testing``'s fixtures. No pytest-asyncio: each test runs its
+coroutine with ``asyncio.run``."""
 
 from __future__ import annotations
 
@@ -97,6 +98,8 @@ def test_a_postgres_store_used_in_another_event_loop_is_a_clear_error_and_closes
             else:
                 raise AssertionError("an operation in another event loop ran")
         await store.close()
+        with pytest.raises(InvalidInput, match="closed"):
+            await store.count_generations()
         async with AsyncStore.open(postgres_url) as again:  # one per loop: works
             assert await again.count_generations() == 1
 

@@ -111,7 +111,7 @@ class AsyncPostgresConnector:
 
         ``InvalidInput`` in another event loop than the pool's (``_other_loop``)."""
         if self._loop is not None and self._loop is not asyncio.get_running_loop():
-            raise _other_loop()
+            raise closed_store() if self.closed else _other_loop()
         if self._spare:
             conn = self._spare.pop()
             if not _lost(conn):  # as in the sync backend's acquire
