@@ -170,3 +170,46 @@ def test_a_fresh_s3_prefix_never_holds_another_runs_objects_of_the_same_pid(
     finally:
         client.delete_object(Bucket=s3.bucket, Key=left)
         client.close()
+
+
+def test_a_transaction_cancelled_at_any_await_commits_both_writes_or_neither(db_url: str) -> None:
+    """A transaction block of two writes, cancelled after each number of event-loop turns in turn (every
+    await it makes, BEGIN and COMMIT included): both rows or neither, each prompt counted once per row, no
+    connection handed out inside a transaction (SQLite's rollback now ends after the cancelled task), the
+    next operation works and the store closes."""
+
+    async def main() -> None:
+        store = await AsyncStore.open(db_url, busy_timeout=BUSY, pool_size=3)
+        connector: Any = store._connector
+        try:
+
+            async def pair(i: int) -> None:
+                async with store.transaction() as tx:
+                    await anew_job(tx, f"pair {i}")
+                    await anew_job(tx, f"pair {i}")
+
+            started = time.monotonic()
+            await pair(-1)
+            whole = time.monotonic() - started  # how long a pair takes: cancelled across that span
+            outcomes = set()
+            for turns in range(40):
+                task = asyncio.create_task(pair(turns))
+                if turns < 10:
+                    for _ in range(turns):
+                        await asyncio.sleep(0)
+                else:
+                    await asyncio.sleep(whole * (turns - 10) / 25)
+                task.cancel()
+                outcomes.add((await asyncio.gather(task, return_exceptions=True))[0].__class__.__name__)
+                idle = getattr(connector, "_idle", [])
+                assert not any(conn.in_transaction for conn in idle), "a connection went back mid-transaction"
+                rows = await store.count_generations()
+                prompt = await store.get_prompt_by_text(f"pair {turns}")
+                mine = 0 if prompt is None else prompt.used_count
+                assert mine in (0, 2), f"cancelled after {turns} turns: {mine} of the pair's 2 rows"
+                assert rows % 2 == 0
+            assert "CancelledError" in outcomes, outcomes
+        finally:
+            await asyncio.wait_for(store.close(), BUSY)
+
+    asyncio.run(main())
