@@ -213,3 +213,41 @@ def test_a_transaction_cancelled_at_any_await_commits_both_writes_or_neither(db_
             await asyncio.wait_for(store.close(), BUSY)
 
     asyncio.run(main())
+
+
+def test_strategies_take_one_model_rate_or_channel_count_as_they_take_one_status() -> None:
+    """``model_names="musicgen-small"`` narrows to that model, ``sample_rates=44_100`` and ``channels=1``
+    to that rate and count, as ``generations(statuses="completed")`` narrows to one status; a value that is
+    neither a name/number nor several is ``InvalidInput``. Before, a name was taken as its letters (requests
+    for models "m", "u", "s"... drawn silently) and a number raised TypeError ('int' object is not
+    iterable)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from musicstore import InvalidInput
+    from musicstore.testing import strategies as ms
+
+    @settings(max_examples=25, deadline=None, database=None)
+    @given(
+        request=ms.generation_requests(model_names="musicgen-small", sample_rates=44_100, channels=1),
+        row=ms.generations(model_names="stable-audio-open", sample_rates=48_000, channels=2),
+        clip=ms.audio(channels=1, max_seconds=0.1),
+    )
+    def check(request: dict[str, Any], row: Generation, clip: Any) -> None:
+        assert (request["model_name"], request["sample_rate"], request["channels"]) == (
+            "musicgen-small",
+            44_100,
+            1,
+        )
+        assert (row.model_name, row.sample_rate, row.channels) == ("stable-audio-open", 48_000, 2)
+        assert clip.shape[0] == 1
+
+    check()
+    for bad in (
+        lambda: ms.generation_requests(sample_rates=44_100.5),  # type: ignore[arg-type]
+        lambda: ms.generation_requests(channels=None),  # type: ignore[arg-type]
+        lambda: ms.generation_requests(model_names=7),  # type: ignore[arg-type]
+        lambda: ms.audio(channels=st.just(1)),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(InvalidInput):
+            bad()

@@ -76,15 +76,16 @@ def generation_requests(
     *,
     min_seconds: float | None = None,
     max_seconds: float = 300.0,
-    sample_rates: Iterable[int] = SAMPLE_RATES,
-    channels: Iterable[int] = (1, 2),
-    model_names: Iterable[str] = MODEL_NAMES,
+    sample_rates: Iterable[int] | int = SAMPLE_RATES,
+    channels: Iterable[int] | int = (1, 2),
+    model_names: Iterable[str] | str = MODEL_NAMES,
     prompt: st.SearchStrategy[str] | None = None,
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Keyword arguments for ``store.create_generation(**request)``: a valid, realistic request.
 
     Durations are from ``min_seconds`` (1 s, or ``max_seconds`` when that is shorter) to ``max_seconds``.
-    Narrowing outside what ``create_generation`` accepts raises InvalidInput (durations in
+    ``sample_rates``, ``channels`` and ``model_names`` take one value or several. Narrowing outside what
+    ``create_generation`` accepts raises InvalidInput (durations in
     (0, 86,400] s, integer rates and channel counts in range, non-empty model names)."""
     low, high = _span(min_seconds, max_seconds, 1.0, positive=True, limit=validate.MAX_DURATION_SECONDS)
     rates = _each(sample_rates, validate.sample_rate, "sample_rates")
@@ -95,7 +96,7 @@ def generation_requests(
         )
     if not counts:
         raise InvalidInput(f"channels must name at least one count within 1-{MAX_CHANNELS}")
-    names = sorted({str(validate.name(n, "model_names")) for n in model_names})
+    names = sorted({str(validate.name(n, "model_names")) for n in _several(model_names, "model_names")})
     if not names:
         raise InvalidInput("model_names must name at least one model")
     return st.fixed_dictionaries(
@@ -110,10 +111,22 @@ def generation_requests(
     )
 
 
-def _each(values: Iterable[object], check: Callable[[object], int], what: str) -> list[int]:
-    """The distinct ``values``, sorted, each passed through ``check``; InvalidInput naming ``what``."""
+def _several(values: object, what: str) -> list[object]:
+    """``values`` as a list: one value (a str, a number) or several (any other iterable); InvalidInput for
+    anything else. A str is one value, never its letters."""
+    if isinstance(values, str | bytes | int | float):
+        return [values]
     try:
-        return sorted({check(value) for value in values})
+        return list(values)  # type: ignore[call-overload,no-any-return]
+    except TypeError:
+        raise InvalidInput(f"{what} must be one value or several (a list), got {values!r:.80}") from None
+
+
+def _each(values: Iterable[object] | object, check: Callable[[object], int], what: str) -> list[int]:
+    """The distinct ``values`` (one, or several), sorted, each passed through ``check``; InvalidInput naming
+    ``what``."""
+    try:
+        return sorted({check(value) for value in _several(values, what)})
     except InvalidInput as exc:
         raise InvalidInput(f"{what}: {exc}") from None
 
@@ -186,9 +199,9 @@ def generations(
     max_attempts: int = 3,
     min_seconds: float | None = None,
     max_seconds: float = 300.0,
-    sample_rates: Iterable[int] = SAMPLE_RATES,
-    channels: Iterable[int] = (1, 2),
-    model_names: Iterable[str] = MODEL_NAMES,
+    sample_rates: Iterable[int] | int = SAMPLE_RATES,
+    channels: Iterable[int] | int = (1, 2),
+    model_names: Iterable[str] | str = MODEL_NAMES,
     prompt: st.SearchStrategy[str] | None = None,
 ) -> st.SearchStrategy[Generation]:
     """Whole rows in any of ``statuses`` (one status, or several), consistent with the status machine (a
@@ -248,7 +261,7 @@ def _audio(
 
 def audio(
     *,
-    channels: Iterable[int] = (1, 2),
+    channels: Iterable[int] | int = (1, 2),
     sample_rate: int = 32_000,
     min_seconds: float | None = None,
     max_seconds: float = 5.0,
