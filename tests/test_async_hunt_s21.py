@@ -251,3 +251,19 @@ def test_strategies_take_one_model_rate_or_channel_count_as_they_take_one_status
     ):
         with pytest.raises(InvalidInput):
             bad()
+
+
+def test_bad_statuses_and_as_tensor_narrowing_are_invalid_input() -> None:
+    """``generations(statuses=...)`` that is neither a status nor several is ``InvalidInput`` (it raised
+    TypeError: 'int' object is not iterable; ``b"completed"`` was read as its bytes: "unknown status 99"),
+    and ``audio(as_tensor=...)`` takes only True or False, as ``transients`` does ("no" drew tensors)."""
+    from musicstore import InvalidInput
+    from musicstore.testing import strategies as ms
+
+    for statuses in (5, None, object(), b"completed"):
+        with pytest.raises(InvalidInput, match="status") as caught:
+            ms.generations(statuses=statuses)  # type: ignore[arg-type]
+        assert "99" not in str(caught.value)
+    for flag in ("no", 1, None):
+        with pytest.raises(InvalidInput, match="as_tensor"):
+            ms.audio(as_tensor=flag)  # type: ignore[arg-type]

@@ -216,9 +216,7 @@ def generations(
         model_names=model_names,
         prompt=prompt,
     )
-    if isinstance(statuses, str):  # Status is a str too
-        statuses = [statuses]
-    chosen = tuple(dict.fromkeys(validate.status(s) for s in statuses))
+    chosen = tuple(dict.fromkeys(validate.status(s) for s in _several(statuses, "statuses")))  # Status: a str
     if not chosen:
         raise InvalidInput("statuses must name at least one status")
     return _generation(chosen, validate.integer(max_attempts, "max_attempts", 1, 1_000_000), requests)
@@ -285,6 +283,7 @@ def audio(
         batch = validate.integer(batch, "batch", 1, 1_000_000)
     if transients is not None:
         transients = validate.flag(transients, "transients")
+    as_tensor = validate.flag(as_tensor, "as_tensor")
     bad_loudness = f"loudness_db must be (low, high) dBFS with low <= high <= 0, got {loudness_db!r}"
     if not isinstance(loudness_db, tuple | list) or len(loudness_db) != 2:
         raise InvalidInput(bad_loudness)
