@@ -267,3 +267,17 @@ def test_bad_statuses_and_as_tensor_narrowing_are_invalid_input() -> None:
     for flag in ("no", 1, None):
         with pytest.raises(InvalidInput, match="as_tensor"):
             ms.audio(as_tensor=flag)  # type: ignore[arg-type]
+
+
+def test_a_prompt_narrowing_that_is_no_strategy_is_refused_when_the_strategy_is_made() -> None:
+    """``generation_requests(prompt=...)`` and ``generations(prompt=...)`` take a strategy of prompts; a
+    str or list there is ``InvalidInput`` when the strategy is made, as docs/testing.md says of bad
+    narrowing. Before, the strategy was made and its first draw raised hypothesis' InvalidArgument."""
+    from musicstore import InvalidInput
+    from musicstore.testing import strategies as ms
+
+    for prompt in ("lofi", ["lofi"]):
+        with pytest.raises(InvalidInput, match="prompt"):
+            ms.generation_requests(prompt=prompt)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInput, match="prompt"):
+            ms.generations(prompt=prompt)  # type: ignore[arg-type]

@@ -96,6 +96,11 @@ def generation_requests(
         )
     if not counts:
         raise InvalidInput(f"channels must name at least one count within 1-{MAX_CHANNELS}")
+    if prompt is not None and not isinstance(prompt, st.SearchStrategy):
+        raise InvalidInput(
+            "prompt must be a strategy of prompts (e.g. prompts(max_size=50), or st.just(...)), "
+            f"got {prompt!r:.80}"
+        )
     names = sorted({str(validate.name(n, "model_names")) for n in _several(model_names, "model_names")})
     if not names:
         raise InvalidInput("model_names must name at least one model")
