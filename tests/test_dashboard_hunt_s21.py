@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from starlette.testclient import TestClient
 from musicstore import Store
 from musicstore.testing import FakeClock
 from musicstore.web import create_app
+from tests.test_web_regressions import _Texts
 
 GEN: dict[str, Any] = {
     "model_name": "musicgen-small",
@@ -353,26 +353,6 @@ def test_a_day_without_its_zeros_shows_in_the_date_field(
         page = client.get("/generations", params={"day": loose, "limit": "1"}).text
     assert f'id="filter-day" value="{day.isoformat()}"' in page
     assert 'class="badge' in page  # the row of that day is shown
-
-
-class _Texts(HTMLParser):
-    """Each text of a page with the innermost element it is in."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.open: list[str] = []
-        self.texts: list[tuple[str, str]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in ("meta", "link", "br", "input", "img"):
-            self.open.append(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.open:
-            del self.open[len(self.open) - 1 - self.open[::-1].index(tag) :]
-
-    def handle_data(self, data: str) -> None:
-        self.texts.append((self.open[-1] if self.open else "", data))
 
 
 def test_a_figure_from_metadata_is_isolated_from_its_unit(web_store: Store, tmp_path: Path) -> None:

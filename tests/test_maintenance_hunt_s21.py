@@ -128,13 +128,8 @@ def test_each_migration_rolls_back_and_applies_again_keeping_values(empty_url: s
             assert after[3:] == expected[3:], mid
 
 
-@pytest.mark.parametrize("quarantine", ["", 5, b"/tmp/quarantine", "x\x00y"])
-def test_a_quarantine_that_is_no_folder_path_is_refused_before_any_work(
-    store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quarantine: Any
-) -> None:
-    """``quarantine=""`` (an unset variable) is no folder: ``Path("")`` is the working directory, and a repair
-    moved every orphan there (into the folder above the root, say); a value of another type raised
-    TypeError. Both are InvalidInput now, before anything is touched, repair or not."""
+def _root_with_an_orphan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path]:
+    """An output root holding one orphan file, and an empty working directory made current."""
     root = tmp_path / "root"
     orphan = root / "2026/01/01" / f"{uuid.uuid4()}.wav"
     orphan.parent.mkdir(parents=True)
@@ -142,6 +137,17 @@ def test_a_quarantine_that_is_no_folder_path_is_refused_before_any_work(
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
+    return root, orphan, work
+
+
+@pytest.mark.parametrize("quarantine", ["", 5, b"/tmp/quarantine", "x\x00y"])
+def test_a_quarantine_that_is_no_folder_path_is_refused_before_any_work(
+    store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quarantine: Any
+) -> None:
+    """``quarantine=""`` (an unset variable) is no folder: ``Path("")`` is the working directory, and a repair
+    moved every orphan there (into the folder above the root, say); a value of another type raised
+    TypeError. Both are InvalidInput now, before anything is touched, repair or not."""
+    root, orphan, work = _root_with_an_orphan(tmp_path, monkeypatch)
     for repair in (True, False):
         with pytest.raises(InvalidInput, match="quarantine"):
             reconcile(store, root, repair=repair, quarantine=quarantine)
@@ -176,13 +182,7 @@ def test_a_quarantine_given_as_a_url_is_its_folder_or_refused(
     relative folder ``file:/absolute/path`` under the working directory, where a repair moved every orphan.
     It is that folder now, as for the root; another scheme (``s3://``) or a ``file://`` URL with a host is
     InvalidInput before any work, its credentials not echoed."""
-    root = tmp_path / "root"
-    orphan = root / "2026/01/01" / f"{uuid.uuid4()}.wav"
-    orphan.parent.mkdir(parents=True)
-    orphan.write_bytes(b"o")
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
+    root, orphan, work = _root_with_an_orphan(tmp_path, monkeypatch)
     for url in ("s3://bucket/quarantine", "file://user:s3cret@host/srv/quarantine"):
         with pytest.raises(InvalidInput) as refused:
             reconcile(store, root, repair=True, quarantine=url)  # type: ignore[arg-type]
