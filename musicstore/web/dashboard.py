@@ -143,7 +143,8 @@ class Dashboard:
         for row in snapshot.recent:
             if row["status"] == Status.FAILED and (i := slot(row["completed_at"])) is not None:
                 failed[i] += 1
-        since = (now - timedelta(days=29)).strftime("%Y-%m-%d")
+        first_day = (now - timedelta(days=29)).date()
+        since = first_day.strftime("%Y-%m-%d")
         with self.store.transaction(write=False) as tx:
             days = tx.run(days_op, since)
             failures = tx.list_generations(status=Status.FAILED, limit=10).items
@@ -152,7 +153,6 @@ class Dashboard:
             completed = tx.run(completions_by_hour_op, hour0)
             # every creation of each hour (the snapshot holds the newest OVERVIEW_ROWS of the day)
             created = tx.run(created_by_hour_op, hour0)
-        first_day = (now - timedelta(days=29)).date()
         day_labels = [(first_day + timedelta(days=i)).isoformat() for i in range(30)]
         by_day = dict(days)
         charts = {
