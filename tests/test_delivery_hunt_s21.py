@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,26 @@ def test_a_rendition_is_not_recorded_when_copy_files_moves_the_master_while_it_i
     assert checked.dangling_rendition_count == 0 and checked.orphan_count == 0
 
 
+def _before_the_first_copy(
+    monkeypatch: pytest.MonkeyPatch, action: Callable[[], object]
+) -> Callable[[], None]:
+    """Run ``action`` once, as copy-files is about to copy its first file (after it read the page's rows and
+    renditions); returns what puts copy-files back as it was."""
+    from musicstore.maintenance import relocate
+
+    copy_one = relocate._copy_one
+    done: list[bool] = []
+
+    def copy_after_action(*args: Any, **kwargs: Any) -> str:
+        if not done:
+            done.append(True)
+            action()
+        return copy_one(*args, **kwargs)
+
+    monkeypatch.setattr(relocate, "_copy_one", copy_after_action)
+    return lambda: monkeypatch.setattr(relocate, "_copy_one", copy_one)
+
+
 def test_copy_files_leaves_the_row_when_a_rendition_is_recorded_while_it_copies(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -58,29 +79,24 @@ def test_copy_files_leaves_the_row_when_a_rendition_is_recorded_while_it_copies(
     # generation's row was still as read: a rendition recorded in between (its object put beside the master in
     # the old store, under the row lock copy-files did not wait for) was not copied, yet its row followed its
     # generation to the new store: a dangling rendition, its object an orphan in the old store
-    from musicstore.maintenance import relocate
-
     old, new = tmp_path / "old", tmp_path / "new"
     done = exported(store, old)
     (mp3,) = render_generation(store, done.id, root=old, formats=["mp3"])
     before = store.run(get_storage, done.id)
-    copy_one = relocate._copy_one
     rendered: list[str] = []
 
-    def copied_while_rendered(*args: Any, **kwargs: Any) -> str:
-        if not rendered:
-            (opus,) = render_generation(store, done.id, root=old, formats=["opus"])
-            rendered.append(opus.storage_key)
-        return copy_one(*args, **kwargs)
+    def render() -> None:
+        (opus,) = render_generation(store, done.id, root=old, formats=["opus"])
+        rendered.append(opus.storage_key)
 
-    monkeypatch.setattr(relocate, "_copy_one", copied_while_rendered)
+    stop = _before_the_first_copy(monkeypatch, render)
     report = copy_files(store, new)
     assert rendered and (report.rows_updated, report.rows_changed) == (0, 1)
     assert store.run(get_storage, done.id) == before  # left where it was, as it was
     with Delivery(store) as delivery:
         for rendition in store.list_renditions(done.id):
             assert delivery.read_audio(rendition)
-    monkeypatch.setattr(relocate, "_copy_one", copy_one)
+    stop()
     again = copy_files(store, new)  # the next run copies them all and moves the row
     assert (again.rows_updated, again.renditions_copied) == (1, 2)
     assert (new / rendered[0]).is_file() and (new / mp3.storage_key).is_file()
@@ -96,24 +112,17 @@ def test_copy_files_leaves_the_row_when_peaks_are_recorded_while_it_copies(
     # the same for the peaks record (metadata["peaks"], a key that follows its generation's store): peaks
     # recorded after copy-files read the row were not copied, yet the row moved, its record naming a file
     # the new store lacked (a dangling peaks record)
-    from musicstore.maintenance import relocate
-
     old, new = tmp_path / "old", tmp_path / "new"
     done = exported(store, old)
     before = store.run(get_storage, done.id)
-    copy_one = relocate._copy_one
     drawn: list[str] = []
-
-    def copied_while_drawn(*args: Any, **kwargs: Any) -> str:
-        if not drawn:
-            drawn.append(render_peaks(store, done.id, root=old, samples_per_pixel=512).key)
-        return copy_one(*args, **kwargs)
-
-    monkeypatch.setattr(relocate, "_copy_one", copied_while_drawn)
+    stop = _before_the_first_copy(
+        monkeypatch, lambda: drawn.append(render_peaks(store, done.id, root=old, samples_per_pixel=512).key)
+    )
     report = copy_files(store, new)
     assert drawn and (report.rows_updated, report.rows_changed) == (0, 1)
     assert store.run(get_storage, done.id) == before  # left where it was, as it was
-    monkeypatch.setattr(relocate, "_copy_one", copy_one)
+    stop()
     assert copy_files(store, new).rows_updated == 1  # the next run copies them all and moves the row
     row = store.get_generation(done.id)
     assert row is not None and row.metadata["peaks"]["key"] == drawn[0] and (new / drawn[0]).is_file()
