@@ -9,7 +9,6 @@ import argparse
 import re
 from datetime import timedelta
 from fractions import Fraction
-from pathlib import Path
 
 from ..validate import MAX_PAGE
 
@@ -84,10 +83,11 @@ def not_empty(text: str) -> str:
     return text
 
 
-def folder(text: str) -> Path:
+def folder(text: str) -> str:
     """A folder option (``--quarantine``): not empty, as ``not_empty`` (``Path("")`` is the working
-    directory)."""
-    return Path(not_empty(text))
+    directory). Kept as typed, for the library reads a ``file:///PATH`` and refuses another scheme: as a
+    ``Path``, ``s3://bucket/q`` was ``s3:/bucket/q``, a local folder named ``s3:``."""
+    return not_empty(text)
 
 
 def bitrate(text: str) -> int:

@@ -1,0 +1,48 @@
+"""Regressions found by the command line's hunt (session 22): ``musicstore`` against what the API and
+docs/cli.md say, on both backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from musicstore.cli import main
+
+
+def _orphan(tmp_path: Path) -> Path:
+    orphan = tmp_path / "audio" / "2026" / "01" / "01a24514-0000-7000-8000-000000000000.wav"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"x")
+    return orphan
+
+
+@pytest.mark.parametrize("quarantine", ["s3://bucket/quarantine", "gs://bucket/quarantine"])
+def test_a_quarantine_url_of_another_scheme_is_refused_not_made_a_local_folder(
+    quarantine: str,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # --quarantine was read as a Path, which turned s3://bucket/quarantine into s3:/bucket/quarantine: the
+    # repair moved the orphan into a local folder named "s3:", where reconcile(quarantine=...) refuses it
+    monkeypatch.chdir(tmp_path)
+    orphan = _orphan(tmp_path)
+    argv = ["reconcile", "-d", sqlite_url, "-o", "audio", "--repair", "--quarantine", quarantine]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("musicstore: error: quarantine scheme") and err.count("\n") == 1, err
+    assert orphan.exists()
+    assert not list(tmp_path.glob("*:"))
+
+
+def test_a_file_url_quarantine_is_the_local_folder_it_names(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    orphan = _orphan(tmp_path)
+    folder = tmp_path / "held"
+    argv = ["reconcile", "-d", sqlite_url, "-o", "audio", "--repair", "--quarantine", folder.as_uri()]
+    assert main(argv) == 4, capsys.readouterr().err
+    assert not orphan.exists() and len(list(folder.rglob("*.wav"))) == 1
