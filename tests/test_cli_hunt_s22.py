@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from musicstore import Status
 from musicstore.cli import main
 
 
@@ -46,3 +47,26 @@ def test_a_file_url_quarantine_is_the_local_folder_it_names(
     argv = ["reconcile", "-d", sqlite_url, "-o", "audio", "--repair", "--quarantine", folder.as_uri()]
     assert main(argv) == 4, capsys.readouterr().err
     assert not orphan.exists() and len(list(folder.rglob("*.wav"))) == 1
+
+
+@pytest.mark.parametrize("stop", [BrokenPipeError, KeyboardInterrupt])
+def test_a_demo_stopped_while_it_enqueues_leaves_no_job_pending(
+    stop: type[BaseException], db_url: str, tmp_path: Path
+) -> None:
+    # `musicstore demo | head -1`: the first "enqueued" line met the closed pipe after its job was committed
+    # and before the demo counted it as its own, so the job stayed pending and every later demo on that
+    # database refused it ("holds 1 pending job(s) the demo did not enqueue")
+    from musicstore import Store
+    from musicstore.cli.demo import run_demo
+
+    def echo(line: str) -> None:
+        if line.startswith("enqueued") and "vinyl" not in line:  # the second job's line
+            raise stop
+
+    with pytest.raises(stop):
+        run_demo(db_url, count=3, seconds=1.0, output_root=tmp_path / "out", echo=echo)
+    with Store(db_url) as store:
+        assert store.count_generations(status="pending") == 0
+        assert store.count_generations(status="processing") == 0
+    again = run_demo(db_url, count=1, seconds=1.0, output_root=tmp_path / "out", echo=lambda _: None)
+    assert again.by_status[Status.COMPLETED] == 1

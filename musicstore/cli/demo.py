@@ -147,6 +147,29 @@ def _withdraw(store: Store, ours: set[str]) -> None:
                 store.cancel(generation_id, "the demo stopped before finishing this job")
 
 
+def _enqueue(store: Store, count: int, seconds: float, ours: set[str]) -> list[tuple[str, str]]:
+    """Enqueue the demo's ``count`` jobs in one transaction, each id in ``ours`` before the commit: stopped
+    part-way (Ctrl-C, SIGTERM), none is enqueued; stopped after the commit, ``ours`` names them all for
+    ``_withdraw``. (One at a time, a job committed and then stopped before it was counted as the demo's stayed
+    pending, and the next demo refused the database: ``musicstore demo | head -1``, whose first "enqueued"
+    line met the closed pipe.) Returns each job's id and prompt, in order."""
+    jobs: list[tuple[str, str]] = []
+    with store.transaction():
+        for i in range(count):
+            prompt, bpm, drums = PROMPTS[i % len(PROMPTS)]
+            job = store.create_generation(
+                prompt,
+                model_name="musicgen-small",
+                duration_seconds=seconds,
+                sample_rate=SAMPLE_RATE,
+                channels=CHANNELS,
+                metadata={"bpm": bpm, "seed": i, "drums": drums},
+            )
+            ours.add(job.id)
+            jobs.append((job.id, prompt))
+    return jobs
+
+
 def _jobs(
     url: str | None,
     root: str | Path | FileStore,
@@ -176,18 +199,8 @@ def _jobs(
         echo(f"audio:    {output_root}")
         ours: set[str] = set()
         try:
-            for i in range(count):
-                prompt, bpm, drums = PROMPTS[i % len(PROMPTS)]
-                job = store.create_generation(
-                    prompt,
-                    model_name="musicgen-small",
-                    duration_seconds=seconds,
-                    sample_rate=SAMPLE_RATE,
-                    channels=CHANNELS,
-                    metadata={"bpm": bpm, "seed": i, "drums": drums},
-                )
-                echo(f"enqueued  {job.id}  {prompt!r}")
-                ours.add(job.id)
+            for job_id, prompt in _enqueue(store, count, seconds, ours):
+                echo(f"enqueued  {job_id}  {prompt!r}")
             while (claimed := store.claim_next(worker_id, lease_seconds=60)) is not None:
                 if claimed.id not in ours:  # enqueued by someone else meanwhile: hand it back and stop
                     store.fail(
