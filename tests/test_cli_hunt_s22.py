@@ -70,3 +70,24 @@ def test_a_demo_stopped_while_it_enqueues_leaves_no_job_pending(
         assert store.count_generations(status="processing") == 0
     again = run_demo(db_url, count=1, seconds=1.0, output_root=tmp_path / "out", echo=lambda _: None)
     assert again.by_status[Status.COMPLETED] == 1
+
+
+@pytest.mark.parametrize("environment", [None, "from-the-environment"])
+def test_an_empty_serve_token_is_a_usage_error_not_a_dashboard_without_one(
+    environment: str | None,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `musicstore serve --host 0.0.0.0 --token "$UNSET"` served every interface with no token at all (a
+    # warning on stderr), or with $MUSICSTORE_WEB_TOKEN's: an empty value is a usage error, as for -d and -o
+    from musicstore.cli import EXIT_USAGE
+
+    if environment is None:
+        monkeypatch.delenv("MUSICSTORE_WEB_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("MUSICSTORE_WEB_TOKEN", environment)
+    argv = ["serve", "--database", sqlite_url, "--check", "--host", "0.0.0.0", "--token", ""]
+    assert main(argv) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert "--token: must not be empty" in captured.err and captured.out == ""

@@ -7,6 +7,7 @@ import os
 import sys
 
 from ..errors import InvalidInput, MusicstoreError
+from .arguments import not_empty
 from .common import open_store, output_root
 
 TOKEN_ENV = "MUSICSTORE_WEB_TOKEN"
@@ -81,6 +82,7 @@ def add_serve_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--token",
         metavar="TOKEN",
+        type=not_empty,  # "$UNSET": a usage error, never a dashboard without a token (or the variable's)
         help=f"require this bearer token (default: ${TOKEN_ENV}, which prefer: an argument shows in ps; "
         "none: no token)",
     )
