@@ -91,3 +91,23 @@ def test_an_empty_serve_token_is_a_usage_error_not_a_dashboard_without_one(
     assert main(argv) == EXIT_USAGE
     captured = capsys.readouterr()
     assert "--token: must not be empty" in captured.err and captured.out == ""
+
+
+def test_cleanups_hint_for_a_row_of_another_root_names_an_option_the_command_has(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the skip reason said "clean it up with that root (--root file:///...)": no command has --root, and
+    # following the hint was a usage error
+    import json
+    import shlex
+
+    from musicstore.cli.demo import run_demo
+
+    run_demo(db_url, count=1, seconds=1.0, output_root=tmp_path / "a", echo=lambda _: None)
+    (tmp_path / "b").mkdir()
+    argv = ["cleanup", "-d", db_url, "--status", "completed", "--json"]
+    assert main([*argv, "-o", str(tmp_path / "b")]) == 0
+    (skipped,) = json.loads(capsys.readouterr().out)["skipped"]
+    hint = skipped["reason"].rpartition("(")[2].rstrip(")")
+    assert main([*argv, *shlex.split(hint)]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["rows_deleted"] == 1

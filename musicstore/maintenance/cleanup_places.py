@@ -29,7 +29,7 @@ class _Folder:
         row recorded before 0006 (NULL) or in this folder, in any spelling (``scan.OwnRows``)."""
         if self.own(storage_url):
             return None
-        return f"its file is in {storage_url}; clean it up with that root (--root {storage_url})"
+        return f"its file is in {storage_url}; clean it up with that root (--output-root {storage_url})"
 
     def problem(self, rel: str, kinds: frozenset[str] = AUDIO_SUFFIXES) -> tuple[str | None, int | None]:
         return _problem(self.where, rel, kinds)
