@@ -111,3 +111,21 @@ def test_cleanups_hint_for_a_row_of_another_root_names_an_option_the_command_has
     hint = skipped["reason"].rpartition("(")[2].rstrip(")")
     assert main([*argv, *shlex.split(hint)]) == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out)["rows_deleted"] == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["requeue-expired", "--max-attempts", str(2**63)],
+        ["demo", "--count", "99999999999999999999999"],
+    ],
+)
+def test_a_count_beyond_any_the_library_takes_is_a_usage_error_like_zero(
+    argv: list[str], sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --max-attempts 0 was a usage error (2) and --max-attempts 2**63 an error from the library (1), where
+    # docs/cli.md calls a value out of range a usage error
+    from musicstore.cli import EXIT_USAGE
+
+    assert main([*argv, "-d", sqlite_url]) == EXIT_USAGE
+    assert "is more than" in capsys.readouterr().err

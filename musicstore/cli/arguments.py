@@ -15,7 +15,7 @@ from ..validate import MAX_PAGE
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _MAX_BYTES = 2**63 - 1
-"""The largest size the library takes (a 64-bit integer, as the databases store byte counts)."""
+"""The largest size (or count) the library takes (a 64-bit integer, as the databases store byte counts)."""
 _MAX_MICROSECONDS = timedelta.max // timedelta(microseconds=1)
 _MAX_WHOLE_DIGITS = 40
 """A number whose whole part has more digits is out of range for both."""
@@ -58,22 +58,26 @@ def parse_size(text: str) -> int:
     return int(size)
 
 
-def positive_int(text: str) -> int:
+def _whole(text: str, most: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    if value > most:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than the largest {what}, {most}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """1 to the largest count the library takes (a 64-bit integer): either side is a usage error."""
+    return _whole(text, _MAX_BYTES, "count")
 
 
 def page_size(text: str) -> int:
     """A ``--limit``: 1 to the library's largest page (a bad value is a usage error, like 0)."""
-    value = positive_int(text)
-    if value > MAX_PAGE:
-        raise argparse.ArgumentTypeError(f"{text!r} is more than the largest page, {MAX_PAGE}")
-    return value
+    return _whole(text, MAX_PAGE, "page")
 
 
 def not_empty(text: str) -> str:
