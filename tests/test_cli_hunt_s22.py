@@ -129,3 +129,34 @@ def test_a_count_beyond_any_the_library_takes_is_a_usage_error_like_zero(
 
     assert main([*argv, "-d", sqlite_url]) == EXIT_USAGE
     assert "is more than" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_file_name_that_is_not_utf8_is_escaped_on_a_strict_utf8_stdout_not_a_traceback(
+    as_json: bool, sqlite_url: str, tmp_path: Path
+) -> None:
+    # LANG=en_US.UTF-8 gives Python a strict UTF-8 stdout: an orphan file named in Latin-1 (a lone surrogate
+    # once decoded) made reconcile and stats --disk end in a UnicodeEncodeError traceback
+    import json
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "audio" / "2026" / "12"
+    folder.mkdir(parents=True)
+    (folder / os.fsdecode(b"caf\xe9.wav")).write_bytes(b"RIFF")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    for args, code in ((["reconcile"], 4), (["stats", "--disk"], 0)):
+        result = subprocess.run(
+            [sys.executable, "-m", "musicstore", *args, "-d", sqlite_url, "-o", str(tmp_path / "audio"),
+             *(["--json"] if as_json else [])],
+            capture_output=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+        assert result.returncode == code and b"Traceback" not in result.stderr, (args, result.stderr)
+        out = result.stdout.decode("utf-8")  # valid UTF-8, the name's byte written as an escape
+        if as_json:
+            found = json.loads(out)
+            if args == ["reconcile"]:
+                assert found["orphans"][0]["path"] == "2026/12/" + os.fsdecode(b"caf\xe9.wav")
+        elif args == ["reconcile"]:
+            assert "caf\\udce9.wav" in out, out

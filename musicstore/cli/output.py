@@ -53,8 +53,12 @@ def utf8_stdout() -> bool:
 
 def tolerate_stdout() -> None:
     """On a stdout that is not UTF-8 (``PYTHONIOENCODING=ascii``, a Latin-1 terminal), text it cannot
-    encode is written as ``\\uXXXX`` escapes instead of ending the command with a UnicodeEncodeError."""
-    if not utf8_stdout() and isinstance(sys.stdout, io.TextIOWrapper):
+    encode is written as ``\\uXXXX`` escapes instead of ending the command with a UnicodeEncodeError; so too
+    on a strict UTF-8 one (``LANG=en_US.UTF-8``), which cannot encode the lone surrogate of a file name's
+    byte that is not UTF-8 (``\\udce9``: an orphan file named in Latin-1)."""
+    if not isinstance(sys.stdout, io.TextIOWrapper):
+        return
+    if not utf8_stdout() or sys.stdout.errors == "strict":
         sys.stdout.reconfigure(errors="backslashreplace")
 
 
