@@ -160,3 +160,27 @@ def test_a_file_name_that_is_not_utf8_is_escaped_on_a_strict_utf8_stdout_not_a_t
                 assert found["orphans"][0]["path"] == "2026/12/" + os.fsdecode(b"caf\xe9.wav")
         elif args == ["reconcile"]:
             assert "caf\\udce9.wav" in out, out
+
+
+def test_json_is_valid_utf8_whatever_the_stdout_does_with_a_name_that_is_not(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # in the C.UTF-8 locale Python's stdout writes a lone surrogate back as its raw byte (surrogateescape):
+    # reconcile --json printed the orphan's Latin-1 byte, and the document was not UTF-8 (not JSON)
+    import json
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "audio" / "2026" / "12"
+    folder.mkdir(parents=True)
+    (folder / os.fsdecode(b"caf\xe9.wav")).write_bytes(b"RIFF")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:surrogateescape"}
+    result = subprocess.run(
+        [sys.executable, "-m", "musicstore", "reconcile", "-d", sqlite_url, "-o", str(tmp_path / "audio"),
+         "--json"],
+        capture_output=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    found = json.loads(result.stdout.decode("utf-8"))
+    assert found["orphans"][0]["path"] == "2026/12/" + os.fsdecode(b"caf\xe9.wav")

@@ -7,6 +7,7 @@ import dataclasses
 import enum
 import io
 import json
+import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -62,10 +63,16 @@ def tolerate_stdout() -> None:
         sys.stdout.reconfigure(errors="backslashreplace")
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+"""A lone surrogate: a byte of a file name that is not UTF-8 (``os.fsdecode``), only ever inside a string."""
+
+
 def print_json(value: Any) -> None:
     """One JSON document; verbatim UTF-8 text, or ``\\u`` escapes (still valid JSON) on a stdout that is
-    not UTF-8."""
-    print(json.dumps(value, indent=2, ensure_ascii=not utf8_stdout(), default=_json_default))
+    not UTF-8. A lone surrogate is always a ``\\u`` escape: a stdout that writes it back as its raw byte
+    (``surrogateescape``, the C.UTF-8 locale's) made the document invalid UTF-8, no JSON at all."""
+    text = json.dumps(value, indent=2, ensure_ascii=not utf8_stdout(), default=_json_default)
+    print(_SURROGATE.sub(lambda match: f"\\u{ord(match[0]):04x}", text))
 
 
 def moment_text(moment: datetime | None) -> str:
