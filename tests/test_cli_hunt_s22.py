@@ -184,3 +184,31 @@ def test_json_is_valid_utf8_whatever_the_stdout_does_with_a_name_that_is_not(
     assert result.returncode == 4, result.stderr
     found = json.loads(result.stdout.decode("utf-8"))
     assert found["orphans"][0]["path"] == "2026/12/" + os.fsdecode(b"caf\xe9.wav")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_migrate_warns_of_a_schema_a_later_musicstore_migrated_as_every_command_does(
+    as_json: bool, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `musicstore migrate` said "applied 0 migration(s)" and nothing else on a database holding a migration
+    # this version does not ship, where stats, list... warn that this version's answers can be wrong there
+    import sqlite3
+
+    from musicstore.urls import resolve
+
+    path = resolve(sqlite_url).path
+    assert path is not None
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc) "
+            "VALUES ('f' || hex(randomblob(31)), '9999.from-a-later-version', '2030-01-01 00:00:00')"
+        )
+    conn.close()
+    assert main(["migrate", "-d", sqlite_url, *(["--json"] if as_json else [])]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("musicstore: warning: ") and captured.err.count("\n") == 1, captured.err
+    assert "9999.from-a-later-version" in captured.err
+    if as_json:
+        import json
+
+        assert json.loads(captured.out)["applied"] == []

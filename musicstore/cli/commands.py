@@ -17,6 +17,7 @@ from ..migrate import migrate, migrations_path, yoyo_url
 from ..models import Generation, RetryPolicy, Stats
 from ..ops import Rendition
 from ..ops.storage import get_storage
+from ..store import Store
 from ..urls import resolve, without_password
 from .common import EXIT_OK, open_store, output_root
 from .output import bytes_text, moment_text, print_json, print_section, print_table, short_text
@@ -41,6 +42,9 @@ def _generation_fields(generation: Generation) -> list[tuple[str, str]]:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     applied = migrate(args.database)  # a SIGTERM (main's interrupt.terminating) releases its lock
+    # opened as every other command opens it: a schema a later musicstore migrated (migrate() goes on, for a
+    # rolling upgrade) is a warning line here too, not a silent "applied 0 migration(s)"
+    Store(args.database).close()
     if args.json:
         print_json({"database": without_password(resolve(args.database).url), "applied": applied})
     else:
