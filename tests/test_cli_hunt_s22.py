@@ -212,3 +212,25 @@ def test_migrate_warns_of_a_schema_a_later_musicstore_migrated_as_every_command_
         import json
 
         assert json.loads(captured.out)["applied"] == []
+
+
+def test_a_file_names_byte_that_is_not_utf8_is_an_escape_in_tables_in_every_locale(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # in the C.UTF-8 locale (stdout's surrogateescape) a table wrote such a byte raw: a C1 control byte
+    # (0x9b, the 8-bit CSI) reached the terminal, where control characters are otherwise shown as escapes
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "audio" / "2026" / "12"
+    folder.mkdir(parents=True)
+    (folder / os.fsdecode(b"x\x9b2J\xe9.wav")).write_bytes(b"RIFF")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:surrogateescape"}
+    result = subprocess.run(
+        [sys.executable, "-m", "musicstore", "reconcile", "-d", sqlite_url, "-o", str(tmp_path / "audio")],
+        capture_output=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    assert b"\x9b" not in result.stdout and b"\xe9" not in result.stdout
+    assert "2026/12/x\\udc9b2J\\udce9.wav" in result.stdout.decode("utf-8")

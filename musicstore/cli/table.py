@@ -6,8 +6,10 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-_CONTROLS = "\x00-\x1f\x7f-\x9f\u2028\u2029"
-"""Control characters and line separators: what would break a line or drive the terminal."""
+_CONTROLS = "\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff"
+"""Control characters and line separators: what would break a line or drive the terminal; and lone
+surrogates (a file name's byte that is not UTF-8, ``os.fsdecode``), which a stdout in the C.UTF-8 locale
+writes back raw (``surrogateescape``), a C1 control byte such as 0x9b (the 8-bit CSI) among them."""
 _CONTROL_ONLY = re.compile(f"[{_CONTROLS}]")
 _CELL_ESCAPED = re.compile(f"[\\\\{_CONTROLS}]")  # a backslash too: a cell's escapes read one way
 
