@@ -4,6 +4,7 @@ docs/cli.md say, on both backends."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -234,3 +235,44 @@ def test_a_file_names_byte_that_is_not_utf8_is_an_escape_in_tables_in_every_loca
     assert result.returncode == 4, result.stderr
     assert b"\x9b" not in result.stdout and b"\xe9" not in result.stdout
     assert "2026/12/x\\udc9b2J\\udce9.wav" in result.stdout.decode("utf-8")
+
+
+def _closing(fd: int) -> Any:
+    import os
+
+    return lambda: os.close(fd)
+
+
+@pytest.mark.parametrize("args", [["stats"], ["stats", "--json"], ["requeue-expired"]])
+def test_a_closed_stdout_is_no_traceback(args: list[str], sqlite_url: str) -> None:
+    # `musicstore requeue-expired >&-` (a cron line, a daemon's closed descriptors): Python has no sys.stdout,
+    # and the flush after the command raised AttributeError, a traceback and exit 1 after the work was done
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "musicstore", *args, "-d", sqlite_url],
+        stderr=subprocess.PIPE, text=True, timeout=120, check=False, preexec_fn=_closing(1),
+    )  # fmt: skip
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_a_closed_stderr_is_no_traceback_and_errors_stay_off_stdout(sqlite_url: str, tmp_path: Path) -> None:
+    # `musicstore reconcile 2>&-`: the progress bar asked None whether it is a terminal (AttributeError, exit
+    # 1, nothing done); and an error line, printed to a stderr of None, went to stdout among the output
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "audio").mkdir()
+    command = [sys.executable, "-m", "musicstore"]
+    done = subprocess.run(
+        [*command, "reconcile", "-d", sqlite_url, "-o", str(tmp_path / "audio"), "--json"],
+        stdout=subprocess.PIPE, text=True, timeout=120, check=False, preexec_fn=_closing(2),
+    )  # fmt: skip
+    assert done.returncode == 0 and json.loads(done.stdout)["consistent"] is True
+    failed = subprocess.run(
+        [*command, "show", "not-an-id", "-d", sqlite_url],
+        stdout=subprocess.PIPE, text=True, timeout=120, check=False, preexec_fn=_closing(2),
+    )  # fmt: skip
+    assert (failed.returncode, failed.stdout) == (1, "")

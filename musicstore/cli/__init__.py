@@ -96,8 +96,19 @@ _NOTES: list[str] = []
 after its output in one line each, or, where it fails, in its one error line."""
 
 
+def _stand_in_for_closed_streams() -> None:
+    """A stdout or stderr the caller closed (``>&-``, ``2>&-``: a cron line, a daemon's descriptors) is
+    ``None`` to Python: the flush after the command, the progress bar's ``isatty`` raised AttributeError (a
+    traceback, exit 1), and ``print(file=None)`` put error lines on stdout. Each becomes ``/dev/null`` (at
+    its own descriptor, the lowest one free), so the command runs and its output goes nowhere, as asked."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115  kept for the process's life
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    _stand_in_for_closed_streams()
     with warnings.catch_warnings():  # this call's: Python's own showwarning again after it
         shown_before = warnings.showwarning
 
