@@ -276,3 +276,29 @@ def test_a_closed_stderr_is_no_traceback_and_errors_stay_off_stdout(sqlite_url: 
         stdout=subprocess.PIPE, text=True, timeout=120, check=False, preexec_fn=_closing(2),
     )  # fmt: skip
     assert (failed.returncode, failed.stdout) == (1, "")
+
+
+def test_warnings_made_errors_fail_the_command_in_one_line(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # PYTHONWARNINGS=error (a CI job's setting): a schema a later musicstore migrated raised
+    # NewerSchemaWarning out of main, a traceback
+    import sqlite3
+    import warnings
+
+    from musicstore.urls import resolve
+
+    path = resolve(sqlite_url).path
+    assert path is not None
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc) "
+            "VALUES ('f' || hex(randomblob(31)), '9999.from-a-later-version', '2030-01-01 00:00:00')"
+        )
+    conn.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["stats", "-d", sqlite_url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("musicstore: error: ") and err.count("\n") == 1, err
+    assert "9999.from-a-later-version" in err

@@ -146,7 +146,7 @@ def _run(argv: Sequence[str] | None) -> int:
     except NotFound as exc:
         _error(exc)
         return EXIT_NOT_FOUND
-    except MusicstoreError as exc:
+    except (MusicstoreError, ClockSkewWarning, NewerSchemaWarning) as exc:  # warnings: by -W error
         _error(exc)
         return EXIT_ERROR
     except BrokenPipeError:  # `musicstore list | head`: stop quietly
