@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from musicstore import Status
 from musicstore.cli import main
@@ -302,3 +304,16 @@ def test_warnings_made_errors_fail_the_command_in_one_line(
     err = capsys.readouterr().err
     assert err.startswith("musicstore: error: ") and err.count("\n") == 1, err
     assert "9999.from-a-later-version" in err
+
+
+@given(st.lists(st.text(st.characters() | st.integers(0xDC80, 0xDCFF).map(chr)), min_size=1, max_size=3))
+def test_any_cell_text_makes_table_lines_of_valid_utf8_each_one_line(cells: list[str]) -> None:
+    # a lone surrogate (a file name's byte that is not UTF-8) stayed in the cell: not encodable as UTF-8,
+    # and written back raw by a surrogateescape stdout
+    from musicstore.cli.table import table
+
+    lines = table([cells], [f"h{i}" for i in range(len(cells))])
+    assert len(lines) == 3
+    for line in lines:
+        line.encode("utf-8")  # strict: no lone surrogate
+        assert len(line.splitlines()) <= 1
