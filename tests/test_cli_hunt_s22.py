@@ -317,3 +317,18 @@ def test_any_cell_text_makes_table_lines_of_valid_utf8_each_one_line(cells: list
     for line in lines:
         line.encode("utf-8")  # strict: no lone surrogate
         assert len(line.splitlines()) <= 1
+
+
+def test_version_prints_the_installed_distributions_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib import metadata
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"musicstore {metadata.version('musicstore')}\n"
+
+
+def test_backup_of_a_folder_says_it_is_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "db").mkdir()
+    code = main(["backup", str(tmp_path / "copy.db"), "-d", f"sqlite:///{tmp_path / 'db'}"])
+    err = capsys.readouterr().err
+    assert code == 1 and "is a folder, not a database file" in err and "does not exist" not in err, err
+    assert not (tmp_path / "copy.db").exists()

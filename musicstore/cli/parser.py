@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from datetime import timedelta
+from importlib import metadata
 
 from ..models import Status
 from ..ops import DEFAULT_MAX_ATTEMPTS
@@ -46,6 +47,14 @@ Every read command takes --json for scripts. See docs/cli.md.
 """
 
 
+def installed_version() -> str:
+    """The installed distribution's version (its metadata), as ``pip show musicstore`` gives it."""
+    try:
+        return metadata.version("musicstore")
+    except metadata.PackageNotFoundError:
+        return "(not installed: run from a source tree without pip install)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -54,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=formatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     database = argparse.ArgumentParser(add_help=False)
     database.add_argument(
         "--database",

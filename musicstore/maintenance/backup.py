@@ -287,7 +287,8 @@ def backup(
     started = time.monotonic()
     path = _sqlite_path(url)
     if not path.is_file():
-        raise InvalidInput(f"{path} does not exist: nothing to back up")
+        what = "is a folder, not a database file" if path.is_dir() else "does not exist"
+        raise InvalidInput(f"{path} {what}: nothing to back up")
     pages = validate.integer(pages, "pages", -1)
     overwrite = validate.flag(overwrite, "overwrite")
     if pages == 0:
