@@ -108,6 +108,18 @@ def _to_float32(audio: Any, scale: float | None) -> tuple[NDArray[np.float32], A
     return _numpy_to_float32(audio, scale), wide
 
 
+def check_scale_applies(audio: object, scale: object) -> None:
+    """``InvalidInput`` when ``scale`` is given for a floating-point tensor or array, from its dtype alone
+    (nothing converted): ``scale=`` applies to integer audio only. A caller mistake, which ``as_audio`` raises
+    too; a recording checks it before its export, where a failed export fails the row."""
+    if scale is None or not (isinstance(audio, np.ndarray) or type(audio).__module__.startswith("torch")):
+        return
+    dtype = getattr(audio, "dtype", None)
+    floating = getattr(dtype, "is_floating_point", None)  # a torch dtype's; numpy's has its kind
+    if floating is True or (floating is None and getattr(dtype, "kind", None) == "f"):
+        raise InvalidInput(f"scale= applies to integer audio only; this audio is {dtype}")
+
+
 def _check_scale(kind: str, scale: float | None, dtype: object) -> float | None:
     if kind in _INT_KINDS:
         if scale is None:

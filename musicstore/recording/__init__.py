@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from .. import processes, validate
 from ..audio import ExportOptions, as_audio_batch, layout_path
+from ..audio.arrays import check_scale_applies
 from ..audio.export import check_target
 from ..audio.peaks import PeaksSpec
 from ..audio.tags import want_tags
@@ -106,6 +107,7 @@ def export_generation(
     _check_store(store)
     _check_call(generation, on_error, max_attempts, metadata)
     _check_format(ext, options, root=root, worker_id=worker_id, scale=scale)
+    check_scale_applies(audio, scale)  # as a batch's conversion raises it: before the row can be failed
     spec = _peaks_spec(peaks)
     if generation_time_seconds is not None:
         validate.seconds(generation_time_seconds, "generation_time_seconds", positive=False)
