@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from musicstore import Generation, InvalidInput, Status, Store
-from musicstore.audio import synthesize_music
+from musicstore.audio import export_batch, synthesize_music
 from musicstore.recording import export_batch_generations, export_generation
 from tests.conftest import new_job
 
@@ -61,3 +61,16 @@ def test_scale_for_float_audio_is_a_caller_mistake_as_in_a_batch(
     pcm = (synthesize_music(1.0, RATE, seed=1) * 20_000).astype(np.int16)  # what scale= is for still records
     done = export_generation(store, job, pcm, root=root, scale=32_768)
     assert done.generation.status is Status.COMPLETED
+
+
+@pytest.mark.parametrize("unordered", [set, frozenset, lambda paths: dict.fromkeys(paths).keys()])
+def test_export_batch_refuses_paths_without_an_order(tmp_path: Path, unordered: Any) -> None:
+    """Item ``i`` of a batch goes to ``paths[i]``; a set of paths has no order (a str's hash, and so a set's
+    iteration order, changes from one process to the next), yet it was taken as given: each item was written
+    to whichever path the set yielded at its place, a clip under another generation's name."""
+    batch = np.stack([synthesize_music(0.5, RATE, seed=s) for s in range(3)])
+    paths = [tmp_path / f"{name}.wav" for name in ("a", "b", "c")]
+    with pytest.raises(InvalidInput, match="no order"):
+        export_batch(batch, RATE, unordered(paths))
+    assert files_under(tmp_path) == []
+    assert [r.path for r in export_batch(batch, RATE, tuple(paths))] == paths  # a tuple, a list: in order

@@ -14,6 +14,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -325,6 +326,10 @@ def export_batch(
     rate = check_sample_rate(sample_rate)
     if isinstance(paths, str | bytes | os.PathLike) or not isinstance(paths, Iterable):
         raise InvalidInput(f"paths must be a sequence of paths, one per item, got {type(paths).__name__}")
+    if isinstance(paths, AbstractSet):  # item i goes to paths[i]: a set's order changes between processes
+        raise InvalidInput(
+            f"paths must be a sequence of paths, one per item in order; a {type(paths).__name__} has no order"
+        )
     targets = [check_target(p, opts.subtype) for p in paths]
     if workers is not None:
         validate.integer(workers, "workers", 1, 1_024)
