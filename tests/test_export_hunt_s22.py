@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import soundfile as sf
 
-from musicstore import Generation, InvalidInput, Status, Store
-from musicstore.audio import export_batch, synthesize_music
+from musicstore import Generation, InvalidAudio, InvalidInput, Status, Store
+from musicstore.audio import analyze_file, export_batch, synthesize_music
 from musicstore.recording import export_batch_generations, export_generation
 from tests.conftest import new_job
 
@@ -74,3 +75,18 @@ def test_export_batch_refuses_paths_without_an_order(tmp_path: Path, unordered: 
         export_batch(batch, RATE, unordered(paths))
     assert files_under(tmp_path) == []
     assert [r.path for r in export_batch(batch, RATE, tuple(paths))] == paths  # a tuple, a list: in order
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_analyze_file_names_the_file_that_holds_non_finite_samples(tmp_path: Path, bad: float) -> None:
+    """A FLOAT file holding a NaN or an infinity (written by another tool) was refused with the message made
+    for model output: "audio has 1 non-finite values ...; Check the model output", naming neither the file
+    nor its being a file (``file_peaks`` of the same file names it)."""
+    path = tmp_path / "float.wav"
+    frames = (np.random.default_rng(0).standard_normal((1_000, 2)) * 0.1).astype(np.float32)
+    frames[17, 1] = bad
+    sf.write(path, frames, RATE, subtype="FLOAT")
+    with pytest.raises(InvalidAudio, match="holds NaN or infinite samples") as info:
+        analyze_file(path)
+    message = str(info.value)
+    assert str(path) in message and "channel 1, sample 17" in message and "model output" not in message
