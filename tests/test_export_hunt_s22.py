@@ -12,8 +12,9 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musicstore import Generation, InvalidAudio, InvalidInput, Status, Store
+from musicstore import Generation, InvalidAudio, InvalidInput, Status, StorageError, Store
 from musicstore.audio import ExportOptions, analyze_file, export_audio, export_batch, synthesize_music
+from musicstore.audio.tags import Provenance, read_wav_info, tag_master
 from musicstore.audio.truepeak import to_db, true_peak
 from musicstore.recording import export_batch_generations, export_generation
 from tests.conftest import new_job
@@ -161,3 +162,24 @@ def test_adversarial_inter_sample_peaks_stay_under_the_ceiling(  # noqa: PLR0917
     assert result.true_peak_after <= ceiling, result
     assert to_db(true_peak(written)) <= ceiling + SLACK_DB, result
     assert to_db(reference_true_peak(written)) <= ceiling + SLACK_DB, result
+
+
+def test_tag_master_and_read_wav_info_raise_typed_errors(tmp_path: Path) -> None:
+    """A master that is not there (or is a folder) raised a bare FileNotFoundError/IsADirectoryError from
+    ``tag_master`` and ``read_wav_info``, and a path that is no path a TypeError, where every other file
+    function of the package says StorageError (``analyze_file``: "no such file") or InvalidInput."""
+    folder = tmp_path / "folder.wav"
+    folder.mkdir()
+    provenance = Provenance("a prompt")
+    for missing in (tmp_path / "missing.wav", tmp_path / "missing.flac", folder):
+        with pytest.raises(StorageError, match=missing.name):
+            tag_master(missing, provenance, -16.0, -1.0)
+    for missing in (tmp_path / "missing.wav", folder):
+        with pytest.raises(StorageError, match=missing.name):
+            read_wav_info(missing)
+    for not_a_path in (3, None, b"x.wav"):
+        with pytest.raises(InvalidInput, match="path"):
+            tag_master(not_a_path, provenance, -16.0, -1.0)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInput, match="path"):
+            read_wav_info(not_a_path)  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.wav"]

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from musicstore import validate
-from musicstore.audio.files import write_bytes_atomic
-from musicstore.errors import InvalidInput
+from musicstore.audio.files import as_path, write_bytes_atomic
+from musicstore.errors import InvalidInput, StorageError
 from musicstore.models import Generation
 
 REPLAYGAIN_REFERENCE_LUFS = -18.0
@@ -259,24 +259,34 @@ def tag_master(path: str | Path, provenance: Provenance, loudness_lufs: float, t
     """Embed the provenance and ReplayGain tags (the measured loudness, LUFS, and true peak, dBTP) in the
     master file at ``path`` (WAV: ``LIST/INFO`` and an ``id3 `` chunk; FLAC: Vorbis comments), rewritten
     atomically (temp file, fsync, rename); returns its new size in bytes. Tag it before it is published:
-    it is replaced whole."""
-    target = Path(path)
+    it is replaced whole. ``StorageError`` where it cannot be read or written."""
+    target = as_path(path)
     fmt = MASTER_FORMATS.get(target.suffix.lower())
     if fmt is None:
         raise InvalidInput(f"{target.name}: a master to tag is a .wav or .flac file")
     peak = 10.0 ** (true_peak_dbtp / 20.0) if math.isfinite(true_peak_dbtp) else 0.0
     try:
-        tagged = embed(target.read_bytes(), fmt, provenance, LoudnessTags(loudness_lufs, peak))
+        tagged = embed(_read(target), fmt, provenance, LoudnessTags(loudness_lufs, peak))
     except InvalidInput as exc:
         raise InvalidInput(f"{target.name}: {exc}") from exc
     return write_bytes_atomic(target, tagged)
 
 
+def _read(path: Path) -> bytes:
+    """The bytes of the file at ``path``; ``StorageError`` naming it where it cannot be read (missing, a
+    folder, not readable)."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise StorageError(f"reading {path} failed: {exc.strerror or exc}") from exc
+
+
 def read_wav_info(path: str | Path) -> dict[str, str]:
     """The ``LIST/INFO`` strings of a WAV file, by their four-letter ids: UTF-8 (as musicstore writes them),
     or Latin-1 where a string's bytes are not UTF-8 (older writers use their system's code page). A file that
-    is not a WAV file (no ``RIFF``/``WAVE`` header) is ``InvalidInput``."""
-    data = Path(path).read_bytes()
+    is not a WAV file (no ``RIFF``/``WAVE`` header) is ``InvalidInput``; one that cannot be read
+    ``StorageError``."""
+    data = _read(as_path(path))
     if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise InvalidInput(f"{path} is not a WAV file (no RIFF/WAVE header)")
     out: dict[str, str] = {}
