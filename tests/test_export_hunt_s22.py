@@ -13,9 +13,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from musicstore import Generation, InvalidAudio, InvalidInput, Status, StorageError, Store
-from musicstore.audio import ExportOptions, analyze_file, export_audio, export_batch, synthesize_music
+from musicstore.audio import (
+    ExportOptions,
+    analyze_file,
+    export_audio,
+    export_batch,
+    integrated_loudness,
+    synthesize_music,
+)
 from musicstore.audio.tags import Provenance, read_wav_info, tag_master
-from musicstore.audio.truepeak import to_db, true_peak
+from musicstore.audio.truepeak import annex2_true_peak, to_db, true_peak
 from musicstore.recording import export_batch_generations, export_generation
 from tests.conftest import new_job
 from tests.reference_meter import reference_true_peak
@@ -183,3 +190,17 @@ def test_tag_master_and_read_wav_info_raise_typed_errors(tmp_path: Path) -> None
         with pytest.raises(InvalidInput, match="path"):
             read_wav_info(not_a_path)  # type: ignore[arg-type]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.wav"]
+
+
+@pytest.mark.parametrize("meter", [true_peak, annex2_true_peak, integrated_loudness])
+def test_the_meters_take_the_scale_their_error_asks_for(meter: Any) -> None:
+    """Given int16 audio, ``true_peak``, ``annex2_true_peak`` and ``integrated_loudness`` said "integer audio
+    (int16) needs scale= (its full-scale value ...)" but took no ``scale``: following the message was a
+    TypeError. They take it now, as ``analyze_audio``, ``estimate_tempo`` and the exports do."""
+    pcm = (synthesize_music(1.0, RATE, seed=2) * 20_000).astype(np.int16)
+    args = (RATE,) if meter is integrated_loudness else ()
+    with pytest.raises(InvalidAudio, match="needs scale="):
+        meter(pcm, *args)
+    assert meter(pcm, *args, scale=32_768) == meter(pcm.astype(np.float32) / np.float32(32_768), *args)
+    with pytest.raises(InvalidInput, match="integer audio only"):
+        meter(pcm.astype(np.float32), *args, scale=32_768)

@@ -372,11 +372,14 @@ class Loudness:
     short: bool
 
 
-def integrated_loudness(audio: NDArray[np.float32], sample_rate: int) -> Loudness:
+def integrated_loudness(
+    audio: NDArray[np.float32], sample_rate: int, *, scale: float | None = None
+) -> Loudness:
     """Integrated loudness (BS.1770-4) of a float32 ``(C, S)`` clip (``(S,)``: mono), in one chunk's worth
     of memory. The clip and the rate are checked as for an export (InvalidAudio/InvalidInput: NaN/Inf,
-    empty, wrong rank, more than 8 channels, a rate outside 8–384 kHz)."""
-    audio, sample_rate = as_audio(audio), check_sample_rate(sample_rate)
+    empty, wrong rank, more than 8 channels, a rate outside 8–384 kHz); ``scale``: integer audio's
+    full-scale value, as for an export."""
+    audio, sample_rate = as_audio(audio, scale=scale), check_sample_rate(sample_rate)
     starts, stops, length, short = _block_layout(audio.shape[1], sample_rate)
     means = _block_means(_power_chunks(audio, sample_rate), starts, stops, length)
     return Loudness(gated_loudness(means), short)

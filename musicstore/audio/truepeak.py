@@ -373,21 +373,22 @@ def refined_peak(audio: NDArray[np.float32], peaks: PeakMap) -> float:
     return max(peaks.sample_peak, float(fine.max(initial=0.0)))
 
 
-def true_peak(audio: NDArray[np.float32]) -> float:
+def true_peak(audio: NDArray[np.float32], *, scale: float | None = None) -> float:
     """True peak (linear, ≥ the sample peak) of ``(C, S)`` audio (``(S,)``: mono) by the ideal (sinc)
     reconstruction, zero outside the clip (at the ends, the larger of that and the looped reading); a clip far
     out of audio's range is read on a copy scaled by a power of two (:func:`range_exponent`). The clip is
-    checked as for an export (InvalidAudio/InvalidInput: NaN/Inf, empty, wrong rank, not numbers)."""
-    audio = as_audio(audio)
+    checked as for an export (InvalidAudio/InvalidInput: NaN/Inf, empty, wrong rank, not numbers);
+    ``scale``: integer audio's full-scale value, as for an export."""
+    audio = as_audio(audio, scale=scale)
     exponent = range_exponent(largest_sample(audio))  # far out of range: measured scaled (see scaled_down)
     audio = scaled_down(audio, exponent)
     return math.ldexp(refined_peak(audio, peak_map(audio)), exponent)
 
 
-def annex2_true_peak(audio: NDArray[np.float32]) -> float:
+def annex2_true_peak(audio: NDArray[np.float32], *, scale: float | None = None) -> float:
     """True peak (linear, ≥ the sample peak) of ``(C, S)`` audio with the BS.1770-4 Annex 2 4x meter (the clip
-    checked as by ``true_peak``)."""
-    audio = as_audio(audio)
+    checked, and integer audio scaled, as by ``true_peak``)."""
+    audio = as_audio(audio, scale=scale)
     meter = annex2()
     envelope = sample_envelope(audio)
     exponent = range_exponent(float(envelope.max()))  # far out of range: measured scaled (see scaled_down)
