@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 from musicstore import Generation, InvalidAudio, InvalidInput, Status, StorageError, Store
 from musicstore.audio import (
     ExportOptions,
+    RenditionSpec,
     analyze_file,
     export_audio,
     export_batch,
     integrated_loudness,
+    render_file,
     synthesize_music,
 )
 from musicstore.audio.tags import Provenance, read_wav_info, tag_master
@@ -204,3 +206,18 @@ def test_the_meters_take_the_scale_their_error_asks_for(meter: Any) -> None:
     assert meter(pcm, *args, scale=32_768) == meter(pcm.astype(np.float32) / np.float32(32_768), *args)
     with pytest.raises(InvalidInput, match="integer audio only"):
         meter(pcm.astype(np.float32), *args, scale=32_768)
+
+
+def test_render_file_names_the_master_that_holds_non_finite_samples(tmp_path: Path) -> None:
+    """As ``analyze_file``: a FLOAT master holding a NaN was refused by ``render_file`` (and
+    ``rendering.render_generation``, through ``read_master``) with the message made for model output,
+    naming no master."""
+    master = tmp_path / "master.wav"
+    frames = (np.random.default_rng(0).standard_normal((8_000, 2)) * 0.1).astype(np.float32)
+    frames[5, 0] = np.inf
+    sf.write(master, frames, RATE, subtype="FLOAT")
+    with pytest.raises(InvalidAudio, match="holds NaN or infinite samples") as info:
+        render_file(master, tmp_path / "r.wav", RenditionSpec("wav"), "podcast")
+    message = str(info.value)
+    assert "master.wav" in message and "channel 0, sample 5" in message and "model output" not in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["master.wav"]

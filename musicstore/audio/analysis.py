@@ -19,8 +19,8 @@ from musicstore.audio.arrays import (
     MAX_CHANNELS,
     MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE,
-    _all_finite,
     as_audio,
+    check_finite_frames,
     check_sample_rate,
 )
 from musicstore.audio.files import as_path, check_not_truncated, short_read
@@ -121,14 +121,7 @@ def analyze_file(path: str | Path, *, tempo: bool = False) -> AudioInfo:
         raise InvalidAudio(f"{path}: not a readable audio file ({exc})") from exc
     if data.shape[0] == 0:
         raise InvalidAudio(f"{path}: holds no audio frames")
-    if not _all_finite(data):  # a FLOAT file: named here, not as a model's output would be
-        finite = np.isfinite(data)
-        bad = data.size - int(np.count_nonzero(finite))
-        frame, channel = np.unravel_index(int(np.argmin(finite)), data.shape)
-        raise InvalidAudio(
-            f"{path} holds NaN or infinite samples ({bad}, the first at channel {int(channel)}, sample "
-            f"{int(frame)}): it cannot be measured"
-        )
+    check_finite_frames(data, path)  # a FLOAT file: named here, not as a model's output would be
     return analyze_audio(np.ascontiguousarray(data.T), rate, tempo=tempo, subtype=subtype)
 
 

@@ -218,6 +218,20 @@ def _wide_numpy(wide: Any) -> NDArray[Any]:
     return np.asarray(wide.detach().resolve_conj().resolve_neg().cpu().numpy())
 
 
+def check_finite_frames(frames: NDArray[np.float32], name: object) -> None:
+    """``InvalidAudio`` naming the file ``name`` when its ``(S, C)`` frames, as read, hold NaN or infinite
+    samples (a FLOAT file): their count and the first (not as_audio's message, which is for model output)."""
+    if _all_finite(frames):
+        return
+    finite = np.isfinite(frames)
+    bad = frames.size - int(np.count_nonzero(finite))
+    frame, channel = np.unravel_index(int(np.argmin(finite)), frames.shape)
+    raise InvalidAudio(
+        f"{name} holds NaN or infinite samples ({bad}, the first at channel {int(channel)}, sample "
+        f"{int(frame)}): it cannot be measured"
+    )
+
+
 def _all_finite(data: NDArray[np.float32]) -> bool:
     """Whether every value is finite: a NaN or an infinity makes the float32 sum NaN or infinite (a quarter
     of the time of a float64 sum, which converts every value: the serial step before a batch's items);

@@ -29,7 +29,7 @@ import numpy as np
 import soundfile as sf
 from numpy.typing import NDArray
 
-from musicstore.audio.arrays import as_audio, check_sample_rate
+from musicstore.audio.arrays import as_audio, check_finite_frames, check_sample_rate
 from musicstore.audio.codecs import (
     EXTENSIONS,
     FORMATS,
@@ -414,6 +414,7 @@ def read_master(raw: bytes, name: str, *, sha256: str | None = None) -> tuple[ND
         raise InvalidAudio(f"master {name}: cannot read it as audio ({exc})") from exc
     if 0 < samples.shape[0] < declared:
         raise short_read(f"master {name}", samples.shape[0], declared)
+    check_finite_frames(samples, f"master {name}")  # a FLOAT master: named, not as model output
     return samples.T, int(rate)
 
 
