@@ -1,0 +1,1 @@
+-- 0023 changed nothing on SQLite.

@@ -1,0 +1,1 @@
+-- Nothing on SQLite: its waits poll PRAGMA data_version, which a delete changes (see 0023.deleted-wakeups.py).

@@ -1,0 +1,162 @@
+"""Regressions of the queue, waiting and metrics (session 22), on both backends, sync and async.
+
+``wait_for`` on a job that is deleted while it waits (``delete_generation``, ``reset_database``) raises
+``NotFound`` as soon as the delete commits: on PostgreSQL migration 0023's trigger sends the job's
+``musicstore_finished`` notification when a pending or processing row is deleted (before, nothing woke the
+waiter until its periodic re-try); on SQLite the ``data_version`` poll sees the delete."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from musicstore import AsyncStore, NotFound, Store, waiting
+from musicstore.ops.jobs import RESET_CONFIRMATION
+from tests.conftest import new_job
+
+LONG = 5.0
+"""A wait no test reaches when the wake-up works."""
+PROMPT = 0.5
+"""A generous bound on a wake-up that works (milliseconds); without one the waiter sleeps out ``LONG``."""
+
+
+@pytest.fixture
+def no_recheck(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback re-try far beyond each wait: a waiter that returns early was woken."""
+    monkeypatch.setattr(waiting, "RECHECK_SECONDS", 3600.0)
+
+
+@pytest.fixture
+def other(db_url: str) -> Iterator[Store]:
+    """A second store on the same database: another process's connections."""
+    with Store(db_url) as opened:
+        yield opened
+
+
+def _later(action: Callable[[], Any], done: list[float], delay: float = 0.3) -> threading.Thread:
+    """Run ``action`` after ``delay`` seconds in a thread; ``done`` gets the moment it returned."""
+
+    def run() -> None:
+        time.sleep(delay)
+        action()
+        done.append(time.monotonic())
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+# --- a waiter on a deleted job wakes at the delete ----------------------------------------------------------
+
+
+@pytest.mark.usefixtures("no_recheck")
+@pytest.mark.parametrize("how", ["delete_generation", "reset_database"])
+def test_wait_for_a_job_deleted_while_it_waits_raises_not_found_at_once(
+    db_url: str, other: Store, how: str
+) -> None:
+    with Store(db_url) as store:
+        job = new_job(store)
+        if how == "reset_database":  # deletes a processing job too
+            assert store.claim_next("gpu-0") is not None
+        delete = {
+            "delete_generation": lambda: other.delete_generation(job.id),
+            "reset_database": lambda: other.reset_database(confirm=RESET_CONFIRMATION),
+        }[how]
+        deleted: list[float] = []
+        thread = _later(delete, deleted)
+        try:
+            with pytest.raises(NotFound):
+                store.wait_for(job.id, timeout=LONG)
+            woke = time.monotonic()
+        finally:
+            thread.join()
+    assert woke - deleted[0] < PROMPT
+
+
+@pytest.mark.usefixtures("no_recheck")
+def test_async_wait_for_a_job_deleted_while_it_waits_raises_not_found_at_once(
+    db_url: str, other: Store
+) -> None:
+    async def main() -> float:
+        async with AsyncStore.open(db_url) as store:
+            job = await store.create_generation("p", model_name="m", duration_seconds=1.0)
+            waits = [asyncio.ensure_future(store.wait_for(job.id, timeout=LONG)) for _ in range(3)]
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(other.delete_generation, job.id)
+            deleted = time.monotonic()
+            results = await asyncio.gather(*waits, return_exceptions=True)
+            assert all(isinstance(r, NotFound) for r in results), results
+            return time.monotonic() - deleted
+
+    assert asyncio.run(main()) < PROMPT
+
+
+@pytest.mark.usefixtures("no_recheck")
+def test_deleting_a_finished_job_or_another_one_wakes_no_waiter(db_url: str, other: Store) -> None:
+    """The delete's notification is the deleted pending or processing job's own: a waiter on another job
+    sleeps on; deleting finished jobs (retention) sends nothing."""
+    with Store(db_url) as store:
+        mine, theirs, old = new_job(store, "mine"), new_job(store, "theirs"), new_job(store, "old")
+        store.cancel(old.id)
+        deleted: list[float] = []
+        thread = _later(lambda: [other.delete_generation(g) for g in (theirs.id, old.id)], deleted, 0.1)
+        read = store.wait_for(mine.id, timeout=0.6)
+        thread.join()
+    assert not read.is_finished and read.id == mine.id
+
+
+def _wakes_at_the_delete(db_url: str, other: Store) -> float:
+    """Seconds from a pending job's delete to its waiter's ``NotFound``."""
+    with Store(db_url) as store:
+        job = new_job(store)
+        deleted: list[float] = []
+        thread = _later(lambda: other.delete_generation(job.id), deleted)
+        try:
+            with pytest.raises(NotFound):
+                store.wait_for(job.id, timeout=LONG)
+            return time.monotonic() - (deleted[0] if deleted else 0.0)
+        finally:
+            thread.join()
+
+
+@pytest.mark.usefixtures("no_recheck")
+def test_0023_rolls_back_and_applies_again_keeping_the_totals(db_url: str, other: Store) -> None:
+    """0023's function is also the totals' (``generations_count``): deletes of every status keep the totals
+    equal to a count of the rows, before and after its rollback; rolled back (0004's function again), the
+    delete sends nothing; applied again, it wakes the waiter."""
+    from musicstore.migrate import migrate
+    from tests.test_schema import _from, _rollback, _sql
+
+    def notifies() -> bool:
+        if not db_url.startswith("postgres"):
+            return False
+        function = "SELECT prosrc FROM pg_proc WHERE proname = 'musicstore_count_generations'"
+        [(source,)] = _sql(db_url, function)
+        return "musicstore_finished" in str(source)
+
+    def totals_match() -> None:
+        counted = _sql(db_url, "SELECT status, count(*) FROM generations GROUP BY status ORDER BY status")
+        by_status = {str(status): n for status, n in other.get_database_stats().by_status.items() if n}
+        assert by_status == {str(status): int(str(n)) for status, n in counted}
+
+    jobs = [new_job(other, f"job {i}") for i in range(6)]
+    other.claim_next("gpu-0")
+    other.cancel(jobs[1].id)
+    other.delete_generation(jobs[1].id)  # a finished one
+    other.delete_generation(jobs[2].id)  # a pending one
+    totals_match()
+    assert notifies() == db_url.startswith("postgres")
+    _rollback(db_url, "0023")
+    assert not notifies()
+    other.delete_generation(jobs[3].id)
+    totals_match()
+    assert migrate(db_url) == _from("0023")
+    assert notifies() == db_url.startswith("postgres")
+    other.delete_generation(jobs[4].id)
+    totals_match()
+    assert _wakes_at_the_delete(db_url, other) < PROMPT
