@@ -160,3 +160,50 @@ def test_0023_rolls_back_and_applies_again_keeping_the_totals(db_url: str, other
     other.delete_generation(jobs[4].id)
     totals_match()
     assert _wakes_at_the_delete(db_url, other) < PROMPT
+
+
+# --- the metrics' longest ready wait ------------------------------------------------------------------------
+
+
+def _exposed(text: bytes, name: str) -> float:
+    [value] = [line.split()[-1] for line in text.decode().splitlines() if line.startswith(f"{name} ")]
+    return float(value)
+
+
+def test_metrics_longest_ready_wait_leaves_out_deferred_jobs(db_url: str) -> None:
+    """``musicstore_oldest_pending_age_seconds`` counts a job scheduled for later or backing off before a
+    retry (as it always did); ``musicstore_longest_ready_wait_seconds`` counts only the jobs that can be
+    claimed, each from when it became ready (the later of its creation and its ``run_after``), 0 when none
+    is: the figure to alert on when workers stop claiming."""
+    from datetime import timedelta
+
+    from musicstore.metrics import metrics_text, read_metrics
+    from musicstore.models import RetryPolicy
+    from musicstore.testing import FakeClock
+
+    clock = FakeClock()
+    start = clock()
+    with Store(db_url, clock=clock) as store:
+        new_job(store, "later", run_after=start + timedelta(days=1))
+        backing_off = new_job(store, "backing off")
+        assert store.claim_next("gpu-0") is not None
+        store.fail(backing_off.id, "out of memory", retry=True, backoff=RetryPolicy(1000.0, 1000.0, 0.0))
+        clock.advance(100)
+        snapshot = read_metrics(store)
+        assert snapshot.oldest_pending_age == 100.0 and snapshot.longest_ready_wait is None  # all deferred
+        assert snapshot.as_dict()["longest_ready_wait_seconds"] is None
+        assert _exposed(metrics_text(store), "musicstore_longest_ready_wait_seconds") == 0.0
+        ready = new_job(store, "ready")
+        clock.advance(40)
+        snapshot = read_metrics(store)
+        assert snapshot.oldest_pending_age == 140.0 and snapshot.longest_ready_wait == 40.0
+        assert snapshot.as_dict()["longest_ready_wait_seconds"] == 40.0
+        text = metrics_text(store)
+        assert _exposed(text, "musicstore_oldest_pending_age_seconds") == 140.0
+        assert _exposed(text, "musicstore_longest_ready_wait_seconds") == 40.0
+        claimed = store.claim_next("gpu-0")
+        assert claimed is not None and claimed.id == ready.id
+        clock.advance(870)  # the backing-off job became ready at 1000 s, 10 s ago
+        snapshot = read_metrics(store)
+        assert snapshot.oldest_pending_age == 1010.0 and snapshot.longest_ready_wait == 10.0
+        assert store.queue_depth().longest_ready_wait_seconds == 10.0

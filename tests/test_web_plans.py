@@ -21,6 +21,11 @@ DASHBOARD_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     "metrics_model_totals": ({}, "model totals"),
     # the queue's head: on PostgreSQL its partial index of pending rows (migration 0005)
     "metrics_oldest_pending": ({}, "generations_pending|generations_status_created_at_id"),
+    # the longest ready wait: a bounded walk of the queue's head in creation order, on the same index
+    "metrics_longest_ready": (
+        {"now": EPOCH, "limit": 100},
+        "generations_pending|generations_status_created_at_id",
+    ),
     # the claims in flight: on PostgreSQL the lane index of processing rows (migration 0008)
     "metrics_processing": ({"limit": 100}, "generations_lane_running|generations_status_created_at_id"),
     # the queue by priority class: its lane index, which holds the priority (migration 0008)

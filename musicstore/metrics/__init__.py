@@ -5,8 +5,9 @@ queries of ``sql/common/metrics.sql`` (``sql/<dialect>/metrics.sql`` for the JSO
 
 - the running totals that triggers keep (counts, bytes and seconds by status; counts by model and status;
   prompts): constant time;
-- the queue's head (its oldest pending row, one index entry) and the rows being processed (one per claim in
-  flight, at most ``PROCESSING_LIMIT``): live and expired leases, workers;
+- the queue's head (its oldest pending row, one index entry; the longest ready wait, from its first
+  ``PENDING_LIMIT`` rows by creation) and the rows being processed (one per claim in flight, at most
+  ``PROCESSING_LIMIT``): live and expired leases, workers;
 - the rows created in the last ``window`` seconds (at most ``window_limit``, newest first) on the time index:
   what became of them: claims (their attempts), retries (attempts after the first), lease expiries (their
   last error says so), completions and failures;

@@ -92,6 +92,14 @@ def families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
         [((), s.oldest_pending_age or 0.0)],
     )  # fmt: skip
     yield _gauge(
+        "musicstore_longest_ready_wait_seconds",
+        "How long the longest-waiting claimable pending generation has waited since it became ready (the "
+        "later of its creation and its run_after; 0: none is ready). Jobs scheduled for later or backing off "
+        f"before a retry do not count: alert on this one. Of the first {PENDING_LIMIT:,} by creation.",
+        [],
+        [((), s.longest_ready_wait or 0.0)],
+    )
+    yield _gauge(
         "musicstore_leases", "Claims in flight by lease state (expired: not yet requeued).", ["state"],
         [(("live",), s.leases_live), (("expired",), s.leases_expired)],
     )  # fmt: skip

@@ -148,6 +148,8 @@ def metrics_op(
     }
     head = yield Call("metrics_oldest_pending", {})
     oldest = _moment(head["oldest"]) if head is not None else None
+    ready = yield Call("metrics_longest_ready", {"now": now, "limit": PENDING_LIMIT})
+    ready_since = _moment(ready["ready_since"]) if ready is not None else None
     processing = yield from processing_op.steps(PROCESSING_LIMIT)
     expired = sum(1 for row in processing if row["lease_expires_at"] <= now)
     queue = yield Call("metrics_pending_by_priority", {"limit": PENDING_LIMIT})
@@ -204,6 +206,7 @@ def metrics_op(
         export_time=export_time,
         loudness=loudness,
         true_peak=true_peak,
+        longest_ready_wait=None if ready_since is None else max((now - ready_since).total_seconds(), 0.0),
     )
 
 

@@ -131,6 +131,11 @@ class MetricsSnapshot:
     loudness: Distribution
     true_peak: Distribution
     seconds: float = 0.0
+    longest_ready_wait: float | None = None
+    """How long the longest-waiting ready pending generation has waited since it became ready to claim (the
+    later of its creation and its ``run_after``; None: none is ready), of the queue's first ``PENDING_LIMIT``
+    by creation. Unlike ``oldest_pending_age``, a job scheduled for later or backing off before a retry does
+    not count until its ``run_after``: the figure to alert on when workers stop claiming."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready figures (no ids, no prompts: the dashboard's API adds those where it shows them)."""
@@ -144,6 +149,7 @@ class MetricsSnapshot:
             "prompts": self.prompts,
             "prompt_uses": self.prompt_uses,
             "oldest_pending_age_seconds": self.oldest_pending_age,
+            "longest_ready_wait_seconds": self.longest_ready_wait,
             "pending_by_priority": self.pending_by_priority,
             "pending_by_priority_truncated": self.pending_truncated,
             "processing_by_priority": self.processing_by_priority,

@@ -16,6 +16,18 @@ ORDER BY model_name, status;
 -- The creation time of the queue's head: the first entry of the pending rows in the queue's index.
 SELECT min(created_at) AS oldest FROM generations WHERE status = 'pending';
 
+-- name: metrics_longest_ready(now, limit)^
+-- Since when the longest-waiting ready job has been ready (the later of its creation and its run_after; NULL
+-- when none is ready: each waits for its run_after), of the queue's first `limit` pending rows by creation,
+-- on the queue's time-ordered index (queue_depth's ready_since, without its pass over every pending row). A
+-- row past the limit was created after every row read, so it can only be ready since later than the first
+-- ready row among them: the figure is exact unless nearly all of those rows wait for a later run_after.
+SELECT min(CASE WHEN run_after IS NULL OR run_after <= created_at THEN created_at
+                WHEN run_after <= :now THEN run_after END) AS ready_since
+FROM (
+    SELECT created_at, run_after FROM generations WHERE status = 'pending' ORDER BY created_at, id LIMIT :limit
+) AS head;
+
 -- name: metrics_processing(limit)
 -- The rows being processed (one per claim in flight, a few): their worker, lease, priority and the progress
 -- their worker last reported (migrations 0008, 0009). In no order (the caller sorts this small set).
