@@ -8,16 +8,19 @@ waiter until its periodic re-try); on SQLite the ``data_version`` poll sees the 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
-from musicstore import AsyncStore, NotFound, Store, waiting
+from musicstore import AsyncStore, DatabaseError, NotFound, Store, waiting
 from musicstore.ops.jobs import RESET_CONFIRMATION
 from tests.conftest import new_job
+from tests.test_slow_connect import _SlowProxy
 
 LONG = 5.0
 """A wait no test reaches when the wake-up works."""
@@ -207,3 +210,88 @@ def test_metrics_longest_ready_wait_leaves_out_deferred_jobs(db_url: str) -> Non
         snapshot = read_metrics(store)
         assert snapshot.oldest_pending_age == 1010.0 and snapshot.longest_ready_wait == 10.0
         assert store.queue_depth().longest_ready_wait_seconds == 10.0
+
+
+# --- a wait's listening connection is bounded by the store's connect timeout --------------------------------
+
+
+class _FreezingProxy(_SlowProxy):
+    """A TCP proxy to ``target`` that passes connections on at once until ``frozen``; then it accepts new ones
+    and never answers (a server that stopped answering, a network partition after the connect)."""
+
+    frozen = False
+
+    def _open(self, client: socket.socket) -> None:
+        if self.frozen:
+            self.sockets.append(client)  # held, silent, until the proxy closes
+            return
+        server = socket.create_connection(("127.0.0.1", self.target))
+        self.sockets += [client, server]
+        for source, sink in ((client, server), (server, client)):
+            threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+
+@pytest.fixture
+def freezing(postgres_url: str) -> Iterator[tuple[_FreezingProxy, str]]:
+    port = urlsplit(postgres_url).port
+    assert port is not None
+    proxy = _FreezingProxy(port)
+    try:
+        yield proxy, postgres_url.replace(f":{port}/", f":{proxy.port}/")
+    finally:
+        proxy.close()
+
+
+BOUND = 10.0
+"""Far more than the connect timeout a ``busy_timeout`` of 1 s gives (libpq's least, 2 s)."""
+
+
+def test_a_wait_on_a_server_that_stopped_answering_fails_within_the_connect_timeout(
+    freezing: tuple[_FreezingProxy, str],
+) -> None:
+    """The first wait of a store makes its listening connection: with no connect timeout (the store's own
+    connections have libpq's, from ``busy_timeout``) ``claim_next(wait=0.5)`` or ``wait_for(timeout=1)``
+    hung for as long as the server did not answer, whatever their own timeout."""
+    proxy, url = freezing
+    with Store(url, busy_timeout=1.0) as store:
+        job = new_job(store)
+        proxy.frozen = True
+        outcome: list[BaseException | None] = []
+
+        def wait() -> None:
+            try:
+                store.wait_for(job.id, timeout=1.0)
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        started = time.monotonic()
+        thread = threading.Thread(target=wait, daemon=True)
+        thread.start()
+        thread.join(BOUND)
+        assert outcome, "the wait hung on its listening connection"
+        assert isinstance(outcome[0], DatabaseError) and time.monotonic() - started < BOUND
+
+
+def test_an_async_wait_on_a_server_that_stopped_answering_fails_within_the_connect_timeout(
+    freezing: tuple[_FreezingProxy, str],
+) -> None:
+    proxy, url = freezing
+    proxy.frozen = True
+
+    outcome: list[BaseException | None] = []
+
+    async def main() -> None:
+        async with AsyncStore(url, busy_timeout=1.0) as store:
+            try:
+                await store.claim_next("gpu-0", wait=0.5)
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+    # in a thread of its own: a hung connect holds asyncio.run's executor at its shutdown too
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    thread.join(BOUND)
+    assert outcome, "the wait hung on its listening connection"
+    assert isinstance(outcome[0], DatabaseError)

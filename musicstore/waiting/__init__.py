@@ -5,23 +5,23 @@ whichever is first, and try again, until the deadline (a worker's, ``until``: un
 The try is the truth (the claim query, a read of the row), so a missed or spurious wake-up only delays or
 repeats a try, never loses a job. What wakes a sleeper:
 
-- PostgreSQL: NOTIFY sent by the triggers of migration 0009 in the transaction that enqueues or finishes a
-  job, received by the store's hub (``_Hub``): one connection per store and process that LISTENs on both
-  channels (``PENDING``, ``FINISHED``) and that a daemon thread reads continuously, fanning each
-  notification out to the waits registered for it (``Wake``: a thread's ``threading.Event``, or an event
-  loop's ``asyncio.Event`` set through ``call_soon_threadsafe``). However many waits a store has at once
-  (an API server's ``wait_for`` in each request), they share that one server connection. A wait registers
-  before its first try and clears its flag before each try, so a notification sent between a try and the
-  sleep is not lost: it sets the flag and the sleep returns at once. The hub's first connection is made
-  by the first wait (its errors are that wait's); a lost connection is made again in the background
-  (every ``RECONNECT_SECONDS`` until it succeeds), and every registered wait is woken when the hub listens
-  again, to try once more (the notifications of the gap are lost; the waits re-try at least every
-  ``RECHECK_SECONDS`` meanwhile). A try that fails because the pooled connection it ran on was lost
-  (``connection_lost``: the server ended the store's connections while the wait slept) is made once more
-  at once, on a live connection (the pool has dropped the dead one and checked its idle ones); a second
-  loss is raised. Being read continuously, the hub's connection never fills its socket:
-  a listener left unread would block its server process, which holds back the server's notification
-  queue for every session (it grows until NOTIFY, and so every enqueue, fails).
+- PostgreSQL: NOTIFY sent by the triggers of migration 0009 in the transaction that enqueues or finishes a job
+  (0023: or deletes one not finished), received by the store's hub (``_Hub``): one connection per store and
+  process that LISTENs on both channels (``PENDING``, ``FINISHED``) and that a daemon thread reads
+  continuously, fanning each notification out to the waits registered for it (``Wake``: a thread's
+  ``threading.Event``, or an event loop's ``asyncio.Event`` set through ``call_soon_threadsafe``). However
+  many waits a store has at once (an API server's ``wait_for`` in each request), they share that one server
+  connection. A wait registers before its first try and clears its flag before each try, so a notification
+  sent between a try and the sleep is not lost: it sets the flag and the sleep returns at once. The hub's
+  first connection is made by the first wait (its errors are that wait's), with the store's connect timeout
+  (``_Hub.connect_timeout``); a lost connection is made again in the background (every ``RECONNECT_SECONDS``
+  until it succeeds), and every registered wait is woken when the hub listens again, to try once more (the
+  notifications of the gap are lost; the waits re-try at least every ``RECHECK_SECONDS`` meanwhile). A try
+  that fails because the pooled connection it ran on was lost (``connection_lost``: the server ended the
+  store's connections while the wait slept) is made once more at once, on a live connection (the pool has
+  dropped the dead one and checked its idle ones); a second loss is raised. Being read continuously, the hub's
+  connection never fills its socket: a listener left unread would block its server process, which holds back
+  the server's notification queue for every session (it grows until NOTIFY, and so every enqueue, fails).
 - SQLite: ``PRAGMA data_version`` on a connection of its own, read before each try and polled every
   ``SQLITE_POLL_SECONDS`` while sleeping; it changes when any other connection commits (to anything, so a
   busy database wakes sleepers for nothing more often: each then repeats one try). Each store keeps up to

@@ -99,8 +99,12 @@ class _Hub:
     """A store's one PostgreSQL listening connection (per process), shared by all its waits: a daemon thread
     reads it continuously and wakes the registered waits a notification matches."""
 
-    def __init__(self, url: Any) -> None:
+    def __init__(self, url: Any, *, connect_timeout: int | None = None) -> None:
         self.url = url
+        self.connect_timeout = connect_timeout
+        """libpq's connect timeout for the listening connection (the store's connections' own, from its
+        ``busy_timeout``): a server that stops answering fails the wait that makes the connection, and each
+        reconnection attempt, instead of holding them until the operating system gives up (or forever)."""
         self.connections = 0
         """Connections made so far (the first, then one per reconnection)."""
         self._lock = threading.Lock()
@@ -128,7 +132,10 @@ class _Hub:
     def _connect(self) -> Any:
         import psycopg
 
-        conn = psycopg.connect(self.url.url, autocommit=True)
+        if self.connect_timeout is None:
+            conn = psycopg.connect(self.url.url, autocommit=True)
+        else:
+            conn = psycopg.connect(self.url.url, autocommit=True, connect_timeout=self.connect_timeout)
         try:
             conn.execute(_listen_sql())
         except BaseException:

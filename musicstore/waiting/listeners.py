@@ -55,10 +55,10 @@ class Listeners:
     registers with; on SQLite a listener lent to each wait, up to ``MAX_IDLE_LISTENERS`` kept for the next
     ones. Closed with the store."""
 
-    def __init__(self, url: Any) -> None:
+    def __init__(self, url: Any, *, connect_timeout: int | None = None) -> None:
         self.url = url
         self.closed = False
-        self.hub = _Hub(url) if url.dialect == "postgres" else None
+        self.hub = _Hub(url, connect_timeout=connect_timeout) if url.dialect == "postgres" else None
         self._idle: list[_SQLiteListener] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -128,11 +128,22 @@ class Listeners:
             self.hub.close()
 
 
+def _made(store: Any) -> Listeners:
+    """New listeners for ``store``: its hub connects with the store's connections' connect timeout (libpq's,
+    from ``busy_timeout``: ``backends.postgres._connect_timeout``)."""
+    timeout = getattr(getattr(store, "_connector", None), "timeout", None)
+    if timeout is None:
+        return Listeners(store.url)
+    from ..backends.postgres import _connect_timeout
+
+    return Listeners(store.url, connect_timeout=_connect_timeout(timeout))
+
+
 def listeners(store: Any) -> Listeners:
     """The store's listeners, made on its first wait."""
     found: Listeners | None = store.__dict__.get("_listeners")
     if found is None:
-        found = store.__dict__.setdefault("_listeners", Listeners(store.url))
+        found = store.__dict__.setdefault("_listeners", _made(store))
     return found
 
 
@@ -143,7 +154,7 @@ def close(store: Any) -> None:
     its thread, for a wait that cannot run)."""
     found: Listeners | None = store.__dict__.get("_listeners")
     if found is None:
-        found = store.__dict__.setdefault("_listeners", Listeners(store.url))
+        found = store.__dict__.setdefault("_listeners", _made(store))
     found.close()
 
 
