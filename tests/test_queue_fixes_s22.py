@@ -295,3 +295,32 @@ def test_an_async_wait_on_a_server_that_stopped_answering_fails_within_the_conne
     thread.join(BOUND)
     assert outcome, "the wait hung on its listening connection"
     assert isinstance(outcome[0], DatabaseError)
+
+
+def test_concurrent_waits_on_a_server_that_stopped_answering_share_one_connect_attempt(
+    freezing: tuple[_FreezingProxy, str],
+) -> None:
+    """The waits that queued for the hub's listening connection while one of them made it share that attempt:
+    its failure is theirs. Before, each made its own attempt in turn, so the eighth of eight concurrent
+    ``wait_for`` (an API server's requests) failed only after eight connect timeouts."""
+    proxy, url = freezing
+    with Store(url, busy_timeout=1.0) as store:
+        job = new_job(store)
+        proxy.frozen = True
+        outcomes: list[BaseException | None] = []
+
+        def wait() -> None:
+            try:
+                store.wait_for(job.id, timeout=1.0)
+                outcomes.append(None)
+            except BaseException as exc:
+                outcomes.append(exc)
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=wait, daemon=True) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(BOUND - (time.monotonic() - started), 0.1))
+        assert len(outcomes) == 8, f"{8 - len(outcomes)} waits still hang after {BOUND} s"
+        assert all(isinstance(outcome, DatabaseError) for outcome in outcomes), outcomes

@@ -4,6 +4,7 @@ daemon thread that wakes the waits registered with it (``_Waiter``: a thread's o
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import selectors
@@ -109,6 +110,8 @@ class _Hub:
         """Connections made so far (the first, then one per reconnection)."""
         self._lock = threading.Lock()
         self._starting = threading.Lock()
+        self._attempts = 0  # connections ``start`` tried to make
+        self._failed: Exception | None = None  # why the last of them failed (None: it did not)
         self._closed = False
         self._any: set[_Waiter] = set()  # waits for any payload (WORK)
         self._by_payload: dict[str, set[_Waiter]] = {}  # waits for one job's notification (finished)
@@ -146,7 +149,10 @@ class _Hub:
 
     def start(self) -> None:
         """Listen, unless the hub does already: the first wait of this process makes the connection (its
-        errors are that wait's) and starts the thread."""
+        errors are that wait's) and starts the thread. The waits that queued behind an attempt share it: when
+        it failed they raise its error (a copy) at once, rather than each making an attempt of its own in
+        turn (each up to the connect timeout: the last of many concurrent waits failed after all of them)."""
+        seen = self._attempts
         with self._starting:
             with self._lock:
                 self._own()
@@ -154,7 +160,16 @@ class _Hub:
                     raise _closed_store()
                 if self._thread is not None and self._thread.is_alive():
                     return
-            conn = self._connect()
+            failed = self._failed if self._attempts != seen else None
+            if failed is not None:
+                raise copy.copy(failed) from failed
+            self._attempts += 1
+            try:
+                conn = self._connect()
+            except Exception as exc:
+                self._failed = exc
+                raise
+            self._failed = None
             with self._lock:
                 if self._closed:
                     conn.close()
