@@ -324,3 +324,48 @@ def test_concurrent_waits_on_a_server_that_stopped_answering_share_one_connect_a
             thread.join(max(BOUND - (time.monotonic() - started), 0.1))
         assert len(outcomes) == 8, f"{8 - len(outcomes)} waits still hang after {BOUND} s"
         assert all(isinstance(outcome, DatabaseError) for outcome in outcomes), outcomes
+
+
+# --- closing the store ends its waits at once on both backends ----------------------------------------------
+
+
+@pytest.mark.usefixtures("no_recheck")
+def test_closing_the_store_ends_its_waits_at_once_on_both_backends(db_url: str) -> None:
+    """A wait in progress when its store closes ends with ``InvalidInput`` (the store is closed) at once: on
+    PostgreSQL the hub wakes it; on SQLite its ``data_version`` poll slept on until the next re-try
+    (``RECHECK_SECONDS``, 1 s) or the end of the wait."""
+    from musicstore import InvalidInput
+
+    store = Store(db_url)
+    outcome: list[tuple[BaseException | None, float]] = []
+
+    def wait() -> None:
+        try:
+            store.claim_next("gpu-0", wait=LONG)
+            outcome.append((None, time.monotonic()))
+        except BaseException as exc:
+            outcome.append((exc, time.monotonic()))
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.3)
+    closed = time.monotonic()
+    store.close()
+    thread.join()
+    [(error, ended)] = outcome
+    assert isinstance(error, InvalidInput) and ended - closed < PROMPT
+
+    with Store(db_url) as other:
+        job = new_job(other)
+
+    async def main() -> float:
+        astore = AsyncStore(db_url)
+        task = asyncio.ensure_future(astore.wait_for(job.id, timeout=LONG))
+        await asyncio.sleep(0.3)
+        closed = time.monotonic()
+        await astore.close()
+        with pytest.raises(InvalidInput):
+            await task
+        return time.monotonic() - closed
+
+    assert asyncio.run(main()) < PROMPT

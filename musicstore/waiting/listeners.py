@@ -30,6 +30,9 @@ class _SQLiteListener:
     def __init__(self, path: Path) -> None:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.seen = -1
+        self.woken = False
+        """Set when the store closes while this listener is lent: its sleep ends at the next poll (once: the
+        wait tries again, and a later sleep polls as before)."""
 
     def version(self) -> int:
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
@@ -38,9 +41,13 @@ class _SQLiteListener:
         self.seen = self.version()
 
     def polls(self, seconds: float) -> Iterator[float]:
-        """The pauses of one sleep, until another connection committed or ``seconds`` passed."""
+        """The pauses of one sleep, until another connection committed, the store closed or ``seconds``
+        passed."""
         deadline = time.monotonic() + seconds
         while self.version() == self.seen:
+            if self.woken:
+                self.woken = False
+                return
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -60,6 +67,7 @@ class Listeners:
         self.closed = False
         self.hub = _Hub(url, connect_timeout=connect_timeout) if url.dialect == "postgres" else None
         self._idle: list[_SQLiteListener] = []
+        self._lent: set[_SQLiteListener] = set()  # woken when the store closes (the hub wakes its own)
         self._lock = threading.Lock()
         self._pid = os.getpid()
         if self.hub is not None:  # a store dropped without close: its hub's thread and connection end
@@ -70,14 +78,23 @@ class Listeners:
             if self.closed:
                 raise _closed_store()
             if self._pid != os.getpid():  # a forked child: the parent's connections are not its own
-                self._idle, self._pid = [], os.getpid()
+                self._idle, self._lent, self._pid = [], set(), os.getpid()
             if self._idle:
-                return self._idle.pop()
+                listener = self._idle.pop()
+                self._lent.add(listener)
+                return listener
         assert self.url.path is not None
-        return _SQLiteListener(self.url.path)
+        listener = _SQLiteListener(self.url.path)
+        with self._lock:
+            if self.closed:  # closed meanwhile: nobody would wake it
+                listener.close()
+                raise _closed_store()
+            self._lent.add(listener)
+        return listener
 
     def _keep(self, listener: _SQLiteListener) -> bool:
         with self._lock:
+            self._lent.discard(listener)
             if self.closed or self._pid != os.getpid() or len(self._idle) >= MAX_IDLE_LISTENERS:
                 return False
             self._idle.append(listener)
@@ -116,12 +133,18 @@ class Listeners:
             assert self.hub is not None
             self.hub.unregister(listener)
         else:
+            with self._lock:
+                self._lent.discard(listener)
             listener.close()
 
     def close(self) -> None:
+        """Close the idle listeners and the hub, and wake every wait in progress (a lent SQLite listener's
+        sleep ends; it is closed when it comes back)."""
         with self._lock:
             self.closed = True
             idle, self._idle = self._idle, []
+            for lent in self._lent:
+                lent.woken = True
         for listener in idle:
             listener.close()
         if self.hub is not None:
