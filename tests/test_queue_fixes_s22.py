@@ -16,6 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from musicstore import AsyncStore, DatabaseError, NotFound, Store, waiting
 from musicstore.ops.jobs import RESET_CONFIRMATION
@@ -369,3 +371,30 @@ def test_closing_the_store_ends_its_waits_at_once_on_both_backends(db_url: str) 
         return time.monotonic() - closed
 
     assert asyncio.run(main()) < PROMPT
+
+
+_JOBS = st.lists(
+    st.tuples(st.integers(0, 100), st.none() | st.integers(-200, 400)), min_size=0, max_size=8
+)  # each job: seconds after the previous one, and its run_after from its creation (None: none)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(jobs=_JOBS, later=st.integers(0, 500))
+def test_metrics_longest_ready_wait_agrees_with_queue_depth(
+    db_url: str, jobs: list[tuple[int, int | None]], later: int
+) -> None:
+    """The metrics' bounded walk in creation order finds the same longest ready wait as ``queue_depth``'s
+    pass over every pending job, whatever the jobs' creation times and ``run_after``s."""
+    from datetime import timedelta
+
+    from musicstore.metrics import read_metrics
+    from musicstore.testing import FakeClock
+
+    clock = FakeClock()
+    with Store(db_url, clock=clock) as store:
+        store.reset_database(confirm=RESET_CONFIRMATION)
+        for gap, run_after in jobs:
+            at = clock.advance(gap)
+            new_job(store, run_after=None if run_after is None else at + timedelta(seconds=run_after))
+        clock.advance(later)
+        assert read_metrics(store).longest_ready_wait == store.queue_depth().longest_ready_wait_seconds
