@@ -155,7 +155,7 @@ def _made(store: Any) -> Listeners:
     """New listeners for ``store``: its hub connects with the store's connections' connect timeout (libpq's,
     from ``busy_timeout``: ``backends.postgres._connect_timeout``)."""
     timeout = getattr(getattr(store, "_connector", None), "timeout", None)
-    if timeout is None:
+    if timeout is None or store.url.dialect != "postgres":
         return Listeners(store.url)
     from ..backends.postgres import _connect_timeout
 
