@@ -208,7 +208,7 @@ class Store(Driver, Operations):
         """The generation once it is completed, failed or cancelled, or as it is after ``timeout`` seconds
         (check ``is_finished``; default ``waiting.WAIT_FOR_SECONDS``, the longest: until it finishes). Woken
         by NOTIFY on PostgreSQL, a ``PRAGMA data_version`` poll on SQLite. Raises NotFound if there is no
-        such generation."""
+        such generation, or as soon as it is deleted while the wait goes on (migration 0023 on PostgreSQL)."""
         seconds = waiting.seconds(timeout, "timeout")
         if self._local.tx is not None:
             raise InvalidInput("wait_for cannot wait inside a transaction; call it outside one")
