@@ -398,3 +398,27 @@ def test_metrics_longest_ready_wait_agrees_with_queue_depth(
             new_job(store, run_after=None if run_after is None else at + timedelta(seconds=run_after))
         clock.advance(later)
         assert read_metrics(store).longest_ready_wait == store.queue_depth().longest_ready_wait_seconds
+
+
+def test_queue_depth_by_priority_says_which_jobs_it_counts(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its limit, ``musicstore_queue_depth_by_priority`` counts the first jobs of the queue's lane index
+    (by owner key, then priority), on PostgreSQL too (its query had no order: the planner's choice of index
+    chose the jobs counted): its help said "the queue's first 10,000 in time order", which would have counted
+    the three old normal jobs here, not the three newer high-priority ones."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from musicstore.metrics import metrics_text, reads
+
+    monkeypatch.setattr(reads, "PENDING_LIMIT", 3)
+    with Store(db_url) as store:
+        for i in range(3):
+            new_job(store, f"old {i}", owner_key="zz")
+        for i in range(3):
+            new_job(store, f"new {i}", priority=5)
+        text = metrics_text(store).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    family = families["musicstore_queue_depth_by_priority"]
+    assert {s.labels["priority"]: s.value for s in family.samples} == {"high": 3, "normal": 0, "low": 0}
+    assert "time order" not in family.documentation and "owner key, then priority" in family.documentation

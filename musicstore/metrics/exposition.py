@@ -76,8 +76,8 @@ def families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     )
     yield _gauge(
         "musicstore_queue_depth_by_priority",
-        "Pending generations by priority class (high: above 0, normal: 0, low: below 0), of the queue's "
-        f"first {PENDING_LIMIT:,} in time order.",
+        "Pending generations by priority class (high: above 0, normal: 0, low: below 0), of the first "
+        f"{PENDING_LIMIT:,} in the queue's lane index (by owner key, then priority).",
         ["priority"],
         [((k,), v) for k, v in s.pending_by_priority.items()],
     )

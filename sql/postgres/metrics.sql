@@ -19,9 +19,15 @@ ORDER BY created_at DESC, id DESC
 LIMIT :limit;
 
 -- name: metrics_pending_by_priority(limit)^
--- The queue by priority class (above 0, 0, below 0), of at most limit pending rows.
+-- The queue by priority class (above 0, 0, below 0), of at most limit pending rows: the first ones of the
+-- queue's lane index (migration 0008: by owner key, then priority), as on SQLite. Without the order the
+-- planner picked the index, so the rows counted past the limit depended on it (the time index: the oldest).
 SELECT CAST(coalesce(sum(CASE WHEN priority > 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS high,
        CAST(coalesce(sum(CASE WHEN priority = 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS normal,
        CAST(coalesce(sum(CASE WHEN priority < 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS low,
        count(*) AS counted
-FROM (SELECT priority FROM generations WHERE status = 'pending' LIMIT :limit) AS queue;
+FROM (
+    SELECT priority FROM generations WHERE status = 'pending'
+    ORDER BY coalesce(owner_key, ''), priority DESC, created_at, id
+    LIMIT :limit
+) AS queue;
