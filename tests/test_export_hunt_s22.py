@@ -221,3 +221,26 @@ def test_render_file_names_the_master_that_holds_non_finite_samples(tmp_path: Pa
     message = str(info.value)
     assert "master.wav" in message and "channel 0, sample 5" in message and "model output" not in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["master.wav"]
+
+
+@pytest.mark.parametrize(
+    ("off_lu", "options", "status", "reached"),
+    [
+        (0.05, {"max_gain_db": 0.0}, "too_quiet", True),  # within tolerance_lu: the file is at the target
+        (0.5, {"max_gain_db": 0.0}, "too_quiet", False),
+        (0.0, {"normalize": False}, "as_is", True),
+        (-3.0, {"normalize": False}, "as_is", False),
+    ],
+)
+def test_target_reached_says_whether_the_file_written_is_within_tolerance_of_the_target(
+    tmp_path: Path, off_lu: float, options: dict[str, Any], status: str, reached: bool
+) -> None:
+    """docs/export.md: ``target_reached`` is true when the loudness after is within ``tolerance_lu`` of the
+    target, whatever was done to get there (a clip written unchanged that is already there reached it)."""
+    clip = synthesize_music(5.0, 32_000, seed=3) * 0.3
+    before = integrated_loudness(clip, 32_000).lufs
+    target = round(before + off_lu, 6)
+    result = export_audio(clip, 32_000, tmp_path / "a.wav", ExportOptions(target_lufs=target, **options))
+    assert result.status == status
+    assert result.target_reached is reached
+    assert result.target_reached == (abs(result.loudness_after - target) <= ExportOptions().tolerance_lu)

@@ -242,7 +242,8 @@ def _result(
         gain_db=gain,
         limiter_max_reduction_db=reduction,
         limiter_fraction=fraction,
-        target_reached=done.status in ("normalized", "limited"),
+        target_reached=done.status in ("normalized", "limited")
+        or (done.status != "silent" and abs(after - options.target_lufs) <= options.tolerance_lu),
         status=done.status,
         short_clip=done.short,
         clipped_samples=clipped,
