@@ -116,13 +116,21 @@ def recorded_bytes() -> Steps[int]:
 
 
 @writer
-def delete_rows(rows: list[tuple[str, str]]) -> Steps[set[str]]:
-    """Delete each (id, status) whose status is still that one (never processing); returns the ids deleted."""
-    deleted: set[str] = set()
+def delete_rows(rows: list[tuple[str, str]]) -> Steps[dict[str, list[tuple[str, int]]]]:
+    """Delete each (id, status) whose status is still that one (never processing); returns id → its
+    renditions' (storage key, bytes), read under the row's lock (PostgreSQL: SKIP LOCKED, a held row is left):
+    those its delete cascades, one recorded since the page was read among them (else its file was left)."""
+    locked: list[tuple[str, str]] = []
     for gid, status in rows:
+        row = yield Call("maintenance_generation_for_update", {"id": gid})
+        if row is not None and row["status"] == status and status != Status.PROCESSING.value:
+            locked.append((gid, status))
+    made = yield from rendition_files.steps([gid for gid, _ in locked])
+    deleted: dict[str, list[tuple[str, int]]] = {}
+    for gid, status in locked:
         count = yield Call("maintenance_delete_generation", {"id": gid, "status": status})
         if count == 1:
-            deleted.add(gid)
+            deleted[gid] = made.get(gid, [])
     return deleted
 
 
@@ -280,12 +288,12 @@ def _cleanup(
         if not selected:
             continue
         if dry_run:
-            deleted = {row["id"] for row, _ in selected}
-        else:
+            deleted = {row["id"]: renditions.get(row["id"], []) for row, _ in selected}
+        else:  # with the renditions each delete removed (one recorded since the page was read among them)
             deleted = store.run(delete_rows, [(row["id"], row["status"]) for row, _ in selected])
         # rows deleted first (committed above), files after: a crash from here on leaves orphan files only
         paths = [row["file_path"] for row, _ in selected if row["id"] in deleted and row["file_path"]]
-        shared = place.still_referenced(store, paths, deleted | sharers, dry_run) if paths else set()
+        shared = place.still_referenced(store, paths, set(deleted) | sharers, dry_run) if paths else set()
         if dry_run:  # rows kept_shared here would be gone when a later page reaches the row that keeps them
             sharers |= {row["id"] for row, _ in selected if _shares(row["file_path"], shared)}
         peaks = place.peaks(paths, report.errors) if paths else {}
@@ -311,7 +319,7 @@ def _cleanup(
             if action in ("deleted", "would_delete"):
                 report.files_deleted += 1
                 report.bytes_freed += on_disk or 0
-            gone = _delete_renditions(place, [k for k, _ in renditions.get(row["id"], [])], dry_run, report)
+            gone = _delete_renditions(place, [k for k, _ in deleted[row["id"]]], dry_run, report)
             drawn = 0
             if action != "kept_shared" and row["file_path"]:
                 found = _with_recorded_peaks(place, row, peaks.get(row["file_path"], []))
