@@ -108,11 +108,12 @@ def _generation(store: Store, generation_id: str) -> Generation:
 
 
 def _delivery(
-    store: Store, generation: Generation, root: Root | None, files: Sequence[FileStore]
+    store: Store, generation: Generation, where: StoredFile, root: Root | None, files: Sequence[FileStore]
 ) -> Delivery:
-    """A ``Delivery`` that finds the master: ``root`` for a row without a storage URL or with a local one
-    (this host's mount of it), and as the store of rows whose URL is its own; other URLs opened from the
-    row (or taken from ``files``). A local ``root`` matters only to a local row (the CLI always gives one)."""
+    """A ``Delivery`` that finds the master of the storage row ``where`` (read once, by the caller): ``root``
+    for a row without a storage URL or with a local one (this host's mount of it), and as the store of rows
+    whose URL is its own; other URLs opened from the row (or taken from ``files``). A local ``root`` matters
+    only to a local row (the CLI always gives one)."""
     given = list(files)
     if not all(isinstance(f, FileStore) for f in given):
         raise InvalidInput("files must hold FileStore objects")
@@ -125,7 +126,7 @@ def _delivery(
                 f"{type(root).__name__}"
             )
         text = os.fspath(root)
-        url = store.run(get_storage, generation.id).storage_url
+        url = where.storage_url
         if url is not None and not url.startswith("file:"):
             root = None if "://" not in text or text.startswith("file:") else root  # the row says where
         elif "://" not in text and not Path(text).is_dir():
@@ -192,9 +193,12 @@ def render_generation(
     requests = [(spec, _with_tolerance(spec.settings(rate, channels).description, chosen)) for spec in specs]
     provenance = provenance_of(generation)
     made: list[Rendition] = []
-    where = store.run(get_storage, generation.id)  # the master's place, which each record must still name
-    with _delivery(store, generation, root, files) as delivery:
-        found = delivery.locate(generation.id)
+    # the master's place, read once: the master is read there, each rendition put beside it, and each
+    # record must find the row still naming it (read again, a move and a move back between the reads put
+    # the file where the row did not say: tests/test_delivery_fixes_s22.py)
+    where = store.run(get_storage, generation.id)
+    with _delivery(store, generation, where, root, files) as delivery:
+        found = delivery._locator.locate(where)
         master: tuple[NDArray[np.float32], int] | None = None
         for spec, settings in requests:
 
@@ -418,9 +422,9 @@ def render_peaks(
         np.zeros((1, 1), dtype=np.float32), 8_000, samples_per_pixel, bits=bits, split_channels=split_channels
     )
     generation = _generation(store, generation_id)
-    where = store.run(get_storage, generation.id)  # the master's place, which the record must still name
-    with _delivery(store, generation, root, files) as delivery:
-        found = delivery.locate(generation.id)
+    where = store.run(get_storage, generation.id)  # the master's place, read once (as render_generation)
+    with _delivery(store, generation, where, root, files) as delivery:
+        found = delivery._locator.locate(where)
         samples, rate = _read_master(generation, found)
         peaks = compute_peaks(samples, rate, samples_per_pixel, bits=bits, split_channels=split_channels)
         name = peaks_name(Path(found.key), samples_per_pixel, bits, split_channels)
