@@ -142,3 +142,87 @@ def test_render_peaks_puts_the_peaks_where_the_row_it_read_says(
     assert _there(objects, stored.key) and not (folder / stored.key).exists()
     checked = reconcile(store, objects)
     assert checked.dangling_peaks_count == 0
+
+
+def _findings(store: Store, where: FileStore) -> dict[str, str]:
+    """A dangling master, a dangling rendition and an orphan in ``where``: the keys involved."""
+    lost, kept = _exported(store, where), _exported(store, where)
+    where.delete(str(lost.file_path))
+    (mp3,) = render_generation(store, kept.id, root=where, formats=["mp3"])
+    where.delete(mp3.storage_key)
+    orphan = "2026/01/01/0190a1b2-0000-7000-8000-000000000001.wav"
+    where.put(orphan, b"RIFF orphan")
+    return {"lost": lost.id, "rendition": mp3.id, "orphan": orphan}
+
+
+def _another_reconcile_first(
+    monkeypatch: pytest.MonkeyPatch, store: Store, where: FileStore, **options: Any
+) -> list[Any]:
+    """Run a whole ``reconcile --repair`` (the other process) as this one is about to make its first
+    repair; returns the list its report lands in."""
+    from musicstore.maintenance import reconcile as module
+    from musicstore.maintenance.row_checks import mark_dangling_failed
+
+    other: list[Any] = []
+
+    def first() -> None:
+        if not other:
+            other.append(None)
+            other[0] = reconcile(store, where, repair=True, **options)
+
+    run, guarded = Store.run, module._repair_unless_recorded
+
+    def run_after_the_other(self: Store, operation: Any, *args: Any, **kwargs: Any) -> Any:
+        if operation is mark_dangling_failed:
+            first()
+        return run(self, operation, *args, **kwargs)
+
+    def repair_after_the_other(*args: Any, **kwargs: Any) -> Any:
+        first()
+        return guarded(*args, **kwargs)
+
+    monkeypatch.setattr(Store, "run", run_after_the_other)
+    monkeypatch.setattr(module, "_repair_unless_recorded", repair_after_the_other)
+    return other
+
+
+def test_a_reconcile_racing_another_reports_what_that_one_repaired_as_already_repaired(
+    store: Store, where: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # two `reconcile --repair` at once: the second to reach a finding found its repair undone by the first
+    # (the row no longer completed, the rendition's row or the orphan gone): it reported it `changed` or
+    # `gone`, counted it as a disagreement and exited 4, though the first had repaired it and the database
+    # and files agreed; now it re-checks such a finding and reports it `already_repaired`, consistent
+    found = _findings(store, where)
+    other = _another_reconcile_first(monkeypatch, store, where, delete_orphans=True)
+    report = reconcile(store, where, repair=True, delete_orphans=True)
+    first = other[0]
+    assert not first.consistent and first.errors == []  # it found and repaired them all: exit code 4
+    assert [(d.id, d.action) for d in first.dangling] == [(found["lost"], "marked_failed")]
+    assert report.errors == [] and report.consistent, report
+    actions = [d.action for d in report.dangling + report.dangling_renditions] + [
+        o.action for o in report.orphans
+    ]
+    assert actions and set(actions) == {"already_repaired"} and report.already_repaired == len(actions)
+    monkeypatch.undo()
+    assert reconcile(store, where).consistent
+
+
+def test_the_cli_exits_0_when_another_reconcile_repaired_what_it_found(
+    store: Store,
+    db_url: str,
+    where: FileStore,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from musicstore.cli import main
+
+    _findings(store, where)
+    other = _another_reconcile_first(monkeypatch, store, where, delete_orphans=True)
+    code = main(
+        ["reconcile", "--database", db_url, "--output-root", where.url, "--repair", "--orphans", "delete"]
+    )
+    out = capsys.readouterr().out
+    assert other[0] is not None and not other[0].consistent
+    assert code == 0, out
+    assert "already_repaired" in out and "repaired by another process" in out

@@ -105,7 +105,14 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     for error in report.errors:
         print(f"musicstore: error: {escape_controls(str(error))}", file=sys.stderr)
     if report.consistent:
-        print("\nconsistent: every completed row has its file, every file has its row")
+        print(
+            "\nconsistent: every completed row has its file, every file has its row"
+            + (
+                f" ({report.already_repaired:,} repaired by another process meanwhile: already_repaired)"
+                if report.already_repaired
+                else ""
+            )
+        )
     elif report.repair:
         print(
             f"\nfound {report.orphan_count:,} orphans, {report.dangling_count:,} dangling rows, "

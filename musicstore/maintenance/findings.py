@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class OrphanFile:
-    """A file under the root that no generation records. ``action``: reported, quarantined, deleted, gone."""
+    """A file under the root that no generation records. ``action``: reported, quarantined, deleted, or
+    already_repaired (gone when this run came to repair it: another process removed it)."""
 
     path: str
     size_bytes: int
@@ -22,7 +23,8 @@ class OrphanFile:
 class DanglingRow:
     """A completed generation whose file is missing (``actual_bytes`` None) or has another size.
 
-    ``action``: reported, marked_failed, or changed (the row changed before the repair; left alone).
+    ``action``: reported, marked_failed, changed (the row changed before the repair; left alone), or
+    already_repaired (re-checked: another process marked it failed, or deleted it, first).
     """
 
     id: str
@@ -53,8 +55,8 @@ class DanglingPeaks:
     ``problem``: ``missing``, ``size_mismatch``, ``checksum_mismatch`` (another SHA-256 than recorded) or
     ``invalid_record`` (the record names no file: ``key`` is the reason then). ``action``: reported,
     record_dropped (``repair``: the record is removed from the metadata, the damaged file moved to the
-    quarantine or deleted; ``render_peaks`` makes them again), or changed (the record changed since it was
-    read: left alone)."""
+    quarantine or deleted; ``render_peaks`` makes them again), changed (the record changed since it was
+    read: left alone), or already_repaired (re-checked: another process dropped it first)."""
 
     id: str
     key: str
@@ -68,7 +70,7 @@ class DanglingPeaks:
 @dataclass(slots=True)
 class TempFile:
     """A temp or staged file of an export older than ``stale_after_seconds``. ``action``: reported, removed,
-    gone."""
+    already_repaired (another process removed it first)."""
 
     path: str
     size_bytes: int
@@ -147,25 +149,29 @@ class ReconcileReport:
     as orphans (and repaired as orphans are) once it is gone."""
     orphan_peaks_count: int = 0
     """Of ``orphan_count``, peaks files of generations that no longer exist."""
+    already_repaired: int = 0
+    """Of the findings counted above, those another process (a second ``reconcile --repair`` at the same
+    time) repaired before this run could: re-checked when this run's repair found them gone or changed,
+    listed with ``action="already_repaired"``."""
     errors: list[str] = field(default_factory=list)
     truncated: bool = False
     consistent: bool = False
-    """True when nothing was found: no orphan, no dangling row (or rendition, or recorded peaks file), no row
-    (or peaks record) outside the root, no stale temp file or abandoned upload, no error."""
+    """True when nothing was found (no orphan, no dangling row, rendition or recorded peaks file, no row or
+    peaks record outside the root, no stale temp file or abandoned upload, no error), or only findings another
+    process repaired first (``already_repaired``): the database and the files agree on them by then."""
     seconds: float = 0.0
 
     def finish(self, started: float) -> ReconcileReport:
         """Judge ``consistent`` from the counts (one rule for a folder and a bucket: the counts one of them
         never finds stay 0) and time the run from ``started`` (``time.monotonic()``)."""
-        self.consistent = not (
+        found = (
             self.orphan_count
-            or self.dangling_count
-            or self.dangling_rendition_count
-            or self.dangling_peaks_count
-            or self.outside_root_count
-            or self.stale_temp_count
-            or self.abandoned_upload_count
-            or self.errors
+            + self.dangling_count
+            + self.dangling_rendition_count
+            + self.dangling_peaks_count
+            + self.stale_temp_count
+            + self.abandoned_upload_count
         )
+        self.consistent = not (found - self.already_repaired or self.outside_root_count or self.errors)
         self.seconds = round(time.monotonic() - started, 3)
         return self

@@ -52,6 +52,7 @@ from .findings import (
     TempFile,
 )
 from .object_checks import _check_record, _check_uploads, _delete_object, _row_problems, _take_away_object
+from .repaired import settle_file, settle_rows
 from .row_checks import (
     _check_renditions,
     _check_rows,
@@ -213,6 +214,7 @@ def _check_files(
                 report.stale_temp_count += 1
                 if repair:
                     temp.action = _remove(where, item.rel, report.errors)
+                    settle_file(report, temp)
                 listed(report.stale_temp_files, temp)
             continue
         report.files_scanned += 1
@@ -230,6 +232,7 @@ def _check_files(
             ):  # fmt: skip
                 report.referenced_files += 1  # recorded (or its generation queued) since the walk
                 continue
+            settle_file(report, orphan)
             report.orphan_count += 1
             report.orphan_peaks_count += is_peaks
             report.orphan_bytes += item.entry.size
@@ -326,6 +329,7 @@ def _reconcile_objects(
 
         if _repair_unless_recorded(store, delete, url=files.url, key=key, errors=report.errors):
             return  # a render recorded it again meanwhile
+        settle_file(report, orphan)
         report.orphan_count += 1
         report.orphan_bytes += size
         listed(report.orphans, orphan)
@@ -343,6 +347,8 @@ def _reconcile_objects(
                     damaged_orphan(row.file_path, row.actual_bytes)
         if repair and peaks:
             _drop_peaks(store, peaks, lambda item: _take_away_object(files, item, report.errors))
+        if repair:
+            settle_rows(store, report, dangling, renditions, [item for item, _ in peaks])
         for row in dangling:
             listed(report.dangling, row)
         for row in renditions:
@@ -384,6 +390,7 @@ def _reconcile_objects(
             ):
                 report.referenced_files += 1  # recorded (or its generation queued again) since the listing
                 continue
+            settle_file(report, orphan)
             report.orphan_count += 1
             report.orphan_peaks_count += item.peaks
             report.orphan_bytes += item.obj.size

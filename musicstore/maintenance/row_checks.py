@@ -24,6 +24,7 @@ from ..ops.reads import GENERATION
 from ..store import Store
 from .bucket import stored_by_keys
 from .findings import DanglingPeaks, DanglingRow, OrphanFile, OutsideRow, ReconcileReport
+from .repaired import settle_rows
 from .scan import SCHEME, OwnRows, PeaksRecord, audio_stem, peaks_record, peaks_stem, referenced_paths
 
 
@@ -157,6 +158,7 @@ def _check_rows(
             report.dangling_peaks_count += len(peaks)
             if repair:
                 _drop_peaks(store, peaks, lambda item: _take_away_local(where, item, target, report.errors))
+                settle_rows(store, report, peaks=[item for item, _ in peaks])
             for item, _ in peaks:
                 listed(report.dangling_peaks, item)
         report.rows_checked += judged
@@ -165,6 +167,7 @@ def _check_rows(
             changed = store.run(mark_dangling_failed, found)
             for row in found:
                 row.action = "marked_failed" if row.id in changed else "changed"
+            settle_rows(store, report, masters=found)
         for row in found:
             listed(report.dangling, row)
         tick(len(page))
@@ -325,6 +328,7 @@ def _check_renditions(
             deleted = store.run(delete_dangling_renditions, found)
             for row in found:
                 row.action = "deleted_row" if row.id in deleted else "changed"
+            settle_rows(store, report, renditions=found)
         for row in found:
             listed(report.dangling_renditions, row)
 
