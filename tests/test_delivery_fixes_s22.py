@@ -226,3 +226,78 @@ def test_the_cli_exits_0_when_another_reconcile_repaired_what_it_found(
     assert other[0] is not None and not other[0].consistent
     assert code == 0, out
     assert "already_repaired" in out and "repaired by another process" in out
+
+
+def test_reconcile_of_a_bucket_removes_the_peaks_left_there_by_copy_files_with_the_master(
+    store: Store, objects: FileStore, tmp_path: Path
+) -> None:
+    # copy-files keeps the source files; a bucket's `reconcile --repair --orphans delete` then removes those
+    # no row records any longer: the master and its renditions (their rows moved with it), but not its
+    # waveform peaks, counted as referenced while their generation's row existed, in whatever store
+    done = _exported(store, objects)
+    render_generation(store, done.id, formats=["mp3"])
+    peaks = str(done.metadata["peaks"]["key"])
+    assert _there(objects, peaks)
+    folder = tmp_path / "folder"
+    assert copy_files(store, folder).rows_updated == 1
+    assert (folder / peaks).is_file()
+    found = reconcile(store, objects)
+    assert (found.orphan_count, found.orphan_peaks_count) == (3, 1)
+    reconcile(store, objects, repair=True, delete_orphans=True)
+    assert [o.key for o in objects.list()] == []  # the peaks went with the master they were made from
+    assert reconcile(store, objects).consistent and reconcile(store, folder).consistent
+
+
+def test_reconcile_keeps_the_peaks_of_a_generation_moved_to_a_prefix_inside_the_bucket(
+    store: Store, objects: FileStore
+) -> None:
+    # the same rule must not take the peaks of a generation whose store is a prefix inside this one: they
+    # are listed here under a longer key, and are that store's
+    from musicstore.filestore import open_filestore
+
+    inner = open_filestore(objects.url + "v2/")
+    done = _exported(store, inner)
+    peaks = "v2/" + str(done.metadata["peaks"]["key"])
+    report = reconcile(store, objects, repair=True, delete_orphans=True)
+    assert _there(objects, peaks) and report.orphan_peaks_count == 0
+    assert reconcile(store, inner).consistent
+    inner.close()
+
+
+def _custom(store: Store, where: FileStore, path: str) -> Any:
+    """A completed generation whose master is at ``path`` (not the ``<id>.wav`` layout)."""
+    import io
+
+    import soundfile as sf
+
+    from musicstore.ops.storage import record_storage
+
+    job = claimed(store)
+    buffer = io.BytesIO()
+    sf.write(buffer, music().T, 32_000, format="WAV", subtype="PCM_16")
+    saved = where.put(path, buffer.getvalue())
+    store.complete_generation(job.id, file_path=path, file_size_bytes=saved.size)
+    assert saved.checksum is not None
+    store.run(record_storage, job.id, storage_url=where.url, key=saved.key, checksum=saved.checksum)
+    return job
+
+
+def test_reconcile_takes_away_the_damaged_peaks_of_a_master_at_a_custom_path(
+    store: Store, where: FileStore
+) -> None:
+    # a damaged peaks file of a generation recorded at a custom file_path (`album/track 01.peaks...json`,
+    # no id in its name) was not recognised as its peaks: repair dropped the record and left the file, and
+    # render_peaks then met other bytes at its key (ObjectExists) for good
+    from musicstore.rendering import render_peaks
+
+    job = _custom(store, where, "album/track 01.wav")
+    stored = render_peaks(store, job.id, root=where)
+    assert stored.key == "album/track 01.peaks.256.8.json"
+    where.put(stored.key, b"{}", overwrite=True)  # damaged
+    report = reconcile(store, where, repair=True, delete_orphans=True, verify_checksums=True)
+    assert [(p.key, p.problem, p.action) for p in report.dangling_peaks] == [
+        (stored.key, "size_mismatch", "record_dropped")
+    ]
+    assert not _there(where, stored.key)  # taken away with the record, as an `<id>.peaks…` file is
+    again = render_peaks(store, job.id, root=where)  # made again
+    assert again.sha256 == stored.sha256 and reconcile(store, where).consistent

@@ -134,7 +134,9 @@ class _Classifier:
         yield from self.confirm_missing()
 
     def confirm_peaks(self) -> Iterator[Item]:
-        """The peaks objects gathered: referenced while their generation's row exists, else orphans."""
+        """The peaks objects gathered: referenced while their generation's row exists and records its files in
+        this store (or is pending or processing), else orphans: its row is gone, or its files are in another
+        store (``copy_files`` keeps the sources: these go with the master left here, as orphans)."""
         drawn, self.drawn = self.drawn, []
         if not drawn:
             return
@@ -150,8 +152,10 @@ class _Classifier:
             if recorded is not None and recorded.key == obj.key:  # its row came out of order: met here
                 self.found_by_key.add(obj.key)
                 yield Item(obj.key, obj, [recorded], "referenced", row.status, peaks=True)
-            else:
+            elif row.status in _LIVE or not _moved_away(self.files.url, obj.key, row.key):
                 yield Item(obj.key, obj, [], "referenced", row.status, peaks=True)
+            else:  # its generation's files are in another store (copy-files kept these): its master's fate
+                yield Item(obj.key, obj, [], "orphan", peaks=True)
 
     def confirm_others(self) -> Iterator[Item]:
         """The objects gathered whose names are not audio: *other*, unless a row records one (any key may
@@ -236,6 +240,13 @@ class _Classifier:
                     yield Item(key, head, rows, "referenced", rows[0].status)
                     continue
             yield Item(key, None, rows, "missing", rows[0].status)
+
+
+def _moved_away(here: str, key: str, there: str) -> bool:
+    """Whether an object at ``key`` of the store ``here`` is left behind by a generation whose files are in
+    the store ``there`` (its ``storage_url``; empty: a local root): another store, not one whose prefix lies
+    inside this one or around it (which lists the same object under another key)."""
+    return there != here and not (there.endswith("/") and (here + key).startswith(there))
 
 
 def _is_key(key: str) -> bool:

@@ -5,6 +5,7 @@ file; and the peaks record a generation's row holds."""
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from dataclasses import dataclass
 
@@ -78,6 +79,20 @@ def is_peaks_of(name: str, stem: str) -> bool:
     """Whether ``name`` is a peaks file of the master whose name without its extension is ``stem``."""
     head = f"{stem}.peaks."
     return name.startswith(head) and _PEAKS_TAIL.fullmatch(name[len(head) :]) is not None
+
+
+def is_peaks_file_of(key: str, generation_id: str, master: str | None) -> bool:
+    """Whether the file at ``key`` is a waveform peaks file of the generation ``generation_id`` whose
+    master's key is ``master``: named after its id (``<id>.peaks.…json``), or beside that master and named
+    after its stem (a master at a custom path: ``album/track 01.peaks.256.8.json``)."""
+    folder, _, name = key.rpartition("/")
+    if peaks_stem(name) == generation_id:
+        return True
+    if master is None:
+        return False
+    there, _, file = master.rpartition("/")
+    same = posixpath.normpath(folder or ".") == posixpath.normpath(there or ".")  # ./a//b is a/b
+    return same and is_peaks_of(name, file.rpartition(".")[0] or file)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,10 @@ from ..ops import Call, Steps, reader, writer
 from ..ops.reads import GENERATION
 from ..store import Store
 from .bucket import stored_by_keys
+from .file_names import is_peaks_file_of
 from .findings import DanglingPeaks, DanglingRow, OrphanFile, OutsideRow, ReconcileReport
 from .repaired import settle_rows
-from .scan import SCHEME, OwnRows, PeaksRecord, audio_stem, peaks_record, peaks_stem, referenced_paths
+from .scan import SCHEME, OwnRows, PeaksRecord, audio_stem, peaks_record, referenced_paths
 
 
 @reader
@@ -43,12 +44,12 @@ def completed_files_after(
 
 
 @writer
-def drop_peaks_records(items: list[tuple[str, str | None]]) -> Steps[set[str]]:
+def drop_peaks_records(items: list[tuple[str, str | None]]) -> Steps[dict[str, str | None]]:
     """Remove ``metadata["peaks"]`` from each (generation id, record as read: JSON text) still completed and
-    still recording exactly that; returns the ids changed. The row is read under its lock
-    (``maintenance_generation_for_update``), as ``merge_metadata`` reads it, and written back whole; on
-    PostgreSQL a row another transaction holds is skipped (left for the next run), never waited for."""
-    changed: set[str] = set()
+    still recording exactly that; returns the ids changed, each with its master's key. The row is read
+    under its lock (``maintenance_generation_for_update``), as ``merge_metadata`` reads it, and written back
+    whole; on PostgreSQL a row another transaction holds is skipped (left for the next run), never waited."""
+    changed: dict[str, str | None] = {}
     for gid, text in items:
         generation = yield Call("maintenance_generation_for_update", {"id": gid}, GENERATION)
         if generation is None or generation.status is not Status.COMPLETED:
@@ -60,7 +61,7 @@ def drop_peaks_records(items: list[tuple[str, str | None]]) -> Steps[set[str]]:
         kept = {k: v for k, v in generation.metadata.items() if k != "peaks"}
         encoded = validate.metadata(kept, checked=True)
         if (yield Call("update_completed_metadata", {"id": gid, "metadata": encoded})) == 1:
-            changed.add(gid)
+            changed[gid] = generation.file_path
     return changed
 
 
@@ -244,16 +245,16 @@ def _drop_peaks(
     store: Store, found: list[tuple[DanglingPeaks, str | None]], take_away: Callable[[DanglingPeaks], None]
 ) -> None:
     """Repair: drop each record still as read, then take a damaged file away (one the record named, whose
-    name is a peaks file of that generation: never another row's file)."""
+    name is a peaks file of that generation, by its id or beside its master by its stem: never another
+    row's file)."""
     changed = store.run(drop_peaks_records, [(item.id, text) for item, text in found])
     for item, _ in found:
         if item.id not in changed:
             item.action = "changed"
             continue
         item.action = "record_dropped"
-        if (
-            item.problem in ("size_mismatch", "checksum_mismatch")
-            and peaks_stem(item.key.rpartition("/")[2]) == item.id
+        if item.problem in ("size_mismatch", "checksum_mismatch") and is_peaks_file_of(
+            item.key, item.id, changed[item.id]
         ):
             take_away(item)
 
