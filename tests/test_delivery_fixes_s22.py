@@ -18,6 +18,7 @@ from musicstore.maintenance.retention import cleanup
 from musicstore.ops.storage import get_storage
 from musicstore.rendering import render_generation, render_peaks
 from tests.test_record import OPTIONS, claimed, music
+from tests.test_rendition_store import exported
 
 
 def _exported(store: Store, where: FileStore) -> Any:
@@ -301,3 +302,21 @@ def test_reconcile_takes_away_the_damaged_peaks_of_a_master_at_a_custom_path(
     assert not _there(where, stored.key)  # taken away with the record, as an `<id>.peaks…` file is
     again = render_peaks(store, job.id, root=where)  # made again
     assert again.sha256 == stored.sha256 and reconcile(store, where).consistent
+
+
+def test_cleanup_leaves_a_row_copy_files_moved_while_it_ran(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # cleanup of a folder read a row whose files were there, then deleted it whatever its storage_url had
+    # become: a copy-files that moved it to another store in between had its copies there orphaned (no row
+    # records them), though the row was no longer this folder's to clean up
+    old, new = tmp_path / "old", tmp_path / "new"
+    done = exported(store, old)
+    _as_cleanup_checks_the_master(monkeypatch, lambda: copy_files(store, new))
+    report = cleanup(store, old, statuses=["completed"], dry_run=False)
+    assert (report.rows_deleted, report.rows_changed) == (0, 1)
+    assert store.get_generation(done.id) is not None
+    assert store.run(get_storage, done.id).storage_url == new.absolute().as_uri()
+    with Delivery(store) as delivery:
+        assert delivery.read_audio(done.id)
+    assert reconcile(store, new).consistent

@@ -116,14 +116,14 @@ def recorded_bytes() -> Steps[int]:
 
 
 @writer
-def delete_rows(rows: list[tuple[str, str]]) -> Steps[dict[str, list[tuple[str, int]]]]:
-    """Delete each (id, status) whose status is still that one (never processing); returns id → its
-    renditions' (storage key, bytes), read under the row's lock (PostgreSQL: SKIP LOCKED, a held row is left):
-    those its delete cascades, one recorded since the page was read among them (else its file was left)."""
+def delete_rows(rows: list[tuple[str, str, str | None]]) -> Steps[dict[str, list[tuple[str, int]]]]:
+    """Delete each (id, status, storage_url) still so (not one copy-files moved: its copies would be orphans);
+    returns id → its renditions' (key, bytes), read under the row's lock (PostgreSQL: SKIP LOCKED, a held row
+    is left): those its delete cascades, one recorded since the page was read among them (else left)."""
     locked: list[tuple[str, str]] = []
-    for gid, status in rows:
+    for gid, status, url in rows:
         row = yield Call("maintenance_generation_for_update", {"id": gid})
-        if row is not None and row["status"] == status and status != Status.PROCESSING.value:
+        if row is not None and (row["status"], row["storage_url"]) == (status, url):
             locked.append((gid, status))
     made = yield from rendition_files.steps([gid for gid, _ in locked])
     deleted: dict[str, list[tuple[str, int]]] = {}
@@ -290,7 +290,7 @@ def _cleanup(
         if dry_run:
             deleted = {row["id"]: renditions.get(row["id"], []) for row, _ in selected}
         else:  # with the renditions each delete removed (one recorded since the page was read among them)
-            deleted = store.run(delete_rows, [(row["id"], row["status"]) for row, _ in selected])
+            deleted = store.run(delete_rows, [(r["id"], r["status"], r["storage_url"]) for r, _ in selected])
         # rows deleted first (committed above), files after: a crash from here on leaves orphan files only
         paths = [row["file_path"] for row, _ in selected if row["id"] in deleted and row["file_path"]]
         shared = place.still_referenced(store, paths, set(deleted) | sharers, dry_run) if paths else set()
