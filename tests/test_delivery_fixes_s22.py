@@ -320,3 +320,23 @@ def test_cleanup_leaves_a_row_copy_files_moved_while_it_ran(
     with Delivery(store) as delivery:
         assert delivery.read_audio(done.id)
     assert reconcile(store, new).consistent
+
+
+def test_the_peaks_of_a_master_at_a_custom_path_are_counted_as_peaks_on_a_folder_as_in_a_bucket(
+    store: Store, where: FileStore
+) -> None:
+    # a bucket's reconcile counted the recorded peaks file of a master at a custom path as a peaks file
+    # (its row's record met it); a folder's walk knew peaks files only by an id in their name and counted
+    # it among the files of other types (`unknown_files`), and so did disk_usage
+    from musicstore.maintenance.usage import disk_usage
+    from musicstore.rendering import render_peaks
+
+    job = _custom(store, where, "album/track 01.wav")
+    render_peaks(store, job.id, root=where)
+    report = reconcile(store, where)
+    assert report.consistent
+    assert (report.files_scanned, report.referenced_files, report.peaks_files, report.unknown_files) == (
+        2, 2, 1, 0,
+    )  # fmt: skip
+    usage = disk_usage(store, where)
+    assert (usage.files, usage.other.files) == (2, 0)

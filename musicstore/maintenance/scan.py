@@ -246,6 +246,8 @@ def _entry(entry: os.DirEntry[str], prefix: str, root: Path, errors: list[str] |
             kind, stem = "audio", name[: name.rfind(".")]
         elif (owner := peaks_stem(name)) is not None:
             kind, stem = "peaks", owner
+        elif is_peaks_of(name, name.rpartition(".peaks.")[0]):  # of a master at a custom path? (no stem)
+            kind = "peaks"
     return Entry(rel, name, info.st_size, info.st_mtime, kind, stem)
 
 
@@ -330,14 +332,20 @@ def _recorded_in_other_folders(store: Store, root: Path, items: list[Classified]
                 item.state, item.status = "referenced", status
 
 
-def classify_peaks(store: Store, entries: list[Entry]) -> list[Classified]:
+def classify_peaks(store: Store, entries: list[Entry]) -> list[Classified | Entry]:
     """A batch of peaks files by the generation their name carries: referenced while its row exists (of any
-    status), else orphan (its generation was deleted: nothing will read it)."""
-    rows = store.run(rows_by_ids, sorted({e.stem for e in entries}))
-    return [
+    status), else orphan (its generation was deleted: nothing will read it). One named after a master at a
+    custom path (no id in its name) is referenced when a generation recording that master records it as
+    its peaks file, as a bucket's merge meets it; else it is a file of another kind (``unknown``)."""
+    named = [e for e in entries if e.stem]
+    rows = store.run(rows_by_ids, sorted({e.stem for e in named})) if named else {}
+    found: list[Classified | Entry] = [
         Classified(e, "referenced", rows[e.stem][0]) if e.stem in rows else Classified(e, "orphan")
-        for e in entries
+        for e in named
     ]
+    from .custom_peaks import recorded_peaks  # it reads rows as this module does
+
+    return found + recorded_peaks(store, [e for e in entries if not e.stem])
 
 
 def classified(

@@ -1,0 +1,52 @@
+"""Waveform peaks files named after a master at a custom path (``album/track 01.peaks.256.8.json``: no
+generation id in the name, ``musicstore.rendering.peaks_name`` of ``album/track 01.wav``), as a local root's
+walk classifies them (``scan.classify_peaks``): referenced when the row of the master beside them records
+them, as a bucket's merge meets them by that record; else files of another kind, never touched."""
+
+from __future__ import annotations
+
+import json
+
+from ..ops import Call, Steps, reader
+from ..store import Store
+from .scan import AUDIO_SUFFIXES, Classified, Entry, canonical_path, peaks_record, rows_by_file_paths
+
+
+@reader
+def peaks_records_by_ids(ids: list[str]) -> Steps[dict[str, tuple[str, str | None]]]:
+    """id → (status, its ``metadata["peaks"]`` record as JSON text or None), for those of ``ids`` that
+    exist."""
+    rows = yield Call("maintenance_generations_by_ids", {"ids": json.dumps(ids)})
+    return {r["id"]: (r["status"], r["peaks"]) for r in rows}
+
+
+def recorded_peaks(store: Store, entries: list[Entry]) -> list[Classified | Entry]:
+    """Peaks-named files without an id in their name: referenced (with its status) when a generation
+    recording the master beside them (``<stem>.wav`` or ``.flac``) records them as its peaks file, else
+    entries of kind ``unknown``."""
+    if not entries:
+        return []
+    masters = {
+        e.rel: [e.rel.rpartition(".peaks.")[0] + suffix for suffix in sorted(AUDIO_SUFFIXES)] for e in entries
+    }
+    owners: dict[str, list[str]] = {}
+    for gid, path in store.run(rows_by_file_paths, sorted({p for paths in masters.values() for p in paths})):
+        owners.setdefault(path, []).append(gid)
+    records = store.run(peaks_records_by_ids, sorted({g for gids in owners.values() for g in gids}))
+    found: list[Classified | Entry] = []
+    for entry in entries:
+        status = None
+        for gid in (g for path in masters[entry.rel] for g in owners.get(path, [])):
+            recorded, text = records.get(gid, ("", None))
+            try:
+                record = peaks_record(text)
+            except ValueError:
+                continue
+            if record is not None and canonical_path(record.key) == entry.rel:
+                status = recorded
+        if status is None:
+            entry.kind = "unknown"
+            found.append(entry)
+        else:
+            found.append(Classified(entry, "referenced", status))
+    return found
