@@ -110,10 +110,9 @@ def _generation(store: Store, generation_id: str) -> Generation:
 def _delivery(
     store: Store, generation: Generation, where: StoredFile, root: Root | None, files: Sequence[FileStore]
 ) -> Delivery:
-    """A ``Delivery`` that finds the master of the storage row ``where`` (read once, by the caller): ``root``
-    for a row without a storage URL or with a local one (this host's mount of it), and as the store of rows
-    whose URL is its own; other URLs opened from the row (or taken from ``files``). A local ``root`` matters
-    only to a local row (the CLI always gives one)."""
+    """A ``Delivery`` that finds the master of the storage row ``where``: ``root`` for a row without a storage
+    URL or with a local one (this host's mount), and as the store of rows whose URL is its own; other URLs
+    opened from the row (or taken from ``files``)."""
     given = list(files)
     if not all(isinstance(f, FileStore) for f in given):
         raise InvalidInput("files must hold FileStore objects")
@@ -193,10 +192,7 @@ def render_generation(
     requests = [(spec, _with_tolerance(spec.settings(rate, channels).description, chosen)) for spec in specs]
     provenance = provenance_of(generation)
     made: list[Rendition] = []
-    # the master's place, read once: the master is read there, each rendition put beside it, and each
-    # record must find the row still naming it (read again, a move and a move back between the reads put
-    # the file where the row did not say: tests/test_delivery_fixes_s22.py)
-    where = store.run(get_storage, generation.id)
+    where = store.run(get_storage, generation.id)  # read once: the master's place, which records must name
     with _delivery(store, generation, where, root, files) as delivery:
         found = delivery._locator.locate(where)
         master: tuple[NDArray[np.float32], int] | None = None
@@ -283,15 +279,12 @@ def _record(
     ``create_rendition``, nothing recorded yet), put the rendition's bytes at ``key`` (a conditional create,
     ``put_marked``), then insert its row, all in one transaction: the insert's trigger (the session's shard
     of the totals on PostgreSQL, which other sessions' rendition writes need too) holds its lock only from
-    there to the commit, not through the upload. On any error remove the object if this call put it (or may
-    have: a put that failed other than by finding an object there, since the generation's row lock, with no
-    row for this request or key, keeps every other render off the key), and re-raise. An error of the
-    commit itself (its reply lost with the connection) is checked by reading the row anew: if it landed the
-    object stays, and the row is returned (a Ctrl-C stays raised); if the row cannot be read the object
-    stays too and the error is raised: never a rendition row without its object. ``where``: the master's
-    place as read before the encode; if the locked row names another (``copy-files`` moved it meanwhile),
-    nothing is put nor recorded and ``StorageError`` says to render again: the row would follow its
-    generation to a store that lacks its file."""
+    there to the commit, not through the upload. On any error remove the object if this call put (or may
+    have put: the row lock keeps every other render off the key) it, and re-raise. An error of the commit
+    itself (its reply lost) is checked by reading the row anew: if it landed the object stays and the row is
+    returned (a Ctrl-C stays raised); if it cannot be read the object stays and the error is raised: never a
+    rendition row without its object. ``where``: the master's place as read before the encode; if the
+    locked row names another (``copy-files`` moved it), nothing is put nor recorded (``StorageError``)."""
     placed = committing = False
     row: Rendition | None = None
     profile = result.profile
@@ -387,6 +380,16 @@ class StoredPeaks:
         }  # fmt: skip
 
 
+def _unrecorded(found: Located, key: str, generation_id: str, *, gone: bool) -> str:
+    """Peaks put at ``key``, not recorded: removed when their generation is gone (named after its id)."""
+    try:
+        if gone and Path(found.key).stem == generation_id and found.files.delete(key):
+            return f"its generation was deleted meanwhile: the peaks put at {key} were removed"
+    except StorageError as failed:
+        return f"its generation was deleted meanwhile; removing the peaks at {key} failed: {failed}"
+    return f"the peaks were put at {key} in {found.files.url} but not recorded in the row"
+
+
 def peaks_name(master: Path, samples_per_pixel: int, bits: int, split_channels: bool) -> str:
     """The peaks file beside ``master``: ``<stem>.peaks.<samples per pixel>.<bits>[.split].json``, the numbers
     as integers whatever type they were checked in as (``bits=8.0`` is 8: maintenance finds it by name)."""
@@ -413,9 +416,9 @@ def render_peaks(
     replaces an earlier one's record, its file stays) with ``Store.merge_metadata``. Raises ``NotFound``,
     ``InvalidTransition``, ``InvalidInput`` (bad resolution or bits; a master missing), ``InvalidAudio``
     (a master failing its checksum) before anything is written; ``StorageError`` when the put fails. If the
-    row cannot be recorded (deleted, no longer completed meanwhile; its file moved to another store or key
-    meanwhile, ``StorageError``: a record would name peaks its new store lacks) the error is raised and the
-    file is left for ``reconcile`` and ``cleanup``, which find peaks files by name."""
+    row cannot be recorded (no longer completed meanwhile; its file moved to another store or key meanwhile,
+    ``StorageError``: a record would name peaks its new store lacks) the error is raised and the file is left
+    for ``reconcile`` and ``cleanup``, which find peaks files by name (deleted meanwhile: it is removed)."""
     require_store(store, "render_peaks")
     # its checks first (samples per pixel, bits, split_channels: "no" would be true, a .split name)
     compute_peaks(
@@ -430,18 +433,18 @@ def render_peaks(
         name = peaks_name(Path(found.key), samples_per_pixel, bits, split_channels)
         key = posixpath.join(posixpath.dirname(found.key), name)
         info = peaks.put(found.files, key)
-    assert info.checksum is not None  # a put reports the SHA-256 of what it stored
-    stored = StoredPeaks(generation.id, found.files.url, key, info.size, info.checksum, peaks)
-    try:
-        with store.transaction() as tx:
-            tx.merge_metadata(generation.id, {"peaks": stored.as_metadata()})  # holds the row
-            now = tx.run(get_storage, generation.id)
-            if (now.storage_url, now.key) != (where.storage_url, where.key):  # copy-files moved it meanwhile
-                raise StorageError(
-                    f"generation {generation.id}'s file moved while its peaks were made (copy-files?); "
-                    "nothing was recorded: run render_peaks again"
-                )
-    except Exception as exc:
-        exc.add_note(f"the peaks were put at {key} in {found.files.url} but not recorded in the row")
-        raise
+        assert info.checksum is not None  # a put reports the SHA-256 of what it stored
+        stored = StoredPeaks(generation.id, found.files.url, key, info.size, info.checksum, peaks)
+        try:
+            with store.transaction() as tx:
+                tx.merge_metadata(generation.id, {"peaks": stored.as_metadata()})  # holds the row
+                now = tx.run(get_storage, generation.id)
+                if (now.storage_url, now.key) != (where.storage_url, where.key):  # copy-files moved it
+                    raise StorageError(
+                        f"generation {generation.id}'s file moved while its peaks were made (copy-files?); "
+                        "nothing was recorded: run render_peaks again"
+                    )
+        except Exception as exc:
+            exc.add_note(_unrecorded(found, key, generation.id, gone=isinstance(exc, NotFound)))
+            raise
     return stored

@@ -340,3 +340,29 @@ def test_the_peaks_of_a_master_at_a_custom_path_are_counted_as_peaks_on_a_folder
     )  # fmt: skip
     usage = disk_usage(store, where)
     assert (usage.files, usage.other.files) == (2, 0)
+
+
+def test_render_peaks_removes_its_file_when_cleanup_deleted_the_generation_meanwhile(
+    store: Store, where: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # render_peaks put its file, then found the row gone when it came to record it (a cleanup deleted the
+    # generation, and removed the files beside its master, while the peaks were computed): it raised
+    # NotFound and left the file, an orphan no row would ever record
+    from musicstore import rendering
+    from musicstore.audio.peaks import compute_peaks as compute
+    from musicstore.errors import NotFound
+
+    done = _exported(store, where)
+    calls: list[int] = []
+
+    def deleted_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:  # the first call checks the arguments
+            assert cleanup(store, where, statuses=["completed"], dry_run=False).rows_deleted == 1
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(rendering, "compute_peaks", deleted_meanwhile)
+    with pytest.raises(NotFound):
+        render_peaks(store, done.id, root=where, samples_per_pixel=512)
+    assert [o.key for o in where.list()] == []
+    assert reconcile(store, where).consistent
