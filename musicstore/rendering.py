@@ -333,8 +333,8 @@ def _record(
                 files.delete(key)
             except Exception as cleanup:
                 exc.add_note(f"and removing {key} from {files.url} failed: {cleanup}")
-        what = result.codec.get("format")
-        exc.add_note(f"the {what} rendition of {generation_id} was not recorded; its file was removed")
+        what, done = result.codec.get("format"), ("its file was removed" if placed else "nothing was put")
+        exc.add_note(f"the {what} rendition of {generation_id} was not recorded; {done}")
         raise
     assert row is not None
     return row

@@ -366,3 +366,24 @@ def test_render_peaks_removes_its_file_when_cleanup_deleted_the_generation_meanw
         render_peaks(store, done.id, root=where, samples_per_pixel=512)
     assert [o.key for o in where.list()] == []
     assert reconcile(store, where).consistent
+
+
+def test_a_render_refused_by_another_object_at_its_key_does_not_say_it_removed_a_file(
+    store: Store, where: FileStore
+) -> None:
+    # the note every failed render added said "its file was removed", also when nothing was put: an object
+    # nobody recorded at the key (ObjectExists), left as it was, or the generation deleted meanwhile
+    from musicstore.audio import RenditionSpec, get_profile
+    from musicstore.filestore import ObjectExists
+    from musicstore.rendering import rendition_name
+
+    done = _exported(store, where)
+    master = str(done.file_path)
+    settings = RenditionSpec("flac").settings(done.sample_rate, done.channels).description
+    taken = f"{master.rpartition('/')[0]}/{rendition_name(Path(master), settings, get_profile('streaming'))}"
+    where.put(taken, b"someone else's bytes")
+    with pytest.raises(ObjectExists) as raised:
+        render_generation(store, done.id, root=where, formats=["flac"])
+    notes = " ".join(raised.value.__notes__)
+    assert "removed" not in notes and "nothing was put" in notes, notes
+    assert b"".join(where.get(taken)) == b"someone else's bytes"
