@@ -387,3 +387,32 @@ def test_a_render_refused_by_another_object_at_its_key_does_not_say_it_removed_a
     notes = " ".join(raised.value.__notes__)
     assert "removed" not in notes and "nothing was put" in notes, notes
     assert b"".join(where.get(taken)) == b"someone else's bytes"
+
+
+def test_a_quarantine_on_another_filesystem_takes_an_orphan_another_reconcile_moved_as_repaired(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # with the quarantine on another filesystem an orphan is copied out, then removed: when another
+    # reconcile moved it first (between this one's look and its copy), opening it raised FileNotFoundError,
+    # reported as an error ("cannot move ... to the quarantine"): exit code 4 with an error for an orphan
+    # the other had quarantined
+    import errno
+    import os
+
+    root, quarantine = tmp_path / "root", tmp_path / "quarantine"
+    root.mkdir()
+    (root / "stray.wav").write_bytes(b"RIFF stray")
+    rename = os.rename
+
+    def moved_by_the_other_then_cross_device(src: Any, dst: Any, **kwargs: Any) -> None:
+        if "src_dir_fd" not in kwargs:
+            rename(src, dst, **kwargs)
+            return
+        os.unlink(src, dir_fd=kwargs["src_dir_fd"])  # the other reconcile's move, done first
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "rename", moved_by_the_other_then_cross_device)
+    report = reconcile(store, root, repair=True, quarantine=quarantine)
+    assert report.errors == []
+    assert [(o.path, o.action) for o in report.orphans] == [("stray.wav", "already_repaired")]
+    assert report.consistent

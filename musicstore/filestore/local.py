@@ -16,6 +16,7 @@ still acted on where it now is (the descriptor follows the folder). Maintenance 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -208,14 +209,18 @@ class RootDir:
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-            self._copy_out(fd, name, target)
+            return self._copy_out(fd, name, target)
         return True
 
     @staticmethod
-    def _copy_out(fd: int, name: str, target: Path) -> None:
+    def _copy_out(fd: int, name: str, target: Path) -> bool:
         # Copied under a hidden temp name, fsynced, then linked to ``target`` whole (link refuses an existing
-        # name): a copy killed midway leaves only that temp file, never part of a file at ``target``.
-        source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        # name): a copy killed midway leaves only that temp file, never part of a file at ``target``. False
+        # when the file is gone (another process, a second reconcile, moved it out first).
+        try:
+            source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        except FileNotFoundError:
+            return False
         temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
         try:
             dst = open(temp, "xb")  # noqa: SIM115
@@ -232,7 +237,9 @@ class RootDir:
             fsync(target.parent, directory=True)
         finally:
             os.close(source)
-        os.unlink(name, dir_fd=fd)
+        with contextlib.suppress(FileNotFoundError):  # removed meanwhile: this copy stands
+            os.unlink(name, dir_fd=fd)
+        return True
 
 
 __all__ = ["MAX_OPEN_FOLDERS", "OUTSIDE_ROOT", "Outside", "RootDir", "parts"]
