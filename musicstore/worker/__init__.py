@@ -72,6 +72,7 @@ from .checks import (
     _is_async_handler,
     _misfit,
     _Stopping,
+    _store_fits,
     _task_cancelled,
     failure,
 )
@@ -283,6 +284,7 @@ class Worker(_Loop):
             claim_options=claim_options,
             backoff=backoff,
         )
+        _store_fits(store, awaited=False)
         if _is_async_handler(handler):  # its jobs would be counted done, never run, left processing
             raise InvalidInput("handler is an async function: run it with AsyncWorker on an AsyncStore")
         self.store = store
@@ -354,6 +356,7 @@ class AsyncWorker(_Loop):
             claim_options=claim_options,
             backoff=backoff,
         )
+        _store_fits(store, awaited=True)
         self.store = store
         self.handler = handler
 

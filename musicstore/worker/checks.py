@@ -103,6 +103,22 @@ def _catchable(sig: object) -> int:
     return sig
 
 
+def _store_fits(store: object, awaited: bool) -> None:
+    """InvalidInput for the other kind of store than the loop's (``awaited``: ``AsyncWorker``'s, an
+    ``AsyncStore``), told by its ``claim_next`` (an ``async def`` or not), when the worker is made: at its
+    first job an ``AsyncWorker`` would have claimed it already with the blocking store (left processing till
+    its lease expired), a ``Worker`` would run its handler on an unawaited claim."""
+    if inspect.iscoroutinefunction(getattr(store, "claim_next", None)) == awaited:
+        return
+    if awaited:
+        raise InvalidInput(
+            f"AsyncWorker takes an AsyncStore, got {type(store).__name__}: run a Store's jobs with Worker"
+        )
+    raise InvalidInput(
+        f"Worker takes a Store, got {type(store).__name__}: run an AsyncStore's jobs with AsyncWorker"
+    )
+
+
 def _is_async_handler(handler: object) -> bool:
     """Whether calling ``handler`` surely gives a coroutine: an ``async def`` (or a method of one), a
     ``functools.partial`` of one, or an object whose ``__call__`` is one. A plain function may return an
