@@ -7,7 +7,8 @@ worker.run()``, an ``async def handler(job)`` with an ``AsyncJob`` whose ``progr
 awaited. The handler does the work, reports progress through ``job.progress(...)`` (coalesced) and completes
 the generation itself (``export_generation``, ``complete_generation``). What the worker does with the outcome:
 
-- the handler returns: the job is done (the handler completed it);
+- the handler returns: the job is done (the handler completed it), or failed if the handler failed or retried
+  it itself (its own ``fail``, below);
 - it raises ``Cancelled`` (the job was cancelled: its next written progress report or heartbeat says so) or
   ``LeaseLost`` (the job was taken back): the job is dropped as it stands, nothing is written (a
   ``LeaseLost`` saying this worker's job is completed, as a report after the handler completed it raises,
@@ -201,8 +202,11 @@ class _Loop:
                         report.failed += 1
                     if exc is self._misfit:  # the wrong loop for this handler: every job would end alike
                         raise exc
-                else:
-                    report.done += 1
+                else:  # done, unless the handler failed or retried the job itself (its own ``fail``)
+                    if attempt.ended is None:
+                        report.done += 1
+                    else:
+                        report.failed += 1
         return report
 
     def _count_lost(
