@@ -5,12 +5,17 @@
   blocking claim had taken the job already, which stayed processing (an attempt used) until its lease expired;
 - a handler that failed its job itself (``store.fail(..., retry=False)``: a prompt it cannot render) or
   retried it, then returned, had the job counted ``done``, where the same handler raising after its ``fail``
-  has it counted ``failed``.
+  has it counted ``failed``;
+- ``handle_signals`` blocks left out of order (gathered ``AsyncWorker``s, each block in its own task, one run
+  ending first): the worker still running no longer stopped on SIGTERM (the handler from before the blocks
+  got it: by default the process ended mid-job), and the first block's handler stayed installed for good.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import pytest
 
@@ -63,3 +68,74 @@ def test_a_job_its_handler_failed_itself_then_returned_is_counted_failed_not_don
         assert report == WorkerReport(failed=1)
         seen = store.get_generation(job.id)
         assert seen is not None and seen.status is (Status.PENDING if retry else Status.FAILED)
+
+
+def test_handle_signals_blocks_left_out_of_order_keep_the_later_worker_stopping_and_put_the_first_back(
+    sqlite_url: str,
+) -> None:
+    """AsyncWorkers gathered, each with its own ``handle_signals`` block in its task, leave their blocks in
+    the order their runs end: one that ends first (``max_jobs`` reached, an error) put back the handler it
+    had found, so a SIGTERM no longer reached the worker still running (the process's own handler got it, by
+    default the end of the process mid-job), and the last one out put back the first's handler, which stayed
+    installed for good: every later SIGTERM of the process only set a finished worker's stop."""
+    got: list[int] = []
+
+    def before(signum: int, frame: object) -> None:
+        got.append(signum)
+
+    kept = signal.signal(signal.SIGTERM, before)
+    try:
+        with Store(sqlite_url) as store:
+            first, second = (Worker(store, f"gpu-{i}", lambda job: None) for i in range(2))
+            first_block, second_block = first.handle_signals(), second.handle_signals()
+            first_block.__enter__()
+            second_block.__enter__()
+            first_block.__exit__(None, None, None)  # the first worker's run ended; the second's goes on
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert second.stopping and got == []
+            second_block.__exit__(None, None, None)
+            assert signal.getsignal(signal.SIGTERM) is before
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert got == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, kept)
+
+
+def test_gathered_async_workers_whose_first_run_ends_first_still_stop_on_sigterm(sqlite_url: str) -> None:
+    got: list[int] = []
+    kept = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    try:
+
+        async def main() -> tuple[WorkerReport, WorkerReport, bool]:
+            async with AsyncStore.open(sqlite_url) as astore:
+                for prompt in ("short", "long"):
+                    await astore.create_generation(prompt, model_name="musicgen-small", duration_seconds=8)
+                first_out = asyncio.Event()
+                seen_stopping: list[bool] = []
+
+                async def handler(job: AsyncJob) -> None:
+                    if job.worker.worker_id == "gpu-1":
+                        await first_out.wait()
+                        os.kill(os.getpid(), signal.SIGTERM)  # the service is told to stop
+                        await asyncio.sleep(0)
+                        seen_stopping.append(job.stopping)
+                        job.worker.stop()  # without the fix: the signal missed it, and it would wait on
+                    await astore.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=1)
+
+                async def one(worker: AsyncWorker, max_jobs: int | None) -> WorkerReport:
+                    with worker.handle_signals():
+                        report = await worker.run(max_jobs=max_jobs)
+                    if max_jobs is not None:
+                        first_out.set()
+                    return report
+
+                quick = AsyncWorker(astore, "gpu-0", handler)
+                slow = AsyncWorker(astore, "gpu-1", handler)
+                reports = await asyncio.gather(one(quick, 1), asyncio.sleep(0.05, None), one(slow, None))
+                return reports[0], reports[2], seen_stopping == [True]
+
+        quick_report, slow_report, stopped = asyncio.run(main())
+        assert quick_report == slow_report == WorkerReport(done=1)
+        assert stopped and got == []
+    finally:
+        signal.signal(signal.SIGTERM, kept)

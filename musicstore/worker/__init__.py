@@ -71,6 +71,7 @@ from .checks import (
     _catchable,
     _claim_options,
     _is_async_handler,
+    _leave,
     _misfit,
     _Stopping,
     _store_fits,
@@ -133,7 +134,10 @@ class _Loop:
     @contextmanager
     def handle_signals(self, *signals: signal.Signals) -> Iterator[None]:
         """SIGTERM and SIGINT (or ``signals``) call ``stop()`` inside the block; the handlers before are put
-        back after it. Nested blocks of several workers (``AsyncWorker``s gathered) stop them all. Main thread
+        back after it. Nested blocks of several workers (``AsyncWorker``s gathered) stop them all, whichever
+        block is left first (one left while a later one is still in, as a gathered worker's run ends first,
+        leaves the later one's handler in place, which stops the rest; the last one out puts back the handler
+        the first found). Main thread
         only (Python's rule for signal handlers; an ``AsyncWorker`` runs its loop there, as ``asyncio.run``
         does). A signal no handler can catch (SIGKILL, SIGSTOP, no signal at all), or a thread other than the
         main one, is ``InvalidInput``, with every handler left as it was."""
@@ -144,14 +148,15 @@ class _Loop:
                 "call worker.stop() from this thread instead"
             )
 
-        before: dict[int, Any] = {}
+        mine: dict[int, _Stopping] = {}
         try:
             for sig in wanted:
-                before[sig] = signal.signal(sig, _Stopping(self.stop, signal.getsignal(sig)))
+                mine[sig] = _Stopping(self.stop, signal.getsignal(sig))
+                signal.signal(sig, mine[sig])
             yield
         finally:
-            for sig, handler in before.items():
-                signal.signal(sig, handler)
+            for sig, handler in mine.items():
+                _leave(sig, handler)
 
     def plan(self, max_jobs: int | None = None) -> Plan:
         """The loop's decisions as steps, for ``run`` to answer: claim (waiting for work) until stopped or

@@ -91,6 +91,19 @@ class _Stopping:
             self.replaced(signum, frame)
 
 
+def _leave(sig: int, handler: _Stopping) -> None:
+    """Take ``handler`` (a ``handle_signals`` block's, left now) out of ``sig``'s handlers: when a later
+    block's handler (still in) replaced it, splice it out of that chain, so that the later block still stops
+    its worker and, when left, puts back what this one found; else put back the handler it replaced."""
+    current = signal.getsignal(sig)
+    while isinstance(current, _Stopping) and current is not handler:
+        if current.replaced is handler:
+            current.replaced = handler.replaced
+            return
+        current = current.replaced
+    signal.signal(sig, handler.replaced)
+
+
 _UNCATCHABLE = {getattr(signal, name) for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name)}
 
 
