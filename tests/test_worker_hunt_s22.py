@@ -8,7 +8,9 @@
   has it counted ``failed``;
 - ``handle_signals`` blocks left out of order (gathered ``AsyncWorker``s, each block in its own task, one run
   ending first): the worker still running no longer stopped on SIGTERM (the handler from before the blocks
-  got it: by default the process ended mid-job), and the first block's handler stayed installed for good.
+  got it: by default the process ended mid-job), and the first block's handler stayed installed for good;
+- an ``AsyncWorker`` whose task was cancelled while its claim was in flight: the claim could commit after
+  the cancel, its result lost, the job left processing with no handler until its lease expired.
 """
 
 from __future__ import annotations
@@ -139,3 +141,38 @@ def test_gathered_async_workers_whose_first_run_ends_first_still_stop_on_sigterm
         assert stopped and got == []
     finally:
         signal.signal(signal.SIGTERM, kept)
+
+
+def test_an_async_worker_cancelled_while_its_claim_commits_puts_the_job_back(db_url: str) -> None:
+    """The claim is a write the event loop waits on (a thread's SQLite statement, a PostgreSQL round trip):
+    a task cancelled meanwhile lost the claimed row, which stayed processing, its handler never run, until its
+    lease expired. Here the cancel arrives just after the claim committed, before its result came back."""
+
+    async def main() -> None:
+        async with AsyncStore.open(db_url) as astore:
+            job = await astore.create_generation("a job", model_name="musicgen-small", duration_seconds=8)
+            claim, committed = astore.claim_next, asyncio.Event()
+
+            async def committing(worker_id: str, **options: object) -> object:
+                claimed = await claim(worker_id, **options)  # type: ignore[arg-type]
+                if claimed is not None:
+                    committed.set()
+                await asyncio.sleep(0.05)  # the result on its way back
+                return claimed
+
+            astore.claim_next = committing  # type: ignore[method-assign,assignment]
+            ran: list[str] = []
+
+            async def handler(job: AsyncJob) -> None:
+                ran.append(job.id)
+
+            task = asyncio.create_task(AsyncWorker(astore, "gpu-0", handler).run())
+            await committed.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            seen = await astore.get_generation(job.id)
+            assert ran == [] and seen is not None
+            assert seen.status is Status.PENDING and seen.worker_id is None
+
+    asyncio.run(main())

@@ -76,6 +76,7 @@ from .checks import (
     _Stopping,
     _store_fits,
     _task_cancelled,
+    _uncut,
     failure,
 )
 from .jobs import AsyncJob, Job
@@ -343,9 +344,10 @@ class AsyncWorker(_Loop):
     """``Worker`` for asyncio: claims and runs jobs one at a time with ``await handler(job)`` on an
     ``AsyncStore``, the same plan answered with awaited calls. Run several (one per worker id) with
     ``asyncio.gather`` for jobs at once. A task cancelled while it waits for a job or runs one ends with
-    ``CancelledError`` and writes nothing more: a job in hand stays processing until its lease expires. A
-    ``CancelledError`` of the handler's own (an await another task cancelled; this task was not) is the
-    handler's error: the job is failed, the loop goes on."""
+    ``CancelledError`` and writes nothing more: a job in hand stays processing until its lease expires (one
+    its claim took as the cancel came is put back: ``checks._uncut``). A ``CancelledError`` of the handler's
+    own (an await another task cancelled; this task was not) is the handler's error: the job is failed, the
+    loop goes on."""
 
     def __init__(
         self,
@@ -423,9 +425,8 @@ class AsyncWorker(_Loop):
         store, worker_id, options = self.store, step.worker_id, step.options
         waiting.outside_transaction(store, "AsyncWorker.run")
         steps = waiting.until(waiting.claimed, self._stop.is_set, most=WAIT_SLICE_SECONDS)
-        return await waiting.wait_async(
-            store, waiting.WORK, steps, lambda: store.claim_next(worker_id, **options)
-        )
+        claim = lambda: _uncut(store.claim_next(worker_id, **options), store, worker_id)  # noqa: E731
+        return await waiting.wait_async(store, waiting.WORK, steps, claim)
 
 
 __all__ = [

@@ -8,13 +8,15 @@ import asyncio
 import functools
 import inspect
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import suppress
 from types import FrameType
 from typing import Any
 
 from .. import validate
 from ..errors import InvalidInput
 from ..masking import redact
+from ..models import Generation
 from ..ops import DEFAULT_LEASE_SECONDS
 from ..ops.jobs import MAX_OWNER_LIMIT
 
@@ -37,6 +39,25 @@ def failure(exc: BaseException) -> str:
 def _misfit(outcome: object, what: str, runner: str) -> str:
     """The error of a handler that returned what its loop cannot use (a job failed with it)."""
     return f"the handler returned {what} ({type(outcome).__name__}): run it with {runner}"
+
+
+async def _uncut(claiming: Awaitable[Generation | None], store: Any, worker_id: str) -> Generation | None:
+    """An ``AsyncWorker``'s claim on ``store``, which a cancel of the worker's task does not cut off: the
+    claim is a write whose commit may land after the cancel (a thread's SQLite statement, a PostgreSQL round
+    trip), the row then left processing with no handler until its lease expired. Cancelled, the task waits
+    for the claim and puts a job it took back in the queue (a retry: its attempt counted, as an expired
+    lease's), then ends with the ``CancelledError``."""
+    claim = asyncio.ensure_future(claiming)
+    try:
+        return await asyncio.shield(claim)
+    except asyncio.CancelledError:
+        claimed = None
+        with suppress(Exception):  # a claim that failed took nothing
+            claimed = await claim
+        if claimed is not None:
+            why = "the worker's task was cancelled as it claimed the job"
+            await store.fail(claimed.id, why, max_attempts=claimed.attempts + 1, worker_id=worker_id)
+        raise
 
 
 def _task_cancelled() -> bool:
