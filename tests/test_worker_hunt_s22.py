@@ -10,7 +10,9 @@
   ending first): the worker still running no longer stopped on SIGTERM (the handler from before the blocks
   got it: by default the process ended mid-job), and the first block's handler stayed installed for good;
 - an ``AsyncWorker`` whose task was cancelled while its claim was in flight: the claim could commit after
-  the cancel, its result lost, the job left processing with no handler until its lease expired.
+  the cancel, its result lost, the job left processing with no handler until its lease expired;
+- a handler written as a generator function (it yields): a ``Worker`` counted each job done, its body never
+  run, the job left processing; an ``AsyncWorker`` failed it, telling to run it with ``Worker``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -176,3 +179,53 @@ def test_an_async_worker_cancelled_while_its_claim_commits_puts_the_job_back(db_
             assert seen.status is Status.PENDING and seen.worker_id is None
 
     asyncio.run(main())
+
+
+def _yields(job: Job) -> Iterator[float]:  # a handler written as a generator: its body never runs
+    yield 0.5
+
+
+async def _ayields(job: AsyncJob) -> AsyncIterator[float]:
+    yield 0.5
+
+
+def _around(job: Job) -> Iterator[float]:  # a plain function that calls one
+    return _yields(job)
+
+
+def _around_async(job: AsyncJob) -> AsyncIterator[float]:
+    return _ayields(job)
+
+
+@pytest.mark.parametrize("loop", ["sync", "async"])
+def test_a_handler_that_yields_is_refused_when_the_worker_is_made(sqlite_url: str, loop: str) -> None:
+    """A generator function's body never runs: a ``Worker`` counted each job done, left processing; an
+    ``AsyncWorker`` failed it, telling to run the handler with ``Worker``, where it would never run either."""
+
+    async def make_async() -> None:
+        async with AsyncStore.open(sqlite_url) as astore:
+            AsyncWorker(astore, "gpu-0", _ayields)  # type: ignore[arg-type]
+
+    with Store(sqlite_url) as store, pytest.raises(InvalidInput, match="yield"):
+        Worker(store, "gpu-0", _yields) if loop == "sync" else asyncio.run(make_async())
+
+
+@pytest.mark.parametrize("loop", ["sync", "async"])
+def test_a_handler_returning_a_generator_fails_its_job_and_ends_run(db_url: str, loop: str) -> None:
+    """Only the result tells of a plain function around a generator function (a lambda): a ``Worker`` counted
+    the job done, its work never run, and it stayed processing until its lease expired."""
+    with Store(db_url) as store:
+        job = new_job(store)
+
+        async def main() -> None:
+            async with AsyncStore.open(db_url) as astore:
+                await AsyncWorker(astore, "gpu-0", _around_async).run(max_jobs=1)  # type: ignore[arg-type]
+
+        with pytest.raises(InvalidInput, match="generator") as raised:
+            if loop == "sync":
+                Worker(store, "gpu-0", _around).run(max_jobs=1)
+            else:
+                asyncio.run(main())
+        seen = store.get_generation(job.id)
+        assert seen is not None and seen.status is Status.PENDING
+        assert seen.error_message == f"InvalidInput: {raised.value}" and "yield" in seen.error_message

@@ -26,8 +26,8 @@ the generation itself (``export_generation``, ``complete_generation``). What the
   back (requeued, or failed on its last attempt) is ``lost``. A handler that returns what its loop cannot
   run is such an error (``InvalidInput``): an ``AsyncWorker``'s that returns no awaitable (a plain
   function: it belongs to ``Worker``), a ``Worker``'s that returns an awaitable (its work never ran: it
-  belongs to ``AsyncWorker``); that job is failed (with retry) and ``run`` then raises the error, since
-  every job would end alike.
+  belongs to ``AsyncWorker``), or a generator (its body never ran); that job is failed (with retry) and
+  ``run`` then raises the error, since every job would end alike.
 
 A claim that waited past the store's busy timeout (``DatabaseBusy``: another writer held SQLite's lock, or
 every pooled PostgreSQL connection was in use) is logged and tried again after a pause of
@@ -52,7 +52,6 @@ and a failed job's message in ``checks``: this package re-exports their names.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import signal
 import threading
@@ -77,6 +76,7 @@ from .checks import (
     _store_fits,
     _task_cancelled,
     _uncut,
+    _yielding,
     failure,
 )
 from .jobs import AsyncJob, Job
@@ -116,10 +116,15 @@ class _Loop:
         self._wakers: set[Callable[[], None]] = set()
         self._misfit: InvalidInput | None = None  # raised by a handler's result its loop cannot run
 
-    def _misfit_error(self, outcome: object, what: str, runner: str) -> InvalidInput:
-        """The error of a handler's result this loop cannot run: it fails the job, then ends ``run``."""
-        self._misfit = InvalidInput(_misfit(outcome, what, runner))
-        return self._misfit
+    def _run_handler(self, job: Any) -> Any:
+        """The handler's result for ``job``; InvalidInput for one this loop cannot run (``_misfit``): it
+        fails the job, then ends ``run``."""
+        outcome = self.handler(job)  # type: ignore[attr-defined]
+        misfit = _misfit(outcome, isinstance(self, AsyncWorker))
+        if misfit is not None:
+            self._misfit = InvalidInput(misfit)
+            raise self._misfit
+        return outcome
 
     @property
     def stopping(self) -> bool:
@@ -295,6 +300,7 @@ class Worker(_Loop):
             backoff=backoff,
         )
         _store_fits(store, awaited=False)
+        _yielding(handler)
         if _is_async_handler(handler):  # its jobs would be counted done, never run, left processing
             raise InvalidInput("handler is an async function: run it with AsyncWorker on an AsyncStore")
         self.store = store
@@ -323,12 +329,7 @@ class Worker(_Loop):
         if isinstance(step, Claim):
             return self._claim(step)
         if isinstance(step, Handle):
-            outcome = self.handler(Job(step.generation, self))
-            if inspect.isawaitable(outcome):  # e.g. a lambda around an async def: the work never ran
-                if inspect.iscoroutine(outcome):
-                    outcome.close()
-                raise self._misfit_error(outcome, "an awaitable", "AsyncWorker on an AsyncStore")
-            return outcome
+            return self._run_handler(Job(step.generation, self))
         if isinstance(step, Pause):
             return self._stop.wait(step.seconds)
         return self.store.fail(step.generation_id, step.message, **step.options)
@@ -368,6 +369,7 @@ class AsyncWorker(_Loop):
             backoff=backoff,
         )
         _store_fits(store, awaited=True)
+        _yielding(handler)
         self.store = store
         self.handler = handler
 
@@ -394,10 +396,7 @@ class AsyncWorker(_Loop):
         if isinstance(step, Claim):
             return await self._claim(step)
         if isinstance(step, Handle):
-            outcome = self.handler(AsyncJob(step.generation, self))
-            if not inspect.isawaitable(outcome):  # a plain function: it ran, and maybe finished the job
-                raise self._misfit_error(outcome, "no awaitable", "Worker on a Store")
-            return await outcome
+            return await self._run_handler(AsyncJob(step.generation, self))
         if isinstance(step, Pause):
             return await self._pause(step.seconds)
         return await self.store.fail(step.generation_id, step.message, **step.options)

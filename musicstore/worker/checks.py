@@ -36,8 +36,24 @@ def failure(exc: BaseException) -> str:
     return redact(text)[:MAX_ERROR_CHARS]
 
 
-def _misfit(outcome: object, what: str, runner: str) -> str:
-    """The error of a handler that returned what its loop cannot use (a job failed with it)."""
+_YIELDS = "its body never ran: a handler runs the job and returns, it does not yield"
+
+
+def _misfit(outcome: object, awaited: bool) -> str | None:
+    """The error of a handler's result its loop (``awaited``: ``AsyncWorker``'s) cannot use (a job failed
+    with it), a coroutine or generator closed (its work never ran); None for a result it can."""
+    if inspect.isgenerator(outcome) or inspect.isasyncgen(outcome):  # a lambda around a generator function
+        if inspect.isgenerator(outcome):
+            outcome.close()
+        return f"the handler returned a generator ({type(outcome).__name__}): {_YIELDS}"
+    if inspect.isawaitable(outcome) == awaited:
+        return None
+    if awaited:  # a plain function: it ran, and maybe finished the job
+        runner, what = "Worker on a Store", "no awaitable"
+    else:  # e.g. a lambda around an async def: the work never ran
+        runner, what = "AsyncWorker on an AsyncStore", "an awaitable"
+        if inspect.iscoroutine(outcome):
+            outcome.close()
     return f"the handler returned {what} ({type(outcome).__name__}): run it with {runner}"
 
 
@@ -151,6 +167,20 @@ def _store_fits(store: object, awaited: bool) -> None:
     raise InvalidInput(
         f"Worker takes a Store, got {type(store).__name__}: run an AsyncStore's jobs with AsyncWorker"
     )
+
+
+def _yielding(handler: object) -> None:
+    """InvalidInput for a generator function handler (or a method, a ``functools.partial`` or an object's
+    ``__call__`` of one), sync or async: calling it runs none of its body."""
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    call = type(handler).__call__
+    if any(
+        check(f)
+        for f in (handler, call)
+        for check in (inspect.isgeneratorfunction, inspect.isasyncgenfunction)
+    ):
+        raise InvalidInput(f"handler is a generator function: {_YIELDS}")
 
 
 def _is_async_handler(handler: object) -> bool:
