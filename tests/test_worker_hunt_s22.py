@@ -12,7 +12,8 @@
 - an ``AsyncWorker`` whose task was cancelled while its claim was in flight: the claim could commit after
   the cancel, its result lost, the job left processing with no handler until its lease expired;
 - a handler written as a generator function (it yields): a ``Worker`` counted each job done, its body never
-  run, the job left processing; an ``AsyncWorker`` failed it, telling to run it with ``Worker``.
+  run, the job left processing; an ``AsyncWorker`` failed it, telling to run it with ``Worker``;
+- ``handle_signals`` given a signal twice left its own handler installed after the block.
 """
 
 from __future__ import annotations
@@ -229,3 +230,22 @@ def test_a_handler_returning_a_generator_fails_its_job_and_ends_run(db_url: str,
         seen = store.get_generation(job.id)
         assert seen is not None and seen.status is Status.PENDING
         assert seen.error_message == f"InvalidInput: {raised.value}" and "yield" in seen.error_message
+
+
+def test_handle_signals_given_a_signal_twice_puts_its_handler_back(sqlite_url: str) -> None:
+    """The second install of the same signal replaced the first's record of the handler before: the block put
+    back its own first handler, which stayed, and every later SIGTERM only set a finished worker's stop."""
+    got: list[int] = []
+    kept = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    try:
+        before = signal.getsignal(signal.SIGTERM)
+        with Store(sqlite_url) as store:
+            worker = Worker(store, "gpu-0", lambda job: None)
+            with worker.handle_signals(signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
+                os.kill(os.getpid(), signal.SIGTERM)
+                assert worker.stopping and got == []
+            assert signal.getsignal(signal.SIGTERM) is before
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert got == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, kept)

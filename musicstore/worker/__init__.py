@@ -147,7 +147,7 @@ class _Loop:
         only (Python's rule for signal handlers; an ``AsyncWorker`` runs its loop there, as ``asyncio.run``
         does). A signal no handler can catch (SIGKILL, SIGSTOP, no signal at all), or a thread other than the
         main one, is ``InvalidInput``, with every handler left as it was."""
-        wanted = [_catchable(sig) for sig in signals or (signal.SIGTERM, signal.SIGINT)]
+        wanted = dict.fromkeys(_catchable(sig) for sig in signals or (signal.SIGTERM, signal.SIGINT))
         if threading.current_thread() is not threading.main_thread():
             raise InvalidInput(
                 "handle_signals works in the main thread only (Python's rule for signal handlers); "
