@@ -13,7 +13,9 @@
   the cancel, its result lost, the job left processing with no handler until its lease expired;
 - a handler written as a generator function (it yields): a ``Worker`` counted each job done, its body never
   run, the job left processing; an ``AsyncWorker`` failed it, telling to run it with ``Worker``;
-- ``handle_signals`` given a signal twice left its own handler installed after the block.
+- ``handle_signals`` given a signal twice left its own handler installed after the block;
+- an ``AsyncWorker`` whose handler turned the task's cancel into another error (or swallowed it): the job
+  was failed (or counted done) and the worker claimed on, the cancel lost.
 """
 
 from __future__ import annotations
@@ -249,3 +251,36 @@ def test_handle_signals_given_a_signal_twice_puts_its_handler_back(sqlite_url: s
             assert got == [signal.SIGTERM]
     finally:
         signal.signal(signal.SIGTERM, kept)
+
+
+@pytest.mark.parametrize("swallow", ["raises another error", "returns"])
+def test_an_async_worker_whose_task_is_cancelled_ends_even_when_its_handler_swallows_the_cancel(
+    db_url: str, swallow: str
+) -> None:
+    """A handler that turned the worker task's ``CancelledError`` into an error of its own (a model client
+    wrapping it) had its job failed and the worker went on claiming: the cancel was lost, and a shutdown that
+    awaits the task (``asyncio.run``'s, a TaskGroup's) waited for ever; one that swallowed it, the same."""
+
+    async def main() -> None:
+        async with AsyncStore.open(db_url) as astore:
+            job = await astore.create_generation("a job", model_name="musicgen-small", duration_seconds=8)
+            running = asyncio.Event()
+
+            async def handler(job: AsyncJob) -> None:
+                running.set()
+                try:
+                    await asyncio.sleep(30)
+                except asyncio.CancelledError:
+                    if swallow == "raises another error":
+                        raise RuntimeError("the model server's request was interrupted") from None
+
+            task = asyncio.create_task(AsyncWorker(astore, "gpu-0", handler).run(max_jobs=1))
+            await running.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            seen = await astore.get_generation(job.id)
+            assert seen is not None and seen.status is Status.PROCESSING  # nothing more written
+            assert seen.error_message is None
+
+    asyncio.run(main())

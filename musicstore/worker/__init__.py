@@ -76,6 +76,7 @@ from .checks import (
     _store_fits,
     _task_cancelled,
     _uncut,
+    _unswallowed,
     _yielding,
     failure,
 )
@@ -345,8 +346,9 @@ class AsyncWorker(_Loop):
     """``Worker`` for asyncio: claims and runs jobs one at a time with ``await handler(job)`` on an
     ``AsyncStore``, the same plan answered with awaited calls. Run several (one per worker id) with
     ``asyncio.gather`` for jobs at once. A task cancelled while it waits for a job or runs one ends with
-    ``CancelledError`` and writes nothing more: a job in hand stays processing until its lease expires (one
-    its claim took as the cancel came is put back: ``checks._uncut``). A ``CancelledError`` of the handler's
+    ``CancelledError`` and writes nothing more (even if its handler swallowed the cancel, or raised another
+    error for it): a job in hand stays processing until its lease expires (one its claim took as the cancel
+    came is put back: ``checks._uncut``). A ``CancelledError`` of the handler's
     own (an await another task cancelled; this task was not) is the handler's error: the job is failed, the
     loop goes on."""
 
@@ -396,7 +398,7 @@ class AsyncWorker(_Loop):
         if isinstance(step, Claim):
             return await self._claim(step)
         if isinstance(step, Handle):
-            return await self._run_handler(AsyncJob(step.generation, self))
+            return await _unswallowed(self._run_handler(AsyncJob(step.generation, self)))
         if isinstance(step, Pause):
             return await self._pause(step.seconds)
         return await self.store.fail(step.generation_id, step.message, **step.options)

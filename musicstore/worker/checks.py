@@ -76,6 +76,21 @@ async def _uncut(claiming: Awaitable[Generation | None], store: Any, worker_id: 
         raise
 
 
+async def _unswallowed(handling: Awaitable[Any]) -> Any:
+    """An ``AsyncWorker``'s awaited handler, whose task ends with ``CancelledError`` when it was cancelled
+    (``_task_cancelled``) even if the handler swallowed the cancel or raised another error for it (a client
+    wrapping it): else the worker would fail or count the job and claim on, the cancel lost."""
+    try:
+        value = await handling
+    except Exception as exc:
+        if _task_cancelled():
+            raise asyncio.CancelledError from exc
+        raise
+    if _task_cancelled():
+        raise asyncio.CancelledError
+    return value
+
+
 def _task_cancelled() -> bool:
     """Whether the running task was asked to cancel (``Task.cancel``), as opposed to an await inside it whose
     future another task cancelled (that ``CancelledError`` is the handler's error, not the loop's end)."""
