@@ -149,10 +149,14 @@ def test_gathered_async_workers_whose_first_run_ends_first_still_stop_on_sigterm
         signal.signal(signal.SIGTERM, kept)
 
 
-def test_an_async_worker_cancelled_while_its_claim_commits_puts_the_job_back(db_url: str) -> None:
+@pytest.mark.parametrize("meanwhile", ["nothing", "cancelled"])
+def test_an_async_worker_cancelled_while_its_claim_commits_puts_the_job_back(
+    db_url: str, meanwhile: str
+) -> None:
     """The claim is a write the event loop waits on (a thread's SQLite statement, a PostgreSQL round trip):
     a task cancelled meanwhile lost the claimed row, which stayed processing, its handler never run, until its
-    lease expired. Here the cancel arrives just after the claim committed, before its result came back."""
+    lease expired. Here the cancel arrives just after the claim committed, before its result came back. A
+    job cancelled meanwhile (its put-back then fails) stays cancelled, and the task still ends cancelled."""
 
     async def main() -> None:
         async with AsyncStore.open(db_url) as astore:
@@ -163,6 +167,8 @@ def test_an_async_worker_cancelled_while_its_claim_commits_puts_the_job_back(db_
                 claimed = await claim(worker_id, **options)  # type: ignore[arg-type]
                 if claimed is not None:
                     committed.set()
+                    if meanwhile == "cancelled":
+                        await astore.cancel(claimed.id, "the user gave up")
                 await asyncio.sleep(0.05)  # the result on its way back
                 return claimed
 
@@ -179,7 +185,10 @@ def test_an_async_worker_cancelled_while_its_claim_commits_puts_the_job_back(db_
                 await task
             seen = await astore.get_generation(job.id)
             assert ran == [] and seen is not None
-            assert seen.status is Status.PENDING and seen.worker_id is None
+            if meanwhile == "cancelled":
+                assert seen.status is Status.CANCELLED
+            else:
+                assert seen.status is Status.PENDING and seen.worker_id is None
 
     asyncio.run(main())
 

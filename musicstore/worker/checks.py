@@ -70,9 +70,10 @@ async def _uncut(claiming: Awaitable[Generation | None], store: Any, worker_id: 
         claimed = None
         with suppress(Exception):  # a claim that failed took nothing
             claimed = await claim
-        if claimed is not None:
+        if claimed is not None:  # a put-back that fails (cancelled meanwhile, busy) leaves it to its lease
             why = "the worker's task was cancelled as it claimed the job"
-            await store.fail(claimed.id, why, max_attempts=claimed.attempts + 1, worker_id=worker_id)
+            with suppress(Exception):
+                await store.fail(claimed.id, why, max_attempts=claimed.attempts + 1, worker_id=worker_id)
         raise
 
 
