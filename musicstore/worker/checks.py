@@ -19,6 +19,7 @@ from ..masking import redact
 from ..models import Generation
 from ..ops import DEFAULT_LEASE_SECONDS
 from ..ops.jobs import MAX_OWNER_LIMIT
+from ..store import Store
 
 MAX_ERROR_CHARS = 1000
 """How much of a handler's error a failed job keeps (``type: message``)."""
@@ -170,19 +171,17 @@ def _catchable(sig: object) -> int:
 
 
 def _store_fits(store: object, awaited: bool) -> None:
-    """InvalidInput for the other kind of store than the loop's (``awaited``: ``AsyncWorker``'s, an
-    ``AsyncStore``), told by its ``claim_next`` (an ``async def`` or not), when the worker is made: at its
-    first job an ``AsyncWorker`` would have claimed it already with the blocking store (left processing till
-    its lease expired), a ``Worker`` would run its handler on an unawaited claim."""
-    if inspect.iscoroutinefunction(getattr(store, "claim_next", None)) == awaited:
-        return
-    if awaited:
+    """InvalidInput for the other kind of store than the loop's (``awaited``: ``AsyncWorker``'s), when the
+    worker is made: at its first job an ``AsyncWorker`` would have claimed it already with a blocking
+    ``Store`` (left processing till its lease expired), a ``Worker`` would run its handler on an unawaited
+    claim (a store whose ``claim_next`` is an ``async def``: an ``AsyncStore``). A store of another class
+    is taken as given (a wrapper's plain ``claim_next`` may return the awaitable of an ``AsyncStore``'s)."""
+    if awaited and isinstance(store, Store):
+        raise InvalidInput("AsyncWorker takes an AsyncStore, got a Store: run a Store's jobs with Worker")
+    if not awaited and inspect.iscoroutinefunction(getattr(store, "claim_next", None)):
         raise InvalidInput(
-            f"AsyncWorker takes an AsyncStore, got {type(store).__name__}: run a Store's jobs with Worker"
+            f"Worker takes a Store, got {type(store).__name__}: run an AsyncStore's jobs with AsyncWorker"
         )
-    raise InvalidInput(
-        f"Worker takes a Store, got {type(store).__name__}: run an AsyncStore's jobs with AsyncWorker"
-    )
 
 
 def _yielding(handler: object) -> None:
