@@ -144,10 +144,9 @@ class _Loop:
         back after it. Nested blocks of several workers (``AsyncWorker``s gathered) stop them all, whichever
         block is left first (one left while a later one is still in, as a gathered worker's run ends first,
         leaves the later one's handler in place, which stops the rest; the last one out puts back the handler
-        the first found). Main thread
-        only (Python's rule for signal handlers; an ``AsyncWorker`` runs its loop there, as ``asyncio.run``
-        does). A signal no handler can catch (SIGKILL, SIGSTOP, no signal at all), or a thread other than the
-        main one, is ``InvalidInput``, with every handler left as it was."""
+        the first found). Main thread only (Python's rule for signal handlers; an ``AsyncWorker`` runs its
+        loop there, as ``asyncio.run`` does). A signal no handler can catch (SIGKILL, SIGSTOP, no signal at
+        all), or a thread other than the main one, is ``InvalidInput``, with every handler left as it was."""
         wanted = dict.fromkeys(_catchable(sig) for sig in signals or (signal.SIGTERM, signal.SIGINT))
         if threading.current_thread() is not threading.main_thread():
             raise InvalidInput(
@@ -348,9 +347,8 @@ class AsyncWorker(_Loop):
     ``asyncio.gather`` for jobs at once. A task cancelled while it waits for a job or runs one ends with
     ``CancelledError`` and writes nothing more (even if its handler swallowed the cancel, or raised another
     error for it): a job in hand stays processing until its lease expires (one its claim took as the cancel
-    came is put back: ``checks._uncut``). A ``CancelledError`` of the handler's
-    own (an await another task cancelled; this task was not) is the handler's error: the job is failed, the
-    loop goes on."""
+    came is put back: ``checks._uncut``). A ``CancelledError`` of the handler's own (an await another task
+    cancelled; this task was not) is the handler's error: the job is failed, the loop goes on."""
 
     def __init__(
         self,
