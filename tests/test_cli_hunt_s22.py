@@ -3,6 +3,8 @@ docs/cli.md say, on both backends."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -332,3 +334,21 @@ def test_backup_of_a_folder_says_it_is_a_folder(tmp_path: Path, capsys: pytest.C
     err = capsys.readouterr().err
     assert code == 1 and "is a folder, not a database file" in err and "does not exist" not in err, err
     assert not (tmp_path / "copy.db").exists()
+
+
+def test_a_missing_schema_is_one_line_on_both_backends(
+    tmp_path: Path, musicstore_postgres_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PostgreSQL's error text carries the statement and a caret on lines of their own (LINE 1: ...);
+    the message is its first line, as SQLite's is."""
+    name = f"bare_{tmp_path.name.lower().replace('-', '_')}"[:60]
+    musicstore_postgres_server.admin(f"CREATE DATABASE {name}")
+    with contextlib.closing(sqlite3.connect(tmp_path / "empty.db")) as other:
+        other.execute("CREATE TABLE notes (text)")  # a database, of another program
+    try:
+        for url in (f"sqlite:///{tmp_path / 'empty.db'}", musicstore_postgres_server.url(name)):
+            assert main(["list", "-d", url]) == 1
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "musicstore migrate" in err and "LINE" not in err, err
+    finally:
+        musicstore_postgres_server.admin(f"DROP DATABASE {name} WITH (FORCE)")

@@ -140,7 +140,8 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
     if not isinstance(exc, psycopg.Error):
         return None
     if isinstance(exc, errors.UndefinedTable):
-        return MigrationError(f"{where}: {exc}: the schema is missing; run `musicstore migrate`")
+        primary = exc.diag.message_primary or str(exc)  # not the statement and its caret (LINE 1: ...)
+        return MigrationError(f"{where}: {primary}: the schema is missing; run `musicstore migrate`")
     if isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure):
         return WriteConflict(f"{where}: concurrent writers conflicted ({exc}); retry")
     if isinstance(exc, errors.LockNotAvailable):
