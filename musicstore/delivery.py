@@ -261,6 +261,11 @@ class Delivery:
         completed)."""
         return _of(audio, self._locator.locate(self.store.run(get_storage, _generation_id(audio))))
 
+    def locate_stored(self, stored: StoredFile) -> Located:
+        """Where the file of a storage row already read is (no read of its own: a caller that must act on
+        the place it read, as a render recording against it, locates that one)."""
+        return self._locator.locate(stored)
+
     def url_for(self, generation: Audio, *, expires: int = 3600) -> str:
         """A URL reading the file for ``expires`` seconds: a presigned GET (S3), a ``file://`` URL (local)."""
         found = self.locate(generation)

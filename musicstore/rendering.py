@@ -194,7 +194,7 @@ def render_generation(
     made: list[Rendition] = []
     where = store.run(get_storage, generation.id)  # read once: the master's place, which records must name
     with _delivery(store, generation, where, root, files) as delivery:
-        found = delivery._locator.locate(where)
+        found = delivery.locate_stored(where)
         master: tuple[NDArray[np.float32], int] | None = None
         for spec, settings in requests:
 
@@ -427,7 +427,7 @@ def render_peaks(
     generation = _generation(store, generation_id)
     where = store.run(get_storage, generation.id)  # the master's place, read once (as render_generation)
     with _delivery(store, generation, where, root, files) as delivery:
-        found = delivery._locator.locate(where)
+        found = delivery.locate_stored(where)
         samples, rate = _read_master(generation, found)
         peaks = compute_peaks(samples, rate, samples_per_pixel, bits=bits, split_channels=split_channels)
         name = peaks_name(Path(found.key), samples_per_pixel, bits, split_channels)
