@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from .. import validate
 from ..errors import InvalidInput, NotFound, shown
@@ -183,7 +183,10 @@ def queue_position(
     if row is None:
         raise NotFound(f"no generation with id {gid}")
     now: datetime = yield NOW
-    since = now - timedelta(seconds=window)
+    try:
+        since = now - timedelta(seconds=window)
+    except OverflowError:  # a clock in the first days of the year 1: the window starts with the calendar
+        since = datetime.min.replace(tzinfo=UTC)
     completed = (yield Call("count_completed_since", {"since": since}, COUNT))[0]
     rate = completed / window  # per second
     ahead: int | None = None
