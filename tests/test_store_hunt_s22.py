@@ -3,6 +3,7 @@ totals equal a recount of the rows after any history."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import re
@@ -10,13 +11,14 @@ import sqlite3
 import unicodedata
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from musicstore import RESET_CONFIRMATION, MusicstoreError, Status, Store
+from musicstore import RESET_CONFIRMATION, AsyncStore, MusicstoreError, Status, Store
 from musicstore.testing import FakeClock
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -44,14 +46,78 @@ MODELS = ["m", "M", "musicgen-small"]
 WORKERS = ["gpu-0", "gpu-1"]
 
 
+Call = tuple[str, tuple[Any, ...], dict[str, Any]]
+"""An operation's name and its arguments."""
+
+
+class _Undo(Exception):
+    """Raised at the end of a transaction's block to roll it back."""
+
+
+def _sync(store: Store) -> tuple[Callable[[Call], Any], Callable[[list[Call], bool], list[Any]]]:
+    """A store's calls, and its transactions (each call in one; rolled back when asked)."""
+
+    def call(what: Call) -> Any:
+        name, args, kwargs = what
+        return getattr(store, name)(*args, **kwargs)
+
+    def transact(calls: list[Call], undo: bool) -> list[Any]:
+        results: list[Any] = []
+        try:
+            with store.transaction() as tx:
+                for name, args, kwargs in calls:
+                    results.append(getattr(tx, name)(*args, **kwargs))
+                if undo:
+                    raise _Undo
+        except _Undo:
+            pass
+        return results
+
+    return call, transact
+
+
+def _async(
+    store: AsyncStore, runner: asyncio.Runner
+) -> tuple[Callable[[Call], Any], Callable[[list[Call], bool], list[Any]]]:
+    """An AsyncStore's calls and transactions, each run to its end."""
+
+    def call(what: Call) -> Any:
+        name, args, kwargs = what
+        return runner.run(getattr(store, name)(*args, **kwargs))
+
+    async def in_one(calls: list[Call], undo: bool) -> list[Any]:
+        results: list[Any] = []
+        try:
+            async with store.transaction() as tx:
+                for name, args, kwargs in calls:
+                    results.append(await getattr(tx, name)(*args, **kwargs))
+                if undo:
+                    raise _Undo
+        except _Undo:
+            pass
+        return results
+
+    return call, lambda calls, undo: runner.run(in_one(calls, undo))
+
+
 class Side:
     """One store, with the ids it made (a job is named by its index in creation order)."""
 
-    def __init__(self, store: Store, recount: Callable[[], dict[str, Any]]) -> None:
-        self.store = store
+    def __init__(
+        self,
+        driver: tuple[Callable[[Call], Any], Callable[[list[Call], bool], list[Any]]],
+        recount: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.call, self.transact = driver
         self.recount = recount
         self.ids: list[str | None] = []
         self.names: dict[str, str] = {}
+
+    def made(self, value: Any) -> None:
+        """Note a generation this side created (None: the creation failed)."""
+        self.ids.append(value.id if value is not None else None)
+        if value is not None:
+            self.names.setdefault(value.id, f"<job {len(self.ids) - 1}>")
 
     def job(self, index: int) -> str:
         found = self.ids[index] if index < len(self.ids) else None
@@ -126,8 +192,8 @@ def _recount(execute: Callable[..., Any]) -> dict[str, Any]:
 
 
 class TwoBackends(RuleBasedStateMachine):
-    """Each rule runs on a SQLite and a PostgreSQL store under one clock; their answers must be equal, and
-    each store's statistics must equal a recount of its rows."""
+    """Each rule runs on Store and AsyncStore, on SQLite and on PostgreSQL, under one clock; their answers
+    must be equal, and each store's statistics must equal a recount of its rows."""
 
     sides: list[Side]
     clock: FakeClock
@@ -135,7 +201,7 @@ class TwoBackends(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         for side in self.sides:
-            side.store.reset_database(confirm=RESET_CONFIRMATION)
+            side.call(("reset_database", (), {"confirm": RESET_CONFIRMATION}))
             side.ids.clear()
             side.names.clear()
         self.clock.now = START
@@ -151,18 +217,16 @@ class TwoBackends(RuleBasedStateMachine):
         for side in self.sides:
             try:
                 extra = {} if more is None else more(side)
-                value = getattr(side.store, name)(*args(side), **kwargs, **extra)
+                value = side.call((name, args(side), {**kwargs, **extra}))
             except MusicstoreError as exc:
                 value, answer = None, (type(exc).__name__, str(exc))
             else:
                 answer = ("ok", value)
             if name == "create_generation":
-                side.ids.append(value.id if value is not None else None)
-                if value is not None:
-                    side.names.setdefault(value.id, f"<job {len(side.ids) - 1}>")
+                side.made(value)
             answers.append(side.plain(answer))
             values.append(value)
-        assert answers[0] == answers[1], (name, answers)
+        assert all(answer == answers[0] for answer in answers[1:]), (name, answers)
         return values
 
     @rule(
@@ -238,13 +302,16 @@ class TwoBackends(RuleBasedStateMachine):
         every row that was there before the walk shows up exactly once."""
         before = {
             id(side): {
-                g.id for g in side.store.get_all_generations(limit=10_000, status=status, model_name=model)
+                g.id
+                for g in side.call(
+                    ("get_all_generations", (), {"limit": 10_000, "status": status, "model_name": model})
+                )
             }
             for side in self.sides
         }
         cursors: dict[int, str | None] = {id(side): None for side in self.sides}
         seen: dict[int, list[str]] = {id(side): [] for side in self.sides}
-        for _ in range(40):
+        for number in range(10_000):
             kwargs = {"status": status, "model_name": model, "limit": limit}
             pages = self.same(
                 "list_generations", lambda side: (), kwargs, lambda side: {"cursor": cursors[id(side)]}
@@ -252,7 +319,7 @@ class TwoBackends(RuleBasedStateMachine):
             for side, page in zip(self.sides, pages, strict=True):
                 cursors[id(side)] = page.next_cursor
                 seen[id(side)].extend(g.id for g in page.items)
-            if insert:
+            if insert and number < 3:
                 self.create(PROMPTS[0], model or MODELS[0], None, 1)
             if cursors[id(self.sides[0])] is None:
                 break
@@ -278,11 +345,41 @@ class TwoBackends(RuleBasedStateMachine):
         self.same("get_pending_generations", lambda side: (), {"limit": 50})
         self.same("get_all_generations", lambda side: (), {"limit": 50})
 
+    @rule(
+        prompt=st.sampled_from(PROMPTS),
+        index=st.integers(0, 12),
+        undo=st.booleans(),
+        complete=st.booleans(),
+    )
+    def transaction(self, prompt: str, index: int, undo: bool, complete: bool) -> None:
+        """Several operations in one transaction, committed or rolled back (or ended by an error): the same
+        answers, and the totals follow what was committed."""
+        answers = []
+        for side in self.sides:
+            calls: list[Call] = [
+                ("create_generation", (prompt,), {"model_name": "m", "duration_seconds": 2.5}),
+                ("track_prompt_usage", (prompt,), {}),
+                ("claim_batch", ("gpu-0", 2), {"lease_seconds": 30}),
+            ]
+            if complete:
+                done = {"file_path": "t.wav", "file_size_bytes": 7, "generation_time_seconds": 0.25}
+                calls.append(("complete_generation", (side.job(index),), done))
+            try:
+                results = side.transact(calls, undo)
+            except MusicstoreError as exc:
+                answer: Any = (type(exc).__name__, str(exc))
+                side.made(None)
+            else:
+                answer = ("ok", results)
+                side.made(None if undo else results[0])
+            answers.append(side.plain(answer))
+        assert all(answer == answers[0] for answer in answers[1:]), answers
+
     @invariant()
     def totals_equal_a_recount(self) -> None:
         self.same("get_database_stats", lambda side: (), {})
         for side in self.sides:
-            stats = side.store.get_database_stats()
+            stats = side.call(("get_database_stats", (), {}))
             counted = side.recount()
             assert stats.by_status == counted["by_status"]
             assert stats.total_file_bytes == counted["total_file_bytes"]
@@ -293,23 +390,43 @@ class TwoBackends(RuleBasedStateMachine):
 
 
 def test_sqlite_and_postgres_answer_a_random_history_alike(
-    musicstore_sqlite_url: str, musicstore_postgres_url: str
+    musicstore_sqlite_url: str, musicstore_postgres_server: Any, tmp_path: Path
 ) -> None:
-    """One random sequence of calls on both backends: equal answers (datetimes aware UTC to the
-    microsecond, metadata floats to the bit), every row once across pages, totals equal to a recount."""
+    """One random sequence of calls on Store and AsyncStore, each on SQLite and on PostgreSQL: equal answers
+    (datetimes aware UTC to the microsecond, metadata floats to the bit), every row once across pages,
+    totals equal to a recount."""
+    server = musicstore_postgres_server
+    names = [f"store_hunt_{i}_{id(tmp_path)}" for i in range(2)]
+    server.admin(*(f"CREATE DATABASE {name} TEMPLATE {server.template}" for name in names))
+    second = tmp_path / "second.db"
+    second.write_bytes(Path(musicstore_sqlite_url.removeprefix("sqlite:///")).read_bytes())
+    lite_urls, pg_urls = [musicstore_sqlite_url, f"sqlite:///{second}"], [server.url(name) for name in names]
     clock = FakeClock(START)
-    with (
-        Store(musicstore_sqlite_url, clock=clock) as lite,
-        Store(musicstore_postgres_url, clock=clock) as pg,
-    ):
+    runner = asyncio.Runner()
+    stores = [Store(lite_urls[0], clock=clock), Store(pg_urls[0], clock=clock)]
+    astores = [runner.run(_open(url, clock)) for url in (lite_urls[1], pg_urls[1])]
+    try:
         TwoBackends.sides = [
-            Side(lite, _sqlite_recount(musicstore_sqlite_url)),
-            Side(pg, _postgres_recount(musicstore_postgres_url)),
+            Side(_sync(stores[0]), _sqlite_recount(lite_urls[0])),
+            Side(_sync(stores[1]), _postgres_recount(pg_urls[0])),
+            Side(_async(astores[0], runner), _sqlite_recount(lite_urls[1])),
+            Side(_async(astores[1], runner), _postgres_recount(pg_urls[1])),
         ]
         TwoBackends.clock = clock
         run_state_machine_as_test(
-            TwoBackends, settings=settings(max_examples=25, stateful_step_count=40, deadline=None)
+            TwoBackends, settings=settings(max_examples=15, stateful_step_count=40, deadline=None)
         )
+    finally:
+        for store in stores:
+            store.close()
+        for astore in astores:
+            runner.run(astore.close())
+        runner.close()
+        server.admin(*(f"DROP DATABASE {name} WITH (FORCE)" for name in names))
+
+
+async def _open(url: str, clock: FakeClock) -> AsyncStore:
+    return await AsyncStore.open(url, clock=clock)
 
 
 def test_queue_position_under_a_clock_in_the_first_days_of_the_year_1(db_url: str) -> None:
