@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from musicstore import RESET_CONFIRMATION, AsyncStore, MusicstoreError, Status, Store
+from musicstore import RESET_CONFIRMATION, AsyncStore, MusicstoreError, Status, Store, migrate
 from musicstore.testing import FakeClock
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -441,3 +442,30 @@ def test_queue_position_under_a_clock_in_the_first_days_of_the_year_1(db_url: st
         waiting = store.create_generation("next", model_name="m", duration_seconds=1)
         position = store.queue_position(waiting.id, window_seconds=60)
         assert (position.ahead, position.completed_per_minute, position.eta_seconds) == (0, 1.0, 60)
+
+
+def test_a_generation_made_at_the_last_microsecond_is_listed_whatever_the_database_collation(
+    musicstore_sqlite_url: str, musicstore_postgres_server: Any, tmp_path: Path
+) -> None:
+    """The first page's cursor is (datetime.max, a text after every id). That text was "~", after every
+    id in byte order only: in a PostgreSQL database made with a locale's collation (ICU's en-US here, as
+    glibc's en_US.UTF-8) a symbol sorts before digits and letters, so a generation created at
+    9999-12-31T23:59:59.999999Z was left out of every list (SQLite listed it)."""
+    server = musicstore_postgres_server
+    name = f"store_hunt_icu_{id(tmp_path)}"
+    try:
+        icu = "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.utf8' TEMPLATE template0"
+        server.admin(f"CREATE DATABASE {name} {icu}")
+    except Exception as exc:  # a server built without ICU
+        pytest.skip(f"no ICU collation on this PostgreSQL server: {exc}")
+    try:
+        migrate(server.url(name))
+        clock = FakeClock(datetime.max.replace(tzinfo=UTC))
+        for url in (musicstore_sqlite_url, server.url(name)):
+            with Store(url, clock=clock) as store:
+                job = store.create_generation("at the end of time", model_name="m", duration_seconds=1)
+                assert [g.id for g in store.list_generations().items] == [job.id], url
+                assert [g.id for g in store.list_generations(status="pending").items] == [job.id], url
+                assert [g.id for g in store.get_all_generations(model_name="m")] == [job.id], url
+    finally:
+        server.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -19,7 +19,9 @@ GENERATION = Generation.reader
 TOTALS = columns(*TOTALS_COLUMNS)
 """Rows of the ``totals`` query as the tuples ``Stats.from_totals`` reads."""
 
-_CURSOR_END = (datetime.max.replace(tzinfo=UTC), "~")
+_CURSOR_END = (datetime.max.replace(tzinfo=UTC), "z")
+"""The first page's cursor: after every row. "z" sorts after every id (lower-case hex digits and hyphens) in
+byte order and in a locale's collation (ICU, glibc) alike, where a symbol such as "~" sorts before digits."""
 
 
 @reads_one("get_generation", GENERATION)
