@@ -469,3 +469,30 @@ def test_a_generation_made_at_the_last_microsecond_is_listed_whatever_the_databa
                 assert [g.id for g in store.get_all_generations(model_name="m")] == [job.id], url
     finally:
         server.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_floats_read_back_exact_whatever_the_servers_extra_float_digits(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL sends a double in text with as many digits as the session's ``extra_float_digits`` asks:
+    with 0 (a server's, a database's or a role's setting; ``PGOPTIONS`` here) only 15 significant digits, so
+    a duration of 0.1 + 0.2 read back as 0.3 and 1/3 s of generation time as 0.333333333333333, unequal to
+    what the writes returned and to SQLite's answers. The store's sessions set it (3: exact on every
+    version)."""
+    monkeypatch.setenv("PGOPTIONS", "-c extra_float_digits=0")
+    duration, seconds = 0.1 + 0.2, 1 / 3
+    with Store(postgres_url) as store:
+        made = store.create_generation("p", model_name="m", duration_seconds=duration)
+        assert store.get_generation(made.id) == made
+        assert store.claim_next("gpu-0") is not None
+        done = store.complete_generation(
+            made.id, file_path="a.wav", file_size_bytes=1, generation_time_seconds=seconds
+        )
+        assert store.get_generation(made.id) == done
+        assert (done.duration_seconds, done.generation_time_seconds) == (duration, seconds)
+
+    async def main() -> None:
+        async with AsyncStore.open(postgres_url) as astore:
+            assert await astore.get_generation(made.id) == done
+
+    asyncio.run(main())

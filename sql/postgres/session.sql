@@ -8,5 +8,10 @@
 -- builds a timestamptz in the session's zone, where a moment the store keeps (years 1 to 9999 in UTC) may lie
 -- past the year 9999 or before the year 1 (no Python datetime: every read of its row failed); in UTC it is
 -- the moment as written, with no conversion.
+-- And extra_float_digits is 3, whatever the server's, the database's or the role's setting: a double goes out
+-- as text with the digits this asks for; with 0 only 15 significant digits came (0.1 + 0.2 read back as 0.3),
+-- where 1 or more gives the exact value (PostgreSQL 12 on: the shortest text that reads back exactly; before
+-- it, 3 gives 17 digits).
 SELECT set_config('lock_timeout', :lock_timeout, false) AS lock_timeout,
-       set_config('TimeZone', 'UTC', false) AS time_zone;
+       set_config('TimeZone', 'UTC', false) AS time_zone,
+       set_config('extra_float_digits', '3', false) AS extra_float_digits;
