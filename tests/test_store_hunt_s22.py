@@ -496,3 +496,23 @@ def test_floats_read_back_exact_whatever_the_servers_extra_float_digits(
             assert await astore.get_generation(made.id) == done
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("style", ["SQL, DMY", "German", "Postgres, MDY"])
+def test_a_server_s_date_style_does_not_stop_the_store(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, style: str
+) -> None:
+    """psycopg reads a timestamptz sent as text only in the ISO DateStyle: on a server, database or role set
+    to another (``PGOPTIONS`` here), opening a store raised psycopg's NotImplementedError ("can't parse
+    timestamptz with DateStyle ..."), no MusicstoreError, and so did every read of a row. The store's
+    sessions set DateStyle to ISO."""
+    monkeypatch.setenv("PGOPTIONS", f"-c DateStyle={style.replace(' ', '')}")
+    with Store(postgres_url) as store:
+        made = store.create_generation("p", model_name="m", duration_seconds=1)
+        assert store.get_generation(made.id) == made
+
+    async def main() -> None:
+        async with AsyncStore.open(postgres_url) as astore:
+            assert await astore.get_generation(made.id) == made
+
+    asyncio.run(main())

@@ -11,7 +11,10 @@
 -- And extra_float_digits is 3, whatever the server's, the database's or the role's setting: a double goes out
 -- as text with the digits this asks for; with 0 only 15 significant digits came (0.1 + 0.2 read back as 0.3),
 -- where 1 or more gives the exact value (PostgreSQL 12 on: the shortest text that reads back exactly; before
--- it, 3 gives 17 digits).
+-- it, 3 gives 17 digits). And DateStyle is ISO: psycopg reads a timestamptz sent as text in that style only
+-- (with 'SQL, DMY', 'German' or 'Postgres' set for the server, database or role, every read of a moment
+-- raised its NotImplementedError).
 SELECT set_config('lock_timeout', :lock_timeout, false) AS lock_timeout,
        set_config('TimeZone', 'UTC', false) AS time_zone,
-       set_config('extra_float_digits', '3', false) AS extra_float_digits;
+       set_config('extra_float_digits', '3', false) AS extra_float_digits,
+       set_config('DateStyle', 'ISO', false) AS date_style;
