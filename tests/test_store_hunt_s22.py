@@ -516,3 +516,26 @@ def test_a_server_s_date_style_does_not_stop_the_store(
             assert await astore.get_generation(made.id) == made
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("encoding", ["LATIN1", "SQL_ASCII"])
+def test_any_text_is_stored_whatever_the_client_encoding_the_environment_sets(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, encoding: str
+) -> None:
+    """psycopg encodes and decodes text in the session's client_encoding: with LATIN1 (``PGCLIENTENCODING``,
+    or a database's or role's setting) a prompt with an emoji raised UnicodeEncodeError, no MusicstoreError;
+    with SQL_ASCII text came back as bytes and the store refused the database as lacking every migration.
+    The store's sessions use UTF8, as SQLite stores any text."""
+    monkeypatch.setenv("PGCLIENTENCODING", encoding)
+    prompt, metadata = "caf\u00e9 \U0001f3b5 \u4e2d", {"\u4e2d": "\U0001f600"}
+    with Store(postgres_url) as store:
+        made = store.create_generation(prompt, model_name="m", duration_seconds=1, metadata=metadata)
+        assert store.get_generation(made.id) == made
+        tracked = store.get_prompt_by_text(prompt)
+        assert tracked is not None and tracked.used_count == 1
+
+    async def main() -> None:
+        async with AsyncStore.open(postgres_url) as astore:
+            assert await astore.get_generation(made.id) == made
+
+    asyncio.run(main())

@@ -13,8 +13,10 @@
 -- where 1 or more gives the exact value (PostgreSQL 12 on: the shortest text that reads back exactly; before
 -- it, 3 gives 17 digits). And DateStyle is ISO: psycopg reads a timestamptz sent as text in that style only
 -- (with 'SQL, DMY', 'German' or 'Postgres' set for the server, database or role, every read of a moment
--- raised its NotImplementedError).
-SELECT set_config('lock_timeout', :lock_timeout, false) AS lock_timeout,
+-- raised its NotImplementedError). And client_encoding is UTF8, whatever PGCLIENTENCODING or the database's or
+-- role's setting: psycopg encodes and decodes text in it (LATIN1 refused an emoji; SQL_ASCII gave bytes).
+SELECT set_config('client_encoding', 'UTF8', false) AS client_encoding,
+       set_config('lock_timeout', :lock_timeout, false) AS lock_timeout,
        set_config('TimeZone', 'UTC', false) AS time_zone,
        set_config('extra_float_digits', '3', false) AS extra_float_digits,
        set_config('DateStyle', 'ISO', false) AS date_style;
