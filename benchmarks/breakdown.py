@@ -165,7 +165,7 @@ def breakdown(store: Store, bare: Bare, named: Any, quick: bool) -> list[str]:
     assert job is not None
     some_row = bare.conn.execute(get_sql, {"id": some}).fetchone()
     page = bare.conn.execute(bare.sql("list_generations"), {"before_created_at": bare.stamp(FAR_FUTURE),
-                             "before_id": "~", "limit": 50, "offset": 0}).fetchall()  # fmt: skip
+                             "before_id": "z", "limit": 50, "offset": 0}).fetchall()  # fmt: skip
     totals = bare.conn.execute(totals_sql).fetchall()
     decode = bare.generation
     logic = [

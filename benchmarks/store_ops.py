@@ -111,11 +111,11 @@ def reads(store: Store, bare: Bare, rows: int) -> list[Op]:
         return None if r is None else gen(r)
 
     def fair_pending(_: None) -> Any:
-        params = {"status": "pending", "before_created_at": end, "before_id": "~", "limit": 51, "offset": 0}
+        params = {"status": "pending", "before_created_at": end, "before_id": "z", "limit": 51, "offset": 0}
         return fair.page(ex(lists, params).fetchall(), 50, gen)
 
     def fair_newest(_: None) -> Any:
-        params = {"before_created_at": end, "before_id": "~", "limit": 51, "offset": 0}
+        params = {"before_created_at": end, "before_id": "z", "limit": 51, "offset": 0}
         return fair.page(ex(newest, params).fetchall(), 50, gen)
 
     def fair_deep(c: str) -> Any:
@@ -144,10 +144,10 @@ def reads(store: Store, bare: Bare, rows: int) -> list[Op]:
         ("get", "get by id", 2000, cycled, store.get_generation, fair_get, (get, None)),
         ("list_pending", "list pending, first page of 50", 200, none,
          lambda _: store.list_generations(status="pending", limit=50), fair_pending,
-         (lists, {"status": "pending", "before_created_at": end, "before_id": "~", **page})),
+         (lists, {"status": "pending", "before_created_at": end, "before_id": "z", **page})),
         ("list_newest", "list newest, first page of 50", 200, none,
          lambda _: store.list_generations(limit=50), fair_newest,
-         (newest, {"before_created_at": end, "before_id": "~", **page})),
+         (newest, {"before_created_at": end, "before_id": "z", **page})),
         ("list_deep", "list newest, keyset page at 90 %", 200, fixed(cursor),
          lambda c: store.list_generations(limit=50, cursor=c), fair_deep, (newest, {**deep_params, **page})),
         ("stats", "stats", 2000, none, lambda _: store.get_database_stats(),

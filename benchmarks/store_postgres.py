@@ -79,7 +79,7 @@ def plans(url: str) -> str:
     params = {
         "status": "pending",
         "before_created_at": FAR_FUTURE,
-        "before_id": "~",
+        "before_id": "z",
         "limit": 50,
         "offset": 0,
     }

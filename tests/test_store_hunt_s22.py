@@ -21,6 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from musicstore import RESET_CONFIRMATION, AsyncStore, MusicstoreError, Status, Store, migrate
 from musicstore.testing import FakeClock
+from musicstore.web.reads import Filters, table_page
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -467,6 +468,8 @@ def test_a_generation_made_at_the_last_microsecond_is_listed_whatever_the_databa
                 assert [g.id for g in store.list_generations().items] == [job.id], url
                 assert [g.id for g in store.list_generations(status="pending").items] == [job.id], url
                 assert [g.id for g in store.get_all_generations(model_name="m")] == [job.id], url
+                page = store.run(table_page, Filters())  # the dashboard's generations table
+                assert [g.id for g in page.items] == [job.id], url
     finally:
         server.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 

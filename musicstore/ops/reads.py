@@ -19,7 +19,7 @@ GENERATION = Generation.reader
 TOTALS = columns(*TOTALS_COLUMNS)
 """Rows of the ``totals`` query as the tuples ``Stats.from_totals`` reads."""
 
-_CURSOR_END = (datetime.max.replace(tzinfo=UTC), "z")
+FIRST_PAGE = (datetime.max.replace(tzinfo=UTC), "z")
 """The first page's cursor: after every row. "z" sorts after every id (lower-case hex digits and hyphens) in
 byte order and in a locale's collation (ICU, glibc) alike, where a symbol such as "~" sorts before digits."""
 
@@ -37,7 +37,7 @@ def _encode_cursor(item: Generation) -> str:
 
 def _decode_cursor(cursor: str | None) -> tuple[datetime, str]:
     if cursor is None:
-        return _CURSOR_END
+        return FIRST_PAGE
     if not isinstance(cursor, str) or len(cursor) > 200:
         raise InvalidInput(
             f"cursor must be None or a str this store handed out (Page.next_cursor), got {shown(cursor)}"

@@ -21,11 +21,11 @@ from ..errors import InvalidInput
 from ..ids import check_id
 from ..models import EPOCH, Generation, columns, to_datetime, to_micros
 from ..ops import GENERATION, NOW, Call, Steps, reader
+from ..ops.reads import FIRST_PAGE
 from ..store import Store
 
 SEARCH_WINDOW = 5000
 MAX_SEARCH_CHARS = 200
-_TOP = (datetime.max.replace(tzinfo=UTC), "~")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ def encode_cursor(created_at: datetime, generation_id: str) -> str:
 def decode_cursor(cursor: str | None) -> tuple[datetime, str]:
     """The (created_at, id) below which a page starts; InvalidInput for anything this did not hand out."""
     if cursor is None or cursor == "":
-        return _TOP
+        return FIRST_PAGE
     if not isinstance(cursor, str) or len(cursor) > 100:
         raise InvalidInput("cursor: not one this dashboard handed out")
     try:
@@ -78,7 +78,7 @@ def parse_day(day: str | None) -> tuple[datetime, datetime] | None:
     except (ValueError, TypeError):
         raise InvalidInput("day must be a date, YYYY-MM-DD") from None
     if start.date() == datetime.max.date():  # the last day datetime holds: its end is the top
-        return start, _TOP[0]
+        return start, FIRST_PAGE[0]
     return start, start + timedelta(days=1)
 
 
