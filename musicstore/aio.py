@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
@@ -45,6 +45,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 __all__ = ["AsyncStore", "AsyncTransaction"]
+
+_CLAIMS = frozenset((ops.claim_next, ops.claim_batch))
+"""The writes ``AsyncStore.run`` runs through ``_claim``: a cancel never leaves their jobs taken unseen."""
+_PUT_BACK = "the claiming task was cancelled as the claim committed: put back in the queue"
 
 _open_transactions: ContextVar[tuple[AsyncTransaction, ...]] = ContextVar(
     "musicstore_async_transactions", default=()
@@ -305,10 +309,21 @@ class AsyncStore(Driver, AsyncOperations):
             async with self._connection() as conn:
                 with self._translating:
                     return await drive_async(self, conn, steps, step)
+        if op in _CLAIMS:
+            committing: list[bool] = []
+            return await self._claim(
+                self._written(op, steps, step, args, kwargs, committing=committing), committing
+            )
+        return await self._written(op, steps, step, args, kwargs, committing=None)
+
+    async def _written(
+        self, op: Operation[P, T], steps: Steps[T], step: Step, args: Any, kwargs: Any, *, committing: Any
+    ) -> T:
+        """A write operation run (``run``), again on a ``WriteConflict``."""
         attempt = 0
         while True:
             try:
-                return await self._write(steps, step, alone=op.alone)
+                return await self._write(steps, step, alone=op.alone, committing=committing)
             except WriteConflict:  # as Store.run: PostgreSQL aborted the transaction, run the operation again
                 attempt += 1
                 if attempt > CONFLICT_RETRIES:
@@ -316,13 +331,41 @@ class AsyncStore(Driver, AsyncOperations):
                 await asyncio.sleep(conflict_wait(attempt))
                 steps, step = start(op, *args, **kwargs)
 
-    async def _write(self, steps: Steps[T], step: Step, *, alone: bool) -> T:
+    async def _write(self, steps: Steps[T], step: Step, *, alone: bool, committing: list[bool] | None) -> T:
         """Answer a write operation's steps in a transaction of its own (``alone``: begun later, as
-        ``Store`` begins an ``Operation.alone`` write)."""
+        ``Store`` begins an ``Operation.alone`` write). ``committing`` (a claim's, ``_claim``) gets an item
+        once the write may commit: before PostgreSQL's first statement (``alone``: in autocommit), before
+        SQLite's COMMIT."""
         async with self._connection() as conn:
+            if committing is not None and self._connector.dialect == "postgres":
+                committing.append(True)
             with self._translating:
                 async with self._connector.transaction(conn, write=True, alone=alone):
-                    return await drive_async(self, conn, steps, step)
+                    value = await drive_async(self, conn, steps, step)
+                    if committing is not None:
+                        committing.append(True)
+            return value
+
+    async def _claim(self, claiming: Coroutine[Any, Any, T], committing: list[bool]) -> T:
+        """A claim (``claim_next``, ``claim_batch``) that a cancel of the awaiting task does not leave half
+        done: it runs in a task of its own; cancelled before it may commit (``committing`` empty: waiting for
+        a connection, SQLite's writer lock or its statement), it is cancelled too and rolls back; after, it is
+        waited for and the jobs it took are put back in the queue (a retry: the attempt counted, as
+        ``AsyncWorker`` puts back a job its claim took as its task was cancelled), then ``CancelledError``."""
+        claim = asyncio.ensure_future(claiming)
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            if not committing:
+                claim.cancel()
+            while not claim.done():
+                with suppress(asyncio.CancelledError):  # cancelled again: the claim is still waited for
+                    await asyncio.wait((claim,))
+            taken: Any = None if claim.cancelled() or claim.exception() is not None else claim.result()
+            for job in taken if isinstance(taken, list) else [taken] if taken is not None else []:
+                with suppress(Exception):  # a put-back that fails (cancelled meanwhile, busy): its lease
+                    await self.fail(job.id, _PUT_BACK, max_attempts=job.attempts + 1, worker_id=job.worker_id)
+            raise
 
     @asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncTransaction]:

@@ -1,0 +1,138 @@
+"""Regressions found hunting ``AsyncStore``'s cancellations (session 22), both backends:
+
+- ``AsyncStore.claim_next`` (with and without ``wait=``) and ``claim_batch`` awaited by a task cancelled while
+  the claim was in flight: the claim could commit after the cancel (its COMMIT on aiosqlite's thread, its
+  statement on its way to PostgreSQL), the task ended with ``CancelledError`` and the job(s) stayed
+  processing, an attempt used, with nobody to run them until their lease expired.
+
+No pytest-asyncio: each test runs its coroutine with ``asyncio.run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from musicstore import Generation, Status, Store
+from musicstore.aio import AsyncStore
+
+
+async def anew_job(store: Any, prompt: str = "lofi hip hop at 90 BPM") -> Generation:
+    job: Generation = await store.create_generation(prompt, model_name="musicgen-small", duration_seconds=8)
+    return job
+
+
+def _pause_after_commit(store: AsyncStore, committed: asyncio.Event) -> None:
+    """Make each write's transaction wait a moment after its COMMIT returned: the result on its way back to
+    the awaiting task, where a cancel of that task lands."""
+    connector = store._connector
+    transaction = connector.transaction
+
+    @asynccontextmanager
+    async def paused(conn: Any, **options: Any) -> AsyncIterator[None]:
+        async with transaction(conn, **options):
+            yield
+        committed.set()
+        await asyncio.sleep(0.05)
+
+    connector.transaction = paused
+
+
+CLAIMS: dict[str, Callable[[AsyncStore], Awaitable[object]]] = {
+    "claim_next": lambda store: store.claim_next("gpu-0"),
+    "claim_next(wait=...)": lambda store: store.claim_next("gpu-0", wait=5),
+    "claim_batch": lambda store: store.claim_batch("gpu-0", 3),
+}
+
+
+@pytest.mark.parametrize("how", list(CLAIMS))
+def test_a_claim_whose_task_is_cancelled_as_it_commits_puts_its_jobs_back(db_url: str, how: str) -> None:
+    """The cancel lands just after the claim committed, before its result reached the task: the task ends
+    with ``CancelledError`` and every job the claim took is pending again (a retry, as ``AsyncWorker`` puts
+    one back: its attempt counted), claimable at once. Before, they stayed processing till their lease
+    expired."""
+
+    async def main() -> None:
+        async with AsyncStore.open(db_url) as store:
+            jobs = [await anew_job(store, f"job {i}") for i in range(2)]
+            committed = asyncio.Event()
+            _pause_after_commit(store, committed)
+            task = asyncio.ensure_future(CLAIMS[how](store))
+            await committed.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            del store._connector.transaction  # the class's again
+            for job in jobs:
+                seen = await store.get_generation(job.id)
+                assert seen is not None
+                assert seen.status is Status.PENDING and seen.worker_id is None, (how, seen)
+            again = await store.claim_batch("gpu-1", 5)
+            assert {job.id for job in again} == {job.id for job in jobs}
+
+    asyncio.run(main())
+
+
+def test_a_claim_cancelled_at_any_moment_leaves_no_job_processing_unseen(db_url: str) -> None:
+    """Property, over every moment a cancel can land (after 0, 1, 2, ... event-loop turns): either the
+    task got the claimed job, or it ended with ``CancelledError`` and the job is not processing."""
+
+    async def main() -> None:
+        async with AsyncStore.open(db_url) as store:
+            cancelled = 0
+            for turns in range(40):
+                job = await anew_job(store, f"turns {turns}")
+                task = asyncio.ensure_future(store.claim_next("gpu-0"))
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                task.cancel()
+                try:
+                    got = await task
+                except asyncio.CancelledError:
+                    cancelled += 1
+                    seen = await store.get_generation(job.id)
+                    assert seen is not None and seen.status is Status.PENDING, (turns, seen)
+                    await store.delete_generation(job.id)
+                else:
+                    assert got is not None and got.id == job.id
+                    await store.complete_generation(
+                        job.id, file_path=f"x/{turns}.wav", file_size_bytes=1, worker_id="gpu-0"
+                    )
+                assert await store.count_generations(status=Status.PROCESSING) == 0
+            assert cancelled > 0, "no cancel landed: the test proves nothing"
+
+    asyncio.run(main())
+
+
+def test_a_claim_cancelled_before_it_may_commit_still_ends_at_once(db_url: str) -> None:
+    """A claim cancelled before it may commit (waiting for SQLite's writer lock, which another connection
+    holds; on PostgreSQL for the pool's one connection, which a transaction holds) is cut off with its task,
+    not waited for: it ends at once and claims nothing, as docs/async.md promises for every write."""
+
+    async def timed_out(store: AsyncStore) -> float:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await asyncio.create_task(store.claim_next("gpu-0"))  # not in this task's transaction
+        return asyncio.get_running_loop().time() - started
+
+    async def main() -> None:
+        with Store(db_url) as sync:
+            job = sync.create_generation("held", model_name="musicgen-small", duration_seconds=8)
+            async with AsyncStore.open(db_url, busy_timeout=10, pool_size=1) as store:
+                if store.url.dialect == "sqlite":
+                    with sync.transaction() as holder:  # the writer lock
+                        holder.create_generation("holding the lock", model_name="m", duration_seconds=8)
+                        took = await timed_out(store)
+                else:
+                    async with store.transaction(write=False):  # the pool's one connection
+                        took = await timed_out(store)
+                assert took < 2.0
+                seen = await store.get_generation(job.id)
+                assert seen is not None and seen.status is Status.PENDING and seen.attempts == 0
+
+    asyncio.run(main())
