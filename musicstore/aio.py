@@ -122,7 +122,7 @@ def async_connector(target: DatabaseURL, *, busy_timeout: float, pool_size: int)
     from .backends.sqlite import AsyncSQLiteConnector
 
     assert target.path is not None
-    return AsyncSQLiteConnector(target.path, busy_timeout=busy_timeout)
+    return AsyncSQLiteConnector(target.path, busy_timeout=busy_timeout, pool_size=pool_size)
 
 
 class _Opening:

@@ -3,7 +3,11 @@
 - ``AsyncStore.claim_next`` (with and without ``wait=``) and ``claim_batch`` awaited by a task cancelled while
   the claim was in flight: the claim could commit after the cancel (its COMMIT on aiosqlite's thread, its
   statement on its way to PostgreSQL), the task ended with ``CancelledError`` and the job(s) stayed
-  processing, an attempt used, with nobody to run them until their lease expired.
+  processing, an attempt used, with nobody to run them until their lease expired;
+- an SQLite ``AsyncStore`` ignored ``pool_size``: every task awaiting an operation at once opened an aiosqlite
+  connection of its own (a thread, three file descriptors), kept for good; a burst of a few hundred requests
+  failed with ``DatabaseError: unable to open database file`` once the process ran out of descriptors, where
+  PostgreSQL's pool makes them wait for a connection (``DatabaseBusy`` past ``busy_timeout``).
 
 No pytest-asyncio: each test runs its coroutine with ``asyncio.run``.
 """
@@ -134,5 +138,43 @@ def test_a_claim_cancelled_before_it_may_commit_still_ends_at_once(db_url: str) 
                 assert took < 2.0
                 seen = await store.get_generation(job.id)
                 assert seen is not None and seen.status is Status.PENDING and seen.attempts == 0
+
+    asyncio.run(main())
+
+
+def test_an_sqlite_store_opens_at_most_pool_size_connections_and_the_rest_wait(sqlite_url: str) -> None:
+    """Many tasks at once on one SQLite ``AsyncStore``: at most ``pool_size`` connections are open, the other
+    tasks wait for one (and all get their answer); a task that waits past ``busy_timeout`` gets
+    ``DatabaseBusy``, as from PostgreSQL's pool, and the store works on."""
+    from musicstore import DatabaseBusy, InvalidInput
+
+    async def main() -> None:
+        async with AsyncStore.open(sqlite_url, pool_size=3, busy_timeout=0.3) as store:
+            job = await anew_job(store)
+            found = await asyncio.gather(*(store.get_generation(job.id) for _ in range(60)))
+            assert all(seen == job for seen in found)
+            opened = store._connector._idle
+            assert 1 <= len(opened) <= 3, len(opened)
+
+            async def hold() -> None:
+                async with store.transaction(write=False):
+                    await asyncio.sleep(1.0)
+
+            holders = [asyncio.create_task(hold()) for _ in range(3)]
+            await asyncio.sleep(0.1)
+            with pytest.raises(DatabaseBusy, match="pool_size"):
+                await store.get_generation(job.id)
+            await asyncio.gather(*holders)
+            assert await store.get_generation(job.id) == job
+
+            holders = [asyncio.create_task(hold()) for _ in range(3)]
+            await asyncio.sleep(0.1)
+            waiting = [asyncio.create_task(store.get_generation(job.id)) for _ in range(2)]
+            await asyncio.sleep(0.05)
+            await store.close()  # the waits end at once: the store is closed
+            for waiter in waiting:
+                with pytest.raises(InvalidInput, match="closed"):
+                    await asyncio.wait_for(waiter, 0.5)
+            await asyncio.gather(*holders)  # the operations running as it closed finish
 
     asyncio.run(main())

@@ -256,7 +256,10 @@ async def _stopped(connecting: Any) -> None:
 
 
 class AsyncSQLiteConnector:
-    """aiosqlite connections (each runs sqlite3 on its own thread), kept in an idle list between uses."""
+    """aiosqlite connections (each runs sqlite3 on its own thread), kept in an idle list between uses: at
+    most ``pool_size`` lent out at once (a connection whose cancelled transaction still rolls back counts);
+    a task beyond them waits up to ``busy_timeout`` for one, then ``DatabaseBusy``, as from PostgreSQL's pool.
+    """
 
     dialect = DIALECT
     driver = "aiosqlite"
@@ -265,9 +268,13 @@ class AsyncSQLiteConnector:
     closed = False
     """Set by ``close``: no connection is opened again."""
 
-    def __init__(self, path: Path, *, busy_timeout: float) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float, pool_size: int = 10) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
+        self.pool_size = pool_size
+        self._slots: asyncio.Semaphore | None = None  # the connections that may be lent out; made per loop
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
+        self._taken = 0  # slots taken (a connection lent, opening, or rolling back)
         self._idle: list[Any] = []
         self._lent: set[Any] = set()  # in use; one lent before close() is closed when it comes back
         self._rolling_back: dict[Any, asyncio.Future[None]] = {}  # a cancelled transaction's rollback
@@ -308,10 +315,43 @@ class AsyncSQLiteConnector:
         return conn
 
     async def acquire(self) -> Any:
-        """An idle connection, or a new one."""
-        conn = self._idle.pop() if self._idle else await self._open()
+        """An idle connection, or a new one, once one of the ``pool_size`` slots is free."""
+        await self._take_slot()
+        try:
+            if self.closed:  # closed while it waited
+                raise closed_store()
+            conn = self._idle.pop() if self._idle else await self._open()
+        except BaseException:
+            self._free_slot()
+            raise
         self._lent.add(conn)
         return conn
+
+    async def _take_slot(self) -> None:
+        """One of the ``pool_size`` slots, waiting up to ``busy_timeout`` (then ``DatabaseBusy``)."""
+        loop = asyncio.get_running_loop()
+        if self._slots_loop is not loop:  # a semaphore's waits belong to one loop (asyncio.run after another)
+            self._slots = asyncio.Semaphore(max(self.pool_size - self._taken, 0))
+            self._slots_loop = loop
+        slots = self._slots
+        assert slots is not None
+        if not slots.locked():
+            await slots.acquire()  # free: taken without a wait
+        else:
+            try:
+                async with asyncio.timeout(self.busy_timeout):
+                    await slots.acquire()
+            except TimeoutError:
+                raise DatabaseBusy(
+                    f"{self.path}: all {self.pool_size} of the store's connections stayed in use past the "
+                    f"busy timeout ({self.busy_timeout:g} s); raise pool_size"
+                ) from None
+        self._taken += 1
+
+    def _free_slot(self) -> None:
+        self._taken -= 1
+        if self._slots is not None:
+            self._slots.release()
 
     async def release(self, conn: Any) -> None:
         rolling_back = self._rolling_back.pop(conn, None)
@@ -320,6 +360,7 @@ class AsyncSQLiteConnector:
             self._settling.add(settling)
             settling.add_done_callback(self._settling.discard)
             return
+        self._free_slot()
         if conn in self._lent and not conn.in_transaction and not self.closed:
             self._lent.remove(conn)
             self._idle.append(conn)
@@ -360,6 +401,8 @@ class AsyncSQLiteConnector:
         still rolling back once it has: waited for here); the store opens none again."""
         self.closed = True
         idle, self._idle, self._lent = self._idle, [], set()
+        if self._slots is not None and self._slots.locked():
+            self._slots.release()  # wakes a task waiting for a slot: it raises closed_store, waking the next
         for conn in idle:
             await conn.close()
         while self._settling:
