@@ -15,11 +15,14 @@ No pytest-asyncio: each test runs its coroutine with ``asyncio.run``.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from musicstore import Generation, Status, Store
 from musicstore.aio import AsyncStore
@@ -176,5 +179,53 @@ def test_an_sqlite_store_opens_at_most_pool_size_connections_and_the_rest_wait(s
                 with pytest.raises(InvalidInput, match="closed"):
                     await asyncio.wait_for(waiter, 0.5)
             await asyncio.gather(*holders)  # the operations running as it closed finish
+
+    asyncio.run(main())
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1))
+def test_workers_cancelled_at_random_leave_no_job_processing_unseen(db_url: str, seed: int) -> None:
+    """Property: tasks claiming (``claim_next``, ``claim_batch``) and completing jobs, cancelled at random
+    moments, round after round until the queue is empty: after each round every processing job is one a task
+    received (cancelled as it completed it: such a job waits for its lease, here put back by hand); a job a
+    cancelled claim took is back in the queue. In the end every job is completed."""
+
+    async def main() -> None:
+        async with AsyncStore.open(db_url, pool_size=4, busy_timeout=10) as store:
+            made = {(await anew_job(store, f"storm {seed} {i}")).id for i in range(60)}
+            rng = random.Random(seed)
+            received: set[str] = set()
+
+            async def work(worker: str) -> None:
+                while True:
+                    one = rng.random() < 0.7
+                    got = await (store.claim_next(worker) if one else store.claim_batch(worker, 2))
+                    jobs = [] if got is None else got if isinstance(got, list) else [got]
+                    received.update(job.id for job in jobs)
+                    if not jobs:
+                        return
+                    for job in jobs:
+                        await store.complete_generation(
+                            job.id, file_path=f"{job.id}.wav", file_size_bytes=1, worker_id=worker
+                        )
+
+            for _ in range(200):
+                tasks = [asyncio.create_task(work(f"w{i}")) for i in range(6)]
+                await asyncio.sleep(rng.uniform(0, 0.02))
+                for task in tasks:
+                    if rng.random() < 0.5:
+                        task.cancel()
+                for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+                    assert outcome is None or isinstance(outcome, asyncio.CancelledError), outcome
+                seen = [await store.get_generation(gid) for gid in made]
+                held = [job for job in seen if job is not None and job.status is Status.PROCESSING]
+                assert {job.id for job in held} <= received, [job for job in held if job.id not in received]
+                for job in held:  # its task was cancelled running it: back in the queue, as its lease would
+                    await store.fail(job.id, "cancelled", max_attempts=1000, worker_id=job.worker_id)
+                received.clear()
+                if all(job is not None and job.status is Status.COMPLETED for job in seen):
+                    return
+            raise AssertionError("the jobs were never all completed")
 
     asyncio.run(main())
