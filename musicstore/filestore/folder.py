@@ -45,16 +45,17 @@ XATTR_CHECKSUM = "user.musicstore.sha256"
 XATTR_CONTENT_TYPE = "user.mime_type"
 XATTR_METADATA = "user.musicstore.metadata"
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_TEMP_NAME_BYTES = 200
 NAME_MAX_BYTES = 255
 """The longest folder or file name a local store writes, in bytes: Linux's ``NAME_MAX``."""
 _NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
 
 
 def _temp_name(name: str) -> str:
+    """``.<name>.<8 random>.tmp``, the name's stem (to 200 bytes, then the extension) shortened to fit
+    ``NAME_MAX`` whole: a 242 to 255-byte name with a long extension made one the OS refused."""
     stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
-    while len(os.fsencode(stem)) > _TEMP_NAME_BYTES:
-        stem = stem[:-1]
+    while len(stem.encode()) > 200 or len(f"{stem}{dot}{ext}".encode()) > NAME_MAX_BYTES - 14:
+        stem, ext = (stem[:-1], ext) if stem else (stem, ext[:-1])
     return f".{stem}{dot}{ext}.{secrets.token_hex(4)}.tmp"
 
 
