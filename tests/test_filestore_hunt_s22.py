@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musicstore.filestore import FileStore, LocalFileStore
+from musicstore.errors import StorageError
+from musicstore.filestore import FileStore, LocalFileStore, open_filestore
 
 _names = itertools.count()
 
@@ -40,3 +44,111 @@ def test_a_name_with_a_long_extension_is_put_alike_on_both_backends(where: FileS
     key = "2026/01/31/take." + "b" * 250
     assert where.put(key, b"RIFF").size == 4
     assert where.head(key).size == 4 and [info.key for info in where.list()] == [key]
+
+
+# --- the same calls on a folder and on a bucket ----------------------------------------------------------
+
+PARITY_KEYS = [
+    "a.wav",
+    "b.flac",
+    "d/a.wav",
+    "d/b.wav",
+    "d/e/f.json",
+    "caf\u00e9.wav",
+    "cafe\u0301.wav",
+    "sp ace+plus%20#?~.wav",
+    "",
+    "/abs.wav",
+    "../up.wav",
+    "d/",
+    "d//a.wav",
+    "d\\a.wav",
+    "n\x00ul.wav",
+    "x" * 1025,
+    "d/.a.wav.0a1b2c3d.tmp",
+]
+"""Keys of both backends (none the folder of another: a file cannot be one locally) and keys both refuse."""
+
+
+class SourceFailed(OSError):
+    """What a put's source raises midway."""
+
+
+def _failing(data: bytes) -> Iterator[bytes]:
+    yield data[: len(data) // 2]
+    raise SourceFailed(5, "the source failed midway")
+
+
+operations = st.one_of(
+    st.tuples(
+        st.just("put"),
+        st.sampled_from(PARITY_KEYS),
+        st.binary(max_size=64),
+        st.booleans(),
+        st.sampled_from(["bytes", "chunks", "failing"]),
+        st.sampled_from([None, {"lufs": "-16.0"}]),
+    ),
+    st.tuples(st.sampled_from(["get", "head", "delete"]), st.sampled_from(PARITY_KEYS)),
+    st.tuples(st.just("list"), st.sampled_from(["", "d", "d/", "d/e/", "a", "caf", "zz/", "../"])),
+    st.tuples(st.just("url"), st.sampled_from(PARITY_KEYS), st.sampled_from([-1, 0, 1, 3600, 8 * 24 * 3600])),
+)
+
+
+def _apply(store: FileStore, operation: tuple[Any, ...]) -> object:
+    """What the call returned (in a form both backends share), or its error's type."""
+    name, key = operation[0], operation[1]
+    try:
+        if name == "put":
+            _, _, data, overwrite, source, metadata = operation
+            sources = {"bytes": data, "chunks": iter([data[:3], data[3:]]), "failing": _failing(data)}
+            info = store.put(key, sources[source], overwrite=overwrite, metadata=metadata)
+            return ("put", info.size, info.checksum, dict(info.metadata))
+        if name == "get":
+            return ("get", b"".join(store.get(key)))
+        if name == "head":
+            info = store.head(key)
+            return ("head", info.size, info.checksum, info.content_type, dict(info.metadata))
+        if name == "delete":
+            return ("delete", store.delete(key))
+        if name == "list":
+            return ("list", sorted((info.key, info.size) for info in store.list(key, page_size=2)))
+        store.presigned_url(key, expires=operation[2])
+        return ("url",)
+    except Exception as exc:  # the type is what must agree; messages name each store's URL
+        return ("error", type(exc).__name__)
+
+
+_examples = itertools.count()
+
+
+@given(steps=st.lists(operations, max_size=12))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_folder_and_a_bucket_answer_the_same_calls_alike(
+    musicstore_s3_url: str, tmp_path: Path, steps: list[tuple[Any, ...]]
+) -> None:
+    """Any sequence of puts (create, overwrite, a source failing midway), gets, heads, deletes, listings and
+    URLs gives the same results and the same error types on a folder and on a SeaweedFS bucket, and leaves
+    the same objects and no unfinished upload on either."""
+    n = next(_examples)
+    folder = open_filestore(tmp_path / f"parity-{n}")
+    bucket = open_filestore(f"{musicstore_s3_url}parity-{n}/")
+    try:
+        for step in steps:
+            assert _apply(folder, step) == _apply(bucket, step), step
+        assert _apply(folder, ("list", "")) == _apply(bucket, ("list", ""))
+        assert list(folder.uploads()) == [] and list(bucket.uploads()) == []
+    finally:
+        folder.close()
+        bucket.close()
+
+
+def test_a_source_failing_midway_raises_its_own_error_on_both_backends(where: FileStore) -> None:
+    """The source's OSError is raised as it is (a folder raised it as a StorageError "writing ... failed", as
+    if the store had failed; a bucket raised it as is); nothing is at the key, no upload is left."""
+    where.put("kept.wav", b"old")
+    for key, overwrite in (("2026/01/31/new.wav", False), ("kept.wav", True)):
+        with pytest.raises(SourceFailed, match="the source failed midway") as caught:
+            where.put(key, _failing(b"x" * 100_000), overwrite=overwrite)
+        assert not isinstance(caught.value, StorageError)
+    assert [(info.key, info.size) for info in where.list()] == [("kept.wav", 3)]
+    assert list(where.uploads()) == []

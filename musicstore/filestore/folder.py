@@ -212,23 +212,21 @@ class LocalFileStore:
                 raise
             raise self._failure("creating the folder of", key, exc) from exc
         assert folder is not None
-        created = False
+        created = reading = False  # reading: the source's own OSError is raised as is (as S3's put does)
         try:
-            fd = os.open(
-                temp,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o666,
-                dir_fd=folder,
-            )
-            created = True
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(temp, flags, 0o666, dir_fd=folder)
+            created = reading = True
             try:
                 digest, size = hashlib.sha256(), 0
                 for piece in chunks(data):
+                    reading = False
                     digest.update(piece)
                     view = memoryview(piece)
                     while view:
                         view = view[os.write(fd, view) :]
-                    size += len(piece)
+                    size, reading = size + len(piece), True
+                reading = False
                 os.fsync(fd)
                 checksum = digest.hexdigest()
                 self._set_attributes(fd, checksum, content_type, meta)
@@ -251,7 +249,7 @@ class LocalFileStore:
             created = False
             os.fsync(folder)
         except OSError as exc:
-            if isinstance(exc, StorageError):
+            if isinstance(exc, StorageError) or reading:
                 raise
             raise self._failure("writing", key, exc) from exc
         finally:
