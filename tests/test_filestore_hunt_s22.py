@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musicstore.errors import StorageError
-from musicstore.filestore import FileStore, LocalFileStore, open_filestore
+from musicstore.errors import InvalidInput, StorageError
+from musicstore.filestore import FileStore, LocalFileStore, ObjectNotFound, S3FileStore, open_filestore
 
 _names = itertools.count()
 
@@ -152,3 +152,28 @@ def test_a_source_failing_midway_raises_its_own_error_on_both_backends(where: Fi
         assert not isinstance(caught.value, StorageError)
     assert [(info.key, info.size) for info in where.list()] == [("kept.wav", 3)]
     assert list(where.uploads()) == []
+
+
+def test_a_key_too_long_under_the_bucket_prefix_is_refused_before_any_request(musicstore_s3_url: str) -> None:
+    """S3 holds 1,024 bytes of key in all, the store's prefix included: a key that passes the store's own
+    check (at most 1,024 bytes) but not with the prefix before it is InvalidInput before any request, naming
+    the room the prefix leaves; it was sent and refused by the server (StorageError "KeyTooLongError"). No
+    object can be at such a key: head and get find none, delete removes none."""
+    bucket = open_filestore(musicstore_s3_url)
+    assert isinstance(bucket, S3FileStore) and bucket.prefix
+    room = 1024 - len(bucket.prefix.encode())
+    fits = "/".join(["f" * 200] * 4) + "/" + "f" * (room - 804)  # names within SeaweedFS's 255 bytes
+    assert bucket.put(fits, b"RIFF").size == 4  # exactly S3's 1,024 bytes with the prefix
+    long = fits + "l"
+    requests: list[str] = []
+    bucket._client.meta.events.register("before-send", lambda request, **_: requests.append(request.method))
+    with pytest.raises(InvalidInput, match=f"at most {room:,}"):
+        bucket.put(long, b"RIFF")
+    assert requests == []
+    with pytest.raises(ObjectNotFound):
+        bucket.head(long)
+    with pytest.raises(ObjectNotFound):
+        bucket.get(long)
+    assert bucket.delete(long) is False
+    assert [info.key for info in bucket.list()] == [fits]
+    bucket.close()

@@ -28,9 +28,9 @@ import hashlib
 from collections.abc import Iterator, Mapping
 from typing import IO, Any, NoReturn, cast
 
-from ..errors import StorageError
+from ..errors import InvalidInput, StorageError, shown
 from ..masking import S3_LOGGERS, mask_logs, redact
-from ..storage_names import check_checksum, check_key, check_prefix
+from ..storage_names import MAX_KEY_BYTES, check_checksum, check_key, check_prefix
 from .base import (
     CHECKSUM_FIELD,
     CHUNK_SIZE,
@@ -209,7 +209,12 @@ class S3FileStore:
         overwrite: bool = False,
     ) -> ObjectInfo:
         """Upload ``data`` to ``key`` whole or not at all (see the module)."""
-        check_key(key)
+        if not self._fits(key):
+            room = MAX_KEY_BYTES - len(self.prefix.encode())
+            raise InvalidInput(
+                f"key {shown(key)} has {len(key.encode()):,} bytes; under the prefix {self.prefix!r} a key "
+                f"takes at most {room:,} (S3 holds {MAX_KEY_BYTES:,} bytes of key, the prefix included)"
+            )
         meta = check_metadata(metadata)
         check_overwrite(overwrite)
         content_type = content_type_for(key, content_type)
@@ -238,6 +243,10 @@ class S3FileStore:
                 body.close()
         meta.pop(CHECKSUM_FIELD)
         return ObjectInfo(key, size, digest.hex(), content_type, meta)
+
+    def _fits(self, key: str) -> bool:
+        """Whether ``key`` (checked: ``InvalidInput``) fits S3's 1,024 bytes behind the prefix."""
+        return len(self.prefix.encode()) + len(check_key(key).encode()) <= MAX_KEY_BYTES
 
     def _same(self, key: str, checksum: str, size: int) -> ObjectInfo | None:
         """The object at ``key`` if it holds these bytes (by its recorded checksum), else None."""
@@ -327,7 +336,8 @@ class S3FileStore:
     # --- reads --------------------------------------------------------------------------------------------
 
     def head(self, key: str) -> ObjectInfo:
-        check_key(key)
+        if not self._fits(key):  # too long for S3 behind the prefix: no object can be there (put refuses)
+            raise ObjectNotFound(f"{self.url}{key}: no such object")
         try:
             found = self._client.head_object(Bucket=self.bucket, Key=self.prefix + key)
         except self._errors() as exc:
@@ -340,9 +350,11 @@ class S3FileStore:
 
     def get(self, key: str, *, checksum: str | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         """The object's bytes in chunks (the request is made now, the body read as chunks are taken)."""
-        check_key(key)
+        fits = self._fits(key)
         check_checksum(checksum)
         check_chunk_size(chunk_size)
+        if not fits:
+            raise ObjectNotFound(f"{self.url}{key}: no such object")
         try:
             found = self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)
         except self._errors() as exc:
