@@ -177,3 +177,15 @@ def test_a_key_too_long_under_the_bucket_prefix_is_refused_before_any_request(mu
     assert bucket.delete(long) is False
     assert [info.key for info in bucket.list()] == [fits]
     bucket.close()
+
+
+def test_a_strided_memoryview_is_put_as_its_bytes_on_both_backends(where: FileStore) -> None:
+    """``memoryview(data)[::2]`` (a strided view, as a NumPy slice gives) is bytes like any other view: a
+    folder (and a bucket, given it among chunks) raised TypeError "casts are restricted to C-contiguous
+    views" where a bucket stored it given alone."""
+    strided = memoryview(b"abcdefgh")[::2]
+    assert where.put("2026/01/31/alone.bin", strided).size == 4
+    pieces: Any = [b"xy", strided]  # chunks may be any bytes-like view
+    assert where.put("2026/01/31/chunks.bin", pieces).size == 6
+    assert b"".join(where.get("2026/01/31/alone.bin")) == b"aceg"
+    assert b"".join(where.get("2026/01/31/chunks.bin")) == b"xyaceg"

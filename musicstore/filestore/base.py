@@ -224,7 +224,7 @@ def check_chunk_size(chunk_size: object, what: str = "chunk_size", unit: str = "
 def chunks(data: Source, size: int = CHUNK_SIZE) -> Iterator[bytes]:
     """The bytes of a put's source, in pieces of at most ``size`` (a file is read ``size`` at a time)."""
     if isinstance(data, bytes | bytearray | memoryview):
-        view = memoryview(data).cast("B")
+        view = _flat(data)
         for start in range(0, len(view), size):
             yield bytes(view[start : start + size])
     elif isinstance(data, io.IOBase) or hasattr(data, "read"):
@@ -239,13 +239,20 @@ def chunks(data: Source, size: int = CHUNK_SIZE) -> Iterator[bytes]:
         for piece in data:
             if not isinstance(piece, bytes | bytearray | memoryview):
                 raise InvalidInput(f"put's chunks must be bytes, not {type(piece).__name__}")
-            view = memoryview(piece).cast("B")
+            view = _flat(piece)
             for start in range(0, len(view), size):
                 yield bytes(view[start : start + size])
     else:
         raise InvalidInput(
             f"put takes bytes, a binary file or an iterable of bytes, not {type(data).__name__}"
         )
+
+
+def _flat(data: bytes | bytearray | memoryview) -> memoryview:
+    """The bytes of ``data`` as one flat view; a strided view (``memoryview(b)[::2]``) is copied first: a
+    cast of it raised TypeError (a bucket's put, which takes ``bytes(data)``, stored it)."""
+    view = memoryview(data)
+    return (view if view.c_contiguous else memoryview(view.tobytes())).cast("B")
 
 
 def verified(pieces: Iterator[bytes], where: str, expected: str | None) -> Iterator[bytes]:
