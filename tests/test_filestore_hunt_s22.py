@@ -12,7 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from musicstore.errors import InvalidInput, StorageError
-from musicstore.filestore import FileStore, LocalFileStore, ObjectNotFound, S3FileStore, open_filestore
+from musicstore.filestore import (
+    FileStore,
+    LocalFileStore,
+    ObjectNotFound,
+    S3FileStore,
+    check_filestore,
+    open_filestore,
+)
 
 _names = itertools.count()
 
@@ -189,3 +196,21 @@ def test_a_strided_memoryview_is_put_as_its_bytes_on_both_backends(where: FileSt
     assert where.put("2026/01/31/chunks.bin", pieces).size == 6
     assert b"".join(where.get("2026/01/31/alone.bin")) == b"aceg"
     assert b"".join(where.get("2026/01/31/chunks.bin")) == b"xyaceg"
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_a_folder_path_with_a_nul_is_invalid_input_where_the_store_is_made(
+    tmp_path: Path, create: bool
+) -> None:
+    """open_filestore, LocalFileStore and check_filestore (which raises what open_filestore would) refuse a
+    path holding a NUL with InvalidInput: open_filestore raised the OS's bare ValueError ('embedded null
+    byte') while check_filestore passed it."""
+    path = f"{tmp_path}/audio\x00evil"
+    for make in (
+        lambda: open_filestore(path, create=create),
+        lambda: LocalFileStore(path, create=create),
+        lambda: check_filestore(path),
+    ):
+        with pytest.raises(InvalidInput, match="NUL"):
+            make()
+    assert list(tmp_path.iterdir()) == []

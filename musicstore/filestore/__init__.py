@@ -119,6 +119,8 @@ def _where(
         given = [name for name, value in s3_options.items() if value is not None]
         if given:
             raise InvalidInput(f"{', '.join(given)} apply to s3:// storage only, not to a local folder")
+        if "\x00" in url:  # as LocalFileStore refuses it (the OS raised a bare ValueError)
+            raise InvalidInput("a local folder's path cannot hold a NUL character")
         return (local_path(url) if scheme else url), {}
     if scheme[1].lower() != "s3":
         raise InvalidInput(f"storage URL scheme {scheme[1]!r} is not supported: use a path, file:// or s3://")

@@ -96,6 +96,8 @@ class LocalFileStore:
 
     def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         self.root = Path(root).absolute()
+        if "\x00" in str(self.root):
+            raise InvalidInput("a local folder's path cannot hold a NUL character")
         try:
             if create:
                 self.root.mkdir(parents=True, exist_ok=True)
