@@ -214,3 +214,15 @@ def test_a_folder_path_with_a_nul_is_invalid_input_where_the_store_is_made(
         with pytest.raises(InvalidInput, match="NUL"):
             make()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "url", [b"s3://AKIAEXAMPLE:s3cr3t-Example-Key@bucket/x", bytearray(b"/srv/s3cr3t-folder")]
+)
+def test_a_storage_url_that_is_no_str_is_refused_without_being_echoed(url: object) -> None:
+    """A URL given as bytes may hold credentials (s3://KEY:SECRET@...): InvalidInput names its type; it was
+    echoed whole (its repr), secret and all, where a str URL with credentials is never shown."""
+    for make in (open_filestore, check_filestore):
+        with pytest.raises(InvalidInput, match=r"not (bytes|bytearray)") as caught:
+            make(url)  # type: ignore[arg-type]
+        assert "s3cr3t" not in str(caught.value) and "AKIA" not in str(caught.value)

@@ -112,8 +112,11 @@ def _where(
     """The local folder's path, or the bucket and prefix with the S3 options given (``InvalidInput``)."""
     if isinstance(url, os.PathLike):
         url = os.fspath(url)
-    if not isinstance(url, str) or not url:
-        raise InvalidInput(f"storage URL {url!r} must be a path, file:///PATH or s3://BUCKET/PREFIX")
+    if not isinstance(url, str) or not url:  # not echoed: b"s3://KEY:SECRET@..." holds a secret
+        kind = "an empty string" if url == "" else type(url).__name__
+        raise InvalidInput(
+            f"a storage URL must be a str path, file:///PATH or s3://BUCKET/PREFIX, not {kind}"
+        )
     scheme = SCHEME.match(url)
     if scheme is None or scheme[1].lower() == "file":
         given = [name for name, value in s3_options.items() if value is not None]
