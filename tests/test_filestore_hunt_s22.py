@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -226,3 +229,87 @@ def test_a_storage_url_that_is_no_str_is_refused_without_being_echoed(url: objec
         with pytest.raises(InvalidInput, match=r"not (bytes|bytearray)") as caught:
             make(url)  # type: ignore[arg-type]
         assert "s3cr3t" not in str(caught.value) and "AKIA" not in str(caught.value)
+
+
+_KILLED_PUT = """
+import io, sys, time
+from musicstore.filestore import open_filestore
+from musicstore.filestore.s3 import MIN_PART
+
+class Stalling(io.RawIOBase):
+    '''A seekable file of 2 parts and more that stalls, on its last read pass, after its first part.'''
+    def __init__(self, size, passes):
+        self.size, self.at, self.passes = size, 0, passes
+    def readable(self): return True
+    def seekable(self): return True
+    def tell(self): return self.at
+    def seek(self, offset, whence=0):
+        self.passes -= 1
+        self.at = offset
+        return offset
+    def readinto(self, buffer):
+        if self.passes <= 1 and self.at >= MIN_PART:
+            time.sleep(600)  # killed here
+        n = min(len(buffer), self.size - self.at)
+        buffer[:n] = b"x" * n
+        self.at += n
+        return n
+
+url, key = sys.argv[1], sys.argv[2]
+if url.startswith("s3://"):  # an overwrite above the threshold goes in parts: hashed (pass 1), then sent
+    store = open_filestore(url, multipart_threshold=MIN_PART, part_size=MIN_PART)
+    store.put(key, Stalling(2 * MIN_PART + 10, 2), overwrite=True)
+else:
+    open_filestore(url).put(key, Stalling(2 * MIN_PART + 10, 1))
+"""
+
+
+def test_a_put_killed_midway_leaves_nothing_at_the_key_and_an_upload_to_abort(where: FileStore) -> None:
+    """SIGKILL while a put's bytes go out (no ``finally`` runs): no object at the key, and what the put left
+    (a folder's temp file, a bucket's multipart upload with a part in) is listed by ``uploads()`` under the
+    key, where maintenance finds it, and ``abort`` removes it."""
+    key = "2026/01/31/killed.wav"
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_PUT, where.url, key])
+    try:
+        deadline = time.monotonic() + 60
+        while not (found := list(where.uploads())) and time.monotonic() < deadline:
+            assert child.poll() is None, "the put ended before it was killed"
+            time.sleep(0.2)
+        time.sleep(1.0)  # well into the stall: the first part (or MIN_PART bytes of the temp file) is in
+    finally:
+        child.kill()
+        child.wait()
+    with pytest.raises(ObjectNotFound):
+        where.head(key)
+    (upload,) = where.uploads()
+    assert upload.key == key and found == [upload]
+    assert [info.key for info in where.list()] == []
+    where.abort(upload)
+    assert list(where.uploads()) == [] and list(where.list()) == []
+
+
+_REPLACER = """
+import sys
+from musicstore.filestore import open_filestore
+store, key = open_filestore(sys.argv[1]), sys.argv[2]
+for n in range(int(sys.argv[3])):
+    store.put(key, bytes([n % 256]) * (300_000 + n), overwrite=True)
+"""
+
+
+def test_a_read_while_another_process_replaces_the_object_gets_one_whole_version(where: FileStore) -> None:
+    """Reads racing a process that replaces the object (``overwrite=True``) each get one whole version, the
+    one the checksum they verify against was stored with: never a mix, never a ChecksumMismatch."""
+    key = "2026/01/31/replaced.wav"
+    where.put(key, b"\xff" * 300_000)
+    child = subprocess.Popen([sys.executable, "-c", _REPLACER, where.url, key, "60"])
+    reads = 0
+    try:
+        while child.poll() is None or reads < 20:
+            data = b"".join(where.get(key, chunk_size=65_536))  # verified against its stored SHA-256
+            assert data == data[:1] * len(data) and len(data) in (300_000, 300_000 + data[0])
+            reads += 1
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == 0 and where.head(key).size == 300_059
