@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from musicstore.errors import InvalidInput, StorageError
 from musicstore.filestore import (
+    ChecksumMismatch,
     FileStore,
     LocalFileStore,
     ObjectNotFound,
@@ -23,6 +25,7 @@ from musicstore.filestore import (
     check_filestore,
     open_filestore,
 )
+from musicstore.filestore.s3 import MIN_PART
 
 _names = itertools.count()
 
@@ -313,3 +316,47 @@ def test_a_read_while_another_process_replaces_the_object_gets_one_whole_version
         child.kill()
         child.wait()
     assert child.returncode == 0 and where.head(key).size == 300_059
+
+
+class Changing(io.RawIOBase):
+    """A seekable file whose bytes change each time it is read from the start (a file being rewritten)."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.at, self.passes = size, 0, 1
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.at
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.passes += 1
+        self.at = offset
+        return offset
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.size - self.at)
+        buffer[:n] = bytes([self.passes % 256]) * n
+        self.at += n
+        return n
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["one PUT", "parts"])
+def test_a_source_changing_between_hash_and_upload_is_a_checksum_mismatch_either_way(
+    musicstore_s3_url: str, overwrite: bool
+) -> None:
+    """Above the threshold a bucket's put hashes its source, then sends it: a file changed in between is
+    refused with ChecksumMismatch ('the source changed while it was read') whether it went in one PUT (a
+    conditional create) or in parts (an overwrite). The one PUT, which the server refused (BadDigest), was a
+    plain StorageError quoting the server's 'The Content-Md5 you specified did not match'."""
+    bucket = open_filestore(musicstore_s3_url, multipart_threshold=MIN_PART, part_size=MIN_PART)
+    with pytest.raises(ChecksumMismatch, match="the source changed while it was read"):
+        bucket.put("2026/01/31/changing.wav", Changing(MIN_PART + 100), overwrite=overwrite)
+    with pytest.raises(ObjectNotFound):
+        bucket.head("2026/01/31/changing.wav")
+    assert list(bucket.uploads()) == []
+    bucket.close()

@@ -158,9 +158,10 @@ class S3FileStore:
                 raise ObjectNotFound(f"{where}: no such object") from exc
             if code == "PreconditionFailed" or status == 412:
                 raise ObjectExists(f"{where} exists already; it was left unchanged") from exc
-            if (
-                code in _DENIED and self._no_bucket()
-            ):  # a server may deny a write to a bucket that is not there
+            if code == "BadDigest":  # the bytes sent do not hash to the SHA-256 the put computed first
+                changed = "the source changed while it was read (hashed, then sent); nothing was stored"
+                raise ChecksumMismatch(f"{doing} {where}: {changed}") from exc
+            if code in _DENIED and self._no_bucket():  # a server may deny a write to a bucket not there
                 raise self._bucket_gone(doing, key) from exc
             if code in _DENIED:
                 raise StoreUnavailable(
