@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +25,7 @@ from musicstore.filestore import (
     LocalFileStore,
     ObjectNotFound,
     S3FileStore,
+    StoreUnavailable,
     check_filestore,
     open_filestore,
 )
@@ -359,4 +363,51 @@ def test_a_source_changing_between_hash_and_upload_is_a_checksum_mismatch_either
     with pytest.raises(ObjectNotFound):
         bucket.head("2026/01/31/changing.wav")
     assert list(bucket.uploads()) == []
+    bucket.close()
+
+
+@pytest.fixture
+def web_page() -> Iterator[str]:
+    """An HTTP server that answers every request 200 with an HTML page (a web server, a console, a proxy's
+    default page: an endpoint URL pointing at the wrong port)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    page = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\n<html></html>"
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                with contextlib.suppress(OSError):
+                    while conn.recv(1 << 20):  # the request's headers and body, until the client waits
+                        conn.settimeout(0.2)
+                with contextlib.suppress(OSError):
+                    conn.sendall(page)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+@pytest.mark.parametrize("size", [10, MIN_PART + 1], ids=["one PUT", "parts"])
+def test_a_put_to_an_endpoint_that_is_no_s3_server_is_not_reported_stored(web_page: str, size: int) -> None:
+    """An endpoint URL naming a web server that answers 200 to anything: a put is StoreUnavailable naming
+    the endpoint. The one PUT returned an ObjectInfo as if stored (nothing was), the multipart upload a
+    bare KeyError ('UploadId')."""
+    bucket = open_filestore(
+        "s3://bucket/music/",
+        endpoint_url=web_page,
+        access_key_id="AKIAEXAMPLE",
+        secret_access_key="example-secret-key",
+        multipart_threshold=MIN_PART,
+        part_size=MIN_PART,
+    )
+    with pytest.raises(StoreUnavailable, match=f"{web_page}.*no S3 endpoint") as caught:
+        bucket.put("2026/01/31/lost.wav", b"x" * size, overwrite=True)
+    assert "example-secret-key" not in str(caught.value)
     bucket.close()

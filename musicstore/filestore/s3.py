@@ -49,7 +49,7 @@ from .base import (
     verified,
 )
 from .bodies import Window, b64, prepare
-from .s3_settings import DEFAULT_PART, DEFAULT_THRESHOLD, MIN_PART, check_settings
+from .s3_settings import DEFAULT_PART, DEFAULT_THRESHOLD, MIN_PART, answered, check_settings
 
 MAX_PARTS = 10_000
 MAX_SINGLE_PUT = 5 << 30
@@ -222,9 +222,7 @@ class S3FileStore:
         head, body, size, digest, owned = prepare(data, self.multipart_threshold)
         try:
             meta[CHECKSUM_FIELD] = digest.hex()
-            extra: dict[str, Any] = {"Metadata": meta}
-            if content_type:
-                extra["ContentType"] = content_type
+            extra: dict[str, Any] = {"Metadata": meta, "ContentType": content_type}  # always a type
             if not overwrite:
                 extra["IfNoneMatch"] = "*"
             try:
@@ -261,7 +259,7 @@ class S3FileStore:
         self, key: str, body: bytes | IO[bytes], size: int, digest: bytes, extra: dict[str, Any]
     ) -> None:
         try:
-            self._client.put_object(
+            answer = self._client.put_object(
                 Bucket=self.bucket,
                 Key=self.prefix + key,
                 Body=body,
@@ -271,6 +269,7 @@ class S3FileStore:
             )
         except self._errors() as exc:
             self._fail("putting", key, exc)
+        answered(answer, "ETag", f"putting {self.url}{key}", self.endpoint_url)
 
     def _put_parts(self, key: str, body: IO[bytes], size: int, digest: bytes, extra: dict[str, Any]) -> None:
         full = self.prefix + key
@@ -289,7 +288,7 @@ class S3FileStore:
             )
         except self._errors() as exc:
             self._fail("starting the upload of", key, exc)
-        upload_id = upload["UploadId"]
+        upload_id = answered(upload, "UploadId", f"putting {self.url}{key}", self.endpoint_url)
         try:
             parts: list[Any] = []
             again, sent = hashlib.sha256(), 0
@@ -320,9 +319,10 @@ class S3FileStore:
                     "nothing was stored"
                 )
             kwargs: dict[str, Any] = {"IfNoneMatch": condition} if condition else {}
-            self._client.complete_multipart_upload(
+            done = self._client.complete_multipart_upload(
                 Bucket=self.bucket, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts}, **kwargs
             )
+            answered(done, "ETag", f"putting {self.url}{key}", self.endpoint_url)
         except BaseException as exc:
             try:
                 self._client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)

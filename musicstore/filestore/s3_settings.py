@@ -5,6 +5,7 @@ sizes they are held to."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InvalidInput, StorageError
@@ -19,6 +20,19 @@ DEFAULT_THRESHOLD = 16 << 20
 
 
 DEFAULT_PART = 8 << 20
+
+
+def answered(answer: Mapping[str, object], field: str, where: str, endpoint_url: str | None) -> Any:
+    """``answer[field]``, which every S3 server sends (an ETag, an upload id); ``StoreUnavailable`` when it is
+    missing: the endpoint is a web server answering 200 to anything, and nothing was stored."""
+    if not answer.get(field):
+        from .base import StoreUnavailable
+
+        raise StoreUnavailable(
+            f"{where}: {redact(endpoint_url or '(AWS)')} answered without the {field} any S3 server sends; "
+            "nothing was stored: it is no S3 endpoint (check AWS_ENDPOINT_URL)"
+        )
+    return answer[field]
 
 
 def check_settings(
