@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -410,4 +410,51 @@ def test_a_put_to_an_endpoint_that_is_no_s3_server_is_not_reported_stored(web_pa
     with pytest.raises(StoreUnavailable, match=f"{web_page}.*no S3 endpoint") as caught:
         bucket.put("2026/01/31/lost.wav", b"x" * size, overwrite=True)
     assert "example-secret-key" not in str(caught.value)
+    bucket.close()
+
+
+@pytest.fixture
+def hanging_up() -> Iterator[str]:
+    """A TCP server that closes every connection at once (no S3 there: another service's port, a TLS port)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+def test_an_endpoint_that_hangs_up_is_store_unavailable_quickly(hanging_up: str) -> None:
+    """An endpoint that closes each connection before answering is one that cannot be reached: after the
+    retries every call is StoreUnavailable 'cannot reach the S3 endpoint', as for a closed port, in
+    seconds, without the secret (it was a plain StorageError quoting botocore's ConnectionClosedError, so
+    copy_files and cleanup went on row by row instead of stopping)."""
+    bucket = open_filestore(
+        "s3://bucket/music/",
+        endpoint_url=hanging_up,
+        access_key_id="AKIAEXAMPLE",
+        secret_access_key="example-secret-key",
+    )
+    calls: list[Callable[[], object]] = [
+        lambda: bucket.put("2026/01/31/a.wav", b"RIFF"),
+        lambda: bucket.head("2026/01/31/a.wav"),
+        lambda: bucket.get("2026/01/31/a.wav"),
+        lambda: bucket.delete("2026/01/31/a.wav"),
+        lambda: list(bucket.list()),
+        lambda: list(bucket.uploads()),
+    ]
+    for call in calls:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=f"cannot reach the S3 endpoint {hanging_up}") as caught:
+            call()
+        assert time.monotonic() - started < 15 and "example-secret-key" not in str(caught.value)
     bucket.close()

@@ -144,7 +144,7 @@ class S3FileStore:
 
     def _fail(self, doing: str, key: str | None, exc: Exception) -> NoReturn:
         """Raise the typed, one-line error for a botocore failure (no secret in it: see the module)."""
-        from botocore.exceptions import ClientError, NoCredentialsError
+        from botocore.exceptions import ClientError, ConnectionClosedError, NoCredentialsError
         from botocore.exceptions import ConnectionError as Unreachable
 
         where = f"{self.url}{key}" if key is not None else self.url
@@ -174,7 +174,7 @@ class S3FileStore:
             raise StoreUnavailable(
                 f"{doing} {where}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
             ) from exc
-        if isinstance(exc, Unreachable):  # refused, timed out connecting, TLS or proxy failed
+        if isinstance(exc, Unreachable | ConnectionClosedError):  # refused, hung up on, TLS or proxy failed
             raise StoreUnavailable(
                 f"{doing} {where}: cannot reach the S3 endpoint {redact(self.endpoint_url or '(AWS)')}"
             ) from exc
