@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import logging
 import socket
 import subprocess
 import sys
@@ -458,3 +459,44 @@ def test_an_endpoint_that_hangs_up_is_store_unavailable_quickly(hanging_up: str)
             call()
         assert time.monotonic() - started < 15 and "example-secret-key" not in str(caught.value)
     bucket.close()
+
+
+def test_a_session_token_from_boto3s_chain_is_in_no_log_record(
+    musicstore_s3_url: str, musicstore_s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys and a session token from ``~/.aws/credentials`` (boto3's chain; none given, none in the
+    environment) are masked in the S3 client's DEBUG log records, as given ones are: botocore logged the
+    token in each request's canonical request and headers."""
+    import boto3
+
+    token = "FQoGZXIvYXdzEXAMPLEtokenFromTheProfile"
+    credentials = tmp_path / "credentials"
+    credentials.write_text(
+        f"[default]\naws_access_key_id = {musicstore_s3_server.access_key_id}\n"
+        f"aws_secret_access_key = {musicstore_s3_server.secret_access_key}\naws_session_token = {token}\n"
+    )
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # a session that reads this credentials file
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    root, keep = logging.getLogger(), Keep()
+    level = root.level
+    root.addHandler(keep)
+    root.setLevel(logging.DEBUG)
+    try:
+        bucket = open_filestore(musicstore_s3_url)
+        with contextlib.suppress(StorageError):  # SeaweedFS may refuse the token: the request was logged
+            bucket.put("2026/01/31/a.wav", b"RIFF")
+        bucket.close()
+    finally:
+        root.removeHandler(keep)
+        root.setLevel(level)
+    assert any("x-amz-security-token" in record.lower() for record in records)  # the header was logged
+    assert not [record for record in records if token in record]

@@ -49,7 +49,7 @@ from .base import (
     verified,
 )
 from .bodies import Window, b64, prepare
-from .s3_settings import DEFAULT_PART, DEFAULT_THRESHOLD, MIN_PART, answered, check_settings
+from .s3_settings import DEFAULT_PART, DEFAULT_THRESHOLD, MIN_PART, answered, check_settings, mask_found
 
 MAX_PARTS = 10_000
 MAX_SINGLE_PUT = 5 << 30
@@ -125,6 +125,7 @@ class S3FileStore:
             )
         except Exception as exc:  # botocore's ValueError for a malformed endpoint URL...
             raise StorageError(f"cannot make an S3 client for {self.url}: {redact(str(exc))}") from exc
+        mask_found(secret_access_key)  # a profile's or a role's token, resolved by the client
         mask_logs(*S3_LOGGERS)  # its loggers exist now: their DEBUG records quote headers and the endpoint
 
     def __repr__(self) -> str:

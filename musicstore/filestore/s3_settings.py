@@ -22,6 +22,17 @@ DEFAULT_THRESHOLD = 16 << 20
 DEFAULT_PART = 8 << 20
 
 
+def mask_found(given: str | None) -> None:
+    """Register the secret key and session token boto3's chain found (a profile in ``~/.aws``, an instance
+    role) when none was given: botocore logs each request's token at DEBUG. (Ones refreshed later are not.)"""
+    import boto3
+
+    found = boto3.DEFAULT_SESSION.get_credentials() if given is None and boto3.DEFAULT_SESSION else None
+    frozen = found.get_frozen_credentials() if found is not None else None
+    for secret in (frozen.secret_key, frozen.token) if frozen is not None else ():
+        register_secret(secret or "")
+
+
 def answered(answer: Mapping[str, object], field: str, where: str, endpoint_url: str | None) -> Any:
     """``answer[field]``, which every S3 server sends (an ETag, an upload id); ``StoreUnavailable`` when it is
     missing: the endpoint is a web server answering 200 to anything, and nothing was stored."""
