@@ -174,21 +174,30 @@ def test_json_is_valid_utf8_whatever_the_stdout_does_with_a_name_that_is_not(
     # reconcile --json printed the orphan's Latin-1 byte, and the document was not UTF-8 (not JSON)
     import json
     import os
+
+    result = _reconcile_in_c_utf8(sqlite_url, tmp_path, b"caf\xe9.wav", "--json")
+    found = json.loads(result.stdout.decode("utf-8"))
+    assert found["orphans"][0]["path"] == "2026/12/" + os.fsdecode(b"caf\xe9.wav")
+
+
+def _reconcile_in_c_utf8(sqlite_url: str, tmp_path: Path, orphan: bytes, *options: str) -> Any:
+    """``musicstore reconcile`` of a root holding one orphan named ``orphan`` (bytes: maybe not UTF-8), its
+    stdout as the C.UTF-8 locale makes it (surrogateescape); it exits 4 (the orphan found)."""
+    import os
     import subprocess
     import sys
 
     folder = tmp_path / "audio" / "2026" / "12"
     folder.mkdir(parents=True)
-    (folder / os.fsdecode(b"caf\xe9.wav")).write_bytes(b"RIFF")
+    (folder / os.fsdecode(orphan)).write_bytes(b"RIFF")
     env = {**os.environ, "PYTHONIOENCODING": "utf-8:surrogateescape"}
     result = subprocess.run(
         [sys.executable, "-m", "musicstore", "reconcile", "-d", sqlite_url, "-o", str(tmp_path / "audio"),
-         "--json"],
+         *options],
         capture_output=True, env=env, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 4, result.stderr
-    found = json.loads(result.stdout.decode("utf-8"))
-    assert found["orphans"][0]["path"] == "2026/12/" + os.fsdecode(b"caf\xe9.wav")
+    return result
 
 
 @pytest.mark.parametrize("as_json", [False, True])
@@ -224,19 +233,7 @@ def test_a_file_names_byte_that_is_not_utf8_is_an_escape_in_tables_in_every_loca
 ) -> None:
     # in the C.UTF-8 locale (stdout's surrogateescape) a table wrote such a byte raw: a C1 control byte
     # (0x9b, the 8-bit CSI) reached the terminal, where control characters are otherwise shown as escapes
-    import os
-    import subprocess
-    import sys
-
-    folder = tmp_path / "audio" / "2026" / "12"
-    folder.mkdir(parents=True)
-    (folder / os.fsdecode(b"x\x9b2J\xe9.wav")).write_bytes(b"RIFF")
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8:surrogateescape"}
-    result = subprocess.run(
-        [sys.executable, "-m", "musicstore", "reconcile", "-d", sqlite_url, "-o", str(tmp_path / "audio")],
-        capture_output=True, env=env, timeout=120, check=False,
-    )  # fmt: skip
-    assert result.returncode == 4, result.stderr
+    result = _reconcile_in_c_utf8(sqlite_url, tmp_path, b"x\x9b2J\xe9.wav")
     assert b"\x9b" not in result.stdout and b"\xe9" not in result.stdout
     assert "2026/12/x\\udc9b2J\\udce9.wav" in result.stdout.decode("utf-8")
 
