@@ -200,24 +200,26 @@ def _reconcile_in_c_utf8(sqlite_url: str, tmp_path: Path, orphan: bytes, *option
     return result
 
 
+def _migrated_by_a_later_version(sqlite_url: str) -> None:
+    """Record in the database a migration this version does not ship (as a later musicstore's would be)."""
+    from musicstore.urls import resolve
+
+    path = resolve(sqlite_url).path
+    assert path is not None
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc) "
+            "VALUES ('f' || hex(randomblob(31)), '9999.from-a-later-version', '2030-01-01 00:00:00')"
+        )
+
+
 @pytest.mark.parametrize("as_json", [False, True])
 def test_migrate_warns_of_a_schema_a_later_musicstore_migrated_as_every_command_does(
     as_json: bool, sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # `musicstore migrate` said "applied 0 migration(s)" and nothing else on a database holding a migration
     # this version does not ship, where stats, list... warn that this version's answers can be wrong there
-    import sqlite3
-
-    from musicstore.urls import resolve
-
-    path = resolve(sqlite_url).path
-    assert path is not None
-    with sqlite3.connect(path) as conn:
-        conn.execute(
-            "INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc) "
-            "VALUES ('f' || hex(randomblob(31)), '9999.from-a-later-version', '2030-01-01 00:00:00')"
-        )
-    conn.close()
+    _migrated_by_a_later_version(sqlite_url)
     assert main(["migrate", "-d", sqlite_url, *(["--json"] if as_json else [])]) == 0
     captured = capsys.readouterr()
     assert captured.err.startswith("musicstore: warning: ") and captured.err.count("\n") == 1, captured.err
@@ -284,19 +286,9 @@ def test_warnings_made_errors_fail_the_command_in_one_line(
 ) -> None:
     # PYTHONWARNINGS=error (a CI job's setting): a schema a later musicstore migrated raised
     # NewerSchemaWarning out of main, a traceback
-    import sqlite3
     import warnings
 
-    from musicstore.urls import resolve
-
-    path = resolve(sqlite_url).path
-    assert path is not None
-    with sqlite3.connect(path) as conn:
-        conn.execute(
-            "INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc) "
-            "VALUES ('f' || hex(randomblob(31)), '9999.from-a-later-version', '2030-01-01 00:00:00')"
-        )
-    conn.close()
+    _migrated_by_a_later_version(sqlite_url)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert main(["stats", "-d", sqlite_url]) == 1
