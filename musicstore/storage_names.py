@@ -108,6 +108,11 @@ def s3_location(url: str, *, strict: bool = True) -> tuple[str, str]:
     if parts.query or parts.fragment:
         raise InvalidInput("an s3:// URL is s3://BUCKET/PREFIX, without a query or fragment")
     bucket = parts.netloc
+    if ":" in bucket:  # not echoed either: s3://KEY:SECRET/... (credentials without the '@')
+        raise InvalidInput(
+            "an s3:// URL's bucket name holds no ':' (not shown: it may hold a secret); the endpoint goes in "
+            "AWS_ENDPOINT_URL, credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
     if not bucket or (strict and (not _BUCKET.fullmatch(bucket) or ".." in bucket)):
         raise InvalidInput(f"bucket name {shown(bucket)}: 3-63 lower-case letters, digits, '.' and '-'")
     prefix = parts.path.lstrip("/")

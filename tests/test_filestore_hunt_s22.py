@@ -500,3 +500,16 @@ def test_a_session_token_from_boto3s_chain_is_in_no_log_record(
         root.setLevel(level)
     assert any("x-amz-security-token" in record.lower() for record in records)  # the header was logged
     assert not [record for record in records if token in record]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["s3://AKIAKEYID:Very/Secret+Key@bucket/p", "s3://AKIAKEYID:VerySecretKey/p", "s3://AKIAKEYID:Very"],
+)
+def test_credentials_in_an_s3_url_are_never_echoed(url: str) -> None:
+    """Credentials written into an s3:// URL, with or without the '@', are refused without being shown: the
+    bucket-name error echoed 'AKIAKEYID:VerySecretKey' as the name it refused."""
+    for make in (open_filestore, check_filestore):
+        with pytest.raises(InvalidInput) as refused:
+            make(url)
+        assert "Secret" not in str(refused.value) and "Very" not in str(refused.value), refused.value
