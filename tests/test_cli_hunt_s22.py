@@ -341,3 +341,21 @@ def test_a_missing_schema_is_one_line_on_both_backends(
             assert err.count("\n") == 1 and "musicstore migrate" in err and "LINE" not in err, err
     finally:
         musicstore_postgres_server.admin(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_typed_paths_outside_tables_are_shown_with_escapes(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Tables showed control characters as escapes, but the lines around them (reconcile's and cleanup's
+    ``root:``, ``stats --disk``'s ``disk under``, backup's ``backed up ... to ...``) printed a typed path
+    as it was: a newline split the line, an ESC reached the terminal."""
+    root = tmp_path / "a\x1b[2Jb\nc"
+    root.mkdir()
+    for argv in (
+        ["reconcile", "-d", sqlite_url, "-o", str(root)],
+        ["stats", "--disk", "-d", sqlite_url, "-o", str(root)],
+        ["backup", str(root / "copy.db"), "-d", sqlite_url],
+    ):
+        assert main(argv) in (0, 4)
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "\\x1b[2Jb\\nc" in out, (argv, out)

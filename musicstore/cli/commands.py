@@ -97,7 +97,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
             print_section(f"by {title}", rows, [title, "generations", "bytes"], len(rows))
     if usage is not None:
         print(
-            f"\ndisk under {usage.root}: {usage.files:,} files, {usage.bytes:,} bytes "
+            f"\ndisk under {escape_controls(str(usage.root))}: {usage.files:,} files, {usage.bytes:,} bytes "
             f"(the database records {usage.database_file_bytes:,} bytes of masters; their renditions and "
             "peaks files count as recorded too)"
         )

@@ -25,7 +25,7 @@ from ..recording import export_generation
 from ..rendering import render_generation
 from ..store import Store
 from ..urls import without_password
-from .table import table
+from .table import escape_controls, table
 
 DEFAULT_OUTPUT_ROOT = "data/audio"
 
@@ -196,7 +196,7 @@ def _jobs(
             )
         _check_root(root)  # before any job is enqueued: a bad root fails here, leaving no row behind
         echo(f"database: {without_password(store.url.url)} ({len(applied)} migration(s) applied)")
-        echo(f"audio:    {output_root}")
+        echo(escape_controls(f"audio:    {output_root}"))
         ours: set[str] = set()
         try:
             for job_id, prompt in _enqueue(store, count, seconds, ours):

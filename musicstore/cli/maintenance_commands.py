@@ -37,7 +37,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     mode = "repair" if report.repair else "report only"
     if report.repair:
         mode += f", orphans {'deleted' if report.quarantine is None else 'to ' + report.quarantine}"
-    print(f"root: {report.root} ({mode})")
+    print(escape_controls(f"root: {report.root} ({mode})"))  # typed paths: one line, no terminal escape
     print(
         f"checked {report.rows_checked:,} completed rows and {report.files_scanned:,} files "
         f"({report.referenced_files:,} recorded, {report.in_progress_files:,} in progress, "
@@ -241,8 +241,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
         print_json(report)
     else:
         print(
-            f"backed up {report.source} to {report.destination}: {report.pages:,} pages, "
-            f"{report.bytes:,} bytes, integrity {report.integrity}, {report.seconds:.2f} s"
+            escape_controls(
+                f"backed up {report.source} to {report.destination}: {report.pages:,} pages, "
+                f"{report.bytes:,} bytes, integrity {report.integrity}, {report.seconds:.2f} s"
+            )
         )
     return EXIT_OK
 
