@@ -135,10 +135,8 @@ class _Hub:
     def _connect(self) -> Any:
         import psycopg
 
-        if self.connect_timeout is None:
-            conn = psycopg.connect(self.url.url, autocommit=True)
-        else:
-            conn = psycopg.connect(self.url.url, autocommit=True, connect_timeout=self.connect_timeout)
+        # None: libpq's default (psycopg drops a parameter given as None)
+        conn = psycopg.connect(self.url.url, autocommit=True, connect_timeout=self.connect_timeout)
         try:
             conn.execute(_listen_sql())
         except BaseException:
