@@ -47,7 +47,7 @@ from .reads import (
     recent_prompts_op,
     table_page,
 )
-from .templating import _assets, _environment, _json, generation_dict
+from .templating import FIGURES, _assets, _environment, _json, generation_dict
 
 log = logging.getLogger("musicstore.web.app")  # the app's logger, as before the split
 
@@ -65,17 +65,6 @@ AUDIO_TYPES = {
     ".ogg": "audio/ogg",
     ".opus": "audio/ogg",
 }
-FIGURES = (
-    ("loudness_lufs", "Loudness", "LUFS"),
-    ("true_peak_dbtp", "True peak", "dBTP"),
-    ("loudness_before_lufs", "Loudness before", "LUFS"),
-    ("gain_db", "Gain", "dB"),
-    ("sample_peak_dbfs", "Sample peak", "dBFS"),
-    ("limiter_max_reduction_db", "Limiter reduction", "dB"),
-    ("loudness_status", "Loudness status", ""),
-    ("format", "Format", ""),
-    ("subtype", "Subtype", ""),
-)
 
 
 class Dashboard:
@@ -299,6 +288,7 @@ class Dashboard:
         generation = self.generation_or_404(request)
         with self.store.transaction(write=False) as tx:
             renditions = tx.list_renditions(generation.id)
+        no_audio = self.no_audio(generation) if generation.status is Status.COMPLETED else None
         figures = [
             (label, generation.metadata.get(key), unit)
             for key, label, unit in FIGURES
@@ -311,8 +301,20 @@ class Dashboard:
             renditions=renditions,
             figures=figures,
             metadata=sorted(generation.metadata.items()),
-            has_audio=generation.status is Status.COMPLETED,
+            has_audio=generation.status is Status.COMPLETED and no_audio is None,
+            no_audio=no_audio,
         )
+
+    def no_audio(self, generation: Generation) -> str | None:
+        """Why the page of a completed ``generation`` offers no player (its file gone, no output root for it,
+        its storage unreadable), None when it does: not a player that never plays, two 404s in the console."""
+        try:
+            self.located(generation)
+        except HTTPException as exc:
+            return str(exc.detail)
+        except StorageError:
+            return "no audio: its storage cannot be read"
+        return None
 
     def prompts(self, request: Request) -> Response:
         return self.render(request, "prompts.html", **self.prompt_data())

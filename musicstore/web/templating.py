@@ -18,6 +18,18 @@ from starlette.responses import JSONResponse
 
 from ..models import Generation
 
+FIGURES = (  # the export's figures a generation's page shows: metadata key, label, unit
+    ("loudness_lufs", "Loudness", "LUFS"),
+    ("true_peak_dbtp", "True peak", "dBTP"),
+    ("loudness_before_lufs", "Loudness before", "LUFS"),
+    ("gain_db", "Gain", "dB"),
+    ("sample_peak_dbfs", "Sample peak", "dBFS"),
+    ("limiter_max_reduction_db", "Limiter reduction", "dB"),
+    ("loudness_status", "Loudness status", ""),
+    ("format", "Format", ""),
+    ("subtype", "Subtype", ""),
+)
+
 
 def _assets() -> dict[str, tuple[bytes, str]]:
     """The static files, read once from the package: name → (bytes, media type)."""
