@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 pytest.importorskip("starlette")
 
@@ -96,3 +98,39 @@ def test_the_page_of_a_generation_whose_file_is_gone_logs_no_console_error(
         time.sleep(0.5)  # the requests the page makes once loaded
         assert console_errors(musicstore_browser) == []
         assert musicstore_browser.find_element("id", "no-audio").text
+
+
+@pytest.mark.parametrize("token", ["abc/def+ghi=jk==", "+A+b/8==x", "tok en+plus"])
+def test_login_takes_a_token_typed_in_the_address_bar_with_its_plus_signs(
+    sqlite_url: str, tmp_path: Path, token: str
+) -> None:
+    # `openssl rand -base64 32` makes tokens with "+": typed in the address bar, /login?token=abc+def sends
+    # the "+" as it is, which the query's form decoding read as a space: "wrong token" for the right one
+    from urllib.parse import quote, urlencode
+
+    with Store(sqlite_url) as store, TestClient(create_app(store, root=tmp_path, token=token)) as client:
+        typed = quote(token, safe="/+=")  # what a browser sends for the typed token (a space as %20)
+        for query in (f"token={typed}", urlencode({"token": token})):  # typed, and a form's encoding
+            client.cookies.clear()
+            login = client.get(f"/login?{query}", follow_redirects=False)
+            assert login.status_code == 303, query
+            assert client.get("/api/overview").status_code == 200, query
+        client.cookies.clear()
+        wrong = token.replace("+", "-") if "+" in token else token + "x"
+        assert client.get("/login", params={"token": wrong}, follow_redirects=False).status_code == 401
+
+
+@given(token=st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=40))
+def test_the_login_query_matches_its_token_however_the_plus_is_sent(token: str) -> None:
+    from urllib.parse import quote, urlencode
+
+    from musicstore.web.access import login_token_matches
+
+    for query in (
+        urlencode({"token": token}),
+        "token=" + quote(token, safe="/+="),
+        "a=1&token=x&token=" + quote(token),
+    ):
+        assert login_token_matches(query.encode(), token), query
+        assert not login_token_matches(query.encode(), token + "x"), query
+    assert not login_token_matches(b"", token)

@@ -62,6 +62,21 @@ class _RedactedAccessLine(logging.Filter):
 _ACCESS_FILTER = _RedactedAccessLine()
 
 
+def login_token_matches(query_string: bytes, token: str) -> bool:
+    """Whether the ``token`` of ``/login``'s query is ``token`` (constant time), its "+" read either way: as
+    a form encodes a space, and as itself, typed in an address bar (a base64 token's, ``/login?token=a+b``).
+    The last ``token`` item counts, as ``request.query_params`` reads it."""
+    value = b""
+    for item in query_string.split(b"&"):
+        name, _, given = item.partition(b"=")
+        if unquote_plus(name.decode("latin-1")) == "token":
+            value = given
+    expected = token.encode()
+    as_form = hmac.compare_digest(unquote_to_bytes(value.replace(b"+", b" ")), expected)
+    as_typed = hmac.compare_digest(unquote_to_bytes(value), expected)
+    return as_form | as_typed
+
+
 class DashboardApp:
     """The ASGI app ``create_app`` returns: GET/HEAD only, the token when one is set, and the security
     headers on every response, around the Starlette app (``.app``) of the ``Dashboard`` (``.dashboard``)."""

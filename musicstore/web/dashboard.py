@@ -4,7 +4,6 @@ route over a ``Store``, every read in a read transaction; the audio found throug
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import json
 import logging
 import math
@@ -34,7 +33,7 @@ from ..ids import check_id
 from ..metrics import MetricsSnapshot, metrics_text, processing_op, read_metrics, workers_of
 from ..models import Generation, Status
 from ..store import Store
-from .access import COOKIE
+from .access import COOKIE, login_token_matches
 from .reads import (
     _filters,
     _limit,
@@ -373,10 +372,9 @@ class Dashboard:
 
     def login(self, request: Request) -> Response:
         base = request.scope.get("root_path", "").rstrip("/")
-        given = request.query_params.get("token", "").encode()
         if self.token is None:
             return RedirectResponse(base + "/", status_code=303)
-        if not hmac.compare_digest(given, self.token.encode()):
+        if not login_token_matches(request.scope["query_string"], self.token):
             return PlainTextResponse("wrong token\n", status_code=401)
         response = RedirectResponse(base + "/", status_code=303)
         cookie = quote(self.token, safe="")
