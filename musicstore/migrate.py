@@ -149,15 +149,14 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
     stops: tuple[type[BaseException], ...] = (*failures, KeyboardInterrupt, SystemExit)
     failed: BaseException | None = None
     applying: list[str] = []  # the id of the migration being applied, once one is
-    held = False
+    held = [False]  # whether this process may hold yoyo's lock: from a try of its row that did not fail
     try:
         if _up_to_date(backend, target.dialect):  # no lock to take: a role that may only read can call this
             return []
         migrations = read_migrations(str(migrations_path()))
         if target.path is not None:
             _drop_dead_holders_lock(backend)
-        held = True  # from here a Ctrl-C may leave this process's lock (even one just taken)
-        with _migration_lock(backend, target.dialect, deadline):
+        with _migration_lock(backend, target.dialect, deadline, held):
             pending = backend.to_apply(migrations)
             _apply(backend, pending, applying)
     except LockTimeout as exc:
@@ -168,7 +167,7 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
         backend.connection.close()
     if failed is None:
         return [migration.id for migration in pending]
-    if held:
+    if held[0]:
         _release_own_lock(target.yoyo_url, target.dialect)
     if isinstance(failed, KeyboardInterrupt | SystemExit):
         raise failed
@@ -220,10 +219,14 @@ def _wait_until(backend: Any, dialect: str, deadline: float | None, ms: int | No
 
 
 @contextmanager
-def _migration_lock(backend: Any, dialect: str, deadline: float | None) -> Iterator[None]:
+def _migration_lock(backend: Any, dialect: str, deadline: float | None, held: list[bool]) -> Iterator[None]:
     """yoyo's migration lock (``backend.lock``), had by ``deadline`` or LockTimeout: each try to insert its
     row waits for SQLite's writer lock only as long as is left (yoyo's tries waited the connection's busy
-    timeout, 5 s, each: lock_timeout=0.5 failed after 10 s), and the pause between tries ends there too."""
+    timeout, 5 s, each: lock_timeout=0.5 failed after 10 s), and the pause between tries ends there too.
+
+    ``held[0]`` is True from each try on (a Ctrl-C in it may leave the row written) until the try fails:
+    interrupted while waiting between tries, this process holds no lock, and the row of its pid is another
+    host's (PostgreSQL is shared by hosts, whose processes, in containers, often have the same pid)."""
     from yoyo.exceptions import LockTimeout
 
     insert_once = functools.partial(type(backend)._insert_lock_row, backend, timeout=1e-9)  # one try
@@ -231,9 +234,11 @@ def _migration_lock(backend: Any, dialect: str, deadline: float | None) -> Itera
     def insert(pid: int, timeout: float, poll_interval: float = 0.5) -> None:
         while True:
             _wait_until(backend, dialect, deadline)
+            held[0] = True
             try:
                 return insert_once(pid)  # type: ignore[no-any-return]
             except LockTimeout:
+                held[0] = False  # its row is another process's
                 left = _wait_until(backend, dialect, deadline)
                 if left is not None and left <= 0:
                     raise
