@@ -67,6 +67,10 @@ def _rollback_one(url: str, migration_id: str) -> None:
 def _sqlite_schema(path: Path) -> dict[str, str]:
     conn = sqlite3.connect(path)
     try:
+        pragmas = {
+            f"pragma {name}": str(conn.execute(f"PRAGMA {name}").fetchone()[0])
+            for name in ("user_version", "application_id", "auto_vacuum", "encoding", "journal_mode")
+        }
         rows = conn.execute(
             "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE '%yoyo%' "
             "AND name NOT LIKE 'sqlite_%'"
@@ -77,7 +81,7 @@ def _sqlite_schema(path: Path) -> dict[str, str]:
     return {
         f"{kind} {name}": re.sub(r'"(\w+)"', r"\1", re.sub(r"\s+", " ", sql or "")).strip()
         for kind, name, sql in rows
-    }
+    } | pragmas
 
 
 _PG_CATALOG = {
@@ -86,6 +90,8 @@ _PG_CATALOG = {
                format_type(a.atttypid, a.atttypmod) || ' notnull=' || a.attnotnull
                || ' default=' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
                || ' collation=' || coalesce(nullif(a.attcollation, 0)::regcollation::text, '')
+               || ' identity=' || a.attidentity::text || ' generated=' || a.attgenerated::text
+               || ' statistics=' || coalesce(a.attstattarget::text, '')
                || ' position=' || row_number() OVER (PARTITION BY c.oid ORDER BY a.attnum)
         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -99,8 +105,11 @@ _PG_CATALOG = {
         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'S', 'p')
           AND c.relname NOT LIKE '%yoyo%'""",
     "index": """
-        SELECT indexname, indexdef FROM pg_indexes
-        WHERE schemaname = 'public' AND tablename NOT LIKE '%yoyo%'""",
+        SELECT c.relname, pg_get_indexdef(i.indexrelid) || ' valid=' || i.indisvalid
+               || ' clustered=' || i.indisclustered
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relname NOT LIKE '%yoyo%'""",
     "constraint": """
         SELECT cl.relname || '.' || co.conname, pg_get_constraintdef(co.oid)
         FROM pg_constraint co JOIN pg_class cl ON cl.oid = co.conrelid
@@ -120,6 +129,14 @@ _PG_CATALOG = {
         WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd', 'c')
           AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.reltype = t.oid)""",
     "extension": "SELECT extname, extversion FROM pg_extension",
+    "sequence": """
+        SELECT c.relname, s.seqtypid::regtype::text || ' ' || s.seqstart || ' ' || s.seqincrement
+               || ' owned=' || coalesce((SELECT d.refobjid::regclass::text || '.' || d.refobjsubid
+                                         FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i')
+                                         LIMIT 1), '')
+        FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relname NOT LIKE '%yoyo%'""",
 }
 
 
@@ -346,3 +363,163 @@ def test_a_migrate_interrupted_waiting_for_the_lock_leaves_another_hosts_lock_of
             child.kill()
             child.wait()
     assert _sql(empty_url, "SELECT pid FROM yoyo_lock") == [(child.pid,)]
+
+
+def _fill_first_schema(url: str, n: int) -> None:
+    """``n`` generations in every status (a prompt each) at the first schema (0002), as 0.1 wrote them."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.test_upgrade_regressions import _ts
+
+    t0 = datetime(2023, 3, 1, 12, 0, tzinfo=UTC)
+    _sql(
+        url,
+        "INSERT INTO prompts (text, used_count, first_used_at, last_used_at) VALUES (?, ?, ?, ?)",
+        [(f"prompt {i} ünï", 1, _ts(url, t0), _ts(url, t0 + timedelta(seconds=i))) for i in range(n)],
+    )
+    rows = []
+    for i in range(n):
+        status = ["pending", "completed", "failed", "cancelled"][i % 4]
+        done = status == "completed"
+        rows.append(
+            (f"00000000-0000-4000-8000-{i:012d}", f"prompt {i} ünï", f"model-{i % 3}", 5.0 + i % 7,
+             32000, 1, status, f"f/{i}.wav" if done else None, 10 + i if done else None,
+             _ts(url, t0 + timedelta(seconds=i)), None if status == "pending" else _ts(url, t0), "{}")
+        )  # fmt: skip
+    _sql(
+        url,
+        "INSERT INTO generations (id, prompt, model_name, duration_seconds, sample_rate, channels, status,"
+        " file_path, file_size_bytes, created_at, completed_at, metadata)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
+def _schemas_by_step(url: str) -> list[dict[str, str]]:
+    """The schema after each number of shipped migrations applied one at a time (0: none), on ``url``."""
+    schemas = [schema_of(url)]
+    for migration_id in shipped_migrations():
+        _apply_one(url, migration_id)
+        schemas.append(schema_of(url))
+    return schemas
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def copier(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """``copy(source=None)``: a new empty database, or a copy of ``source``, on the backend."""
+    server = request.getfixturevalue("musicstore_postgres_server") if request.param == "postgres" else None
+    made: list[str] = []
+
+    def copy(source: str | None = None) -> str:
+        name = f"musicstore_kill_s23_{os.getpid()}_{next(_counter)}"
+        if server is None:
+            path = tmp_path / f"{name}.db"
+            if source is not None:
+                src, dst = sqlite3.connect(str(resolve(source).path)), sqlite3.connect(path)
+                src.backup(dst)
+                dst.close()
+                src.close()
+            return f"sqlite:///{path}"
+        template = "" if source is None else f" TEMPLATE {source.rsplit('/', 1)[1]}"
+        server.admin(f"CREATE DATABASE {name}{template}")
+        made.append(name)
+        return str(server.url(name))
+
+    yield copy
+    if server is not None:
+        server.admin(*(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)" for name in made))
+
+
+_MIGRATE = """
+import sys
+import musicstore
+musicstore.migrate(sys.argv[1], lock_timeout=120)
+"""
+
+
+def _killed_migrating(url: str, after: float) -> None:
+    """``migrate(url)`` in a process killed (SIGKILL) ``after`` seconds past taking the migration lock."""
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", _MIGRATE, url], env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline and child.poll() is None
+            try:
+                if _sql(url, "SELECT pid FROM yoyo_lock"):
+                    break
+            except Exception:  # its lock table is not made yet
+                pass
+            time.sleep(0.01)
+        time.sleep(after)
+    finally:
+        child.kill()
+        child.wait()
+    if resolve(url).path is None:  # the server rolls the killed session back once it sees it gone
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            while conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid()"
+            ).fetchone() != (0,):
+                assert time.monotonic() < deadline + 60
+                time.sleep(0.05)
+
+
+N_ROWS = 8_000  # the recount reads every prompt in one page (10,000 at most)
+
+
+def test_a_migrate_killed_at_any_point_leaves_a_schema_it_resumes_from(copier: Any) -> None:
+    """``migrate()`` killed (SIGKILL: an OOM kill, a power cut) at several points of an upgrade from the
+    first schema with rows: the migrations recorded are the first few shipped, the schema is exactly the one
+    those give (nothing of the migration it was in), and migrate() goes on from there (on PostgreSQL after
+    `yoyo break-lock`, as docs/migrations.md says), the totals a recount of the rows."""
+    from musicstore import Store, migrate
+    from tests.test_totals import assert_totals_are_a_recount
+
+    shipped = shipped_migrations()
+    source = copier()
+    for migration_id in shipped[:2]:
+        _apply_one(source, migration_id)
+    _fill_first_schema(source, N_ROWS)
+    reference = _schemas_by_step(copier())
+    stopped_in = set()
+    for after in (0.01, 0.1, 0.25, 0.45, 0.7, 1.0):
+        url = copier(source)
+        _killed_migrating(url, after)
+        applied = sorted(str(r[0]) for r in _sql(url, "SELECT migration_id FROM _yoyo_migration"))
+        assert applied == shipped[: len(applied)], after
+        problems = _diff(reference[len(applied)], schema_of(url))
+        assert not problems, (after, applied[-1], problems)
+        stopped_in.add(len(applied))
+        if resolve(url).path is None:
+            _sql(url, "DELETE FROM yoyo_lock")  # yoyo break-lock: PostgreSQL keeps a killed process's lock
+        assert migrate(url, lock_timeout=10) == shipped[len(applied) :]
+        with Store(url) as store:
+            assert assert_totals_are_a_recount(store).total == N_ROWS
+    print("killed after", sorted(stopped_in), "of", len(shipped), "migrations")
+
+
+def test_migrate_gives_the_schema_yoyo_apply_gives_and_again_after_rolling_back_all(copier: Any) -> None:
+    """``migrate()`` (each migration and its record one transaction) makes the very schema yoyo's own
+    apply makes, and after ``yoyo rollback --all`` (every migration undone) ``migrate()`` makes it again."""
+    from musicstore import migrate
+
+    by_yoyo = copier()
+    for migration_id in shipped_migrations():
+        _apply_one(by_yoyo, migration_id)
+    url = copier()
+    migrate(url)
+    first = schema_of(url)
+    assert not _diff(schema_of(by_yoyo), first)
+    _rollback_after(url, "0000")
+    assert _sql(url, "SELECT count(*) FROM _yoyo_migration") == [(0,)]
+    assert not [key for key in schema_of(url) if not key.startswith(("pragma ", "extension plpgsql"))]
+    assert migrate(url) == shipped_migrations()
+    assert not _diff(first, schema_of(url))
