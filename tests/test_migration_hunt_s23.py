@@ -250,6 +250,48 @@ def _fill(store: Any) -> dict[str, str]:
     return ids
 
 
+def _totals_at(url: str, keep: str) -> None:
+    """The running totals of ``keep``'s schema (its triggers') against a recount of the rows, by SQL."""
+    from tests.test_queue_fairness import lanes_and_recount
+
+    pairs = [
+        (
+            "SELECT status, sum(generations), sum(file_bytes) FROM generation_totals"
+            " GROUP BY status HAVING sum(generations) <> 0 ORDER BY status",
+            "SELECT status, count(*), coalesce(sum(file_size_bytes), 0) FROM generations"
+            " GROUP BY status ORDER BY status",
+        ),
+        (
+            "SELECT sum(prompts), sum(uses) FROM prompt_totals",
+            "SELECT count(*), coalesce(sum(used_count), 0) FROM prompts",
+        ),
+        (
+            "SELECT model_name, status, sum(generations), sum(file_bytes) FROM generation_model_totals"
+            " GROUP BY model_name, status HAVING sum(generations) <> 0 ORDER BY model_name, status",
+            "SELECT model_name, status, count(*), coalesce(sum(file_size_bytes), 0) FROM generations"
+            " GROUP BY model_name, status ORDER BY model_name, status",
+        ),
+        (
+            "SELECT sum(generations), sum(file_bytes) FROM generation_day_totals",
+            "SELECT count(*), coalesce(sum(file_size_bytes), 0) FROM generations",
+        ),
+    ]
+    if keep >= "0011":
+        pairs.append(
+            (
+                "SELECT sum(renditions), sum(file_bytes) FROM rendition_totals",
+                "SELECT count(*), coalesce(sum(file_size_bytes), 0) FROM renditions",
+            )
+        )
+    for kept, recount in pairs:
+        assert [tuple(map(str, r)) for r in _sql(url, kept)] == [
+            tuple(map(str, r)) for r in _sql(url, recount)
+        ], (keep, kept)
+    if keep >= "0012":
+        lanes, recounted = lanes_and_recount(url)
+        assert lanes == recounted, keep
+
+
 def _pending(url: str) -> list[str]:
     return [str(r[0]) for r in _sql(url, "SELECT id FROM generations WHERE status = 'pending' ORDER BY id")]
 
@@ -276,6 +318,7 @@ def test_rows_written_at_an_older_schema_read_back_and_recount_after_migrating_u
         ids = _fill(store)
         assert_totals_are_a_recount(store)
     _rollback_after(url, keep)
+    _totals_at(url, keep)
     pending = _pending(url)
     now = "'2026-01-02 03:04:05+00'" if resolve(url).path is None else "1767323045000000"
     _sql(url, "DELETE FROM generations WHERE id = ?", [(pending[0],)])
@@ -292,6 +335,7 @@ def test_rows_written_at_an_older_schema_read_back_and_recount_after_migrating_u
     )
     _sql(url, "DELETE FROM renditions WHERE generation_id = ?", [(ids["done1"],)])
     _sql(url, "DELETE FROM generations WHERE id = ?", [(ids["done2"],)])  # its rendition goes with it
+    _totals_at(url, keep)
     migrate(url)
     with Store(url) as store:
         assert_totals_are_a_recount(store)
@@ -523,3 +567,50 @@ def test_migrate_gives_the_schema_yoyo_apply_gives_and_again_after_rolling_back_
     assert not [key for key in schema_of(url) if not key.startswith(("pragma ", "extension plpgsql"))]
     assert migrate(url) == shipped_migrations()
     assert not _diff(first, schema_of(url))
+
+
+def _open_at(url: str, kind: str, start: float) -> tuple[str, int]:
+    """In a worker process: at ``start`` (this machine's clock), open ``url`` migrating, as ``kind`` does."""
+    import asyncio
+    import time
+
+    from musicstore import AsyncStore, Store, migrate
+
+    time.sleep(max(0.0, start - time.time()))
+    if kind == "Store":
+        with Store(url, migrate=True) as store:
+            return kind, store.count_generations()
+    if kind == "AsyncStore":
+
+        async def count() -> int:
+            async with AsyncStore.open(url, migrate=True) as store:
+                return await store.count_generations()
+
+        return kind, asyncio.run(count())
+    return kind, len(migrate(url))
+
+
+def test_workers_starting_at_once_on_an_old_schema_with_rows_all_open_it(copier: Any) -> None:
+    """Six processes (Store and AsyncStore with migrate=True, migrate()) start at the same moment on a
+    database at the first schema holding rows: one applies the migrations, every store opens it and reads
+    every row, the totals a recount."""
+    import multiprocessing
+    import time
+
+    from musicstore import Store
+    from tests.test_totals import assert_totals_are_a_recount
+
+    url = copier()
+    for migration_id in shipped_migrations()[:2]:
+        _apply_one(url, migration_id)
+    _fill_first_schema(url, 2000)
+    start = time.time() + 3  # the spawned processes import musicstore meanwhile
+    kinds = ["Store", "AsyncStore", "migrate"] * 2
+    with multiprocessing.get_context("spawn").Pool(len(kinds)) as pool:
+        opened = pool.starmap(_open_at, [(url, kind, start) for kind in kinds])
+    stores = sorted(count for kind, count in opened if kind != "migrate")
+    assert stores == [2000] * 4
+    migrated = sorted(count for kind, count in opened if kind == "migrate")
+    assert migrated in ([0, 0], [0, len(shipped_migrations()) - 2])  # a store may have applied them
+    with Store(url) as store:
+        assert_totals_are_a_recount(store)
