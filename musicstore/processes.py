@@ -21,7 +21,8 @@ boot, ``-`` where unknown)."""
 
 def alive(pid: int) -> bool:
     """Whether a process ``pid`` runs on this machine (one of another user counts; so does a pid no process
-    can have, so that such a name is never taken for a dead one's)."""
+    can have, so that such a name is never taken for a dead one's). A zombie (ended, not yet reaped by its
+    parent: a killed child its parent has not waited for) runs nothing: not alive (Linux: ``/proc``)."""
     if not 0 < pid < 2**31:
         return True
     try:
@@ -30,7 +31,17 @@ def alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return _state(pid) not in ("Z", "X")
+
+
+def _state(pid: int) -> str:
+    """Process ``pid``'s state letter (``/proc/PID/stat``'s field 3: ``R``, ``S``, ``Z``...), or ``-``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "-"
+    fields = stat.rpartition(")")[2].split()
+    return fields[0] if fields else "-"
 
 
 def started(pid: int) -> str:

@@ -614,3 +614,48 @@ def test_workers_starting_at_once_on_an_old_schema_with_rows_all_open_it(copier:
     assert migrated in ([0, 0], [0, len(shipped_migrations()) - 2])  # a store may have applied them
     with Store(url) as store:
         assert_totals_are_a_recount(store)
+
+
+_HOLD_THE_LOCK = """
+import sys
+from yoyo import get_backend
+backend = get_backend(sys.argv[1])
+with backend.lock():
+    print("locked", flush=True)
+    sys.stdin.read()  # until killed
+"""
+
+
+def test_a_sqlite_migration_lock_of_a_killed_process_not_yet_reaped_is_dropped(tmp_path: Path) -> None:
+    """A process killed holding the migration lock stays a zombie until its parent reaps it (a supervisor, a
+    program that runs `musicstore migrate` and has not waited for it yet): migrate() took a zombie for a live
+    holder, waited lock_timeout and failed ('yoyo break-lock'). A zombie runs nothing: its lock is dropped,
+    as a gone process's is."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from musicstore import migrate
+
+    url = f"sqlite:///{tmp_path / 'zombie.db'}"
+    shipped = shipped_migrations()
+    for migration_id in shipped[:3]:
+        _apply_one(url, migration_id)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_LOCK, resolve(url).yoyo_url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        os.kill(holder.pid, signal.SIGKILL)  # not reaped: no wait() until the end
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{holder.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert migrate(url, lock_timeout=5) == shipped[3:]
+    finally:
+        holder.kill()
+        holder.wait()
