@@ -397,7 +397,15 @@ def test_a_migrate_interrupted_waiting_for_the_lock_leaves_another_hosts_lock_of
         assert child.stdin is not None
         child.stdin.write("go\n")
         child.stdin.flush()
-        time.sleep(3)  # it opens the database, finds migrations to apply and waits for the lock
+        deadline = time.monotonic() + 60
+        while not _sql(  # until it has tried the lock's row (its last statement names yoyo_lock)
+            empty_url,
+            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND query ILIKE '%yoyo_lock%'",
+        ):
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.02)
+        time.sleep(0.2)  # in its pause between two tries
         assert child.poll() is None
         child.send_signal(signal.SIGINT)
         _, err = child.communicate(timeout=60)
