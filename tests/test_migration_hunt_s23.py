@@ -527,6 +527,7 @@ def _killed_migrating(url: str, after: float) -> None:
 N_ROWS = 8_000  # the recount reads every prompt in one page (10,000 at most)
 
 
+@pytest.mark.slow
 def test_a_migrate_killed_at_any_point_leaves_a_schema_it_resumes_from(copier: Any) -> None:
     """``migrate()`` killed (SIGKILL: an OOM kill, a power cut) at several points of an upgrade from the
     first schema with rows: the migrations recorded are the first few shipped, the schema is exactly the one
@@ -598,6 +599,7 @@ def _open_at(url: str, kind: str, start: float) -> tuple[str, int]:
     return kind, len(migrate(url))
 
 
+@pytest.mark.slow
 def test_workers_starting_at_once_on_an_old_schema_with_rows_all_open_it(copier: Any) -> None:
     """Six processes (Store and AsyncStore with migrate=True, migrate()) start at the same moment on a
     database at the first schema holding rows: one applies the migrations, every store opens it and reads
