@@ -46,7 +46,8 @@ that keeps the ``WorkerReport``, as an operation of ``musicstore.ops`` is a gene
 step raised is thrown back into the plan, which decides what it means.
 
 The loops are here; the plan's steps and report in ``steps``, the job a handler runs in ``jobs``, the checks
-and a failed job's message in ``checks``: this package re-exports their names.
+and a failed job's message in ``checks`` (the names of these three re-exported here), ``handle_signals``'
+handlers in ``signals``.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ import asyncio
 import logging
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Generator, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Awaitable, Callable, Generator
+from contextlib import AbstractContextManager, suppress
 from typing import TYPE_CHECKING, Any
 
 from .. import validate, waiting
@@ -67,12 +68,9 @@ from ..ops.jobs import watching
 from ..store import Store
 from .checks import (
     MAX_ERROR_CHARS,
-    _catchable,
     _claim_options,
     _is_async_handler,
-    _leave,
     _misfit,
-    _Stopping,
     _store_fits,
     _task_cancelled,
     _uncut,
@@ -81,6 +79,7 @@ from .checks import (
     failure,
 )
 from .jobs import AsyncJob, Job
+from .signals import stopping_on
 from .steps import Claim, Fail, Handle, Pause, Plan, WorkerReport, WorkerStep
 
 if TYPE_CHECKING:
@@ -138,8 +137,7 @@ class _Loop:
         for wake in tuple(self._wakers):  # the pauses of an AsyncWorker (a Worker's waits on the event)
             wake()
 
-    @contextmanager
-    def handle_signals(self, *signals: signal.Signals) -> Iterator[None]:
+    def handle_signals(self, *signals: signal.Signals) -> AbstractContextManager[None]:
         """SIGTERM and SIGINT (or ``signals``) call ``stop()`` inside the block; the handlers before are put
         back after it. Nested blocks of several workers (``AsyncWorker``s gathered) stop them all, whichever
         block is left first (one left while a later one is still in, as a gathered worker's run ends first,
@@ -147,22 +145,7 @@ class _Loop:
         the first found). Main thread only (Python's rule for signal handlers; an ``AsyncWorker`` runs its
         loop there, as ``asyncio.run`` does). A signal no handler can catch (SIGKILL, SIGSTOP, no signal at
         all), or a thread other than the main one, is ``InvalidInput``, with every handler left as it was."""
-        wanted = dict.fromkeys(_catchable(sig) for sig in signals or (signal.SIGTERM, signal.SIGINT))
-        if threading.current_thread() is not threading.main_thread():
-            raise InvalidInput(
-                "handle_signals works in the main thread only (Python's rule for signal handlers); "
-                "call worker.stop() from this thread instead"
-            )
-
-        mine: dict[int, _Stopping] = {}
-        try:
-            for sig in wanted:
-                mine[sig] = _Stopping(self.stop, signal.getsignal(sig))
-                signal.signal(sig, mine[sig])
-            yield
-        finally:
-            for sig, handler in mine.items():
-                _leave(sig, handler)
+        return stopping_on(self.stop, signals)
 
     def plan(self, max_jobs: int | None = None) -> Plan:
         """The loop's decisions as steps, for ``run`` to answer: claim (waiting for work) until stopped or

@@ -1,16 +1,14 @@
 """What the worker loop (``musicstore.worker``) checks and says: a failed job's message (:func:`failure`,
-re-exported), a handler's result its loop cannot run, ``claim_options``, the signals ``handle_signals`` may
-catch and the handler it installs, and whether a handler is an ``async def``."""
+re-exported), a handler's result its loop cannot run, ``claim_options``, and whether a handler is an ``async
+def`` (the signals ``handle_signals`` catches are ``signals``')."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import inspect
-import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from contextlib import suppress
-from types import FrameType
 from typing import Any
 
 from .. import validate
@@ -130,44 +128,6 @@ def _claim_options(options: object, lease_seconds: float | None) -> tuple[dict[s
             )
         lease_seconds = lease
     return checked, DEFAULT_LEASE_SECONDS if lease_seconds is None else lease_seconds
-
-
-class _Stopping:
-    """``handle_signals``' handler: stops its worker, and the workers of the blocks it is nested in (the
-    handler it replaced, when one of these), so that one SIGTERM stops every worker of the process."""
-
-    def __init__(self, stop: Callable[[], None], replaced: Any) -> None:
-        self.stop, self.replaced = stop, replaced
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self.stop()
-        if isinstance(self.replaced, _Stopping):
-            self.replaced(signum, frame)
-
-
-def _leave(sig: int, handler: _Stopping) -> None:
-    """Take ``handler`` (a ``handle_signals`` block's, left now) out of ``sig``'s handlers: when a later
-    block's handler (still in) replaced it, splice it out of that chain, so that the later block still stops
-    its worker and, when left, puts back what this one found; else put back the handler it replaced."""
-    current = signal.getsignal(sig)
-    while isinstance(current, _Stopping) and current is not handler:
-        if current.replaced is handler:
-            current.replaced = handler.replaced
-            return
-        current = current.replaced
-    signal.signal(sig, handler.replaced)
-
-
-_UNCATCHABLE = {getattr(signal, name) for name in ("SIGKILL", "SIGSTOP") if hasattr(signal, name)}
-
-
-def _catchable(sig: object) -> int:
-    """``sig`` if a handler can catch it (``handle_signals``), else InvalidInput."""
-    if isinstance(sig, bool) or not isinstance(sig, int) or sig not in signal.valid_signals():
-        raise InvalidInput(f"handle_signals takes signals such as signal.SIGTERM, got {sig!r}")
-    if sig in _UNCATCHABLE:
-        raise InvalidInput(f"handle_signals cannot catch {signal.Signals(sig).name}: no process can")
-    return sig
 
 
 def _store_fits(store: object, awaited: bool) -> None:
