@@ -79,7 +79,7 @@ from .checks import (
     failure,
 )
 from .jobs import AsyncJob, Job
-from .signals import stopping_on
+from .signals import CtrlC, put_back, stopping_on
 from .steps import Claim, Fail, Handle, Pause, Plan, WorkerReport, WorkerStep
 
 if TYPE_CHECKING:
@@ -288,25 +288,37 @@ class Worker(_Loop):
             raise InvalidInput("handler is an async function: run it with AsyncWorker on an AsyncStore")
         self.store = store
         self.handler = handler
+        self._ctrl_c = CtrlC()
+        self._in_hand: Generation | None = None  # in ``run``: the claimed job, until the next claim
 
     def run(self, *, max_jobs: int | None = None) -> WorkerReport:
-        """Claim and run jobs until ``stop()`` (or ``max_jobs`` claims); returns what happened to them."""
+        """Claim and run jobs until ``stop()`` (or ``max_jobs`` claims); returns what happened to them.
+        Ctrl-C (``KeyboardInterrupt``, outside ``handle_signals``) puts the job in hand back, then is raised
+        (held meanwhile by a claim's or a fail's write, so that neither is cut off unknown: ``CtrlC``)."""
         steps = self.plan(max_jobs)
-        try:
-            step = next(steps)
-            while True:
-                try:
-                    value = self._answer(step)
-                except Exception as exc:
-                    step = steps.throw(exc)
-                except asyncio.CancelledError as exc:  # from the handler (asyncio.run in it): its error
-                    if not isinstance(step, Handle):
-                        raise
-                    step = steps.throw(exc)
-                else:
-                    step = steps.send(value)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        with CtrlC.during_run() as self._ctrl_c:
+            try:
+                step = next(steps)
+                while True:
+                    if isinstance(step, Claim):  # the job before is over: a Ctrl-C now has none to put back
+                        self._in_hand = None
+                    try:
+                        value = self._answer(step)
+                    except Exception as exc:
+                        step = steps.throw(exc)
+                    except asyncio.CancelledError as exc:  # from the handler (asyncio.run in it): its error
+                        if not isinstance(step, Handle):
+                            raise
+                        step = steps.throw(exc)
+                    else:
+                        step = steps.send(value)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            except KeyboardInterrupt:
+                if self._in_hand is not None:  # claimed, not yet over: back in the queue
+                    with self._ctrl_c.held():
+                        put_back(self.store, self._in_hand, self.worker_id)
+                raise
 
     def _answer(self, step: WorkerStep) -> Any:
         if isinstance(step, Claim):
@@ -315,13 +327,20 @@ class Worker(_Loop):
             return self._run_handler(Job(step.generation, self))
         if isinstance(step, Pause):
             return self._stop.wait(step.seconds)
-        return self.store.fail(step.generation_id, step.message, **step.options)
+        with self._ctrl_c.held():
+            return self.store.fail(step.generation_id, step.message, **step.options)
 
     def _claim(self, step: Claim) -> Generation | None:
         store, worker_id, options = self.store, step.worker_id, step.options
         waiting.outside_transaction(store, "Worker.run")
         steps = waiting.until(waiting.claimed, self._stop.is_set, most=WAIT_SLICE_SECONDS)
-        return waiting.wait(store, waiting.WORK, steps, lambda: store.claim_next(worker_id, **options))
+
+        def claim() -> Generation | None:
+            with self._ctrl_c.held():  # a Ctrl-C as it commits: raised once the job is known, to put back
+                self._in_hand = store.claim_next(worker_id, **options)
+            return self._in_hand
+
+        return waiting.wait(store, waiting.WORK, steps, claim)
 
 
 class AsyncWorker(_Loop):

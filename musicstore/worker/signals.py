@@ -1,17 +1,20 @@
 """The signals of a worker loop (``musicstore.worker``): ``handle_signals``' block, in which SIGTERM and
 SIGINT (or the signals given) call the worker's ``stop()``, the handler it installs and how a block left
-takes it out again."""
+takes it out again; and Ctrl-C of a ``Worker`` run without that block (``CtrlC``, ``put_back``)."""
 
 from __future__ import annotations
 
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import Any
 
 from ..errors import InvalidInput
+from ..models import Generation
+
+PUT_BACK = "the worker was interrupted (KeyboardInterrupt) with the job in hand: put back in the queue"
 
 
 @contextmanager
@@ -35,6 +38,60 @@ def stopping_on(stop: Callable[[], None], signals: tuple[signal.Signals, ...]) -
     finally:
         for sig, handler in mine.items():
             _leave(sig, handler)
+
+
+class CtrlC:
+    """A ``Worker.run``'s SIGINT: ``KeyboardInterrupt`` at once, as Python's default handler raises it, except
+    inside ``held`` (a claim's or a fail's write, a put-back), where it is noted and raised as the block
+    ends, the write done: the loop then knows the job it claimed, to put back (``put_back``). Only where
+    ``during_run`` could install it (the main thread, SIGINT at Python's default handler); elsewhere a
+    ``KeyboardInterrupt`` can only come from the handler, and ``held`` holds nothing."""
+
+    def __init__(self) -> None:
+        self.holding = 0
+        self.noted = False
+
+    @classmethod
+    @contextmanager
+    def during_run(cls) -> Iterator[CtrlC]:
+        ctrl_c = cls()
+        if (
+            threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        ):  # handle_signals' block (SIGINT stops the worker), another handler, or no signal reaches here
+            yield ctrl_c
+            return
+        signal.signal(signal.SIGINT, ctrl_c._interrupted)
+        try:
+            yield ctrl_c
+        finally:
+            if signal.getsignal(signal.SIGINT) == ctrl_c._interrupted:  # as it was, unless changed since
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _interrupted(self, signum: int, frame: FrameType | None) -> None:
+        if not self.holding:
+            raise KeyboardInterrupt
+        self.noted = True
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        self.holding += 1
+        try:
+            yield
+        finally:
+            self.holding -= 1
+            if self.noted and not self.holding:
+                self.noted = False
+                raise KeyboardInterrupt  # the write is over (done, or raised: this replaces its error)
+
+
+def put_back(store: Any, job: Generation, worker_id: str) -> None:
+    """Put ``job``, claimed by ``worker_id``, back in the queue: pending at once, whatever attempts remain
+    (its attempt counted, as for an expired lease), unless it is no longer processing for ``worker_id``
+    (the handler completed or failed it, or it was cancelled: nothing is written). A put-back that fails
+    (busy, the connection lost) leaves the job to its lease."""
+    with suppress(Exception):
+        store.fail(job.id, PUT_BACK, max_attempts=job.attempts + 1, worker_id=worker_id)
 
 
 class _Stopping:

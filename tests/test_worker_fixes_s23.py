@@ -1,0 +1,122 @@
+"""Regressions fixed in the worker loop (session 23), both backends:
+
+- a ``Worker`` run without ``handle_signals`` and interrupted (Ctrl-C: ``KeyboardInterrupt``) while its
+  handler ran, or as its claim committed, ended with the job left processing, its handler gone, until its
+  lease expired; it now puts the job back in the queue (pending at once, whatever attempts remain) and
+  re-raises the ``KeyboardInterrupt``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from musicstore import Generation, Status, Store
+from musicstore.worker import Job, Worker
+from tests.conftest import new_job
+
+_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+def _put_back(db_url: str, job: Generation) -> None:
+    """``job`` is pending again, claimable at once, with no worker, its interruption kept as its error."""
+    with Store(db_url) as store:
+        row = store.get_generation(job.id)
+        assert row is not None and row.status is Status.PENDING and row.worker_id is None, row
+        assert row.run_after is None and "interrupted" in str(row.error_message)
+        assert store.claim_next("next") is not None  # claimable now, even after its last attempt
+
+
+def test_a_handler_interrupted_by_ctrl_c_has_its_job_put_back_and_run_raises(db_url: str) -> None:
+    with Store(db_url) as store:
+        job = new_job(store)
+        started: list[str] = []
+
+        def handler(job: Job) -> None:
+            started.append(job.id)
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: Python's default handler raises KeyboardInterrupt
+            time.sleep(30)
+
+        with pytest.raises(KeyboardInterrupt):
+            Worker(store, "gpu-0", handler, max_attempts=1).run()  # its last attempt: put back all the same
+        assert started == [job.id]
+    _put_back(db_url, job)
+
+
+def test_a_handler_raising_keyboard_interrupt_after_completing_its_job_leaves_it_completed(
+    db_url: str,
+) -> None:
+    with Store(db_url) as store:
+        job = new_job(store)
+
+        def handler(job: Job) -> None:
+            store.complete_generation(job.id, file_path="a.wav", file_size_bytes=1, worker_id="gpu-0")
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            Worker(store, "gpu-0", handler).run()
+        row = store.get_generation(job.id)
+        assert row is not None and row.status is Status.COMPLETED and row.error_message is None
+
+
+class _InterruptedAsItClaims(Store):
+    """A store whose claim is hit by Ctrl-C just after it committed, before it returned to the worker."""
+
+    def claim_next(self, worker_id: str, **options: Any) -> Generation | None:
+        claimed = super().claim_next(worker_id, **options)
+        if claimed is not None:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)  # KeyboardInterrupt here, unless the worker holds it until the claim is its
+        return claimed
+
+
+def test_ctrl_c_as_the_claim_commits_puts_the_claimed_job_back_and_run_raises(db_url: str) -> None:
+    with _InterruptedAsItClaims(db_url) as store:
+        job = new_job(store)
+        ran: list[str] = []
+        with pytest.raises(KeyboardInterrupt):
+            Worker(store, "gpu-0", lambda job: ran.append(job.id)).run()
+        assert ran == []  # the handler does not run: the interrupt ends the loop
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    _put_back(db_url, job)
+
+
+_WORKER = """
+import sys, time
+from musicstore import Store
+from musicstore.worker import Worker
+
+def handler(job):
+    print("running", job.id, flush=True)
+    time.sleep(60)
+
+with Store(sys.argv[1]) as store:
+    Worker(store, "gpu-0", handler).run()
+"""
+
+
+def test_a_worker_process_sent_sigint_puts_its_job_back_and_exits_with_keyboard_interrupt(
+    db_url: str,
+) -> None:
+    with Store(db_url) as store:
+        job = new_job(store)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _WORKER, db_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_ENV,
+    )  # fmt: skip
+    try:
+        assert worker.stdout is not None
+        assert worker.stdout.readline().split() == ["running", job.id]
+        worker.send_signal(signal.SIGINT)
+        _, err = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode != 0 and "KeyboardInterrupt" in err, err
+    _put_back(db_url, job)
