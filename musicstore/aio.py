@@ -168,6 +168,8 @@ class AsyncStore(Driver, AsyncOperations):
         self.url: DatabaseURL = resolve(url)
         self._connect(async_connector(self.url, busy_timeout=busy_timeout, pool_size=pool_size), clock)
         self._direct: dict[Operation[Any, Any], Callable[..., Any]] = {}
+        self._claims: set[asyncio.Future[None]] = set()  # in flight (``_claim``): ``close`` waits for them
+        self._busy_timeout = busy_timeout
 
     @classmethod
     def open(
@@ -211,9 +213,16 @@ class AsyncStore(Driver, AsyncOperations):
         await self.close()
 
     async def close(self) -> None:
-        """Close the store's connections (idle ones; a connection in use is closed by ``close`` later)."""
-        await self._connector.close()
-        await waiting.close_async(self)
+        """Close the store's connections (idle ones; a connection in use is closed by ``close`` later), once
+        the claims in flight are over (``_claim``: a cancelled one puts back the jobs it took), up to twice
+        ``busy_timeout`` (the claim's wait, its put-back's)."""
+        loop = asyncio.get_running_loop()
+        try:
+            if claims := [claim for claim in self._claims if claim.get_loop() is loop]:
+                await asyncio.wait(claims, timeout=2 * self._busy_timeout)
+        finally:
+            await self._connector.close()
+            await waiting.close_async(self)
 
     async def claim_next(
         self, worker_id: str, *, wait: float | None = None, **options: Any
@@ -352,7 +361,8 @@ class AsyncStore(Driver, AsyncOperations):
         a connection, SQLite's writer lock or its statement), it is cancelled too and rolls back; after, it is
         waited for and the jobs it took are put back in the queue (a retry: the attempt counted, as
         ``AsyncWorker`` puts back a job its claim took as its task was cancelled), then ``CancelledError``."""
-        claim = asyncio.ensure_future(claiming)
+        claim, over = asyncio.ensure_future(claiming), asyncio.get_running_loop().create_future()
+        self._claims.add(over)
         try:
             return await asyncio.shield(claim)
         except asyncio.CancelledError:
@@ -366,6 +376,9 @@ class AsyncStore(Driver, AsyncOperations):
                 with suppress(Exception):  # a put-back that fails (cancelled meanwhile, busy): its lease
                     await self.fail(job.id, _PUT_BACK, max_attempts=job.attempts + 1, worker_id=job.worker_id)
             raise
+        finally:
+            self._claims.discard(over)
+            over.set_result(None)
 
     @asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncTransaction]:

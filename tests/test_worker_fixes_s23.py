@@ -3,22 +3,30 @@
 - a ``Worker`` run without ``handle_signals`` and interrupted (Ctrl-C: ``KeyboardInterrupt``) while its
   handler ran, or as its claim committed, ended with the job left processing, its handler gone, until its
   lease expired; it now puts the job back in the queue (pending at once, whatever attempts remain) and
-  re-raises the ``KeyboardInterrupt``.
+  re-raises the ``KeyboardInterrupt``;
+- an ``AsyncStore`` claim (``AsyncWorker``'s, or ``claim_next``/``claim_batch`` awaited directly) whose task
+  was cancelled as it committed, followed at once by ``AsyncStore.close()`` (as a service's shutdown does):
+  the put-back of the jobs it took found the store closed, and they stayed processing until their lease
+  expired; ``close()`` now waits for claims in flight, and their put-backs, first (a bounded wait).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 
 from musicstore import Generation, Status, Store
-from musicstore.worker import Job, Worker
+from musicstore.aio import AsyncStore
+from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker
 from tests.conftest import new_job
 
 _ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -120,3 +128,52 @@ def test_a_worker_process_sent_sigint_puts_its_job_back_and_exits_with_keyboard_
             worker.kill()
     assert worker.returncode != 0 and "KeyboardInterrupt" in err, err
     _put_back(db_url, job)
+
+
+def _pause_after_commit(store: AsyncStore, committed: asyncio.Event) -> None:
+    """Each write's transaction waits a moment after its COMMIT returned: the result on its way back to the
+    awaiting task, where a cancel of that task lands (as ``tests/test_aio_fixes_s22.py`` does)."""
+    transaction = store._connector.transaction
+
+    @asynccontextmanager
+    async def paused(conn: Any, **options: Any) -> AsyncIterator[None]:
+        async with transaction(conn, **options):
+            yield
+        committed.set()
+        await asyncio.sleep(0.05)
+
+    store._connector.transaction = paused
+
+
+async def _never(job: AsyncJob) -> None:
+    raise AssertionError("the handler of a job whose claim was cancelled ran")
+
+
+CLAIMS: dict[str, Callable[[AsyncStore], Awaitable[object]]] = {
+    "claim_next": lambda store: store.claim_next("gpu-0"),
+    "claim_batch": lambda store: store.claim_batch("gpu-0", 3),
+    "AsyncWorker": lambda store: AsyncWorker(store, "gpu-0", _never).run(),
+}
+
+
+@pytest.mark.parametrize("how", list(CLAIMS))
+def test_a_claim_cancelled_as_it_commits_then_the_store_closed_at_once_still_puts_its_jobs_back(
+    db_url: str, how: str
+) -> None:
+    async def main() -> None:
+        store = await AsyncStore.open(db_url)
+        for i in range(2):
+            await store.create_generation(f"job {i}", model_name="m", duration_seconds=8)
+        committed = asyncio.Event()
+        _pause_after_commit(store, committed)
+        task = asyncio.ensure_future(CLAIMS[how](store))
+        await committed.wait()
+        task.cancel()
+        await store.close()  # at once: the cancelled task has not run since
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    with Store(db_url) as store:
+        assert store.count_generations(status=Status.PROCESSING) == 0
+        assert store.count_generations(status=Status.PENDING) == 2
