@@ -3,7 +3,7 @@
 - a ``Worker`` run without ``handle_signals`` and interrupted (Ctrl-C: ``KeyboardInterrupt``) while its
   handler ran, or as its claim committed, ended with the job left processing, its handler gone, until its
   lease expired; it now puts the job back in the queue (pending at once, whatever attempts remain) and
-  re-raises the ``KeyboardInterrupt``;
+  re-raises the ``KeyboardInterrupt`` (a handler's ``sys.exit()``, ``SystemExit``, likewise);
 - an ``AsyncStore`` claim (``AsyncWorker``'s, or ``claim_next``/``claim_batch`` awaited directly) whose task
   was cancelled as it committed, followed at once by ``AsyncStore.close()`` (as a service's shutdown does):
   the put-back of the jobs it took found the store closed, and they stayed processing until their lease
@@ -54,6 +54,15 @@ def test_a_handler_interrupted_by_ctrl_c_has_its_job_put_back_and_run_raises(db_
         with pytest.raises(KeyboardInterrupt):
             Worker(store, "gpu-0", handler, max_attempts=1).run()  # its last attempt: put back all the same
         assert started == [job.id]
+    _put_back(db_url, job)
+
+
+def test_a_handler_that_exits_the_process_has_its_job_put_back_and_run_raises(db_url: str) -> None:
+    """``sys.exit()`` in the handler (SystemExit) ends the process as Ctrl-C does: the job is put back."""
+    with Store(db_url) as store:
+        job = new_job(store)
+        with pytest.raises(SystemExit):
+            Worker(store, "gpu-0", lambda job: sys.exit(3)).run()
     _put_back(db_url, job)
 
 

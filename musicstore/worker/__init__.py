@@ -293,8 +293,8 @@ class Worker(_Loop):
 
     def run(self, *, max_jobs: int | None = None) -> WorkerReport:
         """Claim and run jobs until ``stop()`` (or ``max_jobs`` claims); returns what happened to them.
-        Ctrl-C (``KeyboardInterrupt``, outside ``handle_signals``) puts the job in hand back, then is raised
-        (held meanwhile by a claim's or a fail's write, so that neither is cut off unknown: ``CtrlC``)."""
+        Ctrl-C (``KeyboardInterrupt``, outside ``handle_signals``; or ``SystemExit``) puts the job in hand
+        back, then is raised (held by a claim's or a fail's write, so that neither is cut off: ``CtrlC``)."""
         steps = self.plan(max_jobs)
         with CtrlC.during_run() as self._ctrl_c:
             try:
@@ -314,10 +314,10 @@ class Worker(_Loop):
                         step = steps.send(value)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or sys.exit() in the handler
                 if self._in_hand is not None:  # claimed, not yet over: back in the queue
                     with self._ctrl_c.held():
-                        put_back(self.store, self._in_hand, self.worker_id)
+                        put_back(self.store, self._in_hand, self.worker_id, exc)
                 raise
 
     def _answer(self, step: WorkerStep) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import InvalidInput
 from ..models import Generation
 
-PUT_BACK = "the worker was interrupted (KeyboardInterrupt) with the job in hand: put back in the queue"
+PUT_BACK = "the worker was interrupted ({}) with the job in hand: put back in the queue"
 
 
 @contextmanager
@@ -85,13 +85,14 @@ class CtrlC:
                 raise KeyboardInterrupt  # the write is over (done, or raised: this replaces its error)
 
 
-def put_back(store: Any, job: Generation, worker_id: str) -> None:
-    """Put ``job``, claimed by ``worker_id``, back in the queue: pending at once, whatever attempts remain
-    (its attempt counted, as for an expired lease), unless it is no longer processing for ``worker_id``
-    (the handler completed or failed it, or it was cancelled: nothing is written). A put-back that fails
-    (busy, the connection lost) leaves the job to its lease."""
+def put_back(store: Any, job: Generation, worker_id: str, why: BaseException) -> None:
+    """Put ``job``, claimed by ``worker_id``, back in the queue, ``why`` (the interrupt) named in its error:
+    pending at once, whatever attempts remain (its attempt counted, as for an expired lease), unless it is no
+    longer processing for ``worker_id`` (the handler completed or failed it, or it was cancelled: nothing is
+    written). A put-back that fails (busy, the connection lost) leaves the job to its lease."""
     with suppress(Exception):
-        store.fail(job.id, PUT_BACK, max_attempts=job.attempts + 1, worker_id=worker_id)
+        message = PUT_BACK.format(type(why).__name__)
+        store.fail(job.id, message, max_attempts=job.attempts + 1, worker_id=worker_id)
 
 
 class _Stopping:
