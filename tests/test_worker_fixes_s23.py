@@ -165,12 +165,23 @@ CLAIMS: dict[str, Callable[[AsyncStore], Awaitable[object]]] = {
 }
 
 
+class _SlowToFail(AsyncStore):
+    """A store whose ``fail`` (a put-back's) takes a few event-loop turns before it starts, as one waiting
+    for a pooled connection does."""
+
+    async def fail(self, *args: Any, **kwargs: Any) -> Any:
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return await super().fail(*args, **kwargs)
+
+
+@pytest.mark.parametrize("slow", [False, True])
 @pytest.mark.parametrize("how", list(CLAIMS))
 def test_a_claim_cancelled_as_it_commits_then_the_store_closed_at_once_still_puts_its_jobs_back(
-    db_url: str, how: str
+    db_url: str, how: str, slow: bool
 ) -> None:
     async def main() -> None:
-        store = await AsyncStore.open(db_url)
+        store = await (_SlowToFail if slow else AsyncStore).open(db_url)
         for i in range(2):
             await store.create_generation(f"job {i}", model_name="m", duration_seconds=8)
         committed = asyncio.Event()

@@ -61,8 +61,11 @@ async def _uncut(claiming: Awaitable[Generation | None], store: Any, worker_id: 
     claim is a write whose commit may land after the cancel (a thread's SQLite statement, a PostgreSQL round
     trip), the row then left processing with no handler until its lease expired. Cancelled, the task waits
     for the claim and puts a job it took back in the queue (a retry: its attempt counted, as an expired
-    lease's), then ends with the ``CancelledError``."""
-    claim = asyncio.ensure_future(claiming)
+    lease's), then ends with the ``CancelledError``. An ``AsyncStore``'s ``close()`` waits for the claim and
+    its put-back (``AsyncStore._claims``, as for its own claims), even called right after the cancel."""
+    claim, over = asyncio.ensure_future(claiming), asyncio.get_running_loop().create_future()
+    in_flight: set[Any] = getattr(store, "_claims", set())
+    in_flight.add(over)
     try:
         return await asyncio.shield(claim)
     except asyncio.CancelledError:
@@ -74,6 +77,9 @@ async def _uncut(claiming: Awaitable[Generation | None], store: Any, worker_id: 
             with suppress(Exception):
                 await store.fail(claimed.id, why, max_attempts=claimed.attempts + 1, worker_id=worker_id)
         raise
+    finally:
+        in_flight.discard(over)
+        over.set_result(None)
 
 
 async def _unswallowed(handling: Awaitable[Any]) -> Any:
