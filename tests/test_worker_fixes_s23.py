@@ -7,12 +7,17 @@
 - an ``AsyncStore`` claim (``AsyncWorker``'s, or ``claim_next``/``claim_batch`` awaited directly) whose task
   was cancelled as it committed, followed at once by ``AsyncStore.close()`` (as a service's shutdown does):
   the put-back of the jobs it took found the store closed, and they stayed processing until their lease
-  expired; ``close()`` now waits for claims in flight, and their put-backs, first (a bounded wait).
+  expired; ``close()`` now waits for claims in flight, and their put-backs, first (a bounded wait);
+- a handler that returned without completing, failing or retrying its job (it forgot, or returned early)
+  had the job counted ``done`` and the row left processing until its lease expired, silently; the contract
+  stands, and the worker now logs a WARNING naming the job (it knows from the writes of this process whether
+  the handler ended it: no read of the row).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -26,7 +31,7 @@ import pytest
 
 from musicstore import Generation, Status, Store
 from musicstore.aio import AsyncStore
-from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker
+from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
 from tests.conftest import new_job
 
 _ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -197,3 +202,83 @@ def test_a_claim_cancelled_as_it_commits_then_the_store_closed_at_once_still_put
     with Store(db_url) as store:
         assert store.count_generations(status=Status.PROCESSING) == 0
         assert store.count_generations(status=Status.PENDING) == 2
+
+
+def _run(db_url: str, loop: str, handler: Any, **options: Any) -> WorkerReport:
+    """One job run by ``handler`` (a plain function of the job id and a store of the loop's kind)."""
+    if loop == "sync":
+        with Store(db_url) as store:
+            return Worker(store, "gpu-0", lambda job: handler(job, store), **options).run(max_jobs=1)
+
+    async def main() -> WorkerReport:
+        async with AsyncStore.open(db_url) as astore:
+
+            async def run(job: AsyncJob) -> None:
+                result = handler(job, astore)
+                if asyncio.iscoroutine(result):
+                    await result
+
+            return await AsyncWorker(astore, "gpu-0", run, **options).run(max_jobs=1)
+
+    return asyncio.run(main())
+
+
+_UNFINISHED = "returned without completing or failing"
+
+
+@pytest.mark.parametrize("loop", ["sync", "async"])
+def test_a_handler_that_returns_with_its_job_unfinished_is_warned_of_the_job_counted_done_as_before(
+    db_url: str, loop: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The contract stands (a handler's return means done, the job left to its lease), and the worker now
+    says so at WARNING, naming the job: a handler that forgot to complete its job is found in the log."""
+    with Store(db_url) as store:
+        job = new_job(store)
+    with caplog.at_level(logging.WARNING, logger="musicstore.worker"):
+        report = _run(db_url, loop, lambda job, store: None)
+    assert report == WorkerReport(done=1)
+    warned = [r for r in caplog.records if _UNFINISHED in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING and job.id in warned[0].getMessage()
+    with Store(db_url) as store:
+        row = store.get_generation(job.id)
+        assert row is not None and row.status is Status.PROCESSING and row.worker_id == "gpu-0"
+
+
+def _in_another_process(db_url: str, call: str) -> None:
+    code = f"from musicstore import Store\nwith Store({db_url!r}) as store:\n    store.{call}\n"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=_ENV)
+
+
+def _complete(job: Job | AsyncJob, store: Any) -> Any:
+    return store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=1, worker_id="gpu-0")
+
+
+@pytest.mark.parametrize("loop", ["sync", "async"])
+def test_a_handler_that_completes_its_job_in_this_process_is_counted_done_without_a_warning(
+    db_url: str, loop: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Completed through the worker's store or through another store of this process: both writes are
+    seen, so no warning; completed by another process: done too,
+    with the warning (the worker reads no row)."""
+    for how in ("same store", "other store", "other process"):
+        with Store(db_url) as store:
+            job = new_job(store)
+
+        def handler(job: Job | AsyncJob, store: Any, how: str = how) -> Any:
+            if how == "same store":
+                return _complete(job, store)
+            if how == "other store":
+                with Store(db_url) as other:
+                    return _complete(job, other)
+            _in_another_process(db_url, f"complete_generation({job.id!r}, file_path='a.wav', "
+                                "file_size_bytes=1, worker_id='gpu-0')")  # fmt: skip
+            return None
+
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="musicstore.worker"):
+            assert _run(db_url, loop, handler) == WorkerReport(done=1)
+        warned = [r for r in caplog.records if _UNFINISHED in r.getMessage()]
+        assert len(warned) == (1 if how == "other process" else 0), how
+        with Store(db_url) as store:
+            row = store.get_generation(job.id)
+            assert row is not None and row.status is Status.COMPLETED and row.error_message is None

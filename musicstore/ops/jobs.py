@@ -185,6 +185,7 @@ def complete_generation(
     )
     if changed != 1:
         raise (yield from _explain(gid, "completed", worker))
+    _ended({"id": gid, "worker_id": worker}, Status.COMPLETED)
     current.status, current.completed_at, current.lease_expires_at = Status.COMPLETED, now, None
     current.file_path, current.file_size_bytes, current.generation_time_seconds = path, size, seconds
     current.metadata = validate.stored_metadata(merged, encoded) if metadata else merged
@@ -194,11 +195,12 @@ def complete_generation(
 
 @dataclass(slots=True)
 class Attempt:
-    """A claimed generation's run by ``worker_id`` in this process (``watching``) and what a ``fail`` made
-    of it meanwhile, from any thread or task of this process: ``ended`` pending (a retry) or failed, None
-    while no ``fail`` of this attempt matched its row. A worker's handler that retried or failed its own job
-    is known by it, which the row cannot tell once the attempt is over (a retry clears the row's worker, as
-    ``requeue_expired`` does; ``fail_expired`` keeps it, as a handler's ``fail`` does)."""
+    """A claimed generation's run by ``worker_id`` in this process (``watching``) and what a ``fail`` or a
+    ``complete_generation`` made of it meanwhile, from any thread or task of this process: ``ended`` pending
+    (a retry), failed or completed, None while no such write of this attempt matched its row. A worker's
+    handler that retried or failed its own job is known by it, which the row cannot tell once the attempt is
+    over (a retry clears the row's worker, as ``requeue_expired`` does; ``fail_expired`` keeps it, as a
+    handler's ``fail`` does), and one that returned leaving its job unfinished (no write noted)."""
 
     generation_id: str
     worker_id: str
@@ -212,10 +214,11 @@ _ATTEMPTS_LOCK = threading.Lock()
 
 @contextmanager
 def watching(generation_id: str, worker_id: str) -> Iterator[Attempt]:
-    """Watch ``worker_id``'s attempt at ``generation_id`` inside the block: a ``fail`` of this process that
-    moves the row from processing (``worker_id``'s, or with no worker id given) is noted in the ``Attempt``
-    (the first one: a later fail is another attempt's). Noted as the write is made, in its transaction: a
-    ``fail`` inside a ``Store.transaction`` rolled back afterwards is noted all the same."""
+    """Watch ``worker_id``'s attempt at ``generation_id`` inside the block: a ``fail`` or
+    ``complete_generation`` of this process that moves the row from processing (``worker_id``'s, or with no
+    worker id given) is noted in the ``Attempt`` (the first one: a later write is another attempt's). Noted
+    as the write is made, in its transaction: one inside a ``Store.transaction`` rolled back afterwards is
+    noted all the same."""
     attempt = Attempt(generation_id, worker_id)
     with _ATTEMPTS_LOCK:
         _ATTEMPTS.setdefault(generation_id, []).append(attempt)
@@ -230,9 +233,9 @@ def watching(generation_id: str, worker_id: str) -> Iterator[Attempt]:
 
 
 def _ended(row: Params, status: Status) -> None:
-    """Note that ``fail`` moved ``row`` (its id and worker id) to ``status``, in the watched attempts it
-    ended (``watching``)."""
-    if not _ATTEMPTS:  # nothing watched: a fail outside a worker's handler
+    """Note that ``fail`` or ``complete_generation`` moved ``row`` (its id and worker id) to ``status``, in
+    the watched attempts it ended (``watching``)."""
+    if not _ATTEMPTS:  # nothing watched: a write outside a worker's handler
         return
     with _ATTEMPTS_LOCK:
         for attempt in _ATTEMPTS.get(row["id"], ()):

@@ -8,7 +8,8 @@ awaited. The handler does the work, reports progress through ``job.progress(...)
 the generation itself (``export_generation``, ``complete_generation``). What the worker does with the outcome:
 
 - the handler returns: the job is done (the handler completed it), or failed if the handler failed or retried
-  it itself (its own ``fail``, below);
+  it itself (its own ``fail``, below); one it returned with unfinished (no complete or fail of it noted, on
+  a ``Store``/``AsyncStore``) is logged at WARNING, counted done and left to its lease;
 - it raises ``Cancelled`` (the job was cancelled: its next written progress report or heartbeat says so) or
   ``LeaseLost`` (the job was taken back): the job is dropped as it stands, nothing is written (a
   ``LeaseLost`` saying this worker's job is completed, as a report after the handler completed it raises,
@@ -64,13 +65,14 @@ from .. import validate, waiting
 from ..errors import Cancelled, DatabaseBusy, InvalidInput, LeaseLost, NotFound
 from ..models import Generation, RetryPolicy, Status
 from ..ops import DEFAULT_MAX_ATTEMPTS
-from ..ops.jobs import watching
+from ..ops.jobs import Attempt, watching
 from ..store import Store
 from .checks import (
     MAX_ERROR_CHARS,
     _claim_options,
     _is_async_handler,
     _misfit,
+    _sees_writes,
     _store_fits,
     _task_cancelled,
     _uncut,
@@ -80,7 +82,7 @@ from .checks import (
 )
 from .jobs import AsyncJob, Job
 from .signals import CtrlC, put_back, stopping_on
-from .steps import Claim, Fail, Handle, Pause, Plan, WorkerReport, WorkerStep
+from .steps import Claim, Fail, Handle, Pause, Plan, WorkerReport, WorkerStep, count_lost
 
 if TYPE_CHECKING:
     from ..aio import AsyncStore
@@ -115,6 +117,7 @@ class _Loop:
         self._stop = threading.Event()
         self._wakers: set[Callable[[], None]] = set()
         self._misfit: InvalidInput | None = None  # raised by a handler's result its loop cannot run
+        self._seen = False  # whether a handler's complete or fail of its job is noted (``watching``)
 
     def _run_handler(self, job: Any) -> Any:
         """The handler's result for ``job``; InvalidInput for one this loop cannot run (``_misfit``): it
@@ -178,64 +181,43 @@ class _Loop:
                 except Cancelled:
                     report.cancelled += 1
                 except LeaseLost as lost:  # a report or heartbeat after the handler ended the job, too
-                    self._count_lost(report, lost, claimed.id, lost, attempt.ended)
+                    count_lost(report, self.worker_id, claimed.id, lost, error=lost, ended=attempt.ended)
                 except (Exception, asyncio.CancelledError) as exc:  # a CancelledError only the handler's own
                     log.error(
                         "worker %s: the handler of job %s raised %s", self.worker_id, claimed.id,
                         failure(exc), exc_info=exc,
                     )  # fmt: skip
-                    try:
-                        yield from self._fail(Fail(claimed.id, failure(exc), retry))
-                    except Cancelled:  # cancelled as it failed: the cancel stands
-                        report.cancelled += 1
-                    except LeaseLost as lost:  # the worker's fail noted nothing: it matched no row
-                        self._count_lost(report, lost, claimed.id, exc, attempt.ended)
-                    except NotFound:  # deleted (cancelled first) while it ran
-                        report.lost += 1
-                    else:
-                        report.failed += 1
+                    yield from self._fail_counted(report, Fail(claimed.id, failure(exc), retry), exc, attempt)
                     if exc is self._misfit:  # the wrong loop for this handler: every job would end alike
                         raise exc
-                else:  # done, unless the handler failed or retried the job itself (its own ``fail``)
-                    if attempt.ended is None:
+                else:  # done (as the handler said by returning), or failed by its own ``fail``
+                    if attempt.ended is None and self._seen:  # no complete or fail of it noted
+                        log.warning(
+                            "worker %s: the handler returned without completing or failing job %s in this "
+                            "process: unless another process ended it, it stays processing until its lease "
+                            "expires", self.worker_id, claimed.id,
+                        )  # fmt: skip
+                    if attempt.ended in (None, Status.COMPLETED):
                         report.done += 1
                     else:
                         report.failed += 1
         return report
 
-    def _count_lost(
-        self,
-        report: WorkerReport,
-        lost: LeaseLost,
-        generation_id: str,
-        error: BaseException,
-        ended: Status | None,
-    ) -> None:
-        """Count a job this worker no longer owns (``lost``: its handler's or its ``fail``'s) as it ended
-        before ``error`` (logged): done if ``lost`` finds it completed under this worker, failed if a
-        ``fail`` of this process ended this attempt while the handler ran (``ended``: pending, the handler
-        retried it itself, or failed), else lost: taken back (``requeue_expired``, which clears the worker's
-        id as a retry does, or fails the job keeping it as a ``fail`` does), or its worker's id changed."""
-        if lost.owner == self.worker_id and lost.current == Status.COMPLETED:
-            log.error(
-                "worker %s: job %s was completed already when its handler raised %s",
-                self.worker_id,
-                generation_id,
-                failure(error),
-            )
-            report.done += 1
-        elif ended is not None:
-            log.error(
-                "worker %s: the handler had %s job %s itself (now %s) when it raised %s",
-                self.worker_id,
-                "retried" if ended == Status.PENDING else "failed",
-                generation_id,
-                lost.current,
-                failure(error),
-            )
-            report.failed += 1
-        else:
+    def _fail_counted(
+        self, report: WorkerReport, step: Fail, error: BaseException, attempt: Attempt
+    ) -> Generator[WorkerStep, Any, None]:
+        """Fail the job (``step``) for ``error``, counted as that ends: failed, or cancelled, lost, or as the
+        job ended already (``count_lost``)."""
+        try:
+            yield from self._fail(step)
+        except Cancelled:  # cancelled as it failed: the cancel stands
+            report.cancelled += 1
+        except LeaseLost as lost:  # the worker's fail noted nothing: it matched no row
+            count_lost(report, self.worker_id, step.generation_id, lost, error=error, ended=attempt.ended)
+        except NotFound:  # deleted (cancelled first) while it ran
             report.lost += 1
+        else:
+            report.failed += 1
 
     def _fail(self, step: Fail) -> Generator[WorkerStep, Any, None]:
         """``step``, tried again after a pause while it waits past the busy timeout (``DatabaseBusy``: another
@@ -286,7 +268,7 @@ class Worker(_Loop):
         _yielding(handler)
         if _is_async_handler(handler):  # its jobs would be counted done, never run, left processing
             raise InvalidInput("handler is an async function: run it with AsyncWorker on an AsyncStore")
-        self.store = store
+        self.store, self._seen = store, _sees_writes(store)
         self.handler = handler
         self._ctrl_c = CtrlC()
         self._in_hand: Generation | None = None  # in ``run``: the claimed job, until the next claim
@@ -372,7 +354,7 @@ class AsyncWorker(_Loop):
         )
         _store_fits(store, awaited=True)
         _yielding(handler)
-        self.store = store
+        self.store, self._seen = store, _sees_writes(store)
         self.handler = handler
 
     async def run(self, *, max_jobs: int | None = None) -> WorkerReport:

@@ -150,6 +150,15 @@ def _store_fits(store: object, awaited: bool) -> None:
         )
 
 
+def _sees_writes(store: object) -> bool:
+    """Whether ``store`` is musicstore's ``Store`` or ``AsyncStore``, whose completes and fails a worker's
+    handler makes go through ``musicstore.ops`` (so the worker sees them: ``watching``). A store of another
+    class is taken at its handler's word: a job whose handler returned is done."""
+    from ..aio import AsyncStore  # not at import: the worker's module is imported by the store's users
+
+    return isinstance(store, (Store, AsyncStore))
+
+
 def _yielding(handler: object) -> None:
     """InvalidInput for a generator function handler (or a method, a ``functools.partial`` or an object's
     ``__call__`` of one), sync or async: calling it runs none of its body."""

@@ -1,14 +1,19 @@
 """The worker loop's plan (``musicstore.worker``, which re-exports these names): the steps it yields
 (:class:`Claim`, :class:`Handle`, :class:`Fail`, :class:`Pause`) and the report it keeps
-(:class:`WorkerReport`)."""
+(:class:`WorkerReport`, and how a job no longer the worker's is counted in it: :func:`count_lost`)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models import Generation
+from ..errors import LeaseLost
+from ..models import Generation, Status
+from .checks import failure
+
+log = logging.getLogger("musicstore.worker")  # the package's logger: the loop logs there
 
 
 @dataclass(slots=True)
@@ -64,3 +69,40 @@ WorkerStep = Claim | Handle | Fail | Pause
 
 
 Plan = Generator[WorkerStep, Any, WorkerReport]
+
+
+def count_lost(
+    report: WorkerReport,
+    worker_id: str,
+    generation_id: str,
+    lost: LeaseLost,
+    *,
+    error: BaseException,
+    ended: Status | None,
+) -> None:
+    """Count a job ``worker_id`` no longer owns (``lost``: its handler's or its ``fail``'s) as it ended
+    before ``error`` (logged): done if it was completed (``ended``, noted in this process, or ``lost`` finds
+    it completed under this worker), failed if a ``fail`` of this process ended this attempt while the
+    handler ran (``ended``: pending, the handler retried it itself, or failed), else lost: taken back
+    (``requeue_expired``, which clears the worker's id as a retry does, or fails the job keeping it as a
+    ``fail`` does), or its worker's id changed."""
+    if ended == Status.COMPLETED or (lost.owner == worker_id and lost.current == Status.COMPLETED):
+        log.error(
+            "worker %s: job %s was completed already when its handler ended with %s",
+            worker_id,
+            generation_id,
+            failure(error),
+        )
+        report.done += 1
+    elif ended is not None:
+        log.error(
+            "worker %s: the handler had %s job %s itself (now %s) when it ended with %s",
+            worker_id,
+            "retried" if ended == Status.PENDING else "failed",
+            generation_id,
+            lost.current,
+            failure(error),
+        )
+        report.failed += 1
+    else:
+        report.lost += 1
