@@ -80,7 +80,8 @@ class TempFile:
 
 @dataclass(slots=True)
 class AbandonedUpload:
-    """A multipart upload under an object store's prefix never completed. ``action``: reported, aborted."""
+    """A multipart upload under an object store's prefix never completed. ``action``: reported, aborted, or
+    already_repaired (no longer listed when this run came to abort it: another process aborted it first)."""
 
     key: str
     upload_id: str

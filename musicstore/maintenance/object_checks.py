@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import InvalidInput, StorageError
-from ..filestore import ChecksumMismatch, FileStore, ObjectNotFound, check_key
+from ..filestore import ChecksumMismatch, FileStore, ObjectNotFound, Upload, check_key
 from .bucket import Item, StoredRow
 from .findings import AbandonedUpload, DanglingPeaks, OutsideRow, ReconcileReport
+from .repaired import ALREADY_REPAIRED
 from .scan import peaks_record
 
 
@@ -97,9 +98,17 @@ def _check_uploads(
     report: ReconcileReport,
     stale_after_seconds: float,
     listed: Callable[[list[Any], Any], None],
+    *,
+    batch: int,
 ) -> None:
-    """Multipart uploads under the prefix older than ``stale_after_seconds``: reported, aborted in repair."""
+    """Multipart uploads under the prefix older than ``stale_after_seconds``: reported, aborted in repair.
+
+    An abort says nothing of an upload already gone (S3 answers NoSuchUpload, SeaweedFS 204: both taken
+    as done), so before aborting a batch of them the uploads are listed again: one no longer listed was
+    aborted (or completed) by another process since this run's listing, another ``reconcile --repair`` at
+    the same time: it is ``already_repaired``, not counted against the run's consistency."""
     now = datetime.now(UTC)
+    stale: list[tuple[Upload, AbandonedUpload]] = []
     for upload in files.uploads():
         age = None if upload.initiated is None else (now - upload.initiated).total_seconds()
         if age is not None and age < stale_after_seconds:
@@ -108,9 +117,31 @@ def _check_uploads(
         found = AbandonedUpload(upload.key, upload.upload_id, None if age is None else round(age, 3))
         report.abandoned_upload_count += 1
         if report.repair:
-            try:
-                files.abort(upload)
-                found.action = "aborted"
-            except (StorageError, InvalidInput) as exc:  # InvalidInput: a key another tool began
-                report.errors.append(f"cannot abort the upload of {upload.key}: {exc}")
+            stale.append((upload, found))
+            if len(stale) >= batch:
+                _abort_uploads(files, report, stale)
+                stale.clear()
         listed(report.abandoned_uploads, found)
+    if stale:
+        _abort_uploads(files, report, stale)
+
+
+def _abort_uploads(
+    files: FileStore, report: ReconcileReport, stale: list[tuple[Upload, AbandonedUpload]]
+) -> None:
+    wanted = {(upload.key, upload.upload_id) for upload, _ in stale}
+    try:
+        still = {(u.key, u.upload_id) for u in files.uploads() if (u.key, u.upload_id) in wanted}
+    except (StorageError, InvalidInput) as exc:
+        report.errors.append(f"cannot list the uploads under {files.url} again before aborting them: {exc}")
+        return
+    for upload, found in stale:
+        if (upload.key, upload.upload_id) not in still:
+            found.action = ALREADY_REPAIRED
+            report.already_repaired += 1
+            continue
+        try:
+            files.abort(upload)
+            found.action = "aborted"
+        except (StorageError, InvalidInput) as exc:  # InvalidInput: a key another tool began
+            report.errors.append(f"cannot abort the upload of {upload.key}: {exc}")

@@ -413,7 +413,7 @@ def _reconcile_objects(
             if len(dangling) + len(renditions) + len(peaks) >= batch:
                 flush()
     flush()
-    _check_uploads(files, report, stale_after_seconds, listed)
+    _check_uploads(files, report, stale_after_seconds, listed, batch=batch)
     if progress is not None:
         progress(seen)
 
