@@ -78,3 +78,56 @@ def test_the_cli_exits_0_when_another_reconcile_aborted_the_upload_it_found(
     assert other and not other[0].consistent, (code, out, err)
     assert code == 0, out
     assert "already_repaired" in out and abandoned in out
+
+
+def _custom(store: Store, where: FileStore, path: str) -> Any:
+    """A completed generation whose master is at ``path`` (not the ``<id>.wav`` layout), its peaks drawn."""
+    from musicstore.rendering import render_peaks
+    from tests.test_delivery_fixes_s22 import _custom as recorded_at
+
+    job = recorded_at(store, where, path)
+    render_peaks(store, job.id, root=where)
+    return job
+
+
+def _keys(files: FileStore) -> set[str]:
+    return {o.key for o in files.list()}
+
+
+def test_the_peaks_of_a_deleted_generation_at_a_custom_path_are_orphan_peaks(
+    store: Store, where: FileStore
+) -> None:
+    # a generation recorded at a custom file_path (`album/track 01.wav`) had its peaks drawn beside it
+    # (`album/track 01.peaks.256.8.json`, no id in the name); once its row was deleted, reconcile reported
+    # its master as an orphan but the peaks file as a file of another kind (`unknown_files`), never repaired,
+    # where the peaks of a master in the layout (`<id>.peaks…json`) are orphan peaks
+    from musicstore.maintenance.usage import disk_usage
+
+    job = _custom(store, where, "album/track 01.wav")
+    live = _custom(store, where, "album/track 02.wav")  # its neighbour, still recorded: kept
+    assert store.get_generation(live.id) is not None
+    peaks, master = "album/track 01.peaks.256.8.json", "album/track 01.wav"
+    assert {peaks, master} <= _keys(where)
+    store.delete_generation(job.id)
+    report = reconcile(store, where)
+    assert {o.path for o in report.orphans} == {master, peaks}
+    assert (report.orphan_count, report.orphan_peaks_count, report.unknown_files) == (2, 1, 0)
+    assert (report.peaks_files, report.referenced_files) == (2, 2)
+    usage = disk_usage(store, where)
+    assert (usage.orphans.files, usage.other.files) == (2, 0)
+    repaired = reconcile(store, where, repair=True, delete_orphans=True)
+    assert {(o.path, o.action) for o in repaired.orphans} == {(master, "deleted"), (peaks, "deleted")}
+    assert _keys(where) == {"album/track 02.wav", "album/track 02.peaks.256.8.json"}
+    assert reconcile(store, where).consistent
+
+
+def test_a_json_named_as_peaks_beside_a_recorded_master_stays_another_kind(
+    store: Store, where: FileStore
+) -> None:
+    # a peaks-named file beside a master some row records, which that row does not record (drawn by hand,
+    # say): the generation is there, so it is no orphan; it is left alone as before
+    _custom(store, where, "album/track 01.wav")
+    where.put("album/track 01.peaks.512.16.json", b'{"version": 2}')
+    report = reconcile(store, where, repair=True, delete_orphans=True)
+    assert (report.orphan_count, report.unknown_files) == (0, 1) and report.consistent
+    assert "album/track 01.peaks.512.16.json" in _keys(where)

@@ -23,7 +23,9 @@ confirmed that way are remembered so that no object is counted twice. Objects wh
 did not meet a row beside them) are *other*: counted, never touched. Nothing outside the prefix is
 listed, so nothing there is ever touched. With ``peaks=True`` (reconcile) a waveform peaks object
 (``<36-char id>.peaks.<int>.<8|16>[.split].json``, no row records it) is looked up, in batches, by the id
-its name carries: *referenced* while that generation's row exists, else an *orphan* (``Item.peaks``);
+its name carries: *referenced* while that generation's row exists, else an *orphan* (``Item.peaks``;
+one named after a master at a custom path, ``album/track 01.peaks.256.8.json``, is an orphan when no row of
+this store records that master, *other* while one does and does not record it);
 and the peaks file each generation's row records (``metadata["peaks"]``) joins the rows as a row of its own
 (``peaks_row``, placed in key order beside its master), so a recorded peaks object that is missing or of
 another size is found by the same merge, with no request of its own.
@@ -40,7 +42,7 @@ from ..filestore.base import check_key
 from ..models import Status
 from ..store import Store
 from .bucket_rows import HOLD, StoredRow, owners_by_ids, peaks_row, stored_by_keys, stored_rows
-from .scan import audio_stem, peaks_stem
+from .scan import AUDIO_SUFFIXES, audio_stem, is_peaks_of, peaks_stem
 
 LIST_PAGE = 1000
 """Keys a listing request asks for (S3's largest page)."""
@@ -168,13 +170,34 @@ class _Classifier:
         recorded: dict[str, list[StoredRow]] = {}
         for row in self.store.run(stored_by_keys, self.files.url, [o.key for o in objects]):
             recorded.setdefault(row.key, []).append(row)
+        gone = self._peaks_of_no_master([o.key for o in objects if o.key not in recorded])
         for obj in objects:
             rows = recorded.get(obj.key)
-            if not rows:
+            if not rows and obj.key in gone:
+                yield Item(obj.key, obj, [], "orphan", peaks=True)
+            elif not rows:
                 yield Item(obj.key, obj, [], "other")
             elif obj.key not in self.found_by_head:  # else counted when its row came
                 self.found_by_key.add(obj.key)
                 yield Item(obj.key, obj, rows, "referenced", rows[0].status)
+
+    def _peaks_of_no_master(self, keys: list[str]) -> set[str]:
+        """Those of ``keys`` (no row records them) named as the peaks of a master at a custom path
+        (``album/track 01.peaks.256.8.json``) that no row of this store records (``<stem>.wav`` or
+        ``.flac``): its generation is gone, or its files are in another store, as that master's fate is
+        (an orphan then too); as a folder's walk judges them (``custom_peaks.recorded_peaks``)."""
+        if not self.peaks:
+            return set()
+        masters: dict[str, list[str]] = {}
+        for key in keys:
+            stem = key.rpartition(".peaks.")[0]
+            if stem and is_peaks_of(key.rpartition("/")[2], stem.rpartition("/")[2]):
+                masters[key] = [stem + suffix for suffix in sorted(AUDIO_SUFFIXES)]
+        if not masters:
+            return set()
+        wanted = sorted({m for found in masters.values() for m in found})
+        recorded = {row.key for row in self.store.run(stored_by_keys, self.files.url, wanted)}
+        return {key for key, found in masters.items() if not recorded.intersection(found)}
 
     def confirm_orphans(self) -> Iterator[Item]:
         objects, self.orphans = self.orphans, []

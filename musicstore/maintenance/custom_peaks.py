@@ -1,7 +1,10 @@
 """Waveform peaks files named after a master at a custom path (``album/track 01.peaks.256.8.json``: no
 generation id in the name, ``musicstore.rendering.peaks_name`` of ``album/track 01.wav``), as a local root's
 walk classifies them (``scan.classify_peaks``): referenced when the row of the master beside them records
-them, as a bucket's merge meets them by that record; else files of another kind, never touched."""
+them, as a bucket's merge meets them by that record; orphans when no generation records that master (its
+generation was deleted, as the master then is: the peaks of a master in the layout, ``<id>.peaks…json``,
+are orphans once their generation is gone); else (a generation records the master, not them) files of
+another kind, never touched. A bucket's merge judges them alike (``bucket._Classifier.confirm_others``)."""
 
 from __future__ import annotations
 
@@ -22,8 +25,9 @@ def peaks_records_by_ids(ids: list[str]) -> Steps[dict[str, tuple[str, str | Non
 
 def recorded_peaks(store: Store, entries: list[Entry]) -> list[Classified | Entry]:
     """Peaks-named files without an id in their name: referenced (with its status) when a generation
-    recording the master beside them (``<stem>.wav`` or ``.flac``) records them as its peaks file, else
-    entries of kind ``unknown``."""
+    recording the master beside them (``<stem>.wav`` or ``.flac``) records them as its peaks file, orphans
+    when no generation (of any status, in any store) records that master, else entries of kind
+    ``unknown``."""
     if not entries:
         return []
     masters = {
@@ -36,7 +40,11 @@ def recorded_peaks(store: Store, entries: list[Entry]) -> list[Classified | Entr
     found: list[Classified | Entry] = []
     for entry in entries:
         status = None
-        for gid in (g for path in masters[entry.rel] for g in owners.get(path, [])):
+        gids = [g for path in masters[entry.rel] for g in owners.get(path, [])]
+        if not gids:  # its generation is gone (the master beside it, if still there, is an orphan too)
+            found.append(Classified(entry, "orphan"))
+            continue
+        for gid in gids:
             recorded, text = records.get(gid, ("", None))
             try:
                 record = peaks_record(text)
