@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from .filestore.base import CHUNK_SIZE
 from .models import Generation, Status
 from .ops.renditions import Rendition
 from .ops.storage import StoredFile, get_storage
+from .storage_names import local_path
 from .store import Store
 
 Root = str | os.PathLike[str] | FileStore
@@ -355,4 +356,70 @@ class AsyncDelivery:
         return _path(generation, await self.locate(generation))
 
 
-__all__ = ["AsyncDelivery", "Audio", "Delivery", "Located", "require_store"]
+def writer_delivery(
+    store: Store, generation: Generation, where: StoredFile, root: Root | None, files: Sequence[FileStore]
+) -> Delivery:
+    """For ``musicstore.rendering``'s writers: a ``Delivery`` that finds the master of the storage row
+    ``where``: ``root`` for a row without a storage URL or with a local one (this host's mount), and as the
+    store of rows whose URL is its own; other URLs opened from the row (or taken from ``files``). A local
+    root that is a folder of this host other than the one a row's ``file://`` URL names, which this host
+    has too, is no mount of it: the row's folder is used (``_another_folder_here``)."""
+    given = list(files)
+    if not all(isinstance(f, FileStore) for f in given):
+        raise InvalidInput("files must hold FileStore objects")
+    if root is not None and _another_folder_here(where.storage_url, root):
+        root = None  # copy-files moved the row to a folder of this host: read and write it there
+    if isinstance(root, FileStore):
+        given.append(root)
+    elif root is not None:
+        if not isinstance(root, str | os.PathLike) or "\x00" in str(root):
+            raise InvalidInput(
+                "root must be a path, file:// or s3:// URL, or a FileStore (no NUL), got "
+                f"{type(root).__name__}"
+            )
+        text = os.fspath(root)
+        url = where.storage_url
+        if url is not None and not url.startswith("file:"):
+            root = None if "://" not in text or text.startswith("file:") else root  # the row says where
+        elif "://" not in text and not Path(text).is_dir():
+            raise InvalidInput(
+                f"the output root {text} is not a folder: the master of {generation.id} is not there"
+            )
+    try:
+        return Delivery(store, root=root, files=given)
+    except StorageError as exc:
+        raise InvalidInput(f"cannot read masters under {root}: {exc}") from exc
+
+
+def _another_folder_here(url: str | None, root: Root) -> bool:
+    """Whether a row's ``file://`` URL names a folder of this host other than the local folder ``root``:
+    ``root=`` stands for the row's folder only as this host's mount of it (a row written on another host,
+    its folder not here). A render writes beside the master, so it must reach the folder the row names:
+    given the folder a ``copy_files`` moved the row from, it read the copy left there and put its
+    renditions beside it, recorded as the new folder's (dangling there), or said the master was missing."""
+    if url is None or not url.startswith("file:"):
+        return False
+    if isinstance(root, LocalFileStore):
+        text: str = str(root.root)
+    elif isinstance(root, str | os.PathLike) and "\x00" not in str(root):
+        text = os.fspath(root)
+        if "://" in text and not text.startswith("file:"):
+            return False
+    else:
+        return False
+    try:
+        mount = local_path(text) if text.startswith("file:") else Path(text)
+        return mount.is_dir() and folder_here(url) and not os.path.samefile(local_path(url), mount)
+    except (InvalidInput, OSError, ValueError):
+        return False
+
+
+def folder_here(url: str) -> bool:
+    """Whether a row's ``file://`` URL names a folder this host has."""
+    try:
+        return local_path(url).is_dir()
+    except (InvalidInput, OSError, ValueError):
+        return False
+
+
+__all__ = ["AsyncDelivery", "Audio", "Delivery", "Located", "folder_here", "require_store", "writer_delivery"]

@@ -29,7 +29,7 @@ from .audio import LoudnessProfile, RenditionOptions, RenditionSpec, get_profile
 from .audio.peaks import WaveformPeaks, compute_peaks
 from .audio.renditions import EXTENSIONS, RenditionResult, check_options, read_master, render_bytes
 from .audio.tags import provenance_of
-from .delivery import Delivery, Located, require_store
+from .delivery import Located, folder_here, require_store, writer_delivery
 from .errors import DatabaseError, InvalidAudio, InvalidInput, InvalidTransition, NotFound, StorageError
 from .filestore import ChecksumMismatch, FileStore, ObjectExists, ObjectInfo, ObjectNotFound
 from .models import Generation, Status
@@ -41,6 +41,7 @@ from .store import Store
 
 Root = str | os.PathLike[str] | FileStore
 """Where masters are: a folder path, ``file:///PATH``, ``s3://BUCKET/PREFIX`` or an open ``FileStore``."""
+_delivery = writer_delivery  # the master's place for a render (a test replaces it here)
 
 __all__ = ["StoredPeaks", "peaks_name", "render_generation", "render_peaks", "rendition_name"]
 
@@ -107,48 +108,26 @@ def _generation(store: Store, generation_id: str) -> Generation:
     return generation
 
 
-def _delivery(
-    store: Store, generation: Generation, where: StoredFile, root: Root | None, files: Sequence[FileStore]
-) -> Delivery:
-    """A ``Delivery`` that finds the master of the storage row ``where``: ``root`` for a row without a storage
-    URL or with a local one (this host's mount), and as the store of rows whose URL is its own; other URLs
-    opened from the row (or taken from ``files``)."""
-    given = list(files)
-    if not all(isinstance(f, FileStore) for f in given):
-        raise InvalidInput("files must hold FileStore objects")
-    if isinstance(root, FileStore):
-        given.append(root)
-    elif root is not None:
-        if not isinstance(root, str | os.PathLike) or "\x00" in str(root):
-            raise InvalidInput(
-                "root must be a path, file:// or s3:// URL, or a FileStore (no NUL), got "
-                f"{type(root).__name__}"
-            )
-        text = os.fspath(root)
-        url = where.storage_url
-        if url is not None and not url.startswith("file:"):
-            root = None if "://" not in text or text.startswith("file:") else root  # the row says where
-        elif "://" not in text and not Path(text).is_dir():
-            raise InvalidInput(
-                f"the output root {text} is not a folder: the master of {generation.id} is not there"
-            )
-    try:
-        return Delivery(store, root=root, files=given)
-    except StorageError as exc:
-        raise InvalidInput(f"cannot read masters under {root}: {exc}") from exc
-
-
-def _read_master(generation: Generation, found: Located) -> tuple[NDArray[np.float32], int]:
+def _read_master(
+    generation: Generation, found: Located, where: StoredFile | None = None
+) -> tuple[NDArray[np.float32], int]:
     """The master's samples, read from its file store and checked against the recorded SHA-256."""
-    where = f"the master {found.key} of generation {generation.id}"
+    what = f"the master {found.key} of generation {generation.id}"
     try:
         raw = b"".join(found.files.get(found.key, checksum=found.checksum))
     except ObjectNotFound:
-        raise InvalidInput(f"{where} is missing from {found.files.url}; run reconcile") from None
+        url = None if where is None else where.storage_url
+        if url is not None and url.startswith("file:") and not folder_here(url):  # root= stood for it
+            raise InvalidInput(
+                f"{what} is missing from {found.files.url}, the root given, taken as this host's mount of "
+                f"{url}, the folder its row names (which this host does not have): give root= the folder "
+                "that holds it"
+            ) from None
+        raise InvalidInput(f"{what} is missing from {found.files.url}; run reconcile") from None
     except ChecksumMismatch as exc:
-        raise InvalidAudio(f"{where} does not match its recorded sha256: it changed or is damaged") from exc
+        raise InvalidAudio(f"{what} does not match its recorded sha256: it changed or is damaged") from exc
     except InvalidInput as exc:  # a key that leads outside the root (..) or is not one
-        raise InvalidInput(f"{where} is not a key under {found.files.url}: {exc}") from exc
+        raise InvalidInput(f"{what} is not a key under {found.files.url}: {exc}") from exc
     return read_master(raw, posixpath.basename(found.key))
 
 
@@ -212,7 +191,7 @@ def render_generation(
                 made.append(row)
                 continue
             if master is None:
-                master = _read_master(generation, found)  # once, and only when something is to be made
+                master = _read_master(generation, found, where)  # once, and only when something is to be made
             key = posixpath.join(
                 posixpath.dirname(found.key), rendition_name(Path(found.key), settings, chosen)
             )
@@ -428,7 +407,7 @@ def render_peaks(
     where = store.run(get_storage, generation.id)  # the master's place, read once (as render_generation)
     with _delivery(store, generation, where, root, files) as delivery:
         found = delivery.locate_stored(where)
-        samples, rate = _read_master(generation, found)
+        samples, rate = _read_master(generation, found, where)
         peaks = compute_peaks(samples, rate, samples_per_pixel, bits=bits, split_channels=split_channels)
         name = peaks_name(Path(found.key), samples_per_pixel, bits, split_channels)
         key = posixpath.join(posixpath.dirname(found.key), name)

@@ -4,13 +4,18 @@ generations, render_generation after copy-files moved a generation."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from musicstore import Store
+from musicstore.delivery import Delivery
 from musicstore.filestore import FileStore, Upload
 from musicstore.maintenance.reconcile import ReconcileReport, reconcile
+from musicstore.maintenance.relocate import copy_files
+from musicstore.ops.storage import get_storage
+from tests.test_rendition_store import exported, files
 
 
 def _another_reconcile_after_the_listing(
@@ -131,3 +136,50 @@ def test_a_json_named_as_peaks_beside_a_recorded_master_stays_another_kind(
     report = reconcile(store, where, repair=True, delete_orphans=True)
     assert (report.orphan_count, report.unknown_files) == (0, 1) and report.consistent
     assert "album/track 01.peaks.512.16.json" in _keys(where)
+
+
+def test_render_after_copy_files_reads_and_writes_where_the_row_now_says(
+    store: Store, tmp_path: Path
+) -> None:
+    # copy-files moved a generation from `old` to `new` (both folders of this host), and `render` kept being
+    # given the old output root: root= was taken as this host's mount of the row's folder, so the master was
+    # read in `old` and the rendition put there, beside a copy no row names, while its row said `new`
+    # (reconcile of `new`: a dangling rendition); once `old` was tidied the render said the master was
+    # "missing; run reconcile", which a reconcile of either folder did not change
+    from musicstore.rendering import render_generation, render_peaks
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    done = exported(store, old)
+    copy_files(store, new)
+    assert store.run(get_storage, done.id).storage_url == new.as_uri()
+    before = files(old)
+    (mp3,) = render_generation(store, done.id, root=old, formats=["mp3"])
+    assert (new / mp3.storage_key).is_file() and files(old) == before
+    (old / str(done.file_path)).unlink()  # the source tidied: the copy no row names is gone
+    (opus,) = render_generation(store, done.id, root=old, formats=["opus"])
+    assert (new / opus.storage_key).is_file()
+    drawn = render_peaks(store, done.id, root=old, samples_per_pixel=512)
+    assert drawn.storage_url == new.as_uri() and (new / drawn.key).is_file()
+    assert files(old) == before - {str(done.file_path)}
+    assert reconcile(store, new).consistent
+    with Delivery(store) as delivery:
+        assert delivery.read_audio(opus)
+
+
+def test_render_says_which_folder_the_row_names_when_the_root_given_lacks_the_master(
+    store: Store, tmp_path: Path
+) -> None:
+    # a row whose folder this host does not have (another host's path): root= is its mount here; the master
+    # missing there was "missing from <root>; run reconcile", naming neither the folder the row names nor
+    # that root= stood for it
+    from musicstore.errors import InvalidInput
+    from musicstore.rendering import render_generation
+
+    old, mount = tmp_path / "old", tmp_path / "mount"
+    done = exported(store, old)
+    old.rename(tmp_path / "elsewhere")
+    mount.mkdir()
+    with pytest.raises(InvalidInput) as raised:
+        render_generation(store, done.id, root=mount, formats=["mp3"])
+    message = str(raised.value)
+    assert old.as_uri() in message and str(mount) in message, message
