@@ -4,6 +4,7 @@ generations, render_generation after copy-files moved a generation."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from musicstore.filestore import FileStore, Upload
 from musicstore.maintenance.reconcile import ReconcileReport, reconcile
 from musicstore.maintenance.relocate import copy_files
 from musicstore.ops.storage import get_storage
+from tests.conftest import FakeClock
 from tests.test_rendition_store import exported, files
 
 
@@ -183,3 +185,26 @@ def test_render_says_which_folder_the_row_names_when_the_root_given_lacks_the_ma
         render_generation(store, done.id, root=mount, formats=["mp3"])
     message = str(raised.value)
     assert old.as_uri() in message and str(mount) in message, message
+
+
+def test_cleanup_keeps_the_peaks_another_generation_records_beside_a_master_of_the_same_stem(
+    store: Store, where: FileStore, tmp_path: Path, clock: FakeClock
+) -> None:
+    # two generations at custom paths of one stem (`album/t.wav`, `album/t.flac`): peaks files are named after
+    # the stem (`album/t.peaks.256.8.json`), so cleanup of the one removed, as "its" peaks, the file the other
+    # still records: a dangling peaks record for a generation that was never deleted
+    from musicstore.maintenance.retention import cleanup
+    from tests.test_delivery_fixes_s22 import _custom as unpeaked
+
+    gone = unpeaked(store, where, "album/t.flac")
+    clock.advance(86_400)
+    kept = _custom(store, where, "album/t.wav")
+    peaks = "album/t.peaks.256.8.json"
+    record = store.get_generation(kept.id)
+    assert record is not None and record.metadata["peaks"]["key"] == peaks
+    root: Any = where if where.url.startswith("s3:") else tmp_path / "audio"
+    report = cleanup(store, root, older_than=timedelta(hours=1), dry_run=False)
+    assert [item.id for item in report.deleted] == [gone.id] and report.peaks_files_deleted == 0
+    assert peaks in _keys(where) and "album/t.flac" not in _keys(where)
+    checked = reconcile(store, where)
+    assert checked.dangling_peaks_count == 0 and checked.consistent, checked

@@ -148,6 +148,29 @@ class _Objects:
 _Place = _Folder | _Objects
 
 
+def beside_kept(
+    place: _Place, store: Store, peaks: dict[str, list[tuple[str, int]]], deleted: set[str], dry_run: bool
+) -> dict[str, list[tuple[str, int]]]:
+    """``peaks`` (deleted masters → the peaks files beside them) without the masters beside which a master
+    of the same stem and the other type stays recorded (``album/t.wav`` and ``album/t.flac``): the peaks
+    files named after that stem (``album/t.peaks.256.8.json``) may be that generation's, which its row
+    records: they are kept (cleanup removed them as the deleted one's; reconcile judges them by that
+    master)."""
+    siblings: dict[str, list[str]] = {}
+    for master in peaks:
+        canonical = canonical_path(master)
+        if canonical is None:
+            continue
+        stem, suffix = posixpath.splitext(canonical)
+        for other in sorted(AUDIO_SUFFIXES - {suffix.lower()}):
+            siblings.setdefault(stem + other, []).append(master)
+    if not siblings:
+        return peaks
+    kept = place.still_referenced(store, sorted(siblings), deleted, dry_run)
+    kin = {master for sibling, found in siblings.items() if sibling in kept for master in found}
+    return {master: found for master, found in peaks.items() if master not in kin}
+
+
 def _problem(
     where: RootDir, rel: str, kinds: frozenset[str] = AUDIO_SUFFIXES
 ) -> tuple[str | None, int | None]:

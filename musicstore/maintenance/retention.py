@@ -37,7 +37,7 @@ from ..models import Status, to_datetime
 from ..ops import Call, Steps, get_database_stats, reader, writer
 from ..store import Store
 from .bucket import is_object_store
-from .cleanup_places import _Folder, _Objects, _Place
+from .cleanup_places import _Folder, _Objects, _Place, beside_kept
 from .cleanup_report import CleanupItem, CleanupReport, SkippedItem
 from .scan import (
     DEFAULT_MAX_ITEMS,
@@ -297,6 +297,7 @@ def _cleanup(
         if dry_run:  # rows kept_shared here would be gone when a later page reaches the row that keeps them
             sharers |= {row["id"] for row, _ in selected if _shares(row["file_path"], shared)}
         peaks = place.peaks(paths, report.errors) if paths else {}
+        peaks = beside_kept(place, store, peaks, set(deleted) | sharers, dry_run)  # not those of a kin
         removed: set[str] = set()  # files this page removed (or, in a dry run, would): rows may share one
         for row, on_disk in selected:
             processed += 1
