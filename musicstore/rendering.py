@@ -19,6 +19,7 @@ import os
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -175,23 +176,22 @@ def render_generation(
     with _delivery(store, generation, where, root, files) as delivery:
         found = delivery.locate_stored(where)
         master: tuple[NDArray[np.float32], int] | None = None
-        for spec, settings in requests:
-
-            def recorded_row(settings: dict[str, Any] = settings) -> Rendition | None:
-                return store.get_rendition_by_settings(
-                    generation.id,
-                    settings,
-                    profile=chosen.name,
-                    target_lufs=chosen.target_lufs,
-                    ceiling_dbtp=chosen.ceiling_dbtp,
-                )
-
-            row = recorded_row()
+        recorded_row = partial(
+            store.get_rendition_by_settings, generation.id, profile=chosen.name,
+            target_lufs=chosen.target_lufs, ceiling_dbtp=chosen.ceiling_dbtp,
+        )  # fmt: skip
+        for spec, asked in requests:
+            row, settings = recorded_row(asked), asked
+            if row is None:
+                master = master or _read_master(generation, found, where)  # once, and only when something is made
+                # the request as the master makes it (its rate and channels: a row completed by hand may
+                # record others), as the row recorded for it is keyed by what was encoded
+                settings = _with_tolerance(spec.settings(master[1], len(master[0])).description, chosen)
+                row = recorded_row(settings) if settings != asked else None
             if row is not None:
                 made.append(row)
                 continue
-            if master is None:
-                master = _read_master(generation, found, where)  # once, and only when something is to be made
+            assert master is not None
             key = posixpath.join(
                 posixpath.dirname(found.key), rendition_name(Path(found.key), settings, chosen)
             )
@@ -205,7 +205,7 @@ def render_generation(
                     _record(store, generation.id, result, data=data, files=found.files, key=key, where=where)
                 )
             except (InvalidInput, DatabaseError):
-                row = recorded_row()  # another process recorded the same request meanwhile: its row
+                row = recorded_row(settings)  # another process recorded the same request meanwhile: its row
                 if row is None:
                     raise
                 made.append(row)
