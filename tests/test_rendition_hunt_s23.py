@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from musicstore import Store
+from musicstore import Status, Store
 from musicstore.audio import synthesize_music
 from musicstore.audio.renditions import decode
+from musicstore.maintenance.reconcile import reconcile
+from musicstore.maintenance.usage import storage_stats
 from musicstore.models import Generation
+from musicstore.recording import export_generation
 from musicstore.rendering import render_generation
 
 
@@ -47,3 +51,37 @@ def test_a_master_unlike_its_row_is_rendered_once_then_found(
         again = render_generation(store, done.id, root=root, formats=[fmt])
         assert again == made and store.list_renditions(done.id) == made
         assert sorted(p.name for p in root.iterdir()) == sorted([f"{done.id}.wav", made[0].storage_key])
+
+
+@pytest.mark.parametrize("how", ["replay", "replay_all"])
+def test_a_replayed_generation_keeps_no_rendition_of_its_lost_master(
+    db_url: str, tmp_path: Path, how: str
+) -> None:
+    """A completed generation whose master went missing is marked failed by reconcile; replayed, its worker
+    exports a new master. Its renditions' rows stayed, so render_generation returned (and list_renditions,
+    show and delivery served) the rendition of the lost master as that of the new one."""
+    root = tmp_path / "audio"
+    with Store(db_url, migrate=True) as store:
+        store.create_generation("lost then made again", model_name="m", duration_seconds=1)
+        job = store.claim_next("w")
+        assert job is not None
+        first = export_generation(store, job, synthesize_music(1.0, 32_000, seed=1), root=root).generation
+        (old,) = render_generation(store, first.id, root=root, formats=["mp3"])
+        (root / str(first.file_path)).unlink()
+        reconcile(store, root, repair=True)
+        assert store.get_generation(first.id).status is Status.FAILED  # type: ignore[union-attr]
+        if how == "replay":
+            store.replay(first.id)
+        else:
+            assert store.replay_all() == [first.id]
+        assert store.list_renditions(first.id) == []
+        assert storage_stats(store).renditions == 0
+        job = store.claim_next("w")
+        assert job is not None and job.id == first.id
+        quieter = np.asarray(synthesize_music(1.0, 32_000, seed=99))[:1]  # another clip: mono
+        export_generation(store, job, np.repeat(quieter, 2, axis=0), root=root)
+        (new,) = render_generation(store, first.id, root=root, formats=["mp3"])
+        assert new.id != old.id and new.checksum != old.checksum
+        assert new.storage_key == old.storage_key  # the same request's name: the old file was replaced
+        assert hashlib.sha256((root / new.storage_key).read_bytes()).hexdigest() == new.checksum
+        assert store.list_renditions(first.id) == [new] and storage_stats(store).renditions == 1

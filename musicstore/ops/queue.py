@@ -7,6 +7,7 @@ statement.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from .. import validate
@@ -87,17 +88,33 @@ def list_dead_letters(*, limit: int = 50, cursor: str | None = None) -> Steps[Pa
 @writer
 def replay(generation_id: str) -> Steps[Generation]:
     """Put a dead letter back in the queue: failed → pending, its attempts reset to 0 and no ``run_after``,
-    in one statement. Returns the row as it is now. Its last error message stays until it completes."""
+    in one statement. Returns the row as it is now. Its last error message stays until it completes.
+
+    Its renditions' rows go in the same transaction (``_forget_renditions``)."""
     gid = check_id(generation_id)
     changed = yield Call("replay_generation", {"id": gid})
     if changed != 1:
         raise (yield from _explain(gid, "replayed"))
+    yield from _forget_renditions([gid])
     row: Generation = yield Call("get_generation", {"id": gid}, GENERATION)
     return row
 
 
 @writer
 def replay_all() -> Steps[list[str]]:
-    """Put every dead letter back in the queue at once (one statement); returns their ids, sorted."""
+    """Put every dead letter back in the queue at once (one statement; their renditions' rows go in a second,
+    ``_forget_renditions``); returns their ids, sorted."""
     rows = yield Call("replay_failed", {}, IDS)
-    return sorted(row[0] for row in rows)
+    ids = sorted(row[0] for row in rows)
+    yield from _forget_renditions(ids)
+    return ids
+
+
+def _forget_renditions(ids: list[str]) -> Steps[None]:
+    """Delete the renditions' rows of these dead letters, being replayed: a completed generation that
+    reconcile marked failed (its master missing or damaged) kept them, so once its worker exported a new
+    master, ``render_generation`` returned (and delivery served) the renditions of the lost one as its own.
+    Their files stay, marked with their generation: the next render of a request replaces its file, and
+    reconcile takes away one no render makes again (an orphan once the generation completes)."""
+    if ids:
+        yield Call("delete_renditions_of_generations", {"ids": json.dumps(ids)})

@@ -98,3 +98,9 @@ JOIN generations AS head ON head.id = heads.head_id
 WHERE heads.max_running IS NULL OR heads.running < heads.max_running
 ORDER BY head.priority DESC, heads.running, heads.served_at, head.created_at, head.id
 LIMIT :limit;
+
+-- name: delete_renditions_of_generations(ids)!
+-- The renditions' rows of dead letters being replayed (a JSON array of ids): made from a master each lost;
+-- their worker exports a new one. Their files stay, each marked with its generation: the next render of the
+-- request replaces it, reconcile takes away one no render makes again.
+DELETE FROM renditions WHERE generation_id IN (SELECT value FROM json_each(:ids));
