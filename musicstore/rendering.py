@@ -1,15 +1,10 @@
 """Renditions of a completed generation's master, made and recorded: the one module that makes the files of
-``musicstore.audio.renditions`` and records them with ``Store.create_rendition``.
-
-``render_generation`` reads the master where its row says it is (a local root or an object store: the
-generation's storage URL and key, migration 0006, as ``musicstore.delivery`` finds it), checks it against
-its recorded SHA-256, and makes each rendition in memory (encoded, decoded back and measured). The file goes
-into the same file store, beside the master, as ``<master stem>.<profile>.<8 hex of the request>.<ext>``:
-put there (a conditional create, whole or not at all) inside the transaction that inserts its row, after
-the generation's row is locked and before the row is inserted (whose trigger's lock on the totals is then
-held only until the commit, not through an upload), so an error leaves neither a file without a row nor a
-row without a file. A request already recorded is not made again: its row is returned. See
-docs/renditions.md.
+``musicstore.audio.renditions`` and records them with ``Store.create_rendition``. ``render_generation``
+reads the master where its row says (local root or object store, as ``musicstore.delivery`` finds it),
+checks its SHA-256, makes each rendition in memory (encoded, decoded back, measured) and puts it beside the
+master (``rendition_name``; a conditional create) in the transaction that inserts its row, after the
+generation's row is locked: neither a file without a row nor a row without a file. A request already
+recorded is returned, not made again. See docs/renditions.md.
 """
 
 from __future__ import annotations
@@ -84,14 +79,17 @@ def _with_tolerance(settings: Mapping[str, Any], profile: LoudnessProfile) -> di
 
 
 def _request_key(settings: dict[str, Any], profile: LoudnessProfile) -> str:
-    settings = _with_tolerance(settings, profile)
-    keyed = {**settings, "profile": profile.name, "target_lufs": profile.target_lufs}
-    return settings_key({**keyed, "ceiling_dbtp": profile.ceiling_dbtp})
+    keyed = {**_with_tolerance(settings, profile), "profile": profile.name}
+    return settings_key({**keyed, "target_lufs": profile.target_lufs, "ceiling_dbtp": profile.ceiling_dbtp})
 
 
-def rendition_name(master: Path, settings: dict[str, Any], profile: LoudnessProfile) -> str:
-    """The file name of a rendition beside ``master``: ``<stem>.<profile>.<8 hex of the request>.<ext>``."""
-    digest = hashlib.sha256(_request_key(settings, profile).encode()).hexdigest()[:8]
+def rendition_name(
+    master: Path, settings: dict[str, Any], profile: LoudnessProfile, generation_id: str | None = None
+) -> str:
+    """The file name of a rendition beside ``master``: ``<stem>.<profile>.<8 hex>.<ext>``, the hex of the
+    request (and of ``generation_id`` where the stem is not it: masters named by hand may share a stem)."""
+    extra = "" if generation_id in (None, master.stem) else f"\n{generation_id}"
+    digest = hashlib.sha256((_request_key(settings, profile) + extra).encode()).hexdigest()[:8]
     return f"{master.stem}.{profile.name}.{digest}{EXTENSIONS[settings['format']][0]}"
 
 
@@ -193,7 +191,7 @@ def render_generation(
                 continue
             assert master is not None
             key = posixpath.join(
-                posixpath.dirname(found.key), rendition_name(Path(found.key), settings, chosen)
+                posixpath.dirname(found.key), rendition_name(Path(found.key), settings, chosen, generation.id)
             )
             samples, master_rate = master
             data, result = render_bytes(

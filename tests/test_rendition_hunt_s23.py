@@ -11,13 +11,13 @@ import pytest
 import soundfile as sf
 
 from musicstore import Status, Store
-from musicstore.audio import synthesize_music
+from musicstore.audio import RenditionSpec, get_profile, synthesize_music
 from musicstore.audio.renditions import decode
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.usage import storage_stats
 from musicstore.models import Generation
 from musicstore.recording import export_generation
-from musicstore.rendering import render_generation
+from musicstore.rendering import render_generation, rendition_name
 
 
 def _completed_by_hand(store: Store, root: Path, rate: int, channels: int) -> Generation:
@@ -85,3 +85,41 @@ def test_a_replayed_generation_keeps_no_rendition_of_its_lost_master(
         assert new.storage_key == old.storage_key  # the same request's name: the old file was replaced
         assert hashlib.sha256((root / new.storage_key).read_bytes()).hexdigest() == new.checksum
         assert store.list_renditions(first.id) == [new] and storage_stats(store).renditions == 1
+
+
+def test_two_generations_whose_masters_share_a_stem_each_get_their_rendition(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Masters completed by hand at track.wav and track.flac, one folder: a rendition's name was the master's
+    stem and a digest of the request alone, the same for both, so the second generation's rendition was
+    refused for good (InvalidInput: 'storage_key ... is already rendition ...'s, of the first generation)."""
+    root = tmp_path / "audio"
+    root.mkdir()
+    with Store(db_url, migrate=True) as store:
+        ids = []
+        for seed, ext in enumerate(("wav", "flac")):
+            store.create_generation(f"take {seed}", model_name="m", duration_seconds=1)
+            job = store.claim_next("w")
+            assert job is not None
+            path = root / f"track.{ext}"
+            sf.write(path, np.asarray(synthesize_music(1.0, 32_000, seed=seed)).T, 32_000)
+            store.complete_generation(job.id, file_path=path.name, file_size_bytes=path.stat().st_size)
+            ids.append(job.id)
+        made = [render_generation(store, gid, root=root, formats=["mp3"])[0] for gid in ids]
+        assert [r.generation_id for r in made] == ids and made[0].storage_key != made[1].storage_key
+        for row in made:
+            assert row.storage_key.startswith("track.streaming.") and row.storage_key.endswith(".mp3")
+            assert hashlib.sha256((root / row.storage_key).read_bytes()).hexdigest() == row.checksum
+        assert [render_generation(store, gid, root=root, formats=["mp3"])[0] for gid in ids] == made
+
+
+def test_a_rendition_beside_a_master_named_after_its_generation_keeps_its_name(tmp_path: Path) -> None:
+    """The export's masters (``<id>.<ext>``) keep the names their renditions always had."""
+    settings = RenditionSpec("mp3").settings(32_000, 2).description
+    gid = "01a245d6-baba-729a-87db-c06e38422039"
+    master = Path(f"2026/12/05/{gid}.wav")
+    assert (
+        rendition_name(master, settings, get_profile("streaming"), gid)
+        == rendition_name(master, settings, get_profile("streaming"))
+        == f"{gid}.streaming.d7eaedd1.mp3"
+    )
