@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .audio import LoudnessProfile, RenditionOptions, RenditionSpec, get_profile
+from .audio.codecs import rendition_specs
 from .audio.peaks import WaveformPeaks, compute_peaks
 from .audio.renditions import EXTENSIONS, RenditionResult, check_options, read_master, render_bytes
 from .audio.tags import provenance_of
@@ -40,29 +41,6 @@ Root = str | os.PathLike[str] | FileStore
 _delivery = writer_delivery  # the master's place for a render (a test replaces it here)
 
 __all__ = ["StoredPeaks", "peaks_name", "render_generation", "render_peaks", "rendition_name"]
-
-
-def _specs(formats: Sequence[str | RenditionSpec] | str, bitrate_kbps: int | None) -> list[RenditionSpec]:
-    if isinstance(formats, str | RenditionSpec):
-        formats = [formats]
-    if not isinstance(formats, Sequence) or not formats:
-        raise InvalidInput("formats must name at least one format (mp3, opus, vorbis, flac, wav) or spec")
-    specs = []
-    for item in formats:
-        if isinstance(item, RenditionSpec):
-            if bitrate_kbps is not None and item.format in ("mp3", "opus"):  # it would be ignored silently
-                raise InvalidInput(
-                    f"bitrate_kbps applies to format names, not to this {item.format} RenditionSpec: set "
-                    "bitrate_kbps in the spec"
-                )
-            specs.append(item)
-        elif bitrate_kbps is not None and item in ("mp3", "opus"):
-            specs.append(RenditionSpec(item, bitrate_kbps=bitrate_kbps))
-        else:
-            specs.append(RenditionSpec(item))  # InvalidInput for an unknown format
-    if bitrate_kbps is not None and not any(s.format in ("mp3", "opus") for s in specs):
-        raise InvalidInput("a bitrate applies to mp3 and opus renditions only")
-    return specs
 
 
 DEFAULT_TOLERANCE_LU = LoudnessProfile.__dataclass_fields__["tolerance_lu"].default
@@ -162,7 +140,7 @@ def render_generation(
     Renditions made before an error stay recorded, each with its file; the one that failed leaves nothing.
     """
     require_store(store, "render_generation")
-    specs = _specs(formats, bitrate_kbps)
+    specs = rendition_specs(formats, bitrate_kbps)
     chosen = get_profile(profile)
     check_options(options)
     generation = _generation(store, generation_id)

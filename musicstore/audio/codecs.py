@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -138,6 +139,33 @@ class RenditionSpec:
         if channels > MAX_CHANNELS:
             raise InvalidInput(f"{channels} channels: at most {MAX_CHANNELS}")
         return _codec(self, rate, channels)
+
+
+def rendition_specs(
+    formats: Sequence[str | RenditionSpec] | str, bitrate_kbps: int | None
+) -> list[RenditionSpec]:
+    """The specs ``render_generation`` is asked for: format names (``bitrate_kbps`` for mp3 and opus) or
+    ``RenditionSpec``s (which carry their own bitrate: ``bitrate_kbps`` beside one is refused)."""
+    if isinstance(formats, str | RenditionSpec):
+        formats = [formats]
+    if not isinstance(formats, Sequence) or not formats:
+        raise InvalidInput("formats must name at least one format (mp3, opus, vorbis, flac, wav) or spec")
+    specs = []
+    for item in formats:
+        if isinstance(item, RenditionSpec):
+            if bitrate_kbps is not None and item.format in ("mp3", "opus"):  # it would be ignored silently
+                raise InvalidInput(
+                    f"bitrate_kbps applies to format names, not to this {item.format} RenditionSpec: set "
+                    "bitrate_kbps in the spec"
+                )
+            specs.append(item)
+        elif bitrate_kbps is not None and item in ("mp3", "opus"):
+            specs.append(RenditionSpec(item, bitrate_kbps=bitrate_kbps))
+        else:
+            specs.append(RenditionSpec(item))  # InvalidInput for an unknown format
+    if bitrate_kbps is not None and not any(s.format in ("mp3", "opus") for s in specs):
+        raise InvalidInput("a bitrate applies to mp3 and opus renditions only")
+    return specs
 
 
 def check_whole(value: object, what: str) -> None:
