@@ -46,14 +46,24 @@ __all__ = ["StoredPeaks", "peaks_name", "render_generation", "render_peaks", "re
 DEFAULT_TOLERANCE_LU = LoudnessProfile.__dataclass_fields__["tolerance_lu"].default
 """A profile's tolerance that a request's key leaves out (every named profile's): the keys recorded before
 the tolerance was part of a request stay what they were."""
+_KEYED_OPTIONS = {name: getattr(RenditionOptions(), name) for name in ("max_limiting_db", "max_gain_db")}
+"""The ``RenditionOptions`` that change what is made (how deep the limiter may go, how much gain a quiet clip
+gets) and their defaults: part of a request when not those; the others say how hard to try, and are not."""
 
 
-def _with_tolerance(settings: Mapping[str, Any], profile: LoudnessProfile) -> dict[str, Any]:
+def _with_tolerance(
+    settings: Mapping[str, Any], profile: LoudnessProfile, options: RenditionOptions | None = None
+) -> dict[str, Any]:
     """``settings`` with the profile's ``tolerance_lu`` when it is not the default: what counts as reached
-    is part of the request, so a row made for ±3 LU never answers a request for ±0.1 LU."""
-    if profile.tolerance_lu == DEFAULT_TOLERANCE_LU:
-        return dict(settings)
-    return {**settings, "tolerance_lu": profile.tolerance_lu}
+    is part of the request, so a row made for ±3 LU never answers a request for ±0.1 LU; and with each of
+    ``_KEYED_OPTIONS`` that is not its default (a row limited 6 dB deep never answers a request for 24)."""
+    keyed = dict(settings)
+    if profile.tolerance_lu != DEFAULT_TOLERANCE_LU:
+        keyed["tolerance_lu"] = profile.tolerance_lu
+    for name, default in _KEYED_OPTIONS.items() if options is not None else ():
+        if getattr(options, name) != default:
+            keyed[name] = getattr(options, name)
+    return keyed
 
 
 def _request_key(settings: dict[str, Any], profile: LoudnessProfile) -> str:
@@ -129,9 +139,10 @@ def render_generation(
 
     ``formats``: names (``mp3``, ``opus``, ``vorbis``, ``flac``, ``wav``, with default settings, and
     ``bitrate_kbps`` for mp3 and opus) or ``RenditionSpec``s (an mp3 or opus spec carries its own bitrate:
-    ``bitrate_kbps`` beside one is refused). A request already recorded (same generation,
-    settings and profile) is returned as it is, not made again (also when another process records it while
-    this one encodes: this one puts nothing, or removes what it put, and the recorded row is returned).
+    ``bitrate_kbps`` beside one is refused). A request already recorded (same generation, settings, profile,
+    and ``options``' max_limiting_db and max_gain_db) is returned as it is, not made again (also when another
+    process records it while this one encodes: this one puts nothing, or removes what it put, and the
+    recorded row is returned).
     Raises before anything is written: ``NotFound``, ``InvalidTransition`` (not completed), ``InvalidInput``
     (a bad format, bitrate, profile or combination; a master missing or outside the root), ``InvalidAudio``
     (a master that fails its recorded ``sha256``); ``RenditionFailed`` when no encode keeps the ceiling;
@@ -142,10 +153,12 @@ def render_generation(
     require_store(store, "render_generation")
     specs = rendition_specs(formats, bitrate_kbps)
     chosen = get_profile(profile)
-    check_options(options)
+    opts = check_options(options)
     generation = _generation(store, generation_id)
     rate, channels = generation.sample_rate, generation.channels
-    requests = [(spec, _with_tolerance(spec.settings(rate, channels).description, chosen)) for spec in specs]
+    requests = [
+        (spec, _with_tolerance(spec.settings(rate, channels).description, chosen, opts)) for spec in specs
+    ]
     provenance = provenance_of(generation)
     made: list[Rendition] = []
     where = store.run(get_storage, generation.id)  # read once: the master's place, which records must name
@@ -162,7 +175,7 @@ def render_generation(
                 master = master or _read_master(generation, found, where)  # once, and only when something is made
                 # the request as the master makes it (its rate and channels: a row completed by hand may
                 # record others), as the row recorded for it is keyed by what was encoded
-                settings = _with_tolerance(spec.settings(master[1], len(master[0])).description, chosen)
+                settings = _with_tolerance(spec.settings(master[1], len(master[0])).description, chosen, opts)
                 row = recorded_row(settings) if settings != asked else None
             if row is not None:
                 made.append(row)
@@ -177,9 +190,9 @@ def render_generation(
                 provenance=provenance, options=options,
             )  # fmt: skip
             try:
-                made.append(
-                    _record(store, generation.id, result, data=data, files=found.files, key=key, where=where)
-                )
+                made.append(_record(
+                    store, generation.id, result, settings, data=data, files=found.files, key=key, where=where
+                ))  # fmt: skip
             except (InvalidInput, DatabaseError):
                 row = recorded_row(settings)  # another process recorded the same request meanwhile: its row
                 if row is None:
@@ -224,6 +237,7 @@ def _record(
     store: Store,
     generation_id: str,
     result: RenditionResult,
+    settings: dict[str, Any],
     *,
     data: bytes,
     files: FileStore,
@@ -245,7 +259,7 @@ def _record(
     profile = result.profile
     request: dict[str, Any] = {
         "storage_key": key,
-        "settings": _with_tolerance(result.codec, profile),
+        "settings": settings,  # the request's: the codec's (result.codec), the tolerance, keyed options
         "profile": profile.name,
         "target_lufs": profile.target_lufs,
         "ceiling_dbtp": profile.ceiling_dbtp,

@@ -12,7 +12,7 @@ import soundfile as sf
 
 from musicstore import Status, Store
 from musicstore.audio import RenditionSpec, get_profile, synthesize_music
-from musicstore.audio.renditions import decode
+from musicstore.audio.renditions import RenditionOptions, decode
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.usage import storage_stats
 from musicstore.models import Generation
@@ -123,3 +123,41 @@ def test_a_rendition_beside_a_master_named_after_its_generation_keeps_its_name(t
         == rendition_name(master, settings, get_profile("streaming"))
         == f"{gid}.streaming.d7eaedd1.mp3"
     )
+
+
+@pytest.mark.parametrize(
+    ("options", "keyed", "status"),
+    [
+        (RenditionOptions(max_limiting_db=24.0), {"max_limiting_db": 24}, "target_missed"),
+        (RenditionOptions(max_gain_db=12), {"max_gain_db": 12}, "too_quiet"),
+    ],
+)
+def test_options_that_change_the_rendition_make_another_request(
+    db_url: str, tmp_path: Path, options: RenditionOptions, keyed: dict[str, float], status: str
+) -> None:
+    """docs/renditions: a clip the limiter's 6 dB depth keeps short of the target comes closer with a larger
+    max_limiting_db. render_generation keyed a request by the codec settings and profile only, so asked
+    again with max_limiting_db=24 (or max_gain_db=12, under which this clip is too quiet to level) it
+    returned the row made with the defaults without a word. Options that change what is made
+    (max_limiting_db, max_gain_db) are part of the request when not the defaults; how hard to try
+    (max_attempts, headroom_db, margin_db, dither_seed) is not."""
+    root = tmp_path / "audio"
+    with Store(db_url, migrate=True) as store:
+        store.create_generation("quiet bed under loud clicks", model_name="m", duration_seconds=2)
+        job = store.claim_next("w")
+        assert job is not None
+        clip = np.asarray(synthesize_music(2.0, 32_000, seed=3)) * 0.05
+        clip[:, ::4000] = 0.9
+        done = export_generation(store, job, clip, root=root).generation  # -30.9 LUFS: 6 dB cannot lift it
+        (default,) = render_generation(store, done.id, root=root, formats=["flac"])
+        (other,) = render_generation(store, done.id, root=root, formats=["flac"], options=options)
+        assert other.id != default.id and other.storage_key != default.storage_key
+        assert (default.loudness_status, other.loudness_status) == ("target_missed", status)
+        assert other.settings == default.settings | keyed
+        assert other.loudness_lufs is not None and default.loudness_lufs is not None
+        if "max_limiting_db" in keyed:
+            assert other.loudness_lufs > default.loudness_lufs + 10.0
+        again = render_generation(store, done.id, root=root, formats=["flac"], options=options)
+        assert again == [other] and len(store.list_renditions(done.id)) == 2
+        tries = RenditionOptions(max_attempts=2, headroom_db=0.5, margin_db=0.5, dither_seed=3)
+        assert render_generation(store, done.id, root=root, formats=["flac"], options=tries) == [default]
