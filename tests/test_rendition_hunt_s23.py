@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from musicstore import Status, Store
+from musicstore import InvalidAudio, Status, Store
 from musicstore.audio import RenditionSpec, get_profile, synthesize_music
-from musicstore.audio.renditions import RenditionOptions, decode
+from musicstore.audio.renditions import EXTENSIONS, RenditionOptions, decode, render_audio
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.usage import storage_stats
 from musicstore.models import Generation
@@ -161,3 +162,18 @@ def test_options_that_change_the_rendition_make_another_request(
         assert again == [other] and len(store.list_renditions(done.id)) == 2
         tries = RenditionOptions(max_attempts=2, headroom_db=0.5, margin_db=0.5, dither_seed=3)
         assert render_generation(store, done.id, root=root, formats=["flac"], options=tries) == [default]
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "vorbis", "flac", "wav"])
+def test_a_clip_too_short_to_resample_is_refused_for_what_it_is(fmt: str, tmp_path: Path) -> None:
+    """5 samples at 384 kHz make no sample at 8 kHz: the empty resampled clip went on to the loudness meter
+    (a RuntimeWarning, 'invalid value encountered in divide', an exception where warnings are errors) and
+    was refused as 'audio is empty (shape (2, 0))', which the 5 samples given are not."""
+    target = tmp_path / f"x{EXTENSIONS[fmt][0]}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InvalidAudio, match=r"5 samples at 384000 Hz .* 8000 Hz"):
+            render_audio(
+                np.full((2, 5), 0.5, np.float32), 384_000, target, RenditionSpec(fmt, sample_rate=8_000)
+            )
+    assert list(tmp_path.iterdir()) == []

@@ -260,7 +260,11 @@ def render_bytes(
     target = check_target(name, spec)
     x = as_audio(audio, scale=scale)
     codec = spec.settings(rate, x.shape[0])
-    x = resample(x, rate, codec.sample_rate, lossy=codec.format not in LOSSLESS_SUBTYPES)
+    given, x = x.shape[1], resample(x, rate, codec.sample_rate, lossy=codec.format not in LOSSLESS_SUBTYPES)
+    if x.shape[1] == 0:  # not "audio is empty" from the meter, after a RuntimeWarning
+        raise InvalidAudio(
+            f"{given} samples at {rate} Hz make no sample at {codec.sample_rate} Hz: too short"
+        )
     encoded, status, attempts, before = _attempts(x, codec, chosen, opts)
     data, loudness, peak, frames = encoded.data, encoded.loudness, encoded.peak, encoded.frames
     reached = status in ("normalized", "limited")
