@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import warnings
 from pathlib import Path
 
@@ -12,8 +13,16 @@ import pytest
 import soundfile as sf
 
 from musicstore import InvalidAudio, Status, Store
-from musicstore.audio import RenditionSpec, get_profile, synthesize_music
-from musicstore.audio.renditions import EXTENSIONS, RenditionOptions, decode, render_audio
+from musicstore.audio import RenditionSpec, file_peaks, get_profile, synthesize_music
+from musicstore.audio.analysis import analyze_file
+from musicstore.audio.renditions import (
+    EXTENSIONS,
+    RenditionOptions,
+    decode,
+    read_master,
+    render_audio,
+    render_file,
+)
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.usage import storage_stats
 from musicstore.models import Generation
@@ -177,3 +186,34 @@ def test_a_clip_too_short_to_resample_is_refused_for_what_it_is(fmt: str, tmp_pa
                 np.full((2, 5), 0.5, np.float32), 384_000, target, RenditionSpec(fmt, sample_rate=8_000)
             )
     assert list(tmp_path.iterdir()) == []
+
+
+def _streamed_flac(frames: int) -> bytes:
+    """A FLAC whose STREAMINFO does not say how many frames it holds (total samples 0, "unknown": what a
+    FLAC encoder writing to a pipe leaves, ffmpeg's or flac's own reading stdin)."""
+    buffer = io.BytesIO()
+    noise = np.random.default_rng(1).standard_normal((frames, 2)) * 0.1
+    sf.write(buffer, noise, 48_000, format="FLAC")
+    raw = bytearray(buffer.getvalue())
+    assert raw[:4] == b"fLaC" and raw[4] & 0x7F == 0  # STREAMINFO first: its 64 bits at 18 end in the total
+    field = int.from_bytes(raw[18:26], "big") & ~((1 << 36) - 1)
+    raw[18:26] = field.to_bytes(8, "big")
+    return bytes(raw)
+
+
+def test_a_flac_master_that_does_not_say_its_length_is_invalid_audio(tmp_path: Path) -> None:
+    """libsndfile gives such a file 2**63 - 1 frames and fails at its end: read_master, render_file and
+    analyze_file raised numpy's bare ValueError ('array is too big') from an allocation of that many frames
+    (a smaller declared size would have been a MemoryError), file_peaks 'Internal psf_fseek() failed'."""
+    path = tmp_path / "streamed.flac"
+    path.write_bytes(_streamed_flac(100_000))
+    why = "does not say how many frames"
+    with pytest.raises(InvalidAudio, match=why):
+        read_master(path.read_bytes(), path.name)
+    with pytest.raises(InvalidAudio, match=why):
+        render_file(path, tmp_path / "out.mp3", RenditionSpec("mp3"))
+    with pytest.raises(InvalidAudio, match=why):
+        file_peaks(path)
+    with pytest.raises(InvalidAudio, match=why):
+        analyze_file(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["streamed.flac"]

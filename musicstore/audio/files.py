@@ -91,9 +91,21 @@ def truncation(source: IO[bytes], size: int) -> str | None:
     they were all); None when it is whole or not a WAV. Reads the chunk headers only: a few small reads.
 
     RF64/BW64 take the data size from the ``ds64`` chunk; a RIFF data size of 0xFFFFFFFF (a stream's: "to
-    the end") or 0 (a writer that never came back to it) declares nothing to compare."""
+    the end") or 0 (a writer that never came back to it) declares nothing to compare.
+
+    Also why a FLAC file cannot be read whole: its STREAMINFO does not say how many frames it holds (total
+    samples 0, what an encoder writing to a pipe leaves), which libsndfile takes for 2**63 - 1 frames and
+    fails at its end (a read of the whole file asked numpy for that many: ``ValueError``)."""
     source.seek(0)
-    head = source.read(12)
+    head = source.read(26)
+    if head[:4] == b"fLaC" and len(head) == 26 and head[4] & 0x7F == 0:  # STREAMINFO: 36 bits of samples
+        if int.from_bytes(head[18:26], "big") & ((1 << 36) - 1) == 0:
+            return (
+                "its FLAC header does not say how many frames it holds (written to a pipe?), which "
+                "libsndfile cannot read to the end: encode it again to a file"
+            )
+        return None
+    head = head[:12]
     order = _RIFF_ORDER.get(head[:4])
     if len(head) < 12 or head[8:12] != b"WAVE" or order is None:
         return None
