@@ -172,7 +172,7 @@ def render_generation(
         for spec, asked in requests:
             row, settings = recorded_row(asked), asked
             if row is None:
-                master = master or _read_master(generation, found, where)  # once, and only when something is made
+                master = master or _read_master(generation, found, where)  # once, when something is made
                 # the request as the master makes it (its rate and channels: a row completed by hand may
                 # record others), as the row recorded for it is keyed by what was encoded
                 settings = _with_tolerance(spec.settings(master[1], len(master[0])).description, chosen, opts)
