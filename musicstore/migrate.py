@@ -189,11 +189,7 @@ another writer, once the lock is had."""
 def _open_backend(yoyo_url: str, dialect: str, deadline: float | None) -> Any:
     """yoyo's backend for ``yoyo_url`` (``yoyo.get_backend``), its SQLite busy timeout bounded by ``deadline``
     before yoyo's first writes (its lock table, its DDL check), which wait for another writer."""
-    from yoyo.connections import get_backend_class, parse_uri
-    from yoyo.migrations import default_migration_table
-
-    parsed = parse_uri(yoyo_url)
-    backend = get_backend_class(parsed.scheme.lower())(parsed, default_migration_table)
+    backend = _backend(yoyo_url, dialect)
     try:
         _wait_until(backend, dialect, deadline)
         backend.init_database()
@@ -206,6 +202,30 @@ def _open_backend(yoyo_url: str, dialect: str, deadline: float | None) -> Any:
         backend.connection.close()
         raise
     return backend
+
+
+def _backend(yoyo_url: str, dialect: str) -> Any:
+    """yoyo's backend for ``yoyo_url`` (``yoyo.get_backend``); on PostgreSQL each of its connections (its
+    copies' too, and again after a rollback: yoyo's ``init_connection``) gets the store's session settings,
+    ``set_lock_timeout`` (``sql/postgres/session.sql``): client_encoding UTF8, DateStyle ISO and the rest,
+    whatever the database's or role's. yoyo's own connection kept them: in a database made with SQL_ASCII
+    psycopg sent text as bytea and the first migration failed ('operator does not exist: ... = bytea').
+    Its lock_timeout is 0, PostgreSQL's default: a migration's DDL waits for its tables' locks."""
+    from yoyo.connections import get_backend_class, parse_uri
+    from yoyo.migrations import default_migration_table
+
+    parsed = parse_uri(yoyo_url)
+    base: Any = get_backend_class(parsed.scheme.lower())
+    if dialect != "postgres":
+        return base(parsed, default_migration_table)
+    setting = _queries(dialect)["set_lock_timeout"].sql
+
+    class Session(base):  # type: ignore[misc]
+        def init_connection(self, connection: Any) -> None:
+            super().init_connection(connection)
+            connection.execute(setting, {"lock_timeout": "0"})
+
+    return Session(parsed, default_migration_table)
 
 
 def _wait_until(backend: Any, dialect: str, deadline: float | None, ms: int | None = None) -> float | None:
@@ -293,10 +313,8 @@ def _release_own_lock(yoyo_url: str, dialect: str) -> None:
     it on its own connection, which fails when that connection broke (a Ctrl-C in a PostgreSQL query, a
     server restart), and the row then stopped every later migration. Best effort: a database still out of
     reach keeps it, and the next migration's error says how to break it."""
-    from yoyo import get_backend
-
     try:
-        backend = get_backend(yoyo_url)
+        backend = _backend(yoyo_url, dialect)
     except _database_errors(dialect):
         return
     try:
