@@ -6,12 +6,15 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from musicstore import Store, migrate
+from musicstore.metrics import metrics_text, read_metrics
 from musicstore.migrate import shipped_migrations
+from musicstore.testing import FakeClock
 
 _names = itertools.count()
 
@@ -60,3 +63,17 @@ def test_migrate_ignores_the_session_settings_of_the_database_and_its_role(
         made = store.create_generation("caf\u00e9", model_name="m", duration_seconds=1)
         assert store.get_generation(made.id) == made
 
+
+def test_metrics_under_a_clock_in_the_first_days_of_the_year_1(db_url: str) -> None:
+    """The metrics' window reaching back before the year 1 counts from the calendar's start, as
+    ``queue_position``'s does: a snapshot, not an OverflowError (no MusicstoreError) at each scrape."""
+    clock = FakeClock(datetime(1, 1, 1, 0, 0, 1, tzinfo=UTC))
+    with Store(db_url, clock=clock) as store:
+        job = store.create_generation("early", model_name="m", duration_seconds=1)
+        assert store.claim_next("gpu-0", lease_seconds=1) is not None
+        store.complete_generation(job.id, file_path="a.wav", file_size_bytes=1)
+        store.create_generation("next", model_name="m", duration_seconds=1)
+        snapshot = read_metrics(store, window=3600)
+        assert snapshot.window.completions == 1 and snapshot.by_status["pending"] == 1
+        assert sum(snapshot.window.generations.values()) == 2 and len(snapshot.recent) == 2
+        assert b"musicstore_generations" in metrics_text(store, window=366 * 86_400)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import validate
@@ -157,7 +157,10 @@ def metrics_op(
     processing_by_priority = dict.fromkeys(PRIORITY_CLASSES, 0)
     for row in processing:
         processing_by_priority[priority_class(row["priority"])] += 1
-    since = now - timedelta(seconds=seconds)
+    try:
+        since = now - timedelta(seconds=seconds)
+    except OverflowError:  # a clock in the first days of the year 1: the window starts with the calendar
+        since = datetime.min.replace(tzinfo=UTC)
     # one row past the limit says that the window held more than it (a window of exactly the limit is whole)
     recent = _recent_rows((yield Call("metrics_recent", {"since": since, "limit": limit + 1})))
     counted = Window(seconds, dict.fromkeys(by_status, 0), truncated=len(recent) > limit)
