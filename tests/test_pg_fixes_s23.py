@@ -3,18 +3,28 @@ hub's LISTEN connection lost, the metrics' reads under a year-1 clock, and more 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
-from collections.abc import Iterator
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 
-from musicstore import Store, migrate
+from musicstore import AsyncStore, Store, migrate, waiting
 from musicstore.metrics import metrics_text, read_metrics
 from musicstore.migrate import shipped_migrations
 from musicstore.testing import FakeClock
+from musicstore.waiting import WORK
+from musicstore.waiting import hub as listening
 
 _names = itertools.count()
 
@@ -77,3 +87,146 @@ def test_metrics_under_a_clock_in_the_first_days_of_the_year_1(db_url: str) -> N
         assert snapshot.window.completions == 1 and snapshot.by_status["pending"] == 1
         assert sum(snapshot.window.generations.values()) == 2 and len(snapshot.recent) == 2
         assert b"musicstore_generations" in metrics_text(store, window=366 * 86_400)
+
+
+def _listening_pid(url: str) -> int:
+    """The server process of the database's one listening connection (its last statement a LISTEN)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'"
+        ).fetchall()
+    (pid,) = (int(row[0]) for row in rows)
+    return pid
+
+
+def _until(check: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "not within the time"
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_wait_wakes_at_once_at_an_enqueue_after_its_listening_backend_is_terminated(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """pg_terminate_backend of the hub's server process (a store's waits just started): the hub listens again
+    at once and an enqueue made 50 ms after the kill wakes a waiting claim within 100 ms (the re-try is an
+    hour). The hub paused RECONNECT_SECONDS (1 s) before making again a connection that had lasted less than
+    that: in a worker's first second no wait was woken for a whole second."""
+    monkeypatch.setattr(waiting, "RECHECK_SECONDS", 3600.0)
+    started = threading.Event()
+    claimed: list[float] = []
+
+    def wait_for_work() -> None:
+        if kind == "sync":
+            with Store(postgres_url) as store:
+                started.set()
+                assert store.claim_next("gpu-0", wait=30.0) is not None
+        else:
+
+            async def main() -> None:
+                async with AsyncStore.open(postgres_url) as astore:
+                    started.set()
+                    assert await astore.claim_next("gpu-0", wait=30.0) is not None
+
+            asyncio.run(main())
+        claimed.append(time.monotonic())
+
+    with Store(postgres_url) as other:
+        thread = threading.Thread(target=wait_for_work)
+        thread.start()
+        started.wait(10.0)
+        pids: list[int] = []
+
+        def listening() -> bool:
+            try:
+                pids.append(_listening_pid(postgres_url))
+            except ValueError:
+                return False
+            return True
+
+        _until(listening)
+        time.sleep(0.05)  # the wait sleeps
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pids[0]])
+        time.sleep(0.05)
+        enqueued = time.monotonic()
+        other.create_generation("p", model_name="m", duration_seconds=1)
+        thread.join(10.0)
+    assert claimed and claimed[0] - enqueued < 0.1, claimed[0] - enqueued if claimed else None
+
+
+class _Proxy:
+    """A TCP proxy to a PostgreSQL server on 127.0.0.1 whose connections ``freeze`` silences: what passes
+    through them from then on is dropped, and nothing is closed (a network that drops packets, a NAT that
+    forgot the connection). Connections made after it pass as usual."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.frozen: set[socket.socket] = set()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with suppress(OSError):
+            while True:
+                client, _ = self.listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.target))
+                self.sockets += [client, server]
+                for source, sink in ((client, server), (server, client)):
+                    threading.Thread(target=self._pass, args=(source, sink), daemon=True).start()
+
+    def _pass(self, source: socket.socket, sink: socket.socket) -> None:
+        with suppress(OSError):
+            while data := source.recv(65536):
+                if source not in self.frozen:
+                    sink.sendall(data)
+        with suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def freeze(self) -> None:
+        self.frozen.update(self.sockets)
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_a_listening_connection_that_stops_answering_is_made_again(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub's connection goes silent (nothing passes, nothing is closed: a dropped network, a NAT or
+    firewall that forgot it, a server host gone without a word): its socket never became readable, so the
+    hub kept it for ever and no wait of the store was woken again (each re-tried every RECHECK_SECONDS).
+    The hub asks its connection for an answer when it has been quiet ``KEEPALIVE_SECONDS``, and one that
+    gives none in ``ANSWER_SECONDS`` is lost: made again, after which an enqueue wakes a wait at once."""
+    monkeypatch.setattr(listening, "KEEPALIVE_SECONDS", 0.2, raising=False)
+    monkeypatch.setattr(listening, "ANSWER_SECONDS", 0.2, raising=False)
+    parts = urlsplit(postgres_url)
+    assert parts.port is not None and parts.hostname == "127.0.0.1"
+    proxy = _Proxy(parts.port)
+    hub = listening._Hub(SimpleNamespace(url=postgres_url.replace(f":{parts.port}/", f":{proxy.port}/")))
+    waiter = listening._ThreadWaiter(WORK)
+    try:
+        hub.start()
+        assert hub.register(waiter)
+        time.sleep(0.5)  # answered asks: the connection stays
+        assert hub.connections == 1
+        proxy.freeze()
+        _until(lambda: hub.connections == 2, 5.0)
+        time.sleep(0.1)  # the hub's wake-up of every wait, as it listens again
+        waiter.arm()
+        with Store(postgres_url) as other:
+            enqueued = time.monotonic()
+            other.create_generation("p", model_name="m", duration_seconds=1)
+            assert waiter.sleep(10.0)
+            assert time.monotonic() - enqueued < 0.1
+    finally:
+        hub.unregister(waiter)
+        hub.close()
+        proxy.close()

@@ -14,9 +14,11 @@ repeats a try, never loses a job. What wakes a sleeper:
   connection. A wait registers before its first try and clears its flag before each try, so a notification
   sent between a try and the sleep is not lost: it sets the flag and the sleep returns at once. The hub's
   first connection is made by the first wait (its errors are that wait's), with the store's connect timeout
-  (``_Hub.connect_timeout``); a lost connection is made again in the background (every ``RECONNECT_SECONDS``
-  until it succeeds), and every registered wait is woken when the hub listens again, to try once more (the
-  notifications of the gap are lost; the waits re-try at least every ``RECHECK_SECONDS`` meanwhile). A try
+  (``_Hub.connect_timeout``); a lost connection (or one silent ``KEEPALIVE_SECONDS`` that then leaves an empty
+  query unanswered ``ANSWER_SECONDS``) is made again in the background (at once, then every
+  ``RECONNECT_SECONDS`` until it succeeds), and every registered wait is woken when the hub listens again,
+  to try once more (the notifications of the gap are lost; the waits re-try at least every
+  ``RECHECK_SECONDS`` meanwhile). A try
   that fails because the pooled connection it ran on was lost (``connection_lost``: the server ended the
   store's connections while the wait slept) is made once more at once, on a live connection (the pool has
   dropped the dead one and checked its idle ones); a second loss is raised. Being read continuously, the hub's

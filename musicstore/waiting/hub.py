@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import math
 import os
 import selectors
 import socket
@@ -22,7 +23,13 @@ log = logging.getLogger("musicstore.waiting")  # the package's logger, as before
 
 RECONNECT_SECONDS = 1.0
 """How long the PostgreSQL hub pauses between two attempts to make its lost connection again (the first is
-at once, unless the lost connection had lasted less than this)."""
+at once, unless the connection lost before it was lost less than this earlier)."""
+KEEPALIVE_SECONDS = 5.0
+"""How long the hub's connection may stay quiet (no notification, no answer) before the hub asks it for an
+answer (an empty query): a connection gone silent (a dropped network, a NAT or firewall that forgot it, a host
+gone without a word) never makes its socket readable, so only an unanswered question finds it lost."""
+ANSWER_SECONDS = 5.0
+"""How long the hub waits for that answer before it takes the connection as lost and makes it again."""
 
 
 class _Waiter:
@@ -228,24 +235,42 @@ class _Hub:
         import psycopg
 
         pgconn = conn.pgconn
+        asked: float | None = None  # when the question now unanswered was sent (``KEEPALIVE_SECONDS``)
+        heard = time.monotonic()  # when the connection last said anything
         with selectors.DefaultSelector() as selector:
             selector.register(pgconn.socket, selectors.EVENT_READ, conn)
             selector.register(read, selectors.EVENT_READ, read)
             while True:
                 while (note := pgconn.notifies()) is not None:
                     self._dispatch(note.relname.decode(errors="replace"), note.extra.decode(errors="replace"))
-                if any(key.data is read for key, _ in selector.select()):
+                due = heard + KEEPALIVE_SECONDS if asked is None else asked + ANSWER_SECONDS
+                ready = selector.select(max(0.0, due - time.monotonic()))
+                if any(key.data is read for key, _ in ready):
                     return
+                if not ready:  # quiet until ``due``
+                    if asked is not None:
+                        silent = f"the listening connection did not answer in {ANSWER_SECONDS:g} s"
+                        raise psycopg.OperationalError(silent)
+                    pgconn.send_query(b"")  # an empty query: the server answers at once
+                    if pgconn.flush():
+                        raise psycopg.OperationalError("the listening connection took no question")
+                    asked = time.monotonic()
+                    continue
                 pgconn.consume_input()
                 if pgconn.status != psycopg.pq.ConnStatus.OK:
                     raise psycopg.OperationalError("the listening connection is lost")
+                heard = time.monotonic()
+                if asked is not None and not pgconn.is_busy():  # the answer came whole
+                    while pgconn.get_result() is not None:
+                        pass
+                    asked = None
 
     def _run(self, conn: Any, read: socket.socket) -> None:
         """The thread: read the connection; when it is lost, wake every wait (to try again), make it again
         (at once, then every ``RECONNECT_SECONDS``) and wake them once more as it listens."""
+        lost = -math.inf  # when the connection was last lost
         try:
             while conn is not None:
-                since = time.monotonic()
                 try:
                     self._read(conn, read)
                     return  # closed
@@ -256,7 +281,9 @@ class _Hub:
                 conn = None
                 for waiter in self._everyone():
                     waiter.notify()
-                pause = 0.0 if time.monotonic() - since >= RECONNECT_SECONDS else RECONNECT_SECONDS
+                # at once, but for a connection lost again within RECONNECT_SECONDS (no loop of attempts)
+                pause = 0.0 if time.monotonic() - lost >= RECONNECT_SECONDS else RECONNECT_SECONDS
+                lost = time.monotonic()
                 told = False
                 while conn is None:
                     if _readable(read, pause) or self._closed:
