@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from musicstore import AsyncStore, Store, migrate, waiting
+from musicstore import AsyncStore, Status, Store, migrate, waiting
 from musicstore.metrics import metrics_text, read_metrics
 from musicstore.migrate import shipped_migrations
 from musicstore.testing import FakeClock
@@ -230,3 +230,27 @@ def test_a_listening_connection_that_stops_answering_is_made_again(
         hub.unregister(waiter)
         hub.close()
         proxy.close()
+
+
+@pytest.mark.parametrize("isolation", ["repeatable read", "serializable"])
+def test_a_database_s_default_isolation_level_does_not_make_the_store_s_writes_conflict(
+    postgres_url: str, isolation: str
+) -> None:
+    """The store's writes are made for READ COMMITTED, PostgreSQL's default: a statement sees the rows other
+    transactions committed before it (a cancel finds the job as a worker's claim left it). With the
+    database's or role's default_transaction_isolation set higher (a DBA's choice for their own
+    applications), a write transaction that had read before another committed failed with WriteConflict
+    ('could not serialize access due to concurrent update'), and concurrent claims did too. The store's
+    sessions use READ COMMITTED, as they set their other settings."""
+    database = urlsplit(postgres_url).path.lstrip("/")
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE {database} SET default_transaction_isolation = '{isolation}'")
+    with Store(postgres_url) as store, Store(postgres_url) as other:
+        job = store.create_generation("p", model_name="m", duration_seconds=1)
+        with store.transaction() as tx:
+            read = tx.get_generation(job.id)
+            assert read is not None and read.status is Status.PENDING
+            assert other.claim_next("gpu-0") is not None
+            tx.cancel(job.id)
+        after = store.get_generation(job.id)
+        assert after is not None and after.status is Status.CANCELLED

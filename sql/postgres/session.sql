@@ -15,8 +15,13 @@
 -- (with 'SQL, DMY', 'German' or 'Postgres' set for the server, database or role, every read of a moment
 -- raised its NotImplementedError). And client_encoding is UTF8, whatever PGCLIENTENCODING or the database's or
 -- role's setting: psycopg encodes and decodes text in it (LATIN1 refused an emoji; SQL_ASCII gave bytes).
+-- And default_transaction_isolation is READ COMMITTED, whatever the database's or role's: the store's writes are
+-- made for it (a statement sees what other transactions committed before it; a claim skips locked rows); with
+-- REPEATABLE READ or SERIALIZABLE set there, a write that had read before another transaction committed a change
+-- to its row failed with 'could not serialize access' (WriteConflict). Read snapshots name their own level.
 SELECT set_config('client_encoding', 'UTF8', false) AS client_encoding,
        set_config('lock_timeout', :lock_timeout, false) AS lock_timeout,
        set_config('TimeZone', 'UTC', false) AS time_zone,
        set_config('extra_float_digits', '3', false) AS extra_float_digits,
-       set_config('DateStyle', 'ISO', false) AS date_style;
+       set_config('DateStyle', 'ISO', false) AS date_style,
+       set_config('default_transaction_isolation', 'read committed', false) AS isolation;
