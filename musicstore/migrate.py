@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from . import validate
 from .backends.sqlite import switch_to_wal, unwritable_folder
@@ -48,7 +48,9 @@ def yoyo_url(url: str | None = None) -> tuple[str, bool]:
     parameters = [part for part in query.split("&") if part]
     kept = [part for part in parameters if not is_secret_parameter(unquote(part.partition("=")[0]))]
     removed = bool(password) or len(kept) < len(parameters)
-    return urlunsplit((scheme, f"{user}{at}{host}", path, "&".join(kept), "")), removed
+    query = "&".join(kept)
+    # by hand: urlunsplit drops an empty host's '//' for a scheme it does not know (postgresql+psycopg:/?...)
+    return f"{scheme}://{user}{at}{host}{path}" + (f"?{query}" if query else ""), removed
 
 
 def shipped_migrations() -> list[str]:

@@ -18,10 +18,11 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from yoyo.connections import parse_uri
 
 from musicstore import AsyncStore, Status, Store, migrate, waiting
 from musicstore.metrics import metrics_text, read_metrics
-from musicstore.migrate import shipped_migrations
+from musicstore.migrate import shipped_migrations, yoyo_url
 from musicstore.testing import FakeClock
 from musicstore.waiting import WORK
 from musicstore.waiting import hub as listening
@@ -254,3 +255,18 @@ def test_a_database_s_default_isolation_level_does_not_make_the_store_s_writes_c
             tx.cancel(job.id)
         after = store.get_generation(job.id)
         assert after is not None and after.status is Status.CANCELLED
+
+
+def test_yoyo_url_spelled_with_parameters_keeps_its_two_slashes() -> None:
+    """A URL that yoyo would read otherwise than libpq is spelled with every setting as a parameter,
+    ``postgresql+psycopg:///?user=...`` as docs/migrations.md shows; with its password left out it came as
+    ``postgresql+psycopg:/?user=...`` (``urlunsplit`` drops the empty host's ``//`` for a scheme it does not
+    know). yoyo read both alike; the printed URL is now the documented one."""
+    url = "postgresql://u:pw@127.0.0.1:5/m%C3%BC%20db"
+    assert yoyo_url(url) == ("postgresql+psycopg:///?user=u&dbname=m%C3%BC%20db&host=127.0.0.1&port=5", True)
+    assert yoyo_url("postgresql://u@h:5/db?password=pw&sslmode=require") == (
+        "postgresql+psycopg://u@h:5/db?sslmode=require",
+        True,
+    )
+    parsed = parse_uri(yoyo_url(url)[0])
+    assert parsed.args == {"user": "u", "dbname": "m\u00fc db", "host": "127.0.0.1", "port": "5"}
