@@ -132,6 +132,8 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
         if target.path is not None:
             target.path.parent.mkdir(parents=True, exist_ok=True)
             _check_sqlite_file(target.path)
+        if target.dialect == "postgres":
+            _libpq_reads(target.url)
         backend = _open_backend(target.yoyo_url, target.dialect, deadline)
     except ImportError as exc:
         raise MigrationError(
@@ -186,6 +188,15 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
 YOYO_BUSY_MS = 5000
 """The busy timeout of yoyo's SQLite connection (sqlite3's default): what its migration statements wait for
 another writer, once the lock is had."""
+
+
+def _libpq_reads(url: str) -> None:
+    """Raise psycopg's error if libpq cannot read ``url`` (a password percent-encoding a NUL, a bad escape),
+    as the store's connections fail on it: yoyo, which reads a URL otherwise, connected with it anyway (to the
+    local server's socket, with %00: its connection string ended at the NUL, before the host and port)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    conninfo_to_dict(url)
 
 
 def _open_backend(yoyo_url: str, dialect: str, deadline: float | None) -> Any:

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from yoyo.connections import parse_uri
 
-from musicstore import AsyncStore, Status, Store, migrate, waiting
+from musicstore import AsyncStore, DatabaseError, MigrationError, Status, Store, migrate, waiting
 from musicstore.metrics import metrics_text, read_metrics
 from musicstore.migrate import shipped_migrations, yoyo_url
 from musicstore.testing import FakeClock
@@ -270,3 +270,36 @@ def test_yoyo_url_spelled_with_parameters_keeps_its_two_slashes() -> None:
     )
     parsed = parse_uri(yoyo_url(url)[0])
     assert parsed.args == {"user": "u", "dbname": "m\u00fc db", "host": "127.0.0.1", "port": "5"}
+
+
+@pytest.mark.parametrize(
+    ("where", "password"), [("userinfo", "se%00cret"), ("query", "se%00cret"), ("query", "sec%ZZret")]
+)
+def test_migrate_refuses_a_url_that_libpq_refuses_as_the_store_does(
+    scratch_database: tuple[Any, str], where: str, password: str
+) -> None:
+    """A URL libpq cannot read (a password percent-encoding a NUL, or a bad percent-escape) is refused by the
+    store ("forbidden value %00", "invalid percent-encoded token"). migrate() gave it to yoyo, which reads it
+    otherwise: with %00 its connection string ended at the NUL, so yoyo connected without the URL's host and
+    port, to the local server's socket (a local server with the same database name and trust would have been
+    migrated in place of the URL's); with %ZZ in ``?password=`` it connected with the text as the password
+    and migrated a database the store then refused to open. migrate() now refuses it as the store does,
+    naming the cause and not the password."""
+    server, name = scratch_database
+    server.admin(f"CREATE DATABASE {name}")
+    parts = urlsplit(server.url(name))
+    at = f"{parts.hostname}:{parts.port}/{name}"
+    if where == "userinfo":
+        url = f"postgresql://{parts.username}:{password}@{at}"
+    else:
+        url = f"postgresql://{parts.username}@{at}?password={password}"
+    with pytest.raises(DatabaseError) as store_refused:
+        Store(url).close()
+    reason = str(store_refused.value).split(" (", 1)[1].split(")")[0].strip()
+    assert "percent" in reason  # libpq's, not the missing schema's
+    with pytest.raises(MigrationError) as caught:
+        migrate(url)
+    message = str(caught.value)
+    assert reason in message and "socket" not in message and password not in message
+    with psycopg.connect(server.url(name)) as conn:
+        assert conn.execute("SELECT to_regclass('generations')").fetchone() == (None,)
