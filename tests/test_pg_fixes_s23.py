@@ -28,6 +28,8 @@ from musicstore.waiting import WORK
 from musicstore.waiting import hub as listening
 
 _names = itertools.count()
+SOON = 0.5
+"""A wake-up that came at once (measured 10-40 ms), not at a 1 s pause or re-try."""
 
 
 @pytest.fixture
@@ -113,7 +115,7 @@ def test_a_wait_wakes_at_once_at_an_enqueue_after_its_listening_backend_is_termi
     postgres_url: str, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     """pg_terminate_backend of the hub's server process (a store's waits just started): the hub listens again
-    at once and an enqueue made 50 ms after the kill wakes a waiting claim within 100 ms (the re-try is an
+    at once and an enqueue made 50 ms after the kill wakes a waiting claim at once (the re-try is an
     hour). The hub paused RECONNECT_SECONDS (1 s) before making again a connection that had lasted less than
     that: in a worker's first second no wait was woken for a whole second."""
     monkeypatch.setattr(waiting, "RECHECK_SECONDS", 3600.0)
@@ -156,7 +158,8 @@ def test_a_wait_wakes_at_once_at_an_enqueue_after_its_listening_backend_is_termi
         enqueued = time.monotonic()
         other.create_generation("p", model_name="m", duration_seconds=1)
         thread.join(10.0)
-    assert claimed and claimed[0] - enqueued < 0.1, claimed[0] - enqueued if claimed else None
+    # measured 10-40 ms (it was 1 s); SOON leaves room for a loaded machine
+    assert claimed and claimed[0] - enqueued < SOON, claimed[0] - enqueued if claimed else None
 
 
 class _Proxy:
@@ -226,7 +229,7 @@ def test_a_listening_connection_that_stops_answering_is_made_again(
             enqueued = time.monotonic()
             other.create_generation("p", model_name="m", duration_seconds=1)
             assert waiter.sleep(10.0)
-            assert time.monotonic() - enqueued < 0.1
+            assert time.monotonic() - enqueued < SOON
     finally:
         hub.unregister(waiter)
         hub.close()
