@@ -6,9 +6,11 @@ import argparse
 import os
 import sys
 
-from ..errors import InvalidInput, MusicstoreError
+from ..errors import InvalidInput, MusicstoreError, StorageError
+from ..store import Store
 from .arguments import not_empty
-from .common import open_store, output_root
+from .common import ROOT_ENV, open_store, output_root
+from .table import escape_controls
 
 TOKEN_ENV = "MUSICSTORE_WEB_TOKEN"
 DEFAULT_HOST = "127.0.0.1"
@@ -43,7 +45,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL is bracketed
     site = f"http://{host}:{args.port}/"
     with open_store(args) as store:
-        app = create_app(store, root=output_root(args), token=token)
+        root = output_root(args)
+        app = create_app(store, root=root, token=token)
+        if args.output_root or os.environ.get(ROOT_ENV):
+            _check_root(store, root, fail=args.check)
         if args.check:
             print(f"musicstore dashboard ready for {site} (--check: not started)")
             return 0
@@ -56,6 +61,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     f"the dashboard could not listen on {args.host}:{args.port} (uvicorn's log says why)"
                 ) from None
     return 0
+
+
+def _check_root(store: Store, root: str, *, fail: bool) -> None:
+    """A named output root (``-o``, ``$MUSICSTORE_OUTPUT_ROOT``) that is no folder: a typo or a mount not
+    there, under which the dashboard answers 404 for every file. ``--check`` fails on it (StorageError, exit
+    code 1); serving goes on with a warning, as the app does (the folder may appear later). The default root,
+    named by no one, is not checked."""
+    from ..delivery import Delivery
+
+    try:
+        Delivery(store, root=root).close()
+    except StorageError as exc:
+        if fail:
+            raise
+        print(f"musicstore: warning: {escape_controls(str(exc))}; its files answer 404", file=sys.stderr)
 
 
 def _port(text: str) -> int:
