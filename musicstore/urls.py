@@ -174,11 +174,24 @@ def _several_hosts(text: str, netloc: str) -> str:
     )
 
 
+def from_environment() -> str | None:
+    """``$MUSICSTORE_DATABASE_URL``, or None when it is not set. Set but empty (or blank) is InvalidInput,
+    never read as unset: ``"$(cat /run/secrets/db-url)"`` of a missing file, a compose file's ``${DB_URL}``
+    not set, put every job in the local default SQLite file instead."""
+    value = os.environ.get(URL_ENV)
+    if value is not None and not value.strip():
+        raise InvalidInput(
+            f"${URL_ENV} is set but empty: set it to a database URL, or unset it for the default "
+            f"{DEFAULT_URL}"
+        )
+    return value
+
+
 def resolve(url: str | None = None) -> DatabaseURL:
     """Parse ``url``, or ``$MUSICSTORE_DATABASE_URL``, or the SQLite default (``InvalidInput`` for a value
     that is not a str)."""
     validate.database_url(url)
-    text = url or os.environ.get(URL_ENV) or DEFAULT_URL
+    text = url or from_environment() or DEFAULT_URL
     register(text)
     scheme = text.partition(":")[0].lower()
     if scheme == "sqlite":

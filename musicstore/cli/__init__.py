@@ -29,6 +29,7 @@ from .common import (
     EXIT_TERMINATED,
     EXIT_USAGE,
     ROOT_ENV,
+    check_environment,
 )
 from .output import SHOWN, tolerate_stdout
 from .parser import EPILOG, build_parser
@@ -137,6 +138,7 @@ def _run(argv: Sequence[str] | None) -> int:
         interrupt.restore()  # the imports are done: Ctrl-C is KeyboardInterrupt again, handled below
         tolerate_stdout()
         args = build_parser().parse_args(argv)
+        check_environment(args)  # a MUSICSTORE_* variable set but empty: a usage error, as -d "" is
         with interrupt.terminating():  # a stop's SIGTERM unwinds as a Ctrl-C does: rollbacks, temp files
             code = int(args.func(args))
         sys.stdout.flush()  # a closed pipe (`| head`) raises here, not at exit

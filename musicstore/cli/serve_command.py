@@ -9,10 +9,9 @@ import sys
 from ..errors import InvalidInput, MusicstoreError, StorageError
 from ..store import Store
 from .arguments import not_empty
-from .common import ROOT_ENV, open_store, output_root
+from .common import ROOT_ENV, TOKEN_ENV, open_store, output_root
 from .table import escape_controls
 
-TOKEN_ENV = "MUSICSTORE_WEB_TOKEN"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 
