@@ -129,3 +129,89 @@ def test_an_empty_web_token_variable_is_a_usage_error_not_a_dashboard_without_a_
     out, err = capsys.readouterr()
     assert out == "" and "$MUSICSTORE_WEB_TOKEN is set but empty" in err, err
     assert main([*argv, "--token", "from-the-command-line"]) == EXIT_OK
+
+
+# --- backup and restore on a read-only folder name the folder and the cause ---------------------------------
+# A database in a read-only folder (a read-only mount, another user's folder) said only "unable to open
+# database file" of a file that was there; a read-only destination's folder said "[Errno 30] Read-only file
+# system" of a temp name the user never gave (an untyped OSError: removing a temp that was never made failed,
+# and hid the real error).
+
+_READ_ONLY = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && exec "$@"'
+
+
+def _read_only_prefix(tmp_path: Path) -> list[str]:
+    """An ``unshare`` prefix under which a folder can be bind-mounted read-only (a skip where none can)."""
+    import os
+    import shutil
+    import subprocess
+
+    probe = tmp_path / "probe"
+    probe.mkdir(exist_ok=True)
+    for prefix in (["unshare", "--mount", "--"], ["unshare", "--user", "--map-root-user", "--mount", "--"]):
+        cmd = [*prefix, "sh", "-c", _READ_ONLY.replace(' && exec "$@"', ""), str(probe)]
+        if shutil.which("unshare") and subprocess.run(cmd, check=False, capture_output=True).returncode == 0:
+            return prefix
+    if os.environ.get("CI") == "true":
+        pytest.fail("cannot bind-mount a folder read-only in a private mount namespace")
+    pytest.skip("cannot bind-mount a folder read-only in a private mount namespace")
+
+
+def _run_read_only(tmp_path: Path, folder: Path, *argv: str) -> tuple[int, str, str]:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env.pop("MUSICSTORE_DATABASE_URL", None)
+    command = [*_read_only_prefix(tmp_path), "sh", "-c", _READ_ONLY, str(folder), sys.executable, *argv]
+    child = subprocess.run(command, check=False, capture_output=True, text=True, env=env, cwd=tmp_path)
+    return child.returncode, child.stdout, child.stderr
+
+
+def _database(folder: Path) -> str:
+    from musicstore import Store
+
+    url = f"sqlite:///{folder}/store.db"
+    Store(url, migrate=True).close()
+    return url
+
+
+def test_a_backup_of_a_database_in_a_read_only_folder_names_the_folder_and_why(tmp_path: Path) -> None:
+    folder = tmp_path / "db"
+    url = _database(folder)
+    dest = tmp_path / "out" / "copy.db"
+    code, out, err = _run_read_only(tmp_path, folder, "-m", "musicstore", "backup", str(dest), "-d", url)
+    assert code == EXIT_ERROR and out == "" and err.count("\n") == 1, err
+    assert err.startswith("musicstore: error: ") and "Traceback" not in err, err
+    assert f"its folder {folder} is on a read-only file system" in err and "-wal" in err, err
+    assert not dest.parent.exists() or list(dest.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["backup", "restore"])
+def test_a_backup_or_restore_into_a_read_only_folder_is_a_storage_error_naming_it(
+    command: str, tmp_path: Path
+) -> None:
+    url = _database(tmp_path / "db")
+    source = tmp_path / "db" / "store.db"
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    target = folder / "copy.db"
+    if command == "backup":
+        argv = ["backup", str(target), "-d", url]
+        call = f"backup({url!r}, {str(target)!r})"
+    else:
+        argv = ["restore", str(source), "-d", f"sqlite:///{target}"]
+        call = f"restore({str(source)!r}, 'sqlite:///{target}')"
+    code, out, err = _run_read_only(tmp_path, folder, "-m", "musicstore", *argv)
+    assert code == EXIT_ERROR and out == "" and err.count("\n") == 1, err
+    assert err.startswith("musicstore: error: ") and "Traceback" not in err and ".tmp" not in err, err
+    assert str(target) in err and f"its folder {folder} is on a read-only file system" in err, err
+    script = (
+        "from musicstore import StorageError\n"
+        "from musicstore.maintenance.backup import backup, restore\n"
+        f"try:\n    {call}\nexcept StorageError as exc:\n    print('StorageError:', exc)\n"
+    )
+    code, out, err = _run_read_only(tmp_path, folder, "-c", script)
+    assert code == 0 and err == "" and out.startswith("StorageError: "), (out, err)
+    assert list(folder.iterdir()) == []

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 from .. import validate
+from ..backends.sqlite import unwritable_folder
 from ..errors import InvalidInput, StorageError
 from ..filestore.fsync import fsync
 from ..processes import alive
@@ -239,9 +240,32 @@ def _temp_beside(destination: Path) -> Path:
 
 def _remove_temp(temp: Path) -> None:
     """Remove ``temp`` and the ``-journal``/``-wal``/``-shm`` SQLite left beside it: a copy that failed (a
-    full disk) leaves its rollback journal, one more file per failed attempt while the process lives."""
+    full disk) leaves its rollback journal, one more file per failed attempt while the process lives. A
+    name that is not there is not unlinked: on a read-only file system that raised EROFS, not ENOENT, and
+    hid why the copy failed behind a temp name the caller never gave."""
     for name in (temp, *(Path(f"{temp}-{log}") for log in ("journal", "wal", "shm"))):
-        name.unlink(missing_ok=True)
+        if os.path.lexists(name):
+            name.unlink(missing_ok=True)
+
+
+def _writable_folder(destination: Path, what: str) -> None:
+    """StorageError naming ``destination`` and why, where its folder cannot take the temp copy (a read-only
+    mount, a folder of another user): SQLite said only "unable to open database file" of the temp."""
+    why = unwritable_folder(destination)
+    if why is not None:
+        raise StorageError(f"cannot write {what} {destination}: {why}; nothing was written")
+
+
+def _unopenable(exc: sqlite3.Error, path: Path) -> str:
+    """SQLite's message for the database at ``path``, with why it cannot be opened where its folder says so
+    (a database in WAL mode needs its -wal and -shm beside it, even to be read)."""
+    why = unwritable_folder(path) if str(exc) == "unable to open database file" else None
+    if why is None:
+        return str(exc)
+    return (
+        f"{exc}: {why}; SQLite in WAL mode keeps its -wal and -shm files beside the database, even to read "
+        "it: back up a copy of it (with any -wal file) in a folder this user can write"
+    )
 
 
 def _remove_dead_temps(destination: Path) -> None:
@@ -301,6 +325,7 @@ def backup(
     if dest.exists() and not overwrite:
         raise InvalidInput(f"{dest} exists; pass overwrite=True to replace it")
     _make_folder(dest.parent)
+    _writable_folder(dest, "the backup")
     _remove_dead_temps(dest)
     temp = _temp_beside(dest)
     source = sqlite3.connect(path, timeout=30.0, isolation_level=None)
@@ -315,7 +340,7 @@ def backup(
                 source.execute("ROLLBACK")
             _remove_temp(temp)
     except sqlite3.Error as exc:
-        raise StorageError(f"backing up {path} to {dest} failed: {exc}") from exc
+        raise StorageError(f"backing up {path} to {dest} failed: {_unopenable(exc, path)}") from exc
     finally:
         source.close()
 
@@ -368,6 +393,7 @@ def restore(
     if path.exists() and not overwrite:
         raise InvalidInput(f"{path} exists; pass overwrite=True to replace it with the backup")
     _make_folder(path.parent)
+    _writable_folder(path, "the restored database")
     _remove_dead_temps(path)
     temp = _temp_beside(path)
     source = _read_only(source_path, isolation_level=None)
