@@ -4,6 +4,7 @@ fixtures of ``musicstore.testing``."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -215,3 +216,87 @@ def test_a_backup_or_restore_into_a_read_only_folder_is_a_storage_error_naming_i
     code, out, err = _run_read_only(tmp_path, folder, "-c", script)
     assert code == 0 and err == "" and out.startswith("StorageError: "), (out, err)
     assert list(folder.iterdir()) == []
+
+
+# --- the SeaweedFS fixture's start: only a port taken is tried again ----------------------------------------
+# `_seaweed.start` caught BaseException around the wait and started `weed mini` again, up to 3 times: a
+# Ctrl-C while the server started was swallowed (the run went on, starting it twice more), and a server not
+# ready in 60 s was waited for three times (3 minutes) before the error. PostgreSQL's start tries another
+# port only when the port was taken; so does this one now.
+
+
+@pytest.fixture
+def launches(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The ``weed mini`` processes ``_seaweed.start`` launches in the test (skips without the binary)."""
+    from musicstore.testing import _seaweed
+
+    if _seaweed.find_weed() is None:
+        pytest.skip("no SeaweedFS 'weed' binary")
+    pytest.importorskip("boto3")
+    launched: list[Any] = []
+    launch = _seaweed._launch
+
+    def counted(command: list[str], base: Path) -> Any:
+        launched.append((launch(command, base), base))
+        return launched[-1][0]
+
+    monkeypatch.setattr(_seaweed, "_launch", counted)
+    return launched
+
+
+def test_a_ctrl_c_while_weed_starts_stops_at_once(
+    launches: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from musicstore.testing import _seaweed
+
+    def interrupted(server: Any, deadline: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_seaweed, "_wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _seaweed.start()
+    assert len(launches) == 1
+    process, base = launches[0]
+    assert process.poll() is not None and not base.exists()
+
+
+def test_a_weed_not_ready_in_time_is_an_error_at_once(
+    launches: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from musicstore.testing import _seaweed
+
+    monkeypatch.setattr(_seaweed, "START_TIMEOUT", 0.0)
+    with pytest.raises(RuntimeError, match="not ready in 0 s"):
+        _seaweed.start()
+    assert len(launches) == 1 and all(p.poll() is not None and not b.exists() for p, b in launches)
+
+
+def test_a_weed_port_taken_is_tried_again_on_others(
+    launches: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from musicstore.testing import _seaweed
+
+    free = _seaweed._free_ports
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = int(holder.getsockname()[1])
+
+        def first_taken(count: int) -> list[int]:
+            ports = free(count)
+            return [taken, *ports[1:]] if len(launches) == 0 else ports
+
+        monkeypatch.setattr(_seaweed, "_free_ports", first_taken)
+        server = _seaweed.start()
+        try:
+            assert len(launches) == 2 and not any(arg.endswith(f"={taken}") for arg in server.command)
+            client = server.client()
+            try:
+                client.head_bucket(Bucket=server.bucket)
+            finally:
+                client.close()
+        finally:
+            server.stop()
+    assert not launches[0][1].exists()

