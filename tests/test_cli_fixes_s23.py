@@ -367,3 +367,57 @@ def test_the_sockets_of_a_killed_runs_weed_are_removed_by_the_next_start(
         assert [s for s in sockets if s.exists() and s not in server.sockets] == []
     finally:
         server.stop()
+
+
+# --- musicstore_live_server: a port another process takes is no failed start --------------------------------
+# LiveServer chose a free port, closed it, and let uvicorn bind it later in its thread: a port another
+# process (a second pytest-xdist worker's server) took in between ended the start in "uvicorn did not start",
+# where PostgreSQL's and SeaweedFS's starts try another port. It now binds the socket itself and hands it to
+# uvicorn: nothing can take the port in between; a port given that is in use says so.
+
+
+def _app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def home(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("here")
+
+    return Starlette(routes=[Route("/", home)])
+
+
+@pytest.fixture
+def held_port() -> Any:
+    import socket
+
+    pytest.importorskip("uvicorn")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield int(holder.getsockname()[1])
+
+
+def test_a_live_servers_port_taken_after_its_choice_does_not_fail_the_start(
+    held_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import urllib.request
+
+    from musicstore.testing import _browser
+
+    monkeypatch.setattr(_browser, "free_port", lambda: held_port)  # another worker took it meanwhile
+    server = _browser.LiveServer(_app())
+    try:
+        assert server.port != held_port and server.url == f"http://127.0.0.1:{server.port}"
+        with urllib.request.urlopen(server.url + "/", timeout=10) as answer:
+            assert answer.read() == b"here"
+    finally:
+        server.stop()
+    assert not server.thread.is_alive()
+
+
+def test_a_live_server_on_a_port_in_use_says_so(held_port: int) -> None:
+    from musicstore.testing import _browser
+
+    with pytest.raises(RuntimeError, match=rf"127\.0\.0\.1:{held_port}.*in use"):
+        _browser.LiveServer(_app(), port=held_port)

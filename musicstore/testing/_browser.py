@@ -10,6 +10,7 @@ the app's lifespan (startup before the first request, shutdown at ``stop()``).
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
@@ -48,19 +49,41 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _listener(port: int) -> socket.socket:
+    """A socket bound to 127.0.0.1:``port`` (0: a free port, chosen by the kernel), for uvicorn to listen on.
+    Bound here, it is never free between its choice and the server's bind, where another process (a second
+    pytest-xdist worker's server) could take it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds its own
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        sock.close()
+        why = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise RuntimeError(f"cannot serve on 127.0.0.1:{port}: {why}") from exc
+    return sock
+
+
 class LiveServer:
-    """uvicorn serving ``app`` on 127.0.0.1 in a daemon thread, until ``stop()``."""
+    """uvicorn serving ``app`` on 127.0.0.1 in a daemon thread, until ``stop()``: on ``port``, else on a
+    free one (the socket bound before the thread starts: no other process can take it meanwhile)."""
 
     def __init__(self, app: Any, *, port: int | None = None, timeout: float = 10.0) -> None:
         import uvicorn
 
-        self.port = port or free_port()
+        self.socket = _listener(port or 0)
+        self.port = int(self.socket.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="auto", server_header=False
         )  # the app's lifespan runs (startup before the first request, shutdown at stop), as in production
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run,
+            kwargs={"sockets": [self.socket]},
+            name=f"uvicorn-{self.port}",
+            daemon=True,
+        )
         self.thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:
@@ -72,6 +95,7 @@ class LiveServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.socket.close()
 
 
 def start_browser(*, width: int = 1280, height: int = 900) -> Any:
