@@ -421,3 +421,22 @@ def test_a_live_server_on_a_port_in_use_says_so(held_port: int) -> None:
 
     with pytest.raises(RuntimeError, match=rf"127\.0\.0\.1:{held_port}.*in use"):
         _browser.LiveServer(_app(), port=held_port)
+
+
+# --- backup "$UNSET" and restore "$UNSET" are usage errors, as -d "" is -------------------------------------
+# `musicstore backup "$BACKUP_FILE"` with the variable unset said ". is a folder; give the path of a database
+# file" (the empty path read as the working directory), exit code 1; restore said "backup_path must name a
+# file". An empty DEST or BACKUP is now a usage error naming the argument, as an empty --database is.
+
+
+@pytest.mark.parametrize("command", ["backup", "restore"])
+@pytest.mark.parametrize("value", ["", " "])
+def test_an_empty_backup_or_restore_path_is_a_usage_error(
+    command: str, value: str, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from musicstore.cli import EXIT_USAGE
+
+    assert main([command, value, "-d", sqlite_url, "--overwrite"]) == EXIT_USAGE
+    out, err = capsys.readouterr()
+    name = "DEST" if command == "backup" else "BACKUP"
+    assert out == "" and f"argument {name}: must not be empty" in err, err
