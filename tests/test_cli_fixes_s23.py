@@ -440,3 +440,25 @@ def test_an_empty_backup_or_restore_path_is_a_usage_error(
     out, err = capsys.readouterr()
     name = "DEST" if command == "backup" else "BACKUP"
     assert out == "" and f"argument {name}: must not be empty" in err, err
+
+
+# --- strategies.audio refuses a size no example could have, before drawing ----------------------------------
+# `audio(max_seconds=1e9)` (or a batch of a million long clips) was accepted and its first draw raised
+# numpy's MemoryError ("Unable to allocate 138. TiB"), an untyped error from inside hypothesis.
+
+
+@pytest.mark.parametrize(
+    "narrowing",
+    [
+        {"max_seconds": 1e9},
+        {"batch": 1_000_000, "max_seconds": 60.0},
+        {"sample_rate": 384_000, "max_seconds": 1e6},
+    ],
+)
+def test_audio_refuses_arrays_too_large_to_make(narrowing: dict[str, Any]) -> None:
+    from musicstore import InvalidInput
+    from musicstore.testing import strategies as ms
+
+    with pytest.raises(InvalidInput, match="samples"):
+        ms.audio(**narrowing)
+    ms.audio(max_seconds=60.0, batch=4)  # a minute of stereo, four times over: fine

@@ -262,6 +262,11 @@ def _audio(
     return audio if batch is not None else audio[0]
 
 
+MAX_AUDIO_SAMPLES = 2**27
+"""The most samples (all channels and batch items) one ``audio`` example may have: its making works on
+float64 arrays of that size (1 GiB), and a bigger one raised numpy's MemoryError at the first draw."""
+
+
 def audio(
     *,
     channels: Iterable[int] | int = (1, 2),
@@ -286,6 +291,12 @@ def audio(
         raise InvalidInput(f"max_seconds must be > 0, got {max_seconds!r}")
     if batch is not None:
         batch = validate.integer(batch, "batch", 1, 1_000_000)
+    most = (batch or 1) * max(counts) * max(1, round(high * rate))
+    if most > MAX_AUDIO_SAMPLES:
+        raise InvalidInput(
+            f"audio of up to {most:,} samples (batch x channels x max_seconds x sample_rate) is more than "
+            f"{MAX_AUDIO_SAMPLES:,} samples an example may have; narrow max_seconds or batch"
+        )
     if transients is not None:
         transients = validate.flag(transients, "transients")
     as_tensor = validate.flag(as_tensor, "as_tensor")
