@@ -462,3 +462,47 @@ def test_audio_refuses_arrays_too_large_to_make(narrowing: dict[str, Any]) -> No
     with pytest.raises(InvalidInput, match="samples"):
         ms.audio(**narrowing)
     ms.audio(max_seconds=60.0, batch=4)  # a minute of stereo, four times over: fine
+
+
+# --- a terminal's Ctrl-C leaves the SeaweedFS server to the teardown ----------------------------------------
+# `weed mini` ran in pytest's process group: a Ctrl-C at the terminal (SIGINT to the whole foreground group)
+# stopped it at once, and the teardown that empties the test's prefix (musicstore_s3_url) then failed against
+# a dead server. PostgreSQL's server runs in a session of its own for that reason; so does weed now.
+
+
+def test_a_ctrl_c_to_the_test_runs_process_group_leaves_weed_serving(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from musicstore.testing import _seaweed
+
+    if _seaweed.find_weed() is None:
+        pytest.skip("no SeaweedFS 'weed' binary")
+    pytest.importorskip("boto3")
+    script = (
+        "import os, signal, time\n"
+        "from musicstore.testing import _seaweed\n"
+        "server = _seaweed.start()\n"
+        "try:\n"
+        "    os.killpg(0, signal.SIGINT)  # the terminal's Ctrl-C: to every process of the foreground group\n"
+        "    time.sleep(5)\n"
+        "except KeyboardInterrupt:\n"
+        "    time.sleep(1)\n"
+        "    client = server.client()\n"
+        "    client.head_bucket(Bucket=server.bucket)  # the teardown can still talk to it\n"
+        "    print('served after the Ctrl-C', flush=True)\n"
+        "finally:\n"
+        "    server.stop()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "TMPDIR": str(tmp_path)}
+    child = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        start_new_session=True,  # a process group of its own, as a terminal's foreground job
+    )
+    assert child.returncode == 0 and "served after the Ctrl-C" in child.stdout, child.stderr[-2000:]
