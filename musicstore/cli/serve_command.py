@@ -32,10 +32,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     token = args.token or os.environ.get(TOKEN_ENV)
-    if token == "":  # `MUSICSTORE_WEB_TOKEN=$SECRET` with $SECRET unset: never a dashboard without a token
-        raise InvalidInput(
-            f"${TOKEN_ENV} is set but empty: set it to the token, or unset it to serve without a token"
-        )
     if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
         print(
             f"musicstore: warning: serving on {args.host} without a token (--token or ${TOKEN_ENV})",
