@@ -189,7 +189,8 @@ def from_environment() -> str | None:
 
 def resolve(url: str | None = None) -> DatabaseURL:
     """Parse ``url``, or ``$MUSICSTORE_DATABASE_URL``, or the SQLite default (``InvalidInput`` for a value
-    that is not a str)."""
+    that is not a str, and for the variable set but blank: ``MUSICSTORE_DATABASE_URL=$UNSET`` is refused as
+    ``url=""`` is, never read as the default, which migrated and opened a local SQLite file instead)."""
     validate.database_url(url)
     text = url or from_environment() or DEFAULT_URL
     register(text)
