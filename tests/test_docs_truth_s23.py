@@ -4,6 +4,7 @@ test quotes the claim it holds the code to."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,3 +28,27 @@ def test_a_set_but_empty_database_variable_is_refused_never_read_as_the_default(
         with pytest.raises(InvalidInput, match=URL_ENV):
             opening()
     assert not (tmp_path / "data").exists()
+
+
+def test_reset_database_deletes_the_rows_but_keeps_the_owner_limits(db_url: str) -> None:
+    # usage.md said "deletes every row"; the owner keys' limits are configuration and stay (as the operation's
+    # own docstring says), so a test that resets between examples must clear a limit itself
+    request: dict[str, Any] = {
+        "model_name": "m",
+        "duration_seconds": 1,
+        "owner_key": "k",
+        "idempotency_key": "i",
+    }
+    with Store(db_url) as store:
+        job = store.create_generation("p", **request)
+        store.set_owner_limit("k", 0)
+        store.set_owner_limit("other", 2)
+        store.reset_database(confirm=musicstore.RESET_CONFIRMATION)
+        stats = store.get_database_stats()
+        assert stats.total == 0 and stats.unique_prompts == 0 and store.get_most_used_prompts(5) == []
+        assert store.queue_depth().levels == [] and store.queue_depth().running == {}
+        assert store.get_owner_limits() == {"k": 0, "other": 2}
+        again = store.create_generation("p", **request)
+        assert again.id != job.id and store.claim_next("w") is None  # "k" is still paused
+        store.set_owner_limit("k", None)
+        assert store.claim_next("w") is not None
