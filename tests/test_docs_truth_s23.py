@@ -52,3 +52,28 @@ def test_reset_database_deletes_the_rows_but_keeps_the_owner_limits(db_url: str)
         assert again.id != job.id and store.claim_next("w") is None  # "k" is still paused
         store.set_owner_limit("k", None)
         assert store.claim_next("w") is not None
+
+
+@pytest.mark.parametrize(("low", "high"), [(5_000, 6_000), (12_000, 20_000), (20_000, 20_000)])
+def test_prompts_draw_long_minimums_up_to_the_stores_limit(low: int, high: int, tmp_path: Path) -> None:
+    # testing.md: "prompts draws from min_size (1) to max_size characters, at most the store's 20,000";
+    # from min_size 5,000 on, hypothesis failed its health check at the first draw, and over 8,192 it raised
+    # InvalidArgument: "min_size is larger than Hypothesis supports"
+    from hypothesis import HealthCheck, given, settings
+
+    from musicstore.testing import strategies as ms
+    from musicstore.urls import sqlite_url
+
+    drawn: list[str] = []
+
+    @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(ms.prompts(min_size=low, max_size=high))
+    def draw(prompt: str) -> None:
+        assert low <= len(prompt) <= high and prompt.strip()
+        drawn.append(prompt)
+
+    draw()
+    with Store(sqlite_url(tmp_path / "long.db"), migrate=True) as store:
+        for prompt in drawn[:3]:
+            job = store.create_generation(prompt, model_name="m", duration_seconds=1)
+            assert store.get_generation(job.id) == job

@@ -33,14 +33,27 @@ _text_alphabet = st.characters(exclude_categories=["Cs"], exclude_characters="\x
 def prompts(*, min_size: int = 1, max_size: int = 500) -> st.SearchStrategy[str]:
     """Prompt text a store accepts: any script, emoji, quotes, SQL; not blank; no NUL or lone surrogates.
 
-    From ``min_size`` to ``max_size`` characters; narrowing outside what ``create_generation`` accepts (more
-    than ``MAX_PROMPT_CHARS``, no room for a non-blank prompt, ``min_size`` above ``max_size``) raises
-    InvalidInput."""
+    From ``min_size`` to ``max_size`` characters (a ``min_size`` over 1,000: a drawn phrase repeated to the
+    drawn length, as hypothesis draws no text that long); narrowing outside what ``create_generation``
+    accepts (more than ``MAX_PROMPT_CHARS``, no room for a non-blank prompt, ``min_size`` above
+    ``max_size``) raises InvalidInput."""
     high = validate.integer(max_size, "max_size", 1, validate.MAX_PROMPT_CHARS)
     low = validate.integer(min_size, "min_size", 0, validate.MAX_PROMPT_CHARS)
     if low > high:
         raise InvalidInput(f"min_size ({min_size!r}) must not exceed max_size ({max_size!r})")
+    if low > _LONG_PROMPT:  # hypothesis draws no text that long (its health check; over 8,192 never)
+        return st.builds(_repeated, _phrases, st.integers(min_value=low, max_value=high))
     return st.text(alphabet=_text_alphabet, min_size=low, max_size=high).filter(lambda t: t.strip() != "")
+
+
+_LONG_PROMPT = 1_000
+"""The longest ``min_size`` drawn as one text; above it, a drawn phrase repeated to a drawn length."""
+_phrases = st.text(alphabet=_text_alphabet, min_size=1, max_size=64).filter(lambda t: t.strip() != "")
+
+
+def _repeated(phrase: str, length: int) -> str:
+    """``phrase`` repeated to exactly ``length`` characters (at least one whole phrase: never blank)."""
+    return (phrase * -(-length // len(phrase)))[:length]
 
 
 def _keys(max_size: int) -> st.SearchStrategy[str]:
