@@ -3,6 +3,7 @@ test quotes the claim it holds the code to."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import musicstore
 import musicstore.compat
 from musicstore import InvalidInput, Store
 from musicstore.aio import AsyncStore
+from musicstore.testing import FakeClock
 from musicstore.urls import URL_ENV
 
 
@@ -77,3 +79,17 @@ def test_prompts_draw_long_minimums_up_to_the_stores_limit(low: int, high: int, 
         for prompt in drawn[:3]:
             job = store.create_generation(prompt, model_name="m", duration_seconds=1)
             assert store.get_generation(job.id) == job
+
+
+def test_a_report_with_a_shorter_lease_keeps_the_claims_longer_one(db_url: str) -> None:
+    # queue.md: a written report with lease_seconds= extends the lease "to at least that long from now" and
+    # keeps one that already runs longer (the page read as if heartbeat kept it too: heartbeat sets it)
+    clock = FakeClock()
+    with Store(db_url, clock=clock) as store:
+        job = store.create_generation("p", model_name="m", duration_seconds=1)
+        store.claim_next("gpu-0", lease_seconds=3600)
+        assert store.report_progress(job.id, "gpu-0", 0.5, "sampling", lease_seconds=10)
+        assert store.get_generation(job.id).lease_expires_at == clock() + timedelta(seconds=3600)  # type: ignore[union-attr]
+        clock.advance(3000)
+        assert store.report_progress(job.id, "gpu-0", 0.6, "decoding", lease_seconds=1200)
+        assert store.get_generation(job.id).lease_expires_at == clock() + timedelta(seconds=1200)  # type: ignore[union-attr]
