@@ -93,3 +93,22 @@ def test_a_report_with_a_shorter_lease_keeps_the_claims_longer_one(db_url: str) 
         clock.advance(3000)
         assert store.report_progress(job.id, "gpu-0", 0.6, "decoding", lease_seconds=1200)
         assert store.get_generation(job.id).lease_expires_at == clock() + timedelta(seconds=1200)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("status", ["pending", "completed", "cancelled"])
+def test_putting_back_a_generation_that_is_not_processing_says_so(db_url: str, status: str) -> None:
+    # usage.md: update_generation_status(id, "pending") puts a processing one back; for any other it raised
+    # InvalidTransition saying the generation "cannot be failed from that status"
+    with Store(db_url) as store:
+        job = store.create_generation("p", model_name="m", duration_seconds=1)
+        if status != "pending":
+            store.claim_next("gpu-0")
+            if status == "completed":
+                store.complete_generation(job.id, file_path="a.wav", file_size_bytes=1)
+            else:
+                store.cancel(job.id)
+        with pytest.raises(musicstore.InvalidTransition) as raised:
+            store.update_generation_status(job.id, "pending")
+        assert raised.value.current == status and type(raised.value) is musicstore.InvalidTransition
+        assert "failed" not in str(raised.value) and "processing" in str(raised.value)
+        assert store.get_generation(job.id).status == status  # type: ignore[union-attr]

@@ -369,7 +369,15 @@ def update_generation_status(
     elif target is Status.FAILED:
         yield from fail.steps(gid, error_message or "failed", retry=False)
     elif target is Status.PENDING:
-        yield from fail.steps(gid, error_message or "requeued", retry=True, max_attempts=1 << 30)
+        try:
+            yield from fail.steps(gid, error_message or "requeued", retry=True, max_attempts=1 << 30)
+        except InvalidTransition as refused:  # fail's words ("cannot be failed") are not the caller's
+            if type(refused) is not InvalidTransition:
+                raise
+            raise InvalidTransition(
+                f"generation {gid} is {refused.current}; only a processing generation is put back to pending",
+                current=refused.current,
+            ) from None
     else:
         row: Generation | None = yield Call("get_generation", {"id": gid}, GENERATION)
         if row is None:
