@@ -167,4 +167,9 @@ def _run(argv: Sequence[str] | None) -> int:
         print(interrupt.message(exc), end="", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(exc, interrupt.Terminated) else EXIT_INTERRUPTED
     finally:
-        interrupt.finish()  # done: a Ctrl-C from here to the exit changes nothing
+        while True:  # done: a Ctrl-C from here to the exit changes nothing
+            try:
+                interrupt.finish()
+            except KeyboardInterrupt:  # one that landed as finish was called, before its own try
+                continue
+            break
