@@ -306,3 +306,56 @@ def test_migrate_refuses_a_url_that_libpq_refuses_as_the_store_does(
     assert reason in message and "socket" not in message and password not in message
     with psycopg.connect(server.url(name)) as conn:
         assert conn.execute("SELECT to_regclass('generations')").fetchone() == (None,)
+
+
+def _tcp_settings(conn: Any) -> tuple[int, int, int, int, int]:
+    """The keepalive and user-timeout options of ``conn``'s own socket, as the kernel holds them."""
+    sock = socket.socket(fileno=os.dup(conn.fileno()))
+    try:
+        return (
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+        )
+    finally:
+        sock.close()
+
+
+_DEFAULTS = (1, 30, 10, 3, 60000)
+
+
+def test_every_connection_finds_a_silent_cut_within_a_minute_unless_the_url_says_otherwise(
+    postgres_url: str,
+) -> None:
+    """A connection cut without a word reaching this host hung an operation (or the hub) for two hours or
+    for ever (the system's keepalive defaults, none at all for unacknowledged data), where docs/operations.md
+    says it fails with a DatabaseError. The store's pooled connections (sync and async), its reachability
+    probe's and the hub's listening connection get keepalives after 30 s idle, 3 probes 10 s apart, and a
+    60 s TCP user timeout; a URL's own settings win."""
+    assert urlsplit(postgres_url).hostname == "127.0.0.1"  # TCP: a Unix socket ignores these
+    own = postgres_url + ("&" if "?" in postgres_url else "?") + "keepalives_idle=7&tcp_user_timeout=5000"
+    for url, expected in ((postgres_url, _DEFAULTS), (own, (1, 7, 10, 3, 5000))):
+        with Store(url) as store:
+            conn = store._connector.acquire()
+            try:
+                assert _tcp_settings(conn) == expected
+            finally:
+                store._connector.release(conn)
+
+        async def pooled(url: str = url) -> tuple[int, ...]:
+            async with AsyncStore.open(url) as astore:
+                conn = await astore._connector.acquire()
+                try:
+                    return _tcp_settings(conn)
+                finally:
+                    await astore._connector.release(conn)
+
+        assert asyncio.run(pooled()) == expected
+        hub = listening._Hub(SimpleNamespace(url=url))
+        conn = hub._connect()
+        try:
+            assert _tcp_settings(conn) == expected
+        finally:
+            conn.close()

@@ -210,6 +210,31 @@ def _lost(conn: Any) -> bool:
     return idle is not None and bool(idle.poll(0))
 
 
+TCP_DEFAULTS = {
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "60000",
+}
+"""libpq settings for a TCP connection the URL does not set itself: a connection cut without a word reaching
+this host (a network cut, a host gone) is found dead within about a minute, idle (keepalive probes: 30 s, then
+3 unanswered 10 s apart) or with data unacknowledged (60 s), where the operating system's defaults take two
+hours or forever. A server busy with a long statement still answers them. Unix sockets ignore them."""
+
+
+def tcp_defaults(url: str) -> dict[str, Any]:
+    """The ``TCP_DEFAULTS`` that ``url`` does not set (keyword arguments of ``psycopg.connect``). A URL that
+    libpq cannot read gets none here: connecting to it says why."""
+    import psycopg.conninfo
+
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return {}
+    return {key: value for key, value in TCP_DEFAULTS.items() if key not in given}
+
+
 def _connect_timeout(timeout: float) -> int:
     """libpq's connect_timeout: whole seconds, at least 2 (it treats smaller values as 2)."""
     return max(2, math.ceil(timeout))
@@ -258,7 +283,7 @@ class PostgresConnector:
                 min_size=1,
                 max_size=self.pool_size,
                 timeout=self.timeout,
-                kwargs={"autocommit": True},  # rows as tuples, built by position
+                kwargs={"autocommit": True, **tcp_defaults(self.url)},  # rows as tuples, built by position
                 connection_class=connection_class(),
                 configure=_configure(self.timeout),
                 open=True,
@@ -330,7 +355,9 @@ class PostgresConnector:
         """Raise DatabaseError with the reason if a fresh connection to the database fails."""
         psycopg = _modules()[0]
         try:
-            psycopg.connect(self.url, connect_timeout=_connect_timeout(self.timeout)).close()
+            psycopg.connect(
+                self.url, connect_timeout=_connect_timeout(self.timeout), **tcp_defaults(self.url)
+            ).close()
         except psycopg.Error as exc:
             raise _unreachable(self.where, exc) from exc
 

@@ -32,6 +32,7 @@ from .postgres import (
     _unreachable,
     _watch,
     encode,
+    tcp_defaults,
     translate,
 )
 
@@ -136,7 +137,7 @@ class AsyncPostgresConnector:
                 min_size=1,
                 max_size=self.pool_size,
                 timeout=self.timeout,
-                kwargs={"autocommit": True},  # rows as tuples, built by position
+                kwargs={"autocommit": True, **tcp_defaults(self.url)},  # rows as tuples, built by position
                 connection_class=async_connection_class(),
                 configure=_configure_async(self.timeout),
                 open=False,
@@ -178,7 +179,7 @@ class AsyncPostgresConnector:
         psycopg = _modules()[0]
         try:
             conn = await psycopg.AsyncConnection.connect(
-                self.url, connect_timeout=_connect_timeout(self.timeout)
+                self.url, connect_timeout=_connect_timeout(self.timeout), **tcp_defaults(self.url)
             )
         except psycopg.Error as exc:
             raise _unreachable(self.where, exc) from exc

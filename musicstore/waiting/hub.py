@@ -15,6 +15,7 @@ import time
 from contextlib import suppress
 from typing import Any
 
+from ..backends.postgres import tcp_defaults
 from ..errors import InvalidInput
 from ..masking import redact
 from .wakes import FINISHED, PENDING, Wake
@@ -143,7 +144,9 @@ class _Hub:
         import psycopg
 
         # None: libpq's default (psycopg drops a parameter given as None)
-        conn = psycopg.connect(self.url.url, autocommit=True, connect_timeout=self.connect_timeout)
+        conn = psycopg.connect(
+            self.url.url, autocommit=True, connect_timeout=self.connect_timeout, **tcp_defaults(self.url.url)
+        )
         try:
             conn.execute(_listen_sql())
         except BaseException:
