@@ -37,6 +37,7 @@ from .access import COOKIE, login_token_matches
 from .reads import (
     _filters,
     _limit,
+    before,
     check_filters,
     completions_by_hour_op,
     created_by_hour_op,
@@ -118,7 +119,7 @@ class Dashboard:
     def overview_data(self) -> tuple[MetricsSnapshot, dict[str, Any]]:
         snapshot = read_metrics(self.store, window=86_400, window_limit=OVERVIEW_ROWS)
         now = snapshot.taken_at
-        hour0 = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
+        hour0 = before(now.replace(minute=0, second=0, microsecond=0), timedelta(hours=23))
         hours = [hour0 + timedelta(hours=i) for i in range(24)]
         failed = [0] * 24
 
@@ -131,8 +132,8 @@ class Dashboard:
         for row in snapshot.recent:
             if row["status"] == Status.FAILED and (i := slot(row["completed_at"])) is not None:
                 failed[i] += 1
-        first_day = (now - timedelta(days=29)).date()
-        since = first_day.strftime("%Y-%m-%d")
+        first_day = before(now, timedelta(days=29)).date()
+        since = first_day.isoformat()  # "0001-01-01": strftime writes the year 1 as "1"
         with self.store.transaction(write=False) as tx:
             days = tx.run(days_op, since)
             failures = tx.list_generations(status=Status.FAILED, limit=10).items
@@ -323,8 +324,8 @@ class Dashboard:
             now = tx.run(now_op)  # the store's clock, which stamped the rows
             most_used = tx.get_most_used_prompts(20)
             # one row past the limit says that the window held more (the tables then count its newest rows)
-            day = tx.run(recent_prompts_op, now - timedelta(days=1), TRENDING_ROWS + 1)
-            week = tx.run(recent_prompts_op, now - timedelta(days=7), TRENDING_ROWS + 1)
+            day = tx.run(recent_prompts_op, before(now, timedelta(days=1)), TRENDING_ROWS + 1)
+            week = tx.run(recent_prompts_op, before(now, timedelta(days=7)), TRENDING_ROWS + 1)
         truncated = {"day": len(day) > TRENDING_ROWS, "week": len(week) > TRENDING_ROWS}
         del day[TRENDING_ROWS:], week[TRENDING_ROWS:]
         return {

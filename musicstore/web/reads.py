@@ -199,6 +199,15 @@ def table_page(filters: Filters, *, cursor: str | None = None, limit: int = 50) 
     return TablePage(items, encode_cursor(low_created_at, low_id), True)
 
 
+def before(now: datetime, delta: timedelta) -> datetime:
+    """``now - delta``, or the calendar's start where that falls before the year 1 (a clock in its first
+    days), as ``read_metrics`` and ``queue_position`` count their windows: not an OverflowError (a 500)."""
+    try:
+        return now - delta
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
 @reader
 def now_op() -> Steps[datetime]:
     """The store's clock, which stamped the rows: a page compares their times (leases, windows) with it, as
@@ -282,6 +291,7 @@ __all__ = [
     "TablePage",
     "_filters",
     "_limit",
+    "before",
     "check_filters",
     "completions_by_hour_op",
     "created_by_hour_op",

@@ -1,0 +1,52 @@
+"""Dashboard fixes (session 23): pages under a clock in the first days of the year 1, a local master whose
+header records no length, and Range headers the server must ignore."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("jinja2")
+pytest.importorskip("prometheus_client")
+
+from starlette.testclient import TestClient
+
+from musicstore import Store
+from musicstore.testing import FakeClock
+from musicstore.web import create_app
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/api/overview", "/prompts", "/api/prompts", "/workers", "/api/workers", "/metrics"]
+)
+def test_the_pages_under_a_clock_in_the_first_days_of_the_year_1(
+    backend_url: str, tmp_path: Path, path: str
+) -> None:
+    """The overview's 24 hours and 30 days and the prompts' trending day and week reaching back before the
+    year 1 count from the calendar's start, as ``read_metrics`` and ``queue_position`` do: the page, not
+    an OverflowError (a 500)."""
+    clock = FakeClock(datetime(1, 1, 1, 0, 0, 1, tzinfo=UTC))
+    with Store(backend_url, clock=clock) as store:
+        job = store.create_generation("early", model_name="m", duration_seconds=1)
+        assert store.claim_next("gpu-0", lease_seconds=1) is not None
+        store.fail(job.id, "boom", retry=False)
+        store.create_generation("early", model_name="m", duration_seconds=1)
+        with TestClient(create_app(store, root=tmp_path)) as client:
+            response = client.get(path)
+            assert response.status_code == 200, response.text
+            if path == "/api/prompts":
+                assert response.json()["trending_day"] == [{"text": "early", "uses": 2}]
+            if path == "/api/overview":
+                charts = response.json()["charts"]
+                assert sum(charts["hours"]["series"][0][1]) == 2  # both created in the first hour
+                assert sum(charts["hours"]["series"][2][1]) == 1  # the failure
+                days = dict(zip(charts["days"]["labels"], charts["days"]["series"][0][1], strict=True))
+                assert days["0001-01-01"] == 2 and sum(days.values()) == 2
