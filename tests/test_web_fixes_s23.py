@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 from musicstore import Store
 from musicstore.testing import FakeClock
 from musicstore.web import create_app
+from tests.test_rendition_hunt_s23 import _streamed_flac
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -50,3 +51,26 @@ def test_the_pages_under_a_clock_in_the_first_days_of_the_year_1(
                 assert sum(charts["hours"]["series"][2][1]) == 1  # the failure
                 days = dict(zip(charts["days"]["labels"], charts["days"]["series"][0][1], strict=True))
                 assert days["0001-01-01"] == 2 and sum(days.values()) == 2
+
+
+def test_the_waveform_of_a_flac_master_whose_header_does_not_say_its_length(
+    sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """libsndfile gives a FLAC whose header does not say its length (written to a pipe) 2**63 - 1 frames:
+    the peaks asked ``file_peaks`` for 2**63 / 1000 samples per pixel and answered 400 'samples_per_pixel
+    must be an integer in 1-1048576', a parameter no request gave. It is a file that cannot be read as audio:
+    no waveform (404, the reason logged), the page and the audio still served."""
+    with Store(sqlite_url) as store:
+        store.create_generation("streamed", model_name="m", duration_seconds=1)
+        job = store.claim_next("gpu-0")
+        assert job is not None
+        path = tmp_path / f"{job.id}.flac"
+        path.write_bytes(_streamed_flac(100_000))
+        store.complete_generation(job.id, file_path=path.name, file_size_bytes=path.stat().st_size)
+        with TestClient(create_app(store, root=tmp_path)) as client:
+            peaks = client.get(f"/api/generations/{job.id}/peaks")
+            assert peaks.status_code == 404, peaks.text
+            assert peaks.json()["error"] == "no waveform: the audio file cannot be read as audio"
+            assert "does not say how many frames" in caplog.text
+            assert client.get(f"/generations/{job.id}").status_code == 200
+            assert client.get(f"/audio/{job.id}").status_code == 200

@@ -193,14 +193,15 @@ class Dashboard:
         file cannot be read as audio."""
         import soundfile as sf
 
-        from ..audio.peaks import compute_peaks, file_peaks
+        from ..audio.peaks import MAX_SAMPLES_PER_PIXEL, compute_peaks, file_peaks
         from ..audio.renditions import read_master
 
         try:
             if isinstance(located.files, LocalFileStore):
                 path = _contained(located.files.root, located.key)
-                frames = sf.info(str(path)).frames
-                found = file_peaks(path, max(1, math.ceil(frames / PEAK_BUCKETS)))
+                frames = sf.info(str(path)).frames  # 2**63 - 1: a FLAC not saying (file_peaks says why)
+                spp = min(max(1, math.ceil(frames / PEAK_BUCKETS)), MAX_SAMPLES_PER_PIXEL)
+                found = file_peaks(path, spp)
             else:  # read_master: InvalidAudio for a truncated file too, which sf.read reads short
                 try:
                     raw = self.delivery.read_audio(generation)
