@@ -3,10 +3,13 @@ header records no length, and Range headers the server must ignore."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("starlette")
 pytest.importorskip("jinja2")
@@ -74,3 +77,90 @@ def test_the_waveform_of_a_flac_master_whose_header_does_not_say_its_length(
             assert "does not say how many frames" in caplog.text
             assert client.get(f"/generations/{job.id}").status_code == 200
             assert client.get(f"/audio/{job.id}").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def audio_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str, bytes]]:
+    """A client of an app serving one completed generation's local file of 1,000 bytes: its id and bytes."""
+    root = tmp_path_factory.mktemp("ranges")
+    with Store(f"sqlite:///{root / 'db.sqlite'}", migrate=True) as store:
+        store.create_generation("ranges", model_name="m", duration_seconds=1)
+        job = store.claim_next("gpu-0")
+        assert job is not None
+        body = bytes(range(256)) * 3 + bytes(232)
+        (root / f"{job.id}.wav").write_bytes(body)
+        store.complete_generation(job.id, file_path=f"{job.id}.wav", file_size_bytes=len(body))
+        with TestClient(create_app(store, root=root)) as client:
+            yield client, job.id, body
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "items=0-9",
+        "0-9",
+        "bytes 0-9",
+        "bytes=",
+        "bytes=abc",
+        "bytes=5",
+        "bytes=-",
+        "bytes=9-0",
+        "bytes=0-9,x",
+        "bytes=0-" + "9" * 5000,
+    ],
+    ids=lambda header: header[:20],
+)
+def test_a_range_of_an_unknown_unit_or_invalid_syntax_is_ignored(
+    audio_site: tuple[TestClient, str, bytes], header: str
+) -> None:
+    """RFC 9110 (14.2): a server MUST ignore a Range of a unit it does not know, and may ignore one whose
+    ranges are invalid: the whole file with 200. Starlette's FileResponse answered 400 ('Only support bytes
+    range', 'Malformed range header') and a player asking so got no audio."""
+    client, gid, body = audio_site
+    for method in ("GET", "HEAD"):
+        response = client.request(method, f"/audio/{gid}", headers={"Range": header})
+        assert response.status_code == 200, (method, response.text)
+        assert response.headers["content-length"] == str(len(body))
+        assert "content-range" not in response.headers
+        assert response.content == (body if method == "GET" else b"")
+
+
+@pytest.mark.parametrize(
+    ("header", "status", "part"),
+    [
+        ("bytes=100-199", 206, slice(100, 200)),
+        ("BYTES = 0-9", 206, slice(0, 10)),
+        ("bytes=-10", 206, slice(990, 1000)),
+        ("bytes=990-", 206, slice(990, 1000)),
+        ("bytes=0-0, 500-", 206, None),
+        ("bytes=1000-", 416, None),
+        ("bytes=-0", 416, None),
+        ("bytes=" + "9" * 30 + "-", 416, None),
+    ],
+)
+def test_a_valid_bytes_range_is_served_or_unsatisfiable(
+    audio_site: tuple[TestClient, str, bytes], header: str, status: int, part: slice | None
+) -> None:
+    client, gid, body = audio_site
+    response = client.get(f"/audio/{gid}", headers={"Range": header})
+    assert response.status_code == status, response.text
+    if status == 416:
+        assert response.headers["content-range"] == f"bytes */{len(body)}"
+    if part is not None:
+        assert response.content == body[part]
+
+
+@settings(max_examples=200, deadline=None)
+@given(header=st.text(st.sampled_from("bytes=items0123456789-, "), max_size=20))
+def test_any_range_header_is_whole_part_or_unsatisfiable(
+    audio_site: tuple[TestClient, str, bytes], header: str
+) -> None:
+    """Whatever a Range says: 200 with the whole file, 206 with parts of it, or 416; never a 400."""
+    client, gid, body = audio_site
+    response = client.get(f"/audio/{gid}", headers={"Range": header})
+    assert response.status_code in (200, 206, 416), (header, response.text)
+    if response.status_code == 200:
+        assert response.content == body
+    if response.status_code == 206 and "content-range" in response.headers:
+        first, last = map(int, response.headers["content-range"].split()[1].split("/")[0].split("-"))
+        assert response.content == body[first : last + 1]

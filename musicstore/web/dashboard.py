@@ -19,7 +19,6 @@ import numpy as np
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import (
-    FileResponse,
     HTMLResponse,
     PlainTextResponse,
     RedirectResponse,
@@ -34,6 +33,7 @@ from ..metrics import MetricsSnapshot, metrics_text, processing_op, read_metrics
 from ..models import Generation, Status
 from ..store import Store
 from .access import COOKIE, login_token_matches
+from .ranges import AudioFileResponse
 from .reads import (
     _filters,
     _limit,
@@ -362,7 +362,7 @@ class Dashboard:
         media_type = AUDIO_TYPES.get(suffix, "application/octet-stream")
         if isinstance(located.files, LocalFileStore):
             path = _contained(located.files.root, located.key)
-            return FileResponse(path, media_type=media_type, content_disposition_type="inline")
+            return AudioFileResponse(path, media_type=media_type, content_disposition_type="inline")
         return RedirectResponse(located.files.presigned_url(located.key, expires=900), status_code=307)
 
     def asset(self, request: Request) -> Response:
