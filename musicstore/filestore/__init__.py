@@ -25,6 +25,7 @@ from .base import (
     check_key,
 )
 from .folder import LocalFileStore
+from .folder_names import check_root
 
 if TYPE_CHECKING:
     from .s3 import S3FileStore
@@ -122,8 +123,7 @@ def _where(
         given = [name for name, value in s3_options.items() if value is not None]
         if given:
             raise InvalidInput(f"{', '.join(given)} apply to s3:// storage only, not to a local folder")
-        if "\x00" in url:  # as LocalFileStore refuses it (the OS raised a bare ValueError)
-            raise InvalidInput("a local folder's path cannot hold a NUL character")
+        check_root(url)  # as LocalFileStore refuses it
         return (local_path(url) if scheme else url), {}
     if scheme[1].lower() != "s3":
         raise InvalidInput(f"storage URL scheme {scheme[1]!r} is not supported: use a path, file:// or s3://")

@@ -17,13 +17,12 @@ import errno
 import hashlib
 import json
 import os
-import secrets
 import stat
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import InvalidInput, StorageError, shown
+from ..errors import InvalidInput, StorageError
 from ..storage_names import TEMP_NAME, check_checksum, check_key, check_prefix
 from .base import (
     CHUNK_SIZE,
@@ -40,44 +39,10 @@ from .base import (
     content_type_for,
     verified,
 )
+from .folder_names import NAME_MAX_BYTES, check_names, check_root, fits, temp_name
+from .xattrs import XATTR_CHECKSUM, XATTR_CONTENT_TYPE, XATTR_METADATA, attribute, set_attributes
 
-XATTR_CHECKSUM = "user.musicstore.sha256"
-XATTR_CONTENT_TYPE = "user.mime_type"
-XATTR_METADATA = "user.musicstore.metadata"
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-NAME_MAX_BYTES = 255
-"""The longest folder or file name a local store writes, in bytes: Linux's ``NAME_MAX``."""
-_NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
-
-
-def _temp_name(name: str) -> str:
-    """``.<name>.<8 random>.tmp``, the name's stem (to 200 bytes, then the extension) shortened to fit
-    ``NAME_MAX`` whole: a 242 to 255-byte name with a long extension made one the OS refused."""
-    stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
-    while len(stem.encode()) > 200 or len(f"{stem}{dot}{ext}".encode()) > NAME_MAX_BYTES - 14:
-        stem, ext = (stem[:-1], ext) if stem else (stem, ext[:-1])
-    return f".{stem}{dot}{ext}.{secrets.token_hex(4)}.tmp"
-
-
-def _fits(key: str) -> bool:
-    """Whether each of ``key``'s folder and file names fits a file system's (``NAME_MAX``, 255 bytes): no
-    file can be at a key that does not (not found, rather than the OS's ENAMETOOLONG as a failure)."""
-    if len(key) <= NAME_MAX_BYTES // 4:  # a character is at most 4 bytes in UTF-8
-        return True
-    return all(len(segment.encode("utf-8")) <= NAME_MAX_BYTES for segment in key.split("/"))
-
-
-def _check_names(key: str) -> str:
-    """``key`` if each of its folder and file names fits a file system's name (``NAME_MAX``, 255 bytes);
-    raises ``InvalidInput`` before anything is made (the OS refused it only after the folders were)."""
-    for segment in key.split("/"):
-        size = len(segment.encode("utf-8"))
-        if size > NAME_MAX_BYTES:
-            raise InvalidInput(
-                f"key {shown(key)} has a name of {size:,} bytes as UTF-8; a folder or file name in a local "
-                f"store is at most {NAME_MAX_BYTES} bytes (the file system's limit)"
-            )
-    return key
 
 
 def _is_symlink(name: str, folder: int) -> bool:
@@ -96,8 +61,7 @@ class LocalFileStore:
 
     def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         self.root = Path(root).absolute()
-        if "\x00" in str(self.root):
-            raise InvalidInput("a local folder's path cannot hold a NUL character")
+        check_root(str(self.root))
         try:
             if create:
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -161,7 +125,7 @@ class LocalFileStore:
     def _open(self, key: str) -> tuple[int, os.stat_result]:
         """The regular file at ``key``, opened for reading, and its stat."""
         *folders, name = check_key(key).split("/")
-        if not _fits(key):
+        if not fits(key):
             raise ObjectNotFound(f"{self.url}/{key}: no such object (a name over {NAME_MAX_BYTES} bytes)")
         try:
             folder = self._folder(folders, key, create=False)
@@ -202,11 +166,11 @@ class LocalFileStore:
     ) -> ObjectInfo:
         """Write ``data`` at ``key`` atomically and durably (see the module); ``ObjectExists`` unless
         ``overwrite`` when a file is there."""
-        *folders, name = _check_names(check_key(key)).split("/")
+        *folders, name = check_names(check_key(key)).split("/")
         meta = check_metadata(metadata)
         check_overwrite(overwrite)
         content_type = content_type_for(key, content_type)
-        temp = _temp_name(name)
+        temp = temp_name(name)
         try:
             folder = self._folder(folders, key, create=True)
         except OSError as exc:
@@ -231,7 +195,7 @@ class LocalFileStore:
                 reading = False
                 os.fsync(fd)
                 checksum = digest.hexdigest()
-                self._set_attributes(fd, checksum, content_type, meta)
+                set_attributes(fd, checksum, content_type, meta)
                 modified = _when(os.fstat(fd).st_mtime)
             finally:
                 os.close(fd)
@@ -269,37 +233,13 @@ class LocalFileStore:
             return None
         return there if (there.checksum, there.size) == (checksum, size) else None
 
-    @staticmethod
-    def _set_attributes(fd: int, checksum: str, content_type: str | None, meta: dict[str, str]) -> None:
-        values = {XATTR_CHECKSUM: checksum, XATTR_CONTENT_TYPE: content_type}
-        if meta:
-            values[XATTR_METADATA] = json.dumps(meta, sort_keys=True, separators=(",", ":"))
-        for name, value in values.items():
-            if value is None:
-                continue
-            try:
-                os.setxattr(fd, name, value.encode())
-            except OSError as exc:
-                if exc.errno not in _NO_XATTR:
-                    raise
-                return  # no user xattrs on this filesystem: nothing is kept
-
-    @staticmethod
-    def _attribute(fd: int, name: str) -> str | None:
-        try:
-            return os.getxattr(fd, name).decode()
-        except OSError as exc:
-            if exc.errno in _NO_XATTR:
-                return None
-            raise
-
     def _info(self, key: str, fd: int, info: os.stat_result) -> ObjectInfo:
-        meta = self._attribute(fd, XATTR_METADATA)
+        meta = attribute(fd, XATTR_METADATA)
         return ObjectInfo(
             key,
             info.st_size,
-            self._attribute(fd, XATTR_CHECKSUM),
-            self._attribute(fd, XATTR_CONTENT_TYPE),
+            attribute(fd, XATTR_CHECKSUM),
+            attribute(fd, XATTR_CONTENT_TYPE),
             json.loads(meta) if meta else {},
             _when(info.st_mtime),
         )
@@ -318,7 +258,7 @@ class LocalFileStore:
         check_chunk_size(chunk_size)
         fd, _info = self._open(key)
         try:
-            expected = checksum or self._attribute(fd, XATTR_CHECKSUM)
+            expected = checksum or attribute(fd, XATTR_CHECKSUM)
         except BaseException:
             os.close(fd)
             raise
@@ -337,7 +277,7 @@ class LocalFileStore:
         return self._remove(check_key(key))
 
     def _remove(self, key: str) -> bool:
-        if not _fits(key):
+        if not fits(key):
             return False  # no file has such a name
         *folders, name = key.split("/")
         try:

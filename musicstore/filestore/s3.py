@@ -24,9 +24,8 @@ boto3's client is thread-safe: the async API calls these methods through ``async
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Mapping
-from typing import IO, Any, NoReturn, cast
+from typing import IO, Any, cast
 
 from ..errors import InvalidInput, StorageError, shown
 from ..masking import S3_LOGGERS, mask_logs, redact
@@ -34,12 +33,10 @@ from ..storage_names import MAX_KEY_BYTES, check_checksum, check_key, check_pref
 from .base import (
     CHECKSUM_FIELD,
     CHUNK_SIZE,
-    ChecksumMismatch,
     ObjectExists,
     ObjectInfo,
     ObjectNotFound,
     Source,
-    StoreUnavailable,
     Upload,
     check_chunk_size,
     check_expiry,
@@ -49,23 +46,15 @@ from .base import (
     verified,
 )
 from .bodies import Window, b64, prepare
+from .s3_errors import code
+from .s3_parts import MultipartPuts
 from .s3_settings import DEFAULT_PART, DEFAULT_THRESHOLD, MIN_PART, answered, check_settings, mask_found
 
-MAX_PARTS = 10_000
 MAX_SINGLE_PUT = 5 << 30
 """S3's largest single PUT: a conditional put goes in one PUT up to this size (see the module)."""
-_DENIED = {
-    "AccessDenied",
-    "SignatureDoesNotMatch",
-    "InvalidAccessKeyId",
-    "InvalidToken",
-    "ExpiredToken",
-    "403",
-}
-_MISSING = {"NoSuchKey", "NotFound", "404"}
 
 
-class S3FileStore:
+class S3FileStore(MultipartPuts):
     """Objects in ``bucket`` under ``prefix`` (``""`` or ending with ``/``)."""
 
     def __init__(
@@ -141,64 +130,6 @@ class S3FileStore:
     def close(self) -> None:
         self._client.close()
 
-    # --- errors -------------------------------------------------------------------------------------------
-
-    def _fail(self, doing: str, key: str | None, exc: Exception) -> NoReturn:
-        """Raise the typed, one-line error for a botocore failure (no secret in it: see the module)."""
-        from botocore.exceptions import ClientError, ConnectionClosedError, NoCredentialsError
-        from botocore.exceptions import ConnectionError as Unreachable
-
-        where = f"{self.url}{key}" if key is not None else self.url
-        if isinstance(exc, ClientError):
-            error: Any = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code == "NoSuchBucket":
-                raise self._bucket_gone(doing, key) from exc
-            if code in _MISSING:
-                raise ObjectNotFound(f"{where}: no such object") from exc
-            if code == "PreconditionFailed" or status == 412:
-                raise ObjectExists(f"{where} exists already; it was left unchanged") from exc
-            if code == "BadDigest":  # the bytes sent do not hash to the SHA-256 the put computed first
-                changed = "the source changed while it was read (hashed, then sent); nothing was stored"
-                raise ChecksumMismatch(f"{doing} {where}: {changed}") from exc
-            if code in _DENIED and self._no_bucket():  # a server may deny a write to a bucket not there
-                raise self._bucket_gone(doing, key) from exc
-            if code in _DENIED:
-                raise StoreUnavailable(
-                    f"{doing} {where}: access denied ({code}); check AWS_ACCESS_KEY_ID, "
-                    "AWS_SECRET_ACCESS_KEY and the bucket's policy"
-                ) from exc
-            message = str(error.get("Message", "")).splitlines()[0] if error.get("Message") else ""
-            raise StorageError(f"{doing} {where} failed: {code or status} {message}".rstrip()) from exc
-        if isinstance(exc, NoCredentialsError):
-            raise StoreUnavailable(
-                f"{doing} {where}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-            ) from exc
-        if isinstance(exc, Unreachable | ConnectionClosedError):  # refused, hung up on, TLS or proxy failed
-            raise StoreUnavailable(
-                f"{doing} {where}: cannot reach the S3 endpoint {redact(self.endpoint_url or '(AWS)')}"
-            ) from exc
-        raise StorageError(f"{doing} {where} failed: {type(exc).__name__}: {redact(str(exc))}") from exc
-
-    def _bucket_gone(self, doing: str, key: str | None) -> StoreUnavailable:
-        where = f"{self.url}{key}" if key is not None else self.url
-        return StoreUnavailable(f"{doing} {where}: the bucket {self.bucket!r} does not exist")
-
-    def _no_bucket(self) -> bool:
-        """Whether the bucket is missing, asked after a denial (one listing request, on that path only):
-        SeaweedFS denies a put to a bucket that does not exist, where the listing says NoSuchBucket."""
-        try:
-            self._client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
-        except Exception as exc:
-            return _code(exc) == "NoSuchBucket"
-        return False
-
-    def _errors(self) -> tuple[type[Exception], ...]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        return (BotoCoreError, ClientError)
-
     # --- put ----------------------------------------------------------------------------------------------
 
     def put(
@@ -272,76 +203,19 @@ class S3FileStore:
             self._fail("putting", key, exc)
         answered(answer, "ETag", f"putting {self.url}{key}", self.endpoint_url)
 
-    def _put_parts(self, key: str, body: IO[bytes], size: int, digest: bytes, extra: dict[str, Any]) -> None:
-        full = self.prefix + key
-        condition = extra.pop("IfNoneMatch", None)
-        part_size = max(self.part_size, -(-size // MAX_PARTS))
-        if condition:  # refused at the completion anyway; asking first saves sending the parts in vain
-            try:
-                self.head(key)
-            except ObjectNotFound:
-                pass
-            else:
-                raise ObjectExists(f"{self.url}{key} exists already; it was left unchanged")
-        try:
-            upload = self._client.create_multipart_upload(
-                Bucket=self.bucket, Key=full, ChecksumAlgorithm="SHA256", **extra
-            )
-        except self._errors() as exc:
-            self._fail("starting the upload of", key, exc)
-        upload_id = answered(upload, "UploadId", f"putting {self.url}{key}", self.endpoint_url)
-        try:
-            parts: list[Any] = []
-            again, sent = hashlib.sha256(), 0
-            while sent < size:
-                piece = body.read(min(part_size, size - sent))
-                if not piece:
-                    break
-                again.update(piece)
-                sent += len(piece)
-                part = self._client.upload_part(
-                    Bucket=self.bucket,
-                    Key=full,
-                    UploadId=upload_id,
-                    PartNumber=len(parts) + 1,
-                    Body=piece,
-                    ChecksumSHA256=b64(hashlib.sha256(piece).digest()),
-                )
-                parts.append(
-                    {
-                        "PartNumber": len(parts) + 1,
-                        "ETag": part["ETag"],
-                        "ChecksumSHA256": part["ChecksumSHA256"],
-                    }
-                )
-            if sent != size or again.digest() != digest:
-                raise ChecksumMismatch(
-                    f"putting {self.url}{key}: the source changed while it was read (hashed, then sent); "
-                    "nothing was stored"
-                )
-            kwargs: dict[str, Any] = {"IfNoneMatch": condition} if condition else {}
-            done = self._client.complete_multipart_upload(
-                Bucket=self.bucket, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts}, **kwargs
-            )
-            answered(done, "ETag", f"putting {self.url}{key}", self.endpoint_url)
-        except BaseException as exc:
-            try:
-                self._client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
-            except Exception as cleanup:
-                exc.add_note(
-                    f"and aborting the upload failed too ({type(cleanup).__name__}): uploads() lists it"
-                )
-            if isinstance(exc, self._errors()):
-                self._fail("uploading", key, exc)
-            raise
-
     # --- reads --------------------------------------------------------------------------------------------
 
-    def head(self, key: str) -> ObjectInfo:
-        if not self._fits(key):  # too long for S3 behind the prefix: no object can be there (put refuses)
+    def _full(self, key: str) -> str:
+        """``key``'s full name in the bucket; ``ObjectNotFound`` when it is too long for S3 behind the
+        prefix: no object can be there (put refuses it)."""
+        if not self._fits(key):
             raise ObjectNotFound(f"{self.url}{key}: no such object")
+        return self.prefix + key
+
+    def head(self, key: str) -> ObjectInfo:
+        full = self._full(key)
         try:
-            found = self._client.head_object(Bucket=self.bucket, Key=self.prefix + key)
+            found = self._client.head_object(Bucket=self.bucket, Key=full)
         except self._errors() as exc:
             self._fail("looking at", key, exc)
         meta = dict(found.get("Metadata", {}))
@@ -352,13 +226,12 @@ class S3FileStore:
 
     def get(self, key: str, *, checksum: str | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         """The object's bytes in chunks (the request is made now, the body read as chunks are taken)."""
-        fits = self._fits(key)
+        check_key(key)
         check_checksum(checksum)
         check_chunk_size(chunk_size)
-        if not fits:
-            raise ObjectNotFound(f"{self.url}{key}: no such object")
+        full = self._full(key)
         try:
-            found = self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+            found = self._client.get_object(Bucket=self.bucket, Key=full)
         except self._errors() as exc:
             self._fail("reading", key, exc)
         expected = checksum or found.get("Metadata", {}).get(CHECKSUM_FIELD)
@@ -427,7 +300,7 @@ class S3FileStore:
                 Bucket=self.bucket, Key=self.prefix + upload.key, UploadId=upload.upload_id
             )
         except self._errors() as exc:
-            if _code(exc) != "NoSuchUpload":
+            if code(exc) != "NoSuchUpload":
                 self._fail("aborting an upload of", upload.key, exc)
 
     def presigned_url(self, key: str, *, expires: int = 3600) -> str:
@@ -440,11 +313,6 @@ class S3FileStore:
             )
         except self._errors() as exc:
             self._fail("signing a URL for", key, exc)
-
-
-def _code(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 __all__ = ["DEFAULT_PART", "DEFAULT_THRESHOLD", "MIN_PART", "S3FileStore", "check_settings"]

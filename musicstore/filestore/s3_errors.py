@@ -1,0 +1,98 @@
+"""How the S3 backend (``musicstore.filestore.s3``) tells its failures: each botocore error mapped to the
+typed, one-line error of ``musicstore.filestore.base`` (no secret in it), a missing bucket told apart from a
+denial by one listing."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from ..errors import StorageError
+from ..masking import redact
+from .base import ChecksumMismatch, ObjectExists, ObjectNotFound, StoreUnavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_DENIED = {
+    "AccessDenied",
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "InvalidToken",
+    "ExpiredToken",
+    "403",
+}
+_MISSING = {"NoSuchKey", "NotFound", "404"}
+
+
+def code(exc: Exception) -> str:
+    """The S3 error code of a botocore ``ClientError`` ("" for another error)."""
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+class S3Errors:
+    """The error mapping of an S3 store: its bucket, URL, endpoint and client."""
+
+    bucket: str
+    url: str
+    endpoint_url: str | None
+    _client: S3Client
+
+    def _fail(self, doing: str, key: str | None, exc: Exception) -> NoReturn:
+        """Raise the typed, one-line error for a botocore failure (no secret in it: see the module)."""
+        from botocore.exceptions import ClientError, ConnectionClosedError, NoCredentialsError
+        from botocore.exceptions import ConnectionError as Unreachable
+
+        where = f"{self.url}{key}" if key is not None else self.url
+        if isinstance(exc, ClientError):
+            error: Any = exc.response.get("Error", {})
+            name = str(error.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if name == "NoSuchBucket":
+                raise self._bucket_gone(doing, key) from exc
+            if name in _MISSING:
+                raise ObjectNotFound(f"{where}: no such object") from exc
+            if name == "PreconditionFailed" or status == 412:
+                raise ObjectExists(f"{where} exists already; it was left unchanged") from exc
+            if name == "BadDigest":  # the bytes sent do not hash to the SHA-256 the put computed first
+                changed = "the source changed while it was read (hashed, then sent); nothing was stored"
+                raise ChecksumMismatch(f"{doing} {where}: {changed}") from exc
+            if name in _DENIED and self._no_bucket():  # a server may deny a write to a bucket not there
+                raise self._bucket_gone(doing, key) from exc
+            if name in _DENIED:
+                raise StoreUnavailable(
+                    f"{doing} {where}: access denied ({name}); check AWS_ACCESS_KEY_ID, "
+                    "AWS_SECRET_ACCESS_KEY and the bucket's policy"
+                ) from exc
+            message = str(error.get("Message", "")).splitlines()[0] if error.get("Message") else ""
+            raise StorageError(f"{doing} {where} failed: {name or status} {message}".rstrip()) from exc
+        if isinstance(exc, NoCredentialsError):
+            raise StoreUnavailable(
+                f"{doing} {where}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            ) from exc
+        if isinstance(exc, Unreachable | ConnectionClosedError):  # refused, hung up on, TLS or proxy failed
+            raise StoreUnavailable(
+                f"{doing} {where}: cannot reach the S3 endpoint {redact(self.endpoint_url or '(AWS)')}"
+            ) from exc
+        raise StorageError(f"{doing} {where} failed: {type(exc).__name__}: {redact(str(exc))}") from exc
+
+    def _bucket_gone(self, doing: str, key: str | None) -> StoreUnavailable:
+        where = f"{self.url}{key}" if key is not None else self.url
+        return StoreUnavailable(f"{doing} {where}: the bucket {self.bucket!r} does not exist")
+
+    def _no_bucket(self) -> bool:
+        """Whether the bucket is missing, asked after a denial (one listing request, on that path only):
+        SeaweedFS denies a put to a bucket that does not exist, where the listing says NoSuchBucket."""
+        try:
+            self._client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+        except Exception as exc:
+            return code(exc) == "NoSuchBucket"
+        return False
+
+    def _errors(self) -> tuple[type[Exception], ...]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        return (BotoCoreError, ClientError)
+
+
+__all__ = ["S3Errors", "code"]
