@@ -28,7 +28,7 @@ from .audio.renditions import EXTENSIONS, RenditionResult, check_options, read_m
 from .audio.tags import provenance_of
 from .delivery import Located, folder_here, require_store, writer_delivery
 from .errors import DatabaseError, InvalidAudio, InvalidInput, InvalidTransition, NotFound, StorageError
-from .filestore import ChecksumMismatch, FileStore, ObjectExists, ObjectInfo, ObjectNotFound
+from .filestore import ChecksumMismatch, FileStore, KeyConflict, ObjectExists, ObjectInfo, ObjectNotFound
 from .models import Generation, Status
 from .ops import Rendition
 from .ops.renditions import lock_for_rendition, settings_key
@@ -213,8 +213,8 @@ def put_marked(
     marked = {**(metadata or {}), GENERATION_FIELD: generation_id}
     try:
         return files.put(key, data, content_type=content_type, metadata=marked)
-    except ObjectExists:
-        if files.head(key).metadata.get(GENERATION_FIELD) != generation_id:
+    except ObjectExists as exc:  # a KeyConflict: no object at the key to be marked
+        if isinstance(exc, KeyConflict) or files.head(key).metadata.get(GENERATION_FIELD) != generation_id:
             raise
     if not isinstance(data, bytes):
         data.seek(0)

@@ -17,6 +17,7 @@ from .aio import AsyncFileStore
 from .base import (
     ChecksumMismatch,
     FileStore,
+    KeyConflict,
     ObjectExists,
     ObjectInfo,
     ObjectNotFound,
@@ -134,6 +135,7 @@ __all__ = [
     "AsyncFileStore",
     "ChecksumMismatch",
     "FileStore",
+    "KeyConflict",
     "LocalFileStore",
     "ObjectExists",
     "ObjectInfo",

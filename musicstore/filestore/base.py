@@ -44,6 +44,12 @@ class ObjectExists(StorageError, FileExistsError):
     """A conditional create found an object at the key already; it was left unchanged."""
 
 
+class KeyConflict(ObjectExists):
+    """The key is the folder of other objects (``p`` with ``p/q.wav`` stored), or one of its folders is an
+    object (``r/s.wav`` with ``r`` stored): a folder cannot hold both, so neither store does (checked before
+    the put, with or without ``overwrite``; nothing changes)."""
+
+
 class StoreUnavailable(StorageError):
     """The store as a whole cannot be used: access denied (wrong or missing credentials, a policy), no such
     bucket, or its endpoint unreachable. Every other request would fail alike, so work over many objects
@@ -275,6 +281,7 @@ __all__ = [
     "MAX_URL_SECONDS",
     "ChecksumMismatch",
     "FileStore",
+    "KeyConflict",
     "ObjectExists",
     "ObjectInfo",
     "ObjectNotFound",

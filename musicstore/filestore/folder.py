@@ -26,6 +26,7 @@ from ..errors import InvalidInput, StorageError
 from ..storage_names import TEMP_NAME, check_checksum, check_key, check_prefix
 from .base import (
     CHUNK_SIZE,
+    KeyConflict,
     ObjectExists,
     ObjectInfo,
     ObjectNotFound,
@@ -93,7 +94,9 @@ class LocalFileStore:
         """An open descriptor of the folder ``segments`` (the caller closes it); None if missing."""
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
+            depth = 0
             for name in segments:
+                depth += 1
                 try:
                     child = os.open(name, _FOLDER, dir_fd=fd)
                 except FileNotFoundError:
@@ -114,6 +117,12 @@ class LocalFileStore:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                     if not create and not _is_symlink(name, fd):
                         return None  # a file where a folder would be: no object below it (as on S3)
+                    if not _is_symlink(name, fd):
+                        there = "/".join(segments[:depth])
+                        raise KeyConflict(
+                            f"{self.url}/{key}: a folder on its way is a symlink or a file: the object "
+                            f"{there!r}, which cannot be a folder of objects too (docs/storage.md)"
+                        ) from exc
                     raise StorageError(
                         f"{key}: a folder on its way is a symlink or a file (not followed)"
                     ) from exc
@@ -180,6 +189,7 @@ class LocalFileStore:
         assert folder is not None
         created = reading = False  # reading: the source's own OSError is raised as is (as S3's put does)
         try:
+            self._no_folder_at(folder, name, key)
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = os.open(temp, flags, 0o666, dir_fd=folder)
             created = reading = True
@@ -224,6 +234,23 @@ class LocalFileStore:
                     os.unlink(temp, dir_fd=folder)
             os.close(folder)
         return ObjectInfo(key, size, checksum, content_type, meta, modified)
+
+    def _no_folder_at(self, folder: int, name: str, key: str) -> None:
+        """``KeyConflict`` if a folder holding anything is at ``key``'s name; an empty one (what a delete of
+        the last object below it left) is removed, as a bucket holds no empty folder."""
+        try:
+            if not stat.S_ISDIR(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
+                return
+            os.rmdir(name, dir_fd=folder)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            raise KeyConflict(
+                f"{self.url}/{key} is the folder of other objects, which cannot be an object too "
+                "(docs/storage.md); nothing was changed"
+            ) from None
 
     def _same(self, key: str, checksum: str, size: int) -> ObjectInfo | None:
         """The object at ``key`` if it holds these bytes (by its recorded checksum), else None."""

@@ -1,0 +1,92 @@
+"""Regressions of the s23 fixes to the file stores (a folder and S3 on a real SeaweedFS server)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from musicstore.filestore import FileStore, KeyConflict, ObjectExists, open_filestore
+from tests.test_filestore_hunt_s22 import _apply
+
+# --- a key that is the folder of others, or below another ----------------------------------------------
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["create", "overwrite"])
+def test_a_put_at_the_folder_of_objects_is_a_key_conflict_on_both_backends(
+    where: FileStore, overwrite: bool
+) -> None:
+    """With ``p/q.wav`` stored, a put at ``p`` is ``KeyConflict`` (an ``ObjectExists``) on both: a folder
+    cannot hold both, and a bucket stored it (overwrite), where a folder failed with a StorageError
+    (EISDIR); nothing changes."""
+    where.put("p/q.wav", b"below")
+    with pytest.raises(KeyConflict, match="is the folder of other objects") as caught:
+        where.put("p", b"at the folder", overwrite=overwrite)
+    assert isinstance(caught.value, ObjectExists)
+    assert [(info.key, info.size) for info in where.list()] == [("p/q.wav", 5)]
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["create", "overwrite"])
+def test_a_put_below_an_object_is_a_key_conflict_on_both_backends(where: FileStore, overwrite: bool) -> None:
+    """With ``r`` stored, a put at ``r/s.wav`` (or deeper) is ``KeyConflict`` on both; a bucket stored it."""
+    where.put("d/r", b"object")
+    for key in ("d/r/s.wav", "d/r/t/u.wav"):
+        with pytest.raises(KeyConflict, match="a symlink or a file") as caught:
+            where.put(key, b"below it", overwrite=overwrite)
+        assert "'d/r'" in str(caught.value)
+    assert [(info.key, info.size) for info in where.list()] == [("d/r", 6)]
+    assert (
+        where.put("d/rs/s.wav", b"beside").size == 6
+    )  # a sibling whose name begins alike is no folder of it
+
+
+CONFLICT_KEYS = ["d", "d/a.wav", "d/e", "d/e/f.wav", "d/a.wav/g.wav", "x.wav", "x.wav/y", "dd/a.wav"]
+conflicting = st.one_of(
+    st.tuples(
+        st.just("put"),
+        st.sampled_from(CONFLICT_KEYS),
+        st.binary(max_size=8),
+        st.booleans(),
+        st.sampled_from(["bytes", "failing"]),
+        st.just(None),
+    ),
+    st.tuples(st.sampled_from(["get", "head"]), st.sampled_from(CONFLICT_KEYS)),
+    st.tuples(st.just("list"), st.sampled_from(["", "d", "d/", "d/e"])),
+)
+_examples = itertools.count()
+
+
+@given(steps=st.lists(conflicting, max_size=10))
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_folder_and_a_bucket_agree_on_keys_that_are_each_others_folders(
+    musicstore_s3_url: str, tmp_path: Path, steps: list[tuple[Any, ...]]
+) -> None:
+    """The s22 comparison over keys that are folders of one another: the same results and error types (a
+    bucket stored both ``d`` and ``d/a.wav``; a folder could not)."""
+    n = next(_examples)
+    folder = open_filestore(tmp_path / f"conflict-{n}")
+    bucket = open_filestore(f"{musicstore_s3_url}conflict-{n}/")
+    try:
+        for step in steps:
+            assert _apply(folder, step) == _apply(bucket, step), step
+        assert _apply(folder, ("list", "")) == _apply(bucket, ("list", ""))
+    finally:
+        folder.close()
+        bucket.close()
+
+
+def test_a_marked_put_at_the_folder_of_objects_is_a_key_conflict(where: FileStore) -> None:
+    """Recording's put (``put_marked``) raises the conflict; it raised ``ObjectNotFound`` (no object at the
+    key to read its mark from), as if the put had looked for one."""
+    from musicstore.rendering import put_marked
+
+    where.put("2026/01/31/abc.wav/peaks.json", b"{}")
+    with pytest.raises(KeyConflict):
+        put_marked(where, "2026/01/31/abc.wav", b"RIFF", "abc")
+    where.put("2026/01/31/def.wav", b"RIFF")
+    with pytest.raises(KeyConflict):
+        put_marked(where, "2026/01/31/def.wav/peaks.json", b"{}", "def")
