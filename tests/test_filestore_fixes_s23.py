@@ -90,3 +90,45 @@ def test_a_marked_put_at_the_folder_of_objects_is_a_key_conflict(where: FileStor
     where.put("2026/01/31/def.wav", b"RIFF")
     with pytest.raises(KeyConflict):
         put_marked(where, "2026/01/31/def.wav/peaks.json", b"{}", "def")
+
+
+# --- uploads() of a put killed midway, for long names --------------------------------------------------
+
+_STALLED_PUT = """
+import sys, time
+from musicstore.filestore import open_filestore
+
+def stalling():
+    yield b"first bytes"
+    time.sleep(600)  # killed here
+
+open_filestore(sys.argv[1]).put(sys.argv[2], stalling())
+"""
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a" * 201 + ".wav", "\u00e9" * 118 + ".flac", "b" * 245 + ".wav", "take." + "c" * 250],
+    ids=["stem of 201 bytes", "236 bytes of accents", "249 bytes", "a long extension"],
+)
+def test_uploads_name_the_key_of_a_killed_put_whatever_its_length(tmp_path: Path, name: str) -> None:
+    """A local put killed midway is listed by ``uploads()`` under its own key: a file name of more than 200
+    bytes was listed under its temp file's shortened one (``2026/<200 a>.wav``), another key."""
+    import subprocess
+    import sys
+    import time
+
+    store = open_filestore(tmp_path / "audio")
+    key = f"2026/{name}"
+    child = subprocess.Popen([sys.executable, "-c", _STALLED_PUT, store.url, key])
+    try:
+        deadline = time.monotonic() + 60
+        while not (found := list(store.uploads())) and time.monotonic() < deadline:
+            assert child.poll() is None, "the put ended before it was killed"
+            time.sleep(0.1)
+    finally:
+        child.kill()
+        child.wait()
+    assert [upload.key for upload in found] == [key]
+    store.abort(found[0])
+    assert list(store.uploads()) == [] and list(store.list()) == []

@@ -41,7 +41,7 @@ from .base import (
     verified,
 )
 from .folder_names import NAME_MAX_BYTES, check_names, check_root, fits, temp_name
-from .xattrs import XATTR_CHECKSUM, XATTR_CONTENT_TYPE, XATTR_METADATA, attribute, set_attributes
+from .xattrs import XATTR_CHECKSUM, XATTR_CONTENT_TYPE, XATTR_METADATA, XATTR_NAME, attribute, set_attributes
 
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -193,6 +193,8 @@ class LocalFileStore:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = os.open(temp, flags, 0o666, dir_fd=folder)
             created = reading = True
+            if temp[1:-13] != name:  # ".<name>.<8 random>.tmp"
+                set_attributes(fd, None, None, {}, name)  # shortened: uploads() finds the whole name here
             try:
                 digest, size = hashlib.sha256(), 0
                 for piece in chunks(data):
@@ -396,8 +398,26 @@ class LocalFileStore:
             folder, _, name = path.rpartition("/")
             match = TEMP_NAME.fullmatch(name)
             assert match is not None
-            key = f"{folder}/{match['name']}" if folder else match["name"]
-            yield Upload(key, path, _when(info.st_mtime))
+            whole = self._kept_name(path) or match["name"]
+            yield Upload(f"{folder}/{whole}" if folder else whole, path, _when(info.st_mtime))
+
+    def _kept_name(self, path: str) -> str | None:
+        """The whole file name a temp file at ``path`` with a shortened name was written for; None if it
+        has none (or is gone)."""
+        *folders, name = path.split("/")
+        with contextlib.suppress(OSError):
+            folder = self._folder(folders, path, create=False)
+            if folder is None:
+                return None
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
+            finally:
+                os.close(folder)
+            try:
+                return attribute(fd, XATTR_NAME)
+            finally:
+                os.close(fd)
+        return None
 
     def abort(self, upload: Upload) -> None:
         """Remove the temp file of an unfinished write."""

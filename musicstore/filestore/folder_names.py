@@ -21,10 +21,12 @@ def check_root(path: str) -> str:
 
 
 def temp_name(name: str) -> str:
-    """``.<name>.<8 random>.tmp``, the name's stem (to 200 bytes, then the extension) shortened to fit
-    ``NAME_MAX`` whole: a 242 to 255-byte name with a long extension made one the OS refused."""
+    """``.<name>.<8 random>.tmp``; a name over 241 bytes has its stem (then its extension) shortened to fit
+    ``NAME_MAX`` whole (a 242 to 255-byte name with a long extension made one the OS refused; the put keeps
+    the whole name in an attribute of the temp file for ``uploads``). A stem was cut to 200 bytes even when
+    the name fitted, and ``uploads`` named another key."""
     stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
-    while len(stem.encode()) > 200 or len(f"{stem}{dot}{ext}".encode()) > NAME_MAX_BYTES - 14:
+    while len(f"{stem}{dot}{ext}".encode()) > NAME_MAX_BYTES - 14:
         stem, ext = (stem[:-1], ext) if stem else (stem, ext[:-1])
     return f".{stem}{dot}{ext}.{secrets.token_hex(4)}.tmp"
 

@@ -11,12 +11,20 @@ import os
 XATTR_CHECKSUM = "user.musicstore.sha256"
 XATTR_CONTENT_TYPE = "user.mime_type"
 XATTR_METADATA = "user.musicstore.metadata"
+XATTR_NAME = "user.musicstore.name"
+"""On a temp file whose name had to be shortened: the file name it is written for (``uploads``)."""
 _NO_XATTR = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA)
 
 
-def set_attributes(fd: int, checksum: str, content_type: str | None, meta: dict[str, str]) -> None:
+def set_attributes(
+    fd: int,
+    checksum: str | None,
+    content_type: str | None,
+    meta: dict[str, str],
+    whole_name: str | None = None,
+) -> None:
     """Keep these on the open file ``fd`` (nothing, without user xattrs; another OSError is raised)."""
-    values = {XATTR_CHECKSUM: checksum, XATTR_CONTENT_TYPE: content_type}
+    values = {XATTR_CHECKSUM: checksum, XATTR_CONTENT_TYPE: content_type, XATTR_NAME: whole_name}
     if meta:
         values[XATTR_METADATA] = json.dumps(meta, sort_keys=True, separators=(",", ":"))
     for name, value in values.items():
@@ -40,4 +48,11 @@ def attribute(fd: int, name: str) -> str | None:
         raise
 
 
-__all__ = ["XATTR_CHECKSUM", "XATTR_CONTENT_TYPE", "XATTR_METADATA", "attribute", "set_attributes"]
+__all__ = [
+    "XATTR_CHECKSUM",
+    "XATTR_CONTENT_TYPE",
+    "XATTR_METADATA",
+    "XATTR_NAME",
+    "attribute",
+    "set_attributes",
+]
