@@ -25,6 +25,7 @@ boto3's client is thread-safe: the async API calls these methods through ``async
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import IO, Any, cast
 
 from ..errors import InvalidInput, StorageError, shown
@@ -161,11 +162,11 @@ class S3FileStore(MultipartPuts):
                 extra["IfNoneMatch"] = "*"
             try:
                 if body is None:
-                    self._put_once(key, head, size, digest, extra)
+                    etag = self._put_once(key, head, size, digest, extra)
                 elif size <= (self.multipart_threshold if overwrite else self.single_put_limit):
-                    self._put_once(key, cast(IO[bytes], Window(body, size)), size, digest, extra)
+                    etag = self._put_once(key, cast(IO[bytes], Window(body, size)), size, digest, extra)
                 else:
-                    self._put_parts(key, body, size, digest, extra)
+                    etag = self._put_parts(key, body, size, digest, extra)
             except ObjectExists:
                 there = self._same(key, digest.hex(), size)
                 if there is None:
@@ -175,7 +176,16 @@ class S3FileStore(MultipartPuts):
             if owned and body is not None:
                 body.close()
         meta.pop(CHECKSUM_FIELD)
-        return ObjectInfo(key, size, digest.hex(), content_type, meta)
+        return ObjectInfo(key, size, digest.hex(), content_type, meta, self._modified(key, etag))
+
+    def _modified(self, key: str, etag: str) -> datetime | None:
+        """The modified time of the object just put, as ``head`` reports it (a PUT's answer has none; one
+        HEAD); None when that fails or finds another object there already (the put did land)."""
+        try:
+            found = self._client.head_object(Bucket=self.bucket, Key=self.prefix + key)
+        except self._errors():
+            return None
+        return found.get("LastModified") if found.get("ETag") == etag else None
 
     def _no_conflict(self, key: str) -> None:
         """``KeyConflict`` when an object is at one of ``key``'s folders or objects are below its name: a
@@ -219,7 +229,7 @@ class S3FileStore(MultipartPuts):
 
     def _put_once(
         self, key: str, body: bytes | IO[bytes], size: int, digest: bytes, extra: dict[str, Any]
-    ) -> None:
+    ) -> str:
         try:
             answer = self._client.put_object(
                 Bucket=self.bucket,
@@ -231,7 +241,7 @@ class S3FileStore(MultipartPuts):
             )
         except self._errors() as exc:
             self._fail("putting", key, exc)
-        answered(answer, "ETag", f"putting {self.url}{key}", self.endpoint_url)
+        return str(answered(answer, "ETag", f"putting {self.url}{key}", self.endpoint_url))
 
     # --- reads --------------------------------------------------------------------------------------------
 
