@@ -149,3 +149,20 @@ def test_a_put_returns_the_modified_time_its_head_reports_on_both_backends(
     info = where.put("2026/01/31/a.wav", b"x" * size, overwrite=True)
     assert info.modified is not None and info.modified == where.head("2026/01/31/a.wav").modified
     assert [item.modified for item in where.list()] == [info.modified]
+
+
+# --- Unicode normalization ----------------------------------------------------------------------------
+
+
+def test_nfc_and_nfd_spellings_of_a_key_are_two_keys_on_both_backends(where: FileStore) -> None:
+    """Keys are compared as code points, never normalized: ``café`` in NFC and in NFD name two objects on a
+    folder (Linux file names are bytes) and on a bucket alike (docs/storage.md)."""
+    import unicodedata
+
+    nfc, nfd = "2026/caf\u00e9.wav", "2026/cafe\u0301.wav"
+    assert unicodedata.normalize("NFC", nfd) == nfc
+    where.put(nfc, b"composed")
+    where.put(nfd, b"decomposed!")  # no ObjectExists: another key
+    assert (where.head(nfc).size, where.head(nfd).size) == (8, 11)
+    assert sorted(info.key for info in where.list("2026/caf")) == sorted([nfc, nfd])
+    assert where.delete(nfd) and [info.key for info in where.list()] == [nfc]
