@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,94 @@ def test_nfc_and_nfd_spellings_of_a_key_are_two_keys_on_both_backends(where: Fil
     assert (where.head(nfc).size, where.head(nfd).size) == (8, 11)
     assert sorted(info.key for info in where.list("2026/caf")) == sorted([nfc, nfd])
     assert where.delete(nfd) and [info.key for info in where.list()] == [nfc]
+
+
+# --- no instance metadata request where credentials are given ----------------------------------------------
+
+_MAKE_STORE = """
+import sys, time
+started = time.monotonic()
+if sys.argv[1] == "bare":  # boto3's own client, as the store makes it: the chain walked once
+    import boto3
+    boto3.client("s3", endpoint_url="http://127.0.0.1:9", region_name="us-east-1")
+    print("-", f"{time.monotonic() - started:.2f}")
+    sys.exit()
+from musicstore.filestore import open_filestore
+from musicstore.errors import StorageError
+given = {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "example-secret"}
+keys = given if sys.argv[1] == "given" else {}
+store = open_filestore("s3://bucket/music/", endpoint_url="http://127.0.0.1:9", **keys)
+made = time.monotonic() - started
+try:
+    store.head("a.wav")
+except StorageError as exc:
+    print(type(exc).__name__, f"{made:.2f}")
+"""
+
+
+@pytest.fixture
+def metadata_endpoint() -> Any:
+    """A stand-in instance metadata endpoint on 127.0.0.1 that takes connections and never answers; with
+    the connections it took."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    taken: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                taken.append(listener.accept()[0])
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/", taken
+    listener.close()
+    for connection in taken:
+        connection.close()
+
+
+def _made(how: str, home: Path, metadata_url: str) -> tuple[str, float]:
+    import os
+    import subprocess
+    import sys
+
+    environ = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    environ |= {"HOME": str(home), "AWS_EC2_METADATA_SERVICE_ENDPOINT": metadata_url}
+    done = subprocess.run(
+        [sys.executable, "-c", _MAKE_STORE, how],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    error, seconds = done.stdout.split()
+    return error, float(seconds)
+
+
+def test_making_an_s3_store_asks_no_metadata_endpoint_when_credentials_are_given(
+    tmp_path: Path, metadata_endpoint: Any
+) -> None:
+    """Given an access key and a secret, making an S3 store (and the secret masking after it,
+    ``mask_found``) asks nothing of the instance metadata endpoint (169.254.169.254 on a cloud host)."""
+    url, taken = metadata_endpoint
+    assert _made("given", tmp_path, url)[0] == "StoreUnavailable"  # port 9 refuses: unreachable
+    assert taken == []
+
+
+def test_making_an_s3_store_without_credentials_walks_boto3s_chain_once(
+    tmp_path: Path, metadata_endpoint: Any
+) -> None:
+    """With no credentials anywhere, making an S3 store asks the metadata endpoint as often as making
+    boto3's client does (which gives up within its timeouts, 1 s a request: no hang), and the first request
+    is ``StoreUnavailable`` (no credentials). ``mask_found`` walked the chain a second time (None is not
+    cached), which asked the endpoint again: twice the wait (4.5 s here, where a metadata endpoint does not
+    answer)."""
+    url, taken = metadata_endpoint
+    _made("bare", tmp_path, url)
+    bare = len(taken)
+    error, seconds = _made("none", tmp_path, url)
+    assert bare > 0 and len(taken) - bare == bare
+    assert error == "StoreUnavailable" and seconds < 10

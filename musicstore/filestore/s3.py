@@ -116,7 +116,7 @@ class S3FileStore(MultipartPuts):
             )
         except Exception as exc:  # botocore's ValueError for a malformed endpoint URL...
             raise StorageError(f"cannot make an S3 client for {self.url}: {redact(str(exc))}") from exc
-        mask_found(secret_access_key)  # a profile's or a role's token, resolved by the client
+        mask_found(secret_access_key, self._client)  # a profile's or a role's token, resolved by the client
         mask_logs(*S3_LOGGERS)  # its loggers exist now: their DEBUG records quote headers and the endpoint
 
     def __repr__(self) -> str:

@@ -22,12 +22,13 @@ DEFAULT_THRESHOLD = 16 << 20
 DEFAULT_PART = 8 << 20
 
 
-def mask_found(given: str | None) -> None:
+def mask_found(given: str | None, client: object) -> None:
     """Register the secret key and session token boto3's chain found (a profile in ``~/.aws``, an instance
-    role) when none was given: botocore logs each request's token at DEBUG. (Ones refreshed later are not.)"""
-    import boto3
-
-    found = boto3.DEFAULT_SESSION.get_credentials() if given is None and boto3.DEFAULT_SESSION else None
+    role) when none was given: botocore logs each request's token at DEBUG. (Ones refreshed later are not.)
+    They are the ones ``client`` signs with, found as it was made: asking boto3's session walked the chain
+    again when it had found none (None is not cached), asking an instance metadata endpoint twice."""
+    signer = getattr(client, "_request_signer", None) if given is None else None
+    found: Any = getattr(signer, "_credentials", None)
     frozen = found.get_frozen_credentials() if found is not None else None
     for secret in (frozen.secret_key, frozen.token) if frozen is not None else ():
         register_secret(secret or "")
