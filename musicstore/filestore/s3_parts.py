@@ -48,7 +48,7 @@ class MultipartPuts(S3Errors):
             parts: list[Any] = []
             again, sent = hashlib.sha256(), 0
             while sent < size:
-                piece = body.read(min(part_size, size - sent))
+                piece = _read(body, min(part_size, size - sent))
                 if not piece:
                     break
                 again.update(piece)
@@ -88,6 +88,16 @@ class MultipartPuts(S3Errors):
             if isinstance(exc, self._errors()):
                 self._fail("uploading", key, exc)
             raise
+
+
+def _read(body: IO[bytes], size: int) -> bytes:
+    """``size`` bytes of ``body``, fewer only at its end: a raw stream's read may return fewer, and a part
+    under 5 MiB but the last is refused (EntityTooSmall)."""
+    pieces, got = [], 0
+    while got < size and (piece := body.read(size - got)):
+        pieces.append(piece)
+        got += len(piece)
+    return b"".join(pieces)
 
 
 __all__ = ["MAX_PARTS", "MultipartPuts"]
