@@ -309,3 +309,80 @@ def test_a_multipart_put_from_a_file_giving_short_reads_sends_whole_parts(musics
     assert info.size == len(data) and b"".join(bucket.get("2026/big.wav")) == data
     assert _parts(bucket, "2026/big.wav") == 3
     bucket.close()
+
+
+_OVERWRITER = """
+import sys
+from musicstore.filestore import open_filestore
+from musicstore.filestore.s3 import MIN_PART
+url, key, writer = sys.argv[1], sys.argv[2], int(sys.argv[3])
+options = {"multipart_threshold": MIN_PART, "part_size": MIN_PART} if url.startswith("s3://") else {}
+store = open_filestore(url, **options)
+for n in range(4):
+    store.put(key, bytes([writer * 16 + n]) * (2 * MIN_PART + 1 + writer), overwrite=True)
+"""
+
+
+def test_two_processes_overwriting_one_key_in_parts_leave_one_whole_version(where: FileStore) -> None:
+    """Two processes replacing one key at once (in parts on S3): every read while they run, and the object
+    they leave, is one writer's whole version, its recorded checksum its own (``get`` verifies it)."""
+    import subprocess
+    import sys
+
+    key = "2026/01/31/raced.wav"
+    where.put(key, b"\x00" * 10)
+    writers = [subprocess.Popen([sys.executable, "-c", _OVERWRITER, where.url, key, str(n)]) for n in (1, 2)]
+    seen = set()
+    try:
+        while any(writer.poll() is None for writer in writers):
+            data = b"".join(where.get(key))
+            assert data == data[:1] * len(data)
+            seen.add(data[0])
+    finally:
+        for writer in writers:
+            writer.wait(120)
+    assert [writer.returncode for writer in writers] == [0, 0]
+    data = b"".join(where.get(key))
+    assert data[0] in (16 + 3, 32 + 3) and data == data[:1] * (2 * MIN_PART + 1 + data[0] // 16)
+    assert where.head(key).size == len(data) and list(where.uploads()) == []
+
+
+@pytest.mark.parametrize("size", [MIN_PART, MIN_PART + 1, 2 * MIN_PART, 2 * MIN_PART + 1])
+@pytest.mark.parametrize("overwrite", [False, True], ids=["create", "overwrite"])
+def test_puts_at_the_threshold_and_part_boundaries_round_trip_in_as_many_parts_as_due(
+    musicstore_s3_url: str, size: int, overwrite: bool
+) -> None:
+    """At and one byte past the threshold and a part's end: the bytes come back whole, verified; an
+    overwrite over the threshold goes in ceil(size / part_size) parts, a conditional create in one PUT."""
+    bucket = open_filestore(musicstore_s3_url, multipart_threshold=MIN_PART, part_size=MIN_PART)
+    assert isinstance(bucket, S3FileStore)
+    data = bytes(range(251)) * (size // 251 + 1)
+    data = data[:size]
+    for key, source in (("b.wav", data), ("f.wav", io.BytesIO(data)), ("i.wav", iter([data[:7], data[7:]]))):
+        assert bucket.put(key, source, overwrite=overwrite).size == size
+        assert b"".join(bucket.get(key)) == data
+        assert _parts(bucket, key) == (-(-size // MIN_PART) if overwrite and size > MIN_PART else 1)
+    assert list(bucket.uploads()) == []
+    bucket.close()
+
+
+GLOB_KEYS = ["g[1]/a.wav", "g*/b.wav", "g?/c.wav", "g.+/d.wav", "g^$/e.wav", "g(x)|/f.wav", "g{a,b}/h.wav"]
+
+
+@pytest.mark.parametrize(
+    "prefix", ["g[", "g[1]", "g[1]/", "g*", "g?", "g.", "g.+", "g^$", "g(", "g{", "g", "g%"]
+)
+def test_a_prefix_with_glob_or_regex_characters_is_taken_literally_on_both_backends(
+    where: FileStore, prefix: str
+) -> None:
+    for key in GLOB_KEYS:
+        where.put(key, b"x")
+    assert [info.key for info in where.list(prefix)] == sorted(k for k in GLOB_KEYS if k.startswith(prefix))
+
+
+def test_deleting_a_missing_key_is_false_and_changes_nothing_on_both_backends(where: FileStore) -> None:
+    where.put("2026/a.wav", b"x")
+    for key in ("2026/b.wav", "2026", "2026/a.wav/x", "other/a.wav", "2026/a.wa"):
+        assert where.delete(key) is False
+    assert [info.key for info in where.list()] == ["2026/a.wav"]
+    assert where.delete("2026/a.wav") is True and where.delete("2026/a.wav") is False
