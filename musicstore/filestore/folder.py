@@ -285,17 +285,20 @@ class LocalFileStore:
         ``FileStore.get`` for the checksum."""
         check_checksum(checksum)
         check_chunk_size(chunk_size)
-        fd, _info = self._open(key)
+        fd, info = self._open(key)
         try:
             expected = checksum or attribute(fd, XATTR_CHECKSUM)
         except BaseException:
             os.close(fd)
             raise
-        return verified(self._read(fd, key, chunk_size), f"{self.url}/{key}", expected)
+        return verified(self._read(fd, key, chunk_size, info.st_size), f"{self.url}/{key}", expected)
 
-    def _read(self, fd: int, key: str, chunk_size: int) -> Iterator[bytes]:
+    def _read(self, fd: int, key: str, chunk_size: int, size: int) -> Iterator[bytes]:
+        """The file's chunks, each read asking for no more than is left (at least ``CHUNK_SIZE``, at most
+        1 GiB): the OS's buffer is allocated at the size asked (a huge ``chunk_size``: MemoryError)."""
         try:
-            while piece := os.read(fd, chunk_size):
+            while piece := os.read(fd, min(chunk_size, max(size, CHUNK_SIZE), 1 << 30)):
+                size -= len(piece)
                 yield piece
         except OSError as exc:
             raise self._failure("reading", key, exc) from exc
