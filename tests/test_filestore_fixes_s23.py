@@ -394,3 +394,16 @@ def test_a_read_in_huge_chunks_gives_the_bytes_on_both_backends(where: FileStore
     of that size and raised MemoryError for a 3-byte file, where a bucket read it."""
     where.put("a.wav", b"abc")
     assert b"".join(where.get("a.wav", chunk_size=chunk_size)) == b"abc"
+
+
+def test_a_file_name_over_255_bytes_is_invalid_input_on_a_folder_and_on_seaweedfs(where: FileStore) -> None:
+    """A file name over 255 bytes: a folder refuses it before anything is made, SeaweedFS answers
+    KeyTooLongError; both are ``InvalidInput`` (the bucket's was a ``StorageError`` quoting the server, as if
+    the store had failed: a retry cannot help). Nothing is stored. (A folder name over 255 bytes SeaweedFS
+    takes, as AWS takes both: docs/storage.md.)"""
+    from musicstore.errors import InvalidInput
+
+    for key in ("q/" + "x" * 256, "\u00e9" * 128):
+        with pytest.raises(InvalidInput, match="255 bytes"):
+            where.put(key, b"1", overwrite=True)
+    assert list(where.list()) == [] and list(where.uploads()) == []

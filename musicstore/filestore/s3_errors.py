@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..errors import StorageError
+from ..errors import InvalidInput, StorageError
 from ..masking import redact
 from .base import ChecksumMismatch, ObjectExists, ObjectNotFound, StoreUnavailable
 
@@ -57,6 +57,11 @@ class S3Errors:
             if name == "BadDigest":  # the bytes sent do not hash to the SHA-256 the put computed first
                 changed = "the source changed while it was read (hashed, then sent); nothing was stored"
                 raise ChecksumMismatch(f"{doing} {where}: {changed}") from exc
+            if name in ("KeyTooLongError", "KeyTooLong"):  # a retry cannot help: the key is what is wrong
+                raise InvalidInput(
+                    f"{doing} {where}: the server refuses the key as too long ({name}; SeaweedFS holds a "
+                    "folder or file name to 255 bytes, as a local store does; S3 a key to 1,024)"
+                ) from exc
             if name in _DENIED and self._no_bucket():  # a server may deny a write to a bucket not there
                 raise self._bucket_gone(doing, key) from exc
             if name in _DENIED:
