@@ -407,3 +407,21 @@ def test_a_file_name_over_255_bytes_is_invalid_input_on_a_folder_and_on_seaweedf
         with pytest.raises(InvalidInput, match="255 bytes"):
             where.put(key, b"1", overwrite=True)
     assert list(where.list()) == [] and list(where.uploads()) == []
+
+
+def test_copy_files_onto_an_object_at_a_files_folder_skips_the_row_naming_the_conflict(
+    store: Any, objects: FileStore, tmp_path: Path
+) -> None:
+    """A row whose key's folder is an object in the target (``2026/01/31`` stored, the file
+    ``2026/01/31/<id>.wav``) is skipped with the conflict as its reason: it said the key "exists with other
+    bytes", where nothing is at the key."""
+    from musicstore.filestore import LocalFileStore
+    from musicstore.maintenance.relocate import copy_files
+    from tests.test_copy_files import on_disk
+
+    folder = LocalFileStore(tmp_path / "audio")
+    (made,) = on_disk(store, folder, 1)
+    objects.put(f"{made.created_at:%Y/%m/%d}", b"an object where a folder goes")
+    report = copy_files(store, objects)
+    assert report.rows_updated == 0 and [s.id for s in report.skipped] == [made.id]
+    assert "KeyConflict" in report.skipped[0].reason and "other bytes" not in report.skipped[0].reason

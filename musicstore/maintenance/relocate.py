@@ -45,6 +45,7 @@ from .. import validate
 from ..errors import InvalidInput, StorageError
 from ..filestore import (
     FileStore,
+    KeyConflict,
     LocalFileStore,
     ObjectExists,
     ObjectInfo,
@@ -411,6 +412,8 @@ def _copy_one(
             content_type=source.content_type,
             metadata=dict(source.metadata),
         )
+    except KeyConflict:
+        raise  # nothing at the key: its folder is an object there, or it is the folder of objects
     except ObjectExists:
         raise StorageError(
             f"{target.url}{'' if target.url.endswith('/') else '/'}{key} exists with other bytes; it was "
