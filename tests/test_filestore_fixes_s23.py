@@ -425,3 +425,66 @@ def test_copy_files_onto_an_object_at_a_files_folder_skips_the_row_naming_the_co
     report = copy_files(store, objects)
     assert report.rows_updated == 0 and [s.id for s in report.skipped] == [made.id]
     assert "KeyConflict" in report.skipped[0].reason and "other bytes" not in report.skipped[0].reason
+
+
+@pytest.fixture
+def write_only(tmp_path: Path) -> Any:
+    """A SeaweedFS of the test's own whose second identity may only write (no Read, no List: a writer's
+    policy without s3:GetObject nor s3:ListBucket); the URL, and its credentials."""
+    import json
+    import secrets
+    import time
+
+    from musicstore.testing import _seaweed as seaweed
+
+    weed = seaweed.find_weed()
+    if weed is None:
+        pytest.skip("no SeaweedFS binary")
+    base = tmp_path / "weed"
+    (base / "data").mkdir(parents=True)
+    full, writer = (
+        (f"ms{secrets.token_hex(8)}", secrets.token_urlsafe(24)),
+        (f"wo{secrets.token_hex(8)}", "w" * 24),
+    )
+    identities = [
+        {"name": "all", "credentials": [{"accessKey": full[0], "secretKey": full[1]}], "actions": ["Admin"]},
+        {
+            "name": "writer",
+            "credentials": [{"accessKey": writer[0], "secretKey": writer[1]}],
+            "actions": ["Write"],
+        },
+    ]
+    (base / "s3.json").write_text(json.dumps({"identities": identities}))
+    ports = dict(zip(seaweed._PORTS, seaweed._free_ports(len(seaweed._PORTS)), strict=True))
+    process = seaweed._launch(seaweed._command(weed, base, ports), base)
+    server = seaweed.Server(base, process, f"http://127.0.0.1:{ports['s3.port']}", *full)
+    try:
+        seaweed._wait(server, time.monotonic() + seaweed.START_TIMEOUT)
+        yield f"s3://{server.bucket}/music/", server.endpoint_url, writer
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_writer_that_may_not_read_nor_list_still_puts(write_only: Any) -> None:
+    """Credentials allowed only to write (a HEAD or a listing is denied): a put is stored as before the
+    key-conflict check, which cannot be made and is left out (the put failed: access denied)."""
+    url, endpoint, (key_id, secret) = write_only
+    bucket = open_filestore(url, endpoint_url=endpoint, access_key_id=key_id, secret_access_key=secret)
+    info = bucket.put("2026/01/31/a.wav", b"RIFF", overwrite=True)
+    assert info.size == 4 and info.modified is None  # no HEAD allowed: no modified time to report
+    bucket.close()
+
+
+def test_a_put_at_a_folder_that_holds_only_empty_folders_is_stored_on_both_backends(where: FileStore) -> None:
+    """A put whose source failed left its folders (``d/e/``) in a folder store, empty: a put at ``d`` then
+    stores, as a bucket (which has no such folders) does; it was a ``KeyConflict`` on a folder only."""
+
+    def failing() -> Any:
+        yield b"half"
+        raise OSError(5, "the source failed midway")
+
+    with pytest.raises(OSError, match="midway"):
+        where.put("d/e/f.wav", failing())
+    assert where.put("d", b"at d").size == 4
+    assert [info.key for info in where.list()] == ["d"]

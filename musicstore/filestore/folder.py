@@ -4,10 +4,9 @@ A put writes a temp file beside the target (``.<name>.<random>.tmp``, the name r
 export in flight), fsyncs it, and puts it in place in one step: ``link`` for a conditional create (the
 kernel refuses an existing name: two processes can never both create one key) or ``rename`` when
 ``overwrite``; then the folder is fsynced. New folders are created and their parents fsynced. The checksum,
-content type and metadata are kept in extended attributes of the file (``user.musicstore.sha256``,
-``user.mime_type``, ``user.musicstore.metadata``), set on the temp file so they appear with it; on a
-filesystem without user xattrs they are not kept (``head`` then reports none). Every folder below the root is
-opened relative to its parent with ``O_NOFOLLOW``, so no symlink below the root is followed.
+content type and metadata are kept in extended attributes set on the temp file, so they appear with it
+(``xattrs``). Every folder below the root is opened relative to its parent with ``O_NOFOLLOW``: no symlink
+below the root is followed.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from .base import (
     content_type_for,
     verified,
 )
-from .folder_names import NAME_MAX_BYTES, check_names, check_root, fits, temp_name
+from .folder_names import NAME_MAX_BYTES, check_names, check_root, fits, remove_empty, temp_name
 from .xattrs import XATTR_CHECKSUM, XATTR_CONTENT_TYPE, XATTR_METADATA, XATTR_NAME, attribute, set_attributes
 
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -238,21 +237,17 @@ class LocalFileStore:
         return ObjectInfo(key, size, checksum, content_type, meta, modified)
 
     def _no_folder_at(self, folder: int, name: str, key: str) -> None:
-        """``KeyConflict`` if a folder holding anything is at ``key``'s name; an empty one (what a delete of
-        the last object below it left) is removed, as a bucket holds no empty folder."""
+        """``KeyConflict`` if a folder holding a file is at ``key``'s name; one holding only empty folders
+        (what deletes, or puts failing after making the folders, left) is removed: a bucket has none."""
         try:
-            if not stat.S_ISDIR(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
-                return
-            os.rmdir(name, dir_fd=folder)
+            is_folder = stat.S_ISDIR(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode)
         except FileNotFoundError:
             return
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
+        if is_folder and not remove_empty(folder, name):
             raise KeyConflict(
                 f"{self.url}/{key} is the folder of other objects, which cannot be an object too "
                 "(docs/storage.md); nothing was changed"
-            ) from None
+            )
 
     def _same(self, key: str, checksum: str, size: int) -> ObjectInfo | None:
         """The object at ``key`` if it holds these bytes (by its recorded checksum), else None."""
@@ -294,8 +289,7 @@ class LocalFileStore:
         return verified(self._read(fd, key, chunk_size, info.st_size), f"{self.url}/{key}", expected)
 
     def _read(self, fd: int, key: str, chunk_size: int, size: int) -> Iterator[bytes]:
-        """The file's chunks, each read asking for no more than is left (at least ``CHUNK_SIZE``, at most
-        1 GiB): the OS's buffer is allocated at the size asked (a huge ``chunk_size``: MemoryError)."""
+        """The file's chunks, each read asking no more than is left (the OS's buffer is that size)."""
         try:
             while piece := os.read(fd, min(chunk_size, max(size, CHUNK_SIZE), 1 << 30)):
                 size -= len(piece)
@@ -405,8 +399,7 @@ class LocalFileStore:
             yield Upload(f"{folder}/{whole}" if folder else whole, path, _when(info.st_mtime))
 
     def _kept_name(self, path: str) -> str | None:
-        """The whole file name a temp file at ``path`` with a shortened name was written for; None if it
-        has none (or is gone)."""
+        """The whole file name a temp file with a shortened name was written for (else None)."""
         *folders, name = path.split("/")
         with contextlib.suppress(OSError):
             folder = self._folder(folders, path, create=False)

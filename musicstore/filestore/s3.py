@@ -48,7 +48,7 @@ from .base import (
     verified,
 )
 from .bodies import Window, b64, prepare
-from .s3_errors import code
+from .s3_errors import code, denied
 from .s3_parts import MultipartPuts
 from .s3_settings import DEFAULT_PART, DEFAULT_THRESHOLD, MIN_PART, answered, check_settings, mask_found
 
@@ -190,7 +190,7 @@ class S3FileStore(MultipartPuts):
     def _no_conflict(self, key: str) -> None:
         """``KeyConflict`` when an object is at one of ``key``'s folders or objects are below its name: a
         folder could not hold both (a HEAD a folder, then a listing of one key; asked before the put, not
-        atomically with it)."""
+        atomically with it). Credentials that may not read or list (a writer's policy) skip it: denied."""
         segments = key.split("/")
         for depth in range(1, len(segments)):
             there = "/".join(segments[:depth])
@@ -199,6 +199,8 @@ class S3FileStore(MultipartPuts):
             except self._errors() as exc:
                 if code(exc) in ("404", "NoSuchKey", "NotFound"):
                     continue
+                if denied(exc):
+                    return
                 self._fail("putting", key, exc)
             answered(found, "ETag", f"putting {self.url}{key}", self.endpoint_url)
             raise KeyConflict(
@@ -208,6 +210,8 @@ class S3FileStore(MultipartPuts):
         try:
             below = self._client.list_objects_v2(Bucket=self.bucket, Prefix=f"{self.prefix}{key}/", MaxKeys=1)
         except self._errors() as exc:
+            if denied(exc):
+                return
             self._fail("putting", key, exc)
         if below.get("Contents"):
             raise KeyConflict(
