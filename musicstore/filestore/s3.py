@@ -352,8 +352,10 @@ class S3FileStore(MultipartPuts):
         check_key(key)
         check_expiry(expires)
         try:
-            return self._client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": self.prefix + key}, ExpiresIn=expires
+            return str(
+                self._client.generate_presigned_url(
+                    "get_object", Params={"Bucket": self.bucket, "Key": self.prefix + key}, ExpiresIn=expires
+                )
             )
         except self._errors() as exc:
             self._fail("signing a URL for", key, exc)

@@ -4,14 +4,11 @@ denial by one listing."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from ..errors import InvalidInput, StorageError
 from ..masking import redact
 from .base import ChecksumMismatch, ObjectExists, ObjectNotFound, StoreUnavailable
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
 
 _DENIED = {
     "AccessDenied",
@@ -41,7 +38,7 @@ class S3Errors:
     bucket: str
     url: str
     endpoint_url: str | None
-    _client: S3Client
+    _client: Any  # boto3's S3 client
 
     def _fail(self, doing: str, key: str | None, exc: Exception) -> NoReturn:
         """Raise the typed, one-line error for a botocore failure (no secret in it: see the module)."""
