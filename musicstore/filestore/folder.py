@@ -39,7 +39,7 @@ from .base import (
     content_type_for,
     verified,
 )
-from .folder_names import NAME_MAX_BYTES, check_names, check_root, fits, remove_empty, temp_name
+from .folder_names import NAME_MAX_BYTES, check_names, check_root, fits, temp_name
 from .xattrs import XATTR_CHECKSUM, XATTR_CONTENT_TYPE, XATTR_METADATA, XATTR_NAME, attribute, set_attributes
 
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -237,16 +237,16 @@ class LocalFileStore:
         return ObjectInfo(key, size, checksum, content_type, meta, modified)
 
     def _no_folder_at(self, folder: int, name: str, key: str) -> None:
-        """``KeyConflict`` if a folder holding a file is at ``key``'s name; one holding only empty folders
-        (what deletes, or puts failing after making the folders, left) is removed: a bucket has none."""
+        """``KeyConflict`` if a folder is at ``key``'s name (one holding objects; or an empty one, which a
+        delete or a failed put left: it stays as it is, a bucket has none)."""
         try:
             is_folder = stat.S_ISDIR(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode)
         except FileNotFoundError:
             return
-        if is_folder and not remove_empty(folder, name):
+        if is_folder:
             raise KeyConflict(
-                f"{self.url}/{key} is the folder of other objects, which cannot be an object too "
-                "(docs/storage.md); nothing was changed"
+                f"{self.url}/{key} is a folder (of other objects, or one they left), which cannot be an "
+                "object too (docs/storage.md); nothing was changed"
             )
 
     def _same(self, key: str, checksum: str, size: int) -> ObjectInfo | None:

@@ -1,16 +1,13 @@
 """The names a local store (``musicstore.filestore.folder``) gives its files: a folder path checked where a
 store is made or opened (``check_root``), a key's folder and file names held to the file system's
-``NAME_MAX`` (``check_names``, ``fits``), the temp file a put writes first (``temp_name``), and a folder at a
-key's name that holds no file, which a put removes (``remove_empty``)."""
+``NAME_MAX`` (``check_names``, ``fits``) and the temp file a put writes first (``temp_name``)."""
 
 from __future__ import annotations
 
-import os
 import secrets
 
 from ..errors import InvalidInput, shown
 
-_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 NAME_MAX_BYTES = 255
 """The longest folder or file name a local store writes, in bytes: Linux's ``NAME_MAX``."""
 
@@ -55,22 +52,4 @@ def check_names(key: str) -> str:
     return key
 
 
-def remove_empty(folder: int, name: str) -> bool:
-    """Remove the folder ``name`` (in ``folder``) if it holds only empty folders (none followed if a link);
-    whether it did (some of its empty folders may be gone when it did not)."""
-    try:
-        fd = os.open(name, _FOLDER, dir_fd=folder)
-        try:
-            with os.scandir(fd) as scan:
-                names = [(e.name, e.is_dir(follow_symlinks=False)) for e in scan]
-            if not all(is_folder and remove_empty(fd, child) for child, is_folder in names):
-                return False
-        finally:
-            os.close(fd)
-        os.rmdir(name, dir_fd=folder)
-    except OSError:
-        return False
-    return True
-
-
-__all__ = ["NAME_MAX_BYTES", "check_names", "check_root", "fits", "remove_empty", "temp_name"]
+__all__ = ["NAME_MAX_BYTES", "check_names", "check_root", "fits", "temp_name"]

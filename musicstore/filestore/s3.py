@@ -215,7 +215,7 @@ class S3FileStore(MultipartPuts):
             self._fail("putting", key, exc)
         if below.get("Contents"):
             raise KeyConflict(
-                f"{self.url}{key} is the folder of other objects, which cannot be an object too "
+                f"{self.url}{key} is a folder of other objects, which cannot be an object too "
                 "(docs/storage.md); nothing was changed"
             )
 
