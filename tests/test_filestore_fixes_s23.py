@@ -12,8 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musicstore.filestore import FileStore, KeyConflict, ObjectExists, S3FileStore, open_filestore
-from musicstore.filestore.s3 import MIN_PART
+from musicstore.filestore import FileStore, KeyConflict, ObjectExists, open_filestore
 from tests.test_filestore_hunt_s22 import _apply
 
 # --- a key that is the folder of others, or below another ----------------------------------------------
@@ -138,22 +137,6 @@ def test_uploads_name_the_key_of_a_killed_put_whatever_its_length(tmp_path: Path
     assert [upload.key for upload in found] == [key]
     store.abort(found[0])
     assert list(store.uploads()) == [] and list(store.list()) == []
-
-
-# --- the modified time a put returns ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("size", [10, 3 * MIN_PART + 1], ids=["one PUT", "parts"])
-def test_a_put_returns_the_modified_time_its_head_reports_on_both_backends(
-    where: FileStore, size: int
-) -> None:
-    """``put`` returns the object's modified time, as ``head`` and ``list`` report it: a bucket's put
-    returned None (a folder's returned it)."""
-    if isinstance(where, S3FileStore):
-        where.multipart_threshold = where.part_size = MIN_PART
-    info = where.put("2026/01/31/a.wav", b"x" * size, overwrite=True)
-    assert info.modified is not None and info.modified == where.head("2026/01/31/a.wav").modified
-    assert [item.modified for item in where.list()] == [info.modified]
 
 
 # --- Unicode normalization ----------------------------------------------------------------------------

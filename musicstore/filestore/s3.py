@@ -25,7 +25,6 @@ boto3's client is thread-safe: the async API calls these methods through ``async
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from typing import IO, Any, cast
 
 from ..errors import InvalidInput, StorageError, shown
@@ -162,11 +161,11 @@ class S3FileStore(MultipartPuts):
                 extra["IfNoneMatch"] = "*"
             try:
                 if body is None:
-                    etag = self._put_once(key, head, size, digest, extra)
+                    self._put_once(key, head, size, digest, extra)
                 elif size <= (self.multipart_threshold if overwrite else self.single_put_limit):
-                    etag = self._put_once(key, cast(IO[bytes], Window(body, size)), size, digest, extra)
+                    self._put_once(key, cast(IO[bytes], Window(body, size)), size, digest, extra)
                 else:
-                    etag = self._put_parts(key, body, size, digest, extra)
+                    self._put_parts(key, body, size, digest, extra)
             except ObjectExists:
                 there = self._same(key, digest.hex(), size)
                 if there is None:
@@ -176,16 +175,7 @@ class S3FileStore(MultipartPuts):
             if owned and body is not None:
                 body.close()
         meta.pop(CHECKSUM_FIELD)
-        return ObjectInfo(key, size, digest.hex(), content_type, meta, self._modified(key, etag))
-
-    def _modified(self, key: str, etag: str) -> datetime | None:
-        """The modified time of the object just put, as ``head`` reports it (a PUT's answer has none; one
-        HEAD); None when that fails or finds another object there already (the put did land)."""
-        try:
-            found = self._client.head_object(Bucket=self.bucket, Key=self.prefix + key)
-        except self._errors():
-            return None
-        return found.get("LastModified") if found.get("ETag") == etag else None
+        return ObjectInfo(key, size, digest.hex(), content_type, meta)
 
     def _no_conflict(self, key: str) -> None:
         """``KeyConflict`` when an object is at one of ``key``'s folders or objects are below its name: a
@@ -233,7 +223,7 @@ class S3FileStore(MultipartPuts):
 
     def _put_once(
         self, key: str, body: bytes | IO[bytes], size: int, digest: bytes, extra: dict[str, Any]
-    ) -> str:
+    ) -> None:
         try:
             answer = self._client.put_object(
                 Bucket=self.bucket,
@@ -245,7 +235,7 @@ class S3FileStore(MultipartPuts):
             )
         except self._errors() as exc:
             self._fail("putting", key, exc)
-        return str(answered(answer, "ETag", f"putting {self.url}{key}", self.endpoint_url))
+        answered(answer, "ETag", f"putting {self.url}{key}", self.endpoint_url)
 
     # --- reads --------------------------------------------------------------------------------------------
 

@@ -25,8 +25,7 @@ class MultipartPuts(S3Errors):
 
         def head(self, key: str) -> ObjectInfo: ...
 
-    def _put_parts(self, key: str, body: IO[bytes], size: int, digest: bytes, extra: dict[str, Any]) -> str:
-        """Put ``body`` in parts; the ETag of the object made."""
+    def _put_parts(self, key: str, body: IO[bytes], size: int, digest: bytes, extra: dict[str, Any]) -> None:
         full = self.prefix + key
         condition = extra.pop("IfNoneMatch", None)
         part_size = max(self.part_size, -(-size // MAX_PARTS))
@@ -77,7 +76,7 @@ class MultipartPuts(S3Errors):
             done = self._client.complete_multipart_upload(
                 Bucket=self.bucket, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts}, **kwargs
             )
-            return str(answered(done, "ETag", f"putting {self.url}{key}", self.endpoint_url))
+            answered(done, "ETag", f"putting {self.url}{key}", self.endpoint_url)
         except BaseException as exc:
             try:
                 self._client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
