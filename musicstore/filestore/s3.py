@@ -33,7 +33,6 @@ from ..storage_names import MAX_KEY_BYTES, check_checksum, check_key, check_pref
 from .base import (
     CHECKSUM_FIELD,
     CHUNK_SIZE,
-    KeyConflict,
     ObjectExists,
     ObjectInfo,
     ObjectNotFound,
@@ -47,7 +46,7 @@ from .base import (
     verified,
 )
 from .bodies import Window, b64, prepare
-from .s3_errors import code, denied
+from .s3_errors import code
 from .s3_parts import MultipartPuts
 from .s3_settings import DEFAULT_PART, DEFAULT_THRESHOLD, MIN_PART, answered, check_settings, mask_found
 
@@ -152,7 +151,6 @@ class S3FileStore(MultipartPuts):
         meta = check_metadata(metadata)
         check_overwrite(overwrite)
         content_type = content_type_for(key, content_type)
-        self._no_conflict(key)
         head, body, size, digest, owned = prepare(data, self.multipart_threshold)
         try:
             meta[CHECKSUM_FIELD] = digest.hex()
@@ -176,38 +174,6 @@ class S3FileStore(MultipartPuts):
                 body.close()
         meta.pop(CHECKSUM_FIELD)
         return ObjectInfo(key, size, digest.hex(), content_type, meta)
-
-    def _no_conflict(self, key: str) -> None:
-        """``KeyConflict`` when an object is at one of ``key``'s folders or objects are below its name: a
-        folder could not hold both (a HEAD a folder, then a listing of one key; asked before the put, not
-        atomically with it). Credentials that may not read or list (a writer's policy) skip it: denied."""
-        segments = key.split("/")
-        for depth in range(1, len(segments)):
-            there = "/".join(segments[:depth])
-            try:
-                found = self._client.head_object(Bucket=self.bucket, Key=self.prefix + there)
-            except self._errors() as exc:
-                if code(exc) in ("404", "NoSuchKey", "NotFound"):
-                    continue
-                if denied(exc):
-                    return
-                self._fail("putting", key, exc)
-            answered(found, "ETag", f"putting {self.url}{key}", self.endpoint_url)
-            raise KeyConflict(
-                f"{self.url}{key}: a folder on its way is a symlink or a file: the object {there!r}, which "
-                "cannot be a folder of objects too (docs/storage.md)"
-            )
-        try:
-            below = self._client.list_objects_v2(Bucket=self.bucket, Prefix=f"{self.prefix}{key}/", MaxKeys=1)
-        except self._errors() as exc:
-            if denied(exc):
-                return
-            self._fail("putting", key, exc)
-        if below.get("Contents"):
-            raise KeyConflict(
-                f"{self.url}{key} is a folder of other objects, which cannot be an object too "
-                "(docs/storage.md); nothing was changed"
-            )
 
     def _fits(self, key: str) -> bool:
         """Whether ``key`` (checked: ``InvalidInput``) fits S3's 1,024 bytes behind the prefix."""

@@ -27,11 +27,6 @@ def code(exc: Exception) -> str:
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
-def denied(exc: Exception) -> bool:
-    """Whether the server denied the request (wrong credentials, or a policy: a writer may not read)."""
-    return code(exc) in _DENIED
-
-
 class S3Errors:
     """The error mapping of an S3 store: its bucket, URL, endpoint and client."""
 
@@ -102,4 +97,4 @@ class S3Errors:
         return (BotoCoreError, ClientError)
 
 
-__all__ = ["S3Errors", "code", "denied"]
+__all__ = ["S3Errors", "code"]
