@@ -81,6 +81,19 @@ def rendition_name(
     return f"{master.stem}.{profile.name}.{digest}{EXTENSIONS[settings['format']][0]}"
 
 
+def _asked(
+    spec: RenditionSpec, generation: Generation, profile: LoudnessProfile, options: RenditionOptions
+) -> dict[str, Any] | None:
+    """The request as the row's rate and channels make it (a recorded rendition found without reading the
+    master); None where the codec refuses them: the master, read then, is what is judged (its row may say
+    other figures than the file a worker wrote)."""
+    try:
+        settings = spec.settings(generation.sample_rate, generation.channels).description
+    except InvalidInput:
+        return None
+    return _with_tolerance(settings, profile, options)
+
+
 def _generation(store: Store, generation_id: str) -> Generation:
     """The completed generation (``NotFound``, ``InvalidTransition``)."""
     generation = store.get_generation(generation_id)
@@ -144,7 +157,8 @@ def render_generation(
     process records it while this one encodes: this one puts nothing, or removes what it put, and the
     recorded row is returned).
     Raises before anything is written: ``NotFound``, ``InvalidTransition`` (not completed), ``InvalidInput``
-    (a bad format, bitrate, profile or combination; a master missing or outside the root), ``InvalidAudio``
+    (a bad format, bitrate, profile or combination, the last judged by the master's rate and channels; a
+    master missing or outside the root), ``InvalidAudio``
     (a master that fails its recorded ``sha256``); ``RenditionFailed`` when no encode keeps the ceiling;
     ``StorageError`` when the put fails (``ObjectExists``: an object not marked with this generation holds
     the key, an orphan for reconcile; one so marked, a killed render's, is replaced: ``put_marked``).
@@ -155,10 +169,7 @@ def render_generation(
     chosen = get_profile(profile)
     opts = check_options(options)
     generation = _generation(store, generation_id)
-    rate, channels = generation.sample_rate, generation.channels
-    requests = [
-        (spec, _with_tolerance(spec.settings(rate, channels).description, chosen, opts)) for spec in specs
-    ]
+    requests = [(spec, _asked(spec, generation, chosen, opts)) for spec in specs]
     provenance = provenance_of(generation)
     made: list[Rendition] = []
     where = store.run(get_storage, generation.id)  # read once: the master's place, which records must name
@@ -170,17 +181,21 @@ def render_generation(
             target_lufs=chosen.target_lufs, ceiling_dbtp=chosen.ceiling_dbtp,
         )  # fmt: skip
         for spec, asked in requests:
-            row, settings = recorded_row(asked), asked
-            if row is None:
-                master = master or _read_master(generation, found, where)  # once, when something is made
-                # the request as the master makes it (its rate and channels: a row completed by hand may
-                # record others), as the row recorded for it is keyed by what was encoded
-                settings = _with_tolerance(spec.settings(master[1], len(master[0])).description, chosen, opts)
-                row = recorded_row(settings) if settings != asked else None
+            row = None if asked is None else recorded_row(asked)
             if row is not None:
                 made.append(row)
                 continue
-            assert master is not None
+            if master is None:  # once, when something is made; each request checked by it before any
+                master = _read_master(generation, found, where)  # is made (InvalidInput: one the codec
+                for each, _ in requests:  # refuses)
+                    each.settings(master[1], len(master[0]))
+            # the request as the master makes it (its rate and channels: a row completed by hand may record
+            # others), as the row recorded for it is keyed by what was encoded
+            settings = _with_tolerance(spec.settings(master[1], len(master[0])).description, chosen, opts)
+            row = recorded_row(settings) if settings != asked else None
+            if row is not None:
+                made.append(row)
+                continue
             key = posixpath.join(
                 posixpath.dirname(found.key), rendition_name(Path(found.key), settings, chosen, generation.id)
             )

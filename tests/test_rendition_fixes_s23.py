@@ -1,0 +1,62 @@
+"""Renditions and peaks, fixes of a bug hunt's findings (session 23). Each test failed before its fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musicstore import Store
+from musicstore.audio import synthesize_music
+from musicstore.audio.renditions import decode
+from musicstore.models import Generation
+from musicstore.rendering import render_generation
+
+
+def _by_hand(store: Store, root: Path, row: tuple[int, int], master: tuple[int, int]) -> Generation:
+    """A generation whose row says ``row`` (sample rate, channels) and whose worker wrote its master at
+    ``master``'s rate and channels, completed with ``complete_generation``."""
+    store.create_generation(
+        "by hand", model_name="m", duration_seconds=1, sample_rate=row[0], channels=row[1]
+    )
+    job = store.claim_next("w")
+    assert job is not None
+    rate, channels = master
+    path = root / f"{job.id}.wav"
+    sf.write(path, np.asarray(synthesize_music(1.0, rate, seed=3))[:channels].T, rate, subtype="PCM_16")
+    return store.complete_generation(job.id, file_path=path.name, file_size_bytes=path.stat().st_size)
+
+
+@pytest.mark.parametrize("row", [(48_000, 3), (96_000, 2)])
+def test_an_mp3_is_judged_by_the_master_not_by_what_its_row_says(
+    db_url: str, tmp_path: Path, row: tuple[int, int]
+) -> None:
+    """A row saying 3 channels or 96 kHz was refused for MP3 ('mp3 holds 1 or 2 channels', 'mp3 takes
+    sample rates') before the master, stereo 48 kHz, was read: the request is keyed by the master."""
+    root = tmp_path / "audio"
+    root.mkdir()
+    with Store(db_url, migrate=True) as store:
+        done = _by_hand(store, root, row, (48_000, 2))
+        (made,) = render_generation(store, done.id, root=root, formats=["mp3"])
+        assert (made.sample_rate, made.channels) == (48_000, 2)
+        assert decode((root / made.storage_key).read_bytes())[0].shape[0] == 2
+        assert render_generation(store, done.id, root=root, formats=["mp3"]) == [made]
+
+
+@pytest.mark.parametrize("row", [(48_000, 2), (96_000, 2)])
+def test_a_master_the_codec_refuses_leaves_nothing_made(
+    db_url: str, tmp_path: Path, row: tuple[int, int]
+) -> None:
+    """A 96 kHz master, whatever its row says, is refused for MP3 before any rendition is made (the FLAC
+    asked beside it too): judged by the master, still all requests before the first is written."""
+    from musicstore.errors import InvalidInput
+
+    root = tmp_path / "audio"
+    root.mkdir()
+    with Store(db_url, migrate=True) as store:
+        done = _by_hand(store, root, row, (96_000, 2))
+        with pytest.raises(InvalidInput, match="mp3 takes sample rates"):
+            render_generation(store, done.id, root=root, formats=["flac", "mp3"])
+        assert store.list_renditions(done.id) == [] and [p.name for p in root.iterdir()] == [f"{done.id}.wav"]
