@@ -60,3 +60,32 @@ def test_a_master_the_codec_refuses_leaves_nothing_made(
         with pytest.raises(InvalidInput, match="mp3 takes sample rates"):
             render_generation(store, done.id, root=root, formats=["flac", "mp3"])
         assert store.list_renditions(done.id) == [] and [p.name for p in root.iterdir()] == [f"{done.id}.wav"]
+
+
+def test_cli_render_takes_the_rendition_sample_rate(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``musicstore render`` had no ``--sample-rate``: an MP3 of a 96 or 88.2 kHz master (MP3 stops at 48 kHz)
+    could not be made from the command line, where ``RenditionSpec("mp3", sample_rate=48_000)`` makes it."""
+    import json
+
+    from musicstore.cli import EXIT_USAGE, main
+
+    root = tmp_path / "audio"
+    root.mkdir()
+    with Store(sqlite_url) as store:
+        done = _by_hand(store, root, (96_000, 2), (96_000, 2))
+    where = ["--database", sqlite_url, "--output-root", str(root)]
+    assert main(["render", done.id, "--format", "mp3", *where]) == 1
+    assert "mp3 takes sample rates" in capsys.readouterr().err
+    command = ["render", done.id, "--format", "mp3", "--format", "flac", "--bitrate", "128k", "--json"]
+    assert main([*command, "--sample-rate", "44.1k", *where]) == 0
+    mp3, flac = json.loads(capsys.readouterr().out)["renditions"]
+    assert (mp3["format"], mp3["sample_rate"], mp3["bitrate_kbps"]) == ("mp3", 44_100, 128)
+    assert (flac["format"], flac["sample_rate"]) == ("flac", 44_100)
+    assert sf.info(root / mp3["storage_key"]).samplerate == 44_100
+    assert main([*command[:4], "--bitrate", "128", "--sample-rate", "44100", "--json", *where]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)["renditions"]] == [mp3["id"]]  # found again
+    for bad in ("7", "48kHz", "", "1e9", "44.1005k", "1e999999999k", "4.41e4", "44100.5", "\u0661" * 5):
+        assert main(["render", done.id, "--sample-rate", bad, *where]) == EXIT_USAGE
+        assert "--sample-rate" in capsys.readouterr().err

@@ -94,6 +94,20 @@ def folder(text: str) -> str:
     return not_empty(text)
 
 
+def sample_rate(text: str) -> int:
+    """A sample rate in Hz: ``44100``, or in kHz ``44.1k``; a whole number of Hz in 8–384 kHz."""
+    found = re.fullmatch(r"([0-9]{1,6})(?:\.([0-9]{1,3}))?(k?)", text.strip().lower())
+    hz = -1
+    if found is not None and (found[3] or not found[2]):
+        whole, part = int(found[1]), int((found[2] or "").ljust(3, "0"))
+        hz = whole * 1000 + part if found[3] else whole
+    if not 8_000 <= hz <= 384_000:
+        raise argparse.ArgumentTypeError(
+            f"a sample rate in Hz (8000–384000) such as 48000 or 44.1k, not {text!r}"
+        )
+    return hz
+
+
 def bitrate(text: str) -> int:
     """A bitrate in kbps: ``192`` or ``192k``."""
     digits = text.strip().lower().removesuffix("k")

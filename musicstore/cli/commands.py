@@ -197,16 +197,23 @@ def _rendition_table(renditions: list[Rendition]) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ..audio.codecs import rendition_specs
     from ..rendering import render_generation
 
+    formats, bitrate_kbps = args.format or ["mp3"], args.bitrate
+    if args.sample_rate is not None:  # RenditionSpecs with the rate (and the bitrate, as render_generation
+        specs = rendition_specs(formats, bitrate_kbps)  # gives it to the names of mp3 and opus)
+        formats, bitrate_kbps = [replace(s, sample_rate=args.sample_rate) for s in specs], None
     with open_store(args) as store:
         made = render_generation(
             store,
             args.id,
             root=output_root(args),
-            formats=args.format or ["mp3"],
+            formats=formats,
             profile=args.profile,
-            bitrate_kbps=args.bitrate,
+            bitrate_kbps=bitrate_kbps,
         )
     if args.json:
         print_json({"generation_id": args.id, "renditions": [r.as_dict() for r in made]})

@@ -11,7 +11,16 @@ from ..models import Status
 from ..ops import DEFAULT_MAX_ATTEMPTS
 from ..urls import DEFAULT_URL, URL_ENV
 from ..validate import MAX_PAGE
-from .arguments import bitrate, folder, not_empty, page_size, parse_duration, parse_size, positive_int
+from .arguments import (
+    bitrate,
+    folder,
+    not_empty,
+    page_size,
+    parse_duration,
+    parse_size,
+    positive_int,
+    sample_rate,
+)
 from .commands import (
     cmd_demo,
     cmd_list,
@@ -143,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="loudness profile (default streaming: -14 LUFS, -1 dBTP)",
     )
     render.add_argument("--bitrate", type=bitrate, help="mp3/opus bitrate in kbps, e.g. 192k")
+    render.add_argument(
+        "--sample-rate",
+        type=sample_rate,
+        metavar="HZ",
+        help="every rendition's sample rate, e.g. 48000 or 44.1k (default the master's; opus 48k)",
+    )
 
     add_serve_options(
         command("serve", "the read-only web dashboard and /metrics (docs/dashboard.md)", cmd_serve, root)
