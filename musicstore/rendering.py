@@ -4,8 +4,7 @@ reads the master where its row says (local root or object store, as ``musicstore
 checks its SHA-256, makes each rendition in memory (encoded, decoded back, measured) and puts it beside the
 master (``rendition_name``; a conditional create) in the transaction that inserts its row, after the
 generation's row is locked: neither a file without a row nor a row without a file. A request already
-recorded is returned, not made again. See docs/renditions.md.
-"""
+recorded is returned, not made again. See docs/renditions.md."""
 
 from __future__ import annotations
 
@@ -33,7 +32,7 @@ from .models import Generation, Status
 from .ops import Rendition
 from .ops.renditions import lock_for_rendition, settings_key
 from .ops.storage import StoredFile, get_storage
-from .storage_names import GENERATION_FIELD
+from .storage_names import GENERATION_FIELD, peaks_digest
 from .store import Store
 
 Root = str | os.PathLike[str] | FileStore
@@ -374,11 +373,30 @@ def _unrecorded(found: Located, key: str, generation_id: str, *, gone: bool) -> 
     return f"the peaks were put at {key} in {found.files.url} but not recorded in the row"
 
 
-def peaks_name(master: Path, samples_per_pixel: int, bits: int, split_channels: bool) -> str:
+def peaks_name(
+    master: Path, samples_per_pixel: int, bits: int, split_channels: bool, generation_id: str | None = None
+) -> str:
     """The peaks file beside ``master``: ``<stem>.peaks.<samples per pixel>.<bits>[.split].json``, the numbers
-    as integers whatever type they were checked in as (``bits=8.0`` is 8: maintenance finds it by name)."""
+    as integers whatever type they were checked in as (``bits=8.0`` is 8: maintenance finds it by name); with
+    ``generation_id`` (not the stem) ``<stem>.peaks.<8 hex of the id>.…``: where another's master holds it."""
     split = ".split" if split_channels else ""
-    return f"{master.stem}.peaks.{int(samples_per_pixel)}.{int(bits)}{split}.json"
+    own = "" if generation_id in (None, master.stem) else f"{peaks_digest(str(generation_id))}."
+    return f"{master.stem}.peaks.{own}{int(samples_per_pixel)}.{int(bits)}{split}.json"
+
+
+def _put_peaks(
+    peaks: WaveformPeaks, found: Located, generation_id: str, shape: tuple[int, int, bool]
+) -> tuple[str, ObjectInfo]:
+    """Put ``peaks`` at ``peaks_name`` beside the master; where others hold it, at its name with the id."""
+    folder, master = posixpath.dirname(found.key), Path(found.key)
+    key = posixpath.join(folder, peaks_name(master, *shape))
+    try:
+        return key, peaks.put(found.files, key)
+    except ObjectExists:
+        if master.stem == generation_id:  # <id>.peaks…: its own name, never another master's
+            raise
+    key = posixpath.join(folder, peaks_name(master, *shape, generation_id))
+    return key, peaks.put(found.files, key)
 
 
 def render_peaks(
@@ -391,18 +409,18 @@ def render_peaks(
     split_channels: bool = False,
     files: Sequence[FileStore] = (),
 ) -> StoredPeaks:
-    """Compute a completed generation's waveform peaks (audiowaveform JSON, version 2) from its master, read
-    where its row says and checked against its SHA-256 as ``render_generation`` reads it, and put them beside
-    the master in the same file store (local or S3) as ``peaks_name(...)``: whole or not at all, a
-    conditional create. The peaks of one master are always the same bytes, so a second call for the same
-    resolution finds them there and returns them (a retry, not a conflict). Then records them in the row's
+    """Compute a completed generation's waveform peaks (audiowaveform JSON, version 2) from its master (read
+    and checked as ``render_generation`` reads it) and put them beside it, in its file store, as
+    ``peaks_name(...)`` (a conditional create, whole or not at all; where another master of its stem, named by
+    hand, holds that name: ``peaks_name(..., generation_id)``). One master's peaks are always the same bytes:
+    a second call for the same resolution finds and returns them. Then records them in the row's
     ``metadata["peaks"]`` as the export does (``StoredPeaks.as_metadata``; the latest call's resolution
     replaces an earlier one's record, its file stays) with ``Store.merge_metadata``. Raises ``NotFound``,
-    ``InvalidTransition``, ``InvalidInput`` (bad resolution or bits; a master missing), ``InvalidAudio``
-    (a master failing its checksum) before anything is written; ``StorageError`` when the put fails. If the
-    row cannot be recorded (no longer completed meanwhile; its file moved to another store or key meanwhile,
-    ``StorageError``: a record would name peaks its new store lacks) the error is raised and the file is left
-    for ``reconcile`` and ``cleanup``, which find peaks files by name (deleted meanwhile: it is removed)."""
+    ``InvalidTransition``, ``InvalidInput`` (bad resolution or bits; a master missing), ``InvalidAudio`` (a
+    master failing its checksum) before anything is written; ``StorageError`` when the put fails. If the row
+    cannot be recorded (no longer completed, or its file moved, meanwhile: ``StorageError``) the error is
+    raised and the file left for ``reconcile`` and ``cleanup``, which find peaks files by name (deleted
+    meanwhile: it is removed)."""
     require_store(store, "render_peaks")
     # its checks first (samples per pixel, bits, split_channels: "no" would be true, a .split name)
     compute_peaks(
@@ -414,9 +432,7 @@ def render_peaks(
         found = delivery.locate_stored(where)
         samples, rate = _read_master(generation, found, where)
         peaks = compute_peaks(samples, rate, samples_per_pixel, bits=bits, split_channels=split_channels)
-        name = peaks_name(Path(found.key), samples_per_pixel, bits, split_channels)
-        key = posixpath.join(posixpath.dirname(found.key), name)
-        info = peaks.put(found.files, key)
+        key, info = _put_peaks(peaks, found, generation.id, (samples_per_pixel, bits, split_channels))
         assert info.checksum is not None  # a put reports the SHA-256 of what it stored
         stored = StoredPeaks(generation.id, found.files.url, key, info.size, info.checksum, peaks)
         try:

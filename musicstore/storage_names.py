@@ -4,6 +4,7 @@ records where a file is (``ops.storage.record_storage``) share."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -13,6 +14,14 @@ from .errors import InvalidInput, shown
 MAX_KEY_BYTES = 1024
 GENERATION_FIELD = "generation-id"
 """The object metadata field in which recording marks an object with its generation's id."""
+
+
+def peaks_digest(generation_id: str) -> str:
+    """The 8 hex of a generation's id in the name of its peaks beside a master named by hand whose stem's
+    peaks file another generation's master holds (``<stem>.peaks.<8 hex>.<spp>.<bits>[.split].json``)."""
+    return hashlib.sha256(generation_id.encode()).hexdigest()[:8]
+
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 """Unicode's control characters (category Cc: C0, DEL, C1)."""
 _CHECKSUM = re.compile(r"[0-9a-f]{64}")

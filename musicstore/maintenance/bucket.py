@@ -196,8 +196,12 @@ class _Classifier:
         if not masters:
             return set()
         wanted = sorted({m for found in masters.values() for m in found})
-        recorded = {row.key for row in self.store.run(stored_by_keys, self.files.url, wanted)}
-        return {key for key, found in masters.items() if not recorded.intersection(found)}
+        recorded = self.store.run(stored_by_keys, self.files.url, wanted)
+        return {  # a name with the 8 hex of an id: the master's row must be that generation's
+            key for key, found in masters.items()
+            if not any(r.key in found and is_peaks_of(key.rpartition("/")[2], key.rpartition(".peaks.")[0]
+                       .rpartition("/")[2], r.generation_id) for r in recorded)
+        }  # fmt: skip
 
     def confirm_orphans(self) -> Iterator[Item]:
         objects, self.orphans = self.orphans, []

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 
 from ..ops import Call, Steps, reader
+from ..storage_names import peaks_digest
 from ..store import Store
+from .file_names import peaks_owner
 from .scan import AUDIO_SUFFIXES, Classified, Entry, canonical_path, peaks_record, rows_by_file_paths
 
 
@@ -26,8 +28,8 @@ def peaks_records_by_ids(ids: list[str]) -> Steps[dict[str, tuple[str, str | Non
 def recorded_peaks(store: Store, entries: list[Entry]) -> list[Classified | Entry]:
     """Peaks-named files without an id in their name: referenced (with its status) when a generation
     recording the master beside them (``<stem>.wav`` or ``.flac``) records them as its peaks file, orphans
-    when no generation (of any status, in any store) records that master, else entries of kind
-    ``unknown``."""
+    when no generation (of any status, in any store) records that master (one whose name carries the 8 hex of
+    a generation's id: no generation of that id), else entries of kind ``unknown``."""
     if not entries:
         return []
     masters = {
@@ -40,7 +42,10 @@ def recorded_peaks(store: Store, entries: list[Entry]) -> list[Classified | Entr
     found: list[Classified | Entry] = []
     for entry in entries:
         status = None
-        gids = [g for path in masters[entry.rel] for g in owners.get(path, [])]
+        own = peaks_owner(entry.rel.rpartition("/")[2])  # the 8 hex of its generation's id, if named so
+        gids = [
+            g for path in masters[entry.rel] for g in owners.get(path, []) if own in (None, peaks_digest(g))
+        ]
         if not gids:  # its generation is gone (the master beside it, if still there, is an orphan too)
             found.append(Classified(entry, "orphan"))
             continue

@@ -9,6 +9,8 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+from ..storage_names import peaks_digest
+
 AUDIO_SUFFIXES = frozenset({".wav", ".flac"})
 """The types of the masters musicstore writes; reconcile and cleanup touch no other (but renditions)."""
 RENDITION_SUFFIXES = AUDIO_SUFFIXES | {".mp3", ".opus", ".ogg", ".oga"}
@@ -20,8 +22,9 @@ _RENDITION = re.compile(
 _PEAKS = re.compile(r"([A-Za-z0-9][A-Za-z0-9_-]{35})\.peaks\.[1-9][0-9]*\.(?:8|16)(?:\.split)?\.json")
 """``musicstore.rendering.peaks_name`` of a master at its layout name: ``<36-char id>.peaks.<samples per
 pixel>.<8|16>[.split].json``; group 1 is the generation id. Any other ``.json`` is a file of another kind."""
-_PEAKS_TAIL = re.compile(r"[1-9][0-9]*\.(?:8|16)(?:\.split)?\.json")
-"""What follows ``<master's stem>.peaks.`` in a peaks file's name."""
+_PEAKS_TAIL = re.compile(r"(?:([0-9a-f]{8})\.)?[1-9][0-9]*\.(?:8|16)(?:\.split)?\.json")
+"""What follows ``<master's stem>.peaks.`` in a peaks file's name; group 1, the 8 hex of the generation's id
+(``peaks_digest``) in the name of the peaks of a master whose stem's own name another's peaks held."""
 
 _WRITER_TEMP = re.compile(r"\..+\.(?:wav|flac|mp3|opus|ogg|oga)\.[A-Za-z0-9_]+\.tmp", re.IGNORECASE)
 """``musicstore.audio.files.write_atomic``: ``tempfile.mkstemp(prefix=".<name>.", suffix=".tmp")``."""
@@ -75,10 +78,23 @@ def peaks_stem(name: str) -> str | None:
     return None if found is None else found.group(1)
 
 
-def is_peaks_of(name: str, stem: str) -> bool:
-    """Whether ``name`` is a peaks file of the master whose name without its extension is ``stem``."""
+def is_peaks_of(name: str, stem: str, generation_id: str | None = None) -> bool:
+    """Whether ``name`` is a peaks file of the master whose name without its extension is ``stem`` (and,
+    given ``generation_id``, not one whose name carries another generation's ``peaks_digest``)."""
     head = f"{stem}.peaks."
-    return name.startswith(head) and _PEAKS_TAIL.fullmatch(name[len(head) :]) is not None
+    tail = _PEAKS_TAIL.fullmatch(name[len(head) :]) if name.startswith(head) else None
+    return tail is not None and (generation_id is None or tail[1] in (None, peaks_digest(generation_id)))
+
+
+def owned_peaks(key: str, generation_id: str) -> bool:
+    """Whether the peaks file at ``key`` carries no other generation's ``peaks_digest`` in its name."""
+    return peaks_owner(key.rpartition("/")[2]) in (None, peaks_digest(generation_id))
+
+
+def peaks_owner(name: str) -> str | None:
+    """The ``peaks_digest`` a peaks file's name carries (``<stem>.peaks.<8 hex>.…json``); None if none."""
+    tail = _PEAKS_TAIL.fullmatch(name.rpartition(".peaks.")[2])
+    return None if tail is None else tail[1]
 
 
 def is_peaks_file_of(key: str, generation_id: str, master: str | None) -> bool:

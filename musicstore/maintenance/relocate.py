@@ -343,7 +343,7 @@ def _peaks_of(origin: FileStore, row: dict[str, Any], *, dry_run: bool) -> list[
         if (
             obj.key in known
             or not obj.key.startswith(prefix)
-            or not is_peaks_of(obj.key.rpartition("/")[2], stem)
+            or not is_peaks_of(obj.key.rpartition("/")[2], stem, row["id"])  # not another's (its id's hex)
         ):
             continue
         found.append((obj.key, obj.size, "" if dry_run else _sha256_of(origin, obj.key)))

@@ -15,10 +15,9 @@ when cleaning a bucket) is skipped with the reason, row and file kept. Rows with
 A bucket that cannot be used at all (``StoreUnavailable``) stops the run before the page's rows are deleted.
 
 Waveform peaks files (``musicstore.rendering.render_peaks``: ``<stem>.peaks.<int>.<8|16>[.split].json``
-beside the master, recorded in no table) go with their generation, after its row, as its renditions do:
-found by the master's stem in the master's folder (one listing per folder and batch on a local root, one
-listing of the prefix ``<dir>/<stem>.peaks.`` per generation in an object store).
-"""
+beside the master, recorded in no table) go with their generation, after its row, as its renditions do: found
+by the master's stem in its folder (one listing per folder and batch on a local root; one of the prefix
+``<dir>/<stem>.peaks.`` per generation in an object store), not another generation's (``owned_peaks``)."""
 
 from __future__ import annotations
 
@@ -39,6 +38,7 @@ from ..store import Store
 from .bucket import is_object_store
 from .cleanup_places import _Folder, _Objects, _Place, beside_kept
 from .cleanup_report import CleanupItem, CleanupReport, SkippedItem
+from .file_names import owned_peaks
 from .scan import (
     DEFAULT_MAX_ITEMS,
     RENDITION_SUFFIXES,
@@ -386,9 +386,9 @@ def _delete_renditions(place: _Place, keys: list[str], dry_run: bool, report: Cl
 def _with_recorded_peaks(
     place: _Place, row: dict[str, Any], found: list[tuple[str, int]]
 ) -> list[tuple[str, int]]:
-    """``found`` (the peaks files beside the master) and the one the row records (``metadata["peaks"]``) if
-    it lies elsewhere, is there, and is a peaks file of this generation by name (``<id>.peaks.…json``: never
-    another row's file); a record that is not one, or leads outside the root, adds nothing."""
+    """``found`` (the peaks files beside the master, ``owned_peaks``) and the one the row records if it lies
+    elsewhere, is there, and is named ``<id>.peaks.…json`` (a record that is not one adds nothing)."""
+    found = [(key, size) for key, size in found if owned_peaks(key, row["id"])]
     try:
         record = peaks_record(row.get("peaks"))
     except ValueError:
