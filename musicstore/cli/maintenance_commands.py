@@ -33,6 +33,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     code = EXIT_OK if report.consistent else EXIT_INCONSISTENT
     if args.json:
         print_json(report)
+        _say_errors(report.errors)  # on stderr too, as cleanup's: a cron job's log of the JSON says nothing
         return code
     mode = "repair" if report.repair else "report only"
     if report.repair:
@@ -102,8 +103,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             ["key", "age s", "action"],
             report.abandoned_upload_count,
         )
-    for error in report.errors:
-        print(f"musicstore: error: {escape_controls(str(error))}", file=sys.stderr)
+    _say_errors(report.errors)
     if report.consistent:
         print(
             "\nconsistent: every completed row has its file, every file has its row"
@@ -137,6 +137,12 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             "`musicstore reconcile --repair` fixes them" + _outside_note(report.outside_root_count)
         )
     return code
+
+
+def _say_errors(errors: list[str]) -> None:
+    """Each error of a run, one line on stderr (with ``--json`` too: they are in its ``errors`` as well)."""
+    for error in errors:
+        print(f"musicstore: error: {escape_controls(str(error))}", file=sys.stderr)
 
 
 DANGLING_COLUMNS = ["id", "file", "problem", "recorded", "on disk", "action"]
