@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from musicstore import Store
 from musicstore.cli import EXIT_INCONSISTENT, main
 
-_REQUEST = {"model_name": "m", "duration_seconds": 1, "sample_rate": 32_000, "channels": 2}
+_REQUEST: dict[str, Any] = {"model_name": "m", "duration_seconds": 1, "sample_rate": 32_000, "channels": 2}
 
 
 def _store_with_an_orphan(url: str, root: Path) -> Path:
@@ -49,3 +50,40 @@ def test_a_failed_repair_says_its_error_on_stderr_with_json_too(
     assert [o["action"] for o in report["orphans"]] == ["reported"] and len(report["errors"]) == 1
     assert err == f"musicstore: error: {report['errors'][0]}\n"
     assert orphan.exists()
+
+
+def _completed_with_a_file(url: str, root: Path) -> str:
+    """A completed generation whose file (5 bytes) is recorded in the folder ``root``."""
+    with Store(url, migrate=True) as store:
+        store.create_generation("a take", **_REQUEST)
+        claimed = store.claim_next("gpu-0")
+        assert claimed is not None
+        (root / "take.wav").parent.mkdir(parents=True, exist_ok=True)
+        (root / "take.wav").write_bytes(b"\0" * 5)
+        store.complete_generation(claimed.id, file_path="take.wav", file_size_bytes=5)
+        return claimed.id
+
+
+@pytest.mark.parametrize("spelling", ["path", "file_url"])
+def test_a_dry_run_copy_to_a_folder_not_there_yet_makes_no_folder(
+    spelling: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # cli.md, copy-files: "`--dry-run` copies nothing and reports what the run would copy" (the option's help:
+    # "copy nothing, change no row"): a dry run to a folder not there yet made it, and every folder above it
+    # (`--to /mnt/new/music --dry-run`, a preview, left /mnt/new/music behind, empty)
+    from musicstore.maintenance.relocate import copy_files
+
+    url = f"sqlite:///{tmp_path}/store.db"
+    _completed_with_a_file(url, tmp_path / "audio")
+    target = tmp_path / "new" / "music"
+    to = str(target) if spelling == "path" else target.as_uri()
+    with Store(url) as store:
+        plan = copy_files(store, to, source=tmp_path / "audio", dry_run=True)
+    assert plan.dry_run and (plan.objects_copied, plan.bytes_copied, plan.rows_updated) == (1, 5, 1)
+    assert plan.target == target.as_uri() and not (tmp_path / "new").exists()
+    assert main(["copy-files", "-d", url, "--to", to, "--source", str(tmp_path / "audio"), "--dry-run"]) == 0
+    assert "would copy the files of 1 generations" in capsys.readouterr().out
+    assert not (tmp_path / "new").exists()
+    with Store(url) as store:  # the real run makes it, as before
+        assert copy_files(store, to, source=tmp_path / "audio").rows_updated == 1
+    assert (target / "take.wav").read_bytes() == b"\0" * 5

@@ -57,6 +57,7 @@ from ..models import Generation
 from ..ops import Call, Steps, reader, writer
 from ..ops.reads import GENERATION
 from ..store import Store
+from .dry_target import open_target
 from .scan import DEFAULT_MAX_ITEMS, is_peaks_of, require_store
 
 
@@ -217,7 +218,7 @@ def copy_files(
             raise InvalidInput(
                 "source is the folder of rows recorded before 0006 (they name no store): give a path"
             )
-        target = to if isinstance(to, FileStore) else open_filestore(to)
+        target = to if isinstance(to, FileStore) else open_target(to, dry_run=dry_run)
     except BaseException:
         if origin is not None and not isinstance(source, FileStore):
             origin.close()
