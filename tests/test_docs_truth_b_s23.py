@@ -4,6 +4,7 @@ quotes the claim it holds the code to."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,44 @@ def test_a_dry_run_copy_to_a_folder_not_there_yet_makes_no_folder(
     with Store(url) as store:  # the real run makes it, as before
         assert copy_files(store, to, source=tmp_path / "audio").rows_updated == 1
     assert (target / "take.wav").read_bytes() == b"\0" * 5
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "folder"])
+def test_overwrite_replaces_a_database_file_never_a_pipe_a_socket_or_a_folder(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # cli.md: "`--overwrite` replaces an existing DEST"; maintenance.md: "An existing `destination` is
+    # replaced only with `overwrite=True` (a rename over it)". The rename replaced whatever was there: as
+    # root, `musicstore backup /dev/null --overwrite` put the database where /dev/null was (a regular file
+    # from then on, for every process of the host). --overwrite is for a database file: anything else that
+    # is not a regular file is refused before any work, and left as it is (a FIFO or socket here, never a
+    # real device in a test)
+    import socket
+    import stat
+
+    from musicstore import InvalidInput
+    from musicstore.maintenance.backup import backup, restore
+
+    url = f"sqlite:///{tmp_path}/store.db"
+    Store(url, migrate=True).close()
+    there = tmp_path / "there"
+    if kind == "fifo":
+        os.mkfifo(there)
+    elif kind == "socket":
+        listening = socket.socket(socket.AF_UNIX)
+        listening.bind(str(there))
+    else:
+        there.mkdir()
+    before = os.lstat(there)
+    with pytest.raises(InvalidInput, match=r"not a regular file|is a folder"):
+        backup(url, there, overwrite=True)
+    assert main(["backup", str(there), "-d", url, "--overwrite"]) == 1
+    assert "musicstore: error: " in capsys.readouterr().err
+    backup(url, tmp_path / "copy.db")
+    with pytest.raises(InvalidInput, match=r"not a regular file|is a folder"):
+        restore(tmp_path / "copy.db", f"sqlite:///{there}", overwrite=True)
+    after = os.lstat(there)
+    assert stat.S_IFMT(after.st_mode) == stat.S_IFMT(before.st_mode) and after.st_ino == before.st_ino
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db", "store.db", "there"]
+    if kind == "socket":
+        listening.close()

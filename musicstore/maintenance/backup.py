@@ -22,6 +22,7 @@ import errno
 import os
 import re
 import sqlite3
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -293,6 +294,19 @@ def _remove_dead_temps(destination: Path) -> None:
         ) from exc
 
 
+def _only_a_file(path: Path, what: str) -> None:
+    """What ``overwrite`` replaces is a database file: a folder, a device, a pipe or a socket at ``path`` is
+    refused before any work (the rename replaced it: as root, a backup onto /dev/null took its place)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # not there (or not reachable: said later, as before)
+        return
+    if stat.S_ISDIR(mode):
+        raise InvalidInput(f"{path} is a folder, not {what}; give a file's path")
+    if not stat.S_ISREG(mode):
+        raise InvalidInput(f"{path} is not a regular file (a device, a pipe or a socket), not {what}")
+
+
 def backup(
     url: str | None,
     destination: str | Path,
@@ -322,6 +336,7 @@ def backup(
     real, real_db = dest.resolve(), path.resolve()  # however it is spelled: .., symlinks
     if real == real_db or real in (Path(f"{real_db}-{log}") for log in ("wal", "shm", "journal")):
         raise InvalidInput(f"the destination {dest} is the database itself; choose another file")
+    _only_a_file(dest, "a backup file")
     if dest.exists() and not overwrite:
         raise InvalidInput(f"{dest} exists; pass overwrite=True to replace it")
     _make_folder(dest.parent)
@@ -366,6 +381,7 @@ def restore(
     overwrite = validate.flag(overwrite, "overwrite")
     validate.callback(progress, "progress")
     path = _sqlite_path(url)
+    _only_a_file(path, "a database file")
     source_path = file_argument(backup_path, "backup_path")
     if not source_path.is_file():
         raise InvalidInput(f"backup {source_path} does not exist")
