@@ -129,3 +129,21 @@ def test_overwrite_replaces_a_database_file_never_a_pipe_a_socket_or_a_folder(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db", "store.db", "there"]
     if kind == "socket":
         listening.close()
+
+
+def test_restore_says_a_typed_path_on_one_line_with_its_controls_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # cli.md: control characters (a newline, a terminal escape in a file name) are shown as escapes, "so each
+    # row stays one line"; backup's line, reconcile's root and the demo's folder are escaped, restore's line
+    # printed the backup's name raw: a newline split it, an ESC sequence drove the terminal
+    url = f"sqlite:///{tmp_path}/store.db"
+    Store(url, migrate=True).close()
+    named = tmp_path / "nightly\n\x1b[2Jcopy.db"
+    assert main(["backup", str(named), "-d", url]) == 0
+    backed_up = capsys.readouterr().out
+    assert backed_up.count("\n") == 1 and "\x1b" not in backed_up and "\\x1b[2J" in backed_up
+    assert main(["restore", str(named), "-d", f"sqlite:///{tmp_path}/restored.db"]) == 0
+    restored = capsys.readouterr().out
+    assert restored.count("\n") == 1 and "\x1b" not in restored, restored
+    assert restored.startswith(f"restored {tmp_path}/nightly\\n\\x1b[2Jcopy.db as {tmp_path}/restored.db: ")

@@ -264,8 +264,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print_json(report)
     else:
         print(
-            f"restored {report.source} as {report.destination}: {report.pages:,} pages, "
-            f"{report.bytes:,} bytes, integrity {report.integrity}; reconcile the output root next"
+            escape_controls(  # typed paths: one line, no terminal escape (as backup's)
+                f"restored {report.source} as {report.destination}: {report.pages:,} pages, "
+                f"{report.bytes:,} bytes, integrity {report.integrity}; reconcile the output root next"
+            )
         )
     return EXIT_OK
 
