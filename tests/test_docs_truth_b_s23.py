@@ -147,3 +147,16 @@ def test_restore_says_a_typed_path_on_one_line_with_its_controls_escaped(
     restored = capsys.readouterr().out
     assert restored.count("\n") == 1 and "\x1b" not in restored, restored
     assert restored.startswith(f"restored {tmp_path}/nightly\\n\\x1b[2Jcopy.db as {tmp_path}/restored.db: ")
+
+
+def test_cleanups_criteria_line_shows_a_typed_model_name_on_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # as restore's line: `cleanup --model "$NAME"` printed the name raw in its first line ("...; model a" and
+    # a second line "b" with the ESC sequence sent to the terminal)
+    url = f"sqlite:///{tmp_path}/store.db"
+    Store(url, migrate=True).close()
+    (tmp_path / "audio").mkdir()
+    assert main(["cleanup", "-d", url, "-o", str(tmp_path / "audio"), "--model", "a\nb\x1b[31m"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith("; model a\\nb\\x1b[31m") and "\x1b" not in first, first

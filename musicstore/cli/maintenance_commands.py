@@ -188,9 +188,9 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
             criteria.append(f"model {report.model_name}")
         if report.max_total_bytes is not None:
             criteria.append(f"down to {report.max_total_bytes:,} recorded bytes")
-        print(
+        print(  # a typed model name: one line, no terminal escape
             ("dry run, nothing deleted (--apply deletes): " if report.dry_run else "deleted: ")
-            + "; ".join(criteria)
+            + escape_controls("; ".join(criteria))
         )
         print_section(
             "generations" + (" that would be deleted" if report.dry_run else " deleted"),
