@@ -160,3 +160,18 @@ def test_cleanups_criteria_line_shows_a_typed_model_name_on_one_line(
     assert main(["cleanup", "-d", url, "-o", str(tmp_path / "audio"), "--model", "a\nb\x1b[31m"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first.endswith("; model a\\nb\\x1b[31m") and "\x1b" not in first, first
+
+
+def test_restore_from_a_folder_says_it_is_a_folder_not_that_it_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # cli.md: one line saying what was wrong, for "a file or folder that is missing, not a folder...";
+    # `restore backups/` (the folder, not the file in it) said "backup backups does not exist", as backup's
+    # source said before (tests/test_cli_hunt_s22.py): it is there, and is a folder
+    url = f"sqlite:///{tmp_path}/store.db"
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    assert main(["restore", str(folder), "-d", url]) == 1
+    err = capsys.readouterr().err
+    assert f"{folder} is a folder, not a backup file" in err and "does not exist" not in err, err
+    assert not (tmp_path / "store.db").exists()

@@ -384,7 +384,8 @@ def restore(
     _only_a_file(path, "a database file")
     source_path = file_argument(backup_path, "backup_path")
     if not source_path.is_file():
-        raise InvalidInput(f"backup {source_path} does not exist")
+        what = "is a folder, not a backup file" if source_path.is_dir() else "does not exist"
+        raise InvalidInput(f"backup {source_path} {what}")
     checked = integrity(source_path)
     if checked != "ok":
         raise InvalidInput(f"backup {source_path} failed PRAGMA integrity_check: {checked}")
