@@ -372,7 +372,8 @@ def restore(
     Refuses (InvalidInput) while another process, or a connection of this one (a ``Store`` not closed), has
     that database open (stop the workers and servers, close the stores, first), when the backup fails
     ``PRAGMA integrity_check``, and when the database exists (or appears while the restore runs) unless
-    ``overwrite=True``. The backup is copied (it stays as it is) to a temp
+    ``overwrite=True``. A ``url`` that names a symlink restores the file it points to, as SQLite opens it.
+    The backup is copied (it stays as it is) to a temp
     file beside the target; the old database's ``-wal`` is checkpointed into it (``_fold_logs``) and its
     ``-wal``/``-shm``/``-journal`` files set aside and removed; then the copy is put in place
     (``_put_in_place``).
@@ -380,7 +381,11 @@ def restore(
     started = time.monotonic()
     overwrite = validate.flag(overwrite, "overwrite")
     validate.callback(progress, "progress")
+    # the file SQLite opens: a symlink's target, its -wal and -shm beside it (the link was replaced by a plain
+    # file, the database moved off the volume it named, and the old one left there with its logs)
     path = _sqlite_path(url)
+    if path.is_symlink():
+        path = path.resolve()
     _only_a_file(path, "a database file")
     source_path = file_argument(backup_path, "backup_path")
     if not source_path.is_file():

@@ -1,0 +1,113 @@
+"""Session 23's hunt in metrics and backup/restore: each test failed before its fix (or pins a documented
+promise: the restored copy's running totals equal a recount of its rows, on both backends)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from musicstore import Generation, Store
+from musicstore.metrics import read_metrics
+
+GEN: dict[str, Any] = {"model_name": "musicgen-small", "duration_seconds": 10}
+
+
+def _rows(store: Store) -> list[Generation]:
+    rows: list[Generation] = []
+    cursor = None
+    while True:
+        page = store.list_generations(limit=1000, cursor=cursor)
+        rows += page.items
+        cursor = page.next_cursor
+        if cursor is None:
+            return rows
+
+
+def _assert_totals_match_rows(store: Store) -> None:
+    s = read_metrics(store)
+    rows = _rows(store)
+    assert s.by_status == {k: sum(g.status.value == k for g in rows) for k in s.by_status}
+    assert s.by_model == dict(Counter((g.model_name, g.status.value) for g in rows))
+    for status in s.by_status:
+        of = [g for g in rows if g.status.value == status]
+        assert s.file_bytes[status] == sum(g.file_size_bytes or 0 for g in of)
+        assert s.audio_seconds[status] == pytest.approx(sum(g.duration_seconds for g in of))
+    assert s.prompts == len({g.prompt for g in rows})
+
+
+def _history(store: Store) -> None:
+    for i in range(12):
+        store.create_generation(
+            f"p{i % 5}", **GEN, priority=i % 3 - 1, owner_key=f"k{i % 2}" if i % 3 else None
+        )
+    for i in range(8):
+        g = store.claim_next(f"w{i % 2}")
+        assert g is not None
+        if i % 3 == 0:
+            store.complete_generation(
+                g.id, file_path=f"{g.id}.wav", file_size_bytes=100 + i, generation_time_seconds=1.0
+            )
+        elif i % 3 == 1:
+            store.fail(g.id, "boom", retry=i % 2 == 0)
+        else:
+            store.cancel(g.id)
+
+
+@pytest.mark.skipif(shutil.which("pg_dump") is None, reason="no pg_dump")
+def test_pg_dump_and_pg_restore_as_documented_give_a_working_store(
+    musicstore_postgres_server: Any, postgres_url: str, tmp_path: Path
+) -> None:
+    # docs/maintenance.md and docs/operations.md: pg_dump --format=custom, createdb, pg_restore --dbname
+    with Store(postgres_url) as store:
+        _history(store)
+    dump = tmp_path / "musicstore.dump"
+    subprocess.run(
+        [
+            "pg_dump",
+            "--format=custom",
+            f"--file={dump}",
+            postgres_url,
+        ],
+        check=True,
+    )
+    name = postgres_url.rsplit("/", 1)[1].split("?", maxsplit=1)[0] + "_restored"
+    musicstore_postgres_server.admin(f"CREATE DATABASE {name}")
+    try:
+        restored = musicstore_postgres_server.url(name)
+        subprocess.run(["pg_restore", f"--dbname={restored}", str(dump)], check=True)
+        with Store(restored) as store:
+            assert len(_rows(store)) == 12
+            _assert_totals_match_rows(store)
+            _history(store)  # it takes writes, claims and the totals' triggers as the original did
+            _assert_totals_match_rows(store)
+    finally:
+        musicstore_postgres_server.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_restore_through_a_symlink_replaces_the_database_it_names_not_the_link(tmp_path: Path) -> None:
+    # SQLite opens the file a symlink names (its -wal and -shm beside that file): restore replaced the link
+    # itself with a plain file beside it, so the database moved off the volume the link pointed to, and the
+    # old database (with its -wal) stayed there, where nothing opened it again
+    from musicstore.maintenance.backup import backup, restore
+
+    (tmp_path / "volume").mkdir()
+    real, link = tmp_path / "volume" / "generations.db", tmp_path / "generations.db"
+    with Store(f"sqlite:///{real}", migrate=True) as store:
+        store.create_generation("kept in the backup", **GEN)
+    backup(f"sqlite:///{real}", tmp_path / "backup.db")
+    link.symlink_to(real)
+    with Store(f"sqlite:///{link}") as store:
+        store.create_generation("after the backup", **GEN)
+
+    restore(tmp_path / "backup.db", f"sqlite:///{link}", overwrite=True)
+
+    assert link.is_symlink() and link.resolve() == real
+    with Store(f"sqlite:///{real}") as store:
+        assert [g.prompt for g in _rows(store)] == ["kept in the backup"]
+        _assert_totals_match_rows(store)
+    assert not any(p.name.startswith(".generations.db.") for p in tmp_path.iterdir())
