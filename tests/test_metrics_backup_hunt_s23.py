@@ -111,3 +111,32 @@ def test_restore_through_a_symlink_replaces_the_database_it_names_not_the_link(t
         assert [g.prompt for g in _rows(store)] == ["kept in the backup"]
         _assert_totals_match_rows(store)
     assert not any(p.name.startswith(".generations.db.") for p in tmp_path.iterdir())
+
+
+def test_restore_refuses_a_database_opened_while_it_copied_the_backup(tmp_path: Path) -> None:
+    # restore looked for connections before copying the backup (minutes for a large one) and not again: a
+    # worker started meanwhile kept the old file open, wrote to it after the swap, and its rows were lost
+    from musicstore.errors import InvalidInput
+    from musicstore.maintenance.backup import backup, restore
+
+    url = f"sqlite:///{tmp_path / 'generations.db'}"
+    with Store(url, migrate=True) as store:
+        store.create_generation("kept in the backup", **GEN)
+    backup(url, tmp_path / "backup.db")
+    opened: list[Store] = []
+
+    def a_worker_starts(pages: int) -> None:
+        store = Store(url)
+        opened.append(store)
+        store.create_generation("written by the worker", **GEN)
+
+    try:
+        with pytest.raises(InvalidInput, match="open in another process or in this one"):
+            restore(tmp_path / "backup.db", url, overwrite=True, progress=a_worker_starts)
+        assert sorted(g.prompt for g in _rows(opened[0])) == ["kept in the backup", "written by the worker"]
+    finally:
+        for store in opened:
+            store.close()
+    with Store(url) as store:
+        assert len(_rows(store)) == 2
+    assert not any(p.name.startswith(".generations.db.") for p in tmp_path.iterdir())

@@ -360,6 +360,24 @@ def backup(
         source.close()
 
 
+def _refuse_open(path: Path) -> None:
+    """InvalidInput while a connection of this process or another has the database at ``path`` open."""
+    if held_open(path):  # first: in_use's close of the -shm would drop this process's own locks on it
+        raise InvalidInput(
+            f"{path} is open in another process or in this one: close every Store on it and stop every "
+            "worker and server using it, then restore"
+        )
+    try:
+        busy = in_use(path)
+    except OSError as exc:  # e.g. a file where a folder of the path should be
+        raise StorageError(f"cannot restore to {path}: {exc}") from exc
+    if busy:
+        raise InvalidInput(
+            f"{path} is open in another process (its -shm file is locked): stop every worker and server "
+            "using it, then restore"
+        )
+
+
 def restore(
     backup_path: str | Path,
     url: str | None,
@@ -372,7 +390,8 @@ def restore(
     Refuses (InvalidInput) while another process, or a connection of this one (a ``Store`` not closed), has
     that database open (stop the workers and servers, close the stores, first), when the backup fails
     ``PRAGMA integrity_check``, and when the database exists (or appears while the restore runs) unless
-    ``overwrite=True``. A ``url`` that names a symlink restores the file it points to, as SQLite opens it.
+    ``overwrite=True``; the connections are looked for again once the backup is copied, just before the swap.
+    A ``url`` that names a symlink restores the file it points to, as SQLite opens it.
     The backup is copied (it stays as it is) to a temp
     file beside the target; the old database's ``-wal`` is checkpointed into it (``_fold_logs``) and its
     ``-wal``/``-shm``/``-journal`` files set aside and removed; then the copy is put in place
@@ -398,20 +417,7 @@ def restore(
         raise InvalidInput(
             f"backup {source_path} holds no musicstore database (no generations table); nothing was replaced"
         )
-    if held_open(path):  # first: in_use's close of the -shm would drop this process's own locks on it
-        raise InvalidInput(
-            f"{path} is open in another process or in this one: close every Store on it and stop every "
-            "worker and server using it, then restore"
-        )
-    try:
-        busy = in_use(path)
-    except OSError as exc:  # e.g. a file where a folder of the path should be
-        raise StorageError(f"cannot restore to {path}: {exc}") from exc
-    if busy:
-        raise InvalidInput(
-            f"{path} is open in another process (its -shm file is locked): stop every worker and server "
-            "using it, then restore"
-        )
+    _refuse_open(path)
     if path.exists() and not overwrite:
         raise InvalidInput(f"{path} exists; pass overwrite=True to replace it with the backup")
     _make_folder(path.parent)
@@ -425,6 +431,7 @@ def restore(
         if checked != "ok":
             raise StorageError(f"the copy at {temp} failed PRAGMA integrity_check: {checked}")
         fsync(temp)
+        _refuse_open(path)  # again: a worker may have opened it while the backup was copied (minutes)
         _fold_logs(path)
         _replace_database(temp, path, overwrite)
     except FileExistsError as exc:
