@@ -140,3 +140,31 @@ def test_restore_refuses_a_database_opened_while_it_copied_the_backup(tmp_path: 
     with Store(url) as store:
         assert len(_rows(store)) == 2
     assert not any(p.name.startswith(".generations.db.") for p in tmp_path.iterdir())
+
+
+def test_more_claims_in_flight_than_the_processing_walk_reads_are_flagged(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the leases, workers and processing-by-priority figures come from at most 10,000 processing rows (any
+    # of them past that): with more claims in flight they undercounted silently (musicstore_leases summed
+    # to less than musicstore_generations{status="processing"}), where the queue's walk says when it is cut
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from musicstore.metrics import metrics_text, reads
+
+    monkeypatch.setattr(reads, "PROCESSING_LIMIT", 2)  # the walk's 10,000, made small
+    with Store(db_url) as store:
+        for i in range(3):
+            store.create_generation(f"p{i}", **GEN)
+        store.claim_next("w0")
+        store.claim_next("w1")
+        exact = read_metrics(store)
+        assert (exact.leases_live, exact.processing_truncated) == (2, False)
+        assert exact.as_dict()["processing_truncated"] is False
+        store.claim_next("w2")
+        cut = read_metrics(store)
+        assert cut.by_status["processing"] == 3 and cut.leases_live == 2
+        assert cut.processing_truncated is True and cut.as_dict()["processing_truncated"] is True
+        text = metrics_text(store).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert [s.value for s in families["musicstore_processing_truncated"].samples] == [1.0]

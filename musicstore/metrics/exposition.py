@@ -18,6 +18,7 @@ from .snapshot import (
     DEFAULT_WINDOW,
     DEFAULT_WINDOW_LIMIT,
     PENDING_LIMIT,
+    PROCESSING_LIMIT,
     Distribution,
     MetricsSnapshot,
 )
@@ -104,6 +105,13 @@ def families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
         [(("live",), s.leases_live), (("expired",), s.leases_expired)],
     )  # fmt: skip
     yield _gauge("musicstore_workers", "Workers with a claim in flight.", [], [((), len(s.workers))])
+    yield _gauge(
+        "musicstore_processing_truncated",
+        f"1 when more claims were in flight than the {PROCESSING_LIMIT:,} read (leases, workers and "
+        "processing by priority are then a lower bound).",
+        [],
+        [((), int(s.processing_truncated))],
+    )
     yield _gauge(
         "musicstore_window_generations",
         "Generations created in the trailing window, by their status now.", ["window", "status"],

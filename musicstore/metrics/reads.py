@@ -210,6 +210,8 @@ def metrics_op(
         loudness=loudness,
         true_peak=true_peak,
         longest_ready_wait=None if ready_since is None else max((now - ready_since).total_seconds(), 0.0),
+        # as the queue's walk: the running totals know how many claims are in flight
+        processing_truncated=by_status["processing"] > len(processing),
     )
 
 

@@ -136,6 +136,9 @@ class MetricsSnapshot:
     later of its creation and its ``run_after``; None: none is ready), of the queue's first ``PENDING_LIMIT``
     by creation. Unlike ``oldest_pending_age``, a job scheduled for later or backing off before a retry does
     not count until its ``run_after``: the figure to alert on when workers stop claiming."""
+    processing_truncated: bool = False
+    """More claims were in flight than the ``PROCESSING_LIMIT`` rows read (any of them): the leases, workers
+    and processing by priority are then a lower bound (the running totals count every processing row)."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready figures (no ids, no prompts: the dashboard's API adds those where it shows them)."""
@@ -153,6 +156,7 @@ class MetricsSnapshot:
             "pending_by_priority": self.pending_by_priority,
             "pending_by_priority_truncated": self.pending_truncated,
             "processing_by_priority": self.processing_by_priority,
+            "processing_truncated": self.processing_truncated,
             "leases": {"live": self.leases_live, "expired": self.leases_expired},
             "workers": len(self.workers),
             "window": {
