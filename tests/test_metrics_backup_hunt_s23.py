@@ -168,3 +168,40 @@ def test_more_claims_in_flight_than_the_processing_walk_reads_are_flagged(
         text = metrics_text(store).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert [s.value for s in families["musicstore_processing_truncated"].samples] == [1.0]
+
+
+def test_a_backup_over_an_earlier_one_is_not_read_through_its_stale_wal(tmp_path: Path) -> None:
+    # backup(overwrite=True) put the new copy in place but left the -wal a killed reader of the earlier
+    # backup had left beside it: opening the new backup replayed that -wal onto it, and it read as the
+    # earlier backup plus the killed process's rows (integrity_check said ok), not as the live database
+    import subprocess
+    import sys
+
+    from musicstore.errors import InvalidInput
+    from musicstore.maintenance.backup import backup
+
+    url, dest = f"sqlite:///{tmp_path / 'live.db'}", tmp_path / "backup.db"
+    with Store(url, migrate=True) as store:
+        store.create_generation("in both backups", **GEN)
+    backup(url, dest)
+    inspect = (
+        "import os\nfrom musicstore import Store\n"
+        f"s = Store({f'sqlite:///{dest}'!r})\n"
+        "for i in range(30): s.create_generation(f'inspect {i}', model_name='m', duration_seconds=1)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    subprocess.run([sys.executable, "-c", inspect], check=False)
+    assert Path(f"{dest}-wal").stat().st_size > 0
+    with Store(url) as store:
+        store.create_generation("only in the second backup", **GEN)
+
+    backup(url, dest, overwrite=True)
+
+    with Store(f"sqlite:///{dest}") as store:
+        assert sorted(g.prompt for g in _rows(store)) == ["in both backups", "only in the second backup"]
+        _assert_totals_match_rows(store)
+        # a destination some connection has open is not replaced under it
+        with pytest.raises(InvalidInput, match="open in another process or in this one"):
+            backup(url, dest, overwrite=True)
+        assert len(_rows(store)) == 2
+    assert not any(p.name.startswith(".backup.db.") for p in tmp_path.iterdir())

@@ -159,8 +159,9 @@ def _finish(
             f"the copy at {temp} failed PRAGMA integrity_check: {checked}; nothing was replaced"
         )
     fsync(temp)
-    try:
-        _put_in_place(temp, destination, overwrite)
+    _refuse_open(destination, "back up to it")  # it would be replaced under its connections
+    try:  # as restore: a -wal left beside the old file (a killed reader) is not replayed onto the copy
+        _replace_database(temp, destination, overwrite)
     except FileExistsError as exc:
         raise InvalidInput(
             f"{destination} exists (it appeared while the backup ran) and was left as it is; "
@@ -320,7 +321,9 @@ def backup(
     The copy is a snapshot taken when the backup begins. ``pages`` pages are copied per step (``-1``: all in
     one); ``progress`` is called after each step with the number of pages copied. An existing
     ``destination`` is replaced only with ``overwrite=True``; without it, a file that appears there while the
-    backup runs is left as it is (InvalidInput). PostgreSQL URLs raise InvalidInput pointing to pg_dump.
+    backup runs is left as it is (InvalidInput). A destination some connection has open is not replaced
+    (InvalidInput); a ``-wal``/``-shm``/``-journal`` left beside it is removed, never replayed onto the copy.
+    PostgreSQL URLs raise InvalidInput pointing to pg_dump.
     """
     started = time.monotonic()
     path = _sqlite_path(url)
@@ -360,12 +363,12 @@ def backup(
         source.close()
 
 
-def _refuse_open(path: Path) -> None:
+def _refuse_open(path: Path, then: str = "restore") -> None:
     """InvalidInput while a connection of this process or another has the database at ``path`` open."""
     if held_open(path):  # first: in_use's close of the -shm would drop this process's own locks on it
         raise InvalidInput(
             f"{path} is open in another process or in this one: close every Store on it and stop every "
-            "worker and server using it, then restore"
+            f"worker and server using it, then {then}"
         )
     try:
         busy = in_use(path)
@@ -374,7 +377,7 @@ def _refuse_open(path: Path) -> None:
     if busy:
         raise InvalidInput(
             f"{path} is open in another process (its -shm file is locked): stop every worker and server "
-            "using it, then restore"
+            f"using it, then {then}"
         )
 
 
