@@ -205,3 +205,16 @@ def test_a_backup_over_an_earlier_one_is_not_read_through_its_stale_wal(tmp_path
             backup(url, dest, overwrite=True)
         assert len(_rows(store)) == 2
     assert not any(p.name.startswith(".backup.db.") for p in tmp_path.iterdir())
+
+
+def test_a_database_restored_onto_itself_is_left_as_it_was(tmp_path: Path) -> None:
+    # the second look for connections (after the copy) saw restore's own read of the backup when the backup
+    # was the database itself, and refused it as "open in this process"
+    from musicstore.maintenance.backup import restore
+
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    with Store(url, migrate=True) as store:
+        store.create_generation("kept", **GEN)
+    assert restore(tmp_path / "live.db", url, overwrite=True).integrity == "ok"
+    with Store(url) as store:
+        assert [g.prompt for g in _rows(store)] == ["kept"]

@@ -430,6 +430,7 @@ def restore(
     source = _read_only(source_path, isolation_level=None)
     try:
         count = _copy(source, temp, -1, progress)
+        source.close()  # before _refuse_open: a backup restored onto itself is not "open in this process"
         checked = integrity(temp)
         if checked != "ok":
             raise StorageError(f"the copy at {temp} failed PRAGMA integrity_check: {checked}")
