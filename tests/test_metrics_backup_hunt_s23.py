@@ -281,3 +281,19 @@ def test_a_backup_taken_while_workers_write_restores_totals_equal_to_a_recount(t
         while store.claim_next("after-restore") is not None:
             claimed += 1
         assert claimed == len(pending)
+
+
+def test_restore_shows_typed_paths_with_escapes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # backup's line showed a control character of a path as an escape (tests/test_cli_hunt_s22.py), restore's
+    # "restored ... as ..." printed it as it was: a newline split the line, an ESC reached the terminal
+    from musicstore.cli import main
+
+    folder = tmp_path / "a\x1b[2Jb\nc"
+    folder.mkdir()
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    Store(url, migrate=True).close()
+    assert main(["backup", str(folder / "copy.db"), "-d", url]) == 0
+    capsys.readouterr()
+    assert main(["restore", str(folder / "copy.db"), "-d", f"sqlite:///{folder / 'restored.db'}"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and out.count("\n") == 1 and "\\x1b[2Jb\\nc" in out, out
