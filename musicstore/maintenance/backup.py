@@ -5,7 +5,8 @@ source: in WAL mode that transaction is a fixed snapshot that writers never wait
 database exactly as it was when the backup began (every transaction committed before that, none after) while
 workers go on writing, and the steps never restart. The copy is written beside the destination under a
 temp name, checked with ``PRAGMA integrity_check``, fsynced and put in place: renamed over the destination
-with ``overwrite=True``, else hard-linked to it, which fails if a file appeared there meanwhile.
+with ``overwrite=True``, else hard-linked to it, which fails if a file appeared there meanwhile (a destination
+open elsewhere is refused; a ``-wal`` left beside it is set aside, never replayed onto the copy).
 Temps that a backup or restore killed midway left beside the same destination are removed first, those of
 processes that are gone only.
 
