@@ -36,7 +36,7 @@ from ..errors import InvalidInput, StorageError
 from ..filestore.fsync import fsync
 from ..processes import alive
 from ..urls import resolve, without_password
-from .holders import file_argument, held_open, in_use
+from .holders import file_argument, in_use, refuse_open
 
 PGDUMP_HINT = (
     "online backup here is for SQLite; for PostgreSQL use pg_dump, e.g. "
@@ -160,7 +160,7 @@ def _finish(
             f"the copy at {temp} failed PRAGMA integrity_check: {checked}; nothing was replaced"
         )
     fsync(temp)
-    _refuse_open(destination, "back up to it")  # it would be replaced under its connections
+    refuse_open(destination, "back up to it")  # it would be replaced under its connections
     try:  # as restore: a -wal left beside the old file (a killed reader) is not replayed onto the copy
         _replace_database(temp, destination, overwrite)
     except FileExistsError as exc:
@@ -364,24 +364,6 @@ def backup(
         source.close()
 
 
-def _refuse_open(path: Path, then: str = "restore") -> None:
-    """InvalidInput while a connection of this process or another has the database at ``path`` open."""
-    if held_open(path):  # first: in_use's close of the -shm would drop this process's own locks on it
-        raise InvalidInput(
-            f"{path} is open in another process or in this one: close every Store on it and stop every "
-            f"worker and server using it, then {then}"
-        )
-    try:
-        busy = in_use(path)
-    except OSError as exc:  # e.g. a file where a folder of the path should be
-        raise StorageError(f"cannot restore to {path}: {exc}") from exc
-    if busy:
-        raise InvalidInput(
-            f"{path} is open in another process (its -shm file is locked): stop every worker and server "
-            f"using it, then {then}"
-        )
-
-
 def restore(
     backup_path: str | Path,
     url: str | None,
@@ -421,7 +403,7 @@ def restore(
         raise InvalidInput(
             f"backup {source_path} holds no musicstore database (no generations table); nothing was replaced"
         )
-    _refuse_open(path)
+    refuse_open(path)
     if path.exists() and not overwrite:
         raise InvalidInput(f"{path} exists; pass overwrite=True to replace it with the backup")
     _make_folder(path.parent)
@@ -431,12 +413,12 @@ def restore(
     source = _read_only(source_path, isolation_level=None)
     try:
         count = _copy(source, temp, -1, progress)
-        source.close()  # before _refuse_open: a backup restored onto itself is not "open in this process"
+        source.close()  # before refuse_open: a backup restored onto itself is not "open in this process"
         checked = integrity(temp)
         if checked != "ok":
             raise StorageError(f"the copy at {temp} failed PRAGMA integrity_check: {checked}")
         fsync(temp)
-        _refuse_open(path)  # again: a worker may have opened it while the backup was copied (minutes)
+        refuse_open(path)  # again: a worker may have opened it while the backup was copied (minutes)
         _fold_logs(path)
         _replace_database(temp, path, overwrite)
     except FileExistsError as exc:

@@ -11,7 +11,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, StorageError
 
 _SHM_DMS_BYTE = 128
 """SQLite's unix VFS: every connection to a WAL database holds a shared lock on this byte of ``-shm``."""
@@ -77,3 +77,21 @@ def held_open(path: Path) -> bool:
 
 
 __all__ = ["file_argument", "held_open", "in_use"]
+
+
+def refuse_open(path: Path, then: str = "restore") -> None:
+    """InvalidInput while a connection of this process or another has the database at ``path`` open."""
+    if held_open(path):  # first: in_use's close of the -shm would drop this process's own locks on it
+        raise InvalidInput(
+            f"{path} is open in another process or in this one: close every Store on it and stop every "
+            f"worker and server using it, then {then}"
+        )
+    try:
+        busy = in_use(path)
+    except OSError as exc:  # e.g. a file where a folder of the path should be
+        raise StorageError(f"cannot restore to {path}: {exc}") from exc
+    if busy:
+        raise InvalidInput(
+            f"{path} is open in another process (its -shm file is locked): stop every worker and server "
+            f"using it, then {then}"
+        )
