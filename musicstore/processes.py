@@ -88,8 +88,14 @@ def sweep(prefix: str, older_than: float = 0.0) -> list[Path]:
 
 
 def owned_folder(prefix: str) -> Path:
-    """A new temp folder ``prefix*`` naming this process as its maker (``OWNER``)."""
+    """A new temp folder ``prefix*`` naming this process as its maker (``OWNER``). If the owner file cannot be
+    written (a full disk), the folder is removed and the ``OSError`` raised: no sweep removes a folder naming
+    no maker."""
     made = Path(tempfile.mkdtemp(prefix=prefix))
     pid = os.getpid()
-    (made / OWNER).write_text(f"{pid} {started(pid)}\n")
+    try:
+        (made / OWNER).write_text(f"{pid} {started(pid)}\n")
+    except BaseException:
+        shutil.rmtree(made, ignore_errors=True)
+        raise
     return made
