@@ -12,6 +12,8 @@ from urllib.parse import unquote, urlsplit
 from .errors import InvalidInput, shown
 
 MAX_KEY_BYTES = 1024
+MAX_URL_CHARS = 2048
+"""The longest storage URL a row holds (``generations.storage_url``'s CHECK, on both backends)."""
 GENERATION_FIELD = "generation-id"
 """The object metadata field in which recording marks an object with its generation's id."""
 
@@ -77,7 +79,7 @@ def store_url(url: object) -> str:
     """A store's URL as ``FileStore.url`` spells it, found without opening the store: what rows record and
     maintenance compares (``s3://b/p`` → ``s3://b/p/``, ``file:///srv/audio/`` → ``file:///srv/audio``;
     another scheme, a ``FileStore`` of your own, as given). Raises ``InvalidInput`` for a bare path, a URL
-    with credentials (not echoed) or a control character."""
+    with credentials (not echoed), a control character, or one over ``MAX_URL_CHARS`` (no row holds it)."""
     usage = "a storage URL is a FileStore's url: s3://BUCKET/PREFIX, file:///PATH"
     if not isinstance(url, str):
         raise InvalidInput(f"{usage}, not {type(url).__name__}")
@@ -87,12 +89,19 @@ def store_url(url: object) -> str:
     name = scheme[1].lower()
     if name == "s3":
         bucket, prefix = s3_location(url, strict=False)  # a legacy bucket name an S3FileStore was made with
-        return f"s3://{bucket}/{prefix}"
-    if name == "file":
-        return local_path(url).as_uri()
-    if "@" in url.partition("://")[2].partition("/")[0] or any(ord(c) < 32 or c == "\x7f" for c in url):
+        canonical = f"s3://{bucket}/{prefix}"
+    elif name == "file":
+        canonical = local_path(url).as_uri()
+    elif "@" in url.partition("://")[2].partition("/")[0] or any(ord(c) < 32 or c == "\x7f" for c in url):
         raise InvalidInput(f"{usage}; a {name}:// URL without credentials or control characters")
-    return url
+    else:
+        canonical = url
+    if len(canonical) > MAX_URL_CHARS:
+        raise InvalidInput(
+            f"a storage URL holds at most {MAX_URL_CHARS:,} characters (what a row records); this one has "
+            f"{len(canonical):,}: use a root with a shorter path"
+        )
+    return canonical
 
 
 def local_path(url: str) -> Path:

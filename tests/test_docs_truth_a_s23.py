@@ -6,6 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from musicstore import Status
+from musicstore.audio import synthesize_music
+from musicstore.errors import InvalidInput
+from musicstore.recording import export_batch_generations, export_generation
+from musicstore.storage_names import store_url
+
 _NO_ROOM_FOR_THE_OWNER_FILE = """
 import resource, signal, sys, tempfile
 from musicstore import recording
@@ -37,3 +45,37 @@ def test_an_export_folder_whose_owner_file_cannot_be_written_is_not_left_behind(
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("StorageError cannot make a temp folder"), done.stdout
     assert list(temp.iterdir()) == []
+
+
+def _long_root(base: Path) -> Path:
+    """A folder whose file:// URL is over the 2,048 characters ``generations.storage_url`` holds."""
+    root = base
+    while len(root.as_uri()) <= 2_060:
+        root = root / ("d" * 200)
+    root.mkdir(parents=True)
+    return root
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_root_whose_url_no_row_can_hold_is_refused_before_the_export(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """docs/schema.md: ``storage_url`` holds 1–2048 characters; docs/recording.md: a root "whose url no row
+    can record" is a caller mistake (InvalidInput, the row unchanged, nothing written). A folder root whose
+    file:// URL is longer was exported, placed, then refused by the database's CHECK (DatabaseError) at every
+    job, each one's model run and encoding thrown away, the row left processing for its lease to expire."""
+    fixture = "musicstore_store" if backend == "sqlite" else "musicstore_postgres_store"
+    store = request.getfixturevalue(fixture)
+    store.create_generation("a deep root", model_name="m", duration_seconds=1.0, sample_rate=16_000)
+    claimed = store.claim_next("gpu-0")
+    root = _long_root(tmp_path)
+    audio = synthesize_music(1.0, 16_000, seed=1)
+    for given in (root, str(root), root.as_uri()):
+        with pytest.raises(InvalidInput, match="2,048 characters"):
+            export_generation(store, claimed, audio, root=given)
+        with pytest.raises(InvalidInput, match="2,048 characters"):
+            export_batch_generations(store, [claimed], audio[None], root=given)
+    assert store.get_generation(claimed.id).status is Status.PROCESSING
+    assert list(root.iterdir()) == []
+    with pytest.raises(InvalidInput, match="2,048 characters"):
+        store_url(root.as_uri())

@@ -276,6 +276,11 @@ def _check_format(
                 f"files put in this {type(root).__name__} cannot be recorded, since its url is no storage "
                 f"URL a row can name ({exc}); an S3 prefix takes no '#' or '?'"
             ) from None
+    elif "://" not in (text := os.fspath(root)) or text[:7].lower() == "file://":  # a folder: its URL is
+        try:  # recorded (storage_url, at most 2,048 characters): refused now, not after each export
+            store_url(text if "://" in text else Path(text).absolute().as_uri())
+        except InvalidInput as exc:
+            raise InvalidInput(f"files exported under this root cannot be recorded: {exc}") from None
     validate.name(worker_id, "worker_id", optional=True)
     if scale is not None:
         validate.number(scale, "scale", positive=True)
