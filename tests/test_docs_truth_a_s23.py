@@ -11,8 +11,9 @@ import pytest
 from musicstore import Status
 from musicstore.audio import synthesize_music
 from musicstore.errors import InvalidInput
-from musicstore.recording import export_batch_generations, export_generation
+from musicstore.recording import OnError, export_batch_generations, export_generation
 from musicstore.storage_names import store_url
+from musicstore.validate.values import MAX_METADATA_BYTES
 
 _NO_ROOM_FOR_THE_OWNER_FILE = """
 import resource, signal, sys, tempfile
@@ -79,3 +80,30 @@ def test_a_root_whose_url_no_row_can_hold_is_refused_before_the_export(
     assert list(root.iterdir()) == []
     with pytest.raises(InvalidInput, match="2,048 characters"):
         store_url(root.as_uri())
+
+
+@pytest.mark.parametrize(
+    ("backend", "on_error"), [("sqlite", "fail"), ("postgres", "fail"), ("sqlite", "retry")]
+)
+def test_a_completion_whose_metadata_grows_too_large_fails_the_row_per_on_error(
+    backend: str, on_error: OnError, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """docs/recording.md's table: a failure is either the caller's (row unchanged, nothing written) or the
+    job's (the row failed per ``on_error``). A row whose metadata (accepted when it was created) plus the
+    export's figures passes the 1 MiB limit was exported, then refused at completion (InvalidInput), its
+    file removed and the row left processing: every later claim ran the model again to the same end."""
+    fixture = "musicstore_store" if backend == "sqlite" else "musicstore_postgres_store"
+    store = request.getfixturevalue(fixture)
+    near_the_limit = {"notes": "x" * (MAX_METADATA_BYTES - 400)}
+    store.create_generation(
+        "p", model_name="m", duration_seconds=1.0, sample_rate=16_000, metadata=near_the_limit
+    )
+    claimed = store.claim_next("gpu-0")
+    root = tmp_path / "out"
+    with pytest.raises(InvalidInput, match="maximum is") as raised:
+        export_generation(store, claimed, synthesize_music(1.0, 16_000, seed=2), root=root, on_error=on_error)
+    row = store.get_generation(claimed.id)
+    assert row.status is (Status.FAILED if on_error == "fail" else Status.PENDING)
+    assert row.error_message is not None and "maximum is" in row.error_message
+    assert any(f"is now {row.status}" in note for note in raised.value.__notes__)
+    assert [p for p in root.rglob("*") if p.is_file()] == []

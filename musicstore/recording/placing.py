@@ -17,6 +17,7 @@ from ..audio.peaks import PeaksSpec, WaveformPeaks, frames_peaks
 from ..audio.tags import provenance_of, tag_master
 from ..errors import (
     InvalidAudio,
+    InvalidInput,
     LeaseLost,
     MusicstoreError,
     StorageError,
@@ -324,7 +325,9 @@ class _Placing:
 
     def _not_recorded(self, exc: BaseException, placing: bool) -> None:
         exc.add_note(f"generation {self.generation.id} was not recorded; its file was removed")
-        if placing and isinstance(exc, StorageError):  # the file could not take its place: the job's fault
+        # the file could not take its place, or the row cannot hold this completion (its metadata and the
+        # export's figures over the limit: every attempt would end alike): the job's fault, as a failed export
+        if (placing and isinstance(exc, StorageError)) or isinstance(exc, InvalidInput):
             self.failed(exc)
 
 
