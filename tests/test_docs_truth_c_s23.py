@@ -3,12 +3,15 @@ keep (or that the page got wrong): each test quotes the claim it holds the code 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from musicstore import InvalidInput
-from musicstore.audio import RenditionSpec, render_audio, synthesize_music
+from musicstore.audio import RenditionSpec, export_audio, render_audio, render_file, synthesize_music
+from musicstore.audio.renditions import read_master
+from musicstore.errors import InvalidAudio
 
 
 @pytest.mark.parametrize(
@@ -31,3 +34,29 @@ def test_an_average_mp3_takes_the_bitrates_of_its_mpeg_versions_range(
     assert made.codec["bitrate_kbps"] == low and (tmp_path / "b.mp3").is_file()
     resampled = RenditionSpec("mp3", 16, bitrate_mode="average", sample_rate=22_050)
     assert render_audio(clip, rate, tmp_path / "c.mp3", resampled).codec["bitrate_kbps"] == 16
+
+
+@pytest.mark.parametrize("given", ["xyz", "0" * 63, "g" * 64, 123, b"\x00" * 32, "0" * 64 + "\n"])
+def test_a_sha256_that_is_no_sha256_is_invalid_input_not_a_damaged_master(
+    given: object, tmp_path: Path
+) -> None:
+    # renditions.md, Errors: "Everything is checked before anything is encoded or written: ... (InvalidInput);
+    # ... a master that ... fails its sha256 ... (InvalidAudio)": a checksum that is not a SHA-256 at all (a
+    # .digest() passed for its .hexdigest(), a number) is the caller's argument; it was reported as the master
+    # having "changed or is damaged" (InvalidAudio)
+    master = export_audio(synthesize_music(0.5, 32_000, seed=1), 32_000, tmp_path / "m.wav")
+    with pytest.raises(InvalidInput, match="SHA-256"):
+        render_file(master.path, tmp_path / "o.mp3", RenditionSpec("mp3"), sha256=given)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="SHA-256"):
+        read_master(master.path.read_bytes(), "m.wav", sha256=given)  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.wav"]
+
+
+def test_a_master_that_fails_a_well_formed_sha256_is_invalid_audio(tmp_path: Path) -> None:
+    master = export_audio(synthesize_music(0.5, 32_000, seed=1), 32_000, tmp_path / "m.wav")
+    recorded = hashlib.sha256(master.path.read_bytes()).hexdigest()
+    with pytest.raises(InvalidAudio, match="does not match its recorded sha256"):
+        render_file(master.path, tmp_path / "o.mp3", RenditionSpec("mp3"), sha256="0" * 64)
+    for spelling in (recorded, recorded.upper()):  # upper-case hex was, and is, read as the same checksum
+        assert render_file(master.path, tmp_path / "o.mp3", RenditionSpec("mp3"), sha256=spelling).bytes > 0
+        (tmp_path / "o.mp3").unlink()

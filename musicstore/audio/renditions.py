@@ -55,6 +55,7 @@ from musicstore.audio.profiles import LoudnessProfile, get_profile
 from musicstore.audio.tags import INSTALL_HINT, LoudnessTags, Provenance, embed
 from musicstore.audio.truepeak import from_db, largest_sample, range_exponent, scaled_down, to_db, true_peak
 from musicstore.errors import InvalidAudio, InvalidInput, RenditionFailed
+from musicstore.storage_names import check_checksum
 
 __all__ = [
     "EXTENSIONS",
@@ -404,10 +405,10 @@ def _attempts(
 
 
 def read_master(raw: bytes, name: str, *, sha256: str | None = None) -> tuple[NDArray[np.float32], int]:
-    """A master file's samples ``(C, S)`` float32 and its rate, from its bytes (WAV, FLAC...): ``sha256`` (its
-    recorded checksum) checked first, ``InvalidAudio`` when it differs, the bytes are not audio or they are
-    truncated (the header declares more audio than they hold: a master recorded without a checksum)."""
-    if sha256 is not None and hashlib.sha256(raw).hexdigest() != str(sha256).lower():
+    """A master file's samples ``(C, S)`` float32 and its rate, from its bytes: ``sha256`` checked first
+    (``InvalidInput`` if it is no SHA-256 in hex), ``InvalidAudio`` if it differs, not audio or truncated."""
+    given = sha256.lower() if isinstance(sha256, str) else sha256  # a .digest(): InvalidInput, not "damaged"
+    if given is not None and hashlib.sha256(raw).hexdigest() != check_checksum(given):
         raise InvalidAudio(f"master {name} does not match its recorded sha256: it changed or is damaged")
     check_not_truncated(io.BytesIO(raw), len(raw), f"master {name}")
     try:
