@@ -12,6 +12,7 @@ from musicstore import InvalidInput
 from musicstore.audio import RenditionSpec, export_audio, render_audio, render_file, synthesize_music
 from musicstore.audio.renditions import read_master
 from musicstore.errors import InvalidAudio
+from musicstore.filestore import check_filestore, open_filestore
 
 
 @pytest.mark.parametrize(
@@ -60,3 +61,41 @@ def test_a_master_that_fails_a_well_formed_sha256_is_invalid_audio(tmp_path: Pat
     for spelling in (recorded, recorded.upper()):  # upper-case hex was, and is, read as the same checksum
         assert render_file(master.path, tmp_path / "o.mp3", RenditionSpec("mp3"), sha256=spelling).bytes > 0
         (tmp_path / "o.mp3").unlink()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3:/my-bucket/music",
+        "s3:my-bucket",
+        "S3:/my-bucket",
+        "file:/srv/audio",
+        "file:srv/audio",
+        "gs:/bucket/x",
+    ],
+)
+def test_a_url_with_one_slash_is_refused_never_made_a_local_folder(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # storage.md: the URLs are a folder path, file:///PATH and s3://BUCKET/PREFIX. pathlib.Path makes
+    # "s3:/my-bucket/music" of "s3://my-bucket/music" (and "file:/srv/audio" of "file:///srv/audio"): given as
+    # a Path, or mistyped, it was taken for a relative folder and created in the working directory, where
+    # every export then went (recorded as file:// rows), the bucket never written
+    monkeypatch.chdir(tmp_path)
+    for given in (url, Path(url)):
+        with pytest.raises(InvalidInput, match="is not a URL"):
+            open_filestore(given)
+        with pytest.raises(InvalidInput, match="is not a URL"):
+            check_filestore(given)
+    assert list(tmp_path.iterdir()) == []
+    # a bucket URL given as a Path
+    with pytest.raises(InvalidInput, match="is not a URL"):
+        open_filestore(Path("s3://my-bucket/music"))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["audio", "a:b", "s3", "file", "s3-audio/x", "c:/x", "./s3:/x"])
+def test_a_folder_whose_name_holds_a_colon_is_still_a_folder(name: str, tmp_path: Path) -> None:
+    store = open_filestore(tmp_path / name)
+    assert store.url.startswith("file:///") and (tmp_path / name).is_dir()
+    store.close()

@@ -8,6 +8,7 @@ output root maintenance walks (``local.RootDir``, ``O_NOFOLLOW``) and durable wr
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,12 @@ from .folder_names import check_root
 
 if TYPE_CHECKING:
     from .s3 import S3FileStore
+
+
+_STORE_SCHEME = re.compile(r"(?i)(s3|file):")
+_ONE_SLASH = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):/(?!/)")
+"""What ``pathlib.Path`` makes of a URL (``s3://b/p`` → ``s3:/b/p``), or a store URL mistyped: refused, never
+taken for a relative folder of that name (created in the working directory, every export put there)."""
 
 
 S3_OPTIONS = (
@@ -120,6 +127,12 @@ def _where(
             f"a storage URL must be a str path, file:///PATH or s3://BUCKET/PREFIX, not {kind}"
         )
     scheme = SCHEME.match(url)
+    mangled = None if scheme else (_STORE_SCHEME.match(url) or _ONE_SLASH.match(url))
+    if mangled:  # not echoed: it may hold a secret
+        raise InvalidInput(
+            f"{mangled[1]}:… with one slash or none is not a URL (pathlib.Path makes {mangled[1]}:/… of "
+            f"{mangled[1]}://…): give s3://BUCKET/PREFIX or file:///PATH as a str, or a folder's path"
+        )
     if scheme is None or scheme[1].lower() == "file":
         given = [name for name, value in s3_options.items() if value is not None]
         if given:
