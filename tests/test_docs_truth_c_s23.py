@@ -99,3 +99,23 @@ def test_a_folder_whose_name_holds_a_colon_is_still_a_folder(name: str, tmp_path
     store = open_filestore(tmp_path / name)
     assert store.url.startswith("file:///") and (tmp_path / name).is_dir()
     store.close()
+
+
+@pytest.mark.parametrize("store_kind", ["local", "s3"])
+def test_metadata_names_are_those_the_page_gives(
+    store_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # storage.md: "lower-case names (a-z 0-9 - _, 1 to 64 of them, the first a letter or digit: _lufs and -x
+    # are InvalidInput)"; the page gave the characters alone, and _lufs, -x, 65-character names were refused
+    where = tmp_path / "audio" if store_kind == "local" else request.getfixturevalue("musicstore_s3_url")
+    store = open_filestore(where)
+    try:
+        kept = {"lufs": "-16.0", "0db": "1", "a-b_c": "x", "n" * 64: "y"}
+        assert store.put("k.wav", b"x", metadata=kept).metadata == kept
+        assert store.head("k.wav").metadata == kept
+        for name in ("_lufs", "-x", "n" * 65, "", "Lufs", "é"):
+            with pytest.raises(InvalidInput, match="metadata name"):
+                store.put("other.wav", b"x", metadata={name: "1"})
+        assert [info.key for info in store.list()] == ["k.wav"]
+    finally:
+        store.close()
