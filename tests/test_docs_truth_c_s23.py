@@ -119,3 +119,19 @@ def test_metadata_names_are_those_the_page_gives(
         assert [info.key for info in store.list()] == ["k.wav"]
     finally:
         store.close()
+
+
+def test_the_architecture_diagram_places_every_top_level_name() -> None:
+    # architecture.md's picture of the layers left out waiting (database) and worker (composition), which its
+    # table and tests/test_architecture.py place, and said the vocabulary imports nothing of musicstore's
+    # (validate imports errors, models ids...: it imports within its own layer, as the table says)
+    from tests.test_architecture import LAYERS
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
+    diagram = page.split("```", 2)[1]
+    words = set(diagram.replace("/", " ").split())
+    for layer, names in LAYERS.items():
+        assert layer in words, layer
+        for name in names:
+            assert name.startswith("__") or name in words, (layer, name)
+    assert "imports nothing of musicstore's" not in diagram and "imports only its own layer" in diagram
