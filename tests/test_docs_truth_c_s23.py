@@ -3,6 +3,7 @@ keep (or that the page got wrong): each test quotes the claim it holds the code 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from musicstore import InvalidInput
 from musicstore.audio import RenditionSpec, export_audio, render_audio, render_file, synthesize_music
 from musicstore.audio.renditions import read_master
 from musicstore.errors import InvalidAudio
-from musicstore.filestore import check_filestore, open_filestore
+from musicstore.filestore import AsyncFileStore, check_filestore, open_filestore
 
 
 @pytest.mark.parametrize(
@@ -135,3 +136,17 @@ def test_the_architecture_diagram_places_every_top_level_name() -> None:
         for name in names:
             assert name.startswith("__") or name in words, (layer, name)
     assert "imports nothing of musicstore's" not in diagram and "imports only its own layer" in diagram
+
+
+def test_an_async_file_store_wraps_a_file_store_and_nothing_else(tmp_path: Path) -> None:
+    # storage.md: "AsyncFileStore(store) gives the same operations as coroutines" of a FileStore: a path was
+    # an AttributeError ('str' object has no attribute 'url'), and an AsyncFileStore wrapped again answered
+    # head() with a coroutine object in place of its ObjectInfo (never awaited)
+    store = open_filestore(tmp_path / "audio")
+    wrapped = AsyncFileStore(store)
+    for given in (str(tmp_path / "audio"), tmp_path / "audio", None, wrapped):
+        with pytest.raises(InvalidInput, match="AsyncFileStore takes a FileStore"):
+            AsyncFileStore(given)  # type: ignore[arg-type]
+    store.put("k.wav", b"x")
+    assert asyncio.run(wrapped.head("k.wav")).size == 1
+    store.close()

@@ -14,6 +14,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TypeVar
 
+from ..errors import InvalidInput
 from .base import CHUNK_SIZE, FileStore, ObjectInfo, Source, Upload
 
 T = TypeVar("T")
@@ -45,6 +46,8 @@ class AsyncFileStore:
     """``store``'s operations as coroutines (see ``FileStore`` for what each does and raises)."""
 
     def __init__(self, store: FileStore) -> None:
+        if not isinstance(store, FileStore):  # an AsyncFileStore too: its head() gave an unawaited coroutine
+            raise InvalidInput(f"AsyncFileStore takes a FileStore not {type(store).__name__}")
         self.store = store
         self.url = store.url
 
