@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from musicstore import InvalidInput
+from musicstore import InvalidInput, Store
 from musicstore.audio import RenditionSpec, export_audio, render_audio, render_file, synthesize_music
 from musicstore.audio.renditions import read_master
 from musicstore.errors import InvalidAudio
@@ -150,3 +150,28 @@ def test_an_async_file_store_wraps_a_file_store_and_nothing_else(tmp_path: Path)
     store.put("k.wav", b"x")
     assert asyncio.run(wrapped.head("k.wav")).size == 1
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "found"),
+    [
+        ("ΚΟΣΜΟΣ", ["κοσμος ambient", "ΚΟΣΜΟΣ drone"]),  # the final sigma is a lower case of Σ
+        ("κοσμοσ", ["κοσμος ambient", "ΚΟΣΜΟΣ drone"]),
+        ("ǆemal", ["ǅemal drums"]),  # a title-case digraph: its lower and upper case are ǆ, Ǆ
+        ("ǄEMAL", ["ǅemal drums"]),
+        ("straße", ["STRAẞE ambient", "straße loop"]),
+        ("S", ["STRAẞE ambient", "straße loop", "ǅemal drums", "ſ long s"]),  # ASCII: ASCII folds only
+    ],
+)
+def test_a_prompt_search_folds_every_letters_case(db_url: str, query: str, found: list[str]) -> None:
+    # dashboard.md: "a substring, every letter's case folded on both backends, accented ones too: each
+    # letter matches its own upper and lower case": ΚΟΣΜΟΣ did not find κοσμος (its final ς, whose upper case
+    # is Σ, was not among Σ's cases), nor ǆemal ǅemal (a title case, neither ǆ's upper nor its lower)
+    from musicstore.web import reads as web_reads
+
+    prompts = ["κοσμος ambient", "ΚΟΣΜΟΣ drone", "ǅemal drums", "STRAẞE ambient", "straße loop", "ſ long s"]
+    with Store(db_url) as store:
+        made = {store.create_generation(p, model_name="m", duration_seconds=1).id: p for p in prompts}
+        with store.transaction(write=False) as tx:
+            page = tx.run(web_reads.table_page, web_reads.Filters(text=query), limit=50)
+    assert sorted(made[g.id] for g in page.items) == sorted(found)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -89,8 +90,36 @@ def like_pattern(text: str) -> str:
 
 
 def _cases(char: str) -> str:
-    """``char`` and its lower and upper case, where each is one character."""
-    return "".join(dict.fromkeys(c for c in (char, char.lower(), char.upper()) if len(c) == 1))
+    """``char`` and its cases: an ASCII letter's two; a non-ASCII letter's whole class of letters that lower,
+    upper, title case or case folding lead to or from (Σ σ ς, ǅ ǆ Ǆ, ß ẞ), where each is one character:
+    its lower and upper case alone missed ς for Σ and ǅ for ǆ."""
+    if char.isascii():
+        return "".join(dict.fromkeys((char, char.lower(), char.upper())))
+    return "".join(dict.fromkeys((char, *sorted(_case_classes().get(char, ())))))
+
+
+@functools.cache
+def _case_classes() -> dict[str, frozenset[str]]:
+    """Every letter with another case, mapped to its class (linked by lower, upper, title and case folding
+    where each gives one character): built once, on the first search for a non-ASCII text."""
+    linked: dict[str, set[str]] = {}
+    for point in range(0x20000):  # no letter above U+1FFFF has another case (CJK, tags, private use)
+        char = chr(point)
+        for other in (char.lower(), char.upper(), char.title(), char.casefold()):
+            if len(other) == 1 and other != char:
+                linked.setdefault(char, set()).add(other)
+                linked.setdefault(other, set()).add(char)
+    classes: dict[str, frozenset[str]] = {}
+    for start in linked:
+        if start not in classes:
+            seen, todo = {start}, [start]
+            while todo:
+                for other in linked[todo.pop()] - seen:
+                    seen.add(other)
+                    todo.append(other)
+            for member in seen:
+                classes[member] = frozenset(seen)
+    return classes
 
 
 def glob_pattern(text: str) -> str:
