@@ -47,6 +47,7 @@ from .errors import (
     NotFound,
     RenditionFailed,
     StorageError,
+    WriteConflict,
 )
 from .migrate import init_db, migrate
 from .models import (
@@ -102,6 +103,7 @@ __all__ = [
     "Transaction",
     "Worker",
     "WorkerReport",
+    "WriteConflict",
     "cancel",
     "claim_batch",
     "claim_next",

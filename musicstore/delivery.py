@@ -81,6 +81,10 @@ class _Locator:
                 f"{', '.join(S3_OPTIONS)}"
             )
         self._by_url: dict[str, FileStore] = {}
+        if isinstance(files, FileStore | str | bytes) or not isinstance(files, Iterable):
+            raise InvalidInput(
+                f"files must be an iterable of FileStore objects ([store]), got {type(files).__name__}"
+            )
         for given in files:
             if not isinstance(given, FileStore):
                 raise InvalidInput(f"files must hold FileStore objects, got {type(given).__name__}")

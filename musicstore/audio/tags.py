@@ -79,15 +79,20 @@ class Provenance:
         return out
 
 
+def _in_range(seed: int) -> bool:
+    return SEED_RANGE[0] <= seed <= SEED_RANGE[1]
+
+
 def provenance_of(generation: Generation, metadata: Mapping[str, Any] | None = None) -> Provenance:
     """A generation's provenance: its prompt, model, version, id and creation time, and the ``seed`` of its
-    metadata (``metadata``'s, which wins, as at export) when that is a whole number in [0, 2^63)."""
+    metadata (``metadata``'s, which wins, as at export) when that is a whole number in ``SEED_RANGE``
+    (int64 and uint64 seeds alike: negative ones too)."""
     seed = {**generation.metadata, **(metadata or {})}.get("seed")
     return Provenance(
         generation.prompt,
         model_name=generation.model_name,
         model_version=generation.model_version,
-        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63 else None,
+        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) and _in_range(seed) else None,
         generation_id=generation.id,
         created_at=generation.created_at,
     )

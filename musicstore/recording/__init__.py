@@ -35,7 +35,7 @@ from ..errors import (
     InvalidTransition,
     StorageError,
 )
-from ..filestore import FileStore, LocalFileStore, open_filestore
+from ..filestore import FileStore, LocalFileStore, check_filestore, open_filestore
 from ..models import Generation, Status
 from ..ops import DEFAULT_MAX_ATTEMPTS
 from ..storage_names import store_url
@@ -276,11 +276,14 @@ def _check_format(
                 f"files put in this {type(root).__name__} cannot be recorded, since its url is no storage "
                 f"URL a row can name ({exc}); an S3 prefix takes no '#' or '?'"
             ) from None
-    elif "://" not in (text := os.fspath(root)) or text[:7].lower() == "file://":  # a folder: its URL is
-        try:  # recorded (storage_url, at most 2,048 characters): refused now, not after each export
-            store_url(text if "://" in text else Path(text).absolute().as_uri())
-        except InvalidInput as exc:
-            raise InvalidInput(f"files exported under this root cannot be recorded: {exc}") from None
+    else:
+        check_filestore(root)  # what open_filestore refuses: s3:/b/m (a Path made of s3://b/m) is no folder
+        text = os.fspath(root)
+        if "://" not in text or text[:7].lower() == "file://":  # a folder: its URL is recorded (storage_url,
+            try:  # at most 2,048 characters): refused now, not after each export
+                store_url(text if "://" in text else Path(text).absolute().as_uri())
+            except InvalidInput as exc:
+                raise InvalidInput(f"files exported under this root cannot be recorded: {exc}") from None
     validate.name(worker_id, "worker_id", optional=True)
     if scale is not None:
         validate.number(scale, "scale", positive=True)
