@@ -23,7 +23,7 @@ from musicstore.audio.arrays import (
     check_finite_frames,
     check_sample_rate,
 )
-from musicstore.audio.files import as_path, check_not_truncated, short_read
+from musicstore.audio.files import as_path, check_not_truncated, not_a_file, short_read
 from musicstore.audio.loudness import BlockPower, loudness_range
 from musicstore.audio.truepeak import largest_sample, range_exponent, scaled_down, to_db, true_peak
 from musicstore.errors import InvalidAudio, InvalidInput, StorageError
@@ -95,11 +95,13 @@ def analyze_audio(
 
 
 def analyze_file(path: str | Path, *, tempo: bool = False) -> AudioInfo:
-    """Read a WAV/FLAC file and measure it. ``StorageError`` when there is no such file; ``InvalidAudio`` when
+    """Read a WAV/FLAC file and measure it. ``StorageError`` when there is no such file (or it is a folder);
+    ``InvalidAudio`` when
     it is not audio musicstore measures, or is truncated (its header declares more audio than it holds: a
     file cut short by a crash or a copy is refused, never measured as a shorter clip)."""
-    if not as_path(path).is_file():
-        raise StorageError(f"{path}: no such file")
+    why = not_a_file(as_path(path))
+    if why is not None:
+        raise StorageError(f"{path}: {why}")
     try:
         with sf.SoundFile(path) as f:
             rate, subtype = f.samplerate, f.subtype

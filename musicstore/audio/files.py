@@ -75,6 +75,14 @@ def as_path(path: object, what: str = "path") -> Path:
     return Path(path)
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file ("is a folder, not a file", "no such file"), after its name;
+    None when it is one."""
+    if path.is_file():
+        return None
+    return "is a folder, not a file" if path.is_dir() else "no such file"
+
+
 _RIFF_ORDER: dict[bytes, Literal["little", "big"]] = {
     b"RIFF": "little",
     b"RIFX": "big",

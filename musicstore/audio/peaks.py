@@ -22,8 +22,8 @@ import soundfile as sf
 from numpy.typing import NDArray
 
 from musicstore.audio.arrays import as_audio, check_sample_rate
-from musicstore.audio.files import as_path, check_not_truncated, short_read, write_bytes_atomic
-from musicstore.errors import InvalidAudio, InvalidInput
+from musicstore.audio.files import as_path, check_not_truncated, not_a_file, short_read, write_bytes_atomic
+from musicstore.errors import InvalidAudio, InvalidInput, StorageError
 from musicstore.filestore.base import FileStore, ObjectInfo, check_key
 
 BITS = (8, 16)
@@ -261,6 +261,11 @@ def frames_peaks(
     return WaveformPeaks(rate, spp, nbits, int(frames.shape[0]), extremes)
 
 
+class _NotAFile(StorageError, InvalidInput):
+    """``file_peaks``' error for a path that is no file: ``StorageError`` as every reader of a file says, and
+    ``InvalidInput`` as it said before."""
+
+
 def file_peaks(
     path: str | Path,
     samples_per_pixel: int = 256,
@@ -270,12 +275,15 @@ def file_peaks(
     block_frames: int = DEFAULT_BLOCK_FRAMES,
 ) -> WaveformPeaks:
     """Peaks of an audio file read in blocks of about ``block_frames`` frames (memory: one block).
+    ``StorageError`` when there is no such file (or it is a folder), as ``analyze_file`` says (an
+    ``InvalidInput`` too, what it was until then).
     ``InvalidAudio`` when it is not audio, or is truncated (its header declares more than it holds)."""
     spp, nbits = _check(samples_per_pixel, bits)
     block_frames = _check_reading(block_frames, split_channels)
     source = as_path(path)
-    if not source.is_file():
-        raise InvalidInput(f"{source} does not exist or is not a file")
+    why = not_a_file(source)
+    if why is not None:
+        raise _NotAFile(f"{source}: {why}")
     try:
         with sf.SoundFile(source) as f:
             with open(source, "rb") as raw:  # the header's sizes against the file's: before any block
