@@ -98,8 +98,9 @@ def truncation(source: IO[bytes], size: int) -> str | None:
     file holds after the chunk's header, which libsndfile reads without a word (the frames present, as if
     they were all); None when it is whole or not a WAV. Reads the chunk headers only: a few small reads.
 
-    RF64/BW64 take the data size from the ``ds64`` chunk; a RIFF data size of 0xFFFFFFFF (a stream's: "to
-    the end") or 0 (a writer that never came back to it) declares nothing to compare.
+    A Sony Wave64 file (W64) is checked alike. RF64/BW64 take the data size from the ``ds64`` chunk; a RIFF
+    data size of 0xFFFFFFFF (a stream's: "to the end") or 0 (a writer that never came back to it) declares
+    nothing to compare.
 
     Also why a FLAC file cannot be read whole: its STREAMINFO does not say how many frames it holds (total
     samples 0, what an encoder writing to a pipe leaves), which libsndfile takes for 2**63 - 1 frames and
@@ -113,6 +114,8 @@ def truncation(source: IO[bytes], size: int) -> str | None:
                 "libsndfile cannot read to the end: encode it again to a file"
             )
         return None
+    if head[:16] == _W64_RIFF:
+        return _w64_truncation(source, size)
     head = head[:12]
     order = _RIFF_ORDER.get(head[:4])
     if len(head) < 12 or head[8:12] != b"WAVE" or order is None:
@@ -122,8 +125,8 @@ def truncation(source: IO[bytes], size: int) -> str | None:
     for _ in range(_MAX_CHUNKS):
         source.seek(position)
         header = source.read(8)
-        if len(header) < 8:
-            return None  # no data chunk: libsndfile says what is wrong
+        if len(header) < 8:  # the data chunk's header cut short: libsndfile reads no frames, without a word
+            return _HEADER_CUT if header[:4] == b"data" else None
         declared = int.from_bytes(header[4:], order)
         if header[:4] == b"ds64" and head[:4] in (b"RF64", b"BW64"):
             body = source.read(16)  # the RIFF size, then the data size, 64 bits each
@@ -136,11 +139,48 @@ def truncation(source: IO[bytes], size: int) -> str | None:
             present = max(size - position - 8, 0)
             if declared <= present:
                 return None
-            return (
-                f"its data chunk declares {declared:,} bytes of audio but the file holds {present:,} of "
-                "them: it is truncated (cut short, by a crash or a copy?)"
-            )
+            return _cut_short(declared, present)
         position += 8 + declared + (declared & 1)  # a chunk of odd size is padded to an even one
+    return None
+
+
+_HEADER_CUT = "its data chunk's header is cut short: it is truncated (cut short, by a crash or a copy?)"
+
+
+def _cut_short(declared: int, present: int) -> str:
+    return (
+        f"its data chunk declares {declared:,} bytes of audio but the file holds {present:,} of them: it is "
+        "truncated (cut short, by a crash or a copy?)"
+    )
+
+
+_W64_RIFF = bytes.fromhex("726966662e91cf11a5d628db04c10000")  # Sony Wave64's GUIDs: "riff", "wave", "data"
+_W64_WAVE = bytes.fromhex("77617665f3acd3118cd100c04f8edb8a")
+_W64_DATA = bytes.fromhex("64617461f3acd3118cd100c04f8edb8a")
+
+
+def _w64_truncation(source: IO[bytes], size: int) -> str | None:
+    """``truncation`` of a Sony Wave64 file (W64): chunks of a 16-byte GUID and a 64-bit little-endian size
+    that counts their 24-byte header, each padded to 8 bytes."""
+    source.seek(16 + 8)
+    if source.read(16) != _W64_WAVE:
+        return None
+    position = 40
+    for _ in range(_MAX_CHUNKS):
+        source.seek(position)
+        header = source.read(24)
+        if len(header) < 24:  # the data chunk's header cut short: libsndfile reads no frames, without a word
+            return _HEADER_CUT if len(header) >= 16 and header[:16] == _W64_DATA else None
+        declared = int.from_bytes(header[16:], "little")
+        if declared < 24:
+            return None  # not a chunk size: libsndfile says what is wrong
+        if header[:16] == _W64_DATA:
+            declared -= 24
+            present = max(size - position - 24, 0)
+            if declared <= present:
+                return None
+            return _cut_short(declared, present)
+        position += (declared + 7) & ~7
     return None
 
 
