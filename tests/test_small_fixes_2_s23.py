@@ -5,7 +5,10 @@ Each test failed before its fix."""
 from __future__ import annotations
 
 import io
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -70,3 +73,73 @@ def test_a_w64_or_wav_master_cut_anywhere_is_invalid_audio(fmt: str, kept: int) 
     data = buffer.getvalue()
     with pytest.raises(InvalidAudio):
         read_master(data[: kept % len(data)], f"cut.{fmt.lower()}")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_model_whose_name_holds_a_newline_can_be_picked_from_the_filter(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The generations page's model filter: a browser sends the picked option's value with its line breaks
+    as CRLF (a form's urlencoded submission), so a model named with a newline matched no row and the page
+    showed none of its generations, the select showing a model of that CRLF name. The page now takes the
+    model whose name, so sent, is what came (an exact name wins)."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("jinja2")
+    from starlette.testclient import TestClient
+
+    from musicstore import Store
+    from musicstore.web import create_app
+
+    names = ["two\nlines", "one line", "cr\ronly", "exact\r\ncrlf"]
+    with Store(str(request.getfixturevalue(f"{backend}_url"))) as store:
+        made = {
+            name: store.create_generation("a drone", model_name=name, duration_seconds=1) for name in names
+        }
+        with TestClient(create_app(store, root=tmp_path)) as client:
+            page = client.get("/generations").text
+            assert '<option value="two\nlines">' in page  # the value the browser parses, then sends as CRLF
+            for name, sent in [
+                ("two\nlines", "two\r\nlines"),
+                ("cr\ronly", "cr\r\nonly"),
+                ("exact\r\ncrlf", "exact\r\ncrlf"),
+                ("one line", "one line"),
+            ]:
+                response = client.get("/generations", params={"model": sent})
+                assert response.status_code == 200, response.text
+                assert made[name].id in response.text, name
+                assert [g for g in names if made[g].id in response.text] == [name]
+                assert response.text.count(" selected>") == 1  # the model's own option, no added one
+                assert f'<option value="{name}" selected>' in response.text, name
+
+
+@pytest.mark.slow
+def test_a_model_whose_name_holds_a_newline_is_picked_in_a_real_browser(
+    sqlite_url: str, tmp_path: Path, musicstore_browser: Any, musicstore_live_server: Callable[[Any], Any]
+) -> None:
+    """The same in Chromium: pick the model named with a newline in the filter, press Filter, and the page
+    lists its generation (and only it) with that model selected."""
+    pytest.importorskip("selenium")
+    from selenium.webdriver.support.ui import Select
+
+    from musicstore import Store
+    from musicstore.web import create_app
+
+    with Store(sqlite_url) as store:
+        wanted = store.create_generation("a drone", model_name="two\nlines", duration_seconds=1)
+        other = store.create_generation("a drone", model_name="other", duration_seconds=1)
+        base = musicstore_live_server(create_app(store, root=tmp_path)).url
+        browser = musicstore_browser
+        browser.get(base + "/generations")
+        select = Select(browser.find_element("id", "filter-model"))
+        select.select_by_index(["", "other", "two\nlines"].index("two\nlines"))
+        browser.find_element("id", "filter-apply").click()
+        deadline = time.monotonic() + 10
+        while "model=" not in browser.execute_script("return location.search"):
+            assert time.monotonic() < deadline, "the form was not submitted"
+            time.sleep(0.05)
+        assert "model=two%0D%0Alines" in browser.execute_script("return location.search")  # what it sends
+        rows = browser.find_elements("css selector", "#generations tbody tr[data-id]")
+        assert [row.get_attribute("data-id") for row in rows] == [wanted.id]
+        assert other.id not in browser.page_source
+        picked = browser.execute_script("return document.getElementById('filter-model').value")
+        assert picked == "two\nlines"

@@ -37,6 +37,7 @@ from .ranges import AudioFileResponse
 from .reads import (
     _filters,
     _limit,
+    _picked_model,
     before,
     check_filters,
     completions_by_hour_op,
@@ -264,9 +265,10 @@ class Dashboard:
         filters, cursor = _filters(request)
         filters = check_filters(filters)  # as the form and the links show them (a day in its canonical form)
         limit = _limit(request)
+        models = {model for model, _ in read_models(self.store)}
+        filters = _picked_model(filters, models)
         with self.store.transaction(write=False) as tx:
             page = tx.run(table_page, filters, cursor=cursor, limit=limit)
-        models = {model for model, _ in read_models(self.store)}
         if filters.model_name is not None:  # a model without rows stays selected (the select said "any")
             models.add(filters.model_name)
         # the links keep the page size asked for (without it, the next page fell back to 50 rows)

@@ -4,14 +4,16 @@ Newest first with keyset paging by ``(created_at, id)``; filters by status and m
 library's own lists, a day bounds the walk below, and a prompt text search walks one window of
 ``SEARCH_WINDOW`` rows of the time index per page (a rare text costs a window per page, never a table scan):
 a page holds the matches of its window, and its cursor continues below the window. Also what a request asks
-for (``_filters``, ``_limit``) and the models the running totals hold (``read_models``).
+for (``_filters``, ``_limit``, ``_picked_model``) and the models the running totals hold (``read_models``).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -305,6 +307,20 @@ def _filters(request: Request) -> tuple[Filters, str | None]:
     return filters, q.get("cursor") or None
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _picked_model(filters: Filters, models: set[str]) -> Filters:
+    """``filters`` with the model picked in the form: a browser sends an option's value with each line break
+    as CRLF (a form's urlencoded submission), so a model named with a newline (or a CR) came as a name no
+    row holds. An exact name wins; else the one model that a form would send so."""
+    sent = filters.model_name
+    if sent is None or "\r" not in sent or sent in models:
+        return filters
+    matches = [model for model in models if _LINE_BREAK.sub("\r\n", model) == sent]
+    return dataclasses.replace(filters, model_name=matches[0]) if len(matches) == 1 else filters
+
+
 def _limit(request: Request) -> int:
     raw = request.query_params.get("limit", "50")
     # "²" is a digit int() refuses, and int() refuses a str of more than 4,300 digits (a ValueError: a 500)
@@ -320,6 +336,7 @@ __all__ = [
     "TablePage",
     "_filters",
     "_limit",
+    "_picked_model",
     "before",
     "check_filters",
     "completions_by_hour_op",
