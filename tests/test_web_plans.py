@@ -75,6 +75,7 @@ DASHBOARD_TIES_SORTED = {
     "dashboard_page_by_model",
     "dashboard_recent_prompts",
     "dashboard_scan_end",
+    "metrics_recent",
     "dashboard_search",
 }
 """Newest-first walks of the unfiltered time index: only rows that share one created_at are sorted, by id."""

@@ -37,9 +37,10 @@ WHERE status = 'processing'
 LIMIT :limit;
 
 -- name: metrics_recent(since, limit)
--- The newest rows created since a time (at most limit), newest first: what became of them.
+-- The newest rows created since a time (at most limit), newest first: what became of them. Rows of one
+-- created_at are taken by id (the highest first), so that a cut window counts the same rows every time.
 SELECT prompt, status, attempts, error_message, created_at, started_at, completed_at
 FROM generations
 WHERE created_at >= :since
-ORDER BY created_at DESC
+ORDER BY created_at DESC, id DESC
 LIMIT :limit;
