@@ -4,11 +4,13 @@ backup to a dangling symlink, and reconcile's count of verified peaks files on a
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from musicstore import Store
+from musicstore.filestore import LocalFileStore
 from musicstore.metrics import read_metrics
 from musicstore.ops import creation
 from musicstore.testing import FakeClock
@@ -38,3 +40,30 @@ def test_a_cut_window_keeps_the_rows_of_one_moment_with_the_highest_ids(
     cut = read_metrics(store, window=3600, window_limit=1)
     assert cut.window.truncated
     assert cut.window.generations["cancelled"] == 1 and cut.window.generations["pending"] == 0
+
+
+# --- copy_files' dry run at a key conflict in a folder target ------------------------------------------
+
+
+@pytest.mark.parametrize("conflict", ["a file at its folder", "a folder at its key"])
+def test_a_dry_copy_skips_a_key_conflict_as_the_run_does(store: Store, tmp_path: Path, conflict: str) -> None:
+    """A row whose key cannot be stored in the target folder (a file at one of its folders, or a folder at
+    the key): the dry run reports it skipped with the run's reason (``KeyConflict``), where it counted it
+    as a copy; nothing is made."""
+    from musicstore.maintenance.relocate import copy_files
+    from tests.test_copy_files import on_disk
+
+    folder = LocalFileStore(tmp_path / "audio")
+    (made,) = on_disk(store, folder, 1)
+    target = LocalFileStore(tmp_path / "target")
+    if conflict == "a file at its folder":
+        target.put(f"{made.created_at:%Y/%m/%d}", b"a file where a folder goes")
+    else:
+        target.put(f"{made.file_path}/below.wav", b"an object below the key")
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "target").rglob("*"))
+    dry = copy_files(store, target, dry_run=True)
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "target").rglob("*")) == before
+    real = copy_files(store, target)
+    assert [s.id for s in real.skipped] == [made.id] and "KeyConflict" in real.skipped[0].reason
+    assert (dry.objects_copied, dry.rows_updated, dry.skipped_count) == (0, 0, 1)
+    assert [(s.id, s.reason) for s in dry.skipped] == [(s.id, s.reason) for s in real.skipped]

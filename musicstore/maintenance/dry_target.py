@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import cast
 
 from ..errors import StorageError
-from ..filestore import FileStore, ObjectInfo, ObjectNotFound, open_filestore
+from ..filestore import FileStore, KeyConflict, LocalFileStore, ObjectInfo, ObjectNotFound, open_filestore
 from ..storage_names import SCHEME, local_path
 
 
@@ -42,3 +43,33 @@ def open_target(to: str | Path, *, dry_run: bool) -> FileStore:
         if path.exists() or path.is_symlink():  # a file, a broken link: not a folder, as the run would say
             raise
         return cast(FileStore, _FolderToBe(url))
+
+
+def refuse_conflict(target: FileStore, key: str) -> None:
+    """``KeyConflict``, as the real run's put in a folder target raises it, where nothing is at ``key`` but
+    a file is at one of its folders or a folder is at the key (before, a dry run counted that row as copied,
+    where the run skips it). A bucket has no folders; a folder to be holds nothing."""
+    if not isinstance(target, LocalFileStore):
+        return
+    *folders, name = key.split("/")
+    path = target.root
+    for depth, segment in enumerate(folders, 1):
+        path /= segment
+        try:
+            mode = path.lstat().st_mode
+        except OSError:  # missing (the run makes it), or unreadable (the run says so)
+            return
+        if not stat.S_ISDIR(mode):  # a symlink on the way: head refused it already
+            raise KeyConflict(
+                f"{target.url}/{key}: a folder on its way is a symlink or a file: the object "
+                f"{'/'.join(folders[:depth])!r}, which cannot be a folder of objects too (docs/storage.md)"
+            )
+    try:
+        mode = (path / name).lstat().st_mode
+    except OSError:
+        return
+    if stat.S_ISDIR(mode):
+        raise KeyConflict(
+            f"{target.url}/{key} is a folder (of other objects, or one they left), which cannot be an "
+            "object too (docs/storage.md); nothing was changed"
+        )

@@ -57,7 +57,7 @@ from ..models import Generation
 from ..ops import Call, Steps, reader, writer
 from ..ops.reads import GENERATION
 from ..store import Store
-from .dry_target import open_target
+from .dry_target import open_target, refuse_conflict
 from .scan import DEFAULT_MAX_ITEMS, is_peaks_of, require_store
 
 
@@ -385,6 +385,7 @@ def _copy_one(
         try:
             found = target.head(key)
         except ObjectNotFound:
+            refuse_conflict(target, key)  # skipped as the run's put would skip it
             report.objects_copied += 1
             report.bytes_copied += head.size
             return checksum or head.checksum or "0" * 64
