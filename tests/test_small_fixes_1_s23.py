@@ -67,3 +67,32 @@ def test_a_dry_copy_skips_a_key_conflict_as_the_run_does(store: Store, tmp_path:
     assert [s.id for s in real.skipped] == [made.id] and "KeyConflict" in real.skipped[0].reason
     assert (dry.objects_copied, dry.rows_updated, dry.skipped_count) == (0, 0, 1)
     assert [(s.id, s.reason) for s in dry.skipped] == [(s.id, s.reason) for s in real.skipped]
+
+
+# --- backup to a dangling symlink ------------------------------------------------------------------------
+
+
+def test_a_backup_to_a_dangling_symlink_is_refused_before_any_copy(sqlite_url: str, tmp_path: Path) -> None:
+    """Without ``overwrite`` a destination that is a symlink to a missing file is refused up front, naming
+    it (it copied the whole database, then said the file "appeared while the backup ran"); with
+    ``overwrite`` the link is replaced by the backup, as a link to a file is, the path it named untouched."""
+    from musicstore.errors import InvalidInput
+    from musicstore.maintenance.backup import backup, integrity
+
+    with Store(sqlite_url) as store:
+        store.create_generation("x", **GEN)
+    link = tmp_path / "backups" / "latest.db"
+    link.parent.mkdir()
+    link.symlink_to(tmp_path / "gone" / "old.db")
+    steps: list[int] = []
+    with pytest.raises(InvalidInput, match="symlink to a missing file") as refused:
+        backup(sqlite_url, link, pages=1, progress=steps.append)
+    assert "appeared" not in str(refused.value) and steps == []
+    assert link.is_symlink() and sorted(p.name for p in link.parent.iterdir()) == ["latest.db"]
+    backup(sqlite_url, link, overwrite=True)
+    assert not link.is_symlink() and integrity(link) == "ok" and not (tmp_path / "gone").exists()
+    named = tmp_path / "named.txt"
+    named.write_bytes(b"not a backup")
+    (live := tmp_path / "backups" / "live.db").symlink_to(named)
+    backup(sqlite_url, live, overwrite=True)
+    assert not live.is_symlink() and integrity(live) == "ok" and named.read_bytes() == b"not a backup"

@@ -322,8 +322,10 @@ def backup(
     The copy is a snapshot taken when the backup begins. ``pages`` pages are copied per step (``-1``: all in
     one); ``progress`` is called after each step with the number of pages copied. An existing
     ``destination`` is replaced only with ``overwrite=True``; without it, a file that appears there while the
-    backup runs is left as it is (InvalidInput). A destination some connection has open is not replaced
-    (InvalidInput); a ``-wal``/``-shm``/``-journal`` left beside it is removed, never replayed onto the copy.
+    backup runs is left as it is (InvalidInput). A symlink there is not followed: ``overwrite`` replaces the
+    link; without it one to a missing file is refused before any copy. A destination some connection has
+    open is not replaced (InvalidInput); a ``-wal``/``-shm``/``-journal`` left beside it is removed, never
+    replayed onto the copy.
     PostgreSQL URLs raise InvalidInput pointing to pg_dump.
     """
     started = time.monotonic()
@@ -341,6 +343,8 @@ def backup(
     if real == real_db or real in (Path(f"{real_db}-{log}") for log in ("wal", "shm", "journal")):
         raise InvalidInput(f"the destination {dest} is the database itself; choose another file")
     _only_a_file(dest, "a backup file")
+    if dest.is_symlink() and not dest.exists() and not overwrite:  # the link is there: refused, not followed
+        raise InvalidInput(f"{dest} is a symlink to a missing file; pass overwrite=True to replace the link")
     if dest.exists() and not overwrite:
         raise InvalidInput(f"{dest} exists; pass overwrite=True to replace it")
     _make_folder(dest.parent)
