@@ -54,6 +54,20 @@ class Located:
     size: int | None
 
 
+def _file_stores(files: object) -> list[FileStore]:
+    """``files=`` as given to a ``Delivery`` or a render: an iterable of ``FileStore`` objects, else
+    InvalidInput (one store, None or a URL given where a list of stores goes: a bare TypeError before)."""
+    if isinstance(files, FileStore | str | bytes) or not isinstance(files, Iterable):
+        raise InvalidInput(
+            f"files must be an iterable of FileStore objects ([store]), got {type(files).__name__}"
+        )
+    given = list(files)
+    for each in given:
+        if not isinstance(each, FileStore):
+            raise InvalidInput(f"files must hold FileStore objects, got {type(each).__name__}")
+    return given
+
+
 class _Locator:
     """The file stores rows name, opened once per storage URL (thread-safe), and the caller's own.
 
@@ -81,13 +95,7 @@ class _Locator:
                 f"{', '.join(S3_OPTIONS)}"
             )
         self._by_url: dict[str, FileStore] = {}
-        if isinstance(files, FileStore | str | bytes) or not isinstance(files, Iterable):
-            raise InvalidInput(
-                f"files must be an iterable of FileStore objects ([store]), got {type(files).__name__}"
-            )
-        for given in files:
-            if not isinstance(given, FileStore):
-                raise InvalidInput(f"files must hold FileStore objects, got {type(given).__name__}")
+        for given in _file_stores(files):
             self._by_url[_canonical(given.url)] = given
         self._given = frozenset(self._by_url)  # the caller's: a row naming one uses it, root or not
         self._has_root = root is not None
@@ -368,9 +376,7 @@ def writer_delivery(
     store of rows whose URL is its own; other URLs opened from the row (or taken from ``files``). A local
     root that is a folder of this host other than the one a row's ``file://`` URL names, which this host
     has too, is no mount of it: the row's folder is used (``_another_folder_here``)."""
-    given = list(files)
-    if not all(isinstance(f, FileStore) for f in given):
-        raise InvalidInput("files must hold FileStore objects")
+    given = _file_stores(files)
     if root is not None and _another_folder_here(where.storage_url, root):
         root = None  # copy-files moved the row to a folder of this host: read and write it there
     if isinstance(root, FileStore):

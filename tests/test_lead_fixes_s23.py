@@ -14,6 +14,7 @@ from musicstore.delivery import Delivery
 from musicstore.errors import WriteConflict
 from musicstore.filestore import open_filestore
 from musicstore.recording import export_batch_generations, export_generation
+from musicstore.rendering import render_generation, render_peaks
 from tests.test_record import claimed, music
 
 
@@ -55,6 +56,21 @@ def test_delivery_files_given_one_store_or_none_is_invalid_input(store: Store, t
         with pytest.raises(InvalidInput, match="files must be an iterable of FileStore"):
             Delivery(store, root=tmp_path, files=wrong)  # type: ignore[arg-type]
     Delivery(store, root=tmp_path, files=[one])  # a list of them is what it takes
+
+
+def test_a_render_given_one_store_as_files_is_invalid_input(store: Store, tmp_path: Path) -> None:
+    """render_generation and render_peaks read their files= through the same check as a Delivery: one
+    store was a bare TypeError (not iterable) from the renders' own list() of it."""
+    root = tmp_path / "audio"
+    job = claimed(store)
+    export_generation(store, job, music(), root=root, peaks=False)
+    one = open_filestore(root)
+    for render in (
+        lambda: render_generation(store, job.id, root=root, formats=["flac"], files=one),  # type: ignore[arg-type]
+        lambda: render_peaks(store, job.id, root=root, files=one),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(InvalidInput, match="files must be an iterable of FileStore"):
+            render()
 
 
 def test_write_conflict_is_exported_with_the_other_errors() -> None:
