@@ -23,8 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -33,6 +32,7 @@ from musicstore import Generation, Status, Store
 from musicstore.aio import AsyncStore
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
 from tests.conftest import new_job
+from tests.test_aio_fixes_s22 import _pause_after_commit
 
 _ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 
@@ -142,21 +142,6 @@ def test_a_worker_process_sent_sigint_puts_its_job_back_and_exits_with_keyboard_
             worker.kill()
     assert worker.returncode != 0 and "KeyboardInterrupt" in err, err
     _put_back(db_url, job)
-
-
-def _pause_after_commit(store: AsyncStore, committed: asyncio.Event) -> None:
-    """Each write's transaction waits a moment after its COMMIT returned: the result on its way back to the
-    awaiting task, where a cancel of that task lands (as ``tests/test_aio_fixes_s22.py`` does)."""
-    transaction = store._connector.transaction
-
-    @asynccontextmanager
-    async def paused(conn: Any, **options: Any) -> AsyncIterator[None]:
-        async with transaction(conn, **options):
-            yield
-        committed.set()
-        await asyncio.sleep(0.05)
-
-    store._connector.transaction = paused
 
 
 async def _never(job: AsyncJob) -> None:
