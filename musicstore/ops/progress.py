@@ -155,8 +155,9 @@ class QueuePosition:
     ``capped``: the count stopped at ``MAX_AHEAD``.
     ``completed_per_minute``: completions over the last ``window_seconds``, all lanes. ``eta_seconds``: for a
     pending generation, (ahead + 1) / that throughput, in whole seconds: when it should be done if its lane
-    had the store's recent throughput to itself (a lower bound while other lanes wait too); None without
-    completions in the window, or unless it is pending.
+    had the store's recent throughput to itself (a lower bound while other lanes wait too); for one waiting
+    for its ``run_after``, no less than the time until then plus one job's time (1 / throughput). None
+    without completions in the window, or unless it is pending.
     """
 
     generation_id: str
@@ -201,6 +202,8 @@ def queue_position(
         capped = ahead >= MAX_AHEAD
         if rate > 0:
             eta = (ahead + 1) / rate
+            if row.run_after is not None and row.run_after > now:  # no claim takes it before: then its job
+                eta = max(eta, (row.run_after - now).total_seconds() + 1 / rate)
     return QueuePosition(
         gid, row.status, ahead, capped, round(rate * 60.0, 6), window, None if eta is None else math.ceil(eta)
     )

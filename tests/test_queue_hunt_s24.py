@@ -1,0 +1,47 @@
+"""Regressions found by a hunt over the queue (session 24), on both backends and both drivers."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from musicstore import AsyncStore, Status, Store
+from musicstore.testing import FakeClock
+from tests.conftest import new_job
+
+
+def _complete_three(store: Store, clock: FakeClock) -> None:
+    """Three completions 20 s apart: 1.5 a minute over a 120 s window (one every 40 s)."""
+    for i in range(3):
+        new_job(store, f"done {i}")
+        claimed = store.claim_next("gpu-0")
+        assert claimed is not None
+        clock.advance(20)
+        store.complete_generation(claimed.id, file_path=f"{claimed.id}.wav", file_size_bytes=10)
+
+
+def test_the_eta_of_a_job_waiting_for_its_run_after_is_not_before_it(
+    store: Store, clock: FakeClock, db_url: str
+) -> None:
+    # a job scheduled for tomorrow (or backing off before its retry) was given the ETA of a job due now: 40 s
+    # at one completion every 40 s, though no claim takes it before tomorrow
+    _complete_three(store, clock)
+    tomorrow = new_job(store, "tomorrow's intro", run_after=clock.now + timedelta(days=1))
+    position = store.queue_position(tomorrow.id, window_seconds=120)
+    assert (position.status, position.ahead, position.completed_per_minute) == (Status.PENDING, 0, 1.5)
+    assert position.eta_seconds == 86_400 + 40  # its run_after, then its own job's time at the rate
+    soon = new_job(store, "in ten seconds", run_after=clock.now + timedelta(seconds=10))
+    assert store.queue_position(soon.id, window_seconds=120).eta_seconds == 10 + 40
+    clock.advance(10)
+    assert store.queue_position(soon.id, window_seconds=120).eta_seconds == 40  # due now: as any job
+    ahead = [new_job(store, f"ready {i}") for i in range(3)]
+    behind = new_job(store, "in a second, behind three", run_after=clock.now + timedelta(seconds=1))
+    assert store.queue_position(behind.id, window_seconds=120).ahead == 4  # `soon` and the three
+    assert store.queue_position(behind.id, window_seconds=120).eta_seconds == 5 * 40  # the queue is longer
+    assert store.queue_position(ahead[0].id, window_seconds=120).eta_seconds == 2 * 40
+
+    async def from_async() -> float | None:
+        async with AsyncStore.open(db_url, clock=clock) as driver:
+            return (await driver.queue_position(tomorrow.id, window_seconds=120)).eta_seconds
+
+    assert asyncio.run(from_async()) == 86_400 - 10 + 40
