@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
-from musicstore import AsyncStore, Status, Store
+import pytest
+
+from musicstore import AsyncStore, IdempotencyConflict, Status, Store
+from musicstore.maintenance.reconcile import reconcile
 from musicstore.testing import FakeClock
 from tests.conftest import new_job
+
+NEW: dict[str, Any] = {"model_name": "musicgen-small", "duration_seconds": 30.0}
 
 
 def _complete_three(store: Store, clock: FakeClock) -> None:
@@ -45,3 +52,45 @@ def test_the_eta_of_a_job_waiting_for_its_run_after_is_not_before_it(
             return (await driver.queue_position(tomorrow.id, window_seconds=120)).eta_seconds
 
     assert asyncio.run(from_async()) == 86_400 - 10 + 40
+
+
+def test_an_idempotent_retry_of_a_job_completed_once_then_failed_by_reconcile_returns_it(
+    db_url: str, tmp_path: Path
+) -> None:
+    # a completed job's metadata has the export's figures merged in, and a retry agreed with it only while
+    # the job was completed: once reconcile's repair marked it failed (its master lost), and after its
+    # replay, the same request was an IdempotencyConflict ("with another metadata")
+    request: dict[str, Any] = {"metadata": {"genre": "lofi"}, "owner_key": "u", "idempotency_key": "u:1"}
+    with Store(db_url) as store:
+        job = new_job(store, **request)
+        assert store.claim_next("gpu-0") is not None
+        (tmp_path / "a.wav").write_bytes(b"x" * 10)
+        figures = {"genre": "lofi", "loudness_lufs": -14.0}
+        store.complete_generation(job.id, file_path="a.wav", file_size_bytes=10, metadata=figures)
+        assert new_job(store, **request).id == job.id
+        (tmp_path / "a.wav").unlink()
+        reconcile(store, tmp_path, repair=True)
+        assert store.get_generation(job.id).status is Status.FAILED  # type: ignore[union-attr]
+        assert new_job(store, **request).id == job.id
+        with pytest.raises(IdempotencyConflict):  # a different request is still one
+            new_job(store, **{**request, "metadata": {"genre": "metal"}})
+        with pytest.raises(IdempotencyConflict):
+            new_job(store, **{**request, "metadata": {"genre": "lofi", "loudness_lufs": -9.0}})
+        assert store.replay(job.id).status is Status.PENDING
+        assert new_job(store, **request).id == job.id
+
+    async def from_async() -> str:
+        async with AsyncStore.open(db_url) as driver:
+            return (await driver.create_generation("lofi hip hop at 90 BPM", **NEW, **request)).id
+
+    assert asyncio.run(from_async()) == job.id
+
+
+def test_a_job_never_completed_agrees_only_with_its_own_metadata(db_url: str) -> None:
+    with Store(db_url) as store:
+        job = new_job(store, metadata={"genre": "lofi", "bpm": 90}, idempotency_key="k")
+        assert store.claim_next("gpu-0") is not None
+        store.fail(job.id, "out of memory", retry=False)
+        with pytest.raises(IdempotencyConflict):  # fewer keys than the first request: not the same one
+            new_job(store, metadata={"genre": "lofi"}, idempotency_key="k")
+        assert new_job(store, metadata={"bpm": 90, "genre": "lofi"}, idempotency_key="k").id == job.id

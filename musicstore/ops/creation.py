@@ -95,7 +95,8 @@ def create_generation(
     one (race-safe across processes); if that one was asked with another prompt, model, length, rate,
     channels, metadata, priority or owner key, ``IdempotencyConflict`` is raised (metadata compared as JSON:
     ``true`` is not ``1``; a completed one's metadata has its export's figures merged in: it agrees when it
-    holds the asked keys with the asked values). Keys
+    holds the asked keys with the asked values, as does one completed once, since failed by reconcile or
+    replayed). Keys
     are unique among all generations while their row exists.
     """
     encoded = "{}" if metadata is None else validate.metadata(metadata)
@@ -143,9 +144,10 @@ def _same_json(kept: Any, wanted: Any) -> bool:
 
 def _agrees(earlier: Generation, asked: Params, name: str) -> bool:
     kept, wanted = getattr(earlier, name), asked[name]
-    if name == "metadata" and earlier.status is Status.COMPLETED:
+    if name == "metadata" and (earlier.status is Status.COMPLETED or earlier.file_path is not None):
         # completing merged the export's figures (and merge_metadata more) into the row's: the keys asked
-        # are there as asked
+        # are there as asked. Only a completion sets file_path, and nothing clears it: a job completed once
+        # keeps that metadata when reconcile's repair marks it failed (its master lost) and once replayed
         return all(key in kept and _same_json(kept[key], value) for key, value in wanted.items())
     if name == "metadata":
         return _same_json(kept, wanted)
