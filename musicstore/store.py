@@ -298,7 +298,11 @@ class Store(Driver, Operations):
         with self._translating:
             conn = connector.acquire()
             try:
-                connector.begin(conn, write=write)
+                try:  # BEGIN inside: an interrupt (Ctrl-C) as it returns must not leave its transaction open
+                    connector.begin(conn, write=write)
+                except BaseException:
+                    connector.rollback(conn)  # only if one is open (a BEGIN that failed opened none)
+                    raise
                 tx = self._local.tx = Transaction(self, conn, write=write)
                 try:
                     yield tx
@@ -416,12 +420,12 @@ def _direct_write(store: Store, op: Operation[P, T]) -> Callable[P, T]:
             try:
                 conn = acquire()
                 try:
-                    conn.execute(begin_write)
-                    try:
+                    try:  # BEGIN inside: an interrupt as it returns must not leave its transaction open
+                        conn.execute(begin_write)
                         result: T = runs(conn, *prepared)
                         conn.execute(end)
                     except BaseException:
-                        rollback(conn)
+                        rollback(conn)  # only if a transaction is open (a BEGIN that failed opened none)
                         raise
                     return result
                 finally:
