@@ -5,17 +5,24 @@
   left the thread's connection inside that transaction: the writer lock held until the store was closed
   (every other process ``DatabaseBusy``), every later write of the store on that thread refused ("cannot
   start a transaction within a transaction"), so a ``Worker``'s put-back of the job in hand failed and the
-  job stayed processing until its lease expired; the BEGIN is now inside the block that rolls back.
+  job stayed processing until its lease expired; the BEGIN is now inside the block that rolls back;
+- a handler raising a ``BaseException`` that is not an ``Exception`` (a ``GeneratorExit``, a framework's own)
+  ended a ``Worker``'s run with the job left processing until its lease expired (only ``KeyboardInterrupt``
+  and ``SystemExit`` put it back), and an ``AsyncWorker``'s with any of them (``sys.exit()`` in an async
+  handler too); both loops now put the job back in the queue, then raise it.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from musicstore import Status, Store
-from musicstore.worker import Job, Worker
+from musicstore.aio import AsyncStore
+from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker
 from tests.conftest import new_job
 
 
@@ -78,3 +85,79 @@ def test_ctrl_c_as_a_transaction_begins_leaves_no_transaction_open(sqlite_url: s
         assert new_job(store, "the store still writes").status is Status.PENDING
         with store.transaction() as tx:
             assert tx.get_database_stats().total == 2
+
+
+class _Abort(BaseException):
+    """A handler's ``BaseException`` of its own (not an ``Exception``), as some frameworks raise."""
+
+
+BASE_EXCEPTIONS: dict[str, Callable[[], BaseException]] = {
+    "SystemExit": lambda: SystemExit(3),
+    "KeyboardInterrupt": KeyboardInterrupt,
+    "GeneratorExit": GeneratorExit,
+    "its own": lambda: _Abort("stop everything"),
+}
+
+
+@pytest.mark.parametrize("raised", list(BASE_EXCEPTIONS))
+@pytest.mark.parametrize("loop", ["sync", "async"])
+def test_a_handler_raising_a_base_exception_has_its_job_put_back_and_run_raises_it(
+    db_url: str, loop: str, raised: str
+) -> None:
+    """A ``BaseException`` that is not an ``Exception`` ends ``run`` (it is not the handler's error to fail
+    the job with), but the job goes back to the queue first: a ``Worker`` did so for ``KeyboardInterrupt`` and
+    ``SystemExit`` only, an ``AsyncWorker`` for none, the job left processing until its lease expired."""
+    error = BASE_EXCEPTIONS[raised]()
+    with Store(db_url) as store:
+        job, other = new_job(store, "raises"), new_job(store, "never claimed")
+
+        def handler(job: Job) -> None:
+            raise error
+
+        async def async_handler(job: AsyncJob) -> None:
+            raise error
+
+        async def main() -> None:
+            async with AsyncStore.open(db_url) as astore:
+                await AsyncWorker(astore, "gpu-0", async_handler, max_attempts=1).run()
+
+        with pytest.raises(type(error)) as caught:
+            if loop == "sync":
+                Worker(store, "gpu-0", handler, max_attempts=1).run()
+            else:
+                asyncio.run(main())
+        assert caught.value is error
+        row = store.get_generation(job.id)
+        assert row is not None and row.status is Status.PENDING and row.worker_id is None, row
+        assert row.error_message is not None and f"interrupted ({type(error).__name__})" in row.error_message
+        claimed = store.claim_next("gpu-1")  # at once, though its one attempt was used
+        assert claimed is not None and claimed.id == job.id
+        untouched = store.get_generation(other.id)
+        assert untouched is not None and untouched.status is Status.PENDING and untouched.attempts == 0
+
+
+@pytest.mark.parametrize("loop", ["sync", "async"])
+def test_a_handler_raising_a_base_exception_after_completing_its_job_leaves_it_completed(
+    db_url: str, loop: str
+) -> None:
+    with Store(db_url) as store:
+        job = new_job(store)
+        done: dict[str, Any] = {"file_path": "a.wav", "file_size_bytes": 1, "worker_id": "gpu-0"}
+
+        def handler(job: Job) -> None:
+            store.complete_generation(job.id, **done)
+            raise _Abort
+
+        async def main() -> None:
+            async with AsyncStore.open(db_url) as astore:
+
+                async def async_handler(job: AsyncJob) -> None:
+                    await astore.complete_generation(job.id, **done)
+                    raise _Abort
+
+                await AsyncWorker(astore, "gpu-0", async_handler).run()
+
+        with pytest.raises(_Abort):
+            Worker(store, "gpu-0", handler).run() if loop == "sync" else asyncio.run(main())
+        row = store.get_generation(job.id)
+        assert row is not None and row.status is Status.COMPLETED and row.error_message is None

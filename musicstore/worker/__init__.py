@@ -28,7 +28,10 @@ the generation itself (``export_generation``, ``complete_generation``). What the
   run is such an error (``InvalidInput``): an ``AsyncWorker``'s that returns no awaitable (a plain
   function: it belongs to ``Worker``), a ``Worker``'s that returns an awaitable (its work never ran: it
   belongs to ``AsyncWorker``), or a generator (its body never ran); that job is failed (with retry) and
-  ``run`` then raises the error, since every job would end alike.
+  ``run`` then raises the error, since every job would end alike;
+- it raises a ``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``...; an
+  ``AsyncWorker``'s task's own cancel aside): the job goes back to the queue (``put_back``), then ``run``
+  raises it.
 
 A claim that waited past the store's busy timeout (``DatabaseBusy``: another writer held SQLite's lock, or
 every pooled PostgreSQL connection was in use) is logged and tried again after a pause of
@@ -81,7 +84,7 @@ from .checks import (
     failure,
 )
 from .jobs import AsyncJob, Job
-from .signals import CtrlC, put_back, stopping_on
+from .signals import CtrlC, put_back, put_back_async, stopping_on
 from .steps import Claim, Fail, Handle, Pause, Plan, WorkerReport, WorkerStep, count_lost
 
 if TYPE_CHECKING:
@@ -275,8 +278,9 @@ class Worker(_Loop):
 
     def run(self, *, max_jobs: int | None = None) -> WorkerReport:
         """Claim and run jobs until ``stop()`` (or ``max_jobs`` claims); returns what happened to them.
-        Ctrl-C (``KeyboardInterrupt``, outside ``handle_signals``; or ``SystemExit``) puts the job in hand
-        back, then is raised (held by a claim's or a fail's write, so that neither is cut off: ``CtrlC``)."""
+        Ctrl-C (``KeyboardInterrupt``, outside ``handle_signals``; or ``SystemExit``, or any other
+        ``BaseException`` not an ``Exception``) puts the job in hand back, then is raised (held by a claim's
+        or a fail's write, so that neither is cut off: ``CtrlC``)."""
         steps = self.plan(max_jobs)
         with CtrlC.during_run() as self._ctrl_c:
             try:
@@ -296,7 +300,9 @@ class Worker(_Loop):
                         step = steps.send(value)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-            except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or sys.exit() in the handler
+            except Exception:  # the loop's own end (the plan raised it): the job in hand is not put back
+                raise
+            except BaseException as exc:  # Ctrl-C, sys.exit() or another BaseException (GeneratorExit...)
                 if self._in_hand is not None:  # claimed, not yet over: back in the queue
                     with self._ctrl_c.held():
                         put_back(self.store, self._in_hand, self.worker_id, exc)
@@ -358,19 +364,25 @@ class AsyncWorker(_Loop):
         self.handler = handler
 
     async def run(self, *, max_jobs: int | None = None) -> WorkerReport:
-        """``Worker.run``, awaited."""
-        steps = self.plan(max_jobs)
+        """``Worker.run``, awaited: a ``BaseException`` neither an ``Exception`` nor a ``CancelledError`` (a
+        handler's ``sys.exit()``, ``KeyboardInterrupt``) puts the job in hand back, then is raised."""
+        steps, in_hand = self.plan(max_jobs), None
         try:
             step = next(steps)
             while True:
                 try:
                     value = await self._answer(step)
+                    in_hand = value if isinstance(step, Claim) else in_hand  # until the next claim
                 except Exception as exc:
                     step = steps.throw(exc)
                 except asyncio.CancelledError as exc:
                     if not isinstance(step, Handle) or _task_cancelled():  # the worker's own task: it ends
                         raise
                     step = steps.throw(exc)  # the handler's own await was cancelled: its error
+                except BaseException as exc:  # sys.exit(), KeyboardInterrupt...: the job in hand goes back
+                    if in_hand is not None and not isinstance(step, Claim):
+                        await put_back_async(self.store, in_hand, self.worker_id, exc)
+                    raise
                 else:
                     step = steps.send(value)
         except StopIteration as done:

@@ -95,6 +95,13 @@ def put_back(store: Any, job: Generation, worker_id: str, why: BaseException) ->
         store.fail(job.id, message, max_attempts=job.attempts + 1, worker_id=worker_id)
 
 
+async def put_back_async(store: Any, job: Generation, worker_id: str, why: BaseException) -> None:
+    """``put_back`` on an ``AsyncStore``, awaited."""
+    with suppress(Exception):
+        message = PUT_BACK.format(type(why).__name__)
+        await store.fail(job.id, message, max_attempts=job.attempts + 1, worker_id=worker_id)
+
+
 class _Stopping:
     """``handle_signals``' handler: stops its worker, and the workers of the blocks it is nested in (the
     handler it replaced, when one of these), so that one SIGTERM stops every worker of the process."""
