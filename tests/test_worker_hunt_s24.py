@@ -9,12 +9,20 @@
 - a handler raising a ``BaseException`` that is not an ``Exception`` (a ``GeneratorExit``, a framework's own)
   ended a ``Worker``'s run with the job left processing until its lease expired (only ``KeyboardInterrupt``
   and ``SystemExit`` put it back), and an ``AsyncWorker``'s with any of them (``sys.exit()`` in an async
-  handler too); both loops now put the job back in the queue, then raise it.
+  handler too); both loops now put the job back in the queue, then raise it;
+- a process forked inside ``handle_signals`` (a handler's ``multiprocessing`` with the fork start method,
+  Linux's default) inherited its SIGTERM handler, which there stopped a copy of the worker and returned:
+  ``Process.terminate()`` no longer ended the child (a ``join`` after it waited forever); in a forked child
+  the signal now does what it did before the block.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import multiprocessing
+import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -161,3 +169,41 @@ def test_a_handler_raising_a_base_exception_after_completing_its_job_leaves_it_c
             Worker(store, "gpu-0", handler).run() if loop == "sync" else asyncio.run(main())
         row = store.get_generation(job.id)
         assert row is not None and row.status is Status.COMPLETED and row.error_message is None
+
+
+def _sleep_forever() -> None:
+    while True:
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_process_forked_inside_handle_signals_still_ends_on_sigterm(sqlite_url: str, nested: bool) -> None:
+    with Store(sqlite_url) as store:
+        job = new_job(store)
+        outer = Worker(store, "gpu-1", lambda job: None)
+        exits: list[int | None] = []
+
+        def handler(job: Job) -> None:
+            child = multiprocessing.get_context("fork").Process(target=_sleep_forever)
+            child.start()
+            try:
+                time.sleep(0.2)
+                child.terminate()  # SIGTERM
+                child.join(10)
+                exits.append(child.exitcode)
+            finally:
+                if child.exitcode is None:
+                    child.kill()
+                    child.join()
+            store.complete_generation(job.id, file_path="a.wav", file_size_bytes=1, worker_id="gpu-0")
+
+        worker, before = Worker(store, "gpu-0", handler), signal.getsignal(signal.SIGTERM)
+        with outer.handle_signals() if nested else contextlib.nullcontext(), worker.handle_signals():
+            assert worker.run(max_jobs=1).done == 1
+            assert not worker.stopping and not outer.stopping  # the child's SIGTERM was not theirs
+            signal.raise_signal(signal.SIGTERM)  # the worker's own process still stops its workers
+            assert worker.stopping and outer.stopping == nested
+        assert exits == [-signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) == before
+        row = store.get_generation(job.id)
+        assert row is not None and row.status is Status.COMPLETED

@@ -4,6 +4,7 @@ takes it out again; and Ctrl-C of a ``Worker`` run without that block (``CtrlC``
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -104,15 +105,32 @@ async def put_back_async(store: Any, job: Generation, worker_id: str, why: BaseE
 
 class _Stopping:
     """``handle_signals``' handler: stops its worker, and the workers of the blocks it is nested in (the
-    handler it replaced, when one of these), so that one SIGTERM stops every worker of the process."""
+    handler it replaced, when one of these), so that one SIGTERM stops every worker of the process. In a
+    process forked inside the block (a handler's ``multiprocessing`` with the fork start method), which
+    inherits it but runs no worker, the signal does what it did before the block (``_as_before``): else
+    ``Process.terminate()`` would not end the child."""
 
     def __init__(self, stop: Callable[[], None], replaced: Any) -> None:
-        self.stop, self.replaced = stop, replaced
+        self.stop, self.replaced, self.pid = stop, replaced, os.getpid()
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self.pid:  # a forked child: not the worker's process
+            _as_before(self.replaced, signum, frame)
+            return
         self.stop()
         if isinstance(self.replaced, _Stopping):
             self.replaced(signum, frame)
+
+
+def _as_before(handler: Any, signum: int, frame: FrameType | None) -> None:
+    """What ``handler`` (the one a ``handle_signals`` block replaced) does with ``signum``, in a forked child:
+    a Python handler is called (SIGINT's raises ``KeyboardInterrupt``), an ignored signal is ignored, and
+    a signal at its default action (SIGTERM's: the end of the process) is sent again with that action."""
+    if callable(handler):  # a Python handler, or an outer block's (checking its own process likewise)
+        handler(signum, frame)
+    elif handler != signal.SIG_IGN:  # SIG_DFL, or None (a handler not set from Python)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def _leave(sig: int, handler: _Stopping) -> None:
