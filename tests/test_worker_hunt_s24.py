@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from musicstore import Status, Store
+from musicstore import DatabaseBusy, Status, Store
 from musicstore.aio import AsyncStore
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker
 from tests.conftest import new_job
@@ -207,3 +207,38 @@ def test_a_process_forked_inside_handle_signals_still_ends_on_sigterm(sqlite_url
         assert signal.getsignal(signal.SIGTERM) == before
         row = store.get_generation(job.id)
         assert row is not None and row.status is Status.COMPLETED
+
+
+def test_an_async_workers_base_exception_in_the_pause_after_a_busy_claim_puts_back_no_earlier_job(
+    sqlite_url: str,
+) -> None:
+    """The job before a claim is over (here returned unfinished: left to its lease, as documented): a
+    ``BaseException`` while the next claim pauses (busy) has no job in hand to put back."""
+    with Store(sqlite_url) as store:
+        first = new_job(store, "returned unfinished")
+
+        async def main() -> None:
+            async with AsyncStore.open(sqlite_url) as astore:
+                claim_next, claims = astore.claim_next, []
+
+                async def busy_second(*args: Any, **kwargs: Any) -> Any:
+                    claims.append(1)
+                    if len(claims) > 1:
+                        raise DatabaseBusy("locked by another writer")
+                    return await claim_next(*args, **kwargs)
+
+                async def interrupted(seconds: float) -> bool:
+                    raise SystemExit(1)
+
+                async def handler(job: AsyncJob) -> None:
+                    return None  # its job left processing
+
+                worker = AsyncWorker(astore, "gpu-0", handler)
+                astore.claim_next = busy_second  # type: ignore[method-assign]
+                worker._pause = interrupted  # type: ignore[method-assign]
+                await worker.run()
+
+        with pytest.raises(SystemExit):
+            asyncio.run(main())
+        row = store.get_generation(first.id)
+        assert row is not None and row.status is Status.PROCESSING and row.error_message is None

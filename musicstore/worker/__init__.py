@@ -370,9 +370,11 @@ class AsyncWorker(_Loop):
         try:
             step = next(steps)
             while True:
+                claiming = isinstance(step, Claim)
+                in_hand = None if claiming else in_hand  # the job before is over: none to put back
                 try:
                     value = await self._answer(step)
-                    in_hand = value if isinstance(step, Claim) else in_hand  # until the next claim
+                    in_hand = value if claiming else in_hand  # until the next claim
                 except Exception as exc:
                     step = steps.throw(exc)
                 except asyncio.CancelledError as exc:
@@ -380,7 +382,7 @@ class AsyncWorker(_Loop):
                         raise
                     step = steps.throw(exc)  # the handler's own await was cancelled: its error
                 except BaseException as exc:  # sys.exit(), KeyboardInterrupt...: the job in hand goes back
-                    if in_hand is not None and not isinstance(step, Claim):
+                    if in_hand is not None:
                         await put_back_async(self.store, in_hand, self.worker_id, exc)
                     raise
                 else:
