@@ -66,6 +66,7 @@ def _explain(generation_id: str, wanted: str, worker_id: str | None = None) -> S
     if worker_id is not None and (current != Status.PROCESSING or owner != worker_id):
         holder = f"processed by worker {owner!r}" if current == Status.PROCESSING else current
         if current == Status.CANCELLED and owner == worker_id:
+            _ended({"id": generation_id, "worker_id": worker_id}, Status.CANCELLED)  # a handler may catch it
             return Cancelled(
                 f"generation {generation_id} was cancelled while worker {worker_id!r} ran it; stop work on "
                 "it and drop the result",

@@ -9,7 +9,8 @@ the generation itself (``export_generation``, ``complete_generation``). What the
 
 - the handler returns: the job is done (the handler completed it), or failed if the handler failed or retried
   it itself (its own ``fail``, below); one it returned with unfinished (no complete or fail of it noted, on
-  a ``Store``/``AsyncStore``) is logged at WARNING, counted done and left to its lease;
+  a ``Store``/``AsyncStore``) is logged at WARNING, counted done and left to its lease; one whose
+  ``Cancelled`` (below) it caught is counted cancelled;
 - it raises ``Cancelled`` (the job was cancelled: its next written progress report or heartbeat says so) or
   ``LeaseLost`` (the job was taken back): the job is dropped as it stands, nothing is written (a
   ``LeaseLost`` saying this worker's job is completed, as a report after the handler completed it raises,
@@ -193,7 +194,7 @@ class _Loop:
                     yield from self._fail_counted(report, Fail(claimed.id, failure(exc), retry), exc, attempt)
                     if exc is self._misfit:  # the wrong loop for this handler: every job would end alike
                         raise exc
-                else:  # done (as the handler said by returning), or failed by its own ``fail``
+                else:  # done (as the handler said by returning), failed by its own ``fail``, or cancelled
                     if attempt.ended is None and self._seen:  # no complete or fail of it noted
                         log.warning(
                             "worker %s: the handler returned without completing or failing job %s in this "
@@ -202,6 +203,8 @@ class _Loop:
                         )  # fmt: skip
                     if attempt.ended in (None, Status.COMPLETED):
                         report.done += 1
+                    elif attempt.ended is Status.CANCELLED:  # it caught the Cancelled: the cancel stands
+                        report.cancelled += 1
                     else:
                         report.failed += 1
         return report

@@ -94,6 +94,8 @@ def count_lost(
             failure(error),
         )
         report.done += 1
+    elif ended == Status.CANCELLED:  # a Cancelled the handler caught before: the cancel stands
+        report.cancelled += 1
     elif ended is not None:
         log.error(
             "worker %s: the handler had %s job %s itself (now %s) when it ended with %s",
