@@ -75,6 +75,21 @@ def check_sample_rate(sample_rate: object) -> int:
     return rate
 
 
+FLAC_ANY_RATE_TO = 65_535
+"""FLAC's frame headers name a rate in Hz up to this and in tens of Hz beyond (libFLAC's streamable subset,
+which libsndfile's encoder keeps): above it a FLAC file takes multiples of 10 Hz only."""
+
+
+def check_flac_rate(rate: int) -> None:
+    """``InvalidInput`` when a FLAC file cannot hold ``rate`` (libsndfile refuses it only when it starts
+    writing, as "problem with initialization of the flac decoder")."""
+    if rate > FLAC_ANY_RATE_TO and rate % 10:
+        raise InvalidInput(
+            f"a FLAC file cannot hold {rate:,} Hz: above {FLAC_ANY_RATE_TO:,} Hz FLAC takes multiples of "
+            "10 Hz only; write a WAV file, or resample"
+        )
+
+
 def as_audio(audio: Any, *, scale: float | None = None) -> Audio:
     """Validate one clip, ``(S,)`` or ``(C, S)``, and return it as a float32 ``(C, S)`` array."""
     data, wide = _to_float32(audio, scale)

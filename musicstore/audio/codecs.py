@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 from numpy.typing import NDArray
 
-from musicstore.audio.arrays import MAX_CHANNELS, check_sample_rate
+from musicstore.audio.arrays import MAX_CHANNELS, check_flac_rate, check_sample_rate
 from musicstore.audio.files import as_path, callback_errors
 from musicstore.audio.quantize import dithers, to_frames
 from musicstore.audio.tags import INSTALL_HINT
@@ -136,6 +136,8 @@ class RenditionSpec:
             raise InvalidInput(f"opus takes sample rates {OPUS_RATES}, not {rate} Hz")
         if fmt == "vorbis" and not VORBIS_RATES[0] <= rate <= VORBIS_RATES[1]:
             raise InvalidInput(f"vorbis takes sample rates of 8–192 kHz, not {rate} Hz; pass sample_rate=...")
+        if fmt == "flac":
+            check_flac_rate(rate)
         if channels > MAX_CHANNELS:
             raise InvalidInput(f"{channels} channels: at most {MAX_CHANNELS}")
         return _codec(self, rate, channels)

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from musicstore import validate
-from musicstore.audio.arrays import as_audio, as_audio_batch, check_sample_rate
+from musicstore.audio.arrays import as_audio, as_audio_batch, check_flac_rate, check_sample_rate
 from musicstore.audio.export_options import ExportOptions, ExportResult, LoudnessStatus, StageTimings
 from musicstore.audio.farfield import FarField, keep_spectrum
 from musicstore.audio.files import as_path, format_for, write_atomic, write_blocks_atomic
@@ -63,12 +63,15 @@ class _Processed:
     written_loudness: float | None = None  # written unchanged but clipped to full scale: its loudness
 
 
-def check_target(path: str | Path, subtype: str) -> tuple[Path, str]:
-    """The target path and its format, after checking the extension and that the format holds ``subtype``."""
+def check_target(path: str | Path, subtype: str, *, sample_rate: int | None = None) -> tuple[Path, str]:
+    """The target path and its format, after checking the extension and that the format holds ``subtype``
+    (and ``sample_rate``, a checked rate, where given)."""
     target = as_path(path)
     fmt = format_for(target)
     if subtype not in SUBTYPES[fmt]:
         raise InvalidInput(f"{fmt} files take subtypes {SUBTYPES[fmt]}, not {subtype}")
+    if fmt == "FLAC" and sample_rate is not None:
+        check_flac_rate(sample_rate)
     return target, fmt
 
 
@@ -303,7 +306,7 @@ def export_audio(
     started = time.perf_counter()
     opts = _options(options)
     rate = check_sample_rate(sample_rate)
-    target, fmt = check_target(path, opts.subtype)
+    target, fmt = check_target(path, opts.subtype, sample_rate=rate)
     x = as_audio(audio, scale=scale)
     return _export_one(x, rate, target, fmt, options=opts, started=started, frames_seen=frames_seen)
 
@@ -331,7 +334,7 @@ def export_batch(
         raise InvalidInput(
             f"paths must be a sequence of paths, one per item in order; a {type(paths).__name__} has no order"
         )
-    targets = [check_target(p, opts.subtype) for p in paths]
+    targets = [check_target(p, opts.subtype, sample_rate=rate) for p in paths]
     if workers is not None:
         validate.integer(workers, "workers", 1, 1_024)
     batch = as_audio_batch(audio, scale=scale)
