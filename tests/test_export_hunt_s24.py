@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from musicstore import InvalidInput
-from musicstore.audio import ExportOptions, RenditionSpec, export_audio, export_batch, render_audio
+from musicstore.audio import ExportOptions, RenditionSpec, export_audio, export_batch, quantize, render_audio
 
 
 def noise(channels: int, samples: int, seed: int = 0) -> np.ndarray:
@@ -55,3 +55,37 @@ def test_a_flac_rendition_at_a_rate_flac_cannot_name_is_refused_before_encoding(
     with pytest.raises(InvalidInput, match=r"FLAC.*96,001"):
         render_audio(noise(2, 4_000), master_rate, tmp_path / "a.flac", spec)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_wav_limit_is_what_a_riff_header_can_declare() -> None:
+    """A WAV header counts bytes in 32 bits: libsndfile wrote a larger data chunk with the size 0xFFFFFFFF,
+    which it (and analyze_file, renditions) then read as its first 4 GiB alone (2**30 frames of PCM_16
+    stereo read back as 2**30 - 1; an 8-channel FLOAT clip at 384 kHz passes 4 GiB at 5.8 minutes), and a
+    recording's tagging failed on it. Refused up front now, with room kept for headers and tags."""
+    limit = quantize.WAV_MAX_AUDIO_BYTES
+    assert 0xFFFF_FFFF - (1 << 21) < limit < 0xFFFF_FFFF - 100_000  # tags hold a 20,000-character prompt
+    quantize.check_wav_size("WAV", "PCM_16", (2, limit // 4))
+    with pytest.raises(InvalidInput, match=r"more than a WAV file holds.*FLAC"):
+        quantize.check_wav_size("WAV", "PCM_16", (2, 1 << 30))
+    with pytest.raises(InvalidInput, match="WAV"):
+        quantize.check_wav_size("WAV", "FLOAT", (8, 384_000 * 350))
+    quantize.check_wav_size("FLAC", "PCM_24", (8, 384_000 * 350))  # FLAC counts frames in 36 bits
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_32", "FLOAT"])
+def test_a_wav_export_over_the_wav_limit_is_refused_before_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subtype: str
+) -> None:
+    width = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4}[subtype]
+    monkeypatch.setattr(quantize, "WAV_MAX_AUDIO_BYTES", 2 * 4_000 * width)
+    options = ExportOptions(subtype=subtype)
+    fits, over = noise(2, 4_000), noise(2, 4_001)
+    path = tmp_path / "d" / "a.wav"
+    with pytest.raises(InvalidInput, match="more than a WAV file holds"):
+        export_audio(over, 16_000, path, options)
+    with pytest.raises(InvalidInput, match="more than a WAV file holds"):
+        export_batch(np.stack([over, over]), 16_000, [path, tmp_path / "b.wav"], options)
+    assert list(tmp_path.iterdir()) == []
+    assert export_audio(fits, 16_000, path, options).frames == 4_000
+    if subtype in ("PCM_16", "PCM_24"):
+        assert export_audio(over, 16_000, tmp_path / "a.flac", options).frames == 4_001

@@ -32,6 +32,7 @@ from musicstore.audio.limiter import Leveled, LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower
 from musicstore.audio.quantize import (
     SUBTYPES,
+    check_wav_size,
     clipped_samples,
     dithers,
     frame_blocks,
@@ -308,6 +309,7 @@ def export_audio(
     rate = check_sample_rate(sample_rate)
     target, fmt = check_target(path, opts.subtype, sample_rate=rate)
     x = as_audio(audio, scale=scale)
+    check_wav_size(fmt, opts.subtype, x.shape)
     return _export_one(x, rate, target, fmt, options=opts, started=started, frames_seen=frames_seen)
 
 
@@ -340,6 +342,8 @@ def export_batch(
     batch = as_audio_batch(audio, scale=scale)
     if len(targets) != batch.shape[0]:
         raise InvalidInput(f"{len(targets)} paths for a batch of {batch.shape[0]}; give one path per item")
+    for _, fmt in targets:
+        check_wav_size(fmt, opts.subtype, batch.shape)
     if len({_same_file_key(t) for t, _ in targets}) != len(targets):
         raise InvalidInput("the batch's paths must be distinct (after resolving '..', symlinks and the cwd)")
     pool_size = workers or min(len(targets), os.cpu_count() or 1)

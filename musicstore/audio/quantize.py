@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from musicstore.errors import InvalidInput
+
 _CHUNK = 1 << 16
 SUBTYPES = {"WAV": ("PCM_16", "PCM_24", "PCM_32", "FLOAT"), "FLAC": ("PCM_16", "PCM_24")}
 
@@ -22,6 +24,26 @@ _PCM = {
     "PCM_24": (2.0**23, np.int32, 2.0**23 - 1, 8),  # libsndfile keeps the top 24 bits of an int32
     "PCM_32": (2.0**31, np.int32, 2.0**31 - 128, 0),  # 2**31 - 1 is not a float32
 }
+
+
+SAMPLE_BYTES = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4}
+WAV_MAX_AUDIO_BYTES = 0xFFFF_FFFF - (1 << 20)
+"""The most bytes of samples a WAV export writes. A RIFF header counts bytes in 32 bits: libsndfile writes a
+larger data chunk with the size 0xFFFFFFFF, which it then reads as the first 4 GiB alone. 1 MiB is kept for
+the headers and a recording's tags (a 20,000-character prompt, twice)."""
+
+
+def check_wav_size(fmt: str, subtype: str, shape: tuple[int, ...]) -> None:
+    """``InvalidInput`` when ``(…, C, S)`` audio is more than a ``fmt`` file of ``subtype`` holds (a WAV
+    file's ``WAV_MAX_AUDIO_BYTES``; FLAC counts frames in 36 bits, beyond any clip)."""
+    channels, samples = shape[-2:]
+    size = channels * samples * SAMPLE_BYTES[subtype]
+    if fmt == "WAV" and size > WAV_MAX_AUDIO_BYTES:
+        raise InvalidInput(
+            f"{samples:,} samples of {channels} channel(s) as {subtype} are {size:,} bytes: more than a WAV "
+            f"file holds ({WAV_MAX_AUDIO_BYTES:,}: its header counts 32 bits); export FLAC (PCM_16 or "
+            "PCM_24), a smaller subtype or shorter clips"
+        )
 
 
 def tpdf_dither(shape: tuple[int, ...], rng: np.random.Generator) -> NDArray[np.float32]:
