@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicstore import InvalidInput
-from musicstore.audio import ExportOptions, RenditionSpec, export_audio, export_batch, quantize, render_audio
+from musicstore import InvalidAudio, InvalidInput
+from musicstore.audio import (
+    ExportOptions,
+    RenditionSpec,
+    analyze_audio,
+    export_audio,
+    export_batch,
+    quantize,
+    render_audio,
+)
 
 
 def noise(channels: int, samples: int, seed: int = 0) -> np.ndarray:
@@ -89,3 +97,26 @@ def test_a_wav_export_over_the_wav_limit_is_refused_before_anything(
     assert export_audio(fits, 16_000, path, options).frames == 4_000
     if subtype in ("PCM_16", "PCM_24"):
         assert export_audio(over, 16_000, tmp_path / "a.flac", options).frames == 4_001
+
+
+def test_any_torch_tensor_is_audio_and_other_torch_objects_are_invalid_audio(tmp_path: Path) -> None:
+    """A tensor was told apart by its type's module name: a torch.Tensor subclass made outside torch (a
+    library's own tensor type) was refused as "not a torch tensor", and a torch object that is no tensor
+    (``x.shape``, a storage, a dtype) raised a bare AttributeError ('torch.Size' object has no attribute
+    'ndim')."""
+    torch = pytest.importorskip("torch")
+
+    class AudioTensor(torch.Tensor):  # type: ignore[misc]
+        pass
+
+    clip = torch.from_numpy(noise(2, 8_000))
+    sub = clip.as_subclass(AudioTensor)
+    assert export_audio(sub, 16_000, tmp_path / "a.wav").channels == 2
+    assert export_batch(sub[None], 16_000, [tmp_path / "b.wav"])[0].channels == 2
+    assert analyze_audio(sub, 16_000).channels == 2
+    for wrong in (clip.shape, clip.untyped_storage(), clip.dtype, clip.device, torch.max(clip, dim=0)):
+        with pytest.raises(InvalidAudio, match="audio must be a torch tensor or a numpy array"):
+            export_audio(wrong, 16_000, tmp_path / "c.wav")
+        with pytest.raises(InvalidAudio, match="audio must be a torch tensor or a numpy array"):
+            export_batch(wrong, 16_000, [tmp_path / "c.wav"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "b.wav"]

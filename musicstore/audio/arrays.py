@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import mmap
 import numbers
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -106,10 +107,17 @@ def as_audio_batch(audio: Any, *, scale: float | None = None) -> NDArray[np.floa
     return _checked(data, wide)
 
 
+def is_torch_tensor(audio: object) -> bool:
+    """Whether ``audio`` is a torch tensor, a subclass too (``nn.Parameter``, a library's own), not any torch
+    object (``x.shape``, a storage); torch is not imported: a tensor exists only once it is."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(audio, torch.Tensor)
+
+
 def _to_float32(audio: Any, scale: float | None) -> tuple[NDArray[np.float32], Any]:
     """The clip as float32, and the source where its floats are wider than float32's (a float64 array or
     tensor, a long double array; None otherwise): read only to tell why a clip is refused."""
-    is_tensor = type(audio).__module__.startswith("torch")
+    is_tensor = is_torch_tensor(audio)
     if not is_tensor and not isinstance(audio, np.ndarray):
         raise InvalidAudio(f"audio must be a torch tensor or a numpy array, got {type(audio).__name__}")
     # the rank before converting: np.ascontiguousarray turns a 0-d value into shape (1,)
@@ -127,7 +135,7 @@ def check_scale_applies(audio: object, scale: object) -> None:
     """``InvalidInput`` when ``scale`` is given for a floating-point tensor or array, from its dtype alone
     (nothing converted): ``scale=`` applies to integer audio only. A caller mistake, which ``as_audio`` raises
     too; a recording checks it before its export, where a failed export fails the row."""
-    if scale is None or not (isinstance(audio, np.ndarray) or type(audio).__module__.startswith("torch")):
+    if scale is None or not (isinstance(audio, np.ndarray) or is_torch_tensor(audio)):
         return
     dtype = getattr(audio, "dtype", None)
     floating = getattr(dtype, "is_floating_point", None)  # a torch dtype's; numpy's has its kind
