@@ -120,3 +120,35 @@ def test_any_torch_tensor_is_audio_and_other_torch_objects_are_invalid_audio(tmp
         with pytest.raises(InvalidAudio, match="audio must be a torch tensor or a numpy array"):
             export_batch(wrong, 16_000, [tmp_path / "c.wav"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "b.wav"]
+
+
+@pytest.mark.parametrize("status", ["as_is", "too_quiet"])
+@pytest.mark.parametrize("fmt", ["wav", "flac"])
+def test_16_bit_audio_written_unchanged_as_pcm_16_is_the_samples_given(
+    tmp_path: Path, status: str, fmt: str
+) -> None:
+    """normalize=False "writes the samples as given", yet int16 audio exported as_is to PCM_16 came back with
+    a quarter of its samples 1 LSB off: TPDF dither added to samples that need no rounding. A clip written
+    unchanged whose samples lie on the 16-bit grid is now written exactly; one off it is dithered as
+    before, and so is every clip the export changes."""
+    rng = np.random.default_rng(4)
+    level = 20_000 if status == "as_is" else 30  # too_quiet: about -70 dBFS, more than 30 dB to the target
+    given = (rng.standard_normal((2, 16_000)) * level).clip(-32_768, 32_767).astype(np.int16)
+    if status == "as_is":  # full scale both ways
+        given[:, :3] = [[-32_768, 32_767, 0]] * 2
+    options = ExportOptions(normalize=status != "as_is", dither_seed=5)
+    for audio, scale in ((given, 32_768), (given.astype(np.float32) / 32_768, None)):
+        result = export_audio(audio, 16_000, tmp_path / f"a.{fmt}", options, scale=scale)
+        assert result.status == status
+        written, _ = sf.read(result.path, dtype="int16", always_2d=True)
+        np.testing.assert_array_equal(written.T, given)
+    if status == "as_is":  # 8-bit audio lies on the 16-bit grid too
+        u8 = (given // 256 + 128).astype(np.uint8)
+        export_audio(u8, 16_000, tmp_path / f"u.{fmt}", options, scale=128)
+        written, _ = sf.read(tmp_path / f"u.{fmt}", dtype="int16", always_2d=True)
+        np.testing.assert_array_equal(written.T, (u8.astype(np.int16) - 128) * 256)
+    off_grid = given.astype(np.float32) / 32_768 + np.float32(0.3 / 32_768)
+    export_audio(off_grid, 16_000, tmp_path / f"b.{fmt}", options)
+    written, _ = sf.read(tmp_path / f"b.{fmt}", dtype="int16", always_2d=True)
+    differs = np.count_nonzero(given != written.T)
+    assert 0 < differs < written.size  # dithered: not every sample rounds to the grid point below

@@ -36,6 +36,7 @@ from musicstore.audio.quantize import (
     clipped_samples,
     dithers,
     frame_blocks,
+    on_16_bit_grid,
     to_frames,
     written_as_zeros,
 )
@@ -154,6 +155,8 @@ def _export_one(
     clipped = clipped_samples(out, sample_peak)
     rng = np.random.default_rng(options.dither_seed)
     dither = dithers(sample_peak)  # digital silence is written as zeros, not as dither noise: unchanged
+    if dither and done.leveled is None and options.subtype == "PCM_16":  # written unchanged: samples on the
+        dither = not on_16_bit_grid(out)  # 16-bit grid are written exactly (no pass on the normal path)
     shape = out.shape
     done = _without_audio(done)  # the figures only: ``out`` is the one reference to the output left (memory)
     if written_as_zeros(sample_peak, options.subtype):  # silence under half a step (1e-20, denormals): the

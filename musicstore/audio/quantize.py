@@ -62,6 +62,17 @@ def dithers(sample_peak: float) -> bool:
     return sample_peak >= 0.5 / 32_768
 
 
+def on_16_bit_grid(audio: NDArray[np.float32]) -> bool:
+    """Whether every sample of ``(C, S)`` audio is a whole number of 16-bit steps (16-bit or 8-bit audio
+    given with its scale, or float audio made from it): written unchanged, it needs no rounding, so no
+    dither. A chunk at a time, stopping at the first chunk off the grid (float model output: the first)."""
+    for start in range(0, audio.shape[1], _CHUNK):
+        steps = audio[:, start : start + _CHUNK] * np.float32(32_768)  # exact: a power of two
+        if not np.array_equal(np.rint(steps), steps):
+            return False
+    return True
+
+
 def written_as_zeros(sample_peak: float, subtype: str) -> bool:
     """Whether a clip of this sample peak (linear) is written as zeros in ``subtype``: every sample under half
     a step of a PCM subtype (then not dithered: ``dithers``) rounds to 0; FLOAT keeps any nonzero value."""
