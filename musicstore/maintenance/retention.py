@@ -198,8 +198,10 @@ def cleanup(
     dry_run = validate.flag(dry_run, "dry_run")  # dry_run=0 must not delete
     max_items = validate.integer(max_items, "max_items", 0)
     validate.callback(progress, "progress")
-    try:
-        cutoff = _LAST if older_than is None else _now(store) - older_than
+    try:  # the store's clock (a FakeClock in tests), checked as the store checks it: no query reads it
+        cutoff = (
+            _LAST if older_than is None else validate.moment(store.clock(), "the store's clock") - older_than
+        )
     except OverflowError:
         raise InvalidInput(f"older_than={older_than!r} reaches before the year 1") from None
     if is_object_store(root):
@@ -263,7 +265,8 @@ def _cleanup(
 
     after: tuple[datetime, str] = (_FIRST, "")
     finished = budget is not None and total <= budget
-    sharers: set[str] = set()  # dry run: rows that would be deleted whose file a row on a later page records
+    sharers: set[str] = set()  # dry run: rows that would be deleted whose file (or, for their peaks, whose
+    # kin master: album/t.flac beside album/t.wav) a row on a later page records: that page sees them gone
     while not finished:
         page = store.run(cleanup_candidates, chosen, model, cutoff, after, size)
         if not page:
@@ -296,8 +299,10 @@ def _cleanup(
         shared = place.still_referenced(store, paths, set(deleted) | sharers, dry_run) if paths else set()
         if dry_run:  # rows kept_shared here would be gone when a later page reaches the row that keeps them
             sharers |= {row["id"] for row, _ in selected if _shares(row["file_path"], shared)}
-        peaks = place.peaks(paths, report.errors) if paths else {}
-        peaks = beside_kept(place, store, peaks, set(deleted) | sharers, dry_run)  # not those of a kin
+        beside = place.peaks(paths, report.errors) if paths else {}
+        peaks = beside_kept(place, store, beside, set(deleted) | sharers, dry_run)  # not those of a kin
+        if dry_run:  # rows whose peaks a kin keeps: that kin's row, deleted on a later page, takes them
+            sharers |= {row["id"] for row, _ in selected if row["file_path"] in beside.keys() - peaks.keys()}
         removed: set[str] = set()  # files this page removed (or, in a dry run, would): rows may share one
         for row, on_disk in selected:
             processed += 1
@@ -357,11 +362,6 @@ def _shares(rel: str | None, shared: set[str]) -> bool:
 def _recorded(row: dict[str, Any], renditions: dict[str, list[tuple[str, int]]]) -> int:
     """The bytes the store records for a generation: its file's and its renditions'."""
     return int(row["file_size_bytes"] or 0) + sum(size for _, size in renditions.get(row["id"], []))
-
-
-def _now(store: Store) -> datetime:
-    """The store's clock (tests pass a FakeClock), checked as the store checks it: no query to read it."""
-    return validate.moment(store.clock(), "the store's clock")
 
 
 def _delete_renditions(place: _Place, keys: list[str], dry_run: bool, report: CleanupReport) -> int:

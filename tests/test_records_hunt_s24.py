@@ -1,0 +1,54 @@
+"""Hunt of session 24 in recording, prompts, retention, transfer and usage: what was found, pinned on both
+database backends (and on a folder and a bucket where files are involved)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from musicstore import Generation, Store
+from musicstore.filestore import FileStore
+from musicstore.maintenance.retention import cleanup
+from musicstore.ops.storage import record_storage
+from tests.conftest import FakeClock, new_job
+
+
+def completed_at(store: Store, files: FileStore, clock: FakeClock, key: str, data: bytes) -> Generation:
+    """A completed generation whose master is ``data`` at ``key`` in ``files``, recorded there."""
+    clock.advance(1)
+    job = new_job(store)
+    claimed = store.claim_next("gpu-0")
+    assert claimed is not None and claimed.id == job.id
+    files.put(key, data)
+    done: Generation = store.complete_generation(job.id, file_path=key, file_size_bytes=len(data))
+    checksum = hashlib.sha256(data).hexdigest()
+    store.run(record_storage, job.id, storage_url=files.url, key=key, checksum=checksum)
+    return done
+
+
+def _outcome(report: Any) -> Any:
+    return (
+        [(d.id, d.file_action.replace("would_delete", "deleted"), d.peaks_deleted) for d in report.deleted],
+        report.files_deleted,
+        report.peaks_files_deleted,
+        report.bytes_freed,
+    )
+
+
+def test_a_dry_run_over_pages_deletes_the_peaks_a_kin_master_kept_as_the_real_run_does(
+    store: Store, where: FileStore, clock: FakeClock
+) -> None:
+    """album/t.flac and album/t.wav share the peaks named after their stem. Deleted a page each (batch=1),
+    the real run keeps the peaks with t.flac (t.wav stays recorded) and deletes them with t.wav (page 2:
+    t.flac is gone); the dry run still saw t.flac's row on page 2 and said the peaks would stay, where
+    the dry run is to say what the real run deletes."""
+    flac = completed_at(store, where, clock, "album/t.flac", b"fLaC" + b"\1" * 20)
+    wav = completed_at(store, where, clock, "album/t.wav", b"RIFF" + b"\2" * 30)
+    where.put("album/t.peaks.256.8.json", b'{"version": 2}')
+
+    dry = cleanup(store, where, statuses=["completed"], batch=1)
+    real = cleanup(store, where, statuses=["completed"], batch=1, dry_run=False)
+    expected = ([(flac.id, "deleted", 0), (wav.id, "deleted", 1)], 3, 1, 24 + 34 + 14)
+    assert _outcome(real) == expected
+    assert _outcome(dry) == expected  # it said ([..., (wav.id, "deleted", 0)], 2, 0, 58)
+    assert sorted(o.key for o in where.list()) == []
