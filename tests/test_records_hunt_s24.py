@@ -4,10 +4,12 @@ database backends (and on a folder and a bucket where files are involved)."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 from musicstore import Generation, Store
-from musicstore.filestore import FileStore
+from musicstore.filestore import FileStore, open_filestore
+from musicstore.maintenance.relocate import copy_files
 from musicstore.maintenance.retention import cleanup
 from musicstore.ops.storage import record_storage
 from tests.conftest import FakeClock, new_job
@@ -52,3 +54,34 @@ def test_a_dry_run_over_pages_deletes_the_peaks_a_kin_master_kept_as_the_real_ru
     assert _outcome(real) == expected
     assert _outcome(dry) == expected  # it said ([..., (wav.id, "deleted", 0)], 2, 0, 58)
     assert sorted(o.key for o in where.list()) == []
+
+
+def _copied(report: Any) -> Any:
+    return (
+        report.rows_updated,
+        report.objects_copied,
+        report.objects_present,
+        report.bytes_copied,
+        report.peaks_copied,
+        report.skipped_count,
+    )
+
+
+def test_a_dry_copy_counts_a_file_two_rows_record_once_as_the_run_copies_it(
+    store: Store, where: FileStore, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Two generations record album/t.wav (a shared custom path), and the peaks beside it carry its stem:
+    the run copies each file once and finds it there for the second row; the dry run counted both rows'
+    copies (4 objects, 2 present where the run said 2 and 2)."""
+    data = b"RIFF" + b"\3" * 40
+    first = completed_at(store, where, clock, "album/t.wav", data)
+    second = completed_at(store, where, clock, "album/t.wav", data)
+    assert first.id != second.id
+    where.put("album/t.peaks.256.8.json", b'{"version": 2}')
+    (tmp_path / "moved").mkdir()
+    target = open_filestore((tmp_path / "moved").as_uri())
+    dry = copy_files(store, target, dry_run=True)
+    real = copy_files(store, target)
+    assert sorted(o.key for o in target.list()) == ["album/t.peaks.256.8.json", "album/t.wav"]
+    assert _copied(real) == (2, 2, 2, 44 + 14, 2, 0)
+    assert _copied(dry) == _copied(real)  # it said (2, 4, 0, 116, 2, 0)

@@ -1,7 +1,9 @@
-"""The store ``copy_files`` copies to, opened so that a dry run makes nothing: not even its folder."""
+"""The store ``copy_files`` copies to, opened so that a dry run makes nothing: not even its folder; what a
+dry run counts for each object, as the run would; how an object's bytes are compared."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -73,3 +75,59 @@ def refuse_conflict(target: FileStore, key: str) -> None:
             f"{target.url}/{key} is a folder (of other objects, or one they left), which cannot be an "
             "object too (docs/storage.md); nothing was changed"
         )
+
+
+def sha256_of(files: FileStore, key: str) -> str:
+    """The SHA-256 of ``key`` in ``files``: the one the store keeps, else read and hashed."""
+    kept = files.head(key).checksum
+    if kept is not None:
+        return kept
+    digest = hashlib.sha256()
+    for chunk in files.get(key):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def holds(files: FileStore, key: str, there: ObjectInfo, size: int, checksum: str) -> bool:
+    """Whether ``there`` (the object at ``key``) holds ``size`` bytes hashing to ``checksum``: by the SHA-256
+    the store keeps, else read and hashed (a folder without user xattrs keeps none)."""
+    return there.size == size and (there.checksum or sha256_of(files, key)) == checksum
+
+
+def dry_copy(
+    origin: FileStore,
+    target: FileStore,
+    key: str,
+    size: int | None,
+    checksum: str | None,
+    *,
+    planned: dict[str, str],
+    gid: str,
+) -> tuple[str, int, str]:
+    """What copying ``key`` (a file of generation ``gid``) would do, nothing written: ``("copied", bytes,
+    SHA-256)`` or ``("present", 0, SHA-256)``; raises as the run's copy would (the row skipped).
+
+    ``planned`` (key → origin URL) holds the objects this dry run would copy whose name another row may
+    name too (not ``<gid>.…``: a master at a custom path, the peaks named after its stem): a later row's
+    file at such a key, from the same store, is found there by the run (a copy of these bytes), so it is
+    counted present, not copied twice. Objects named after their generation are not held: memory grows
+    with the shared ones only."""
+    head = origin.head(key)  # it must be there to be copied
+    if size is not None and head.size != size:
+        raise StorageError(f"{origin.url}/{key} has {head.size} bytes, the row recorded {size}")
+    try:
+        found = target.head(key)
+    except ObjectNotFound:
+        if planned.get(key) == origin.url:  # an earlier row's file in this run: copied once
+            return "present", 0, checksum or head.checksum or "0" * 64
+        refuse_conflict(target, key)  # skipped as the run's put would skip it
+        if not key.rpartition("/")[2].startswith(gid + "."):
+            planned[key] = origin.url
+        return "copied", head.size, checksum or head.checksum or "0" * 64
+    expected = checksum or head.checksum or sha256_of(origin, key)
+    if holds(target, key, found, head.size, expected):
+        return "present", 0, expected
+    raise StorageError(
+        f"{target.url}{'' if target.url.endswith('/') else '/'}{key} exists with other bytes; a copy "
+        "would leave it as it is and not change the row"
+    )

@@ -57,7 +57,7 @@ from ..models import Generation
 from ..ops import Call, Steps, reader, writer
 from ..ops.reads import GENERATION
 from ..store import Store
-from .dry_target import open_target, refuse_conflict
+from .dry_target import dry_copy, holds, open_target, sha256_of
 from .scan import DEFAULT_MAX_ITEMS, is_peaks_of, require_store
 
 
@@ -225,13 +225,15 @@ def copy_files(
         raise
     sources = _Sources(origin)
     report = CopyReport(target=target.url, dry_run=dry_run)
+    planned: dict[str, str] = {}  # dry run: key → origin of the objects shared by name it would copy
     try:
         after = ""
         while page := store.run(files_to_copy, target.url, after, size):
             after = page[-1]["id"]
             if wanted is not None:
                 page = [r for r in page if _url_of(r, origin) == wanted]
-            _copy_page(store, page=page, target=target, sources=sources, report=report, max_items=max_items)
+            _copy_page(store, page, target=target, sources=sources, report=report, max_items=max_items,
+                       planned=planned)  # fmt: skip
             report.generations_seen += len(page)
             if progress is not None:
                 progress(report.generations_seen)
@@ -252,12 +254,13 @@ def _url_of(row: dict[str, Any], origin: FileStore | None) -> str | None:
 
 def _copy_page(
     store: Store,
-    *,
     page: list[dict[str, Any]],
+    *,
     target: FileStore,
     sources: _Sources,
     report: CopyReport,
     max_items: int,
+    planned: dict[str, str],
 ) -> None:
     def skip(row: dict[str, Any], reason: str) -> None:
         report.skipped_count += 1
@@ -282,7 +285,7 @@ def _copy_page(
         try:
             peaks = _peaks_of(origin, row, dry_run=report.dry_run)
             sums = [
-                _copy_one(origin, target, key, size, checksum, report=report)
+                _copy_one(origin, target, key, size, checksum, report=report, planned=planned, gid=row["id"])
                 for key, size, checksum in files + peaks
             ]
         except StoreUnavailable:
@@ -347,25 +350,8 @@ def _peaks_of(origin: FileStore, row: dict[str, Any], *, dry_run: bool) -> list[
             or not is_peaks_of(obj.key.rpartition("/")[2], stem, row["id"])  # not another's (its id's hex)
         ):
             continue
-        found.append((obj.key, obj.size, "" if dry_run else _sha256_of(origin, obj.key)))
+        found.append((obj.key, obj.size, "" if dry_run else sha256_of(origin, obj.key)))
     return found
-
-
-def _sha256_of(files: FileStore, key: str) -> str:
-    """The SHA-256 of ``key`` in ``files``: the one the store keeps, else read and hashed."""
-    kept = files.head(key).checksum
-    if kept is not None:
-        return kept
-    digest = hashlib.sha256()
-    for chunk in files.get(key):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _holds(files: FileStore, key: str, there: ObjectInfo, size: int, checksum: str) -> bool:
-    """Whether ``there`` (the object at ``key``) holds ``size`` bytes hashing to ``checksum``: by the SHA-256
-    the store keeps, else read and hashed (a folder without user xattrs keeps none)."""
-    return there.size == size and (there.checksum or _sha256_of(files, key)) == checksum
 
 
 def _copy_one(
@@ -376,34 +362,24 @@ def _copy_one(
     checksum: str | None,
     *,
     report: CopyReport,
+    planned: dict[str, str],
+    gid: str,
 ) -> str:
-    """Copy ``key`` from ``origin`` to ``target`` and verify the copy; returns its SHA-256."""
-    if report.dry_run:  # counted as the copy would count it, nothing written
-        head = origin.head(key)  # it must be there to be copied
-        if size is not None and head.size != size:
-            raise StorageError(f"{origin.url}/{key} has {head.size} bytes, the row recorded {size}")
-        try:
-            found = target.head(key)
-        except ObjectNotFound:
-            refuse_conflict(target, key)  # skipped as the run's put would skip it
-            report.objects_copied += 1
-            report.bytes_copied += head.size
-            return checksum or head.checksum or "0" * 64
-        expected = checksum or head.checksum or _sha256_of(origin, key)
-        if _holds(target, key, found, head.size, expected):
-            report.objects_present += 1
-            return expected
-        raise StorageError(
-            f"{target.url}{'' if target.url.endswith('/') else '/'}{key} exists with other bytes; a copy "
-            "would leave it as it is and not change the row"
-        )
+    """Copy ``key`` (of generation ``gid``) from ``origin`` to ``target`` and verify the copy; returns its
+    SHA-256. A dry run counts what the copy would do (``dry_target.dry_copy``), nothing written."""
+    if report.dry_run:
+        outcome, sent, sha = dry_copy(origin, target, key, size, checksum, planned=planned, gid=gid)
+        report.objects_copied += outcome == "copied"
+        report.objects_present += outcome == "present"
+        report.bytes_copied += sent
+        return sha
     try:
         there: ObjectInfo | None = target.head(key)
     except ObjectNotFound:
         there = None
     if there is not None:  # copied by an earlier run? (a row without a checksum: the source's bytes hashed)
-        expected = checksum or _sha256_of(origin, key)
-        if _holds(target, key, there, there.size if size is None else size, expected):
+        expected = checksum or sha256_of(origin, key)
+        if holds(target, key, there, there.size if size is None else size, expected):
             report.objects_present += 1
             return expected
     source = origin.head(key)
