@@ -85,3 +85,29 @@ def test_a_dry_copy_counts_a_file_two_rows_record_once_as_the_run_copies_it(
     assert sorted(o.key for o in target.list()) == ["album/t.peaks.256.8.json", "album/t.wav"]
     assert _copied(real) == (2, 2, 2, 44 + 14, 2, 0)
     assert _copied(dry) == _copied(real)  # it said (2, 4, 0, 116, 2, 0)
+
+
+def test_a_source_of_another_size_than_its_row_is_refused_before_anything_is_written(
+    store: Store, tmp_path: Path
+) -> None:
+    """A row recorded before 0006 (no store, no checksum) whose file has since another size: the run put the
+    copy, then found its size wrong and skipped the row, leaving the copy in the target (an orphan there,
+    and a second run said the target's key 'exists with other bytes'); the dry run said the size and wrote
+    nothing. Now the run refuses it as the dry run does, before the put."""
+    old = tmp_path / "old"
+    (old / "2026").mkdir(parents=True)
+    job = new_job(store)
+    assert store.claim_next("gpu-0") is not None
+    (old / "2026" / f"{job.id}.wav").write_bytes(b"RIFF" + b"\4" * 20)  # 24 bytes; the row says 30
+    store.complete_generation(job.id, file_path=f"2026/{job.id}.wav", file_size_bytes=30)
+    (tmp_path / "new").mkdir()
+    target = open_filestore((tmp_path / "new").as_uri())
+    dry = copy_files(store, target, source=old, dry_run=True)
+    reasons = []
+    for _ in range(2):
+        real = copy_files(store, target, source=old)
+        assert _copied(real) == _copied(dry) == (0, 0, 0, 0, 0, 1)
+        reasons.append(real.skipped[0].reason)
+        assert list(target.list()) == []  # the copy was left here
+    assert reasons[0] == reasons[1] == dry.skipped[0].reason
+    assert "has 24 bytes, the row recorded 30" in reasons[0]

@@ -12,10 +12,11 @@ run again:
 
 1. Each object is read from the store the row names (its ``storage_url``; rows from before migration 0006
    name none: their folder is ``source``) and verified against the row's SHA-256 (a rendition's, the peaks
-   record's) as it streams (a damaged source is refused, nothing is written), and put with a conditional
-   create: an object already at the key holding these very bytes is a copy made by an earlier run and is
-   kept as is; one with other bytes is never overwritten (the row is skipped and named). A store that
-   cannot be used at all (``StoreUnavailable``: access denied, no bucket, unreachable) stops the run.
+   record's) as it streams (a damaged source, or one of another size than the row's, is refused, nothing
+   written), and put with a conditional create: an object already at the key holding these very bytes is
+   a copy made by an earlier run and is kept as is; one with other bytes is never overwritten (the row is
+   skipped and named). A store that cannot be used at all (``StoreUnavailable``: access denied, no bucket,
+   unreachable) stops the run.
 2. The copy is verified where it landed: its size and SHA-256 (the checksum the store keeps, else it is read
    back and hashed) must be the row's.
 3. Only then, in one transaction per page, each row changes: ``storage_url`` becomes ``to``'s URL (and the
@@ -383,6 +384,8 @@ def _copy_one(
             report.objects_present += 1
             return expected
     source = origin.head(key)
+    if size is not None and source.size != size:  # refused before anything is written, as a dry run says
+        raise StorageError(f"{origin.url}/{key} has {source.size} bytes, the row recorded {size}")
     try:
         info = target.put(
             key,
