@@ -11,7 +11,7 @@ from musicstore import Generation, Store
 from musicstore.filestore import FileStore, open_filestore
 from musicstore.maintenance.relocate import copy_files
 from musicstore.maintenance.retention import cleanup
-from musicstore.ops.storage import record_storage
+from musicstore.ops.storage import get_storage, record_storage
 from tests.conftest import FakeClock, new_job
 
 
@@ -111,3 +111,30 @@ def test_a_source_of_another_size_than_its_row_is_refused_before_anything_is_wri
         assert list(target.list()) == []  # the copy was left here
     assert reasons[0] == reasons[1] == dry.skipped[0].reason
     assert "has 24 bytes, the row recorded 30" in reasons[0]
+
+
+def test_copy_files_from_a_folder_takes_its_rows_in_any_spelling_of_it(
+    store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    """``only_from`` (``--from``) named by a symlink to the folder the rows record, or with ``..``, is that
+    store, as reconcile and cleanup take a folder in any spelling (same device and inode): it copied
+    nothing and said so with exit code 0 (the URLs compared as text)."""
+    audio = tmp_path / "data" / "audio"
+    audio.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(audio, target_is_directory=True)
+    files = open_filestore(audio.as_uri())
+    done = completed_at(store, files, clock, "2026/01/01/take.wav", b"RIFF" + b"\5" * 10)
+    files.close()
+    (tmp_path / "elsewhere").mkdir()
+    for spelling in (
+        tmp_path / "link",
+        tmp_path / "data" / ".." / "data" / "audio",
+        (tmp_path / "link").as_uri(),
+    ):
+        report = copy_files(store, tmp_path / "moved", only_from=str(spelling), dry_run=True)
+        assert (report.generations_seen, report.rows_updated, report.objects_copied) == (1, 1, 1), spelling
+    other = copy_files(store, tmp_path / "moved", only_from=str(tmp_path / "elsewhere"), dry_run=True)
+    assert (other.generations_seen, other.rows_updated) == (0, 0)  # another folder is not this one
+    moved = copy_files(store, tmp_path / "moved", only_from=str(tmp_path / "link"))
+    assert moved.rows_updated == 1
+    assert store.run(get_storage, done.id).storage_url == (tmp_path / "moved").as_uri()

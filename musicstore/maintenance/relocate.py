@@ -59,7 +59,7 @@ from ..ops import Call, Steps, reader, writer
 from ..ops.reads import GENERATION
 from ..store import Store
 from .dry_target import dry_copy, holds, open_target, sha256_of
-from .scan import DEFAULT_MAX_ITEMS, is_peaks_of, require_store
+from .scan import DEFAULT_MAX_ITEMS, OwnRows, is_peaks_of, require_store
 
 
 @dataclass(slots=True)
@@ -206,10 +206,10 @@ def copy_files(
     max_items = validate.integer(max_items, "max_items", 0)
     validate.callback(progress, "progress")
     # the stores read from first, none made: a mistyped source is an error, a refused call writes nothing
-    wanted = None
+    wanted: Callable[[str | None], bool] | None = None
     if only_from is not None:
         chosen = open_filestore(only_from, create=False)
-        wanted = chosen.url
+        wanted = _stored_in(chosen)
         chosen.close()
     origin = None
     if source is not None:
@@ -232,7 +232,7 @@ def copy_files(
         while page := store.run(files_to_copy, target.url, after, size):
             after = page[-1]["id"]
             if wanted is not None:
-                page = [r for r in page if _url_of(r, origin) == wanted]
+                page = [r for r in page if wanted(_url_of(r, origin))]
             _copy_page(store, page, target=target, sources=sources, report=report, max_items=max_items,
                        planned=planned)  # fmt: skip
             report.generations_seen += len(page)
@@ -246,6 +246,15 @@ def copy_files(
             origin.close()
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def _stored_in(chosen: FileStore) -> Callable[[str | None], bool]:
+    """Whether a row's storage URL names ``chosen``: a bucket by its URL, a folder in any spelling (a
+    symlink to it, ``..``: the same device and inode, as reconcile and cleanup take a folder)."""
+    if isinstance(chosen, LocalFileStore):
+        own = OwnRows(chosen.root)
+        return lambda url: url is not None and own(url)
+    return lambda url: url == chosen.url
 
 
 def _url_of(row: dict[str, Any], origin: FileStore | None) -> str | None:
