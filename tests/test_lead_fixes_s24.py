@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from musicstore import Status, Store
 from musicstore.aio import AsyncStore
+from musicstore.audio import ExportOptions, export_audio
+from musicstore.audio.loudness import integrated_loudness
 from musicstore.errors import Cancelled
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
 from tests.conftest import FakeClock, new_job
+from tests.reference_meter import reference_true_peak_db
 
 
 def test_a_handler_that_catches_its_jobs_cancel_and_returns_is_counted_cancelled(
@@ -69,3 +75,57 @@ def test_a_handler_that_returns_unfinished_is_still_warned_of_and_counted_done(
     with caplog.at_level(logging.WARNING, logger="musicstore.worker"):
         assert Worker(store, "gpu-0", lambda job: None).run(max_jobs=1) == WorkerReport(done=1)
     assert "stays processing" in caplog.text
+
+
+RATE = 32_000
+
+
+def _hot_but_quiet(kind: str) -> np.ndarray:
+    """Clips BS.1770 reads as silent or too quiet whose true peak is over the ceiling: a slow ramp to
+    nearly full scale (DC to K-weighting: silent, +1.06 dBTP written before), 3 Hz infrasound beyond full
+    scale, a lone click beside spikes beyond full scale in a quiet bed."""
+    n = RATE * 2
+    if kind == "ramp":
+        return np.linspace(0, 0.99, n, dtype=np.float32)[None, :]
+    if kind == "infrasound":
+        return (np.sin(2 * np.pi * 3 * np.arange(n) / RATE) * 1.2).astype(np.float32)[None, :]
+    bed = (np.sin(np.arange(n) * 0.05) * 0.3).astype(np.float32)[None, :]
+    bed[0, np.random.default_rng(0).integers(n, size=5)] = np.float32(3.0)
+    return bed
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "status"),
+    [
+        ("ramp", {}, "silent"),
+        ("infrasound", {}, "too_quiet"),
+        ("spikes", {"target_lufs": -1.0, "max_gain_db": 0.0}, "too_quiet"),
+    ],
+)
+@pytest.mark.parametrize(("fmt", "subtype"), [("wav", "PCM_16"), ("wav", "FLOAT"), ("flac", "PCM_24")])
+def test_a_silent_or_too_quiet_clip_over_the_ceiling_is_turned_down_never_up(
+    tmp_path: Path, *, kind: str, options: dict[str, float], status: str, fmt: str, subtype: str
+) -> None:
+    """Issue 10's property, for any input: the file's true peak by an ideal reconstruction is within the
+    ceiling + 0.2 dB. A clip written unchanged for its status kept its peak (a ramp read +1.06 dBTP, spikes
+    were clipped at full scale); now a plain gain under 0 dB puts it at the ceiling, as renditions do."""
+    audio = _hot_but_quiet(kind)
+    opts = ExportOptions(subtype=subtype, **options)  # type: ignore[arg-type]
+    result = export_audio(audio, RATE, tmp_path / f"c.{fmt}", opts)
+    assert result.status == status and result.clipped_samples == 0
+    assert result.gain_db < 0.0  # turned down, never up
+    data, _ = sf.read(result.path, dtype="float64", always_2d=True)
+    measured = reference_true_peak_db(data.T)
+    assert measured <= opts.ceiling_dbtp + 0.2
+    assert result.true_peak_after == pytest.approx(measured, abs=0.1)
+    written = integrated_loudness(data.T.astype(np.float32), RATE).lufs
+    assert result.loudness_after == pytest.approx(written, abs=0.05)  # -inf for the ramp: gated
+    big = np.abs(audio) > 0.1  # a plain gain: every sample scaled alike (dither aside)
+    assert np.allclose(data.T[big] / audio[big], 10 ** (result.gain_db / 20), atol=1e-3)
+
+
+def test_a_silent_clip_under_the_ceiling_is_still_written_unchanged(tmp_path: Path) -> None:
+    audio = np.linspace(0, 0.5, RATE, dtype=np.float32)[None, :]
+    result = export_audio(audio, RATE, tmp_path / "s.wav", ExportOptions(subtype="FLOAT"))
+    assert result.status == "silent" and result.gain_db == 0.0
+    np.testing.assert_array_equal(sf.read(result.path, dtype="float32", always_2d=True)[0].T, audio)

@@ -28,6 +28,7 @@ from musicstore.audio.arrays import as_audio, as_audio_batch, check_flac_rate, c
 from musicstore.audio.export_options import ExportOptions, ExportResult, LoudnessStatus, StageTimings
 from musicstore.audio.farfield import FarField, keep_spectrum
 from musicstore.audio.files import as_path, format_for, write_atomic, write_blocks_atomic
+from musicstore.audio.levels import from_db
 from musicstore.audio.limiter import Leveled, LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower
 from musicstore.audio.quantize import (
@@ -62,7 +63,8 @@ class _Processed:
     status: LoudnessStatus
     short: bool
     true_peak: float  # linear, by the accurate meter (ideal reconstruction)
-    written_loudness: float | None = None  # written unchanged but clipped to full scale: its loudness
+    written_loudness: float | None = None  # written unchanged but clipped to full scale, or turned down
+    gain_db: float = 0.0  # a silent or too quiet clip over the ceiling: turned down by this plain gain
 
 
 def check_target(path: str | Path, subtype: str, *, sample_rate: int | None = None) -> tuple[Path, str]:
@@ -110,6 +112,8 @@ def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple
     if unchanged is not None:
         peak_given = math.ldexp(refined_peak(measured, peak_map(measured, None, far)), exponent)
         as_given = _Processed(x, before, None, unchanged, short, peak_given)  # the samples given, as is
+        if unchanged != "as_is" and peak_given > from_db(options.ceiling_dbtp):  # never up; the ceiling holds
+            as_given = _turned_down(as_given, from_db(options.ceiling_dbtp) / peak_given, rate)
         return as_given, time.perf_counter() - start, 0.0
     handed = [blocks]  # level drops the per-sample power once it is done with it (memory)
     del blocks
@@ -228,7 +232,7 @@ def _result(
     leveled = done.leveled
     if leveled is None:
         after = done.before if done.written_loudness is None else done.written_loudness
-        gain, reduction, fraction = 0.0, 0.0, 0.0
+        gain, reduction, fraction = done.gain_db, 0.0, 0.0
     else:
         after, gain = leveled.loudness, leveled.gain_db
         reduction, fraction = leveled.max_reduction_db, leveled.reduced_fraction
@@ -256,6 +260,16 @@ def _result(
         clipped_samples=clipped,
         elapsed=0.0,
     )
+
+
+def _turned_down(given: _Processed, turn: float, rate: int) -> _Processed:
+    """A silent or too quiet clip whose true peak is over the ceiling (DC, infrasound, a lone click), turned
+    down by the plain gain ``turn`` (< 1) that puts it there: its true peak scales with it (linear), its
+    loudness is measured again (blocks fall under the absolute gate)."""
+    audio = given.audio * np.float32(turn)
+    loudness = BlockPower.measure(audio, rate).loudness()
+    return replace(given, audio=audio, true_peak=given.true_peak * turn, written_loudness=loudness,
+                   gain_db=to_db(turn))  # fmt: skip
 
 
 def _measured_as_written(done: _Processed, written: NDArray[np.float32], rate: int) -> _Processed:
