@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from numpy.typing import NDArray
 
 from musicstore import Status, Store
 from musicstore.aio import AsyncStore
@@ -80,18 +81,19 @@ def test_a_handler_that_returns_unfinished_is_still_warned_of_and_counted_done(
 RATE = 32_000
 
 
-def _hot_but_quiet(kind: str) -> np.ndarray:
+def _hot_but_quiet(kind: str) -> NDArray[np.float32]:
     """Clips BS.1770 reads as silent or too quiet whose true peak is over the ceiling: a slow ramp to
     nearly full scale (DC to K-weighting: silent, +1.06 dBTP written before), 3 Hz infrasound beyond full
-    scale, a lone click beside spikes beyond full scale in a quiet bed."""
+    scale, spikes beyond full scale in a quiet bed."""
     n = RATE * 2
     if kind == "ramp":
-        return np.linspace(0, 0.99, n, dtype=np.float32)[None, :]
-    if kind == "infrasound":
-        return (np.sin(2 * np.pi * 3 * np.arange(n) / RATE) * 1.2).astype(np.float32)[None, :]
-    bed = (np.sin(np.arange(n) * 0.05) * 0.3).astype(np.float32)[None, :]
-    bed[0, np.random.default_rng(0).integers(n, size=5)] = np.float32(3.0)
-    return bed
+        clip = np.linspace(0, 0.99, n, dtype=np.float32)
+    elif kind == "infrasound":
+        clip = (np.sin(2 * np.pi * 3 * np.arange(n) / RATE) * 1.2).astype(np.float32)
+    else:
+        clip = (np.sin(np.arange(n) * 0.05) * 0.3).astype(np.float32)
+        clip[np.random.default_rng(0).integers(n, size=5)] = np.float32(3.0)
+    return clip.reshape(1, n)
 
 
 @pytest.mark.parametrize(
