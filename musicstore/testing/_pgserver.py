@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import _scratch
-from ._seaweed import _die_with_parent
+from ._seaweed import _die_with_parent, fits_socket
 
 START_TIMEOUT = 60.0
 
@@ -138,11 +138,14 @@ def start(*, durable: bool = False, tries: int = 3) -> Server:
             "initdb", "-D", str(base / "data"), "-U", "musicstore", "-A", "trust", "-E", "UTF8", "--no-sync"
         )
         owner = pwd.getpwnam(user) if user else None
+        # its Unix socket beside its data, unless that path is too long for one (a deep $TMPDIR): then none,
+        # as the server is reached over TCP (it exited, unable to make any)
+        sockets = str(base) if fits_socket(base / ".s.PGSQL.65535") else ""
         for attempt in range(tries):
             if attempt:
                 server.port = _free_port()
             command = [str(bindir / "postgres"), "-D", str(base / "data"), "-p", str(server.port)]
-            command += ["-k", str(base), *(arg for setting in settings for arg in ("-c", setting))]
+            command += ["-k", sockets, *(arg for setting in settings for arg in ("-c", setting))]
             with open(base / "log", "ab") as log:
                 since = log.tell()
                 server.process = subprocess.Popen(

@@ -212,7 +212,32 @@ class External:
         """Nothing to stop: the server is not ours."""
 
 
-def _command(weed: Path, base: Path, ports: dict[str, int]) -> list[str]:
+SOCKET_PATH_MAX = 107
+"""The most bytes a Unix socket's path may have (``sun_path`` holds 108 with its NUL): a server whose folder
+is deeper (a long ``$TMPDIR``) could not make its sockets there, and exited."""
+
+
+def fits_socket(path: Path) -> bool:
+    """Whether ``path`` is short enough for a Unix socket."""
+    return len(os.fsencode(path)) <= SOCKET_PATH_MAX
+
+
+def _local_sockets(base: Path, ports: dict[str, int]) -> dict[str, Path]:
+    """The filer's and the S3 gateway's local sockets: in ``base``, or where its path is too long for a
+    socket, in /tmp, named as weed names its own there (and removed as those are)."""
+    return {
+        name: base / f"{name}.sock"
+        if fits_socket(base / f"{name}.sock")
+        else Path(f"/tmp/seaweedfs-{name}-{ports[f'{name}.port']}.sock")
+        for name in ("filer", "s3")
+    }
+
+
+def _command(
+    weed: Path, base: Path, ports: dict[str, int], local: dict[str, Path] | None = None
+) -> list[str]:
+    """``weed mini``'s command line; ``local``: its local sockets (default ``_local_sockets``)."""
+    local = local or _local_sockets(base, ports)
     return [
         str(weed),
         "-logtostderr",  # into weed.log in base: glog's files went to $TMPDIR, and stayed there
@@ -224,8 +249,8 @@ def _command(weed: Path, base: Path, ports: dict[str, int]) -> list[str]:
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
         "-webdav=false",
-        f"-filer.localSocket={base / 'filer.sock'}",
-        f"-s3.localSocket={base / 's3.sock'}",
+        f"-filer.localSocket={local['filer']}",
+        f"-s3.localSocket={local['s3']}",
         "-admin.ui=false",
         f"-s3.config={base / 's3.json'}",
         f"-bucket={BUCKET}",
@@ -288,7 +313,7 @@ def _wait(server: Server, deadline: float) -> None:
 _SOCKETS = "sockets"
 """The file in a server's folder naming the sockets it makes in /tmp, one a line: for the sweep of a run
 killed before its ``stop()``."""
-_SOCKET_NAME = re.compile(r"/tmp/seaweedfs-[a-z0-9]+-grpc-[0-9]{1,5}\.sock")
+_SOCKET_NAME = re.compile(r"/tmp/seaweedfs-[a-z0-9]+(-grpc)?-[0-9]{1,5}\.sock")
 
 
 def _listening(path: Path) -> bool:
@@ -339,12 +364,13 @@ def start(tries: int = 3) -> Server:
         }
         (base / "s3.json").write_text(json.dumps({"identities": [identity]}))
         ports = dict(zip(_PORTS, _free_ports(len(_PORTS)), strict=True))
-        command = _command(weed, base, ports)
+        local = _local_sockets(base, ports)
+        command = _command(weed, base, ports, local)
         sockets = [  # weed puts these in /tmp whatever $TMPDIR says, and leaves them there
             Path(f"/tmp/seaweedfs-{name.partition('.')[0]}-grpc-{port}.sock")
             for name, port in ports.items()
             if name.endswith(".grpc")
-        ]
+        ] + [path for path in local.values() if path.parent != base]
         (base / _SOCKETS).write_text("".join(f"{path}\n" for path in sockets))  # before weed makes them
         process = _launch(command, base)
         server = Server(base, process, f"http://127.0.0.1:{ports['s3.port']}", access, secret)
