@@ -1,17 +1,22 @@
 """musicstore.testing as a user's project meets it (session 24's hunt): its throwaway servers under a deep
-``$TMPDIR``, ..."""
+``$TMPDIR``, the rows ``generations()`` draws, ..."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, find, given, settings
 
+from musicstore import Generation, Status, Store
+from musicstore.models import Prompt
+from musicstore.ops import import_rows
 from musicstore.testing import _pgserver, _seaweed
+from musicstore.testing import strategies as ms
 
 # --- a deep $TMPDIR: the servers' Unix sockets do not fit in their folders ------------------------------
 
@@ -64,3 +69,47 @@ def test_seaweedfs_starts_under_a_temp_folder_too_deep_for_its_sockets(deep_temp
     finally:
         server.stop()
     assert not server.base.exists() and not any(path.exists() for path in server.sockets)
+
+
+# --- generations(): the rows of a retried job are drawn too ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("statuses", "shape"),
+    [
+        ("pending", lambda row: row.attempts > 0 and row.error_message is not None),
+        ("processing", lambda row: row.error_message is not None),
+        ("cancelled", lambda row: row.attempts > 0 and row.started_at is None),
+    ],
+    ids=["pending-requeued", "processing-after-an-error", "cancelled-after-a-requeue"],
+)
+def test_generations_draw_the_rows_of_a_requeued_job(
+    statuses: str, shape: Callable[[Generation], bool]
+) -> None:
+    """A pending row always had 0 attempts and a processing one no error: the rows of a job that failed an
+    attempt and was requeued (fail's retry, an expired lease), as the store keeps them, were never drawn,
+    so code reading rows was never tested on them."""
+    row = find(ms.generations(statuses=statuses), shape, settings=settings(database=None, max_examples=500))
+    assert shape(row)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(row=ms.generations(statuses=["pending", "cancelled"], max_attempts=3))
+def test_a_requeued_row_has_fewer_attempts_than_the_most_and_its_error(row: Generation) -> None:
+    assert 0 <= row.attempts < 3 or row.started_at is not None
+    if row.status is Status.PENDING and row.attempts:
+        assert row.error_message is not None and row.worker_id is None and row.started_at is None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(row=ms.generations(statuses=["pending", "processing", "cancelled"]))
+def test_requeued_rows_pass_the_schema_and_read_back_equal(store: Store, row: Generation) -> None:
+    prompt = Prompt(0, row.prompt, 1, row.created_at, row.created_at)
+    assert store.run(import_rows, [prompt], [row]) == 1
+    assert store.get_generation(row.id) == row
+
+
+@settings(max_examples=50, deadline=None, database=None)
+@given(row=ms.generations(statuses=["pending", "cancelled"], max_attempts=1))
+def test_max_attempts_one_leaves_no_room_for_a_requeue(row: Generation) -> None:
+    assert row.attempts == 0 or row.started_at is not None

@@ -179,10 +179,15 @@ def _generation(
     created = _EPOCH_2025 + timedelta(microseconds=draw(st.integers(0, 2 * 365 * 86_400 * 10**6)))
     later = st.integers(1, 3_600 * 10**6).map(lambda us: timedelta(microseconds=us))
     fields: dict[str, Any] = {"attempts": 0}
+    requeued = False
     if status is not Status.PENDING and not (status is Status.CANCELLED and draw(st.booleans())):
         fields["attempts"] = draw(st.integers(1, max_attempts))
         fields["started_at"] = created + draw(later)
         fields["worker_id"] = draw(st.sampled_from(["gpu-0", "gpu-1", "gpu-2", "worker-a"]))
+    elif max_attempts > 1 and draw(st.booleans()):
+        # requeued after failed attempts (fail's retry, an expired lease), and maybe cancelled since
+        fields["attempts"] = draw(st.integers(1, max_attempts - 1))
+        requeued = True
     if status is Status.PROCESSING:
         fields["lease_expires_at"] = fields["started_at"] + timedelta(seconds=300)
     if status in (Status.COMPLETED, Status.FAILED, Status.CANCELLED):
@@ -191,7 +196,13 @@ def _generation(
         fields["file_path"] = f"{created:%Y/%m/%d}/{{id}}.wav"
         fields["file_size_bytes"] = draw(st.integers(44, 500_000_000))
         fields["generation_time_seconds"] = (fields["completed_at"] - fields["started_at"]).total_seconds()
-    if status is Status.FAILED or (status is Status.PENDING and draw(st.booleans())):
+    # a failed row has its error, a requeued pending one its last attempt's; a replayed one (attempts 0) and
+    # a processing one (claimed after either) may keep one
+    if (
+        status is Status.FAILED
+        or (status is Status.PENDING and (requeued or draw(st.booleans())))
+        or (status is Status.PROCESSING and draw(st.booleans()))
+    ):
         fields["error_message"] = draw(st.text(alphabet=_text_alphabet, max_size=80))
     generation_id = new_id()
     if "file_path" in fields:
@@ -223,9 +234,11 @@ def generations(
     prompt: st.SearchStrategy[str] | None = None,
 ) -> st.SearchStrategy[Generation]:
     """Whole rows in any of ``statuses`` (one status, or several), consistent with the status machine (a
-    processing row has a worker and lease, a completed one a file, timestamps in order); for testing code
-    that reads rows. Their requests are narrowed as ``generation_requests``' are (``min_seconds``,
-    ``max_seconds``, ``sample_rates``, ``channels``, ``model_names``, ``prompt``), with its checks."""
+    processing row has a worker and lease, a completed one a file, timestamps in order; a pending or
+    cancelled one may have been requeued after failed attempts, fewer than ``max_attempts``, a pending one
+    then with its last error, as a processing one may have); for testing code that reads rows. Their
+    requests are narrowed as ``generation_requests``' are (``min_seconds``, ``max_seconds``,
+    ``sample_rates``, ``channels``, ``model_names``, ``prompt``), with its checks."""
     requests = generation_requests(
         min_seconds=min_seconds,
         max_seconds=max_seconds,
