@@ -1,5 +1,5 @@
 """musicstore.testing as a user's project meets it (session 24's hunt): its throwaway servers under a deep
-``$TMPDIR``, the rows ``generations()`` draws, ..."""
+``$TMPDIR``, the rows ``generations()`` draws, the ``AWS_*`` variables ``musicstore_s3_url`` sets, ..."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -113,3 +114,33 @@ def test_requeued_rows_pass_the_schema_and_read_back_equal(store: Store, row: Ge
 @given(row=ms.generations(statuses=["pending", "cancelled"], max_attempts=1))
 def test_max_attempts_one_leaves_no_room_for_a_requeue(row: Generation) -> None:
     assert row.attempts == 0 or row.started_at is not None
+
+
+# --- musicstore_s3_url: code that reads the AWS_* variables reaches the throwaway server ------------------
+
+
+@pytest.fixture(params=["AWS_ENDPOINT_URL_S3", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"])
+def users_endpoint_setting(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's shell naming their own S3 endpoint the way boto3 puts before ``AWS_ENDPOINT_URL``."""
+    pytest.importorskip("boto3")
+    value = "http://127.0.0.1:9" if request.param == "AWS_ENDPOINT_URL_S3" else "true"
+    monkeypatch.setenv(request.param, value)
+
+
+def test_the_users_endpoint_settings_do_not_lead_a_test_away_from_the_s3_server(
+    users_endpoint_setting: None, musicstore_s3_url: str, musicstore_s3_server: Any
+) -> None:
+    """With the fixture's ``AWS_*`` set, a bare ``boto3.client("s3")`` (the user's code under test) went to
+    ``$AWS_ENDPOINT_URL_S3``, or to AWS itself under ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS``."""
+    import boto3
+
+    if isinstance(musicstore_s3_server, _seaweed.External):
+        pytest.skip("the user's own store keeps the user's settings")
+    bucket, _, prefix = musicstore_s3_url.removeprefix("s3://").partition("/")
+    client = boto3.client("s3")
+    try:
+        client.put_object(Bucket=bucket, Key=f"{prefix}a", Body=b"x")
+        listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+        assert [item["Key"] for item in listed] == [f"{prefix}a"]
+    finally:
+        client.close()

@@ -157,11 +157,16 @@ def musicstore_s3_server() -> Iterator[Any]:
 
 @pytest.fixture
 def musicstore_s3_url(musicstore_s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    from ._seaweed import External
+
     server = musicstore_s3_server
     for name, value in server.environ.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION"):  # the user's, not for this server
         if name not in server.environ:  # an external store of the user's keeps its token and profile
+            monkeypatch.delenv(name, raising=False)
+    if not isinstance(server, External):  # the user's endpoint settings, which boto3 puts before ours
+        for name in ("AWS_ENDPOINT_URL_S3", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"):
             monkeypatch.delenv(name, raising=False)
     prefix = f"{server.prefix}test-{_RUN.replace('_', '-')}-{next(_databases)}/"
     yield f"s3://{server.bucket}/{prefix}"
