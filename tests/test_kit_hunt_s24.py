@@ -144,3 +144,24 @@ def test_the_users_endpoint_settings_do_not_lead_a_test_away_from_the_s3_server(
         assert [item["Key"] for item in listed] == [f"{prefix}a"]
     finally:
         client.close()
+
+
+# --- prompts(): the longest prompts a narrowing allows are drawn ------------------------------------------
+
+
+@pytest.mark.parametrize("narrowing", [{"max_size": 20_000}, {"min_size": 1_000, "max_size": 20_000}])
+def test_prompts_draw_up_to_their_max_size(narrowing: dict[str, int]) -> None:
+    """``prompts(max_size=MAX_PROMPT_CHARS)`` drew one hypothesis text, never much over 4,000 characters:
+    the store's limit, the edge a user narrows to it for, was never reached."""
+    found = find(
+        ms.prompts(**narrowing),
+        lambda text: len(text) == narrowing["max_size"],
+        settings=settings(database=None, max_examples=500),
+    )
+    assert len(found) == narrowing["max_size"] and found.strip()
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(text=ms.prompts(min_size=990, max_size=1_010))
+def test_prompts_around_the_long_prompt_boundary_keep_their_bounds(text: str) -> None:
+    assert 990 <= len(text) <= 1_010 and text.strip() and "\x00" not in text

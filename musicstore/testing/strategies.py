@@ -33,21 +33,26 @@ _text_alphabet = st.characters(exclude_categories=["Cs"], exclude_characters="\x
 def prompts(*, min_size: int = 1, max_size: int = 500) -> st.SearchStrategy[str]:
     """Prompt text a store accepts: any script, emoji, quotes, SQL; not blank; no NUL or lone surrogates.
 
-    From ``min_size`` to ``max_size`` characters (a ``min_size`` over 1,000: a drawn phrase repeated to the
-    drawn length, as hypothesis draws no text that long); narrowing outside what ``create_generation``
+    From ``min_size`` to ``max_size`` characters (a length over 1,000: a drawn phrase repeated to the drawn
+    length, as hypothesis draws no text that long, so that the longest are drawn too); narrowing outside
+    what ``create_generation``
     accepts (more than ``MAX_PROMPT_CHARS``, no room for a non-blank prompt, ``min_size`` above
     ``max_size``) raises InvalidInput."""
     high = validate.integer(max_size, "max_size", 1, validate.MAX_PROMPT_CHARS)
     low = validate.integer(min_size, "min_size", 0, validate.MAX_PROMPT_CHARS)
     if low > high:
         raise InvalidInput(f"min_size ({min_size!r}) must not exceed max_size ({max_size!r})")
-    if low > _LONG_PROMPT:  # hypothesis draws no text that long (its health check; over 8,192 never)
-        return st.builds(_repeated, _phrases, st.integers(min_value=low, max_value=high))
-    return st.text(alphabet=_text_alphabet, min_size=low, max_size=high).filter(lambda t: t.strip() != "")
+    text = st.text(alphabet=_text_alphabet, min_size=low, max_size=min(high, _LONG_PROMPT))
+    short = text.filter(lambda t: t.strip() != "")
+    if high <= _LONG_PROMPT:
+        return short
+    # hypothesis draws no text that long (its health check; over 8,192 never), nor much over 4,000 at all
+    long = st.builds(_repeated, _phrases, st.integers(min_value=max(low, _LONG_PROMPT + 1), max_value=high))
+    return long if low > _LONG_PROMPT else short | long
 
 
 _LONG_PROMPT = 1_000
-"""The longest ``min_size`` drawn as one text; above it, a drawn phrase repeated to a drawn length."""
+"""The longest prompt drawn as one text; a longer one is a drawn phrase repeated to a drawn length."""
 _phrases = st.text(alphabet=_text_alphabet, min_size=1, max_size=64).filter(lambda t: t.strip() != "")
 
 
