@@ -8,6 +8,7 @@ removed by a later one, never what a running process uses.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -60,13 +61,14 @@ def maker_alive(pid: int, start: str) -> bool:
 
 
 def stale(folder: Path, older_than: float = 0.0) -> bool:
-    """Whether ``folder``'s maker is known and gone, and the folder unchanged for ``older_than`` seconds."""
+    """Whether ``folder``'s maker is known and gone (and holds no lock on it: ``hold``), and the folder
+    unchanged for ``older_than`` seconds."""
     try:
         pid_text, _, start = (folder / OWNER).read_text().strip().partition(" ")
         pid = int(pid_text)
     except (OSError, ValueError):
         return False  # no owner named (yet): kept
-    if pid <= 0 or maker_alive(pid, start or "-"):
+    if pid <= 0 or maker_alive(pid, start or "-") or held(folder):
         return False
     if older_than > 0:
         try:
@@ -74,6 +76,36 @@ def stale(folder: Path, older_than: float = 0.0) -> bool:
         except OSError:
             return False
     return True
+
+
+def hold(folder: Path) -> int:
+    """Lock ``folder``'s owner file for as long as the returned descriptor is open (``os.close`` it when the
+    folder is gone): ``held`` says so to any process, so that a sweep keeps it even where its maker's pid
+    is not seen (a process of another pid namespace sharing the temp folder: a container's)."""
+    fd = os.open(folder / OWNER, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def held(folder: Path) -> bool:
+    """Whether a process holds ``folder``'s owner file locked (``hold``): its maker runs, wherever it runs."""
+    try:
+        fd = os.open(folder / OWNER, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # and this probe's own lock with it
+    return False
 
 
 def sweep(prefix: str, older_than: float = 0.0) -> list[Path]:

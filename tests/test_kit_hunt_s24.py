@@ -1,9 +1,11 @@
 """musicstore.testing as a user's project meets it (session 24's hunt): its throwaway servers under a deep
-``$TMPDIR``, the rows ``generations()`` draws, the ``AWS_*`` variables ``musicstore_s3_url`` sets, ..."""
+``$TMPDIR``, the rows ``generations()`` and the prompts ``prompts()`` draw, the ``AWS_*`` variables
+``musicstore_s3_url`` sets, the sweep of the servers' folders."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,10 +15,11 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, find, given, settings
 
-from musicstore import Generation, Status, Store
+from musicstore import Generation, Status, Store, processes
 from musicstore.models import Prompt
 from musicstore.ops import import_rows
-from musicstore.testing import _pgserver, _seaweed
+from musicstore.processes import OWNER
+from musicstore.testing import _pgserver, _scratch, _seaweed
 from musicstore.testing import strategies as ms
 
 # --- a deep $TMPDIR: the servers' Unix sockets do not fit in their folders ------------------------------
@@ -165,3 +168,40 @@ def test_prompts_draw_up_to_their_max_size(narrowing: dict[str, int]) -> None:
 @given(text=ms.prompts(min_size=990, max_size=1_010))
 def test_prompts_around_the_long_prompt_boundary_keep_their_bounds(text: str) -> None:
     assert 990 <= len(text) <= 1_010 and text.strip() and "\x00" not in text
+
+
+# --- a server's folder is kept by the sweep while its maker runs, where this process cannot see its pid ----
+
+
+def test_a_live_servers_folder_whose_maker_is_not_seen_is_kept_until_released(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run in another pid namespace sharing the temp folder (a container's) names a pid this one cannot see
+    (or sees as another process): the next server start here removed its live server's folder, data and
+    all, and that server shut down (seen with ``unshare --pid``). Now a live run holds its folder's owner
+    file locked, and a locked folder is kept."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    child = subprocess.Popen(["true"])  # a pid no process has once reaped: how the other run's pid looks
+    child.wait()
+    gone_pid = child.pid
+    theirs = _scratch.folder("musicstore-pg-")
+    try:
+        (theirs / OWNER).write_text(f"{gone_pid} 1\n")  # same file: its lock stays
+        assert _scratch._stale(theirs) is False
+        ours = _scratch.folder("musicstore-pg-")  # sweeps first
+        assert theirs.exists() and ours.exists()
+    finally:
+        _scratch.release(theirs)
+    assert _scratch._stale(theirs)  # released (its run ended): a folder of a gone maker, swept
+    _scratch.folder("musicstore-pg-")
+    assert not theirs.exists() and ours.exists()
+    _scratch.release(ours)
+
+
+def test_a_stopped_server_releases_its_folders_lock() -> None:
+    if _pgserver.find_bindir() is None:
+        pytest.skip("needs PostgreSQL's server binaries")
+    server = _pgserver.start()
+    assert processes.held(server.base)
+    server.stop()
+    assert server.base not in _scratch._held

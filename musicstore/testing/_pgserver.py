@@ -82,6 +82,7 @@ class Server:
                     self.process.wait()
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
+            _scratch.release(self.base)
 
 
 def _admin(url: str, statements: tuple[str, ...]) -> None:

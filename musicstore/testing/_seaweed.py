@@ -141,6 +141,7 @@ class Server:
                 self.process.wait()
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
+            _scratch.release(self.base)
             for socket_path in self.sockets:
                 socket_path.unlink(missing_ok=True)
 
