@@ -1,10 +1,11 @@
 """Hypothesis strategies for code built on musicstore. Each takes arguments that narrow what it draws.
 
->>> from hypothesis import given
+>>> from hypothesis import HealthCheck, given, settings
 >>> from musicstore.testing import strategies as ms
->>> @given(request=ms.generation_requests(max_seconds=30))
-... def test_enqueue(store, request):
-...     store.create_generation(**request)
+>>> @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # one store for every example
+... @given(request=ms.generation_requests(max_seconds=30))
+... def test_enqueue(musicstore_store, request):
+...     musicstore_store.create_generation(**request)
 """
 
 from __future__ import annotations
