@@ -91,6 +91,7 @@ class _Objects:
 
     def __init__(self, files: FileStore) -> None:
         self.files, self.name = files, files.url
+        self.bucket_seen = False  # a listing answered: a HEAD's 404 is an object missing, not the bucket
 
     def elsewhere(self, storage_url: str | None) -> str | None:
         if storage_url == self.files.url:
@@ -105,6 +106,7 @@ class _Objects:
         try:
             return None, self.files.head(key).size
         except ObjectNotFound:
+            self._bucket_there()
             return None, None
         except InvalidInput as exc:  # a key no object under the prefix can have: '..', '//', absolute...
             return f"outside the output root: {exc}; cleanup leaves row and file alone", None
@@ -112,6 +114,20 @@ class _Objects:
             raise
         except StorageError as exc:
             return f"cannot look at {key}: {exc}", None
+
+    def _bucket_there(self) -> None:
+        """``StoreUnavailable`` when the bucket is not there (a HEAD's 404 has no body to say so: every row
+        would read "missing" and be deleted, its objects left wherever the bucket went): one listing, the
+        first time an object is missing in a run."""
+        if self.bucket_seen:
+            return
+        try:
+            next(iter(self.files.list("", page_size=1)), None)  # a missing bucket: StoreUnavailable
+        except StoreUnavailable:
+            raise
+        except StorageError:
+            return  # the bucket may be there: the object is missing, as its HEAD said
+        self.bucket_seen = True
 
     def remove(self, key: str, errors: list[str]) -> str:
         try:

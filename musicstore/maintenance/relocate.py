@@ -333,6 +333,12 @@ def _peaks_of(origin: FileStore, row: dict[str, Any], *, dry_run: bool) -> list[
     hashed where it is (in a dry run: its listed size, no hash). Raises ``InvalidInput`` for a record that
     is not one."""
     found: list[tuple[str, int | None, str]] = []
+    folder, _, name = row["file_path"].rpartition("/")
+    stem = posixpath.splitext(name)[0]
+    prefix = f"{folder}/{stem}.peaks." if folder else f"{stem}.peaks."
+    # listed first: a missing bucket is StoreUnavailable here (stopping the run), where a HEAD's 404 says
+    # only that the recorded file is missing (each row was skipped as such)
+    beside = list(origin.list(prefix))
     record = None if row["peaks"] is None else json.loads(row["peaks"])
     if record is not None:
         key, size, sha = (
@@ -349,11 +355,8 @@ def _peaks_of(origin: FileStore, row: dict[str, Any], *, dry_run: bool) -> list[
                 f"its recorded peaks file {key} is not in {origin.url}; render_peaks puts it back"
             ) from None
         found.append((key, size, sha))
-    folder, _, name = row["file_path"].rpartition("/")
-    stem = posixpath.splitext(name)[0]
-    prefix = f"{folder}/{stem}.peaks." if folder else f"{stem}.peaks."
     known = {key for key, _, _ in found}
-    for obj in origin.list(prefix):
+    for obj in beside:
         if (
             obj.key in known
             or not obj.key.startswith(prefix)
