@@ -72,3 +72,21 @@ def test_cleanup_of_a_bucket_that_is_gone_deletes_no_row(
             cleanup(store, gone, statuses=["completed"], dry_run=dry_run)
     found = store.get_generation(recorded.generation.id)
     assert found is not None and found.status is Status.COMPLETED
+
+
+def test_a_dry_run_of_copy_files_to_a_bucket_that_is_gone_says_so(
+    store: Store, objects: FileStore, musicstore_s3_server: object
+) -> None:
+    """``copy_files --dry-run`` reports what the run would do (docs/storage.md), and a missing bucket at the
+    target stops the run at its first put with ``StoreUnavailable``. The dry run only asks its target
+    ``HEAD``s, whose 404 does not say the bucket is missing: it reported every object as one it would copy,
+    where the run copies none. It raises as the run does now (one listing of the target); nothing moves."""
+    recorded = _recorded(store, objects)
+    gone = f"s3://musicstore-gone-{uuid.uuid4().hex[:12]}/music/"
+    with pytest.raises(StoreUnavailable, match="does not exist") as raised:
+        copy_files(store, gone, dry_run=True)
+    assert musicstore_s3_server.secret_access_key not in str(raised.value)  # type: ignore[attr-defined]
+    with pytest.raises(StoreUnavailable, match="does not exist"):
+        copy_files(store, gone)
+    assert store.run(get_storage, recorded.generation.id).storage_url == objects.url
+    assert copy_files(store, objects, dry_run=True).skipped_count == 0  # a bucket that is there: as before

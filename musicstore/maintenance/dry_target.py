@@ -47,6 +47,14 @@ def open_target(to: str | Path, *, dry_run: bool) -> FileStore:
         return cast(FileStore, _FolderToBe(url))
 
 
+def check_bucket(target: FileStore) -> None:
+    """``StoreUnavailable`` when a bucket a dry run copies to is not there, as the run's first put says:
+    the dry run asks its target only ``HEAD``s, whose 404 does not tell a missing bucket from a missing
+    object (it reported every object as one it would copy). One listing of one key."""
+    if not isinstance(target, LocalFileStore | _FolderToBe):
+        next(iter(target.list("", page_size=1)), None)
+
+
 def refuse_conflict(target: FileStore, key: str) -> None:
     """``KeyConflict``, as the real run's put in a folder target raises it, where nothing is at ``key`` but
     a file is at one of its folders or a folder is at the key (before, a dry run counted that row as copied,

@@ -58,7 +58,7 @@ from ..models import Generation
 from ..ops import Call, Steps, reader, writer
 from ..ops.reads import GENERATION
 from ..store import Store
-from .dry_target import dry_copy, holds, open_target, sha256_of
+from .dry_target import check_bucket, dry_copy, holds, open_target, sha256_of
 from .scan import DEFAULT_MAX_ITEMS, OwnRows, is_peaks_of, require_store
 
 
@@ -228,6 +228,8 @@ def copy_files(
     report = CopyReport(target=target.url, dry_run=dry_run)
     planned: dict[str, str] = {}  # dry run: key → origin of the objects shared by name it would copy
     try:
+        if dry_run:
+            check_bucket(target)
         after = ""
         while page := store.run(files_to_copy, target.url, after, size):
             after = page[-1]["id"]
