@@ -1,5 +1,7 @@
 -- Retries put back with a backoff (migration 0008): run_after = now + min(cap, base * 2^(attempts - 1)),
 -- less a random part of up to `jitter` of it (random(), per row); base 0: at once (run_after NULL).
+-- The delay in microseconds is rounded to the nearest, ties to even (the cast to BIGINT), as SQLite's
+-- statement and Python's timedelta round it (make_interval's rounding of its seconds differs by version).
 
 -- name: retry_generation(id, worker_id, error_message, max_attempts, now, base_seconds, cap_seconds, jitter)!
 -- processing -> pending, while attempts remain, claimable again after its backoff (no progress: the next
@@ -14,9 +16,10 @@ SET status = 'pending',
     stage = NULL,
     progress_at = NULL,
     run_after = CASE WHEN CAST(:base_seconds AS double precision) > 0 THEN CAST(:now AS timestamptz)
-        + make_interval(secs => least(CAST(:cap_seconds AS double precision),
-              :base_seconds * power(2, least(greatest(attempts - 1, 0), 40)))
-              * (1 - CAST(:jitter AS double precision) * random())) END
+        + CAST(least(CAST(:cap_seconds AS double precision),
+                     :base_seconds * power(2, least(greatest(attempts - 1, 0), 40)))
+               * (1 - CAST(:jitter AS double precision) * random()) * 1000000 AS BIGINT)
+          * interval '1 microsecond' END
 WHERE id = :id AND status = 'processing' AND attempts < :max_attempts
   AND (CAST(:worker_id AS TEXT) IS NULL OR worker_id = :worker_id);
 
@@ -36,9 +39,10 @@ SET status = 'pending',
     stage = NULL,
     progress_at = NULL,
     run_after = CASE WHEN CAST(:base_seconds AS double precision) > 0 THEN CAST(:now AS timestamptz)
-        + make_interval(secs => least(CAST(:cap_seconds AS double precision),
-              :base_seconds * power(2, least(greatest(attempts - 1, 0), 40)))
-              * (1 - CAST(:jitter AS double precision) * random())) END
+        + CAST(least(CAST(:cap_seconds AS double precision),
+                     :base_seconds * power(2, least(greatest(attempts - 1, 0), 40)))
+               * (1 - CAST(:jitter AS double precision) * random()) * 1000000 AS BIGINT)
+          * interval '1 microsecond' END
 WHERE id IN (
         SELECT id FROM generations
         WHERE status = 'processing' AND lease_expires_at <= :now AND attempts < :max_attempts

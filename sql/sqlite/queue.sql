@@ -1,5 +1,8 @@
 -- Retries put back with a backoff (migration 0008): run_after = now + min(cap, base * 2^(attempts - 1)),
 -- less a random part of up to `jitter` of it (SQLite's random(), per row); base 0: at once (run_after NULL).
+-- The delay in microseconds is rounded to the nearest, ties to even (the subquery draws it once), as
+-- PostgreSQL's cast to BIGINT and Python's timedelta round it: it truncated, so a delay of 1.7 us made a
+-- run_after 1 us earlier than PostgreSQL's.
 
 -- name: retry_generation(id, worker_id, error_message, max_attempts, now, base_seconds, cap_seconds, jitter)!
 -- processing -> pending, while attempts remain, claimable again after its backoff (no progress: the next
@@ -13,9 +16,12 @@ SET status = 'pending',
     progress = NULL,
     stage = NULL,
     progress_at = NULL,
-    run_after = CASE WHEN :base_seconds > 0 THEN :now + CAST(
-        min(:cap_seconds, :base_seconds * (1 << min(max(attempts - 1, 0), 40)))
-        * (1.0 - :jitter * (abs(random() % 1000000) / 1000000.0)) * 1000000 AS INTEGER) END
+    run_after = CASE WHEN :base_seconds > 0 THEN :now + (
+        SELECT CAST(d AS INTEGER) + (d - CAST(d AS INTEGER) > 0.5
+                                     OR (d - CAST(d AS INTEGER) = 0.5 AND CAST(d AS INTEGER) % 2 = 1))
+        FROM (SELECT min(:cap_seconds, :base_seconds * (1 << min(max(attempts - 1, 0), 40)))
+                     * (1.0 - :jitter * (abs(random() % 1000000) / 1000000.0)) * 1000000 AS d)
+    ) END
 WHERE id = :id AND status = 'processing' AND attempts < :max_attempts
   AND (CAST(:worker_id AS TEXT) IS NULL OR worker_id = :worker_id);
 
@@ -30,9 +36,12 @@ SET status = 'pending',
     progress = NULL,
     stage = NULL,
     progress_at = NULL,
-    run_after = CASE WHEN :base_seconds > 0 THEN :now + CAST(
-        min(:cap_seconds, :base_seconds * (1 << min(max(attempts - 1, 0), 40)))
-        * (1.0 - :jitter * (abs(random() % 1000000) / 1000000.0)) * 1000000 AS INTEGER) END
+    run_after = CASE WHEN :base_seconds > 0 THEN :now + (
+        SELECT CAST(d AS INTEGER) + (d - CAST(d AS INTEGER) > 0.5
+                                     OR (d - CAST(d AS INTEGER) = 0.5 AND CAST(d AS INTEGER) % 2 = 1))
+        FROM (SELECT min(:cap_seconds, :base_seconds * (1 << min(max(attempts - 1, 0), 40)))
+                     * (1.0 - :jitter * (abs(random() % 1000000) / 1000000.0)) * 1000000 AS d)
+    ) END
 WHERE status = 'processing' AND lease_expires_at <= :now AND attempts < :max_attempts
 RETURNING id;
 
