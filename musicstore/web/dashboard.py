@@ -18,18 +18,13 @@ from urllib.parse import quote, urlencode
 import numpy as np
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import (
-    HTMLResponse,
-    PlainTextResponse,
-    RedirectResponse,
-    Response,
-)
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from ..delivery import Delivery, Located, Root
 from ..errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, NotFound, StorageError
 from ..filestore import ChecksumMismatch, LocalFileStore, ObjectNotFound
 from ..ids import check_id
-from ..metrics import MetricsSnapshot, metrics_text, processing_op, read_metrics, workers_of
+from ..metrics import MetricsSnapshot, metrics_op, metrics_text, processing_op, workers_of
 from ..models import Generation, Status
 from ..store import Store
 from .access import COOKIE, login_token_matches
@@ -118,9 +113,19 @@ class Dashboard:
         return found
 
     def overview_data(self) -> tuple[MetricsSnapshot, dict[str, Any]]:
-        snapshot = read_metrics(self.store, window=86_400, window_limit=OVERVIEW_ROWS)
-        now = snapshot.taken_at
-        hour0 = before(now.replace(minute=0, second=0, microsecond=0), timedelta(hours=23))
+        # one read transaction: the page's figures add up (in two, a job written between was in the bars only)
+        with self.store.transaction(write=False) as tx:
+            snapshot = tx.run(metrics_op, window=86_400, window_limit=OVERVIEW_ROWS)
+            now = snapshot.taken_at
+            hour0 = before(now.replace(minute=0, second=0, microsecond=0), timedelta(hours=23))
+            first_day = before(now, timedelta(days=29)).date()
+            days = tx.run(days_op, first_day.isoformat())  # "0001-01-01": strftime writes the year 1 as "1"
+            failures = tx.list_generations(status=Status.FAILED, limit=10).items
+            # throughput: every completion of the window, whenever its row was created (a backlog older
+            # than a day was not counted at all), on the completed index
+            completed = tx.run(completions_by_hour_op, hour0)
+            # every creation of each hour (the snapshot holds the newest OVERVIEW_ROWS of the day)
+            created = tx.run(created_by_hour_op, hour0)
         hours = [hour0 + timedelta(hours=i) for i in range(24)]
         failed = [0] * 24
 
@@ -133,16 +138,6 @@ class Dashboard:
         for row in snapshot.recent:
             if row["status"] == Status.FAILED and (i := slot(row["completed_at"])) is not None:
                 failed[i] += 1
-        first_day = before(now, timedelta(days=29)).date()
-        since = first_day.isoformat()  # "0001-01-01": strftime writes the year 1 as "1"
-        with self.store.transaction(write=False) as tx:
-            days = tx.run(days_op, since)
-            failures = tx.list_generations(status=Status.FAILED, limit=10).items
-            # throughput: every completion of the window, whenever its row was created (a backlog older
-            # than a day was not counted at all), on the completed index
-            completed = tx.run(completions_by_hour_op, hour0)
-            # every creation of each hour (the snapshot holds the newest OVERVIEW_ROWS of the day)
-            created = tx.run(created_by_hour_op, hour0)
         day_labels = [(first_day + timedelta(days=i)).isoformat() for i in range(30)]
         by_day = dict(days)
         charts = {
