@@ -24,7 +24,7 @@ from ..delivery import Delivery, Located, Root
 from ..errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, NotFound, StorageError
 from ..filestore import ChecksumMismatch, LocalFileStore, ObjectNotFound
 from ..ids import check_id
-from ..metrics import MetricsSnapshot, metrics_op, metrics_text, processing_op, workers_of
+from ..metrics import MetricsSnapshot, StoreCollector, metrics_op, processing_op, workers_of
 from ..models import Generation, Status
 from ..store import Store
 from .access import COOKIE, login_token_matches
@@ -346,9 +346,15 @@ class Dashboard:
         return self.render(request, "workers.html", **self.workers_data())
 
     def metrics(self, request: Request) -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST
+        """A snapshot in the format ``Accept`` asks for (as prometheus_client's handlers): OpenMetrics for
+        Prometheus, where gauge histograms keep their type; else the text format 0.0.4, labelled so."""
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.exposition import choose_encoder
 
-        return Response(metrics_text(self.store), media_type=CONTENT_TYPE_LATEST)
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(StoreCollector(self.store))
+        return Response(encoder(registry), media_type=content_type)
 
     def audio(self, request: Request) -> Response:
         generation = self.generation_or_404(request)
