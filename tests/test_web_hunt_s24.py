@@ -321,3 +321,29 @@ def test_every_figure_agrees_with_the_store_and_a_recount(
     per_day = Counter(g.created_at.date().isoformat() for g in rows)
     labels, series = overview["charts"]["days"]["labels"], overview["charts"]["days"]["series"][0][1]
     assert dict(zip(labels, series, strict=True)) == {label: per_day.get(label, 0) for label in labels}
+
+
+def test_the_workers_page_says_when_more_claims_are_in_flight_than_it_read(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /workers and /api/workers read at most 10,000 processing rows, as /metrics' leases, which say when more
+    # are in flight (musicstore_processing_truncated, /api/overview's processing_truncated): the workers page
+    # and its API gave their lower bound as the whole (2 live leases of 3 claims), with nothing to tell
+    from musicstore.metrics import reads
+    from musicstore.web import reads as web_reads
+
+    monkeypatch.setattr(reads, "PROCESSING_LIMIT", 2)  # the walk's 10,000, made small
+    monkeypatch.setattr(web_reads, "PROCESSING_LIMIT", 2)
+    with Store(db_url) as store:
+        for i in range(3):
+            store.create_generation(f"lofi {i}", **GEN)
+        with TestClient(create_app(store, root=tmp_path)) as client:
+            for claimed in (1, 2, 3):
+                store.claim_next(f"gpu-{claimed}", lease_seconds=60)
+                workers = client.get("/api/workers").json()
+                page = client.get("/workers").text
+                overview = client.get("/api/overview").json()
+                assert len(workers["processing"]) == min(claimed, 2)
+                assert workers["truncated"] is overview["processing_truncated"] is (claimed > 2)
+                assert ('id="workers-truncated"' in page) is (claimed > 2)
+    assert workers["leases"] == {"live": 2, "expired": 0}  # of the 2 read

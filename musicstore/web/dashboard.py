@@ -24,7 +24,7 @@ from ..delivery import Delivery, Located, Root
 from ..errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, NotFound, StorageError
 from ..filestore import ChecksumMismatch, LocalFileStore, ObjectNotFound
 from ..ids import check_id
-from ..metrics import MetricsSnapshot, StoreCollector, metrics_op, processing_op, workers_of
+from ..metrics import MetricsSnapshot, StoreCollector, metrics_op
 from ..models import Generation, Status
 from ..store import Store
 from .access import COOKIE, login_token_matches
@@ -42,6 +42,7 @@ from .reads import (
     read_models,
     recent_prompts_op,
     table_page,
+    workers_op,
 )
 from .templating import FIGURES, _assets, _environment, _json, generation_dict
 
@@ -336,11 +337,7 @@ class Dashboard:
 
     def workers_data(self) -> dict[str, Any]:
         with self.store.transaction(write=False) as tx:
-            now = tx.run(now_op)  # the store's clock, as the metrics' leases
-            processing = tx.run(processing_op)
-        workers = workers_of(processing, now)
-        expired = sum(w.expired for w in workers)
-        return {"taken_at": now, "processing": processing, "workers": workers, "expired": expired}
+            return tx.run(workers_op)
 
     def workers(self, request: Request) -> Response:
         return self.render(request, "workers.html", **self.workers_data())
@@ -438,6 +435,7 @@ class Dashboard:
                 "workers": [dataclasses.asdict(w) for w in data["workers"]],
                 "leases": {"live": live, "expired": data["expired"]},
                 "processing": data["processing"],
+                "truncated": data["truncated"],
             }
         )
 

@@ -4,7 +4,8 @@ Newest first with keyset paging by ``(created_at, id)``; filters by status and m
 library's own lists, a day bounds the walk below, and a prompt text search walks one window of
 ``SEARCH_WINDOW`` rows of the time index per page (a rare text costs a window per page, never a table scan):
 a page holds the matches of its window, and its cursor continues below the window. Also what a request asks
-for (``_filters``, ``_limit``, ``_picked_model``) and the models the running totals hold (``read_models``).
+for (``_filters``, ``_limit``, ``_picked_model``), the models the running totals hold (``read_models``) and
+the claims in flight with their workers (``workers_op``).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from starlette.requests import Request
 
 from .. import validate
 from ..errors import InvalidInput
 from ..ids import check_id
+from ..metrics import PROCESSING_LIMIT, processing_op, workers_of
 from ..models import EPOCH, Generation, columns, to_datetime, to_micros
 from ..ops import GENERATION, NOW, Call, Steps, reader
 from ..ops.reads import FIRST_PAGE
@@ -248,6 +251,26 @@ def now_op() -> Steps[datetime]:
 
 
 @reader
+def workers_op() -> Steps[dict[str, Any]]:
+    """The claims in flight, of at most ``PROCESSING_LIMIT`` read (``truncated``: more were in flight, as the
+    metrics' ``processing_truncated``: the page's leases and workers are then a lower bound), their workers,
+    and how many leases expired, against the store's clock (``taken_at``), as the metrics' leases."""
+    now: datetime = yield NOW
+    processing = yield from processing_op.steps(PROCESSING_LIMIT + 1)  # one more: more are in flight
+    truncated = len(processing) > PROCESSING_LIMIT
+    del processing[PROCESSING_LIMIT:]
+    workers = workers_of(processing, now)
+    expired = sum(w.expired for w in workers)
+    return {
+        "taken_at": now,
+        "processing": processing,
+        "workers": workers,
+        "expired": expired,
+        "truncated": truncated,
+    }
+
+
+@reader
 def recent_prompts_op(since: datetime, limit: int) -> Steps[list[str]]:
     """The prompts of the rows created since ``since`` (at most ``limit``, newest first)."""
     since = validate.moment(since, "since")
@@ -350,4 +373,5 @@ __all__ = [
     "recent_prompts_op",
     "regex_pattern",
     "table_page",
+    "workers_op",
 ]
