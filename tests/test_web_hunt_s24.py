@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from musicstore import RetryPolicy, Store
+from musicstore.errors import DatabaseError
 from musicstore.testing import FakeClock
 from musicstore.web import create_app
 
@@ -190,12 +191,12 @@ def test_no_request_writes_to_a_postgresql_database(postgres_url: str, tmp_path:
 
     with Store(postgres_url) as store:
         ids = _fill(store)
-    with psycopg.connect(postgres_url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as admin:
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
         name = admin.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
         admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
         try:
             with Store(postgres_url) as store:
-                with pytest.raises(Exception, match="read-only"):
+                with pytest.raises(DatabaseError, match="read-only"):
                     store.create_generation("refused", **GEN)
                 _hit_every_route(store, tmp_path, ids)
         finally:
