@@ -16,6 +16,7 @@ from musicstore.aio import AsyncStore
 from musicstore.audio import ExportOptions, export_audio
 from musicstore.audio.loudness import integrated_loudness
 from musicstore.errors import Cancelled
+from musicstore.web import templating
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
 from tests.conftest import FakeClock, new_job
 from tests.reference_meter import reference_true_peak_db
@@ -131,3 +132,23 @@ def test_a_silent_clip_under_the_ceiling_is_still_written_unchanged(tmp_path: Pa
     result = export_audio(audio, RATE, tmp_path / "s.wav", ExportOptions(subtype="FLOAT"))
     assert result.status == "silent" and result.gain_db == 0.0
     np.testing.assert_array_equal(sf.read(result.path, dtype="float32", always_2d=True)[0].T, audio)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(None, "–"), (0.0, "0.0 s"), (59.94, "59.9 s"), (59.96, "1.0 min"), (90.0, "1.5 min"),
+     (3599.9, "1.0 h"), (86_399.0, "1.0 d"), (-59.96, "-1.0 min"), (3.0 * 86_400, "3.0 d")],
+)  # fmt: skip
+def test_the_dashboards_ages_name_the_unit_they_fill_as_shown(seconds: float | None, shown: str) -> None:
+    """59.96 s read "60.0 s", 3599.9 s "60.0 min" (the web helper's report, session 24)."""
+    assert templating._age(seconds) == shown
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(None, ""), (0, "0 B"), (999, "999 B"), (1_000, "1.0 kB"), (999_949, "999.9 kB"), (999_960, "1.0 MB"),
+     (5 * 10**12, "5.0 TB"), (5 * 10**15, "5.0 PB"), (2 * 10**18, "2000.0 PB")],
+)  # fmt: skip
+def test_the_dashboards_sizes_go_past_gigabytes(size: int | None, shown: str) -> None:
+    """5 TB read "5000.0 GB" (its TB branch could not be reached) and 999,960 bytes "1000.0 kB"."""
+    assert templating._size(size) == shown

@@ -61,24 +61,28 @@ def _when(value: datetime | None) -> str:
 
 
 def _age(seconds: float | None) -> str:
+    """``seconds`` in the largest unit it fills as shown: 59.96 s is "1.0 min", not "60.0 s"."""
     if seconds is None:
         return "–"
     seconds = float(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if abs(seconds) >= size:
-            return f"{seconds / size:.1f} {unit}"
-    return f"{seconds:.1f} s"
+    name, size = "s", 1.0
+    for unit, unit_size in (("min", 60.0), ("h", 3600.0), ("d", 86400.0)):
+        if abs(round(seconds / size, 1)) * size >= unit_size:
+            name, size = unit, unit_size
+    return f"{seconds / size:.1f} {name}"
 
 
 def _size(value: int | None) -> str:
+    """Bytes in the largest decimal unit under 1,000 as shown (999,960 bytes: "1.0 MB"), up to PB."""
     if value is None:
         return ""
     size = float(value)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        shown = round(size) if unit == "B" else round(size, 1)
+        if abs(shown) < 1000 or unit == "PB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
-    return f"{size:.1f} TB"
+    raise AssertionError("not reached: PB returns")
 
 
 def _num(value: Any, digits: int = 2) -> str:
