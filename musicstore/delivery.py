@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import store as stores
+from . import validate
 from .aio import AsyncStore
 from .errors import InvalidInput, InvalidTransition, StorageError, shown
 from .filestore import (
@@ -112,11 +113,7 @@ class _Locator:
     @staticmethod
     def _text(root: str | os.PathLike[str]) -> tuple[str, bool]:
         """A root given by path or URL, and whether it is a local folder."""
-        if not isinstance(root, str | os.PathLike):
-            raise InvalidInput(
-                f"root must be a path, a file:// or s3:// URL or a FileStore, got {type(root)}"
-            )
-        text = os.fspath(root)
+        text = _root_text(root)
         return text, "://" not in text or text.startswith("file:")
 
     def _open(self, root: Root) -> FileStore:
@@ -377,21 +374,18 @@ def writer_delivery(
     root that is a folder of this host other than the one a row's ``file://`` URL names, which this host
     has too, is no mount of it: the row's folder is used (``_another_folder_here``)."""
     given = _file_stores(files)
+    if root is not None and not isinstance(root, FileStore):
+        root = _root_text(root)
     if root is not None and _another_folder_here(where.storage_url, root):
         root = None  # copy-files moved the row to a folder of this host: read and write it there
     if isinstance(root, FileStore):
         given.append(root)
     elif root is not None:
-        if not isinstance(root, str | os.PathLike) or "\x00" in str(root):
-            raise InvalidInput(
-                "root must be a path, file:// or s3:// URL, or a FileStore (no NUL), got "
-                f"{type(root).__name__}"
-            )
-        text = os.fspath(root)
+        text = _root_text(root)
         url = where.storage_url
         if url is not None and not url.startswith("file:"):
             root = None if "://" not in text or text.startswith("file:") else root  # the row says where
-        elif "://" not in text and not Path(text).is_dir():
+        elif "://" not in text and not Path(validate.os_path(text, "root")).is_dir():  # no ENAMETOOLONG
             raise InvalidInput(
                 f"the output root {text} is not a folder: the master of {generation.id} is not there"
             )
@@ -399,6 +393,22 @@ def writer_delivery(
         return Delivery(store, root=root, files=given)
     except StorageError as exc:
         raise InvalidInput(f"cannot read masters under {root}: {exc}") from exc
+
+
+def _root_text(root: object) -> str:
+    """A root given by path or URL, as its text; ``InvalidInput`` for another type, an ``__fspath__`` that
+    raises or gives bytes, or a NUL (a bare RuntimeError, TypeError or ValueError before)."""
+    if not isinstance(root, str | os.PathLike):
+        raise InvalidInput(
+            f"root must be a path, a file:// or s3:// URL or a FileStore, got {type(root).__name__}"
+        )
+    try:
+        text = os.fspath(root)
+    except Exception as exc:  # an os.PathLike of the caller's whose __fspath__ fails
+        raise InvalidInput(f"root: its __fspath__ raised {type(exc).__name__}") from None
+    if not isinstance(text, str) or "\x00" in text:
+        raise InvalidInput(f"root must be a str path or URL without NUL, got a {type(root).__name__}")
+    return text
 
 
 def _another_folder_here(url: str | None, root: Root) -> bool:

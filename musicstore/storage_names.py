@@ -107,6 +107,8 @@ def store_url(url: object) -> str:
 def local_path(url: str) -> Path:
     """The folder a ``file:///absolute/path`` URL names; ``InvalidInput`` (the URL not echoed: it may hold
     credentials) for one with a host, a query or a fragment, or without an absolute path."""
+    if not isinstance(url, str):
+        raise InvalidInput(f"a file:// URL must be a str, got {type(url).__name__}")
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
         raise InvalidInput("a file:// URL names a local folder: file:///absolute/path (no host, query or #)")

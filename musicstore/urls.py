@@ -100,11 +100,7 @@ def sqlite_url(path: str | os.PathLike[str]) -> str:
     """The URL of the SQLite file at ``path`` (relative to the working directory unless absolute), its path
     percent-encoded, so that any name (``?``, ``#``, ``%``, spaces, any byte) reads back as that file:
     ``resolve(sqlite_url(p)).path == Path(p).absolute()``."""
-    text = os.fspath(path)
-    if not isinstance(text, str) or not text:
-        raise InvalidInput(f"a SQLite file's path must be a non-empty str or path, got {path!r}")
-    if "\x00" in text:
-        raise InvalidInput(f"a SQLite file's path cannot hold a NUL character, got {text!r}")
+    text = validate.os_path(path, "a SQLite file's path")  # a non-empty str path the OS takes (no NUL)
     return "sqlite:///" + quote(text, errors="surrogateescape")
 
 

@@ -29,7 +29,8 @@ import numpy as np
 import soundfile as sf
 from numpy.typing import NDArray
 
-from musicstore.errors import InvalidAudio, InvalidInput, StorageError
+from musicstore import validate
+from musicstore.errors import InvalidAudio, InvalidInput, StorageError, shown
 from musicstore.filestore.fsync import fsync
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
@@ -69,10 +70,15 @@ def format_for(path: Path) -> str:
 
 
 def as_path(path: object, what: str = "path") -> Path:
-    """``path`` as a ``Path`` (a str or str ``os.PathLike``, no NUL), else ``InvalidInput`` naming it."""
-    if not isinstance(path, str | os.PathLike) or isinstance(os.fspath(path), bytes) or "\x00" in str(path):
+    """``path`` as a ``Path`` (a str or str ``os.PathLike``, no NUL, a path the OS takes:
+    ``validate.os_path``), else ``InvalidInput`` naming it."""
+    try:
+        text = os.fspath(path) if isinstance(path, str | os.PathLike) else None
+    except Exception:  # an __fspath__ of the caller's that fails
+        text = None
+    if not isinstance(text, str) or "\x00" in text:
         raise InvalidInput(f"{what} must be a str or a Path without NUL, got {type(path).__name__}")
-    return Path(path)
+    return Path(validate.os_path(text, what, empty=True))
 
 
 def not_a_file(path: Path) -> str | None:
@@ -206,14 +212,14 @@ def layout_path(root: str | Path, generation_id: str, ext: str = "wav", when: da
     """
     base = as_path(root, "root")
     if not isinstance(generation_id, str) or not _ID.fullmatch(generation_id):
-        raise InvalidInput(f"generation id {generation_id!r} must be 1–128 letters, digits, '-' or '_'")
+        raise InvalidInput(f"generation id {shown(generation_id)} must be 1–128 letters, digits, '-' or '_'")
     if not isinstance(ext, str) or ext.lower() not in EXTENSIONS:
-        raise InvalidInput(f"extension {ext!r} must be one of {sorted(EXTENSIONS)}")
+        raise InvalidInput(f"extension {shown(ext)} must be one of {sorted(EXTENSIONS)}")
     if when is None:
         when = datetime.now(UTC)
     elif not isinstance(when, datetime) or when.tzinfo is None:
         raise InvalidInput(
-            f"when must be a timezone-aware datetime (the layout uses the UTC date), got {when!r}"
+            f"when must be a timezone-aware datetime (the layout uses the UTC date), got {shown(when)}"
         )
     day = when.astimezone(UTC)
     path = base / f"{day.year:04d}" / f"{day.month:02d}" / f"{day.day:02d}" / f"{generation_id}.{ext.lower()}"

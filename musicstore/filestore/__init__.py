@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import validate
 from ..errors import InvalidInput
 from ..storage_names import SCHEME, local_path, s3_location, store_url
 from .aio import AsyncFileStore
@@ -77,6 +78,7 @@ def open_filestore(
         "multipart_threshold": multipart_threshold,
         "part_size": part_size,
     }
+    validate.flag(create, "create")
     where, options = _where(url, s3_options)
     if not isinstance(where, tuple):
         return LocalFileStore(where, create=create)
@@ -120,7 +122,7 @@ def _where(
 ) -> tuple[str | Path | tuple[str, str], dict[str, Any]]:
     """The local folder's path, or the bucket and prefix with the S3 options given (``InvalidInput``)."""
     if isinstance(url, os.PathLike):
-        url = os.fspath(url)
+        url = validate.os_path(url, "a storage folder's path")  # a str: not bytes, its __fspath__ not failing
     if not isinstance(url, str) or not url:  # not echoed: b"s3://KEY:SECRET@..." holds a secret
         kind = "an empty string" if url == "" else type(url).__name__
         raise InvalidInput(
@@ -138,7 +140,8 @@ def _where(
         if given:
             raise InvalidInput(f"{', '.join(given)} apply to s3:// storage only, not to a local folder")
         check_root(url)  # as LocalFileStore refuses it
-        return (local_path(url) if scheme else url), {}
+        folder = validate.os_path(local_path(url) if scheme else url, "a storage folder's path")
+        return (Path(folder) if scheme else folder), {}
     if scheme[1].lower() != "s3":
         raise InvalidInput(f"storage URL scheme {scheme[1]!r} is not supported: use a path, file:// or s3://")
     return s3_location(url), {name: value for name, value in s3_options.items() if value is not None}

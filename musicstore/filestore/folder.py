@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .. import validate
 from ..errors import InvalidInput, StorageError
 from ..storage_names import TEMP_NAME, check_checksum, check_key, check_prefix
 from .base import (
@@ -60,7 +61,8 @@ class LocalFileStore:
     """Objects as files under ``root`` (created unless ``create=False``)."""
 
     def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
-        self.root = Path(root).absolute()
+        self.root = Path(validate.os_path(root, "root", empty=True)).absolute()  # a str path the OS takes
+        validate.flag(create, "create")
         check_root(str(self.root))
         try:
             if create:

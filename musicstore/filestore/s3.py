@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import IO, Any, cast
 
+from .. import validate
 from ..errors import InvalidInput, StorageError, shown
 from ..masking import S3_LOGGERS, mask_logs, redact
 from ..storage_names import MAX_KEY_BYTES, check_checksum, check_key, check_prefix
@@ -52,6 +53,8 @@ from .s3_settings import DEFAULT_PART, DEFAULT_THRESHOLD, MIN_PART, answered, ch
 
 MAX_SINGLE_PUT = 5 << 30
 """S3's largest single PUT: a conditional put goes in one PUT up to this size (see the module)."""
+MAX_ATTEMPTS = 100
+"""The most attempts ``max_attempts`` asks of botocore for one request."""
 
 
 class S3FileStore(MultipartPuts):
@@ -71,6 +74,7 @@ class S3FileStore(MultipartPuts):
         part_size: int = DEFAULT_PART,
         max_attempts: int = 4,
     ) -> None:
+        validate.integer(max_attempts, "max_attempts", 1, MAX_ATTEMPTS)  # botocore's TypeError, its own error
         settings = check_settings(
             bucket,
             prefix,

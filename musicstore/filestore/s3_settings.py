@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import InvalidInput, StorageError
+from ..errors import InvalidInput, StorageError, shown
 from ..masking import redact, register, register_secret
 from ..storage_names import check_prefix
 
@@ -20,6 +20,11 @@ DEFAULT_THRESHOLD = 16 << 20
 
 
 DEFAULT_PART = 8 << 20
+
+
+MAX_PART = 5 << 30
+"""S3's largest part, and its largest single PUT: the most ``part_size`` and ``multipart_threshold`` take (a
+larger threshold held a stream's bytes in memory up to it, then sent a PUT S3 refuses)."""
 
 
 def mask_found(given: str | None, client: object) -> None:
@@ -45,6 +50,30 @@ def answered(answer: Mapping[str, object], field: str, where: str, endpoint_url:
             "nothing was stored: it is no S3 endpoint (check AWS_ENDPOINT_URL)"
         )
     return answer[field]
+
+
+def _check_bucket(bucket: object) -> None:
+    """A bucket's name as ``S3FileStore`` takes it (a legacy one too: upper case, ``_``): a str of 1 to 255
+    characters without '/', ':', '@', a control character or a lone surrogate; ``InvalidInput`` otherwise."""
+    if not isinstance(bucket, str) or not bucket or len(bucket) > 255:
+        raise InvalidInput(f"bucket must be a bucket's name (1 to 255 characters), got {shown(bucket)}")
+    if any(c in "/:@" or ord(c) < 32 or c == "\x7f" or 0xD800 <= ord(c) <= 0xDFFF for c in bucket):
+        raise InvalidInput(
+            "bucket must be a bucket's name without '/', ':', '@' or a control character (not shown: it may "
+            "be a URL with a secret)"
+        )
+
+
+def _check_setting(name: str, value: object) -> None:
+    """An S3 setting given as an argument: None or "" (then the environment's), or a str without NUL or
+    lone surrogate (botocore raised TypeError, AttributeError or UnicodeEncodeError); never echoed: the
+    secret key and the token are secrets, the endpoint URL may hold one."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a str or None, got {type(value).__name__}")
+    if "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise InvalidInput(f"{name} holds a NUL character or a lone surrogate (not shown)")
 
 
 def check_settings(
@@ -73,15 +102,23 @@ def check_settings(
         from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url, validate_region_name
     except ImportError:
         raise StorageError("s3:// storage needs boto3: pip install 'musicstore[s3]'") from None
+    _check_bucket(bucket)
+    if not isinstance(prefix, str):  # a falsy list or None was taken for "" and spelt into the store's URL
+        raise InvalidInput(f"prefix must be a str ('' for none), got {type(prefix).__name__}")
     if prefix:
         check_prefix(prefix)
         if not prefix.endswith("/"):
             raise InvalidInput(f"prefix {prefix!r} must end with '/'")
     for name, value in (("multipart_threshold", multipart_threshold), ("part_size", part_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < MIN_PART:
+        if isinstance(value, bool) or not isinstance(value, int) or not MIN_PART <= value <= MAX_PART:
             raise InvalidInput(
-                f"{name}={value!r} must be a whole number of bytes, at least {MIN_PART} (5 MiB)"
+                f"{name}={shown(value)} must be a whole number of bytes, at least {MIN_PART} (5 MiB) and at "
+                f"most {MAX_PART} (5 GiB: S3's largest part and single PUT)"
             )
+    given = {"endpoint_url": endpoint_url, "region": region, "access_key_id": access_key_id}
+    given |= {"secret_access_key": secret_access_key, "session_token": session_token}
+    for name, setting in given.items():
+        _check_setting(name, setting)
     environ = os.environ
     endpoint_url = endpoint_url or environ.get("AWS_ENDPOINT_URL") or None
     region = region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"

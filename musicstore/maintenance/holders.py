@@ -11,6 +11,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+from .. import validate
 from ..errors import InvalidInput, StorageError
 
 _SHM_DMS_BYTE = 128
@@ -19,13 +20,9 @@ _SHM_DMS_BYTE = 128
 
 def file_argument(value: object, what: str) -> Path:
     """A file's path given as a str or an os.PathLike (InvalidInput otherwise), not empty (``Path("")`` is the
-    working directory) and without a NUL (no file can be named so)."""
-    if not isinstance(value, str | os.PathLike):
-        raise InvalidInput(f"{what} must be a path (str or os.PathLike), got {type(value).__name__}")
-    text = os.fspath(value)
-    if not text or (b"\x00" if isinstance(text, bytes) else "\x00") in text:
-        raise InvalidInput(f"{what} must name a file: it is empty or holds a NUL character")
-    return Path(value)
+    working directory), without a NUL (no file can be named so), a path the OS takes
+    (``validate.os_path``)."""
+    return Path(validate.os_path(value, what))
 
 
 def in_use(path: str | Path) -> bool:

@@ -8,7 +8,6 @@ these; see its docstring."""
 from __future__ import annotations
 
 import json
-import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -397,21 +396,17 @@ def quarantine_folder(value: object) -> Path | None:
     orphan there."""
     if value is None:
         return None
-    if not isinstance(value, str | os.PathLike) or not isinstance(os.fspath(value), str):
-        raise InvalidInput(f"quarantine must be a folder's path (str or Path), got {type(value).__name__}")
-    text = os.fspath(value)
-    if not text.strip() or "\x00" in text:
-        raise InvalidInput(
-            f"quarantine {text!r} is no folder's path (empty, or a NUL in it): give the folder orphans go to"
-        )
+    text = validate.os_path(value, "quarantine", empty=True)  # a str path without NUL the OS takes
+    if not text.strip():
+        raise InvalidInput(f"quarantine {text!r} is no folder's path (blank): give the folder orphans go to")
     if text[:5].lower() == "file:":  # as the root: file:///PATH (a host or credentials refused, unechoed)
-        return local_path(text)
+        return Path(validate.os_path(local_path(text), "quarantine"))
     if (scheme := SCHEME.match(text)) is not None:
         raise InvalidInput(
             f"quarantine scheme {scheme[1]!r} is not supported: the quarantine is a local folder (a path or "
             "file:///PATH)"
         )
-    return Path(value)
+    return Path(text)
 
 
 def _inside(path: Path, root: Path) -> bool:

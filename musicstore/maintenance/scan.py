@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import store as stores
-from ..errors import InvalidInput
+from .. import validate
+from ..errors import InvalidInput, shown
 from ..filestore import local_path
 from ..filestore.local import Outside, RootDir, parts
 from ..models import Status
@@ -180,10 +181,13 @@ def check_root(root: str | Path) -> Path:
     credentials, a query or a fragment is refused without being echoed); ``InvalidInput`` when it is not a
     directory, or not a path at all (another URL scheme, a value of another type)."""
     if not isinstance(root, str | os.PathLike) or (isinstance(root, str) and not root):
-        raise InvalidInput(f"output root {root!r}: give a folder's path, file:///PATH or s3://BUCKET/PREFIX")
+        raise InvalidInput(
+            f"output root {shown(root)}: give a folder's path, file:///PATH or s3://BUCKET/PREFIX"
+        )
     if isinstance(root, str) and (scheme := SCHEME.match(root)) and scheme[1].lower() != "file":
         raise InvalidInput(f"output root scheme {scheme[1]!r} is not supported: use a path, file:// or s3://")
-    path = local_path(root) if isinstance(root, str) and root[:5].lower() == "file:" else Path(root)
+    local = local_path(root) if isinstance(root, str) and root[:5].lower() == "file:" else root
+    path = Path(validate.os_path(local, "output root"))  # a path the OS takes: is_dir raised ENAMETOOLONG
     if not path.is_dir():
         raise InvalidInput(f"output root {path} is not a directory; pass the folder exports are written to")
     return path

@@ -19,6 +19,7 @@ from .metadata_checks import (
     metadata,
     stored_metadata,
 )
+from .paths import NAME_MAX_BYTES, PATH_MAX_BYTES, os_path
 from .values import (
     INT64_MAX,
     INT64_MIN,
@@ -187,6 +188,8 @@ __all__ = [  # with the checkers of one value and of metadata, which live in val
     "MAX_SAMPLE_RATE",
     "MAX_SECONDS",
     "MIN_SAMPLE_RATE",
+    "NAME_MAX_BYTES",
+    "PATH_MAX_BYTES",
     "_json_value",
     "_plain_size",
     "callback",
@@ -205,6 +208,7 @@ __all__ = [  # with the checkers of one value and of metadata, which live in val
     "moment",
     "name",
     "number",
+    "os_path",
     "page",
     "prompt",
     "relative_path",

@@ -1,0 +1,353 @@
+"""Issue 10's property 9 beyond the store: every public callable outside ``Store``/``AsyncStore`` (the audio
+functions, the file stores, maintenance, the worker loops, delivery, rendering, the dashboard's factory,
+metrics, URLs, migrations) refuses a wrong argument with a ``MusicstoreError`` (``InvalidInput`` mostly) and
+changes nothing: no row, no file, no temp file. A bare TypeError, ValueError, AttributeError, OverflowError,
+UnicodeEncodeError, RecursionError or OSError escaping is a failure.
+
+tests/test_input_properties.py fuzzes the store's operations (and ``export_generation``, ``ExportOptions``);
+this file the rest: hypothesis picks a callable from the catalogue below, one of its parameters (the
+catalogue names every parameter of each signature, or says why one is not fuzzed) and a hostile value, the
+others valid; then a targeted test per bug fixed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import strategies as st
+from musicstore import InvalidInput, Store, migrate
+from musicstore.errors import shown
+from musicstore.testing import FakeClock
+
+# --- hostile values -----------------------------------------------------------------------------------------
+
+
+class BadStr:
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ failed")
+
+    def __repr__(self) -> str:
+        return "BadStr()"
+
+
+class BadFspath:
+    """An os.PathLike whose ``__fspath__`` raises."""
+
+    def __fspath__(self) -> str:
+        raise RuntimeError("__fspath__ failed")
+
+
+class BytesPath:
+    """An os.PathLike that gives bytes."""
+
+    def __fspath__(self) -> bytes:
+        return b"/tmp/x"
+
+
+class BadIndex:
+    def __index__(self) -> int:
+        raise RuntimeError("__index__ failed")
+
+
+class BadFloat:
+    def __float__(self) -> float:
+        raise RuntimeError("__float__ failed")
+
+
+def _deep(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+# each refused wherever it goes: a repr that recurses (a 3,000-deep list), an int whose str() raises
+# (over 4,300 digits), objects whose conversions raise
+_NASTY_VALUES = [
+    _deep(3_000),
+    10**5_000,
+    -(10**5_000),
+    BadStr(),
+    BadFspath(),
+    BadIndex(),
+    BadFloat(),
+    object(),
+    1j,
+]
+
+
+def _nasty(index: int) -> Any:
+    return _NASTY_VALUES[index]
+
+
+_NASTY = st.integers(0, len(_NASTY_VALUES) - 1).map(_nasty)  # sampled_from and a bound method repr them
+_OTHERS = st.sampled_from([b"bytes", bytearray(b"x"), [1], ("a",), {"a": 1}, {1, 2}, Decimal("nan")])
+_SURROGATE = st.sampled_from(["\ud800", "a\udfffb"])
+_NUL = st.sampled_from(["a\x00b", "\x00"])
+
+
+def not_str(*, none_ok: bool = False) -> st.SearchStrategy[Any]:
+    values = st.booleans() | st.integers() | st.floats() | _NASTY | _OTHERS
+    return values if none_ok else values | st.none()
+
+
+def bad_text(*, none_ok: bool = False, blank_ok: bool = True) -> st.SearchStrategy[Any]:
+    values = not_str(none_ok=none_ok) | _SURROGATE | _NUL
+    return values if blank_ok else values | st.sampled_from(["", " \t"])
+
+
+def bad_path(*, none_ok: bool = False) -> st.SearchStrategy[Any]:
+    """Not a str path, or one no OS takes: NUL, a lone surrogate, a name over 255 bytes, a path over 4,095."""
+    paths = st.sampled_from([BadFspath(), BytesPath(), b"/tmp/x", "x" * 256, "é" * 128, "a/" * 2_100 + "b"])
+    return not_str(none_ok=none_ok) | _SURROGATE | _NUL | paths
+
+
+def bad_flag() -> st.SearchStrategy[Any]:
+    return st.none() | st.integers() | st.floats() | st.text(max_size=3) | _NASTY | _OTHERS
+
+
+def bad_int(low: int, high: int | None = None, *, none_ok: bool = False) -> st.SearchStrategy[Any]:
+    nasty = _NASTY if high is not None else _NASTY.filter(lambda v: not (isinstance(v, int) and v > 0))
+    values = (
+        st.booleans() | st.floats() | st.text(max_size=3) | nasty | _OTHERS | st.integers(max_value=low - 1)
+    )
+    values |= st.sampled_from([Fraction(1, 2), Decimal("1")])
+    if high is not None:
+        values |= st.integers(min_value=high + 1) | st.just(10**400)
+    return values if none_ok else values | st.none()
+
+
+def bad_number(
+    low: float, high: float | None = None, *, none_ok: bool = False, low_ok: bool = True
+) -> st.SearchStrategy[Any]:
+    """Not a real number (bool, str, NaN, an object...) or outside [low, high]."""
+    values = st.booleans() | st.text(max_size=3) | _NASTY | _OTHERS | st.sampled_from([math.nan])
+    values |= st.floats(max_value=low, exclude_max=low_ok) | st.integers(max_value=math.ceil(low) - 1)
+    if high is not None:
+        values |= st.floats(min_value=high, exclude_min=True) | st.sampled_from([math.inf, 10**400])
+    return values if none_ok else values | st.none()
+
+
+def bad_callable() -> st.SearchStrategy[Any]:
+    """Not a callable (None is one's absence where it is optional)."""
+    return (
+        st.booleans()
+        | st.integers()
+        | st.text(max_size=3)
+        | _OTHERS
+        | st.just(1j)
+        | st.builds(_deep, st.just(3_000))
+    )
+
+
+def bad_object() -> st.SearchStrategy[Any]:
+    """A value where an object of a given class (options, a spec, a store...) goes."""
+    return st.booleans() | st.integers() | st.text(max_size=3) | _NASTY | _OTHERS
+
+
+# --- the environment the calls run in: one folder, one SQLite store, a clip, a finished generation ----------
+
+_ID = "01a20180-5e48-7dc6-afbf-cdf54fb09fcb"
+RATE = 16_000
+
+
+@dataclass
+class Env:
+    folder: Path
+    url: str
+    store: Store
+    root: Path
+    clip: Any
+    master: Path
+    generation_id: str
+    backup_file: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _clip() -> Any:
+    from musicstore.audio import synthesize_music
+
+    return synthesize_music(1.0, RATE, seed=1)
+
+
+def _spec() -> Any:
+    from musicstore.audio import RenditionSpec
+
+    return RenditionSpec("mp3")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    from musicstore.maintenance.backup import backup
+    from musicstore.recording import export_generation
+
+    folder = tmp_path_factory.mktemp("fuzz")
+    url = f"sqlite:///{folder}/db.sqlite"
+    migrate(url)
+    root = folder / "root"
+    root.mkdir()
+    clip = _clip()
+    with Store(url, clock=FakeClock()) as store:
+        store.create_generation("p", model_name="m", duration_seconds=1.0, sample_rate=RATE)
+        job = store.claim_next("w")
+        assert job is not None
+        recorded = export_generation(store, job, clip, root=root, worker_id="w")
+        store.create_generation("still pending", model_name="m", duration_seconds=1.0)
+        backup(url, folder / "copy.db")
+        migrate(f"sqlite:///{folder}/target.db")
+        with Store(f"sqlite:///{folder}/target.db") as target:
+            made = Env(folder, url, store, root, clip, recorded.result.path, job.id, folder / "copy.db")
+            made.extra["target"] = target
+            yield made
+
+
+def files_under(folder: Path) -> set[tuple[str, int]]:
+    """Every file (and link) under ``folder`` with its size: temp files included."""
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in [*filenames, *dirnames]:
+            path = Path(dirpath, name)
+            found.add((str(path.relative_to(folder)), 0 if path.is_dir() else path.lstat().st_size))
+    return found
+
+
+def snapshot(env: Env) -> tuple[Any, ...]:
+    return (
+        env.store.list_generations(limit=100).items,
+        env.store.list_renditions(env.generation_id),
+        files_under(env.folder),
+    )
+
+
+# --- targeted: a path argument no OS takes ------------------------------------------------------------------
+
+_BAD_PATHS = [BadFspath(), BytesPath(), "a\ud800b", "x" * 256, "a/" * 2_100 + "b"]
+
+
+def _path_calls(env: Env) -> dict[str, Callable[[Any], Any]]:
+    from musicstore import audio
+    from musicstore.delivery import Delivery
+    from musicstore.filestore import LocalFileStore, open_filestore
+    from musicstore.maintenance.backup import backup, integrity, restore
+    from musicstore.maintenance.reconcile import reconcile
+    from musicstore.maintenance.relocate import copy_files
+    from musicstore.maintenance.usage import disk_usage
+    from musicstore.rendering import render_generation
+    from musicstore.urls import sqlite_url
+
+    return {
+        "analyze_file": audio.analyze_file,
+        "file_peaks": audio.file_peaks,
+        "render_file": lambda p: audio.render_file(p, env.folder / "r.mp3", _spec()),
+        "export_audio": lambda p: audio.export_audio(env.clip, RATE, p),
+        "layout_path": lambda p: audio.layout_path(p, _ID),
+        "LocalFileStore": LocalFileStore,
+        "open_filestore": open_filestore,
+        "reconcile": lambda p: reconcile(env.store, p),
+        "reconcile quarantine": lambda p: reconcile(env.store, env.root, quarantine=p),
+        "disk_usage": lambda p: disk_usage(env.store, p),
+        "copy_files": lambda p: copy_files(env.store, p, dry_run=True),
+        "backup": lambda p: backup(env.url, p),
+        "restore": lambda p: restore(p, f"sqlite:///{env.folder}/restored.db"),
+        "integrity": integrity,
+        "sqlite_url": sqlite_url,
+        "Delivery": lambda p: Delivery(env.store, root=p),
+        "render_generation": lambda p: render_generation(env.store, env.generation_id, root=p),
+    }
+
+
+@pytest.mark.parametrize(
+    "path", _BAD_PATHS, ids=["fspath raises", "fspath bytes", "surrogate", "long name", "long"]
+)
+def test_a_path_no_os_takes_is_invalid_input_and_nothing_is_written(env: Env, path: Any) -> None:
+    """A path whose ``__fspath__`` raised or gave bytes, with a lone surrogate, a name over 255 bytes or over
+    4,095 bytes in all: RuntimeError, TypeError, UnicodeEncodeError or OSError (ENAMETOOLONG, from
+    ``Path.is_file``/``is_dir``) escaped each of these."""
+    before = snapshot(env)
+    cwd = os.getcwd()
+    os.chdir(env.folder)
+    try:
+        for name, call in _path_calls(env).items():
+            try:
+                call(path)
+            except InvalidInput:
+                continue
+            except Exception as exc:
+                raise AssertionError(f"{name}: {type(exc).__name__}: {str(exc)[:100]}") from None
+            raise AssertionError(f"{name}: accepted")
+    finally:
+        os.chdir(cwd)
+    assert snapshot(env) == before
+
+
+# --- targeted: the file stores' arguments -------------------------------------------------------------------
+
+_S3 = {
+    "bucket": "bucket",
+    "endpoint_url": "http://127.0.0.1:9",
+    "access_key_id": "a",
+    "secret_access_key": "s",
+}
+SECRET = "hunter2-SECRET-value"
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("bucket", 5),
+        ("bucket", None),
+        ("bucket", "a/b"),
+        ("prefix", []),  # taken for "" and spelt into the URL: s3://bucket/[]
+        ("prefix", None),
+        ("endpoint_url", 5),
+        ("region", True),
+        ("access_key_id", 5),
+        ("secret_access_key", 5),
+        ("secret_access_key", [SECRET]),
+        ("secret_access_key", SECRET + "\ud800"),
+        ("session_token", b"token"),
+        ("multipart_threshold", 10**30),
+        ("part_size", 6 << 30),
+        ("max_attempts", None),
+        ("max_attempts", "3"),
+        ("max_attempts", 0),
+        ("max_attempts", 1.5),
+        ("max_attempts", 10**5_000),
+    ],
+    ids=lambda v: v if isinstance(v, str) else shown(v)[:30],
+)
+def test_s3_file_store_refuses_a_wrong_argument_without_echoing_a_secret(param: str, value: Any) -> None:
+    """TypeError, AttributeError, UnicodeEncodeError or botocore's own error escaped; a list prefix was
+    silently the URL's; a threshold of 10**30 was taken (a stream held in memory up to it)."""
+    from musicstore.filestore import S3FileStore
+
+    with pytest.raises(InvalidInput, match=param.split("_", maxsplit=1)[0]) as caught:
+        S3FileStore(**{**_S3, param: value})
+    assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize("create", [None, 1, "no"])
+def test_a_local_store_refuses_a_create_that_is_not_a_bool(tmp_path: Path, create: Any) -> None:
+    from musicstore.filestore import LocalFileStore, open_filestore
+
+    with pytest.raises(InvalidInput, match="create"):
+        LocalFileStore(tmp_path / "new", create=create)
+    with pytest.raises(InvalidInput, match="create"):
+        open_filestore(str(tmp_path / "new"), create=create)
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("url", [None, 5, b"file:///tmp", ["file:///tmp"]], ids=repr)
+def test_local_path_refuses_a_url_that_is_not_a_str(url: Any) -> None:
+    from musicstore.filestore import local_path
+
+    with pytest.raises(InvalidInput, match="str"):
+        local_path(url)
