@@ -12,6 +12,7 @@ others valid; then a targeted test per bug fixed.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -23,7 +24,8 @@ from typing import Any
 
 import pytest
 from hypothesis import strategies as st
-from musicstore import InvalidInput, Store, migrate
+
+from musicstore import InvalidInput, Store, Worker, migrate
 from musicstore.errors import shown
 from musicstore.testing import FakeClock
 
@@ -351,3 +353,46 @@ def test_local_path_refuses_a_url_that_is_not_a_str(url: Any) -> None:
 
     with pytest.raises(InvalidInput, match="str"):
         local_path(url)
+
+
+# --- targeted: the worker loops -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("handler", [None, 5, "print"], ids=repr)
+def test_a_worker_refuses_a_handler_that_is_not_callable_and_spends_no_attempt(
+    tmp_path: Path, handler: Any
+) -> None:
+    """Worker(store, "w", None) was made; its run claimed each job and failed it with the TypeError of
+    calling None, an attempt spent per job."""
+    from musicstore import AsyncStore
+    from musicstore.worker import AsyncWorker
+
+    url = f"sqlite:///{tmp_path}/db.sqlite"
+    migrate(url)
+    with Store(url) as store:
+        job = store.create_generation("p", model_name="m", duration_seconds=1.0)
+        with pytest.raises(InvalidInput, match="handler"):
+            Worker(store, "w", handler)
+
+        async def make() -> None:
+            opened = await AsyncStore.open(url)
+            try:
+                with pytest.raises(InvalidInput, match="handler"):
+                    AsyncWorker(opened, "w", handler)
+            finally:
+                await opened.close()
+
+        asyncio.run(make())
+        after = store.get_generation(job.id)
+        assert after is not None and after.status.value == "pending" and after.attempts == 0
+
+
+@pytest.mark.parametrize("store", [None, 5, "sqlite:///x.db"], ids=repr)
+def test_a_worker_refuses_what_is_no_store(store: Any) -> None:
+    """Worker(None, ...) was made; its run raised AttributeError."""
+    from musicstore.worker import AsyncWorker
+
+    with pytest.raises(InvalidInput, match="Store"):
+        Worker(store, "w", print)
+    with pytest.raises(InvalidInput, match="Store"):
+        AsyncWorker(store, "w", print)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from contextlib import suppress
 from typing import Any
 
 from .. import validate
-from ..errors import InvalidInput
+from ..errors import InvalidInput, shown
 from ..masking import redact
 from ..models import Generation
 from ..ops import DEFAULT_LEASE_SECONDS
@@ -121,7 +121,7 @@ def _claim_options(options: object, lease_seconds: float | None) -> tuple[dict[s
         if key not in ("owner_limit", "lease_seconds"):
             raise InvalidInput(
                 f"claim_options takes owner_limit and lease_seconds only (the worker waits itself), "
-                f"got {key!r}"
+                f"got {shown(key)}"
             )
     if checked.get("owner_limit") is not None:
         validate.integer(checked["owner_limit"], "owner_limit", 0, MAX_OWNER_LIMIT)
@@ -141,7 +141,11 @@ def _store_fits(store: object, awaited: bool) -> None:
     worker is made: at its first job an ``AsyncWorker`` would have claimed it already with a blocking
     ``Store`` (left processing till its lease expired), a ``Worker`` would run its handler on an unawaited
     claim (a store whose ``claim_next`` is an ``async def``: an ``AsyncStore``). A store of another class
-    is taken as given (a wrapper's plain ``claim_next`` may return the awaitable of an ``AsyncStore``'s)."""
+    is taken as given (a wrapper's plain ``claim_next`` may return the awaitable of an ``AsyncStore``'s); one
+    without a ``claim_next`` is no store (None: its loop's first claim raised AttributeError)."""
+    if not callable(getattr(store, "claim_next", None)):
+        wanted = "AsyncWorker takes an AsyncStore" if awaited else "Worker takes a Store"
+        raise InvalidInput(f"{wanted}, got {type(store).__name__} (it has no claim_next)")
     if awaited and isinstance(store, Store):
         raise InvalidInput("AsyncWorker takes an AsyncStore, got a Store: run a Store's jobs with Worker")
     if not awaited and inspect.iscoroutinefunction(getattr(store, "claim_next", None)):
@@ -161,7 +165,12 @@ def _sees_writes(store: object) -> bool:
 
 def _yielding(handler: object) -> None:
     """InvalidInput for a generator function handler (or a method, a ``functools.partial`` or an object's
-    ``__call__`` of one), sync or async: calling it runs none of its body."""
+    ``__call__`` of one), sync or async: calling it runs none of its body; and for one that is not callable
+    at all, which failed every job it was given (a ``TypeError`` each, an attempt spent)."""
+    if not callable(handler):
+        raise InvalidInput(
+            f"handler must be callable (it is called with each job), got {type(handler).__name__}"
+        )
     while isinstance(handler, functools.partial):
         handler = handler.func
     call = type(handler).__call__

@@ -12,7 +12,7 @@ from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import Any
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, shown
 from ..models import Generation
 
 PUT_BACK = "the worker was interrupted ({}) with the job in hand: put back in the queue"
@@ -152,7 +152,7 @@ _UNCATCHABLE = {getattr(signal, name) for name in ("SIGKILL", "SIGSTOP") if hasa
 def _catchable(sig: object) -> int:
     """``sig`` if a handler can catch it (``handle_signals``), else InvalidInput."""
     if isinstance(sig, bool) or not isinstance(sig, int) or sig not in signal.valid_signals():
-        raise InvalidInput(f"handle_signals takes signals such as signal.SIGTERM, got {sig!r}")
+        raise InvalidInput(f"handle_signals takes signals such as signal.SIGTERM, got {shown(sig)}")
     if sig in _UNCATCHABLE:
         raise InvalidInput(f"handle_signals cannot catch {signal.Signals(sig).name}: no process can")
     return sig
