@@ -22,6 +22,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import strategies as st
 
@@ -396,3 +397,109 @@ def test_a_worker_refuses_what_is_no_store(store: Any) -> None:
         Worker(store, "w", print)
     with pytest.raises(InvalidInput, match="Store"):
         AsyncWorker(store, "w", print)  # type: ignore[arg-type]
+
+
+# --- targeted: the audio functions' arguments ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: __import__("musicstore.audio").audio.synthesize_music(0.5, RATE, bpm=5e-324),
+        lambda: __import__("musicstore.audio").audio.synthesize_music(0.5, RATE, channels=10**400),
+        lambda: __import__("musicstore.audio").audio.synthesize_music(0.5, RATE, drums=10**400),
+        lambda: __import__("musicstore.audio").audio.click_track(10**400, 0.5, RATE),
+        lambda: __import__("musicstore.audio").audio.click_track(120.0, 10**400, RATE),
+        lambda: __import__("musicstore.audio").audio.analyze_audio(_clip(), RATE, tempo="yes"),
+        lambda: __import__("musicstore.audio").audio.analyze_audio(_clip(), RATE, tempo=None),
+        lambda: __import__("musicstore.audio").audio.analyze_audio(_clip(), RATE, subtype=5),
+        lambda: __import__("musicstore.audio").audio.RenditionSpec("mp3", bitrate_kbps=10**5_000),
+        lambda: __import__("musicstore.audio").audio.check_sample_rate(10**5_000),
+    ],
+    ids=[
+        "bpm 5e-324 (NaN beats: ValueError)",
+        "channels 10**400 (OverflowError)",
+        "drums 10**400 (OverflowError)",
+        "click bpm 10**400 (OverflowError)",
+        "click seconds 10**400 (OverflowError)",
+        "tempo 'yes' (taken as True)",
+        "tempo None (taken as False)",
+        "subtype 5 (kept as the label)",
+        "bitrate 10**5000 (ValueError at render)",
+        "sample rate 10**5000 (ValueError in the message)",
+    ],
+)
+def test_an_audio_function_refuses_a_wrong_argument(call: Callable[[], Any]) -> None:
+    with pytest.raises(InvalidInput):
+        call()
+
+
+def test_synthesis_takes_a_huge_seed_and_fractions() -> None:
+    """A seed is any whole number >= 0 (numpy takes it; 10**400 raised OverflowError); a Fraction level
+    (a numbers.Real, accepted) made an array of objects numpy could not add (UFuncTypeError)."""
+    from musicstore.audio import click_track, synthesize_music
+
+    assert synthesize_music(0.25, RATE, seed=10**400).shape == (2, RATE // 4)
+    half: Any = Fraction(1, 2)
+    np.testing.assert_array_equal(
+        click_track(120.0, 0.5, RATE, amplitude=half), click_track(120.0, 0.5, RATE, amplitude=0.5)
+    )
+    np.testing.assert_array_equal(
+        synthesize_music(0.5, RATE, drums=half), synthesize_music(0.5, RATE, drums=0.5)
+    )
+
+
+@pytest.mark.parametrize("frames_seen", [5, "peaks", True], ids=repr)
+def test_export_audio_refuses_a_frames_seen_that_is_not_callable(tmp_path: Path, frames_seen: Any) -> None:
+    """It was called with the frames after the clip was measured and limited: a bare TypeError."""
+    from musicstore.audio import export_audio
+
+    with pytest.raises(InvalidInput, match="frames_seen"):
+        export_audio(_clip(), RATE, tmp_path / "x.wav", frames_seen=frames_seen)
+    assert not list(tmp_path.iterdir())
+
+
+def test_analyze_file_refuses_a_tempo_that_is_not_a_bool(env: Env) -> None:
+    from musicstore.audio import analyze_file
+
+    with pytest.raises(InvalidInput, match="tempo"):
+        analyze_file(env.master, tempo=1)  # type: ignore[arg-type]
+
+
+# --- targeted: a refused value that has no repr -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [_deep(3_000), 10**5_000], ids=["3000-deep list", "int of 5001 digits"])
+def test_a_refused_value_without_a_repr_is_named_in_a_typed_error(env: Env, value: Any) -> None:
+    """Messages quoted the refused value with ``!r``: its repr raised RecursionError (a deep list) or
+    ValueError (an int over 4,300 digits), escaping in place of the InvalidInput."""
+    from musicstore import audio
+    from musicstore.filestore import LocalFileStore
+    from musicstore.maintenance.retention import cleanup
+    from musicstore.validate import status
+
+    files = LocalFileStore(env.folder / "objects")
+    calls: dict[str, Callable[[], Any]] = {
+        "check_sample_rate": lambda: audio.check_sample_rate(value),
+        "compute_peaks bits": lambda: audio.compute_peaks(env.clip, RATE, bits=value),
+        "compute_peaks block_frames": lambda: audio.compute_peaks(env.clip, RATE, block_frames=[value]),  # type: ignore[arg-type]
+        "synthesize_music bpm": lambda: audio.synthesize_music(0.5, RATE, bpm=[value]),  # type: ignore[arg-type]
+        "LoudnessProfile": lambda: audio.LoudnessProfile(-14.0, name=[value]),  # type: ignore[arg-type]
+        "RenditionOptions": lambda: audio.RenditionOptions(margin_db=[value]),  # type: ignore[arg-type]
+        "layout_path": lambda: audio.layout_path(env.root, [value]),  # type: ignore[arg-type]
+        "validate.status": lambda: status([value]),
+        "cleanup statuses": lambda: cleanup(env.store, env.root, statuses=[[value]]),  # type: ignore[list-item]
+        "put overwrite": lambda: files.put("a.wav", b"x", overwrite=[value]),  # type: ignore[arg-type]
+        "put content_type": lambda: files.put("a.wav", b"x", content_type=[value]),  # type: ignore[arg-type]
+        "presigned_url expires": lambda: files.presigned_url("a.wav", expires=[value]),  # type: ignore[arg-type]
+        "list page_size": lambda: list(files.list(page_size=[value])),  # type: ignore[arg-type]
+    }
+    for name, call in calls.items():
+        try:
+            call()
+        except InvalidInput:
+            continue
+        except Exception as exc:
+            raise AssertionError(f"{name}: {type(exc).__name__}") from None
+        raise AssertionError(f"{name}: accepted")
+    assert not list((env.folder / "objects").iterdir())

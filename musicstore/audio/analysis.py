@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 from scipy.signal import butter, sosfilt
 
+from musicstore import validate
 from musicstore.audio.arrays import (
     MAX_CHANNELS,
     MAX_SAMPLE_RATE,
@@ -26,7 +27,7 @@ from musicstore.audio.arrays import (
 from musicstore.audio.files import as_path, check_not_truncated, not_a_file, short_read
 from musicstore.audio.loudness import BlockPower, loudness_range
 from musicstore.audio.truepeak import largest_sample, range_exponent, scaled_down, to_db, true_peak
-from musicstore.errors import InvalidAudio, InvalidInput, StorageError
+from musicstore.errors import InvalidAudio, InvalidInput, StorageError, shown
 
 TEMPO_RANGE = (60.0, 180.0)
 _FRAME_RATE = 100.0  # onset-envelope frames per second
@@ -68,8 +69,11 @@ def analyze_audio(
     scale: float | None = None,
     subtype: str | None = None,
 ) -> AudioInfo:
-    """Measure a tensor or array, ``(S,)`` or ``(C, S)``."""
+    """Measure a tensor or array, ``(S,)`` or ``(C, S)``. ``subtype`` is a label the result carries."""
     rate = check_sample_rate(sample_rate)
+    validate.flag(tempo, "tempo")
+    if subtype is not None:
+        validate.text(subtype, "subtype", max_chars=validate.MAX_NAME_CHARS, blank=False)
     x = as_audio(audio, scale=scale)
     # a clip far out of audio's range (see range_exponent) is measured as 2**-exponent times itself, exactly,
     # and its levels raised back: its float32 loudness power overflowed beyond 2**64 (the range read NaN)
@@ -100,6 +104,7 @@ def analyze_file(path: str | Path, *, tempo: bool = False) -> AudioInfo:
     it is not audio musicstore measures, or is truncated (its header declares more audio than it holds: a
     file cut short by a crash or a copy is refused, never measured as a shorter clip)."""
     why = not_a_file(as_path(path))
+    validate.flag(tempo, "tempo")
     if why is not None:
         raise StorageError(f"{path}: {why}")
     try:
@@ -257,7 +262,7 @@ def _check_bpm_range(bpm_range: tuple[float, float]) -> tuple[float, float]:
     try:
         low, high = (float(v) for v in bpm_range)
     except (TypeError, ValueError):
-        raise InvalidInput(f"bpm_range must be two numbers (low, high), got {bpm_range!r}") from None
+        raise InvalidInput(f"bpm_range must be two numbers (low, high), got {shown(bpm_range)}") from None
     if not 20.0 <= low < high <= 400.0:
-        raise InvalidInput(f"bpm_range must satisfy 20 <= low < high <= 400, got {bpm_range!r}")
+        raise InvalidInput(f"bpm_range must satisfy 20 <= low < high <= 400, got {shown(bpm_range)}")
     return low, high

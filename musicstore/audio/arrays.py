@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from musicstore.errors import InvalidAudio, InvalidInput
+from musicstore.errors import InvalidAudio, InvalidInput, shown
 
 MAX_CHANNELS = 8
 MIN_SAMPLE_RATE = 8_000
@@ -67,11 +67,12 @@ def _mapped(
 def check_sample_rate(sample_rate: object) -> int:
     """Return ``sample_rate`` as an int after checking it is a whole number in 8 kHz–384 kHz."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral):
-        raise InvalidInput(f"sample_rate must be an integer number of Hz, got {sample_rate!r}")
+        raise InvalidInput(f"sample_rate must be an integer number of Hz, got {shown(sample_rate)}")
     rate = int(sample_rate)
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise InvalidInput(
-            f"sample_rate {rate} Hz is outside {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz; pass the real rate"
+            f"sample_rate {shown(rate)} Hz is outside {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz; pass the real "
+            "rate"
         )
     return rate
 
@@ -157,7 +158,7 @@ def _check_scale(kind: str, scale: float | None, dtype: object) -> float | None:
         except OverflowError:
             factor = math.inf
         if not math.isfinite(factor) or factor <= 0:
-            raise InvalidInput(f"scale must be a positive finite number, got {scale!r:.40}")
+            raise InvalidInput(f"scale must be a positive finite number, got {shown(scale)}")
         return factor
     if scale is not None:
         raise InvalidInput(f"scale= applies to integer audio only; this audio is {dtype}")

@@ -18,7 +18,7 @@ from musicstore.audio.arrays import MAX_CHANNELS, check_flac_rate, check_sample_
 from musicstore.audio.files import as_path, callback_errors
 from musicstore.audio.quantize import dithers, to_frames
 from musicstore.audio.tags import INSTALL_HINT
-from musicstore.errors import InvalidInput
+from musicstore.errors import InvalidInput, shown
 
 Format = Literal["mp3", "opus", "vorbis", "flac", "wav"]
 BitrateMode = Literal["constant", "variable", "average"]
@@ -78,8 +78,8 @@ class RenditionSpec:
     def __post_init__(self) -> None:
         fmt = self.format
         if fmt not in FORMATS:
-            shown = repr(fmt) if isinstance(fmt, str) and len(fmt) <= 20 else type(fmt).__name__
-            raise InvalidInput(f"unknown rendition format {shown}; use one of {list(FORMATS)}")
+            named = repr(fmt) if isinstance(fmt, str) and len(fmt) <= 20 else type(fmt).__name__
+            raise InvalidInput(f"unknown rendition format {named}; use one of {list(FORMATS)}")
         if self.sample_rate is not None:
             check_sample_rate(self.sample_rate)
         if self.bitrate_mode not in ("constant", "variable", "average"):
@@ -88,8 +88,8 @@ class RenditionSpec:
             raise InvalidInput(f"bitrate_mode applies to mp3 only, not {fmt}")
         if self.bitrate_kbps is not None:
             check_whole(self.bitrate_kbps, "bitrate_kbps")
-            if self.bitrate_kbps < 1:  # 0 would read as "not given" below: the default bitrate
-                raise InvalidInput(f"bitrate_kbps must be a positive number of kbps, got {self.bitrate_kbps}")
+            if not 1 <= self.bitrate_kbps <= 10_000:  # 0 would read as "not given" below: the default bitrate
+                raise InvalidInput(f"bitrate_kbps must be 1 to 10,000 kbps, got {shown(self.bitrate_kbps)}")
             if fmt not in ("mp3", "opus") or (fmt == "mp3" and self.bitrate_mode == "variable"):
                 raise InvalidInput(
                     f"bitrate_kbps applies to mp3 (constant, average) and opus, not this {fmt}"
@@ -100,11 +100,11 @@ class RenditionSpec:
                 raise InvalidInput("quality applies to variable-bitrate mp3 (0–9) and vorbis (0–10) only")
             q = self.quality
             if isinstance(q, bool | np.bool_) or not isinstance(q, numbers.Real) or not 0.0 <= q <= limit:
-                raise InvalidInput(f"{fmt} quality must be a number in 0–{limit:g}, got {q!r}")
+                raise InvalidInput(f"{fmt} quality must be a number in 0–{limit:g}, got {shown(q)}")
         if fmt in LOSSLESS_SUBTYPES:
             if self.subtype not in LOSSLESS_SUBTYPES[fmt]:
                 raise InvalidInput(
-                    f"{fmt} subtype must be one of {LOSSLESS_SUBTYPES[fmt]}, got {self.subtype!r}"
+                    f"{fmt} subtype must be one of {LOSSLESS_SUBTYPES[fmt]}, got {shown(self.subtype)}"
                 )
         elif self.subtype != "PCM_16":
             raise InvalidInput(f"subtype applies to flac and wav only, not {fmt}")
@@ -173,7 +173,7 @@ def rendition_specs(
 def check_whole(value: object, what: str) -> None:
     """``InvalidInput`` unless ``value`` is an integer (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InvalidInput(f"{what} must be an integer, got {value!r}")
+        raise InvalidInput(f"{what} must be an integer, got {shown(value)}")
 
 
 @dataclass(frozen=True)

@@ -325,6 +325,7 @@ def export_audio(
     opts = _options(options)
     rate = check_sample_rate(sample_rate)
     target, fmt = check_target(path, opts.subtype, sample_rate=rate)
+    validate.callback(frames_seen, "frames_seen")  # not a TypeError once the audio was measured
     x = as_audio(audio, scale=scale)
     check_wav_size(fmt, opts.subtype, x.shape)
     return _export_one(x, rate, target, fmt, options=opts, started=started, frames_seen=frames_seen)

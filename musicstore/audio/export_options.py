@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from musicstore.audio.quantize import SUBTYPES
-from musicstore.errors import InvalidInput
+from musicstore.errors import InvalidInput, shown
 
 LoudnessStatus = Literal["normalized", "limited", "target_missed", "silent", "too_quiet", "as_is"]
 """What the export did to the loudness (``ExportResult.status``; the metadata's ``loudness_status``)."""
@@ -41,7 +41,7 @@ class ExportOptions:
             try:
                 as_float = float(value)  # numpy scalars too (np.float32(-14.0))
             except OverflowError:  # an int beyond any float: out of every range below
-                raise InvalidInput(f"{name} is out of range, got {value!r}") from None
+                raise InvalidInput(f"{name} is out of range, got {shown(value)}") from None
             object.__setattr__(self, name, as_float)
         if not isinstance(self.normalize, bool) or not isinstance(self.limiter, bool):
             raise InvalidInput("normalize and limiter must be True or False")
@@ -59,7 +59,7 @@ class ExportOptions:
                     and not isinstance(self.dither_seed, bool)
                     and self.dither_seed >= 0
                 ),
-                f"dither_seed must be None or an integer >= 0, got {self.dither_seed!r}",
+                f"dither_seed must be None or an integer >= 0, got {shown(self.dither_seed)}",
             ),
         )
         for ok, message in checks:

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from musicstore.audio.arrays import as_audio, check_sample_rate
 from musicstore.audio.files import as_path, check_not_truncated, not_a_file, short_read, write_bytes_atomic
-from musicstore.errors import InvalidAudio, InvalidInput, StorageError
+from musicstore.errors import InvalidAudio, InvalidInput, StorageError, shown
 from musicstore.filestore.base import FileStore, ObjectInfo, check_key
 
 BITS = (8, 16)
@@ -101,7 +101,7 @@ def _check(samples_per_pixel: object, bits: object) -> tuple[int, int]:
     ):
         raise InvalidInput(f"samples_per_pixel must be an integer in 1–{MAX_SAMPLES_PER_PIXEL}")
     if bits not in BITS or isinstance(bits, bool):
-        raise InvalidInput(f"bits must be 8 or 16, got {bits!r}")
+        raise InvalidInput(f"bits must be 8 or 16, got {shown(bits)}")
     return int(samples_per_pixel), int(bits)
 
 
@@ -114,10 +114,10 @@ def _check_reading(block_frames: object, split_channels: object) -> int:
         or int(block_frames) < 1
     ):
         raise InvalidInput(
-            f"block_frames must be a whole number of frames, at least 1, got {block_frames!r:.40}"
+            f"block_frames must be a whole number of frames, at least 1, got {shown(block_frames)}"
         )
     if not isinstance(split_channels, bool | np.bool_):
-        raise InvalidInput(f"split_channels must be True or False, got {split_channels!r:.40}")
+        raise InvalidInput(f"split_channels must be True or False, got {shown(split_channels)}")
     return int(block_frames)
 
 

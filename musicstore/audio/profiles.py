@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from musicstore.errors import InvalidInput
+from musicstore.errors import InvalidInput, shown
 
 if TYPE_CHECKING:
     from musicstore.audio.export import ExportOptions
@@ -27,13 +27,13 @@ def _number(value: object, what: str) -> float:
     """``value`` as a float: numpy numbers too, as ``ExportOptions`` takes them; bools and ints beyond any
     float are refused."""
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise InvalidInput(f"{what} must be a finite number, got {value!r}")
+        raise InvalidInput(f"{what} must be a finite number, got {shown(value)}")
     try:
         number = float(value)
     except OverflowError:
         number = math.inf
     if not math.isfinite(number):
-        raise InvalidInput(f"{what} must be a finite number, got {value!r}")
+        raise InvalidInput(f"{what} must be a finite number, got {shown(value)}")
     return number
 
 
@@ -62,7 +62,7 @@ class LoudnessProfile:
         if not TOLERANCE_RANGE[0] < tolerance <= TOLERANCE_RANGE[1]:
             raise InvalidInput(f"tolerance_lu {tolerance} is outside (0, 3] LU")
         if not isinstance(self.name, str) or not self.name.isidentifier():
-            raise InvalidInput(f"a profile name must be a short identifier, got {self.name!r}")
+            raise InvalidInput(f"a profile name must be a short identifier, got {shown(self.name)}")
 
     def export_options(self, **overrides: Any) -> ExportOptions:
         """``ExportOptions`` for a master at this profile (target and ceiling; ``overrides`` for the rest).

@@ -54,7 +54,7 @@ from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, integrated
 from musicstore.audio.profiles import LoudnessProfile, get_profile
 from musicstore.audio.tags import INSTALL_HINT, LoudnessTags, Provenance, embed
 from musicstore.audio.truepeak import from_db, largest_sample, range_exponent, scaled_down, to_db, true_peak
-from musicstore.errors import InvalidAudio, InvalidInput, RenditionFailed
+from musicstore.errors import InvalidAudio, InvalidInput, RenditionFailed, shown
 from musicstore.storage_names import check_checksum
 
 __all__ = [
@@ -117,7 +117,7 @@ class RenditionOptions:
                 continue
             number = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
             if not number or not low <= value <= high:
-                raise InvalidInput(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+                raise InvalidInput(f"{name} must be a number in [{low:g}, {high:g}], got {shown(value)}")
             if not isinstance(value, int | float):  # numpy numbers: plain floats, as ExportOptions keeps them
                 object.__setattr__(self, name, float(value))
         if self.dither_seed is not None:

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from musicstore.audio.arrays import MAX_CHANNELS, check_sample_rate
-from musicstore.errors import InvalidInput
+from musicstore.errors import InvalidInput, shown
 
 # I–V–vi–IV in C: chord tones (Hz) and bass roots.
 _CHORDS = (
@@ -48,12 +48,19 @@ def _check(
     if ``above``); InvalidInput otherwise."""
     kind = numbers.Integral if whole else numbers.Real
     if not isinstance(value, kind) or isinstance(value, bool | np.bool_):
-        raise InvalidInput(f"{name} must be {'an integer' if whole else 'a number'}, got {value!r}")
-    number = float(value)
+        raise InvalidInput(f"{name} must be {'an integer' if whole else 'a number'}, got {shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond a float's range (a seed may be one: compared as an int)
+        number = math.inf if value > 0 else -math.inf  # type: ignore[operator]
+    if whole and high is None and value >= low:  # type: ignore[operator]
+        return
     too_low = number <= low if above else number < low
     if not math.isfinite(number) or too_low or (high is not None and number > high):
         upper = "" if high is None else f", at most {high:g}"
-        raise InvalidInput(f"{name} must be {'over' if above else 'at least'} {low:g}{upper}, got {value!r}")
+        raise InvalidInput(
+            f"{name} must be {'over' if above else 'at least'} {low:g}{upper}, got {shown(value)}"
+        )
 
 
 def _samples(seconds: object, rate: int) -> int:
@@ -62,10 +69,10 @@ def _samples(seconds: object, rate: int) -> int:
     _check(seconds, "seconds", 0, _MAX_SECONDS, above=True)
     total = round(float(seconds) * rate)  # type: ignore[arg-type]
     if total < 1:
-        raise InvalidInput(f"seconds={seconds!r} is under one sample at {rate} Hz")
+        raise InvalidInput(f"seconds={shown(seconds)} is under one sample at {rate} Hz")
     if total > MAX_FRAMES:
         raise InvalidInput(
-            f"seconds={seconds!r} at {rate} Hz is {total:,} samples per channel; at most "
+            f"seconds={shown(seconds)} at {rate} Hz is {total:,} samples per channel; at most "
             f"{MAX_FRAMES:,} samples are made (an hour at 48 kHz: {MAX_FRAMES / rate:g} s at {rate} Hz), "
             "which bounds the memory used"
         )
@@ -97,6 +104,9 @@ def synthesize_music(
     rng = np.random.default_rng(seed)
     t = np.arange(total) / rate
     beat = 60.0 / bpm
+    if not math.isfinite(4 * beat):  # a bpm so near 0 that a bar lasts beyond any float (NaN beats)
+        raise InvalidInput(f"bpm must be over 0 and give a bar of finite length, got {shown(bpm)}")
+    drums = float(drums)  # a Fraction's product with an array is an array of objects
     bar = 4 * beat
     chord_index = (t // bar).astype(int) % len(_CHORDS)
     pad = np.zeros(total)
@@ -138,6 +148,7 @@ def click_track(
     rate = check_sample_rate(sample_rate)
     _check(bpm, "bpm", 0, _MAX_BPM, above=True)
     _check(amplitude, "amplitude", 0, _MAX_LEVEL)
+    amplitude = float(amplitude)  # a Fraction's product with an array is an array of objects numpy cannot add
     out = np.zeros(_samples(seconds, rate))
     click = np.arange(round(0.005 * rate))
     burst = amplitude * np.sin(2 * np.pi * 1000.0 * click / rate) * np.hanning(click.size)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, Protocol, _ProtocolMeta, runtime_checkable
 
-from ..errors import InvalidInput, StorageError
+from ..errors import InvalidInput, StorageError, shown
 from ..storage_names import MAX_KEY_BYTES, check_key, check_prefix
 
 MAX_METADATA_BYTES = 2048
@@ -160,9 +160,9 @@ def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     checked: dict[str, str] = {}
     for name, value in metadata.items():
         if not isinstance(name, str) or not _META_NAME.fullmatch(name):
-            raise InvalidInput(f"metadata name {name!r}: lower-case letters, digits, '-' and '_', 1-64")
+            raise InvalidInput(f"metadata name {shown(name)}: lower-case letters, digits, '-' and '_', 1-64")
         if name == CHECKSUM_FIELD:
-            raise InvalidInput(f"metadata name {name!r} is reserved for the checksum the store keeps")
+            raise InvalidInput(f"metadata name {shown(name)} is reserved for the checksum the store keeps")
         if not isinstance(value, str) or not _META_TEXT.fullmatch(value):
             raise InvalidInput(
                 f"metadata {name!r}: the value must be printable ASCII, not empty, no space at its ends"
@@ -177,7 +177,7 @@ def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
 def check_overwrite(overwrite: object) -> bool:
     """``overwrite`` if it is a bool: a truthy string ("no") must not replace an object."""
     if not isinstance(overwrite, bool):
-        raise InvalidInput(f"overwrite={overwrite!r} must be True or False")
+        raise InvalidInput(f"overwrite={shown(overwrite)} must be True or False")
     return overwrite
 
 
@@ -188,7 +188,7 @@ def check_content_type(content_type: str | None) -> str | None:
         or not _META_VALUE.fullmatch(content_type)
         or len(content_type) > 255
     ):
-        raise InvalidInput(f"content type {content_type!r} must be printable ASCII like 'audio/wav'")
+        raise InvalidInput(f"content type {shown(content_type)} must be printable ASCII like 'audio/wav'")
     return content_type
 
 
@@ -217,13 +217,15 @@ def content_type_for(key: str, given: str | None) -> str:
 
 def check_expiry(expires: object) -> int:
     if isinstance(expires, bool) or not isinstance(expires, int) or not 1 <= expires <= MAX_URL_SECONDS:
-        raise InvalidInput(f"expires={expires!r} must be whole seconds from 1 to {MAX_URL_SECONDS} (7 days)")
+        raise InvalidInput(
+            f"expires={shown(expires)} must be whole seconds from 1 to {MAX_URL_SECONDS} (7 days)"
+        )
     return expires
 
 
 def check_chunk_size(chunk_size: object, what: str = "chunk_size", unit: str = "bytes") -> int:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise InvalidInput(f"{what}={chunk_size!r} must be a positive whole number of {unit}")
+        raise InvalidInput(f"{what}={shown(chunk_size)} must be a positive whole number of {unit}")
     return chunk_size
 
 

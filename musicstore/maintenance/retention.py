@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import validate
-from ..errors import InvalidInput
+from ..errors import InvalidInput, shown
 from ..filestore import FileStore, LocalFileStore, open_filestore
 from ..filestore.local import RootDir
 from ..models import Status, to_datetime
@@ -192,7 +192,7 @@ def cleanup(
     chosen = _statuses(statuses)
     model = validate.name(model_name, "model_name", optional=True)
     if older_than is not None and (not isinstance(older_than, timedelta) or older_than < timedelta(0)):
-        raise InvalidInput(f"older_than must be a non-negative timedelta, got {older_than!r}")
+        raise InvalidInput(f"older_than must be a non-negative timedelta, got {shown(older_than)}")
     budget = None if max_total_bytes is None else validate.integer(max_total_bytes, "max_total_bytes", 0)
     size = validate.integer(batch, "batch", 1, validate.MAX_PAGE)
     dry_run = validate.flag(dry_run, "dry_run")  # dry_run=0 must not delete
@@ -203,7 +203,7 @@ def cleanup(
             _LAST if older_than is None else validate.moment(store.clock(), "the store's clock") - older_than
         )
     except OverflowError:
-        raise InvalidInput(f"older_than={older_than!r} reaches before the year 1") from None
+        raise InvalidInput(f"older_than={shown(older_than)} reaches before the year 1") from None
     if is_object_store(root):
         files = root if isinstance(root, FileStore) else open_filestore(str(root))
         try:

@@ -19,7 +19,7 @@ from operator import itemgetter
 from typing import Any
 
 from .. import validate
-from ..errors import InvalidInput, InvalidTransition, NotFound
+from ..errors import InvalidInput, InvalidTransition, NotFound, shown
 from ..ids import check_id, new_id
 from ..models import Generation, Status, to_datetime
 from .reads import GENERATION
@@ -144,7 +144,7 @@ def _level(value: object, what: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not -1e300 <= value <= 1e300:
         if value == -math.inf:
             return None
-        raise InvalidInput(f"{what} must be a finite number, or None or -inf for silence, got {value!r:.40}")
+        raise InvalidInput(f"{what} must be a finite number, or None or -inf for silence, got {shown(value)}")
     return float(value)
 
 
@@ -156,15 +156,15 @@ def _range(value: object, what: str, low: float, high: float, *, above: bool = F
         or not low <= value <= high
         or (above and value == low)
     ):
-        shown = f"({low:g}, {high:g}]" if above else f"[{low:g}, {high:g}]"
-        raise InvalidInput(f"{what} must be a number in {shown}, got {value!r:.40}")
+        interval = f"({low:g}, {high:g}]" if above else f"[{low:g}, {high:g}]"
+        raise InvalidInput(f"{what} must be a number in {interval}, got {shown(value)}")
     return float(value) or 0.0  # -0.0 as 0.0: PostgreSQL kept it, SQLite read back 0.0
 
 
 def _optional(settings: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
     value = settings.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
-        raise InvalidInput(f"settings[{key!r}] must be a {kind}, got {value!r:.40}")
+        raise InvalidInput(f"settings[{shown(key)}] must be a {kind}, got {shown(value)}")
     return value
 
 
@@ -174,13 +174,15 @@ def _request(
     """The checked columns that say what was asked for, ``settings`` (the key's text) among them."""
     fmt = settings.get("format") if isinstance(settings, Mapping) else None
     if fmt not in FORMATS:
-        raise InvalidInput(f"settings['format'] must be one of {list(FORMATS)}, got {fmt!r:.40}")
+        raise InvalidInput(f"settings['format'] must be one of {list(FORMATS)}, got {shown(fmt)}")
     profile_name = validate.name(profile, "profile")
     target = _range(target_lufs, "target_lufs", -70.0, 0.0, above=True)
     ceiling = _range(ceiling_dbtp, "ceiling_dbtp", -20.0, 0.0)
     mode = _optional(settings, "bitrate_mode", str)
     if mode is not None and mode not in BITRATE_MODES:
-        raise InvalidInput(f"settings['bitrate_mode'] must be one of {list(BITRATE_MODES)}, got {mode!r:.40}")
+        raise InvalidInput(
+            f"settings['bitrate_mode'] must be one of {list(BITRATE_MODES)}, got {shown(mode)}"
+        )
     kbps = _optional(settings, "bitrate_kbps", int)
     quality = _optional(settings, "quality", (int, float))
     subtype = _optional(settings, "subtype", str)
@@ -225,7 +227,7 @@ def _row(
         )
     if not isinstance(loudness_status, str) or loudness_status not in LOUDNESS_STATUSES:
         raise InvalidInput(
-            f"loudness_status must be one of {list(LOUDNESS_STATUSES)}, got {loudness_status!r:.40}"
+            f"loudness_status must be one of {list(LOUDNESS_STATUSES)}, got {shown(loudness_status)}"
         )
     if not isinstance(checksum, str) or not _SHA256.fullmatch(checksum):
         raise InvalidInput("checksum must be the file's SHA-256 as 64 lower-case hex digits")
@@ -372,7 +374,7 @@ def merge_metadata(generation_id: str, values: Mapping[str, Any]) -> Steps[Gener
     """
     gid = check_id(generation_id)
     if not isinstance(values, Mapping) or not values:
-        raise InvalidInput(f"values must be a non-empty mapping of metadata keys, got {values!r:.80}")
+        raise InvalidInput(f"values must be a non-empty mapping of metadata keys, got {shown(values)}")
     validate.metadata(dict(values))
     generation: Generation | None = yield Call("get_generation_for_update", {"id": gid}, GENERATION)
     if generation is None:

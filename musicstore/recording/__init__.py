@@ -34,6 +34,7 @@ from ..errors import (
     InvalidInput,
     InvalidTransition,
     StorageError,
+    shown,
 )
 from ..filestore import FileStore, LocalFileStore, check_filestore, open_filestore
 from ..models import Generation, Status
@@ -315,7 +316,7 @@ def _check_call(
             f"generation must be a Generation (from claim_next), got {type(generation).__name__}"
         )
     if on_error not in _ON_ERROR:
-        raise InvalidInput(f"on_error must be one of {_ON_ERROR}, got {on_error!r}")
+        raise InvalidInput(f"on_error must be one of {_ON_ERROR}, got {shown(on_error)}")
     validate.integer(max_attempts, "max_attempts", 1)
     if metadata is not None:
         validate.metadata(dict(metadata) if isinstance(metadata, Mapping) else metadata)

@@ -188,7 +188,9 @@ def status(value: object) -> Status:
         if found is not None:
             return found
     try:
-        return Status(value)  # type: ignore[arg-type]
+        if not isinstance(value, str):  # the enum's own error quoted its repr (a deep list: RecursionError)
+            raise ValueError
+        return Status(value)
     except ValueError:
         valid = ", ".join(s.value for s in Status)
         raise InvalidInput(f"unknown status {shown(value)}; valid statuses are {valid}") from None
