@@ -503,3 +503,55 @@ def test_a_refused_value_without_a_repr_is_named_in_a_typed_error(env: Env, valu
             raise AssertionError(f"{name}: {type(exc).__name__}") from None
         raise AssertionError(f"{name}: accepted")
     assert not list((env.folder / "objects").iterdir())
+
+
+# --- the CLI: a wrong-typed option is a usage error, never a traceback --------------------------------------
+
+_NUMERIC_OPTIONS = [
+    ("list", "--limit", ()),
+    ("prompts", "--limit", ()),
+    ("render", "--bitrate", (_ID,)),
+    ("render", "--sample-rate", (_ID,)),
+    ("serve", "--port", ("--check",)),
+    ("reconcile", "--stale-after", ()),
+    ("cleanup", "--older-than", ()),
+    ("cleanup", "--max-bytes", ()),
+    ("requeue-expired", "--max-attempts", ()),
+    ("requeue-expired", "--backoff", ()),
+    ("requeue-expired", "--jitter", ("--backoff", "10s")),
+    ("demo", "--count", ()),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "rest"), _NUMERIC_OPTIONS, ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_a_wrong_typed_option_is_a_usage_error(
+    tmp_path: Path, command: str, option: str, rest: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from musicstore.cli import EXIT_USAGE, main
+
+    url = f"sqlite:///{tmp_path}/db.sqlite"
+    migrate(url)
+    for value in ["abc", "nan", "1e400", "-5", "\udcff", "9" * 400, "0x10", ""]:
+        assert main([command, "-d", url, f"{option}={value}", *rest]) == EXIT_USAGE, (option, value)
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and option in err, (option, value, err[-300:])
+    assert [p.name for p in tmp_path.iterdir()] == ["db.sqlite"]  # no output folder, no file made
+
+
+@pytest.mark.parametrize(
+    "host", ["a" * 64, "\udcff", "a." + "b" * 70 + ".c"], ids=["label of 64", "surrogate", "long"]
+)
+def test_serve_refuses_a_host_no_resolver_takes_as_a_usage_error(
+    tmp_path: Path, host: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """getaddrinfo's UnicodeError (a label over 63 characters, a lone surrogate from an undecodable
+    argument) escaped uvicorn as a traceback."""
+    from musicstore.cli import EXIT_USAGE, main
+
+    url = f"sqlite:///{tmp_path}/db.sqlite"
+    migrate(url)
+    assert main(["serve", "-d", url, "--check", "--host", host]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--host" in err and "Traceback" not in err

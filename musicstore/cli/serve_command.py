@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from ..errors import InvalidInput, MusicstoreError, StorageError
+from ..errors import InvalidInput, MusicstoreError, StorageError, shown
 from ..store import Store
 from .arguments import not_empty
 from .common import ROOT_ENV, TOKEN_ENV, open_store, output_root
@@ -83,9 +83,14 @@ def _port(text: str) -> int:
 def _host(text: str) -> str:
     """An address to listen on: an empty one (or with blanks at its ends) is a usage error, for uvicorn reads
     ``""`` as every interface, the opposite of the default."""
-    if not text or text != text.strip():
+    try:  # what getaddrinfo does first: a name over 63 characters or a lone surrogate was uvicorn's traceback
+        named = bool(text) and text == text.strip() and bool(text.encode("idna"))
+    except UnicodeError:
+        named = False
+    if not named:
         raise argparse.ArgumentTypeError(
-            f"not an address: {text!r} (127.0.0.1 or ::1 for this host only, 0.0.0.0 for every interface)"
+            f"not an address: {shown(text)} (127.0.0.1 or ::1 for this host only, 0.0.0.0 for every "
+            "interface)"
         )
     return text
 
