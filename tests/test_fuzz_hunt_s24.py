@@ -13,10 +13,12 @@ others valid; then a targeted test per bug fixed.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -24,9 +26,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musicstore import InvalidInput, Store, Worker, migrate
+from musicstore import InvalidInput, MusicstoreError, Store, Worker, migrate
 from musicstore.errors import shown
 from musicstore.testing import FakeClock
 
@@ -228,6 +231,477 @@ def snapshot(env: Env) -> tuple[Any, ...]:
         env.store.list_renditions(env.generation_id),
         files_under(env.folder),
     )
+
+
+# --- the catalogue ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    call: Callable[..., Any]
+    valid: Callable[[Env], dict[str, Any]]
+    hostile: dict[str, st.SearchStrategy[Any]]
+    fixed: frozenset[str] = frozenset()
+    """Parameters not fuzzed: the thing the call acts on (the audio, the store), given valid always."""
+
+
+def _audio(**more: Any) -> Callable[[Env], dict[str, Any]]:
+    return lambda env: {"audio": env.clip, "sample_rate": RATE, **more}
+
+
+def _run_worker(worker_class: Any, async_: bool) -> Callable[..., Any]:
+    """The worker made (its checks run at construction); an AsyncWorker needs an AsyncStore."""
+    if not async_:
+        made: Callable[..., Any] = worker_class
+        return made
+
+    def make(store: Any, **arguments: Any) -> Any:
+        from musicstore import AsyncStore
+
+        async def build() -> Any:
+            opened = await AsyncStore.open(store.url.url)
+            try:
+                return worker_class(opened, **arguments)
+            finally:
+                await opened.close()
+
+        return asyncio.run(build())
+
+    return make
+
+
+def _catalogue() -> dict[str, Case]:
+    from musicstore import audio, filestore, rendering
+    from musicstore.delivery import Delivery
+    from musicstore.maintenance.backup import backup, integrity, restore
+    from musicstore.maintenance.reconcile import reconcile
+    from musicstore.maintenance.relocate import copy_files
+    from musicstore.maintenance.retention import cleanup
+    from musicstore.maintenance.transfer import check_rows, copy_store
+    from musicstore.maintenance.usage import disk_usage
+    from musicstore.metrics import read_metrics
+    from musicstore.urls import sqlite_url
+    from musicstore.web import create_app
+    from musicstore.worker import AsyncWorker
+
+    rate, scale = bad_int(8_000, 384_000), bad_number(0.0, None, none_ok=True, low_ok=False)
+    s3 = {
+        "bucket": "bucket",
+        "endpoint_url": "http://127.0.0.1:9",
+        "access_key_id": "a",
+        "secret_access_key": "s",
+    }
+    return {
+        "as_audio": Case(audio.as_audio, lambda e: {"audio": e.clip}, {"scale": scale}, frozenset({"audio"})),
+        "check_sample_rate": Case(
+            audio.check_sample_rate, lambda e: {"sample_rate": RATE}, {"sample_rate": rate}
+        ),
+        "analyze_audio": Case(
+            audio.analyze_audio,
+            _audio(),
+            {"sample_rate": rate, "tempo": bad_flag(), "scale": scale, "subtype": bad_text(none_ok=True)},
+            frozenset({"audio"}),
+        ),
+        "analyze_file": Case(
+            audio.analyze_file, lambda e: {"path": e.master}, {"path": bad_path(), "tempo": bad_flag()}
+        ),
+        "click_track": Case(
+            audio.click_track,
+            lambda e: {"bpm": 120.0, "seconds": 0.5, "sample_rate": RATE},
+            {
+                "bpm": bad_number(0.0, 1_000.0, low_ok=False),
+                "seconds": bad_number(0.0, 3_600.0, low_ok=False),
+                "sample_rate": rate,
+                "amplitude": bad_number(0.0, 100.0),
+            },
+        ),
+        "synthesize_music": Case(
+            audio.synthesize_music,
+            lambda e: {"seconds": 0.5, "sample_rate": RATE},
+            {
+                "seconds": bad_number(0.0, 3_600.0, low_ok=False),
+                "sample_rate": rate,
+                "bpm": bad_number(0.0, 1_000.0, low_ok=False) | st.just(5e-324),
+                "channels": bad_int(1, 8),
+                "seed": bad_int(0, None),
+                "drums": bad_number(0.0, 100.0),
+            },
+        ),
+        "compute_peaks": Case(
+            audio.compute_peaks,
+            _audio(),
+            {
+                "sample_rate": rate,
+                "samples_per_pixel": bad_int(1, 1 << 20),
+                "bits": bad_int(8, 16).filter(lambda v: v != 8),
+                "split_channels": bad_flag(),
+                "block_frames": bad_int(1, None),
+                "scale": scale,
+            },
+            frozenset({"audio"}),
+        ),
+        "file_peaks": Case(
+            audio.file_peaks,
+            lambda e: {"path": e.master},
+            {
+                "path": bad_path(),
+                "samples_per_pixel": bad_int(1, 1 << 20),
+                "bits": bad_int(8, 16).filter(lambda v: v != 8),
+                "split_channels": bad_flag(),
+                "block_frames": bad_int(1, None),
+            },
+        ),
+        "estimate_tempo": Case(
+            audio.estimate_tempo,
+            _audio(),
+            {"sample_rate": rate, "bpm_range": bad_object() | st.just((180.0, 60.0)), "scale": scale},
+            frozenset({"audio"}),
+        ),
+        "integrated_loudness": Case(
+            audio.integrated_loudness, _audio(), {"sample_rate": rate, "scale": scale}, frozenset({"audio"})
+        ),
+        "true_peak": Case(
+            audio.true_peak, lambda e: {"audio": e.clip}, {"scale": scale}, frozenset({"audio"})
+        ),
+        "get_profile": Case(audio.get_profile, lambda e: {"profile": "streaming"}, {"profile": bad_text()}),
+        "layout_path": Case(
+            audio.layout_path,
+            lambda e: {"root": e.root, "generation_id": _ID},
+            {
+                "root": bad_path(),
+                "generation_id": bad_text() | st.just("../x"),
+                "ext": bad_text() | st.just("mp3"),
+                "when": bad_object() | st.just(datetime(2026, 1, 1)),
+            },
+        ),
+        "LoudnessProfile": Case(
+            audio.LoudnessProfile,
+            lambda e: {"target_lufs": -14.0},
+            {
+                "target_lufs": bad_number(-70.0, 0.0, low_ok=False),
+                "ceiling_dbtp": bad_number(-20.0, 0.0),
+                "tolerance_lu": bad_number(0.0, 3.0, low_ok=False),
+                "name": bad_text(blank_ok=False),
+            },
+        ),
+        "RenditionSpec": Case(
+            audio.RenditionSpec,
+            lambda e: {"format": "mp3"},
+            {
+                "format": bad_text(),
+                "bitrate_kbps": bad_int(1, 10_000, none_ok=True),
+                "bitrate_mode": bad_text(),
+                "quality": bad_object(),
+                "subtype": bad_text(),
+                "compression_level": bad_object(),
+                "sample_rate": bad_int(8_000, 384_000, none_ok=True),
+            },
+        ),
+        "export_audio": Case(
+            audio.export_audio,
+            _audio(path="out/x.wav"),
+            {
+                "sample_rate": rate,
+                "path": bad_path(),
+                "options": bad_object(),
+                "scale": scale,
+                "frames_seen": bad_callable(),
+            },
+            frozenset({"audio"}),
+        ),
+        "export_batch": Case(
+            audio.export_batch,
+            lambda e: {"audio": e.clip[None], "sample_rate": RATE, "paths": ["out/y.wav"]},
+            {
+                "sample_rate": rate,
+                "paths": bad_object() | st.builds(lambda p: [p], bad_path()),
+                "options": bad_object(),
+                "scale": scale,
+                "workers": bad_int(1, 1_024, none_ok=True),
+            },
+            frozenset({"audio"}),
+        ),
+        "render_file": Case(
+            audio.render_file,
+            lambda e: {"master": e.master, "path": "out/r.mp3", "spec": _spec()},
+            {
+                "master": bad_path(),
+                "path": bad_path(),
+                "spec": bad_object(),
+                "profile": bad_text(),
+                "provenance": bad_object(),
+                "options": bad_object(),
+                "sha256": bad_text(none_ok=True) | st.just("0" * 63),
+            },
+        ),
+        "LocalFileStore": Case(
+            filestore.LocalFileStore, lambda e: {"root": e.root}, {"root": bad_path(), "create": bad_flag()}
+        ),
+        "open_filestore": Case(
+            filestore.open_filestore,
+            lambda e: {"url": "s3://bucket/p/", **{k: v for k, v in s3.items() if k != "bucket"}},
+            {
+                "url": bad_path(),
+                "endpoint_url": bad_text(none_ok=True),
+                "region": bad_text(none_ok=True),
+                "access_key_id": bad_text(none_ok=True),
+                "secret_access_key": bad_text(none_ok=True),
+                "session_token": bad_text(none_ok=True),
+                "multipart_threshold": bad_int(5 << 20, 5 << 30, none_ok=True),
+                "part_size": bad_int(5 << 20, 5 << 30, none_ok=True),
+                "create": bad_flag(),
+            },
+        ),
+        "S3FileStore": Case(
+            filestore.S3FileStore,
+            lambda e: dict(s3),
+            {
+                "bucket": bad_text() | st.sampled_from(["", "a/b", "k:secret"]),
+                "prefix": not_str() | st.just("p"),
+                "endpoint_url": bad_text(none_ok=True),
+                "region": bad_text(none_ok=True),
+                "access_key_id": bad_text(none_ok=True),
+                "secret_access_key": bad_text(none_ok=True),
+                "session_token": bad_text(none_ok=True),
+                "multipart_threshold": bad_int(5 << 20, 5 << 30),
+                "part_size": bad_int(5 << 20, 5 << 30),
+                "max_attempts": bad_int(1, 100),
+            },
+        ),
+        "local_path": Case(filestore.local_path, lambda e: {"url": e.root.as_uri()}, {"url": not_str()}),
+        "store_url": Case(filestore.store_url, lambda e: {"url": e.root.as_uri()}, {"url": not_str()}),
+        "check_key": Case(
+            filestore.check_key,
+            lambda e: {"key": "a/b.wav"},
+            {"key": bad_text() | st.just("../x")},
+            frozenset({"what"}),
+        ),
+        "reconcile": Case(
+            reconcile,
+            lambda e: {"store": e.store, "root": e.root},
+            {
+                "root": bad_path(),
+                "repair": bad_flag(),
+                "quarantine": bad_path(none_ok=True),
+                "delete_orphans": bad_flag(),
+                "stale_after_seconds": bad_number(0.0, None),
+                "max_items": bad_int(0, None),
+                "batch": bad_int(1, None),
+                "progress": bad_callable(),
+                "verify_checksums": bad_flag(),
+            },
+            frozenset({"store"}),
+        ),
+        "disk_usage": Case(
+            disk_usage,
+            lambda e: {"store": e.store, "root": e.root},
+            {"root": bad_path(), "batch": bad_int(1, None), "progress": bad_callable()},
+            frozenset({"store"}),
+        ),
+        "cleanup": Case(
+            cleanup,
+            lambda e: {"store": e.store, "root": e.root, "statuses": ["failed"]},
+            {
+                "root": bad_path(),
+                "older_than": bad_object() | st.just(-1),
+                "statuses": st.sampled_from([["processing"], [], ["nope"], [5]]) | bad_object(),
+                "model_name": bad_text(none_ok=True, blank_ok=False),
+                "max_total_bytes": bad_int(0, None, none_ok=True),
+                "dry_run": bad_flag(),
+                "batch": bad_int(1, None),
+                "max_items": bad_int(0, None),
+                "progress": bad_callable(),
+            },
+            frozenset({"store"}),
+        ),
+        "copy_files": Case(
+            copy_files,
+            lambda e: {"store": e.store, "to": e.folder / "copies", "dry_run": True},
+            {
+                "to": bad_path(),
+                "source": bad_path(none_ok=True),
+                "only_from": bad_path(none_ok=True),
+                "dry_run": bad_flag(),
+                "batch": bad_int(1, None),
+                "max_items": bad_int(0, None),
+                "progress": bad_callable(),
+            },
+            frozenset({"store"}),
+        ),
+        "copy_store": Case(
+            copy_store,
+            lambda e: {"source": e.store, "target": e.extra["target"]},
+            {"batch": bad_int(1, None), "progress": bad_callable()},
+            frozenset({"source", "target"}),
+        ),
+        "check_rows": Case(
+            check_rows, lambda e: {"source": e.store}, {"batch": bad_int(1, None)}, frozenset({"source"})
+        ),
+        "backup": Case(
+            backup,
+            lambda e: {"url": e.url, "destination": e.folder / "b.db", "overwrite": True},
+            {
+                "destination": bad_path(),
+                "pages": bad_int(-1, None).filter(lambda v: v != 0),
+                "overwrite": bad_flag(),
+                "progress": bad_callable(),
+            },
+            frozenset({"url"}),
+        ),
+        "restore": Case(
+            restore,
+            lambda e: {"backup_path": e.backup_file, "url": f"sqlite:///{e.folder}/r.db", "overwrite": True},
+            {"backup_path": bad_path(), "overwrite": bad_flag(), "progress": bad_callable()},
+            frozenset({"url"}),
+        ),
+        "integrity": Case(integrity, lambda e: {"path": e.backup_file}, {"path": bad_path()}),
+        "Worker": Case(
+            Worker,
+            lambda e: {"store": e.store, "worker_id": "w", "handler": print},
+            {
+                "store": bad_object() | st.none(),
+                "worker_id": bad_text(blank_ok=False),
+                "handler": bad_callable() | st.none(),
+                "lease_seconds": bad_number(0.0, 30 * 86_400.0, none_ok=True, low_ok=False),
+                "max_attempts": bad_int(1, None),
+                "claim_options": bad_object().filter(lambda v: not isinstance(v, dict)),
+                "backoff": bad_object(),
+            },
+        ),
+        "AsyncWorker": Case(
+            _run_worker(AsyncWorker, True),
+            lambda e: {"store": e.store, "worker_id": "w", "handler": print},
+            {
+                "worker_id": bad_text(blank_ok=False),
+                "handler": bad_callable() | st.none(),
+                "lease_seconds": bad_number(0.0, 30 * 86_400.0, none_ok=True, low_ok=False),
+                "max_attempts": bad_int(1, None),
+                "claim_options": bad_object().filter(lambda v: not isinstance(v, dict)),
+                "backoff": bad_object(),
+            },
+            frozenset({"store"}),
+        ),
+        "Delivery": Case(
+            Delivery,
+            lambda e: {"store": e.store, "root": e.root},
+            {
+                "root": bad_path(none_ok=True),
+                "files": bad_object().filter(lambda v: v not in ([], {})),
+                "options": bad_object(),
+            },
+            frozenset({"store"}),
+        ),
+        "create_app": Case(
+            create_app,
+            lambda e: {"store_or_url": e.store, "root": e.root},
+            {
+                "root": bad_path(none_ok=True),
+                "token": bad_text(blank_ok=False).filter(lambda v: v is not None),
+                "options": bad_object(),
+            },
+            frozenset({"store_or_url"}),
+        ),
+        "read_metrics": Case(
+            read_metrics,
+            lambda e: {"store": e.store},
+            {
+                "window": bad_number(0.0, 366 * 86_400.0, low_ok=False),
+                "window_limit": bad_int(1, 1_000_000),
+                "sample": bad_int(1, 100_000),
+            },
+            frozenset({"store"}),
+        ),
+        "render_generation": Case(
+            rendering.render_generation,
+            lambda e: {"store": e.store, "generation_id": e.generation_id, "root": e.root},
+            {
+                "generation_id": bad_text(),
+                "root": bad_path(none_ok=True),
+                "formats": bad_object() | st.just(["nope"]),
+                "profile": bad_text(),
+                "bitrate_kbps": bad_int(1, 10_000, none_ok=True),
+                "options": bad_object(),
+                "files": bad_object().filter(lambda v: v not in ([], {})),
+            },
+            frozenset({"store"}),
+        ),
+        "render_peaks": Case(
+            rendering.render_peaks,
+            lambda e: {"store": e.store, "generation_id": e.generation_id, "root": e.root},
+            {
+                "generation_id": bad_text(),
+                "root": bad_path(none_ok=True),
+                "samples_per_pixel": bad_int(1, 1 << 20),
+                "bits": bad_int(8, 16).filter(lambda v: v != 8),
+                "split_channels": bad_flag(),
+                "files": bad_object().filter(lambda v: v not in ([], {})),
+            },
+            frozenset({"store"}),
+        ),
+        "sqlite_url": Case(sqlite_url, lambda e: {"path": e.folder / "a.db"}, {"path": bad_path()}),
+        "migrate": Case(
+            migrate,
+            lambda e: {"url": e.url},
+            {"url": not_str(none_ok=True) | _NUL, "lock_timeout": bad_number(0.0, 86_400.0)},
+        ),
+    }
+
+
+CASES = _catalogue()
+HOSTILE = [(name, param) for name, case in CASES.items() for param in case.hostile]
+
+
+def test_the_catalogue_names_every_parameter() -> None:
+    """Each callable's every parameter is fuzzed, or named as fixed (what the call acts on)."""
+    from musicstore.worker import AsyncWorker
+
+    for name, case in CASES.items():
+        target = AsyncWorker if name == "AsyncWorker" else case.call
+        params = {
+            p.name
+            for p in inspect.signature(target).parameters.values()
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        }
+        assert set(case.hostile) | case.fixed == params, name
+
+
+_SETTINGS = settings(
+    max_examples=1_000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@_SETTINGS
+@given(data=st.data())
+def test_a_wrong_argument_raises_a_typed_error_and_changes_nothing(env: Env, data: st.DataObject) -> None:
+    name, param = data.draw(st.sampled_from(HOSTILE), label="parameter")
+    case = CASES[name]
+    value = data.draw(case.hostile[param], label=f"{name}({param}=...)")
+    before = snapshot(env)
+    cwd = os.getcwd()
+    os.chdir(env.folder)  # a relative path given lands in the scratch folder, where it is seen
+    try:
+        with pytest.raises(MusicstoreError):
+            case.call(**{**case.valid(env), param: value})
+    finally:
+        os.chdir(cwd)
+    assert snapshot(env) == before
+
+
+def test_the_valid_arguments_are_accepted(env: Env) -> None:
+    """Each catalogue entry's valid arguments pass (else every hostile case would pass vacuously)."""
+    cwd = os.getcwd()
+    os.chdir(env.folder)
+    try:
+        (env.folder / "out").mkdir(exist_ok=True)
+        for name, case in CASES.items():
+            try:
+                case.call(**case.valid(env))
+            except Exception as exc:
+                raise AssertionError(f"{name}: {exc!r}") from exc
+    finally:
+        os.chdir(cwd)
 
 
 # --- targeted: a path argument no OS takes ------------------------------------------------------------------
