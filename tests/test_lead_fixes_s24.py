@@ -152,3 +152,49 @@ def test_the_dashboards_ages_name_the_unit_they_fill_as_shown(seconds: float | N
 def test_the_dashboards_sizes_go_past_gigabytes(size: int | None, shown: str) -> None:
     """5 TB read "5000.0 GB" (its TB branch could not be reached) and 999,960 bytes "1000.0 kB"."""
     assert templating._size(size) == shown
+
+
+def test_a_folder_whose_listing_fails_part_way_is_an_error_of_reconciles_report_not_a_crash(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading a folder's entries can fail after it opened (EIO, a network file system): the OSError
+    escaped reconcile bare (the fuzz helper's `reconcile(store, "/")`). Now the folder is reported in
+    ``errors``, as one that cannot be opened is, and the rest of the walk goes on."""
+    import errno
+    import os
+
+    from musicstore.maintenance.reconcile import reconcile
+
+    root = tmp_path / "audio"
+    (root / "bad").mkdir(parents=True)
+    (root / "good").mkdir()
+    for folder in ("bad", "good"):
+        for i in range(3):
+            (root / folder / f"x{i}.txt").write_bytes(b"x")
+    real = os.scandir
+
+    class Failing:
+        def __init__(self, fd: int | str) -> None:
+            self.inner, self.seen = real(fd), 0
+            named = os.readlink(f"/proc/self/fd/{fd}") if isinstance(fd, int) else fd
+            self.bad = os.path.basename(named) == "bad"
+
+        def __enter__(self) -> Failing:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.inner.close()
+
+        def __iter__(self) -> Failing:
+            return self
+
+        def __next__(self) -> os.DirEntry[str]:
+            if self.bad and self.seen == 1:
+                raise OSError(errno.EIO, "Input/output error")
+            self.seen += 1
+            return next(self.inner)
+
+    monkeypatch.setattr(os, "scandir", Failing)  # the os module scan reads it from
+    report = reconcile(store, root)
+    assert any("cannot list all of" in e and "bad" in e and "Input/output" in e for e in report.errors)
+    assert report.files_scanned >= 3  # the good folder's three files were walked

@@ -217,7 +217,16 @@ def walk(root: Path, errors: list[str] | None = None) -> Iterator[Entry]:
                     errors.append(f"cannot list {root / prefix}: {exc}")
                 continue
             with scanner:
-                for entry in scanner:
+                entries = iter(scanner)
+                while True:
+                    try:
+                        entry = next(entries, None)
+                    except OSError as exc:  # reading the folder failed part way (EIO, a file system's own)
+                        if errors is not None:
+                            errors.append(f"cannot list all of {root / prefix}: {exc}")
+                        break
+                    if entry is None:
+                        break
                     found = _entry(entry, prefix, root, errors)
                     if found is None:
                         continue
