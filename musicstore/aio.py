@@ -23,7 +23,6 @@ from . import ops, validate, waiting
 from .errors import InvalidInput, NotFound, WriteConflict
 from .models import Generation
 from .ops import Operation, Step, Steps, progress
-from .queries import execute_async
 from .runner import (
     CONFLICT_RETRIES,
     Clock,
@@ -427,11 +426,11 @@ class AsyncTransaction(AsyncOperations):
 def _direct_read(store: AsyncStore, op: Operation[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
     """``await store.run(op, ...)`` for a read that is one named query: no generator, no ``run``. What it
     runs comes from ``runner.one_query``, the one definition ``Store``'s direct reads run too; this only
-    awaits it (``queries.execute_async``) on a borrowed connection. Inside this task's transaction it defers
+    awaits it (its connector's ``execute``) on a borrowed connection. Inside this task's transaction it defers
     to ``run``. The same answers and errors as ``run``: the argument checks before any connection is
     taken, a backend's error translated."""
     run, joined, prepare = store.run, store._joined, one_query(store, op)
-    connector, translating = store._connector, store._translating
+    connector, translating, execute = store._connector, store._translating, store._connector.execute
 
     async def read(*args: P.args, **kwargs: P.kwargs) -> T:
         if _open_transactions.get() and joined() is not None:
@@ -440,7 +439,7 @@ def _direct_read(store: AsyncStore, op: Operation[P, T]) -> Callable[P, Coroutin
         with translating:
             conn = await connector.acquire()
             try:
-                found = await execute_async(conn, query, params, rows)
+                found = await execute(conn, query, params, rows)
             finally:
                 await connector.release(conn)
         return found if finish is None else finish(found)  # type: ignore[no-any-return]

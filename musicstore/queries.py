@@ -4,11 +4,11 @@
 same name, and that version wins. An installed wheel carries both folders inside the package.
 
 aiosql parses the files: each query's name, its SQL in the driver's parameter style, and what it returns
-(its suffix: none for rows, ``^`` for one row or None, ``!`` for the row count). ``execute`` and
-``execute_async`` then run it on a connection as one ``execute`` and one fetch, like the procrastinate
-connector: aiosql's own query functions yield rows one by one through a generator, about 1 µs a row.
-Rows arrive as tuples and are built by position: a query keeps, per row reader, the function built from
-its columns the first time it ran.
+(its suffix: none for rows, ``^`` for one row or None, ``!`` for the row count). ``execute`` (also on an
+aiosqlite connection's thread) and ``execute_async`` then run it on a connection as one ``execute`` and one
+fetch, like the procrastinate connector: aiosql's own query functions yield rows one by one through a
+generator, about 1 µs a row. Rows arrive as tuples and are built by position: a query keeps, per row reader,
+the function built from its columns the first time it ran.
 """
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ def rows_of(rows: list[Any], build: Callable[[Sequence[Any]], Any]) -> list[Any]
 async def execute_async(
     conn: Any, query: Query, params: dict[str, Any], rows: RowReader[Any] | None = None
 ) -> Any:
-    """``execute`` on an aiosqlite or psycopg async connection."""
+    """``execute`` on a psycopg async connection (``AsyncPostgresConnector.execute``; an aiosqlite connection
+    runs ``execute`` itself on its thread, ``backends.sqlite.execute_on_thread``)."""
     cursor = await conn.execute(query.sql, params)
     try:
         returns = query.returns

@@ -22,7 +22,7 @@ from .migrate import shipped_migrations
 from .models import RowReader
 from .ops import EXPLAIN, MORE, NOW, Operation, Params, Step, Steps
 from .ops.steps import unchanged
-from .queries import COUNT, ONE, ROWS, Query, execute_async, load, rows_of
+from .queries import COUNT, ONE, ROWS, Query, load, rows_of
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -351,14 +351,15 @@ def drive(driver: Driver, conn: Any, steps: Steps[T], step: Step) -> T:
 async def drive_async(driver: Driver, conn: Any, steps: Steps[T], step: Step) -> T:
     """``drive`` with awaited calls: the same loop, written twice on purpose (only the query is awaited; one
     loop shared through another generator would add a layer to every step of the sync driver's hot path)."""
-    queries, clock, encode = driver._queries, driver.clock, driver._connector.encode
+    queries, clock, connector = driver._queries, driver.clock, driver._connector
+    encode, execute = connector.encode, connector.execute  # its ``queries.execute_async``
     try:
         while True:
             if step is NOW:
                 value: Any = now() if clock is utcnow else validate.moment(clock(), CLOCK)
             else:
                 name, params, rows = step  # type: ignore[misc]
-                value = await execute_async(conn, queries[name], encode(params), rows)
+                value = await execute(conn, queries[name], encode(params), rows)
             step = steps.send(value)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]

@@ -11,6 +11,7 @@ from time import monotonic
 from typing import Any
 
 from ..errors import InvalidInput, MusicstoreError
+from ..queries import execute_async
 from ..urls import without_password
 from . import closed_store
 from .postgres import (
@@ -81,6 +82,7 @@ class AsyncPostgresConnector:
     dialect = DIALECT
     driver = "apsycopg"
     encode = staticmethod(encode)
+    execute = staticmethod(execute_async)
     closed = False
     """Set by ``close``: no pool is opened again."""
 

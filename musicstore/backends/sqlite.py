@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatabaseBusy, DatabaseError, MigrationError, MusicstoreError
-from ..models import to_micros
+from ..models import RowReader, to_micros
+from ..queries import Query, execute
 from . import closed_store
 
 DIALECT = "sqlite"
@@ -255,6 +256,18 @@ async def _stopped(connecting: Any) -> None:
         await asyncio.to_thread(thread.join, 5.0)
 
 
+async def execute_on_thread(
+    conn: Any, query: Query, params: dict[str, Any], rows: RowReader[Any] | None = None
+) -> Any:
+    """``queries.execute`` for an aiosqlite connection, run whole on the connection's own thread (one call:
+    its statement, its fetch and its cursor's end), so no cursor ever reaches the awaiting task. Awaited as
+    three calls (``execute``, a fetch, ``close``), a task cancelled as the statement's cursor came back to it
+    left that cursor in the cancelled await (kept as long as its ``CancelledError`` was: a kept task or
+    error), its statement unfinished on the connection: each later ``COMMIT`` on it failed, ``cannot commit
+    transaction - SQL statements in progress``."""
+    return await conn._execute(execute, conn._conn, query, params, rows)
+
+
 class AsyncSQLiteConnector:
     """aiosqlite connections (each runs sqlite3 on its own thread), kept in an idle list between uses: at
     most ``pool_size`` lent out at once (a connection whose cancelled transaction still rolls back counts);
@@ -265,6 +278,7 @@ class AsyncSQLiteConnector:
     driver = "aiosqlite"
     errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
     encode = staticmethod(encode)
+    execute = staticmethod(execute_on_thread)
     closed = False
     """Set by ``close``: no connection is opened again."""
 

@@ -1,0 +1,48 @@
+"""Regressions found hunting ``AsyncStore``'s cancellations, timeouts and event loops (session 24), both
+backends where the behaviour exists on both. No pytest-asyncio: each test runs its coroutine with
+``asyncio.run``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from musicstore import Generation
+from musicstore.aio import AsyncStore
+
+BUSY = 10.0
+"""The busy timeout of these tests' stores: a wait that lasts it is the bug."""
+
+
+async def anew_job(store: Any, prompt: str = "lofi hip hop at 90 BPM") -> Generation:
+    job: Generation = await store.create_generation(prompt, model_name="musicgen-small", duration_seconds=8)
+    return job
+
+
+def test_a_write_cancelled_as_its_statement_returns_leaves_no_statement_open(db_url: str) -> None:
+    """A write whose task is cancelled (``asyncio.timeout``) just as its statement's result comes back to it,
+    while the application keeps the error (a log, a list of finished tasks): on SQLite the statement's cursor
+    stayed with the cancelled await, its statement unfinished on the connection, which went back to the pool;
+    every later write on that connection then failed with ``DatabaseError: cannot commit transaction - SQL
+    statements in progress`` for as long as the error was kept. The timeouts sweep the span of a write, one
+    connection in the pool; every write after each must work."""
+
+    async def main() -> None:
+        kept: list[BaseException] = []
+        async with AsyncStore.open(db_url, busy_timeout=BUSY, pool_size=1) as store:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await anew_job(store)
+            span = loop.time() - started
+            for step in range(300):
+                try:
+                    async with asyncio.timeout(span * 2 * (step % 100) / 100):
+                        await anew_job(store, "may be cancelled")
+                except TimeoutError as exc:
+                    kept.append(exc)  # its context, the CancelledError, holds the cancelled frames
+                await anew_job(store, "after")  # raised DatabaseError on SQLite
+            assert kept, "no write was cancelled"
+            prompt = await store.get_prompt_by_text("after")
+            assert prompt is not None and prompt.used_count == 300
+
+    asyncio.run(main())
