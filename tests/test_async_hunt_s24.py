@@ -5,9 +5,11 @@ backends where the behaviour exists on both. No pytest-asyncio: each test runs i
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from typing import Any
 
-from musicstore import Generation
+from musicstore import Generation, Store
 from musicstore.aio import AsyncStore
 
 BUSY = 10.0
@@ -46,3 +48,38 @@ def test_a_write_cancelled_as_its_statement_returns_leaves_no_statement_open(db_
             assert prompt is not None and prompt.used_count == 300
 
     asyncio.run(main())
+
+
+_LEFT_OPEN = """
+import asyncio, sys
+from musicstore.aio import AsyncStore
+
+async def main():
+    store = await AsyncStore.open(sys.argv[1], pool_size=3)
+    await asyncio.gather(*(store.count_generations() for _ in range(3)))  # three connections, each a thread
+    await store.create_generation("left open", model_name="musicgen-small", duration_seconds=8)
+    print("loop over", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_a_process_whose_loop_ended_with_the_store_open_exits(db_url: str) -> None:
+    """``asyncio.run`` ends with the store never closed (a service whose shutdown hook did not run, a script
+    that forgot ``close``): the process exits, its committed writes kept. On SQLite it never exited: each
+    aiosqlite connection runs on a thread that is not a daemon (aiosqlite 0.22), waiting for work that could
+    never come, and the interpreter waits for such threads before it exits."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _LEFT_OPEN, db_url],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"the process did not exit: {exc.stdout!r} {exc.stderr!r}") from None
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "loop over\n"
+    with Store(db_url) as store:
+        assert store.count_generations() == 1

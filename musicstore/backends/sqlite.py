@@ -247,6 +247,16 @@ class SQLiteConnector:
 os.register_at_fork(after_in_child=SQLiteConnector._forked)
 
 
+def _daemonic(connecting: Any) -> None:
+    """Make an aiosqlite connection's thread (not started yet) a daemon: a store left open when its event loop
+    ends (``asyncio.run`` returning without ``close``) would keep the process from ever exiting, each thread
+    waiting for work that cannot come (aiosqlite 0.22: a thread the connection owns; before, the connection
+    itself). What it committed is on disk; an unfinished transaction rolls back, as after any crash."""
+    thread = getattr(connecting, "_thread", connecting)
+    if isinstance(thread, threading.Thread) and not thread.is_alive():
+        thread.daemon = True
+
+
 async def _stopped(connecting: Any) -> None:
     """Wait for the thread of an aiosqlite connection that failed to open: aiosqlite tells it to stop without
     waiting, and a thread that answers after the event loop closed (an ``asyncio.run`` ending on this error)
@@ -304,6 +314,7 @@ class AsyncSQLiteConnector:
             raise closed_store()
         _prepare(self.path)
         connecting = aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        _daemonic(connecting)
         try:
             conn = await connecting
         except BaseException:
