@@ -212,16 +212,18 @@ class AsyncStore(Driver, AsyncOperations):
         await self.close()
 
     async def close(self) -> None:
-        """Close the store's connections (idle ones; a connection in use is closed by ``close`` later), once
-        the claims in flight are over (``_claim``: a cancelled one puts back the jobs it took), up to twice
-        ``busy_timeout`` (the claim's wait, its put-back's)."""
+        """Close the store's connections (idle ones; one in use is closed by ``close`` later) and, even when
+        cancelled, its waits' listeners, once the claims in flight are over (``_claim``: a cancelled one puts
+        back the jobs it took), up to twice ``busy_timeout`` (the claim's wait, its put-back's)."""
         loop = asyncio.get_running_loop()
         try:
             if claims := [claim for claim in self._claims if claim.get_loop() is loop]:
                 await asyncio.wait(claims, timeout=2 * self._busy_timeout)
         finally:
-            await self._connector.close()
-            await waiting.close_async(self)
+            try:
+                await self._connector.close()
+            finally:
+                await waiting.close_async(self)
 
     async def claim_next(
         self, worker_id: str, *, wait: float | None = None, **options: Any
@@ -296,13 +298,12 @@ class AsyncStore(Driver, AsyncOperations):
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
-        connector = self._connector
         with self._translating:
-            conn = await connector.acquire()
+            conn = await self._connector.acquire()
         try:
             yield conn
         finally:
-            await connector.release(conn)
+            await self._connector.release(conn)
 
     async def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``op`` in this task's open transaction, else on its own (a write in its own transaction)."""

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 from typing import Any
 
-from musicstore import Generation, Store
+from musicstore import Generation, Store, waiting
 from musicstore.aio import AsyncStore
 
 BUSY = 10.0
@@ -83,3 +84,29 @@ def test_a_process_whose_loop_ended_with_the_store_open_exits(db_url: str) -> No
     assert done.stdout == "loop over\n"
     with Store(db_url) as store:
         assert store.count_generations() == 1
+
+
+def test_a_close_whose_task_is_cancelled_still_closes_the_listeners(db_url: str) -> None:
+    """``close()`` cancelled as it closes the connections (an ``asyncio.timeout`` around a service's shutdown;
+    cancelled after each number of event-loop turns in turn) still closes what the store's waits use: before,
+    the cancel skipped it, and on PostgreSQL the hub's listening connection and its thread stayed (until the
+    store was garbage-collected), its waits never woken; on SQLite the idle listeners' connections stayed
+    open."""
+
+    async def main() -> None:
+        for turns in range(1, 12):
+            store = await AsyncStore.open(db_url, busy_timeout=BUSY)
+            job = await anew_job(store)
+            assert (await store.wait_for(job.id, timeout=0)).id == job.id  # its listeners made
+            closing = asyncio.ensure_future(store.close())
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            closing.cancel()
+            await asyncio.gather(closing, return_exceptions=True)
+            listeners = waiting.listeners(store)
+            assert listeners.closed, f"cancelled after {turns} turns: the listeners stay open"
+            assert listeners.hub is None or not listeners.hub.started
+            await store.close()
+        assert not [t for t in threading.enumerate() if t.name == "musicstore-listen" and t.is_alive()]
+
+    asyncio.run(main())
