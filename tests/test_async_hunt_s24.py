@@ -10,7 +10,7 @@ import sys
 import threading
 from typing import Any
 
-from musicstore import Generation, Store, waiting
+from musicstore import Generation, InvalidInput, Store, waiting
 from musicstore.aio import AsyncStore
 
 BUSY = 10.0
@@ -108,5 +108,41 @@ def test_a_close_whose_task_is_cancelled_still_closes_the_listeners(db_url: str)
             assert listeners.hub is None or not listeners.hub.started
             await store.close()
         assert not [t for t in threading.enumerate() if t.name == "musicstore-listen" and t.is_alive()]
+
+    asyncio.run(main())
+
+
+def test_a_store_awaited_from_another_threads_event_loop_is_a_clear_error(db_url: str) -> None:
+    """An ``AsyncStore`` belongs to the event loop it was opened in (docs/async.md); awaited meanwhile from
+    another thread's loop it raises ``InvalidInput`` saying so, on both backends, and goes on working in its
+    own. On SQLite the two loops shared its connections' slots: a task of one loop waited on a semaphore
+    the other loop's tasks released (``RuntimeError: Non-thread-safe operation invoked on an event loop
+    other than the current one``), and a task waiting for a slot hung."""
+    outcomes: list[BaseException | None] = []
+
+    async def main() -> None:
+        async with AsyncStore.open(db_url, busy_timeout=BUSY, pool_size=2) as store:
+            await anew_job(store, "its own loop")
+
+            async def elsewhere() -> None:
+                await asyncio.gather(*(anew_job(store, "another loop") for _ in range(3)))
+
+            def other_thread() -> None:
+                try:
+                    asyncio.run(elsewhere())
+                    outcomes.append(None)
+                except BaseException as exc:  # the test reads it
+                    outcomes.append(exc)
+
+            thread = threading.Thread(target=other_thread)
+            thread.start()
+            while thread.is_alive():  # its own loop runs, and its tasks take the connections meanwhile
+                await asyncio.gather(*(store.count_generations() for _ in range(3)))
+                await asyncio.sleep(0.001)
+            thread.join()
+            assert len(outcomes) == 1 and isinstance(outcomes[0], InvalidInput), outcomes
+            assert "event loop" in str(outcomes[0])
+            await anew_job(store, "its own loop")
+            assert await store.count_generations() == 2
 
     asyncio.run(main())

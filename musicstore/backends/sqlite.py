@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import DatabaseBusy, DatabaseError, MigrationError, MusicstoreError
+from ..errors import DatabaseBusy, DatabaseError, InvalidInput, MigrationError, MusicstoreError
 from ..models import RowReader, to_micros
 from ..queries import Query, execute
 from . import closed_store
@@ -356,6 +356,10 @@ class AsyncSQLiteConnector:
         """One of the ``pool_size`` slots, waiting up to ``busy_timeout`` (then ``DatabaseBusy``)."""
         loop = asyncio.get_running_loop()
         if self._slots_loop is not loop:  # a semaphore's waits belong to one loop (asyncio.run after another)
+            if self._slots_loop is not None and self._slots_loop.is_running():  # another thread's, meanwhile
+                raise InvalidInput(
+                    "this AsyncStore is in use in another event loop (another thread's): open one per loop"
+                )
             self._slots = asyncio.Semaphore(max(self.pool_size - self._taken, 0))
             self._slots_loop = loop
         slots = self._slots
