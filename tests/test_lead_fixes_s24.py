@@ -198,3 +198,24 @@ def test_a_folder_whose_listing_fails_part_way_is_an_error_of_reconciles_report_
     report = reconcile(store, root)
     assert any("cannot list all of" in e and "bad" in e and "Input/output" in e for e in report.errors)
     assert report.files_scanned >= 3  # the good folder's three files were walked
+
+
+def test_the_overviews_claims_in_flight_card_says_when_it_is_a_lower_bound(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The card counted the processing rows read (at most 10,000) with no sign when more were in flight, where
+    /api/overview's processing_truncated and /workers say so (the web helper's report, session 24)."""
+    from starlette.testclient import TestClient
+
+    from musicstore.metrics import reads
+    from musicstore.web import create_app
+
+    monkeypatch.setattr(reads, "PROCESSING_LIMIT", 2)  # the read's 10,000, made small
+    with Store(db_url) as store:
+        for i in range(3):
+            new_job(store, f"lofi {i}")
+        with TestClient(create_app(store, root=tmp_path)) as client:
+            for claimed in (1, 2, 3):
+                store.claim_next(f"gpu-{claimed}", lease_seconds=60)
+                page = client.get("/").text
+                assert ('id="claims-truncated"' in page) is (claimed > 2)
