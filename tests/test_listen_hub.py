@@ -55,7 +55,7 @@ def _until(check: Callable[[], bool], seconds: float = 10.0) -> None:
 
 def _hub(store: Any) -> waiting._Hub:
     hub = waiting.listeners(store).hub
-    assert hub is not None
+    assert isinstance(hub, waiting._Hub)
     return hub
 
 

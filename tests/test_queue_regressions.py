@@ -597,11 +597,10 @@ def test_wait_for_without_a_timeout_waits_until_the_job_finishes(db_url: str) ->
 
 
 def test_a_burst_of_waits_leaves_no_more_idle_listeners_than_the_store_keeps(db_url: str) -> None:
-    """After many concurrent waits (an API server's burst of ``wait_for``), a store keeps at most
-    ``waiting.MAX_IDLE_LISTENERS`` of their SQLite listeners for the next waits and closes the rest; before,
-    it kept every one until the store closed. On PostgreSQL the waits share the store's one listening
-    connection (its hub), which is all that is left."""
-    waits = waiting.MAX_IDLE_LISTENERS + 8
+    """After many concurrent waits (an API server's burst of ``wait_for``), a store keeps only its one hub's
+    connection: the waits shared it (PostgreSQL's listening connection; SQLite's poller since session 25,
+    before which a store kept up to 4 SQLite listeners of its own, one per concurrent wait)."""
+    waits = 12
     with Store(db_url) as store:
         jobs = [new_job(store, f"job {i}") for i in range(waits)]
         started = threading.Barrier(waits + 1)
@@ -619,12 +618,10 @@ def test_a_burst_of_waits_leaves_no_more_idle_listeners_than_the_store_keeps(db_
             store.cancel(job.id)
         for thread in threads:
             thread.join()
-        if db_url.startswith("postgresql"):  # the waits shared the store's one listening connection
-            hub = waiting.listeners(store).hub
-            assert hub is not None and hub.waiters == 0 and hub.connections == 1
+        hub = waiting.listeners(store).hub
+        assert hub.waiters == 0 and hub.connections == 1
+        if db_url.startswith("postgresql"):
             assert _listening_connections(db_url) == 1
-        else:
-            assert len(waiting.listeners(store)._idle) == waiting.MAX_IDLE_LISTENERS
 
 
 # --- owner keys in byte order on every backend (migration 0019) --------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from musicstore import DatabaseError, InvalidInput, NotFound, Status, Store, waiting
+from musicstore import InvalidInput, NotFound, Status, Store, waiting
 from musicstore.aio import AsyncStore
 from tests.conftest import new_job
 
@@ -100,18 +100,33 @@ def test_a_worker_held_back_by_its_keys_limit_wakes_when_a_job_of_the_key_finish
     assert claimed is not None and claimed.id == second.id
 
 
-def test_a_broken_listener_is_not_lent_again(sqlite_url: str) -> None:
-    """SQLite: a listener lent one per wait. (PostgreSQL waits share the store's hub, which makes a lost
-    connection again: tests/test_listen_hub.py.)"""
-    with Store(sqlite_url) as store:
+def test_a_failed_poll_is_made_again_and_the_wait_still_woken(sqlite_url: str) -> None:
+    """SQLite: a read of the store's poller that fails (its connection lost) wakes the waits, and the poller
+    makes its connection again in the background (after ``RECONNECT_SECONDS``) and goes on waking them: a
+    job enqueued after the loss is claimed by the wait that was sleeping then. (PostgreSQL's hub does the
+    same with its listening connection: tests/test_listen_hub.py.)"""
+    with Store(sqlite_url) as store, Store(sqlite_url) as other:
         assert store.claim_next("gpu-0", wait=0.01) is None
-        (idle,) = waiting.listeners(store)._idle
-        idle.conn.close()  # as a lost connection
-        with pytest.raises(DatabaseError):  # at its sleep: a wait long enough to sleep after its first try
-            store.claim_next("gpu-0", wait=LONG)
-        assert waiting.listeners(store)._idle == []
-        assert store.claim_next("gpu-0", wait=0.01) is None  # a new listener
-        assert len(waiting.listeners(store)._idle) == 1
+        poller = waiting.listeners(store).hub
+        assert isinstance(poller, waiting._Poller) and poller.connections == 1
+        results: list[Any] = []
+        thread = threading.Thread(target=lambda: results.append(store.claim_next("gpu-0", wait=LONG)))
+        thread.start()
+        _until(lambda: poller.waiters == 1)
+        with poller._reading:
+            assert poller._conn is not None
+            poller._conn.close()  # as a lost connection: the thread's next read fails
+        _until(lambda: poller.connections == 2)
+        job = new_job(other, "after the loss")
+        thread.join(LONG)
+        assert [r.id for r in results] == [job.id] and poller.waiters == 0
+
+
+def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not within 10 s"
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("finish", ["complete", "fail", "cancel"])
@@ -158,21 +173,16 @@ def test_wait_for_at_once_and_its_errors(store: Store) -> None:
 
 
 def test_listeners_are_kept_for_the_next_wait_and_closed_with_the_store(db_url: str) -> None:
+    """Every wait of a store registers with its one hub (PostgreSQL's LISTEN connection, SQLite's poller):
+    one connection for all its waits, closed with the store."""
     store = Store(db_url)
     assert store.claim_next("gpu-0", wait=0.01) is None
     pool = waiting.listeners(store)
-    if pool.hub is not None:  # PostgreSQL: the store's one listening connection, for every wait
-        assert pool.hub.connections == 1 and pool.hub.waiters == 0
-        assert store.claim_next("gpu-0", wait=0.01) is None
-        assert pool.hub.connections == 1  # the same connection again
-        store.close()
-        assert pool.closed and not pool.hub.started
-        return
-    assert len(pool._idle) == 1
+    assert pool.hub.connections == 1 and pool.hub.waiters == 0
     assert store.claim_next("gpu-0", wait=0.01) is None
-    assert len(pool._idle) == 1  # the same listener again
+    assert pool.hub.connections == 1  # the same connection again
     store.close()
-    assert pool.closed and pool._idle == []
+    assert pool.closed and not pool.hub.started
 
 
 def test_async_waits(db_url: str, other: Store) -> None:

@@ -24,10 +24,15 @@ repeats a try, never loses a job. What wakes a sleeper:
   dropped the dead one and checked its idle ones); a second loss is raised. Being read continuously, the hub's
   connection never fills its socket: a listener left unread would block its server process, which holds back
   the server's notification queue for every session (it grows until NOTIFY, and so every enqueue, fails).
-- SQLite: ``PRAGMA data_version`` on a connection of its own, read before each try and polled every
-  ``SQLITE_POLL_SECONDS`` while sleeping; it changes when any other connection commits (to anything, so a
-  busy database wakes sleepers for nothing more often: each then repeats one try). Each store keeps up to
-  ``MAX_IDLE_LISTENERS`` of these connections for its next waits.
+- SQLite: ``PRAGMA data_version``, which changes when any other connection commits (to anything, so a busy
+  database wakes sleepers for nothing more often: each then repeats one try), read by the store's poller
+  (``_Poller``): one connection per store and process, polled by a daemon thread every
+  ``SQLITE_POLL_SECONDS`` while any wait is registered (none while none is), waking every registered wait when
+  it changed. However many waits a store has at once, they share that connection and that one poll (before,
+  each wait polled a connection of its own: a thousand concurrent ``wait_for`` held a thousand files open).
+  The first wait makes the connection (its errors are that wait's); a read that fails wakes every wait (each
+  tries again, and meets the database's error if it is one) and the connection is made again every
+  ``RECONNECT_SECONDS`` in the background.
 
 ``wait`` (blocking) and ``wait_async`` (awaited) drive the same plan through the same store's ``listeners``.
 Closing the store closes the hub (its connection and thread) and wakes every wait in progress: each tries
@@ -39,7 +44,6 @@ registered.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
@@ -48,16 +52,9 @@ from typing import Any, TypeVar
 from .. import validate
 from ..errors import DatabaseBusy, DatabaseError, InvalidInput
 from ..models import Generation
-from .hub import RECONNECT_SECONDS, _Hub, _ThreadWaiter
-from .listeners import (
-    MAX_IDLE_LISTENERS,
-    SQLITE_POLL_SECONDS,
-    Listeners,
-    _SQLiteListener,
-    close,
-    close_async,
-    listeners,
-)
+from .hub import RECONNECT_SECONDS, _Hub, _TaskWaiter, _ThreadWaiter
+from .listeners import Listeners, close, close_async, listeners
+from .poller import SQLITE_POLL_SECONDS, _Poller
 from .wakes import FINISHED, PENDING, WORK, Wake, finished
 
 T = TypeVar("T")
@@ -133,21 +130,13 @@ def outside_transaction(store: Any, what: str) -> None:
         raise InvalidInput(f"{what} cannot wait inside a transaction; call it outside one")
 
 
-def _sleep(listener: Any, wake: Wake, seconds: float) -> None:
+def _sleep(listener: _ThreadWaiter, wake: Wake, seconds: float) -> None:
     """One sleep of a blocking wait (``wake`` is the listener's own: a hub's waiter is woken only by it)."""
-    if isinstance(listener, _SQLiteListener):
-        for pause in listener.polls(seconds):
-            time.sleep(pause)
-        return
     listener.sleep(seconds)
 
 
-async def _sleep_async(listener: Any, wake: Wake, seconds: float) -> None:
+async def _sleep_async(listener: _TaskWaiter, wake: Wake, seconds: float) -> None:
     """``_sleep`` for an awaited wait."""
-    if isinstance(listener, _SQLiteListener):
-        for pause in listener.polls(seconds):
-            await asyncio.sleep(pause)
-        return
     await listener.sleep(seconds)
 
 
@@ -245,7 +234,6 @@ def is_finished(found: Generation) -> bool:
 
 __all__ = [
     "FINISHED",
-    "MAX_IDLE_LISTENERS",
     "PENDING",
     "RECHECK_SECONDS",
     "RECONNECT_SECONDS",
@@ -257,6 +245,7 @@ __all__ = [
     "Sleep",
     "Wake",
     "_Hub",
+    "_Poller",
     "_ThreadWaiter",
     "claimed",
     "close",

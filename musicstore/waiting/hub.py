@@ -96,6 +96,25 @@ class _TaskWaiter(_Waiter):
         return True
 
 
+def notify_all(waiters: list[_Waiter]) -> None:
+    """Wake ``waiters``: a thread's at once, an event loop's in one callback per loop (one write to the loop's
+    wake-up pipe for all its waits, not one each: a thousand waits woken at once made a thousand)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
+    for waiter in waiters:
+        if isinstance(waiter, _TaskWaiter):
+            by_loop.setdefault(waiter._loop, []).append(waiter._event)
+        else:
+            waiter.notify()
+    for loop, events in by_loop.items():
+        with suppress(RuntimeError):  # its loop is closed: nobody sleeps on it any more
+            loop.call_soon_threadsafe(_set_all, events)
+
+
+def _set_all(events: list[asyncio.Event]) -> None:
+    for event in events:
+        event.set()
+
+
 def _listen_sql() -> str:
     return f"LISTEN {PENDING}; LISTEN {FINISHED}"
 
@@ -229,8 +248,7 @@ class _Hub:
         with self._lock:
             found = [waiter for waiter in self._any if waiter.wake.matches(channel, payload)]
             found.extend(w for w in self._by_payload.get(payload, ()) if w.wake.matches(channel, payload))
-        for waiter in found:
-            waiter.notify()
+        notify_all(found)
 
     def _read(self, conn: Any, read: socket.socket) -> None:
         """Deliver the connection's notifications as they come, until the hub closes (returns) or the
@@ -282,8 +300,7 @@ class _Hub:
                 finally:
                     _quietly_close(conn)
                 conn = None
-                for waiter in self._everyone():
-                    waiter.notify()
+                notify_all(self._everyone())
                 # at once, but for a connection lost again within RECONNECT_SECONDS (no loop of attempts)
                 pause = 0.0 if time.monotonic() - lost >= RECONNECT_SECONDS else RECONNECT_SECONDS
                 lost = time.monotonic()
@@ -302,8 +319,7 @@ class _Hub:
                                 RECONNECT_SECONDS,
                             )
                         pause = RECONNECT_SECONDS
-                for waiter in self._everyone():
-                    waiter.notify()
+                notify_all(self._everyone())
         finally:
             read.close()
 
@@ -319,8 +335,7 @@ class _Hub:
             with suppress(OSError):
                 wakeup.send(b"x")
             wakeup.close()
-        for waiter in self._everyone():
-            waiter.notify()
+        notify_all(self._everyone())
         if thread is not None and thread is not threading.current_thread():
             thread.join(5.0)
 

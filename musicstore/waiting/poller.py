@@ -1,0 +1,184 @@
+"""The SQLite poller (``musicstore.waiting``): a store's one connection per process that reads ``PRAGMA
+data_version``, polled by a daemon thread while waits are registered, waking every registered wait
+(``_Waiter``, as the PostgreSQL hub's) when another connection committed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+from ..masking import redact
+from .hub import RECONNECT_SECONDS, _closed_store, _Waiter, notify_all
+
+log = logging.getLogger("musicstore.waiting")
+
+SQLITE_POLL_SECONDS = 0.005
+"""How often the poller reads ``PRAGMA data_version`` while a wait sleeps (the wake-up's added latency is up
+to this)."""
+
+
+class _Poller:
+    """A store's one ``PRAGMA data_version`` connection (per process), shared by all its waits: however many
+    wait at once, one connection and one thread poll (every ``SQLITE_POLL_SECONDS`` while any is registered,
+    none while none is), and every registered wait is woken when the version changes. Before, each wait
+    polled a connection of its own: a thousand concurrent ``wait_for`` held a thousand files open and spent
+    most of a core polling."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.connections = 0
+        """Connections made so far (the first, then one per reconnection after an error)."""
+        self._lock = threading.Condition()  # the waits, the state; the idle thread waits on it
+        self._reading = threading.Lock()  # the connection: the thread's polls, a first registration's read
+        self._closed = False
+        self._waiters: set[_Waiter] = set()
+        self._conn: sqlite3.Connection | None = None
+        self._seen = -1  # the version last read (the thread's, or a registration's after an idle spell)
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def _own(self) -> None:
+        """Under the lock: a forked child forgets its parent's thread, connection and waits (dropped, not
+        closed: the parent's to close)."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._waiters, self._conn, self._thread = set(), None, None
+            self._reading = threading.Lock()
+
+    @property
+    def started(self) -> bool:
+        with self._lock:
+            self._own()
+            return self._thread is not None and self._thread.is_alive()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.connections += 1
+        return conn
+
+    def _version(self, conn: sqlite3.Connection) -> int:
+        with self._reading:
+            return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def start(self) -> None:
+        """Poll, unless the poller does already: the first wait of this process makes the connection (its
+        errors are that wait's) and starts the thread."""
+        with self._lock:
+            self._own()
+            if self._closed:
+                raise _closed_store()
+            if self._thread is not None and self._thread.is_alive():
+                return
+            conn = self._connect()
+            try:
+                self._seen = self._version(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+            thread = threading.Thread(target=self._run, args=(conn,), name="musicstore-poll", daemon=True)
+            self._thread = thread
+            thread.start()
+
+    def register(self, waiter: _Waiter) -> bool:
+        """Wake ``waiter`` at every commit of another connection from now on; False (nothing registered) when
+        the poller is not started in this process (or its thread ended). The first wait after an idle spell
+        reads the version itself, so that a commit between its registration and the thread's next poll wakes
+        it."""
+        with self._lock:
+            self._own()
+            if self._closed:
+                raise _closed_store()
+            if self._thread is None or not self._thread.is_alive():
+                return False
+            if not self._waiters and self._conn is not None:
+                self._seen = self._version(self._conn)
+            self._waiters.add(waiter)
+            self._lock.notify()
+            return True
+
+    def unregister(self, waiter: _Waiter) -> None:
+        with self._lock:
+            self._waiters.discard(waiter)
+
+    @property
+    def waiters(self) -> int:
+        """How many waits are registered."""
+        with self._lock:
+            return len(self._waiters)
+
+    def _wake(self, version: int | None) -> None:
+        """Wake every registered wait: when ``version`` differs from the one last seen (None: always)."""
+        with self._lock:
+            if version == self._seen:
+                return
+            if version is not None:
+                self._seen = version
+            woken = list(self._waiters)
+        notify_all(woken)
+
+    def _poll(self, conn: sqlite3.Connection) -> None:
+        """Read the version every ``SQLITE_POLL_SECONDS`` while a wait is registered, until the poller closes
+        (returns) or a read fails (raises)."""
+        while True:
+            with self._lock:
+                while not self._waiters and not self._closed:
+                    self._lock.wait()
+                if self._closed:
+                    return
+            self._wake(self._version(conn))
+            if self._pause(SQLITE_POLL_SECONDS):
+                return
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep ``seconds`` (less when a wait registers); whether the poller closed."""
+        with self._lock:
+            if not self._closed:
+                self._lock.wait(seconds)
+            return self._closed
+
+    def _run(self, conn: sqlite3.Connection) -> None:
+        """The thread: poll; when a read fails, wake every wait (to try again, and meet the error if it is
+        the database's) and make the connection again every ``RECONNECT_SECONDS`` until it reads, then wake
+        them once more (for the commits of the gap)."""
+        while True:
+            try:
+                self._poll(conn)
+                return  # closed
+            except sqlite3.Error as exc:
+                log.warning("the polling connection failed (%s); polling again", redact(str(exc)))
+            finally:
+                with self._lock:
+                    self._conn = None
+                conn.close()
+            self._wake(None)
+            while True:
+                if self._pause(RECONNECT_SECONDS):
+                    return
+                try:
+                    conn = self._connect()
+                except sqlite3.Error:
+                    continue
+                try:
+                    version = self._version(conn)
+                    break
+                except sqlite3.Error:
+                    conn.close()
+            with self._lock:
+                self._conn, self._seen = conn, version
+            self._wake(None)
+
+    def close(self) -> None:
+        """End the thread (it closes the connection) and wake every wait; no wait registers any more."""
+        with self._lock:
+            forked = self._pid != os.getpid()
+            self._closed = True
+            thread, self._thread = self._thread, None
+            self._lock.notify_all()
+            woken = [] if forked else list(self._waiters)
+        notify_all(woken)
+        if not forked and thread is not None and thread is not threading.current_thread():
+            thread.join(5.0)
