@@ -268,11 +268,10 @@ class AsyncStore(Driver, AsyncOperations):
         gid, worker, done, label, _ = progress.checked_report(
             generation_id, worker_id, fraction, stage, lease_seconds
         )
-        coalescer = progress.coalescer(self)
-        if not coalescer.due(gid, worker, done, label):
+        if not (coalescer := progress.coalescer(self)).due(gid, worker, done, label):
             return False
         await self.run(progress.report_progress, gid, worker, done, label, lease_seconds=lease_seconds)
-        coalescer.wrote(gid, worker, label)
+        coalescer.wrote(gid, worker, label, None if (tx := self._joined()) is None else tx.undo)
         return True
 
     def bound(self, op: Operation[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -394,9 +393,9 @@ class AsyncStore(Driver, AsyncOperations):
                 "a transaction is already open in this task; nested transactions are not supported"
             )
         async with self._connection() as conn:
-            with self._translating:
+            tx = AsyncTransaction(self, conn, write=write)
+            with self._translating, progress.undoing(tx.undo):  # rolled back: undo what it remembered
                 async with self._connector.transaction(conn, write=write):
-                    tx = AsyncTransaction(self, conn, write=write)
                     token = _open_transactions.set((*_open_transactions.get(), tx))
                     try:
                         yield tx
@@ -414,6 +413,7 @@ class AsyncTransaction(AsyncOperations):
         self.task = asyncio.current_task()
         self.closed = False
         self._conn = conn
+        self.undo: list[Callable[[], None]] = []  # run if it rolls back, as ``Transaction.undo``
 
     async def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         try:

@@ -244,7 +244,7 @@ class Store(Driver, Operations):
         if not coalescer.due(gid, worker, done, label):
             return False
         self.run(progress.report_progress, gid, worker, done, label, lease_seconds=lease_seconds)
-        coalescer.wrote(gid, worker, label)
+        coalescer.wrote(gid, worker, label, None if (tx := self._local.tx) is None else tx.undo)
         return True
 
     def bound(self, op: Operation[P, T]) -> Callable[P, T]:
@@ -308,6 +308,7 @@ class Store(Driver, Operations):
                     yield tx
                     connector.commit(conn)
                 except BaseException:
+                    progress.rolled_back(tx.undo)  # in memory: what the rollback takes back
                     connector.rollback(conn)
                     raise
                 finally:
@@ -327,6 +328,8 @@ class Transaction(Operations):
         self.write = write
         self.closed = False
         self._conn = conn
+        self.undo: list[Callable[[], None]] = []
+        """Run if it rolls back, last first (``progress.Coalescer.wrote``)."""
 
     def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         try:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -37,6 +38,8 @@ entries are read."""
 _TRACKED = 4_096
 """How many (job, worker) pairs a ``Coalescer`` remembers; the oldest is forgotten first."""
 COUNT = columns("n")
+_Entry = tuple[float, str | None, int | None]
+"""What a ``Coalescer`` remembers of a pair: when its last report was written, its stage, its claim."""
 
 
 def fraction(value: object) -> float:
@@ -71,7 +74,7 @@ class Coalescer:
     ) -> None:
         self.interval = validate.seconds(interval, "interval", positive=False)
         self.clock = clock
-        self._last: dict[tuple[str, str], tuple[float, str | None, int | None]] = {}
+        self._last: dict[tuple[str, str], _Entry] = {}
         """Per pair: when its last report was written, its stage, and the claim it was written under."""
 
     def due(self, generation_id: str, worker_id: str, done: float, label: str | None) -> bool:
@@ -85,17 +88,50 @@ class Coalescer:
             or last[2] != claim_epoch(generation_id, worker_id)
         )
 
-    def wrote(self, generation_id: str, worker_id: str, label: str | None) -> None:
-        """A report of the pair was written now."""
+    def wrote(
+        self,
+        generation_id: str,
+        worker_id: str,
+        label: str | None,
+        undo: list[Callable[[], None]] | None = None,
+    ) -> None:
+        """A report of the pair was written now. Written inside a transaction, ``undo`` is its list of what to
+        do if it rolls back (``Transaction.undo``): the pair's entry before this report is put back then, so
+        a report the database never kept does not keep the next one of its stage from being written."""
         key = (generation_id, worker_id)
-        self._last.pop(key, None)  # re-inserted last: the dict stays in order of the latest write
-        self._last[key] = (self.clock(), label, claim_epoch(generation_id, worker_id))
+        before = self._last.pop(key, None)  # re-inserted last: the dict stays in order of the latest write
+        entry = self._last[key] = (self.clock(), label, claim_epoch(generation_id, worker_id))
         if len(self._last) > _TRACKED:
             self._last.pop(next(iter(self._last)), None)
+        if undo is not None:
+            undo.append(lambda: self._restore(key, entry, before))
+
+    def _restore(self, key: tuple[str, str], entry: _Entry, before: _Entry | None) -> None:
+        """The entry ``before`` the rolled-back ``entry`` back in place, unless a later report replaced it."""
+        if self._last.get(key) is entry:
+            del self._last[key]
+            if before is not None:
+                self._last[key] = before
 
     def forget(self, generation_id: str, worker_id: str) -> None:
         """Drop what is remembered of a pair (the next report of it is written)."""
         self._last.pop((generation_id, worker_id), None)
+
+
+def rolled_back(undo: list[Callable[[], None]]) -> None:
+    """A transaction rolled back: run its ``undo`` list (``Coalescer.wrote``'s), last first."""
+    for step in reversed(undo):
+        step()
+
+
+@contextmanager
+def undoing(undo: list[Callable[[], None]]) -> Iterator[None]:
+    """``rolled_back(undo)`` if the block raises (a transaction's block, its BEGIN and its COMMIT)."""
+    try:
+        yield
+    except BaseException:
+        rolled_back(undo)
+        raise
 
 
 def coalescer(store: object) -> Coalescer:
