@@ -46,10 +46,19 @@ ORDER BY coalesce(owner_key, '');
 
 -- name: replay_generation(id)!
 -- failed -> pending, its attempts reset: a dead letter queued again (its last error stays until it completes;
--- its last attempt's progress goes: a queued job has none, as before its first claim).
+-- its last attempt's progress goes: a queued job has none, as before its first claim). A dead letter that was
+-- completed once (reconcile's repair marked it failed, its master lost) has no file until it completes again:
+-- its size, storage, checksum and generation time go (the totals' triggers count no bytes for it), its
+-- file_path stays (the master's key, which its next export writes again; creation's idempotency check reads it
+-- as "completed once").
 UPDATE generations
 SET status = 'pending',
     attempts = 0,
+    file_size_bytes = NULL,
+    storage_url = NULL,
+    storage_key = NULL,
+    checksum = NULL,
+    generation_time_seconds = NULL,
     worker_id = NULL,
     started_at = NULL,
     completed_at = NULL,
@@ -61,10 +70,16 @@ SET status = 'pending',
 WHERE id = :id AND status = 'failed';
 
 -- name: replay_failed()
--- Every failed generation -> pending, attempts reset, its last attempt's progress gone, in one statement.
+-- Every failed generation -> pending, attempts reset, its last attempt's progress gone, in one statement; as
+-- replay_generation, one completed once keeps its file_path only.
 UPDATE generations
 SET status = 'pending',
     attempts = 0,
+    file_size_bytes = NULL,
+    storage_url = NULL,
+    storage_key = NULL,
+    checksum = NULL,
+    generation_time_seconds = NULL,
     worker_id = NULL,
     started_at = NULL,
     completed_at = NULL,
