@@ -74,6 +74,7 @@ class Row:
     others: list[float] | None = None  # batch rows: other processes' share of the cores, per round
     cores: float = float("nan")  # batch rows: median CPU time over median wall-clock (cores kept busy)
     waits: tuple[float, float] | None = None  # batch rows: median waits per round, batch and singles
+    cpu_ms: tuple[float, float] | None = None  # batch rows: median CPU ms (all threads), batch and singles
 
 
 def median_ms(run: Callable[[], object], repeats: int) -> float:
@@ -194,6 +195,7 @@ def batch_case(clips: Any, root: Path, repeats: int) -> Row:
     row.singles, row.cpu_ratio, row.others = singles, cpu_ratio(batch, floor_all), others
     row.cores = statistics.median(CPU_MS[batch]) / statistics.median(totals)
     row.waits = statistics.median(batch_waits), statistics.median(single_waits)
+    row.cpu_ms = statistics.median(CPU_MS[batch]), statistics.median(CPU_MS[singles_all])
     return row
 
 
@@ -280,12 +282,25 @@ def report(rows: list[Row], seconds: float, source: str) -> None:
                   f"{min(row.singles):.0f} ms min; target ≤ 0.6; "
                   f"the batch kept {row.cores:.2f} cores busy")  # fmt: skip
             print(quiet_rounds(row))
+            print(reachable(row))
             if row.waits is not None:
                 print(f"waits (voluntary context switches: the GIL, fsync) per round, median: batch "
                       f"{row.waits[0]:.0f}, singles {row.waits[1]:.0f}")  # fmt: skip
     loud = [r for row in rows for r in row.results if r.target_reached]
     print(f"\n{len(loud)} of {sum(len(r.results) for r in rows)} exports reached −16 LUFS; max true peak "
           f"{max(r.true_peak_after for row in rows for r in row.results):.2f} dBTP")  # fmt: skip
+
+
+def reachable(row: Row) -> str:
+    """The best ratio the batch could read with the CPU time it spends: all of it spread over every core
+    with none idle, against the singles' wall time (which use a second core for each clip's loudness)."""
+    assert row.singles is not None and row.cpu_ms is not None
+    batch_cpu, singles_cpu = row.cpu_ms
+    cores = os.cpu_count() or 1
+    best = batch_cpu / cores / statistics.median(row.singles)
+    return (f"CPU, median: batch {batch_cpu:.0f} ms, singles {singles_cpu:.0f} ms (the singles kept "
+            f"{singles_cpu / statistics.median(row.singles):.2f} cores busy); the batch's CPU spread over "
+            f"{cores} cores with none idle would read {best:.2f}")  # fmt: skip
 
 
 def quiet_rounds(row: Row) -> str:
