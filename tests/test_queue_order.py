@@ -36,6 +36,7 @@ ID = "01a20180-5e48-7dc6-afbf-cdf54fb09fcb"
 QUEUE_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     "get_by_idempotency_key": ({"idempotency_key": "k"}, "generations_idempotency_key"),
     "owner_limits_after": ({"after_key": "", "limit": 100}, "owner_limits_pkey|owner_limits"),
+    "owner_limit": ({"owner_key": "k"}, "owner_limits_pkey|owner_limits"),  # queue_position: a paused key?
 }
 QUEUE_OTHER = {"queue_heads", "queue_depth", "queue_running"}
 QUEUE_OTHER |= {"queue_decide"}  # the claim's fast path: the first lane of owner_lanes_order (0012)

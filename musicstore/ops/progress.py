@@ -210,8 +210,8 @@ def queue_position(
     generation_id: str, *, window_seconds: float = THROUGHPUT_WINDOW_SECONDS
 ) -> Steps[QueuePosition]:
     """How many pending generations of its lane are ahead of this one and when it should be done at the
-    recent rate. Index range counts only (the lane's jobs ahead, each row read for its ``run_after``;
-    completions in the window), bounded.
+    recent rate (none for a job of a paused key). Index range counts only (the lane's jobs ahead, each row
+    read for its ``run_after``; completions in the window), bounded.
     Raises NotFound if there is no such generation.
     """
     gid = check_id(generation_id)
@@ -236,7 +236,11 @@ def queue_position(
             before = {**lane, "created_at": row.created_at, "id": gid, "cap": MAX_AHEAD - ahead}
             ahead += (yield Call("count_lane_before", before, COUNT))[0]
         capped = ahead >= MAX_AHEAD
-        if rate > 0:
+        paused = False
+        if row.owner_key is not None:  # a paused key's jobs are claimed when it is resumed: no estimate
+            limit = yield Call("owner_limit", {"owner_key": row.owner_key}, COUNT)
+            paused = limit is not None and limit[0] == 0
+        if rate > 0 and not paused:
             eta = (ahead + 1) / rate
             if row.run_after is not None and row.run_after > now:  # no claim takes it before: then its job
                 eta = max(eta, (row.run_after - now).total_seconds() + 1 / rate)

@@ -14,6 +14,10 @@ ON CONFLICT (owner_key) DO UPDATE SET max_running = excluded.max_running;
 -- The key goes back to the claim's default limit.
 DELETE FROM owner_limits WHERE owner_key = :owner_key;
 
+-- name: owner_limit(owner_key)^
+-- A key's limit of its own (no row: none; 0: the key is paused).
+SELECT max_running AS n FROM owner_limits WHERE owner_key = :owner_key;
+
 -- name: owner_limits_after(after_key, limit)
 -- The keys with a limit of their own, by key.
 SELECT owner_key, max_running FROM owner_limits
