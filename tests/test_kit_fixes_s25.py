@@ -5,14 +5,17 @@ in ``generations()``' rows."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from musicstore import InvalidInput, StorageError
-from musicstore.testing import _seaweed
+from musicstore.testing import _browser, _seaweed, plugin
 
 # --- $MUSICSTORE_TEST_S3_URL: checked before any test uses it, never echoed ---------------------------------
 
@@ -103,3 +106,123 @@ def test_the_fixture_fails_with_the_reason_alone(aws_environment: None, tmp_path
     assert done.returncode == 1, output[-3000:]
     assert "ERROR at setup of test_put" in output and "an s3:// URL takes no credentials" in output
     assert _SECRET not in output and "botocore" not in output
+
+
+# --- the browser: out of the terminal's Ctrl-C, ended by quit() and by the next start after a kill ----------
+
+
+@pytest.fixture
+def browser_here() -> None:
+    reason = _browser.browser_missing()
+    if reason:
+        plugin.unavailable("browser", "MUSICSTORE_TEST_BROWSER", reason)
+
+
+def _theirs(folder: str) -> list[int]:
+    """The processes carrying the browser folder's name (chromedriver, Chromium, its crash handlers)."""
+    mark = f"\0{_browser._MARK}={folder}\0"
+    return [pid for pid, _, environ in _browser._processes() if mark in f"\0{environ}\0"]
+
+
+def _wait_gone(pids: list[int], seconds: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while True:
+        left = [pid for pid in pids if _running(pid)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+_BROWSER_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from musicstore.testing._browser import start_browser
+
+    driver = start_browser()
+    try:  # the interrupt may come as soon as the line is out
+        print("ready", driver.service.process.pid, getattr(driver, "musicstore_folder", "-"), flush=True)
+        time.sleep(120)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+    driver.get("data:text/html,<title>after the interrupt</title>")
+    print("title", driver.title, flush=True)
+    driver.quit()
+    print("quit", flush=True)
+    """
+)
+
+
+def _start_child(tmp_path: Path) -> tuple[subprocess.Popen[str], list[str]]:
+    """A test run of its own (its own process group, as a terminal's foreground job) with a browser."""
+    script = tmp_path / "child.py"
+    script.write_text(_BROWSER_CHILD)
+    child = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert child.stdout is not None
+    line = child.stdout.readline().split()
+    if not line or line[0] != "ready":
+        child.kill()
+        pytest.fail(f"the browser did not start: {line} {child.communicate(timeout=60)[0][-3000:]}")
+    return child, line
+
+
+def test_a_ctrl_c_leaves_the_browser_to_the_teardown(browser_here: None, tmp_path: Path) -> None:
+    """chromedriver ran in the test run's process group: a terminal's Ctrl-C killed it with the tests, and
+    the teardown's ``quit()`` (or any use of the driver before it) failed ("Connection reset by peer")."""
+    child, (_, driver_pid, folder) = _start_child(tmp_path)
+    try:
+        assert os.getpgid(int(driver_pid)) != child.pid
+        os.killpg(child.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: its foreground group
+        output = child.communicate(timeout=120)[0]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, output[-3000:]
+    assert "title after the interrupt" in output and "quit" in output
+    assert not Path(folder).exists() and _wait_gone(_theirs(folder)) == []
+
+
+def test_quit_ends_every_process_of_the_browser_and_removes_its_folder(browser_here: None) -> None:
+    """Chromium's profile and sockets went to /tmp (an ``org.chromium.Chromium.*`` folder left per run)."""
+    driver = _browser.start_browser()
+    folder = str(driver.musicstore_folder)
+    try:
+        started = _theirs(folder)
+        assert int(driver.service.process.pid) in started and len(started) >= 2
+        driver.get("data:text/html,<title>t</title>")
+        made = [path.name for path in Path(folder).iterdir()]
+        assert any(name.startswith(".org.chromium") or name.startswith("org.chromium") for name in made), made
+    finally:
+        driver.quit()
+    assert not Path(folder).exists()
+    assert _wait_gone(started) == []
+
+
+def test_the_browser_of_a_killed_run_is_ended_by_the_next_start(browser_here: None, tmp_path: Path) -> None:
+    """A run killed before its teardown (SIGKILL, a CI timeout) left chromedriver and Chromium running,
+    forever (Chromium outlives its driver)."""
+    child, (_, driver_pid, folder) = _start_child(tmp_path)
+    left = _theirs(folder)
+    assert int(driver_pid) in left
+    child.kill()
+    child.wait()
+    assert _wait_gone([int(driver_pid)]) == []  # dies with the run
+    driver = _browser.start_browser()  # sweeps first
+    try:
+        assert _wait_gone(left) == [] and not Path(folder).exists()
+    finally:
+        driver.quit()

@@ -6,18 +6,34 @@ the app's lifespan (startup before the first request, shutdown at ``stop()``).
 (``/usr/bin/chromedriver``) with selenium, with the browser console captured (``console_errors(driver)``).
 ``browser_missing()`` says why a browser cannot start here (None when it can); ``$MUSICSTORE_CHROMIUM`` and
 ``$MUSICSTORE_CHROMEDRIVER`` name other binaries.
+
+chromedriver runs in a session of its own (so does the Chromium it starts), as the throwaway servers do: a
+terminal's Ctrl-C goes to the tests, whose teardown still has the browser to quit; it dies with the process
+that started it (``PR_SET_PDEATHSIG``). Both get a temp folder of their own (``musicstore-browser-*``, their
+``$TMPDIR``: Chromium's profile and sockets went to /tmp, where each run left a folder), and carry its name in
+their environment (``MUSICSTORE_BROWSER_FOLDER``): ``quit()`` ends every process of theirs still running
+(Chromium outlived a killed chromedriver, forever) and removes the folder; the next ``start_browser`` does so
+for a run killed before its ``quit()``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
+import signal
 import socket
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from .. import processes
+from . import _scratch
+from ._seaweed import _die_with_parent, fits_socket
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -102,9 +118,34 @@ class LiveServer:
 
 
 def start_browser(*, width: int = 1280, height: int = 900) -> Any:
-    """A headless Chromium driven by selenium through chromedriver, logging the console."""
-    from selenium import webdriver
+    """A headless Chromium driven by selenium through chromedriver, logging the console. Its ``quit()``
+    ends chromedriver, Chromium and every process of theirs, and removes their temp folder."""
     from selenium.webdriver.chrome.service import Service
+
+    options = _options(width, height)
+    path = _binary("MUSICSTORE_CHROMEDRIVER", CHROMEDRIVER) or CHROMEDRIVER
+    _sweep()
+    base = _scratch.folder(_PREFIX)  # a killed run's folder (and processes) swept first
+    env = {**os.environ, _MARK: str(base)}
+    if fits_socket(base / "org.chromium.Chromium.XXXXXX" / "SingletonSocket"):
+        env["TMPDIR"] = str(base)  # its profile and sockets, else under a $TMPDIR too deep for a socket
+    service = Service(
+        path,
+        env=env,
+        popen_kw={
+            "start_new_session": True,  # a terminal's Ctrl-C is for the tests, whose teardown needs it
+            "preexec_fn": _die_with_parent if sys.platform == "linux" else None,
+        },
+    )
+    try:
+        return _chrome()(service=service, options=options, folder=base)
+    except BaseException:
+        _end(base)
+        raise
+
+
+def _options(width: int, height: int) -> Any:
+    from selenium import webdriver
 
     options = webdriver.ChromeOptions()
     options.binary_location = _binary("MUSICSTORE_CHROMIUM", CHROMIUM) or CHROMIUM
@@ -119,8 +160,100 @@ def start_browser(*, width: int = 1280, height: int = 900) -> Any:
     ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = Service(_binary("MUSICSTORE_CHROMEDRIVER", CHROMEDRIVER) or CHROMEDRIVER)
-    return webdriver.Chrome(service=service, options=options)
+    return options
+
+
+_PREFIX = "musicstore-browser-"
+_MARK = "MUSICSTORE_BROWSER_FOLDER"
+"""The variable naming a browser's folder in the environment of chromedriver, Chromium and its helpers: how
+their processes are found again (the renderers, which drop it, by their session)."""
+_chrome_class: list[Any] = []
+"""``_chrome()``'s class, once made."""
+
+
+def _chrome() -> Any:
+    """``webdriver.Chrome`` whose ``quit()`` also ends what is left of its processes and removes its folder
+    (made once: selenium is imported only when a browser starts)."""
+    if not _chrome_class:
+        from selenium import webdriver
+
+        class Chrome(webdriver.Chrome):
+            def __init__(self, *, folder: Path, **kwargs: Any) -> None:
+                self.musicstore_folder = folder
+                super().__init__(**kwargs)
+
+            def quit(self) -> None:
+                try:
+                    super().quit()
+                finally:
+                    _end(self.musicstore_folder)
+
+        _chrome_class.append(Chrome)
+    return _chrome_class[0]
+
+
+def _processes() -> list[tuple[int, int, str]]:
+    """Every process this one may look at: ``(pid, session id, its environment)`` (Linux ``/proc``; an
+    environment that cannot be read is ``""``)."""
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            session = int(fields[3])
+        except (OSError, ValueError, IndexError):
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().decode(errors="replace")
+        except OSError:
+            environ = ""
+        found.append((int(entry.name), session, environ))
+    return found
+
+
+def _end(folder: Path) -> None:
+    """SIGKILL every process of the browser whose folder is ``folder``, and remove the folder: those that
+    carry its name in their environment, and the other members of their sessions (the renderers) save
+    this process's own session. A session is taken for theirs only while one of them is in it: its id is
+    then no other session's. Until none is left (one may start another meanwhile), and only then the folder
+    is removed (a process still running wrote in it as it went)."""
+    mark = f"\0{_MARK}={folder}\0"
+    for _ in range(10):
+        listed = _processes()
+        theirs = {pid: session for pid, session, environ in listed if mark in f"\0{environ}\0"}
+        sessions = {  # a session whose leader runs unmarked is another's: not theirs
+            session
+            for session in theirs.values()
+            if session not in (0, 1, os.getsid(0)) and (session in theirs or not _running(session))
+        }
+        doomed = [pid for pid, session, _ in listed if session in sessions or pid in theirs]
+        doomed = [pid for pid in doomed if pid != os.getpid() and _running(pid)]
+        if not doomed:
+            shutil.rmtree(folder, ignore_errors=True)
+            if not folder.exists():
+                break
+            continue
+        for pid in doomed:
+            with contextlib.suppress(OSError):  # gone meanwhile
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5.0
+        while any(map(_running, doomed)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    _scratch.release(folder)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, ended and not yet reaped, does not)."""
+    return processes.alive(pid)
+
+
+def _sweep() -> None:
+    """End the browsers of runs killed before their ``quit()`` (their folder's maker gone), and remove their
+    folders."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*"):
+        if folder.is_dir() and not folder.is_symlink() and _scratch._stale(folder):
+            _end(folder)
 
 
 def console_errors(driver: Any) -> list[str]:

@@ -22,8 +22,8 @@
 - ``musicstore_live_server``: a factory ``start(app) -> LiveServer`` that serves an ASGI app (e.g.
   ``musicstore.web.create_app(store)``) with uvicorn on 127.0.0.1 on a free port in a thread (``.url``).
 - ``musicstore_browser``: a headless Chromium (Debian's ``chromium`` + ``chromium-driver``) driven by
-  selenium, for the session. Skips when either is missing, unless ``MUSICSTORE_TEST_BROWSER=required`` or
-  ``CI=true``.
+  selenium, for the session (in a session of its own: a Ctrl-C leaves it to the teardown). Skips when either
+  is missing, unless ``MUSICSTORE_TEST_BROWSER=required`` or ``CI=true``.
 
 Every fixture removes what it made.
 """
