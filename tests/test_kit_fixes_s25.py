@@ -10,12 +10,18 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, find, given, settings
+from hypothesis import strategies as st
 
-from musicstore import InvalidInput, StorageError
-from musicstore.testing import _browser, _seaweed, plugin
+from musicstore import Generation, InvalidInput, Prompt, Status, StorageError, Store
+from musicstore.ops import import_rows
+from musicstore.testing import FakeClock, _browser, _seaweed, plugin
+from musicstore.testing import strategies as ms
 
 # --- $MUSICSTORE_TEST_S3_URL: checked before any test uses it, never echoed ---------------------------------
 
@@ -226,3 +232,105 @@ def test_the_browser_of_a_killed_run_is_ended_by_the_next_start(browser_here: No
         assert _wait_gone(left) == [] and not Path(folder).exists()
     finally:
         driver.quit()
+
+
+# --- generations(): the queue's columns are drawn too ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("statuses", "shape"),
+    [
+        ("pending", lambda row: row.priority not in (0, -10, -1, 1, 10, 100)),
+        ("pending", lambda row: row.owner_key in ms.OWNER_KEYS),
+        ("pending", lambda row: row.owner_key is not None and row.owner_key not in ms.OWNER_KEYS),
+        ("pending", lambda row: row.idempotency_key is not None),
+        ("pending", lambda row: row.run_after is not None and row.run_after > row.created_at),
+        ("completed", lambda row: row.run_after is not None and row.progress == 1.0),
+        ("processing", lambda row: row.progress is not None and row.stage in ms.STAGES),
+        ("failed", lambda row: row.progress is not None and row.stage is None),
+    ],
+    ids=[
+        "priority",
+        "a-known-owner",
+        "any-owner",
+        "idempotency-key",
+        "deferred",
+        "claimed-after-its-run-after-and-done",
+        "running-with-progress",
+        "failed-with-progress",
+    ],
+)
+def test_generations_draw_the_queue_columns(statuses: str, shape: Callable[[Generation], bool]) -> None:
+    """Every drawn row had priority 0, no owner key, no idempotency key, no run_after and no progress: code
+    reading queue rows (the dashboard, a fairness check, a queue's exporter) was never tested on them."""
+    row = find(ms.generations(statuses=statuses), shape, settings=settings(database=None, max_examples=1000))
+    assert shape(row)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(row=ms.generations())
+def test_drawn_queue_and_progress_columns_agree_with_the_status_machine(row: Generation) -> None:
+    assert -32_768 <= row.priority <= 32_767
+    assert row.owner_key is None or (1 <= len(row.owner_key) <= 200 and row.owner_key.strip())
+    assert row.idempotency_key is None or (
+        row.idempotency_key.endswith(row.id) and len(row.idempotency_key) <= 200
+    )
+    if row.started_at is not None and row.run_after is not None:
+        assert row.created_at <= row.run_after <= row.started_at  # claimed once due
+    if row.progress is None:
+        assert row.stage is None and row.progress_at is None
+    else:  # written while it ran: a requeued (pending) row's progress was cleared
+        assert row.status is not Status.PENDING and row.started_at is not None and row.progress_at is not None
+        assert 0 <= row.progress <= 1 and (row.stage is None or 1 <= len(row.stage) <= 64)
+        end = row.completed_at or row.lease_expires_at
+        assert end is not None and row.started_at <= row.progress_at <= end
+
+
+def test_generations_narrow_the_owner_keys() -> None:
+    row = find(
+        ms.generations(owner_keys=["tenant-a", "tenant-b"]),
+        lambda row: row.owner_key is not None,
+        settings=settings(database=None, max_examples=200),
+    )
+    assert row.owner_key in ("tenant-a", "tenant-b")
+    assert find(ms.generations(owner_keys="solo"), lambda row: row.owner_key is not None).owner_key == "solo"
+    for bad in ([], [""], ["x" * 201], [None], 7):
+        with pytest.raises(InvalidInput, match="owner_keys"):
+            ms.generations(owner_keys=bad)  # type: ignore[arg-type]
+
+
+_AT = datetime(2026, 1, 1, tzinfo=UTC)
+"""A moment among the drawn rows' (2025-2026): some pending rows wait for their run_after then."""
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(ms.generations(), min_size=1, max_size=8, unique_by=lambda row: row.id))
+def test_drawn_queues_import_and_are_claimed_on_both_backends(db_url: str, rows: list[Generation]) -> None:
+    """Rows drawn together pass both schemas (the idempotency keys' unique index, the owner lanes' triggers)
+    and read back equal; the queue's figures are theirs and every due pending row is claimed."""
+    clock = FakeClock(_AT)
+    with Store(db_url, clock=clock) as store:
+        store.reset_database(confirm="delete everything")
+        texts = {row.prompt: sum(1 for other in rows if other.prompt == row.prompt) for row in rows}
+        prompts = [Prompt(0, text, used, _AT, _AT) for text, used in texts.items()]
+        assert store.run(import_rows, prompts, rows) == len(rows)
+        for row in rows:
+            assert store.get_generation(row.id) == row
+        pending = [row for row in rows if row.status is Status.PENDING]
+        depth = store.queue_depth()
+        levels = {
+            (level.owner_key, level.priority): (level.pending, level.deferred) for level in depth.levels
+        }
+        expected: dict[tuple[str | None, int], tuple[int, int]] = {}
+        for row in pending:
+            count, deferred = expected.get((row.owner_key, row.priority), (0, 0))
+            waits = row.run_after is not None and row.run_after > _AT
+            expected[row.owner_key, row.priority] = (count + 1, deferred + waits)
+        assert levels == expected
+        running = [row.owner_key for row in rows if row.status is Status.PROCESSING]
+        assert depth.running == {key: running.count(key) for key in set(running)}
+        clock.advance(timedelta(days=3_650))  # every run_after passed
+        claimed = []
+        while (job := store.claim_next("gpu-9", lease_seconds=60)) is not None:
+            claimed.append(job.id)
+        assert sorted(claimed) == sorted(row.id for row in pending)

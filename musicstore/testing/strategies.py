@@ -173,12 +173,30 @@ def _span(
 _EPOCH_2025 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
+OWNER_KEYS = ("alice", "bob", "team-7", "Ärztekammer", "租户-42")
+"""The owner keys ``generations()`` draws most (besides none and any other name): a few tenants, each with
+several jobs, so that rows share lanes as a real queue's do."""
+STAGES = ("loading", "sampling", "decoding", "encoding")
+
+
+def _names(max_size: int) -> st.SearchStrategy[str]:
+    """Non-blank text of 1 to ``max_size`` characters a store takes as a name (no NUL or lone surrogate)."""
+    return st.text(alphabet=_text_alphabet, min_size=1, max_size=max_size).filter(lambda t: t.strip() != "")
+
+
+def _after(moment: datetime, most: timedelta) -> st.SearchStrategy[datetime]:
+    """A moment from ``moment`` to ``moment + most``, to the microsecond."""
+    micros = most // timedelta(microseconds=1)
+    return st.integers(0, micros).map(lambda us: moment + timedelta(microseconds=us))
+
+
 @st.composite
 def _generation(
     draw: st.DrawFn,
     statuses: tuple[Status, ...],
     max_attempts: int,
     requests: st.SearchStrategy[dict[str, Any]],
+    owner_keys: st.SearchStrategy[str | None],
 ) -> Generation:
     request = draw(requests)
     status = draw(st.sampled_from(statuses))
@@ -213,6 +231,9 @@ def _generation(
     generation_id = new_id()
     if "file_path" in fields:
         fields["file_path"] = fields["file_path"].replace("{id}", generation_id)
+    fields |= _queue_fields(
+        draw, fields, status=status, created=created, generation_id=generation_id, owner_keys=owner_keys
+    )
     return Generation(
         id=generation_id,
         prompt=request["prompt"],
@@ -228,6 +249,38 @@ def _generation(
     )
 
 
+def _queue_fields(
+    draw: st.DrawFn,
+    fields: dict[str, Any],
+    *,
+    status: Status,
+    created: datetime,
+    generation_id: str,
+    owner_keys: st.SearchStrategy[str | None],
+) -> dict[str, Any]:
+    """The queue's columns (priority, owner and idempotency keys, run_after) and the progress columns of a
+    row drawn so far, as the store leaves them: a row claimed after its ``run_after``, progress only on a row
+    that was claimed and is not pending again (a requeue clears it), written between its claim and its end."""
+    queue: dict[str, Any] = {
+        "priority": draw(st.just(0) | st.sampled_from([-10, -1, 1, 10, 100]) | st.integers(-32_768, 32_767)),
+        "owner_key": draw(owner_keys),
+        # unique among all generations: a drawn text made unique by the row's id (rows drawn together
+        # never share one)
+        "idempotency_key": draw(st.none() | _names(40).map(lambda key: f"{key}:{generation_id}")),
+    }
+    started: datetime | None = fields.get("started_at")
+    if started is not None:  # claimed once it was due
+        queue["run_after"] = draw(st.none() | _after(created, started - created))
+    else:  # due now, in the past, or later (a future job, a retry's backoff)
+        queue["run_after"] = draw(st.none() | _after(created - timedelta(hours=1), timedelta(days=7)))
+    if started is not None and status is not Status.PENDING and draw(st.booleans()):
+        end = fields.get("completed_at") or fields["lease_expires_at"]
+        queue["progress"] = draw(st.just(1.0) | st.floats(0, 1))
+        queue["stage"] = draw(st.none() | st.sampled_from(STAGES) | _names(64))
+        queue["progress_at"] = draw(_after(started, end - started))
+    return queue
+
+
 def generations(
     *,
     statuses: Iterable[Status | str] | Status | str = tuple(Status),
@@ -238,13 +291,21 @@ def generations(
     channels: Iterable[int] | int = (1, 2),
     model_names: Iterable[str] | str = MODEL_NAMES,
     prompt: st.SearchStrategy[str] | None = None,
+    owner_keys: Iterable[str] | str | None = None,
 ) -> st.SearchStrategy[Generation]:
     """Whole rows in any of ``statuses`` (one status, or several), consistent with the status machine (a
     processing row has a worker and lease, a completed one a file, timestamps in order; a pending or
     cancelled one may have been requeued after failed attempts, fewer than ``max_attempts``, a pending one
     then with its last error, as a processing one may have); for testing code that reads rows. Their
     requests are narrowed as ``generation_requests``' are (``min_seconds``, ``max_seconds``,
-    ``sample_rates``, ``channels``, ``model_names``, ``prompt``), with its checks."""
+    ``sample_rates``, ``channels``, ``model_names``, ``prompt``), with its checks.
+
+    The queue's columns are drawn too: ``priority`` (mostly 0), ``run_after`` (a pending row's may be
+    past or to come; a claimed row was claimed after it), ``owner_key`` (none, or one of ``owner_keys``: one
+    key or several; by default mostly ``OWNER_KEYS``, so that rows share lanes, else any name of up to 200
+    characters), ``idempotency_key`` (unique: rows drawn together never share one), and the progress of a
+    claimed row that is not pending again (``progress``, ``stage``, ``progress_at`` between its claim and
+    its end)."""
     requests = generation_requests(
         min_seconds=min_seconds,
         max_seconds=max_seconds,
@@ -256,7 +317,15 @@ def generations(
     chosen = tuple(dict.fromkeys(validate.status(s) for s in _several(statuses, "statuses")))  # Status: a str
     if not chosen:
         raise InvalidInput("statuses must name at least one status")
-    return _generation(chosen, validate.integer(max_attempts, "max_attempts", 1, 1_000_000), requests)
+    if owner_keys is None:
+        keys: st.SearchStrategy[str | None] = st.none() | st.sampled_from(OWNER_KEYS) | _names(200)
+    else:
+        named = sorted({str(validate.name(key, "owner_keys")) for key in _several(owner_keys, "owner_keys")})
+        if not named:
+            raise InvalidInput("owner_keys must name at least one owner key (or be None: any)")
+        keys = st.none() | st.sampled_from(named)
+    attempts = validate.integer(max_attempts, "max_attempts", 1, 1_000_000)
+    return _generation(chosen, attempts, requests, keys)
 
 
 @st.composite
