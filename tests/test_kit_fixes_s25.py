@@ -334,3 +334,42 @@ def test_drawn_queues_import_and_are_claimed_on_both_backends(db_url: str, rows:
         while (job := store.claim_next("gpu-9", lease_seconds=60)) is not None:
             claimed.append(job.id)
         assert sorted(claimed) == sorted(row.id for row in pending)
+
+
+# --- the dashboard's footer: the time of its figures, by the store's clock ---------------------------------
+
+
+def test_the_dashboards_footer_shows_the_stores_clock_as_its_figures(sqlite_url: str, tmp_path: Path) -> None:
+    """The footer showed the wall clock (``datetime.now``) while the figures are read against the store's
+    clock (the overview's 24 hours, the prompts' windows, the workers' leases): under any other clock (a
+    fake one in a test or a demo, a replay) the page said it was read at a time its figures were not."""
+    from starlette.testclient import TestClient
+
+    from musicstore.web import create_app
+
+    clock = FakeClock(datetime(2031, 2, 3, 4, 5, 6, tzinfo=UTC))
+    with Store(sqlite_url, clock=clock) as store:
+        job = store.create_generation("a footer", model_name="m", duration_seconds=1)
+        store.claim_next("gpu-0", lease_seconds=60)
+        with TestClient(create_app(store, root=tmp_path)) as client:
+            for path in ("/", "/generations", f"/generations/{job.id}", "/prompts", "/workers", "/nowhere"):
+                page = client.get(path)
+                assert page.status_code == (404 if path == "/nowhere" else 200), path
+                assert "<footer>read-only · 2031-02-03 04:05:06 UTC</footer>" in page.text, path
+            clock.advance(3_600)
+            assert "2031-02-03 05:05:06 UTC</footer>" in client.get("/workers").text
+
+
+def test_a_failing_clock_still_lets_a_page_say_why(sqlite_url: str, tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from musicstore.web import create_app
+
+    def broken() -> datetime:
+        return datetime(2031, 1, 1)  # naive: refused by every operation that reads the clock
+
+    store = Store(sqlite_url, clock=broken)
+    with store, TestClient(create_app(store, root=tmp_path), raise_server_exceptions=False) as client:
+        assert client.get("/generations").status_code == 200
+        overview = client.get("/")
+        assert overview.status_code in (400, 500) and "<footer>read-only" in overview.text

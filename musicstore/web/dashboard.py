@@ -10,7 +10,7 @@ import math
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -35,6 +35,7 @@ from .reads import (
     _picked_model,
     before,
     check_filters,
+    clock_now,
     completions_by_hour_op,
     created_by_hour_op,
     days_op,
@@ -96,10 +97,9 @@ class Dashboard:
     # -- helpers ---------------------------------------------------------------------------------------------
 
     def render(self, request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-        base = request.scope.get("root_path", "").rstrip("/")
-        html = self.templates.get_template(name).render(
-            base=base, page=name.removesuffix(".html"), now=datetime.now(UTC), **context
-        )
+        base, page = request.scope.get("root_path", "").rstrip("/"), name.removesuffix(".html")
+        now = context.get("taken_at") or clock_now(self.store)  # the store's clock, as its figures (footer)
+        html = self.templates.get_template(name).render(base=base, page=page, now=now, **context)
         return HTMLResponse(html, status_code=status_code)
 
     def generation_or_404(self, request: Request) -> Generation:
@@ -255,7 +255,7 @@ class Dashboard:
 
     def overview(self, request: Request) -> Response:
         snapshot, extra = self.overview_data()
-        return self.render(request, "overview.html", s=snapshot, **extra)
+        return self.render(request, "overview.html", taken_at=snapshot.taken_at, s=snapshot, **extra)
 
     def table(self, request: Request) -> Response:
         filters, cursor = _filters(request)
@@ -333,6 +333,7 @@ class Dashboard:
             "trending_week": Counter(week).most_common(20),
             "window_rows": {"day": len(day), "week": len(week)},
             "truncated": truncated,
+            "taken_at": now,
         }
 
     def workers_data(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from ..metrics import PROCESSING_LIMIT, processing_op, workers_of
 from ..models import EPOCH, Generation, columns, to_datetime, to_micros
 from ..ops import GENERATION, NOW, Call, Steps, reader
 from ..ops.reads import FIRST_PAGE
+from ..runner import CLOCK, utcnow
 from ..store import Store
 
 SEARCH_WINDOW = 5000
@@ -240,6 +241,16 @@ def before(now: datetime, delta: timedelta) -> datetime:
         return now - delta
     except OverflowError:
         return datetime.min.replace(tzinfo=UTC)
+
+
+def clock_now(store: Store) -> datetime:
+    """The store's clock now, as an operation reads it (no query); the wall clock where that clock fails (a
+    page saying why is still shown: every read of the store raises it)."""
+    clock = store.clock
+    try:
+        return datetime.now(UTC) if clock is utcnow else validate.moment(clock(), CLOCK)
+    except Exception:
+        return datetime.now(UTC)
 
 
 @reader
