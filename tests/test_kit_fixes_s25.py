@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from musicstore import Generation, InvalidInput, Prompt, Status, StorageError, Store
 from musicstore.ops import import_rows
-from musicstore.testing import FakeClock, _browser, _seaweed, plugin
+from musicstore.testing import FakeClock, _browser, _pgserver, _seaweed, plugin
 from musicstore.testing import strategies as ms
 
 # --- $MUSICSTORE_TEST_S3_URL: checked before any test uses it, never echoed ---------------------------------
@@ -112,6 +112,41 @@ def test_the_fixture_fails_with_the_reason_alone(aws_environment: None, tmp_path
     assert done.returncode == 1, output[-3000:]
     assert "ERROR at setup of test_put" in output and "an s3:// URL takes no credentials" in output
     assert _SECRET not in output and "botocore" not in output
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        (f"postgresql://admin:{_SECRET}@127.0.0.1:1/postgres", "Connection refused"),  # nothing listens
+        (f"postgresql://admin:{_SECRET}@127.0.0.1:99999/postgres", "is not a number from 0 to 65535"),
+        (f"mysql://admin:{_SECRET}@127.0.0.1/postgres", "unsupported database URL"),
+        ("sqlite:///an/admin.db", "must be a postgresql:// URL"),
+    ],
+    ids=["unreachable", "bad-port", "another-database", "sqlite"],
+)
+def test_the_postgres_fixture_fails_without_the_admin_urls_password(
+    tmp_path: Path, url: str, reason: str
+) -> None:
+    """A ``$MUSICSTORE_TEST_POSTGRES_URL`` that cannot serve erred at setup with psycopg's traceback, whose
+    frames show their arguments: ``conninfo = 'user=admin password=...'``, the password in every CI log."""
+    pytest.importorskip("psycopg")
+    (tmp_path / "test_user.py").write_text("def test_db(musicstore_postgres_url):\n    pass\n")
+    env = {**os.environ, "MUSICSTORE_TEST_POSTGRES_URL": url}
+    command = [sys.executable, "-m", "pytest", "-q", "-l", "-p", "no:randomly", "-p", "no:cacheprovider"]
+    command += ["--rootdir", str(tmp_path), str(tmp_path / "test_user.py")]
+    done = subprocess.run(
+        command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    assert "ERROR at setup of test_db" in output and "$MUSICSTORE_TEST_POSTGRES_URL" in output, output[-3000:]
+    assert reason in output and _SECRET not in output, output[-3000:]
+
+
+def test_the_postgres_admin_urls_password_is_masked_in_the_servers_repr() -> None:
+    server = _pgserver.External(f"postgresql://admin:{_SECRET}@db.example:5432/postgres?sslmode=require")
+    assert _SECRET not in repr(server) and "db.example" in repr(server)
+    assert server.url("x") == f"postgresql://admin:{_SECRET}@db.example:5432/x?sslmode=require"
 
 
 # --- the browser: out of the terminal's Ctrl-C, ended by quit() and by the next start after a kill ----------

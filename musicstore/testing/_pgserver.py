@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -97,7 +97,12 @@ def _admin(url: str, statements: tuple[str, ...]) -> None:
 class External:
     """A server that already runs; ``admin_url`` names a database the user may CREATE DATABASE from."""
 
-    admin_url: str
+    admin_url: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        from ..urls import without_password
+
+        return f"External({without_password(self.admin_url)!r})"  # a failing test's traceback shows it
 
     def url(self, database: str = "postgres") -> str:
         """The admin URL with ``database`` as its path: its host, user and query (``sslmode``, a socket

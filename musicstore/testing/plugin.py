@@ -40,6 +40,7 @@ from typing import Any, NoReturn
 import pytest
 
 from ..errors import MusicstoreError
+from ..masking import redact
 from ..urls import sqlite_url
 from . import FakeClock
 
@@ -113,23 +114,49 @@ def musicstore_sqlite_url(tmp_path: Path, _musicstore_sqlite_template: Path) -> 
 def musicstore_postgres_server() -> Iterator[Any]:
     """The PostgreSQL server the fixtures create databases on, with a migrated template database."""
     from ..migrate import migrate
-    from ._pgserver import External, start
+    from ._pgserver import start
 
     reason = _postgres_missing()
     if reason:
         unavailable("PostgreSQL", "MUSICSTORE_TEST_POSTGRES", reason)
     admin_url = os.environ.get("MUSICSTORE_TEST_POSTGRES_URL")
-    server: Any = External(admin_url) if admin_url else start()
+    server: Any = _external_postgres(admin_url) if admin_url else start()
     template = f"{_TEMPLATE}_{_RUN}"
+    made = False
     try:
-        server.admin(f"DROP DATABASE IF EXISTS {template}", f"CREATE DATABASE {template}")
-        migrate(server.url(template))
+        failed = None
+        try:
+            server.admin(f"DROP DATABASE IF EXISTS {template}", f"CREATE DATABASE {template}")
+            made = True
+            migrate(server.url(template))
+        except Exception as exc:
+            if not admin_url:
+                raise
+            failed = f"$MUSICSTORE_TEST_POSTGRES_URL ({server!r}): {type(exc).__name__}: {redact(str(exc))}"
+        if failed is not None:  # its message alone: a traceback's locals (libpq's conninfo) show the password
+            pytest.fail(failed, pytrace=False)
         server.template = template
         yield server
     finally:
-        if admin_url:
+        if admin_url and made:
             server.admin(f"DROP DATABASE IF EXISTS {template} WITH (FORCE)")
         server.stop()
+
+
+def _external_postgres(admin_url: str) -> Any:
+    """``$MUSICSTORE_TEST_POSTGRES_URL``'s server, its URL checked as ``Store`` checks one: a malformed one
+    fails the tests that use it with the reason alone, the URL's password never shown."""
+    from ..urls import resolve
+    from ._pgserver import External
+
+    try:
+        parsed = resolve(admin_url)
+        refused = None if parsed.dialect == "postgres" else "must be a postgresql:// URL"
+    except MusicstoreError as exc:
+        refused = str(exc)
+    if refused is not None:
+        pytest.fail(f"$MUSICSTORE_TEST_POSTGRES_URL: {refused}", pytrace=False)
+    return External(admin_url)
 
 
 @pytest.fixture
