@@ -65,7 +65,7 @@ class Job:
     order: int  # creation order: (created_at, id) order, ids being time-ordered and increasing
     run_after: float = 0.0  # seconds on the machine's clock
     status: str = "pending"
-    started: float | None = None  # its started_at: set by a claim, cleared by a retry
+    started: float | None = None  # its started_at: set by a claim, kept by a retry
 
 
 NEVER = float("-inf")  # a lane never served
@@ -171,7 +171,7 @@ class QueueMachine(RuleBasedStateMachine):
         gid = data.draw(st.sampled_from(running))
         if retry:
             assert self.store.fail(gid, "again", max_attempts=100) is Status.PENDING
-            self.model.jobs[gid].status, self.model.jobs[gid].started = "pending", None
+            self.model.jobs[gid].status = "pending"
         else:
             self.store.complete_generation(gid, file_path=f"{gid}.wav", file_size_bytes=1)
             self.model.jobs[gid].status = "completed"

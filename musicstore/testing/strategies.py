@@ -209,8 +209,11 @@ def _generation(
         fields["started_at"] = created + draw(later)
         fields["worker_id"] = draw(st.sampled_from(["gpu-0", "gpu-1", "gpu-2", "worker-a"]))
     elif max_attempts > 1 and draw(st.booleans()):
-        # requeued after failed attempts (fail's retry, an expired lease), and maybe cancelled since
+        # requeued after failed attempts (fail's retry, an expired lease), and maybe cancelled since; it keeps
+        # its last claim's start (a row an older musicstore requeued has none)
         fields["attempts"] = draw(st.integers(1, max_attempts - 1))
+        if draw(st.booleans()):
+            fields["started_at"] = created + draw(later)
         requeued = True
     if status is Status.PROCESSING:
         fields["lease_expires_at"] = fields["started_at"] + timedelta(seconds=300)

@@ -50,7 +50,9 @@ ORDER BY coalesce(owner_key, '');
 
 -- name: replay_generation(id)!
 -- failed -> pending, its attempts reset: a dead letter queued again (its last error stays until it completes;
--- its last attempt's progress goes: a queued job has none, as before its first claim). A dead letter that was
+-- its last attempt's progress goes: a queued job has none, as before its first claim; its started_at stays,
+-- the last claim's start, as a retry's: its lane was served by that claim, and the lane without an owner key
+-- reads when it was last served from its jobs' latest started_at). A dead letter that was
 -- completed once (reconcile's repair marked it failed, its master lost) has no file until it completes again:
 -- its size, storage, checksum and generation time go (the totals' triggers count no bytes for it), its
 -- file_path stays (the master's key, which its next export writes again; creation's idempotency check reads it
@@ -64,7 +66,6 @@ SET status = 'pending',
     checksum = NULL,
     generation_time_seconds = NULL,
     worker_id = NULL,
-    started_at = NULL,
     completed_at = NULL,
     lease_expires_at = NULL,
     progress = NULL,
@@ -75,7 +76,7 @@ WHERE id = :id AND status = 'failed';
 
 -- name: replay_failed()
 -- Every failed generation -> pending, attempts reset, its last attempt's progress gone, in one statement; as
--- replay_generation, one completed once keeps its file_path only.
+-- replay_generation, one completed once keeps its file_path only (and each its started_at).
 UPDATE generations
 SET status = 'pending',
     attempts = 0,
@@ -85,7 +86,6 @@ SET status = 'pending',
     checksum = NULL,
     generation_time_seconds = NULL,
     worker_id = NULL,
-    started_at = NULL,
     completed_at = NULL,
     lease_expires_at = NULL,
     progress = NULL,

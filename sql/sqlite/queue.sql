@@ -6,12 +6,13 @@
 
 -- name: retry_generation(id, worker_id, error_message, max_attempts, now, base_seconds, cap_seconds, jitter)!
 -- processing -> pending, while attempts remain, claimable again after its backoff (no progress: the next
--- attempt's worker reports its own).
+-- attempt's worker reports its own). Its started_at stays, the last claim's start: the lane without an owner
+-- key was served by that claim (its latest started_at is when it was last served; cleared, the lane took
+-- turn after turn while a keyed lane waited), as a keyed lane's owner_lanes.served_at keeps it.
 UPDATE generations
 SET status = 'pending',
     error_message = :error_message,
     worker_id = NULL,
-    started_at = NULL,
     lease_expires_at = NULL,
     progress = NULL,
     stage = NULL,
@@ -26,12 +27,12 @@ WHERE id = :id AND status = 'processing' AND attempts < :max_attempts
   AND (CAST(:worker_id AS TEXT) IS NULL OR worker_id = :worker_id);
 
 -- name: requeue_expired(now, max_attempts, base_seconds, cap_seconds, jitter)
--- processing -> pending for every expired lease with attempts left, each after its backoff (no progress).
+-- processing -> pending for every expired lease with attempts left, each after its backoff (no progress; its
+-- started_at stays, as a retry's).
 UPDATE generations
 SET status = 'pending',
     error_message = 'lease expired',
     worker_id = NULL,
-    started_at = NULL,
     lease_expires_at = NULL,
     progress = NULL,
     stage = NULL,
