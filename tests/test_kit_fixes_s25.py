@@ -310,12 +310,15 @@ def test_drawn_queue_and_progress_columns_agree_with_the_status_machine(row: Gen
     assert row.idempotency_key is None or (
         row.idempotency_key.endswith(row.id) and len(row.idempotency_key) <= 200
     )
-    if row.started_at is not None and row.run_after is not None:
+    # a requeued row (pending again, or cancelled since: no worker) keeps its last claim's start, and its
+    # run_after may be a backoff after it
+    claimed = row.status is not Status.PENDING and row.worker_id is not None
+    if claimed and row.started_at is not None and row.run_after is not None:
         assert row.created_at <= row.run_after <= row.started_at  # claimed once due
     if row.progress is None:
         assert row.stage is None and row.progress_at is None
     else:  # written while it ran: a requeued (pending) row's progress was cleared
-        assert row.status is not Status.PENDING and row.started_at is not None and row.progress_at is not None
+        assert claimed and row.started_at is not None and row.progress_at is not None
         assert 0 <= row.progress <= 1 and (row.stage is None or 1 <= len(row.stage) <= 64)
         end = row.completed_at or row.lease_expires_at
         assert end is not None and row.started_at <= row.progress_at <= end

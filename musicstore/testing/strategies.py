@@ -235,7 +235,13 @@ def _generation(
     if "file_path" in fields:
         fields["file_path"] = fields["file_path"].replace("{id}", generation_id)
     fields |= _queue_fields(
-        draw, fields, status=status, created=created, generation_id=generation_id, owner_keys=owner_keys
+        draw,
+        fields,
+        status=status,
+        created=created,
+        generation_id=generation_id,
+        owner_keys=owner_keys,
+        requeued=requeued,
     )
     return Generation(
         id=generation_id,
@@ -260,10 +266,13 @@ def _queue_fields(
     created: datetime,
     generation_id: str,
     owner_keys: st.SearchStrategy[str | None],
+    requeued: bool,
 ) -> dict[str, Any]:
     """The queue's columns (priority, owner and idempotency keys, run_after) and the progress columns of a
     row drawn so far, as the store leaves them: a row claimed after its ``run_after``, progress only on a row
-    that was claimed and is not pending again (a requeue clears it), written between its claim and its end."""
+    that was claimed and is not pending again (a requeue clears it), written between its claim and its end.
+    A requeued row keeps its last claim's start but is not claimed now: its ``run_after`` may be a backoff
+    after that claim, and it has no progress."""
     queue: dict[str, Any] = {
         "priority": draw(st.just(0) | st.sampled_from([-10, -1, 1, 10, 100]) | st.integers(-32_768, 32_767)),
         "owner_key": draw(owner_keys),
@@ -271,7 +280,7 @@ def _queue_fields(
         # never share one)
         "idempotency_key": draw(st.none() | _names(40).map(lambda key: f"{key}:{generation_id}")),
     }
-    started: datetime | None = fields.get("started_at")
+    started: datetime | None = None if requeued else fields.get("started_at")
     if started is not None:  # claimed once it was due
         queue["run_after"] = draw(st.none() | _after(created, started - created))
     else:  # due now, in the past, or later (a future job, a retry's backoff)
