@@ -109,33 +109,47 @@ def dry_copy(
     size: int | None,
     checksum: str | None,
     *,
-    planned: dict[str, str],
+    planned: dict[str, tuple[int, str]],
     gid: str,
 ) -> tuple[str, int, str]:
     """What copying ``key`` (a file of generation ``gid``) would do, nothing written: ``("copied", bytes,
-    SHA-256)`` or ``("present", 0, SHA-256)``; raises as the run's copy would (the row skipped).
+    SHA-256)`` or ``("present", 0, SHA-256)``; raises as the run's copy would (the row skipped), in the
+    run's order (``relocate._copy_one``): a copy already at the key is kept; else the source's size is
+    checked, then the key's folders in the target, then the source is read whole and hashed against the
+    row's checksum (or the one the store keeps) as the run streams it into its put: a source of the right
+    size and other bytes is refused as the run refuses it. So a dry run reads every object it would copy.
 
-    ``planned`` (key → origin URL) holds the objects this dry run would copy whose name another row may
-    name too (not ``<gid>.…``: a master at a custom path, the peaks named after its stem): a later row's
-    file at such a key, from the same store, is found there by the run (a copy of these bytes), so it is
-    counted present, not copied twice. Objects named after their generation are not held: memory grows
-    with the shared ones only."""
+    ``planned`` (key → size and SHA-256) holds the objects this dry run would copy whose name another row
+    may name too (not ``<gid>.…``: a master at a custom path, the peaks named after its stem): a later
+    row's file at such a key is found there by the run (the earlier row's copy), so it is counted present
+    when it holds that row's bytes, and refused as other bytes when not. Objects named after their
+    generation are not held: memory grows with the shared ones only."""
+    try:
+        found: ObjectInfo | None = target.head(key)
+    except ObjectNotFound:
+        earlier = planned.get(key)
+        found = None if earlier is None else ObjectInfo(key, earlier[0], earlier[1])
+    if found is not None:  # the run's copy of an earlier run, or of an earlier row of this one
+        expected = checksum or sha256_of(origin, key)
+        if (
+            found.size == (found.size if size is None else size)
+            and (found.checksum or sha256_of(target, key)) == expected
+        ):
+            return "present", 0, expected
     head = origin.head(key)  # it must be there to be copied
     if size is not None and head.size != size:
         raise StorageError(f"{origin.url}/{key} has {head.size} bytes, the row recorded {size}")
-    try:
-        found = target.head(key)
-    except ObjectNotFound:
-        if planned.get(key) == origin.url:  # an earlier row's file in this run: copied once
-            return "present", 0, checksum or head.checksum or "0" * 64
+    if found is None:
         refuse_conflict(target, key)  # skipped as the run's put would skip it
-        if not key.rpartition("/")[2].startswith(gid + "."):
-            planned[key] = origin.url
-        return "copied", head.size, checksum or head.checksum or "0" * 64
-    expected = checksum or head.checksum or sha256_of(origin, key)
-    if holds(target, key, found, head.size, expected):
-        return "present", 0, expected
-    raise StorageError(
-        f"{target.url}{'' if target.url.endswith('/') else '/'}{key} exists with other bytes; a copy "
-        "would leave it as it is and not change the row"
-    )
+    digest = hashlib.sha256()
+    for chunk in origin.get(key, checksum=checksum):  # verified as the run's put streams it
+        digest.update(chunk)
+    if found is not None:
+        raise StorageError(
+            f"{target.url}{'' if target.url.endswith('/') else '/'}{key} exists with other bytes; a copy "
+            "would leave it as it is and not change the row"
+        )
+    sha = digest.hexdigest()
+    if not key.rpartition("/")[2].startswith(gid + "."):
+        planned[key] = (head.size, sha)
+    return "copied", head.size, sha

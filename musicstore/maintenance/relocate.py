@@ -194,7 +194,8 @@ def copy_files(
     ``source``: the folder of rows that name no store (recorded before migration 0006; a folder that does
     not exist is a ``StorageError``, never made); ``only_from``: copy only rows whose files are in the store
     at that URL (a folder path, ``file://`` or ``s3://`` URL).
-    ``dry_run`` copies nothing and changes no row: the report says what would be. ``progress`` gets the
+    ``dry_run`` copies nothing and changes no row: the report says what would be (it reads and hashes each
+    object it would copy, as the run does: a damaged source is skipped by both). ``progress`` gets the
     number of generations seen so far. A row whose files cannot be copied (missing or damaged at the source,
     other bytes at the target) is skipped with the reason; ``StoreUnavailable`` (the source or target store
     denies access, has no bucket or cannot be reached) is raised at once, the pages before it moved.
@@ -226,7 +227,7 @@ def copy_files(
         raise
     sources = _Sources(origin)
     report = CopyReport(target=target.url, dry_run=dry_run)
-    planned: dict[str, str] = {}  # dry run: key → origin of the objects shared by name it would copy
+    planned: dict[str, tuple[int, str]] = {}  # dry run: key → size, SHA-256 of shared objects it copies
     try:
         if dry_run:
             check_bucket(target)
@@ -272,7 +273,7 @@ def _copy_page(
     sources: _Sources,
     report: CopyReport,
     max_items: int,
-    planned: dict[str, str],
+    planned: dict[str, tuple[int, str]],
 ) -> None:
     def skip(row: dict[str, Any], reason: str) -> None:
         report.skipped_count += 1
@@ -295,7 +296,7 @@ def _copy_page(
         files = [(row["file_path"], row["file_size_bytes"], row["checksum"])]
         files += renditions.get(row["id"], [])
         try:
-            peaks = _peaks_of(origin, row, dry_run=report.dry_run)
+            peaks = _peaks_of(origin, row)
             sums = [
                 _copy_one(origin, target, key, size, checksum, report=report, planned=planned, gid=row["id"])
                 for key, size, checksum in files + peaks
@@ -329,11 +330,11 @@ def _copy_page(
     report.rows_changed += len(moves) - len(changed)
 
 
-def _peaks_of(origin: FileStore, row: dict[str, Any], *, dry_run: bool) -> list[tuple[str, int | None, str]]:
+def _peaks_of(origin: FileStore, row: dict[str, Any]) -> list[tuple[str, int | None, str]]:
     """The (key, size, SHA-256) of each peaks file of ``row`` in ``origin``: the recorded one (its record's
     size and hash; ``StorageError`` when it is not there) and the others beside the master found by name, each
-    hashed where it is (in a dry run: its listed size, no hash). Raises ``InvalidInput`` for a record that
-    is not one."""
+    hashed where it is (the SHA-256 its store keeps, else read; a dry run too, as the run). Raises
+    ``InvalidInput`` for a record that is not one."""
     found: list[tuple[str, int | None, str]] = []
     folder, _, name = row["file_path"].rpartition("/")
     stem = posixpath.splitext(name)[0]
@@ -365,7 +366,7 @@ def _peaks_of(origin: FileStore, row: dict[str, Any], *, dry_run: bool) -> list[
             or not is_peaks_of(obj.key.rpartition("/")[2], stem, row["id"])  # not another's (its id's hex)
         ):
             continue
-        found.append((obj.key, obj.size, "" if dry_run else sha256_of(origin, obj.key)))
+        found.append((obj.key, obj.size, sha256_of(origin, obj.key)))
     return found
 
 
@@ -377,7 +378,7 @@ def _copy_one(
     checksum: str | None,
     *,
     report: CopyReport,
-    planned: dict[str, str],
+    planned: dict[str, tuple[int, str]],
     gid: str,
 ) -> str:
     """Copy ``key`` (of generation ``gid``) from ``origin`` to ``target`` and verify the copy; returns its
