@@ -98,6 +98,9 @@ INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     "maintenance_renditions_of_generations": ({"ids": f'["{ID}"]'}, "rendition key"),
     "maintenance_renditions_after": ({"after_id": ID, "limit": 100}, "renditions pk"),
     "renditions_after": ({"after_id": ID, "limit": 100}, "renditions pk"),
+    # copy_store's look-ups of what the target holds (tests/test_records_fixes_s25.py)
+    "transfer_idempotency_keys_held": ({"keys": '["click"]'}, "generations_idempotency_key"),
+    "transfer_renditions_held": ({"keys": '["a.mp3"]', "ids": f'["{ID}"]'}, "rendition file|rendition key"),
     "rendition_totals": ({}, None),  # 0011's running totals: never the renditions themselves
     # object stores (musicstore.maintenance.bucket): rows of one storage URL in key order, and by keys
     "maintenance_stored_files_after": (

@@ -5,14 +5,23 @@ test failed before its fix, on both database backends (and on a folder and a buc
 from __future__ import annotations
 
 import hashlib
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from musicstore import Generation, Store
+import pytest
+
+from musicstore import Generation, InvalidInput, Store
 from musicstore.filestore import FileStore, open_filestore
 from musicstore.maintenance.relocate import copy_files
+from musicstore.maintenance.transfer import copy_store
+from musicstore.ops import generations_after, prompts_after
+from musicstore.ops.queue import get_owner_limits
 from musicstore.ops.storage import get_storage, record_storage
+from musicstore.ops.transfer import renditions_after
 from tests.conftest import FakeClock, new_job
+from tests.test_maintenance_s3 import RENDITION
 
 
 def completed_at(store: Store, files: FileStore, clock: FakeClock, key: str, data: bytes) -> Generation:
@@ -59,3 +68,112 @@ def test_a_dry_copy_refuses_a_source_of_the_right_size_and_other_bytes_as_the_ru
     assert sorted(o.key for o in target.list()) == ["2026/01/01/good.wav"]
     assert store.run(get_storage, good.id).storage_url == target.url
     assert store.run(get_storage, bad.id).storage_url == where.url
+
+
+_second = itertools.count()
+
+
+@pytest.fixture(
+    params=[("sqlite", "sqlite"), ("sqlite", "postgres"), ("postgres", "sqlite"), ("postgres", "postgres")],
+    ids="-to-".join,
+)
+def source_and_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+    """A fresh migrated source and target store, on each pair of backends."""
+    made: list[str] = []
+
+    def one(kind: str, name: str) -> str:
+        if kind == "sqlite":
+            url = f"sqlite:///{tmp_path / name}.db"
+            Store(url, migrate=True).close()
+            return url
+        if "postgres" not in made:
+            made.append("postgres")
+            return str(request.getfixturevalue("postgres_url"))
+        server = request.getfixturevalue("musicstore_postgres_server")
+        database = f"records_s25_{name}_{next(_second)}"
+        server.admin(f"CREATE DATABASE {database} TEMPLATE {server.template}")
+        request.addfinalizer(lambda: server.admin(f"DROP DATABASE {database} WITH (FORCE)"))
+        return str(server.url(database))
+
+    source_kind, target_kind = request.param
+    clock = FakeClock()
+    with (
+        Store(one(source_kind, "source"), clock=clock) as source,
+        Store(one(target_kind, "target"), clock=clock) as target,
+    ):
+        yield source, target
+
+
+def everything(store: Store) -> Any:
+    """Every row of ``store`` as read back (prompts, generations, renditions, owner limits)."""
+    return (
+        store.run(prompts_after, 0, 10_000),
+        store.run(generations_after, "", 10_000),
+        store.run(renditions_after, "", 10_000),
+        store.run(get_owner_limits),
+        store.get_database_stats(),
+    )
+
+
+def rendered(store: Store, gid: str, key: str, **settings: Any) -> None:
+    """A rendition of completed ``gid`` at ``key`` (its settings: RENDITION's, updated by ``settings``)."""
+    spec = {**RENDITION, "settings": {**RENDITION["settings"], **settings}}
+    store.create_rendition(gid, storage_key=key, file_size_bytes=4, checksum="cd" * 32, **spec)
+
+
+def source_rows(source: Store, n: int) -> list[Generation]:
+    """``n`` completed generations with idempotency keys ``click-<i>``, a rendition each, an owner limit."""
+    made = []
+    for i in range(n):
+        job = new_job(source, f"prompt {i}", owner_key="user", idempotency_key=f"click-{i}")
+        assert source.claim_next("w") is not None
+        made.append(source.complete_generation(job.id, file_path=f"a/{job.id}.wav", file_size_bytes=8))
+        rendered(source, job.id, f"a/{job.id}.streaming.mp3")
+    source.set_owner_limit("user", 2)
+    return made
+
+
+def test_copy_store_refuses_a_target_holding_a_source_idempotency_key_before_writing_anything(
+    source_and_target: tuple[Store, Store],
+) -> None:
+    """The target holds a generation of its own with the idempotency key of the source's fourth: the copy
+    committed every prompt and the first pages of generations (batch=2), then stopped with a DatabaseError
+    (the unique index), the target half-written. Now it is InvalidInput naming both rows and the key, the
+    target as it was; once the clash is gone, the copy goes through."""
+    source, target = source_and_target
+    made = source_rows(source, 5)
+    own = new_job(target, "the target's own", idempotency_key="click-3")
+    before = everything(target)
+    clash = rf"generation '{made[3].id}': idempotency_key 'click-3' .*{own.id}"
+    with pytest.raises(InvalidInput, match=clash):
+        copy_store(source, target, batch=2)
+    assert everything(target) == before
+    target.delete_generation(own.id)
+    assert copy_store(source, target, batch=2) == 5
+    assert everything(target)[1:4] == everything(source)[1:4]
+
+
+@pytest.mark.parametrize("clash", ["storage_key", "request"])
+def test_copy_store_refuses_a_target_holding_a_rendition_of_another_id_at_a_unique_key(
+    source_and_target: tuple[Store, Store], clash: str
+) -> None:
+    """A rendition the target holds under another id at a copied rendition's storage key (another
+    generation's), or for the same generation, format and settings (rendered in the target after an
+    earlier copy): every generation was in the target when the rendition's unique key stopped the copy.
+    Now it is InvalidInput before anything is written."""
+    source, target = source_and_target
+    made = source_rows(source, 3)
+    if clash == "storage_key":
+        job = new_job(target, "the target's own")
+        assert target.claim_next("w") is not None
+        target.complete_generation(job.id, file_path=f"b/{job.id}.wav", file_size_bytes=8)
+        rendered(target, job.id, f"a/{made[1].id}.streaming.mp3", bitrate_kbps=128)
+    else:
+        assert copy_store(source, target) == 3
+        rendered(source, made[1].id, "a/source.mp3", bitrate_kbps=320)
+        rendered(target, made[1].id, "a/target.mp3", bitrate_kbps=320)
+    before = everything(target)
+    source.set_owner_limit("user", 7)
+    with pytest.raises(InvalidInput, match=r"rendition '[^']+': its .* held in the target by rendition"):
+        copy_store(source, target, batch=1)
+    assert everything(target) == before

@@ -5,9 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .. import ops, validate
+from ..errors import InvalidInput, shown
+from ..models import Generation
 from ..ops.queue import get_owner_limits, set_owner_limit
+from ..ops.renditions import Rendition, settings_key
 from ..ops.storage import import_storage, storage_between
-from ..ops.transfer import check_rendition, import_renditions, renditions_after
+from ..ops.transfer import (
+    check_rendition,
+    idempotency_keys_held,
+    import_renditions,
+    renditions_after,
+    renditions_held,
+)
 from ..store import Store
 from .scan import require_store
 
@@ -28,11 +37,19 @@ def copy_store(
     could not store as it is (a NUL character in an old SQLite row's text, which PostgreSQL refuses) raises
     ``InvalidInput`` naming the row and the field, and nothing is copied. So does a source or target that is
     not a ``Store`` (an ``AsyncStore`` included), or a ``progress`` that is not callable.
+
+    The target is an empty store, or one earlier copies of this source filled (a rerun). In the same first
+    pass each row is looked up in the target: a row the target holds another of by a unique key (a
+    generation of another id with its idempotency key; a rendition of another id at its storage key, or for
+    the same generation, format and settings) raises ``InvalidInput`` naming both rows and the key, and
+    nothing is copied (before, the prompts and the pages before it were in the target when the clash
+    stopped the copy with a ``DatabaseError``). Stop every writer to the target too: a row written there
+    after this check can still stop the copy part way (rerun it once that row is gone).
     """
     require_store(target)
     batch = validate.integer(batch, "batch", 1)  # 0 would copy nothing and report success
     validate.callback(progress, "progress")
-    check_rows(source, batch=batch)
+    _checked(source, target, batch)
     after_prompt = 0
     while prompts := source.run(ops.prompts_after, after_prompt, batch):
         target.run(ops.import_rows, prompts, [])
@@ -63,7 +80,13 @@ def check_rows(source: Store, *, batch: int = 1000) -> int:
     renditions checked, read ``batch`` at a time.
     """
     require_store(source)
-    batch = validate.integer(batch, "batch", 1)
+    return _checked(source, None, validate.integer(batch, "batch", 1))
+
+
+def _checked(source: Store, target: Store | None, batch: int) -> int:
+    """``check_rows``; with a ``target``, each batch of generations and renditions also looked up there
+    (``_clashes``)."""
+    require_store(source)
     checked, after_prompt = 0, 0
     while prompts := source.run(ops.prompts_after, after_prompt, batch):
         for prompt in prompts:
@@ -78,14 +101,60 @@ def check_rows(source: Store, *, batch: int = 1000) -> int:
             validate.imported_text(
                 "generation", gid, {"storage_url": url, "storage_key": key, "checksum": checksum}
             )
+        if target is not None:
+            _generations_clash(target, generations)
         checked += len(generations)
         after_id = generations[-1].id
     after_rendition = ""
     while renditions := source.run(renditions_after, after_rendition, batch):
         for rendition in renditions:
             check_rendition(rendition)
+        if target is not None:
+            _renditions_clash(target, renditions)
         checked += len(renditions)
         after_rendition = renditions[-1].id
     for owner_key in source.run(get_owner_limits):
         validate.imported_text("owner limit", owner_key, {"owner_key": owner_key})
     return checked
+
+
+_ONLY = (
+    "copy_store copies into an empty store or one an earlier copy of this source filled; nothing was copied"
+)
+
+
+def _generations_clash(target: Store, generations: list[Generation]) -> None:
+    """``InvalidInput`` for a generation whose idempotency key a generation of another id holds in
+    ``target`` (the target's unique index would refuse it part way through the copy)."""
+    keyed = {g.idempotency_key: g.id for g in generations if g.idempotency_key is not None}
+    if not keyed:
+        return
+    for key, held_by in target.run(idempotency_keys_held, list(keyed)).items():
+        if held_by != keyed[key]:
+            raise InvalidInput(
+                f"generation {shown(keyed[key])}: idempotency_key {shown(key)} is held in the target by "
+                f"generation {shown(held_by)}; {_ONLY}"
+            )
+
+
+def _renditions_clash(target: Store, renditions: list[Rendition]) -> None:
+    """``InvalidInput`` for a rendition a rendition of another id in ``target`` clashes with: at its storage
+    key, or of its generation, format and settings (the target's unique keys)."""
+    held = target.run(
+        renditions_held,
+        [r.storage_key for r in renditions],
+        sorted({r.generation_id for r in renditions}),
+    )
+    at_key = {h["storage_key"]: h["id"] for h in held}
+    by_request = {(h["generation_id"], h["format"], h["settings"]): h["id"] for h in held}
+    for rendition in renditions:
+        request = (rendition.generation_id, rendition.format, settings_key(rendition.settings))
+        for what, other in (
+            (f"storage_key {shown(rendition.storage_key)} is", at_key.get(rendition.storage_key)),
+            ("generation, format and settings are", by_request.get(request)),
+        ):
+            if other is not None and other != rendition.id:
+                raise InvalidInput(
+                    f"rendition {shown(rendition.id)}: its {what} held in the target by rendition "
+                    f"{shown(other)}; {_ONLY}"
+                )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from .. import validate
 from ..models import Generation, Prompt, prompt_digest
 from .prompts import PROMPT, digest_taken
 from .reads import GENERATION
 from .renditions import RENDITION, Rendition, settings_key
-from .steps import Call, Params, Steps, reads_all, writer
+from .steps import Call, Params, Steps, reader, reads_all, writer
 
 
 @reads_all("prompts_after", PROMPT)
@@ -85,3 +88,19 @@ def import_renditions(renditions: list[Rendition]) -> Steps[int]:
         fields["settings"] = settings_key(rendition.settings)
         inserted += yield Call("import_rendition", fields)
     return inserted
+
+
+@reader
+def idempotency_keys_held(keys: list[str]) -> Steps[dict[str, str]]:
+    """Of these idempotency keys, those a generation holds: key → that generation's id."""
+    rows = yield Call("transfer_idempotency_keys_held", {"keys": json.dumps(keys)})
+    return {r["idempotency_key"]: r["id"] for r in rows}
+
+
+@reader
+def renditions_held(keys: list[str], generation_ids: list[str]) -> Steps[list[dict[str, Any]]]:
+    """The renditions (id, generation_id, format, settings, storage_key) at one of these storage keys or of
+    one of these generations: what an imported rendition of another id would clash with."""
+    params = {"keys": json.dumps(keys), "ids": json.dumps(generation_ids)}
+    rows = yield Call("transfer_renditions_held", params)
+    return [dict(r) for r in rows]
