@@ -15,6 +15,7 @@ import pytest
 from musicstore import Generation, InvalidInput, Store
 from musicstore.filestore import FileStore, open_filestore
 from musicstore.maintenance.relocate import copy_files
+from musicstore.maintenance.retention import cleanup
 from musicstore.maintenance.transfer import copy_store
 from musicstore.ops import generations_after, prompts_after
 from musicstore.ops.queue import get_owner_limits
@@ -35,6 +36,15 @@ def completed_at(store: Store, files: FileStore, clock: FakeClock, key: str, dat
     checksum = hashlib.sha256(data).hexdigest()
     store.run(record_storage, job.id, storage_url=files.url, key=key, checksum=checksum)
     return done
+
+
+def _outcome(report: Any) -> Any:
+    return (
+        [(d.id, d.file_action.replace("would_delete", "deleted"), d.peaks_deleted) for d in report.deleted],
+        report.files_deleted,
+        report.peaks_files_deleted,
+        report.bytes_freed,
+    )
 
 
 def _copied(report: Any) -> Any:
@@ -177,3 +187,36 @@ def test_copy_store_refuses_a_target_holding_a_rendition_of_another_id_at_a_uniq
     with pytest.raises(InvalidInput, match=r"rendition '[^']+': its .* held in the target by rendition"):
         copy_store(source, target, batch=1)
     assert everything(target) == before
+
+
+def test_a_dry_cleanup_over_pages_deletes_the_peaks_a_kin_master_of_an_earlier_page_kept_as_the_run_does(
+    store: Store, where: FileStore, clock: FakeClock
+) -> None:
+    """album/t.flac (its file gone) and album/t.wav share the peaks named after their stem; three rows
+    record t.wav. Page 1 (batch=2) deletes t.flac's row and the first t.wav row (kept_shared); page 2 the
+    other two, and t.wav with them: the run deletes the peaks there (t.flac's row is gone). In a folder,
+    the dry run still saw t.flac's row on page 2 and said the peaks stay (a folder's listing of the peaks
+    beside page 1's masters gave them to t.wav alone, so t.flac's row was not carried as one that would
+    be gone)."""
+    flac = completed_at(store, where, clock, "album/t.flac", b"fLaC" + b"\1" * 20)
+    where.delete("album/t.flac")
+    first, second, third = (completed_at(store, where, clock, "album/t.wav", b"RIFF" + b"\2" * 10)
+                            for _ in range(3))  # fmt: skip
+    where.put("album/t.peaks.256.8.json", b'{"version": 2}')
+
+    dry = cleanup(store, where, statuses=["completed"], batch=2)
+    real = cleanup(store, where, statuses=["completed"], batch=2, dry_run=False)
+    expected = (
+        [
+            (flac.id, "missing", 0),
+            (first.id, "kept_shared", 0),
+            (second.id, "deleted", 1),
+            (third.id, "missing", 0),
+        ],
+        2,
+        1,
+        14 + 14,
+    )
+    assert _outcome(real) == expected
+    assert _outcome(dry) == expected  # it said ([..., (second.id, "deleted", 0), ...], 1, 0, 14)
+    assert sorted(o.key for o in where.list()) == []

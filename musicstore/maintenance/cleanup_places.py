@@ -172,8 +172,15 @@ def beside_kept(
     files named after that stem (``album/t.peaks.256.8.json``) may be that generation's, which its row
     records: they are kept (cleanup removed them as the deleted one's; reconcile judges them by that
     master)."""
+    kin = kin_kept(place, store, list(peaks), deleted, dry_run)
+    return {master: found for master, found in peaks.items() if master not in kin}
+
+
+def kin_kept(place: _Place, store: Store, masters: list[str], deleted: set[str], dry_run: bool) -> set[str]:
+    """Those of ``masters`` beside which a master of the same stem and another type stays recorded (by a
+    row not in ``deleted``, in a dry run)."""
     siblings: dict[str, list[str]] = {}
-    for master in peaks:
+    for master in masters:
         canonical = canonical_path(master)
         if canonical is None:
             continue
@@ -181,10 +188,9 @@ def beside_kept(
         for other in sorted(AUDIO_SUFFIXES - {suffix.lower()}):
             siblings.setdefault(stem + other, []).append(master)
     if not siblings:
-        return peaks
+        return set()
     kept = place.still_referenced(store, sorted(siblings), deleted, dry_run)
-    kin = {master for sibling, found in siblings.items() if sibling in kept for master in found}
-    return {master: found for master, found in peaks.items() if master not in kin}
+    return {master for sibling, found in siblings.items() if sibling in kept for master in found}
 
 
 def _problem(

@@ -36,7 +36,7 @@ from ..models import Status, to_datetime
 from ..ops import Call, Steps, get_database_stats, reader, writer
 from ..store import Store
 from .bucket import is_object_store
-from .cleanup_places import _Folder, _Objects, _Place, beside_kept
+from .cleanup_places import _Folder, _Objects, _Place, beside_kept, kin_kept
 from .cleanup_report import CleanupItem, CleanupReport, SkippedItem
 from .file_names import owned_peaks
 from .scan import (
@@ -265,8 +265,7 @@ def _cleanup(
 
     after: tuple[datetime, str] = (_FIRST, "")
     finished = budget is not None and total <= budget
-    sharers: set[str] = set()  # dry run: rows that would be deleted whose file (or, for their peaks, whose
-    # kin master: album/t.flac beside album/t.wav) a row on a later page records: that page sees them gone
+    sharers: set[str] = set()  # dry run: rows deleted whose file or kin master a later page asks about
     while not finished:
         page = store.run(cleanup_candidates, chosen, model, cutoff, after, size)
         if not page:
@@ -300,9 +299,10 @@ def _cleanup(
         if dry_run:  # rows kept_shared here would be gone when a later page reaches the row that keeps them
             sharers |= {row["id"] for row, _ in selected if _shares(row["file_path"], shared)}
         beside = place.peaks(paths, report.errors) if paths else {}
-        peaks = beside_kept(place, store, beside, set(deleted) | sharers, dry_run)  # not those of a kin
-        if dry_run:  # rows whose peaks a kin keeps: that kin's row, deleted on a later page, takes them
-            sharers |= {row["id"] for row, _ in selected if row["file_path"] in beside.keys() - peaks.keys()}
+        peaks = beside_kept(place, store, beside, set(deleted) | sharers, dry_run)  # not a kin's peaks
+        if dry_run:  # rows with a kin master that stays: a later page deleting the kin sees them gone
+            kin = kin_kept(place, store, paths, set(deleted) | sharers, dry_run)
+            sharers |= {row["id"] for row, _ in selected if row["file_path"] in kin}
         removed: set[str] = set()  # files this page removed (or, in a dry run, would): rows may share one
         for row, on_disk in selected:
             processed += 1
