@@ -226,3 +226,84 @@ def test_a_forked_child_polls_on_a_connection_of_its_own(sqlite_url: str, other:
         second = new_job(other, "for the parent")
         thread.join(LONG)
         assert [r.id for r in results] == [second.id]
+
+
+def test_a_finished_job_wakes_its_own_waits_only(
+    sqlite_url: str, other: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit that finishes one awaited job of 20 wakes the wait for it and no other: the poller asks
+    which awaited jobs are still pending or processing (one query) instead of waking every wait to read its
+    row (20 reads per commit; with 1,000 waits, 1,000). The waits for work are woken by any commit still."""
+    reads: list[str] = []
+    run = Store.run
+
+    def counted(self: Store, op: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if getattr(op, "__name__", "") == "get_generation":
+            reads.append(args[0])
+        return run(self, op, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "run", counted)
+    waits = 20
+    jobs = [new_job(other, f"job {i}") for i in range(waits)]
+    with Store(sqlite_url) as store:
+        results: dict[str, Any] = {}
+
+        def wait(gid: str) -> None:
+            results[gid] = store.wait_for(gid, timeout=LONG)
+
+        threads = [threading.Thread(target=wait, args=(job.id,)) for job in jobs]
+        for thread in threads:
+            thread.start()
+        hub = waiting.listeners(store).hub
+        _until(lambda: hub.waiters == waits and len(reads) == waits)
+        for _ in range(3):
+            new_job(other, "a commit that finishes nothing awaited")
+        other.cancel(jobs[0].id)
+        threads[0].join(LONG)
+        assert results[jobs[0].id].status is Status.CANCELLED
+        time.sleep(0.2)  # any wrongly woken wait would have read its row by now
+        assert sorted(reads) == sorted([job.id for job in jobs] + [jobs[0].id])
+        for job in jobs[1:]:
+            other.cancel(job.id)
+        for thread in threads:
+            thread.join(LONG)
+    assert all(results[job.id].status is Status.CANCELLED for job in jobs)
+
+
+def test_a_wait_for_a_job_deleted_meanwhile_ends_with_not_found(sqlite_url: str, other: Store) -> None:
+    """A job deleted while its ``wait_for`` sleeps is gone from ``unfinished_among``'s answer: the wait is
+    woken and raises ``NotFound`` (not after the hour-long re-try)."""
+    from musicstore import NotFound
+
+    job = new_job(other)
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            with Store(sqlite_url) as store:
+                store.wait_for(job.id, timeout=LONG)
+        except NotFound as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.3)
+    other.delete_generation(job.id)
+    thread.join(LONG)
+    assert [type(o) for o in outcome] == [NotFound]
+
+
+def test_unfinished_among_looks_each_id_up_by_the_primary_key(sqlite_url: str) -> None:
+    """The poller's query walks the list of awaited ids and looks each up (never a scan of the pending and
+    processing jobs, however many there are)."""
+    from musicstore.queries import load
+
+    sql = load("sqlite", "sqlite3")["unfinished_among"].sql
+    with Store(sqlite_url) as store:
+        conn = sqlite3.connect(str(store.url.path))
+        try:
+            plan = "\n".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", {"ids": "[]"}))
+        finally:
+            conn.close()
+    assert "SEARCH g USING INDEX sqlite_autoindex_generations_1 (id=?)" in plan, plan
+    assert "SCAN g" not in plan and "SCAN generations" not in plan, plan

@@ -4,6 +4,7 @@ data_version``, polled by a daemon thread while waits are registered, waking eve
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -11,6 +12,7 @@ import threading
 from pathlib import Path
 
 from ..masking import redact
+from ..queries import load
 from .hub import RECONNECT_SECONDS, _closed_store, _Waiter, notify_all
 
 log = logging.getLogger("musicstore.waiting")
@@ -23,9 +25,11 @@ to this)."""
 class _Poller:
     """A store's one ``PRAGMA data_version`` connection (per process), shared by all its waits: however many
     wait at once, one connection and one thread poll (every ``SQLITE_POLL_SECONDS`` while any is registered,
-    none while none is), and every registered wait is woken when the version changes. Before, each wait
-    polled a connection of its own: a thousand concurrent ``wait_for`` held a thousand files open and spent
-    most of a core polling."""
+    none while none is). When the version changes, the waits for work are woken, and the waits for a job
+    (``wait_for``) whose job one query (``unfinished_among``) finds finished or gone: a commit that ends one
+    job of a thousand awaited wakes one wait, not a thousand (each of which would read its row). Before,
+    each wait polled a connection of its own: a thousand concurrent ``wait_for`` held a thousand files open
+    and spent most of a core polling."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -39,6 +43,7 @@ class _Poller:
         self._seen = -1  # the version last read (the thread's, or a registration's after an idle spell)
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        self._unfinished = load("sqlite", "sqlite3")["unfinished_among"].sql
 
     def _own(self) -> None:
         """Under the lock: a forked child forgets its parent's thread, connection and waits (dropped, not
@@ -110,14 +115,25 @@ class _Poller:
         with self._lock:
             return len(self._waiters)
 
-    def _wake(self, version: int | None) -> None:
-        """Wake every registered wait: when ``version`` differs from the one last seen (None: always)."""
+    def _wake_all(self) -> None:
+        with self._lock:
+            woken = list(self._waiters)
+        notify_all(woken)
+
+    def _changed(self, conn: sqlite3.Connection, version: int) -> None:
+        """When ``version`` differs from the one last seen: wake the waits for work, and those for a job that
+        is no longer pending or processing (read after the version, so a commit it shows is read too)."""
         with self._lock:
             if version == self._seen:
                 return
-            if version is not None:
-                self._seen = version
+            self._seen = version
             woken = list(self._waiters)
+        awaited = {w.wake.payload for w in woken if w.wake.payload is not None}
+        if awaited:
+            with self._reading:
+                rows = conn.execute(self._unfinished, {"ids": json.dumps(sorted(awaited))}).fetchall()
+            running = {row[0] for row in rows}
+            woken = [w for w in woken if w.wake.payload is None or w.wake.payload not in running]
         notify_all(woken)
 
     def _poll(self, conn: sqlite3.Connection) -> None:
@@ -129,7 +145,7 @@ class _Poller:
                     self._lock.wait()
                 if self._closed:
                     return
-            self._wake(self._version(conn))
+            self._changed(conn, self._version(conn))
             if self._pause(SQLITE_POLL_SECONDS):
                 return
 
@@ -154,7 +170,7 @@ class _Poller:
                 with self._lock:
                     self._conn = None
                 conn.close()
-            self._wake(None)
+            self._wake_all()
             while True:
                 if self._pause(RECONNECT_SECONDS):
                     return
@@ -169,7 +185,7 @@ class _Poller:
                     conn.close()
             with self._lock:
                 self._conn, self._seen = conn, version
-            self._wake(None)
+            self._wake_all()
 
     def close(self) -> None:
         """End the thread (it closes the connection) and wake every wait; no wait registers any more."""

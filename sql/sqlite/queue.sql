@@ -114,3 +114,9 @@ LIMIT :limit;
 -- their worker exports a new one. Their files stay, each marked with its generation: the next render of the
 -- request replaces it, reconcile takes away one no render makes again.
 DELETE FROM renditions WHERE generation_id IN (SELECT value FROM json_each(:ids));
+
+-- name: unfinished_among(ids)
+-- Of these generation ids (a JSON array), those still pending or processing (a primary key lookup each, in the list's order: CROSS JOIN): the
+-- poller wakes a wait_for only when its job finished or is gone, not at every commit (musicstore.waiting).
+SELECT g.id FROM json_each(:ids) AS j CROSS JOIN generations AS g ON g.id = j.value
+WHERE g.status IN ('pending', 'processing');
