@@ -201,7 +201,8 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
     encoded, one dict serving several queries once; each looked up by name when it runs, as ``drive`` does),
     the same result (``more``'s, driven by ``drive`` in the same transaction, when ``finish`` asks for
     them), and the same error: ``explain``'s, driven by ``drive`` in the same transaction. Two shapes run
-    leaner: one UPDATE (its row count alone) and queries that all return rows (no row reader for no rows)."""
+    leaner: one UPDATE (its row count alone) and queries that all return rows (no row reader for no rows;
+    their parameters all dicts: a function of the rows before is the general shape's)."""
     fixed = op.fixed
     if fixed is None:
         raise TypeError(f"{op.__name__} is not a write of fixed queries")
@@ -218,9 +219,9 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
         def count(conn: Any, *checked: Any) -> T:
             clock = driver.clock
             moment = now() if clock is utcnow else validate.moment(clock(), CLOCK)
-            (each,) = params_of(moment, stamp, checked)
+            (each,) = params_of(moment, stamp, checked)  # a dict: only a later query's may be a function
             sql = driver._queries[name].sql  # looked up by name on each run, as ``drive`` does
-            changed = conn.execute(sql, each if encode is None or not each else encode(each)).rowcount
+            changed = conn.execute(sql, each if encode is None or not each else encode(each)).rowcount  # type: ignore[arg-type]
             result = finish([changed], moment, checked)
             if result is EXPLAIN or result is MORE:
                 return _further(driver, conn, op, result, moment=moment, checked=checked)
@@ -238,7 +239,7 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
             given = params_of(moment, stamp, checked)  # one per query (the steps zip them strictly)
             for (name, rows), each in zip(named, given):  # noqa: B905  # strict=: a keyword call, 0.1 µs
                 query = queries[name]
-                cursor = conn.execute(query.sql, each if encode is None or not each else encode(each))
+                cursor = conn.execute(query.sql, each if encode is None or not each else encode(each))  # type: ignore[arg-type]
                 got = cursor.fetchall()
                 if got:  # no rows (the common case: none due) need no row reader
                     got = rows_of(got, query.builders.get(rows) or query.builder(rows, cursor.description))
@@ -256,10 +257,13 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
         found: list[Any] = []
         given = params = None
         queries = driver._queries
-        for (name, rows), each in zip(named, params_of(moment, stamp, checked), strict=True):
+        for (name, rows), entry in zip(named, params_of(moment, stamp, checked), strict=True):
             query = queries[name]
-            if each is not given:
-                given, params = each, each if encode is None or not each else encode(each)
+            if entry is not given:
+                each = entry(found) if callable(entry) else entry  # a function of the rows before
+                if each is None:
+                    break
+                given, params = entry, each if encode is None or not each else encode(each)
             cursor = conn.execute(query.sql, params)  # queries.execute, inlined as in drive
             returns = query.returns
             if returns is COUNT:

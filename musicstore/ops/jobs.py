@@ -10,10 +10,7 @@ the rest (a lease's length and end) in ``musicstore.ops.leases``: this module re
 from __future__ import annotations
 
 import functools
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
@@ -22,11 +19,12 @@ from .. import validate
 from ..errors import Cancelled, ConfirmationRequired, InvalidInput, InvalidTransition, LeaseLost, NotFound
 from ..ids import check_id
 from ..models import Generation, Requeued, RetryPolicy, Status
+from .attempts import Attempt, _ended, watching
 from .claims import CANDIDATES, MAX_OWNER_LIMIT, _fast, _Undecided, claim_batch, claim_epoch, claim_next
 from .creation import create_generation
 from .leases import DEFAULT_LEASE_SECONDS, Stamp, _backoff_fits, _later, lease_of
 from .reads import GENERATION
-from .steps import EXPLAIN, MORE, NOW, Call, Explain, More, Params, Steps, writer, writes_fixed
+from .steps import EXPLAIN, MORE, Call, Explain, More, Params, Steps, writer, writes_fixed
 
 DEFAULT_MAX_ATTEMPTS = 3
 """How many claims a generation gets before a failure (or expired lease) is final."""
@@ -136,7 +134,59 @@ def lock_for_completion(generation_id: str, *, worker_id: str | None = None) -> 
     return current
 
 
-@writer
+def _complete_params(
+    now: datetime, stamp: Stamp, checked: tuple[str, str, int, str | None, Params | None, float | None]
+) -> tuple[Params, Callable[[list[Any]], Params | None]]:
+    gid, path, size, worker, metadata, given_seconds = checked
+
+    def update(found: list[Any]) -> Params | None:
+        """The UPDATE's parameters once the row is read (None: not processing, ``finish`` explains), and
+        ``current`` made the row as it leaves it (returned once the UPDATE matched: read in the same
+        transaction; never seen otherwise)."""
+        current: Generation = found[0]
+        if current.status is not Status.PROCESSING:
+            return None
+        if given_seconds is None:
+            started = current.started_at or now
+            seconds = max((now - started).total_seconds(), 0.0)
+        else:
+            seconds = given_seconds
+        merged = {**current.metadata, **metadata} if metadata else current.metadata
+        encoded = validate.metadata(merged, checked=True)  # both halves are checked already
+        current.status, current.completed_at, current.lease_expires_at = Status.COMPLETED, now, None
+        current.file_path, current.file_size_bytes, current.generation_time_seconds = path, size, seconds
+        current.metadata = validate.stored_metadata(merged, encoded) if metadata else merged
+        current.error_message = None
+        return {
+            "id": gid,
+            "worker_id": worker,
+            "now": stamp(now),
+            "file_path": path,
+            "file_size_bytes": size,
+            "generation_time_seconds": seconds,
+            "metadata": encoded,
+        }
+
+    return {"id": gid}, update
+
+
+def _complete_finish(found: list[Any], now: datetime, checked: tuple[Any, ...]) -> Generation | Explain:
+    if len(found) < 2 or found[1] != 1:  # no row, not processing, or (worker_id) another worker's claim
+        return EXPLAIN
+    _ended({"id": checked[0], "worker_id": checked[3]}, Status.COMPLETED)
+    return found[0]  # type: ignore[no-any-return]
+
+
+def _complete_explain(gid: str, path: str, size: int, worker: str | None, *_: Any) -> Steps[Exception]:
+    return _explain(gid, "completed", worker)
+
+
+@writes_fixed(
+    (("get_generation_for_update", GENERATION), ("complete_generation", None)),
+    _complete_params,
+    _complete_finish,
+    _complete_explain,
+)
 def complete_generation(
     generation_id: str,
     *,
@@ -145,7 +195,7 @@ def complete_generation(
     generation_time_seconds: float | None = None,
     metadata: dict[str, Any] | None = None,
     worker_id: str | None = None,
-) -> Steps[Generation]:
+) -> tuple[str, str, int, str | None, Params | None, float | None]:
     """processing → completed, recording the file; ``metadata`` is merged into the row's (top-level keys).
 
     ``generation_time_seconds`` defaults to the time since the claim. With ``worker_id`` only that worker's
@@ -156,92 +206,12 @@ def complete_generation(
     size = validate.file_size(file_size_bytes)
     worker = validate.name(worker_id, "worker_id", optional=True)
     if metadata is not None:
-        validate.check_metadata(metadata)  # encoded once, merged with the row's, below
+        validate.check_metadata(metadata)  # encoded once, merged with the row's, after the read
     if generation_time_seconds is not None:
         generation_time_seconds = validate.seconds(
             generation_time_seconds, "generation_time_seconds", positive=False
         )
-    now: datetime = yield NOW
-    current: Generation | None = yield Call("get_generation_for_update", {"id": gid}, GENERATION)
-    if current is None or current.status is not Status.PROCESSING:
-        raise (yield from _explain(gid, "completed", worker))
-    if generation_time_seconds is None:
-        started = current.started_at or now
-        seconds = max((now - started).total_seconds(), 0.0)
-    else:
-        seconds = generation_time_seconds
-    merged = {**current.metadata, **metadata} if metadata else current.metadata
-    encoded = validate.metadata(merged, checked=True)  # both halves are checked already
-    changed = yield Call(
-        "complete_generation",
-        {
-            "id": gid,
-            "worker_id": worker,
-            "now": now,
-            "file_path": path,
-            "file_size_bytes": size,
-            "generation_time_seconds": seconds,
-            "metadata": encoded,
-        },
-    )
-    if changed != 1:
-        raise (yield from _explain(gid, "completed", worker))
-    _ended({"id": gid, "worker_id": worker}, Status.COMPLETED)
-    current.status, current.completed_at, current.lease_expires_at = Status.COMPLETED, now, None
-    current.file_path, current.file_size_bytes, current.generation_time_seconds = path, size, seconds
-    current.metadata = validate.stored_metadata(merged, encoded) if metadata else merged
-    current.error_message = None
-    return current  # the row as updated: this snapshot was read in the same transaction
-
-
-@dataclass(slots=True)
-class Attempt:
-    """A claimed generation's run by ``worker_id`` in this process (``watching``) and what a ``fail`` or a
-    ``complete_generation`` made of it meanwhile, from any thread or task of this process: ``ended`` pending
-    (a retry), failed or completed, None while no such write of this attempt matched its row. A worker's
-    handler that retried or failed its own job is known by it, which the row cannot tell once the attempt is
-    over (a retry clears the row's worker, as ``requeue_expired`` does; ``fail_expired`` keeps it, as a
-    handler's ``fail`` does), and one that returned leaving its job unfinished (no write noted)."""
-
-    generation_id: str
-    worker_id: str
-    ended: Status | None = None
-
-
-_ATTEMPTS: dict[str, list[Attempt]] = {}
-"""The attempts being watched, by generation id (a few: one per worker running a job)."""
-_ATTEMPTS_LOCK = threading.Lock()
-
-
-@contextmanager
-def watching(generation_id: str, worker_id: str) -> Iterator[Attempt]:
-    """Watch ``worker_id``'s attempt at ``generation_id`` inside the block: a ``fail`` or
-    ``complete_generation`` of this process that moves the row from processing (``worker_id``'s, or with no
-    worker id given) is noted in the ``Attempt`` (the first one: a later write is another attempt's). Noted
-    as the write is made, in its transaction: one inside a ``Store.transaction`` rolled back afterwards is
-    noted all the same."""
-    attempt = Attempt(generation_id, worker_id)
-    with _ATTEMPTS_LOCK:
-        _ATTEMPTS.setdefault(generation_id, []).append(attempt)
-    try:
-        yield attempt
-    finally:
-        with _ATTEMPTS_LOCK:
-            watched = _ATTEMPTS[generation_id]
-            watched.remove(attempt)
-            if not watched:
-                del _ATTEMPTS[generation_id]
-
-
-def _ended(row: Params, status: Status) -> None:
-    """Note that ``fail`` or ``complete_generation`` moved ``row`` (its id and worker id) to ``status``, in
-    the watched attempts it ended (``watching``)."""
-    if not _ATTEMPTS:  # nothing watched: a write outside a worker's handler
-        return
-    with _ATTEMPTS_LOCK:
-        for attempt in _ATTEMPTS.get(row["id"], ()):
-            if attempt.ended is None and row["worker_id"] in (None, attempt.worker_id):
-                attempt.ended = status
+    return gid, path, size, worker, metadata, generation_time_seconds
 
 
 def _retry_params(now: datetime, stamp: Stamp, checked: tuple[Params, Params, bool]) -> tuple[Params]:

@@ -75,6 +75,11 @@ def unchanged(moment: Any) -> Any:
     return moment
 
 
+Later = Callable[[list[Any]], Params | None]
+"""A ``Fixed`` write's parameters of a later query made from what the queries before it returned (None: it
+does not run)."""
+
+
 class Fixed(NamedTuple):
     """A write that is a fixed list of named queries after its argument checks and the clock
     (``writes_fixed``): its steps are derived from it, and a driver may run it without a generator.
@@ -83,7 +88,10 @@ class Fixed(NamedTuple):
     taken; ``params`` and ``finish`` take it as one argument: no star call in a direct write's path);
     ``params(now, stamp, checked)`` gives each query's parameters (one dict may serve several
     queries), each datetime among them as ``stamp`` gives it (the backend's encoding of a moment, or the
-    datetime itself where the driver encodes the parameters: ``unchanged``);
+    datetime itself where the driver encodes the parameters: ``unchanged``); a later query's entry may be,
+    instead of a dict, a function of what the queries before it returned (a list, in order) giving its
+    parameters, or None: then it does not run, and the queries before it are all ``finish`` sees (a read
+    then the write it decides: ``complete_generation``);
     ``finish(found, now, checked)`` makes the result of what the queries returned, in order (a query that
     returns None, a ``^`` query that found no row, is the last to run), or returns ``EXPLAIN``;
     ``explain(*checked)`` is then the steps whose result is the error to raise.
@@ -95,7 +103,7 @@ class Fixed(NamedTuple):
 
     queries: tuple[tuple[str, RowReader[Any] | None], ...]
     check: Callable[..., tuple[Any, ...]]
-    params: Callable[..., tuple[Params, ...]]
+    params: Callable[..., tuple[Params | Later, ...]]
     finish: Callable[..., Any]
     explain: Callable[..., Generator[Step, Any, Exception]] | None
     first: Callable[..., Callable[[Any], Generator[Step, Any, Any]] | None] | None = None
@@ -199,7 +207,7 @@ def reads_planned(plan: Callable[P, Plan[T]]) -> Operation[P, T]:
 
 def writes_fixed(
     queries: tuple[tuple[str, RowReader[Any] | None], ...],
-    params: Callable[..., tuple[Params, ...]],
+    params: Callable[..., tuple[Params | Later, ...]],
     finish: Callable[..., T | Explain | More],
     explain: Callable[..., Generator[Step, Any, Exception]] | None = None,
     *,
@@ -224,8 +232,11 @@ def writes_fixed(
                 earlier = yield from before(now)
                 if earlier is not None:
                     return earlier
-            found = []
-            for (name, rows), given in zip(queries, params(now, unchanged, checked), strict=True):
+            found: list[Any] = []
+            for (name, rows), each in zip(queries, params(now, unchanged, checked), strict=True):
+                given = each(found) if callable(each) else each  # a function of what the queries before gave
+                if given is None:
+                    break
                 answer = yield Call(name, given, rows)
                 found.append(answer)
                 if answer is None:
