@@ -202,7 +202,7 @@ def fixed_write(driver: Driver, op: Operation[P, T]) -> Callable[..., T]:
     the same result (``more``'s, driven by ``drive`` in the same transaction, when ``finish`` asks for
     them), and the same error: ``explain``'s, driven by ``drive`` in the same transaction. Two shapes run
     leaner: one UPDATE (its row count alone) and queries that all return rows (no row reader for no rows;
-    their parameters all dicts: a function of the rows before is the general shape's)."""
+    dicts only: a later query's function of the rows before runs in the general shape)."""
     fixed = op.fixed
     if fixed is None:
         raise TypeError(f"{op.__name__} is not a write of fixed queries")
@@ -324,23 +324,27 @@ def _more(driver: Driver, conn: Any, op: Operation[P, T], moment: Any, checked: 
 
 def drive(driver: Driver, conn: Any, steps: Steps[T], step: Step) -> T:
     """Answer an operation's steps with blocking calls until it returns; ``step`` is its first. Each query
-    runs as ``queries.execute`` runs it, inlined (one Python call less per step)."""
+    runs as ``queries.execute`` runs it, inlined (one Python call less per step); the same ``Call`` yielded
+    again (``claim_batch``'s claims) runs as looked up and encoded the first time."""
     queries, clock, encode = driver._queries, driver.clock, driver._connector.encode
     execute = conn.execute
     send = steps.send
+    last: Any = None
     try:
         while True:
             if step is NOW:
                 value: Any = now() if clock is utcnow else validate.moment(clock(), CLOCK)
             else:
-                name, params, rows = step  # type: ignore[misc]
-                query = queries[name]
-                cursor = execute(query.sql, encode(params) if params else params)
-                returns = query.returns
+                if step is not last:
+                    name, params, rows = step  # type: ignore[misc]
+                    query, params = queries[name], encode(params) if params else params
+                    returns, build, last = query.returns, None, step
+                cursor = execute(query.sql, params)
                 if returns is COUNT:
                     value = cursor.rowcount
                 else:
-                    build = query.builders.get(rows) or query.builder(rows, cursor.description)
+                    if build is None:
+                        build = query.builders.get(rows) or query.builder(rows, cursor.description)
                     if returns is ONE:
                         row = cursor.fetchone()
                         cursor.close()
@@ -357,13 +361,16 @@ async def drive_async(driver: Driver, conn: Any, steps: Steps[T], step: Step) ->
     loop shared through another generator would add a layer to every step of the sync driver's hot path)."""
     queries, clock, connector = driver._queries, driver.clock, driver._connector
     encode, execute = connector.encode, connector.execute  # its ``queries.execute_async``
+    last: Any = None
     try:
         while True:
             if step is NOW:
                 value: Any = now() if clock is utcnow else validate.moment(clock(), CLOCK)
             else:
-                name, params, rows = step  # type: ignore[misc]
-                value = await execute(conn, queries[name], encode(params), rows)
+                if step is not last:  # a step yielded again runs as encoded the first time, as in ``drive``
+                    name, params, rows = step  # type: ignore[misc]
+                    query, params, last = queries[name], encode(params), step
+                value = await execute(conn, query, params, rows)
             step = steps.send(value)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]

@@ -114,3 +114,27 @@ def test_store_completes_without_the_generator(
         assert done.status is Status.COMPLETED and done.completed_at == clock.now
         assert done.metadata == {"a": 1, "b": [1, 2]} and done.generation_time_seconds == 4.0
         assert done.lease_expires_at is None and done.file_path == "a/b.wav" and done.file_size_bytes == 10
+
+
+def test_a_claim_batch_encodes_its_parameters_once(
+    sqlite_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``claim_batch`` yields one ``claim_fast`` step for every claim: ``runner.drive`` encodes its parameters
+    the first time only, and each claim still takes the next job, at the batch's one moment."""
+    with Store(sqlite_url, clock=clock) as store:
+        made = [store.create_generation(f"p{n}", model_name="m", duration_seconds=8).id for n in range(5)]
+        connector = store._connector
+        encode, encoded = connector.encode, []
+
+        def counted(params: dict[str, Any]) -> dict[str, Any]:
+            encoded.append(params)
+            return encode(params)  # type: ignore[no-any-return]
+
+        monkeypatch.setattr(connector, "encode", counted)
+        store._direct.clear()  # the bound writes took the connector's encode when made
+        taken = store.claim_batch("w1", 4, lease_seconds=60)
+        assert [job.id for job in taken] == made[:4]
+        assert len([p for p in encoded if "lease_expires_at" in p]) == 1
+        assert {job.started_at for job in taken} == {clock.now}
+        assert all(job.worker_id == "w1" and job.status is Status.PROCESSING for job in taken)
+        assert [job.id for job in store.claim_batch("w2", 4)] == made[4:]

@@ -19,6 +19,8 @@ class Call(NamedTuple):
 
     The operation receives the row count (``!`` queries), or the rows (a list; one row or None for ``^``
     queries) built by ``rows``, a row reader from ``musicstore.models`` (default: dicts by column name).
+    ``params`` is not changed once yielded: a driver may run the same ``Call`` yielded again (a claim batch's
+    claims) with the parameters it encoded the first time.
     """
 
     name: str
