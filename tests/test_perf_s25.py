@@ -5,7 +5,7 @@ from the same definition. Either way the same rows, answers and errors."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from musicstore import Generation, Status, Store, ops
+from musicstore.models import repeating_reader
 from musicstore.ops.jobs import watching
 from musicstore.testing import FakeClock
 from tests.twin_stores import answer, twin_stores
@@ -138,3 +139,37 @@ def test_a_claim_batch_encodes_its_parameters_once(
         assert {job.started_at for job in taken} == {clock.now}
         assert all(job.worker_id == "w1" and job.status is Status.PROCESSING for job in taken)
         assert [job.id for job in store.claim_batch("w2", 4)] == made[4:]
+
+
+COLUMNS = tuple(Generation.__dataclass_fields__)
+moment = st.one_of(
+    st.none(),
+    st.sampled_from([0, 1, 1_764_000_000_123_456, 1_764_000_000_123_457, -5]),
+    st.sampled_from(
+        [
+            datetime(2026, 11, 22, 12, 0, tzinfo=UTC),
+            datetime(2026, 11, 22, 13, 0, tzinfo=timezone(timedelta(hours=1))),
+        ]
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(moment, moment, moment), min_size=1, max_size=8))
+def test_a_repeating_reader_reads_as_the_reader(values: list[tuple[Any, Any, Any]]) -> None:
+    """A claim batch's row reader (``repeating_reader``: its start and lease end decoded once for a run of
+    rows that repeat them) gives every row as ``Generation.reader`` does, whatever came before it."""
+    plain = Generation.reader(COLUMNS)
+    repeating = repeating_reader("started_at", "lease_expires_at")(COLUMNS)
+    base: dict[str, Any] = dict.fromkeys(COLUMNS)
+    base.update(
+        id="01890000-0000-7000-8000-000000000001", prompt="p", model_name="m", duration_seconds=8,
+        sample_rate=32_000, channels=2, status="processing", created_at=1_764_000_000_000_000,
+        attempts=1, metadata="{}", priority=0,
+    )  # fmt: skip
+    for started, lease, progress_at in values:
+        row = tuple({**base, "started_at": started, "lease_expires_at": lease, "progress_at": progress_at}[n]
+                    for n in COLUMNS)  # fmt: skip
+        expected, got = plain(row), repeating(row)
+        assert got == expected
+        assert got.started_at is None or got.started_at.tzinfo is UTC

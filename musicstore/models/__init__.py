@@ -204,7 +204,17 @@ def _real(value: float | None) -> float | None:
     return value if value is None or value.__class__ is float else float(value)
 
 
-def _positional_reader(names: Sequence[str]) -> Callable[[Sequence[Any]], Generation]:
+def repeating_reader(*kept: str) -> RowReader[Generation]:
+    """``Generation.reader`` for rows that repeat the timestamps ``kept`` from one row to the next (a claim
+    batch's start and lease end): the datetime last decoded for each is given again for the same stored
+    value (SQLite's integer µs; datetimes are immutable), not made again."""
+    fields = frozenset(kept)
+    return lambda names: _positional_reader(names, fields)
+
+
+def _positional_reader(
+    names: Sequence[str], kept: frozenset[str] = frozenset()
+) -> Callable[[Sequence[Any]], Generation]:
     """A function built for these columns that makes a ``Generation`` of a row (a tuple) by position.
 
     The hot constructor of every read: each field is the row's item at its column's position, the status
@@ -221,7 +231,19 @@ def _positional_reader(names: Sequence[str]) -> Callable[[Sequence[Any]], Genera
     lines, args = ["def build(r):"], []
     for name in _GENERATION_FIELDS:
         at = where[name]
-        if name in _TIMESTAMPS:
+        if name in kept:  # the last (value, datetime) in a one-item list, replaced whole (threads)
+            lines += [
+                f"    {name} = r[{at}]",
+                f"    if {name}.__class__ is int:",
+                f"        last = _K_{name}[0]",
+                f"        if {name} != last[0]:",
+                f"            last = _K_{name}[0] = ({name}, _E + _T(0, 0, {name}))",
+                f"        {name} = last[1]",
+                f"    elif {name} is not None:",
+                f"        {name} = _Z({name})",
+            ]
+            args.append(name)
+        elif name in _TIMESTAMPS:
             lines.append(f"    {name} = r[{at}]")
             value = f"(_E + _T(0, 0, {name}) if {name}.__class__ is int else _Z({name}))"
             args.append(value if name == "created_at" else f"None if {name} is None else {value}")
@@ -238,6 +260,7 @@ def _positional_reader(names: Sequence[str]) -> Callable[[Sequence[Any]], Genera
             args.append(f"r[{at}]")
     lines.append(f"    return _G({', '.join(args)})")
     scope = {"_E": EPOCH, "_T": timedelta, "_Z": _utc, "_S": _STATUS, "_M": _metadata, "_G": Generation}
+    scope.update({f"_K_{name}": [(None, None)] for name in kept})
     exec("\n".join(lines), scope)  # the source made above from column positions alone: no input text
     build: Callable[[Sequence[Any]], Generation] = scope["build"]  # type: ignore[assignment]
     return build
@@ -421,6 +444,7 @@ __all__ = [  # with the queue's figures and RetryPolicy, which live in models/qu
     "as_dict",
     "columns",
     "prompt_digest",
+    "repeating_reader",
     "to_datetime",
     "to_micros",
 ]

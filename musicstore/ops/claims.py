@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import validate
-from ..models import Generation, columns
+from ..models import Generation, RowReader, columns, repeating_reader
 from .leases import DEFAULT_LEASE_SECONDS, LOCKED, Stamp, _later, lease_of
 from .reads import GENERATION
 from .steps import MORE, NOW, Call, More, Params, Steps, writer, writes_fixed
@@ -78,15 +78,25 @@ class _Undecided:
 UNDECIDED = _Undecided()
 
 
-def _fast(names: Sequence[str]) -> Callable[[Sequence[Any]], Generation | _Undecided]:
-    """``claim_fast``'s row reader: the claimed generation, or ``UNDECIDED`` for its row of NULLs."""
-    build = GENERATION(names)
-    at = list(names).index("id")
+def _fast_of(reader: RowReader[Generation]) -> RowReader[Generation | _Undecided]:
+    """A row reader of ``claim_fast``'s rows: the claimed generation, or ``UNDECIDED`` for a row of NULLs."""
 
-    def read(row: Sequence[Any]) -> Generation | _Undecided:
-        return UNDECIDED if row[at] is None else build(row)
+    def fast(names: Sequence[str]) -> Callable[[Sequence[Any]], Generation | _Undecided]:
+        build = reader(names)
+        at = list(names).index("id")
 
-    return read
+        def read(row: Sequence[Any]) -> Generation | _Undecided:
+            return UNDECIDED if row[at] is None else build(row)
+
+        return read
+
+    return fast
+
+
+_fast = _fast_of(GENERATION)
+"""``claim_fast``'s row reader."""
+_fast_batch = _fast_of(repeating_reader("started_at", "lease_expires_at"))
+"""``claim_fast``'s row reader in a claim batch, whose claims all start at one moment with one lease end."""
 
 
 def _limit(owner_limit: int | None) -> int | None:
@@ -226,7 +236,7 @@ def claim_batch(
         "lease_expires_at": _later(now, lease, "a lease"),
         "default_limit": key_limit,
     }
-    fast = Call("claim_fast", params, _fast)  # the same step for each claim
+    fast = Call("claim_fast", params, _fast_batch)  # the same step for each claim
     claimed: list[Generation] = []
     while len(claimed) < limit:
         one: Generation | _Undecided | None = yield fast
