@@ -140,7 +140,8 @@ READS_ROWS = re.compile(r"\b(?:on|SCAN|SEARCH)\s+(?:generations|prompts)\b")
 OTHER = {"applied_migrations", "migration_lock_holder"}  # yoyo's own small tables
 # a connection's settings and the server's clock, no table read (sql/postgres/session.sql, meta.sql)
 SETTINGS: dict[str, set[str]] = {"postgres": {"set_lock_timeout", "server_clock"}, "sqlite": set()}
-SETTINGS["sqlite"] |= {"unfinished_among"}  # the poller's (SQLite only): plan in tests/test_sqlite_poller_s25.py
+# the poller's (SQLite only): its plan in tests/test_sqlite_poller_s25.py
+SETTINGS["sqlite"] |= {"unfinished_among"}
 INDEXED |= QUEUE_INDEXED  # idempotency keys and owner limits (tests/test_queue_order.py)
 OTHER |= QUEUE_OTHER  # the lane ranking and the queue's depth: checked at a million rows there
 INDEX_NAMES = {
