@@ -253,7 +253,7 @@ class AsyncStore(Driver, AsyncOperations):
             return found
 
         plan = waiting.plan(seconds, waiting.is_finished)
-        return await waiting.wait_async(self, waiting.finished(generation_id), plan, read)
+        return await waiting.wait_async(self, waiting.awaited(generation_id), plan, read)
 
     async def report_progress(
         self,

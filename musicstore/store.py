@@ -220,7 +220,7 @@ class Store(Driver, Operations):
             return found
 
         plan = waiting.plan(seconds, waiting.is_finished)
-        return waiting.wait(self, waiting.finished(generation_id), plan, read)
+        return waiting.wait(self, waiting.awaited(generation_id), plan, read)
 
     def report_progress(
         self,

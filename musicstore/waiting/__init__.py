@@ -55,7 +55,7 @@ from ..models import Generation
 from .hub import RECONNECT_SECONDS, _Hub, _TaskWaiter, _ThreadWaiter
 from .listeners import Listeners, close, close_async, listeners
 from .poller import SQLITE_POLL_SECONDS, _Poller
-from .wakes import FINISHED, PENDING, WORK, Wake, finished
+from .wakes import FINISHED, PENDING, WORK, Wake, awaited, finished
 
 T = TypeVar("T")
 
@@ -247,6 +247,7 @@ __all__ = [
     "_Hub",
     "_Poller",
     "_ThreadWaiter",
+    "awaited",
     "claimed",
     "close",
     "close_async",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..ids import check_id
+
 PENDING = "musicstore_pending"
 """The channel a job becoming pending is notified on (PostgreSQL)."""
 FINISHED = "musicstore_finished"
@@ -32,4 +34,13 @@ def finished(generation_id: str) -> Wake:
     return Wake(FINISHED, generation_id)
 
 
-__all__ = ["FINISHED", "PENDING", "WORK", "Wake", "finished"]
+def awaited(generation_id: object) -> Wake:
+    """``wait_for``'s: ``finished`` of a checked generation id (``InvalidInput``), checked before the wait
+    registers with its hub: the hubs key and sort the awaited ids, and an id of another type (an int, a
+    list) registered even for the moment until its first try refused it raised a bare ``TypeError``
+    (PostgreSQL) or ended the SQLite poller's thread at the next commit (its other waits then woke only at
+    their re-try)."""
+    return finished(check_id(generation_id))
+
+
+__all__ = ["FINISHED", "PENDING", "WORK", "Wake", "awaited", "finished"]
