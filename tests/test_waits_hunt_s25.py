@@ -7,8 +7,10 @@ another connection wrote was woken by its hub."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -90,3 +92,56 @@ def test_waits_for_bad_ids_among_commits_leave_the_poller_waking_the_others(sqli
         sleeper.join(10)
         assert not sleeper.is_alive()
         assert [g.id for g in ended] == [job.id]
+
+
+def _abandoned(store: Store, job_id: str) -> list[weakref.ref[asyncio.Task[Any]]]:
+    """Two awaited waits of ``store``'s hub (as ``AsyncStore``'s ``claim_next(wait=...)`` and ``wait_for`` of
+    ``job_id`` sleep) in an event loop then closed while they sleep, not by ``asyncio.run`` (no task
+    cancelled)."""
+    pool = waiting.listeners(store)
+
+    async def sleep(wake: waiting.Wake) -> None:
+        listener = await pool.acquire_async(wake)
+        await listener.sleep(LONG)
+
+    loop = asyncio.new_event_loop()
+    tasks = [loop.create_task(sleep(waiting.WORK)), loop.create_task(sleep(waiting.finished(job_id)))]
+    deadline = time.monotonic() + 20
+    while pool.hub.waiters < 2:
+        assert time.monotonic() < deadline
+        loop.run_until_complete(asyncio.sleep(0.01))
+    loop.close()
+    return [weakref.ref(task) for task in tasks]
+
+
+def test_the_waits_of_a_closed_event_loop_are_dropped_when_woken(db_url: str, other: Store) -> None:
+    """Waits left asleep in an event loop closed without cancelling its tasks are unregistered when the hub
+    next wakes them (SQLite: at the next commit, whatever it wrote, ``wait_for``'s too), and a wait of
+    another thread is still woken. Before, they stayed registered for ever, each holding its task (whose
+    last reference was the hub's: never collected), and the SQLite poller went on polling every 5 ms."""
+    awaited = new_job(other, "awaited")
+    store = Store(db_url)
+    tasks = _abandoned(store, awaited.id)
+    hub = waiting.listeners(store).hub
+    assert hub.waiters == 2
+    deadline = time.monotonic() + 20
+    left = 0 if db_url.startswith("sqlite") else 1  # PostgreSQL: the wait_for is woken by its job only
+    while hub.waiters > left:
+        assert time.monotonic() < deadline, f"{hub.waiters} waits of a closed loop still registered"
+        other.cancel(new_job(other, "a commit").id)  # PostgreSQL: a pending and a finished notification
+        time.sleep(0.05)
+    live = new_job(other, "live")
+    ended: list[Any] = []
+    sleeper = threading.Thread(target=lambda: ended.append(store.wait_for(live.id, timeout=LONG)))
+    sleeper.start()
+    time.sleep(0.2)
+    other.cancel(awaited.id)
+    other.cancel(live.id)
+    sleeper.join(20)
+    assert [g.id for g in ended] == [live.id]
+    while hub.waiters:
+        assert time.monotonic() < deadline, f"{hub.waiters} waits of a closed loop still registered"
+        time.sleep(0.01)
+    gc.collect()
+    assert [task() for task in tasks] == [None, None]  # collected (their coroutines closed)
+    store.close()

@@ -39,7 +39,8 @@ Closing the store closes the hub (its connection and thread) and wakes every wai
 once more and then sleeps without wake-ups (at most ``RECHECK_SECONDS`` at a time) until it ends; a new
 wait on the closed store is refused. A forked child never uses its parent's hub: its first wait makes one
 of its own. A wait that ends in any way (its result, an error, an async wait's cancellation) leaves nothing
-registered.
+registered; an awaited wait whose event loop was closed without cancelling it (not ``asyncio.run``) is
+unregistered the next time its hub wakes it (SQLite: at the next commit of another connection).
 """
 
 from __future__ import annotations

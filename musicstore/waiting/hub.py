@@ -96,18 +96,30 @@ class _TaskWaiter(_Waiter):
         return True
 
 
-def notify_all(waiters: list[_Waiter]) -> None:
+def notify_all(waiters: list[_Waiter]) -> list[_Waiter]:
     """Wake ``waiters``: a thread's at once, an event loop's in one callback per loop (one write to the loop's
-    wake-up pipe for all its waits, not one each: a thousand waits woken at once made a thousand)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
+    wake-up pipe for all its waits, not one each: a thousand waits woken at once made a thousand). Returns
+    the waits of a loop that is closed (``gone``), for the hub to unregister: nobody sleeps on them any
+    more, and a loop closed without cancelling its tasks (not ``asyncio.run``) leaves them registered, each
+    holding its task."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_TaskWaiter]] = {}
     for waiter in waiters:
         if isinstance(waiter, _TaskWaiter):
-            by_loop.setdefault(waiter._loop, []).append(waiter._event)
+            by_loop.setdefault(waiter._loop, []).append(waiter)
         else:
             waiter.notify()
-    for loop, events in by_loop.items():
-        with suppress(RuntimeError):  # its loop is closed: nobody sleeps on it any more
-            loop.call_soon_threadsafe(_set_all, events)
+    dead: list[_Waiter] = []
+    for loop, found in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_set_all, [waiter._event for waiter in found])
+        except RuntimeError:  # its loop is closed
+            dead.extend(found)
+    return dead
+
+
+def gone(waiter: _Waiter) -> bool:
+    """Whether ``waiter`` is an awaited wait whose event loop is closed (``notify_all``)."""
+    return isinstance(waiter, _TaskWaiter) and waiter._loop.is_closed()
 
 
 def _set_all(events: list[asyncio.Event]) -> None:
@@ -248,7 +260,12 @@ class _Hub:
         with self._lock:
             found = [waiter for waiter in self._any if waiter.wake.matches(channel, payload)]
             found.extend(w for w in self._by_payload.get(payload, ()) if w.wake.matches(channel, payload))
-        notify_all(found)
+        self._wake(found)
+
+    def _wake(self, waiters: list[_Waiter]) -> None:
+        """``notify_all``, and unregister the waits of a closed event loop."""
+        for waiter in notify_all(waiters):
+            self.unregister(waiter)
 
     def _read(self, conn: Any, read: socket.socket) -> None:
         """Deliver the connection's notifications as they come, until the hub closes (returns) or the
@@ -300,7 +317,7 @@ class _Hub:
                 finally:
                     _quietly_close(conn)
                 conn = None
-                notify_all(self._everyone())
+                self._wake(self._everyone())
                 # at once, but for a connection lost again within RECONNECT_SECONDS (no loop of attempts)
                 pause = 0.0 if time.monotonic() - lost >= RECONNECT_SECONDS else RECONNECT_SECONDS
                 lost = time.monotonic()
@@ -319,7 +336,7 @@ class _Hub:
                                 RECONNECT_SECONDS,
                             )
                         pause = RECONNECT_SECONDS
-                notify_all(self._everyone())
+                self._wake(self._everyone())
         finally:
             read.close()
 
