@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+
+import pytest
 
 from musicstore import Store
 from musicstore.aio import AsyncStore
@@ -32,3 +35,25 @@ def test_a_job_of_a_paused_key_has_no_eta(db_url: str) -> None:
         assert store.queue_position(job.id).eta_seconds is not None
         other = new_job(store, "no key")
         assert store.queue_position(other.id).eta_seconds is not None
+
+
+def test_the_generation_page_names_a_requeued_jobs_start_its_last_claim(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A retry keeps the last claim's ``started_at`` (the unkeyed lane's round robin reads it): the page of a
+    job pending again names that time "Last claimed", not "Started" beside a pending badge; a job that
+    runs shows "Started"."""
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from musicstore.web import create_app
+
+    with Store(sqlite_url) as store:
+        job = new_job(store)
+        assert store.claim_next("gpu-0") is not None
+        with TestClient(create_app(store, root=tmp_path)) as client:
+            running = client.get(f"/generations/{job.id}").text
+            store.fail(job.id, "out of memory", max_attempts=3)
+            again = client.get(f"/generations/{job.id}").text
+    assert "<th>Started</th>" in running and "Last claimed" not in running
+    assert "<th>Last claimed</th>" in again and "<th>Started</th>" not in again
