@@ -8,7 +8,8 @@ where they fail instead: there they must run.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +105,11 @@ def new_job(store: Any, prompt: str = "lofi hip hop at 90 BPM", **kwargs: Any) -
     fields.update(kwargs)
     result: Generation = store.create_generation(prompt, **fields)
     return result
+
+
+def until(condition: Callable[[], bool], seconds: float = 10.0, *, pause: float = 0.01) -> None:
+    """Return once ``condition()`` holds, asking every ``pause`` seconds; fail the test after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds:g} s"
+        time.sleep(pause)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from musicstore import InvalidInput, Status, Store, waiting
 from musicstore.aio import AsyncStore
 from musicstore.waiting import hub as listening
-from tests.conftest import new_job
+from tests.conftest import new_job, until
 
 LONG = 60.0
 """A wait no test reaches when the wake-up works."""
@@ -44,13 +44,6 @@ def _listening(url: str) -> list[int]:
             " AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'"
         ).fetchall()
     return [int(row[0]) for row in rows]
-
-
-def _until(check: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.01)
 
 
 def _hub(store: Any) -> waiting._Hub:
@@ -78,7 +71,7 @@ def test_250_concurrent_async_waits_share_one_listening_connection_and_return_at
                     return found
 
                 tasks = [asyncio.ensure_future(wait(i)) for i in range(waits)]
-                await asyncio.to_thread(_until, lambda: _hub(store).waiters == waits)
+                await asyncio.to_thread(until, lambda: _hub(store).waiters == waits)
                 listening = await asyncio.to_thread(_listening, postgres_url)
                 cancelled: list[float] = []
                 for job in jobs:  # one at a time: each wait returns before the next job finishes
@@ -111,7 +104,7 @@ def test_a_wait_is_woken_by_its_notification_only(postgres_url: str, kind: str) 
             ]
             for thread in threads:
                 thread.start()
-            _until(lambda: _hub(store).waiters == 2)
+            until(lambda: _hub(store).waiters == 2)
             other.cancel(mine.id)
             for thread in threads:
                 thread.join()
@@ -123,7 +116,7 @@ def test_a_wait_is_woken_by_its_notification_only(postgres_url: str, kind: str) 
             async with AsyncStore.open(postgres_url) as async_store:
                 first = asyncio.ensure_future(async_store.wait_for(mine.id, timeout=LONG))
                 second = asyncio.ensure_future(async_store.wait_for(theirs.id, timeout=1.0))
-                await asyncio.to_thread(_until, lambda: _hub(async_store).waiters == 2)
+                await asyncio.to_thread(until, lambda: _hub(async_store).waiters == 2)
                 await asyncio.to_thread(other.cancel, mine.id)
                 assert (await first).status is Status.CANCELLED
                 assert (await second).status is Status.PENDING
@@ -182,11 +175,11 @@ def test_a_lost_listening_connection_is_made_again_and_the_waits_are_woken(
         hubs: list[waiting._Hub] = []
 
         def terminate_then_finish() -> None:
-            _until(lambda: bool(hubs) and hubs[0].waiters == 1)
+            until(lambda: bool(hubs) and hubs[0].waiters == 1)
             (pid,) = _listening(postgres_url)
             with psycopg.connect(postgres_url, autocommit=True) as admin:
                 admin.execute("SELECT pg_terminate_backend(%s)", [pid])
-            _until(lambda: hubs[0].connections == 2)
+            until(lambda: hubs[0].connections == 2)
             assert len(_listening(postgres_url)) == 1
             other.cancel(job.id)
 
@@ -213,7 +206,7 @@ def test_many_sync_waits_share_one_listening_connection(postgres_url: str) -> No
         threads = [threading.Thread(target=wait, args=(i,)) for i in range(waits)]
         for thread in threads:
             thread.start()
-        _until(lambda: _hub(store).waiters == waits)
+        until(lambda: _hub(store).waiters == waits)
         assert len(_listening(postgres_url)) == 1
         for job in jobs:
             other.cancel(job.id)
@@ -241,7 +234,7 @@ def test_closing_the_store_ends_its_waits_and_its_listening_connection(postgres_
 
         thread = threading.Thread(target=wait)
         thread.start()
-        _until(lambda: _hub(store).waiters == 1)
+        until(lambda: _hub(store).waiters == 1)
         store.close()
         thread.join(10)
         assert not thread.is_alive() and isinstance(errors[0], InvalidInput)
@@ -252,7 +245,7 @@ def test_closing_the_store_ends_its_waits_and_its_listening_connection(postgres_
         async def main() -> None:
             store = await AsyncStore.open(postgres_url)
             task = asyncio.ensure_future(store.wait_for(job.id, timeout=LONG))
-            await asyncio.to_thread(_until, lambda: _hub(store).waiters == 1)
+            await asyncio.to_thread(until, lambda: _hub(store).waiters == 1)
             await store.close()
             with pytest.raises(InvalidInput):
                 await asyncio.wait_for(task, 10)
@@ -278,14 +271,14 @@ def test_a_cancelled_async_wait_leaves_nothing_registered(postgres_url: str) -> 
             assert hub.waiters == 0
             for _ in range(3):
                 sleeping = [asyncio.ensure_future(store.claim_next(f"gpu-{i}", wait=LONG)) for i in range(5)]
-                await asyncio.to_thread(_until, lambda: hub.waiters == 5)
+                await asyncio.to_thread(until, lambda: hub.waiters == 5)
                 for task in sleeping:
                     task.cancel()
                 await asyncio.gather(*sleeping, return_exceptions=True)
                 assert hub.waiters == 0
             with Store(postgres_url) as other:
                 waiting_task = asyncio.ensure_future(store.claim_next("gpu-0", wait=LONG))
-                await asyncio.to_thread(_until, lambda: hub.waiters == 1)
+                await asyncio.to_thread(until, lambda: hub.waiters == 1)
                 job = await asyncio.to_thread(new_job, other)
                 claimed = await waiting_task
                 assert claimed is not None and claimed.id == job.id and hub.waiters == 0
@@ -313,19 +306,19 @@ def test_a_forked_child_listens_on_a_connection_of_its_own(postgres_url: str) ->
             finally:
                 os._exit(code)
         os.close(write)
-        _until(lambda: len(_listening(postgres_url)) == 2)
+        until(lambda: len(_listening(postgres_url)) == 2)
         job = new_job(other, "for the child")
         got = os.read(read, 64).decode()
         os.close(read)
         _, status = os.waitpid(child, 0)
         assert status == 0 and got == job.id
-        _until(lambda: _listening(postgres_url) == [parent])
+        until(lambda: _listening(postgres_url) == [parent])
         second = new_job(other, "for the parent")
         assert other.claim_next("gpu-9") is not None
         results: list[Any] = []
         thread = threading.Thread(target=lambda: results.append(store.wait_for(second.id, timeout=LONG)))
         thread.start()
-        _until(lambda: _hub(store).waiters == 1)
+        until(lambda: _hub(store).waiters == 1)
         other.cancel(second.id)
         thread.join()
         assert results[0].status is Status.CANCELLED and _hub(store).connections == 1

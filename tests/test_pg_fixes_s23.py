@@ -9,9 +9,10 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import suppress
 from datetime import UTC, datetime
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ from musicstore.migrate import shipped_migrations, yoyo_url
 from musicstore.testing import FakeClock
 from musicstore.waiting import WORK
 from musicstore.waiting import hub as listening
+from tests.conftest import until
 
 _names = itertools.count()
 SOON = 0.5
@@ -92,6 +94,9 @@ def test_metrics_under_a_clock_in_the_first_days_of_the_year_1(db_url: str) -> N
         assert b"musicstore_generations" in metrics_text(store, window=366 * 86_400)
 
 
+_until = partial(until, pause=0.005)
+
+
 def _listening_pid(url: str) -> int:
     """The server process of the database's one listening connection (its last statement a LISTEN)."""
     with psycopg.connect(url) as conn:
@@ -101,13 +106,6 @@ def _listening_pid(url: str) -> int:
         ).fetchall()
     (pid,) = (int(row[0]) for row in rows)
     return pid
-
-
-def _until(check: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.005)
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])

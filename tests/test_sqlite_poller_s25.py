@@ -14,14 +14,15 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
 
 from musicstore import InvalidInput, Status, Store, waiting
 from musicstore.aio import AsyncStore
-from tests.conftest import new_job
+from tests.conftest import new_job, until
 
 LONG = 60.0
 
@@ -37,11 +38,7 @@ def other(sqlite_url: str) -> Iterator[Store]:
         yield opened
 
 
-def _until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.01)
+_until = partial(until, seconds=20.0)  # 300 waits falling asleep on a loaded machine
 
 
 def _open_files_on(path: str) -> int:

@@ -16,7 +16,7 @@ import pytest
 
 from musicstore import InvalidInput, NotFound, Status, Store, waiting
 from musicstore.aio import AsyncStore
-from tests.conftest import new_job
+from tests.conftest import new_job, until
 
 MISSING = "01a20180-5e48-7dc6-afbf-cdf54fb09fcb"
 LONG = 60.0
@@ -112,21 +112,14 @@ def test_a_failed_poll_is_made_again_and_the_wait_still_woken(sqlite_url: str) -
         results: list[Any] = []
         thread = threading.Thread(target=lambda: results.append(store.claim_next("gpu-0", wait=LONG)))
         thread.start()
-        _until(lambda: poller.waiters == 1)
+        until(lambda: poller.waiters == 1)
         with poller._reading:
             assert poller._conn is not None
             poller._conn.close()  # as a lost connection: the thread's next read fails
-        _until(lambda: poller.connections == 2)
+        until(lambda: poller.connections == 2)
         job = new_job(other, "after the loss")
         thread.join(LONG)
         assert [r.id for r in results] == [job.id] and poller.waiters == 0
-
-
-def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "not within 10 s"
-        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("finish", ["complete", "fail", "cancel"])
