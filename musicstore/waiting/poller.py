@@ -115,38 +115,34 @@ class _Poller:
         with self._lock:
             return len(self._waiters)
 
+    def _live(self) -> list[_Waiter]:
+        """Under the lock: the registered waits, those of an event loop closed without cancelling its tasks
+        unregistered first (``hub.gone``): a ``wait_for`` of a job that never finishes is otherwise never
+        woken, and such waits keep the thread polling for nobody."""
+        dead = [waiter for waiter in self._waiters if gone(waiter)]
+        self._waiters.difference_update(dead)
+        return list(self._waiters)
+
     def _wake_all(self) -> None:
         with self._lock:
-            woken = list(self._waiters)
-        self._wake(woken)
-
-    def _wake(self, waiters: list[_Waiter]) -> None:
-        """``notify_all``, and unregister the waits of a closed event loop."""
-        dead = notify_all(waiters)
-        if dead:
-            with self._lock:
-                self._waiters.difference_update(dead)
+            woken = self._live()
+        notify_all(woken)
 
     def _changed(self, conn: sqlite3.Connection, version: int) -> None:
         """When ``version`` differs from the one last seen: wake the waits for work, and those for a job that
-        is no longer pending or processing (read after the version, so a commit it shows is read too). The
-        waits of an event loop closed without cancelling its tasks are unregistered (``hub.gone``): a
-        ``wait_for`` of a job that never finishes is otherwise never woken, and so never found gone, and
-        such waits keep the thread polling for nobody."""
+        is no longer pending or processing (read after the version, so a commit it shows is read too)."""
         with self._lock:
             if version == self._seen:
                 return
             self._seen = version
-            dead = [waiter for waiter in self._waiters if gone(waiter)]
-            self._waiters.difference_update(dead)
-            woken = list(self._waiters)
+            woken = self._live()
         awaited = {w.wake.payload for w in woken if w.wake.payload is not None}
         if awaited:
             with self._reading:
                 rows = conn.execute(self._unfinished, {"ids": json.dumps(sorted(awaited))}).fetchall()
             running = {row[0] for row in rows}
             woken = [w for w in woken if w.wake.payload is None or w.wake.payload not in running]
-        self._wake(woken)
+        notify_all(woken)
 
     def _poll(self, conn: sqlite3.Connection) -> None:
         """Read the version every ``SQLITE_POLL_SECONDS`` while a wait is registered, until the poller closes
