@@ -131,10 +131,7 @@ def dry_copy(
         found = None if earlier is None else ObjectInfo(key, earlier[0], earlier[1])
     if found is not None:  # the run's copy of an earlier run, or of an earlier row of this one
         expected = checksum or sha256_of(origin, key)
-        if (
-            found.size == (found.size if size is None else size)
-            and (found.checksum or sha256_of(target, key)) == expected
-        ):
+        if (size is None or found.size == size) and (found.checksum or sha256_of(target, key)) == expected:
             return "present", 0, expected
     head = origin.head(key)  # it must be there to be copied
     if size is not None and head.size != size:
