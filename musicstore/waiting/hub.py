@@ -12,6 +12,7 @@ import selectors
 import socket
 import threading
 import time
+import weakref
 from contextlib import suppress
 from typing import Any
 
@@ -31,6 +32,21 @@ answer (an empty query): a connection gone silent (a dropped network, a NAT or f
 gone without a word) never makes its socket readable, so only an unanswered question finds it lost."""
 ANSWER_SECONDS = 5.0
 """How long the hub waits for that answer before it takes the connection as lost and makes it again."""
+
+
+_FORKABLE: weakref.WeakSet[Any] = weakref.WeakSet()
+"""This process's hubs and pollers: a forked child makes their locks again (:func:`_after_fork`)."""
+
+
+def _after_fork() -> None:
+    """In a forked child: each hub's and poller's locks made anew (a thread of the parent may have held one at
+    the fork, and the child's first wait would block on it for ever), its parent's waits forgotten."""
+    for each in list(_FORKABLE):
+        each._relock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 class _Waiter:
@@ -157,6 +173,7 @@ class _Hub:
         self._thread: threading.Thread | None = None
         self._wakeup: socket.socket | None = None  # the end of the pair that ends the thread's wait at close
         self._pid = os.getpid()
+        _FORKABLE.add(self)
 
     def _own(self) -> None:
         """Under the lock: a forked child forgets its parent's thread, connection and waits (the connection
@@ -164,6 +181,11 @@ class _Hub:
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._any, self._by_payload, self._thread, self._wakeup = set(), {}, None, None
+
+    def _relock(self) -> None:
+        """In a forked child (:func:`_after_fork`): new locks, and the parent's thread and waits forgotten."""
+        self._lock, self._starting = threading.Lock(), threading.Lock()
+        self._own()
 
     @property
     def started(self) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..masking import redact
 from ..queries import load
-from .hub import RECONNECT_SECONDS, _closed_store, _Waiter, gone, notify_all
+from .hub import _FORKABLE, RECONNECT_SECONDS, _closed_store, _Waiter, gone, notify_all
 
 log = logging.getLogger("musicstore.waiting")
 
@@ -44,6 +44,7 @@ class _Poller:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._unfinished = load("sqlite", "sqlite3")["unfinished_among"].sql
+        _FORKABLE.add(self)
 
     def _own(self) -> None:
         """Under the lock: a forked child forgets its parent's thread, connection and waits (dropped, not
@@ -52,6 +53,11 @@ class _Poller:
             self._pid = os.getpid()
             self._waiters, self._conn, self._thread = set(), None, None
             self._reading = threading.Lock()
+
+    def _relock(self) -> None:
+        """In a forked child (``hub._after_fork``): new locks, and the parent's thread and waits forgotten."""
+        self._lock = threading.Condition()
+        self._own()
 
     @property
     def started(self) -> bool:
