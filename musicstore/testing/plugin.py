@@ -143,6 +143,19 @@ def musicstore_postgres_server() -> Iterator[Any]:
         server.stop()
 
 
+class MaskedUrl(str):
+    """A database URL (a ``str``, connected with as given) whose ``repr`` masks its password: pytest shows a
+    failing test's values by ``repr`` (an assertion's explanation, ``--showlocals``); a text diff of two
+    strings (``url == other``) shows them as they are."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        from ..urls import without_password
+
+        return repr(without_password(str(self)))
+
+
 def _external_postgres(admin_url: str) -> Any:
     """``$MUSICSTORE_TEST_POSTGRES_URL``'s server, its URL checked as ``Store`` checks one: a malformed one
     fails the tests that use it with the reason alone, the URL's password never shown."""
@@ -164,7 +177,7 @@ def musicstore_postgres_url(musicstore_postgres_server: Any) -> Iterator[str]:
     server = musicstore_postgres_server
     name = f"musicstore_test_{_RUN}_{next(_databases)}"
     server.admin(f"CREATE DATABASE {name} TEMPLATE {server.template}")
-    yield server.url(name)
+    yield MaskedUrl(server.url(name))
     server.admin(f"DROP DATABASE {name} WITH (FORCE)")
 
 
