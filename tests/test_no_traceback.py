@@ -120,6 +120,8 @@ def command_lines(tmp: Path) -> dict[str, list[str]]:
         "demo": ["demo", "--count", "1", "-o", str(root)],
         "cancel": ["cancel", SHOW_ID],
         "replay": ["replay", "--all"],
+        "queue-position": ["queue-position", SHOW_ID],
+        "set-owner-limit": ["set-owner-limit", "user-42", "1"],
         "serve": ["serve", "--check", "-o", str(root)],
     }
     parser = cli.build_parser()

@@ -248,6 +248,8 @@ def command_lines(tmp: Path, backup_file: Path) -> dict[str, list[list[str]]]:
         "demo": ["demo", "--count", "1", "-o", str(root)],
         "cancel": ["cancel", SHOW_ID],
         "replay": ["replay", "--all"],
+        "queue-position": ["queue-position", SHOW_ID],
+        "set-owner-limit": ["set-owner-limit", "user-42", "1"],
         "serve": ["serve", "--check", "-o", str(root)],
     }
     every: dict[str, list[list[str]]] = {}

@@ -1,4 +1,5 @@
-"""The types of the command's arguments: durations, sizes, positive counts, page sizes, non-empty text.
+"""The types of the command's arguments: durations, sizes, positive counts, owner limits, page sizes,
+non-empty text.
 
 Each raises ``argparse.ArgumentTypeError``, which argparse turns into a usage error (exit code 2).
 """
@@ -10,6 +11,7 @@ import re
 from datetime import timedelta
 from fractions import Fraction
 
+from ..ops.claims import MAX_OWNER_LIMIT
 from ..validate import MAX_PAGE
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -73,6 +75,19 @@ def _whole(text: str, most: int, what: str) -> int:
 def positive_int(text: str) -> int:
     """1 to the largest count the library takes (a 64-bit integer): either side is a usage error."""
     return _whole(text, _MAX_BYTES, "count")
+
+
+def owner_limit(text: str) -> int | None:
+    """``set-owner-limit``'s N: 0 (a paused key) to the library's largest limit, or ``none`` (back to the
+    claim's ``owner_limit``)."""
+    if text.strip().lower() == "none":
+        return None
+    value = int(text) if re.fullmatch(r"[0-9]{1,8}", text.strip()) else -1
+    if not 0 <= value <= MAX_OWNER_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a limit: a whole number from 0 (paused) to {MAX_OWNER_LIMIT}, or none"
+        )
+    return value
 
 
 def page_size(text: str) -> int:

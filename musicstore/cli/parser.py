@@ -15,6 +15,7 @@ from .arguments import (
     bitrate,
     folder,
     not_empty,
+    owner_limit,
     page_size,
     parse_duration,
     parse_size,
@@ -34,7 +35,7 @@ from .commands import (
 )
 from .common import DEFAULT_ROOT, ROOT_ENV
 from .maintenance_commands import cmd_backup, cmd_cleanup, cmd_copy_files, cmd_reconcile, cmd_restore
-from .queue_commands import cmd_queue, cmd_replay
+from .queue_commands import cmd_owner_limits, cmd_queue, cmd_queue_position, cmd_replay, cmd_set_owner_limit
 from .serve_command import add_serve_options, cmd_serve
 from .signal_commands import cmd_cancel
 
@@ -47,7 +48,7 @@ exit codes:
   0    success
   1    error (one line on stderr: musicstore: error: ...)
   2    bad arguments (usage)
-  3    show, render, cancel, replay: no generation with that id
+  3    show, render, cancel, replay, queue-position: no generation with that id
   4    reconcile: database and files disagree (found, or found and repaired)
   130  interrupted (Ctrl-C)
   143  terminated (SIGTERM), unwound as after a Ctrl-C
@@ -291,6 +292,27 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "queue", "pending generations by priority and owner key, the oldest pending age", cmd_queue, as_json
     )
+    command("owner-limits", "owner keys with a limit of their own, and the limit", cmd_owner_limits, as_json)
+    limit = command(
+        "set-owner-limit",
+        "limit how many generations of an owner key may be processing at once (0 pauses the key)",
+        cmd_set_owner_limit,
+        as_json,
+    )
+    limit.add_argument("owner_key", metavar="KEY", help="the owner key (a user or tenant id)")
+    limit.add_argument(
+        "max_running",
+        metavar="N",
+        type=owner_limit,
+        help="the most processing at once (0: paused); none: back to the claim's owner_limit",
+    )
+    position = command(
+        "queue-position",
+        "where a pending generation stands: jobs ahead in its lane, recent throughput, an ETA",
+        cmd_queue_position,
+        as_json,
+    )
+    position.add_argument("id", help="the generation id (a UUID)")
     replay = command(
         "replay",
         "put dead letters (failed generations) back in the queue, attempts reset",

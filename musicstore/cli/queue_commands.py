@@ -1,5 +1,6 @@
-"""``queue`` (the queue's depth by priority and owner key, the oldest pending age, the longest ready wait)
-and ``replay ID|--all`` (dead letters back in the queue)."""
+"""``queue`` (the queue's depth by priority and owner key, the oldest pending age, the longest ready wait),
+``replay ID|--all`` (dead letters back in the queue), ``owner-limits`` and ``set-owner-limit KEY N|none``
+(per-key limits), ``queue-position ID`` (a pending job's place and ETA)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from ..errors import NotFound
 from ..ids import check_id
 from .common import EXIT_OK, open_store
 from .output import moment_text, print_json, print_table
+from .table import printable
 
 NO_KEY = "(none)"
 """How the table shows jobs without an owner key (JSON: null)."""
@@ -106,4 +108,60 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if ids:
             print()
             print_table([(gid, "pending") for gid in ids], ["id", "now"])
+    return EXIT_OK
+
+
+def cmd_owner_limits(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        limits = store.get_owner_limits()
+    if args.json:
+        print_json({"owner_limits": limits})
+    elif limits:
+        rows = [(key, n, "paused" if n == 0 else "") for key, n in limits.items()]
+        print_table(rows, ["owner", "limit", "note"])
+    else:
+        print("no owner key has a limit of its own (each takes the claim's owner_limit)")
+    return EXIT_OK
+
+
+def cmd_set_owner_limit(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        store.set_owner_limit(args.owner_key, args.max_running)
+    key, n = args.owner_key, args.max_running
+    if args.json:
+        print_json({"owner_key": key, "max_running": n})
+    elif n is None:
+        print(f"{printable(key)}: no limit of its own (the claim's owner_limit applies)")
+    elif n == 0:
+        print(f"{printable(key)}: paused (limit 0: no job of it is claimed until the limit is raised)")
+    else:
+        print(f"{printable(key)}: at most {n:,} processing at once")
+    return EXIT_OK
+
+
+def cmd_queue_position(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        where = store.queue_position(args.id)
+    if args.json:
+        print_json(
+            {
+                "id": where.generation_id,
+                "status": where.status.value,
+                "ahead": where.ahead,
+                "capped": where.capped,
+                "completed_per_minute": where.completed_per_minute,
+                "window_seconds": where.window_seconds,
+                "eta_seconds": where.eta_seconds,
+            }
+        )
+        return EXIT_OK
+    if where.ahead is None:
+        print(f"{where.generation_id} is {where.status.value}, not in the queue")
+        return EXIT_OK
+    ahead = f"{where.ahead:,}{' or more' if where.capped else ''}"
+    eta = "no ETA" if where.eta_seconds is None else f"done in about {where.eta_seconds:,.0f} s"
+    print(
+        f"{where.generation_id}: {ahead} ahead in its lane; {where.completed_per_minute:,.1f} completed a "
+        f"minute over the last {where.window_seconds:,.0f} s; {eta}"
+    )
     return EXIT_OK
