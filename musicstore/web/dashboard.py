@@ -165,7 +165,8 @@ class Dashboard:
         return found
 
     def peaks(self, generation: Generation) -> dict[str, Any]:
-        key = f"{generation.id}:{generation.file_size_bytes}"
+        # its completion too: a master made again (a replay) has the same size, as any WAV of its length
+        key = f"{generation.id}:{generation.completed_at}:{generation.file_size_bytes}"
         with self._lock:
             cached = self._peaks.get(key)
             if cached is not None:
