@@ -62,3 +62,20 @@ def test_the_waveform_of_a_master_made_again_is_the_new_ones(db_url: str, tmp_pa
             expected = fresh.get(f"/api/generations/{made.id}/peaks").json()
     assert expected != before
     assert after == expected
+
+
+def test_the_overviews_queue_by_priority_card_says_when_it_is_a_lower_bound(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the card showed the classes of the first 10,000 pending jobs read (by owner key) with no sign when more
+    # were pending, where /api/overview's pending_by_priority_truncated says so and the claims card has "+"
+    from musicstore.metrics import reads
+
+    monkeypatch.setattr(reads, "PENDING_LIMIT", 2)  # the walk's 10,000, made small
+    with Store(db_url) as store, TestClient(create_app(store, root=tmp_path)) as client:
+        for queued in (1, 2, 3):
+            store.create_generation(f"lofi {queued}", **GEN, priority=queued - 2)
+            page = client.get("/").text
+            overview = client.get("/api/overview").json()
+            assert overview["pending_by_priority_truncated"] is (queued > 2)
+            assert ('id="priority-truncated"' in page) is (queued > 2)
