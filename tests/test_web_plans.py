@@ -39,6 +39,7 @@ DASHBOARD_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     "dashboard_completions_by_hour": ({"since": EPOCH}, "generations_completed_at"),
     "dashboard_created_by_hour": ({"since": EPOCH}, "generations_created_at"),
     "metrics_recent": ({"since": EPOCH, "limit": 100}, "generations_created_at"),
+    "metrics_window": ({"since": EPOCH, "lease_expired": "lease expired", "limit": 100}, "generations_created_at"),
     # a status most rows have may walk the time index instead, newest first, skipping the others
     "metrics_recent_completed": ({"limit": 100}, EITHER_TIME_INDEX),
     "dashboard_page": (_PAGE, "generations_created_at"),
@@ -76,6 +77,7 @@ DASHBOARD_TIES_SORTED = {
     "dashboard_recent_prompts",
     "dashboard_scan_end",
     "metrics_recent",
+    "metrics_window",
     "dashboard_search",
 }
 """Newest-first walks of the unfiltered time index: only rows that share one created_at are sorted, by id."""

@@ -168,7 +168,7 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snapshot = read_metrics(
-            self.store, window=self.window, window_limit=self.window_limit, sample=self.sample
+            self.store, window=self.window, window_limit=self.window_limit, sample=self.sample, rows=False
         )
         yield from families(snapshot)
 

@@ -36,6 +36,18 @@ FROM generations
 WHERE status = 'processing'
 LIMIT :limit;
 
+-- name: metrics_window(since, lease_expired, limit)
+-- metrics_recent's rows as the metrics' window counts them: status, attempts and whether the last error is a
+-- lease's expiry (it starts with :lease_expired), not the prompts and messages (a busy window is thousands of
+-- rows a scrape). The same rows in the same order as metrics_recent.
+SELECT status, attempts,
+       coalesce(substr(error_message, 1, length(CAST(:lease_expired AS TEXT))) = :lease_expired, FALSE)
+           AS lease_expired
+FROM generations
+WHERE created_at >= :since
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
 -- name: metrics_recent(since, limit)
 -- The newest rows created since a time (at most limit), newest first: what became of them. Rows of one
 -- created_at are taken by id (the highest first), so that a cut window counts the same rows every time.
