@@ -19,7 +19,7 @@ def _history(store: Store, clock: FakeClock, seed: int) -> None:
     """Jobs completed, failed (for good, retried, with messages that start like a lease's expiry or not),
     cancelled, requeued after their lease expired (once, and on their last attempt), left pending."""
     pick = random.Random(seed)
-    messages = ["lease expired by hand", "Lease expired", "out of memory", "", " lease expired", "lease expiré"]
+    messages = ["lease expired by hand", "Lease expired", "oom", "", " lease expired", "lease expiré"]
     for i in range(40):
         new_job(store, f"song {i}", owner_key=pick.choice([None, "alice"]))
         clock.advance(pick.choice([0.0, 1.0]))  # ties of created_at too

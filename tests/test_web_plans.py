@@ -39,7 +39,10 @@ DASHBOARD_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     "dashboard_completions_by_hour": ({"since": EPOCH}, "generations_completed_at"),
     "dashboard_created_by_hour": ({"since": EPOCH}, "generations_created_at"),
     "metrics_recent": ({"since": EPOCH, "limit": 100}, "generations_created_at"),
-    "metrics_window": ({"since": EPOCH, "lease_expired": "lease expired", "limit": 100}, "generations_created_at"),
+    "metrics_window": (
+        {"since": EPOCH, "lease_expired": "lease expired", "limit": 100},
+        "generations_created_at",
+    ),
     # a status most rows have may walk the time index instead, newest first, skipping the others
     "metrics_recent_completed": ({"limit": 100}, EITHER_TIME_INDEX),
     "dashboard_page": (_PAGE, "generations_created_at"),
