@@ -223,22 +223,28 @@ def _backend(yoyo_url: str, dialect: str) -> Any:
     ``set_lock_timeout`` (``sql/postgres/session.sql``): client_encoding UTF8, DateStyle ISO and the rest,
     whatever the database's or role's. yoyo's own connection kept them: in a database made with SQL_ASCII
     psycopg sent text as bytea and the first migration failed ('operator does not exist: ... = bytea').
-    Its lock_timeout is 0, PostgreSQL's default: a migration's DDL waits for its tables' locks."""
+    Its lock_timeout is 0, PostgreSQL's default: a migration's DDL waits for its tables' locks. yoyo's probe
+    of transactional DDL is skipped: both dialects have it, and the probe wrote."""
     from yoyo.connections import get_backend_class, parse_uri
     from yoyo.migrations import default_migration_table
 
     parsed = parse_uri(yoyo_url)
     base: Any = get_backend_class(parsed.scheme.lower())
-    if dialect != "postgres":
-        return base(parsed, default_migration_table)
-    setting = _queries(dialect)["set_lock_timeout"].sql
+    setting = _queries(dialect)["set_lock_timeout"].sql if dialect == "postgres" else None
 
-    class Session(base):  # type: ignore[misc]
+    class Backend(base):  # type: ignore[misc]
         def init_connection(self, connection: Any) -> None:
             super().init_connection(connection)
-            connection.execute(setting, {"lock_timeout": "0"})
+            if setting is not None:
+                connection.execute(setting, {"lock_timeout": "0"})
 
-    return Session(parsed, default_migration_table)
+        def _check_transactional_ddl(self) -> bool:
+            # Both dialects roll DDL back (_apply relies on it). yoyo's probe, a CREATE TABLE rolled back on
+            # every open, waited for another SQLite writer up to lock_timeout even with nothing to apply,
+            # and read a lock, or a role that may only read, as 'no'.
+            return True
+
+    return Backend(parsed, default_migration_table)
 
 
 def _wait_until(backend: Any, dialect: str, deadline: float | None, ms: int | None = None) -> float | None:
