@@ -13,6 +13,7 @@ from .. import validate
 from ..errors import InvalidInput, NotFound
 from ..ids import check_id
 from ..models import Status, columns
+from ..models.status import status_of
 from ..storage_names import check_checksum, check_key, store_url
 from .steps import Call, Params, Steps, reader, reads_all, writer
 
@@ -61,7 +62,7 @@ def get_storage(generation_id: str) -> Steps[StoredFile]:
     if row is None:
         raise NotFound(f"generation {gid} not found")
     _, status, file_path, size, url, key, checksum = row
-    return StoredFile(gid, Status(status), url, key or file_path, size, checksum)
+    return StoredFile(gid, status_of(status), url, key or file_path, size, checksum)
 
 
 @reads_all("storage_between", COPIED)
