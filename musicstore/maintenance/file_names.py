@@ -36,8 +36,11 @@ _STAGED_RENDITION = re.compile(
 """``musicstore.rendering``: a rendition before it is renamed onto its name, in its row's transaction."""
 
 
-_PEAKS_TEMP = re.compile(rf"\.{_PEAKS.pattern}\.[A-Za-z0-9_]+\.tmp")
-"""The temp file of a peaks file being written (``write_atomic``, or a folder ``FileStore``'s ``put``)."""
+_PEAKS_TEMP = re.compile(rf"\..+\.peaks\.{_PEAKS_TAIL.pattern}\.[A-Za-z0-9_]+\.tmp")
+"""The temp file of a peaks file being written (``write_atomic``, or a folder ``FileStore``'s ``put``): of
+one named after its generation (``<id>.peaks.…json``) or after a master at a custom path
+(``<stem>.peaks.[<8 hex>.]…json``, as ``render_peaks`` and ``copy_files`` put them; such a temp a killed put
+left was a file of another type, never removed)."""
 
 
 def is_temp_name(name: str) -> bool:
