@@ -3,6 +3,7 @@ bucket, SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -11,8 +12,9 @@ import time
 from pathlib import Path
 
 from musicstore import Store
-from musicstore.filestore import LocalFileStore
+from musicstore.filestore import FileStore, LocalFileStore
 from musicstore.maintenance.reconcile import reconcile
+from musicstore.maintenance.retention import cleanup
 from musicstore.maintenance.usage import disk_usage
 from musicstore.ops.storage import record_storage
 from tests.conftest import new_job
@@ -69,3 +71,41 @@ def test_a_peaks_put_killed_beside_a_master_at_a_custom_path_leaves_a_temp_recon
         repaired = reconcile(store, files, repair=True)
         assert {t.action for t in repaired.stale_temp_files} == {"removed"}
         assert list(files.uploads()) == [] and reconcile(store, files).consistent
+
+
+ARCHIVE = {
+    "settings": {"format": "flac", "sample_rate": 32_000, "channels": 2, "bit_depth": 16},
+    "profile": "archive", "target_lufs": -14.0, "ceiling_dbtp": -1.0, "duration_seconds": 1.0,
+    "loudness_lufs": -14.0, "true_peak_dbtp": -1.5, "loudness_status": "normalized",
+}  # fmt: skip
+
+
+def test_cleanup_keeps_a_rendition_file_that_a_kept_generation_records_as_its_master(
+    store: Store, where: FileStore
+) -> None:
+    """A rendition's ``storage_key`` is any relative path, another generation's master's among them.
+    Cleanup asked whether a kept row recorded each master it deleted, never each rendition file: deleting the
+    generation that owned the rendition removed the master of one it kept (dangling, "missing"), in a folder
+    and in a bucket, the dry run saying "would delete"."""
+    done = []
+    for key in ("album/first.flac", "album/second.flac"):
+        job = new_job(store)
+        assert store.claim_next("w") is not None
+        saved = where.put(key, b"fLaC" + key.encode())
+        done.append(store.complete_generation(job.id, file_path=key, file_size_bytes=saved.size))
+        store.run(record_storage, job.id, storage_url=where.url, key=key, checksum=saved.checksum)
+    second = (b"fLaC" + b"album/second.flac", "album/second.flac")
+    store.create_rendition(
+        done[0].id, storage_key=second[1], file_size_bytes=len(second[0]),
+        checksum=hashlib.sha256(second[0]).hexdigest(), **ARCHIVE,
+    )  # fmt: skip
+    assert reconcile(store, where).consistent
+    budget = len(second[0])  # the second stays: only the first (its master and rendition) go
+
+    plan = cleanup(store, where, statuses=["completed"], max_total_bytes=budget)
+    done_ = cleanup(store, where, statuses=["completed"], max_total_bytes=budget, dry_run=False)
+    for report in (plan, done_):
+        assert [(d.id, d.renditions_deleted) for d in report.deleted] == [(done[0].id, 0)]
+        assert report.files_deleted == 1 and report.bytes_freed == len(b"fLaCalbum/first.flac")
+    assert b"".join(where.get(second[1])) == second[0]
+    assert reconcile(store, where).consistent

@@ -7,12 +7,12 @@ orphan files (no row records them), which ``reconcile(repair=True)`` quarantines
 row pointing at a file that is gone. See docs/maintenance.md.
 
 The root may be an object store (``s3://BUCKET/PREFIX`` or an open ``FileStore``): the same order holds there
-(rows deleted and committed, then their objects and their renditions' objects deleted), so a crash leaves
-orphan objects, which ``reconcile(repair=True, delete_orphans=True)`` deletes, never a row whose object is
-gone; an object that a row which stays still records (in that store) is never deleted. Each root acts only
-on the rows whose files it holds: a row whose file is in another store (another bucket, or a local root
-when cleaning a bucket) is skipped with the reason, row and file kept. Rows without a file go on any root.
-A bucket that cannot be used at all (``StoreUnavailable``) stops the run before the page's rows are deleted.
+(rows deleted and committed, then their objects and their renditions' objects deleted): a crash leaves orphan
+objects (``reconcile`` deletes them), never a row whose object is gone; an object a row that stays records is
+never deleted, nor a deleted rendition's file a kept row's master is. Each root acts only on the rows whose
+files it holds: a row whose file is in another store (another bucket, or a local root when cleaning a bucket)
+is skipped with the reason, row and file kept. Rows without a file go on any root. A bucket that cannot be
+used at all (``StoreUnavailable``) stops the run before the page's rows are deleted.
 
 Waveform peaks files (``musicstore.rendering.render_peaks``: ``<stem>.peaks.<int>.<8|16>[.split].json``
 beside the master, recorded in no table) go with their generation, after its row, as its renditions do: found
@@ -108,8 +108,7 @@ def rendition_files(ids: list[str]) -> Steps[dict[str, list[tuple[str, int]]]]:
 
 @reader
 def recorded_bytes() -> Steps[int]:
-    """The bytes of the files the store records: the generations' (``total_file_bytes``) and their
-    renditions' (``rendition_totals``, migration 0011), from running totals."""
+    """The bytes the store records, from running totals: its generations' files' and their renditions'."""
     masters = yield from get_database_stats.steps()
     made = yield Call("rendition_totals", {})
     return int(masters.total_file_bytes) + int(made["file_bytes"])
@@ -298,6 +297,8 @@ def _cleanup(
         shared = place.still_referenced(store, paths, set(deleted) | sharers, dry_run) if paths else set()
         if dry_run:  # rows kept_shared here would be gone when a later page reaches the row that keeps them
             sharers |= {row["id"] for row, _ in selected if _shares(row["file_path"], shared)}
+        made = [key for gid in deleted for key, _ in deleted[gid]]  # a rendition at a kept row's file is kept
+        kept = place.still_referenced(store, made, set(deleted) | sharers, dry_run) if made else set()
         beside = place.peaks(paths, report.errors) if paths else {}
         peaks = beside_kept(place, store, beside, set(deleted) | sharers, dry_run)  # not a kin's peaks
         if dry_run:  # rows with a kin master that stays: a later page deleting the kin sees them gone
@@ -325,7 +326,8 @@ def _cleanup(
             if action in ("deleted", "would_delete"):
                 report.files_deleted += 1
                 report.bytes_freed += on_disk or 0
-            gone = _delete_renditions(place, [k for k, _ in deleted[row["id"]]], dry_run, report)
+            own = [key for key, _ in deleted[row["id"]] if not _shares(key, kept)]
+            gone = _delete_renditions(place, own, dry_run, report)
             drawn = 0
             if action != "kept_shared" and row["file_path"]:
                 found = _with_recorded_peaks(place, row, peaks.get(row["file_path"], []))
@@ -365,8 +367,7 @@ def _recorded(row: dict[str, Any], renditions: dict[str, list[tuple[str, int]]])
 
 
 def _delete_renditions(place: _Place, keys: list[str], dry_run: bool, report: CleanupReport) -> int:
-    """Remove the rendition files of a deleted generation (their rows went with it); returns how many. A file
-    that cannot be removed is left (reconcile reports it as an orphan), the reason in ``report.errors``."""
+    """Remove a deleted generation's rendition files at ``keys``; returns how many (one left: in errors)."""
     gone = 0
     for key in keys:
         problem, on_disk = place.problem(key, RENDITION_SUFFIXES)
@@ -405,9 +406,7 @@ def _with_recorded_peaks(
 def _delete_peaks(
     place: _Place, found: list[tuple[str, int]], dry_run: bool, report: CleanupReport, gone: set[str]
 ) -> int:
-    """Remove the peaks files of a deleted generation (no row records them); returns how many. One that
-    cannot be removed is left (reconcile reports it as an orphan), the reason in ``report.errors``. One in
-    ``gone`` (beside a master another deleted row shared) was removed already."""
+    """Remove a deleted generation's peaks files but those in ``gone`` (removed already); returns how many."""
     count = 0
     for key, size in found:
         canonical = canonical_path(key) or key
