@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 from musicstore import Store
 from musicstore.filestore import FileStore, LocalFileStore
@@ -50,6 +51,7 @@ def test_a_peaks_put_killed_beside_a_master_at_a_custom_path_leaves_a_temp_recon
         key = "album/track 01.wav"
         saved = files.put(key, b"RIFF" + b"\0" * 60)
         store.complete_generation(job.id, file_path=key, file_size_bytes=saved.size)
+        assert saved.checksum is not None
         store.run(record_storage, job.id, storage_url=files.url, key=key, checksum=saved.checksum)
         digest = job.id.replace("-", "")[-8:]
         for peaks in ("album/track 01.peaks.256.8.json", f"album/track 01.peaks.{digest}.256.16.split.json"):
@@ -73,7 +75,7 @@ def test_a_peaks_put_killed_beside_a_master_at_a_custom_path_leaves_a_temp_recon
         assert list(files.uploads()) == [] and reconcile(store, files).consistent
 
 
-ARCHIVE = {
+ARCHIVE: dict[str, Any] = {
     "settings": {"format": "flac", "sample_rate": 32_000, "channels": 2, "bit_depth": 16},
     "profile": "archive", "target_lufs": -14.0, "ceiling_dbtp": -1.0, "duration_seconds": 1.0,
     "loudness_lufs": -14.0, "true_peak_dbtp": -1.5, "loudness_status": "normalized",
@@ -93,6 +95,7 @@ def test_cleanup_keeps_a_rendition_file_that_a_kept_generation_records_as_its_ma
         assert store.claim_next("w") is not None
         saved = where.put(key, b"fLaC" + key.encode())
         done.append(store.complete_generation(job.id, file_path=key, file_size_bytes=saved.size))
+        assert saved.checksum is not None
         store.run(record_storage, job.id, storage_url=where.url, key=key, checksum=saved.checksum)
     second = (b"fLaC" + b"album/second.flac", "album/second.flac")
     store.create_rendition(
