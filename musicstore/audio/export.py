@@ -29,7 +29,7 @@ from musicstore.audio.export_options import ExportOptions, ExportResult, Loudnes
 from musicstore.audio.farfield import FarField, keep_spectrum
 from musicstore.audio.files import as_path, format_for, write_atomic, write_blocks_atomic
 from musicstore.audio.levels import from_db
-from musicstore.audio.limiter import Leveled, LimiterSettings, level
+from musicstore.audio.limiter import CEILING_MARGIN_DB, Leveled, LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower
 from musicstore.audio.quantize import (
     SUBTYPES,
@@ -112,8 +112,9 @@ def _process(x: NDArray[np.float32], rate: int, options: ExportOptions) -> tuple
     if unchanged is not None:
         peak_given = math.ldexp(refined_peak(measured, peak_map(measured, None, far)), exponent)
         as_given = _Processed(x, before, None, unchanged, short, peak_given)  # the samples given, as is
-        if unchanged != "as_is" and peak_given > from_db(options.ceiling_dbtp):  # never up; the ceiling holds
-            as_given = _turned_down(as_given, from_db(options.ceiling_dbtp) / peak_given, rate)
+        held = from_db(options.ceiling_dbtp - CEILING_MARGIN_DB)  # room for dither and rounding, as limited
+        if unchanged != "as_is" and peak_given > held:  # never up; the ceiling holds, once written too
+            as_given = _turned_down(as_given, held / peak_given, rate)
         return as_given, time.perf_counter() - start, 0.0
     handed = [blocks]  # level drops the per-sample power once it is done with it (memory)
     del blocks
@@ -264,8 +265,8 @@ def _result(
 
 def _turned_down(given: _Processed, turn: float, rate: int) -> _Processed:
     """A silent or too quiet clip whose true peak is over the ceiling (DC, infrasound, a lone click), turned
-    down by the plain gain ``turn`` (< 1) that puts it there: its true peak scales with it (linear), its
-    loudness is measured again (blocks fall under the absolute gate)."""
+    down by the plain gain ``turn`` (< 1) that puts it ``CEILING_MARGIN_DB`` under it: its true peak scales
+    with it (linear), its loudness is measured again (blocks fall under the absolute gate)."""
     audio = given.audio * np.float32(turn)
     loudness = BlockPower.measure(audio, rate).loudness()
     return replace(given, audio=audio, true_peak=given.true_peak * turn, written_loudness=loudness,
