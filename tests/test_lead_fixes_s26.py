@@ -100,3 +100,59 @@ def test_a_failing_tests_report_masks_the_urls_password(pytester: pytest.Pyteste
     output = result.stdout.str()
     assert "db.example/musicstore_test_1" in output
     assert "s3cret-pw" not in output
+
+
+def test_a_whole_number_option_takes_ascii_digits_only(sqlite_url: str) -> None:
+    """``--limit ٥`` (an Arabic-Indic five) was read as 5: ``int()`` reads any script's digits. A usage error
+    now, as any other text that is not a whole number; ``1_000`` and ``+3`` still read as ``int()`` reads
+    them."""
+    from tests.test_cli import run
+
+    for text in ("٥", "１", "5٥"):
+        result = run("list", "--limit", text, "--database", sqlite_url)
+        assert result.returncode == 2 and "is not a positive whole number" in result.stderr, result.stderr
+    assert run("list", "--limit", "+3", "--database", sqlite_url).returncode == 0
+    assert run("list", "--limit", "1_000", "--database", sqlite_url).returncode == 0
+
+
+def test_samples_written_as_is_beyond_float32_once_scaled_warn_of_nothing(tmp_path: Path) -> None:
+    """A clip written as given (``normalize=False``) as PCM_32 with samples over about 1.6e29 (beyond float32
+    once scaled by 2**31) is clipped to full scale, as any sample over 1.0: numpy's "overflow in multiply"
+    warning came out of the quantizer (an untyped RuntimeWarning under ``-W error``)."""
+    import warnings
+
+    import numpy as np
+    import soundfile as sf
+
+    from musicstore.audio import ExportOptions, export_audio
+
+    clip = np.zeros((1, 4800), dtype=np.float32)
+    clip[0, 100], clip[0, 200], clip[0, 300] = 1e30, -1e30, 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        export_audio(clip, 48_000, tmp_path / "loud.wav", ExportOptions(normalize=False, subtype="PCM_32"))
+    written, _ = sf.read(tmp_path / "loud.wav", dtype="int32")
+    assert written[100] >= 2**31 - 128 and written[200] == -(2**31) and written[300] == 2**30  # full scale
+
+
+@pytest.mark.parametrize("pending", [2, 3])
+def test_metrics_flag_a_cut_short_count_by_priority(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, pending: int
+) -> None:
+    """``/metrics`` says when the queue's count by priority stopped at its walk's 10,000 rows (as it says of
+    the claims in flight, ``musicstore_processing_truncated``): ``musicstore_queue_depth_by_priority`` was
+    then a lower bound with no sign of it. 1 exactly when more were pending than the walk reads."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from musicstore.metrics import metrics_text, reads
+    from tests.conftest import new_job
+
+    monkeypatch.setattr(reads, "PENDING_LIMIT", 2)  # the walk's 10,000, made small
+    with Store(db_url) as store:
+        for i in range(pending):
+            new_job(store, f"p{i}", priority=i - 1)
+        text = metrics_text(store).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    flag = [s.value for s in families["musicstore_queue_depth_by_priority_truncated"].samples]
+    assert flag == [1.0 if pending > 2 else 0.0]
+    assert sum(s.value for s in families["musicstore_queue_depth_by_priority"].samples) == 2

@@ -150,7 +150,8 @@ class _Quantizer:
         part = self.audio[:, start : start + target.shape[0]]
         channels, n = part.shape
         scaled = self.buffer[:, :n]
-        np.multiply(part, np.float32(self.scale), out=scaled)
+        with np.errstate(over="ignore"):  # a value written as is, beyond float32 once scaled: inf, clipped
+            np.multiply(part, np.float32(self.scale), out=scaled)
         if self.dithered:  # the same draws, in the same order, as tpdf_dither(part.shape, rng)
             count = channels * n
             raw = _uint32_draws(self.rng, count).view(np.int16)

@@ -61,10 +61,9 @@ def parse_size(text: str) -> int:
 
 
 def _whole(text: str, most: int, what: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
+    """ASCII digits only (``int()`` reads other scripts' digits too: ``٥`` as 5)."""
+    digits = text.strip().removeprefix("+")
+    value = int(digits) if len(digits) < 4000 and re.fullmatch(r"[0-9](?:_?[0-9])*", digits) else 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     if value > most:

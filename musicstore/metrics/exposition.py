@@ -83,6 +83,13 @@ def families(snapshot: MetricsSnapshot) -> Iterator[Metric]:
         [((k,), v) for k, v in s.pending_by_priority.items()],
     )
     yield _gauge(
+        "musicstore_queue_depth_by_priority_truncated",
+        f"1 when more generations were pending than the {PENDING_LIMIT:,} counted by priority (the counts "
+        "by priority are then a lower bound; musicstore_queue_depth counts every one).",
+        [],
+        [((), int(s.pending_truncated))],
+    )
+    yield _gauge(
         "musicstore_processing_by_priority",
         "Claims in flight by priority class.",
         ["priority"],
