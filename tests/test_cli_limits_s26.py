@@ -5,6 +5,7 @@ and a job's place in the queue from a shell, as ``store.get_owner_limits``, ``se
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,31 @@ def test_queue_position_says_what_the_api_says(db_url: str) -> None:
     missing = run("queue-position", MISSING, "--database", db_url)
     assert missing.returncode == EXIT_NOT_FOUND
     one_line_error(missing, MISSING)
+
+
+def test_migrate_takes_the_apis_lock_timeout(tmp_path: Path) -> None:
+    """``musicstore migrate --lock-timeout`` is ``migrate(url, lock_timeout=...)``: with another process's
+    migration lock held, ``1s`` fails after a second with one line and applies nothing; a value that is not a
+    duration is a usage error; once the lock is gone it applies the migrations."""
+    import os
+    import sqlite3
+    import time
+
+    from tests.test_schema import _rollback
+
+    path = tmp_path / "db.sqlite"
+    url = f"sqlite:///{path}"
+    bad = run("migrate", "--lock-timeout", "soon", "--database", url)
+    assert bad.returncode == EXIT_USAGE and "--lock-timeout" in bad.stderr
+    assert run("migrate", "--lock-timeout", "0s", "--database", url).returncode == 0
+    _rollback(url, "0015")  # a migration to apply (an up-to-date database takes no lock)
+    with sqlite3.connect(path) as conn:  # a live holder (this process): what a migrating process leaves
+        conn.execute("INSERT INTO yoyo_lock (locked, ctime, pid) VALUES (1, '2026-01-02', ?)", (os.getpid(),))
+    started = time.monotonic()
+    held = run("migrate", "--lock-timeout", "1s", "--database", url)
+    assert time.monotonic() - started < 30 and held.returncode == 1
+    one_line_error(held, "lock")
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM yoyo_lock")
+    done = run("migrate", "--lock-timeout", "1s", "--database", url, "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["applied"][0].startswith("0015")

@@ -41,7 +41,8 @@ def _generation_fields(generation: Generation) -> list[tuple[str, str]]:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    applied = migrate(args.database)  # a SIGTERM (main's interrupt.terminating) releases its lock
+    # a SIGTERM (main's interrupt.terminating) releases its lock
+    applied = migrate(args.database, lock_timeout=args.lock_timeout.total_seconds())
     # opened as every other command opens it: a schema a later musicstore migrated (migrate() goes on, for a
     # rolling upgrade) is a warning line here too, not a silent "applied 0 migration(s)"
     Store(args.database).close()

@@ -108,7 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func, parser=sub)
         return sub
 
-    command("migrate", "create or upgrade the schema", cmd_migrate, as_json)
+    migrating = command("migrate", "create or upgrade the schema", cmd_migrate, as_json)
+    migrating.add_argument(
+        "--lock-timeout",
+        type=parse_duration,
+        default=timedelta(seconds=60),
+        metavar="DURATION",
+        help="how long to wait for another migrating process's lock (default 60s; 0s: for ever)",
+    )
     command("yoyo-url", "print the database URL as yoyo apply spells it, without a password", cmd_yoyo)
     source = "print the folder of the migrations installed with musicstore (yoyo apply's source)"
     commands.add_parser("migrations-path", help=source, description=source).set_defaults(func=cmd_yoyo)
