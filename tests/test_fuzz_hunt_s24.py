@@ -608,6 +608,7 @@ def _catalogue() -> dict[str, Case]:
                 "window": bad_number(0.0, 366 * 86_400.0, low_ok=False),
                 "window_limit": bad_int(1, 1_000_000),
                 "sample": bad_int(1, 100_000),
+                "rows": bad_flag(),
             },
             frozenset({"store"}),
         ),
