@@ -24,7 +24,8 @@ from musicstore.audio.arrays import (
     check_finite_frames,
     check_sample_rate,
 )
-from musicstore.audio.files import as_path, check_not_truncated, not_a_file, short_read
+from musicstore.audio.file_checks import check_not_truncated, not_a_file, short_read
+from musicstore.audio.files import as_path
 from musicstore.audio.loudness import BlockPower, loudness_range
 from musicstore.audio.truepeak import largest_sample, range_exponent, scaled_down, to_db, true_peak
 from musicstore.errors import InvalidAudio, InvalidInput, StorageError, shown

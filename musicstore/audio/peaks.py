@@ -22,7 +22,8 @@ import soundfile as sf
 from numpy.typing import NDArray
 
 from musicstore.audio.arrays import as_audio, check_sample_rate
-from musicstore.audio.files import as_path, check_not_truncated, not_a_file, short_read, write_bytes_atomic
+from musicstore.audio.file_checks import check_not_truncated, not_a_file, short_read
+from musicstore.audio.files import as_path, write_bytes_atomic
 from musicstore.errors import InvalidAudio, InvalidInput, StorageError, shown
 from musicstore.filestore.base import FileStore, ObjectInfo, check_key
 

@@ -42,13 +42,8 @@ from musicstore.audio.codecs import (
     encode,
     resample,
 )
-from musicstore.audio.files import (
-    as_path,
-    callback_errors,
-    check_not_truncated,
-    short_read,
-    write_bytes_atomic,
-)
+from musicstore.audio.file_checks import check_not_truncated, short_read
+from musicstore.audio.files import as_path, callback_errors, write_bytes_atomic
 from musicstore.audio.limiter import LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, integrated_loudness
 from musicstore.audio.profiles import LoudnessProfile, get_profile
