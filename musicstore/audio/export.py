@@ -15,19 +15,20 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from musicstore import validate
 from musicstore.audio.arrays import as_audio, as_audio_batch, check_flac_rate, check_sample_rate
+from musicstore.audio.batch import run_all
 from musicstore.audio.export_options import ExportOptions, ExportResult, LoudnessStatus, StageTimings
 from musicstore.audio.farfield import FarField, keep_spectrum
-from musicstore.audio.files import as_path, format_for, write_atomic, write_blocks_atomic
+from musicstore.audio.files import Staged, as_path, format_for, place, stage_blocks, write_atomic
 from musicstore.audio.levels import from_db
 from musicstore.audio.limiter import CEILING_MARGIN_DB, Leveled, LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower
@@ -41,7 +42,7 @@ from musicstore.audio.quantize import (
     to_frames,
     written_as_zeros,
 )
-from musicstore.audio.threads import alone, beside, joined, on_one_core
+from musicstore.audio.threads import alone, beside, joined
 from musicstore.audio.truepeak import (
     largest_sample,
     peak_map,
@@ -53,6 +54,7 @@ from musicstore.audio.truepeak import (
 from musicstore.errors import InvalidInput
 
 log = logging.getLogger("musicstore.audio")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -148,11 +150,15 @@ def _export_one(
     rate: int,
     path: Path,
     fmt: str,
+    staged: list[Staged] | None = None,
     *,
     options: ExportOptions,
     started: float,
     frames_seen: Callable[[NDArray[np.generic]], None] | None = None,
 ) -> ExportResult:
+    """One clip exported to ``path``. A batch's item (``staged`` given, never with ``frames_seen``) writes
+    its file to a temp beside ``path`` that it appends to ``staged`` instead (``batch.run_all`` places it);
+    its result names ``path``."""
     done, measure_s, limit_s = _process(x, rate, options)
     out = done.audio
     stamp = time.perf_counter()
@@ -176,10 +182,15 @@ def _export_one(
         blocks = _timed(frame_blocks(out, options.subtype, rng, dither=dither), quantizing)
         del out
         begun = time.perf_counter()
-        size = write_blocks_atomic(
+        file = stage_blocks(
             path, blocks, channels=shape[0], sample_rate=rate, fmt=fmt, subtype=options.subtype
         )
         del blocks
+        if staged is None:  # in place at once (files.place_atomic's two steps)
+            place([file])
+        else:  # placed with the batch's other files once they are all written
+            staged.append(file)
+        size = file.size
         quantize_s = begun - stamp + quantizing[0]
         write_s = time.perf_counter() - begun - quantizing[0]
     else:
@@ -343,8 +354,13 @@ def export_batch(
 ) -> list[ExportResult]:
     """Export a ``(B, C, S)`` batch (one device transfer) to ``paths`` on a thread pool.
 
-    All or nothing: if any item fails, the files this call already wrote are removed and the first
-    error is raised (with a note naming the item).
+    All or nothing for the files at ``paths``: each item writes its file to a temp beside its path, and
+    only once every item has succeeded are they renamed into place (and their folders fsynced). If any item
+    fails, the items not started are not started, every temp is removed and the first error is raised (with
+    a note naming the item): no file at any of ``paths`` is changed (an earlier file stays as it was, a path
+    that had none still has none); so for an interrupt (Ctrl-C) while it waits. A rename or a folder's fsync
+    failing in that last step raises ``StorageError`` naming the paths that did not get their files (see
+    ``files.place``): the others did.
     """
     started = time.perf_counter()
     opts = _options(options)
@@ -368,38 +384,11 @@ def export_batch(
     pool_size = workers or min(len(targets), os.cpu_count() or 1)
     if len(targets) > 1:  # the items' length recurs: its far spectrum made once, before they start
         keep_spectrum(batch.shape[2], now=True)
-    with ThreadPoolExecutor(max_workers=pool_size) as pool:
-        futures = [  # each item on one core where several run at once (threads.on_one_core)
-            pool.submit(on_one_core, _export_one, batch[i], rate, target, fmt, options=opts, started=started)
-            if pool_size > 1
-            else pool.submit(_export_one, batch[i], rate, target, fmt, options=opts, started=started)
-            for i, (target, fmt) in enumerate(targets)
-        ]
-        try:
-            outcomes = [_outcome(f) for f in futures]
-        except BaseException as stopped:  # interrupted (Ctrl-C) while waiting: the items not started are
-            for future in futures:  # dropped, those running finish, and no file of the batch is kept
-                future.cancel()
-            pool.shutdown(wait=True)
-            done = [f.result() for f in futures if f.done() and not f.cancelled() and f.exception() is None]
-            _remove_written(done, stopped)
-            raise
-    errors = [(i, e) for i, e in enumerate(outcomes) if isinstance(e, Exception)]
-    if errors:
-        index, first = errors[0]
-        _remove_written([r for r in outcomes if isinstance(r, ExportResult)], first)
-        first.add_note(f"batch item {index} of {len(targets)}; no file of this batch was kept")
-        raise first
-    return [r for r in outcomes if isinstance(r, ExportResult)]
-
-
-def _remove_written(results: Sequence[ExportResult], error: BaseException) -> None:
-    """The files of ``results`` removed (a batch that failed keeps none); a failed removal is noted."""
-    for result in results:
-        try:
-            result.path.unlink(missing_ok=True)
-        except OSError as cleanup:
-            error.add_note(f"and removing {result.path} failed: {cleanup}")
+    items = [
+        functools.partial(_export_one, batch[i], rate, target, fmt, options=opts, started=started)
+        for i, (target, fmt) in enumerate(targets)
+    ]
+    return run_all(items, pool_size, _outcome)
 
 
 def _options(options: object) -> ExportOptions:
@@ -428,12 +417,13 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _outcome(future: Any) -> ExportResult | Exception:
+def _outcome(future: Future[_T]) -> _T | Exception:
+    """A batch item's result, or the ``Exception`` it raised (``MemoryError`` too: the other items' temps
+    must still go)."""
     try:
-        result: ExportResult = future.result()
-    except Exception as exc:  # any failure (MemoryError too): the other items' files must still go
+        return future.result()
+    except Exception as exc:
         return exc
-    return result
 
 
 __all__ = [  # with the options and results, which live in musicstore.audio.export_options

@@ -1,9 +1,10 @@
 """Output layout and atomic, durable file writes.
 
-A file is written to a temp file in its target directory, fsynced, given normal permissions, renamed
-into place with ``os.replace`` and the directory is fsynced. On any failure the temp file is removed; a file
-already at the final path stays as it was, unless the failure came after the rename (the directory fsync),
-in which case the new file is removed too and nothing is left there.
+A file is written to a temp file in its target directory, fsynced, given normal permissions (``stage``),
+renamed into place with ``os.replace`` and the directory is fsynced (``place``; ``place_atomic`` does both,
+``export_batch`` stages every item's file before it places any). On any failure the temp file is removed; a
+file already at the final path stays as it was, unless the failure came after the rename (the directory
+fsync), in which case the new file is removed too and nothing is left there.
 
 libsndfile reports every failed write as "System error.", so soundfile writes through a file object of ours
 (``_Sink``) that keeps the ``OSError`` of the failed write: a full disk raises ``StorageError`` naming
@@ -19,8 +20,9 @@ import re
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -276,11 +278,29 @@ def write_blocks_atomic(
     asked for (a block may be a buffer the next one overwrites): the same file as ``write_atomic`` of the
     blocks joined, with one block in memory at a time. What the blocks' iterator raises is raised, and
     nothing is left at ``path`` as for a failed write (the temp file is removed)."""
+    return place_atomic(path, _encoder(blocks, channels, sample_rate, fmt, subtype))
 
+
+def stage_blocks(
+    path: Path,
+    blocks: Iterable[NDArray[np.generic]],
+    *,
+    channels: int,
+    sample_rate: int,
+    fmt: str,
+    subtype: str,
+) -> Staged:
+    """``write_blocks_atomic``'s file written to its temp beside ``path`` (``stage``), not placed."""
+    return stage(path, _encoder(blocks, channels, sample_rate, fmt, subtype))
+
+
+def _encoder(
+    blocks: Iterable[NDArray[np.generic]], channels: int, rate: int, fmt: str, subtype: str
+) -> Callable[[int, str], None]:
     def write(fd: int, name: str) -> None:
-        _write_frames(fd, name, blocks, channels=channels, rate=sample_rate, fmt=fmt, subtype=subtype)
+        _write_frames(fd, name, blocks, channels=channels, rate=rate, fmt=fmt, subtype=subtype)
 
-    return place_atomic(path, write)
+    return write
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> int:
@@ -295,8 +315,31 @@ def write_bytes_atomic(path: Path, data: bytes) -> int:
 
 
 def place_atomic(path: Path, write: Callable[[int, str], None]) -> int:
-    """Create a temp file beside ``path``, let ``write(fd, temp_name)`` fill it, fsync, chmod, rename into
-    place and fsync the folder; return the size. Failures as in ``write_atomic``."""
+    """Create a temp file beside ``path``, let ``write(fd, temp_name)`` fill it, fsync, chmod (``stage``),
+    rename into place and fsync the folder (``place``); return the size. Failures as in ``write_atomic``."""
+    staged = stage(path, write)
+    place([staged])
+    return staged.size
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A file written whole to ``temp``, beside its final ``path``: fsynced and given the normal mode, not
+    yet renamed into place (``place``), or removed (``discard``)."""
+
+    path: Path
+    temp: Path
+    size: int
+
+    def discard(self, error: BaseException) -> None:
+        """Remove the temp file; a failed removal is noted on ``error``."""
+        _remove(self.temp, error)
+
+
+def stage(path: Path, write: Callable[[int, str], None]) -> Staged:
+    """The first step of ``place_atomic``: a temp file made beside ``path`` (and its missing folders,
+    durably), filled by ``write(fd, temp_name)``, fsynced and given the normal mode. ``path`` is not touched.
+    On any failure the temp file is removed; an ``OSError`` (a full disk) raises ``StorageError``."""
     directory = path.parent
     try:
         _make_directories(directory)
@@ -304,7 +347,6 @@ def place_atomic(path: Path, write: Callable[[int, str], None]) -> int:
     except OSError as exc:
         raise StorageError(f"cannot create a file in {directory}: {exc}; check the output root") from exc
     temp = Path(name)
-    placed = False
     try:
         try:
             write(fd, name)
@@ -313,14 +355,72 @@ def place_atomic(path: Path, write: Callable[[int, str], None]) -> int:
         finally:
             os.close(fd)
         os.chmod(temp, _file_mode())
-        os.replace(temp, path)
-        placed = True
-        fsync(directory, directory=True)
     except BaseException as exc:
         _remove(temp, exc)
-        if placed:
-            _remove(path, exc)
         if isinstance(exc, OSError | sf.SoundFileError):
-            raise _failure(path, exc, placed) from exc
+            raise _failure(path, exc, placed=False) from exc
         raise
-    return size
+    return Staged(path, temp, size)
+
+
+def place(staged: Sequence[Staged]) -> None:
+    """The second step of ``place_atomic``, for one file or a batch's: each temp renamed onto its path
+    (``os.replace``: an earlier file there is replaced), in order, then each of their folders fsynced once.
+
+    A path keeps its new file once both are done. A temp whose rename fails is removed (that path is not
+    changed) and the others are still renamed; the files renamed into a folder whose fsync fails are removed
+    again (the earlier files they replaced are gone: those paths are empty). Then ``StorageError`` names each
+    path that did not get its file. An interrupt (``KeyboardInterrupt``) removes the temps not yet renamed
+    and the files not yet made durable (their paths empty), and is raised."""
+    pending = list(staged)
+    renamed: list[Staged] = []
+    lost: list[tuple[Staged, OSError, bool]] = []  # the file, why, and whether it had been renamed
+    try:
+        while pending:
+            try:
+                os.replace(pending[0].temp, pending[0].path)
+            except OSError as exc:
+                lost.append((pending[0], exc, False))
+                pending[0].discard(exc)
+            else:
+                renamed.append(pending[0])
+            del pending[0]
+        for folder in dict.fromkeys([item.path.parent for item in renamed]):
+            inside = [item for item in renamed if item.path.parent == folder]
+            try:
+                fsync(folder, directory=True)
+            except OSError as exc:
+                for item in inside:
+                    lost.append((item, exc, True))
+                    _remove(item.path, exc)
+            renamed = [item for item in renamed if item.path.parent != folder]  # durable, or removed
+    except BaseException as exc:  # interrupted: nothing is left half done
+        for item in pending:
+            item.discard(exc)
+        for item in renamed:
+            _remove(item.path, exc)
+        if len(staged) > 1:
+            exc.add_note(_interrupted(len(staged), pending, renamed, len(lost)))
+        raise
+    if lost:
+        raise _not_placed(lost, len(staged)) from lost[0][1]
+
+
+def _not_placed(lost: Sequence[tuple[Staged, OSError, bool]], count: int) -> StorageError:
+    if count == 1:
+        item, exc, renamed = lost[0]
+        return _failure(item.path, exc, renamed)
+    why = "; ".join(str(_failure(item.path, exc, renamed)) for item, exc, renamed in lost)
+    return StorageError(
+        f"{len(lost)} of {count} files were not placed (the other {count - len(lost)} were): {why}"
+    )
+
+
+def _interrupted(count: int, pending: list[Staged], removed: list[Staged], lost: int) -> str:
+    untouched = ", ".join(str(item.path) for item in pending) or "none"
+    emptied = ", ".join(str(item.path) for item in removed) or "none"
+    return (
+        f"interrupted while placing {count} files: {count - len(pending) - len(removed) - lost} placed, "
+        f"{lost} failed before; not renamed, unchanged: {untouched}; renamed but not yet durable, removed "
+        f"again (the path is empty): {emptied}"
+    )

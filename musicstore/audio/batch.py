@@ -1,0 +1,90 @@
+"""``export_batch``'s items on a thread pool, all or nothing for the files at their paths.
+
+Each item writes its file to a temp beside its final path (``files.stage``) and does not rename it. Once
+every item has succeeded, the temps are renamed into place and their folders fsynced (``files.place``, the
+step ``place_atomic`` ends with). If an item fails, or the wait for them is interrupted, every temp is
+removed and no path is touched: an earlier file at a path stays as it was, a path that had none still has
+none. An item fails fast: the items not started by then are not started (a flag each checks as it starts).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+from musicstore.audio.files import Staged, place
+from musicstore.audio.threads import on_one_core
+
+_T = TypeVar("_T")
+
+Item = Callable[[list[Staged]], _T]
+"""An item: given a list, it writes its file to a temp (``files.stage``) that it appends there."""
+
+_Done = tuple[_T, list[Staged]] | None
+"""What an item's thread gives back: its result and its staged files, or None when it did not start."""
+
+
+def run_all(
+    items: Sequence[Item[_T]],
+    workers: int,
+    wait: Callable[[Future[_Done[_T]]], _Done[_T] | Exception],
+) -> list[_T]:
+    """Each item's result, in order, its file at its path; or the first item's error (by index), with a
+    note naming it, and no file at any path changed.
+
+    ``workers`` threads (each item on one core where there are several: ``threads.on_one_core``); ``wait``
+    gives an item's future's result or the ``Exception`` it raised. An interrupt while waiting (Ctrl-C) sets
+    the flag and cancels the items not started, lets those running finish, removes every temp and is raised.
+    A failure while placing the files (a rename or a folder's fsync, after every item succeeded) is what
+    ``files.place`` raises: the paths it names did not get their files, the others did."""
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_started, item, stop, workers > 1) for item in items]
+        try:
+            outcomes = [wait(future) for future in futures]
+        except BaseException as stopped:
+            stop.set()
+            for future in futures:
+                future.cancel()
+            pool.shutdown(wait=True)
+            ended = [f for f in futures if f.done() and not f.cancelled() and f.exception() is None]
+            _discard([_staged(future.result()) for future in ended], stopped)
+            raise
+    done = [outcome for outcome in outcomes if isinstance(outcome, tuple)]
+    errors = [(i, outcome) for i, outcome in enumerate(outcomes) if isinstance(outcome, Exception)]
+    if errors:
+        index, first = errors[0]
+        _discard([_staged(outcome) for outcome in done], first)
+        skipped = sum(outcome is None for outcome in outcomes)
+        first.add_note(
+            f"batch item {index} of {len(items)}; no file at the batch's paths was changed"
+            + (f" ({skipped} items not started)" if skipped else "")
+        )
+        raise first
+    place([file for _, staged in done for file in staged])
+    return [result for result, _ in done]
+
+
+def _started(item: Item[_T], stop: threading.Event, one_core: bool) -> _Done[_T]:
+    if stop.is_set():  # an item failed, or the wait was interrupted: not started
+        return None
+    staged: list[Staged] = []
+    try:
+        result = on_one_core(item, staged) if one_core else item(staged)
+    except BaseException as exc:
+        stop.set()
+        _discard([staged], exc)
+        raise
+    return result, staged
+
+
+def _staged(done: _Done[_T]) -> list[Staged]:
+    return [] if done is None else done[1]
+
+
+def _discard(staged: Sequence[list[Staged]], error: BaseException) -> None:
+    for files in staged:
+        for file in files:
+            file.discard(error)
