@@ -152,6 +152,7 @@ INDEXES: dict[str, list[str | None]] = {
     "generations_file_path": ["file_path"],
     "prompts_used_count_id": ["used_count", "id"],
     "generations_completed_at": ["completed_at"],  # completions by time, for the ETA (0009)
+    "generations_failed_at": ["completed_at", "id"],  # failures by time, the dashboard's (0024)
     # each owner key's lane in the claim's order of lanes (0012, which dropped 0010's generations_queue)
     # (0015: the lane served longest ago first among lanes equal on priority and running jobs)
     "owner_lanes_order": ["head_priority", "running", "served_at", "head_created_at", "head_id"],

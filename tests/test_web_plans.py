@@ -39,6 +39,7 @@ DASHBOARD_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     "dashboard_completions_by_hour": ({"since": EPOCH}, "generations_completed_at"),
     "dashboard_created_by_hour": ({"since": EPOCH}, "generations_created_at"),
     "metrics_recent": ({"since": EPOCH, "limit": 100}, "generations_created_at"),
+    "dashboard_recent_failures": ({"limit": 10}, "generations_failed_at"),
     "metrics_window": (
         {"since": EPOCH, "lease_expired": "lease expired", "limit": 100},
         "generations_created_at",

@@ -41,6 +41,7 @@ from .reads import (
     days_op,
     now_op,
     read_models,
+    recent_failures_op,
     recent_prompts_op,
     table_page,
     workers_op,
@@ -121,7 +122,7 @@ class Dashboard:
             hour0 = before(now.replace(minute=0, second=0, microsecond=0), timedelta(hours=23))
             first_day = before(now, timedelta(days=29)).date()
             days = tx.run(days_op, first_day.isoformat())  # "0001-01-01": strftime writes the year 1 as "1"
-            failures = tx.list_generations(status=Status.FAILED, limit=10).items
+            failures = tx.run(recent_failures_op, 10)  # by when they failed
             # throughput: every completion of the window, whenever its row was created (a backlog older
             # than a day was not counted at all), on the completed index
             completed = tx.run(completions_by_hour_op, hour0)
@@ -187,8 +188,7 @@ class Dashboard:
         return result
 
     def computed_peaks(self, generation: Generation, located: Located) -> dict[str, Any]:
-        """The waveform computed from the audio file, in about ``PEAK_BUCKETS`` buckets; InvalidAudio when the
-        file cannot be read as audio."""
+        """The waveform computed from the audio file, in about ``PEAK_BUCKETS`` buckets; else InvalidAudio."""
         import soundfile as sf
 
         from ..audio.peaks import MAX_SAMPLES_PER_PIXEL, compute_peaks, file_peaks

@@ -302,6 +302,14 @@ def completions_by_hour_op(since: datetime) -> Steps[list[int]]:
 
 
 @reader
+def recent_failures_op(limit: int) -> Steps[list[Generation]]:
+    """The newest ``limit`` failed generations by when they failed (their ``completed_at``), newest first."""
+    limit = validate.integer(limit, "limit", 1, validate.MAX_PAGE)
+    rows: list[Generation] = yield Call("dashboard_recent_failures", {"limit": limit}, GENERATION)
+    return rows
+
+
+@reader
 def created_by_hour_op(since: datetime) -> Steps[list[int]]:
     """Generations created in each of the 24 hours from ``since``."""
     since = validate.moment(since, "since")
@@ -381,6 +389,7 @@ __all__ = [
     "glob_pattern",
     "now_op",
     "read_models",
+    "recent_failures_op",
     "recent_prompts_op",
     "regex_pattern",
     "table_page",

@@ -177,3 +177,11 @@ WHERE created_at >= :low_created_at AND (created_at, id) >= (:low_created_at, :l
   AND (CAST(:model_name AS TEXT) IS NULL OR model_name = :model_name)
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
+
+-- name: dashboard_recent_failures(limit)
+-- The newest failures by when they failed (a failed row's completed_at), whenever their rows were created:
+-- the overview's recent failures, read from the failed rows' index (migration 0024).
+SELECT * FROM generations
+WHERE status = 'failed'
+ORDER BY completed_at DESC, id DESC
+LIMIT :limit;
