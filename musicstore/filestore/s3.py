@@ -312,13 +312,25 @@ class S3FileStore(MultipartPuts):
         check_key(key)
         check_expiry(expires)
         try:
-            return str(
+            url = str(
                 self._client.generate_presigned_url(
                     "get_object", Params={"Bucket": self.bucket, "Key": self.prefix + key}, ExpiresIn=expires
                 )
             )
         except self._errors() as exc:
             self._fail("signing a URL for", key, exc)
+        return _without_userinfo(url)
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` without the user name and password an endpoint URL may carry (``http://user:pass@host``):
+    botocore copies them into each presigned URL, which listeners are handed (and the dashboard's redirect
+    sends), though neither the signature (made for the host alone) nor any request needs them."""
+    scheme, separator, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if not separator or "@" not in authority:
+        return url
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
 
 
 __all__ = ["DEFAULT_PART", "DEFAULT_THRESHOLD", "MIN_PART", "S3FileStore", "check_settings"]
