@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 import urllib.request
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from musicstore.filestore import open_filestore
+from musicstore.filestore import StoreUnavailable, open_filestore, s3
 
 SECRET = "Sw0rdfish-proxy-pass"
 
@@ -28,3 +32,59 @@ def test_a_presigned_url_carries_no_credentials_of_the_endpoint_url_and_fetches_
     assert url.startswith(endpoint + "/")
     with urllib.request.urlopen(url, timeout=30) as answer:
         assert answer.read() == b"RIFF listen"
+
+
+@pytest.fixture
+def stalled() -> Iterator[str]:
+    """A TCP server that takes every connection and never answers (an S3 server hung, a stuck proxy)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+    for conn in held:
+        conn.close()
+
+
+def test_an_endpoint_that_never_answers_is_store_unavailable_after_its_attempts(
+    stalled: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint that takes connections and stops answering: each call waited the read timeout (60 s, not
+    documented) on each of its 4 attempts, 4 minutes, then raised a plain StorageError quoting botocore's
+    ReadTimeoutError, so cleanup and copy_files went on row by row (4 minutes each) where an endpoint that
+    refuses or hangs up stops them at once (StoreUnavailable). Now StoreUnavailable saying it did not
+    answer, after the attempts, without the secret (the timeout shortened here to keep the test short)."""
+    monkeypatch.setattr(s3, "READ_TIMEOUT_SECONDS", 1)
+    bucket = s3.S3FileStore(
+        "bucket",
+        "music/",
+        endpoint_url=stalled,
+        access_key_id="AKIAEXAMPLE",
+        secret_access_key="example-secret-key",
+        max_attempts=2,
+    )
+    calls: list[Callable[[], object]] = [
+        lambda: bucket.put("2026/01/31/a.wav", b"RIFF"),
+        lambda: bucket.head("2026/01/31/a.wav"),
+        lambda: bucket.get("2026/01/31/a.wav"),
+        lambda: bucket.delete("2026/01/31/a.wav"),
+        lambda: list(bucket.list()),
+        lambda: list(bucket.uploads()),
+    ]
+    for call in calls:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=f"the S3 endpoint {stalled} did not answer") as caught:
+            call()
+        assert time.monotonic() - started < 15 and "example-secret-key" not in str(caught.value)
+        assert "(each attempt waited 1 s)" in str(caught.value)
+    bucket.close()

@@ -55,6 +55,12 @@ MAX_SINGLE_PUT = 5 << 30
 """S3's largest single PUT: a conditional put goes in one PUT up to this size (see the module)."""
 MAX_ATTEMPTS = 100
 """The most attempts ``max_attempts`` asks of botocore for one request."""
+CONNECT_TIMEOUT_SECONDS = 10
+"""How long one attempt waits for the endpoint to take its connection."""
+READ_TIMEOUT_SECONDS = 60
+"""How long one attempt waits for the endpoint's next bytes (its answer, or more of a body being read): an
+endpoint that takes connections and never answers fails each attempt after this (``StoreUnavailable`` once
+every attempt did)."""
 
 
 class S3FileStore(MultipartPuts):
@@ -101,8 +107,8 @@ class S3FileStore(MultipartPuts):
             signature_version="s3v4",
             s3={"addressing_style": "path" if endpoint_url else "auto"},
             retries={"total_max_attempts": max_attempts, "mode": "standard"},  # attempts in all
-            connect_timeout=10,
-            read_timeout=60,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            read_timeout=READ_TIMEOUT_SECONDS,
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
@@ -333,4 +339,12 @@ def _without_userinfo(url: str) -> str:
     return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
 
 
-__all__ = ["DEFAULT_PART", "DEFAULT_THRESHOLD", "MIN_PART", "S3FileStore", "check_settings"]
+__all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
+    "DEFAULT_PART",
+    "DEFAULT_THRESHOLD",
+    "MIN_PART",
+    "READ_TIMEOUT_SECONDS",
+    "S3FileStore",
+    "check_settings",
+]

@@ -37,7 +37,12 @@ class S3Errors:
 
     def _fail(self, doing: str, key: str | None, exc: Exception) -> NoReturn:
         """Raise the typed, one-line error for a botocore failure (no secret in it: see the module)."""
-        from botocore.exceptions import ClientError, ConnectionClosedError, NoCredentialsError
+        from botocore.exceptions import (
+            ClientError,
+            ConnectionClosedError,
+            NoCredentialsError,
+            ReadTimeoutError,
+        )
         from botocore.exceptions import ConnectionError as Unreachable
 
         where = f"{self.url}{key}" if key is not None else self.url
@@ -75,6 +80,11 @@ class S3Errors:
         if isinstance(exc, Unreachable | ConnectionClosedError):  # refused, hung up on, TLS or proxy failed
             raise StoreUnavailable(
                 f"{doing} {where}: cannot reach the S3 endpoint {redact(self.endpoint_url or '(AWS)')}"
+            ) from exc
+        if isinstance(exc, ReadTimeoutError):  # it takes connections and does not answer: stalled
+            raise StoreUnavailable(
+                f"{doing} {where}: the S3 endpoint {redact(self.endpoint_url or '(AWS)')} did not answer "
+                f"(each attempt waited {self._client.meta.config.read_timeout} s)"
             ) from exc
         raise StorageError(f"{doing} {where} failed: {type(exc).__name__}: {redact(str(exc))}") from exc
 
