@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from musicstore.filestore import StoreUnavailable, open_filestore, s3
+from musicstore import InvalidInput
+from musicstore.filestore import FileStore, ObjectNotFound, StoreUnavailable, open_filestore, s3
+from musicstore.filestore.base import MAX_METADATA_NAMES
 
 SECRET = "Sw0rdfish-proxy-pass"
 
@@ -88,3 +90,23 @@ def test_an_endpoint_that_never_answers_is_store_unavailable_after_its_attempts(
         assert time.monotonic() - started < 15 and "example-secret-key" not in str(caught.value)
         assert "(each attempt waited 1 s)" in str(caught.value)
     bucket.close()
+
+
+def _names(count: int) -> dict[str, str]:
+    return {f"n{i:02d}": "v" for i in range(count)}
+
+
+def test_more_metadata_names_than_an_answer_can_carry_are_refused_on_both_backends(where: FileStore) -> None:
+    """Each user metadata name is a header of every answer about the object: a bucket took a put with 88
+    names (2 KiB in all, as documented), and then its HEAD and GET failed for good, 'cannot reach the S3
+    endpoint' (Python's HTTP client refuses an answer of more than 100 headers): an object no one could
+    read. Now more than MAX_METADATA_NAMES (64) is InvalidInput before anything is written, on both
+    backends alike; 64 round-trip."""
+    with pytest.raises(InvalidInput, match="metadata has 88 names; at most 64"):
+        where.put("2026/01/31/many.wav", b"RIFF", metadata=_names(88))
+    with pytest.raises(ObjectNotFound):
+        where.head("2026/01/31/many.wav")
+    assert MAX_METADATA_NAMES == 64
+    where.put("2026/01/31/most.wav", b"RIFF", metadata=_names(64))
+    assert where.head("2026/01/31/most.wav").metadata == _names(64)
+    assert b"".join(where.get("2026/01/31/most.wav")) == b"RIFF"

@@ -3,7 +3,8 @@
 A *key* names an object below the store's root or prefix: ``2026/01/31/<id>.wav``. It is checked before any
 I/O (``check_key``): a non-empty string of at most 1024 UTF-8 bytes, ``/``-separated segments, none empty,
 ``.`` or ``..``, no leading ``/``, no backslash, no control character. User metadata (the audio figures) is
-at most ``MAX_METADATA_BYTES`` of lower-case names and printable ASCII values, as S3 keeps it.
+at most ``MAX_METADATA_BYTES`` of lower-case names (``MAX_METADATA_NAMES`` of them) and printable ASCII
+values, as S3 keeps it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from ..errors import InvalidInput, StorageError, shown
 from ..storage_names import MAX_KEY_BYTES, check_key, check_prefix
 
 MAX_METADATA_BYTES = 2048
+MAX_METADATA_NAMES = 64
+"""The most user metadata names an object takes: each is a header of every answer about the object (its
+``HEAD``, its ``GET``), and Python's HTTP client (under boto3) refuses an answer of more than 100 headers,
+so an object put with some 90 names could never be read again ("cannot reach the S3 endpoint")."""
 CHUNK_SIZE = 1 << 20
 """Bytes per chunk a read yields (``get``) and a write reads from its source."""
 MAX_URL_SECONDS = 7 * 24 * 3600
@@ -157,6 +162,8 @@ def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
         return {}
     if not isinstance(metadata, Mapping):
         raise InvalidInput("metadata must be a mapping of names to strings")
+    if len(metadata) > MAX_METADATA_NAMES:
+        raise InvalidInput(f"metadata has {len(metadata)} names; at most {MAX_METADATA_NAMES}")
     checked: dict[str, str] = {}
     for name, value in metadata.items():
         if not isinstance(name, str) or not _META_NAME.fullmatch(name):
@@ -280,6 +287,7 @@ __all__ = [
     "CHUNK_SIZE",
     "MAX_KEY_BYTES",
     "MAX_METADATA_BYTES",
+    "MAX_METADATA_NAMES",
     "MAX_URL_SECONDS",
     "ChecksumMismatch",
     "FileStore",
