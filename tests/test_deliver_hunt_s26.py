@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from musicstore import InvalidInput
-from musicstore.filestore import FileStore, ObjectNotFound, StoreUnavailable, open_filestore, s3
-from musicstore.filestore.base import MAX_METADATA_NAMES
+from musicstore.filestore import (
+    FileStore,
+    LocalFileStore,
+    ObjectNotFound,
+    StoreUnavailable,
+    open_filestore,
+    s3,
+)
+from musicstore.filestore.base import MAX_METADATA_BYTES, MAX_METADATA_NAMES
 
 SECRET = "Sw0rdfish-proxy-pass"
 
@@ -23,8 +32,6 @@ def test_a_presigned_url_carries_no_credentials_of_the_endpoint_url_and_fetches_
     """``AWS_ENDPOINT_URL=http://user:SECRET@host`` (credentials of a proxy in front of the store): botocore
     copied the userinfo into every presigned URL, the URL listeners are handed and the dashboard's 307
     sends, password and all (urllib could not even fetch it: it took ``user:SECRET@host`` for a host)."""
-    import os
-
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.replace("://", f"://user:{SECRET}@", 1))
     with open_filestore(musicstore_s3_url) as files:
@@ -110,3 +117,24 @@ def test_more_metadata_names_than_an_answer_can_carry_are_refused_on_both_backen
     where.put("2026/01/31/most.wav", b"RIFF", metadata=_names(64))
     assert where.head("2026/01/31/most.wav").metadata == _names(64)
     assert b"".join(where.get("2026/01/31/most.wav")) == b"RIFF"
+
+
+def test_metadata_of_quotes_and_backslashes_is_kept_on_both_backends(where: FileStore) -> None:
+    """2 KiB of metadata (the documented limit) whose values hold backslashes or quotes (a Windows path, a
+    quoted title): a folder kept it as JSON in an extended attribute, which doubled each of them, past the
+    4 KiB ext4 keeps in a file's attributes: the put failed 'No space left on device (ENOSPC)' on a disk
+    with room, where a bucket kept it. Now kept as name=value lines, about its own size."""
+    meta = {"path": "C:\\" + "\\" * 1990, "title": '"' + "x" * 40 + '"'}
+    assert sum(len(name) + len(value) for name, value in meta.items()) <= MAX_METADATA_BYTES
+    where.put("2026/01/31/a.wav", b"RIFF", metadata=meta)
+    assert where.head("2026/01/31/a.wav").metadata == meta
+    equals = {"eq": "a=b=c", "n0": "{not json}"}  # a value with '=' or braces reads back as it was
+    where.put("2026/01/31/b.wav", b"RIFF", metadata=equals)
+    assert where.head("2026/01/31/b.wav").metadata == equals
+
+
+def test_a_folder_reads_the_metadata_files_put_before_kept_as_json(tmp_path: Path) -> None:
+    files = LocalFileStore(tmp_path)
+    files.put("2026/01/31/old.wav", b"RIFF")
+    os.setxattr(tmp_path / "2026/01/31/old.wav", "user.musicstore.metadata", b'{"lufs":"-16.0","q":"a\\"b"}')
+    assert files.head("2026/01/31/old.wav").metadata == {"lufs": "-16.0", "q": 'a"b'}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import stat
 from collections.abc import Iterator, Mapping
@@ -41,7 +40,15 @@ from .base import (
     verified,
 )
 from .folder_names import NAME_MAX_BYTES, check_names, check_root, fits, temp_name
-from .xattrs import XATTR_CHECKSUM, XATTR_CONTENT_TYPE, XATTR_METADATA, XATTR_NAME, attribute, set_attributes
+from .xattrs import (
+    XATTR_CHECKSUM,
+    XATTR_CONTENT_TYPE,
+    XATTR_METADATA,
+    XATTR_NAME,
+    attribute,
+    decode_metadata,
+    set_attributes,
+)
 
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -260,13 +267,12 @@ class LocalFileStore:
         return there if (there.checksum, there.size) == (checksum, size) else None
 
     def _info(self, key: str, fd: int, info: os.stat_result) -> ObjectInfo:
-        meta = attribute(fd, XATTR_METADATA)
         return ObjectInfo(
             key,
             info.st_size,
             attribute(fd, XATTR_CHECKSUM),
             attribute(fd, XATTR_CONTENT_TYPE),
-            json.loads(meta) if meta else {},
+            decode_metadata(attribute(fd, XATTR_METADATA)),
             _when(info.st_mtime),
         )
 
