@@ -34,9 +34,12 @@ def test_a_presigned_url_carries_no_credentials_of_the_endpoint_url_and_fetches_
     sends, password and all (urllib could not even fetch it: it took ``user:SECRET@host`` for a host)."""
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint.replace("://", f"://user:{SECRET}@", 1))
-    with open_filestore(musicstore_s3_url) as files:
+    files = open_filestore(musicstore_s3_url)
+    try:
         files.put("2026/01/31/a b.wav", b"RIFF listen")
         url = files.presigned_url("2026/01/31/a b.wav", expires=60)
+    finally:
+        files.close()
     assert SECRET not in url and "user" not in url.partition("?")[0]
     assert url.startswith(endpoint + "/")
     with urllib.request.urlopen(url, timeout=30) as answer:
