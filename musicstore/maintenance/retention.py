@@ -36,19 +36,10 @@ from ..models import Status, to_datetime
 from ..ops import Call, Steps, get_database_stats, reader, writer
 from ..store import Store
 from .bucket import is_object_store
+from .cleanup_files import delete_peaks, delete_renditions, file_action, shares, with_recorded_peaks
 from .cleanup_places import _Folder, _Objects, _Place, beside_kept, kin_kept
 from .cleanup_report import CleanupItem, CleanupReport, SkippedItem
-from .file_names import owned_peaks
-from .scan import (
-    DEFAULT_MAX_ITEMS,
-    RENDITION_SUFFIXES,
-    Progress,
-    canonical_path,
-    check_root,
-    peaks_record,
-    peaks_stem,
-    require_store,
-)
+from .scan import DEFAULT_MAX_ITEMS, Progress, check_root, require_store
 
 DEFAULT_STATUSES: tuple[Status, ...] = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 """What ``cleanup`` deletes unless told otherwise: finished generations."""
@@ -296,9 +287,11 @@ def _cleanup(
         paths = [row["file_path"] for row, _ in selected if row["id"] in deleted and row["file_path"]]
         shared = place.still_referenced(store, paths, set(deleted) | sharers, dry_run) if paths else set()
         if dry_run:  # rows kept_shared here would be gone when a later page reaches the row that keeps them
-            sharers |= {row["id"] for row, _ in selected if _shares(row["file_path"], shared)}
+            sharers |= {row["id"] for row, _ in selected if shares(row["file_path"], shared)}
         made = [key for gid in deleted for key, _ in deleted[gid]]  # a rendition at a kept row's file is kept
         kept = place.still_referenced(store, made, set(deleted) | sharers, dry_run) if made else set()
+        if dry_run:  # rows whose rendition file a row kept here records: gone when a later page asks
+            sharers |= {gid for gid in deleted if any(shares(key, kept) for key, _ in deleted[gid])}
         beside = place.peaks(paths, report.errors) if paths else {}
         peaks = beside_kept(place, store, beside, set(deleted) | sharers, dry_run)  # not a kin's peaks
         if dry_run:  # rows with a kin master that stays: a later page deleting the kin sees them gone
@@ -313,7 +306,7 @@ def _cleanup(
                 if progress is not None:
                     progress(processed)
                 continue
-            action = _file_action(
+            action = file_action(
                 place,
                 rel=row["file_path"],
                 on_disk=on_disk,
@@ -326,12 +319,12 @@ def _cleanup(
             if action in ("deleted", "would_delete"):
                 report.files_deleted += 1
                 report.bytes_freed += on_disk or 0
-            own = [key for key, _ in deleted[row["id"]] if not _shares(key, kept)]
-            gone = _delete_renditions(place, own, dry_run, report)
+            own = [key for key, _ in deleted[row["id"]] if not shares(key, kept)]
+            gone = delete_renditions(place, own, dry_run, report, removed)
             drawn = 0
             if action != "kept_shared" and row["file_path"]:
-                found = _with_recorded_peaks(place, row, peaks.get(row["file_path"], []))
-                drawn = _delete_peaks(place, found, dry_run, report, removed)
+                found = with_recorded_peaks(place, row, peaks.get(row["file_path"], []))
+                drawn = delete_peaks(place, found, dry_run, report, removed)
             listed(
                 report.deleted,
                 CleanupItem(
@@ -356,94 +349,9 @@ def _cleanup(
     return report
 
 
-def _shares(rel: str | None, shared: set[str]) -> bool:
-    """Whether the file at ``rel`` is one of ``shared`` (in any spelling)."""
-    return rel is not None and (rel in shared or (canonical_path(rel) or rel) in shared)
-
-
 def _recorded(row: dict[str, Any], renditions: dict[str, list[tuple[str, int]]]) -> int:
     """The bytes the store records for a generation: its file's and its renditions'."""
     return int(row["file_size_bytes"] or 0) + sum(size for _, size in renditions.get(row["id"], []))
-
-
-def _delete_renditions(place: _Place, keys: list[str], dry_run: bool, report: CleanupReport) -> int:
-    """Remove a deleted generation's rendition files at ``keys``; returns how many (one left: in errors)."""
-    gone = 0
-    for key in keys:
-        problem, on_disk = place.problem(key, RENDITION_SUFFIXES)
-        if problem is not None:
-            report.errors.append(f"rendition {key} left in place: {problem}")
-            continue
-        action = _file_action(
-            place, rel=key, on_disk=on_disk, shared=set(), dry_run=dry_run, errors=report.errors
-        )
-        if action in ("deleted", "would_delete"):
-            gone += 1
-            report.files_deleted += 1
-            report.bytes_freed += on_disk or 0
-    return gone
-
-
-def _with_recorded_peaks(
-    place: _Place, row: dict[str, Any], found: list[tuple[str, int]]
-) -> list[tuple[str, int]]:
-    """``found`` (the peaks files beside the master, ``owned_peaks``) and the one the row records if it lies
-    elsewhere, is there, and is named ``<id>.peaks.…json`` (a record that is not one adds nothing)."""
-    found = [(key, size) for key, size in found if owned_peaks(key, row["id"])]
-    try:
-        record = peaks_record(row.get("peaks"))
-    except ValueError:
-        return found
-    if record is None or peaks_stem(record.key.rpartition("/")[2]) != row["id"]:
-        return found
-    key = canonical_path(record.key)
-    if key is None or any(canonical_path(k) == key for k, _ in found):
-        return found
-    problem, size = place.problem(record.key, frozenset({".json"}))
-    return found if problem is not None or size is None else [*found, (record.key, size)]
-
-
-def _delete_peaks(
-    place: _Place, found: list[tuple[str, int]], dry_run: bool, report: CleanupReport, gone: set[str]
-) -> int:
-    """Remove a deleted generation's peaks files but those in ``gone`` (removed already); returns how many."""
-    count = 0
-    for key, size in found:
-        canonical = canonical_path(key) or key
-        if canonical in gone:
-            continue
-        if dry_run or place.remove(key, report.errors) == "deleted":
-            gone.add(canonical)
-            count += 1
-            report.files_deleted += 1
-            report.peaks_files_deleted += 1
-            report.bytes_freed += size
-    return count
-
-
-def _file_action(
-    place: _Place,
-    *,
-    rel: str | None,
-    on_disk: int | None,
-    shared: set[str],
-    dry_run: bool,
-    errors: list[str],
-    gone: set[str] | None = None,
-) -> str:
-    """What happens to the file at ``rel``; ``gone``: the files removed (or that would be) before, which
-    another row deleted with this one recorded too (``missing`` now, as the removal itself would find)."""
-    if rel is None:
-        return "none"
-    canonical = canonical_path(rel) or rel
-    if _shares(rel, shared):
-        return "kept_shared"
-    if on_disk is None or (gone is not None and canonical in gone):
-        return "missing"
-    action = "would_delete" if dry_run else place.remove(rel, errors)
-    if gone is not None and action in ("would_delete", "deleted"):
-        gone.add(canonical)
-    return action
 
 
 __all__ = ["DEFAULT_STATUSES", "CleanupItem", "CleanupReport", "SkippedItem", "cleanup"]
