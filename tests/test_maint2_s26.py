@@ -13,6 +13,7 @@ from musicstore import Generation, Store
 from musicstore.filestore import FileStore
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.retention import cleanup
+from musicstore.ops.renditions import merge_metadata
 from musicstore.ops.storage import record_storage
 from tests.conftest import new_job
 
@@ -23,9 +24,9 @@ ARCHIVE: dict[str, Any] = {
 }  # fmt: skip
 
 
-def _done(store: Store, where: FileStore, key: str) -> Generation:
-    """A completed generation whose master ``key`` is put in ``where`` and recorded there."""
-    job = new_job(store)
+def _done(store: Store, where: FileStore, key: str, model: str = "musicgen-small") -> Generation:
+    """A completed generation of ``model`` whose master ``key`` is put in ``where`` and recorded there."""
+    job = new_job(store, model_name=model)
     assert store.claim_next("w") is not None
     saved = where.put(key, b"fLaC" + key.encode())
     done = store.complete_generation(job.id, file_path=key, file_size_bytes=saved.size)
@@ -90,4 +91,47 @@ def test_cleanup_dry_run_counts_a_rendition_at_a_master_once_as_its_run_does(
     assert sorted(d.id for d in run.deleted) == sorted([first.id, second.id])
     assert _summary(plan) == _summary(run)
     assert (plan.files_deleted, plan.bytes_freed) == (run.files_deleted, run.bytes_freed) == (2, 41)
+    assert list(where.list("")) == [] and reconcile(store, where).consistent
+
+
+def _peaks_beside(store: Store, where: FileStore, owner: Generation) -> str:
+    """Put peaks beside ``owner``'s master, named after its stem, and record them in its row."""
+    folder, _, name = (owner.file_path or "").rpartition("/")
+    key = f"{folder}/{name.rpartition('.')[0]}.peaks.256.8.json"
+    saved = where.put(key, b'{"data": []}')
+    record = {"key": key, "bytes": saved.size, "sha256": saved.checksum}
+    store.run(merge_metadata, owner.id, {"peaks": record})
+    return key
+
+
+@pytest.mark.parametrize("batch", [1, 10])
+@pytest.mark.parametrize("rendition_first", [True, False])
+def test_cleanup_takes_the_peaks_beside_a_master_whose_kin_key_holds_only_a_rendition(
+    store: Store, where: FileStore, batch: int, rendition_first: bool
+) -> None:
+    """A master ``a/x.wav`` with its peaks ``a/x.peaks.256.8.json``, and another generation's rendition at
+    ``a/x.flac`` (no master there: a rendition has no peaks). Cleanup kept the peaks of a master of the same
+    stem and the other type that stays recorded, and counted a rendition as such a master: the peaks were
+    kept (no one's, then) while the rendition stayed, and a dry run over a page each kept them too when its
+    run, which had deleted the rendition's row on the page before, removed them."""
+    if rendition_first:
+        other = _done(store, where, "b/other.flac")
+        wav = _done(store, where, "a/x.wav", "wav-model")
+    else:
+        wav = _done(store, where, "a/x.wav", "wav-model")
+        other = _done(store, where, "b/other.flac")
+    where.put("a/x.flac", b"fLaCa/x.flac")
+    _rendition_at(store, other, "a/x.flac")
+    peaks = _peaks_beside(store, where, wav)
+    assert reconcile(store, where).consistent
+
+    only = cleanup(store, where, model_name="wav-model", batch=batch)  # the wav alone: a dry run
+    assert [(d.id, d.peaks_deleted) for d in only.deleted] == [(wav.id, 1)]
+
+    plan = cleanup(store, where, statuses=["completed"], batch=batch)
+    run = cleanup(store, where, statuses=["completed"], batch=batch, dry_run=False)
+    assert [(d.id, d.peaks_deleted) for d in run.deleted if d.id == wav.id] == [(wav.id, 1)]
+    assert _summary(plan) == _summary(run) and plan.peaks_files_deleted == run.peaks_files_deleted == 1
+    assert (plan.files_deleted, plan.bytes_freed) == (run.files_deleted, run.bytes_freed)
+    assert not any(key == peaks for key in (o.key for o in where.list("")))
     assert list(where.list("")) == [] and reconcile(store, where).consistent

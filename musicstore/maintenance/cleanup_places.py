@@ -79,11 +79,15 @@ class _Folder:
                 errors.append(f"cannot list the peaks files in {folder or '.'}: {exc}")
         return found
 
-    def still_referenced(self, store: Store, paths: list[str], deleted: set[str], dry_run: bool) -> set[str]:
-        """The canonical forms of those of ``paths`` a row that stays still records (in any spelling)."""
-        if not dry_run:
+    def still_referenced(
+        self, store: Store, paths: list[str], deleted: set[str], dry_run: bool, masters: bool = False
+    ) -> set[str]:
+        """The canonical forms of those of ``paths`` a row that stays still records (in any spelling); with
+        ``masters``, as a generation's master only (not a rendition's key)."""
+        if not dry_run and not masters:
             return store.run(referenced_paths, paths)
-        return {path for gid, path in store.run(rows_by_file_paths, paths) if gid not in deleted}
+        found = store.run(rows_by_file_paths, paths, not masters)
+        return {path for gid, path in found if not dry_run or gid not in deleted}
 
 
 class _Objects:
@@ -155,10 +159,17 @@ class _Objects:
                 errors.append(f"cannot list the peaks objects of {self.files.url}{master}: {exc}")
         return found
 
-    def still_referenced(self, store: Store, keys: list[str], deleted: set[str], dry_run: bool) -> set[str]:
-        """Those of ``keys`` that a row which stays records in this store."""
+    def still_referenced(
+        self, store: Store, keys: list[str], deleted: set[str], dry_run: bool, masters: bool = False
+    ) -> set[str]:
+        """Those of ``keys`` that a row which stays records in this store; with ``masters``, as a
+        generation's master only (not a rendition's key)."""
         rows = store.run(stored_by_keys, self.files.url, keys)
-        return {row.key for row in rows if not dry_run or row.generation_id not in deleted}
+        return {
+            row.key
+            for row in rows
+            if (not dry_run or row.generation_id not in deleted) and not (masters and row.rendition)
+        }
 
 
 _Place = _Folder | _Objects
@@ -178,7 +189,9 @@ def beside_kept(
 
 def kin_kept(place: _Place, store: Store, masters: list[str], deleted: set[str], dry_run: bool) -> set[str]:
     """Those of ``masters`` beside which a master of the same stem and another type stays recorded (by a
-    row not in ``deleted``, in a dry run)."""
+    row not in ``deleted``, in a dry run): a generation's, not a rendition's key (a rendition has no peaks
+    file; counted as a master, the deleted master's peaks stayed, no one's, and a dry run over several
+    pages kept them while its run, the rendition's row deleted on an earlier page, removed them)."""
     siblings: dict[str, list[str]] = {}
     for master in masters:
         canonical = canonical_path(master)
@@ -189,7 +202,7 @@ def kin_kept(place: _Place, store: Store, masters: list[str], deleted: set[str],
             siblings.setdefault(stem + other, []).append(master)
     if not siblings:
         return set()
-    kept = place.still_referenced(store, sorted(siblings), deleted, dry_run)
+    kept = place.still_referenced(store, sorted(siblings), deleted, dry_run, masters=True)
     return {master for sibling, found in siblings.items() if sibling in kept for master in found}
 
 

@@ -87,16 +87,16 @@ def _spellings(paths: list[str]) -> tuple[set[str], str]:
 
 
 @reader
-def rows_by_file_paths(paths: list[str]) -> Steps[list[tuple[str, str]]]:
+def rows_by_file_paths(paths: list[str], renditions: bool = True) -> Steps[list[tuple[str, str]]]:
     """(id, canonical file_path) of every generation that records one of ``paths`` (in any spelling), as its
-    master or as one of its renditions' ``storage_key``."""
+    master or (unless ``renditions`` is false) as one of its renditions' ``storage_key``."""
     wanted, spelled = _spellings(paths)
     if not wanted:
         return []
     rows = yield Call("maintenance_generations_by_file_paths", {"paths": spelled})
     found = [(r["id"], canonical_path(r["file_path"])) for r in rows]
-    renditions = yield Call("maintenance_renditions_by_storage_keys", {"paths": spelled})
-    found += [(r["generation_id"], canonical_path(r["storage_key"])) for r in renditions]
+    made = (yield Call("maintenance_renditions_by_storage_keys", {"paths": spelled})) if renditions else []
+    found += [(r["generation_id"], canonical_path(r["storage_key"])) for r in made]
     return [(gid, path) for gid, path in found if path is not None and path in wanted]
 
 
