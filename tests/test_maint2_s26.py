@@ -5,13 +5,15 @@ bucket, on SQLite and PostgreSQL; a dry run says what its run does."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from musicstore import Generation, Store
-from musicstore.filestore import FileStore
+from musicstore.filestore import FileStore, LocalFileStore
 from musicstore.maintenance.reconcile import reconcile
+from musicstore.maintenance.relocate import copy_files
 from musicstore.maintenance.retention import cleanup
 from musicstore.ops.renditions import merge_metadata
 from musicstore.ops.storage import record_storage
@@ -135,3 +137,29 @@ def test_cleanup_takes_the_peaks_beside_a_master_whose_kin_key_holds_only_a_rend
     assert (plan.files_deleted, plan.bytes_freed) == (run.files_deleted, run.bytes_freed)
     assert not any(key == peaks for key in (o.key for o in where.list("")))
     assert list(where.list("")) == [] and reconcile(store, where).consistent
+
+
+@pytest.mark.parametrize("batch", [1, 10])
+def test_copy_files_dry_run_finds_a_rendition_at_an_earlier_rows_master_present_as_its_run_does(
+    store: Store, where: FileStore, tmp_path: Path, batch: int
+) -> None:
+    """X's master at its layout name ``a/<X id>.flac`` is also the key of a rendition of Y (copied after X,
+    id order). The run finds Y's rendition there, X's copy (present); the dry run held only the objects it
+    would copy whose name is not their own generation's, so it counted that object copied twice."""
+    source = LocalFileStore(tmp_path / "src")
+    first = new_job(store)
+    assert store.claim_next("w") is not None
+    second = _done(store, source, "b/y.flac")
+    key = f"a/{first.id}.flac"
+    saved = source.put(key, b"fLaC" + key.encode())
+    store.complete_generation(first.id, file_path=key, file_size_bytes=saved.size)
+    assert saved.checksum is not None
+    store.run(record_storage, first.id, storage_url=source.url, key=key, checksum=saved.checksum)
+    _rendition_at(store, second, key)
+    assert first.id < second.id  # copied first
+
+    plan = copy_files(store, where, dry_run=True, batch=batch)
+    run = copy_files(store, where, batch=batch)
+    counts = [(r.rows_updated, r.objects_copied, r.objects_present, r.bytes_copied) for r in (plan, run)]
+    assert counts[0] == counts[1] == (2, 2, 1, saved.size + len(b"fLaCb/y.flac"))
+    assert reconcile(store, where).consistent

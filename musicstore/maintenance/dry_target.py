@@ -12,6 +12,8 @@ from typing import cast
 from ..errors import StorageError
 from ..filestore import FileStore, KeyConflict, LocalFileStore, ObjectInfo, ObjectNotFound, open_filestore
 from ..storage_names import SCHEME, local_path
+from ..store import Store
+from .scan import rows_by_file_paths
 
 
 class _FolderToBe:
@@ -111,6 +113,7 @@ def dry_copy(
     *,
     planned: dict[str, tuple[int, str]],
     gid: str,
+    shared: frozenset[str] = frozenset(),
 ) -> tuple[str, int, str]:
     """What copying ``key`` (a file of generation ``gid``) would do, nothing written: ``("copied", bytes,
     SHA-256)`` or ``("present", 0, SHA-256)``; raises as the run's copy would (the row skipped), in the
@@ -120,9 +123,10 @@ def dry_copy(
     size and other bytes is refused as the run refuses it. So a dry run reads every object it would copy.
 
     ``planned`` (key → size and SHA-256) holds the objects this dry run would copy whose name another row
-    may name too (not ``<gid>.…``: a master at a custom path, the peaks named after its stem): a later
+    may name too (not ``<gid>.…``: a master at a custom path, the peaks named after its stem; or one of
+    ``shared``, named after its generation and recorded by another row too: ``named_shared``): a later
     row's file at such a key is found there by the run (the earlier row's copy), so it is counted present
-    when it holds that row's bytes, and refused as other bytes when not. Objects named after their
+    when it holds that row's bytes, and refused as other bytes when not. Other objects named after their
     generation are not held: memory grows with the shared ones only."""
     try:
         found: ObjectInfo | None = target.head(key)
@@ -147,6 +151,19 @@ def dry_copy(
             "would leave it as it is and not change the row"
         )
     sha = digest.hexdigest()
-    if not key.rpartition("/")[2].startswith(gid + "."):
+    if key in shared or not key.rpartition("/")[2].startswith(gid + "."):
         planned[key] = (head.size, sha)
     return "copied", head.size, sha
+
+
+def named_shared(store: Store, files: list[tuple[str, str]]) -> frozenset[str]:
+    """Of ``files`` ((key, generation id): a page's masters and renditions), the keys named after their own
+    generation (``<id>.…``) that another generation records too, as its master or a rendition's key (a
+    rendition at another's master): a dry run holds them in ``planned`` (``dry_copy``). One query per page,
+    in a dry run only; before, the dry run counted such an object copied again where its run found the
+    earlier row's copy there (present)."""
+    own = {key: gid for key, gid in files if key.rpartition("/")[2].startswith(gid + ".")}
+    if not own:
+        return frozenset()
+    found = store.run(rows_by_file_paths, sorted(own))
+    return frozenset(path for other, path in found if own.get(path) not in (None, other))

@@ -33,6 +33,7 @@ are kept: remove them once the copy is checked (``reconcile`` of a bucket lists 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import posixpath
@@ -58,7 +59,7 @@ from ..models import Generation
 from ..ops import Call, Steps, reader, writer
 from ..ops.reads import GENERATION
 from ..store import Store
-from .dry_target import check_bucket, dry_copy, holds, open_target, sha256_of
+from .dry_target import check_bucket, dry_copy, holds, named_shared, open_target, sha256_of
 from .scan import DEFAULT_MAX_ITEMS, OwnRows, is_peaks_of, require_store
 
 
@@ -283,6 +284,9 @@ def _copy_page(
             report.truncated = True
 
     renditions = store.run(renditions_of, [row["id"] for row in page]) if page else {}
+    recorded = [(r["file_path"], r["id"]) for r in page]
+    recorded += [(key, gid) for gid, made in renditions.items() for key, _, _ in made]
+    shared = named_shared(store, recorded) if report.dry_run else frozenset()
     moves: list[Move] = []
     for row in page:
         try:
@@ -297,10 +301,8 @@ def _copy_page(
         files += renditions.get(row["id"], [])
         try:
             peaks = _peaks_of(origin, row)
-            sums = [
-                _copy_one(origin, target, key, size, checksum, report=report, planned=planned, gid=row["id"])
-                for key, size, checksum in files + peaks
-            ]
+            copy = functools.partial(_copy_one, report=report, planned=planned, gid=row["id"], shared=shared)
+            sums = [copy(origin, target, key, size, checksum) for key, size, checksum in files + peaks]
         except StoreUnavailable:
             raise  # denied, no bucket, unreachable: every other row would fail alike; stop the run
         except (StorageError, InvalidInput) as exc:
@@ -380,11 +382,14 @@ def _copy_one(
     report: CopyReport,
     planned: dict[str, tuple[int, str]],
     gid: str,
+    shared: frozenset[str],
 ) -> str:
     """Copy ``key`` (of generation ``gid``) from ``origin`` to ``target`` and verify the copy; returns its
     SHA-256. A dry run counts what the copy would do (``dry_target.dry_copy``), nothing written."""
     if report.dry_run:
-        outcome, sent, sha = dry_copy(origin, target, key, size, checksum, planned=planned, gid=gid)
+        outcome, sent, sha = dry_copy(
+            origin, target, key, size, checksum, planned=planned, gid=gid, shared=shared
+        )
         report.objects_copied += outcome == "copied"
         report.objects_present += outcome == "present"
         report.bytes_copied += sent
