@@ -163,3 +163,37 @@ def test_copy_files_dry_run_finds_a_rendition_at_an_earlier_rows_master_present_
     counts = [(r.rows_updated, r.objects_copied, r.objects_present, r.bytes_copied) for r in (plan, run)]
     assert counts[0] == counts[1] == (2, 2, 1, saved.size + len(b"fLaCb/y.flac"))
     assert reconcile(store, where).consistent
+
+
+def test_reconcile_keeps_the_peaks_at_a_deleted_generations_name_that_a_kept_row_records(
+    store: Store, where: FileStore
+) -> None:
+    """A master at A's layout name ``a/<A id>.flac`` that B records too (a shared custom path): peaks of the
+    same master are the same bytes, so B's ``render_peaks`` finds A's ``a/<A id>.peaks.256.8.json`` and
+    records it. Once A is deleted (cleanup keeps the master and the peaks: B records them), a folder's
+    reconcile took the peaks for A's, an orphan, by their name alone: its repair removed B's recorded peaks
+    (a bucket's merge met B's record at that key and kept them)."""
+    first = new_job(store)
+    assert store.claim_next("w") is not None
+    key = f"a/{first.id}.flac"
+    saved = where.put(key, b"fLaC" + key.encode())
+    assert saved.checksum is not None
+    done = store.complete_generation(first.id, file_path=key, file_size_bytes=saved.size)
+    store.run(record_storage, first.id, storage_url=where.url, key=key, checksum=saved.checksum)
+    second = new_job(store, model_name="kept")
+    assert store.claim_next("w") is not None
+    store.complete_generation(second.id, file_path=key, file_size_bytes=saved.size)
+    store.run(record_storage, second.id, storage_url=where.url, key=key, checksum=saved.checksum)
+    peaks = _peaks_beside(store, where, done)
+    recorded = store.get_generation(first.id)
+    assert recorded is not None
+    store.run(merge_metadata, second.id, {"peaks": recorded.metadata["peaks"]})
+    assert peaks == f"a/{first.id}.peaks.256.8.json" and reconcile(store, where).consistent
+
+    gone = cleanup(store, where, model_name="musicgen-small", dry_run=False)
+    assert [(d.id, d.file_action, d.peaks_deleted) for d in gone.deleted] == [(first.id, "kept_shared", 0)]
+    found = reconcile(store, where)
+    assert found.consistent, found
+    reconcile(store, where, repair=True, delete_orphans=True)
+    assert b"".join(where.get(peaks)) == b'{"data": []}'
+    assert reconcile(store, where).consistent

@@ -30,8 +30,26 @@ def recorded_peaks(store: Store, entries: list[Entry]) -> list[Classified | Entr
     recording the master beside them (``<stem>.wav`` or ``.flac``) records them as its peaks file, orphans
     when no generation (of any status, in any store) records that master (one whose name carries the 8 hex of
     a generation's id: no generation of that id), else entries of kind ``unknown``."""
+    found: list[Classified | Entry] = []
+    known = recorders(store, entries)
+    for entry in entries:
+        gids, status = known[entry.rel]
+        if not gids:  # its generation is gone (the master beside it, if still there, is an orphan too)
+            found.append(Classified(entry, "orphan"))
+        elif status is None:
+            entry.kind = "unknown"
+            found.append(entry)
+        else:
+            found.append(Classified(entry, "referenced", status))
+    return found
+
+
+def recorders(store: Store, entries: list[Entry]) -> dict[str, tuple[list[str], str | None]]:
+    """entry's path → (the generations recording the master beside it, ``<stem>.wav`` or ``.flac``, but one
+    whose name carries another's 8 hex; the status of one of them that records it as its peaks file, or
+    None). Two queries for all of ``entries``."""
     if not entries:
-        return []
+        return {}
     masters = {
         e.rel: [e.rel.rpartition(".peaks.")[0] + suffix for suffix in sorted(AUDIO_SUFFIXES)] for e in entries
     }
@@ -39,16 +57,13 @@ def recorded_peaks(store: Store, entries: list[Entry]) -> list[Classified | Entr
     for gid, path in store.run(rows_by_file_paths, sorted({p for paths in masters.values() for p in paths})):
         owners.setdefault(path, []).append(gid)
     records = store.run(peaks_records_by_ids, sorted({g for gids in owners.values() for g in gids}))
-    found: list[Classified | Entry] = []
+    found: dict[str, tuple[list[str], str | None]] = {}
     for entry in entries:
         status = None
         own = peaks_owner(entry.rel.rpartition("/")[2])  # the 8 hex of its generation's id, if named so
         gids = [
             g for path in masters[entry.rel] for g in owners.get(path, []) if own in (None, peaks_digest(g))
         ]
-        if not gids:  # its generation is gone (the master beside it, if still there, is an orphan too)
-            found.append(Classified(entry, "orphan"))
-            continue
         for gid in gids:
             recorded, text = records.get(gid, ("", None))
             try:
@@ -57,9 +72,5 @@ def recorded_peaks(store: Store, entries: list[Entry]) -> list[Classified | Entr
                 continue
             if record is not None and canonical_path(record.key) == entry.rel:
                 status = recorded
-        if status is None:
-            entry.kind = "unknown"
-            found.append(entry)
-        else:
-            found.append(Classified(entry, "referenced", status))
+        found[entry.rel] = (gids, status)
     return found

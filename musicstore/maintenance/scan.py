@@ -349,15 +349,20 @@ def classify_peaks(store: Store, entries: list[Entry]) -> list[Classified | Entr
     """A batch of peaks files by the generation their name carries: referenced while its row exists (of any
     status), else orphan (its generation was deleted: nothing will read it). One named after a master at a
     custom path (no id in its name) is referenced when a generation recording that master records it as
-    its peaks file, as a bucket's merge meets it; else it is a file of another kind (``unknown``)."""
+    its peaks file, as a bucket's merge meets it; else it is a file of another kind (``unknown``). One
+    named after a generation that is gone is referenced too when another, recording the master beside it,
+    records it (a master at that generation's name that two rows share: the other's ``render_peaks`` found
+    the same bytes there and recorded them; a folder's repair removed them, as a bucket's merge did not)."""
+    from .custom_peaks import recorded_peaks, recorders  # it reads rows as this module does
+
     named = [e for e in entries if e.stem]
     rows = store.run(rows_by_ids, sorted({e.stem for e in named})) if named else {}
-    found: list[Classified | Entry] = [
-        Classified(e, "referenced", rows[e.stem][0]) if e.stem in rows else Classified(e, "orphan")
-        for e in named
-    ]
-    from .custom_peaks import recorded_peaks  # it reads rows as this module does
-
+    # one whose generation is gone may be another's record, beside the master they share (no orphan then)
+    kept = recorders(store, [e for e in named if e.stem not in rows])
+    found: list[Classified | Entry] = []
+    for e in named:
+        status = rows[e.stem][0] if e.stem in rows else kept[e.rel][1]
+        found.append(Classified(e, "orphan") if status is None else Classified(e, "referenced", status))
     return found + recorded_peaks(store, [e for e in entries if not e.stem])
 
 
