@@ -156,3 +156,20 @@ def test_metrics_flag_a_cut_short_count_by_priority(
     flag = [s.value for s in families["musicstore_queue_depth_by_priority_truncated"].samples]
     assert flag == [1.0 if pending > 2 else 0.0]
     assert sum(s.value for s in families["musicstore_queue_depth_by_priority"].samples) == 2
+
+
+def test_user_metadata_leaves_room_for_the_stores_checksum_in_s3s_2_kb(tmp_path: Path) -> None:
+    """S3 holds 2 KB of an object's user metadata (names and values), and the store puts its ``sha256`` (64
+    hex digits) beside the caller's: the caller's 2,048 bytes, as documented, made a put AWS refuses
+    (MetadataTooLarge). The caller's budget is 1,978 bytes: with the checksum, 2,048 at most."""
+    from musicstore.errors import InvalidInput
+    from musicstore.filestore import LocalFileStore
+    from musicstore.filestore.base import CHECKSUM_FIELD, MAX_METADATA_BYTES
+
+    assert MAX_METADATA_BYTES + len(CHECKSUM_FIELD) + 64 == 2048
+    files = LocalFileStore(tmp_path)
+    most = {"pad": "x" * (MAX_METADATA_BYTES - 3)}
+    files.put("a.wav", b"RIFF", metadata=most)
+    assert files.head("a.wav").metadata == most
+    with pytest.raises(InvalidInput, match="at most 1978"):
+        files.put("b.wav", b"RIFF", metadata={"pad": "x" * (MAX_METADATA_BYTES - 2)})

@@ -20,7 +20,6 @@ from typing import IO, Any, Protocol, _ProtocolMeta, runtime_checkable
 from ..errors import InvalidInput, StorageError, shown
 from ..storage_names import MAX_KEY_BYTES, check_key, check_prefix
 
-MAX_METADATA_BYTES = 2048
 MAX_METADATA_NAMES = 64
 """The most user metadata names an object takes: each is a header of every answer about the object (its
 ``HEAD``, its ``GET``), and Python's HTTP client (under boto3) refuses an answer of more than 100 headers,
@@ -31,6 +30,10 @@ MAX_URL_SECONDS = 7 * 24 * 3600
 """The longest expiry of a presigned URL (SigV4's limit)."""
 CHECKSUM_FIELD = "sha256"
 """The metadata name the checksum is kept under (reserved: user metadata may not use it)."""
+MAX_METADATA_BYTES = 2048 - len(CHECKSUM_FIELD) - 64
+"""The most bytes of user metadata (names and values) a put takes: 1,978. S3 holds 2 KB of an object's user
+metadata, names and values counted, and the store puts its checksum (``sha256``, 64 hex digits) beside it:
+a put of the full 2,048 was refused by AWS S3 ("MetadataTooLarge")."""
 
 _META_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _META_VALUE = re.compile(r"[\x20-\x7e]*")
