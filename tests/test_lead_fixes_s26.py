@@ -173,3 +173,22 @@ def test_user_metadata_leaves_room_for_the_stores_checksum_in_s3s_2_kb(tmp_path:
     assert files.head("a.wav").metadata == most
     with pytest.raises(InvalidInput, match="at most 1978"):
         files.put("b.wav", b"RIFF", metadata={"pad": "x" * (MAX_METADATA_BYTES - 2)})
+
+
+def test_an_s3_servers_own_message_is_masked_as_the_rest() -> None:
+    """The catch-all of the S3 error mapping quoted the server's message as it came: a server (or a proxy)
+    that echoes what it was sent could put a registered secret in the error. Masked now, as the endpoint
+    is."""
+    from botocore.exceptions import ClientError
+
+    from musicstore.errors import StorageError
+    from musicstore.filestore.s3_errors import S3Errors
+    from musicstore.masking import register_secret
+
+    register_secret("S3cr3t-Echoed-Back")
+    errors = S3Errors()
+    errors.bucket, errors.url, errors.endpoint_url = "b", "s3://b/", "http://127.0.0.1:1"
+    answer = {"Error": {"Code": "InternalError", "Message": "refused: key S3cr3t-Echoed-Back\nmore"}}
+    with pytest.raises(StorageError) as caught:
+        errors._fail("putting", "a.wav", ClientError(answer, "PutObject"))  # type: ignore[arg-type]
+    assert "S3cr3t-Echoed-Back" not in str(caught.value) and "InternalError refused: key" in str(caught.value)

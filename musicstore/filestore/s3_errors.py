@@ -71,7 +71,8 @@ class S3Errors:
                     f"{doing} {where}: access denied ({name}); check AWS_ACCESS_KEY_ID, "
                     "AWS_SECRET_ACCESS_KEY and the bucket's policy"
                 ) from exc
-            message = str(error.get("Message", "")).splitlines()[0] if error.get("Message") else ""
+            said = str(error.get("Message", "")).splitlines()[0] if error.get("Message") else ""
+            message = redact(said)  # the server's own words: masked as the rest
             raise StorageError(f"{doing} {where} failed: {name or status} {message}".rstrip()) from exc
         if isinstance(exc, NoCredentialsError):
             raise StoreUnavailable(
