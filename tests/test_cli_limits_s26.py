@@ -118,3 +118,14 @@ def test_migrate_takes_the_apis_lock_timeout(tmp_path: Path) -> None:
         conn.execute("DELETE FROM yoyo_lock")
     done = run("migrate", "--lock-timeout", "1s", "--database", url, "--json")
     assert done.returncode == 0 and json.loads(done.stdout)["applied"][0].startswith("0015")
+
+
+@pytest.mark.parametrize("command", ["backup", "restore"])
+def test_an_empty_positional_path_is_a_usage_error_that_speaks_of_no_option(
+    sqlite_url: str, command: str
+) -> None:
+    """``backup ''`` said "must not be empty (leave the option out for the default)": DEST is no option and
+    has no default."""
+    result = run(command, "", "--database", sqlite_url)
+    assert result.returncode == EXIT_USAGE and "must not be empty" in result.stderr
+    assert "leave the option out" not in result.stderr

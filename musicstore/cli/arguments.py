@@ -101,6 +101,14 @@ def not_empty(text: str) -> str:
     return text
 
 
+def given(text: str) -> str:
+    """A positional argument (``backup DEST``, ``restore BACKUP``): not empty, as ``not_empty``, but it has
+    no default to fall back to."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def folder(text: str) -> str:
     """A folder option (``--quarantine``): not empty, as ``not_empty`` (``Path("")`` is the working
     directory). Kept as typed, for the library reads a ``file:///PATH`` and refuses another scheme: as a

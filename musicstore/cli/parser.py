@@ -14,6 +14,7 @@ from ..validate import MAX_PAGE
 from .arguments import (
     bitrate,
     folder,
+    given,
     not_empty,
     owner_limit,
     page_size,
@@ -255,13 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     back = command(
         "backup", "online backup of a live SQLite database (PostgreSQL: pg_dump)", cmd_backup, as_json
     )
-    back.add_argument("destination", metavar="DEST", type=not_empty, help="the backup file to write")
+    back.add_argument("destination", metavar="DEST", type=given, help="the backup file to write")
     back.add_argument("--overwrite", action="store_true", help="replace DEST if it exists")
 
     rest = command(
         "restore", "put a backup in place as the database (stop workers first)", cmd_restore, as_json
     )
-    rest.add_argument("backup", metavar="BACKUP", type=not_empty, help="the backup file")
+    rest.add_argument("backup", metavar="BACKUP", type=given, help="the backup file")
     rest.add_argument("--overwrite", action="store_true", help="replace the database if it exists")
 
     requeue = command(
