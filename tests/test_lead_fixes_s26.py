@@ -192,3 +192,39 @@ def test_an_s3_servers_own_message_is_masked_as_the_rest() -> None:
     with pytest.raises(StorageError) as caught:
         errors._fail("putting", "a.wav", ClientError(answer, "PutObject"))  # type: ignore[arg-type]
     assert "S3cr3t-Echoed-Back" not in str(caught.value) and "InternalError refused: key" in str(caught.value)
+
+
+def test_postgres_waits_of_a_closed_event_loop_are_swept_as_others_register(postgres_url: str) -> None:
+    """A ``wait_for`` asleep in an event loop closed without cancelling its tasks (not ``asyncio.run``) of a
+    job that never finishes stayed registered with the PostgreSQL hub for ever (its task too: the hub held
+    the last reference), dropped only when its own job's notification came. The hub sweeps such waits once
+    as many waits registered as its last sweep left (at least ``_SWEEP_AFTER``): they cannot pile up."""
+    import asyncio
+    import gc
+    import time
+
+    from tests.conftest import new_job
+    from tests.test_waits_hunt_s25 import _abandoned
+
+    with Store(postgres_url) as store:
+        never = new_job(store, "never finishes")
+        tasks = _abandoned(store, never.id)  # a WORK wait and the wait_for, asleep in a closed loop
+        hub = waiting.listeners(store).hub
+        assert isinstance(hub, listening._Hub) and hub.waiters == 2
+        pool = waiting.listeners(store)
+
+        async def many() -> None:  # live waits of another loop, registered and then woken by a timeout
+            async def one() -> None:
+                listener = await pool.acquire_async(waiting.WORK)
+                await listener.sleep(0.5)
+                pool.release(listener)
+
+            await asyncio.gather(*(one() for _ in range(listening._SWEEP_AFTER + 2)))
+
+        asyncio.run(many())
+        deadline = time.monotonic() + 10
+        while hub.waiters:
+            assert time.monotonic() < deadline, f"{hub.waiters} waits still registered"
+            time.sleep(0.01)
+        gc.collect()
+        assert [task() for task in tasks] == [None, None]

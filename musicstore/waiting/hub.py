@@ -23,6 +23,9 @@ from .wakes import FINISHED, PENDING, Wake
 
 log = logging.getLogger("musicstore.waiting")  # the package's logger, as before the split
 
+_SWEEP_AFTER = 64
+"""The fewest registrations between two sweeps of the hub's waits of closed event loops (``_Hub._sweep``)."""
+
 RECONNECT_SECONDS = 1.0
 """How long the PostgreSQL hub pauses between two attempts to make its lost connection again (the first is
 at once, unless the connection lost before it was lost less than this earlier)."""
@@ -170,6 +173,8 @@ class _Hub:
         self._closed = False
         self._any: set[_Waiter] = set()  # waits for any payload (WORK)
         self._by_payload: dict[str, set[_Waiter]] = {}  # waits for one job's notification (finished)
+        self._registered = 0  # registrations since the last sweep (``_sweep``), and the waits it left
+        self._left = 0
         self._thread: threading.Thread | None = None
         self._wakeup: socket.socket | None = None  # the end of the pair that ends the thread's wait at close
         self._pid = os.getpid()
@@ -256,7 +261,23 @@ class _Hub:
                 self._any.add(waiter)
             else:
                 self._by_payload.setdefault(payload, set()).add(waiter)
+            self._registered += 1
+            if self._registered > max(_SWEEP_AFTER, self._left):
+                self._sweep()
             return True
+
+    def _sweep(self) -> None:
+        """Under the lock: unregister the waits of an event loop closed without cancelling its tasks
+        (``gone``). A wait is dropped when a notification for it finds its loop closed (``_wake``), but a
+        ``wait_for`` of a job that never finishes gets none: swept here once as many waits registered as the
+        last sweep left (amortized: a registration's cost stays constant), so they cannot pile up."""
+        self._any = {waiter for waiter in self._any if not gone(waiter)}
+        for payload, same in list(self._by_payload.items()):
+            same.difference_update([waiter for waiter in same if gone(waiter)])
+            if not same:
+                del self._by_payload[payload]
+        self._registered = 0
+        self._left = len(self._any) + sum(len(same) for same in self._by_payload.values())
 
     def unregister(self, waiter: _Waiter) -> None:
         with self._lock:
