@@ -118,3 +118,23 @@ LIMIT :limit;
 -- their worker exports a new one. Their files stay, each marked with its generation: the next render of the
 -- request replaces it, reconcile takes away one no render makes again.
 DELETE FROM renditions WHERE generation_id IN (SELECT json_array_elements_text(CAST(:ids AS json)));
+
+-- name: set_owner_limit(owner_key, max_running)!
+-- Give a key a limit of its own (common/queue.sql's), and, when it lets any job of the key run (above 0),
+-- NOTIFY musicstore_pending at the commit: the key may have room it had not (a paused key resumed, a limit
+-- raised), and its jobs were pending all along, so no trigger notifies. Idle workers asleep in
+-- claim_next(wait=...) wake and claim them at once (before, at their 1 s re-try; SQLite's poll sees any
+-- commit). A limit lowered wakes them for one claim that finds what it found.
+WITH woken AS MATERIALIZED (
+    SELECT pg_notify('musicstore_pending', '') WHERE CAST(:max_running AS integer) > 0
+)
+INSERT INTO owner_limits (owner_key, max_running)
+SELECT CAST(:owner_key AS text), CAST(:max_running AS integer) FROM (SELECT count(*) FROM woken) AS sent
+WHERE true
+ON CONFLICT (owner_key) DO UPDATE SET max_running = excluded.max_running;
+
+-- name: delete_owner_limit(owner_key)!
+-- The key goes back to the claim's default limit (common/queue.sql's), with NOTIFY musicstore_pending at the
+-- commit: the default may let more of its jobs run (a paused key resumed).
+WITH woken AS MATERIALIZED (SELECT pg_notify('musicstore_pending', ''))
+DELETE FROM owner_limits WHERE owner_key = :owner_key AND EXISTS (SELECT 1 FROM woken);

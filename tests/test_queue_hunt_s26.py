@@ -1,0 +1,103 @@
+"""Queue hunt, session 26: what a worker waiting for work (``claim_next(wait=...)``, ``Worker``) is woken by.
+
+The fallback re-try (``RECHECK_SECONDS``) is set far beyond each test's wait, so a waiter that returns a job
+was woken by the wake-up, not by the periodic re-try."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from musicstore import Store, waiting
+from musicstore.aio import AsyncStore
+from tests.conftest import new_job
+
+WAIT = 10.0
+"""A wait no test reaches when the wake-up works (the re-try is an hour away; a wait that was never woken
+claims the job at its deadline, with its last try)."""
+WOKEN = 5.0
+"""Well within ``WAIT``: a wait that took longer was not woken."""
+
+
+@pytest.fixture(autouse=True)
+def _no_recheck(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(waiting, "RECHECK_SECONDS", 3600.0)
+
+
+@pytest.fixture
+def other(db_url: str) -> Iterator[Store]:
+    """A second store on the same database: an operator's shell, another process's connections."""
+    with Store(db_url) as opened:
+        yield opened
+
+
+def later(action: Callable[[], Any], delay: float = 0.3) -> threading.Thread:
+    def run() -> None:
+        time.sleep(delay)
+        action()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("resumed", [None, 1])
+def test_a_waiting_worker_wakes_when_a_paused_key_is_resumed(
+    store: Store, other: Store, resumed: int | None
+) -> None:
+    """``set_owner_limit(key, None)`` (or a limit above 0) after a pause makes the key's jobs claimable: a
+    worker asleep in ``claim_next(wait=...)`` takes them at once, on both backends. On PostgreSQL nothing
+    notified it (only a job becoming pending or finished does), so it slept until its 1 s re-try: an
+    operator's ``musicstore set-owner-limit KEY none`` reached idle workers up to a second late, where
+    SQLite's poll woke them within milliseconds."""
+    other.set_owner_limit("user-7", 0)
+    job = new_job(store, owner_key="user-7")
+    assert store.claim_next("gpu-0") is None  # paused
+    thread = later(lambda: other.set_owner_limit("user-7", resumed))
+    started = time.monotonic()
+    claimed = store.claim_next("gpu-0", wait=WAIT)
+    waited = time.monotonic() - started
+    thread.join()
+    assert claimed is not None and claimed.id == job.id
+    assert waited < WOKEN, f"not woken: claimed after {waited:.1f} s"
+
+
+def test_a_waiting_worker_wakes_when_a_key_limit_is_raised(store: Store, other: Store) -> None:
+    """A key at its limit with a job waiting: raising the limit frees a place, as a finished job does."""
+    other.set_owner_limit("label", 1)
+    first, second = new_job(store, owner_key="label"), new_job(store, owner_key="label")
+    taken = store.claim_next("gpu-0")
+    assert taken is not None and taken.id == first.id
+    assert store.claim_next("gpu-1") is None  # at its limit
+    thread = later(lambda: other.set_owner_limit("label", 2))
+    started = time.monotonic()
+    claimed = store.claim_next("gpu-1", wait=WAIT)
+    waited = time.monotonic() - started
+    thread.join()
+    assert claimed is not None and claimed.id == second.id
+    assert waited < WOKEN, f"not woken: claimed after {waited:.1f} s"
+
+
+def test_an_awaited_waiting_claim_wakes_when_a_paused_key_is_resumed(db_url: str, other: Store) -> None:
+    """The same for ``AsyncStore.claim_next(wait=...)`` (an ``AsyncWorker``'s claim)."""
+    import asyncio
+
+    other.set_owner_limit("user-9", 0)
+    job = new_job(other, owner_key="user-9")
+
+    async def main() -> tuple[str | None, float]:
+        async with AsyncStore.open(db_url) as store:
+            thread = later(lambda: other.set_owner_limit("user-9", None))
+            started = time.monotonic()
+            claimed = await store.claim_next("gpu-0", wait=WAIT)
+            waited = time.monotonic() - started
+            thread.join()
+            return None if claimed is None else claimed.id, waited
+
+    claimed, waited = asyncio.run(main())
+    assert claimed == job.id
+    assert waited < WOKEN, f"not woken: claimed after {waited:.1f} s"
