@@ -265,10 +265,10 @@ class AsyncStore(Driver, AsyncOperations):
         lease_seconds: float | None = None,
     ) -> bool:
         """As ``Store.report_progress`` (coalesced; returns whether this report was written)."""
-        gid, worker, done, label, _ = progress.checked_report(
+        gid, worker, done, label, lease = progress.checked_report(
             generation_id, worker_id, fraction, stage, lease_seconds
         )
-        if not (coalescer := progress.coalescer(self)).due(gid, worker, done, label):
+        if not (coalescer := progress.coalescer(self)).due(gid, worker, done, label, lease):
             return False
         await self.run(progress.report_progress, gid, worker, done, label, lease_seconds=lease_seconds)
         coalescer.wrote(gid, worker, label, None if (tx := self._joined()) is None else tx.undo)

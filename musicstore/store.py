@@ -237,11 +237,11 @@ class Store(Driver, Operations):
         longer owns it; with ``lease_seconds`` it also extends the lease to at least that long from now, as
         ``heartbeat`` does (a longer one is kept; without it, the lease the claim or a heartbeat set
         holds)."""
-        gid, worker, done, label, _ = progress.checked_report(
+        gid, worker, done, label, lease = progress.checked_report(
             generation_id, worker_id, fraction, stage, lease_seconds
         )
         coalescer = progress.coalescer(self)
-        if not coalescer.due(gid, worker, done, label):
+        if not coalescer.due(gid, worker, done, label, lease):
             return False
         self.run(progress.report_progress, gid, worker, done, label, lease_seconds=lease_seconds)
         coalescer.wrote(gid, worker, label, None if (tx := self._local.tx) is None else tx.undo)

@@ -101,3 +101,54 @@ def test_an_awaited_waiting_claim_wakes_when_a_paused_key_is_resumed(db_url: str
     claimed, waited = asyncio.run(main())
     assert claimed == job.id
     assert waited < WOKEN, f"not woken: claimed after {waited:.1f} s"
+
+
+# -- progress reports and a short lease ----------------------------------------------------------------------
+
+
+def test_the_coalescer_writes_a_report_before_half_a_short_lease_passed() -> None:
+    """A report that extends a lease (``lease_seconds``) is due once half of that lease passed since the
+    pair's last written one, even when the coalescing interval is longer; a long lease changes nothing."""
+    from datetime import timedelta
+
+    from musicstore.ops.progress import Coalescer
+
+    now = [0.0]
+    coalescer = Coalescer(1.0, clock=lambda: now[0])
+    short, long = timedelta(seconds=0.5), timedelta(seconds=300)
+    assert coalescer.due("g", "w", 0.1, "sampling", short)
+    coalescer.wrote("g", "w", "sampling")
+    now[0] = 0.2
+    assert not coalescer.due("g", "w", 0.2, "sampling", short)
+    assert not coalescer.due("g", "w", 0.2, "sampling", long)
+    now[0] = 0.25
+    assert coalescer.due("g", "w", 0.3, "sampling", short)  # half the lease: written, the lease extended
+    assert not coalescer.due("g", "w", 0.3, "sampling", long)  # the interval still rules
+    assert not coalescer.due("g", "w", 0.3, "sampling")
+    now[0] = 1.0
+    assert coalescer.due("g", "w", 0.4, "sampling", long)
+
+
+def test_a_worker_that_reports_often_keeps_a_lease_shorter_than_the_interval(db_url: str) -> None:
+    """A ``Worker`` whose ``lease_seconds`` is under ``PROGRESS_INTERVAL_SECONDS`` (1 s), its handler
+    reporting its progress every 20 ms: each written report extends the lease. Before, only one a second
+    was written, so the lease ran out between two of them and ``requeue_expired`` took the job back (the
+    worker then counted it lost), though the docs say a worker that reports its progress keeps its job."""
+    from musicstore.worker import Job, Worker
+
+    with Store(db_url) as store, Store(db_url) as reaper:
+        job = new_job(store)
+        taken: list[str] = []
+
+        def handler(running: Job) -> None:
+            end = time.monotonic() + 1.8
+            while time.monotonic() < end:
+                running.progress(0.5, "sampling")
+                taken.extend(reaper.requeue_expired(max_attempts=10).requeued)
+                time.sleep(0.02)
+            store.complete_generation(running.id, file_path="a.wav", file_size_bytes=1, worker_id="gpu-0")
+
+        report = Worker(store, "gpu-0", handler, lease_seconds=0.6).run(max_jobs=1)
+        assert taken == [] and report.done == 1 and report.lost == 0, report
+        done = store.get_generation(job.id)
+        assert done is not None and done.is_completed and done.attempts == 1

@@ -63,7 +63,7 @@ class Coalescer:
     first since this process last claimed the job for the worker (``jobs.claim_epoch``: a retried or
     requeued job's progress was cleared), when its stage differs from the last written one, when its
     fraction is 1, or when at least ``interval`` seconds (monotonic clock) passed since the pair's last
-    written report. Others are dropped.
+    written report (half its lease, for a report that extends a shorter one). Others are dropped.
 
     Decided in memory, without a read: one coalescer per store, shared by its threads (a dict's operations
     are atomic; two threads reporting the same pair at once may both write, which is harmless).
@@ -77,14 +77,26 @@ class Coalescer:
         self._last: dict[tuple[str, str], _Entry] = {}
         """Per pair: when its last report was written, its stage, and the claim it was written under."""
 
-    def due(self, generation_id: str, worker_id: str, done: float, label: str | None) -> bool:
-        """Whether this report should be written (``wrote`` records it once it is)."""
+    def due(
+        self,
+        generation_id: str,
+        worker_id: str,
+        done: float,
+        label: str | None,
+        lease: timedelta | None = None,
+    ) -> bool:
+        """Whether this report should be written (``wrote`` records it once it is). ``lease``: the lease a
+        written report extends to (``report_progress(lease_seconds=...)``): a report is also due once half
+        of it passed since the pair's last written one, so that a lease shorter than ``interval`` is
+        extended before it runs out by a worker that reports often (else only every ``interval`` seconds:
+        a worker reporting a hundred times a second lost its job to ``requeue_expired``)."""
         last = self._last.get((generation_id, worker_id))
+        if last is None or last[1] != label or done >= 1.0:
+            return True
+        since = self.clock() - last[0]
         return (
-            last is None
-            or last[1] != label
-            or done >= 1.0
-            or self.clock() - last[0] >= self.interval
+            since >= self.interval
+            or (lease is not None and since >= lease.total_seconds() / 2)
             or last[2] != claim_epoch(generation_id, worker_id)
         )
 
