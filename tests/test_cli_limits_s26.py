@@ -104,8 +104,9 @@ def test_migrate_takes_the_apis_lock_timeout(tmp_path: Path) -> None:
 
     path = tmp_path / "db.sqlite"
     url = f"sqlite:///{path}"
-    bad = run("migrate", "--lock-timeout", "soon", "--database", url)
-    assert bad.returncode == EXIT_USAGE and "--lock-timeout" in bad.stderr
+    for wrong in ("soon", "2d"):
+        bad = run("migrate", "--lock-timeout", wrong, "--database", url)
+        assert bad.returncode == EXIT_USAGE and "--lock-timeout" in bad.stderr, bad.stderr
     assert run("migrate", "--lock-timeout", "0s", "--database", url).returncode == 0
     _rollback(url, "0015")  # a migration to apply (an up-to-date database takes no lock)
     with sqlite3.connect(path) as conn:  # a live holder (this process): what a migrating process leaves

@@ -46,6 +46,14 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(microseconds=int(micros))
 
 
+def lock_timeout(text: str) -> timedelta:
+    """``migrate --lock-timeout``: a duration of at most a day (``migrate``'s ``lock_timeout``)."""
+    wait = parse_duration(text)
+    if wait > timedelta(days=1):
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than the longest wait, 1d")
+    return wait
+
+
 def parse_size(text: str) -> int:
     """Bytes: ``5000``, ``500MB``, ``50GB``, ``1.5TB`` (powers of 1000) or ``2GiB`` (powers of 1024)."""
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)", text.strip().lower())

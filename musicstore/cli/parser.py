@@ -15,6 +15,7 @@ from .arguments import (
     bitrate,
     folder,
     given,
+    lock_timeout,
     not_empty,
     owner_limit,
     page_size,
@@ -112,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrating = command("migrate", "create or upgrade the schema", cmd_migrate, as_json)
     migrating.add_argument(
         "--lock-timeout",
-        type=parse_duration,
+        type=lock_timeout,
         default=timedelta(seconds=60),
         metavar="DURATION",
         help="how long to wait for another migrating process's lock (default 60s; 0s: for ever)",
