@@ -29,6 +29,9 @@ FORMATS = ("mp3", "opus", "vorbis", "flac", "wav")
 """The rendition formats (``musicstore.audio.renditions.FORMATS``; the schema checks the same list)."""
 LOUDNESS_STATUSES = ("normalized", "limited", "target_missed", "silent", "too_quiet")
 BITRATE_MODES = ("constant", "variable", "average")
+MAX_PROFILE_CHARS, MAX_CODEC_CHARS = 100, 40
+"""The columns' own limits (``renditions.profile``, ``renditions.codec``: migration 0007's CHECKs): a longer
+name is ``InvalidInput`` here, not a constraint the database refuses (``DatabaseError``) after the encode."""
 _LOSSY_CODECS = {"mp3": "MPEG_LAYER_III", "opus": "OPUS", "vorbis": "VORBIS"}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_SETTINGS_BYTES = 4096
@@ -175,7 +178,7 @@ def _request(
     fmt = settings.get("format") if isinstance(settings, Mapping) else None
     if fmt not in FORMATS:
         raise InvalidInput(f"settings['format'] must be one of {list(FORMATS)}, got {shown(fmt)}")
-    profile_name = validate.name(profile, "profile")
+    profile_name = validate.text(profile, "profile", max_chars=MAX_PROFILE_CHARS, blank=False)
     target = _range(target_lufs, "target_lufs", -70.0, 0.0, above=True)
     ceiling = _range(ceiling_dbtp, "ceiling_dbtp", -20.0, 0.0)
     mode = _optional(settings, "bitrate_mode", str)
@@ -189,7 +192,12 @@ def _request(
     keyed = {**settings, "profile": profile_name, "target_lufs": target, "ceiling_dbtp": ceiling}
     return {
         "format": fmt,
-        "codec": validate.name(subtype or _LOSSY_CODECS.get(fmt, fmt.upper()), "settings['subtype']"),
+        "codec": validate.text(
+            subtype or _LOSSY_CODECS.get(fmt, fmt.upper()),
+            "settings['subtype']",
+            max_chars=MAX_CODEC_CHARS,
+            blank=False,
+        ),
         "bitrate_mode": mode,
         "bitrate_kbps": None if kbps is None else validate.integer(kbps, "bitrate_kbps", 1, 100_000),
         "quality": None if quality is None else validate.number(quality, "quality", positive=False),
