@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,7 +27,8 @@ from .audio.renditions import EXTENSIONS, RenditionResult, check_options, read_m
 from .audio.tags import provenance_of
 from .delivery import Located, folder_here, require_store, writer_delivery
 from .errors import DatabaseError, InvalidAudio, InvalidInput, InvalidTransition, NotFound, StorageError
-from .filestore import ChecksumMismatch, FileStore, KeyConflict, ObjectExists, ObjectInfo, ObjectNotFound
+from .filestore import ChecksumMismatch, FileStore, ObjectExists, ObjectNotFound
+from .filestore.base import marked_by, put_marked
 from .models import Generation, Status
 from .ops import Rendition
 from .ops.renditions import lock_for_rendition, settings_key
@@ -38,8 +39,9 @@ from .store import Store
 Root = str | os.PathLike[str] | FileStore
 """Where masters are: a folder path, ``file:///PATH``, ``s3://BUCKET/PREFIX`` or an open ``FileStore``."""
 _delivery = writer_delivery  # the master's place for a render (a test replaces it here)
+JSON = "application/json"
 
-__all__ = ["StoredPeaks", "peaks_name", "render_generation", "render_peaks", "rendition_name"]
+__all__ = ["StoredPeaks", "peaks_name", "put_marked", "render_generation", "render_peaks", "rendition_name"]
 
 
 DEFAULT_TOLERANCE_LU = LoudnessProfile.__dataclass_fields__["tolerance_lu"].default
@@ -215,26 +217,6 @@ def render_generation(
     return made
 
 
-def put_marked(
-    files: FileStore, key: str, data: BinaryIO | bytes, generation_id: str, *,
-    content_type: str | None = None, metadata: Mapping[str, str] | None = None,
-) -> ObjectInfo:  # fmt: skip
-    """A conditional create at ``key``, marked with the generation's id (``GENERATION_FIELD``); over an object
-    so marked, a replace. Call it holding the generation's row lock, its file not yet recorded: an object
-    marked with its id is then what an earlier attempt left when its process died between its put and its
-    commit (a retry's bytes may differ: Vorbis and Opus encodes do). Any other object at the key stays as it
-    was (``ObjectExists``)."""
-    marked = {**(metadata or {}), GENERATION_FIELD: generation_id}
-    try:
-        return files.put(key, data, content_type=content_type, metadata=marked)
-    except ObjectExists as exc:  # a KeyConflict: no object at the key to be marked
-        if isinstance(exc, KeyConflict) or files.head(key).metadata.get(GENERATION_FIELD) != generation_id:
-            raise
-    if not isinstance(data, bytes):
-        data.seek(0)
-    return files.put(key, data, content_type=content_type, metadata=marked, overwrite=True)
-
-
 def _object_metadata(result: RenditionResult, generation_id: str) -> dict[str, str]:
     """The rendition's figures as object metadata (printable ASCII values only; the rest left out)."""
     figures: dict[str, str] = {GENERATION_FIELD: generation_id}
@@ -281,12 +263,12 @@ def _record(
     try:
         with store.transaction() as tx:
             tx.run(lock_for_rendition, generation_id, **request)
-            now = tx.run(get_storage, generation_id)
-            if (now.storage_url, now.key) != (where.storage_url, where.key):  # copy-files moved it meanwhile
-                what = result.codec.get("format")
+            changed = where.change_to(tx.run(get_storage, generation_id))
+            if changed is not None:  # copy-files moved it, or a replay exported another master, meanwhile
                 raise StorageError(
-                    f"generation {generation_id}'s file moved while the {what} rendition was made "
-                    "(copy-files?); nothing was put nor recorded: run render_generation again"
+                    f"generation {generation_id}'s file {changed} while the {result.codec.get('format')} "
+                    "rendition was made (copy-files, or a dead letter replayed?); nothing was put nor "
+                    "recorded: run render_generation again"
                 )
             placed = True  # the row locked, the request free: only now may the object take its place
             try:
@@ -385,18 +367,24 @@ def peaks_name(
 
 
 def _put_peaks(
-    peaks: WaveformPeaks, found: Located, generation_id: str, shape: tuple[int, int, bool]
-) -> tuple[str, ObjectInfo]:
-    """Put ``peaks`` at ``peaks_name`` beside the master; where others hold it, at its name with the id."""
+    data: bytes, found: Located, generation_id: str, shape: tuple[int, int, bool]
+) -> tuple[str, bool]:
+    """Put peaks at ``peaks_name`` beside the master (where others hold it, at its name with the id), marked
+    with the generation's id; True: its peaks of another master (a replay's lost one) are there, replaced by
+    ``render_peaks`` holding the row once it names the master read. Anything else there: ``ObjectExists``."""
     folder, master = posixpath.dirname(found.key), Path(found.key)
-    key = posixpath.join(folder, peaks_name(master, *shape))
-    try:
-        return key, peaks.put(found.files, key)
-    except ObjectExists:
-        if master.stem == generation_id:  # <id>.peaks…: its own name, never another master's
-            raise
-    key = posixpath.join(folder, peaks_name(master, *shape, generation_id))
-    return key, peaks.put(found.files, key)
+    names = [None] if master.stem == generation_id else [None, generation_id]  # <id>.peaks…: never another's
+    for i, name in enumerate(names):
+        key = posixpath.join(folder, peaks_name(master, *shape, name))
+        try:
+            found.files.put(key, data, content_type=JSON, metadata={GENERATION_FIELD: generation_id})
+            return key, False
+        except ObjectExists as exc:  # another's, or this generation's peaks of another master
+            if marked_by(found.files, key, exc, generation_id):
+                return key, True
+            if i == len(names) - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def render_peaks(
@@ -432,18 +420,23 @@ def render_peaks(
         found = delivery.locate_stored(where)
         samples, rate = _read_master(generation, found, where)
         peaks = compute_peaks(samples, rate, samples_per_pixel, bits=bits, split_channels=split_channels)
-        key, info = _put_peaks(peaks, found, generation.id, (samples_per_pixel, bits, split_channels))
-        assert info.checksum is not None  # a put reports the SHA-256 of what it stored
-        stored = StoredPeaks(generation.id, found.files.url, key, info.size, info.checksum, peaks)
+        data = peaks.to_json().encode()
+        key, stale = _put_peaks(data, found, generation.id, (samples_per_pixel, bits, split_channels))
+        stored = StoredPeaks(
+            generation.id, found.files.url, key, len(data), hashlib.sha256(data).hexdigest(), peaks
+        )
         try:
             with store.transaction() as tx:
                 tx.merge_metadata(generation.id, {"peaks": stored.as_metadata()})  # holds the row
-                now = tx.run(get_storage, generation.id)
-                if (now.storage_url, now.key) != (where.storage_url, where.key):  # copy-files moved it
+                changed = where.change_to(tx.run(get_storage, generation.id))
+                if changed is not None:  # copy-files moved it, or a replay exported another master
                     raise StorageError(
-                        f"generation {generation.id}'s file moved while its peaks were made (copy-files?); "
-                        "nothing was recorded: run render_peaks again"
+                        f"generation {generation.id}'s file {changed} while its peaks were made (copy-files, "
+                        "or a dead letter replayed?); nothing was recorded: run render_peaks again"
                     )
+                if stale:  # the master is the one read: the peaks of the one it had before go
+                    marked = {GENERATION_FIELD: generation.id}
+                    found.files.put(key, data, content_type=JSON, metadata=marked, overwrite=True)
         except Exception as exc:
             exc.add_note(_unrecorded(found, key, generation.id, gone=isinstance(exc, NotFound)))
             raise

@@ -15,10 +15,10 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any, Protocol, _ProtocolMeta, runtime_checkable
+from typing import IO, Any, BinaryIO, Protocol, _ProtocolMeta, runtime_checkable
 
 from ..errors import InvalidInput, StorageError, shown
-from ..storage_names import MAX_KEY_BYTES, check_key, check_prefix
+from ..storage_names import GENERATION_FIELD, MAX_KEY_BYTES, check_key, check_prefix
 
 MAX_METADATA_NAMES = 64
 """The most user metadata names an object takes: each is a header of every answer about the object (its
@@ -286,6 +286,34 @@ def verified(pieces: Iterator[bytes], where: str, expected: str | None) -> Itera
         )
 
 
+def put_marked(
+    files: FileStore, key: str, data: BinaryIO | bytes, generation_id: str, *,
+    content_type: str | None = None, metadata: Mapping[str, str] | None = None,
+) -> ObjectInfo:  # fmt: skip
+    """A conditional create at ``key``, marked with the generation's id (``GENERATION_FIELD``); over an object
+    so marked, a replace. Call it holding the generation's row lock, its file not yet recorded: an object
+    marked with its id is then what an earlier attempt left when its process died between its put and its
+    commit (a retry's bytes may differ: Vorbis and Opus encodes do). Any other object at the key stays as it
+    was (``ObjectExists``)."""
+    marked = {**(metadata or {}), GENERATION_FIELD: generation_id}
+    try:
+        return files.put(key, data, content_type=content_type, metadata=marked)
+    except ObjectExists as exc:
+        if not marked_by(files, key, exc, generation_id):
+            raise
+    if not isinstance(data, bytes):
+        data.seek(0)
+    return files.put(key, data, content_type=content_type, metadata=marked, overwrite=True)
+
+
+def marked_by(files: FileStore, key: str, refused: ObjectExists, generation_id: str) -> bool:
+    """Whether the object at ``key`` that ``refused`` a conditional put is marked with ``generation_id``
+    (``GENERATION_FIELD``; a ``KeyConflict``: no object there to be marked)."""
+    if isinstance(refused, KeyConflict):
+        return False
+    return files.head(key).metadata.get(GENERATION_FIELD) == generation_id
+
+
 __all__ = [
     "CHUNK_SIZE",
     "MAX_KEY_BYTES",
@@ -304,5 +332,7 @@ __all__ = [
     "check_key",
     "check_metadata",
     "check_prefix",
+    "marked_by",
+    "put_marked",
     "verified",
 ]

@@ -33,6 +33,15 @@ class StoredFile:
     size: int | None
     checksum: str | None
 
+    def change_to(self, now: StoredFile) -> str | None:
+        """How the file the row names ``now`` differs from this one (read before something was made of it:
+        a rendition, peaks); None when it is the same. ``"moved"``: another store or key (``copy-files``);
+        ``"changed"``: other bytes at the same place (its size or SHA-256): a dead letter replayed meanwhile,
+        its master exported again at its layout key (``replay`` forgets the lost master's renditions)."""
+        if (now.storage_url, now.key) != (self.storage_url, self.key):
+            return "moved"
+        return "changed" if (now.size, now.checksum) != (self.size, self.checksum) else None
+
 
 @writer
 def record_storage(generation_id: str, *, storage_url: str, key: str, checksum: str) -> Steps[None]:
