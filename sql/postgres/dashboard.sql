@@ -181,7 +181,19 @@ LIMIT :limit;
 -- name: dashboard_recent_failures(limit)
 -- The newest failures by when they failed (a failed row's completed_at), whenever their rows were created:
 -- the overview's recent failures, read from the failed rows' index (migration 0024).
-SELECT * FROM generations
-WHERE status = 'failed'
-ORDER BY completed_at DESC, id DESC
+-- A failed row without a completed_at (imported so) comes last, as SQLite orders NULL (the lowest): PostgreSQL's
+-- DESC puts NULL first. Two walks of the index, each of at most :limit entries (ORDER BY ... NULLS LAST alone
+-- would sort every failed row).
+SELECT * FROM (
+    (SELECT * FROM generations
+     WHERE status = 'failed' AND completed_at IS NOT NULL
+     ORDER BY completed_at DESC, id DESC
+     LIMIT :limit)
+    UNION ALL
+    (SELECT * FROM generations
+     WHERE status = 'failed' AND completed_at IS NULL
+     ORDER BY id DESC
+     LIMIT :limit)
+) AS failures
+ORDER BY completed_at DESC NULLS LAST, id DESC
 LIMIT :limit;
