@@ -180,20 +180,9 @@ LIMIT :limit;
 
 -- name: dashboard_recent_failures(limit)
 -- The newest failures by when they failed (a failed row's completed_at), whenever their rows were created:
--- the overview's recent failures, read from the failed rows' index (migration 0024).
--- A failed row without a completed_at (imported so) comes last, as SQLite orders NULL (the lowest): PostgreSQL's
--- DESC puts NULL first. Two walks of the index, each of at most :limit entries (ORDER BY ... NULLS LAST alone
--- would sort every failed row).
-SELECT * FROM (
-    (SELECT * FROM generations
-     WHERE status = 'failed' AND completed_at IS NOT NULL
-     ORDER BY completed_at DESC, id DESC
-     LIMIT :limit)
-    UNION ALL
-    (SELECT * FROM generations
-     WHERE status = 'failed' AND completed_at IS NULL
-     ORDER BY id DESC
-     LIMIT :limit)
-) AS failures
+-- the overview's recent failures, read from the failed rows' index (migration 0024). A failed row without a
+-- completed_at (imported so) comes last, as SQLite orders NULL (the lowest): PostgreSQL's DESC puts it first.
+SELECT * FROM generations
+WHERE status = 'failed'
 ORDER BY completed_at DESC NULLS LAST, id DESC
 LIMIT :limit;
