@@ -58,3 +58,20 @@ def test_0024_rolls_back_and_applies_again(db_url: str) -> None:
     assert migrate(db_url) == _from("0024")
     with Store(db_url) as store, store.transaction(write=False) as tx:
         assert [g.id for g in tx.run(recent_failures_op, 10)] == [failed]
+
+
+def test_the_failures_list_shows_when_each_failed(db_url: str, tmp_path: Path) -> None:
+    """Ordered by when they failed, the list's first column is that time (it was the creation time, under a
+    "created" heading)."""
+    clock = FakeClock()
+    with Store(db_url, clock=clock) as store, TestClient(create_app(store, root=tmp_path)) as client:
+        new_job(store, "made at noon")
+        clock.advance(3 * 3600.0 + 7.0)
+        failed = _fail_next(store, "boom")
+        row = store.get_generation(failed)
+        assert row is not None and row.completed_at is not None
+        page = client.get("/").text
+        table = page[page.index('id="failures"') :]
+        assert "<th>failed</th>" in table
+        assert row.completed_at.strftime("%Y-%m-%d %H:%M:%S") in table
+        assert row.created_at.strftime("%Y-%m-%d %H:%M:%S") not in table
