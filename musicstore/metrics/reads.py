@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import validate
 from ..models import EPOCH, Status, columns, to_datetime
+from ..models.status import status_of
 from ..ops import NOW, TOTALS, Call, Steps, reader
 from ..ops.progress import COUNT
 from ..store import Store, require_store
@@ -142,7 +143,8 @@ def metrics_op(
     generation_seconds = dict.fromkeys(by_status, 0.0)
     audio_seconds = dict.fromkeys(by_status, 0.0)
     prompts = uses = 0
-    for status, n, nbytes, gen_micros, audio_micros, n_prompts, n_uses in totals:
+    for value, n, nbytes, gen_micros, audio_micros, n_prompts, n_uses in totals:
+        status = status_of(value).value  # one a later musicstore wrote: MigrationError, not a bare KeyError
         by_status[status] += int(n)
         file_bytes[status] += int(nbytes)
         generation_seconds[status] += int(gen_micros) / 1e6
@@ -182,11 +184,15 @@ def metrics_op(
     # the throughput: a range of the completed index, whatever the rows' creation (a backlog older than the
     # window would show none among the rows created in it)
     counted.completions = int((yield Call("count_completed_since", {"since": since}, COUNT))[0])
-    for status, attempts, lease_expired in figures:
-        counted.generations[status] += 1
-        counted.claims += attempts
-        counted.retries += max(attempts - 1, 0)
-        counted.lease_expiries += bool(lease_expired)
+    try:
+        for status, attempts, lease_expired in figures:
+            counted.generations[status] += 1
+            counted.claims += attempts
+            counted.retries += max(attempts - 1, 0)
+            counted.lease_expiries += bool(lease_expired)
+    except KeyError as unknown:  # a status a later musicstore wrote: MigrationError (no cost while known)
+        status_of(unknown.args[0])
+        raise
     generation_time = Distribution(GENERATION_BUCKETS)
     export_time = Distribution(EXPORT_BUCKETS)
     loudness = Distribution(LOUDNESS_BUCKETS)
