@@ -400,15 +400,16 @@ def render_peaks(
     """Compute a completed generation's waveform peaks (audiowaveform JSON, version 2) from its master (read
     and checked as ``render_generation`` reads it) and put them beside it, in its file store, as
     ``peaks_name(...)`` (a conditional create, whole or not at all; where another master of its stem, named by
-    hand, holds that name: ``peaks_name(..., generation_id)``). One master's peaks are always the same bytes:
-    a second call for the same resolution finds and returns them. Then records them in the row's
-    ``metadata["peaks"]`` as the export does (``StoredPeaks.as_metadata``; the latest call's resolution
-    replaces an earlier one's record, its file stays) with ``Store.merge_metadata``. Raises ``NotFound``,
-    ``InvalidTransition``, ``InvalidInput`` (bad resolution or bits; a master missing), ``InvalidAudio`` (a
-    master failing its checksum) before anything is written; ``StorageError`` when the put fails. If the row
-    cannot be recorded (no longer completed, or its file moved, meanwhile: ``StorageError``) the error is
-    raised and the file left for ``reconcile`` and ``cleanup``, which find peaks files by name (deleted
-    meanwhile: it is removed)."""
+    hand, holds that name: ``peaks_name(..., generation_id)``), marked with the generation's id. One master's
+    peaks are always the same bytes: a second call for the same resolution finds and returns them; other
+    bytes there marked with its id (the peaks of a master it had before a replay) are replaced once the row,
+    locked, still names the master read. Then records them in the row's ``metadata["peaks"]`` as the export
+    does (``StoredPeaks.as_metadata``; the latest call's resolution replaces an earlier one's record, its file
+    stays) with ``Store.merge_metadata``. Raises ``NotFound``, ``InvalidTransition``, ``InvalidInput`` (bad
+    resolution or bits; a master missing), ``InvalidAudio`` (a master failing its checksum) before anything is
+    written; ``StorageError`` when the put fails. If the row cannot be recorded (no longer completed, or its
+    file moved or changed, meanwhile: ``StorageError``) the error is raised and the file left for
+    ``reconcile`` and ``cleanup``, which find peaks files by name (deleted meanwhile: it is removed)."""
     require_store(store, "render_peaks")
     # its checks first (samples per pixel, bits, split_channels: "no" would be true, a .split name)
     compute_peaks(

@@ -1,4 +1,5 @@
-"""Plain dataclasses for rows and how to build them from a query's columns; the status machine's vocabulary.
+"""Plain dataclasses for rows and how to build them from a query's columns; the status machine's vocabulary
+(``Status``, ``TRANSITIONS``), which lives in ``models.status``, re-exported here.
 
 A query's rows arrive as tuples. A *row reader* (``RowReader``) is given the query's column names once (its
 cursor description) and returns the function that builds one object from one tuple by position:
