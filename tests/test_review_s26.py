@@ -33,3 +33,18 @@ def test_read_metrics_of_a_status_a_later_musicstore_wrote_is_a_migration_error(
     _a_later_status(sqlite_url)
     with Store(sqlite_url) as store, pytest.raises(MigrationError, match="'paused', which this musicstore"):
         read_metrics(store, rows=rows)
+
+
+def test_storage_stats_of_a_status_a_later_musicstore_wrote_is_a_migration_error(sqlite_url: str) -> None:
+    """``storage_stats`` (``musicstore stats --storage``) took an unknown status in as a key of its own, where
+    every other read says MigrationError (docs/migrations.md)."""
+    from musicstore.maintenance.usage import storage_stats_op
+
+    _a_later_status(sqlite_url)
+    path = resolve(sqlite_url).path
+    assert path is not None
+    with sqlite3.connect(path) as conn:  # the later version's totals count its status too
+        conn.execute("PRAGMA ignore_check_constraints = ON")
+        conn.execute("INSERT INTO generation_totals (status, generations) VALUES ('paused', 1)")
+    with Store(sqlite_url) as store, pytest.raises(MigrationError, match="'paused', which this musicstore"):
+        store.run(storage_stats_op)

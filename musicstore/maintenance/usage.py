@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import validate
 from ..filestore import FileStore, LocalFileStore, open_filestore
-from ..models import Status, to_datetime
+from ..models import Status, status_of, to_datetime
 from ..ops import Call, Steps, get_database_stats, reader
 from ..store import Store
 from .bucket import classify_objects, is_object_store
@@ -65,7 +65,7 @@ def storage_stats_op() -> Steps[StorageStats]:
     span = yield Call("maintenance_storage_span", {})
     by_status = {status.value: Bucket() for status in Status}
     for row in (yield Call("maintenance_storage_by_status", {})):
-        by_status[row["status"]] = Bucket(int(row["generations"]), int(row["file_bytes"]))
+        by_status[status_of(row["status"]).value] = Bucket(int(row["generations"]), int(row["file_bytes"]))
     by_model = {
         row["model_name"]: Bucket(int(row["generations"]), int(row["file_bytes"]))
         for row in (yield Call("maintenance_storage_by_model", {}))
