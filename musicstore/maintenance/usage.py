@@ -21,7 +21,8 @@ from pathlib import Path
 
 from .. import validate
 from ..filestore import FileStore, LocalFileStore, open_filestore
-from ..models import Status, status_of, to_datetime
+from ..models import Status, to_datetime
+from ..models.status import status_of
 from ..ops import Call, Steps, get_database_stats, reader
 from ..store import Store
 from .bucket import classify_objects, is_object_store
