@@ -5,16 +5,15 @@ was woken by the wake-up, not by the periodic re-try."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 from musicstore import Store, waiting
 from musicstore.aio import AsyncStore
 from tests.conftest import new_job
+from tests.test_wakeups import later
 
 WAIT = 10.0
 """A wait no test reaches when the wake-up works (the re-try is an hour away; a wait that was never woken
@@ -35,16 +34,6 @@ def other(db_url: str) -> Iterator[Store]:
         yield opened
 
 
-def later(action: Callable[[], Any], delay: float = 0.3) -> threading.Thread:
-    def run() -> None:
-        time.sleep(delay)
-        action()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
-
-
 @pytest.mark.parametrize("resumed", [None, 1])
 def test_a_waiting_worker_wakes_when_a_paused_key_is_resumed(
     store: Store, other: Store, resumed: int | None
@@ -57,7 +46,7 @@ def test_a_waiting_worker_wakes_when_a_paused_key_is_resumed(
     other.set_owner_limit("user-7", 0)
     job = new_job(store, owner_key="user-7")
     assert store.claim_next("gpu-0") is None  # paused
-    thread = later(lambda: other.set_owner_limit("user-7", resumed))
+    thread = later(lambda: other.set_owner_limit("user-7", resumed), 0.3)
     started = time.monotonic()
     claimed = store.claim_next("gpu-0", wait=WAIT)
     waited = time.monotonic() - started
@@ -73,7 +62,7 @@ def test_a_waiting_worker_wakes_when_a_key_limit_is_raised(store: Store, other: 
     taken = store.claim_next("gpu-0")
     assert taken is not None and taken.id == first.id
     assert store.claim_next("gpu-1") is None  # at its limit
-    thread = later(lambda: other.set_owner_limit("label", 2))
+    thread = later(lambda: other.set_owner_limit("label", 2), 0.3)
     started = time.monotonic()
     claimed = store.claim_next("gpu-1", wait=WAIT)
     waited = time.monotonic() - started
@@ -91,7 +80,7 @@ def test_an_awaited_waiting_claim_wakes_when_a_paused_key_is_resumed(db_url: str
 
     async def main() -> tuple[str | None, float]:
         async with AsyncStore.open(db_url) as store:
-            thread = later(lambda: other.set_owner_limit("user-9", None))
+            thread = later(lambda: other.set_owner_limit("user-9", None), 0.3)
             started = time.monotonic()
             claimed = await store.claim_next("gpu-0", wait=WAIT)
             waited = time.monotonic() - started
