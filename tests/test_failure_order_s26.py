@@ -75,3 +75,34 @@ def test_the_failures_list_shows_when_each_failed(db_url: str, tmp_path: Path) -
         assert "<th>failed</th>" in table
         assert row.completed_at.strftime("%Y-%m-%d %H:%M:%S") in table
         assert row.created_at.strftime("%Y-%m-%d %H:%M:%S") not in table
+
+
+def test_a_master_reconcile_finds_lost_fails_now_and_leads_the_failures(db_url: str, tmp_path: Path) -> None:
+    """reconcile's repair marks a completed generation whose file is gone failed: its ``completed_at`` is
+    when it failed (now), as any failure's (docs/schema.md). It kept its completion time of months ago, so a
+    master lost today was not among the newest failures."""
+    from musicstore.maintenance.reconcile import reconcile
+
+    clock = FakeClock()
+    root = tmp_path / "audio"
+    (root / "old").mkdir(parents=True)
+    with Store(db_url, clock=clock) as store, TestClient(create_app(store, root=root)) as client:
+        new_job(store)
+        job = store.claim_next("gpu-0")
+        assert job is not None
+        (root / "old" / "a.wav").write_bytes(b"RIFF" * 10)
+        store.complete_generation(job.id, file_path="old/a.wav", file_size_bytes=40)
+        clock.advance(90 * 86_400.0)
+        others = []
+        for i in range(10):
+            new_job(store, f"later {i}")
+            clock.advance(1.0)
+            others.append(_fail_next(store, f"error {i}"))
+        clock.advance(3600.0)
+        (root / "old" / "a.wav").unlink()
+        report = reconcile(store, root, repair=True)
+        assert report.dangling_count == 1
+        lost = store.get_generation(job.id)
+        assert lost is not None and lost.status.value == "failed" and lost.completed_at == clock.now
+        shown = client.get("/api/overview").json()["failures"]
+        assert [g["id"] for g in shown] == [job.id, *reversed(others[1:])]

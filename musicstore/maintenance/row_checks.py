@@ -18,7 +18,7 @@ from ..errors import DatabaseError, InvalidInput
 from ..filestore import local_path
 from ..filestore.local import Outside, RootDir
 from ..models import Status
-from ..ops import Call, Steps, reader, writer
+from ..ops import NOW, Call, Steps, reader, writer
 from ..ops.reads import GENERATION
 from ..store import Store
 from .bucket import stored_by_keys
@@ -73,6 +73,7 @@ def mark_dangling_failed(items: list[DanglingRow]) -> Steps[set[str]]:
     recording a rendition or peaks of it) is skipped, as changed, for the next run: never waited for.
     """
     changed: set[str] = set()
+    now = yield NOW  # when it failed: its completed_at, as for any failure (the recent failures' order)
     for item in items:
         if item.problem == "checksum_mismatch":
             reason = f"reconcile: file {item.file_path} does not hash to the checksum the row recorded"
@@ -91,6 +92,7 @@ def mark_dangling_failed(items: list[DanglingRow]) -> Steps[set[str]]:
                 "expected_bytes": item.expected_bytes,
                 "actual_bytes": item.actual_bytes,
                 "reason": reason,
+                "now": now,
             },
         )
         if count == 1:

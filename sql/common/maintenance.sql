@@ -3,14 +3,16 @@
 -- index choice SQLite needs told) differ by dialect and live in sql/sqlite/ and sql/postgres/maintenance.sql.
 -- Counts and bytes by status, by model and by day come from the trigger-kept totals (no scan of generations).
 
--- name: maintenance_mark_dangling_failed(id, file_path, expected_bytes, actual_bytes, reason)!
+-- name: maintenance_mark_dangling_failed(id, file_path, expected_bytes, actual_bytes, reason, now)!
 -- Operator repair outside the worker status machine: completed -> failed for a generation whose file is
 -- missing or has another size than recorded. Matches only the row exactly as reconcile read it; the row
--- keeps its file_path (what was lost), file_size_bytes becomes what is on disk (NULL when missing).
+-- keeps its file_path (what was lost), file_size_bytes becomes what is on disk (NULL when missing),
+-- completed_at when it failed (now), as any failure's.
 UPDATE generations
 SET status = 'failed',
     error_message = :reason,
     file_size_bytes = :actual_bytes,
+    completed_at = :now,
     lease_expires_at = NULL
 WHERE id = :id AND status = 'completed' AND file_path = :file_path AND file_size_bytes = :expected_bytes;
 

@@ -144,13 +144,14 @@ WHERE id IN (
 -- while the file is put, another reconcile deleting a rendition keeps that row. Waiting for such a lock made
 -- the whole reconcile fail with DatabaseBusy after lock_timeout (sql/common/ has the portable versions).
 
--- name: maintenance_mark_dangling_failed(id, file_path, expected_bytes, actual_bytes, reason)!
+-- name: maintenance_mark_dangling_failed(id, file_path, expected_bytes, actual_bytes, reason, now)!
 -- completed -> failed for a generation whose file is missing or has another size than recorded, only if the
 -- row is exactly as reconcile read it and no other transaction holds it.
 UPDATE generations
 SET status = 'failed',
     error_message = :reason,
     file_size_bytes = :actual_bytes,
+    completed_at = :now,
     lease_expires_at = NULL
 WHERE id IN (
         SELECT id FROM generations
