@@ -130,3 +130,11 @@ def test_an_empty_positional_path_is_a_usage_error_that_speaks_of_no_option(
     result = run(command, "", "--database", sqlite_url)
     assert result.returncode == EXIT_USAGE and "must not be empty" in result.stderr
     assert "leave the option out" not in result.stderr
+
+
+def test_cleanup_older_than_before_the_calendar_says_so_in_words(sqlite_url: str, tmp_path: Path) -> None:
+    """``cleanup --older-than 999999999d`` printed Python's ``datetime.timedelta(days=999999999)``."""
+    result = run("cleanup", "--older-than", "999999999d", "-o", str(tmp_path), "--database", sqlite_url)
+    assert result.returncode == 1
+    one_line_error(result, "999999999 days", "before the year 1")
+    assert "datetime.timedelta" not in result.stderr

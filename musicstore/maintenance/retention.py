@@ -193,7 +193,7 @@ def cleanup(
             _LAST if older_than is None else validate.moment(store.clock(), "the store's clock") - older_than
         )
     except OverflowError:
-        raise InvalidInput(f"older_than={shown(older_than)} reaches before the year 1") from None
+        raise InvalidInput(f"older_than of {older_than} reaches before the year 1") from None
     if is_object_store(root):
         files = root if isinstance(root, FileStore) else open_filestore(str(root))
         try:
