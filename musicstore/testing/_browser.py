@@ -97,22 +97,32 @@ class LiveServer:
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="auto", server_header=False
         )  # the app's lifespan runs (startup before the first request, shutdown at stop), as in production
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run,
-            kwargs={"sockets": [self.socket]},
-            name=f"uvicorn-{self.port}",
-            daemon=True,
-        )
+        self.thread = threading.Thread(target=self._serve, name=f"uvicorn-{self.port}", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{self.port}")
+                why = "its app's lifespan startup failed" if self._exited else f"not started in {timeout} s"
+                raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{self.port}: {why}")
             time.sleep(0.02)
 
-    def stop(self) -> None:
+    _exited = False
+
+    def _serve(self) -> None:
+        """uvicorn's ``run``, whose ``sys.exit`` (the app's startup failed: uvicorn logged why) ends the
+        thread quietly: an exception a thread dies of is pytest's warning, an error under ``-W error``."""
+        try:
+            self.server.run(sockets=[self.socket])
+        except SystemExit:
+            self._exited = True
+
+    def stop(self, *, grace: float = 2.0) -> None:
+        """Stop serving: requests in flight get ``grace`` seconds to end, then uvicorn exits without them (a
+        test that failed while its request hung, a slow handler) and its lifespan's shutdown runs."""
         self.server.should_exit = True
+        self.thread.join(timeout=grace)
+        self.server.force_exit = True
         self.thread.join(timeout=10)
         self.socket.close()
 
