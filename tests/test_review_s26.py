@@ -10,17 +10,7 @@ from musicstore import Store
 from musicstore.errors import MigrationError
 from musicstore.metrics.reads import read_metrics
 from musicstore.urls import resolve
-
-
-def _a_later_status(url: str) -> None:
-    """A generation in a status a later musicstore's schema allows ('paused'), as such a version leaves it."""
-    with Store(url) as store:
-        gid = store.create_generation("paused by a later version", model_name="m", duration_seconds=1).id
-    path = resolve(url).path
-    assert path is not None
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA ignore_check_constraints = ON")  # the later schema's CHECK allows it
-        conn.execute("UPDATE generations SET status = 'paused' WHERE id = ?", (gid,))
+from tests.test_migcli_hunt_s26 import _a_later_status
 
 
 @pytest.mark.parametrize("rows", [True, False])
