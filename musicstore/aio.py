@@ -232,8 +232,7 @@ class AsyncStore(Driver, AsyncOperations):
         if wait is None:
             return await self.run(ops.claim_next, worker_id, **options)
         seconds = waiting.seconds(wait, "wait")
-        if self._joined() is not None:
-            raise InvalidInput("claim_next(wait=...) cannot wait inside a transaction; call it outside one")
+        waiting.outside_transaction(self, "claim_next(wait=...)")
         plan = waiting.plan(seconds, waiting.claimed)
         return await waiting.wait_async(
             self, waiting.WORK, plan, lambda: self.run(ops.claim_next, worker_id, **options)
@@ -404,7 +403,7 @@ class AsyncStore(Driver, AsyncOperations):
                         _open_transactions.reset(token)
 
 
-class AsyncTransaction(AsyncOperations):
+class AsyncTransaction(waiting.AsyncTransactionClaim, AsyncOperations):
     """One open transaction; the same coroutine operations as ``AsyncStore``, all inside it."""
 
     def __init__(self, store: AsyncStore, conn: Any, *, write: bool) -> None:

@@ -199,8 +199,7 @@ class Store(Driver, Operations):
         if wait is None:  # the direct write (``bound``), which defers to an open transaction itself
             return self.bound(ops.claim_next)(worker_id, **options)
         seconds = waiting.seconds(wait, "wait")
-        if self._local.tx is not None:
-            raise InvalidInput("claim_next(wait=...) cannot wait inside a transaction; call it outside one")
+        waiting.outside_transaction(self, "claim_next(wait=...)")
         plan = waiting.plan(seconds, waiting.claimed)
         return waiting.wait(self, waiting.WORK, plan, lambda: self.run(ops.claim_next, worker_id, **options))
 
@@ -318,10 +317,10 @@ class Store(Driver, Operations):
                 connector.release(conn)
 
 
-class Transaction(Operations):
-    """One open transaction; the same operations as ``Store``, all inside it, but for ``wait_for`` (no waiting
-    inside a transaction) and ``report_progress`` (coalesced by the store: ``store.report_progress`` on this
-    thread takes part in the transaction)."""
+class Transaction(waiting.TransactionClaim, Operations):
+    """One open transaction; the same operations as ``Store``, all inside it, but for ``wait_for`` and
+    ``claim_next(wait=...)`` (no waiting inside a transaction: ``InvalidInput``) and ``report_progress``
+    (coalesced by the store: ``store.report_progress`` on this thread takes part in the transaction)."""
 
     def __init__(self, store: Store, conn: Any, *, write: bool) -> None:
         self.store = store

@@ -48,11 +48,12 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .. import validate
 from ..errors import DatabaseBusy, DatabaseError, InvalidInput
 from ..models import Generation
+from ..ops import claim_next
 from .hub import RECONNECT_SECONDS, _Hub, _TaskWaiter, _ThreadWaiter
 from .listeners import Listeners, close, close_async, listeners
 from .poller import SQLITE_POLL_SECONDS, _Poller
@@ -128,7 +129,47 @@ def outside_transaction(store: Any, what: str) -> None:
     joined = getattr(store, "_joined", None)  # AsyncStore's; Store keeps its thread's in _local
     tx = joined() if joined is not None else getattr(getattr(store, "_local", None), "tx", None)
     if tx is not None:
-        raise InvalidInput(f"{what} cannot wait inside a transaction; call it outside one")
+        raise _inside(what)
+
+
+def _inside(what: str) -> InvalidInput:
+    return InvalidInput(f"{what} cannot wait inside a transaction; call it outside one")
+
+
+def refuse_wait(wait: float | None) -> None:
+    """A transaction's ``claim_next`` takes the store's ``wait`` only to refuse it, as the store does inside a
+    transaction (InvalidInput: it would stay open for the whole wait); None, the default, is no wait."""
+    if wait is not None:
+        seconds(wait, "wait")
+        raise _inside("claim_next(wait=...)")
+
+
+class _Runs(Protocol):
+    def run(self, op: Any, /, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class TransactionClaim:
+    """``Transaction.claim_next``: the store's signature, the claim in the transaction, ``wait`` refused."""
+
+    def claim_next(
+        self: _Runs, worker_id: str, *, wait: float | None = None, **options: Any
+    ) -> Generation | None:
+        """``ops.claim_next`` in this transaction (``options``: its keyword arguments); no ``wait``."""
+        refuse_wait(wait)
+        result: Generation | None = self.run(claim_next, worker_id, **options)
+        return result
+
+
+class AsyncTransactionClaim:
+    """``AsyncTransaction.claim_next``: as ``TransactionClaim``, awaited."""
+
+    async def claim_next(
+        self: _Runs, worker_id: str, *, wait: float | None = None, **options: Any
+    ) -> Generation | None:
+        """``ops.claim_next`` in this transaction (``options``: its keyword arguments); no ``wait``."""
+        refuse_wait(wait)
+        result: Generation | None = await self.run(claim_next, worker_id, **options)
+        return result
 
 
 def _sleep(listener: _ThreadWaiter, wake: Wake, seconds: float) -> None:
@@ -241,9 +282,11 @@ __all__ = [
     "SQLITE_POLL_SECONDS",
     "WAIT_FOR_SECONDS",
     "WORK",
+    "AsyncTransactionClaim",
     "Listeners",
     "Plan",
     "Sleep",
+    "TransactionClaim",
     "Wake",
     "_Hub",
     "_Poller",
@@ -258,6 +301,7 @@ __all__ = [
     "listeners",
     "outside_transaction",
     "plan",
+    "refuse_wait",
     "seconds",
     "until",
     "wait",

@@ -1,0 +1,38 @@
+"""Small defects left from session 26, each fixed with its test here."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from musicstore import AsyncStore, InvalidInput, Status, Store
+from tests.conftest import new_job
+
+# 1. A transaction's claim_next(wait=...): the store's InvalidInput, not Python's TypeError.
+
+
+def test_a_transactions_claim_refuses_a_wait_as_the_store_does(sqlite_url: str) -> None:
+    with Store(sqlite_url) as store:
+        job = new_job(store)
+        with store.transaction() as tx:
+            with pytest.raises(InvalidInput, match=r"claim_next\(wait=\.\.\.\) cannot wait inside a"):
+                tx.claim_next("w", wait=1)
+            with pytest.raises(InvalidInput, match="wait"):
+                tx.claim_next("w", wait=-1)
+            claimed = tx.claim_next("w", wait=None, lease_seconds=60)  # no wait: the claim, as the store's
+        assert claimed is not None and claimed.id == job.id
+        assert store.get_generation(job.id).status == Status.PROCESSING  # type: ignore[union-attr]
+
+
+def test_an_async_transactions_claim_refuses_a_wait_as_the_store_does(sqlite_url: str) -> None:
+    async def main() -> None:
+        async with AsyncStore.open(sqlite_url) as store:
+            job = await store.create_generation("lofi", model_name="m", duration_seconds=30.0)
+            async with store.transaction() as tx:
+                with pytest.raises(InvalidInput, match=r"claim_next\(wait=\.\.\.\) cannot wait inside"):
+                    await tx.claim_next("w", wait=0)
+                claimed = await tx.claim_next("w", lease_seconds=60)
+            assert claimed is not None and claimed.id == job.id
+
+    asyncio.run(main())
