@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from musicstore import AsyncStore, InvalidInput, Status, Store
+from musicstore.cli import main
 from tests.conftest import new_job
 
 # 1. A transaction's claim_next(wait=...): the store's InvalidInput, not Python's TypeError.
@@ -36,3 +37,24 @@ def test_an_async_transactions_claim_refuses_a_wait_as_the_store_does(sqlite_url
             assert claimed is not None and claimed.id == job.id
 
     asyncio.run(main())
+
+
+# 2. The queue table: an owner key spelled "(none)" is not shown as the no-key lane.
+
+
+def _queue_table(url: str, capsys: pytest.CaptureFixture[str]) -> list[list[str]]:
+    assert main(["queue", "--database", url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    return [line.split() for line in lines[4:]]  # the rows under the headers' rule
+
+
+def test_the_queue_table_tells_a_key_named_none_from_the_no_key_lane(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Store(sqlite_url) as store:
+        new_job(store)
+        for key in ("(none)", '"(none)"', "(x", "user-42"):
+            new_job(store, owner_key=key)
+    owners = [row[1] for row in _queue_table(sqlite_url, capsys)]
+    assert sorted(owners) == sorted(['"""(none)"""', '"(none)"', '"(x"', "(none)", "user-42"])
+    assert len(set(owners)) == 5

@@ -14,7 +14,16 @@ from .output import moment_text, print_json, print_table
 from .table import printable
 
 NO_KEY = "(none)"
-"""How the table shows jobs without an owner key (JSON: null)."""
+"""How the table shows jobs without an owner key (JSON: null); a key is never shown so (``owner_cell``)."""
+
+
+def owner_cell(key: str | None) -> str:
+    """An owner key as the table shows it: ``NO_KEY`` for none, a key as it is unless it begins with ``(``
+    or ``"``, which is quoted (its own quotes doubled, as in CSV): a key spelled ``(none)`` reads
+    ``"(none)"``, never the no-key lane."""
+    if key is None:
+        return NO_KEY
+    return '"' + key.replace('"', '""') + '"' if key.startswith(("(", '"')) else key
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
@@ -65,7 +74,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
             rows.append(
                 (
                     level.priority,
-                    level.owner_key or NO_KEY,
+                    owner_cell(level.owner_key),
                     level.pending,
                     level.deferred,
                     moment_text(level.oldest_created_at),
@@ -74,7 +83,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
                 )
             )
         rows += [  # keys with jobs processing and none pending: after the others, no priority
-            ("-", key or NO_KEY, 0, 0, "-", n, _limit(limits, key))
+            ("-", owner_cell(key), 0, 0, "-", n, _limit(limits, key))
             for key, n in sorted(depth.running.items(), key=_by_key)
             if n and key not in queued
         ]
