@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import math
+from typing import Any
 
+import numpy as np
 import pytest
 
 from musicstore import AsyncStore, InvalidInput, Status, Store
+from musicstore.audio.codecs import RenditionSpec
+from musicstore.audio.renditions import render_bytes
 from musicstore.cli import main
 from tests.conftest import new_job
 
@@ -58,3 +63,16 @@ def test_the_queue_table_tells_a_key_named_none_from_the_no_key_lane(
     owners = [row[1] for row in _queue_table(sqlite_url, capsys)]
     assert sorted(owners) == sorted(['"""(none)"""', '"(none)"', '"(x"', "(none)", "user-42"])
     assert len(set(owners)) == 5
+
+
+# 3. Digital silence: every format records its true peak as silence's (−inf, stored NULL), Opus too.
+
+
+@pytest.mark.parametrize(("name", "spec"), [("x.opus", {"format": "opus"}), ("x.mp3", {"format": "mp3"})])
+def test_a_rendition_of_digital_silence_has_the_true_peak_of_silence(name: str, spec: dict[str, Any]) -> None:
+    data, result = render_bytes(np.zeros((2, 32_000), np.float32), 32_000, name, RenditionSpec(**spec))
+    assert result.status == "silent" and result.loudness == -math.inf
+    assert result.true_peak == -math.inf  # Opus: −673 dBTP, its decoder's rounding of the zeros
+    assert all(attempt.true_peak == -math.inf for attempt in result.attempts)
+    assert result.as_metadata()["true_peak_dbtp"] is None
+    assert len(data) > 0

@@ -82,6 +82,9 @@ DEFAULT_HEADROOM_DB = {
 }  # measured: docs/renditions.md
 MAX_HEADROOM_DB = 6.0
 MAX_CORRECTION_DB = 3.0
+DECODED_SILENCE = 2.0**-48
+"""A decoded true peak under this (−289 dBTP) is silence's: 0 (−inf dBTP, stored NULL), as the zeros other
+codecs decode digital silence to (Opus leaves ~1e-34 of rounding, −673 dB: recorded before)."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,8 @@ def check_options(options: RenditionOptions | None) -> RenditionOptions:
 
 def _measure(data: bytes) -> tuple[float, float, int]:
     audio, rate = decode(data)
-    return integrated_loudness(audio, rate).lufs, true_peak(audio), audio.shape[1]
+    peak = true_peak(audio)
+    return integrated_loudness(audio, rate).lufs, 0.0 if peak < DECODED_SILENCE else peak, audio.shape[1]
 
 
 def render_audio(
