@@ -23,11 +23,12 @@ from ..errors import (
     StorageError,
 )
 from ..filestore import FileStore, LocalFileStore
+from ..filestore.base import put_marked
 from ..filestore.fsync import fsync
 from ..models import Generation, Status
 from ..ops.jobs import lock_for_completion
 from ..ops.storage import get_storage, record_storage
-from ..rendering import StoredPeaks, peaks_name, put_marked
+from ..rendering import StoredPeaks, peaks_name
 from ..store import Store
 
 
