@@ -345,13 +345,17 @@ class StoredPeaks:
         }  # fmt: skip
 
 
-def _unrecorded(found: Located, key: str, generation_id: str, *, gone: bool) -> str:
-    """Peaks put at ``key``, not recorded: removed when their generation is gone (named after its id)."""
+def _unrecorded(found: Located, key: str, generation_id: str, *, gone: bool, stale: bool) -> str:
+    """Peaks at ``key``, not recorded: removed when their generation is gone (named after its id). ``stale``:
+    its earlier peaks (a replay's master before) are there still, not replaced: this call put nothing."""
+    peaks = "its earlier peaks" if stale else "the peaks put"
     try:
         if gone and Path(found.key).stem == generation_id and found.files.delete(key):
-            return f"its generation was deleted meanwhile: the peaks put at {key} were removed"
+            return f"its generation was deleted meanwhile: {peaks} at {key} were removed"
     except StorageError as failed:
-        return f"its generation was deleted meanwhile; removing the peaks at {key} failed: {failed}"
+        return f"its generation was deleted meanwhile; removing {peaks} at {key} failed: {failed}"
+    if stale:
+        return f"nothing was put: its earlier peaks at {key} in {found.files.url} are as they were"
     return f"the peaks were put at {key} in {found.files.url} but not recorded in the row"
 
 
@@ -438,7 +442,8 @@ def render_peaks(
                 if stale:  # the master is the one read: the peaks of the one it had before go
                     marked = {GENERATION_FIELD: generation.id}
                     found.files.put(key, data, content_type=JSON, metadata=marked, overwrite=True)
+                    stale = False  # put: the commit's failure leaves these unrecorded
         except Exception as exc:
-            exc.add_note(_unrecorded(found, key, generation.id, gone=isinstance(exc, NotFound)))
+            exc.add_note(_unrecorded(found, key, generation.id, gone=isinstance(exc, NotFound), stale=stale))
             raise
     return stored

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import math
+import posixpath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from musicstore import AsyncStore, InvalidInput, Status, Store
+from musicstore import AsyncStore, InvalidInput, NotFound, Status, StorageError, Store
 from musicstore.audio.codecs import RenditionSpec
 from musicstore.audio.renditions import render_bytes
 from musicstore.cli import main
+from musicstore.filestore import LocalFileStore
+from musicstore.recording import export_generation
+from musicstore.rendering import peaks_name, render_peaks
+from musicstore.storage_names import GENERATION_FIELD
+from musicstore.store import Transaction
 from tests.conftest import new_job
+from tests.test_record import OPTIONS, claimed, music
 
 # 1. A transaction's claim_next(wait=...): the store's InvalidInput, not Python's TypeError.
 
@@ -76,3 +84,59 @@ def test_a_rendition_of_digital_silence_has_the_true_peak_of_silence(name: str, 
     assert all(attempt.true_peak == -math.inf for attempt in result.attempts)
     assert result.as_metadata()["true_peak_dbtp"] is None
     assert len(data) > 0
+
+
+# 5. render_peaks over its own earlier peaks (a replay's master before): a failure before they are replaced
+# says nothing was put, not that the new peaks were put and left unrecorded.
+
+
+def _stale_peaks(store: Store, root: Path) -> tuple[str, str, bytes]:
+    """A completed generation (its master under ``root``) and, at its peaks' key, other peaks marked with its
+    id (those of the master it had before a replay): its id, the key and those bytes."""
+    job = claimed(store)
+    recorded = export_generation(store, job, music(), root=root, options=OPTIONS, peaks=False)
+    key = posixpath.join(
+        posixpath.dirname(str(recorded.key)), peaks_name(Path(str(recorded.key)), 256, 8, False)
+    )
+    old = b'{"version": 2, "earlier": true}'
+    LocalFileStore(root).put(key, old, metadata={GENERATION_FIELD: job.id})
+    return job.id, key, old
+
+
+def test_a_failed_replacement_of_stale_peaks_says_nothing_was_put(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "audio"
+    gid, key, old = _stale_peaks(store, root)
+    put = LocalFileStore.put
+
+    def failing(self: LocalFileStore, *args: Any, overwrite: bool = False, **kwargs: Any) -> Any:
+        if overwrite:
+            raise StorageError("disk full")
+        return put(self, *args, overwrite=overwrite, **kwargs)
+
+    monkeypatch.setattr(LocalFileStore, "put", failing)
+    with pytest.raises(StorageError, match="disk full") as caught:
+        render_peaks(store, gid, root=root)
+    note = " ".join(caught.value.__notes__)
+    assert "were put" not in note and "nothing was put" in note and key in note
+    assert (root / key).read_bytes() == old  # as it was
+
+
+def test_stale_peaks_of_a_deleted_generation_are_not_said_to_be_put(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "audio"
+    gid, key, _ = _stale_peaks(store, root)
+    merge = Transaction.merge_metadata
+
+    def deleted_first(self: Transaction, *args: Any, **kwargs: Any) -> Any:
+        self.delete_generation(gid)
+        return merge(self, *args, **kwargs)
+
+    monkeypatch.setattr(Transaction, "merge_metadata", deleted_first)
+    with pytest.raises(NotFound) as caught:
+        render_peaks(store, gid, root=root)
+    note = " ".join(caught.value.__notes__)
+    assert "peaks put at" not in note and f"its earlier peaks at {key} were removed" in note
+    assert not (root / key).exists()
