@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import posixpath
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from musicstore.recording import export_generation
 from musicstore.rendering import peaks_name, render_peaks
 from musicstore.storage_names import GENERATION_FIELD
 from musicstore.store import Transaction
+from musicstore.testing import FakeClock
 from tests.conftest import new_job
 from tests.test_record import OPTIONS, claimed, music
 
@@ -140,3 +142,27 @@ def test_stale_peaks_of_a_deleted_generation_are_not_said_to_be_put(
     note = " ".join(caught.value.__notes__)
     assert "peaks put at" not in note and f"its earlier peaks at {key} were removed" in note
     assert not (root / key).exists()
+
+
+# 6. Messages that showed Python's repr of a datetime or a timedelta.
+
+
+def test_a_naive_datetime_is_shown_as_a_time_not_as_pythons_repr(sqlite_url: str) -> None:
+    with Store(sqlite_url) as store, pytest.raises(InvalidInput) as caught:
+        new_job(store, run_after=datetime(2030, 1, 2, 3, 4, 5))
+    said = str(caught.value)
+    assert "datetime.datetime" not in said and "2030-01-02 03:04:05" in said and "run_after" in said
+    with pytest.raises(InvalidInput) as start:
+        FakeClock(datetime(2026, 1, 1))
+    assert "datetime.datetime" not in str(start.value) and "2026-01-01 00:00:00" in str(start.value)
+
+
+@pytest.mark.parametrize(
+    ("step", "shown"),
+    [(timedelta(seconds=-1), "-1 day, 23:59:59"), (timedelta(days=999_999_999), "999999999 days")],
+)
+def test_the_fake_clocks_refusals_show_a_timedelta_in_words(step: timedelta, shown: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        FakeClock().advance(step)
+    said = str(caught.value)
+    assert "datetime.timedelta" not in said and shown in said

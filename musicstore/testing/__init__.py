@@ -37,12 +37,13 @@ class FakeClock:
         try:
             if isinstance(seconds, timedelta):
                 if seconds < timedelta(0):
-                    raise InvalidInput(f"seconds must be a finite number >= 0, got {seconds!r}")
+                    raise InvalidInput(f"seconds must be a finite number >= 0, got the timedelta {seconds}")
                 self.now += seconds  # exact: no round trip through a float
             else:
                 self.now += timedelta(seconds=validate.number(seconds, "seconds", positive=False))
         except OverflowError:
-            raise InvalidInput(f"advancing by {seconds!r} s leaves datetime's range") from None
+            step = seconds if isinstance(seconds, timedelta) else f"{seconds!r} s"  # a timedelta in words
+            raise InvalidInput(f"advancing by {step} leaves datetime's range") from None
         return self.now
 
 

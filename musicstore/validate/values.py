@@ -203,7 +203,7 @@ def moment(value: object, what: str) -> datetime:
     if not isinstance(value, datetime):
         raise InvalidInput(f"{what} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidInput(f"{what} must be timezone-aware (UTC), got the naive {value!r}")
+        raise InvalidInput(f"{what} must be timezone-aware (UTC), got {value}, a naive datetime")
     try:
         # fold=0 as a read's: astimezone returns a moment already in UTC as itself, fold=1 and all
         return value.astimezone(UTC).replace(fold=0)  # years 1 to 9999 in UTC too
