@@ -313,8 +313,9 @@ def _landed(store: Store, row: Rendition, exc: BaseException) -> Rendition | boo
         found = store.get_rendition(row.id)
     except Exception as read_error:
         exc.add_note(
-            f"whether the rendition {row.id} of {row.generation_id} was recorded is unknown "
-            f"({read_error!r}); its object {row.storage_key} was kept (reconcile reports it if orphaned)"
+            f"whether the rendition {row.id} of {row.generation_id} was recorded is unknown ("
+            f"{type(read_error).__name__}: {read_error}); its object {row.storage_key} was kept (reconcile "
+            "reports it if orphaned)"
         )
         return None
     if found is None or found.storage_key != row.storage_key or found.checksum != row.checksum:

@@ -16,14 +16,17 @@ from musicstore import AsyncStore, InvalidInput, NotFound, Status, StorageError,
 from musicstore.audio.codecs import RenditionSpec
 from musicstore.audio.renditions import render_bytes
 from musicstore.cli import main
+from musicstore.errors import DatabaseError, InvalidAudio
 from musicstore.filestore import LocalFileStore
+from musicstore.ops import Rendition
 from musicstore.recording import export_generation
-from musicstore.rendering import peaks_name, render_peaks
+from musicstore.recording.placing import _Placing
+from musicstore.rendering import _landed, peaks_name, render_peaks
 from musicstore.storage_names import GENERATION_FIELD
 from musicstore.store import Transaction
 from musicstore.testing import FakeClock
 from tests.conftest import new_job
-from tests.test_record import OPTIONS, claimed, music
+from tests.test_record import OPTIONS, claimed, music, nan_audio
 
 # 1. A transaction's claim_next(wait=...): the store's InvalidInput, not Python's TypeError.
 
@@ -166,3 +169,48 @@ def test_the_fake_clocks_refusals_show_a_timedelta_in_words(step: timedelta, sho
         FakeClock().advance(step)
     said = str(caught.value)
     assert "datetime.timedelta" not in said and shown in said
+
+
+class _Unreadable:
+    """A store whose every read raises ``DatabaseError`` (the connection lost after a commit)."""
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        raise DatabaseError("the server closed the connection")
+
+    get_rendition = run
+
+
+LOST = "DatabaseError: the server closed the connection"
+
+
+def test_a_failed_reads_error_is_named_in_words_not_as_pythons_repr(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(sqlite_url)
+    job = claimed(store)
+
+    def lost(*args: Any, **kwargs: Any) -> Any:
+        raise DatabaseError("the server closed the connection")
+
+    monkeypatch.setattr(store, "fail", lost)
+    with pytest.raises(InvalidAudio) as caught:
+        export_generation(store, job, nan_audio(), root=tmp_path)
+    notes = " ".join(caught.value.__notes__)
+    assert f"did not work either: {LOST}" in notes and "DatabaseError(" not in notes
+    exc = RuntimeError("commit")
+    placing = _Placing(
+        store=_Unreadable(),  # type: ignore[arg-type]
+        generation=job,
+        worker=None,
+        on_error="fail",
+        max_attempts=3,
+        generation_time_seconds=None,
+        metadata={},
+    )
+    assert placing._landed(exc, "a.wav", "0" * 64) is None
+    row = Rendition.__new__(Rendition)
+    for name, value in {"id": "r", "generation_id": job.id, "storage_key": "a.mp3"}.items():
+        object.__setattr__(row, name, value)
+    assert _landed(_Unreadable(), row, exc) is None  # type: ignore[arg-type]
+    assert all(f"unknown ({LOST})" in note for note in exc.__notes__) and len(exc.__notes__) == 2
+    store.close()

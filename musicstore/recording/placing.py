@@ -154,7 +154,10 @@ class _Placing:
                 worker_id=self.worker,
             )
         except MusicstoreError as db_error:
-            error.add_note(f"marking generation {generation_id} failed did not work either: {db_error!r}")
+            error.add_note(
+                f"marking generation {generation_id} failed did not work either: "
+                f"{type(db_error).__name__}: {db_error}"
+            )
             return
         error.add_note(f"generation {generation_id} is now {status} (on_error={self.on_error!r})")
 
@@ -309,7 +312,8 @@ class _Placing:
             stored = self.store.run(get_storage, self.generation.id)
         except Exception as read_error:
             exc.add_note(
-                f"generation {self.generation.id}: whether its commit landed is unknown ({read_error!r}); "
+                f"generation {self.generation.id}: whether its commit landed is unknown "
+                f"({type(read_error).__name__}: {read_error}); "
                 f"its file {key} was kept (a next attempt replaces it, reconcile reports it if orphaned)"
             )
             return None
