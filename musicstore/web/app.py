@@ -48,11 +48,14 @@ def _error_handlers(dashboard: Dashboard) -> dict[Any, Callable[[Request, Except
     async def store_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, NotFound | InvalidTransition):
             return respond(request, 404, "not found")
-        if isinstance(exc, InvalidInput):
+        closed = _closed(dashboard.store)  # by its owner: not the request's fault (its InvalidInput)
+        if isinstance(exc, InvalidInput) and not closed:
             return respond(request, 400, str(exc))
         # answered here, not raised on: uvicorn would never log it, so the reason is logged (the path without
         # its query; musicstore's messages carry no secret)
         log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        if closed:  # a request in flight as it closed too (its connection closed under it: a DatabaseError)
+            return respond(request, 503, "the store is closed")
         if isinstance(exc, StorageError):
             return respond(request, 502, "the audio file could not be read from its storage")
         return respond(request, 500, "the store could not answer")
@@ -61,6 +64,12 @@ def _error_handlers(dashboard: Dashboard) -> dict[Any, Callable[[Request, Except
         return respond(request, 500, "internal error")
 
     return {HTTPException: http_error, MusicstoreError: store_error, Exception: server_error}
+
+
+def _closed(store: Store) -> bool:
+    """Whether ``store`` was closed (by the caller who owns it, or at the app's shutdown): each read then
+    raises ``InvalidInput`` "the store is closed", and one in flight as it closed a ``DatabaseError``."""
+    return bool(getattr(store._connector, "closed", False))
 
 
 def create_app(
