@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from starlette.testclient import TestClient
 from musicstore import Store
 from musicstore.web import create_app
 from tests.conftest import new_job
+from tests.test_web_fixes_s23 import audio_site  # noqa: F401  the fixture: one file of 1,000 bytes
 
 PATHS = ["/", "/generations", "/prompts", "/workers", "/metrics", "/api/overview", "/api/generations"]
 
@@ -69,3 +71,59 @@ def test_requests_in_flight_as_the_store_closes_are_answered_or_503(db_url: str,
         for reader in readers:
             reader.join()
     assert set(seen) <= {200, 503} and seen[503] > 0, seen
+
+
+def _parts(response: Any) -> list[tuple[str, bytes]]:
+    """The ``(Content-Range, bytes)`` of each part of a ``multipart/byteranges`` body."""
+    boundary = response.headers["content-type"].split("boundary=")[1].encode()
+    body: bytes = response.content
+    found = []
+    for chunk in body.split(b"--" + boundary)[1:-1]:
+        head, _, data = chunk.partition(b"\r\n\r\n")
+        ranges = [line for line in head.decode().split("\r\n") if line.lower().startswith("content-range:")]
+        found.append((ranges[0].split(":", 1)[1].strip(), data.removesuffix(b"\r\n")))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("header", "parts"),
+    [
+        ("bytes=0-9,1000-", [(0, 10)]),
+        ("bytes=1000-, 990-", [(990, 1000)]),
+        ("bytes=-0,0-9", [(0, 10)]),
+        ("bytes=0-9,5000-5009,20-29", [(0, 10), (20, 30)]),
+        ("bytes=2000-2999,-10,0-0", [(0, 1), (990, 1000)]),
+    ],
+)
+def test_a_range_set_with_one_satisfiable_range_is_206_of_those(
+    audio_site: tuple[TestClient, str, bytes],  # noqa: F811
+    header: str,
+    parts: list[tuple[int, int]],
+) -> None:
+    """RFC 9110 (14.1.1, 15.5.17): a ranges-specifier is satisfiable when any of its ranges is, and a server
+    answers ``416`` only when none is. A set mixing a range past the file's end (or a zero suffix, ``-0``)
+    with one inside it was ``416`` (Starlette refuses the whole set for one range it cannot serve): it is a
+    ``206`` of the ranges inside the file, the others left out."""
+    client, gid, body = audio_site
+    for method in ("GET", "HEAD"):
+        response = client.request(method, f"/audio/{gid}", headers={"Range": header})
+        assert response.status_code == 206, (method, response.status_code, response.text)
+    response = client.get(f"/audio/{gid}", headers={"Range": header})
+    if len(parts) == 1:
+        ((start, end),) = parts
+        assert response.headers["content-range"] == f"bytes {start}-{end - 1}/{len(body)}"
+        assert response.content == body[start:end]
+    else:
+        expected = [(f"bytes {start}-{end - 1}/{len(body)}", body[start:end]) for start, end in parts]
+        assert _parts(response) == expected
+
+
+@pytest.mark.parametrize("header", ["bytes=1000-,2000-", "bytes=-0,1000-1009", "bytes=-0,-0"])
+def test_a_range_set_without_any_satisfiable_range_is_still_416(
+    audio_site: tuple[TestClient, str, bytes],  # noqa: F811
+    header: str,
+) -> None:
+    client, gid, body = audio_site
+    response = client.get(f"/audio/{gid}", headers={"Range": header})
+    assert response.status_code == 416, response.text
+    assert response.headers["content-range"] == f"bytes */{len(body)}"

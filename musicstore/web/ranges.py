@@ -1,43 +1,78 @@
 """The audio files' responses: Starlette's ``FileResponse`` with the Range headers that RFC 9110 (14.2) tells
-a server to ignore removed before it reads them (it answered them 400).
+a server to ignore removed before it reads them (it answered them 400), and the ranges it cannot serve left
+out of a set that holds one it can (it answered the whole set 416).
 
 A Range of a unit other than ``bytes`` MUST be ignored, and one whose ranges are not valid syntax (``bytes=``,
 ``bytes=abc``, a last position before the first) may be: both are served the whole file, 200. A valid
-``bytes`` range is Starlette's to serve (206) or to refuse as unsatisfiable (416).
+``bytes`` range is Starlette's to serve (206) or to refuse as unsatisfiable (416): a set is unsatisfiable
+only when none of its ranges is (14.1.1, 15.5.17), so the ranges past the file's end (and ``-0``) are taken
+out of a set with another one inside the file.
 """
 
 from __future__ import annotations
 
+import os
 import re
 
+import anyio.to_thread
 from starlette.datastructures import Headers
 from starlette.responses import FileResponse
 from starlette.types import Receive, Scope, Send
 
-_SPEC = re.compile(r"(?:(\d{1,100})-(\d{0,100})|-\d{1,100})\Z")
+_SPEC = re.compile(r"(?:(\d{1,100})-(\d{0,100})|-(\d{1,100}))\Z")
 """A range-spec; a position of over 100 digits is ignored too (int() refuses over 4,300: Starlette's 400)."""
+
+
+def _specs(value: str) -> list[re.Match[str] | None]:
+    """The range-specs of a ``bytes`` ranges-specifier's list (empty elements left out), each matched."""
+    specs = [spec.strip(" \t") for spec in value.partition("=")[2].split(",")]
+    return [_SPEC.match(spec) for spec in specs if spec]  # the list syntax allows empty elements
 
 
 def valid_bytes_range(value: str) -> bool:
     """Whether ``value`` is a ``bytes`` ranges-specifier of RFC 9110 (14.1.1): its unit (any case), then one
     or more ``first-last``, ``first-`` or ``-suffix`` separated by commas, each last position (if any) not
     before its first."""
-    unit, equals, ranges = value.partition("=")
+    unit, equals, _ = value.partition("=")
     if not equals or unit.strip().lower() != "bytes":
         return False
-    specs = [spec.strip(" \t") for spec in ranges.split(",")]
-    found = [_SPEC.match(spec) for spec in specs if spec]  # the list syntax allows empty elements
+    found = _specs(value)
     return bool(found) and all(
         match is not None and (not match[2] or int(match[1]) <= int(match[2])) for match in found
     )
 
 
+def satisfiable(value: str, size: int) -> str:
+    """A valid ``bytes`` ranges-specifier ``value`` with the ranges a file of ``size`` bytes cannot serve
+    (a first position at or past its end, a suffix of 0) left out, when another one remains; else as it is
+    (one range, or none satisfiable: a 416)."""
+    found = [match for match in _specs(value) if match is not None]
+    kept = [
+        match[0]
+        for match in found
+        if (int(match[1]) < size if match[3] is None else int(match[3]) > 0 and size > 0)
+    ]
+    return value if len(found) < 2 or not kept else "bytes=" + ",".join(kept)
+
+
 class AudioFileResponse(FileResponse):
-    """A ``FileResponse`` that serves the whole file for a Range header RFC 9110 says to ignore."""
+    """A ``FileResponse`` that serves the whole file for a Range header RFC 9110 says to ignore, and the
+    satisfiable ranges of a set that also holds others."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         value = Headers(scope=scope).get("range")
-        if value is not None and not valid_bytes_range(value):
+        if value is not None:
             kept = [(name, raw) for name, raw in scope["headers"] if name.lower() != b"range"]
-            scope = {**scope, "headers": kept}
+            if not valid_bytes_range(value):
+                scope = {**scope, "headers": kept}
+            elif "," in value:  # several ranges: those it can serve, if any (Starlette's 416 for one past)
+                try:
+                    size = (await anyio.to_thread.run_sync(os.stat, self.path)).st_size
+                except OSError:  # gone: Starlette says so
+                    size = None
+                if size is not None:
+                    scope = {
+                        **scope,
+                        "headers": [*kept, (b"range", satisfiable(value, size).encode("latin-1"))],
+                    }
         await super().__call__(scope, receive, send)
