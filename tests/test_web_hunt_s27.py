@@ -127,3 +127,38 @@ def test_a_range_set_without_any_satisfiable_range_is_still_416(
     response = client.get(f"/audio/{gid}", headers={"Range": header})
     assert response.status_code == 416, response.text
     assert response.headers["content-range"] == f"bytes */{len(body)}"
+
+
+def test_a_conditional_request_for_the_audio_is_304_when_its_etag_or_date_match(
+    audio_site: tuple[TestClient, str, bytes],  # noqa: F811
+) -> None:
+    """The audio carries an ``ETag`` and a ``Last-Modified``, and a request whose ``If-None-Match`` named that
+    ETag got the whole file again (200): RFC 9110 (13.1.2) says an origin server MUST answer it ``304``
+    (Starlette's ``FileResponse`` reads no precondition). ``If-None-Match`` is weighed before
+    ``If-Modified-Since`` (which counts only without it) and before a Range."""
+    client, gid, body = audio_site
+    first = client.get(f"/audio/{gid}")
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    earlier = "Mon, 01 Jan 2001 00:00:00 GMT"
+    for headers in (
+        {"If-None-Match": etag},
+        {"If-None-Match": f'W/{etag}, "other"'},
+        {"If-None-Match": "*"},
+        {"If-None-Match": etag, "Range": "bytes=0-9"},
+        {"If-Modified-Since": modified},
+    ):
+        for method in ("GET", "HEAD"):
+            response = client.request(method, f"/audio/{gid}", headers=headers)
+            assert response.status_code == 304, (headers, method, response.status_code)
+            assert response.content == b"" and response.headers["etag"] == etag
+    for headers in (
+        {"If-None-Match": '"other"'},
+        {"If-None-Match": '"other"', "If-Modified-Since": modified},  # If-None-Match decides
+        {"If-Modified-Since": earlier},
+        {"If-Modified-Since": "not a date"},
+    ):
+        response = client.get(f"/audio/{gid}", headers=headers)
+        assert response.status_code == 200, (headers, response.status_code)
+        assert response.content == body
+    response = client.get(f"/audio/{gid}", headers={"If-None-Match": '"other"', "Range": "bytes=0-9"})
+    assert response.status_code == 206 and response.content == body[:10]

@@ -1,6 +1,7 @@
 """The audio files' responses: Starlette's ``FileResponse`` with the Range headers that RFC 9110 (14.2) tells
 a server to ignore removed before it reads them (it answered them 400), and the ranges it cannot serve left
-out of a set that holds one it can (it answered the whole set 416).
+out of a set that holds one it can (it answered the whole set 416); and a ``304`` for a request whose
+``If-None-Match`` names the file's ETag (Starlette reads no precondition: the whole file again).
 
 A Range of a unit other than ``bytes`` MUST be ignored, and one whose ranges are not valid syntax (``bytes=``,
 ``bytes=abc``, a last position before the first) may be: both are served the whole file, 200. A valid
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 import os
 import re
+import stat
+from email.utils import parsedate_to_datetime
 
 import anyio.to_thread
 from starlette.datastructures import Headers
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 
 _SPEC = re.compile(r"(?:(\d{1,100})-(\d{0,100})|-(\d{1,100}))\Z")
@@ -55,12 +58,42 @@ def satisfiable(value: str, size: int) -> str:
     return value if len(found) < 2 or not kept else "bytes=" + ",".join(kept)
 
 
+def not_modified(etag: str, last_modified: str, request: Headers) -> bool:
+    """Whether a GET or HEAD with these request headers is answered ``304`` (RFC 9110, 13.1.2 and 13.2.2):
+    ``If-None-Match`` naming the file's ETag (weak comparison) or ``*``; without one, ``If-Modified-Since``
+    (a valid date) not before its last modification."""
+    if_none_match = request.get("if-none-match")
+    if if_none_match is not None:
+        tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+        return if_none_match.strip() == "*" or etag in tags
+    since = request.get("if-modified-since")
+    if since is None:
+        return False
+    try:
+        return parsedate_to_datetime(last_modified) <= parsedate_to_datetime(since)
+    except (TypeError, ValueError):  # not an HTTP-date: ignored
+        return False
+
+
 class AudioFileResponse(FileResponse):
     """A ``FileResponse`` that serves the whole file for a Range header RFC 9110 says to ignore, and the
-    satisfiable ranges of a set that also holds others."""
+    satisfiable ranges of a set that also holds others; ``304`` for a request whose ``If-None-Match`` names
+    its ETag (or whose ``If-Modified-Since`` is not before its last modification)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        value = Headers(scope=scope).get("range")
+        request = Headers(scope=scope)
+        if "if-none-match" in request or "if-modified-since" in request:
+            try:
+                found = await anyio.to_thread.run_sync(os.stat, self.path)
+            except OSError:  # gone: Starlette says so
+                found = None
+            if found is not None and stat.S_ISREG(found.st_mode):
+                self.set_stat_headers(found)
+                if not_modified(self.headers["etag"], self.headers["last-modified"], request):
+                    kept = {name: self.headers[name] for name in ("etag", "last-modified", "accept-ranges")}
+                    await Response(status_code=304, headers=kept)(scope, receive, send)
+                    return
+        value = request.get("range")
         if value is not None:
             kept = [(name, raw) for name, raw in scope["headers"] if name.lower() != b"range"]
             if not valid_bytes_range(value):
