@@ -162,3 +162,43 @@ def test_a_conditional_request_for_the_audio_is_304_when_its_etag_or_date_match(
         assert response.content == body
     response = client.get(f"/audio/{gid}", headers={"If-None-Match": '"other"', "Range": "bytes=0-9"})
     assert response.status_code == 206 and response.content == body[:10]
+
+
+def test_an_app_made_from_a_url_serves_each_time_its_lifespan_runs(db_url: str, tmp_path: Path) -> None:
+    """``create_app(url)`` opens its store and closes it at shutdown; an app whose lifespan ran again (an app
+    made once, as a module's, and a ``with TestClient(app)`` per test: Starlette's own pattern) answered
+    every request of the second run as a closed store's ("the store is closed"). Each run serves; each
+    shutdown closes the store it used."""
+    with Store(db_url) as store:
+        new_job(store)
+    app = create_app(db_url, root=tmp_path)
+    used = []
+    for _ in range(3):
+        with TestClient(app) as client:
+            for path in PATHS:
+                response = client.get(path)
+                assert response.status_code == 200, (path, response.text)
+            used.append(app.dashboard.store)
+        assert app.dashboard.store._connector.closed
+    assert all(each._connector.closed for each in used)
+
+
+def test_mounted_the_app_from_a_url_is_closed_by_the_outer_apps_shutdown(sqlite_url: str) -> None:
+    """Starlette runs a mounted app's lifespan never: ``create_app(url)`` mounted keeps its store open past
+    the outer app's shutdown, as docs/dashboard.md now says; ``app.dashboard.close()`` closes it."""
+    from contextlib import asynccontextmanager
+
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    inner = create_app(sqlite_url)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        yield
+        inner.dashboard.close()
+
+    outer = Starlette(routes=[Mount("/ops", app=inner)], lifespan=lifespan)
+    with TestClient(outer) as client:
+        assert client.get("/ops/api/overview").status_code == 200
+    assert inner.dashboard.store._connector.closed

@@ -127,8 +127,15 @@ def create_app(
         Route("/api/workers", d.api_workers),
     ]
 
+    runs = 0
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        nonlocal runs
+        if runs:  # run again (a second `with TestClient(app)`): the last shutdown closed its store and files
+            again = Store(store.url.url) if owned else store
+            Dashboard.__init__(dashboard, again, owned=owned, root=root, token=token, options=options)
+        runs += 1
         try:
             yield
         finally:
