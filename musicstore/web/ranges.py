@@ -90,8 +90,8 @@ class AudioFileResponse(FileResponse):
             if found is not None and stat.S_ISREG(found.st_mode):
                 self.set_stat_headers(found)
                 if not_modified(self.headers["etag"], self.headers["last-modified"], request):
-                    kept = {name: self.headers[name] for name in ("etag", "last-modified", "accept-ranges")}
-                    await Response(status_code=304, headers=kept)(scope, receive, send)
+                    same = {name: self.headers[name] for name in ("etag", "last-modified", "accept-ranges")}
+                    await Response(status_code=304, headers=same)(scope, receive, send)
                     return
         value = request.get("range")
         if value is not None:
