@@ -2,6 +2,7 @@
 
 ``in_use`` sees another process's connections, by the lock each holds on byte 128 of the ``-shm`` file;
 ``held_open`` sees those of this process too, by SQLite's own exclusive lock on the database file.
+``short_of_header`` tells a file cut short (a truncated copy of a backup) from a whole one.
 """
 
 from __future__ import annotations
@@ -73,7 +74,31 @@ def held_open(path: Path) -> bool:
     return False
 
 
-__all__ = ["file_argument", "held_open", "in_use"]
+def short_of_header(path: Path) -> str | None:
+    """Why the database file at ``path`` is shorter than its header says it is, or None: a copy cut short
+    (a transfer stopped, a full disk). SQLite reads the missing bytes as zeros and ``PRAGMA integrity_check``
+    passes where they held only a row's text (a restore put in place a database whose row read back as
+    zeros, the store raising on it). Not judged while a ``-wal`` or ``-journal`` beside it may hold pages
+    the file does not yet (a live database), nor where the header's page count is not kept (SQLite < 3.7)."""
+    if any(os.path.lexists(f"{path}-{log}") for log in ("wal", "journal")):
+        return None
+    try:
+        with open(path, "rb") as file:
+            header, size = file.read(100), os.fstat(file.fileno()).st_size
+    except OSError:
+        return None  # SQLite says why
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\0") or header[24:28] != header[92:96]:
+        return None
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    expected = int.from_bytes(header[28:32], "big") * page_size
+    if size >= expected:
+        return None
+    pages = expected // page_size
+    return f"truncated: the file has {size:,} bytes, its header says {expected:,} ({pages:,} pages)"
+
+
+__all__ = ["file_argument", "held_open", "in_use", "short_of_header"]
 
 
 def refuse_open(path: Path, then: str = "restore") -> None:
