@@ -41,3 +41,14 @@ def test_a_truncated_backup_is_refused_and_the_database_left_as_it_was(tmp_path:
     assert (_digest(target), sorted(p.name for p in tmp_path.iterdir())) == before
     with Store(f"sqlite:///{target}") as store:
         assert [g.id for g in store.list_generations().items] == [kept.id]
+
+
+@pytest.mark.parametrize("pages", [2**31, 2**62])
+def test_backup_pages_past_a_c_int_is_invalid_input_before_any_work(tmp_path: Path, pages: int) -> None:
+    """sqlite3's backup takes its pages as a C int: 2**31 raised a bare OverflowError."""
+    url = f"sqlite:///{tmp_path / 'source.db'}"
+    Store(url, migrate=True).close()
+    with pytest.raises(InvalidInput, match="pages must be between -1 and 2147483647"):
+        backup(url, tmp_path / "copy.db", pages=pages)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source.db"]
+    assert backup(url, tmp_path / "copy.db", pages=2**31 - 1).integrity == "ok"

@@ -335,7 +335,7 @@ def backup(
     if not path.is_file():
         what = "is a folder, not a database file" if path.is_dir() else "does not exist"
         raise InvalidInput(f"{path} {what}: nothing to back up")
-    pages = validate.integer(pages, "pages", -1)
+    pages = validate.integer(pages, "pages", -1, 2**31 - 1)  # sqlite3 takes a C int: OverflowError above
     overwrite = validate.flag(overwrite, "overwrite")
     if pages == 0:
         raise InvalidInput(f"pages must be a positive number of pages per step, or -1 for all, got {pages}")
