@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 
 from musicstore import InvalidInput, Store
+from musicstore.filestore import LocalFileStore
 from musicstore.maintenance.backup import backup, integrity, restore
+from musicstore.maintenance.relocate import copy_files
+from musicstore.ops.storage import get_storage
+from tests.test_copy_files import on_disk
 
 
 def _digest(path: Path) -> str:
@@ -52,3 +56,29 @@ def test_backup_pages_past_a_c_int_is_invalid_input_before_any_work(tmp_path: Pa
         backup(url, tmp_path / "copy.db", pages=pages)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["source.db"]
     assert backup(url, tmp_path / "copy.db", pages=2**31 - 1).integrity == "ok"
+
+
+@pytest.mark.parametrize("spelling", ["symlink", "dotdot", "file_url"])
+def test_copy_files_to_the_rows_own_folder_spelled_otherwise_copies_and_repoints_nothing(
+    store: Store, tmp_path: Path, spelling: str
+) -> None:
+    """``--to`` naming the rows' own folder by a symlink or a ``..`` counted every file "already there" and
+    pointed the rows at that spelling: "copied the files of 3 generations". The docs' next step, deleting the
+    old folder once the target's reconcile is consistent, then deleted the only copy. Every other maintenance
+    entry takes a folder by device and inode; so does copy_files now."""
+    folder = LocalFileStore(tmp_path / "audio")
+    made = on_disk(store, folder, 2)
+    older = on_disk(store, folder, 1, record=False)  # recorded before 0006: its folder is `source`
+    (tmp_path / "link").symlink_to(tmp_path / "audio")
+    to = {
+        "symlink": str(tmp_path / "link"),
+        "dotdot": str(tmp_path / "audio" / ".." / "audio"),
+        "file_url": (tmp_path / "link").as_uri(),
+    }[spelling]
+    for dry_run in (True, False):
+        report = copy_files(store, to, source=tmp_path / "audio", dry_run=dry_run)
+        assert (report.generations_seen, report.rows_updated, report.objects_present) == (0, 0, 0)
+    assert [store.run(get_storage, g.id).storage_url for g in made] == [folder.url, folder.url]
+    assert store.run(get_storage, older[0].id).storage_url is None
+    moved = copy_files(store, tmp_path / "elsewhere", source=tmp_path / "audio")  # another folder: copied
+    assert moved.rows_updated == 3 and moved.objects_copied == 6

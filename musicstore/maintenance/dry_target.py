@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -13,7 +14,7 @@ from ..errors import StorageError
 from ..filestore import FileStore, KeyConflict, LocalFileStore, ObjectInfo, ObjectNotFound, open_filestore
 from ..storage_names import SCHEME, local_path
 from ..store import Store
-from .scan import rows_by_file_paths
+from .scan import OwnRows, rows_by_file_paths
 
 
 class _FolderToBe:
@@ -47,6 +48,20 @@ def open_target(to: str | Path, *, dry_run: bool) -> FileStore:
         if path.exists() or path.is_symlink():  # a file, a broken link: not a folder, as the run would say
             raise
         return cast(FileStore, _FolderToBe(url))
+
+
+def already_in(target: FileStore, origin: FileStore | None) -> Callable[[str | None], bool]:
+    """Whether a row (by its ``storage_url``) has its files in the folder ``target`` already, under another
+    spelling of it (a symlink to it, ``..``: the same device and inode, as reconcile, cleanup and
+    ``only_from`` take a folder); a row that names no store, when its folder ``origin`` is that one. Left
+    alone: ``copy_files`` counted their files "already there" and pointed the rows at the new spelling,
+    and the docs' next step, deleting the old folder once the target's reconcile is consistent, deleted the
+    only copy (``tests/test_maint_hunt_s27.py``). A bucket's rows are told by their URL alone."""
+    if not isinstance(target, LocalFileStore):
+        return lambda url: False
+    own = OwnRows(target.root)
+    nameless = origin is not None and own(origin.url)
+    return lambda url: nameless if url is None else own(url)
 
 
 def check_bucket(target: FileStore) -> None:

@@ -59,7 +59,7 @@ from ..models import Generation
 from ..ops import Call, Steps, reader, writer
 from ..ops.reads import GENERATION
 from ..store import Store
-from .dry_target import check_bucket, dry_copy, holds, named_shared, open_target, sha256_of
+from .dry_target import already_in, check_bucket, dry_copy, holds, named_shared, open_target, sha256_of
 from .scan import DEFAULT_MAX_ITEMS, OwnRows, is_peaks_of, require_store
 
 
@@ -232,9 +232,10 @@ def copy_files(
     try:
         if dry_run:
             check_bucket(target)
-        after = ""
+        there, after = already_in(target, origin), ""
         while page := store.run(files_to_copy, target.url, after, size):
             after = page[-1]["id"]
+            page = [r for r in page if not there(r["storage_url"])]  # the target folder, spelled otherwise
             if wanted is not None:
                 page = [r for r in page if wanted(_url_of(r, origin))]
             _copy_page(store, page, target=target, sources=sources, report=report, max_items=max_items,
