@@ -173,6 +173,7 @@ class SQLiteConnector:
         self.busy_timeout = busy_timeout
         self._local = _Thread()
         self._opened: dict[tuple[threading.Thread, int], sqlite3.Connection] = {}
+        self._lent: dict[sqlite3.Connection, int] = {}  # in use (acquired, not yet released): how many times
         self._lock = threading.Lock()
 
     def translate(self, exc: BaseException) -> MusicstoreError | None:
@@ -199,7 +200,9 @@ class SQLiteConnector:
         return conn
 
     def acquire(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use."""
+        """This thread's connection, opened on first use; lent until :meth:`release`: :meth:`close` closes no
+        connection another thread is using (sqlite3 closing one under a running statement crashes the
+        process), its thread does when it gives it back."""
         local = self._local
         conn = local.conn
         if conn is None or local.forks != self.forks:  # a forked child opens its own
@@ -209,6 +212,11 @@ class SQLiteConnector:
             with self._lock:
                 self._close_finished_threads(pid)
                 self._opened[threading.current_thread(), pid] = conn
+        lent = self._lent
+        lent[conn] = lent.get(conn, 0) + 1  # marked before ``closed`` is read; close() sets it, then looks
+        if self.closed:
+            self.release(conn)
+            raise closed_store()
         return conn
 
     def _close_finished_threads(self, pid: int) -> None:
@@ -217,7 +225,16 @@ class SQLiteConnector:
             self._opened.pop(key).close()
 
     def release(self, conn: sqlite3.Connection) -> None:
-        """Nothing to do: the connection stays with its thread."""
+        """The connection stays with its thread; closed here if the store was closed while it was lent."""
+        lent = self._lent
+        left = lent[conn] - 1
+        if left:
+            lent[conn] = left
+            return
+        del lent[conn]
+        if self.closed:
+            with self._lock:
+                conn.close()
 
     @staticmethod
     def begin(conn: sqlite3.Connection, *, write: bool) -> None:
@@ -235,11 +252,13 @@ class SQLiteConnector:
             conn.execute("ROLLBACK")
 
     def close(self) -> None:
-        """Close every connection; the store opens none again (``closed_store``)."""
+        """Close every connection, or, one another thread is using, as that thread gives it back; the store
+        opens none again and lends none (``closed_store``)."""
         self.closed = True
         with self._lock:
             for conn in self._opened.values():
-                conn.close()
+                if conn not in self._lent:
+                    conn.close()
             self._opened.clear()
         self._local = _Thread()
 
