@@ -118,7 +118,7 @@ def async_connector(target: DatabaseURL, *, busy_timeout: float, pool_size: int)
         from .backends.postgres_async import AsyncPostgresConnector
 
         return AsyncPostgresConnector(target.url, pool_size=pool_size, timeout=busy_timeout)
-    from .backends.sqlite import AsyncSQLiteConnector
+    from .backends.sqlite_async import AsyncSQLiteConnector
 
     assert target.path is not None
     return AsyncSQLiteConnector(target.path, busy_timeout=busy_timeout, pool_size=pool_size)

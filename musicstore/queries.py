@@ -112,7 +112,7 @@ async def execute_async(
     conn: Any, query: Query, params: dict[str, Any], rows: RowReader[Any] | None = None
 ) -> Any:
     """``execute`` on a psycopg async connection (``AsyncPostgresConnector.execute``; an aiosqlite connection
-    runs ``execute`` itself on its thread, ``backends.sqlite.execute_on_thread``)."""
+    runs ``execute`` itself on its thread, ``backends.sqlite_async.execute_on_thread``)."""
     cursor = await conn.execute(query.sql, params)
     try:
         returns = query.returns

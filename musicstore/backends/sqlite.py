@@ -1,25 +1,21 @@
 """The embedded SQLite backend: connections and their PRAGMAs, transactions, parameter encoding, errors.
 
-Sync (sqlite3, one connection per thread) and async (aiosqlite, one connection per event loop task group)
-connectors share everything here but the connection calls.
+Sync (sqlite3, one connection per thread) here; the async connector (aiosqlite) in ``sqlite_async``, which
+shares everything here but the connection calls.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import DatabaseBusy, DatabaseError, InvalidInput, MigrationError, MusicstoreError
-from ..models import RowReader, to_micros
-from ..queries import Query, execute
+from ..errors import DatabaseBusy, DatabaseError, MigrationError, MusicstoreError
+from ..models import to_micros
 from . import closed_store
 
 DIALECT = "sqlite"
@@ -264,194 +260,3 @@ class SQLiteConnector:
 
 
 os.register_at_fork(after_in_child=SQLiteConnector._forked)
-
-
-def _daemonic(connecting: Any) -> None:
-    """Make an aiosqlite connection's thread (not started yet) a daemon: a store left open when its event loop
-    ends (``asyncio.run`` returning without ``close``) would keep the process from ever exiting, each thread
-    waiting for work that cannot come (aiosqlite 0.22: a thread the connection owns; before, the connection
-    itself). What it committed is on disk; an unfinished transaction rolls back, as after any crash."""
-    thread = getattr(connecting, "_thread", connecting)
-    if isinstance(thread, threading.Thread) and not thread.is_alive():
-        thread.daemon = True
-
-
-async def _stopped(connecting: Any) -> None:
-    """Wait for the thread of an aiosqlite connection that failed to open: aiosqlite tells it to stop without
-    waiting, and a thread that answers after the event loop closed (an ``asyncio.run`` ending on this error)
-    prints 'RuntimeError: Event loop is closed' tracebacks on stderr."""
-    thread = getattr(connecting, "_thread", None)
-    if thread is not None and thread.is_alive():
-        await asyncio.to_thread(thread.join, 5.0)
-
-
-async def execute_on_thread(
-    conn: Any, query: Query, params: dict[str, Any], rows: RowReader[Any] | None = None
-) -> Any:
-    """``queries.execute`` for an aiosqlite connection, run whole on the connection's own thread (one call:
-    its statement, its fetch and its cursor's end), so no cursor ever reaches the awaiting task. Awaited as
-    three calls (``execute``, a fetch, ``close``), a task cancelled as the statement's cursor came back to it
-    left that cursor in the cancelled await (kept as long as its ``CancelledError`` was: a kept task or
-    error), its statement unfinished on the connection: each later ``COMMIT`` on it failed, ``cannot commit
-    transaction - SQL statements in progress``."""
-    return await conn._execute(execute, conn._conn, query, params, rows)
-
-
-class AsyncSQLiteConnector:
-    """aiosqlite connections (each runs sqlite3 on its own thread), kept in an idle list between uses: at
-    most ``pool_size`` lent out at once (a connection whose cancelled transaction still rolls back counts);
-    a task beyond them waits up to ``busy_timeout`` for one, then ``DatabaseBusy``, as from PostgreSQL's pool.
-    """
-
-    dialect = DIALECT
-    driver = "aiosqlite"
-    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
-    encode = staticmethod(encode)
-    execute = staticmethod(execute_on_thread)
-    closed = False
-    """Set by ``close``: no connection is opened again."""
-
-    def __init__(self, path: Path, *, busy_timeout: float, pool_size: int = 10) -> None:
-        self.path = path
-        self.busy_timeout = busy_timeout
-        self.pool_size = pool_size
-        self._slots: asyncio.Semaphore | None = None  # the connections that may be lent out; made per loop
-        self._slots_loop: asyncio.AbstractEventLoop | None = None
-        self._taken = 0  # slots taken (a connection lent, opening, or rolling back)
-        self._idle: list[Any] = []
-        self._lent: set[Any] = set()  # in use; one lent before close() is closed when it comes back
-        self._rolling_back: dict[Any, asyncio.Future[None]] = {}  # a cancelled transaction's rollback
-        self._settling: set[asyncio.Task[None]] = set()  # connections given back once their rollback ends
-
-    def translate(self, exc: BaseException) -> MusicstoreError | None:
-        return translate(exc, self.path)
-
-    async def _open(self) -> Any:
-        import aiosqlite
-
-        if self.closed:
-            raise closed_store()
-        _prepare(self.path)
-        connecting = aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
-        _daemonic(connecting)
-        try:
-            conn = await connecting
-        except BaseException:
-            await _stopped(connecting)
-            raise
-        try:
-            deadline = time.monotonic() + self.busy_timeout
-            while True:  # as switch_to_wal
-                try:
-                    async with conn.execute("PRAGMA journal_mode = WAL") as cursor:
-                        row = await cursor.fetchone()
-                    break
-                except sqlite3.OperationalError as exc:
-                    if not switch_may_retry(exc, deadline):
-                        raise
-                await asyncio.sleep(WAL_RETRY_SECONDS)
-            _check_wal(row[0] if row else "", self.path)
-            for pragma in PRAGMAS:
-                await conn.execute(pragma)
-        except BaseException:
-            await conn.close()
-            raise
-        return conn
-
-    async def acquire(self) -> Any:
-        """An idle connection, or a new one, once one of the ``pool_size`` slots is free."""
-        await self._take_slot()
-        try:
-            if self.closed:  # closed while it waited
-                raise closed_store()
-            conn = self._idle.pop() if self._idle else await self._open()
-        except BaseException:
-            self._free_slot()
-            raise
-        self._lent.add(conn)
-        return conn
-
-    async def _take_slot(self) -> None:
-        """One of the ``pool_size`` slots, waiting up to ``busy_timeout`` (then ``DatabaseBusy``)."""
-        loop = asyncio.get_running_loop()
-        if self._slots_loop is not loop:  # a semaphore's waits belong to one loop (asyncio.run after another)
-            if self._slots_loop is not None and self._slots_loop.is_running():  # another thread's, meanwhile
-                raise InvalidInput(
-                    "this AsyncStore is in use in another event loop (another thread's): open one per loop"
-                )
-            self._slots = asyncio.Semaphore(max(self.pool_size - self._taken, 0))
-            self._slots_loop = loop
-        slots = self._slots
-        assert slots is not None
-        if not slots.locked():
-            await slots.acquire()  # free: taken without a wait
-        else:
-            try:
-                async with asyncio.timeout(self.busy_timeout):
-                    await slots.acquire()
-            except TimeoutError:
-                raise DatabaseBusy(
-                    f"{self.path}: all {self.pool_size} of the store's connections stayed in use past the "
-                    f"busy timeout ({self.busy_timeout:g} s); raise pool_size"
-                ) from None
-        self._taken += 1
-
-    def _free_slot(self) -> None:
-        self._taken -= 1
-        if self._slots is not None:
-            self._slots.release()
-
-    async def release(self, conn: Any) -> None:
-        rolling_back = self._rolling_back.pop(conn, None)
-        if rolling_back is not None:  # a cancelled transaction's: lent to no one until its rollback ends
-            settling = asyncio.ensure_future(self._settle(conn, rolling_back))
-            self._settling.add(settling)
-            settling.add_done_callback(self._settling.discard)
-            return
-        self._free_slot()
-        if conn in self._lent and not conn.in_transaction and not self.closed:
-            self._lent.remove(conn)
-            self._idle.append(conn)
-        else:  # lent (or still opening) before close(), or its rollback failed: never hand it out again
-            self._lent.discard(conn)
-            await conn.close()
-
-    async def _settle(self, conn: Any, rolling_back: asyncio.Future[None]) -> None:
-        """Give ``conn`` back (``release``) once the rollback of its cancelled transaction has run (a task
-        of its own: what fails here has no caller to raise to; a connection that failed is not lent again)."""
-        with suppress(Exception):
-            await rolling_back
-        with suppress(Exception):
-            await self.release(conn)
-
-    @asynccontextmanager
-    async def transaction(self, conn: Any, *, write: bool, alone: bool = False) -> AsyncIterator[None]:
-        """A transaction on ``conn`` (``alone`` changes nothing here: writes begin ``BEGIN IMMEDIATE``)."""
-        try:
-            await conn.execute(BEGIN_WRITE if write else BEGIN_READ)
-            yield
-            await conn.execute("COMMIT")
-        except BaseException as exc:
-            # A cancelled BEGIN or COMMIT still runs on the connection's thread; this rollback is queued
-            # behind it, so the connection leaves any transaction before its next use.
-            rolling_back = asyncio.ensure_future(conn.rollback())
-            if isinstance(exc, asyncio.CancelledError):
-                # Not awaited: a BEGIN IMMEDIATE waiting for the writer lock runs up to busy_timeout, and the
-                # cancelled task ends now; ``release`` lends the connection again once the rollback ran.
-                self._rolling_back[conn] = rolling_back
-                raise
-            with suppress(sqlite3.Error):
-                await asyncio.shield(rolling_back)
-            raise
-
-    async def close(self) -> None:
-        """Close the idle connections (a lent one when it comes back; one whose cancelled transaction is
-        still rolling back once it has: waited for here); the store opens none again."""
-        self.closed = True
-        idle, self._idle, self._lent = self._idle, [], set()
-        if self._slots is not None and self._slots.locked():
-            self._slots.release()  # wakes a task waiting for a slot: it raises closed_store, waking the next
-        for conn in idle:
-            await conn.close()
-        while self._settling:
-            await asyncio.gather(*self._settling, return_exceptions=True)
