@@ -7,7 +7,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -34,10 +34,41 @@ def _daemonic(connecting: Any) -> None:
     """Make an aiosqlite connection's thread (not started yet) a daemon: a store left open when its event loop
     ends (``asyncio.run`` returning without ``close``) would keep the process from ever exiting, each thread
     waiting for work that cannot come (aiosqlite 0.22: a thread the connection owns; before, the connection
-    itself). What it committed is on disk; an unfinished transaction rolls back, as after any crash."""
+    itself). What it committed is on disk; an unfinished transaction rolls back, as after any crash. On
+    aiosqlite 0.22 the thread runs ``_worker``, which outlives a closed event loop."""
     thread = getattr(connecting, "_thread", connecting)
-    if isinstance(thread, threading.Thread) and not thread.is_alive():
-        thread.daemon = True
+    if not isinstance(thread, threading.Thread) or thread.is_alive():
+        return
+    thread.daemon = True
+    from aiosqlite import core
+
+    if getattr(thread, "_target", None) is getattr(core, "_connection_worker_thread", _worker):
+        connecting._thread = threading.Thread(
+            target=_worker, args=(connecting._tx,), name=thread.name, daemon=True
+        )
+
+
+def _worker(calls: Any) -> None:
+    """aiosqlite 0.22's connection thread (``core._connection_worker_thread``) but for one thing: an answer
+    for an event loop that has closed is dropped. aiosqlite's thread raised 'Event loop is closed' there
+    and ended, and the calls queued behind never ran: an ``asyncio.run`` that ended while a cancelled
+    write's ``BEGIN IMMEDIATE`` still waited for the writer lock left the rollback queued behind it, and the
+    dead thread's connection held SQLite's writer lock for the rest of the process (every other writer, in
+    any process: DatabaseBusy)."""
+    from aiosqlite.core import _STOP_RUNNING_SENTINEL, set_exception, set_result
+
+    answer: Callable[[Any, Any], None]
+    while True:
+        future, function = calls.get()
+        try:
+            result, answer = function(), set_result
+        except BaseException as exc:  # as aiosqlite: the awaiting task's to raise
+            result, answer = exc, set_exception
+        if future is not None:
+            with suppress(RuntimeError):  # its loop is closed: nobody awaits the answer
+                future.get_loop().call_soon_threadsafe(answer, future, result)
+        if result is _STOP_RUNNING_SENTINEL:
+            return
 
 
 async def _stopped(connecting: Any) -> None:
@@ -143,6 +174,7 @@ class AsyncSQLiteConnector:
                 raise InvalidInput(
                     "this AsyncStore is in use in another event loop (another thread's): open one per loop"
                 )
+            self._forsake_closed_loop()
             self._slots = asyncio.Semaphore(max(self.pool_size - self._taken, 0))
             self._slots_loop = loop
         slots = self._slots
@@ -159,6 +191,20 @@ class AsyncSQLiteConnector:
                     f"busy timeout ({self.busy_timeout:g} s); raise pool_size"
                 ) from None
         self._taken += 1
+
+    def _forsake_closed_loop(self) -> None:
+        """After the event loop the connections were lent in closed (an ``asyncio.run`` ended without
+        ``close``), before another uses the store: what that loop's tasks held, nobody gives back (a cancelled
+        transaction's connection waiting for its rollback, whose task ended with the loop). Each is closed
+        on its thread, after what is queued there (its rollback), and its slot is free: before, each stayed
+        taken for good, and a later ``asyncio.run`` had that many connections fewer (``pool_size=1``: none,
+        every operation ``DatabaseBusy``)."""
+        if self._slots_loop is None or not self._slots_loop.is_closed():
+            return
+        for conn in self._lent:
+            with suppress(Exception):
+                conn.stop()  # queued: its thread closes the connection after the calls before
+        self._lent, self._rolling_back, self._settling, self._taken = set(), {}, set(), 0
 
     def _free_slot(self) -> None:
         self._taken -= 1
@@ -212,6 +258,7 @@ class AsyncSQLiteConnector:
         """Close the idle connections (a lent one when it comes back; one whose cancelled transaction is
         still rolling back once it has: waited for here); the store opens none again."""
         self.closed = True
+        self._forsake_closed_loop()
         idle, self._idle, self._lent = self._idle, [], set()
         if self._slots is not None and self._slots.locked():
             self._slots.release()  # wakes a task waiting for a slot: it raises closed_store, waking the next
