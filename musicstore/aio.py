@@ -287,10 +287,10 @@ class AsyncStore(Driver, AsyncOperations):
         return direct
 
     def _joined(self) -> AsyncTransaction | None:
-        """The transaction this task opened on this store, if one is open."""
+        """The transaction this task opened on this store, if it is still open (``transaction``)."""
         task = asyncio.current_task()
         for tx in _open_transactions.get():
-            if tx.store is self and tx.task is task:
+            if tx.store is self and tx.task is task and not tx.closed:
                 return tx
         return None
 
@@ -339,10 +339,9 @@ class AsyncStore(Driver, AsyncOperations):
                 steps, step = start(op, *args, **kwargs)
 
     async def _write(self, steps: Steps[T], step: Step, *, alone: bool, committing: list[bool] | None) -> T:
-        """Answer a write operation's steps in a transaction of its own (``alone``: begun later, as
-        ``Store`` begins an ``Operation.alone`` write). ``committing`` (a claim's, ``_claim``) gets an item
-        once the write may commit: before PostgreSQL's first statement (``alone``: in autocommit), before
-        SQLite's COMMIT."""
+        """Answer a write's steps in a transaction of its own (``alone``: begun later, as ``Store`` begins an
+        ``Operation.alone`` write). ``committing`` (a claim's, ``_claim``) gets an item once it may commit:
+        before PostgreSQL's first statement (``alone``: in autocommit), before SQLite's COMMIT."""
         async with self._connection() as conn:
             if committing is not None and self._connector.dialect == "postgres":
                 committing.append(True)
@@ -400,7 +399,8 @@ class AsyncStore(Driver, AsyncOperations):
                         yield tx
                     finally:
                         tx.closed = True
-                        _open_transactions.reset(token)
+                        with suppress(ValueError):  # ended in another task (a dropped async generator
+                            _open_transactions.reset(token)  # finalized by its loop): _joined skips it
 
 
 class AsyncTransaction(waiting.AsyncTransactionClaim, AsyncOperations):

@@ -4,6 +4,7 @@ a cancelled SQLite write still waits for the writer lock on its aiosqlite thread
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
 import threading
 import time
@@ -77,3 +78,38 @@ def test_a_loop_ending_as_a_cancelled_write_waits_for_the_lock_leaves_the_lock_f
 
     assert asyncio.run(asyncio.wait_for(second(), 10)) == 1
     assert died == []
+
+
+def test_a_transaction_in_an_async_generator_finalized_by_its_loop_leaves_the_task_free(db_url: str) -> None:
+    """An async generator that yields inside ``store.transaction()`` and is dropped (an ``async for`` left
+    with ``break``, a stream whose client went away) is finalized by its event loop, in a task of its own:
+    its transaction rolls back there. Before, its end reset the ContextVar of open transactions with a
+    token of the task that opened it (ValueError, 'Task exception was never retrieved'), and that task kept
+    the ended transaction as its own: every later operation it awaited on the store raised 'this transaction
+    has ended; open a new one', for good."""
+
+    async def main() -> None:
+        failures: list[Any] = []
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: failures.append(context))
+        async with AsyncStore.open(db_url) as store:
+
+            async def rows() -> Any:
+                async with store.transaction() as tx:
+                    await tx.create_generation("never kept", model_name="m", duration_seconds=1)
+                    yield 1
+                    await tx.create_generation("never made", model_name="m", duration_seconds=1)
+
+            stream = rows()
+            assert await stream.__anext__() == 1
+            del stream
+            gc.collect()  # finalized: the loop runs its aclose() in a task of its own
+            for _ in range(50):
+                await asyncio.sleep(0.01)
+            assert await store.count_generations() == 0  # rolled back, and this task is out of it
+            job = await store.create_generation("kept", model_name="m", duration_seconds=1)
+            async with store.transaction() as tx:  # not refused as nested
+                assert await tx.get_generation(job.id) == job
+            assert await store.wait_for(job.id, timeout=0) == job
+        assert failures == []
+
+    asyncio.run(main())
