@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from musicstore.audio.arrays import MAX_CHANNELS, check_flac_rate, check_sample_rate
 from musicstore.audio.files import as_path, callback_errors
-from musicstore.audio.quantize import dithers, to_frames
+from musicstore.audio.quantize import check_wav_size, dithers, to_frames
 from musicstore.audio.tags import INSTALL_HINT
 from musicstore.errors import InvalidInput, shown
 
@@ -240,6 +240,15 @@ def _codec(spec: RenditionSpec, rate: int, channels: int) -> Codec:
             level = compression / 8.0
             info |= {"compression_level": compression}
     return Codec(fmt, rate, channels, sf_format, subtype_name, level, mode, info)
+
+
+def check_size(codec: Codec, rate: int, samples: int) -> None:
+    """``InvalidInput`` when a WAV rendition of ``samples`` frames at ``rate`` Hz holds more than a WAV file
+    (``quantize.check_wav_size``, as an export's), counted at the rendition's rate: soxr makes
+    ``round(samples · to / rate)`` frames, bounded here from above."""
+    if codec.format == "wav":
+        frames = -(-samples * codec.sample_rate // rate)
+        check_wav_size("WAV", codec.sf_subtype, (codec.channels, frames))
 
 
 def check_target(path: str | Path, spec: RenditionSpec) -> Path:

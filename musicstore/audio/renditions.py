@@ -36,6 +36,7 @@ from musicstore.audio.codecs import (
     LOSSLESS_SUBTYPES,
     Codec,
     RenditionSpec,
+    check_size,
     check_target,
     check_whole,
     decode,
@@ -260,6 +261,7 @@ def render_bytes(
     target = check_target(name, spec)
     x = as_audio(audio, scale=scale)
     codec = spec.settings(rate, x.shape[0])
+    check_size(codec, rate, x.shape[1])  # a WAV over its RIFF header's 32-bit count, before resampling
     given, x = x.shape[1], resample(x, rate, codec.sample_rate, lossy=codec.format not in LOSSLESS_SUBTYPES)
     if x.shape[1] == 0:  # not "audio is empty" from the meter, after a RuntimeWarning
         raise InvalidAudio(
