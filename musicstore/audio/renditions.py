@@ -269,7 +269,9 @@ def render_bytes(
         )
     encoded, status, attempts, before = _attempts(x, codec, chosen, opts)
     data, loudness, peak, frames = encoded.data, encoded.loudness, encoded.peak, encoded.frames
-    reached = status in ("normalized", "limited")
+    reached = status in ("normalized", "limited") or (  # as an export's: a clip left at its level counts too
+        status != "silent" and abs(loudness - chosen.target_lufs) <= chosen.tolerance_lu
+    )
     loudness_tags = LoudnessTags(loudness, peak)
     tagged = embed(data, spec.format, provenance, loudness_tags)
     written = (provenance.fields() if provenance is not None else {}) | (
