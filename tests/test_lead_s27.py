@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from musicstore import Store
 from musicstore.audio import synthesize_music
 from musicstore.audio.loudness import integrated_loudness
 from musicstore.audio.profiles import get_profile
 from musicstore.audio.renditions import RenditionOptions, RenditionSpec, render_audio
+from musicstore.errors import DatabaseError
 
 
 def test_a_too_quiet_rendition_within_the_tolerance_reached_its_target(tmp_path: Path) -> None:
@@ -32,3 +37,19 @@ def test_a_too_quiet_rendition_within_the_tolerance_reached_its_target(tmp_path:
     assert result.status == "too_quiet"
     assert abs(result.loudness - profile.target_lufs) <= profile.tolerance_lu
     assert result.target_reached
+
+
+def test_a_row_whose_metadata_is_not_json_is_a_database_error(tmp_path: Path) -> None:
+    """A damaged file's row (its metadata bytes not a JSON object, past the schema's CHECK) is read as a
+    typed ``DatabaseError`` naming the damage, not a bare ``JSONDecodeError`` (found by the maintenance
+    hunt: a truncated backup read such bytes as zeros)."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    with Store(url, migrate=True) as store:
+        generation = store.create_generation("p", model_name="m", duration_seconds=1, metadata={"a": 1})
+    with closing(sqlite3.connect(tmp_path / "db.sqlite")) as conn:
+        conn.execute("PRAGMA ignore_check_constraints = ON")
+        for damaged in ('{"a": 1', '{"a": 1}}', "[1, 2]", "\x00\x00{"):
+            conn.execute("UPDATE generations SET metadata = ? WHERE id = ?", (damaged, generation.id))
+            conn.commit()
+            with Store(url) as store, pytest.raises(DatabaseError, match=r"not a JSON object.*damaged"):
+                store.get_generation(generation.id)

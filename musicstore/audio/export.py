@@ -29,7 +29,7 @@ from musicstore.audio.batch import run_all
 from musicstore.audio.export_options import ExportOptions, ExportResult, LoudnessStatus, StageTimings
 from musicstore.audio.farfield import FarField, keep_spectrum
 from musicstore.audio.files import Staged, as_path, format_for, place, stage_blocks, write_atomic
-from musicstore.audio.levels import from_db
+from musicstore.audio.levels import from_db, target_reached
 from musicstore.audio.limiter import CEILING_MARGIN_DB, Leveled, LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower
 from musicstore.audio.quantize import (
@@ -265,8 +265,7 @@ def _result(
         gain_db=gain,
         limiter_max_reduction_db=reduction,
         limiter_fraction=fraction,
-        target_reached=done.status in ("normalized", "limited")
-        or (done.status != "silent" and abs(after - options.target_lufs) <= options.tolerance_lu),
+        target_reached=target_reached(done.status, after, options.target_lufs, options.tolerance_lu),
         status=done.status,
         short_clip=done.short,
         clipped_samples=clipped,

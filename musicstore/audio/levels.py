@@ -51,3 +51,11 @@ def to_db(linear: float) -> float:
 def from_db(db: float) -> float:
     """dB to amplitude ratio."""
     return float(10.0 ** (db / 20.0))
+
+
+def target_reached(status: str, loudness: float, target_lufs: float, tolerance_lu: float) -> bool:
+    """Whether an export or a rendition reached its loudness target: normalized or limited, or any clip but a
+    silent one whose loudness is within the tolerance (one written unchanged that was already that close)."""
+    return status in ("normalized", "limited") or (
+        status != "silent" and abs(loudness - target_lufs) <= tolerance_lu
+    )

@@ -45,6 +45,7 @@ from musicstore.audio.codecs import (
 )
 from musicstore.audio.file_checks import check_not_truncated, short_read
 from musicstore.audio.files import as_path, callback_errors, write_bytes_atomic
+from musicstore.audio.levels import target_reached
 from musicstore.audio.limiter import LimiterSettings, level
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower, integrated_loudness
 from musicstore.audio.profiles import LoudnessProfile, get_profile
@@ -74,13 +75,7 @@ log = logging.getLogger("musicstore.audio")
 
 RenditionStatus = Literal["normalized", "limited", "target_missed", "silent", "too_quiet"]
 
-DEFAULT_HEADROOM_DB = {
-    "mp3": 1.25,
-    "opus": 1.0,
-    "vorbis": 1.0,
-    "flac": 0.0,
-    "wav": 0.0,
-}  # measured: docs/renditions.md
+DEFAULT_HEADROOM_DB = {"mp3": 1.25, "opus": 1.0, "vorbis": 1.0, "flac": 0.0, "wav": 0.0}  # docs/renditions.md
 MAX_HEADROOM_DB = 6.0
 MAX_CORRECTION_DB = 3.0
 DECODED_SILENCE = 2.0**-48
@@ -269,9 +264,7 @@ def render_bytes(
         )
     encoded, status, attempts, before = _attempts(x, codec, chosen, opts)
     data, loudness, peak, frames = encoded.data, encoded.loudness, encoded.peak, encoded.frames
-    reached = status in ("normalized", "limited") or (  # as an export's: a clip left at its level counts too
-        status != "silent" and abs(loudness - chosen.target_lufs) <= chosen.tolerance_lu
-    )
+    reached = target_reached(status, loudness, chosen.target_lufs, chosen.tolerance_lu)
     loudness_tags = LoudnessTags(loudness, peak)
     tagged = embed(data, spec.format, provenance, loudness_tags)
     written = (provenance.fields() if provenance is not None else {}) | (

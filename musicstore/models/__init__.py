@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any, TypeVar
 
+from ..errors import DatabaseError
 from .queue import QueueDepth, QueueLevel, Requeued, RetryPolicy
 from .status import _STATUS, TRANSITIONS, Status, status_of
 
@@ -71,11 +72,17 @@ def _metadata(value: str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(value, str):
         if value == "{}":
             return {}
-        if value.startswith("{") and value.endswith("}"):  # as the schema keeps it: skip json.loads's checks
-            decoded = _raw_decode(value)
-            if decoded[1] == len(value):  # one object, nothing after it: a new dict of its own
-                return decoded[0]  # type: ignore[no-any-return]
-        return dict(json.loads(value))
+        try:
+            if value.startswith("{") and value.endswith("}"):  # as the schema keeps it: raw_decode alone
+                decoded = _raw_decode(value)
+                if decoded[1] == len(value):  # one object, nothing after it: a new dict of its own
+                    return decoded[0]  # type: ignore[no-any-return]
+            return dict(json.loads(value))
+        except (ValueError, TypeError) as exc:  # the schema keeps a JSON object: a damaged file's bytes
+            raise DatabaseError(
+                f"a row's metadata is not a JSON object ({type(exc).__name__}: {exc}): the database file is "
+                "damaged (restore a backup)"
+            ) from None
     return dict(value)
 
 
