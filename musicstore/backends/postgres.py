@@ -53,6 +53,12 @@ _COMMAND_OK = 1
 """libpq's PGRES_COMMAND_OK: a command that returns no rows succeeded."""
 SPARE_SECONDS = 30.0
 """How long a connection stays the spare (``PostgresConnector.acquire``) before it goes back to the pool."""
+RECONNECT_SECONDS = 2.0
+"""How long a pool tries in the background to replace a lost connection (psycopg_pool's
+``reconnect_timeout``, 5 minutes by default) before it leaves that to the next operation, which connects at
+once. Its tries back off (1, 2, 4, 8... s apart), so after an outage of a minute, left to itself, its next
+try came up to a minute after the server was back, and every operation until then failed after
+``busy_timeout`` with ``DatabaseBusy`` ('no pooled connection came free in time; raise pool_size')."""
 _IDLE_EVENTS = select.POLLIN | select.POLLPRI
 """What ``_lost`` polls an idle connection's socket for (``poll`` adds its end, an error, a closed fd)."""
 
@@ -283,6 +289,7 @@ class PostgresConnector:
                 min_size=1,
                 max_size=self.pool_size,
                 timeout=self.timeout,
+                reconnect_timeout=RECONNECT_SECONDS,
                 kwargs={"autocommit": True, **tcp_defaults(self.url)},  # rows as tuples, built by position
                 connection_class=connection_class(),
                 configure=_configure(self.timeout),

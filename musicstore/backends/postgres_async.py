@@ -22,6 +22,7 @@ from .postgres import (
     COMMIT,
     DIALECT,
     READ_ONLY_SNAPSHOT,
+    RECONNECT_SECONDS,
     SPARE_SECONDS,
     Command,
     _aborted,
@@ -139,6 +140,7 @@ class AsyncPostgresConnector:
                 min_size=1,
                 max_size=self.pool_size,
                 timeout=self.timeout,
+                reconnect_timeout=RECONNECT_SECONDS,
                 kwargs={"autocommit": True, **tcp_defaults(self.url)},  # rows as tuples, built by position
                 connection_class=async_connection_class(),
                 configure=_configure_async(self.timeout),
