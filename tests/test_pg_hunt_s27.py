@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import threading
 import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
 from musicstore import AsyncStore, DatabaseError, Store
 from musicstore.testing import _pgserver
-from tests.test_reconnect_regressions import _start_again, _stop, own_server, own_url
+from tests.test_reconnect_regressions import _end_clients_of, _start_again, _stop, own_server, own_url
 
 __all__ = ["own_server", "own_url"]  # fixtures, used by name
 
@@ -52,5 +57,108 @@ def test_the_store_works_at_once_when_the_server_is_back_after_an_outage(
             assert await store.count_generations() == 1
             await store.create_generation("after", model_name="m", duration_seconds=2.0)
             assert await store.count_generations() == 2
+
+    asyncio.run(main())
+
+
+class _Hole:
+    """A TCP proxy to ``target``; while ``open`` is False it accepts new connections and never answers them
+    (a hung server or proxy, a load balancer whose backend is gone), holding them until ``close``."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.open = True
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            self.sockets.append(client)
+            if not self.open:
+                continue  # held, never answered
+            server = socket.create_connection(("127.0.0.1", self.target))
+            self.sockets.append(server)
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for each in (source, sink):
+                with contextlib.suppress(OSError):
+                    each.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+        for each in self.sockets:
+            each.close()
+
+
+@pytest.fixture
+def hole(postgres_url: str) -> Iterator[tuple[_Hole, str]]:
+    port = urlsplit(postgres_url).port
+    assert port is not None
+    proxy = _Hole(port)
+    try:
+        yield proxy, postgres_url.replace(f":{port}/", f":{proxy.port}/")
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_the_store_works_again_soon_after_a_server_that_hung_answers_again(
+    hole: tuple[_Hole, str], postgres_url: str, kind: str
+) -> None:
+    """New connections accepted and never answered for a while (the store's own ended meanwhile), then
+    answered again: the store works again within a few seconds. Before, the pool's connection attempts had
+    no connect timeout (psycopg's default: 130 s); its threads stuck in them, it made no connection for up to
+    two minutes after the server answered again, and every operation failed with DatabaseBusy."""
+    proxy, url = hole
+
+    def hang() -> None:
+        proxy.open = False
+        assert _end_clients_of(postgres_url) >= 1
+
+    if kind == "sync":
+        with Store(url, pool_size=4, busy_timeout=1.0) as store:
+            store.create_generation("lofi", model_name="m", duration_seconds=2.0)
+            hang()
+            with pytest.raises(DatabaseError, match="timeout"):
+                store.count_generations()
+            proxy.open = True
+            deadline = time.monotonic() + 15.0
+            while True:
+                try:
+                    assert store.count_generations() == 1
+                    break
+                except DatabaseError:
+                    assert time.monotonic() < deadline, "the store did not work again in 15 s"
+        return
+
+    async def main() -> None:
+        async with AsyncStore.open(url, pool_size=4, busy_timeout=1.0) as store:
+            await store.create_generation("lofi", model_name="m", duration_seconds=2.0)
+            await asyncio.to_thread(hang)
+            with pytest.raises(DatabaseError, match="timeout"):
+                await store.count_generations()
+            proxy.open = True
+            deadline = time.monotonic() + 15.0
+            while True:
+                try:
+                    assert await store.count_generations() == 1
+                    break
+                except DatabaseError:
+                    assert time.monotonic() < deadline, "the store did not work again in 15 s"
 
     asyncio.run(main())

@@ -232,13 +232,31 @@ hours or forever. A server busy with a long statement still answers them. Unix s
 def tcp_defaults(url: str) -> dict[str, Any]:
     """The ``TCP_DEFAULTS`` that ``url`` does not set (keyword arguments of ``psycopg.connect``). A URL that
     libpq cannot read gets none here: connecting to it says why."""
+    return _unset(url, TCP_DEFAULTS)
+
+
+def _unset(url: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The ``defaults`` that ``url`` does not set (none for a URL that libpq cannot read)."""
     import psycopg.conninfo
 
     try:
         given = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError:
         return {}
-    return {key: value for key, value in TCP_DEFAULTS.items() if key not in given}
+    return {key: value for key, value in defaults.items() if key not in given}
+
+
+def pool_settings(url: str, timeout: float) -> dict[str, Any]:
+    """The keyword arguments of each connection a store's pool makes (sync and async): ``autocommit``, the
+    ``TCP_DEFAULTS`` and libpq's connect timeout (``_connect_timeout``) that ``url`` does not set itself.
+    Without a connect timeout psycopg waits 130 s for a connection that is accepted and never answered (a
+    hung server or proxy, a dead load balancer): the pool's few threads each stuck in one, it made no
+    connection for up to that long after the server answered again, and every operation meanwhile failed
+    after ``busy_timeout`` with ``DatabaseBusy`` ('raise pool_size')."""
+    return {
+        "autocommit": True,  # rows as tuples, built by position
+        **_unset(url, {**TCP_DEFAULTS, "connect_timeout": str(_connect_timeout(timeout))}),
+    }
 
 
 def _connect_timeout(timeout: float) -> int:
@@ -290,7 +308,7 @@ class PostgresConnector:
                 max_size=self.pool_size,
                 timeout=self.timeout,
                 reconnect_timeout=RECONNECT_SECONDS,
-                kwargs={"autocommit": True, **tcp_defaults(self.url)},  # rows as tuples, built by position
+                kwargs=pool_settings(self.url, self.timeout),
                 connection_class=connection_class(),
                 configure=_configure(self.timeout),
                 open=True,

@@ -34,6 +34,7 @@ from .postgres import (
     _unreachable,
     _watch,
     encode,
+    pool_settings,
     tcp_defaults,
     translate,
 )
@@ -141,7 +142,7 @@ class AsyncPostgresConnector:
                 max_size=self.pool_size,
                 timeout=self.timeout,
                 reconnect_timeout=RECONNECT_SECONDS,
-                kwargs={"autocommit": True, **tcp_defaults(self.url)},  # rows as tuples, built by position
+                kwargs=pool_settings(self.url, self.timeout),
                 connection_class=async_connection_class(),
                 configure=_configure_async(self.timeout),
                 open=False,
