@@ -6,6 +6,7 @@ installed. ``migrations_path`` and ``yoyo_url`` give ``yoyo apply`` its source f
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -411,6 +412,25 @@ def _check_sqlite_file(path: Path) -> None:
         conn.execute("PRAGMA schema_version").fetchone()
     finally:
         conn.close()
+
+
+def refuse_unmigrated(path: Path, remedy: str) -> None:
+    """MigrationError for a SQLite file that does not exist (``remedy`` ends the message) or lacks the schema
+    (no ``_yoyo_migration`` table), found without changing it: a store's first connection switches a file to
+    WAL mode, which the file keeps (another program's database opened by mistake, an empty file). Nothing
+    where it cannot tell (not a database, a folder): the store's own open says why."""
+    if not path.exists():
+        raise MigrationError(f"no database at {path}; {remedy}")
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            if conn.execute("PRAGMA table_info(_yoyo_migration)").fetchall():
+                return
+    except sqlite3.Error:
+        return
+    raise MigrationError(
+        f"{path}: no such table: _yoyo_migration: the schema is missing; run `musicstore migrate` or "
+        "musicstore.migrate()"
+    )
 
 
 def _database_errors(dialect: str) -> tuple[type[BaseException], ...]:

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 from . import ops, validate, waiting
-from .errors import InvalidInput, MigrationError, NotFound, WriteConflict
+from .errors import InvalidInput, NotFound, WriteConflict
+from .migrate import refuse_unmigrated
 from .models import Generation
 from .ops import Operation, progress
 from .queries import COUNT, ONE
@@ -118,11 +119,11 @@ def refuse_missing_file(
         "create it with musicstore.migrate(url) or `musicstore migrate`, or open the store with migrate=True"
     ),
 ) -> None:
-    """MigrationError for a SQLite file that does not exist, before anything is created: opening it would
-    leave an empty database (and its folders) behind a mistyped path, then refuse it for its schema.
-    ``remedy`` ends the message (the CLI names its own command)."""
-    if target.path is not None and not target.path.exists():
-        raise MigrationError(f"no database at {target.path}; {remedy}")
+    """MigrationError for a SQLite file that does not exist, or lacks the schema, before anything is made or
+    changed (``migrate.refuse_unmigrated``): opening it left an empty database (and its folders) behind a
+    mistyped path, or another program's in WAL mode. ``remedy`` ends the first (the CLI names its command)."""
+    if target.path is not None:
+        refuse_unmigrated(target.path, remedy)
 
 
 def sync_connector(target: DatabaseURL, *, busy_timeout: float, pool_size: int) -> Any:

@@ -1,0 +1,82 @@
+"""Session 27's hunt of the CLI (docs/cli.md): what a command leaves behind on a database it refuses, and
+what a table shows of stored text."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from musicstore import AsyncStore, MigrationError, Store, cli
+from musicstore.urls import URL_ENV
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.delenv(URL_ENV, raising=False)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def _files(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def _another_programs_database(path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # a rollback journal: SQLite's default
+        conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('keep me as I am')")
+        conn.commit()
+
+
+@pytest.mark.parametrize("kind", ["another program's database", "an empty file"])
+@pytest.mark.parametrize("command", [["list"], ["stats"], ["queue", "--json"], ["cancel", "0" * 36]])
+def test_a_command_on_a_sqlite_file_without_the_schema_leaves_it_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, command: list[str]
+) -> None:
+    """docs/cli.md: a database that lacks migrations is one error line, exit code 1. Opening it switched the
+    file to WAL mode first (``PRAGMA journal_mode = WAL`` is kept in the file): a read-only ``list`` pointed
+    at another program's SQLite database by mistake changed that program's journal mode for good, and turned
+    an empty file (``touch``) into a 4 KiB database, before it said the schema was missing."""
+    path = tmp_path / "app.db"
+    if kind == "an empty file":
+        path.touch()
+    else:
+        _another_programs_database(path)
+    before = _files(tmp_path)
+    code, out, err = _run(monkeypatch, *command, "--database", f"sqlite:///{path}")
+    assert code == 1 and out == "", (code, out, err)
+    assert err.startswith("musicstore: error: ") and err.count("\n") == 1, err
+    assert "the schema is missing" in err and "Traceback" not in err, err
+    assert _files(tmp_path) == before  # no byte changed, no -wal or -shm left beside it
+    if kind != "an empty file":
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_the_store_refuses_a_sqlite_file_without_the_schema_before_changing_it(tmp_path: Path) -> None:
+    """The same for the library: ``Store(url)`` and ``AsyncStore.open(url)`` raise MigrationError (as
+    before) and the file is as it was."""
+    path = tmp_path / "app.db"
+    _another_programs_database(path)
+    before = _files(tmp_path)
+    with pytest.raises(MigrationError, match="the schema is missing"):
+        Store(f"sqlite:///{path}")
+    assert _files(tmp_path) == before
+
+    async def main() -> None:
+        async with AsyncStore.open(f"sqlite:///{path}"):
+            pass
+
+    with pytest.raises(MigrationError, match="the schema is missing"):
+        asyncio.run(main())
+    assert _files(tmp_path) == before
+    Store(f"sqlite:///{path}", migrate=True).close()  # asked for: migrated, in WAL mode
+    with Store(f"sqlite:///{path}") as store:
+        assert store.count_generations() == 0
