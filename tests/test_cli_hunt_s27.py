@@ -80,3 +80,32 @@ def test_the_store_refuses_a_sqlite_file_without_the_schema_before_changing_it(t
     Store(f"sqlite:///{path}", migrate=True).close()  # asked for: migrated, in WAL mode
     with Store(f"sqlite:///{path}") as store:
         assert store.count_generations() == 0
+
+
+BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+"""Unicode's bidirectional controls: each reorders the text after it on a terminal that lays out bidi text
+(the "Trojan Source" trick: a row reads in another order than it is stored)."""
+
+
+def test_a_bidi_control_in_stored_text_is_shown_as_an_escape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/cli.md: control characters of stored text are shown as escapes, so each row stays one line and
+    reads one way. A right-to-left override (U+202E) in a prompt, an isolate (U+2067) in a model name, was
+    printed as is: on a bidi terminal the rest of the row read reordered; in an error line too. ``--json``
+    keeps it verbatim."""
+    from musicstore.cli.table import escape_controls, printable
+
+    for ch in BIDI:
+        assert printable(f"a{ch}b") == f"a\\u{ord(ch):04x}b"
+        assert escape_controls(f"a{ch}b") == f"a\\u{ord(ch):04x}b"
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    with Store(url, migrate=True) as store:
+        made = store.create_generation("evil\u202eprompt", model_name="m\u2067x", duration_seconds=1)
+    for command in (["list"], ["prompts"], ["show", made.id], ["queue"]):
+        code, out, err = _run(monkeypatch, *command, "--database", url)
+        assert code == 0, err
+        assert not set(BIDI) & set(out), (command, out)
+    assert "evil\\u202eprompt" in _run(monkeypatch, "list", "--database", url)[1]
+    code, out, _ = _run(monkeypatch, "show", made.id, "--json", "--database", url)
+    assert code == 0 and '"evil\u202eprompt"' in out  # verbatim, as every other character

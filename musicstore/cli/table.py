@@ -6,10 +6,11 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-_CONTROLS = "\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff"
-"""Control characters and line separators: what would break a line or drive the terminal; and lone
-surrogates (a file name's byte that is not UTF-8, ``os.fsdecode``), which a stdout in the C.UTF-8 locale
-writes back raw (``surrogateescape``), a C1 control byte such as 0x9b (the 8-bit CSI) among them."""
+_CONTROLS = "\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+"""Control characters and line separators: what would break a line or drive the terminal; lone surrogates
+(a file name's byte that is not UTF-8, ``os.fsdecode``), which a stdout in the C.UTF-8 locale writes back
+raw (``surrogateescape``), a C1 control byte such as 0x9b (the 8-bit CSI) among them; and the bidirectional
+controls (U+202E, right-to-left override...), which make a bidi terminal show the rest of a line reordered."""
 _CONTROL_ONLY = re.compile(f"[{_CONTROLS}]")
 _CELL_ESCAPED = re.compile(f"[\\\\{_CONTROLS}]")  # a backslash too: a cell's escapes read one way
 
