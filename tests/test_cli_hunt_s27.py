@@ -109,3 +109,26 @@ def test_a_bidi_control_in_stored_text_is_shown_as_an_escape(
     assert "evil\\u202eprompt" in _run(monkeypatch, "list", "--database", url)[1]
     code, out, _ = _run(monkeypatch, "show", made.id, "--json", "--database", url)
     assert code == 0 and '"evil\u202eprompt"' in out  # verbatim, as every other character
+
+
+@pytest.mark.parametrize(
+    ("text", "columns"),
+    [
+        ("หัวใจ", 4),  # Thai: the vowel sign U+0E31 is a nonspacing mark of combining class 0
+        ("गुरु", 2),  # Devanagari: U+0941, the same
+        ("a\u200bb", 2),  # a zero width space
+        ("e\u0301", 1),  # a combining accent (class 230): none, as before
+        ("曲", 2),  # wide: two, as before
+    ],
+)
+def test_a_nonspacing_mark_takes_no_column_whatever_its_combining_class(text: str, columns: int) -> None:
+    """docs/cli.md: cells are padded by the columns a terminal gives them, none for a combining accent. A
+    mark was zero width only with a nonzero combining class: Thai and Devanagari vowel signs (nonspacing,
+    class 0) and zero-width characters counted one column each, so every column after a Thai or Hindi
+    prompt or model name stood one column out of line per mark."""
+    from musicstore.cli.table import table, width
+
+    assert width(text) == columns
+    lines = table([(text, 1), ("x" * columns, 2)], ["p", "n"])
+    assert lines[2] == f"{text}{' ' * (max(columns, 1) - columns)}  1", lines
+    assert lines[3] == f"{'x' * columns}  2", lines

@@ -37,13 +37,23 @@ def numeric(cell: str) -> bool:
     return cell.replace(",", "").replace("inf", "0").removeprefix("-").replace(".", "", 1).isdigit()
 
 
+_NO_COLUMN = frozenset({"Mn", "Me", "Cf"})
+"""Nonspacing and enclosing marks (whatever their combining class: a Thai or Devanagari vowel sign has 0) and
+format characters (a zero width space or joiner): drawn on the character before them, or not at all."""
+
+
 def width(text: str) -> int:
     """The columns ``text`` takes on a terminal: two for a wide (CJK, fullwidth) character, none for a
-    combining mark, one for any other (control characters are escaped before this)."""
+    combining mark or a format character (but the soft hyphen, shown as one), one for any other (control
+    characters are escaped before this)."""
     if text.isascii():
         return len(text)
     return sum(
-        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        0
+        if unicodedata.combining(ch) or (unicodedata.category(ch) in _NO_COLUMN and ch != "\xad")
+        else 2
+        if unicodedata.east_asian_width(ch) in "WF"
+        else 1
         for ch in text
     )
 
