@@ -132,3 +132,41 @@ def test_a_nonspacing_mark_takes_no_column_whatever_its_combining_class(text: st
     lines = table([(text, 1), ("x" * columns, 2)], ["p", "n"])
     assert lines[2] == f"{text}{' ' * (max(columns, 1) - columns)}  1", lines
     assert lines[3] == f"{'x' * columns}  2", lines
+
+
+def test_serve_check_fails_on_a_bucket_it_cannot_reach(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/cli.md: ``serve --check`` is a deployment's check, and a named output root it could not serve
+    from fails it (exit code 1). A folder was looked at; an ``s3://`` root was not asked at all: with its
+    endpoint out of reach (or its bucket missing, its credentials refused) the check passed with exit code 0,
+    and the dashboard then answered 404 for every file. It now lists one key, as ``demo`` does; the
+    endpoint's password stays masked. Serving without ``--check`` still only warns (not tested here)."""
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("boto3")
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    Store(url, migrate=True).close()
+    monkeypatch.delenv("MUSICSTORE_WEB_TOKEN", raising=False)
+    monkeypatch.delenv("MUSICSTORE_OUTPUT_ROOT", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://user:endpoint-pw-42@127.0.0.1:1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-key-value-77")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    code, out, err = _run(monkeypatch, "serve", "--check", "-d", url, "-o", "s3://music/prefix")
+    assert code == 1 and out == "", (code, out, err)
+    assert err.startswith("musicstore: error: ") and err.count("\n") == 1, err
+    assert "cannot reach" in err and "endpoint-pw-42" not in err and "secret-key-value-77" not in err, err
+
+
+def test_serve_check_on_a_bucket_passes_when_it_is_there_and_fails_when_it_is_not(
+    musicstore_s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("uvicorn")
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    Store(url, migrate=True).close()
+    monkeypatch.delenv("MUSICSTORE_WEB_TOKEN", raising=False)
+    monkeypatch.delenv("MUSICSTORE_OUTPUT_ROOT", raising=False)
+    code, out, err = _run(monkeypatch, "serve", "--check", "-d", url, "-o", musicstore_s3_url)
+    assert code == 0 and "(--check: not started)" in out, err
+    code, out, err = _run(monkeypatch, "serve", "--check", "-d", url, "-o", "s3://no-such-bucket-s27/x")
+    assert code == 1 and out == "" and "no-such-bucket-s27" in err and err.count("\n") == 1, err

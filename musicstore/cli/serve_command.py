@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -62,11 +63,16 @@ def _check_root(store: Store, root: str, *, fail: bool) -> None:
     """A named output root (``-o``, ``$MUSICSTORE_OUTPUT_ROOT``) that is no folder: a typo or a mount not
     there, under which the dashboard answers 404 for every file. ``--check`` fails on it (StorageError, exit
     code 1); serving goes on with a warning, as the app does (the folder may appear later). The default root,
-    named by no one, is not checked."""
+    named by no one, is not checked. ``--check`` asks an ``s3://`` root for one key, as ``demo`` does: its
+    bucket not there, credentials refused or endpoint out of reach fail it (nothing was asked before)."""
     from ..delivery import Delivery
+    from ..filestore import open_filestore
 
     try:
         Delivery(store, root=root).close()
+        if fail and root.lower().startswith("s3://"):
+            with contextlib.closing(open_filestore(root)) as files:
+                next(iter(files.list(page_size=1)), None)
     except StorageError as exc:
         if fail:
             raise
