@@ -170,3 +170,16 @@ def test_serve_check_on_a_bucket_passes_when_it_is_there_and_fails_when_it_is_no
     assert code == 0 and "(--check: not started)" in out, err
     code, out, err = _run(monkeypatch, "serve", "--check", "-d", url, "-o", "s3://no-such-bucket-s27/x")
     assert code == 1 and out == "" and "no-such-bucket-s27" in err and err.count("\n") == 1, err
+
+
+def test_demo_shows_a_typed_database_path_with_its_controls_escaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/cli.md: a terminal escape in a path is shown as an escape. ``demo``'s ``database:`` line printed
+    the typed URL as it is (its ``audio:`` line was escaped): a path holding ESC drove the terminal."""
+    url = f"sqlite:///{tmp_path}/g\x1b[31m.db"
+    code, out, err = _run(monkeypatch, "demo", "--count", "1", "-d", url, "-o", str(tmp_path / "a"))
+    assert code == 0, err
+    first = out.splitlines()[0]
+    assert first.startswith("database: ") and "g\\x1b[31m.db" in first, first
+    assert "\x1b" not in out

@@ -195,7 +195,11 @@ def _jobs(
                 "and would claim; run the demo on a database of its own (--database)"
             )
         _check_root(root)  # before any job is enqueued: a bad root fails here, leaving no row behind
-        echo(f"database: {without_password(store.url.url)} ({len(applied)} migration(s) applied)")
+        echo(
+            escape_controls(
+                f"database: {without_password(store.url.url)} ({len(applied)} migration(s) applied)"
+            )
+        )
         echo(escape_controls(f"audio:    {output_root}"))
         ours: set[str] = set()
         try:
