@@ -34,12 +34,10 @@ the generation itself (``export_generation``, ``complete_generation``). What the
   ``AsyncWorker``'s task's own cancel aside): the job goes back to the queue (``put_back``), then ``run``
   raises it.
 
-A claim that waited past the store's busy timeout (``DatabaseBusy``: another writer held SQLite's lock, or
-every pooled PostgreSQL connection was in use) is logged and tried again after a pause of
-``WAIT_SLICE_SECONDS`` (which ``stop()`` ends at once): a long maintenance write does not end the loop. So
-is the ``fail`` of a job whose handler raised, that the job's error is kept (a stop during the pause ends
-it for one last try; a ``fail`` found busy once the worker is stopping ends ``run`` with the error). Any
-other error of the store ends ``run`` with it.
+A claim or a handler's job's ``fail`` that waited past the busy timeout (``DatabaseBusy``), or that found the
+PostgreSQL server lost (for up to ``steps.OUTAGE_SECONDS``: ``steps.Outage``), is logged and tried again after
+``WAIT_SLICE_SECONDS`` (``stop()`` ends the pause; a ``fail`` failing so once stopping ends ``run`` with its
+error). Any other error of the store ends ``run`` with it.
 
 ``stop()`` (or SIGTERM/SIGINT under ``handle_signals()``) lets the job in hand finish, claims no more and ends
 ``run``; the handler may look at ``job.stopping`` to cut its work short, and a cancel arriving meanwhile still
@@ -50,9 +48,8 @@ that keeps the ``WorkerReport``, as an operation of ``musicstore.ops`` is a gene
 ``Worker.run`` answers its steps with blocking calls and ``AsyncWorker.run`` with awaited ones; an exception a
 step raised is thrown back into the plan, which decides what it means.
 
-The loops are here; the plan's steps and report in ``steps``, the job a handler runs in ``jobs``, the checks
-and a failed job's message in ``checks`` (the names of these three re-exported here), ``handle_signals``'
-handlers in ``signals``.
+Here the loops; in ``steps`` the plan's steps and report, ``jobs`` the handler's job, ``checks`` the checks
+and a failed job's message (re-exported here), ``signals`` ``handle_signals``' handlers.
 """
 
 from __future__ import annotations
@@ -66,7 +63,7 @@ from contextlib import AbstractContextManager, suppress
 from typing import TYPE_CHECKING, Any
 
 from .. import validate, waiting
-from ..errors import Cancelled, DatabaseBusy, InvalidInput, LeaseLost, NotFound
+from ..errors import Cancelled, DatabaseBusy, DatabaseError, InvalidInput, LeaseLost, NotFound
 from ..models import Generation, RetryPolicy, Status
 from ..ops import DEFAULT_MAX_ATTEMPTS
 from ..ops.jobs import Attempt, watching
@@ -86,7 +83,7 @@ from .checks import (
 )
 from .jobs import AsyncJob, Job
 from .signals import CtrlC, put_back, put_back_async, stopping_on
-from .steps import Claim, Fail, Handle, Pause, Plan, WorkerReport, WorkerStep, count_lost
+from .steps import Claim, Fail, Handle, Outage, Pause, Plan, WorkerReport, WorkerStep, count_lost
 
 if TYPE_CHECKING:
     from ..aio import AsyncStore
@@ -122,6 +119,7 @@ class _Loop:
         self._wakers: set[Callable[[], None]] = set()
         self._misfit: InvalidInput | None = None  # raised by a handler's result its loop cannot run
         self._seen = False  # whether a handler's complete or fail of its job is noted (``watching``)
+        self._outage = Outage(self.worker_id)  # a lost database server, ridden out (each ``plan`` anew)
 
     def _run_handler(self, job: Any) -> Any:
         """The handler's result for ``job``; InvalidInput for one this loop cannot run (``_misfit``): it
@@ -170,6 +168,7 @@ class _Loop:
             "worker_id": self.worker_id,
             "backoff": self.backoff,
         }
+        outage = self._outage = Outage(self.worker_id)
         while not self.stopping and (limit is None or report.claimed < limit):
             try:
                 claimed: Generation | None = yield claim
@@ -177,6 +176,12 @@ class _Loop:
                 log.warning("worker %s: %s; claiming again in %g s", self.worker_id, exc, WAIT_SLICE_SECONDS)
                 yield Pause(WAIT_SLICE_SECONDS)
                 continue
+            except DatabaseError as exc:  # a lost server: ridden out for OUTAGE_SECONDS
+                if not outage.rides_out(exc):
+                    raise
+                yield Pause(WAIT_SLICE_SECONDS)
+                continue
+            outage.over()
             if claimed is None:
                 continue
             with watching(claimed.id, self.worker_id) as attempt:  # what the handler's own fail made of it
@@ -233,14 +238,14 @@ class _Loop:
         while True:
             try:
                 yield step
-            except DatabaseBusy as exc:
-                if self.stopping:
+            except DatabaseError as exc:
+                if self.stopping or not (isinstance(exc, DatabaseBusy) or self._outage.rides_out(exc)):
                     raise
                 log.warning("worker %s: failing job %s: %s; trying again in %g s", self.worker_id,
                             step.generation_id, exc, WAIT_SLICE_SECONDS)  # fmt: skip
                 yield Pause(WAIT_SLICE_SECONDS)
             else:
-                return
+                return self._outage.over()
 
 
 class Worker(_Loop):
@@ -429,19 +434,9 @@ class AsyncWorker(_Loop):
         return await waiting.wait_async(store, waiting.WORK, steps, claim)
 
 
+# fmt: off
 __all__ = [
-    "MAX_ERROR_CHARS",
-    "WAIT_SLICE_SECONDS",
-    "AsyncJob",
-    "AsyncWorker",
-    "Claim",
-    "Fail",
-    "Handle",
-    "Job",
-    "Pause",
-    "Plan",
-    "Worker",
-    "WorkerReport",
-    "WorkerStep",
-    "failure",
+    "MAX_ERROR_CHARS", "WAIT_SLICE_SECONDS", "AsyncJob", "AsyncWorker", "Claim", "Fail",
+    "Handle", "Job", "Pause", "Plan", "Worker", "WorkerReport", "WorkerStep", "failure",
 ]
+# fmt: on

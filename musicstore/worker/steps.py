@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import LeaseLost
+from .. import waiting
+from ..errors import DatabaseBusy, DatabaseError, LeaseLost
 from ..models import Generation, Status
 from .checks import failure
 
@@ -66,6 +68,40 @@ class Pause:
 
 
 WorkerStep = Claim | Handle | Fail | Pause
+
+OUTAGE_SECONDS = 300.0
+"""How long a worker keeps claiming (and failing a job) through a lost PostgreSQL server before ``run`` ends
+with the error: a restart or a failover is ridden out, a server gone for good is not waited on for ever."""
+
+
+class Outage:
+    """A worker's view of the database's reachability: its claims and fails that found the PostgreSQL
+    connection lost (``waiting.connection_lost``: the server down, restarting, failed over) are paused and
+    tried again for up to ``OUTAGE_SECONDS``, logged once as it begins and once as it ends."""
+
+    def __init__(self, worker_id: str) -> None:
+        self.worker_id = worker_id
+        self.since: float | None = None
+
+    def rides_out(self, exc: DatabaseError) -> bool:
+        """Whether the step that raised ``exc`` is tried again after a pause (False: ``run`` ends with it)."""
+        if isinstance(exc, DatabaseBusy) or not waiting.connection_lost(exc):
+            return False
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            log.warning(
+                "worker %s: the database is unreachable (%s); trying again every second for up to %g s",
+                self.worker_id, exc, OUTAGE_SECONDS,
+            )  # fmt: skip
+        return now - self.since <= OUTAGE_SECONDS
+
+    def over(self) -> None:
+        """A step reached the database: an outage in course is over."""
+        if self.since is not None:
+            down = time.monotonic() - self.since
+            log.warning("worker %s: the database answers again after %.1f s", self.worker_id, down)
+            self.since = None
 
 
 Plan = Generator[WorkerStep, Any, WorkerReport]

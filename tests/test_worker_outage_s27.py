@@ -1,0 +1,82 @@
+"""A worker rides out a lost PostgreSQL server (a restart, a failover) instead of ending its run (session 27:
+``run`` ended with the DatabaseError of the second lost try of its waiting claim, every worker of a service
+stopped by a 10 s failover)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+import pytest
+
+from musicstore import AsyncStore, Store
+from musicstore.testing import _pgserver
+from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
+from tests.test_reconnect_regressions import _start_again, _stop, own_server, own_url
+
+__all__ = ["own_server", "own_url"]  # fixtures, used by name
+
+DOWN_SECONDS = 6.0  # several of the store's busy timeouts (1 s): the waiting claim's tries fail meanwhile
+
+
+def _complete(store: Store, job: Job) -> None:
+    store.complete_generation(job.generation.id, file_path=f"{job.generation.id}.wav", file_size_bytes=1)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_worker_claims_again_once_the_server_is_back(
+    own_server: _pgserver.Server, own_url: str, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker waiting for jobs while the server is stopped for several seconds, then started again: its run
+    goes on and it claims and completes the job enqueued after; the outage is logged as it begins and as it
+    ends (WARNING), not once a second."""
+    caplog.set_level(logging.WARNING, logger="musicstore.worker")
+    outcome: list[WorkerReport | BaseException] = []
+    with Store(own_url, pool_size=4, busy_timeout=1.0) as store:
+        if kind == "sync":
+            worker = Worker(store, "gpu-0", lambda job: _complete(store, job))
+
+            def run() -> None:
+                try:
+                    outcome.append(worker.run(max_jobs=1))
+                except BaseException as exc:
+                    outcome.append(exc)
+
+        else:
+
+            def run() -> None:
+                async def main() -> WorkerReport:
+                    async with AsyncStore.open(own_url, pool_size=4, busy_timeout=1.0) as astore:
+
+                        async def handler(job: AsyncJob) -> None:
+                            g = job.generation
+                            await astore.complete_generation(g.id, file_path=f"{g.id}.wav", file_size_bytes=1)
+
+                        worker = AsyncWorker(astore, "gpu-0", handler)
+                        return await worker.run(max_jobs=1)
+
+                try:
+                    outcome.append(asyncio.run(main()))
+                except BaseException as exc:
+                    outcome.append(exc)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(1.0)  # waiting for work
+        _stop(own_server)
+        time.sleep(DOWN_SECONDS)
+        assert not outcome, outcome  # the run did not end on the outage
+        _start_again(own_server)
+        job = store.create_generation("after the outage", model_name="m", duration_seconds=1.0)
+        thread.join(60)
+        assert not thread.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], WorkerReport), outcome
+        assert outcome[0].done == 1
+        row = store.get_generation(job.id)
+        assert row is not None and row.status == "completed"
+    said = [r.getMessage() for r in caplog.records if r.name == "musicstore.worker"]
+    assert any("unreachable" in line for line in said), said
+    assert any("answers again" in line for line in said), said
+    assert len(said) <= 4, said
