@@ -6,7 +6,6 @@ installed. ``migrations_path`` and ``yoyo_url`` give ``yoyo apply`` its source f
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -19,7 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from . import validate
-from .backends.sqlite import switch_to_wal, unwritable_folder
+from .backends.sqlite import _check_sqlite_file, switch_to_wal, unwritable_folder
 from .errors import MigrationError
 from .masking import is_secret_parameter
 from .processes import alive
@@ -110,6 +109,11 @@ def dialect_queries(migration_file: str, conn: Any) -> dict[str, str]:
         elif name is not None and not line.startswith("--"):
             queries[name] += line + "\n"
     return {name: text.strip().rstrip(";") for name, text in queries.items()}
+
+
+CONNECT_SECONDS = 10
+"""libpq's connect timeout of a migration's PostgreSQL connections where the URL sets none (psycopg's default
+waited 130 s for a server or proxy that took the connection and never answered)."""
 
 
 def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
@@ -234,6 +238,14 @@ def _backend(yoyo_url: str, dialect: str) -> Any:
     setting = _queries(dialect)["set_lock_timeout"].sql if dialect == "postgres" else None
 
     class Backend(base):  # type: ignore[misc]
+        def connect(self, dburi: Any) -> Any:
+            if setting is None:
+                return super().connect(dburi)
+            from .backends.postgres import TCP_DEFAULTS  # as the store's: a server that never answers fails
+
+            defaults = {**TCP_DEFAULTS, "connect_timeout": str(CONNECT_SECONDS)}
+            return super().connect(dburi._replace(args={**defaults, **dburi.args}))
+
         def init_connection(self, connection: Any) -> None:
             super().init_connection(connection)
             if setting is not None:
@@ -400,36 +412,6 @@ def _lock_held(backend: Any, dialect: str, where: str, lock_timeout: float, time
         f"{where}: {who} held the migration lock for {lock_timeout}s; if no migration is running (one "
         "killed mid-way leaves its lock), remove the lock with "
         '`yoyo break-lock --database "$(musicstore yoyo-url)"` and migrate again'
-    )
-
-
-def _check_sqlite_file(path: Path) -> None:
-    """Refuse at once a file that is not a SQLite database (yoyo's lock loop would retry it until timeout)."""
-    if not path.exists():
-        return
-    conn = sqlite3.connect(path)
-    try:
-        conn.execute("PRAGMA schema_version").fetchone()
-    finally:
-        conn.close()
-
-
-def refuse_unmigrated(path: Path, remedy: str) -> None:
-    """MigrationError for a SQLite file that does not exist (``remedy`` ends the message) or lacks the schema
-    (no ``_yoyo_migration`` table), found without changing it: a store's first connection switches a file to
-    WAL mode, which the file keeps (another program's database opened by mistake, an empty file). Nothing
-    where it cannot tell (not a database, a folder): the store's own open says why."""
-    if not path.exists():
-        raise MigrationError(f"no database at {path}; {remedy}")
-    try:
-        with contextlib.closing(sqlite3.connect(path)) as conn:
-            if conn.execute("PRAGMA table_info(_yoyo_migration)").fetchall():
-                return
-    except sqlite3.Error:
-        return
-    raise MigrationError(
-        f"{path}: no such table: _yoyo_migration: the schema is missing; run `musicstore migrate` or "
-        "musicstore.migrate()"
     )
 
 

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 from . import ops, validate, waiting
+from .backends.sqlite import refuse_unmigrated
 from .errors import InvalidInput, NotFound, WriteConflict
-from .migrate import refuse_unmigrated
 from .models import Generation
 from .ops import Operation, progress
 from .queries import COUNT, ONE
@@ -120,8 +120,8 @@ def refuse_missing_file(
     ),
 ) -> None:
     """MigrationError for a SQLite file that does not exist, or lacks the schema, before anything is made or
-    changed (``migrate.refuse_unmigrated``): opening it left an empty database (and its folders) behind a
-    mistyped path, or another program's in WAL mode. ``remedy`` ends the first (the CLI names its command)."""
+    changed (``backends.sqlite.refuse_unmigrated``): opening it left an empty database behind a mistyped
+    path, or another program's in WAL mode. ``remedy`` ends the first (the CLI names its command)."""
     if target.path is not None:
         refuse_unmigrated(target.path, remedy)
 

@@ -1,6 +1,6 @@
 """A worker rides out a lost PostgreSQL server (a restart, a failover) instead of ending its run (session 27:
 ``run`` ended with the DatabaseError of the second lost try of its waiting claim, every worker of a service
-stopped by a 10 s failover)."""
+stopped by a 10 s failover); ``migrate`` gives up on a server that never answers."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ import time
 
 import pytest
 
-from musicstore import AsyncStore, Store
+from musicstore import AsyncStore, Store, migrate
+from musicstore.errors import MigrationError
+from musicstore.migrate import CONNECT_SECONDS
 from musicstore.testing import _pgserver
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
+from tests.test_pg_hunt_s27 import _Hole, hole
 from tests.test_reconnect_regressions import _start_again, _stop, own_server, own_url
 
-__all__ = ["own_server", "own_url"]  # fixtures, used by name
+__all__ = ["hole", "own_server", "own_url"]  # fixtures, used by name
 
 DOWN_SECONDS = 6.0  # several of the store's busy timeouts (1 s): the waiting claim's tries fail meanwhile
 
@@ -80,3 +83,16 @@ def test_a_worker_claims_again_once_the_server_is_back(
     assert any("unreachable" in line for line in said), said
     assert any("answers again" in line for line in said), said
     assert len(said) <= 4, said
+
+
+def test_migrate_gives_up_on_a_server_that_never_answers(hole: tuple[_Hole, str]) -> None:
+    """``migrate`` of a PostgreSQL URL whose server (or a proxy before it) takes connections and never
+    answers: a MigrationError within its connect timeout (``CONNECT_SECONDS``), not after psycopg's default
+    130 s (found by the PostgreSQL hunt); a URL's own connect_timeout is kept."""
+    proxy, url = hole
+    proxy.open = False
+    for given, seconds in ((url, CONNECT_SECONDS), (f"{url}?connect_timeout=3", 3)):
+        started = time.monotonic()
+        with pytest.raises(MigrationError, match="timeout"):
+            migrate(given)
+        assert time.monotonic() - started < seconds + 5

@@ -6,6 +6,7 @@ shares everything here but the connection calls.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -259,3 +260,35 @@ class SQLiteConnector:
 
 
 os.register_at_fork(after_in_child=SQLiteConnector._forked)
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Refuse at once a file that is not a SQLite database (yoyo's lock loop would retry it until timeout)."""
+    if not path.exists():
+        return
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+    finally:
+        conn.close()
+
+
+def refuse_unmigrated(path: Path, remedy: str) -> None:
+    """MigrationError for a SQLite file that does not exist (``remedy`` ends the message) or lacks the schema
+    (no ``_yoyo_migration`` table), found without changing it: a store's first connection switches a file to
+    WAL mode, which the file keeps (another program's database opened by mistake, an empty file). Nothing
+    where it cannot tell (not a database, a folder): the store's own open says why."""
+    if not path.exists():
+        raise MigrationError(f"no database at {path}; {remedy}")
+    try:
+        # no wait: a file another connection holds (EXCLUSIVE) goes on to the store's own open, which waits
+        # for it up to the store's busy timeout (this one's default, 5 s, came on top of it)
+        with contextlib.closing(sqlite3.connect(path, timeout=0)) as conn:
+            if conn.execute("PRAGMA table_info(_yoyo_migration)").fetchall():
+                return
+    except sqlite3.Error:
+        return
+    raise MigrationError(
+        f"{path}: no such table: _yoyo_migration: the schema is missing; run `musicstore migrate` or "
+        "musicstore.migrate()"
+    )
