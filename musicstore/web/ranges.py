@@ -17,7 +17,7 @@ import re
 import stat
 from email.utils import parsedate_to_datetime
 
-import anyio.to_thread
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -84,7 +84,7 @@ class AudioFileResponse(FileResponse):
         request = Headers(scope=scope)
         if "if-none-match" in request or "if-modified-since" in request:
             try:
-                found = await anyio.to_thread.run_sync(os.stat, self.path)
+                found = await run_in_threadpool(os.stat, self.path)
             except OSError:  # gone: Starlette says so
                 found = None
             if found is not None and stat.S_ISREG(found.st_mode):
@@ -100,7 +100,7 @@ class AudioFileResponse(FileResponse):
                 scope = {**scope, "headers": kept}
             elif "," in value:  # several ranges: those it can serve, if any (Starlette's 416 for one past)
                 try:
-                    size = (await anyio.to_thread.run_sync(os.stat, self.path)).st_size
+                    size = (await run_in_threadpool(os.stat, self.path)).st_size
                 except OSError:  # gone: Starlette says so
                     size = None
                 if size is not None:
