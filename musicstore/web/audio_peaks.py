@@ -1,0 +1,141 @@
+"""Where a completed generation's audio file is, and its waveform: ``AudioPeaks``, the part of ``Dashboard``
+(``musicstore.web.dashboard``) that locates the file and reads or computes its peaks (cached)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from starlette.exceptions import HTTPException
+
+from ..delivery import Delivery, Located
+from ..errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, NotFound, StorageError
+from ..filestore import ChecksumMismatch, LocalFileStore, ObjectNotFound
+from ..models import Generation
+
+log = logging.getLogger("musicstore.web.app")  # the app's logger, as before the split
+
+PEAK_BUCKETS = 1000
+PEAKS_CACHED = 128
+
+
+class AudioPeaks:
+    """A mixin of ``Dashboard``: its ``delivery`` finds the file, its ``_peaks`` (under ``_lock``) caches the
+    waveforms."""
+
+    delivery: Delivery
+    _peaks: OrderedDict[str, dict[str, Any]]
+    _lock: threading.Lock
+
+    def located(self, generation: Generation) -> Located:
+        """Where a completed generation's file is; 404 when this app cannot reach it (no output root for a
+        row recorded without a storage URL, or the file is gone)."""
+        try:
+            found = self.delivery.locate(generation)
+        except (InvalidInput, InvalidTransition, NotFound):
+            raise HTTPException(404, "no audio: its file is not reachable from this dashboard") from None
+        if isinstance(found.files, LocalFileStore) and not _contained(found.files.root, found.key).is_file():
+            raise HTTPException(404, "no audio: its file is missing")
+        return found
+
+    def peaks(self, generation: Generation) -> dict[str, Any]:
+        # its completion too: a master made again (a replay) has the same size, as any WAV of its length
+        key = f"{generation.id}:{generation.completed_at}:{generation.file_size_bytes}"
+        with self._lock:
+            cached = self._peaks.get(key)
+            if cached is not None:
+                self._peaks.move_to_end(key)
+                return cached
+        located = self.located(generation)
+        result = self.recorded_peaks(generation, located)
+        if result is None:
+            try:
+                result = self.computed_peaks(generation, located)
+            except InvalidAudio as exc:  # the recorded file is not audio (or holds NaN): no waveform
+                log.warning("%s: no waveform (%s)", generation.id, exc)
+                raise HTTPException(404, "no waveform: the audio file cannot be read as audio") from None
+        with self._lock:
+            self._peaks[key] = result
+            while len(self._peaks) > PEAKS_CACHED:
+                self._peaks.popitem(last=False)
+        return result
+
+    def computed_peaks(self, generation: Generation, located: Located) -> dict[str, Any]:
+        """The waveform computed from the audio file, in about ``PEAK_BUCKETS`` buckets; else InvalidAudio."""
+        import soundfile as sf
+
+        from ..audio.peaks import MAX_SAMPLES_PER_PIXEL, compute_peaks, file_peaks
+        from ..audio.renditions import read_master
+
+        try:
+            if isinstance(located.files, LocalFileStore):
+                path = _contained(located.files.root, located.key)
+                frames = sf.info(str(path)).frames  # 2**63 - 1: a FLAC not saying (file_peaks says why)
+                spp = min(max(1, math.ceil(frames / PEAK_BUCKETS)), MAX_SAMPLES_PER_PIXEL)
+                found = file_peaks(path, spp)
+            else:  # read_master: InvalidAudio for a truncated file too, which sf.read reads short
+                try:
+                    raw = self.delivery.read_audio(generation)
+                except ObjectNotFound:  # as a folder's missing file (located): not the store failing
+                    raise HTTPException(404, "no audio: its file is missing") from None
+                except ChecksumMismatch as exc:  # damaged or changed: no waveform, as read_master's own
+                    raise InvalidAudio(f"{located.key}: {exc}") from exc
+                samples, rate = read_master(raw, located.key)
+                frames = samples.shape[1]
+                found = compute_peaks(samples, rate, max(1, math.ceil(frames / PEAK_BUCKETS)))
+        except sf.LibsndfileError as exc:
+            raise InvalidAudio(f"{located.key}: cannot read it as audio ({exc})") from exc
+        return {
+            "sample_rate": found.sample_rate,
+            "samples_per_pixel": found.samples_per_pixel,
+            "frames": found.frames,
+            "length": found.length,
+            "peaks": found.normalized()[0],
+        }
+
+    def recorded_peaks(self, generation: Generation, located: Located) -> dict[str, Any] | None:
+        """The waveform from the peaks file the export put beside the master (``metadata["peaks"]``, its
+        SHA-256 checked), in about ``PEAK_BUCKETS`` buckets (channels merged); None when the row records none
+        or it cannot be read: ``peaks`` then computes them from the audio file."""
+        recorded = generation.metadata.get("peaks")
+        if not isinstance(recorded, Mapping) or not isinstance(recorded.get("key"), str):
+            return None
+        try:
+            body = b"".join(located.files.get(recorded["key"], checksum=recorded.get("sha256")))
+            doc = json.loads(body)
+            bits, spp, length = int(doc["bits"]), int(doc["samples_per_pixel"]), int(doc["length"])
+            pairs = np.asarray(doc["data"], dtype=np.float64).reshape(length, -1, 2) / float(1 << (bits - 1))
+            rate = int(doc["sample_rate"])
+        except (MusicstoreError, ValueError, KeyError, TypeError, OverflowError) as exc:  # 1e400, bits 2000
+            log.warning("%s: its peaks file %s was not used (%s); the waveform is read from the audio",
+                        generation.id, recorded["key"], exc)  # fmt: skip
+            return None
+        if length < 1 or spp < 1:
+            return None
+        group = math.ceil(length / PEAK_BUCKETS)
+        starts = np.arange(0, length, group)
+        lows = np.minimum.reduceat(pairs[:, :, 0].min(axis=1), starts)
+        highs = np.maximum.reduceat(pairs[:, :, 1].max(axis=1), starts)
+        frames = generation.metadata.get("frames")
+        return {
+            "sample_rate": rate,
+            "samples_per_pixel": spp * group,
+            "frames": frames if isinstance(frames, int) and not isinstance(frames, bool) else length * spp,
+            "length": len(starts),
+            "peaks": np.clip(np.stack([lows, highs], axis=1), -1.0, 1.0).round(4).reshape(-1).tolist(),
+        }
+
+
+def _contained(root: Path, key: str) -> Path:
+    """``root/key``, refused unless it stays inside ``root`` (the key is the row's, never the URL's)."""
+    path = (root / key).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise StorageError("the recorded file is outside the output root")
+    return path
