@@ -1,5 +1,6 @@
 """What the sync and async drivers share: the clock, the schema check, the one error translation, the
-operations as methods, and the loop that answers an operation's steps.
+operations as methods, and the loop that answers an operation's steps (the schema and clock checks live in
+``musicstore.drivers.opening``, the operations as methods in ``musicstore.drivers.methods``: imported here).
 
 ``musicstore.store`` (blocking calls) and ``musicstore.aio`` (awaited calls) drive the generators of
 ``musicstore.ops`` with these pieces; neither imports the other.
@@ -9,16 +10,15 @@ from __future__ import annotations
 
 import functools
 import random
-import re
-import warnings
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar
 
 from . import validate
-from .errors import ClockSkewWarning, InvalidInput, MigrationError, NewerSchemaWarning
-from .migrate import shipped_migrations
+from .drivers.methods import Bound, coroutine_method, method
+from .drivers.opening import CLOCK_SKEW_SECONDS, check_schema, warn_skew
+from .errors import InvalidInput
 from .models import RowReader
 from .ops import EXPLAIN, MORE, NOW, Operation, Params, Step, Steps
 from .ops.steps import unchanged
@@ -26,7 +26,6 @@ from .queries import COUNT, ONE, ROWS, Query, load, rows_of
 
 P = ParamSpec("P")
 T = TypeVar("T")
-R = TypeVar("R")
 
 Clock = Callable[[], datetime]
 CLOCK = "the store's clock"
@@ -52,57 +51,6 @@ def conflict_wait(attempt: int) -> float:
     """Seconds to wait before retry ``attempt`` (1, 2, ...): 10 ms doubled each time, randomised by +-50 % so
     that the two conflicting writers do not meet again in step."""
     return 0.01 * 2.0 ** (attempt - 1) * random.uniform(0.5, 1.5)
-
-
-def check_schema(url: str, applied: set[str]) -> None:
-    """Raise MigrationError unless every migration this version ships has been applied; warn
-    (``NewerSchemaWarning``) when the database holds musicstore migrations (``NNNN.name``) numbered past the
-    newest this version ships: a later musicstore migrated it."""
-    shipped = shipped_migrations()
-    missing = sorted(set(shipped) - applied)
-    if missing:
-        raise MigrationError(
-            f"{url} lacks migrations {', '.join(missing)}; run `musicstore migrate` "
-            "(or `yoyo apply`, or musicstore.migrate(url)), or open the store with migrate=True"
-        )
-    newest = max(shipped)[:4]
-    later = sorted(name for name in applied if _NUMBERED.match(name) and name[:4] > newest)
-    if later:
-        warnings.warn(
-            NewerSchemaWarning(
-                f"{url} holds migrations this musicstore does not ship ({', '.join(later)}): a later "
-                "musicstore migrated it, and this version's answers there can be wrong; upgrade every "
-                "process that opens the database"
-            ),
-            stacklevel=3,
-        )
-
-
-_NUMBERED = re.compile(r"\d{4}\.")
-"""A musicstore migration's id: four digits, a dot, its name (a user's own migrations in yoyo's table are not
-compared)."""
-
-
-CLOCK_SKEW_SECONDS = 5.0
-"""How far this host's clock may be from the PostgreSQL server's before opening a store warns
-(``ClockSkewWarning``): NTP keeps clocks within milliseconds; seconds mean a clock that is not kept."""
-
-
-def warn_skew(url: str, offset: float) -> None:
-    """Warn (``ClockSkewWarning``) when the server's clock is more than ``CLOCK_SKEW_SECONDS`` from this
-    host's (``offset``: seconds the server is ahead, ``ops.server_clock_offset``)."""
-    if abs(offset) <= CLOCK_SKEW_SECONDS:
-        return
-    where = "behind" if offset > 0 else "ahead of"
-    warnings.warn(
-        ClockSkewWarning(
-            f"this host's clock is {abs(offset):.0f} s {where} the clock of the PostgreSQL server at {url}: "
-            "leases, retry times and requeue_expired's cut-off are written by each host's clock, so hosts "
-            "sharing the database take back each other's live jobs (or see leases run out early) by that "
-            "much; synchronise the clocks (NTP), and keep lease_seconds well above the worst difference"
-        ),
-        stacklevel=3,
-    )
 
 
 class Translating:
@@ -374,59 +322,6 @@ async def drive_async(driver: Driver, conn: Any, steps: Steps[T], step: Step) ->
             step = steps.send(value)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
-
-
-_VOCABULARIES: set[type] = set()
-"""The classes whose methods are operations (``Operations``, ``AsyncOperations``): the function form of an
-operation (``musicstore.get_generation(session, id)``) takes an instance of one first."""
-
-
-class Bound(Generic[P, R]):
-    """An operation as a method of a driver (``Store``, ``Transaction``, their async twins), and as a function
-    taking the driver first. The method is the driver's ``run`` with the operation bound."""
-
-    def __init__(self, op: Operation[P, Any]) -> None:
-        self.op = op
-        self.__doc__ = op.__doc__
-        self.name = op.__name__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-        _VOCABULARIES.add(owner)
-
-    @overload
-    def __get__(self, obj: None, owner: type) -> Callable[Concatenate[Any, P], R]: ...
-    @overload
-    def __get__(self, obj: object, owner: type) -> Callable[P, R]: ...
-    def __get__(self, obj: Any, owner: type) -> Callable[..., R]:
-        if obj is None:
-            return functools.partial(_run_on, self.op)
-        bound: Callable[..., R] = obj.bound(self.op)
-        obj.__dict__[self.name] = bound  # later look-ups skip this descriptor
-        return bound
-
-
-def _run_on(op: Operation[P, Any], runner: Any, /, *args: P.args, **kwargs: P.kwargs) -> Any:
-    if not _is_vocabulary(runner):
-        raise InvalidInput(
-            f"{op.__name__} takes a session, Store or Transaction first (musicstore.get_session(url)), "
-            f"got {type(runner).__name__}"
-        )
-    return runner.run(op, *args, **kwargs)
-
-
-def _is_vocabulary(runner: object) -> bool:
-    return isinstance(runner, tuple(_VOCABULARIES))
-
-
-def method(op: Operation[P, T]) -> Bound[P, T]:
-    """``op`` as a method of a sync driver."""
-    return Bound(op)
-
-
-def coroutine_method(op: Operation[P, T]) -> Bound[P, Coroutine[Any, Any, T]]:
-    """``op`` as a coroutine method of an async driver."""
-    return Bound(op)
 
 
 __all__ = [
