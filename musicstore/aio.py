@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 from . import ops, validate, waiting
+from .drivers.methods import OPERATION_NAMES, AsyncOperations
+from .drivers.opening import _Opening, async_connector
 from .errors import InvalidInput, NotFound, WriteConflict
 from .models import Generation
 from .ops import Operation, Step, Steps, progress
@@ -29,7 +31,6 @@ from .runner import (
     Driver,
     check_schema,
     conflict_wait,
-    coroutine_method,
     drive_async,
     one_query,
     start,
@@ -43,7 +44,12 @@ from .urls import DatabaseURL, resolve
 P = ParamSpec("P")
 T = TypeVar("T")
 
-__all__ = ["AsyncStore", "AsyncTransaction"]
+__all__ = [  # with the vocabulary and its names, which live in drivers/methods.py
+    "OPERATION_NAMES",
+    "AsyncOperations",
+    "AsyncStore",
+    "AsyncTransaction",
+]
 
 _CLAIMS = frozenset((ops.claim_next, ops.claim_batch))
 """The writes ``AsyncStore.run`` runs through ``_claim``: a cancel never leaves their jobs taken unseen."""
@@ -53,96 +59,6 @@ _open_transactions: ContextVar[tuple[AsyncTransaction, ...]] = ContextVar(
     "musicstore_async_transactions", default=()
 )
 """The transactions open in the current context; each is joined only by the task that opened it."""
-
-
-class AsyncOperations:
-    """The store's vocabulary as coroutines; ``AsyncStore`` and ``AsyncTransaction`` provide ``run``.
-
-    The same names as ``musicstore.store.Operations`` (a test keeps the two lists equal).
-    """
-
-    create_generation = coroutine_method(ops.create_generation)
-    get_generation = coroutine_method(ops.get_generation)
-    list_generations = coroutine_method(ops.list_generations)
-    get_all_generations = coroutine_method(ops.get_all_generations)
-    get_pending_generations = coroutine_method(ops.get_pending_generations)
-    count_generations = coroutine_method(ops.count_generations)
-    get_database_stats = coroutine_method(ops.get_database_stats)
-    claim_next = coroutine_method(ops.claim_next)
-    claim_batch = coroutine_method(ops.claim_batch)
-    heartbeat = coroutine_method(ops.heartbeat)
-    complete_generation = coroutine_method(ops.complete_generation)
-    fail = coroutine_method(ops.fail)
-    cancel = coroutine_method(ops.cancel)
-    requeue_expired = coroutine_method(ops.requeue_expired)
-    update_generation_status = coroutine_method(ops.update_generation_status)
-    delete_generation = coroutine_method(ops.delete_generation)
-    reset_database = coroutine_method(ops.reset_database)
-    track_prompt_usage = coroutine_method(ops.track_prompt_usage)
-    get_prompt_by_text = coroutine_method(ops.get_prompt_by_text)
-    get_most_used_prompts = coroutine_method(ops.get_most_used_prompts)
-    create_rendition = coroutine_method(ops.create_rendition)
-    get_rendition = coroutine_method(ops.get_rendition)
-    get_rendition_by_settings = coroutine_method(ops.get_rendition_by_settings)
-    list_renditions = coroutine_method(ops.list_renditions)
-    merge_metadata = coroutine_method(ops.merge_metadata)
-    set_owner_limit = coroutine_method(ops.set_owner_limit)
-    get_owner_limits = coroutine_method(ops.get_owner_limits)
-    queue_depth = coroutine_method(ops.queue_depth)
-    list_dead_letters = coroutine_method(ops.list_dead_letters)
-    replay = coroutine_method(ops.replay)
-    replay_all = coroutine_method(ops.replay_all)
-
-    async def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``op`` with these arguments; each subclass decides where."""
-        raise NotImplementedError
-
-    def bound(self, op: Operation[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
-        """``op`` as a coroutine method of this driver: ``run`` with ``op`` bound."""
-        return functools.partial(self.run, op)
-
-    async def queue_position(
-        self, generation_id: str, *, window_seconds: float = progress.THROUGHPUT_WINDOW_SECONDS
-    ) -> progress.QueuePosition:
-        """As ``Store.queue_position``."""
-        return await self.run(progress.queue_position, generation_id, window_seconds=window_seconds)
-
-
-OPERATION_NAMES = frozenset(name for name, value in vars(AsyncOperations).items() if hasattr(value, "op"))
-"""The names of the store's operations (the same on ``Store`` and ``AsyncStore``)."""
-
-
-def async_connector(target: DatabaseURL, *, busy_timeout: float, pool_size: int) -> Any:
-    """The async connector for a URL's backend (no I/O: connections open on first use)."""
-    if target.dialect == "postgres":
-        from .backends.postgres_async import AsyncPostgresConnector
-
-        return AsyncPostgresConnector(target.url, pool_size=pool_size, timeout=busy_timeout)
-    from .backends.sqlite_async import AsyncSQLiteConnector
-
-    assert target.path is not None
-    return AsyncSQLiteConnector(target.path, busy_timeout=busy_timeout, pool_size=pool_size)
-
-
-class _Opening:
-    """What ``AsyncStore.open`` returns: await it for the store, or use it as ``async with``."""
-
-    def __init__(self, store: AsyncStore, *, migrate: bool) -> None:
-        self._store = store
-        self._migrate = migrate
-
-    def __await__(self) -> Generator[Any, None, AsyncStore]:
-        return self._open().__await__()
-
-    async def _open(self) -> AsyncStore:
-        await self._store._start(migrate=self._migrate)
-        return self._store
-
-    async def __aenter__(self) -> AsyncStore:
-        return await self._open()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._store.close()
 
 
 class AsyncStore(Driver, AsyncOperations):

@@ -1,6 +1,7 @@
 """The operations as methods of a driver (``Store``, ``Transaction``, their async twins), and as functions
 taking the driver first: ``Bound``, made by ``method`` and ``coroutine_method`` (re-exported by
-``musicstore.runner``)."""
+``musicstore.runner``); ``AsyncOperations``, the async drivers' list of them (re-exported by
+``musicstore.aio``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
+from .. import ops
 from ..errors import InvalidInput
-from ..ops import Operation
+from ..ops import Operation, progress
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -66,3 +68,60 @@ def method(op: Operation[P, T]) -> Bound[P, T]:
 def coroutine_method(op: Operation[P, T]) -> Bound[P, Coroutine[Any, Any, T]]:
     """``op`` as a coroutine method of an async driver."""
     return Bound(op)
+
+
+class AsyncOperations:
+    """The store's vocabulary as coroutines; ``AsyncStore`` and ``AsyncTransaction`` provide ``run``.
+
+    The same names as ``musicstore.store.Operations`` (a test keeps the two lists equal).
+    """
+
+    create_generation = coroutine_method(ops.create_generation)
+    get_generation = coroutine_method(ops.get_generation)
+    list_generations = coroutine_method(ops.list_generations)
+    get_all_generations = coroutine_method(ops.get_all_generations)
+    get_pending_generations = coroutine_method(ops.get_pending_generations)
+    count_generations = coroutine_method(ops.count_generations)
+    get_database_stats = coroutine_method(ops.get_database_stats)
+    claim_next = coroutine_method(ops.claim_next)
+    claim_batch = coroutine_method(ops.claim_batch)
+    heartbeat = coroutine_method(ops.heartbeat)
+    complete_generation = coroutine_method(ops.complete_generation)
+    fail = coroutine_method(ops.fail)
+    cancel = coroutine_method(ops.cancel)
+    requeue_expired = coroutine_method(ops.requeue_expired)
+    update_generation_status = coroutine_method(ops.update_generation_status)
+    delete_generation = coroutine_method(ops.delete_generation)
+    reset_database = coroutine_method(ops.reset_database)
+    track_prompt_usage = coroutine_method(ops.track_prompt_usage)
+    get_prompt_by_text = coroutine_method(ops.get_prompt_by_text)
+    get_most_used_prompts = coroutine_method(ops.get_most_used_prompts)
+    create_rendition = coroutine_method(ops.create_rendition)
+    get_rendition = coroutine_method(ops.get_rendition)
+    get_rendition_by_settings = coroutine_method(ops.get_rendition_by_settings)
+    list_renditions = coroutine_method(ops.list_renditions)
+    merge_metadata = coroutine_method(ops.merge_metadata)
+    set_owner_limit = coroutine_method(ops.set_owner_limit)
+    get_owner_limits = coroutine_method(ops.get_owner_limits)
+    queue_depth = coroutine_method(ops.queue_depth)
+    list_dead_letters = coroutine_method(ops.list_dead_letters)
+    replay = coroutine_method(ops.replay)
+    replay_all = coroutine_method(ops.replay_all)
+
+    async def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``op`` with these arguments; each subclass decides where."""
+        raise NotImplementedError
+
+    def bound(self, op: Operation[P, T]) -> Callable[P, Coroutine[Any, Any, T]]:
+        """``op`` as a coroutine method of this driver: ``run`` with ``op`` bound."""
+        return functools.partial(self.run, op)
+
+    async def queue_position(
+        self, generation_id: str, *, window_seconds: float = progress.THROUGHPUT_WINDOW_SECONDS
+    ) -> progress.QueuePosition:
+        """As ``Store.queue_position``."""
+        return await self.run(progress.queue_position, generation_id, window_seconds=window_seconds)
+
+
+OPERATION_NAMES = frozenset(name for name, value in vars(AsyncOperations).items() if hasattr(value, "op"))
+"""The names of the store's operations (the same on ``Store`` and ``AsyncStore``)."""

@@ -1,14 +1,21 @@
 """What opening a store checks (re-exported by ``musicstore.runner``): every migration this version ships
 applied, none of a later musicstore (``check_schema``), and this host's clock near the PostgreSQL server's
-(``warn_skew``)."""
+(``warn_skew``); how ``AsyncStore`` opens: its connector (``async_connector``) and what ``AsyncStore.open``
+returns (``_Opening``)."""
 
 from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ClockSkewWarning, MigrationError, NewerSchemaWarning
 from ..migrate import shipped_migrations
+from ..urls import DatabaseURL
+
+if TYPE_CHECKING:
+    from ..aio import AsyncStore
 
 
 def check_schema(url: str, applied: set[str]) -> None:
@@ -60,3 +67,36 @@ def warn_skew(url: str, offset: float) -> None:
         ),
         stacklevel=3,
     )
+
+
+def async_connector(target: DatabaseURL, *, busy_timeout: float, pool_size: int) -> Any:
+    """The async connector for a URL's backend (no I/O: connections open on first use)."""
+    if target.dialect == "postgres":
+        from ..backends.postgres_async import AsyncPostgresConnector
+
+        return AsyncPostgresConnector(target.url, pool_size=pool_size, timeout=busy_timeout)
+    from ..backends.sqlite_async import AsyncSQLiteConnector
+
+    assert target.path is not None
+    return AsyncSQLiteConnector(target.path, busy_timeout=busy_timeout, pool_size=pool_size)
+
+
+class _Opening:
+    """What ``AsyncStore.open`` returns: await it for the store, or use it as ``async with``."""
+
+    def __init__(self, store: AsyncStore, *, migrate: bool) -> None:
+        self._store = store
+        self._migrate = migrate
+
+    def __await__(self) -> Generator[Any, None, AsyncStore]:
+        return self._open().__await__()
+
+    async def _open(self) -> AsyncStore:
+        await self._store._start(migrate=self._migrate)
+        return self._store
+
+    async def __aenter__(self) -> AsyncStore:
+        return await self._open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._store.close()
