@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 from . import ops, validate, waiting
-from .backends.sqlite import refuse_unmigrated
+from .drivers.methods import Operations
+from .drivers.opening import refuse_missing_file, sync_connector
 from .errors import InvalidInput, NotFound, WriteConflict
 from .models import Generation
 from .ops import Operation, progress
@@ -30,7 +31,6 @@ from .runner import (
     conflict_wait,
     drive,
     fixed_write,
-    method,
     one_query,
     start,
     start_in,
@@ -42,62 +42,16 @@ from .urls import DatabaseURL, resolve
 P = ParamSpec("P")
 T = TypeVar("T")
 
-__all__ = ["Clock", "Operations", "Store", "Transaction", "require_store", "utcnow"]
-
-
-class Operations:
-    """The store's vocabulary; ``Store`` and ``Transaction`` provide ``run``.
-
-    ``musicstore.aio.AsyncOperations`` lists the same operations as coroutines (a test keeps the two lists
-    equal): each list types its methods for its driver, which one list cannot do.
-    """
-
-    create_generation = method(ops.create_generation)
-    get_generation = method(ops.get_generation)
-    list_generations = method(ops.list_generations)
-    get_all_generations = method(ops.get_all_generations)
-    get_pending_generations = method(ops.get_pending_generations)
-    count_generations = method(ops.count_generations)
-    get_database_stats = method(ops.get_database_stats)
-    claim_next = method(ops.claim_next)
-    claim_batch = method(ops.claim_batch)
-    heartbeat = method(ops.heartbeat)
-    complete_generation = method(ops.complete_generation)
-    fail = method(ops.fail)
-    cancel = method(ops.cancel)
-    requeue_expired = method(ops.requeue_expired)
-    update_generation_status = method(ops.update_generation_status)
-    delete_generation = method(ops.delete_generation)
-    reset_database = method(ops.reset_database)
-    track_prompt_usage = method(ops.track_prompt_usage)
-    get_prompt_by_text = method(ops.get_prompt_by_text)
-    get_most_used_prompts = method(ops.get_most_used_prompts)
-    create_rendition = method(ops.create_rendition)
-    get_rendition = method(ops.get_rendition)
-    get_rendition_by_settings = method(ops.get_rendition_by_settings)
-    list_renditions = method(ops.list_renditions)
-    merge_metadata = method(ops.merge_metadata)
-    set_owner_limit = method(ops.set_owner_limit)
-    get_owner_limits = method(ops.get_owner_limits)
-    queue_depth = method(ops.queue_depth)
-    list_dead_letters = method(ops.list_dead_letters)
-    replay = method(ops.replay)
-    replay_all = method(ops.replay_all)
-
-    def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``op`` with these arguments; each subclass decides where."""
-        raise NotImplementedError
-
-    def bound(self, op: Operation[P, T]) -> Callable[P, T]:
-        """``op`` as a method of this driver: ``run`` with ``op`` bound (a subclass may answer it faster)."""
-        return functools.partial(self.run, op)
-
-    def queue_position(
-        self, generation_id: str, *, window_seconds: float = progress.THROUGHPUT_WINDOW_SECONDS
-    ) -> progress.QueuePosition:
-        """Pending generations ahead of this one in the claim's order, and its ETA at the recent throughput
-        (``musicstore.ops.progress.queue_position``)."""
-        return self.run(progress.queue_position, generation_id, window_seconds=window_seconds)
+__all__ = [  # with the vocabulary and the opening helpers, which live in drivers/
+    "Clock",
+    "Operations",
+    "Store",
+    "Transaction",
+    "refuse_missing_file",
+    "require_store",
+    "sync_connector",
+    "utcnow",
+]
 
 
 def require_store(store: object, needs: str, advice: str) -> Store:
@@ -111,31 +65,6 @@ def require_store(store: object, needs: str, advice: str) -> Store:
 
     hint = f"; {advice}" if isinstance(store, AsyncStore) else ""
     raise InvalidInput(f"{needs}, got {type(store).__name__}{hint}")
-
-
-def refuse_missing_file(
-    target: DatabaseURL,
-    remedy: str = (
-        "create it with musicstore.migrate(url) or `musicstore migrate`, or open the store with migrate=True"
-    ),
-) -> None:
-    """MigrationError for a SQLite file that does not exist, or lacks the schema, before anything is made or
-    changed (``backends.sqlite.refuse_unmigrated``): opening it left an empty database behind a mistyped
-    path, or another program's in WAL mode. ``remedy`` ends the first (the CLI names its command)."""
-    if target.path is not None:
-        refuse_unmigrated(target.path, remedy)
-
-
-def sync_connector(target: DatabaseURL, *, busy_timeout: float, pool_size: int) -> Any:
-    """The sync connector for a URL's backend."""
-    if target.dialect == "postgres":
-        from .backends.postgres import PostgresConnector
-
-        return PostgresConnector(target.url, pool_size=pool_size, timeout=busy_timeout)
-    from .backends.sqlite import SQLiteConnector
-
-    assert target.path is not None
-    return SQLiteConnector(target.path, busy_timeout=busy_timeout)
 
 
 class _Thread(threading.local):

@@ -1,7 +1,7 @@
 """The operations as methods of a driver (``Store``, ``Transaction``, their async twins), and as functions
 taking the driver first: ``Bound``, made by ``method`` and ``coroutine_method`` (re-exported by
-``musicstore.runner``); ``AsyncOperations``, the async drivers' list of them (re-exported by
-``musicstore.aio``)."""
+``musicstore.runner``); ``Operations`` and ``AsyncOperations``, the sync and the async drivers' lists of them
+(re-exported by ``musicstore.store`` and ``musicstore.aio``)."""
 
 from __future__ import annotations
 
@@ -125,3 +125,58 @@ class AsyncOperations:
 
 OPERATION_NAMES = frozenset(name for name, value in vars(AsyncOperations).items() if hasattr(value, "op"))
 """The names of the store's operations (the same on ``Store`` and ``AsyncStore``)."""
+
+
+class Operations:
+    """The store's vocabulary; ``Store`` and ``Transaction`` provide ``run``.
+
+    ``musicstore.aio.AsyncOperations`` lists the same operations as coroutines (a test keeps the two lists
+    equal): each list types its methods for its driver, which one list cannot do.
+    """
+
+    create_generation = method(ops.create_generation)
+    get_generation = method(ops.get_generation)
+    list_generations = method(ops.list_generations)
+    get_all_generations = method(ops.get_all_generations)
+    get_pending_generations = method(ops.get_pending_generations)
+    count_generations = method(ops.count_generations)
+    get_database_stats = method(ops.get_database_stats)
+    claim_next = method(ops.claim_next)
+    claim_batch = method(ops.claim_batch)
+    heartbeat = method(ops.heartbeat)
+    complete_generation = method(ops.complete_generation)
+    fail = method(ops.fail)
+    cancel = method(ops.cancel)
+    requeue_expired = method(ops.requeue_expired)
+    update_generation_status = method(ops.update_generation_status)
+    delete_generation = method(ops.delete_generation)
+    reset_database = method(ops.reset_database)
+    track_prompt_usage = method(ops.track_prompt_usage)
+    get_prompt_by_text = method(ops.get_prompt_by_text)
+    get_most_used_prompts = method(ops.get_most_used_prompts)
+    create_rendition = method(ops.create_rendition)
+    get_rendition = method(ops.get_rendition)
+    get_rendition_by_settings = method(ops.get_rendition_by_settings)
+    list_renditions = method(ops.list_renditions)
+    merge_metadata = method(ops.merge_metadata)
+    set_owner_limit = method(ops.set_owner_limit)
+    get_owner_limits = method(ops.get_owner_limits)
+    queue_depth = method(ops.queue_depth)
+    list_dead_letters = method(ops.list_dead_letters)
+    replay = method(ops.replay)
+    replay_all = method(ops.replay_all)
+
+    def run(self, op: Operation[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``op`` with these arguments; each subclass decides where."""
+        raise NotImplementedError
+
+    def bound(self, op: Operation[P, T]) -> Callable[P, T]:
+        """``op`` as a method of this driver: ``run`` with ``op`` bound (a subclass may answer it faster)."""
+        return functools.partial(self.run, op)
+
+    def queue_position(
+        self, generation_id: str, *, window_seconds: float = progress.THROUGHPUT_WINDOW_SECONDS
+    ) -> progress.QueuePosition:
+        """Pending generations ahead of this one in the claim's order, and its ETA at the recent throughput
+        (``musicstore.ops.progress.queue_position``)."""
+        return self.run(progress.queue_position, generation_id, window_seconds=window_seconds)

@@ -1,7 +1,8 @@
 """What opening a store checks (re-exported by ``musicstore.runner``): every migration this version ships
 applied, none of a later musicstore (``check_schema``), and this host's clock near the PostgreSQL server's
-(``warn_skew``); how ``AsyncStore`` opens: its connector (``async_connector``) and what ``AsyncStore.open``
-returns (``_Opening``)."""
+(``warn_skew``); a missing SQLite file refused before anything is created (``refuse_missing_file``); the
+connector for a URL (``sync_connector``, ``async_connector``) and what ``AsyncStore.open`` returns
+(``_Opening``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import warnings
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+from ..backends.sqlite import refuse_unmigrated
 from ..errors import ClockSkewWarning, MigrationError, NewerSchemaWarning
 from ..migrate import shipped_migrations
 from ..urls import DatabaseURL
@@ -100,3 +102,28 @@ class _Opening:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._store.close()
+
+
+def refuse_missing_file(
+    target: DatabaseURL,
+    remedy: str = (
+        "create it with musicstore.migrate(url) or `musicstore migrate`, or open the store with migrate=True"
+    ),
+) -> None:
+    """MigrationError for a SQLite file that does not exist, or lacks the schema, before anything is made or
+    changed (``backends.sqlite.refuse_unmigrated``): opening it left an empty database behind a mistyped
+    path, or another program's in WAL mode. ``remedy`` ends the first (the CLI names its command)."""
+    if target.path is not None:
+        refuse_unmigrated(target.path, remedy)
+
+
+def sync_connector(target: DatabaseURL, *, busy_timeout: float, pool_size: int) -> Any:
+    """The sync connector for a URL's backend."""
+    if target.dialect == "postgres":
+        from ..backends.postgres import PostgresConnector
+
+        return PostgresConnector(target.url, pool_size=pool_size, timeout=busy_timeout)
+    from ..backends.sqlite import SQLiteConnector
+
+    assert target.path is not None
+    return SQLiteConnector(target.path, busy_timeout=busy_timeout)
