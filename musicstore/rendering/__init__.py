@@ -4,7 +4,7 @@ reads the master where its row says (local root or object store, as ``musicstore
 checks its SHA-256, makes each rendition in memory (encoded, decoded back, measured) and puts it beside the
 master (``rendition_name``; a conditional create) in the transaction that inserts its row, after the
 generation's row is locked: neither a file without a row nor a row without a file. A request already
-recorded is returned, not made again. See docs/renditions.md."""
+recorded is returned, not made again (each recorded by ``rendering/records.py``). See docs/renditions.md."""
 
 from __future__ import annotations
 
@@ -20,21 +20,23 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .audio import LoudnessProfile, RenditionOptions, RenditionSpec, get_profile
-from .audio.codecs import rendition_specs
-from .audio.peaks import WaveformPeaks, compute_peaks
-from .audio.renditions import EXTENSIONS, RenditionResult, check_options, read_master, render_bytes
-from .audio.tags import provenance_of
-from .delivery import Located, folder_here, require_store, writer_delivery
-from .errors import DatabaseError, InvalidAudio, InvalidInput, InvalidTransition, NotFound, StorageError
-from .filestore import ChecksumMismatch, FileStore, ObjectExists, ObjectNotFound
-from .filestore.base import marked_by, put_marked
-from .models import Generation, Status
-from .ops import Rendition
-from .ops.renditions import lock_for_rendition, settings_key
-from .ops.storage import StoredFile, get_storage
-from .storage_names import GENERATION_FIELD, peaks_digest
-from .store import Store
+from ..audio import LoudnessProfile, RenditionOptions, RenditionSpec, get_profile
+from ..audio.codecs import rendition_specs
+from ..audio.peaks import WaveformPeaks, compute_peaks
+from ..audio.renditions import EXTENSIONS, check_options, read_master, render_bytes
+from ..audio.tags import provenance_of
+from ..delivery import Located, folder_here, require_store, writer_delivery
+from ..errors import DatabaseError, InvalidAudio, InvalidInput, InvalidTransition, NotFound, StorageError
+from ..filestore import ChecksumMismatch, FileStore, ObjectExists, ObjectNotFound
+from ..filestore.base import marked_by, put_marked
+from ..models import Generation, Status
+from ..ops import Rendition
+from ..ops.renditions import settings_key
+from ..ops.storage import StoredFile, get_storage
+from ..storage_names import GENERATION_FIELD, peaks_digest
+from ..store import Store
+from .records import _landed as _landed  # tests import it from here
+from .records import _record
 
 Root = str | os.PathLike[str] | FileStore
 """Where masters are: a folder path, ``file:///PATH``, ``s3://BUCKET/PREFIX`` or an open ``FileStore``."""
@@ -215,113 +217,6 @@ def render_generation(
                     raise
                 made.append(row)
     return made
-
-
-def _object_metadata(result: RenditionResult, generation_id: str) -> dict[str, str]:
-    """The rendition's figures as object metadata (printable ASCII values only; the rest left out)."""
-    figures: dict[str, str] = {GENERATION_FIELD: generation_id}
-    for name, value in result.as_metadata().items():
-        if value is None or isinstance(value, dict | list) or name in ("sha256", "bytes"):
-            continue
-        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-        if text.isascii() and text.isprintable() and text.strip() == text and text:
-            figures[name.replace("_", "-")] = text
-    return figures
-
-
-def _record(
-    store: Store,
-    generation_id: str,
-    result: RenditionResult,
-    settings: dict[str, Any],
-    *,
-    data: bytes,
-    files: FileStore,
-    key: str,
-    where: StoredFile,
-) -> Rendition:
-    """Lock the generation's row and check the request (``lock_for_rendition``: the same errors as
-    ``create_rendition``, nothing recorded yet), put the rendition's bytes at ``key`` (a conditional create,
-    ``put_marked``), then insert its row, all in one transaction: the insert's trigger (the session's shard
-    of the totals on PostgreSQL, which other sessions' rendition writes need too) holds its lock only from
-    there to the commit, not through the upload. On any error remove the object if this call put (or may
-    have put: the row lock keeps every other render off the key) it, and re-raise. An error of the commit
-    itself (its reply lost) is checked by reading the row anew: if it landed the object stays and the row is
-    returned (a Ctrl-C stays raised); if it cannot be read the object stays and the error is raised: never a
-    rendition row without its object. ``where``: the master's place as read before the encode; if the
-    locked row names another (``copy-files`` moved it), nothing is put nor recorded (``StorageError``)."""
-    placed = committing = False
-    row: Rendition | None = None
-    profile = result.profile
-    request: dict[str, Any] = {
-        "storage_key": key,
-        "settings": settings,  # the request's: the codec's (result.codec), the tolerance, keyed options
-        "profile": profile.name,
-        "target_lufs": profile.target_lufs,
-        "ceiling_dbtp": profile.ceiling_dbtp,
-    }
-    try:
-        with store.transaction() as tx:
-            tx.run(lock_for_rendition, generation_id, **request)
-            changed = where.change_to(tx.run(get_storage, generation_id))
-            if changed is not None:  # copy-files moved it, or a replay exported another master, meanwhile
-                raise StorageError(
-                    f"generation {generation_id}'s file {changed} while the {result.codec.get('format')} "
-                    "rendition was made (copy-files, or a dead letter replayed?); nothing was put nor "
-                    "recorded: run render_generation again"
-                )
-            placed = True  # the row locked, the request free: only now may the object take its place
-            try:
-                put_marked(files, key, data, generation_id, metadata=_object_metadata(result, generation_id))
-            except ObjectExists:
-                placed = False  # not ours: left as it was
-                raise
-            row = tx.create_rendition(  # its trigger's lock held only from here to the commit
-                generation_id,
-                **request,
-                file_size_bytes=result.bytes,
-                duration_seconds=result.duration,
-                loudness_lufs=result.loudness,
-                true_peak_dbtp=result.true_peak,
-                loudness_status=result.status,
-                checksum=result.sha256,
-            )
-            committing = True
-    except BaseException as exc:
-        landed = _landed(store, row, exc) if committing and row is not None else False
-        if landed is not False:  # the row records the object, or may: it stays
-            if isinstance(landed, Rendition) and isinstance(exc, Exception):
-                return landed
-            raise
-        if placed:
-            try:
-                files.delete(key)
-            except Exception as cleanup:
-                exc.add_note(f"and removing {key} from {files.url} failed: {cleanup}")
-        what, done = result.codec.get("format"), ("its file was removed" if placed else "nothing was put")
-        exc.add_note(f"the {what} rendition of {generation_id} was not recorded; {done}")
-        raise
-    assert row is not None
-    return row
-
-
-def _landed(store: Store, row: Rendition, exc: BaseException) -> Rendition | bool | None:
-    """Whether the commit that raised ``exc`` landed (a connection lost after the server committed, before
-    its reply): the rendition's row read anew, recording this key and checksum; False if it is not there;
-    None if it cannot be read."""
-    try:
-        found = store.get_rendition(row.id)
-    except Exception as read_error:
-        exc.add_note(
-            f"whether the rendition {row.id} of {row.generation_id} was recorded is unknown ("
-            f"{type(read_error).__name__}: {read_error}); its object {row.storage_key} was kept (reconcile "
-            "reports it if orphaned)"
-        )
-        return None
-    if found is None or found.storage_key != row.storage_key or found.checksum != row.checksum:
-        return False
-    exc.add_note(f"the rendition {row.id} of {row.generation_id} was recorded (its commit landed)")
-    return found
 
 
 @dataclass(frozen=True, slots=True)
