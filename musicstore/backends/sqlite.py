@@ -91,11 +91,18 @@ def unwritable_folder(where: object) -> str | None:
     return None
 
 
+MISSING_REMEDY = (
+    "create it with musicstore.migrate(url) or `musicstore migrate`, or open the store with migrate=True"
+)
+"""The end of the message of a SQLite database that is not there (``store.refuse_missing_file`` too)."""
+
+
 def _prepare(path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DatabaseError(f"{path}: cannot create the database's folder ({exc}); check the URL") from exc
+    """Refuse, before a connection opens, a database file that is not there: sqlite3 would create an empty
+    one, which then failed for its schema and stayed behind (an ``AsyncStore`` used without ``open()``, whose
+    check ``Store(url)`` makes; a database removed while a store was open). Only ``migrate`` creates one."""
+    if not path.exists():
+        raise MigrationError(f"no database at {path}; {MISSING_REMEDY}")
 
 
 WAL_RETRY_SECONDS = 0.005

@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from ..backends.sqlite import refuse_unmigrated
+from ..backends.sqlite import MISSING_REMEDY, refuse_unmigrated
 from ..errors import ClockSkewWarning, MigrationError, NewerSchemaWarning
 from ..migrate import shipped_migrations
 from ..urls import DatabaseURL
@@ -104,12 +104,7 @@ class _Opening:
         await self._store.close()
 
 
-def refuse_missing_file(
-    target: DatabaseURL,
-    remedy: str = (
-        "create it with musicstore.migrate(url) or `musicstore migrate`, or open the store with migrate=True"
-    ),
-) -> None:
+def refuse_missing_file(target: DatabaseURL, remedy: str = MISSING_REMEDY) -> None:
     """MigrationError for a SQLite file that does not exist, or lacks the schema, before anything is made or
     changed (``backends.sqlite.refuse_unmigrated``): opening it left an empty database behind a mistyped
     path, or another program's in WAL mode. ``remedy`` ends the first (the CLI names its command)."""

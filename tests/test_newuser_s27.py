@@ -1,0 +1,81 @@
+"""A new user's first hour (session 27): README.md and docs/ read in order and done as they say, the examples
+copied into scripts, beginner mistakes made on purpose; what broke a promise of the docs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from musicstore import AsyncStore, MigrationError, Store, migrate
+from musicstore.urls import sqlite_url
+
+
+def _absent(path: Path) -> None:
+    """Nothing at ``path``: no database file, no WAL files, no folder made for it."""
+    made = [p for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), path.parent) if p.exists()]
+    assert not made, f"made {made}"
+
+
+@pytest.mark.parametrize("spelling", ["async with AsyncStore(url)", "AsyncStore(url)"])
+def test_an_async_store_on_a_mistyped_sqlite_path_creates_no_empty_database(
+    tmp_path: Path, spelling: str
+) -> None:
+    """docs/usage.md: a SQLite file that does not exist is refused (``MigrationError``, creating nothing: a
+    mistyped path leaves no empty database behind), and ``AsyncStore`` has every operation of ``Store`` with
+    the same errors. ``async with AsyncStore(url)`` (as ``with Store(url)``) and a bare ``AsyncStore(url)``
+    skip ``open()``'s check; their first operation made the folders and an empty database file at the typo,
+    then failed on its schema ('no such table: prompts'), and the sync ``Store`` then named a missing
+    ``_yoyo_migration`` table instead of the missing file."""
+    path = tmp_path / "typo" / "generations.db"
+    url = sqlite_url(path)
+
+    async def main() -> None:
+        if spelling.startswith("async with"):
+            async with AsyncStore(url) as store:
+                await store.count_generations()
+        else:
+            store = AsyncStore(url)
+            try:
+                await store.create_generation("x", model_name="m", duration_seconds=1)
+            finally:
+                await store.close()
+
+    with pytest.raises(MigrationError, match="no database at"):
+        asyncio.run(main())
+    _absent(path)
+    with pytest.raises(MigrationError, match="no database at"):
+        Store(url)
+    _absent(path)
+
+
+def test_a_store_whose_database_was_removed_does_not_make_an_empty_one(tmp_path: Path) -> None:
+    """A ``Store`` open while its database is removed (``rm -rf data`` to start over, a worker still
+    running): a thread's first operation opened a new connection, which made the folder and an empty
+    database there (a second, empty store beside the deleted one, every later ``Store(url)`` refused it for
+    its schema). It is ``MigrationError`` naming the missing file, as ``Store(url)`` says, and nothing is
+    made."""
+    path = tmp_path / "data" / "generations.db"
+    url = sqlite_url(path)
+    migrate(url)
+    with Store(url) as store:
+        store.create_generation("x", model_name="m", duration_seconds=1)
+        for leftover in sorted(path.parent.iterdir()):
+            leftover.unlink()
+        path.parent.rmdir()
+        raised: list[BaseException] = []
+
+        def other_thread() -> None:
+            try:
+                store.count_generations()
+            except BaseException as exc:  # handed to the test's thread
+                raised.append(exc)
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+        assert len(raised) == 1 and isinstance(raised[0], MigrationError), raised
+        assert "no database at" in str(raised[0])
+        _absent(path)
