@@ -19,7 +19,9 @@ def _absent(path: Path) -> None:
     assert not made, f"made {made}"
 
 
-@pytest.mark.parametrize("spelling", ["async with AsyncStore(url)", "AsyncStore(url)"])
+@pytest.mark.parametrize(
+    "spelling", ["async with AsyncStore(url)", "AsyncStore(url)", "claim_next(wait=...)", "its folder there"]
+)
 def test_an_async_store_on_a_mistyped_sqlite_path_creates_no_empty_database(
     tmp_path: Path, spelling: str
 ) -> None:
@@ -32,10 +34,16 @@ def test_an_async_store_on_a_mistyped_sqlite_path_creates_no_empty_database(
     path = tmp_path / "typo" / "generations.db"
     url = sqlite_url(path)
 
+    if spelling == "its folder there":  # the typo is in the file's name
+        path.parent.mkdir()
+
     async def main() -> None:
         if spelling.startswith("async with"):
             async with AsyncStore(url) as store:
                 await store.count_generations()
+        elif spelling != "AsyncStore(url)":  # a wait starts the poller's connection before its first try
+            async with AsyncStore(url) as store:
+                await store.claim_next("gpu-0", wait=0.2)
         else:
             store = AsyncStore(url)
             try:
@@ -45,6 +53,8 @@ def test_an_async_store_on_a_mistyped_sqlite_path_creates_no_empty_database(
 
     with pytest.raises(MigrationError, match="no database at"):
         asyncio.run(main())
+    if spelling == "its folder there":
+        path.parent.rmdir()  # empty: no database file, no WAL files
     _absent(path)
     with pytest.raises(MigrationError, match="no database at"):
         Store(url)

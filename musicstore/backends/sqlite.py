@@ -97,11 +97,12 @@ MISSING_REMEDY = (
 """The end of the message of a SQLite database that is not there (``store.refuse_missing_file`` too)."""
 
 
-def _prepare(path: Path) -> None:
-    """Refuse, before a connection opens, a database file that is not there: sqlite3 would create an empty
-    one, which then failed for its schema and stayed behind (an ``AsyncStore`` used without ``open()``, whose
-    check ``Store(url)`` makes; a database removed while a store was open). Only ``migrate`` creates one."""
-    if not path.exists():
+def require_file(path: Path | str) -> None:
+    """Refuse, before a connection opens (a store's, the waits' poller's), a database file that is not there:
+    sqlite3 would create an empty one, which then failed for its schema and stayed behind (an ``AsyncStore``
+    used without ``open()``, whose check ``Store(url)`` makes; a database removed while a store was open).
+    Only ``migrate`` creates one. SQLite's ``:memory:`` names no file (no URL gives it; a test's stand-in)."""
+    if path != ":memory:" and not os.path.exists(path):
         raise MigrationError(f"no database at {path}; {MISSING_REMEDY}")
 
 
@@ -186,7 +187,7 @@ class SQLiteConnector:
     def _open(self) -> sqlite3.Connection:
         if self.closed:
             raise closed_store()
-        _prepare(self.path)
+        require_file(self.path)
         conn = sqlite3.connect(
             self.path,
             timeout=self.busy_timeout,

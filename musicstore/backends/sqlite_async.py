@@ -23,8 +23,8 @@ from .sqlite import (
     PRAGMAS,
     WAL_RETRY_SECONDS,
     _check_wal,
-    _prepare,
     encode,
+    require_file,
     switch_may_retry,
     translate,
 )
@@ -126,7 +126,7 @@ class AsyncSQLiteConnector:
 
         if self.closed:
             raise closed_store()
-        _prepare(self.path)
+        require_file(self.path)
         connecting = aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         _daemonic(connecting)
         try:

@@ -11,6 +11,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from ..backends.sqlite import require_file
+from ..errors import MigrationError
 from ..masking import redact
 from ..queries import load
 from .hub import _FORKABLE, RECONNECT_SECONDS, _closed_store, _Waiter, gone, notify_all
@@ -66,6 +68,7 @@ class _Poller:
             return self._thread is not None and self._thread.is_alive()
 
     def _connect(self) -> sqlite3.Connection:
+        require_file(self.path)  # MigrationError: sqlite3 would make an empty database where there is none
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.connections += 1
         return conn
@@ -190,7 +193,7 @@ class _Poller:
                     return
                 try:
                     conn = self._connect()
-                except sqlite3.Error:
+                except (sqlite3.Error, MigrationError):
                     continue
                 try:
                     version = self._version(conn)
