@@ -4,12 +4,15 @@ copied into scripts, beginner mistakes made on purpose; what broke a promise of 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import pydoc
 import threading
 from pathlib import Path
 
 import pytest
 
-from musicstore import AsyncStore, MigrationError, Store, migrate
+import musicstore
+from musicstore import AsyncStore, MigrationError, Store, migrate, ops
 from musicstore.urls import sqlite_url
 
 
@@ -89,3 +92,40 @@ def test_a_store_whose_database_was_removed_does_not_make_an_empty_one(tmp_path:
         assert len(raised) == 1 and isinstance(raised[0], MigrationError), raised
         assert "no database at" in str(raised[0])
         _absent(path)
+
+
+def _parameters(function: object) -> list[str]:
+    return list(inspect.signature(function).parameters)  # type: ignore[arg-type]
+
+
+def _of(name: str) -> list[str]:
+    """The parameters of the operation ``name`` (``musicstore.ops``), as its code declares them."""
+    return list(inspect.signature(getattr(ops, name).steps).parameters)
+
+
+def test_the_store_methods_show_their_parameters_to_help_and_inspect(tmp_path: Path) -> None:
+    """``help(store.create_generation)`` (and ``inspect.signature``, which IDEs, Jupyter's ``?`` and pydoc
+    read) showed ``create_generation(*args: 'P.args', **kwargs: 'P.kwargs') -> 'T'``: a new user in a REPL
+    could not see which arguments an operation takes, on ``Store``, ``AsyncStore``, a transaction, the class,
+    nor the 0.1 functions taking a session first. Each shows its operation's parameters now."""
+    url = sqlite_url(tmp_path / "jobs.db")
+    assert _of("create_generation")[:4] == ["prompt", "model_name", "duration_seconds", "sample_rate"]
+    with Store(url, migrate=True) as store:
+        assert _parameters(store.create_generation) == _of("create_generation")  # a direct write
+        assert _parameters(store.get_generation) == ["generation_id"]  # a direct read
+        assert _parameters(store.fail) == _of("fail")
+        assert _parameters(Store.create_generation) == ["runner", *_of("create_generation")]
+        assert _parameters(musicstore.create_generation) == ["runner", *_of("create_generation")]
+        with store.transaction() as tx:
+            assert _parameters(tx.complete_generation) == _of("complete_generation")
+        text = pydoc.render_doc(store.create_generation, renderer=pydoc.TextDoc())
+        assert "model_name" in text and "P.args" not in text
+
+    async def main() -> None:
+        async with AsyncStore.open(url) as astore:
+            assert _parameters(astore.create_generation) == _of("create_generation")
+            assert _parameters(astore.list_generations) == _of("list_generations")
+            async with astore.transaction() as atx:
+                assert _parameters(atx.cancel) == ["generation_id", "reason"]
+
+    asyncio.run(main())

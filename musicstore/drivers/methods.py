@@ -41,8 +41,8 @@ class Bound(Generic[P, R]):
     def __get__(self, obj: object, owner: type) -> Callable[P, R]: ...
     def __get__(self, obj: Any, owner: type) -> Callable[..., R]:
         if obj is None:
-            return functools.partial(_run_on, self.op)
-        bound: Callable[..., R] = obj.bound(self.op)
+            return self.op.shown(functools.partial(_run_on, self.op), "runner")
+        bound: Callable[..., R] = self.op.shown(obj.bound(self.op))
         obj.__dict__[self.name] = bound  # later look-ups skip this descriptor
         return bound
 

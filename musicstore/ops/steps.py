@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Generator
 from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar, overload
 
@@ -11,6 +12,7 @@ from ..models import RowReader
 P = ParamSpec("P")
 T = TypeVar("T")
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 Params = dict[str, Any]
 
 
@@ -146,6 +148,23 @@ class Operation(Generic[P, T]):
         self.alone = alone
         self.__name__ = steps.__name__
         self.__doc__ = steps.__doc__
+
+    @functools.cached_property
+    def signature(self) -> inspect.Signature:
+        """The parameters its callers pass (those of ``steps``), with no return annotation (``steps``'s is
+        the driver's business, not the caller's)."""
+        return inspect.signature(self.steps).replace(return_annotation=inspect.Signature.empty)
+
+    def shown(self, function: F, *first: str) -> F:
+        """``function``, which runs this operation (a driver's method, a 0.1 function taking the driver
+        ``first``), given its parameters as its ``__signature__``: ``help()``, ``inspect.signature`` and
+        the editors that read it showed ``(*args: P.args, **kwargs: P.kwargs) -> T``."""
+        signature = self.signature  # computed once: a transaction binds its methods anew (one setattr each)
+        if first:
+            leading = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_ONLY) for name in first]
+            signature = signature.replace(parameters=[*leading, *signature.parameters.values()])
+        setattr(function, "__signature__", signature)  # noqa: B010
+        return function
 
 
 def writer(steps: Callable[P, Steps[T]]) -> Operation[P, T]:
