@@ -77,8 +77,11 @@ def _metadata(value: str | dict[str, Any]) -> dict[str, Any]:
                 decoded = _raw_decode(value)
                 if decoded[1] == len(value):  # one object, nothing after it: a new dict of its own
                     return decoded[0]  # type: ignore[no-any-return]
-            return dict(json.loads(value))
-        except (ValueError, TypeError) as exc:  # the schema keeps a JSON object: a damaged file's bytes
+            found = json.loads(value)  # not as the schema keeps it: checked whole
+            if not isinstance(found, dict):  # dict() made one of an array of pairs, [] or ""
+                raise TypeError(f"JSON {type(found).__name__}")
+            return found
+        except (ValueError, TypeError, RecursionError) as exc:  # the schema keeps an object: damaged bytes
             raise DatabaseError(
                 f"a row's metadata is not a JSON object ({type(exc).__name__}: {exc}): the database file is "
                 "damaged (restore a backup)"
