@@ -310,7 +310,10 @@ class AsyncStore(Driver, AsyncOperations):
             tx = AsyncTransaction(self, conn, write=write)
             with self._translating, progress.undoing(tx.undo):  # rolled back: undo what it remembered
                 async with self._connector.transaction(conn, write=write):
-                    token = _open_transactions.set((*_open_transactions.get(), tx))
+                    opened = _open_transactions.get()
+                    if opened:  # less those ended in another task (a dropped async generator's), kept else
+                        opened = tuple(other for other in opened if not other.closed)
+                    token = _open_transactions.set((*opened, tx))
                     try:
                         yield tx
                     finally:
