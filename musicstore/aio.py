@@ -158,8 +158,7 @@ class AsyncStore(Driver, AsyncOperations):
         """As ``Store.wait_for``: the generation once finished, or as it is after ``timeout`` seconds (default
         ``waiting.WAIT_FOR_SECONDS``: until it finishes)."""
         seconds = waiting.seconds(timeout, "timeout")
-        if self._joined() is not None:
-            raise InvalidInput("wait_for cannot wait inside a transaction; call it outside one")
+        waiting.outside_transaction(self, "wait_for")
 
         async def read() -> Generation:
             found = await self.run(ops.get_generation, generation_id)

@@ -139,8 +139,7 @@ class Store(Driver, Operations):
         by NOTIFY on PostgreSQL, a ``PRAGMA data_version`` poll on SQLite. Raises NotFound if there is no
         such generation, or as soon as it is deleted while the wait goes on (migration 0023 on PostgreSQL)."""
         seconds = waiting.seconds(timeout, "timeout")
-        if self._local.tx is not None:
-            raise InvalidInput("wait_for cannot wait inside a transaction; call it outside one")
+        waiting.outside_transaction(self, "wait_for")
 
         def read() -> Generation:
             found = self.run(ops.get_generation, generation_id)
