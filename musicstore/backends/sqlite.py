@@ -94,16 +94,18 @@ def unwritable_folder(where: object) -> str | None:
 MISSING_REMEDY = (
     "create it with musicstore.migrate(url) or `musicstore migrate`, or open the store with migrate=True"
 )
-"""The end of the message of a SQLite database that is not there (``store.refuse_missing_file`` too)."""
+"""The end of the message of a SQLite database that is not there (``require_file``'s, and by default
+``drivers.opening.refuse_missing_file``'s)."""
 
 
-def require_file(path: Path | str) -> None:
+def require_file(path: Path | str, remedy: str = MISSING_REMEDY) -> None:
     """Refuse, before a connection opens (a store's, the waits' poller's), a database file that is not there:
     sqlite3 would create an empty one, which then failed for its schema and stayed behind (an ``AsyncStore``
     used without ``open()``, whose check ``Store(url)`` makes; a database removed while a store was open).
-    Only ``migrate`` creates one. SQLite's ``:memory:`` names no file (no URL gives it; a test's stand-in)."""
+    Only ``migrate`` creates one. SQLite's ``:memory:`` names no file (no URL gives it; a test's stand-in).
+    ``remedy`` ends the message (the CLI names its command)."""
     if path != ":memory:" and not os.path.exists(path):
-        raise MigrationError(f"no database at {path}; {MISSING_REMEDY}")
+        raise MigrationError(f"no database at {path}; {remedy}")
 
 
 WAL_RETRY_SECONDS = 0.005
@@ -286,8 +288,7 @@ def refuse_unmigrated(path: Path, remedy: str) -> None:
     (no ``_yoyo_migration`` table), found without changing it: a store's first connection switches a file to
     WAL mode, which the file keeps (another program's database opened by mistake, an empty file). Nothing
     where it cannot tell (not a database, a folder): the store's own open says why."""
-    if not path.exists():
-        raise MigrationError(f"no database at {path}; {remedy}")
+    require_file(path, remedy)
     try:
         # no wait: a file another connection holds (EXCLUSIVE) goes on to the store's own open, which waits
         # for it up to the store's busy timeout (this one's default, 5 s, came on top of it)
