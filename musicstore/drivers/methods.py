@@ -73,7 +73,7 @@ def coroutine_method(op: Operation[P, T]) -> Bound[P, Coroutine[Any, Any, T]]:
 class AsyncOperations:
     """The store's vocabulary as coroutines; ``AsyncStore`` and ``AsyncTransaction`` provide ``run``.
 
-    The same names as ``musicstore.store.Operations`` (a test keeps the two lists equal).
+    The same names as ``Operations`` below (a test keeps the two lists equal).
     """
 
     create_generation = coroutine_method(ops.create_generation)
@@ -130,7 +130,7 @@ OPERATION_NAMES = frozenset(name for name, value in vars(AsyncOperations).items(
 class Operations:
     """The store's vocabulary; ``Store`` and ``Transaction`` provide ``run``.
 
-    ``musicstore.aio.AsyncOperations`` lists the same operations as coroutines (a test keeps the two lists
+    ``AsyncOperations`` above lists the same operations as coroutines (a test keeps the two lists
     equal): each list types its methods for its driver, which one list cannot do.
     """
 
