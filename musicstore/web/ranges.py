@@ -82,30 +82,38 @@ class AudioFileResponse(FileResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Headers(scope=scope)
-        if "if-none-match" in request or "if-modified-since" in request:
-            try:
-                found = await run_in_threadpool(os.stat, self.path)
-            except OSError:  # gone: Starlette says so
-                found = None
-            if found is not None and stat.S_ISREG(found.st_mode):
-                self.set_stat_headers(found)
-                if not_modified(self.headers["etag"], self.headers["last-modified"], request):
-                    same = {name: self.headers[name] for name in ("etag", "last-modified", "accept-ranges")}
-                    await Response(status_code=304, headers=same)(scope, receive, send)
-                    return
+        conditional = "if-none-match" in request or "if-modified-since" in request
+        if (
+            conditional
+            and await self._stat() is not None
+            and not_modified(self.headers["etag"], self.headers["last-modified"], request)
+        ):
+            same = {name: self.headers[name] for name in ("etag", "last-modified", "accept-ranges")}
+            await Response(status_code=304, headers=same)(scope, receive, send)
+            return
         value = request.get("range")
         if value is not None:
             kept = [(name, raw) for name, raw in scope["headers"] if name.lower() != b"range"]
             if not valid_bytes_range(value):
                 scope = {**scope, "headers": kept}
-            elif "," in value:  # several ranges: those it can serve, if any (Starlette's 416 for one past)
-                try:
-                    size = (await run_in_threadpool(os.stat, self.path)).st_size
-                except OSError:  # gone: Starlette says so
-                    size = None
-                if size is not None:
-                    scope = {
-                        **scope,
-                        "headers": [*kept, (b"range", satisfiable(value, size).encode("latin-1"))],
-                    }
+            elif "," in value and (found := await self._stat()) is not None:  # several: the ones it can serve
+                scope = {
+                    **scope,
+                    "headers": [*kept, (b"range", satisfiable(value, found.st_size).encode("latin-1"))],
+                }
         await super().__call__(scope, receive, send)
+
+    async def _stat(self) -> os.stat_result | None:
+        """The file's ``os.stat``, made once and kept as the response's (Starlette's ``__call__`` then makes
+        none of its own, and the size the ranges are weighed by is the one it serves); None for a file gone
+        or not a regular file, which Starlette's own then reports."""
+        if self.stat_result is None:
+            try:
+                found = await run_in_threadpool(os.stat, self.path)
+            except OSError:
+                return None
+            if not stat.S_ISREG(found.st_mode):
+                return None
+            self.stat_result = found
+            self.set_stat_headers(found)
+        return self.stat_result
