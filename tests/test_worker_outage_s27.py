@@ -12,6 +12,7 @@ import time
 import pytest
 
 from musicstore import AsyncStore, Store, migrate
+from musicstore.backends.postgres import connect_settings, pool_settings
 from musicstore.errors import MigrationError
 from musicstore.migrate import CONNECT_SECONDS
 from musicstore.testing import _pgserver
@@ -96,3 +97,20 @@ def test_migrate_gives_up_on_a_server_that_never_answers(hole: tuple[_Hole, str]
         with pytest.raises(MigrationError, match="timeout"):
             migrate(given)
         assert time.monotonic() - started < seconds + 5
+
+
+def test_a_urls_own_connect_timeout_wins_for_every_connection_of_a_store() -> None:
+    """``connect_settings``, which the pool's connections, the reachability check and the wait hub all take
+    (the check and the hub set their own timeout over the URL's before): the URL's own ``connect_timeout``
+    and keepalives are kept, the rest filled in; ``busy_timeout`` rounded up, at least 2 s."""
+    base = "postgresql://u@127.0.0.1:5/db"
+    assert connect_settings(base, 0.3)["connect_timeout"] == "2"
+    assert connect_settings(base, 7.2)["connect_timeout"] == "8"
+    assert "connect_timeout" not in connect_settings(base, None)
+    own = connect_settings(f"{base}?connect_timeout=30&keepalives_idle=5", 1.0)
+    assert "connect_timeout" not in own and "keepalives_idle" not in own and own["keepalives"] == "1"
+    assert pool_settings(f"{base}?connect_timeout=30", 1.0) == {
+        "autocommit": True,
+        **own,
+        "keepalives_idle": "30",
+    }

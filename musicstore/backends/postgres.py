@@ -229,12 +229,6 @@ this host (a network cut, a host gone) is found dead within about a minute, idle
 hours or forever. A server busy with a long statement still answers them. Unix sockets ignore them."""
 
 
-def tcp_defaults(url: str) -> dict[str, Any]:
-    """The ``TCP_DEFAULTS`` that ``url`` does not set (keyword arguments of ``psycopg.connect``). A URL that
-    libpq cannot read gets none here: connecting to it says why."""
-    return _unset(url, TCP_DEFAULTS)
-
-
 def _unset(url: str, defaults: dict[str, Any]) -> dict[str, Any]:
     """The ``defaults`` that ``url`` does not set (none for a URL that libpq cannot read)."""
     import psycopg.conninfo
@@ -253,10 +247,18 @@ def pool_settings(url: str, timeout: float) -> dict[str, Any]:
     hung server or proxy, a dead load balancer): the pool's few threads each stuck in one, it made no
     connection for up to that long after the server answered again, and every operation meanwhile failed
     after ``busy_timeout`` with ``DatabaseBusy`` ('raise pool_size')."""
-    return {
-        "autocommit": True,  # rows as tuples, built by position
-        **_unset(url, {**TCP_DEFAULTS, "connect_timeout": str(_connect_timeout(timeout))}),
-    }
+    return {"autocommit": True, **connect_settings(url, timeout)}  # autocommit: rows as tuples, by position
+
+
+def connect_settings(url: str, timeout: float | None) -> dict[str, Any]:
+    """The ``TCP_DEFAULTS`` and libpq's connect timeout for ``timeout`` (``_connect_timeout``; None: none)
+    that ``url`` does not set itself, for every connection of a store: its pool's, the reachability check's
+    and the wait hub's (a URL's own ``connect_timeout`` wins in all three; the check and the hub set theirs
+    over it before)."""
+    defaults = dict(TCP_DEFAULTS)
+    if timeout is not None:
+        defaults["connect_timeout"] = str(_connect_timeout(timeout))
+    return _unset(url, defaults)
 
 
 def _connect_timeout(timeout: float) -> int:
@@ -380,9 +382,7 @@ class PostgresConnector:
         """Raise DatabaseError with the reason if a fresh connection to the database fails."""
         psycopg = _modules()[0]
         try:
-            psycopg.connect(
-                self.url, connect_timeout=_connect_timeout(self.timeout), **tcp_defaults(self.url)
-            ).close()
+            psycopg.connect(self.url, **connect_settings(self.url, self.timeout)).close()
         except psycopg.Error as exc:
             raise _unreachable(self.where, exc) from exc
 

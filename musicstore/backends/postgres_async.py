@@ -33,9 +33,9 @@ from .postgres import (
     _modules,
     _unreachable,
     _watch,
+    connect_settings,
     encode,
     pool_settings,
-    tcp_defaults,
     translate,
 )
 
@@ -183,9 +183,7 @@ class AsyncPostgresConnector:
         """Raise DatabaseError with the reason if a fresh connection to the database fails."""
         psycopg = _modules()[0]
         try:
-            conn = await psycopg.AsyncConnection.connect(
-                self.url, connect_timeout=_connect_timeout(self.timeout), **tcp_defaults(self.url)
-            )
+            conn = await psycopg.AsyncConnection.connect(self.url, **connect_settings(self.url, self.timeout))
         except psycopg.Error as exc:
             raise _unreachable(self.where, exc) from exc
         await conn.close()

@@ -16,7 +16,7 @@ import weakref
 from contextlib import suppress
 from typing import Any
 
-from ..backends.postgres import tcp_defaults
+from ..backends.postgres import connect_settings
 from ..errors import InvalidInput
 from ..masking import redact
 from .wakes import FINISHED, PENDING, Wake
@@ -201,10 +201,8 @@ class _Hub:
     def _connect(self) -> Any:
         import psycopg
 
-        # None: libpq's default (psycopg drops a parameter given as None)
-        conn = psycopg.connect(
-            self.url.url, autocommit=True, connect_timeout=self.connect_timeout, **tcp_defaults(self.url.url)
-        )
+        url = self.url.url
+        conn = psycopg.connect(url, autocommit=True, **connect_settings(url, self.connect_timeout))
         try:
             conn.execute(_listen_sql())
         except BaseException:
