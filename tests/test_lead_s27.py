@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from musicstore.audio import synthesize_music
 from musicstore.audio.loudness import integrated_loudness
 from musicstore.audio.profiles import get_profile
 from musicstore.audio.renditions import RenditionOptions, RenditionSpec, render_audio
-from musicstore.errors import DatabaseError
+from musicstore.errors import DatabaseError, InvalidInput
 
 
 def test_a_too_quiet_rendition_within_the_tolerance_reached_its_target(tmp_path: Path) -> None:
@@ -53,3 +54,25 @@ def test_a_row_whose_metadata_is_not_json_is_a_database_error(tmp_path: Path) ->
             conn.commit()
             with Store(url) as store, pytest.raises(DatabaseError, match=r"not a JSON object.*damaged"):
                 store.get_generation(generation.id)
+
+
+def test_the_function_form_of_claim_next_waits_as_the_method_does(tmp_path: Path) -> None:
+    """``musicstore.claim_next(store, worker, wait=...)`` (the 0.1 function taking the driver first) is the
+    store's own ``claim_next``: it waits; in a transaction a wait is the transaction's ``InvalidInput``. It
+    was Python's bare ``TypeError`` (unexpected keyword 'wait') from the operation (found by the fnf
+    helper)."""
+    import musicstore
+
+    claim_next: Any = musicstore.claim_next  # typed as the operation (no wait): the 0.1 function's signature
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    with Store(url, migrate=True) as store:
+        assert claim_next(store, "w", wait=0.05) is None
+        job = store.create_generation("p", model_name="m", duration_seconds=1)
+        claimed = claim_next(store, "w", wait=1)
+        assert claimed is not None and claimed.id == job.id
+        with store.transaction() as tx:
+            with pytest.raises(InvalidInput, match="cannot wait inside a transaction"):
+                claim_next(tx, "w", wait=1)
+            assert claim_next(tx, "w") is None
+        with pytest.raises(InvalidInput, match="wait"):
+            claim_next(store, "w", wait=-1)

@@ -53,7 +53,19 @@ def _run_on(op: Operation[P, Any], runner: Any, /, *args: P.args, **kwargs: P.kw
             f"{op.__name__} takes a session, Store or Transaction first (musicstore.get_session(url)), "
             f"got {type(runner).__name__}"
         )
+    own = _own_method(type(runner), op.__name__)
+    if own is not None:  # the driver's own (Store.claim_next: its wait; a transaction's refuses one)
+        return own(runner, *args, **kwargs)
     return runner.run(op, *args, **kwargs)
+
+
+def _own_method(driver: type, name: str) -> Callable[..., Any] | None:
+    """The method ``name`` of ``driver`` (or a base) where one is written out, not a ``Bound`` operation."""
+    for klass in driver.__mro__:
+        if name in klass.__dict__:
+            found = klass.__dict__[name]
+            return None if isinstance(found, Bound) else found
+    return None
 
 
 def _is_vocabulary(runner: object) -> bool:
