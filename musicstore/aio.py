@@ -151,7 +151,7 @@ class AsyncStore(Driver, AsyncOperations):
         waiting.outside_transaction(self, "claim_next(wait=...)")
         plan = waiting.plan(seconds, waiting.claimed)
         return await waiting.wait_async(
-            self, waiting.WORK, plan, lambda: self.run(ops.claim_next, worker_id, **options)
+            self, waiting.claiming(options), plan, lambda: self.run(ops.claim_next, worker_id, **options)
         )
 
     async def wait_for(self, generation_id: str, *, timeout: float = waiting.WAIT_FOR_SECONDS) -> Generation:

@@ -131,7 +131,8 @@ class Store(Driver, Operations):
         seconds = waiting.seconds(wait, "wait")
         waiting.outside_transaction(self, "claim_next(wait=...)")
         plan = waiting.plan(seconds, waiting.claimed)
-        return waiting.wait(self, waiting.WORK, plan, lambda: self.run(ops.claim_next, worker_id, **options))
+        wake = waiting.claiming(options)
+        return waiting.wait(self, wake, plan, lambda: self.run(ops.claim_next, worker_id, **options))
 
     def wait_for(self, generation_id: str, *, timeout: float = waiting.WAIT_FOR_SECONDS) -> Generation:
         """The generation once it is completed, failed or cancelled, or as it is after ``timeout`` seconds

@@ -9,7 +9,8 @@ repeats a try, never loses a job. What wakes a sleeper:
   (0023: or deletes one not finished), received by the store's hub (``_Hub``): one connection per store and
   process that LISTENs on both channels (``PENDING``, ``FINISHED``) and that a daemon thread reads
   continuously, fanning each notification out to the waits registered for it (``Wake``: a thread's
-  ``threading.Event``, or an event loop's ``asyncio.Event`` set through ``call_soon_threadsafe``). However
+  ``threading.Event``, or an event loop's ``asyncio.Event`` set through ``call_soon_threadsafe``; of the
+  claim waits, one of each herd: ``herds``). However
   many waits a store has at once (an API server's ``wait_for`` in each request), they share that one server
   connection. A wait registers before its first try and clears its flag before each try, so a notification
   sent between a try and the sleep is not lost: it sets the flag and the sleep returns at once. The hub's
@@ -27,13 +28,18 @@ repeats a try, never loses a job. What wakes a sleeper:
 - SQLite: ``PRAGMA data_version``, which changes when any other connection commits (to anything, so a busy
   database wakes sleepers for nothing more often: each then repeats one try), read by the store's poller
   (``_Poller``): one connection per store and process, polled by a daemon thread every
-  ``SQLITE_POLL_SECONDS`` while any wait is registered (none while none is), waking every registered wait when
-  it changed. However many waits a store has at once, they share that connection and that one poll (before,
-  each wait polled a connection of its own: a thousand concurrent ``wait_for`` held a thousand files open).
+  ``SQLITE_POLL_SECONDS`` while any wait is registered (none while none is), waking the registered waits (of
+  the claim waits, one of each herd: ``herds``) when it changed. However many waits a store has at once,
+  they share that connection and that one poll (before, each wait polled a connection of its own: a
+  thousand concurrent ``wait_for`` held a thousand files open).
   The first wait makes the connection (its errors are that wait's); a read that fails wakes every wait (each
   tries again, and meets the database's error if it is one) and the connection is made again every
   ``RECONNECT_SECONDS`` in the background.
 
+Claim waits (``claiming``) come in herds (``herds``): a notification wakes one wait of a herd, which hands
+the wake-up on if it ends without a try, and a try that claimed a job wakes the next; so an enqueue costs
+about two tries however many wait, not one per wait (before, N waiting ``claim_next`` made N claims per
+enqueue, and an ``AsyncStore``'s enqueue queued for a pooled connection behind them).
 ``wait`` (blocking) and ``wait_async`` (awaited) drive the same plan through the same store's ``listeners``.
 Closing the store closes the hub (its connection and thread) and wakes every wait in progress: each tries
 once more and then sleeps without wake-ups (at most ``RECHECK_SECONDS`` at a time) until it ends; a new
@@ -57,7 +63,7 @@ from ..ops import claim_next
 from .hub import RECONNECT_SECONDS, _Hub, _TaskWaiter, _ThreadWaiter
 from .listeners import Listeners, close, close_async, listeners
 from .poller import SQLITE_POLL_SECONDS, _Poller
-from .wakes import FINISHED, PENDING, WORK, Wake, awaited, finished
+from .wakes import FINISHED, PENDING, WORK, Wake, awaited, claiming, finished
 
 T = TypeVar("T")
 
@@ -211,7 +217,7 @@ def wait(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[], T]) -> T:
         while True:
             if step is TRY:
                 with store._translating:
-                    listener.arm()
+                    pool.arm(listener)
                 try:
                     value: Any = attempt()
                 except DatabaseError as exc:
@@ -225,7 +231,7 @@ def wait(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[], T]) -> T:
                 value = None
             step = steps.send(value)
     except StopIteration as done:
-        pool.release(listener)
+        pool.release(listener, took=done.value is not None)
         return done.value  # type: ignore[no-any-return]
     except BaseException:
         pool.discard(listener)  # perhaps broken (SQLite): never lent again
@@ -243,7 +249,7 @@ async def wait_async(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[
         while True:
             if step is TRY:
                 with store._translating:
-                    listener.arm()
+                    pool.arm(listener)
                 try:
                     value: Any = await attempt()
                 except DatabaseError as exc:
@@ -257,7 +263,7 @@ async def wait_async(store: Any, wake: Wake, steps: Plan[T], attempt: Callable[[
                 value = None
             step = steps.send(value)
     except StopIteration as done:
-        pool.release(listener)
+        pool.release(listener, took=done.value is not None)
         return done.value  # type: ignore[no-any-return]
     except BaseException:
         pool.discard(listener)
@@ -293,6 +299,7 @@ __all__ = [
     "_ThreadWaiter",
     "awaited",
     "claimed",
+    "claiming",
     "close",
     "close_async",
     "connection_lost",

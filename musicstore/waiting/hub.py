@@ -19,6 +19,7 @@ from typing import Any
 from ..backends.postgres import connect_settings
 from ..errors import InvalidInput
 from ..masking import redact
+from .herds import Herds
 from .wakes import FINISHED, PENDING, Wake
 
 log = logging.getLogger("musicstore.waiting")  # the package's logger, as before the split
@@ -172,6 +173,7 @@ class _Hub:
         self._failed: Exception | None = None  # why the last of them failed (None: it did not)
         self._closed = False
         self._any: set[_Waiter] = set()  # waits for any payload (WORK)
+        self._herds = Herds()  # claim waits: one of a herd woken per notification
         self._by_payload: dict[str, set[_Waiter]] = {}  # waits for one job's notification (finished)
         self._registered = 0  # registrations since the last sweep (``_sweep``), and the waits it left
         self._left = 0
@@ -186,6 +188,7 @@ class _Hub:
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._any, self._by_payload, self._thread, self._wakeup = set(), {}, None, None
+            self._herds = Herds()
 
     def _relock(self) -> None:
         """In a forked child (:func:`_after_fork`): new locks, and the parent's thread and waits forgotten."""
@@ -255,7 +258,9 @@ class _Hub:
             if self._thread is None or not self._thread.is_alive():
                 return False
             payload = waiter.wake.payload
-            if payload is None:
+            if waiter.wake.herd is not None:
+                self._herds.add(waiter)
+            elif payload is None:
                 self._any.add(waiter)
             else:
                 self._by_payload.setdefault(payload, set()).add(waiter)
@@ -270,43 +275,60 @@ class _Hub:
         ``wait_for`` of a job that never finishes gets none: swept here once as many waits registered as the
         last sweep left (amortized: a registration's cost stays constant), so they cannot pile up."""
         self._any = {waiter for waiter in self._any if not gone(waiter)}
+        self._herds.sweep(gone)
         for payload, same in list(self._by_payload.items()):
             same.difference_update([waiter for waiter in same if gone(waiter)])
             if not same:
                 del self._by_payload[payload]
         self._registered = 0
-        self._left = len(self._any) + sum(len(same) for same in self._by_payload.values())
+        self._left = len(self._any) + len(self._herds) + sum(len(same) for same in self._by_payload.values())
 
-    def unregister(self, waiter: _Waiter) -> None:
+    def unregister(self, waiter: _Waiter, *, took: bool = False) -> None:
+        """``waiter`` no longer woken (``took``: its last try claimed a job; ``Herds.remove``)."""
+        self._wake(self._drop(waiter, took))
+
+    def _drop(self, waiter: _Waiter, took: bool = False) -> list[_Waiter]:
+        """Unregister ``waiter``; the waits it passes its wake-up on to (a claim wait's, ``Herds``)."""
         with self._lock:
             payload = waiter.wake.payload
+            if waiter.wake.herd is not None:
+                return self._herds.remove(waiter, took=took)
             if payload is None:
                 self._any.discard(waiter)
             elif (same := self._by_payload.get(payload)) is not None:
                 same.discard(waiter)
                 if not same:
                     del self._by_payload[payload]
+            return []
+
+    def armed(self, waiter: _Waiter) -> None:
+        """``waiter`` begins a try (after its own ``arm``): a claim wait's wake-up is spent (``Herds``)."""
+        with self._lock:
+            self._herds.armed(waiter)
 
     @property
     def waiters(self) -> int:
         """How many waits are registered."""
         with self._lock:
-            return len(self._any) + sum(len(same) for same in self._by_payload.values())
+            return len(self._any) + len(self._herds) + sum(len(same) for same in self._by_payload.values())
 
     def _everyone(self) -> list[_Waiter]:
         with self._lock:
-            return [*self._any, *(waiter for same in self._by_payload.values() for waiter in same)]
+            every = [*self._any, *self._herds]
+            return every + [waiter for same in self._by_payload.values() for waiter in same]
 
     def _dispatch(self, channel: str, payload: str) -> None:
         with self._lock:
             found = [waiter for waiter in self._any if waiter.wake.matches(channel, payload)]
             found.extend(w for w in self._by_payload.get(payload, ()) if w.wake.matches(channel, payload))
+            found.extend(self._herds.wake(channel, payload))
         self._wake(found)
 
     def _wake(self, waiters: list[_Waiter]) -> None:
-        """``notify_all``, and unregister the waits of a closed event loop."""
-        for waiter in notify_all(waiters):
-            self.unregister(waiter)
+        """``notify_all``, and unregister the waits of a closed event loop (a claim wait's wake-up passed on
+        to another of its herd)."""
+        while waiters:
+            waiters = [passed for dead in notify_all(waiters) for passed in self._drop(dead)]
 
     def _read(self, conn: Any, read: socket.socket) -> None:
         """Deliver the connection's notifications as they come, until the hub closes (returns) or the

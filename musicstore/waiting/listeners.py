@@ -44,9 +44,16 @@ class Listeners:
             await asyncio.to_thread(self.hub.start)
         return waiter
 
-    def release(self, listener: _Waiter) -> None:
-        """A wait's listener, back: unregistered from the hub."""
-        self.hub.unregister(listener)
+    def arm(self, listener: _Waiter) -> None:
+        """Before each try of a wait: the notifications before it forgotten (its flag cleared), then a
+        claim wait's wake-up spent (``herds``: the try begins after it)."""
+        listener.arm()
+        self.hub.armed(listener)
+
+    def release(self, listener: _Waiter, *, took: bool = False) -> None:
+        """A wait's listener, back: unregistered from the hub (``took``: its last try claimed a job, and a
+        claim wait passes a wake-up on to another of its herd: more may have come)."""
+        self.hub.unregister(listener, took=took)
 
     def discard(self, listener: _Waiter) -> None:
         """A wait's listener after an error: unregistered."""

@@ -1,6 +1,7 @@
 """The SQLite poller (``musicstore.waiting``): a store's one connection per process that reads ``PRAGMA
-data_version``, polled by a daemon thread while waits are registered, waking every registered wait
-(``_Waiter``, as the PostgreSQL hub's) when another connection committed."""
+data_version``, polled by a daemon thread while waits are registered, waking the registered waits
+(``_Waiter``, as the PostgreSQL hub's; of the claim waits, one of each herd) when another connection
+committed."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ..backends.sqlite import require_file
 from ..errors import MigrationError
 from ..masking import redact
 from ..queries import load
+from .herds import Herds
 from .hub import _FORKABLE, RECONNECT_SECONDS, _closed_store, _Waiter, gone, notify_all
 
 log = logging.getLogger("musicstore.waiting")
@@ -27,11 +29,11 @@ to this)."""
 class _Poller:
     """A store's one ``PRAGMA data_version`` connection (per process), shared by all its waits: however many
     wait at once, one connection and one thread poll (every ``SQLITE_POLL_SECONDS`` while any is registered,
-    none while none is). When the version changes, the waits for work are woken, and the waits for a job
-    (``wait_for``) whose job one query (``unfinished_among``) finds finished or gone: a commit that ends one
-    job of a thousand awaited wakes one wait, not a thousand (each of which would read its row). Before,
-    each wait polled a connection of its own: a thousand concurrent ``wait_for`` held a thousand files open
-    and spent most of a core polling."""
+    none while none is). When the version changes, the waits for work are woken (of the claim waits, one of
+    each herd: ``herds``), and the waits for a job (``wait_for``) whose job one query (``unfinished_among``)
+    finds finished or gone: a commit that ends one job of a thousand awaited wakes one wait, not a thousand
+    (each of which would read its row). Before, each wait polled a connection of its own: a thousand
+    concurrent ``wait_for`` held a thousand files open and spent most of a core polling."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -40,7 +42,8 @@ class _Poller:
         self._lock = threading.Condition()  # the waits, the state; the idle thread waits on it
         self._reading = threading.Lock()  # the connection: the thread's polls, a first registration's read
         self._closed = False
-        self._waiters: set[_Waiter] = set()
+        self._waiters: set[_Waiter] = set()  # but the claim waits: in herds, one woken per change
+        self._herds = Herds()
         self._conn: sqlite3.Connection | None = None
         self._seen = -1  # the version last read (the thread's, or a registration's after an idle spell)
         self._thread: threading.Thread | None = None
@@ -53,7 +56,7 @@ class _Poller:
         closed: the parent's to close)."""
         if self._pid != os.getpid():
             self._pid = os.getpid()
-            self._waiters, self._conn, self._thread = set(), None, None
+            self._waiters, self._herds, self._conn, self._thread = set(), Herds(), None, None
             self._reading = threading.Lock()
 
     def _relock(self) -> None:
@@ -108,21 +111,39 @@ class _Poller:
                 raise _closed_store()
             if self._thread is None or not self._thread.is_alive():
                 return False
-            if not self._waiters and self._conn is not None:
+            if not self._waiters and not self._herds and self._conn is not None:
                 self._seen = self._version(self._conn)
-            self._waiters.add(waiter)
+            if waiter.wake.herd is not None:
+                self._herds.add(waiter)
+            else:
+                self._waiters.add(waiter)
             self._lock.notify()
             return True
 
-    def unregister(self, waiter: _Waiter) -> None:
+    def unregister(self, waiter: _Waiter, *, took: bool = False) -> None:
+        """``waiter`` no longer woken (``took``: its last try claimed a job; ``Herds.remove``)."""
+        self._wake(self._drop(waiter, took))
+
+    def _drop(self, waiter: _Waiter, took: bool = False) -> list[_Waiter]:
         with self._lock:
             self._waiters.discard(waiter)
+            return self._herds.remove(waiter, took=took)
+
+    def armed(self, waiter: _Waiter) -> None:
+        """``waiter`` begins a try (after its own ``arm``): a claim wait's wake-up is spent (``Herds``)."""
+        with self._lock:
+            self._herds.armed(waiter)
+
+    def _wake(self, waiters: list[_Waiter]) -> None:
+        """``notify_all``; a claim wait of a closed event loop passes its wake-up on (``Herds``)."""
+        while waiters:
+            waiters = [passed for dead in notify_all(waiters) for passed in self._drop(dead)]
 
     @property
     def waiters(self) -> int:
         """How many waits are registered."""
         with self._lock:
-            return len(self._waiters)
+            return len(self._waiters) + len(self._herds)
 
     def _live(self) -> list[_Waiter]:
         """Under the lock: the registered waits, those of an event loop closed without cancelling its tasks
@@ -130,11 +151,12 @@ class _Poller:
         woken, and such waits keep the thread polling for nobody."""
         dead = [waiter for waiter in self._waiters if gone(waiter)]
         self._waiters.difference_update(dead)
+        self._herds.sweep(gone)
         return list(self._waiters)
 
     def _wake_all(self) -> None:
         with self._lock:
-            woken = self._live()
+            woken = [*self._live(), *self._herds]
         notify_all(woken)
 
     def _changed(self, conn: sqlite3.Connection, version: int) -> None:
@@ -145,20 +167,21 @@ class _Poller:
                 return
             self._seen = version
             woken = self._live()
+            herds = self._herds.wake()
         awaited = {w.wake.payload for w in woken if w.wake.payload is not None}
         if awaited:
             with self._reading:
                 rows = conn.execute(self._unfinished, {"ids": json.dumps(sorted(awaited))}).fetchall()
             running = {row[0] for row in rows}
             woken = [w for w in woken if w.wake.payload is None or w.wake.payload not in running]
-        notify_all(woken)
+        self._wake([*woken, *herds])
 
     def _poll(self, conn: sqlite3.Connection) -> None:
         """Read the version every ``SQLITE_POLL_SECONDS`` while a wait is registered, until the poller closes
         (returns) or a read fails (raises)."""
         while True:
             with self._lock:
-                while not self._waiters and not self._closed:
+                while not self._waiters and not self._herds and not self._closed:
                     self._lock.wait()
                 if self._closed:
                     return
@@ -211,7 +234,7 @@ class _Poller:
             self._closed = True
             thread, self._thread = self._thread, None
             self._lock.notify_all()
-            woken = [] if forked else list(self._waiters)
+            woken = [] if forked else [*self._waiters, *self._herds]
         notify_all(woken)
         if not forked and thread is not None and thread is not threading.current_thread():
             thread.join(5.0)

@@ -3,6 +3,7 @@ wait's match for a notification."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
 from ..ids import check_id
@@ -15,10 +16,13 @@ FINISHED = "musicstore_finished"
 
 @dataclass(frozen=True, slots=True)
 class Wake:
-    """What wakes a sleeper: a notification on ``channel`` (None: either), with ``payload`` (None: any)."""
+    """What wakes a sleeper: a notification on ``channel`` (None: either), with ``payload`` (None: any).
+    ``herd``: a claim wait's (``claiming``), alike with the other waits of its herd, so that a notification
+    wakes one of them (``herds``), not all; None: every wait it matches is woken."""
 
     channel: str | None
     payload: str | None = None
+    herd: Hashable = None
 
     def matches(self, channel: str, payload: str) -> bool:
         return self.channel in {None, channel} and (self.payload is None or payload == self.payload)
@@ -27,6 +31,14 @@ class Wake:
 WORK = Wake(None)
 """Work may be claimable: a job became pending, or one finished (which frees a place under its owner key's
 limit)."""
+
+
+def claiming(options: Mapping[str, object]) -> Wake:
+    """A claim wait's ``WORK``, in the herd of the waits with its claim options: what one of them would
+    claim any of them would (``owner_limit`` alone decides which job a claim may take; ``lease_seconds``
+    and the worker id do not). An ``owner_limit`` the try will refuse makes a herd of its own."""
+    limit = options.get("owner_limit")
+    return Wake(None, herd=("claim", limit) if limit is None or type(limit) is int else object())
 
 
 def finished(generation_id: str) -> Wake:
@@ -43,4 +55,4 @@ def awaited(generation_id: object) -> Wake:
     return finished(check_id(generation_id))
 
 
-__all__ = ["FINISHED", "PENDING", "WORK", "Wake", "awaited", "finished"]
+__all__ = ["FINISHED", "PENDING", "WORK", "Wake", "awaited", "claiming", "finished"]

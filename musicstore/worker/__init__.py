@@ -336,7 +336,7 @@ class Worker(_Loop):
                 self._in_hand = store.claim_next(worker_id, **options)
             return self._in_hand
 
-        return waiting.wait(store, waiting.WORK, steps, claim)
+        return waiting.wait(store, waiting.claiming(options), steps, claim)
 
 
 class AsyncWorker(_Loop):
@@ -431,7 +431,7 @@ class AsyncWorker(_Loop):
         waiting.outside_transaction(store, "AsyncWorker.run")
         steps = waiting.until(waiting.claimed, self._stop.is_set, most=WAIT_SLICE_SECONDS)
         claim = lambda: _uncut(store.claim_next(worker_id, **options), store, worker_id)  # noqa: E731
-        return await waiting.wait_async(store, waiting.WORK, steps, claim)
+        return await waiting.wait_async(store, waiting.claiming(options), steps, claim)
 
 
 # fmt: off
