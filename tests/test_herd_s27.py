@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musicstore import Generation, InvalidInput, Store, waiting
+from musicstore import Generation, InvalidInput, Store, WriteConflict, waiting
 from musicstore.aio import AsyncStore
 from musicstore.waiting import hub as listening
 from musicstore.waiting.herds import Herds
@@ -208,6 +208,22 @@ def _scenes(draw: st.DrawFn) -> tuple[list[int | None], list[int], list[float]]:
     return limits, batches, pauses
 
 
+def _enqueue(store: Store, prompts: list[str], key: str) -> None:
+    """One transaction that enqueues ``prompts`` under ``key``, run again after a ``WriteConflict``, as the
+    store's own operations are (one of a transaction only its caller can run again): PostgreSQL may end it
+    for a deadlock with a claim of the same owner key's lane (the claim holds the lane's row and waits for
+    the totals' shard row the enqueue holds, and the enqueue waits for the lane's row)."""
+    for _ in range(5):
+        try:
+            with store.transaction():
+                for prompt in prompts:
+                    store.create_generation(prompt, model_name="m", duration_seconds=1, owner_key=key)
+            return
+        except WriteConflict:
+            continue
+    raise AssertionError("the enqueue conflicted five times")
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(scene=_scenes())
 def test_every_job_enqueued_is_claimed_by_a_waiting_worker_at_once(
@@ -232,12 +248,8 @@ def test_every_job_enqueued_is_claimed_by_a_waiting_worker_at_once(
         time.sleep(0.05)  # asleep
         n = 0
         for size, pause in zip(batches, pauses, strict=True):
-            with store.transaction():
-                for _ in range(size):
-                    store.create_generation(
-                        _prompt(tag, n), model_name="m", duration_seconds=1, owner_key=key
-                    )
-                    n += 1
+            _enqueue(store, [_prompt(tag, n + i) for i in range(size)], key)
+            n += size
             time.sleep(pause)
         deadline = time.monotonic() + 10
         while len(mine := [g for g in got if g is not None]) < n and time.monotonic() < deadline:
@@ -266,9 +278,9 @@ def test_a_woken_wait_cancelled_before_its_try_passes_its_wake_up_on(db_url: str
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.05)
             with Store(db_url) as other:
-                await asyncio.to_thread(
-                    other.create_generation, "one job", model_name="m", duration_seconds=1
-                )
+                # blocking, not in a thread: the loop must not run the woken task (before the busy wait
+                # below, it could: it then armed, and no wait was left holding the wake-up to look for)
+                other.create_generation("one job", model_name="m", duration_seconds=1)
                 deadline = time.monotonic() + 10
                 while not hub._herds._woken:  # blocking: the woken task must not run yet
                     assert time.monotonic() < deadline
@@ -281,3 +293,34 @@ def test_a_woken_wait_cancelled_before_its_try_passes_its_wake_up_on(db_url: str
 
     found = asyncio.run(main())
     assert found is not None and found.prompt == "one job" and found.worker_id == "second"
+
+
+def test_a_claim_waiting_for_an_enqueue_of_its_lane_leaves_the_new_job_claimable(postgres_url: str) -> None:
+    """PostgreSQL: a claim (no owner limit) that took a lane's job while an enqueue of the same owner key was
+    uncommitted (its lane's row locked) waited for it in its trigger, then wrote the lane's head as it had
+    read it before the enqueue committed: none. The new job stayed pending and no claim took it (they look
+    only at lanes with a head) until the lane changed again; a claim wait woken for it slept on. Now the
+    claim locks the lane's row before it takes the job."""
+    key = uuid.uuid4().hex
+    held, release = threading.Event(), threading.Event()
+    found: list[Generation | None] = []
+    with Store(postgres_url) as store:
+        store.create_generation(_prompt("lane", 0), model_name="m", duration_seconds=1, owner_key=key)
+
+        def enqueue() -> None:  # the lane's second job, uncommitted until released
+            with store.transaction() as tx:
+                tx.create_generation(_prompt("lane", 1), model_name="m", duration_seconds=1, owner_key=key)
+                held.set()
+                release.wait(20)
+
+        threads = [threading.Thread(target=enqueue)]
+        threads[0].start()
+        assert held.wait(20)
+        threads.append(threading.Thread(target=lambda: found.append(store.claim_next("first"))))
+        threads[1].start()
+        time.sleep(0.5)  # the claim takes the first job, and waits for the lane's row
+        release.set()
+        for thread in threads:
+            thread.join(20)
+        found.append(store.claim_next("second"))
+    assert [g.prompt if g is not None else None for g in found] == [_prompt("lane", 0), _prompt("lane", 1)]

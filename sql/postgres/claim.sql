@@ -8,6 +8,12 @@
 
 -- name: claim_lane_head(worker_id, now, lease_expires_at, owner_key, max_running)^
 -- pending -> processing for the head of one lane no other claimer holds, while the lane stays under its limit.
+-- The lane's owner_lanes row is locked first, with a limit or without: the claim's trigger then recomputes the
+-- lane's head without waiting for the row, so from a snapshot taken after every enqueue of the lane before it
+-- committed (a later one waits for this claim, and recomputes the head after it). Without a limit the row was
+-- not locked here: the trigger's update waited for an enqueue that held it, then wrote the head it had read
+-- before that enqueue committed (none: the claimed job was the only one it saw), and the new job stayed
+-- pending and unclaimable (no claim looks at a lane without a head) until the lane changed again.
 UPDATE generations
 SET status = 'processing',
     worker_id = :worker_id,
@@ -22,12 +28,9 @@ WHERE id = (
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
-AND (
-    CAST(:max_running AS integer) IS NULL
-    OR coalesce(
-        (SELECT l.running FROM owner_lanes AS l WHERE l.owner_key = :owner_key FOR UPDATE), 0
-    ) < :max_running
-)
+AND coalesce(
+    (SELECT l.running FROM owner_lanes AS l WHERE l.owner_key = :owner_key FOR UPDATE), 0
+) < coalesce(CAST(:max_running AS integer), 2147483647)
 RETURNING *;
 
 -- name: lock_lane(owner_key)^
