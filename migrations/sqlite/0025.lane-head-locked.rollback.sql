@@ -1,0 +1,1 @@
+-- 0025 changed nothing on SQLite.

@@ -1,0 +1,1 @@
+-- Nothing on SQLite: one writer at a time, each trigger reads the lanes as they are (see 0025.lane-head-locked.py).
