@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from typing import TypeVar
 
 from ..errors import InvalidInput
@@ -20,7 +20,7 @@ from .base import CHUNK_SIZE, FileStore, ObjectInfo, Source, Upload
 T = TypeVar("T")
 
 
-async def _pull(items: Iterator[T], batch: int) -> AsyncIterator[T]:
+async def _pull(items: Iterator[T], batch: int) -> AsyncGenerator[T, None]:
     """``items`` a page at a time from a worker thread, closed at the end. A cancelled pull's thread goes on
     (a slow S3 read): ``close`` waits for it (the lock), or it raised 'generator already executing' in
     place of the ``CancelledError`` and left the file or response open."""
@@ -40,6 +40,24 @@ async def _pull(items: Iterator[T], batch: int) -> AsyncIterator[T]:
                 yield item
     finally:
         await asyncio.to_thread(close)
+
+
+class _Chunks(AsyncIterator[bytes]):
+    """An object's chunks pulled from its opened sync read (``_pull``); ``aclose()`` closes that read before
+    the first chunk too (an async generator not started runs no ``finally``: the file stayed open)."""
+
+    def __init__(self, opened: Iterator[bytes]) -> None:
+        self._opened, self._pulled = opened, _pull(opened, 1)
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await anext(self._pulled)
+
+    async def aclose(self) -> None:
+        await self._pulled.aclose()  # started: its finally closed the read (waiting for a pull in flight)
+        await asyncio.to_thread(getattr(self._opened, "close", lambda: None))  # closing again is a no-op
 
 
 class AsyncFileStore:
@@ -82,7 +100,7 @@ class AsyncFileStore:
         """Opens the object now (``ObjectNotFound`` is raised here) and returns its chunks:
         ``async for chunk in await store.get(key)``."""
         chunks = await asyncio.to_thread(self.store.get, key, checksum=checksum, chunk_size=chunk_size)
-        return _pull(chunks, 1)
+        return _Chunks(chunks)
 
     async def read(self, key: str, *, checksum: str | None = None) -> bytes:
         """The whole object, verified (for small objects: it is held in memory)."""

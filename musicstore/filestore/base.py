@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, BinaryIO, Protocol, _ProtocolMeta, runtime_checkable
@@ -286,6 +286,39 @@ def verified(pieces: Iterator[bytes], where: str, expected: str | None) -> Itera
         )
 
 
+class Opened(Iterator[bytes]):
+    """The chunks of an object opened for reading, as ``get`` returns them: ``close()`` releases the file or
+    the response it holds at once, before its first chunk too, as its end, its error and its garbage
+    collection do. (``get`` returned a generator, whose ``finally`` does not run unless it was started: a
+    read closed or dropped before its first chunk, or handed to a put that refused it before reading it,
+    as ``copy_files`` does at a ``KeyConflict``, left a file descriptor open for good.)"""
+
+    def __init__(self, chunks: Iterator[bytes], release: Callable[[], object]) -> None:
+        self._chunks: Iterator[bytes] = chunks
+        self._release: Callable[[], object] | None = release
+
+    def __iter__(self) -> Opened:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._chunks)
+        except BaseException:  # its end (StopIteration), a ChecksumMismatch, a failed read
+            self.close()
+            raise
+
+    def close(self) -> None:
+        release, self._release = self._release, None
+        try:
+            getattr(self._chunks, "close", lambda: None)()
+        finally:
+            if release is not None:
+                release()
+
+    def __del__(self) -> None:
+        self.close()
+
+
 def put_marked(
     files: FileStore, key: str, data: BinaryIO | bytes, generation_id: str, *,
     content_type: str | None = None, metadata: Mapping[str, str] | None = None,
@@ -326,6 +359,7 @@ __all__ = [
     "ObjectExists",
     "ObjectInfo",
     "ObjectNotFound",
+    "Opened",
     "Source",
     "StoreUnavailable",
     "Upload",

@@ -29,6 +29,7 @@ from .base import (
     ObjectExists,
     ObjectInfo,
     ObjectNotFound,
+    Opened,
     Source,
     Upload,
     check_chunk_size,
@@ -294,7 +295,8 @@ class LocalFileStore:
         except BaseException:
             os.close(fd)
             raise
-        return verified(self._read(fd, key, chunk_size, info.st_size), f"{self.url}/{key}", expected)
+        read = self._read(fd, key, chunk_size, info.st_size)
+        return Opened(verified(read, f"{self.url}/{key}", expected), lambda: os.close(fd))  # closes fd once
 
     def _read(self, fd: int, key: str, chunk_size: int, size: int) -> Iterator[bytes]:
         """The file's chunks, each read asking no more than is left (the OS's buffer is that size)."""
@@ -304,8 +306,6 @@ class LocalFileStore:
                 yield piece
         except OSError as exc:
             raise self._failure("reading", key, exc) from exc
-        finally:
-            os.close(fd)
 
     def delete(self, key: str) -> bool:
         return self._remove(check_key(key))

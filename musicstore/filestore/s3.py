@@ -37,6 +37,7 @@ from .base import (
     ObjectExists,
     ObjectInfo,
     ObjectNotFound,
+    Opened,
     Source,
     Upload,
     check_chunk_size,
@@ -245,7 +246,8 @@ class S3FileStore(MultipartPuts):
         except self._errors() as exc:
             self._fail("reading", key, exc)
         expected = checksum or found.get("Metadata", {}).get(CHECKSUM_FIELD)
-        return verified(self._stream(key, found["Body"], chunk_size), f"{self.url}{key}", expected)
+        body = found["Body"]
+        return Opened(verified(self._stream(key, body, chunk_size), f"{self.url}{key}", expected), body.close)
 
     def _stream(self, key: str, body: Any, chunk_size: int) -> Iterator[bytes]:
         try:
