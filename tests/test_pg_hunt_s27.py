@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import threading
 import time
@@ -15,6 +14,7 @@ import pytest
 from musicstore import AsyncStore, DatabaseError, Store
 from musicstore.testing import _pgserver
 from tests.test_reconnect_regressions import _end_clients_of, _start_again, _stop, own_server, own_url
+from tests.test_slow_connect import _SlowProxy
 
 __all__ = ["own_server", "own_url"]  # fixtures, used by name
 
@@ -61,48 +61,21 @@ def test_the_store_works_at_once_when_the_server_is_back_after_an_outage(
     asyncio.run(main())
 
 
-class _Hole:
+class _Hole(_SlowProxy):
     """A TCP proxy to ``target``; while ``open`` is False it accepts new connections and never answers them
-    (a hung server or proxy, a load balancer whose backend is gone), holding them until ``close``."""
+    (a hung server or proxy, a load balancer whose backend is gone), holding them until ``close``
+    (``_SlowProxy``'s piping, with no delay)."""
 
-    def __init__(self, target: int) -> None:
-        self.target = target
-        self.open = True
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+    open = True
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:  # closed
-                return
-            self.sockets.append(client)
-            if not self.open:
-                continue  # held, never answered
-            server = socket.create_connection(("127.0.0.1", self.target))
-            self.sockets.append(server)
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for each in (source, sink):
-                with contextlib.suppress(OSError):
-                    each.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.listener.close()
-        for each in self.sockets:
-            each.close()
+    def _open(self, client: socket.socket) -> None:
+        self.sockets.append(client)
+        if not self.open:
+            return  # held, never answered
+        server = socket.create_connection(("127.0.0.1", self.target))
+        self.sockets.append(server)
+        for source, sink in ((client, server), (server, client)):
+            threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
 
 @pytest.fixture
