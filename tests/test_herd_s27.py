@@ -324,3 +324,48 @@ def test_a_claim_waiting_for_an_enqueue_of_its_lane_leaves_the_new_job_claimable
             thread.join(20)
         found.append(store.claim_next("second"))
     assert [g.prompt if g is not None else None for g in found] == [_prompt("lane", 0), _prompt("lane", 1)]
+
+
+def test_a_woken_wait_whose_try_raised_passes_its_wake_up_on(
+    sqlite_url: str, tries: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two claim waits of one herd; the enqueue wakes the one asleep longest, whose try raises (a database
+    error): the wake-up goes to the other, which claims the job at once (``RECHECK_SECONDS`` is a minute
+    here). Its try had begun, so its wake-up was spent, and it passed none on: the job waited for the
+    re-try (found by the herd investigation)."""
+    calls: dict[str, int] = {}
+    got: list[Generation | None] = []
+    errors: list[BaseException] = []
+    with Store(sqlite_url) as store:
+        run = store.run
+
+        def failing(op: Any, worker_id: str, /, *args: Any, **kwargs: Any) -> Any:
+            calls[worker_id] = calls.get(worker_id, 0) + 1
+            if worker_id == "first" and calls[worker_id] == 2:  # its try after the wake-up
+                raise WriteConflict("the database refused the try")
+            return run(op, worker_id, *args, **kwargs)
+
+        monkeypatch.setattr(store, "run", failing)
+
+        def wait(worker: str) -> None:
+            try:
+                got.append(store.claim_next(worker, wait=30))
+            except Exception as exc:  # the first's WriteConflict (and, were the job left, the close's)
+                errors.append(exc)
+
+        first = threading.Thread(target=wait, args=("first",))
+        first.start()
+        until(lambda: calls.get("first") == 1 and waiting.listeners(store).hub.waiters == 1)
+        time.sleep(0.05)  # asleep, armed before the second
+        second = threading.Thread(target=wait, args=("second",))
+        second.start()
+        until(lambda: calls.get("second") == 1 and waiting.listeners(store).hub.waiters == 2)
+        time.sleep(0.05)
+        started = time.monotonic()
+        job = store.create_generation("one", model_name="m", duration_seconds=1)
+        first.join(10)
+        second.join(10)
+        took = time.monotonic() - started
+    assert [type(e) for e in errors] == [WriteConflict]
+    assert [g.id for g in got if g is not None] == [job.id]
+    assert took < 5, took

@@ -56,8 +56,10 @@ class Listeners:
         self.hub.unregister(listener, took=took)
 
     def discard(self, listener: _Waiter) -> None:
-        """A wait's listener after an error: unregistered."""
-        self.hub.unregister(listener)
+        """A wait's listener after an error (its try's, a cancel): unregistered; a claim wait passes a wake-up
+        on, as one whose try took a job does: the notification its try began after may be for a job it did
+        not get to (the others of its herd slept until the re-try)."""
+        self.hub.unregister(listener, took=True)
 
     def close(self) -> None:
         """Close the hub (its thread and connection) and wake every wait in progress."""
