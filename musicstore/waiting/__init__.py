@@ -60,9 +60,10 @@ from .. import validate
 from ..errors import DatabaseBusy, DatabaseError, InvalidInput
 from ..models import Generation
 from ..ops import claim_next
-from .hub import RECONNECT_SECONDS, _Hub, _TaskWaiter, _ThreadWaiter
+from .hub import RECONNECT_SECONDS, _Hub
 from .listeners import Listeners, close, close_async, listeners
 from .poller import SQLITE_POLL_SECONDS, _Poller
+from .waiters import _TaskWaiter, _ThreadWaiter
 from .wakes import FINISHED, PENDING, WORK, Wake, awaited, claiming, finished
 
 T = TypeVar("T")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from .hub import _Waiter
+    from .waiters import _Waiter
     from .wakes import Wake
 
 

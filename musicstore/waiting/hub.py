@@ -3,7 +3,6 @@ daemon thread that wakes the waits registered with it (``_Waiter``: a thread's o
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import math
@@ -20,7 +19,8 @@ from ..backends.postgres import connect_settings
 from ..errors import InvalidInput
 from ..masking import redact
 from .herds import Herds
-from .wakes import FINISHED, PENDING, Wake
+from .waiters import Registry, _TaskWaiter, _ThreadWaiter, _Waiter, gone, notify_all
+from .wakes import FINISHED, PENDING
 
 log = logging.getLogger("musicstore.waiting")  # the package's logger, as before the split
 
@@ -53,100 +53,6 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_after_fork)
 
 
-class _Waiter:
-    """One PostgreSQL wait's registration with its store's hub: the hub calls ``notify`` (from its thread)
-    for each notification that matches ``wake``; ``arm`` (before each try) forgets the earlier ones."""
-
-    __slots__ = ("wake",)
-
-    def __init__(self, wake: Wake) -> None:
-        self.wake = wake
-
-    def arm(self) -> None:
-        raise NotImplementedError
-
-    def notify(self) -> None:
-        raise NotImplementedError
-
-
-class _ThreadWaiter(_Waiter):
-    """A blocking wait's: a ``threading.Event``."""
-
-    __slots__ = ("_event",)
-
-    def __init__(self, wake: Wake) -> None:
-        super().__init__(wake)
-        self._event = threading.Event()
-
-    def arm(self) -> None:
-        self._event.clear()
-
-    def notify(self) -> None:
-        self._event.set()
-
-    def sleep(self, seconds: float) -> bool:
-        """Until notified since the last ``arm``, at most ``seconds``; whether it was."""
-        return self._event.wait(seconds)
-
-
-class _TaskWaiter(_Waiter):
-    """An awaited wait's: an ``asyncio.Event`` of its event loop, set through ``call_soon_threadsafe``."""
-
-    __slots__ = ("_event", "_loop")
-
-    def __init__(self, wake: Wake, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(wake)
-        self._loop = loop
-        self._event = asyncio.Event()
-
-    def arm(self) -> None:
-        self._event.clear()  # on the loop: a notification set for before it runs later, a spurious wake-up
-
-    def notify(self) -> None:
-        with suppress(RuntimeError):  # its loop is closed: nobody sleeps on it any more
-            self._loop.call_soon_threadsafe(self._event.set)
-
-    async def sleep(self, seconds: float) -> bool:
-        """Until notified since the last ``arm``, at most ``seconds``; whether it was."""
-        try:
-            async with asyncio.timeout(seconds):
-                await self._event.wait()
-        except TimeoutError:
-            return False
-        return True
-
-
-def notify_all(waiters: list[_Waiter]) -> list[_Waiter]:
-    """Wake ``waiters``: a thread's at once, an event loop's in one callback per loop (one write to the loop's
-    wake-up pipe for all its waits, not one each: a thousand waits woken at once made a thousand). Returns
-    the waits of a loop that is closed (``gone``), for the hub to unregister: nobody sleeps on them any
-    more, and a loop closed without cancelling its tasks (not ``asyncio.run``) leaves them registered, each
-    holding its task."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[_TaskWaiter]] = {}
-    for waiter in waiters:
-        if isinstance(waiter, _TaskWaiter):
-            by_loop.setdefault(waiter._loop, []).append(waiter)
-        else:
-            waiter.notify()
-    dead: list[_Waiter] = []
-    for loop, found in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_set_all, [waiter._event for waiter in found])
-        except RuntimeError:  # its loop is closed
-            dead.extend(found)
-    return dead
-
-
-def gone(waiter: _Waiter) -> bool:
-    """Whether ``waiter`` is an awaited wait whose event loop is closed (``notify_all``)."""
-    return isinstance(waiter, _TaskWaiter) and waiter._loop.is_closed()
-
-
-def _set_all(events: list[asyncio.Event]) -> None:
-    for event in events:
-        event.set()
-
-
 def _listen_sql() -> str:
     return f"LISTEN {PENDING}; LISTEN {FINISHED}"
 
@@ -155,7 +61,7 @@ def _closed_store() -> InvalidInput:
     return InvalidInput("the store is closed; open a new one to wait")
 
 
-class _Hub:
+class _Hub(Registry):
     """A store's one PostgreSQL listening connection (per process), shared by all its waits: a daemon thread
     reads it continuously and wakes the registered waits a notification matches."""
 
@@ -283,34 +189,17 @@ class _Hub:
         self._registered = 0
         self._left = len(self._any) + len(self._herds) + sum(len(same) for same in self._by_payload.values())
 
-    def unregister(self, waiter: _Waiter, *, took: bool = False) -> None:
-        """``waiter`` no longer woken (``took``: its last try claimed a job; ``Herds.remove``)."""
-        self._wake(self._drop(waiter, took))
+    def _forget(self, waiter: _Waiter) -> None:
+        payload = waiter.wake.payload
+        if payload is None:
+            self._any.discard(waiter)
+        elif (same := self._by_payload.get(payload)) is not None:
+            same.discard(waiter)
+            if not same:
+                del self._by_payload[payload]
 
-    def _drop(self, waiter: _Waiter, took: bool = False) -> list[_Waiter]:
-        """Unregister ``waiter``; the waits it passes its wake-up on to (a claim wait's, ``Herds``)."""
-        with self._lock:
-            payload = waiter.wake.payload
-            if waiter.wake.herd is not None:
-                return self._herds.remove(waiter, took=took)
-            if payload is None:
-                self._any.discard(waiter)
-            elif (same := self._by_payload.get(payload)) is not None:
-                same.discard(waiter)
-                if not same:
-                    del self._by_payload[payload]
-            return []
-
-    def armed(self, waiter: _Waiter) -> None:
-        """``waiter`` begins a try (after its own ``arm``): a claim wait's wake-up is spent (``Herds``)."""
-        with self._lock:
-            self._herds.armed(waiter)
-
-    @property
-    def waiters(self) -> int:
-        """How many waits are registered."""
-        with self._lock:
-            return len(self._any) + len(self._herds) + sum(len(same) for same in self._by_payload.values())
+    def _others(self) -> int:
+        return len(self._any) + sum(len(same) for same in self._by_payload.values())
 
     def _everyone(self) -> list[_Waiter]:
         with self._lock:
@@ -323,12 +212,6 @@ class _Hub:
             found.extend(w for w in self._by_payload.get(payload, ()) if w.wake.matches(channel, payload))
             found.extend(self._herds.wake(channel, payload))
         self._wake(found)
-
-    def _wake(self, waiters: list[_Waiter]) -> None:
-        """``notify_all``, and unregister the waits of a closed event loop (a claim wait's wake-up passed on
-        to another of its herd)."""
-        while waiters:
-            waiters = [passed for dead in notify_all(waiters) for passed in self._drop(dead)]
 
     def _read(self, conn: Any, read: socket.socket) -> None:
         """Deliver the connection's notifications as they come, until the hub closes (returns) or the
@@ -429,3 +312,14 @@ def _readable(sock: socket.socket, seconds: float) -> bool:
 def _quietly_close(conn: Any) -> None:
     with suppress(Exception):  # already broken
         conn.close()
+
+
+__all__ = [  # and the waits of waiters.py, as before they moved there
+    "ANSWER_SECONDS",
+    "KEEPALIVE_SECONDS",
+    "RECONNECT_SECONDS",
+    "_Hub",
+    "_TaskWaiter",
+    "_ThreadWaiter",
+    "_Waiter",
+]

@@ -8,8 +8,9 @@ import asyncio
 import weakref
 from typing import Any
 
-from .hub import _Hub, _TaskWaiter, _ThreadWaiter, _Waiter
+from .hub import _Hub
 from .poller import _Poller
+from .waiters import _TaskWaiter, _ThreadWaiter, _Waiter
 from .wakes import WORK, Wake
 
 

@@ -17,7 +17,8 @@ from ..errors import MigrationError
 from ..masking import redact
 from ..queries import load
 from .herds import Herds
-from .hub import _FORKABLE, RECONNECT_SECONDS, _closed_store, _Waiter, gone, notify_all
+from .hub import _FORKABLE, RECONNECT_SECONDS, _closed_store
+from .waiters import Registry, _Waiter, gone, notify_all
 
 log = logging.getLogger("musicstore.waiting")
 
@@ -26,7 +27,7 @@ SQLITE_POLL_SECONDS = 0.005
 to this)."""
 
 
-class _Poller:
+class _Poller(Registry):
     """A store's one ``PRAGMA data_version`` connection (per process), shared by all its waits: however many
     wait at once, one connection and one thread poll (every ``SQLITE_POLL_SECONDS`` while any is registered,
     none while none is). When the version changes, the waits for work are woken (of the claim waits, one of
@@ -34,6 +35,8 @@ class _Poller:
     finds finished or gone: a commit that ends one job of a thousand awaited wakes one wait, not a thousand
     (each of which would read its row). Before, each wait polled a connection of its own: a thousand
     concurrent ``wait_for`` held a thousand files open and spent most of a core polling."""
+
+    _lock: threading.Condition
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -120,34 +123,15 @@ class _Poller:
             self._lock.notify()
             return True
 
-    def unregister(self, waiter: _Waiter, *, took: bool = False) -> None:
-        """``waiter`` no longer woken (``took``: its last try claimed a job; ``Herds.remove``)."""
-        self._wake(self._drop(waiter, took))
+    def _forget(self, waiter: _Waiter) -> None:
+        self._waiters.discard(waiter)
 
-    def _drop(self, waiter: _Waiter, took: bool = False) -> list[_Waiter]:
-        with self._lock:
-            self._waiters.discard(waiter)
-            return self._herds.remove(waiter, took=took)
-
-    def armed(self, waiter: _Waiter) -> None:
-        """``waiter`` begins a try (after its own ``arm``): a claim wait's wake-up is spent (``Herds``)."""
-        with self._lock:
-            self._herds.armed(waiter)
-
-    def _wake(self, waiters: list[_Waiter]) -> None:
-        """``notify_all``; a claim wait of a closed event loop passes its wake-up on (``Herds``)."""
-        while waiters:
-            waiters = [passed for dead in notify_all(waiters) for passed in self._drop(dead)]
-
-    @property
-    def waiters(self) -> int:
-        """How many waits are registered."""
-        with self._lock:
-            return len(self._waiters) + len(self._herds)
+    def _others(self) -> int:
+        return len(self._waiters)
 
     def _live(self) -> list[_Waiter]:
         """Under the lock: the registered waits, those of an event loop closed without cancelling its tasks
-        unregistered first (``hub.gone``): a ``wait_for`` of a job that never finishes is otherwise never
+        unregistered first (``waiters.gone``): a ``wait_for`` of a job that never finishes is otherwise never
         woken, and such waits keep the thread polling for nobody."""
         dead = [waiter for waiter in self._waiters if gone(waiter)]
         self._waiters.difference_update(dead)
