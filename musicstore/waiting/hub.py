@@ -187,7 +187,7 @@ class _Hub(Registry):
             if not same:
                 del self._by_payload[payload]
         self._registered = 0
-        self._left = len(self._any) + len(self._herds) + sum(len(same) for same in self._by_payload.values())
+        self._left = self._count()
 
     def _forget(self, waiter: _Waiter) -> None:
         payload = waiter.wake.payload
