@@ -119,7 +119,7 @@ class _Loop:
         self._wakers: set[Callable[[], None]] = set()
         self._misfit: InvalidInput | None = None  # raised by a handler's result its loop cannot run
         self._seen = False  # whether a handler's complete or fail of its job is noted (``watching``)
-        self._outage = Outage(self.worker_id)  # a lost database server, ridden out (each ``plan`` anew)
+        self._outage = Outage(self.worker_id, WAIT_SLICE_SECONDS)  # a lost server ridden out (each plan anew)
 
     def _run_handler(self, job: Any) -> Any:
         """The handler's result for ``job``; InvalidInput for one this loop cannot run (``_misfit``): it
@@ -168,7 +168,7 @@ class _Loop:
             "worker_id": self.worker_id,
             "backoff": self.backoff,
         }
-        outage = self._outage = Outage(self.worker_id)
+        outage = self._outage = Outage(self.worker_id, WAIT_SLICE_SECONDS)
         while not self.stopping and (limit is None or report.claimed < limit):
             try:
                 claimed: Generation | None = yield claim

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import waiting
-from ..errors import DatabaseBusy, DatabaseError, LeaseLost
+from ..errors import DatabaseError, LeaseLost
 from ..models import Generation, Status
 from .checks import failure
 
@@ -77,22 +77,24 @@ with the error: a restart or a failover is ridden out, a server gone for good is
 class Outage:
     """A worker's view of the database's reachability: its claims and fails that found the PostgreSQL
     connection lost (``waiting.connection_lost``: the server down, restarting, failed over) are paused and
-    tried again for up to ``OUTAGE_SECONDS``, logged once as it begins and once as it ends."""
+    tried again every ``pause`` seconds (the worker's ``WAIT_SLICE_SECONDS``) for up to ``OUTAGE_SECONDS``,
+    logged once as it begins and once as it ends."""
 
-    def __init__(self, worker_id: str) -> None:
+    def __init__(self, worker_id: str, pause: float) -> None:
         self.worker_id = worker_id
+        self.pause = pause
         self.since: float | None = None
 
     def rides_out(self, exc: DatabaseError) -> bool:
         """Whether the step that raised ``exc`` is tried again after a pause (False: ``run`` ends with it)."""
-        if isinstance(exc, DatabaseBusy) or not waiting.connection_lost(exc):
+        if not waiting.connection_lost(exc):  # never a DatabaseBusy
             return False
         now = time.monotonic()
         if self.since is None:
             self.since = now
             log.warning(
-                "worker %s: the database is unreachable (%s); trying again every second for up to %g s",
-                self.worker_id, exc, OUTAGE_SECONDS,
+                "worker %s: the database is unreachable (%s); trying again every %g s for up to %g s",
+                self.worker_id, exc, self.pause, OUTAGE_SECONDS,
             )  # fmt: skip
         return now - self.since <= OUTAGE_SECONDS
 
