@@ -8,6 +8,8 @@ import hashlib
 import socket
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from musicstore.metrics import StoreCollector, metrics_op, metrics_text, read_me
 from musicstore.ops.storage import get_storage
 from musicstore.recording import export_batch_generations, export_generation
 from tests.test_record import OPTIONS, claimed, music
+from tests.test_slow_connect import _SlowProxy
 
 
 def test_async_delivery_has_path_for_as_the_sync_one(store: Store, db_url: str, tmp_path: Path) -> None:
@@ -168,30 +171,24 @@ def test_a_collector_with_bad_options_is_refused_where_it_is_made(
         StoreCollector(store, **options)
 
 
-class _CommitDropper:
+class _CommitDropper(_SlowProxy):
     """A TCP proxy to PostgreSQL that, once armed, passes the next ``COMMIT`` on and then drops the client's
-    connection without passing the server's reply back: the commit lands, and the client cannot know."""
+    connection without passing the server's reply back: the commit lands, and the client cannot know
+    (``_SlowProxy``'s accepting, with no delay, and pipes of its own)."""
+
+    delay = 0.0
 
     def __init__(self, port: int) -> None:
-        self.target = port
         self.armed = threading.Event()
         self.dropped = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(port)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.target))
-            self.sockets += [client, server]
-            cut, committed = threading.Event(), threading.Event()
-            threading.Thread(target=self._up, args=(client, server, cut, committed), daemon=True).start()
-            threading.Thread(target=self._down, args=(server, client, cut, committed), daemon=True).start()
+    def _pipes(self, client: socket.socket, server: socket.socket) -> tuple[Callable[[], None], ...]:
+        cut, committed = threading.Event(), threading.Event()
+        return (
+            partial(self._up, client, server, cut, committed),
+            partial(self._down, server, client, cut, committed),
+        )
 
     def _up(
         self, client: socket.socket, server: socket.socket, cut: threading.Event, committed: threading.Event
@@ -230,11 +227,6 @@ class _CommitDropper:
                     return
         except OSError:
             pass
-
-    def close(self) -> None:
-        self.listener.close()
-        for end in self.sockets:
-            end.close()
 
 
 def test_a_commit_whose_reply_is_lost_keeps_the_file_of_a_recorded_row(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -69,13 +68,10 @@ class _Hole(_SlowProxy):
     open = True
 
     def _open(self, client: socket.socket) -> None:
-        self.sockets.append(client)
         if not self.open:
+            self.sockets.append(client)
             return  # held, never answered
-        server = socket.create_connection(("127.0.0.1", self.target))
-        self.sockets.append(server)
-        for source, sink in ((client, server), (server, client)):
-            threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+        self._join(client, socket.create_connection(("127.0.0.1", self.target)))
 
 
 @pytest.fixture

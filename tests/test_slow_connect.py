@@ -11,8 +11,9 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from urllib.parse import urlsplit
 
 import pytest
@@ -23,7 +24,11 @@ DELAY = 0.6  # seconds before each connection is passed on
 
 
 class _SlowProxy:
-    """A TCP proxy to ``target`` that passes each new connection on after ``DELAY`` seconds."""
+    """A TCP proxy to ``target`` that passes each new connection on after ``delay`` seconds. The shared proxy
+    of the tests (``_Hole``, ``_CommitDropper``): a subclass changes what a new connection gets (``_open``)
+    or what carries its bytes (``_pipes``)."""
+
+    delay = DELAY
 
     def __init__(self, target: int) -> None:
         self.target = target
@@ -41,11 +46,18 @@ class _SlowProxy:
             threading.Thread(target=self._open, args=(client,), daemon=True).start()
 
     def _open(self, client: socket.socket) -> None:
-        time.sleep(DELAY)
-        server = socket.create_connection(("127.0.0.1", self.target))
+        time.sleep(self.delay)
+        self._join(client, socket.create_connection(("127.0.0.1", self.target)))
+
+    def _join(self, client: socket.socket, server: socket.socket) -> None:
+        """Carry ``client``'s bytes to ``server`` and back (both closed at ``close``)."""
         self.sockets += [client, server]
-        for source, sink in ((client, server), (server, client)):
-            threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+        for carry in self._pipes(client, server):
+            threading.Thread(target=carry, daemon=True).start()
+
+    def _pipes(self, client: socket.socket, server: socket.socket) -> tuple[Callable[[], None], ...]:
+        """What carries ``client``'s bytes to ``server`` and the server's back, each in a thread."""
+        return partial(self._pipe, client, server), partial(self._pipe, server, client)
 
     @staticmethod
     def _pipe(source: socket.socket, sink: socket.socket) -> None:
