@@ -16,10 +16,9 @@ from contextlib import suppress
 from typing import Any
 
 from ..backends.postgres import connect_settings
-from ..errors import InvalidInput
 from ..masking import redact
 from .herds import Herds
-from .waiters import Registry, _TaskWaiter, _ThreadWaiter, _Waiter, gone, notify_all
+from .waiters import Registry, _closed_store, _TaskWaiter, _ThreadWaiter, _Waiter, gone, notify_all
 from .wakes import FINISHED, PENDING
 
 log = logging.getLogger("musicstore.waiting")  # the package's logger, as before the split
@@ -55,10 +54,6 @@ if hasattr(os, "register_at_fork"):  # POSIX
 
 def _listen_sql() -> str:
     return f"LISTEN {PENDING}; LISTEN {FINISHED}"
-
-
-def _closed_store() -> InvalidInput:
-    return InvalidInput("the store is closed; open a new one to wait")
 
 
 class _Hub(Registry):
@@ -101,12 +96,6 @@ class _Hub(Registry):
         self._lock, self._starting = threading.Lock(), threading.Lock()
         self._own()
 
-    @property
-    def started(self) -> bool:
-        with self._lock:
-            self._own()
-            return self._thread is not None and self._thread.is_alive()
-
     def _connect(self) -> Any:
         import psycopg
 
@@ -128,10 +117,7 @@ class _Hub(Registry):
         seen = self._attempts
         with self._starting:
             with self._lock:
-                self._own()
-                if self._closed:
-                    raise _closed_store()
-                if self._thread is not None and self._thread.is_alive():
+                if self._running():
                     return
             failed = self._failed if self._attempts != seen else None
             if failed is not None:
@@ -158,10 +144,7 @@ class _Hub(Registry):
         """Wake ``waiter`` at the notifications that match it from now on; False (nothing registered) when
         the hub is not started in this process (or its thread ended)."""
         with self._lock:
-            self._own()
-            if self._closed:
-                raise _closed_store()
-            if self._thread is None or not self._thread.is_alive():
+            if not self._running():
                 return False
             payload = waiter.wake.payload
             if waiter.wake.herd is not None:

@@ -17,7 +17,7 @@ from ..errors import MigrationError
 from ..masking import redact
 from ..queries import load
 from .herds import Herds
-from .hub import _FORKABLE, RECONNECT_SECONDS, _closed_store
+from .hub import _FORKABLE, RECONNECT_SECONDS
 from .waiters import Registry, _Waiter, gone, notify_all
 
 log = logging.getLogger("musicstore.waiting")
@@ -67,12 +67,6 @@ class _Poller(Registry):
         self._lock = threading.Condition()
         self._own()
 
-    @property
-    def started(self) -> bool:
-        with self._lock:
-            self._own()
-            return self._thread is not None and self._thread.is_alive()
-
     def _connect(self) -> sqlite3.Connection:
         require_file(self.path)  # MigrationError: sqlite3 would make an empty database where there is none
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -87,10 +81,7 @@ class _Poller(Registry):
         """Poll, unless the poller does already: the first wait of this process makes the connection (its
         errors are that wait's) and starts the thread."""
         with self._lock:
-            self._own()
-            if self._closed:
-                raise _closed_store()
-            if self._thread is not None and self._thread.is_alive():
+            if self._running():
                 return
             conn = self._connect()
             try:
@@ -109,10 +100,7 @@ class _Poller(Registry):
         reads the version itself, so that a commit between its registration and the thread's next poll wakes
         it."""
         with self._lock:
-            self._own()
-            if self._closed:
-                raise _closed_store()
-            if self._thread is None or not self._thread.is_alive():
+            if not self._running():
                 return False
             if not self._waiters and not self._herds and self._conn is not None:
                 self._seen = self._version(self._conn)

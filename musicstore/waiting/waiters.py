@@ -9,6 +9,7 @@ import asyncio
 import threading
 from contextlib import suppress
 
+from ..errors import InvalidInput
 from .herds import Herds
 from .wakes import Wake
 
@@ -107,13 +108,36 @@ def _set_all(events: list[asyncio.Event]) -> None:
         event.set()
 
 
+def _closed_store() -> InvalidInput:
+    return InvalidInput("the store is closed; open a new one to wait")
+
+
 class Registry:
     """A hub's registered waits: the claim waits (those with a ``Wake.herd``) in ``_herds``, the others
     each hub's own (``_forget``, ``_others``), all under ``_lock``, which is never held while a wait is
-    woken (``_wake``)."""
+    woken (``_wake``); and its thread (``_thread``: this process's, ``_own``) until it is ``_closed``."""
 
     _lock: threading.Lock | threading.Condition
     _herds: Herds
+    _thread: threading.Thread | None
+    _closed: bool
+
+    def _own(self) -> None:
+        """Under the lock: a forked child forgets its parent's thread, connection and waits."""
+        raise NotImplementedError
+
+    @property
+    def started(self) -> bool:
+        with self._lock:
+            return self._running(refuse=False)
+
+    def _running(self, *, refuse: bool = True) -> bool:
+        """Under the lock: whether this process's thread runs (``_own`` first); ``refuse``: a closed hub
+        refuses the wait (``InvalidInput``)."""
+        self._own()
+        if refuse and self._closed:
+            raise _closed_store()
+        return self._thread is not None and self._thread.is_alive()
 
     def unregister(self, waiter: _Waiter, *, took: bool = False) -> None:
         """``waiter`` no longer woken (``took``: its last try claimed a job; ``Herds.remove``)."""
