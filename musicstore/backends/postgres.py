@@ -250,6 +250,13 @@ def pool_settings(url: str, timeout: float) -> dict[str, Any]:
     return {"autocommit": True, **connect_settings(url, timeout)}  # autocommit: rows as tuples, by position
 
 
+def pool_options(url: str, pool_size: int, timeout: float) -> dict[str, Any]:
+    """What a store's pool is made with, sync and async alike (their connection class and ``configure``
+    aside): 1 to ``pool_size`` connections, each with ``pool_settings``, waited for ``timeout`` seconds."""
+    size = {"min_size": 1, "max_size": pool_size, "timeout": timeout}
+    return {**size, "reconnect_timeout": RECONNECT_SECONDS, "kwargs": pool_settings(url, timeout)}
+
+
 def connect_settings(url: str, timeout: float | None) -> dict[str, Any]:
     """The ``TCP_DEFAULTS`` and libpq's connect timeout for ``timeout`` (``_connect_timeout``; None: none)
     that ``url`` does not set itself, for every connection of a store: its pool's, the reachability check's
@@ -306,11 +313,7 @@ class PostgresConnector:
             _, psycopg_pool = _modules()
             self._pool = psycopg_pool.ConnectionPool(
                 self.url,
-                min_size=1,
-                max_size=self.pool_size,
-                timeout=self.timeout,
-                reconnect_timeout=RECONNECT_SECONDS,
-                kwargs=pool_settings(self.url, self.timeout),
+                **pool_options(self.url, self.pool_size, self.timeout),
                 connection_class=connection_class(),
                 configure=_configure(self.timeout),
                 open=True,

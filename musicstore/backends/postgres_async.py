@@ -22,7 +22,6 @@ from .postgres import (
     COMMIT,
     DIALECT,
     READ_ONLY_SNAPSHOT,
-    RECONNECT_SECONDS,
     SPARE_SECONDS,
     Command,
     _aborted,
@@ -35,7 +34,7 @@ from .postgres import (
     _watch,
     connect_settings,
     encode,
-    pool_settings,
+    pool_options,
     translate,
 )
 
@@ -138,11 +137,7 @@ class AsyncPostgresConnector:
             _, psycopg_pool = _modules()
             pool = psycopg_pool.AsyncConnectionPool(
                 self.url,
-                min_size=1,
-                max_size=self.pool_size,
-                timeout=self.timeout,
-                reconnect_timeout=RECONNECT_SECONDS,
-                kwargs=pool_settings(self.url, self.timeout),
+                **pool_options(self.url, self.pool_size, self.timeout),
                 connection_class=async_connection_class(),
                 configure=_configure_async(self.timeout),
                 open=False,
