@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING
 from ..models import Generation
 
 if TYPE_CHECKING:
-    from . import AsyncWorker, Worker
+    from . import AsyncWorker, Worker, _Loop
 
 
-@dataclass(slots=True)
-class Job:
-    """The job a ``Worker``'s handler runs: the claimed generation and the calls a running job makes."""
+class _Running:
+    """What ``Job`` and ``AsyncJob`` share: the claimed generation's id, and whether its worker stops."""
 
+    __slots__ = ()
     generation: Generation
-    worker: Worker
+    worker: _Loop
 
     @property
     def id(self) -> str:
@@ -29,6 +29,14 @@ class Job:
     def stopping(self) -> bool:
         """The worker was asked to stop (SIGTERM): finish or cut short this job; no other is claimed."""
         return self.worker.stopping
+
+
+@dataclass(slots=True)
+class Job(_Running):
+    """The job a ``Worker``'s handler runs: the claimed generation and the calls a running job makes."""
+
+    generation: Generation
+    worker: Worker
 
     def progress(self, fraction: float, stage: str | None = None) -> bool:
         """Report progress (``Store.report_progress``: coalesced; whether it was written). A written report
@@ -45,20 +53,11 @@ class Job:
 
 
 @dataclass(slots=True)
-class AsyncJob:
+class AsyncJob(_Running):
     """The job an ``AsyncWorker``'s handler runs: ``Job`` with awaited calls."""
 
     generation: Generation
     worker: AsyncWorker
-
-    @property
-    def id(self) -> str:
-        return self.generation.id
-
-    @property
-    def stopping(self) -> bool:
-        """The worker was asked to stop (SIGTERM): finish or cut short this job; no other is claimed."""
-        return self.worker.stopping
 
     async def progress(self, fraction: float, stage: str | None = None) -> bool:
         """``Job.progress``, awaited (``AsyncStore.report_progress``)."""
