@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..audio import ExportOptions, ExportResult, as_audio, export_audio
 from ..audio.peaks import PeaksSpec, WaveformPeaks, frames_peaks
@@ -22,13 +22,14 @@ from ..errors import (
     MusicstoreError,
     StorageError,
 )
-from ..filestore import FileStore, LocalFileStore
+from ..filestore import ChecksumMismatch, FileStore, LocalFileStore, ObjectExists, ObjectInfo, ObjectNotFound
 from ..filestore.base import put_marked
 from ..filestore.fsync import fsync
 from ..models import Generation, Status
 from ..ops.jobs import lock_for_completion
 from ..ops.storage import get_storage, record_storage
 from ..rendering import StoredPeaks, peaks_name
+from ..storage_names import GENERATION_FIELD
 from ..store import Store
 
 
@@ -267,16 +268,16 @@ class _Placing:
                 self.claim(tx)
                 placing = True
                 with open(result.path, "rb") as source:
-                    info = put_marked(  # holding the row's lock, with a valid claim, no file recorded yet
-                        objects, key, source, self.generation.id,
-                        content_type=_CONTENT_TYPES.get(result.format.lower()),
-                        metadata=_object_metadata(result),
-                    )  # fmt: skip
+                    info = self._put(  # holding the row's lock, with a valid claim, no file recorded yet
+                        objects,
+                        key,
+                        source,
+                        _CONTENT_TYPES.get(result.format.lower()),
+                        _object_metadata(result),
+                    )
                 placed = True
                 if waveform is not None and peaks_key is not None:  # ObjectExists: not ours, left alone
-                    put_marked(
-                        objects, peaks_key, waveform.data, self.generation.id, content_type="application/json"
-                    )
+                    self._put(objects, peaks_key, waveform.data, "application/json")
                     peaks_placed = True
                 placing = False
                 checksum = info.checksum
@@ -304,6 +305,41 @@ class _Placing:
             raise
         stored = None if waveform is None else waveform.stored(self.generation.id, objects.url, key)
         return Recorded(done, result, objects.url, key, checksum, stored)
+
+    def _put(
+        self, objects: FileStore, key: str, data: BinaryIO | bytes, content_type: str | None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:  # fmt: skip
+        """``put_marked`` at ``key``, holding the row's lock. A put that failed without saying whether it
+        wrote the object (its reply lost, then each retry failed: ``StoreUnavailable``, or a plain
+        ``StorageError``; not a refusal) may have left it at ``key``, where no row records it: removed here,
+        best effort, while the row is still locked, if it is marked with this generation's id (the row's own
+        file, not yet recorded; anything else there is left alone), the put's error raised as it was. Costs a
+        ``HEAD`` (and the ``DELETE``) on that failure only; a removal that fails too is noted on the error
+        (reconcile reports the object, an orphan; a next attempt replaces it)."""
+        try:
+            return put_marked(
+                objects, key, data, self.generation.id, content_type=content_type, metadata=metadata
+            )
+        except StorageError as exc:
+            if isinstance(exc, ObjectExists | ChecksumMismatch | InvalidInput):  # refused: nothing written
+                raise
+            try:
+                there = objects.head(key)
+                if there.metadata.get(GENERATION_FIELD) == self.generation.id:
+                    objects.delete(key)
+                    exc.add_note(
+                        f"{key}, which the failed put may have written, was removed from {objects.url}"
+                    )
+            except ObjectNotFound:
+                pass
+            except Exception as cleanup:
+                exc.add_note(
+                    f"whether the failed put wrote {key} in {objects.url} is unknown "
+                    f"({type(cleanup).__name__}); if it did, reconcile reports it (an orphan) and a next "
+                    "attempt replaces it"
+                )
+            raise
 
     def _landed(self, exc: BaseException, key: str, checksum: str) -> bool | None:
         """Whether the completing commit that raised ``exc`` landed (a connection lost after the server

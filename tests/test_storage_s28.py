@@ -1,0 +1,100 @@
+"""Session 28's storage hunt: recording into a bucket whose put replies are lost, the folder store's
+checksums, placing a file under Ctrl-C, and the edges of both stores. Against a real SeaweedFS
+(musicstore.testing), no mocks."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from musicstore import Status, StorageError, Store
+from musicstore.filestore import ObjectNotFound, S3FileStore
+from musicstore.recording import export_generation
+from tests.test_record import claimed, music
+
+
+class _ReplyDropper:
+    """An HTTP proxy in front of the real server that passes every request on and, for each ``PUT``, drops
+    the connection instead of passing the server's reply back: the put lands (the first; a retry's
+    conditional put is refused there, 412), and the client sees a connection closed before any answer, each
+    attempt. Other requests (``HEAD``, ``DELETE``...) pass both ways."""
+
+    def __init__(self, target: str) -> None:
+        host = urlsplit(target)
+        proxy, self.puts = self, 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                conn = http.client.HTTPConnection(host.hostname or "127.0.0.1", host.port)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                conn.close()
+                if self.command == "PUT":
+                    proxy.puts += 1
+                    self.close_connection = True
+                    return  # the reply is dropped: the handler closes the connection unanswered
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in {"transfer-encoding", "connection", "content-length"}:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any  # noqa: N815 (http.server's names)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- 1. a put whose replies are lost leaves no object the row does not record ---------------------------
+
+
+@pytest.mark.parametrize("on_error", ["retry", "fail"])
+def test_an_export_whose_put_replies_are_lost_leaves_no_orphan_object(
+    store: Store, musicstore_s3_server: Any, musicstore_s3_url: str, on_error: str
+) -> None:
+    """The PUT lands, its reply is lost, and each retry's reply too (StoreUnavailable): the row is not
+    completed, so the object the first attempt wrote (marked with the generation's id) is removed while the
+    row is still locked, and the put's own error is raised."""
+    server = musicstore_s3_server
+    proxy = _ReplyDropper(server.endpoint_url)
+    prefix = urlsplit(musicstore_s3_url).path.lstrip("/")
+    direct = S3FileStore(server.bucket, prefix, **server.options)
+    lossy = S3FileStore(
+        server.bucket, prefix, max_attempts=2, **{**server.options, "endpoint_url": proxy.url}
+    )
+    try:
+        job = claimed(store)
+        key = f"{job.created_at:%Y/%m/%d}/{job.id}.wav"
+        with pytest.raises(StorageError, match="cannot reach") as raised:
+            export_generation(store, job, music(), root=lossy, on_error=on_error)  # type: ignore[arg-type]
+        assert proxy.puts == 2  # both attempts reached the server
+        assert server.secret_access_key not in str(raised.value)
+        with pytest.raises(ObjectNotFound):
+            direct.head(key)
+        assert list(direct.list()) == []
+        row = store.get_generation(job.id)
+        expected = Status.PENDING if on_error == "retry" else Status.FAILED
+        assert row is not None and row.status is expected and row.file_path is None
+    finally:
+        lossy.close()
+        direct.close()
+        proxy.close()
