@@ -7,13 +7,17 @@ from __future__ import annotations
 import http.client
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from musicstore import Status, StorageError, Store
-from musicstore.filestore import ObjectNotFound, S3FileStore
+from musicstore.delivery import Delivery
+from musicstore.filestore import ChecksumMismatch, LocalFileStore, ObjectNotFound, S3FileStore
+from musicstore.maintenance.reconcile import reconcile
+from musicstore.ops.storage import get_storage
 from musicstore.recording import export_generation
 from tests.test_record import claimed, music
 
@@ -98,3 +102,26 @@ def test_an_export_whose_put_replies_are_lost_leaves_no_orphan_object(
         lossy.close()
         direct.close()
         proxy.close()
+
+
+# --- 2. a folder's master carries no checksum attribute: its row's is the record ------------------------
+
+
+def test_a_folder_master_is_verified_against_its_rows_checksum(store: Store, tmp_path: Path) -> None:
+    """A master exported into a folder is renamed into place, not put: no ``user.musicstore.sha256``
+    attribute (``head`` reports none), as docs/storage.md says. The row's SHA-256 is the record: delivery
+    reads against it and reconcile --verify-checksums compares the file with it."""
+    root = tmp_path / "audio"
+    job = claimed(store)
+    recorded = export_generation(store, job, music(), root=root)
+    folder = LocalFileStore(root)
+    assert folder.head(str(recorded.key)).checksum is None
+    assert store.run(get_storage, job.id).checksum == recorded.checksum
+    path = root / str(recorded.key)
+    data = bytearray(path.read_bytes())
+    data[1000] ^= 0x01
+    path.write_bytes(bytes(data))
+    with Delivery(store, root=root) as delivery, pytest.raises(ChecksumMismatch):
+        delivery.read_audio(recorded.generation)
+    report = reconcile(store, root, verify_checksums=True)
+    assert [(d.id, d.problem) for d in report.dangling] == [(job.id, "checksum_mismatch")]
