@@ -59,6 +59,37 @@ def terminating() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Hold a Ctrl-C for the block: a SIGINT that lands in it is noted, and what it would have done (the
+    handler found: Python's raises ``KeyboardInterrupt``) is done as the block ends, its steps done (an
+    error of the block is then the interrupt's context). For the few steps that make or move a file and
+    note that they did (``audio.files``, a folder's put): a ``KeyboardInterrupt`` between the two left a
+    file no cleanup knew of. Only in the main thread, where SIGINT has a Python handler; elsewhere (no
+    handler runs in another thread; SIGINT ignored or at its default action) nothing changes. Costs two
+    ``sigaction`` calls a block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous):
+        yield
+        return
+    noted: list[FrameType | None] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        noted.append(frame)
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is note:  # as it was, unless changed in the block
+            signal.signal(signal.SIGINT, previous)
+        if noted:
+            previous(signal.SIGINT, noted[0])
+
+
 def _interrupted(signum: int, frame: FrameType | None) -> None:
     os.write(2, message().encode())
     os._exit(EXIT_INTERRUPTED)  # nothing to clean up yet: only imports have run

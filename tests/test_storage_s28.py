@@ -5,15 +5,21 @@ checksums, placing a file under Ctrl-C, and the edges of both stores. Against a 
 from __future__ import annotations
 
 import http.client
+import os
+import signal
+import tempfile
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
 
 from musicstore import Status, StorageError, Store
+from musicstore.audio import files
 from musicstore.delivery import Delivery
 from musicstore.filestore import ChecksumMismatch, LocalFileStore, ObjectNotFound, S3FileStore
 from musicstore.maintenance.reconcile import reconcile
@@ -125,3 +131,102 @@ def test_a_folder_master_is_verified_against_its_rows_checksum(store: Store, tmp
         delivery.read_audio(recorded.generation)
     report = reconcile(store, root, verify_checksums=True)
     assert [(d.id, d.problem) for d in report.dangling] == [(job.id, "checksum_mismatch")]
+
+
+# --- 3. Ctrl-C while a file takes its place -------------------------------------------------------------
+
+
+def _then_ctrl_c(real: Callable[..., Any]) -> Callable[..., Any]:
+    """``real``, after which a SIGINT lands at once (its handler runs as ``raise_signal`` returns): a
+    Ctrl-C in the window between a system call that made or moved a file and the step that notes it."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        done = real(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+        return done
+
+    return call
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_ctrl_c_as_a_file_is_renamed_leaves_its_path_empty_not_half_placed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted just after the rename, before ``place`` noted it: the file was left at its path, not made
+    durable (its folder not fsynced), and a batch's note called that path "not renamed, unchanged"."""
+    staged = [files.stage(tmp_path / f"{n}.bin", _writing(b"x" * 100)) for n in range(2)]
+    monkeypatch.setattr(os, "replace", _then_ctrl_c(os.replace))
+    with pytest.raises(KeyboardInterrupt) as raised:
+        files.place(staged)
+    assert _files(tmp_path) == []  # the renamed one removed again, the other's temp removed
+    note = raised.value.__notes__[0]  # the first renamed, then the interrupt: the second never was
+    assert f"unchanged: {tmp_path / '1.bin'};" in note and note.endswith(
+        f"(the path is empty): {tmp_path / '0.bin'}"
+    )
+
+
+def test_ctrl_c_as_the_temp_file_is_made_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "mkstemp", _then_ctrl_c(tempfile.mkstemp))
+    with pytest.raises(KeyboardInterrupt):
+        files.place_atomic(tmp_path / "a.bin", _writing(b"x" * 100))
+    assert _files(tmp_path) == []
+
+
+def test_ctrl_c_as_a_folder_put_makes_its_temp_file_leaves_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.open
+
+    def opening(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        opened = real(path, flags, *args, **kwargs)
+        if str(path).endswith(".tmp"):
+            signal.raise_signal(signal.SIGINT)
+        return opened
+
+    folder = LocalFileStore(tmp_path / "audio")
+    monkeypatch.setattr(os, "open", opening)
+    with pytest.raises(KeyboardInterrupt):
+        folder.put("2026/01/31/a.wav", b"RIFF....")
+    monkeypatch.undo()
+    assert _files(tmp_path / "audio") == []
+    assert list(folder.uploads()) == []
+    assert folder.put("2026/01/31/a.wav", b"RIFF....").size == 8
+
+
+def _writing(data: bytes) -> Callable[[int, str], None]:
+    def write(fd: int, _name: str) -> None:
+        os.write(fd, data)
+
+    return write
+
+
+@pytest.mark.parametrize("where", ["place_atomic", "export_audio", "export_batch"])
+def test_ctrl_c_as_the_staged_file_is_handed_to_place_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Interrupted between a file's staging and ``place`` (here as ``place`` is called): the temp file,
+    whole and fsynced, was no one's to remove and stayed beside its path."""
+    from musicstore.audio import batch, export
+
+    real = files.place
+
+    def placing(staged: Any) -> None:
+        signal.raise_signal(signal.SIGINT)
+        real(staged)
+
+    module = {"place_atomic": files, "export_audio": export, "export_batch": batch}[where]
+    monkeypatch.setattr(module, "place", placing)
+    clip = music(0.5)
+    with pytest.raises(KeyboardInterrupt):
+        if where == "place_atomic":
+            files.place_atomic(tmp_path / "a.bin", _writing(b"x" * 100))
+        elif where == "export_audio":
+            export.export_audio(clip, 48_000, tmp_path / "a.wav")
+        else:
+            export.export_batch(np.stack([clip, clip]), 48_000, [tmp_path / "a.wav", tmp_path / "b.wav"])
+    assert _files(tmp_path) == []

@@ -40,30 +40,35 @@ def run_all(
     A failure while placing the files (a rename or a folder's fsync, after every item succeeded) is what
     ``files.place`` raises: the paths it names did not get their files, the others did."""
     stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_started, item, stop, workers > 1) for item in items]
-        try:
-            outcomes = [wait(future) for future in futures]
-        except BaseException as stopped:
-            stop.set()
-            for future in futures:
-                future.cancel()
-            pool.shutdown(wait=True)
-            ended = [f for f in futures if f.done() and not f.cancelled() and f.exception() is None]
-            _discard([_staged(future.result()) for future in ended], stopped)
-            raise
-    done = [outcome for outcome in outcomes if isinstance(outcome, tuple)]
-    errors = [(i, outcome) for i, outcome in enumerate(outcomes) if isinstance(outcome, Exception)]
-    if errors:
-        index, first = errors[0]
-        _discard([_staged(outcome) for outcome in done], first)
-        skipped = sum(outcome is None for outcome in outcomes)
-        first.add_note(
-            f"batch item {index} of {len(items)}; no file at the batch's paths was changed"
-            + (f" ({skipped} items not started)" if skipped else "")
-        )
-        raise first
-    place([file for _, staged in done for file in staged])
+    outcomes: list[_Done[_T] | Exception] = []
+    try:  # a Ctrl-C once the items are done (as the pool ends, before place takes over): their temp files go
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_started, item, stop, workers > 1) for item in items]
+            try:
+                outcomes = [wait(future) for future in futures]
+            except BaseException as stopped:
+                stop.set()
+                for future in futures:
+                    future.cancel()
+                pool.shutdown(wait=True)
+                ended = [f for f in futures if f.done() and not f.cancelled() and f.exception() is None]
+                _discard([_staged(future.result()) for future in ended], stopped)
+                raise
+        done = [outcome for outcome in outcomes if isinstance(outcome, tuple)]
+        errors = [(i, outcome) for i, outcome in enumerate(outcomes) if isinstance(outcome, Exception)]
+        if errors:
+            index, first = errors[0]
+            _discard([_staged(outcome) for outcome in done], first)
+            skipped = sum(outcome is None for outcome in outcomes)
+            first.add_note(
+                f"batch item {index} of {len(items)}; no file at the batch's paths was changed"
+                + (f" ({skipped} items not started)" if skipped else "")
+            )
+            raise first
+        place([file for _, staged in done for file in staged])
+    except BaseException as exc:
+        _discard([_staged(outcome) for outcome in outcomes if isinstance(outcome, tuple)], exc)
+        raise
     return [result for result, _ in done]
 
 

@@ -182,14 +182,20 @@ def _export_one(
         blocks = _timed(frame_blocks(out, options.subtype, rng, dither=dither), quantizing)
         del out
         begun = time.perf_counter()
-        file = stage_blocks(
-            path, blocks, channels=shape[0], sample_rate=rate, fmt=fmt, subtype=options.subtype
-        )
-        del blocks
-        if staged is None:  # in place at once (files.place_atomic's two steps)
-            place([file])
-        else:  # placed with the batch's other files once they are all written
-            staged.append(file)
+        file: Staged | None = None
+        try:  # entered first: a Ctrl-C as stage_blocks returns, or in ``del blocks``, finds its temp file
+            file = stage_blocks(
+                path, blocks, channels=shape[0], sample_rate=rate, fmt=fmt, subtype=options.subtype
+            )
+            del blocks
+            if staged is None:  # in place at once (files.place_atomic's two steps)
+                place([file])
+            else:  # placed with the batch's other files once they are all written
+                staged.append(file)
+        except BaseException as exc:
+            if file is not None and (staged is None or file not in staged):  # renamed or removed already,
+                file.discard(exc)  # unless place was never called
+            raise
         size = file.size
         quantize_s = begun - stamp + quantizing[0]
         write_s = time.perf_counter() - begun - quantizing[0]

@@ -31,7 +31,7 @@ import numpy as np
 import soundfile as sf
 from numpy.typing import NDArray
 
-from musicstore import validate
+from musicstore import interrupt, validate
 from musicstore.errors import InvalidInput, StorageError, shown
 from musicstore.filestore.fsync import fsync
 
@@ -317,8 +317,14 @@ def write_bytes_atomic(path: Path, data: bytes) -> int:
 def place_atomic(path: Path, write: Callable[[int, str], None]) -> int:
     """Create a temp file beside ``path``, let ``write(fd, temp_name)`` fill it, fsync, chmod (``stage``),
     rename into place and fsync the folder (``place``); return the size. Failures as in ``write_atomic``."""
-    staged = stage(path, write)
-    place([staged])
+    staged: Staged | None = None
+    try:  # entered first: a Ctrl-C as stage returns finds its temp file in ``staged``
+        staged = stage(path, write)
+        place([staged])
+    except BaseException as exc:
+        if staged is not None:  # renamed or removed by place already, unless it was never called
+            staged.discard(exc)
+        raise
     return staged.size
 
 
@@ -341,26 +347,32 @@ def stage(path: Path, write: Callable[[int, str], None]) -> Staged:
     durably), filled by ``write(fd, temp_name)``, fsynced and given the normal mode. ``path`` is not touched.
     On any failure the temp file is removed; an ``OSError`` (a full disk) raises ``StorageError``."""
     directory = path.parent
-    try:
-        _make_directories(directory)
-        fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise StorageError(f"cannot create a file in {directory}: {exc}; check the output root") from exc
-    temp = Path(name)
+    fd, temp = -1, None
     try:
         try:
-            write(fd, name)
-            os.fsync(fd)
-            size = os.fstat(fd).st_size
-        finally:
+            _make_directories(directory)
+            with interrupt.deferred():  # a Ctrl-C as the temp file is made: raised once it is known
+                fd, name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=directory)
+                temp = Path(name)
+        except OSError as exc:
+            raise StorageError(f"cannot create a file in {directory}: {exc}; check the output root") from exc
+        write(fd, name)
+        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        with interrupt.deferred():
             os.close(fd)
+            fd = -1
         os.chmod(temp, _file_mode())
+        return Staged(path, temp, size)  # a Ctrl-C up to here removes the temp file; from here, the caller
     except BaseException as exc:
+        if fd >= 0:
+            os.close(fd)
+        if temp is None:
+            raise
         _remove(temp, exc)
         if isinstance(exc, OSError | sf.SoundFileError):
             raise _failure(path, exc, placed=False) from exc
         raise
-    return Staged(path, temp, size)
 
 
 def place(staged: Sequence[Staged]) -> None:
@@ -371,28 +383,31 @@ def place(staged: Sequence[Staged]) -> None:
     changed) and the others are still renamed; the files renamed into a folder whose fsync fails are removed
     again (the earlier files they replaced are gone: those paths are empty). Then ``StorageError`` names each
     path that did not get its file. An interrupt (``KeyboardInterrupt``) removes the temps not yet renamed
-    and the files not yet made durable (their paths empty), and is raised."""
+    and the files not yet made durable (their paths empty), and is raised; one that lands as a file is
+    renamed waits until the rename is noted (``interrupt.deferred``): it left that file in place."""
     pending = list(staged)
     renamed: list[Staged] = []
     lost: list[tuple[Staged, OSError, bool]] = []  # the file, why, and whether it had been renamed
     try:
         while pending:
-            try:
-                os.replace(pending[0].temp, pending[0].path)
-            except OSError as exc:
-                lost.append((pending[0], exc, False))
-                pending[0].discard(exc)
-            else:
-                renamed.append(pending[0])
-            del pending[0]
+            with interrupt.deferred():  # a Ctrl-C as a file is renamed: raised once the rename is noted
+                try:
+                    os.replace(pending[0].temp, pending[0].path)
+                except OSError as exc:
+                    lost.append((pending[0], exc, False))
+                    pending[0].discard(exc)
+                else:
+                    renamed.append(pending[0])
+                del pending[0]
         for folder in dict.fromkeys([item.path.parent for item in renamed]):
             inside = [item for item in renamed if item.path.parent == folder]
             try:
                 fsync(folder, directory=True)
             except OSError as exc:
-                for item in inside:
-                    lost.append((item, exc, True))
-                    _remove(item.path, exc)
+                with interrupt.deferred():
+                    for item in inside:
+                        lost.append((item, exc, True))
+                        _remove(item.path, exc)
             renamed = [item for item in renamed if item.path.parent != folder]  # durable, or removed
     except BaseException as exc:  # interrupted: nothing is left half done
         for item in pending:

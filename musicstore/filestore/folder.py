@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .. import validate
+from .. import interrupt, validate
 from ..errors import InvalidInput, StorageError
 from ..storage_names import TEMP_NAME, check_checksum, check_key, check_prefix
 from .base import (
@@ -200,11 +200,13 @@ class LocalFileStore:
         try:
             self._no_folder_at(folder, name, key)
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(temp, flags, 0o666, dir_fd=folder)
-            created = reading = True
-            if temp[1:-13] != name:  # ".<name>.<8 random>.tmp"
-                set_attributes(fd, None, None, {}, name)  # shortened: uploads() finds the whole name here
-            try:
+            with contextlib.ExitStack() as closing:
+                with interrupt.deferred():  # a Ctrl-C as the temp file is made: raised once it is noted
+                    fd = os.open(temp, flags, 0o666, dir_fd=folder)
+                    closing.callback(os.close, fd)
+                    created = reading = True
+                if temp[1:-13] != name:  # ".<name>.<8 random>.tmp"
+                    set_attributes(fd, None, None, {}, name)  # shortened: uploads() finds the whole name
                 digest, size = hashlib.sha256(), 0
                 for piece in chunks(data):
                     reading = False
@@ -218,8 +220,6 @@ class LocalFileStore:
                 checksum = digest.hexdigest()
                 set_attributes(fd, checksum, content_type, meta)
                 modified = _when(os.fstat(fd).st_mtime)
-            finally:
-                os.close(fd)
             if overwrite:
                 os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
             else:
