@@ -21,7 +21,7 @@ import pytest
 from musicstore import Status, StorageError, Store
 from musicstore.audio import files
 from musicstore.delivery import Delivery
-from musicstore.filestore import ChecksumMismatch, LocalFileStore, ObjectNotFound, S3FileStore
+from musicstore.filestore import ChecksumMismatch, KeyConflict, LocalFileStore, ObjectNotFound, S3FileStore
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.ops.storage import get_storage
 from musicstore.recording import export_generation
@@ -230,3 +230,29 @@ def test_ctrl_c_as_the_staged_file_is_handed_to_place_leaves_no_temp_file(
         else:
             export.export_batch(np.stack([clip, clip]), 48_000, [tmp_path / "a.wav", tmp_path / "b.wav"])
     assert _files(tmp_path) == []
+
+
+# --- hunt: the folder store ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_folder_made_at_the_key_during_a_put_is_a_key_conflict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overwrite: bool
+) -> None:
+    """A put at ``p`` racing one at ``p/q.wav``: the other's folder made at ``p`` after this put checked
+    the name, before its link (or rename). It raised a plain ``ObjectExists`` "exists already" (with
+    ``overwrite``: ``StorageError`` "Is a directory"), where docs/storage.md promises ``KeyConflict``
+    (about half of 400 threaded races here); nothing changes either way."""
+    folder = LocalFileStore(tmp_path / "audio")
+    name = "link" if not overwrite else "replace"
+    real = getattr(os, name)
+
+    def racing(*args: Any, **kwargs: Any) -> None:
+        os.mkdir("p", dir_fd=kwargs["dst_dir_fd"])  # the other put's folder, made just now
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(os, name, racing)
+    with pytest.raises(KeyConflict, match="is a folder"):
+        folder.put("p", b"A", overwrite=overwrite)
+    monkeypatch.undo()
+    assert (tmp_path / "audio" / "p").is_dir() and _files(tmp_path / "audio") == []

@@ -221,11 +221,16 @@ class LocalFileStore:
                 set_attributes(fd, checksum, content_type, meta)
                 modified = _when(os.fstat(fd).st_mtime)
             if overwrite:
-                os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+                try:
+                    os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+                except IsADirectoryError:
+                    self._no_folder_at(folder, name, key)  # made since it was checked (a put below it)
+                    raise
             else:
                 try:
                     os.link(temp, name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
                 except FileExistsError:
+                    self._no_folder_at(folder, name, key)  # made since it was checked: KeyConflict
                     there = self._same(key, checksum, size)
                     if there is None:
                         raise ObjectExists(
