@@ -115,7 +115,9 @@ def get_all_generations(
 
 @reads_all("list_pending", GENERATION)
 def get_pending_generations(limit: int = 10) -> Params:
-    """The queue, oldest first: the generations ``claim_next`` would take, in its order."""
+    """The pending generations, oldest first (creation time, then id): the order ``claim_next`` takes them in
+    while none has a priority, an owner key or a ``run_after``, not otherwise (docs/queue.md: the claim takes
+    the highest priority first and shares the workers among owner keys)."""
     return {"limit": validate.integer(limit, "limit", 1, validate.MAX_PAGE)}
 
 
