@@ -183,6 +183,7 @@ class AsyncStore(Driver, AsyncOperations):
             generation_id, worker_id, fraction, stage, lease_seconds
         )
         if not (coalescer := progress.coalescer(self)).due(gid, worker, done, label, lease):
+            await self.run(progress.still_running, gid, worker)
             return False
         await self.run(progress.report_progress, gid, worker, done, label, lease_seconds=lease_seconds)
         coalescer.wrote(gid, worker, label, None if (tx := self._joined()) is None else tx.undo)

@@ -162,15 +162,16 @@ class Store(Driver, Operations):
     ) -> bool:
         """Report the progress of a generation ``worker_id`` is processing: ``fraction`` from 0 to 1, and a
         ``stage`` label. Coalesced (``musicstore.ops.progress.Coalescer``): returns whether this report was
-        written. A written report raises Cancelled if the generation was cancelled, LeaseLost if the worker no
-        longer owns it; with ``lease_seconds`` it also extends the lease to at least that long from now, as
-        ``heartbeat`` does (a longer one is kept; without it, the lease the claim or a heartbeat set
-        holds)."""
+        written. A report raises Cancelled if the generation was cancelled, LeaseLost if the worker no longer
+        owns it (one the coalescer drops reads the row to check, without writing); a written one with
+        ``lease_seconds`` also extends the lease to at least that long from now, as ``heartbeat`` does (a
+        longer one is kept; without it, the lease the claim or a heartbeat set holds)."""
         gid, worker, done, label, lease = progress.checked_report(
             generation_id, worker_id, fraction, stage, lease_seconds
         )
         coalescer = progress.coalescer(self)
         if not coalescer.due(gid, worker, done, label, lease):
+            self.run(progress.still_running, gid, worker)
             return False
         self.run(progress.report_progress, gid, worker, done, label, lease_seconds=lease_seconds)
         coalescer.wrote(gid, worker, label, None if (tx := self._local.tx) is None else tx.undo)

@@ -2,10 +2,11 @@
 
 ``report_progress`` writes a worker's fraction and stage on its row, only while the worker still owns it: a
 cancelled job raises ``Cancelled`` and a job taken back raises ``LeaseLost``, so a progress report is also
-where a worker learns to stop. ``Coalescer`` decides in Python, without a read, which reports are written
-(a chatty worker cannot flood the database); the drivers (``Store.report_progress``,
-``AsyncStore.report_progress``) keep one per store. ``queue_position`` counts the pending jobs ahead of one in
-the claim's order and estimates its wait from recent throughput.
+where a worker learns to stop. ``Coalescer`` decides in Python which reports are written (a chatty worker
+cannot flood the database; a dropped report reads the row, ``still_running``, to raise as a written one);
+the drivers (``Store.report_progress``, ``AsyncStore.report_progress``) keep one per store.
+``queue_position`` counts the pending jobs ahead of one in the claim's order and estimates its wait from
+recent throughput.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class Coalescer:
     fraction is 1, or when at least ``interval`` seconds (monotonic clock) passed since the pair's last
     written report (half its lease, for a report that extends a shorter one). Others are dropped.
 
-    Decided in memory, without a read: one coalescer per store, shared by its threads (a dict's operations
+    Decided in memory: one coalescer per store, shared by its threads (a dict's operations
     are atomic; two threads reporting the same pair at once may both write, which is harmless).
     """
 
@@ -190,6 +191,16 @@ def report_progress(
     if (yield Call("report_progress", params)) != 1:
         raise (yield from _explain(gid, "given progress", worker))
     return now
+
+
+@reader
+def still_running(generation_id: str, worker_id: str) -> Steps[None]:
+    """A dropped (coalesced) progress report's check: one primary-key read, no write. Raises as a written
+    report would (Cancelled, LeaseLost, NotFound) unless ``worker_id`` still processes the generation, so
+    that a worker learns of a cancel at its very next report, written or not."""
+    row: Generation | None = yield Call("get_generation", {"id": generation_id}, GENERATION)
+    if row is None or row.status != Status.PROCESSING or row.worker_id != worker_id:
+        raise (yield from _explain(generation_id, "given progress", worker_id))
 
 
 @dataclass(frozen=True, slots=True)
