@@ -5,9 +5,19 @@
 -- updates that row (its triggers) in its own transaction, so the count is exact and two claimers cannot both
 -- take the last free place. The lane's transaction-scoped advisory lock spreads the claimers that rank lanes
 -- (queue_decide, queue_heads) over different lanes.
+-- Every write of a job takes its session's shard of generation_totals (mod(pg_backend_pid(), 16): the first
+-- trigger on generations, generations_count) before its lane's owner_lanes row (the lanes' trigger, after
+-- it), and holds the shard to its commit: a transaction's shard comes before any lane it writes later. A
+-- claim locks its lane's row before its job's UPDATE (whose trigger updates the shard's processing and
+-- pending rows), so it takes those two rows first, in that order (a requeue's trigger's: old status, then
+-- new), before any lane's row or claim lock: claim_fast in its own statement, queue_decide for the claim
+-- that follows it (claim_lane_head, in the same transaction). A claim that held a lane's row and waited for
+-- its shard deadlocked with an enqueue of that lane on the same shard (holding the shard's pending row,
+-- waiting for the lane's), until PostgreSQL broke it after deadlock_timeout (1 s).
 
 -- name: claim_lane_head(worker_id, now, lease_expires_at, owner_key, max_running)^
 -- pending -> processing for the head of one lane no other claimer holds, while the lane stays under its limit.
+-- Run after queue_decide in the same transaction, which took the session's shard of the totals first.
 -- The lane's owner_lanes row is locked first, with a limit or without: the claim's trigger then recomputes the
 -- lane's head without waiting for the row, so from a snapshot taken after every enqueue of the lane before it
 -- committed (a later one waits for this claim, and recomputes the head after it). Without a limit the row was
@@ -74,7 +84,16 @@ WITH lanes AS NOT MATERIALIZED (
 free AS MATERIALIZED (
     SELECT lanes.*, true AS locked
     FROM lanes
-    WHERE lanes.max_running IS NULL OR pg_try_advisory_xact_lock(15, hashtext(lanes.owner_key))
+    WHERE coalesce((
+        SELECT 1 FROM generation_totals AS t
+        WHERE t.status = 'processing' AND t.shard = mod(pg_backend_pid(), 16)
+        FOR NO KEY UPDATE
+    ), 0) + coalesce((
+        SELECT 1 FROM generation_totals AS t
+        WHERE t.status = 'pending' AND t.shard = mod(pg_backend_pid(), 16)
+        FOR NO KEY UPDATE
+    ), 0) >= 0  -- the shard's totals first, then lanes' locks
+      AND (lanes.max_running IS NULL OR pg_try_advisory_xact_lock(15, hashtext(lanes.owner_key)))
     LIMIT 1
 ),
 keyed AS MATERIALIZED (
@@ -184,6 +203,16 @@ WITH claimed AS (
                       ),
                       true
                   )
+                  -- the shard's totals before the lane's row: taken at the first lane with a head
+                  AND CASE WHEN l.head_id IS NOT NULL THEN coalesce((
+                      SELECT 1 FROM generation_totals AS t
+                      WHERE t.status = 'processing' AND t.shard = mod(pg_backend_pid(), 16)
+                      FOR NO KEY UPDATE
+                  ), 0) + coalesce((
+                      SELECT 1 FROM generation_totals AS t
+                      WHERE t.status = 'pending' AND t.shard = mod(pg_backend_pid(), 16)
+                      FOR NO KEY UPDATE
+                  ), 0) >= 0 END
                 ORDER BY l.head_priority DESC, l.running, l.served_at, l.head_created_at, l.head_id
                 LIMIT 1
                 FOR UPDATE OF l SKIP LOCKED
