@@ -20,6 +20,7 @@ from musicstore.queries import load
 from musicstore.urls import resolve
 from tests.test_progress import PROGRESS_INDEXED
 from tests.test_queue_order import QUEUE_INDEXED, QUEUE_OTHER
+from tests.test_queue_position_s28 import POSITION_INDEXED
 from tests.test_web_plans import DASHBOARD_INDEXED, DASHBOARD_TIES_SORTED
 
 WHEN = datetime.max.replace(tzinfo=UTC)  # first pages: the cursor starts after every row
@@ -134,6 +135,7 @@ TIES_SORTED = {"list_generations", "list_generations_by_model", "maintenance_cle
 INDEXED |= DASHBOARD_INDEXED  # the dashboard's and the metrics' reads (tests/test_web_plans.py)
 TIES_SORTED |= DASHBOARD_TIES_SORTED
 INDEXED |= PROGRESS_INDEXED  # queue position and throughput (tests/test_progress.py)
+INDEXED |= POSITION_INDEXED  # the position's bounded throughput (tests/test_queue_position_s28.py)
 # Queries that read nothing but running totals: their plans name no index or table of generations or prompts.
 TOTALS_ONLY = {name for name, (_, index) in INDEXED.items() if index in {None, "model totals", "day totals"}}
 READS_ROWS = re.compile(r"\b(?:on|SCAN|SEARCH)\s+(?:generations|prompts)\b")

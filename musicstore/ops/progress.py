@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from .. import validate
 from ..errors import InvalidInput, NotFound, shown
 from ..ids import check_id
-from ..models import Generation, Status, columns
+from ..models import Generation, Status, columns, to_datetime
 from .jobs import _explain, _later, claim_epoch, lease_of
 from .reads import GENERATION
 from .steps import NOW, Call, Steps, reader, writer
@@ -33,12 +33,17 @@ MAX_STAGE_CHARS = 64
 """The longest stage label (the schema checks it too)."""
 THROUGHPUT_WINDOW_SECONDS = 600.0
 """How far back ``queue_position`` counts completions for its throughput (10 minutes)."""
+THROUGHPUT_SAMPLE = 500
+"""``queue_position``'s throughput reads at most this many completions (plus one): when more completed in its
+window, the rate is that of the latest ones (``QueuePosition``), so its cost does not grow with the service's
+throughput."""
 MAX_AHEAD = 100_000
 """``queue_position`` stops counting the jobs ahead here (``QueuePosition.capped``): at most this many index
 entries are read."""
 _TRACKED = 4_096
 """How many (job, worker) pairs a ``Coalescer`` remembers; the oldest is forgotten first."""
 COUNT = columns("n")
+RECENT = columns("n", "oldest")
 _Entry = tuple[float, str | None, int | None]
 """What a ``Coalescer`` remembers of a pair: when its last report was written, its stage, its claim."""
 
@@ -212,11 +217,13 @@ class QueuePosition:
     waiting for their ``run_after``; None unless it is pending). Other keys' jobs are not counted: the claim
     interleaves the lanes (docs/queue.md), so they add to the wait as the store's throughput is shared.
     ``capped``: the count stopped at ``MAX_AHEAD``.
-    ``completed_per_minute``: completions over the last ``window_seconds``, all lanes. ``eta_seconds``: for a
-    pending generation, (ahead + 1) / that throughput, in whole seconds: when it should be done if its lane
-    had the store's recent throughput to itself (a lower bound while other lanes wait too); for one waiting
-    for its ``run_after``, no less than the time until then plus one job's time (1 / throughput). None
-    without completions in the window, or unless it is pending.
+    ``completed_per_minute``: the store's recent throughput, all lanes: its completions over the last
+    ``window_seconds``, or, when more than ``THROUGHPUT_SAMPLE`` (500) completed in them, the pace of the
+    latest 500 (500 over the time since the completion before them), so that its read stays bounded.
+    ``eta_seconds``: for a pending generation, (ahead + 1) / that throughput, in whole seconds: when it should
+    be done if its lane had the store's recent throughput to itself (a lower bound while other lanes wait
+    too); for one waiting for its ``run_after``, no less than the time until then plus one job's time
+    (1 / throughput). None without completions in the window, or unless it is pending.
     """
 
     generation_id: str
@@ -228,13 +235,28 @@ class QueuePosition:
     eta_seconds: float | None
 
 
+def _throughput(now: datetime, since: datetime, window: float) -> Steps[float]:
+    """Completions per second: those since ``since`` over ``window`` seconds, or, when more than
+    ``THROUGHPUT_SAMPLE`` completed since then, the latest ``THROUGHPUT_SAMPLE`` over the time from the
+    completion before them to ``now`` (one bounded walk of the completed index; if that time is not positive,
+    completion times ahead of this clock, what was read over the window)."""
+    sample = THROUGHPUT_SAMPLE
+    completed, oldest = yield Call("recent_completions", {"since": since, "cap": sample + 1}, RECENT)
+    if completed > sample:
+        span = (now - to_datetime(oldest)).total_seconds()
+        if span > 0:
+            return float(sample / span)
+    return float(completed / window)
+
+
 @reader
 def queue_position(
     generation_id: str, *, window_seconds: float = THROUGHPUT_WINDOW_SECONDS
 ) -> Steps[QueuePosition]:
     """How many pending generations of its lane are ahead of this one and when it should be done at the
-    recent rate (none for a job of a paused key). Index range counts only (the lane's jobs ahead, each row
-    read for its ``run_after``; completions in the window), bounded.
+    recent rate (none for a job of a paused key). Index range counts only, bounded: the lane's jobs ahead
+    (each row read for its ``run_after``), at most ``MAX_AHEAD``; the latest completions, at most
+    ``THROUGHPUT_SAMPLE`` + 1 entries, however busy the store.
     Raises NotFound if there is no such generation.
     """
     gid = check_id(generation_id)
@@ -247,8 +269,7 @@ def queue_position(
         since = now - timedelta(seconds=window)
     except OverflowError:  # a clock in the first days of the year 1: the window starts with the calendar
         since = datetime.min.replace(tzinfo=UTC)
-    completed = (yield Call("count_completed_since", {"since": since}, COUNT))[0]
-    rate = completed / window  # per second
+    rate = yield from _throughput(now, since, window)
     ahead: int | None = None
     capped = False
     eta: float | None = None

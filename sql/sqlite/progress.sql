@@ -1,7 +1,21 @@
--- SQLite's own version of a progress query: its planner, without statistics, prefers the status index's
--- equality to the completed index's range; INDEXED BY names the index that reads only the window's rows.
+-- SQLite's own versions of progress queries (sql/postgres/progress.sql has PostgreSQL's, side by side). Its
+-- planner, without statistics, prefers the status index's equality to the completed index's range; INDEXED BY
+-- names the index that reads only the window's rows.
 
 -- name: count_completed_since(since)^
 -- Completions since a moment: a range of the completed index (migration 0009).
 SELECT count(*) AS n FROM generations INDEXED BY generations_completed_at
 WHERE status = 'completed' AND completed_at >= :since;
+
+-- name: recent_completions(since, cap)^
+-- The throughput behind queue_position's ETA, bounded: the newest completions since a moment, at most cap of
+-- them (n), and the completion time of the oldest of those (oldest, NULL for none). A backward walk of the
+-- completed index from its newest entry, index-only, stopped at cap: its cost does not grow with the
+-- service's throughput.
+SELECT count(*) AS n, min(completed_at) AS oldest FROM (
+    SELECT completed_at FROM generations INDEXED BY generations_completed_at
+    WHERE status = 'completed' AND completed_at >= :since
+    ORDER BY completed_at DESC
+    LIMIT :cap
+) AS recent;
+
