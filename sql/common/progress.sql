@@ -24,17 +24,6 @@ SELECT count(*) AS n FROM (
     LIMIT :cap
 ) AS ahead;
 
--- name: count_lane_before(owner_key, priority, created_at, id, now, cap)^
--- Pending generations of one lane with the same priority, older (then by id), due now: the claim takes them
--- first.
-SELECT count(*) AS n FROM (
-    SELECT 1 FROM generations
-    WHERE coalesce(owner_key, '') = :owner_key AND status = 'pending' AND priority = :priority
-      AND (created_at, id) < (:created_at, :id)
-      AND (run_after IS NULL OR run_after <= :now)
-    LIMIT :cap
-) AS ahead;
-
 -- name: count_completed_since(since)^
 -- Completions since a moment: a range of the completed index (migration 0009).
 SELECT count(*) AS n FROM generations WHERE status = 'completed' AND completed_at >= :since;

@@ -19,3 +19,14 @@ SELECT count(*) AS n, min(completed_at) AS oldest FROM (
     LIMIT :cap
 ) AS recent;
 
+-- name: count_lane_before(owner_key, priority, created_at, id, now, cap)^
+-- Pending generations of one lane with the same priority, older (then by id), due now: the claim takes them
+-- first. A range of the lane index (migration 0008) ending at the job, each entry's row read for its
+-- run_after, stopped at cap.
+SELECT count(*) AS n FROM (
+    SELECT 1 FROM generations
+    WHERE coalesce(owner_key, '') = :owner_key AND status = 'pending' AND priority = :priority
+      AND (created_at, id) < (:created_at, :id)
+      AND (run_after IS NULL OR run_after <= :now)
+    LIMIT :cap
+) AS ahead;
