@@ -229,3 +229,45 @@ def test_postgres_counts_a_jobs_lane_from_its_head_not_every_older_row(postgres_
             read = sum(int(n) for n in re.findall(r"Scan .*on generations.* rows=(\d+) loops", plan))
             removed = sum(int(n) for n in re.findall(r"Rows Removed by \w+ ?\w*: (\d+)", plan))
             assert read <= ahead + 1 and removed <= 10, (ahead, plan)  # the head probe's row, the jobs ahead
+
+
+TYPES = {"owner_key": "text", "priority": "smallint", "created_at": "timestamptz", "id": "text"}
+TYPES |= {"now": "timestamptz", "cap": "bigint"}
+
+
+def test_postgres_generic_plans_of_the_lane_counts_read_the_lane(postgres_url: str) -> None:
+    """The plans PostgreSQL may keep for a statement psycopg prepared (its 5th run on a connection: a generic
+    plan, for any parameters) read the lane, not the table: before, ``count_lane_higher``'s generic plan
+    scanned the whole table (its range ``priority > $2`` taken to hold a third of the rows), as
+    ``count_lane_before``'s did; PostgreSQL keeps a generic plan once the custom plans' estimates cost more
+    (a lane with many jobs of higher priority)."""
+    import psycopg
+
+    queries = load("postgres", "psycopg")
+    with psycopg.connect(postgres_url, autocommit=True) as pg:
+        for statement in LOAD_BACKLOG:
+            pg.execute(statement)
+        gid, created = pg.execute(
+            "SELECT id, created_at FROM generations WHERE status = 'pending' ORDER BY created_at, id LIMIT 1"
+        ).fetchone()  # type: ignore[misc]
+        pg.execute("SET plan_cache_mode = force_generic_plan")
+        params = {"owner_key": "", "priority": 0, "created_at": created, "id": gid, "now": datetime.now(UTC)}
+        for name in ("count_lane_higher", "count_lane_before"):
+            order: list[str] = []
+
+            def number(found: re.Match[str], order: list[str] = order) -> str:
+                if found.group(1) not in order:
+                    order.append(found.group(1))
+                return f"${order.index(found.group(1)) + 1}"
+
+            sql = re.sub(r"%\((\w+)\)s", number, queries[name].sql)
+            types = ", ".join(TYPES[key] for key in order)
+            pg.execute(f"PREPARE generic_{name} ({types}) AS {sql}")
+            args = ", ".join(f"%({key})s::{TYPES[key]}" for key in order)
+            explain = f"EXPLAIN (ANALYZE, COSTS OFF) EXECUTE generic_{name} ({args})"
+            params["cap"] = progress.MAX_AHEAD
+            found = psycopg.ClientCursor(pg).execute(explain, params).fetchall()
+            plan = "\n".join(row[0] for row in found)
+            assert "$1" in plan and "Seq Scan" not in plan, (name, plan)  # generic, and no scan of the table
+            removed = sum(int(n) for n in re.findall(r"Rows Removed by \w+ ?\w*: (\d+)", plan))
+            assert removed <= 10, (name, plan)
