@@ -8,8 +8,8 @@ import functools
 import numpy as np
 from numpy.typing import NDArray
 
-from musicstore.audio.arrays import mapped_empty
-from musicstore.audio.far_spectra import _lowpass, _transform_size
+from musicstore.audio.arrays import mapped_empty, mapped_zeros
+from musicstore.audio.far_spectra import _lowpass, _rfft_in_place, _transform_size
 
 BLOCK = 32  # samples per block when deciding where to interpolate (≥ the reach of every filter)
 NEAR_FLAT = 8  # the split window w is 1 up to here (samples) ...
@@ -121,3 +121,21 @@ def split_window(d: NDArray[np.float64]) -> NDArray[np.float64]:
     )
     window: NDArray[np.float64] = np.where(a <= NEAR_FLAT, 1.0, taper)
     return window
+
+
+def odd_spectrum(first: int, last: int, step: int, size: int) -> NDArray[np.float32]:
+    """The far kernel's spectrum for :func:`~musicstore.audio.far_spectra.odd_kernel`'s sizes, its taps
+    laid circularly (lag ``l`` at ``l mod size``, lags ``-reach..reach``): its imaginary parts, ``size // 2 +
+    1`` float32 (the spectrum is ``1j`` times them; its real parts are zero, the taps ``1 / lag`` and the
+    taper's ``(1 - w(d)) / d`` being odd, exactly so in float32). One buffer of the transform's size while it
+    is made, half of one kept."""
+    reach = max(-first, last)
+    bins = size // 2 + 1
+    buffer = mapped_zeros(bins, np.complex64)
+    real = buffer.view(np.float32)
+    _far_taps(0, reach, step, out=real[: reach + 1])  # lag l at l mod size
+    _far_taps(-reach, -1, step, out=real[size - reach : size])
+    _rfft_in_place(buffer, size)
+    spectrum = mapped_empty(bins, np.float32)
+    spectrum[:] = buffer.imag
+    return spectrum

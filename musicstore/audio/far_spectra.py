@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 from scipy import fftpack as sp_fftpack
 from scipy.signal import firwin
 
-from musicstore.audio.arrays import mapped_empty
+from musicstore.audio.arrays import mapped_empty, mapped_zeros
 
 _LOWPASS_TAPS = 4  # per grid step, each side, of the far part's anti-alias filter
 _CUTOFF = 1.0  # its cut-off, in the decimated grid's Nyquist
@@ -86,3 +86,48 @@ def _lowpass_response(step: int, size: int) -> NDArray[np.float32]:
             previous, current = current, 2 * one * current - previous
         response[begin : begin + part.shape[0]] = part
     return response
+
+
+# transform sizes from which the far kernel's spectrum is held as its imaginary parts alone (half its bytes):
+# a 30 s clip's far part at 32 kHz and longer, where the spectrum counts at the far part's peak
+ODD_FROM = 1 << 18
+_ODD_CHUNK = 1 << 16  # bins at a time of the product with an odd kernel's spectrum
+
+
+def odd_kernel(first: int, last: int, size: int) -> bool:
+    """Whether the far kernel of lags ``first..last`` is transformed as an odd sequence of ``size`` points
+    (lags ``-reach..reach`` laid circularly, lag ``l`` at ``l mod size``; its spectrum imaginary): from
+    :data:`ODD_FROM` points, where the transform has room for both signs of the longer side's lags."""
+    return size >= ODD_FROM and size > 2 * max(-first, last)
+
+
+def times_odd(spectrum: NDArray[np.complex64], odd: NDArray[np.float32]) -> None:
+    """``spectrum *= 1j * odd`` in place, a chunk at a time (no full-length complex temporary)."""
+    for begin in range(0, spectrum.shape[0], _ODD_CHUNK):
+        part = spectrum[begin : begin + _ODD_CHUNK]
+        part *= 1j * odd[begin : begin + _ODD_CHUNK]
+
+
+def odd_inverse(odd: NDArray[np.float32], size: int) -> NDArray[np.float32]:
+    """The odd kernel's taps (over the anti-alias response) again: ``irfft(1j * odd, size)``, lag ``l`` at
+    ``l mod size``, in a buffer of its own (``size`` float32 of it)."""
+    buffer = mapped_zeros(odd.shape[0], np.complex64)
+    buffer.imag = odd
+    return _irfft_in_place(buffer, size)
+
+
+def circular_at(
+    values: NDArray[np.float32], begin: int, count: int, *, out: NDArray[np.float32] | None = None
+) -> NDArray[np.float32]:
+    """``count`` values of the circular sequence ``values`` from index ``begin`` on (negative: from the end),
+    into ``out`` (else a view where they do not wrap, or an array of their own)."""
+    size = values.shape[0]
+    begin %= size
+    if out is None and begin + count <= size:
+        return values[begin : begin + count]
+    if out is None:
+        out = mapped_empty(count, np.float32)
+    head = min(count, size - begin)
+    out[:head] = values[begin : begin + head]
+    out[head:] = values[: count - head]
+    return out

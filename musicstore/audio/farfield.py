@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import mmap
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -38,6 +39,7 @@ from musicstore.audio.far_grid import (
     _far_weights,
     _transform_key,
     far_kernel,
+    odd_spectrum,
     split_window,
 )
 from musicstore.audio.far_spectra import (
@@ -46,6 +48,10 @@ from musicstore.audio.far_spectra import (
     _lowpass_response,
     _rfft_in_place,
     _transform_size,
+    circular_at,
+    odd_inverse,
+    odd_kernel,
+    times_odd,
 )
 from musicstore.audio.kernel_pieces import _MOMENTS, _PIECE, _Kernel
 from musicstore.audio.looped import (
@@ -98,10 +104,14 @@ class FarField:
         count = -(-samples // step)  # points of z's decimated low band, at 0, step, 2 step, ...
         start = _GRID_START
         _, stop, _, size = key = _transform_key(samples)  # the kernel covers lags key[0]..stop
-        spectrum_of_kernel: NDArray[np.complex64] | None = _SPECTRA.get(key)
+        spectrum_of_kernel: _Spectrum | None = _SPECTRA.get(key)
         owned = False  # a spectrum made here and cached nowhere: transformed in place when the kernel is made
         if spectrum_of_kernel is None:
             spectrum_of_kernel, owned = _new_far_spectrum(*key, keep=keep)
+        cached = _SPECTRA.get(key) is not None
+        odd = spectrum_of_kernel.dtype == np.float32
+        if odd and (kernel or not cached):  # made beside the odd spectrum alone (its inverse: a buffer more)
+            _far_kernel(*key, spectrum_of_kernel, owned=owned, forget=False)  # the plan: used next
         grid = np.empty((channels, stop - start + 1), dtype=np.float32)
         copies = np.empty((channels, _COPY_NODES))
         for c in range(channels):  # a channel at a time, in float32, in one buffer of the spectrum's size
@@ -111,11 +121,14 @@ class FarField:
             copies[c] = _node_weights(_clip_moments(audio[c], padded[:count], step))
             del padded
             _rfft_in_place(spectrum, size)
-            spectrum *= spectrum_of_kernel
-            grid[c] = _irfft_in_place(spectrum, size)[count - 1 : count + stop - start]
+            if odd:  # an odd kernel's spectrum, its taps laid circularly: G(t) at t mod size
+                times_odd(spectrum, cast("NDArray[np.float32]", spectrum_of_kernel))
+                circular_at(_irfft_in_place(spectrum, size), start, stop - start + 1, out=grid[c])
+            else:
+                spectrum *= spectrum_of_kernel
+                grid[c] = _irfft_in_place(spectrum, size)[count - 1 : count + stop - start]
             del spectrum
-        cached = _SPECTRA.get(key) is not None
-        if kernel or not cached:
+        if not odd and (kernel or not cached):
             # the kernel a limiter's output needs (small) made while the spectrum is at hand, not from a
             # second transform later, when the limiter holds more
             _far_kernel(*key, spectrum_of_kernel, owned=owned)
@@ -223,24 +236,32 @@ _KERNELS = _BoundedCache(4, CACHE_BYTES)
 _MISSES = _Misses()
 
 
-def _far_spectrum(first: int, last: int, step: int, size: int, *, keep: bool = True) -> NDArray[np.complex64]:
+# a far kernel's spectrum: complex64, or float32 where it is odd (:func:`odd_kernel`: its imaginary parts)
+_Spectrum = NDArray[np.complex64] | NDArray[np.float32]
+
+
+def _far_spectrum(first: int, last: int, step: int, size: int, *, keep: bool = True) -> _Spectrum:
     """The FFT of :func:`_far_taps` over the anti-alias filter's response (undoing its passband), kept for
     the next clip of the same length (and its re-checks) where it fits in :data:`CACHE_BYTES` and ``keep``
-    (else counted for :func:`keep_spectrum`)."""
-    cached: NDArray[np.complex64] | None = _SPECTRA.get((first, last, step, size))
+    (else counted for :func:`keep_spectrum`). From :data:`~musicstore.audio.far_spectra.ODD_FROM` points,
+    the odd kernel's imaginary parts (:func:`~musicstore.audio.far_grid.odd_spectrum`): half the bytes."""
+    cached: _Spectrum | None = _SPECTRA.get((first, last, step, size))
     if cached is not None:
         return cached
     return _new_far_spectrum(first, last, step, size, keep=keep)[0]
 
 
-def _new_far_spectrum(
-    first: int, last: int, step: int, size: int, *, keep: bool
-) -> tuple[NDArray[np.complex64], bool]:
+def _new_far_spectrum(first: int, last: int, step: int, size: int, *, keep: bool) -> tuple[_Spectrum, bool]:
     """:func:`_far_spectrum` made afresh, and whether it is the caller's own: not cached (nobody else holds
     it), its buffer free to be transformed in place at its last use."""
-    spectrum = mapped_zeros(size // 2 + 1, np.complex64)  # the taps zero-padded, transformed in place
-    _far_taps(first, last, step, out=spectrum.view(np.float32)[: last - first + 1])
-    _rfft_in_place(spectrum, size)
+    spectrum: _Spectrum
+    if odd_kernel(first, last, size):
+        spectrum = odd_spectrum(first, last, step, size)
+    else:
+        full: NDArray[np.complex64] = mapped_zeros(size // 2 + 1, np.complex64)  # transformed in place
+        _far_taps(first, last, step, out=full.view(np.float32)[: last - first + 1])  # the taps zero-padded
+        _rfft_in_place(full, size)
+        spectrum = full
     spectrum /= _lowpass_response(step, size)
     spectrum.flags.writeable = False
     key = (first, last, step, size)
@@ -251,15 +272,14 @@ def _new_far_spectrum(
     return spectrum, not _SPECTRA.put(key, spectrum, spectrum.nbytes)
 
 
-def _outside_heap(array: NDArray[np.complex64]) -> NDArray[np.complex64]:
+def _outside_heap(array: _Spectrum) -> _Spectrum:
     """A read-only copy of ``array`` in an anonymous memory mapping of its own, not in the allocator's heap,
     for a cached spectrum: made after an export's large buffers were freed (glibc's mmap threshold then
     stands at their size), a heap block that lives on pins the freed memory around it, which the next
     exports reuse only in part (a worker's resident high-water over several 30 s exports 2.3-2.9x the clip,
     2.1-2.6x in a mapping of its own)."""
     mapping = mmap.mmap(-1, max(array.nbytes, 1))
-    copy: NDArray[np.complex64] = np.frombuffer(mapping, dtype=array.dtype, count=array.size)
-    copy = copy.reshape(array.shape)
+    copy = cast("_Spectrum", np.frombuffer(mapping, dtype=array.dtype, count=array.size).reshape(array.shape))
     copy[...] = array
     copy.flags.writeable = False
     return copy
@@ -285,6 +305,9 @@ def keep_spectrum(samples: int, *, now: bool = False) -> None:
 
 _NEAR = 128  # grid steps within which a piece is summed with the kernel itself, beyond by its moments
 _KERNEL_DEVIATION = 1e-6  # the largest |k - 1 / lag| beyond _NEAR for which pieces act by their moments
+# lags at a time of the kernel's deviation (float64 temporaries of 128 KiB: a long clip's kernel is made
+# beside the far part's transforms, whose peak the allocator's heap would keep them on)
+_DEVIATION_CHUNK = 1 << 14
 
 
 def _far_kernel(
@@ -292,9 +315,10 @@ def _far_kernel(
     last: int,
     step: int,
     size: int,
-    spectrum: NDArray[np.complex64] | None = None,
+    spectrum: _Spectrum | None = None,
     *,
     owned: bool = False,
+    forget: bool = True,
 ) -> _Kernel:
     """The clip's far kernel (see :class:`_Kernel`), kept for the next clip of the same length where it fits
     in :data:`CACHE_BYTES`. ``spectrum``: :func:`_far_spectrum`'s, where the caller holds it (``owned``: its
@@ -304,7 +328,8 @@ def _far_kernel(
     if cached is None:
         cached = _make_far_kernel(first, last, step, size, spectrum, owned=owned)
         _KERNELS.put(key, cached, cached.taps.nbytes + cached.beyond.nbytes)
-        _forget_plan(size)
+        if forget:
+            _forget_plan(size)
     return cached
 
 
@@ -333,29 +358,37 @@ def _forget_plan(size: int, *, always: bool = False) -> None:
 
 
 def _make_far_kernel(
-    first: int, last: int, step: int, size: int, spectrum: NDArray[np.complex64] | None, *, owned: bool
+    first: int, last: int, step: int, size: int, spectrum: _Spectrum | None, *, owned: bool
 ) -> _Kernel:
     length = last - first + 1
     if spectrum is None:
         spectrum = _SPECTRA.get((first, last, step, size))
         if spectrum is None:
             spectrum, owned = _new_far_spectrum(first, last, step, size, keep=True)
-    if owned:
-        spectrum.flags.writeable = True  # nobody else's (read-only as made)
-    taps = _irfft_in_place(spectrum if owned else spectrum.copy(), size)[:length]  # lag - first
+    if spectrum.dtype == np.float32:  # an odd kernel's: lag l at l mod size
+        values, origin = odd_inverse(cast("NDArray[np.float32]", spectrum), size), 0
+    else:  # lag l at l - first
+        if owned:
+            spectrum.flags.writeable = True  # nobody else's (read-only as made)
+        full = cast("NDArray[np.complex64]", spectrum)
+        values, origin = _irfft_in_place(full if owned else full.copy(), size), first
     del spectrum
+
+    def taps(lag: int, count: int) -> NDArray[np.float32]:  # of lags lag .. lag + count - 1
+        return circular_at(values, lag - origin, count)
+
     reach = max(-first, last)
     deviation = 0.0  # where the moments or 1 / lag stand for the kernel: |lag| >= _NEAR - _PIECE / 2
-    for begin in range(0, length, 1 << 16):
-        lags = np.arange(first + begin, first + min(begin + (1 << 16), length), dtype=np.float64)
+    for begin in range(0, length, _DEVIATION_CHUNK):
+        lags = np.arange(first + begin, first + min(begin + _DEVIATION_CHUNK, length), dtype=np.float64)
         far = np.abs(lags) >= _NEAR - _PIECE / 2
-        part = taps[begin : begin + lags.shape[0]][far] - 1.0 / lags[far]
+        part = taps(first + begin, lags.shape[0])[far] - 1.0 / lags[far]
         deviation = max(deviation, float(np.abs(part).max(initial=0.0)))
     bent = deviation > _KERNEL_DEVIATION  # short clips: the transform's wrap bends the kernel; keep it all
     window = reach if bent else min(reach, 2 * _NEAR)
     kept = np.zeros(2 * window + 1 + 2 * _PIECE, dtype=np.float32)
     lo, hi = max(first, -window), min(last, window)
-    kept[lo + window + _PIECE : hi + window + _PIECE + 1] = taps[lo - first : hi - first + 1]
+    kept[lo + window + _PIECE : hi + window + _PIECE + 1] = taps(lo, hi - lo + 1)
     kept.flags.writeable = False
     by_distance = np.maximum(np.abs(kept[window + _PIECE :]), np.abs(kept[window + _PIECE :: -1]))
     beyond = np.maximum.accumulate(by_distance[: window + 1][::-1])[::-1].copy()
