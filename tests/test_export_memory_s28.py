@@ -1,10 +1,11 @@
 """Session 28, a mono export's memory: the far kernel's spectrum held as its imaginary parts alone (the kernel
 is odd: its taps laid circularly have an imaginary spectrum), half the bytes beside the clip's transform; the
 far part the same as the float64 convolution to float32 rounding, and its kernel the same as from the full
-complex spectrum."""
+complex spectrum. The limiter's region-sized buffers in mappings of their own."""
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator
 
 import numpy as np
@@ -15,6 +16,7 @@ from musicstore.audio.far_grid import _GRID_START, _decimated_low_band, _far_tap
 from musicstore.audio.far_spectra import ODD_FROM, _lowpass_response, odd_kernel
 from musicstore.audio.farfield import FarField
 from musicstore.audio.kernel_pieces import _PIECE
+from musicstore.audio.limiter_gain import region_buffer
 
 
 @pytest.fixture(autouse=True)
@@ -102,3 +104,23 @@ def test_the_kernel_from_the_odd_spectrum_is_the_taps() -> None:
     kept = kernel.taps[_PIECE : _PIECE + 2 * window + 1]
     assert first == first_lag
     assert np.abs(kept - expected).max() <= 1e-6 * np.abs(expected).max()
+
+
+def test_the_limiters_region_buffers_are_mapped_apart_from_256_kib() -> None:
+    """The search's and the output's region-sized buffers (the curve's two, the difference and the limited
+    samples) are made in mappings of their own from 256 KiB (not in the allocator's heap, whose extent it
+    keeps resident through the output's check), as numpy arrays below it; writable, of the shape asked."""
+
+    def owner(array: np.ndarray) -> object:
+        base: object = array
+        while isinstance(base, np.ndarray | memoryview):
+            base = base.base if isinstance(base, np.ndarray) else base.obj
+        return base
+
+    small = region_buffer(1000)
+    assert small.dtype == np.float32 and small.shape == (1000,) and owner(small) is None
+    large = region_buffer((2, 1 << 16))
+    assert large.dtype == np.float32 and large.shape == (2, 1 << 16)
+    assert isinstance(owner(large), mmap.mmap)
+    large[:] = 1.0
+    assert float(large.sum()) == 2 * (1 << 16)

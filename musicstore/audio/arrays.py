@@ -36,28 +36,33 @@ _MAP_FLAGS = (
 _INT_KINDS = frozenset({"i", "u"})
 
 
-def mapped_empty(shape: int | tuple[int, ...], dtype: type[np.generic] | np.dtype[Any]) -> NDArray[Any]:
+def mapped_empty(
+    shape: int | tuple[int, ...], dtype: type[np.generic] | np.dtype[Any], *, least: int = MAPPED_FROM
+) -> NDArray[Any]:
     """``np.empty(shape, dtype)`` in an anonymous memory mapping of its own where it is ``MAPPED_FROM`` bytes
     or more, for a temporary made beside the export's largest buffers: not in the allocator's heap, which
     would keep its memory resident once it is freed (glibc's mmap threshold rises to the size of the largest
     block it has given back, up to 32 MiB: after pocketfft's transform buffers every smaller array is made
     in the heap), but given back to the system as soon as it is freed. Its pages are made with it (resident
     at once): for arrays written whole as soon as they are made."""
-    return _mapped(shape, dtype, np.empty)
+    return _mapped(shape, dtype, np.empty, least)
 
 
 def mapped_zeros(shape: int | tuple[int, ...], dtype: type[np.generic] | np.dtype[Any]) -> NDArray[Any]:
     """``np.zeros(shape, dtype)`` as :func:`mapped_empty` makes it (a fresh mapping reads zeros)."""
-    return _mapped(shape, dtype, np.zeros)
+    return _mapped(shape, dtype, np.zeros, MAPPED_FROM)
 
 
 def _mapped(
-    shape: int | tuple[int, ...], dtype: type[np.generic] | np.dtype[Any], small: Callable[..., NDArray[Any]]
+    shape: int | tuple[int, ...],
+    dtype: type[np.generic] | np.dtype[Any],
+    small: Callable[..., NDArray[Any]],
+    least: int,
 ) -> NDArray[Any]:
     dims = (shape,) if isinstance(shape, int) else shape
     kind = np.dtype(dtype)
     count = math.prod(dims)
-    if _MAP_FLAGS is None or count * kind.itemsize < MAPPED_FROM:
+    if _MAP_FLAGS is None or count * kind.itemsize < least:
         made: NDArray[Any] = small(dims, dtype=kind)
         return made
     mapping = mmap.mmap(-1, count * kind.itemsize, flags=_MAP_FLAGS)

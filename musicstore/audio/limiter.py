@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from musicstore.audio.farfield import FarField, Rows
 from musicstore.audio.limited_far import LimitedFarField
 from musicstore.audio.limiter_curve import _box_filter, _minimum_filter, _Shape
-from musicstore.audio.limiter_gain import AIM_LU, _predict, _reduction, _search, _static
+from musicstore.audio.limiter_gain import AIM_LU, _predict, _reduction, _search, _static, region_buffer
 from musicstore.audio.limiter_region import (
     Leveled,
     LimiterSettings,
@@ -379,13 +379,16 @@ class _Limiter:
         self.trimmed = False
         out: NDArray[np.float32] | None = None
         for _ in range(8):
-            g = self.shape.curve(region.need, gain, self.aim)
+            need = region.need.shape[0]
+            g = self.shape.curve(region.need, gain, self.aim, (region_buffer(need), region_buffer(need)))
             reduction = _reduction(g, x.shape[1])
             # the region's samples of gain * x (as out holds them before the curve) made again each time, less
             # the curved ones: the difference, for the output's far part
-            difference = x[:, region.index]
+            difference = region_buffer((x.shape[0], need))
+            np.take(x, region.index, axis=1, out=difference)
             difference *= np.float32(gain)
-            limited = difference * g
+            limited = region_buffer((x.shape[0], need))
+            np.multiply(difference, g, out=limited)
             del g
             difference -= limited
             changed = _spans(region)

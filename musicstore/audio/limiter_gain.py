@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 from numpy.typing import NDArray
 
+from musicstore.audio.arrays import mapped_empty
 from musicstore.audio.limiter_region import Leveled, _Region
 from musicstore.audio.loudness import BlockPower, gated_loudness
 from musicstore.audio.truepeak import PeakMap, from_db, refined_peak, to_db
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 AIM_LU = 0.005  # how close the prediction is driven to the target
 _REDUCTION_EPS = from_db(-0.01)
+_MAPPED_BUFFERS = 1 << 18  # bytes from which the search's curve buffers are mapped apart
 
 
 def _predict(
@@ -57,7 +59,7 @@ def _search(
     ``aim_lu`` of it ends the search) and its predicted loudness (its curve is not kept: memory)."""
     gain = min(start, upper)
     best: tuple[float, float, float] | None = None
-    buffers = (np.empty_like(region.need), np.empty_like(region.need))
+    buffers = (region_buffer(region.need.shape), region_buffer(region.need.shape))
     for _ in range(12):
         predicted = _predict(blocks, base, region, gain, shape.curve(region.need, gain, ceiling, buffers))
         error = target - predicted
@@ -71,6 +73,15 @@ def _search(
         gain = following
     assert best is not None
     return best[1], best[2]
+
+
+def region_buffer(shape: int | tuple[int, ...]) -> NDArray[np.float32]:
+    """A float32 buffer of the region's size (the curve's, its difference's) for the search and the output's
+    making: in a mapping of its own from 256 KiB. Made in the allocator's heap, these buffers set its extent
+    (glibc's mmap threshold stands at the far part's transform size by then), and the heap keeps that extent
+    resident through the output's check, under the output."""
+    buffer: NDArray[np.float32] = mapped_empty(shape, np.float32, least=_MAPPED_BUFFERS)
+    return buffer
 
 
 def _static(
