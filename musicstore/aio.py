@@ -66,9 +66,10 @@ class AsyncStore(Driver, AsyncOperations):
     each operation borrows a connection of its own (aiosqlite: an idle one or a new one; PostgreSQL: from an
     ``AsyncConnectionPool`` of at most ``pool_size``).
 
-    Open it with ``AsyncStore.open(url, ...)``, which checks the schema (``migrate=True`` applies pending
-    migrations first); the constructor alone does no I/O and no check. ``busy_timeout``, ``clock`` and
-    ``pool_size`` mean what they mean for ``Store``.
+    Open it with ``AsyncStore.open(url, ...)``, which checks the schema as ``Store(url)`` does
+    (``migrate=True`` applies pending migrations first). The constructor alone does no I/O: a store used
+    without ``open()`` (``async with AsyncStore(url)``) makes the same check at its first operation, once
+    (``_first_use``). ``busy_timeout``, ``clock`` and ``pool_size`` mean what they mean for ``Store``.
     """
 
     def __init__(
@@ -85,6 +86,8 @@ class AsyncStore(Driver, AsyncOperations):
         self._direct: dict[Operation[Any, Any], Callable[..., Any]] = {}
         self._claims: set[asyncio.Future[None]] = set()  # in flight (``_claim``): ``close`` waits for them
         self._busy_timeout = busy_timeout
+        self._checked = False  # the schema check passed (``_first_use``): the one test each operation makes
+        self._checking: tuple[asyncio.Future[None], asyncio.Task[Any] | None] | None = None  # (its end, task)
 
     @classmethod
     def open(
@@ -109,14 +112,49 @@ class AsyncStore(Driver, AsyncOperations):
                 from .migrate import migrate as apply_migrations
 
                 await asyncio.to_thread(apply_migrations, self.url.url)
-            else:
-                refuse_missing_file(self.url)
-            check_schema(self.url.masked, await self.run(ops.applied_migrations))
-            if self.clock is utcnow and self._connector.dialect == "postgres":  # hosts share it: same clocks?
-                warn_skew(self.url.masked, await self.run(ops.server_clock_offset))
+            await self._first_use()
         except BaseException:
             await self.close()
             raise
+
+    async def _first_use(self) -> None:
+        """The check ``Store(url)`` makes as it opens (``_check``), made by ``open()`` or else by the first
+        operation (``_connection``, a direct read, a wait), once: the tasks that make their first calls
+        together wait for the one check and raise its error. A check that failed (or whose task was
+        cancelled) is made again by the next call: the database may be migrated meanwhile. Before, a store
+        used without ``open()`` checked nothing: its operations wrote to a database that lacked migrations,
+        or one a later musicstore migrated, without a word. Once passed, each operation pays one attribute
+        test (``_checked``)."""
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        while not self._checked:
+            if (checking := self._checking) is not None:
+                if checking[1] is task:
+                    return  # the check's own queries
+                if checking[0].get_loop() is loop and not checking[0].done():
+                    await asyncio.shield(checking[0])  # another task's check: its error is this call's
+                    continue
+            ended: asyncio.Future[None] = loop.create_future()
+            self._checking = (ended, task)
+            try:
+                await self._check()
+            except Exception as exc:
+                ended.set_exception(exc)
+                ended.exception()  # retrieved: no task may be waiting for it
+                raise
+            finally:
+                self._checking = None
+                if not ended.done():  # passed, or cancelled: a waiting task makes it in its place
+                    ended.set_result(None)
+
+    async def _check(self) -> None:
+        """What ``Store(url)`` checks: the SQLite file there and migrated (``refuse_missing_file``), every
+        migration shipped applied and none of a later version (``check_schema``), the PostgreSQL server's
+        clock (``warn_skew``). Two queries on PostgreSQL, one on SQLite."""
+        refuse_missing_file(self.url)
+        check_schema(self.url.masked, await self.run(ops.applied_migrations))
+        if self.clock is utcnow and self._connector.dialect == "postgres":  # hosts share it: same clocks?
+            warn_skew(self.url.masked, await self.run(ops.server_clock_offset))
+        self._checked = True
 
     def __repr__(self) -> str:
         return f"AsyncStore({self.url.masked!r})"
@@ -149,6 +187,8 @@ class AsyncStore(Driver, AsyncOperations):
             return await self.run(ops.claim_next, worker_id, **options)
         seconds = waiting.seconds(wait, "wait")
         waiting.outside_transaction(self, "claim_next(wait=...)")
+        if not self._checked:  # before the wait's listener connects
+            await self._first_use()
         plan = waiting.plan(seconds, waiting.claimed)
         return await waiting.wait_async(
             self, waiting.claiming(options), plan, lambda: self.run(ops.claim_next, worker_id, **options)
@@ -159,6 +199,8 @@ class AsyncStore(Driver, AsyncOperations):
         ``waiting.WAIT_FOR_SECONDS``: until it finishes)."""
         seconds = waiting.seconds(timeout, "timeout")
         waiting.outside_transaction(self, "wait_for")
+        if not self._checked:  # before the wait's listener connects
+            await self._first_use()
 
         async def read() -> Generation:
             found = await self.run(ops.get_generation, generation_id)
@@ -212,6 +254,8 @@ class AsyncStore(Driver, AsyncOperations):
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
+        if not self._checked:
+            await self._first_use()
         with self._translating:
             conn = await self._connector.acquire()
         try:
@@ -355,6 +399,8 @@ def _direct_read(store: AsyncStore, op: Operation[P, T]) -> Callable[P, Coroutin
         if _open_transactions.get() and joined() is not None:
             return await run(op, *args, **kwargs)
         query, params, rows, finish = prepare(*args, **kwargs)
+        if not store._checked:
+            await store._first_use()
         with translating:
             conn = await connector.acquire()
             try:

@@ -6,9 +6,14 @@ connector for a URL (``sync_connector``, ``async_connector``) and what ``AsyncSt
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import re
+import sys
 import warnings
 from collections.abc import Generator
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ..backends.sqlite import MISSING_REMEDY, refuse_unmigrated
@@ -40,7 +45,7 @@ def check_schema(url: str, applied: set[str]) -> None:
                 "musicstore migrated it, and this version's answers there can be wrong; upgrade every "
                 "process that opens the database"
             ),
-            stacklevel=3,
+            stacklevel=_caller_level(),
         )
 
 
@@ -67,8 +72,30 @@ def warn_skew(url: str, offset: float) -> None:
             "sharing the database take back each other's live jobs (or see leases run out early) by that "
             "much; synchronise the clocks (NTP), and keep lease_seconds well above the worst difference"
         ),
-        stacklevel=3,
+        stacklevel=_caller_level(),
     )
+
+
+_INSIDE = (
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,  # musicstore
+    os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep,
+    os.path.abspath(contextlib.__file__),
+)
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of ``check_schema``'s and ``warn_skew``'s warnings: the first frame outside
+    musicstore (and asyncio, contextlib), so that a warning points at the line that opened the store:
+    ``Store(url)``, or an ``AsyncStore``'s first operation, several frames down (``AsyncStore._first_use``).
+    3 (their caller's caller) where every frame is inside."""
+    try:
+        frame: FrameType | None = sys._getframe(3)
+    except ValueError:  # a shallower stack
+        return 3
+    level = 3
+    while frame is not None and frame.f_code.co_filename.startswith(_INSIDE):
+        frame, level = frame.f_back, level + 1
+    return 3 if frame is None else level
 
 
 def async_connector(target: DatabaseURL, *, busy_timeout: float, pool_size: int) -> Any:
