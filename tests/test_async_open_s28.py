@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
+import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 
 from musicstore import AsyncStore, Store, migrate
 from musicstore.drivers import opening
-from musicstore.errors import MigrationError, NewerSchemaWarning
+from musicstore.errors import DatabaseError, MigrationError, NewerSchemaWarning
 from musicstore.migrate import shipped_migrations
 from musicstore.urls import resolve
 
@@ -275,3 +277,123 @@ def test_a_first_call_on_a_migrated_database_works(db_url: str) -> None:
         if name not in ("wait_for", "report_progress"):
             _first(db_url, first)
     assert _first(db_url, FIRST_USES["a read"], bare=True) == 1
+
+
+# --- psycopg_pool's warnings on a connection a store's pool could not make ----------------------------------
+
+SECRET = "s3cret-pool-pw"
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pool_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name.startswith("psycopg")]
+
+
+def _shown(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(caplog.text.splitlines() + [record.getMessage() for record in caplog.records])
+
+
+@pytest.mark.parametrize("how", ["Store", "AsyncStore.open", "AsyncStore"])
+def test_a_store_on_a_closed_port_raises_one_typed_error_and_logs_no_warning(
+    caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """psycopg_pool logged a WARNING for each try of its pool to connect (two to four at each failed open:
+    'error connecting in 'pool-1': connection failed: ...'), on top of the DatabaseError the store raised;
+    with no logging configured, Python's last-resort handler printed them on stderr. They are DEBUG records
+    now; no record shows the password."""
+    pytest.importorskip("psycopg_pool")
+    url = f"postgresql://bob:{SECRET}@127.0.0.1:{_closed_port()}/db"
+    caplog.set_level(logging.DEBUG)
+
+    async def main() -> None:
+        if how == "AsyncStore.open":
+            async with AsyncStore.open(url, busy_timeout=0.5):
+                pass
+        else:
+            async with AsyncStore(url, busy_timeout=0.5) as store:
+                await store.count_generations()
+
+    with pytest.raises(DatabaseError, match="cannot connect to the database") as raised:
+        if how == "Store":
+            Store(url, busy_timeout=0.5)
+        else:
+            asyncio.run(main())
+    assert SECRET not in str(raised.value)
+    time.sleep(1.5)  # the pool's own tries go on a while in its threads (sync) until closed
+    assert [r.getMessage() for r in _pool_records(caplog) if r.levelno >= logging.WARNING] == []
+    assert SECRET not in _shown(caplog)
+
+
+def test_the_pools_failures_are_debug_records_masked(caplog: pytest.LogCaptureFixture) -> None:
+    """Shown at DEBUG (``logging.getLogger("psycopg").setLevel(logging.DEBUG)``), masked: a host name that
+    holds the password is quoted by libpq."""
+    pytest.importorskip("psycopg_pool")
+    url = f"postgresql://bob:{SECRET}@{SECRET}.invalid/db"
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="psycopg")
+    with pytest.raises(DatabaseError, match="cannot connect"):
+        Store(url, busy_timeout=0.5)
+    failures = [r for r in _pool_records(caplog) if "error connecting" in r.getMessage()]
+    assert failures and {r.levelname for r in failures} == {"DEBUG"}
+    assert SECRET not in _shown(caplog)
+
+
+def test_another_pools_warnings_are_left_alone(caplog: pytest.LogCaptureFixture) -> None:
+    """Only the store's own pools are quieted: an application's pool of its own logs as psycopg_pool does."""
+    psycopg_pool = pytest.importorskip("psycopg_pool")
+    import musicstore.backends.postgres  # noqa: F401  # quiets the store's pools
+
+    caplog.set_level(logging.WARNING)
+    pool = psycopg_pool.ConnectionPool(
+        f"postgresql://bob@127.0.0.1:{_closed_port()}/db", min_size=1, open=False, name="theirs"
+    )
+    with pytest.raises(psycopg_pool.PoolTimeout):
+        pool.open(wait=True, timeout=0.5)
+    pool.close()
+    assert any("error connecting in 'theirs'" in r.getMessage() for r in _pool_records(caplog))
+
+
+def test_a_server_stopped_mid_use_raises_typed_errors_and_logs_no_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server that stops while a Store and an AsyncStore are open: each operation raises DatabaseError; the
+    pools' 'discarding closed connection', 'discarding broken connection' and 'error connecting' records
+    were WARNINGs, several per operation."""
+    pytest.importorskip("psycopg_pool")
+    from musicstore.testing import _pgserver
+
+    if _pgserver.find_bindir() is None:
+        pytest.skip("needs PostgreSQL's server binaries")
+    server = _pgserver.start()
+    try:
+        server.admin("CREATE DATABASE stopped")
+        url = server.url("stopped").replace("musicstore@", f"musicstore:{SECRET}@")
+        migrate(url)
+        caplog.set_level(logging.DEBUG)
+        store = Store(url, busy_timeout=0.5)
+        loop = asyncio.new_event_loop()
+        try:
+            astore = loop.run_until_complete(AsyncStore.open(url, busy_timeout=0.5))
+            assert store.count_generations() == loop.run_until_complete(astore.count_generations()) == 0
+            server.stop()
+            for _ in range(2):
+                with pytest.raises(DatabaseError):
+                    store.count_generations()
+                with pytest.raises(DatabaseError):
+                    loop.run_until_complete(astore.count_generations())
+            loop.run_until_complete(asyncio.sleep(1.5))  # the pools try to reconnect meanwhile
+            store.close()
+            loop.run_until_complete(astore.close())
+        finally:
+            loop.close()
+    finally:
+        server.stop()
+    assert [r.getMessage() for r in _pool_records(caplog) if r.levelno >= logging.WARNING] == []
+    assert SECRET not in _shown(caplog)

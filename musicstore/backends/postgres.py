@@ -19,7 +19,9 @@ from typing import Any
 from ..errors import DatabaseBusy, DatabaseError, InvalidInput, MigrationError, MusicstoreError, WriteConflict
 from ..queries import load
 from ..urls import without_password
-from . import closed_store
+from . import POOL_NAME, closed_store, quiet_pool_failures
+
+quiet_pool_failures()  # the typed error says it once
 
 DIALECT = "postgres"
 # A read-only transaction is a snapshot: the connection setting, like SQLite's PRAGMAs.
@@ -252,8 +254,9 @@ def pool_settings(url: str, timeout: float) -> dict[str, Any]:
 
 def pool_options(url: str, pool_size: int, timeout: float) -> dict[str, Any]:
     """What a store's pool is made with, sync and async alike (their connection class and ``configure``
-    aside): 1 to ``pool_size`` connections, each with ``pool_settings``, waited for ``timeout`` seconds."""
-    size = {"min_size": 1, "max_size": pool_size, "timeout": timeout}
+    aside): 1 to ``pool_size`` connections, each with ``pool_settings``, waited for ``timeout`` seconds, the
+    pool named ``POOL_NAME`` (``QuietPoolFailures``)."""
+    size = {"name": POOL_NAME, "min_size": 1, "max_size": pool_size, "timeout": timeout}
     return {**size, "reconnect_timeout": RECONNECT_SECONDS, "kwargs": pool_settings(url, timeout)}
 
 
