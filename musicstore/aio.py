@@ -126,7 +126,7 @@ class AsyncStore(Driver, AsyncOperations):
         or one a later musicstore migrated, without a word. Once passed, each operation pays one attribute
         test (``_checked``)."""
         loop, task = asyncio.get_running_loop(), asyncio.current_task()
-        while not self._checked:
+        while not self._checked and not self._connector.closed:  # closed: the operation says so, as ever
             if (checking := self._checking) is not None:
                 if checking[1] is task:
                     return  # the check's own queries

@@ -17,7 +17,7 @@ import pytest
 
 from musicstore import AsyncStore, Store, migrate
 from musicstore.drivers import opening
-from musicstore.errors import DatabaseError, MigrationError, NewerSchemaWarning
+from musicstore.errors import DatabaseError, InvalidInput, MigrationError, NewerSchemaWarning
 from musicstore.migrate import shipped_migrations
 from musicstore.urls import resolve
 
@@ -397,3 +397,32 @@ def test_a_server_stopped_mid_use_raises_typed_errors_and_logs_no_warning(
         server.stop()
     assert [r.getMessage() for r in _pool_records(caplog) if r.levelno >= logging.WARNING] == []
     assert SECRET not in _shown(caplog)
+
+
+def test_a_store_closed_before_its_first_operation_says_it_is_closed(db_url: str) -> None:
+    """An AsyncStore closed unused: each operation raises the closed store's error, as a used one's do (the
+    waits': 'open a new one to wait'), not the check's."""
+
+    async def main() -> list[str]:
+        store = AsyncStore(db_url)
+        await store.close()
+        said = []
+        for use in FIRST_USES.values():
+            with pytest.raises(InvalidInput) as raised:
+                await use(store)
+            said.append(str(raised.value))
+        return said
+
+    with Store(db_url) as store:
+        store.count_generations()
+    store.close()
+    expected = []
+    for name, use in FIRST_USES.items():
+        with pytest.raises(InvalidInput) as raised:
+            if name == "a transaction":
+                with store.transaction() as tx:
+                    tx.count_generations()
+            else:
+                use(store)  # type: ignore[arg-type]
+        expected.append(str(raised.value))
+    assert asyncio.run(main()) == expected
