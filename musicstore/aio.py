@@ -87,7 +87,7 @@ class AsyncStore(Driver, AsyncOperations):
         self._claims: set[asyncio.Future[None]] = set()  # in flight (``_claim``): ``close`` waits for them
         self._busy_timeout = busy_timeout
         self._checked = False  # the schema check passed (``_first_use``): the one test each operation makes
-        self._checking: tuple[asyncio.Future[None], asyncio.Task[Any] | None] | None = None  # (its end, task)
+        self._checking: asyncio.Future[None] | None = None  # the end of the check under way
 
     @classmethod
     def open(
@@ -112,31 +112,29 @@ class AsyncStore(Driver, AsyncOperations):
                 from .migrate import migrate as apply_migrations
 
                 await asyncio.to_thread(apply_migrations, self.url.url)
-            await self._first_use()
+            await self._checked_first()
         except BaseException:
             await self.close()
             raise
 
-    async def _first_use(self) -> None:
+    async def _first_use(self) -> Any:
         """The check ``Store(url)`` makes as it opens (``_check``), made by ``open()`` or else by the first
         operation (``_connection``, a direct read, a wait), once: the tasks that make their first calls
         together wait for the one check and raise its error. A check that failed (or whose task was
         cancelled) is made again by the next call: the database may be migrated meanwhile. Before, a store
         used without ``open()`` checked nothing: its operations wrote to a database that lacked migrations,
         or one a later musicstore migrated, without a word. Once passed, each operation pays one attribute
-        test (``_checked``)."""
-        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        test (``_checked``). Returns the connection the check ran on, lent to the caller (its operation
+        runs on it: already running, as one that did not check, if ``close`` comes meanwhile), or None."""
+        loop = asyncio.get_running_loop()
         while not self._checked and not self._connector.closed:  # closed: the operation says so, as ever
-            if (checking := self._checking) is not None:
-                if checking[1] is task:
-                    return  # the check's own queries
-                if checking[0].get_loop() is loop and not checking[0].done():
-                    await asyncio.shield(checking[0])  # another task's check: its error is this call's
-                    continue
-            ended: asyncio.Future[None] = loop.create_future()
-            self._checking = (ended, task)
+            checking = self._checking
+            if checking is not None and checking.get_loop() is loop and not checking.done():
+                await asyncio.shield(checking)  # another task's check: its error is this call's
+                continue
+            self._checking = ended = loop.create_future()
             try:
-                await self._check()
+                return await self._check()
             except Exception as exc:
                 ended.set_exception(exc)
                 ended.exception()  # retrieved: no task may be waiting for it
@@ -145,16 +143,36 @@ class AsyncStore(Driver, AsyncOperations):
                 self._checking = None
                 if not ended.done():  # passed, or cancelled: a waiting task makes it in its place
                     ended.set_result(None)
+        return None
 
-    async def _check(self) -> None:
-        """What ``Store(url)`` checks: the SQLite file there and migrated (``refuse_missing_file``), every
-        migration shipped applied and none of a later version (``check_schema``), the PostgreSQL server's
-        clock (``warn_skew``). Two queries on PostgreSQL, one on SQLite."""
+    async def _check(self) -> Any:
+        """What ``Store(url)`` checks: the SQLite file there and migrated (``refuse_missing_file``, before a
+        connection opens), every migration shipped applied and none of a later version (``check_schema``),
+        the PostgreSQL server's clock (``warn_skew``); on a connection, returned lent. Two queries on
+        PostgreSQL, one on SQLite."""
         refuse_missing_file(self.url)
-        check_schema(self.url.masked, await self.run(ops.applied_migrations))
-        if self.clock is utcnow and self._connector.dialect == "postgres":  # hosts share it: same clocks?
-            warn_skew(self.url.masked, await self.run(ops.server_clock_offset))
+        with self._translating:
+            conn = await self._connector.acquire()
+        try:
+            check_schema(self.url.masked, await self._read(conn, ops.applied_migrations))
+            if self.clock is utcnow and self._connector.dialect == "postgres":  # hosts share it: same clocks?
+                warn_skew(self.url.masked, await self._read(conn, ops.server_clock_offset))
+        except BaseException:
+            await self._connector.release(conn)
+            raise
         self._checked = True
+        return conn
+
+    async def _read(self, conn: Any, op: Operation[[], T]) -> T:
+        steps, step = start(op)
+        with self._translating:
+            return await drive_async(self, conn, steps, step)
+
+    async def _checked_first(self) -> None:
+        """``_first_use`` where no operation follows on its connection (``open()``, a wait's start)."""
+        conn = await self._first_use()
+        if conn is not None:
+            await self._connector.release(conn)
 
     def __repr__(self) -> str:
         return f"AsyncStore({self.url.masked!r})"
@@ -188,7 +206,7 @@ class AsyncStore(Driver, AsyncOperations):
         seconds = waiting.seconds(wait, "wait")
         waiting.outside_transaction(self, "claim_next(wait=...)")
         if not self._checked:  # before the wait's listener connects
-            await self._first_use()
+            await self._checked_first()
         plan = waiting.plan(seconds, waiting.claimed)
         return await waiting.wait_async(
             self, waiting.claiming(options), plan, lambda: self.run(ops.claim_next, worker_id, **options)
@@ -200,7 +218,7 @@ class AsyncStore(Driver, AsyncOperations):
         seconds = waiting.seconds(timeout, "timeout")
         waiting.outside_transaction(self, "wait_for")
         if not self._checked:  # before the wait's listener connects
-            await self._first_use()
+            await self._checked_first()
 
         async def read() -> Generation:
             found = await self.run(ops.get_generation, generation_id)
@@ -254,10 +272,10 @@ class AsyncStore(Driver, AsyncOperations):
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
-        if not self._checked:
-            await self._first_use()
-        with self._translating:
-            conn = await self._connector.acquire()
+        conn = None if self._checked else await self._first_use()
+        if conn is None:
+            with self._translating:
+                conn = await self._connector.acquire()
         try:
             yield conn
         finally:
@@ -399,10 +417,10 @@ def _direct_read(store: AsyncStore, op: Operation[P, T]) -> Callable[P, Coroutin
         if _open_transactions.get() and joined() is not None:
             return await run(op, *args, **kwargs)
         query, params, rows, finish = prepare(*args, **kwargs)
-        if not store._checked:
-            await store._first_use()
+        conn = None if store._checked else await store._first_use()
         with translating:
-            conn = await connector.acquire()
+            if conn is None:
+                conn = await connector.acquire()
             try:
                 found = await execute(conn, query, params, rows)
             finally:

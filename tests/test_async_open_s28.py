@@ -249,11 +249,11 @@ def test_a_cancelled_first_call_leaves_the_check_to_the_others(
     gate: list[asyncio.Event] = []
     real = AsyncStore._check
 
-    async def slow(self: AsyncStore) -> None:
+    async def slow(self: AsyncStore) -> Any:
         if not gate[0].is_set():
             gate[0].set()
             await asyncio.sleep(10)
-        await real(self)
+        return await real(self)
 
     monkeypatch.setattr(AsyncStore, "_check", slow)
 
@@ -426,3 +426,4 @@ def test_a_store_closed_before_its_first_operation_says_it_is_closed(db_url: str
                 use(store)  # type: ignore[arg-type]
         expected.append(str(raised.value))
     assert asyncio.run(main()) == expected
+
