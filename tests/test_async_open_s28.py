@@ -427,3 +427,50 @@ def test_a_store_closed_before_its_first_operation_says_it_is_closed(db_url: str
         expected.append(str(raised.value))
     assert asyncio.run(main()) == expected
 
+
+# --- a PostgreSQL AsyncStore left open as its loop ends, its pool still growing ---------------------------
+
+_LEFT_OPEN_GROWING = """
+import asyncio, sys
+from musicstore.aio import AsyncStore
+
+async def main():
+    store = await AsyncStore.open(sys.argv[1], pool_size=3)
+    await asyncio.gather(*(store.count_generations() for _ in range(3)))  # the pool grows: slow connects
+    await store.create_generation("left open", model_name="musicgen-small", duration_seconds=8)
+    print("loop over", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_a_process_whose_loop_ends_as_the_pool_grows_exits(postgres_url: str) -> None:
+    """``asyncio.run`` ends with the store never closed while its pool still makes a connection (a server
+    slow to connect to: the pool grew for the tasks waiting): asyncio.run cancels every task and waits for
+    them, and psycopg_pool's worker swallowed the cancel in its connect, then waited for its next task for
+    ever: the process never exited ('loop over', then nothing; tests/test_async_hunt_s24.py saw it once
+    under load). The store's pool is closed as its loop ends."""
+    import subprocess
+    import sys
+    from urllib.parse import urlsplit
+
+    from tests.test_slow_connect import _SlowProxy
+
+    port = urlsplit(postgres_url).port
+    proxy = _SlowProxy(int(port or 0))
+    slow = postgres_url.replace(f":{port}/", f":{proxy.port}/")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _LEFT_OPEN_GROWING, slow],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"the process did not exit: {exc.stdout!r} {exc.stderr!r}") from None
+    finally:
+        proxy.close()
+    assert (done.returncode, done.stdout, done.stderr) == (0, "loop over\n", "")
+    with Store(postgres_url) as store:
+        assert store.count_generations() == 1

@@ -100,6 +100,7 @@ class AsyncPostgresConnector:
         self._spare: list[Any] = []  # at most one idle connection kept out of the pool (see ``acquire``)
         self._spare_until = 0.0  # when the spare goes back through the pool (its checks and expiry)
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the pool was opened in (its workers')
+        self._watch: asyncio.Future[None] | None = None  # closes the pool as its loop ends (``_watch_pool``)
 
     def translate(self, exc: BaseException) -> MusicstoreError | None:
         return translate(exc, self.where)
@@ -144,6 +145,7 @@ class AsyncPostgresConnector:
             )
             await pool.open()
             self._pool, self._loop = pool, asyncio.get_running_loop()
+            self._watch = asyncio.ensure_future(self._watch_pool(pool))
         pool = self._pool
         try:
             conn = await self._getconn(pool, None)
@@ -246,16 +248,36 @@ class AsyncPostgresConnector:
         self.closed = True
         pool, self._pool = self._pool, None
         spare, self._spare = self._spare, []
+        if self._watch is not None:
+            self._watch.cancel()  # its pool is not the store's now: it closes nothing
         if pool is None:
             return
-        for conn in spare:
-            self._owners.pop(id(conn), None)
         if self._loop is not asyncio.get_running_loop():
+            for conn in spare:
+                self._owners.pop(id(conn), None)
             _close_abandoned(pool, spare)
             return
         for conn in spare:
+            self._owners.pop(id(conn), None)
             await pool.putconn(conn)
         await pool.close()
+
+    async def _watch_pool(self, pool: Any) -> None:
+        """Wait to be cancelled, then, if ``pool`` is still the store's, send its workers their stop:
+        ``asyncio.run`` ending with the store never closed cancels every task of its loop, then waits for
+        them all, and psycopg_pool's worker (3.3) swallows a cancel that comes as it connects (the pool
+        growing, or replacing a lost connection), then waits for its next task for ever: the process never
+        exited. With its stop queued, it ends once its connect does. The pool and its connections stay as
+        they were (``close``, in a later loop, closes them: ``_close_abandoned``). Cancelled by ``close``,
+        it does nothing."""
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            stop = getattr(pool, "_signal_stop_worker", None)  # psycopg_pool's own, as its close sends them
+            if self._pool is pool and stop is not None:
+                with suppress(Exception):
+                    await stop()
+            raise
 
 
 def _other_loop() -> InvalidInput:
