@@ -33,9 +33,10 @@ class QuietPoolFailures(logging.Filter):
     Records of other pools (no ``POOL_NAME``, a connection of another class) are left as they are."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg not in _POOL_FAILURES or not isinstance(record.args, tuple) or not record.args:
+        msg, args = record.msg, record.args
+        if not isinstance(msg, str) or msg not in _POOL_FAILURES or not isinstance(args, tuple) or not args:
             return True
-        subject = record.args[0]
+        subject = args[0]
         if subject != POOL_NAME and not type(subject).__module__.startswith(__name__):
             return True
         record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
