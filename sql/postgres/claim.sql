@@ -11,9 +11,12 @@
 -- claim locks its lane's row before its job's UPDATE (whose trigger updates the shard's processing and
 -- pending rows), so it takes those two rows first, in that order (a requeue's trigger's: old status, then
 -- new), before any lane's row or claim lock: claim_fast in its own statement, queue_decide for the claim
--- that follows it (claim_lane_head, in the same transaction). A claim that held a lane's row and waited for
--- its shard deadlocked with an enqueue of that lane on the same shard (holding the shard's pending row,
--- waiting for the lane's), until PostgreSQL broke it after deadlock_timeout (1 s).
+-- that follows it (claim_lane_head, in the same transaction). The lock is the function
+-- musicstore_lock_shard() (migration 0026), called once a statement (an uncorrelated sub-select): the
+-- session keeps its statements' plans, where two locking sub-selects in the claims' own statements cost
+-- about 20-60 µs of CPU a claim. A claim that held a lane's row and waited for its shard deadlocked with an
+-- enqueue of that lane on the same shard (holding the shard's pending row, waiting for the lane's), until
+-- PostgreSQL broke it after deadlock_timeout (1 s).
 
 -- name: claim_lane_head(worker_id, now, lease_expires_at, owner_key, max_running)^
 -- pending -> processing for the head of one lane no other claimer holds, while the lane stays under its limit.
@@ -84,15 +87,7 @@ WITH lanes AS NOT MATERIALIZED (
 free AS MATERIALIZED (
     SELECT lanes.*, true AS locked
     FROM lanes
-    WHERE coalesce((
-        SELECT 1 FROM generation_totals AS t
-        WHERE t.status = 'processing' AND t.shard = mod(pg_backend_pid(), 16)
-        FOR NO KEY UPDATE
-    ), 0) + coalesce((
-        SELECT 1 FROM generation_totals AS t
-        WHERE t.status = 'pending' AND t.shard = mod(pg_backend_pid(), 16)
-        FOR NO KEY UPDATE
-    ), 0) >= 0  -- the shard's totals first, then lanes' locks
+    WHERE (SELECT musicstore_lock_shard())  -- the shard's totals first (once), then lanes' locks
       AND (lanes.max_running IS NULL OR pg_try_advisory_xact_lock(15, hashtext(lanes.owner_key)))
     LIMIT 1
 ),
@@ -204,15 +199,7 @@ WITH claimed AS (
                       true
                   )
                   -- the shard's totals before the lane's row: taken at the first lane with a head
-                  AND CASE WHEN l.head_id IS NOT NULL THEN coalesce((
-                      SELECT 1 FROM generation_totals AS t
-                      WHERE t.status = 'processing' AND t.shard = mod(pg_backend_pid(), 16)
-                      FOR NO KEY UPDATE
-                  ), 0) + coalesce((
-                      SELECT 1 FROM generation_totals AS t
-                      WHERE t.status = 'pending' AND t.shard = mod(pg_backend_pid(), 16)
-                      FOR NO KEY UPDATE
-                  ), 0) >= 0 END
+                  AND CASE WHEN l.head_id IS NOT NULL THEN (SELECT musicstore_lock_shard()) END
                 ORDER BY l.head_priority DESC, l.running, l.served_at, l.head_created_at, l.head_id
                 LIMIT 1
                 FOR UPDATE OF l SKIP LOCKED

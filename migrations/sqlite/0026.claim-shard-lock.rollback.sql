@@ -1,0 +1,1 @@
+-- 0026 changed nothing on SQLite.

@@ -1,0 +1,1 @@
+-- Nothing on SQLite: one writer at a time, no totals shards (see 0026.claim-shard-lock.py).
