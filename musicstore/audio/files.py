@@ -359,9 +359,9 @@ def stage(path: Path, write: Callable[[int, str], None]) -> Staged:
         write(fd, name)
         os.fsync(fd)
         size = os.fstat(fd).st_size
-        with interrupt.deferred():
-            os.close(fd)
-            fd = -1
+        with interrupt.deferred():  # closed once: os.close releases the number even when it raises (EIO)
+            closing, fd = fd, -1
+            os.close(closing)
         os.chmod(temp, _file_mode())
         return Staged(path, temp, size)  # a Ctrl-C up to here removes the temp file; from here, the caller
     except BaseException as exc:
