@@ -248,8 +248,9 @@ class AsyncPostgresConnector:
         self.closed = True
         pool, self._pool = self._pool, None
         spare, self._spare = self._spare, []
-        if self._watch is not None:
-            self._watch.cancel()  # its pool is not the store's now: it closes nothing
+        watch, self._watch = self._watch, None
+        if watch is not None:  # its pool is not the store's now: it closes nothing
+            _cancel(watch)
         if pool is None:
             return
         if self._loop is not asyncio.get_running_loop():
@@ -285,6 +286,17 @@ def _other_loop() -> InvalidInput:
         "this AsyncStore was opened in another event loop, and its PostgreSQL pool runs there: open one per "
         "event loop (per asyncio.run)"
     )
+
+
+def _cancel(task: asyncio.Future[None]) -> None:
+    """Cancel a task of this loop, or of another loop through its queue (``Task.cancel`` is not thread-safe);
+    nothing where that loop is closed (its tasks never run again: cancelling there raised RuntimeError)."""
+    loop = task.get_loop()
+    if loop is asyncio.get_running_loop():
+        task.cancel()
+        return
+    with suppress(RuntimeError):  # closed, or closing meanwhile
+        loop.call_soon_threadsafe(task.cancel)
 
 
 def _close_abandoned(pool: Any, spare: list[Any]) -> None:
