@@ -11,7 +11,7 @@ the generation itself (``export_generation``, ``complete_generation``). What the
   it itself (its own ``fail``, below); one it returned with unfinished (no complete or fail of it noted, on
   a ``Store``/``AsyncStore``) is logged at WARNING, counted done and left to its lease; one whose
   ``Cancelled`` (below) it caught is counted cancelled;
-- it raises ``Cancelled`` (the job was cancelled: its next written progress report or heartbeat says so) or
+- it raises ``Cancelled`` (the job was cancelled: its next progress report or heartbeat says so) or
   ``LeaseLost`` (the job was taken back): the job is dropped as it stands, nothing is written (a
   ``LeaseLost`` saying this worker's job is completed, as a report after the handler completed it raises,
   counts the job done; one after the handler retried or failed the job itself counts it failed);

@@ -39,8 +39,9 @@ class Job(_Running):
     worker: Worker
 
     def progress(self, fraction: float, stage: str | None = None) -> bool:
-        """Report progress (``Store.report_progress``: coalesced; whether it was written). A written report
-        raises ``Cancelled`` if the job was cancelled, ``LeaseLost`` if it was taken back: let either pass."""
+        """Report progress (``Store.report_progress``: coalesced; whether it was written). A report, written
+        or not, raises ``Cancelled`` if the job was cancelled, ``LeaseLost`` if it was taken back: let either
+        pass."""
         return self.worker.store.report_progress(
             self.id, self.worker.worker_id, fraction, stage, lease_seconds=self.worker.lease_seconds
         )
