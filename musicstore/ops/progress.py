@@ -3,8 +3,8 @@
 ``report_progress`` writes a worker's fraction and stage on its row, only while the worker still owns it: a
 cancelled job raises ``Cancelled`` and a job taken back raises ``LeaseLost``, so a progress report is also
 where a worker learns to stop. ``Coalescer`` decides in Python which reports are written (a chatty worker
-cannot flood the database; a dropped report reads the row, ``still_running``, to raise as a written one);
-the drivers (``Store.report_progress``, ``AsyncStore.report_progress``) keep one per store.
+cannot flood the database with writes; a dropped report reads the row, ``still_running``, to raise as a
+written one); the drivers (``Store.report_progress``, ``AsyncStore.report_progress``) keep one per store.
 ``queue_position`` counts the pending jobs ahead of one in the claim's order and estimates its wait from
 recent throughput.
 """
