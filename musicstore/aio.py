@@ -80,7 +80,7 @@ class AsyncStore(Driver, AsyncOperations):
         clock: Clock = utcnow,
         pool_size: int = 10,
     ) -> None:
-        validate.store_options(url, busy_timeout, pool_size, clock)
+        busy_timeout, pool_size = validate.store_options(url, busy_timeout, pool_size, clock)
         self.url: DatabaseURL = resolve(url)
         self._connect(async_connector(self.url, busy_timeout=busy_timeout, pool_size=pool_size), clock)
         self._direct: dict[Operation[Any, Any], Callable[..., Any]] = {}

@@ -89,7 +89,7 @@ class Store(Driver, Operations):
         migrate: bool = False,
         pool_size: int = 10,
     ) -> None:
-        validate.store_options(url, busy_timeout, pool_size, clock)
+        busy_timeout, pool_size = validate.store_options(url, busy_timeout, pool_size, clock)
         self.url: DatabaseURL = resolve(url)
         if validate.flag(migrate, "migrate"):
             from .migrate import migrate as apply_migrations

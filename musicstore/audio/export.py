@@ -378,7 +378,7 @@ def export_batch(
         )
     targets = [check_target(p, opts.subtype, sample_rate=rate) for p in paths]
     if workers is not None:
-        validate.integer(workers, "workers", 1, 1_024)
+        workers = validate.integer(workers, "workers", 1, 1_024)
     batch = as_audio_batch(audio, scale=scale)
     if len(targets) != batch.shape[0]:
         raise InvalidInput(f"{len(targets)} paths for a batch of {batch.shape[0]}; give one path per item")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -65,6 +66,8 @@ class ExportOptions:
         for ok, message in checks:
             if not ok:
                 raise InvalidInput(message)
+        if self.dither_seed is not None and type(self.dither_seed) is not int:  # np.int64: a plain int
+            object.__setattr__(self, "dither_seed", operator.index(self.dither_seed))
 
 
 @dataclass(frozen=True)

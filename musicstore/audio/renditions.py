@@ -20,6 +20,7 @@ import io
 import logging
 import math
 import numbers
+import operator
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -118,6 +119,8 @@ class RenditionOptions:
             check_whole(self.dither_seed, "dither_seed")
             if self.dither_seed < 0:
                 raise InvalidInput(f"dither_seed must be a non-negative integer, got {self.dither_seed}")
+            if type(self.dither_seed) is not int:  # np.int64: a plain int, as the other settings
+                object.__setattr__(self, "dither_seed", operator.index(self.dither_seed))
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ class Provenance:
         validate.name(self.model_version, "model_version", optional=True)
         validate.name(self.generation_id, "generation_id", optional=True)
         if self.seed is not None:
-            validate.integer(self.seed, "seed", *SEED_RANGE)
+            object.__setattr__(self, "seed", validate.integer(self.seed, "seed", *SEED_RANGE))  # a plain int
         if self.created_at is not None:
             if not isinstance(self.created_at, datetime) or self.created_at.tzinfo is None:
                 raise InvalidInput("created_at must be a timezone-aware datetime")

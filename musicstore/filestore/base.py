@@ -19,6 +19,7 @@ from typing import IO, Any, BinaryIO, Protocol, _ProtocolMeta, runtime_checkable
 
 from ..errors import InvalidInput, StorageError, shown
 from ..storage_names import GENERATION_FIELD, MAX_KEY_BYTES, check_key, check_prefix
+from ..validate import whole_number
 
 MAX_METADATA_NAMES = 64
 """The most user metadata names an object takes: each is a header of every answer about the object (its
@@ -226,17 +227,21 @@ def content_type_for(key: str, given: str | None) -> str:
 
 
 def check_expiry(expires: object) -> int:
-    if isinstance(expires, bool) or not isinstance(expires, int) or not 1 <= expires <= MAX_URL_SECONDS:
+    """Whole seconds (any integer: np.int64 too) as a plain int."""
+    whole = whole_number(expires)
+    if whole is None or not 1 <= whole <= MAX_URL_SECONDS:
         raise InvalidInput(
             f"expires={shown(expires)} must be whole seconds from 1 to {MAX_URL_SECONDS} (7 days)"
         )
-    return expires
+    return whole
 
 
 def check_chunk_size(chunk_size: object, what: str = "chunk_size", unit: str = "bytes") -> int:
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+    """A positive whole number (any integer: np.int64 too) as a plain int."""
+    whole = whole_number(chunk_size)
+    if whole is None or whole < 1:
         raise InvalidInput(f"{what}={shown(chunk_size)} must be a positive whole number of {unit}")
-    return chunk_size
+    return whole
 
 
 def chunks(data: Source, size: int = CHUNK_SIZE) -> Iterator[bytes]:

@@ -293,7 +293,7 @@ class LocalFileStore:
         """The file's bytes in chunks (the file is opened now, read as the chunks are taken); see
         ``FileStore.get`` for the checksum."""
         check_checksum(checksum)
-        check_chunk_size(chunk_size)
+        chunk_size = check_chunk_size(chunk_size)  # a plain int (np.int64 too)
         fd, info = self._open(key)
         try:
             expected = checksum or attribute(fd, XATTR_CHECKSUM)

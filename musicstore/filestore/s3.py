@@ -81,7 +81,9 @@ class S3FileStore(MultipartPuts):
         part_size: int = DEFAULT_PART,
         max_attempts: int = 4,
     ) -> None:
-        validate.integer(max_attempts, "max_attempts", 1, MAX_ATTEMPTS)  # botocore's TypeError, its own error
+        max_attempts = validate.integer(
+            max_attempts, "max_attempts", 1, MAX_ATTEMPTS
+        )  # botocore's TypeError, its own error
         settings = check_settings(
             bucket,
             prefix,
@@ -102,7 +104,7 @@ class S3FileStore(MultipartPuts):
         self.bucket, self.prefix = bucket, prefix
         self.url = f"s3://{bucket}/{prefix}"
         self.endpoint_url = endpoint_url
-        self.multipart_threshold, self.part_size = multipart_threshold, part_size
+        self.multipart_threshold, self.part_size = settings["multipart_threshold"], settings["part_size"]
         self.single_put_limit = MAX_SINGLE_PUT
         config = Config(
             signature_version="s3v4",
@@ -239,7 +241,7 @@ class S3FileStore(MultipartPuts):
         """The object's bytes in chunks (the request is made now, the body read as chunks are taken)."""
         check_key(key)
         check_checksum(checksum)
-        check_chunk_size(chunk_size)
+        chunk_size = check_chunk_size(chunk_size)  # a plain int (np.int64 too)
         full = self._full(key)
         try:
             found = self._client.get_object(Bucket=self.bucket, Key=full)
@@ -277,7 +279,7 @@ class S3FileStore(MultipartPuts):
     def list(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix``, ``page_size`` (≤ 1000) keys a request."""
         check_prefix(prefix)
-        check_chunk_size(page_size, "page_size", "keys")
+        page_size = check_chunk_size(page_size, "page_size", "keys")  # a plain int (np.int64 too)
         return self._list(prefix, min(page_size, 1000))
 
     def _list(self, prefix: str, page_size: int) -> Iterator[ObjectInfo]:
@@ -318,7 +320,7 @@ class S3FileStore(MultipartPuts):
     def presigned_url(self, key: str, *, expires: int = 3600) -> str:
         """A SigV4 presigned GET URL valid ``expires`` seconds (signed locally: no existence check)."""
         check_key(key)
-        check_expiry(expires)
+        expires = check_expiry(expires)  # a plain int (np.int64 too)
         try:
             url = str(
                 self._client.generate_presigned_url(

@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import InvalidInput, StorageError, shown
 from ..masking import redact, register, register_secret
 from ..storage_names import check_prefix
+from ..validate import whole_number
 
 MIN_PART = 5 << 20
 """S3's smallest part (all but the last)."""
@@ -109,12 +110,15 @@ def check_settings(
         check_prefix(prefix)
         if not prefix.endswith("/"):
             raise InvalidInput(f"prefix {prefix!r} must end with '/'")
+    sizes: dict[str, int] = {}
     for name, value in (("multipart_threshold", multipart_threshold), ("part_size", part_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or not MIN_PART <= value <= MAX_PART:
+        whole = whole_number(value)  # any integer (np.int64 too), as a plain int
+        if whole is None or not MIN_PART <= whole <= MAX_PART:
             raise InvalidInput(
                 f"{name}={shown(value)} must be a whole number of bytes, at least {MIN_PART} (5 MiB) and at "
                 f"most {MAX_PART} (5 GiB: S3's largest part and single PUT)"
             )
+        sizes[name] = whole
     given = {"endpoint_url": endpoint_url, "region": region, "access_key_id": access_key_id}
     given |= {"secret_access_key": secret_access_key, "session_token": session_token}
     for name, setting in given.items():
@@ -144,4 +148,5 @@ def check_settings(
         "access_key_id": access_key_id or environ.get("AWS_ACCESS_KEY_ID") or None,
         "secret_access_key": secret_access_key,
         "session_token": session_token,
+        **sizes,
     }

@@ -137,9 +137,9 @@ def reconcile(
         root = root.root
     started = time.monotonic()
     base = check_root(root)
-    validate.number(stale_after_seconds, "stale_after_seconds", positive=False)
-    validate.integer(batch, "batch", 1, validate.MAX_PAGE)
-    validate.integer(max_items, "max_items", 0)
+    stale_after_seconds = validate.number(stale_after_seconds, "stale_after_seconds", positive=False)
+    batch = validate.integer(batch, "batch", 1, validate.MAX_PAGE)
+    max_items = validate.integer(max_items, "max_items", 0)
     target: Path | None = None
     if repair and not delete_orphans:
         target = Path(quarantine) if quarantine is not None else default_quarantine(base)
@@ -273,9 +273,9 @@ def reconcile_objects(
     require_store(store)
     validate.flag(repair, "repair")
     validate.flag(delete_orphans, "delete_orphans")
-    validate.number(stale_after_seconds, "stale_after_seconds", positive=False)
-    validate.integer(batch, "batch", 1, validate.MAX_PAGE)
-    validate.integer(max_items, "max_items", 0)
+    stale_after_seconds = validate.number(stale_after_seconds, "stale_after_seconds", positive=False)
+    batch = validate.integer(batch, "batch", 1, validate.MAX_PAGE)
+    max_items = validate.integer(max_items, "max_items", 0)
     validate.flag(verify_checksums, "verify_checksums")
     validate.callback(progress, "progress")
     if repair and not delete_orphans:

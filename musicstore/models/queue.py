@@ -3,6 +3,8 @@ retried generation may be claimed again, and the queue's depth at one moment."""
 
 from __future__ import annotations
 
+import numbers
+import operator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,9 +35,14 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         for name, high in (("base_seconds", 30 * 86_400.0), ("cap_seconds", 30 * 86_400.0), ("jitter", 1.0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= high:
+            plain: object = None  # as a plain int or float: numpy's numbers too (bool, Fraction, Decimal: no)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                plain = operator.index(value)  # compared exactly (an int beyond any float is out of range)
+            elif isinstance(value, numbers.Real) and not isinstance(value, numbers.Rational):
+                plain = float(value)
+            if not isinstance(plain, int | float) or not 0 <= plain <= high:
                 raise InvalidInput(f"RetryPolicy.{name} must be from 0 to {high:g}, got {shown(value)}")
-            object.__setattr__(self, name, float(value))
+            object.__setattr__(self, name, float(plain))
 
     def delay_range(self, attempts: int) -> tuple[float, float]:
         """The shortest and longest delay, in seconds, after a generation's ``attempts``-th attempt."""

@@ -49,10 +49,14 @@ _Entry = tuple[float, str | None, int | None]
 
 
 def fraction(value: object) -> float:
-    """A progress fraction: a finite number from 0 to 1 (-0.0 as 0.0, as ``validate.number``)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:  # int: exact
+    """A progress fraction: a finite number from 0 to 1 (any ``numbers.Real``: ``np.float32`` too), as a plain
+    float (-0.0 as 0.0, as ``validate.number``)."""
+    if type(value) is float and 0.0 <= value <= 1.0:  # the common case (not NaN)
+        return value or 0.0
+    real = validate.real_number(value)
+    if real is None or not 0 <= real <= 1:  # an int beyond any float: ±inf, out of range
         raise InvalidInput(f"fraction must be a number from 0 to 1, got {shown(value)}")
-    return float(value) or 0.0
+    return real or 0.0
 
 
 def stage(value: object) -> str | None:

@@ -144,24 +144,21 @@ def _level(value: object, what: str) -> float | None:
     """A measured level (LUFS, dBTP): a finite number, or None or −inf for silence (stored as NULL)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not -1e300 <= value <= 1e300:
-        if value == -math.inf:
+    real = validate.real_number(value)  # any real number (np.float32 too), as a plain float
+    if real is None or not -1e300 <= real <= 1e300:
+        if real == -math.inf and value == -math.inf:  # not an int beyond any float
             return None
         raise InvalidInput(f"{what} must be a finite number, or None or -inf for silence, got {shown(value)}")
-    return float(value)
+    return real
 
 
 def _range(value: object, what: str, low: float, high: float, *, above: bool = False) -> float:
     """A level in [low, high] (dB, LUFS); ``above``: in (low, high]."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not low <= value <= high
-        or (above and value == low)
-    ):
+    real = validate.real_number(value)  # any real number (np.float32 too), as a plain float
+    if real is None or not low <= real <= high or (above and real == low):
         interval = f"({low:g}, {high:g}]" if above else f"[{low:g}, {high:g}]"
         raise InvalidInput(f"{what} must be a number in {interval}, got {shown(value)}")
-    return float(value) or 0.0  # -0.0 as 0.0: PostgreSQL kept it, SQLite read back 0.0
+    return real or 0.0  # -0.0 as 0.0: PostgreSQL kept it, SQLite read back 0.0
 
 
 def _optional(settings: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:

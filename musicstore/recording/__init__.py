@@ -111,7 +111,9 @@ def export_generation(
     check_scale_applies(audio, scale)  # as a batch's conversion raises it: before the row can be failed
     spec = _peaks_spec(peaks)
     if generation_time_seconds is not None:
-        validate.seconds(generation_time_seconds, "generation_time_seconds", positive=False)
+        generation_time_seconds = validate.seconds(
+            generation_time_seconds, "generation_time_seconds", positive=False
+        )
     worker = generation.worker_id if worker_id is None else worker_id
     place = _Placing(
         store=store, generation=generation, worker=worker, on_error=on_error, max_attempts=max_attempts,
@@ -213,7 +215,7 @@ def export_batch_generations(
     _check_format(ext, options, root=root, worker_id=worker_id, scale=scale)
     _peaks_spec(peaks)
     if workers is not None:
-        validate.integer(workers, "workers", 1, 1_024)
+        workers = validate.integer(workers, "workers", 1, 1_024)
     for generation, extra in zip(generations, extras, strict=True):
         _check_call(generation, on_error, max_attempts, extra)
     try:

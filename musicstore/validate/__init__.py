@@ -50,10 +50,12 @@ from .values import (
     name,
     number,
     prompt,
+    real_number,
     sample_rate,
     seconds,
     status,
     text,
+    whole_number,
 )
 
 
@@ -158,15 +160,17 @@ def database_url(url: object) -> None:
         )
 
 
-def store_options(url: object, busy_timeout: object, pool_size: object, clock: object) -> None:
-    """The arguments of ``Store`` and ``AsyncStore``; the URL is never echoed (it may hold a password)."""
+def store_options(url: object, busy_timeout: object, pool_size: object, clock: object) -> tuple[float, int]:
+    """The arguments of ``Store`` and ``AsyncStore``; the URL is never echoed (it may hold a password). The
+    busy timeout and the pool size as a plain float and int (numpy's numbers too)."""
     database_url(url)
-    number(busy_timeout, "busy_timeout", positive=False, high=MAX_BUSY_TIMEOUT)
-    integer(pool_size, "pool_size", 1, MAX_POOL_SIZE)
+    timeout = number(busy_timeout, "busy_timeout", positive=False, high=MAX_BUSY_TIMEOUT)
+    size = integer(pool_size, "pool_size", 1, MAX_POOL_SIZE)
     if not callable(clock):
         raise InvalidInput(
             f"clock must be a callable returning an aware datetime, got {type(clock).__name__}"
         )
+    return timeout, size
 
 
 __all__ = [  # with the checkers of one value and of metadata, which live in values.py and metadata_checks.py
@@ -211,6 +215,7 @@ __all__ = [  # with the checkers of one value and of metadata, which live in val
     "os_path",
     "page",
     "prompt",
+    "real_number",
     "relative_path",
     "sample_rate",
     "seconds",
@@ -218,4 +223,5 @@ __all__ = [  # with the checkers of one value and of metadata, which live in val
     "store_options",
     "stored_metadata",
     "text",
+    "whole_number",
 ]

@@ -4,6 +4,8 @@ flags, a status, a moment), shared by every operation through ``musicstore.valid
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from datetime import UTC, datetime
 from typing import TypeGuard
 
@@ -119,19 +121,51 @@ def callback(value: object, what: str) -> None:
 
 
 def integer(value: object, what: str, low: int, high: int = INT64_MAX) -> int:
-    """An int (not a bool, not a float) within [low, high]; ``high`` is at most a 64-bit integer's."""
+    """An integer (an int, or any ``numbers.Integral`` such as numpy's ``np.int64``; not a bool, not a float)
+    within [low, high], as a plain int; ``high`` is at most a 64-bit integer's."""
     if type(value) is int and low <= value <= high:
         return value
-    if not isinstance(value, int) or isinstance(value, bool):
+    whole = whole_number(value)
+    if whole is None:
         raise InvalidInput(f"{what} must be an integer, got {shown(value)}")
-    if value < low or value > high:
+    if whole < low or whole > high:
         raise InvalidInput(f"{what} must be between {low} and {high}, got {shown(value)}")
-    return int(value)
+    return whole
+
+
+def whole_number(value: object) -> int | None:
+    """``value`` as a plain int when it is an integer (any ``numbers.Integral``: int, numpy's integers; not a
+    bool, numpy's bool_ is no ``Integral``), else None."""
+    if type(value) is int:
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return None
+    return operator.index(value)
+
+
+def real_number(value: object) -> float | None:
+    """``value`` as a plain float when it is a real number: an int, a float, or another ``numbers.Real`` in
+    binary (numpy's ``np.float32``, ``np.int64``...); else None. Not a bool, not a ``Decimal``, not an exact
+    fraction (``fractions.Fraction``: a float would round it). An int beyond any float as ±inf."""
+    if type(value) is float:
+        return value
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Integral):
+        whole = operator.index(value)
+        try:
+            return float(whole)
+        except OverflowError:  # an int beyond any float
+            return math.inf if whole > 0 else -math.inf
+    if not isinstance(value, numbers.Real) or isinstance(value, numbers.Rational):
+        return None
+    return float(value)
 
 
 def number(value: object, what: str, *, positive: bool, high: float | None = None) -> float:
-    """A finite real number (int or float, not bool), > 0 (``positive``) or >= 0, at most ``high``, as a
-    float; -0.0 as 0.0 (SQLite reads a stored -0.0 back as 0.0, PostgreSQL as -0.0: one value on both)."""
+    """A finite real number (int, float or any ``numbers.Real`` such as ``np.float32``; not bool), > 0
+    (``positive``) or >= 0, at most ``high``, as a plain float; -0.0 as 0.0 (SQLite reads a stored -0.0 back
+    as 0.0, PostgreSQL as -0.0: one value on both)."""
     if (
         (type(value) is float or type(value) is int)
         and high is not None
@@ -139,12 +173,9 @@ def number(value: object, what: str, *, positive: bool, high: float | None = Non
         and (value or not positive)
     ):
         return float(value) or 0.0  # within [0, high]: finite, no overflow; -0.0 as 0.0
-    if not isinstance(value, int | float) or isinstance(value, bool):
+    real = real_number(value)
+    if real is None:
         raise InvalidInput(f"{what} must be a number, got {shown(value)}")
-    try:
-        real = float(value)
-    except OverflowError:
-        real = math.inf
     if not math.isfinite(real) or real < 0 or (positive and real == 0):
         raise InvalidInput(
             f"{what} must be a finite number {'> 0' if positive else '>= 0'}, got {shown(value)}"

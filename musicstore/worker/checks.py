@@ -124,7 +124,7 @@ def _claim_options(options: object, lease_seconds: float | None) -> tuple[dict[s
                 f"got {shown(key)}"
             )
     if checked.get("owner_limit") is not None:
-        validate.integer(checked["owner_limit"], "owner_limit", 0, MAX_OWNER_LIMIT)
+        checked["owner_limit"] = validate.integer(checked["owner_limit"], "owner_limit", 0, MAX_OWNER_LIMIT)
     if "lease_seconds" in checked:
         lease = validate.seconds(checked.pop("lease_seconds"), "lease_seconds")
         if lease_seconds not in (None, lease):
