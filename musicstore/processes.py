@@ -62,20 +62,27 @@ def maker_alive(pid: int, start: str) -> bool:
 
 def stale(folder: Path, older_than: float = 0.0) -> bool:
     """Whether ``folder``'s maker is known and gone (and holds no lock on it: ``hold``), and the folder
-    unchanged for ``older_than`` seconds."""
+    unchanged for ``older_than`` seconds. A folder naming no maker (no ``OWNER`` file, or an empty or
+    garbled one: its maker was killed between making the folder and writing the file) is kept while it may
+    be a maker's about to write it, and stale once unchanged for ``older_than`` (> 0) seconds: before, such a
+    folder was kept for good."""
     try:
         pid_text, _, start = (folder / OWNER).read_text().strip().partition(" ")
         pid = int(pid_text)
-    except (OSError, ValueError):
-        return False  # no owner named (yet): kept
+    except (FileNotFoundError, ValueError):  # no owner named (yet)
+        return older_than > 0 and _unchanged_for(folder, older_than)
+    except OSError:
+        return False  # unreadable (another user's): kept
     if pid <= 0 or maker_alive(pid, start or "-") or held(folder):
         return False
-    if older_than > 0:
-        try:
-            return time.time() - folder.stat().st_mtime >= older_than
-        except OSError:
-            return False
-    return True
+    return older_than <= 0 or _unchanged_for(folder, older_than)
+
+
+def _unchanged_for(folder: Path, seconds: float) -> bool:
+    try:
+        return time.time() - folder.stat().st_mtime >= seconds
+    except OSError:
+        return False
 
 
 def hold(folder: Path) -> int:
