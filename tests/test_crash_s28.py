@@ -10,7 +10,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from musicstore import recording
@@ -62,3 +64,33 @@ def test_an_export_folder_killed_before_its_owner_file_is_swept_once_stale(
     monkeypatch.setattr(recording, "_swept", {})  # as in a process that has not swept yet
     made = recording._export_folder()
     assert sorted(temp.iterdir()) == sorted([young, made])
+
+
+def test_an_export_interrupted_as_its_rename_returns_leaves_no_file_at_the_final_path(
+    musicstore_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/queue.md: a Ctrl-C (KeyboardInterrupt) ends a worker's run and puts the job in hand back;
+    docs/recording.md: a completion that fails removes the file it placed ("generation ... was not recorded;
+    its file was removed"). A KeyboardInterrupt raised as the final rename returned (Python runs the signal's
+    handler at the next instruction: before the export noted the file as placed) left the master at its
+    final path, recorded by no row, under a note saying it was removed. The staged file being gone now
+    tells the rename happened."""
+    store = musicstore_store
+    store.create_generation("interrupted", model_name="m", duration_seconds=1.0, sample_rate=16_000)
+    job = store.claim_next("gpu-0")
+    assert job is not None
+    root = tmp_path / "audio"
+    real = os.replace
+
+    def renamed_then_interrupted(src: Any, dst: Any, **kwargs: Any) -> None:
+        real(src, dst, **kwargs)
+        if not Path(dst).name.startswith("."):  # the master's rename onto its final path
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", renamed_then_interrupted)
+    with pytest.raises(KeyboardInterrupt) as raised:
+        recording.export_generation(store, job, np.zeros((job.channels, 16_000), dtype=np.float32), root=root)
+    monkeypatch.undo()
+    assert any("its file was removed" in note for note in raised.value.__notes__)
+    assert [path for path in root.rglob("*") if path.is_file()] == []
+    assert store.get_generation(job.id).is_processing

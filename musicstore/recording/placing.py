@@ -244,6 +244,8 @@ class _Placing:
                 return Recorded(again, replace(result, path=final), url, key, checksum, stored)
             if landed is not False:  # the row records the files, or may: never a completed row without them
                 raise
+            if placing and not placed and not os.path.lexists(staged):
+                placed = True  # renamed, then interrupted (a Ctrl-C landing as the rename returned)
             placed_paths = ([final] if placed else []) + ([peaks_path] if peaks_placed and peaks_path else [])
             for path in [staged, *placed_paths]:
                 try:
