@@ -94,3 +94,33 @@ def test_an_export_interrupted_as_its_rename_returns_leaves_no_file_at_the_final
     assert any("its file was removed" in note for note in raised.value.__notes__)
     assert [path for path in root.rglob("*") if path.is_file()] == []
     assert store.get_generation(job.id).is_processing
+
+
+def test_an_upload_interrupted_as_its_reply_is_awaited_leaves_no_object(
+    musicstore_store: Any, musicstore_s3_files: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/recording.md: a put that failed without saying whether it wrote the object is followed, the row
+    still locked, by a HEAD of the key and the removal of an object there marked with this generation's id;
+    docs/queue.md: a Ctrl-C puts the worker's job back. A KeyboardInterrupt landing while the put's reply was
+    awaited (the object written) left the object at the layout's key, recorded by no row, under a note
+    saying 'its file was removed': reconcile reported an orphan until a next attempt replaced it (and for
+    good if none did). It is now removed as for a put whose reply was lost."""
+    from musicstore.recording import placing
+
+    store = musicstore_store
+    store.create_generation("interrupted upload", model_name="m", duration_seconds=1.0, sample_rate=16_000)
+    job = store.claim_next("gpu-0")
+    assert job is not None
+    real = placing.put_marked  # type: ignore[attr-defined]
+
+    def written_then_interrupted(*args: Any, **kwargs: Any) -> Any:
+        real(*args, **kwargs)
+        raise KeyboardInterrupt  # Ctrl-C as the reply came: the object is there
+
+    monkeypatch.setattr(placing, "put_marked", written_then_interrupted)
+    audio = np.zeros((job.channels, 16_000), dtype=np.float32)
+    with pytest.raises(KeyboardInterrupt) as raised:
+        recording.export_generation(store, job, audio, root=musicstore_s3_files, peaks=False)
+    assert any("was removed from" in note for note in raised.value.__notes__), raised.value.__notes__
+    assert list(musicstore_s3_files.list()) == []
+    assert store.get_generation(job.id).is_processing

@@ -314,7 +314,9 @@ class _Placing:
     ) -> ObjectInfo:  # fmt: skip
         """``put_marked`` at ``key``, holding the row's lock. A put that failed without saying whether it
         wrote the object (its reply lost, then each retry failed: ``StoreUnavailable``, or a plain
-        ``StorageError``; not a refusal) may have left it at ``key``, where no row records it: removed here,
+        ``StorageError``; not a refusal), or that was interrupted (Ctrl-C's ``KeyboardInterrupt`` or another
+        ``BaseException`` that is no ``Exception``, landing as the reply was awaited), may have left it at
+        ``key``, where no row records it: removed here,
         best effort, while the row is still locked, if it is marked with this generation's id (the row's own
         file, not yet recorded; anything else there is left alone), the put's error raised as it was. Costs a
         ``HEAD`` (and the ``DELETE``) on that failure only; a removal that fails too is noted on the error
@@ -323,8 +325,10 @@ class _Placing:
             return put_marked(
                 objects, key, data, self.generation.id, content_type=content_type, metadata=metadata
             )
-        except StorageError as exc:
+        except BaseException as exc:  # Ctrl-C too: it may land as the reply is awaited, the object written
             if isinstance(exc, ObjectExists | ChecksumMismatch | InvalidInput):  # refused: nothing written
+                raise
+            if isinstance(exc, Exception) and not isinstance(exc, StorageError):
                 raise
             try:
                 there = objects.head(key)
