@@ -3,7 +3,7 @@
 -- status, then new), FOR NO KEY UPDATE, held to the end of the transaction. A claim takes it before any
 -- lane's row or claim lock (sql/postgres/claim.sql), as every write of a job takes the shard before its
 -- lane's row. A function so that its statements' plans are kept by the session: as sub-selects of the
--- claim's statements they cost about 20–60 µs of CPU a claim. Returns true.
+-- claim's statements they cost about 20-60 us of CPU a claim. Returns true.
 CREATE OR REPLACE FUNCTION musicstore_lock_shard() RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM FROM generation_totals
