@@ -290,7 +290,9 @@ def test_a_put_killed_midway_leaves_nothing_at_the_key_and_an_upload_to_abort(wh
     with pytest.raises(ObjectNotFound):
         where.head(key)
     (upload,) = where.uploads()
-    assert upload.key == key and found == [upload]
+    # the same upload as first seen (a folder's ``initiated`` is its temp file's last write, which moved on
+    # while the first part went out, so only key and id are compared)
+    assert upload.key == key and [(u.key, u.upload_id) for u in found] == [(upload.key, upload.upload_id)]
     assert [info.key for info in where.list()] == []
     where.abort(upload)
     assert list(where.uploads()) == [] and list(where.list()) == []

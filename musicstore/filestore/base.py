@@ -84,7 +84,10 @@ class ObjectInfo:
 
 @dataclass(frozen=True)
 class Upload:
-    """An upload begun and never finished (an S3 multipart upload, a local temp file)."""
+    """An upload begun and never finished (an S3 multipart upload, a local temp file).
+
+    ``initiated``: when a bucket's upload began; for a folder, its temp file's last write (a write still
+    going on never looks old)."""
 
     key: str
     upload_id: str
