@@ -7,6 +7,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
 from ..ids import check_id
+from ..validate import whole_number
 
 PENDING = "musicstore_pending"
 """The channel a job becoming pending is notified on (PostgreSQL)."""
@@ -36,9 +37,13 @@ limit)."""
 def claiming(options: Mapping[str, object]) -> Wake:
     """A claim wait's ``WORK``, in the herd of the waits with its claim options: what one of them would
     claim any of them would (``owner_limit`` alone decides which job a claim may take; ``lease_seconds``
-    and the worker id do not). An ``owner_limit`` the try will refuse makes a herd of its own."""
+    and the worker id do not). An integer limit is the herd's as a plain int (``np.int64(2)`` with ``2``:
+    the claim takes it as 2); any other ``owner_limit`` (the try will refuse it) makes a herd of its own."""
     limit = options.get("owner_limit")
-    return Wake(None, herd=("claim", limit) if limit is None or type(limit) is int else object())
+    if limit is None or type(limit) is int:
+        return Wake(None, herd=("claim", limit))
+    whole = whole_number(limit)
+    return Wake(None, herd=object() if whole is None else ("claim", whole))
 
 
 def finished(generation_id: str) -> Wake:
