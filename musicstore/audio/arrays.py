@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import mmap
-import numbers
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from musicstore import validate
 from musicstore.errors import InvalidAudio, InvalidInput, shown
 
 MAX_CHANNELS = 8
@@ -71,9 +71,9 @@ def _mapped(
 
 def check_sample_rate(sample_rate: object) -> int:
     """Return ``sample_rate`` as an int after checking it is a whole number in 8 kHz–384 kHz."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral):
+    rate = validate.whole_number(sample_rate)
+    if rate is None:
         raise InvalidInput(f"sample_rate must be an integer number of Hz, got {shown(sample_rate)}")
-    rate = int(sample_rate)
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise InvalidInput(
             f"sample_rate {shown(rate)} Hz is outside {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz; pass the real "
@@ -156,13 +156,8 @@ def _check_scale(kind: str, scale: float | None, dtype: object) -> float | None:
                 f"integer audio ({dtype}) needs scale= (its full-scale value, e.g. 32768 for int16, "
                 "128 for uint8: unsigned audio's midpoint is its silence)"
             )
-        if not isinstance(scale, numbers.Real) or isinstance(scale, bool | np.bool_):
-            raise InvalidInput(f"scale must be a positive finite number, got {type(scale).__name__}")
-        try:  # a Fraction or an int past float's range: numpy's isfinite takes neither
-            factor = float(scale)
-        except OverflowError:
-            factor = math.inf
-        if not math.isfinite(factor) or factor <= 0:
+        factor = validate.real_number(scale, fractions=True)  # a Fraction, numpy's: as a plain float
+        if factor is None or not math.isfinite(factor) or factor <= 0:
             raise InvalidInput(f"scale must be a positive finite number, got {shown(scale)}")
         return factor
     if scale is not None:

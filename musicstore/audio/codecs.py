@@ -4,7 +4,6 @@ what soundfile is given (``Codec``), and encoding and decoding in memory."""
 from __future__ import annotations
 
 import io
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import soundfile as sf
 from numpy.typing import NDArray
 
+from musicstore import validate
 from musicstore.audio.arrays import MAX_CHANNELS, check_flac_rate, check_sample_rate
 from musicstore.audio.files import as_path, callback_errors
 from musicstore.audio.quantize import check_wav_size, dithers, to_frames
@@ -98,9 +98,10 @@ class RenditionSpec:
             limit = {"mp3": 9.0, "vorbis": 10.0}.get(fmt)
             if limit is None or (fmt == "mp3" and self.bitrate_mode != "variable"):
                 raise InvalidInput("quality applies to variable-bitrate mp3 (0–9) and vorbis (0–10) only")
-            q = self.quality
-            if isinstance(q, bool | np.bool_) or not isinstance(q, numbers.Real) or not 0.0 <= q <= limit:
-                raise InvalidInput(f"{fmt} quality must be a number in 0–{limit:g}, got {shown(q)}")
+            q = validate.real_number(self.quality, fractions=True)
+            if q is None or not 0.0 <= q <= limit:
+                given = shown(self.quality)
+                raise InvalidInput(f"{fmt} quality must be a number in 0–{limit:g}, got {given}")
         if fmt in LOSSLESS_SUBTYPES:
             if self.subtype not in LOSSLESS_SUBTYPES[fmt]:
                 raise InvalidInput(
@@ -119,8 +120,9 @@ class RenditionSpec:
             value = getattr(self, name)  # the rendition's as_metadata and request key JSON-ready
             if value is not None and type(value) is not int:
                 object.__setattr__(self, name, int(value))
-        if self.quality is not None and not isinstance(self.quality, int | float):
-            object.__setattr__(self, "quality", float(self.quality))
+        quality = self.quality
+        if quality is not None and type(quality) is not int and type(quality) is not float:  # np.float64 too
+            object.__setattr__(self, "quality", validate.real_number(quality, fractions=True))
 
     def settings(self, master_rate: int, channels: int) -> Codec:
         """The encoder settings for a master of this rate and channel count (``InvalidInput`` when the
@@ -170,10 +172,13 @@ def rendition_specs(
     return specs
 
 
-def check_whole(value: object, what: str) -> None:
-    """``InvalidInput`` unless ``value`` is an integer (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+def check_whole(value: object, what: str) -> int:
+    """``value`` as a plain int (``validate.whole_number``: numpy's integers too, not a bool), else
+    ``InvalidInput``."""
+    whole = validate.whole_number(value)
+    if whole is None:
         raise InvalidInput(f"{what} must be an integer, got {shown(value)}")
+    return whole
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
+from musicstore import validate
 from musicstore.audio.quantize import SUBTYPES
 from musicstore.errors import InvalidInput, shown
 
@@ -37,13 +35,13 @@ class ExportOptions:
     def __post_init__(self) -> None:
         for name in ("target_lufs", "ceiling_dbtp", "max_limiting_db", "max_gain_db", "tolerance_lu"):
             value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or isinstance(value, bool | np.bool_):
-                raise InvalidInput(f"{name} must be a number, got {type(value).__name__}")
-            try:
-                as_float = float(value)  # numpy scalars too (np.float32(-14.0))
-            except OverflowError:  # an int beyond any float: out of every range below
-                raise InvalidInput(f"{name} is out of range, got {shown(value)}") from None
+            as_float = validate.real_number(value, fractions=True)  # numpy's too, as a plain float
+            if as_float is None:
+                raise InvalidInput(f"{name} must be a number, got {shown(value)}")
+            if math.isinf(as_float) and isinstance(value, numbers.Rational):  # an int beyond any float
+                raise InvalidInput(f"{name} is out of range, got {shown(value)}")
             object.__setattr__(self, name, as_float)
+        seed = None if self.dither_seed is None else validate.whole_number(self.dither_seed)
         if not isinstance(self.normalize, bool) or not isinstance(self.limiter, bool):
             raise InvalidInput("normalize and limiter must be True or False")
         checks = (
@@ -54,12 +52,7 @@ class ExportOptions:
             (0.0 < self.tolerance_lu <= 1.0, "tolerance_lu must be in (0, 1] LU"),
             (self.subtype in SUBTYPES["WAV"], f"subtype must be one of {SUBTYPES['WAV']}"),
             (
-                self.dither_seed is None
-                or (
-                    isinstance(self.dither_seed, numbers.Integral)
-                    and not isinstance(self.dither_seed, bool)
-                    and self.dither_seed >= 0
-                ),
+                self.dither_seed is None or (seed is not None and seed >= 0),
                 f"dither_seed must be None or an integer >= 0, got {shown(self.dither_seed)}",
             ),
         )
@@ -67,7 +60,7 @@ class ExportOptions:
             if not ok:
                 raise InvalidInput(message)
         if self.dither_seed is not None and type(self.dither_seed) is not int:  # np.int64: a plain int
-            object.__setattr__(self, "dither_seed", operator.index(self.dither_seed))
+            object.__setattr__(self, "dither_seed", seed)
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,10 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from musicstore import validate
 from musicstore.errors import InvalidInput, shown
 
 if TYPE_CHECKING:
@@ -26,13 +24,8 @@ TOLERANCE_RANGE = (0.0, 3.0)  # (exclusive, inclusive) LU
 def _number(value: object, what: str) -> float:
     """``value`` as a float: numpy numbers too, as ``ExportOptions`` takes them; bools and ints beyond any
     float are refused."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise InvalidInput(f"{what} must be a finite number, got {shown(value)}")
-    try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
+    number = validate.real_number(value, fractions=True)
+    if number is None or not math.isfinite(number):
         raise InvalidInput(f"{what} must be a finite number, got {shown(value)}")
     return number
 
@@ -53,7 +46,8 @@ class LoudnessProfile:
         tolerance = _number(self.tolerance_lu, "tolerance_lu")
         for name, value in (("target_lufs", target), ("ceiling_dbtp", ceiling), ("tolerance_lu", tolerance)):
             # numpy numbers as JSON-ready floats (a rendition request key holds them); int, float as given
-            if not isinstance(getattr(self, name), int | float):
+            given = getattr(self, name)
+            if type(given) is not int and type(given) is not float:  # np.float64 too: a plain float
                 object.__setattr__(self, name, value)
         if not TARGET_RANGE[0] < target <= TARGET_RANGE[1]:
             raise InvalidInput(f"target_lufs {target} is outside (−70, 0] LUFS")

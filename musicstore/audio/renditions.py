@@ -19,8 +19,6 @@ import importlib
 import io
 import logging
 import math
-import numbers
-import operator
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +28,7 @@ import numpy as np
 import soundfile as sf
 from numpy.typing import NDArray
 
+from musicstore import validate
 from musicstore.audio.arrays import as_audio, check_finite_frames, check_sample_rate
 from musicstore.audio.codecs import (
     EXTENSIONS,
@@ -110,17 +109,17 @@ class RenditionOptions:
         for name, value, low, high in checks:
             if value is None:
                 continue
-            number = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
-            if not number or not low <= value <= high:
+            number = validate.real_number(value, fractions=True)
+            if number is None or not low <= number <= high:
                 raise InvalidInput(f"{name} must be a number in [{low:g}, {high:g}], got {shown(value)}")
-            if not isinstance(value, int | float):  # numpy numbers: plain floats, as ExportOptions keeps them
-                object.__setattr__(self, name, float(value))
+            if type(value) is not int and type(value) is not float:  # numpy's (np.float64 too): plain floats
+                object.__setattr__(self, name, number)
         if self.dither_seed is not None:
-            check_whole(self.dither_seed, "dither_seed")
-            if self.dither_seed < 0:
+            seed = check_whole(self.dither_seed, "dither_seed")
+            if seed < 0:
                 raise InvalidInput(f"dither_seed must be a non-negative integer, got {self.dither_seed}")
             if type(self.dither_seed) is not int:  # np.int64: a plain int, as the other settings
-                object.__setattr__(self, "dither_seed", operator.index(self.dither_seed))
+                object.__setattr__(self, "dither_seed", seed)
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 from numpy.typing import NDArray
 
+from musicstore import validate
 from musicstore.audio.arrays import MAX_CHANNELS, check_sample_rate
 from musicstore.errors import InvalidInput, shown
 
@@ -46,14 +46,11 @@ def _check(
 ) -> None:
     """``value`` a real number (whole if ``whole``; numpy's too, not a bool) in ``[low, high]`` (over ``low``
     if ``above``); InvalidInput otherwise."""
-    kind = numbers.Integral if whole else numbers.Real
-    if not isinstance(value, kind) or isinstance(value, bool | np.bool_):
+    given = validate.whole_number(value) if whole else value
+    number = None if given is None else validate.real_number(given, fractions=True)  # ±inf beyond a float
+    if given is None or number is None:
         raise InvalidInput(f"{name} must be {'an integer' if whole else 'a number'}, got {shown(value)}")
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond a float's range (a seed may be one: compared as an int)
-        number = math.inf if value > 0 else -math.inf  # type: ignore[operator]
-    if whole and high is None and value >= low:  # type: ignore[operator]
+    if whole and high is None and given >= low:  # type: ignore[operator]  # a seed: compared as an int
         return
     too_low = number <= low if above else number < low
     if not math.isfinite(number) or too_low or (high is not None and number > high):

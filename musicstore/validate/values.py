@@ -143,10 +143,13 @@ def whole_number(value: object) -> int | None:
     return operator.index(value)
 
 
-def real_number(value: object) -> float | None:
+def real_number(value: object, *, fractions: bool = False) -> float | None:
     """``value`` as a plain float when it is a real number: an int, a float, or another ``numbers.Real`` in
-    binary (numpy's ``np.float32``, ``np.int64``...); else None. Not a bool, not a ``Decimal``, not an exact
-    fraction (``fractions.Fraction``: a float would round it). An int beyond any float as ±inf."""
+    binary (numpy's ``np.float32``, ``np.int64``...); else None. Not a bool (numpy's ``bool_`` neither), not a
+    ``Decimal``, not a str, not an exact fraction (``fractions.Fraction``: a float would round it) unless
+    ``fractions``: the audio side's levels, scales and qualities (``ExportOptions``, ``LoudnessProfile``,
+    ``RenditionSpec``, ``RenditionOptions``, ``as_audio``'s scale, the synthesizers) take one as its nearest
+    float. An int (or fraction) beyond any float as ±inf."""
     if type(value) is float:
         return value
     if isinstance(value, bool):
@@ -157,9 +160,12 @@ def real_number(value: object) -> float | None:
             return float(whole)
         except OverflowError:  # an int beyond any float
             return math.inf if whole > 0 else -math.inf
-    if not isinstance(value, numbers.Real) or isinstance(value, numbers.Rational):
+    if not isinstance(value, numbers.Real) or (isinstance(value, numbers.Rational) and not fractions):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a fraction beyond any float
+        return math.inf if value > 0 else -math.inf  # type: ignore[operator]  # a Rational: comparable
 
 
 def number(value: object, what: str, *, positive: bool, high: float | None = None) -> float:
