@@ -99,7 +99,9 @@ def create_generation(
     replayed). Keys
     are unique among all generations while their row exists.
     """
-    encoded = "{}" if metadata is None else validate.metadata(metadata)
+    if metadata is not None:  # numpy's numbers as plain ones: what is kept, returned and compared
+        metadata = validate.plain_metadata(metadata)
+    encoded = "{}" if metadata is None else validate.metadata(metadata, checked=True)
     key = validate.name(idempotency_key, "idempotency_key", optional=True)
     fields: Params = {
         "id": new_id(),

@@ -206,7 +206,7 @@ def complete_generation(
     size = validate.file_size(file_size_bytes)
     worker = validate.name(worker_id, "worker_id", optional=True)
     if metadata is not None:
-        validate.check_metadata(metadata)  # encoded once, merged with the row's, after the read
+        metadata = validate.plain_metadata(metadata)  # encoded once, merged with the row's, after the read
     if generation_time_seconds is not None:
         generation_time_seconds = validate.seconds(
             generation_time_seconds, "generation_time_seconds", positive=False

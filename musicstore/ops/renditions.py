@@ -128,7 +128,7 @@ def settings_key(settings: Mapping[str, Any]) -> str:
     ``canonical_settings``): what the unique key compares."""
     if not isinstance(settings, Mapping):
         raise InvalidInput(f"settings must be a dict, got {type(settings).__name__}")
-    validate.metadata(dict(settings))  # JSON values only, reading back equal (the metadata rules)
+    settings = validate.plain_metadata(dict(settings))  # JSON values only (the metadata rules), numpy's too
     text = settings_json(canonical_settings(settings))
     if len(text.encode("utf-8")) > MAX_SETTINGS_BYTES:
         raise InvalidInput(f"settings are over {MAX_SETTINGS_BYTES} bytes as JSON")
@@ -162,10 +162,16 @@ def _range(value: object, what: str, low: float, high: float, *, above: bool = F
 
 
 def _optional(settings: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    """``settings[key]`` when it is None or of ``kind``: an int (or numpy's integers: ``whole_number``),
+    an int or float (or numpy's numbers: ``real_number``), a str. The column's checker makes it plain."""
     value = settings.get(key)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
-        raise InvalidInput(f"settings[{shown(key)}] must be a {kind}, got {shown(value)}")
-    return value
+    if value is None or (isinstance(value, kind) and not isinstance(value, bool)):
+        return value
+    if kind is int and validate.whole_number(value) is not None:
+        return value
+    if kind == (int, float) and validate.real_number(value) is not None:
+        return value
+    raise InvalidInput(f"settings[{shown(key)}] must be a {kind}, got {shown(value)}")
 
 
 def _request(
@@ -380,7 +386,7 @@ def merge_metadata(generation_id: str, values: Mapping[str, Any]) -> Steps[Gener
     gid = check_id(generation_id)
     if not isinstance(values, Mapping) or not values:
         raise InvalidInput(f"values must be a non-empty mapping of metadata keys, got {shown(values)}")
-    validate.metadata(dict(values))
+    values = validate.plain_metadata(dict(values))  # numpy's numbers as plain ones
     generation: Generation | None = yield Call("get_generation_for_update", {"id": gid}, GENERATION)
     if generation is None:
         raise NotFound(f"no generation with id {gid}")

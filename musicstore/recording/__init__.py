@@ -106,7 +106,7 @@ def export_generation(
     read the file is kept (the error raised): never a completed row without its file.
     """
     _check_store(store)
-    _check_call(generation, on_error, max_attempts, metadata)
+    extra = _check_call(generation, on_error, max_attempts, metadata)
     _check_format(ext, options, root=root, worker_id=worker_id, scale=scale)
     check_scale_applies(audio, scale)  # as a batch's conversion raises it: before the row can be failed
     spec = _peaks_spec(peaks)
@@ -117,7 +117,7 @@ def export_generation(
     worker = generation.worker_id if worker_id is None else worker_id
     place = _Placing(
         store=store, generation=generation, worker=worker, on_error=on_error, max_attempts=max_attempts,
-        generation_time_seconds=generation_time_seconds, metadata=metadata or {},
+        generation_time_seconds=generation_time_seconds, metadata=extra,
         tags=want_tags(tags), peaks=spec,
     )  # fmt: skip
     folder, objects, opened = _target(root)
@@ -311,8 +311,10 @@ def _check_store(store: object) -> None:
 
 def _check_call(
     generation: Generation, on_error: str, max_attempts: int, metadata: Mapping[str, Any] | None
-) -> None:
-    """Caller mistakes: raised before anything is written, and the row is not touched."""
+) -> dict[str, Any]:
+    """Caller mistakes: raised before anything is written, and the row is not touched. Returns ``metadata``
+    in its plain form (``validate.plain_metadata``: numpy's numbers as plain ones, for the row and the
+    tags' seed alike), ``{}`` for None."""
     if not isinstance(generation, Generation):
         raise InvalidInput(
             f"generation must be a Generation (from claim_next), got {type(generation).__name__}"
@@ -320,13 +322,17 @@ def _check_call(
     if on_error not in _ON_ERROR:
         raise InvalidInput(f"on_error must be one of {_ON_ERROR}, got {shown(on_error)}")
     validate.integer(max_attempts, "max_attempts", 1)
-    if metadata is not None:
-        validate.metadata(dict(metadata) if isinstance(metadata, Mapping) else metadata)
+    extra = (
+        {}
+        if metadata is None
+        else validate.plain_metadata(dict(metadata) if isinstance(metadata, Mapping) else metadata)
+    )
     if generation.status is not Status.PROCESSING:
         raise InvalidTransition(
             f"generation {generation.id} is {generation.status}; claim it (claim_next) before exporting it",
             current=generation.status.value,
         )
+    return extra
 
 
 __all__ = [  # with Recorded, which lives beside _Placing in recording/placing.py

@@ -17,6 +17,7 @@ from .metadata_checks import (
     _plain_size,
     check_metadata,
     metadata,
+    plain_metadata,
     stored_metadata,
 )
 from .paths import NAME_MAX_BYTES, PATH_MAX_BYTES, os_path
@@ -214,6 +215,7 @@ __all__ = [  # with the checkers of one value and of metadata, which live in val
     "number",
     "os_path",
     "page",
+    "plain_metadata",
     "prompt",
     "real_number",
     "relative_path",

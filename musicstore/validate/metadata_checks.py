@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import json.encoder
 import math
+import numbers
+import operator
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -13,25 +16,39 @@ from ..errors import InvalidInput, shown
 from .values import INT64_MAX, INT64_MIN, MAX_METADATA_BYTES, MAX_METADATA_DEPTH, text
 
 
-def _json_value(value: object, where: str, depth: int) -> None:
-    """Raise InvalidInput unless ``value`` is JSON that reads back equal, within the depth limit."""
+def _json_value(value: object, where: str, depth: int) -> Any:
+    """``value`` in its plain form: itself when it is JSON that reads back equal, within the depth limit; a
+    copy when it holds a number of another type (numpy's: ``np.int64`` as an int, ``np.float32`` as the
+    float of its value, ``np.bool_`` as a bool; an int or float subclass as a plain one). Else
+    InvalidInput."""
     if isinstance(value, str):
-        text(value, f"metadata{where}", max_chars=MAX_METADATA_BYTES)
-    elif value is None or isinstance(value, bool):
-        pass
-    elif isinstance(value, int):
-        if not INT64_MIN <= value <= INT64_MAX:
+        return text(value, f"metadata{where}", max_chars=MAX_METADATA_BYTES)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):  # int, numpy's integers (numpy's bool_ is none)
+        whole = operator.index(value)
+        if not INT64_MIN <= whole <= INT64_MAX:
             raise InvalidInput(f"metadata{where} is an integer beyond 64 bits; store it as a string")
-    elif isinstance(value, float):
-        if not math.isfinite(value):
+        return whole
+    if isinstance(value, float) or (
+        isinstance(value, numbers.Real) and not isinstance(value, numbers.Rational)
+    ):
+        real = (
+            value if type(value) is float else float(value)
+        )  # np.float32, np.float16: exact; a long double equal to no float is refused
+        if not math.isfinite(real):
             raise InvalidInput(f"metadata{where} is {value!r}; JSON holds only finite numbers")
-    elif isinstance(value, dict | list):
+        if real != value:
+            raise InvalidInput(f"metadata{where} is {value!r}, which no float equals; JSON holds a float")
+        return real
+    if isinstance(value, dict | list):
         if depth >= MAX_METADATA_DEPTH:
             raise InvalidInput(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
         if isinstance(value, list):
-            for index, item in enumerate(value):
-                _json_value(item, f"{where}[{index}]", depth + 1)
-            return
+            items = [_json_value(item, f"{where}[{index}]", depth + 1) for index, item in enumerate(value)]
+            return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+        changed = False
+        plain = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidInput(
@@ -39,12 +56,17 @@ def _json_value(value: object, where: str, depth: int) -> None:
                     "(JSON would read back a str key)"
                 )
             text(key, f"a metadata{where} key", max_chars=MAX_METADATA_BYTES)
-            _json_value(item, f"{where}[{key[:40]!r}]", depth + 1)
-    else:
-        raise InvalidInput(
-            f"metadata{where} is a {type(value).__name__}; use JSON types only (dict with str keys, list, "
-            "str, int, finite float, bool, None): a tuple, set, bytes or object would not read back unchanged"
-        )
+            plain[key] = _json_value(item, f"{where}[{key[:40]!r}]", depth + 1)
+            changed = changed or plain[key] is not item
+        return plain if changed else value
+    numpy = sys.modules.get("numpy")  # a numpy bool_ only where numpy is loaded
+    if numpy is not None and isinstance(value, numpy.bool_):
+        return bool(value)
+    raise InvalidInput(
+        f"metadata{where} is a {type(value).__name__}; use JSON types only (dict with str keys, list, "
+        "str, int, finite float, bool, None; numpy's numbers as those): a tuple, set, bytes or object "
+        "would not read back unchanged"
+    )
 
 
 _STR_BOUND = 6
@@ -146,15 +168,18 @@ def _not_a_dict(value: object) -> InvalidInput:
 
 
 def metadata(value: object, *, checked: bool = False) -> str:
-    """Encode a metadata object as compact JSON; it must read back equal (str keys, no tuples, no NaN).
+    """Encode a metadata object as compact JSON; it must read back equal (str keys, no tuples, no NaN),
+    numpy's numbers written as their plain form (``plain_metadata``).
 
-    ``checked=True``: every value was already checked (e.g. a merge of checked dicts); only encode and size.
+    ``checked=True``: every value was already checked (e.g. a merge of checked dicts, or what
+    ``plain_metadata`` returned); only encode and size.
     """
     if not isinstance(value, dict):
         raise _not_a_dict(value)
+    plain: dict[str, Any] = value
     if not checked and _plain_size(value, 1) < 0:
-        _json_value(value, "", 1)
-    encoded = _ENCODE(value)
+        plain = _json_value(value, "", 1)
+    encoded = _ENCODE(plain)
     size = len(encoded) if encoded.isascii() else len(encoded.encode("utf-8"))
     if size > MAX_METADATA_BYTES:
         raise InvalidInput(f"metadata is {size} bytes as UTF-8 JSON; the maximum is {MAX_METADATA_BYTES}")
@@ -172,11 +197,21 @@ def stored_metadata(value: dict[str, Any], encoded: str) -> dict[str, Any]:
     return dict(value)
 
 
-def check_metadata(value: object) -> None:
+def plain_metadata(value: object) -> dict[str, Any]:
     """``metadata``'s checks without its encoding when it is not needed: raise what ``metadata(value)``
-    raises, else return (its JSON is encoded only when its size may exceed the limit)."""
+    raises, else return ``value`` in its plain form, what the store keeps and returns: ``value`` itself when
+    it holds JSON's own types only (the common case: no copy), else a copy with numpy's numbers (and int or
+    float subclasses) as plain ints, floats and bools, at any depth. Its JSON is encoded only when its size
+    may exceed the limit."""
     if not isinstance(value, dict):
         raise _not_a_dict(value)
     bound = _plain_size(value, 1)
+    plain: dict[str, Any] = value if bound >= 0 else _json_value(value, "", 1)
     if bound < 0 or bound > MAX_METADATA_BYTES:
-        metadata(value)
+        metadata(plain, checked=True)
+    return plain
+
+
+def check_metadata(value: object) -> None:
+    """``plain_metadata``'s checks, without its result."""
+    plain_metadata(value)
