@@ -214,6 +214,7 @@ class _Placing:
         """The staged file renamed onto ``final`` and the peaks written (atomically) beside it, inside the
         transaction that completes the row."""
         staged, placed, placing, peaks_placed, committing = result.path, False, False, False, False
+        peaks_putting = False  # its write begun, not noted as done: it may have placed the file (a Ctrl-C)
         key, url = final.relative_to(root).as_posix(), root.absolute().as_uri()
         peaks_path = None if waveform is None else root / waveform.key(key)
         try:
@@ -228,6 +229,7 @@ class _Placing:
                 except OSError as exc:
                     raise StorageError(f"moving {staged} to {final} failed: {exc}") from exc
                 if waveform is not None and peaks_path is not None:  # whole or not at all (StorageError)
+                    peaks_putting = True
                     LocalFileStore(root, create=False).put(
                         waveform.key(key), waveform.data, content_type="application/json", overwrite=True
                     )  # with its checksum kept (xattr): render_peaks later finds these bytes, a retry
@@ -246,6 +248,8 @@ class _Placing:
                 raise
             if placing and not placed and not os.path.lexists(staged):
                 placed = True  # renamed, then interrupted (a Ctrl-C landing as the rename returned)
+            if peaks_putting and not peaks_placed and waveform is not None and peaks_path is not None:
+                peaks_placed = _holds(peaks_path, waveform.data)  # written, then interrupted (a Ctrl-C)
             placed_paths = ([final] if placed else []) + ([peaks_path] if peaks_placed and peaks_path else [])
             for path in [staged, *placed_paths]:
                 try:
@@ -391,6 +395,15 @@ def _object_metadata(result: ExportResult) -> dict[str, str]:
             ("true" if value else "false") if isinstance(value, bool) else str(value)
         )
     return figures
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the file at ``path`` holds ``data`` (an error path's check: unreadable or missing, it does
+    not)."""
+    try:
+        return path.read_bytes() == data
+    except OSError:
+        return False
 
 
 def _sha256(path: Path) -> str:
