@@ -67,3 +67,34 @@ def test_an_interrupted_peaks_write_leaves_an_older_peaks_file_of_other_bytes(
     monkeypatch.undo()
     (left,) = [path for path in root.rglob("*") if path.is_file()]
     assert left.name.endswith(".json") and left.read_text() == "older"
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["master", "peaks"])
+def test_an_upload_interrupted_as_its_put_returns_leaves_no_object(
+    musicstore_store: Any, musicstore_s3_files: Any, monkeypatch: pytest.MonkeyPatch, which: int
+) -> None:
+    """docs/recording.md: nothing is left at the keys of an export whose placing failed; docs/queue.md: a
+    Ctrl-C puts the worker's job back. A KeyboardInterrupt landing as a put returned (its reply received),
+    before the export noted the object as placed, left that object at its key, recorded by no row, under a
+    note saying 'its file was removed' (c144739 covered a Ctrl-C while the reply was awaited only)."""
+    store = musicstore_store
+    job = _claimed(store, f"interrupted upload {which}")
+    real = placing._Placing._put
+    calls: list[str] = []
+
+    def put_then_interrupted(self: Any, objects: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+        info = real(self, objects, key, *args, **kwargs)
+        calls.append(key)
+        if len(calls) == which + 1:
+            raise KeyboardInterrupt  # Ctrl-C as the put returned: the object is at its key
+        return info
+
+    monkeypatch.setattr(placing._Placing, "_put", put_then_interrupted)
+    audio = np.zeros((job.channels, 16_000), dtype=np.float32)
+    with pytest.raises(KeyboardInterrupt) as raised:
+        recording.export_generation(store, job, audio, root=musicstore_s3_files)
+    monkeypatch.undo()
+    assert len(calls) == which + 1
+    assert any("was removed from" in note for note in raised.value.__notes__), raised.value.__notes__
+    assert list(musicstore_s3_files.list()) == []
+    assert store.get_generation(job.id).is_processing

@@ -269,22 +269,32 @@ class _Placing:
         placed, placing, peaks_placed, committing = False, False, False, False
         peaks_key = None if waveform is None else waveform.key(key)
         checksum: str | None = None
+        putting: str | None = None  # the key of a put begun and not noted as done: it may have written it
         try:
             with self.store.transaction() as tx:
                 self.claim(tx)
                 placing = True
-                with open(result.path, "rb") as source:
-                    info = self._put(  # holding the row's lock, with a valid claim, no file recorded yet
-                        objects,
-                        key,
-                        source,
-                        _CONTENT_TYPES.get(result.format.lower()),
-                        _object_metadata(result),
-                    )
-                placed = True
-                if waveform is not None and peaks_key is not None:  # ObjectExists: not ours, left alone
-                    self._put(objects, peaks_key, waveform.data, "application/json")
-                    peaks_placed = True
+                try:
+                    putting = key
+                    with open(result.path, "rb") as source:
+                        info = self._put(  # holding the row's lock, with a valid claim, no file recorded yet
+                            objects,
+                            key,
+                            source,
+                            _CONTENT_TYPES.get(result.format.lower()),
+                            _object_metadata(result),
+                        )
+                    placed = True
+                    putting = None
+                    if waveform is not None and peaks_key is not None:  # ObjectExists: not ours, left alone
+                        putting = peaks_key
+                        self._put(objects, peaks_key, waveform.data, "application/json")
+                        peaks_placed = True
+                        putting = None
+                except BaseException as exc:  # the row still locked: no other attempt can put there now
+                    if putting is not None:
+                        self._unput(exc, objects, putting)
+                    raise
                 placing = False
                 checksum = info.checksum
                 assert checksum is not None  # a put always reports the SHA-256 it computed
@@ -316,40 +326,38 @@ class _Placing:
         self, objects: FileStore, key: str, data: BinaryIO | bytes, content_type: str | None,
         metadata: Mapping[str, str] | None = None,
     ) -> ObjectInfo:  # fmt: skip
-        """``put_marked`` at ``key``, holding the row's lock. A put that failed without saying whether it
-        wrote the object (its reply lost, then each retry failed: ``StoreUnavailable``, or a plain
-        ``StorageError``; not a refusal), or that was interrupted (Ctrl-C's ``KeyboardInterrupt`` or another
-        ``BaseException`` that is no ``Exception``, landing as the reply was awaited), may have left it at
-        ``key``, where no row records it: removed here,
-        best effort, while the row is still locked, if it is marked with this generation's id (the row's own
-        file, not yet recorded; anything else there is left alone), the put's error raised as it was. Costs a
-        ``HEAD`` (and the ``DELETE``) on that failure only; a removal that fails too is noted on the error
-        (reconcile reports the object, an orphan; a next attempt replaces it)."""
+        """``put_marked`` at ``key``, holding the row's lock (``_unput`` cleans up after it)."""
+        generation_id = self.generation.id
+        return put_marked(objects, key, data, generation_id, content_type=content_type, metadata=metadata)
+
+    def _unput(self, exc: BaseException, objects: FileStore, key: str) -> None:
+        """After ``exc`` ended a put at ``key`` begun under the row's lock, or landed before that put was
+        noted as done, the row still locked. A put that failed without saying whether it wrote the object (its
+        reply lost, then each retry failed: ``StoreUnavailable``, or a plain ``StorageError``; not a
+        refusal), or that was interrupted (Ctrl-C's ``KeyboardInterrupt`` or another ``BaseException`` that
+        is no ``Exception``, landing as the reply was awaited or as the put returned), may have left it at
+        ``key``, where no row records it: removed here, best effort, while the row is still locked (no other
+        attempt can put there meanwhile), if it is marked with this generation's id (the row's own file, not
+        yet recorded; anything else there is left alone); ``exc`` is then raised as it was. Costs a ``HEAD``
+        (and the ``DELETE``) on that failure only. A removal that fails too is noted on ``exc`` (reconcile
+        reports the object, an orphan; a next attempt replaces it)."""
+        if isinstance(exc, ObjectExists | ChecksumMismatch | InvalidInput):  # refused: nothing written
+            return
+        if isinstance(exc, Exception) and not isinstance(exc, StorageError):
+            return
         try:
-            return put_marked(
-                objects, key, data, self.generation.id, content_type=content_type, metadata=metadata
+            there = objects.head(key)
+            if there.metadata.get(GENERATION_FIELD) == self.generation.id:
+                objects.delete(key)
+                exc.add_note(f"{key}, which the failed put may have written, was removed from {objects.url}")
+        except ObjectNotFound:
+            pass
+        except Exception as cleanup:
+            exc.add_note(
+                f"whether the failed put wrote {key} in {objects.url} is unknown "
+                f"({type(cleanup).__name__}); if it did, reconcile reports it (an orphan) and a next "
+                "attempt replaces it"
             )
-        except BaseException as exc:  # Ctrl-C too: it may land as the reply is awaited, the object written
-            if isinstance(exc, ObjectExists | ChecksumMismatch | InvalidInput):  # refused: nothing written
-                raise
-            if isinstance(exc, Exception) and not isinstance(exc, StorageError):
-                raise
-            try:
-                there = objects.head(key)
-                if there.metadata.get(GENERATION_FIELD) == self.generation.id:
-                    objects.delete(key)
-                    exc.add_note(
-                        f"{key}, which the failed put may have written, was removed from {objects.url}"
-                    )
-            except ObjectNotFound:
-                pass
-            except Exception as cleanup:
-                exc.add_note(
-                    f"whether the failed put wrote {key} in {objects.url} is unknown "
-                    f"({type(cleanup).__name__}); if it did, reconcile reports it (an orphan) and a next "
-                    "attempt replaces it"
-                )
-            raise
 
     def _landed(self, exc: BaseException, key: str, checksum: str) -> bool | None:
         """Whether the completing commit that raised ``exc`` landed (a connection lost after the server
