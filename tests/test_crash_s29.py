@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from musicstore import recording
+from musicstore.filestore import LocalFileStore
 from musicstore.recording import placing
 
 
@@ -31,13 +32,13 @@ def test_an_export_interrupted_as_its_peaks_write_returns_leaves_no_peaks_file(
     store = musicstore_store
     job = _claimed(store, "interrupted peaks")
     root = tmp_path / "audio"
-    real = placing.LocalFileStore.put
+    real = LocalFileStore.put
 
     def written_then_interrupted(self: Any, key: str, *args: Any, **kwargs: Any) -> Any:
         real(self, key, *args, **kwargs)
         raise KeyboardInterrupt  # Ctrl-C as the put returned: the peaks file is at its final path
 
-    monkeypatch.setattr(placing.LocalFileStore, "put", written_then_interrupted)
+    monkeypatch.setattr(LocalFileStore, "put", written_then_interrupted)
     audio = np.zeros((job.channels, 16_000), dtype=np.float32)
     with pytest.raises(KeyboardInterrupt) as raised:
         recording.export_generation(store, job, audio, root=root)
@@ -60,7 +61,7 @@ def test_an_interrupted_peaks_write_leaves_an_older_peaks_file_of_other_bytes(
         (root / key).write_text("older")  # what was there, which the write never replaced
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(placing.LocalFileStore, "put", interrupted)
+    monkeypatch.setattr(LocalFileStore, "put", interrupted)
     audio = np.zeros((job.channels, 16_000), dtype=np.float32)
     with pytest.raises(KeyboardInterrupt):
         recording.export_generation(store, job, audio, root=root)
@@ -98,3 +99,60 @@ def test_an_upload_interrupted_as_its_put_returns_leaves_no_object(
     assert any("was removed from" in note for note in raised.value.__notes__), raised.value.__notes__
     assert list(musicstore_s3_files.list()) == []
     assert store.get_generation(job.id).is_processing
+
+
+def test_the_cleanup_of_a_put_of_unknown_outcome_holds_the_row_lock_one_short_attempt(
+    musicstore_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/recording.md: a put that failed without saying whether it wrote the object is followed, the row
+    still locked, by a HEAD of the key (and the removal of an object marked with this generation's id). The
+    HEAD went through the store's client: 4 attempts, each waiting READ_TIMEOUT_SECONDS (60 s) on an
+    endpoint that takes connections and never answers, about 4 minutes during which the row's lock (on
+    SQLite: the database's write lock, every other writer waiting) was held after the put had given up.
+    The cleanup now makes one attempt per request, with short timeouts (s3.BRIEF_*_SECONDS)."""
+    import socket
+    import threading
+    import time
+
+    from musicstore.filestore import s3
+    from musicstore.filestore.base import StoreUnavailable
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])  # and never answer
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setattr(s3, "READ_TIMEOUT_SECONDS", 3)  # a shorter wait per attempt, the same attempts
+    files = s3.S3FileStore(
+        "bucket",
+        endpoint_url=f"http://127.0.0.1:{listener.getsockname()[1]}",
+        access_key_id="id",
+        secret_access_key="not-a-real-secret",
+    )
+
+    def reply_lost(self: Any, objects: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable(f"putting {key}: the S3 endpoint did not answer")  # the put gave up
+
+    monkeypatch.setattr(placing._Placing, "_put", reply_lost)
+    store = musicstore_store
+    job = _claimed(store, "endpoint down")
+    audio = np.zeros((job.channels, 16_000), dtype=np.float32)
+    started = time.monotonic()
+    try:
+        with pytest.raises(StoreUnavailable) as raised:
+            recording.export_generation(store, job, audio, root=files, peaks=False)
+    finally:
+        elapsed = time.monotonic() - started
+        files.close()
+        listener.close()
+        for connection in accepted:
+            connection.close()
+    assert any("is unknown" in note for note in raised.value.__notes__), raised.value.__notes__
+    assert len(accepted) == 1, accepted  # one HEAD attempt, not 4
+    assert elapsed < 3 * 3, elapsed

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any, BinaryIO, Protocol, _ProtocolMeta, runtime_checkable
+from typing import IO, Any, BinaryIO, Protocol, _ProtocolMeta, cast, runtime_checkable
 
 from ..errors import InvalidInput, StorageError, shown
 from ..storage_names import GENERATION_FIELD, MAX_KEY_BYTES, check_key, check_prefix
@@ -345,6 +345,14 @@ def put_marked(
     if not isinstance(data, bytes):
         data.seek(0)
     return files.put(key, data, content_type=content_type, metadata=marked, overwrite=True)
+
+
+def briefly(files: FileStore) -> FileStore:
+    """``files`` for a cleanup made while a lock is held: an ``S3FileStore`` as a view making one attempt
+    per request with short timeouts (``S3FileStore._briefly``), so that an endpoint that is down costs the
+    lock seconds, not every retry's wait; any other store as it is."""
+    brief = getattr(files, "_briefly", None)
+    return files if brief is None else cast(FileStore, brief())
 
 
 def marked_by(files: FileStore, key: str, refused: ObjectExists, generation_id: str) -> bool:

@@ -24,6 +24,7 @@ boto3's client is thread-safe: the async API calls these methods through ``async
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from typing import IO, Any, cast
 
@@ -62,6 +63,10 @@ READ_TIMEOUT_SECONDS = 60
 """How long one attempt waits for the endpoint's next bytes (its answer, or more of a body being read): an
 endpoint that takes connections and never answers fails each attempt after this (``StoreUnavailable`` once
 every attempt did)."""
+BRIEF_CONNECT_SECONDS = 2
+BRIEF_READ_SECONDS = 5
+"""How long the one attempt of a cleanup request made under a lock (``S3FileStore._briefly``: the ``HEAD``
+and ``DELETE`` after an export's put of unknown outcome) waits to connect, and for the answer."""
 
 
 class S3FileStore(MultipartPuts):
@@ -115,8 +120,9 @@ class S3FileStore(MultipartPuts):
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        try:
-            self._client = boto3.client(
+
+        def client(config: Config) -> Any:
+            return boto3.client(
                 "s3",
                 endpoint_url=endpoint_url,
                 region_name=region,
@@ -125,8 +131,13 @@ class S3FileStore(MultipartPuts):
                 aws_session_token=session_token,
                 config=config,
             )
+
+        try:
+            self._client = client(config)
         except Exception as exc:  # botocore's ValueError for a malformed endpoint URL...
             raise StorageError(f"cannot make an S3 client for {self.url}: {redact(str(exc))}") from exc
+        self._config, self._made = config, client  # for _briefly's client, made on its first use only
+        self._brief: S3FileStore | None = None
         mask_found(secret_access_key, self._client)  # a profile's or a role's token, resolved by the client
         mask_logs(*S3_LOGGERS)  # its loggers exist now: their DEBUG records quote headers and the endpoint
 
@@ -142,6 +153,36 @@ class S3FileStore(MultipartPuts):
 
     def close(self) -> None:
         self._client.close()
+        brief = self._brief
+        if brief is not None and brief is not self:
+            brief.close()
+
+    def _briefly(self) -> S3FileStore:
+        """This store making one attempt per request, waiting at most ``BRIEF_CONNECT_SECONDS`` to connect
+        and ``BRIEF_READ_SECONDS`` for an answer: for a cleanup made while a lock is held (``base.briefly``),
+        which must not hold it through every retry of an endpoint that is down. Its client is made on the
+        first call (on that path only) and kept; ``close`` closes it."""
+        brief = self._brief
+        if brief is None:
+            from botocore.config import Config
+
+            brief = copy.copy(self)
+            once = Config(
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=min(BRIEF_CONNECT_SECONDS, CONNECT_TIMEOUT_SECONDS),
+                read_timeout=min(BRIEF_READ_SECONDS, READ_TIMEOUT_SECONDS),
+            )
+            try:
+                brief._client = self._made(self._config.merge(once))
+            except Exception as exc:  # as __init__'s: the same settings made the first client
+                raise StorageError(f"cannot make an S3 client for {self.url}: {redact(str(exc))}") from exc
+            brief._brief = brief
+            if self._brief is None:
+                self._brief = brief
+            else:  # another thread made one meanwhile (a batch's exports): that one is kept
+                brief._client.close()
+                brief = self._brief
+        return brief
 
     # --- put ----------------------------------------------------------------------------------------------
 
@@ -344,6 +385,8 @@ def _without_userinfo(url: str) -> str:
 
 
 __all__ = [
+    "BRIEF_CONNECT_SECONDS",
+    "BRIEF_READ_SECONDS",
     "CONNECT_TIMEOUT_SECONDS",
     "DEFAULT_PART",
     "DEFAULT_THRESHOLD",

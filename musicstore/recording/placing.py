@@ -23,7 +23,7 @@ from ..errors import (
     StorageError,
 )
 from ..filestore import ChecksumMismatch, FileStore, LocalFileStore, ObjectExists, ObjectInfo, ObjectNotFound
-from ..filestore.base import put_marked
+from ..filestore.base import briefly, put_marked
 from ..filestore.fsync import fsync
 from ..models import Generation, Status
 from ..ops.jobs import lock_for_completion
@@ -339,16 +339,18 @@ class _Placing:
         ``key``, where no row records it: removed here, best effort, while the row is still locked (no other
         attempt can put there meanwhile), if it is marked with this generation's id (the row's own file, not
         yet recorded; anything else there is left alone); ``exc`` is then raised as it was. Costs a ``HEAD``
-        (and the ``DELETE``) on that failure only. A removal that fails too is noted on ``exc`` (reconcile
-        reports the object, an orphan; a next attempt replaces it)."""
+        (and the ``DELETE``) on that failure only, each one attempt with short timeouts (``base.briefly``):
+        an endpoint that is down holds the lock seconds, not every retry's wait. A removal that fails too is
+        noted on ``exc`` (reconcile reports the object, an orphan; a next attempt replaces it)."""
         if isinstance(exc, ObjectExists | ChecksumMismatch | InvalidInput):  # refused: nothing written
             return
         if isinstance(exc, Exception) and not isinstance(exc, StorageError):
             return
+        brief = briefly(objects)
         try:
-            there = objects.head(key)
+            there = brief.head(key)
             if there.metadata.get(GENERATION_FIELD) == self.generation.id:
-                objects.delete(key)
+                brief.delete(key)
                 exc.add_note(f"{key}, which the failed put may have written, was removed from {objects.url}")
         except ObjectNotFound:
             pass
