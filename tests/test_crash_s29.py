@@ -156,3 +156,43 @@ def test_the_cleanup_of_a_put_of_unknown_outcome_holds_the_row_lock_one_short_at
     assert any("is unknown" in note for note in raised.value.__notes__), raised.value.__notes__
     assert len(accepted) == 1, accepted  # one HEAD attempt, not 4
     assert elapsed < 3 * 3, elapsed
+
+
+def test_a_rendition_put_whose_marker_check_fails_leaves_another_hosts_object(
+    musicstore_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """render_generation's docstring: "an object not marked with this generation holds the key, an orphan
+    for reconcile" is left as it was (ObjectExists). When the check of the object that refused the
+    conditional create failed itself (its HEAD: a flaky endpoint, EIO), the put raised that StorageError,
+    and the cleanup, taking any put begun for one that may have written, deleted the other host's object.
+    Now an object whose put's outcome is unknown is removed only when marked with this generation's id."""
+    from musicstore import rendering
+    from musicstore.errors import StorageError
+    from musicstore.filestore import base
+    from musicstore.rendering import records
+
+    store = musicstore_store
+    job = _claimed(store, "rendered")
+    root = tmp_path / "audio"
+    audio = np.zeros((job.channels, 16_000), dtype=np.float32)
+    recording.export_generation(store, job, audio, root=root, peaks=False)
+    real = base.put_marked
+    foreign: list[Path] = []
+
+    def another_host_first(files: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+        path = root / key
+        path.write_bytes(b"another host's object")  # not marked with this generation's id
+        foreign.append(path)
+        return real(files, key, *args, **kwargs)
+
+    def check_failed(*args: Any, **kwargs: Any) -> bool:
+        raise StorageError("looking at the object failed: Input/output error (EIO)")
+
+    monkeypatch.setattr(records, "put_marked", another_host_first)
+    monkeypatch.setattr(base, "marked_by", check_failed)
+    with pytest.raises(StorageError, match="Input/output error"):
+        rendering.render_generation(store, job.id, root=root, formats=["wav"])
+    monkeypatch.undo()
+    (path,) = foreign
+    assert path.read_bytes() == b"another host's object"
+    assert store.list_renditions(job.id) == []

@@ -355,6 +355,37 @@ def briefly(files: FileStore) -> FileStore:
     return files if brief is None else cast(FileStore, brief())
 
 
+def unput(files: FileStore, key: str, generation_id: str, exc: BaseException) -> bool | None:
+    """After ``exc`` ended a ``put_marked`` at ``key`` for ``generation_id`` (or landed as it returned,
+    before the caller noted the object as placed), made holding the generation's row lock, the lock still
+    held: a put that failed without saying whether it wrote the object (its reply lost, then each retry
+    failed: ``StoreUnavailable``, a plain ``StorageError``; not a refusal), or that was interrupted (a
+    Ctrl-C's ``KeyboardInterrupt``, another ``BaseException`` that is no ``Exception``), may have left it at
+    ``key``, where no row records it: removed, best effort, if it is marked with ``generation_id``
+    (anything else there is left alone). A ``HEAD`` (and the ``DELETE``) on that path only, each one
+    attempt with short timeouts (``briefly``). True: removed (a note on ``exc`` says so); False: nothing of
+    it there (or a refusal: nothing written); None: unknown (the check failed: a note says so)."""
+    if isinstance(exc, ObjectExists | ChecksumMismatch | InvalidInput):  # refused: nothing written
+        return False
+    if isinstance(exc, Exception) and not isinstance(exc, StorageError):
+        return False
+    brief = briefly(files)
+    try:
+        if brief.head(key).metadata.get(GENERATION_FIELD) != generation_id:
+            return False
+        brief.delete(key)
+    except ObjectNotFound:
+        return False
+    except Exception as cleanup:
+        exc.add_note(
+            f"whether the failed put wrote {key} in {files.url} is unknown ({type(cleanup).__name__}); if it "
+            "did, reconcile reports it (an orphan) and a next attempt replaces it"
+        )
+        return None
+    exc.add_note(f"{key}, which the failed put may have written, was removed from {files.url}")
+    return True
+
+
 def marked_by(files: FileStore, key: str, refused: ObjectExists, generation_id: str) -> bool:
     """Whether the object at ``key`` that ``refused`` a conditional put is marked with ``generation_id``
     (``GENERATION_FIELD``; a ``KeyConflict``: no object there to be marked)."""

@@ -22,14 +22,13 @@ from ..errors import (
     MusicstoreError,
     StorageError,
 )
-from ..filestore import ChecksumMismatch, FileStore, LocalFileStore, ObjectExists, ObjectInfo, ObjectNotFound
-from ..filestore.base import briefly, put_marked
+from ..filestore import FileStore, LocalFileStore, ObjectInfo
+from ..filestore.base import put_marked, unput
 from ..filestore.fsync import fsync
 from ..models import Generation, Status
 from ..ops.jobs import lock_for_completion
 from ..ops.storage import get_storage, record_storage
 from ..rendering import StoredPeaks, peaks_name
-from ..storage_names import GENERATION_FIELD
 from ..store import Store
 
 
@@ -293,7 +292,7 @@ class _Placing:
                         putting = None
                 except BaseException as exc:  # the row still locked: no other attempt can put there now
                     if putting is not None:
-                        self._unput(exc, objects, putting)
+                        unput(objects, putting, self.generation.id, exc)  # the row still locked
                     raise
                 placing = False
                 checksum = info.checksum
@@ -326,40 +325,10 @@ class _Placing:
         self, objects: FileStore, key: str, data: BinaryIO | bytes, content_type: str | None,
         metadata: Mapping[str, str] | None = None,
     ) -> ObjectInfo:  # fmt: skip
-        """``put_marked`` at ``key``, holding the row's lock (``_unput`` cleans up after it)."""
+        """``put_marked`` at ``key``, holding the row's lock (``base.unput`` cleans up after it: an object
+        this put may have written, marked with this generation's id, is removed before the lock goes)."""
         generation_id = self.generation.id
         return put_marked(objects, key, data, generation_id, content_type=content_type, metadata=metadata)
-
-    def _unput(self, exc: BaseException, objects: FileStore, key: str) -> None:
-        """After ``exc`` ended a put at ``key`` begun under the row's lock, or landed before that put was
-        noted as done, the row still locked. A put that failed without saying whether it wrote the object (its
-        reply lost, then each retry failed: ``StoreUnavailable``, or a plain ``StorageError``; not a
-        refusal), or that was interrupted (Ctrl-C's ``KeyboardInterrupt`` or another ``BaseException`` that
-        is no ``Exception``, landing as the reply was awaited or as the put returned), may have left it at
-        ``key``, where no row records it: removed here, best effort, while the row is still locked (no other
-        attempt can put there meanwhile), if it is marked with this generation's id (the row's own file, not
-        yet recorded; anything else there is left alone); ``exc`` is then raised as it was. Costs a ``HEAD``
-        (and the ``DELETE``) on that failure only, each one attempt with short timeouts (``base.briefly``):
-        an endpoint that is down holds the lock seconds, not every retry's wait. A removal that fails too is
-        noted on ``exc`` (reconcile reports the object, an orphan; a next attempt replaces it)."""
-        if isinstance(exc, ObjectExists | ChecksumMismatch | InvalidInput):  # refused: nothing written
-            return
-        if isinstance(exc, Exception) and not isinstance(exc, StorageError):
-            return
-        brief = briefly(objects)
-        try:
-            there = brief.head(key)
-            if there.metadata.get(GENERATION_FIELD) == self.generation.id:
-                brief.delete(key)
-                exc.add_note(f"{key}, which the failed put may have written, was removed from {objects.url}")
-        except ObjectNotFound:
-            pass
-        except Exception as cleanup:
-            exc.add_note(
-                f"whether the failed put wrote {key} in {objects.url} is unknown "
-                f"({type(cleanup).__name__}); if it did, reconcile reports it (an orphan) and a next "
-                "attempt replaces it"
-            )
 
     def _landed(self, exc: BaseException, key: str, checksum: str) -> bool | None:
         """Whether the completing commit that raised ``exc`` landed (a connection lost after the server

@@ -9,8 +9,8 @@ from typing import Any
 
 from ..audio.renditions import RenditionResult
 from ..errors import StorageError
-from ..filestore import FileStore, ObjectExists
-from ..filestore.base import put_marked
+from ..filestore import FileStore
+from ..filestore.base import put_marked, unput
 from ..ops import Rendition
 from ..ops.renditions import lock_for_rendition
 from ..ops.storage import StoredFile, get_storage
@@ -45,13 +45,17 @@ def _record(
     ``create_rendition``, nothing recorded yet), put the rendition's bytes at ``key`` (a conditional create,
     ``put_marked``), then insert its row, all in one transaction: the insert's trigger (the session's shard
     of the totals on PostgreSQL, which other sessions' rendition writes need too) holds its lock only from
-    there to the commit, not through the upload. On any error remove the object if this call put (or may
-    have put: the row lock keeps every other render off the key) it, and re-raise. An error of the commit
-    itself (its reply lost) is checked by reading the row anew: if it landed the object stays and the row is
-    returned (a Ctrl-C stays raised); if it cannot be read the object stays and the error is raised: never a
-    rendition row without its object. ``where``: the master's place as read before the encode; if the
-    locked row names another (``copy-files`` moved it), nothing is put nor recorded (``StorageError``)."""
+    there to the commit, not through the upload. On any error remove the object if this call put it, and
+    re-raise; a put that failed without saying whether it wrote the object, or a Ctrl-C landing as it
+    returned, is followed, the row still locked (every other render kept off the key), by the removal of an
+    object there marked with this generation's id (``base.unput``): any other is left as it was. An error of
+    the commit itself (its reply lost) is checked by reading the row anew: if it landed the object stays and
+    the row is returned (a Ctrl-C stays raised); if it cannot be read the object stays and the error is
+    raised: never a rendition row without its object. ``where``: the master's place as read before the
+    encode; if the locked row names another (``copy-files`` moved it), nothing is put nor recorded
+    (``StorageError``)."""
     placed = committing = False
+    outcome: bool | None = False  # an object a put of unknown outcome may have written: removed, or unknown
     row: Rendition | None = None
     profile = result.profile
     request: dict[str, Any] = {
@@ -71,11 +75,12 @@ def _record(
                     "rendition was made (copy-files, or a dead letter replayed?); nothing was put nor "
                     "recorded: run render_generation again"
                 )
-            placed = True  # the row locked, the request free: only now may the object take its place
-            try:
+            try:  # the row locked, the request free: only now may the object take its place
                 put_marked(files, key, data, generation_id, metadata=_object_metadata(result, generation_id))
-            except ObjectExists:
-                placed = False  # not ours: left as it was
+                placed = True
+            except BaseException as failed:  # or landed as it returned: removed if it may be there and ours
+                if not placed:
+                    outcome = unput(files, key, generation_id, failed)  # the row still locked
                 raise
             row = tx.create_rendition(  # its trigger's lock held only from here to the commit
                 generation_id,
@@ -99,7 +104,8 @@ def _record(
                 files.delete(key)
             except Exception as cleanup:
                 exc.add_note(f"and removing {key} from {files.url} failed: {cleanup}")
-        what, done = result.codec.get("format"), ("its file was removed" if placed else "nothing was put")
+        done = "its file was removed" if placed or outcome else "nothing was put"
+        what, done = result.codec.get("format"), "its file may be left" if outcome is None else done
         exc.add_note(f"the {what} rendition of {generation_id} was not recorded; {done}")
         raise
     assert row is not None
