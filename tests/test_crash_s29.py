@@ -196,3 +196,48 @@ def test_a_rendition_put_whose_marker_check_fails_leaves_another_hosts_object(
     (path,) = foreign
     assert path.read_bytes() == b"another host's object"
     assert store.list_renditions(job.id) == []
+
+
+def test_a_rendition_not_recorded_is_removed_while_its_row_is_still_locked(
+    musicstore_store: Any, musicstore_sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/renditions.md: every rendition's insert takes the generation's row lock first, so while it is
+    held no other render can record or put that request; a second render waits for it. When the insert
+    failed after the put, the object was removed after the rollback, the lock gone: a second render of the
+    request, waiting on the lock, could find the object (marked with the generation's id), replace it and
+    commit its row before that removal landed, which then took the recorded rendition's object. The object
+    is now removed before the lock goes (one attempt per request; the removal after the rollback stays for a
+    failed commit, or where that one failed)."""
+    from musicstore import rendering
+    from musicstore.errors import DatabaseError, MusicstoreError
+    from musicstore.store import Store, Transaction
+
+    store = musicstore_store
+    job = _claimed(store, "rendered")
+    root = tmp_path / "audio"
+    audio = np.zeros((job.channels, 16_000), dtype=np.float32)
+    recording.export_generation(store, job, audio, root=root, peaks=False)
+
+    def insert_failed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise DatabaseError("inserting the rendition failed: disk I/O error")
+
+    real_delete = LocalFileStore.delete
+    others_wrote: list[bool] = []
+
+    def delete(self: Any, key: str) -> bool:
+        with Store(musicstore_sqlite_url, busy_timeout=0.2) as other:  # another session's write
+            try:
+                other.create_generation("meanwhile", model_name="m", duration_seconds=1.0, sample_rate=16_000)
+                others_wrote.append(True)
+            except MusicstoreError:
+                others_wrote.append(False)  # the write lock (the row's) still held
+        return bool(real_delete(self, key))
+
+    monkeypatch.setattr(Transaction, "create_rendition", insert_failed)
+    monkeypatch.setattr(LocalFileStore, "delete", delete)
+    with pytest.raises(DatabaseError) as raised:
+        rendering.render_generation(store, job.id, root=root, formats=["wav"])
+    monkeypatch.undo()
+    assert others_wrote[:1] == [False], others_wrote
+    assert any("its file was removed" in note for note in raised.value.__notes__), raised.value.__notes__
+    assert [p.name for p in root.rglob("*") if p.is_file() and ".streaming." in p.name] == []

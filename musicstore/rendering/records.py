@@ -10,7 +10,7 @@ from typing import Any
 from ..audio.renditions import RenditionResult
 from ..errors import StorageError
 from ..filestore import FileStore
-from ..filestore.base import put_marked, unput
+from ..filestore.base import briefly, put_marked, unput
 from ..ops import Rendition
 from ..ops.renditions import lock_for_rendition
 from ..ops.storage import StoredFile, get_storage
@@ -45,11 +45,12 @@ def _record(
     ``create_rendition``, nothing recorded yet), put the rendition's bytes at ``key`` (a conditional create,
     ``put_marked``), then insert its row, all in one transaction: the insert's trigger (the session's shard
     of the totals on PostgreSQL, which other sessions' rendition writes need too) holds its lock only from
-    there to the commit, not through the upload. On any error remove the object if this call put it, and
-    re-raise; a put that failed without saying whether it wrote the object, or a Ctrl-C landing as it
-    returned, is followed, the row still locked (every other render kept off the key), by the removal of an
-    object there marked with this generation's id (``base.unput``): any other is left as it was. An error of
-    the commit itself (its reply lost) is checked by reading the row anew: if it landed the object stays and
+    there to the commit, not through the upload. On any error remove the object if this call put it (before
+    the rollback, the row still locked, every other render kept off the key; after it where only the commit
+    failed, or that removal did), and re-raise; a put that failed without saying whether it wrote the object,
+    or a Ctrl-C landing as it returned, is followed, the row still locked, by the removal of an object there
+    marked with this generation's id (``base.unput``): any other is left as it was. An error of the commit
+    itself (its reply lost) is checked by reading the row anew: if it landed the object stays and
     the row is returned (a Ctrl-C stays raised); if it cannot be read the object stays and the error is
     raised: never a rendition row without its object. ``where``: the master's place as read before the
     encode; if the locked row names another (``copy-files`` moved it), nothing is put nor recorded
@@ -78,20 +79,22 @@ def _record(
             try:  # the row locked, the request free: only now may the object take its place
                 put_marked(files, key, data, generation_id, metadata=_object_metadata(result, generation_id))
                 placed = True
-            except BaseException as failed:  # or landed as it returned: removed if it may be there and ours
-                if not placed:
-                    outcome = unput(files, key, generation_id, failed)  # the row still locked
+                row = tx.create_rendition(  # its trigger's lock held only from here to the commit
+                    generation_id,
+                    **request,
+                    file_size_bytes=result.bytes,
+                    duration_seconds=result.duration,
+                    loudness_lufs=result.loudness,
+                    true_peak_dbtp=result.true_peak,
+                    loudness_status=result.status,
+                    checksum=result.sha256,
+                )
+            except BaseException as failed:  # the row still locked: no other render can put there meanwhile
+                if not placed:  # or it landed as the put returned: removed if it may be there and ours
+                    outcome = unput(files, key, generation_id, failed)
+                elif _removed(files, key):  # else removed below, after the rollback, with every retry
+                    placed, outcome = False, True
                 raise
-            row = tx.create_rendition(  # its trigger's lock held only from here to the commit
-                generation_id,
-                **request,
-                file_size_bytes=result.bytes,
-                duration_seconds=result.duration,
-                loudness_lufs=result.loudness,
-                true_peak_dbtp=result.true_peak,
-                loudness_status=result.status,
-                checksum=result.sha256,
-            )
             committing = True
     except BaseException as exc:
         landed = _landed(store, row, exc) if committing and row is not None else False
@@ -110,6 +113,16 @@ def _record(
         raise
     assert row is not None
     return row
+
+
+def _removed(files: FileStore, key: str) -> bool:
+    """Whether the object this render put at ``key`` was removed (one attempt per request: ``briefly``), the
+    generation's row still locked; a failure is left to the removal after the rollback."""
+    try:
+        briefly(files).delete(key)
+    except Exception:
+        return False
+    return True
 
 
 def _landed(store: Store, row: Rendition, exc: BaseException) -> Rendition | bool | None:
