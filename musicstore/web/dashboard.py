@@ -277,7 +277,9 @@ class Dashboard(AudioPeaks):
             return PlainTextResponse("wrong token\n", status_code=401)
         response = RedirectResponse(base + "/", status_code=303)
         cookie = quote(self.token, safe="")
-        response.set_cookie(COOKIE, cookie, httponly=True, samesite="strict", path=base + "/")
+        # Lax: a link from another site (a runbook, an alert) opens its page, /login's redirect included
+        # (Strict withheld it there: 401); only GET and HEAD are answered; other sites' requests go without it
+        response.set_cookie(COOKIE, cookie, httponly=True, samesite="lax", path=base + "/")
         return response
 
     # -- the JSON API ----------------------------------------------------------------------------------------
