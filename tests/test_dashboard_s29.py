@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import http.server
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +84,31 @@ def test_a_link_from_another_site_opens_the_dashboard_in_a_browser(
         driver.delete_all_cookies()
         other.shutdown()
         other.server_close()
+
+
+def test_a_store_clock_that_fails_is_the_servers_error_not_the_requests(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a clock giving a naive moment (`clock=datetime.utcnow`) raised InvalidInput at every read, which the app
+    # answered 400 "bad request", the request blamed and nothing logged; a bad query value is still 400
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    migrate(url)
+    naive = [False]
+
+    def clock() -> datetime:
+        now = datetime.now(UTC)
+        return now.replace(tzinfo=None) if naive[0] else now
+
+    with Store(url, clock=clock) as store, TestClient(create_app(store, root=tmp_path)) as client:
+        store.create_generation("lofi", model_name="m", duration_seconds=1)
+        assert client.get("/generations", params={"limit": "0"}).status_code == 400
+        assert client.get("/api/generations", params={"cursor": "nope"}).status_code == 400
+        assert client.get("/api/generations", params={"day": "2024-02-30"}).status_code == 400
+        naive[0] = True
+        for path in ("/", "/api/overview", "/metrics", "/prompts", "/workers"):
+            caplog.clear()
+            with caplog.at_level(logging.ERROR, logger="musicstore.web.app"):
+                answer = client.get(path)
+            assert answer.status_code == 500, path
+            assert "naive" in caplog.text, path
+        assert client.get("/generations", params={"limit": "0"}).status_code == 400

@@ -27,11 +27,9 @@ from .access import COOKIE, login_token_matches
 from .audio_peaks import PEAK_BUCKETS, PEAKS_CACHED, AudioPeaks, _contained
 from .ranges import AudioFileResponse
 from .reads import (
-    _filters,
-    _limit,
     _picked_model,
+    asked,
     before,
-    check_filters,
     clock_now,
     completions_by_hour_op,
     created_by_hour_op,
@@ -154,9 +152,7 @@ class Dashboard(AudioPeaks):
         return self.render(request, "overview.html", taken_at=snapshot.taken_at, s=snapshot, **extra)
 
     def table(self, request: Request) -> Response:
-        filters, cursor = _filters(request)
-        filters = check_filters(filters)  # as the form and the links show them (a day in its canonical form)
-        limit = _limit(request)
+        filters, cursor, limit = asked(request)  # as the form and the links show them (a canonical day)
         models = {model for model, _ in read_models(self.store)}
         filters = _picked_model(filters, models)
         with self.store.transaction(write=False) as tx:
@@ -295,9 +291,9 @@ class Dashboard(AudioPeaks):
         )
 
     def api_generations(self, request: Request) -> Response:
-        filters, cursor = _filters(request)
+        filters, cursor, limit = asked(request)
         with self.store.transaction(write=False) as tx:
-            page = tx.run(table_page, filters, cursor=cursor, limit=_limit(request))
+            page = tx.run(table_page, filters, cursor=cursor, limit=limit)
         return _json({"items": [generation_dict(g) for g in page.items], "next_cursor": page.next_cursor})
 
     def api_generation(self, request: Request) -> Response:

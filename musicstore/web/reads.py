@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from .. import validate
@@ -349,6 +350,19 @@ def _filters(request: Request) -> tuple[Filters, str | None]:
     return filters, q.get("cursor") or None
 
 
+def asked(request: Request) -> tuple[Filters, str | None, int]:
+    """The table's filters (checked: a day in its canonical form), cursor and page size as ``request`` asks
+    for them; a bad value is a ``400`` with its reason, raised here: an ``InvalidInput`` of the reads that
+    follow is then the store's, not the request's (its clock giving a naive moment: a ``500``, logged)."""
+    try:
+        filters, cursor = _filters(request)
+        filters, limit = check_filters(filters), _limit(request)
+        decode_cursor(cursor)
+    except InvalidInput as exc:
+        raise HTTPException(400, str(exc)) from None
+    return filters, cursor, limit
+
+
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -379,6 +393,7 @@ __all__ = [
     "_filters",
     "_limit",
     "_picked_model",
+    "asked",
     "before",
     "check_filters",
     "completions_by_hour_op",
