@@ -1,5 +1,6 @@
 """The store ``copy_files`` copies to, opened so that a dry run makes nothing: not even its folder; what a
-dry run counts for each object, as the run would; how an object's bytes are compared."""
+dry run counts for each object, as the run would; how an object's bytes are compared; whether the copies are
+still there when the run records them."""
 
 from __future__ import annotations
 
@@ -182,3 +183,14 @@ def named_shared(store: Store, files: list[tuple[str, str]]) -> frozenset[str]:
         return frozenset()
     found = store.run(rows_by_file_paths, sorted(own))
     return frozenset(path for other, path in found if own.get(path) not in (None, other))
+
+
+def copies_there(target: FileStore, copies: dict[str, list[str]], gid: str) -> bool:
+    """Whether every copy of generation ``gid`` (``copies[gid]``, its keys) is still in ``target``: a HEAD
+    each, asked by ``relocate`` with the row locked."""
+    for key in copies[gid]:
+        try:
+            target.head(key)
+        except ObjectNotFound:
+            return False
+    return True

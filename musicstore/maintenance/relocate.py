@@ -59,6 +59,7 @@ from ..models import Generation
 from ..ops import Call, Steps, reader, writer
 from ..ops.reads import GENERATION
 from ..store import Store
+from . import dry_target
 from .dry_target import already_in, check_bucket, dry_copy, holds, named_shared, open_target, sha256_of
 from .scan import DEFAULT_MAX_ITEMS, OwnRows, is_peaks_of, require_store
 
@@ -125,33 +126,35 @@ checksum as read, its peaks record copied: ``metadata["peaks"]`` as read, None w
 
 
 @writer
-def relocate(moves: list[Move], target_url: str) -> Steps[set[str]]:
+def relocate(
+    moves: list[Move], target_url: str, landed: Callable[[str], bool] | None = None
+) -> Steps[set[str]]:
     """Point each (id, old_url, key, checksum) row at ``target_url`` if still as read, and only if every
-    rendition it has then, and its peaks record, were copied; returns ids changed.
+    rendition it has then, and its peaks record, were copied, and ``landed(id)`` (when given) finds its
+    copies still in the target; returns ids changed.
 
     The row is updated first, which takes its lock (a render holds it from before its put to its commit, and
     ``render_peaks`` while it records), so the renditions and the record read next are all it has until this
     commits: one recorded since they were listed (put beside the master in the old store, not copied) puts
-    the row back as it was, counted as changed; the next run copies it."""
+    the row back as it was, counted as changed; the next run copies it. So does a copy gone since it was
+    verified (an orphan there until this commits: a ``reconcile --repair`` of the target deletes one named
+    after its generation under the lock the update now holds, ``row_checks.orphan_claimed``)."""
     changed: set[str] = set()
     for gid, old_url, key, checksum, _, copied, before, peaks in moves:
-        params = {
-            "id": gid,
-            "old_url": old_url,
-            "new_url": target_url,
-            "file_path": key,
-            "checksum": checksum,
-        }
+        params = {"id": gid, "old_url": old_url, "new_url": target_url, "file_path": key}
+        params["checksum"] = checksum
         if (yield Call("maintenance_relocate_file", params)) != 1:
             continue
         now = yield Call("maintenance_renditions_of_generations", {"ids": json.dumps([gid])})
         row: Generation | None = yield Call("get_generation", {"id": gid}, GENERATION)
         recorded = None if row is None else row.metadata.get("peaks")
-        if {(r["storage_key"], r["checksum"]) for r in now} <= copied and recorded == peaks:
+        made = {(r["storage_key"], r["checksum"]) for r in now}
+        if made <= copied and recorded == peaks and (landed is None or landed(gid)):
             changed.add(gid)
             continue
         back = {**params, "old_url": target_url, "new_url": old_url, "checksum": before}
-        yield Call("maintenance_relocate_file", back)  # a rendition or peaks recorded meanwhile, not copied
+        # a rendition or peaks recorded meanwhile, not copied; or a copy deleted since it was verified
+        yield Call("maintenance_relocate_file", back)
     return changed
 
 
@@ -289,6 +292,7 @@ def _copy_page(
     recorded += [(key, gid) for gid, made in renditions.items() for key, _, _ in made]
     shared = named_shared(store, recorded) if report.dry_run else frozenset()
     moves: list[Move] = []
+    copies: dict[str, list[str]] = {}  # id → the keys of its copies in the target
     for row in page:
         try:
             origin = sources.of(row["storage_url"])
@@ -309,6 +313,7 @@ def _copy_page(
         except (StorageError, InvalidInput) as exc:
             skip(row, f"{type(exc).__name__}: {exc}")
             continue
+        copies[row["id"]] = [key for key, _, _ in files + peaks]
         copied = frozenset((k, c) for k, _, c in renditions.get(row["id"], []))
         record = None if row["peaks"] is None else json.loads(row["peaks"])
         moves.append(
@@ -328,7 +333,9 @@ def _copy_page(
     if report.dry_run or not moves:
         report.rows_updated += len(moves)
         return
-    changed = store.run(relocate, moves, target.url)
+    changed = store.run(
+        relocate, moves, target.url, functools.partial(dry_target.copies_there, target, copies)
+    )
     report.rows_updated += len(changed)
     report.rows_changed += len(moves) - len(changed)
 
