@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from musicstore import Store
 from musicstore.filestore import FileStore, LocalFileStore
+from musicstore.maintenance import bucket_rows, row_checks
 from musicstore.maintenance import relocate as relocating
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.relocate import copy_files
@@ -40,3 +43,66 @@ def test_copy_files_never_points_a_row_at_a_copy_a_reconcile_of_the_target_delet
     again = copy_files(store, objects)  # the next run copies them again and points the rows there
     assert again.rows_updated == 2 and {where(store, g.id) for g in made} == {objects.url}
     assert len(keys(objects)) == 4 and reconcile(store, objects).consistent
+
+
+@pytest.mark.parametrize("read", ["completed_files_after", "renditions_after"])
+def test_reconcile_never_fails_a_row_that_copy_files_moved_out_of_its_folder_meanwhile(
+    store: Store, tmp_path: Path, monkeypatch: Any, read: str
+) -> None:
+    """A reconcile of the old folder that read a page of rows (or of renditions) before copy_files moved
+    them, and met their files deleted after the move (the documented next step: delete the old folder once
+    the copy is checked), marked the generations failed, or deleted the renditions' rows: rows whose files
+    are whole in the new store, judged by a folder that no longer holds them. A failed row is what
+    ``cleanup --status failed`` deletes, with its files in the new store. The repairs' conditional
+    statements now ask that the row (a rendition's generation) is still in the store it was read in; such a
+    row is left (action ``changed``)."""
+    old, new = LocalFileStore(tmp_path / "audio"), tmp_path / "moved"
+    made = on_disk(store, old, 2)
+    run = store.run
+
+    def meanwhile(op: Any, *args: Any) -> Any:
+        result = run(op, *args)
+        if op is getattr(row_checks, read) and result:
+            monkeypatch.setattr(store, "run", run)
+            assert copy_files(store, new).rows_updated == 2
+            for path in (tmp_path / "audio").rglob("*.*"):
+                path.unlink()
+        return result
+
+    monkeypatch.setattr(store, "run", meanwhile)
+    report = reconcile(store, tmp_path / "audio", repair=True)
+    assert [d.action for d in report.dangling + report.dangling_renditions] == ["changed", "changed"]
+    for generation in made:
+        row = store.get_generation(generation.id)
+        assert row is not None and row.is_completed
+        assert len(store.list_renditions(generation.id)) == 1
+        assert where(store, generation.id) == LocalFileStore(new).url
+    assert reconcile(store, new).consistent and reconcile(store, tmp_path / "audio").consistent
+
+
+def test_a_bucket_reconcile_never_fails_a_row_that_copy_files_moved_out_of_it_meanwhile(
+    store: Store, objects: FileStore, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """As for a folder: a bucket's rows read before copy_files moved them to a folder, their objects deleted
+    after the move (``reconcile --repair --orphans delete`` of the bucket, the documented next step), were
+    marked failed, and their renditions' rows deleted."""
+    made = on_disk(store, objects, 2)  # type: ignore[arg-type]
+    run = store.run
+
+    def meanwhile(op: Any, *args: Any) -> Any:
+        result = run(op, *args)
+        if op is bucket_rows.stored_files_after and result:
+            monkeypatch.setattr(store, "run", run)
+            assert copy_files(store, tmp_path / "moved").rows_updated == 2
+            for key in keys(objects):
+                objects.delete(key)
+        return result
+
+    monkeypatch.setattr(store, "run", meanwhile)
+    report = reconcile(store, objects, repair=True, delete_orphans=True)
+    assert {d.action for d in report.dangling + report.dangling_renditions} == {"changed"}
+    for generation in made:
+        row = store.get_generation(generation.id)
+        assert row is not None and row.is_completed
+        assert len(store.list_renditions(generation.id)) == 1
+    assert reconcile(store, tmp_path / "moved").consistent and reconcile(store, objects).consistent

@@ -336,11 +336,11 @@ def _reconcile_objects(
 
     def flush() -> None:
         if repair and dangling:
-            changed = store.run(mark_dangling_failed, dangling)
+            changed = store.run(mark_dangling_failed, dangling, {row.id: files.url for row in dangling})
             for row in dangling:
                 row.action = "marked_failed" if row.id in changed else "changed"
         if repair and renditions:
-            deleted = store.run(delete_dangling_renditions, renditions)
+            deleted = store.run(delete_dangling_renditions, renditions, {r.id: files.url for r in renditions})
             for row in renditions:
                 row.action = "deleted_row" if row.id in deleted else "changed"
                 if row.action == "deleted_row" and row.actual_bytes is not None:

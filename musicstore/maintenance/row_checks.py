@@ -65,8 +65,9 @@ def drop_peaks_records(items: list[tuple[str, str | None]]) -> Steps[dict[str, s
 
 
 @writer
-def mark_dangling_failed(items: list[DanglingRow]) -> Steps[set[str]]:
-    """completed → failed for each dangling row still exactly as read; returns the ids changed.
+def mark_dangling_failed(items: list[DanglingRow], stores: dict[str, str | None]) -> Steps[set[str]]:
+    """completed → failed for each dangling row still exactly as read, in the store it was read in
+    (``stores``: id → its ``storage_url`` then); returns the ids changed.
 
     An operator repair outside the worker status machine (completed is otherwise final), one conditional
     UPDATE per row whose row count decides. On PostgreSQL a row another transaction holds (another host
@@ -93,6 +94,7 @@ def mark_dangling_failed(items: list[DanglingRow]) -> Steps[set[str]]:
                 "actual_bytes": item.actual_bytes,
                 "reason": reason,
                 "now": now,
+                "storage_url": stores[item.id],
             },
         )
         if count == 1:
@@ -166,7 +168,7 @@ def _check_rows(
         report.rows_checked += judged
         report.dangling_count += len(found)
         if found and repair:
-            changed = store.run(mark_dangling_failed, found)
+            changed = store.run(mark_dangling_failed, found, {row[0]: row[5] for row in page})
             for row in found:
                 row.action = "marked_failed" if row.id in changed else "changed"
             settle_rows(store, report, masters=found)
@@ -276,12 +278,14 @@ def renditions_after(after_id: str, limit: int) -> Steps[list[tuple[str, str, in
 
 
 @writer
-def delete_dangling_renditions(items: list[DanglingRow]) -> Steps[set[str]]:
-    """Delete each dangling rendition's row still exactly as read; returns the ids deleted (on PostgreSQL a
-    row another transaction holds is skipped, for the next run)."""
+def delete_dangling_renditions(items: list[DanglingRow], stores: dict[str, str | None]) -> Steps[set[str]]:
+    """Delete each dangling rendition's row still exactly as read, its generation's files still in the store
+    they were read in (``stores``: rendition id → that ``storage_url``); returns the ids deleted (on
+    PostgreSQL a row another transaction holds is skipped, for the next run)."""
     deleted: set[str] = set()
     for item in items:
         params = {"id": item.id, "storage_key": item.file_path, "file_size_bytes": item.expected_bytes}
+        params["storage_url"] = stores[item.id]
         if (yield Call("maintenance_delete_rendition", params)) == 1:
             deleted.add(item.id)
     return deleted
@@ -327,7 +331,7 @@ def _check_renditions(
         report.renditions_checked += judged
         report.dangling_rendition_count += len(found)
         if found and repair:
-            deleted = store.run(delete_dangling_renditions, found)
+            deleted = store.run(delete_dangling_renditions, found, {row[0]: row[4] for row in page})
             for row in found:
                 row.action = "deleted_row" if row.id in deleted else "changed"
             settle_rows(store, report, renditions=found)

@@ -3,9 +3,10 @@
 -- index choice SQLite needs told) differ by dialect and live in sql/sqlite/ and sql/postgres/maintenance.sql.
 -- Counts and bytes by status, by model and by day come from the trigger-kept totals (no scan of generations).
 
--- name: maintenance_mark_dangling_failed(id, file_path, expected_bytes, actual_bytes, reason, now)!
+-- name: maintenance_mark_dangling_failed(id, file_path, expected_bytes, actual_bytes, reason, now, storage_url)!
 -- Operator repair outside the worker status machine: completed -> failed for a generation whose file is
--- missing or has another size than recorded. Matches only the row exactly as reconcile read it; the row
+-- missing or has another size than recorded. Matches only the row exactly as reconcile read it, in the store
+-- it was read in (copy_files may have moved it since, its files whole in the other store); the row
 -- keeps its file_path (what was lost), file_size_bytes becomes what is on disk (NULL when missing),
 -- completed_at when it failed (now), as any failure's.
 UPDATE generations
@@ -14,7 +15,8 @@ SET status = 'failed',
     file_size_bytes = :actual_bytes,
     completed_at = :now,
     lease_expires_at = NULL
-WHERE id = :id AND status = 'completed' AND file_path = :file_path AND file_size_bytes = :expected_bytes;
+WHERE id = :id AND status = 'completed' AND file_path = :file_path AND file_size_bytes = :expected_bytes
+  AND (storage_url = CAST(:storage_url AS TEXT) OR (storage_url IS NULL AND CAST(:storage_url AS TEXT) IS NULL));
 
 -- name: maintenance_generation_for_update(id)^
 -- One generation by id, for reconcile's repair of its row in the same transaction. PostgreSQL's version

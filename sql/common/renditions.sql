@@ -40,10 +40,17 @@ WHERE id > :after_id
 ORDER BY id
 LIMIT :limit;
 
--- name: maintenance_delete_rendition(id, storage_key, file_size_bytes)!
+-- name: maintenance_delete_rendition(id, storage_key, file_size_bytes, storage_url)!
 -- Reconcile's repair of a rendition whose file is missing or has another size: its row goes, only if it is
--- still exactly as read (the rendition can be made again).
-DELETE FROM renditions WHERE id = :id AND storage_key = :storage_key AND file_size_bytes = :file_size_bytes;
+-- still exactly as read, its generation's files in the store it was read in (copy_files may have moved them
+-- since) (the rendition can be made again).
+DELETE FROM renditions
+WHERE id = :id AND storage_key = :storage_key AND file_size_bytes = :file_size_bytes
+  AND EXISTS (
+        SELECT 1 FROM generations g
+        WHERE g.id = renditions.generation_id
+          AND (g.storage_url = CAST(:storage_url AS TEXT) OR (g.storage_url IS NULL AND CAST(:storage_url AS TEXT) IS NULL))
+    );
 
 -- name: update_completed_metadata(id, metadata)!
 -- Replace a completed generation's metadata (the caller merged it under the row lock of

@@ -144,9 +144,10 @@ WHERE id IN (
 -- while the file is put, another reconcile deleting a rendition keeps that row. Waiting for such a lock made
 -- the whole reconcile fail with DatabaseBusy after lock_timeout (sql/common/ has the portable versions).
 
--- name: maintenance_mark_dangling_failed(id, file_path, expected_bytes, actual_bytes, reason, now)!
+-- name: maintenance_mark_dangling_failed(id, file_path, expected_bytes, actual_bytes, reason, now, storage_url)!
 -- completed -> failed for a generation whose file is missing or has another size than recorded, only if the
--- row is exactly as reconcile read it and no other transaction holds it.
+-- row is exactly as reconcile read it, in the store it was read in (copy_files may have moved it since), and
+-- no other transaction holds it.
 UPDATE generations
 SET status = 'failed',
     error_message = :reason,
@@ -156,21 +157,27 @@ SET status = 'failed',
 WHERE id IN (
         SELECT id FROM generations
         WHERE id = :id AND status = 'completed' AND file_path = :file_path
-          AND file_size_bytes = :expected_bytes
+          AND file_size_bytes = :expected_bytes AND storage_url IS NOT DISTINCT FROM CAST(:storage_url AS TEXT)
         FOR UPDATE SKIP LOCKED
     )
-  AND status = 'completed' AND file_path = :file_path AND file_size_bytes = :expected_bytes;
+  AND status = 'completed' AND file_path = :file_path AND file_size_bytes = :expected_bytes
+  AND storage_url IS NOT DISTINCT FROM CAST(:storage_url AS TEXT);
 
--- name: maintenance_delete_rendition(id, storage_key, file_size_bytes)!
--- A rendition whose file is missing or has another size: its row goes, only if it is still exactly as read
--- and no other transaction holds it.
+-- name: maintenance_delete_rendition(id, storage_key, file_size_bytes, storage_url)!
+-- A rendition whose file is missing or has another size: its row goes, only if it is still exactly as read,
+-- its generation's files in the store it was read in (copy_files may have moved them since), and no other
+-- transaction holds it.
 DELETE FROM renditions
 WHERE id IN (
         SELECT id FROM renditions
         WHERE id = :id AND storage_key = :storage_key AND file_size_bytes = :file_size_bytes
         FOR UPDATE SKIP LOCKED
     )
-  AND storage_key = :storage_key AND file_size_bytes = :file_size_bytes;
+  AND storage_key = :storage_key AND file_size_bytes = :file_size_bytes
+  AND EXISTS (
+        SELECT 1 FROM generations g
+        WHERE g.id = renditions.generation_id AND g.storage_url IS NOT DISTINCT FROM CAST(:storage_url AS TEXT)
+    );
 
 -- name: maintenance_generation_for_update(id)^
 -- One generation by id, locked until the end of the transaction; none when another transaction holds it.
