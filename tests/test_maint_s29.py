@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from musicstore import Store
+from musicstore import InvalidInput, Store
 from musicstore.filestore import FileStore, LocalFileStore
 from musicstore.maintenance import bucket_rows, row_checks
 from musicstore.maintenance import relocate as relocating
+from musicstore.maintenance.backup import backup, restore
 from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.relocate import copy_files
 from tests.test_copy_files import on_disk, where
@@ -106,3 +109,26 @@ def test_a_bucket_reconcile_never_fails_a_row_that_copy_files_moved_out_of_it_me
         assert row is not None and row.is_completed
         assert len(store.list_renditions(generation.id)) == 1
     assert reconcile(store, tmp_path / "moved").consistent and reconcile(store, objects).consistent
+
+
+def test_a_backup_to_a_path_ending_with_a_slash_is_refused_not_written_as_a_file(tmp_path: Path) -> None:
+    """``backup(url, "backups/")`` (``musicstore backup backups/``), the folder not made yet, wrote the backup
+    as a file named ``backups``: ``Path`` drops the slash. A path ending with one names a folder: refused, as
+    an existing folder is, before any work; so is such a ``restore`` backup path (it read the file
+    ``b.db`` for ``b.db/``)."""
+    url = f"sqlite:///{tmp_path / 'source.db'}"
+    Store(url, migrate=True).close()
+    with pytest.raises(InvalidInput, match="ends with '/': that names a folder"):
+        backup(url, f"{tmp_path / 'backups'}/")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source.db"]
+    backup(url, tmp_path / "b.db")
+    with pytest.raises(InvalidInput, match="ends with '/'"):
+        restore(f"{tmp_path / 'b.db'}/", f"sqlite:///{tmp_path / 'restored.db'}")
+    assert not (tmp_path / "restored.db").exists()
+    done = subprocess.run(
+        [sys.executable, "-m", "musicstore", "backup", "--database", url, "backups/"],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.startswith("musicstore: error: destination ends with '/'")
+    assert not (tmp_path / "backups").exists()

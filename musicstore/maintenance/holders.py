@@ -22,8 +22,12 @@ _SHM_DMS_BYTE = 128
 def file_argument(value: object, what: str) -> Path:
     """A file's path given as a str or an os.PathLike (InvalidInput otherwise), not empty (``Path("")`` is the
     working directory), without a NUL (no file can be named so), a path the OS takes
-    (``validate.os_path``)."""
-    return Path(validate.os_path(value, what))
+    (``validate.os_path``), and not ending with a ``/`` (a folder's path: ``Path`` drops the slash, and a
+    backup to ``backups/`` was written as a file named ``backups``)."""
+    text = validate.os_path(value, what)
+    if text.endswith(("/", os.sep)):
+        raise InvalidInput(f"{what} ends with '/': that names a folder; give a file's path (in it, say)")
+    return Path(text)
 
 
 def in_use(path: str | Path) -> bool:
