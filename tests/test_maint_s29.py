@@ -33,6 +33,7 @@ def test_copy_files_never_points_a_row_at_a_copy_a_reconcile_of_the_target_delet
 
     def meanwhile(op: Any, *args: Any) -> Any:
         if op is relocating.relocate:
+            monkeypatch.setattr(store, "run", run)
             swept = reconcile(store, objects, repair=True, delete_orphans=True)
             assert swept.orphan_count == 4  # the two masters and their renditions, not recorded here yet
         return run(op, *args)

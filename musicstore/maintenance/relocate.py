@@ -19,7 +19,7 @@ run again:
    unreachable) stops the run.
 2. The copy is verified where it landed: its size and SHA-256 (the checksum the store keeps, else it is read
    back and hashed) must be the row's.
-3. Only then, in one transaction per page, each row changes: ``storage_url`` becomes ``to``'s URL (and the
+3. Only then, in one transaction per row, each row changes: ``storage_url`` becomes ``to``'s URL (and the
    checksum is recorded for rows that had none), only if the row is still as it was read (completed, same
    key, same store) and every rendition it then has, and its peaks record (read under the row's lock, which
    a render holds from before its put to its commit), were copied. The renditions' rows and the peaks
@@ -333,9 +333,8 @@ def _copy_page(
     if report.dry_run or not moves:
         report.rows_updated += len(moves)
         return
-    changed = store.run(
-        relocate, moves, target.url, functools.partial(dry_target.copies_there, target, copies)
-    )
+    there = functools.partial(dry_target.copies_there, target, copies)  # HEADs, the row locked: a row each
+    changed = {gid for move in moves for gid in store.run(relocate, [move], target.url, there)}
     report.rows_updated += len(changed)
     report.rows_changed += len(moves) - len(changed)
 
