@@ -133,3 +133,32 @@ def test_a_backup_to_a_path_ending_with_a_slash_is_refused_not_written_as_a_file
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr.startswith("musicstore: error: destination ends with '/'")
     assert not (tmp_path / "backups").exists()
+
+
+def test_reconcile_keeps_the_peaks_record_of_a_row_copy_files_moved_out_of_its_folder_meanwhile(
+    store: Store, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The same race for the waveform peaks file an export records (``metadata["peaks"]``): its record was
+    dropped, though the file is whole in the new store. It is kept now (action ``changed``)."""
+    from tests.test_peaks_maintenance import _exported
+
+    made = [_exported(store, LocalFileStore(tmp_path / "audio")).generation for _ in range(2)]
+    assert all("peaks" in g.metadata for g in made)
+    run = store.run
+
+    def meanwhile(op: Any, *args: Any) -> Any:
+        result = run(op, *args)
+        if op is row_checks.completed_files_after and result:
+            monkeypatch.setattr(store, "run", run)
+            assert copy_files(store, tmp_path / "moved").rows_updated == 2
+            for path in (tmp_path / "audio").rglob("*.*"):
+                path.unlink()
+        return result
+
+    monkeypatch.setattr(store, "run", meanwhile)
+    report = reconcile(store, tmp_path / "audio", repair=True)
+    assert [p.action for p in report.dangling_peaks] == ["changed", "changed"]
+    for generation in made:
+        row = store.get_generation(generation.id)
+        assert row is not None and row.is_completed and row.metadata["peaks"] == generation.metadata["peaks"]
+    assert reconcile(store, tmp_path / "moved").consistent

@@ -346,7 +346,8 @@ def _reconcile_objects(
                 if row.action == "deleted_row" and row.actual_bytes is not None:
                     damaged_orphan(row.file_path, row.actual_bytes)
         if repair and peaks:
-            _drop_peaks(store, peaks, lambda item: _take_away_object(files, item, report.errors))
+            away = functools.partial(_take_away_object, files, errors=report.errors)
+            _drop_peaks(store, peaks, away, {item.id: files.url for item, _ in peaks})
         if repair:
             settle_rows(store, report, dangling, renditions, [item for item, _ in peaks])
         for row in dangling:

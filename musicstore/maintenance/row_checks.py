@@ -7,6 +7,7 @@ these; see its docstring."""
 
 from __future__ import annotations
 
+import functools
 import json
 import stat
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from ..filestore.local import Outside, RootDir
 from ..models import Status
 from ..ops import NOW, Call, Steps, reader, writer
 from ..ops.reads import GENERATION
+from ..ops.storage import get_storage
 from ..store import Store
 from .bucket import stored_by_keys
 from .file_names import is_peaks_file_of
@@ -43,15 +45,18 @@ def completed_files_after(
 
 
 @writer
-def drop_peaks_records(items: list[tuple[str, str | None]]) -> Steps[dict[str, str | None]]:
-    """Remove ``metadata["peaks"]`` from each (generation id, record as read: JSON text) still completed and
-    still recording exactly that; returns the ids changed, each with its master's key. The row is read
+def drop_peaks_records(items: list[tuple[str, str | None, str | None]]) -> Steps[dict[str, str | None]]:
+    """Remove ``metadata["peaks"]`` from each (generation id, record as read: JSON text, storage_url as read)
+    still completed, still recording exactly that, in that store (``copy_files`` may have moved it since);
+    returns the ids changed, each with its master's key. The row is read
     under its lock (``maintenance_generation_for_update``), as ``merge_metadata`` reads it, and written back
     whole; on PostgreSQL a row another transaction holds is skipped (left for the next run), never waited."""
     changed: dict[str, str | None] = {}
-    for gid, text in items:
+    for gid, text, url in items:
         generation = yield Call("maintenance_generation_for_update", {"id": gid}, GENERATION)
         if generation is None or generation.status is not Status.COMPLETED:
+            continue
+        if (yield from get_storage.steps(gid)).storage_url != url:
             continue
         if "peaks" not in generation.metadata or (
             text is not None and generation.metadata["peaks"] != json.loads(text)
@@ -85,18 +90,10 @@ def mark_dangling_failed(items: list[DanglingRow], stores: dict[str, str | None]
                 f"reconcile: file {item.file_path} has {item.actual_bytes} bytes, "
                 f"the row recorded {item.expected_bytes}"
             )
-        count = yield Call(
-            "maintenance_mark_dangling_failed",
-            {
-                "id": item.id,
-                "file_path": item.file_path,
-                "expected_bytes": item.expected_bytes,
-                "actual_bytes": item.actual_bytes,
-                "reason": reason,
-                "now": now,
-                "storage_url": stores[item.id],
-            },
-        )
+        params: dict[str, Any] = {"id": item.id, "file_path": item.file_path, "reason": reason, "now": now}
+        params |= {"expected_bytes": item.expected_bytes, "actual_bytes": item.actual_bytes}
+        params["storage_url"] = stores[item.id]
+        count = yield Call("maintenance_mark_dangling_failed", params)
         if count == 1:
             changed.add(item.id)
     return changed
@@ -161,7 +158,8 @@ def _check_rows(
         if peaks:
             report.dangling_peaks_count += len(peaks)
             if repair:
-                _drop_peaks(store, peaks, lambda item: _take_away_local(where, item, target, report.errors))
+                away = functools.partial(_take_away_local, where, target=target, errors=report.errors)
+                _drop_peaks(store, peaks, away, {row[0]: row[5] for row in page})
                 settle_rows(store, report, peaks=[item for item, _ in peaks])
             for item, _ in peaks:
                 listed(report.dangling_peaks, item)
@@ -239,18 +237,19 @@ def _peaks_problem(record: PeaksRecord, actual: int | None, hashed: str | None) 
         return "missing"
     if record.size is not None and actual != record.size:
         return "size_mismatch"
-    if hashed is not None and hashed != record.sha256:
-        return "checksum_mismatch"
-    return None
+    return "checksum_mismatch" if hashed is not None and hashed != record.sha256 else None
 
 
 def _drop_peaks(
-    store: Store, found: list[tuple[DanglingPeaks, str | None]], take_away: Callable[[DanglingPeaks], None]
+    store: Store,
+    found: list[tuple[DanglingPeaks, str | None]],
+    take_away: Callable[[DanglingPeaks], None],
+    stores: dict[str, str | None],
 ) -> None:
     """Repair: drop each record still as read, then take a damaged file away (one the record named, whose
     name is a peaks file of that generation, by its id or beside its master by its stem: never another
     row's file)."""
-    changed = store.run(drop_peaks_records, [(item.id, text) for item, text in found])
+    changed = store.run(drop_peaks_records, [(item.id, text, stores[item.id]) for item, text in found])
     for item, _ in found:
         if item.id not in changed:
             item.action = "changed"
