@@ -42,7 +42,8 @@ from ..filestore.base import check_key
 from ..models import Status
 from ..store import Store
 from .bucket_rows import HOLD, StoredRow, owners_by_ids, peaks_row, stored_by_keys, stored_rows
-from .scan import AUDIO_SUFFIXES, audio_stem, is_peaks_of, peaks_stem
+from .file_names import master_names
+from .scan import audio_stem, is_peaks_of, peaks_stem
 
 LIST_PAGE = 1000
 """Keys a listing request asks for (S3's largest page)."""
@@ -184,15 +185,16 @@ class _Classifier:
     def _peaks_of_no_master(self, keys: list[str]) -> set[str]:
         """Those of ``keys`` (no row records them) named as the peaks of a master at a custom path
         (``album/track 01.peaks.256.8.json``) that no row of this store records (``<stem>.wav`` or
-        ``.flac``): its generation is gone, or its files are in another store, as that master's fate is
-        (an orphan then too); as a folder's walk judges them (``custom_peaks.recorded_peaks``)."""
+        ``.flac``, the suffix in any case: ``file_names.master_names``): its generation is gone, or its files
+        are in another store, as that master's fate is (an orphan then too); as a folder's walk judges them
+        (``custom_peaks.recorded_peaks``)."""
         if not self.peaks:
             return set()
         masters: dict[str, list[str]] = {}
         for key in keys:
             stem = key.rpartition(".peaks.")[0]
             if stem and is_peaks_of(key.rpartition("/")[2], stem.rpartition("/")[2]):
-                masters[key] = [stem + suffix for suffix in sorted(AUDIO_SUFFIXES)]
+                masters[key] = master_names(stem)
         if not masters:
             return set()
         wanted = sorted({m for found in masters.values() for m in found})

@@ -14,6 +14,7 @@ from ..filestore import FileStore, ObjectNotFound, StoreUnavailable
 from ..filestore.local import Outside, RootDir
 from ..store import Store
 from .bucket import stored_by_keys
+from .file_names import kin_names
 from .scan import AUDIO_SUFFIXES, OwnRows, canonical_path, is_peaks_of, referenced_paths, rows_by_file_paths
 
 
@@ -188,18 +189,18 @@ def beside_kept(
 
 
 def kin_kept(place: _Place, store: Store, masters: list[str], deleted: set[str], dry_run: bool) -> set[str]:
-    """Those of ``masters`` beside which a master of the same stem and another type stays recorded (by a
-    row not in ``deleted``, in a dry run): a generation's, not a rendition's key (a rendition has no peaks
-    file; counted as a master, the deleted master's peaks stayed, no one's, and a dry run over several
-    pages kept them while its run, the rendition's row deleted on an earlier page, removed them)."""
+    """Those of ``masters`` beside which a master of the same stem and another type (or suffix's case:
+    ``file_names.kin_names``) stays recorded (by a row not in ``deleted``, in a dry run): a generation's,
+    not a rendition's key (a rendition has no peaks file; counted as a master, the deleted master's peaks
+    stayed, no one's, and a dry run over several pages kept them while its run, the rendition's row deleted
+    on an earlier page, removed them)."""
     siblings: dict[str, list[str]] = {}
     for master in masters:
         canonical = canonical_path(master)
         if canonical is None:
             continue
-        stem, suffix = posixpath.splitext(canonical)
-        for other in sorted(AUDIO_SUFFIXES - {suffix.lower()}):
-            siblings.setdefault(stem + other, []).append(master)
+        for other in kin_names(canonical):  # t.flac, t.FLAC, t.WAV... of t.wav
+            siblings.setdefault(other, []).append(master)
     if not siblings:
         return set()
     kept = place.still_referenced(store, sorted(siblings), deleted, dry_run, masters=True)

@@ -13,8 +13,8 @@ import json
 from ..ops import Call, Steps, reader
 from ..storage_names import peaks_digest
 from ..store import Store
-from .file_names import peaks_owner
-from .scan import AUDIO_SUFFIXES, Classified, Entry, canonical_path, peaks_record, rows_by_file_paths
+from .file_names import master_names, peaks_owner
+from .scan import Classified, Entry, canonical_path, peaks_record, rows_by_file_paths
 
 
 @reader
@@ -27,9 +27,10 @@ def peaks_records_by_ids(ids: list[str]) -> Steps[dict[str, tuple[str, str | Non
 
 def recorded_peaks(store: Store, entries: list[Entry]) -> list[Classified | Entry]:
     """Peaks-named files without an id in their name: referenced (with its status) when a generation
-    recording the master beside them (``<stem>.wav`` or ``.flac``) records them as its peaks file, orphans
-    when no generation (of any status, in any store) records that master (one whose name carries the 8 hex of
-    a generation's id: no generation of that id), else entries of kind ``unknown``."""
+    recording the master beside them (``<stem>.wav`` or ``.flac``, the suffix in any case:
+    ``file_names.master_names``) records them as its peaks file, orphans when no generation (of any
+    status, in any store) records that master (one whose name carries the 8 hex of a generation's id: no
+    generation of that id), else entries of kind ``unknown``."""
     found: list[Classified | Entry] = []
     known = recorders(store, entries)
     for entry in entries:
@@ -45,14 +46,12 @@ def recorded_peaks(store: Store, entries: list[Entry]) -> list[Classified | Entr
 
 
 def recorders(store: Store, entries: list[Entry]) -> dict[str, tuple[list[str], str | None]]:
-    """entry's path → (the generations recording the master beside it, ``<stem>.wav`` or ``.flac``, but one
-    whose name carries another's 8 hex; the status of one of them that records it as its peaks file, or
-    None). Two queries for all of ``entries``."""
+    """entry's path → (the generations recording the master beside it, ``<stem>.wav`` or ``.flac`` in any
+    case, but one whose name carries another's 8 hex; the status of one of them that records it as its
+    peaks file, or None). Two queries for all of ``entries``."""
     if not entries:
         return {}
-    masters = {
-        e.rel: [e.rel.rpartition(".peaks.")[0] + suffix for suffix in sorted(AUDIO_SUFFIXES)] for e in entries
-    }
+    masters = {e.rel: master_names(e.rel.rpartition(".peaks.")[0]) for e in entries}
     owners: dict[str, list[str]] = {}
     for gid, path in store.run(rows_by_file_paths, sorted({p for paths in masters.values() for p in paths})):
         owners.setdefault(path, []).append(gid)

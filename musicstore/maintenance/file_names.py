@@ -8,6 +8,7 @@ import json
 import posixpath
 import re
 from dataclasses import dataclass
+from itertools import product
 
 from ..storage_names import peaks_digest
 
@@ -56,6 +57,42 @@ def is_temp_name(name: str) -> bool:
 def is_audio_name(name: str) -> bool:
     dot = name.rfind(".")
     return dot > 0 and name[dot:].lower() in AUDIO_SUFFIXES
+
+
+_SPELLINGS = tuple(
+    sorted(
+        {
+            "".join(letters)
+            for suffix in AUDIO_SUFFIXES
+            for letters in product(*({c, c.upper()} for c in suffix))
+        }
+    )
+)
+"""Every spelling of ``AUDIO_SUFFIXES`` that ``is_audio_name`` takes (``.wav``, ``.WAV``, ``.Flac``...)."""
+
+
+def master_names(stem: str) -> list[str]:
+    """The names a master whose name without its extension is ``stem`` may have (``is_audio_name``: its
+    suffix in any case): the masters a peaks file named after that stem may be of."""
+    return [stem + suffix for suffix in _SPELLINGS]
+
+
+_ID_STEM = re.compile(r"(?:.*/)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""A master's path without its suffix when its name is a generation's id: the export's layout name."""
+
+
+def kin_names(master: str) -> list[str]:
+    """The other masters whose peaks may have the names of ``master``'s (a canonical path): its stem with
+    every other spelling of a master's suffix (``t.flac``, ``t.FLAC``, ``t.WAV`` beside ``t.wav``); beside a
+    master at its layout name (``<id>.wav``: the export's, whose peaks are named after its id) only the
+    other lower-case type, as always: each spelling is a look-up per master of a cleanup page."""
+    stem = posixpath.splitext(master)[0]
+    names = (
+        [stem + suffix for suffix in sorted(AUDIO_SUFFIXES)]
+        if _ID_STEM.fullmatch(stem)
+        else master_names(stem)
+    )
+    return [name for name in names if name != master]
 
 
 def audio_stem(name: str) -> str | None:
