@@ -18,7 +18,7 @@ from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.retention import cleanup
 from musicstore.models import Generation
 from musicstore.ops.storage import record_storage
-from musicstore.rendering import render_peaks
+from musicstore.rendering import render_generation, render_peaks
 
 
 def _master_at(store: Store, where: FileStore, path: str, seed: int, model: str = "m") -> Generation:
@@ -89,3 +89,23 @@ def test_cleanup_keeps_the_peaks_a_kept_master_of_the_same_stem_records_whatever
     assert where.head(theirs.key).size == theirs.bytes
     left = reconcile(store, where)  # the deleted one's own peaks, kept with the plain name's: an orphan
     assert left.dangling_peaks == [] and [o.path for o in left.orphans] == [own.key], left
+
+
+@pytest.mark.parametrize(
+    "name", ["album/Take 1.wav", "album/take.final.flac", "album/ünï.wav", "album/t.wav"]
+)
+def test_a_rendition_of_a_deleted_generation_whose_master_was_named_by_hand_is_an_orphan(
+    store: Store, where: Any, name: str
+) -> None:
+    """``delete_generation`` leaves its renditions' files to reconcile, which takes a rendition file no row
+    records for an orphan (docs/renditions.md) by its name, ``<stem>.<profile>.<8 hex>.<ext>``: with the
+    stem of a master named by hand other than letters, digits, ``-`` and ``_`` (``Take 1``, ``take.final``,
+    ``ünï``) it was a file of another type, kept for good; its master was an orphan, removed."""
+    done = _master_at(store, where, name, 1)
+    (made,) = render_generation(store, done.id, formats=["mp3"])
+    assert reconcile(store, where).consistent
+    store.delete_generation(done.id)
+    report = reconcile(store, where)
+    assert {o.path for o in report.orphans} == {name, made.storage_key} and report.unknown_files == 0, report
+    reconcile(store, where, repair=True, delete_orphans=True)
+    assert [o.key for o in where.list()] == [] and reconcile(store, where).consistent

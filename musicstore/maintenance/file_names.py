@@ -16,10 +16,11 @@ AUDIO_SUFFIXES = frozenset({".wav", ".flac"})
 """The types of the masters musicstore writes; reconcile and cleanup touch no other (but renditions)."""
 RENDITION_SUFFIXES = AUDIO_SUFFIXES | {".mp3", ".opus", ".ogg", ".oga"}
 """The types of renditions (``musicstore.rendering``): audio when named ``<id>.<profile>.<8 hex>.<ext>``."""
-_RENDITION = re.compile(
-    r"([A-Za-z0-9][A-Za-z0-9_-]*)\.[^./]+\.[0-9a-f]{8}\.(?:mp3|opus|ogg|oga|flac|wav)", re.I
-)
-"""``musicstore.rendering.rendition_name``: a rendition beside its master; group 1 is the generation id."""
+_RENDITION = re.compile(r"([^/]+)\.[^./]+\.[0-9a-f]{8}\.(?:mp3|opus|ogg|oga|flac|wav)", re.I)
+"""``musicstore.rendering.rendition_name``: a rendition beside its master; group 1 is the generation id, or
+the stem of a master named by hand (``album/Take 1.wav``: ``Take 1``; any name, as a master's own stem is
+taken: a rendition of ``Take 1.wav`` or ``take.final.wav`` whose generation was deleted was counted as a
+file of another type, never an orphan)."""
 _PEAKS = re.compile(r"([A-Za-z0-9][A-Za-z0-9_-]{35})\.peaks\.[1-9][0-9]*\.(?:8|16)(?:\.split)?\.json")
 """``musicstore.rendering.peaks_name`` of a master at its layout name: ``<36-char id>.peaks.<samples per
 pixel>.<8|16>[.split].json``; group 1 is the generation id. Any other ``.json`` is a file of another kind."""
