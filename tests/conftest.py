@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from musicstore import Generation, Store, masking
 from musicstore.filestore import FileStore, open_filestore
@@ -25,6 +26,16 @@ if os.environ.get("CI") == "true":
     os.environ.setdefault("MUSICSTORE_TEST_POSTGRES", "required")
 
 __all__ = ["FakeClock", "new_job"]
+
+# Hypothesis' defaults fail a test whose example ran past 200 ms (``deadline``: DeadlineExceeded, or Flaky
+# when the example re-ran in time) or whose data took long to draw (``too_slow``): on a loaded CI machine (2
+# cores, PostgreSQL, SeaweedFS and Chromium beside the suite) any example may stall that long. The tests
+# assert behaviour, never speed (benchmarks/ times it), so no example is timed in a test that does not say
+# otherwise (a module's explicit ``settings(...)`` starts from this profile).
+settings.register_profile(
+    "musicstore", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("musicstore")
 
 
 @pytest.fixture(scope="module", autouse=True)
