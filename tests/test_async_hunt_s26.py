@@ -117,9 +117,10 @@ def _open_transactions(store: AsyncStore, url: str) -> int:
 
 
 async def _no_transaction_soon(store: AsyncStore, url: str, when: Any) -> None:
-    """None of the store's connections is in a transaction within a second (a cancelled SQLite transaction's
-    rollback runs on its connection's thread after the task ended: ``AsyncSQLiteConnector.release``)."""
-    deadline = asyncio.get_running_loop().time() + 1.0
+    """None of the store's connections is in a transaction soon (a cancelled SQLite transaction's rollback
+    runs on its connection's thread after the task ended: ``AsyncSQLiteConnector.release``): within 30 s, as
+    a loaded machine may take seconds to run that thread; a transaction left open never ends."""
+    deadline = asyncio.get_running_loop().time() + 30.0
     while (left := await asyncio.to_thread(_open_transactions, store, url)) != 0:
         assert asyncio.get_running_loop().time() < deadline, (when, left)
         await asyncio.sleep(0.01)
@@ -180,12 +181,24 @@ def test_a_wait_cancelled_at_any_moment_leaves_nothing_registered_and_no_transac
 
 
 def test_an_idle_async_worker_cancelled_leaves_nothing_registered_and_one_resumed_key_wakes_it(
-    db_url: str,
+    db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An ``AsyncWorker`` idle on a paused owner key: cancelled mid-wait, its hub holds nothing; another one,
     idle, takes the job soon after ``set_owner_limit`` resumes the key (on PostgreSQL woken by the NOTIFY it
-    sends, well before the worker's re-check), as a ``Worker`` does."""
+    sends, well before the worker's re-check), as a ``Worker`` does. The re-checks (the worker's slice, the
+    wait's fallback re-try) are an hour here, so a worker that took the job was woken, however long a loaded
+    machine took to run it; each worker is seen asleep on the hub before what wakes it."""
+    from musicstore import worker as worker_module
     from musicstore.worker import AsyncJob, AsyncWorker
+
+    monkeypatch.setattr(worker_module, "WAIT_SLICE_SECONDS", 3600.0)
+    monkeypatch.setattr(waiting, "RECHECK_SECONDS", 3600.0)
+
+    async def asleep(hub: Any) -> None:
+        deadline = asyncio.get_running_loop().time() + 30.0
+        while hub.waiters != 1:
+            assert asyncio.get_running_loop().time() < deadline, "the worker never slept on the hub"
+            await asyncio.sleep(0.01)
 
     async def main() -> None:
         async with AsyncStore.open(db_url) as store:
@@ -200,7 +213,7 @@ def test_an_idle_async_worker_cancelled_leaves_nothing_registered_and_one_resume
 
             worker = AsyncWorker(store, "gpu-0", handler)
             task = asyncio.ensure_future(worker.run(max_jobs=1))
-            await asyncio.sleep(0.3)
+            await asyncio.wait_for(asleep(hub), 60)
             assert hub.waiters == 1
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -208,12 +221,12 @@ def test_an_idle_async_worker_cancelled_leaves_nothing_registered_and_one_resume
             assert hub.waiters == 0 and done == []
             await _no_transaction_soon(store, db_url, "worker cancelled")
             task = asyncio.ensure_future(AsyncWorker(store, "gpu-1", handler).run(max_jobs=1))
-            await asyncio.sleep(0.3)
+            await asyncio.wait_for(asleep(hub), 60)
             started = asyncio.get_running_loop().time()
             await store.set_owner_limit("k", None)
-            report = await asyncio.wait_for(task, 10)
+            report = await asyncio.wait_for(task, 30)
             assert done == [job.id], report
-            assert asyncio.get_running_loop().time() - started < 0.9  # woken, not re-checked
+            assert asyncio.get_running_loop().time() - started < 30  # woken, not re-checked (an hour)
             assert hub.waiters == 0
 
     asyncio.run(main())
