@@ -24,10 +24,11 @@ from musicstore.ops.jobs import RESET_CONFIRMATION
 from tests.conftest import new_job
 from tests.test_slow_connect import _SlowProxy
 
-LONG = 5.0
+LONG = 60.0
 """A wait no test reaches when the wake-up works."""
-PROMPT = 0.5
-"""A generous bound on a wake-up that works (milliseconds); without one the waiter sleeps out ``LONG``."""
+PROMPT = 10.0
+"""A generous bound on a wake-up that works (milliseconds, but seconds on a loaded machine); without one the
+waiter sleeps out ``LONG``."""
 
 
 @pytest.fixture
