@@ -34,7 +34,7 @@ from musicstore import (
 )
 from musicstore.aio import AsyncStore
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
-from tests.conftest import FakeClock, new_job
+from tests.conftest import FakeClock, new_job, until
 from tests.test_key_order import icu_postgres_url  # noqa: F401 (a fixture)
 from tests.test_schema import _from, _rollback, _sql
 
@@ -613,12 +613,12 @@ def test_a_burst_of_waits_leaves_no_more_idle_listeners_than_the_store_keeps(db_
         for thread in threads:
             thread.start()
         started.wait()
-        time.sleep(0.5)  # every wait holds a listener
+        hub = waiting.listeners(store).hub
+        until(lambda: hub.waiters == waits, 25)  # every wait holds a listener (within the waits' 30 s)
         for job in jobs:
             store.cancel(job.id)
         for thread in threads:
             thread.join()
-        hub = waiting.listeners(store).hub
         assert hub.waiters == 0 and hub.connections == 1
         if db_url.startswith("postgresql"):
             assert _listening_connections(db_url) == 1
@@ -727,9 +727,14 @@ def test_many_concurrent_waits_hold_one_listening_connection(
     with Store(postgres_url) as store:
         jobs = [new_job(store, f"job {i}") for i in range(waits)]
         seen: list[int] = []
+        watched: list[Any] = []  # the store whose waits these are, once they may start
 
         def finish() -> None:
-            time.sleep(0.6)  # every wait is asleep
+            deadline = time.monotonic() + 25  # within the waits' 30 s
+            while not watched or waiting.listeners(watched[0]).hub.waiters < waits:  # every wait is asleep
+                if time.monotonic() > deadline:
+                    break  # counted as it is: the waits are cancelled, the count is asserted
+                time.sleep(0.01)
             seen.append(_listening_connections(postgres_url))
             for job in jobs:
                 store.cancel(job.id)
@@ -743,6 +748,7 @@ def test_many_concurrent_waits_hold_one_listening_connection(
                 results[i] = store.wait_for(jobs[i].id, timeout=30)
 
             threads = [threading.Thread(target=wait, args=(i,)) for i in range(waits)]
+            watched.append(store)
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -751,6 +757,7 @@ def test_many_concurrent_waits_hold_one_listening_connection(
 
             async def main() -> list[Any]:
                 async with AsyncStore.open(postgres_url) as async_store:
+                    watched.append(async_store)
                     return await asyncio.gather(*(async_store.wait_for(job.id, timeout=30) for job in jobs))
 
             results = asyncio.run(main())
