@@ -524,7 +524,7 @@ def test_a_connection_in_use_when_the_store_closes_is_closed_when_released(db_ur
         await task
         if db_url.startswith("sqlite"):
             assert held[0]._connection is None, "the connection was kept open after close()"
-            held[0]._thread.join(5)
+            held[0]._thread.join(30)
             assert not held[0]._thread.is_alive()
         else:
             assert held[0].closed

@@ -209,7 +209,7 @@ def test_a_claim_with_nothing_to_claim_does_not_wait_for_a_writer_of_its_shard(p
             outcome: list[Any] = []
             thread = threading.Thread(target=lambda: outcome.append(claimer.claim_next("worker")))
             thread.start()
-            thread.join(5)
+            thread.join(30)  # the enqueue's transaction ends after this: a claim that waits for it is seen
             assert not thread.is_alive(), "the empty claim waited for the enqueue's transaction"
         assert outcome == [None]
     finally:
