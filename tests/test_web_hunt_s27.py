@@ -67,7 +67,10 @@ def test_requests_in_flight_as_the_store_closes_are_answered_or_503(db_url: str,
             reader.start()
         time.sleep(0.5)
         store.close()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30  # a request after the close, however loaded the machine
+        while not seen[503] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # more of them
         stop.set()
         for reader in readers:
             reader.join()
