@@ -133,9 +133,12 @@ def test_a_model_whose_name_holds_a_newline_is_picked_in_a_real_browser(
         select = Select(browser.find_element("id", "filter-model"))
         select.select_by_index(["", "other", "two\nlines"].index("two\nlines"))
         browser.find_element("id", "filter-apply").click()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while "model=" not in browser.execute_script("return location.search"):
             assert time.monotonic() < deadline, "the form was not submitted"
+            time.sleep(0.05)
+        while browser.execute_script("return document.readyState") != "complete":  # the new page's rows
+            assert time.monotonic() < deadline, "the filtered page did not load"
             time.sleep(0.05)
         assert "model=two%0D%0Alines" in browser.execute_script("return location.search")  # what it sends
         rows = browser.find_elements("css selector", "#generations tbody tr[data-id]")

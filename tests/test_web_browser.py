@@ -58,7 +58,7 @@ def _shot(driver: Any, name: str) -> None:
     driver.save_screenshot(str(folder / f"{name}.png"))
 
 
-def _wait(driver: Any, script: str, timeout: float = 10.0) -> Any:
+def _wait(driver: Any, script: str, timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = driver.execute_script(script)

@@ -91,7 +91,7 @@ def test_the_page_of_a_generation_whose_file_is_gone_logs_no_console_error(
         server = musicstore_live_server(create_app(store, root=data.root))
         console_errors(musicstore_browser)  # drop what earlier tests left
         musicstore_browser.get(f"{server.url}/generations/{gone}")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while musicstore_browser.execute_script("return document.readyState") != "complete":
             assert time.monotonic() < deadline
             time.sleep(0.05)
