@@ -358,12 +358,18 @@ def test_cancelled_tasks_roll_back_and_leave_connections_usable(db_url: str) -> 
                 await holder
             assert await store.get_prompt_by_text("cancelled with its transaction") is None
 
+            wrote = [0]
+
             async def storm() -> None:
                 while True:
                     await anew_job(store, "storm")
+                    wrote[0] += 1
 
             tasks = [asyncio.create_task(storm()) for _ in range(8)]
             await asyncio.sleep(0.3)
+            deadline = asyncio.get_running_loop().time() + 30
+            while wrote[0] < len(tasks) and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)  # storming, however loaded the machine (its pool still opening)
             for task in tasks:
                 task.cancel()
             _, still_running = await asyncio.wait(tasks, timeout=30)
