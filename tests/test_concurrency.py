@@ -24,11 +24,14 @@ PROMPTS = [f"shared prompt {i}" for i in range(5)]
 pytestmark = pytest.mark.slow
 
 
-def _claim_until_empty(url: str, worker: str) -> tuple[list[str], list[str]]:
-    """Claim and complete until the queue is empty; returns (claimed ids, errors)."""
+def _claim_until_empty(url: str, worker: str, start: Any) -> tuple[list[str], list[str]]:
+    """Claim and complete until the queue is empty, once every worker is ready (``start``, a barrier: the
+    pool's processes start one after the other, seconds apart on a loaded machine, and the first one could
+    empty the queue alone); returns (claimed ids, errors)."""
     claimed: list[str] = []
     errors: list[str] = []
     with Store(url, busy_timeout=30) as store:
+        start.wait(120)
         while True:
             try:
                 job = store.claim_next(worker)
@@ -67,8 +70,9 @@ def test_parallel_claims_never_double_claim_or_lose_a_job(db_url: str) -> None:
         created = {
             store.create_generation(f"job {i}", model_name="m", duration_seconds=5).id for i in range(1500)
         }
-    with _pool() as pool:
-        results = pool.starmap(_claim_until_empty, [(db_url, f"worker-{n}") for n in range(PROCESSES)])
+    with multiprocessing.get_context("spawn").Manager() as manager, _pool() as pool:
+        start = manager.Barrier(PROCESSES)
+        results = pool.starmap(_claim_until_empty, [(db_url, f"worker-{n}", start) for n in range(PROCESSES)])
     claimed = [gid for ids, _ in results for gid in ids]
     errors = [e for _, errs in results for e in errs]
     assert errors == []
