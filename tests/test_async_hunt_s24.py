@@ -93,6 +93,11 @@ def test_a_close_whose_task_is_cancelled_still_closes_the_listeners(db_url: str)
     store was garbage-collected), its waits never woken; on SQLite the idle listeners' connections stayed
     open."""
 
+    def listening() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "musicstore-listen" and t.is_alive()}
+
+    earlier = listening()  # another test's store, not closed yet (collected later): not this test's
+
     async def main() -> None:
         for turns in range(1, 12):
             store = await AsyncStore.open(db_url, busy_timeout=BUSY)
@@ -107,7 +112,7 @@ def test_a_close_whose_task_is_cancelled_still_closes_the_listeners(db_url: str)
             assert listeners.closed, f"cancelled after {turns} turns: the listeners stay open"
             assert listeners.hub is None or not listeners.hub.started
             await store.close()
-        assert not [t for t in threading.enumerate() if t.name == "musicstore-listen" and t.is_alive()]
+        assert not listening() - earlier
 
     asyncio.run(main())
 
