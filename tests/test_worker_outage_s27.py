@@ -8,15 +8,17 @@ import asyncio
 import logging
 import threading
 import time
+from typing import Any
 
 import pytest
 
-from musicstore import AsyncStore, Store, migrate
+from musicstore import AsyncStore, Store, migrate, waiting
 from musicstore.backends.postgres import connect_settings, pool_settings
 from musicstore.errors import MigrationError
 from musicstore.migrate import CONNECT_SECONDS
 from musicstore.testing import _pgserver
 from musicstore.worker import AsyncJob, AsyncWorker, Job, Worker, WorkerReport
+from tests.conftest import until
 from tests.test_pg_hunt_s27 import _Hole, hole
 from tests.test_reconnect_regressions import _start_again, _stop, own_server, own_url
 
@@ -38,8 +40,15 @@ def test_a_worker_claims_again_once_the_server_is_back(
     ends (WARNING), not once a second."""
     caplog.set_level(logging.WARNING, logger="musicstore.worker")
     outcome: list[WorkerReport | BaseException] = []
+    waits: list[Any] = []  # the store the worker waits on, once opened
+
+    def waiting_for_work() -> bool:
+        hub = waiting.listeners(waits[0]).hub if waits else None
+        return hub is not None and hub.waiters >= 1
+
     with Store(own_url, pool_size=4, busy_timeout=1.0) as store:
         if kind == "sync":
+            waits.append(store)
             worker = Worker(store, "gpu-0", lambda job: _complete(store, job))
 
             def run() -> None:
@@ -53,6 +62,7 @@ def test_a_worker_claims_again_once_the_server_is_back(
             def run() -> None:
                 async def main() -> WorkerReport:
                     async with AsyncStore.open(own_url, pool_size=4, busy_timeout=1.0) as astore:
+                        waits.append(astore)
 
                         async def handler(job: AsyncJob) -> None:
                             g = job.generation
@@ -68,7 +78,8 @@ def test_a_worker_claims_again_once_the_server_is_back(
 
         thread = threading.Thread(target=run)
         thread.start()
-        time.sleep(1.0)  # waiting for work
+        until(lambda: waiting_for_work() or bool(outcome), 60)  # waiting for work, however loaded
+        assert not outcome, outcome  # it began before the outage (not a failed open of the async store)
         _stop(own_server)
         time.sleep(DOWN_SECONDS)
         assert not outcome, outcome  # the run did not end on the outage
