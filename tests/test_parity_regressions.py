@@ -280,6 +280,24 @@ def _terminate_the_clients_of(url: str) -> int:
     return int(row[0])
 
 
+def _until_listening(url: str) -> None:
+    """Until the store's hub listens on ``url``'s database (made at its first wait: a connection, seconds
+    on a loaded machine), then a little more: the wait asleep."""
+    import time
+
+    import psycopg
+
+    deadline = time.monotonic() + 30
+    with psycopg.connect(url, autocommit=True) as admin:
+        while admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'"
+        ).fetchone() == (0,):
+            assert time.monotonic() < deadline, "the wait never listened"
+            time.sleep(0.02)
+    time.sleep(0.2)
+
+
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_a_wait_outlives_its_store_s_connections_ending_while_it_sleeps(
     musicstore_postgres_url: str, kind: str
@@ -297,7 +315,7 @@ def test_a_wait_outlives_its_store_s_connections_ending_while_it_sleeps(
     outcome: dict[str, Any] = {}
 
     def finish_later() -> None:
-        time.sleep(0.5)  # the wait sleeps by then
+        _until_listening(url)  # the wait sleeps by then
         assert _terminate_the_clients_of(url) >= 2
         time.sleep(0.3)
         with Store(url) as other:
@@ -416,7 +434,7 @@ def test_an_idle_worker_outlives_its_store_s_connections_ending(musicstore_postg
         store.count_generations()
 
         def later() -> None:
-            time.sleep(0.5)
+            _until_listening(url)  # the worker's claim waits
             assert _terminate_the_clients_of(url) >= 2
             time.sleep(0.3)
             with Store(url) as other:
