@@ -165,7 +165,7 @@ def _theirs(folder: str) -> list[int]:
     return [pid for pid, _, environ in _browser._processes() if mark in f"\0{environ}\0"]
 
 
-def _wait_gone(pids: list[int], seconds: float = 10.0) -> list[int]:
+def _wait_gone(pids: list[int], seconds: float = 30.0) -> list[int]:
     deadline = time.monotonic() + seconds
     while True:
         left = [pid for pid in pids if _running(pid)]
