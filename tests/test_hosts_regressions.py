@@ -442,7 +442,10 @@ def test_cancel_of_a_job_being_completed_waits_and_reports_what_happened(
     changed); an upload longer than busy_timeout makes the cancel DatabaseBusy, the row left to the worker.
     Never skipped: the job is processing until that commit, a cancel that skipped it would say so wrongly."""
     context = multiprocessing.get_context("spawn")
-    with Store(postgres_url, busy_timeout=2) as store:
+    # the short upload's commit (another process told to go on, then committing) within busy_timeout however
+    # loaded the machine: 20 s; the long one (released only at the end) past it: 2 s
+    busy = HELD_UP if upload_seconds < 1 else 2
+    with Store(postgres_url, busy_timeout=busy) as store:
         job = store.create_generation("a job being recorded", model_name="m", duration_seconds=1)
         assert store.claim_next("gpu-a") is not None
         locked, release = context.Event(), context.Event()
