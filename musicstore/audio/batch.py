@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from musicstore.audio.files import Staged, place
-from musicstore.audio.threads import on_one_core
+from musicstore.audio.threads import on_one_core, wound_up
 
 _T = TypeVar("_T")
 
@@ -43,14 +43,15 @@ def run_all(
     outcomes: list[_Done[_T] | Exception] = []
     try:  # a Ctrl-C once the items are done (as the pool ends, before place takes over): their temp files go
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_started, item, stop, workers > 1) for item in items]
+            futures: list[Future[_Done[_T]]] = []
             try:
+                futures.extend(pool.submit(_started, item, stop, workers > 1) for item in items)
                 outcomes = [wait(future) for future in futures]
             except BaseException as stopped:
                 stop.set()
                 for future in futures:
                     future.cancel()
-                pool.shutdown(wait=True)
+                wound_up(pool, futures)  # a second Ctrl-C too: the temps of the items running are known
                 ended = [f for f in futures if f.done() and not f.cancelled() and f.exception() is None]
                 _discard([_staged(future.result()) for future in ended], stopped)
                 raise

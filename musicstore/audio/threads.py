@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 _WORKERS = 4  # an export_batch's threads each hand over at most one task at a time
 _P = ParamSpec("_P")
@@ -71,6 +71,21 @@ def on_one_core(task: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> 
 def alone() -> bool:
     """Whether this thread runs within :func:`on_one_core`."""
     return bool(getattr(_Shared.own, "alone", False))
+
+
+def wound_up(pool: ThreadPoolExecutor, futures: Sequence[Future[Any]]) -> None:
+    """``pool`` shut down once every one of ``futures`` (not cancelled) is done, however many interrupts come
+    meanwhile (Ctrl-C, a SIGTERM raised as one): a batch's cleanup after a first one, whose running items
+    still use what the caller closes or removes as soon as this returns (its store, a file store, their temp
+    files). Those later interrupts are dropped: the first is on its way already (a second Ctrl-C closed the
+    store under the items, or left their temp files, ``tests/test_worker_s29.py``)."""
+    while True:
+        try:
+            wait(futures)
+            pool.shutdown(wait=True)
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def joined(here: Callable[[], _U], aside: Future[_T]) -> tuple[_U, _T]:

@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ from ..audio.arrays import check_scale_applies
 from ..audio.export import check_target
 from ..audio.peaks import PeaksSpec
 from ..audio.tags import want_tags
+from ..audio.threads import wound_up
 from ..errors import (
     InvalidAudio,
     InvalidInput,
@@ -236,9 +237,18 @@ def export_batch_generations(
         except Exception as exc:
             return exc
 
+    pool = ThreadPoolExecutor(max_workers=workers or min(count, os.cpu_count() or 1) or 1)
+    futures: list[Future[Recorded | Exception]] = []
     try:
-        with ThreadPoolExecutor(max_workers=workers or min(count, os.cpu_count() or 1) or 1) as pool:
-            return list(pool.map(one, range(count)))
+        try:
+            futures.extend(pool.submit(one, i) for i in range(count))
+            return [future.result() for future in futures]
+        except BaseException:  # Ctrl-C: the items not started are not started
+            for future in futures:
+                future.cancel()
+            raise
+        finally:  # the items running end (recorded, or failed as on_error says) before anything is closed
+            wound_up(pool, futures)  # a second Ctrl-C too: the caller closes its store as this returns
     finally:
         if opened and objects is not None:
             objects.close()
