@@ -24,7 +24,7 @@ _ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 ITEM_SECONDS = 4.0  # how long each batch item runs before its export: both interrupts land meanwhile
 
 _RECORDING = f"""
-import sys, time
+import os, sys, time
 import numpy as np
 import musicstore.recording as recording
 from musicstore import Store
@@ -32,7 +32,7 @@ from musicstore import Store
 exporting = recording.export_generation
 
 def slow(store, generation, *args, **kwargs):
-    print("started", generation.id, flush=True)
+    os.write(1, f"started {{generation.id}}\\n".encode())  # one write: the two threads' lines stay whole
     time.sleep({ITEM_SECONDS})
     return exporting(store, generation, *args, **kwargs)
 
@@ -44,14 +44,14 @@ with Store(sys.argv[1]) as store:
 """
 
 _EXPORT = f"""
-import sys, time
+import os, sys, time
 import numpy as np
 import musicstore.audio.export as export
 
 one = export._export_one
 
 def slow(*args, **kwargs):
-    print("started", flush=True)
+    os.write(1, b"started\\n")
     time.sleep({ITEM_SECONDS})
     return one(*args, **kwargs)
 
@@ -88,7 +88,8 @@ def test_a_second_ctrl_c_in_a_batch_export_leaves_the_store_open_for_its_running
     db_url: str, tmp_path: Path
 ) -> None:
     with Store(db_url) as store:
-        jobs = [new_job(store, f"song {i}", duration_seconds=1.0, sample_rate=8000) for i in range(4)]
+        clip = {"duration_seconds": 1.0, "sample_rate": 8000, "channels": 1}
+        jobs = [new_job(store, f"song {i}", **clip) for i in range(4)]
     lines, err = _ctrl_c_twice(_RECORDING, db_url, str(tmp_path / "audio"))
     running = {line.split()[1] for line in lines}
     with Store(db_url) as store:
