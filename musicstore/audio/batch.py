@@ -9,13 +9,12 @@ none. An item fails fast: the items not started by then are not started (a flag 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from musicstore.audio.files import Staged, place
-from musicstore.audio.threads import on_one_core, wound_up
+from musicstore.audio.threads import Batch, on_one_core
 
 _T = TypeVar("_T")
 
@@ -39,21 +38,17 @@ def run_all(
     the flag and cancels the items not started, lets those running finish, removes every temp and is raised.
     A failure while placing the files (a rename or a folder's fsync, after every item succeeded) is what
     ``files.place`` raises: the paths it names did not get their files, the others did."""
-    stop = threading.Event()
+    batch = Batch()
+    kept: list[list[Staged]] = []  # each item's staged files, as it succeeds
     outcomes: list[_Done[_T] | Exception] = []
     try:  # a Ctrl-C once the items are done (as the pool ends, before place takes over): their temp files go
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures: list[Future[_Done[_T]]] = []
             try:
-                futures.extend(pool.submit(_started, item, stop, workers > 1) for item in items)
+                futures = [pool.submit(_started, item, batch, kept, workers > 1) for item in items]
                 outcomes = [wait(future) for future in futures]
-            except BaseException as stopped:
-                stop.set()
-                for future in futures:
-                    future.cancel()
-                wound_up(pool, futures)  # a second Ctrl-C too: the temps of the items running are known
-                ended = [f for f in futures if f.done() and not f.cancelled() and f.exception() is None]
-                _discard([_staged(future.result()) for future in ended], stopped)
+            except BaseException as stopped:  # the items running end whatever interrupts come meanwhile
+                batch.wind_up()
+                _discard_all(kept, stopped)
                 raise
         done = [outcome for outcome in outcomes if isinstance(outcome, tuple)]
         errors = [(i, outcome) for i, outcome in enumerate(outcomes) if isinstance(outcome, Exception)]
@@ -73,16 +68,20 @@ def run_all(
     return [result for result, _ in done]
 
 
-def _started(item: Item[_T], stop: threading.Event, one_core: bool) -> _Done[_T]:
-    if stop.is_set():  # an item failed, or the wait was interrupted: not started
+def _started(item: Item[_T], batch: Batch, kept: list[list[Staged]], one_core: bool) -> _Done[_T]:
+    if not batch.begin():  # an item failed, or the wait was interrupted: not started
         return None
     staged: list[Staged] = []
     try:
         result = on_one_core(item, staged) if one_core else item(staged)
     except BaseException as exc:
-        stop.set()
+        batch.stop.set()
         _discard([staged], exc)
         raise
+    else:
+        kept.append(staged)
+    finally:
+        batch.end()
     return result, staged
 
 
@@ -94,3 +93,12 @@ def _discard(staged: Sequence[list[Staged]], error: BaseException) -> None:
     for files in staged:
         for file in files:
             file.discard(error)
+
+
+def _discard_all(staged: Sequence[list[Staged]], error: BaseException) -> None:
+    """``_discard``, begun again when an interrupt cuts it short (a removal of one already gone is none)."""
+    while True:
+        try:
+            return _discard(staged, error)
+        except KeyboardInterrupt:
+            continue

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
+_POLL_SECONDS = 0.02  # how often Batch.wind_up looks whether its items are over
 _WORKERS = 4  # an export_batch's threads each hand over at most one task at a time
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -73,19 +75,44 @@ def alone() -> bool:
     return bool(getattr(_Shared.own, "alone", False))
 
 
-def wound_up(pool: ThreadPoolExecutor, futures: Sequence[Future[Any]]) -> None:
-    """``pool`` shut down once every one of ``futures`` (not cancelled) is done, however many interrupts come
-    meanwhile (Ctrl-C, a SIGTERM raised as one): a batch's cleanup after a first one, whose running items
-    still use what the caller closes or removes as soon as this returns (its store, a file store, their temp
-    files). Those later interrupts are dropped: the first is on its way already (a second Ctrl-C closed the
-    store under the items, or left their temp files, ``tests/test_worker_s29.py``)."""
-    while True:
-        try:
-            wait(futures)
-            pool.shutdown(wait=True)
-            return
-        except KeyboardInterrupt:
-            continue
+class Batch:
+    """A batch's items on a thread pool, each counted from the moment it starts (``begin``) to its end
+    (``end``): ``wind_up`` starts no more and waits for every item that started, however many interrupts
+    (Ctrl-C, a SIGTERM raised as one) come meanwhile, for the cleanup after a first one, whose running items
+    still use what the caller closes or removes as soon as it returns (its store, a file store, their temp
+    files). Not the pool's futures: a Ctrl-C inside ``submit`` (as it starts a thread) loses the future of an
+    item it queued already, and a second one cut the pool's shutdown short (``tests/test_worker_s29.py``).
+    Two lock holds an item; nothing else."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()  # no item starts once it is set (an item failed, or an interrupt)
+        self._lock = threading.Lock()
+        self._running = 0
+
+    def begin(self) -> bool:
+        """Whether the item may start (not once stopped); if so, it counts as running until ``end``."""
+        with self._lock:
+            if self.stop.is_set():
+                return False
+            self._running += 1
+            return True
+
+    def end(self) -> None:
+        with self._lock:
+            self._running -= 1
+
+    def wind_up(self) -> None:
+        """Start no more items and return once none runs; the interrupts meanwhile are dropped (the first
+        one is on its way already)."""
+        self.stop.set()
+        while True:
+            try:
+                with self._lock:
+                    if not self._running:
+                        return
+                time.sleep(_POLL_SECONDS)
+            except KeyboardInterrupt:
+                continue
 
 
 def joined(here: Callable[[], _U], aside: Future[_T]) -> tuple[_U, _T]:

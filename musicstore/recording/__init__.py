@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +29,7 @@ from ..audio.arrays import check_scale_applies
 from ..audio.export import check_target
 from ..audio.peaks import PeaksSpec
 from ..audio.tags import want_tags
-from ..audio.threads import wound_up
+from ..audio.threads import Batch
 from ..errors import (
     InvalidAudio,
     InvalidInput,
@@ -227,7 +227,11 @@ def export_batch_generations(
     folder, objects, opened = _target(root)
     target: Root = objects if objects is not None else folder  # type: ignore[assignment]
 
+    batch = Batch()  # the items started, waited for after an interrupt (a second one too)
+
     def one(i: int) -> Recorded | Exception:
+        if not batch.begin():  # interrupted meanwhile: the generation stays claimed, as it is
+            return StorageError("not started: the batch was interrupted")
         try:
             return export_generation(
                 store, generations[i], items[i], root=target, worker_id=worker_id, ext=ext, options=options,
@@ -236,19 +240,16 @@ def export_batch_generations(
             )  # fmt: skip
         except Exception as exc:
             return exc
+        finally:
+            batch.end()
 
-    pool = ThreadPoolExecutor(max_workers=workers or min(count, os.cpu_count() or 1) or 1)
-    futures: list[Future[Recorded | Exception]] = []
     try:
-        try:
-            futures.extend(pool.submit(one, i) for i in range(count))
-            return [future.result() for future in futures]
-        except BaseException:  # Ctrl-C: the items not started are not started
-            for future in futures:
-                future.cancel()
-            raise
-        finally:  # the items running end (recorded, or failed as on_error says) before anything is closed
-            wound_up(pool, futures)  # a second Ctrl-C too: the caller closes its store as this returns
+        with ThreadPoolExecutor(max_workers=workers or min(count, os.cpu_count() or 1) or 1) as pool:
+            try:
+                return [future.result() for future in [pool.submit(one, i) for i in range(count)]]
+            except BaseException:  # Ctrl-C: the items running end (recorded, or failed as on_error says)
+                batch.wind_up()  # before the caller can close its store (or this, its file store)
+                raise
     finally:
         if opened and objects is not None:
             objects.close()
