@@ -67,14 +67,15 @@ def _right(text: str, columns: int) -> str:
 
 
 def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> list[str]:
-    """The lines of the table. A column of numbers (``-`` for none among them) has its numbers aligned
-    right, and its header too when every cell is a number; in any other column (``show``'s values) every
-    cell is aligned left, so a number never stands at the far end of a long text's width."""
+    """The lines of the table. A column of numbers (``-`` for none, or a blank cell, among them: ``queue``'s
+    ``running`` on a key's second row) has its numbers aligned right, and its header too when every cell is
+    a number; in any other column (``show``'s values) every cell is aligned left, so a number never stands
+    at the far end of a long text's width."""
     cells = [[printable(str(c)) for c in row] for row in rows]
     columns = range(len(headers))
     widths = [max(width(row[i]) for row in [list(headers), *cells]) for i in columns]  # terminal columns
     right = [bool(cells) and all(numeric(row[i]) for row in cells) for i in columns]
-    figures = [all(numeric(row[i]) or row[i] == "-" for row in cells) for i in columns]
+    figures = [all(numeric(row[i]) or row[i] in ("-", "") for row in cells) for i in columns]
     head = "  ".join(
         _right(h, w) if r else _left(h, w) for h, w, r in zip(headers, widths, right, strict=True)
     )
