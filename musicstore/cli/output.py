@@ -21,7 +21,9 @@ SHOWN = 50
 
 
 def print_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:
-    print("\n".join(table(rows, headers)))
+    """The table, aligned as written: on a stdout that is not UTF-8, ``音`` is ``\\u97f3``, six columns."""
+    encoding = None if utf8_stdout() else str(sys.stdout.encoding)
+    print("\n".join(table(rows, headers, encoding=encoding)))
 
 
 def print_section(title: str, rows: Sequence[Sequence[object]], headers: Sequence[str], count: int) -> None:

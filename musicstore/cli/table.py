@@ -66,12 +66,23 @@ def _right(text: str, columns: int) -> str:
     return " " * (columns - width(text)) + text
 
 
-def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> list[str]:
+def as_written(text: str, encoding: str) -> str:
+    """``text`` as a stdout in ``encoding`` writes it (``tolerate_stdout``: what it cannot encode as a
+    backslash escape, ``é`` as ``\\xe9`` in ASCII), so that a cell is padded by the columns it takes there."""
+    return text.encode(encoding, "backslashreplace").decode(encoding)
+
+
+def table(
+    rows: Sequence[Sequence[object]], headers: Sequence[str], *, encoding: str | None = None
+) -> list[str]:
     """The lines of the table. A column of numbers (``-`` for none, or a blank cell, among them: ``queue``'s
     ``running`` on a key's second row) has its numbers aligned right, and its header too when every cell is
     a number; in any other column (``show``'s values) every cell is aligned left, so a number never stands
-    at the far end of a long text's width."""
+    at the far end of a long text's width. ``encoding``: the stdout's, when it is not UTF-8: each cell
+    measured as it is written there (``as_written``)."""
     cells = [[printable(str(c)) for c in row] for row in rows]
+    if encoding is not None:  # a stdout that is not UTF-8 (``output.print_table``)
+        cells = [[as_written(c, encoding) for c in row] for row in cells]
     columns = range(len(headers))
     widths = [max(width(row[i]) for row in [list(headers), *cells]) for i in columns]  # terminal columns
     right = [bool(cells) and all(numeric(row[i]) for row in cells) for i in columns]
