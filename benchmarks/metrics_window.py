@@ -8,8 +8,16 @@ what ``metrics_text`` and ``StoreCollector`` read) against the same snapshot rea
 The database (made afresh in a temporary folder: its rows must be in the last hour) holds ``--rows``
 generations created over the last 50 minutes (the default window is an hour, its row limit 20,000): a quarter
 completed, a tenth failed (half of them by a lease's expiry), the rest pending, each with a 160-character
-prompt. Each side is timed in batches of ``--per-batch`` scrapes (the snapshot and its metric families) that
-take turns; the figure is ms a scrape, median batch (fastest batch).
+prompt; those claimed (created with priority 1, 7 in every 20) spread over the whole window, the failures
+among the newest. Each side is timed in batches of ``--per-batch`` scrapes (the snapshot and its metric
+families) that take turns; the figure is ms a scrape, median batch (fastest batch).
+
+``--dashboard`` times the dashboard's reads of that busy window through the whole app instead (Starlette's
+TestClient, as ``benchmarks.dashboard``): ``/metrics``, the overview ``/`` and ``/api/overview`` (its day
+holds every row: up to 50,000 counted), each path a side. ``--database PATH`` keeps the database there (made
+when it is missing), so that two versions of the library are timed on the same rows:
+
+    .venv/bin/python -m benchmarks.metrics_window --rows 100000 --dashboard --database /tmp/busy.db
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,7 +43,9 @@ def _fill(url: str, rows: int) -> None:
         with store.transaction() as tx:
             for i in range(rows):
                 prompt = f"lofi hip hop {i}, rain on the window, a slow jazz piano " * 3
-                tx.create_generation(prompt, model_name="m", duration_seconds=30.0)
+                # the jobs claimed below (7 in 20) are spread over the window: the claims take them first
+                priority = 1 if i % 20 < 7 else 0
+                tx.create_generation(prompt, model_name="m", duration_seconds=30.0, priority=priority)
                 clock.advance(2400.0 / rows)
         for i in range(rows // 4 + rows // 10):
             job = store.claim_next("gpu-0", lease_seconds=1)
@@ -48,13 +59,54 @@ def _fill(url: str, rows: int) -> None:
                 store.requeue_expired(max_attempts=1)
 
 
+def _dashboard(url: str, batches: int, per_batch: int) -> None:
+    """ms a request of /metrics, / and /api/overview, median batch (fastest batch)."""
+    from starlette.testclient import TestClient
+
+    from musicstore.web import create_app
+
+    with Store(url) as store, TestClient(create_app(store)) as client:
+        window = client.get("/api/overview").json()["window"]
+
+        def request(path: str) -> Prepare:
+            def prepare(k: int) -> Callable[[], None]:
+                def run() -> None:
+                    for _ in range(k):
+                        assert client.get(path).status_code == 200
+
+                return run
+
+            return prepare
+
+        times = alternate({p: request(p) for p in PATHS}, per_batch, Plan(batches, 1))
+    counted = sum(window["generations"].values())
+    print(f"the overview's day: {counted:,} rows counted (truncated: {window['truncated']});")
+    print("ms a request, median batch (fastest batch):")
+    for path, values in times.items():
+        print(f"  {path:<14} {statistics.median(values) / 1000:7.1f} ({min(values) / 1000:.1f})")
+
+
+PATHS = ("/metrics", "/", "/api/overview")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--rows", type=int, default=20_000, help="generations in the window (default 20,000)")
     p.add_argument("--batches", type=int, default=21, help="batches per side (default 21)")
     p.add_argument("--per-batch", type=int, default=3, help="scrapes per batch (default 3)")
+    p.add_argument("--dashboard", action="store_true", help="time /metrics, / and /api/overview instead")
+    p.add_argument("--database", type=Path, help="keep the database here (made when missing)")
     args = p.parse_args(argv)
     started = load()
+    if args.dashboard:
+        with tempfile.TemporaryDirectory() as folder:
+            path = args.database or Path(folder) / "metrics.db"
+            if not path.exists():
+                _fill(f"sqlite:///{path}", args.rows)
+            print(f"Machine: {machine()}. Load: {started} at the start.\n\n    {command()}\n")
+            _dashboard(f"sqlite:///{path}", args.batches, args.per_batch)
+        print(f"Load: {load()} at the end.")
+        return
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{Path(folder) / 'metrics.db'}"
         _fill(url, args.rows)

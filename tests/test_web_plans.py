@@ -10,6 +10,7 @@ from typing import Any
 
 from musicstore.queries import load
 from musicstore.urls import resolve
+from tests.test_window_s29 import WINDOW_INDEXED, WINDOW_TIES_SORTED
 
 WHEN = datetime.max.replace(tzinfo=UTC)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -74,6 +75,7 @@ DASHBOARD_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     ),
 }
 """Query name -> (parameters, the index that serves it), in the form of tests/test_plans.py's INDEXED."""
+DASHBOARD_INDEXED |= WINDOW_INDEXED  # the window's edge, its failures per hour (tests/test_window_s29.py)
 
 DASHBOARD_TIES_SORTED = {
     "dashboard_page",
@@ -85,6 +87,7 @@ DASHBOARD_TIES_SORTED = {
     "dashboard_search",
 }
 """Newest-first walks of the unfiltered time index: only rows that share one created_at are sorted, by id."""
+DASHBOARD_TIES_SORTED |= WINDOW_TIES_SORTED
 
 SQLITE_NAMES = {"model totals": "generation_model_totals", "day totals": "generation_day_totals"}
 

@@ -71,7 +71,58 @@ def _workers(rows: Sequence[dict[str, Any]], now: datetime) -> list[Worker]:
 
 
 _FIGURES = columns("generation_seconds", "export_seconds", "loudness_lufs", "true_peak_dbtp")
-_WINDOW = columns("status", "attempts", "lease_expired")
+
+
+def _expired(message: str | None) -> bool:
+    return (message or "").startswith(LEASE_EXPIRED)
+
+
+def _count(window: Window, figures: Sequence[tuple[str, int, bool]]) -> None:
+    """Counts rows' (status, attempts, lease expired) into ``window``."""
+    try:
+        for status, attempts, lease_expired in figures:
+            window.generations[status] += 1
+            window.claims += attempts
+            window.retries += max(attempts - 1, 0)
+            window.lease_expiries += bool(lease_expired)
+    except KeyError as unknown:  # a status a later musicstore wrote: MigrationError (no cost while known)
+        status_of(unknown.args[0])
+        raise
+
+
+def window_edge(since: datetime, limit: int) -> Steps[tuple[datetime, str, bool]]:
+    """Where the window of the newest ``limit`` rows created since ``since`` (by created_at then id, newest
+    first) starts, as (created_at, id): ``(since, "")`` when it holds them all, else its oldest row's; and
+    whether more rows were created since ``since`` (truncated). The time index alone, and the ids of the rows
+    of the edge's one created_at: no row's contents is read."""
+    found = yield Call("metrics_window_edge", {"since": since, "offset": limit - 1})
+    if not found:
+        return since, "", False
+    edge = to_datetime(found[0]["created_at"])
+    counts = yield Call("metrics_window_ties", {"edge": edge})
+    # the window takes the highest ids of the edge's rows: limit - newer of its ties, so the lowest id it
+    # takes is at (ties - (limit - newer)) from the lowest
+    offset = int(counts["ties"]) - (limit - int(counts["newer"]))
+    row = yield Call("metrics_window_edge_id", {"edge": edge, "offset": max(offset, 0)})
+    if row is None:  # run outside a read transaction, rows were written between the reads: every tie counts
+        return edge, "", len(found) > 1
+    return edge, str(row["id"]), len(found) > 1
+
+
+def _window(seconds: float, since: datetime, limit: int) -> Steps[Window]:
+    """The window's figures (``completions`` left at 0) of the newest ``limit`` rows created since ``since``,
+    counted in the database (``metrics_window``: one aggregate over the rows from the window's edge on), as
+    ``metrics_op`` counts them from its rows; no row's contents is read."""
+    start, after_id, truncated = yield from window_edge(since, limit)
+    asked = {"since": start, "after_id": after_id, "lease_expired": LEASE_EXPIRED}
+    window = Window(seconds, {status.value: 0 for status in Status}, truncated=truncated)
+    for row in (yield Call("metrics_window", asked)):
+        status = status_of(row["status"]).value  # one a later musicstore wrote: MigrationError
+        window.generations[status] += int(row["generations"])
+        window.claims += int(row["claims"])
+        window.retries += int(row["retries"])
+        window.lease_expiries += int(row["lease_expiries"])
+    return window
 
 
 @reader
@@ -169,30 +220,18 @@ def metrics_op(
         since = now - timedelta(seconds=seconds)
     except OverflowError:  # a clock in the first days of the year 1: the window starts with the calendar
         since = datetime.min.replace(tzinfo=UTC)
-    # one row past the limit says that the window held more than it (a window of exactly the limit is whole)
-    recent: list[dict[str, Any]] = []
     if rows:  # the rows themselves (prompts, messages, times), the window's figures from them
+        # one row past the limit says that the window held more (a window of exactly the limit is whole)
         recent = _recent_rows((yield Call("metrics_recent", {"since": since, "limit": limit + 1})))
-        figures = [
-            (r["status"], r["attempts"], (r["error_message"] or "").startswith(LEASE_EXPIRED)) for r in recent
-        ]
-    else:  # the figures alone: a busy hour's 20,000 rows read 2-3x faster (docs/performance.md)
-        asked = {"since": since, "lease_expired": LEASE_EXPIRED, "limit": limit + 1}
-        figures = yield Call("metrics_window", asked, _WINDOW)
-    counted = Window(seconds, dict.fromkeys(by_status, 0), truncated=len(figures) > limit)
-    del recent[limit:], figures[limit:]
+        counted = Window(seconds, dict.fromkeys(by_status, 0), truncated=len(recent) > limit)
+        del recent[limit:]
+        _count(counted, [(r["status"], r["attempts"], _expired(r["error_message"])) for r in recent])
+    else:  # the figures alone, counted in the database: a bounded cost at any rate of creation
+        recent = []
+        counted = yield from _window(seconds, since, limit)
     # the throughput: a range of the completed index, whatever the rows' creation (a backlog older than the
     # window would show none among the rows created in it)
     counted.completions = int((yield Call("count_completed_since", {"since": since}, COUNT))[0])
-    try:
-        for status, attempts, lease_expired in figures:
-            counted.generations[status] += 1
-            counted.claims += attempts
-            counted.retries += max(attempts - 1, 0)
-            counted.lease_expiries += bool(lease_expired)
-    except KeyError as unknown:  # a status a later musicstore wrote: MigrationError (no cost while known)
-        status_of(unknown.args[0])
-        raise
     generation_time = Distribution(GENERATION_BUCKETS)
     export_time = Distribution(EXPORT_BUCKETS)
     loudness = Distribution(LOUDNESS_BUCKETS)

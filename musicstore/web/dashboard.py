@@ -7,7 +7,7 @@ import dataclasses
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -34,6 +34,7 @@ from .reads import (
     completions_by_hour_op,
     created_by_hour_op,
     days_op,
+    failed_by_hour_op,
     now_op,
     read_models,
     recent_failures_op,
@@ -46,8 +47,9 @@ from .templating import FIGURES, _assets, _environment, _json, generation_dict
 TRENDING_ROWS = 50_000
 """At most this many of the newest rows of a trending window are counted."""
 OVERVIEW_ROWS = 50_000
-"""The overview's snapshot reads at most this many of the day's newest rows (its window figures and the
-failures per hour); the created and completed series count every row, on their indexes."""
+"""The overview's snapshot counts at most this many of the day's newest rows (its window figures and the
+failures per hour, in the database: no row is read); the created and completed series count every row, on
+their indexes."""
 AUDIO_TYPES = {
     ".wav": "audio/wav",
     ".flac": "audio/flac",
@@ -108,9 +110,12 @@ class Dashboard(AudioPeaks):
     def overview_data(self) -> tuple[MetricsSnapshot, dict[str, Any]]:
         # one read transaction: the page's figures add up (in two, a job written between was in the bars only)
         with self.store.transaction(write=False) as tx:
-            snapshot = tx.run(metrics_op, window=86_400, window_limit=OVERVIEW_ROWS)
+            # the window's figures and its failures per hour are counted in the database: no row is read
+            snapshot = tx.run(metrics_op, window=86_400, window_limit=OVERVIEW_ROWS, rows=False)
             now = snapshot.taken_at
             hour0 = before(now.replace(minute=0, second=0, microsecond=0), timedelta(hours=23))
+            # when the rows created in the window failed (those of the window's figures)
+            failed = tx.run(failed_by_hour_op, before(now, timedelta(days=1)), OVERVIEW_ROWS, hour0)
             first_day = before(now, timedelta(days=29)).date()
             days = tx.run(days_op, first_day.isoformat())  # "0001-01-01": strftime writes the year 1 as "1"
             failures = tx.run(recent_failures_op, 10)  # by when they failed
@@ -120,17 +125,6 @@ class Dashboard(AudioPeaks):
             # every creation of each hour (the snapshot holds the newest OVERVIEW_ROWS of the day)
             created = tx.run(created_by_hour_op, hour0)
         hours = [hour0 + timedelta(hours=i) for i in range(24)]
-        failed = [0] * 24
-
-        def slot(moment: datetime | None) -> int | None:
-            if moment is None or moment < hour0:
-                return None
-            index = int((moment - hour0).total_seconds() // 3600)
-            return index if 0 <= index < 24 else None
-
-        for row in snapshot.recent:
-            if row["status"] == Status.FAILED and (i := slot(row["completed_at"])) is not None:
-                failed[i] += 1
         day_labels = [(first_day + timedelta(days=i)).isoformat() for i in range(30)]
         by_day = dict(days)
         charts = {

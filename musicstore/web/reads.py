@@ -26,6 +26,7 @@ from .. import validate
 from ..errors import InvalidInput
 from ..ids import check_id
 from ..metrics import PROCESSING_LIMIT, processing_op, workers_of
+from ..metrics.reads import window_edge
 from ..models import EPOCH, Generation, columns, to_datetime, to_micros
 from ..ops import GENERATION, NOW, Call, Steps, reader
 from ..ops.reads import FIRST_PAGE
@@ -308,6 +309,18 @@ def recent_failures_op(limit: int) -> Steps[list[Generation]]:
     limit = validate.integer(limit, "limit", 1, validate.MAX_PAGE)
     rows: list[Generation] = yield Call("dashboard_recent_failures", {"limit": limit}, GENERATION)
     return rows
+
+
+@reader
+def failed_by_hour_op(since: datetime, limit: int, hour0: datetime) -> Steps[list[int]]:
+    """Of the newest ``limit`` rows created since ``since`` (the overview's window), the failed ones in each
+    of the 24 hours from ``hour0`` by when they failed (their ``completed_at``), counted in the database."""
+    since, hour0 = validate.moment(since, "since"), validate.moment(hour0, "hour0")
+    limit = validate.integer(limit, "limit", 1, 1_000_000)
+    start, after_id, _ = yield from window_edge(since, limit)
+    asked = {"since": start, "after_id": after_id, "hour0": hour0}
+    row = yield Call("dashboard_failed_by_hour", asked)
+    return [int(row[f"h{hour:02d}"]) for hour in range(24)]
 
 
 @reader

@@ -36,17 +36,31 @@ FROM generations
 WHERE status = 'processing'
 LIMIT :limit;
 
--- name: metrics_window(since, lease_expired, limit)
--- metrics_recent's rows as the metrics' window counts them: status, attempts and whether the last error is a
--- lease's expiry (it starts with :lease_expired), not the prompts and messages (a busy window is thousands of
--- rows a scrape). The same rows in the same order as metrics_recent.
-SELECT status, attempts,
-       coalesce(substr(error_message, 1, length(CAST(:lease_expired AS TEXT))) = :lease_expired, FALSE)
-           AS lease_expired
-FROM generations
+-- name: metrics_window_edge(since, offset)
+-- The window's edge (metrics_window): the created_at of the row at `offset` among the rows created since
+-- :since, newest first, and of the one after it, if any: none when the window holds no more than `offset`
+-- rows, two when it holds more than `offset + 1` (it is truncated). The time index alone (index-only): which
+-- rows of one created_at are in is settled by metrics_window_ties and metrics_window_edge_id.
+SELECT created_at FROM generations
 WHERE created_at >= :since
-ORDER BY created_at DESC, id DESC
-LIMIT :limit;
+ORDER BY created_at DESC
+LIMIT 2 OFFSET :offset;
+
+-- name: metrics_window_ties(edge)^
+-- How many rows were created after the edge's created_at, and how many at it: the time index alone.
+SELECT count(CASE WHEN created_at > :edge THEN 1 END) AS newer,
+       count(CASE WHEN created_at = :edge THEN 1 END) AS ties
+FROM generations
+WHERE created_at >= :edge;
+
+-- name: metrics_window_edge_id(edge, offset)^
+-- The id of the row at `offset` among the rows created at the edge's created_at, by id (lowest first): the
+-- window's last row, when its newest rows end among rows of one created_at (metrics_recent takes the highest
+-- ids first). Only that created_at's rows are read, sorted by id.
+SELECT id FROM generations
+WHERE created_at >= :edge
+ORDER BY created_at, id
+LIMIT 1 OFFSET :offset;
 
 -- name: metrics_recent(since, limit)
 -- The newest rows created since a time (at most limit), newest first: what became of them. Rows of one

@@ -186,3 +186,36 @@ SELECT * FROM generations
 WHERE status = 'failed'
 ORDER BY completed_at DESC NULLS LAST, id DESC
 LIMIT :limit;
+
+-- name: dashboard_failed_by_hour(since, after_id, hour0)^
+-- The overview's failures in each of the 24 hours from :hour0 (h00 is the first hour): of the rows of the
+-- metrics' window (from (:since, :after_id) on by (created_at, id): metrics_window_edge), the failed ones by
+-- when they failed (completed_at), counted in the database, as on SQLite: one row (a GROUP BY was sorted
+-- here), on the time index, or the failed rows' by status and time or by when they failed (migration 0024).
+SELECT count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '0 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '1 hours' THEN 1 END) AS h00,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '1 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '2 hours' THEN 1 END) AS h01,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '2 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '3 hours' THEN 1 END) AS h02,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '3 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '4 hours' THEN 1 END) AS h03,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '4 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '5 hours' THEN 1 END) AS h04,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '5 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '6 hours' THEN 1 END) AS h05,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '6 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '7 hours' THEN 1 END) AS h06,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '7 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '8 hours' THEN 1 END) AS h07,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '8 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '9 hours' THEN 1 END) AS h08,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '9 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '10 hours' THEN 1 END) AS h09,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '10 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '11 hours' THEN 1 END) AS h10,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '11 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '12 hours' THEN 1 END) AS h11,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '12 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '13 hours' THEN 1 END) AS h12,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '13 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '14 hours' THEN 1 END) AS h13,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '14 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '15 hours' THEN 1 END) AS h14,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '15 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '16 hours' THEN 1 END) AS h15,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '16 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '17 hours' THEN 1 END) AS h16,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '17 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '18 hours' THEN 1 END) AS h17,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '18 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '19 hours' THEN 1 END) AS h18,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '19 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '20 hours' THEN 1 END) AS h19,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '20 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '21 hours' THEN 1 END) AS h20,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '21 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '22 hours' THEN 1 END) AS h21,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '22 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '23 hours' THEN 1 END) AS h22,
+       count(CASE WHEN completed_at >= CAST(:hour0 AS timestamptz) + interval '23 hours' AND completed_at < CAST(:hour0 AS timestamptz) + interval '24 hours' THEN 1 END) AS h23
+FROM generations
+WHERE created_at >= :since AND (created_at, id) >= (:since, :after_id)
+      AND status = 'failed' AND completed_at >= :hour0;

@@ -31,3 +31,17 @@ FROM (
     ORDER BY coalesce(owner_key, ''), priority DESC, created_at, id
     LIMIT :limit
 ) AS queue;
+
+-- name: metrics_window(since, after_id, lease_expired)
+-- The metrics' window counted in the database: the rows from (:since, :after_id) on by (created_at, id)
+-- (the window's edge: metrics_window_edge), per status how many, their attempts (claims), their attempts past
+-- the first (retries) and how many have a last error that starts with :lease_expired (a lease's expiry); not
+-- one row's prompt or message goes to the caller. One range of the time index; no row when the window is
+-- empty. SQLite's planner is told its index (sql/sqlite/metrics.sql).
+SELECT status, count(*) AS generations, CAST(sum(attempts) AS BIGINT) AS claims,
+       CAST(sum(CASE WHEN attempts > 1 THEN attempts - 1 ELSE 0 END) AS BIGINT) AS retries,
+       CAST(sum(CASE WHEN substr(error_message, 1, length(CAST(:lease_expired AS TEXT))) = :lease_expired
+                     THEN 1 ELSE 0 END) AS BIGINT) AS lease_expiries
+FROM generations
+WHERE created_at >= :since AND (created_at, id) >= (:since, :after_id)
+GROUP BY status;

@@ -130,3 +130,36 @@ SELECT * FROM generations INDEXED BY generations_failed_at
 WHERE status = 'failed'
 ORDER BY completed_at DESC, id DESC
 LIMIT :limit;
+
+-- name: dashboard_failed_by_hour(since, after_id, hour0)^
+-- The overview's failures in each of the 24 hours from :hour0 (h00 is the first hour): of the rows of the
+-- metrics' window (from (:since, :after_id) on by (created_at, id): metrics_window_edge), the failed ones by
+-- when they failed (completed_at), counted in the database (one range of the time index, one row: a GROUP BY
+-- was sorted on PostgreSQL) rather than from the rows read back. completed_at is in microseconds here.
+SELECT count(CASE WHEN completed_at >= :hour0 + 0 * 3600000000 AND completed_at < :hour0 + 1 * 3600000000 THEN 1 END) AS h00,
+       count(CASE WHEN completed_at >= :hour0 + 1 * 3600000000 AND completed_at < :hour0 + 2 * 3600000000 THEN 1 END) AS h01,
+       count(CASE WHEN completed_at >= :hour0 + 2 * 3600000000 AND completed_at < :hour0 + 3 * 3600000000 THEN 1 END) AS h02,
+       count(CASE WHEN completed_at >= :hour0 + 3 * 3600000000 AND completed_at < :hour0 + 4 * 3600000000 THEN 1 END) AS h03,
+       count(CASE WHEN completed_at >= :hour0 + 4 * 3600000000 AND completed_at < :hour0 + 5 * 3600000000 THEN 1 END) AS h04,
+       count(CASE WHEN completed_at >= :hour0 + 5 * 3600000000 AND completed_at < :hour0 + 6 * 3600000000 THEN 1 END) AS h05,
+       count(CASE WHEN completed_at >= :hour0 + 6 * 3600000000 AND completed_at < :hour0 + 7 * 3600000000 THEN 1 END) AS h06,
+       count(CASE WHEN completed_at >= :hour0 + 7 * 3600000000 AND completed_at < :hour0 + 8 * 3600000000 THEN 1 END) AS h07,
+       count(CASE WHEN completed_at >= :hour0 + 8 * 3600000000 AND completed_at < :hour0 + 9 * 3600000000 THEN 1 END) AS h08,
+       count(CASE WHEN completed_at >= :hour0 + 9 * 3600000000 AND completed_at < :hour0 + 10 * 3600000000 THEN 1 END) AS h09,
+       count(CASE WHEN completed_at >= :hour0 + 10 * 3600000000 AND completed_at < :hour0 + 11 * 3600000000 THEN 1 END) AS h10,
+       count(CASE WHEN completed_at >= :hour0 + 11 * 3600000000 AND completed_at < :hour0 + 12 * 3600000000 THEN 1 END) AS h11,
+       count(CASE WHEN completed_at >= :hour0 + 12 * 3600000000 AND completed_at < :hour0 + 13 * 3600000000 THEN 1 END) AS h12,
+       count(CASE WHEN completed_at >= :hour0 + 13 * 3600000000 AND completed_at < :hour0 + 14 * 3600000000 THEN 1 END) AS h13,
+       count(CASE WHEN completed_at >= :hour0 + 14 * 3600000000 AND completed_at < :hour0 + 15 * 3600000000 THEN 1 END) AS h14,
+       count(CASE WHEN completed_at >= :hour0 + 15 * 3600000000 AND completed_at < :hour0 + 16 * 3600000000 THEN 1 END) AS h15,
+       count(CASE WHEN completed_at >= :hour0 + 16 * 3600000000 AND completed_at < :hour0 + 17 * 3600000000 THEN 1 END) AS h16,
+       count(CASE WHEN completed_at >= :hour0 + 17 * 3600000000 AND completed_at < :hour0 + 18 * 3600000000 THEN 1 END) AS h17,
+       count(CASE WHEN completed_at >= :hour0 + 18 * 3600000000 AND completed_at < :hour0 + 19 * 3600000000 THEN 1 END) AS h18,
+       count(CASE WHEN completed_at >= :hour0 + 19 * 3600000000 AND completed_at < :hour0 + 20 * 3600000000 THEN 1 END) AS h19,
+       count(CASE WHEN completed_at >= :hour0 + 20 * 3600000000 AND completed_at < :hour0 + 21 * 3600000000 THEN 1 END) AS h20,
+       count(CASE WHEN completed_at >= :hour0 + 21 * 3600000000 AND completed_at < :hour0 + 22 * 3600000000 THEN 1 END) AS h21,
+       count(CASE WHEN completed_at >= :hour0 + 22 * 3600000000 AND completed_at < :hour0 + 23 * 3600000000 THEN 1 END) AS h22,
+       count(CASE WHEN completed_at >= :hour0 + 23 * 3600000000 AND completed_at < :hour0 + 24 * 3600000000 THEN 1 END) AS h23
+FROM generations
+WHERE created_at >= :since AND (created_at, id) >= (:since, :after_id)
+      AND status = 'failed' AND completed_at >= :hour0;
