@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-from .. import processes, validate
+from .. import interrupt, processes, validate
 from ..audio import ExportOptions, as_audio_batch, layout_path
 from ..audio.arrays import check_scale_applies
 from ..audio.export import check_target
@@ -34,6 +34,7 @@ from ..errors import (
     InvalidAudio,
     InvalidInput,
     InvalidTransition,
+    NotFound,
     StorageError,
     shown,
 )
@@ -52,6 +53,7 @@ Peaks = PeaksSpec | bool | None
 """``peaks=``: a ``PeaksSpec``, ``True`` (the default: ``PeaksSpec()``, 256 samples per pixel, 8 bits,
 mixed), or ``False``/``None`` (none made)."""
 DEFAULT_PEAKS = PeaksSpec()
+_PUT_BACK = "the batch export was interrupted ({}) before this item started: put back in the queue"
 
 
 def export_generation(
@@ -192,7 +194,9 @@ def export_batch_generations(
     split into one clip per generation (not 3-D, wrong length, repeated ids, a generation not
     processing) raises before anything is written and no row changes. A clean batch leaves a CUDA
     device in one transfer; one with a bad item falls back to converting item by item. An ``s3://`` root
-    is opened once for the batch.
+    is opened once for the batch. A Ctrl-C (or another error that ends the wait) lets the items running end,
+    puts the items not started back in the queue at once (``_put_back``, as a ``Worker`` does), then is
+    raised.
     """
     _check_store(store)
     if not isinstance(generations, Sequence) or isinstance(generations, str):
@@ -220,18 +224,26 @@ def export_batch_generations(
     for generation, extra in zip(generations, extras, strict=True):
         _check_call(generation, on_error, max_attempts, extra)
     try:
-        items: Any = as_audio_batch(audio_batch, scale=scale)  # one device transfer
-        scale = None  # the items are float32 now
-    except InvalidAudio:
-        items = audio_batch  # some item is bad: let each item find out for itself
-    folder, objects, opened = _target(root)
+        try:
+            items: Any = as_audio_batch(audio_batch, scale=scale)  # one device transfer
+            scale = None  # the items are float32 now
+        except InvalidAudio:
+            items = audio_batch  # some item is bad: let each item find out for itself
+        folder, objects, opened = _target(root)
+    except Exception:  # the rows are as they were (a caller's mistake, a root that cannot be opened)
+        raise
+    except BaseException as stopped:  # Ctrl-C before any item started: every one goes back
+        _put_back(store, generations, worker_id, stopped)
+        raise
     target: Root = objects if objects is not None else folder  # type: ignore[assignment]
 
     batch = Batch()  # the items started, waited for after an interrupt (a second one too)
+    started = [False] * count  # final once batch.wind_up() returned: no item starts after it
 
     def one(i: int) -> Recorded | Exception:
-        if not batch.begin():  # interrupted meanwhile: the generation stays claimed, as it is
+        if not batch.begin():  # interrupted meanwhile: put back in the queue once the batch winds up
             return StorageError("not started: the batch was interrupted")
+        started[i] = True
         try:
             return export_generation(
                 store, generations[i], items[i], root=target, worker_id=worker_id, ext=ext, options=options,
@@ -247,12 +259,50 @@ def export_batch_generations(
         with ThreadPoolExecutor(max_workers=workers or min(count, os.cpu_count() or 1) or 1) as pool:
             try:
                 return [future.result() for future in [pool.submit(one, i) for i in range(count)]]
-            except BaseException:  # Ctrl-C: the items running end (recorded, or failed as on_error says)
-                batch.wind_up()  # before the caller can close its store (or this, its file store)
+            except BaseException as stopped:  # Ctrl-C: the items running end (recorded, or failed as
+                batch.wind_up()  # on_error says) before the caller can close its store (or this, its file
+                left = [g for g, began in zip(generations, started, strict=True) if not began]  # store)
+                _put_back(store, left, worker_id, stopped)
                 raise
     finally:
         if opened and objects is not None:
             objects.close()
+
+
+def _put_back(
+    store: Store, generations: Sequence[Generation], worker_id: str | None, why: BaseException
+) -> None:
+    """Put the claimed ``generations`` a batch never started back in the queue, as a ``Worker`` does its job
+    in hand (``fail`` with ``max_attempts=attempts + 1``: pending at once, its attempt counted, as for an
+    expired lease), each only while it is processing for the claim's worker (``worker_id``, else the one it
+    was claimed by): one completed, cancelled or taken over meanwhile is not touched. ``why`` (the interrupt,
+    raised next) is named in each row's error, and gets a note for each put-back that failed (left to its
+    lease). Each write is whole (a Ctrl-C in it is held until it ends); a second Ctrl-C stops the put-backs,
+    noted too."""
+    message = _PUT_BACK.format(type(why).__name__)
+    left = list(generations)
+    try:
+        while left:
+            generation = left.pop(0)
+            owner = worker_id if worker_id is not None else generation.worker_id
+            if owner is None:  # no claim to check against: left to its lease
+                continue
+            try:
+                with interrupt.deferred():
+                    store.fail(generation.id, message, max_attempts=generation.attempts + 1, worker_id=owner)
+            except (InvalidTransition, NotFound):  # no longer this claim: nothing was written
+                pass
+            except Exception as exc:
+                why.add_note(
+                    f"generation {generation.id} (not started) was not put back in the queue "
+                    f"({type(exc).__name__}): it stays claimed until its lease expires"
+                )
+    except KeyboardInterrupt:
+        if left:
+            why.add_note(
+                f"a second interrupt stopped the put-backs: {len(left)} generations not started stay claimed "
+                f"until their lease expires ({', '.join(g.id for g in left)})"
+            )
 
 
 def _target(root: Root) -> tuple[Path | None, FileStore | None, bool]:
