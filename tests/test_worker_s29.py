@@ -110,8 +110,8 @@ def test_a_second_ctrl_c_in_a_batch_export_leaves_the_store_open_for_its_running
         if job_id in running:  # finished and recorded, its file in place
             assert row.status is Status.COMPLETED, (row, err)
             assert row.file_path is not None and (tmp_path / "audio" / row.file_path).is_file()
-        else:  # never started: still claimed, left to its lease (nothing written)
-            assert row.status is Status.PROCESSING and row.file_path is None, row
+        else:  # never started: put back at once, as a Worker does (tests/test_release_s29.py)
+            assert row.status is Status.PENDING and row.file_path is None, row
 
 
 def test_a_second_ctrl_c_in_export_batch_leaves_no_temp_file(tmp_path: Path) -> None:
@@ -162,7 +162,7 @@ def test_a_ctrl_c_inside_submit_still_waits_for_the_item_it_queued(
         with pytest.raises(KeyboardInterrupt):
             recording.export_batch_generations(store, batch, audio, root=tmp_path, workers=2)
         statuses = [store.get_generation(job.id).status for job in jobs]  # type: ignore[union-attr]
-    assert statuses == [Status.COMPLETED, Status.COMPLETED, Status.PROCESSING]  # the third never started
+    assert statuses == [Status.COMPLETED, Status.COMPLETED, Status.PENDING]  # the third never started: back
 
 
 def test_a_ctrl_c_inside_submit_leaves_no_temp_file_of_the_item_it_queued(
