@@ -50,7 +50,12 @@ models or days, while their pid shards collide) is the case this exists for."""
 def conflict_wait(attempt: int) -> float:
     """Seconds to wait before retry ``attempt`` (1, 2, ...): 10 ms doubled each time, randomised by +-50 % so
     that the two conflicting writers do not meet again in step."""
-    return 0.01 * 2.0 ** (attempt - 1) * random.uniform(0.5, 1.5)
+    return 0.01 * 2.0 ** (attempt - 1) * _JITTER.uniform(0.5, 1.5)
+
+
+_JITTER = random.Random()
+"""The conflict waits' own generator: a library's retries leave the application's ``random`` state alone (a
+seeded simulation, Hypothesis' strategies drawing while a retry waits)."""
 
 
 class Translating:
