@@ -13,6 +13,7 @@ from typing import cast
 
 from ..errors import StorageError
 from ..filestore import FileStore, KeyConflict, LocalFileStore, ObjectInfo, ObjectNotFound, open_filestore
+from ..filestore.base import briefly
 from ..storage_names import SCHEME, local_path
 from ..store import Store
 from .scan import OwnRows, rows_by_file_paths
@@ -187,10 +188,13 @@ def named_shared(store: Store, files: list[tuple[str, str]]) -> frozenset[str]:
 
 def copies_there(target: FileStore, copies: dict[str, list[str]], gid: str) -> bool:
     """Whether every copy of generation ``gid`` (``copies[gid]``, its keys) is still in ``target``: a HEAD
-    each, asked by ``relocate`` with the row locked."""
+    each, asked by ``relocate`` with the row locked (on SQLite the database's write lock), so each is one
+    attempt with short timeouts (``base.briefly``): an endpoint that stopped answering costs the lock
+    seconds, not every retry's wait (``StoreUnavailable``: the run stops, the row as it was)."""
+    brief = briefly(target)
     for key in copies[gid]:
         try:
-            target.head(key)
+            brief.head(key)
         except ObjectNotFound:
             return False
     return True
