@@ -9,7 +9,10 @@ another kind, never touched. A bucket's merge judges them alike (``bucket._Class
 from __future__ import annotations
 
 import json
+import posixpath
 
+from ..errors import InvalidInput
+from ..ids import check_id
 from ..ops import Call, Steps, reader
 from ..storage_names import peaks_digest
 from ..store import Store
@@ -73,3 +76,18 @@ def recorders(store: Store, entries: list[Entry]) -> dict[str, tuple[list[str], 
                 status = recorded
         found[entry.rel] = (gids, status)
     return found
+
+
+@reader
+def owners_of(key: str, stem: str) -> Steps[list[str]]:
+    """The generations whose row lock guards ``key``, a file named after ``stem`` (``scan.audio_stem``):
+    ``[stem]`` when it is an id; else (the stem of a master named by hand, ``album/Take 1.wav``'s rendition
+    ``Take 1.<profile>.<8 hex>.<ext>``) the ids of those recording a master ``<stem>.wav`` or ``.flac`` (the
+    suffix in any case: ``file_names.master_names``) in ``key``'s folder, whose lock a render holds from
+    before its put to its commit."""
+    try:
+        return [check_id(stem)]
+    except InvalidInput:
+        pass
+    names = master_names(posixpath.join(posixpath.dirname(key), stem))
+    return sorted({gid for gid, _ in (yield from rows_by_file_paths.steps(names, renditions=False))})

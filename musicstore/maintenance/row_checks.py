@@ -24,6 +24,7 @@ from ..ops.reads import GENERATION
 from ..ops.storage import get_storage
 from ..store import Store
 from .bucket import stored_by_keys
+from .custom_peaks import owners_of
 from .file_names import is_peaks_file_of
 from .findings import DanglingPeaks, DanglingRow, OrphanFile, OutsideRow, ReconcileReport
 from .repaired import settle_rows
@@ -372,18 +373,18 @@ def _repair_orphan(where: RootDir, orphan: OrphanFile, target: Path | None, erro
 
 @writer
 def orphan_claimed(generation_id: str, url: str | None, key: str) -> Steps[bool]:
-    """Whether ``key`` (a file named after ``generation_id``: its master or a rendition; ``url``: the object
-    store it is in, None for a local root) is no orphan by now, read with that generation's row locked: a
+    """Whether ``key`` (a file named after ``generation_id``, or a master named by hand's stem: ``owners_of``;
+    ``url``: its object store, None for a local root) is no orphan by now, read with that row locked: a
     row records it, or the generation is pending or processing (a worker may place it and commit).
 
-    A worker places its master, and ``musicstore.rendering`` a rendition, under that lock before it commits;
-    a dead letter replayed (failed → pending) and recorded again puts its master at the very key a killed
-    attempt left. A file reconcile saw without a row may be one such, and this read waits for that
-    transaction to end. Run inside the transaction that repairs the orphan, so that no worker or render
-    records the key while it is removed."""
-    generation = yield Call("get_generation_for_update", {"id": generation_id}, GENERATION)
-    if generation is not None and generation.status in (Status.PENDING, Status.PROCESSING):
-        return True
+    A worker places its master, and ``musicstore.rendering`` a rendition, under that lock before it commits; a
+    dead letter replayed (failed → pending) and recorded again puts its master at the very key a killed
+    attempt left. A file reconcile saw without a row may be one such: this read waits for that transaction
+    to end. Run inside the transaction that repairs the orphan: no worker or render records it meanwhile."""
+    for gid in (yield from owners_of.steps(key, generation_id)):  # a master named by hand: its generations
+        generation = yield Call("get_generation_for_update", {"id": gid}, GENERATION)
+        if generation is not None and generation.status in (Status.PENDING, Status.PROCESSING):
+            return True
     if url is None:
         return key in (yield from referenced_paths.steps([key]))
     return bool((yield from stored_by_keys.steps(url, [key])))
