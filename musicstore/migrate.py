@@ -187,7 +187,16 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
         raise MigrationError(
             f"{where}: migration {applying[-1]} failed ({failed}); the migrations before it are applied"
         ) from failed
+    if (refused := _refused(backend, failed)) is not None:
+        why = f"cannot create the lock table yoyo_lock ({refused}); migrate needs a database not read-only"
+        raise MigrationError(f"{where}: {why} (a replica) and a role that may create tables") from refused
     raise MigrationError(f"{where}: a migration failed ({failed})") from failed
+
+
+def _refused(backend: Any, failed: BaseException) -> BaseException | None:
+    """The database's refusal of yoyo's lock table, where ``failed`` is its absence (an undefined table)."""
+    missing = getattr(failed, "sqlstate", None) == "42P01" or "no such table" in str(failed)
+    return getattr(backend, "lock_table_refused", None) if missing else None
 
 
 YOYO_BUSY_MS = 5000
@@ -250,6 +259,17 @@ def _backend(yoyo_url: str, dialect: str) -> Any:
             super().init_connection(connection)
             if setting is not None:
                 connection.execute(setting, {"lock_timeout": "0"})
+
+        lock_table_refused: BaseException | None = None
+
+        def create_lock_table(self) -> None:
+            # yoyo's, keeping the error it ignores (a read-only database, a role that may not create
+            # tables), which the lock's 'relation "yoyo_lock" does not exist' did not name (``_refused``)
+            try:
+                with self.transaction():
+                    self.execute(self.format_sql(self.create_lock_table_sql))
+            except self.DatabaseError as exc:
+                self.lock_table_refused = exc
 
         def _check_transactional_ddl(self) -> bool:
             # Both dialects roll DDL back (_apply relies on it). yoyo's probe, a CREATE TABLE rolled back on

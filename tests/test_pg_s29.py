@@ -1,0 +1,60 @@
+"""PostgreSQL under real-world failures (session 29): a database that may only be read, a role that may not
+create tables, and more found hunting."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from musicstore import MigrationError, migrate
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def scratch_database(musicstore_postgres_server: Any) -> Iterator[tuple[Any, str]]:
+    """The test server and the name of a database the test creates (dropped after it, if it did)."""
+    server = musicstore_postgres_server
+    name = f"pg_s29_{os.getpid()}_{next(_names)}"
+    try:
+        yield server, name
+    finally:
+        server.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_migrating_a_database_that_may_only_be_read_says_so(scratch_database: tuple[Any, str]) -> None:
+    """A fresh database set read-only (``default_transaction_read_only``: a replica, a database an operator
+    froze): yoyo's creation of its lock table failed and yoyo ignored it, so ``migrate`` raised
+    'relation "yoyo_lock" does not exist', which names no cause. The error now says why the table is not
+    there: the database refused to create it, read-only."""
+    server, name = scratch_database
+    server.admin(f"CREATE DATABASE {name}", f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+    with pytest.raises(MigrationError) as refused:
+        migrate(server.url(name))
+    message = str(refused.value)
+    assert "read-only transaction" in message and "yoyo_lock" in message
+    assert "does not exist" not in message
+
+
+def test_migrating_as_a_role_that_may_not_create_tables_says_so(scratch_database: tuple[Any, str]) -> None:
+    """The same for a role without CREATE on the schema (PostgreSQL 15's default for a role that does not own
+    the database): 'permission denied for schema public', not 'relation "yoyo_lock" does not exist'."""
+    server, name = scratch_database
+    role = f"reader_{name}"
+    server.admin(f"CREATE DATABASE {name}", f"CREATE ROLE {role} LOGIN")
+    try:
+        with psycopg.connect(server.url(name), autocommit=True) as conn:
+            conn.execute(f"REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}")
+        url = server.url(name).replace("musicstore@", f"{role}@")
+        with pytest.raises(MigrationError) as refused:
+            migrate(url)
+        message = str(refused.value)
+        assert "permission denied for schema public" in message and "yoyo_lock" in message
+        assert "does not exist" not in message
+    finally:
+        server.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"DROP ROLE IF EXISTS {role}")
