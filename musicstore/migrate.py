@@ -263,8 +263,7 @@ def _backend(yoyo_url: str, dialect: str) -> Any:
         lock_table_refused: BaseException | None = None
 
         def create_lock_table(self) -> None:
-            # yoyo's, keeping the error it ignores (a read-only database, a role that may not create
-            # tables), which the lock's 'relation "yoyo_lock" does not exist' did not name (``_refused``)
+            # yoyo's, keeping the refusal it ignores (a read-only database, a role; ``_refused``)
             try:
                 with self.transaction():
                     self.execute(self.format_sql(self.create_lock_table_sql))

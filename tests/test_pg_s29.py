@@ -3,6 +3,7 @@ create tables, and more found hunting."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from musicstore import MigrationError, migrate
+from musicstore import AsyncStore, MigrationError, Store, migrate
 
 _names = itertools.count()
 
@@ -58,3 +59,54 @@ def test_migrating_as_a_role_that_may_not_create_tables_says_so(scratch_database
         assert "does not exist" not in message
     finally:
         server.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"DROP ROLE IF EXISTS {role}")
+
+
+def _end_sessions_of(url: str) -> None:
+    """End every other session on ``url``'s database (``pg_terminate_backend``: a restart, a failover)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+class _Mine(Exception):
+    """The block's own error."""
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("raised", [_Mine, KeyboardInterrupt])
+def test_a_transaction_whose_connection_died_ends_with_the_blocks_own_error(
+    postgres_url: str, kind: str, raised: type[BaseException]
+) -> None:
+    """A ``store.transaction()`` block that raised (its own error, a Ctrl-C) after the server ended its
+    connection (a restart, a failover, ``pg_terminate_backend``): ``Store`` sent ROLLBACK on the dead
+    connection and raised that failure, a DatabaseError 'terminating connection due to administrator
+    command', in place of the block's error (a KeyboardInterrupt too), where ``AsyncStore`` raised the
+    block's own. Nothing was committed either way (the server rolls back a transaction whose connection
+    ends); the block's error is raised now, and the store works on."""
+    job = None
+
+    def block(tx: Any) -> None:
+        _end_sessions_of(postgres_url)
+        raise raised("mine")
+
+    if kind == "sync":
+        with Store(postgres_url) as store:
+            with pytest.raises(raised), store.transaction() as tx:
+                job = tx.create_generation("never stored", model_name="m", duration_seconds=1)
+                block(tx)
+            assert store.count_generations() == 0
+    else:
+
+        async def main() -> None:
+            nonlocal job
+            async with AsyncStore(postgres_url) as store:
+                with pytest.raises(raised):
+                    async with store.transaction() as tx:
+                        job = await tx.create_generation("never stored", model_name="m", duration_seconds=1)
+                        block(tx)
+                assert await store.count_generations() == 0
+
+        asyncio.run(main())
+    assert job is not None

@@ -44,15 +44,12 @@ first statement leaves a consistent state whatever follows: a claim that took a 
 statement runs in autocommit, and BEGIN goes out only before a second one; a COMMIT with no BEGIN sent is
 not sent either. Two round trips less for a one-statement write. Not for a write whose statements must
 commit together: ``Operation.alone`` says which may (``store._direct_write``)."""
-_OPEN = (2, 3)
-"""libpq's PQTRANS_INTRANS and PQTRANS_INERROR: a transaction to roll back."""
-_IDLE = 0
-"""libpq's PQTRANS_IDLE: no transaction open, no command running."""
+_OPEN = (2, 3)  # libpq's PQTRANS_INTRANS and PQTRANS_INERROR: a transaction to roll back
+_IDLE = 0  # libpq's PQTRANS_IDLE: no transaction open, no command running
 _FAILED = 3
 """libpq's PQTRANS_INERROR: a statement of the open transaction failed; PostgreSQL ignores what follows, and
 answers COMMIT by rolling it back."""
-_COMMAND_OK = 1
-"""libpq's PGRES_COMMAND_OK: a command that returns no rows succeeded."""
+_COMMAND_OK = 1  # libpq's PGRES_COMMAND_OK: a command that returns no rows succeeded
 SPARE_SECONDS = 30.0
 """How long a connection stays the spare (``PostgresConnector.acquire``) before it goes back to the pool."""
 RECONNECT_SECONDS = 2.0
@@ -133,8 +130,7 @@ def connection_class() -> type[Any]:
 
 
 def encode(params: dict[str, Any]) -> dict[str, Any]:
-    """psycopg binds aware datetimes as timestamptz: nothing to convert."""
-    return params
+    return params  # psycopg binds aware datetimes as timestamptz: nothing to convert
 
 
 def translate(exc: BaseException, where: object) -> MusicstoreError | None:
@@ -427,10 +423,16 @@ class PostgresConnector:
 
     @staticmethod
     def rollback(conn: Any) -> None:
-        """ROLLBACK, if a transaction is open (or failed) on a connection that still works."""
+        """ROLLBACK, if a transaction is open (or failed) on a connection that still works. One the server
+        ended (a restart, ``pg_terminate_backend``) ended its transaction: the ROLLBACK's failure does not
+        replace the error being handled (the block's own, a Ctrl-C), as psycopg's ``transaction`` does not."""
         conn.later = 0  # a BEGIN_LATER not yet sent ends here too
         if conn.pgconn.transaction_status in _OPEN:
-            conn.execute("ROLLBACK")
+            try:
+                conn.execute("ROLLBACK")
+            except _modules()[0].Error:
+                if not conn.broken:
+                    raise
 
     def close(self) -> None:
         """Close the pool (a connection lent out goes back to it and is closed then); none is opened again."""
