@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from musicstore import AsyncStore, MigrationError, Store, migrate
+from musicstore import AsyncStore, DatabaseBusy, MigrationError, Store, migrate
 
 _names = itertools.count()
 
@@ -110,3 +110,33 @@ def test_a_transaction_whose_connection_died_ends_with_the_blocks_own_error(
 
         asyncio.run(main())
     assert job is not None
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_statement_timeout_is_busy_as_a_lock_timeout_is(postgres_url: str, kind: str) -> None:
+    """A write waiting for a row lock another transaction holds ended, where the URL (a role, the database)
+    set a ``statement_timeout`` shorter than ``busy_timeout``, with a plain DatabaseError 'canceling statement
+    due to statement timeout', where the same wait past the busy timeout (``lock_timeout``) is DatabaseBusy:
+    a worker rides out a busy claim and ended its run on this one. A statement the server cancelled is
+    DatabaseBusy too (transient; nothing of it committed), saying why."""
+    with Store(postgres_url) as store:
+        store.create_generation("held", model_name="m", duration_seconds=1)
+        job = store.claim_next("w")
+    assert job is not None
+    url = f"{postgres_url}?options=-c%20statement_timeout%3D300"
+    with psycopg.connect(postgres_url) as holder:
+        holder.execute("SELECT id FROM generations WHERE id = %s FOR UPDATE", (job.id,))
+        if kind == "sync":
+            with Store(url, busy_timeout=30) as store, pytest.raises(DatabaseBusy) as busy:
+                store.heartbeat(job.id, "w")
+        else:
+
+            async def main() -> None:
+                async with AsyncStore(url, busy_timeout=30) as store:
+                    await store.heartbeat(job.id, "w")
+
+            with pytest.raises(DatabaseBusy) as busy:
+                asyncio.run(main())
+    assert "statement_timeout" in str(busy.value) and "statement timeout" in str(busy.value)
+    with Store(url) as store:
+        assert store.heartbeat(job.id, "w") is not None  # the lock gone: the store works on

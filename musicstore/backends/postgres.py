@@ -150,6 +150,9 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
         return WriteConflict(f"{where}: concurrent writers conflicted ({exc}); retry")
     if isinstance(exc, errors.LockNotAvailable):
         return DatabaseBusy(f"{where}: another transaction held a row lock past the busy timeout ({exc})")
+    if isinstance(exc, errors.QueryCanceled):  # as a lock wait past lock_timeout: transient, nothing written
+        why = "past its statement_timeout (the URL's, the role's or the database's) or on request"
+        return DatabaseBusy(f"{where}: the server cancelled a statement {why} ({exc})")
     if isinstance(exc, psycopg.IntegrityError):
         return DatabaseError(f"{where}: a schema constraint refused the change ({exc})")
     return DatabaseError(f"{where}: {exc}")
@@ -157,17 +160,13 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
 
 def _aborted(where: str) -> DatabaseError:
     """The error that ends a transaction one of whose statements failed: PostgreSQL rolled it all back."""
-    return DatabaseError(
-        f"{where}: a statement in this transaction failed, so PostgreSQL rolled the whole transaction back; "
-        "nothing of it was committed"
-    )
+    why = "a statement in this transaction failed, so PostgreSQL rolled the whole transaction back"
+    return DatabaseError(f"{where}: {why}; nothing of it was committed")
 
 
 def _unreachable(where: str, exc: BaseException) -> DatabaseError:
-    return DatabaseError(
-        f"{where}: cannot connect to the database ({exc}); "
-        "check the URL, the credentials and that the server is running"
-    )
+    why = "check the URL, the credentials and that the server is running"
+    return DatabaseError(f"{where}: cannot connect to the database ({exc}); {why}")
 
 
 def _lock_timeout(timeout: float) -> str:
