@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -140,3 +141,24 @@ def test_a_statement_timeout_is_busy_as_a_lock_timeout_is(postgres_url: str, kin
     assert "statement_timeout" in str(busy.value) and "statement timeout" in str(busy.value)
     with Store(url) as store:
         assert store.heartbeat(job.id, "w") is not None  # the lock gone: the store works on
+
+
+def test_an_async_transaction_on_a_lost_connection_logs_no_warning(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same block on ``AsyncStore``: its own error was raised, and psycopg logged a WARNING on top ('error
+    ignored in rollback of <psycopg.AsyncTransaction ...>: terminating connection ...', on stderr with no
+    logging configured), where ``Store`` logs nothing: at DEBUG now, as the pool's records of a lost
+    connection (``backends.QuietPoolFailures``)."""
+
+    async def main() -> None:
+        async with AsyncStore(postgres_url) as store:
+            with pytest.raises(_Mine):
+                async with store.transaction() as tx:
+                    await tx.create_generation("never stored", model_name="m", duration_seconds=1)
+                    _end_sessions_of(postgres_url)
+                    raise _Mine("mine")
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(main())
+    assert not [record for record in caplog.records if "rollback" in record.getMessage()]

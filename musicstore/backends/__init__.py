@@ -22,6 +22,12 @@ _POOL_FAILURES = frozenset(
     )
 )
 """psycopg_pool's WARNING records of a connection it could not make or lost (psycopg_pool 3.2, 3.3)."""
+_ROLLBACK_FAILED = "error ignored in rollback of %s: %s"
+"""psycopg's WARNING record of a transaction block whose ROLLBACK failed, its connection lost (the block's
+own error is raised): an ``AsyncStore.transaction`` on a connection the server ended (``Store``'s: none)."""
+
+
+_QUIET = _POOL_FAILURES | {_ROLLBACK_FAILED}
 
 
 class QuietPoolFailures(logging.Filter):
@@ -34,9 +40,9 @@ class QuietPoolFailures(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg, args = record.msg, record.args
-        if not isinstance(msg, str) or msg not in _POOL_FAILURES or not isinstance(args, tuple) or not args:
+        if not isinstance(msg, str) or msg not in _QUIET or not isinstance(args, tuple) or not args:
             return True
-        subject = args[0]
+        subject = args[0] if msg != _ROLLBACK_FAILED else getattr(args[0], "connection", None)
         if subject != POOL_NAME and not type(subject).__module__.startswith(__name__):
             return True
         record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
@@ -44,8 +50,10 @@ class QuietPoolFailures(logging.Filter):
 
 
 def quiet_pool_failures() -> None:
-    """Add ``QuietPoolFailures`` to psycopg_pool's logger, once, first among its filters (before
-    ``masking.RedactingFilter``, which merges a masked record's arguments into its message)."""
-    logger = logging.getLogger("psycopg.pool")
-    if not any(isinstance(each, QuietPoolFailures) for each in logger.filters):
-        logger.filters.insert(0, QuietPoolFailures())
+    """Add ``QuietPoolFailures`` to psycopg_pool's and psycopg's transactions' loggers, once, first among
+    their filters (before ``masking.RedactingFilter``, which merges a masked record's arguments into its
+    message)."""
+    for name in ("psycopg.pool", "psycopg.transaction"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(each, QuietPoolFailures) for each in logger.filters):
+            logger.filters.insert(0, QuietPoolFailures())
