@@ -187,16 +187,16 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
         raise MigrationError(
             f"{where}: migration {applying[-1]} failed ({failed}); the migrations before it are applied"
         ) from failed
-    if (refused := _refused(backend, failed)) is not None:
+    missing = getattr(failed, "sqlstate", None) == "42P01" or "no such table" in str(failed)  # the lock table
+    if missing and (refused := getattr(backend, "lock_table_refused", None)) is not None:
         why = f"cannot create the lock table yoyo_lock ({refused}); migrate needs a database not read-only"
         raise MigrationError(f"{where}: {why} (a replica) and a role that may create tables") from refused
     raise MigrationError(f"{where}: a migration failed ({failed})") from failed
 
 
-def _refused(backend: Any, failed: BaseException) -> BaseException | None:
-    """The database's refusal of yoyo's lock table, where ``failed`` is its absence (an undefined table)."""
-    missing = getattr(failed, "sqlstate", None) == "42P01" or "no such table" in str(failed)
-    return getattr(backend, "lock_table_refused", None) if missing else None
+def _for_good(timeout: BaseException) -> bool:
+    """Whether the lock row was refused for good (``timeout``'s cause): a read-only database, a role."""
+    return getattr(timeout.__context__, "sqlstate", None) in ("25006", "42501")
 
 
 YOYO_BUSY_MS = 5000
@@ -263,7 +263,7 @@ def _backend(yoyo_url: str, dialect: str) -> Any:
         lock_table_refused: BaseException | None = None
 
         def create_lock_table(self) -> None:
-            # yoyo's, keeping the refusal it ignores (a read-only database, a role; ``_refused``)
+            # yoyo's, keeping the refusal it ignores (a read-only database, a role: ``migrate`` says it)
             try:
                 with self.transaction():
                     self.execute(self.format_sql(self.create_lock_table_sql))
@@ -308,10 +308,10 @@ def _migration_lock(backend: Any, dialect: str, deadline: float | None, held: li
             held[0] = True
             try:
                 return insert_once(pid)  # type: ignore[no-any-return]
-            except LockTimeout:
+            except LockTimeout as exc:
                 held[0] = False  # its row is another process's
                 left = _wait_until(backend, dialect, deadline)
-                if left is not None and left <= 0:
+                if (left is not None and left <= 0) or _for_good(exc):
                     raise
                 time.sleep(poll_interval if left is None else min(poll_interval, left))
 
@@ -420,12 +420,10 @@ def _lock_held(backend: Any, dialect: str, where: str, lock_timeout: float, time
         holder = _lock_holder(backend, dialect)
     except _database_errors(dialect):
         holder = None
-    refused = timeout.__context__
+    refused, spent = timeout.__context__, "" if _for_good(timeout) else f" for {lock_timeout}s"
     if holder is None and isinstance(refused, _database_errors(dialect)):
-        return (
-            f"{where}: cannot take the migration lock, no process holds it: the database refused its row "
-            f"for {lock_timeout}s ({refused})"
-        )
+        why = f"no process holds it: the database refused its row{spent} ({refused})"
+        return f"{where}: cannot take the migration lock, {why}"
     who = "another process" if holder is None else f"process {holder[0]} (since {holder[1]} UTC)"
     return (
         f"{where}: {who} held the migration lock for {lock_timeout}s; if no migration is running (one "

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import logging
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ import psycopg
 import pytest
 
 from musicstore import AsyncStore, DatabaseBusy, MigrationError, Store, migrate
+from musicstore.migrate import shipped_migrations
 
 _names = itertools.count()
 
@@ -162,3 +164,27 @@ def test_an_async_transaction_on_a_lost_connection_logs_no_warning(
     with caplog.at_level(logging.WARNING):
         asyncio.run(main())
     assert not [record for record in caplog.records if "rollback" in record.getMessage()]
+
+
+def test_migrating_a_read_only_database_with_a_migration_left_fails_at_once(
+    scratch_database: tuple[Any, str],
+) -> None:
+    """A migrated database set read-only (a replica) where a migration is left (a newer musicstore starting
+    there, ``Store(url, migrate=True)``): each try of yoyo's lock row was refused as read-only, and tried
+    again until ``lock_timeout`` (60 s by default) before the MigrationError said so. A refusal no wait
+    ends (read-only, a role without the right to write the row) now fails the first try."""
+    server, name = scratch_database
+    server.admin(f"CREATE DATABASE {name}")
+    url = server.url(name)
+    migrate(url)
+    last = shipped_migrations()[-1]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM _yoyo_migration WHERE migration_id = %s", (last,))
+    server.admin(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+    began = time.monotonic()
+    with pytest.raises(MigrationError) as refused:
+        migrate(url, lock_timeout=20)
+    assert time.monotonic() - began < 10
+    message = str(refused.value)
+    assert "cannot take the migration lock, no process holds it" in message
+    assert "read-only transaction" in message and "20" not in message.partition("refused")[2]
