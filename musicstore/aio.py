@@ -371,7 +371,7 @@ class AsyncStore(Driver, AsyncOperations):
         async with self._connection() as conn:
             tx = AsyncTransaction(self, conn, write=write)
             with self._translating, progress.undoing(tx.undo):  # rolled back: undo what it remembered
-                async with self._connector.transaction(conn, write=write):
+                async with self._connector.transaction(conn, write=write, block=True):
                     opened = _open_transactions.get()
                     if opened:  # less those ended in another task (a dropped async generator's), kept else
                         opened = tuple(other for other in opened if not other.closed)

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from musicstore import AsyncStore, DatabaseBusy, MigrationError, Store, migrate
+from musicstore import AsyncStore, DatabaseBusy, DatabaseError, MigrationError, Store, migrate
 from musicstore.migrate import shipped_migrations
 
 _names = itertools.count()
@@ -188,3 +188,46 @@ def test_migrating_a_read_only_database_with_a_migration_left_fails_at_once(
     message = str(refused.value)
     assert "cannot take the migration lock, no process holds it" in message
     assert "read-only transaction" in message and "20" not in message.partition("refused")[2]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("ending", ["terminated", "idle_in_transaction_session_timeout"])
+def test_a_transaction_whose_connection_the_server_ended_says_nothing_was_committed(
+    postgres_url: str, kind: str, ending: str
+) -> None:
+    """A ``store.transaction()`` block that ended normally after the server ended its connection while the
+    block ran (a restart, ``pg_terminate_backend``, the server's ``idle_in_transaction_session_timeout``):
+    its COMMIT was sent on the dead connection and failed as a COMMIT whose answer was lost does ('server
+    closed the connection unexpectedly', 'terminating connection ...'), so the caller could not tell whether
+    it committed. Nothing was sent since the server ended it, so nothing was: the error now says so, before
+    any COMMIT is sent (the socket asked without waiting, as for an idle pooled connection)."""
+    url = postgres_url
+    if ending != "terminated":
+        url += "?options=-c%20idle_in_transaction_session_timeout%3D200"
+
+    def end() -> None:
+        if ending == "terminated":
+            _end_sessions_of(postgres_url)
+        else:
+            time.sleep(1.0)
+
+    if kind == "sync":
+        with Store(url) as store:
+            with pytest.raises(DatabaseError) as ended, store.transaction() as tx:
+                tx.create_generation("never stored", model_name="m", duration_seconds=1)
+                end()
+            assert store.count_generations() == 0
+    else:
+
+        async def main() -> DatabaseError:
+            async with AsyncStore(url) as store:
+                with pytest.raises(DatabaseError) as caught:
+                    async with store.transaction() as tx:
+                        await tx.create_generation("never stored", model_name="m", duration_seconds=1)
+                        end()
+                assert await store.count_generations() == 0
+                return caught.value
+
+        error = asyncio.run(main())
+    message = str(ended.value if kind == "sync" else error)
+    assert "before its COMMIT" in message and "nothing of it was committed" in message

@@ -158,10 +158,11 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
     return DatabaseError(f"{where}: {exc}")
 
 
-def _aborted(where: str) -> DatabaseError:
-    """The error that ends a transaction one of whose statements failed: PostgreSQL rolled it all back."""
-    why = "a statement in this transaction failed, so PostgreSQL rolled the whole transaction back"
-    return DatabaseError(f"{where}: {why}; nothing of it was committed")
+def _aborted(where: str, ended: bool = False) -> DatabaseError:
+    """A transaction's end where a statement failed, or (``ended``) the server ended its connection."""
+    ending = "the server ended its connection (a restart, idle_in_transaction_session_timeout...)"
+    why = f"{ending} before its COMMIT" if ended else "a statement in this transaction failed"
+    return DatabaseError(f"{where}: {why}, so PostgreSQL rolled it all back; nothing of it was committed")
 
 
 def _unreachable(where: str, exc: BaseException) -> DatabaseError:
@@ -414,10 +415,10 @@ class PostgresConnector:
         _command(conn, BEGIN_WRITE if write else BEGIN_READ_ONLY_SNAPSHOT)
 
     def commit(self, conn: Any) -> None:
-        """COMMIT; DatabaseError instead when a statement of the transaction failed (the caller caught its
-        error and went on): PostgreSQL would answer COMMIT with a rollback, silently."""
-        if conn.pgconn.transaction_status == _FAILED:
-            raise _aborted(self.where)
+        """COMMIT; ``_aborted`` instead where a statement failed (its error caught: COMMIT would roll back,
+        silently) or the server ended the connection meanwhile (``_lost``: COMMIT would fail as if lost)."""
+        if conn.pgconn.transaction_status == _FAILED or _lost(conn):  # the COMMIT would fail or roll back
+            raise _aborted(self.where, ended=_lost(conn))
         _command(conn, COMMIT)
 
     @staticmethod

@@ -215,16 +215,20 @@ class AsyncPostgresConnector:
             await asyncio.shield(pool.check())
 
     @asynccontextmanager
-    async def transaction(self, conn: Any, *, write: bool, alone: bool = False) -> AsyncIterator[None]:
+    async def transaction(
+        self, conn: Any, *, write: bool, alone: bool = False, block: bool = False
+    ) -> AsyncIterator[None]:
         """A transaction on ``conn``; ``alone``: a write whose first statement may commit by itself, begun
-        with ``BEGIN_LATER`` as ``Store`` begins it (``Operation.alone``)."""
+        with ``BEGIN_LATER`` as ``Store`` begins it (``Operation.alone``); ``block``: the caller's own
+        (``AsyncStore.transaction``), whose connection the server may end while it is idle (``_lost``, asked
+        before its COMMIT as ``PostgresConnector.commit`` asks)."""
         if not alone:
             async with conn.transaction():
                 if not write:
                     await conn.execute(READ_ONLY_SNAPSHOT)
                 yield
-                if conn.pgconn.transaction_status == _FAILED:  # a statement failed and its error was caught:
-                    raise _aborted(self.where)  # the commit would roll back, silently
+                if conn.pgconn.transaction_status == _FAILED or (block and _lost(conn)):
+                    raise _aborted(self.where, ended=block and _lost(conn))  # COMMIT: a silent rollback
             return
         await conn.execute(BEGIN_LATER)
         try:

@@ -235,8 +235,11 @@ class AsyncSQLiteConnector:
             await self.release(conn)
 
     @asynccontextmanager
-    async def transaction(self, conn: Any, *, write: bool, alone: bool = False) -> AsyncIterator[None]:
-        """A transaction on ``conn`` (``alone`` changes nothing here: writes begin ``BEGIN IMMEDIATE``)."""
+    async def transaction(
+        self, conn: Any, *, write: bool, alone: bool = False, block: bool = False
+    ) -> AsyncIterator[None]:
+        """A transaction on ``conn`` (``alone`` and ``block`` change nothing here: writes begin ``BEGIN
+        IMMEDIATE``)."""
         try:
             await conn.execute(BEGIN_WRITE if write else BEGIN_READ)
             yield
