@@ -104,9 +104,9 @@ class Batch:
     def wind_up(self) -> None:
         """Start no more items and return once none runs; the interrupts meanwhile are dropped (the first
         one is on its way already)."""
-        self.stop.set()
         while True:
             try:
+                self.stop.set()  # inside: a Ctrl-C landing before it is set sets it on the next turn
                 with self._lock:
                     if not self._running:
                         return
