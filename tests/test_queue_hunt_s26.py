@@ -119,25 +119,32 @@ def test_the_coalescer_writes_a_report_before_half_a_short_lease_passed() -> Non
 
 
 def test_a_worker_that_reports_often_keeps_a_lease_shorter_than_the_interval(db_url: str) -> None:
-    """A ``Worker`` whose ``lease_seconds`` is under ``PROGRESS_INTERVAL_SECONDS`` (1 s), its handler
-    reporting its progress every 20 ms: each written report extends the lease. Before, only one a second
-    was written, so the lease ran out between two of them and ``requeue_expired`` took the job back (the
-    worker then counted it lost), though the docs say a worker that reports its progress keeps its job."""
+    """A ``Worker`` whose ``lease_seconds`` is under its store's coalescing interval
+    (``PROGRESS_INTERVAL_SECONDS``, 1 s; 60 s here), its handler reporting its progress every 50 ms for
+    twice its lease: each written report extends the lease. Before, only one report an interval was
+    written, so the lease ran out between two of them and ``requeue_expired`` took the job back (the worker
+    then counted it lost), though the docs say a worker that reports its progress keeps its job.
+
+    A 4 s lease (a report written every 2 s): a stall of the thread shorter than about 2 s anywhere in its
+    loop cannot let the lease run out (with 0.6 s, one of 0.3 s could)."""
+    from musicstore.ops.progress import coalescer
     from musicstore.worker import Job, Worker
 
+    lease = 4.0
     with Store(db_url) as store, Store(db_url) as reaper:
+        coalescer(store).interval = 60.0  # far beyond the handler's run: only the half-lease rule writes
         job = new_job(store)
         taken: list[str] = []
 
         def handler(running: Job) -> None:
-            end = time.monotonic() + 1.8
+            end = time.monotonic() + 2 * lease
             while time.monotonic() < end:
                 running.progress(0.5, "sampling")
                 taken.extend(reaper.requeue_expired(max_attempts=10).requeued)
-                time.sleep(0.02)
+                time.sleep(0.05)
             store.complete_generation(running.id, file_path="a.wav", file_size_bytes=1, worker_id="gpu-0")
 
-        report = Worker(store, "gpu-0", handler, lease_seconds=0.6).run(max_jobs=1)
+        report = Worker(store, "gpu-0", handler, lease_seconds=lease).run(max_jobs=1)
         assert taken == [] and report.done == 1 and report.lost == 0, report
         done = store.get_generation(job.id)
         assert done is not None and done.is_completed and done.attempts == 1
