@@ -70,10 +70,12 @@ def test_a_waiting_worker_wakes_on_a_retry(store: Store, other: Store) -> None:
 
 
 def test_many_waiting_workers_take_each_job_once(store: Store, other: Store) -> None:
+    # 4 waits, 3 jobs: one wait must run out (its length is the test's runtime), and a job made after every
+    # wait had run out would be left; 8 s: only a stall of several seconds before the enqueues could do that
     got: list[str | None] = []
 
     def work(name: str) -> None:
-        claimed = store.claim_next(name, wait=3.0)
+        claimed = store.claim_next(name, wait=8.0)
         got.append(None if claimed is None else claimed.id)
 
     workers = [threading.Thread(target=work, args=(f"gpu-{i}",)) for i in range(4)]
