@@ -153,6 +153,22 @@ def test_an_sqlite_store_opens_at_most_pool_size_connections_and_the_rest_wait(s
     ``DatabaseBusy``, as from PostgreSQL's pool, and the store works on."""
     from musicstore import DatabaseBusy, InvalidInput
 
+    # the holders keep their connections until released (not for a time), so no stall lets one come free
+    # before it should; the closing part uses a store whose busy_timeout no wait reaches before the close
+    async def holding(store: AsyncStore) -> tuple[list[asyncio.Task[None]], asyncio.Event]:
+        """3 tasks, each in a transaction (all the pool's connections) until the event is set."""
+        inside, release = asyncio.Semaphore(0), asyncio.Event()
+
+        async def hold() -> None:
+            async with store.transaction(write=False):
+                inside.release()
+                await asyncio.wait_for(release.wait(), 60)
+
+        holders = [asyncio.create_task(hold()) for _ in range(3)]
+        for _ in holders:
+            await asyncio.wait_for(inside.acquire(), 30)
+        return holders, release
+
     async def main() -> None:
         async with AsyncStore.open(sqlite_url, pool_size=3, busy_timeout=0.3) as store:
             job = await anew_job(store)
@@ -161,25 +177,22 @@ def test_an_sqlite_store_opens_at_most_pool_size_connections_and_the_rest_wait(s
             opened = store._connector._idle
             assert 1 <= len(opened) <= 3, len(opened)
 
-            async def hold() -> None:
-                async with store.transaction(write=False):
-                    await asyncio.sleep(1.0)
-
-            holders = [asyncio.create_task(hold()) for _ in range(3)]
-            await asyncio.sleep(0.1)
+            holders, release = await holding(store)
             with pytest.raises(DatabaseBusy, match="pool_size"):
                 await store.get_generation(job.id)
+            release.set()
             await asyncio.gather(*holders)
             assert await store.get_generation(job.id) == job
 
-            holders = [asyncio.create_task(hold()) for _ in range(3)]
-            await asyncio.sleep(0.1)
+        async with AsyncStore.open(sqlite_url, pool_size=3, busy_timeout=60) as store:
+            holders, release = await holding(store)
             waiting = [asyncio.create_task(store.get_generation(job.id)) for _ in range(2)]
             await asyncio.sleep(0.05)
             await store.close()  # the waits end at once: the store is closed
             for waiter in waiting:
                 with pytest.raises(InvalidInput, match="closed"):
-                    await asyncio.wait_for(waiter, 0.5)
+                    await asyncio.wait_for(waiter, 5)
+            release.set()
             await asyncio.gather(*holders)  # the operations running as it closed finish
 
     asyncio.run(main())
