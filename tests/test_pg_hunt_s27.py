@@ -21,6 +21,14 @@ OUTAGE_SECONDS = 8.0
 """Long enough that psycopg_pool's own reconnection, left to itself, backs off past it: it tries at 1, 3, 7
 and 15 s (each pause doubled, ±10 %), so the store's first try after the server came back is ~5 s or more
 before its next attempt."""
+BUSY_SECONDS = 2.0
+"""The stores' ``busy_timeout`` in the outage test, sized to tell the back-off apart: left to itself, the
+pool retries at 7 s (±10 %), then at 15 s (13.5 s at the earliest) after it found its connection lost, by
+the server's stop or by the end of the first failed operation (which may wait out ``busy_timeout``; the
+outage counts from that end). The operation after the restart, waiting ``busy_timeout`` for the pool, fails
+where the back-off is left to itself while 2 + 8 + restart + 2 s is under 13.5 s: while the restart takes
+under 1.5 s (0.1 s measured). A store that works has 2 s to connect (1 s could fail under a stall; 3 s no
+longer caught the back-off: measured)."""
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
@@ -33,7 +41,7 @@ def test_the_store_works_at_once_when_the_server_is_back_after_an_outage(
     pool_size', for about as long again as the outage lasted."""
 
     if kind == "sync":
-        with Store(own_url, pool_size=4, busy_timeout=1.0) as store:
+        with Store(own_url, pool_size=4, busy_timeout=BUSY_SECONDS) as store:
             store.create_generation("lofi", model_name="m", duration_seconds=2.0)
             _stop(own_server)
             with pytest.raises(DatabaseError):  # the pool finds its connection lost and tries to connect
@@ -46,7 +54,7 @@ def test_the_store_works_at_once_when_the_server_is_back_after_an_outage(
         return
 
     async def main() -> None:
-        async with AsyncStore.open(own_url, pool_size=4, busy_timeout=1.0) as store:
+        async with AsyncStore.open(own_url, pool_size=4, busy_timeout=BUSY_SECONDS) as store:
             await store.create_generation("lofi", model_name="m", duration_seconds=2.0)
             _stop(own_server)  # in this thread: the server dies with the thread that started it
             with pytest.raises(DatabaseError):
