@@ -332,12 +332,12 @@ def test_an_operation_waiting_for_a_pooled_connection_when_the_store_closes_is_t
 
     async def main() -> None:
         store = await AsyncStore.open(postgres_url, pool_size=1)
-        held = asyncio.Event()
+        held, release = asyncio.Event(), asyncio.Event()
 
         async def hold() -> int:
             async with store.transaction() as tx:
                 held.set()
-                await asyncio.sleep(0.2)
+                await asyncio.wait_for(release.wait(), 60)  # until after close(): no stall frees it sooner
                 return await tx.count_generations()
 
         holding = asyncio.ensure_future(hold())
@@ -345,6 +345,7 @@ def test_an_operation_waiting_for_a_pooled_connection_when_the_store_closes_is_t
         waiting = asyncio.ensure_future(store.count_generations())  # the pool's one connection is lent
         await asyncio.sleep(0.05)
         await store.close()
+        release.set()
         assert await holding == 0  # begun before close(): it finishes
         with pytest.raises(InvalidInput, match="the store is closed"):
             await waiting
