@@ -69,6 +69,14 @@ def test_backup_while_four_processes_write_restores_every_committed_row(
         report = backup(sqlite_url, tmp_path / "backup.db", pages=16, progress=steps.append)
         after = {log: logged(log) for log in logs}
         assert all(w.poll() is None for w in writers), "the writers kept writing throughout"
+        # a writer's second row logged after ``after`` was read began after the backup ended (its first
+        # may have committed before): wait for one, so the live database went on past the snapshot however
+        # the writers are scheduled (before, the stop could come before any of them committed again)
+        deadline = time.monotonic() + 60
+        while all(len(logged(log)) < len(after[log]) + 2 for log in logs):
+            assert time.monotonic() < deadline, "the writers stopped writing after the backup"
+            assert all(w.poll() is None for w in writers)
+            time.sleep(0.01)
     finally:
         stop.touch()
         for w in writers:
