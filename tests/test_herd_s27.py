@@ -244,14 +244,19 @@ def test_every_job_enqueued_is_claimed_by_a_waiting_worker_at_once(
         first = tries[0]
         for thread in threads:
             thread.start()
-        until(lambda: waiting.listeners(store).hub.waiters == len(limits) and tries[0] - first >= len(limits))
+        until(
+            lambda: waiting.listeners(store).hub.waiters == len(limits) and tries[0] - first >= len(limits),
+            20,
+        )
         time.sleep(0.05)  # asleep
         n = 0
         for size, pause in zip(batches, pauses, strict=True):
             _enqueue(store, [_prompt(tag, n + i) for i in range(size)], key)
             n += size
             time.sleep(pause)
-        deadline = time.monotonic() + 10
+        # 30 s: a loaded machine's stalls do not reach it, and the waits' re-try and last try (60 s from
+        # their start; here 20 + 30 s at the most, and the enqueues) come later: only wake-ups claim in time
+        deadline = time.monotonic() + 30
         while len(mine := [g for g in got if g is not None]) < n and time.monotonic() < deadline:
             time.sleep(0.01)
         claimed = sorted(g.prompt for g in mine)
