@@ -110,24 +110,13 @@ def test_the_cleanup_of_a_put_of_unknown_outcome_holds_the_row_lock_one_short_at
     endpoint that takes connections and never answers, about 4 minutes during which the row's lock (on
     SQLite: the database's write lock, every other writer waiting) was held after the put had given up.
     The cleanup now makes one attempt per request, with short timeouts (s3.BRIEF_*_SECONDS)."""
-    import socket
-    import threading
     import time
 
     from musicstore.filestore import s3
     from musicstore.filestore.base import StoreUnavailable
+    from tests.test_review_s29 import _silent_endpoint
 
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                accepted.append(listener.accept()[0])  # and never answer
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
+    listener, accepted = _silent_endpoint()
     monkeypatch.setattr(s3, "READ_TIMEOUT_SECONDS", 3)  # a shorter wait per attempt, the same attempts
     files = s3.S3FileStore(
         "bucket",
