@@ -273,8 +273,9 @@ def _terminate_the_clients_of(url: str) -> int:
 
     with psycopg.connect(url, autocommit=True) as admin:
         row = admin.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            "SELECT count(pg_terminate_backend(pid, 60000)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_type = 'client backend'"
         ).fetchone()
     assert row is not None
     return int(row[0])

@@ -65,12 +65,31 @@ def test_migrating_as_a_role_that_may_not_create_tables_says_so(scratch_database
 
 
 def _end_sessions_of(url: str) -> None:
-    """End every other session on ``url``'s database (``pg_terminate_backend``: a restart, a failover)."""
+    """End every other session on ``url``'s database (``pg_terminate_backend``: a restart, a failover), and
+    wait (up to 60 s) until each has exited: the server has sent its 'terminating connection' and closed the
+    socket. Without the wait, pg_terminate_backend returns once it has signalled the session, and a stall of
+    the session's process let the store send its next statement (a COMMIT) first."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            "SELECT pg_terminate_backend(pid, 60000) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+def _until_no_session_idle_in_transaction(url: str) -> None:
+    """Wait (up to 60 s) until no session on ``url``'s database is idle in a transaction: the server's
+    ``idle_in_transaction_session_timeout`` has ended each (a fixed sleep did not leave room for a stall)."""
+    deadline = time.monotonic() + 60
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND state LIKE 'idle in transaction%'"
+            ).fetchone()
+            if row is not None and row[0] == 0:
+                return
+            time.sleep(0.05)
+    raise AssertionError("a session stayed idle in its transaction for 60 s")
 
 
 class _Mine(Exception):
@@ -209,7 +228,8 @@ def test_a_transaction_whose_connection_the_server_ended_says_nothing_was_commit
         if ending == "terminated":
             _end_sessions_of(postgres_url)
         else:
-            time.sleep(1.0)
+            time.sleep(0.2)
+            _until_no_session_idle_in_transaction(postgres_url)
 
     if kind == "sync":
         with Store(url) as store:
