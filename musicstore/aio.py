@@ -25,6 +25,7 @@ from .drivers.opening import _Opening, async_connector
 from .errors import InvalidInput, NotFound, WriteConflict
 from .models import Generation
 from .ops import Operation, Step, Steps, progress
+from .ops.attempts import put_back
 from .runner import (
     CONFLICT_RETRIES,
     Clock,
@@ -349,7 +350,7 @@ class AsyncStore(Driver, AsyncOperations):
             taken: Any = None if claim.cancelled() or claim.exception() is not None else claim.result()
             for job in taken if isinstance(taken, list) else [taken] if taken is not None else []:
                 with suppress(Exception):  # a put-back that fails (cancelled meanwhile, busy): its lease
-                    await self.fail(job.id, _PUT_BACK, max_attempts=job.attempts + 1, worker_id=job.worker_id)
+                    await put_back(self, job, _PUT_BACK)
             raise
         finally:
             self._claims.discard(over)

@@ -1,5 +1,6 @@
 """The attempts a worker's handler watches (re-exported by ``musicstore.ops.jobs``): what a ``fail`` or a
-``complete_generation`` of this process made of a claimed generation's run while it was watched."""
+``complete_generation`` of this process made of a claimed generation's run while it was watched; and how a
+claimed generation whose attempt an interrupt cut short goes back to the queue (``put_back``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from ..models import Status
+from ..models import Generation, Status
 from .steps import Params
 
 
@@ -49,6 +51,18 @@ def watching(generation_id: str, worker_id: str) -> Iterator[Attempt]:
             watched.remove(attempt)
             if not watched:
                 del _ATTEMPTS[generation_id]
+
+
+def put_back(store: Any, generation: Generation, message: str, worker_id: str | None = None) -> Any:
+    """Put claimed ``generation`` back in the queue, ``message`` (naming the interrupt) as its error: ``fail``
+    with ``max_attempts=attempts + 1``, pending at once whatever attempts remain (its attempt counted, as for
+    an expired lease), only while it is processing for ``worker_id`` (None: the worker that claimed it); one
+    completed, cancelled or taken over meanwhile is not touched (``InvalidTransition``/``NotFound``). What
+    ``store.fail`` returns, an ``AsyncStore``'s to be awaited: the one copy of a ``Worker``'s put-back and an
+    ``AsyncWorker``'s, an interrupted batch export's and a cancelled async claim's; each caller decides what
+    an error of it means."""
+    owner = worker_id if worker_id is not None else generation.worker_id
+    return store.fail(generation.id, message, max_attempts=generation.attempts + 1, worker_id=owner)
 
 
 def _ended(row: Params, status: Status) -> None:

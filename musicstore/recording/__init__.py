@@ -41,6 +41,7 @@ from ..errors import (
 from ..filestore import FileStore, LocalFileStore, check_filestore, open_filestore
 from ..models import Generation, Status
 from ..ops import DEFAULT_MAX_ATTEMPTS
+from ..ops.attempts import put_back
 from ..storage_names import store_url
 from ..store import Store, require_store
 from .placing import Recorded, _Placing, _staging_path
@@ -273,23 +274,21 @@ def _put_back(
     store: Store, generations: Sequence[Generation], worker_id: str | None, why: BaseException
 ) -> None:
     """Put the claimed ``generations`` a batch never started back in the queue, as a ``Worker`` does its job
-    in hand (``fail`` with ``max_attempts=attempts + 1``: pending at once, its attempt counted, as for an
-    expired lease), each only while it is processing for the claim's worker (``worker_id``, else the one it
-    was claimed by): one completed, cancelled or taken over meanwhile is not touched. ``why`` (the interrupt,
-    raised next) is named in each row's error, and gets a note for each put-back that failed (left to its
-    lease). Each write is whole (a Ctrl-C in it is held until it ends); a second Ctrl-C stops the put-backs,
-    noted too."""
+    in hand (``ops.attempts.put_back``), each only while it is processing for the claim's worker
+    (``worker_id``, else the one it was claimed by): one completed, cancelled or taken over meanwhile is not
+    touched. ``why`` (the interrupt, raised next) is named in each row's error, and gets a note for each
+    put-back that failed (left to its lease). Each write is whole (a Ctrl-C in it is held until it ends); a
+    second Ctrl-C stops the put-backs, noted too."""
     message = _PUT_BACK.format(type(why).__name__)
     left = list(generations)
     try:
         while left:
             generation = left.pop(0)
-            owner = worker_id if worker_id is not None else generation.worker_id
-            if owner is None:  # no claim to check against: left to its lease
+            if worker_id is None and generation.worker_id is None:  # no claim to check: left to its lease
                 continue
             try:
                 with interrupt.deferred():
-                    store.fail(generation.id, message, max_attempts=generation.attempts + 1, worker_id=owner)
+                    put_back(store, generation, message, worker_id)
             except (InvalidTransition, NotFound):  # no longer this claim: nothing was written
                 pass
             except Exception as exc:

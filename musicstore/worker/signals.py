@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import InvalidInput, shown
 from ..models import Generation
+from ..ops.attempts import put_back as _back_in_queue
 
 PUT_BACK = "the worker was interrupted ({}) with the job in hand: put back in the queue"
 
@@ -92,15 +93,13 @@ def put_back(store: Any, job: Generation, worker_id: str, why: BaseException) ->
     longer processing for ``worker_id`` (the handler completed or failed it, or it was cancelled: nothing is
     written). A put-back that fails (busy, the connection lost) leaves the job to its lease."""
     with suppress(Exception):
-        message = PUT_BACK.format(type(why).__name__)
-        store.fail(job.id, message, max_attempts=job.attempts + 1, worker_id=worker_id)
+        _back_in_queue(store, job, PUT_BACK.format(type(why).__name__), worker_id)
 
 
 async def put_back_async(store: Any, job: Generation, worker_id: str, why: BaseException) -> None:
     """``put_back`` on an ``AsyncStore``, awaited."""
     with suppress(Exception):
-        message = PUT_BACK.format(type(why).__name__)
-        await store.fail(job.id, message, max_attempts=job.attempts + 1, worker_id=worker_id)
+        await _back_in_queue(store, job, PUT_BACK.format(type(why).__name__), worker_id)
 
 
 class _Stopping:
