@@ -90,6 +90,11 @@ def _count(window: Window, figures: Sequence[tuple[str, int, bool]]) -> None:
         raise
 
 
+Edge = tuple[datetime, str]
+"""Where a window starts (``window_edge``): its oldest row's created_at, and the lowest id it takes of that
+created_at's rows ("": every one)."""
+
+
 def window_edge(since: datetime, limit: int) -> Steps[tuple[datetime, str, bool]]:
     """Where the window of the newest ``limit`` rows created since ``since`` (by created_at then id, newest
     first) starts, as (created_at, id): ``(since, "")`` when it holds them all, else its oldest row's; and
@@ -109,10 +114,10 @@ def window_edge(since: datetime, limit: int) -> Steps[tuple[datetime, str, bool]
     return edge, str(row["id"]), len(found) > 1
 
 
-def _window(seconds: float, since: datetime, limit: int) -> Steps[Window]:
+def _window(seconds: float, since: datetime, limit: int) -> Steps[tuple[Window, Edge]]:
     """The window's figures (``completions`` left at 0) of the newest ``limit`` rows created since ``since``,
     counted in the database (``metrics_window``: one aggregate over the rows from the window's edge on), as
-    ``metrics_op`` counts them from its rows; no row's contents is read."""
+    ``metrics_op`` counts them from its rows, and that edge; no row's contents is read."""
     start, after_id, truncated = yield from window_edge(since, limit)
     asked = {"since": start, "after_id": after_id, "lease_expired": LEASE_EXPIRED}
     window = Window(seconds, {status.value: 0 for status in Status}, truncated=truncated)
@@ -122,7 +127,7 @@ def _window(seconds: float, since: datetime, limit: int) -> Steps[Window]:
         window.claims += int(row["claims"])
         window.retries += int(row["retries"])
         window.lease_expiries += int(row["lease_expiries"])
-    return window
+    return window, (start, after_id)
 
 
 @reader
@@ -185,6 +190,25 @@ def metrics_op(
     rows: bool = True,
 ) -> Steps[MetricsSnapshot]:
     """The figures of ``read_metrics``; run it in a read transaction for one consistent snapshot."""
+    snapshot, _ = yield from _snapshot(window, window_limit, sample, rows)
+    return snapshot
+
+
+@reader
+def metrics_edge_op(
+    *, window: float = DEFAULT_WINDOW, window_limit: int = DEFAULT_WINDOW_LIMIT, sample: int = DEFAULT_SAMPLE
+) -> Steps[tuple[MetricsSnapshot, Edge]]:
+    """``metrics_op(rows=False)``, and where its window starts: for a read of the same transaction that counts
+    the window's rows again (the dashboard's failures per hour) without finding its edge a second time."""
+    snapshot, edge = yield from _snapshot(window, window_limit, sample, False)
+    assert edge is not None  # counted in the database: the edge was found
+    return snapshot, edge
+
+
+def _snapshot(
+    window: object, window_limit: object, sample: object, rows: object
+) -> Steps[tuple[MetricsSnapshot, Edge | None]]:
+    """``metrics_op``'s snapshot, and its window's edge where it was found (``rows`` False)."""
     seconds, limit, sample = _checked(window, window_limit, sample)
     validate.flag(rows, "rows")
     now: datetime = yield NOW
@@ -225,10 +249,11 @@ def metrics_op(
         recent = _recent_rows((yield Call("metrics_recent", {"since": since, "limit": limit + 1})))
         counted = Window(seconds, dict.fromkeys(by_status, 0), truncated=len(recent) > limit)
         del recent[limit:]
+        edge = None
         _count(counted, [(r["status"], r["attempts"], _expired(r["error_message"])) for r in recent])
     else:  # the figures alone, counted in the database: a bounded cost at any rate of creation
         recent = []
-        counted = yield from _window(seconds, since, limit)
+        counted, edge = yield from _window(seconds, since, limit)
     # the throughput: a range of the completed index, whatever the rows' creation (a backlog older than the
     # window would show none among the rows created in it)
     counted.completions = int((yield Call("count_completed_since", {"since": since}, COUNT))[0])
@@ -242,7 +267,7 @@ def metrics_op(
             number = _number(value)
             if number is not None:
                 dist.add(max(number, 0.0) if dist is export_time else number)
-    return MetricsSnapshot(
+    snapshot = MetricsSnapshot(
         taken_at=now,
         by_status=by_status,
         file_bytes=file_bytes,
@@ -270,6 +295,7 @@ def metrics_op(
         # as the queue's walk: the running totals know how many claims are in flight
         processing_truncated=by_status["processing"] > len(processing),
     )
+    return snapshot, edge
 
 
 def _check_store(store: object, what: str) -> Store:

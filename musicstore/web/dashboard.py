@@ -20,7 +20,8 @@ from ..delivery import Delivery, Root
 from ..errors import InvalidInput, StorageError
 from ..filestore import LocalFileStore
 from ..ids import check_id
-from ..metrics import MetricsSnapshot, StoreCollector, metrics_op
+from ..metrics import MetricsSnapshot, StoreCollector
+from ..metrics.reads import metrics_edge_op
 from ..models import Generation, Status
 from ..store import Store
 from .access import COOKIE, login_token_matches
@@ -34,7 +35,7 @@ from .reads import (
     completions_by_hour_op,
     created_by_hour_op,
     days_op,
-    failed_by_hour_op,
+    failed_after_edge_op,
     now_op,
     read_models,
     recent_failures_op,
@@ -111,11 +112,11 @@ class Dashboard(AudioPeaks):
         # one read transaction: the page's figures add up (in two, a job written between was in the bars only)
         with self.store.transaction(write=False) as tx:
             # the window's figures and its failures per hour are counted in the database: no row is read
-            snapshot = tx.run(metrics_op, window=86_400, window_limit=OVERVIEW_ROWS, rows=False)
+            snapshot, edge = tx.run(metrics_edge_op, window=86_400, window_limit=OVERVIEW_ROWS)
             now = snapshot.taken_at
             hour0 = before(now.replace(minute=0, second=0, microsecond=0), timedelta(hours=23))
-            # when the rows created in the window failed (those of the window's figures)
-            failed = tx.run(failed_by_hour_op, before(now, timedelta(days=1)), OVERVIEW_ROWS, hour0)
+            # when the rows created in the window failed (those of the window's figures: its edge)
+            failed = tx.run(failed_after_edge_op, edge, hour0)
             first_day = before(now, timedelta(days=29)).date()
             days = tx.run(days_op, first_day.isoformat())  # "0001-01-01": strftime writes the year 1 as "1"
             failures = tx.run(recent_failures_op, 10)  # by when they failed
