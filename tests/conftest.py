@@ -7,6 +7,7 @@ where they fail instead: there they must run.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -64,6 +65,24 @@ def postgres_url(musicstore_postgres_url: str) -> str:
 def db_url(request: pytest.FixtureRequest) -> str:
     """A fresh, migrated database: the test runs once per backend."""
     return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+_scratch_names = itertools.count()
+
+
+@pytest.fixture
+def scratch_database(
+    request: pytest.FixtureRequest, musicstore_postgres_server: Any
+) -> Iterator[tuple[Any, str]]:
+    """The test server and the name of a database the test creates (dropped after it, if it did), named
+    after the test's module (``test_pg_s29``: ``pg_s29_<pid>_<n>``)."""
+    server = musicstore_postgres_server
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    name = f"{module}_{os.getpid()}_{next(_scratch_names)}"
+    try:
+        yield server, name
+    finally:
+        server.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture

@@ -88,6 +88,15 @@ def test_an_export_interrupted_as_its_rename_returns_leaves_no_file_at_the_final
             raise KeyboardInterrupt
 
     monkeypatch.setattr(os, "replace", renamed_then_interrupted)
+    interrupted_export_leaves_nothing(store, job, root, monkeypatch)
+
+
+def interrupted_export_leaves_nothing(
+    store: Any, job: Any, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Export ``job`` (silence) under ``root``, interrupted as the test's patches make it: a
+    ``KeyboardInterrupt`` noted 'its file was removed'; then, the patches undone, no file under ``root``
+    and the row still processing (its job for the worker to put back)."""
     with pytest.raises(KeyboardInterrupt) as raised:
         recording.export_generation(store, job, np.zeros((job.channels, 16_000), dtype=np.float32), root=root)
     monkeypatch.undo()

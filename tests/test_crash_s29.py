@@ -12,6 +12,7 @@ import pytest
 from musicstore import recording
 from musicstore.filestore import LocalFileStore
 from musicstore.recording import placing
+from tests.test_crash_s28 import interrupted_export_leaves_nothing
 
 
 def _claimed(store: Any, name: str) -> Any:
@@ -39,13 +40,7 @@ def test_an_export_interrupted_as_its_peaks_write_returns_leaves_no_peaks_file(
         raise KeyboardInterrupt  # Ctrl-C as the put returned: the peaks file is at its final path
 
     monkeypatch.setattr(LocalFileStore, "put", written_then_interrupted)
-    audio = np.zeros((job.channels, 16_000), dtype=np.float32)
-    with pytest.raises(KeyboardInterrupt) as raised:
-        recording.export_generation(store, job, audio, root=root)
-    monkeypatch.undo()
-    assert any("its file was removed" in note for note in raised.value.__notes__)
-    assert [path for path in root.rglob("*") if path.is_file()] == []
-    assert store.get_generation(job.id).is_processing
+    interrupted_export_leaves_nothing(store, job, root, monkeypatch)
 
 
 def test_an_interrupted_peaks_write_leaves_an_older_peaks_file_of_other_bytes(
@@ -112,36 +107,23 @@ def test_the_cleanup_of_a_put_of_unknown_outcome_holds_the_row_lock_one_short_at
     The cleanup now makes one attempt per request, with short timeouts (s3.BRIEF_*_SECONDS)."""
     import time
 
-    from musicstore.filestore import s3
     from musicstore.filestore.base import StoreUnavailable
-    from tests.test_review_s29 import _silent_endpoint
-
-    listener, accepted = _silent_endpoint()
-    monkeypatch.setattr(s3, "READ_TIMEOUT_SECONDS", 3)  # a shorter wait per attempt, the same attempts
-    files = s3.S3FileStore(
-        "bucket",
-        endpoint_url=f"http://127.0.0.1:{listener.getsockname()[1]}",
-        access_key_id="id",
-        secret_access_key="not-a-real-secret",
-    )
+    from tests.silent_s3 import silent_s3_files
 
     def reply_lost(self: Any, objects: Any, key: str, *args: Any, **kwargs: Any) -> Any:
         raise StoreUnavailable(f"putting {key}: the S3 endpoint did not answer")  # the put gave up
 
-    monkeypatch.setattr(placing._Placing, "_put", reply_lost)
-    store = musicstore_store
-    job = _claimed(store, "endpoint down")
-    audio = np.zeros((job.channels, 16_000), dtype=np.float32)
-    started = time.monotonic()
-    try:
-        with pytest.raises(StoreUnavailable) as raised:
-            recording.export_generation(store, job, audio, root=files, peaks=False)
-    finally:
-        elapsed = time.monotonic() - started
-        files.close()
-        listener.close()
-        for connection in accepted:
-            connection.close()
+    with silent_s3_files(monkeypatch) as (files, accepted):
+        monkeypatch.setattr(placing._Placing, "_put", reply_lost)
+        store = musicstore_store
+        job = _claimed(store, "endpoint down")
+        audio = np.zeros((job.channels, 16_000), dtype=np.float32)
+        started = time.monotonic()
+        try:
+            with pytest.raises(StoreUnavailable) as raised:
+                recording.export_generation(store, job, audio, root=files, peaks=False)
+        finally:
+            elapsed = time.monotonic() - started
     assert any("is unknown" in note for note in raised.value.__notes__), raised.value.__notes__
     assert len(accepted) == 1, accepted  # one HEAD attempt, not 4
     assert elapsed < 15, elapsed  # one 3 s wait (the 4 took 12 s and more, with their backoff)

@@ -49,6 +49,30 @@ def test_copy_files_never_points_a_row_at_a_copy_a_reconcile_of_the_target_delet
     assert len(keys(objects)) == 4 and reconcile(store, objects).consistent
 
 
+def _moved_meanwhile(
+    store: Store, monkeypatch: Any, read: Any, old: Path | FileStore, new: Path | FileStore
+) -> None:
+    """The first time the operation ``read`` (a reconcile's page of rows) finds rows, ``copy_files`` moves
+    the store's two rows to ``new`` and every file of ``old`` (a folder, or a bucket) is deleted, before
+    that page is checked: the copy and the documented next step, meanwhile."""
+    run = store.run
+
+    def meanwhile(op: Any, *args: Any) -> Any:
+        result = run(op, *args)
+        if op is read and result:
+            monkeypatch.setattr(store, "run", run)
+            assert copy_files(store, new).rows_updated == 2
+            if isinstance(old, Path):
+                for path in old.rglob("*.*"):
+                    path.unlink()
+            else:
+                for key in keys(old):
+                    old.delete(key)
+        return result
+
+    monkeypatch.setattr(store, "run", meanwhile)
+
+
 @pytest.mark.parametrize("read", ["completed_files_after", "renditions_after"])
 def test_reconcile_never_fails_a_row_that_copy_files_moved_out_of_its_folder_meanwhile(
     store: Store, tmp_path: Path, monkeypatch: Any, read: str
@@ -62,18 +86,7 @@ def test_reconcile_never_fails_a_row_that_copy_files_moved_out_of_its_folder_mea
     row is left (action ``changed``)."""
     old, new = LocalFileStore(tmp_path / "audio"), tmp_path / "moved"
     made = on_disk(store, old, 2)
-    run = store.run
-
-    def meanwhile(op: Any, *args: Any) -> Any:
-        result = run(op, *args)
-        if op is getattr(row_checks, read) and result:
-            monkeypatch.setattr(store, "run", run)
-            assert copy_files(store, new).rows_updated == 2
-            for path in (tmp_path / "audio").rglob("*.*"):
-                path.unlink()
-        return result
-
-    monkeypatch.setattr(store, "run", meanwhile)
+    _moved_meanwhile(store, monkeypatch, getattr(row_checks, read), tmp_path / "audio", new)
     report = reconcile(store, tmp_path / "audio", repair=True)
     assert [d.action for d in report.dangling + report.dangling_renditions] == ["changed", "changed"]
     for generation in made:
@@ -91,18 +104,7 @@ def test_a_bucket_reconcile_never_fails_a_row_that_copy_files_moved_out_of_it_me
     after the move (``reconcile --repair --orphans delete`` of the bucket, the documented next step), were
     marked failed, and their renditions' rows deleted."""
     made = on_disk(store, objects, 2)  # type: ignore[arg-type]
-    run = store.run
-
-    def meanwhile(op: Any, *args: Any) -> Any:
-        result = run(op, *args)
-        if op is bucket_rows.stored_files_after and result:
-            monkeypatch.setattr(store, "run", run)
-            assert copy_files(store, tmp_path / "moved").rows_updated == 2
-            for key in keys(objects):
-                objects.delete(key)
-        return result
-
-    monkeypatch.setattr(store, "run", meanwhile)
+    _moved_meanwhile(store, monkeypatch, bucket_rows.stored_files_after, objects, tmp_path / "moved")
     report = reconcile(store, objects, repair=True, delete_orphans=True)
     assert {d.action for d in report.dangling + report.dangling_renditions} == {"changed"}
     for generation in made:
@@ -144,18 +146,8 @@ def test_reconcile_keeps_the_peaks_record_of_a_row_copy_files_moved_out_of_its_f
 
     made = [_exported(store, LocalFileStore(tmp_path / "audio")).generation for _ in range(2)]
     assert all("peaks" in g.metadata for g in made)
-    run = store.run
-
-    def meanwhile(op: Any, *args: Any) -> Any:
-        result = run(op, *args)
-        if op is row_checks.completed_files_after and result:
-            monkeypatch.setattr(store, "run", run)
-            assert copy_files(store, tmp_path / "moved").rows_updated == 2
-            for path in (tmp_path / "audio").rglob("*.*"):
-                path.unlink()
-        return result
-
-    monkeypatch.setattr(store, "run", meanwhile)
+    read = row_checks.completed_files_after
+    _moved_meanwhile(store, monkeypatch, read, tmp_path / "audio", tmp_path / "moved")
     report = reconcile(store, tmp_path / "audio", repair=True)
     assert [p.action for p in report.dangling_peaks] == ["changed", "changed"]
     for generation in made:

@@ -4,12 +4,10 @@ hub's LISTEN connection lost, the metrics' reads under a year-1 clock, and more 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from contextlib import suppress
 from datetime import UTC, datetime
 from functools import partial
@@ -29,21 +27,9 @@ from musicstore.waiting import WORK
 from musicstore.waiting import hub as listening
 from tests.conftest import until
 
-_names = itertools.count()
 SOON = 5.0
 """A wake-up that came at once (measured 10-40 ms; seconds on a loaded machine), not at a pause or re-try
 (each test makes those an hour, or waits without them)."""
-
-
-@pytest.fixture
-def scratch_database(musicstore_postgres_server: Any) -> Iterator[tuple[Any, str]]:
-    """The test server and the name of a database the test creates (dropped after it, if it did)."""
-    server = musicstore_postgres_server
-    name = f"pg_fixes_s23_{os.getpid()}_{next(_names)}"
-    try:
-        yield server, name
-    finally:
-        server.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def test_migrate_creates_the_schema_in_a_sql_ascii_database(scratch_database: tuple[Any, str]) -> None:

@@ -4,11 +4,8 @@ create tables, and more found hunting."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -16,19 +13,6 @@ import pytest
 
 from musicstore import AsyncStore, DatabaseBusy, DatabaseError, MigrationError, Store, migrate
 from musicstore.migrate import shipped_migrations
-
-_names = itertools.count()
-
-
-@pytest.fixture
-def scratch_database(musicstore_postgres_server: Any) -> Iterator[tuple[Any, str]]:
-    """The test server and the name of a database the test creates (dropped after it, if it did)."""
-    server = musicstore_postgres_server
-    name = f"pg_s29_{os.getpid()}_{next(_names)}"
-    try:
-        yield server, name
-    finally:
-        server.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def test_migrating_a_database_that_may_only_be_read_says_so(scratch_database: tuple[Any, str]) -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,8 +23,8 @@ import pytest
 from musicstore import Generation, Status, Store, recording
 from musicstore.errors import StorageError
 from tests.conftest import new_job
+from tests.ctrl_c import interrupted, slow_batch_export
 
-_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 _CLIP = {"duration_seconds": 1.0, "sample_rate": 8000, "channels": 1}
 _ITEM_SECONDS = 3.0
 
@@ -64,6 +62,19 @@ def _first_item_does(monkeypatch: pytest.MonkeyPatch, action: Any) -> None:
 def _ctrl_c(store: Store) -> None:
     os.kill(os.getpid(), signal.SIGINT)  # the main thread, waiting for this item
     time.sleep(0.5)
+
+
+def _ctrl_c_with_put_backs(
+    store: Store, batch: list[Generation], fail: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Ctrl-C ``batch``'s export (one item at a time) in its first item, its put-backs' ``store.fail`` being
+    ``fail(the real fail, *its arguments)``; the notes on the ``KeyboardInterrupt`` it raised."""
+    failing = store.fail
+    monkeypatch.setattr(store, "fail", lambda *args, **kwargs: fail(failing, *args, **kwargs))
+    _first_item_does(monkeypatch, _ctrl_c)
+    with pytest.raises(KeyboardInterrupt) as raised:
+        recording.export_batch_generations(store, batch, _audio(len(batch)), root=tmp_path, workers=1)
+    return "\n".join(getattr(raised.value, "__notes__", []))
 
 
 def test_a_ctrl_c_puts_back_the_items_not_started(
@@ -112,18 +123,13 @@ def test_a_failed_put_back_is_noted_on_the_interrupt(
 ) -> None:
     with Store(db_url) as store:
         batch = _claimed(store, 3)
-        failing = store.fail
 
-        def fail(generation_id: str, *args: Any, **kwargs: Any) -> Any:
+        def fail(failing: Any, generation_id: str, *args: Any, **kwargs: Any) -> Any:
             if generation_id == batch[1].id:
                 raise StorageError("database is locked")
             return failing(generation_id, *args, **kwargs)
 
-        monkeypatch.setattr(store, "fail", fail)
-        _first_item_does(monkeypatch, _ctrl_c)
-        with pytest.raises(KeyboardInterrupt) as raised:
-            recording.export_batch_generations(store, batch, _audio(3), root=tmp_path, workers=1)
-        notes = "\n".join(getattr(raised.value, "__notes__", []))
+        notes = _ctrl_c_with_put_backs(store, batch, fail, tmp_path, monkeypatch)
         assert batch[1].id in notes and "StorageError" in notes and "lease" in notes, notes
         assert [_status(store, g)[0] for g in batch] == [Status.COMPLETED, Status.PROCESSING, Status.PENDING]
 
@@ -229,17 +235,12 @@ def test_a_second_ctrl_c_stops_the_put_backs_and_says_so(
 ) -> None:
     with Store(db_url) as store:
         batch = _claimed(store, 4)
-        failing = store.fail
 
-        def fail(generation_id: str, *args: Any, **kwargs: Any) -> Any:
+        def fail(failing: Any, generation_id: str, *args: Any, **kwargs: Any) -> Any:
             failing(generation_id, *args, **kwargs)
             raise KeyboardInterrupt  # as this put-back ended
 
-        monkeypatch.setattr(store, "fail", fail)
-        _first_item_does(monkeypatch, _ctrl_c)
-        with pytest.raises(KeyboardInterrupt) as raised:
-            recording.export_batch_generations(store, batch, _audio(4), root=tmp_path, workers=1)
-        notes = "\n".join(getattr(raised.value, "__notes__", []))
+        notes = _ctrl_c_with_put_backs(store, batch, fail, tmp_path, monkeypatch)
         assert "2 generations not started stay claimed" in notes, notes
         assert batch[2].id in notes and batch[3].id in notes and batch[1].id not in notes
         assert [_status(store, g)[0] for g in batch] == [
@@ -250,47 +251,14 @@ def test_a_second_ctrl_c_stops_the_put_backs_and_says_so(
         ]
 
 
-_RECORDING = f"""
-import os, sys, time
-import numpy as np
-from musicstore import recording
-from musicstore import Store
-
-exporting = recording.export_generation
-
-def slow(store, generation, *args, **kwargs):
-    os.write(1, f"started {{generation.id}}\\n".encode())
-    time.sleep({_ITEM_SECONDS})
-    return exporting(store, generation, *args, **kwargs)
-
-recording.export_generation = slow
-with Store(sys.argv[1]) as store:
-    batch = store.claim_batch("gpu-0", 4)
-    audio = np.full((4, 1, 8000), 0.1, dtype=np.float32)
-    recording.export_batch_generations(store, batch, audio, root=sys.argv[2], workers=2)
-"""
+_RECORDING = slow_batch_export(_ITEM_SECONDS)
 
 
 @pytest.mark.parametrize("interrupts", [1, 2])
 def test_a_real_ctrl_c_puts_back_the_items_not_started(db_url: str, tmp_path: Path, interrupts: int) -> None:
     with Store(db_url) as store:
         jobs = [new_job(store, f"song {i}", **_CLIP) for i in range(4)]
-    process = subprocess.Popen(
-        [sys.executable, "-c", _RECORDING, db_url, str(tmp_path / "audio")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_ENV,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(2)]
-        assert all(line.startswith("started") for line in lines), lines
-        for _ in range(interrupts):
-            process.send_signal(signal.SIGINT)
-            time.sleep(0.5)
-        _, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode != 0 and "KeyboardInterrupt" in err, err
+    lines, err, _ = interrupted(_RECORDING, db_url, str(tmp_path / "audio"), interrupts=interrupts)
     running = {line.split()[1] for line in lines}
     with Store(db_url) as store:
         for job in jobs:

@@ -15,9 +15,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,29 +27,11 @@ import pytest
 import musicstore.audio.export as audio_export
 from musicstore import Status, Store, recording
 from tests.conftest import new_job
+from tests.ctrl_c import interrupted, slow_batch_export
 
-_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 ITEM_SECONDS = 4.0  # how long each batch item runs before its export: both interrupts land meanwhile
 
-_RECORDING = f"""
-import os, sys, time
-import numpy as np
-from musicstore import recording
-from musicstore import Store
-
-exporting = recording.export_generation
-
-def slow(store, generation, *args, **kwargs):
-    os.write(1, f"started {{generation.id}}\\n".encode())  # one write: the two threads' lines stay whole
-    time.sleep({ITEM_SECONDS})
-    return exporting(store, generation, *args, **kwargs)
-
-recording.export_generation = slow
-with Store(sys.argv[1]) as store:
-    batch = store.claim_batch("gpu-0", 4)
-    audio = np.full((4, 1, 8000), 0.1, dtype=np.float32)
-    recording.export_batch_generations(store, batch, audio, root=sys.argv[2], workers=2)
-"""
+_RECORDING = slow_batch_export(ITEM_SECONDS)
 
 _EXPORT = f"""
 import os, sys, time
@@ -74,24 +53,8 @@ export.export_batch(audio, 8000, [f"{{sys.argv[1]}}/{{i}}.wav" for i in range(4)
 
 def _ctrl_c_twice(script: str, *args: str, started: int = 2) -> tuple[list[str], str]:
     """Run ``script``; once ``started`` items said so, Ctrl-C it twice (0.5 s apart); its lines and stderr."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=_ENV,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(started)]
-        assert all(line.startswith("started") for line in lines), lines
-        process.send_signal(signal.SIGINT)
-        time.sleep(0.5)
-        process.send_signal(signal.SIGINT)  # while the first one's cleanup waits for the items running
-        began = time.monotonic()
-        _, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode != 0 and "KeyboardInterrupt" in err, err
-    assert time.monotonic() - began < ITEM_SECONDS + 30  # it ends once the items running end
+    lines, err, waited = interrupted(script, *args, started=started)
+    assert waited < ITEM_SECONDS + 30  # it ends once the items running end
     return lines, err
 
 
