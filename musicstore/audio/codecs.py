@@ -50,6 +50,16 @@ def _mp3_version_floor(rate: int) -> int:
     return 32_000 if rate >= 32_000 else 16_000 if rate >= 16_000 else 8_000
 
 
+def format_name(value: object) -> str:
+    """A rendition format's canonical name: one of ``FORMATS`` in any case (``"MP3"`` is ``"mp3"``), as
+    every path a format is given by takes it (``RenditionSpec``, ``render_generation``, the CLI's
+    ``render --format`` and ``demo --renditions``); else ``InvalidInput`` naming the formats."""
+    if isinstance(value, str) and value.lower() in FORMATS:
+        return value.lower()
+    named = repr(value) if isinstance(value, str) and len(value) <= 20 else type(value).__name__
+    raise InvalidInput(f"unknown rendition format {named}; use one of {list(FORMATS)}")
+
+
 @dataclass(frozen=True)
 class RenditionSpec:
     """A format and its codec settings; checked when made (``InvalidInput``).
@@ -76,10 +86,8 @@ class RenditionSpec:
     sample_rate: int | None = None
 
     def __post_init__(self) -> None:
-        fmt = self.format
-        if fmt not in FORMATS:
-            named = repr(fmt) if isinstance(fmt, str) and len(fmt) <= 20 else type(fmt).__name__
-            raise InvalidInput(f"unknown rendition format {named}; use one of {list(FORMATS)}")
+        fmt = format_name(self.format)
+        object.__setattr__(self, "format", fmt)  # "MP3" as "mp3": the name its files and rows are keyed by
         if self.sample_rate is not None:
             check_sample_rate(self.sample_rate)
         if self.bitrate_mode not in ("constant", "variable", "average"):
@@ -163,10 +171,9 @@ def rendition_specs(
                     "bitrate_kbps in the spec"
                 )
             specs.append(item)
-        elif bitrate_kbps is not None and item in ("mp3", "opus"):
-            specs.append(RenditionSpec(item, bitrate_kbps=bitrate_kbps))
         else:
-            specs.append(RenditionSpec(item))  # InvalidInput for an unknown format
+            name = format_name(item)  # InvalidInput for an unknown format
+            specs.append(RenditionSpec(name, bitrate_kbps=bitrate_kbps if name in ("mp3", "opus") else None))
     if bitrate_kbps is not None and not any(s.format in ("mp3", "opus") for s in specs):
         raise InvalidInput("a bitrate applies to mp3 and opus renditions only")
     return specs

@@ -144,3 +144,15 @@ def bitrate(text: str) -> int:
     if not digits.isdigit() or not 1 <= int(digits) <= 10_000:
         raise argparse.ArgumentTypeError(f"a bitrate in kbps such as 192 or 192k, not {text!r}")
     return int(digits)
+
+
+def rendition_format(text: str) -> str:
+    """A rendition format (``render --format``) in any case, as its canonical name: the library's own
+    ``codecs.format_name``, whose error names the formats."""
+    from ..audio.codecs import format_name  # numpy and soundfile: loaded by the commands that render only
+    from ..errors import InvalidInput
+
+    try:
+        return format_name(text)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -70,12 +70,13 @@ def rendition_formats(renditions: str | Sequence[str]) -> list[str]:
         return []  # none asked for (the CLI's default)
     names = renditions.split(",") if isinstance(renditions, str) else list(renditions)
     formats: list[str] = []
-    for name in (n.strip().lower() for n in names):
-        if not name:
+    for given in names:
+        if isinstance(given, str) and not given.strip():
             raise InvalidInput("--renditions takes format names separated by commas, such as mp3,opus")
-        RenditionSpec(name).settings(SAMPLE_RATE, CHANNELS)  # InvalidInput: unknown or impossible here
-        if name not in formats:
-            formats.append(name)
+        spec = RenditionSpec(given.strip() if isinstance(given, str) else given)  # "MP3" as "mp3"
+        spec.settings(SAMPLE_RATE, CHANNELS)  # InvalidInput: unknown or impossible here
+        if spec.format not in formats:
+            formats.append(spec.format)
     return formats
 
 

@@ -22,6 +22,7 @@ from .arguments import (
     parse_duration,
     parse_size,
     positive_int,
+    rendition_format,
     sample_rate,
 )
 from .commands import (
@@ -152,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--format",
         action="append",
-        choices=["mp3", "opus", "vorbis", "flac", "wav"],
-        help="a rendition format (repeat for several; default mp3)",
+        type=rendition_format,
+        metavar="{mp3,opus,vorbis,flac,wav}",
+        help="a rendition format, in any case (repeat for several; default mp3)",
     )
     render.add_argument(
         "--profile",
