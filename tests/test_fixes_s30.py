@@ -3,6 +3,9 @@
 - a rendition format named in upper case (``MP3``) was refused by ``musicstore render`` and the API
   (``render_generation``, ``RenditionSpec``) while ``musicstore demo --renditions MP3`` took it: every path
   now takes a format in any case, as its canonical lower-case name (``codecs.format_name``);
+- ``musicstore stats --storage`` printed the span of creation times as ISO text with microseconds and an
+  offset (``2026-12-06T16:13:37.909999+00:00``), where every other table and line of the CLI prints a moment
+  as ``moment_text`` does (``2026-12-06 16:13:37``, UTC said once);
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from musicstore import Store
 from musicstore.audio import RenditionSpec
 from musicstore.audio.codecs import rendition_specs
 from musicstore.cli import main
+from musicstore.cli.output import moment_text
 from musicstore.errors import InvalidInput
 from musicstore.rendering import render_generation
 from tests.test_rendition_store import exported
@@ -53,3 +57,21 @@ def test_musicstore_render_takes_a_format_in_upper_case_as_the_demo_does(
     assert main(["render", done.id, "--format", "ogg", *where]) == 2  # a usage error naming the formats
     err = capsys.readouterr().err
     assert "unknown rendition format 'ogg'" in err and "'mp3', 'opus', 'vorbis', 'flac', 'wav'" in err
+
+
+# --- 2: stats --storage prints its moments as the rest of the CLI ------------------------------------------
+
+
+def test_stats_storage_prints_the_creation_span_as_the_other_commands_print_moments(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Store(sqlite_url) as store:
+        first = store.create_generation("a", model_name="m", duration_seconds=1)
+        last = store.create_generation("b", model_name="m", duration_seconds=1)
+    assert main(["stats", "--storage", "--database", sqlite_url]) == 0
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if line.startswith("recorded:")]
+    span = f"created {moment_text(first.created_at)} .. {moment_text(last.created_at)} (UTC)"
+    assert line == f"recorded: 2 generations, 0 bytes, {span}", out
+    assert main(["list", "--database", sqlite_url]) == 0  # the same moment, as list prints it
+    assert moment_text(first.created_at) in capsys.readouterr().out

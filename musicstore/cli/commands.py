@@ -84,9 +84,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return EXIT_OK
     _show_stats(stats, as_json=False)
     if storage is not None:
+        oldest, newest = (
+            moment_text(None if text is None else datetime.fromisoformat(text))  # storage_stats' ISO text
+            for text in (storage.oldest_created_at, storage.newest_created_at)
+        )
         print(
             f"\nrecorded: {storage.generations:,} generations, {storage.file_bytes:,} bytes, created "
-            f"{storage.oldest_created_at or '-'} .. {storage.newest_created_at or '-'}"
+            f"{oldest} .. {newest} (UTC)"
             f"\nrenditions: {storage.renditions:,}, {storage.rendition_bytes:,} bytes"
         )
         for title, buckets in (
