@@ -6,12 +6,17 @@
 - ``musicstore stats --storage`` printed the span of creation times as ISO text with microseconds and an
   offset (``2026-12-06T16:13:37.909999+00:00``), where every other table and line of the CLI prints a moment
   as ``moment_text`` does (``2026-12-06 16:13:37``, UTC said once);
+- an ``S3FileStore``'s one-attempt view (``_briefly``, for a cleanup under a lock) asked for after the store
+  was closed made a boto3 client that no ``close`` would ever close: it is now the store's closed error
+  (``InvalidInput``, as a closed ``Store``'s), and a cleanup (``unput``) of a closed store says that its
+  outcome is unknown instead of raising that error in place of the put's;
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +80,41 @@ def test_stats_storage_prints_the_creation_span_as_the_other_commands_print_mome
     assert line == f"recorded: 2 generations, 0 bytes, {span}", out
     assert main(["list", "--database", sqlite_url]) == 0  # the same moment, as list prints it
     assert moment_text(first.created_at) in capsys.readouterr().out
+
+
+# --- 3: the S3 store's one-attempt view after close ---------------------------------------------------------
+
+
+def _s3_files() -> Any:
+    pytest.importorskip("boto3", reason="the s3 extra is not installed")
+    from musicstore.filestore import S3FileStore
+
+    return S3FileStore("bucket", endpoint_url="http://127.0.0.1:9", access_key_id="id", secret_access_key="k")
+
+
+@pytest.mark.parametrize("used_before", [False, True])
+def test_the_one_attempt_view_of_a_closed_s3_store_is_refused_not_made_and_left_open(
+    used_before: bool,
+) -> None:
+    from musicstore.filestore.base import briefly
+
+    files = _s3_files()
+    if used_before:
+        assert briefly(files) is not files  # made on its first use, closed by close() below
+    files.close()
+    with pytest.raises(InvalidInput, match=r"the file store s3://bucket/ is closed"):
+        briefly(files)
+    made = files._brief
+    assert made is None if not used_before else made is not None  # nothing made after the close
+    files.close()  # closing again: nothing more to close, no error
+
+
+def test_a_cleanup_of_a_put_on_a_closed_s3_store_keeps_the_puts_error() -> None:
+    from musicstore.errors import StorageError
+    from musicstore.filestore.base import unput
+
+    files = _s3_files()
+    files.close()
+    error = StorageError("the put's reply was lost")
+    assert unput(files, "a/g.wav", "g", error) is None  # unknown: the check could not be made
+    assert any("is unknown (InvalidInput)" in note for note in error.__notes__)

@@ -369,8 +369,8 @@ def unput(files: FileStore, key: str, generation_id: str, exc: BaseException) ->
         return False
     if isinstance(exc, Exception) and not isinstance(exc, StorageError):
         return False
-    brief = briefly(files)
     try:
+        brief = briefly(files)  # InvalidInput for a closed store: unknown, as a failed check
         if brief.head(key).metadata.get(GENERATION_FIELD) != generation_id:
             return False
         brief.delete(key)

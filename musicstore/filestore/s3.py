@@ -138,6 +138,7 @@ class S3FileStore(MultipartPuts):
             raise StorageError(f"cannot make an S3 client for {self.url}: {redact(str(exc))}") from exc
         self._config, self._made = config, client  # for _briefly's client, made on its first use only
         self._brief: S3FileStore | None = None
+        self._closed = False  # close() called: no client is made any more (_briefly)
         mask_found(secret_access_key, self._client)  # a profile's or a role's token, resolved by the client
         mask_logs(*S3_LOGGERS)  # its loggers exist now: their DEBUG records quote headers and the endpoint
 
@@ -152,6 +153,7 @@ class S3FileStore(MultipartPuts):
         self.close()
 
     def close(self) -> None:
+        self._closed = True  # before _brief is read: a _briefly racing this close sees one or the other
         self._client.close()
         brief = self._brief
         if brief is not None and brief is not self:
@@ -161,7 +163,9 @@ class S3FileStore(MultipartPuts):
         """This store making one attempt per request, waiting at most ``BRIEF_CONNECT_SECONDS`` to connect
         and ``BRIEF_READ_SECONDS`` for an answer: for a cleanup made while a lock is held (``base.briefly``),
         which must not hold it through every retry of an endpoint that is down. Its client is made on the
-        first call (on that path only) and kept; ``close`` closes it."""
+        first call (on that path only) and kept; ``close`` closes it. After ``close``: ``InvalidInput`` (a
+        client made then would never be closed)."""
+        self._refuse_closed()
         brief = self._brief
         if brief is None:
             from botocore.config import Config
@@ -182,7 +186,14 @@ class S3FileStore(MultipartPuts):
             else:  # another thread made one meanwhile (a batch's exports): that one is kept
                 brief._client.close()
                 brief = self._brief
+            if self._closed:  # closed meanwhile, maybe before it saw this one: closed here
+                brief._client.close()
+                self._refuse_closed()
         return brief
+
+    def _refuse_closed(self) -> None:
+        if self._closed:
+            raise InvalidInput(f"the file store {self.url} is closed; open a new one")
 
     # --- put ----------------------------------------------------------------------------------------------
 
