@@ -10,11 +10,17 @@
   was closed made a boto3 client that no ``close`` would ever close: it is now the store's closed error
   (``InvalidInput``, as a closed ``Store``'s), and a cleanup (``unput``) of a closed store says that its
   outcome is unknown instead of raising that error in place of the put's;
+- ``musicstore demo`` stopped by a Ctrl-C and then a second one (a user pressing it twice) could be cut off
+  while it cancelled its jobs not done (``_withdraw``), leaving them pending: the next demo refused the
+  database ("holds N pending job(s) the demo did not enqueue"). The cancels now hold a Ctrl-C until done.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +124,40 @@ def test_a_cleanup_of_a_put_on_a_closed_s3_store_keeps_the_puts_error() -> None:
     error = StorageError("the put's reply was lost")
     assert unput(files, "a/g.wav", "g", error) is None  # unknown: the check could not be made
     assert any("is unknown (InvalidInput)" in note for note in error.__notes__)
+
+
+# --- 5: the demo's second Ctrl-C ---------------------------------------------------------------------------
+
+
+def test_a_second_ctrl_c_while_the_demo_withdraws_its_jobs_leaves_none_queued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from musicstore.cli.demo import run_demo
+    from musicstore.models import Status
+
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    cancel = inspect.getattr_static(Store, "cancel")  # the operation's descriptor, as the class has it
+
+    def cancel_with_a_second_ctrl_c(store: Store, *args: Any, **kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C, as the first cancel is written
+        return cancel.__get__(store, Store)(*args, **kwargs)
+
+    def first_ctrl_c(done: int) -> None:
+        monkeypatch.setattr(Store, "cancel", cancel_with_a_second_ctrl_c)
+        os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C, after the first export
+
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(
+            url,
+            count=4,
+            seconds=0.5,
+            output_root=tmp_path / "out",
+            echo=lambda _: None,
+            progress=first_ctrl_c,
+        )
+    monkeypatch.undo()
+    with Store(url) as store:
+        assert store.count_generations(status=Status.PENDING) == 0
+        assert store.count_generations(status=Status.PROCESSING) == 0
+        assert store.count_generations(status=Status.COMPLETED) == 1
+        assert store.count_generations(status=Status.CANCELLED) == 3

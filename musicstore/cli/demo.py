@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import validate
+from .. import interrupt, validate
 from ..audio import RenditionSpec, get_profile, synthesize_music
 from ..audio.renditions import check_installed
 from ..errors import InvalidInput, MusicstoreError
@@ -140,8 +140,10 @@ def _withdraw(store: Store, ours: set[str]) -> None:
     """Cancel the demo's jobs not done when it stops early (its pending ones, the one in hand), so that none
     waits in the queue for a worker (nor makes the next demo refuse the database). Best effort: the error
     that stopped the demo is what is reported, and the first error here ends it (a database gone away is not
-    waited for once per job)."""
-    with contextlib.suppress(MusicstoreError):
+    waited for once per job). A Ctrl-C meanwhile (a second one) is held until the cancels are written, then
+    raised (``interrupt.deferred``): cut off, they left the rest pending, and the next demo refused the
+    database."""
+    with interrupt.deferred(), contextlib.suppress(MusicstoreError):
         for generation_id in sorted(ours):
             found = store.get_generation(generation_id)
             if found is not None and found.status in (Status.PENDING, Status.PROCESSING):
