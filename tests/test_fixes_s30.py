@@ -12,11 +12,15 @@
   outcome is unknown instead of raising that error in place of the put's;
 - ``musicstore demo`` stopped by a Ctrl-C and then a second one (a user pressing it twice) could be cut off
   while it cancelled its jobs not done (``_withdraw``), leaving them pending: the next demo refused the
-  database ("holds N pending job(s) the demo did not enqueue"). The cancels now hold a Ctrl-C until done.
+  database ("holds N pending job(s) the demo did not enqueue"). The cancels now hold a Ctrl-C until done;
+- an ``AsyncWorker`` run under ``asyncio.run`` without ``handle_signals`` and stopped by Ctrl-C (whose
+  handler cancels the main task) left its job processing until its lease expired, where a ``Worker`` puts
+  it back: it now puts it back too, a task cancelled otherwise still writing nothing more.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import os
@@ -27,12 +31,15 @@ from typing import Any
 import pytest
 
 from musicstore import Store
+from musicstore.aio import AsyncStore
 from musicstore.audio import RenditionSpec
 from musicstore.audio.codecs import rendition_specs
 from musicstore.cli import main
 from musicstore.cli.output import moment_text
 from musicstore.errors import InvalidInput
+from musicstore.models import Status
 from musicstore.rendering import render_generation
+from musicstore.worker import AsyncJob, AsyncWorker
 from tests.test_rendition_store import exported
 
 # --- 1: rendition format names in any case -------------------------------------------------------------
@@ -133,7 +140,6 @@ def test_a_second_ctrl_c_while_the_demo_withdraws_its_jobs_leaves_none_queued(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from musicstore.cli.demo import run_demo
-    from musicstore.models import Status
 
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     cancel = inspect.getattr_static(Store, "cancel")  # the operation's descriptor, as the class has it
@@ -161,3 +167,41 @@ def test_a_second_ctrl_c_while_the_demo_withdraws_its_jobs_leaves_none_queued(
         assert store.count_generations(status=Status.PROCESSING) == 0
         assert store.count_generations(status=Status.COMPLETED) == 1
         assert store.count_generations(status=Status.CANCELLED) == 3
+
+
+# --- 4: an AsyncWorker's Ctrl-C ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_async_worker_stopped_by_ctrl_c_puts_its_job_back_as_a_worker_does(
+    db_url: str, workers: int
+) -> None:
+    async def main() -> None:
+        async with AsyncStore.open(db_url) as store:
+            for i in range(workers):
+                await store.create_generation(f"job {i}", model_name="m", duration_seconds=8)
+            running: list[str] = []
+
+            async def handler(job: AsyncJob) -> None:
+                running.append(job.id)
+                if len(running) == workers:  # every worker has a job in hand
+                    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: asyncio.run's handler cancels its main task
+                await asyncio.sleep(3600)
+
+            try:
+                await asyncio.gather(*(AsyncWorker(store, f"gpu-{i}", handler).run() for i in range(workers)))
+            finally:
+                interrupted.extend(running)
+
+    interrupted: list[str] = []
+    with pytest.raises(KeyboardInterrupt):  # as asyncio.run ends on a Ctrl-C
+        asyncio.run(main())
+    assert len(interrupted) == workers
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # every handler put back
+    with Store(db_url) as store:
+        for job_id in interrupted:
+            row = store.get_generation(job_id)
+            assert row is not None and row.status is Status.PENDING and row.worker_id is None, row
+            assert row.error_message is not None and row.error_message.startswith(
+                "the worker was interrupted (KeyboardInterrupt) with the job in hand"
+            ), row.error_message

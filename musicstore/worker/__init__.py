@@ -81,6 +81,7 @@ from .checks import (
     _yielding,
     failure,
 )
+from .ctrl_c import put_back_interrupted, sigint_noted
 from .jobs import AsyncJob, Job
 from .signals import CtrlC, put_back, put_back_async, stopping_on
 from .steps import Claim, Fail, Handle, Outage, Pause, Plan, WorkerReport, WorkerStep, count_lost
@@ -345,8 +346,9 @@ class AsyncWorker(_Loop):
     ``asyncio.gather`` for jobs at once. A task cancelled while it waits for a job or runs one ends with
     ``CancelledError`` and writes nothing more (even if its handler swallowed the cancel, or raised another
     error for it): a job in hand stays processing until its lease expires (one its claim took as the cancel
-    came is put back: ``checks._uncut``). A ``CancelledError`` of the handler's own (an await another task
-    cancelled; this task was not) is the handler's error: the job is failed, the loop goes on."""
+    came is put back: ``checks._uncut``), unless a Ctrl-C cancelled it: put back, as ``Worker``'s. A
+    ``CancelledError`` of the handler's own (an await another task cancelled; this task was not) is the
+    handler's error: the job is failed, the loop goes on."""
 
     def __init__(
         self,
@@ -373,30 +375,34 @@ class AsyncWorker(_Loop):
 
     async def run(self, *, max_jobs: int | None = None) -> WorkerReport:
         """``Worker.run``, awaited: a ``BaseException`` neither an ``Exception`` nor a ``CancelledError`` (a
-        handler's ``sys.exit()``, ``KeyboardInterrupt``) puts the job in hand back, then is raised."""
+        handler's ``sys.exit()``, ``KeyboardInterrupt``) puts the job in hand back, then is raised; so does
+        the task's cancel by a Ctrl-C (``asyncio.run``'s SIGINT handler: ``ctrl_c.sigint_noted``)."""
         steps, in_hand = self.plan(max_jobs), None
-        try:
-            step = next(steps)
-            while True:
-                claiming = isinstance(step, Claim)
-                in_hand = None if claiming else in_hand  # the job before is over: none to put back
-                try:
-                    value = await self._answer(step)
-                    in_hand = value if claiming else in_hand  # until the next claim
-                except Exception as exc:
-                    step = steps.throw(exc)
-                except asyncio.CancelledError as exc:
-                    if not isinstance(step, Handle) or _task_cancelled():  # the worker's own task: it ends
+        with sigint_noted() as ctrl_c:
+            try:
+                step = next(steps)
+                while True:
+                    claiming = isinstance(step, Claim)
+                    in_hand = None if claiming else in_hand  # the job before is over: none to put back
+                    try:
+                        value = await self._answer(step)
+                        in_hand = value if claiming else in_hand  # until the next claim
+                    except Exception as exc:
+                        step = steps.throw(exc)
+                    except asyncio.CancelledError as exc:
+                        if not isinstance(step, Handle) or _task_cancelled():  # the worker's task: it ends
+                            if in_hand is not None and ctrl_c():  # cancelled by a Ctrl-C: its job goes back
+                                await put_back_interrupted(self.store, in_hand, self.worker_id)
+                            raise
+                        step = steps.throw(exc)  # the handler's own await was cancelled: its error
+                    except BaseException as exc:  # sys.exit(), KeyboardInterrupt...: the job in hand back
+                        if in_hand is not None:
+                            await put_back_async(self.store, in_hand, self.worker_id, exc)
                         raise
-                    step = steps.throw(exc)  # the handler's own await was cancelled: its error
-                except BaseException as exc:  # sys.exit(), KeyboardInterrupt...: the job in hand goes back
-                    if in_hand is not None:
-                        await put_back_async(self.store, in_hand, self.worker_id, exc)
-                    raise
-                else:
-                    step = steps.send(value)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+                    else:
+                        step = steps.send(value)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
     async def _answer(self, step: WorkerStep) -> Any:
         if isinstance(step, Claim):
