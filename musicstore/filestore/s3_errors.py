@@ -19,6 +19,20 @@ _DENIED = {
     "403",
 }
 _MISSING = {"NoSuchKey", "NotFound", "404"}
+_HEADS = {"HeadObject", "HeadBucket"}  # no body: their 404 is all an S3 server says of a missing object
+
+
+def not_s3(exc: Exception) -> bool:
+    """Whether a botocore ``ClientError`` is a 4xx answer without an S3 error code to a request that has an
+    answer body (every S3 server names its error there: ``NoSuchKey``, ``NoSuchBucket``...): an endpoint
+    that is no S3 server (another port of SeaweedFS, a web server), whose 404 is no object's or bucket's.
+    403 is a denial either way."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict) or getattr(exc, "operation_name", None) in _HEADS:
+        return False
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    named = str(response.get("Error", {}).get("Code") or "")
+    return isinstance(status, int) and 400 <= status < 500 and status != 403 and named in ("", str(status))
 
 
 def code(exc: Exception) -> str:
@@ -52,6 +66,8 @@ class S3Errors:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if name == "NoSuchBucket":
                 raise self._bucket_gone(doing, key) from exc
+            if not_s3(exc):  # a bare 404 was "no such object" for a put or a listing too
+                raise self._not_s3_error(doing, where, f"HTTP {status} without an S3 error code") from exc
             if name in _MISSING:
                 raise ObjectNotFound(f"{where}: no such object") from exc
             if name == "PreconditionFailed" or status == 412:
@@ -93,12 +109,22 @@ class S3Errors:
         where = f"{self.url}{key}" if key is not None else self.url
         return StoreUnavailable(f"{doing} {where}: the bucket {self.bucket!r} does not exist")
 
+    def _not_s3_error(self, doing: str, where: str, answer: str) -> StoreUnavailable:
+        endpoint = redact(self.endpoint_url or "(AWS)")
+        return StoreUnavailable(
+            f"{doing} {where}: the endpoint {endpoint} gave {answer}; is it the S3 endpoint "
+            "(AWS_ENDPOINT_URL)?"
+        )
+
     def _no_bucket(self) -> bool:
-        """Whether the bucket is missing, asked after a denial (one listing request, on that path only):
-        SeaweedFS denies a put to a bucket that does not exist, where the listing says NoSuchBucket."""
+        """Whether the bucket is missing, asked after a denial or a HEAD's 404 (one listing request, on that
+        path only): SeaweedFS denies a put to a bucket that does not exist, where the listing says
+        NoSuchBucket. An endpoint that is no S3 server is ``StoreUnavailable``."""
         try:
             self._client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
         except Exception as exc:
+            if not_s3(exc):
+                raise self._not_s3_error("listing", self.url, "an answer without an S3 error code") from exc
             return code(exc) == "NoSuchBucket"
         return False
 

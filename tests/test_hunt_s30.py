@@ -1,0 +1,89 @@
+"""Acceptance-style probes of issues 13 and 14 (session 30), through the public API against the real SeaweedFS
+the fixtures start: an ``AWS_ENDPOINT_URL`` naming another port of that server (its master, its filer), a
+mistake the docs' "an endpoint that is no S3 server" covers, and what maintenance does through it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from musicstore import Store
+from musicstore.audio import synthesize_music
+from musicstore.filestore import FileStore, ObjectNotFound, StoreUnavailable, open_filestore
+from musicstore.maintenance.retention import cleanup
+from musicstore.recording import export_generation
+
+
+def _port(server: Any, name: str) -> int:
+    """The port of ``weed mini``'s ``name`` server (master, filer...); skips for a store of the user's."""
+    for argument in getattr(server, "command", []):
+        found = re.fullmatch(rf"-{name}\.port=(\d+)", argument)
+        if found:
+            return int(found.group(1))
+    pytest.skip(f"not a SeaweedFS of the fixture's own: no {name} port to point at")
+
+
+def _through(server: Any, url: str, name: str) -> FileStore:
+    """The bucket of ``url`` with the right credentials and the endpoint of another port of its server."""
+    options = dict(server.options, endpoint_url=f"http://127.0.0.1:{_port(server, name)}")
+    return open_filestore(url, **options)
+
+
+def test_an_endpoint_answering_a_bare_404_is_store_unavailable_not_a_missing_object(
+    musicstore_s3_server: Any, musicstore_s3_url: str
+) -> None:
+    """SeaweedFS's master port answers 404 without an S3 error code to every request: a put, a read, a
+    listing and a delete through it said "no such object" (``ObjectNotFound``; ``delete`` returned False),
+    as if the bucket were there and empty. The store cannot be used: ``StoreUnavailable``, no secret."""
+    files = _through(musicstore_s3_server, musicstore_s3_url, "master")
+    try:
+        attempts: dict[str, Callable[[], object]] = {
+            "put": lambda: files.put("2026/01/31/a.wav", b"RIFF....WAVEfmt "),
+            "get": lambda: b"".join(files.get("2026/01/31/a.wav")),
+            "list": lambda: list(files.list()),
+            "uploads": lambda: list(files.uploads()),
+            "delete": lambda: files.delete("2026/01/31/a.wav"),
+        }
+        for what, attempt in attempts.items():
+            with pytest.raises(StoreUnavailable) as raised:
+                attempt()
+            message = str(raised.value)
+            assert "S3 endpoint" in message and "\n" not in message, what
+            assert musicstore_s3_server.secret_access_key not in message
+        with pytest.raises(ObjectNotFound):  # a HEAD has no body: its 404 is all any server says
+            files.head("2026/01/31/a.wav")
+    finally:
+        files.close()
+
+
+def test_cleanup_through_another_port_deletes_no_row(
+    musicstore_s3_server: Any, musicstore_s3_url: str, musicstore_s3_files: FileStore, tmp_path: Any
+) -> None:
+    """``cleanup --apply`` of the bucket with ``AWS_ENDPOINT_URL`` at the master port: every HEAD said 404,
+    the one listing that asks whether the bucket is there said a plain "no such object", taken for "the
+    bucket is there": the candidate rows were deleted, their objects reported "missing" and left in the
+    bucket for good (freed 0 bytes). It now stops with ``StoreUnavailable`` before any row goes."""
+    store = Store(f"sqlite:///{tmp_path}/jobs.db", migrate=True)
+    try:
+        store.create_generation("rain on a tin roof", model_name="m", duration_seconds=1)
+        job = store.claim_next("gpu-0")
+        assert job is not None
+        recorded = export_generation(
+            store, job, synthesize_music(1.0, job.sample_rate, seed=1), root=musicstore_s3_files
+        )
+        files = _through(musicstore_s3_server, musicstore_s3_url, "master")
+        try:
+            with pytest.raises(StoreUnavailable):
+                cleanup(store, files, statuses=["completed"], dry_run=False)
+        finally:
+            files.close()
+        kept = store.get_generation(job.id)
+        assert kept is not None and kept.status == "completed"
+        assert (
+            recorded.key is not None and musicstore_s3_files.head(recorded.key).checksum == recorded.checksum
+        )
+    finally:
+        store.close()
