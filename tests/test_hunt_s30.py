@@ -59,6 +59,21 @@ def test_an_endpoint_answering_a_bare_404_is_store_unavailable_not_a_missing_obj
         files.close()
 
 
+def test_an_endpoint_answering_no_s3_body_is_a_typed_error(
+    musicstore_s3_server: Any, musicstore_s3_url: str
+) -> None:
+    """SeaweedFS's filer port answers a PUT with 201 and a JSON body: the put raised botocore's
+    ``ResponseParserError`` (no ``StorageError``: an export or a CLI command printed a traceback), its message
+    quoting the server's body over two lines."""
+    files = _through(musicstore_s3_server, musicstore_s3_url, "filer")
+    try:
+        with pytest.raises(StoreUnavailable) as raised:
+            files.put("2026/01/31/a.wav", b"RIFF....WAVEfmt ")
+        assert "S3 endpoint" in str(raised.value) and "\n" not in str(raised.value)
+    finally:
+        files.close()
+
+
 def test_cleanup_through_another_port_deletes_no_row(
     musicstore_s3_server: Any, musicstore_s3_url: str, musicstore_s3_files: FileStore, tmp_path: Any
 ) -> None:

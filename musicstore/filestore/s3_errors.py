@@ -58,6 +58,7 @@ class S3Errors:
             ReadTimeoutError,
         )
         from botocore.exceptions import ConnectionError as Unreachable
+        from botocore.parsers import ResponseParserError
 
         where = f"{self.url}{key}" if key is not None else self.url
         if isinstance(exc, ClientError):
@@ -90,6 +91,8 @@ class S3Errors:
             said = str(error.get("Message", "")).splitlines()[0] if error.get("Message") else ""
             message = redact(said)  # the server's own words: masked as the rest
             raise StorageError(f"{doing} {where} failed: {name or status} {message}".rstrip()) from exc
+        if isinstance(exc, ResponseParserError):  # a 200 whose body is no S3 answer (SeaweedFS's filer port)
+            raise self._not_s3_error(doing, where, "an answer that is not S3's") from exc
         if isinstance(exc, NoCredentialsError):
             raise StoreUnavailable(
                 f"{doing} {where}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
@@ -130,8 +133,9 @@ class S3Errors:
 
     def _errors(self) -> tuple[type[Exception], ...]:
         from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.parsers import ResponseParserError
 
-        return (BotoCoreError, ClientError)
+        return (BotoCoreError, ClientError, ResponseParserError)
 
 
 __all__ = ["S3Errors", "code"]
