@@ -4,8 +4,14 @@ mistake the docs' "an endpoint that is no S3 server" covers, and what maintenanc
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,7 +81,7 @@ def test_an_endpoint_answering_no_s3_body_is_a_typed_error(
 
 
 def test_cleanup_through_another_port_deletes_no_row(
-    musicstore_s3_server: Any, musicstore_s3_url: str, musicstore_s3_files: FileStore, tmp_path: Any
+    musicstore_s3_server: Any, musicstore_s3_url: str, musicstore_s3_files: FileStore, tmp_path: Path
 ) -> None:
     """``cleanup --apply`` of the bucket with ``AWS_ENDPOINT_URL`` at the master port: every HEAD said 404,
     the one listing that asks whether the bucket is there said a plain "no such object", taken for "the
@@ -102,3 +108,95 @@ def test_cleanup_through_another_port_deletes_no_row(
         )
     finally:
         store.close()
+
+
+class _HttpsRedirect:
+    """What stands at an ``http://`` endpoint of a server served over https only (nginx's ``return 301
+    https://$host$request_uri``): every request answered ``301`` to the same path over https."""
+
+    def __init__(self) -> None:
+        front = self
+        self.requests = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _any(self) -> None:
+                front.requests += 1
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = b"<html><body>301 Moved Permanently</body></html>"
+                self.send_response(301)
+                self.send_header("Location", f"https://{self.headers['Host']}{self.path}")
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any  # noqa: N815 (http.server's names)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_endpoint_that_redirects_is_one_typed_error_after_one_request(tmp_path: Path) -> None:
+    """botocore answers a redirect that names no bucket region by asking the region with a ``HeadBucket``,
+    redirected in turn: about 80 requests deep, every operation of the store ended in Python's
+    ``RecursionError`` (no ``StorageError``; the CLI printed a 3,000-line traceback). Now each is
+    ``StoreUnavailable``, one line, after one request."""
+    front = _HttpsRedirect()
+    files = open_filestore(
+        "s3://musicstore-test/music",
+        endpoint_url=front.url,
+        access_key_id="AKIAEXAMPLE",
+        secret_access_key="redirected-secret",
+    )
+    try:
+        attempts: dict[str, Callable[[], object]] = {
+            "put": lambda: files.put("2026/01/31/a.wav", b"RIFF....WAVEfmt "),
+            "head": lambda: files.head("2026/01/31/a.wav"),
+            "get": lambda: b"".join(files.get("2026/01/31/a.wav")),
+            "list": lambda: list(files.list()),
+            "delete": lambda: files.delete("2026/01/31/a.wav"),
+        }
+        for what, attempt in attempts.items():
+            front.requests = 0
+            with pytest.raises(StoreUnavailable) as raised:
+                attempt()
+            assert "redirect" in str(raised.value) and "\n" not in str(raised.value), what
+            assert "redirected-secret" not in str(raised.value)
+            assert front.requests == 1, what
+        database = f"sqlite:///{tmp_path}/jobs.db"
+        Store(database, migrate=True).close()
+        environment = dict(
+            os.environ,
+            AWS_ENDPOINT_URL=front.url,
+            AWS_ACCESS_KEY_ID="AKIAEXAMPLE",
+            AWS_SECRET_ACCESS_KEY="x-y",
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "musicstore",
+            "reconcile",
+            "-d",
+            database,
+            "-o",
+            "s3://musicstore-test/m",
+        ]
+        done = subprocess.run(
+            command, check=False, env=environment, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 1 and done.stderr.startswith(
+            "musicstore: error: listing s3://musicstore-test/m/"
+        )
+        assert done.stderr.count("\n") == 1 and "redirect" in done.stderr
+    finally:
+        files.close()
+        front.close()

@@ -49,7 +49,7 @@ from .base import (
     verified,
 )
 from .bodies import Window, b64, prepare
-from .s3_errors import code
+from .s3_errors import code, refuse_redirects
 from .s3_parts import MultipartPuts
 from .s3_settings import DEFAULT_PART, DEFAULT_THRESHOLD, MIN_PART, answered, check_settings, mask_found
 
@@ -122,7 +122,7 @@ class S3FileStore(MultipartPuts):
         )
 
         def client(config: Config) -> Any:
-            return boto3.client(
+            made = boto3.client(
                 "s3",
                 endpoint_url=endpoint_url,
                 region_name=region,
@@ -131,6 +131,9 @@ class S3FileStore(MultipartPuts):
                 aws_session_token=session_token,
                 config=config,
             )
+            if endpoint_url:  # AWS itself redirects with the bucket's region, which botocore follows
+                refuse_redirects(made)
+            return made
 
         try:
             self._client = client(config)

@@ -35,6 +35,33 @@ def not_s3(exc: Exception) -> bool:
     return isinstance(status, int) and 400 <= status < 500 and status != 403 and named in ("", str(status))
 
 
+_REDIRECTS = {301, 302, 303, 307, 308}
+
+
+class Redirected(Exception):
+    """An answer redirecting the request elsewhere without naming the bucket's region, as no S3 server does
+    (an http-to-https redirect in front of it, a web server): raised by ``refuse_redirects``' hook."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+def refuse_redirects(client: Any) -> None:
+    """Make ``client`` (one for an endpoint of the user's) raise ``Redirected`` at a redirect that names no
+    region: botocore's region redirector answered it by asking the bucket's region with a ``HeadBucket``,
+    redirected in turn, and so on until Python's ``RecursionError`` (about 80 requests, a traceback)."""
+
+    def refuse(response: Any = None, **_: Any) -> None:
+        if response is None:
+            return
+        answer = response[0]
+        if answer.status_code in _REDIRECTS and "x-amz-bucket-region" not in answer.headers:
+            raise Redirected(answer.status_code)
+
+    client.meta.events.register_first("needs-retry.s3", refuse)
+
+
 def code(exc: Exception) -> str:
     """The S3 error code of a botocore ``ClientError`` ("" for another error)."""
     response = getattr(exc, "response", None)
@@ -91,6 +118,8 @@ class S3Errors:
             said = str(error.get("Message", "")).splitlines()[0] if error.get("Message") else ""
             message = redact(said)  # the server's own words: masked as the rest
             raise StorageError(f"{doing} {where} failed: {name or status} {message}".rstrip()) from exc
+        if isinstance(exc, Redirected):
+            raise self._not_s3_error(doing, where, f"a redirect ({exc}) and no region") from exc
         if isinstance(exc, ResponseParserError):  # a 200 whose body is no S3 answer (SeaweedFS's filer port)
             raise self._not_s3_error(doing, where, "an answer that is not S3's") from exc
         if isinstance(exc, NoCredentialsError):
@@ -135,7 +164,7 @@ class S3Errors:
         from botocore.exceptions import BotoCoreError, ClientError
         from botocore.parsers import ResponseParserError
 
-        return (BotoCoreError, ClientError, ResponseParserError)
+        return (BotoCoreError, ClientError, ResponseParserError, Redirected)
 
 
-__all__ = ["S3Errors", "code"]
+__all__ = ["Redirected", "S3Errors", "code", "refuse_redirects"]
