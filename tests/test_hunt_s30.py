@@ -200,3 +200,62 @@ def test_an_endpoint_that_redirects_is_one_typed_error_after_one_request(tmp_pat
     finally:
         files.close()
         front.close()
+
+
+class _DenyingFront:
+    """A web application firewall or an authenticating proxy in front of the server: every request refused
+    ``403 Forbidden`` with an HTML page, as such fronts answer (no S3 error code in it)."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _any(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = b"<html><head><title>403 Forbidden</title></head><body>Request blocked</body></html>"
+                self.send_response(403)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any  # noqa: N815 (http.server's names)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_denial_with_an_html_page_is_access_denied_for_every_operation() -> None:
+    """A 403 whose body is an HTML page (botocore finds no error code in it) was access denied
+    (``StoreUnavailable``) for a HEAD, whose body is empty, and a plain ``StorageError`` "failed: 403" for a
+    put, a read or a listing: ``copy-files`` then skipped every row one by one where it stops at a store it
+    cannot use."""
+    front = _DenyingFront()
+    files = open_filestore(
+        "s3://musicstore-test/music",
+        endpoint_url=front.url,
+        access_key_id="AKIAEXAMPLE",
+        secret_access_key="s",
+    )
+    try:
+        attempts: dict[str, Callable[[], object]] = {
+            "put": lambda: files.put("2026/01/31/a.wav", b"RIFF....WAVEfmt "),
+            "head": lambda: files.head("2026/01/31/a.wav"),
+            "get": lambda: b"".join(files.get("2026/01/31/a.wav")),
+            "list": lambda: list(files.list()),
+            "uploads": lambda: list(files.uploads()),
+        }
+        for what, attempt in attempts.items():
+            with pytest.raises(StoreUnavailable, match="access denied") as raised:
+                attempt()
+            assert "\n" not in str(raised.value), what
+    finally:
+        files.close()
+        front.close()

@@ -90,8 +90,8 @@ class S3Errors:
         where = f"{self.url}{key}" if key is not None else self.url
         if isinstance(exc, ClientError):
             error: Any = exc.response.get("Error", {})
-            name = str(error.get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            name = str(error.get("Code") or status or "")  # an HTML page has no code: its status, as a HEAD's
             if name == "NoSuchBucket":
                 raise self._bucket_gone(doing, key) from exc
             if not_s3(exc):  # a bare 404 was "no such object" for a put or a listing too
