@@ -145,11 +145,12 @@ class _HttpsRedirect:
         self.server.server_close()
 
 
-def test_an_endpoint_that_redirects_is_one_typed_error_after_one_request(tmp_path: Path) -> None:
+def test_an_endpoint_that_redirects_is_one_typed_error_at_once(tmp_path: Path) -> None:
     """botocore answers a redirect that names no bucket region by asking the region with a ``HeadBucket``,
     redirected in turn: about 80 requests deep, every operation of the store ended in Python's
     ``RecursionError`` (no ``StorageError``; the CLI printed a 3,000-line traceback). Now each is
-    ``StoreUnavailable``, one line, after one request."""
+    ``StoreUnavailable``, one line, after two requests (the one made, and the ``HeadBucket`` botocore asks
+    the bucket's region with, which AWS answers with it)."""
     front = _HttpsRedirect()
     files = open_filestore(
         "s3://musicstore-test/music",
@@ -171,7 +172,7 @@ def test_an_endpoint_that_redirects_is_one_typed_error_after_one_request(tmp_pat
                 attempt()
             assert "redirect" in str(raised.value) and "\n" not in str(raised.value), what
             assert "redirected-secret" not in str(raised.value)
-            assert front.requests == 1, what
+            assert front.requests <= 2, what  # the request and botocore's HeadBucket for the region
         database = f"sqlite:///{tmp_path}/jobs.db"
         Store(database, migrate=True).close()
         environment = dict(

@@ -48,12 +48,14 @@ class Redirected(Exception):
 
 
 def refuse_redirects(client: Any) -> None:
-    """Make ``client`` (one for an endpoint of the user's) raise ``Redirected`` at a redirect that names no
-    region: botocore's region redirector answered it by asking the bucket's region with a ``HeadBucket``,
-    redirected in turn, and so on until Python's ``RecursionError`` (about 80 requests, a traceback)."""
+    """Make ``client`` (one for an endpoint of the user's) raise ``Redirected`` where botocore's region
+    redirector would loop: at a redirect that names no region, it asks the bucket's region with a
+    ``HeadBucket``, which AWS answers with the region; redirected in turn without one, it asked again,
+    and so on until Python's ``RecursionError`` (about 80 requests, a traceback). That ``HeadBucket`` is
+    refused."""
 
-    def refuse(response: Any = None, **_: Any) -> None:
-        if response is None:
+    def refuse(response: Any = None, operation: Any = None, **_: Any) -> None:
+        if response is None or getattr(operation, "name", None) != "HeadBucket":
             return
         answer = response[0]
         if answer.status_code in _REDIRECTS and "x-amz-bucket-region" not in answer.headers:
