@@ -1,6 +1,7 @@
-"""Acceptance-style probes of issues 13 and 14 (session 30), through the public API against the real SeaweedFS
-the fixtures start: an ``AWS_ENDPOINT_URL`` naming another port of that server (its master, its filer), a
-mistake the docs' "an endpoint that is no S3 server" covers, and what maintenance does through it."""
+"""Acceptance-style probes of issues 13 and 14 (session 30), through the public API: an ``AWS_ENDPOINT_URL``
+that is no S3 endpoint (another port of the fixtures' real SeaweedFS: its master, its filer; an http-to-https
+redirect; a front denying with an HTML page), which the docs promise to be one typed line
+(``StoreUnavailable``), and what cleanup does through it."""
 
 from __future__ import annotations
 
