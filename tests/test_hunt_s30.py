@@ -261,3 +261,19 @@ def test_a_denial_with_an_html_page_is_access_denied_for_every_operation() -> No
     finally:
         files.close()
         front.close()
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["http://127.0.0.1:9?x=1", "http://127.0.0.1:9/?x=1", "http://127.0.0.1:9#part", "http://127.0.0.1:9/?"],
+)
+def test_an_endpoint_url_with_a_query_or_a_fragment_is_refused_when_the_store_is_made(endpoint: str) -> None:
+    """docs/storage.md: a malformed endpoint fails when the store is made. One with a query or a fragment
+    (which no S3 endpoint has: botocore puts the bucket and key after its path, the query of each request
+    its own) was taken, and failed only at the first request, as a plain StorageError after its attempts."""
+    from musicstore.errors import StorageError
+    from musicstore.filestore import S3FileStore
+
+    with pytest.raises(StorageError, match="cannot make an S3 client") as refused:
+        S3FileStore("my-bucket", endpoint_url=endpoint, access_key_id="a", secret_access_key="s3cr3t-value")
+    assert "query" in str(refused.value) and "s3cr3t-value" not in str(refused.value)

@@ -139,6 +139,8 @@ def check_settings(
             is_valid_endpoint_url(endpoint_url) or is_valid_ipv6_endpoint_url(endpoint_url)
         ):
             raise ValueError(f"Invalid endpoint: {endpoint_url}")
+        if endpoint_url is not None and ("?" in endpoint_url or "#" in endpoint_url):  # botocore took them
+            raise ValueError(f"Invalid endpoint: {endpoint_url}: an S3 endpoint takes no query or fragment")
     except ValueError as exc:
         url = f"s3://{bucket}/{prefix}"
         raise StorageError(f"cannot make an S3 client for {url}: {redact(str(exc))}") from exc
