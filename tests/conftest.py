@@ -137,8 +137,9 @@ def new_job(store: Any, prompt: str = "lofi hip hop at 90 BPM", **kwargs: Any) -
     return result
 
 
-def until(condition: Callable[[], bool], seconds: float = 10.0, *, pause: float = 0.01) -> None:
-    """Return once ``condition()`` holds, asking every ``pause`` seconds; fail the test after ``seconds``."""
+def until(condition: Callable[[], bool], seconds: float = 60.0, *, pause: float = 0.01) -> None:
+    """Return once ``condition()`` holds, asking every ``pause`` seconds; fail the test after ``seconds``
+    (60 s by default: a condition that holds is only waited for as long as it takes, however loaded)."""
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, f"not within {seconds:g} s"
