@@ -38,7 +38,7 @@ def other(sqlite_url: str) -> Iterator[Store]:
         yield opened
 
 
-_until = partial(until, seconds=20.0)  # 300 waits falling asleep on a loaded machine
+_until = partial(until, seconds=LONG)  # 300 waits falling asleep on a loaded machine
 
 
 def _open_files_on(path: str) -> int:
@@ -122,7 +122,7 @@ def test_a_commit_just_after_a_wait_registers_wakes_it(sqlite_url: str) -> None:
                 try:
                     waiter.arm()
                     writer.execute(f"PRAGMA user_version = {i + 1}")  # a commit of another connection
-                    assert waiter.sleep(10.0), f"not woken at {i}"
+                    assert waiter.sleep(LONG), f"not woken at {i}"
                 finally:
                     poller.unregister(waiter)
         finally:
@@ -142,9 +142,13 @@ def test_the_poller_reads_nothing_while_no_wait_is_registered(
 
     monkeypatch.setattr(waiting._Poller, "_version", counted)
     with Store(sqlite_url) as store:
-        thread = threading.Thread(target=lambda: store.claim_next("gpu-0", wait=0.3))
+        thread = threading.Thread(target=lambda: store.claim_next("gpu-0", wait=LONG))
         thread.start()
-        thread.join()
+        # a wait of 0.3 s left a loaded machine's poller thread time for fewer than 10 reads: the wait now
+        # sleeps until they are in, then a job ends it
+        _until(lambda: len(reads) >= 10)
+        new_job(other)
+        thread.join(LONG)
         assert len(reads) >= 10  # it polled while the wait slept
         # a poll that saw the wait registered just before it left may still read once (its thread paused
         # between its check and its read): the count settles first, then stays
@@ -177,7 +181,7 @@ def test_closing_the_store_wakes_its_sleeping_waits_which_end(sqlite_url: str) -
     started = time.monotonic()
     store.close()
     thread.join(LONG)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # not the re-try (an hour) nor the wait's LONG
     assert [type(o) for o in outcomes] == [InvalidInput]
     assert not waiting.listeners(store).hub.started
 
