@@ -368,9 +368,9 @@ def test_a_woken_wait_whose_try_raised_passes_its_wake_up_on(
         time.sleep(0.05)
         started = time.monotonic()
         job = store.create_generation("one", model_name="m", duration_seconds=1)
-        first.join(10)
-        second.join(10)
+        first.join(60)
+        second.join(60)
         took = time.monotonic() - started
     assert [type(e) for e in errors] == [WriteConflict]
     assert [g.id for g in got if g is not None] == [job.id]
-    assert took < 5, took
+    assert took < 20, took  # at once (ms), not at the second's last try (its wait of 30 s)

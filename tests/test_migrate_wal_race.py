@@ -68,7 +68,7 @@ def test_a_locked_switch_gives_up_at_its_deadline(tmp_path: Path) -> None:
             assert "locked" in str(exc)
         else:
             raise AssertionError("the switch went through a held exclusive lock")
-        assert 0.3 <= time.monotonic() - started < 5
+        assert 0.3 <= time.monotonic() - started < 30  # at its deadline, not for as long as the lock is held
     finally:
         waiting.close()
         holder.execute("ROLLBACK")
@@ -156,7 +156,7 @@ def test_a_store_held_out_of_the_switch_gives_up_at_its_busy_timeout(
             else:
                 with Store(url, busy_timeout=0.3) as store:
                     store.count_generations()
-        assert 0.3 <= time.monotonic() - started < 5
+        assert 0.3 <= time.monotonic() - started < 30  # at its deadline, not for as long as the lock is held
     finally:
         holder.execute("ROLLBACK")
         holder.close()

@@ -107,7 +107,7 @@ def test_migrate_gives_up_on_a_server_that_never_answers(hole: tuple[_Hole, str]
         started = time.monotonic()
         with pytest.raises(MigrationError, match="timeout"):
             migrate(given)
-        assert time.monotonic() - started < seconds + 5
+        assert time.monotonic() - started < seconds + 30  # not psycopg's 130 s
 
 
 def test_a_urls_own_connect_timeout_wins_for_every_connection_of_a_store() -> None:
