@@ -329,7 +329,7 @@ def test_a_wait_outlives_its_store_s_connections_ending_while_it_sleeps(
             thread = threading.Thread(target=finish_later)
             thread.start()
             try:
-                return await store.wait_for(job.id, timeout=20)
+                return await store.wait_for(job.id, timeout=60)
             finally:
                 await asyncio.to_thread(thread.join)
 
@@ -339,7 +339,7 @@ def test_a_wait_outlives_its_store_s_connections_ending_while_it_sleeps(
             thread = threading.Thread(target=finish_later)
             thread.start()
             try:
-                outcome["found"] = store.wait_for(job.id, timeout=20)
+                outcome["found"] = store.wait_for(job.id, timeout=60)
             finally:
                 thread.join()
     else:
