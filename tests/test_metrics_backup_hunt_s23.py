@@ -262,7 +262,13 @@ def test_a_backup_taken_while_workers_write_restores_totals_equal_to_a_recount(t
     try:
         for writer in writers:
             assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
-        time.sleep(1.0)
+        # until the writers have committed a dozen rows past the history's 12 (a fixed 1 s: a stall of the
+        # writers that long left the snapshot with the history alone), up to 60 s; they write on meanwhile
+        with Store(url) as live:
+            deadline = time.monotonic() + 60
+            while live.count_generations() < 24:
+                assert time.monotonic() < deadline, "the writers wrote nothing in 60 s"
+                time.sleep(0.05)
         backup(url, tmp_path / "backup.db", pages=1, progress=lambda pages: time.sleep(0.0002))
     finally:
         for writer in writers:
