@@ -16,7 +16,7 @@ from musicstore import AsyncStore
 from musicstore.urls import resolve
 
 
-def _lock_is_free_soon(path: Any, seconds: float = 3.0) -> bool:
+def _lock_is_free_soon(path: Any, seconds: float = 30.0) -> bool:
     """Whether another connection takes SQLite's writer lock within ``seconds``."""
     deadline = time.monotonic() + seconds
     while True:
@@ -49,7 +49,9 @@ def test_a_loop_ending_as_a_cancelled_write_waits_for_the_lock_leaves_the_lock_f
     monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
     path = resolve(sqlite_url).path
     assert path is not None
-    store = AsyncStore(sqlite_url, pool_size=1, busy_timeout=2)
+    # busy_timeout 30 s: with 2 s, a stall of the event loop of ~1.7 s past its 0.3 s sleep let the write's
+    # wait for the lock run out (DatabaseBusy, not cancelled) before the cancel
+    store = AsyncStore(sqlite_url, pool_size=1, busy_timeout=30)
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
 
@@ -76,7 +78,7 @@ def test_a_loop_ending_as_a_cancelled_write_waits_for_the_lock_leaves_the_lock_f
             await store.create_generation("next", model_name="m", duration_seconds=1)
             return await store.count_generations()
 
-    assert asyncio.run(asyncio.wait_for(second(), 10)) == 1
+    assert asyncio.run(asyncio.wait_for(second(), 60)) == 1
     assert died == []
 
 
