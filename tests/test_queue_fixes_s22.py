@@ -26,7 +26,7 @@ from tests.test_slow_connect import _SlowProxy
 
 LONG = 60.0
 """A wait no test reaches when the wake-up works."""
-PROMPT = 10.0
+PROMPT = 30.0
 """A generous bound on a wake-up that works (milliseconds, but seconds on a loaded machine); without one the
 waiter sleeps out ``LONG``."""
 
