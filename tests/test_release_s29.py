@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
-import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,13 @@ import numpy as np
 import pytest
 
 from musicstore import Generation, Status, Store, recording
+from musicstore.audio.threads import Batch
 from musicstore.errors import StorageError
-from tests.conftest import new_job
+from tests.conftest import new_job, until
 from tests.ctrl_c import interrupted, slow_batch_export
 
 _CLIP = {"duration_seconds": 1.0, "sample_rate": 8000, "channels": 1}
-_ITEM_SECONDS = 3.0
+_ITEM_SECONDS = 8.0  # each item of the real process: its interrupts (0.5 s apart) land meanwhile
 
 
 def _claimed(store: Store, count: int) -> list[Generation]:
@@ -59,9 +60,31 @@ def _first_item_does(monkeypatch: pytest.MonkeyPatch, action: Any) -> None:
     monkeypatch.setattr(recording, "export_generation", first)
 
 
+_BATCHES: list[Batch] = []
+"""The batches ``export_batch_generations`` made in this test (``_seen_batches``)."""
+
+
+@pytest.fixture(autouse=True)
+def _seen_batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    class Seen(Batch):
+        def __init__(self) -> None:
+            super().__init__()
+            _BATCHES.append(self)
+
+    monkeypatch.setattr(recording, "Batch", Seen)
+    yield
+    _BATCHES.clear()
+
+
+def _until_stopped(store: Store) -> None:
+    """Until the batch starts no more items (the main thread, told to stop, winds it up), up to 60 s: the
+    item then ends. A fixed 0.5 s let a stall of the main thread leave the next item to start."""
+    until(lambda: any(batch.stop.is_set() for batch in _BATCHES))
+
+
 def _ctrl_c(store: Store) -> None:
     os.kill(os.getpid(), signal.SIGINT)  # the main thread, waiting for this item
-    time.sleep(0.5)
+    _until_stopped(store)
 
 
 def _ctrl_c_with_put_backs(
@@ -178,7 +201,7 @@ def test_a_pool_that_cannot_start_a_thread_puts_back_the_items_not_started(
 
     with Store(db_url) as store:
         batch = _claimed(store, 3)
-        _first_item_does(monkeypatch, lambda store: time.sleep(0.5))
+        _first_item_does(monkeypatch, _until_stopped)  # the second thread's start fails meanwhile
         monkeypatch.setattr(ThreadPoolExecutor, "_adjust_thread_count", adjusted)
         with pytest.raises(RuntimeError, match="can't start new thread"):
             recording.export_batch_generations(store, batch, _audio(3), root=tmp_path, workers=2)

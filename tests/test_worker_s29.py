@@ -29,7 +29,7 @@ from musicstore import Status, Store, recording
 from tests.conftest import new_job
 from tests.ctrl_c import interrupted, slow_batch_export
 
-ITEM_SECONDS = 4.0  # how long each batch item runs before its export: both interrupts land meanwhile
+ITEM_SECONDS = 8.0  # how long each batch item runs before its export: both interrupts land meanwhile
 
 _RECORDING = slow_batch_export(ITEM_SECONDS)
 
