@@ -140,7 +140,7 @@ def test_a_wait_cancelled_at_any_moment_leaves_nothing_registered_and_no_transac
     next wait works (woken by a commit: a paused owner key resumed, the awaited job cancelled)."""
 
     async def main() -> None:
-        async with AsyncStore.open(db_url, busy_timeout=2) as store:
+        async with AsyncStore.open(db_url, busy_timeout=30) as store:  # 2 s: a new connection's margin
             job = await store.create_generation(
                 "awaited", model_name="m", duration_seconds=1.0, owner_key="alice"
             )
@@ -161,19 +161,19 @@ def test_a_wait_cancelled_at_any_moment_leaves_nothing_registered_and_no_transac
                     await task
                 assert hub.waiters == 0, (kind, amount, hub.waiters)
                 await _no_transaction_soon(store, db_url, (kind, amount))
-                with Store(db_url, busy_timeout=0.5) as other:  # the writer's lock is free
+                with Store(db_url, busy_timeout=5) as other:  # the writer's lock is free (leaked: never)
                     other.track_prompt_usage(f"after {kind} {amount}")
             if how == "claim_next":
-                waiter = asyncio.ensure_future(store.claim_next("gpu-1", wait=10))
+                waiter = asyncio.ensure_future(store.claim_next("gpu-1", wait=60))
                 await asyncio.sleep(0.2)
                 await store.set_owner_limit("alice", None)  # resumed: the idle claim is woken
-                got = await asyncio.wait_for(waiter, 10)
+                got = await asyncio.wait_for(waiter, 60)
                 assert got is not None and got.id == job.id and got.attempts == 1
             else:
-                reader = asyncio.ensure_future(store.wait_for(job.id, timeout=10))
+                reader = asyncio.ensure_future(store.wait_for(job.id, timeout=60))
                 await asyncio.sleep(0.2)
                 await store.cancel(job.id)
-                finished = await asyncio.wait_for(reader, 10)
+                finished = await asyncio.wait_for(reader, 60)
                 assert finished.status is Status.CANCELLED
             assert hub.waiters == 0
 
