@@ -428,14 +428,14 @@ def test_a_row_lock_held_past_busy_timeout_is_database_busy(postgres_url: str) -
 
             waiting = threading.Thread(target=wait, daemon=True)
             waiting.start()
-            waiting.join(10)
+            waiting.join(30)
             elapsed = time.monotonic() - started
         finally:
             release.set()
             holding.join()
         assert outcome and isinstance(outcome[0], DatabaseBusy), outcome
         assert "busy timeout" in str(outcome[0])
-        assert 0.25 < elapsed < 9
+        assert 0.25 < elapsed < 25  # its busy_timeout, not until the lock went (the test's release)
         after = waiter.get_generation(job.id)
         assert after is not None and after.status is Status.CANCELLED  # the holder's cancel, committed
 
