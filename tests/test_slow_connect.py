@@ -96,7 +96,10 @@ def test_a_store_opens_on_a_server_slower_to_connect_than_busy_timeout(slow_url:
         with store.transaction(), ThreadPoolExecutor(1) as other:  # holds the only connection
             waiting = other.submit(store.count_generations)
             with pytest.raises(DatabaseBusy, match="pool"):  # a connection another caller holds: busy
-                waiting.result(timeout=DELAY)  # after busy_timeout, not a connect timeout
+                # after busy_timeout (0.1 s), not a connect: a reachability check through the proxy (DELAY)
+                # then libpq's connect timeout (2 s at least), 2.6 s and more; the bound was DELAY (0.6 s),
+                # which a stall of 0.5 s starting the thread broke
+                waiting.result(timeout=1.5)
 
 
 def test_an_async_store_opens_on_a_server_slower_to_connect_than_busy_timeout(slow_url: str) -> None:
