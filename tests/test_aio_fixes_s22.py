@@ -191,7 +191,7 @@ def test_an_sqlite_store_opens_at_most_pool_size_connections_and_the_rest_wait(s
             await store.close()  # the waits end at once: the store is closed
             for waiter in waiting:
                 with pytest.raises(InvalidInput, match="closed"):
-                    await asyncio.wait_for(waiter, 5)
+                    await asyncio.wait_for(waiter, 30)
             release.set()
             await asyncio.gather(*holders)  # the operations running as it closed finish
 

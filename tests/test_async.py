@@ -289,12 +289,12 @@ def test_a_row_lock_held_past_busy_timeout_is_database_busy(postgres_url: str) -
 
         async def main() -> None:
             async with AsyncStore.open(postgres_url, busy_timeout=0.3) as store:
-                await raises(DatabaseBusy, asyncio.wait_for(store.cancel(job.id), 10), match="busy timeout")
+                await raises(DatabaseBusy, asyncio.wait_for(store.cancel(job.id), 30), match="busy timeout")
 
         holding = threading.Thread(target=hold_lock)
         holding.start()
         try:
-            assert locked.wait(10)
+            assert locked.wait(60)
             run(main())
         finally:
             release.set()

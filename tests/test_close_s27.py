@@ -87,7 +87,7 @@ def test_a_connection_lent_at_close_is_closed_as_its_thread_gives_it_back(tmp_pa
             tx.create_generation("kept", model_name="m", duration_seconds=1)
             busy_conn.append(connector._local.conn)
             inside.set()
-            closed.wait(10)
+            closed.wait(60)
             tx.create_generation("kept too", model_name="m", duration_seconds=1)
 
     first = threading.Thread(target=idle)
@@ -95,7 +95,7 @@ def test_a_connection_lent_at_close_is_closed_as_its_thread_gives_it_back(tmp_pa
     first.join()
     second = threading.Thread(target=busy)
     second.start()
-    assert inside.wait(10)
+    assert inside.wait(60)
     store.close()
     with pytest.raises(sqlite3.ProgrammingError):
         idle_conn[0].execute("SELECT 1")  # closed by close()

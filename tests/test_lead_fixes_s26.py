@@ -26,7 +26,7 @@ def _forked_reads_started(shared: waiting._Poller | listening._Hub, lock_name: s
 
     holder = threading.Thread(target=hold, daemon=True)
     holder.start()
-    assert held.wait(10)
+    assert held.wait(60)
     try:
         pid = os.fork()
         if pid == 0:  # the child: only this thread; the parent's holder of the lock is not here
@@ -36,7 +36,7 @@ def _forked_reads_started(shared: waiting._Poller | listening._Hub, lock_name: s
                 os._exit(3)
     finally:
         release.set()
-        holder.join(10)
+        holder.join(60)
     for _ in range(1000):
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
@@ -222,7 +222,7 @@ def test_postgres_waits_of_a_closed_event_loop_are_swept_as_others_register(post
             await asyncio.gather(*(one() for _ in range(listening._SWEEP_AFTER + 2)))
 
         asyncio.run(many())
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while hub.waiters:
             assert time.monotonic() < deadline, f"{hub.waiters} waits still registered"
             time.sleep(0.01)

@@ -235,11 +235,11 @@ def test_concurrent_enqueues_and_claims_of_one_key_on_one_shard_never_deadlock(p
             start = threading.Barrier(2)
 
             def enqueue(n: int = n, key: str = key, start: threading.Barrier = start) -> None:
-                start.wait(10)
+                start.wait(60)
                 created.append(_job(enqueuer, f"next {n}", key).id)
 
             def claim(start: threading.Barrier = start) -> None:
-                start.wait(10)
+                start.wait(60)
                 got = claimer.claim_next("worker")
                 if got is not None:
                     claimed.append(got.id)

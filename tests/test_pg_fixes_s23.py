@@ -126,7 +126,7 @@ def test_a_wait_wakes_at_once_at_an_enqueue_after_its_listening_backend_is_termi
     with Store(postgres_url) as other:
         thread = threading.Thread(target=wait_for_work)
         thread.start()
-        started.wait(10.0)
+        started.wait(60.0)
         pids: list[int] = []
 
         def listening() -> bool:

@@ -193,7 +193,7 @@ def test_closing_the_store_wakes_its_sleeping_waits_which_end(sqlite_url: str) -
                 await asyncio.sleep(0.01)
             await astore.close()
             try:
-                await asyncio.wait_for(task, 10)
+                await asyncio.wait_for(task, 30)
             except InvalidInput as exc:
                 return exc
             return None

@@ -189,7 +189,7 @@ def test_a_process_forked_inside_handle_signals_still_ends_on_sigterm(sqlite_url
             try:
                 time.sleep(0.2)
                 child.terminate()  # SIGTERM
-                child.join(10)
+                child.join(60)
                 exits.append(child.exitcode)
             finally:
                 if child.exitcode is None:

@@ -407,7 +407,7 @@ def test_nested_handle_signals_of_several_workers_stop_them_all(sqlite_url: str,
                 runs = asyncio.gather(*(w.run() for w in workers))
                 await asyncio.sleep(0.05)
                 os.kill(os.getpid(), sig)
-                return await asyncio.wait_for(runs, 10)
+                return await asyncio.wait_for(runs, 60)
 
     before = signal.getsignal(sig)
     assert asyncio.run(main()) == [WorkerReport()] * 3

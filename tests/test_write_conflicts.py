@@ -48,7 +48,7 @@ def _deadlock_while(url: str, generation_id: str, write: Callable[[], None]) -> 
 
         worker = threading.Thread(target=run)
         worker.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         with psycopg.connect(url, autocommit=True) as monitor:
             while not _waiting_on_lock(monitor, pid):
                 assert time.monotonic() < deadline, "the store's write never blocked on the locked totals"
