@@ -607,14 +607,14 @@ def test_a_burst_of_waits_leaves_no_more_idle_listeners_than_the_store_keeps(db_
 
         def wait(gid: str) -> None:
             started.wait()
-            assert store.wait_for(gid, timeout=30).status is Status.CANCELLED
+            assert store.wait_for(gid, timeout=60).status is Status.CANCELLED
 
         threads = [threading.Thread(target=wait, args=(job.id,)) for job in jobs]
         for thread in threads:
             thread.start()
         started.wait()
         hub = waiting.listeners(store).hub
-        until(lambda: hub.waiters == waits, 25)  # every wait holds a listener (within the waits' 30 s)
+        until(lambda: hub.waiters == waits, 50)  # every wait holds a listener (within the waits' 60 s)
         for job in jobs:
             store.cancel(job.id)
         for thread in threads:
@@ -730,7 +730,7 @@ def test_many_concurrent_waits_hold_one_listening_connection(
         watched: list[Any] = []  # the store whose waits these are, once they may start
 
         def finish() -> None:
-            deadline = time.monotonic() + 25  # within the waits' 30 s
+            deadline = time.monotonic() + 50  # within the waits' 60 s
             while not watched or waiting.listeners(watched[0]).hub.waiters < waits:  # every wait is asleep
                 if time.monotonic() > deadline:
                     break  # counted as it is: the waits are cancelled, the count is asserted
@@ -745,7 +745,7 @@ def test_many_concurrent_waits_hold_one_listening_connection(
             results: list[Any] = [None] * waits
 
             def wait(i: int) -> None:
-                results[i] = store.wait_for(jobs[i].id, timeout=30)
+                results[i] = store.wait_for(jobs[i].id, timeout=60)
 
             threads = [threading.Thread(target=wait, args=(i,)) for i in range(waits)]
             watched.append(store)
@@ -758,7 +758,7 @@ def test_many_concurrent_waits_hold_one_listening_connection(
             async def main() -> list[Any]:
                 async with AsyncStore.open(postgres_url) as async_store:
                     watched.append(async_store)
-                    return await asyncio.gather(*(async_store.wait_for(job.id, timeout=30) for job in jobs))
+                    return await asyncio.gather(*(async_store.wait_for(job.id, timeout=60) for job in jobs))
 
             results = asyncio.run(main())
         finisher.join()
