@@ -114,13 +114,13 @@ def test_the_store_works_again_soon_after_a_server_that_hung_answers_again(
             with pytest.raises(DatabaseError, match="timeout"):
                 store.count_generations()
             proxy.open = True
-            deadline = time.monotonic() + 15.0
+            deadline = time.monotonic() + 60.0  # the bug: psycopg's 130 s
             while True:
                 try:
                     assert store.count_generations() == 1
                     break
                 except DatabaseError:
-                    assert time.monotonic() < deadline, "the store did not work again in 15 s"
+                    assert time.monotonic() < deadline, "the store did not work again in 60 s"
         return
 
     async def main() -> None:
@@ -130,12 +130,12 @@ def test_the_store_works_again_soon_after_a_server_that_hung_answers_again(
             with pytest.raises(DatabaseError, match="timeout"):
                 await store.count_generations()
             proxy.open = True
-            deadline = time.monotonic() + 15.0
+            deadline = time.monotonic() + 60.0  # the bug: psycopg's 130 s
             while True:
                 try:
                     assert await store.count_generations() == 1
                     break
                 except DatabaseError:
-                    assert time.monotonic() < deadline, "the store did not work again in 15 s"
+                    assert time.monotonic() < deadline, "the store did not work again in 60 s"
 
     asyncio.run(main())
