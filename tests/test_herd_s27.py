@@ -145,7 +145,7 @@ def test_an_enqueue_wakes_a_bounded_number_of_claim_waits(db_url: str, tries: li
         before = tries[0]
         for n in range(JOBS):
             store.create_generation(_prompt("job", n), model_name="m", duration_seconds=1)
-            until(partial(_has, got, n + 1))
+            until(partial(_has, got, n + 1), 20)  # woken: well before the re-try (60 s)
         time.sleep(0.2)  # the last chain ends
         spent = tries[0] - before
         store.close()  # wakes the rest: they end
@@ -163,7 +163,7 @@ def test_an_async_store_enqueue_wakes_a_bounded_number_of_claim_waits(db_url: st
     async def main() -> tuple[int, list[Generation | None]]:
         async with AsyncStore.open(db_url) as store:
             tasks = [asyncio.create_task(store.claim_next(f"w{i}", wait=60)) for i in range(waits)]
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 30  # then 20 s more for the claims: under the re-try (60 s)
             while waiting.listeners(store).hub.waiters < waits or tries[0] < waits:
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.01)
@@ -293,7 +293,7 @@ def test_a_woken_wait_cancelled_before_its_try_passes_its_wake_up_on(db_url: str
                 first.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await first
-                async with asyncio.timeout(60):
+                async with asyncio.timeout(20):  # woken: well before its re-try (60 s)
                     return await second
 
     found = asyncio.run(main())
