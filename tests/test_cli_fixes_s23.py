@@ -409,7 +409,7 @@ def test_a_live_servers_port_taken_after_its_choice_does_not_fail_the_start(
     server = _browser.LiveServer(_app())
     try:
         assert server.port != held_port and server.url == f"http://127.0.0.1:{server.port}"
-        with urllib.request.urlopen(server.url + "/", timeout=10) as answer:
+        with urllib.request.urlopen(server.url + "/", timeout=60) as answer:
             assert answer.read() == b"here"
     finally:
         server.stop()

@@ -30,7 +30,7 @@ def test_s3_url_and_stream_serve_the_bytes_recorded(store: Store, objects: FileS
     with Delivery(store) as delivery:  # the store is opened from the row's s3:// URL (AWS_* variables)
         url = delivery.url_for(recorded.generation, expires=120)
         assert "X-Amz-Expires=120" in url and recorded.key is not None and recorded.key in url
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=60) as response:
             fetched = response.read()
         assert hashlib.sha256(fetched).hexdigest() == recorded.checksum
         chunks = list(delivery.open_audio(recorded.generation.id, chunk_size=4096))

@@ -44,7 +44,7 @@ def test_an_s3_renditions_url_and_stream(store: Store, db_url: str, objects: Fil
     with Delivery(store, files=[objects]) as delivery:
         url = delivery.url_for(mp3, expires=90)
         assert "X-Amz-Expires=90" in url and mp3.storage_key in url
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=60) as response:
             fetched = response.read()
         assert hashlib.sha256(fetched).hexdigest() == mp3.checksum
         assert b"".join(delivery.open_audio(mp3, chunk_size=4096)) == fetched

@@ -277,7 +277,7 @@ def test_a_presigned_url_reads_the_bytes(filestore: FileStore) -> None:
     key = fresh_key()
     filestore.put(key, b"listen", content_type="audio/wav")
     url = filestore.presigned_url(key, expires=60)
-    with urllib.request.urlopen(url, timeout=10) as response:
+    with urllib.request.urlopen(url, timeout=60) as response:
         assert response.read() == b"listen"
 
 
