@@ -198,7 +198,11 @@ def test_an_sqlite_store_opens_at_most_pool_size_connections_and_the_rest_wait(s
     asyncio.run(main())
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_workers_cancelled_at_random_leave_no_job_processing_unseen(db_url: str, seed: int) -> None:
     """Property: tasks claiming (``claim_next``, ``claim_batch``) and completing jobs, cancelled at random

@@ -228,7 +228,11 @@ def test_cleanup_deletes_the_recorded_peaks_file_wherever_the_row_put_it(
     assert {o.key for o in where.list()} == set()
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     damage=st.lists(
         st.sampled_from(["keep", "missing", "grow", "shrink", "flip", "invalid"]), min_size=1, max_size=3

@@ -48,7 +48,11 @@ def test_a_flipped_bit_in_a_master_or_rendition_is_found_when_asked(store: Store
     assert reconcile(store, root, verify_checksums=True).consistent
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(at=st.integers(0, 10**6), which=st.sampled_from(["master", "peaks"]))
 def test_any_flipped_byte_is_found(
     store: Store, tmp_path_factory: pytest.TempPathFactory, at: int, which: str

@@ -52,7 +52,11 @@ def queued(draw: st.DrawFn) -> Generation:
     )
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(rows=st.lists(queued(), min_size=1, max_size=4, unique_by=lambda g: g.id))
 def test_fair_floor_returns_the_librarys_objects(stores: tuple[Store, Bare], rows: list[Generation]) -> None:
     store, bare = stores

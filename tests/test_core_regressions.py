@@ -102,7 +102,11 @@ _OFFSETS = st.builds(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(moment=st.one_of(
     st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(1, 1, 2), timezones=_OFFSETS),
     st.datetimes(min_value=datetime(9999, 12, 30), max_value=datetime.max, timezones=_OFFSETS),

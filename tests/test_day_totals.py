@@ -64,7 +64,11 @@ def _moments() -> st.SearchStrategy[datetime]:
     return st.one_of(anywhere, near_midnight)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(moment=_moments())
 @example(moment=HALF_A_SECOND_BEFORE_1970)
 @example(moment=EPOCH - timedelta(microseconds=1))

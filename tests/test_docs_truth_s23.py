@@ -68,7 +68,11 @@ def test_prompts_draw_long_minimums_up_to_the_stores_limit(low: int, high: int, 
 
     drawn: list[str] = []
 
-    @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=10,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
     @given(ms.prompts(min_size=low, max_size=high))
     def draw(prompt: str) -> None:
         assert low <= len(prompt) <= high and prompt.strip()

@@ -203,7 +203,11 @@ def test_a_quiet_clip_keeps_its_dither(tmp_path: Path) -> None:
     fmt=st.sampled_from(["wav", "flac"]),
     status=st.sampled_from(["as_is"]),  # a too quiet clip over the ceiling is turned down (s24): not clipped
 )
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 def test_figures_of_a_clipped_file_are_those_of_the_file(
     tmp_path: Path, *, level: float, seconds: float, subtype: str, fmt: str, status: str
 ) -> None:
@@ -782,7 +786,11 @@ def _transients(channels: int, seconds: float, seed: int) -> np.ndarray[Any, np.
     return x.astype(np.float32)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     cap=st.sampled_from([1.0, 3.0, 6.0, 9.5]),
     channels=st.integers(1, 2),

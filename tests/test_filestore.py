@@ -37,7 +37,9 @@ from musicstore.filestore.s3 import MIN_PART
 from musicstore.storage_names import TEMP_NAME
 
 FIXTURE_SETTINGS = settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 _keys = itertools.count()
 

@@ -40,7 +40,11 @@ _names = itertools.count()
     fill=st.sampled_from(["b", "\u00e9", "\u97f3", "\U0001d11e"]),
     ext_bytes=st.integers(1, 254),
 )
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 def test_a_local_put_takes_any_name_that_fits_name_max_whatever_its_extension(
     tmp_path: Path, stem: str, fill: str, ext_bytes: int
 ) -> None:
@@ -140,7 +144,11 @@ _examples = itertools.count()
 
 
 @given(steps=st.lists(operations, max_size=12))
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 def test_a_folder_and_a_bucket_answer_the_same_calls_alike(
     musicstore_s3_url: str, tmp_path: Path, steps: list[tuple[Any, ...]]
 ) -> None:

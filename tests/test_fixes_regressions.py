@@ -516,7 +516,11 @@ _ZONES = st.builds(lambda minutes: timezone(timedelta(minutes=minutes)), st.inte
 _MOMENTS = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(now=_MOMENTS, zone=_ZONES, later=st.none() | _MOMENTS, later_zone=_ZONES)
 @example(now=datetime(2000, 1, 1, fold=1), zone=UTC, later=datetime(2001, 1, 1, fold=1), later_zone=UTC)
 def test_a_created_generation_equals_its_read_zone_and_all(
@@ -1003,7 +1007,11 @@ def test_prompts_refuse_narrowing_that_draws_prompts_a_store_refuses(narrowing: 
         ms.prompts(**narrowing)
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=5,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_prompts_up_to_the_store_limit_are_accepted(store: Store, data: st.DataObject) -> None:
     from musicstore.testing import strategies as ms
@@ -1051,7 +1059,11 @@ def test_the_plugin_gives_a_migrated_postgres_store_with_the_fake_clock(
     assert store.requeue_expired().requeued == [job.id]
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_generations_narrow_like_generation_requests(store: Store, data: st.DataObject) -> None:
     """Issue 6: each strategy has a way to narrow it "(e.g. statuses=, max_seconds=)"; ``generations``

@@ -46,7 +46,11 @@ def test_a_trimmed_output_louder_than_the_target_is_turned_down(
     assert result.true_peak_after <= options.ceiling_dbtp
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     samples=st.integers(1_000, 20_000),
     rate=st.sampled_from([8_000, 16_000, 32_000, 48_000]),

@@ -224,7 +224,11 @@ def _enqueue(store: Store, prompts: list[str], key: str) -> None:
     raise AssertionError("the enqueue conflicted five times")
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(scene=_scenes())
 def test_every_job_enqueued_is_claimed_by_a_waiting_worker_at_once(
     db_url: str, tries: list[int], scene: tuple[list[int | None], list[int], list[float]]

@@ -108,7 +108,11 @@ def _rendition(store: Store, generation_id: str, key: str, data: bytes) -> None:
     )  # fmt: skip
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(keys=KEYS, renditions=st.lists(st.booleans(), min_size=10, max_size=10))
 @example(keys=["a-c.wav", "a_c.wav", "a/b.wav", "a/B.wav", "aZ.wav", "ab.wav", "é.wav", "f.wav"],
          renditions=[False, True] * 5)  # fmt: skip
@@ -235,7 +239,11 @@ def _put_and_record(store: Store, files: FileStore, keys: list[str]) -> None:
         store.run(record_storage, job.id, storage_url=files.url, key=key, checksum=info.checksum)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(order=st.permutations(LISTED), batch=st.integers(1, 4))
 @example(order=sorted(LISTED, reverse=True), batch=2)
 def test_every_object_is_classified_once_in_any_listing_order(

@@ -341,7 +341,11 @@ _AT = datetime(2026, 1, 1, tzinfo=UTC)
 """A moment among the drawn rows' (2025-2026): some pending rows wait for their run_after then."""
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(rows=st.lists(ms.generations(), min_size=1, max_size=8, unique_by=lambda row: row.id))
 def test_drawn_queues_import_and_are_claimed_on_both_backends(db_url: str, rows: list[Generation]) -> None:
     """Rows drawn together pass both schemas (the idempotency keys' unique index, the owner lanes' triggers)

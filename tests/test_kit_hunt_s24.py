@@ -105,7 +105,11 @@ def test_a_requeued_row_has_fewer_attempts_than_the_most_and_its_error(row: Gene
         assert row.error_message is not None and row.worker_id is None
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(row=ms.generations(statuses=["pending", "processing", "cancelled"]))
 def test_requeued_rows_pass_the_schema_and_read_back_equal(store: Store, row: Generation) -> None:
     prompt = Prompt(0, row.prompt, 1, row.created_at, row.created_at)

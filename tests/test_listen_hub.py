@@ -354,7 +354,11 @@ def listening_store(postgres_url: str) -> Iterator[tuple[Store, psycopg.Connecti
         yield store, notifier
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(steps=_STEPS)
 def test_no_waiter_misses_a_notification_sent_after_it_armed(
     listening_store: tuple[Store, psycopg.Connection[Any]], steps: list[tuple[str, int, int]]

@@ -379,7 +379,11 @@ _JOBS = st.lists(
 )  # each job: seconds after the previous one, and its run_after from its creation (None: none)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(jobs=_JOBS, later=st.integers(0, 500))
 def test_metrics_longest_ready_wait_agrees_with_queue_depth(
     db_url: str, jobs: list[tuple[int, int | None]], later: int

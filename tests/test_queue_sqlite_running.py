@@ -57,7 +57,11 @@ OPS = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(ops=OPS)
 def test_running_counts_match_the_rows_after_any_operations(
     template: Path, tmp_path: Path, ops: list[tuple[str, int, int]]

@@ -153,7 +153,11 @@ PLACES = ("none", "here", "here_link", "there", "gone", "bucket")
 folder, a folder since removed, an object store."""
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(rows=st.lists(st.tuples(st.sampled_from(PLACES), st.booleans()), min_size=1, max_size=8))
 def test_only_own_rows_are_judged(rows: list[tuple[str, bool]], tmp_path: Path) -> None:
     """Whatever the mix, reconcile of ``here`` with repair finds dangling exactly the rows with no store or

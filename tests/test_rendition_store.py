@@ -215,7 +215,11 @@ _request = st.tuples(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     requests=st.lists(_request, min_size=1, max_size=6),
     loudness=st.none() | st.floats(-60, -5),

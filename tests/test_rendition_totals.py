@@ -51,7 +51,11 @@ def test_storage_stats_count_the_renditions_and_their_bytes(store: Store, db_url
     assert totals(store) == recount(db_url) == (1, 50)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     steps=st.lists(st.tuples(st.sampled_from(["make", "drop", "delete"]), st.integers(1, 10**9)), max_size=8)
 )

@@ -111,7 +111,11 @@ def test_clicks_and_a_near_nyquist_tone_keep_the_ceiling(name: str, tmp_path: Pa
         check(render_audio(audio, 48_000, tmp_path / f"{i}.{ext}", spec, "podcast"))
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     kind=st.sampled_from(["music", "bursts", "chirp", "square", "clipped", "bed"]),
     rate=st.sampled_from([16_000, 32_000, 44_100, 48_000]),

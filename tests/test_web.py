@@ -425,7 +425,11 @@ def paging_store(db_url: str) -> Iterator[tuple[Store, list[Generation]]]:
         yield store, everything
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     status=st.sampled_from([None, "pending", "processing", "completed", "failed"]),
     model=st.sampled_from([None, "m-a", "m-b"]),
