@@ -121,8 +121,8 @@ class AsyncFileStore:
     async def abort(self, upload: Upload) -> None:
         await asyncio.to_thread(self.store.abort, upload)
 
-    async def presigned_url(self, key: str, *, expires: int = 3600) -> str:
-        return await asyncio.to_thread(self.store.presigned_url, key, expires=expires)
+    async def presigned_url(self, key: str, *, expires: int = 3600, method: str = "GET") -> str:
+        return await asyncio.to_thread(self.store.presigned_url, key, expires=expires, method=method)
 
 
 __all__ = ["AsyncFileStore"]

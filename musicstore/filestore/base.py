@@ -156,8 +156,9 @@ class FileStore(Protocol, metaclass=_FileStoreType):
         """Discard an unfinished upload (nothing at its key changes)."""
         ...
 
-    def presigned_url(self, key: str, *, expires: int = 3600) -> str:
-        """A URL that reads the object without credentials for ``expires`` seconds (local: a file URL)."""
+    def presigned_url(self, key: str, *, expires: int = 3600, method: str = "GET") -> str:
+        """A URL that reads the object without credentials for ``expires`` seconds (local: a file URL), with
+        ``method`` (``"GET"`` or ``"HEAD"``: S3 signs the method, a GET URL answers a HEAD 403)."""
         ...
 
     def close(self) -> None: ...
@@ -237,6 +238,17 @@ def check_expiry(expires: object) -> int:
             f"expires={shown(expires)} must be whole seconds from 1 to {MAX_URL_SECONDS} (7 days)"
         )
     return whole
+
+
+PRESIGNED_METHODS = {"GET": "get_object", "HEAD": "head_object"}
+"""The methods a presigned URL is made for, and the S3 operation each signs."""
+
+
+def check_url_method(method: object) -> str:
+    """``"GET"`` or ``"HEAD"``, the methods a presigned URL reads with."""
+    if not isinstance(method, str) or method not in PRESIGNED_METHODS:
+        raise InvalidInput(f"method={shown(method)} must be 'GET' or 'HEAD'")
+    return method
 
 
 def check_chunk_size(chunk_size: object, what: str = "chunk_size", unit: str = "bytes") -> int:
@@ -400,6 +412,7 @@ __all__ = [
     "MAX_METADATA_BYTES",
     "MAX_METADATA_NAMES",
     "MAX_URL_SECONDS",
+    "PRESIGNED_METHODS",
     "ChecksumMismatch",
     "FileStore",
     "KeyConflict",
@@ -413,6 +426,7 @@ __all__ = [
     "check_key",
     "check_metadata",
     "check_prefix",
+    "check_url_method",
     "marked_by",
     "put_marked",
     "verified",

@@ -36,6 +36,7 @@ from .base import (
     check_expiry,
     check_metadata,
     check_overwrite,
+    check_url_method,
     chunks,
     content_type_for,
     verified,
@@ -435,10 +436,11 @@ class LocalFileStore:
             raise InvalidInput(f"{path!r} is not the temp file of a write")
         self._remove(path)
 
-    def presigned_url(self, key: str, *, expires: int = 3600) -> str:
-        """The ``file://`` URL of the file (no request is made; a file URL does not expire)."""
+    def presigned_url(self, key: str, *, expires: int = 3600, method: str = "GET") -> str:
+        """The ``file://`` URL of the file, whatever the method (no request is made; it does not expire)."""
         check_key(key)
         check_expiry(expires)
+        check_url_method(method)
         return (self.root / key).as_uri()
 
 

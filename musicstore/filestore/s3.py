@@ -35,6 +35,7 @@ from ..storage_names import MAX_KEY_BYTES, check_checksum, check_key, check_pref
 from .base import (
     CHECKSUM_FIELD,
     CHUNK_SIZE,
+    PRESIGNED_METHODS,
     ObjectExists,
     ObjectInfo,
     ObjectNotFound,
@@ -45,6 +46,7 @@ from .base import (
     check_expiry,
     check_metadata,
     check_overwrite,
+    check_url_method,
     content_type_for,
     verified,
 )
@@ -372,14 +374,16 @@ class S3FileStore(MultipartPuts):
             if code(exc) != "NoSuchUpload":
                 self._fail("aborting an upload of", upload.key, exc)
 
-    def presigned_url(self, key: str, *, expires: int = 3600) -> str:
-        """A SigV4 presigned GET URL valid ``expires`` seconds (signed locally: no existence check)."""
+    def presigned_url(self, key: str, *, expires: int = 3600, method: str = "GET") -> str:
+        """A SigV4 presigned URL for ``method`` (GET or HEAD: the signature covers it) valid ``expires``
+        seconds (signed locally: no existence check)."""
         check_key(key)
         expires = check_expiry(expires)  # a plain int (np.int64 too)
+        operation = PRESIGNED_METHODS[check_url_method(method)]
         try:
             url = str(
                 self._client.generate_presigned_url(
-                    "get_object", Params={"Bucket": self.bucket, "Key": self.prefix + key}, ExpiresIn=expires
+                    operation, Params={"Bucket": self.bucket, "Key": self.prefix + key}, ExpiresIn=expires
                 )
             )
         except self._errors() as exc:

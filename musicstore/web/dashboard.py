@@ -251,7 +251,9 @@ class Dashboard(AudioPeaks):
         if isinstance(located.files, LocalFileStore):
             path = _contained(located.files.root, located.key)
             return AudioFileResponse(path, media_type=media_type, content_disposition_type="inline")
-        return RedirectResponse(located.files.presigned_url(located.key, expires=900), status_code=307)
+        # signed for the request's method: a client follows a 307 with it, and a GET URL answers a HEAD 403
+        url = located.files.presigned_url(located.key, expires=900, method=request.method)
+        return RedirectResponse(url, status_code=307)
 
     def asset(self, request: Request) -> Response:
         found = self.assets.get(request.path_params["name"])

@@ -1,0 +1,72 @@
+"""Acceptance-style probes of the dashboard (issue 16), from outside: its public API over real servers.
+
+- ``HEAD /audio/{id}`` of a master in a bucket redirects to a URL that answers a ``HEAD`` (a presigned GET URL
+  answered it 403: S3 signs the method), and a ``GET`` still to one that streams it with Range support;
+  ``presigned_url(method=)`` takes GET or HEAD only.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from email.message import Message
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("starlette")
+
+from starlette.testclient import TestClient
+
+from musicstore import Store
+from musicstore.errors import InvalidInput
+from musicstore.filestore import FileStore, LocalFileStore
+from musicstore.recording import export_generation
+from musicstore.web import create_app
+from tests.test_web import _audio
+
+
+def _fetch(method: str, url: str, headers: dict[str, str] | None = None) -> tuple[int, Message, bytes]:
+    """``method`` on ``url`` (no redirect to follow): its status, headers and body."""
+    request = urllib.request.Request(url, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def test_head_of_audio_in_a_bucket_redirects_to_a_url_that_answers_head(
+    sqlite_url: str, musicstore_s3_files: FileStore
+) -> None:
+    with Store(sqlite_url) as store:
+        store.create_generation("lofi", model_name="m", duration_seconds=1, sample_rate=32_000, channels=1)
+        claimed = store.claim_next("gpu-0", lease_seconds=300)
+        assert claimed is not None
+        done = export_generation(store, claimed, _audio(1.0, 0)[:1], root=musicstore_s3_files).generation
+        with TestClient(create_app(store)) as client:
+            head = client.head(f"/audio/{claimed.id}", follow_redirects=False)
+            get = client.get(f"/audio/{claimed.id}", follow_redirects=False)
+    assert head.status_code == get.status_code == 307
+    status, headers, body = _fetch("HEAD", head.headers["location"])
+    assert (status, headers["Content-Type"], body) == (200, "audio/wav", b"")
+    assert int(headers["Content-Length"]) == done.file_size_bytes
+    status, headers, body = _fetch("GET", get.headers["location"], {"Range": "bytes=0-9"})
+    assert (status, headers["Content-Type"], headers["Content-Range"], body[:4]) == (
+        206,
+        "audio/wav",
+        f"bytes 0-9/{done.file_size_bytes}",
+        b"RIFF",
+    )
+
+
+def test_a_presigned_url_is_for_get_or_head_only(musicstore_s3_files: FileStore, tmp_path: Path) -> None:
+    folder = LocalFileStore(tmp_path)
+    try:
+        assert folder.presigned_url("a.wav", method="HEAD") == folder.presigned_url("a.wav")
+        for files in (folder, musicstore_s3_files):
+            for method in ("POST", "PUT", "DELETE", "get", ""):
+                with pytest.raises(InvalidInput, match="must be 'GET' or 'HEAD'"):
+                    files.presigned_url("a.wav", method=method)
+    finally:
+        folder.close()
