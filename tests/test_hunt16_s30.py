@@ -3,12 +3,15 @@
 - ``HEAD /audio/{id}`` of a master in a bucket redirects to a URL that answers a ``HEAD`` (a presigned GET URL
   answered it 403: S3 signs the method), and a ``GET`` still to one that streams it with Range support;
   ``presigned_url(method=)`` takes GET or HEAD only.
+- The wheel carries the templates and assets, and no page links outside the app (it works offline).
 """
 
 from __future__ import annotations
 
+import re
 import urllib.error
 import urllib.request
+import zipfile
 from email.message import Message
 from pathlib import Path
 
@@ -23,7 +26,8 @@ from musicstore.errors import InvalidInput
 from musicstore.filestore import FileStore, LocalFileStore
 from musicstore.recording import export_generation
 from musicstore.web import create_app
-from tests.test_web import _audio
+from tests.test_packaging import wheel  # noqa: F401  (the wheel of this tree, built once)
+from tests.test_web import _audio, populate
 
 
 def _fetch(method: str, url: str, headers: dict[str, str] | None = None) -> tuple[int, Message, bytes]:
@@ -70,3 +74,38 @@ def test_a_presigned_url_is_for_get_or_head_only(musicstore_s3_files: FileStore,
                     files.presigned_url("a.wav", method=method)
     finally:
         folder.close()
+
+
+def test_the_wheel_carries_the_dashboards_templates_and_assets(wheel: Path) -> None:  # noqa: F811
+    package = Path(__file__).resolve().parent.parent / "musicstore" / "web"
+    shipped = sorted(
+        f"musicstore/web/{path.relative_to(package).as_posix()}"
+        for folder in ("static", "templates")
+        for path in (package / folder).iterdir()
+    )
+    assert any(name.endswith("app.js") for name in shipped) and len(shipped) > 3
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        assert [name for name in shipped if name not in names] == []
+        assert archive.read("musicstore/web/static/app.js") == (package / "static" / "app.js").read_bytes()
+
+
+_LINK = re.compile(r"""(?:src|href|action)="([^"]*)\"""")
+
+
+def test_every_page_links_only_to_the_dashboard_itself(tmp_path: Path, sqlite_url: str) -> None:
+    """Works offline: every src, href and form action of every page stays on the app (no CDN, no font)."""
+    with Store(sqlite_url) as store:
+        data = populate(store, tmp_path / "audio")
+        with TestClient(create_app(store, root=data.root)) as client:
+            paths = ["/", "/generations", "/prompts", "/workers", f"/generations/{data.completed[1]}"]
+            pages = {path: client.get(path) for path in paths}
+            script = client.get("/static/app.js").text
+            style = client.get("/static/style.css").text
+    for path, page in pages.items():
+        assert page.status_code == 200, path
+        links = _LINK.findall(page.text)
+        assert links and [link for link in links if not link.startswith(("/", "?", "#", "data:"))] == [], path
+        assert [link for link in links if link.startswith("//")] == [], path  # another host
+    assert "http://" not in script and "https://" not in script and "import(" not in script
+    assert "@import" not in style and "url(" not in style.replace("url(data:", "")
