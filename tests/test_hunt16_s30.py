@@ -4,6 +4,7 @@
   answered it 403: S3 signs the method), and a ``GET`` still to one that streams it with Range support;
   ``presigned_url(method=)`` takes GET or HEAD only.
 - The wheel carries the templates and assets, and no page links outside the app (it works offline).
+- `/metrics` for an `Accept` with a malformed version is the text format, not a 500.
 """
 
 from __future__ import annotations
@@ -109,3 +110,30 @@ def test_every_page_links_only_to_the_dashboard_itself(tmp_path: Path, sqlite_ur
         assert [link for link in links if link.startswith("//")] == [], path  # another host
     assert "http://" not in script and "https://" not in script and "import(" not in script
     assert "@import" not in style and "url(" not in style.replace("url(data:", "")
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/openmetrics-text;version=abc",
+        "application/openmetrics-text; version=1.",
+        "application/openmetrics-text;version=1.0.x, text/plain;q=0.5",
+        "text/plain;version=abc",
+    ],
+)
+def test_metrics_for_an_accept_header_with_a_malformed_version_is_the_text_format(
+    sqlite_url: str, accept: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A malformed ``version`` in ``Accept`` (the client's header) was ``500`` "internal error", a TypeError
+    logged from prometheus_client's negotiation: it is the text format any other ``Accept`` gets."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with Store(sqlite_url) as store:
+        store.create_generation("lofi", model_name="m", duration_seconds=1)
+        with TestClient(create_app(store), raise_server_exceptions=False) as client:
+            response = client.get("/metrics", headers={"Accept": accept})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    families = {family.name: family for family in text_string_to_metric_families(response.text)}
+    assert families["musicstore_queue_depth"].samples[0].value == 1
+    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelname == "ERROR"]

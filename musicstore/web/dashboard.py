@@ -232,11 +232,15 @@ class Dashboard(AudioPeaks):
 
     def metrics(self, request: Request) -> Response:
         """A snapshot in the format ``Accept`` asks for (as prometheus_client's handlers): OpenMetrics for
-        Prometheus, where gauge histograms keep their type; else the text format 0.0.4, labelled so."""
+        Prometheus, where gauge histograms keep their type; else (a malformed ``version`` in it too) the text
+        format 0.0.4, labelled so."""
         from prometheus_client import CollectorRegistry
         from prometheus_client.exposition import choose_encoder
 
-        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        try:
+            encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        except (TypeError, ValueError):  # a version it cannot compare ("version=abc"): the client's header
+            encoder, content_type = choose_encoder("")
         registry = CollectorRegistry(auto_describe=False)
         registry.register(StoreCollector(self.store))
         return Response(encoder(registry), media_type=content_type)
