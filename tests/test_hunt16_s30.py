@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import urllib.error
 import urllib.request
@@ -24,7 +25,7 @@ from starlette.testclient import TestClient
 
 from musicstore import Store
 from musicstore.errors import InvalidInput
-from musicstore.filestore import FileStore, LocalFileStore
+from musicstore.filestore import AsyncFileStore, FileStore, LocalFileStore
 from musicstore.recording import export_generation
 from musicstore.web import create_app
 from tests.test_packaging import wheel  # noqa: F401  (the wheel of this tree, built once)
@@ -73,6 +74,10 @@ def test_a_presigned_url_is_for_get_or_head_only(musicstore_s3_files: FileStore,
             for method in ("POST", "PUT", "DELETE", "get", ""):
                 with pytest.raises(InvalidInput, match="must be 'GET' or 'HEAD'"):
                     files.presigned_url("a.wav", method=method)
+        musicstore_s3_files.put("a.wav", b"0123456789")
+        signed = asyncio.run(AsyncFileStore(musicstore_s3_files).presigned_url("a.wav", method="HEAD"))
+        status, headers, _ = _fetch("HEAD", signed)
+        assert (status, headers["Content-Length"]) == (200, "10")
     finally:
         folder.close()
 
