@@ -5,6 +5,8 @@
   ``presigned_url(method=)`` takes GET or HEAD only.
 - The wheel carries the templates and assets, and no page links outside the app (it works offline).
 - `/metrics` for an `Accept` with a malformed version is the text format, not a 500.
+- Hostile query strings (NUL, non-UTF-8, huge or negative numbers, full-width digits) are a 400 with its
+  reason on both backends; unknown or empty parameters are ignored.
 """
 
 from __future__ import annotations
@@ -142,3 +144,31 @@ def test_metrics_for_an_accept_header_with_a_malformed_version_is_the_text_forma
     families = {family.name: family for family in text_string_to_metric_families(response.text)}
     assert families["musicstore_queue_depth"].samples[0].value == 1
     assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+HOSTILE_QUERIES = [
+    "model=%00", "model=a%00b", "status=%00", "day=%00", "cursor=%00", "q=%00a", "status=%FF%FE",
+    "cursor=%F0%9F%98%80", "cursor=LTE6eA", "cursor=" + "A" * 99, "day=99999-01-01", "day=-2024-01-01",
+    "day=%2B2024-01-01", "day=0000-01-01", "day=2024-02-30", "limit=-1", "limit=1e3", "limit=5_0",
+    "limit=%EF%BC%95", "limit=" + "9" * 5000, "model=" + "m" * 5000, "status=pending&status=bogus",
+    "status=%E2%80%AEpending",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["sqlite_url", "postgres_url"])
+def test_hostile_query_strings_are_a_400_with_its_reason_and_unknown_ones_are_ignored(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    with Store(request.getfixturevalue(backend)) as store:
+        populate(store, tmp_path / "audio", renditions=False)
+        with TestClient(create_app(store), raise_server_exceptions=False) as client:
+            for query in HOSTILE_QUERIES:
+                page = client.get(f"/generations?{query}")
+                api = client.get(f"/api/generations?{query}")
+                assert page.status_code == api.status_code == 400, query
+                assert api.json()["status"] == 400 and api.json()["error"], query
+                assert "<script" not in page.text.split("</head>")[1], query
+            plain = client.get("/api/generations").json()
+            for query in ("foo=bar", "q[]=a", "limit[]=9", "%FF=%FE", "status=", "model=&day=&q=&cursor="):
+                assert client.get(f"/api/generations?{query}").json() == plain, query
+                assert client.get(f"/generations?{query}").status_code == 200, query
