@@ -4,7 +4,7 @@
   answered it 403: S3 signs the method), and a ``GET`` still to one that streams it with Range support;
   ``presigned_url(method=)`` takes GET or HEAD only.
 - The wheel carries the templates and assets, and no page links outside the app (it works offline).
-- `/metrics` for an `Accept` with a malformed version is the text format, not a 500.
+- ``/metrics`` for an ``Accept`` with a malformed version is the text format, not a 500.
 - Hostile query strings (NUL, non-UTF-8, huge or negative numbers, full-width digits) are a 400 with its
   reason on both backends; unknown or empty parameters are ignored.
 """
@@ -84,6 +84,7 @@ def test_a_presigned_url_is_for_get_or_head_only(musicstore_s3_files: FileStore,
         folder.close()
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_the_dashboards_templates_and_assets(wheel: Path) -> None:  # noqa: F811
     package = Path(__file__).resolve().parent.parent / "musicstore" / "web"
     shipped = sorted(
