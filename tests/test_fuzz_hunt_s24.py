@@ -967,6 +967,7 @@ def test_a_refused_value_without_a_repr_is_named_in_a_typed_error(env: Env, valu
         "put overwrite": lambda: files.put("a.wav", b"x", overwrite=[value]),  # type: ignore[arg-type]
         "put content_type": lambda: files.put("a.wav", b"x", content_type=[value]),  # type: ignore[arg-type]
         "presigned_url expires": lambda: files.presigned_url("a.wav", expires=[value]),  # type: ignore[arg-type]
+        "presigned_url method": lambda: files.presigned_url("a.wav", method=[value]),  # type: ignore[arg-type]
         "list page_size": lambda: list(files.list(page_size=[value])),  # type: ignore[arg-type]
     }
     for name, call in calls.items():
