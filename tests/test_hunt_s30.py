@@ -111,11 +111,13 @@ def test_cleanup_through_another_port_deletes_no_row(
         store.close()
 
 
-class _HttpsRedirect:
-    """What stands at an ``http://`` endpoint of a server served over https only (nginx's ``return 301
-    https://$host$request_uri``): every request answered ``301`` to the same path over https."""
+class _Front:
+    """A local HTTP server that stands where the S3 endpoint should be and answers every request alike:
+    ``status``, an HTML ``body`` and ``headers(request)`` (counted in ``requests``)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, status: int, body: bytes, headers: Callable[[BaseHTTPRequestHandler], dict[str, str]]
+    ) -> None:
         front = self
         self.requests = 0
 
@@ -126,10 +128,9 @@ class _HttpsRedirect:
             def _any(self) -> None:
                 front.requests += 1
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                body = b"<html><body>301 Moved Permanently</body></html>"
-                self.send_response(301)
-                self.send_header("Location", f"https://{self.headers['Host']}{self.path}")
-                self.send_header("Content-Type", "text/html")
+                self.send_response(status)
+                for name, value in {**headers(self), "Content-Type": "text/html"}.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if self.command != "HEAD":
@@ -146,13 +147,33 @@ class _HttpsRedirect:
         self.server.server_close()
 
 
+def _https_redirect() -> _Front:
+    """What stands at an ``http://`` endpoint of a server served over https only (nginx's ``return 301
+    https://$host$request_uri``): every request answered ``301`` to the same path over https."""
+    return _Front(
+        301,
+        b"<html><body>301 Moved Permanently</body></html>",
+        lambda request: {"Location": f"https://{request.headers['Host']}{request.path}"},
+    )
+
+
+def _denying_front() -> _Front:
+    """A web application firewall or an authenticating proxy in front of the server: every request refused
+    ``403 Forbidden`` with an HTML page, as such fronts answer (no S3 error code in it)."""
+    return _Front(
+        403,
+        b"<html><head><title>403 Forbidden</title></head><body>Request blocked</body></html>",
+        lambda request: {},
+    )
+
+
 def test_an_endpoint_that_redirects_is_one_typed_error_at_once(tmp_path: Path) -> None:
     """botocore answers a redirect that names no bucket region by asking the region with a ``HeadBucket``,
     redirected in turn: about 80 requests deep, every operation of the store ended in Python's
     ``RecursionError`` (no ``StorageError``; the CLI printed a 3,000-line traceback). Now each is
     ``StoreUnavailable``, one line, after two requests (the one made, and the ``HeadBucket`` botocore asks
     the bucket's region with, which AWS answers with it)."""
-    front = _HttpsRedirect()
+    front = _https_redirect()
     files = open_filestore(
         "s3://musicstore-test/music",
         endpoint_url=front.url,
@@ -204,42 +225,12 @@ def test_an_endpoint_that_redirects_is_one_typed_error_at_once(tmp_path: Path) -
         front.close()
 
 
-class _DenyingFront:
-    """A web application firewall or an authenticating proxy in front of the server: every request refused
-    ``403 Forbidden`` with an HTML page, as such fronts answer (no S3 error code in it)."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _any(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                body = b"<html><head><title>403 Forbidden</title></head><body>Request blocked</body></html>"
-                self.send_response(403)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any  # noqa: N815 (http.server's names)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_a_denial_with_an_html_page_is_access_denied_for_every_operation() -> None:
     """A 403 whose body is an HTML page (botocore finds no error code in it) was access denied
     (``StoreUnavailable``) for a HEAD, whose body is empty, and a plain ``StorageError`` "failed: 403" for a
     put, a read or a listing: ``copy-files`` then skipped every row one by one where it stops at a store it
     cannot use."""
-    front = _DenyingFront()
+    front = _denying_front()
     files = open_filestore(
         "s3://musicstore-test/music",
         endpoint_url=front.url,
