@@ -167,6 +167,18 @@ def _denying_front() -> _Front:
     )
 
 
+def _operations(files: FileStore) -> dict[str, Callable[[], object]]:
+    """Each kind of request a file store makes, on a key of the test's bucket."""
+    return {
+        "put": lambda: files.put("2026/01/31/a.wav", b"RIFF....WAVEfmt "),
+        "head": lambda: files.head("2026/01/31/a.wav"),
+        "get": lambda: b"".join(files.get("2026/01/31/a.wav")),
+        "list": lambda: list(files.list()),
+        "delete": lambda: files.delete("2026/01/31/a.wav"),
+        "uploads": lambda: list(files.uploads()),
+    }
+
+
 def test_an_endpoint_that_redirects_is_one_typed_error_at_once(tmp_path: Path) -> None:
     """botocore answers a redirect that names no bucket region by asking the region with a ``HeadBucket``,
     redirected in turn: about 80 requests deep, every operation of the store ended in Python's
@@ -181,13 +193,7 @@ def test_an_endpoint_that_redirects_is_one_typed_error_at_once(tmp_path: Path) -
         secret_access_key="redirected-secret",
     )
     try:
-        attempts: dict[str, Callable[[], object]] = {
-            "put": lambda: files.put("2026/01/31/a.wav", b"RIFF....WAVEfmt "),
-            "head": lambda: files.head("2026/01/31/a.wav"),
-            "get": lambda: b"".join(files.get("2026/01/31/a.wav")),
-            "list": lambda: list(files.list()),
-            "delete": lambda: files.delete("2026/01/31/a.wav"),
-        }
+        attempts = _operations(files)
         for what, attempt in attempts.items():
             front.requests = 0
             with pytest.raises(StoreUnavailable) as raised:
@@ -238,13 +244,7 @@ def test_a_denial_with_an_html_page_is_access_denied_for_every_operation() -> No
         secret_access_key="s",
     )
     try:
-        attempts: dict[str, Callable[[], object]] = {
-            "put": lambda: files.put("2026/01/31/a.wav", b"RIFF....WAVEfmt "),
-            "head": lambda: files.head("2026/01/31/a.wav"),
-            "get": lambda: b"".join(files.get("2026/01/31/a.wav")),
-            "list": lambda: list(files.list()),
-            "uploads": lambda: list(files.uploads()),
-        }
+        attempts = _operations(files)
         for what, attempt in attempts.items():
             with pytest.raises(StoreUnavailable, match="access denied") as raised:
                 attempt()
