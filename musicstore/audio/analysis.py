@@ -24,7 +24,7 @@ from musicstore.audio.arrays import (
     check_finite_frames,
     check_sample_rate,
 )
-from musicstore.audio.file_checks import check_not_truncated, not_a_file, short_read
+from musicstore.audio.file_checks import check_not_truncated, not_a_file, short_read, sndfile_name
 from musicstore.audio.files import as_path
 from musicstore.audio.loudness import BlockPower, loudness_range
 from musicstore.audio.truepeak import largest_sample, range_exponent, scaled_down, to_db, true_peak
@@ -104,12 +104,13 @@ def analyze_file(path: str | Path, *, tempo: bool = False) -> AudioInfo:
     ``InvalidAudio`` when
     it is not audio musicstore measures, or is truncated (its header declares more audio than it holds: a
     file cut short by a crash or a copy is refused, never measured as a shorter clip)."""
-    why = not_a_file(as_path(path))
+    source = as_path(path)
+    why = not_a_file(source)
     validate.flag(tempo, "tempo")
     if why is not None:
         raise StorageError(f"{path}: {why}")
     try:
-        with sf.SoundFile(path) as f:
+        with sf.SoundFile(sndfile_name(source)) as f:
             rate, subtype = f.samplerate, f.subtype
             if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
                 raise InvalidAudio(

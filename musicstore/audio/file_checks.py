@@ -3,10 +3,23 @@ crash or a copy), which libsndfile does not say."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import IO, Literal
 
 from musicstore.errors import InvalidAudio
+
+
+def sndfile_name(path: Path) -> str | bytes:
+    """``path`` as soundfile must be given it to open that file: its text, or the OS's bytes for a name
+    ``os.fsdecode`` made of an undecodable byte (soundfile encodes a str as strict UTF-8 and raised a bare
+    ``UnicodeEncodeError`` on such a name, which ``export_audio`` writes)."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
 
 
 def not_a_file(path: Path) -> str | None:

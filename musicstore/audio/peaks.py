@@ -22,7 +22,7 @@ import soundfile as sf
 from numpy.typing import NDArray
 
 from musicstore.audio.arrays import as_audio, check_sample_rate
-from musicstore.audio.file_checks import check_not_truncated, not_a_file, short_read
+from musicstore.audio.file_checks import check_not_truncated, not_a_file, short_read, sndfile_name
 from musicstore.audio.files import as_path, write_bytes_atomic
 from musicstore.errors import InvalidAudio, InvalidInput, StorageError, shown
 from musicstore.filestore.base import FileStore, ObjectInfo, check_key
@@ -286,7 +286,7 @@ def file_peaks(
     if why is not None:
         raise _NotAFile(f"{source}: {why}")
     try:
-        with sf.SoundFile(source) as f:
+        with sf.SoundFile(sndfile_name(source)) as f:
             with open(source, "rb") as raw:  # the header's sizes against the file's: before any block
                 check_not_truncated(raw, os.fstat(raw.fileno()).st_size, source.name)
             step = spp * max(1, block_frames // spp)
