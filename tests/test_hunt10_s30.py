@@ -31,3 +31,30 @@ def test_a_file_named_with_an_undecodable_byte_is_read_back(tmp_path: Path, suff
     assert info.integrated_loudness == pytest.approx(result.loudness_after, abs=0.05)
     peaks = file_peaks(path, 160, split_channels=True)
     assert peaks.channels == 2 and peaks.length == 100 and peaks.frames == 16_000
+
+
+def test_the_dashboards_waveform_of_a_file_under_a_root_named_with_an_undecodable_byte(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """The dashboard draws the waveform of a master in a local root whose folder name holds an undecodable
+    byte (its frame count was read by ``sf.info`` on the path as a str: a bare ``UnicodeEncodeError``)."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("jinja2")
+    from starlette.testclient import TestClient
+
+    from musicstore import Store
+    from musicstore.web import create_app
+
+    root = tmp_path / os.fsdecode(b"out-\xff")
+    root.mkdir()
+    with Store(sqlite_url) as store:
+        store.create_generation("undecodable", model_name="m", duration_seconds=1)
+        job = store.claim_next("gpu-0")
+        assert job is not None
+        path = root / f"{job.id}.wav"
+        export_audio(_clip(), 16_000, path)
+        store.complete_generation(job.id, file_path=path.name, file_size_bytes=path.stat().st_size)
+        with TestClient(create_app(store, root=root), raise_server_exceptions=False) as client:
+            peaks = client.get(f"/api/generations/{job.id}/peaks")
+            assert peaks.status_code == 200, peaks.text
+            assert peaks.json()["frames"] == 16_000 and peaks.json()["peaks"]

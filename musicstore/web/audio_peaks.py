@@ -71,13 +71,14 @@ class AudioPeaks:
         """The waveform computed from the audio file, in about ``PEAK_BUCKETS`` buckets; else InvalidAudio."""
         import soundfile as sf
 
+        from ..audio.file_checks import sndfile_name
         from ..audio.peaks import MAX_SAMPLES_PER_PIXEL, compute_peaks, file_peaks
         from ..audio.renditions import read_master
 
         try:
             if isinstance(located.files, LocalFileStore):
                 path = _contained(located.files.root, located.key)
-                frames = sf.info(str(path)).frames  # 2**63 - 1: a FLAC not saying (file_peaks says why)
+                frames = sf.info(sndfile_name(path)).frames  # 2**63 - 1: a FLAC not saying
                 spp = min(max(1, math.ceil(frames / PEAK_BUCKETS)), MAX_SAMPLES_PER_PIXEL)
                 found = file_peaks(path, spp)
             else:  # read_master: InvalidAudio for a truncated file too, which sf.read reads short
