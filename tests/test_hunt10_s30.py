@@ -7,6 +7,8 @@ tests/test_truepeak_ideal.py leaves out."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +133,37 @@ def test_any_rate_any_channels_any_length_stays_under_the_ceiling_by_an_outside_
         meter = pyloudnorm.Meter(rate)
         measured = meter.integrated_loudness(written[0] if channels == 1 else written.T.astype(np.float64))
         assert abs(measured - options.target_lufs) <= options.tolerance_lu + 0.01
+
+
+FILE_SIZE_LIMITED = """
+import resource, signal, sys
+from musicstore.maintenance.backup import backup
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), int(sys.argv[3])))
+backup(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_a_backup_past_the_file_size_limit_says_so_and_leaves_nothing(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A backup whose copy exceeds the process's file size limit (``ulimit -f``: EFBIG, a full disk's kin)
+    said only SQLite's "disk I/O error"; the error names the cause, and no file is left at the destination
+    nor beside it."""
+    from musicstore import Store
+
+    with Store(sqlite_url) as store:
+        for i in range(200):
+            store.create_generation(f"{i} " + "p" * 1_000, model_name="m", duration_seconds=1)
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    child = subprocess.run(
+        [sys.executable, "-c", FILE_SIZE_LIMITED, sqlite_url, str(folder / "copy.sqlite"), "100000"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert child.returncode == 1 and "musicstore.errors.StorageError" in child.stderr, child.stderr
+    assert "file size limit" in child.stderr and "100,000 bytes" in child.stderr, child.stderr[-600:]
+    assert list(folder.iterdir()) == []

@@ -19,6 +19,8 @@ database's ``-wal`` into it (so that a restore killed midway loses none of its c
 from __future__ import annotations
 
 import contextlib
+import os
+import resource
 import sqlite3
 import time
 from collections.abc import Callable
@@ -174,6 +176,30 @@ def _unopenable(exc: sqlite3.Error, path: Path) -> str:
     )
 
 
+def _write_failure(exc: sqlite3.Error, path: Path, dest: Path) -> str:
+    """Why SQLite's write of the copy failed, where its "disk I/O error" does not say: it names a full disk
+    (ENOSPC) alone, and a file over the process's size limit (``ulimit -f``: EFBIG) is an I/O error."""
+    if not (getattr(exc, "sqlite_errorname", None) or "").startswith("SQLITE_IOERR"):
+        return ""
+    try:
+        needed = sum(
+            Path(f"{path}{log}").stat().st_size for log in ("", "-wal") if Path(f"{path}{log}").exists()
+        )
+        folder = os.statvfs(dest.parent)
+    except OSError:
+        return ""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and limit < needed:
+        return (
+            f" (file too large: this process's file size limit, ulimit -f, is {limit:,} bytes and the "
+            f"database is {needed:,})"
+        )
+    free = folder.f_bavail * folder.f_frsize
+    if free < needed:
+        return f" (no space left: {free:,} bytes free for a {needed:,}-byte database)"
+    return ""
+
+
 def backup(
     url: str | None,
     destination: str | Path,
@@ -228,7 +254,8 @@ def backup(
                 source.execute("ROLLBACK")
             _remove_temp(temp)
     except sqlite3.Error as exc:
-        raise StorageError(f"backing up {path} to {dest} failed: {_unopenable(exc, path)}") from exc
+        why = _unopenable(exc, path) + _write_failure(exc, path, dest)
+        raise StorageError(f"backing up {path} to {dest} failed: {why}") from exc
     finally:
         source.close()
 
