@@ -167,3 +167,44 @@ def test_a_backup_past_the_file_size_limit_says_so_and_leaves_nothing(
     assert child.returncode == 1 and "musicstore.errors.StorageError" in child.stderr, child.stderr
     assert "file size limit" in child.stderr and "100,000 bytes" in child.stderr, child.stderr[-600:]
     assert list(folder.iterdir()) == []
+
+
+STORE_FILE_SIZE_LIMITED = """
+import resource, signal, sys
+from musicstore import Store, DatabaseError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
+with Store(sys.argv[1]) as store:
+    made = 0
+    try:
+        while True:
+            store.create_generation(f"{made} " + "p" * 5_000, model_name="m", duration_seconds=1)
+            made += 1
+    except DatabaseError as exc:
+        print(made)
+        print(exc)
+"""
+
+
+def test_a_store_write_past_the_file_size_limit_says_so_and_writes_nothing_half(
+    sqlite_url: str,
+) -> None:
+    """A write that takes the database (or its -wal) past the process's file size limit said only SQLite's
+    "disk I/O error"; the ``DatabaseError`` names the cause, and every row made before it is there whole,
+    the totals equal to a recount."""
+    from musicstore import Store
+
+    Store(sqlite_url).close()
+    child = subprocess.run(
+        [sys.executable, "-c", STORE_FILE_SIZE_LIMITED, sqlite_url, "400000"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr[-600:]
+    made, message = child.stdout.splitlines()[:2]
+    assert "file size limit, ulimit -f, is 400,000 bytes" in message, message
+    with Store(sqlite_url) as store:
+        assert store.count_generations() == int(made) == store.get_database_stats().total
+        assert store.count_generations(status="pending") == int(made)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import sqlite3
 import threading
 import time
@@ -73,7 +74,39 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
             )
     if isinstance(exc, sqlite3.IntegrityError):
         return DatabaseError(f"{where}: a schema constraint refused the change ({message})")
+    if isinstance(where, Path):
+        message += write_failure(exc, where.parent, _largest_file(where))
     return DatabaseError(f"{where}: {message}")
+
+
+def _largest_file(path: Path) -> int:
+    """Bytes of the larger of the database file and its -wal (0 where neither can be read)."""
+    sizes = [0]
+    for file in (path, Path(f"{path}-wal")):
+        with contextlib.suppress(OSError):
+            sizes.append(file.stat().st_size)
+    return max(sizes)
+
+
+WRITE_MARGIN = 1 << 20
+"""Bytes beyond a database file's size that a failed write is taken to have needed (a transaction's pages)."""
+
+
+def write_failure(exc: sqlite3.Error, folder: Path, size: int, margin: int = WRITE_MARGIN) -> str:
+    """Why SQLite's write failed, where its "disk I/O error" does not say ("" where it cannot tell): it names
+    a full disk (ENOSPC) alone, and a file past the process's size limit (``ulimit -f``: EFBIG) is an I/O
+    error. ``size``: the bytes of the file being written; ``margin``: what the write may have added."""
+    if not (exc.sqlite_errorname or "").startswith("SQLITE_IOERR"):
+        return ""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and limit < size + margin:
+        return f" (file too large: this process's file size limit, ulimit -f, is {limit:,} bytes)"
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return ""
+    free = stats.f_bavail * stats.f_frsize
+    return f" (no space left: {free:,} bytes free on the file system)" if free < size + margin else ""
 
 
 def unwritable_folder(where: object) -> str | None:

@@ -19,8 +19,6 @@ database's ``-wal`` into it (so that a restore killed midway loses none of its c
 from __future__ import annotations
 
 import contextlib
-import os
-import resource
 import sqlite3
 import time
 from collections.abc import Callable
@@ -29,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from .. import validate
-from ..backends.sqlite import unwritable_folder
+from ..backends.sqlite import unwritable_folder, write_failure
 from ..errors import InvalidInput, StorageError
 from ..filestore.fsync import fsync
 from ..urls import resolve, without_password
@@ -176,30 +174,6 @@ def _unopenable(exc: sqlite3.Error, path: Path) -> str:
     )
 
 
-def _write_failure(exc: sqlite3.Error, path: Path, dest: Path) -> str:
-    """Why SQLite's write of the copy failed, where its "disk I/O error" does not say: it names a full disk
-    (ENOSPC) alone, and a file over the process's size limit (``ulimit -f``: EFBIG) is an I/O error."""
-    if not (getattr(exc, "sqlite_errorname", None) or "").startswith("SQLITE_IOERR"):
-        return ""
-    try:
-        needed = sum(
-            Path(f"{path}{log}").stat().st_size for log in ("", "-wal") if Path(f"{path}{log}").exists()
-        )
-        folder = os.statvfs(dest.parent)
-    except OSError:
-        return ""
-    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    if limit != resource.RLIM_INFINITY and limit < needed:
-        return (
-            f" (file too large: this process's file size limit, ulimit -f, is {limit:,} bytes and the "
-            f"database is {needed:,})"
-        )
-    free = folder.f_bavail * folder.f_frsize
-    if free < needed:
-        return f" (no space left: {free:,} bytes free for a {needed:,}-byte database)"
-    return ""
-
-
 def backup(
     url: str | None,
     destination: str | Path,
@@ -254,7 +228,11 @@ def backup(
                 source.execute("ROLLBACK")
             _remove_temp(temp)
     except sqlite3.Error as exc:
-        why = _unopenable(exc, path) + _write_failure(exc, path, dest)
+        copied = 0  # the copy's bytes: about the database and its log
+        for file in (path, Path(f"{path}-wal")):
+            with contextlib.suppress(OSError):
+                copied += file.stat().st_size
+        why = _unopenable(exc, path) + write_failure(exc, dest.parent, 0, margin=copied)
         raise StorageError(f"backing up {path} to {dest} failed: {why}") from exc
     finally:
         source.close()
