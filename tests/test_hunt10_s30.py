@@ -208,3 +208,40 @@ def test_a_store_write_past_the_file_size_limit_says_so_and_writes_nothing_half(
     with Store(sqlite_url) as store:
         assert store.count_generations() == int(made) == store.get_database_stats().total
         assert store.count_generations(status="pending") == int(made)
+
+
+RESTORE_FILE_SIZE_LIMITED = """
+import resource, signal, sys
+from musicstore.maintenance.backup import restore
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), int(sys.argv[3])))
+restore(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_a_restore_past_the_file_size_limit_says_so_and_leaves_nothing(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """As a backup's: a restore whose copy exceeds ``ulimit -f`` said only "disk I/O error"."""
+    from musicstore import Store
+    from musicstore.maintenance.backup import backup
+    from musicstore.urls import sqlite_url as url_of
+
+    with Store(sqlite_url) as store:
+        for i in range(200):
+            store.create_generation(f"{i} " + "p" * 1_000, model_name="m", duration_seconds=1)
+    saved = tmp_path / "saved.sqlite"
+    backup(sqlite_url, saved)
+    folder = tmp_path / "restored"
+    folder.mkdir()
+    target = url_of(folder / "db.sqlite")
+    child = subprocess.run(
+        [sys.executable, "-c", RESTORE_FILE_SIZE_LIMITED, str(saved), target, "100000"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert child.returncode == 1 and "musicstore.errors.StorageError" in child.stderr, child.stderr
+    assert "file size limit, ulimit -f, is 100,000 bytes" in child.stderr, child.stderr[-600:]
+    assert list(folder.iterdir()) == []

@@ -301,7 +301,11 @@ def restore(
             "to replace it with the backup"
         ) from exc
     except (sqlite3.Error, OSError) as exc:
-        raise StorageError(f"restoring {source_path} to {path} failed: {exc}") from exc
+        why = str(exc)
+        if isinstance(exc, sqlite3.Error):
+            with contextlib.suppress(OSError):
+                why += write_failure(exc, path.parent, 0, margin=source_path.stat().st_size)
+        raise StorageError(f"restoring {source_path} to {path} failed: {why}") from exc
     finally:
         source.close()
         _remove_temp(temp)
