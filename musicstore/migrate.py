@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from . import validate
-from .backends.sqlite import _check_sqlite_file, switch_to_wal, unwritable_folder
+from .backends.sqlite import _check_sqlite_file, file_write_failure, switch_to_wal, unwritable_folder
 from .errors import MigrationError
 from .masking import is_secret_parameter
 from .processes import alive
@@ -183,15 +183,16 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
     stop = _interrupt_in(failed)
     if stop is not None:
         raise type(stop)() from failed  # Terminated (a SIGTERM) stays one
+    failed_why = f"{failed}{file_write_failure(failed, target.path)}"  # a file size limit, a full disk
     if applying:  # each migration is one transaction: those before it stay applied, nothing of it does
         raise MigrationError(
-            f"{where}: migration {applying[-1]} failed ({failed}); the migrations before it are applied"
+            f"{where}: migration {applying[-1]} failed ({failed_why}); the migrations before it are applied"
         ) from failed
     missing = getattr(failed, "sqlstate", None) == "42P01" or "no such table" in str(failed)  # the lock table
     if missing and (refused := getattr(backend, "lock_table_refused", None)) is not None:
         why = f"cannot create the lock table yoyo_lock ({refused}); migrate needs a database not read-only"
         raise MigrationError(f"{where}: {why} (a replica) and a role that may create tables") from refused
-    raise MigrationError(f"{where}: a migration failed ({failed})") from failed
+    raise MigrationError(f"{where}: a migration failed ({failed_why})") from failed
 
 
 def _for_good(timeout: BaseException) -> bool:

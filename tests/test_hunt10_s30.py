@@ -245,3 +245,32 @@ def test_a_restore_past_the_file_size_limit_says_so_and_leaves_nothing(
     assert child.returncode == 1 and "musicstore.errors.StorageError" in child.stderr, child.stderr
     assert "file size limit, ulimit -f, is 100,000 bytes" in child.stderr, child.stderr[-600:]
     assert list(folder.iterdir()) == []
+
+
+MIGRATE_FILE_SIZE_LIMITED = """
+import resource, signal, sys
+from musicstore import migrate
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
+migrate(sys.argv[1])
+"""
+
+
+def test_a_migration_past_the_file_size_limit_says_so(tmp_path: Path) -> None:
+    """As a store's write: ``migrate`` on a new database past ``ulimit -f`` said "a migration failed (disk
+    I/O error)"; it names the limit, and the database migrates once the limit is gone."""
+    from musicstore import Store
+    from musicstore.urls import sqlite_url as url_of
+
+    url = url_of(tmp_path / "db.sqlite")
+    child = subprocess.run(
+        [sys.executable, "-c", MIGRATE_FILE_SIZE_LIMITED, url, "20000"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert child.returncode == 1 and "musicstore.errors.MigrationError" in child.stderr, child.stderr
+    assert "file size limit, ulimit -f, is 20,000 bytes" in child.stderr, child.stderr[-600:]
+    with Store(url, migrate=True) as store:
+        assert store.count_generations() == 0

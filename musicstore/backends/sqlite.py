@@ -74,9 +74,15 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
             )
     if isinstance(exc, sqlite3.IntegrityError):
         return DatabaseError(f"{where}: a schema constraint refused the change ({message})")
-    if isinstance(where, Path):
-        message += write_failure(exc, where.parent, _largest_file(where))
+    message += file_write_failure(exc, where)
     return DatabaseError(f"{where}: {message}")
+
+
+def file_write_failure(exc: BaseException, path: object) -> str:
+    """``write_failure`` for a write to the database file at ``path`` (a ``Path``; else "")."""
+    if not isinstance(exc, sqlite3.Error) or not isinstance(path, Path):
+        return ""
+    return write_failure(exc, path.parent, _largest_file(path))
 
 
 def _largest_file(path: Path) -> int:
