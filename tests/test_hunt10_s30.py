@@ -2,7 +2,9 @@
 are not UTF-8 (a name with an undecodable byte, as ``os.fsdecode`` gives it), which ``export_audio`` writes
 and every reader of a local audio file must read back; and the export's true peak and loudness by outside
 meters (the FFT reference, pyloudnorm) at rates, channel counts, lengths and input types the corpus of
-tests/test_truepeak_ideal.py leaves out."""
+tests/test_truepeak_ideal.py leaves out; and SQLite writes past the process's file size limit (``ulimit -f``,
+a full disk's kin: a store's write, ``migrate``, ``backup``, ``restore``), which must name the cause and
+leave nothing half-written."""
 
 from __future__ import annotations
 
