@@ -17,10 +17,11 @@ from starlette.testclient import TestClient
 
 from musicstore import Store
 from musicstore.metrics import LEASE_EXPIRED, Window, read_metrics, recent_op
+from musicstore.metrics.reads import metrics_edge_op
 from musicstore.models import Status
 from musicstore.testing import FakeClock
 from musicstore.web import create_app
-from musicstore.web.reads import failed_by_hour_op
+from musicstore.web.reads import failed_after_edge_op
 from tests.conftest import new_job
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -130,7 +131,8 @@ def test_the_counted_figures_are_those_of_the_rows(
             rows = tx.run(recent_op, since, limit + 1)
             day = tx.run(recent_op, now - timedelta(days=1), limit)
             hour0 = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
-            failed = tx.run(failed_by_hour_op, now - timedelta(days=1), limit, hour0)
+            _, edge = tx.run(metrics_edge_op, window=86_400, window_limit=limit)
+            failed = tx.run(failed_after_edge_op, edge, hour0)
         lean = read_metrics(store, window=seconds, window_limit=limit, rows=False)
         whole = read_metrics(store, window=seconds, window_limit=limit)
     expected = _old_window(rows, seconds, limit)

@@ -26,7 +26,7 @@ from .. import validate
 from ..errors import InvalidInput
 from ..ids import check_id
 from ..metrics import PROCESSING_LIMIT, processing_op, workers_of
-from ..metrics.reads import Edge, window_edge
+from ..metrics.reads import Edge
 from ..models import EPOCH, Generation, columns, to_datetime, to_micros
 from ..ops import GENERATION, NOW, Call, Steps, reader
 from ..ops.reads import FIRST_PAGE
@@ -312,18 +312,10 @@ def recent_failures_op(limit: int) -> Steps[list[Generation]]:
 
 
 @reader
-def failed_by_hour_op(since: datetime, limit: int, hour0: datetime) -> Steps[list[int]]:
-    """Of the newest ``limit`` rows created since ``since`` (the overview's window), the failed ones in each
-    of the 24 hours from ``hour0`` by when they failed (their ``completed_at``), counted in the database."""
-    since, hour0 = validate.moment(since, "since"), validate.moment(hour0, "hour0")
-    limit = validate.integer(limit, "limit", 1, 1_000_000)
-    start, after_id, _ = yield from window_edge(since, limit)
-    return (yield from failed_after_edge_op.steps((start, after_id), hour0))
-
-
-@reader
 def failed_after_edge_op(edge: Edge, hour0: datetime) -> Steps[list[int]]:
-    """``failed_by_hour_op`` of the window whose edge is known (``metrics_edge_op``'s, in this read)."""
+    """Of the rows of the window whose edge is known (``metrics_edge_op``'s, in this read), the failed ones
+    in each of the 24 hours from ``hour0`` by when they failed (their ``completed_at``), counted in the
+    database."""
     hour0 = validate.moment(hour0, "hour0")
     row = yield Call("dashboard_failed_by_hour", {"since": edge[0], "after_id": edge[1], "hour0": hour0})
     return [int(row[f"h{hour:02d}"]) for hour in range(24)]
