@@ -82,16 +82,16 @@ def file_write_failure(exc: BaseException, path: object) -> str:
     """``write_failure`` for a write to the database file at ``path`` (a ``Path``; else "")."""
     if not isinstance(exc, sqlite3.Error) or not isinstance(path, Path):
         return ""
-    return write_failure(exc, path.parent, _largest_file(path))
+    return write_failure(exc, path.parent, max(file_sizes(path)))
 
 
-def _largest_file(path: Path) -> int:
-    """Bytes of the larger of the database file and its -wal (0 where neither can be read)."""
-    sizes = [0]
-    for file in (path, Path(f"{path}-wal")):
+def file_sizes(path: Path) -> tuple[int, int]:
+    """Bytes of the database file at ``path`` and of its -wal (0 for one that cannot be read)."""
+    sizes = [0, 0]
+    for n, file in enumerate((path, Path(f"{path}-wal"))):
         with contextlib.suppress(OSError):
-            sizes.append(file.stat().st_size)
-    return max(sizes)
+            sizes[n] = file.stat().st_size
+    return sizes[0], sizes[1]
 
 
 WRITE_MARGIN = 1 << 20

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from .. import validate
-from ..backends.sqlite import unwritable_folder, write_failure
+from ..backends.sqlite import file_sizes, unwritable_folder, write_failure
 from ..errors import InvalidInput, StorageError
 from ..filestore.fsync import fsync
 from ..urls import resolve, without_password
@@ -228,10 +228,7 @@ def backup(
                 source.execute("ROLLBACK")
             _remove_temp(temp)
     except sqlite3.Error as exc:
-        copied = 0  # the copy's bytes: about the database and its log
-        for file in (path, Path(f"{path}-wal")):
-            with contextlib.suppress(OSError):
-                copied += file.stat().st_size
+        copied = sum(file_sizes(path))  # the copy's bytes: about the database and its log
         why = _unopenable(exc, path) + write_failure(exc, dest.parent, 0, margin=copied)
         raise StorageError(f"backing up {path} to {dest} failed: {why}") from exc
     finally:
