@@ -137,11 +137,25 @@ def test_any_rate_any_channels_any_length_stays_under_the_ceiling_by_an_outside_
         assert abs(measured - options.target_lufs) <= options.tolerance_lu + 0.01
 
 
-FILE_SIZE_LIMITED = """
-import resource, signal, sys
+def _under_file_size_limit(limit: int, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run in a child whose file size limit (``ulimit -f``) is ``limit`` bytes, with SIGXFSZ
+    ignored (a write past it fails with EFBIG), ``args`` its ``sys.argv[1:]``."""
+    preamble = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", preamble + script, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+BACKUP = """
 from musicstore.maintenance.backup import backup
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), int(sys.argv[3])))
 backup(sys.argv[1], sys.argv[2])
 """
 
@@ -159,23 +173,14 @@ def test_a_backup_past_the_file_size_limit_says_so_and_leaves_nothing(
             store.create_generation(f"{i} " + "p" * 1_000, model_name="m", duration_seconds=1)
     folder = tmp_path / "backups"
     folder.mkdir()
-    child = subprocess.run(
-        [sys.executable, "-c", FILE_SIZE_LIMITED, sqlite_url, str(folder / "copy.sqlite"), "100000"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    child = _under_file_size_limit(100_000, BACKUP, sqlite_url, str(folder / "copy.sqlite"))
     assert child.returncode == 1 and "musicstore.errors.StorageError" in child.stderr, child.stderr
     assert "file size limit" in child.stderr and "100,000 bytes" in child.stderr, child.stderr[-600:]
     assert list(folder.iterdir()) == []
 
 
-STORE_FILE_SIZE_LIMITED = """
-import resource, signal, sys
+STORE_WRITES = """
 from musicstore import Store, DatabaseError
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
 with Store(sys.argv[1]) as store:
     made = 0
     try:
@@ -197,13 +202,7 @@ def test_a_store_write_past_the_file_size_limit_says_so_and_writes_nothing_half(
     from musicstore import Store
 
     Store(sqlite_url).close()
-    child = subprocess.run(
-        [sys.executable, "-c", STORE_FILE_SIZE_LIMITED, sqlite_url, "400000"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    child = _under_file_size_limit(400_000, STORE_WRITES, sqlite_url)
     assert child.returncode == 0, child.stderr[-600:]
     made, message = child.stdout.splitlines()[:2]
     assert "file size limit, ulimit -f, is 400,000 bytes" in message, message
@@ -212,11 +211,8 @@ def test_a_store_write_past_the_file_size_limit_says_so_and_writes_nothing_half(
         assert store.count_generations(status="pending") == int(made)
 
 
-RESTORE_FILE_SIZE_LIMITED = """
-import resource, signal, sys
+RESTORE = """
 from musicstore.maintenance.backup import restore
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), int(sys.argv[3])))
 restore(sys.argv[1], sys.argv[2])
 """
 
@@ -237,23 +233,14 @@ def test_a_restore_past_the_file_size_limit_says_so_and_leaves_nothing(
     folder = tmp_path / "restored"
     folder.mkdir()
     target = url_of(folder / "db.sqlite")
-    child = subprocess.run(
-        [sys.executable, "-c", RESTORE_FILE_SIZE_LIMITED, str(saved), target, "100000"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    child = _under_file_size_limit(100_000, RESTORE, str(saved), target)
     assert child.returncode == 1 and "musicstore.errors.StorageError" in child.stderr, child.stderr
     assert "file size limit, ulimit -f, is 100,000 bytes" in child.stderr, child.stderr[-600:]
     assert list(folder.iterdir()) == []
 
 
-MIGRATE_FILE_SIZE_LIMITED = """
-import resource, signal, sys
+MIGRATE = """
 from musicstore import migrate
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
 migrate(sys.argv[1])
 """
 
@@ -265,13 +252,7 @@ def test_a_migration_past_the_file_size_limit_says_so(tmp_path: Path) -> None:
     from musicstore.urls import sqlite_url as url_of
 
     url = url_of(tmp_path / "db.sqlite")
-    child = subprocess.run(
-        [sys.executable, "-c", MIGRATE_FILE_SIZE_LIMITED, url, "20000"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    child = _under_file_size_limit(20_000, MIGRATE, url)
     assert child.returncode == 1 and "musicstore.errors.MigrationError" in child.stderr, child.stderr
     assert "file size limit, ulimit -f, is 20,000 bytes" in child.stderr, child.stderr[-600:]
     with Store(url, migrate=True) as store:
