@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -18,6 +20,7 @@ from starlette.exceptions import HTTPException
 from ..delivery import Delivery, Located
 from ..errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, NotFound, StorageError
 from ..filestore import ChecksumMismatch, LocalFileStore, ObjectNotFound
+from ..filestore.xattrs import XATTR_CHECKSUM, attribute
 from ..models import Generation
 
 log = logging.getLogger("musicstore.web.app")  # the app's logger, as before the split
@@ -35,8 +38,9 @@ class AudioPeaks:
     _lock: threading.Lock
 
     def located(self, generation: Generation) -> Located:
-        """Where a completed generation's file is; 404 when this app cannot reach it (no output root for a
-        row recorded without a storage URL, or the file is gone)."""
+        """Where a completed generation's file is (for its waveform, which reads it: not checked against its
+        row); 404 when this app cannot reach it (no output root for a row recorded without a storage URL, or
+        the file is gone from its folder)."""
         try:
             found = self.delivery.locate(generation)
         except (InvalidInput, InvalidTransition, NotFound):
@@ -44,6 +48,32 @@ class AudioPeaks:
         if isinstance(found.files, LocalFileStore) and not _contained(found.files.root, found.key).is_file():
             raise HTTPException(404, "no audio: its file is missing")
         return found
+
+    def checked(self, generation: Generation) -> tuple[Located, os.stat_result | None]:
+        """``located``, checked against its row before the file is offered to a listener (the audio, the
+        page's player), and a local file's stat (None in a bucket): 500 when a local file is not the file
+        its row records: another size, or another SHA-256 kept beside it (its xattr, read with the same
+        stat). No byte is hashed: a file changed in place to the same size, its xattr left as it was, is
+        not seen (``reconcile --verify-checksums`` hashes)."""
+        found = self.located(generation)
+        if not isinstance(found.files, LocalFileStore):
+            return found, None
+        try:
+            stat_result, kept = _local_file(_contained(found.files.root, found.key))
+        except ObjectNotFound:
+            raise HTTPException(404, "no audio: its file is missing") from None
+        differs = [
+            f"{what} {there!r} where its row records {recorded!r}"
+            for what, there, recorded in (
+                ("size", stat_result.st_size, found.size),
+                ("SHA-256", kept, found.checksum),
+            )
+            if there is not None and recorded is not None and there != recorded
+        ]
+        if differs:
+            log.error("%s: its file is not served: its %s", generation.id, "; ".join(differs))
+            raise HTTPException(500, "no audio: its file does not match its record")
+        return found, stat_result
 
     def peaks(self, generation: Generation) -> dict[str, Any]:
         # its completion too: a master made again (a replay) has the same size, as any WAV of its length
@@ -132,6 +162,27 @@ class AudioPeaks:
             "length": len(starts),
             "peaks": np.clip(np.stack([lows, highs], axis=1), -1.0, 1.0).round(4).reshape(-1).tolist(),
         }
+
+
+def _local_file(path: Path) -> tuple[os.stat_result, str | None]:
+    """The stat of the regular file at ``path`` and the SHA-256 its store keeps beside it (None without
+    one); ``ObjectNotFound`` when none is there, ``StorageError`` when it cannot be looked at."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO: refused below, no wait
+    except (FileNotFoundError, NotADirectoryError):
+        raise ObjectNotFound(f"{path.name}: no such file") from None
+    except OSError as exc:
+        raise StorageError(f"cannot open the recorded file: {exc.strerror}") from None
+    try:
+        found = os.fstat(fd)
+        kept = attribute(fd, XATTR_CHECKSUM) if stat.S_ISREG(found.st_mode) else None
+    except OSError as exc:
+        raise StorageError(f"cannot read the recorded file's attributes: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(found.st_mode):
+        raise ObjectNotFound(f"{path.name}: not a regular file")
+    return found, kept
 
 
 def _contained(root: Path, key: str) -> Path:

@@ -193,9 +193,10 @@ class Dashboard(AudioPeaks):
 
     def no_audio(self, generation: Generation) -> str | None:
         """Why the page of a completed ``generation`` offers no player (its file gone, no output root for it,
-        its storage unreadable), None when it does: not a player that never plays, two 404s in the console."""
+        its storage unreadable, its file not the one its row records), None when it does: not a player that
+        never plays, two 404s in the console."""
         try:
-            self.located(generation)
+            self.checked(generation)
         except HTTPException as exc:
             return str(exc.detail)
         except StorageError:
@@ -249,12 +250,14 @@ class Dashboard(AudioPeaks):
         generation = self.generation_or_404(request)
         if generation.status is not Status.COMPLETED:
             raise HTTPException(404, "no audio: the generation is not completed")
-        located = self.located(generation)
+        located, stat_result = self.checked(generation)  # its size (and kept SHA-256) checked: 404, 500
         suffix = Path(located.key).suffix.lower()
         media_type = AUDIO_TYPES.get(suffix, "application/octet-stream")
         if isinstance(located.files, LocalFileStore):
             path = _contained(located.files.root, located.key)
-            return AudioFileResponse(path, media_type=media_type, content_disposition_type="inline")
+            return AudioFileResponse(  # served at the size checked: no second stat
+                path, media_type=media_type, content_disposition_type="inline", stat_result=stat_result
+            )
         # signed for the request's method: a client follows a 307 with it, and a GET URL answers a HEAD 403
         # (a GET's asked as before: a file store of the user's that takes no method still serves it)
         head = {"method": "HEAD"} if request.method == "HEAD" else {}
