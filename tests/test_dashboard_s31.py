@@ -1,5 +1,5 @@
 """Session 31: the dashboard's audio (``/audio/{id}``) checked against its row before it is served, over a
-live uvicorn server: a local master truncated or replaced."""
+live uvicorn server: a local master truncated or replaced, a master gone from its bucket or changed there."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from musicstore import Store
-from musicstore.filestore import FileStore, LocalFileStore
+from musicstore.filestore import FileStore, LocalFileStore, open_filestore
 from musicstore.ops.storage import record_storage
 from musicstore.testing._browser import LiveServer
 from musicstore.web import create_app
@@ -109,3 +109,66 @@ def test_a_local_master_cut_short_or_replaced_is_refused_and_a_whole_one_still_s
         assert (status, body) == (206, _wav(0.25)[10:20])
         assert headers["content-range"] == f"bytes 10-19/{len(_wav(0.25))}"
     files.close()
+
+
+def test_a_master_gone_from_its_bucket_is_404_from_the_dashboard_and_a_changed_one_refused(
+    sqlite_url: str, musicstore_s3_url: str, serve: Any
+) -> None:
+    """A master missing from its bucket was redirected (307) to a presigned URL, and the listener got S3's
+    404 (an XML error) from the bucket; one cut short or replaced there was redirected to its damaged bytes.
+    The dashboard asks the bucket (one HEAD) first: 404 "its file is missing" itself, 500 "does not match
+    its record" for a size (or a SHA-256 kept beside the object) other than its row's; an intact master is
+    still a 307 whose URL serves it, ranges included."""
+    bucket = open_filestore(musicstore_s3_url)
+    with Store(sqlite_url) as store:
+        whole, gone, cut, replaced = _masters(store, bucket, 4)
+        bucket.delete(f"{gone}.wav")
+        bucket.put(f"{cut}.wav", _wav(0.25)[:-100], overwrite=True)
+        bucket.put(f"{replaced}.wav", _wav(0.5), overwrite=True)  # the same size, another SHA-256
+        server = serve(create_app(store))
+        for method in ("GET", "HEAD"):
+            status, headers, body = _ask(server, f"/audio/{gone}", method)
+            assert (status, "location" in headers) == (404, False), method
+            if method == "GET":
+                assert "its file is missing" in body.decode()
+        for damaged in (cut, replaced):
+            status, headers, body = _ask(server, f"/audio/{damaged}")
+            assert (status, "location" in headers, MISMATCH in body.decode()) == (500, False, True)
+        page = _ask(server, f"/generations/{gone}")[2].decode()
+        assert "<audio" not in page and "its file is missing" in page
+        status, headers, _ = _ask(server, f"/audio/{whole}")
+        assert status == 307
+        signed = urlsplit(headers["location"])
+        assert signed.hostname is not None and signed.port is not None
+        s3 = http.client.HTTPConnection(signed.hostname, signed.port, timeout=60)
+        try:
+            s3.request("GET", f"{signed.path}?{signed.query}", headers={"Range": "bytes=10-19"})
+            answer = s3.getresponse()
+            assert (answer.status, answer.read()) == (206, _wav(0.25)[10:20])
+        finally:
+            s3.close()
+    bucket.close()
+
+
+def test_a_bucket_that_cannot_be_reached_is_502_not_a_redirect(
+    sqlite_url: str, musicstore_s3_url: str, serve: Any
+) -> None:
+    """With the bucket's endpoint down, the dashboard redirected listeners to a URL that could not answer;
+    its check of the master (a HEAD) fails typed (StoreUnavailable): 502 "could not be read from its
+    storage", as any read of a storage that cannot be read, and the page says so instead of a player."""
+    import socket
+
+    bucket = open_filestore(musicstore_s3_url)
+    with Store(sqlite_url) as store:
+        (master,) = _masters(store, bucket, 1)
+        with socket.socket() as closed:  # a port that nothing listens on once it is closed
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]
+        options = {"endpoint_url": f"http://127.0.0.1:{port}"}
+        server = serve(create_app(store, options=options))
+        status, headers, body = _ask(server, f"/audio/{master}")
+        assert (status, "location" in headers) == (502, False)
+        assert "could not be read from its storage" in body.decode()
+        page = _ask(server, f"/generations/{master}")[2].decode()
+        assert "<audio" not in page and "its storage cannot be read" in page
+    bucket.close()

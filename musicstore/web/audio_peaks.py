@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from ..delivery import Delivery, Located
 from ..errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreError, NotFound, StorageError
 from ..filestore import ChecksumMismatch, LocalFileStore, ObjectNotFound
+from ..filestore.base import briefly
 from ..filestore.xattrs import XATTR_CHECKSUM, attribute
 from ..models import Generation
 
@@ -49,25 +50,30 @@ class AudioPeaks:
             raise HTTPException(404, "no audio: its file is missing")
         return found
 
-    def checked(self, generation: Generation) -> tuple[Located, os.stat_result | None]:
+    def checked(
+        self, generation: Generation, *, brief: bool = False
+    ) -> tuple[Located, os.stat_result | None]:
         """``located``, checked against its row before the file is offered to a listener (the audio, the
-        page's player), and a local file's stat (None in a bucket): 500 when a local file is not the file
-        its row records: another size, or another SHA-256 kept beside it (its xattr, read with the same
-        stat). No byte is hashed: a file changed in place to the same size, its xattr left as it was, is
-        not seen (``reconcile --verify-checksums`` hashes)."""
+        page's player), and a local file's stat (None in a bucket): 404 when it is gone (from a bucket
+        too: one HEAD, a single short attempt when ``brief``, as for a page that must not wait on every retry
+        of an endpoint that is down; ``StorageError`` when the store cannot answer), 500 when it is not the
+        file its row records: another size, or another SHA-256 kept beside it by its store (a folder's xattr,
+        a bucket's metadata, read with the same stat or HEAD). No byte is hashed: a file changed in place to
+        the same size, its xattr left as it was, is not seen (``reconcile --verify-checksums`` hashes)."""
         found = self.located(generation)
-        if not isinstance(found.files, LocalFileStore):
-            return found, None
+        stat_result = None
         try:
-            stat_result, kept = _local_file(_contained(found.files.root, found.key))
+            if isinstance(found.files, LocalFileStore):
+                stat_result, kept = _local_file(_contained(found.files.root, found.key))
+                size = stat_result.st_size
+            else:
+                head = (briefly(found.files) if brief else found.files).head(found.key)
+                size, kept = head.size, head.checksum
         except ObjectNotFound:
             raise HTTPException(404, "no audio: its file is missing") from None
         differs = [
             f"{what} {there!r} where its row records {recorded!r}"
-            for what, there, recorded in (
-                ("size", stat_result.st_size, found.size),
-                ("SHA-256", kept, found.checksum),
-            )
+            for what, there, recorded in (("size", size, found.size), ("SHA-256", kept, found.checksum))
             if there is not None and recorded is not None and there != recorded
         ]
         if differs:

@@ -196,7 +196,7 @@ class Dashboard(AudioPeaks):
         its storage unreadable, its file not the one its row records), None when it does: not a player that
         never plays, two 404s in the console."""
         try:
-            self.checked(generation)
+            self.checked(generation, brief=True)
         except HTTPException as exc:
             return str(exc.detail)
         except StorageError:
