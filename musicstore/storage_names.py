@@ -24,6 +24,12 @@ def peaks_digest(generation_id: str) -> str:
     return hashlib.sha256(generation_id.encode()).hexdigest()[:8]
 
 
+def normalized_peaks_key(peaks_key: str) -> str:
+    """The key of the normalised peaks file (floats in [−1, 1]) beside the audiowaveform peaks file at
+    ``peaks_key``: ``<...>.peaks.<spp>.<bits>[.split].normalized.json``."""
+    return peaks_key.removesuffix(".json") + ".normalized.json"
+
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 """Unicode's control characters (category Cc: C0, DEL, C1)."""
 _CHECKSUM = re.compile(r"[0-9a-f]{64}")

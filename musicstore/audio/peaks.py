@@ -3,8 +3,9 @@
 The document is audiowaveform's JSON format, version 2 (``version``, ``channels``, ``sample_rate``,
 ``samples_per_pixel``, ``bits``, ``length``, ``data``: for each bucket, for each channel, min then max, as
 integers of ``bits`` bits), which peaks.js reads as is; :meth:`WaveformPeaks.normalized` gives the same
-buckets as floats in [−1, 1] per channel (wavesurfer.js's ``peaks``). A file is read in blocks, so the memory
-used is one block plus the result, whatever the length of the clip.
+buckets as floats in [−1, 1] per channel (wavesurfer.js's ``peaks``), and
+:meth:`WaveformPeaks.normalized_json` the file of them an export puts beside the audiowaveform one. A file is
+read in blocks, so the memory used is one block plus the result, whatever the length of the clip.
 """
 
 from __future__ import annotations
@@ -77,6 +78,16 @@ class WaveformPeaks:
         not the float32 value's 0.38449999690055847), as the web API's waveform from a peaks file is."""
         values = np.clip(self.extremes.astype(np.float64), -1.0, 1.0).round(digits)
         return [values[:, c, :].reshape(-1).tolist() for c in range(self.channels)]
+
+    def normalized_json(self) -> str:
+        """The normalised peaks file's document (``<peaks file's name without .json>.normalized.json``):
+        ``version`` 1, ``channels``, ``sample_rate``, ``samples_per_pixel``, ``length`` and ``data``, per
+        channel ``normalized()`` (``[min, max, ...]`` in [−1, 1]), as compact JSON text."""
+        document = {
+            "version": 1, "channels": self.channels, "sample_rate": self.sample_rate,
+            "samples_per_pixel": self.samples_per_pixel, "length": self.length, "data": self.normalized(),
+        }  # fmt: skip
+        return json.dumps(document, separators=(",", ":"))
 
     def write(self, path: str | Path) -> int:
         """Write the audiowaveform JSON atomically (temp file, fsync, rename); return its size in bytes."""
@@ -171,16 +182,20 @@ def compute_peaks(
 @dataclass(frozen=True)
 class PeaksSpec:
     """The resolution of the peaks made at export (``musicstore.recording``): ``samples_per_pixel`` frames per
-    bucket, ``bits`` (8 or 16) per value, channels mixed to one unless ``split_channels``."""
+    bucket, ``bits`` (8 or 16) per value, channels mixed to one unless ``split_channels``; ``normalized``: the
+    normalised peaks (``WaveformPeaks.normalized_json``) put beside them as a file of their own too."""
 
     samples_per_pixel: int = 256
     bits: int = 8
     split_channels: bool = False
+    normalized: bool = False
 
     def __post_init__(self) -> None:
         _check(self.samples_per_pixel, self.bits)
         if not isinstance(self.split_channels, bool):
             raise InvalidInput("split_channels must be True or False")
+        if not isinstance(self.normalized, bool):
+            raise InvalidInput(f"normalized must be True or False, got {shown(self.normalized)}")
 
 
 _FULL_SCALE = {np.dtype(np.int16): 2.0**-15, np.dtype(np.int32): 2.0**-31}

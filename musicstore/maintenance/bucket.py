@@ -27,7 +27,7 @@ its name carries: *referenced* while that generation's row exists, else an *orph
 one named after a master at a custom path, ``album/track 01.peaks.256.8.json``, is an orphan when no row of
 this store records that master, *other* while one does and does not record it);
 and the peaks file each generation's row records (``metadata["peaks"]``) joins the rows as a row of its own
-(``peaks_row``, placed in key order beside its master), so a recorded peaks object that is missing or of
+(``peaks_rows``, placed in key order beside its master), so a recorded peaks object that is missing or of
 another size is found by the same merge, with no request of its own.
 """
 
@@ -41,7 +41,7 @@ from ..filestore import FileStore, ObjectInfo, ObjectNotFound
 from ..filestore.base import check_key
 from ..models import Status
 from ..store import Store
-from .bucket_rows import HOLD, StoredRow, owners_by_ids, peaks_row, stored_by_keys, stored_rows
+from .bucket_rows import HOLD, StoredRow, owners_by_ids, peaks_rows, stored_by_keys, stored_rows
 from .file_names import master_names
 from .scan import audio_stem, is_peaks_of, peaks_stem
 
@@ -151,8 +151,10 @@ class _Classifier:
             if row is None:
                 yield Item(obj.key, obj, [], "orphan", peaks=True)
                 continue
-            recorded = peaks_row(row) if row.key == self.files.url else None
-            if recorded is not None and recorded.key == obj.key:  # its row came out of order: met here
+            recorded = next(
+                (r for r in peaks_rows(row) if r.key == obj.key), None
+            ) if row.key == self.files.url else None  # fmt: skip
+            if recorded is not None:  # its row came out of order: met here
                 self.found_by_key.add(obj.key)
                 yield Item(obj.key, obj, [recorded], "referenced", row.status, peaks=True)
             elif row.status in _LIVE or not _moved_away(self.files.url, obj.key, row.key):
@@ -313,7 +315,7 @@ __all__ = [
     "is_object_store",
     "join",
     "owners_by_ids",
-    "peaks_row",
+    "peaks_rows",
     "stored_by_keys",
     "stored_rows",
 ]

@@ -38,7 +38,7 @@ class StoredRow:
     """A generation's row: its ``metadata["peaks"]`` record as JSON text (None when it has none). A peaks
     row (``is_peaks``): the record it stands for."""
     is_peaks: bool = False
-    """The waveform peaks file a generation's row records (``peaks_row``): ``key``, ``size`` and
+    """The waveform peaks file a generation's row records (``peaks_rows``): ``key``, ``size`` and
     ``checksum`` are the record's (``size`` None when not recorded)."""
 
     @property
@@ -48,23 +48,39 @@ class StoredRow:
         return self.rendition or self.status == Status.COMPLETED.value
 
 
-def peaks_row(row: StoredRow) -> StoredRow | None:
-    """The row standing for the peaks file a generation's ``row`` records; None when it records none, or a
-    record that is not one or whose key names no object in a store (``check_key``: reconcile reports
-    those from the generation's row)."""
+def peaks_rows(row: StoredRow) -> list[StoredRow]:
+    """The rows standing for the peaks files a generation's ``row`` records (the peaks file, then the
+    normalised one when recorded, each with the whole record as ``peaks``); none when it records none or a
+    record that is not one, and none for a key that names no object in a store (``check_key``: reconcile
+    reports those from the generation's row)."""
     if row.rendition or row.is_peaks or row.peaks is None:
-        return None
+        return []
     try:
         record = peaks_record(row.peaks)
-        if record is None:
-            return None
-        check_key(record.key)
-    except (ValueError, InvalidInput):
-        return None
-    return StoredRow(
-        record.key, row.id, row.generation_id, row.status, record.size, record.sha256, peaks=row.peaks,
-        is_peaks=True,
-    )  # fmt: skip
+    except ValueError:
+        return []
+    return [
+        StoredRow(
+            file.key,
+            row.id,
+            row.generation_id,
+            row.status,
+            file.size,
+            file.sha256,
+            peaks=row.peaks,
+            is_peaks=True,
+        )
+        for file in ([] if record is None else record.files)
+        if _names_an_object(file.key)
+    ]
+
+
+def _names_an_object(key: str) -> bool:
+    try:
+        check_key(key)
+    except InvalidInput:
+        return False
+    return True
 
 
 def _generation_row(r: dict[str, object]) -> StoredRow:
@@ -157,8 +173,7 @@ def _with_peaks(rows: Iterator[StoredRow]) -> Iterator[StoredRow]:
     for key, same in itertools.groupby(rows, key=lambda row: row.key):
         group = list(same)
         for row in group:
-            derived = peaks_row(row)
-            if derived is not None:
+            for derived in peaks_rows(row):
                 heapq.heappush(held, (derived.key, count, derived))
                 count += 1
         while held and (held[0][0] <= key or len(held) > HOLD):
@@ -179,7 +194,7 @@ def _rendition_rows(store: Store, url: str, batch: int) -> Iterator[StoredRow]:
 
 def stored_rows(store: Store, url: str, batch: int, *, peaks: bool = False) -> Iterator[StoredRow]:
     """Every row recording a file in the store at ``url``, in key order (one page of each table held); with
-    ``peaks``, also a row for each recorded waveform peaks file (``peaks_row``)."""
+    ``peaks``, also a row for each recorded waveform peaks file (``peaks_rows``)."""
     generations = _generation_rows(store, url, batch)
     return heapq.merge(
         _with_peaks(generations) if peaks else generations,

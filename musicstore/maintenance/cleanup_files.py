@@ -48,20 +48,24 @@ def delete_renditions(
 def with_recorded_peaks(
     place: _Place, row: dict[str, Any], found: list[tuple[str, int]]
 ) -> list[tuple[str, int]]:
-    """``found`` (the peaks files beside the master, ``owned_peaks``) and the one the row records if it lies
-    elsewhere, is there, and is named ``<id>.peaks.…json`` (a record that is not one adds nothing)."""
+    """``found`` (the peaks files beside the master, ``owned_peaks``) and those the row records (the peaks
+    file, the normalised one) that lie elsewhere, are there, and are named ``<id>.peaks.…json`` (a record
+    that is not one adds nothing)."""
     found = [(key, size) for key, size in found if owned_peaks(key, row["id"])]
     try:
         record = peaks_record(row.get("peaks"))
     except ValueError:
         return found
-    if record is None or peaks_stem(record.key.rpartition("/")[2]) != row["id"]:
-        return found
-    key = canonical_path(record.key)
-    if key is None or any(canonical_path(k) == key for k, _ in found):
-        return found
-    problem, size = place.problem(record.key, frozenset({".json"}))
-    return found if problem is not None or size is None else [*found, (record.key, size)]
+    for file in [] if record is None else record.files:  # the peaks file, and the normalised one
+        if peaks_stem(file.key.rpartition("/")[2]) != row["id"]:
+            continue
+        key = canonical_path(file.key)
+        if key is None or any(canonical_path(k) == key for k, _ in found):
+            continue
+        problem, size = place.problem(file.key, frozenset({".json"}))
+        if problem is None and size is not None:
+            found = [*found, (file.key, size)]
+    return found
 
 
 def delete_peaks(

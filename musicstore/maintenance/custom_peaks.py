@@ -72,8 +72,8 @@ def recorders(store: Store, entries: list[Entry]) -> dict[str, tuple[list[str], 
                 record = peaks_record(text)
             except ValueError:
                 continue
-            if record is not None and canonical_path(record.key) == entry.rel:
-                status = recorded
+            if record is not None and any(canonical_path(f.key) == entry.rel for f in record.files):
+                status = recorded  # its peaks file, or the normalised one
         found[entry.rel] = (gids, status)
     return found
 

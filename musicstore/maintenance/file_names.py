@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
 
 from ..storage_names import peaks_digest
@@ -21,10 +21,14 @@ _RENDITION = re.compile(r"([^/]+)\.[^./]+\.[0-9a-f]{8}\.(?:mp3|opus|ogg|oga|flac
 the stem of a master named by hand (``album/Take 1.wav``: ``Take 1``; any name, as a master's own stem is
 taken: a rendition of ``Take 1.wav`` or ``take.final.wav`` whose generation was deleted was counted as a
 file of another type, never an orphan)."""
-_PEAKS = re.compile(r"([A-Za-z0-9][A-Za-z0-9_-]{35})\.peaks\.[1-9][0-9]*\.(?:8|16)(?:\.split)?\.json")
+_PEAKS = re.compile(
+    r"([A-Za-z0-9][A-Za-z0-9_-]{35})\.peaks\.[1-9][0-9]*\.(?:8|16)(?:\.split)?(?:\.normalized)?\.json"
+)
 """``musicstore.rendering.peaks_name`` of a master at its layout name: ``<36-char id>.peaks.<samples per
-pixel>.<8|16>[.split].json``; group 1 is the generation id. Any other ``.json`` is a file of another kind."""
-_PEAKS_TAIL = re.compile(r"(?:([0-9a-f]{8})\.)?[1-9][0-9]*\.(?:8|16)(?:\.split)?\.json")
+pixel>.<8|16>[.split].json``, and the normalised peaks beside it (``….normalized.json``,
+``storage_names.normalized_peaks_key``); group 1 is the generation id. Any other ``.json`` is a file of
+another kind."""
+_PEAKS_TAIL = re.compile(r"(?:([0-9a-f]{8})\.)?[1-9][0-9]*\.(?:8|16)(?:\.split)?(?:\.normalized)?\.json")
 """What follows ``<master's stem>.peaks.`` in a peaks file's name; group 1, the 8 hex of the generation's id
 (``peaks_digest``) in the name of the peaks of a master whose stem's own name another's peaks held."""
 
@@ -161,6 +165,14 @@ class PeaksRecord:
     key: str
     size: int | None
     sha256: str | None
+    normalized: PeaksRecord | None = None
+    """The normalised peaks file the export put beside it (``metadata["peaks"]["normalized"]``: ``key``,
+    ``bytes``, ``sha256``); None in a row recorded before it was written, or by ``render_peaks``."""
+
+    @property
+    def files(self) -> list[PeaksRecord]:
+        """The files the record names: the peaks file, then the normalised one if recorded."""
+        return [self] if self.normalized is None else [self, self.normalized]
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -170,7 +182,7 @@ def peaks_record(text: str | None) -> PeaksRecord | None:
     """The record in ``metadata["peaks"]`` given as JSON text (the maintenance queries' ``peaks`` column);
     None when there is none. Raises ``ValueError`` (its message the reason) for one that is not a record of
     a file: not an object, no non-empty string ``key``, ``bytes`` not a non-negative integer, ``sha256`` not
-    64 lowercase hex digits (either may be absent or null)."""
+    64 lowercase hex digits (either may be absent or null); the same of its ``normalized`` record if any."""
     if text is None:
         return None
     value = json.loads(text)
@@ -178,11 +190,21 @@ def peaks_record(text: str | None) -> PeaksRecord | None:
         return None
     if not isinstance(value, dict):
         raise ValueError(f"metadata['peaks'] is not an object: {text:.80}")
+    normalized = value.get("normalized")
+    own = _file_record(value, "metadata['peaks']")
+    if normalized is None:
+        return own
+    return replace(own, normalized=_file_record(normalized, "metadata['peaks']['normalized']"))
+
+
+def _file_record(value: object, what: str) -> PeaksRecord:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} is not an object: {value!r:.80}")
     key, size, sha = value.get("key"), value.get("bytes"), value.get("sha256")
     if not isinstance(key, str) or not key:
-        raise ValueError(f"metadata['peaks'] names no file (its 'key' is {key!r:.80})")
+        raise ValueError(f"{what} names no file (its 'key' is {key!r:.80})")
     if size is not None and (type(size) is not int or size < 0):
-        raise ValueError(f"metadata['peaks']['bytes'] is not a size: {size!r:.80}")
+        raise ValueError(f"{what}['bytes'] is not a size: {size!r:.80}")
     if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
-        raise ValueError(f"metadata['peaks']['sha256'] is not a SHA-256: {sha!r:.80}")
+        raise ValueError(f"{what}['sha256'] is not a SHA-256: {sha!r:.80}")
     return PeaksRecord(key, size, sha)

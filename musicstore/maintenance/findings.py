@@ -50,7 +50,8 @@ class OutsideRow:
 
 @dataclass(slots=True)
 class DanglingPeaks:
-    """A completed generation whose recorded waveform peaks file (``metadata["peaks"]``) is not as recorded.
+    """A completed generation whose recorded waveform peaks file (``metadata["peaks"]``, or the normalised one
+    its ``normalized`` records: ``key`` says which) is not as recorded.
 
     ``problem``: ``missing``, ``size_mismatch``, ``checksum_mismatch`` (another SHA-256 than recorded) or
     ``invalid_record`` (the record names no file: ``key`` is the reason then). ``action``: reported,

@@ -47,7 +47,7 @@ def _check_record(
 ) -> None:
     """A completed generation's peaks record in an object store: counted; one that is not a record, or
     whose key names no object under the prefix (``..``, absolute...), is reported here (a valid one is
-    checked by the merge, as a row of its own: ``bucket.peaks_row``)."""
+    checked by the merge, as rows of their own: ``bucket.peaks_rows``)."""
     try:
         record = peaks_record(row.peaks)
     except ValueError as exc:
@@ -58,11 +58,12 @@ def _check_record(
     if record is None:
         return
     report.peaks_checked += 1
-    try:
-        check_key(record.key, "peaks key")
-    except InvalidInput as exc:
-        report.outside_root_count += 1
-        listed(report.outside_root, OutsideRow(row.id, record.key, str(exc), kind="peaks"))
+    for file in record.files:  # the peaks file, and the normalised one when recorded
+        try:
+            check_key(file.key, "peaks key")
+        except InvalidInput as exc:
+            report.outside_root_count += 1
+            listed(report.outside_root, OutsideRow(row.id, file.key, str(exc), kind="peaks"))
 
 
 def _take_away_object(files: FileStore, item: DanglingPeaks, errors: list[str]) -> None:

@@ -52,11 +52,11 @@ from .findings import (
     TempFile,
 )
 from .object_checks import _check_record, _check_uploads, _delete_object, _row_problems, _take_away_object
+from .peaks_checks import _drop_peaks
 from .repaired import settle_file, settle_rows
 from .row_checks import (
     _check_renditions,
     _check_rows,
-    _drop_peaks,
     _inside,
     _remove,
     _repair_orphan,

@@ -3,7 +3,8 @@
 ``copy_files(store, to)`` walks the completed generations whose file is not recorded in ``to`` (id order, a
 page of ``batch`` rows at a time) and, for each, copies its master, its renditions and its waveform peaks
 files (all of which live in their generation's store) to the same keys in ``to``, then points the row at
-``to``. The peaks files are the one ``metadata["peaks"]`` records (checked against its recorded ``sha256``
+``to``. The peaks files are the ones ``metadata["peaks"]`` records (the export's normalised peaks in its
+``normalized`` too: ``relocate_peaks``; each checked against its recorded ``sha256``
 and ``bytes`` as a master is against its row; missing, it keeps the row where it is: ``render_peaks`` puts it
 back) and every other file beside the master named ``<stem>.peaks.<int>.<8|16>[.split].json``
 (``musicstore.rendering.peaks_name``; no row records them, so each is hashed where it is first and read
@@ -36,7 +37,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,7 +61,8 @@ from ..ops.reads import GENERATION
 from ..store import Store
 from . import dry_target
 from .dry_target import already_in, check_bucket, dry_copy, holds, named_shared, open_target, sha256_of
-from .scan import DEFAULT_MAX_ITEMS, OwnRows, is_peaks_of, require_store
+from .relocate_peaks import peaks_of as _peaks_of
+from .scan import DEFAULT_MAX_ITEMS, OwnRows, require_store
 
 
 @dataclass(slots=True)
@@ -337,46 +338,6 @@ def _copy_page(
     changed = {gid for move in moves for gid in store.run(relocate, [move], target.url, there)}
     report.rows_updated += len(changed)
     report.rows_changed += len(moves) - len(changed)
-
-
-def _peaks_of(origin: FileStore, row: dict[str, Any]) -> list[tuple[str, int | None, str]]:
-    """The (key, size, SHA-256) of each peaks file of ``row`` in ``origin``: the recorded one (its record's
-    size and hash; ``StorageError`` when it is not there) and the others beside the master found by name, each
-    hashed where it is (the SHA-256 its store keeps, else read; a dry run too, as the run). Raises
-    ``InvalidInput`` for a record that is not one."""
-    found: list[tuple[str, int | None, str]] = []
-    folder, _, name = row["file_path"].rpartition("/")
-    stem = posixpath.splitext(name)[0]
-    prefix = f"{folder}/{stem}.peaks." if folder else f"{stem}.peaks."
-    # listed first: a missing bucket is StoreUnavailable here (stopping the run), where a HEAD's 404 says
-    # only that the recorded file is missing (each row was skipped as such)
-    beside = list(origin.list(prefix))
-    record = None if row["peaks"] is None else json.loads(row["peaks"])
-    if record is not None:
-        key, size, sha = (
-            record.get(k) if isinstance(record, dict) else None for k in ("key", "bytes", "sha256")
-        )
-        if not (isinstance(key, str) and type(size) is int and isinstance(sha, str) and len(sha) == 64):
-            raise InvalidInput(
-                f"metadata['peaks'] is not a record of a peaks file (key, bytes, sha256): {record!r}"
-            )
-        try:
-            origin.head(key)
-        except ObjectNotFound:
-            raise StorageError(
-                f"its recorded peaks file {key} is not in {origin.url}; render_peaks puts it back"
-            ) from None
-        found.append((key, size, sha))
-    known = {key for key, _, _ in found}
-    for obj in beside:
-        if (
-            obj.key in known
-            or not obj.key.startswith(prefix)
-            or not is_peaks_of(obj.key.rpartition("/")[2], stem, row["id"])  # not another's (its id's hex)
-        ):
-            continue
-        found.append((obj.key, obj.size, sha256_of(origin, obj.key)))
-    return found
 
 
 def _copy_one(

@@ -8,7 +8,6 @@ these; see its docstring."""
 from __future__ import annotations
 
 import functools
-import json
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -21,14 +20,13 @@ from ..filestore.local import Outside, RootDir
 from ..models import Status
 from ..ops import NOW, Call, Steps, reader, writer
 from ..ops.reads import GENERATION
-from ..ops.storage import get_storage
 from ..store import Store
 from .bucket import stored_by_keys
 from .custom_peaks import owners_of
-from .file_names import is_peaks_file_of
 from .findings import DanglingPeaks, DanglingRow, OrphanFile, OutsideRow, ReconcileReport
+from .peaks_checks import _check_local_peaks, _drop_peaks
 from .repaired import settle_rows
-from .scan import SCHEME, OwnRows, PeaksRecord, audio_stem, peaks_record, referenced_paths
+from .scan import SCHEME, OwnRows, audio_stem, referenced_paths
 
 
 @reader
@@ -43,31 +41,6 @@ def completed_files_after(
         (r["id"], r["file_path"], r["file_size_bytes"], r["checksum"], r["peaks"], r["storage_url"])
         for r in rows
     ]
-
-
-@writer
-def drop_peaks_records(items: list[tuple[str, str | None, str | None]]) -> Steps[dict[str, str | None]]:
-    """Remove ``metadata["peaks"]`` from each (generation id, record as read: JSON text, storage_url as read)
-    still completed, still recording exactly that, in that store (``copy_files`` may have moved it since);
-    returns the ids changed, each with its master's key. The row is read
-    under its lock (``maintenance_generation_for_update``), as ``merge_metadata`` reads it, and written back
-    whole; on PostgreSQL a row another transaction holds is skipped (left for the next run), never waited."""
-    changed: dict[str, str | None] = {}
-    for gid, text, url in items:
-        generation = yield Call("maintenance_generation_for_update", {"id": gid}, GENERATION)
-        if generation is None or generation.status is not Status.COMPLETED:
-            continue
-        if (yield from get_storage.steps(gid)).storage_url != url:
-            continue
-        if "peaks" not in generation.metadata or (
-            text is not None and generation.metadata["peaks"] != json.loads(text)
-        ):
-            continue
-        kept = {k: v for k, v in generation.metadata.items() if k != "peaks"}
-        encoded = validate.metadata(kept, checked=True)
-        if (yield Call("update_completed_metadata", {"id": gid, "metadata": encoded})) == 1:
-            changed[gid] = generation.file_path
-    return changed
 
 
 @writer
@@ -190,76 +163,6 @@ def _local_checksum(
         return "missing"
     report.checksums_verified += 1
     return "checksum_mismatch" if read[1] != checksum else None  # a size the lstat saw: the file changed
-
-
-def _check_local_peaks(
-    where: RootDir,
-    report: ReconcileReport,
-    gid: str,
-    text: str,
-    *,
-    found: list[tuple[DanglingPeaks, str | None]],
-    listed: Callable[[list[Any], Any], None],
-) -> None:
-    """The peaks file ``gid``'s row records (``text``: ``metadata["peaks"]`` as JSON): there, a regular file
-    inside the root, of the recorded size and SHA-256 (a few KB, read through its folder's descriptor). A
-    record that leads outside the root is listed in ``outside_root`` (``kind="peaks"``), never followed."""
-    try:
-        record = peaks_record(text)
-    except ValueError as exc:
-        report.peaks_checked += 1
-        found.append((DanglingPeaks(gid, str(exc), "invalid_record", None, None), text))
-        return
-    if record is None:
-        return
-    report.peaks_checked += 1
-    try:
-        if record.sha256 is None:
-            info = where.lstat(record.key)
-            actual = info.st_size if info is not None and stat.S_ISREG(info.st_mode) else None
-            hashed = None
-        else:
-            read = where.sha256(record.key, expect=record.size)
-            actual, hashed = (None, None) if read is None else read
-    except Outside as exc:
-        report.outside_root_count += 1
-        listed(report.outside_root, OutsideRow(gid, record.key, str(exc), kind="peaks"))
-        return
-    except OSError as exc:
-        report.errors.append(f"cannot read the peaks file {record.key} of generation {gid}: {exc}")
-        return
-    problem = _peaks_problem(record, actual, hashed)
-    if problem is not None:
-        found.append((DanglingPeaks(gid, record.key, problem, record.size, actual), text))
-
-
-def _peaks_problem(record: PeaksRecord, actual: int | None, hashed: str | None) -> str | None:
-    if actual is None:
-        return "missing"
-    if record.size is not None and actual != record.size:
-        return "size_mismatch"
-    return "checksum_mismatch" if hashed is not None and hashed != record.sha256 else None
-
-
-def _drop_peaks(
-    store: Store,
-    found: list[tuple[DanglingPeaks, str | None]],
-    take_away: Callable[[DanglingPeaks], None],
-    stores: dict[str, str | None],
-) -> None:
-    """Repair: drop each record still as read, then take a damaged file away (one the record named, whose
-    name is a peaks file of that generation, by its id or beside its master by its stem: never another
-    row's file)."""
-    changed = store.run(drop_peaks_records, [(item.id, text, stores[item.id]) for item, text in found])
-    for item, _ in found:
-        if item.id not in changed:
-            item.action = "changed"
-            continue
-        item.action = "record_dropped"
-        if item.problem in ("size_mismatch", "checksum_mismatch") and is_peaks_file_of(
-            item.key, item.id, changed[item.id]
-        ):
-            take_away(item)
 
 
 def _take_away_local(where: RootDir, item: DanglingPeaks, target: Path | None, errors: list[str]) -> None:

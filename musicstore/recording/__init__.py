@@ -8,8 +8,9 @@ worker's claim has been checked under the row lock and before the row is complet
 then held only until the commit, not through an upload), so a worker that lost its lease can never replace or
 remove the file of the worker that took over. The row records the storage URL, key and SHA-256 of the file
 (``musicstore.ops.storage``). The waveform peaks of the frames being written (by default; ``peaks=False``
-opts out) go beside it as ``<id>.peaks.<spp>.<bits>[.split].json`` in the same transaction, recorded in the
-row's ``metadata["peaks"]``. See docs/recording.md.
+opts out) go beside it as ``<id>.peaks.<spp>.<bits>[.split].json`` (with ``PeaksSpec(normalized=True)``
+their normalised [−1, 1] form too, ``….normalized.json``) in the same transaction, recorded in the row's
+``metadata["peaks"]``. See docs/recording.md.
 """
 
 from __future__ import annotations
@@ -90,8 +91,11 @@ def export_generation(
     the same pass (not read back), go beside the file as ``<id>.peaks.<spp>.<bits>[.split].json``
     (``rendering.peaks_name``) with the same atomicity, placed after the audio and before the row is
     completed, and are recorded in ``metadata["peaks"]`` (``key``, ``samples_per_pixel``, ``bits``,
-    ``channels``, ``length``, ``bytes``, ``sha256``; this key wins over ``metadata``'s). A failed peaks write
-    fails the job as a failed placing of the audio does. ``True`` (the default) is ``PeaksSpec()`` (256
+    ``channels``, ``length``, ``bytes``, ``sha256``; this key wins over ``metadata``'s); with
+    ``PeaksSpec(normalized=True)``, beside them the normalised peaks (``WaveformPeaks.normalized_json``:
+    floats in [−1, 1] per channel for a browser player), ``….normalized.json``, recorded in
+    ``metadata["peaks"]["normalized"]`` (``key``, ``bytes``, ``sha256``). A failed peaks write fails the job
+    as a failed placing of the audio does. ``True`` (the default) is ``PeaksSpec()`` (256
     samples per pixel, 8 bits, channels mixed); ``False`` (or ``None``): no peaks.
 
     ``root`` as an ``s3://`` URL opens a client for this call: pass an open ``FileStore``

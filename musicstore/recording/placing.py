@@ -29,6 +29,7 @@ from ..models import Generation, Status
 from ..ops.jobs import lock_for_completion
 from ..ops.storage import get_storage, record_storage
 from ..rendering import StoredPeaks, peaks_name
+from ..storage_names import normalized_peaks_key
 from ..store import Store
 
 
@@ -55,18 +56,42 @@ class _Waveform:
     data: bytes
     sha256: str
     split: bool
+    normalized: bytes | None
+    """The normalised peaks file's bytes (``WaveformPeaks.normalized_json``); None: none is made."""
+
+    @classmethod
+    def of(cls, peaks: WaveformPeaks, spec: PeaksSpec) -> _Waveform:
+        data, normalized = peaks.to_json().encode(), None
+        if spec.normalized:
+            normalized = peaks.normalized_json().encode()
+        return cls(peaks, data, hashlib.sha256(data).hexdigest(), spec.split_channels, normalized)
 
     def key(self, audio_key: str) -> str:
         name = peaks_name(Path(audio_key), self.peaks.samples_per_pixel, self.peaks.bits, self.split)
         return (Path(audio_key).parent / name).as_posix()
 
+    def files(self, audio_key: str) -> list[tuple[str, bytes]]:
+        """(key, bytes) of the peaks file and of the normalised one beside it (if made), in the order they are
+        put."""
+        key = self.key(audio_key)
+        if self.normalized is None:
+            return [(key, self.data)]
+        return [(key, self.data), (normalized_peaks_key(key), self.normalized)]
+
     def record(self, audio_key: str) -> dict[str, Any]:
-        """``metadata["peaks"]`` of the row."""
-        p = self.peaks
-        return {
-            "key": self.key(audio_key), "samples_per_pixel": p.samples_per_pixel, "bits": p.bits,
-            "channels": p.channels, "length": p.length, "bytes": len(self.data), "sha256": self.sha256,
+        """``metadata["peaks"]`` of the row; the normalised file's record (``key``, ``bytes``, ``sha256``),
+        if made, in its ``normalized``."""
+        p, key = self.peaks, self.key(audio_key)
+        record = {
+            "key": key, "samples_per_pixel": p.samples_per_pixel, "bits": p.bits, "channels": p.channels,
+            "length": p.length, "bytes": len(self.data), "sha256": self.sha256,
         }  # fmt: skip
+        if self.normalized is not None:
+            record["normalized"] = {
+                "key": normalized_peaks_key(key), "bytes": len(self.normalized),
+                "sha256": hashlib.sha256(self.normalized).hexdigest(),
+            }  # fmt: skip
+        return record
 
     def stored(self, generation_id: str, url: str, audio_key: str) -> StoredPeaks:
         return StoredPeaks(generation_id, url, self.key(audio_key), len(self.data), self.sha256, self.peaks)
@@ -106,8 +131,7 @@ class _Placing:
                 frames, generation.sample_rate, spec.samples_per_pixel, bits=spec.bits,
                 split_channels=spec.split_channels,
             )  # fmt: skip
-            data = peaks.to_json().encode()
-            seen.append(_Waveform(peaks, data, hashlib.sha256(data).hexdigest(), spec.split_channels))
+            seen.append(_Waveform.of(peaks, spec))
 
         try:
             clip = as_audio(audio, scale=scale)  # (C, S) float32: checked once, the device left once
@@ -210,12 +234,13 @@ class _Placing:
     def into_folder(
         self, result: ExportResult, root: Path, final: Path, waveform: _Waveform | None
     ) -> Recorded:
-        """The staged file renamed onto ``final`` and the peaks written (atomically) beside it, inside the
-        transaction that completes the row."""
-        staged, placed, placing, peaks_placed, committing = result.path, False, False, False, False
-        peaks_putting = False  # its write begun, not noted as done: it may have placed the file (a Ctrl-C)
+        """The staged file renamed onto ``final`` and the peaks and normalised peaks written (atomically)
+        beside it, inside the transaction that completes the row."""
+        staged, placed, placing, committing = result.path, False, False, False
         key, url = final.relative_to(root).as_posix(), root.absolute().as_uri()
-        peaks_path = None if waveform is None else root / waveform.key(key)
+        beside = [] if waveform is None else waveform.files(key)  # the peaks file, then the normalised one
+        beside_placed: list[Path] = []
+        putting: tuple[Path, bytes] | None = None  # a write begun, not noted as done: it may have placed it
         try:
             checksum = _sha256(staged)
             with self.store.transaction() as tx:
@@ -227,12 +252,13 @@ class _Placing:
                     fsync(final.parent, directory=True)
                 except OSError as exc:
                     raise StorageError(f"moving {staged} to {final} failed: {exc}") from exc
-                if waveform is not None and peaks_path is not None:  # whole or not at all (StorageError)
-                    peaks_putting = True
+                for beside_key, data in beside:  # each whole or not at all (StorageError)
+                    putting = (root / beside_key, data)
                     LocalFileStore(root, create=False).put(
-                        waveform.key(key), waveform.data, content_type="application/json", overwrite=True
+                        beside_key, data, content_type="application/json", overwrite=True
                     )  # with its checksum kept (xattr): render_peaks later finds these bytes, a retry
-                    peaks_placed = True
+                    beside_placed.append(root / beside_key)
+                    putting = None
                 placing = False
                 done = self.complete(tx, result, key, waveform)
                 tx.run(record_storage, self.generation.id, storage_url=url, key=key, checksum=checksum)
@@ -247,9 +273,9 @@ class _Placing:
                 raise
             if placing and not placed and not os.path.lexists(staged):
                 placed = True  # renamed, then interrupted (a Ctrl-C landing as the rename returned)
-            if peaks_putting and not peaks_placed and waveform is not None and peaks_path is not None:
-                peaks_placed = _holds(peaks_path, waveform.data)  # written, then interrupted (a Ctrl-C)
-            placed_paths = ([final] if placed else []) + ([peaks_path] if peaks_placed and peaks_path else [])
+            if putting is not None and _holds(*putting):  # written, then interrupted (a Ctrl-C)
+                beside_placed.append(putting[0])
+            placed_paths = ([final] if placed else []) + beside_placed
             for path in [staged, *placed_paths]:
                 try:
                     path.unlink(missing_ok=True)
@@ -263,10 +289,11 @@ class _Placing:
     def into_objects(
         self, result: ExportResult, objects: FileStore, key: str, waveform: _Waveform | None
     ) -> Recorded:
-        """The encoded file, then its peaks, put at ``key`` and beside it (conditional creates) in the
-        transaction completing the row."""
-        placed, placing, peaks_placed, committing = False, False, False, False
-        peaks_key = None if waveform is None else waveform.key(key)
+        """The encoded file, then its peaks and normalised peaks, put at ``key`` and beside it (conditional
+        creates) in the transaction completing the row."""
+        placed, placing, committing = False, False, False
+        beside = [] if waveform is None else waveform.files(key)  # the peaks file, then the normalised one
+        beside_placed: list[str] = []
         checksum: str | None = None
         putting: str | None = None  # the key of a put begun and not noted as done: it may have written it
         try:
@@ -285,10 +312,10 @@ class _Placing:
                         )
                     placed = True
                     putting = None
-                    if waveform is not None and peaks_key is not None:  # ObjectExists: not ours, left alone
-                        putting = peaks_key
-                        self._put(objects, peaks_key, waveform.data, "application/json")
-                        peaks_placed = True
+                    for beside_key, data in beside:  # ObjectExists: not ours, left alone
+                        putting = beside_key
+                        self._put(objects, beside_key, data, "application/json")
+                        beside_placed.append(beside_key)
                         putting = None
                 except BaseException as exc:  # the row still locked: no other attempt can put there now
                     if putting is not None:
@@ -310,7 +337,7 @@ class _Placing:
                 return Recorded(again, result, objects.url, key, checksum, stored)
             if landed is not False:  # the row records the objects, or may: never a completed row without them
                 raise
-            placed_keys = ([key] if placed else []) + ([peaks_key] if peaks_placed and peaks_key else [])
+            placed_keys = ([key] if placed else []) + beside_placed
             for placed_key in placed_keys:
                 try:
                     objects.delete(placed_key)
