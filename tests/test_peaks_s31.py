@@ -240,3 +240,29 @@ def test_copy_files_carries_the_normalized_file(store: Store, tmp_path: Path, mu
         local.close()
         target.close()
 
+
+def test_the_dashboard_draws_the_stored_normalized_peaks_and_says_when_they_are_gone(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from starlette.testclient import TestClient
+
+    from musicstore.web import create_app
+
+    root = tmp_path / "audio"
+    files = open_filestore(root.as_uri())
+    try:
+        done = _exported(store, files)
+        record = _record(store, done.generation.id)
+        document = json.loads(b"".join(files.get(record["normalized"]["key"])))
+        app = create_app(store, root=root)
+        monkeypatch.setattr(app.dashboard, "computed_peaks", None)  # never decoded from the master
+        with TestClient(app) as client:
+            found = client.get(f"/api/generations/{done.generation.id}/peaks").json()
+        assert (found["samples_per_pixel"], found["length"]) == (256, record["length"])
+        assert found["peaks"] == document["data"][0]  # its floats, not the 8-bit file's values
+        files.delete(record["normalized"]["key"])
+        with TestClient(create_app(store, root=root), raise_server_exceptions=False) as client:
+            gone = client.get(f"/api/generations/{done.generation.id}/peaks")
+        assert gone.status_code == 500 and record["normalized"]["key"] in gone.json()["error"]
+    finally:
+        files.close()

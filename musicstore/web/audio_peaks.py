@@ -138,12 +138,17 @@ class AudioPeaks:
         }
 
     def recorded_peaks(self, generation: Generation, located: Located) -> dict[str, Any] | None:
-        """The waveform from the peaks file the export put beside the master (``metadata["peaks"]``, its
-        SHA-256 checked), in about ``PEAK_BUCKETS`` buckets (channels merged); None when the row records none
-        or it cannot be read: ``peaks`` then computes them from the audio file."""
+        """The waveform from the peaks files the export put beside the master (``metadata["peaks"]``, its
+        SHA-256 checked), in about ``PEAK_BUCKETS`` buckets (channels merged): the normalised file when the
+        record has one (``normalized``: missing or damaged, it is an error, 500, never drawn from elsewhere),
+        else the audiowaveform file; None when the row records none or that file cannot be read: ``peaks``
+        then computes them from the audio file."""
         recorded = generation.metadata.get("peaks")
         if not isinstance(recorded, Mapping) or not isinstance(recorded.get("key"), str):
             return None
+        normalized = recorded.get("normalized")
+        if isinstance(normalized, Mapping):
+            return _regrouped(generation, *_normalized_pairs(generation, located, normalized))
         try:
             body = b"".join(located.files.get(recorded["key"], checksum=recorded.get("sha256")))
             doc = json.loads(body)
@@ -156,18 +161,48 @@ class AudioPeaks:
             return None
         if length < 1 or spp < 1:
             return None
-        group = math.ceil(length / PEAK_BUCKETS)
-        starts = np.arange(0, length, group)
-        lows = np.minimum.reduceat(pairs[:, :, 0].min(axis=1), starts)
-        highs = np.maximum.reduceat(pairs[:, :, 1].max(axis=1), starts)
-        frames = generation.metadata.get("frames")
-        return {
-            "sample_rate": rate,
-            "samples_per_pixel": spp * group,
-            "frames": frames if isinstance(frames, int) and not isinstance(frames, bool) else length * spp,
-            "length": len(starts),
-            "peaks": np.clip(np.stack([lows, highs], axis=1), -1.0, 1.0).round(4).reshape(-1).tolist(),
-        }
+        return _regrouped(generation, pairs, spp, rate)
+
+
+def _normalized_pairs(
+    generation: Generation, located: Located, record: Mapping[str, Any]
+) -> tuple[Any, int, int]:
+    """The (bucket, channel, min/max) floats of the normalised peaks file ``record`` names, its samples per
+    pixel and rate; HTTP 500 saying why when it is missing, damaged or not such a document."""
+    key = record.get("key")
+    try:
+        if not isinstance(key, str):
+            raise ValueError(f"its record names no file: {dict(record)!r:.80}")
+        body = b"".join(located.files.get(key, checksum=record.get("sha256")))
+        doc = json.loads(body)
+        spp, length, rate = int(doc["samples_per_pixel"]), int(doc["length"]), int(doc["sample_rate"])
+        data = np.asarray(doc["data"], dtype=np.float64)
+        pairs = data.reshape(data.shape[0], length, 2).transpose(1, 0, 2)
+        if length < 1 or spp < 1:
+            raise ValueError(f"{length} buckets of {spp} samples")
+    except (MusicstoreError, ValueError, KeyError, TypeError, OverflowError, IndexError) as exc:
+        log.error("%s: its recorded normalised peaks file %s cannot be read (%s)", generation.id, key, exc)
+        raise HTTPException(
+            500, f"no waveform: its recorded normalised peaks file {key} cannot be read; reconcile reports it"
+        ) from None
+    return pairs, spp, rate
+
+
+def _regrouped(generation: Generation, pairs: Any, spp: int, rate: int) -> dict[str, Any]:
+    """``pairs`` (bucket, channel, min/max) merged over channels into about ``PEAK_BUCKETS`` buckets."""
+    length = int(pairs.shape[0])
+    group = math.ceil(length / PEAK_BUCKETS)
+    starts = np.arange(0, length, group)
+    lows = np.minimum.reduceat(pairs[:, :, 0].min(axis=1), starts)
+    highs = np.maximum.reduceat(pairs[:, :, 1].max(axis=1), starts)
+    frames = generation.metadata.get("frames")
+    return {
+        "sample_rate": rate,
+        "samples_per_pixel": spp * group,
+        "frames": frames if isinstance(frames, int) and not isinstance(frames, bool) else length * spp,
+        "length": len(starts),
+        "peaks": np.clip(np.stack([lows, highs], axis=1), -1.0, 1.0).round(4).reshape(-1).tolist(),
+    }
 
 
 def _local_file(path: Path) -> tuple[os.stat_result, str | None]:
