@@ -105,3 +105,13 @@ def get_profile(profile: str | LoudnessProfile) -> LoudnessProfile:
         f"unknown loudness profile {shown}; use one of {sorted(PROFILES)} "
         "or a LoudnessProfile(target_lufs=..., ceiling_dbtp=...)"
     )
+
+
+def canonical_profile(profile: LoudnessProfile) -> LoudnessProfile:
+    """The named profile whose numbers (target, ceiling, tolerance) equal ``profile``'s, else ``profile``:
+    what a rendition is recorded under (the same numbers make the same audio, whatever the name)."""
+    numbers = (profile.target_lufs, profile.ceiling_dbtp, profile.tolerance_lu)
+    for named in PROFILES.values():
+        if (named.target_lufs, named.ceiling_dbtp, named.tolerance_lu) == numbers:
+            return named
+    return profile

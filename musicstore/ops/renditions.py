@@ -23,7 +23,7 @@ from ..errors import InvalidInput, InvalidTransition, NotFound, shown
 from ..ids import check_id, new_id
 from ..models import Generation, Status, to_datetime
 from .reads import GENERATION
-from .steps import NOW, Call, Params, Steps, reads_all, reads_one, writer
+from .steps import NOW, Call, Params, Steps, reader, reads_all, reads_one, writer
 
 FORMATS = ("mp3", "opus", "vorbis", "flac", "wav")
 """The rendition formats (``musicstore.audio.renditions.FORMATS``; the schema checks the same list)."""
@@ -268,8 +268,7 @@ def _refuse_taken(generation_id: str, request: Mapping[str, Any], storage_key: s
             f"generation {generation_id} is {generation.status}; only a completed generation has renditions",
             current=generation.status.value,
         )
-    key = {"generation_id": generation_id, "format": request["format"], "settings": request["settings"]}
-    existing: Rendition | None = yield Call("get_rendition_by_settings", key, RENDITION)
+    existing = yield from _recorded(generation_id, request)
     if existing is not None:
         raise InvalidInput(
             f"generation {generation_id} already has this {request['format']} rendition (id {existing.id}, "
@@ -352,7 +351,27 @@ def get_rendition(rendition_id: str) -> Params:
     return {"id": check_id(rendition_id)}
 
 
-@reads_one("get_rendition_by_settings", RENDITION)
+def _unnamed(settings: Mapping[str, Any]) -> str:
+    """A request's key without its profile's name: what makes the audio (the name is a label)."""
+    return settings_json(canonical_settings({k: v for k, v in settings.items() if k != "profile"}))
+
+
+def _recorded(generation_id: str, request: Mapping[str, Any]) -> Steps[Rendition | None]:
+    """The rendition recorded for ``request`` (its ``format`` and key, ``settings``): the row of that key,
+    else the oldest of the generation's whose key differs from it by the profile's name alone (a custom
+    profile with a named one's numbers, or another name: the same audio; rows keep the name they were
+    recorded with, migrations 0018 and 0021)."""
+    key = {"generation_id": generation_id, "format": request["format"], "settings": request["settings"]}
+    exact: Rendition | None = yield Call("get_rendition_by_settings", key, RENDITION)
+    if exact is not None:
+        return exact
+    rows: list[Rendition] = yield Call("list_renditions", {"generation_id": generation_id}, RENDITION)
+    unnamed = _unnamed(json.loads(request["settings"]))
+    same = [r for r in rows if r.format == request["format"] and _unnamed(r.settings) == unnamed]
+    return min(same, key=lambda r: (r.created_at, r.id), default=None)
+
+
+@reader
 def get_rendition_by_settings(
     generation_id: str,
     settings: Mapping[str, Any],
@@ -360,11 +379,11 @@ def get_rendition_by_settings(
     profile: str,
     target_lufs: float,
     ceiling_dbtp: float,
-) -> Params:
-    """The rendition recorded for this request (codec ``settings`` and profile), or None."""
+) -> Steps[Rendition | None]:
+    """The rendition recorded for this request (codec ``settings``, target and ceiling), or None: one
+    recorded under another profile name with the same numbers is this request's (``_recorded``)."""
     request = _request(settings, profile, target_lufs, ceiling_dbtp)
-    gid = check_id(generation_id)
-    return {"generation_id": gid, "format": request["format"], "settings": request["settings"]}
+    return (yield from _recorded(check_id(generation_id), request))
 
 
 @reads_all("list_renditions", RENDITION)

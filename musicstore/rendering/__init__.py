@@ -20,9 +20,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .. import validate
 from ..audio import LoudnessProfile, RenditionOptions, RenditionSpec, get_profile
 from ..audio.codecs import rendition_specs
 from ..audio.peaks import WaveformPeaks, compute_peaks
+from ..audio.profiles import canonical_profile
 from ..audio.renditions import EXTENSIONS, check_options, read_master, render_bytes
 from ..audio.tags import provenance_of
 from ..delivery import Located, folder_here, require_store, writer_delivery
@@ -31,7 +33,7 @@ from ..filestore import ChecksumMismatch, FileStore, ObjectExists, ObjectNotFoun
 from ..filestore.base import marked_by, put_marked
 from ..models import Generation, Status
 from ..ops import Rendition
-from ..ops.renditions import settings_key
+from ..ops.renditions import MAX_PROFILE_CHARS, settings_key
 from ..ops.storage import StoredFile, get_storage
 from ..storage_names import GENERATION_FIELD, peaks_digest
 from ..store import Store
@@ -155,8 +157,9 @@ def render_generation(
 
     ``formats``: names (``mp3``, ``opus``, ``vorbis``, ``flac``, ``wav``, with default settings, and
     ``bitrate_kbps`` for mp3 and opus) or ``RenditionSpec``s (an mp3 or opus spec carries its own bitrate:
-    ``bitrate_kbps`` beside one is refused). A request already recorded (same generation, settings, profile,
-    and ``options``' max_limiting_db and max_gain_db) is returned as it is, not made again (also when another
+    ``bitrate_kbps`` beside one is refused). A request already recorded (same generation, settings, profile
+    numbers — target, ceiling, tolerance, whatever its name — and ``options``' max_limiting_db and
+    max_gain_db) is returned as it is, not made again (also when another
     process records it while this one encodes: this one puts nothing, or removes what it put, and the
     recorded row is returned).
     Raises before anything is written: ``NotFound``, ``InvalidTransition`` (not completed), ``InvalidInput``
@@ -169,7 +172,9 @@ def render_generation(
     """
     require_store(store, "render_generation")
     specs = rendition_specs(formats, bitrate_kbps)
-    chosen = get_profile(profile)
+    given = get_profile(profile)
+    validate.text(given.name, "profile", max_chars=MAX_PROFILE_CHARS, blank=False)  # as create_rendition
+    chosen = canonical_profile(given)  # a custom one with a named one's numbers is that one: one rendition
     opts = check_options(options)
     generation = _generation(store, generation_id)
     requests = [(spec, _asked(spec, generation, chosen, opts)) for spec in specs]
