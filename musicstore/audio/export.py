@@ -34,10 +34,12 @@ from musicstore.audio.limiter import CEILING_MARGIN_DB, Leveled, LimiterSettings
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower
 from musicstore.audio.quantize import (
     SUBTYPES,
+    as_read,
     check_wav_size,
     clipped_samples,
     dithers,
     frame_blocks,
+    measures_written,
     on_16_bit_grid,
     to_frames,
     written_as_zeros,
@@ -50,6 +52,7 @@ from musicstore.audio.truepeak import (
     refined_peak,
     scaled_down,
     to_db,
+    true_peak,
 )
 from musicstore.errors import InvalidInput
 
@@ -177,10 +180,15 @@ def _export_one(
         held = np.clip(out, np.float32(-1.0), np.float32(1.0))
         done, sample_peak = _measured_as_written(done, held, rate), 1.0
         del held
+    frames = None if frames_seen is None else to_frames(out, options.subtype, rng, dither=dither)
+    if measures_written(done.true_peak, options.subtype, shape[1]):  # quiet: measured as written
+        frames = to_frames(out, options.subtype, rng, dither=dither) if frames is None else frames
+        done = replace(done, true_peak=true_peak(as_read(frames, options.subtype)))
     if frames_seen is None:  # quantized a block at a time as the write asks for it: no full frames (memory)
         quantizing = [0.0]
-        blocks = _timed(frame_blocks(out, options.subtype, rng, dither=dither), quantizing)
-        del out
+        made = frame_blocks(out, options.subtype, rng, dither=dither) if frames is None else iter([frames])
+        blocks = _timed(made, quantizing)
+        del out, frames
         begun = time.perf_counter()
         file: Staged | None = None
         try:  # entered first: a Ctrl-C as stage_blocks returns, or in ``del blocks``, finds its temp file
@@ -200,7 +208,7 @@ def _export_one(
         quantize_s = begun - stamp + quantizing[0]
         write_s = time.perf_counter() - begun - quantizing[0]
     else:
-        frames = to_frames(out, options.subtype, rng, dither=dither)
+        assert frames is not None
         del out  # the float output is not needed past here: freed before the write (memory)
         frames_seen(frames)  # e.g. the waveform peaks of what is written, before it is (recording)
         begun = time.perf_counter()

@@ -6,6 +6,7 @@ Integers are clipped to full scale here, so libsndfile never wraps an out-of-ran
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -79,6 +80,36 @@ def written_as_zeros(sample_peak: float, subtype: str) -> bool:
     if subtype == "FLOAT":
         return sample_peak == 0.0
     return sample_peak < 0.5 / _PCM[subtype][0]
+
+
+WRITTEN_PEAK_SHARE = 1 / 250
+"""An export's true peak is measured on the quantized frames unless quantizing can move it by no more than
+this share of it (0.035 dB): ``measures_written``."""
+
+
+def written_error_steps(samples: int) -> float:
+    """How far quantizing can move the true peak of a clip of ``samples`` samples, in steps of the subtype:
+    each sample moves by at most 1.5 steps (PCM_16's TPDF dither, under 1 step, and half a step of rounding),
+    and the sum of |sinc(t − n)| over the samples, zero-padded or looped, is under (2/π)(ln S + 2) (10.7 for
+    a minute at 48 kHz; 17.2 at 2**36 samples)."""
+    return 1.5 * (2.0 / math.pi) * (math.log(max(samples, 1)) + 2.0)
+
+
+def measures_written(true_peak: float, subtype: str, samples: int) -> bool:
+    """Whether a clip of this true peak (linear, of its float samples) and length is measured again as
+    ``subtype``'s quantized frames: quantizing (dither, rounding) may move its true peak by more than
+    ``WRITTEN_PEAK_SHARE`` of it (a minute at 48 kHz: under −18.2 dBTP in PCM_16, −66.4 in PCM_24). FLOAT is
+    written as is; a true peak of 0, zeros."""
+    if subtype == "FLOAT" or not true_peak > 0.0:
+        return False
+    return true_peak * WRITTEN_PEAK_SHARE < written_error_steps(samples) / _PCM[subtype][0]
+
+
+def as_read(frames: NDArray[np.generic], subtype: str) -> NDArray[np.float32]:
+    """The ``(C, S)`` float32 samples a reader gets back from ``to_frames``'s ``(S, C)`` frames for a PCM
+    ``subtype`` (PCM_24's are shifted into the top bits of an int32): divided by a power of two, exactly."""
+    scale = 2.0**15 if subtype == "PCM_16" else 2.0**31
+    return frames.T.astype(np.float32) * np.float32(1.0 / scale)
 
 
 def clipped_samples(audio: NDArray[np.float32], sample_peak: float) -> int:
