@@ -34,6 +34,7 @@ from .compat import (
 )
 from .errors import (
     Cancelled,
+    CommitUnknown,
     ConfirmationRequired,
     DatabaseBusy,
     DatabaseError,
@@ -75,6 +76,7 @@ __all__ = [
     "AsyncStore",
     "AsyncTransaction",
     "Cancelled",
+    "CommitUnknown",
     "ConfirmationRequired",
     "DatabaseBusy",
     "DatabaseError",

@@ -110,6 +110,12 @@ class WriteConflict(DatabaseBusy):
     """
 
 
+class CommitUnknown(DatabaseError):
+    """PostgreSQL's connection was lost while a transaction's COMMIT was in flight (a restart, a failover,
+    ``pg_terminate_backend``, a network cut): the transaction may or may not have been committed. Read back
+    what it wrote (a row by its id or its idempotency key) before running it again."""
+
+
 class MigrationError(DatabaseError):
     """The schema is missing, older than this library needs, or a migration failed."""
 

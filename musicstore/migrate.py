@@ -251,8 +251,9 @@ def _backend(yoyo_url: str, dialect: str) -> Any:
         def connect(self, dburi: Any) -> Any:
             if setting is None:
                 return super().connect(dburi)
-            from .backends.postgres import TCP_DEFAULTS  # as the store's: a server that never answers fails
+            from .backends.postgres_settings import TCP_DEFAULTS
 
+            # as the store's: a server that never answers fails
             defaults = {**TCP_DEFAULTS, "connect_timeout": str(CONNECT_SECONDS)}
             return super().connect(dburi._replace(args={**defaults, **dburi.args}))
 

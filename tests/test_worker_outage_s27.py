@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from musicstore import AsyncStore, Store, migrate, waiting
-from musicstore.backends.postgres import connect_settings, pool_settings
+from musicstore.backends.postgres_settings import connect_settings, pool_settings
 from musicstore.errors import MigrationError
 from musicstore.migrate import CONNECT_SECONDS
 from musicstore.testing import _pgserver

@@ -8,7 +8,6 @@ extra: ``pip install 'musicstore[postgres]'``.
 from __future__ import annotations
 
 import functools
-import math
 import os
 import select
 import threading
@@ -16,10 +15,19 @@ from os import getpid
 from time import monotonic
 from typing import Any
 
-from ..errors import DatabaseBusy, DatabaseError, InvalidInput, MigrationError, MusicstoreError, WriteConflict
+from ..errors import (
+    CommitUnknown,
+    DatabaseBusy,
+    DatabaseError,
+    InvalidInput,
+    MigrationError,
+    MusicstoreError,
+    WriteConflict,
+)
 from ..queries import load
 from ..urls import without_password
-from . import POOL_NAME, closed_store, quiet_pool_failures
+from . import closed_store, quiet_pool_failures
+from .postgres_settings import _connect_timeout, connect_settings, pool_options
 
 quiet_pool_failures()  # the typed error says it once
 
@@ -52,12 +60,6 @@ answers COMMIT by rolling it back."""
 _COMMAND_OK = 1  # libpq's PGRES_COMMAND_OK: a command that returns no rows succeeded
 SPARE_SECONDS = 30.0
 """How long a connection stays the spare (``PostgresConnector.acquire``) before it goes back to the pool."""
-RECONNECT_SECONDS = 2.0
-"""How long a pool tries in the background to replace a lost connection (psycopg_pool's
-``reconnect_timeout``, 5 minutes by default) before it leaves that to the next operation, which connects at
-once. Its tries back off (1, 2, 4, 8... s apart), so after an outage of a minute, left to itself, its next
-try came up to a minute after the server was back, and every operation until then failed after
-``busy_timeout`` with ``DatabaseBusy`` ('no pooled connection came free in time; raise pool_size')."""
 _IDLE_EVENTS = select.POLLIN | select.POLLPRI
 """What ``_lost`` polls an idle connection's socket for (``poll`` adds its end, an error, a closed fd)."""
 
@@ -78,9 +80,28 @@ def _command(conn: Any, command: Command) -> None:
     while it waits), without psycopg's cursor and execute loop: measured, 55 µs less client CPU and 10 µs
     less server CPU for a BEGIN and a COMMIT. Only these: psycopg must see a ROLLBACK (it forgets its
     prepared statements there), and a statement's parameters and rows need its cursor."""
-    result = conn.pgconn.exec_(command.encode())
-    if result.status != _COMMAND_OK:
-        raise _modules()[0].errors.error_from_result(result, encoding=conn.info.encoding)
+    try:
+        result = conn.pgconn.exec_(command.encode())
+        if result.status != _COMMAND_OK:
+            raise _modules()[0].errors.error_from_result(result, encoding=conn.info.encoding)
+    except Exception as exc:
+        if command is COMMIT:
+            commit_failed(conn, exc)
+        raise
+
+
+_OUTCOME_UNKNOWN = "musicstore_commit_unknown"
+"""The attribute ``commit_failed`` sets on a COMMIT's error whose connection ended, read by ``translate``."""
+_CONNECTION_OK = 0  # libpq's CONNECTION_OK
+
+
+def commit_failed(conn: Any, exc: BaseException) -> None:
+    """Mark ``exc``, raised by a COMMIT sent on ``conn`` (sync or async), as a COMMIT whose outcome is
+    unknown where the connection ended with it (a restart, ``pg_terminate_backend``, a network cut): the
+    server may have committed before its answer was lost; ``translate`` makes it ``CommitUnknown``. An
+    error the server answered on a live connection (a deferred constraint) rolled the transaction back."""
+    if conn.pgconn.status != _CONNECTION_OK:
+        setattr(exc, _OUTCOME_UNKNOWN, True)
 
 
 def _due(conn: Any, query: Any) -> Command | None:
@@ -143,6 +164,11 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
         return closed_store()
     if not isinstance(exc, psycopg.Error):
         return None
+    if getattr(exc, _OUTCOME_UNKNOWN, False):
+        return CommitUnknown(
+            f"{where}: the connection was lost while its COMMIT was in flight ({exc}); the transaction may"
+            " or may not have been committed: read back what it wrote before running it again"
+        )
     if isinstance(exc, errors.UndefinedTable):
         primary = exc.diag.message_primary or str(exc)  # not the statement and its caret (LINE 1: ...)
         return MigrationError(f"{where}: {primary}: the schema is missing; run `musicstore migrate`")
@@ -212,64 +238,6 @@ def _lost(conn: Any) -> bool:
     taken as live. Then no write is sent twice: what ``acquire`` hands out instead has had nothing sent."""
     idle = conn.idle
     return idle is not None and bool(idle.poll(0))
-
-
-TCP_DEFAULTS = {
-    "keepalives": "1",
-    "keepalives_idle": "30",
-    "keepalives_interval": "10",
-    "keepalives_count": "3",
-    "tcp_user_timeout": "60000",
-}
-"""libpq settings for a TCP connection the URL does not set itself: a connection cut without a word reaching
-this host (a network cut, a host gone) is found dead within about a minute, idle (keepalive probes: 30 s, then
-3 unanswered 10 s apart) or with data unacknowledged (60 s), where the operating system's defaults take two
-hours or forever. A server busy with a long statement still answers them. Unix sockets ignore them."""
-
-
-def _unset(url: str, defaults: dict[str, Any]) -> dict[str, Any]:
-    """The ``defaults`` that ``url`` does not set (none for a URL that libpq cannot read)."""
-    import psycopg.conninfo
-
-    try:
-        given = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return {}
-    return {key: value for key, value in defaults.items() if key not in given}
-
-
-def pool_settings(url: str, timeout: float) -> dict[str, Any]:
-    """The keyword arguments of each connection a store's pool makes (sync and async): ``autocommit``, the
-    ``TCP_DEFAULTS`` and libpq's connect timeout (``_connect_timeout``) that ``url`` does not set itself.
-    Without a connect timeout psycopg waits 130 s for a connection that is accepted and never answered (a
-    hung server or proxy, a dead load balancer): the pool's few threads each stuck in one, it made no
-    connection for up to that long after the server answered again, and every operation meanwhile failed
-    after ``busy_timeout`` with ``DatabaseBusy`` ('raise pool_size')."""
-    return {"autocommit": True, **connect_settings(url, timeout)}  # autocommit: rows as tuples, by position
-
-
-def pool_options(url: str, pool_size: int, timeout: float) -> dict[str, Any]:
-    """What a store's pool is made with, sync and async alike (their connection class and ``configure``
-    aside): 1 to ``pool_size`` connections, each with ``pool_settings``, waited for ``timeout`` seconds, the
-    pool named ``POOL_NAME`` (``QuietPoolFailures``)."""
-    size = {"name": POOL_NAME, "min_size": 1, "max_size": pool_size, "timeout": timeout}
-    return {**size, "reconnect_timeout": RECONNECT_SECONDS, "kwargs": pool_settings(url, timeout)}
-
-
-def connect_settings(url: str, timeout: float | None) -> dict[str, Any]:
-    """The ``TCP_DEFAULTS`` and libpq's connect timeout for ``timeout`` (``_connect_timeout``; None: none)
-    that ``url`` does not set itself, for every connection of a store: its pool's, the reachability check's
-    and the wait hub's (a URL's own ``connect_timeout`` wins in all three; the check and the hub set theirs
-    over it before)."""
-    defaults = dict(TCP_DEFAULTS)
-    if timeout is not None:
-        defaults["connect_timeout"] = str(_connect_timeout(timeout))
-    return _unset(url, defaults)
-
-
-def _connect_timeout(timeout: float) -> int:
-    """libpq's connect_timeout: whole seconds, at least 2 (it treats smaller values as 2)."""
-    return max(2, math.ceil(timeout))
 
 
 class PostgresConnector:

@@ -25,18 +25,17 @@ from .postgres import (
     SPARE_SECONDS,
     Command,
     _aborted,
-    _connect_timeout,
     _due,
     _lock_setting,
     _lost,
     _modules,
     _unreachable,
     _watch,
-    connect_settings,
+    commit_failed,
     encode,
-    pool_options,
     translate,
 )
+from .postgres_settings import _connect_timeout, connect_settings, pool_options
 
 
 @functools.cache
@@ -58,7 +57,12 @@ def async_connection_class() -> type[Any]:
         ) -> Any:
             due = _due(self, query)
             if due is not None:
-                await execute(self, str(due))
+                try:
+                    await execute(self, str(due))
+                except Exception as exc:
+                    if due is COMMIT:
+                        commit_failed(self, exc)
+                    raise
             if query.__class__ is Command:
                 return None
             return await execute(self, query, params, prepare=prepare, binary=binary)
@@ -223,12 +227,19 @@ class AsyncPostgresConnector:
         (``AsyncStore.transaction``), whose connection the server may end while it is idle (``_lost``, asked
         before its COMMIT as ``PostgresConnector.commit`` asks)."""
         if not alone:
-            async with conn.transaction():
-                if not write:
-                    await conn.execute(READ_ONLY_SNAPSHOT)
-                yield
-                if conn.pgconn.transaction_status == _FAILED or (block and _lost(conn)):
-                    raise _aborted(self.where, ended=block and _lost(conn))  # COMMIT: a silent rollback
+            committing = False
+            try:
+                async with conn.transaction():
+                    if not write:
+                        await conn.execute(READ_ONLY_SNAPSHOT)
+                    yield
+                    if conn.pgconn.transaction_status == _FAILED or (block and _lost(conn)):
+                        raise _aborted(self.where, ended=block and _lost(conn))  # COMMIT: a silent rollback
+                    committing = True  # psycopg's transaction commits as it ends
+            except Exception as exc:
+                if committing:
+                    commit_failed(conn, exc)
+                raise
             return
         await conn.execute(BEGIN_LATER)
         try:

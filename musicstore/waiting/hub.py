@@ -15,7 +15,7 @@ import weakref
 from contextlib import suppress
 from typing import Any
 
-from ..backends.postgres import connect_settings
+from ..backends.postgres_settings import connect_settings
 from ..masking import redact
 from .herds import Herds
 from .waiters import Registry, _closed_store, _TaskWaiter, _ThreadWaiter, _Waiter, gone, notify_all

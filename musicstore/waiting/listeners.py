@@ -70,11 +70,11 @@ class Listeners:
 
 def _made(store: Any) -> Listeners:
     """New listeners for ``store``: its hub connects with the store's connections' connect timeout (libpq's,
-    from ``busy_timeout``: ``backends.postgres._connect_timeout``)."""
+    from ``busy_timeout``: ``backends.postgres_settings._connect_timeout``)."""
     timeout = getattr(getattr(store, "_connector", None), "timeout", None)
     if timeout is None or store.url.dialect != "postgres":
         return Listeners(store.url)
-    from ..backends.postgres import _connect_timeout
+    from ..backends.postgres_settings import _connect_timeout
 
     return Listeners(store.url, connect_timeout=_connect_timeout(timeout))
 

@@ -1,0 +1,72 @@
+"""What each PostgreSQL connection of a store is opened with (``musicstore.backends.postgres``): libpq's TCP
+keepalive and user timeout, its connect timeout, and the pool's options, sync and async alike."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import POOL_NAME
+
+RECONNECT_SECONDS = 2.0
+"""How long a pool tries in the background to replace a lost connection (psycopg_pool's
+``reconnect_timeout``, 5 minutes by default) before it leaves that to the next operation, which connects at
+once. Its tries back off (1, 2, 4, 8... s apart), so after an outage of a minute, left to itself, its next
+try came up to a minute after the server was back, and every operation until then failed after
+``busy_timeout`` with ``DatabaseBusy`` ('no pooled connection came free in time; raise pool_size')."""
+TCP_DEFAULTS = {
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "60000",
+}
+"""libpq settings for a TCP connection the URL does not set itself: a connection cut without a word reaching
+this host (a network cut, a host gone) is found dead within about a minute, idle (keepalive probes: 30 s, then
+3 unanswered 10 s apart) or with data unacknowledged (60 s), where the operating system's defaults take two
+hours or forever. A server busy with a long statement still answers them. Unix sockets ignore them."""
+
+
+def _unset(url: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The ``defaults`` that ``url`` does not set (none for a URL that libpq cannot read)."""
+    import psycopg.conninfo
+
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return {}
+    return {key: value for key, value in defaults.items() if key not in given}
+
+
+def pool_settings(url: str, timeout: float) -> dict[str, Any]:
+    """The keyword arguments of each connection a store's pool makes (sync and async): ``autocommit``, the
+    ``TCP_DEFAULTS`` and libpq's connect timeout (``_connect_timeout``) that ``url`` does not set itself.
+    Without a connect timeout psycopg waits 130 s for a connection that is accepted and never answered (a
+    hung server or proxy, a dead load balancer): the pool's few threads each stuck in one, it made no
+    connection for up to that long after the server answered again, and every operation meanwhile failed
+    after ``busy_timeout`` with ``DatabaseBusy`` ('raise pool_size')."""
+    return {"autocommit": True, **connect_settings(url, timeout)}  # autocommit: rows as tuples, by position
+
+
+def pool_options(url: str, pool_size: int, timeout: float) -> dict[str, Any]:
+    """What a store's pool is made with, sync and async alike (their connection class and ``configure``
+    aside): 1 to ``pool_size`` connections, each with ``pool_settings``, waited for ``timeout`` seconds, the
+    pool named ``POOL_NAME`` (``QuietPoolFailures``)."""
+    size = {"name": POOL_NAME, "min_size": 1, "max_size": pool_size, "timeout": timeout}
+    return {**size, "reconnect_timeout": RECONNECT_SECONDS, "kwargs": pool_settings(url, timeout)}
+
+
+def connect_settings(url: str, timeout: float | None) -> dict[str, Any]:
+    """The ``TCP_DEFAULTS`` and libpq's connect timeout for ``timeout`` (``_connect_timeout``; None: none)
+    that ``url`` does not set itself, for every connection of a store: its pool's, the reachability check's
+    and the wait hub's (a URL's own ``connect_timeout`` wins in all three; the check and the hub set theirs
+    over it before)."""
+    defaults = dict(TCP_DEFAULTS)
+    if timeout is not None:
+        defaults["connect_timeout"] = str(_connect_timeout(timeout))
+    return _unset(url, defaults)
+
+
+def _connect_timeout(timeout: float) -> int:
+    """libpq's connect_timeout: whole seconds, at least 2 (it treats smaller values as 2)."""
+    return max(2, math.ceil(timeout))
