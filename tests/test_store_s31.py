@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 
-from musicstore import AsyncStore, CommitUnknown, DatabaseError, Store
+from musicstore import AsyncStore, CommitUnknown, DatabaseError, Generation, InvalidInput, Status, Store
+from musicstore.errors import StorageError
+from musicstore.recording import export_batch_generations
 from tests.conftest import until
 
 _HOLD = 3131  # the advisory lock the deferred trigger waits for, at COMMIT
@@ -94,3 +98,35 @@ def test_a_connection_lost_during_commit_says_the_outcome_is_unknown(
     error = raised[0]
     assert isinstance(error, CommitUnknown) and isinstance(error, DatabaseError), repr(error)
     assert "may or may not have been committed" in str(error)
+
+
+def _row(store: Store, generation_id: str) -> Generation:
+    row = store.get_generation(generation_id)
+    assert row is not None
+    return row
+
+
+def test_a_batch_whose_root_cannot_be_opened_puts_its_rows_back(store: Store, tmp_path: Path) -> None:
+    """``export_batch_generations`` with a root that cannot be opened (an output folder under a regular
+    file: ``StorageError``, raised before any item started): its claimed rows stayed processing until their
+    lease expired, where a Ctrl-C there put them back. Any error before the items start puts them back now
+    (pending at once, the error named, the attempt counted); a caller's mistake (``InvalidInput``) still
+    leaves them claimed, to call again."""
+    for n in range(2):
+        store.create_generation(f"batch {n}", model_name="m", duration_seconds=1, sample_rate=8000)
+    batch = store.claim_batch("gpu-0", 2)
+    assert len(batch) == 2
+    audio = np.zeros((2, 1, 8000), dtype=np.float32)
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    with pytest.raises(InvalidInput):  # a caller's mistake: the rows stay claimed
+        export_batch_generations(store, batch, audio, root=tmp_path, ext="not-a-format")
+    assert {_row(store, g.id).status for g in batch} == {Status.PROCESSING}
+    with pytest.raises(StorageError):
+        export_batch_generations(store, batch, audio, root=f"file://{blocker}/out")
+    for generation in batch:
+        row = _row(store, generation.id)
+        assert row.status is Status.PENDING and row.worker_id is None
+        assert row.error_message is not None and "StorageError" in row.error_message
+    again = store.claim_batch("gpu-1", 2)  # claimable at once, by any worker
+    assert {g.id for g in again} == {g.id for g in batch}

@@ -55,7 +55,7 @@ Peaks = PeaksSpec | bool | None
 """``peaks=``: a ``PeaksSpec``, ``True`` (the default: ``PeaksSpec()``, 256 samples per pixel, 8 bits,
 mixed), or ``False``/``None`` (none made)."""
 DEFAULT_PEAKS = PeaksSpec()
-_PUT_BACK = "the batch export was interrupted ({}) before this item started: put back in the queue"
+_PUT_BACK = "the batch export stopped ({}) before this item started: put back in the queue"
 
 
 def export_generation(
@@ -201,7 +201,8 @@ def export_batch_generations(
     device in one transfer; one with a bad item falls back to converting item by item. An ``s3://`` root
     is opened once for the batch. A Ctrl-C (or another error that ends the wait) lets the items running end,
     puts the items not started back in the queue at once (``_put_back``, as a ``Worker`` does), then is
-    raised.
+    raised; so does an error before any item started (a root that cannot be opened), but a caller's mistake
+    (``InvalidInput``, ``InvalidTransition``: the rows stay claimed).
     """
     _check_store(store)
     if not isinstance(generations, Sequence) or isinstance(generations, str):
@@ -235,10 +236,10 @@ def export_batch_generations(
         except InvalidAudio:
             items = audio_batch  # some item is bad: let each item find out for itself
         folder, objects, opened = _target(root)
-    except Exception:  # the rows are as they were (a caller's mistake, a root that cannot be opened)
+    except (InvalidInput, InvalidTransition):  # a caller's mistake: the rows stay claimed, to call again
         raise
-    except BaseException as stopped:  # Ctrl-C before any item started: every one goes back
-        _put_back(store, generations, worker_id, stopped)
+    except BaseException as stopped:  # a Ctrl-C, a root that cannot be opened, a failed conversion...
+        _put_back(store, generations, worker_id, stopped)  # before any item started: every one goes back
         raise
     target: Root = objects if objects is not None else folder  # type: ignore[assignment]
 
