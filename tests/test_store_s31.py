@@ -4,7 +4,11 @@ error before its items start, NaN kept out of the float columns, and the dashboa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 import threading
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +16,10 @@ import numpy as np
 import psycopg
 import pytest
 
-from musicstore import AsyncStore, CommitUnknown, DatabaseError, Generation, InvalidInput, Status, Store
+from musicstore import AsyncStore, CommitUnknown, DatabaseError, Generation, InvalidInput, Status, Store, ops
 from musicstore.errors import StorageError
+from musicstore.ops.renditions import Rendition
+from musicstore.ops.transfer import import_renditions
 from musicstore.recording import export_batch_generations
 from tests.conftest import until
 
@@ -130,3 +136,58 @@ def test_a_batch_whose_root_cannot_be_opened_puts_its_rows_back(store: Store, tm
         assert row.error_message is not None and "StorageError" in row.error_message
     again = store.claim_batch("gpu-1", 2)  # claimable at once, by any worker
     assert {g.id for g in again} == {g.id for g in batch}
+
+
+def _rendition(generation_id: str, **changes: Any) -> Rendition:
+    """A rendition row as another store would hand it to ``import_renditions``."""
+    row = Rendition(
+        id=str(uuid.uuid4()),
+        generation_id=generation_id,
+        format="mp3",
+        codec="libmp3lame",
+        bitrate_mode="variable",
+        bitrate_kbps=None,
+        quality=2.0,
+        sample_rate=44100,
+        channels=2,
+        settings={"quality": 2.0},
+        profile="streaming",
+        target_lufs=-14.0,
+        ceiling_dbtp=-1.0,
+        storage_key=f"renditions/{uuid.uuid4()}.mp3",
+        file_size_bytes=1000,
+        duration_seconds=1.0,
+        loudness_lufs=-14.2,
+        true_peak_dbtp=-1.5,
+        loudness_status="normalized",
+        checksum="0" * 64,
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    return dataclasses.replace(row, **changes)
+
+
+@pytest.mark.parametrize("field", ["generation_time_seconds", "duration_seconds", "progress"])
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_an_imported_generation_with_a_nan_is_refused(store: Store, field: str, value: float) -> None:
+    """``import_rows`` (``copy_store``'s writes) checked the text fields of the rows it imports, not their
+    floats: a NaN ``generation_time_seconds`` was stored as NULL on SQLite without a word, refused on
+    PostgreSQL as 'bigint out of range' (the totals' trigger), a NaN ``duration_seconds`` refused as a NOT
+    NULL constraint on SQLite, naming no NaN. Now InvalidInput names the row and the field, before anything
+    is written."""
+    job = store.create_generation("imported", model_name="m", duration_seconds=1)
+    changes: dict[str, Any] = {"id": str(uuid.uuid4()), field: value}
+    imported = dataclasses.replace(job, **changes)
+    with pytest.raises(InvalidInput, match=f"generation '{imported.id}': {field} must be a finite number"):
+        store.run(ops.import_rows, [], [imported])
+    assert store.get_generation(imported.id) is None
+
+
+@pytest.mark.parametrize("field", ["quality", "loudness_lufs", "true_peak_dbtp", "duration_seconds"])
+def test_an_imported_rendition_with_a_nan_is_refused(store: Store, field: str) -> None:
+    """The same for ``import_renditions``: a NaN ``quality`` was stored as NULL on SQLite and as NaN on
+    PostgreSQL (its CHECK ``quality >= 0`` holds for NaN, which PostgreSQL orders above every number)."""
+    job = store.create_generation("rendered", model_name="m", duration_seconds=1)
+    rendition = _rendition(job.id, **{field: math.nan})
+    with pytest.raises(InvalidInput, match=f"rendition '{rendition.id}': {field} must be a finite number"):
+        store.run(import_renditions, [rendition])
+    assert store.list_renditions(job.id) == []

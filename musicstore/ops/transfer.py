@@ -68,11 +68,23 @@ def renditions_after(after_id: str, limit: int) -> Params:
 
 def check_rendition(rendition: Rendition) -> None:
     """Raise InvalidInput, naming the rendition and the field, for a text the target could not store as it
-    is (a NUL in an old SQLite row, which PostgreSQL refuses)."""
+    is (a NUL in an old SQLite row, which PostgreSQL refuses), or a float NaN or infinity."""
     fields = ("generation_id", "format", "codec", "bitrate_mode", "profile", "storage_key", "loudness_status")
     values: dict[str, object] = {name: getattr(rendition, name) for name in ("id", *fields, "checksum")}
     values["settings"] = settings_key(rendition.settings)
     validate.imported_text("rendition", rendition.id, values)
+    floats = {name: getattr(rendition, name) for name in _FLOAT_FIELDS}
+    validate.imported_numbers("rendition", rendition.id, floats)
+
+
+_FLOAT_FIELDS = (
+    "quality",
+    "target_lufs",
+    "ceiling_dbtp",
+    "duration_seconds",
+    "loudness_lufs",
+    "true_peak_dbtp",
+)
 
 
 @writer

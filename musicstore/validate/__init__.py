@@ -8,6 +8,7 @@ where a bool is.
 
 from __future__ import annotations
 
+import math
 from pathlib import PurePosixPath
 
 from ..errors import InvalidInput, shown
@@ -121,6 +122,13 @@ def imported_generation(row: Generation) -> str | None:
         message(row.error_message, "error_message", optional=True)
         name(row.owner_key, "owner_key", optional=True)
         _stored_text({"stage": row.stage, "idempotency_key": row.idempotency_key})
+        _finite(
+            {
+                "duration_seconds": row.duration_seconds,
+                "generation_time_seconds": row.generation_time_seconds,
+                "progress": row.progress,
+            }
+        )
         metadata(row.metadata)
         return None if row.file_path is None else relative_path(row.file_path)
     except InvalidInput as exc:
@@ -135,6 +143,24 @@ def imported_text(kind: str, row_id: object, values: dict[str, object]) -> None:
         _stored_text(values)
     except InvalidInput as exc:
         raise InvalidInput(f"{kind} {shown(row_id)}: {exc}") from None
+
+
+def imported_numbers(kind: str, row_id: object, values: dict[str, object]) -> None:
+    """The float fields of another row read from another store (a rendition's levels) as ``_finite``
+    checks them; the message names the row and the field."""
+    try:
+        _finite(values)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{kind} {shown(row_id)}: {exc}") from None
+
+
+def _finite(values: dict[str, object]) -> None:
+    """Each of ``values`` (float columns of a row read from another store) None or no float NaN or infinity:
+    SQLite would store NULL for a NaN (in a NOT NULL column: a constraint's error naming no NaN), PostgreSQL
+    a NaN where a CHECK such as ``quality >= 0`` accepts one (migration 0027 refuses it there too)."""
+    for what, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInput(f"{what} must be a finite number, got {value!r}")
 
 
 def _stored_text(values: dict[str, object]) -> None:
@@ -205,6 +231,7 @@ __all__ = [  # with the checkers of one value and of metadata, which live in val
     "file_size",
     "flag",
     "imported_generation",
+    "imported_numbers",
     "imported_prompt",
     "imported_text",
     "integer",
