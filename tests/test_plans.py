@@ -52,9 +52,9 @@ INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
         {"status": "completed", "before_created_at": WHEN, "before_id": ID, "limit": 50, "offset": 0},
         EITHER_TIME_INDEX,
     ),
-    "list_generations_by_model": (
+    "list_generations_by_model": (  # the time index filtered, or (0027) the model's rows: the planner's pick
         {"model_name": "m1", "before_created_at": WHEN, "before_id": ID, "limit": 50, "offset": 0},
-        "generations_created_at",
+        "generations_created_at|generations_model_created_at_id",
     ),
     "list_generations_by_status_and_model": (
         {
@@ -65,7 +65,7 @@ INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
             "limit": 50,
             "offset": 0,
         },
-        "generations_status_created_at_id",
+        "generations_status_created_at_id|generations_model_created_at_id",  # either filter's (0027)
     ),
     "count_by_model": ({"model_name": "m1"}, "model totals"),
     "count_by_status_and_model": ({"status": "failed", "model_name": "m1"}, "model totals"),
@@ -310,3 +310,59 @@ def test_postgres_queue_reads_only_pending_rows_when_many_are_not(postgres_url: 
 
 class _RolledBack(Exception):
     """Leaves a transaction by rolling it back."""
+
+
+# 100,000 generations of a common model, 50 of a rare one (its newest 2,000 s old): a model filter that walked
+# the time index read about every row for one page.
+LOAD_RARE_MODEL = (
+    "INSERT INTO prompts (text, used_count, first_used_at, last_used_at, digest)"
+    " VALUES ('p', 100000, now(), now(), sha256(convert_to('p', 'UTF8')))",
+    "INSERT INTO generations (id, prompt, prompt_digest, model_name, duration_seconds, sample_rate, channels,"
+    " status, created_at, file_path, file_size_bytes)"
+    " SELECT lpad(i::text, 36, '0'), 'p', sha256(convert_to('p', 'UTF8')),"
+    " CASE WHEN i % 2000 = 0 THEN 'rare' ELSE 'common' END, 10, 32000, 2, 'completed',"
+    " now() - i * interval '1 second', i || '.wav', 100"
+    " FROM generate_series(1, 100000) AS i",
+    "ANALYZE",
+)
+MODEL_PAGES = ("dashboard_page_by_model", "list_generations_by_model")
+
+
+def test_a_rare_models_page_reads_only_its_rows(db_url: str) -> None:
+    """The dashboard's model filter (``dashboard_page_by_model``) and ``list_generations(model_name=...)``
+    walked ``generations_created_at`` newest first and filtered out every row of another model: here all
+    100,000 rows for a page of the rare model's 50 (at a million rows, a scan). Migration 0027's
+    ``generations_model_created_at_id`` serves them: that model's rows only, in the page's order. PostgreSQL:
+    run (EXPLAIN ANALYZE, rolled back) with default planner settings; SQLite: its plan."""
+    queries = load(
+        "postgres" if db_url.startswith("postgres") else "sqlite",
+        "psycopg" if db_url.startswith("postgres") else "sqlite3",
+    )
+    params: dict[str, dict[str, Any]] = {
+        name: dict(INDEXED[name][0], model_name="rare") for name in MODEL_PAGES
+    }
+    if not db_url.startswith("postgres"):
+        conn = sqlite3.connect(str(resolve(db_url).path))
+        try:
+            for name in MODEL_PAGES:
+                sql = f"EXPLAIN QUERY PLAN {queries[name].sql}"
+                plan = " ".join(row[3] for row in conn.execute(sql, _sqlite_params(params[name])))
+                assert "USING INDEX generations_model_created_at_id (model_name=?" in plan, (name, plan)
+                assert "TEMP B-TREE" not in plan, (name, plan)
+        finally:
+            conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as pg:
+        for statement in LOAD_RARE_MODEL:
+            pg.execute(statement)
+        for name in MODEL_PAGES:
+            with pytest.raises(_RolledBack), pg.transaction():
+                rows = pg.execute(
+                    f"EXPLAIN (ANALYZE, COSTS OFF) {queries[name].sql}", params[name]
+                ).fetchall()
+                raise _RolledBack
+            plan = "\n".join(row[0] for row in rows)
+            assert "generations_model_created_at_id" in plan, (name, plan)
+            assert "Rows Removed by Filter" not in plan and "Sort (" not in plan, (name, plan)

@@ -153,6 +153,7 @@ INDEXES: dict[str, list[str | None]] = {
     "prompts_used_count_id": ["used_count", "id"],
     "generations_completed_at": ["completed_at"],  # completions by time, for the ETA (0009)
     "generations_failed_at": ["completed_at", "id"],  # failures by time, the dashboard's (0024)
+    "generations_model_created_at_id": ["model_name", "created_at", "id"],  # one model's rows by time (0027)
     # each owner key's lane in the claim's order of lanes (0012, which dropped 0010's generations_queue)
     # (0015: the lane served longest ago first among lanes equal on priority and running jobs)
     "owner_lanes_order": ["head_priority", "running", "served_at", "head_created_at", "head_id"],

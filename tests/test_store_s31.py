@@ -16,12 +16,23 @@ import numpy as np
 import psycopg
 import pytest
 
-from musicstore import AsyncStore, CommitUnknown, DatabaseError, Generation, InvalidInput, Status, Store, ops
+from musicstore import (
+    AsyncStore,
+    CommitUnknown,
+    DatabaseError,
+    Generation,
+    InvalidInput,
+    Status,
+    Store,
+    migrate,
+    ops,
+)
 from musicstore.errors import StorageError
 from musicstore.ops.renditions import Rendition
 from musicstore.ops.transfer import import_renditions
 from musicstore.recording import export_batch_generations
 from tests.conftest import until
+from tests.test_schema import _from, _rollback
 
 _HOLD = 3131  # the advisory lock the deferred trigger waits for, at COMMIT
 
@@ -191,3 +202,41 @@ def test_an_imported_rendition_with_a_nan_is_refused(store: Store, field: str) -
     with pytest.raises(InvalidInput, match=f"rendition '{rendition.id}': {field} must be a finite number"):
         store.run(import_renditions, [rendition])
     assert store.list_renditions(job.id) == []
+
+
+@pytest.mark.parametrize(
+    "table,column", [("renditions", "quality"), ("generations", "generation_time_seconds")]
+)
+@pytest.mark.parametrize("value", ["NaN", "Infinity"])
+def test_postgres_refuses_a_nan_written_by_sql(
+    postgres_url: str, table: str, column: str, value: str
+) -> None:
+    """PostgreSQL orders 'NaN' above every number, so ``CHECK (quality >= 0)`` held for a NaN (and for
+    infinity): an UPDATE by hand stored one in ``renditions.quality``; ``generation_time_seconds`` was
+    refused only by the totals trigger, as 'bigint out of range'. Migration 0027's CHECKs refuse both (a
+    CheckViolation naming the constraint)."""
+    with Store(postgres_url) as store:
+        job = store.create_generation("rendered", model_name="m", duration_seconds=1)
+        store.run(import_renditions, [_rendition(job.id)])
+    row_id = job.id if table == "generations" else store_rendition_id(postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.CheckViolation, match="_finite"):
+            conn.execute(f"UPDATE {table} SET {column} = %s::float8 WHERE id = %s", (value, row_id))
+        conn.execute(f"UPDATE {table} SET {column} = 2.5 WHERE id = %s", (row_id,))  # a number passes
+
+
+def store_rendition_id(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT id FROM renditions").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_0027_rolls_back_and_applies_again(db_url: str) -> None:
+    """Both backends: 0027 rolls back (the index by model dropped; on PostgreSQL the CHECKs too) and applies
+    again; a page of one model reads as before."""
+    _rollback(db_url, "0027")
+    assert migrate(db_url) == _from("0027")
+    with Store(db_url) as store:
+        job = store.create_generation("after 0027", model_name="rare", duration_seconds=1)
+        assert [g.id for g in store.list_generations(model_name="rare").items] == [job.id]

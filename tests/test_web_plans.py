@@ -49,10 +49,14 @@ DASHBOARD_INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     "metrics_recent_completed": ({"limit": 100}, EITHER_TIME_INDEX),
     "dashboard_page": (_PAGE, "generations_created_at"),
     "dashboard_page_by_status": ({**_PAGE, "status": "completed"}, EITHER_TIME_INDEX),
-    "dashboard_page_by_model": ({**_PAGE, "model_name": "m1"}, "generations_created_at"),
-    "dashboard_page_by_status_and_model": (
+    # the time index filtered by model, or (0027) that model's rows in the page's order: the planner's pick
+    "dashboard_page_by_model": (
+        {**_PAGE, "model_name": "m1"},
+        "generations_created_at|generations_model_created_at_id",
+    ),
+    "dashboard_page_by_status_and_model": (  # either filter's index (0027), in the page's order
         {**_PAGE, "status": "failed", "model_name": "m1"},
-        "generations_status_created_at_id",
+        "generations_status_created_at_id|generations_model_created_at_id",
     ),
     "dashboard_scan_end": (
         {"after": EPOCH, "before_created_at": WHEN, "before_id": ID, "offset": 4999},
