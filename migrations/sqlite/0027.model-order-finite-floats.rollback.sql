@@ -1,2 +1,2 @@
 -- Back to 0026: no index by model.
-DROP INDEX generations_model_created_at_id;
+DROP INDEX IF EXISTS generations_model_created_at_id;
