@@ -55,7 +55,7 @@ Peaks = PeaksSpec | bool | None
 """``peaks=``: a ``PeaksSpec``, ``True`` (the default: ``PeaksSpec()``, 256 samples per pixel, 8 bits,
 mixed), or ``False``/``None`` (none made)."""
 DEFAULT_PEAKS = PeaksSpec()
-_PUT_BACK = "the batch export stopped ({}) before this item started: put back in the queue"
+_PUT_BACK = "the batch export was interrupted ({}) before this item started: put back in the queue"
 
 
 def export_generation(
