@@ -239,9 +239,12 @@ def test_a_ctrl_c_before_any_item_started_puts_back_every_item(
         assert [_status(store, g) for g in batch] == [(Status.PENDING, None)] * 2
 
 
-def test_an_error_before_any_item_started_leaves_the_rows_alone(
+def test_an_error_before_any_item_started_puts_the_rows_back(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Session 31: an ordinary error before any item started (here the tensors' conversion) puts every row
+    back as a Ctrl-C there does; it left them claimed until their lease expired (session 29's expectation)."""
+
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("no device")
 
@@ -250,7 +253,7 @@ def test_an_error_before_any_item_started_leaves_the_rows_alone(
         monkeypatch.setattr(recording, "as_audio_batch", broken)
         with pytest.raises(RuntimeError, match="no device"):
             recording.export_batch_generations(store, batch, _audio(2), root=tmp_path)
-        assert [_status(store, g) for g in batch] == [(Status.PROCESSING, "gpu-0")] * 2
+        assert [_status(store, g) for g in batch] == [(Status.PENDING, None)] * 2
 
 
 def test_a_second_ctrl_c_stops_the_put_backs_and_says_so(
