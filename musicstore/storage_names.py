@@ -16,6 +16,9 @@ MAX_URL_CHARS = 2048
 """The longest storage URL a row holds (``generations.storage_url``'s CHECK, on both backends)."""
 GENERATION_FIELD = "generation-id"
 """The object metadata field in which recording marks an object with its generation's id."""
+ATTEMPT_FIELD = "export-attempt"
+"""The object metadata field in which an export marks the objects it puts with a token of its own (one per
+call): its cleanup removes only objects bearing it (``recording.uploads``)."""
 
 
 def peaks_digest(generation_id: str) -> str:

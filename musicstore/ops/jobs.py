@@ -118,10 +118,10 @@ def lock_for_completion(generation_id: str, *, worker_id: str | None = None) -> 
     ``complete_generation`` checks it, with the same errors (NotFound, InvalidTransition, LeaseLost,
     Cancelled); nothing written.
 
-    ``musicstore.recording`` takes it before it puts a file, in the transaction that completes the row after
-    the put: the claim is checked and no other session can change the row meanwhile, while the completing
-    UPDATE (whose triggers take their rows' locks: the session's shard of the totals, the owner key's lane)
-    runs only once the file is in, just before the commit."""
+    ``musicstore.recording`` takes it in the transaction that completes the row (before a folder's rename,
+    after an object store's put): the claim is checked and no other session can change the row meanwhile,
+    while the completing UPDATE (whose triggers take their rows' locks: the session's shard of the totals,
+    the owner key's lane) runs only once the file is in, just before the commit."""
     gid = check_id(generation_id)
     worker = validate.name(worker_id, "worker_id", optional=True)
     current: Generation | None = yield Call("get_generation_for_update", {"id": gid}, GENERATION)

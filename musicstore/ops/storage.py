@@ -15,6 +15,7 @@ from ..ids import check_id
 from ..models import Status, columns
 from ..models.status import status_of
 from ..storage_names import check_checksum, check_key, store_url
+from .reads import GENERATION
 from .steps import Call, Params, Steps, reader, reads_all, writer
 
 COPIED = columns("id", "storage_url", "storage_key", "checksum")
@@ -61,6 +62,15 @@ def record_storage(generation_id: str, *, storage_url: str, key: str, checksum: 
         if row is not None and row[1] == Status.COMPLETED.value and row[2] != path:
             raise InvalidInput(f"key {path!r} is not generation {gid}'s file_path {row[2]!r}")
         raise NotFound(f"generation {gid} is not completed; its file cannot be recorded")
+
+
+@writer
+def lock_generation(generation_id: str) -> Steps[None]:
+    """The generation's row locked until the transaction ends, whatever its status (``FOR UPDATE`` on
+    PostgreSQL; SQLite's write transaction already excludes the others); nothing written. An export that
+    put objects before the transaction recording them removes its own under this lock
+    (``recording.uploads``), so that no attempt holding it can take them for a dead attempt's."""
+    yield Call("get_generation_for_update", {"id": check_id(generation_id)}, GENERATION)
 
 
 @reader

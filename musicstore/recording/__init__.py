@@ -3,10 +3,11 @@
 ``export_generation`` writes the clip to ``<root>/YYYY/MM/DD/<id>.<ext>`` and completes the generation;
 ``export_batch_generations`` does the same for a ``(B, C, S)`` batch on a thread pool, item by item. The root
 is a local folder (a path, ``file://``) or an object store (``s3://BUCKET/PREFIX``, or any ``FileStore``).
-The file reaches its final path (or key) only inside the transaction that completes the row, after the
-worker's claim has been checked under the row lock and before the row is completed (whose triggers' locks are
-then held only until the commit, not through an upload), so a worker that lost its lease can never replace or
-remove the file of the worker that took over. The row records the storage URL, key and SHA-256 of the file
+A folder's file reaches its final path only inside the transaction that completes the row, after the
+worker's claim has been checked under the row lock; an object store's objects are put before that transaction
+(no lock held through an upload: ``recording.uploads``), marked with the attempt, which removes only its own,
+under the row lock. Either way a worker that lost its lease can never replace or remove the file of the
+worker that took over. The row records the storage URL, key and SHA-256 of the file
 (``musicstore.ops.storage``). The waveform peaks of the frames being written (by default; ``peaks=False``
 opts out) go beside it as ``<id>.peaks.<spp>.<bits>[.split].json`` (with ``PeaksSpec(normalized=True)``
 their normalised [−1, 1] form too, ``….normalized.json``) in the same transaction, recorded in the row's

@@ -1,9 +1,11 @@
 """One claimed generation's export placed and recorded (``musicstore.recording``): the audio encoded, its
-waveform peaks made, the file put in its place (a folder or an object store) and the row completed in one
-transaction, or the row failed per ``on_error``; and what a recording returns (``Recorded``)."""
+waveform peaks made, the file put in its place (a folder: renamed in the transaction completing the row; an
+object store: put before it, ``uploads``) and the row completed, or the row failed per ``on_error``; and
+what a recording returns (``Recorded``)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import secrets
@@ -23,7 +25,6 @@ from ..errors import (
     StorageError,
 )
 from ..filestore import FileStore, LocalFileStore, ObjectInfo
-from ..filestore.base import put_marked, unput
 from ..filestore.fsync import fsync
 from ..models import Generation, Status
 from ..ops.jobs import lock_for_completion
@@ -31,6 +32,7 @@ from ..ops.storage import get_storage, record_storage
 from ..rendering import StoredPeaks, peaks_name
 from ..storage_names import normalized_peaks_key
 from ..store import Store
+from .uploads import Uploads, put_marked
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,9 +195,10 @@ class _Placing:
         claim time), the row must still be that claim (its ``attempts`` and ``started_at``), not only held by
         a worker of the same id: one taken back and claimed again under that id (another host's gpu-0, a
         worker restarted under its name) is LeaseLost, and ``tx`` (rolled back by the raise) is undone.
-        Only the row is locked while the file is put (an upload can take seconds): the completing UPDATE,
-        whose triggers lock rows other sessions' status changes need (the session's shard of the totals on
-        PostgreSQL, the owner key's lane), runs after the put, just before the commit."""
+        Only the row is locked while a folder's file is renamed into place (an object store's are put before
+        the transaction: ``into_objects``): the completing UPDATE, whose triggers lock rows other sessions'
+        status changes need (the session's shard of the totals on PostgreSQL, the owner key's lane), runs
+        after it, just before the commit."""
         self._check_claim(tx.run(lock_for_completion, self.generation.id, worker_id=self.worker))
 
     def complete(self, tx: Any, result: ExportResult, key: str, waveform: _Waveform | None) -> Generation:
@@ -290,41 +293,32 @@ class _Placing:
         self, result: ExportResult, objects: FileStore, key: str, waveform: _Waveform | None
     ) -> Recorded:
         """The encoded file, then its peaks and normalised peaks, put at ``key`` and beside it (conditional
-        creates) in the transaction completing the row."""
-        placed, placing, committing = False, False, False
+        creates, ``uploads.Uploads``), then the row completed in a transaction of its own: no lock is held
+        while an upload runs. The claim is checked before the puts (a lost one puts nothing) and again,
+        under the row's lock, in the transaction recording them; objects not recorded are removed under that
+        lock."""
         beside = [] if waveform is None else waveform.files(key)  # the peaks file, then the normalised one
-        beside_placed: list[str] = []
+        uploads = Uploads(self.store, objects, self.generation.id, self.claim)
+        placing, committing = False, False
         checksum: str | None = None
-        putting: str | None = None  # the key of a put begun and not noted as done: it may have written it
         try:
+            with self.store.transaction() as tx:  # a claim already lost: nothing is put
+                self.claim(tx)
+            placing = True
+            with open(result.path, "rb") as source:
+                content_type, figures = _CONTENT_TYPES.get(result.format.lower()), _object_metadata(result)
+                info = uploads.attempt(
+                    key, lambda: self._put(objects, key, source, content_type, figures, uploads=uploads)
+                )
+            for beside_key, data in beside:  # ObjectExists: not ours, left alone
+                put = functools.partial(self._put, objects, beside_key, data, "application/json")
+                uploads.attempt(beside_key, functools.partial(put, uploads=uploads))
+            placing = False
+            checksum = info.checksum
+            assert checksum is not None  # a put always reports the SHA-256 it computed
             with self.store.transaction() as tx:
                 self.claim(tx)
-                placing = True
-                try:
-                    putting = key
-                    with open(result.path, "rb") as source:
-                        info = self._put(  # holding the row's lock, with a valid claim, no file recorded yet
-                            objects,
-                            key,
-                            source,
-                            _CONTENT_TYPES.get(result.format.lower()),
-                            _object_metadata(result),
-                        )
-                    placed = True
-                    putting = None
-                    for beside_key, data in beside:  # ObjectExists: not ours, left alone
-                        putting = beside_key
-                        self._put(objects, beside_key, data, "application/json")
-                        beside_placed.append(beside_key)
-                        putting = None
-                except BaseException as exc:  # the row still locked: no other attempt can put there now
-                    if putting is not None:
-                        unput(objects, putting, self.generation.id, exc)  # the row still locked
-                    raise
-                placing = False
-                checksum = info.checksum
-                assert checksum is not None  # a put always reports the SHA-256 it computed
-                done = self.complete(tx, result, key, waveform)  # its triggers' locks held only from here
+                done = self.complete(tx, result, key, waveform)
                 tx.run(
                     record_storage, self.generation.id, storage_url=objects.url, key=key, checksum=checksum
                 )
@@ -337,12 +331,7 @@ class _Placing:
                 return Recorded(again, result, objects.url, key, checksum, stored)
             if landed is not False:  # the row records the objects, or may: never a completed row without them
                 raise
-            placed_keys = ([key] if placed else []) + beside_placed
-            for placed_key in placed_keys:
-                try:
-                    objects.delete(placed_key)
-                except Exception as cleanup:
-                    exc.add_note(f"and removing {placed_key} from {objects.url} failed: {cleanup}")
+            uploads.remove(exc)
             self._not_recorded(exc, placing)
             raise
         stored = None if waveform is None else waveform.stored(self.generation.id, objects.url, key)
@@ -350,12 +339,10 @@ class _Placing:
 
     def _put(
         self, objects: FileStore, key: str, data: BinaryIO | bytes, content_type: str | None,
-        metadata: Mapping[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None, *, uploads: Uploads,
     ) -> ObjectInfo:  # fmt: skip
-        """``put_marked`` at ``key``, holding the row's lock (``base.unput`` cleans up after it: an object
-        this put may have written, marked with this generation's id, is removed before the lock goes)."""
-        generation_id = self.generation.id
-        return put_marked(objects, key, data, generation_id, content_type=content_type, metadata=metadata)
+        """``uploads.put`` at ``key`` in ``objects`` (``put_marked``: conditional creates), no lock held."""
+        return uploads.put(key, data, content_type, metadata, create=put_marked)
 
     def _landed(self, exc: BaseException, key: str, checksum: str) -> bool | None:
         """Whether the completing commit that raised ``exc`` landed (a connection lost after the server
