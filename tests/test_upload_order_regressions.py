@@ -7,7 +7,8 @@ by ``mod(pg_backend_pid(), 16)``; the owner key's ``owner_lanes`` row), held for
 session's status change touching those rows (a claim, a completion, a create on that owner key) waited for
 the upload, for seconds on a big file, or failed with DatabaseBusy. The row itself is now locked and its
 claim checked first, the objects put, and only then the row completed: those rows are held for the few
-milliseconds before the commit, while the generation's own row stays locked through the upload.
+milliseconds before the commit. Since df72ff3 the objects are put before that transaction: the generation's
+own row is not locked through the upload either (``tests/test_upload_lock_s31.py``).
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def test_a_status_change_on_the_exporters_totals_shard_does_not_wait_for_its_upl
     (of another owner key and the same model) while the export's upload is held: each is done at once.
     Before, the first of them waited for the upload (DatabaseBusy after its 1 s lock timeout): the export had
     completed its row, its triggers holding that shard's ``processing`` and ``completed`` totals, before the
-    put. The generation's own row is locked through the upload all the same: a cancel of it waits."""
+    put. The generation's own row is not locked through the upload either (df72ff3): its worker's heartbeat
+    from another session is done at once."""
     files = _HeldUpload(objects)
     with Store(postgres_url, pool_size=1) as exporter:
         job = claimed(exporter, owner_key="uploader")
@@ -129,8 +131,9 @@ def test_a_status_change_on_the_exporters_totals_shard_does_not_wait_for_its_upl
                     lambda: other.fail(second.id, "out of memory", retry=False, worker_id="gpu-b"),
                 )
                 assert status is Status.FAILED
-                with pytest.raises(DatabaseBusy):  # the exported row is locked while its upload runs
-                    other.cancel(job.id, "the user pressed stop")
+                # the exported row is not locked while its upload runs (since df72ff3: put, then recorded;
+                # before, this heartbeat, as a cancel, raised DatabaseBusy after the 1 s lock timeout)
+                _without_waiting("a heartbeat of the exported row", lambda: other.heartbeat(job.id, "gpu-0"))
             finally:
                 files.release.set()
                 thread.join(60)
