@@ -22,6 +22,7 @@ from musicstore import Cancelled, DatabaseBusy, LeaseLost, Status, Store
 from musicstore.filestore import FileStore, ObjectInfo
 from musicstore.recording import Recorded, export_generation
 from tests.conftest import FakeClock
+from tests.connecting import opened
 from tests.test_record import claimed, music
 
 SHARDS = 16
@@ -59,7 +60,7 @@ def _store_on_shard(url: str, shard: int) -> Store:
     """A store of one connection (``pool_size=1``) whose backend falls on ``shard``, waiting at most 1 s for
     a lock: stores are opened (and the others closed) until one does, one in 16 on average."""
     for _ in range(40 * SHARDS):
-        store = Store(url, pool_size=1, busy_timeout=1)
+        store = opened(lambda: Store(url, pool_size=1, busy_timeout=1))  # its connect not bound by 1 s
         if _backend_pid(store) % SHARDS == shard:
             return store
         store.close()
@@ -158,7 +159,7 @@ def test_a_create_and_claim_on_the_exporting_jobs_owner_key_do_not_wait_for_its_
     the put, its trigger holding the key's ``owner_lanes`` row (one fewer running) through the upload: every
     create and claim of that key's jobs, on any host, waited for it."""
     files = _HeldUpload(objects)
-    with Store(postgres_url) as exporter, Store(postgres_url, busy_timeout=1) as other:
+    with Store(postgres_url) as exporter, opened(lambda: Store(postgres_url, busy_timeout=1)) as other:
         job = claimed(exporter, owner_key="tenant-a")
         thread, outcome = _exporting(exporter, job, files)
         try:
