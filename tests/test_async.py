@@ -34,6 +34,7 @@ from musicstore import (
 from musicstore.aio import OPERATION_NAMES, AsyncOperations, AsyncStore, AsyncTransaction
 from musicstore.store import Operations
 from tests.conftest import FakeClock, new_job
+from tests.connecting import opened_async
 
 MISSING = "01a20180-5e48-7dc6-afbf-cdf54fb09fcb"
 
@@ -264,7 +265,9 @@ def test_busy_is_a_typed_error(db_url: str) -> None:
                 blocker.execute("ROLLBACK")
                 blocker.close()
             return
-        async with AsyncStore.open(db_url, busy_timeout=0.2, pool_size=1) as store:
+        async with await opened_async(
+            lambda: AsyncStore.open(db_url, busy_timeout=0.2, pool_size=1)
+        ) as store:
             async with store.transaction():  # holds the only connection
                 await raises(DatabaseBusy, asyncio.create_task(store.count_generations()), match="pool")
             assert await store.count_generations() == 0
@@ -288,7 +291,7 @@ def test_a_row_lock_held_past_busy_timeout_is_database_busy(postgres_url: str) -
                 release.wait(30)
 
         async def main() -> None:
-            async with AsyncStore.open(postgres_url, busy_timeout=0.3) as store:
+            async with await opened_async(lambda: AsyncStore.open(postgres_url, busy_timeout=0.3)) as store:
                 await raises(DatabaseBusy, asyncio.wait_for(store.cancel(job.id), 30), match="busy timeout")
 
         holding = threading.Thread(target=hold_lock)

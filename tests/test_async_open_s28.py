@@ -20,6 +20,7 @@ from musicstore.drivers import opening
 from musicstore.errors import DatabaseError, InvalidInput, MigrationError, NewerSchemaWarning
 from musicstore.migrate import shipped_migrations
 from musicstore.urls import resolve
+from tests.connecting import opened, opened_async
 
 _counter = iter(range(10**6))
 
@@ -377,10 +378,10 @@ def test_a_server_stopped_mid_use_raises_typed_errors_and_logs_no_warning(
         url = server.url("stopped").replace("musicstore@", f"musicstore:{SECRET}@")
         migrate(url)
         caplog.set_level(logging.DEBUG)
-        store = Store(url, busy_timeout=0.5)
+        store = opened(lambda: Store(url, busy_timeout=0.5))  # connected: a slow first connect is no error
         loop = asyncio.new_event_loop()
         try:
-            astore = loop.run_until_complete(AsyncStore.open(url, busy_timeout=0.5))
+            astore = loop.run_until_complete(opened_async(lambda: AsyncStore.open(url, busy_timeout=0.5)))
             assert store.count_generations() == loop.run_until_complete(astore.count_generations()) == 0
             server.stop()
             for _ in range(2):

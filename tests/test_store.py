@@ -25,6 +25,7 @@ from musicstore import (
 from musicstore.models import Generation
 from musicstore.queries import execute, load
 from tests.conftest import FakeClock, new_job
+from tests.connecting import opened
 
 
 def test_create_then_get_returns_the_same_row(store: Store, clock: FakeClock) -> None:
@@ -384,7 +385,7 @@ def test_pool_exhaustion_is_database_busy(postgres_url: str) -> None:
 
     from musicstore import DatabaseBusy
 
-    with Store(postgres_url, busy_timeout=0.2, pool_size=1) as store:
+    with opened(lambda: Store(postgres_url, busy_timeout=0.2, pool_size=1)) as store:  # connected first
         with store.transaction(), ThreadPoolExecutor(1) as other:  # holds the only connection
             waiting = other.submit(store.count_generations)
             with pytest.raises(DatabaseBusy, match="pool"):
@@ -400,7 +401,7 @@ def test_a_row_lock_held_past_busy_timeout_is_database_busy(postgres_url: str) -
 
     from musicstore import DatabaseBusy, Status
 
-    with Store(postgres_url) as holder, Store(postgres_url, busy_timeout=0.3) as waiter:
+    with Store(postgres_url) as holder, opened(lambda: Store(postgres_url, busy_timeout=0.3)) as waiter:
         job = new_job(holder)
         release = threading.Event()
         locked = threading.Event()
