@@ -86,11 +86,28 @@ class Server:
 
 
 def _admin(url: str, statements: tuple[str, ...]) -> None:
+    """Each statement in autocommit; one refused because its source database is still in use is made again
+    for up to ``IN_USE_SECONDS``."""
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
         for statement in statements:
-            conn.execute(statement)
+            deadline = time.monotonic() + IN_USE_SECONDS
+            while True:
+                try:
+                    conn.execute(statement)
+                    break
+                except psycopg.errors.ObjectInUse:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+
+
+IN_USE_SECONDS = 120.0
+"""How long a ``CREATE DATABASE ... TEMPLATE`` is made again while the template is in use. PostgreSQL waits
+5 s for the other sessions on a template to go, then refuses ('source database ... is being accessed by
+other users'): right after ``migrate`` on the template, its connections' backends, closed by the client, may
+still be exiting on a loaded 2-core host; a test's fixture then failed for that alone."""
 
 
 @dataclass
