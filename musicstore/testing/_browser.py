@@ -85,9 +85,11 @@ def _listener(port: int) -> socket.socket:
 
 class LiveServer:
     """uvicorn serving ``app`` on 127.0.0.1 in a daemon thread, until ``stop()``: on ``port``, else on a
-    free one (the socket bound before the thread starts: no other process can take it meanwhile)."""
+    free one (the socket bound before the thread starts: no other process can take it meanwhile). It returns
+    as soon as uvicorn has started; ``timeout`` only bounds that wait (60 s: a loaded 2-core CI host took more
+    than the 10 s it was to import and start uvicorn and run the app's startup)."""
 
-    def __init__(self, app: Any, *, port: int | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, app: Any, *, port: int | None = None, timeout: float = 60.0) -> None:
         import uvicorn
 
         self.socket = _listener(port or 0)
