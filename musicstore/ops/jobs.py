@@ -24,7 +24,7 @@ from .claims import CANDIDATES, MAX_OWNER_LIMIT, _fast, _Undecided, claim_batch,
 from .creation import create_generation
 from .leases import DEFAULT_LEASE_SECONDS, Stamp, _backoff_fits, _later, lease_of
 from .reads import GENERATION
-from .steps import EXPLAIN, MORE, Call, Explain, More, Params, Steps, writer, writes_fixed
+from .steps import EXPLAIN, MORE, Call, Explain, More, Params, Steps, reader, writer, writes_fixed
 
 DEFAULT_MAX_ATTEMPTS = 3
 """How many claims a generation gets before a failure (or expired lease) is final."""
@@ -122,9 +122,21 @@ def lock_for_completion(generation_id: str, *, worker_id: str | None = None) -> 
     after an object store's put): the claim is checked and no other session can change the row meanwhile,
     while the completing UPDATE (whose triggers take their rows' locks: the session's shard of the totals,
     the owner key's lane) runs only once the file is in, just before the commit."""
+    return (yield from _completable("get_generation_for_update", generation_id, worker_id))
+
+
+@reader
+def check_for_completion(generation_id: str, *, worker_id: str | None = None) -> Steps[Generation]:
+    """``lock_for_completion``'s check as a read, locking nothing and sending no COMMIT: what an export to an
+    object store asks before its upload, so that a claim already lost puts nothing (the locked check
+    follows the upload, in the transaction that completes the row)."""
+    return (yield from _completable("get_generation", generation_id, worker_id))
+
+
+def _completable(query: str, generation_id: str, worker_id: str | None) -> Steps[Generation]:
     gid = check_id(generation_id)
     worker = validate.name(worker_id, "worker_id", optional=True)
-    current: Generation | None = yield Call("get_generation_for_update", {"id": gid}, GENERATION)
+    current: Generation | None = yield Call(query, {"id": gid}, GENERATION)
     if (
         current is None
         or current.status is not Status.PROCESSING

@@ -27,7 +27,7 @@ from ..errors import (
 from ..filestore import FileStore, LocalFileStore, ObjectInfo
 from ..filestore.fsync import fsync
 from ..models import Generation, Status
-from ..ops.jobs import lock_for_completion
+from ..ops.jobs import check_for_completion, lock_for_completion
 from ..ops.storage import get_storage, record_storage
 from ..rendering import StoredPeaks, peaks_name
 from ..storage_names import normalized_peaks_key
@@ -302,8 +302,8 @@ class _Placing:
         placing, committing = False, False
         checksum: str | None = None
         try:
-            with self.store.transaction() as tx:  # a claim already lost: nothing is put
-                self.claim(tx)
+            # a claim already lost: nothing is put (a read: no lock, no COMMIT)
+            self._check_claim(self.store.run(check_for_completion, self.generation.id, worker_id=self.worker))
             placing = True
             with open(result.path, "rb") as source:
                 content_type, figures = _CONTENT_TYPES.get(result.format.lower()), _object_metadata(result)
