@@ -34,13 +34,13 @@ from musicstore.audio.limiter import CEILING_MARGIN_DB, Leveled, LimiterSettings
 from musicstore.audio.loudness import ABSOLUTE_GATE_LUFS, BlockPower
 from musicstore.audio.quantize import (
     SUBTYPES,
-    as_read,
     check_wav_size,
     clipped_samples,
     dithers,
     frame_blocks,
     measures_written,
     on_16_bit_grid,
+    quantize_in_place,
     to_frames,
     written_as_zeros,
 )
@@ -52,7 +52,6 @@ from musicstore.audio.truepeak import (
     refined_peak,
     scaled_down,
     to_db,
-    true_peak,
 )
 from musicstore.errors import InvalidInput
 
@@ -180,15 +179,16 @@ def _export_one(
         held = np.clip(out, np.float32(-1.0), np.float32(1.0))
         done, sample_peak = _measured_as_written(done, held, rate), 1.0
         del held
-    frames = None if frames_seen is None else to_frames(out, options.subtype, rng, dither=dither)
     if measures_written(done.true_peak, options.subtype, shape[1]):  # quiet: measured as written
-        frames = to_frames(out, options.subtype, rng, dither=dither) if frames is None else frames
-        done = replace(done, true_peak=true_peak(as_read(frames, options.subtype)))
+        if np.may_share_memory(out, x):  # written unchanged: the caller's array is not touched
+            out = out.copy()
+        quantize_in_place(out, options.subtype, rng, dither=dither)  # the file's values, a chunk at a time
+        peak = refined_peak(out, peak_map(out, None, FarField.measure(out, keep=False)))  # as clipped ones
+        done, dither = replace(done, true_peak=peak), False  # on the grid: frames made exactly
     if frames_seen is None:  # quantized a block at a time as the write asks for it: no full frames (memory)
         quantizing = [0.0]
-        made = frame_blocks(out, options.subtype, rng, dither=dither) if frames is None else iter([frames])
-        blocks = _timed(made, quantizing)
-        del out, frames
+        blocks = _timed(frame_blocks(out, options.subtype, rng, dither=dither), quantizing)
+        del out
         begun = time.perf_counter()
         file: Staged | None = None
         try:  # entered first: a Ctrl-C as stage_blocks returns, or in ``del blocks``, finds its temp file
@@ -208,7 +208,7 @@ def _export_one(
         quantize_s = begun - stamp + quantizing[0]
         write_s = time.perf_counter() - begun - quantizing[0]
     else:
-        assert frames is not None
+        frames = to_frames(out, options.subtype, rng, dither=dither)
         del out  # the float output is not needed past here: freed before the write (memory)
         frames_seen(frames)  # e.g. the waveform peaks of what is written, before it is (recording)
         begun = time.perf_counter()
