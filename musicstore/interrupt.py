@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -59,35 +59,74 @@ def terminating() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+HELD = (signal.SIGINT, signal.SIGTERM)
+"""The signals ``held`` holds: Ctrl-C, and a SIGTERM a handler raises on (``terminating``, a worker's)."""
+
+
+class Held:
+    """The signals that landed in a ``held`` block, with the handlers they found, not yet run."""
+
+    def __init__(self) -> None:
+        self.noted: list[tuple[int, Callable[[int, FrameType | None], object], FrameType | None]] = []
+        self.dropping = False
+
+    def take(self) -> None:
+        """Run the handlers of the signals noted so far, here (Python's raises KeyboardInterrupt)."""
+        while self.noted:
+            signum, handler, frame = self.noted.pop(0)
+            handler(signum, frame)
+
+    def drop(self) -> None:
+        """Forget the signals noted so far and those noted from now on (the interrupt is on its way)."""
+        self.dropping = True
+        self.noted.clear()
+
+
 @contextmanager
-def deferred() -> Iterator[None]:
-    """Hold a Ctrl-C for the block: a SIGINT that lands in it is noted, and what it would have done (the
-    handler found: Python's raises ``KeyboardInterrupt``) is done as the block ends, its steps done (an
-    error of the block is then the interrupt's context). For the few steps that make or move a file and
-    note that they did (``audio.files``, a folder's put): a ``KeyboardInterrupt`` between the two left a
-    file no cleanup knew of. Only in the main thread, where SIGINT has a Python handler; elsewhere (no
-    handler runs in another thread; SIGINT ignored or at its default action) nothing changes. Costs two
-    ``sigaction`` calls a block."""
+def held() -> Iterator[Held]:
+    """Hold SIGINT and SIGTERM for the block: a signal that lands in it is noted with the handler it found
+    (a Python handler: Python's raises ``KeyboardInterrupt``), and run at ``Held.take`` or as the block ends
+    (an error of the block is then the interrupt's context), unless dropped (``Held.drop``).
+
+    For waits on other threads: a ``KeyboardInterrupt`` raised where it lands can land inside threading's
+    own code, between a lock's acquire and the ``with`` block that releases it (``Condition.__enter__`` is
+    Python): a batch export's Ctrl-C left a future's lock held, its thread waited on it forever in
+    ``set_result``, and the pool's shutdown on that thread (``tests/test_worker_s29.py``, under load). Only
+    in the main thread; a signal without a Python handler (ignored, or at its default action) is not held.
+    Costs four ``sigaction`` calls a block."""
+    holding = Held()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield holding
         return
-    previous = signal.getsignal(signal.SIGINT)
-    if not callable(previous):
-        yield
-        return
-    noted: list[FrameType | None] = []
+    handlers: dict[int, Callable[[int, FrameType | None], object]] = {}
+    for held_signal in HELD:
+        found = signal.getsignal(held_signal)
+        if callable(found):
+            handlers[held_signal] = found
 
     def note(signum: int, frame: FrameType | None) -> None:
-        noted.append(frame)
+        if not holding.dropping:
+            holding.noted.append((signum, handlers[signum], frame))
 
-    signal.signal(signal.SIGINT, note)
+    for signum in handlers:
+        signal.signal(signum, note)
     try:
-        yield
+        yield holding
     finally:
-        if signal.getsignal(signal.SIGINT) is note:  # as it was, unless changed in the block
-            signal.signal(signal.SIGINT, previous)
-        if noted:
-            previous(signal.SIGINT, noted[0])
+        for signum, handler in handlers.items():
+            if signal.getsignal(signum) is note:  # as it was, unless changed in the block
+                signal.signal(signum, handler)
+        holding.take()
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (and a SIGTERM a handler raises on) for the block, as ``held`` does, and do what it
+    would have done as the block ends, its steps done. For the few steps that make or move a file and note
+    that they did (``audio.files``, a folder's put): a ``KeyboardInterrupt`` between the two left a file no
+    cleanup knew of."""
+    with held():
+        yield
 
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:

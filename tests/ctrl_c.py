@@ -9,8 +9,9 @@ import subprocess
 import sys
 import time
 
-CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-"""The child's environment: it imports what this process does (this checkout's musicstore)."""
+CHILD_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONFAULTHANDLER": "1"}
+"""The child's environment: it imports what this process does (this checkout's musicstore), and a SIGABRT
+prints its threads' stacks."""
 
 
 def slow_batch_export(item_seconds: float) -> str:
@@ -57,7 +58,12 @@ def interrupted(
                 time.sleep(0.5)
             process.send_signal(signal.SIGINT)  # a later one while the first one's cleanup waits
         began = time.monotonic()
-        _, err = process.communicate(timeout=60)
+        try:
+            _, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # its threads' stacks (faulthandler) say where it waits
+            process.send_signal(signal.SIGABRT)
+            _, err = process.communicate(timeout=20)
+            raise AssertionError(f"it did not end within 60 s of the last SIGINT:\n{err}") from None
     finally:
         if process.poll() is None:
             process.kill()

@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+from musicstore import interrupt
 from musicstore.audio.files import Staged, place
-from musicstore.audio.threads import Batch, on_one_core
+from musicstore.audio.threads import Batch, on_one_core, waited
 
 _T = TypeVar("_T")
 
@@ -42,14 +43,18 @@ def run_all(
     kept: list[list[Staged]] = []  # each item's staged files, as it succeeds
     outcomes: list[_Done[_T] | Exception] = []
     try:  # a Ctrl-C once the items are done (as the pool ends, before place takes over): their temp files go
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        stopped: BaseException | None = None
+        with interrupt.held() as signals, ThreadPoolExecutor(max_workers=workers) as pool:
             try:
                 futures = [pool.submit(_started, item, batch, kept, workers > 1) for item in items]
-                outcomes = [wait(future) for future in futures]
-            except BaseException as stopped:  # the items running end whatever interrupts come meanwhile
+                outcomes = waited(futures, wait, signals)
+            except BaseException as exc:  # the items running end whatever interrupts come meanwhile
+                stopped = exc
+                signals.drop()
                 batch.wind_up()
-                _discard_all(kept, stopped)
-                raise
+        if stopped is not None:
+            _discard_all(kept, stopped)
+            raise stopped
         done = [outcome for outcome in outcomes if isinstance(outcome, tuple)]
         errors = [(i, outcome) for i, outcome in enumerate(outcomes) if isinstance(outcome, Exception)]
         if errors:

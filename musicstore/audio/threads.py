@@ -8,11 +8,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import ParamSpec, TypeVar
 
+from musicstore.interrupt import Held
+
 _POLL_SECONDS = 0.02  # how often Batch.wind_up looks whether its items are over
+_TAKE_SECONDS = 0.05  # how long a signal held in ``waited`` waits at most to be taken
 _WORKERS = 4  # an export_batch's threads each hand over at most one task at a time
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -102,17 +105,27 @@ class Batch:
             self._running -= 1
 
     def wind_up(self) -> None:
-        """Start no more items and return once none runs; the interrupts meanwhile are dropped (the first
-        one is on its way already)."""
+        """Start no more items and return once none runs. Called inside ``interrupt.held`` (whose interrupts
+        it leaves noted: the first one is on its way already)."""
+        self.stop.set()
         while True:
-            try:
-                self.stop.set()  # inside: a Ctrl-C landing before it is set sets it on the next turn
-                with self._lock:
-                    if not self._running:
-                        return
-                time.sleep(_POLL_SECONDS)
-            except KeyboardInterrupt:
-                continue
+            with self._lock:
+                if not self._running:
+                    return
+            time.sleep(_POLL_SECONDS)
+
+
+def waited(futures: Sequence[Future[_T]], outcome: Callable[[Future[_T]], _U], signals: Held) -> list[_U]:
+    """``outcome`` of each future, in order, once it is done; the signals held meanwhile are taken
+    (``Held.take``: a Ctrl-C raised) between waits, never inside one (``interrupt.held``), within
+    ``_TAKE_SECONDS`` of their landing."""
+    results = []
+    for future in futures:
+        signals.take()
+        while not wait([future], timeout=_TAKE_SECONDS).done:
+            signals.take()
+        results.append(outcome(future))
+    return results
 
 
 def joined(here: Callable[[], _U], aside: Future[_T]) -> tuple[_U, _T]:

@@ -21,7 +21,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +31,7 @@ from ..audio.arrays import check_scale_applies
 from ..audio.export import check_target
 from ..audio.peaks import PeaksSpec
 from ..audio.tags import want_tags
-from ..audio.threads import Batch
+from ..audio.threads import Batch, waited
 from ..errors import (
     InvalidAudio,
     InvalidInput,
@@ -262,15 +262,23 @@ def export_batch_generations(
         finally:
             batch.end()
 
+    interrupted: BaseException | None = None
     try:
-        with ThreadPoolExecutor(max_workers=workers or min(count, os.cpu_count() or 1) or 1) as pool:
+        with (
+            interrupt.held() as signals,  # taken between waits: never inside the pool's or a future's code
+            ThreadPoolExecutor(max_workers=workers or min(count, os.cpu_count() or 1) or 1) as pool,
+        ):
             try:
-                return [future.result() for future in [pool.submit(one, i) for i in range(count)]]
-            except BaseException as stopped:  # Ctrl-C: the items running end (recorded, or failed as
-                batch.wind_up()  # on_error says) before the caller can close its store (or this, its file
-                left = [g for g, began in zip(generations, started, strict=True) if not began]  # store)
-                _put_back(store, left, worker_id, stopped)
-                raise
+                done = waited([pool.submit(one, i) for i in range(count)], Future.result, signals)
+            except BaseException as exc:  # Ctrl-C: the items running end (recorded, or failed as on_error
+                interrupted = exc  # says) before the caller can close its store (or this, its file store)
+                signals.drop()
+                batch.wind_up()
+        if interrupted is None:
+            return done
+        left = [g for g, began in zip(generations, started, strict=True) if not began]
+        _put_back(store, left, worker_id, interrupted)
+        raise interrupted
     finally:
         if opened and objects is not None:
             objects.close()
