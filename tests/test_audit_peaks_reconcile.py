@@ -57,6 +57,17 @@ def _local(files: FileStore) -> bool:
     return files.url.startswith("file:")
 
 
+def damaged(files: FileStore, key: str, damage: str) -> bytes:
+    """Replace the object at ``key`` by one a byte longer (``size_mismatch``) or of its size with its first
+    ``2`` a ``3`` (``checksum_mismatch``, for a peaks file); the bytes put."""
+    body = b"".join(files.get(key))
+    bad = body + b" " if damage == "size_mismatch" else body.replace(b"2", b"3", 1)
+    assert bad != body and (len(bad) == len(body)) == (damage == "checksum_mismatch")
+    files.delete(key)
+    files.put(key, bad)
+    return bad
+
+
 def _repair(store: Store, files: FileStore, tmp_path: Path) -> Any:
     return reconcile(store, _root(files, tmp_path), repair=True, delete_orphans=not _local(files))
 
@@ -109,10 +120,7 @@ def test_a_damaged_recorded_peaks_file_is_reported_and_taken_away(
     record = _meta(store, done.generation.id)["peaks"]
     key = record["key"]
     body = b"".join(where.get(key))
-    bad = body + b" " if damage == "size_mismatch" else body.replace(b"2", b"3", 1)
-    assert bad != body and (len(bad) == len(body)) == (damage == "checksum_mismatch")
-    where.delete(key)
-    where.put(key, bad)
+    bad = damaged(where, key, damage)
     verify = not _local(where)  # a bucket reads objects only when asked; a folder reads peaks files always
     report = reconcile(store, _root(where, tmp_path), verify_checksums=verify)
     assert not report.consistent

@@ -27,6 +27,7 @@ from musicstore.maintenance.relocate import copy_files
 from musicstore.maintenance.retention import cleanup
 from musicstore.maintenance.usage import disk_usage
 from musicstore.recording import export_generation
+from tests.test_audit_peaks_reconcile import damaged
 from tests.test_record import OPTIONS, claimed, music
 
 
@@ -142,11 +143,7 @@ def test_reconcile_finds_a_damaged_normalized_file_and_takes_it_away(
     done = _exported(store, where)
     normalized = _record(store, done.generation.id)["normalized"]
     key = normalized["key"]
-    body = b"".join(where.get(key))
-    bad = body + b" " if damage == "size_mismatch" else body.replace(b"0", b"1", 1)
-    assert bad != body and (len(bad) == len(body)) == (damage == "checksum_mismatch")
-    where.delete(key)
-    where.put(key, bad)
+    bad = damaged(where, key, damage)
     verify = not _local(where)  # a bucket reads objects only when asked; a folder reads peaks files always
     report = reconcile(store, _root(where, tmp_path), verify_checksums=verify)
     [found] = report.dangling_peaks

@@ -30,6 +30,7 @@ from musicstore.audio.renditions import RenditionSpec, render_audio
 from musicstore.audio.truepeak import to_db, true_peak
 from musicstore.rendering import render_generation
 from tests.test_rendition_store import exported, files
+from tests.test_renditions_regressions import _completed
 
 # --- one rendition for one set of numbers, whatever the profile's name ----------------------------------
 
@@ -70,14 +71,6 @@ def test_custom_profiles_with_equal_numbers_and_other_names_are_one_rendition(
     )
     assert other.id != quiet.id
     assert len(store.list_renditions(done.id)) == 2
-
-
-def _completed(store: Store) -> str:
-    store.create_generation("lofi", model_name="m", duration_seconds=2.0)
-    job = store.claim_next("w")
-    assert job is not None
-    store.complete_generation(job.id, file_path=f"2026/{job.id}.wav", file_size_bytes=100)
-    return job.id
 
 
 _MP3: dict[str, Any] = {"format": "mp3", "sample_rate": 32_000, "channels": 2, "bitrate_mode": "constant",
