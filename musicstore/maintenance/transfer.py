@@ -98,7 +98,7 @@ def _checked(source: Store, target: Store | None, batch: int) -> int:
         for generation in generations:
             validate.imported_generation(generation)
         for gid, url, key, checksum in source.run(storage_between, generations[0].id, generations[-1].id):
-            validate.imported_text(
+            validate.imported(
                 "generation", gid, {"storage_url": url, "storage_key": key, "checksum": checksum}
             )
         if target is not None:
@@ -114,7 +114,7 @@ def _checked(source: Store, target: Store | None, batch: int) -> int:
         checked += len(renditions)
         after_rendition = renditions[-1].id
     for owner_key in source.run(get_owner_limits):
-        validate.imported_text("owner limit", owner_key, {"owner_key": owner_key})
+        validate.imported("owner limit", owner_key, {"owner_key": owner_key})
     return checked
 
 

@@ -72,9 +72,8 @@ def check_rendition(rendition: Rendition) -> None:
     fields = ("generation_id", "format", "codec", "bitrate_mode", "profile", "storage_key", "loudness_status")
     values: dict[str, object] = {name: getattr(rendition, name) for name in ("id", *fields, "checksum")}
     values["settings"] = settings_key(rendition.settings)
-    validate.imported_text("rendition", rendition.id, values)
     floats = {name: getattr(rendition, name) for name in _FLOAT_FIELDS}
-    validate.imported_numbers("rendition", rendition.id, floats)
+    validate.imported("rendition", rendition.id, values, floats)
 
 
 _FLOAT_FIELDS = (

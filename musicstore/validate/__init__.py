@@ -135,21 +135,16 @@ def imported_generation(row: Generation) -> str | None:
         raise InvalidInput(f"generation {shown(row.id)}: {exc}") from None
 
 
-def imported_text(kind: str, row_id: object, values: dict[str, object]) -> None:
-    """The text fields of another row read from another store (a rendition, where a generation's file
-    lives, an owner key's limit): each None or a str the databases store as it is (no NUL, which PostgreSQL
-    cannot store in text; no lone surrogate); the message names the row and the field."""
+def imported(
+    kind: str, row_id: object, text: dict[str, object], numbers: dict[str, object] | None = None
+) -> None:
+    """The fields of another row read from another store (a rendition, where a generation's file lives, an
+    owner key's limit): each text field None or a str the databases store as it is (no NUL, which
+    PostgreSQL cannot store in text; no lone surrogate), each float field as ``_finite`` checks it; the
+    message names the row and the field."""
     try:
-        _stored_text(values)
-    except InvalidInput as exc:
-        raise InvalidInput(f"{kind} {shown(row_id)}: {exc}") from None
-
-
-def imported_numbers(kind: str, row_id: object, values: dict[str, object]) -> None:
-    """The float fields of another row read from another store (a rendition's levels) as ``_finite``
-    checks them; the message names the row and the field."""
-    try:
-        _finite(values)
+        _stored_text(text)
+        _finite(numbers or {})
     except InvalidInput as exc:
         raise InvalidInput(f"{kind} {shown(row_id)}: {exc}") from None
 
@@ -230,10 +225,9 @@ __all__ = [  # with the checkers of one value and of metadata, which live in val
     "duration",
     "file_size",
     "flag",
+    "imported",
     "imported_generation",
-    "imported_numbers",
     "imported_prompt",
-    "imported_text",
     "integer",
     "message",
     "metadata",
