@@ -112,8 +112,9 @@ class WriteConflict(DatabaseBusy):
 
 class CommitUnknown(DatabaseError):
     """PostgreSQL's connection was lost while a transaction's COMMIT was in flight (a restart, a failover,
-    ``pg_terminate_backend``, a network cut): the transaction may or may not have been committed. Read back
-    what it wrote (a row by its id or its idempotency key) before running it again."""
+    ``pg_terminate_backend``, a network cut), or a write's single statement, which commits itself (a claim,
+    a heartbeat, a cancel): the transaction may or may not have been committed. Read back what it wrote (a
+    row by its id or its idempotency key) before running it again."""
 
 
 class MigrationError(DatabaseError):

@@ -96,8 +96,9 @@ _CONNECTION_OK = 0  # libpq's CONNECTION_OK
 
 
 def commit_failed(conn: Any, exc: BaseException) -> None:
-    """Mark ``exc``, raised by a COMMIT sent on ``conn`` (sync or async), as a COMMIT whose outcome is
-    unknown where the connection ended with it (a restart, ``pg_terminate_backend``, a network cut): the
+    """Mark ``exc``, raised by a COMMIT sent on ``conn`` (sync or async), or by a statement that commits
+    itself (a write's first, in autocommit: ``BEGIN_LATER``), as a COMMIT whose outcome is unknown where the
+    connection ended with it (a restart, ``pg_terminate_backend``, a network cut): the
     server may have committed before its answer was lost; ``translate`` makes it ``CommitUnknown``. An
     error the server answered on a live connection (a deferred constraint) rolled the transaction back."""
     if conn.pgconn.status != _CONNECTION_OK:
@@ -145,7 +146,13 @@ def connection_class() -> type[Any]:
                 _command(self, due)
             if query.__class__ is Command:
                 return None
-            return execute(self, query, params, prepare=prepare, binary=binary)
+            if self.later != 2:
+                return execute(self, query, params, prepare=prepare, binary=binary)
+            try:  # a write's first statement, in autocommit: it commits itself
+                return execute(self, query, params, prepare=prepare, binary=binary)
+            except Exception as exc:
+                commit_failed(self, exc)
+                raise
 
     return Connection
 
@@ -166,8 +173,9 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
         return None
     if getattr(exc, _OUTCOME_UNKNOWN, False):
         return CommitUnknown(
-            f"{where}: the connection was lost while its COMMIT was in flight ({exc}); the transaction may"
-            " or may not have been committed: read back what it wrote before running it again"
+            f"{where}: the connection was lost while its COMMIT (or a write committing itself) was in flight"
+            f" ({exc}); the transaction may or may not have been committed: read back what it wrote before"
+            " running it again"
         )
     if isinstance(exc, errors.UndefinedTable):
         primary = exc.diag.message_primary or str(exc)  # not the statement and its caret (LINE 1: ...)

@@ -65,7 +65,13 @@ def async_connection_class() -> type[Any]:
                     raise
             if query.__class__ is Command:
                 return None
-            return await execute(self, query, params, prepare=prepare, binary=binary)
+            if self.later != 2:
+                return await execute(self, query, params, prepare=prepare, binary=binary)
+            try:  # a write's first statement, in autocommit: it commits itself
+                return await execute(self, query, params, prepare=prepare, binary=binary)
+            except Exception as exc:
+                commit_failed(self, exc)
+                raise
 
     return AsyncConnection
 
