@@ -1,9 +1,10 @@
-"""The normalised waveform peaks file the export puts beside the audio (issue 14) with
-``PeaksSpec(normalized=True)``: ``<id>.peaks.<spp>.<bits>[.split].normalized.json`` (version 1, per channel
-``[min, max, ...]`` in [−1, 1]), written through the file store (a folder, a SeaweedFS bucket) beside the
-audiowaveform file and recorded in ``metadata["peaks"]["normalized"]`` (``key``, ``bytes``, ``sha256``);
-reconcile finds it missing or damaged and repairs, cleanup deletes it with its generation, disk_usage counts
-it, copy_files carries it; a row without it (the default export, rows recorded before) keeps working."""
+"""The normalised waveform peaks file the export puts beside the audio (issue 14), by default
+(``PeaksSpec(normalized=False)`` leaves it out): ``<id>.peaks.<spp>.<bits>[.split].normalized.json``
+(version 1, per channel ``[min, max, ...]`` in [−1, 1]), written through the file store (a folder, a
+SeaweedFS bucket) beside the audiowaveform file and recorded in ``metadata["peaks"]["normalized"]``
+(``key``, ``bytes``, ``sha256``); reconcile finds it missing or damaged and repairs, cleanup deletes it
+with its generation, disk_usage counts it, copy_files carries it; a row without it
+(``normalized=False``, rows recorded before) keeps working."""
 
 from __future__ import annotations
 
@@ -198,8 +199,8 @@ def test_cleanup_deletes_a_recorded_normalized_file_away_from_its_master(
 def test_a_row_without_a_normalized_record_keeps_working(
     store: Store, where: FileStore, tmp_path: Path
 ) -> None:
-    """The default export (``PeaksSpec()``), as rows recorded before: one peaks file, no ``normalized``."""
-    done = _exported(store, where, peaks=True)
+    """``PeaksSpec(normalized=False)``, as rows recorded before: one peaks file, no ``normalized``."""
+    done = _exported(store, where, peaks=PeaksSpec(normalized=False))
     record = _record(store, done.generation.id)
     assert "normalized" not in record and {o.key for o in where.list()} == {str(done.key), record["key"]}
     report = reconcile(store, _root(where, tmp_path))
@@ -208,6 +209,21 @@ def test_a_row_without_a_normalized_record_keeps_working(
         cleanup(store, _root(where, tmp_path), statuses=["completed"], dry_run=False).peaks_files_deleted == 1
     )
     assert {o.key for o in where.list()} == set()
+
+
+@pytest.mark.parametrize("peaks", ["omitted", True, PeaksSpec()], ids=["omitted", "true", "default-spec"])
+def test_the_default_export_stores_and_records_both_peaks_files(
+    store: Store, where: FileStore, peaks: Any
+) -> None:
+    """Issue 14: by default, the audiowaveform peaks and the normalised array, both stored and recorded."""
+    chosen = {} if peaks == "omitted" else {"peaks": peaks}
+    done = export_generation(store, claimed(store), music(), root=where, options=OPTIONS, **chosen)
+    record = _record(store, done.generation.id)
+    normalized = record["normalized"]
+    assert normalized["key"] == record["key"].removesuffix(".json") + ".normalized.json"
+    assert {o.key for o in where.list()} == {str(done.key), record["key"], normalized["key"]}
+    body = b"".join(where.get(normalized["key"]))
+    assert (len(body), hashlib.sha256(body).hexdigest()) == (normalized["bytes"], normalized["sha256"])
 
 
 def test_normalized_must_be_a_bool() -> None:

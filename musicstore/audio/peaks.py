@@ -182,13 +182,13 @@ def compute_peaks(
 @dataclass(frozen=True)
 class PeaksSpec:
     """The resolution of the peaks made at export (``musicstore.recording``): ``samples_per_pixel`` frames per
-    bucket, ``bits`` (8 or 16) per value, channels mixed to one unless ``split_channels``; ``normalized``: the
-    normalised peaks (``WaveformPeaks.normalized_json``) put beside them as a file of their own too."""
+    bucket, ``bits`` (8 or 16) per value, channels mixed to one unless ``split_channels``; ``normalized`` (the
+    default): the normalised peaks (``WaveformPeaks.normalized_json``) beside them, a file of their own."""
 
     samples_per_pixel: int = 256
     bits: int = 8
     split_channels: bool = False
-    normalized: bool = False
+    normalized: bool = True
 
     def __post_init__(self) -> None:
         _check(self.samples_per_pixel, self.bits)

@@ -9,9 +9,9 @@ worker's claim has been checked under the row lock; an object store's objects ar
 under the row lock. Either way a worker that lost its lease can never replace or remove the file of the
 worker that took over. The row records the storage URL, key and SHA-256 of the file
 (``musicstore.ops.storage``). The waveform peaks of the frames being written (by default; ``peaks=False``
-opts out) go beside it as ``<id>.peaks.<spp>.<bits>[.split].json`` (with ``PeaksSpec(normalized=True)``
-their normalised [−1, 1] form too, ``….normalized.json``) in the same transaction, recorded in the row's
-``metadata["peaks"]``. See docs/recording.md.
+opts out) go beside it as ``<id>.peaks.<spp>.<bits>[.split].json`` with their normalised [−1, 1] form,
+``….normalized.json`` (``PeaksSpec(normalized=False)`` leaves it out), in the same transaction,
+recorded in the row's ``metadata["peaks"]``. See docs/recording.md.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ Root = str | os.PathLike[str] | FileStore
 """Where files go: a folder path, ``file:///PATH``, ``s3://BUCKET/PREFIX`` or an open ``FileStore``."""
 Peaks = PeaksSpec | bool | None
 """``peaks=``: a ``PeaksSpec``, ``True`` (the default: ``PeaksSpec()``, 256 samples per pixel, 8 bits,
-mixed), or ``False``/``None`` (none made)."""
+mixed, with the normalised file), or ``False``/``None`` (none made)."""
 DEFAULT_PEAKS = PeaksSpec()
 _PUT_BACK = "the batch export was interrupted ({}) before this item started: put back in the queue"
 
@@ -92,12 +92,12 @@ def export_generation(
     the same pass (not read back), go beside the file as ``<id>.peaks.<spp>.<bits>[.split].json``
     (``rendering.peaks_name``) with the same atomicity, placed after the audio and before the row is
     completed, and are recorded in ``metadata["peaks"]`` (``key``, ``samples_per_pixel``, ``bits``,
-    ``channels``, ``length``, ``bytes``, ``sha256``; this key wins over ``metadata``'s); with
-    ``PeaksSpec(normalized=True)``, beside them the normalised peaks (``WaveformPeaks.normalized_json``:
+    ``channels``, ``length``, ``bytes``, ``sha256``; this key wins over ``metadata``'s); unless
+    ``PeaksSpec(normalized=False)``, beside them the normalised peaks (``WaveformPeaks.normalized_json``:
     floats in [−1, 1] per channel for a browser player), ``….normalized.json``, recorded in
     ``metadata["peaks"]["normalized"]`` (``key``, ``bytes``, ``sha256``). A failed peaks write fails the job
     as a failed placing of the audio does. ``True`` (the default) is ``PeaksSpec()`` (256
-    samples per pixel, 8 bits, channels mixed); ``False`` (or ``None``): no peaks.
+    samples per pixel, 8 bits, channels mixed, with the normalised file); ``False`` (or ``None``): no peaks.
 
     ``root`` as an ``s3://`` URL opens a client for this call: pass an open ``FileStore``
     (``open_filestore``) to reuse one. On an object store the clip is encoded to a temp file, then put at
