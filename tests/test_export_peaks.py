@@ -19,6 +19,7 @@ from musicstore.audio.peaks import PeaksSpec, file_peaks
 from musicstore.errors import InvalidInput
 from musicstore.filestore import FileStore, ObjectExists, open_filestore
 from musicstore.recording import export_batch_generations, export_generation
+from musicstore.storage_names import normalized_peaks_key
 from tests.conftest import new_job
 from tests.test_peaks import brute_force
 from tests.test_record import OPTIONS, RATE, claimed, files_under, music
@@ -76,8 +77,9 @@ def test_export_puts_the_peaks_beside_the_master_and_records_them(
     )
     master = str(recorded.key)
     key = _peaks_key(master, job.id, spec)
-    assert _keys(objects) == {master, key}
+    assert _keys(objects) == {master, key, normalized_peaks_key(key)}  # the normalised file by default
     data = b"".join(objects.get(key))
+    normalized_data = b"".join(objects.get(normalized_peaks_key(key)))
     row = store.get_generation(job.id)
     assert row is not None and row.status is Status.COMPLETED and row.metadata["bpm"] == 96
     assert row.metadata["peaks"] == {
@@ -88,6 +90,11 @@ def test_export_puts_the_peaks_beside_the_master_and_records_them(
         "length": -(-RATE * 3 // 2 // spec.samples_per_pixel),
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
+        "normalized": {
+            "key": normalized_peaks_key(key),
+            "bytes": len(normalized_data),
+            "sha256": hashlib.sha256(normalized_data).hexdigest(),
+        },
     }
     assert (
         recorded.peaks is not None and recorded.peaks.key == key and recorded.peaks.storage_url == objects.url
@@ -124,7 +131,7 @@ def test_peaks_are_made_by_default(store: Store, objects: FileStore) -> None:
     recorded = export_generation(store, job, music(), root=objects, options=OPTIONS)
     key = _peaks_key(str(recorded.key), job.id, PeaksSpec())
     assert recorded.peaks is not None and recorded.peaks.key == key
-    assert _keys(objects) == {recorded.key, key}
+    assert _keys(objects) == {recorded.key, key, normalized_peaks_key(key)}
     row = store.get_generation(job.id)
     assert row is not None and row.status is Status.COMPLETED
     assert row.metadata["peaks"]["key"] == key and row.metadata["peaks"]["samples_per_pixel"] == 256
@@ -193,7 +200,7 @@ def test_a_batch_makes_peaks_for_each_item(store: Store, objects: FileStore) -> 
     for outcome in outcomes:
         assert not isinstance(outcome, Exception) and outcome.peaks is not None
         assert outcome.peaks.key == _peaks_key(str(outcome.key), outcome.generation.id, PeaksSpec(512))
-        keys |= {str(outcome.key), outcome.peaks.key}
+        keys |= {str(outcome.key), outcome.peaks.key, normalized_peaks_key(outcome.peaks.key)}
         row = store.get_generation(outcome.generation.id)
         assert row is not None and row.metadata["peaks"]["sha256"] == outcome.peaks.sha256
     assert _keys(objects) == keys
@@ -211,7 +218,7 @@ def test_render_peaks_later_finds_the_export_peaks_the_same_bytes(store: Store, 
         recorded.peaks.sha256,
         recorded.peaks.bytes,
     )
-    assert _keys(objects) == {recorded.key, recorded.peaks.key}
+    assert _keys(objects) == {recorded.key, recorded.peaks.key, normalized_peaks_key(recorded.peaks.key)}
     row = store.get_generation(job.id)  # recorded again: the same figures as the export's
     assert row is not None and row.metadata["peaks"] == recorded.generation.metadata["peaks"]
     assert again.as_metadata() == recorded.generation.metadata["peaks"]

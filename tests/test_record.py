@@ -53,8 +53,10 @@ def files_under(root: Path) -> list[Path]:
 
 
 def with_peaks(*masters: Path) -> list[Path]:
-    """The masters and the waveform peaks an export puts beside each by default, sorted."""
-    return sorted([*masters, *(m.with_name(f"{m.stem}.peaks.256.8.json") for m in masters)])
+    """The masters and the waveform peaks an export puts beside each by default (the audiowaveform file and
+    the normalised one), sorted."""
+    peaks = [m.with_name(f"{m.stem}.peaks.256.8{kind}.json") for m in masters for kind in ("", ".normalized")]
+    return sorted([*masters, *peaks])
 
 
 def audio_under(root: Path) -> list[Path]:

@@ -25,8 +25,11 @@ def _key(job: Any) -> str:
 
 
 def _with_peaks(*keys: str) -> list[str]:
-    """The masters' keys and those of the waveform peaks an export puts beside each by default, sorted."""
-    return sorted([*keys, *(k.removesuffix(".wav") + ".peaks.256.8.json" for k in keys)])
+    """The masters' keys and those of the waveform peaks an export puts beside each by default (the
+    audiowaveform file and the normalised one), sorted."""
+    stems = [k.removesuffix(".wav") for k in keys]
+    peaks = [f"{stem}.peaks.256.8{kind}.json" for stem in stems for kind in ("", ".normalized")]
+    return sorted([*keys, *peaks])
 
 
 def _read(objects: FileStore, key: str, tmp_path: Path) -> Path:
