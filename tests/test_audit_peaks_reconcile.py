@@ -79,7 +79,8 @@ def test_a_recorded_peaks_file_that_is_there_is_consistent(
     assert done.peaks is not None  # peaks are on by default
     report = reconcile(store, _root(where, tmp_path))
     assert report.consistent, asdict(report)
-    assert report.peaks_checked == 1 and report.dangling_peaks_count == 0 and report.peaks_files == 1
+    # one record; two peaks files: the audiowaveform one and its normalised one
+    assert report.peaks_checked == 1 and report.dangling_peaks_count == 0 and report.peaks_files == 2
 
 
 def test_a_missing_recorded_peaks_file_is_reported_and_repaired(
@@ -232,7 +233,8 @@ def test_cleanup_deletes_the_recorded_peaks_file_wherever_the_row_put_it(
     store.merge_metadata(done.generation.id, {"peaks": {**record, "key": moved}})
     assert reconcile(store, _root(where, tmp_path)).consistent
     report = cleanup(store, _root(where, tmp_path), statuses=["completed"], dry_run=False)
-    assert report.rows_deleted == 1 and report.peaks_files_deleted == 1, asdict(report)
+    # the moved peaks file and the normalised one beside the master
+    assert report.rows_deleted == 1 and report.peaks_files_deleted == 2, asdict(report)
     assert {o.key for o in where.list()} == set()
 
 
@@ -341,14 +343,15 @@ def test_a_recorded_peaks_key_far_from_its_master_is_counted_once_in_a_bucket(
         store.merge_metadata(done[1].generation.id, {"peaks": {**record, "key": moved}})
         report = reconcile(store, files, verify_checksums=True)
         assert report.consistent, asdict(report)
-        assert (report.files_scanned, report.peaks_files, report.peaks_checked) == (6, 3, 3)
-        assert report.referenced_files == 6 and report.checksums_verified == 6
+        # each generation: its master, its peaks file and their normalised file
+        assert (report.files_scanned, report.peaks_files, report.peaks_checked) == (9, 6, 3)
+        assert report.referenced_files == 9 and report.checksums_verified == 9
         files.delete(moved)
         gone = reconcile(store, files)
         assert [(p.id, p.key, p.problem) for p in gone.dangling_peaks] == [
             (done[1].generation.id, moved, "missing")
         ]
-        assert (gone.files_scanned, gone.peaks_files) == (5, 2)
+        assert (gone.files_scanned, gone.peaks_files) == (8, 5)
 
 
 def test_disk_usage_counts_peaks_files_as_reconcile_does(
@@ -364,12 +367,13 @@ def test_disk_usage_counts_peaks_files_as_reconcile_does(
     root = _root(where, tmp_path)
     report = reconcile(store, root)
     usage = disk_usage(store, root)
-    assert report.orphan_count == 2 and report.orphan_peaks_count == 1
+    assert report.orphan_count == 3 and report.orphan_peaks_count == 2  # its normalised peaks too
     assert usage.orphans.files == report.orphan_count and usage.orphans.bytes == report.orphan_bytes
-    assert usage.recorded.files == report.referenced_files == 2  # the kept master and its peaks
+    assert usage.recorded.files == report.referenced_files == 3  # the kept master and its two peaks files
     assert usage.other.files == 0
-    assert usage.by_status["completed"].files == 2
-    assert usage.recorded.bytes == kept.generation.file_size_bytes + kept.peaks.bytes
+    assert usage.by_status["completed"].files == 3
+    normalized_bytes = kept.generation.metadata["peaks"]["normalized"]["bytes"]
+    assert usage.recorded.bytes == kept.generation.file_size_bytes + kept.peaks.bytes + normalized_bytes
 
 
 def test_cleanup_never_follows_a_peaks_record_outside_the_root(
@@ -392,8 +396,9 @@ def test_cleanup_never_follows_a_peaks_record_outside_the_root(
     for key in keys:
         store.merge_metadata(gid, {"peaks": {**record, "key": key}})
         dry = cleanup(store, _root(where, tmp_path), statuses=["completed"])
-        assert dry.peaks_files_deleted == 1 and not dry.errors, asdict(dry)  # the one beside the master
+        # the two beside the master: the peaks file and its normalised one
+        assert dry.peaks_files_deleted == 2 and not dry.errors, asdict(dry)
     report = cleanup(store, _root(where, tmp_path), statuses=["completed"], dry_run=False)
-    assert report.rows_deleted == 1 and report.peaks_files_deleted == 1, asdict(report)
+    assert report.rows_deleted == 1 and report.peaks_files_deleted == 2, asdict(report)
     assert (elsewhere / name).read_bytes() == b"not yours"
     assert {o.key for o in where.list()} <= ({"linked"} if _local(where) else set())

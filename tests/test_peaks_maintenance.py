@@ -21,6 +21,7 @@ from musicstore.maintenance.reconcile import reconcile
 from musicstore.maintenance.retention import cleanup
 from musicstore.maintenance.scan import is_peaks_of, peaks_stem
 from musicstore.rendering import peaks_name, render_peaks
+from musicstore.storage_names import normalized_peaks_key
 from tests.conftest import FakeClock
 
 DAY = 86_400
@@ -90,12 +91,14 @@ def test_cleanup_deletes_the_peaks_of_the_generations_it_deletes(
     assert old.peaks is not None
     old_peaks = {
         old.peaks.key,
+        normalized_peaks_key(old.peaks.key),  # the export's normalised peaks, by default
         render_peaks(store, old.generation.id, samples_per_pixel=256).key,  # finds the export's: a retry
         render_peaks(store, old.generation.id, samples_per_pixel=64, bits=16, split_channels=True).key,
     }
     clock.advance(10 * DAY)
     young = _exported(store, where)
     young_peaks = render_peaks(store, young.generation.id, samples_per_pixel=256).key
+    young_normalized = normalized_peaks_key(young_peaks)  # the export's, beside it
     decoys = {  # beside the old master, named like peaks but not peaks: never touched
         _beside(old.key, f"{old.generation.id}.peaks.256.12.json"),
         _beside(old.key, f"{old.generation.id}.peaks.json"),
@@ -105,25 +108,25 @@ def test_cleanup_deletes_the_peaks_of_the_generations_it_deletes(
     for key in decoys:
         where.put(key, b"{}")
     before = keys(where)
-    assert old_peaks | {young_peaks} | decoys | {old.key, young.key} == before
+    assert old_peaks | {young_peaks, young_normalized} | decoys | {old.key, young.key} == before
     root = _root(where, tmp_path)
 
     dry = cleanup(store, root, older_than=timedelta(days=7))
-    assert (dry.rows_deleted, dry.files_deleted, dry.peaks_files_deleted) == (1, 3, 2)
+    assert (dry.rows_deleted, dry.files_deleted, dry.peaks_files_deleted) == (1, 4, 3)
     assert [(d.id, d.file_action, d.peaks_deleted) for d in dry.deleted] == [
-        (old.generation.id, "would_delete", 2)
+        (old.generation.id, "would_delete", 3)
     ]
     peak_bytes = sum(o.size for o in where.list() if o.key in old_peaks)
     assert dry.bytes_freed == old.generation.file_size_bytes + peak_bytes
     assert keys(where) == before
 
     real = cleanup(store, root, older_than=timedelta(days=7), dry_run=False)
-    assert (real.rows_deleted, real.files_deleted, real.peaks_files_deleted) == (1, 3, 2), asdict(real)
-    assert real.deleted[0].peaks_deleted == 2 and not real.errors
-    assert keys(where) == {young.key, young_peaks} | decoys  # the kept generation's peaks stay
+    assert (real.rows_deleted, real.files_deleted, real.peaks_files_deleted) == (1, 4, 3), asdict(real)
+    assert real.deleted[0].peaks_deleted == 3 and not real.errors
+    assert keys(where) == {young.key, young_peaks, young_normalized} | decoys  # the kept one's peaks stay
     assert store.get_generation(young.generation.id) is not None
     report = reconcile(store, root)
-    assert report.orphan_count == 0 and report.peaks_files == 1 and report.referenced_files == 2
+    assert report.orphan_count == 0 and report.peaks_files == 2 and report.referenced_files == 3
 
 
 def test_cleanup_reports_no_peaks_where_there_are_none(
@@ -142,6 +145,7 @@ def test_reconcile_reports_orphan_peaks_keeps_live_ones_and_other_json(
 ) -> None:
     live = _exported(store, where)
     live_peaks = render_peaks(store, live.generation.id).key
+    live_normalized = normalized_peaks_key(live_peaks)  # the export's normalised peaks, beside them
     gone = str(uuid.uuid4())  # a generation deleted (before cleanup knew peaks), its peaks left behind
     orphans = {_beside(live.key, f"{gone}.peaks.256.8.json"), f"elsewhere/{gone}.peaks.32.16.split.json"}
     others = {_beside(live.key, f"{gone}.peaks.256.8.jsonx"), _beside(live.key, f"{gone}.waveform.json")}
@@ -153,21 +157,21 @@ def test_reconcile_reports_orphan_peaks_keeps_live_ones_and_other_json(
     report = reconcile(store, root)
     assert not report.consistent
     assert {o.path for o in report.orphans} == orphans and report.orphan_count == 2
-    assert (report.orphan_peaks_count, report.peaks_files) == (2, 3)
-    assert report.referenced_files == 2 and report.unknown_files == 2  # the master and the live peaks
+    assert (report.orphan_peaks_count, report.peaks_files) == (2, 4)
+    assert report.referenced_files == 3 and report.unknown_files == 2  # the master and the live peaks (2)
     assert report.orphan_bytes == 2 * len(b'{"version": 2}')
     assert {o.action for o in report.orphans} == {"reported"}
-    assert keys(where) == {live.key, live_peaks} | orphans | others
+    assert keys(where) == {live.key, live_peaks, live_normalized} | orphans | others
 
     repaired = reconcile(store, root, repair=True, delete_orphans=not local)
     assert {o.action for o in repaired.orphans} == {"quarantined" if local else "deleted"}
-    assert keys(where) == {live.key, live_peaks} | others  # the live peaks and other .json: untouched
+    assert keys(where) == {live.key, live_peaks, live_normalized} | others  # live peaks, other .json: kept
     if local:
         quarantine = Path(str(repaired.quarantine))
         assert {p.relative_to(quarantine).as_posix() for p in quarantine.rglob("*.json")} == orphans
     again = reconcile(store, root)
     assert again.consistent, asdict(again)
-    assert again.peaks_files == 1 and again.orphan_peaks_count == 0
+    assert again.peaks_files == 2 and again.orphan_peaks_count == 0
 
 
 def test_a_stale_temp_file_of_a_peaks_put_is_removed_by_a_local_repair(store: Store, tmp_path: Path) -> None:
