@@ -109,7 +109,8 @@ def test_cli_demo_to_s3_with_renditions_as_json(
         peaks = job["generation"]["metadata"]["peaks"][
             "key"
         ]  # the export's waveform peaks, beside the master
-        assert {o.key for o in objects.list()} == {job["key"], peaks, made["storage_key"]}
+        normalized = job["generation"]["metadata"]["peaks"]["normalized"]["key"]  # and their normalised form
+        assert {o.key for o in objects.list()} == {job["key"], peaks, normalized, made["storage_key"]}
         assert objects.head(made["storage_key"]).checksum == made["checksum"]
     finally:
         objects.close()

@@ -465,8 +465,9 @@ def test_reconcile_knows_rendition_files_and_cleanup_deletes_them(store: Store, 
     (root / "cover.mp3").write_bytes(b"not ours")  # another mp3: not musicstore's, left alone
     report = reconcile(store, root)
     assert report.consistent and report.orphan_count == 0, report
-    assert report.referenced_files == 2 + 2 + 4 and report.unknown_files == 1  # masters, peaks, renditions
-    assert report.peaks_files == 2
+    # masters, peaks (each with its normalised file), renditions
+    assert report.referenced_files == 2 + 4 + 4 and report.unknown_files == 1
+    assert report.peaks_files == 4
 
     dry = cleanup(store, root, statuses=["completed"], model_name="m", dry_run=True)
     assert {i.id: i.renditions_deleted for i in dry.deleted} == {done.id: 3, kept.id: 1}
@@ -475,11 +476,17 @@ def test_reconcile_knows_rendition_files_and_cleanup_deletes_them(store: Store, 
     assert store.get_rendition(other.id) is None
     orphans = reconcile(store, root)
     kept_peaks = str(kept.metadata["peaks"]["key"])  # the export's waveform peaks: an orphan too
-    assert {o.path for o in orphans.orphans} == {str(kept.file_path), kept_peaks, other.storage_key}
+    kept_normalized = str(kept.metadata["peaks"]["normalized"]["key"])  # and their normalised form
+    assert {o.path for o in orphans.orphans} == {
+        str(kept.file_path),
+        kept_peaks,
+        kept_normalized,
+        other.storage_key,
+    }
 
     applied = cleanup(store, root, statuses=["completed"], dry_run=False)
     assert [(i.id, i.file_action, i.renditions_deleted) for i in applied.deleted] == [(done.id, "deleted", 3)]
-    assert applied.files_deleted == 1 + 1 + 3 and applied.errors == []  # master, peaks, renditions
+    assert applied.files_deleted == 1 + 2 + 3 and applied.errors == []  # master, peaks (2), renditions
     assert not (root / str(done.metadata["peaks"]["key"])).exists()
     assert not any((root / r.storage_key).exists() for r in made)
     assert store.list_renditions(done.id) == []

@@ -68,16 +68,17 @@ def test_a_master_that_fails_its_checksum_or_is_gone_leaves_nothing(store: Store
     done = exported(store, objects)
     key = str(done.file_path)
     peaks = str(done.metadata["peaks"]["key"])  # the export's waveform peaks, beside the master
+    normalized = str(done.metadata["peaks"]["normalized"]["key"])  # and their normalised form
     original = b"".join(objects.get(key))
     objects.put(key, original[:-2] + b"\x00\x01", overwrite=True)  # damaged after it was recorded
     with pytest.raises(InvalidAudio, match="sha256"):
         render_generation(store, done.id, formats=["mp3"])
-    assert keys(objects) == {key, peaks} and store.list_renditions(done.id) == []
+    assert keys(objects) == {key, peaks, normalized} and store.list_renditions(done.id) == []
     objects.delete(key)
     with pytest.raises(Exception, match="missing") as gone:
         render_generation(store, done.id, formats=["mp3"])
     assert type(gone.value).__name__ == "InvalidInput"
-    assert keys(objects) == {peaks} and store.list_renditions(done.id) == []
+    assert keys(objects) == {peaks, normalized} and store.list_renditions(done.id) == []
 
 
 def test_a_failure_around_the_put_leaves_neither_object_nor_row(store: Store, objects: FileStore) -> None:
