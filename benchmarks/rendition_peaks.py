@@ -6,9 +6,10 @@
 A stereo clip (synthesised music) is exported for a claimed generation of a SQLite store in a temp folder,
 as a PCM_16 WAV master (loudness, limiter, dither, tags, atomic write, completion), alternately with the
 peaks (256 samples per pixel, 8 bits, mixed: computed from the frames as they are written, put beside the
-master, recorded in the row) and without. The job is created and claimed outside the timed part. Prints
-each side's median and minimum in ms of wall time and of this process's CPU time (steadier on a shared
-machine; the wall time also counts the peaks file's fsync), the differences and the ratios.
+master with their normalised [−1, 1] file, both recorded in the row) and without. The job is created and
+claimed outside the timed part. Prints each side's median and minimum in ms of wall time and of this
+process's CPU time (steadier on a shared machine; the wall time also counts the peaks files' fsyncs), the
+differences and the ratios.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=44_100)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp())
-    size = (0, 0)
+    size = (0, 0, 0)
     audio = synthesize_music(args.seconds, args.rate, seed=1)
     times: dict[bool, list[float]] = {True: [], False: []}
     cpu: dict[bool, list[float]] = {True: [], False: []}
@@ -49,7 +50,8 @@ def main() -> None:
                 elapsed, spent = time.perf_counter() - start, time.process_time() - used
                 assert (done.peaks is not None) == peaks
                 if done.peaks is not None:
-                    size = (done.peaks.bytes, done.result.bytes)
+                    normalized = int(done.generation.metadata["peaks"]["normalized"]["bytes"])
+                    size = (done.peaks.bytes, normalized, done.result.bytes)
                 if repeat:
                     times[peaks].append(elapsed)
                     cpu[peaks].append(spent)
@@ -66,7 +68,7 @@ def main() -> None:
     names = {False: "peaks=False", True: "peaks=True (the default)", "diff": "difference", "ratio": "ratio"}
     for key, name in names.items():
         print(f"| {name} | {' | '.join(cells[key])} |")
-    print(f"\npeaks file {size[0]:,} bytes beside a master of {size[1]:,} bytes")
+    print(f"\npeaks file {size[0]:,} bytes, normalised file {size[1]:,} bytes, master {size[2]:,} bytes")
 
 
 if __name__ == "__main__":
