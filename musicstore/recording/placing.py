@@ -80,23 +80,15 @@ class _Waveform:
             return [(key, self.data)]
         return [(key, self.data), (normalized_peaks_key(key), self.normalized)]
 
-    def record(self, audio_key: str) -> dict[str, Any]:
-        """``metadata["peaks"]`` of the row; the normalised file's record (``key``, ``bytes``, ``sha256``),
-        if made, in its ``normalized``."""
-        p, key = self.peaks, self.key(audio_key)
-        record = {
-            "key": key, "samples_per_pixel": p.samples_per_pixel, "bits": p.bits, "channels": p.channels,
-            "length": p.length, "bytes": len(self.data), "sha256": self.sha256,
-        }  # fmt: skip
+    def stored(self, generation_id: str, url: str, audio_key: str) -> StoredPeaks:
+        """The peaks as put beside ``audio_key``; ``.as_metadata()`` is the row's ``metadata["peaks"]``."""
+        key, normalized = self.key(audio_key), None
         if self.normalized is not None:
-            record["normalized"] = {
+            normalized = {
                 "key": normalized_peaks_key(key), "bytes": len(self.normalized),
                 "sha256": hashlib.sha256(self.normalized).hexdigest(),
             }  # fmt: skip
-        return record
-
-    def stored(self, generation_id: str, url: str, audio_key: str) -> StoredPeaks:
-        return StoredPeaks(generation_id, url, self.key(audio_key), len(self.data), self.sha256, self.peaks)
+        return StoredPeaks(generation_id, url, key, len(self.data), self.sha256, self.peaks, normalized)
 
 
 def _staging_path(final: Path) -> Path:
@@ -201,10 +193,10 @@ class _Placing:
         after it, just before the commit."""
         self._check_claim(tx.run(lock_for_completion, self.generation.id, worker_id=self.worker))
 
-    def complete(self, tx: Any, result: ExportResult, key: str, waveform: _Waveform | None) -> Generation:
+    def complete(self, tx: Any, result: ExportResult, key: str, stored: StoredPeaks | None) -> Generation:
         """The row completed in ``tx``, its claim checked and locked by ``claim`` earlier in ``tx`` (checked
         again here)."""
-        recorded = {} if waveform is None else {"peaks": waveform.record(key)}
+        recorded = {} if stored is None else {"peaks": stored.as_metadata()}
         done: Generation = tx.complete_generation(
             self.generation.id,
             file_path=key,
@@ -242,6 +234,7 @@ class _Placing:
         staged, placed, placing, committing = result.path, False, False, False
         key, url = final.relative_to(root).as_posix(), root.absolute().as_uri()
         beside = [] if waveform is None else waveform.files(key)  # the peaks file, then the normalised one
+        stored = None if waveform is None else waveform.stored(self.generation.id, url, key)
         beside_placed: list[Path] = []
         putting: tuple[Path, bytes] | None = None  # a write begun, not noted as done: it may have placed it
         try:
@@ -263,14 +256,13 @@ class _Placing:
                     beside_placed.append(root / beside_key)
                     putting = None
                 placing = False
-                done = self.complete(tx, result, key, waveform)
+                done = self.complete(tx, result, key, stored)
                 tx.run(record_storage, self.generation.id, storage_url=url, key=key, checksum=checksum)
                 committing = True
         except BaseException as exc:
             landed = self._landed(exc, key, checksum) if committing else False
             again = self._again(exc, landed)
             if again is not None:  # the commit landed; only its reply was lost
-                stored = None if waveform is None else waveform.stored(self.generation.id, url, key)
                 return Recorded(again, replace(result, path=final), url, key, checksum, stored)
             if landed is not False:  # the row records the files, or may: never a completed row without them
                 raise
@@ -286,7 +278,6 @@ class _Placing:
                     exc.add_note(f"and removing {path} failed: {cleanup}")
             self._not_recorded(exc, placing)
             raise
-        stored = None if waveform is None else waveform.stored(self.generation.id, url, key)
         return Recorded(done, replace(result, path=final), url, key, checksum, stored)
 
     def into_objects(
@@ -298,6 +289,7 @@ class _Placing:
         under the row's lock, in the transaction recording them; objects not recorded are removed under that
         lock."""
         beside = [] if waveform is None else waveform.files(key)  # the peaks file, then the normalised one
+        stored = None if waveform is None else waveform.stored(self.generation.id, objects.url, key)
         uploads = Uploads(self.store, objects, self.generation.id, self.claim)
         placing, committing = False, False
         checksum: str | None = None
@@ -318,7 +310,7 @@ class _Placing:
             assert checksum is not None  # a put always reports the SHA-256 it computed
             with self.store.transaction() as tx:
                 self.claim(tx)
-                done = self.complete(tx, result, key, waveform)
+                done = self.complete(tx, result, key, stored)
                 tx.run(
                     record_storage, self.generation.id, storage_url=objects.url, key=key, checksum=checksum
                 )
@@ -327,14 +319,12 @@ class _Placing:
             landed = self._landed(exc, key, checksum) if committing and checksum else False
             again = self._again(exc, landed)
             if again is not None:  # the commit landed; only its reply was lost
-                stored = None if waveform is None else waveform.stored(self.generation.id, objects.url, key)
                 return Recorded(again, result, objects.url, key, checksum, stored)
             if landed is not False:  # the row records the objects, or may: never a completed row without them
                 raise
             uploads.remove(exc)
             self._not_recorded(exc, placing)
             raise
-        stored = None if waveform is None else waveform.stored(self.generation.id, objects.url, key)
         return Recorded(done, result, objects.url, key, checksum, stored)
 
     def _put(

@@ -235,15 +235,21 @@ class StoredPeaks:
     bytes: int
     sha256: str
     peaks: WaveformPeaks
+    normalized: Mapping[str, Any] | None = None
+    """The normalised peaks file beside it (``key``, ``bytes``, ``sha256``), when there is one."""
 
     def as_metadata(self) -> dict[str, Any]:
         """``metadata["peaks"]`` of the generation's row, as the export records it: ``key``,
-        ``samples_per_pixel``, ``bits``, ``channels`` (1 when mixed), ``length``, ``bytes``, ``sha256``."""
+        ``samples_per_pixel``, ``bits``, ``channels`` (1 when mixed), ``length``, ``bytes``, ``sha256``, and
+        the normalised file's record in ``normalized`` when there is one."""
         p = self.peaks
-        return {
+        record = {
             "key": self.key, "samples_per_pixel": p.samples_per_pixel, "bits": p.bits, "channels": p.channels,
             "length": p.length, "bytes": self.bytes, "sha256": self.sha256,
         }  # fmt: skip
+        if self.normalized is not None:
+            record["normalized"] = dict(self.normalized)
+        return record
 
 
 def _unrecorded(found: Located, key: str, generation_id: str, *, gone: bool, stale: bool) -> str:
@@ -328,9 +334,19 @@ def render_peaks(
         peaks = compute_peaks(samples, rate, samples_per_pixel, bits=bits, split_channels=split_channels)
         data = peaks.to_json().encode()
         key, stale = _put_peaks(data, found, generation.id, (samples_per_pixel, bits, split_channels))
+        checksum = hashlib.sha256(data).hexdigest()
+        before = generation.metadata.get("peaks")
+        kept = None  # the export's normalised peaks of these very peaks stay recorded beside them
+        if (
+            isinstance(before, dict)
+            and (before.get("key"), before.get("sha256")) == (key, checksum)
+            and not stale
+        ):
+            kept = before.get("normalized")
         stored = StoredPeaks(
-            generation.id, found.files.url, key, len(data), hashlib.sha256(data).hexdigest(), peaks
-        )
+            generation.id, found.files.url, key, len(data), checksum, peaks,
+            kept if isinstance(kept, dict) else None,
+        )  # fmt: skip
         try:
             with store.transaction() as tx:
                 tx.merge_metadata(generation.id, {"peaks": stored.as_metadata()})  # holds the row
