@@ -113,12 +113,15 @@ def test_a_missing_recorded_peaks_file_is_reported_and_repaired(
     assert reconcile(store, _root(where, tmp_path)).consistent
 
 
+@pytest.mark.parametrize("which", ["peaks", "normalized"])  # the audiowaveform file, the normalised one
 @pytest.mark.parametrize("damage", ["size_mismatch", "checksum_mismatch"])
 def test_a_damaged_recorded_peaks_file_is_reported_and_taken_away(
-    store: Store, where: FileStore, tmp_path: Path, damage: str
+    store: Store, where: FileStore, tmp_path: Path, damage: str, which: str
 ) -> None:
     done = _exported(store, where)
     record = _meta(store, done.generation.id)["peaks"]
+    if which == "normalized":  # checked alike, listed with its own key; the whole record goes (session 31)
+        record = record["normalized"]
     key = record["key"]
     body = b"".join(where.get(key))
     bad = damaged(where, key, damage)
@@ -139,8 +142,9 @@ def test_a_damaged_recorded_peaks_file_is_reported_and_taken_away(
         assert moved.read_bytes() == bad  # quarantined, not deleted
     assert "peaks" not in _meta(store, done.generation.id)
     assert reconcile(store, _root(where, tmp_path), verify_checksums=verify).consistent
-    render_peaks(store, done.generation.id)
-    assert b"".join(where.get(key)) == body  # the same bytes as the export's
+    if which == "peaks":
+        render_peaks(store, done.generation.id)
+        assert b"".join(where.get(key)) == body  # the same bytes as the export's
 
 
 def test_a_bucket_compares_peaks_sizes_without_reading(

@@ -28,7 +28,6 @@ from musicstore.maintenance.relocate import copy_files
 from musicstore.maintenance.retention import cleanup
 from musicstore.maintenance.usage import disk_usage
 from musicstore.recording import export_generation
-from tests.test_audit_peaks_reconcile import damaged
 from tests.test_record import OPTIONS, claimed, music
 
 
@@ -135,33 +134,6 @@ def test_reconcile_finds_a_missing_normalized_file_and_repairs(
     row = store.get_generation(done.generation.id)
     assert row is not None and "peaks" not in row.metadata and row.is_completed
     assert reconcile(store, _root(where, tmp_path)).consistent
-
-
-@pytest.mark.parametrize("damage", ["size_mismatch", "checksum_mismatch"])
-def test_reconcile_finds_a_damaged_normalized_file_and_takes_it_away(
-    store: Store, where: FileStore, tmp_path: Path, damage: str
-) -> None:
-    done = _exported(store, where)
-    normalized = _record(store, done.generation.id)["normalized"]
-    key = normalized["key"]
-    bad = damaged(where, key, damage)
-    verify = not _local(where)  # a bucket reads objects only when asked; a folder reads peaks files always
-    report = reconcile(store, _root(where, tmp_path), verify_checksums=verify)
-    [found] = report.dangling_peaks
-    assert (found.key, found.problem, found.expected_bytes, found.actual_bytes) == (
-        key,
-        damage,
-        normalized["bytes"],
-        len(bad),
-    )
-    repaired = reconcile(
-        store, _root(where, tmp_path), repair=True, delete_orphans=not _local(where), verify_checksums=verify
-    )
-    assert [p.action for p in repaired.dangling_peaks] == ["record_dropped"]
-    assert key not in {o.key for o in where.list()}  # the damaged file is gone from the root
-    if _local(where):
-        assert (Path(str(repaired.quarantine)) / key).read_bytes() == bad  # quarantined, not deleted
-    assert reconcile(store, _root(where, tmp_path), verify_checksums=verify).consistent
 
 
 def test_cleanup_deletes_the_normalized_file_with_its_generation(

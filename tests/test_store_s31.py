@@ -53,13 +53,20 @@ def _hold_commits(url: str) -> psycopg.Connection[Any]:
     return conn
 
 
-def _committing(holder: psycopg.Connection[Any]) -> int | None:
-    """The backend waiting in its COMMIT for the held advisory lock, if one is."""
-    row = holder.execute(
+def waiting_for_a_lock(conn: psycopg.Connection[Any], query: str) -> int | None:
+    """The backend of this database (another than ``conn``'s) waiting for a lock in a statement that
+    matches ``query`` (``ILIKE``), if one is."""
+    row = conn.execute(
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        " AND wait_event_type = 'Lock' AND wait_event = 'advisory' AND query = 'COMMIT'"
+        " AND wait_event_type = 'Lock' AND query ILIKE %s",
+        (query,),
     ).fetchone()
     return None if row is None else int(row[0])
+
+
+def _committing(holder: psycopg.Connection[Any]) -> int | None:
+    """The backend waiting in its COMMIT for the held advisory lock, if one is."""
+    return waiting_for_a_lock(holder, "COMMIT")
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])

@@ -11,22 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
 
 import psycopg
 import pytest
 
 from musicstore import AsyncStore, CommitUnknown, DatabaseError, Status, Store
 from tests.conftest import until
-
-
-def _waiting_update(holder: psycopg.Connection[Any]) -> int | None:
-    """The backend waiting for the row lock the holder keeps, if one is."""
-    row = holder.execute(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        " AND wait_event_type = 'Lock' AND query ILIKE 'UPDATE%%'"
-    ).fetchone()
-    return None if row is None else int(row[0])
+from tests.test_store_s31 import waiting_for_a_lock
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
@@ -58,8 +49,8 @@ def test_a_connection_lost_during_a_write_committing_itself_says_the_outcome_is_
     thread = threading.Thread(target=cancel)
     thread.start()
     try:
-        until(lambda: _waiting_update(watcher) is not None or not thread.is_alive())
-        pid = _waiting_update(watcher)
+        until(lambda: waiting_for_a_lock(watcher, "UPDATE%") is not None or not thread.is_alive())
+        pid = waiting_for_a_lock(watcher, "UPDATE%")
         assert pid is not None, raised  # the cancel's UPDATE waits for the row
         watcher.execute("SELECT pg_terminate_backend(%s, 60000)", (pid,))
         thread.join(60)
