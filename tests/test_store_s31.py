@@ -8,6 +8,7 @@ import dataclasses
 import math
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,29 @@ def waiting_for_a_lock(conn: psycopg.Connection[Any], query: str) -> int | None:
     return None if row is None else int(row[0])
 
 
-def _committing(holder: psycopg.Connection[Any]) -> int | None:
-    """The backend waiting in its COMMIT for the held advisory lock, if one is."""
-    return waiting_for_a_lock(holder, "COMMIT")
+def lost_mid_write(
+    watcher: psycopg.Connection[Any], query: str, write: Callable[[], object]
+) -> list[BaseException]:
+    """Runs ``write`` in a thread until its backend waits for a lock in a statement matching ``query``, ends
+    that backend (``pg_terminate_backend``, as a restart or a failover would) and returns what ``write``
+    raised."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            write()
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    until(lambda: waiting_for_a_lock(watcher, query) is not None or not thread.is_alive())
+    pid = waiting_for_a_lock(watcher, query)
+    assert pid is not None, raised  # the write waits for the lock
+    watcher.execute("SELECT pg_terminate_backend(%s, 60000)", (pid,))
+    thread.join(60)
+    assert not thread.is_alive()
+    return raised
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
@@ -81,40 +102,29 @@ def test_a_connection_lost_during_commit_says_the_outcome_is_unknown(
     saying the transaction may or may not have been committed; a write, or a ``transaction()`` block, on
     ``Store`` and ``AsyncStore``. The COMMIT is held by a deferred trigger until the server ends it."""
     holder = _hold_commits(postgres_url)
-    raised: list[BaseException] = []
 
     def write() -> None:
-        try:
-            if kind == "sync":
-                with Store(postgres_url) as store:
+        if kind == "sync":
+            with Store(postgres_url) as store:
+                if way == "operation":
+                    store.create_generation("lost commit", model_name="m", duration_seconds=1)
+                else:
+                    with store.transaction() as tx:
+                        tx.create_generation("lost commit", model_name="m", duration_seconds=1)
+        else:
+
+            async def main() -> None:
+                async with AsyncStore(postgres_url) as store:
                     if way == "operation":
-                        store.create_generation("lost commit", model_name="m", duration_seconds=1)
+                        await store.create_generation("lost commit", model_name="m", duration_seconds=1)
                     else:
-                        with store.transaction() as tx:
-                            tx.create_generation("lost commit", model_name="m", duration_seconds=1)
-            else:
+                        async with store.transaction() as tx:
+                            await tx.create_generation("lost commit", model_name="m", duration_seconds=1)
 
-                async def main() -> None:
-                    async with AsyncStore(postgres_url) as store:
-                        if way == "operation":
-                            await store.create_generation("lost commit", model_name="m", duration_seconds=1)
-                        else:
-                            async with store.transaction() as tx:
-                                await tx.create_generation("lost commit", model_name="m", duration_seconds=1)
+            asyncio.run(main())
 
-                asyncio.run(main())
-        except BaseException as exc:
-            raised.append(exc)
-
-    thread = threading.Thread(target=write)
-    thread.start()
     try:
-        until(lambda: _committing(holder) is not None or not thread.is_alive())
-        pid = _committing(holder)
-        assert pid is not None, raised  # the write waits in its COMMIT
-        holder.execute("SELECT pg_terminate_backend(%s, 60000)", (pid,))
-        thread.join(60)
-        assert not thread.is_alive()
+        raised = lost_mid_write(holder, "COMMIT", write)  # the write waits in its COMMIT
     finally:
         holder.execute(f"SELECT pg_advisory_unlock({_HOLD})")
         holder.close()

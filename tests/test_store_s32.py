@@ -10,14 +10,12 @@ reads as "nothing happened", though the statement may have committed before its 
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import psycopg
 import pytest
 
 from musicstore import AsyncStore, CommitUnknown, DatabaseError, Status, Store
-from tests.conftest import until
-from tests.test_store_s31 import waiting_for_a_lock
+from tests.test_store_s31 import lost_mid_write
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
@@ -29,32 +27,21 @@ def test_a_connection_lost_during_a_write_committing_itself_says_the_outcome_is_
     holder = psycopg.connect(postgres_url)  # a transaction holding the row: the cancel waits for it
     holder.execute("SELECT id FROM generations WHERE id = %s FOR UPDATE", (job.id,))
     watcher = psycopg.connect(postgres_url, autocommit=True)
-    raised: list[BaseException] = []
 
     def cancel() -> None:
-        try:
-            if kind == "sync":
-                with Store(postgres_url, busy_timeout=60) as store:
-                    store.cancel(job.id)
-            else:
+        if kind == "sync":
+            with Store(postgres_url, busy_timeout=60) as store:
+                store.cancel(job.id)
+        else:
 
-                async def main() -> None:
-                    async with AsyncStore(postgres_url, busy_timeout=60) as store:
-                        await store.cancel(job.id)
+            async def main() -> None:
+                async with AsyncStore(postgres_url, busy_timeout=60) as store:
+                    await store.cancel(job.id)
 
-                asyncio.run(main())
-        except BaseException as exc:
-            raised.append(exc)
+            asyncio.run(main())
 
-    thread = threading.Thread(target=cancel)
-    thread.start()
     try:
-        until(lambda: waiting_for_a_lock(watcher, "UPDATE%") is not None or not thread.is_alive())
-        pid = waiting_for_a_lock(watcher, "UPDATE%")
-        assert pid is not None, raised  # the cancel's UPDATE waits for the row
-        watcher.execute("SELECT pg_terminate_backend(%s, 60000)", (pid,))
-        thread.join(60)
-        assert not thread.is_alive()
+        raised = lost_mid_write(watcher, "UPDATE%", cancel)  # the cancel's UPDATE waits for the row
     finally:
         holder.rollback()
         holder.close()
