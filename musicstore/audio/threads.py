@@ -105,8 +105,8 @@ class Batch:
             self._running -= 1
 
     def wind_up(self) -> None:
-        """Start no more items and return once none runs. Called inside ``interrupt.held`` (whose interrupts
-        it leaves noted: the first one is on its way already)."""
+        """Start no more items and return once none runs. Called inside ``interrupt.held`` once its signals
+        are dropped (``Held.drop``): an interrupt meanwhile is forgotten (the first is on its way)."""
         self.stop.set()
         while True:
             with self._lock:
