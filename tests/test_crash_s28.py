@@ -114,19 +114,19 @@ def test_an_upload_interrupted_as_its_reply_is_awaited_leaves_no_object(
     awaited (the object written) left the object at the layout's key, recorded by no row, under a note
     saying 'its file was removed': reconcile reported an orphan until a next attempt replaced it (and for
     good if none did). It is now removed as for a put whose reply was lost."""
-    from musicstore.recording import placing
 
     store = musicstore_store
     store.create_generation("interrupted upload", model_name="m", duration_seconds=1.0, sample_rate=16_000)
     job = store.claim_next("gpu-0")
     assert job is not None
-    real = placing.put_marked  # type: ignore[attr-defined]
+    kind = type(musicstore_s3_files)
+    real = kind.put
 
     def written_then_interrupted(*args: Any, **kwargs: Any) -> Any:
         real(*args, **kwargs)
         raise KeyboardInterrupt  # Ctrl-C as the reply came: the object is there
 
-    monkeypatch.setattr(placing, "put_marked", written_then_interrupted)
+    monkeypatch.setattr(kind, "put", written_then_interrupted)
     audio = np.zeros((job.channels, 16_000), dtype=np.float32)
     with pytest.raises(KeyboardInterrupt) as raised:
         recording.export_generation(store, job, audio, root=musicstore_s3_files, peaks=False)

@@ -11,7 +11,7 @@ import pytest
 
 from musicstore import recording
 from musicstore.filestore import LocalFileStore
-from musicstore.recording import placing
+from musicstore.recording.uploads import Uploads
 from tests.test_crash_s28 import interrupted_export_leaves_nothing
 
 
@@ -75,17 +75,17 @@ def test_an_upload_interrupted_as_its_put_returns_leaves_no_object(
     note saying 'its file was removed' (c144739 covered a Ctrl-C while the reply was awaited only)."""
     store = musicstore_store
     job = _claimed(store, f"interrupted upload {which}")
-    real = placing._Placing._put
+    real = Uploads.put
     calls: list[str] = []
 
-    def put_then_interrupted(self: Any, objects: Any, key: str, *args: Any, **kwargs: Any) -> Any:
-        info = real(self, objects, key, *args, **kwargs)
+    def put_then_interrupted(self: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+        info = real(self, key, *args, **kwargs)
         calls.append(key)
         if len(calls) == which + 1:
             raise KeyboardInterrupt  # Ctrl-C as the put returned: the object is at its key
         return info
 
-    monkeypatch.setattr(placing._Placing, "_put", put_then_interrupted)
+    monkeypatch.setattr(Uploads, "put", put_then_interrupted)
     audio = np.zeros((job.channels, 16_000), dtype=np.float32)
     with pytest.raises(KeyboardInterrupt) as raised:
         recording.export_generation(store, job, audio, root=musicstore_s3_files)
@@ -110,11 +110,11 @@ def test_the_cleanup_of_a_put_of_unknown_outcome_holds_the_row_lock_one_short_at
     from musicstore.filestore.base import StoreUnavailable
     from tests.silent_s3 import silent_s3_files
 
-    def reply_lost(self: Any, objects: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+    def reply_lost(self: Any, key: str, *args: Any, **kwargs: Any) -> Any:
         raise StoreUnavailable(f"putting {key}: the S3 endpoint did not answer")  # the put gave up
 
     with silent_s3_files(monkeypatch) as (files, accepted):
-        monkeypatch.setattr(placing._Placing, "_put", reply_lost)
+        monkeypatch.setattr(Uploads, "put", reply_lost)
         store = musicstore_store
         job = _claimed(store, "endpoint down")
         audio = np.zeros((job.channels, 16_000), dtype=np.float32)

@@ -19,7 +19,7 @@ import pytest
 from musicstore import Store, recording
 from musicstore.errors import InvalidTransition, LeaseLost, StorageError
 from musicstore.filestore import s3
-from musicstore.recording import placing
+from musicstore.recording.uploads import Uploads
 from musicstore.storage_names import GENERATION_FIELD
 from tests.silent_s3 import silent_endpoint
 
@@ -117,12 +117,12 @@ def test_a_stale_attempts_object_is_left_to_the_attempt_that_took_over(
         assert stale is not None
         audio = np.zeros((stale.channels, 16_000), dtype=np.float32)
         theirs_audio = audio if same_bytes else audio + np.float32(0.25)
-        real = placing._Placing._put
+        real = Uploads.put
         taken_over: list[Any] = []
         hooked: list[str] = []  # the stale attempt's first put only (gpu-b's export runs inside it)
 
-        def put_then_taken_over(self: Any, objects: Any, key: str, *args: Any, **kwargs: Any) -> Any:
-            info = real(self, objects, key, *args, **kwargs)
+        def put_then_taken_over(self: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+            info = real(self, key, *args, **kwargs)
             if not hooked:  # the stale attempt's object is at the key: its lease runs out, gpu-b takes over
                 hooked.append(key)
                 musicstore_clock.advance(11)
@@ -133,7 +133,7 @@ def test_a_stale_attempts_object_is_left_to_the_attempt_that_took_over(
                     taken_over.append(recording.export_generation(other, theirs, theirs_audio, root=files))
             return info
 
-        monkeypatch.setattr(placing._Placing, "_put", put_then_taken_over)
+        monkeypatch.setattr(Uploads, "put", put_then_taken_over)
         with pytest.raises((LeaseLost, InvalidTransition)) as raised:
             recording.export_generation(store, stale, audio, root=files)
         monkeypatch.undo()

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from ..audio import ExportOptions, ExportResult, as_audio, export_audio
 from ..audio.peaks import PeaksSpec, WaveformPeaks, frames_peaks
@@ -24,7 +24,7 @@ from ..errors import (
     MusicstoreError,
     StorageError,
 )
-from ..filestore import FileStore, LocalFileStore, ObjectInfo
+from ..filestore import FileStore, LocalFileStore
 from ..filestore.fsync import fsync
 from ..models import Generation, Status
 from ..ops.jobs import check_for_completion, lock_for_completion
@@ -32,7 +32,7 @@ from ..ops.storage import get_storage, record_storage
 from ..rendering import StoredPeaks, peaks_name
 from ..storage_names import normalized_peaks_key
 from ..store import Store
-from .uploads import Uploads, put_marked
+from .uploads import Uploads
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,12 +299,10 @@ class _Placing:
             placing = True
             with open(result.path, "rb") as source:
                 content_type, figures = _CONTENT_TYPES.get(result.format.lower()), _object_metadata(result)
-                info = uploads.attempt(
-                    key, lambda: self._put(objects, key, source, content_type, figures, uploads=uploads)
-                )
+                info = uploads.attempt(key, lambda: uploads.put(key, source, content_type, figures))
             for beside_key, data in beside:  # ObjectExists: not ours, left alone
-                put = functools.partial(self._put, objects, beside_key, data, "application/json")
-                uploads.attempt(beside_key, functools.partial(put, uploads=uploads))
+                put = functools.partial(uploads.put, beside_key, data, "application/json")
+                uploads.attempt(beside_key, put)
             placing = False
             checksum = info.checksum
             assert checksum is not None  # a put always reports the SHA-256 it computed
@@ -326,13 +324,6 @@ class _Placing:
             self._not_recorded(exc, placing)
             raise
         return Recorded(done, result, objects.url, key, checksum, stored)
-
-    def _put(
-        self, objects: FileStore, key: str, data: BinaryIO | bytes, content_type: str | None,
-        metadata: Mapping[str, str] | None = None, *, uploads: Uploads,
-    ) -> ObjectInfo:  # fmt: skip
-        """``uploads.put`` at ``key`` in ``objects`` (``put_marked``: conditional creates), no lock held."""
-        return uploads.put(key, data, content_type, metadata, create=put_marked)
 
     def _landed(self, exc: BaseException, key: str, checksum: str) -> bool | None:
         """Whether the completing commit that raised ``exc`` landed (a connection lost after the server

@@ -36,20 +36,6 @@ with a valid claim) and puts again, before it gives up with ``ObjectExists``: mo
 another attempt of the generation keeps putting there."""
 
 
-def put_marked(
-    files: FileStore, key: str, data: BinaryIO | bytes, generation_id: str, *,
-    content_type: str | None = None, metadata: Mapping[str, str] | None = None,
-) -> ObjectInfo:  # fmt: skip
-    """A conditional create at ``key`` marked with the generation's id (``GENERATION_FIELD``): never over
-    another object (``ObjectExists``)."""
-    marked = {**(metadata or {}), GENERATION_FIELD: generation_id}
-    return files.put(key, data, content_type=content_type, metadata=marked)
-
-
-Create = Callable[..., ObjectInfo]
-"""``put_marked``'s form."""
-
-
 @dataclass(slots=True)
 class Uploads:
     """The objects one export attempt puts for ``generation_id`` in ``objects``; ``claim(tx)`` locks the row
@@ -80,17 +66,16 @@ class Uploads:
 
     def put(
         self, key: str, data: BinaryIO | bytes, content_type: str | None,
-        metadata: Mapping[str, str] | None = None, *, create: Create,
+        metadata: Mapping[str, str] | None = None,
     ) -> ObjectInfo:  # fmt: skip
-        """A conditional create (``create``: ``put_marked``) of ``data`` at ``key``, marked; over a leftover
-        of the generation (an object another attempt put, these very bytes too), that leftover removed first
-        (under the row's lock, the claim checked) and the create made again."""
-        marked = {**(metadata or {}), ATTEMPT_FIELD: self.token}
+        """A conditional create of ``data`` at ``key`` (never over another object: ``ObjectExists``), marked
+        with the generation's id and this attempt's token; over a leftover of the generation (an object
+        another attempt put, these very bytes too), that leftover removed first (under the row's lock, the
+        claim checked) and the create made again."""
+        marked = {**(metadata or {}), GENERATION_FIELD: self.generation_id, ATTEMPT_FIELD: self.token}
         for _ in range(LEFTOVER_REMOVALS):
             try:
-                info = create(
-                    self.objects, key, data, self.generation_id, content_type=content_type, metadata=marked
-                )
+                info = self.objects.put(key, data, content_type=content_type, metadata=marked)
             except ObjectExists as exc:
                 if not marked_by(self.objects, key, exc, self.generation_id):
                     raise  # another generation's, or no object's: left alone
