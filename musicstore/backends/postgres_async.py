@@ -65,12 +65,11 @@ def async_connection_class() -> type[Any]:
                     raise
             if query.__class__ is Command:
                 return None
-            if self.later != 2:
-                return await execute(self, query, params, prepare=prepare, binary=binary)
-            try:  # a write's first statement, in autocommit: it commits itself
+            try:
                 return await execute(self, query, params, prepare=prepare, binary=binary)
             except Exception as exc:
-                commit_failed(self, exc)
+                if self.later == 2:  # a write's first statement, in autocommit: it commits itself
+                    commit_failed(self, exc)
                 raise
 
     return AsyncConnection
