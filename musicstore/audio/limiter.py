@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
+from musicstore.audio.arrays import scaled
 from musicstore.audio.farfield import FarField, Rows
 from musicstore.audio.limited_far import LimitedFarField
 from musicstore.audio.limiter_curve import _box_filter, _minimum_filter, _Shape
@@ -338,7 +339,7 @@ class _Limiter:
             ceiling=self.aim,
         )
         g = self.shape.curve(region.need, chosen, self.aim)
-        out = self.x * np.float32(chosen)
+        out = scaled(self.x, chosen)
         out[:, region.index] *= g
         reduction, reduced = _reduction(g, self.x.shape[1])
         return Leveled(out, to_db(chosen), predicted, math.nan, reduction, reduced, True, 0.0)
@@ -396,7 +397,7 @@ class _Limiter:
             far = self._far_of(gain, difference, changed)  # before the first output is made (memory)
             del difference
             if out is None:
-                out = x * np.float32(gain)
+                out = scaled(x, gain)
             out[:, _index_of(changed[:, 0], changed[:, 1], region.index.dtype)] = limited
             del limited
             checked = peak_map(out, ceiling, far, reuse=Reuse(self.screened, gain, changed, self.spans))

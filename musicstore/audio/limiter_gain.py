@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from musicstore.audio.arrays import mapped_empty
+from musicstore.audio.arrays import mapped_empty, scaled
 from musicstore.audio.limiter_region import Leveled, _Region
 from musicstore.audio.loudness import BlockPower, gated_loudness
 from musicstore.audio.truepeak import PeakMap, from_db, refined_peak, to_db
@@ -91,7 +91,7 @@ def _static(
     loudness = gated_loudness(gain * gain * base)
     true_peak = gain * refined_peak(x, peaks)
     measured = time.perf_counter() - started
-    return Leveled(x * np.float32(gain), to_db(gain), loudness, true_peak, 0.0, 0.0, False, measured)
+    return Leveled(scaled(x, gain), to_db(gain), loudness, true_peak, 0.0, 0.0, False, measured)
 
 
 def _reduction(g: NDArray[np.float32], samples: int) -> tuple[float, float]:
