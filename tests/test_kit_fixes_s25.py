@@ -15,13 +15,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, find, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from musicstore import Generation, InvalidInput, Prompt, Status, StorageError, Store
 from musicstore.ops import import_rows
 from musicstore.testing import FakeClock, _browser, _pgserver, _seaweed, plugin
 from musicstore.testing import strategies as ms
+from tests.test_kit_hunt_s24 import example
 
 # --- $MUSICSTORE_TEST_S3_URL: checked before any test uses it, never echoed ---------------------------------
 
@@ -298,7 +299,7 @@ def test_the_browser_of_a_killed_run_is_ended_by_the_next_start(browser_here: No
 def test_generations_draw_the_queue_columns(statuses: str, shape: Callable[[Generation], bool]) -> None:
     """Every drawn row had priority 0, no owner key, no idempotency key, no run_after and no progress: code
     reading queue rows (the dashboard, a fairness check, a queue's exporter) was never tested on them."""
-    row = find(ms.generations(statuses=statuses), shape, settings=settings(database=None, max_examples=1000))
+    row = example(ms.generations(statuses=statuses), shape, 1000)
     assert shape(row)
 
 
@@ -325,13 +326,14 @@ def test_drawn_queue_and_progress_columns_agree_with_the_status_machine(row: Gen
 
 
 def test_generations_narrow_the_owner_keys() -> None:
-    row = find(
-        ms.generations(owner_keys=["tenant-a", "tenant-b"]),
-        lambda row: row.owner_key is not None,
-        settings=settings(database=None, max_examples=200),
+    row = example(
+        ms.generations(owner_keys=["tenant-a", "tenant-b"]), lambda row: row.owner_key is not None, 200
     )
     assert row.owner_key in ("tenant-a", "tenant-b")
-    assert find(ms.generations(owner_keys="solo"), lambda row: row.owner_key is not None).owner_key == "solo"
+    assert (
+        example(ms.generations(owner_keys="solo"), lambda row: row.owner_key is not None, 100).owner_key
+        == "solo"
+    )
     for bad in ([], [""], ["x" * 201], [None], 7):
         with pytest.raises(InvalidInput, match="owner_keys"):
             ms.generations(owner_keys=bad)  # type: ignore[arg-type]

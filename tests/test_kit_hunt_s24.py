@@ -9,11 +9,12 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, find, given, settings
+from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis.strategies import SearchStrategy
 
 from musicstore import Generation, Status, Store, processes
 from musicstore.models import Prompt
@@ -21,6 +22,18 @@ from musicstore.ops import import_rows
 from musicstore.processes import OWNER
 from musicstore.testing import _pgserver, _scratch, _seaweed
 from musicstore.testing import strategies as ms
+
+_T = TypeVar("_T")
+
+
+def example(strategy: SearchStrategy[_T], condition: Callable[[_T], bool], tries: int) -> _T:
+    """A value ``strategy`` draws that meets ``condition`` within ``tries`` draws (hypothesis's ``find``),
+    the first found, not shrunk: a test that shows a shape is drawn needs one, not the smallest (shrinking a
+    row took 5-12 s a case)."""
+    return find(
+        strategy, condition, settings=settings(database=None, max_examples=tries, phases=[Phase.generate])
+    )
+
 
 # --- a deep $TMPDIR: the servers' Unix sockets do not fit in their folders ------------------------------
 
@@ -93,7 +106,7 @@ def test_generations_draw_the_rows_of_a_requeued_job(
     """A pending row always had 0 attempts and a processing one no error: the rows of a job that failed an
     attempt and was requeued (fail's retry, an expired lease), as the store keeps them, were never drawn,
     so code reading rows was never tested on them."""
-    row = find(ms.generations(statuses=statuses), shape, settings=settings(database=None, max_examples=500))
+    row = example(ms.generations(statuses=statuses), shape, 500)
     assert shape(row)
 
 
