@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_export.py --limited-only 15   # the limited clip alone (A/B of trees)
     .venv/bin/python benchmarks/bench_export.py --quick    # a fast smoke run (shorter clips, fewer repeats)
     python benchmarks/bench_export.py --device cuda --dtype bfloat16   # clips handed over as GPU tensors
+    .venv/bin/python benchmarks/bench_export.py --switch-interval 0.001   # the GIL handed over sooner
 
 Floor: pyloudnorm's integrated loudness plus a soundfile PCM_16 write of the same clip (no true peak,
 no gain, no fsync). Cases: a clip that needs no limiting, one that needs limiting, and a batch of 16
@@ -29,6 +30,7 @@ import argparse
 import os
 import resource
 import statistics
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -344,7 +346,16 @@ def main() -> None:
         metavar="N",
         help="only N limited exports in a row, no floor: wall and CPU ms (min, median), for A/B runs",
     )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        metavar="S",
+        help="sys.setswitchinterval(S) for the whole run, as a worker process may set it (Python's default: "
+        "0.005 s): how long a thread that wants the GIL waits for another to hand it over",
+    )
     args = parser.parse_args()
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     if args.limited_only:
         limited_only(args.limited_only)
         return

@@ -97,10 +97,19 @@ def _forms(secret: str) -> set[str]:
     plain = {secret, unquote(secret)}
     for form in list(plain):
         plain.update(_PIECES.split(form))
-    forms = plain | {quote(form, safe="") for form in plain}
+    # a byte the shell passed undecoded (a surrogate escape) as its %XX; no encoded form of another surrogate
+    forms = plain | {quote(form, safe="", errors="surrogateescape") for form in plain if _encodable(form)}
     forms |= {json.dumps(form, ensure_ascii=False)[1:-1] for form in list(forms)}
     forms |= {repr(form)[1:-1] for form in list(forms)}
     return {form for form in forms if len(form) >= MIN_SECRET}
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def register(text: str) -> None:

@@ -118,6 +118,7 @@ def local_path(url: str) -> Path:
     credentials) for one with a host, a query or a fragment, or without an absolute path."""
     if not isinstance(url, str):
         raise InvalidInput(f"a file:// URL must be a str, got {type(url).__name__}")
+    _check_no_control(url)
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
         raise InvalidInput("a file:// URL names a local folder: file:///absolute/path (no host, query or #)")
@@ -127,12 +128,23 @@ def local_path(url: str) -> Path:
     return Path(path)
 
 
+def _check_no_control(url: str) -> None:
+    """InvalidInput (the URL not echoed) for a control character: ``urlsplit`` drops each tab, CR and LF, so
+    ``s3://my-bu\\tcket/mus\\nic`` was ``s3://my-bucket/music/``. (A folder's name that holds one is written
+    percent-encoded, as ``Path.as_uri`` writes it.)"""
+    if _CONTROL.search(url):
+        raise InvalidInput(
+            "a storage URL holds no control character (tab, newline...); percent-encode one in a name"
+        )
+
+
 def s3_location(url: str, *, strict: bool = True) -> tuple[str, str]:
     if "@" in url:  # not echoed: it may hold a secret (one with a '/' ends urllib's netloc early)
         raise InvalidInput(
             "an s3:// URL takes no credentials (and no '@'); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
             "or pass them"
         )
+    _check_no_control(url)
     parts = urlsplit(url)
     if parts.query or parts.fragment:
         raise InvalidInput("an s3:// URL is s3://BUCKET/PREFIX, without a query or fragment")
@@ -144,7 +156,9 @@ def s3_location(url: str, *, strict: bool = True) -> tuple[str, str]:
         )
     if not bucket or (strict and (not _BUCKET.fullmatch(bucket) or ".." in bucket)):
         raise InvalidInput(f"bucket name {shown(bucket)}: 3-63 lower-case letters, digits, '.' and '-'")
-    prefix = parts.path.lstrip("/")
+    prefix = parts.path.removeprefix("/")
+    if prefix.startswith("/"):  # s3://bucket//music: an empty segment, refused as in any prefix
+        raise InvalidInput("an s3:// URL is s3://BUCKET/PREFIX, with no empty segment ('//') in its prefix")
     if prefix:
         check_prefix(prefix)
         prefix = prefix.rstrip("/") + "/"

@@ -118,6 +118,12 @@ def without_password(url: str) -> str:
 def _postgres(text: str) -> str:
     """A PostgreSQL URL with its userinfo percent-encoded: libpq, which ends the userinfo at its first ``@``,
     and yoyo, which ends it at the last, then read the same user and password."""
+    try:  # libpq reads the URL, its %-escapes decoded, as UTF-8 (a byte the shell passed undecoded is not)
+        unquote(text, errors="strict").encode("utf-8")
+    except UnicodeError:
+        raise InvalidInput(
+            f"{_shown(text)} is not a valid URL: it holds a byte that is not UTF-8 (raw or %-encoded)"
+        ) from None
     rest = text.split("://", 1)[1]
     netloc = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
     try:
@@ -190,6 +196,11 @@ def resolve(url: str | None = None) -> DatabaseURL:
     validate.database_url(url)
     text = url or from_environment() or DEFAULT_URL
     register(text)
+    if text != text.strip():
+        raise InvalidInput(  # not echoed: it may hold a password
+            "a database URL has no space, newline or tab at its ends: a secret file's last newline, say "
+            "(sqlite:///jobs.db\\n was a file of that name); percent-encode one that ends a name (%0A, %20)"
+        )
     scheme = text.partition(":")[0].lower()
     if scheme == "sqlite":
         if not text.startswith("sqlite:///") or len(text) == len("sqlite:///"):

@@ -45,6 +45,17 @@ def test_normalized_peaks_are_rounded_to_the_digits_asked(values: list[float], d
     assert json.loads(json.dumps(got)) == expected
 
 
+@pytest.mark.parametrize("digits", ["4", None, 1.5, True, -1, 18, 10**6])
+def test_normalized_peaks_take_0_to_17_digits(digits: Any) -> None:
+    """A str, None or 1.5 was a bare TypeError, -1 rounded every value to 0.0, 10**6 made every value NaN
+    (numpy's rounding overflowed), True rounded to 1 digit."""
+    peaks = compute_peaks(np.linspace(-0.5, 0.5, 4000, dtype=np.float32), 16_000, 256)
+    with pytest.raises(InvalidInput, match="digits must be"):
+        peaks.normalized(digits)
+    exact = np.clip(peaks.extremes[:, 0, :], -1, 1).astype(np.float64).ravel()
+    assert np.abs(np.asarray(peaks.normalized(17)[0]) - exact).max() < 1e-16
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

@@ -282,17 +282,21 @@ def test_a_rendition_commit_whose_reply_is_lost_keeps_its_object(postgres_url: s
 
 class _SlowOpens:
     """``open_filestore`` as delivery calls it, each call slowed as a first S3 client is (credentials,
-    endpoint and botocore's models loaded), and recorded with the thread it ran on."""
+    endpoint and botocore's models loaded), and recorded with the thread it ran on and how far ``ticks``
+    (an event loop's ticker) went on meanwhile."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, ticks: Callable[[], int]) -> None:
         from musicstore.filestore import open_filestore
 
-        self.real, self.seconds = open_filestore, seconds
+        self.real, self.seconds, self.ticks = open_filestore, seconds, ticks
         self.threads: list[threading.Thread] = []
+        self.ticked: list[int] = []
 
     def __call__(self, url: str, **options: Any) -> FileStore:
         self.threads.append(threading.current_thread())
+        before = self.ticks()
         time.sleep(self.seconds)  # blocks whichever thread opens: the event loop's, before
+        self.ticked.append(self.ticks() - before)
         return self.real(url, **options)
 
 
@@ -306,17 +310,16 @@ def test_async_delivery_opens_a_rows_s3_store_off_the_event_loop_and_once_for_ra
     # AsyncDelivery.locate opened the S3 client of a row's URL on the event loop's thread (boto3's session,
     # credentials, endpoint: blocking), so every other task of the loop stalled meanwhile
     recorded = export_generation(store, claimed(store), music(), root=objects, options=OPTIONS)
-    opens = _SlowOpens(0.5)
+    ticks: list[int] = []
+    opens = _SlowOpens(0.5, ticks.__len__)
     monkeypatch.setattr("musicstore.delivery.open_filestore", opens)
 
-    async def main() -> tuple[list[Any], int, threading.Thread]:
-        ticks = 0
+    async def main() -> tuple[list[Any], threading.Thread]:
         locating = True
 
         async def ticker() -> None:
-            nonlocal ticks
             while locating:
-                ticks += 1
+                ticks.append(1)
                 await asyncio.sleep(0.01)
 
         async with AsyncStore.open(db_url) as astore:
@@ -331,12 +334,13 @@ def test_async_delivery_opens_a_rows_s3_store_off_the_event_loop_and_once_for_ra
                 assert hashlib.sha256(body).hexdigest() == recorded.checksum
             finally:
                 delivery.close()
-        return found, ticks, threading.current_thread()
+        return found, threading.current_thread()
 
-    found, ticks, loop_thread = asyncio.run(main())
+    found, loop_thread = asyncio.run(main())
     assert len(opens.threads) == 1  # the three first calls shared one client
     assert opens.threads[0] is not loop_thread
-    assert ticks >= 10  # the loop ran its other tasks while the client was made (0.5 s: ~50 ticks)
+    # the loop ran its other tasks while the client was made (0.5 s: ~50 ticks; none on a blocked loop)
+    assert opens.ticked[0] >= 1
     assert len({id(each.files) for each in found}) == 1 and found[0].files is not objects
     assert {each.key for each in found} == {recorded.key}
 

@@ -134,10 +134,15 @@ _PLAN_PROBE = textwrap.dedent(
     far = farfield.FarField.measure(audio)
     count = -(-samples // far.step)
     size = farfield._transform_size(far.grid.shape[1] + count - 1)  # as measure sizes it
-    before = resident()
-    for length in range(1, 17):  # pushes every cached plan of these transforms out
-        fft.rfft(np.zeros(length, dtype=np.float32))
-    print(json.dumps({"freed": before - resident(), "plan": 4 * size, "limit": farfield.CACHE_BYTES}))
+    def freed():
+        before = resident()
+        for length in range(1, 17):  # pushes every cached plan of these transforms out
+            fft.rfft(np.zeros(length, dtype=np.float32))
+        return before - resident()
+
+    left = freed()
+    fft.rfft(np.zeros(size, dtype=np.float32))  # scipy's own transform of that size, for comparison
+    print(json.dumps({"freed": left, "bare": freed(), "plan": 4 * size, "limit": farfield.CACHE_BYTES}))
     """
 )
 
@@ -163,4 +168,5 @@ def test_a_long_clips_transform_plan_is_not_kept() -> None:
     assert long["freed"] < long["plan"] // 8, long  # nothing of the plan was left to push out
     short = _plan_freed(1_500_000)
     assert short["plan"] <= short["limit"]
-    assert short["freed"] > short["plan"] // 2, short  # the probe sees a cached plan
+    if short["bare"] > short["plan"] // 2:  # this scipy caches a plan of that size (1.17 does, 1.18 not)
+        assert short["freed"] > short["plan"] // 2, short  # the probe sees the short clip's plan kept

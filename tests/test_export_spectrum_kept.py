@@ -179,8 +179,10 @@ _PLAN_PROBE = textwrap.dedent(
     after_keep = freed()
     farfield.FarField.measure(audio, keep=False)  # finds the spectrum
     found = freed()
+    size = farfield._transform_key(samples)[3]
+    fft.rfft(np.zeros(size, dtype=np.float32))  # scipy's own transform of that size, for comparison
     print(json.dumps({"kept": kept, "unkept": unkept, "after_keep": after_keep, "found": found,
-                      "plan": 4 * farfield._transform_key(samples)[3]}))
+                      "bare": freed(), "plan": 4 * size}))
     """
 )
 
@@ -196,6 +198,8 @@ def test_an_export_leaves_no_plan_of_a_short_clip() -> None:
         [sys.executable, "-c", _PLAN_PROBE, "1500000"], capture_output=True, text=True, check=True, env=env
     )
     probe = json.loads(run.stdout)
+    if probe["bare"] < probe["plan"] // 2:
+        pytest.skip(f"this scipy keeps no plan of a {probe['plan'] // 4}-point transform: none to leave")
     assert probe["kept"] > probe["plan"] // 2, probe
     for step in ("unkept", "after_keep", "found"):
         assert probe[step] < probe["plan"] // 8, probe

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from musicstore import Generation, InvalidInput, Status, Store
+from musicstore import Generation, InvalidInput, Status, Store, migrate
 from musicstore.aio import AsyncStore
 from musicstore.filestore import FileStore, LocalFileStore, StoreUnavailable, open_filestore
 from musicstore.maintenance import bucket
@@ -835,6 +835,7 @@ def test_sigterm_during_a_backup_removes_its_temp_copy_and_exits_143(tmp_path: P
     import sys
 
     source = tmp_path / "live.db"
+    migrate(f"sqlite:///{source}")  # a musicstore database (backup refuses any other), made large below
     with sqlite3.connect(source) as conn:
         conn.execute("CREATE TABLE t (b BLOB)")
         conn.executemany("INSERT INTO t VALUES (zeroblob(4000))", [()] * 400)  # ~400 pages

@@ -343,6 +343,7 @@ def test_a_woken_wait_whose_try_raised_passes_its_wake_up_on(
     here). Its try had begun, so its wake-up was spent, and it passed none on: the job waited for the
     re-try (found by the herd investigation)."""
     calls: dict[str, int] = {}
+    done: dict[str, int] = {}  # tries returned: one still running could claim the job enqueued below
     got: list[Generation | None] = []
     errors: list[BaseException] = []
     with Store(sqlite_url) as store:
@@ -352,7 +353,9 @@ def test_a_woken_wait_whose_try_raised_passes_its_wake_up_on(
             calls[worker_id] = calls.get(worker_id, 0) + 1
             if worker_id == "first" and calls[worker_id] == 2:  # its try after the wake-up
                 raise WriteConflict("the database refused the try")
-            return run(op, worker_id, *args, **kwargs)
+            found = run(op, worker_id, *args, **kwargs)
+            done[worker_id] = done.get(worker_id, 0) + 1
+            return found
 
         monkeypatch.setattr(store, "run", failing)
 
@@ -364,11 +367,11 @@ def test_a_woken_wait_whose_try_raised_passes_its_wake_up_on(
 
         first = threading.Thread(target=wait, args=("first",))
         first.start()
-        until(lambda: calls.get("first") == 1 and waiting.listeners(store).hub.waiters == 1)
+        until(lambda: done.get("first") == 1 and waiting.listeners(store).hub.waiters == 1)
         time.sleep(0.05)  # asleep, armed before the second
         second = threading.Thread(target=wait, args=("second",))
         second.start()
-        until(lambda: calls.get("second") == 1 and waiting.listeners(store).hub.waiters == 2)
+        until(lambda: done.get("second") == 1 and waiting.listeners(store).hub.waiters == 2)
         time.sleep(0.05)
         started = time.monotonic()
         job = store.create_generation("one", model_name="m", duration_seconds=1)

@@ -26,7 +26,7 @@ import pytest
 
 import musicstore.audio.export as audio_export
 from musicstore import Status, Store, interrupt, recording
-from tests.conftest import new_job
+from tests.conftest import new_job, until
 
 _INTERRUPT_PY = os.path.abspath(interrupt.__file__)
 
@@ -52,9 +52,13 @@ def recorder() -> Iterator[_Recorder]:
         signal.signal(signal.SIGINT, before)
 
 
-def _interrupting(function: Callable[..., Any], signals: int) -> Callable[..., Any]:
-    """``function`` that, on its first call, sends this process ``signals`` SIGINTs (the main thread is
-    waiting for it then), waits 0.3 s and goes on."""
+def _interrupting(
+    function: Callable[..., Any], signals: int, taken: Callable[[], bool]
+) -> Callable[..., Any]:
+    """``function`` that, on its first call, once a second call has begun (both threads' items begun: one
+    not begun yet would be put back), sends this process ``signals`` SIGINTs (the main thread is waiting for
+    them then); each call goes on once the handler ran (``taken``) and 0.3 s more (the batch wound up, no
+    third item begun in a thread its item left)."""
     calls: list[int] = []
     lock = threading.Lock()
 
@@ -63,9 +67,11 @@ def _interrupting(function: Callable[..., Any], signals: int) -> Callable[..., A
             calls.append(1)
             first = len(calls) == 1
         if first:
+            until(lambda: len(calls) >= 2)
             for _ in range(signals):
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(0.002)
+        until(taken)
         time.sleep(0.3)
         return function(*args, **kwargs)
 
@@ -91,7 +97,9 @@ def test_a_batch_exports_ctrl_c_runs_its_handler_between_waits_and_puts_back_the
         jobs = [new_job(store, f"song {i}", **clip) for i in range(4)]
         batch = store.claim_batch("gpu-0", 4)
         monkeypatch.setattr(
-            recording, "export_generation", _interrupting(recording.export_generation, signals)
+            recording,
+            "export_generation",
+            _interrupting(recording.export_generation, signals, lambda: bool(recorder.callers)),
         )
         audio = np.full((4, 1, 8000), 0.1, dtype=np.float32)
         with pytest.raises(KeyboardInterrupt):
@@ -106,7 +114,11 @@ def test_export_batchs_ctrl_c_runs_its_handler_between_waits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorder: _Recorder
 ) -> None:
     before = set(threading.enumerate())
-    monkeypatch.setattr(audio_export, "_export_one", _interrupting(audio_export._export_one, 3))
+    monkeypatch.setattr(
+        audio_export,
+        "_export_one",
+        _interrupting(audio_export._export_one, 3, lambda: bool(recorder.callers)),
+    )
     audio = np.full((3, 1, 8000), 0.1, dtype=np.float32)
     with pytest.raises(KeyboardInterrupt):
         audio_export.export_batch(audio, 8000, [tmp_path / f"{i}.wav" for i in range(3)], workers=2)
@@ -123,7 +135,9 @@ def test_a_handler_that_does_not_raise_lets_the_batch_finish(
     seen: list[int] = []
     before = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
     try:
-        monkeypatch.setattr(audio_export, "_export_one", _interrupting(audio_export._export_one, 2))
+        monkeypatch.setattr(
+            audio_export, "_export_one", _interrupting(audio_export._export_one, 2, lambda: bool(seen))
+        )
         audio = np.full((3, 1, 8000), 0.1, dtype=np.float32)
         paths = audio_export.export_batch(audio, 8000, [tmp_path / f"{i}.wav" for i in range(3)], workers=2)
     finally:

@@ -35,6 +35,7 @@ from tests import test_plans, test_schema
 from tests.conftest import new_job
 from tests.test_maintenance_s3 import RENDITION
 from tests.test_schema import _from, _rollback, _sql
+from tests.wrapped_stores import Wrapped
 
 _names = itertools.count()
 CHECKSUM = "0" * 64
@@ -213,15 +214,13 @@ LISTED = [*OUT_OF_ORDER_KEYS, "f/readme.txt", "g/x.json"]
 """Those and two objects no row records."""
 
 
-class Listed:
+class Listed(Wrapped):
     """A store whose listing comes in the given order of its keys (SeaweedFS lists folder by folder, and
     before 0017 a database with a locale's collation gave its rows in another order than the listing's)."""
 
     def __init__(self, inner: FileStore, order: list[str]) -> None:
-        self.inner, self.url, self.order = inner, inner.url, order
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        super().__init__(inner)
+        self.order = order
 
     def list(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[Any]:
         found = {o.key: o for o in self.inner.list(prefix, page_size=page_size)}

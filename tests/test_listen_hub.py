@@ -34,6 +34,8 @@ LONG = 60.0
 @pytest.fixture(autouse=True)
 def _no_recheck(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(waiting, "RECHECK_SECONDS", 3600.0)
+    # no keep-alive question either: its empty query ends the 'LISTEN' that ``_listening`` finds a hub by
+    monkeypatch.setattr(listening, "KEEPALIVE_SECONDS", 3600.0)
 
 
 def _listening(url: str) -> list[int]:

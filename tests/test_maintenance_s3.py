@@ -21,6 +21,7 @@ from musicstore.maintenance.retention import cleanup
 from musicstore.maintenance.usage import disk_usage
 from musicstore.ops.storage import record_storage
 from tests.conftest import FakeClock, new_job
+from tests.wrapped_stores import Wrapped
 
 RENDITION: dict[str, Any] = {
     "settings": {"format": "mp3", "sample_rate": 32_000, "channels": 2, "bitrate_mode": "constant",
@@ -284,15 +285,9 @@ def test_the_commands_accept_an_s3_root(
     ]
 
 
-class Shuffled:
+class Shuffled(Wrapped):
     """A store whose listing comes in another order than the rows' (as SeaweedFS's folder by folder order,
     or a PostgreSQL locale, may differ from bytewise order)."""
-
-    def __init__(self, inner: FileStore) -> None:
-        self.inner, self.url = inner, inner.url
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
     def list(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[ObjectInfo]:
         return iter(sorted(self.inner.list(prefix, page_size=page_size), key=lambda o: o.key[::-1]))

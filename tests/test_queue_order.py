@@ -15,7 +15,10 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from musicstore import Status, Store
 from musicstore.aio import AsyncStore
@@ -285,6 +288,26 @@ def test_retry_backoff_grows_and_is_jittered_within_its_bounds(db_url: str) -> N
             assert policy.delay_range(attempt) == (low, high)
             assert store.claim_next("w") is None  # not before its backoff
             clock.advance(delay)
+
+
+@given(
+    attempts=st.integers(1, 200),
+    base=st.floats(0, 30 * 86_400.0),
+    cap=st.floats(0, 30 * 86_400.0),
+    jitter=st.floats(0, 1),
+)
+def test_delay_range_is_the_documented_bounds(attempts: int, base: float, cap: float, jitter: float) -> None:
+    policy = RetryPolicy(base_seconds=base, cap_seconds=cap, jitter=jitter)
+    delay = min(cap, base * 2 ** min(attempts - 1, 40))
+    assert policy.delay_range(attempts) == (delay * (1 - jitter), delay)
+    assert policy.delay_range(np.int64(attempts)) == policy.delay_range(attempts)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("attempts", [0, -5, True, 1.5, 2.0, "2", None])
+def test_delay_range_takes_an_attempt_count_from_1(attempts: Any) -> None:
+    """As every public callable: a typed error, not a bare TypeError nor a quiet answer for attempt 1."""
+    with pytest.raises(InvalidInput, match="attempts must be an integer from 1"):
+        RetryPolicy().delay_range(attempts)
 
 
 def test_requeue_expired_backs_off_and_default_is_at_once(db_url: str) -> None:

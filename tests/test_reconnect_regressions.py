@@ -26,6 +26,7 @@ from musicstore.backends import postgres, postgres_async
 from musicstore.migrate import migrate
 from musicstore.testing import _pgserver
 from musicstore.testing._seaweed import _die_with_parent
+from tests.conftest import until
 
 SECRET = "hunter2-not-in-messages"
 
@@ -43,6 +44,19 @@ def _end_clients_of(url: str) -> int:
         ).fetchall()
     assert all(ended for (ended,) in rows)
     return len(rows)
+
+
+def _clients(url: str) -> int:
+    """How many other client connections ``url``'s database has."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _rows(url: str) -> tuple[int, int]:
@@ -181,7 +195,8 @@ def _idle_session_timeout(url: str, milliseconds: int) -> None:
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_idle_session_timeout_ends_no_operation(musicstore_postgres_url: str, kind: str) -> None:
     """The server's idle_session_timeout (200 ms) ends the store's connections between each two operations:
-    each operation, read or write, works at once, and each write runs once."""
+    each operation, read or write, works at once, and each write runs once. (Each operation waits until the
+    server has ended them all: a backend exits once its FATAL is sent, so that the client can see it.)"""
     url = musicstore_postgres_url
     _idle_session_timeout(url, 200)
     rows_after = {"get": (1, 0), "stats": (1, 0), "claim": (1, 1), "create": (2, 1), "transaction": (3, 1)}
@@ -191,7 +206,7 @@ def test_idle_session_timeout_ends_no_operation(musicstore_postgres_url: str, ki
             job = store.create_generation("lofi", model_name="m", duration_seconds=2.0)
             _hold_several(store, 4)
             for name, rows in rows_after.items():
-                time.sleep(0.5)
+                until(lambda: _clients(url) == 0)
                 _sync_operation(store, name, job.id)
                 assert _rows(url) == rows
         return
@@ -201,7 +216,7 @@ def test_idle_session_timeout_ends_no_operation(musicstore_postgres_url: str, ki
             job = await store.create_generation("lofi", model_name="m", duration_seconds=2.0)
             await _hold_several_async(store, 4)
             for name, rows in rows_after.items():
-                await asyncio.sleep(0.5)
+                await asyncio.to_thread(until, lambda: _clients(url) == 0)
                 await _async_operation(store, name, job.id)
                 assert _rows(url) == rows
 

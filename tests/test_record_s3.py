@@ -18,6 +18,7 @@ from musicstore.recording import Recorded, export_batch_generations, export_gene
 from tests.conftest import FakeClock, new_job
 from tests.test_record import OPTIONS, RATE, claimed, files_under, music, with_peaks
 from tests.test_schema import _from, _rollback, _sql
+from tests.wrapped_stores import Wrapped
 
 
 def _key(job: Any) -> str:
@@ -254,17 +255,15 @@ class _KillingSource(io.RawIOBase):
         return len(data)
 
 
-class _KillingStore:
+class _KillingStore(Wrapped):
     """An ``S3FileStore`` whose puts read through ``_KillingSource``; everything else is the store's own."""
 
     def __init__(self, inner: Any, server: Any) -> None:
-        self.inner, self.server, self.url = inner, server, inner.url
+        super().__init__(inner)
+        self.server = server
 
     def put(self, key: str, data: Any, **options: Any) -> Any:
         return self.inner.put(key, _KillingSource(data, self.server), **options)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 @pytest.mark.slow

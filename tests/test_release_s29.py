@@ -27,7 +27,7 @@ from tests.conftest import new_job, until
 from tests.ctrl_c import interrupted, slow_batch_export
 
 _CLIP = {"duration_seconds": 1.0, "sample_rate": 8000, "channels": 1}
-_ITEM_SECONDS = 8.0  # each item of the real process: its interrupts (0.5 s apart) land meanwhile
+_ITEM_SECONDS = 4.0  # each item of the real process: its interrupts (0.5 s apart) land meanwhile
 
 
 def _claimed(store: Store, count: int) -> list[Generation]:

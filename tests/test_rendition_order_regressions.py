@@ -30,14 +30,15 @@ from musicstore.storage_names import GENERATION_FIELD
 from tests.test_rendition_store import completed, figures
 from tests.test_renditions_s3 import exported, keys
 from tests.test_upload_order_regressions import SHARDS, _backend_pid, _store_on_shard, _without_waiting
+from tests.wrapped_stores import Wrapped
 
 
-class _HeldRendition:
+class _HeldRendition(Wrapped):
     """A real object store whose first put of a rendition (a key with ``.streaming.``) waits until
     ``release`` is set, once it has said so (``uploading``): an upload in flight. The rest is the store's."""
 
     def __init__(self, inner: FileStore) -> None:
-        self.inner, self.url = inner, inner.url
+        super().__init__(inner)
         self.uploading, self.release = threading.Event(), threading.Event()
 
     def put(self, key: str, data: Any, **options: Any) -> ObjectInfo:
@@ -45,9 +46,6 @@ class _HeldRendition:
             self.uploading.set()
             assert self.release.wait(60), "the test never released the upload"
         return self.inner.put(key, data, **options)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 def _rendering(

@@ -55,7 +55,9 @@ def test_transactions_of_dropped_async_generators_are_not_kept_by_the_task(tmp_p
                 async for _ in rows():
                     break
                 gc.collect()  # finalized: the loop runs its aclose() in a task of its own
-                for _ in range(5):
+                deadline = asyncio.get_running_loop().time() + 30.0
+                while store._connector._taken:  # until that aclose() (its rollback on the thread) ended
+                    assert asyncio.get_running_loop().time() < deadline, "the dropped generator never closed"
                     await asyncio.sleep(0.01)
             assert await store.count_generations() == 0
             gc.collect()

@@ -17,6 +17,11 @@ def _open_files(kind: str = "") -> int:
     return sum(os.readlink(f"/proc/self/fd/{fd}").startswith(kind) for fd in _fds())
 
 
+def _open_in(folder: Path) -> int:
+    """How many files under ``folder`` this process holds open."""
+    return _open_files(str(folder.resolve()))
+
+
 def _fds() -> list[str]:
     found = []
     for fd in os.listdir("/proc/self/fd"):
@@ -37,7 +42,7 @@ def test_a_folder_read_closed_or_dropped_before_its_first_chunk_closes_its_file(
     generator not started runs no ``finally``, so each left a file descriptor open for good."""
     files = LocalFileStore(tmp_path / "audio")
     files.put("2026/01/31/a.wav", b"RIFF" * 100)
-    before = _open_files()
+    before = _open_in(tmp_path)
     for _ in range(20):
         files.get("2026/01/31/a.wav").close()  # type: ignore[attr-defined]
     for _ in range(20):
@@ -45,8 +50,8 @@ def test_a_folder_read_closed_or_dropped_before_its_first_chunk_closes_its_file(
     reading = files.get("2026/01/31/a.wav")
     assert next(reading) == b"RIFF" * 100
     reading.close()  # type: ignore[attr-defined]
-    assert _open_files() == before
-    assert b"".join(files.get("2026/01/31/a.wav")) == b"RIFF" * 100 and _open_files() == before
+    assert _open_in(tmp_path) == before
+    assert b"".join(files.get("2026/01/31/a.wav")) == b"RIFF" * 100 and _open_in(tmp_path) == before
 
 
 @needs_proc
@@ -57,12 +62,12 @@ def test_an_async_read_closed_before_its_first_chunk_closes_its_file(tmp_path: P
 
     async def main() -> tuple[int, int, bytes]:
         await files.put("a.wav", b"RIFF" * 10)
-        before = _open_files()
+        before = _open_in(tmp_path)
         held = [await files.get("a.wav") for _ in range(10)]
         for chunks in held:
             await chunks.aclose()  # type: ignore[attr-defined]
         read = b"".join([chunk async for chunk in await files.get("a.wav")])
-        return before, _open_files(), read
+        return before, _open_in(tmp_path), read
 
     before, after, read = asyncio.run(main())
     assert after == before and read == b"RIFF" * 10
@@ -83,8 +88,8 @@ def test_copy_files_skipping_key_conflicts_leaves_no_source_file_open(
     target = LocalFileStore(tmp_path / "target")
     for generation in made:  # the master's key is a folder in the target: KeyConflict
         target.put(f"{generation.created_at:%Y/%m/%d}/{generation.id}.wav/x", b"in the way")
-    before = _open_files()
+    before = _open_in(tmp_path)
     report = copy_files(store, target)
     assert sorted(s.id for s in report.skipped) == sorted(g.id for g in made)
     assert all("KeyConflict" in s.reason for s in report.skipped)
-    assert _open_files() == before
+    assert _open_in(tmp_path) == before

@@ -33,6 +33,7 @@ from tests.conftest import new_job
 from tests.test_copy_files import on_disk
 from tests.test_maintenance_s3 import DATA, RENDITION, in_bucket, keys, rendition
 from tests.test_record import OPTIONS, claimed, music
+from tests.wrapped_stores import Wrapped
 
 
 def test_a_key_below_an_object_is_no_object_on_both_backends(where: FileStore) -> None:
@@ -109,17 +110,15 @@ def test_a_store_nested_in_the_prefix_keeps_its_objects(store: Store, objects: F
         nested.close()
 
 
-class CompletesAfterListing:
+class CompletesAfterListing(Wrapped):
     """A store whose listing comes in one page; once it is read, a worker completes one more generation (its
     object put, its row committed) before reconcile reads the rest of the rows: a worker exporting while
     reconcile runs."""
 
     def __init__(self, inner: FileStore, complete: Callable[[], Generation]) -> None:
-        self.inner, self.url, self.complete = inner, inner.url, complete
+        super().__init__(inner)
+        self.complete = complete
         self.completed: list[Generation] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
     def list(self, prefix: str = "", *, page_size: int = 1000) -> Iterator[ObjectInfo]:
         page = list(self.inner.list(prefix, page_size=page_size))

@@ -156,7 +156,7 @@ def test_the_poller_reads_nothing_while_no_wait_is_registered(
         while len(reads) != settled:
             assert time.monotonic() < deadline, "the poller went on reading with no wait registered"
             settled = len(reads)
-            time.sleep(0.05)
+            time.sleep(0.5)
         time.sleep(0.3)
         assert len(reads) == settled
         assert len(_pollers()) >= 1
@@ -245,9 +245,10 @@ def test_a_finished_job_wakes_its_own_waits_only(
     run = Store.run
 
     def counted(self: Store, op: Any, /, *args: Any, **kwargs: Any) -> Any:
+        found = run(self, op, *args, **kwargs)
         if getattr(op, "__name__", "") == "get_generation":
-            reads.append(args[0])
-        return run(self, op, *args, **kwargs)
+            reads.append(args[0])  # once the read is done: a read still running could see the cancel below
+        return found
 
     monkeypatch.setattr(Store, "run", counted)
     waits = 20

@@ -24,17 +24,18 @@ from musicstore.recording import Recorded, export_generation
 from tests.conftest import FakeClock
 from tests.connecting import opened
 from tests.test_record import claimed, music
+from tests.wrapped_stores import Wrapped
 
 SHARDS = 16
 """How many shards the totals are kept in (``mod(pg_backend_pid(), 16)``: migrations 0002, 0005, 0020)."""
 
 
-class _HeldUpload:
+class _HeldUpload(Wrapped):
     """A real object store whose first put waits until ``release`` is set, once it has said so
     (``uploading``): an upload in flight, as a big file's takes seconds. The rest is the store's own."""
 
     def __init__(self, inner: FileStore) -> None:
-        self.inner, self.url = inner, inner.url
+        super().__init__(inner)
         self.uploading, self.release = threading.Event(), threading.Event()
 
     def put(self, key: str, data: Any, **options: Any) -> ObjectInfo:
@@ -42,9 +43,6 @@ class _HeldUpload:
             self.uploading.set()
             assert self.release.wait(60), "the test never released the upload"
         return self.inner.put(key, data, **options)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 def _backend_pid(store: Store) -> int:

@@ -338,6 +338,48 @@ def test_a_peaks_file_that_fails_its_checksum_is_not_drawn(
     assert len(warned) == 1 and key in warned[0] and "not used" in warned[0]  # said, not swallowed
 
 
+def test_a_cached_waveform_is_not_drawn_once_its_master_is_gone(web_store: Store, tmp_path: Path) -> None:
+    """The waveform cached by a first request was answered (200) after its master was deleted, where the
+    audio, the page and a new app said 404 "its file is missing"."""
+    root = tmp_path / "audio"
+    ids = [_exported(web_store, root, peaks=True), _exported(web_store, root, peaks=False)]
+    with TestClient(create_app(web_store, root=root)) as client:
+        for generation_id in ids:
+            assert client.get(f"/api/generations/{generation_id}/peaks").status_code == 200  # now cached
+            row = web_store.get_generation(generation_id)
+            assert row is not None and row.file_path is not None
+            (root / row.file_path).unlink()
+            gone = client.get(f"/api/generations/{generation_id}/peaks")
+            assert (gone.status_code, gone.json()["error"]) == (404, "no audio: its file is missing")
+
+
+@pytest.mark.parametrize("normalized", [False, True])
+def test_a_peaks_file_with_no_data_is_not_drawn(web_store: Store, tmp_path: Path, normalized: bool) -> None:
+    """A recorded peaks file whose ``data`` is empty (no channel) was a 500 "internal error" (numpy's
+    reduction of nothing): an audiowaveform file is now one that cannot be read (computed from the audio
+    instead), a normalised one the 500 that names it."""
+    import hashlib
+    import json
+
+    root = tmp_path / "audio"
+    generation_id = _exported(web_store, root, peaks=PeaksSpec(normalized=normalized))
+    row = web_store.get_generation(generation_id)
+    assert row is not None
+    record = row.metadata["peaks"]
+    part = record["normalized"] if normalized else record
+    document = json.loads((root / part["key"]).read_text())
+    empty = json.dumps({**document, "data": []}).encode()
+    (root / part["key"]).write_bytes(empty)
+    part["sha256"] = hashlib.sha256(empty).hexdigest()  # the record matches it: only its data is wrong
+    web_store.merge_metadata(generation_id, {"peaks": record})
+    with TestClient(create_app(web_store, root=root), raise_server_exceptions=False) as client:
+        found = client.get(f"/api/generations/{generation_id}/peaks")
+    if normalized:
+        assert found.status_code == 500 and part["key"] in found.json()["error"]
+    else:
+        assert found.status_code == 200 and found.json()["length"] == 1000  # from the audio file
+
+
 @pytest.fixture
 def c_locale_postgres_url(musicstore_postgres_server: Any) -> Iterator[str]:
     """A migrated database whose character type is C: its lower() folds ASCII letters only."""

@@ -171,7 +171,8 @@ def test_a_handler_raising_a_base_exception_after_completing_its_job_leaves_it_c
         assert row is not None and row.status is Status.COMPLETED and row.error_message is None
 
 
-def _sleep_forever() -> None:
+def _sleep_forever(started: Any) -> None:
+    started.set()  # past the fork's own code: a SIGTERM before it could land in the parent's handler
     while True:
         time.sleep(0.05)
 
@@ -184,10 +185,12 @@ def test_a_process_forked_inside_handle_signals_still_ends_on_sigterm(sqlite_url
         exits: list[int | None] = []
 
         def handler(job: Job) -> None:
-            child = multiprocessing.get_context("fork").Process(target=_sleep_forever)
+            context = multiprocessing.get_context("fork")
+            started = context.Event()
+            child = context.Process(target=_sleep_forever, args=(started,))
             child.start()
             try:
-                time.sleep(0.2)
+                assert started.wait(60)
                 child.terminate()  # SIGTERM
                 child.join(60)
                 exits.append(child.exitcode)

@@ -26,10 +26,10 @@ import pytest
 
 import musicstore.audio.export as audio_export
 from musicstore import Status, Store, recording
-from tests.conftest import new_job
+from tests.conftest import new_job, until
 from tests.ctrl_c import interrupted, slow_batch_export
 
-ITEM_SECONDS = 8.0  # how long each batch item runs before its export: both interrupts land meanwhile
+ITEM_SECONDS = 4.0  # how long each batch item runs before its export: both interrupts land meanwhile
 
 _RECORDING = slow_batch_export(ITEM_SECONDS)
 
@@ -82,8 +82,9 @@ def test_a_second_ctrl_c_in_export_batch_leaves_no_temp_file(tmp_path: Path) -> 
     assert sorted(os.listdir(tmp_path)) == []
 
 
-def _slowed(function: Callable[..., Any]) -> Callable[..., Any]:
-    """``function`` begun after 0.5 s on its first call, 2 s on the later ones (the second item ends last)."""
+def _slowed(function: Callable[..., Any]) -> tuple[Callable[..., Any], list[int]]:
+    """``function`` begun after 0.5 s on its first call, 2 s on the later ones (the second item ends last),
+    and the list of its calls so far."""
     calls: list[int] = []
 
     def slow(*args: Any, **kwargs: Any) -> Any:
@@ -91,13 +92,14 @@ def _slowed(function: Callable[..., Any]) -> Callable[..., Any]:
         time.sleep(0.5 if len(calls) == 1 else 2.0)
         return function(*args, **kwargs)
 
-    return slow
+    return slow, calls
 
 
-def _ctrl_c_starting_the_second_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+def _ctrl_c_starting_the_second_thread(monkeypatch: pytest.MonkeyPatch, begun: list[int]) -> None:
     """A Ctrl-C inside the second ``submit``, as it starts its thread (``Thread.start`` waits for it): that
     item is queued and its thread runs it, but the thread is not yet noted (the pool's shutdown does not
-    join it) and ``submit`` never returns its future."""
+    join it) and ``submit`` never returns its future. It comes once both items have begun (``begun``, the
+    calls of the slowed export): an item whose thread had not taken it up yet would never start."""
     adjust = ThreadPoolExecutor._adjust_thread_count
     calls: list[int] = []
 
@@ -107,6 +109,7 @@ def _ctrl_c_starting_the_second_thread(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append(1)
         if len(calls) == 2:
             pool._threads.difference_update(set(pool._threads) - before)
+            until(lambda: len(begun) == 2)
             raise KeyboardInterrupt
 
     monkeypatch.setattr(ThreadPoolExecutor, "_adjust_thread_count", adjusted)
@@ -119,8 +122,9 @@ def test_a_ctrl_c_inside_submit_still_waits_for_the_item_it_queued(
         clip = {"duration_seconds": 1.0, "sample_rate": 8000, "channels": 1}
         jobs = [new_job(store, f"song {i}", **clip) for i in range(3)]
         batch = store.claim_batch("gpu-0", 3)
-        monkeypatch.setattr(recording, "export_generation", _slowed(recording.export_generation))
-        _ctrl_c_starting_the_second_thread(monkeypatch)
+        slowed, begun = _slowed(recording.export_generation)
+        monkeypatch.setattr(recording, "export_generation", slowed)
+        _ctrl_c_starting_the_second_thread(monkeypatch, begun)
         audio = np.full((3, 1, 8000), 0.1, dtype=np.float32)
         with pytest.raises(KeyboardInterrupt):
             recording.export_batch_generations(store, batch, audio, root=tmp_path, workers=2)
@@ -131,8 +135,9 @@ def test_a_ctrl_c_inside_submit_still_waits_for_the_item_it_queued(
 def test_a_ctrl_c_inside_submit_leaves_no_temp_file_of_the_item_it_queued(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(audio_export, "_export_one", _slowed(audio_export._export_one))
-    _ctrl_c_starting_the_second_thread(monkeypatch)
+    slowed, begun = _slowed(audio_export._export_one)
+    monkeypatch.setattr(audio_export, "_export_one", slowed)
+    _ctrl_c_starting_the_second_thread(monkeypatch, begun)
     audio = np.full((3, 1, 8000), 0.1, dtype=np.float32)
     with pytest.raises(KeyboardInterrupt):
         audio_export.export_batch(audio, 8000, [tmp_path / f"{i}.wav" for i in range(3)], workers=2)

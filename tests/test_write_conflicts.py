@@ -5,6 +5,10 @@ waits until the store's ``cancel`` holds the generation's row and is blocked on 
 that very row. PostgreSQL aborts the store's transaction (its ``deadlock_timeout`` runs out first: the bare
 connection's is raised to 30 s), the bare connection gets the row and rolls back, and the store's second try
 goes through. Before ``WriteConflict`` was retried, ``cancel`` raised ``DatabaseBusy`` here.
+
+The store's sessions look for the deadlock once, ``DEADLOCK_CHECK`` after their lock wait began (not the
+server's 1 s: the bare ``UPDATE`` closing the cycle must come before it, on a loaded machine too), and their
+``busy_timeout`` is longer, so that its lock timeout does not end the wait first.
 """
 
 from __future__ import annotations
@@ -22,6 +26,19 @@ from musicstore.errors import DatabaseBusy, WriteConflict
 from musicstore.runner import CONFLICT_RETRIES, conflict_wait
 
 psycopg = pytest.importorskip("psycopg")
+
+DEADLOCK_CHECK = "3s"
+BUSY_TIMEOUT = 30.0
+
+
+def _slow_deadlock_checks(url: str) -> None:
+    """The sessions opened on ``url``'s database from now on look for a deadlock after ``DEADLOCK_CHECK``."""
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        name = admin.info.dbname
+        admin.execute(sql.SQL("ALTER DATABASE {} SET deadlock_timeout = {}").format(
+            sql.Identifier(name), sql.Literal(DEADLOCK_CHECK)))  # fmt: skip
 
 
 def _waiting_on_lock(bare: Any, blocked_pid_of: int) -> bool:
@@ -46,10 +63,10 @@ def _deadlock_while(url: str, generation_id: str, write: Callable[[], None]) -> 
             except BaseException as exc:  # reported to the test below
                 failures.append(exc)
 
-        worker = threading.Thread(target=run)
-        worker.start()
-        deadline = time.monotonic() + 60
         with psycopg.connect(url, autocommit=True) as monitor:
+            worker = threading.Thread(target=run)
+            worker.start()
+            deadline = time.monotonic() + 60
             while not _waiting_on_lock(monitor, pid):
                 assert time.monotonic() < deadline, "the store's write never blocked on the locked totals"
                 time.sleep(0.02)
@@ -62,7 +79,8 @@ def _deadlock_while(url: str, generation_id: str, write: Callable[[], None]) -> 
 
 
 def test_a_write_aborted_by_a_deadlock_runs_again_and_succeeds(postgres_url: str) -> None:
-    with Store(postgres_url) as store:
+    _slow_deadlock_checks(postgres_url)
+    with Store(postgres_url, busy_timeout=BUSY_TIMEOUT) as store:
         job = store.create_generation("deadlock", model_name="musicgen", duration_seconds=5)
         failures = _deadlock_while(postgres_url, job.id, lambda: store.cancel(job.id, "stop"))
         assert failures == []
@@ -73,13 +91,15 @@ def test_a_write_aborted_by_a_deadlock_runs_again_and_succeeds(postgres_url: str
 
 
 def test_the_async_store_runs_it_again_too(postgres_url: str) -> None:
+    _slow_deadlock_checks(postgres_url)
+
     async def scenario() -> None:
         async with AsyncStore.open(postgres_url) as store:
             job = await store.create_generation("deadlock", model_name="musicgen", duration_seconds=5)
 
             def cancel() -> None:
                 async def inner() -> None:
-                    async with AsyncStore.open(postgres_url) as other:
+                    async with AsyncStore.open(postgres_url, busy_timeout=BUSY_TIMEOUT) as other:
                         await other.cancel(job.id, "stop")
 
                 asyncio.run(inner())

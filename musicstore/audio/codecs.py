@@ -135,6 +135,7 @@ class RenditionSpec:
     def settings(self, master_rate: int, channels: int) -> Codec:
         """The encoder settings for a master of this rate and channel count (``InvalidInput`` when the
         combination is not possible)."""
+        master_rate, channels = check_sample_rate(master_rate), validate.channels(channels)
         fmt = self.format
         rate = self.sample_rate or (48_000 if fmt == "opus" else master_rate)
         if fmt == "mp3":

@@ -93,13 +93,8 @@ def layout_path(root: str | Path, generation_id: str, ext: str = "wav", when: da
         raise InvalidInput(f"generation id {shown(generation_id)} must be 1–128 letters, digits, '-' or '_'")
     if not isinstance(ext, str) or ext.lower() not in EXTENSIONS:
         raise InvalidInput(f"extension {shown(ext)} must be one of {sorted(EXTENSIONS)}")
-    if when is None:
-        when = datetime.now(UTC)
-    elif not isinstance(when, datetime) or when.tzinfo is None:
-        raise InvalidInput(
-            f"when must be a timezone-aware datetime (the layout uses the UTC date), got {shown(when)}"
-        )
-    day = when.astimezone(UTC)
+    # the layout uses the UTC date; a tzinfo whose offset is None is naive too (read in the host's zone)
+    day = datetime.now(UTC) if when is None else validate.moment(when, "when")
     path = base / f"{day.year:04d}" / f"{day.month:02d}" / f"{day.day:02d}" / f"{generation_id}.{ext.lower()}"
     if not path.resolve().is_relative_to(base.resolve()):
         raise InvalidInput(f"{path} would be outside the output root {base}")

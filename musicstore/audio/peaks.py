@@ -22,6 +22,7 @@ import numpy as np
 import soundfile as sf
 from numpy.typing import NDArray
 
+from musicstore import validate
 from musicstore.audio.arrays import as_audio, check_sample_rate
 from musicstore.audio.file_checks import check_not_truncated, not_a_file, short_read, sndfile_name
 from musicstore.audio.files import as_path, write_bytes_atomic
@@ -42,6 +43,25 @@ class WaveformPeaks:
     bits: int
     frames: int
     extremes: NDArray[np.float32]
+
+    def __post_init__(self) -> None:
+        """Each field checked (a peaks object made by hand too: its methods would fail far from here), and
+        numpy's integers kept as plain ints (the JSON document takes no ``np.int64``)."""
+        spp, nbits = _check(self.samples_per_pixel, self.bits)
+        rate = validate.integer(self.sample_rate, "sample_rate", 1)  # a file's (file_peaks): any rate
+        frames = validate.integer(self.frames, "frames", 0)
+        x = self.extremes
+        if not isinstance(x, np.ndarray) or x.ndim != 3 or x.shape[2] != 2 or x.dtype.kind != "f":
+            got = f"shape {x.shape}, {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
+            raise InvalidInput(f"extremes must be a float array (buckets, channels, 2), got {got}")
+        for name, value in (
+            ("sample_rate", rate),
+            ("samples_per_pixel", spp),
+            ("bits", nbits),
+            ("frames", frames),
+        ):
+            if type(getattr(self, name)) is not int:
+                object.__setattr__(self, name, value)
 
     @property
     def channels(self) -> int:
@@ -75,8 +95,10 @@ class WaveformPeaks:
 
     def normalized(self, digits: int = 4) -> list[list[float]]:
         """Per channel, ``[min, max, min, max, ...]`` in [−1, 1], rounded to ``digits`` in float64 (0.3845,
-        not the float32 value's 0.38449999690055847), as the web API's waveform from a peaks file is."""
-        values = np.clip(self.extremes.astype(np.float64), -1.0, 1.0).round(digits)
+        not the float32 value's 0.38449999690055847), as the web API's waveform from a peaks file is.
+        ``digits``: 0 to 17 (a float64 in [−1, 1] has no more)."""
+        places = validate.integer(digits, "digits", 0, 17)
+        values = np.clip(self.extremes.astype(np.float64), -1.0, 1.0).round(places)
         return [values[:, c, :].reshape(-1).tolist() for c in range(self.channels)]
 
     def normalized_json(self) -> str:
@@ -102,6 +124,8 @@ class WaveformPeaks:
         bytes raise ``ObjectExists`` and are left as they were."""
         if not check_key(key).lower().endswith(".json"):
             raise InvalidInput(f"{key}: a peaks file must end in .json")
+        if not isinstance(files, FileStore):
+            raise InvalidInput(f"files must be a FileStore (open_filestore's), got {type(files).__name__}")
         return files.put(key, self.to_json().encode(), content_type="application/json")
 
 
@@ -117,6 +141,20 @@ def _check(samples_per_pixel: object, bits: object) -> tuple[int, int]:
     return int(samples_per_pixel), int(bits)
 
 
+def check_shape(samples_per_pixel: object, bits: object, split_channels: object) -> tuple[int, int, bool]:
+    """The peaks' shape as ``compute_peaks`` takes it (numpy's integers and bools too), as plain values;
+    ``InvalidInput`` otherwise."""
+    spp, nbits = _check(samples_per_pixel, bits)
+    return spp, nbits, _check_split(split_channels)
+
+
+def _check_split(split_channels: object) -> bool:
+    """``split_channels`` as a bool (numpy's too); ``InvalidInput`` for anything else ("no" would be true)."""
+    if not isinstance(split_channels, bool | np.bool_):
+        raise InvalidInput(f"split_channels must be True or False, got {shown(split_channels)}")
+    return bool(split_channels)
+
+
 def _check_reading(block_frames: object, split_channels: object) -> int:
     """``block_frames`` as an int (a whole number ≥ 1); InvalidInput for it or a ``split_channels`` that is
     not a bool ("no" would be true)."""
@@ -128,8 +166,7 @@ def _check_reading(block_frames: object, split_channels: object) -> int:
         raise InvalidInput(
             f"block_frames must be a whole number of frames, at least 1, got {shown(block_frames)}"
         )
-    if not isinstance(split_channels, bool | np.bool_):
-        raise InvalidInput(f"split_channels must be True or False, got {shown(split_channels)}")
+    _check_split(split_channels)
     return int(block_frames)
 
 

@@ -97,9 +97,11 @@ class RenditionOptions:
     dither_seed: int | None = None
 
     def __post_init__(self) -> None:
-        check_whole(self.max_attempts, "max_attempts")
-        if not 1 <= self.max_attempts <= 10:
+        attempts = check_whole(self.max_attempts, "max_attempts")
+        if not 1 <= attempts <= 10:
             raise InvalidInput("max_attempts must be 1–10")
+        if type(self.max_attempts) is not int:  # np.int64: a plain int, as the other settings
+            object.__setattr__(self, "max_attempts", attempts)
         checks = (
             ("headroom_db", self.headroom_db, 0.0, MAX_HEADROOM_DB),
             ("margin_db", self.margin_db, 0.0, 2.0),
@@ -107,7 +109,7 @@ class RenditionOptions:
             ("max_gain_db", self.max_gain_db, 0.0, 60.0),
         )
         for name, value, low, high in checks:
-            if value is None:
+            if value is None and name == "headroom_db":  # None: the format's default; the others have none
                 continue
             number = validate.real_number(value, fractions=True)
             if number is None or not low <= number <= high:

@@ -22,7 +22,7 @@ import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +64,8 @@ class Provenance:
         validate.name(self.generation_id, "generation_id", optional=True)
         if self.seed is not None:
             object.__setattr__(self, "seed", validate.integer(self.seed, "seed", *SEED_RANGE))  # a plain int
-        if self.created_at is not None:
-            if not isinstance(self.created_at, datetime) or self.created_at.tzinfo is None:
-                raise InvalidInput("created_at must be a timezone-aware datetime")
-            object.__setattr__(self, "created_at", self.created_at.astimezone(UTC))
+        if self.created_at is not None:  # a tzinfo whose offset is None is naive too: refused
+            object.__setattr__(self, "created_at", validate.moment(self.created_at, "created_at"))
 
     def fields(self) -> dict[str, str]:
         """The custom text fields, by their tag names (absent values left out)."""

@@ -33,9 +33,26 @@ def _exact(number: str, unit: int) -> Fraction | None:
     return Fraction(number) * unit
 
 
+def _typed(text: str) -> str:
+    """``text`` without the blanks around it, in lower case, if it is printable ASCII; else "", the form of
+    no value. (``str.lower``, ``\\d`` and ``\\s`` read more: the Kelvin sign as ``k``, ``٥`` as 5, U+3000 as
+    a space.)"""
+    stripped = text.strip()
+    return stripped.lower() if text.isascii() and stripped.isprintable() else ""
+
+
+def fraction(text: str) -> float:
+    """A number such as ``0.5`` or ``.25`` (``requeue-expired --jitter``; its range is the library's to
+    check): ``float`` read ``0_0.2_5``, ``25e-2``, ``nan`` and other scripts' digits too."""
+    plain = _typed(text)
+    if not re.fullmatch(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", plain):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number such as 0.5")
+    return float(plain)
+
+
 def parse_duration(text: str) -> timedelta:
     """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` (one number, one unit)."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text.strip().lower())
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?) *([smhdw])", _typed(text))
     if match is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration; use e.g. 30d, 12h, 90m, 45s or 2w")
     micros = _exact(match[1], _DURATION_UNITS[match[2]] * 10**6)
@@ -56,7 +73,7 @@ def lock_timeout(text: str) -> timedelta:
 
 def parse_size(text: str) -> int:
     """Bytes: ``5000``, ``500MB``, ``50GB``, ``1.5TB`` (powers of 1000) or ``2GiB`` (powers of 1024)."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)", text.strip().lower())
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?) *([kmgt]?)(i?)(b?)", _typed(text))
     if match is None or (match[3] and not match[2]):
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; use e.g. 5000, 500MB, 50GB or 2GiB")
     unit = 1024 ** "kmgt".index(match[2]) * 1024 if match[3] else _SIZE_UNITS[match[2]]
@@ -87,7 +104,7 @@ def positive_int(text: str) -> int:
 def owner_limit(text: str) -> int | None:
     """``set-owner-limit``'s N: 0 (a paused key) to the library's largest limit, or ``none`` (back to the
     claim's ``owner_limit``)."""
-    if text.strip().lower() == "none":
+    if text.strip() == "none":
         return None
     value = int(text) if re.fullmatch(r"[0-9]{1,8}", text.strip()) else -1
     if not 0 <= value <= MAX_OWNER_LIMIT:
@@ -126,7 +143,7 @@ def folder(text: str) -> str:
 
 def sample_rate(text: str) -> int:
     """A sample rate in Hz: ``44100``, or in kHz ``44.1k``; a whole number of Hz in 8–384 kHz."""
-    found = re.fullmatch(r"([0-9]{1,6})(?:\.([0-9]{1,3}))?(k?)", text.strip().lower())
+    found = re.fullmatch(r"([0-9]{1,6})(?:\.([0-9]{1,3}))?(k?)", _typed(text))
     hz = -1
     if found is not None and (found[3] or not found[2]):
         whole, part = int(found[1]), int((found[2] or "").ljust(3, "0"))
@@ -140,8 +157,8 @@ def sample_rate(text: str) -> int:
 
 def bitrate(text: str) -> int:
     """A bitrate in kbps: ``192`` or ``192k``."""
-    digits = text.strip().lower().removesuffix("k")
-    if not digits.isdigit() or not 1 <= int(digits) <= 10_000:
+    digits = _typed(text).removesuffix("k")
+    if not re.fullmatch(r"[0-9]{1,5}", digits) or not 1 <= int(digits) <= 10_000:
         raise argparse.ArgumentTypeError(f"a bitrate in kbps such as 192 or 192k, not {text!r}")
     return int(digits)
 

@@ -14,6 +14,7 @@ from ..validate import MAX_PAGE
 from .arguments import (
     bitrate,
     folder,
+    fraction,
     given,
     lock_timeout,
     not_empty,
@@ -295,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     requeue.add_argument(
         "--jitter",
-        type=float,
+        type=fraction,
         metavar="FRACTION",
         help="up to this part of each backoff is taken off at random, 0 to 1 (default 0.5); with --backoff",
     )

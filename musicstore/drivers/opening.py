@@ -49,7 +49,7 @@ def check_schema(url: str, applied: set[str]) -> None:
         )
 
 
-_NUMBERED = re.compile(r"\d{4}\.")
+_NUMBERED = re.compile(r"[0-9]{4}\.")
 """A musicstore migration's id: four digits, a dot, its name (a user's own migrations in yoyo's table are not
 compared)."""
 

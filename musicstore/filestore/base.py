@@ -164,6 +164,16 @@ class FileStore(Protocol, metaclass=_FileStoreType):
     def close(self) -> None: ...
 
 
+def check_upload(upload: object) -> Upload:
+    """``upload`` when it is an ``Upload`` with a str id (what ``uploads()`` gives), else ``InvalidInput``."""
+    if not isinstance(upload, Upload):
+        got = type(upload).__name__
+        raise InvalidInput(f"upload must be an Upload (from the store's uploads()), got {got}")
+    if not isinstance(upload.upload_id, str) or not upload.upload_id:
+        raise InvalidInput(f"an upload's upload_id must be a non-empty str, got {shown(upload.upload_id)}")
+    return upload
+
+
 def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     """User metadata as both backends keep it; raises ``InvalidInput``."""
     if metadata is None:
@@ -426,6 +436,7 @@ __all__ = [
     "check_key",
     "check_metadata",
     "check_prefix",
+    "check_upload",
     "check_url_method",
     "marked_by",
     "put_marked",

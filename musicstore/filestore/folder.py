@@ -36,6 +36,7 @@ from .base import (
     check_expiry,
     check_metadata,
     check_overwrite,
+    check_upload,
     check_url_method,
     chunks,
     content_type_for,
@@ -431,7 +432,7 @@ class LocalFileStore:
 
     def abort(self, upload: Upload) -> None:
         """Remove the temp file of an unfinished write."""
-        path = check_key(upload.upload_id, "upload id")
+        path = check_key(check_upload(upload).upload_id, "upload id")
         if not TEMP_NAME.fullmatch(path.rpartition("/")[2]):
             raise InvalidInput(f"{path!r} is not the temp file of a write")
         self._remove(path)

@@ -46,6 +46,7 @@ from .base import (
     check_expiry,
     check_metadata,
     check_overwrite,
+    check_upload,
     check_url_method,
     content_type_for,
     verified,
@@ -365,7 +366,7 @@ class S3FileStore(MultipartPuts):
             self._fail("listing the uploads under", "", exc)
 
     def abort(self, upload: Upload) -> None:
-        check_key(upload.key)
+        check_key(check_upload(upload).key)
         try:
             self._client.abort_multipart_upload(
                 Bucket=self.bucket, Key=self.prefix + upload.key, UploadId=upload.upload_id

@@ -5,6 +5,7 @@ sizes they are held to."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,6 +64,10 @@ def _check_bucket(bucket: object) -> None:
             "bucket must be a bucket's name without '/', ':', '@' or a control character (not shown: it may "
             "be a URL with a secret)"
         )
+
+
+_REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
+"""A region's name: botocore's ``validate_region_name`` pattern, matched whole."""
 
 
 def _check_setting(name: str, value: object) -> None:
@@ -124,6 +129,10 @@ def check_settings(
     for name, setting in given.items():
         _check_setting(name, setting)
     environ = os.environ
+    if not endpoint_url and environ.get("AWS_ENDPOINT_URL", "x").strip() == "":
+        raise InvalidInput(  # a compose file's ${S3_ENDPOINT} not set: the objects went to AWS itself
+            "$AWS_ENDPOINT_URL is set but empty: set it to the endpoint's URL, or unset it for AWS S3 itself"
+        )
     endpoint_url = endpoint_url or environ.get("AWS_ENDPOINT_URL") or None
     region = region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     secret_access_key = secret_access_key or environ.get("AWS_SECRET_ACCESS_KEY") or None
@@ -135,6 +144,16 @@ def check_settings(
         register(endpoint_url)  # a password in its userinfo is masked from every message
     try:
         validate_region_name(region)  # botocore's ValueErrors, as its client raises them
+        if not _REGION.fullmatch(region):  # botocore's pattern ends in $, which a last newline passes
+            raise ValueError(f"Provided region_name {region!r} doesn't match a supported format.")
+        if endpoint_url is not None and (
+            not endpoint_url.isascii()
+            or endpoint_url != endpoint_url.strip()
+            or not endpoint_url.isprintable()
+        ):  # urllib strips leading control characters and spaces, and lower-cases the Kelvin sign to k
+            raise ValueError(
+                "Invalid endpoint: it holds a control character, a space at its ends or non-ASCII"
+            )
         if endpoint_url is not None and not (
             is_valid_endpoint_url(endpoint_url) or is_valid_ipv6_endpoint_url(endpoint_url)
         ):

@@ -220,6 +220,11 @@ def backup(
     try:
         source.execute("BEGIN")
         source.execute("PRAGMA schema_version").fetchone()  # opens the read transaction: the snapshot
+        if not source.execute("PRAGMA table_info(generations)").fetchall():  # an empty file, another's
+            raise InvalidInput(
+                f"{path} holds no musicstore database (no generations table; migrate it first?): nothing "
+                "was backed up"
+            )
         try:
             count = _copy(source, temp, pages, progress)
             return _finish(temp, dest, overwrite=overwrite, started=started, source=str(path), pages=count)
@@ -266,6 +271,8 @@ def restore(
     source_path = file_argument(backup_path, "backup_path")
     if not source_path.is_file():
         what = "is a folder, not a backup file" if source_path.is_dir() else "does not exist"
+        if source_path.exists() and not source_path.is_dir():
+            what = "is not a regular file (a device, a pipe or a socket), not a backup file"
         raise InvalidInput(f"backup {source_path} {what}")
     checked = integrity(source_path)
     if checked != "ok":

@@ -29,7 +29,7 @@ from .bucket import classify_objects, is_object_store
 from .reconcile import BATCH, Entry, Progress, check_root, classified
 from .scan import require_store
 
-_LAYOUT = re.compile(r"\d{4}/\d{2}/\d{2}/")
+_LAYOUT = re.compile(r"[0-9]{4}/[0-9]{2}/[0-9]{2}/")
 
 
 @dataclass(slots=True)

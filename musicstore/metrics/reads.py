@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import validate
+from ..errors import InvalidInput, shown
 from ..models import EPOCH, Status, columns, to_datetime
 from ..models.status import status_of
 from ..ops import NOW, TOTALS, Call, Steps, reader
@@ -44,9 +45,12 @@ def _number(value: object) -> float | None:
 
 def priority_class(priority: int | None) -> str:
     """``high`` (above 0), ``normal`` (0 or none), ``low`` (below 0)."""
-    if not priority:
+    if priority is None:
         return "normal"
-    return "high" if priority > 0 else "low"
+    whole = validate.whole_number(priority)  # an int at once; numpy's as one; not a bool nor a float
+    if whole is None:
+        raise InvalidInput(f"priority must be an integer or None, got {shown(priority)}")
+    return "normal" if whole == 0 else "high" if whole > 0 else "low"
 
 
 def _moment(value: Any) -> datetime | None:

@@ -5,10 +5,14 @@ Re-exported by :mod:`musicstore.metrics`."""
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from .. import validate
+from ..errors import InvalidInput, shown
 
 DEFAULT_WINDOW = 3600.0
 
@@ -55,10 +59,17 @@ class Distribution:
     count: int = 0
 
     def __post_init__(self) -> None:
+        self.bounds = _bounds(self.bounds)
         if not self.counts:
             self.counts = [0] * (len(self.bounds) + 1)
 
     def add(self, value: float) -> None:
+        """Count ``value`` (a real number, not NaN) in its bucket."""
+        if type(value) is not float or math.isnan(value):  # NaN: in no bucket; an int beyond floats: ±inf
+            number = validate.real_number(value)
+            if number is None or math.isnan(number):
+                raise InvalidInput(f"a distribution's value must be a number (not NaN), got {shown(value)}")
+            value = number
         self.counts[bisect.bisect_left(self.bounds, value)] += 1  # the first bound >= value, or +Inf
         self.total += value
         self.count += 1
@@ -73,6 +84,15 @@ class Distribution:
 
     def as_dict(self) -> dict[str, Any]:
         return {"buckets": dict(self.cumulative()), "sum": round(self.total, 6), "count": self.count}
+
+
+def _bounds(given: object) -> tuple[float, ...]:
+    """A distribution's bucket bounds as plain floats: finite and increasing, else ``InvalidInput``."""
+    plain = [validate.real_number(b) for b in given] if isinstance(given, tuple | list) else [None]
+    bounds = tuple(b for b in plain if b is not None and math.isfinite(b))
+    if len(bounds) != len(plain) or any(b >= c for b, c in itertools.pairwise(bounds)):
+        raise InvalidInput(f"bounds must be increasing finite numbers, got {shown(given)}")
+    return bounds
 
 
 def _le(bound: float) -> str:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any, TypeVar
 
-from ..errors import DatabaseError
+from ..errors import DatabaseError, InvalidInput, shown
 from .queue import QueueDepth, QueueLevel, Requeued, RetryPolicy
 from .status import _STATUS, TRANSITIONS, Status, status_of
 
@@ -164,7 +164,9 @@ class Generation:
         return self.status.is_terminal
 
     def lease_expired(self, now: datetime) -> bool:
-        """Processing, and its worker's lease ran out before ``now``."""
+        """Processing, and its worker's lease ran out before ``now`` (a timezone-aware datetime)."""
+        if not isinstance(now, datetime) or now.utcoffset() is None:
+            raise InvalidInput(f"now must be a timezone-aware datetime, got {shown(now)}")
         return self.lease_expires_at is not None and self.is_processing and self.lease_expires_at <= now
 
 

@@ -45,8 +45,11 @@ class RetryPolicy:
             object.__setattr__(self, name, float(plain))
 
     def delay_range(self, attempts: int) -> tuple[float, float]:
-        """The shortest and longest delay, in seconds, after a generation's ``attempts``-th attempt."""
-        delay = min(self.cap_seconds, self.base_seconds * 2 ** min(max(attempts - 1, 0), 40))
+        """The shortest and longest delay, in seconds, after a generation's ``attempts``-th attempt (an
+        integer from 1, as ``validate.integer`` takes it: numpy's too, not a bool nor a float)."""
+        if isinstance(attempts, bool) or not isinstance(attempts, numbers.Integral) or attempts < 1:
+            raise InvalidInput(f"attempts must be an integer from 1, got {shown(attempts)}")
+        delay = min(self.cap_seconds, self.base_seconds * 2 ** min(operator.index(attempts) - 1, 40))
         return delay * (1 - self.jitter), delay
 
 

@@ -30,26 +30,38 @@ def get_generation(generation_id: str) -> Params:
     return {"id": check_id(generation_id)}
 
 
-def _encode_cursor(item: Generation) -> str:
-    raw = f"{to_micros(item.created_at)}:{item.id}".encode()
+def encode_cursor(created_at: datetime, generation_id: str) -> str:
+    """A keyset cursor: the (created_at, id) of the last row of a page, below which the next page starts."""
+    raw = f"{to_micros(created_at)}:{generation_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str] | None:
+    """The (created_at, id) of a cursor ``encode_cursor`` made; None for any other text (one that decodes to
+    the same values but is written otherwise, `` 12:…`` or ``+12:…``, included: it is encoded again and
+    compared)."""
+    if len(cursor) > 200:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        micros, generation_id = raw.split(":", 1)
+        found = to_datetime(int(micros)), check_id(generation_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError, InvalidInput):
+        return None
+    return found if encode_cursor(*found) == cursor else None
 
 
 def _decode_cursor(cursor: str | None) -> tuple[datetime, str]:
     if cursor is None:
         return FIRST_PAGE
-    if not isinstance(cursor, str) or len(cursor) > 200:
+    if not isinstance(cursor, str):
         raise InvalidInput(
             f"cursor must be None or a str this store handed out (Page.next_cursor), got {shown(cursor)}"
         )
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        micros, generation_id = raw.split(":", 1)
-        return to_datetime(int(micros)), check_id(generation_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError):
-        raise InvalidInput(
-            f"cursor {shown(cursor)} is not one this store handed out (use Page.next_cursor)"
-        ) from None
+    found = decode_cursor(cursor)
+    if found is None:
+        raise InvalidInput(f"cursor {shown(cursor)} is not one this store handed out (use Page.next_cursor)")
+    return found
 
 
 def _page(limit: int) -> Callable[[list[Generation]], Page]:
@@ -59,7 +71,7 @@ def _page(limit: int) -> Callable[[list[Generation]], Page]:
     def page(items: list[Generation]) -> Page:
         if len(items) > limit:
             del items[limit:]
-            return Page(items, _encode_cursor(items[-1]))
+            return Page(items, encode_cursor(items[-1].created_at, items[-1].id))
         return Page(items, None)
 
     return page

@@ -14,7 +14,7 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from .. import validate
 from ..audio import LoudnessProfile, RenditionOptions, RenditionSpec, get_profile
 from ..audio.codecs import rendition_specs
-from ..audio.peaks import WaveformPeaks, compute_peaks
+from ..audio.peaks import WaveformPeaks, check_shape, compute_peaks
 from ..audio.profiles import canonical_profile
 from ..audio.renditions import EXTENSIONS, check_options, read_master, render_bytes
 from ..audio.tags import provenance_of
@@ -81,6 +81,13 @@ def rendition_name(
 ) -> str:
     """The file name of a rendition beside ``master``: ``<stem>.<profile>.<8 hex>.<ext>``, the hex of the
     request (and of ``generation_id`` where the stem is not it: masters named by hand may share a stem)."""
+    _check_master(master, generation_id)
+    if not isinstance(settings, Mapping) or settings.get("format") not in EXTENSIONS:
+        raise InvalidInput(
+            "settings must be a rendition's settings (RenditionSpec.settings(...).description)"
+        )
+    if not isinstance(profile, LoudnessProfile):
+        raise InvalidInput(f"profile must be a LoudnessProfile (get_profile's), got {type(profile).__name__}")
     extra = "" if generation_id in (None, master.stem) else f"\n{generation_id}"
     digest = hashlib.sha256((_request_key(settings, profile) + extra).encode()).hexdigest()[:8]
     return f"{master.stem}.{profile.name}.{digest}{EXTENSIONS[settings['format']][0]}"
@@ -266,15 +273,24 @@ def _unrecorded(found: Located, key: str, generation_id: str, *, gone: bool, sta
     return f"the peaks were put at {key} in {found.files.url} but not recorded in the row"
 
 
+def _check_master(master: object, generation_id: object) -> None:
+    if not isinstance(master, PurePath):
+        raise InvalidInput(f"master must be the master's path (a Path), got {type(master).__name__}")
+    if generation_id is not None and not isinstance(generation_id, str):
+        raise InvalidInput(f"generation_id must be a str or None, got {type(generation_id).__name__}")
+
+
 def peaks_name(
     master: Path, samples_per_pixel: int, bits: int, split_channels: bool, generation_id: str | None = None
 ) -> str:
     """The peaks file beside ``master``: ``<stem>.peaks.<samples per pixel>.<bits>[.split].json``, the numbers
     as integers whatever type they were checked in as (``bits=8.0`` is 8: maintenance finds it by name); with
     ``generation_id`` (not the stem) ``<stem>.peaks.<8 hex of the id>.…``: where another's master holds it."""
+    _check_master(master, generation_id)
+    spp, nbits, split_channels = check_shape(samples_per_pixel, bits, split_channels)  # as compute_peaks
     split = ".split" if split_channels else ""
-    own = "" if generation_id in (None, master.stem) else f"{peaks_digest(str(generation_id))}."
-    return f"{master.stem}.peaks.{own}{int(samples_per_pixel)}.{int(bits)}{split}.json"
+    own = "" if generation_id in (None, master.stem) else f"{peaks_digest(generation_id)}."
+    return f"{master.stem}.peaks.{own}{spp}.{nbits}{split}.json"
 
 
 def _put_peaks(

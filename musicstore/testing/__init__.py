@@ -25,7 +25,7 @@ class FakeClock:
     """A clock that only moves when told to: ``clock()`` returns ``clock.now``."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+        self.now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC) if start is None else start
         validate.moment(self.now, "FakeClock's start")
 
     def __call__(self) -> datetime:

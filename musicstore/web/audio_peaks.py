@@ -84,12 +84,12 @@ class AudioPeaks:
     def peaks(self, generation: Generation) -> dict[str, Any]:
         # its completion too: a master made again (a replay) has the same size, as any WAV of its length
         key = f"{generation.id}:{generation.completed_at}:{generation.file_size_bytes}"
+        located = self.located(generation)  # first: a master gone since its peaks were cached is a 404
         with self._lock:
             cached = self._peaks.get(key)
             if cached is not None:
                 self._peaks.move_to_end(key)
                 return cached
-        located = self.located(generation)
         result = self.recorded_peaks(generation, located)
         if result is None:
             try:
@@ -159,7 +159,7 @@ class AudioPeaks:
             log.warning("%s: its peaks file %s was not used (%s); the waveform is read from the audio",
                         generation.id, recorded["key"], exc)  # fmt: skip
             return None
-        if length < 1 or spp < 1:
+        if length < 1 or spp < 1 or pairs.shape[1] < 1:  # no bucket, or no channel's data
             return None
         return _regrouped(generation, pairs, spp, rate)
 
@@ -178,8 +178,8 @@ def _normalized_pairs(
         spp, length, rate = int(doc["samples_per_pixel"]), int(doc["length"]), int(doc["sample_rate"])
         data = np.asarray(doc["data"], dtype=np.float64)
         pairs = data.reshape(data.shape[0], length, 2).transpose(1, 0, 2)
-        if length < 1 or spp < 1:
-            raise ValueError(f"{length} buckets of {spp} samples")
+        if length < 1 or spp < 1 or pairs.shape[1] < 1:
+            raise ValueError(f"{length} buckets of {spp} samples, {pairs.shape[1]} channels")
     except (MusicstoreError, ValueError, KeyError, TypeError, OverflowError, IndexError) as exc:
         log.error("%s: its recorded normalised peaks file %s cannot be read (%s)", generation.id, key, exc)
         raise HTTPException(

@@ -10,8 +10,6 @@ the claims in flight with their workers (``workers_op``).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import functools
 import re
@@ -24,12 +22,12 @@ from starlette.requests import Request
 
 from .. import validate
 from ..errors import InvalidInput
-from ..ids import check_id
 from ..metrics import PROCESSING_LIMIT, processing_op, workers_of
 from ..metrics.reads import Edge
-from ..models import EPOCH, Generation, columns, to_datetime, to_micros
+from ..models import EPOCH, Generation, columns, to_datetime
 from ..ops import GENERATION, NOW, Call, Steps, reader
-from ..ops.reads import FIRST_PAGE
+from ..ops.reads import FIRST_PAGE, encode_cursor
+from ..ops.reads import decode_cursor as keyset_cursor
 from ..runner import CLOCK, utcnow
 from ..store import Store
 
@@ -59,30 +57,23 @@ class TablePage:
     scanned_window: bool  # a text search: the page holds the matches of one window
 
 
-def encode_cursor(created_at: datetime, generation_id: str) -> str:
-    raw = f"{to_micros(created_at)}:{generation_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def decode_cursor(cursor: str | None) -> tuple[datetime, str]:
     """The (created_at, id) below which a page starts; InvalidInput for anything this did not hand out."""
     if cursor is None or cursor == "":
         return FIRST_PAGE
-    if not isinstance(cursor, str) or len(cursor) > 100:
+    found = keyset_cursor(cursor) if isinstance(cursor, str) else None
+    if found is None:
         raise InvalidInput("cursor: not one this dashboard handed out")
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        micros, generation_id = raw.split(":", 1)
-        return to_datetime(int(micros)), check_id(generation_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError):
-        raise InvalidInput("cursor: not one this dashboard handed out") from None
+    return found
 
 
 def parse_day(day: str | None) -> tuple[datetime, datetime] | None:
     """The UTC bounds [start, end) of a ``YYYY-MM-DD`` day."""
     if not day:
         return None
-    try:
+    try:  # ASCII digits first: strptime's take other scripts' (٢٠٢٤) and a space before a one-digit day
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}", day):
+            raise ValueError(day)
         start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
     except (ValueError, TypeError):
         raise InvalidInput("day must be a date, YYYY-MM-DD") from None
