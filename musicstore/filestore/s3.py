@@ -54,7 +54,16 @@ from .base import (
 from .bodies import Window, b64, prepare
 from .s3_errors import code, refuse_redirects
 from .s3_parts import MultipartPuts
-from .s3_settings import DEFAULT_PART, DEFAULT_THRESHOLD, MIN_PART, answered, check_settings, mask_found
+from .s3_settings import (
+    DEFAULT_PART,
+    DEFAULT_THRESHOLD,
+    MIN_PART,
+    answered,
+    check_endpoint,
+    check_settings,
+    configured_endpoint,
+    mask_found,
+)
 
 MAX_SINGLE_PUT = 5 << 30
 """S3's largest single PUT: a conditional put goes in one PUT up to this size (see the module)."""
@@ -142,6 +151,13 @@ class S3FileStore(MultipartPuts):
             self._client = client(config)
         except Exception as exc:  # botocore's ValueError for a malformed endpoint URL...
             raise StorageError(f"cannot make an S3 client for {self.url}: {redact(str(exc))}") from exc
+        configured = configured_endpoint(self._client) if endpoint_url is None else None
+        if configured is not None:  # the config file's: made again as one given (path-style, no redirects)
+            self._client.close()
+            check_endpoint(configured, self.url)
+            endpoint_url = self.endpoint_url = configured
+            config = config.merge(Config(s3={"addressing_style": "path"}))
+            self._client = client(config)
         self._config, self._made = config, client  # for _briefly's client, made on its first use only
         self._brief: S3FileStore | None = None
         self._closed = False  # close() called: no client is made any more (_briefly)

@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import InvalidInput, StorageError, shown
 from ..masking import redact, register, register_secret
@@ -82,6 +83,58 @@ def _check_setting(name: str, value: object) -> None:
         raise InvalidInput(f"{name} holds a NUL character or a lone surrogate (not shown)")
 
 
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+"""The environment's S3 endpoint, first found first, as boto3 orders them (the service's own, then every
+service's): where none is given. Neither is read when ``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`` is true."""
+
+
+def _endpoint_from(environ: Mapping[str, str]) -> str | None:
+    """The first of ``ENDPOINT_VARIABLES`` set (None when none is, or boto3 is told to ignore them);
+    ``InvalidInput`` for one set but blank: a compose file's unset ``${S3_ENDPOINT}`` sent objects to AWS."""
+    if environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").strip().lower() == "true":  # botocore's test
+        return None
+    for name in ENDPOINT_VARIABLES:
+        value = environ.get(name)
+        if value is not None and value.strip() == "":
+            raise InvalidInput(
+                f"${name} is set but empty: set it to the endpoint's URL, or unset it for AWS S3 itself"
+            )
+        if value is not None:
+            return value
+    return None
+
+
+def check_endpoint(endpoint_url: str, url: str) -> None:
+    """An S3 endpoint's URL as botocore's client checks it first (``botocore.utils``'
+    ``is_valid_endpoint_url``, ``is_valid_ipv6_endpoint_url``), and printable ASCII without blanks at its
+    ends, a query or a fragment (which botocore took); ``StorageError`` naming the store ``url`` otherwise,
+    any password in the endpoint masked."""
+    from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
+
+    register(endpoint_url)  # a password in its userinfo is masked from every message
+    problem = None
+    if not endpoint_url.isascii() or endpoint_url != endpoint_url.strip() or not endpoint_url.isprintable():
+        # urllib strips leading control characters and spaces, and lower-cases the Kelvin sign to k
+        problem = "Invalid endpoint: it holds a control character, a space at its ends or non-ASCII"
+    elif not (is_valid_endpoint_url(endpoint_url) or is_valid_ipv6_endpoint_url(endpoint_url)):
+        problem = f"Invalid endpoint: {endpoint_url}"
+    elif "?" in endpoint_url or "#" in endpoint_url:
+        problem = f"Invalid endpoint: {endpoint_url}: an S3 endpoint takes no query or fragment"
+    if problem is not None:
+        raise StorageError(f"cannot make an S3 client for {url}: {redact(problem)}")
+
+
+_AWS_HOSTS = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+
+
+def configured_endpoint(client: Any) -> str | None:
+    """The endpoint a boto3 client made without one took from its config file (``endpoint_url`` in the
+    profile, or in its ``services`` section for s3); None when it goes to AWS S3 itself."""
+    endpoint: str = client.meta.endpoint_url
+    host = urlsplit(endpoint).hostname or ""
+    return None if host.endswith(_AWS_HOSTS) else endpoint
+
+
 def check_settings(
     bucket: str,
     prefix: str = "",
@@ -105,7 +158,7 @@ def check_settings(
     ``is_valid_endpoint_url``, ``is_valid_ipv6_endpoint_url``, ``validate_region_name``)."""
     try:
         import boto3  # noqa: F401
-        from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url, validate_region_name
+        from botocore.utils import validate_region_name
     except ImportError:
         raise StorageError("s3:// storage needs boto3: pip install 'musicstore[s3]'") from None
     _check_bucket(bucket)
@@ -129,40 +182,22 @@ def check_settings(
     for name, setting in given.items():
         _check_setting(name, setting)
     environ = os.environ
-    if not endpoint_url and environ.get("AWS_ENDPOINT_URL", "x").strip() == "":
-        raise InvalidInput(  # a compose file's ${S3_ENDPOINT} not set: the objects went to AWS itself
-            "$AWS_ENDPOINT_URL is set but empty: set it to the endpoint's URL, or unset it for AWS S3 itself"
-        )
-    endpoint_url = endpoint_url or environ.get("AWS_ENDPOINT_URL") or None
+    endpoint_url = endpoint_url or _endpoint_from(environ)
     region = region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     secret_access_key = secret_access_key or environ.get("AWS_SECRET_ACCESS_KEY") or None
     session_token = session_token or environ.get("AWS_SESSION_TOKEN") or None
     for secret in (secret_access_key, session_token):
         if secret:
             register_secret(secret)
-    if endpoint_url:
-        register(endpoint_url)  # a password in its userinfo is masked from every message
+    url = f"s3://{bucket}/{prefix}"
     try:
         validate_region_name(region)  # botocore's ValueErrors, as its client raises them
         if not _REGION.fullmatch(region):  # botocore's pattern ends in $, which a last newline passes
             raise ValueError(f"Provided region_name {region!r} doesn't match a supported format.")
-        if endpoint_url is not None and (
-            not endpoint_url.isascii()
-            or endpoint_url != endpoint_url.strip()
-            or not endpoint_url.isprintable()
-        ):  # urllib strips leading control characters and spaces, and lower-cases the Kelvin sign to k
-            raise ValueError(
-                "Invalid endpoint: it holds a control character, a space at its ends or non-ASCII"
-            )
-        if endpoint_url is not None and not (
-            is_valid_endpoint_url(endpoint_url) or is_valid_ipv6_endpoint_url(endpoint_url)
-        ):
-            raise ValueError(f"Invalid endpoint: {endpoint_url}")
-        if endpoint_url is not None and ("?" in endpoint_url or "#" in endpoint_url):  # botocore took them
-            raise ValueError(f"Invalid endpoint: {endpoint_url}: an S3 endpoint takes no query or fragment")
     except ValueError as exc:
-        url = f"s3://{bucket}/{prefix}"
         raise StorageError(f"cannot make an S3 client for {url}: {redact(str(exc))}") from exc
+    if endpoint_url is not None:
+        check_endpoint(endpoint_url, url)
     return {
         "endpoint_url": endpoint_url,
         "region": region,

@@ -32,12 +32,15 @@ _PEAKS_TAIL = re.compile(r"(?:([0-9a-f]{8})\.)?[1-9][0-9]*\.(?:8|16)(?:\.split)?
 """What follows ``<master's stem>.peaks.`` in a peaks file's name; group 1, the 8 hex of the generation's id
 (``peaks_digest``) in the name of the peaks of a master whose stem's own name another's peaks held."""
 
-_WRITER_TEMP = re.compile(r"\..+\.(?:wav|flac|mp3|opus|ogg|oga)\.[A-Za-z0-9_]+\.tmp", re.IGNORECASE)
-"""``musicstore.audio.files.write_atomic``: ``tempfile.mkstemp(prefix=".<name>.", suffix=".tmp")``."""
-_STAGED = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9_-]*\.[0-9a-f]{12}\.(?:wav|flac)", re.IGNORECASE)
+_WRITER_TEMP = re.compile(r"\..+\.(?i:wav|flac|mp3|opus|ogg|oga)\.[A-Za-z0-9_]+\.tmp")
+"""``musicstore.audio.files.write_atomic``: ``tempfile.mkstemp(prefix=".<name>.", suffix=".tmp")``. Only the
+extension's case is free (it is the target's): the temp patterns' hex digits and ``.tmp`` are as the writers
+make them, so that a file of the user's (``.Take.DEADBEEF0000.WAV``) is never taken for a stale temp file and
+removed."""
+_STAGED = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9_-]*\.[0-9a-f]{12}\.(?i:wav|flac)")
 """``musicstore.recording``: the exported file before it is renamed onto ``<id>.<ext>``."""
 _STAGED_RENDITION = re.compile(
-    r"\.[A-Za-z0-9][A-Za-z0-9_-]*\.[^./]+\.[0-9a-f]{8}\.[0-9a-f]{12}\.(?:mp3|opus|ogg|oga|flac|wav)", re.I
+    r"\.[A-Za-z0-9][A-Za-z0-9_-]*\.[^./]+\.[0-9a-f]{8}\.[0-9a-f]{12}\.(?i:mp3|opus|ogg|oga|flac|wav)"
 )
 """``musicstore.rendering``: a rendition before it is renamed onto its name, in its row's transaction."""
 

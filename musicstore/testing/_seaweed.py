@@ -181,14 +181,14 @@ class External:
             )
         try:
             bucket, prefix = s3_location(url)
-            check_settings(bucket, prefix)  # AWS_ENDPOINT_URL and the region as boto3 will take them
+            settings = check_settings(bucket, prefix)  # the endpoint and the region as the store takes them
         except (InvalidInput, StorageError) as exc:
             raise type(exc)(f"{TEST_S3_URL}: {exc}") from None
         environ = os.environ
         return cls(
             bucket,
             prefix,
-            environ.get("AWS_ENDPOINT_URL") or None,
+            settings["endpoint_url"],
             environ.get("AWS_ACCESS_KEY_ID") or None,
             environ.get("AWS_SECRET_ACCESS_KEY") or None,
             environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or REGION,

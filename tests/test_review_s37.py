@@ -1,0 +1,165 @@
+"""Session 37: the S3 endpoint is the one boto3 would take, and a file of the user's is never a temp file.
+
+The store read ``AWS_ENDPOINT_URL`` and passed it to boto3 as its argument, so ``AWS_ENDPOINT_URL_S3`` (the
+service's own, which boto3 puts first) was overridden by it; with only ``AWS_ENDPOINT_URL_S3`` set, or an
+``endpoint_url`` in the config file, boto3 sent every request there while the store took itself for AWS:
+virtual-hosted addressing, redirects followed, ``(AWS)`` in its messages. Reconcile's temp-file patterns
+were case-insensitive as a whole, so an hour-old ``.Take.DEADBEEF0000.WAV`` of the user's was a "stale
+temp file" that repair removed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from musicstore import InvalidInput
+from musicstore.filestore import S3FileStore, open_filestore
+from musicstore.maintenance.reconcile import is_temp_name, reconcile
+from musicstore.storage_names import s3_location
+
+
+def _round_trip(url: str) -> S3FileStore:
+    files = open_filestore(url)
+    assert isinstance(files, S3FileStore)
+    try:
+        files.put("2026/12/07/a.wav", b"RIFF one")
+        assert b"".join(files.get("2026/12/07/a.wav")) == b"RIFF one"
+    finally:
+        files.close()
+    return files
+
+
+def test_the_s3_services_own_endpoint_variable_comes_before_the_global_one(
+    musicstore_s3_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    assert _round_trip(musicstore_s3_url).endpoint_url == endpoint
+
+
+def test_the_s3_services_own_endpoint_variable_alone_is_the_stores_endpoint(
+    musicstore_s3_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    files = _round_trip(musicstore_s3_url)
+    assert files.endpoint_url == endpoint and endpoint in repr(files)
+
+
+def _config_file(monkeypatch: pytest.MonkeyPatch, config: Path) -> None:
+    """``config`` as boto3's config file, no endpoint in the environment; boto3's default session (which read
+    the file once) made again."""
+    import boto3
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+
+
+def test_the_config_files_endpoint_is_the_stores_endpoint_addressed_by_path(
+    musicstore_s3_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    config = tmp_path / "config"
+    config.write_text(f"[default]\nendpoint_url = {endpoint}\n")
+    _config_file(monkeypatch, config)
+    files = _round_trip(musicstore_s3_url)
+    assert files.endpoint_url == endpoint
+    reopened = open_filestore(musicstore_s3_url)
+    try:
+        bucket, prefix = s3_location(musicstore_s3_url)
+        url = reopened.presigned_url("2026/12/07/a.wav", expires=60)
+    finally:
+        reopened.close()
+    assert url.startswith(f"{endpoint}/{bucket}/{prefix}2026/12/07/a.wav?")  # path-style, as one given
+
+
+def test_a_config_files_endpoint_is_checked_as_one_given(
+    musicstore_s3_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    config.write_text("[default]\nendpoint_url = http://127.0.0.1:8333?x=1\n")
+    _config_file(monkeypatch, config)
+    with pytest.raises(Exception, match="takes no query or fragment"):
+        open_filestore(musicstore_s3_url)
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_the_s3_services_endpoint_variable_set_but_empty_is_refused(
+    monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", blank)
+    with pytest.raises(InvalidInput, match=r"\$AWS_ENDPOINT_URL_S3 is set but empty"):
+        S3FileStore("bucket")
+
+
+def test_told_to_ignore_configured_endpoints_the_store_goes_to_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:10")
+    monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "True")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "key")
+    files = S3FileStore("bucket")  # no request is sent
+    try:
+        assert files.endpoint_url is None and "endpoint_url=None" in repr(files)
+        assert S3FileStore("bucket", endpoint_url="http://127.0.0.1:11").endpoint_url == "http://127.0.0.1:11"
+    finally:
+        files.close()
+
+
+GID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        f".{GID}.wav.k2j4_9az.tmp",
+        f".{GID}.WAV.k2j4_9az.tmp",  # the target's extension, in its case
+        f".{GID}.0123456789ab.flac",
+        f".{GID}.0123456789ab.FLAC",
+        f".{GID}.mp3-128.0123abcd.0123456789ab.MP3",
+    ],
+)
+def test_the_writers_temp_names_are_temp_names_in_any_extension_case(name: str) -> None:
+    assert is_temp_name(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        ".Take.DEADBEEF0000.WAV",
+        f".{GID}.0123456789AB.flac",
+        f".{GID}.wav.k2j4_9az.TMP",
+        f".{GID}.mp3-128.0123ABCD.0123456789ab.mp3",
+    ],
+)
+def test_names_no_writer_makes_are_not_temp_names(name: str) -> None:
+    assert not is_temp_name(name)
+
+
+def test_repair_quarantines_an_old_hidden_file_of_the_users_and_removes_a_stale_staged_file(
+    store: Any, tmp_path: Path
+) -> None:
+    root = tmp_path / "audio"
+    old = time.time() - 7200
+    mine = root / "2026/12/07/.Take.DEADBEEF0000.WAV"
+    staged = root / f"2026/12/07/.{uuid.uuid4()}.0123456789ab.WAV"
+    for path in (mine, staged):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"RIFF")
+        os.utime(path, (old, old))
+    report = reconcile(store, root, repair=True)
+    assert [t.path for t in report.stale_temp_files] == [staged.relative_to(root).as_posix()]
+    assert not staged.exists()
+    (orphan,) = report.orphans  # an audio file no row names: quarantined, its bytes kept
+    assert orphan.path == mine.relative_to(root).as_posix() and orphan.moved_to is not None
+    assert Path(orphan.moved_to).read_bytes() == b"RIFF"
