@@ -1,11 +1,13 @@
-"""Session 37: the S3 endpoint is the one boto3 would take, and a file of the user's is never a temp file.
+"""Session 37: the S3 endpoint is the one boto3 would take, a file of the user's is never a temp file, and
+libpq's ``PGCONNECT_TIMEOUT`` is kept.
 
 The store read ``AWS_ENDPOINT_URL`` and passed it to boto3 as its argument, so ``AWS_ENDPOINT_URL_S3`` (the
 service's own, which boto3 puts first) was overridden by it; with only ``AWS_ENDPOINT_URL_S3`` set, or an
 ``endpoint_url`` in the config file, boto3 sent every request there while the store took itself for AWS:
 virtual-hosted addressing, redirects followed, ``(AWS)`` in its messages. Reconcile's temp-file patterns
 were case-insensitive as a whole, so an hour-old ``.Take.DEADBEEF0000.WAV`` of the user's was a "stale
-temp file" that repair removed.
+temp file" that repair removed. libpq takes ``PGCONNECT_TIMEOUT`` for a URL without ``connect_timeout``; the
+store passed its own over it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from musicstore import InvalidInput
+from musicstore import InvalidInput, Store
+from musicstore.backends.postgres_settings import connect_settings
 from musicstore.filestore import S3FileStore, open_filestore
 from musicstore.maintenance.reconcile import is_temp_name, reconcile
 from musicstore.storage_names import s3_location
@@ -163,3 +166,22 @@ def test_repair_quarantines_an_old_hidden_file_of_the_users_and_removes_a_stale_
     (orphan,) = report.orphans  # an audio file no row names: quarantined, its bytes kept
     assert orphan.path == mine.relative_to(root).as_posix() and orphan.moved_to is not None
     assert Path(orphan.moved_to).read_bytes() == b"RIFF"
+
+
+@pytest.mark.parametrize("variable", ["9", " 9 "])
+def test_pgconnect_timeout_in_the_environment_is_kept_as_a_urls_own(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """libpq takes ``PGCONNECT_TIMEOUT`` for a URL that sets no ``connect_timeout``; the store's own (its
+    ``busy_timeout``'s) was passed over it to every connection."""
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", variable)
+    assert "connect_timeout" not in connect_settings(postgres_url, 30.0)
+    store = Store(postgres_url, busy_timeout=30.0)
+    try:
+        with store._connector.pool.connection() as conn:
+            assert conn.info.get_parameters()["connect_timeout"].strip() == "9"
+            assert "connect_timeout=30" not in conn.info.dsn
+    finally:
+        store.close()
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "  ")  # blank: libpq would refuse it; the store's own is kept
+    assert connect_settings(postgres_url, 30.0)["connect_timeout"] == "30"

@@ -113,10 +113,13 @@ def test_migrate_gives_up_on_a_server_that_never_answers(hole: tuple[_Hole, str]
         assert time.monotonic() - started < seconds + 30  # not psycopg's 130 s
 
 
-def test_a_urls_own_connect_timeout_wins_for_every_connection_of_a_store() -> None:
+def test_a_urls_own_connect_timeout_wins_for_every_connection_of_a_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """``connect_settings``, which the pool's connections, the reachability check and the wait hub all take
     (the check and the hub set their own timeout over the URL's before): the URL's own ``connect_timeout``
     and keepalives are kept, the rest filled in; ``busy_timeout`` rounded up, at least 2 s."""
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)  # yours: the URL's default (test_review_s37)
     base = "postgresql://u@127.0.0.1:5/db"
     assert connect_settings(base, 0.3)["connect_timeout"] == "2"
     assert connect_settings(base, 7.2)["connect_timeout"] == "8"

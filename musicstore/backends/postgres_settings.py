@@ -4,6 +4,7 @@ keepalive and user timeout, its connect timeout, and the pool's options, sync an
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from . import POOL_NAME
@@ -27,14 +28,20 @@ this host (a network cut, a host gone) is found dead within about a minute, idle
 hours or forever. A server busy with a long statement still answers them. Unix sockets ignore them."""
 
 
+_ENVIRONMENT = {"connect_timeout": "PGCONNECT_TIMEOUT"}
+"""libpq's variables for the settings above: one set (not blank) is the user's, as a URL's own setting is."""
+
+
 def _unset(url: str, defaults: dict[str, Any]) -> dict[str, Any]:
-    """The ``defaults`` that ``url`` does not set (none for a URL that libpq cannot read)."""
+    """The ``defaults`` that neither ``url`` nor libpq's environment (``_ENVIRONMENT``) sets (none for a URL
+    that libpq cannot read)."""
     import psycopg.conninfo
 
     try:
         given = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError:
         return {}
+    given |= {key: value for key, name in _ENVIRONMENT.items() if (value := os.environ.get(name, "").strip())}
     return {key: value for key, value in defaults.items() if key not in given}
 
 
