@@ -101,7 +101,7 @@ def store_url(url: object) -> str:
         canonical = f"s3://{bucket}/{prefix}"
     elif name == "file":
         canonical = local_path(url).as_uri()
-    elif "@" in url.partition("://")[2].partition("/")[0] or any(ord(c) < 32 or c == "\x7f" for c in url):
+    elif "@" in url.partition("://")[2].partition("/")[0] or _CONTROL.search(url):  # C0, DEL, C1
         raise InvalidInput(f"{usage}; a {name}:// URL without credentials or control characters")
     else:
         canonical = url

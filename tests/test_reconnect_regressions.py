@@ -31,6 +31,12 @@ from tests.conftest import until
 SECRET = "hunter2-not-in-messages"
 
 
+_OTHER_CLIENTS = (
+    "datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+)
+"""The rows of ``pg_stat_activity`` of the other client connections to the database."""
+
+
 def _end_clients_of(url: str) -> int:
     """End every other client connection to ``url``'s database, each gone when this returns (the
     ``pg_terminate_backend`` timeout waits for its exit): as a server's idle_session_timeout, a proxy or an
@@ -39,8 +45,7 @@ def _end_clients_of(url: str) -> int:
 
     with psycopg.connect(url, autocommit=True) as admin:
         rows = admin.execute(
-            "SELECT pg_terminate_backend(pid, 60000) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            f"SELECT pg_terminate_backend(pid, 60000) FROM pg_stat_activity WHERE {_OTHER_CLIENTS}"
         ).fetchall()
     assert all(ended for (ended,) in rows)
     return len(rows)
@@ -51,10 +56,7 @@ def _clients(url: str) -> int:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as admin:
-        row = admin.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
-        ).fetchone()
+        row = admin.execute(f"SELECT count(*) FROM pg_stat_activity WHERE {_OTHER_CLIENTS}").fetchone()
     assert row is not None
     return int(row[0])
 

@@ -4,7 +4,11 @@ A keyset cursor was decoded leniently: ``int()`` read `` 12``, ``+12``, ``1_2`` 
 and base64 skipped characters outside its alphabet, so text the store never handed out was taken as a page's
 start. The library's and the dashboard's decoders were two copies of that code; they are one now, which
 encodes what it decoded again and compares. ``--max-bytes`` and ``--older-than`` read ``٥MB`` as 5 MB (the
-regular expression's ``\\d`` is any script's digit).
+regular expression's ``\\d`` is any script's digit); so did the CLI's other numbers and units (sample rates,
+bitrates, ``--jitter``), the dashboard's day, and the layout's date in a key. Storage URLs with a tab or a
+newline were read with it dropped (``urlsplit``), database URLs with a blank at their ends were taken, an S3
+region with a last newline or an endpoint with blanks passed botocore's checks, and a ``tzinfo`` whose
+offset is None was read as aware by ``Provenance`` and ``layout_path``.
 """
 
 from __future__ import annotations

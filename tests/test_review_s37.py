@@ -24,7 +24,7 @@ from musicstore import InvalidInput, Store
 from musicstore.backends.postgres_settings import connect_settings
 from musicstore.filestore import S3FileStore, open_filestore
 from musicstore.maintenance.reconcile import is_temp_name, reconcile
-from musicstore.storage_names import s3_location
+from musicstore.storage_names import s3_location, store_url
 
 
 def _round_trip(url: str) -> S3FileStore:
@@ -185,3 +185,11 @@ def test_pgconnect_timeout_in_the_environment_is_kept_as_a_urls_own(
         store.close()
     monkeypatch.setenv("PGCONNECT_TIMEOUT", "  ")  # blank: libpq would refuse it; the store's own is kept
     assert connect_settings(postgres_url, 30.0)["connect_timeout"] == "30"
+
+
+@pytest.mark.parametrize("control", ["\t", "\x7f", "\x85", "\x9f"])
+def test_a_url_of_another_scheme_with_any_control_character_is_refused(control: str) -> None:
+    """As an ``s3://`` or ``file://`` URL is (``_check_no_control``: C0, DEL and C1): the C1 ones passed."""
+    with pytest.raises(InvalidInput, match="without credentials or control characters"):
+        store_url(f"gs://bucket/mu{control}sic")
+    assert store_url("gs://bucket/music") == "gs://bucket/music"
