@@ -238,29 +238,33 @@ def _backend(yoyo_url: str, dialect: str) -> Any:
     ``set_lock_timeout`` (``sql/postgres/session.sql``): client_encoding UTF8, DateStyle ISO and the rest,
     whatever the database's or role's. yoyo's own connection kept them: in a database made with SQL_ASCII
     psycopg sent text as bytea and the first migration failed ('operator does not exist: ... = bytea').
-    Its lock_timeout is 0, PostgreSQL's default: a migration's DDL waits for its tables' locks. yoyo's probe
+    Its lock_timeout is 0, PostgreSQL's default: a migration's DDL waits for its tables' locks; nor has it a
+    statement_timeout (``lift_statement_timeouts``: a role's would end that wait). yoyo's probe
     of transactional DDL is skipped: both dialects have it, and the probe wrote."""
     from yoyo.connections import get_backend_class, parse_uri
     from yoyo.migrations import default_migration_table
 
     parsed = parse_uri(yoyo_url)
     base: Any = get_backend_class(parsed.scheme.lower())
-    setting = _queries(dialect)["set_lock_timeout"].sql if dialect == "postgres" else None
+    queries = _queries(dialect)
+    setting = queries["set_lock_timeout"].sql if dialect == "postgres" else None
+    unlimited = queries["lift_statement_timeouts"].sql if dialect == "postgres" else None
 
     class Backend(base):  # type: ignore[misc]
         def connect(self, dburi: Any) -> Any:
             if setting is None:
                 return super().connect(dburi)
-            from .backends.postgres_settings import TCP_DEFAULTS
+            from .backends.postgres_settings import TCP_DEFAULTS, unset
 
-            # as the store's: a server that never answers fails
-            defaults = {**TCP_DEFAULTS, "connect_timeout": str(CONNECT_SECONDS)}
+            # as the store's: a server that never answers fails (unless the URL or PGCONNECT_TIMEOUT says)
+            defaults = unset(dburi.args, {**TCP_DEFAULTS, "connect_timeout": str(CONNECT_SECONDS)})
             return super().connect(dburi._replace(args={**defaults, **dburi.args}))
 
         def init_connection(self, connection: Any) -> None:
             super().init_connection(connection)
             if setting is not None:
                 connection.execute(setting, {"lock_timeout": "0"})
+                connection.execute(unlimited)
 
         lock_table_refused: BaseException | None = None
 

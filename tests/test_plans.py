@@ -141,7 +141,10 @@ TOTALS_ONLY = {name for name, (_, index) in INDEXED.items() if index in {None, "
 READS_ROWS = re.compile(r"\b(?:on|SCAN|SEARCH)\s+(?:generations|prompts)\b")
 OTHER = {"applied_migrations", "migration_lock_holder"}  # yoyo's own small tables
 # a connection's settings and the server's clock, no table read (sql/postgres/session.sql, meta.sql)
-SETTINGS: dict[str, set[str]] = {"postgres": {"set_lock_timeout", "server_clock"}, "sqlite": set()}
+SETTINGS: dict[str, set[str]] = {
+    "postgres": {"set_lock_timeout", "lift_statement_timeouts", "server_clock"},
+    "sqlite": set(),
+}
 # the poller's (SQLite only): its plan in tests/test_sqlite_poller_s25.py
 SETTINGS["sqlite"] |= {"unfinished_among"}
 INDEXED |= QUEUE_INDEXED  # idempotency keys and owner limits (tests/test_queue_order.py)

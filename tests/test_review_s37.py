@@ -12,19 +12,24 @@ store passed its own over it.
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from musicstore import InvalidInput, Store
+from musicstore import InvalidInput, Status, Store
 from musicstore.backends.postgres_settings import connect_settings
-from musicstore.filestore import S3FileStore, open_filestore
+from musicstore.filestore import S3FileStore, StoreUnavailable, open_filestore
 from musicstore.maintenance.reconcile import is_temp_name, reconcile
 from musicstore.storage_names import s3_location, store_url
+from musicstore.urls import resolve
 
 
 def _round_trip(url: str) -> S3FileStore:
@@ -193,3 +198,188 @@ def test_a_url_of_another_scheme_with_any_control_character_is_refused(control: 
     with pytest.raises(InvalidInput, match="without credentials or control characters"):
         store_url(f"gs://bucket/mu{control}sic")
     assert store_url("gs://bucket/music") == "gs://bucket/music"
+
+
+# --- an endpoint that is no S3 server: a web server's or a proxy's answer to every request ---------------
+
+
+class _Answering(http.server.BaseHTTPRequestHandler):
+    """Answers every request with the server's ``status`` and an HTML page (nginx's welcome page, a proxy's
+    block page), as a web server or a proxy in front of the wrong port does."""
+
+    PAGE = b"<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head><body>hi</body></html>\n"
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.send_response(getattr(self.server, "status", 200))
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(self.PAGE)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(self.PAGE)
+
+    do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _answer  # noqa: N815 (http.server's names)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(params=[200, 405, 407])
+def web_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answering)
+    server.status = request.param  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cret-not-shown")
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_every_call_to_a_web_server_is_store_unavailable(web_server: str) -> None:
+    """A 200 page was an object (``head`` its size, ``get`` its bytes), an empty listing, a deleted
+    object; a HEAD's 405 or 407 a plain ``StorageError``: reconcile marked every row failed."""
+    files = S3FileStore("bucket", "music/", endpoint_url=web_server, max_attempts=1)
+    calls: list[Callable[[], object]] = [
+        lambda: files.put("2026/12/07/a.wav", b"RIFF"),
+        lambda: files.head("2026/12/07/a.wav"),
+        lambda: b"".join(files.get("2026/12/07/a.wav")),
+        lambda: files.delete("2026/12/07/a.wav"),
+        lambda: list(files.list()),
+        lambda: list(files.uploads()),
+    ]
+    try:
+        for call in calls:
+            with pytest.raises(StoreUnavailable, match=r"no S3 endpoint|is it the S3 endpoint") as caught:
+                call()
+            assert "s3cret" not in str(caught.value) and "PROXY" in str(caught.value)
+    finally:
+        files.close()
+
+
+def test_reconcile_against_a_web_server_stops_and_fails_no_row(
+    web_server: str, musicstore_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from musicstore.ops.storage import record_storage
+
+    store = musicstore_store
+    monkeypatch.setenv("AWS_ENDPOINT_URL", web_server)
+    job = store.create_generation("lofi", model_name="m", duration_seconds=1)
+    assert store.claim_next("w") is not None
+    key = f"2026/12/07/{job.id}.wav"
+    store.complete_generation(job.id, file_path=key, file_size_bytes=1000)
+    store.run(record_storage, job.id, storage_url="s3://bucket/music/", key=key, checksum="ab" * 32)
+    with pytest.raises(StoreUnavailable):
+        reconcile(store, "s3://bucket/music/", repair=True, delete_orphans=True)
+    found = store.get_generation(job.id)
+    assert found is not None and found.status is Status.COMPLETED
+
+
+# --- the profile's region; S3 Transfer Acceleration in the config file -----------------------------------
+
+
+def _signed_region(url: str) -> str:
+    credential = parse_qs(urlsplit(url).query)["X-Amz-Credential"][0]
+    return credential.split("/")[2]
+
+
+@pytest.mark.parametrize("endpoint", [None, "http://127.0.0.1:9"])
+def test_the_profiles_region_signs_the_stores_requests(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, endpoint: str | None
+) -> None:
+    """Without ``region`` or ``AWS_REGION``, the store signed for us-east-1 where boto3 takes the profile's:
+    every presigned URL of a bucket elsewhere was refused (AWS, or a provider with its own region)."""
+    import boto3
+
+    config = tmp_path / "config"
+    config.write_text("[default]\nregion = eu-west-3\n")
+    for name in (
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_PROFILE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cret-not-shown")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    with S3FileStore("bucket", endpoint_url=endpoint) as files:  # no request is sent
+        assert _signed_region(files.presigned_url("a.wav", expires=60)) == "eu-west-3"
+    monkeypatch.setenv("AWS_REGION", "ap-south-1")  # the variable before the profile, as boto3 orders them
+    with S3FileStore("bucket", endpoint_url=endpoint) as files:
+        assert _signed_region(files.presigned_url("a.wav", expires=60)) == "ap-south-1"
+    config.write_text("[default]\n")
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    with S3FileStore("bucket", endpoint_url=endpoint) as files:  # none anywhere: us-east-1, as before
+        assert _signed_region(files.presigned_url("a.wav", expires=60)) == "us-east-1"
+
+
+def test_transfer_acceleration_in_the_config_file_leaves_a_custom_endpoint_working(
+    musicstore_s3_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """botocore refuses S3 Accelerate with a custom endpoint: every request failed (its
+    'EndpointResolutionError')."""
+    import boto3
+
+    config = tmp_path / "config"
+    config.write_text("[default]\ns3 =\n  use_accelerate_endpoint = true\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    assert _round_trip(musicstore_s3_url).endpoint_url == os.environ["AWS_ENDPOINT_URL"]
+
+
+# --- migrate: PGCONNECT_TIMEOUT, and a role's statement_timeout ------------------------------------------
+
+
+def _migration_backend(url: str) -> Any:
+    from musicstore.migrate import _backend
+
+    return _backend(resolve(url).yoyo_url, "postgres")
+
+
+def test_migrate_keeps_pgconnect_timeout(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its connections took ``CONNECT_SECONDS`` (10 s) over ``PGCONNECT_TIMEOUT``, as the store's did."""
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "45")
+    backend = _migration_backend(postgres_url)
+    try:
+        assert backend.connection.info.get_parameters()["connect_timeout"] == "45"
+    finally:
+        backend.connection.close()
+
+
+def test_a_migrations_session_has_no_statement_timeout_of_the_databases(postgres_url: str) -> None:
+    """A database's (or role's) ``statement_timeout`` of 500 ms ended a migration waiting for its tables'
+    locks, or building an index, at each try; the store's own sessions keep it (docs/operations.md)."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        name = admin.execute("SELECT current_database()").fetchone()
+        assert name is not None
+        admin.execute(
+            psycopg.sql.SQL("ALTER DATABASE {} SET statement_timeout = '500ms'").format(
+                psycopg.sql.Identifier(name[0])
+            )
+        )
+        admin.execute(
+            psycopg.sql.SQL("ALTER DATABASE {} SET idle_in_transaction_session_timeout = '1s'").format(
+                psycopg.sql.Identifier(name[0])
+            )
+        )
+    backend = _migration_backend(postgres_url)
+    try:
+        shown = backend.connection.execute(
+            "SELECT current_setting('statement_timeout'),"
+            " current_setting('idle_in_transaction_session_timeout')"
+        ).fetchone()
+        assert shown == ("0", "0")
+    finally:
+        backend.connection.close()
+    with psycopg.connect(postgres_url, autocommit=True) as other:  # the database's own, for other sessions
+        assert other.execute("SHOW statement_timeout").fetchone() == ("500ms",)

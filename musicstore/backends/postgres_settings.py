@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from . import POOL_NAME
@@ -41,8 +42,14 @@ def _unset(url: str, defaults: dict[str, Any]) -> dict[str, Any]:
         given = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError:
         return {}
-    given |= {key: value for key, name in _ENVIRONMENT.items() if (value := os.environ.get(name, "").strip())}
-    return {key: value for key, value in defaults.items() if key not in given}
+    return unset(given, defaults)
+
+
+def unset(given: Mapping[str, object], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The ``defaults`` that neither ``given`` (a URL's parameters) nor libpq's environment (``_ENVIRONMENT``)
+    sets."""
+    taken = {*given, *(key for key, name in _ENVIRONMENT.items() if os.environ.get(name, "").strip())}
+    return {key: value for key, value in defaults.items() if key not in taken}
 
 
 def pool_settings(url: str, timeout: float) -> dict[str, Any]:

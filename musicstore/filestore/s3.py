@@ -81,6 +81,12 @@ BRIEF_READ_SECONDS = 5
 and ``DELETE`` after an export's put of unknown outcome) waits to connect, and for the answer."""
 
 
+CUSTOM_ENDPOINT: Any = {"addressing_style": "path", "use_accelerate_endpoint": False}
+"""The client's ``s3`` settings for an endpoint of the user's, over the config file's: addressed by path, and
+never S3 Transfer Acceleration (which botocore refuses to combine with a custom endpoint: every request
+failed)."""
+
+
 class S3FileStore(MultipartPuts):
     """Objects in ``bucket`` under ``prefix`` (``""`` or ending with ``/``)."""
 
@@ -125,7 +131,7 @@ class S3FileStore(MultipartPuts):
         self.single_put_limit = MAX_SINGLE_PUT
         config = Config(
             signature_version="s3v4",
-            s3={"addressing_style": "path" if endpoint_url else "auto"},
+            s3=CUSTOM_ENDPOINT if endpoint_url else {"addressing_style": "auto"},
             retries={"total_max_attempts": max_attempts, "mode": "standard"},  # attempts in all
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             read_timeout=READ_TIMEOUT_SECONDS,
@@ -156,7 +162,7 @@ class S3FileStore(MultipartPuts):
             self._client.close()
             check_endpoint(configured, self.url)
             endpoint_url = self.endpoint_url = configured
-            config = config.merge(Config(s3={"addressing_style": "path"}))
+            config = config.merge(Config(s3=CUSTOM_ENDPOINT))
             self._client = client(config)
         self._config, self._made = config, client  # for _briefly's client, made on its first use only
         self._brief: S3FileStore | None = None
@@ -305,6 +311,7 @@ class S3FileStore(MultipartPuts):
             found = self._client.head_object(Bucket=self.bucket, Key=full)
         except self._errors() as exc:
             self._fail("looking at", key, exc)
+        answered(found, "ETag", f"looking at {self.url}{key}", self.endpoint_url)
         meta = dict(found.get("Metadata", {}))
         checksum = meta.pop(CHECKSUM_FIELD, None)
         return ObjectInfo(
@@ -321,8 +328,11 @@ class S3FileStore(MultipartPuts):
             found = self._client.get_object(Bucket=self.bucket, Key=full)
         except self._errors() as exc:
             self._fail("reading", key, exc)
-        expected = checksum or found.get("Metadata", {}).get(CHECKSUM_FIELD)
         body = found["Body"]
+        if found.get("ETag") in (None, ""):
+            body.close()
+            answered(found, "ETag", f"reading {self.url}{key}", self.endpoint_url)
+        expected = checksum or found.get("Metadata", {}).get(CHECKSUM_FIELD)
         return Opened(verified(self._stream(key, body, chunk_size), f"{self.url}{key}", expected), body.close)
 
     def _stream(self, key: str, body: Any, chunk_size: int) -> Iterator[bytes]:
@@ -362,6 +372,7 @@ class S3FileStore(MultipartPuts):
         )
         try:
             for page in pages:
+                answered(page, "IsTruncated", f"listing {self.url}{prefix}", self.endpoint_url)
                 for item in page.get("Contents", []):
                     yield ObjectInfo(
                         item["Key"][len(self.prefix) :], item["Size"], modified=item.get("LastModified")
@@ -376,6 +387,7 @@ class S3FileStore(MultipartPuts):
         )
         try:
             for page in pages:
+                answered(page, "IsTruncated", f"listing the uploads under {self.url}", self.endpoint_url)
                 for item in page.get("Uploads", []):
                     yield Upload(item["Key"][len(self.prefix) :], item["UploadId"], item.get("Initiated"))
         except self._errors() as exc:
@@ -423,6 +435,7 @@ __all__ = [
     "BRIEF_CONNECT_SECONDS",
     "BRIEF_READ_SECONDS",
     "CONNECT_TIMEOUT_SECONDS",
+    "CUSTOM_ENDPOINT",
     "DEFAULT_PART",
     "DEFAULT_THRESHOLD",
     "MIN_PART",

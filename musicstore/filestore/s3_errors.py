@@ -23,14 +23,17 @@ _HEADS = {"HeadObject", "HeadBucket"}  # no body: their 404 is all an S3 server 
 
 
 def not_s3(exc: Exception) -> bool:
-    """Whether a botocore ``ClientError`` is a 4xx answer without an S3 error code to a request that has an
-    answer body (every S3 server names its error there: ``NoSuchKey``, ``NoSuchBucket``...): an endpoint
-    that is no S3 server (another port of SeaweedFS, a web server), whose 404 is no object's or bucket's.
-    403 is a denial either way."""
+    """Whether a botocore ``ClientError`` is a 4xx answer without an S3 error code (every S3 server names its
+    error in the answer's body: ``NoSuchKey``, ``NoSuchBucket``...): an endpoint that is no S3 server
+    (another port of SeaweedFS, a web server, a proxy's 407), whose 404 is no object's or bucket's. 403 is a
+    denial either way; a HEAD's answer has no body, so its 404 is a missing object's (its other 4xx are
+    not S3's: a 405, a 407)."""
     response = getattr(exc, "response", None)
-    if not isinstance(response, dict) or getattr(exc, "operation_name", None) in _HEADS:
+    if not isinstance(response, dict):
         return False
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if getattr(exc, "operation_name", None) in _HEADS and status == 404:
+        return False
     named = str(response.get("Error", {}).get("Code") or "")
     return isinstance(status, int) and 400 <= status < 500 and status != 403 and named in ("", str(status))
 
@@ -147,7 +150,7 @@ class S3Errors:
         endpoint = redact(self.endpoint_url or "(AWS)")
         return StoreUnavailable(
             f"{doing} {where}: the endpoint {endpoint} gave {answer}; is it the S3 endpoint "
-            "(AWS_ENDPOINT_URL)?"
+            "(AWS_ENDPOINT_URL), or a proxy's answer (HTTP_PROXY, HTTPS_PROXY; NO_PROXY bypasses one)?"
         )
 
     def _no_bucket(self) -> bool:

@@ -43,14 +43,15 @@ def mask_found(given: str | None, client: object) -> None:
 
 
 def answered(answer: Mapping[str, object], field: str, where: str, endpoint_url: str | None) -> Any:
-    """``answer[field]``, which every S3 server sends (an ETag, an upload id); ``StoreUnavailable`` when it is
-    missing: the endpoint is a web server answering 200 to anything, and nothing was stored."""
-    if not answer.get(field):
+    """``answer[field]``, which every S3 server sends (an ETag, an upload id, a listing's ``IsTruncated``);
+    ``StoreUnavailable`` when it is missing or empty: the endpoint is a web server (a proxy's page) answering
+    200 to anything, whose page is no object and no listing, and nothing was stored."""
+    if answer.get(field) in (None, ""):
         from .base import StoreUnavailable
 
         raise StoreUnavailable(
-            f"{where}: {redact(endpoint_url or '(AWS)')} answered without the {field} any S3 server sends; "
-            "nothing was stored: it is no S3 endpoint (check AWS_ENDPOINT_URL)"
+            f"{where}: {redact(endpoint_url or '(AWS)')} answered without the {field} any S3 server sends: "
+            "it is no S3 endpoint (check AWS_ENDPOINT_URL, and HTTP_PROXY or NO_PROXY); nothing was changed"
         )
     return answer[field]
 
@@ -183,7 +184,7 @@ def check_settings(
         _check_setting(name, setting)
     environ = os.environ
     endpoint_url = endpoint_url or _endpoint_from(environ)
-    region = region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    region = region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None  # None: boto3's
     secret_access_key = secret_access_key or environ.get("AWS_SECRET_ACCESS_KEY") or None
     session_token = session_token or environ.get("AWS_SESSION_TOKEN") or None
     for secret in (secret_access_key, session_token):
@@ -191,9 +192,10 @@ def check_settings(
             register_secret(secret)
     url = f"s3://{bucket}/{prefix}"
     try:
-        validate_region_name(region)  # botocore's ValueErrors, as its client raises them
-        if not _REGION.fullmatch(region):  # botocore's pattern ends in $, which a last newline passes
-            raise ValueError(f"Provided region_name {region!r} doesn't match a supported format.")
+        if region is not None:  # else the profile's (boto3 checks it), or us-east-1
+            validate_region_name(region)  # botocore's ValueErrors, as its client raises them
+            if not _REGION.fullmatch(region):  # botocore's pattern ends in $, which a last newline passes
+                raise ValueError(f"Provided region_name {region!r} doesn't match a supported format.")
     except ValueError as exc:
         raise StorageError(f"cannot make an S3 client for {url}: {redact(str(exc))}") from exc
     if endpoint_url is not None:

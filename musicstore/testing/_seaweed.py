@@ -112,13 +112,15 @@ class Server:
         import boto3
         from botocore.config import Config
 
+        from ..filestore.s3 import CUSTOM_ENDPOINT
+
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint_url,
             region_name=self.region,
             aws_access_key_id=self.access_key_id,
             aws_secret_access_key=self.secret_access_key,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+            config=Config(s3=CUSTOM_ENDPOINT, retries={"max_attempts": 2}),  # over a config file's
         )
 
     def log(self) -> str:

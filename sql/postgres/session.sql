@@ -25,3 +25,11 @@ SELECT set_config('client_encoding', 'UTF8', false) AS client_encoding,
        set_config('extra_float_digits', '3', false) AS extra_float_digits,
        set_config('DateStyle', 'ISO', false) AS date_style,
        set_config('default_transaction_isolation', 'read committed', false) AS isolation;
+
+-- name: lift_statement_timeouts()^
+-- A migration's session (musicstore.migrate): no statement_timeout nor idle_in_transaction_session_timeout,
+-- whatever the database's or role's, as pg_dump and pg_restore set them. A migration's DDL waits for its
+-- tables' locks (its lock_timeout is 0) and builds its indexes however long that takes: with a role's
+-- statement_timeout of 500 ms, a migration waiting for a lock failed at it, and again at each try.
+SELECT set_config('statement_timeout', '0', false) AS statement_timeout,
+       set_config('idle_in_transaction_session_timeout', '0', false) AS idle_timeout;
