@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import socket
 import threading
 import time
 import uuid
@@ -383,3 +384,48 @@ def test_a_migrations_session_has_no_statement_timeout_of_the_databases(postgres
         backend.connection.close()
     with psycopg.connect(postgres_url, autocommit=True) as other:  # the database's own, for other sessions
         assert other.execute("SHOW statement_timeout").fetchone() == ("500ms",)
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_proxy_that_cannot_be_reached_is_named(
+    musicstore_s3_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``HTTP_PROXY`` set for the host routes the endpoint at 127.0.0.1 through it too: the error blamed the
+    endpoint, which was up. Its password is in no message."""
+    monkeypatch.setenv("HTTP_PROXY", f"http://puser:proxy-pass-99@127.0.0.1:{_closed_port()}")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    files = S3FileStore(*s3_location(musicstore_s3_url), max_attempts=1)
+    try:
+        with pytest.raises(StoreUnavailable, match=r"the proxy .* could not be reached: NO_PROXY") as caught:
+            files.put("2026/12/07/a.wav", b"RIFF")
+        assert "proxy-pass-99" not in str(caught.value)
+    finally:
+        files.close()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    _round_trip(musicstore_s3_url)
+
+
+def test_a_tls_failure_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A CA bundle that does not exist (or a certificate the host does not trust) was 'cannot reach the S3
+    endpoint' alone, the reason only in the exception's cause."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cret-not-shown")
+    endpoint = f"https://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with (
+            S3FileStore("bucket", endpoint_url=endpoint, max_attempts=1) as files,
+            pytest.raises(StoreUnavailable, match=r"TLS failed .*AWS_CA_BUNDLE"),
+        ):
+            files.head("a.wav")
+    finally:
+        listener.close()

@@ -87,7 +87,9 @@ class S3Errors:
             ClientError,
             ConnectionClosedError,
             NoCredentialsError,
+            ProxyConnectionError,
             ReadTimeoutError,
+            SSLError,
         )
         from botocore.exceptions import ConnectionError as Unreachable
         from botocore.parsers import ResponseParserError
@@ -132,9 +134,15 @@ class S3Errors:
                 f"{doing} {where}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
             ) from exc
         if isinstance(exc, Unreachable | ConnectionClosedError):  # refused, hung up on, TLS or proxy failed
-            raise StoreUnavailable(
-                f"{doing} {where}: cannot reach the S3 endpoint {redact(self.endpoint_url or '(AWS)')}"
-            ) from exc
+            endpoint = redact(self.endpoint_url or "(AWS)")
+            why = (
+                "; the proxy (HTTP_PROXY, HTTPS_PROXY) could not be reached: NO_PROXY bypasses it"
+                if isinstance(exc, ProxyConnectionError)
+                else "; TLS failed (the endpoint's certificate, AWS_CA_BUNDLE)"
+                if isinstance(exc, SSLError)
+                else ""
+            )
+            raise StoreUnavailable(f"{doing} {where}: cannot reach the S3 endpoint {endpoint}{why}") from exc
         if isinstance(exc, ReadTimeoutError):  # it takes connections and does not answer: stalled
             raise StoreUnavailable(
                 f"{doing} {where}: the S3 endpoint {redact(self.endpoint_url or '(AWS)')} did not answer "
