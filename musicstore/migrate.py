@@ -112,16 +112,15 @@ def dialect_queries(migration_file: str, conn: Any) -> dict[str, str]:
 
 
 CONNECT_SECONDS = 10
-"""libpq's connect timeout of a migration's PostgreSQL connections where the URL sets none (psycopg's default
-waited 130 s for a server or proxy that took the connection and never answered)."""
+"""libpq's connect timeout of a migration's PostgreSQL connections where neither the URL nor
+``PGCONNECT_TIMEOUT`` sets one (psycopg's default waited 130 s for a server that never answered)."""
 
 
 def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
     """Apply every pending migration to the database at ``url``; returns the ids applied.
 
     Concurrent callers (several processes starting at once) are safe: yoyo's lock serialises them and the
-    later ones find nothing left to apply. Raises MigrationError if the lock is not had in ``lock_timeout``.
-    """
+    later ones find nothing left to apply. MigrationError if the lock is not had in ``lock_timeout``."""
     from yoyo import read_migrations
     from yoyo.exceptions import LockTimeout
 
@@ -236,29 +235,26 @@ def _backend(yoyo_url: str, dialect: str) -> Any:
     """yoyo's backend for ``yoyo_url`` (``yoyo.get_backend``); on PostgreSQL each of its connections (its
     copies' too, and again after a rollback: yoyo's ``init_connection``) gets the store's session settings,
     ``set_lock_timeout`` (``sql/postgres/session.sql``): client_encoding UTF8, DateStyle ISO and the rest,
-    whatever the database's or role's. yoyo's own connection kept them: in a database made with SQL_ASCII
-    psycopg sent text as bytea and the first migration failed ('operator does not exist: ... = bytea').
-    Its lock_timeout is 0, PostgreSQL's default: a migration's DDL waits for its tables' locks; nor has it a
-    statement_timeout (``lift_statement_timeouts``: a role's would end that wait). yoyo's probe
-    of transactional DDL is skipped: both dialects have it, and the probe wrote."""
+    whatever the database's or role's (yoyo's own kept them: in a SQL_ASCII database psycopg sent text as
+    bytea and the first migration failed), with lock_timeout 0 (DDL waits for its tables' locks) and no
+    statement_timeout (``lift_statement_timeouts``). yoyo's probe of transactional DDL (which wrote) is
+    skipped: both dialects have it."""
     from yoyo.connections import get_backend_class, parse_uri
     from yoyo.migrations import default_migration_table
 
     parsed = parse_uri(yoyo_url)
     base: Any = get_backend_class(parsed.scheme.lower())
-    queries = _queries(dialect)
-    setting = queries["set_lock_timeout"].sql if dialect == "postgres" else None
-    unlimited = queries["lift_statement_timeouts"].sql if dialect == "postgres" else None
+    names = ("set_lock_timeout", "lift_statement_timeouts") if dialect == "postgres" else ()
+    setting, unlimited = [_queries(dialect)[name].sql for name in names] or (None, None)
 
     class Backend(base):  # type: ignore[misc]
         def connect(self, dburi: Any) -> Any:
             if setting is None:
                 return super().connect(dburi)
-            from .backends.postgres_settings import TCP_DEFAULTS, unset
+            from .backends.postgres_settings import with_defaults
 
             # as the store's: a server that never answers fails (unless the URL or PGCONNECT_TIMEOUT says)
-            defaults = unset(dburi.args, {**TCP_DEFAULTS, "connect_timeout": str(CONNECT_SECONDS)})
-            return super().connect(dburi._replace(args={**defaults, **dburi.args}))
+            return super().connect(dburi._replace(args=with_defaults(dburi.args, CONNECT_SECONDS)))
 
         def init_connection(self, connection: Any) -> None:
             super().init_connection(connection)

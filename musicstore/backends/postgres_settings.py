@@ -52,6 +52,12 @@ def unset(given: Mapping[str, object], defaults: dict[str, Any]) -> dict[str, An
     return {key: value for key, value in defaults.items() if key not in taken}
 
 
+def with_defaults(given: Mapping[str, Any], connect_timeout: int) -> dict[str, Any]:
+    """``given`` (a connection's parameters) with the ``TCP_DEFAULTS`` and the ``connect_timeout`` that
+    neither it nor libpq's environment sets (``musicstore.migrate``'s connections)."""
+    return {**unset(given, {**TCP_DEFAULTS, "connect_timeout": str(connect_timeout)}), **given}
+
+
 def pool_settings(url: str, timeout: float) -> dict[str, Any]:
     """The keyword arguments of each connection a store's pool makes (sync and async): ``autocommit``, the
     ``TCP_DEFAULTS`` and libpq's connect timeout (``_connect_timeout``) that ``url`` does not set itself.
