@@ -41,6 +41,7 @@ from .base import (
     ObjectNotFound,
     Opened,
     Source,
+    StoreUnavailable,
     Upload,
     check_chunk_size,
     check_expiry,
@@ -329,9 +330,11 @@ class S3FileStore(MultipartPuts):
         except self._errors() as exc:
             self._fail("reading", key, exc)
         body = found["Body"]
-        if found.get("ETag") in (None, ""):
-            body.close()
+        try:
             answered(found, "ETag", f"reading {self.url}{key}", self.endpoint_url)
+        except StoreUnavailable:
+            body.close()
+            raise
         expected = checksum or found.get("Metadata", {}).get(CHECKSUM_FIELD)
         return Opened(verified(self._stream(key, body, chunk_size), f"{self.url}{key}", expected), body.close)
 
