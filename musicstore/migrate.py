@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from . import validate
+from .backends.postgres_settings import replication_role_refused, with_defaults
 from .backends.sqlite import _check_sqlite_file, file_write_failure, switch_to_wal, unwritable_folder
 from .errors import MigrationError
 from .masking import is_secret_parameter
@@ -147,11 +148,11 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
     except failures as exc:
         why = unwritable_folder(target.path) if target.path is not None else None
         raise MigrationError(
-            f"{where}: cannot open the database to migrate it ({exc}); "
+            f"{where}: cannot open the database to migrate it ({exc})"
             + (
-                f"{why}: SQLite in WAL mode keeps its -wal and -shm files beside the database"
+                f"; {why}: SQLite in WAL mode keeps its -wal and -shm files beside the database"
                 if why
-                else "check the URL"
+                else replication_role_refused(exc) or "; check the URL"
             )
         ) from exc
     stops: tuple[type[BaseException], ...] = (*failures, KeyboardInterrupt, SystemExit)
@@ -251,8 +252,6 @@ def _backend(yoyo_url: str, dialect: str) -> Any:
         def connect(self, dburi: Any) -> Any:
             if setting is None:
                 return super().connect(dburi)
-            from .backends.postgres_settings import with_defaults
-
             # as the store's: a server that never answers fails (unless the URL or PGCONNECT_TIMEOUT says)
             return super().connect(dburi._replace(args=with_defaults(dburi.args, CONNECT_SECONDS)))
 

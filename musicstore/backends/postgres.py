@@ -27,7 +27,7 @@ from ..errors import (
 from ..queries import load
 from ..urls import without_password
 from . import closed_store, quiet_pool_failures
-from .postgres_settings import _connect_timeout, connect_settings, pool_options
+from .postgres_settings import _connect_timeout, connect_settings, pool_options, replication_role_refused
 
 quiet_pool_failures()  # the typed error says it once
 
@@ -203,6 +203,12 @@ def _unreachable(where: str, exc: BaseException) -> DatabaseError:
     return DatabaseError(f"{where}: cannot connect to the database ({exc}); {why}")
 
 
+def _unsettable(where: str, exc: BaseException) -> DatabaseError:
+    """A connection whose session settings (``set_lock_timeout``) were refused: the pool makes none."""
+    why = replication_role_refused(exc)
+    return DatabaseError(f"{where}: the server refused a new connection's session settings ({exc}){why}")
+
+
 def _lock_timeout(timeout: float) -> str:
     """``busy_timeout`` as PostgreSQL's lock_timeout: whole milliseconds, at least 1 (0: wait forever)."""
     return f"{max(1, round(timeout * 1000))}ms"
@@ -356,12 +362,18 @@ class PostgresConnector:
             pool.check()
 
     def _check_reachable(self) -> None:
-        """Raise DatabaseError with the reason if a fresh connection to the database fails."""
+        """Raise DatabaseError with the reason if a fresh connection to the database fails, or its session
+        settings (the pool's ``configure``) are refused."""
         psycopg = _modules()[0]
         try:
-            psycopg.connect(self.url, **connect_settings(self.url, self.timeout)).close()
+            conn = psycopg.connect(self.url, **connect_settings(self.url, self.timeout))
         except psycopg.Error as exc:
             raise _unreachable(self.where, exc) from exc
+        with conn:
+            try:
+                conn.execute(*_lock_setting(self.timeout, "psycopg"))
+            except psycopg.Error as exc:
+                raise _unsettable(self.where, exc) from exc
 
     def release(self, conn: Any) -> None:
         """Keep ``conn`` as the spare if none is kept and it is clean (see ``acquire``), else give it back to

@@ -30,6 +30,7 @@ from .postgres import (
     _lost,
     _modules,
     _unreachable,
+    _unsettable,
     _watch,
     commit_failed,
     encode,
@@ -186,13 +187,17 @@ class AsyncPostgresConnector:
             raise
 
     async def _check_reachable(self) -> None:
-        """Raise DatabaseError with the reason if a fresh connection to the database fails."""
+        """As ``PostgresConnector._check_reachable``."""
         psycopg = _modules()[0]
         try:
             conn = await psycopg.AsyncConnection.connect(self.url, **connect_settings(self.url, self.timeout))
         except psycopg.Error as exc:
             raise _unreachable(self.where, exc) from exc
-        await conn.close()
+        async with conn:
+            try:
+                await conn.execute(*_lock_setting(self.timeout, "apsycopg"))
+            except psycopg.Error as exc:
+                raise _unsettable(self.where, exc) from exc
 
     def _give_back(self, pool: Any, done: asyncio.Future[Any]) -> None:
         if not done.cancelled() and done.exception() is None:

@@ -90,3 +90,15 @@ def connect_settings(url: str, timeout: float | None) -> dict[str, Any]:
 def _connect_timeout(timeout: float) -> int:
     """libpq's connect_timeout: whole seconds, at least 2 (it treats smaller values as 2)."""
     return max(2, math.ceil(timeout))
+
+
+def replication_role_refused(exc: BaseException) -> str:
+    """Why ``exc``, a connection's session settings refused (``set_lock_timeout``), was: blank unless it was
+    the reset of ``session_replication_role``."""
+    if "session_replication_role" not in str(exc):
+        return ""
+    return (
+        "; session_replication_role is not 'origin' for this role or database (ALTER ROLE or DATABASE ..."
+        " SET, PGOPTIONS), which fires none of the store's triggers, and this role may not set it back:"
+        " RESET it there, or connect as a role that may set it"
+    )

@@ -19,12 +19,20 @@
 -- made for it (a statement sees what other transactions committed before it; a claim skips locked rows); with
 -- REPEATABLE READ or SERIALIZABLE set there, a write that had read before another transaction committed a change
 -- to its row failed with 'could not serialize access' (WriteConflict). Read snapshots name their own level.
+-- And session_replication_role is origin: 'replica' (left on a database or role by a replication or DMS load,
+-- or in PGOPTIONS) fires no trigger, so the totals and owners' lanes the triggers keep went unkept (counts read
+-- 0, a job with an owner was never claimed) without an error. Set back only where it is not origin: setting it
+-- needs a superuser (or GRANT SET), and a role that may not is refused here (the store says why).
 SELECT set_config('client_encoding', 'UTF8', false) AS client_encoding,
        set_config('lock_timeout', :lock_timeout, false) AS lock_timeout,
        set_config('TimeZone', 'UTC', false) AS time_zone,
        set_config('extra_float_digits', '3', false) AS extra_float_digits,
        set_config('DateStyle', 'ISO', false) AS date_style,
-       set_config('default_transaction_isolation', 'read committed', false) AS isolation;
+       set_config('default_transaction_isolation', 'read committed', false) AS isolation,
+       CASE current_setting('session_replication_role')
+           WHEN 'origin' THEN 'origin'
+           ELSE set_config('session_replication_role', 'origin', false)
+       END AS replication_role;
 
 -- name: lift_statement_timeouts()^
 -- A migration's session (musicstore.migrate): no statement_timeout nor idle_in_transaction_session_timeout,
