@@ -252,8 +252,9 @@ def _backend(yoyo_url: str, dialect: str) -> Any:
         def connect(self, dburi: Any) -> Any:
             if setting is None:
                 return super().connect(dburi)
-            # as the store's: a server that never answers fails (unless the URL or PGCONNECT_TIMEOUT says)
-            return super().connect(dburi._replace(args=with_defaults(dburi.args, CONNECT_SECONDS)))
+            # the store's connect timeout and keepalives; no dbname is None (dbname='' hid a service's)
+            args = with_defaults(dburi.args, CONNECT_SECONDS)
+            return super().connect(dburi._replace(database=dburi.database or None, args=args))
 
         def init_connection(self, connection: Any) -> None:
             super().init_connection(connection)

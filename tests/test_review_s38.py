@@ -1,9 +1,11 @@
-"""Session 38: ``session_replication_role`` set for a database or role.
+"""Session 38: ``session_replication_role`` set for a database or role; a ``pg_service.conf`` service's own
+connection settings.
 
 Left at ``replica`` on a database or role by a replication or DMS load (or in ``PGOPTIONS``), it fires no
 trigger: the totals and owners' lanes the store's triggers keep went unkept, with no error (a count read 0
 after three jobs, a job with an owner was never claimed). Each new connection sets it back to ``origin``
-where it is not; a role that may not set it gets an error that says so, and nothing is written.
+where it is not; a role that may not set it gets an error that says so, and nothing is written. libpq takes
+a service's settings where the URL has none, so the store's defaults passed as arguments overrode them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -18,7 +21,9 @@ from psycopg import sql
 
 from musicstore import DatabaseError, MigrationError, Store
 from musicstore.aio import AsyncStore
+from musicstore.backends.postgres_settings import connect_settings
 from musicstore.migrate import migrate
+from musicstore.urls import resolve
 
 
 def _database(url: str) -> str:
@@ -136,3 +141,81 @@ def test_migrate_as_a_role_that_may_not_set_it_back_says_why(replica_role_url: s
     with pytest.raises(MigrationError, match="session_replication_role is not 'origin'") as raised:
         migrate(replica_role_url)
     assert "check the URL" not in str(raised.value)
+
+
+def _service_file(path: Path, url: str, name: str, *extra: str) -> Path:
+    """A ``pg_service.conf`` with service ``name`` for the database at ``url`` and the ``extra`` lines."""
+    parts = psycopg.conninfo.conninfo_to_dict(url)
+    lines = [f"# {name}", f"[{name}]", *(f"{key}={parts[key]}" for key in ("host", "port", "user", "dbname"))]
+    path.write_text("\n".join([*lines, *extra, ""]), encoding="utf-8")
+    return path
+
+
+def _parameters(url: str) -> dict[str, str]:
+    store = Store(url, busy_timeout=30.0)
+    try:
+        with store._connector.pool.connection() as conn:
+            return dict(conn.info.get_parameters())
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("named", ["url", "PGSERVICE"])
+def test_a_services_own_settings_are_kept(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named: str
+) -> None:
+    """libpq takes a ``pg_service.conf`` service's settings where the URL has none: the store's defaults
+    (connect timeout, keepalives, TCP user timeout) were passed over them, as over the URL's own."""
+    extra = ("connect_timeout=17", "keepalives_idle=99", "tcp_user_timeout=12345")
+    monkeypatch.setenv(
+        "PGSERVICEFILE", str(_service_file(tmp_path / "services.conf", postgres_url, "ms", *extra))
+    )
+    if named == "PGSERVICE":
+        monkeypatch.setenv("PGSERVICE", "ms")
+    url = "postgresql:///?service=ms" if named == "url" else "postgresql:///"
+    assert connect_settings(url, 30.0) == {
+        "keepalives": "1",
+        "keepalives_interval": "10",
+        "keepalives_count": "3",
+    }
+    shown = _parameters(url)
+    assert (shown["connect_timeout"], shown["keepalives_idle"], shown["tcp_user_timeout"]) == (
+        "17",
+        "99",
+        "12345",
+    )
+    assert shown["keepalives_count"] == "3"  # the store's default, where the service sets none
+
+
+def test_the_system_service_file_is_read_when_the_users_lacks_the_service(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _service_file(tmp_path / "own.conf", postgres_url, "other")
+    (tmp_path / "etc").mkdir()
+    _service_file(tmp_path / "etc" / "pg_service.conf", postgres_url, "ms", "keepalives_idle=77")
+    monkeypatch.setenv("PGSERVICEFILE", str(tmp_path / "own.conf"))
+    monkeypatch.setenv("PGSYSCONFDIR", str(tmp_path / "etc"))
+    assert "keepalives_idle" not in connect_settings("postgresql:///?service=ms", 30.0)
+    assert _parameters("postgresql:///?service=ms")["keepalives_idle"] == "77"
+
+
+def test_a_service_without_such_settings_gets_the_stores(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PGSERVICEFILE", str(_service_file(tmp_path / "services.conf", postgres_url, "ms")))
+    shown = _parameters("postgresql:///?service=ms")
+    assert (shown["connect_timeout"], shown["keepalives_idle"]) == ("30", "30")
+
+
+def test_migrate_keeps_a_services_settings(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from musicstore.migrate import _backend
+
+    path = _service_file(tmp_path / "services.conf", postgres_url, "ms", "connect_timeout=23")
+    monkeypatch.setenv("PGSERVICEFILE", str(path))
+    backend = _backend(resolve("postgresql:///?service=ms").yoyo_url, "postgres")
+    try:
+        assert backend.connection.info.get_parameters()["connect_timeout"] == "23"
+    finally:
+        backend.connection.close()

@@ -3,6 +3,7 @@ keepalive and user timeout, its connect timeout, and the pool's options, sync an
 
 from __future__ import annotations
 
+import configparser
 import math
 import os
 from collections.abc import Mapping
@@ -31,6 +32,9 @@ hours or forever. A server busy with a long statement still answers them. Unix s
 
 _ENVIRONMENT = {"connect_timeout": "PGCONNECT_TIMEOUT"}
 """libpq's variables for the settings above: one set (not blank) is the user's, as a URL's own setting is."""
+SYSTEM_SERVICES = "/etc/postgresql-common"
+"""Where libpq looks for ``pg_service.conf`` without ``PGSYSCONFDIR``: the folder psycopg-binary's libpq was
+built with, as Debian's."""
 
 
 def _unset(url: str, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +53,31 @@ def unset(given: Mapping[str, object], defaults: dict[str, Any]) -> dict[str, An
     """The ``defaults`` that neither ``given`` (a URL's parameters) nor libpq's environment (``_ENVIRONMENT``)
     sets."""
     taken = {*given, *(key for key, name in _ENVIRONMENT.items() if os.environ.get(name, "").strip())}
+    taken.update(service_settings(given))
     return {key: value for key, value in defaults.items() if key not in taken}
+
+
+def service_settings(given: Mapping[str, object]) -> set[str]:
+    """The settings the connection service of ``given`` (its ``service``, else ``PGSERVICE``) has in libpq's
+    service files, which libpq takes where the URL sets none: the user's own, as the URL's are (the store's
+    defaults passed over them). As libpq: ``servicefile``, ``PGSERVICEFILE`` or ``~/.pg_service.conf``,
+    then, without the service there, ``pg_service.conf`` in ``PGSYSCONFDIR`` (else ``SYSTEM_SERVICES``).
+    A file that cannot be read counts as none here: libpq says what is wrong with it when it connects."""
+    name = str(given.get("service") or os.environ.get("PGSERVICE", ""))
+    if not name:
+        return set()
+    own = given.get("servicefile") or os.environ.get("PGSERVICEFILE")
+    own = own or os.path.expanduser("~/.pg_service.conf")
+    system = os.path.join(os.environ.get("PGSYSCONFDIR") or SYSTEM_SERVICES, "pg_service.conf")
+    for path in (str(own), system):
+        parser = configparser.ConfigParser(interpolation=None, strict=False, delimiters=("=",))
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        if parser.has_section(name):
+            return {key.strip() for key in parser.options(name)}
+    return set()
 
 
 def with_defaults(given: Mapping[str, Any], connect_timeout: int) -> dict[str, Any]:
