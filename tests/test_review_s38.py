@@ -5,7 +5,9 @@ Left at ``replica`` on a database or role by a replication or DMS load (or in ``
 trigger: the totals and owners' lanes the store's triggers keep went unkept, with no error (a count read 0
 after three jobs, a job with an owner was never claimed). Each new connection sets it back to ``origin``
 where it is not; a role that may not set it gets an error that says so, and nothing is written. libpq takes
-a service's settings where the URL has none, so the store's defaults passed as arguments overrode them.
+a service's settings where the URL has none, so the store's defaults passed as arguments overrode them. An
+idempotent retry of a completed request whose metadata has a name the export writes (``format``,
+``duration_seconds``...) was a conflict: the export had written its figure over the value asked.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from musicstore import DatabaseError, MigrationError, Store
+from musicstore import DatabaseError, IdempotencyConflict, MigrationError, Store
 from musicstore.aio import AsyncStore
 from musicstore.backends.postgres_settings import connect_settings
 from musicstore.migrate import migrate
+from musicstore.models import EXPORT_METADATA
 from musicstore.urls import resolve
 
 
@@ -219,3 +222,27 @@ def test_migrate_keeps_a_services_settings(
         assert backend.connection.info.get_parameters()["connect_timeout"] == "23"
     finally:
         backend.connection.close()
+
+
+def test_an_idempotent_retry_of_a_request_naming_an_export_figure_returns_the_completed_job(
+    db_url: str, tmp_path: Path
+) -> None:
+    from musicstore.audio import synthesize_music
+    from musicstore.recording import export_generation
+
+    asked = {"format": "mp3", "duration_seconds": 30, "loudness_lufs": -9, "seed": 7}
+    request = {"model_name": "m", "duration_seconds": 1.0, "idempotency_key": "k1", "metadata": asked}
+    with Store(db_url) as store:
+        made = store.create_generation("song", **request)
+        job = store.claim_next("w")
+        assert job is not None and job.id == made.id
+        export_generation(store, job, synthesize_music(1.0, 32000, seed=1), root=tmp_path / "audio")
+        done = store.get_generation(made.id)
+        assert set(done.metadata) == EXPORT_METADATA | {"seed"}  # each name the export wrote is in the set
+        assert done.metadata["format"] == "WAV"  # the export's figure, over the value asked
+        again = store.create_generation("song", **request)
+        assert again.id == made.id and again.status.value == "completed"
+        for other in ({**asked, "seed": 8}, {**asked, "genre": "jazz"}):
+            with pytest.raises(IdempotencyConflict):
+                store.create_generation("song", **{**request, "metadata": other})
+        assert store.count_generations() == 1

@@ -401,6 +401,18 @@ TOTALS_COLUMNS = (
 )
 """The ``totals`` query's columns, in the order ``Stats.from_totals`` reads them."""
 
+EXPORT_METADATA = frozenset(
+    {
+        *("sample_rate", "channels", "frames", "duration_seconds", "format", "subtype", "peaks"),
+        *("loudness_before_lufs", "loudness_lufs", "true_peak_dbtp", "sample_peak_dbfs", "gain_db"),
+        *("limiter_max_reduction_db", "limiter_fraction", "target_reached", "loudness_status"),
+        *("short_clip", "clipped_samples"),
+    }
+)
+"""The metadata names an export writes into its generation's as it completes it (``ExportResult.as_metadata``
+and the ``peaks`` file), over a request's own value under one: an idempotent retry of a completed request
+does not compare them (``ops.creation``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Page:
@@ -412,6 +424,7 @@ class Page:
 
 __all__ = [  # with the queue's figures and RetryPolicy, which live in models/queue.py
     "EPOCH",
+    "EXPORT_METADATA",
     "MICROS_PER_SECOND",
     "TOTALS_COLUMNS",
     "TRANSITIONS",

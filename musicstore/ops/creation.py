@@ -11,7 +11,7 @@ from typing import Any
 from .. import validate
 from ..errors import IdempotencyConflict
 from ..ids import new_id
-from ..models import Generation, Status, columns, prompt_digest
+from ..models import EXPORT_METADATA, Generation, Status, columns, prompt_digest
 from .leases import LOCKED, Stamp
 from .prompts import digest_taken
 from .reads import GENERATION
@@ -148,9 +148,11 @@ def _agrees(earlier: Generation, asked: Params, name: str) -> bool:
     kept, wanted = getattr(earlier, name), asked[name]
     if name == "metadata" and (earlier.status is Status.COMPLETED or earlier.file_path is not None):
         # completing merged the export's figures (and merge_metadata more) into the row's: the keys asked
-        # are there as asked. Only a completion sets file_path, and nothing clears it: a job completed once
-        # keeps that metadata when reconcile's repair marks it failed (its master lost) and once replayed
-        return all(key in kept and _same_json(kept[key], value) for key, value in wanted.items())
+        # are there as asked, but for the export's own names, which it wrote over what was asked. Only a
+        # completion sets file_path, and nothing clears it: a job completed once keeps that metadata when
+        # reconcile's repair marks it failed (its master lost) and once replayed
+        asked = ((key, value) for key, value in wanted.items() if key not in EXPORT_METADATA)
+        return all(key in kept and _same_json(kept[key], value) for key, value in asked)
     if name == "metadata":
         return _same_json(kept, wanted)
     return bool(kept == wanted)
