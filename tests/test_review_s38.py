@@ -16,6 +16,7 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -231,13 +232,19 @@ def test_an_idempotent_retry_of_a_request_naming_an_export_figure_returns_the_co
     from musicstore.recording import export_generation
 
     asked = {"format": "mp3", "duration_seconds": 30, "loudness_lufs": -9, "seed": 7}
-    request = {"model_name": "m", "duration_seconds": 1.0, "idempotency_key": "k1", "metadata": asked}
+    request: dict[str, Any] = {
+        "model_name": "m",
+        "duration_seconds": 1.0,
+        "idempotency_key": "k1",
+        "metadata": asked,
+    }
     with Store(db_url) as store:
         made = store.create_generation("song", **request)
         job = store.claim_next("w")
         assert job is not None and job.id == made.id
         export_generation(store, job, synthesize_music(1.0, 32000, seed=1), root=tmp_path / "audio")
         done = store.get_generation(made.id)
+        assert done is not None
         assert set(done.metadata) == EXPORT_METADATA | {"seed"}  # each name the export wrote is in the set
         assert done.metadata["format"] == "WAV"  # the export's figure, over the value asked
         again = store.create_generation("song", **request)

@@ -151,8 +151,8 @@ def _agrees(earlier: Generation, asked: Params, name: str) -> bool:
         # are there as asked, but for the export's own names, which it wrote over what was asked. Only a
         # completion sets file_path, and nothing clears it: a job completed once keeps that metadata when
         # reconcile's repair marks it failed (its master lost) and once replayed
-        asked = ((key, value) for key, value in wanted.items() if key not in EXPORT_METADATA)
-        return all(key in kept and _same_json(kept[key], value) for key, value in asked)
+        compared = ((key, value) for key, value in wanted.items() if key not in EXPORT_METADATA)
+        return all(key in kept and _same_json(kept[key], value) for key, value in compared)
     if name == "metadata":
         return _same_json(kept, wanted)
     return bool(kept == wanted)
