@@ -70,7 +70,8 @@ class InvalidTransition(MusicstoreError):
 
 
 class LeaseLost(InvalidTransition):
-    """The worker no longer owns the generation (its lease expired and it was requeued or claimed)."""
+    """The worker no longer owns the generation (its lease expired and it was requeued or claimed, or it was
+    retried or replayed, or never this worker's)."""
 
 
 class Cancelled(LeaseLost):

@@ -46,13 +46,20 @@ def _ids(names: Sequence[str]) -> Callable[[Sequence[Any]], Any]:
 
 
 _LOST_BECAUSE = {
-    Status.PENDING: "its lease expired and it was requeued",
-    Status.PROCESSING: "its lease expired and another worker claimed it",
+    Status.PENDING: (
+        "it waits to be claimed: its lease expired and it was requeued, or it was retried or replayed, or"
+        " this worker never claimed it"
+    ),
+    Status.PROCESSING: (
+        "another worker claimed it: after its lease expired, a retry or a replay, or this worker never"
+        " claimed it"
+    ),
     Status.COMPLETED: "it was completed: by an earlier call, or by another worker after its lease expired",
     Status.FAILED: "it was failed: by an earlier call, or after its lease expired",
     Status.CANCELLED: "it was cancelled",
 }
-"""Why a worker no longer owns a generation, by the generation's status now (``LeaseLost``)."""
+"""Why a worker no longer owns a generation, by the generation's status now (``LeaseLost``): each way it
+could have come to it, the row keeping no trace of which."""
 
 
 def _explain(generation_id: str, wanted: str, worker_id: str | None = None) -> Steps[Exception]:
