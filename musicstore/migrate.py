@@ -22,6 +22,7 @@ from .backends.postgres_settings import replication_role_refused, with_defaults
 from .backends.sqlite import _check_sqlite_file, file_write_failure, switch_to_wal, unwritable_folder
 from .errors import MigrationError
 from .masking import is_secret_parameter
+from .migrate_schema import check_schemas
 from .processes import alive
 from .queries import data_dir, execute, load
 from .urls import resolve, without_password
@@ -69,10 +70,8 @@ def _dialect_of(conn: Any) -> str:
 
 def dialect_sql_step(migration_file: str) -> None:
     """In a Python migration: add a yoyo step that runs ``<dialect>/<id>.sql`` beside it (and its rollback).
-
-    Where SQLite and PostgreSQL DDL must differ (types, JSON checks, triggers), each dialect keeps a plain SQL
-    file of its own; the migration picks by the connection it is given.
-    """
+    Where SQLite and PostgreSQL DDL differ (types, JSON checks, triggers), each dialect keeps a plain SQL
+    file of its own; the migration picks by the connection it is given."""
     import sqlparse  # a dependency of musicstore (yoyo's SQL splitter too)
     from yoyo import step
 
@@ -80,9 +79,7 @@ def dialect_sql_step(migration_file: str) -> None:
 
     def runner(suffix: str) -> Callable[[Any], None]:
         def run(conn: Any) -> None:
-            script = (here.parent / _dialect_of(conn) / f"{here.stem}{suffix}.sql").read_text(
-                encoding="utf-8"
-            )
+            script = (here.parent / _dialect_of(conn) / f"{here.stem}{suffix}.sql").read_text("utf-8")
             cursor = conn.cursor()
             try:
                 for statement in sqlparse.split(sqlparse.format(script, strip_comments=True)):
@@ -139,7 +136,7 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
             _check_sqlite_file(target.path)
         if target.dialect == "postgres":
             _libpq_reads(target.url)
-        backend = _open_backend(target.yoyo_url, target.dialect, deadline)
+        backend = _open_backend(target.yoyo_url, target.dialect, deadline, where)
     except ImportError as exc:
         raise MigrationError(
             f"{where}: {exc.name or 'a driver'} is not installed; PostgreSQL needs the postgres extra: "
@@ -214,12 +211,13 @@ def _libpq_reads(url: str) -> None:
     conninfo_to_dict(url)
 
 
-def _open_backend(yoyo_url: str, dialect: str, deadline: float | None) -> Any:
+def _open_backend(yoyo_url: str, dialect: str, deadline: float | None, where: str) -> Any:
     """yoyo's backend for ``yoyo_url`` (``yoyo.get_backend``), its SQLite busy timeout bounded by ``deadline``
-    before yoyo's first writes (its lock table, its DDL check), which wait for another writer."""
+    before yoyo's first writes (its lock table, its DDL check; PostgreSQL: ``check_schemas`` first)."""
     backend = _backend(yoyo_url, dialect)
     try:
         _wait_until(backend, dialect, deadline)
+        backend.applied_found = dialect == "postgres" and check_schemas(backend.connection, where)
         backend.init_database()
         if dialect == "sqlite":
             # WAL whether or not a migration is left: a migrated file in a rollback journal (a restored
@@ -407,6 +405,8 @@ def _drop_dead_holders_lock(backend: Any) -> None:
 
 def _up_to_date(backend: Any, dialect: str) -> bool:
     """Whether every shipped migration is recorded as applied (read only; False where yoyo's table is not)."""
+    if dialect == "postgres" and not backend.applied_found:  # not read: an error ends exit_on_error's session
+        return False
     try:
         with backend.transaction():
             applied = execute(backend.connection, _queries(dialect)["applied_migrations"], {})

@@ -178,7 +178,8 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
         )
     if isinstance(exc, errors.UndefinedTable):
         primary = exc.diag.message_primary or str(exc)  # not the statement and its caret (LINE 1: ...)
-        return MigrationError(f"{where}: {primary}: the schema is missing; run `musicstore migrate`")
+        why = "the schema is missing (from the schemas on search_path)"
+        return MigrationError(f"{where}: {primary}: {why}; run `musicstore migrate`")
     if isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure):
         return WriteConflict(f"{where}: concurrent writers conflicted ({exc}); retry")
     if isinstance(exc, errors.LockNotAvailable):
