@@ -136,7 +136,7 @@ def test_errors_are_one_line_exit_1(world: World, tmp_path: Path) -> None:
     one_line_error(run(*world.args("list", "--cursor", "not-a-cursor")), "cursor")
     one_line_error(run(*world.args("show", "not-an-id")), "UUID")
     one_line_error(
-        run(*world.args("reconcile", "--output-root", str(tmp_path / "nowhere"))), "not a directory"
+        run(*world.args("reconcile", "--output-root", str(tmp_path / "nowhere"))), "does not exist"
     )
     pg = run("backup", str(tmp_path / "b.db"), "--database", "postgresql://user@localhost/musicstore")
     assert pg.returncode == 1

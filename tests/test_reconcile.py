@@ -223,7 +223,7 @@ def test_bad_arguments(store: Any, tmp_path: Path) -> None:
     root.mkdir()
     with pytest.raises(InvalidInput, match="inside the output root"):
         reconcile(store, root, repair=True, quarantine=root / "q")
-    with pytest.raises(InvalidInput, match="not a directory"):
+    with pytest.raises(InvalidInput, match="does not exist"):
         reconcile(store, tmp_path / "nowhere")
     with pytest.raises(InvalidInput, match="stale_after_seconds"):
         reconcile(store, root, stale_after_seconds=-1)

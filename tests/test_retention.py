@@ -90,7 +90,7 @@ def test_needs_a_criterion(store: Any, root: Path) -> None:
         cleanup(store, root)
     with pytest.raises(InvalidInput, match="older_than"):
         cleanup(store, root, older_than=timedelta(days=-1))
-    with pytest.raises(InvalidInput, match="not a directory"):
+    with pytest.raises(InvalidInput, match="does not exist"):
         cleanup(store, root / "missing", older_than=timedelta(0))
 
 

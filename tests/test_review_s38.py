@@ -341,3 +341,17 @@ def test_a_missing_schema_names_search_path(postgres_url: str) -> None:
         admin.execute(sql.SQL("ALTER DATABASE {} SET search_path = elsewhere").format(database))
     with pytest.raises(MigrationError, match=r"the schema is missing \(from the schemas on search_path\)"):
         Store(postgres_url)
+
+
+def test_a_missing_output_root_is_named_missing(sqlite_url: str, tmp_path: Path) -> None:
+    """A deployment's reconcile or retention run before its first export said the root 'is not a directory'
+    (a wrong path, it suggested); a file there still is not one."""
+    from musicstore import InvalidInput
+    from musicstore.maintenance.reconcile import reconcile
+
+    with Store(sqlite_url) as store:
+        with pytest.raises(InvalidInput, match=r"audio does not exist \(the first export makes it\)"):
+            reconcile(store, tmp_path / "audio")
+        (tmp_path / "file").write_bytes(b"")
+        with pytest.raises(InvalidInput, match="file is not a directory"):
+            reconcile(store, tmp_path / "file")

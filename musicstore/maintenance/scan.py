@@ -189,7 +189,8 @@ def check_root(root: str | Path) -> Path:
     local = local_path(root) if isinstance(root, str) and root[:5].lower() == "file:" else root
     path = Path(validate.os_path(local, "output root"))  # a path the OS takes: is_dir raised ENAMETOOLONG
     if not path.is_dir():
-        raise InvalidInput(f"output root {path} is not a directory; pass the folder exports are written to")
+        what = "is not a directory" if os.path.lexists(path) else "does not exist (the first export makes it)"
+        raise InvalidInput(f"output root {path} {what}; pass the folder exports are written to")
     return path
 
 
