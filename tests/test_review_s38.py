@@ -13,6 +13,9 @@ idempotent retry of a completed request whose metadata has a name the export wri
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +28,7 @@ from psycopg import sql
 from musicstore import DatabaseError, IdempotencyConflict, MigrationError, Store
 from musicstore.aio import AsyncStore
 from musicstore.backends.postgres_settings import connect_settings
+from musicstore.backends.sqlite import STORE_TABLES
 from musicstore.migrate import migrate, shipped_migrations
 from musicstore.models import EXPORT_METADATA
 from musicstore.urls import resolve
@@ -355,3 +359,78 @@ def test_a_missing_output_root_is_named_missing(sqlite_url: str, tmp_path: Path)
         (tmp_path / "file").write_bytes(b"")
         with pytest.raises(InvalidInput, match="file is not a directory"):
             reconcile(store, tmp_path / "file")
+
+
+def _journal_mode(path: Path) -> str:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+
+
+def test_migrate_refuses_another_programs_database_with_a_table_of_the_stores_names(tmp_path: Path) -> None:
+    """It failed half-way: the file switched to WAL, yoyo's tables in it, 0001 recorded as applied."""
+    path = tmp_path / "theirs.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY)")
+        conn.execute("CREATE TABLE generations (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.commit()
+    before = path.read_bytes()
+    with pytest.raises(
+        MigrationError, match=r"tables of musicstore's names \(generations\).*nothing was written"
+    ):
+        migrate(f"sqlite:///{path}")
+    assert path.read_bytes() == before and _journal_mode(path) == "delete"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["theirs.db"]
+
+
+def test_store_tables_are_the_migrations_tables(sqlite_url: str) -> None:
+    path = Path(sqlite_url.removeprefix("sqlite:///"))
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {name for name in names if "yoyo" not in name and not name.startswith("sqlite_")} == STORE_TABLES
+
+
+def test_migrate_takes_a_file_yoyo_began_on(tmp_path: Path) -> None:
+    """yoyo's lock table is made first: a migration cut short after it is no other program's database."""
+    path = tmp_path / "begun.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute(
+            "CREATE TABLE yoyo_lock (locked INTEGER DEFAULT 1, ctime TIMESTAMP, pid INTEGER NOT NULL)"
+        )
+    assert migrate(f"sqlite:///{path}") == shipped_migrations()
+
+
+@pytest.mark.parametrize("encoding", ["UTF-16le", "UTF-16be"])
+def test_migrate_refuses_a_utf16_file(tmp_path: Path, encoding: str) -> None:
+    """SQLite compares text by its stored bytes: UTF-16's put owner keys and models out of the byte order of
+    UTF-8 the store's lists promise (queue_depth, get_owner_limits, storage by model)."""
+    path = tmp_path / "wide.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute(f"PRAGMA encoding = '{encoding}'")
+        conn.execute("CREATE TABLE scratch (x)")  # the encoding is written into the file's header
+        conn.execute("DROP TABLE scratch")
+    with pytest.raises(MigrationError, match=f"text encoding is {encoding}.*nothing was written"):
+        migrate(f"sqlite:///{path}")
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+
+
+def test_a_read_only_folder_is_named_from_its_sqlite_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's SQLITE_READONLY_DIRECTORY (WAL's -shm cannot be made) reads 'attempt to write a readonly
+    database': ``Store()`` said only that (the file itself writable); ``migrate`` named the folder. (Seen as
+    a user who may not write the folder; the tests may run as root, who may: ``os.access`` answers as for
+    that user.)"""
+    from musicstore.backends.sqlite import translate
+
+    real = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: False if Path(path) == tmp_path else real(path, mode)
+    )
+    exc = sqlite3.OperationalError("attempt to write a readonly database")
+    exc.sqlite_errorname = "SQLITE_READONLY_DIRECTORY"
+    told = str(translate(exc, tmp_path / "x.db"))
+    assert f"its folder {tmp_path} is not writable by this user" in told and "-shm" in told
+    other = sqlite3.OperationalError("attempt to write a readonly database")  # the file's own mode
+    other.sqlite_errorname = "SQLITE_READONLY"
+    assert "its folder" not in str(translate(other, tmp_path / "x.db"))

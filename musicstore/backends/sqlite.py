@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import DatabaseBusy, DatabaseError, MigrationError, MusicstoreError
 from ..models import to_micros
+from ..queries import execute, load
 from . import closed_store
 
 DIALECT = "sqlite"
@@ -66,7 +67,8 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
             return MigrationError(
                 f"{where}: {message}: the schema is missing; run `musicstore migrate` or musicstore.migrate()"
             )
-        if message == "unable to open database file" and (why := unwritable_folder(where)):
+        folder = getattr(exc, "sqlite_errorname", "") == "SQLITE_READONLY_DIRECTORY"  # WAL's -shm not made
+        if (message == "unable to open database file" or folder) and (why := unwritable_folder(where)):
             return DatabaseError(
                 f"{where}: {message}: {why}; SQLite in WAL mode keeps its -wal and -shm files beside the "
                 "database, even to read it: open it in a folder this user can write (a copy of it, with any "
@@ -311,15 +313,39 @@ class SQLiteConnector:
 os.register_at_fork(after_in_child=SQLiteConnector._forked)
 
 
+STORE_TABLES = frozenset(
+    {
+        *("generations", "prompts", "renditions", "owner_lanes", "owner_limits", "generation_totals"),
+        *("generation_day_totals", "generation_model_totals", "prompt_totals", "rendition_totals"),
+    }
+)
+"""The tables musicstore's migrations make (``tests/test_review_s38.py`` checks)."""
+
+
 def _check_sqlite_file(path: Path) -> None:
-    """Refuse at once a file that is not a SQLite database (yoyo's lock loop would retry it until timeout)."""
+    """Refuse at once, before anything is written, a file that is not a SQLite database (yoyo's lock loop
+    would retry it until timeout); one without a musicstore schema that holds another program's tables of
+    the store's names (migrate failed half-way, the file switched to WAL, yoyo's tables in it, 0001
+    recorded; an application's database with tables of other names takes the store's beside them, asked
+    for); and one whose text is UTF-16 with no schema yet (it compares text by UTF-16's bytes, not by the
+    byte order of UTF-8 the store's lists promise)."""
     if not path.exists():
         return
-    conn = sqlite3.connect(path)
-    try:
-        conn.execute("PRAGMA schema_version").fetchone()
-    finally:
-        conn.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        encoding = conn.execute("PRAGMA encoding").fetchone()[0]
+        tables = [row["name"] for row in execute(conn, load(DIALECT, "sqlite3")["table_names"], {})]
+    if "_yoyo_migration" in tables:
+        return
+    if taken := [name for name in tables if name in STORE_TABLES]:
+        raise MigrationError(
+            f"{path} holds another program's tables of musicstore's names ({', '.join(taken)}) and no"
+            " musicstore schema: nothing was written; migrate a new file"
+        )
+    if encoding != "UTF-8":
+        raise MigrationError(
+            f"{path}'s text encoding is {encoding}, which orders text otherwise than the store promises:"
+            " nothing was written; migrate a new file (SQLite's default, UTF-8)"
+        )
 
 
 def refuse_unmigrated(path: Path, remedy: str) -> None:
