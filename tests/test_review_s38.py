@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -434,3 +435,44 @@ def test_a_read_only_folder_is_named_from_its_sqlite_error(
     other = sqlite3.OperationalError("attempt to write a readonly database")  # the file's own mode
     other.sqlite_errorname = "SQLITE_READONLY"
     assert "its folder" not in str(translate(other, tmp_path / "x.db"))
+
+
+def _db_descriptors(name: str) -> list[str]:
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if name in target:
+            found.append(target)
+    return found
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_wait_whose_thread_cannot_start_leaves_nothing_open(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """A host that lets no thread start (RLIMIT_NPROC, memory): the wait's RuntimeError left the poller (or
+    the listening hub) holding a thread never started and its connection: ``close()`` raised 'cannot join
+    thread before it is started' and left the connection open."""
+    url = str(request.getfixturevalue(f"{backend}_url"))
+    named = {"sqlite": "musicstore-poll", "postgres": "musicstore-listen"}[backend]
+    real = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name == named:
+            raise RuntimeError("can't start new thread")
+        real(thread)
+
+    store = Store(url)
+    store.create_generation("lofi", model_name="m", duration_seconds=1)
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        store.claim_next("w", wait=0.2)
+    monkeypatch.setattr(threading.Thread, "start", real)
+    job = store.claim_next("w", wait=0.2)  # the next wait starts it
+    assert job is not None
+    store.close()
+    if backend == "sqlite":
+        assert _db_descriptors(url.removeprefix("sqlite:///")) == []

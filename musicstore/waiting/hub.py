@@ -138,7 +138,16 @@ class _Hub(Registry):
                     target=self._run, args=(conn, read), name="musicstore-listen", daemon=True
                 )
                 self._thread = thread
-            thread.start()
+            try:
+                thread.start()  # RuntimeError where the host lets no thread start (RLIMIT_NPROC, memory)
+            except BaseException:
+                with self._lock:
+                    wakeup, self._thread, self._wakeup = self._wakeup, None, None
+                for end in (read, wakeup):
+                    if end is not None:
+                        end.close()
+                conn.close()
+                raise
 
     def register(self, waiter: _Waiter) -> bool:
         """Wake ``waiter`` at the notifications that match it from now on; False (nothing registered) when
@@ -282,7 +291,7 @@ class _Hub(Registry):
                 wakeup.send(b"x")
             wakeup.close()
         notify_all(self._everyone())
-        if thread is not None and thread is not threading.current_thread():
+        if thread is not None and thread is not threading.current_thread() and thread.ident:
             thread.join(5.0)
 
 

@@ -89,10 +89,13 @@ class _Poller(Registry):
             except BaseException:
                 conn.close()
                 raise
-            self._conn = conn
             thread = threading.Thread(target=self._run, args=(conn,), name="musicstore-poll", daemon=True)
-            self._thread = thread
-            thread.start()
+            try:
+                thread.start()  # RuntimeError where the host lets no thread start (RLIMIT_NPROC, memory)
+            except BaseException:
+                conn.close()  # none kept: close() found a thread that never started, and left it open
+                raise
+            self._conn, self._thread = conn, thread
 
     def register(self, waiter: _Waiter) -> bool:
         """Wake ``waiter`` at every commit of another connection from now on; False (nothing registered) when
@@ -208,5 +211,5 @@ class _Poller(Registry):
             self._lock.notify_all()
             woken = [] if forked else [*self._waiters, *self._herds]
         notify_all(woken)
-        if not forked and thread is not None and thread is not threading.current_thread():
+        if not forked and thread is not None and thread is not threading.current_thread() and thread.ident:
             thread.join(5.0)
