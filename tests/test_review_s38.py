@@ -476,3 +476,44 @@ def test_a_wait_whose_thread_cannot_start_leaves_nothing_open(
     store.close()
     if backend == "sqlite":
         assert _db_descriptors(url.removeprefix("sqlite:///")) == []
+
+
+@pytest.mark.parametrize(
+    ("raised", "told"),
+    [
+        (
+            MemoryError("Unable to allocate 220. MiB for an array"),
+            "the host refused memory (Unable to allocate",
+        ),
+        (MemoryError(), "the host refused memory (MemoryError)"),
+        (RuntimeError("can't start new thread"), "the host refused a thread (can't start new thread)"),
+    ],
+)
+def test_the_cli_says_the_hosts_limits_in_one_line(
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    raised: Exception,
+    told: str,
+) -> None:
+    """A render of a long master under ``ulimit -v`` printed numpy's and scipy's traceback."""
+    from musicstore.cli import EXIT_ERROR, main
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise raised
+
+    monkeypatch.setattr(Store, "get_database_stats", refuse)  # where the host's limit hit, as a command ran
+    assert main(["stats", "-d", sqlite_url]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(f"musicstore: error: {told}") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_cli_lets_another_runtime_error_through(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from musicstore.cli import main
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Store, "get_database_stats", fail)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["stats", "-d", sqlite_url])

@@ -157,6 +157,13 @@ def _run(argv: Sequence[str] | None) -> int:
     except OSError as exc:
         _error(exc)
         return EXIT_ERROR
+    except (MemoryError, RuntimeError) as exc:  # the host's limits: one line, not a traceback
+        if isinstance(exc, RuntimeError) and "can't start new thread" not in str(exc):
+            raise
+        refused = "memory" if isinstance(exc, MemoryError) else "a thread"
+        why = f"the host refused {refused} ({str(exc) or type(exc).__name__})"
+        _error(RuntimeError(f"{why}: raise the process's limits (ulimit, the container's)"))
+        return EXIT_ERROR
     except ImportError as exc:
         hint = _missing_extra(exc)
         if hint is None:
