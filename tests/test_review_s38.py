@@ -517,3 +517,36 @@ def test_the_cli_lets_another_runtime_error_through(sqlite_url: str, monkeypatch
     monkeypatch.setattr(Store, "get_database_stats", fail)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["stats", "-d", sqlite_url])
+
+
+_EXHAUSTED = """
+import os, resource, sys
+from musicstore import MusicstoreError, Store
+Store(sys.argv[1]).close()  # its queries read from their files (cached): the store's own descriptors only
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
+held = []
+try:
+    while True:
+        held.append(open(os.devnull))
+except OSError:
+    pass
+try:
+    Store(sys.argv[1]).count_generations()
+except MusicstoreError as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_sqlite_out_of_file_descriptors_says_so(sqlite_url: str) -> None:
+    """SQLite says only 'unable to open database file' where the process may open no more (ulimit -n)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _EXHAUSTED, sqlite_url],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    told = done.stdout
+    assert told.startswith("DatabaseError") and "unable to open database file" in told, done
+    assert "file descriptors open: raise ulimit -n" in told

@@ -7,6 +7,7 @@ shares everything here but the connection calls.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import resource
 import sqlite3
@@ -76,8 +77,25 @@ def translate(exc: BaseException, where: object) -> MusicstoreError | None:
             )
     if isinstance(exc, sqlite3.IntegrityError):
         return DatabaseError(f"{where}: a schema constraint refused the change ({message})")
+    if message == "unable to open database file":  # SQLite says no more: one cause is the descriptors
+        message += out_of_descriptors()
     message += file_write_failure(exc, where)
     return DatabaseError(f"{where}: {message}")
+
+
+def out_of_descriptors() -> str:
+    """Why SQLite could not open a file where this process has each file descriptor it may open in use
+    (``ulimit -n``; blank otherwise): SQLite says only 'unable to open database file'."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    try:
+        used = len(os.listdir("/proc/self/fd")) - 1  # the listing's own
+    except OSError as exc:
+        if exc.errno != errno.EMFILE:
+            return ""
+        used = soft
+    if soft == resource.RLIM_INFINITY or used < soft - 2:
+        return ""
+    return f" (this process has {used} of its {soft} file descriptors open: raise ulimit -n, or open fewer)"
 
 
 def file_write_failure(exc: BaseException, path: object) -> str:

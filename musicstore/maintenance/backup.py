@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from .. import validate
-from ..backends.sqlite import file_sizes, unwritable_folder, write_failure
+from ..backends.sqlite import file_sizes, out_of_descriptors, unwritable_folder, write_failure
 from ..errors import InvalidInput, StorageError
 from ..filestore.fsync import fsync
 from ..urls import resolve, without_password
@@ -165,9 +165,10 @@ def _finish(
 def _unopenable(exc: sqlite3.Error, path: Path) -> str:
     """SQLite's message for the database at ``path``, with why it cannot be opened where its folder says so
     (a database in WAL mode needs its -wal and -shm beside it, even to be read)."""
-    why = unwritable_folder(path) if str(exc) == "unable to open database file" else None
+    unopened = str(exc) == "unable to open database file"
+    why = unwritable_folder(path) if unopened else None
     if why is None:
-        return str(exc)
+        return str(exc) + (out_of_descriptors() if unopened else "")
     return (
         f"{exc}: {why}; SQLite in WAL mode keeps its -wal and -shm files beside the database, even to read "
         "it: back up a copy of it (with any -wal file) in a folder this user can write"
