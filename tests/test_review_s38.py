@@ -550,3 +550,22 @@ def test_sqlite_out_of_file_descriptors_says_so(sqlite_url: str) -> None:
     told = done.stdout
     assert told.startswith("DatabaseError") and "unable to open database file" in told, done
     assert "file descriptors open: raise ulimit -n" in told
+
+
+def test_reconcile_with_errors_says_its_check_is_incomplete(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Folders it could not list (ulimit -n reached) were reported, then 'found 0 orphans', as if it had
+    looked everywhere."""
+    from musicstore.cli import EXIT_INCONSISTENT, main, maintenance_commands
+    from musicstore.maintenance.findings import ReconcileReport
+
+    def listed_in_part(*args: object, **kwargs: object) -> ReconcileReport:
+        report = ReconcileReport(root=str(tmp_path), repair=False, quarantine=None)
+        report.errors.append("cannot list 2025/02: [Errno 24] Too many open files: '02'")
+        return report
+
+    monkeypatch.setattr(maintenance_commands, "reconcile", listed_in_part)
+    assert main(["reconcile", "-d", sqlite_url, "-o", str(tmp_path)]) == EXIT_INCONSISTENT
+    out = capsys.readouterr().out
+    assert "found 0 orphans" in out and "the check is incomplete: 1 error(s) above" in out

@@ -134,7 +134,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             f"{report.dangling_rendition_count:,} dangling renditions, "
             f"{report.dangling_peaks_count:,} damaged peaks records, "
             f"{report.stale_temp_count + report.abandoned_upload_count:,} stale temp files or uploads; "
-            "`musicstore reconcile --repair` fixes them" + _outside_note(report.outside_root_count)
+            + (f"the check is incomplete: {len(report.errors):,} error(s) above; " if report.errors else "")
+            + "`musicstore reconcile --repair` fixes them"
+            + _outside_note(report.outside_root_count)
         )
     return code
 
