@@ -140,10 +140,11 @@ INDEXED |= POSITION_INDEXED  # the position's bounded throughput (tests/test_que
 TOTALS_ONLY = {name for name, (_, index) in INDEXED.items() if index in {None, "model totals", "day totals"}}
 READS_ROWS = re.compile(r"\b(?:on|SCAN|SEARCH)\s+(?:generations|prompts)\b")
 OTHER = {"applied_migrations", "migration_lock_holder"}  # yoyo's own small tables
-# a connection's settings and the server's clock, no table read (sql/postgres/session.sql, meta.sql)
+# a connection's settings and the server's clock, no table read (sql/postgres/session.sql, meta.sql); the
+# catalogs migrate reads before it writes (sql/postgres/meta.sql, sql/sqlite/meta.sql)
 SETTINGS: dict[str, set[str]] = {
-    "postgres": {"set_lock_timeout", "lift_statement_timeouts", "server_clock"},
-    "sqlite": set(),
+    "postgres": {"set_lock_timeout", "lift_statement_timeouts", "server_clock", "migration_schemas"},
+    "sqlite": {"table_names"},
 }
 # the poller's (SQLite only): its plan in tests/test_sqlite_poller_s25.py
 SETTINGS["sqlite"] |= {"unfinished_among"}
