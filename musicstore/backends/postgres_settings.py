@@ -76,7 +76,7 @@ def service_settings(given: Mapping[str, object]) -> set[str]:
         except (configparser.Error, OSError, UnicodeDecodeError):
             continue
         if parser.has_section(name):
-            return {key.strip() for key in parser.options(name)}
+            return set(parser.options(name))
     return set()
 
 

@@ -211,5 +211,5 @@ class _Poller(Registry):
             self._lock.notify_all()
             woken = [] if forked else [*self._waiters, *self._herds]
         notify_all(woken)
-        if not forked and thread is not None and thread is not threading.current_thread() and thread.ident:
+        if not forked and thread is not None and thread is not threading.current_thread():
             thread.join(5.0)
