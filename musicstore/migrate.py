@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from . import validate
-from .backends.postgres_settings import replication_role_refused, with_defaults
+from .backends.postgres_settings import session_refused, with_defaults
 from .backends.sqlite import _check_sqlite_file, file_write_failure, switch_to_wal, unwritable_folder
 from .errors import MigrationError
 from .masking import is_secret_parameter
@@ -149,7 +149,7 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
             + (
                 f"; {why}: SQLite in WAL mode keeps its -wal and -shm files beside the database"
                 if why
-                else replication_role_refused(exc) or "; check the URL"
+                else session_refused(exc) or "; check the URL"
             )
         ) from exc
     stops: tuple[type[BaseException], ...] = (*failures, KeyboardInterrupt, SystemExit)
@@ -257,8 +257,8 @@ def _backend(yoyo_url: str, dialect: str) -> Any:
         def init_connection(self, connection: Any) -> None:
             super().init_connection(connection)
             if setting is not None:
+                connection.execute(unlimited)  # first: a short statement_timeout cancelled the settings
                 connection.execute(setting, {"lock_timeout": "0"})
-                connection.execute(unlimited)
 
         lock_table_refused: BaseException | None = None
 

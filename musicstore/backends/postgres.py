@@ -27,7 +27,7 @@ from ..errors import (
 from ..queries import load
 from ..urls import without_password
 from . import closed_store, quiet_pool_failures
-from .postgres_settings import _connect_timeout, connect_settings, pool_options, replication_role_refused
+from .postgres_settings import _connect_timeout, connect_settings, pool_options, session_refused
 
 quiet_pool_failures()  # the typed error says it once
 
@@ -206,7 +206,7 @@ def _unreachable(where: str, exc: BaseException) -> DatabaseError:
 
 def _unsettable(where: str, exc: BaseException) -> DatabaseError:
     """A connection whose session settings (``set_lock_timeout``) were refused: the pool makes none."""
-    why = replication_role_refused(exc)
+    why = session_refused(exc)
     return DatabaseError(f"{where}: the server refused a new connection's session settings ({exc}){why}")
 
 

@@ -120,9 +120,14 @@ def _connect_timeout(timeout: float) -> int:
     return max(2, math.ceil(timeout))
 
 
-def replication_role_refused(exc: BaseException) -> str:
-    """Why ``exc``, a connection's session settings refused (``set_lock_timeout``), was: blank unless it was
-    the reset of ``session_replication_role``."""
+def session_refused(exc: BaseException) -> str:
+    """Why ``exc``, raised by a new connection's first statements (its session settings), was: blank unless
+    it was the reset of ``session_replication_role`` or a ``statement_timeout`` that cancelled them."""
+    if getattr(exc, "sqlstate", None) == "57014":  # query_canceled
+        return (
+            "; a statement_timeout set for this role or database (ALTER ROLE or DATABASE ... SET, PGOPTIONS)"
+            " cancelled the session's first statement: raise it"
+        )
     if "session_replication_role" not in str(exc):
         return ""
     return (
