@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from . import validate
 from .backends.postgres_settings import session_refused, with_defaults
-from .backends.sqlite import _check_sqlite_file, file_write_failure, switch_to_wal, unwritable_folder
+from .backends.sqlite import _check_sqlite_file, file_write_failure, switch_to_wal, unopened_why
 from .errors import MigrationError
 from .masking import is_secret_parameter
 from .migrate_schema import check_schemas
@@ -133,7 +133,7 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
     try:
         if target.path is not None:
             target.path.parent.mkdir(parents=True, exist_ok=True)
-            _check_sqlite_file(target.path)
+            _check_sqlite_file(target.path, lock_timeout or validate.MAX_BUSY_TIMEOUT)
         if target.dialect == "postgres":
             _libpq_reads(target.url)
         backend = _open_backend(target.yoyo_url, target.dialect, deadline, where)
@@ -143,14 +143,9 @@ def migrate(url: str | None = None, *, lock_timeout: float = 60.0) -> list[str]:
             "pip install 'musicstore[postgres]'"
         ) from None
     except failures as exc:
-        why = unwritable_folder(target.path) if target.path is not None else None
+        why = unopened_why(exc, target.path) if target.path is not None else session_refused(exc)
         raise MigrationError(
-            f"{where}: cannot open the database to migrate it ({exc})"
-            + (
-                f"; {why}: SQLite in WAL mode keeps its -wal and -shm files beside the database"
-                if why
-                else session_refused(exc) or "; check the URL"
-            )
+            f"{where}: cannot open the database to migrate it ({exc}){why or '; check the URL'}"
         ) from exc
     stops: tuple[type[BaseException], ...] = (*failures, KeyboardInterrupt, SystemExit)
     failed: BaseException | None = None

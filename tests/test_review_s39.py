@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -31,3 +34,22 @@ def test_a_migration_under_a_short_statement_timeout_never_says_check_the_url(
         except MigrationError as exc:
             assert "check the URL" not in str(exc)
             assert "statement timeout" in str(exc)
+
+
+def test_a_migration_waits_lock_timeout_for_a_file_another_connection_holds(tmp_path: Path) -> None:
+    """The file's check waited sqlite3's own 5 s whatever ``lock_timeout``, then said 'check the URL'."""
+    path = tmp_path / "held.db"
+    migrate(f"sqlite:///{path}")
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        started = time.monotonic()
+        why = "another connection held it locked past lock_timeout"
+        with pytest.raises(MigrationError, match=why) as raised:
+            migrate(f"sqlite:///{path}", lock_timeout=0.5)
+        assert time.monotonic() - started < 4
+        assert "check the URL" not in str(raised.value)
+    finally:
+        holder.close()
+    assert migrate(f"sqlite:///{path}") == []

@@ -340,16 +340,17 @@ STORE_TABLES = frozenset(
 """The tables musicstore's migrations make (``tests/test_review_s38.py`` checks)."""
 
 
-def _check_sqlite_file(path: Path) -> None:
+def _check_sqlite_file(path: Path, timeout: float) -> None:
     """Refuse at once, before anything is written, a file that is not a SQLite database (yoyo's lock loop
     would retry it until timeout); one without a musicstore schema that holds another program's tables of
     the store's names (migrate failed half-way, the file switched to WAL, yoyo's tables in it, 0001
     recorded; an application's database with tables of other names takes the store's beside them, asked
     for); and one whose text is UTF-16 with no schema yet (it compares text by UTF-16's bytes, not by the
-    byte order of UTF-8 the store's lists promise)."""
+    byte order of UTF-8 the store's lists promise). Waits up to ``timeout`` for another connection's
+    exclusive lock (migrate's ``lock_timeout``)."""
     if not path.exists():
         return
-    with contextlib.closing(sqlite3.connect(path)) as conn:
+    with contextlib.closing(sqlite3.connect(path, timeout=timeout)) as conn:
         encoding = conn.execute("PRAGMA encoding").fetchone()[0]
         tables = [row["name"] for row in execute(conn, load(DIALECT, "sqlite3")["table_names"], {})]
     if "_yoyo_migration" in tables:
@@ -364,6 +365,15 @@ def _check_sqlite_file(path: Path) -> None:
             f"{path}'s text encoding is {encoding}, which orders text otherwise than the store promises:"
             " nothing was written; migrate a new file (SQLite's default, UTF-8)"
         )
+
+
+def unopened_why(exc: BaseException, path: Path) -> str:
+    """Why migrate could not open the SQLite database at ``path``, after SQLite's message ("" unknown)."""
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        return "; another connection held it locked past lock_timeout: retry, or raise lock_timeout"
+    if why := unwritable_folder(path):
+        return f"; {why}: SQLite in WAL mode keeps its -wal and -shm files beside the database"
+    return ""
 
 
 def refuse_unmigrated(path: Path, remedy: str) -> None:
