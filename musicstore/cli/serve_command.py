@@ -42,7 +42,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     site = f"http://{host}:{args.port}/"
     with open_store(args) as store:
         root = output_root(args)
-        app = create_app(store, root=root, token=token)
+        # without a token, only requests for an address, localhost or a name given (DNS rebinding)
+        hosts = args.allowed_host if token is None else None
+        app = create_app(store, root=root, token=token, allowed_hosts=hosts)
         if args.output_root or os.environ.get(ROOT_ENV):
             _check_root(store, root, fail=args.check)
         if args.check:
@@ -115,6 +117,15 @@ def add_serve_options(sub: argparse.ArgumentParser) -> None:
         type=not_empty,  # "$UNSET": a usage error, never a dashboard without a token (or the variable's)
         help=f"require this bearer token (default: ${TOKEN_ENV}, which prefer: an argument shows in ps; "
         "none: no token)",
+    )
+    sub.add_argument(
+        "--allowed-host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="without a token, also answer requests for this host name (repeat it; *.example.com for its "
+        "subdomains): by default only for an address or localhost, so that no web page whose DNS name is "
+        "pointed at this host (DNS rebinding) reads the dashboard",
     )
     sub.add_argument(
         "--check",

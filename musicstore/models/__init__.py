@@ -410,8 +410,10 @@ EXPORT_METADATA = frozenset(
     }
 )
 """The metadata names an export writes into its generation's as it completes it (``ExportResult.as_metadata``
-and the ``peaks`` file), over a request's own value under one: an idempotent retry of a completed request
-does not compare them (``ops.creation``)."""
+and, where it makes them, the ``peaks`` file's record), over a request's own value under one: an idempotent
+retry of a completed request does not compare them (``ops.creation``). A request's own ``peaks`` that an
+export with ``peaks=False`` leaves is not a record: the dashboard reads only a file of the generation's own
+(``web.audio_peaks``), as maintenance does."""
 
 
 @dataclass(frozen=True, slots=True)

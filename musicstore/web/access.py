@@ -5,6 +5,7 @@ filter that masks a ``token=`` query in uvicorn's access lines (re-exported by `
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import re
 from typing import TYPE_CHECKING
@@ -77,14 +78,45 @@ def login_token_matches(query_string: bytes, token: str) -> bool:
     return as_form | as_typed
 
 
-class DashboardApp:
-    """The ASGI app ``create_app`` returns: GET/HEAD only, the token when one is set, and the security
-    headers on every response, around the Starlette app (``.app``) of the ``Dashboard`` (``.dashboard``)."""
+def host_of(scope: Scope) -> str:
+    """The name a request's ``Host`` header gives, lowercase, without its port or an IPv6 address's
+    brackets ("" where it has none)."""
+    host: str = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").strip().lower()
+    if host.startswith("["):  # [::1]:8000
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
 
-    def __init__(self, app: ASGIApp, token: str | None, dashboard: Dashboard) -> None:
+
+def host_allowed(host: str, allowed: frozenset[str]) -> bool:
+    """Whether a request for ``host`` is answered: an address, ``localhost``, a name in ``allowed`` or one
+    under a ``*.`` pattern there. A DNS rebinding attack asks for a name of its own (its page's), which
+    its DNS then points at this host's loopback: never an address, never ``localhost``."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    if host in allowed or host in ("localhost", "localhost."):
+        return True
+    return any(name.startswith("*.") and host.endswith(name[1:]) for name in allowed)
+
+
+class DashboardApp:
+    """The ASGI app ``create_app`` returns: GET/HEAD only, the token when one is set, requests only for the
+    hosts ``host_allowed`` names when ``allowed_hosts`` is given, and the security headers on every
+    response, around the Starlette app (``.app``) of the ``Dashboard`` (``.dashboard``)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str | None,
+        dashboard: Dashboard,
+        allowed_hosts: frozenset[str] | None = None,
+    ) -> None:
         self.app = app
         self.dashboard = dashboard
         self.token = None if token is None else token.encode()
+        self.allowed_hosts = allowed_hosts
 
     def allowed(self, scope: Scope) -> bool:
         if self.token is None:
@@ -112,8 +144,14 @@ class DashboardApp:
                 message = {**message, "headers": headers}
             await send(message)
 
-        if scope["method"] not in ("GET", "HEAD"):
+        if self.allowed_hosts is not None and not host_allowed(host := host_of(scope), self.allowed_hosts):
             response: Response = PlainTextResponse(
+                f"not a host this dashboard answers for: {host!r:.80} (an address, localhost, or a name given"
+                " to create_app(allowed_hosts=...) or `musicstore serve --allowed-host`)\n",
+                status_code=400,
+            )
+        elif scope["method"] not in ("GET", "HEAD"):
+            response = PlainTextResponse(
                 "read-only: GET and HEAD only\n", status_code=405, headers={"Allow": "GET, HEAD"}
             )
         elif scope["path"].removeprefix(scope.get("root_path", "")) != "/login" and not self.allowed(scope):

@@ -13,8 +13,9 @@ own requests, e.g. ``<audio>``); the comparison is constant-time.
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -30,6 +31,9 @@ from ..store import Store, require_store
 from .access import _ACCESS_FILTER, DashboardApp
 from .dashboard import Dashboard
 from .templating import generation_dict
+
+_HOST_NAME = re.compile(r"(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?")
+"""A DNS name (RFC 1123 labels) as a ``Host`` header gives it."""
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +76,35 @@ def _closed(store: Store) -> bool:
     return bool(getattr(store._connector, "closed", False))
 
 
+def _hosts(names: Iterable[str]) -> frozenset[str]:
+    """``allowed_hosts`` checked: host names (lowercased; an address needs none), or ``*.`` patterns."""
+    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+        raise InvalidInput(f"allowed_hosts must be a list of host names, got {type(names).__name__}")
+    checked = set()
+    for name in names:
+        if not isinstance(name, str) or not _HOST_NAME.fullmatch(name.removeprefix("*.")):
+            raise InvalidInput(f"allowed_hosts: not a host name: {name!r:.80}")
+        checked.add(name.lower())
+    return frozenset(checked)
+
+
 def create_app(
     store_or_url: Store | str | None = None,
     *,
     root: Root | None = None,
     token: str | None = None,
     options: Mapping[str, Any] | None = None,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> DashboardApp:
     """The dashboard as an ASGI app.
 
     ``store_or_url``: an open ``Store`` (the caller closes it) or a database URL (opened here, closed when the
     app shuts down; None: the default database). ``root``: the output root of rows recorded without a
     storage URL (``musicstore.delivery``); ``options``: S3 settings for rows in a bucket. ``token``: if
-    given, every request must carry it (see the module's docstring).
+    given, every request must carry it (see the module's docstring). ``allowed_hosts``: if given, a
+    request whose ``Host`` is not an address, ``localhost`` or one of these names (``*.example.com``
+    patterns too) is refused (400): a page whose DNS name its owner points at this host's loopback (DNS
+    rebinding) reads nothing from a dashboard without a token (``musicstore serve`` sets it then).
     """
     if token is not None and (
         not isinstance(token, str)
@@ -96,6 +116,7 @@ def create_app(
             "token must be a string of at least 8 characters, without control characters (a newline read "
             "from a file) or whitespace at either end"
         )
+    hosts = None if allowed_hosts is None else _hosts(allowed_hosts)
     if not isinstance(store_or_url, Store | str | None):  # an AsyncStore was told its URL was mistyped
         require_store(
             store_or_url,
@@ -142,7 +163,7 @@ def create_app(
             dashboard.close()
 
     app = Starlette(routes=routes, exception_handlers=_error_handlers(dashboard), lifespan=lifespan)
-    return DashboardApp(app, token, dashboard)
+    return DashboardApp(app, token, dashboard, hosts)
 
 
 __all__ = ["Dashboard", "DashboardApp", "create_app", "generation_dict"]

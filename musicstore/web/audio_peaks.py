@@ -22,7 +22,9 @@ from ..errors import InvalidAudio, InvalidInput, InvalidTransition, MusicstoreEr
 from ..filestore import ChecksumMismatch, LocalFileStore, ObjectNotFound
 from ..filestore.base import briefly
 from ..filestore.xattrs import XATTR_CHECKSUM, attribute
+from ..maintenance.file_names import is_peaks_file_of, owned_peaks
 from ..models import Generation
+from ..storage_names import normalized_peaks_key
 
 log = logging.getLogger("musicstore.web.app")  # the app's logger, as before the split
 
@@ -144,11 +146,12 @@ class AudioPeaks:
         else the audiowaveform file; None when the row records none or that file cannot be read: ``peaks``
         then computes them from the audio file."""
         recorded = generation.metadata.get("peaks")
-        if not isinstance(recorded, Mapping) or not isinstance(recorded.get("key"), str):
+        if not isinstance(recorded, Mapping) or not _own_peaks(generation, recorded.get("key")):
             return None
         normalized = recorded.get("normalized")
         if isinstance(normalized, Mapping):
-            return _regrouped(generation, *_normalized_pairs(generation, located, normalized))
+            own = normalized_peaks_key(recorded["key"])
+            return _regrouped(generation, *_normalized_pairs(generation, located, normalized, own))
         try:
             body = b"".join(located.files.get(recorded["key"], checksum=recorded.get("sha256")))
             doc = json.loads(body)
@@ -164,15 +167,27 @@ class AudioPeaks:
         return _regrouped(generation, pairs, spp, rate)
 
 
+def _own_peaks(generation: Generation, key: object) -> bool:
+    """Whether ``key`` names a peaks file of ``generation`` (after its id, or beside its master after its
+    stem, with no other generation's digest), as maintenance requires: a record that names another's (a
+    request's own ``metadata["peaks"]``, which an export with ``peaks=False`` leaves) is not read."""
+    return (
+        isinstance(key, str)
+        and is_peaks_file_of(key, generation.id, generation.file_path)
+        and owned_peaks(key, generation.id)
+    )
+
+
 def _normalized_pairs(
-    generation: Generation, located: Located, record: Mapping[str, Any]
+    generation: Generation, located: Located, record: Mapping[str, Any], own: str
 ) -> tuple[Any, int, int]:
-    """The (bucket, channel, min/max) floats of the normalised peaks file ``record`` names, its samples per
-    pixel and rate; HTTP 500 saying why when it is missing, damaged or not such a document."""
+    """The (bucket, channel, min/max) floats of the normalised peaks file ``record`` names (``own``, beside
+    the peaks file, or none is read), its samples per pixel and rate; HTTP 500 saying why when it is
+    missing, damaged or not such a document."""
     key = record.get("key")
     try:
-        if not isinstance(key, str):
-            raise ValueError(f"its record names no file: {dict(record)!r:.80}")
+        if key != own:
+            raise ValueError(f"it names no normalised peaks file beside the peaks: {dict(record)!r:.80}")
         body = b"".join(located.files.get(key, checksum=record.get("sha256")))
         doc = json.loads(body)
         spp, length, rate = int(doc["samples_per_pixel"]), int(doc["length"]), int(doc["sample_rate"])

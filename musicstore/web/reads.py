@@ -24,7 +24,7 @@ from .. import validate
 from ..errors import InvalidInput
 from ..metrics import PROCESSING_LIMIT, processing_op, workers_of
 from ..metrics.reads import Edge
-from ..models import EPOCH, Generation, columns, to_datetime
+from ..models import Generation, columns, to_datetime
 from ..ops import GENERATION, NOW, Call, Steps, reader
 from ..ops.reads import FIRST_PAGE, encode_cursor
 from ..ops.reads import decode_cursor as keyset_cursor
@@ -169,7 +169,7 @@ def table_page(filters: Filters, *, cursor: str | None = None, limit: int = 50) 
     limit = validate.integer(limit, "limit", 1, 500)
     before_created_at, before_id = decode_cursor(cursor)
     bounds = parse_day(filters.day)
-    after = EPOCH
+    after = datetime.min.replace(tzinfo=UTC)  # rows before 1970 too (a store's clock may be anywhere)
     if bounds is not None:
         after = bounds[0]
         if bounds[1] <= before_created_at:

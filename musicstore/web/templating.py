@@ -57,7 +57,10 @@ def _environment() -> jinja2.Environment:
 
 
 def _when(value: datetime | None) -> str:
-    return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if value is None:
+        return ""
+    value = value.astimezone(UTC)
+    return f"{value.year:04d}-{value:%m-%d %H:%M:%S}"  # strftime's %Y: "999", not "0999"
 
 
 def _age(seconds: float | None) -> str:
