@@ -78,7 +78,7 @@ def print_json(value: Any) -> None:
 
 
 def moment_text(moment: datetime | None) -> str:
-    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+    return "-" if moment is None else f"{moment.year:04d}-{moment:%m-%d %H:%M:%S}"  # %Y: "999", not "0999"
 
 
 def bytes_text(n: int | None) -> str:

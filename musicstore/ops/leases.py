@@ -29,12 +29,16 @@ _LEASES: dict[float, timedelta] = {}
 
 def lease_of(seconds: float) -> timedelta:
     """``timedelta(0, seconds)``, kept for the few lease lengths a process uses (made from a float it costs
-    about as much as the rest of a heartbeat's checks)."""
+    about as much as the rest of a heartbeat's checks). InvalidInput for one under half a microsecond: a
+    lease of none (expired as it was claimed, taken back by the next ``requeue_expired``)."""
     lease = _LEASES.get(seconds)
     if lease is None:
+        lease = timedelta(0, seconds)
+        if not lease:
+            raise InvalidInput(f"lease_seconds must be at least a microsecond, got {seconds!r}")
         if len(_LEASES) >= 64:
             _LEASES.clear()
-        lease = _LEASES[seconds] = timedelta(0, seconds)
+        _LEASES[seconds] = lease
     return lease
 
 

@@ -157,10 +157,16 @@ def undoing(undo: list[Callable[[], None]]) -> Iterator[None]:
 
 
 def coalescer(store: object) -> Coalescer:
-    """The store's coalescer, made on its first progress report."""
+    """The store's coalescer, made on its first progress report: on the monotonic clock, or on the store's
+    own where it was given one (a ``FakeClock``: its leases run on it, and a report due at half a lease by
+    it was dropped by the monotonic clock, its job taken back at the lease's end)."""
     found: Coalescer | None = store.__dict__.get("_coalescer")
     if found is None:
-        found = store.__dict__.setdefault("_coalescer", Coalescer())
+        from ..runner import utcnow  # the drivers' default clock (the runner imports ops)
+
+        clock = getattr(store, "clock", utcnow)
+        elapsed = time.monotonic if clock is utcnow else (lambda: float(clock().timestamp()))
+        found = store.__dict__.setdefault("_coalescer", Coalescer(clock=elapsed))
     return found
 
 

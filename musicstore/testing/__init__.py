@@ -25,8 +25,10 @@ class FakeClock:
     """A clock that only moves when told to: ``clock()`` returns ``clock.now``."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self.now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC) if start is None else start
-        validate.moment(self.now, "FakeClock's start")
+        # in UTC: an hour advanced in a zone's local time across a DST change moved 0 or 2 hours
+        self.now = validate.moment(
+            datetime(2026, 1, 1, 12, 0, tzinfo=UTC) if start is None else start, "FakeClock's start"
+        )
 
     def __call__(self) -> datetime:
         return self.now
