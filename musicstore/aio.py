@@ -68,7 +68,8 @@ class AsyncStore(Driver, AsyncOperations):
     ``AsyncConnectionPool`` of at most ``pool_size``).
 
     Open it with ``AsyncStore.open(url, ...)``, which checks the schema as ``Store(url)`` does
-    (``migrate=True`` applies pending migrations first). The constructor alone does no I/O: a store used
+    (``migrate=True`` applies pending migrations first). The constructor alone does no database I/O (the
+    first of a dialect in a process parses the SQL files on the calling thread, once): a store used
     without ``open()`` (``async with AsyncStore(url)``) makes the same check at its first operation, once
     (``_first_use``). ``busy_timeout``, ``clock`` and ``pool_size`` mean what they mean for ``Store``.
     """

@@ -40,27 +40,41 @@ EXTENSIONS = {"wav": "WAV", "flac": "FLAC"}
 _TEMP_STEM_BYTES = 200  # + ".", ".flac", "." + 8 random + ".tmp" stays under the usual 255-byte limit
 
 
-def _default_file_mode() -> int:
-    mask = os.umask(0)  # read the umask once, at import, before any thread exists
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-_FILE_MODE = _default_file_mode()
-
-
-def _file_mode() -> int:
-    """``0o666 & ~umask`` with the umask as it is now (a service may set it after importing musicstore): read
-    from ``/proc/self/status`` (Linux 4.7+), which changes nothing; elsewhere the umask read at import, since
-    ``os.umask`` cannot read it without setting it, which races with other threads."""
+def _umask_now() -> int | None:
+    """The umask as it is now, read from ``/proc/self/status`` (Linux 4.7+), which changes nothing; None
+    where it cannot be read there."""
     try:
         with open("/proc/self/status", "rb") as status:
             for line in status:
                 if line.startswith(b"Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
+                    return int(line.split()[1], 8)
     except (OSError, ValueError, IndexError):
         pass
-    return _FILE_MODE
+    return None
+
+
+def _umask_at_import() -> int:
+    """The umask at import: from ``/proc/self/status``, or elsewhere by ``os.umask``, which cannot read it
+    without setting it (a race with the threads of a process that imports this module late: a dashboard's
+    first waveform)."""
+    mask = _umask_now()
+    if mask is None:
+        mask = os.umask(0)
+        os.umask(mask)
+    return mask
+
+
+_UMASK = [_umask_at_import()]
+"""The umask last read."""
+
+
+def _file_mode() -> int:
+    """``0o666 & ~umask`` with the umask as it is now (a service may set it after importing musicstore), or
+    where that cannot be read, as it was last read."""
+    mask = _umask_now()
+    if mask is not None:
+        _UMASK[0] = mask
+    return 0o666 & ~_UMASK[0]
 
 
 def format_for(path: Path) -> str:

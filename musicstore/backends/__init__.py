@@ -19,9 +19,11 @@ _POOL_FAILURES = frozenset(
         "reconnection attempt in pool %r failed after %s sec",
         "discarding broken connection: %s",
         "discarding closed connection: %s",
+        "closing returned connection: %s",
     )
 )
-"""psycopg_pool's WARNING records of a connection it could not make or lost (psycopg_pool 3.2, 3.3)."""
+"""psycopg_pool's WARNING records of a connection it could not make or lost (psycopg_pool 3.2, 3.3), or was
+given back mid-statement and closed (an operation interrupted by Ctrl-C, which raises KeyboardInterrupt)."""
 _ROLLBACK_FAILED = "error ignored in rollback of %s: %s"
 """psycopg's WARNING record of a transaction block whose ROLLBACK failed, its connection lost (the block's
 own error is raised): an ``AsyncStore.transaction`` on a connection the server ended (``Store``'s: none)."""

@@ -3,6 +3,7 @@ daemon thread that wakes the waits registered with it (``_Waiter``: a thread's o
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -85,9 +86,13 @@ class _Hub(Registry):
 
     def _own(self) -> None:
         """Under the lock: a forked child forgets its parent's thread, connection and waits (the connection
-        is dropped, not closed: psycopg does not end a connection in a process that did not open it)."""
+        is dropped, not closed: psycopg does not end a connection in a process that did not open it); its
+        copy of the wake-up socket is closed (the parent's stays open; dropped, it was a ResourceWarning)."""
         if self._pid != os.getpid():
             self._pid = os.getpid()
+            if self._wakeup is not None:
+                with contextlib.suppress(OSError):
+                    self._wakeup.close()
             self._any, self._by_payload, self._thread, self._wakeup = set(), {}, None, None
             self._herds = Herds()
 
