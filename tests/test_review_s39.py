@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -53,3 +57,299 @@ def test_a_migration_waits_lock_timeout_for_a_file_another_connection_holds(tmp_
     finally:
         holder.close()
     assert migrate(f"sqlite:///{path}") == []
+
+
+def test_a_requests_own_peaks_record_never_draws_another_generations_waveform(tmp_path: Path) -> None:
+    """``metadata["peaks"]`` asked for by a request stays on a row an export with ``peaks=False`` completes:
+    the dashboard drew the file it named (another generation's waveform for a silent clip), or read another
+    generation's master whole as a 'normalised peaks file' and answered 500."""
+    from starlette.testclient import TestClient
+
+    from musicstore import Store
+    from musicstore.recording import export_generation
+    from musicstore.web import create_app
+
+    url, root, rate = f"sqlite:///{tmp_path / 'x.db'}", str(tmp_path / "audio"), 8_000
+    migrate(url)
+    with Store(url) as store:
+
+        def made(metadata: dict[str, Any] | None, clip: Any, peaks: bool) -> str:
+            row = store.create_generation(
+                "p", model_name="m", duration_seconds=1, sample_rate=rate, channels=1, metadata=metadata
+            )
+            claimed = store.claim_next("w")
+            assert claimed is not None and claimed.id == row.id
+            export_generation(store, claimed, clip, root=root, peaks=peaks)
+            return row.id
+
+        tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
+        victim = made(None, tone, True)
+        theirs = store.get_generation(victim)
+        assert theirs is not None and theirs.file_path is not None
+        silent = np.zeros(rate, dtype=np.float32)
+        spoofed = made({"peaks": {"key": theirs.metadata["peaks"]["key"]}}, silent, False)
+        master = {"peaks": {"key": "x.json", "normalized": {"key": theirs.file_path}}}
+        spoofed_normalized = made(master, silent, False)
+        with TestClient(create_app(store, root=root)) as client:
+            drawn = client.get(f"/api/generations/{spoofed}/peaks")
+            assert drawn.status_code == 200 and max(drawn.json()["peaks"]) == 0  # its own silence
+            assert max(client.get(f"/api/generations/{victim}/peaks").json()["peaks"]) > 0.1
+            other = client.get(f"/api/generations/{spoofed_normalized}/peaks")
+            assert other.status_code == 200 and max(other.json()["peaks"]) == 0
+
+
+# --- DNS rebinding: a dashboard without a token answers only an address, localhost or a name given ---------
+
+
+@pytest.mark.parametrize(
+    ("allowed", "host", "status"),
+    [
+        ((), "rebind.attacker.example:8765", 400),
+        ((), "127.0.0.1:8765", 200),
+        ((), "localhost:8765", 200),
+        ((), "[::1]:8765", 200),
+        ((), "10.1.2.3", 200),
+        (("dash.example.com",), "DASH.example.com:443", 200),
+        (("dash.example.com",), "dash.example.com.evil.example", 400),
+        (("*.corp.example",), "music.corp.example", 200),
+        (("*.corp.example",), "corp.example", 400),
+        (("*.corp.example",), "evilcorp.example", 400),
+        (None, "rebind.attacker.example", 200),  # create_app's default: the embedding server's choice
+    ],
+)
+def test_allowed_hosts_refuse_a_request_for_another_name(
+    sqlite_url: str, allowed: tuple[str, ...] | None, host: str, status: int
+) -> None:
+    from starlette.testclient import TestClient
+
+    from musicstore.web import create_app
+
+    with TestClient(create_app(sqlite_url, allowed_hosts=allowed)) as client:
+        answer = client.get("/api/overview", headers={"Host": host})
+    assert answer.status_code == status
+    if status == 400:
+        assert "not a host this dashboard answers for" in answer.text and "generations" not in answer.text
+
+
+@pytest.mark.parametrize("names", ["dash.example.com", ["bad name"], ["a/b"], [""], [7]])
+def test_allowed_hosts_must_be_a_list_of_host_names(sqlite_url: str, names: Any) -> None:
+    from musicstore import InvalidInput
+    from musicstore.web import create_app
+
+    with pytest.raises(InvalidInput, match="allowed_hosts"):
+        create_app(sqlite_url, allowed_hosts=names)
+
+
+def test_serve_without_a_token_refuses_a_rebound_host_name(sqlite_url: str) -> None:
+    """`musicstore serve` on 127.0.0.1 without a token answered a request for any name: a web page whose DNS
+    name was pointed at 127.0.0.1 read every prompt and file as its own origin."""
+    import http.client
+    import signal
+    import subprocess
+    import sys
+
+    from musicstore.testing._browser import free_port
+
+    port = free_port()
+    command = [sys.executable, "-m", "musicstore", "serve", "--database", sqlite_url, "--port", str(port)]
+    command += ["--log-level", "critical", "--allowed-host", "music.example"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def status(host: str) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            connection.request("GET", "/api/generations", headers={"Host": f"{host}:{port}"})
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    try:
+        deadline = time.monotonic() + 60  # the process imports the web stack first
+        while True:
+            assert process.poll() is None
+            try:
+                status("127.0.0.1")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the dashboard never answered"
+                time.sleep(0.05)
+        hosts = ("127.0.0.1", "localhost", "music.example", "rebind.attacker.example")
+        assert [status(host) for host in hosts] == [200, 200, 200, 400]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+
+
+# --- time: a store's own clock, zones, the years before 1000 and 1970 -------------------------------------
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+def test_progress_reports_extend_a_lease_by_the_stores_own_clock(tmp_path: Path, driver: str) -> None:
+    """With a FakeClock, reports with ``lease_seconds`` every 20 s of a 30 s lease were dropped after the
+    first (the coalescer measured half a lease on the monotonic clock): ``requeue_expired`` took the job."""
+    from musicstore import Store
+    from musicstore.aio import AsyncStore
+    from musicstore.testing import FakeClock
+
+    clock, url = FakeClock(), f"sqlite:///{tmp_path / 'x.db'}"
+    migrate(url)
+
+    async def reports(store: Any) -> list[Any]:
+        async def call(value: Any) -> Any:
+            return (await value) if driver == "async" else value
+
+        made = await call(store.create_generation("p", model_name="m", duration_seconds=5))
+        assert await call(store.claim_next("w", lease_seconds=30)) is not None
+        wrote = []
+        for step in range(1, 6):
+            clock.advance(20)
+            wrote.append(await call(store.report_progress(made.id, "w", step / 10, "s", lease_seconds=30)))
+            assert (await call(store.requeue_expired())).requeued == []
+        row = await call(store.get_generation(made.id))
+        return [*wrote, row.status.value, row.lease_expires_at - clock.now]
+
+    if driver == "sync":
+        with Store(url, clock=clock) as store:
+            found = asyncio.run(reports(store))
+    else:
+
+        async def main() -> list[Any]:
+            async with AsyncStore(url, clock=clock) as store:
+                return await reports(store)
+
+        found = asyncio.run(main())
+    assert found == [True] * 5 + ["processing", timedelta(seconds=30)]
+
+
+def test_fake_clock_in_a_zone_with_daylight_saving_advances_by_elapsed_time() -> None:
+    from zoneinfo import ZoneInfo
+
+    from musicstore.testing import FakeClock
+
+    clock = FakeClock(datetime(2026, 3, 8, 1, 30, tzinfo=ZoneInfo("America/New_York")))  # DST starts at 2:00
+    first = clock()
+    assert first.tzinfo is UTC
+    assert [clock.advance(3600) - first for _ in range(3)] == [timedelta(hours=h) for h in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("seconds", [4e-7, 1e-9, 5e-324])
+def test_a_lease_under_a_microsecond_is_refused(sqlite_url: str, seconds: float) -> None:
+    from musicstore import InvalidInput, Store
+
+    with Store(sqlite_url) as store:
+        made = store.create_generation("p", model_name="m", duration_seconds=1)
+        with pytest.raises(InvalidInput, match="at least a microsecond"):
+            store.claim_next("w", lease_seconds=seconds)
+        row = store.get_generation(made.id)
+        assert row is not None and row.status.value == "pending"
+        assert store.claim_next("w", lease_seconds=1e-6) is not None
+
+
+def test_moments_before_the_year_1000_show_four_digit_years() -> None:
+    from musicstore.cli.output import moment_text
+    from musicstore.web.templating import _when
+
+    moment = datetime(999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert moment_text(moment) == _when(moment) == "0999-12-31 23:59:59"
+    assert moment_text(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01 00:00:00"
+
+
+def test_the_dashboards_table_lists_rows_made_before_1970(tmp_path: Path) -> None:
+    """Its newest-first pages stopped at 1970-01-01 (their lower bound was the epoch)."""
+    from starlette.testclient import TestClient
+
+    from musicstore import Store
+    from musicstore.testing import FakeClock
+    from musicstore.web import create_app
+
+    url, clock = f"sqlite:///{tmp_path / 'x.db'}", FakeClock(datetime(1960, 1, 1, tzinfo=UTC))
+    migrate(url)
+    with Store(url, clock=clock) as store:
+        made = []
+        for when in (
+            datetime(1960, 1, 1, tzinfo=UTC),
+            datetime(1969, 12, 31, tzinfo=UTC),
+            datetime(2026, 1, 1, tzinfo=UTC),
+        ):
+            clock.now = when
+            made.append(store.create_generation(f"tune {when.year}", model_name="m", duration_seconds=1).id)
+        with TestClient(create_app(store)) as client:
+            seen, cursor = [], None
+            while True:
+                page = client.get(
+                    "/api/generations", params={"limit": 1, **({"cursor": cursor} if cursor else {})}
+                )
+                body = page.json()
+                seen += [item["id"] for item in body["items"]]
+                if not (cursor := body.get("next_cursor")):
+                    break
+            searched = client.get("/api/generations", params={"q": "tune"}).json()["items"]
+    assert seen == made[::-1]
+    assert [item["id"] for item in searched] == made[::-1]
+
+
+def test_a_connection_given_back_mid_statement_logs_no_warning(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operation interrupted by Ctrl-C gives its connection back mid-statement: psycopg_pool closed it with
+    a WARNING ('closing returned connection: <Connection [ACTIVE] ...>', on stderr with no logging configured)
+    on top of the KeyboardInterrupt. At DEBUG now, as the pool's other records of a lost connection."""
+    import logging
+
+    from musicstore import Store
+
+    with Store(postgres_url) as store:
+        connector = store._connector
+        conn = connector.acquire()
+        conn.pgconn.send_query(b"SELECT pg_sleep(0.05)")  # as a statement Ctrl-C interrupted: ACTIVE
+        with caplog.at_level(logging.WARNING):
+            connector.release(conn)
+        assert conn.closed
+        assert store.count_generations() == 0  # the pool made another
+    assert not [record for record in caplog.records if "returned connection" in record.getMessage()]
+
+
+def test_the_umask_is_read_without_being_set(tmp_path: Path) -> None:
+    """Importing the export's file module set the process's umask to 0 for a moment to read it: a thread of a
+    service importing it late (a dashboard's first waveform) could make a world-writable file then."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os\nreal, calls = os.umask, []\n"
+        "os.umask = lambda mask: calls.append(mask) or real(mask)\n"
+        "import musicstore.audio.files as files\nprint(calls, oct(files._file_mode()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert out.stdout.split() == ["[]", oct(0o666 & ~mask)]
+
+
+def test_a_forked_child_of_a_store_that_waited_warns_of_no_unclosed_socket(postgres_url: str) -> None:
+    """The child's fork hook dropped its copy of the wait hub's wake-up socket without closing it: a
+    ResourceWarning in every forked child (a multiprocessing or DataLoader worker) of a worker that waited."""
+    import multiprocessing
+    import warnings
+
+    from musicstore import Store
+
+    def child(queue: Any, caught: list[warnings.WarningMessage]) -> None:
+        import gc
+
+        gc.collect()
+        queue.put([str(w.message) for w in caught if issubclass(w.category, ResourceWarning)])
+
+    with Store(postgres_url) as store:
+        assert store.claim_next("w", wait=0.01) is None  # the parent's hub runs
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        with warnings.catch_warnings(record=True) as caught:  # the child's copy records its fork hook's
+            warnings.simplefilter("always", ResourceWarning)
+            process = context.Process(target=child, args=(queue, caught))
+            process.start()
+            found = queue.get(timeout=60)
+        process.join(60)
+    assert process.exitcode == 0 and found == []
