@@ -387,7 +387,10 @@ class AsyncStore(Driver, AsyncOperations):
 
 
 class AsyncTransaction(waiting.AsyncTransactionClaim, AsyncOperations):
-    """One open transaction; the same coroutine operations as ``AsyncStore``, all inside it."""
+    """One open transaction; the same coroutine operations as ``AsyncStore``, all inside it, but for
+    ``wait_for`` and ``claim_next(wait=...)`` (no waiting inside a transaction: ``InvalidInput``) and
+    ``report_progress`` (coalesced by the store: ``await store.report_progress`` in this task takes part in
+    the transaction)."""
 
     def __init__(self, store: AsyncStore, conn: Any, *, write: bool) -> None:
         self.store = store
