@@ -102,6 +102,11 @@ INDEXED: dict[str, tuple[dict[str, Any], str | None]] = {
     # copy_store's look-ups of what the target holds (tests/test_records_fixes_s25.py)
     "transfer_idempotency_keys_held": ({"keys": '["click"]'}, "generations_idempotency_key"),
     "transfer_renditions_held": ({"keys": '["a.mp3"]', "ids": f'["{ID}"]'}, "rendition file|rendition key"),
+    # and of each lane's last service, in key order
+    "lanes_served_after": (
+        {"after_key": "", "never": EPOCH, "limit": 100},
+        "owner_lanes_pkey|owner_lanes|sqlite_autoindex_owner_lanes_1",
+    ),
     "rendition_totals": ({}, None),  # 0011's running totals: never the renditions themselves
     # object stores (musicstore.maintenance.bucket): rows of one storage URL in key order, and by keys
     "maintenance_stored_files_after": (

@@ -353,3 +353,43 @@ def test_a_forked_child_of_a_store_that_waited_warns_of_no_unclosed_socket(postg
             found = queue.get(timeout=60)
         process.join(60)
     assert process.exitcode == 0 and found == []
+
+
+# --- copy_store keeps when each owner key's lane was last served -------------------------------------------
+
+
+@pytest.mark.parametrize("target_backend", ["sqlite", "postgres"])
+def test_a_copied_store_serves_its_lanes_in_the_sources_order(
+    tmp_path: Path, request: pytest.FixtureRequest, target_backend: str
+) -> None:
+    """The lanes of keys whose jobs had all finished were made afresh on the target as never served: their
+    next jobs were claimed in another order than the source's round robin (B before A, where A was served
+    longer ago). Copied twice, the lanes' times stay (the copy is idempotent)."""
+    from musicstore import Store
+    from musicstore.maintenance.transfer import copy_store
+    from musicstore.testing import FakeClock
+
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
+    source_url = f"sqlite:///{tmp_path / 'source.db'}"
+    migrate(source_url)
+    with Store(source_url, clock=clock) as source:
+        for key in ("A", "B"):
+            source.create_generation(key.lower(), model_name="m", duration_seconds=1, owner_key=key)
+        for _ in range(2):
+            clock.advance(10)
+            claimed = source.claim_next("w")
+            assert claimed is not None
+            source.complete_generation(claimed.id, file_path=f"{claimed.id}.wav", file_size_bytes=1)
+        for key in ("B", "A"):  # B's next job is the older
+            clock.advance(1)
+            source.create_generation(f"{key.lower()}2", model_name="m", duration_seconds=1, owner_key=key)
+    target_url = str(request.getfixturevalue(f"{target_backend}_url"))
+
+    def claims(url: str) -> list[str]:
+        with Store(url, clock=FakeClock(datetime(2026, 1, 2, tzinfo=UTC))) as store:
+            return [job.prompt for job in iter(lambda: store.claim_next("w2"), None)]
+
+    with Store(source_url) as source, Store(target_url) as target:
+        copy_store(source, target)
+        copy_store(source, target)
+    assert claims(target_url) == claims(source_url) == ["a2", "b2"]

@@ -13,7 +13,9 @@ from ..ops.storage import import_storage, storage_between
 from ..ops.transfer import (
     check_rendition,
     idempotency_keys_held,
+    import_lanes_served,
     import_renditions,
+    lanes_served_after,
     renditions_after,
     renditions_held,
 )
@@ -24,8 +26,9 @@ from .scan import require_store
 def copy_store(
     source: Store, target: Store, *, batch: int = 1000, progress: Callable[[int], None] | None = None
 ) -> int:
-    """Copy all prompts, then all generations, their renditions and the owner keys' limits, from ``source``
-    to ``target``; returns generations copied.
+    """Copy all prompts, then all generations, their renditions, the owner keys' limits and when each key's
+    lane was last served (the claim's round robin), from ``source`` to ``target``; returns generations
+    copied.
 
     Rows keep their ids, statuses, timestamps, metadata, queue fields (priority, run-after, owner and
     idempotency keys), progress and where their files live (storage URL, key, checksum); each batch is one
@@ -69,6 +72,10 @@ def copy_store(
         after_rendition = renditions[-1].id
     for owner_key, max_running in source.run(get_owner_limits).items():
         target.run(set_owner_limit, owner_key, max_running)
+    after_key = ""  # when each owner key's lane was last served: the round robin's order, kept by no row
+    while lanes := source.run(lanes_served_after, after_key, batch):
+        target.run(import_lanes_served, lanes)
+        after_key = lanes[-1][0]
     return copied
 
 

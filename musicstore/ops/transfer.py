@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from .. import validate
-from ..models import Generation, Prompt, prompt_digest
+from ..models import EPOCH, Generation, Prompt, prompt_digest, to_datetime
 from .prompts import PROMPT, digest_taken
 from .reads import GENERATION
 from .renditions import RENDITION, Rendition, settings_key
@@ -115,3 +117,23 @@ def renditions_held(keys: list[str], generation_ids: list[str]) -> Steps[list[di
     params = {"keys": json.dumps(keys), "ids": json.dumps(generation_ids)}
     rows = yield Call("transfer_renditions_held", params)
     return [dict(r) for r in rows]
+
+
+def _lane_served(names: Sequence[str]) -> Callable[[Sequence[Any]], tuple[str, datetime]]:
+    """Rows of ``lanes_served_after`` as (owner key, aware UTC moment)."""
+    return lambda row: (row[0], to_datetime(row[1]))
+
+
+@reads_all("lanes_served_after", _lane_served)
+def lanes_served_after(after_key: str, limit: int) -> Params:
+    """The keyed lanes served at least once, with keys after ``after_key``, in key order: (owner key, when it
+    was last served), what the claim's round robin orders lanes by and no row keeps."""
+    return {"after_key": after_key, "never": EPOCH, "limit": limit}
+
+
+@writer
+def import_lanes_served(lanes: list[tuple[str, datetime]]) -> Steps[None]:
+    """Each lane's last service as read from another store (``lanes_served_after``), kept where this store's
+    is later (idempotent)."""
+    for owner_key, served_at in lanes:
+        yield Call("import_lane_served", {"owner_key": owner_key, "served_at": served_at})
