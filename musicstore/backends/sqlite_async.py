@@ -129,8 +129,14 @@ class AsyncSQLiteConnector:
         require_file(self.path)
         connecting = aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         _daemonic(connecting)
+        opening = asyncio.ensure_future(connecting)
         try:
-            conn = await connecting
+            conn = await asyncio.shield(opening)
+        except asyncio.CancelledError:  # its thread goes on opening: the connection is closed once made
+            closing = asyncio.ensure_future(self._close_opened(opening, connecting))
+            self._settling.add(closing)
+            closing.add_done_callback(self._settling.discard)
+            raise
         except BaseException:
             await _stopped(connecting)
             raise
@@ -152,6 +158,18 @@ class AsyncSQLiteConnector:
             await conn.close()
             raise
         return conn
+
+    async def _close_opened(self, opening: asyncio.Future[Any], connecting: Any) -> None:
+        """Close the connection of an open whose caller was cancelled (a claim's wait cancelled as it began):
+        dropped, aiosqlite's thread made it for no one and only the garbage collector closed it, its file
+        descriptor kept open while another connection of this process held the file's locks (SQLite defers
+        the close), after ``close()`` too."""
+        try:
+            conn = await opening
+        except BaseException:
+            await _stopped(connecting)
+            return
+        await conn.close()
 
     async def acquire(self) -> Any:
         """An idle connection, or a new one, once one of the ``pool_size`` slots is free."""
