@@ -145,6 +145,7 @@ INDEXED |= POSITION_INDEXED  # the position's bounded throughput (tests/test_que
 TOTALS_ONLY = {name for name, (_, index) in INDEXED.items() if index in {None, "model totals", "day totals"}}
 READS_ROWS = re.compile(r"\b(?:on|SCAN|SEARCH)\s+(?:generations|prompts)\b")
 OTHER = {"applied_migrations", "migration_lock_holder"}  # yoyo's own small tables
+OTHER |= {"maintenance_idle_lanes"}  # cleanup's count of idle lanes: the whole (one row a key) lanes table
 # a connection's settings and the server's clock, no table read (sql/postgres/session.sql, meta.sql); the
 # catalogs migrate reads before it writes (sql/postgres/meta.sql, sql/sqlite/meta.sql)
 SETTINGS: dict[str, set[str]] = {

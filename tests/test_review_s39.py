@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import time
@@ -393,3 +394,80 @@ def test_a_copied_store_serves_its_lanes_in_the_sources_order(
         copy_store(source, target)
         copy_store(source, target)
     assert claims(target_url) == claims(source_url) == ["a2", "b2"]
+
+
+def test_cancelled_async_claims_leave_no_file_descriptors_after_close(tmp_path: Path) -> None:
+    """A claim cancelled as it began (a client gone) was often opening a connection: aiosqlite's thread made
+    it for no one, only the garbage collector closed it, and SQLite kept its file descriptor open while
+    another connection of the process held the file's locks, after ``AsyncStore.close()`` too."""
+    from musicstore import Store
+    from musicstore.aio import AsyncStore
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    migrate(url)
+
+    def descriptors() -> int:
+        found = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                found += os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path / "x.db"))
+        return found
+
+    async def churn() -> None:
+        async with AsyncStore(url) as store:
+            for _ in range(300):
+                task = asyncio.ensure_future(store.claim_next("w", wait=60))
+                await asyncio.sleep(0)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    with Store(url) as other:  # holds the file's locks, as a sync store beside the async one does
+        other.create_generation("p", model_name="m", duration_seconds=1, owner_key="o")
+        other.set_owner_limit("o", 0)  # nothing to claim: each claim waits
+        before = descriptors()
+        asyncio.run(churn())
+        assert descriptors() - before <= 4
+
+
+# --- cleanup prunes the lanes of owner keys with no job left ----------------------------------------------
+
+
+def test_cleanup_prunes_idle_lanes_served_before_its_cutoff(db_url: str, tmp_path: Path) -> None:
+    """The lanes' triggers keep a row for every owner key ever used and never delete one: a service with a key
+    per user grew ``owner_lanes`` by a row per user, for ever (2,000 keys, every job deleted: 2,000 rows)."""
+    from musicstore import Store
+    from musicstore.maintenance.retention import cleanup
+    from musicstore.testing import FakeClock
+
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
+    with Store(db_url, clock=clock) as store:
+
+        def served(key: str) -> str:
+            made = store.create_generation("p", model_name="m", duration_seconds=1, owner_key=key)
+            claimed = store.claim_next("w")
+            assert claimed is not None and claimed.id == made.id
+            store.fail(made.id, "no", retry=False)
+            return made.id
+
+        for key in ("old-1", "old-2", "old-waiting"):
+            served(key)
+        waiting = store.create_generation("p", model_name="m", duration_seconds=1, owner_key="old-waiting")
+        clock.advance(timedelta(days=40))
+        served("recent")
+
+        def prune(dry_run: bool) -> int:
+            return cleanup(
+                store, tmp_path, older_than=timedelta(days=30), statuses=["failed"], dry_run=dry_run
+            ).lanes_deleted
+
+        assert prune(dry_run=True) == 2
+        assert prune(dry_run=True) == 2  # a dry run deletes nothing
+        assert (
+            prune(dry_run=False) == 2
+        )  # old-1 and old-2: old-waiting has a job pending, recent was served since
+        assert prune(dry_run=False) == 0
+        again = served("old-1")  # the key's next job makes its lane again
+        assert store.get_generation(again) is not None
+        claimed = store.claim_next("w")
+        assert claimed is not None and claimed.id == waiting.id

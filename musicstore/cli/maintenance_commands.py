@@ -227,6 +227,12 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         )
         if report.rows_changed:
             print(f"{report.rows_changed:,} generations changed meanwhile and were left alone")
+        if report.lanes_deleted:
+            gone = "would be deleted" if report.dry_run else "deleted"
+            print(
+                f"{report.lanes_deleted:,} owner keys' lanes with no job left, last served before the "
+                f"cutoff, {gone}"
+            )
     for error in report.errors:
         print(f"musicstore: error: {escape_controls(str(error))}", file=sys.stderr)
     return EXIT_ERROR if report.errors else EXIT_OK

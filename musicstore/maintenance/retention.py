@@ -32,7 +32,7 @@ from .. import validate
 from ..errors import InvalidInput, shown
 from ..filestore import FileStore, LocalFileStore, open_filestore
 from ..filestore.local import RootDir
-from ..models import Status, to_datetime
+from ..models import Status, columns, to_datetime
 from ..ops import Call, Steps, get_database_stats, reader, writer
 from ..store import Store
 from .bucket import is_object_store
@@ -103,6 +103,16 @@ def recorded_bytes() -> Steps[int]:
     masters = yield from get_database_stats.steps()
     made = yield Call("rendition_totals", {})
     return int(masters.total_file_bytes) + int(made["file_bytes"])
+
+
+@writer
+def idle_lanes(before: datetime, dry_run: bool) -> Steps[int]:
+    """Delete (with ``dry_run``, count) the owner keys' lanes with no job pending or processing, last served
+    before ``before``: the lanes' triggers keep a row for every key ever used, and delete none."""
+    if dry_run:
+        found = yield Call("maintenance_idle_lanes", {"before": before}, columns("n"))
+        return int(found[0])
+    return int((yield Call("maintenance_delete_idle_lanes", {"before": before})))
 
 
 @writer
@@ -342,6 +352,8 @@ def _cleanup(
             if progress is not None:
                 progress(processed)
 
+    if older_than is not None:
+        report.lanes_deleted = store.run(idle_lanes, cutoff, dry_run)
     report.total_bytes_after = total if dry_run else store.run(recorded_bytes)
     if budget is not None:
         report.budget_met = report.total_bytes_after <= budget

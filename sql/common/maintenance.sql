@@ -79,3 +79,14 @@ JOIN generations AS g ON g.id = r.generation_id
 WHERE r.id > :after_id AND (g.storage_url IS NULL OR substr(g.storage_url, 1, 5) = 'file:')
 ORDER BY r.id
 LIMIT :limit;
+
+-- name: maintenance_idle_lanes(before)^
+-- The owner keys' lanes with no job pending (no head) or processing, last served before ``before``: rows the
+-- lanes' triggers make for every key ever used and never delete (cleanup's prune; the key's next job makes
+-- its lane again, as never served). Reads the whole (small) table.
+SELECT count(*) AS n FROM owner_lanes WHERE running = 0 AND head_id IS NULL AND served_at < :before;
+
+-- name: maintenance_delete_idle_lanes(before)!
+-- Those lanes deleted. A lane an enqueue or a claim changed meanwhile is kept: PostgreSQL reads each row
+-- again under its lock (READ COMMITTED), SQLite runs one writer at a time.
+DELETE FROM owner_lanes WHERE running = 0 AND head_id IS NULL AND served_at < :before;
