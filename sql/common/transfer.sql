@@ -53,3 +53,12 @@ INSERT INTO renditions (
     :loudness_lufs, :true_peak_dbtp, :loudness_status, :checksum, :created_at
 )
 ON CONFLICT (id) DO NOTHING;
+
+-- name: lanes_served_after(after_key, never, limit)
+-- The keyed lanes' last service (owner_lanes.served_at), by key: what the round robin orders lanes by, which
+-- no row keeps (a lane whose jobs all finished keeps it). ``never``: a lane never served (the epoch; SQLite:
+-- 0).
+SELECT owner_key, served_at FROM owner_lanes
+WHERE owner_key > :after_key AND served_at <> :never
+ORDER BY owner_key
+LIMIT :limit;

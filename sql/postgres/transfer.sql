@@ -15,14 +15,6 @@ UNION ALL
 SELECT id, generation_id, format, settings, storage_key FROM renditions
 WHERE generation_id IN (SELECT json_array_elements_text(CAST(:ids AS json)));
 
--- name: lanes_served_after(after_key, never, limit)
--- The keyed lanes' last service (owner_lanes.served_at), by key: what the round robin orders lanes by, which
--- no row keeps (a lane whose jobs all finished keeps it). ``never``: a lane never served (the epoch).
-SELECT owner_key, served_at FROM owner_lanes
-WHERE owner_key > :after_key AND served_at <> :never
-ORDER BY owner_key
-LIMIT :limit;
-
 -- name: import_lane_served(owner_key, served_at)!
 -- A copied lane's last service: its row made (no job running, no head: the triggers keep those from the
 -- copied generations), or its time kept where the target's is later.
