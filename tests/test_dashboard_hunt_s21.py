@@ -305,8 +305,8 @@ def test_a_peaks_file_out_of_range_is_read_from_the_audio_instead(
 
     sf.write(tmp_path / "a.wav", np.full(8000, 0.25), 8000)
     body = json.dumps(document).replace("Infinity", "1e400").encode()
-    (tmp_path / "a.peaks.json").write_bytes(body)
-    peaks = {"key": "a.peaks.json", "sha256": hashlib.sha256(body).hexdigest()}
+    (tmp_path / "a.peaks.4.8.json").write_bytes(body)  # a peaks file of the master a.wav by its name
+    peaks = {"key": "a.peaks.4.8.json", "sha256": hashlib.sha256(body).hexdigest()}
     claimed = web_store.claim_next("gpu-0")
     assert claimed is not None
     size = (tmp_path / "a.wav").stat().st_size
@@ -319,7 +319,7 @@ def test_a_peaks_file_out_of_range_is_read_from_the_audio_instead(
     found = response.json()
     assert found["frames"] == 8000 and found["length"] == 1000  # computed from the audio file
     assert max(found["peaks"]) == pytest.approx(0.25, abs=1e-4)
-    assert any("a.peaks.json" in r.getMessage() and "not used" in r.getMessage() for r in caplog.records)
+    assert any("a.peaks.4.8.json" in r.getMessage() and "not used" in r.getMessage() for r in caplog.records)
 
 
 def test_the_overviews_note_says_what_the_hourly_bars_count(

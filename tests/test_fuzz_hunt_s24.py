@@ -598,6 +598,14 @@ def _catalogue() -> dict[str, Case]:
                 "root": bad_path(none_ok=True),
                 "token": bad_text(blank_ok=False).filter(lambda v: v is not None),
                 "options": bad_object(),
+                "allowed_hosts": st.one_of(
+                    st.text(max_size=8),  # one name, not a list of them
+                    st.binary(max_size=8),
+                    st.integers(),
+                    st.lists(
+                        st.sampled_from(["bad name", "*.com", "", "a/b", 7, None, "é.example"]), min_size=1
+                    ),
+                ),
             },
             frozenset({"store_or_url"}),
         ),

@@ -116,6 +116,10 @@ def test_a_requests_own_peaks_record_never_draws_another_generations_waveform(tm
         (("*.corp.example",), "corp.example", 400),
         (("*.corp.example",), "evilcorp.example", 400),
         (None, "rebind.attacker.example", 200),  # create_app's default: the embedding server's choice
+        (("dash.example.com",), "dash.example.com.:443", 200),  # a fully qualified name's trailing dot
+        (("Dash.Example.com.",), "dash.example.com", 200),
+        (("*.corp.example",), "a.corp.example.", 200),
+        (("my_svc",), "my_svc:8765", 200),  # a Docker Compose service's name
     ],
 )
 def test_allowed_hosts_refuse_a_request_for_another_name(
@@ -132,7 +136,7 @@ def test_allowed_hosts_refuse_a_request_for_another_name(
         assert "not a host this dashboard answers for" in answer.text and "generations" not in answer.text
 
 
-@pytest.mark.parametrize("names", ["dash.example.com", ["bad name"], ["a/b"], [""], [7]])
+@pytest.mark.parametrize("names", ["dash.example.com", ["bad name"], ["a/b"], [""], [7], ["*.com"], ["*."]])
 def test_allowed_hosts_must_be_a_list_of_host_names(sqlite_url: str, names: Any) -> None:
     from musicstore import InvalidInput
     from musicstore.web import create_app
@@ -471,3 +475,44 @@ def test_cleanup_prunes_idle_lanes_served_before_its_cutoff(db_url: str, tmp_pat
         assert store.get_generation(again) is not None
         claimed = store.claim_next("w")
         assert claimed is not None and claimed.id == waiting.id
+
+
+def test_serve_answers_the_name_it_listens_on_and_checks_allowed_hosts_as_usage(sqlite_url: str) -> None:
+    """``serve --host NAME`` printed http://NAME:port/ and refused requests for it; a bad ``--allowed-host``
+    was exit code 1 without a token and silently ignored with one."""
+    import socket
+    import subprocess
+    import sys
+
+    from musicstore.cli.serve_command import _own_names
+
+    assert _own_names("gpu-box") == ["gpu-box"]
+    assert _own_names("::1") == []
+    assert socket.gethostname().lower() in _own_names("0.0.0.0")
+    for extra in ([], ["--token", "a-long-token"]):
+        command = [sys.executable, "-m", "musicstore", "serve", "--database", sqlite_url, "--check"]
+        asked = [*command, "--allowed-host", "bad name", *extra]
+        done = subprocess.run(asked, capture_output=True, text=True, check=False)
+        assert done.returncode == 2 and "--allowed-host" in done.stderr and "not a host name" in done.stderr
+    asked = [*command, "--allowed-host", "ok.example", "--token", "a-long-token"]
+    done = subprocess.run(asked, capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and "--allowed-host has no effect with a token" in done.stderr
+
+
+def test_a_dry_run_counts_the_lanes_a_cleanup_deletes(db_url: str, tmp_path: Path) -> None:
+    """A dry run counted the lanes idle then, a run also those its own deletes of pending jobs emptied."""
+    from musicstore import Store
+    from musicstore.maintenance.retention import cleanup
+    from musicstore.testing import FakeClock
+
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
+    with Store(db_url, clock=clock) as store:
+        store.create_generation("p", model_name="m", duration_seconds=1, owner_key="user-1")
+        clock.advance(timedelta(days=2))
+        asked = {"older_than": timedelta(days=1), "statuses": ["pending"]}
+        planned = cleanup(store, tmp_path, **asked)  # type: ignore[arg-type]
+        done = cleanup(store, tmp_path, **asked, dry_run=False)  # type: ignore[arg-type]
+        assert (
+            (planned.rows_deleted, planned.lanes_deleted) == (done.rows_deleted, done.lanes_deleted) == (1, 0)
+        )
+        assert cleanup(store, tmp_path, **asked, dry_run=False).lanes_deleted == 1  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import socket
 import sys
 
 from ..errors import InvalidInput, MusicstoreError, StorageError, shown
@@ -35,15 +36,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get(TOKEN_ENV)
     if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
         print(
-            f"musicstore: warning: serving on {args.host} without a token (--token or ${TOKEN_ENV})",
+            f"musicstore: warning: serving on {args.host} without a token (--token or ${TOKEN_ENV}); it "
+            "answers requests for an address, localhost, this host's name or an --allowed-host name only",
             file=sys.stderr,
         )
+    if args.allowed_host and token is not None:
+        print("musicstore: warning: --allowed-host has no effect with a token", file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL is bracketed
     site = f"http://{host}:{args.port}/"
     with open_store(args) as store:
         root = output_root(args)
         # without a token, only requests for an address, localhost or a name given (DNS rebinding)
-        hosts = args.allowed_host if token is None else None
+        hosts = None if token is not None else [*args.allowed_host, *_own_names(args.host)]
         app = create_app(store, root=root, token=token, allowed_hosts=hosts)
         if args.output_root or os.environ.get(ROOT_ENV):
             _check_root(store, root, fail=args.check)
@@ -79,6 +83,31 @@ def _check_root(store: Store, root: str, *, fail: bool) -> None:
         if fail:
             raise
         print(f"musicstore: warning: {escape_controls(str(exc))}; its files answer 404", file=sys.stderr)
+
+
+def _own_names(host: str) -> list[str]:
+    """The names a dashboard listening on ``host`` answers besides addresses and localhost: ``host`` itself
+    where it is a name (the URL ``serve`` prints), and this host's name where it listens on every
+    interface."""
+    from ..web.app import host_name
+
+    names = []
+    for name in (host, socket.gethostname() if host in ("0.0.0.0", "::") else ""):
+        with contextlib.suppress(InvalidInput):  # an address, or no name
+            names.append(host_name(name))
+    return names
+
+
+def _allowed_host(text: str) -> str:
+    """An ``--allowed-host`` name, checked as ``create_app(allowed_hosts=...)`` checks it (a usage error)."""
+    try:
+        from ..web.app import host_name
+    except ImportError:  # no web extra: serve says so
+        return text
+    try:
+        return host_name(text)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("allowed_hosts: ")) from None
 
 
 def _port(text: str) -> int:
@@ -121,6 +150,7 @@ def add_serve_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--allowed-host",
         metavar="NAME",
+        type=_allowed_host,
         action="append",
         default=[],
         help="without a token, also answer requests for this host name (repeat it; *.example.com for its "

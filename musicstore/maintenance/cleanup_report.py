@@ -71,8 +71,9 @@ class CleanupReport:
     total_bytes_after: int = 0
     budget_met: bool | None = None
     lanes_deleted: int = 0
-    """With ``older_than``: the owner keys' lanes deleted (in a dry run: that would be) that have no job
-    pending or processing and were last served before the cutoff (a key's next job makes its lane again)."""
+    """With ``older_than``: the owner keys' lanes deleted (in a dry run: that would be) that had no job
+    pending or processing as it started and were last served before the cutoff (a lane this run's deletes
+    empty goes at the next run; a key's next job makes its lane again)."""
     deleted: list[CleanupItem] = field(default_factory=list)
     skipped: list[SkippedItem] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)

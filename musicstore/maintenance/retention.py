@@ -249,6 +249,8 @@ def _cleanup(
         model_name=model,
         max_total_bytes=budget,
     )
+    if older_than is not None:  # the lanes idle as it starts: a dry run counts what a run would delete
+        report.lanes_deleted = store.run(idle_lanes, cutoff, dry_run)
     total = report.total_bytes_before = store.run(recorded_bytes)
     processed = 0
 
@@ -352,8 +354,6 @@ def _cleanup(
             if progress is not None:
                 progress(processed)
 
-    if older_than is not None:
-        report.lanes_deleted = store.run(idle_lanes, cutoff, dry_run)
     report.total_bytes_after = total if dry_run else store.run(recorded_bytes)
     if budget is not None:
         report.budget_met = report.total_bytes_after <= budget

@@ -79,12 +79,13 @@ def login_token_matches(query_string: bytes, token: str) -> bool:
 
 
 def host_of(scope: Scope) -> str:
-    """The name a request's ``Host`` header gives, lowercase, without its port or an IPv6 address's
-    brackets ("" where it has none)."""
+    """The name a request's ``Host`` header gives, lowercase, without its port, an IPv6 address's brackets
+    or a trailing dot ("" where it has none)."""
     host: str = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").strip().lower()
     if host.startswith("["):  # [::1]:8000
         return host[1 : host.find("]")] if "]" in host else host
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
+    name = host.rpartition(":")[0] if host.count(":") == 1 else host
+    return name.removesuffix(".")  # a fully qualified name's dot: dash.example.com. is dash.example.com
 
 
 def host_allowed(host: str, allowed: frozenset[str]) -> bool:
@@ -96,7 +97,7 @@ def host_allowed(host: str, allowed: frozenset[str]) -> bool:
         return True
     except ValueError:
         pass
-    if host in allowed or host in ("localhost", "localhost."):
+    if host in allowed or host == "localhost":
         return True
     return any(name.startswith("*.") and host.endswith(name[1:]) for name in allowed)
 

@@ -32,8 +32,9 @@ from .access import _ACCESS_FILTER, DashboardApp
 from .dashboard import Dashboard
 from .templating import generation_dict
 
-_HOST_NAME = re.compile(r"(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?")
-"""A DNS name (RFC 1123 labels) as a ``Host`` header gives it."""
+_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"(?i){_LABEL}(\.{_LABEL})*")
+"""A host name as a ``Host`` header gives it: RFC 1123 labels, and underscores (Docker Compose's services)."""
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +78,23 @@ def _closed(store: Store) -> bool:
 
 
 def _hosts(names: Iterable[str]) -> frozenset[str]:
-    """``allowed_hosts`` checked: host names (lowercased; an address needs none), or ``*.`` patterns."""
+    """``allowed_hosts`` checked: host names (lowercased, without a trailing dot; an address needs none), or
+    ``*.`` patterns of at least two labels (``*.com`` would let every such page in)."""
     if isinstance(names, str | bytes) or not isinstance(names, Iterable):
         raise InvalidInput(f"allowed_hosts must be a list of host names, got {type(names).__name__}")
-    checked = set()
-    for name in names:
-        if not isinstance(name, str) or not _HOST_NAME.fullmatch(name.removeprefix("*.")):
-            raise InvalidInput(f"allowed_hosts: not a host name: {name!r:.80}")
-        checked.add(name.lower())
-    return frozenset(checked)
+    return frozenset(host_name(name) for name in names)
+
+
+def host_name(name: object) -> str:
+    """One of ``allowed_hosts``, checked (InvalidInput) and lowercased, without a trailing dot."""
+    pattern = isinstance(name, str) and name.startswith("*.")
+    bare = name.removeprefix("*.").removesuffix(".") if isinstance(name, str) else ""
+    if not _HOST_NAME.fullmatch(bare) or (pattern and "." not in bare):
+        raise InvalidInput(
+            f"allowed_hosts: not a host name: {name!r:.80} (a name such as dash.example.com or my_service, or"
+            " *.example.com for its subdomains)"
+        )
+    return ("*." if pattern else "") + bare.lower()
 
 
 def create_app(

@@ -146,7 +146,11 @@ class AudioPeaks:
         else the audiowaveform file; None when the row records none or that file cannot be read: ``peaks``
         then computes them from the audio file."""
         recorded = generation.metadata.get("peaks")
-        if not isinstance(recorded, Mapping) or not _own_peaks(generation, recorded.get("key")):
+        if not isinstance(recorded, Mapping) or not isinstance(recorded.get("key"), str):
+            return None
+        if not _own_peaks(generation, recorded["key"]):
+            log.warning("%s: its peaks record names %s, not a peaks file of its own: not used; the waveform "
+                        "is read from the audio", generation.id, recorded["key"])  # fmt: skip
             return None
         normalized = recorded.get("normalized")
         if isinstance(normalized, Mapping):

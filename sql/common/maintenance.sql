@@ -83,7 +83,7 @@ LIMIT :limit;
 -- name: maintenance_idle_lanes(before)^
 -- The owner keys' lanes with no job pending (no head) or processing, last served before ``before``: rows the
 -- lanes' triggers make for every key ever used and never delete (cleanup's prune; the key's next job makes
--- its lane again, as never served). Reads the whole (small) table.
+-- its lane again, as never served). Reads the whole table (a row a key).
 SELECT count(*) AS n FROM owner_lanes WHERE running = 0 AND head_id IS NULL AND served_at < :before;
 
 -- name: maintenance_delete_idle_lanes(before)!
