@@ -89,7 +89,7 @@ def _own_names(host: str) -> list[str]:
     """The names a dashboard listening on ``host`` answers besides addresses and localhost: ``host`` itself
     where it is a name (the URL ``serve`` prints), and this host's name where it listens on every
     interface."""
-    from ..web.app import host_name
+    from ..web.access import host_name
 
     names = []
     for name in (host, socket.gethostname() if host in ("0.0.0.0", "::") else ""):
@@ -101,7 +101,7 @@ def _own_names(host: str) -> list[str]:
 def _allowed_host(text: str) -> str:
     """An ``--allowed-host`` name, checked as ``create_app(allowed_hosts=...)`` checks it (a usage error)."""
     try:
-        from ..web.app import host_name
+        from ..web.access import host_name
     except ImportError:  # no web extra: serve says so
         return text
     try:

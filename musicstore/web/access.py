@@ -1,6 +1,7 @@
 """Who may read the dashboard, and what every response carries: ``DashboardApp`` (GET and HEAD only, the
-token as a bearer header or the ``/login`` cookie compared in constant time, the security headers), and the
-filter that masks a ``token=`` query in uvicorn's access lines (re-exported by ``musicstore.web.app``)."""
+token as a bearer header or the ``/login`` cookie compared in constant time, the hosts it answers when
+``allowed_hosts`` is given, the security headers), and the filter that masks a ``token=`` query in uvicorn's
+access lines (re-exported by ``musicstore.web.app``)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import hmac
 import ipaddress
 import logging
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus, unquote_to_bytes
 
 from starlette.requests import cookie_parser
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import InvalidInput
 
 if TYPE_CHECKING:
     from .app import Dashboard
@@ -35,6 +39,10 @@ SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 
+
+_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"(?i){_LABEL}(\.{_LABEL})*")
+"""A host name as a ``Host`` header gives it: RFC 1123 labels, and underscores (Docker Compose's services)."""
 
 _QUERY_ITEM = re.compile(r"([?&])([^=&#\s]*)=([^&#\s]*)")
 
@@ -76,6 +84,26 @@ def login_token_matches(query_string: bytes, token: str) -> bool:
     as_form = hmac.compare_digest(unquote_to_bytes(value.replace(b"+", b" ")), expected)
     as_typed = hmac.compare_digest(unquote_to_bytes(value), expected)
     return as_form | as_typed
+
+
+def allowed_host_names(names: Iterable[str]) -> frozenset[str]:
+    """``allowed_hosts`` checked: host names (lowercased, without a trailing dot; an address needs none), or
+    ``*.`` patterns of at least two labels (``*.com`` would let every such page in)."""
+    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+        raise InvalidInput(f"allowed_hosts must be a list of host names, got {type(names).__name__}")
+    return frozenset(host_name(name) for name in names)
+
+
+def host_name(name: object) -> str:
+    """One of ``allowed_hosts``, checked (InvalidInput) and lowercased, without a trailing dot."""
+    pattern = isinstance(name, str) and name.startswith("*.")
+    bare = name.removeprefix("*.").removesuffix(".") if isinstance(name, str) else ""
+    if not _HOST_NAME.fullmatch(bare) or (pattern and "." not in bare):
+        raise InvalidInput(
+            f"allowed_hosts: not a host name: {name!r:.80} (a name such as dash.example.com or my_service, or"
+            " *.example.com for its subdomains)"
+        )
+    return ("*." if pattern else "") + bare.lower()
 
 
 def host_of(scope: Scope) -> str:

@@ -13,7 +13,6 @@ own requests, e.g. ``<audio>``); the comparison is constant-time.
 from __future__ import annotations
 
 import logging
-import re
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -28,13 +27,9 @@ from starlette.routing import Route
 from ..delivery import Root
 from ..errors import InvalidInput, InvalidTransition, MusicstoreError, NotFound, StorageError
 from ..store import Store, require_store
-from .access import _ACCESS_FILTER, DashboardApp
+from .access import _ACCESS_FILTER, DashboardApp, allowed_host_names
 from .dashboard import Dashboard
 from .templating import generation_dict
-
-_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
-_HOST_NAME = re.compile(rf"(?i){_LABEL}(\.{_LABEL})*")
-"""A host name as a ``Host`` header gives it: RFC 1123 labels, and underscores (Docker Compose's services)."""
 
 log = logging.getLogger(__name__)
 
@@ -77,26 +72,6 @@ def _closed(store: Store) -> bool:
     return bool(getattr(store._connector, "closed", False))
 
 
-def _hosts(names: Iterable[str]) -> frozenset[str]:
-    """``allowed_hosts`` checked: host names (lowercased, without a trailing dot; an address needs none), or
-    ``*.`` patterns of at least two labels (``*.com`` would let every such page in)."""
-    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
-        raise InvalidInput(f"allowed_hosts must be a list of host names, got {type(names).__name__}")
-    return frozenset(host_name(name) for name in names)
-
-
-def host_name(name: object) -> str:
-    """One of ``allowed_hosts``, checked (InvalidInput) and lowercased, without a trailing dot."""
-    pattern = isinstance(name, str) and name.startswith("*.")
-    bare = name.removeprefix("*.").removesuffix(".") if isinstance(name, str) else ""
-    if not _HOST_NAME.fullmatch(bare) or (pattern and "." not in bare):
-        raise InvalidInput(
-            f"allowed_hosts: not a host name: {name!r:.80} (a name such as dash.example.com or my_service, or"
-            " *.example.com for its subdomains)"
-        )
-    return ("*." if pattern else "") + bare.lower()
-
-
 def create_app(
     store_or_url: Store | str | None = None,
     *,
@@ -125,7 +100,7 @@ def create_app(
             "token must be a string of at least 8 characters, without control characters (a newline read "
             "from a file) or whitespace at either end"
         )
-    hosts = None if allowed_hosts is None else _hosts(allowed_hosts)
+    hosts = None if allowed_hosts is None else allowed_host_names(allowed_hosts)
     if not isinstance(store_or_url, Store | str | None):  # an AsyncStore was told its URL was mistyped
         require_store(
             store_or_url,

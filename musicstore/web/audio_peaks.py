@@ -171,15 +171,11 @@ class AudioPeaks:
         return _regrouped(generation, pairs, spp, rate)
 
 
-def _own_peaks(generation: Generation, key: object) -> bool:
+def _own_peaks(generation: Generation, key: str) -> bool:
     """Whether ``key`` names a peaks file of ``generation`` (after its id, or beside its master after its
     stem, with no other generation's digest), as maintenance requires: a record that names another's (a
     request's own ``metadata["peaks"]``, which an export with ``peaks=False`` leaves) is not read."""
-    return (
-        isinstance(key, str)
-        and is_peaks_file_of(key, generation.id, generation.file_path)
-        and owned_peaks(key, generation.id)
-    )
+    return is_peaks_file_of(key, generation.id, generation.file_path) and owned_peaks(key, generation.id)
 
 
 def _normalized_pairs(
